@@ -1,0 +1,36 @@
+/*  bm_client.h - a synchronous BMC01 client over one DEALER socket.
+
+    For the command-line client, the gateway (one per handler thread), the
+    webhook manager and tests.  Not thread-safe: one client per thread.
+    Requests carry a "req" number; replies to older requests (that timed out)
+    are dropped.  RESULT pushes that arrive while waiting for a reply are
+    kept and handed out by bm_client_recv_result.  */
+#ifndef BM_CLIENT_H
+#define BM_CLIENT_H
+
+#include "bm_proto.h"
+
+typedef struct _bm_client_t bm_client_t;
+
+//  Connect to a broker endpoint ("tcp://127.0.0.1:5555").  NULL on error.
+bm_client_t *bm_client_new (const char *endpoint);
+void bm_client_destroy (bm_client_t **self_p);
+
+//  The number the next request must carry as "req".
+int64_t bm_client_next_req (bm_client_t *self);
+
+//  Send a request whose body (a msgpack map holding "req" =
+//  bm_client_next_req ()) is in body/size, and wait up to timeout_ms for
+//  its answer.  Returns the reply (caller destroys), or NULL on timeout
+//  (errno = ETIMEDOUT) or send failure.  An interrupted wait returns NULL
+//  with errno = EINTR.
+bm_msg_t *bm_client_request (bm_client_t *self, int command,
+                             const char *body, size_t size, int timeout_ms);
+
+//  Wait up to timeout_ms for a RESULT push.  NULL on timeout.
+bm_msg_t *bm_client_recv_result (bm_client_t *self, int timeout_ms);
+
+//  The underlying socket (for polling), borrowed.
+zsock_t *bm_client_sock (bm_client_t *self);
+
+#endif

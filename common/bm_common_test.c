@@ -1,0 +1,140 @@
+/*  bm_common_test.c - self-tests of the codec, the JSON bridge and config.  */
+#include "bm_proto.h"
+#include "bm_json.h"
+#include "bm_config.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+static int s_failures = 0;
+#define CHECK(cond) do { if (!(cond)) { \
+    fprintf (stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); s_failures++; } } while (0)
+
+static void
+test_roundtrip (void)
+{
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 3);
+    bm_pack_kv_int (&pk, "req", 7);
+    bm_pack_kv_str (&pk, "botType", "python");
+    bm_pack_kv_bool (&pk, "notify", true);
+    zmsg_t *frames = bm_msg_build (BM_CLIENT_HEADER, BM_SUBMIT, sbuf.data, sbuf.size);
+    const char *code = NULL;
+    char reason [128];
+    bm_msg_t *msg = bm_msg_decode (frames, BM_MAX_FRAME_BYTES, &code, reason, sizeof reason);
+    CHECK (msg);
+    if (msg) {
+        CHECK (bm_msg_peer (msg) == BM_PEER_CLIENT);
+        CHECK (bm_msg_command (msg) == BM_SUBMIT);
+        int64_t req;
+        CHECK (bm_obj_int (bm_msg_body (msg), "req", &req) && req == 7);
+        char type [33];
+        CHECK (bm_obj_strcpy (bm_msg_body (msg), "botType", type, sizeof type));
+        CHECK (strcmp (type, "python") == 0);
+        bool notify = false;
+        CHECK (bm_obj_bool (bm_msg_body (msg), "notify", &notify) && notify);
+        CHECK (!bm_obj_get (bm_msg_body (msg), "missing"));
+        bm_msg_destroy (&msg);
+    }
+    zmsg_destroy (&frames);
+    msgpack_sbuffer_destroy (&sbuf);
+}
+
+static void
+expect_reject (const char *header, const char *cmd, size_t cmd_size,
+               const char *body, size_t size, const char *want)
+{
+    const char *code = NULL;
+    char reason [128];
+    bm_msg_t *msg = bm_msg_decode_raw (header, strlen (header), cmd, cmd_size, body, size,
+                                       BM_MAX_FRAME_BYTES, &code, reason, sizeof reason);
+    CHECK (msg == NULL);
+    CHECK (code && strcmp (code, want) == 0);
+    bm_msg_destroy (&msg);
+}
+
+static void
+test_rejections (void)
+{
+    const char one = BM_SUBMIT;
+    expect_reject ("BMX01", &one, 1, "\x80", 1, "bad_header");
+    expect_reject ("BMC01", "\x01\x02", 2, "\x80", 1, "bad_command");
+    expect_reject ("BMC01", &one, 1, "", 0, "bad_frame");
+    expect_reject ("BMC01", &one, 1, "\x91", 1, "bad_frame");         //  array, truncated
+    expect_reject ("BMC01", &one, 1, "\x90", 1, "bad_frame");         //  not a map
+    expect_reject ("BMC01", &one, 1, "\x80\x80", 2, "bad_frame");     //  trailing bytes
+    expect_reject ("BMC01", &one, 1, "\xc1", 1, "bad_frame");
+    //  Declared sizes far beyond the bytes: map32 of 4 billion entries,
+    //  str32 of 4 GiB, array32 inside a map.
+    expect_reject ("BMC01", &one, 1, "\xdf\xff\xff\xff\xff\xa1x", 7, "bad_frame");
+    expect_reject ("BMC01", &one, 1, "\x81\xa1x\xdb\xff\xff\xff\xf0", 8, "bad_frame");
+    expect_reject ("BMC01", &one, 1, "\x81\xa1x\xdd\x7f\xff\xff\xff", 8, "bad_frame");
+    //  Nesting deeper than msgpack-c's stack.
+    char deep [100];
+    deep [0] = '\x81'; deep [1] = '\xa1'; deep [2] = 'x';
+    for (int i = 3; i < 99; i++)
+        deep [i] = '\x91';
+    deep [99] = '\xc0';
+    expect_reject ("BMC01", &one, 1, deep, sizeof deep, "bad_frame");
+    CHECK (bm_msgpack_check ("\x92\x01\x02", 3) == 0);
+    CHECK (bm_msgpack_check ("\x92\x01", 2) == -1);
+}
+
+static void
+test_json (void)
+{
+    const char *text = "{\"a\":[1,2.5,\"x\",null,true],\"b\":{\"c\":-3}}";
+    char *data;
+    size_t size;
+    char error [128];
+    CHECK (bm_json_text_to_msgpack (text, strlen (text), &data, &size, error, sizeof error) == 0);
+    msgpack_zone zone;
+    msgpack_zone_init (&zone, 256);
+    msgpack_object obj;
+    size_t off = 0;
+    CHECK (msgpack_unpack (data, size, &off, &zone, &obj) == MSGPACK_UNPACK_SUCCESS);
+    json_t *back = bm_json_from_msgpack (&obj, BM_JSON_MAX_DEPTH);
+    json_t *orig = json_loads (text, 0, NULL);
+    CHECK (back && json_equal (back, orig));
+    json_decref (back);
+    json_decref (orig);
+    msgpack_zone_destroy (&zone);
+    free (data);
+    CHECK (bm_json_text_to_msgpack ("{", 1, &data, &size, error, sizeof error) == -1);
+    char nested [200];
+    memset (nested, '[', 100);
+    memset (nested + 100, ']', 100);
+    CHECK (bm_json_text_to_msgpack (nested, 200, &data, &size, error, sizeof error) == -1);
+}
+
+static void
+test_validation (void)
+{
+    CHECK (bm_valid_bot_type ("python", 6));
+    CHECK (!bm_valid_bot_type ("Py thon", 7));
+    CHECK (!bm_valid_bot_type ("", 0));
+    CHECK (bm_valid_url ("http://mock-webhook:5000", 24));
+    CHECK (bm_valid_url ("https://a.b/c?d", 15));
+    CHECK (!bm_valid_url ("ftp://x", 7));
+    CHECK (!bm_valid_url ("http://", 7));
+    CHECK (!bm_valid_url ("http://a b", 10));
+    int64_t v;
+    CHECK (bm_parse_int ("42", 0, 100, &v) == 0 && v == 42);
+    CHECK (bm_parse_int ("4x", 0, 100, &v) == -1);
+    CHECK (bm_parse_int ("101", 0, 100, &v) == -1);
+}
+
+int
+main (void)
+{
+    test_roundtrip ();
+    test_rejections ();
+    test_json ();
+    test_validation ();
+    printf (s_failures ? "common: %d checks FAILED\n" : "common: all checks passed\n", s_failures);
+    return s_failures ? 1 : 0;
+}

@@ -1,0 +1,153 @@
+/*  bm_json.c - JSON (jansson) to msgpack and back.  */
+#include "bm_json.h"
+#include "bm_proto.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <string.h>
+
+int
+bm_json_pack (msgpack_packer *pk, const json_t *value, int max_depth)
+{
+    if (max_depth < 0)
+        return -1;
+    switch (json_typeof (value)) {
+        case JSON_OBJECT: {
+            msgpack_pack_map (pk, json_object_size (value));
+            const char *key;
+            json_t *member;
+            json_object_foreach ((json_t *) value, key, member) {
+                bm_pack_str (pk, key);
+                if (bm_json_pack (pk, member, max_depth - 1))
+                    return -1;
+            }
+            return 0;
+        }
+        case JSON_ARRAY: {
+            msgpack_pack_array (pk, json_array_size (value));
+            size_t index;
+            json_t *member;
+            json_array_foreach (value, index, member)
+                if (bm_json_pack (pk, member, max_depth - 1))
+                    return -1;
+            return 0;
+        }
+        case JSON_STRING:
+            bm_pack_strn (pk, json_string_value (value), json_string_length (value));
+            return 0;
+        case JSON_INTEGER:
+            msgpack_pack_int64 (pk, json_integer_value (value));
+            return 0;
+        case JSON_REAL:
+            msgpack_pack_double (pk, json_real_value (value));
+            return 0;
+        case JSON_TRUE:
+            msgpack_pack_true (pk);
+            return 0;
+        case JSON_FALSE:
+            msgpack_pack_false (pk);
+            return 0;
+        default:
+            msgpack_pack_nil (pk);
+            return 0;
+    }
+}
+
+json_t *
+bm_json_from_msgpack (const msgpack_object *obj, int max_depth)
+{
+    if (max_depth < 0)
+        return NULL;
+    switch (obj->type) {
+        case MSGPACK_OBJECT_NIL:
+            return json_null ();
+        case MSGPACK_OBJECT_BOOLEAN:
+            return json_boolean (obj->via.boolean);
+        case MSGPACK_OBJECT_POSITIVE_INTEGER:
+            if (obj->via.u64 > INT64_MAX)
+                return json_real ((double) obj->via.u64);
+            return json_integer ((json_int_t) obj->via.u64);
+        case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+            return json_integer ((json_int_t) obj->via.i64);
+        case MSGPACK_OBJECT_FLOAT32:
+        case MSGPACK_OBJECT_FLOAT64:
+            //  JSON has no NaN or infinity.
+            if (!isfinite (obj->via.f64))
+                return json_null ();
+            return json_real (obj->via.f64);
+        case MSGPACK_OBJECT_STR: {
+            json_t *str = json_stringn (obj->via.str.ptr, obj->via.str.size);
+            //  Invalid UTF-8 cannot be JSON: say so rather than drop it.
+            return str ? str : json_null ();
+        }
+        case MSGPACK_OBJECT_ARRAY: {
+            json_t *array = json_array ();
+            for (uint32_t i = 0; i < obj->via.array.size; i++) {
+                json_t *item = bm_json_from_msgpack (&obj->via.array.ptr [i], max_depth - 1);
+                if (!item) {
+                    json_decref (array);
+                    return NULL;
+                }
+                json_array_append_new (array, item);
+            }
+            return array;
+        }
+        case MSGPACK_OBJECT_MAP: {
+            json_t *map = json_object ();
+            for (uint32_t i = 0; i < obj->via.map.size; i++) {
+                const msgpack_object *k = &obj->via.map.ptr [i].key;
+                char key [64];
+                const char *key_ptr = key;
+                size_t key_len;
+                if (k->type == MSGPACK_OBJECT_STR) {
+                    key_ptr = k->via.str.ptr;
+                    key_len = k->via.str.size;
+                }
+                else
+                if (k->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+                    key_len = snprintf (key, sizeof key, "%" PRIu64, k->via.u64);
+                else
+                if (k->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+                    key_len = snprintf (key, sizeof key, "%" PRId64, k->via.i64);
+                else
+                    continue;       //  No JSON form for this key
+                json_t *item = bm_json_from_msgpack (&obj->via.map.ptr [i].val, max_depth - 1);
+                if (!item) {
+                    json_decref (map);
+                    return NULL;
+                }
+                json_object_setn_new (map, key_ptr, key_len, item);
+            }
+            return map;
+        }
+        default:
+            return json_null ();    //  bin, ext
+    }
+}
+
+int
+bm_json_text_to_msgpack (const char *text, size_t len, char **data, size_t *size,
+                         char *error, size_t error_size)
+{
+    json_error_t jerr;
+    json_t *value = json_loadb (text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    if (!value) {
+        snprintf (error, error_size, "invalid JSON at line %d column %d: %s",
+                  jerr.line, jerr.column, jerr.text);
+        return -1;
+    }
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    int rc = bm_json_pack (&pk, value, BM_JSON_MAX_DEPTH);
+    json_decref (value);
+    if (rc) {
+        msgpack_sbuffer_destroy (&sbuf);
+        snprintf (error, error_size, "JSON nests deeper than %d levels", BM_JSON_MAX_DEPTH);
+        return -1;
+    }
+    *data = sbuf.data;
+    *size = sbuf.size;
+    return 0;
+}

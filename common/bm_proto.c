@@ -1,0 +1,409 @@
+/*  bm_proto.c - the botmesh wire protocol codec.  See docs/protocol.md.  */
+#include "bm_proto.h"
+
+#include <string.h>
+
+struct _bm_msg_t {
+    bm_peer_t peer;             //  Client or worker, from the header
+    int command;                //  Command byte
+    char *data;                 //  Our copy of the body bytes; strings in
+                                //  body point into it
+    msgpack_zone zone;          //  Holds the decoded objects
+    msgpack_object body;        //  The body, always a map
+};
+
+//  --------------------------------------------------------------------------
+//  Walk one msgpack object without allocating, checking that every declared
+//  size fits in what is left.  "pending" counts objects still to read; each
+//  takes at least one byte, so pending can never exceed the bytes left.
+
+static uint64_t
+s_be (const unsigned char *p, int width)
+{
+    uint64_t value = 0;
+    for (int i = 0; i < width; i++)
+        value = (value << 8) | p [i];
+    return value;
+}
+
+int
+bm_msgpack_check (const char *data, size_t size)
+{
+    const unsigned char *p = (const unsigned char *) data;
+    uint64_t pos = 0;
+    uint64_t pending = 1;
+    while (pending > 0) {
+        if (pos >= size)
+            return -1;
+        unsigned char c = p [pos++];
+        pending--;
+        uint64_t left = size - pos;
+        uint64_t skip = 0;          //  Bytes of data after the type byte
+        uint64_t width = 0;         //  Bytes holding a length
+        uint64_t children = 0;      //  Objects inside a container
+        if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
+            ;
+        else
+        if (c >= 0x80 && c <= 0x8f)
+            children = 2 * (c & 0x0f);
+        else
+        if (c >= 0x90 && c <= 0x9f)
+            children = c & 0x0f;
+        else
+        if (c >= 0xa0 && c <= 0xbf)
+            skip = c & 0x1f;
+        else {
+            switch (c) {
+                case 0xc4: case 0xd9: width = 1; break;             //  bin8, str8
+                case 0xc5: case 0xda: width = 2; break;             //  bin16, str16
+                case 0xc6: case 0xdb: width = 4; break;             //  bin32, str32
+                case 0xc7: width = 1; skip = 1; break;              //  ext8 (+type)
+                case 0xc8: width = 2; skip = 1; break;              //  ext16
+                case 0xc9: width = 4; skip = 1; break;              //  ext32
+                case 0xca: skip = 4; break;                         //  float32
+                case 0xcb: skip = 8; break;                         //  float64
+                case 0xcc: case 0xd0: skip = 1; break;
+                case 0xcd: case 0xd1: skip = 2; break;
+                case 0xce: case 0xd2: skip = 4; break;
+                case 0xcf: case 0xd3: skip = 8; break;
+                case 0xd4: skip = 2; break;                         //  fixext1
+                case 0xd5: skip = 3; break;
+                case 0xd6: skip = 5; break;
+                case 0xd7: skip = 9; break;
+                case 0xd8: skip = 17; break;
+                case 0xdc: case 0xdd:                               //  array16/32
+                case 0xde: case 0xdf:                               //  map16/32
+                    width = (c == 0xdc || c == 0xde) ? 2 : 4;
+                    if (left < width)
+                        return -1;
+                    children = s_be (p + pos, width);
+                    if (c >= 0xde)
+                        children *= 2;
+                    pos += width;
+                    left -= width;
+                    width = 0;
+                    break;
+                default:
+                    return -1;                                      //  0xc1
+            }
+        }
+        if (width) {
+            if (left < width)
+                return -1;
+            skip += s_be (p + pos, width);
+            pos += width;
+            left -= width;
+        }
+        if (skip > left)
+            return -1;
+        pos += skip;
+        left -= skip;
+        pending += children;
+        if (pending > left)
+            return -1;
+    }
+    return pos == size ? 0 : -1;
+}
+
+//  --------------------------------------------------------------------------
+
+static bm_msg_t *
+s_fail (const char **code, const char *what, char *reason, size_t reason_size,
+        const char *message)
+{
+    *code = what;
+    if (reason && reason_size)
+        snprintf (reason, reason_size, "%s", message);
+    return NULL;
+}
+
+bm_msg_t *
+bm_msg_decode_raw (const void *header, size_t header_size,
+                   const void *command, size_t command_size,
+                   const void *body, size_t body_size, size_t max_frame,
+                   const char **code, char *reason, size_t reason_size)
+{
+    bm_peer_t peer;
+    if (header_size == BM_HEADER_LEN && memcmp (header, BM_CLIENT_HEADER, BM_HEADER_LEN) == 0)
+        peer = BM_PEER_CLIENT;
+    else
+    if (header_size == BM_HEADER_LEN && memcmp (header, BM_WORKER_HEADER, BM_HEADER_LEN) == 0)
+        peer = BM_PEER_WORKER;
+    else
+        return s_fail (code, "bad_header", reason, reason_size,
+                       "frame 0 must be the protocol header BMC01 or BMW01");
+    if (command_size != 1)
+        return s_fail (code, "bad_command", reason, reason_size,
+                       "frame 1 must be one command byte");
+    if (body_size > max_frame)
+        return s_fail (code, "bad_frame", reason, reason_size,
+                       "frame 2 is larger than the maximum frame size");
+    if (body_size == 0 || bm_msgpack_check ((const char *) body, body_size))
+        return s_fail (code, "bad_frame", reason, reason_size,
+                       "frame 2 is not one well-formed msgpack object");
+
+    bm_msg_t *self = (bm_msg_t *) zmalloc (sizeof (bm_msg_t));
+    self->peer = peer;
+    self->command = *(const unsigned char *) command;
+    self->data = (char *) malloc (body_size);
+    memcpy (self->data, body, body_size);
+    msgpack_zone_init (&self->zone, 1024);
+    size_t offset = 0;
+    msgpack_unpack_return rc = msgpack_unpack (self->data, body_size, &offset,
+                                               &self->zone, &self->body);
+    if (rc != MSGPACK_UNPACK_SUCCESS || self->body.type != MSGPACK_OBJECT_MAP) {
+        bm_msg_destroy (&self);
+        return s_fail (code, "bad_frame", reason, reason_size,
+                       rc == MSGPACK_UNPACK_SUCCESS
+                       ? "frame 2 must be a msgpack map"
+                       : "frame 2 could not be decoded (nested too deeply?)");
+    }
+    return self;
+}
+
+bm_msg_t *
+bm_msg_decode (zmsg_t *frames, size_t max_frame,
+               const char **code, char *reason, size_t reason_size)
+{
+    if (zmsg_size (frames) != 3)
+        return s_fail (code, "bad_frame", reason, reason_size,
+                       "a message must have exactly 3 frames");
+    zframe_t *header = zmsg_first (frames);
+    zframe_t *command = zmsg_next (frames);
+    zframe_t *body = zmsg_next (frames);
+    return bm_msg_decode_raw (zframe_data (header), zframe_size (header),
+                              zframe_data (command), zframe_size (command),
+                              zframe_data (body), zframe_size (body), max_frame,
+                              code, reason, reason_size);
+}
+
+void
+bm_msg_destroy (bm_msg_t **self_p)
+{
+    if (*self_p) {
+        bm_msg_t *self = *self_p;
+        msgpack_zone_destroy (&self->zone);
+        free (self->data);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+bm_peer_t
+bm_msg_peer (const bm_msg_t *self)
+{
+    return self->peer;
+}
+
+int
+bm_msg_command (const bm_msg_t *self)
+{
+    return self->command;
+}
+
+const msgpack_object *
+bm_msg_body (const bm_msg_t *self)
+{
+    return &self->body;
+}
+
+//  --------------------------------------------------------------------------
+//  Accessors
+
+const msgpack_object *
+bm_obj_get (const msgpack_object *map, const char *key)
+{
+    if (!map || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    size_t key_len = strlen (key);
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object *k = &map->via.map.ptr [i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == key_len
+        &&  memcmp (k->via.str.ptr, key, key_len) == 0)
+            return &map->via.map.ptr [i].val;
+    }
+    return NULL;
+}
+
+bool
+bm_obj_str (const msgpack_object *map, const char *key, const char **str, size_t *len)
+{
+    const msgpack_object *o = bm_obj_get (map, key);
+    if (!o || o->type != MSGPACK_OBJECT_STR)
+        return false;
+    *str = o->via.str.ptr;
+    *len = o->via.str.size;
+    return true;
+}
+
+bool
+bm_obj_strcpy (const msgpack_object *map, const char *key, char *buf, size_t size)
+{
+    const char *str;
+    size_t len;
+    if (!bm_obj_str (map, key, &str, &len) || len >= size || memchr (str, 0, len))
+        return false;
+    memcpy (buf, str, len);
+    buf [len] = 0;
+    return true;
+}
+
+bool
+bm_obj_int (const msgpack_object *map, const char *key, int64_t *value)
+{
+    const msgpack_object *o = bm_obj_get (map, key);
+    if (!o)
+        return false;
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (o->via.u64 > INT64_MAX)
+            return false;
+        *value = (int64_t) o->via.u64;
+        return true;
+    }
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        *value = o->via.i64;
+        return true;
+    }
+    return false;
+}
+
+bool
+bm_obj_bool (const msgpack_object *map, const char *key, bool *value)
+{
+    const msgpack_object *o = bm_obj_get (map, key);
+    if (!o || o->type != MSGPACK_OBJECT_BOOLEAN)
+        return false;
+    *value = o->via.boolean;
+    return true;
+}
+
+//  --------------------------------------------------------------------------
+//  Packing
+
+void
+bm_pack_strn (msgpack_packer *pk, const char *str, size_t len)
+{
+    msgpack_pack_str (pk, len);
+    msgpack_pack_str_body (pk, str, len);
+}
+
+void
+bm_pack_str (msgpack_packer *pk, const char *str)
+{
+    bm_pack_strn (pk, str, strlen (str));
+}
+
+void
+bm_pack_kv_str (msgpack_packer *pk, const char *key, const char *value)
+{
+    bm_pack_str (pk, key);
+    bm_pack_str (pk, value);
+}
+
+void
+bm_pack_kv_int (msgpack_packer *pk, const char *key, int64_t value)
+{
+    bm_pack_str (pk, key);
+    msgpack_pack_int64 (pk, value);
+}
+
+void
+bm_pack_kv_bool (msgpack_packer *pk, const char *key, bool value)
+{
+    bm_pack_str (pk, key);
+    if (value)
+        msgpack_pack_true (pk);
+    else
+        msgpack_pack_false (pk);
+}
+
+zmsg_t *
+bm_msg_build (const char *header, int command, const char *body, size_t size)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addmem (msg, header, BM_HEADER_LEN);
+    unsigned char byte = (unsigned char) command;
+    zmsg_addmem (msg, &byte, 1);
+    zmsg_addmem (msg, body, size);
+    return msg;
+}
+
+int
+bm_msg_send (zsock_t *sock, zframe_t *identity, const char *header,
+             int command, const char *body, size_t size)
+{
+    zmsg_t *msg = bm_msg_build (header, command, body, size);
+    if (identity)
+        zmsg_prepend (msg, &(zframe_t *) { zframe_dup (identity) });
+    if (zmsg_send (&msg, sock)) {
+        zmsg_destroy (&msg);
+        return -1;
+    }
+    return 0;
+}
+
+const char *
+bm_command_name (bm_peer_t peer, int command)
+{
+    static const char *client [] = { NULL, "SUBMIT", "STATUS", "CANCEL", "STATS",
+                                     "RETRY", "REDELIVER", "LIST", "PING" };
+    static const char *client_replies [] = { NULL, "ACCEPTED", "REJECTED", "REPLY", "RESULT" };
+    static const char *worker [] = { NULL, "READY", "JOB", "PROGRESS", "DONE", "HEARTBEAT",
+                                     "DISCONNECT", "CANCEL", "RELEASE", "NACK" };
+    if (peer == BM_PEER_CLIENT && command >= 1 && command <= 8)
+        return client [command];
+    if (peer == BM_PEER_CLIENT && command >= 0x81 && command <= 0x84)
+        return client_replies [command - 0x80];
+    if (peer == BM_PEER_WORKER && command >= 1 && command <= 9)
+        return worker [command];
+    return "unknown";
+}
+
+//  --------------------------------------------------------------------------
+//  Field validation
+
+bool
+bm_valid_bot_type (const char *str, size_t len)
+{
+    if (len == 0 || len > BM_MAX_BOT_TYPE_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = str [i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+bool
+bm_valid_id (const char *str, size_t len)
+{
+    if (len == 0 || len > BM_MAX_ID_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char) str [i] <= 0x20 || (unsigned char) str [i] >= 0x7f)
+            return false;
+    return true;
+}
+
+bool
+bm_valid_url (const char *str, size_t len)
+{
+    if (len > BM_MAX_URL_LEN)
+        return false;
+    size_t scheme;
+    if (len > 7 && strncasecmp (str, "http://", 7) == 0)
+        scheme = 7;
+    else
+    if (len > 8 && strncasecmp (str, "https://", 8) == 0)
+        scheme = 8;
+    else
+        return false;
+    //  A host must follow the scheme; no spaces or control bytes anywhere.
+    if (str [scheme] == '/' || str [scheme] == '?' || str [scheme] == '#')
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char) str [i] <= 0x20 || (unsigned char) str [i] == 0x7f)
+            return false;
+    return true;
+}

@@ -1,0 +1,123 @@
+/*  bm_proto.h - the botmesh wire protocol: names, limits and codec.
+
+    docs/protocol.md is the specification; this header names every frame
+    and command once.  A message is three frames:
+
+        Frame 0: header, "BMC01" (client) or "BMW01" (worker)
+        Frame 1: command, one byte
+        Frame 2: body, one msgpack map
+
+    The codec is apart from I/O: bm_msg_decode parses frames that some
+    socket received and returns a message or NULL plus a reason; the
+    bm_msg_send_* helpers build frames from an encoded body.  */
+#ifndef BM_PROTO_H
+#define BM_PROTO_H
+
+#include <czmq.h>
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define BM_CLIENT_HEADER    "BMC01"
+#define BM_WORKER_HEADER    "BMW01"
+#define BM_HEADER_LEN       5
+
+//  Client commands (BMC01)
+#define BM_SUBMIT           0x01
+#define BM_STATUS           0x02
+#define BM_CANCEL           0x03
+#define BM_STATS            0x04
+#define BM_RETRY            0x05
+#define BM_REDELIVER        0x06
+#define BM_LIST             0x07
+#define BM_PING             0x08
+#define BM_ACCEPTED         0x81
+#define BM_REJECTED         0x82
+#define BM_REPLY            0x83
+#define BM_RESULT           0x84
+
+//  Worker commands (BMW01)
+#define BM_READY            0x01
+#define BM_JOB              0x02
+#define BM_PROGRESS         0x03
+#define BM_DONE             0x04
+#define BM_HEARTBEAT        0x05
+#define BM_DISCONNECT       0x06
+#define BM_WCANCEL          0x07
+#define BM_RELEASE          0x08
+#define BM_NACK             0x09
+
+//  Defaults for the limits of protocol.md section 2.
+#define BM_MAX_FRAME_BYTES      (2 * 1024 * 1024)
+#define BM_MAX_PAYLOAD_BYTES    (1024 * 1024)
+#define BM_MAX_BOT_TYPE_LEN     32
+#define BM_MAX_ID_LEN           128
+#define BM_MAX_URL_LEN          2048
+#define BM_MAX_PRIORITY         2097152     //  BullMQ's own limit
+
+//  The built-in bot type of webhook deliveries (protocol.md section 6).
+#define BM_WEBHOOK_TYPE         "webhook"
+
+typedef enum { BM_PEER_CLIENT = 1, BM_PEER_WORKER = 2 } bm_peer_t;
+
+//  A decoded message.  Owns its body (a msgpack zone).
+typedef struct _bm_msg_t bm_msg_t;
+
+//  Parse the frames of one message (the routing identity already removed).
+//  Does not take the zmsg.  On failure returns NULL, sets *code to one of
+//  "bad_header", "bad_command", "bad_frame" and writes a message into
+//  reason.  max_frame is the largest body accepted.
+bm_msg_t *bm_msg_decode (zmsg_t *frames, size_t max_frame,
+                         const char **code, char *reason, size_t reason_size);
+
+//  Same, from raw bytes (used by the fuzzer and tests).
+bm_msg_t *bm_msg_decode_raw (const void *header, size_t header_size,
+                             const void *command, size_t command_size,
+                             const void *body, size_t body_size, size_t max_frame,
+                             const char **code, char *reason, size_t reason_size);
+
+void bm_msg_destroy (bm_msg_t **self_p);
+bm_peer_t bm_msg_peer (const bm_msg_t *self);
+int bm_msg_command (const bm_msg_t *self);
+const msgpack_object *bm_msg_body (const bm_msg_t *self);
+
+//  Check that data holds exactly one msgpack object whose declared string,
+//  binary and container sizes all fit in the bytes given, so that
+//  msgpack-c never reserves memory for data that is not there.
+//  Returns 0 or -1.
+int bm_msgpack_check (const char *data, size_t size);
+
+//  Body accessors.  They return NULL / false when the key is absent or of
+//  another type.  Strings are borrowed from the message (not terminated).
+const msgpack_object *bm_obj_get (const msgpack_object *map, const char *key);
+bool bm_obj_str (const msgpack_object *map, const char *key, const char **str, size_t *len);
+bool bm_obj_int (const msgpack_object *map, const char *key, int64_t *value);
+bool bm_obj_bool (const msgpack_object *map, const char *key, bool *value);
+//  Copy a string field into buf (terminated); false if absent, not a
+//  string, longer than buf, or holding a NUL byte.
+bool bm_obj_strcpy (const msgpack_object *map, const char *key, char *buf, size_t size);
+
+//  Packing helpers for map entries.
+void bm_pack_str (msgpack_packer *pk, const char *str);
+void bm_pack_strn (msgpack_packer *pk, const char *str, size_t len);
+void bm_pack_kv_str (msgpack_packer *pk, const char *key, const char *value);
+void bm_pack_kv_int (msgpack_packer *pk, const char *key, int64_t value);
+void bm_pack_kv_bool (msgpack_packer *pk, const char *key, bool value);
+
+//  Build the three frames.  Returns a new zmsg (caller owns it).
+zmsg_t *bm_msg_build (const char *header, int command, const char *body, size_t size);
+
+//  Send a message on a DEALER (no identity) or, when identity is not NULL,
+//  on the ROUTER to that peer.  Returns 0 or -1.
+int bm_msg_send (zsock_t *sock, zframe_t *identity, const char *header,
+                 int command, const char *body, size_t size);
+
+//  A name for a command, for logs ("SUBMIT", "DONE", "0x7f").
+const char *bm_command_name (bm_peer_t peer, int command);
+
+//  Validation of fields shared by the broker, the gateway and the clients.
+bool bm_valid_bot_type (const char *str, size_t len);
+bool bm_valid_id (const char *str, size_t len);
+bool bm_valid_url (const char *str, size_t len);
+
+#endif
