@@ -346,11 +346,11 @@ const char *
 bm_command_name (bm_peer_t peer, int command)
 {
     static const char *client [] = { NULL, "SUBMIT", "STATUS", "CANCEL", "STATS",
-                                     "RETRY", "REDELIVER", "LIST", "PING" };
+                                     "RETRY", "REDELIVER", "LIST", "PING", "METRICS" };
     static const char *client_replies [] = { NULL, "ACCEPTED", "REJECTED", "REPLY", "RESULT" };
     static const char *worker [] = { NULL, "READY", "JOB", "PROGRESS", "DONE", "HEARTBEAT",
                                      "DISCONNECT", "CANCEL", "RELEASE", "NACK" };
-    if (peer == BM_PEER_CLIENT && command >= 1 && command <= 8)
+    if (peer == BM_PEER_CLIENT && command >= 1 && command <= 9)
         return client [command];
     if (peer == BM_PEER_CLIENT && command >= 0x81 && command <= 0x84)
         return client_replies [command - 0x80];

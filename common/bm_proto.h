@@ -31,6 +31,7 @@
 #define BM_REDELIVER        0x06
 #define BM_LIST             0x07
 #define BM_PING             0x08
+#define BM_METRICS          0x09
 #define BM_ACCEPTED         0x81
 #define BM_REJECTED         0x82
 #define BM_REPLY            0x83

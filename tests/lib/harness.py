@@ -1,0 +1,346 @@
+"""harness.py - start real botmesh processes for black-box tests.
+
+Every integration test runs under /usr/bin/python3 (Debian's python3-zmq and
+python3-msgpack) and uses this module to start a real redis-server, broker,
+workers, gateways and so on, each on an ephemeral port in a private temp dir,
+and to stop them all when the test ends, whatever happens.
+
+    with harness.Stack() as s:
+        s.redis()
+        broker = s.broker()
+        s.worker("--type", "python", "--concurrency", "2")
+        c = s.client()
+        job = c.submit("python", {"task": "data_analysis"})
+        rec = c.wait(job, timeout=30)
+        harness.check(rec["state"] == "completed", "job completed", rec)
+
+Synchronise on events (wait_until with a deadline), never on sleeps.
+Binaries come from $BOTMESH_BIN (set by CTest), the tree from $BOTMESH_ROOT.
+"""
+import atexit
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import urllib.error
+
+import msgpack
+import zmq
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.environ.get("BOTMESH_ROOT") or os.path.abspath(os.path.join(HERE, "..", ".."))
+BIN = os.environ.get("BOTMESH_BIN") or os.path.join(ROOT, "build", "bin")
+
+CLIENT, WORKER = b"BMC01", b"BMW01"
+SUBMIT, STATUS, CANCEL, STATS, RETRY, REDELIVER, LIST, PING, METRICS = range(1, 10)
+ACCEPTED, REJECTED, REPLY, RESULT = 0x81, 0x82, 0x83, 0x84
+READY, JOB, PROGRESS, DONE, HEARTBEAT, DISCONNECT, WCANCEL, RELEASE, NACK = range(1, 10)
+
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+class TestFailure(Exception):
+    pass
+
+
+def log(*args):
+    print(time.strftime("%H:%M:%S"), *args, flush=True)
+
+
+def check(cond, what, *detail):
+    """Assert with a readable message; prints the transcript line."""
+    if not cond:
+        raise TestFailure("FAILED: %s %s" % (what, " ".join(repr(d)[:2000] for d in detail)))
+    log("ok:", what)
+
+
+def wait_until(fn, timeout, what, interval=0.02):
+    """Poll fn until it returns a truthy value; fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+        except Exception as exc:      # a service not up yet, for instance
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise TestFailure("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pack(obj):
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpack(data):
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def http(method, url, body=None, headers=None, timeout=10):
+    """One HTTP request; returns (status, headers, parsed JSON or text)."""
+    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None and "Content-Type" not in (headers or {}):
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            status, hdrs, raw = r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        status, hdrs, raw = e.code, dict(e.headers), e.read()
+    try:
+        return status, hdrs, json.loads(raw)
+    except ValueError:
+        return status, hdrs, raw.decode(errors="replace")
+
+
+class Client:
+    """A minimal BMC01 client over a DEALER socket (protocol.md section 4)."""
+
+    def __init__(self, endpoint, ctx=None):
+        self.ctx = ctx or zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(endpoint)
+        self.req = 0
+        self.results = {}
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, cmd, body, header=CLIENT):
+        self.sock.send_multipart([header, bytes([cmd]), pack(body)])
+
+    def recv(self, timeout=10):
+        if not self.sock.poll(int(timeout * 1000)):
+            raise TestFailure("no answer from the broker within %ss" % timeout)
+        frames = self.sock.recv_multipart()
+        return frames[1][0], unpack(frames[2])
+
+    def request(self, cmd, body=None, timeout=10):
+        self.req += 1
+        body = dict(body or {}, req=self.req)
+        self.send(cmd, body)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TestFailure("no reply to command %d within %ss" % (cmd, timeout))
+            cmd_in, reply = self.recv(left)
+            if cmd_in == RESULT:
+                self.results[reply["jobId"]] = reply["job"]
+                continue
+            if reply.get("req") == self.req:
+                return cmd_in, reply
+
+    def submit(self, bot_type, payload=None, **opts):
+        """Submit a job; returns its id, or raises with the REJECTED code."""
+        body = dict(opts, botType=bot_type, payload=payload)
+        cmd, reply = self.request(SUBMIT, body)
+        if cmd != ACCEPTED:
+            raise TestFailure("SUBMIT rejected: %r" % (reply,))
+        return reply["jobId"]
+
+    def try_submit(self, bot_type, payload=None, **opts):
+        """Submit; returns (command, reply) without raising."""
+        return self.request(SUBMIT, dict(opts, botType=bot_type, payload=payload))
+
+    def status(self, job_id):
+        cmd, reply = self.request(STATUS, {"jobId": job_id})
+        return reply.get("job") if cmd == REPLY else None
+
+    def stats(self):
+        return self.request(STATS)[1]
+
+    def wait(self, job_id, timeout=30):
+        """Wait until the job is terminal; returns its record."""
+        return wait_until(lambda: (lambda r: r if r and r["state"] in TERMINAL else None)(
+            self.status(job_id)), timeout, "job %s to end" % job_id, interval=0.05)
+
+
+class Proc:
+    """A child process with its output in a log file."""
+
+    def __init__(self, name, args, env, logdir):
+        self.name = name
+        self.args = args
+        self.logpath = os.path.join(logdir, name + ".log")
+        self.logfile = open(self.logpath, "ab")
+        self.p = subprocess.Popen(args, env=env, stdout=self.logfile, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            self.p.send_signal(sig)
+
+    def stop(self, timeout=15):
+        """SIGTERM, wait; SIGKILL the group if it does not end in time."""
+        if self.alive():
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log("%s ignored SIGTERM for %ss, killing" % (self.name, timeout))
+                self.kill()
+        self._reap_group()
+        return self.p.returncode
+
+    def kill(self):
+        try:
+            os.killpg(self.p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.p.wait()
+
+    def _reap_group(self):
+        try:
+            os.killpg(self.p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def output(self):
+        self.logfile.flush()
+        with open(self.logpath, "rb") as f:
+            return f.read().decode(errors="replace")
+
+
+class Stack:
+    """A set of processes for one test, torn down on exit."""
+
+    def __init__(self, name=None, keep=False):
+        self.dir = tempfile.mkdtemp(prefix="botmesh-%s-" % (name or "test"))
+        self.procs = []
+        self.env = dict(os.environ)
+        self.env.setdefault("LOG_LEVEL", "info")
+        self.redis_url = None
+        self.redis_port = None
+        self.endpoint = None
+        self.keep = keep
+        atexit.register(self.close)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.dump()
+        self.close()
+        return False
+
+    def dump(self, tail=60):
+        """Print the tail of every process log (on failure)."""
+        for p in self.procs:
+            lines = p.output().splitlines()[-tail:]
+            print("----- %s (%s) -----" % (p.name, "alive" if p.alive() else "rc=%s" % p.p.returncode))
+            print("\n".join(lines))
+
+    def close(self):
+        for p in reversed(self.procs):
+            p.stop(timeout=10)
+        self.procs = []
+
+    def spawn(self, name, args, env=None):
+        e = dict(self.env)
+        e.update(env or {})
+        p = Proc(name, args, e, self.dir)
+        self.procs.append(p)
+        return p
+
+    def bin(self, name):
+        return os.path.join(BIN, name)
+
+    # --- services -------------------------------------------------------
+
+    def redis(self, appendonly=True, port=None):
+        """Start a real redis-server on a free port; sets REDIS_URL."""
+        self.redis_port = port or self.redis_port or free_port()
+        args = ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                "--dir", self.dir, "--save", "", "--daemonize", "no",
+                "--appendonly", "yes" if appendonly else "no", "--appendfsync", "everysec"]
+        p = self.spawn("redis", args)
+        self.redis_url = "redis://127.0.0.1:%d/0" % self.redis_port
+        self.env["REDIS_URL"] = self.redis_url
+        wait_until(lambda: self.redis_cli("PING") == "PONG", 10, "redis to answer PING")
+        return p
+
+    def redis_cli(self, *args):
+        out = subprocess.run(["redis-cli", "-p", str(self.redis_port)] + list(args),
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip()
+
+    def broker(self, *args, env=None, port=None, name="broker", redis=True):
+        """Start botmesh-broker; waits until it answers PING."""
+        port = port or (int(self.endpoint.rsplit(":", 1)[1]) if self.endpoint else free_port())
+        self.endpoint = "tcp://127.0.0.1:%d" % port
+        e = {"BROKER_ENDPOINT": "tcp://127.0.0.1:%d" % port,
+             "BROKER_METRICS_PORT": str(free_port())}
+        if not redis:
+            e["REDIS_URL"] = "none"
+        e.update(env or {})
+        p = self.spawn(name, [self.bin("botmesh-broker")] + list(args), e)
+        p.metrics_port = int(e["BROKER_METRICS_PORT"])
+        self.wait_ping()
+        return p
+
+    def wait_ping(self, timeout=15):
+        def ping():
+            c = Client(self.endpoint)
+            try:
+                c.req += 1
+                c.send(PING, {"req": c.req})
+                if c.sock.poll(300):
+                    return True
+            finally:
+                c.close()
+        wait_until(ping, timeout, "broker to answer PING")
+
+    def worker(self, *args, env=None, name=None):
+        e = {"BROKER_ENDPOINT": self.endpoint}
+        e.update(env or {})
+        name = name or "worker-%d" % len(self.procs)
+        return self.spawn(name, [self.bin("botmesh-worker")] + list(args), e)
+
+    def client(self):
+        return Client(self.endpoint)
+
+    def wait_workers(self, count, bot_type=None, timeout=15):
+        """Wait until the broker lists count workers (serving bot_type)."""
+        c = self.client()
+        try:
+            def enough():
+                ws = c.stats()["workers"]
+                if bot_type:
+                    ws = [w for w in ws if bot_type in w["types"]]
+                return len(ws) >= count
+            wait_until(enough, timeout, "%d workers to register" % count)
+        finally:
+            c.close()
+
+
+def main(fn):
+    """Run one test function; exit 0/1 with a clear closing line."""
+    try:
+        fn()
+    except TestFailure as e:
+        print(e, flush=True)
+        sys.exit(1)
+    print("PASS", flush=True)
+    sys.exit(0)
