@@ -1,0 +1,322 @@
+/*  gw_invoke.c - translate a POST /invoke JSON body into a BMC01 SUBMIT body.  */
+#include "gw_invoke.h"
+#include "bm_json.h"
+#include "bm_proto.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int
+s_fail (gw_invoke_error_t *error, int status, const char *code, const char *fmt, ...)
+    __attribute__ ((format (printf, 4, 5)));
+
+static int
+s_fail (gw_invoke_error_t *error, int status, const char *code, const char *fmt, ...)
+{
+    error->status = status;
+    error->code = code;
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (error->message, sizeof error->message, fmt, args);
+    va_end (args);
+    return -1;
+}
+
+//  --------------------------------------------------------------------------
+//  An optional integer field in [min, max].  Returns 1 when present (value
+//  set), 0 when absent or null, -1 when of the wrong type or out of range.
+
+static int
+s_opt_int (const json_t *body, const char *key, int64_t min, int64_t max, int64_t *value)
+{
+    const json_t *item = json_object_get (body, key);
+    if (!item || json_is_null (item))
+        return 0;
+    if (!json_is_integer (item))
+        return -1;
+    json_int_t v = json_integer_value (item);
+    if (v < min || v > max)
+        return -1;
+    *value = v;
+    return 1;
+}
+
+//  An optional string field.  Returns 1 when present, 0 when absent or null,
+//  -1 when not a string.
+static int
+s_opt_str (const json_t *body, const char *key, const char **str, size_t *len)
+{
+    const json_t *item = json_object_get (body, key);
+    if (!item || json_is_null (item))
+        return 0;
+    if (!json_is_string (item))
+        return -1;
+    *str = json_string_value (item);
+    *len = json_string_length (item);
+    return 1;
+}
+
+//  --------------------------------------------------------------------------
+//  Validate the parsed body and pack it.  Returns 0 or -1 with *error set.
+
+static int
+s_translate (const json_t *body, int64_t req, size_t max_payload, msgpack_sbuffer *sbuf,
+             char *bot_type_out, gw_invoke_error_t *error)
+{
+    if (!json_is_object (body))
+        return s_fail (error, 400, "invalid_body", "the body must be a JSON object");
+
+    //  botType: required, [a-z0-9_-]{1,32}.  Whether the broker knows the
+    //  type is the broker's answer (unknown_bot_type).
+    const json_t *item = json_object_get (body, "botType");
+    if (!item)
+        return s_fail (error, 400, "missing_field", "botType is required");
+    if (!json_is_string (item)
+    ||  !bm_valid_bot_type (json_string_value (item), json_string_length (item)))
+        return s_fail (error, 400, "invalid_bot_type",
+                       "botType must be a string of 1 to %d characters from [a-z0-9_-]",
+                       BM_MAX_BOT_TYPE_LEN);
+    const char *bot_type = json_string_value (item);
+    size_t bot_type_len = json_string_length (item);
+
+    //  payload: required (the seed's examples always send it), any value.
+    const json_t *payload = json_object_get (body, "payload");
+    if (!payload)
+        return s_fail (error, 400, "missing_field", "payload is required");
+
+    const char *url = NULL;
+    size_t url_len = 0;
+    int has_url = s_opt_str (body, "webhookUrl", &url, &url_len);
+    if (has_url < 0 || (has_url && !bm_valid_url (url, url_len)))
+        return s_fail (error, 400, "invalid_webhook_url",
+                       "webhookUrl must be an http:// or https:// URL of at most %d characters",
+                       BM_MAX_URL_LEN);
+
+    int64_t priority = 0;
+    if (s_opt_int (body, "priority", 0, BM_MAX_PRIORITY, &priority) < 0)
+        return s_fail (error, 400, "invalid_priority",
+                       "priority must be an integer from 0 to %d (lower runs first)",
+                       BM_MAX_PRIORITY);
+
+    const char *key = NULL;
+    size_t key_len = 0;
+    int has_key = s_opt_str (body, "idempotencyKey", &key, &key_len);
+    if (has_key < 0 || (has_key && !bm_valid_id (key, key_len)))
+        return s_fail (error, 400, "invalid_idempotency_key",
+                       "idempotencyKey must be 1 to %d printable ASCII characters without spaces",
+                       BM_MAX_ID_LEN);
+
+    int64_t timeout_ms = 0;
+    int has_timeout = s_opt_int (body, "timeoutMs", 1, GW_INVOKE_MAX_TIMEOUT_MS, &timeout_ms);
+    if (has_timeout < 0)
+        return s_fail (error, 400, "invalid_timeout",
+                       "timeoutMs must be an integer from 1 to %d", GW_INVOKE_MAX_TIMEOUT_MS);
+
+    int64_t max_attempts = 0;
+    int has_attempts = s_opt_int (body, "maxAttempts", 1, GW_INVOKE_MAX_ATTEMPTS, &max_attempts);
+    if (has_attempts < 0)
+        return s_fail (error, 400, "invalid_max_attempts",
+                       "maxAttempts must be an integer from 1 to %d", GW_INVOKE_MAX_ATTEMPTS);
+
+    //  SUBMIT body (protocol.md section 4):
+    //  {req, botType, payload, priority, webhookUrl?, idempotencyKey?,
+    //   timeoutMs?, maxAttempts?}
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 4 + (has_url > 0) + (has_key > 0) + (has_timeout > 0)
+                           + (has_attempts > 0));
+    bm_pack_kv_int (&pk, "req", req);
+    bm_pack_str (&pk, "botType");
+    bm_pack_strn (&pk, bot_type, bot_type_len);
+    bm_pack_kv_int (&pk, "priority", priority);
+    bm_pack_str (&pk, "payload");
+    size_t before = sbuf->size;
+    if (bm_json_pack (&pk, payload, GW_INVOKE_MAX_DEPTH))
+        return s_fail (error, 400, "invalid_payload",
+                       "payload nests deeper than %d levels", GW_INVOKE_MAX_DEPTH);
+    if (sbuf->size - before > max_payload)
+        return s_fail (error, 413, "payload_too_large",
+                       "payload is larger than %zu bytes once encoded", max_payload);
+    if (has_url > 0) {
+        bm_pack_str (&pk, "webhookUrl");
+        bm_pack_strn (&pk, url, url_len);
+    }
+    if (has_key > 0) {
+        bm_pack_str (&pk, "idempotencyKey");
+        bm_pack_strn (&pk, key, key_len);
+    }
+    if (has_timeout > 0)
+        bm_pack_kv_int (&pk, "timeoutMs", timeout_ms);
+    if (has_attempts > 0)
+        bm_pack_kv_int (&pk, "maxAttempts", max_attempts);
+
+    if (bot_type_out) {
+        memcpy (bot_type_out, bot_type, bot_type_len);
+        bot_type_out [bot_type_len] = 0;
+    }
+    return 0;
+}
+
+int
+gw_invoke_translate (const char *body, size_t size, int64_t req, size_t max_payload,
+                     char **out, size_t *out_size, char *bot_type,
+                     gw_invoke_error_t *error)
+{
+    *out = NULL;
+    *out_size = 0;
+    if (size == 0)
+        return s_fail (error, 400, "invalid_json", "the body is empty; send a JSON object");
+
+    //  jansson checks UTF-8, refuses \u0000 (no JSON_ALLOW_NUL) and limits
+    //  nesting while parsing (JSON_PARSER_MAX_DEPTH), so hostile input ends
+    //  here with a message, not a deep recursion.
+    json_error_t jerr;
+    json_t *root = json_loadb (body, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (!root)
+        return s_fail (error, 400, "invalid_json", "malformed JSON at line %d column %d: %s",
+                       jerr.line, jerr.column, jerr.text);
+
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    int rc = s_translate (root, req, max_payload, &sbuf, bot_type, error);
+    json_decref (root);
+    if (rc) {
+        msgpack_sbuffer_destroy (&sbuf);
+        return -1;
+    }
+    *out = sbuf.data;
+    *out_size = sbuf.size;
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+//  The last translation's bytes: the unpacked result points into them.
+static char *s_last_out;
+
+static const char *
+s_try (const char *body, size_t max_payload, gw_invoke_error_t *error, msgpack_unpacked *result)
+{
+    free (s_last_out);
+    s_last_out = NULL;
+    char *out;
+    size_t out_size;
+    char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
+    if (gw_invoke_translate (body, strlen (body), 7, max_payload, &out, &out_size, bot_type, error))
+        return error->code;
+    s_last_out = out;
+    if (bm_msgpack_check (out, out_size) != 0)
+        return "bad msgpack";
+    msgpack_unpacked_init (result);
+    size_t offset = 0;
+    msgpack_unpack_return rc = msgpack_unpack_next (result, out, out_size, &offset);
+    return rc == MSGPACK_UNPACK_SUCCESS ? "ok" : "bad msgpack";
+}
+
+#define CHECK(cond) do { if (!(cond)) { \
+    fprintf (stderr, "gw_invoke_test: %s:%d: %s\n", __FILE__, __LINE__, #cond); abort (); } } while (0)
+
+void
+gw_invoke_test (bool verbose)
+{
+    if (verbose)
+        printf (" * gw_invoke: ");
+    gw_invoke_error_t error;
+    msgpack_unpacked result;
+
+    //  The seed's example, with every optional field.
+    const char *full = "{\"botType\":\"python\",\"payload\":{\"task\":\"data_analysis\","
+        "\"dataset\":\"sales_2024\"},\"webhookUrl\":\"http://mock-webhook:5000\","
+        "\"priority\":1,\"idempotencyKey\":\"k-1\",\"timeoutMs\":1000,\"maxAttempts\":2,"
+        "\"unknown\":[1,2]}";
+    CHECK (streq (s_try (full, 1 << 20, &error, &result), "ok"));
+    const msgpack_object *map = &result.data;
+    CHECK (map->type == MSGPACK_OBJECT_MAP && map->via.map.size == 8);
+    int64_t value;
+    char buf [64];
+    CHECK (bm_obj_int (map, "req", &value) && value == 7);
+    CHECK (bm_obj_int (map, "priority", &value) && value == 1);
+    CHECK (bm_obj_int (map, "timeoutMs", &value) && value == 1000);
+    CHECK (bm_obj_int (map, "maxAttempts", &value) && value == 2);
+    CHECK (bm_obj_strcpy (map, "botType", buf, sizeof buf) && streq (buf, "python"));
+    CHECK (bm_obj_strcpy (map, "webhookUrl", buf, sizeof buf)
+           && streq (buf, "http://mock-webhook:5000"));
+    CHECK (bm_obj_strcpy (map, "idempotencyKey", buf, sizeof buf) && streq (buf, "k-1"));
+    const msgpack_object *payload = bm_obj_get (map, "payload");
+    CHECK (payload && payload->type == MSGPACK_OBJECT_MAP && payload->via.map.size == 2);
+    CHECK (!bm_obj_get (map, "unknown"));
+    msgpack_unpacked_destroy (&result);
+
+    //  Minimal body: defaults, nulls as absent, any payload type.
+    CHECK (streq (s_try ("{\"botType\":\"node\",\"payload\":null,\"webhookUrl\":null,"
+                         "\"priority\":null}", 1 << 20, &error, &result), "ok"));
+    CHECK (result.data.via.map.size == 4);
+    CHECK (bm_obj_int (&result.data, "priority", &value) && value == 0);
+    msgpack_unpacked_destroy (&result);
+
+    //  Errors, each with its code and status.
+    struct { const char *body; int status; const char *code; } cases [] = {
+        { "", 400, "invalid_json" },
+        { "{", 400, "invalid_json" },
+        { "{\"botType\":\"python\",\"payload\":1", 400, "invalid_json" },
+        { "{\"botType\":\"pyth\xff\",\"payload\":1}", 400, "invalid_json" },
+        { "{\"botType\":\"python\",\"payload\":\"\\u0000\"}", 400, "invalid_json" },
+        { "{\"botType\":\"python\",\"botType\":\"node\",\"payload\":1}", 400, "invalid_json" },
+        { "[1,2]", 400, "invalid_body" },
+        { "\"text\"", 400, "invalid_body" },
+        { "{\"payload\":1}", 400, "missing_field" },
+        { "{\"botType\":\"python\"}", 400, "missing_field" },
+        { "{\"botType\":7,\"payload\":1}", 400, "invalid_bot_type" },
+        { "{\"botType\":\"Python\",\"payload\":1}", 400, "invalid_bot_type" },
+        { "{\"botType\":\"\",\"payload\":1}", 400, "invalid_bot_type" },
+        { "{\"botType\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"payload\":1}", 400, "invalid_bot_type" },
+        { "{\"botType\":\"python\",\"payload\":1,\"priority\":-1}", 400, "invalid_priority" },
+        { "{\"botType\":\"python\",\"payload\":1,\"priority\":2097153}", 400, "invalid_priority" },
+        { "{\"botType\":\"python\",\"payload\":1,\"priority\":1.5}", 400, "invalid_priority" },
+        { "{\"botType\":\"python\",\"payload\":1,\"priority\":\"1\"}", 400, "invalid_priority" },
+        { "{\"botType\":\"python\",\"payload\":1,\"priority\":true}", 400, "invalid_priority" },
+        { "{\"botType\":\"python\",\"payload\":1,\"webhookUrl\":\"ftp://x\"}", 400, "invalid_webhook_url" },
+        { "{\"botType\":\"python\",\"payload\":1,\"webhookUrl\":\"http://\"}", 400, "invalid_webhook_url" },
+        { "{\"botType\":\"python\",\"payload\":1,\"webhookUrl\":5}", 400, "invalid_webhook_url" },
+        { "{\"botType\":\"python\",\"payload\":1,\"timeoutMs\":0}", 400, "invalid_timeout" },
+        { "{\"botType\":\"python\",\"payload\":1,\"timeoutMs\":86400001}", 400, "invalid_timeout" },
+        { "{\"botType\":\"python\",\"payload\":1,\"maxAttempts\":101}", 400, "invalid_max_attempts" },
+        { "{\"botType\":\"python\",\"payload\":1,\"idempotencyKey\":\"a b\"}", 400, "invalid_idempotency_key" },
+        { "{\"botType\":\"python\",\"payload\":1,\"idempotencyKey\":\"\"}", 400, "invalid_idempotency_key" },
+        { "{\"botType\":\"python\",\"payload\":\"0123456789abcdef0123456789\"}", 413, "payload_too_large" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
+        const char *code = s_try (cases [i].body, 16, &error, &result);
+        if (streq (code, "ok"))
+            msgpack_unpacked_destroy (&result);
+        if (!streq (code, cases [i].code) || error.status != cases [i].status) {
+            fprintf (stderr, "gw_invoke_test: case %zu: got %s, want %s\n", i, code, cases [i].code);
+            abort ();
+        }
+        CHECK (strlen (error.message) > 0);
+    }
+
+    //  Deep nesting: refused by the depth rule, never a crash.
+    char deep [4096];
+    size_t n = (size_t) snprintf (deep, sizeof deep, "{\"botType\":\"python\",\"payload\":");
+    for (int i = 0; i < 40; i++)
+        deep [n++] = '[';
+    for (int i = 0; i < 40; i++)
+        deep [n++] = ']';
+    deep [n++] = '}';
+    deep [n] = 0;
+    CHECK (streq (s_try (deep, 1 << 20, &error, &result), "invalid_payload"));
+    n = 0;
+    for (int i = 0; i < 3000; i++)
+        deep [n++] = '[';
+    deep [n] = 0;
+    CHECK (streq (s_try (deep, 1 << 20, &error, &result), "invalid_json"));
+    free (s_last_out);
+    s_last_out = NULL;
+
+    if (verbose)
+        printf ("OK\n");
+}

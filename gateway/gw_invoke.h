@@ -1,0 +1,54 @@
+/*  gw_invoke.h - translate a POST /invoke JSON body into a BMC01 SUBMIT body.
+
+    A pure function: bytes in, msgpack (or an HTTP error) out.  No I/O, no
+    globals, no clock, so that it can be fuzzed (gw_invoke_fuzz.c) and unit
+    tested.  Everything the gateway can check without the broker is checked
+    here; what only the broker knows (is the bot type configured? is the
+    queue full?) comes back later as a REJECTED code.
+
+    The body (the seed's, plus optional fields):
+
+        {"botType": "python",                  required, [a-z0-9_-]{1,32}
+         "payload": {...},                     required, any JSON value
+         "webhookUrl": "http://...",           optional, http(s), <= 2048
+         "priority": 1,                        optional, 0..2097152 (0)
+         "idempotencyKey": "abc",              optional, 1-128 printable
+         "timeoutMs": 60000,                   optional, 1..86400000
+         "maxAttempts": 3}                     optional, 1..100
+
+    An optional field given as null counts as absent.  Unknown keys are
+    ignored (protocol.md: forward compatibility); duplicate keys are an
+    error (which of the two was meant is not knowable).  */
+#ifndef GW_INVOKE_H
+#define GW_INVOKE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GW_INVOKE_MAX_TIMEOUT_MS    86400000    //  protocol.md SUBMIT: 1..86400000
+#define GW_INVOKE_MAX_ATTEMPTS      100         //  protocol.md SUBMIT: 1..100
+#define GW_INVOKE_MAX_DEPTH         32          //  nesting of payload, as BM_JSON_MAX_DEPTH
+
+//  Why a body was refused: the HTTP status, a stable code for clients and a
+//  message naming the field (never internal details).
+typedef struct {
+    int status;                 //  400 or 413
+    const char *code;           //  "invalid_json", "invalid_bot_type", ...
+    char message [160];         //  For humans; names the field
+} gw_invoke_error_t;
+
+//  Translate body[0..size) into a SUBMIT body carrying "req" = req.
+//  max_payload is the largest encoded payload accepted (the broker's
+//  MAX_PAYLOAD_BYTES).  On success returns 0 and sets *out / *out_size (a
+//  malloc'ed msgpack map; caller frees *out) and, when bot_type is not NULL,
+//  copies the bot type into bot_type[33].  On failure returns -1 and fills
+//  *error; *out is left NULL.
+int gw_invoke_translate (const char *body, size_t size, int64_t req, size_t max_payload,
+                         char **out, size_t *out_size, char *bot_type,
+                         gw_invoke_error_t *error);
+
+//  Self test.
+void gw_invoke_test (bool verbose);
+
+#endif

@@ -1,0 +1,243 @@
+/*  gw_record.c - broker replies (msgpack) as the gateway's JSON answers.  */
+#include "gw_record.h"
+#include "bm_json.h"
+#include "bm_proto.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int
+gw_iso8601 (int64_t ms, char *buf, size_t size)
+{
+    //  Years 0..9999 only: beyond that ISO-8601 needs a sign and more digits.
+    if (ms < -62167219200000LL || ms > 253402300799999LL)
+        return -1;
+    int64_t secs = ms / 1000;
+    int64_t frac = ms % 1000;
+    if (frac < 0) {             //  Floor division for times before 1970
+        frac += 1000;
+        secs -= 1;
+    }
+    time_t t = (time_t) secs;
+    struct tm tm;
+    if (!gmtime_r (&t, &tm))
+        return -1;
+    int n = snprintf (buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                      tm.tm_hour, tm.tm_min, tm.tm_sec, (int) frac);
+    return (n > 0 && (size_t) n < size) ? 0 : -1;
+}
+
+//  Replace every integer member whose key ends in "At" by its ISO form.
+static void
+s_convert_times (json_t *object)
+{
+    if (!json_is_object (object))
+        return;
+    const char *key;
+    json_t *value;
+    void *tmp;
+    json_object_foreach_safe (object, tmp, key, value) {
+        size_t len = strlen (key);
+        if (len > 2 && streq (key + len - 2, "At") && json_is_integer (value)) {
+            char iso [40];
+            if (gw_iso8601 (json_integer_value (value), iso, sizeof iso) == 0)
+                json_object_set_new (object, key, json_string (iso));
+        }
+    }
+}
+
+json_t *
+gw_record_job (const msgpack_object *job)
+{
+    if (!job || job->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    json_t *record = bm_json_from_msgpack (job, BM_JSON_MAX_DEPTH);
+    if (!record)
+        return NULL;
+    s_convert_times (record);
+    s_convert_times (json_object_get (record, "webhook"));
+    return record;
+}
+
+json_t *
+gw_record_stats (const msgpack_object *reply)
+{
+    if (!reply || reply->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    json_t *stats = bm_json_from_msgpack (reply, BM_JSON_MAX_DEPTH);
+    if (!stats)
+        return NULL;
+    json_object_del (stats, "req");
+    const char *key;
+    json_t *value;
+    json_object_foreach (json_object_get (stats, "types"), key, value) {
+        json_t *running = json_object_get (value, "running");
+        if (running)
+            json_object_set (value, "active", running);
+    }
+    size_t index;
+    json_array_foreach (json_object_get (stats, "workers"), index, value) {
+        json_t *beat = json_object_get (value, "lastHeartbeat");
+        char iso [40];
+        if (json_is_integer (beat) && gw_iso8601 (json_integer_value (beat), iso, sizeof iso) == 0)
+            json_object_set_new (value, "lastHeartbeatAt", json_string (iso));
+    }
+    return stats;
+}
+
+json_t *
+gw_record_list (const msgpack_object *reply)
+{
+    const msgpack_object *jobs = bm_obj_get (reply, "jobs");
+    if (!jobs || jobs->type != MSGPACK_OBJECT_ARRAY)
+        return NULL;
+    json_t *array = json_array ();
+    for (uint32_t i = 0; i < jobs->via.array.size; i++) {
+        json_t *record = gw_record_job (&jobs->via.array.ptr [i]);
+        if (record)
+            json_array_append_new (array, record);
+    }
+    return json_pack ("{s:o}", "jobs", array);
+}
+
+static int
+s_compare (const void *a, const void *b)
+{
+    const msgpack_object_str *x = *(const msgpack_object_str *const *) a;
+    const msgpack_object_str *y = *(const msgpack_object_str *const *) b;
+    size_t n = x->size < y->size ? x->size : y->size;
+    int rc = memcmp (x->ptr, y->ptr, n);
+    return rc ? rc : (x->size > y->size) - (x->size < y->size);
+}
+
+int
+gw_record_bot_types (const msgpack_object *reply, char *buf, size_t size)
+{
+    if (size == 0)
+        return 0;
+    buf [0] = 0;
+    const msgpack_object *types = bm_obj_get (reply, "types");
+    if (!types || types->type != MSGPACK_OBJECT_MAP)
+        return 0;
+    const msgpack_object_str *names [256];
+    size_t count = 0;
+    for (uint32_t i = 0; i < types->via.map.size && count < 256; i++) {
+        const msgpack_object *k = &types->via.map.ptr [i].key;
+        if (k->type != MSGPACK_OBJECT_STR
+        ||  !bm_valid_bot_type (k->via.str.ptr, k->via.str.size)
+        ||  (k->via.str.size == strlen (BM_WEBHOOK_TYPE)
+             && memcmp (k->via.str.ptr, BM_WEBHOOK_TYPE, k->via.str.size) == 0))
+            continue;
+        names [count++] = &k->via.str;
+    }
+    qsort (names, count, sizeof names [0], s_compare);
+    size_t used = 0;
+    int shown = 0;
+    for (size_t i = 0; i < count; i++) {
+        //  Names are [a-z0-9_-]: safe to show.  Stop before the buffer ends.
+        size_t need = names [i]->size + (shown ? 2 : 0);
+        if (used + need + 1 > size)
+            break;
+        if (shown) {
+            memcpy (buf + used, ", ", 2);
+            used += 2;
+        }
+        memcpy (buf + used, names [i]->ptr, names [i]->size);
+        used += names [i]->size;
+        buf [used] = 0;
+        shown++;
+    }
+    return shown;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+#define CHECK(cond) do { if (!(cond)) { \
+    fprintf (stderr, "gw_record_test: %s:%d: %s\n", __FILE__, __LINE__, #cond); abort (); } } while (0)
+
+//  Unpacked objects point into the packed bytes: keep them until the end.
+static char *s_buffers [8];
+static int s_nbuffers;
+
+static msgpack_unpacked
+s_pack_json (const char *text)
+{
+    char *data;
+    size_t size;
+    char error [200];
+    CHECK (bm_json_text_to_msgpack (text, strlen (text), &data, &size, error, sizeof error) == 0);
+    msgpack_unpacked result;
+    msgpack_unpacked_init (&result);
+    size_t offset = 0;
+    CHECK (msgpack_unpack_next (&result, data, size, &offset) == MSGPACK_UNPACK_SUCCESS);
+    CHECK (s_nbuffers < 8);
+    s_buffers [s_nbuffers++] = data;
+    return result;
+}
+
+void
+gw_record_test (bool verbose)
+{
+    if (verbose)
+        printf (" * gw_record: ");
+    char iso [40];
+    CHECK (gw_iso8601 (0, iso, sizeof iso) == 0 && streq (iso, "1970-01-01T00:00:00.000Z"));
+    CHECK (gw_iso8601 (1795898401123LL, iso, sizeof iso) == 0
+           && streq (iso, "2026-11-28T20:40:01.123Z"));
+    CHECK (gw_iso8601 (-1, iso, sizeof iso) == 0 && streq (iso, "1969-12-31T23:59:59.999Z"));
+    CHECK (gw_iso8601 (INT64_MAX, iso, sizeof iso) == -1);
+    CHECK (gw_iso8601 (0, iso, 10) == -1);
+
+    msgpack_unpacked job = s_pack_json (
+        "{\"jobId\":\"j1\",\"state\":\"completed\",\"createdAt\":1795898401123,"
+        "\"startedAt\":1795898401200,\"priority\":3,\"result\":{\"x\":1},"
+        "\"webhook\":{\"state\":\"retrying\",\"nextAttemptAt\":1795898402000,\"attempts\":2}}");
+    json_t *record = gw_record_job (&job.data);
+    CHECK (record);
+    CHECK (streq (json_string_value (json_object_get (record, "createdAt")),
+                  "2026-11-28T20:40:01.123Z"));
+    CHECK (streq (json_string_value (json_object_get (record, "startedAt")),
+                  "2026-11-28T20:40:01.200Z"));
+    CHECK (json_integer_value (json_object_get (record, "priority")) == 3);
+    json_t *webhook = json_object_get (record, "webhook");
+    CHECK (streq (json_string_value (json_object_get (webhook, "nextAttemptAt")),
+                  "2026-11-28T20:40:02.000Z"));
+    CHECK (json_integer_value (json_object_get (webhook, "attempts")) == 2);
+    json_decref (record);
+    msgpack_unpacked_destroy (&job);
+
+    msgpack_unpacked stats = s_pack_json (
+        "{\"req\":4,\"types\":{\"python\":{\"waiting\":1,\"running\":2,\"limit\":5},"
+        "\"webhook\":{\"running\":0},\"java\":{\"running\":0},\"node\":{\"running\":1}},"
+        "\"workers\":[{\"name\":\"w\",\"lastHeartbeat\":0}],\"redis\":true}");
+    json_t *json = gw_record_stats (&stats.data);
+    CHECK (json && !json_object_get (json, "req"));
+    json_t *python = json_object_get (json_object_get (json, "types"), "python");
+    CHECK (json_integer_value (json_object_get (python, "active")) == 2);
+    json_t *worker = json_array_get (json_object_get (json, "workers"), 0);
+    CHECK (streq (json_string_value (json_object_get (worker, "lastHeartbeatAt")),
+                  "1970-01-01T00:00:00.000Z"));
+    json_decref (json);
+    char types [64];
+    CHECK (gw_record_bot_types (&stats.data, types, sizeof types) == 3);
+    CHECK (streq (types, "java, node, python"));
+    CHECK (gw_record_bot_types (&stats.data, types, 12) == 2 && streq (types, "java, node"));
+    msgpack_unpacked_destroy (&stats);
+
+    msgpack_unpacked list = s_pack_json ("{\"req\":1,\"jobs\":[{\"jobId\":\"a\",\"finishedAt\":1000}]}");
+    json = gw_record_list (&list.data);
+    CHECK (json);
+    CHECK (streq (json_string_value (json_object_get (json_array_get (json_object_get (json, "jobs"), 0),
+                                                      "finishedAt")), "1970-01-01T00:00:01.000Z"));
+    json_decref (json);
+    msgpack_unpacked_destroy (&list);
+    while (s_nbuffers > 0)
+        free (s_buffers [--s_nbuffers]);
+
+    if (verbose)
+        printf ("OK\n");
+}

@@ -1,0 +1,39 @@
+/*  gw_record.h - broker replies (msgpack) as the gateway's JSON answers.
+
+    Job records (protocol.md section 3) become JSON with their timestamps
+    ("createdAt", "startedAt", "finishedAt", and "nextAttemptAt" inside
+    "webhook": any integer field whose name ends in "At") written as
+    ISO-8601 UTC strings with milliseconds, "2026-11-28T20:40:01.123Z".
+    STATS gains "active" (= running) per bot type, as BullMQ names it.
+    Pure functions: no I/O, unit tested.  */
+#ifndef GW_RECORD_H
+#define GW_RECORD_H
+
+#include <jansson.h>
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+//  Write ms since the epoch as ISO-8601 UTC with milliseconds into buf
+//  (at least 32 bytes).  Returns 0, or -1 if the time cannot be shown.
+int gw_iso8601 (int64_t ms, char *buf, size_t size);
+
+//  A job record as JSON (caller owns the reference), or NULL if job is not
+//  a map or nests too deeply.
+json_t *gw_record_job (const msgpack_object *job);
+
+//  A STATS reply body as the /stats JSON (caller owns), or NULL if it is
+//  not a map.  Drops "req"; adds "active" next to "running" per type and
+//  "lastHeartbeatAt" (ISO) next to each worker's "lastHeartbeat" (ms).
+json_t *gw_record_stats (const msgpack_object *reply);
+
+//  A LIST reply body as {"jobs": [...]} (caller owns), or NULL.
+json_t *gw_record_list (const msgpack_object *reply);
+
+//  The bot types a STATS reply names, sorted, without the built-in
+//  "webhook" type, as "java, node, python" into buf.  Returns the count.
+int gw_record_bot_types (const msgpack_object *reply, char *buf, size_t size);
+
+void gw_record_test (bool verbose);
+
+#endif
