@@ -1,0 +1,126 @@
+/*  bench_util.c - what the C drivers of bench/ share.  */
+#include "bench_util.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+volatile int bench_stop = 0;
+
+int64_t
+bench_now_ns (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void
+s_pack_kv (msgpack_packer *pk, const char *key, const char *value)
+{
+    msgpack_pack_str (pk, strlen (key));
+    msgpack_pack_str_body (pk, key, strlen (key));
+    msgpack_pack_str (pk, strlen (value));
+    msgpack_pack_str_body (pk, value, strlen (value));
+}
+
+void
+bench_pack_payload (msgpack_packer *pk, int64_t seq)
+{
+    msgpack_pack_map (pk, 4);
+    s_pack_kv (pk, "task", "data_analysis");
+    s_pack_kv (pk, "dataset", "sales_2024");
+    msgpack_pack_str (pk, 3);
+    msgpack_pack_str_body (pk, "seq", 3);
+    msgpack_pack_int64 (pk, seq);
+    s_pack_kv (pk, "pad", "abcdefghijklmnopqrstuvwxyz0123456");
+}
+
+void
+bench_lat_init (bench_lat_t *self, size_t size)
+{
+    self->us = (double *) calloc (size ? size : 1, sizeof (double));
+    if (!self->us) {
+        fprintf (stderr, "out of memory\n");
+        exit (1);
+    }
+    self->count = 0;
+    self->size = size;
+}
+
+void
+bench_lat_add (bench_lat_t *self, double us)
+{
+    if (self->count < self->size)
+        self->us [self->count++] = us;
+}
+
+static int
+s_cmp (const void *a, const void *b)
+{
+    double x = *(const double *) a, y = *(const double *) b;
+    return x < y ? -1 : x > y;
+}
+
+double
+bench_lat_pct (bench_lat_t *self, double p)
+{
+    if (self->count == 0)
+        return 0;
+    qsort (self->us, self->count, sizeof (double), s_cmp);
+    double rank = p / 100.0 * (double) self->count;
+    size_t i = (size_t) rank;
+    if ((double) i < rank)
+        i++;            //  ceil
+    if (i > 0)
+        i--;
+    if (i >= self->count)
+        i = self->count - 1;
+    return self->us [i];
+}
+
+void
+bench_lat_free (bench_lat_t *self)
+{
+    free (self->us);
+    self->us = NULL;
+    self->count = self->size = 0;
+}
+
+int64_t
+bench_arg_int (const char *flag, const char *value, int64_t min, int64_t max)
+{
+    if (!value) {
+        fprintf (stderr, "%s: missing value\n", flag);
+        exit (2);
+    }
+    char *end;
+    errno = 0;
+    long long v = strtoll (value, &end, 10);
+    if (errno || end == value || *end || v < min || v > max) {
+        fprintf (stderr, "%s: '%s' is not an integer in %lld..%lld\n",
+                 flag, value, (long long) min, (long long) max);
+        exit (2);
+    }
+    return v;
+}
+
+static void
+s_on_signal (int sig)
+{
+    (void) sig;
+    bench_stop = 1;
+}
+
+void
+bench_catch_signals (void)
+{
+    struct sigaction sa;
+    memset (&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigaction (SIGINT, &sa, NULL);
+    sigaction (SIGTERM, &sa, NULL);
+}
