@@ -1,0 +1,263 @@
+/*  wh_ssrf.c - which network addresses a webhook may be delivered to.  */
+#include "wh_ssrf.h"
+#include "wh_check.h"
+
+#include <stddef.h>
+#include <string.h>
+#include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+//  True if addr is inside prefix/bits (IPv4, host order).
+static bool
+s_in4 (uint32_t addr, uint32_t prefix, int bits)
+{
+    uint32_t mask = bits == 0? 0: 0xFFFFFFFFu << (32 - bits);
+    return (addr & mask) == (prefix & mask);
+}
+
+#define V4(a, b, c, d) (((uint32_t) (a) << 24) | ((uint32_t) (b) << 16) | ((uint32_t) (c) << 8) | (uint32_t) (d))
+
+wh_addr_class_t
+wh_ssrf_classify_ipv4 (uint32_t addr)
+{
+    if (s_in4 (addr, V4 (0, 0, 0, 0), 8))       return WH_ADDR_UNSPECIFIED;    //  "this network"
+    if (s_in4 (addr, V4 (127, 0, 0, 0), 8))     return WH_ADDR_LOOPBACK;
+    if (s_in4 (addr, V4 (10, 0, 0, 0), 8))      return WH_ADDR_PRIVATE;
+    if (s_in4 (addr, V4 (172, 16, 0, 0), 12))   return WH_ADDR_PRIVATE;
+    if (s_in4 (addr, V4 (192, 168, 0, 0), 16))  return WH_ADDR_PRIVATE;
+    if (s_in4 (addr, V4 (169, 254, 0, 0), 16))  return WH_ADDR_LINK_LOCAL;
+    if (s_in4 (addr, V4 (100, 64, 0, 0), 10))   return WH_ADDR_SHARED;
+    if (s_in4 (addr, V4 (224, 0, 0, 0), 4))     return WH_ADDR_MULTICAST;
+    if (addr == 0xFFFFFFFFu)                    return WH_ADDR_MULTICAST;      //  Broadcast
+    if (s_in4 (addr, V4 (240, 0, 0, 0), 4))     return WH_ADDR_RESERVED;
+    if (s_in4 (addr, V4 (192, 0, 0, 0), 24))    return WH_ADDR_RESERVED;       //  IETF protocol assignments
+    if (s_in4 (addr, V4 (192, 0, 2, 0), 24))    return WH_ADDR_RESERVED;       //  TEST-NET-1
+    if (s_in4 (addr, V4 (198, 51, 100, 0), 24)) return WH_ADDR_RESERVED;       //  TEST-NET-2
+    if (s_in4 (addr, V4 (203, 0, 113, 0), 24))  return WH_ADDR_RESERVED;       //  TEST-NET-3
+    if (s_in4 (addr, V4 (198, 18, 0, 0), 15))   return WH_ADDR_RESERVED;       //  Benchmarking
+    if (s_in4 (addr, V4 (192, 88, 99, 0), 24))  return WH_ADDR_RESERVED;       //  6to4 relay anycast
+    return WH_ADDR_PUBLIC;
+}
+
+wh_addr_class_t
+wh_ssrf_classify_ipv6 (const uint8_t *a)
+{
+    static const uint8_t zero [16] = { 0 };
+    //  ::/128 and ::1/128
+    if (memcmp (a, zero, 15) == 0)
+        return a [15] == 0? WH_ADDR_UNSPECIFIED: a [15] == 1? WH_ADDR_LOOPBACK: WH_ADDR_RESERVED;
+    //  ::ffff:0:0/96, IPv4-mapped: what the kernel connects to is the IPv4 address
+    if (memcmp (a, zero, 10) == 0 && a [10] == 0xFF && a [11] == 0xFF)
+        return wh_ssrf_classify_ipv4 (V4 (a [12], a [13], a [14], a [15]));
+    //  ::/96 IPv4-compatible (deprecated) and ::ffff:0:0:0/96 (SIIT)
+    if (memcmp (a, zero, 12) == 0
+    || (memcmp (a, zero, 8) == 0 && a [8] == 0xFF && a [9] == 0xFF && a [10] == 0 && a [11] == 0))
+        return WH_ADDR_RESERVED;
+    //  64:ff9b::/96 NAT64 and 64:ff9b:1::/48 local-use NAT64
+    if (a [0] == 0x00 && a [1] == 0x64 && a [2] == 0xFF && a [3] == 0x9B) {
+        static const uint8_t nat64_rest [8] = { 0 };
+        if (memcmp (a + 4, nat64_rest, 8) == 0)
+            return wh_ssrf_classify_ipv4 (V4 (a [12], a [13], a [14], a [15]));
+        if (a [4] == 0 && a [5] == 1)
+            return WH_ADDR_PRIVATE;
+    }
+    //  2002::/16, 6to4: the IPv4 address is in bytes 2..5
+    if (a [0] == 0x20 && a [1] == 0x02)
+        return wh_ssrf_classify_ipv4 (V4 (a [2], a [3], a [4], a [5]));
+    if (a [0] == 0xFF)                              return WH_ADDR_MULTICAST;      //  ff00::/8
+    if (a [0] == 0xFE && (a [1] & 0xC0) == 0x80)    return WH_ADDR_LINK_LOCAL;     //  fe80::/10
+    if (a [0] == 0xFE && (a [1] & 0xC0) == 0xC0)    return WH_ADDR_PRIVATE;        //  fec0::/10 site-local
+    if ((a [0] & 0xFE) == 0xFC)                     return WH_ADDR_UNIQUE_LOCAL;   //  fc00::/7
+    //  100::/64 discard-only
+    if (a [0] == 0x01 && a [1] == 0x00 && memcmp (a + 2, zero, 6) == 0)
+        return WH_ADDR_RESERVED;
+    if (a [0] == 0x20 && a [1] == 0x01) {
+        //  2001:db8::/32 documentation; 2001::/31: Teredo (a tunnel
+        //  to anywhere) and 2001:1::/32 (IETF protocol assignments)
+        if (a [2] == 0x0D && a [3] == 0xB8)
+            return WH_ADDR_RESERVED;
+        if (a [2] == 0x00 && (a [3] & 0xFE) == 0x00)
+            return WH_ADDR_RESERVED;
+    }
+    //  3fff::/20 documentation (RFC 9637)
+    if (a [0] == 0x3F && a [1] == 0xFF && (a [2] & 0xF0) == 0x00)
+        return WH_ADDR_RESERVED;
+    return WH_ADDR_PUBLIC;
+}
+
+wh_addr_class_t
+wh_ssrf_classify (const struct sockaddr *addr, size_t addr_len)
+{
+    //  Copy bytes out rather than read through casts: the caller's storage
+    //  may be any sockaddr type, and the compiler's aliasing rules would
+    //  let it reorder reads through the wrong one (seen at -O2).
+    sa_family_t family;
+    if (!addr || addr_len < sizeof family)
+        return WH_ADDR_UNKNOWN;
+    memcpy (&family, (const char *) addr + offsetof (struct sockaddr, sa_family), sizeof family);
+    if (family == AF_INET && addr_len >= sizeof (struct sockaddr_in)) {
+        struct sockaddr_in in;
+        memcpy (&in, addr, sizeof in);
+        return wh_ssrf_classify_ipv4 (ntohl (in.sin_addr.s_addr));
+    }
+    if (family == AF_INET6 && addr_len >= sizeof (struct sockaddr_in6)) {
+        struct sockaddr_in6 in6;
+        memcpy (&in6, addr, sizeof in6);
+        return wh_ssrf_classify_ipv6 (in6.sin6_addr.s6_addr);
+    }
+    return WH_ADDR_UNKNOWN;
+}
+
+const char *
+wh_addr_class_name (wh_addr_class_t cls)
+{
+    switch (cls) {
+        case WH_ADDR_PUBLIC:        return "public";
+        case WH_ADDR_LOOPBACK:      return "loopback";
+        case WH_ADDR_PRIVATE:       return "private";
+        case WH_ADDR_LINK_LOCAL:    return "link-local";
+        case WH_ADDR_UNIQUE_LOCAL:  return "unique-local";
+        case WH_ADDR_SHARED:        return "shared (carrier-grade NAT)";
+        case WH_ADDR_UNSPECIFIED:   return "unspecified";
+        case WH_ADDR_MULTICAST:     return "multicast/broadcast";
+        case WH_ADDR_RESERVED:      return "reserved";
+        default:                    return "unknown family";
+    }
+}
+
+bool
+wh_ssrf_host_listed (const char *list, const char *host)
+{
+    if (!list || !host || !*host)
+        return false;
+    size_t host_len = strlen (host);
+    if (host [0] == '[' && host_len > 2 && host [host_len - 1] == ']') {
+        host++;
+        host_len -= 2;
+    }
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *start = p;
+        while (*p && *p != ',')
+            p++;
+        const char *end = p;
+        while (end > start && end [-1] == ' ')
+            end--;
+        if (end - start > 2 && *start == '[' && end [-1] == ']') {
+            start++;
+            end--;
+        }
+        if ((size_t) (end - start) == host_len && host_len
+        &&  strncasecmp (start, host, host_len) == 0)
+            return true;
+    }
+    return false;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+static wh_addr_class_t
+s_v4 (const char *text)
+{
+    struct in_addr in;
+    WH_CHECK (inet_pton (AF_INET, text, &in) == 1);
+    return wh_ssrf_classify_ipv4 (ntohl (in.s_addr));
+}
+
+static wh_addr_class_t
+s_v6 (const char *text)
+{
+    struct sockaddr_in6 sa;
+    memset (&sa, 0, sizeof sa);
+    sa.sin6_family = AF_INET6;
+    WH_CHECK (inet_pton (AF_INET6, text, &sa.sin6_addr) == 1);
+    return wh_ssrf_classify ((struct sockaddr *) &sa, sizeof sa);
+}
+
+void
+wh_ssrf_test (bool verbose)
+{
+    printf (" * wh_ssrf: ");
+    struct { const char *addr; wh_addr_class_t cls; } cases [] = {
+        { "8.8.8.8", WH_ADDR_PUBLIC },
+        { "1.1.1.1", WH_ADDR_PUBLIC },
+        { "93.184.216.34", WH_ADDR_PUBLIC },
+        { "127.0.0.1", WH_ADDR_LOOPBACK },
+        { "127.255.255.254", WH_ADDR_LOOPBACK },
+        { "10.1.2.3", WH_ADDR_PRIVATE },
+        { "172.16.0.1", WH_ADDR_PRIVATE },
+        { "172.31.255.255", WH_ADDR_PRIVATE },
+        { "172.32.0.1", WH_ADDR_PUBLIC },
+        { "172.15.255.255", WH_ADDR_PUBLIC },
+        { "192.168.1.1", WH_ADDR_PRIVATE },
+        { "169.254.169.254", WH_ADDR_LINK_LOCAL },
+        { "100.64.0.1", WH_ADDR_SHARED },
+        { "100.128.0.1", WH_ADDR_PUBLIC },
+        { "0.0.0.0", WH_ADDR_UNSPECIFIED },
+        { "0.1.2.3", WH_ADDR_UNSPECIFIED },
+        { "224.0.0.1", WH_ADDR_MULTICAST },
+        { "255.255.255.255", WH_ADDR_MULTICAST },
+        { "240.0.0.1", WH_ADDR_RESERVED },
+        { "192.0.2.1", WH_ADDR_RESERVED },
+        { "198.18.0.1", WH_ADDR_RESERVED },
+        { "198.20.0.1", WH_ADDR_PUBLIC },
+        { "::1", WH_ADDR_LOOPBACK },
+        { "::", WH_ADDR_UNSPECIFIED },
+        { "::ffff:127.0.0.1", WH_ADDR_LOOPBACK },
+        { "::ffff:10.0.0.1", WH_ADDR_PRIVATE },
+        { "::ffff:8.8.8.8", WH_ADDR_PUBLIC },
+        { "::127.0.0.1", WH_ADDR_RESERVED },
+        { "64:ff9b::a9fe:a9fe", WH_ADDR_LINK_LOCAL },     //  NAT64 of 169.254.169.254
+        { "64:ff9b::808:808", WH_ADDR_PUBLIC },
+        { "2002:7f00:1::", WH_ADDR_LOOPBACK },            //  6to4 of 127.0.0.1
+        { "2002:808:808::1", WH_ADDR_PUBLIC },
+        { "fe80::1", WH_ADDR_LINK_LOCAL },
+        { "febf::1", WH_ADDR_LINK_LOCAL },
+        { "fec0::1", WH_ADDR_PRIVATE },
+        { "fc00::1", WH_ADDR_UNIQUE_LOCAL },
+        { "fd12:3456::1", WH_ADDR_UNIQUE_LOCAL },
+        { "ff02::1", WH_ADDR_MULTICAST },
+        { "2001:db8::1", WH_ADDR_RESERVED },
+        { "2001::1", WH_ADDR_RESERVED },
+        { "100::1", WH_ADDR_RESERVED },
+        { "2606:4700:4700::1111", WH_ADDR_PUBLIC },
+        { "2a00:1450:4001:82a::200e", WH_ADDR_PUBLIC },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
+        wh_addr_class_t cls = strchr (cases [i].addr, ':')? s_v6 (cases [i].addr): s_v4 (cases [i].addr);
+        if (verbose)
+            printf ("\n   %-28s %s", cases [i].addr, wh_addr_class_name (cls));
+        if (cls != cases [i].cls)
+            fprintf (stderr, "\n%s: got %s, want %s\n", cases [i].addr,
+                     wh_addr_class_name (cls), wh_addr_class_name (cases [i].cls));
+        WH_CHECK (cls == cases [i].cls);
+    }
+    //  Socket addresses of both families, and others.
+    struct sockaddr_in sin;
+    memset (&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl (V4 (127, 0, 0, 1));
+    WH_CHECK (wh_ssrf_classify ((struct sockaddr *) &sin, sizeof sin) == WH_ADDR_LOOPBACK);
+    WH_CHECK (wh_ssrf_classify ((struct sockaddr *) &sin, 4) == WH_ADDR_UNKNOWN);
+    sin.sin_family = AF_UNIX;
+    WH_CHECK (wh_ssrf_classify ((struct sockaddr *) &sin, sizeof sin) == WH_ADDR_UNKNOWN);
+    WH_CHECK (wh_ssrf_classify (NULL, 0) == WH_ADDR_UNKNOWN);
+
+    //  Allowed-host lists.
+    WH_CHECK (wh_ssrf_host_listed ("mock-webhook, localhost", "localhost"));
+    WH_CHECK (wh_ssrf_host_listed ("mock-webhook,localhost", "MOCK-webhook"));
+    WH_CHECK (wh_ssrf_host_listed (" 127.0.0.1 ", "127.0.0.1"));
+    WH_CHECK (wh_ssrf_host_listed ("[::1]", "::1"));
+    WH_CHECK (wh_ssrf_host_listed ("::1", "[::1]"));
+    WH_CHECK (!wh_ssrf_host_listed ("mock-webhook", "mock"));
+    WH_CHECK (!wh_ssrf_host_listed ("mock", "mock-webhook"));
+    WH_CHECK (!wh_ssrf_host_listed ("", "localhost"));
+    WH_CHECK (!wh_ssrf_host_listed (",,", "localhost"));
+    WH_CHECK (!wh_ssrf_host_listed (NULL, "localhost"));
+    WH_CHECK (!wh_ssrf_host_listed ("a", ""));
+    printf ("OK\n");
+}
