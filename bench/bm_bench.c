@@ -1,0 +1,406 @@
+/*  bm_bench.c - the botmesh benchmark client: a pipelined BMC01 driver.
+
+        bm-bench throughput --endpoint EP [--jobs 50000] [--window 2000]
+                            [--types python | --type-count M --type-prefix P]
+                            [--wait-workers K] [--warmup 200]
+        bm-bench latency    --endpoint EP [--jobs 2000] [--types python] [--warmup 100]
+        bm-bench fill       --endpoint EP --types T [--jobs 100000] [--window 5000]
+
+    throughput: submits jobs with ~100-byte payloads and notify: true over one
+    DEALER socket, keeping at most --window jobs submitted and not yet ended,
+    and counts the RESULT pushes.  jobs/s runs from the first SUBMIT to the
+    last RESULT.  Types are used round-robin.
+    latency: one job at a time; submit-to-RESULT p50/p99.
+    fill: submits jobs without notify to a type no worker serves and waits for
+    every ACCEPTED (queued jobs for the memory case).
+
+    Each prints one line for bench/run.sh, e.g.
+        RESULT jobs=50000 seconds=1.234 rate=40518 failed=0
+
+    Reads no environment variables.  */
+#include "bench_util.h"
+#include "bm_client.h"
+#include "bm_proto.h"
+
+#include <zmq.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_TYPES 1000
+
+typedef struct {
+    const char *mode;               //  throughput, latency, fill
+    const char *endpoint;           //  Broker endpoint
+    int64_t jobs;                   //  Jobs to time
+    int64_t window;                 //  Jobs in flight at most
+    int64_t warmup;                 //  Jobs before timing
+    int64_t wait_workers;           //  Workers to wait for, 0 = none
+    int64_t timeout_s;              //  Longest silence before giving up
+    char *types [MAX_TYPES];        //  Bot types, round-robin
+    int ntypes;
+} s_opts_t;
+
+//  Counts of one phase.
+typedef struct {
+    int64_t sent, accepted, completed, failed;
+    int64_t last_accept_ns;
+} s_counts_t;
+
+static void
+s_usage (void)
+{
+    printf ("usage: bm-bench throughput --endpoint EP [--jobs 50000] [--window 2000]\n"
+            "                           [--types a,b,... | --type-count M --type-prefix P]\n"
+            "                           [--wait-workers K] [--warmup 200] [--timeout 30]\n"
+            "       bm-bench latency    --endpoint EP [--jobs 2000] [--types python] [--warmup 100]\n"
+            "       bm-bench fill       --endpoint EP --types T [--jobs 100000] [--window 5000]\n"
+            "A pipelined BMC01 driver (docs/protocol.md).  Prints one RESULT line.\n"
+            "Reads no environment variables.\n");
+}
+
+//  SUBMIT body: {req, botType, payload, notify}
+static void
+s_submit (void *sock, msgpack_sbuffer *buf, int64_t req, const char *type, bool notify)
+{
+    msgpack_sbuffer_clear (buf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, buf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, notify ? 4 : 3);
+    bm_pack_kv_int (&pk, "req", req);
+    bm_pack_kv_str (&pk, "botType", type);
+    bm_pack_str (&pk, "payload");
+    bench_pack_payload (&pk, req);
+    if (notify)
+        bm_pack_kv_bool (&pk, "notify", true);
+    unsigned char cmd = BM_SUBMIT;
+    if (zmq_send (sock, BM_CLIENT_HEADER, BM_HEADER_LEN, ZMQ_SNDMORE) < 0
+    ||  zmq_send (sock, &cmd, 1, ZMQ_SNDMORE) < 0
+    ||  zmq_send (sock, buf->data, buf->size, 0) < 0) {
+        fprintf (stderr, "bm-bench: send: %s\n", zmq_strerror (zmq_errno ()));
+        exit (1);
+    }
+}
+
+//  Receive one message (blocking unless dontwait) and count it.  Returns
+//  0 when nothing was there, 1 when one was counted.  Exits on REJECTED.
+static int
+s_receive (void *sock, s_counts_t *c, bool dontwait)
+{
+    zmq_msg_t parts [3];
+    int n = 0, more = 1;
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init (&part);
+        if (zmq_msg_recv (&part, sock, dontwait && n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+            zmq_msg_close (&part);
+            for (int i = 0; i < n; i++)
+                zmq_msg_close (&parts [i]);
+            return 0;
+        }
+        more = zmq_msg_more (&part);
+        if (n < 3)
+            parts [n++] = part;
+        else
+            zmq_msg_close (&part);
+    }
+    int counted = 1;
+    if (n != 3) {
+        fprintf (stderr, "bm-bench: a message of %d frames from the broker\n", n);
+        counted = 0;
+    }
+    else {
+        const char *code;
+        char reason [256];
+        bm_msg_t *msg = bm_msg_decode_raw (zmq_msg_data (&parts [0]), zmq_msg_size (&parts [0]),
+                                           zmq_msg_data (&parts [1]), zmq_msg_size (&parts [1]),
+                                           zmq_msg_data (&parts [2]), zmq_msg_size (&parts [2]),
+                                           BM_MAX_FRAME_BYTES, &code, reason, sizeof reason);
+        if (!msg) {
+            fprintf (stderr, "bm-bench: bad message from the broker: %s %s\n", code, reason);
+            counted = 0;
+        }
+        else {
+            const msgpack_object *body = bm_msg_body (msg);
+            int cmd = bm_msg_command (msg);
+            if (cmd == BM_ACCEPTED) {
+                c->accepted++;
+                c->last_accept_ns = bench_now_ns ();
+            }
+            else
+            if (cmd == BM_RESULT) {
+                const msgpack_object *job = bm_obj_get (body, "job");
+                const char *state = NULL;
+                size_t len = 0;
+                if (job && job->type == MSGPACK_OBJECT_MAP
+                &&  bm_obj_str (job, "state", &state, &len)
+                &&  len == 9 && !memcmp (state, "completed", 9))
+                    c->completed++;
+                else
+                    c->failed++;
+            }
+            else
+            if (cmd == BM_REJECTED) {
+                char rcode [64] = "", message [256] = "";
+                bm_obj_strcpy (body, "code", rcode, sizeof rcode);
+                bm_obj_strcpy (body, "message", message, sizeof message);
+                fprintf (stderr, "bm-bench: SUBMIT rejected: %s: %s (after %lld accepted)\n",
+                         rcode, message, (long long) c->accepted);
+                exit (1);
+            }
+            else
+                counted = 0;
+            bm_msg_destroy (&msg);
+        }
+    }
+    for (int i = 0; i < n; i++)
+        zmq_msg_close (&parts [i]);
+    return counted;
+}
+
+//  Wait until the broker answers PING and, if asked, lists enough workers.
+static void
+s_wait_broker (const s_opts_t *o)
+{
+    bm_client_t *client = bm_client_new (o->endpoint);
+    if (!client) {
+        fprintf (stderr, "bm-bench: cannot connect to %s\n", o->endpoint);
+        exit (1);
+    }
+    int64_t deadline = bench_now_ns () + o->timeout_s * 1000000000LL;
+    bool ready = false;
+    while (!ready && !bench_stop && bench_now_ns () < deadline) {
+        //  {req}
+        int64_t req = bm_client_next_req (client);
+        msgpack_packer pk;
+        msgpack_sbuffer body;
+        msgpack_sbuffer_init (&body);
+        msgpack_packer_init (&pk, &body, msgpack_sbuffer_write);
+        msgpack_pack_map (&pk, 1);
+        bm_pack_kv_int (&pk, "req", req);
+        int command = o->wait_workers > 0 ? BM_STATS : BM_PING;
+        bm_msg_t *reply = bm_client_request (client, command, body.data, body.size, 1000);
+        msgpack_sbuffer_destroy (&body);
+        if (!reply)
+            continue;
+        if (command == BM_PING)
+            ready = true;
+        else {
+            const msgpack_object *workers = bm_obj_get (bm_msg_body (reply), "workers");
+            if (workers && workers->type == MSGPACK_OBJECT_ARRAY
+            &&  (int64_t) workers->via.array.size >= o->wait_workers)
+                ready = true;
+        }
+        bm_msg_destroy (&reply);
+        if (!ready)
+            zclock_sleep (50);
+    }
+    bm_client_destroy (&client);
+    if (!ready) {
+        fprintf (stderr, "bm-bench: broker at %s not ready (%s) within %llds\n", o->endpoint,
+                 o->wait_workers > 0 ? "workers" : "PING", (long long) o->timeout_s);
+        exit (1);
+    }
+}
+
+//  Submit jobs keeping at most window in flight until `jobs` have ended
+//  (notify) or been accepted (!notify).  Returns the nanoseconds taken.
+static int64_t
+s_pipeline (void *sock, const s_opts_t *o, int64_t jobs, int64_t window, bool notify,
+            int64_t *req, s_counts_t *c)
+{
+    msgpack_sbuffer buf;
+    msgpack_sbuffer_init (&buf);
+    memset (c, 0, sizeof *c);
+    zmq_pollitem_t item = { sock, 0, ZMQ_POLLIN, 0 };
+    int64_t t0 = bench_now_ns ();
+    int64_t last_progress = t0;
+    while (!bench_stop) {
+        int64_t ended = notify ? c->completed + c->failed : c->accepted;
+        if (ended >= jobs)
+            break;
+        while (c->sent < jobs && c->sent - ended < window) {
+            s_submit (sock, &buf, ++*req, o->types [c->sent % o->ntypes], notify);
+            c->sent++;
+        }
+        int rc = zmq_poll (&item, 1, 200);
+        if (rc > 0) {
+            while (s_receive (sock, c, true))
+                ;
+            last_progress = bench_now_ns ();
+        }
+        else
+        if (bench_now_ns () - last_progress > o->timeout_s * 1000000000LL) {
+            fprintf (stderr, "bm-bench: no progress for %llds: sent %lld accepted %lld "
+                     "completed %lld failed %lld\n", (long long) o->timeout_s,
+                     (long long) c->sent, (long long) c->accepted,
+                     (long long) c->completed, (long long) c->failed);
+            exit (1);
+        }
+    }
+    int64_t t1 = bench_now_ns ();
+    msgpack_sbuffer_destroy (&buf);
+    //  Straggling ACCEPTED may follow the last RESULT (replies are unordered)
+    if (notify)
+        while (c->accepted < c->sent && zmq_poll (&item, 1, 1000) > 0)
+            s_receive (sock, c, true);
+    return t1 - t0;
+}
+
+static void *
+s_connect (void *ctx, const char *endpoint)
+{
+    void *sock = zmq_socket (ctx, ZMQ_DEALER);
+    int hwm = 1000000, linger = 0;
+    zmq_setsockopt (sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_connect (sock, endpoint)) {
+        fprintf (stderr, "bm-bench: connect %s: %s\n", endpoint, zmq_strerror (zmq_errno ()));
+        exit (1);
+    }
+    return sock;
+}
+
+static int
+s_throughput (const s_opts_t *o, bool notify)
+{
+    s_wait_broker (o);
+    void *ctx = zmq_ctx_new ();
+    void *sock = s_connect (ctx, o->endpoint);
+    int64_t req = 0;
+    s_counts_t c;
+    if (notify && o->warmup > 0)
+        s_pipeline (sock, o, o->warmup, o->window, true, &req, &c);
+    int64_t ns = s_pipeline (sock, o, o->jobs, o->window, notify, &req, &c);
+    double secs = (double) ns / 1e9;
+    if (notify)
+        printf ("RESULT jobs=%lld seconds=%.3f rate=%.0f failed=%lld\n",
+                (long long) (c.completed + c.failed), secs,
+                (double) c.completed / secs, (long long) c.failed);
+    else
+        printf ("RESULT accepted=%lld seconds=%.3f rate=%.0f\n",
+                (long long) c.accepted, secs, (double) c.accepted / secs);
+    zmq_close (sock);
+    zmq_ctx_term (ctx);
+    return bench_stop || c.failed ? 1 : 0;
+}
+
+static int
+s_latency (const s_opts_t *o)
+{
+    s_wait_broker (o);
+    void *ctx = zmq_ctx_new ();
+    void *sock = s_connect (ctx, o->endpoint);
+    msgpack_sbuffer buf;
+    msgpack_sbuffer_init (&buf);
+    bench_lat_t lat;
+    bench_lat_init (&lat, (size_t) o->jobs);
+    s_counts_t c;
+    memset (&c, 0, sizeof c);
+    zmq_pollitem_t item = { sock, 0, ZMQ_POLLIN, 0 };
+    for (int64_t i = 0; i < o->warmup + o->jobs && !bench_stop; i++) {
+        int64_t ended = c.completed + c.failed;
+        int64_t t0 = bench_now_ns ();
+        s_submit (sock, &buf, i + 1, o->types [i % o->ntypes], true);
+        while (c.completed + c.failed == ended && !bench_stop) {
+            if (zmq_poll (&item, 1, (long) o->timeout_s * 1000) <= 0) {
+                fprintf (stderr, "bm-bench: job %lld: no RESULT within %llds\n",
+                         (long long) i, (long long) o->timeout_s);
+                exit (1);
+            }
+            s_receive (sock, &c, false);
+        }
+        if (i >= o->warmup)
+            bench_lat_add (&lat, (double) (bench_now_ns () - t0) / 1000.0);
+    }
+    double p50 = bench_lat_pct (&lat, 50), p99 = bench_lat_pct (&lat, 99);
+    double max = lat.count ? lat.us [lat.count - 1] : 0;
+    printf ("RESULT jobs=%zu p50_us=%.0f p99_us=%.0f max_us=%.0f failed=%lld\n",
+            lat.count, p50, p99, max, (long long) c.failed);
+    bench_lat_free (&lat);
+    msgpack_sbuffer_destroy (&buf);
+    zmq_close (sock);
+    zmq_ctx_term (ctx);
+    return bench_stop || c.failed ? 1 : 0;
+}
+
+static void
+s_add_types (s_opts_t *o, const char *list)
+{
+    char *copy = strdup (list);
+    for (char *save = NULL, *t = strtok_r (copy, ",", &save); t; t = strtok_r (NULL, ",", &save)) {
+        if (o->ntypes >= MAX_TYPES || !bm_valid_bot_type (t, strlen (t))) {
+            fprintf (stderr, "bm-bench: --types: bad or too many types at '%s'\n", t);
+            exit (2);
+        }
+        o->types [o->ntypes++] = strdup (t);
+    }
+    free (copy);
+}
+
+int
+main (int argc, char *argv [])
+{
+    if (argc < 2 || !strcmp (argv [1], "--help") || !strcmp (argv [1], "-h")) {
+        s_usage ();
+        return argc < 2 ? 2 : 0;
+    }
+    s_opts_t o;
+    memset (&o, 0, sizeof o);
+    o.mode = argv [1];
+    bool latency = !strcmp (o.mode, "latency"), fill = !strcmp (o.mode, "fill");
+    o.jobs = latency ? 2000 : fill ? 100000 : 50000;
+    o.window = fill ? 5000 : 2000;
+    o.warmup = latency ? 100 : fill ? 0 : 200;
+    o.timeout_s = 30;
+    int64_t type_count = 0;
+    const char *prefix = "bench";
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv [i], *v = i + 1 < argc ? argv [i + 1] : NULL;
+        if (!strcmp (a, "--endpoint") && v)           { o.endpoint = v; i++; }
+        else if (!strcmp (a, "--types") && v)         { s_add_types (&o, v); i++; }
+        else if (!strcmp (a, "--type-prefix") && v)   { prefix = v; i++; }
+        else if (!strcmp (a, "--type-count"))         { type_count = bench_arg_int (a, v, 1, MAX_TYPES); i++; }
+        else if (!strcmp (a, "--jobs"))               { o.jobs = bench_arg_int (a, v, 1, 100000000); i++; }
+        else if (!strcmp (a, "--window"))             { o.window = bench_arg_int (a, v, 1, 1000000); i++; }
+        else if (!strcmp (a, "--warmup"))             { o.warmup = bench_arg_int (a, v, 0, 1000000); i++; }
+        else if (!strcmp (a, "--wait-workers"))       { o.wait_workers = bench_arg_int (a, v, 0, 1000000); i++; }
+        else if (!strcmp (a, "--timeout"))            { o.timeout_s = bench_arg_int (a, v, 1, 3600); i++; }
+        else if (!strcmp (a, "--help"))               { s_usage (); return 0; }
+        else {
+            fprintf (stderr, "bm-bench: unknown or incomplete argument '%s'\n", a);
+            s_usage ();
+            return 2;
+        }
+    }
+    for (int64_t t = 0; t < type_count && o.ntypes < MAX_TYPES; t++) {
+        char name [64];
+        snprintf (name, sizeof name, "%s%lld", prefix, (long long) t);
+        s_add_types (&o, name);
+    }
+    if (o.ntypes == 0)
+        s_add_types (&o, "python");
+    if (!o.endpoint) {
+        fprintf (stderr, "bm-bench: --endpoint is required\n");
+        return 2;
+    }
+    zsys_handler_set (NULL);
+    bench_catch_signals ();
+    int rc;
+    if (!strcmp (o.mode, "throughput"))
+        rc = s_throughput (&o, true);
+    else
+    if (fill)
+        rc = s_throughput (&o, false);
+    else
+    if (latency)
+        rc = s_latency (&o);
+    else {
+        s_usage ();
+        rc = 2;
+    }
+    for (int t = 0; t < o.ntypes; t++)
+        free (o.types [t]);
+    return rc;
+}
