@@ -1,1 +1,770 @@
-"use strict";
+/*  botmesh queue dashboard (served by the gateway at /admin/queues).
+
+    Plain JavaScript, no framework, no network access beyond this gateway.
+    It polls:
+      GET /stats                     per-type counters, workers, totals, redis
+      GET /jobs?state=&botType=&limit=   recent jobs (no payload/result)
+      GET /api/history?limit=N       metric snapshots, oldest first
+      GET /job/{id}                  one job's whole record
+    and posts POST /job/{id}/{retry,cancel,redeliver}.
+
+    When the gateway answers 401, the page asks for an API key once and keeps
+    it in localStorage ("botmesh.apiKey"); every request carries it as X-API-Key.
+
+    Everything taken from the server is written with textContent, never as
+    HTML.  Stable hooks for tests: tr[data-type] td[data-field], #workers-body
+    tr[data-worker], #jobs-body tr[data-job-id], #job-detail [data-field],
+    #action-retry / #action-cancel / #action-redeliver, and on <body>
+    data-stats-updates / data-jobs-updates / data-history-points /
+    data-detail-job, which count completed refreshes. */
+(function () {
+  "use strict";
+
+  var POLL_MS = 2000;             // stats, jobs and the open job
+  var HISTORY_MS = 5000;          // snapshots change every METRICS_SNAPSHOT_INTERVAL
+  var HISTORY_LIMIT = 360;        // one hour at 10 s
+  var KEY_STORE = "botmesh.apiKey";
+  var PALETTE = ["#2f6fdf", "#e07b00", "#1d8a4f", "#b83280", "#6b46c1",
+                 "#c53030", "#008c95", "#8a6d00", "#4a5568", "#d53f8c"];
+
+  var state = {
+    stats: null,            // last /stats answer
+    jobs: [],               // last /jobs answer
+    history: [],            // snapshots, oldest first
+    historyAt: 0,           // when history was last fetched (ms)
+    selected: null,         // job id shown in the detail panel
+    detail: null,           // its record
+    authNeeded: false,      // a 401 stopped polling until a key is given
+    timer: null,            // pending poll
+    busy: false,            // a refresh is running
+    colors: {},             // bot type -> colour, stable while the page lives
+    counts: { stats: 0, jobs: 0, detail: 0 }
+  };
+
+  // ------------------------------------------------------------------
+  // Small helpers
+
+  function $(id) { return document.getElementById(id); }
+
+  //  el("td", {class: "num", "data-field": "waiting"}, "12")
+  function el(tag, attrs) {
+    var node = document.createElement(tag);
+    if (attrs) {
+      Object.keys(attrs).forEach(function (name) {
+        var value = attrs[name];
+        if (value === undefined || value === null) return;
+        if (name === "class") node.className = value;
+        else if (name === "title") node.title = value;
+        else node.setAttribute(name, value);
+      });
+    }
+    for (var i = 2; i < arguments.length; i++) {
+      var child = arguments[i];
+      if (child === undefined || child === null) continue;
+      node.appendChild(typeof child === "object" ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+
+  function num(v) { return typeof v === "number" && isFinite(v) ? v : 0; }
+
+  //  Timestamps come as ISO-8601 strings from the gateway, or ms numbers.
+  function toMs(v) {
+    if (typeof v === "number" && isFinite(v)) return v;
+    if (typeof v === "string" && v) {
+      var t = Date.parse(v);
+      return isNaN(t) ? null : t;
+    }
+    return null;
+  }
+
+  function pad(n, w) { n = String(n); while (n.length < (w || 2)) n = "0" + n; return n; }
+
+  function fmtTime(v) {
+    var t = toMs(v);
+    if (t === null) return "";
+    var d = new Date(t), now = new Date();
+    var hms = pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+    if (d.toDateString() === now.toDateString()) return hms;
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + hms;
+  }
+
+  function isoTitle(v) {
+    var t = toMs(v);
+    return t === null ? "" : new Date(t).toISOString();
+  }
+
+  function fmtDuration(ms) {
+    if (ms === null || ms === undefined || !isFinite(ms) || ms < 0) return "";
+    if (ms < 1000) return Math.round(ms) + " ms";
+    if (ms < 60000) return (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + " s";
+    var s = Math.round(ms / 1000);
+    if (s < 3600) return Math.floor(s / 60) + " m " + (s % 60) + " s";
+    return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " m";
+  }
+
+  function fmtAge(ms) {
+    if (ms === null || !isFinite(ms)) return "";
+    if (ms < 0) ms = 0;
+    return fmtDuration(ms) + " ago";
+  }
+
+  function jobDuration(job) {
+    var start = toMs(job.startedAt), end = toMs(job.finishedAt);
+    if (start === null) return null;
+    if (end === null) return job.state === "running" ? Date.now() - start : null;
+    return end - start;
+  }
+
+  function stateBadge(s, attrs) {
+    var a = attrs || {};
+    a["class"] = "state state-" + String(s || "unknown").replace(/[^a-z]/g, "");
+    return el("span", a, s || "");
+  }
+
+  function colorOf(type) {
+    if (!state.colors[type]) {
+      var used = Object.keys(state.colors).length;
+      state.colors[type] = PALETTE[used % PALETTE.length];
+    }
+    return state.colors[type];
+  }
+
+  function getKey() {
+    try { return window.localStorage.getItem(KEY_STORE) || ""; } catch (e) { return ""; }
+  }
+
+  function setKey(key) {
+    try {
+      if (key) window.localStorage.setItem(KEY_STORE, key);
+      else window.localStorage.removeItem(KEY_STORE);
+    } catch (e) { /* storage off: the key lives only in this page */ }
+    memoryKey = key;
+  }
+  var memoryKey = "";
+
+  // ------------------------------------------------------------------
+  // HTTP
+
+  function ApiError(status, code, message) {
+    this.status = status;
+    this.code = code;
+    this.message = message;
+  }
+
+  function api(method, path) {
+    var headers = { "Accept": "application/json" };
+    var key = getKey() || memoryKey;
+    if (key) headers["X-API-Key"] = key;
+    return fetch(path, { method: method, headers: headers, cache: "no-store" })
+      .catch(function (e) {
+        throw new ApiError(0, "network", "cannot reach the gateway (" + e.message + ")");
+      })
+      .then(function (res) {
+        return res.text().then(function (text) {
+          var body = null;
+          try { body = text ? JSON.parse(text) : null; } catch (e) { body = null; }
+          if (res.status === 401) {
+            askKey(key ? "The API key was refused." : "");
+            throw new ApiError(401, "unauthorized", "API key needed");
+          }
+          if (!res.ok) {
+            var code = "http_" + res.status, message = res.statusText || text;
+            var err = body && body.error;
+            if (err && typeof err === "object") {
+              code = err.code || code;
+              message = err.message || message;
+            }
+            else if (typeof err === "string") {
+              code = body.code || err;
+              message = body.message || err;
+            }
+            throw new ApiError(res.status, code, message);
+          }
+          if (body === null) throw new ApiError(res.status, "bad_json", "the gateway did not answer JSON");
+          return body;
+        });
+      });
+  }
+
+  // ------------------------------------------------------------------
+  // API key
+
+  function askKey(message) {
+    state.authNeeded = true;
+    $("conn").textContent = "API key needed";
+    $("conn").dataset.state = "auth";
+    $("auth").hidden = false;
+    $("auth-message").textContent = message || "";
+    $("auth-key").focus();
+  }
+
+  function saveKey(ev) {
+    ev.preventDefault();
+    setKey($("auth-key").value.trim());
+    $("auth-key").value = "";
+    $("auth").hidden = true;
+    state.authNeeded = false;
+    state.historyAt = 0;
+    refresh();
+  }
+
+  // ------------------------------------------------------------------
+  // Rendering: bot types, totals, workers
+
+  function typeNames(stats) {
+    return Object.keys((stats && stats.types) || {}).sort();
+  }
+
+  function renderStats(stats) {
+    var body = $("types-body");
+    clear(body);
+    var names = typeNames(stats);
+    var sums = { waiting: 0, running: 0, limit: 0, waitingForPermit: 0, completed: 0, failed: 0, cancelled: 0, workers: 0 };
+    names.forEach(function (name) {
+      var t = stats.types[name] || {};
+      Object.keys(sums).forEach(function (k) { sums[k] += num(t[k]); });
+      body.appendChild(typeRow(name, t));
+    });
+    if (!names.length)
+      body.appendChild(el("tr", null, el("td", { colspan: "8", "class": "muted" }, "No bot types yet.")));
+
+    var foot = $("totals");
+    clear(foot);
+    var totalRow = el("tr", { "data-type": "*" },
+      el("td", null, "all"),
+      el("td", { "class": "num", "data-field": "waiting" }, sums.waiting),
+      el("td", null, usageCell(sums.running, sums.limit, sums.running)),
+      el("td", { "class": "num", "data-field": "waitingForPermit" }, sums.waitingForPermit),
+      el("td", { "class": "num", "data-field": "completed" }, sums.completed),
+      el("td", { "class": "num", "data-field": "failed" }, sums.failed),
+      el("td", { "class": "num", "data-field": "cancelled" }, sums.cancelled),
+      el("td", { "class": "num", "data-field": "workers" }, (stats.workers || []).length));
+    foot.appendChild(totalRow);
+    var totals = stats.totals || {};
+    var line = el("td", { colspan: "8", "class": "muted", id: "totals-line" });
+    ["submitted", "completed", "failed", "cancelled", "rejected", "retried"].forEach(function (k, i) {
+      if (totals[k] === undefined) return;
+      if (i) line.appendChild(document.createTextNode("  ·  "));
+      line.appendChild(document.createTextNode(k + " "));
+      line.appendChild(el("b", { id: "total-" + k, "data-total": k }, num(totals[k])));
+    });
+    if (typeof stats.uptimeMs === "number")
+      line.appendChild(document.createTextNode("  ·  broker up " + fmtDuration(stats.uptimeMs)));
+    foot.appendChild(el("tr", null, line));
+
+    renderWorkers(stats.workers || []);
+    renderTypeFilter(names);
+
+    var redis = $("redis");
+    if (stats.redis === true) { redis.textContent = "redis up"; redis.dataset.state = "ok"; }
+    else if (stats.redis === false) { redis.textContent = "redis down"; redis.dataset.state = "down"; }
+    else { redis.textContent = "redis ?"; redis.dataset.state = "unknown"; }
+  }
+
+  function typeRow(name, t) {
+    var usage = t.usage !== undefined ? t.usage : t.running;
+    var id = function (f) { return "type-" + name + "-" + f; };
+    return el("tr", { "data-type": name },
+      el("td", { "class": "type" },
+         el("span", { "class": "swatch", style: "background:" + colorOf(name) }), name),
+      el("td", { "class": "num", "data-field": "waiting", id: id("waiting") }, num(t.waiting)),
+      el("td", null, usageCell(num(t.running), num(t.limit), num(usage), name)),
+      el("td", { "class": "num", "data-field": "waitingForPermit", id: id("waitingForPermit") }, num(t.waitingForPermit)),
+      el("td", { "class": "num", "data-field": "completed", id: id("completed") }, num(t.completed)),
+      el("td", { "class": "num", "data-field": "failed", id: id("failed") }, num(t.failed)),
+      el("td", { "class": "num", "data-field": "cancelled", id: id("cancelled") }, num(t.cancelled)),
+      el("td", { "class": "num", "data-field": "workers", id: id("workers") }, num(t.workers)));
+  }
+
+  //  "running / limit" with a bar showing semaphore permits in use.
+  function usageCell(running, limit, usage, name) {
+    var pct = limit > 0 ? Math.min(100, Math.round(100 * usage / limit)) : 0;
+    var fill = el("div", { "class": "fill" + (limit > 0 && usage >= limit ? " full" : ""), style: "width:" + pct + "%" });
+    var prefix = name ? "type-" + name + "-" : "total-";
+    return el("div", { "class": "usage", title: "semaphore: " + usage + " of " + limit + " permits in use" },
+      el("div", { "class": "bar", "data-field": "usage", "data-value": usage }, fill),
+      el("span", { "class": "text" },
+        el("span", { "data-field": "running", id: prefix + "running" }, running), " / ",
+        el("span", { "data-field": "limit", id: prefix + "limit" }, limit)));
+  }
+
+  function renderWorkers(workers) {
+    var body = $("workers-body");
+    clear(body);
+    $("workers-count").textContent = "(" + workers.length + ")";
+    var now = Date.now();
+    workers.slice().sort(function (a, b) { return String(a.name).localeCompare(String(b.name)); })
+      .forEach(function (w) {
+        var beat = toMs(w.lastHeartbeatAt !== undefined ? w.lastHeartbeatAt : w.lastHeartbeat);
+        //  A small number is an age in ms rather than a timestamp
+        if (beat !== null && beat < 1e11) beat = now - beat;
+        body.appendChild(el("tr", { "data-worker": w.name },
+          el("td", { "class": "name", "data-field": "name" }, w.name),
+          el("td", { "data-field": "types" }, (w.types || []).join(", ")),
+          el("td", { "class": "num", "data-field": "credit" }, num(w.credit)),
+          el("td", { "class": "num", "data-field": "running" }, num(w.running)),
+          el("td", { "data-field": "lastHeartbeat", "data-value": beat === null ? "" : beat, title: isoTitle(beat) },
+             beat === null ? "" : fmtAge(now - beat))));
+      });
+    if (!workers.length)
+      body.appendChild(el("tr", null, el("td", { colspan: "5", "class": "muted" }, "No workers connected.")));
+  }
+
+  function renderTypeFilter(names) {
+    var select = $("filter-type");
+    var current = select.value;
+    var have = Array.prototype.map.call(select.options, function (o) { return o.value; }).slice(1);
+    if (have.join("\n") === names.join("\n")) return;
+    while (select.options.length > 1) select.remove(1);
+    names.forEach(function (n) { select.appendChild(el("option", { value: n }, n)); });
+    if (current && names.indexOf(current) < 0) select.appendChild(el("option", { value: current }, current));
+    select.value = current;
+  }
+
+  // ------------------------------------------------------------------
+  // Rendering: jobs
+
+  function renderJobs() {
+    var body = $("jobs-body");
+    clear(body);
+    var needle = $("search-id").value.trim();
+    var shown = 0;
+    state.jobs.forEach(function (job) {
+      if (needle && String(job.jobId).indexOf(needle) < 0) return;
+      shown++;
+      var hook = job.webhook;
+      var row = el("tr", { "data-job-id": job.jobId, "data-state": job.state, "data-bot-type": job.botType },
+        el("td", { "class": "id", "data-field": "jobId" }, job.jobId),
+        el("td", { "data-field": "botType" }, job.botType),
+        el("td", { "data-field": "state" }, stateBadge(job.state)),
+        el("td", { "class": "num", "data-field": "priority" }, job.priority !== undefined ? job.priority : ""),
+        el("td", { "class": "num", "data-field": "progress" }, job.progress !== undefined ? job.progress + "%" : ""),
+        el("td", { "class": "num", "data-field": "attempts" },
+           num(job.attempts) + (job.maxAttempts ? "/" + job.maxAttempts : "")),
+        el("td", { "data-field": "createdAt", title: isoTitle(job.createdAt) }, fmtTime(job.createdAt)),
+        el("td", { "class": "num", "data-field": "duration" }, fmtDuration(jobDuration(job))),
+        el("td", { "data-field": "webhook" }, hook && hook.state ? stateBadge(hook.state) : ""));
+      if (job.jobId === state.selected) row.className = "selected";
+      row.addEventListener("click", function () { openJob(job.jobId); });
+      body.appendChild(row);
+    });
+    $("jobs-empty").hidden = shown > 0;
+  }
+
+  function jobsQuery() {
+    var q = [];
+    var st = $("filter-state").value, bt = $("filter-type").value, limit = $("filter-limit").value;
+    if (st) q.push("state=" + encodeURIComponent(st));
+    if (bt) q.push("botType=" + encodeURIComponent(bt));
+    q.push("limit=" + encodeURIComponent(limit || "50"));
+    return "/jobs?" + q.join("&");
+  }
+
+  // ------------------------------------------------------------------
+  // Job detail and actions
+
+  function openJob(id) {
+    id = String(id || "").trim();
+    if (!id) return;
+    if (location.hash !== "#/job/" + encodeURIComponent(id))
+      location.hash = "#/job/" + encodeURIComponent(id);
+    else
+      showJob(id);
+  }
+
+  function closeJob() {
+    if (location.hash) history.replaceState(null, "", location.pathname + location.search);
+    state.selected = null;
+    state.detail = null;
+    $("job-detail").hidden = true;
+    delete document.body.dataset.detailJob;
+    renderJobs();
+  }
+
+  function fromHash() {
+    var m = /^#\/job\/(.+)$/.exec(location.hash);
+    if (m) showJob(decodeURIComponent(m[1]));
+    else if (state.selected) { state.selected = null; $("job-detail").hidden = true; renderJobs(); }
+  }
+
+  function showJob(id) {
+    if (state.selected !== id) {
+      state.selected = id;
+      state.detail = null;
+      $("action-message").textContent = "";
+      $("detail-id").textContent = id;
+      $("detail-missing").hidden = true;
+      $("job-detail").hidden = false;
+      renderDetail(null);
+      renderJobs();
+    }
+    return loadDetail();
+  }
+
+  function loadDetail() {
+    var id = state.selected;
+    if (!id) return Promise.resolve();
+    return api("GET", "/job/" + encodeURIComponent(id)).then(function (record) {
+      if (state.selected !== id) return;
+      state.detail = record;
+      $("detail-missing").hidden = true;
+      renderDetail(record);
+      state.counts.detail++;
+      document.body.dataset.detailJob = id;
+      document.body.dataset.detailUpdates = state.counts.detail;
+    }, function (err) {
+      if (state.selected !== id || err.status === 401) return;
+      var box = $("detail-missing");
+      box.hidden = false;
+      box.textContent = err.status === 404 ? "No job with this id." : "Could not load the job: " + err.message;
+      if (err.status === 404) { state.detail = null; renderDetail(null); }
+    });
+  }
+
+  function setField(root, name, value, title) {
+    var node = root.querySelector('[data-field="' + name + '"]');
+    if (!node) return;
+    node.textContent = value === undefined || value === null ? "" : String(value);
+    node.title = title || "";
+  }
+
+  function json(v) {
+    if (v === undefined) return "";
+    try { return JSON.stringify(v, null, 2); } catch (e) { return String(v); }
+  }
+
+  function renderDetail(job) {
+    var root = $("job-detail");
+    var j = job || {};
+    var st = root.querySelector('[data-field="state"]');
+    clear(st);
+    if (j.state) st.appendChild(stateBadge(j.state));
+    st.dataset.value = j.state || "";
+    setField(root, "botType", j.botType);
+    setField(root, "priority", j.priority);
+    setField(root, "progress", j.progress !== undefined ? j.progress + "%" : "");
+    setField(root, "attempts", j.attempts !== undefined ? j.attempts + (j.maxAttempts ? " of " + j.maxAttempts : "") : "");
+    setField(root, "worker", j.worker);
+    setField(root, "createdAt", fmtTime(j.createdAt), isoTitle(j.createdAt));
+    setField(root, "startedAt", fmtTime(j.startedAt), isoTitle(j.startedAt));
+    setField(root, "finishedAt", fmtTime(j.finishedAt), isoTitle(j.finishedAt));
+    setField(root, "duration", fmtDuration(jobDuration(j)));
+    setField(root, "webhookUrl", j.webhookUrl);
+
+    $("detail-payload").textContent = job ? json(j.payload === undefined ? null : j.payload) : "";
+    var hasResult = j.result !== undefined;
+    $("detail-result-box").hidden = !hasResult;
+    $("detail-result").textContent = hasResult ? json(j.result) : "";
+    var err = j.error;
+    $("detail-error-box").hidden = !err;
+    $("detail-error-code").textContent = err ? (err.code || "") : "";
+    $("detail-error-message").textContent = err ? (err.message || (typeof err === "string" ? err : "")) : "";
+
+    var hook = j.webhook;
+    $("detail-webhook-box").hidden = !hook;
+    var hookRoot = $("detail-webhook");
+    hook = hook || {};
+    setField(hookRoot, "webhook.state", hook.state);
+    setField(hookRoot, "webhook.attempts", hook.attempts);
+    setField(hookRoot, "webhook.lastStatus", hook.lastStatus);
+    setField(hookRoot, "webhook.lastError", hook.lastError);
+    setField(hookRoot, "webhook.nextAttemptAt", fmtTime(hook.nextAttemptAt), isoTitle(hook.nextAttemptAt));
+
+    var terminal = j.state === "completed" || j.state === "failed" || j.state === "cancelled";
+    $("action-retry").disabled = !(j.state === "failed" || j.state === "cancelled");
+    $("action-cancel").disabled = !(j.state === "queued" || j.state === "running");
+    $("action-redeliver").disabled = !(terminal && (j.webhook || j.webhookUrl));
+  }
+
+  var ACTION_DONE = { retry: "queued again", cancel: "cancelled", redeliver: "webhook delivery queued" };
+
+  function runAction(action) {
+    var id = state.selected;
+    if (!id) return;
+    var message = $("action-message");
+    message.textContent = action + "…";
+    message.dataset.result = "pending";
+    ["action-retry", "action-cancel", "action-redeliver"].forEach(function (b) { $(b).disabled = true; });
+    api("POST", "/job/" + encodeURIComponent(id) + "/" + action).then(function () {
+      message.textContent = ACTION_DONE[action];
+      message.dataset.result = "ok";
+    }, function (err) {
+      message.textContent = action + " failed: " + (err.code ? err.code + ": " : "") + err.message;
+      message.dataset.result = "error";
+    }).then(function () {
+      loadDetail();
+      refreshJobs();
+    });
+  }
+
+  // ------------------------------------------------------------------
+  // Charts (canvas, drawn by hand)
+
+  //  Round up to 1, 2 or 5 times a power of ten.
+  function niceCeil(v) {
+    if (!(v > 0)) return 1;
+    var p = Math.pow(10, Math.floor(Math.log(v) / Math.LN10));
+    var f = v / p;
+    return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * p;
+  }
+
+  function fmtAxis(v) {
+    if (v === 0) return "0";
+    var a = Math.abs(v);
+    if (a >= 1e6) return (v / 1e6).toFixed(a >= 1e7 ? 0 : 1) + "M";
+    if (a >= 1e3) return (v / 1e3).toFixed(a >= 1e4 ? 0 : 1) + "k";
+    if (a >= 10) return v.toFixed(0);
+    if (a >= 1) return v.toFixed(1).replace(/\.0$/, "");
+    return v.toPrecision(2).replace(/0+$/, "").replace(/\.$/, "");
+  }
+
+  function fmtValue(v) {
+    if (v === null || v === undefined || !isFinite(v)) return "–";
+    return Math.abs(v) >= 100 ? String(Math.round(v)) : String(Math.round(v * 100) / 100);
+  }
+
+  //  series: [{name, color, dash, points: [[t, v|null], ...]}]
+  function drawChart(canvas, series, legendId) {
+    var dpr = window.devicePixelRatio || 1;
+    var w = canvas.clientWidth || canvas.width, h = canvas.clientHeight || canvas.height;
+    if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+      canvas.width = Math.round(w * dpr);
+      canvas.height = Math.round(h * dpr);
+    }
+    var ctx = canvas.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, w, h);
+    ctx.font = "11px system-ui, sans-serif";
+
+    var tMin = Infinity, tMax = -Infinity, vMax = 0, points = 0;
+    series.forEach(function (s) {
+      s.points.forEach(function (p) {
+        if (p[1] === null || !isFinite(p[1])) return;
+        tMin = Math.min(tMin, p[0]); tMax = Math.max(tMax, p[0]); vMax = Math.max(vMax, p[1]);
+        points++;
+      });
+    });
+    canvas.dataset.points = points;
+    var left = 44, right = 10, top = 8, bottom = 20;
+    var pw = w - left - right, ph = h - top - bottom;
+    if (!points) {
+      ctx.fillStyle = "#6a7385";
+      ctx.textAlign = "center";
+      ctx.fillText("no snapshots yet", w / 2, h / 2);
+      renderLegend(legendId, series);
+      return;
+    }
+    if (tMax === tMin) { tMin -= 5000; tMax += 5000; }
+    var step = niceCeil(vMax * 1.05 / 4), yMax = step * 4;
+    var x = function (t) { return left + (t - tMin) / (tMax - tMin) * pw; };
+    var y = function (v) { return top + ph - v / yMax * ph; };
+
+    //  Grid and y labels: 4 steps
+    ctx.strokeStyle = "#e6e9ef";
+    ctx.fillStyle = "#6a7385";
+    ctx.lineWidth = 1;
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
+    for (var i = 0; i <= 4; i++) {
+      var v = step * i, yy = Math.round(y(v)) + 0.5;
+      ctx.beginPath(); ctx.moveTo(left, yy); ctx.lineTo(w - right, yy); ctx.stroke();
+      ctx.fillText(fmtAxis(v), left - 6, yy);
+    }
+    //  x labels: up to 5 times
+    ctx.textAlign = "center";
+    ctx.textBaseline = "top";
+    var ticks = Math.max(2, Math.min(5, Math.floor(pw / 110)));
+    for (i = 0; i <= ticks; i++) {
+      var t = tMin + (tMax - tMin) * i / ticks, d = new Date(t);
+      var label = pad(d.getHours()) + ":" + pad(d.getMinutes()) + (tMax - tMin < 600000 ? ":" + pad(d.getSeconds()) : "");
+      ctx.fillText(label, Math.min(Math.max(x(t), left + 20), w - right - 20), top + ph + 5);
+    }
+    //  Lines; a null value breaks the line
+    series.forEach(function (s) {
+      ctx.strokeStyle = s.color;
+      ctx.fillStyle = s.color;
+      ctx.lineWidth = 1.8;
+      ctx.setLineDash(s.dash ? [5, 4] : []);
+      ctx.beginPath();
+      var drawing = false, lone = [];
+      s.points.forEach(function (p, k) {
+        if (p[1] === null || !isFinite(p[1])) { drawing = false; return; }
+        var px = x(p[0]), py = y(p[1]);
+        if (drawing) ctx.lineTo(px, py);
+        else {
+          ctx.moveTo(px, py);
+          var next = s.points[k + 1];
+          if (!next || next[1] === null || !isFinite(next[1])) lone.push([px, py]);
+        }
+        drawing = true;
+      });
+      ctx.stroke();
+      ctx.setLineDash([]);
+      lone.forEach(function (p) { ctx.beginPath(); ctx.arc(p[0], p[1], 2.2, 0, 2 * Math.PI); ctx.fill(); });
+    });
+    renderLegend(legendId, series);
+  }
+
+  function renderLegend(id, series) {
+    var box = $(id);
+    clear(box);
+    series.forEach(function (s) {
+      var last = null;
+      for (var i = s.points.length - 1; i >= 0; i--)
+        if (s.points[i][1] !== null && isFinite(s.points[i][1])) { last = s.points[i][1]; break; }
+      box.appendChild(el("span", { "data-series": s.name },
+        el("span", { "class": "swatch", style: "background:" + s.color + (s.dash ? ";opacity:.55" : "") }),
+        s.name, el("span", { "class": "value", "data-value": last === null ? "" : last }, fmtValue(last))));
+    });
+  }
+
+  function snapshotTypes(history) {
+    var seen = {};
+    history.forEach(function (snap) { Object.keys((snap && snap.types) || {}).forEach(function (t) { seen[t] = 1; }); });
+    return Object.keys(seen).sort();
+  }
+
+  function perType(history, type, key) {
+    return history.map(function (snap) {
+      var t = snap.types && snap.types[type];
+      var v = t ? t[key] : null;
+      return [num(snap.t), typeof v === "number" && isFinite(v) ? v : null];
+    });
+  }
+
+  function renderCharts() {
+    var history = state.history.filter(function (s) { return s && typeof s.t === "number"; });
+    document.body.dataset.historyPoints = history.length;
+    var types = snapshotTypes(history);
+    drawChart($("chart-throughput"), types.map(function (t) {
+      return { name: t, color: colorOf(t), points: perType(history, t, "throughput") };
+    }), "legend-throughput");
+    var q = $("latency-quantile").value;
+    drawChart($("chart-latency"), types.map(function (t) {
+      return { name: t + " " + q, color: colorOf(t), points: perType(history, t, q) };
+    }), "legend-latency");
+    var queue = [];
+    types.forEach(function (t) {
+      queue.push({ name: t + " waiting", color: colorOf(t), points: perType(history, t, "waiting") });
+      queue.push({ name: t + " running", color: colorOf(t), dash: true, points: perType(history, t, "running") });
+    });
+    drawChart($("chart-queue"), queue, "legend-queue");
+    var hook = function (key) {
+      return history.map(function (snap) {
+        var v = snap.webhook ? snap.webhook[key] : null;
+        return [snap.t, typeof v === "number" ? v : null];
+      });
+    };
+    drawChart($("chart-webhook"), [
+      { name: "delivered", color: "#1d8a4f", points: hook("delivered") },
+      { name: "failed", color: "#c53030", points: hook("failed") }
+    ], "legend-webhook");
+  }
+
+  // ------------------------------------------------------------------
+  // Polling
+
+  function showError(err) {
+    var banner = $("error");
+    if (!err) { banner.hidden = true; banner.textContent = ""; return; }
+    banner.hidden = false;
+    banner.textContent = err.message || String(err);
+  }
+
+  function refreshJobs() {
+    return api("GET", jobsQuery()).then(function (body) {
+      state.jobs = Array.isArray(body.jobs) ? body.jobs : [];
+      renderJobs();
+      state.counts.jobs++;
+      document.body.dataset.jobsUpdates = state.counts.jobs;
+    });
+  }
+
+  function refreshHistory() {
+    state.historyAt = Date.now();
+    return api("GET", "/api/history?limit=" + HISTORY_LIMIT).then(function (body) {
+      state.history = Array.isArray(body.snapshots) ? body.snapshots : [];
+      renderCharts();
+    }, function (err) {
+      //  Charts are optional: a gateway without history still shows the rest
+      if (err.status === 404 || err.status === 503) { state.history = []; renderCharts(); return; }
+      throw err;
+    });
+  }
+
+  function refresh() {
+    if (state.busy || state.authNeeded) return Promise.resolve();
+    state.busy = true;
+    clearTimeout(state.timer);
+    var work = [
+      api("GET", "/stats").then(function (stats) {
+        state.stats = stats;
+        renderStats(stats);
+        state.counts.stats++;
+        document.body.dataset.statsUpdates = state.counts.stats;
+      }),
+      refreshJobs()
+    ];
+    if (Date.now() - state.historyAt >= HISTORY_MS) work.push(refreshHistory());
+    if (state.selected) work.push(loadDetail());
+    return Promise.all(work).then(function () {
+      showError(null);
+      $("conn").textContent = "live";
+      $("conn").dataset.state = "ok";
+      $("updated").textContent = "updated " + fmtTime(Date.now());
+    }, function (err) {
+      if (err.status === 401) return;
+      showError(err);
+      $("conn").textContent = err.status === 0 ? "unreachable" : "error";
+      $("conn").dataset.state = "error";
+    }).then(function () {
+      state.busy = false;
+      schedule();
+    });
+  }
+
+  function schedule() {
+    clearTimeout(state.timer);
+    if ($("live").checked && !state.authNeeded && !document.hidden)
+      state.timer = setTimeout(refresh, POLL_MS);
+  }
+
+  // ------------------------------------------------------------------
+  // Wiring
+
+  function init() {
+    $("auth").addEventListener("submit", saveKey);
+    $("auth-cancel").addEventListener("click", function () { $("auth").hidden = true; });
+    $("key-button").addEventListener("click", function () {
+      $("auth").hidden = false;
+      $("auth-message").textContent = getKey() ? "A key is set; save an empty one to forget it." : "";
+      $("auth-key").focus();
+    });
+    $("live").addEventListener("change", function () { if ($("live").checked) refresh(); else clearTimeout(state.timer); });
+    ["filter-state", "filter-type", "filter-limit"].forEach(function (id) {
+      $(id).addEventListener("change", function () { refreshJobs().catch(showError); });
+    });
+    $("search-id").addEventListener("input", renderJobs);
+    $("search").addEventListener("submit", function (ev) { ev.preventDefault(); openJob($("search-id").value); });
+    $("detail-close").addEventListener("click", closeJob);
+    ["retry", "cancel", "redeliver"].forEach(function (a) {
+      $("action-" + a).addEventListener("click", function () { runAction(a); });
+    });
+    $("latency-quantile").addEventListener("change", renderCharts);
+    window.addEventListener("hashchange", fromHash);
+    window.addEventListener("resize", renderCharts);
+    document.addEventListener("visibilitychange", function () { if (!document.hidden) refresh(); });
+    renderCharts();
+    fromHash();
+    refresh();
+  }
+
+  //  For tests and the console
+  window.botmesh = { state: state, refresh: refresh, openJob: openJob };
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();
