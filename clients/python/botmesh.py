@@ -1,0 +1,817 @@
+"""botmesh.py - Python client and worker for the botmesh broker.
+
+Written from docs/protocol.md alone (BMC01 for clients, BMW01 for workers):
+three frames per message (header, 1-byte command, msgpack map), over a
+ZeroMQ DEALER socket connected to the broker's ROUTER.
+
+Needs pyzmq and msgpack (Debian: python3-zmq, python3-msgpack); run with
+/usr/bin/python3 when the python3 on PATH cannot see them.
+
+Client: submit a job and wait for its result
+
+    import botmesh
+    with botmesh.Client("tcp://127.0.0.1:5555") as c:
+        job_id = c.submit("python", {"task": "data_analysis"}, notify=True)
+        job = c.wait(job_id, timeout=60)
+        print(job["state"], job.get("result"))
+
+Worker: serve a bot type natively
+
+    def handle(payload, job):
+        job.progress(50)
+        return {"echo": payload}
+
+    botmesh.Worker(["pywork"], handle, credit=2).run_forever()
+
+Every wait is bounded; every failure raises a BotmeshError (or a subclass)
+carrying .code and .message:
+
+    Rejected       the broker answered REJECTED (code from the broker:
+                   unknown_bot_type, bad_request, not_found, conflict, ...)
+    BrokerTimeout  code "broker_timeout": no reply within the timeout
+                   (broker down, unreachable or overloaded)
+    WaitTimeout    code "wait_timeout": the job did not end in time
+    JobFailed      raised by Client.run(): the job ended failed/cancelled;
+                   code is the job's error code (bot_failed, timeout, ...)
+"""
+import collections
+import logging
+import os
+import re
+import signal
+import socket as _socket
+import threading
+import time
+
+import msgpack
+import zmq
+
+__all__ = [
+    "Client", "Worker", "Job", "JobError",
+    "BotmeshError", "Rejected", "BrokerTimeout", "WaitTimeout", "JobFailed", "ProtocolError",
+    "TERMINAL_STATES", "default_endpoint",
+]
+__version__ = "0.1.0"
+
+log = logging.getLogger("botmesh")
+
+# --- protocol constants (docs/protocol.md sections 2, 4, 5) ----------------
+
+CLIENT_HEADER = b"BMC01"
+WORKER_HEADER = b"BMW01"
+
+# client commands (BMC01)
+SUBMIT, STATUS, CANCEL, STATS, RETRY, REDELIVER, LIST, PING, METRICS = range(0x01, 0x0A)
+ACCEPTED, REJECTED, REPLY, RESULT = 0x81, 0x82, 0x83, 0x84
+
+# worker commands (BMW01)
+W_READY, W_JOB, W_PROGRESS, W_DONE, W_HEARTBEAT, W_DISCONNECT, W_CANCEL, W_RELEASE, W_NACK = \
+    range(0x01, 0x0A)
+
+TERMINAL_STATES = frozenset(("completed", "failed", "cancelled"))
+
+BOT_TYPE_RE = re.compile(r"^[a-z0-9_-]{1,32}$")
+MAX_PAYLOAD_BYTES = 1 << 20          # protocol default of MAX_PAYLOAD_BYTES
+DEFAULT_HEARTBEAT_MS = 1000          # protocol default of HEARTBEAT_INTERVAL_MS
+DEFAULT_LIVENESS = 3                 # protocol default of HEARTBEAT_LIVENESS
+REQ_WRAP = 1 << 31                   # keep req a small positive integer
+
+
+# --- errors -----------------------------------------------------------------
+
+class BotmeshError(Exception):
+    """Any botmesh failure: .code (short string) and .message (text)."""
+
+    def __init__(self, code, message, body=None):
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.body = body          # the broker's reply body, when there is one
+
+    def __str__(self):
+        return "%s: %s" % (self.code, self.message)
+
+
+class Rejected(BotmeshError):
+    """The broker answered REJECTED {code, message}."""
+
+
+class BrokerTimeout(BotmeshError):
+    """No reply from the broker in time (it is down, unreachable or overloaded)."""
+
+
+class WaitTimeout(BotmeshError):
+    """The job did not reach a terminal state in time; .job is the last record seen."""
+
+    def __init__(self, code, message, job=None):
+        super().__init__(code, message)
+        self.job = job
+
+
+class JobFailed(BotmeshError):
+    """Client.run(): the job ended failed or cancelled; .job is its record."""
+
+    def __init__(self, code, message, job=None):
+        super().__init__(code, message)
+        self.job = job
+
+
+class ProtocolError(BotmeshError):
+    """The broker sent something this client cannot understand."""
+
+
+class JobError(Exception):
+    """Raise from a worker handler to end the job with a chosen error code."""
+
+    def __init__(self, code, message):
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self):
+        return "%s: %s" % (self.code, self.message)
+
+
+# --- helpers ------------------------------------------------------------------
+
+def now_ms():
+    """Milliseconds since the Unix epoch (the protocol's timestamps)."""
+    return int(time.time() * 1000)
+
+
+def default_endpoint():
+    """$BROKER_ENDPOINT (a bind address like tcp://*:5555 becomes 127.0.0.1) or tcp://127.0.0.1:5555."""
+    ep = os.environ.get("BROKER_ENDPOINT") or "tcp://127.0.0.1:5555"
+    return ep.replace("://*:", "://127.0.0.1:").replace("://0.0.0.0:", "://127.0.0.1:")
+
+
+def _pack(obj):
+    try:
+        return msgpack.packb(obj, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise BotmeshError("bad_request", "cannot encode message as msgpack: %s" % exc) from None
+
+
+def _unpack_map(data):
+    """Decode a body frame; None if it is not a msgpack map with string keys."""
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception:                 # any malformed input: ignore the message
+        return None
+    if not isinstance(obj, dict):
+        return None
+    return obj
+
+
+def _decode(frames, header):
+    """(command, body) for a well-formed message from the broker, else None."""
+    if len(frames) != 3 or frames[0] != header or len(frames[1]) != 1:
+        return None
+    body = _unpack_map(frames[2])
+    if body is None:
+        return None
+    return frames[1][0], body
+
+
+def _setup_socket(sock, curve, identity=None):
+    sock.setsockopt(zmq.LINGER, 0)
+    if identity:
+        sock.setsockopt(zmq.IDENTITY, identity if isinstance(identity, bytes) else identity.encode())
+    if curve:
+        # curve = {"server_key": z85, "public_key": z85, "secret_key": z85}
+        sock.curve_serverkey = _z85(curve["server_key"])
+        sock.curve_publickey = _z85(curve["public_key"])
+        sock.curve_secretkey = _z85(curve["secret_key"])
+
+
+def _z85(key):
+    return key.encode() if isinstance(key, str) else key
+
+
+def _env_int(name, default, lo, hi):
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        val = int(raw)
+    except ValueError:
+        raise ValueError("%s must be an integer, got %r" % (name, raw)) from None
+    if not lo <= val <= hi:
+        raise ValueError("%s must be in %d..%d, got %d" % (name, lo, hi, val))
+    return val
+
+
+# --- client -------------------------------------------------------------------
+
+class JobId(str):
+    """A job id as returned by submit(); .duplicate is the broker's flag."""
+    duplicate = False
+
+
+class Client:
+    """A BMC01 client on one DEALER socket. Not thread-safe: one per thread.
+
+    timeout: seconds to wait for the broker's reply to one request. When it
+    passes, BrokerTimeout is raised and the socket is replaced (Lazy Pirate),
+    so a request queued for a dead broker is not sent later by surprise.
+    """
+
+    def __init__(self, endpoint=None, timeout=10.0, context=None, curve=None, identity=None):
+        self.endpoint = endpoint or default_endpoint()
+        self.timeout = float(timeout)
+        self.curve = curve
+        self.identity = identity
+        self._ctx = context or zmq.Context.instance()
+        self._sock = None
+        self._req = 0
+        self._results = collections.OrderedDict()   # jobId -> record, from RESULT pushes
+        self._notified = set()                      # jobs submitted with notify on this socket
+        self._max_results = 10000
+
+    # context manager / lifecycle
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        if self._sock is not None:
+            self._sock.close(0)
+            self._sock = None
+
+    def _socket(self):
+        if self._sock is None:
+            s = self._ctx.socket(zmq.DEALER)
+            _setup_socket(s, self.curve, self.identity)
+            s.connect(self.endpoint)
+            self._sock = s
+        return self._sock
+
+    def _reset(self):
+        """Drop the socket (and what it queued); the next request opens a new one."""
+        self.close()
+        self._notified.clear()
+
+    # low level
+    def _next_req(self):
+        self._req = self._req % REQ_WRAP + 1
+        return self._req
+
+    def _stash(self, body):
+        job_id, job = body.get("jobId"), body.get("job")
+        if not isinstance(job_id, str) or not isinstance(job, dict):
+            return
+        self._results[job_id] = job
+        self._notified.discard(job_id)
+        while len(self._results) > self._max_results:
+            self._results.popitem(last=False)
+
+    def _recv(self, timeout):
+        """One well-formed message within timeout seconds, else None."""
+        sock = self._socket()
+        if not sock.poll(max(0, int(timeout * 1000))):
+            return None
+        frames = sock.recv_multipart()
+        msg = _decode(frames, CLIENT_HEADER)
+        if msg is None:
+            log.warning("botmesh: ignoring a malformed message from the broker (%d frames)", len(frames))
+        return msg
+
+    def request(self, command, body=None, timeout=None):
+        """Send one request and return (command, body) of its answer.
+
+        REJECTED raises Rejected; no answer in time raises BrokerTimeout.
+        RESULT pushes that arrive meanwhile are kept for wait().
+        """
+        timeout = self.timeout if timeout is None else float(timeout)
+        req = self._next_req()
+        msg = dict(body or {})
+        msg["req"] = req
+        data = _pack(msg)
+        sock = self._socket()
+        try:
+            sock.send_multipart([CLIENT_HEADER, bytes([command]), data], flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self._reset()
+            raise BrokerTimeout("broker_timeout", "cannot send to the broker at %s (queue full; is it running?)"
+                                % self.endpoint) from None
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._reset()
+                raise BrokerTimeout("broker_timeout", "no reply from the broker at %s within %gs "
+                                    "(is it running?)" % (self.endpoint, timeout))
+            got = self._recv(left)
+            if got is None:
+                continue
+            cmd, reply = got
+            if cmd == RESULT:
+                self._stash(reply)
+                continue
+            rreq = reply.get("req")
+            # A REJECTED without req answers a message the broker could not parse:
+            # with one request in flight, it is ours.
+            if rreq != req and not (cmd == REJECTED and rreq is None):
+                continue                    # a late answer to an earlier, timed-out request
+            if cmd == REJECTED:
+                code = reply.get("code") if isinstance(reply.get("code"), str) else "rejected"
+                message = reply.get("message") if isinstance(reply.get("message"), str) else ""
+                raise Rejected(code, message, reply)
+            return cmd, reply
+
+    def _reply(self, command, body=None, timeout=None, expect=REPLY):
+        cmd, reply = self.request(command, body, timeout)
+        if cmd != expect:
+            raise ProtocolError("protocol_error", "expected command 0x%02x, got 0x%02x" % (expect, cmd), reply)
+        return reply
+
+    # --- API ---------------------------------------------------------------
+
+    def submit(self, bot_type, payload=None, *, webhook_url=None, priority=None, idempotency_key=None,
+               timeout_ms=None, max_attempts=None, notify=False, timeout=None):
+        """SUBMIT a job; returns its id (a str with .duplicate). Raises Rejected."""
+        body = {"botType": bot_type, "payload": payload}
+        if webhook_url is not None:
+            body["webhookUrl"] = webhook_url
+        if priority is not None:
+            body["priority"] = priority
+        if idempotency_key is not None:
+            body["idempotencyKey"] = idempotency_key
+        if timeout_ms is not None:
+            body["timeoutMs"] = timeout_ms
+        if max_attempts is not None:
+            body["maxAttempts"] = max_attempts
+        if notify:
+            body["notify"] = True
+        reply = self._reply(SUBMIT, body, timeout, expect=ACCEPTED)
+        job_id = reply.get("jobId")
+        if not isinstance(job_id, str):
+            raise ProtocolError("protocol_error", "ACCEPTED without a jobId", reply)
+        jid = JobId(job_id)
+        jid.duplicate = bool(reply.get("duplicate", False))
+        if notify:
+            self._notified.add(job_id)
+        return jid
+
+    def status(self, job_id, timeout=None):
+        """The job's record (a dict). Raises Rejected('not_found')."""
+        return self._job_reply(STATUS, job_id, timeout)
+
+    def cancel(self, job_id, timeout=None):
+        """Cancel a queued or running job; returns its record (state 'cancelled').
+        Raises Rejected: not_found, or conflict if it had already ended."""
+        return self._job_reply(CANCEL, job_id, timeout)
+
+    def _job_reply(self, command, job_id, timeout):
+        reply = self._reply(command, {"jobId": job_id}, timeout)
+        job = reply.get("job")
+        if not isinstance(job, dict):
+            raise ProtocolError("protocol_error", "REPLY without a job record", reply)
+        return job
+
+    def retry(self, job_id, timeout=None):
+        """Queue a failed or cancelled job again; returns its id. Raises Rejected('conflict')."""
+        reply = self._reply(RETRY, {"jobId": job_id}, timeout, expect=ACCEPTED)
+        return JobId(reply.get("jobId") or job_id)
+
+    def redeliver(self, job_id, timeout=None):
+        """Deliver an ended job's webhook again. Raises Rejected('conflict')."""
+        self._reply(REDELIVER, {"jobId": job_id}, timeout, expect=ACCEPTED)
+
+    def stats(self, timeout=None):
+        """STATS: {types, workers, totals, redis, uptimeMs}."""
+        return self._reply(STATS, None, timeout)
+
+    def list(self, state=None, bot_type=None, limit=None, timeout=None):
+        """Recent jobs, newest first (records without payload and result)."""
+        body = {}
+        if state is not None:
+            body["state"] = state
+        if bot_type is not None:
+            body["botType"] = bot_type
+        if limit is not None:
+            body["limit"] = limit
+        return self._reply(LIST, body, timeout).get("jobs", [])
+
+    def ping(self, timeout=None):
+        """PING: {redis: bool, uptimeMs}."""
+        return self._reply(PING, None, timeout)
+
+    def metrics(self, timeout=None):
+        """The broker's metrics in the Prometheus text format."""
+        return self._reply(METRICS, None, timeout).get("text", "")
+
+    def wait(self, job_id, timeout=60.0, poll_interval=0.5):
+        """Wait until the job ends; returns its record (completed, failed or cancelled).
+
+        Uses the RESULT push when the job was submitted here with notify=True,
+        and STATUS polling otherwise (and as a fallback every few seconds,
+        since a push is lost when the broker restarts). Raises WaitTimeout
+        when the job is still not terminal after timeout seconds, or
+        BrokerTimeout if the broker did not answer at all meanwhile.
+        """
+        deadline = time.monotonic() + float(timeout)
+        last, last_err = None, None
+        next_poll = time.monotonic()
+        if job_id in self._notified:
+            next_poll += max(2.0, poll_interval)     # the push should come first
+        while True:
+            if job_id in self._results:
+                return self._results.pop(job_id)
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if now >= next_poll:
+                try:
+                    rec = self.status(job_id, timeout=min(self.timeout, max(0.05, deadline - now)))
+                except BrokerTimeout as exc:
+                    last_err = exc
+                else:
+                    last_err = None
+                    last = rec
+                    if rec.get("state") in TERMINAL_STATES:
+                        self._results.pop(job_id, None)
+                        self._notified.discard(job_id)
+                        return rec
+                interval = poll_interval if job_id not in self._notified else max(2.0, poll_interval)
+                next_poll = time.monotonic() + interval
+                continue
+            got = self._recv(min(next_poll, deadline) - now)
+            if got is not None and got[0] == RESULT:
+                self._stash(got[1])
+        if last_err is not None:
+            raise BrokerTimeout("broker_timeout", "waiting for job %s: no reply from the broker at %s "
+                                "(is it running?)" % (job_id, self.endpoint))
+        state = last.get("state") if last else "unknown"
+        raise WaitTimeout("wait_timeout", "job %s did not end within %gs (state: %s)" % (job_id, timeout, state),
+                          job=last)
+
+    def run(self, bot_type, payload=None, timeout=60.0, **options):
+        """Submit with notify, wait, and return the job's result.
+        Raises JobFailed (code = the job's error code) if it failed or was cancelled."""
+        options.setdefault("notify", True)
+        job_id = self.submit(bot_type, payload, **options)
+        rec = self.wait(job_id, timeout=timeout)
+        if rec.get("state") != "completed":
+            err = rec.get("error") if isinstance(rec.get("error"), dict) else {}
+            raise JobFailed(err.get("code") or rec.get("state", "failed"),
+                            err.get("message") or "job %s %s" % (job_id, rec.get("state")), job=rec)
+        return rec.get("result")
+
+
+# --- worker -------------------------------------------------------------------
+
+class Job:
+    """One job handed to a worker handler."""
+
+    def __init__(self, worker, body):
+        self._worker = worker
+        self.id = body["jobId"]
+        self.bot_type = body.get("botType")
+        self.payload = body.get("payload")
+        self.attempt = body.get("attempt", 1)
+        self.timeout_ms = body.get("timeoutMs")
+        self.deadline = body.get("deadline")       # ms since the epoch
+        self.received_at = now_ms()
+        self.cancelled = threading.Event()       # set when the broker sends CANCEL
+        self.cancel_reason = None
+
+    def progress(self, percent):
+        """Report progress (0..100) to the broker."""
+        self._worker._emit(W_PROGRESS, {"jobId": self.id, "progress": max(0, min(100, int(percent)))})
+
+    def is_cancelled(self):
+        return self.cancelled.is_set()
+
+    def time_left(self):
+        """Seconds until the attempt's deadline (None if unknown)."""
+        if not isinstance(self.deadline, int):
+            return None
+        return max(0.0, (self.deadline - now_ms()) / 1000.0)
+
+    def __repr__(self):
+        return "<Job %s %s attempt %s>" % (self.id, self.bot_type, self.attempt)
+
+
+class Worker:
+    """A BMW01 worker: serves bot types with handler(payload, job) -> result.
+
+    Each job runs in its own thread (at most `credit` at once); the socket
+    lives in the thread that calls run(). The handler returns the result
+    (any msgpack value) or raises: JobError(code, message) chooses the
+    error code, any other exception ends the job with 'bot_failed'.
+    A cancelled job (CANCEL from the broker: cancelled or timeout) has
+    job.cancelled set; Python cannot kill a thread, so the handler should
+    look at it. Its credit returns when the handler returns.
+    """
+
+    def __init__(self, types, handler, credit=1, endpoint=None, name=None, heartbeat_ms=None, liveness=None,
+                 context=None, curve=None, max_result_bytes=MAX_PAYLOAD_BYTES, stop_grace=10.0):
+        if isinstance(types, str):
+            types = [types]
+        types = list(types)
+        if not types:
+            raise ValueError("a worker needs at least one bot type")
+        for t in types:
+            if not isinstance(t, str) or not BOT_TYPE_RE.match(t):
+                raise ValueError("bad bot type %r: 1-32 characters of [a-z0-9_-]" % (t,))
+        if not isinstance(credit, int) or credit < 0:
+            raise ValueError("credit must be an integer >= 0")
+        self.types = types
+        self.handler = handler
+        self.credit = credit
+        self.endpoint = endpoint or default_endpoint()
+        self.name = name or "%s-%d-py" % (_socket.gethostname(), os.getpid())
+        self.heartbeat_ms = heartbeat_ms or _env_int("HEARTBEAT_INTERVAL_MS", DEFAULT_HEARTBEAT_MS, 10, 3600000)
+        self.liveness = liveness or _env_int("HEARTBEAT_LIVENESS", DEFAULT_LIVENESS, 1, 1000)
+        self.curve = curve
+        self.max_result_bytes = max_result_bytes
+        self.stop_grace = stop_grace
+        self._ctx = context or zmq.Context.instance()
+        self._sock = None
+        self._jobs = {}                       # jobId -> Job, running here
+        self._lock = threading.Lock()
+        self._inbox = collections.deque()     # (command, body) from handler threads
+        self._outbox = collections.deque()    # (command, body) waiting for the socket
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._stop = threading.Event()
+        self._stop_grace = stop_grace
+        self._thread = None
+        self._done = threading.Event()
+        self._pending_credit = None
+        # counters, for tests and monitoring
+        self.connects = 0
+        self.jobs_done = 0
+        self.nacks = []
+
+    # --- public ---------------------------------------------------------------
+
+    def start(self):
+        """Run the worker in a background thread; returns self."""
+        self._thread = threading.Thread(target=self.run, name="botmesh-worker", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, grace=None, wait=True, timeout=None):
+        """Graceful stop: credit 0, let running jobs finish (up to grace seconds),
+        RELEASE the rest, DISCONNECT. Thread- and signal-safe. With wait=True and
+        start() used, joins the worker thread (up to timeout seconds)."""
+        if grace is not None:
+            self._stop_grace = grace
+        self._stop.set()
+        self._wake()
+        if wait and self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout if timeout is not None else self._stop_grace + 5)
+            return not self._thread.is_alive()
+        return True
+
+    def set_credit(self, credit):
+        """Change the credit (sends READY again). Thread-safe."""
+        self._pending_credit = int(credit)
+        self._wake()
+
+    @property
+    def running(self):
+        with self._lock:
+            return len(self._jobs)
+
+    def run_forever(self):
+        """run() with SIGTERM/SIGINT mapped to a graceful stop (main thread only)."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self.stop(wait=False))
+        self.run()
+
+    # --- internals --------------------------------------------------------------
+
+    def _wake(self):
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass                                  # a wake-up is already pending
+
+    def _emit(self, command, body):
+        """From any thread: queue a message for the socket thread."""
+        self._inbox.append((command, body))
+        self._wake()
+
+    def _ready_body(self):
+        return {"name": self.name, "types": self.types, "credit": self.credit, "pid": os.getpid()}
+
+    def _connect(self, poller):
+        if self._sock is not None:
+            poller.unregister(self._sock)
+            self._sock.close(0)
+        s = self._ctx.socket(zmq.DEALER)
+        _setup_socket(s, self.curve)
+        # Queue only on a live connection: what the broker cannot take yet stays
+        # in our outbox (and survives the next reconnect) instead of in a dead pipe.
+        s.setsockopt(zmq.IMMEDIATE, 1)
+        s.connect(self.endpoint)
+        self._sock = s
+        poller.register(s, zmq.POLLIN)
+        self.connects += 1
+        # READY first on every new socket; HEARTBEATs queued for the old one are stale.
+        pending = [m for m in self._outbox if m[0] not in (W_HEARTBEAT, W_READY)]
+        self._outbox.clear()
+        self._outbox.append((W_READY, self._ready_body()))
+        self._outbox.extend(pending)
+        now = time.monotonic()
+        self._last_recv = now
+        self._last_send = now
+        if self.connects > 1:
+            log.info("botmesh worker %s: reconnected to %s (READY again)", self.name, self.endpoint)
+
+    def _queue(self, command, body):
+        if command == W_PROGRESS and len(self._outbox) > 1000:
+            return                                # never let progress pile up without bound
+        self._outbox.append((command, body))
+
+    def _flush(self):
+        """Send what the socket will take now."""
+        while self._outbox:
+            command, body = self._outbox[0]
+            try:
+                self._sock.send_multipart([WORKER_HEADER, bytes([command]), _pack(body)], flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return False
+            except BotmeshError as exc:           # cannot happen for our own bodies; never loop on it
+                log.error("botmesh worker: dropping a message that cannot be encoded: %s", exc)
+            self._outbox.popleft()
+            self._last_send = time.monotonic()
+        return True
+
+    def run(self):
+        """Serve jobs until stop(); returns after the graceful stop sequence."""
+        poller = zmq.Poller()
+        poller.register(self._wake_r, zmq.POLLIN)
+        interval = self.heartbeat_ms / 1000.0
+        expiry = interval * self.liveness
+        self._connect(poller)
+        stopping_since = None
+        try:
+            while True:
+                now = time.monotonic()
+                # what is the next thing we must do?
+                t = self._last_recv + expiry
+                if not self._outbox:              # else POLLOUT wakes us when the socket can take it
+                    t = min(t, self._last_send + interval)
+                if stopping_since is not None:
+                    t = min(t, stopping_since + self._stop_grace)
+                timeout_ms = max(0, int((t - now) * 1000) + 1)
+                if self._outbox:
+                    poller.modify(self._sock, zmq.POLLIN | zmq.POLLOUT)
+                else:
+                    poller.modify(self._sock, zmq.POLLIN)
+                events = dict(poller.poll(timeout_ms))
+                if self._wake_r in events:
+                    try:
+                        while os.read(self._wake_r, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                self._drain_inbox()
+                if self._sock in events and events[self._sock] & zmq.POLLIN:
+                    self._read_socket(poller)
+                now = time.monotonic()
+                if now - self._last_recv > expiry:
+                    log.warning("botmesh worker %s: broker silent for %.1fs, reconnecting",
+                                self.name, now - self._last_recv)
+                    self._connect(poller)
+                if self._pending_credit is not None and stopping_since is None:
+                    self.credit, self._pending_credit = self._pending_credit, None
+                    self._queue(W_READY, self._ready_body())
+                if self._stop.is_set() and stopping_since is None:
+                    stopping_since = now
+                    self.credit = 0
+                    self._queue(W_READY, self._ready_body())
+                    log.info("botmesh worker %s: stopping (credit 0, %d jobs running)", self.name, self.running)
+                if stopping_since is not None:
+                    if self.running == 0 or now - stopping_since >= self._stop_grace:
+                        self._finish_stop()
+                        return
+                if not self._outbox and now - self._last_send >= interval:
+                    self._queue(W_HEARTBEAT, {})
+                if self._outbox:
+                    self._flush()
+        finally:
+            if self._sock is not None:
+                self._sock.close(0)
+                self._sock = None
+            self._done.set()
+
+    def _finish_stop(self):
+        with self._lock:
+            held = list(self._jobs)
+            self._jobs.clear()
+        for job_id in held:
+            self._queue(W_RELEASE, {"jobId": job_id})
+        self._queue(W_DISCONNECT, {"reason": "shutdown"})
+        # give the socket a moment to take the last messages (bounded)
+        deadline = time.monotonic() + 1.0
+        while not self._flush() and time.monotonic() < deadline:
+            self._sock.poll(50, zmq.POLLOUT)
+        self._sock.setsockopt(zmq.LINGER, 1000)
+        log.info("botmesh worker %s: stopped (%d jobs released)", self.name, len(held))
+
+    def _drain_inbox(self):
+        while self._inbox:
+            command, body = self._inbox.popleft()
+            if command == W_DONE:
+                with self._lock:
+                    self._jobs.pop(body["jobId"], None)
+                self.jobs_done += 1
+            self._queue(command, body)
+
+    def _read_socket(self, poller):
+        for _ in range(1000):                     # bounded batch, then service timers
+            try:
+                frames = self._sock.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._last_recv = time.monotonic()    # any message is a sign of life
+            msg = _decode(frames, WORKER_HEADER)
+            if msg is None:
+                log.warning("botmesh worker %s: ignoring a malformed message (%d frames)", self.name, len(frames))
+                continue
+            command, body = msg
+            if command == W_JOB:
+                self._on_job(body)
+            elif command == W_CANCEL:
+                self._on_cancel(body)
+            elif command == W_DISCONNECT:
+                log.info("botmesh worker %s: broker sent DISCONNECT (%s), reconnecting",
+                         self.name, body.get("reason"))
+                self._connect(poller)
+                return
+            elif command == W_NACK:
+                code, message = body.get("code"), body.get("message")
+                if code != "not_owner":
+                    log.warning("botmesh worker %s: NACK %s: %s", self.name, code, message)
+                self.nacks.append((code, message))
+                del self.nacks[:-100]
+            elif command == W_HEARTBEAT:
+                pass
+            else:
+                log.warning("botmesh worker %s: ignoring unknown command 0x%02x", self.name, command)
+
+    def _on_job(self, body):
+        job_id = body.get("jobId")
+        if not isinstance(job_id, str) or not job_id:
+            log.warning("botmesh worker %s: JOB without a jobId, ignored", self.name)
+            return
+        with self._lock:
+            if job_id in self._jobs:
+                # The broker gave us back a job we still run (after a reconnect):
+                # the running attempt's DONE will answer for it.
+                log.info("botmesh worker %s: job %s is already running here", self.name, job_id)
+                return
+            over = self._stop.is_set() or len(self._jobs) >= self.credit
+            if not over:
+                job = Job(self, body)
+                self._jobs[job_id] = job
+        if over:
+            log.info("botmesh worker %s: job %s beyond credit %d, released", self.name, job_id, self.credit)
+            self._queue(W_RELEASE, {"jobId": job_id})
+            return
+        threading.Thread(target=self._run_job, args=(job,), name="botmesh-job-" + job_id, daemon=True).start()
+
+    def _on_cancel(self, body):
+        with self._lock:
+            job = self._jobs.get(body.get("jobId"))
+        if job is not None:
+            job.cancel_reason = body.get("reason") or "cancelled"
+            job.cancelled.set()
+            log.info("botmesh worker %s: job %s cancelled by the broker (%s)", self.name, job.id, job.cancel_reason)
+
+    def _run_job(self, job):
+        done = {"jobId": job.id, "startedAt": now_ms()}
+        try:
+            result = self.handler(job.payload, job)
+            error = None
+        except JobError as exc:
+            error = {"code": str(exc.code), "message": str(exc.message)[-4000:]}
+        except Exception as exc:               # the handler's failure is the job's failure
+            error = {"code": "bot_failed", "message": ("%s: %s" % (type(exc).__name__, exc))[-4000:]}
+        if error is None:
+            try:
+                size = len(msgpack.packb(result, use_bin_type=True))
+            except Exception as exc:
+                error = {"code": "bad_output", "message": "result cannot be encoded as msgpack: %s" % exc}
+            else:
+                if size > self.max_result_bytes:
+                    error = {"code": "bad_output", "message": "result is %d bytes encoded, the limit is %d"
+                             % (size, self.max_result_bytes)}
+        if error is None:
+            done["ok"] = True
+            done["result"] = result
+        else:
+            done["ok"] = False
+            done["error"] = error
+        done["finishedAt"] = now_ms()
+        self._emit(W_DONE, done)

@@ -1,0 +1,409 @@
+"""Unit tests of clients/python/botmesh.py against a scripted fake ROUTER.
+
+Checks the bytes on the wire (docs/protocol.md sections 2, 4, 5), the error
+mapping (REJECTED -> Rejected, silence -> BrokerTimeout), RESULT push and
+STATUS polling in wait(), and the worker's life: READY, JOB -> DONE,
+PROGRESS, errors, heartbeats both ways, reconnect on silence and on
+DISCONNECT, credit, CANCEL, graceful stop.
+"""
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.environ.get("BOTMESH_ROOT") or os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+sys.path.insert(0, HERE)
+
+import zmq                     # noqa: E402
+import botmesh                 # noqa: E402
+import harness                 # noqa: E402
+from harness import check, wait_until   # noqa: E402
+from fakebroker import FakeBroker, pack   # noqa: E402
+
+C, W = b"BMC01", b"BMW01"
+BIG_TS = 1764360000000        # needs a 64-bit integer on the wire
+
+
+def raises(fn, exc_type):
+    try:
+        fn()
+    except exc_type as exc:
+        return exc
+    raise harness.TestFailure("expected %s from %r" % (exc_type.__name__, fn))
+
+
+def test_client_submit_encoding():
+    def responder(b, m):
+        if m.cmd == botmesh.SUBMIT:
+            return [(0x81, {"req": m.body["req"], "jobId": "job-1", "duplicate": True})]
+    fb = FakeBroker(responder)
+    try:
+        with botmesh.Client(fb.endpoint, timeout=3) as c:
+            jid = c.submit("python", {"task": "x", "n": [1, 2.5, None, True]}, webhook_url="http://h/x",
+                           priority=7, idempotency_key="k-1", timeout_ms=5000, max_attempts=4, notify=True)
+            check(jid == "job-1" and jid.duplicate is True, "submit returns the jobId with duplicate", jid)
+            m = fb.got(botmesh.SUBMIT)[0]
+            check(m.frames[0] == C and m.frames[1] == b"\x01" and len(m.frames) == 3,
+                  "SUBMIT is 3 frames: BMC01, 0x01, body", m.frames[:2])
+            check(m.body == {"req": m.body["req"], "botType": "python",
+                             "payload": {"task": "x", "n": [1, 2.5, None, True]},
+                             "webhookUrl": "http://h/x", "priority": 7, "idempotencyKey": "k-1",
+                             "timeoutMs": 5000, "maxAttempts": 4, "notify": True},
+                  "SUBMIT body carries every option under its protocol name", m.body)
+            check(isinstance(m.body["req"], int), "req is an integer")
+            c.submit("node", None)
+            m2 = fb.got(botmesh.SUBMIT)[1]
+            check(set(m2.body) == {"req", "botType", "payload"} and m2.body["payload"] is None,
+                  "defaults are left out of the body", m2.body)
+            check(m2.body["req"] != m.body["req"], "each request has its own req")
+    finally:
+        fb.close()
+
+
+def test_client_rejected_and_replies():
+    def responder(b, m):
+        req = m.body.get("req")
+        if m.cmd == botmesh.SUBMIT and m.body["botType"] == "nope":
+            return [(0x82, {"req": req, "code": "unknown_bot_type", "message": "no bot type nope"})]
+        if m.cmd == botmesh.SUBMIT and m.body["botType"] == "noreq":
+            return [(0x82, {"code": "bad_frame", "message": "body is not a map"})]
+        if m.cmd == botmesh.SUBMIT:
+            # a late answer to some other request first, then a malformed message, then ours
+            return [(0x83, {"req": req + 1000, "job": {}}),
+                    ([C, b"\x83"],),
+                    ([C, b"\x83", b"\xc1"],),
+                    (0x81, {"req": req, "jobId": "j2", "duplicate": False})]
+        if m.cmd == botmesh.STATUS and m.body["jobId"] == "missing":
+            return [(0x82, {"req": req, "code": "not_found", "message": "no job missing"})]
+        if m.cmd in (botmesh.STATUS, botmesh.CANCEL):
+            return [(0x83, {"req": req, "job": {"jobId": m.body["jobId"], "state": "cancelled",
+                                                "createdAt": BIG_TS}})]
+        if m.cmd == botmesh.RETRY:
+            return [(0x81, {"req": req, "jobId": m.body["jobId"]})]
+        if m.cmd == botmesh.REDELIVER:
+            return [(0x82, {"req": req, "code": "conflict", "message": "no webhook"})]
+        if m.cmd == botmesh.STATS:
+            return [(0x83, {"req": req, "types": {}, "workers": [], "totals": {}, "redis": True, "uptimeMs": 5})]
+        if m.cmd == botmesh.LIST:
+            return [(0x83, {"req": req, "jobs": [{"jobId": "a"}], "echo": m.body})]
+        if m.cmd == botmesh.PING:
+            return [(0x83, {"req": req, "redis": False, "uptimeMs": BIG_TS})]
+        if m.cmd == botmesh.METRICS:
+            return [(0x83, {"req": req, "text": "# HELP x\n"})]
+    fb = FakeBroker(responder)
+    try:
+        with botmesh.Client(fb.endpoint, timeout=3) as c:
+            e = raises(lambda: c.submit("nope", {}), botmesh.Rejected)
+            check(e.code == "unknown_bot_type" and e.message == "no bot type nope" and isinstance(e, botmesh.BotmeshError),
+                  "REJECTED surfaces as Rejected with code and message", e)
+            e = raises(lambda: c.submit("noreq", {}), botmesh.Rejected)
+            check(e.code == "bad_frame", "a REJECTED without req answers the request in flight", e)
+            check(c.submit("python", 1) == "j2", "stale replies and malformed messages are skipped")
+            e = raises(lambda: c.status("missing"), botmesh.Rejected)
+            check(e.code == "not_found", "STATUS not_found raises", e)
+            rec = c.status("j9")
+            check(rec["createdAt"] == BIG_TS, "64-bit timestamps decode", rec)
+            check(c.cancel("j9")["state"] == "cancelled", "cancel returns the record")
+            check(c.retry("j9") == "j9", "retry returns the id")
+            e = raises(lambda: c.redeliver("j9"), botmesh.Rejected)
+            check(e.code == "conflict", "REDELIVER conflict raises", e)
+            check(c.stats()["uptimeMs"] == 5, "stats")
+            check(c.list(state="failed", bot_type="python", limit=3) == [{"jobId": "a"}], "list")
+            lm = fb.got(botmesh.LIST)[0]
+            check(lm.body == {"req": lm.body["req"], "state": "failed", "botType": "python", "limit": 3},
+                  "LIST body", lm.body)
+            check(c.ping()["uptimeMs"] == BIG_TS, "ping")
+            check(c.metrics().startswith("# HELP"), "metrics")
+            cmds = sorted({m.cmd for m in fb.got()})
+            check(cmds == list(range(1, 10)), "every client command byte 0x01..0x09 was used", cmds)
+            check(all(m.frames[0] == C for m in fb.got()), "every client message has header BMC01")
+    finally:
+        fb.close()
+
+
+def test_client_wait_push_and_poll():
+    polls = {"n": 0}
+
+    def responder(b, m):
+        req = m.body.get("req")
+        if m.cmd == botmesh.SUBMIT:
+            jid = "push-1" if m.body.get("notify") else "poll-1"
+            out = [(0x81, {"req": req, "jobId": jid, "duplicate": False})]
+            if m.body.get("notify"):
+                out.append((0x84, {"jobId": jid, "job": {"jobId": jid, "state": "completed", "result": {"v": 1}}}))
+            return out
+        if m.cmd == botmesh.STATUS and m.body["jobId"] == "poll-1":
+            polls["n"] += 1
+            state = "completed" if polls["n"] >= 3 else "running"
+            return [(0x83, {"req": req, "job": {"jobId": "poll-1", "state": state, "result": 42}})]
+        if m.cmd == botmesh.STATUS and m.body["jobId"] == "stuck":
+            return [(0x83, {"req": req, "job": {"jobId": "stuck", "state": "running"}})]
+        if m.cmd == botmesh.STATUS and m.body["jobId"] == "failed-1":
+            return [(0x83, {"req": req, "job": {"jobId": "failed-1", "state": "failed",
+                                                "error": {"code": "bot_failed", "message": "exit 3"}}})]
+    fb = FakeBroker(responder)
+    try:
+        with botmesh.Client(fb.endpoint, timeout=3) as c:
+            jid = c.submit("python", {}, notify=True)
+            t0 = time.monotonic()
+            rec = c.wait(jid, timeout=10)
+            check(rec["result"] == {"v": 1}, "wait returns the RESULT push", rec)
+            check(time.monotonic() - t0 < 1.0 and not fb.got(botmesh.STATUS), "the push needs no STATUS poll")
+            jid = c.submit("python", {})
+            rec = c.wait(jid, timeout=10, poll_interval=0.05)
+            check(rec["state"] == "completed" and polls["n"] == 3, "wait falls back to STATUS polling", polls)
+            t0 = time.monotonic()
+            e = raises(lambda: c.wait("stuck", timeout=0.5, poll_interval=0.1), botmesh.WaitTimeout)
+            el = time.monotonic() - t0
+            check(e.code == "wait_timeout" and e.job["state"] == "running" and 0.4 < el < 2.0,
+                  "wait is bounded: WaitTimeout with the last record", e, el)
+            rec = c.wait("failed-1", timeout=5)
+            check(rec["error"]["code"] == "bot_failed", "wait returns failed records as they are")
+    finally:
+        fb.close()
+
+
+def test_client_run_raises_jobfailed():
+    def responder(b, m):
+        req = m.body.get("req")
+        if m.cmd == botmesh.SUBMIT:
+            return [(0x81, {"req": req, "jobId": "f1", "duplicate": False}),
+                    (0x84, {"jobId": "f1", "job": {"jobId": "f1", "state": "failed",
+                                                   "error": {"code": "timeout", "message": "ran past 10 ms"}}})]
+    fb = FakeBroker(responder)
+    try:
+        with botmesh.Client(fb.endpoint, timeout=3) as c:
+            e = raises(lambda: c.run("python", {}, timeout=5), botmesh.JobFailed)
+            check(e.code == "timeout" and e.job["jobId"] == "f1", "run() raises JobFailed with the job's error code", e)
+    finally:
+        fb.close()
+
+
+def test_client_dead_broker():
+    ep = "tcp://127.0.0.1:%d" % harness.free_port()
+    c = botmesh.Client(ep, timeout=0.5)
+    t0 = time.monotonic()
+    e = raises(lambda: c.submit("python", {}), botmesh.BrokerTimeout)
+    el = time.monotonic() - t0
+    check(e.code == "broker_timeout" and ep in e.message and 0.4 < el < 2.0,
+          "a dead broker gives BrokerTimeout naming the endpoint, in bounded time", str(e), el)
+    t0 = time.monotonic()
+    e = raises(lambda: c.wait("some-job", timeout=1.0, poll_interval=0.1), botmesh.BrokerTimeout)
+    check(time.monotonic() - t0 < 3.0 and "some-job" in e.message, "wait() on a dead broker is bounded too", str(e))
+    c.close()
+
+
+# --- worker ---------------------------------------------------------------------
+
+def worker_fb(heartbeats=True):
+    """A fake broker that records worker messages and (optionally) heartbeats back."""
+    def responder(b, m):
+        if b.heartbeats and m.cmd == botmesh.W_HEARTBEAT:
+            return [(W, 0x05, {})]
+    fb = FakeBroker(responder)
+    fb.heartbeats = heartbeats
+    fb.header = W
+    return fb
+
+
+def test_worker_jobs():
+    seen = []
+
+    def handler(payload, job):
+        seen.append((payload, job.attempt, job.deadline))
+        if payload == "boom":
+            raise RuntimeError("it broke")
+        if payload == "custom":
+            raise botmesh.JobError("spawn_failed", "no such file")
+        if payload == "unencodable":
+            return {"x": object()}
+        if payload == "huge":
+            return "x" * 2000
+        job.progress(50)
+        return {"echo": payload, "big": BIG_TS}
+
+    fb = worker_fb()
+    w = botmesh.Worker(["pywork", "other"], handler, credit=2, endpoint=fb.endpoint, name="w-unit",
+                       heartbeat_ms=100, max_result_bytes=1000).start()
+    try:
+        ready = fb.wait_for(lambda m: m.cmd == botmesh.W_READY, what="READY")
+        check(ready.frames[0] == W and ready.frames[1] == b"\x01", "READY has header BMW01 and command 0x01")
+        check(ready.body["name"] == "w-unit" and ready.body["types"] == ["pywork", "other"]
+              and ready.body["credit"] == 2 and ready.body["pid"] == os.getpid(), "READY body", ready.body)
+        ident = ready.ident
+
+        def job(jid, payload):
+            fb.send(ident, 0x02, {"jobId": jid, "botType": "pywork", "payload": payload, "attempt": 2,
+                                  "timeoutMs": 300000, "deadline": BIG_TS})
+
+        def done(jid):
+            return fb.wait_for(lambda m: m.cmd == botmesh.W_DONE and m.body.get("jobId") == jid, what="DONE " + jid)
+
+        job("j1", {"a": [1, 2]})
+        d = done("j1")
+        check(d.body["ok"] is True and d.body["result"] == {"echo": {"a": [1, 2]}, "big": BIG_TS},
+              "DONE ok with the handler's result", d.body)
+        check(isinstance(d.body["startedAt"], int) and d.body["finishedAt"] >= d.body["startedAt"] > 1.6e12,
+              "DONE carries ms timestamps", d.body)
+        p = fb.got(botmesh.W_PROGRESS)
+        check(p and p[0].body == {"jobId": "j1", "progress": 50}, "PROGRESS {jobId, progress}", p)
+        check(seen[0][1:] == (2, BIG_TS), "the handler sees attempt and deadline", seen[0])
+        job("j2", "boom")
+        d = done("j2")
+        check(d.body["ok"] is False and d.body["error"]["code"] == "bot_failed"
+              and "it broke" in d.body["error"]["message"] and "result" not in d.body,
+              "a raising handler gives DONE ok:false {code, message}", d.body)
+        job("j3", "custom")
+        check(done("j3").body["error"] == {"code": "spawn_failed", "message": "no such file"},
+              "JobError chooses the code")
+        job("j4", "unencodable")
+        check(done("j4").body["error"]["code"] == "bad_output", "an unencodable result is bad_output")
+        job("j5", "huge")
+        check(done("j5").body["error"]["code"] == "bad_output", "a result over the limit is bad_output")
+        # heartbeats: idle worker sends HEARTBEAT about every 100 ms
+        n0 = len(fb.got(botmesh.W_HEARTBEAT))
+        wait_until(lambda: len(fb.got(botmesh.W_HEARTBEAT)) >= n0 + 3, 3, "3 heartbeats")
+        check(w.connects == 1, "the worker stays on one socket while the broker answers heartbeats", w.connects)
+        # NACK not_owner is ignored; DONE for a job it does not hold is not sent twice
+        fb.send(ident, 0x09, {"code": "not_owner", "message": "x"})
+        wait_until(lambda: w.nacks, 3, "NACK to be read")
+        check(w.connects == 1, "NACK does not reconnect")
+    finally:
+        w.stop(timeout=5)
+        fb.close()
+
+
+def test_worker_credit_cancel_stop():
+    import threading
+    gate = threading.Event()
+    started = []
+
+    def handler(payload, job):
+        started.append(job.id)
+        if payload == "wait-cancel":
+            job.cancelled.wait(5)
+            return {"cancelled": job.is_cancelled(), "reason": job.cancel_reason}
+        gate.wait(10)
+        return "finished"
+
+    fb = worker_fb()
+    w = botmesh.Worker("pywork", handler, credit=2, endpoint=fb.endpoint, heartbeat_ms=100).start()
+    try:
+        ident = fb.wait_for(lambda m: m.cmd == botmesh.W_READY, what="READY").ident
+        for jid, p in (("c1", "wait-cancel"), ("c2", "x"), ("c3", "x")):
+            fb.send(ident, 0x02, {"jobId": jid, "botType": "pywork", "payload": p, "attempt": 1,
+                                  "timeoutMs": 1000, "deadline": BIG_TS})
+        r = fb.wait_for(lambda m: m.cmd == botmesh.W_RELEASE, what="RELEASE")
+        check(r.body == {"jobId": "c3"}, "a JOB beyond the credit is RELEASEd", r.body)
+        wait_until(lambda: len(started) == 2, 3, "2 jobs to start")
+        fb.send(ident, 0x07, {"jobId": "c1", "reason": "timeout"})
+        d = fb.wait_for(lambda m: m.cmd == botmesh.W_DONE and m.body["jobId"] == "c1", what="DONE c1")
+        check(d.body["result"] == {"cancelled": True, "reason": "timeout"}, "CANCEL reaches the handler", d.body)
+        # a duplicate JOB for a running job does not start it twice
+        fb.send(ident, 0x02, {"jobId": "c2", "botType": "pywork", "payload": "x", "attempt": 2})
+        # then two more: c4 takes the free credit, c5 is beyond it; its RELEASE shows all were read
+        for jid in ("c4", "c5"):
+            fb.send(ident, 0x02, {"jobId": jid, "botType": "pywork", "payload": "x", "attempt": 1})
+        fb.wait_for(lambda m: m.cmd == botmesh.W_RELEASE and m.body["jobId"] == "c5", what="RELEASE c5")
+        check(started.count("c2") == 1 and w.running == 2, "a JOB for a job already running here is not run twice",
+              started)
+        # graceful stop with one job running: READY credit 0, job finishes, DONE, DISCONNECT
+        w.stop(grace=5, wait=False)
+        r0 = fb.wait_for(lambda m: m.cmd == botmesh.W_READY and m.body["credit"] == 0, what="READY credit 0")
+        check(r0.body["types"] == ["pywork"], "credit 0 READY keeps the types", r0.body)
+        gate.set()
+        fb.wait_for(lambda m: m.cmd == botmesh.W_DISCONNECT, what="DISCONNECT")
+        order = [m.cmd for m in fb.got() if m.cmd in (botmesh.W_DONE, botmesh.W_DISCONNECT, botmesh.W_RELEASE)]
+        check(order[-2:] == [botmesh.W_DONE, botmesh.W_DISCONNECT], "stop: DONE of the last job, then DISCONNECT", order)
+        check(w._thread.join(5) is None and not w._thread.is_alive(), "run() returns after the stop")
+    finally:
+        gate.set()
+        w.stop(timeout=5)
+        fb.close()
+
+
+def test_worker_stop_grace_releases():
+    import threading
+    gate = threading.Event()
+
+    fb = worker_fb()
+    w = botmesh.Worker("pywork", lambda p, j: gate.wait(10), credit=1, endpoint=fb.endpoint, heartbeat_ms=100).start()
+    try:
+        ident = fb.wait_for(lambda m: m.cmd == botmesh.W_READY, what="READY").ident
+        fb.send(ident, 0x02, {"jobId": "g1", "botType": "pywork", "payload": None, "attempt": 1})
+        wait_until(lambda: w.running == 1, 3, "job to run")
+        t0 = time.monotonic()
+        check(w.stop(grace=0.3, timeout=5), "stop returns")
+        check(time.monotonic() - t0 < 3, "stop is bounded by the grace period")
+        fb.wait_for(lambda m: m.cmd == botmesh.W_DISCONNECT, what="DISCONNECT")
+        order = [(m.cmd, m.body) for m in fb.got() if m.cmd in (botmesh.W_RELEASE, botmesh.W_DISCONNECT)]
+        check(order == [(botmesh.W_RELEASE, {"jobId": "g1"}), (botmesh.W_DISCONNECT, {"reason": "shutdown"})],
+              "after the grace: RELEASE the job, then DISCONNECT", order)
+    finally:
+        gate.set()
+        fb.close()
+
+
+def test_worker_reconnects():
+    done_gate = __import__("threading").Event()
+
+    def handler(payload, job):
+        done_gate.wait(10)
+        return "late"
+
+    fb = worker_fb(heartbeats=False)       # a broker that never speaks: liveness runs out
+    w = botmesh.Worker("pywork", handler, credit=1, endpoint=fb.endpoint, heartbeat_ms=100, liveness=3).start()
+    try:
+        first = fb.wait_for(lambda m: m.cmd == botmesh.W_READY, what="READY")
+        fb.send(first.ident, 0x02, {"jobId": "r1", "botType": "pywork", "payload": None, "attempt": 1})
+        second = fb.wait_for(lambda m: m.cmd == botmesh.W_READY and m.ident != first.ident, timeout=3,
+                             what="READY on a new socket")
+        el = second.at - first.at
+        check(0.25 < el < 1.5, "silence for liveness x interval (300 ms) -> new DEALER + READY", el)
+        check(second.body["types"] == ["pywork"], "READY again with the same types")
+        # DISCONNECT from the broker -> reconnect again
+        fb.send(second.ident, W, 0x06, {"reason": "unknown worker"})
+        third = fb.wait_for(lambda m: m.cmd == botmesh.W_READY and m.ident not in (first.ident, second.ident),
+                            timeout=3, what="READY after DISCONNECT")
+        check(third.at - second.at < 0.3, "DISCONNECT -> new socket and READY at once", third.at - second.at)
+        # the job still running finishes and its DONE goes on the current socket
+        done_gate.set()
+        d = fb.wait_for(lambda m: m.cmd == botmesh.W_DONE, timeout=3, what="DONE after reconnect")
+        check(d.ident != first.ident and d.body["result"] == "late", "DONE of a job from before the reconnect is sent "
+              "on the new socket", d.ident, first.ident)
+        # malformed messages from the broker are ignored without a reconnect storm
+        fb.heartbeats = True
+        n = w.connects
+        last = fb.got(botmesh.W_READY)[-1].ident
+        fb.send(last, [W, b"\x02", b"\xc1"])
+        fb.send(last, [b"XXXXX", b"\x02", pack({})])
+        fb.send(last, [W, b"\x02\x02", pack({"jobId": "two-byte-command"})])
+        fb.send(last, W, 0x02, {"payload": "no id"})
+        fb.send(last, W, 0x02, {"jobId": "after", "payload": None})
+        d = fb.wait_for(lambda m: m.cmd == botmesh.W_DONE and m.body["jobId"] == "after", what="DONE after")
+        check(w.connects == n and [m.body["jobId"] for m in fb.got(botmesh.W_DONE)] == ["r1", "after"],
+              "malformed JOBs are ignored, the next good one runs", w.connects, n)
+    finally:
+        done_gate.set()
+        w.stop(timeout=5)
+        fb.close()
+
+
+def test_worker_bad_config():
+    e = raises(lambda: botmesh.Worker(["Bad Type"], lambda p, j: None), ValueError)
+    check("Bad Type" in str(e), "a bad bot type is refused before connecting", str(e))
+    raises(lambda: botmesh.Worker([], lambda p, j: None), ValueError)
+    raises(lambda: botmesh.Worker("x", lambda p, j: None, credit=-1), ValueError)
+
+
+def main():
+    for name, fn in sorted(globals().items()):
+        if name.startswith("test_") and callable(fn):
+            harness.log("==", name)
+            fn()
+
+
+if __name__ == "__main__":
+    harness.main(main)
