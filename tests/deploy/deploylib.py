@@ -1,0 +1,88 @@
+"""deploylib.py - shared helpers of the deploy tests (tests/deploy/).
+
+env.example parsing, the list of binaries the build produces, and SKIP
+(exit code 77, which CMake's SKIP_RETURN_CODE turns into "skipped").
+"""
+import os
+import re
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.environ.get("BOTMESH_ROOT") or os.path.abspath(os.path.join(HERE, "..", ".."))
+BIN = os.environ.get("BOTMESH_BIN") or os.path.join(ROOT, "build", "bin")
+
+# Every binary the build produces (issue 2, 4, 5 and the brief).
+BINARIES = ["botmesh-broker", "botmesh-worker", "botmesh-gateway", "botmesh-webhook",
+            "botmesh-mock", "botmesh-client"]
+
+# The seed's variables and defaults (shared/seed/bot-system-README.md).
+SEED_VARS = {
+    "MAX_PYTHON_BOTS": "5", "MAX_NODE_BOTS": "10", "MAX_JAVA_BOTS": "3",
+    "WEBHOOK_MAX_RETRIES": "5", "WEBHOOK_RETRY_DELAY": "1000",
+    "API_GATEWAY_PORT": "3000", "WEBHOOK_MANAGER_PORT": "4000", "MOCK_WEBHOOK_PORT": "5000",
+}
+
+SKIP = 77
+
+
+def skip(why):
+    print("SKIP: %s" % why, flush=True)
+    sys.exit(SKIP)
+
+
+def binary(name):
+    """Path of a built binary, or None when it is not built."""
+    p = os.path.join(BIN, name)
+    return p if os.access(p, os.X_OK) else None
+
+
+class EnvVar:
+    def __init__(self, name, default, meaning, users, commented, line):
+        self.name, self.default, self.meaning = name, default, meaning
+        self.users, self.commented, self.line = users, commented, line
+
+    def __repr__(self):
+        return "%s=%s [%s] (line %d)" % (self.name, self.default, " ".join(self.users), self.line)
+
+
+_VAR = re.compile(r"^(#\s*)?([A-Z][A-Z0-9_]*)=(.*)$")
+_TAGS = re.compile(r"\[([a-z ]+)\]\s*$")
+
+
+def parse_env_example(path=None):
+    """env.example -> ({name: EnvVar}, [problems]).
+
+    Format: a comment block saying what the variable does, ending with the
+    programs that read it in [brackets], then NAME=default (or, for a
+    variable to leave unset, "# NAME=default")."""
+    path = path or os.path.join(ROOT, "env.example")
+    out, problems, comment = {}, [], []
+    with open(path) as f:
+        for n, raw in enumerate(f, 1):
+            line = raw.rstrip("\n")
+            m = _VAR.match(line)
+            if m and (not m.group(1) or comment):
+                name, default = m.group(2), m.group(3)
+                text = " ".join(comment)
+                t = _TAGS.search(text)
+                users = t.group(1).split() if t else []
+                meaning = _TAGS.sub("", text).strip()
+                if name in out:
+                    problems.append("line %d: %s listed twice" % (n, name))
+                if not meaning:
+                    problems.append("line %d: %s has no line of meaning above it" % (n, name))
+                if not users:
+                    problems.append("line %d: %s does not say which programs read it ([...])" % (n, name))
+                out[name] = EnvVar(name, default, meaning, users, bool(m.group(1)), n)
+                comment = []
+            elif line.startswith("#"):
+                text = line.lstrip("#").strip()
+                if text.startswith("----") or not text:
+                    comment = []
+                else:
+                    comment.append(text)
+            else:
+                comment = []
+                if line.strip():
+                    problems.append("line %d: not a comment nor NAME=value: %r" % (n, line))
+    return out, problems

@@ -1,0 +1,73 @@
+"""deploy.env_help - env.example is complete and every --help agrees with it.
+
+- env.example parses: each variable has a line of meaning, a default and the
+  programs that read it; the seed's variables are there with the seed's
+  defaults.
+- ./botmesh --help names every variable env.example gives to "botmesh".
+- Each built binary's --help exits 0 and names every variable env.example
+  gives to it; every NAME_LIKE_THIS variable its --help names is in
+  env.example (binaries not built yet are reported and skipped).
+"""
+import os
+import re
+import subprocess
+
+import deploylib as d
+from harness import check, log, main
+
+# Upper-case words in --help texts that are not environment variables the
+# program reads: variables it sets for the bots, and spelled-out patterns.
+NOT_ENV = {"BOT_JOB_ID", "BOT_TYPE", "BOT_ATTEMPT", "BOT_PROGRESS_FD"}
+ENV_WORD = re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b")
+
+
+def run_help(args):
+    p = subprocess.run(args + ["--help"], capture_output=True, text=True, timeout=20,
+                       env=dict(os.environ, LOG_LEVEL="info"))
+    return p.returncode, p.stdout + p.stderr
+
+
+def test():
+    env, problems = d.parse_env_example()
+    check(not problems, "env.example parses cleanly", problems)
+    for name, default in d.SEED_VARS.items():
+        check(name in env, "env.example lists the seed's %s" % name)
+        check(env[name].default == default and not env[name].commented,
+              "%s defaults to the seed's %s" % (name, default), env[name])
+
+    # The script.
+    rc, text = run_help([os.path.join(d.ROOT, "botmesh")])
+    check(rc == 0, "./botmesh --help exits 0", rc, text[-500:])
+    want = [v for v in env.values() if "botmesh" in v.users]
+    missing = [v.name for v in want if v.name not in text]
+    check(not missing, "./botmesh --help names its %d variables" % len(want), missing)
+
+    users = sorted({u for v in env.values() for u in v.users} - {"botmesh"})
+    for u in users:
+        check(u in [b.split("-", 1)[1] for b in d.BINARIES], "tag [%s] names a botmesh binary" % u)
+
+    built = 0
+    for b in d.BINARIES:
+        path = d.binary(b)
+        if not path:
+            log("not built yet, skipped: %s" % b)
+            continue
+        built += 1
+        rc, text = run_help([path])
+        check(rc == 0, "%s --help exits 0" % b, rc, text[-800:])
+        tag = b.split("-", 1)[1]
+        want = [v.name for v in env.values() if tag in v.users]
+        missing = [n for n in want if n not in text]
+        check(not missing, "%s --help names the %d variables env.example gives it" % (b, len(want)),
+              missing)
+        named = {w for w in ENV_WORD.findall(text) if w not in NOT_ENV and "_" in w}
+        # MAX_<TYPE>_BOTS style patterns are spelled out in env.example's comments.
+        unknown = sorted(n for n in named if n not in env)
+        check(not unknown, "every variable %s --help names is in env.example" % b, unknown)
+        wrong = sorted(n for n in named if n in env and tag not in env[n].users)
+        check(not wrong, "env.example tags those variables with [%s]" % tag, wrong)
+    log("%d of %d binaries built and checked" % (built, len(d.BINARIES)))
+
+
+if __name__ == "__main__":
+    main(test)
