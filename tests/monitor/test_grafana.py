@@ -1,0 +1,157 @@
+"""test_grafana.py - the Grafana provisioning and dashboard JSON are sound.
+
+- every PromQL query of deploy/grafana/dashboards/*.json names only metrics of
+  the known list (issue 6's names plus the operator series beside them);
+- every query is valid PromQL (promtool check rules parses it);
+- the seed's six panels are there; panels use the provisioned datasource uid;
+- the provisioning files point at the paths docker-compose mounts.
+"""
+import glob
+import json
+import os
+import re
+import subprocess
+import tempfile
+
+import harness
+from harness import check
+
+import yaml
+
+ROOT = harness.ROOT
+GRAFANA = os.path.join(ROOT, "deploy", "grafana")
+
+# Metric families our services export (issue 6).  Histograms count with
+# their _bucket/_sum/_count series.
+KNOWN = {
+    # the seed's names
+    "bot_executions_total", "bot_execution_duration_seconds", "webhook_deliveries_total",
+    "webhook_delivery_duration_seconds", "queue_size", "semaphore_usage", "semaphore_waiting",
+    # what operators need beside them
+    "semaphore_limit", "workers_connected", "jobs_submitted_total", "jobs_rejected_total",
+    "job_wait_seconds", "redis_up", "broker_frames_rejected_total",
+}
+HISTOGRAMS = {"bot_execution_duration_seconds", "webhook_delivery_duration_seconds", "job_wait_seconds"}
+
+SEED_PANELS = {
+    "total executions": "bot_executions_total",
+    "execution rate by type": "bot_executions_total",
+    "duration": "bot_execution_duration_seconds",
+    "webhook delivery status": "webhook_deliveries_total",
+    "queue size": "queue_size",
+    "semaphore usage": "semaphore_usage",
+}
+
+PROMQL_WORDS = {
+    # aggregations, functions and keywords that look like identifiers
+    "sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile",
+    "count_values", "group", "by", "without", "on", "ignoring", "group_left", "group_right",
+    "bool", "and", "or", "unless", "offset", "rate", "irate", "increase", "delta", "idelta",
+    "deriv", "histogram_quantile", "abs", "ceil", "floor", "round", "clamp_min", "clamp_max",
+    "label_replace", "label_join", "time", "vector", "scalar", "sort", "sort_desc",
+    "avg_over_time", "max_over_time", "min_over_time", "sum_over_time", "last_over_time",
+    "absent", "changes", "resets", "inf", "nan",
+}
+
+
+def metric_names(expr):
+    """The metric names a PromQL expression selects (simple lexical parse)."""
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)          # strings
+    e = re.sub(r"\{[^}]*\}", "", e)                         # label matchers
+    e = re.sub(r"\[[^\]]*\]", "", e)                        # range selectors
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)
+    names = set()
+    for m in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", e):
+        word = m.group(0)
+        rest = e[m.end():].lstrip()
+        if rest.startswith("("):                            # a function call
+            check(word in PROMQL_WORDS, "function %s is a PromQL function" % word, expr)
+            continue
+        if word.lower() in PROMQL_WORDS or word.startswith("$"):
+            continue
+        names.add(word)
+    return names
+
+
+def family(name):
+    for suffix in ("_bucket", "_sum", "_count"):
+        if name.endswith(suffix) and name[:-len(suffix)] in HISTOGRAMS:
+            return name[:-len(suffix)]
+    return name
+
+
+def promql_valid(exprs):
+    """Run promtool check rules over the expressions; returns (rc, output)."""
+    rules = {"groups": [{"name": "grafana", "rules": [
+        {"record": "grafana:query:%d" % i, "expr": e.replace("$__rate_interval", "1m")
+                                                   .replace("$__interval", "1m")
+                                                   .replace("$__range", "1h")}
+        for i, e in enumerate(exprs)]}]}
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
+        yaml.safe_dump(rules, f)
+        path = f.name
+    try:
+        out = subprocess.run(["promtool", "check", "rules", path], capture_output=True, text=True, timeout=30)
+        return out.returncode, out.stdout + out.stderr
+    finally:
+        os.unlink(path)
+
+
+def test():
+    # The parser itself must see what it should (so this test can fail)
+    check(metric_names('sum by (le, bot_type) (rate(x_bucket{job="b",a=~"c{"}[5m]))') == {"x_bucket"},
+          "query parser finds x_bucket only")
+    check(metric_names("sum(rate(foo_total[1m])) / on (a) bar") == {"foo_total", "bar"},
+          "query parser finds both operands")
+
+    # Provisioning
+    ds = yaml.safe_load(open(os.path.join(GRAFANA, "provisioning", "datasources", "prometheus.yml")))
+    uids = {d["uid"] for d in ds["datasources"]}
+    check(any(d["type"] == "prometheus" and d["url"].startswith("http://prometheus:9090")
+              for d in ds["datasources"]), "datasource points at the compose Prometheus", ds)
+    prov = yaml.safe_load(open(os.path.join(GRAFANA, "provisioning", "dashboards", "botmesh.yml")))
+    paths = [p["options"]["path"] for p in prov["providers"]]
+    compose = open(os.path.join(ROOT, "deploy", "docker-compose.yml")).read()
+    for p in paths:
+        check(re.search(r"\./grafana/dashboards:%s\b" % re.escape(p), compose),
+              "compose mounts deploy/grafana/dashboards at %s" % p)
+    check("./grafana/provisioning:/etc/grafana/provisioning" in compose, "compose mounts provisioning")
+
+    files = glob.glob(os.path.join(GRAFANA, "dashboards", "*.json"))
+    check(files, "a dashboard JSON exists")
+    exprs = []
+    for path in files:
+        dash = json.load(open(path))
+        check(dash.get("uid") and dash.get("title"), "%s has uid and title" % path)
+        ids = [p["id"] for p in dash["panels"]]
+        check(len(ids) == len(set(ids)), "panel ids are unique", ids)
+        titles = {}
+        for p in dash["panels"]:
+            check(p["datasource"]["uid"] in uids, "panel %r uses a provisioned datasource" % p["title"], p["datasource"])
+            check(p.get("targets"), "panel %r has queries" % p["title"])
+            used = set()
+            for target in p["targets"]:
+                expr = target["expr"]
+                exprs.append(expr)
+                names = metric_names(expr)
+                check(names, "query names a metric", expr)
+                for n in names:
+                    check(family(n) in KNOWN, "metric %s is one we export" % n, expr)
+                used |= {family(n) for n in names}
+            titles[p["title"].lower()] = used
+        for want, metric in SEED_PANELS.items():
+            match = [t for t in titles if want in t]
+            check(match and any(metric in titles[t] for t in match),
+                  "seed panel %r shows %s" % (want, metric), sorted(titles))
+    # Negative control: an unknown metric is caught
+    check(any(family(n) not in KNOWN for n in metric_names("rate(http_requests_total[1m])")),
+          "an unknown metric is noticed")
+
+    rc, out = promql_valid(exprs)
+    check(rc == 0, "promtool parses all %d queries" % len(exprs), out)
+    rc, out = promql_valid(["sum(rate(x[1m]) by"])
+    check(rc != 0, "promtool rejects a broken query")
+
+
+if __name__ == "__main__":
+    harness.main(test)
