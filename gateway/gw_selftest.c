@@ -4,6 +4,7 @@
 
     With no --test, runs them all.  CTest runs one entry per class.  */
 #include "gw_auth.h"
+#include "gw_history.h"
 #include "gw_invoke.h"
 #include "gw_ratelimit.h"
 #include "gw_record.h"
@@ -21,6 +22,7 @@ static const s_test_t s_tests [] = {
     { "gw_record", gw_record_test },
     { "gw_ratelimit", gw_ratelimit_test },
     { "gw_auth", gw_auth_test },
+    { "gw_history", gw_history_test },
 };
 
 int

@@ -1,0 +1,225 @@
+/*  gw_history.c - metric snapshots from Redis for GET /api/history.  */
+#include "gw_history.h"
+#include "bm_config.h"
+#include "bm_log.h"
+
+#include <czmq.h>
+#include <hiredis/hiredis.h>
+#include <strings.h>
+
+struct _gw_history_t {
+    gw_redis_url_t url;         //  Where Redis is
+    char *key;                  //  <prefix>{bm}:snapshots
+    int timeout_ms;             //  Connect and command timeout
+    redisContext *redis;        //  Our connection, or NULL
+    int64_t next_try_ms;        //  No connection attempt before this (mono)
+};
+
+int
+gw_redis_url_parse (const char *url, gw_redis_url_t *out)
+{
+    memset (out, 0, sizeof *out);
+    out->port = 6379;
+    if (!url || strncasecmp (url, "redis://", 8) != 0)
+        return -1;
+    const char *p = url + 8;
+    const char *at = strrchr (p, '@');
+    const char *slash = strchr (at ? at : p, '/');
+    if (at && (!slash || at < slash)) {
+        //  [user]:password@ (Redis 6 ACL user names are not used by 0.14)
+        const char *colon = memchr (p, ':', (size_t) (at - p));
+        const char *pass = colon ? colon + 1 : p;
+        size_t len = (size_t) (at - pass);
+        if (len >= sizeof out->password)
+            return -1;
+        memcpy (out->password, pass, len);
+        out->password [len] = 0;
+        p = at + 1;
+    }
+    const char *end = p + strcspn (p, ":/");
+    size_t host_len = (size_t) (end - p);
+    if (host_len == 0 || host_len >= sizeof out->host)
+        return -1;
+    memcpy (out->host, p, host_len);
+    out->host [host_len] = 0;
+    p = end;
+    if (*p == ':') {
+        char port [8];
+        size_t len = strcspn (p + 1, "/");
+        if (len == 0 || len >= sizeof port)
+            return -1;
+        memcpy (port, p + 1, len);
+        port [len] = 0;
+        int64_t value;
+        if (bm_parse_int (port, 1, 65535, &value))
+            return -1;
+        out->port = (int) value;
+        p += 1 + len;
+    }
+    if (*p == '/' && p [1]) {
+        int64_t value;
+        if (bm_parse_int (p + 1, 0, 1000, &value))
+            return -1;
+        out->db = (int) value;
+    }
+    else
+    if (*p && !streq (p, "/"))
+        return -1;
+    return 0;
+}
+
+gw_history_t *
+gw_history_new (const gw_redis_url_t *url, const char *prefix, int timeout_ms)
+{
+    gw_history_t *self = (gw_history_t *) zmalloc (sizeof (gw_history_t));
+    self->url = *url;
+    self->key = zsys_sprintf ("%s{bm}:snapshots", prefix ? prefix : "");
+    self->timeout_ms = timeout_ms;
+    return self;
+}
+
+void
+gw_history_destroy (gw_history_t **self_p)
+{
+    if (*self_p) {
+        gw_history_t *self = *self_p;
+        if (self->redis)
+            redisFree (self->redis);
+        zstr_free (&self->key);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+//  Run one command that must not fail; returns the reply or NULL.
+static redisReply *
+s_command (gw_history_t *self, const char *fmt, ...)
+{
+    va_list args;
+    va_start (args, fmt);
+    redisReply *reply = (redisReply *) redisvCommand (self->redis, fmt, args);
+    va_end (args);
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        freeReplyObject (reply);
+        return NULL;
+    }
+    return reply;
+}
+
+//  Make sure we hold a working connection.  0 or -1.
+static int
+s_connect (gw_history_t *self)
+{
+    if (self->redis && !self->redis->err)
+        return 0;
+    if (self->redis) {
+        redisFree (self->redis);
+        self->redis = NULL;
+    }
+    if (bm_mono_ms () < self->next_try_ms)
+        return -1;
+    struct timeval tv = { self->timeout_ms / 1000, (self->timeout_ms % 1000) * 1000 };
+    self->redis = redisConnectWithTimeout (self->url.host, self->url.port, tv);
+    if (self->redis && !self->redis->err && redisSetTimeout (self->redis, tv) == REDIS_OK) {
+        redisReply *reply = NULL;
+        bool ok = true;
+        if (*self->url.password) {
+            reply = s_command (self, "AUTH %s", self->url.password);
+            ok = reply != NULL;
+            freeReplyObject (reply);
+        }
+        if (ok && self->url.db) {
+            reply = s_command (self, "SELECT %d", self->url.db);
+            ok = reply != NULL;
+            freeReplyObject (reply);
+        }
+        if (ok)
+            return 0;
+    }
+    bm_warn (NULL, "history: cannot reach Redis at %s:%d%s%s", self->url.host, self->url.port,
+             self->redis ? ": " : "", self->redis ? self->redis->errstr : "");
+    if (self->redis) {
+        redisFree (self->redis);
+        self->redis = NULL;
+    }
+    self->next_try_ms = bm_mono_ms () + GW_HISTORY_RETRY_MS;
+    return -1;
+}
+
+json_t *
+gw_history_fetch (gw_history_t *self, int limit)
+{
+    if (limit < 1)
+        limit = 1;
+    if (limit > GW_HISTORY_MAX_LIMIT)
+        limit = GW_HISTORY_MAX_LIMIT;
+    redisReply *reply = NULL;
+    //  A connection kept from earlier may have died with Redis (restart):
+    //  then the first command fails and one fresh connection is tried.
+    for (int attempt = 0; attempt < 2 && !reply; attempt++) {
+        if (s_connect (self))
+            return NULL;
+        reply = (redisReply *) redisCommand (self->redis, "LRANGE %s 0 %d", self->key, limit - 1);
+        if (!reply) {
+            redisFree (self->redis);
+            self->redis = NULL;
+        }
+    }
+    if (!reply)
+        return NULL;
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject (reply);
+        return NULL;
+    }
+    json_t *snapshots = json_array ();
+    //  Newest first in Redis; the answer is oldest first, for charts.
+    for (size_t i = reply->elements; i-- > 0;) {
+        redisReply *item = reply->element [i];
+        if (item->type != REDIS_REPLY_STRING)
+            continue;
+        json_t *value = json_loadb (item->str, item->len, 0, NULL);
+        if (value)
+            json_array_append_new (snapshots, value);
+    }
+    freeReplyObject (reply);
+    return json_pack ("{s:o}", "snapshots", snapshots);
+}
+
+//  --------------------------------------------------------------------------
+//  Self test (the URL parser; fetching is covered by the black-box tests)
+
+#define CHECK(cond) do { if (!(cond)) { \
+    fprintf (stderr, "gw_history_test: %s:%d: %s\n", __FILE__, __LINE__, #cond); abort (); } } while (0)
+
+void
+gw_history_test (bool verbose)
+{
+    if (verbose)
+        printf (" * gw_history: ");
+    gw_redis_url_t url;
+    CHECK (gw_redis_url_parse ("redis://127.0.0.1:6380/2", &url) == 0);
+    CHECK (streq (url.host, "127.0.0.1") && url.port == 6380 && url.db == 2 && !*url.password);
+    CHECK (gw_redis_url_parse ("redis://redis", &url) == 0);
+    CHECK (streq (url.host, "redis") && url.port == 6379 && url.db == 0);
+    CHECK (gw_redis_url_parse ("redis://:s3cret@host:1/", &url) == 0);
+    CHECK (streq (url.password, "s3cret") && streq (url.host, "host") && url.port == 1);
+    CHECK (gw_redis_url_parse ("redis://user:pw@host", &url) == 0 && streq (url.password, "pw"));
+    CHECK (gw_redis_url_parse ("http://host", &url) == -1);
+    CHECK (gw_redis_url_parse ("redis://", &url) == -1);
+    CHECK (gw_redis_url_parse ("redis://host:0", &url) == -1);
+    CHECK (gw_redis_url_parse ("redis://host:99999", &url) == -1);
+    CHECK (gw_redis_url_parse ("redis://host:12x", &url) == -1);
+    CHECK (gw_redis_url_parse ("redis://host/abc", &url) == -1);
+    CHECK (gw_redis_url_parse (NULL, &url) == -1);
+
+    //  Nothing listens on port 1: fetch answers NULL quickly, twice.
+    CHECK (gw_redis_url_parse ("redis://127.0.0.1:1", &url) == 0);
+    gw_history_t *history = gw_history_new (&url, "p:", 200);
+    CHECK (gw_history_fetch (history, 10) == NULL);
+    CHECK (gw_history_fetch (history, 10) == NULL);
+    gw_history_destroy (&history);
+    CHECK (history == NULL);
+
+    if (verbose)
+        printf ("OK\n");
+}

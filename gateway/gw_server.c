@@ -1,0 +1,1306 @@
+/*  gw_server.c - botmesh-gateway's HTTP server (civetweb) and its routes.
+
+    Threads and sockets
+    -------------------
+    civetweb serves each connection on one of `num_threads` worker threads,
+    for as long as the connection stays open (keep-alive).  A ZeroMQ socket
+    must never be used from two threads (STYLE.md 6), so every handler
+    thread owns its own bm_client_t (one DEALER socket to the broker),
+    made on the thread's first broker request and destroyed in civetweb's
+    exit_thread callback when the thread ends.  We chose this over one
+    broker-facing actor behind inproc:// because a handler then waits on
+    its own socket with no hand-off, no second hop and no shared queue: a
+    request costs one send and one receive, threads never contend, and a
+    slow reply holds up only the request that waits for it.  The price is
+    one broker connection per handler thread (GATEWAY_THREADS of them);
+    the broker's ROUTER handles thousands.  The thread's Redis connection
+    for /api/history follows the same rule (hiredis contexts are not
+    thread-safe either).
+
+    Each response is built in one buffer and written with one mg_write
+    (PLATFORM.md: civetweb's header helpers cost one write per line, which
+    halves throughput).  */
+#include "gw_server.h"
+#include "gw_auth.h"
+#include "gw_history.h"
+#include "gw_invoke.h"
+#include "gw_ratelimit.h"
+#include "gw_record.h"
+
+#include "bm_assets.h"
+#include "bm_client.h"
+#include "bm_config.h"
+#include "bm_log.h"
+#include "bm_metrics.h"
+#include "bm_proto.h"
+
+#include <civetweb.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <strings.h>
+
+//  Retry-After (seconds) for each kind of 503: how soon trying again makes
+//  sense.  The broker restarts in about a second; Redis outages last longer.
+#define GW_RETRY_BROKER_DOWN    1
+#define GW_RETRY_QUEUE_FULL     1
+#define GW_RETRY_STORE_DOWN     2
+#define GW_RETRY_SHUTTING_DOWN  5
+//  How long the list of bot types (for unknown_bot_type) is reused.
+#define GW_BOT_TYPES_TTL_MS     5000
+//  Bodies of refused requests up to this size are read and dropped so the
+//  connection can stay open; larger ones close it.
+#define GW_DRAIN_MAX            (64 * 1024)
+//  Room for the list of bot types in an unknown_bot_type message.
+#define GW_TYPES_LEN            400
+
+//  --------------------------------------------------------------------------
+//  Routes
+
+typedef enum {
+    R_HEALTH, R_READY, R_METRICS, R_INVOKE, R_JOB, R_JOB_CANCEL, R_JOB_RETRY,
+    R_JOB_REDELIVER, R_JOBS, R_STATS, R_ADMIN, R_HISTORY, R_OTHER, R_COUNT
+} s_route_t;
+
+static const struct {
+    const char *label;          //  Route template, the metrics label
+    const char *method;         //  The one method it answers
+    bool needs_key;             //  Behind API_KEYS (when keys are set)
+    bool limited;               //  Behind the rate limiter (when it is on)
+} s_routes [R_COUNT] = {
+    [R_HEALTH]        = { "/health",              "GET",  false, false },
+    [R_READY]         = { "/ready",               "GET",  false, false },
+    [R_METRICS]       = { "/metrics",             "GET",  false, false },
+    [R_INVOKE]        = { "/invoke",              "POST", true,  true  },
+    [R_JOB]           = { "/job/{id}",            "GET",  true,  true  },
+    [R_JOB_CANCEL]    = { "/job/{id}/cancel",     "POST", true,  true  },
+    [R_JOB_RETRY]     = { "/job/{id}/retry",      "POST", true,  true  },
+    [R_JOB_REDELIVER] = { "/job/{id}/redeliver",  "POST", true,  true  },
+    [R_JOBS]          = { "/jobs",                "GET",  true,  true  },
+    [R_STATS]         = { "/stats",               "GET",  true,  true  },
+    [R_ADMIN]         = { "/admin/queues",        "GET",  false, false },
+    [R_HISTORY]       = { "/api/history",         "GET",  true,  true  },
+    [R_OTHER]         = { "other",                NULL,   false, false },
+};
+
+//  The status codes we answer with, for the per-code series cache.
+static const int s_codes [] = { 200, 202, 400, 401, 404, 405, 409, 413, 415, 429,
+                                500, 502, 503, 504 };
+#define S_NCODES ((int) (sizeof s_codes / sizeof s_codes [0]))
+
+//  Reasons an /invoke is refused (gateway_invoke_rejected_total{reason}):
+//  a fixed list, so label values never come from the peer.
+static const char *s_reasons [] = {
+    "invalid_json", "invalid_body", "missing_field", "invalid_bot_type", "invalid_payload",
+    "invalid_webhook_url", "invalid_priority", "invalid_idempotency_key", "invalid_timeout",
+    "invalid_max_attempts", "payload_too_large", "body_too_large", "unsupported_media_type",
+    "unauthorized", "rate_limited", "bad_request", "queue_full", "store_unavailable",
+    "shutting_down", "broker_timeout", "broker_unavailable", "broker_error", "other"
+};
+#define S_NREASONS ((int) (sizeof s_reasons / sizeof s_reasons [0]))
+
+//  --------------------------------------------------------------------------
+//  Server and per-thread state
+
+struct _gw_server_t {
+    gw_config_t config;                 //  Settings (strings borrowed from env/argv)
+    struct mg_context *ctx;             //  civetweb
+    int port;                           //  Port we listen on
+    gw_auth_t *auth;                    //  API keys (maybe none)
+    gw_ratelimit_t *limiter;            //  Token buckets, NULL when off
+    bool history_on;                    //  REDIS_URL given
+    gw_redis_url_t redis;               //  Parsed REDIS_URL
+
+    //  Metrics (series handles are resolved once and cached)
+    bm_metrics_t *metrics;
+    bm_metric_t *m_requests;            //  gateway_http_requests_total{route,code}
+    bm_metric_t *m_duration;            //  gateway_http_request_duration_seconds{route}
+    bm_metric_t *m_rejected;            //  gateway_invoke_rejected_total{reason}
+    _Atomic (bm_series_t *) requests [R_COUNT][S_NCODES];
+    bm_series_t *duration [R_COUNT];
+    bm_series_t *rejected [S_NREASONS];
+    bm_series_t *accepted;              //  gateway_invoke_accepted_total
+    bm_series_t *duplicates;            //  gateway_invoke_duplicates_total
+    bm_series_t *broker_timeouts;       //  gateway_broker_errors_total{kind="timeout"}
+    bm_series_t *broker_unavailable;    //  ...{kind="unavailable"}
+    bm_series_t *broker_bad_replies;    //  ...{kind="bad_reply"}
+    bm_series_t *metrics_skipped;       //  gateway_broker_metrics_skipped_total
+    bm_series_t *rate_limited;          //  gateway_rate_limited_total
+    bm_series_t *auth_failures;         //  gateway_auth_failures_total
+    bm_series_t *in_flight;             //  gateway_requests_in_flight
+    bm_series_t *history_errors;        //  gateway_history_errors_total
+    bm_series_t *threads;               //  gateway_threads
+
+    //  Bot types the broker knows, for unknown_bot_type's message
+    pthread_mutex_t types_lock;
+    char bot_types [GW_TYPES_LEN];             //  "java, node, python"
+    int64_t bot_types_ms;               //  When read (mono), 0 = never
+};
+
+//  What each civetweb worker thread owns.  Made in init_thread, freed in
+//  exit_thread; only that thread ever touches it.
+typedef struct {
+    gw_server_t *server;                //  Borrowed
+    bm_client_t *client;                //  Our DEALER to the broker, lazily made
+    gw_history_t *history;              //  Our Redis reader, lazily made
+} s_thread_t;
+
+//  One request being served.
+typedef struct {
+    struct mg_connection *conn;
+    const struct mg_request_info *ri;
+    gw_server_t *server;
+    s_thread_t *thread;
+    s_route_t route;
+    char job_id [BM_MAX_ID_LEN + 1];    //  For /job/{id}...
+    int status;                         //  Status answered, 0 until then
+    bool body_pending;                  //  Body bytes we have not read
+    bool must_close;                    //  Close the connection after answering
+    const char *reason;                 //  Why an /invoke was refused (metrics)
+} s_req_t;
+
+//  --------------------------------------------------------------------------
+//  Metrics helpers
+
+static bm_series_t *
+s_requests_series (gw_server_t *self, s_route_t route, int status)
+{
+    for (int i = 0; i < S_NCODES; i++)
+        if (s_codes [i] == status) {
+            bm_series_t *s = atomic_load_explicit (&self->requests [route][i], memory_order_acquire);
+            if (!s) {
+                //  Find-or-create is idempotent: two threads racing here get
+                //  the same series.
+                char code [8];
+                snprintf (code, sizeof code, "%d", status);
+                s = bm_metric_series (self->m_requests, s_routes [route].label, code);
+                atomic_store_explicit (&self->requests [route][i], s, memory_order_release);
+            }
+            return s;
+        }
+    char code [8];
+    snprintf (code, sizeof code, "%d", status);
+    return bm_metric_series (self->m_requests, s_routes [route].label, code);
+}
+
+static void
+s_count_rejected (gw_server_t *self, const char *reason)
+{
+    int index = S_NREASONS - 1;             //  "other"
+    for (int i = 0; i < S_NREASONS - 1; i++)
+        if (streq (s_reasons [i], reason)) {
+            index = i;
+            break;
+        }
+    bm_series_inc (self->rejected [index]);
+}
+
+static int
+s_metrics_init (gw_server_t *self)
+{
+    bm_metrics_t *m = self->metrics = bm_metrics_new ();
+    self->m_requests = bm_metrics_counter (m, "gateway_http_requests_total",
+        "HTTP requests answered by the gateway, by route and status code", "route,code");
+    self->m_duration = bm_metrics_histogram (m, "gateway_http_request_duration_seconds",
+        "Time from request to response, by route", "route", NULL, 0);
+    self->m_rejected = bm_metrics_counter (m, "gateway_invoke_rejected_total",
+        "POST /invoke requests refused, by reason", "reason");
+    bm_metric_t *accepted = bm_metrics_counter (m, "gateway_invoke_accepted_total",
+        "Jobs the broker accepted through this gateway", NULL);
+    bm_metric_t *duplicates = bm_metrics_counter (m, "gateway_invoke_duplicates_total",
+        "POST /invoke answered with an earlier job (same idempotencyKey)", NULL);
+    bm_metric_t *broker_errors = bm_metrics_counter (m, "gateway_broker_errors_total",
+        "Broker requests that failed: timeout (504), unavailable (503), bad_reply", "kind");
+    bm_metric_t *skipped = bm_metrics_counter (m, "gateway_broker_metrics_skipped_total",
+        "Scrapes of /metrics served without the broker's part (no answer)", NULL);
+    bm_metric_t *limited = bm_metrics_counter (m, "gateway_rate_limited_total",
+        "Requests refused with 429 by the rate limiter", NULL);
+    bm_metric_t *auth = bm_metrics_counter (m, "gateway_auth_failures_total",
+        "Requests refused with 401 (missing or unknown API key)", NULL);
+    bm_metric_t *in_flight = bm_metrics_gauge (m, "gateway_requests_in_flight",
+        "Requests being served right now", NULL);
+    bm_metric_t *history = bm_metrics_counter (m, "gateway_history_errors_total",
+        "GET /api/history answered 503 because Redis could not be read", NULL);
+    bm_metric_t *threads = bm_metrics_gauge (m, "gateway_threads",
+        "HTTP worker threads (GATEWAY_THREADS): the most keep-alive clients served at once",
+        NULL);
+    if (!self->m_requests || !self->m_duration || !self->m_rejected || !accepted
+    ||  !duplicates || !broker_errors || !skipped || !limited || !auth || !in_flight
+    ||  !history || !threads)
+        return -1;
+    for (int r = 0; r < R_COUNT; r++)
+        self->duration [r] = bm_metric_series (self->m_duration, s_routes [r].label);
+    for (int i = 0; i < S_NREASONS; i++)
+        self->rejected [i] = bm_metric_series (self->m_rejected, s_reasons [i]);
+    self->accepted = bm_metric_series (accepted);
+    self->duplicates = bm_metric_series (duplicates);
+    self->broker_timeouts = bm_metric_series (broker_errors, "timeout");
+    self->broker_unavailable = bm_metric_series (broker_errors, "unavailable");
+    self->broker_bad_replies = bm_metric_series (broker_errors, "bad_reply");
+    self->metrics_skipped = bm_metric_series (skipped);
+    self->rate_limited = bm_metric_series (limited);
+    self->auth_failures = bm_metric_series (auth);
+    self->in_flight = bm_metric_series (in_flight);
+    self->history_errors = bm_metric_series (history);
+    self->threads = bm_metric_series (threads);
+    bm_series_set (self->threads, (double) self->config.threads);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Writing responses
+
+static const char *
+s_reason_phrase (int status)
+{
+    switch (status) {
+        case 200: return "OK";
+        case 202: return "Accepted";
+        case 400: return "Bad Request";
+        case 401: return "Unauthorized";
+        case 404: return "Not Found";
+        case 405: return "Method Not Allowed";
+        case 409: return "Conflict";
+        case 413: return "Payload Too Large";
+        case 415: return "Unsupported Media Type";
+        case 429: return "Too Many Requests";
+        case 500: return "Internal Server Error";
+        case 502: return "Bad Gateway";
+        case 503: return "Service Unavailable";
+        case 504: return "Gateway Timeout";
+        default:  return "Unknown";
+    }
+}
+
+//  Does the client want the connection kept open (civetweb's own rule)?
+static bool
+s_client_keeps_alive (s_req_t *r)
+{
+    const char *connection = mg_get_header (r->conn, "Connection");
+    if (connection)
+        return strcasestr (connection, "keep-alive") != NULL;
+    return r->ri->http_version && streq (r->ri->http_version, "1.1");
+}
+
+//  Read and drop the rest of a body we will not use, so that the
+//  connection can serve the next request.  Gives up (and closes) past
+//  GW_DRAIN_MAX bytes.
+static void
+s_drain (s_req_t *r)
+{
+    if (!r->body_pending || r->must_close)
+        return;
+    if (r->ri->content_length > GW_DRAIN_MAX) {
+        r->must_close = true;
+        return;
+    }
+    char buf [8192];
+    size_t total = 0;
+    int n;
+    while ((n = mg_read (r->conn, buf, sizeof buf)) > 0) {
+        total += (size_t) n;
+        if (total > GW_DRAIN_MAX) {
+            r->must_close = true;
+            return;
+        }
+    }
+    if (n < 0)
+        r->must_close = true;
+    r->body_pending = false;
+}
+
+//  Write the whole response (status line, headers, body) with one write.
+//  extra holds more header lines, each ending in CRLF, or NULL.
+static void
+s_send (s_req_t *r, int status, const char *content_type, const char *extra,
+        const char *body, size_t size)
+{
+    if (r->status)
+        return;                 //  Answered already
+    r->status = status;
+    s_drain (r);
+    bool keep = !r->body_pending && !r->must_close && s_client_keeps_alive (r);
+    if (!keep)
+        mg_disable_keep_alive (r->conn);
+    char head [1024];
+    int n = snprintf (head, sizeof head,
+                      "HTTP/1.1 %d %s\r\n"
+                      "Content-Type: %s\r\n"
+                      "Content-Length: %zu\r\n"
+                      "Cache-Control: no-store\r\n"
+                      "X-Content-Type-Options: nosniff\r\n"
+                      "Connection: %s\r\n"
+                      "%s\r\n",
+                      status, s_reason_phrase (status), content_type, size,
+                      keep ? "keep-alive" : "close", extra ? extra : "");
+    if (n < 0 || (size_t) n >= sizeof head)
+        return;                 //  Our own headers never get this long
+    char stack [8192];
+    char *buf = (size_t) n + size <= sizeof stack ? stack : (char *) malloc ((size_t) n + size);
+    if (!buf)
+        return;
+    memcpy (buf, head, (size_t) n);
+    if (size)
+        memcpy (buf + n, body, size);
+    mg_write (r->conn, buf, (size_t) n + size);
+    if (buf != stack)
+        free (buf);
+}
+
+//  Answer with a JSON value (takes the reference).
+static void
+s_send_json (s_req_t *r, int status, json_t *value, const char *extra)
+{
+    char *text = value ? json_dumps (value, JSON_COMPACT) : NULL;
+    json_decref (value);
+    if (!text) {
+        const char *fallback = "{\"error\":{\"code\":\"internal\",\"message\":\"internal error\"}}";
+        s_send (r, 500, "application/json", NULL, fallback, strlen (fallback));
+        return;
+    }
+    s_send (r, status, "application/json", extra, text, strlen (text));
+    free (text);
+}
+
+//  Answer {"error": {"code": code, "message": message}}.
+static void
+s_error (s_req_t *r, int status, const char *code, const char *message, const char *extra)
+{
+    json_t *value = json_pack ("{s:{s:s,s:s}}", "error", "code", code, "message", message);
+    s_send_json (r, status, value, extra);
+}
+
+static void
+s_error_retry (s_req_t *r, int status, const char *code, const char *message, int retry_after)
+{
+    char extra [64];
+    snprintf (extra, sizeof extra, "Retry-After: %d\r\n", retry_after);
+    s_error (r, status, code, message, extra);
+}
+
+//  --------------------------------------------------------------------------
+//  Talking to the broker
+
+static bm_client_t *
+s_client (s_req_t *r)
+{
+    s_thread_t *thread = r->thread;
+    if (!thread->client) {
+        gw_server_t *server = r->server;
+        thread->client = bm_client_new (server->config.broker_endpoint);
+        if (!thread->client)
+            return NULL;
+        //  ZMQ_IMMEDIATE: queue nothing while the broker is not connected,
+        //  so a send fails after BROKER_CONNECT_TIMEOUT_MS (-> 503) rather
+        //  than waiting out BROKER_TIMEOUT_MS (-> 504).  The option applies
+        //  to connections made after it is set: bm_client_new has already
+        //  connected, so connect again.
+        zsock_t *sock = bm_client_sock (thread->client);
+        zsock_disconnect (sock, "%s", server->config.broker_endpoint);
+        zsock_set_immediate (sock, 1);
+        zsock_set_sndtimeo (sock, (int) server->config.connect_timeout_ms);
+        if (zsock_connect (sock, "%s", server->config.broker_endpoint)) {
+            bm_client_destroy (&thread->client);
+            return NULL;
+        }
+    }
+    return thread->client;
+}
+
+//  Pack {req, jobId?, ...} for the simple requests.  Caller frees *data.
+static void
+s_pack_simple (bm_client_t *client, const char *job_id, char **data, size_t *size)
+{
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, job_id ? 2 : 1);
+    bm_pack_kv_int (&pk, "req", bm_client_next_req (client));
+    if (job_id)
+        bm_pack_kv_str (&pk, "jobId", job_id);
+    *data = sbuf.data;
+    *size = sbuf.size;
+}
+
+//  Send one request to the broker and wait for its answer.  On no answer,
+//  answers the HTTP request (503 unreachable / 504 too slow) when `answer`
+//  is true, and returns NULL.
+static bm_msg_t *
+s_broker (s_req_t *r, int command, const char *body, size_t size, bool answer)
+{
+    gw_server_t *server = r->server;
+    bm_client_t *client = s_client (r);
+    bm_msg_t *reply = NULL;
+    int error = EAGAIN;
+    if (client) {
+        reply = bm_client_request (client, command, body, size,
+                                   (int) server->config.broker_timeout_ms);
+        error = errno;
+    }
+    if (reply)
+        return reply;
+    if (error == ETIMEDOUT) {
+        bm_series_inc (server->broker_timeouts);
+        bm_warn (NULL, "broker did not answer %s within %" PRId64 " ms",
+                 bm_command_name (BM_PEER_CLIENT, command), server->config.broker_timeout_ms);
+        r->reason = "broker_timeout";
+        if (answer)
+            s_error (r, 504, "broker_timeout", "the broker did not answer in time", NULL);
+    }
+    else {
+        bm_series_inc (server->broker_unavailable);
+        bm_debug (NULL, "broker unreachable for %s", bm_command_name (BM_PEER_CLIENT, command));
+        r->reason = "broker_unavailable";
+        if (answer)
+            s_error_retry (r, 503, "broker_unavailable", "the broker is not reachable",
+                           GW_RETRY_BROKER_DOWN);
+    }
+    return NULL;
+}
+
+//  A simple request {req, jobId?}: pack, send, wait.
+static bm_msg_t *
+s_broker_simple (s_req_t *r, int command, const char *job_id, bool answer)
+{
+    bm_client_t *client = s_client (r);
+    if (!client) {
+        r->reason = "broker_unavailable";
+        bm_series_inc (r->server->broker_unavailable);
+        if (answer)
+            s_error_retry (r, 503, "broker_unavailable", "the broker is not reachable",
+                           GW_RETRY_BROKER_DOWN);
+        return NULL;
+    }
+    char *data;
+    size_t size;
+    s_pack_simple (client, job_id, &data, &size);
+    bm_msg_t *reply = s_broker (r, command, data, size, answer);
+    free (data);
+    return reply;
+}
+
+//  Copy src into buf[size], cutting it if needed.
+static void
+s_copy (char *buf, size_t size, const char *src)
+{
+    size_t n = strnlen (src, size - 1);
+    memcpy (buf, src, n);
+    buf [n] = 0;
+}
+
+//  Copy a REJECTED message for clients: printable ASCII only, bounded.
+static void
+s_safe_message (const msgpack_object *body, char *buf, size_t size, const char *fallback)
+{
+    const char *str;
+    size_t len;
+    if (!bm_obj_str (body, "message", &str, &len) || len == 0) {
+        s_copy (buf, size, fallback);
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 1 < size; i++)
+        buf [n++] = (str [i] >= 0x20 && str [i] < 0x7f) ? str [i] : '?';
+    buf [n] = 0;
+}
+
+//  The bot types the broker knows, "java, node, python", from a STATS
+//  reply at most GW_BOT_TYPES_TTL_MS old.  Empty if the broker is silent.
+static void
+s_bot_types (s_req_t *r, char *buf, size_t size)
+{
+    gw_server_t *server = r->server;
+    pthread_mutex_lock (&server->types_lock);
+    bool fresh = server->bot_types_ms && bm_mono_ms () - server->bot_types_ms < GW_BOT_TYPES_TTL_MS;
+    if (fresh)
+        s_copy (buf, size, server->bot_types);
+    pthread_mutex_unlock (&server->types_lock);
+    if (fresh)
+        return;
+    buf [0] = 0;
+    bm_msg_t *reply = s_broker_simple (r, BM_STATS, NULL, false);
+    if (reply && bm_msg_command (reply) == BM_REPLY) {
+        gw_record_bot_types (bm_msg_body (reply), buf, size);
+        pthread_mutex_lock (&server->types_lock);
+        s_copy (server->bot_types, sizeof server->bot_types, buf);
+        server->bot_types_ms = bm_mono_ms ();
+        pthread_mutex_unlock (&server->types_lock);
+    }
+    bm_msg_destroy (&reply);
+}
+
+//  Answer a REJECTED from the broker with the matching HTTP error.
+static void
+s_rejected (s_req_t *r, bm_msg_t *reply)
+{
+    const msgpack_object *body = bm_msg_body (reply);
+    char code [64] = "";
+    bm_obj_strcpy (body, "code", code, sizeof code);
+    char message [200];
+
+    if (streq (code, "unknown_bot_type")) {
+        r->reason = "invalid_bot_type";
+        char types [GW_TYPES_LEN];
+        s_bot_types (r, types, sizeof types);
+        if (*types)
+            snprintf (message, sizeof message, "botType must be one of: %s", types);
+        else
+            snprintf (message, sizeof message, "botType is not a bot type the broker knows");
+        s_error (r, 400, "invalid_bot_type", message, NULL);
+    }
+    else
+    if (streq (code, "bad_request")) {
+        r->reason = "bad_request";
+        s_safe_message (body, message, sizeof message, "the request was refused");
+        s_error (r, 400, "bad_request", message, NULL);
+    }
+    else
+    if (streq (code, "payload_too_large")) {
+        r->reason = "payload_too_large";
+        s_error (r, 413, "payload_too_large", "payload is too large", NULL);
+    }
+    else
+    if (streq (code, "not_found")) {
+        r->reason = "other";
+        s_error (r, 404, "not_found", "no job with this id", NULL);
+    }
+    else
+    if (streq (code, "conflict")) {
+        r->reason = "other";
+        s_safe_message (body, message, sizeof message, "the job is not in a state that allows this");
+        s_error (r, 409, "conflict", message, NULL);
+    }
+    else
+    if (streq (code, "queue_full")) {
+        //  503, not 429: the system is full, not this client too fast.
+        r->reason = "queue_full";
+        s_error_retry (r, 503, "queue_full", "the queue for this bot type is full; retry later",
+                       GW_RETRY_QUEUE_FULL);
+    }
+    else
+    if (streq (code, "store_unavailable")) {
+        r->reason = "store_unavailable";
+        s_error_retry (r, 503, "store_unavailable",
+                       "job storage is unavailable; retry later", GW_RETRY_STORE_DOWN);
+    }
+    else
+    if (streq (code, "shutting_down")) {
+        r->reason = "shutting_down";
+        s_error_retry (r, 503, "shutting_down", "the broker is shutting down; retry later",
+                       GW_RETRY_SHUTTING_DOWN);
+    }
+    else {
+        //  bad_frame, bad_header...: our own request was wrong.  Log it,
+        //  tell the client nothing internal.
+        r->reason = "broker_error";
+        bm_series_inc (r->server->broker_bad_replies);
+        bm_error (NULL, "broker refused our request: %s", *code ? code : "(no code)");
+        s_error (r, 502, "broker_error", "the broker could not handle the request", NULL);
+    }
+}
+
+//  Answer a reply we did not expect (wrong command or body).
+static void
+s_bad_reply (s_req_t *r, bm_msg_t *reply)
+{
+    bm_series_inc (r->server->broker_bad_replies);
+    bm_error (NULL, "unexpected broker reply %s",
+              bm_command_name (BM_PEER_CLIENT, bm_msg_command (reply)));
+    r->reason = "broker_error";
+    s_error (r, 502, "broker_error", "the broker sent an unexpected answer", NULL);
+}
+
+//  --------------------------------------------------------------------------
+//  Reading the request
+
+//  Is the Content-Type JSON?  "application/json", any case, with or
+//  without parameters (charset).  A request without Content-Type is
+//  accepted and parsed as JSON (see README.md).
+static bool
+s_is_json (const char *content_type)
+{
+    if (!content_type)
+        return true;
+    while (*content_type == ' ')
+        content_type++;
+    if (strncasecmp (content_type, "application/json", 16) != 0)
+        return false;
+    char next = content_type [16];
+    return next == 0 || next == ';' || next == ' ' || next == '\t';
+}
+
+//  Read the whole body, at most MAX_BODY_BYTES.  Returns 0 with *body
+//  (caller frees; NUL-terminated) and *size, or -1 after answering.
+static int
+s_read_body (s_req_t *r, char **body, size_t *size)
+{
+    gw_server_t *server = r->server;
+    size_t max = (size_t) server->config.max_body;
+    long long declared = r->ri->content_length;
+    *body = NULL;
+    *size = 0;
+    if (declared > (long long) max) {
+        //  Refuse before reading a byte; the unread body closes the
+        //  connection (a client that sent Expect: 100-continue never
+        //  sends it).
+        r->must_close = true;
+        r->reason = "body_too_large";
+        char message [96];
+        snprintf (message, sizeof message, "the body is larger than %zu bytes", max);
+        s_error (r, 413, "body_too_large", message, NULL);
+        return -1;
+    }
+    if (!r->body_pending) {
+        *body = strdup ("");
+        return 0;
+    }
+    size_t cap = declared >= 0 ? (size_t) declared : 16384;
+    char *buf = (char *) malloc (cap + 1);
+    size_t got = 0;
+    while (true) {
+        if (got == cap) {
+            if (declared >= 0)
+                break;
+            if (cap > max)
+                break;                  //  Chunked body past the limit
+            cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+            buf = (char *) realloc (buf, cap + 1);
+        }
+        int n = mg_read (r->conn, buf + got, cap - got);
+        if (n <= 0)
+            break;
+        got += (size_t) n;
+    }
+    if (got > max) {
+        free (buf);
+        r->must_close = true;
+        r->reason = "body_too_large";
+        char message [96];
+        snprintf (message, sizeof message, "the body is larger than %zu bytes", max);
+        s_error (r, 413, "body_too_large", message, NULL);
+        return -1;
+    }
+    if (declared >= 0 && got < (size_t) declared) {
+        //  The client stopped sending (or was too slow): it may be gone.
+        free (buf);
+        r->must_close = true;
+        r->reason = "invalid_json";
+        s_error (r, 400, "truncated_body", "the body ended before Content-Length bytes", NULL);
+        return -1;
+    }
+    r->body_pending = false;
+    buf [got] = 0;
+    *body = buf;
+    *size = got;
+    return 0;
+}
+
+//  A query-string parameter into buf.  1 if present, 0 if absent, -1 if
+//  longer than buf.
+static int
+s_query (s_req_t *r, const char *name, char *buf, size_t size)
+{
+    const char *qs = r->ri->query_string;
+    if (!qs)
+        return 0;
+    int n = mg_get_var (qs, strlen (qs), name, buf, size);
+    if (n == -1)
+        return 0;
+    if (n < 0)
+        return -1;
+    return 1;
+}
+
+//  --------------------------------------------------------------------------
+//  Handlers
+
+static void
+s_handle_health (s_req_t *r)
+{
+    const char *body = "{\"status\":\"ok\"}";
+    s_send (r, 200, "application/json", NULL, body, strlen (body));
+}
+
+static void
+s_handle_ready (s_req_t *r)
+{
+    bm_msg_t *reply = s_broker_simple (r, BM_PING, NULL, false);
+    if (!reply || bm_msg_command (reply) != BM_REPLY) {
+        bm_msg_destroy (&reply);
+        json_t *value = json_pack ("{s:{s:s,s:s},s:s,s:b,s:n}",
+            "error", "code", "broker_unavailable", "message", "the broker is not answering",
+            "status", "not_ready", "broker", 0, "redis");
+        char extra [64];
+        snprintf (extra, sizeof extra, "Retry-After: %d\r\n", GW_RETRY_BROKER_DOWN);
+        s_send_json (r, 503, value, extra);
+        return;
+    }
+    bool redis = false;
+    bm_obj_bool (bm_msg_body (reply), "redis", &redis);
+    bm_msg_destroy (&reply);
+    if (redis) {
+        s_send_json (r, 200, json_pack ("{s:s,s:b,s:b}", "status", "ready",
+                                        "broker", 1, "redis", 1), NULL);
+        return;
+    }
+    json_t *value = json_pack ("{s:{s:s,s:s},s:s,s:b,s:b}",
+        "error", "code", "redis_unavailable", "message", "the broker cannot reach Redis",
+        "status", "not_ready", "broker", 1, "redis", 0);
+    char extra [64];
+    snprintf (extra, sizeof extra, "Retry-After: %d\r\n", GW_RETRY_STORE_DOWN);
+    s_send_json (r, 503, value, extra);
+}
+
+static void
+s_handle_metrics (s_req_t *r)
+{
+    gw_server_t *server = r->server;
+    //  Ask the broker first, so that a skipped part is counted in this
+    //  very scrape.
+    const char *text = NULL;
+    size_t text_len = 0;
+    bm_msg_t *reply = s_broker_simple (r, BM_METRICS, NULL, false);
+    if (reply && bm_msg_command (reply) == BM_REPLY
+    &&  bm_obj_str (bm_msg_body (reply), "text", &text, &text_len)) {
+        //  Use it as is: it is the broker's own exposition text.
+    }
+    else {
+        text = NULL;
+        text_len = 0;
+        bm_series_inc (server->metrics_skipped);
+    }
+    char *own = bm_metrics_render (server->metrics);
+    size_t own_len = own ? strlen (own) : 0;
+    bool newline = text_len > 0 && text [text_len - 1] != '\n';
+    size_t total = own_len + text_len + (newline ? 1 : 0);
+    char *all = (char *) malloc (total + 1);
+    if (own_len)
+        memcpy (all, own, own_len);
+    if (text_len)
+        memcpy (all + own_len, text, text_len);
+    if (newline)
+        all [total - 1] = '\n';
+    s_send (r, 200, BM_METRICS_CONTENT_TYPE, NULL, all, total);
+    free (all);
+    free (own);
+    bm_msg_destroy (&reply);
+}
+
+static void
+s_handle_invoke (s_req_t *r)
+{
+    gw_server_t *server = r->server;
+    if (!s_is_json (mg_get_header (r->conn, "Content-Type"))) {
+        r->reason = "unsupported_media_type";
+        s_error (r, 415, "unsupported_media_type", "Content-Type must be application/json", NULL);
+        return;
+    }
+    char *body;
+    size_t size;
+    if (s_read_body (r, &body, &size))
+        return;
+    bm_client_t *client = s_client (r);
+    if (!client) {
+        free (body);
+        r->reason = "broker_unavailable";
+        bm_series_inc (server->broker_unavailable);
+        s_error_retry (r, 503, "broker_unavailable", "the broker is not reachable",
+                       GW_RETRY_BROKER_DOWN);
+        return;
+    }
+    char *submit;
+    size_t submit_size;
+    gw_invoke_error_t error;
+    int rc = gw_invoke_translate (body, size, bm_client_next_req (client),
+                                  (size_t) server->config.max_payload,
+                                  &submit, &submit_size, NULL, &error);
+    free (body);
+    if (rc) {
+        r->reason = error.code;
+        s_error (r, error.status, error.code, error.message, NULL);
+        return;
+    }
+    bm_msg_t *reply = s_broker (r, BM_SUBMIT, submit, submit_size, true);
+    free (submit);
+    if (!reply)
+        return;
+    char job_id [BM_MAX_ID_LEN + 1];
+    if (bm_msg_command (reply) == BM_ACCEPTED
+    &&  bm_obj_strcpy (bm_msg_body (reply), "jobId", job_id, sizeof job_id)
+    &&  bm_valid_id (job_id, strlen (job_id))) {
+        bool duplicate = false;
+        bm_obj_bool (bm_msg_body (reply), "duplicate", &duplicate);
+        bm_series_inc (duplicate ? server->duplicates : server->accepted);
+        json_t *value = json_pack ("{s:s,s:s}", "jobId", job_id, "status", "queued");
+        if (duplicate)
+            json_object_set_new (value, "duplicate", json_true ());
+        char extra [200];
+        snprintf (extra, sizeof extra, "Location: /job/%s\r\n", job_id);
+        bm_debug (job_id, "accepted%s", duplicate ? " (duplicate)" : "");
+        s_send_json (r, 202, value, extra);
+    }
+    else
+    if (bm_msg_command (reply) == BM_REJECTED)
+        s_rejected (r, reply);
+    else
+        s_bad_reply (r, reply);
+    bm_msg_destroy (&reply);
+}
+
+//  GET /job/{id}, POST /job/{id}/cancel: answer with the job record.
+static void
+s_handle_job (s_req_t *r, int command)
+{
+    bm_msg_t *reply = s_broker_simple (r, command, r->job_id, true);
+    if (!reply)
+        return;
+    if (bm_msg_command (reply) == BM_REPLY) {
+        json_t *record = gw_record_job (bm_obj_get (bm_msg_body (reply), "job"));
+        if (record)
+            s_send_json (r, 200, record, NULL);
+        else
+            s_bad_reply (r, reply);
+    }
+    else
+    if (bm_msg_command (reply) == BM_REJECTED)
+        s_rejected (r, reply);
+    else
+        s_bad_reply (r, reply);
+    bm_msg_destroy (&reply);
+}
+
+//  POST /job/{id}/retry and /redeliver: ACCEPTED -> 202.
+static void
+s_handle_job_action (s_req_t *r, int command)
+{
+    bm_msg_t *reply = s_broker_simple (r, command, r->job_id, true);
+    if (!reply)
+        return;
+    if (bm_msg_command (reply) == BM_ACCEPTED) {
+        json_t *value = command == BM_RETRY
+            ? json_pack ("{s:s,s:s}", "jobId", r->job_id, "status", "queued")
+            : json_pack ("{s:s,s:s}", "jobId", r->job_id, "webhook", "pending");
+        s_send_json (r, 202, value, NULL);
+    }
+    else
+    if (bm_msg_command (reply) == BM_REJECTED)
+        s_rejected (r, reply);
+    else
+        s_bad_reply (r, reply);
+    bm_msg_destroy (&reply);
+}
+
+static void
+s_handle_jobs (s_req_t *r)
+{
+    static const char *states [] = { "queued", "running", "completed", "failed", "cancelled" };
+    char state [16], bot_type [BM_MAX_BOT_TYPE_LEN + 1], limit_text [16];
+    int has_state = s_query (r, "state", state, sizeof state);
+    int has_type = s_query (r, "botType", bot_type, sizeof bot_type);
+    int has_limit = s_query (r, "limit", limit_text, sizeof limit_text);
+    bool state_ok = has_state == 0 || (has_state > 0 && !*state);
+    for (size_t i = 0; has_state > 0 && *state && i < sizeof states / sizeof states [0]; i++)
+        if (streq (state, states [i]))
+            state_ok = true;
+    if (!state_ok) {
+        s_error (r, 400, "invalid_state",
+                 "state must be one of: queued, running, completed, failed, cancelled", NULL);
+        return;
+    }
+    if (has_type < 0 || (has_type > 0 && *bot_type && !bm_valid_bot_type (bot_type, strlen (bot_type)))) {
+        s_error (r, 400, "invalid_bot_type", "botType must be 1 to 32 characters from [a-z0-9_-]",
+                 NULL);
+        return;
+    }
+    int64_t limit = 50;
+    if (has_limit < 0 || (has_limit > 0 && bm_parse_int (limit_text, 1, 500, &limit))) {
+        s_error (r, 400, "invalid_limit", "limit must be an integer from 1 to 500", NULL);
+        return;
+    }
+    bm_client_t *client = s_client (r);
+    if (!client) {
+        bm_series_inc (r->server->broker_unavailable);
+        s_error_retry (r, 503, "broker_unavailable", "the broker is not reachable",
+                       GW_RETRY_BROKER_DOWN);
+        return;
+    }
+    //  LIST body: {req, limit, state?, botType?}
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    bool with_state = has_state > 0 && *state;
+    bool with_type = has_type > 0 && *bot_type;
+    msgpack_pack_map (&pk, 2 + with_state + with_type);
+    bm_pack_kv_int (&pk, "req", bm_client_next_req (client));
+    bm_pack_kv_int (&pk, "limit", limit);
+    if (with_state)
+        bm_pack_kv_str (&pk, "state", state);
+    if (with_type)
+        bm_pack_kv_str (&pk, "botType", bot_type);
+    bm_msg_t *reply = s_broker (r, BM_LIST, sbuf.data, sbuf.size, true);
+    msgpack_sbuffer_destroy (&sbuf);
+    if (!reply)
+        return;
+    json_t *value = bm_msg_command (reply) == BM_REPLY ? gw_record_list (bm_msg_body (reply)) : NULL;
+    if (value)
+        s_send_json (r, 200, value, NULL);
+    else
+    if (bm_msg_command (reply) == BM_REJECTED)
+        s_rejected (r, reply);
+    else
+        s_bad_reply (r, reply);
+    bm_msg_destroy (&reply);
+}
+
+static void
+s_handle_stats (s_req_t *r)
+{
+    bm_msg_t *reply = s_broker_simple (r, BM_STATS, NULL, true);
+    if (!reply)
+        return;
+    json_t *value = bm_msg_command (reply) == BM_REPLY ? gw_record_stats (bm_msg_body (reply)) : NULL;
+    if (value)
+        s_send_json (r, 200, value, NULL);
+    else
+        s_bad_reply (r, reply);
+    bm_msg_destroy (&reply);
+}
+
+static void
+s_handle_admin (s_req_t *r)
+{
+    const unsigned char *data;
+    size_t size;
+    const char *content_type;
+    if (bm_assets_find (r->ri->local_uri, &data, &size, &content_type)) {
+        s_error (r, 404, "not_found", "no such page", NULL);
+        return;
+    }
+    s_send (r, 200, content_type, NULL, (const char *) data, size);
+}
+
+static void
+s_handle_history (s_req_t *r)
+{
+    gw_server_t *server = r->server;
+    char limit_text [16];
+    int64_t limit = 360;        //  1 h at the default 10 s interval
+    int has_limit = s_query (r, "limit", limit_text, sizeof limit_text);
+    if (has_limit < 0
+    || (has_limit > 0 && bm_parse_int (limit_text, 1, GW_HISTORY_MAX_LIMIT, &limit))) {
+        char message [80];
+        snprintf (message, sizeof message, "limit must be an integer from 1 to %d",
+                  GW_HISTORY_MAX_LIMIT);
+        s_error (r, 400, "invalid_limit", message, NULL);
+        return;
+    }
+    if (!server->history_on) {
+        s_error_retry (r, 503, "history_unavailable", "no Redis is configured for history",
+                       GW_RETRY_STORE_DOWN);
+        return;
+    }
+    if (!r->thread->history)
+        r->thread->history = gw_history_new (&server->redis, server->config.redis_prefix,
+                                             (int) server->config.redis_timeout_ms);
+    json_t *value = gw_history_fetch (r->thread->history, (int) limit);
+    if (!value) {
+        bm_series_inc (server->history_errors);
+        s_error_retry (r, 503, "redis_unavailable", "metric history is unavailable right now",
+                       GW_RETRY_STORE_DOWN);
+        return;
+    }
+    s_send_json (r, 200, value, NULL);
+}
+
+//  --------------------------------------------------------------------------
+//  Routing, authentication, rate limiting
+
+//  Match the path to a route; fills r->job_id for /job/{id}...
+static s_route_t
+s_route (s_req_t *r, const char *path)
+{
+    if (streq (path, "/invoke"))        return R_INVOKE;
+    if (streq (path, "/health"))        return R_HEALTH;
+    if (streq (path, "/ready"))         return R_READY;
+    if (streq (path, "/metrics"))       return R_METRICS;
+    if (streq (path, "/stats"))         return R_STATS;
+    if (streq (path, "/jobs"))          return R_JOBS;
+    if (streq (path, "/api/history"))   return R_HISTORY;
+    if (strncmp (path, BM_ASSETS_PREFIX, strlen (BM_ASSETS_PREFIX)) == 0) {
+        char next = path [strlen (BM_ASSETS_PREFIX)];
+        if (next == 0 || next == '/')
+            return R_ADMIN;
+        return R_OTHER;
+    }
+    if (strncmp (path, "/job/", 5) == 0) {
+        const char *id = path + 5;
+        const char *slash = strchr (id, '/');
+        size_t len = slash ? (size_t) (slash - id) : strlen (id);
+        if (!bm_valid_id (id, len))
+            return R_OTHER;
+        memcpy (r->job_id, id, len);
+        r->job_id [len] = 0;
+        if (!slash)                     return R_JOB;
+        if (streq (slash, "/cancel"))   return R_JOB_CANCEL;
+        if (streq (slash, "/retry"))    return R_JOB_RETRY;
+        if (streq (slash, "/redeliver")) return R_JOB_REDELIVER;
+    }
+    return R_OTHER;
+}
+
+//  Check the API key; returns the rate-limit key for this client into buf
+//  and 0, or -1 after answering 401.
+static int
+s_authenticate (s_req_t *r, char *limit_key, size_t size)
+{
+    gw_server_t *server = r->server;
+    bool needs_key = s_routes [r->route].needs_key
+                  || (r->route == R_METRICS && server->config.metrics_require_key);
+    if (!gw_auth_enabled (server->auth)) {
+        snprintf (limit_key, size, "a:%s", r->ri->remote_addr);
+        return 0;
+    }
+    size_t len = 0;
+    const char *key = gw_auth_presented (mg_get_header (r->conn, "Authorization"),
+                                         mg_get_header (r->conn, "X-API-Key"), &len);
+    int index = gw_auth_check (server->auth, key, len);
+    if (index < 0 && needs_key) {
+        bm_series_inc (server->auth_failures);
+        r->reason = "unauthorized";
+        s_error (r, 401, "unauthorized",
+                 key ? "the API key is not valid"
+                     : "an API key is required (Authorization: Bearer KEY or X-API-Key)",
+                 "WWW-Authenticate: Bearer\r\n");
+        return -1;
+    }
+    //  Keys on: one bucket per key (clients sharing a key share it).
+    if (index >= 0)
+        snprintf (limit_key, size, "k:%d", index);
+    else
+        snprintf (limit_key, size, "a:%s", r->ri->remote_addr);
+    return 0;
+}
+
+static int
+s_handler (struct mg_connection *conn, void *cbdata)
+{
+    gw_server_t *server = (gw_server_t *) cbdata;
+    struct timespec t0;
+    clock_gettime (CLOCK_MONOTONIC, &t0);
+    bm_series_inc (server->in_flight);
+
+    s_req_t req = { .conn = conn, .ri = mg_get_request_info (conn), .server = server };
+    s_req_t *r = &req;
+    r->thread = (s_thread_t *) mg_get_thread_pointer (conn);
+    const char *te = mg_get_header (conn, "Transfer-Encoding");
+    r->body_pending = r->ri->content_length > 0 || (r->ri->content_length < 0 && te);
+    const char *path = r->ri->local_uri ? r->ri->local_uri : "";
+    r->route = s_route (r, path);
+
+    if (!r->thread) {
+        //  Not one of civetweb's worker threads: cannot happen.
+        s_error (r, 500, "internal", "internal error", NULL);
+    }
+    else
+    if (r->route == R_OTHER)
+        s_error (r, 404, "not_found", "no such endpoint", NULL);
+    else
+    if (strcmp (r->ri->request_method, s_routes [r->route].method) != 0) {
+        char extra [64];
+        snprintf (extra, sizeof extra, "Allow: %s\r\n", s_routes [r->route].method);
+        char message [80];
+        snprintf (message, sizeof message, "use %s for this endpoint", s_routes [r->route].method);
+        s_error (r, 405, "method_not_allowed", message, extra);
+    }
+    else {
+        char limit_key [96];
+        int retry_after = 1;
+        if (s_authenticate (r, limit_key, sizeof limit_key))
+            ;   //  Answered 401
+        else
+        if (server->limiter && s_routes [r->route].limited
+        &&  !gw_ratelimit_take (server->limiter, limit_key, bm_mono_ms (), &retry_after)) {
+            bm_series_inc (server->rate_limited);
+            r->reason = "rate_limited";
+            s_error_retry (r, 429, "rate_limited", "too many requests; slow down", retry_after);
+        }
+        else
+        switch (r->route) {
+            case R_HEALTH:          s_handle_health (r); break;
+            case R_READY:           s_handle_ready (r); break;
+            case R_METRICS:         s_handle_metrics (r); break;
+            case R_INVOKE:          s_handle_invoke (r); break;
+            case R_JOB:             s_handle_job (r, BM_STATUS); break;
+            case R_JOB_CANCEL:      s_handle_job (r, BM_CANCEL); break;
+            case R_JOB_RETRY:       s_handle_job_action (r, BM_RETRY); break;
+            case R_JOB_REDELIVER:   s_handle_job_action (r, BM_REDELIVER); break;
+            case R_JOBS:            s_handle_jobs (r); break;
+            case R_STATS:           s_handle_stats (r); break;
+            case R_ADMIN:           s_handle_admin (r); break;
+            case R_HISTORY:         s_handle_history (r); break;
+            default:                s_error (r, 404, "not_found", "no such endpoint", NULL);
+        }
+    }
+    if (!r->status)             //  A handler forgot to answer: our bug
+        s_error (r, 500, "internal", "internal error", NULL);
+
+    if (r->route == R_INVOKE && r->status >= 400)
+        s_count_rejected (server, r->reason ? r->reason : "other");
+    struct timespec t1;
+    clock_gettime (CLOCK_MONOTONIC, &t1);
+    double seconds = (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9;
+    bm_series_observe (server->duration [r->route], seconds);
+    bm_series_inc (s_requests_series (server, r->route, r->status));
+    bm_series_dec (server->in_flight);
+    return r->status;
+}
+
+//  --------------------------------------------------------------------------
+//  civetweb callbacks
+
+static void *
+s_init_thread (const struct mg_context *ctx, int thread_type)
+{
+    //  Only worker threads (type 1) serve requests.
+    if (thread_type != 1)
+        return NULL;
+    s_thread_t *thread = (s_thread_t *) zmalloc (sizeof (s_thread_t));
+    thread->server = (gw_server_t *) mg_get_user_data (ctx);
+    return thread;
+}
+
+static void
+s_exit_thread (const struct mg_context *ctx, int thread_type, void *pointer)
+{
+    (void) ctx;
+    (void) thread_type;
+    s_thread_t *thread = (s_thread_t *) pointer;
+    if (thread) {
+        bm_client_destroy (&thread->client);
+        gw_history_destroy (&thread->history);
+        free (thread);
+    }
+}
+
+static int
+s_log_message (const struct mg_connection *conn, const char *message)
+{
+    (void) conn;
+    bm_warn (NULL, "civetweb: %s", message);
+    return 1;
+}
+
+//  --------------------------------------------------------------------------
+//  Lifecycle
+
+gw_server_t *
+gw_server_new (const gw_config_t *config)
+{
+    gw_server_t *self = (gw_server_t *) zmalloc (sizeof (gw_server_t));
+    self->config = *config;
+    pthread_mutex_init (&self->types_lock, NULL);
+
+    char error [200];
+    self->auth = gw_auth_new (config->api_keys, error, sizeof error);
+    if (!self->auth) {
+        bm_error (NULL, "configuration: %s", error);
+        goto fail;
+    }
+    if (config->rate_rps > 0) {
+        double burst = config->rate_burst > 0 ? config->rate_burst
+                     : (config->rate_rps < 1 ? 1 : config->rate_rps);
+        self->limiter = gw_ratelimit_new (config->rate_rps, burst, (size_t) config->rate_max_keys);
+        if (!self->limiter) {
+            bm_error (NULL, "configuration: RATE_LIMIT_BURST must be at least 1");
+            goto fail;
+        }
+    }
+    if (config->redis_url && *config->redis_url && !streq (config->redis_url, "none")) {
+        if (gw_redis_url_parse (config->redis_url, &self->redis)) {
+            bm_error (NULL, "configuration: REDIS_URL must look like redis://host:port/db");
+            goto fail;
+        }
+        self->history_on = true;
+    }
+    if (s_metrics_init (self)) {
+        bm_error (NULL, "cannot register the gateway's metrics");
+        goto fail;
+    }
+
+    char ports [300];
+    snprintf (ports, sizeof ports, "%s:%d", config->listen_addr, (int) config->port);
+    char threads [16], keepalive [16], request_timeout [16], header_size [16];
+    snprintf (threads, sizeof threads, "%d", (int) config->threads);
+    snprintf (keepalive, sizeof keepalive, "%d", (int) config->keepalive_ms);
+    snprintf (request_timeout, sizeof request_timeout, "%d", (int) config->request_timeout_ms);
+    snprintf (header_size, sizeof header_size, "%d", (int) config->max_header_bytes);
+    const char *options [] = {
+        "listening_ports", ports,
+        "num_threads", threads,
+        //  Keep-alive on: most of a request's cost is TCP set-up otherwise.
+        //  Each open connection holds a thread (PLATFORM.md), so idle ones
+        //  are closed after GATEWAY_KEEPALIVE_MS.
+        "enable_keep_alive", "yes",
+        "keep_alive_timeout_ms", keepalive,
+        //  A client must deliver its headers and body within this time:
+        //  slow clients cannot hold threads for ever.
+        "request_timeout_ms", request_timeout,
+        "max_request_size", header_size,
+        //  Accepted sockets waiting for a free thread.
+        "connection_queue", "1024",
+        "listen_backlog", "1024",
+        NULL
+    };
+    struct mg_callbacks callbacks;
+    memset (&callbacks, 0, sizeof callbacks);
+    callbacks.init_thread = s_init_thread;
+    callbacks.exit_thread = s_exit_thread;
+    callbacks.log_message = s_log_message;
+    struct mg_init_data init = { &callbacks, self, options };
+    unsigned code = 0;
+    char text [256] = "";
+    struct mg_error_data mg_error = { &code, text, sizeof text };
+    self->ctx = mg_start2 (&init, &mg_error);
+    if (!self->ctx) {
+        bm_error (NULL, "cannot start the HTTP server on %s: %s", ports, *text ? text : "unknown error");
+        goto fail;
+    }
+    mg_set_request_handler (self->ctx, "/", s_handler, self);
+
+    struct mg_server_port info [4];
+    int n = mg_get_server_ports (self->ctx, 4, info);
+    self->port = n > 0 ? info [0].port : (int) config->port;
+    return self;
+fail:
+    gw_server_destroy (&self);
+    return NULL;
+}
+
+int
+gw_server_port (gw_server_t *self)
+{
+    return self->port;
+}
+
+void
+gw_server_destroy (gw_server_t **self_p)
+{
+    if (*self_p) {
+        gw_server_t *self = *self_p;
+        //  mg_stop closes the listening socket, lets every handler finish
+        //  the request it serves, and joins the threads (exit_thread frees
+        //  their sockets).
+        if (self->ctx)
+            mg_stop (self->ctx);
+        bm_metrics_destroy (&self->metrics);
+        gw_ratelimit_destroy (&self->limiter);
+        gw_auth_destroy (&self->auth);
+        pthread_mutex_destroy (&self->types_lock);
+        free (self);
+        *self_p = NULL;
+    }
+}
