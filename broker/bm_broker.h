@@ -1,0 +1,60 @@
+/*  bm_broker.h - the botmesh broker: queues, semaphores, workers, jobs.
+
+    One ROUTER socket, one zloop.  Clients (BMC01) submit jobs; workers
+    (BMW01) announce bot types and credit and receive jobs.  Per bot type
+    the broker keeps a priority queue (lower priority first, FIFO within
+    a priority) and a semaphore (MAX_<TYPE>_BOTS): a job is dispatched only
+    when its type has a free permit AND a worker of that type has free
+    credit.  Job records are written to Redis (when configured) before a
+    SUBMIT is acknowledged; on start the broker rebuilds its queues from
+    Redis.  See docs/protocol.md and docs/redis.md.  */
+#ifndef BM_BROKER_H
+#define BM_BROKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+//  Settings, all from the environment (see broker_main.c and env.example).
+typedef struct {
+    const char *endpoint;           //  ROUTER bind, BROKER_ENDPOINT
+    const char *redis_url;          //  REDIS_URL, or NULL for no Redis
+    const char *redis_prefix;       //  REDIS_PREFIX
+    const char *metrics_addr;       //  BROKER_METRICS_ADDR
+    int64_t metrics_port;           //  BROKER_METRICS_PORT, 0 = off... -1 = ephemeral
+    int64_t heartbeat_ms;           //  HEARTBEAT_INTERVAL_MS
+    int64_t liveness;               //  HEARTBEAT_LIVENESS
+    int64_t default_limit;          //  MAX_BOTS_DEFAULT
+    int64_t max_queue;              //  MAX_QUEUE
+    int64_t job_timeout_ms;         //  JOB_TIMEOUT_MS
+    int64_t job_max_attempts;       //  JOB_MAX_ATTEMPTS
+    int64_t max_frame;              //  MAX_FRAME_BYTES
+    int64_t max_payload;            //  MAX_PAYLOAD_BYTES
+    int64_t completed_ttl_s;        //  COMPLETED_JOB_TTL
+    int64_t failed_ttl_s;           //  FAILED_JOB_TTL
+    int64_t idempotency_ttl_ms;     //  IDEMPOTENCY_TTL_MS
+    int64_t keep_finished;          //  KEEP_FINISHED_JOBS
+    int64_t snapshot_interval_s;    //  METRICS_SNAPSHOT_INTERVAL
+    int64_t snapshot_history;       //  METRICS_SNAPSHOT_HISTORY
+    int64_t store_buffer;           //  STORE_BUFFER_MAX
+    int64_t webhook_timeout_ms;     //  WEBHOOK_JOB_TIMEOUT_MS
+    int64_t webhook_attempts;       //  WEBHOOK_JOB_MAX_ATTEMPTS
+    int64_t shutdown_ms;            //  BROKER_SHUTDOWN_MS
+} bm_broker_config_t;
+
+typedef struct _bm_broker_t bm_broker_t;
+
+//  Read the configuration from the environment; -1 (logged, naming the
+//  variable) on a bad value.  Per-type limits are read by bm_broker_new.
+int bm_broker_config_load (bm_broker_config_t *config);
+
+//  Create a broker and bind its socket.  NULL (logged) on failure.
+bm_broker_t *bm_broker_new (const bm_broker_config_t *config);
+void bm_broker_destroy (bm_broker_t **self_p);
+
+//  Run until bm_broker_stop, then shut down gracefully (flush Redis).
+int bm_broker_run (bm_broker_t *self);
+
+//  Ask the broker to stop (async-signal-safe).
+void bm_broker_stop (void);
+
+#endif

@@ -1,0 +1,104 @@
+/*  broker_main.c - botmesh-broker: parse flags, load settings, run.  */
+#include "bm_broker.h"
+#include "bm_config.h"
+#include "bm_log.h"
+
+#include <czmq.h>
+#include <signal.h>
+
+static void
+s_usage (void)
+{
+    printf (
+"usage: botmesh-broker [--endpoint ENDPOINT] [--help]\n"
+"\n"
+"The botmesh broker: owns the job queues, the per-bot-type semaphores and\n"
+"the workers; clients and workers connect to its ROUTER socket (see\n"
+"docs/protocol.md).  Job records are written to Redis before a submission is\n"
+"acknowledged; on start the broker rebuilds its queues from Redis.\n"
+"\n"
+"Flags:\n"
+"  --endpoint ENDPOINT   ZeroMQ endpoint to bind (BROKER_ENDPOINT)\n"
+"  --help                this text\n"
+"\n"
+"Environment (default):\n"
+"  BROKER_ENDPOINT           ROUTER endpoint to bind (tcp://*:5555)\n"
+"  BROKER_METRICS_PORT       HTTP port of GET /metrics and /health, 0 = off (9555)\n"
+"  BROKER_METRICS_ADDR       address of the metrics server (0.0.0.0)\n"
+"  REDIS_URL                 job store, redis://[:password@]host[:port][/db], or none\n"
+"                            to run without durability (redis://127.0.0.1:6379/0)\n"
+"  REDIS_PREFIX              prefix of every Redis key (botmesh:)\n"
+"  MAX_PYTHON_BOTS           semaphore of bot type python (5)\n"
+"  MAX_NODE_BOTS             semaphore of bot type node (10)\n"
+"  MAX_JAVA_BOTS             semaphore of bot type java (3)\n"
+"  MAX_<TYPE>_BOTS           semaphore of any other bot type; configuring it makes\n"
+"                            the type known (MAX_BOTS_DEFAULT otherwise)\n"
+"  MAX_WEBHOOK_BOTS          webhook deliveries in flight at once (10000)\n"
+"  MAX_BOTS_DEFAULT          semaphore of types with no MAX_<TYPE>_BOTS (10)\n"
+"  MAX_QUEUE                 queued jobs per bot type before queue_full (100000)\n"
+"  MAX_QUEUE_<TYPE>          the same for one bot type\n"
+"  JOB_TIMEOUT_MS            default run-time limit of an attempt (300000)\n"
+"  JOB_MAX_ATTEMPTS          default dispatches before worker_lost (3)\n"
+"  HEARTBEAT_INTERVAL_MS     heartbeat interval (1000)\n"
+"  HEARTBEAT_LIVENESS        silent intervals before a worker is dead (3)\n"
+"  MAX_FRAME_BYTES           largest message body accepted (2097152)\n"
+"  MAX_PAYLOAD_BYTES         largest payload or result (1048576)\n"
+"  COMPLETED_JOB_TTL         seconds a completed job's record stays in Redis (86400)\n"
+"  FAILED_JOB_TTL            seconds a failed or cancelled job's record stays (604800)\n"
+"  IDEMPOTENCY_TTL_MS        window of an idempotencyKey (86400000)\n"
+"  KEEP_FINISHED_JOBS        finished jobs kept in memory for LIST/STATUS (10000)\n"
+"  METRICS_SNAPSHOT_INTERVAL seconds between metric snapshots in Redis, 0 = off (10)\n"
+"  METRICS_SNAPSHOT_HISTORY  snapshots kept (8640: 24 h at 10 s)\n"
+"  STORE_BUFFER_MAX          state changes buffered while Redis is away (1000000)\n"
+"  WEBHOOK_JOB_TIMEOUT_MS    run-time limit of one webhook delivery job (3600000)\n"
+"  WEBHOOK_JOB_MAX_ATTEMPTS  delivery job dispatches before it fails (10)\n"
+"  BROKER_SHUTDOWN_MS        time allowed to flush Redis writes on SIGTERM (5000)\n"
+"  LOG_LEVEL                 debug, info, warn or error (info)\n");
+}
+
+static void
+s_signal (int signum)
+{
+    (void) signum;
+    bm_broker_stop ();
+}
+
+int
+main (int argc, char *argv [])
+{
+    if (bm_log_init ("broker"))
+        return 2;
+    for (int i = 1; i < argc; i++) {
+        if (streq (argv [i], "--help") || streq (argv [i], "-h")) {
+            s_usage ();
+            return 0;
+        }
+        else
+        if (streq (argv [i], "--endpoint") && i + 1 < argc)
+            setenv ("BROKER_ENDPOINT", argv [++i], 1);
+        else {
+            fprintf (stderr, "botmesh-broker: unknown argument '%s' (see --help)\n", argv [i]);
+            return 2;
+        }
+    }
+    //  Our own signal handling: czmq's would stop zloop at once, and we
+    //  want to flush Redis first.
+    zsys_handler_set (NULL);
+    zsys_init ();
+    struct sigaction action;
+    memset (&action, 0, sizeof action);
+    action.sa_handler = s_signal;
+    sigaction (SIGTERM, &action, NULL);
+    sigaction (SIGINT, &action, NULL);
+    signal (SIGPIPE, SIG_IGN);
+
+    bm_broker_config_t config;
+    if (bm_broker_config_load (&config))
+        return 2;
+    bm_broker_t *broker = bm_broker_new (&config);
+    if (!broker)
+        return 1;
+    int rc = bm_broker_run (broker);
+    bm_broker_destroy (&broker);
+    return rc;
+}
