@@ -1,0 +1,475 @@
+/*  mk_server.c - botmesh-mock's HTTP server: records deliveries and answers
+    them as its mode says.  */
+#include "mk_server.h"
+#include "mk_store.h"
+#include "wh_reply.h"
+#include "wh_signature.h"
+#include "bm_config.h"
+#include "bm_log.h"
+#include "bm_metrics.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <civetweb.h>
+
+#define MK_JOB_ID_MAX   256     //  Longer jobIds are not indexed
+
+struct _mk_server_t {
+    struct mg_context *ctx;     //  civetweb server
+    mk_config_t config;         //  As given (strings borrowed from the caller)
+    wh_signer_t *signer;        //  NULL when no secret
+    int port;                   //  Bound port
+    int64_t started_ms;         //  For uptime
+    pthread_mutex_t lock;       //  Guards everything below
+    pthread_cond_t wake;        //  Signalled on stop, to cut delays short
+    bool stopping;              //  Set by destroy
+    mk_store_t *store;          //  Deliveries and counters
+    mk_mode_t mode;             //  Current failure mode
+    uint64_t rng;               //  xorshift64 state for failRate/dropRate
+    //  Metrics (series updates are lock-free)
+    bm_metrics_t *metrics;
+    bm_metric_t *received;      //  mock_webhook_deliveries_total{status}
+    bm_series_t *by_status [600];   //  Resolved lazily under lock
+    bm_series_t *sig_valid, *sig_invalid, *sig_unchecked;
+    bm_series_t *duplicates;
+    bm_series_t *records;       //  Gauge, refreshed on render
+};
+
+//  A uniform double in [0, 1).  Call under lock.
+static double
+s_random (mk_server_t *self)
+{
+    uint64_t x = self->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    self->rng = x;
+    return (double) (x >> 11) / 9007199254740992.0;
+}
+
+//  Wait up to ms, or until the server stops.  Returns false if stopping.
+static bool
+s_wait (mk_server_t *self, int64_t ms)
+{
+    if (ms <= 0)
+        return true;
+    struct timespec until;
+    clock_gettime (CLOCK_MONOTONIC, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock (&self->lock);
+    while (!self->stopping) {
+        int rc = pthread_cond_timedwait (&self->wake, &self->lock, &until);
+        if (rc == ETIMEDOUT)
+            break;
+    }
+    bool alive = !self->stopping;
+    pthread_mutex_unlock (&self->lock);
+    return alive;
+}
+
+//  The request headers as a JSON object text (caller frees).
+static char *
+s_headers_json (const struct mg_request_info *info)
+{
+    json_t *headers = json_object ();
+    for (int i = 0; i < info->num_headers; i++) {
+        json_t *value = json_string (info->http_headers [i].value);
+        if (value && info->http_headers [i].name)
+            json_object_set_new (headers, info->http_headers [i].name, value);
+        else
+            json_decref (value);
+    }
+    char *text = json_dumps (headers, JSON_COMPACT);
+    json_decref (headers);
+    return text;
+}
+
+//  The jobId of a JSON object body, copied into buf; false if none.
+static bool
+s_job_id (const char *body, size_t len, char *buf, size_t size)
+{
+    json_t *json = json_loadb (body, len, 0, NULL);
+    const char *job_id = json_string_value (json_object_get (json, "jobId"));
+    bool found = job_id && *job_id && strlen (job_id) < size;
+    if (found)
+        snprintf (buf, size, "%s", job_id);
+    json_decref (json);
+    return found;
+}
+
+static mk_sig_t
+s_check_signature (mk_server_t *self, struct mg_connection *conn,
+                   const char *body, size_t len, const char *webhook_id)
+{
+    if (!self->signer)
+        return MK_SIG_UNCHECKED;
+    const char *timestamp = mg_get_header (conn, "webhook-timestamp");
+    const char *signature = mg_get_header (conn, "webhook-signature");
+    if (!webhook_id || !timestamp || !signature)
+        return MK_SIG_INVALID;
+    int64_t when;
+    if (bm_parse_int (timestamp, 0, INT64_MAX / 1000, &when))
+        return MK_SIG_INVALID;
+    int64_t skew = bm_now_ms () / 1000 - when;
+    if (skew > self->config.tolerance_s || -skew > self->config.tolerance_s)
+        return MK_SIG_INVALID;
+    return wh_signer_verify (self->signer, webhook_id, timestamp, body, len, signature)?
+           MK_SIG_VALID: MK_SIG_INVALID;
+}
+
+//  A delivery: POST on any path but the API's.
+static void
+s_delivery (mk_server_t *self, struct mg_connection *conn, const char *path)
+{
+    char *body;
+    size_t len;
+    int rc = wh_read_body (conn, self->config.max_request, &body, &len);
+    if (rc == -1) {
+        wh_reply_error (conn, 413, "payload_too_large", "the body is larger than %zu bytes",
+                        self->config.max_request);
+        return;
+    }
+    if (rc) {
+        mg_disable_connection_keep_alive (conn);
+        return;                 //  The client went away mid-body
+    }
+    int64_t now = bm_now_ms ();
+    const char *webhook_id = mg_get_header (conn, "webhook-id");
+    char job_id [MK_JOB_ID_MAX];
+    bool has_job = s_job_id (body, len, job_id, sizeof job_id);
+    mk_sig_t signature = s_check_signature (self, conn, body, len, webhook_id);
+    char *headers = s_headers_json (mg_get_request_info (conn));
+
+    //  Decide and record under the lock; wait and answer outside it.
+    pthread_mutex_lock (&self->lock);
+    uint64_t arrival = mk_store_seen (self->store, webhook_id, has_job? job_id: NULL) + 1;
+    mk_answer_t answer = mk_mode_decide (&self->mode, arrival, s_random (self), s_random (self));
+    int64_t timeout_delay = self->config.timeout_delay_ms;
+    if (strcmp (path, "/test/success") == 0)
+        answer = (mk_answer_t) { 200, 0, false, false, NULL };
+    else
+    if (strcmp (path, "/test/error") == 0)
+        answer = (mk_answer_t) { 500, 0, true, false, NULL };
+    else
+    if (strcmp (path, "/test/timeout") == 0)
+        answer = (mk_answer_t) { 200, timeout_delay, false, false, NULL };
+    char retry_after [MK_RETRY_AFTER_MAX + 32] = "";
+    if (answer.retry_after)
+        snprintf (retry_after, sizeof retry_after, "Retry-After: %s\r\n", answer.retry_after);
+    mk_arrival_t record = { now, path, headers, body, len, webhook_id,
+                            has_job? job_id: NULL, answer.status, signature };
+    bool duplicate;
+    uint64_t seq = mk_store_add (self->store, &record, &duplicate);
+    bm_series_t *status_series = NULL;
+    if (answer.status > 0 && answer.status < 600) {
+        if (!self->by_status [answer.status]) {
+            char name [8];
+            snprintf (name, sizeof name, "%d", answer.status);
+            self->by_status [answer.status] = bm_metric_series (self->received, name);
+        }
+        status_series = self->by_status [answer.status];
+    }
+    else {
+        if (!self->by_status [0])
+            self->by_status [0] = bm_metric_series (self->received, "dropped");
+        status_series = self->by_status [0];
+    }
+    pthread_mutex_unlock (&self->lock);
+    free (headers);
+    free (body);
+
+    bm_series_inc (status_series);
+    bm_series_inc (signature == MK_SIG_VALID? self->sig_valid:
+                   signature == MK_SIG_INVALID? self->sig_invalid: self->sig_unchecked);
+    if (duplicate)
+        bm_series_inc (self->duplicates);
+    bm_debug (has_job? job_id: NULL, "delivery %llu to %s webhook-id=%s: answering %d after %lld ms",
+              (unsigned long long) seq, path, webhook_id? webhook_id: "-", answer.status,
+              (long long) answer.delay_ms);
+
+    if (!s_wait (self, answer.delay_ms)) {
+        mg_disable_connection_keep_alive (conn);
+        return;                 //  Stopping: no answer
+    }
+    if (answer.drop) {
+        //  Close the connection without a byte of answer.
+        mg_disable_connection_keep_alive (conn);
+        return;
+    }
+    if (answer.failed)
+        wh_reply_json (conn, answer.status,
+                       json_pack ("{s:{s:s, s:s}, s:I}", "error", "code", "mock_failure",
+                                  "message", "the mock was told to fail this delivery",
+                                  "seq", (json_int_t) seq),
+                       retry_after);
+    else
+        wh_reply_json (conn, answer.status,
+                       json_pack ("{s:b, s:I}", "received", 1, "seq", (json_int_t) seq), NULL);
+}
+
+static void
+s_get_stats (mk_server_t *self, struct mg_connection *conn)
+{
+    pthread_mutex_lock (&self->lock);
+    json_t *stats = mk_store_stats (self->store);
+    json_object_set_new (stats, "mode", mk_mode_to_json (&self->mode));
+    pthread_mutex_unlock (&self->lock);
+    json_object_set_new (stats, "uptimeMs", json_integer (bm_now_ms () - self->started_ms));
+    json_object_set_new (stats, "signatureCheck", json_boolean (self->signer != NULL));
+    wh_reply_json (conn, 200, stats, NULL);
+}
+
+static void
+s_get_deliveries (mk_server_t *self, struct mg_connection *conn)
+{
+    const struct mg_request_info *info = mg_get_request_info (conn);
+    const char *query = info->query_string? info->query_string: "";
+    char job_id [MK_JOB_ID_MAX];
+    int job_len = mg_get_var (query, strlen (query), "jobId", job_id, sizeof job_id);
+    if (job_len == -2) {
+        wh_reply_error (conn, 400, "bad_request", "jobId is too long");
+        return;
+    }
+    char limit_text [32];
+    int64_t limit = 100;
+    if (mg_get_var (query, strlen (query), "limit", limit_text, sizeof limit_text) >= 0
+    &&  bm_parse_int (limit_text, 1, 100000, &limit)) {
+        wh_reply_error (conn, 400, "bad_request", "limit must be an integer from 1 to 100000");
+        return;
+    }
+    pthread_mutex_lock (&self->lock);
+    json_t *list = mk_store_deliveries (self->store, job_len > 0? job_id: NULL, (size_t) limit);
+    pthread_mutex_unlock (&self->lock);
+    json_t *reply = json_pack ("{s:o, s:I, s:o}",
+                               "jobId", job_len > 0? json_string (job_id): json_null (),
+                               "count", (json_int_t) json_array_size (list),
+                               "deliveries", list);
+    wh_reply_json (conn, 200, reply, NULL);
+}
+
+static void
+s_post_mode (mk_server_t *self, struct mg_connection *conn)
+{
+    char *body;
+    size_t len;
+    if (wh_read_body (conn, 65536, &body, &len)) {
+        wh_reply_error (conn, 413, "payload_too_large", "a mode is at most 64 KiB");
+        return;
+    }
+    json_error_t json_error;
+    json_t *json = json_loadb (body, len, 0, &json_error);
+    free (body);
+    if (!json) {
+        wh_reply_error (conn, 400, "bad_request", "the body is not JSON: %s", json_error.text);
+        return;
+    }
+    char error [256];
+    pthread_mutex_lock (&self->lock);
+    int rc = mk_mode_apply_json (&self->mode, json, error, sizeof error);
+    json_t *mode = mk_mode_to_json (&self->mode);
+    pthread_mutex_unlock (&self->lock);
+    json_decref (json);
+    if (rc) {
+        json_decref (mode);
+        wh_reply_error (conn, 400, "bad_request", "%s", error);
+        return;
+    }
+    char *text = json_dumps (mode, JSON_COMPACT);
+    bm_info (NULL, "mode changed: %s", text? text: "?");
+    free (text);
+    wh_reply_json (conn, 200, mode, NULL);
+}
+
+static void
+s_collect (bm_metrics_t *metrics, void *arg)
+{
+    (void) metrics;
+    mk_server_t *self = (mk_server_t *) arg;
+    pthread_mutex_lock (&self->lock);
+    size_t records = mk_store_size (self->store);
+    pthread_mutex_unlock (&self->lock);
+    bm_series_set (self->records, (double) records);
+}
+
+static int
+s_handle (struct mg_connection *conn, void *cbdata)
+{
+    mk_server_t *self = (mk_server_t *) cbdata;
+    const struct mg_request_info *info = mg_get_request_info (conn);
+    const char *method = info->request_method;
+    const char *path = info->local_uri? info->local_uri: "/";
+    bool get = strcmp (method, "GET") == 0 || strcmp (method, "HEAD") == 0;
+
+    if (strcmp (path, "/health") == 0 && get)
+        wh_reply_json (conn, 200, json_pack ("{s:s}", "status", "ok"), NULL);
+    else
+    if (strcmp (path, "/stats") == 0 && get)
+        s_get_stats (self, conn);
+    else
+    if (strcmp (path, "/stats") == 0 && strcmp (method, "DELETE") == 0) {
+        pthread_mutex_lock (&self->lock);
+        mk_store_reset (self->store);
+        pthread_mutex_unlock (&self->lock);
+        bm_info (NULL, "stats and records reset");
+        wh_reply_json (conn, 200, json_pack ("{s:b}", "reset", 1), NULL);
+    }
+    else
+    if (strcmp (path, "/deliveries") == 0 && get)
+        s_get_deliveries (self, conn);
+    else
+    if (strcmp (path, "/mode") == 0 && get) {
+        pthread_mutex_lock (&self->lock);
+        json_t *mode = mk_mode_to_json (&self->mode);
+        pthread_mutex_unlock (&self->lock);
+        wh_reply_json (conn, 200, mode, NULL);
+    }
+    else
+    if (strcmp (path, "/mode") == 0 && strcmp (method, "POST") == 0)
+        s_post_mode (self, conn);
+    else
+    if (strcmp (path, "/metrics") == 0 && get) {
+        char *text = bm_metrics_render (self->metrics);
+        if (text) {
+            wh_reply (conn, 200, BM_METRICS_CONTENT_TYPE, NULL, text, strlen (text));
+            free (text);
+        }
+        else
+            wh_reply_error (conn, 500, "internal", "out of memory");
+    }
+    else
+    if (strcmp (method, "POST") == 0
+    &&  strcmp (path, "/stats") != 0 && strcmp (path, "/deliveries") != 0
+    &&  strcmp (path, "/health") != 0 && strcmp (path, "/metrics") != 0)
+        s_delivery (self, conn, path);
+    else
+    if (strcmp (path, "/stats") == 0 || strcmp (path, "/deliveries") == 0
+    ||  strcmp (path, "/health") == 0 || strcmp (path, "/metrics") == 0
+    ||  strcmp (path, "/mode") == 0)
+        wh_reply_error (conn, 405, "method_not_allowed", "%s is not allowed on %s", method, path);
+    else
+        wh_reply_error (conn, 404, "not_found",
+                        "deliveries are POSTed; GET /stats, /deliveries, /mode, /metrics, /health");
+    return 1;
+}
+
+static int
+s_log_message (const struct mg_connection *conn, const char *message)
+{
+    (void) conn;
+    bm_warn (NULL, "civetweb: %s", message);
+    return 1;
+}
+
+mk_server_t *
+mk_server_new (const mk_config_t *config, char *error, size_t error_size)
+{
+    mk_server_t *self = (mk_server_t *) calloc (1, sizeof (mk_server_t));
+    if (!self) {
+        snprintf (error, error_size, "out of memory");
+        return NULL;
+    }
+    self->config = *config;
+    self->mode = config->mode;
+    self->started_ms = bm_now_ms ();
+    self->rng = (uint64_t) bm_now_ms () * 0x9E3779B97F4A7C15ULL | 1;
+    pthread_mutex_init (&self->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init (&attr);
+    pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+    pthread_cond_init (&self->wake, &attr);
+    pthread_condattr_destroy (&attr);
+
+    if (config->secret && *config->secret) {
+        char reason [160];
+        self->signer = wh_signer_new (config->secret, reason, sizeof reason);
+        if (!self->signer) {
+            snprintf (error, error_size, "MOCK_WEBHOOK_SECRET: %s", reason);
+            mk_server_destroy (&self);
+            return NULL;
+        }
+    }
+    self->store = mk_store_new (config->max_records, config->max_body_stored);
+    self->metrics = bm_metrics_new ();
+    if (!self->store || !self->metrics) {
+        snprintf (error, error_size, "out of memory");
+        mk_server_destroy (&self);
+        return NULL;
+    }
+    self->received = bm_metrics_counter (self->metrics, "mock_webhook_deliveries_total",
+        "Deliveries received by the mock, by the status it answered (dropped: no answer)", "status");
+    bm_metric_t *signatures = bm_metrics_counter (self->metrics, "mock_webhook_signatures_total",
+        "Signature checks of received deliveries", "result");
+    self->sig_valid = bm_metric_series (signatures, "valid");
+    self->sig_invalid = bm_metric_series (signatures, "invalid");
+    self->sig_unchecked = bm_metric_series (signatures, "unchecked");
+    self->duplicates = bm_metric_series (bm_metrics_counter (self->metrics,
+        "mock_webhook_duplicates_total",
+        "2xx-answered deliveries whose webhook-id had already been answered 2xx", NULL));
+    self->records = bm_metric_series (bm_metrics_gauge (self->metrics, "mock_webhook_records",
+        "Deliveries kept in memory (at most MOCK_MAX_RECORDS)", NULL));
+    bm_metrics_set_collect (self->metrics, s_collect, self);
+
+    char ports [64], threads [16], keep_alive [16];
+    snprintf (ports, sizeof ports, "%s:%d", config->listen_addr, config->port);
+    snprintf (threads, sizeof threads, "%d", config->threads);
+    snprintf (keep_alive, sizeof keep_alive, "%d", config->keep_alive_ms > 0? config->keep_alive_ms: 500);
+    const char *options [] = {
+        "listening_ports", ports,
+        "num_threads", threads,
+        "enable_keep_alive", config->keep_alive_ms > 0? "yes": "no",
+        "keep_alive_timeout_ms", keep_alive,
+        "request_timeout_ms", "30000",
+        "listen_backlog", "1024",
+        NULL
+    };
+    struct mg_callbacks callbacks;
+    memset (&callbacks, 0, sizeof callbacks);
+    callbacks.log_message = s_log_message;
+    self->ctx = mg_start (&callbacks, self, options);
+    if (!self->ctx) {
+        snprintf (error, error_size, "cannot listen on %s (port in use?)", ports);
+        mk_server_destroy (&self);
+        return NULL;
+    }
+    mg_set_request_handler (self->ctx, "/", s_handle, self);
+    struct mg_server_port bound [4];
+    int count = mg_get_server_ports (self->ctx, 4, bound);
+    self->port = count > 0? bound [0].port: config->port;
+    return self;
+}
+
+void
+mk_server_destroy (mk_server_t **self_p)
+{
+    if (*self_p) {
+        mk_server_t *self = *self_p;
+        pthread_mutex_lock (&self->lock);
+        self->stopping = true;
+        pthread_cond_broadcast (&self->wake);
+        pthread_mutex_unlock (&self->lock);
+        if (self->ctx)
+            mg_stop (self->ctx);
+        mk_store_destroy (&self->store);
+        bm_metrics_destroy (&self->metrics);
+        wh_signer_destroy (&self->signer);
+        pthread_cond_destroy (&self->wake);
+        pthread_mutex_destroy (&self->lock);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+int
+mk_server_port (mk_server_t *self)
+{
+    return self->port;
+}
