@@ -5,6 +5,7 @@
                             [--wait-workers K] [--warmup 200]
         bm-bench latency    --endpoint EP [--jobs 2000] [--types python] [--warmup 100]
         bm-bench fill       --endpoint EP --types T [--jobs 100000] [--window 5000]
+        bm-bench ping       --endpoint EP [--wait-workers K]
 
     throughput: submits jobs with ~100-byte payloads and notify: true over one
     DEALER socket, keeping at most --window jobs submitted and not yet ended,
@@ -13,6 +14,7 @@
     latency: one job at a time; submit-to-RESULT p50/p99.
     fill: submits jobs without notify to a type no worker serves and waits for
     every ACCEPTED (queued jobs for the memory case).
+    ping: waits until the broker answers PING (or lists K workers in STATS).
 
     Each prints one line for bench/run.sh, e.g.
         RESULT jobs=50000 seconds=1.234 rate=40518 failed=0
@@ -55,6 +57,7 @@ s_usage (void)
             "                           [--wait-workers K] [--warmup 200] [--timeout 30]\n"
             "       bm-bench latency    --endpoint EP [--jobs 2000] [--types python] [--warmup 100]\n"
             "       bm-bench fill       --endpoint EP --types T [--jobs 100000] [--window 5000]\n"
+            "       bm-bench ping       --endpoint EP [--wait-workers K] [--timeout 30]\n"
             "A pipelined BMC01 driver (docs/protocol.md).  Prints one RESULT line.\n"
             "Reads no environment variables.\n");
 }
@@ -278,9 +281,17 @@ s_throughput (const s_opts_t *o, bool notify)
         printf ("RESULT jobs=%lld seconds=%.3f rate=%.0f failed=%lld\n",
                 (long long) (c.completed + c.failed), secs,
                 (double) c.completed / secs, (long long) c.failed);
-    else
-        printf ("RESULT accepted=%lld seconds=%.3f rate=%.0f\n",
-                (long long) c.accepted, secs, (double) c.accepted / secs);
+    else {
+        //  The payload's encoded size, for "memory beyond the payload"
+        msgpack_sbuffer pbuf;
+        msgpack_sbuffer_init (&pbuf);
+        msgpack_packer pk;
+        msgpack_packer_init (&pk, &pbuf, msgpack_sbuffer_write);
+        bench_pack_payload (&pk, req);
+        printf ("RESULT accepted=%lld seconds=%.3f rate=%.0f payload_bytes=%zu\n",
+                (long long) c.accepted, secs, (double) c.accepted / secs, pbuf.size);
+        msgpack_sbuffer_destroy (&pbuf);
+    }
     zmq_close (sock);
     zmq_ctx_term (ctx);
     return bench_stop || c.failed ? 1 : 0;
@@ -396,6 +407,12 @@ main (int argc, char *argv [])
     else
     if (latency)
         rc = s_latency (&o);
+    else
+    if (!strcmp (o.mode, "ping")) {
+        s_wait_broker (&o);
+        printf ("RESULT ready=1\n");
+        rc = 0;
+    }
     else {
         s_usage ();
         rc = 2;

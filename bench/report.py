@@ -1,0 +1,275 @@
+#!/usr/bin/python3
+"""report.py - the table of bench/run.sh: medians, min-max, ratios, targets.
+
+    report.py RESULTS META COMMANDS [--write docs/benchmarks.md]
+
+RESULTS holds one line per case and run: "case<TAB>run<TAB>key=value ...".
+META holds key=value lines (machine, versions, settings); COMMANDS one line
+per case: "case<TAB>command".  Prints the table; with --write, also writes
+the Markdown page (machine, versions, table, targets, findings from
+bench/findings.md, exact commands)."""
+import os
+import statistics
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def load(results_path):
+    runs = {}        # case -> list of dicts (one per run)
+    notes = {}       # case -> reason it was skipped / failed
+    with open(results_path) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 3:
+                continue
+            case, _run, kvs = parts
+            d = dict(kv.split("=", 1) for kv in kvs.split() if "=" in kv)
+            if "skipped" in d:
+                notes[case] = "skipped: " + d["skipped"]
+                continue
+            if "failed" in d and len(d) == 1:
+                notes[case] = "FAILED"
+                continue
+            runs.setdefault(case, []).append(d)
+    return runs, notes
+
+
+def values(runs, case, key):
+    out = []
+    for d in runs.get(case, []):
+        try:
+            out.append(float(d[key]))
+        except (KeyError, ValueError):
+            pass
+    return out
+
+
+def derived_memory(runs):
+    """Bytes per queued job from the memory case, per run."""
+    payload = values(runs, "mem_queued-fill-small", "payload_bytes")
+    payload = payload[0] if payload else 0.0
+    per_small, per_large, beyond, rss_small, rss_large, base = [], [], [], [], [], []
+    for d in runs.get("mem_queued", []):
+        try:
+            b, s, l = float(d["base_kb"]), float(d["small_kb"]), float(d["large_kb"])
+            ns, nl = float(d["small_jobs"]), float(d["large_jobs"])
+        except (KeyError, ValueError):
+            continue
+        base.append(b / 1024)
+        rss_small.append(s / 1024)
+        rss_large.append(l / 1024)
+        per_small.append((s - b) * 1024 / ns)
+        per_large.append((l - b) * 1024 / nl)
+        beyond.append((l - b) * 1024 / nl - payload)
+    return {"base": base, "rss_small": rss_small, "rss_large": rss_large,
+            "per_small": per_small, "per_large": per_large, "beyond": beyond,
+            "payload": payload}
+
+
+def fmt(v, unit):
+    if v is None:
+        return "-"
+    if unit in ("jobs/s", "req/s", "µs", "B", "B/job"):
+        return "{:,.0f}".format(v)
+    if unit in ("ms", "%", "MiB"):
+        return "{:,.2f}".format(v) if v < 10 else "{:,.1f}".format(v)
+    return "{:g}".format(v)
+
+
+def row(label, vals, unit, note=""):
+    if not vals:
+        return [label, "-", "-", unit, note or "no data"]
+    med = statistics.median(vals)
+    rng = "{} – {}".format(fmt(min(vals), unit), fmt(max(vals), unit)) if len(vals) > 1 else "(1 run)"
+    return [label, fmt(med, unit), rng, unit, note]
+
+
+def median(vals):
+    return statistics.median(vals) if vals else None
+
+
+def build(runs, notes, meta):
+    mem = derived_memory(runs)
+    n = lambda case: notes.get(case, "")
+    sections = []
+
+    t = []
+    t.append(row("botmesh broker, no Redis", values(runs, "tp_broker_none", "rate"), "jobs/s", n("tp_broker_none")))
+    t.append(row("botmesh broker, Redis AOF everysec", values(runs, "tp_broker_redis", "rate"), "jobs/s", n("tp_broker_redis")))
+    t.append(row("BullMQ, same Redis config", values(runs, "tp_bullmq", "rate"), "jobs/s", n("tp_bullmq")))
+    t.append(row("bare libzmq relay (the limit)", values(runs, "tp_relay", "rate"), "jobs/s", n("tp_relay")))
+    sections.append(("Throughput: %s jobs, ~100-byte payloads, first submit to last result"
+                     % "{:,}".format(int(meta.get("jobs", "0") or 0)), t))
+
+    t = []
+    for case, label in (("lat_broker_none", "botmesh, no Redis"), ("lat_broker_redis", "botmesh, Redis AOF everysec"),
+                        ("lat_bullmq", "BullMQ (QueueEvents)"), ("lat_relay", "bare libzmq relay")):
+        t.append(row(label + " p50", values(runs, case, "p50_us"), "µs", n(case)))
+        t.append(row(label + " p99", values(runs, case, "p99_us"), "µs", n(case)))
+    sections.append(("Latency at light load: one job at a time, %s jobs, submit to result"
+                     % "{:,}".format(int(meta.get("lat_jobs", "0") or 0)), t))
+
+    t = []
+    for case, label in (("http_gateway_redis", "botmesh-gateway, Redis (durable)"),
+                        ("http_gateway_none", "botmesh-gateway, no Redis"),
+                        ("http_express", "Express + BullMQ gateway"),
+                        ("http_bare", "bare civetweb handler (the ceiling)")):
+        bad = sum(values(runs, case, "non2xx")) + sum(values(runs, case, "errors"))
+        note = n(case) or ("%d non-2xx answers or socket errors" % bad if bad else "")
+        t.append(row(label + " rate", values(runs, case, "rps"), "req/s", note))
+        t.append(row(label + " p99", values(runs, case, "p99_ms"), "ms", ""))
+    sections.append(("HTTP: wrk POST /invoke, %s keep-alive connections, %ss, no-op workers draining"
+                     % (meta.get("wrk_connections", "?"), meta.get("wrk_seconds", "?")), t))
+
+    t = []
+    small = int(float(values(runs, "mem_queued", "small_jobs")[0])) if values(runs, "mem_queued", "small_jobs") else 0
+    large = int(float(values(runs, "mem_queued", "large_jobs")[0])) if values(runs, "mem_queued", "large_jobs") else 0
+    t.append(row("broker RSS, empty", mem["base"], "MiB", n("mem_queued")))
+    t.append(row("broker RSS, {:,} queued jobs".format(small), mem["rss_small"], "MiB"))
+    t.append(row("broker RSS, {:,} queued jobs".format(large), mem["rss_large"], "MiB"))
+    t.append(row("memory per queued job at {:,}".format(small), mem["per_small"], "B/job"))
+    t.append(row("memory per queued job at {:,}".format(large), mem["per_large"], "B/job"))
+    t.append(row("  of which beyond the payload ({:.0f} B)".format(mem["payload"]), mem["beyond"], "B/job"))
+    t.append(row("broker CPU, %s idle workers heartbeating" % meta.get("idle_workers", "1,000"),
+                 values(runs, "idle_workers", "broker_cpu_pct"), "%", n("idle_workers")))
+    for m in (1, 10, 100):
+        case = "tp_types_%d" % m
+        if case in runs or case in notes:
+            t.append(row("throughput, %d bot type%s" % (m, "s" if m > 1 else ""), values(runs, case, "rate"),
+                         "jobs/s", n(case)))
+    sections.append(("Scale (broker without Redis)", t))
+
+    # Targets (issue 9), from medians
+    def ratio(a, b):
+        return a / b if a is not None and b else None
+    dur, nor = median(values(runs, "tp_broker_redis", "rate")), median(values(runs, "tp_broker_none", "rate"))
+    bull, relay = median(values(runs, "tp_bullmq", "rate")), median(values(runs, "tp_relay", "rate"))
+    p99_b, p99_r = median(values(runs, "lat_broker_none", "p99_us")), median(values(runs, "lat_relay", "p99_us"))
+    http_d, http_e = median(values(runs, "http_gateway_redis", "rps")), median(values(runs, "http_express", "rps"))
+    http_b = median(values(runs, "http_bare", "rps"))
+    beyond = median(mem["beyond"])
+    per_s, per_l = median(mem["per_small"]), median(mem["per_large"])
+    targets = [
+        ("durable throughput / BullMQ", ratio(dur, bull), ">= 10x", lambda r: r >= 10, "x"),
+        ("no-Redis throughput / bare relay", ratio(nor, relay), ">= 0.5", lambda r: r >= 0.5, ""),
+        ("light-load p99, no Redis / relay p99", ratio(p99_b, p99_r), "<= 2x", lambda r: r <= 2, "x"),
+        ("memory per queued job beyond payload (B)", beyond, "< 1024", lambda r: r < 1024, ""),
+        ("memory linear: per job at %s / at %s" % ("{:,}".format(large), "{:,}".format(small)),
+         ratio(per_l, per_s), "~1", lambda r: 0.5 <= r <= 1.5, ""),
+        ("HTTP durable / Express + BullMQ", ratio(http_d, http_e), ">= 10x", lambda r: r >= 10, "x"),
+        ("HTTP durable / bare civetweb handler", ratio(http_d, http_b), ">= 0.5", lambda r: r >= 0.5, ""),
+    ]
+    trows = []
+    for name, v, goal, ok, suffix in targets:
+        if v is None:
+            trows.append([name, "-", goal, "no data"])
+        else:
+            val = "{:,.0f}".format(v) if abs(v) >= 100 else "{:.2f}{}".format(v, suffix)
+            trows.append([name, val, goal, "met" if ok(v) else "MISSED"])
+    return sections, trows
+
+
+def text_table(rows, header):
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) if i < 3 else str(c).ljust(w)
+                               for i, (c, w) in enumerate(zip(r, widths)))
+    return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
+
+
+def md_table(rows, header):
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" if i == 0 else "---:" if i < 3 else "---"
+                                                              for i in range(len(header))) + " |"]
+    for r in rows:
+        out.append("| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |")
+    return "\n".join(out)
+
+
+def main():
+    args = sys.argv[1:]
+    write = None
+    if "--write" in args:
+        i = args.index("--write")
+        write = args[i + 1]
+        del args[i:i + 2]
+    results, meta_path, commands_path = args
+    runs, notes = load(results)
+    meta = {}
+    with open(meta_path) as f:
+        for line in f:
+            if "=" in line:
+                k, v = line.rstrip("\n").split("=", 1)
+                meta[k] = v
+    commands = []
+    with open(commands_path) as f:
+        for line in f:
+            if "\t" in line:
+                commands.append(line.rstrip("\n").split("\t", 1))
+    sections, trows = build(runs, notes, meta)
+    header = ["case", "median", "min – max", "unit", "note"]
+
+    print()
+    print("botmesh bench (%s, %s run(s) per case, %s cores, %s)" % (meta.get("mode"), meta.get("runs"),
+                                                                    meta.get("cores"), meta.get("cpu")))
+    for title, rows in sections:
+        print()
+        print(title)
+        print(text_table(rows, header))
+    print()
+    print("Targets (issue 9), from the medians")
+    print(text_table(trows, ["target", "value", "goal", "status"]))
+    print()
+
+    if write:
+        findings = ""
+        fpath = os.path.join(HERE, "findings.md")
+        if os.path.exists(fpath):
+            with open(fpath) as f:
+                findings = f.read().strip()
+        md = ["# Benchmarks",
+              "",
+              "Generated by `./botmesh bench` (`bench/run.sh`) on %s in %s s; do not edit by hand"
+              " (the findings section comes from `bench/findings.md`)." % (meta.get("date"), meta.get("elapsed_s")),
+              "Each case ran %s time(s) on fresh processes; the table shows the median and the min – max."
+              % meta.get("runs"),
+              "",
+              "## Machine",
+              "",
+              "| | |", "| --- | --- |",
+              "| CPU | %s, %s cores |" % (meta.get("cpu"), meta.get("cores")),
+              "| memory | %s |" % meta.get("mem"),
+              "| OS | %s, %s |" % (meta.get("os"), meta.get("kernel")),
+              "| botmesh | commit %s, %s build, %s |" % (meta.get("commit"), meta.get("build"), meta.get("cc")),
+              "",
+              "## Versions",
+              "",
+              "| component | version |", "| --- | --- |"]
+        for k in ("redis", "libzmq", "czmq", "msgpack-c", "hiredis", "jansson", "civetweb", "wrk", "node",
+                  "bullmq", "ioredis", "express"):
+            if meta.get(k):
+                md.append("| %s | %s |" % (k, meta[k]))
+        md += ["",
+               "Settings: %s no-op worker process(es) (`%s`) with credit %s each for the throughput and HTTP"
+               " cases; the C driver keeps %s jobs in flight; BullMQ: %s (the best setting found, see the"
+               " findings)." % (meta.get("workers"), meta.get("worker"), meta.get("credit"), meta.get("window"),
+                                meta.get("bullmq_settings")),
+               ""]
+        for title, rows in sections:
+            md += ["## " + title, "", md_table(rows, header), ""]
+        md += ["## Targets (issue 9)", "", "From the medians above.", "",
+               md_table(trows, ["target", "value", "goal", "status"]), ""]
+        if findings:
+            md += ["## Findings", "", findings, ""]
+        md += ["## Commands", "",
+               "Every server listens on 127.0.0.1 on a free port (PORT, EP); `bench/run.sh` starts each case"
+               " on fresh processes and stops them afterwards. Binaries come from `build/bin`.", ""]
+        for case, cmd in commands:
+            md += ["- `%s`: `%s`" % (case, cmd.replace("`", "'"))]
+        md.append("")
+        with open(write, "w") as f:
+            f.write("\n".join(md))
+        print("wrote " + write)
+
+
+if __name__ == "__main__":
+    main()

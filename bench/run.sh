@@ -1,0 +1,563 @@
+#!/usr/bin/env bash
+# bench/run.sh - `./botmesh bench`: botmesh against BullMQ (the seed's queue)
+# and against the limits of the machine (a bare libzmq relay, a bare civetweb
+# handler), side by side, in one run on this machine (issue 9).
+#
+#   bash bench/run.sh [--quick] [--no-write] [--runs N] [--only GROUPS] [--keep-logs]
+#
+#   --quick       seconds-long version of every case (small counts, 1 run): CI
+#   --no-write    print the table only; do not write docs/benchmarks.md
+#   --runs N      runs per case (default 3; --quick: 1)
+#   --only G,...  groups to run: throughput, latency, http, scale (default all)
+#   --keep-logs   keep the scratch directory with every process log
+#
+# Each case runs N times on fresh processes (fresh redis-server, broker,
+# workers); the table shows the median and the min-max.  Every server
+# listens on 127.0.0.1 on a free port; every process started here is
+# stopped when the script ends, whatever happens.
+#
+# Environment: BOTMESH_BIN (binaries; default $BOTMESH_BUILD_DIR/bin, then
+# ./build/bin; built with cmake + ninja when missing), BENCH_WORKERS and
+# BENCH_CREDIT (no-op worker processes and credit each for the throughput
+# cases), BENCH_WINDOW (jobs in flight of the driver), BENCH_WRK_SECONDS,
+# BENCH_WRK_CONNECTIONS.
+#
+# Exit status: 0; 1 if a case failed; 77 (skip) with --quick when only the
+# npm peers (BullMQ, Express) could not be installed or run.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH="$ROOT/bench"
+PEERS="$BENCH/peers"
+PY=/usr/bin/python3
+
+QUICK=0 WRITE=1 RUNS="" ONLY="throughput,latency,http,scale" KEEP=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --no-write) WRITE=0 ;;
+    --runs) RUNS="${2:-}"; shift ;;
+    --only) ONLY="${2:-}"; shift ;;
+    --keep-logs) KEEP=1 ;;
+    -h|--help) sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ -n "$RUNS" ] || RUNS=$([ $QUICK = 1 ] && echo 1 || echo 3)
+case "$RUNS" in ''|*[!0-9]*|0) echo "bench: --runs must be a positive integer" >&2; exit 2 ;; esac
+want() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+
+# --- sizes -------------------------------------------------------------------
+if [ $QUICK = 1 ]; then
+  JOBS=2000 LAT_JOBS=200 LAT_WARMUP=20 WRK_SECONDS=${BENCH_WRK_SECONDS:-2}
+  FILL_SMALL=10000 FILL_LARGE=20000 IDLE_WORKERS=100 IDLE_SECONDS=2 TYPE_COUNTS="1 10"
+else
+  JOBS=50000 LAT_JOBS=2000 LAT_WARMUP=100 WRK_SECONDS=${BENCH_WRK_SECONDS:-10}
+  FILL_SMALL=100000 FILL_LARGE=1000000 IDLE_WORKERS=1000 IDLE_SECONDS=10 TYPE_COUNTS="1 10 100"
+fi
+WORKERS=${BENCH_WORKERS:-2}          # no-op worker processes (throughput cases)
+CREDIT=${BENCH_CREDIT:-500}          # credit (concurrency) of each
+WINDOW=${BENCH_WINDOW:-2000}         # jobs in flight of the C driver
+WRK_CONN=${BENCH_WRK_CONNECTIONS:-64}
+BULLMQ_CONCURRENCY=50 BULLMQ_BATCH=1000 BULLMQ_INFLIGHT=1
+
+# --- scratch space and cleanup ------------------------------------------------
+TMP="$(mktemp -d /tmp/botmesh-bench.XXXXXX)"
+RESULTS="$TMP/results.tsv" COMMANDS="$TMP/commands.txt" META="$TMP/meta.txt"
+: >"$RESULTS"; : >"$COMMANDS"; : >"$META"
+PIDS=()
+LAST_PID=""
+FAILED=0 NODE_OK=0
+
+stop_pid() {   # TERM the process group, wait, KILL what is left
+  local pid=$1 i
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- "-$pid" 2>/dev/null; kill -KILL "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  local keep=() p
+  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+  PIDS=("${keep[@]+"${keep[@]}"}")
+  return 0
+}
+stop_all() {
+  local i
+  for (( i=${#PIDS[@]}-1; i>=0; i-- )); do stop_pid "${PIDS[$i]}"; done
+  return 0
+}
+cleanup() {
+  stop_all
+  if [ $KEEP = 1 ]; then echo "bench: logs kept in $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# spawn NAME ENV... -- CMD...: start in its own process group; LAST_PID
+spawn() {
+  local name=$1; shift
+  local envs=()
+  while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+  shift
+  env "${envs[@]+"${envs[@]}"}" setsid "$@" >>"$TMP/$name.log" 2>&1 </dev/null &
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
+}
+
+free_port() {
+  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# record CASE COMMAND-TEXT: the exact command of a case, once
+record_cmd() {
+  grep -q "^$1	" "$COMMANDS" 2>/dev/null || printf '%s\t%s\n' "$1" "$2" >>"$COMMANDS"
+}
+
+# measure CASE RUN LOGNAME CMD...: run a driver, keep its RESULT line
+measure() {
+  local case=$1 run=$2 name=$3; shift 3
+  local out="$TMP/$name.out" pid rc line
+  setsid "$@" >"$out" 2>"$TMP/$name.err" </dev/null &
+  pid=$!
+  PIDS+=("$pid")
+  wait "$pid"; rc=$?
+  stop_pid "$pid"
+  line=$(grep '^RESULT ' "$out" | tail -1)
+  if [ $rc -ne 0 ] || [ -z "$line" ]; then
+    log "FAILED: $case run $run (rc $rc): $*"
+    tail -n 20 "$TMP/$name.err" "$out" >&2
+    printf '%s\t%s\tfailed=1\n' "$case" "$run" >>"$RESULTS"
+    FAILED=1
+    return 1
+  fi
+  printf '%s\t%s\t%s\n' "$case" "$run" "${line#RESULT }" >>"$RESULTS"
+  log "$case run $run: ${line#RESULT }"
+  return 0
+}
+skip_case() { printf '%s\t0\tskipped=%s\n' "$1" "$2" >>"$RESULTS"; log "skipped $1: $2"; }
+
+# --- binaries ------------------------------------------------------------------
+BIN="${BOTMESH_BIN:-${BOTMESH_BUILD_DIR:-$ROOT/build}/bin}"
+BUILD_DIR="$(dirname "$BIN")"
+need_build=0
+for b in bm-bench bm-bench-worker bm-relay bm-bare-http; do [ -x "$BIN/$b" ] || need_build=1; done
+if [ $need_build = 1 ]; then
+  if [ -n "${BOTMESH_BIN:-}" ]; then echo "bench: $BIN lacks the bench binaries" >&2; exit 1; fi
+  log "building into $BUILD_DIR"
+  cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null \
+    && nice ninja -C "$BUILD_DIR" >"$TMP/build.log" 2>&1 \
+    || { tail -30 "$TMP/build.log" >&2; echo "bench: build failed" >&2; exit 1; }
+fi
+have() { [ -x "$BIN/$1" ]; }
+BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null)
+SANITIZED=$(grep -Eq '^BM_(ASAN|UBSAN|TSAN):BOOL=ON' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null && echo yes || echo no)
+[ "$SANITIZED" = yes ] && log "warning: $BUILD_DIR is a sanitizer build: figures are not representative"
+
+# botmesh-worker --noop if it is there, else the bench's own no-op worker
+WORKER_KIND=none
+if have botmesh-worker && "$BIN/botmesh-worker" --help 2>&1 | grep -q -- '--noop'; then
+  WORKER_KIND=botmesh-worker
+elif have bm-bench-worker; then
+  WORKER_KIND=bm-bench-worker
+fi
+
+# --- the npm peers ---------------------------------------------------------------
+if want throughput || want latency || want http; then
+  if command -v node >/dev/null && command -v npm >/dev/null; then
+    if [ ! -d "$PEERS/node_modules" ]; then
+      log "installing the npm peers (npm ci in bench/peers)"
+      (cd "$PEERS" && timeout 300 npm ci --no-audit --no-fund --loglevel=error) >"$TMP/npm.log" 2>&1 \
+        || { log "npm ci failed:"; tail -5 "$TMP/npm.log" >&2; }
+    fi
+    (cd "$PEERS" && node -e 'require("bullmq"); require("express"); require("ioredis")') >/dev/null 2>&1 \
+      && NODE_OK=1
+  fi
+  [ $NODE_OK = 1 ] || log "BullMQ / Express peers unavailable: their cases are skipped"
+fi
+command -v wrk >/dev/null || log "wrk not found: HTTP cases are skipped"
+
+# --- services --------------------------------------------------------------------
+REDIS_PORT="" REDIS_PID=""
+start_redis() {   # fresh redis-server, AOF everysec, no RDB snapshots
+  REDIS_PORT=$(free_port)
+  local dir="$TMP/redis-$REDIS_PORT"; mkdir -p "$dir"
+  spawn "redis-$REDIS_PORT" -- redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dir" \
+    --save "" --appendonly yes --appendfsync everysec --daemonize no
+  REDIS_PID=$LAST_PID
+  local i
+  for i in $(seq 1 100); do
+    [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && return 0
+    sleep 0.1
+  done
+  log "redis-server did not start"; return 1
+}
+REDIS_CMD="redis-server --port PORT --bind 127.0.0.1 --save \"\" --appendonly yes --appendfsync everysec"
+
+BROKER_EP="" BROKER_PID="" BROKER_ENV=()
+start_broker() {   # start_broker redis|none [ENV=VALUE...]
+  local port; port=$(free_port)
+  BROKER_EP="tcp://127.0.0.1:$port"
+  local redis_url=none
+  [ "$1" = redis ] && redis_url="redis://127.0.0.1:$REDIS_PORT/0"
+  shift
+  BROKER_ENV=(BROKER_ENDPOINT="$BROKER_EP" REDIS_URL="$redis_url" BROKER_METRICS_PORT="$(free_port)"
+              LOG_LEVEL=warn MAX_PYTHON_BOTS=100000 MAX_BOTS_DEFAULT=100000 "$@")
+  spawn "broker-$port" "${BROKER_ENV[@]}" -- "$BIN/botmesh-broker"
+  BROKER_PID=$LAST_PID
+}
+
+start_workers() {   # start_workers COUNT CREDIT TYPES (comma list)
+  local n=$1 credit=$2 types=$3 i
+  for (( i=0; i<n; i++ )); do
+    if [ $WORKER_KIND = botmesh-worker ] && [[ "$types" != *,* ]]; then
+      spawn "worker-$i-$$" BROKER_ENDPOINT="$BROKER_EP" LOG_LEVEL=warn -- \
+        "$BIN/botmesh-worker" --type "$types" --concurrency "$credit" --noop
+    else
+      spawn "worker-$i-$$" -- "$BIN/bm-bench-worker" noop --endpoint "$BROKER_EP" \
+        --types "$types" --credit "$credit"
+    fi
+  done
+}
+worker_cmd_text() {
+  if [ $WORKER_KIND = botmesh-worker ] && [[ "$1" != *,* ]]; then
+    echo "BROKER_ENDPOINT=EP botmesh-worker --type $1 --concurrency $CREDIT --noop"
+  else
+    echo "bm-bench-worker noop --endpoint EP --types $1 --credit $CREDIT"
+  fi
+}
+
+broker_env_text() {
+  local e out="" ; for e in "${BROKER_ENV[@]}"; do
+    case "$e" in BROKER_ENDPOINT=*) out+="BROKER_ENDPOINT=tcp://127.0.0.1:PORT " ;;
+                 BROKER_METRICS_PORT=*) out+="BROKER_METRICS_PORT=PORT2 " ;;
+                 REDIS_URL=redis*) out+="REDIS_URL=redis://127.0.0.1:PORT/0 " ;;
+                 *) out+="$e " ;; esac
+  done
+  echo "${out}botmesh-broker"
+}
+
+# ==================================================================================
+# 1-3. Throughput: broker without and with Redis, BullMQ, the bare relay
+# ==================================================================================
+case_broker_throughput() {   # redis|none
+  local mode=$1 case="tp_broker_$1" r
+  if ! have botmesh-broker || [ $WORKER_KIND = none ]; then skip_case "$case" "botmesh-broker not built"; return; fi
+  for r in $(seq 1 "$RUNS"); do
+    [ "$mode" = redis ] && { start_redis || { FAILED=1; stop_all; continue; }; }
+    start_broker "$mode"
+    start_workers "$WORKERS" "$CREDIT" python
+    local drv=("$BIN/bm-bench" throughput --endpoint "$BROKER_EP" --jobs "$JOBS" --window "$WINDOW" --wait-workers "$WORKERS")
+    record_cmd "$case" "$( [ "$mode" = redis ] && echo "$REDIS_CMD; ")$(broker_env_text); ${WORKERS}x $(worker_cmd_text python); bm-bench throughput --endpoint EP --jobs $JOBS --window $WINDOW --wait-workers $WORKERS"
+    measure "$case" "$r" "$case-$r" "${drv[@]}"
+    stop_all
+  done
+}
+
+case_bullmq_throughput() {
+  local case=tp_bullmq r
+  [ $NODE_OK = 1 ] || { skip_case "$case" "npm peers unavailable"; return; }
+  for r in $(seq 1 "$RUNS"); do
+    start_redis || { FAILED=1; stop_all; continue; }
+    local drv=(node "$PEERS/bullmq_throughput.js" --redis "$REDIS_PORT" --jobs "$JOBS" --batch "$BULLMQ_BATCH"
+               --concurrency "$BULLMQ_CONCURRENCY" --workers 1 --inflight "$BULLMQ_INFLIGHT")
+    record_cmd "$case" "$REDIS_CMD; node bench/peers/bullmq_throughput.js --redis PORT --jobs $JOBS --batch $BULLMQ_BATCH --concurrency $BULLMQ_CONCURRENCY --workers 1 --inflight $BULLMQ_INFLIGHT"
+    measure "$case" "$r" "$case-$r" "${drv[@]}"
+    stop_all
+  done
+}
+
+start_relay() {
+  local front back
+  front="tcp://127.0.0.1:$(free_port)"; back="tcp://127.0.0.1:$(free_port)"
+  spawn "relay-$$" -- "$BIN/bm-relay" relay --front "$front" --back "$back"
+  spawn "relay-worker-$$" -- "$BIN/bm-relay" worker --connect "$back"
+  RELAY_EP=$front
+}
+
+case_relay_throughput() {
+  local case=tp_relay r
+  for r in $(seq 1 "$RUNS"); do
+    start_relay
+    record_cmd "$case" "bm-relay relay --front EP1 --back EP2; bm-relay worker --connect EP2; bm-relay drive --connect EP1 --jobs $JOBS --window $WINDOW"
+    measure "$case" "$r" "$case-$r" "$BIN/bm-relay" drive --connect "$RELAY_EP" --jobs "$JOBS" --window "$WINDOW"
+    stop_all
+  done
+}
+
+# ==================================================================================
+# 4. Latency at light load: one job at a time
+# ==================================================================================
+case_broker_latency() {   # redis|none
+  local mode=$1 case="lat_broker_$1" r
+  if ! have botmesh-broker || [ $WORKER_KIND = none ]; then skip_case "$case" "botmesh-broker not built"; return; fi
+  for r in $(seq 1 "$RUNS"); do
+    [ "$mode" = redis ] && { start_redis || { FAILED=1; stop_all; continue; }; }
+    start_broker "$mode"
+    start_workers 1 "$CREDIT" python
+    record_cmd "$case" "$( [ "$mode" = redis ] && echo "$REDIS_CMD; ")$(broker_env_text); $(worker_cmd_text python); bm-bench latency --endpoint EP --jobs $LAT_JOBS --warmup $LAT_WARMUP --wait-workers 1"
+    measure "$case" "$r" "$case-$r" "$BIN/bm-bench" latency --endpoint "$BROKER_EP" --jobs "$LAT_JOBS" \
+      --warmup "$LAT_WARMUP" --wait-workers 1
+    stop_all
+  done
+}
+
+case_bullmq_latency() {
+  local case=lat_bullmq r
+  [ $NODE_OK = 1 ] || { skip_case "$case" "npm peers unavailable"; return; }
+  for r in $(seq 1 "$RUNS"); do
+    start_redis || { FAILED=1; stop_all; continue; }
+    record_cmd "$case" "$REDIS_CMD; node bench/peers/bullmq_latency.js --redis PORT --jobs $LAT_JOBS --warmup $LAT_WARMUP"
+    measure "$case" "$r" "$case-$r" node "$PEERS/bullmq_latency.js" --redis "$REDIS_PORT" --jobs "$LAT_JOBS" --warmup "$LAT_WARMUP"
+    stop_all
+  done
+}
+
+case_relay_latency() {
+  local case=lat_relay r
+  for r in $(seq 1 "$RUNS"); do
+    start_relay
+    record_cmd "$case" "bm-relay relay ...; bm-relay worker ...; bm-relay drive --connect EP1 --latency --jobs $LAT_JOBS --warmup $LAT_WARMUP"
+    measure "$case" "$r" "$case-$r" "$BIN/bm-relay" drive --connect "$RELAY_EP" --latency --jobs "$LAT_JOBS" --warmup "$LAT_WARMUP"
+    stop_all
+  done
+}
+
+# ==================================================================================
+# 5. HTTP: wrk against POST /invoke
+# ==================================================================================
+wait_http() {   # wait_http PORT: any HTTP answer within 15 s
+  local i
+  for i in $(seq 1 150); do
+    curl -s -o /dev/null -m 1 "http://127.0.0.1:$1/" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+wait_line() {   # wait_line FILE PATTERN: the first line matching, within 15 s
+  local i
+  for i in $(seq 1 150); do
+    grep -m1 "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# run_wrk CASE RUN PORT: wrk -> RESULT rps=.. p99_ms=.. non2xx=.. errors=..
+run_wrk() {
+  local case=$1 run=$2 port=$3 out="$TMP/$1-$2.wrk"
+  local cmd=(wrk -t2 -c"$WRK_CONN" -d"${WRK_SECONDS}s" --latency -s "$BENCH/invoke.lua" "http://127.0.0.1:$port/invoke")
+  record_cmd "$case.wrk" "wrk -t2 -c$WRK_CONN -d${WRK_SECONDS}s --latency -s bench/invoke.lua http://127.0.0.1:PORT/invoke"
+  # Warm-up (connections, threads, JIT), then the measured run
+  wrk -t2 -c"$WRK_CONN" -d1s -s "$BENCH/invoke.lua" "http://127.0.0.1:$port/invoke" >/dev/null 2>&1
+  "${cmd[@]}" >"$out" 2>&1
+  local rps p99 non2xx errs
+  rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+  p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$out")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' "$out"); non2xx=${non2xx:-0}
+  errs=$(awk '/Socket errors/ {gsub(",",""); print $4+$6+$8+$10}' "$out"); errs=${errs:-0}
+  if [ -z "$rps" ]; then
+    log "FAILED: $case run $run: wrk gave no rate"; cat "$out" >&2
+    printf '%s\t%s\tfailed=1\n' "$case" "$run" >>"$RESULTS"; FAILED=1; return 1
+  fi
+  printf '%s\t%s\trps=%s p99_ms=%s non2xx=%s errors=%s\n' "$case" "$run" "$rps" "$p99" "$non2xx" "$errs" >>"$RESULTS"
+  log "$case run $run: rps=$rps p99_ms=$p99 non2xx=$non2xx errors=$errs"
+  if [ "$non2xx" != 0 ]; then
+    log "warning: $case: $non2xx answers were not 2xx"
+    curl -s -XPOST -H 'Content-Type: application/json' \
+      -d '{"botType":"python","payload":{"seq":1}}' "http://127.0.0.1:$port/invoke" >&2; echo >&2
+  fi
+}
+
+case_gateway_http() {   # redis|none
+  local mode=$1 case="http_gateway_$1" r
+  if ! have botmesh-gateway || ! have botmesh-broker; then skip_case "$case" "botmesh-gateway not built"; return; fi
+  command -v wrk >/dev/null || { skip_case "$case" "no wrk"; return; }
+  for r in $(seq 1 "$RUNS"); do
+    [ "$mode" = redis ] && { start_redis || { FAILED=1; stop_all; continue; }; }
+    start_broker "$mode" MAX_QUEUE=2000000
+    start_workers "$WORKERS" "$CREDIT" python
+    "$BIN/bm-bench" ping --endpoint "$BROKER_EP" --wait-workers "$WORKERS" >/dev/null 2>&1 \
+      || { log "FAILED: $case: broker not ready"; FAILED=1; stop_all; continue; }
+    local port; port=$(free_port)
+    local redis_url=none; [ "$mode" = redis ] && redis_url="redis://127.0.0.1:$REDIS_PORT/0"
+    local genv=(API_GATEWAY_PORT="$port" GATEWAY_LISTEN=127.0.0.1 BROKER_ENDPOINT="$BROKER_EP"
+                REDIS_URL="$redis_url" GATEWAY_THREADS=$((WRK_CONN + 16)) RATE_LIMIT_RPS=0 LOG_LEVEL=warn)
+    spawn "gateway-$case-$r" "${genv[@]}" -- "$BIN/botmesh-gateway"
+    record_cmd "$case" "$( [ "$mode" = redis ] && echo "$REDIS_CMD; ")$(broker_env_text); ${WORKERS}x $(worker_cmd_text python); API_GATEWAY_PORT=PORT GATEWAY_LISTEN=127.0.0.1 BROKER_ENDPOINT=EP REDIS_URL=$( [ "$mode" = redis ] && echo 'redis://127.0.0.1:PORT/0' || echo none) GATEWAY_THREADS=$((WRK_CONN + 16)) RATE_LIMIT_RPS=0 LOG_LEVEL=warn botmesh-gateway"
+    if wait_http "$port"; then run_wrk "$case" "$r" "$port"
+    else log "FAILED: $case: gateway did not answer"; tail -20 "$TMP/gateway-$case-$r.log" >&2; FAILED=1; fi
+    stop_all
+  done
+}
+
+case_express_http() {
+  local case=http_express r
+  [ $NODE_OK = 1 ] || { skip_case "$case" "npm peers unavailable"; return; }
+  command -v wrk >/dev/null || { skip_case "$case" "no wrk"; return; }
+  for r in $(seq 1 "$RUNS"); do
+    start_redis || { FAILED=1; stop_all; continue; }
+    local port; port=$(free_port)
+    spawn "express-$r" -- node "$PEERS/express_gateway.js" --redis "$REDIS_PORT" --port "$port"
+    spawn "drain-$r" -- node "$PEERS/bullmq_drain.js" --redis "$REDIS_PORT" --concurrency "$BULLMQ_CONCURRENCY"
+    record_cmd "$case" "$REDIS_CMD; node bench/peers/express_gateway.js --redis PORT --port HTTP; node bench/peers/bullmq_drain.js --redis PORT --concurrency $BULLMQ_CONCURRENCY"
+    if wait_line "$TMP/express-$r.log" '^listening' >/dev/null && wait_line "$TMP/drain-$r.log" '^ready' >/dev/null; then
+      run_wrk "$case" "$r" "$port"
+    else log "FAILED: $case: express gateway did not start"; tail -20 "$TMP/express-$r.log" >&2; FAILED=1; fi
+    stop_all
+  done
+}
+
+case_bare_http() {
+  local case=http_bare r
+  command -v wrk >/dev/null || { skip_case "$case" "no wrk"; return; }
+  for r in $(seq 1 "$RUNS"); do
+    spawn "bare-$r" -- "$BIN/bm-bare-http" --threads $((WRK_CONN + 16))
+    record_cmd "$case" "bm-bare-http --threads $((WRK_CONN + 16))"
+    local line port
+    if line=$(wait_line "$TMP/bare-$r.log" '^listening'); then
+      port=${line#listening }
+      run_wrk "$case" "$r" "$port"
+    else log "FAILED: $case: bm-bare-http did not start"; FAILED=1; fi
+    stop_all
+  done
+}
+
+# ==================================================================================
+# 6. Scale: memory per queued job, idle workers, many bot types
+# ==================================================================================
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+
+case_memory() {
+  local case=mem_queued r
+  have botmesh-broker || { skip_case "$case" "botmesh-broker not built"; return; }
+  for r in $(seq 1 "$RUNS"); do
+    # No Redis: the broker's own memory only.  No worker serves "held".
+    start_broker none MAX_QUEUE=$((FILL_LARGE + 1000)) MAX_HELD_BOTS=1
+    "$BIN/bm-bench" ping --endpoint "$BROKER_EP" >/dev/null 2>&1 || { log "FAILED: $case: broker not ready"; FAILED=1; stop_all; continue; }
+    local base small large line
+    base=$(rss_kb "$BROKER_PID")
+    record_cmd "$case" "$(broker_env_text); bm-bench fill --endpoint EP --types held --jobs $FILL_SMALL; VmRSS; bm-bench fill --endpoint EP --types held --jobs $((FILL_LARGE - FILL_SMALL)); VmRSS"
+    if measure "$case-fill-small" "$r" "$case-s-$r" "$BIN/bm-bench" fill --endpoint "$BROKER_EP" --types held --jobs "$FILL_SMALL"; then
+      small=$(rss_kb "$BROKER_PID")
+      if measure "$case-fill-large" "$r" "$case-l-$r" "$BIN/bm-bench" fill --endpoint "$BROKER_EP" --types held --jobs $((FILL_LARGE - FILL_SMALL)); then
+        large=$(rss_kb "$BROKER_PID")
+        printf '%s\t%s\tbase_kb=%s small_kb=%s large_kb=%s small_jobs=%s large_jobs=%s\n' \
+          "$case" "$r" "$base" "$small" "$large" "$FILL_SMALL" "$FILL_LARGE" >>"$RESULTS"
+        log "$case run $r: RSS base ${base} kB, ${FILL_SMALL} jobs ${small} kB, ${FILL_LARGE} jobs ${large} kB"
+      fi
+    fi
+    stop_all
+  done
+}
+
+case_idle_workers() {
+  local case=idle_workers r
+  have botmesh-broker || { skip_case "$case" "botmesh-broker not built"; return; }
+  for r in $(seq 1 "$RUNS"); do
+    start_broker none
+    record_cmd "$case" "$(broker_env_text); bm-bench-worker idle --endpoint EP --workers $IDLE_WORKERS --seconds $IDLE_SECONDS --broker-pid PID"
+    measure "$case" "$r" "$case-$r" "$BIN/bm-bench-worker" idle --endpoint "$BROKER_EP" \
+      --workers "$IDLE_WORKERS" --seconds "$IDLE_SECONDS" --broker-pid "$BROKER_PID"
+    stop_all
+  done
+}
+
+case_types() {   # throughput with M bot types, one no-op worker serving them all
+  local m=$1 case="tp_types_$1" r
+  have botmesh-broker || { skip_case "$case" "botmesh-broker not built"; return; }
+  local types; types=$(seq -s, -f "bench%g" 0 $((m - 1)))
+  for r in $(seq 1 "$RUNS"); do
+    start_broker none MAX_BOTS_DEFAULT=100000
+    local i
+    for (( i=0; i<WORKERS; i++ )); do
+      spawn "types-worker-$i" -- "$BIN/bm-bench-worker" noop --endpoint "$BROKER_EP" --types "$types" --credit "$CREDIT"
+    done
+    record_cmd "$case" "$(broker_env_text); ${WORKERS}x bm-bench-worker noop --endpoint EP --types bench0,...,bench$((m - 1)) --credit $CREDIT; bm-bench throughput --endpoint EP --jobs $JOBS --window $WINDOW --type-count $m --type-prefix bench --wait-workers $WORKERS"
+    measure "$case" "$r" "$case-$r" "$BIN/bm-bench" throughput --endpoint "$BROKER_EP" --jobs "$JOBS" \
+      --window "$WINDOW" --type-count "$m" --type-prefix bench --wait-workers "$WORKERS"
+    stop_all
+  done
+}
+
+# ==================================================================================
+# Run
+# ==================================================================================
+T0=$(date +%s)
+log "bench: $([ $QUICK = 1 ] && echo quick || echo full) run, $RUNS run(s) per case, binaries in $BIN, workers: $WORKER_KIND"
+if want throughput; then
+  case_broker_throughput none
+  case_broker_throughput redis
+  case_bullmq_throughput
+  case_relay_throughput
+fi
+if want latency; then
+  case_broker_latency none
+  case_broker_latency redis
+  case_bullmq_latency
+  case_relay_latency
+fi
+if want http; then
+  case_gateway_http redis
+  case_gateway_http none
+  case_express_http
+  case_bare_http
+fi
+if want scale; then
+  case_memory
+  case_idle_workers
+  for m in $TYPE_COUNTS; do case_types "$m"; done
+fi
+ELAPSED=$(( $(date +%s) - T0 ))
+
+# --- the machine and the versions -----------------------------------------------------
+{
+  echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "mode=$([ $QUICK = 1 ] && echo quick || echo full)"
+  echo "runs=$RUNS"
+  echo "elapsed_s=$ELAPSED"
+  echo "cores=$(nproc)"
+  echo "cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+  echo "mem=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+  echo "kernel=$(uname -sr)"
+  echo "os=$(. /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-unknown}")"
+  echo "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null || echo ' (with local changes)')"
+  echo "build=$BUILD_TYPE$([ "$SANITIZED" = yes ] && echo ' + sanitizers (NOT representative)')"
+  echo "cc=$(${CC:-cc} --version 2>/dev/null | head -1)"
+  echo "redis=$(redis-server --version 2>/dev/null | sed 's/^Redis server //; s/ sha=.*//')"
+  echo "libzmq=$(pkg-config --modversion libzmq 2>/dev/null)"
+  echo "czmq=$(pkg-config --modversion libczmq 2>/dev/null)"
+  echo "msgpack-c=$(pkg-config --modversion msgpack 2>/dev/null)"
+  echo "hiredis=$(pkg-config --modversion hiredis 2>/dev/null)"
+  echo "jansson=$(pkg-config --modversion jansson 2>/dev/null)"
+  echo "civetweb=$(dpkg-query -W -f='${Version}' libcivetweb-dev 2>/dev/null)"
+  echo "wrk=$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
+  echo "node=$(node --version 2>/dev/null)"
+  if [ $NODE_OK = 1 ]; then
+    for p in bullmq ioredis express; do
+      echo "$p=$(cd "$PEERS" && node -p "require('$p/package.json').version" 2>/dev/null)"
+    done
+  fi
+  echo "worker=$WORKER_KIND"
+  echo "workers=$WORKERS"
+  echo "credit=$CREDIT"
+  echo "window=$WINDOW"
+  echo "jobs=$JOBS"
+  echo "lat_jobs=$LAT_JOBS"
+  echo "idle_workers=$IDLE_WORKERS"
+  echo "wrk_seconds=$WRK_SECONDS"
+  echo "wrk_connections=$WRK_CONN"
+  echo "bullmq_settings=addBulk batches of $BULLMQ_BATCH ($BULLMQ_INFLIGHT in flight), 1 worker process, concurrency $BULLMQ_CONCURRENCY"
+} >"$META"
+
+REPORT_ARGS=("$RESULTS" "$META" "$COMMANDS")
+[ $WRITE = 1 ] && REPORT_ARGS+=(--write "$ROOT/docs/benchmarks.md")
+"$PY" "$BENCH/report.py" "${REPORT_ARGS[@]}" || FAILED=1
+log "bench: done in ${ELAPSED}s"
+
+if [ $FAILED = 1 ]; then exit 1; fi
+if [ $QUICK = 1 ] && [ $NODE_OK = 0 ] && { want throughput || want latency || want http; }; then
+  echo "bench: SKIP (the BullMQ / Express peers could not be installed)"; exit 77
+fi
+exit 0
