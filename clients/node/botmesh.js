@@ -1,0 +1,681 @@
+'use strict';
+/*  botmesh.js - Node.js client and worker for the botmesh broker.
+
+    Written from docs/protocol.md alone (BMC01 for clients, BMW01 for
+    workers): three frames per message (header, 1-byte command, msgpack
+    map) over a ZeroMQ DEALER socket connected to the broker's ROUTER.
+
+    Uses npm's zeromq@6 and @msgpack/msgpack (useBigInt64). Integers that
+    need 64 bits on the wire (ms timestamps) decode as Numbers when they are
+    safe integers and as BigInt beyond 2^53; safe integer Numbers beyond 32
+    bits are sent as 64-bit integers, never as floats.
+
+    Every failure rejects with a BotmeshError {code, message}:
+      Rejected       the broker answered REJECTED (unknown_bot_type, bad_request, ...)
+      BrokerTimeout  code 'broker_timeout': no reply in time (broker down?)
+      WaitTimeout    code 'wait_timeout': the job did not end in time
+      JobFailed      client.run(): the job failed/was cancelled (its error code)
+*/
+const os = require('os');
+const { EventEmitter } = require('events');
+const zmq = require('zeromq');
+const msgpack = require('@msgpack/msgpack');
+
+const CLIENT_HEADER = Buffer.from('BMC01');
+const WORKER_HEADER = Buffer.from('BMW01');
+
+const C = {
+  SUBMIT: 0x01, STATUS: 0x02, CANCEL: 0x03, STATS: 0x04, RETRY: 0x05, REDELIVER: 0x06,
+  LIST: 0x07, PING: 0x08, METRICS: 0x09,
+  ACCEPTED: 0x81, REJECTED: 0x82, REPLY: 0x83, RESULT: 0x84,
+};
+const W = {
+  READY: 0x01, JOB: 0x02, PROGRESS: 0x03, DONE: 0x04, HEARTBEAT: 0x05, DISCONNECT: 0x06,
+  CANCEL: 0x07, RELEASE: 0x08, NACK: 0x09,
+};
+const TERMINAL_STATES = new Set(['completed', 'failed', 'cancelled']);
+const BOT_TYPE_RE = /^[a-z0-9_-]{1,32}$/;
+const MAX_PAYLOAD_BYTES = 1 << 20;
+const REQ_WRAP = 2 ** 31;
+
+// --- errors -----------------------------------------------------------------
+
+class BotmeshError extends Error {
+  constructor(code, message, body) {
+    super(message);
+    this.name = this.constructor.name;
+    this.code = code;             // e.g. 'unknown_bot_type', 'broker_timeout'
+    this.body = body;             // the broker's reply body, when there is one
+  }
+}
+class Rejected extends BotmeshError {}
+class BrokerTimeout extends BotmeshError {}
+class ProtocolError extends BotmeshError {}
+class WaitTimeout extends BotmeshError {
+  constructor(code, message, job) { super(code, message); this.job = job; }
+}
+class JobFailed extends BotmeshError {
+  constructor(code, message, job) { super(code, message); this.job = job; }
+}
+/** Throw from a worker handler to end the job with a chosen error code. */
+class JobError extends Error {
+  constructor(code, message) { super(message); this.name = 'JobError'; this.code = code; }
+}
+
+// --- codec --------------------------------------------------------------------
+
+// @msgpack/msgpack with useBigInt64 encodes integer Numbers beyond 32 bits
+// as float64: turn them into BigInt first so they go out as int64/uint64.
+function toWire(v) {
+  if (typeof v === 'number') {
+    return (Number.isSafeInteger(v) && (v > 0xffffffff || v < -0x80000000)) ? BigInt(v) : v;
+  }
+  if (Array.isArray(v)) return v.map(toWire);
+  if (v && typeof v === 'object' && !(v instanceof Uint8Array) && !(v instanceof Date)) {
+    if (typeof v.toJSON === 'function') return toWire(v.toJSON());
+    const out = {};
+    for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = toWire(x);
+    return out;
+  }
+  return v;
+}
+
+// BigInt within the safe range back to Number; bigger ones stay BigInt.
+function fromWire(v) {
+  if (typeof v === 'bigint') {
+    return (v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER)) ? Number(v) : v;
+  }
+  if (Array.isArray(v)) return v.map(fromWire);
+  if (v && typeof v === 'object' && !(v instanceof Uint8Array)) {
+    for (const k of Object.keys(v)) v[k] = fromWire(v[k]);
+  }
+  return v;
+}
+
+function pack(obj) {
+  try {
+    return Buffer.from(msgpack.encode(toWire(obj), { useBigInt64: true }));
+  } catch (e) {
+    throw new BotmeshError('bad_request', `cannot encode message as msgpack: ${e.message}`);
+  }
+}
+
+function unpackMap(buf) {
+  const n = buf.length;
+  let obj;
+  try {
+    // No container or string can declare more items than there are bytes.
+    obj = msgpack.decode(buf, {
+      useBigInt64: true, maxStrLength: n, maxBinLength: n, maxArrayLength: n, maxMapLength: n, maxExtLength: n,
+    });
+  } catch (e) {
+    return null;
+  }
+  if (!obj || typeof obj !== 'object' || Array.isArray(obj) || obj instanceof Uint8Array) return null;
+  return fromWire(obj);
+}
+
+/** [command, body] of a well-formed message, or null. */
+function decode(frames, header) {
+  if (frames.length !== 3 || !header.equals(frames[0]) || frames[1].length !== 1) return null;
+  const body = unpackMap(frames[2]);
+  return body ? [frames[1][0], body] : null;
+}
+
+function defaultEndpoint() {
+  const ep = process.env.BROKER_ENDPOINT || 'tcp://127.0.0.1:5555';
+  return ep.replace('://*:', '://127.0.0.1:').replace('://0.0.0.0:', '://127.0.0.1:');
+}
+
+function socketOptions(curve, extra) {
+  const o = Object.assign({ linger: 0 }, extra || {});
+  if (curve) {
+    o.curveServerKey = curve.serverKey;
+    o.curvePublicKey = curve.publicKey;
+    o.curveSecretKey = curve.secretKey;
+  }
+  return o;
+}
+
+const delay = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// --- client -------------------------------------------------------------------
+
+/**
+ * A BMC01 client on one DEALER socket. Several requests may be in flight
+ * at once (matched by req). timeoutMs bounds each request.
+ */
+class Client {
+  constructor(opts = {}) {
+    if (typeof opts === 'string') opts = { endpoint: opts };
+    this.endpoint = opts.endpoint || defaultEndpoint();
+    this.timeoutMs = opts.timeoutMs || 10000;
+    this.curve = opts.curve;
+    this._req = 0;
+    this._pending = new Map();          // req -> {resolve, reject, timer}
+    this._results = new Map();          // jobId -> record (RESULT pushes)
+    this._resultWaiters = new Map();    // jobId -> Set of fns
+    this._notified = new Set();
+    this._closed = false;
+    this._sock = null;
+  }
+
+  _socket() {
+    if (this._closed) throw new BotmeshError('closed', 'the client is closed');
+    if (!this._sock) {
+      // sendTimeout 0: never wait to queue; a full queue rejects at once.
+      const sock = new zmq.Dealer(socketOptions(this.curve, { sendTimeout: 0 }));
+      sock.connect(this.endpoint);
+      this._sock = sock;
+      this._readLoop(sock);
+    }
+    return this._sock;
+  }
+
+  async _readLoop(sock) {
+    try {
+      for await (const frames of sock) {
+        const msg = decode(frames, CLIENT_HEADER);
+        if (!msg) continue;                          // malformed: ignore
+        this._dispatch(msg[0], msg[1]);
+      }
+    } catch (e) {
+      // socket closed under the iterator: nothing to do
+    }
+  }
+
+  _dispatch(cmd, body) {
+    if (cmd === C.RESULT) {
+      if (typeof body.jobId !== 'string' || !body.job || typeof body.job !== 'object') return;
+      this._results.set(body.jobId, body.job);
+      this._notified.delete(body.jobId);
+      if (this._results.size > 10000) this._results.delete(this._results.keys().next().value);
+      const ws = this._resultWaiters.get(body.jobId);
+      if (ws) for (const fn of ws) fn();
+      return;
+    }
+    let p = this._pending.get(body.req);
+    let req = body.req;
+    // A REJECTED without req answers a message the broker could not parse:
+    // give it to the only request in flight, if there is exactly one.
+    if (!p && cmd === C.REJECTED && body.req === undefined && this._pending.size === 1) {
+      [req, p] = this._pending.entries().next().value;
+    }
+    if (!p) return;                                  // late answer to a timed-out request
+    this._pending.delete(req);
+    clearTimeout(p.timer);
+    if (cmd === C.REJECTED) {
+      p.reject(new Rejected(typeof body.code === 'string' ? body.code : 'rejected',
+        typeof body.message === 'string' ? body.message : '', body));
+    } else {
+      p.resolve([cmd, body]);
+    }
+  }
+
+  _resetSocket() {
+    if (this._sock) {
+      this._sock.close();
+      this._sock = null;
+    }
+    this._notified.clear();
+  }
+
+  /** Send one request; resolves [command, body]; REJECTED rejects with Rejected. */
+  request(command, body = {}, timeoutMs) {
+    timeoutMs = timeoutMs || this.timeoutMs;
+    return new Promise((resolve, reject) => {
+      let sock, data;
+      this._req = (this._req % REQ_WRAP) + 1;
+      const req = this._req;
+      try {
+        sock = this._socket();
+        data = pack(Object.assign({}, body, { req }));
+      } catch (e) {
+        reject(e);
+        return;
+      }
+      const timer = setTimeout(() => {
+        this._pending.delete(req);
+        // Lazy Pirate: once nothing else waits, drop the socket and what it queued.
+        if (this._pending.size === 0) this._resetSocket();
+        reject(new BrokerTimeout('broker_timeout',
+          `no reply from the broker at ${this.endpoint} within ${timeoutMs} ms (is it running?)`));
+      }, timeoutMs);
+      this._pending.set(req, { resolve, reject, timer });
+      sock.send([CLIENT_HEADER, Buffer.from([command]), data]).catch((e) => {
+        if (!this._pending.has(req)) return;
+        this._pending.delete(req);
+        clearTimeout(timer);
+        reject(new BrokerTimeout('broker_timeout',
+          `cannot send to the broker at ${this.endpoint} (${e.code || e.message}; is it running?)`));
+      });
+    });
+  }
+
+  async _reply(command, body, timeoutMs, expect = C.REPLY) {
+    const [cmd, reply] = await this.request(command, body, timeoutMs);
+    if (cmd !== expect) {
+      throw new ProtocolError('protocol_error', `expected command 0x${expect.toString(16)}, got 0x${cmd.toString(16)}`, reply);
+    }
+    return reply;
+  }
+
+  /**
+   * SUBMIT; resolves the job id (reply.duplicate via submitFull).
+   * opts: webhookUrl, priority, idempotencyKey, timeoutMs (job's), maxAttempts, notify, requestTimeoutMs
+   */
+  async submit(botType, payload = null, opts = {}) {
+    return (await this.submitFull(botType, payload, opts)).jobId;
+  }
+
+  /** SUBMIT; resolves {jobId, duplicate}. */
+  async submitFull(botType, payload = null, opts = {}) {
+    const body = { botType, payload: payload === undefined ? null : payload };
+    for (const k of ['webhookUrl', 'priority', 'idempotencyKey', 'timeoutMs', 'maxAttempts']) {
+      if (opts[k] !== undefined && opts[k] !== null) body[k] = opts[k];
+    }
+    if (opts.notify) body.notify = true;
+    const reply = await this._reply(C.SUBMIT, body, opts.requestTimeoutMs, C.ACCEPTED);
+    if (typeof reply.jobId !== 'string') throw new ProtocolError('protocol_error', 'ACCEPTED without a jobId', reply);
+    if (opts.notify) this._notified.add(reply.jobId);
+    return { jobId: reply.jobId, duplicate: !!reply.duplicate };
+  }
+
+  async _job(command, jobId, timeoutMs) {
+    const reply = await this._reply(command, { jobId }, timeoutMs);
+    if (!reply.job || typeof reply.job !== 'object') throw new ProtocolError('protocol_error', 'REPLY without a job', reply);
+    return reply.job;
+  }
+
+  /** The job's record; rejects Rejected('not_found'). */
+  status(jobId, timeoutMs) { return this._job(C.STATUS, jobId, timeoutMs); }
+
+  /** Cancel; resolves the record (state 'cancelled'); rejects not_found / conflict. */
+  cancel(jobId, timeoutMs) { return this._job(C.CANCEL, jobId, timeoutMs); }
+
+  /** Queue a failed or cancelled job again; resolves its id. */
+  async retry(jobId, timeoutMs) {
+    const reply = await this._reply(C.RETRY, { jobId }, timeoutMs, C.ACCEPTED);
+    return reply.jobId || jobId;
+  }
+
+  /** Deliver an ended job's webhook again. */
+  async redeliver(jobId, timeoutMs) { await this._reply(C.REDELIVER, { jobId }, timeoutMs, C.ACCEPTED); }
+
+  stats(timeoutMs) { return this._reply(C.STATS, {}, timeoutMs); }
+
+  /** Recent jobs, newest first: list({state, botType, limit}). */
+  async list(filter = {}, timeoutMs) {
+    const body = {};
+    for (const k of ['state', 'botType', 'limit']) if (filter[k] !== undefined) body[k] = filter[k];
+    return (await this._reply(C.LIST, body, timeoutMs)).jobs || [];
+  }
+
+  ping(timeoutMs) { return this._reply(C.PING, {}, timeoutMs); }
+
+  async metrics(timeoutMs) { return (await this._reply(C.METRICS, {}, timeoutMs)).text || ''; }
+
+  _waitPush(jobId, ms) {
+    return new Promise((resolve) => {
+      let set = this._resultWaiters.get(jobId);
+      if (!set) { set = new Set(); this._resultWaiters.set(jobId, set); }
+      const done = () => {
+        clearTimeout(timer);
+        set.delete(done);
+        if (set.size === 0) this._resultWaiters.delete(jobId);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, ms));
+      set.add(done);
+    });
+  }
+
+  /**
+   * Wait until the job ends; resolves its record. Uses the RESULT push
+   * (submitted here with notify) and STATUS polling otherwise, and as a
+   * fallback. Rejects WaitTimeout / BrokerTimeout after timeoutMs.
+   */
+  async wait(jobId, { timeoutMs = 60000, pollMs = 500 } = {}) {
+    const deadline = Date.now() + timeoutMs;
+    let last = null;
+    let lastErr = null;
+    const pushInterval = Math.max(2000, pollMs);
+    let nextPoll = Date.now() + (this._notified.has(jobId) ? pushInterval : 0);
+    for (;;) {
+      if (this._results.has(jobId)) {
+        const rec = this._results.get(jobId);
+        this._results.delete(jobId);
+        return rec;
+      }
+      const now = Date.now();
+      if (now >= deadline) break;
+      if (now >= nextPoll) {
+        try {
+          const rec = await this.status(jobId, Math.max(50, Math.min(this.timeoutMs, deadline - now)));
+          lastErr = null;
+          last = rec;
+          if (TERMINAL_STATES.has(rec.state)) {
+            this._results.delete(jobId);
+            this._notified.delete(jobId);
+            return rec;
+          }
+        } catch (e) {
+          if (!(e instanceof BrokerTimeout)) throw e;
+          lastErr = e;
+        }
+        nextPoll = Date.now() + (this._notified.has(jobId) ? pushInterval : pollMs);
+        continue;
+      }
+      await this._waitPush(jobId, Math.min(nextPoll, deadline) - now);
+    }
+    if (lastErr) {
+      throw new BrokerTimeout('broker_timeout',
+        `waiting for job ${jobId}: no reply from the broker at ${this.endpoint} (is it running?)`);
+    }
+    throw new WaitTimeout('wait_timeout',
+      `job ${jobId} did not end within ${timeoutMs} ms (state: ${last ? last.state : 'unknown'})`, last);
+  }
+
+  /** Submit with notify, wait, resolve the result; rejects JobFailed if it failed. */
+  async run(botType, payload, opts = {}) {
+    const o = Object.assign({ notify: true }, opts);
+    const jobId = await this.submit(botType, payload, o);
+    const rec = await this.wait(jobId, { timeoutMs: o.waitMs || 60000 });
+    if (rec.state !== 'completed') {
+      const err = rec.error || {};
+      throw new JobFailed(err.code || rec.state, err.message || `job ${jobId} ${rec.state}`, rec);
+    }
+    return rec.result;
+  }
+
+  close() {
+    this._closed = true;
+    for (const [, p] of this._pending) {
+      clearTimeout(p.timer);
+      p.reject(new BotmeshError('closed', 'the client was closed'));
+    }
+    this._pending.clear();
+    for (const [, set] of this._resultWaiters) for (const fn of set) fn();
+    if (this._sock) {
+      this._sock.close();
+      this._sock = null;
+    }
+  }
+}
+
+// --- worker -------------------------------------------------------------------
+
+function nowMs() { return Date.now(); }
+
+/**
+ * A BMW01 worker: serves bot types with `async handler(payload, job) => result`.
+ * job: {id, botType, payload, attempt, timeoutMs, deadline, signal (AbortSignal,
+ * aborted on CANCEL), cancelReason, progress(n)}. Throw JobError(code, message)
+ * to choose the error code; any other throw ends the job with 'bot_failed'.
+ * Events: 'connect' (n), 'job' (job), 'done' (body), 'nack' (code, message).
+ */
+class Worker extends EventEmitter {
+  constructor(opts) {
+    super();
+    const types = typeof opts.types === 'string' ? [opts.types] : (opts.types || []);
+    if (!types.length) throw new TypeError('a worker needs at least one bot type');
+    for (const t of types) {
+      if (typeof t !== 'string' || !BOT_TYPE_RE.test(t)) throw new TypeError(`bad bot type ${JSON.stringify(t)}: 1-32 characters of [a-z0-9_-]`);
+    }
+    if (typeof opts.handler !== 'function') throw new TypeError('handler must be a function');
+    const credit = opts.credit === undefined ? 1 : opts.credit;
+    if (!Number.isInteger(credit) || credit < 0) throw new TypeError('credit must be an integer >= 0');
+    this.types = types;
+    this.handler = opts.handler;
+    this.credit = credit;
+    this.endpoint = opts.endpoint || defaultEndpoint();
+    this.name = opts.name || `${os.hostname()}-${process.pid}-node`;
+    this.heartbeatMs = opts.heartbeatMs || envInt('HEARTBEAT_INTERVAL_MS', 1000, 10, 3600000);
+    this.liveness = opts.liveness || envInt('HEARTBEAT_LIVENESS', 3, 1, 1000);
+    this.maxResultBytes = opts.maxResultBytes || MAX_PAYLOAD_BYTES;
+    this.stopGraceMs = opts.stopGraceMs === undefined ? 10000 : opts.stopGraceMs;
+    this.curve = opts.curve;
+    this.jobs = new Map();
+    this.connects = 0;
+    this.jobsDone = 0;
+    this._outbox = [];
+    this._sock = null;
+    this._flushing = false;
+    this._stopping = null;
+    this._stopped = false;
+    this._timer = null;
+    this.done = new Promise((r) => { this._resolveDone = r; });
+  }
+
+  get running() { return this.jobs.size; }
+
+  /** Connect and serve; returns this (await worker.done for the end). */
+  start() {
+    this._connect();
+    const tick = Math.max(5, Math.floor(this.heartbeatMs / 4));
+    this._timer = setInterval(() => this._tick(), tick);
+    return this;
+  }
+
+  /** Change the credit (sends READY again). */
+  setCredit(n) {
+    this.credit = n;
+    if (!this._stopping) this._queue(W.READY, this._readyBody());
+  }
+
+  /**
+   * Graceful stop: credit 0, let running jobs finish (up to graceMs),
+   * RELEASE the rest, DISCONNECT. Resolves when done.
+   */
+  stop({ graceMs } = {}) {
+    if (this._stopped) return this.done;
+    if (!this._stopping) {
+      const grace = graceMs === undefined ? this.stopGraceMs : graceMs;
+      this._stopping = { until: nowMs() + grace };
+      this.credit = 0;
+      this._queue(W.READY, this._readyBody());
+      this._checkStop();
+    }
+    return this.done;
+  }
+
+  _readyBody() {
+    return { name: this.name, types: this.types, credit: this.credit, pid: process.pid };
+  }
+
+  _connect() {
+    if (this._sock) this._sock.close();
+    // immediate: queue only on a live connection; the rest waits in our outbox
+    // (and survives a reconnect) instead of in a dead pipe.
+    const sock = new zmq.Dealer(socketOptions(this.curve, { immediate: true }));
+    sock.connect(this.endpoint);
+    this._sock = sock;
+    this.connects += 1;
+    this._outbox = [[W.READY, this._readyBody()]].concat(
+      this._outbox.filter(([c]) => c !== W.READY && c !== W.HEARTBEAT));
+    this._lastRecv = nowMs();
+    this._lastSend = nowMs();
+    this._readLoop(sock);
+    this._kick();
+    this.emit('connect', this.connects);
+  }
+
+  async _readLoop(sock) {
+    try {
+      for await (const frames of sock) {
+        if (sock !== this._sock) return;
+        this._lastRecv = nowMs();
+        const msg = decode(frames, WORKER_HEADER);
+        if (!msg) continue;
+        this._onMessage(msg[0], msg[1]);
+        if (sock !== this._sock) return;          // reconnected (DISCONNECT)
+      }
+    } catch (e) {
+      // closed under the iterator
+    }
+  }
+
+  _onMessage(cmd, body) {
+    switch (cmd) {
+      case W.JOB: this._onJob(body); break;
+      case W.CANCEL: {
+        const job = this.jobs.get(body.jobId);
+        if (job) {
+          job.cancelReason = body.reason || 'cancelled';
+          job._abort.abort(job.cancelReason);
+        }
+        break;
+      }
+      case W.DISCONNECT:
+        if (!this._stopped) this._connect();
+        break;
+      case W.NACK:
+        this.emit('nack', body.code, body.message);
+        break;
+      case W.HEARTBEAT:
+      default:
+        break;
+    }
+  }
+
+  _onJob(body) {
+    const id = body.jobId;
+    if (typeof id !== 'string' || !id) return;
+    if (this.jobs.has(id)) return;                // already running here: its DONE answers
+    if (this._stopping || this.jobs.size >= this.credit) {
+      this._queue(W.RELEASE, { jobId: id });
+      return;
+    }
+    const abort = new AbortController();
+    const job = {
+      id,
+      botType: body.botType,
+      payload: body.payload === undefined ? null : body.payload,
+      attempt: body.attempt === undefined ? 1 : body.attempt,
+      timeoutMs: body.timeoutMs,
+      deadline: body.deadline,
+      signal: abort.signal,
+      cancelReason: null,
+      _abort: abort,
+      progress: (n) => {
+        if (this.jobs.get(id) !== job) return;
+        this._queue(W.PROGRESS, { jobId: id, progress: Math.max(0, Math.min(100, Math.trunc(Number(n) || 0))) });
+      },
+    };
+    this.jobs.set(id, job);
+    this.emit('job', job);
+    this._runJob(job);
+  }
+
+  async _runJob(job) {
+    const done = { jobId: job.id, startedAt: nowMs() };
+    let error = null;
+    let result;
+    try {
+      result = await this.handler(job.payload, job);
+      if (result === undefined) result = null;
+    } catch (e) {
+      if (e instanceof JobError) error = { code: String(e.code), message: String(e.message).slice(-4000) };
+      else error = { code: 'bot_failed', message: String((e && e.stack) ? `${e.name}: ${e.message}` : e).slice(-4000) };
+    }
+    if (!error) {
+      try {
+        const size = msgpack.encode(toWire(result), { useBigInt64: true }).length;
+        if (size > this.maxResultBytes) {
+          error = { code: 'bad_output', message: `result is ${size} bytes encoded, the limit is ${this.maxResultBytes}` };
+        }
+      } catch (e) {
+        error = { code: 'bad_output', message: `result cannot be encoded as msgpack: ${e.message}` };
+      }
+    }
+    if (error) { done.ok = false; done.error = error; } else { done.ok = true; done.result = result; }
+    done.finishedAt = nowMs();
+    if (this.jobs.get(job.id) === job) this.jobs.delete(job.id);
+    else return;                                   // released at stop: the broker has it back
+    this.jobsDone += 1;
+    this._queue(W.DONE, done);
+    this.emit('done', done);
+    this._checkStop();
+  }
+
+  _queue(cmd, body) {
+    if (this._stopped) return;
+    if (cmd === W.PROGRESS && this._outbox.length > 1000) return;
+    this._outbox.push([cmd, body]);
+    this._kick();
+  }
+
+  _kick() {
+    if (this._flushing || !this._sock) return;
+    this._flushing = true;
+    const sock = this._sock;
+    (async () => {
+      try {
+        while (this._outbox.length && sock === this._sock) {
+          const item = this._outbox[0];
+          await sock.send([WORKER_HEADER, Buffer.from([item[0]]), pack(item[1])]);
+          const i = this._outbox.indexOf(item);
+          if (i >= 0) this._outbox.splice(i, 1);
+          this._lastSend = nowMs();
+        }
+      } catch (e) {
+        // socket closed while waiting to send: the new one takes over
+      } finally {
+        this._flushing = false;
+        if (this._outbox.length && this._sock && sock !== this._sock) this._kick();
+        if (this._flushWaiter && !this._outbox.length) this._flushWaiter();
+      }
+    })();
+  }
+
+  _tick() {
+    if (this._stopped) return;
+    const now = nowMs();
+    if (now - this._lastRecv > this.heartbeatMs * this.liveness) {
+      this.emit('reconnect', now - this._lastRecv);
+      this._connect();
+      return;
+    }
+    if (!this._outbox.length && now - this._lastSend >= this.heartbeatMs) this._queue(W.HEARTBEAT, {});
+    this._checkStop();
+  }
+
+  _checkStop() {
+    if (!this._stopping || this._stopped || this._stopping.finishing) return;
+    if (this.jobs.size && nowMs() < this._stopping.until) return;
+    this._stopping.finishing = true;
+    for (const id of this.jobs.keys()) this._outbox.push([W.RELEASE, { jobId: id }]);
+    this.jobs.clear();
+    this._outbox.push([W.DISCONNECT, { reason: 'shutdown' }]);
+    this._kick();
+    const flushed = new Promise((r) => { this._flushWaiter = r; if (!this._outbox.length) r(); });
+    Promise.race([flushed, delay(1000)]).then(() => {
+      this._stopped = true;
+      clearInterval(this._timer);
+      const sock = this._sock;
+      this._sock = null;
+      // linger lets the last messages reach the wire after close
+      if (sock) {
+        try { sock.linger = 1000; } catch (e) { /* closed already */ }
+        sock.close();
+      }
+      this._resolveDone();
+    });
+  }
+}
+
+function envInt(name, dflt, lo, hi) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return dflt;
+  if (!/^-?\d+$/.test(raw)) throw new RangeError(`${name} must be an integer, got ${JSON.stringify(raw)}`);
+  const v = Number(raw);
+  if (v < lo || v > hi) throw new RangeError(`${name} must be in ${lo}..${hi}, got ${v}`);
+  return v;
+}
+
+module.exports = {
+  Client, Worker, JobError,
+  BotmeshError, Rejected, BrokerTimeout, WaitTimeout, JobFailed, ProtocolError,
+  TERMINAL_STATES, CLIENT_COMMANDS: C, WORKER_COMMANDS: W, defaultEndpoint,
+  _codec: { pack, unpackMap, toWire, fromWire, decode },
+};

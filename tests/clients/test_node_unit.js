@@ -1,0 +1,388 @@
+'use strict';
+/*  Unit tests of clients/node/botmesh.js against a scripted fake ROUTER:
+    bytes on the wire (docs/protocol.md sections 2, 4, 5), error mapping,
+    RESULT push and STATUS polling, 64-bit integers, and the worker's life
+    (READY, JOB -> DONE, PROGRESS, errors, heartbeats, reconnect, credit,
+    CANCEL, graceful stop).  Run: sh run_node.sh test_node_unit.js  */
+const path = require('path');
+const ROOT = process.env.BOTMESH_ROOT || path.resolve(__dirname, '..', '..');
+const bm = require(path.join(ROOT, 'clients', 'node', 'botmesh.js'));
+const zmq = require(path.join(ROOT, 'clients', 'node', 'node_modules', 'zeromq'));
+const msgpack = require(path.join(ROOT, 'clients', 'node', 'node_modules', '@msgpack', 'msgpack'));
+
+const BIG_TS = 1764360000000;
+const CH = Buffer.from('BMC01');
+const WH = Buffer.from('BMW01');
+
+function log(...a) { console.log(new Date().toISOString().slice(11, 19), ...a); }
+function check(cond, what, ...detail) {
+  if (!cond) {
+    const d = detail.map((x) => { try { return JSON.stringify(x, (k, v) => (typeof v === 'bigint' ? `${v}n` : v)); } catch (e) { return String(x); } });
+    throw new Error(`FAILED: ${what} ${d.join(' ').slice(0, 2000)}`);
+  }
+  log('ok:', what);
+}
+const delay = (ms) => new Promise((r) => setTimeout(r, ms));
+async function waitUntil(fn, ms, what) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`FAILED: timed out waiting for ${what}`);
+    await delay(10);
+  }
+}
+async function rejects(p) {
+  try { await p; } catch (e) { return e; }
+  throw new Error('FAILED: expected a rejection');
+}
+
+const pack = (o) => Buffer.from(msgpack.encode(o, { useBigInt64: true }));
+const unpack = (b) => msgpack.decode(b, { useBigInt64: true });
+
+class FakeBroker {
+  constructor(responder, header = CH) {
+    this.responder = responder;
+    this.header = header;
+    this.messages = [];
+    this.router = new zmq.Router({ linger: 0 });
+  }
+  async bind() {
+    await this.router.bind('tcp://127.0.0.1:*');
+    this.endpoint = this.router.lastEndpoint;
+    this._loop();
+    return this;
+  }
+  async _loop() {
+    try {
+      for await (const [ident, ...frames] of this.router) {
+        let body = null;
+        try { body = unpack(frames[2]); } catch (e) { /* malformed */ }
+        const m = { ident, frames, header: frames[0], cmd: frames[1] && frames[1][0], body, at: Date.now() };
+        this.messages.push(m);
+        const out = this.responder ? this.responder(this, m) || [] : [];
+        for (const o of out) await this.send(ident, ...o);
+      }
+    } catch (e) { /* closed */ }
+  }
+  send(ident, ...parts) {
+    let frames;
+    if (parts.length === 1) frames = parts[0];
+    else frames = [this.header, Buffer.from([parts[0]]), pack(parts[1])];
+    return this.router.send([ident, ...frames]);
+  }
+  got(cmd) { return this.messages.filter((m) => cmd === undefined || m.cmd === cmd); }
+  waitFor(pred, ms = 5000, what = 'a message') { return waitUntil(() => this.messages.find(pred), ms, what); }
+  close() { this.router.close(); }
+}
+
+const tests = {};
+
+tests.clientEncodingAndErrors = async () => {
+  const fb = await new FakeBroker((b, m) => {
+    const req = m.body.req;
+    if (m.cmd === 0x01 && m.body.botType === 'nope') return [[0x82, { req, code: 'unknown_bot_type', message: 'no bot type nope' }]];
+    if (m.cmd === 0x01 && m.body.botType === 'noreq') return [[0x82, { code: 'bad_frame', message: 'body is not a map' }]];
+    if (m.cmd === 0x01) {
+      return [[0x83, { req: req + 1000 }], [[CH, Buffer.from([0x83])]], [[CH, Buffer.from([0x83]), Buffer.from([0xc1])]],
+        [0x81, { req, jobId: 'j-1', duplicate: m.body.botType === 'dup' }]];
+    }
+    if (m.cmd === 0x02 && m.body.jobId === 'missing') return [[0x82, { req, code: 'not_found', message: 'no job' }]];
+    if (m.cmd === 0x02 || m.cmd === 0x03) return [[0x83, { req, job: { jobId: m.body.jobId, state: 'cancelled', createdAt: BigInt(BIG_TS), huge: 2n ** 60n } }]];
+    if (m.cmd === 0x05) return [[0x81, { req, jobId: m.body.jobId }]];
+    if (m.cmd === 0x06) return [[0x82, { req, code: 'conflict', message: 'no webhook' }]];
+    if (m.cmd === 0x04) return [[0x83, { req, types: {}, workers: [], totals: {}, redis: true, uptimeMs: 5 }]];
+    if (m.cmd === 0x07) return [[0x83, { req, jobs: [{ jobId: 'a' }] }]];
+    if (m.cmd === 0x08) return [[0x83, { req, redis: false, uptimeMs: BigInt(BIG_TS) }]];
+    if (m.cmd === 0x09) return [[0x83, { req, text: '# HELP x\n' }]];
+    return [];
+  }).bind();
+  const c = new bm.Client({ endpoint: fb.endpoint, timeoutMs: 3000 });
+  try {
+    const id = await c.submit('python', { task: 'x', n: [1, 2.5, null, true], ts: BIG_TS }, {
+      webhookUrl: 'http://h/x', priority: 7, idempotencyKey: 'k-1', timeoutMs: 5000, maxAttempts: 4, notify: true,
+    });
+    check(id === 'j-1', 'submit resolves the jobId');
+    const m = fb.got(0x01)[0];
+    check(m.frames.length === 3 && CH.equals(m.frames[0]) && m.frames[1].length === 1 && m.frames[1][0] === 1,
+      'SUBMIT is 3 frames: BMC01, 0x01, body');
+    const keys = Object.keys(m.body).sort().join(',');
+    check(keys === 'botType,idempotencyKey,maxAttempts,notify,payload,priority,req,timeoutMs,webhookUrl',
+      'SUBMIT body carries every option under its protocol name', keys);
+    check(m.body.priority === 7 && m.body.notify === true && m.body.webhookUrl === 'http://h/x' && m.body.timeoutMs === 5000,
+      'option values', m.body);
+    // the 64-bit integer went out as uint64 (0xcf), not float64 (0xcb)
+    check(m.frames[2].includes(Buffer.from([0xcf, 0, 0, 0x01, 0x9a, 0xcc, 0x0d, 0x12, 0])),
+      'a safe integer beyond 32 bits is sent as uint64, not as a float');
+    check(typeof m.body.payload.ts === 'bigint' && Number(m.body.payload.ts) === BIG_TS && m.body.payload.n[1] === 2.5,
+      'payload values round-trip', m.body.payload);
+    const full = await c.submitFull('dup', null);
+    check(full.duplicate === true && fb.got(0x01)[1].body.payload === null
+      && Object.keys(fb.got(0x01)[1].body).sort().join(',') === 'botType,payload,req', 'defaults are left out; duplicate flag', full);
+    let e = await rejects(c.submit('nope', {}));
+    check(e instanceof bm.Rejected && e instanceof bm.BotmeshError && e.code === 'unknown_bot_type' && e.message === 'no bot type nope',
+      'REJECTED rejects with code and message', e.code, e.message);
+    e = await rejects(c.submit('noreq', {}));
+    check(e.code === 'bad_frame', 'a REJECTED without req answers the only request in flight');
+    e = await rejects(c.status('missing'));
+    check(e.code === 'not_found', 'STATUS not_found rejects');
+    const rec = await c.status('x');
+    check(rec.createdAt === BIG_TS && typeof rec.createdAt === 'number' && rec.huge === 2n ** 60n,
+      '64-bit integers: safe ones as Number, bigger as BigInt', String(rec.huge));
+    check((await c.cancel('x')).state === 'cancelled', 'cancel');
+    check((await c.retry('x')) === 'x', 'retry');
+    e = await rejects(c.redeliver('x'));
+    check(e.code === 'conflict', 'redeliver conflict rejects');
+    check((await c.stats()).uptimeMs === 5, 'stats');
+    check((await c.list({ state: 'failed', botType: 'python', limit: 3 }))[0].jobId === 'a', 'list');
+    const lm = fb.got(0x07)[0].body;
+    check(lm.state === 'failed' && lm.botType === 'python' && lm.limit === 3, 'LIST body', lm);
+    check((await c.ping()).uptimeMs === BIG_TS, 'ping');
+    check((await c.metrics()).startsWith('# HELP'), 'metrics');
+    // several requests in flight at once, matched by req
+    const many = await Promise.all([c.status('a'), c.status('b'), c.stats(), c.status('c')]);
+    check(many[0].jobId === 'a' && many[1].jobId === 'b' && many[3].jobId === 'c', 'concurrent requests are matched by req');
+    const cmds = [...new Set(fb.got().map((x) => x.cmd))].sort((a, b) => a - b).join(',');
+    check(cmds === '1,2,3,4,5,6,7,8,9', 'every client command byte was used', cmds);
+  } finally {
+    c.close();
+    fb.close();
+  }
+};
+
+tests.clientWait = async () => {
+  let polls = 0;
+  const fb = await new FakeBroker((b, m) => {
+    const req = m.body.req;
+    if (m.cmd === 0x01) {
+      const id = m.body.botType === 'fail' ? 'fail-1' : (m.body.notify ? 'push-1' : 'poll-1');
+      const out = [[0x81, { req, jobId: id, duplicate: false }]];
+      if (id === 'push-1') out.push([0x84, { jobId: id, job: { jobId: id, state: 'completed', result: { v: 1 } } }]);
+      if (id === 'fail-1') out.push([0x84, { jobId: id, job: { jobId: id, state: 'failed', error: { code: 'bot_failed', message: 'exit 3' } } }]);
+      return out;
+    }
+    if (m.cmd === 0x02 && m.body.jobId === 'poll-1') {
+      polls += 1;
+      return [[0x83, { req, job: { jobId: 'poll-1', state: polls >= 3 ? 'completed' : 'running', result: 42 } }]];
+    }
+    if (m.cmd === 0x02) return [[0x83, { req, job: { jobId: m.body.jobId, state: 'running' } }]];
+    return [];
+  }).bind();
+  const c = new bm.Client({ endpoint: fb.endpoint, timeoutMs: 3000 });
+  try {
+    const id = await c.submit('python', {}, { notify: true });
+    let t0 = Date.now();
+    let rec = await c.wait(id, { timeoutMs: 10000 });
+    check(rec.result.v === 1 && Date.now() - t0 < 1000 && fb.got(0x02).length === 0, 'wait resolves from the RESULT push, no STATUS');
+    const id2 = await c.submit('python', {});
+    rec = await c.wait(id2, { timeoutMs: 10000, pollMs: 50 });
+    check(rec.state === 'completed' && polls === 3, 'wait falls back to STATUS polling', polls);
+    t0 = Date.now();
+    const e = await rejects(c.wait('stuck', { timeoutMs: 500, pollMs: 100 }));
+    const el = Date.now() - t0;
+    check(e instanceof bm.WaitTimeout && e.code === 'wait_timeout' && e.job.state === 'running' && el >= 400 && el < 2000,
+      'wait is bounded: WaitTimeout with the last record', el);
+    const e2 = await rejects(c.run('fail', {}));
+    check(e2 instanceof bm.JobFailed && e2.code === 'bot_failed' && e2.job.jobId === 'fail-1', 'run() rejects JobFailed with the job error code');
+  } finally {
+    c.close();
+    fb.close();
+  }
+};
+
+tests.clientDeadBroker = async () => {
+  const srv = require('net').createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const port = srv.address().port;
+  await new Promise((r) => srv.close(r));
+  const ep = `tcp://127.0.0.1:${port}`;
+  const c = new bm.Client({ endpoint: ep, timeoutMs: 500 });
+  try {
+    let t0 = Date.now();
+    const e = await rejects(c.submit('python', {}));
+    const el = Date.now() - t0;
+    check(e instanceof bm.BrokerTimeout && e.code === 'broker_timeout' && e.message.includes(ep) && el >= 400 && el < 2000,
+      'a dead broker rejects with broker_timeout naming the endpoint, in bounded time', e.message, el);
+    t0 = Date.now();
+    const e2 = await rejects(c.wait('some-job', { timeoutMs: 1000, pollMs: 100 }));
+    check(e2.code === 'broker_timeout' && Date.now() - t0 < 3000, 'wait() on a dead broker is bounded too', e2.message);
+  } finally {
+    c.close();
+  }
+};
+
+function workerBroker() {
+  const fb = new FakeBroker((b, m) => (b.heartbeats && m.cmd === 0x05 ? [[0x05, {}]] : []), WH);
+  fb.heartbeats = true;
+  return fb.bind();
+}
+
+tests.workerJobs = async () => {
+  const fb = await workerBroker();
+  const seen = [];
+  const w = new bm.Worker({
+    types: ['pywork', 'other'], credit: 2, endpoint: fb.endpoint, name: 'w-node', heartbeatMs: 100, maxResultBytes: 1000,
+    handler: async (payload, job) => {
+      seen.push(job);
+      if (payload === 'boom') throw new Error('it broke');
+      if (payload === 'custom') throw new bm.JobError('spawn_failed', 'no such file');
+      if (payload === 'huge') return 'x'.repeat(2000);
+      if (payload === 'cyclic') { const o = {}; o.o = o; return o; }
+      job.progress(50);
+      await delay(10);
+      return { echo: payload, big: BIG_TS };
+    },
+  }).start();
+  try {
+    const ready = await fb.waitFor((m) => m.cmd === 0x01, 3000, 'READY');
+    check(WH.equals(ready.frames[0]) && ready.frames.length === 3, 'READY: header BMW01, 3 frames');
+    check(ready.body.name === 'w-node' && ready.body.types.join() === 'pywork,other' && ready.body.credit === 2 && ready.body.pid === process.pid,
+      'READY body', ready.body);
+    const job = (id, payload) => fb.send(ready.ident, 0x02, { jobId: id, botType: 'pywork', payload, attempt: 2, timeoutMs: 300000, deadline: BigInt(BIG_TS) });
+    const done = (id) => fb.waitFor((m) => m.cmd === 0x04 && m.body.jobId === id, 3000, `DONE ${id}`);
+    await job('j1', { a: [1, 2] });
+    let d = await done('j1');
+    check(d.body.ok === true && d.body.result.echo.a[1] === 2 && Number(d.body.result.big) === BIG_TS, 'DONE ok with the result', d.body);
+    check(Number(d.body.startedAt) > 1.6e12 && Number(d.body.finishedAt) >= Number(d.body.startedAt), 'DONE carries ms timestamps');
+    const p = fb.got(0x03);
+    check(p.length === 1 && p[0].body.jobId === 'j1' && p[0].body.progress === 50, 'PROGRESS {jobId, progress}');
+    check(seen[0].attempt === 2 && seen[0].deadline === BIG_TS && seen[0].botType === 'pywork', 'the handler sees attempt, deadline as Number');
+    await job('j2', 'boom');
+    d = await done('j2');
+    check(d.body.ok === false && d.body.error.code === 'bot_failed' && d.body.error.message.includes('it broke') && !('result' in d.body),
+      'a throwing handler gives DONE ok:false {code, message}', d.body);
+    await job('j3', 'custom');
+    d = await done('j3');
+    check(d.body.error.code === 'spawn_failed' && d.body.error.message === 'no such file', 'JobError chooses the code');
+    await job('j4', 'huge');
+    check((await done('j4')).body.error.code === 'bad_output', 'a result over the limit is bad_output');
+    await job('j5', 'cyclic');
+    check((await done('j5')).body.error.code === 'bad_output', 'an unencodable result is bad_output');
+    const n0 = fb.got(0x05).length;
+    await waitUntil(() => fb.got(0x05).length >= n0 + 3, 3000, '3 heartbeats');
+    check(w.connects === 1, 'one socket while the broker answers heartbeats');
+  } finally {
+    await w.stop({ graceMs: 0 });
+    fb.close();
+  }
+};
+
+tests.workerCreditCancelStop = async () => {
+  const fb = await workerBroker();
+  let release;
+  const gate = new Promise((r) => { release = r; });
+  const started = [];
+  const w = new bm.Worker({
+    types: 'pywork', credit: 2, endpoint: fb.endpoint, heartbeatMs: 100,
+    handler: async (payload, job) => {
+      started.push(job.id);
+      if (payload === 'wait-cancel') {
+        await new Promise((r) => job.signal.addEventListener('abort', r));
+        return { cancelled: job.signal.aborted, reason: job.cancelReason };
+      }
+      await gate;
+      return 'finished';
+    },
+  }).start();
+  try {
+    const ident = (await fb.waitFor((m) => m.cmd === 0x01, 3000, 'READY')).ident;
+    for (const [id, p] of [['c1', 'wait-cancel'], ['c2', 'x'], ['c3', 'x']]) {
+      await fb.send(ident, 0x02, { jobId: id, botType: 'pywork', payload: p, attempt: 1 });
+    }
+    const r = await fb.waitFor((m) => m.cmd === 0x08, 3000, 'RELEASE');
+    check(r.body.jobId === 'c3', 'a JOB beyond the credit is RELEASEd');
+    await fb.send(ident, 0x07, { jobId: 'c1', reason: 'timeout' });
+    const d = await fb.waitFor((m) => m.cmd === 0x04 && m.body.jobId === 'c1', 3000, 'DONE c1');
+    check(d.body.result.cancelled === true && d.body.result.reason === 'timeout', 'CANCEL aborts job.signal', d.body);
+    await fb.send(ident, 0x02, { jobId: 'c2', botType: 'pywork', payload: 'x', attempt: 2 });
+    for (const id of ['c4', 'c5']) await fb.send(ident, 0x02, { jobId: id, botType: 'pywork', payload: 'x', attempt: 1 });
+    await fb.waitFor((m) => m.cmd === 0x08 && m.body.jobId === 'c5', 3000, 'RELEASE c5');
+    check(started.filter((x) => x === 'c2').length === 1 && w.running === 2, 'a JOB already running here is not run twice', started);
+    const stopped = w.stop({ graceMs: 5000 });
+    const r0 = await fb.waitFor((m) => m.cmd === 0x01 && m.body.credit === 0, 3000, 'READY credit 0');
+    check(r0.body.types.join() === 'pywork', 'credit 0 READY keeps the types');
+    release();
+    await stopped;
+    await fb.waitFor((m) => m.cmd === 0x06, 3000, 'DISCONNECT');
+    const order = fb.got().filter((m) => [0x04, 0x06, 0x08].includes(m.cmd)).map((m) => m.cmd);
+    check(order.slice(-3).join() === '4,4,6', 'stop: DONE of the running jobs, then DISCONNECT', order);
+  } finally {
+    release();
+    await w.stop({ graceMs: 0 });
+    fb.close();
+  }
+};
+
+tests.workerStopGraceReleases = async () => {
+  const fb = await workerBroker();
+  const w = new bm.Worker({ types: ['pywork'], endpoint: fb.endpoint, heartbeatMs: 100, handler: () => new Promise(() => {}) }).start();
+  try {
+    const ident = (await fb.waitFor((m) => m.cmd === 0x01, 3000, 'READY')).ident;
+    await fb.send(ident, 0x02, { jobId: 'g1', botType: 'pywork', payload: null, attempt: 1 });
+    await waitUntil(() => w.running === 1, 3000, 'job to run');
+    const t0 = Date.now();
+    await w.stop({ graceMs: 300 });
+    check(Date.now() - t0 < 2500, 'stop is bounded by the grace period');
+    await fb.waitFor((m) => m.cmd === 0x06, 3000, 'DISCONNECT');
+    const order = fb.got().filter((m) => [0x06, 0x08].includes(m.cmd)).map((m) => [m.cmd, m.body]);
+    check(order.length === 2 && order[0][0] === 0x08 && order[0][1].jobId === 'g1' && order[1][0] === 0x06,
+      'after the grace: RELEASE, then DISCONNECT', order);
+  } finally {
+    fb.close();
+  }
+};
+
+tests.workerReconnects = async () => {
+  const fb = await workerBroker();
+  fb.heartbeats = false;                      // a silent broker: liveness runs out
+  let release;
+  const gate = new Promise((r) => { release = r; });
+  const w = new bm.Worker({ types: ['pywork'], endpoint: fb.endpoint, heartbeatMs: 100, liveness: 3, handler: async () => { await gate; return 'late'; } }).start();
+  try {
+    const first = await fb.waitFor((m) => m.cmd === 0x01, 3000, 'READY');
+    await fb.send(first.ident, 0x02, { jobId: 'r1', botType: 'pywork', payload: null, attempt: 1 });
+    const second = await fb.waitFor((m) => m.cmd === 0x01 && !m.ident.equals(first.ident), 3000, 'READY on a new socket');
+    const el = second.at - first.at;
+    check(el > 250 && el < 1500, 'silence for liveness x interval (300 ms) -> new DEALER + READY', el);
+    fb.heartbeats = true;
+    await fb.send(second.ident, 0x06, { reason: 'unknown worker' });
+    const third = await fb.waitFor((m) => m.cmd === 0x01 && !m.ident.equals(first.ident) && !m.ident.equals(second.ident), 3000, 'READY after DISCONNECT');
+    check(third.at - second.at < 500, 'DISCONNECT -> new socket and READY at once', third.at - second.at);
+    release();
+    const d = await fb.waitFor((m) => m.cmd === 0x04, 3000, 'DONE after reconnect');
+    check(d.ident.equals(third.ident) && d.body.result === 'late', 'DONE of a job from before the reconnect goes on the new socket');
+    const n = w.connects;
+    await fb.send(third.ident, [WH, Buffer.from([0x02]), Buffer.from([0xc1])]);
+    await fb.send(third.ident, [Buffer.from('XXXXX'), Buffer.from([0x02]), pack({})]);
+    await fb.send(third.ident, [WH, Buffer.from([0x02, 0x02]), pack({ jobId: 'two' })]);
+    await fb.send(third.ident, [WH, Buffer.from([0x02]), Buffer.from([0xdd, 0xff, 0xff, 0xff, 0xff])]);
+    await fb.send(third.ident, 0x02, { payload: 'no id' });
+    await fb.send(third.ident, 0x02, { jobId: 'after', payload: null });
+    await fb.waitFor((m) => m.cmd === 0x04 && m.body.jobId === 'after', 3000, 'DONE after');
+    check(w.connects === n && fb.got(0x04).map((m) => m.body.jobId).join() === 'r1,after', 'malformed messages are ignored');
+  } finally {
+    release();
+    await w.stop({ graceMs: 0 });
+    fb.close();
+  }
+};
+
+tests.workerBadConfig = async () => {
+  let e;
+  try { new bm.Worker({ types: ['Bad Type'], handler: () => null }); } catch (x) { e = x; }
+  check(e && /Bad Type/.test(e.message), 'a bad bot type is refused');
+};
+
+(async () => {
+  try {
+    for (const [name, fn] of Object.entries(tests)) {
+      log('==', name);
+      await fn();
+    }
+  } catch (e) {
+    console.log(e.stack || String(e));
+    process.exit(1);
+  }
+  console.log('PASS');
+  process.exit(0);
+})();
