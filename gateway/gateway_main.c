@@ -50,7 +50,7 @@ s_usage (FILE *out)
 "  BROKER_CONNECT_TIMEOUT_MS   wait for a broker connection, then 503 (default 1000)\n"
 "  REDIS_URL                   Redis for GET /api/history (default redis://127.0.0.1:6379/0;\n"
 "                              'none' = no history)\n"
-"  REDIS_PREFIX                key prefix, as the broker's (default empty)\n"
+"  REDIS_PREFIX                key prefix, as the broker's (default botmesh:)\n"
 "  REDIS_TIMEOUT_MS            Redis connect and command timeout (default 1000)\n"
 "  LOG_LEVEL                   debug, info, warn, error (default info)\n");
 }
@@ -123,7 +123,7 @@ main (int argc, char *argv [])
     bad |= bm_env_int ("REDIS_TIMEOUT_MS", 1000, 1, 600000, &config.redis_timeout_ms);
     config.api_keys = bm_env_str ("API_KEYS", NULL);
     config.redis_url = bm_env_str ("REDIS_URL", "redis://127.0.0.1:6379/0");
-    config.redis_prefix = bm_env_str ("REDIS_PREFIX", "");
+    config.redis_prefix = bm_env_str ("REDIS_PREFIX", "botmesh:");
     if (config.rate_burst > 0 && config.rate_burst < 1) {
         bm_error (NULL, "configuration: RATE_LIMIT_BURST must be 0 (default) or at least 1");
         bad = -1;
@@ -135,6 +135,13 @@ main (int argc, char *argv [])
     }
     if (bad)
         return 1;
+    //  The broker's own default, tcp://*:5555, is a bind address: when the
+    //  gateway shares its environment, "*" means this host.
+    char endpoint [512];
+    if (strncmp (config.broker_endpoint, "tcp://*:", 8) == 0) {
+        snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%s", config.broker_endpoint + 8);
+        config.broker_endpoint = endpoint;
+    }
 
     //  Signals: czmq's handler off; SIGTERM/SIGINT blocked in every thread
     //  (civetweb's threads inherit the mask) and taken by sigwait below.

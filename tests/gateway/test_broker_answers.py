@@ -1,0 +1,201 @@
+"""Every broker answer mapped to HTTP, against a scripted fake broker
+(a real ROUTER socket): ACCEPTED (and duplicate), each REJECTED code,
+no answer (504), job records with ISO-8601 times, cancel/retry/redeliver
+conflicts (409), LIST, STATS, PING for /ready, METRICS for /metrics."""
+import re
+
+import harness
+from harness import ACCEPTED, REJECTED, REPLY, SUBMIT, STATUS, CANCEL, STATS, RETRY, \
+    REDELIVER, LIST, PING, METRICS
+from gwtest import FakeBroker, check, curl, gateway, post_json, promtool_ok
+
+T0 = 1795898401123          # 2026-11-28T20:40:01.123Z
+RECORD = {"jobId": "j-1", "botType": "python", "state": "completed", "priority": 1,
+          "payload": {"a": 1}, "progress": 100, "attempts": 1, "maxAttempts": 3,
+          "timeoutMs": 300000, "createdAt": T0, "startedAt": T0 + 77, "finishedAt": T0 + 1000,
+          "worker": "w-1", "result": {"mean": 4.2}, "webhookUrl": "http://mock-webhook:5000",
+          "webhook": {"state": "retrying", "attempts": 2, "lastStatus": 500,
+                      "lastError": "HTTP 500", "nextAttemptAt": T0 + 5000}}
+BROKER_METRICS = ("# HELP queue_size Jobs waiting per bot type\n# TYPE queue_size gauge\n"
+                  'queue_size{bot_type="python"} 3\n')
+state = {"redis": True, "metrics": True}
+
+
+def handler(cmd, body):
+    if cmd == SUBMIT:
+        bt = body.get("botType")
+        if bt == "python":
+            dup = body.get("idempotencyKey") == "seen-before"
+            return ACCEPTED, {"jobId": "job-%d" % body["req"], "duplicate": dup}
+        if bt == "slow":
+            return None
+        codes = {"ghost": ("unknown_bot_type", "unknown bot type ghost"),
+                 "bad": ("bad_request", "priority out of range"),
+                 "huge": ("payload_too_large", "payload is 2000000 bytes"),
+                 "full": ("queue_full", "queue of full is full"),
+                 "nostore": ("store_unavailable", "redis down at 10.0.0.7:6379"),
+                 "closing": ("shutting_down", "bye"),
+                 "frame": ("bad_frame", "internal detail /src/x.c:12")}
+        code, message = codes[bt]
+        return REJECTED, {"code": code, "message": message}
+    job = body.get("jobId")
+    if cmd == STATUS:
+        if job == "j-1":
+            return REPLY, {"job": RECORD}
+        return REJECTED, {"code": "not_found", "message": "no such job"}
+    if cmd == CANCEL:
+        if job == "j-run":
+            return REPLY, {"job": dict(RECORD, jobId="j-run", state="cancelled",
+                                       error={"code": "cancelled", "message": "cancelled"})}
+        if job == "j-1":
+            return REJECTED, {"code": "conflict", "message": "job already ended"}
+        return REJECTED, {"code": "not_found", "message": "no such job"}
+    if cmd in (RETRY, REDELIVER):
+        if job == "j-failed":
+            return ACCEPTED, {"jobId": job}
+        return REJECTED, {"code": "conflict", "message": "job is not failed or cancelled"}
+    if cmd == LIST:
+        return REPLY, {"jobs": [dict(RECORD, jobId="j-%d" % i) for i in range(2)]}
+    if cmd == STATS:
+        t = {"waiting": 1, "running": 2, "completed": 3, "failed": 0, "cancelled": 0,
+             "limit": 5, "usage": 2, "waitingForPermit": 0, "workers": 1}
+        return REPLY, {"types": {"python": t, "node": t, "java": t, "webhook": t},
+                       "workers": [{"name": "w-1", "types": ["python"], "credit": 5,
+                                    "running": 2, "lastHeartbeat": T0}],
+                       "totals": {"submitted": 9, "completed": 3, "failed": 0, "cancelled": 0,
+                                  "rejected": 1, "retried": 0},
+                       "redis": state["redis"], "uptimeMs": 1000}
+    if cmd == PING:
+        return REPLY, {"redis": state["redis"], "uptimeMs": 1000}
+    if cmd == METRICS:
+        return (REPLY, {"text": BROKER_METRICS}) if state["metrics"] else None
+    return REJECTED, {"code": "bad_command", "message": "?"}
+
+
+def main():
+    fake = FakeBroker(handler)
+    try:
+        with harness.Stack("gw-answers") as s:
+            g = gateway(s, endpoint=fake.endpoint, env={"BROKER_TIMEOUT_MS": "400"})
+            run(g.url, fake)
+    finally:
+        fake.close()
+
+
+def run(u, fake):
+    body = {"botType": "python", "payload": {"task": "data_analysis"},
+            "webhookUrl": "http://mock-webhook:5000", "priority": 1, "idempotencyKey": "k-1",
+            "timeoutMs": 60000, "maxAttempts": 2}
+    r = post_json(u + "/invoke", body)
+    check(r.status == 202 and r.json["status"] == "queued" and r.json["jobId"].startswith("job-")
+          and "duplicate" not in r.json, "202 queued", r)
+    check(r.headers.get("location") == "/job/" + r.json["jobId"], "Location header", r.headers)
+    sent = [b for c, b in fake.seen if c == SUBMIT][-1]
+    check(all(sent.get(k) == v for k, v in body.items()), "SUBMIT carries every field", sent)
+    r = post_json(u + "/invoke", dict(body, idempotencyKey="seen-before"))
+    check(r.status == 202 and r.json.get("duplicate") is True, "duplicate: true", r)
+    r = post_json(u + "/invoke", {"botType": "python", "payload": None})
+    sent = [b for c, b in fake.seen if c == SUBMIT][-1]
+    check(r.status == 202 and sent["priority"] == 0 and "webhookUrl" not in sent,
+          "defaults: priority 0, no webhook", sent)
+
+    # REJECTED codes.
+    r = post_json(u + "/invoke", {"botType": "ghost", "payload": {}})
+    check(r.status == 400 and r.error_code() == "invalid_bot_type"
+          and r.json["error"]["message"] == "botType must be one of: java, node, python",
+          "unknown_bot_type -> 400 with the broker's types", r)
+    r = post_json(u + "/invoke", {"botType": "bad", "payload": {}})
+    check(r.status == 400 and r.error_code() == "bad_request", "bad_request -> 400", r)
+    r = post_json(u + "/invoke", {"botType": "huge", "payload": {}})
+    check(r.status == 413 and r.error_code() == "payload_too_large", "payload_too_large -> 413", r)
+    for bt, code, retry in (("full", "queue_full", "1"), ("nostore", "store_unavailable", "2"),
+                            ("closing", "shutting_down", "5")):
+        r = post_json(u + "/invoke", {"botType": bt, "payload": {}})
+        check(r.status == 503 and r.error_code() == code and r.headers.get("retry-after") == retry,
+              "%s -> 503 Retry-After %s" % (code, retry), r)
+    check("10.0.0.7" not in r.body, "no internal detail leaks", r)
+    r = post_json(u + "/invoke", {"botType": "frame", "payload": {}})
+    check(r.status == 502 and "src/x.c" not in r.body, "bad_frame -> 502, details hidden", r)
+    r = post_json(u + "/invoke", {"botType": "slow", "payload": {}})
+    check(r.status == 504 and r.error_code() == "broker_timeout", "no answer -> 504", r)
+    r = post_json(u + "/invoke", body)
+    check(r.status == 202, "the next request after a timeout is fine", r)
+
+    # GET /job/{id}: the record, times as ISO-8601 UTC with ms.
+    r = curl(u + "/job/j-1")
+    j = r.json
+    check(r.status == 200 and j["jobId"] == "j-1" and j["state"] == "completed"
+          and j["result"] == {"mean": 4.2} and j["priority"] == 1, "GET /job/{id} record", r)
+    check(j["createdAt"] == "2026-11-28T20:40:01.123Z" and j["startedAt"] == "2026-11-28T20:40:01.200Z"
+          and j["finishedAt"] == "2026-11-28T20:40:02.123Z", "ISO times", j)
+    check(j["webhook"]["nextAttemptAt"] == "2026-11-28T20:40:06.123Z"
+          and j["webhook"]["state"] == "retrying", "webhook.nextAttemptAt ISO", j["webhook"])
+    r = curl(u + "/job/nope")
+    check(r.status == 404 and r.error_code() == "not_found", "unknown job -> 404", r)
+
+    # cancel / retry / redeliver.
+    r = curl("-X", "POST", u + "/job/j-run/cancel")
+    check(r.status == 200 and r.json["state"] == "cancelled", "cancel -> 200 record", r)
+    r = curl("-X", "POST", u + "/job/j-1/cancel")
+    check(r.status == 409 and r.error_code() == "conflict", "cancel ended job -> 409", r)
+    r = curl("-X", "POST", u + "/job/nope/cancel")
+    check(r.status == 404, "cancel unknown -> 404", r)
+    r = curl("-X", "POST", u + "/job/j-failed/retry")
+    check(r.status == 202 and r.json == {"jobId": "j-failed", "status": "queued"}, "retry -> 202", r)
+    r = curl("-X", "POST", u + "/job/j-1/retry")
+    check(r.status == 409, "retry completed job -> 409", r)
+    r = curl("-X", "POST", u + "/job/j-failed/redeliver")
+    check(r.status == 202, "redeliver -> 202", r)
+    r = curl("-X", "POST", u + "/job/j-1/redeliver")
+    check(r.status == 409, "redeliver conflict -> 409", r)
+
+    # GET /jobs: parameters checked, then forwarded.
+    r = curl(u + "/jobs?state=failed&botType=python&limit=7")
+    sent = [b for c, b in fake.seen if c == LIST][-1]
+    check(r.status == 200 and len(r.json["jobs"]) == 2
+          and r.json["jobs"][0]["createdAt"] == "2026-11-28T20:40:01.123Z", "GET /jobs", r)
+    check(sent["state"] == "failed" and sent["botType"] == "python" and sent["limit"] == 7,
+          "LIST carries the filters", sent)
+    for q, code in (("state=bogus", "invalid_state"), ("limit=0", "invalid_limit"),
+                    ("limit=501", "invalid_limit"), ("limit=x", "invalid_limit"),
+                    ("botType=BAD!", "invalid_bot_type")):
+        r = curl(u + "/jobs?" + q)
+        check(r.status == 400 and r.error_code() == code, "/jobs?%s -> 400" % q, r)
+
+    # GET /stats: running is also "active"; workers get an ISO heartbeat.
+    r = curl(u + "/stats")
+    py = r.json["types"]["python"]
+    check(r.status == 200 and py["active"] == py["running"] == 2 and py["limit"] == 5
+          and py["waitingForPermit"] == 0 and r.json["totals"]["submitted"] == 9, "GET /stats", r)
+    check(r.json["workers"][0]["lastHeartbeatAt"] == "2026-11-28T20:40:01.123Z", "worker heartbeat",
+          r.json["workers"])
+
+    # /ready follows the broker's redis flag.
+    r = curl(u + "/ready")
+    check(r.status == 200 and r.json["redis"] is True and r.json["broker"] is True, "/ready 200", r)
+    state["redis"] = False
+    r = curl(u + "/ready")
+    check(r.status == 503 and r.error_code() == "redis_unavailable" and r.json["broker"] is True
+          and r.json["redis"] is False, "/ready 503 names Redis", r)
+
+    # /metrics: ours, then the broker's; promtool accepts both forms.
+    r = curl(u + "/metrics", show=False)
+    check(r.status == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4"),
+          "/metrics content type", r.headers)
+    check('queue_size{bot_type="python"} 3' in r.body, "broker metrics appended", r.body[-300:])
+    check(re.search(r'gateway_http_requests_total\{route="/invoke",code="202"\} [1-9]', r.body),
+          "requests counted by route and code", r.body[:2000])
+    check(re.search(r'gateway_invoke_rejected_total\{reason="queue_full"\} 1', r.body),
+          "rejections counted by reason", r.body[:3000])
+    rc, out = promtool_ok(r.body)
+    check(rc == 0, "promtool check metrics (with the broker part)", out)
+    state["metrics"] = False
+    r = curl(u + "/metrics", show=False)
+    check("queue_size" not in r.body and re.search(r"gateway_broker_metrics_skipped_total 1", r.body),
+          "broker part skipped and counted when it does not answer", r.body[-600:])
+    rc, out = promtool_ok(r.body)
+    check(rc == 0, "promtool check metrics (gateway only)", out)
+
+
+if __name__ == "__main__":
+    harness.main(main)
