@@ -1,0 +1,109 @@
+"""API keys (401, Bearer and X-API-Key, open endpoints, the /metrics
+rule) and the token-bucket rate limiter (429 with Retry-After, per key),
+against a fake broker that accepts everything."""
+import harness
+from harness import ACCEPTED, REPLY, SUBMIT, PING, METRICS, STATS
+from gwtest import FakeBroker, check, curl, gateway, post_json
+
+BODY = {"botType": "python", "payload": {"n": 1}}
+
+
+def handler(cmd, body):
+    if cmd == SUBMIT:
+        return ACCEPTED, {"jobId": "job-%d" % body["req"], "duplicate": False}
+    if cmd == PING:
+        return REPLY, {"redis": True, "uptimeMs": 1}
+    if cmd == METRICS:
+        return REPLY, {"text": ""}
+    if cmd == STATS:
+        return REPLY, {"types": {}, "workers": [], "totals": {}, "redis": True}
+    return None
+
+
+def main():
+    fake = FakeBroker(handler)
+    try:
+        with harness.Stack("gw-auth") as s:
+            keys(s, fake)
+            limits(s, fake)
+    finally:
+        fake.close()
+
+
+def keys(s, fake):
+    g = gateway(s, endpoint=fake.endpoint, name="gateway-keys",
+                env={"API_KEYS": "alpha-key, beta-key"})
+    u = g.url
+    r = post_json(u + "/invoke", BODY)
+    check(r.status == 401 and r.error_code() == "unauthorized"
+          and r.headers.get("www-authenticate") == "Bearer", "401 without a key", r)
+    r = post_json(u + "/invoke", BODY, "-H", "Authorization: Bearer wrong-key")
+    check(r.status == 401 and "not valid" in r.json["error"]["message"], "401 with a wrong key", r)
+    r = post_json(u + "/invoke", BODY, "-H", "Authorization: Bearer alpha-ke")
+    check(r.status == 401, "401 with a prefix of a key", r)
+    r = post_json(u + "/invoke", BODY, "-H", "Authorization: Bearer alpha-key")
+    check(r.status == 202, "Bearer key accepted", r)
+    r = post_json(u + "/invoke", BODY, "-H", "X-API-Key: beta-key")
+    check(r.status == 202, "X-API-Key accepted", r)
+    for path in ("/stats", "/jobs", "/job/abc", "/api/history"):
+        r = curl(u + path)
+        check(r.status == 401, "401 on " + path, r)
+    r = curl(u + "/stats", "-H", "X-API-Key: alpha-key")
+    check(r.status == 200, "/stats with a key", r)
+    # Open: health, ready, metrics (METRICS_REQUIRE_KEY unset), the page shell.
+    for path in ("/health", "/ready", "/metrics", "/admin/queues", "/admin/queues/app.js"):
+        r = curl(u + path, show=path != "/metrics" and not path.endswith(".js"))
+        check(r.status == 200, "open without a key: " + path, r.status)
+    # Error bodies never echo the key.
+    r = post_json(u + "/invoke", BODY, "-H", "Authorization: Bearer secret-guess")
+    check("secret-guess" not in r.body, "the presented key is not echoed", r)
+
+    g2 = gateway(s, endpoint=fake.endpoint, name="gateway-metrics-key",
+                 env={"API_KEYS": "alpha-key", "METRICS_REQUIRE_KEY": "1"})
+    r = curl(g2.url + "/metrics")
+    check(r.status == 401, "METRICS_REQUIRE_KEY=1: /metrics needs a key", r)
+    r = curl(g2.url + "/metrics", "-H", "Authorization: Bearer alpha-key", show=False)
+    check(r.status == 200 and "gateway_auth_failures_total 1" in r.body,
+          "/metrics with a key; auth failures counted", r.status)
+    r = curl(g2.url + "/health")
+    check(r.status == 200, "/health stays open", r)
+    g.stop()
+    g2.stop()
+
+
+def limits(s, fake):
+    # 2 tokens, refilled at 0.5/s: the third request in a row is refused.
+    g = gateway(s, endpoint=fake.endpoint, name="gateway-limits",
+                env={"RATE_LIMIT_RPS": "0.5", "RATE_LIMIT_BURST": "2",
+                     "API_KEYS": "alpha-key,beta-key"})
+    u = g.url
+    a = ("-H", "X-API-Key: alpha-key")
+    r1 = post_json(u + "/invoke", BODY, *a)
+    r2 = post_json(u + "/invoke", BODY, *a)
+    r3 = post_json(u + "/invoke", BODY, *a)
+    check(r1.status == 202 and r2.status == 202, "burst of 2 allowed", r1, r2)
+    check(r3.status == 429 and r3.error_code() == "rate_limited"
+          and int(r3.headers.get("retry-after", "0")) >= 1, "429 with Retry-After", r3)
+    r = curl(u + "/stats", *a)
+    check(r.status == 429, "the bucket covers every limited endpoint", r)
+    r = post_json(u + "/invoke", BODY, "-H", "X-API-Key: beta-key")
+    check(r.status == 202, "another key has its own bucket", r)
+    for path in ("/health", "/ready", "/metrics"):
+        r = curl(u + path, *a, show=False)
+        check(r.status == 200, "not rate-limited: " + path, r.status)
+    r = curl(u + "/metrics", show=False)
+    check("gateway_rate_limited_total 2" in r.body
+          and 'gateway_invoke_rejected_total{reason="rate_limited"} 1' in r.body,
+          "429s counted", [l for l in r.body.splitlines() if "rate_limited" in l])
+    g.stop()
+
+    # Keys off: per client address.
+    g = gateway(s, endpoint=fake.endpoint, name="gateway-limits-addr",
+                env={"RATE_LIMIT_RPS": "0.5", "RATE_LIMIT_BURST": "1"})
+    r1 = post_json(g.url + "/invoke", BODY)
+    r2 = post_json(g.url + "/invoke", BODY)
+    check(r1.status == 202 and r2.status == 429, "per-address bucket when keys are off", r1, r2)
+
+
+if __name__ == "__main__":
+    harness.main(main)
