@@ -2095,8 +2095,9 @@ s_router_handler (zloop_t *loop, zsock_t *router, void *arg)
             bm_series_inc (bm_metric_series (self->mf_frames, code));
             //  Answer in the peer's own language when we can tell it.
             zframe_t *header = zmsg_first (frames);
-            bool worker = header && zframe_size (header) == BM_HEADER_LEN
-                       && memcmp (zframe_data (header), BM_WORKER_HEADER, BM_HEADER_LEN) == 0;
+            //  "BMW" + any version is a worker's: it gets a NACK.
+            bool worker = header && zframe_size (header) >= 3
+                       && memcmp (zframe_data (header), "BMW", 3) == 0;
             bm_warn (NULL, "rejected a frame from a %s: %s (%s)",
                      worker ? "worker" : "client", code, reason);
             if (worker)
