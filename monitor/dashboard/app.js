@@ -236,7 +236,8 @@
     var totalRow = el("tr", { "data-type": "*" },
       el("td", null, "all"),
       el("td", { "class": "num", "data-field": "waiting" }, sums.waiting),
-      el("td", null, usageCell(sums.running, sums.limit, sums.running)),
+      el("td", null, el("div", { "class": "usage" }, el("span", { "class": "text" },
+        el("span", { "data-field": "running", id: "total-running" }, sums.running), " running"))),
       el("td", { "class": "num", "data-field": "waitingForPermit" }, sums.waitingForPermit),
       el("td", { "class": "num", "data-field": "completed" }, sums.completed),
       el("td", { "class": "num", "data-field": "failed" }, sums.failed),
@@ -283,7 +284,7 @@
   function usageCell(running, limit, usage, name) {
     var pct = limit > 0 ? Math.min(100, Math.round(100 * usage / limit)) : 0;
     var fill = el("div", { "class": "fill" + (limit > 0 && usage >= limit ? " full" : ""), style: "width:" + pct + "%" });
-    var prefix = name ? "type-" + name + "-" : "total-";
+    var prefix = "type-" + name + "-";
     return el("div", { "class": "usage", title: "semaphore: " + usage + " of " + limit + " permits in use" },
       el("div", { "class": "bar", "data-field": "usage", "data-value": usage }, fill),
       el("span", { "class": "text" },
@@ -526,8 +527,9 @@
     return Math.abs(v) >= 100 ? String(Math.round(v)) : String(Math.round(v * 100) / 100);
   }
 
-  //  series: [{name, color, dash, points: [[t, v|null], ...]}]
-  function drawChart(canvas, series, legendId) {
+  //  series: [{name, color, dash, points: [[t, v|null], ...]}]; range: [t0, t1]
+  //  (the snapshots' span, so every chart shares its time axis) or null.
+  function drawChart(canvas, series, legendId, range) {
     var dpr = window.devicePixelRatio || 1;
     var w = canvas.clientWidth || canvas.width, h = canvas.clientHeight || canvas.height;
     if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
@@ -557,6 +559,7 @@
       renderLegend(legendId, series);
       return;
     }
+    if (range) { tMin = Math.min(tMin, range[0]); tMax = Math.max(tMax, range[1]); }
     if (tMax === tMin) { tMin -= 5000; tMax += 5000; }
     var step = niceCeil(vMax * 1.05 / 4), yMax = step * 4;
     var x = function (t) { return left + (t - tMin) / (tMax - tMin) * pw; };
@@ -639,29 +642,36 @@
     var history = state.history.filter(function (s) { return s && typeof s.t === "number"; });
     document.body.dataset.historyPoints = history.length;
     var types = snapshotTypes(history);
+    var range = history.length ? [history[0].t, history[history.length - 1].t] : null;
     drawChart($("chart-throughput"), types.map(function (t) {
       return { name: t, color: colorOf(t), points: perType(history, t, "throughput") };
-    }), "legend-throughput");
+    }), "legend-throughput", range);
     var q = $("latency-quantile").value;
     drawChart($("chart-latency"), types.map(function (t) {
       return { name: t + " " + q, color: colorOf(t), points: perType(history, t, q) };
-    }), "legend-latency");
+    }), "legend-latency", range);
     var queue = [];
     types.forEach(function (t) {
       queue.push({ name: t + " waiting", color: colorOf(t), points: perType(history, t, "waiting") });
       queue.push({ name: t + " running", color: colorOf(t), dash: true, points: perType(history, t, "running") });
     });
-    drawChart($("chart-queue"), queue, "legend-queue");
+    drawChart($("chart-queue"), queue, "legend-queue", range);
+    //  The broker writes webhook outcomes as running totals since it
+    //  started: chart the increase per snapshot (a drop means a restart).
     var hook = function (key) {
+      var previous = null;
       return history.map(function (snap) {
         var v = snap.webhook ? snap.webhook[key] : null;
-        return [snap.t, typeof v === "number" ? v : null];
+        if (typeof v !== "number") { previous = null; return [snap.t, null]; }
+        var delta = previous === null ? null : (v >= previous ? v - previous : v);
+        previous = v;
+        return [snap.t, delta];
       });
     };
     drawChart($("chart-webhook"), [
       { name: "delivered", color: "#1d8a4f", points: hook("delivered") },
       { name: "failed", color: "#c53030", points: hook("failed") }
-    ], "legend-webhook");
+    ], "legend-webhook", range);
   }
 
   // ------------------------------------------------------------------

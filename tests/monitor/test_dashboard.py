@@ -1,0 +1,207 @@
+"""test_dashboard.py - the queue dashboard in headless Chromium against a real stack.
+
+redis + broker + a Python worker + the gateway with API keys on.  The page:
+asks for the key (401), then shows per-type numbers equal to /stats, the
+worker, the jobs; filters by state; opens a failed job (payload, error) and
+retries it; finds a queued job by id and cancels it; redelivers a webhook;
+draws charts from the snapshots.  Keeps a screenshot in
+$BOTMESH_ARTIFACTS/dashboard.png.
+"""
+import json
+import os
+import sys
+
+import harness
+from harness import check, log, wait_until
+
+import cdp
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KEY = "dash-key-7f3a"
+FIELDS = ("waiting", "running", "limit", "waitingForPermit", "completed", "failed", "cancelled", "workers")
+
+
+def start_gateway(s, env=None):
+    port = harness.free_port()
+    e = {"API_GATEWAY_PORT": str(port), "GATEWAY_LISTEN": "127.0.0.1",
+         "BROKER_ENDPOINT": s.endpoint, "GATEWAY_THREADS": "16"}
+    e.update(env or {})
+    s.spawn("gateway", [s.bin("botmesh-gateway")], e)
+    base = "http://127.0.0.1:%d" % port
+    wait_until(lambda: harness.http("GET", base + "/health")[0] == 200, 15, "gateway /health")
+    return base
+
+
+def page_type_numbers(page):
+    """{botType: {field: int}} as the page shows them."""
+    return page.eval("""(function(){
+        var out = {};
+        document.querySelectorAll('#types-body tr[data-type]').forEach(function (tr) {
+            var row = {};
+            tr.querySelectorAll('[data-field]').forEach(function (c) {
+                if (c.dataset.field !== 'usage') row[c.dataset.field] = Number(c.textContent);
+            });
+            out[tr.dataset.type] = row;
+        });
+        return out;
+    })()""")
+
+
+def test():
+    artifacts = os.environ.get("BOTMESH_ARTIFACTS") or os.path.join(harness.ROOT, "build", "artifacts")
+    os.makedirs(artifacts, exist_ok=True)
+    shot = os.path.join(artifacts, "dashboard.png")
+    if os.path.exists(shot):
+        os.unlink(shot)
+
+    with harness.Stack("dashboard") as s:
+        s.redis()
+        s.broker(env={"METRICS_SNAPSHOT_INTERVAL": "1"})
+        s.spawn("pyworker", [sys.executable, os.path.join(HERE, "pyworker.py"), s.endpoint, "python", "2"])
+        s.wait_workers(1, "python")
+        base = start_gateway(s, {"API_KEYS": KEY})
+        auth = {"X-API-Key": KEY}
+
+        def get(path):
+            status, _, body = harness.http("GET", base + path, headers=auth)
+            check(status == 200, "GET %s answers 200" % path, status, body)
+            return body
+
+        status, _, _ = harness.http("GET", base + "/stats")
+        check(status == 401, "API keys are on: /stats without a key is 401", status)
+
+        def invoke(bot_type, payload, **extra):
+            body = dict(extra, botType=bot_type, payload=payload)
+            status, _, reply = harness.http("POST", base + "/invoke", body, headers=auth)
+            check(status in (200, 201, 202), "invoke %s accepted" % bot_type, status, reply)
+            return reply["jobId"]
+
+        done = [invoke("python", {"n": i}) for i in range(3)]
+        failing = invoke("python", {"fail": "boom", "n": 99})
+        hooked = invoke("python", {"n": 7}, webhookUrl="http://127.0.0.1:9/hook")
+        queued = invoke("java", {"n": 1})             # no java worker: stays queued
+        wait_until(lambda: get("/stats")["types"]["python"]["completed"] == 4
+                   and get("/stats")["types"]["python"]["failed"] == 1, 20, "python jobs to end")
+
+        with cdp.Browser() as browser:
+            page = browser.new_page(1440, 1000)
+            page.goto(base + "/admin/queues")
+
+            # 1. The key is asked for once, then kept
+            page.wait_for("!document.getElementById('auth').hidden", 10, "the API key form")
+            check(page.eval("document.getElementById('conn').dataset.state") == "auth", "status shows 'API key needed'")
+            page.type_text("#auth-key", KEY)
+            page.click("#auth-save")
+            page.wait_for("document.body.dataset.statsUpdates >= 1 && document.body.dataset.jobsUpdates >= 1",
+                          10, "first refresh with the key")
+            check(page.eval("localStorage.getItem('botmesh.apiKey')") == KEY, "the key is stored in localStorage")
+            check(page.eval("document.getElementById('auth').hidden"), "the key form is gone")
+
+            # 2. Per-type numbers equal /stats (the state is stable now)
+            def same_as_stats():
+                stats = get("/stats")
+                shown = page_type_numbers(page)
+                want = {t: {f: v.get(f, 0) for f in FIELDS} for t, v in stats["types"].items()}
+                return shown if shown == want else None
+            wait_until(same_as_stats, 10, "page numbers to equal /stats")
+            shown = page_type_numbers(page)
+            log("page shows", json.dumps(shown, sort_keys=True))
+            check(shown["python"]["completed"] == 4 and shown["python"]["failed"] == 1, "python: 4 completed, 1 failed", shown)
+            check(shown["java"]["waiting"] == 1 and shown["java"]["limit"] == 3, "java: 1 waiting, limit 3", shown)
+            totals = get("/stats")["totals"]
+            check(page.eval("Number(document.getElementById('total-submitted').textContent)") == totals["submitted"],
+                  "total submitted matches", totals)
+
+            # 3. Workers table
+            worker = page.eval("""(function(){ var r = document.querySelector('#workers-body tr[data-worker]');
+                return r && {name: r.dataset.worker, types: r.querySelector('[data-field=types]').textContent,
+                             credit: Number(r.querySelector('[data-field=credit]').textContent)}; })()""")
+            check(worker and worker["name"].startswith("pyworker-") and worker["types"] == "python"
+                  and worker["credit"] == 2, "worker row: name, types, credit", worker)
+
+            # 4. Jobs list and the state filter
+            ids = page.eval("Array.prototype.map.call(document.querySelectorAll('#jobs-body tr'), function (r) { return r.dataset.jobId; })")
+            check(set(done + [failing, hooked, queued]) <= set(ids), "all six jobs are listed", ids)
+            updates = page.eval("Number(document.body.dataset.jobsUpdates)")
+            page.eval("(function(){ var s = document.getElementById('filter-state'); s.value = 'failed';"
+                      " s.dispatchEvent(new Event('change')); })()")
+            page.wait_for("Number(document.body.dataset.jobsUpdates) > %d" % updates, 10, "filtered jobs")
+            rows = page.eval("Array.prototype.map.call(document.querySelectorAll('#jobs-body tr'), function (r) { return [r.dataset.jobId, r.dataset.state]; })")
+            check(rows == [[failing, "failed"]], "state=failed shows only the failed job", rows)
+
+            # 5. Open the failed job; its detail; retry it
+            page.click('#jobs-body tr[data-job-id="%s"]' % failing)
+            page.wait_for("document.body.dataset.detailJob === %s" % json.dumps(failing), 10, "the failed job's detail")
+            detail = page.eval("""({state: document.querySelector('#job-detail [data-field=state]').dataset.value,
+                code: document.getElementById('detail-error-code').textContent,
+                message: document.getElementById('detail-error-message').textContent,
+                payload: JSON.parse(document.getElementById('detail-payload').textContent),
+                attempts: document.querySelector('#job-detail [data-field=attempts]').textContent,
+                retry: !document.getElementById('action-retry').disabled,
+                cancel: !document.getElementById('action-cancel').disabled})""")
+            log("detail", detail)
+            check(detail["state"] == "failed" and detail["code"] == "bot_failed" and detail["message"] == "boom",
+                  "detail shows the error", detail)
+            check(detail["payload"] == {"fail": "boom", "n": 99}, "detail shows the payload", detail)
+            check(detail["retry"] and not detail["cancel"], "retry enabled, cancel disabled for a failed job", detail)
+            page.click("#action-retry")
+            page.wait_for("document.getElementById('action-message').dataset.result === 'ok'", 10, "retry to succeed")
+            wait_until(lambda: get("/stats")["totals"]["retried"] == 1, 10, "the broker to count the retry")
+            wait_until(lambda: get("/job/" + failing)["state"] == "failed" and get("/job/" + failing).get("attempts") == 1
+                       and get("/stats")["types"]["python"]["failed"] == 2, 20, "the retried job to fail again")
+            page.wait_for("Number(document.getElementById('total-retried').textContent) === 1", 10, "page: retried 1")
+
+            # 6. Find the queued java job by id, cancel it, then retry it
+            page.eval("(function(){ var s = document.getElementById('filter-state'); s.value = '';"
+                      " s.dispatchEvent(new Event('change')); })()")
+            page.eval("document.getElementById('search-id').value = ''")
+            page.type_text("#search-id", queued)
+            page.click("#search-go")
+            page.wait_for("document.body.dataset.detailJob === %s" % json.dumps(queued), 10, "the queued job's detail")
+            check(page.eval("location.hash") == "#/job/" + queued, "the detail has a link (#/job/ID)")
+            page.wait_for("document.querySelector('#job-detail [data-field=state]').dataset.value === 'queued'"
+                          " && !document.getElementById('action-cancel').disabled", 10, "cancel enabled for a queued job")
+            check(page.eval("document.getElementById('action-retry').disabled"), "retry disabled for a queued job")
+            page.click("#action-cancel")
+            page.wait_for("document.getElementById('action-message').dataset.result === 'ok'", 10, "cancel to succeed")
+            check(get("/job/" + queued)["state"] == "cancelled", "the broker cancelled the job")
+            page.wait_for("document.querySelector('#job-detail [data-field=state]').dataset.value === 'cancelled'"
+                          " && !document.getElementById('action-retry').disabled", 10, "page: cancelled, retry enabled")
+            page.click("#action-retry")
+            page.wait_for("document.getElementById('action-message').dataset.result === 'ok'", 10, "retry to succeed")
+            check(get("/job/" + queued)["state"] == "queued", "the cancelled job is queued again")
+
+            # 7. Redeliver the webhook of an ended job
+            page.goto("about:blank")                  # a real reload, not a hash change
+            page.goto(base + "/admin/queues#/job/" + hooked)
+            page.wait_for("document.body.dataset.detailJob === %s" % json.dumps(hooked), 10, "the webhook job's detail")
+            page.wait_for("!document.getElementById('detail-webhook-box').hidden"
+                          " && !document.getElementById('action-redeliver').disabled", 10, "redeliver enabled")
+            check(page.eval("document.getElementById('auth').hidden"), "the stored key is used after a reload")
+            page.click("#action-redeliver")
+            page.wait_for("document.getElementById('action-message').dataset.result !== 'pending'"
+                          " && document.getElementById('action-message').dataset.result", 10, "redeliver answer")
+            msg = page.eval("[document.getElementById('action-message').dataset.result, document.getElementById('action-message').textContent]")
+            check(msg[0] == "ok", "redeliver accepted", msg)
+
+            # 8. Charts from the snapshots
+            page.wait_for("Number(document.body.dataset.historyPoints) >= 2"
+                          " && Number(document.getElementById('chart-queue').dataset.points) > 0", 15, "charts with snapshots")
+            history = get("/api/history?limit=10")["snapshots"]
+            check(len(history) >= 2 and "python" in history[-1]["types"], "history has python snapshots", history[-1:])
+
+            # 9. No script errors; the screenshot
+            errors = [e for e in browser.events if e.get("method") == "Runtime.exceptionThrown"]
+            check(not errors, "no JavaScript exceptions", errors[:3])
+            page.goto("about:blank")
+            page.goto(base + "/admin/queues#/job/" + failing)
+            page.wait_for("document.body.dataset.detailJob && Number(document.body.dataset.historyPoints) >= 2", 10, "page ready")
+            page.screenshot(shot)
+        with open(shot, "rb") as f:
+            head = f.read(8)
+        check(head == b"\x89PNG\r\n\x1a\n" and os.path.getsize(shot) > 20000, "screenshot saved: %s" % shot,
+              os.path.getsize(shot))
+
+
+if __name__ == "__main__":
+    harness.main(test)
