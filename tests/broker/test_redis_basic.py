@@ -1,0 +1,115 @@
+"""Durable job status in Redis: records, restart recovery, TTL, outage.
+
+A real redis-server (AOF on) and a real broker; fake workers the test
+drives, so each state change is seen in Redis exactly.
+"""
+import os
+import signal
+import time
+import harness as h
+from fakeworker import FakeWorker
+
+
+def key(job_id):
+    return "botmesh:{bm}:job:" + job_id
+
+
+def test():
+    env = {"HEARTBEAT_INTERVAL_MS": "200", "HEARTBEAT_LIVENESS": "5",
+           "COMPLETED_JOB_TTL": "2", "METRICS_SNAPSHOT_INTERVAL": "1"}
+    with h.Stack("redis") as s:
+        s.redis()
+        broker = s.broker(env=env)
+        c = s.client()
+        h.wait_until(lambda: c.request(h.PING)[1]["redis"], 10, "broker connected to redis")
+
+        # The record is in Redis when SUBMIT is acknowledged.
+        jid = c.submit("python", {"task": "data_analysis"}, priority=2, webhookUrl="http://127.0.0.1:9/x")
+        h.check(s.redis_cli("HGET", key(jid), "state") == "queued", "ACCEPTED job is in Redis as queued")
+        h.check(s.redis_cli("ZSCORE", "botmesh:{bm}:live", jid) != "", "and in the live set")
+
+        # Running, then completed: the result is durable, the record expires.
+        w = FakeWorker(s.endpoint, "w1", ["python"], 2)
+        job = w.recv_job()
+        h.wait_until(lambda: s.redis_cli("HGET", key(jid), "state") == "running", 5, "running in Redis")
+        h.check(s.redis_cli("HGET", key(jid), "worker") == "w1", "Redis names the worker")
+        w.done(jid, {"mean": 4.2})
+        rec = c.wait(jid)
+        h.check(rec["state"] == "completed" and rec["result"] == {"mean": 4.2}, "completed", rec)
+        h.wait_until(lambda: s.redis_cli("HGET", key(jid), "state") == "completed", 5, "completed in Redis")
+        ttl = int(s.redis_cli("PTTL", key(jid)))
+        h.check(0 < ttl <= 2000, "a completed record carries COMPLETED_JOB_TTL=2s", ttl)
+        h.check(s.redis_cli("ZSCORE", "botmesh:{bm}:live", jid) == "", "and left the live set")
+        # Its webhook delivery became a job of the built-in webhook type.
+        h.check(s.redis_cli("ZSCORE", "botmesh:{bm}:live", jid + ".wh1") != "", "its webhook delivery is a live job")
+
+        # Restart: queued and running jobs come back; running ones count an attempt.
+        queued = [c.submit("python", {"n": i}, priority=5 - (i % 2)) for i in range(4)]
+        w2 = FakeWorker(s.endpoint, "w2", ["node"], 1)
+        running = c.submit("node", {"r": 1})
+        job = w2.recv_job()
+        h.check(job["jobId"] == running and job["attempt"] == 1, "node job running, attempt 1", job)
+        h.wait_until(lambda: s.redis_cli("HGET", key(running), "state") == "running", 5, "running in Redis")
+        w.close()
+        w2.close()
+        broker.kill()
+        h.log("broker killed with SIGKILL")
+        broker = s.broker(env=env)
+        h.wait_until(lambda: c.request(h.PING)[1]["redis"], 10, "restarted broker recovered from redis")
+        rec = c.status(running)
+        h.check(rec["state"] == "queued" and rec["attempts"] == 1, "the running job is queued again", rec)
+        for q in queued:
+            h.check(c.status(q)["state"] == "queued", "queued job %s survived the restart" % q)
+        old = c.status(jid)
+        h.check(old and old["state"] == "completed" and old["result"] == {"mean": 4.2},
+                "STATUS answers a finished job from Redis after the restart", old)
+        w3 = FakeWorker(s.endpoint, "w3", ["python", "node"], 10)
+        got = {}
+        for _ in range(5):
+            j = w3.recv_job()
+            got[j["jobId"]] = j
+            w3.done(j["jobId"], {"ok": True})
+        h.check(got[running]["attempt"] == 2, "the interrupted job runs again as attempt 2", got[running])
+        order = [j for j in got if j != running]
+        expect = [q for i, q in enumerate(queued) if i % 2 == 1] + [q for i, q in enumerate(queued) if i % 2 == 0]
+        h.check(order == expect, "recovered queue keeps priority, then submission order", (order, expect))
+
+        # TTL: the completed record is gone after 2 s; STATUS says not_found.
+        h.wait_until(lambda: s.redis_cli("EXISTS", key(jid)) == "0", 10, "record expired after its TTL")
+
+        # Snapshots for the dashboard, bounded history.
+        h.wait_until(lambda: int(s.redis_cli("LLEN", "botmesh:{bm}:snapshots") or 0) >= 1, 5, "metric snapshots written")
+
+        # Redis outage: SUBMIT rejected with store_unavailable, broker stays up,
+        # a running job's completion waits and is flushed on reconnect.
+        w3.close()
+        w3 = FakeWorker(s.endpoint, "w4", ["python"], 2)
+        pending = c.submit("python", {"during": "outage"})
+        j = w3.recv_job()
+        redis_proc = [p for p in s.procs if p.name == "redis"][0]
+        redis_proc.kill()
+        h.wait_until(lambda: not c.request(h.PING)[1]["redis"], 10, "broker noticed redis is gone")
+        cmd, r = c.try_submit("python", {"x": 1})
+        h.check(cmd == h.REJECTED and r["code"] == "store_unavailable", "SUBMIT during the outage: store_unavailable", r)
+        w3.done(pending, {"finished": "while redis was away"})
+        h.wait_until(lambda: c.status(pending)["state"] == "completed", 5, "job completes in memory")
+        w3.recv(timeout=0.3)        # heartbeat
+        s.redis()
+        h.wait_until(lambda: c.request(h.PING)[1]["redis"], 15, "broker reconnected")
+        h.wait_until(lambda: s.redis_cli("HGET", key(pending), "state") == "completed", 10,
+                     "the buffered state change reached Redis after the outage")
+        h.check(s.redis_cli("HGET", key(queued[0]), "state") == "completed",
+                "records written before Redis was killed survived its restart (AOF)")
+        jid2 = c.submit("python", {"after": "outage"})
+        h.check(s.redis_cli("HGET", key(jid2), "state") in ("queued", "running"), "SUBMIT works again after the outage")
+        out = broker.output()
+        h.check(out.count("unavailable") <= 2, "the outage is logged once, not per job", out.count("unavailable"))
+
+        # Graceful stop: SIGTERM flushes and exits 0.
+        broker.signal(signal.SIGTERM)
+        rc = broker.p.wait(10)
+        h.check(rc == 0, "broker exits 0 on SIGTERM", rc)
+
+
+if __name__ == "__main__":
+    h.main(test)
