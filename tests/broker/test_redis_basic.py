@@ -84,6 +84,10 @@ def test():
         # a running job's completion waits and is flushed on reconnect.
         w3.close()
         w3 = FakeWorker(s.endpoint, "w4", ["python"], 2)
+        failed = c.submit("python", {"will": "fail"})
+        j = w3.recv_job()
+        w3.done(failed, None, ok=False, error={"code": "bot_failed", "message": "exit 1"})
+        h.wait_until(lambda: s.redis_cli("HGET", key(failed), "state") == "failed", 5, "failed job in Redis")
         pending = c.submit("python", {"during": "outage"})
         j = w3.recv_job()
         redis_proc = [p for p in s.procs if p.name == "redis"][0]
@@ -98,7 +102,7 @@ def test():
         h.wait_until(lambda: c.request(h.PING)[1]["redis"], 15, "broker reconnected")
         h.wait_until(lambda: s.redis_cli("HGET", key(pending), "state") == "completed", 10,
                      "the buffered state change reached Redis after the outage")
-        h.check(s.redis_cli("HGET", key(queued[0]), "state") == "completed",
+        h.check(s.redis_cli("HGET", key(failed), "errorMessage") == "exit 1",
                 "records written before Redis was killed survived its restart (AOF)")
         jid2 = c.submit("python", {"after": "outage"})
         h.check(s.redis_cli("HGET", key(jid2), "state") in ("queued", "running"), "SUBMIT works again after the outage")
