@@ -2446,10 +2446,12 @@ s_load_type_settings (bm_broker_t *self)
         service_t *service = s_service_require (self, seed [i]);
         service->limit = seed_limits [i];
         service->configured = true;
+        bm_series_set (service->m_limit, (double) service->limit);
     }
     service_t *webhook = s_service_require (self, BM_WEBHOOK_TYPE);
     webhook->limit = 10000;
     webhook->configured = true;
+    bm_series_set (webhook->m_limit, (double) webhook->limit);
     for (char **env = environ; *env; env++) {
         const char *entry = *env;
         const char *eq = strchr (entry, '=');
