@@ -1,0 +1,159 @@
+"""test_prometheus.py - the real prometheus binary scrapes a running stack.
+
+redis + broker + a Python worker + the gateway (+ webhook manager and mock
+when they are built).  deploy/prometheus.yml is rewritten only in its
+targets (ephemeral ports) and intervals; Prometheus runs for a few seconds
+and its HTTP API must show bot_executions_total and semaphore_usage samples
+with the right values, every target up, and every metric the Grafana
+dashboard queries.  Each service's /metrics also passes `promtool check
+metrics`.
+"""
+import glob
+import json
+import os
+import subprocess
+import sys
+import urllib.parse
+
+import yaml
+
+import harness
+from harness import check, log, wait_until
+
+import test_grafana
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def promtool_metrics(text):
+    out = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    return out.returncode, out.stdout + out.stderr
+
+
+def test():
+    with harness.Stack("prometheus") as s:
+        s.redis()
+        broker = s.broker(env={"METRICS_SNAPSHOT_INTERVAL": "1"})
+        s.spawn("pyworker", [sys.executable, os.path.join(HERE, "pyworker.py"), s.endpoint, "python", "2"])
+        s.wait_workers(1, "python")
+        gw_port = harness.free_port()
+        s.spawn("gateway", [s.bin("botmesh-gateway")],
+                {"API_GATEWAY_PORT": str(gw_port), "GATEWAY_LISTEN": "127.0.0.1",
+                 "BROKER_ENDPOINT": s.endpoint, "GATEWAY_THREADS": "16"})
+        gw = "http://127.0.0.1:%d" % gw_port
+        wait_until(lambda: harness.http("GET", gw + "/health")[0] == 200, 15, "gateway /health")
+
+        # Services and their /metrics addresses, by Prometheus job name
+        targets = {"broker": "127.0.0.1:%d" % broker.metrics_port, "gateway": "127.0.0.1:%d" % gw_port}
+        optional = {"webhook-manager": ("botmesh-webhook", "WEBHOOK_MANAGER_PORT"),
+                    "mock-webhook": ("botmesh-mock", "MOCK_WEBHOOK_PORT")}
+        for job, (binary, port_var) in optional.items():
+            if os.path.exists(s.bin(binary)):
+                port = harness.free_port()
+                s.spawn(job, [s.bin(binary)], {port_var: str(port), "BROKER_ENDPOINT": s.endpoint})
+                wait_until(lambda: harness.http("GET", "http://127.0.0.1:%d/health" % port)[0] == 200,
+                           15, "%s /health" % job)
+                targets[job] = "127.0.0.1:%d" % port
+            else:
+                log("%s not built: its job is left out" % binary)
+
+        # Work, a rejection and a bad frame, so labelled families have series
+        for i in range(3):
+            status, _, reply = harness.http("POST", gw + "/invoke", {"botType": "python", "payload": {"n": i}})
+            check(status in (200, 201, 202), "invoke accepted", status, reply)
+        status, _, reply = harness.http("POST", gw + "/invoke", {"botType": "python", "payload": {"fail": "x"}})
+        check(status in (200, 201, 202), "invoke (failing) accepted", status, reply)
+        c = s.client()
+        try:
+            cmd, reply = c.try_submit("no-such-type", {})
+            check(cmd == harness.REJECTED, "unknown bot type rejected", reply)
+            c.sock.send_multipart([harness.CLIENT, b"\x7f", b"\xc1"])       # unknown command, bad msgpack
+        finally:
+            c.close()
+        wait_until(lambda: harness.http("GET", gw + "/stats")[2]["types"]["python"]["completed"] == 3, 20,
+                   "3 python jobs to complete")
+
+        # Every service's exposition is valid
+        for job, target in sorted(targets.items()):
+            status, headers, text = harness.http("GET", "http://%s/metrics" % target)
+            check(status == 200, "%s /metrics answers 200" % job, status)
+            ctype = {k.lower(): v for k, v in headers.items()}.get("content-type", "")
+            check(ctype.startswith("text/plain") and "version=0.0.4" in ctype, "%s content type" % job, ctype)
+            rc, out = promtool_metrics(text)
+            check(rc == 0, "%s /metrics passes promtool check metrics" % job, out)
+
+        # deploy/prometheus.yml with our ports and a 1 s scrape interval
+        config = yaml.safe_load(open(os.path.join(harness.ROOT, "deploy", "prometheus.yml")))
+        prom_port = harness.free_port()
+        config["global"]["scrape_interval"] = "1s"
+        config["global"]["scrape_timeout"] = "1s"
+        config["global"]["evaluation_interval"] = "1s"
+        jobs = []
+        for sc in config["scrape_configs"]:
+            name = sc["job_name"]
+            if name == "prometheus":
+                sc["static_configs"] = [{"targets": ["127.0.0.1:%d" % prom_port]}]
+            elif name in targets:
+                sc["static_configs"] = [{"targets": [targets[name]]}]
+            else:
+                continue
+            jobs.append(sc)
+        check({"broker", "gateway", "webhook-manager", "mock-webhook"} <= {sc["job_name"] for sc in config["scrape_configs"]},
+              "deploy/prometheus.yml scrapes broker, gateway, webhook manager and mock")
+        config["scrape_configs"] = jobs
+        path = os.path.join(s.dir, "prometheus.yml")
+        with open(path, "w") as f:
+            yaml.safe_dump(config, f)
+        out = subprocess.run(["promtool", "check", "config", path], capture_output=True, text=True, timeout=30)
+        check(out.returncode == 0, "promtool check config (test copy)", out.stdout + out.stderr)
+
+        s.spawn("prometheus", ["prometheus", "--config.file=" + path,
+                               "--storage.tsdb.path=" + os.path.join(s.dir, "prom-data"),
+                               "--web.listen-address=127.0.0.1:%d" % prom_port, "--log.level=warn"])
+        api = "http://127.0.0.1:%d/api/v1/" % prom_port
+
+        def query(q):
+            status, _, body = harness.http("GET", api + "query?query=" + urllib.parse.quote(q))
+            if status != 200 or body.get("status") != "success":
+                return None
+            return body["data"]["result"]
+
+        def all_up():
+            status, _, body = harness.http("GET", api + "targets")
+            if status != 200:
+                return None
+            active = body["data"]["activeTargets"]
+            health = {t["labels"]["job"]: t["health"] for t in active}
+            return health if len(active) == len(jobs) and all(h == "up" for h in health.values()) else None
+        health = wait_until(all_up, 30, "every target up in Prometheus", interval=0.25)
+        log("targets", health)
+
+        done = wait_until(lambda: query('bot_executions_total{job="broker",bot_type="python",status="completed"}'),
+                          20, "bot_executions_total samples", interval=0.25)
+        check(float(done[0]["value"][1]) == 3, "bot_executions_total{python,completed} = 3", done)
+        failed = query('bot_executions_total{job="broker",bot_type="python",status="failed"}')
+        check(failed and float(failed[0]["value"][1]) == 1, "bot_executions_total{python,failed} = 1", failed)
+        usage = wait_until(lambda: query('semaphore_usage{job="broker"}'), 10, "semaphore_usage samples", interval=0.25)
+        types = {r["metric"]["bot_type"] for r in usage}
+        check({"python", "node", "java"} <= types, "semaphore_usage for python, node, java", types)
+        limit = query('semaphore_limit{job="broker",bot_type="python"}')
+        check(limit and float(limit[0]["value"][1]) == 5, "semaphore_limit{python} = 5", limit)
+
+        # Every metric the Grafana dashboard queries exists in the scraped data
+        names = set()
+        for f in glob.glob(os.path.join(harness.ROOT, "deploy", "grafana", "dashboards", "*.json")):
+            for p in json.load(open(f))["panels"]:
+                for t in p.get("targets", []):
+                    names |= test_grafana.metric_names(t["expr"])
+        missing = []
+        for name in sorted(names):
+            if name.startswith("webhook_") and "webhook-manager" not in targets:
+                log("skipping %s: no webhook manager built" % name)
+                continue
+            if not query('count({__name__="%s"})' % name):
+                missing.append(name)
+        check(not missing, "every metric of the Grafana dashboard has samples (%d names)" % len(names), missing)
+
+
+if __name__ == "__main__":
+    harness.main(test)
