@@ -1,5 +1,6 @@
 #!/bin/sh
-#  run_node.sh TEST.js - run a Node test of the botmesh Node client.
+#  run_node.sh TEST.js [ARGS] - run a Node script of the botmesh Node client tests.
+#  run_node.sh --check        - only make sure the Node dependencies are there (0, or 77).
 #  Installs clients/node/node_modules with `npm ci` when it is missing; when
 #  npm cannot install (no registry, no npm), exits 77: CTest marks it skipped.
 ROOT=${BOTMESH_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -20,6 +21,9 @@ if [ ! -d "$NODE_DIR/node_modules/zeromq" ] || [ ! -d "$NODE_DIR/node_modules/@m
 fi
 if ! node -e "require('$NODE_DIR/node_modules/zeromq'); require('$NODE_DIR/node_modules/@msgpack/msgpack')" 2>/dev/null; then
     echo "SKIP: zeromq / @msgpack/msgpack cannot be loaded"; exit 77
+fi
+if [ "$1" = "--check" ]; then
+    exit 0
 fi
 export NODE_PATH="$NODE_DIR/node_modules${NODE_PATH:+:$NODE_PATH}"
 exec node "$@"

@@ -1,0 +1,64 @@
+"""e2elib.py - shared pieces of the end-to-end tests of the botmesh clients."""
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.environ.get("BOTMESH_ROOT") or os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+
+import harness            # noqa: E402
+import botmesh            # noqa: E402
+
+PY = "/usr/bin/python3"
+RUN_NODE = os.path.join(HERE, "run_node.sh")
+
+
+def need_node():
+    """Install the Node dependencies if needed; exit 77 (skip) if impossible."""
+    r = subprocess.run(["sh", RUN_NODE, "--check"], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        print(r.stdout, r.stderr)
+        print("SKIP: the Node client's dependencies cannot be installed", flush=True)
+        sys.exit(77)
+
+
+def pyworker(stack, name, types="pywork", credit=1, env=None):
+    return stack.spawn(name, [PY, os.path.join(HERE, "pyworker.py"), "--types", types, "--credit", str(credit),
+                              "--name", name, "--endpoint", stack.endpoint], env)
+
+
+def nodeworker(stack, name, types="nodework", credit=1, env=None):
+    return stack.spawn(name, ["sh", RUN_NODE, os.path.join(HERE, "nodeworker.js"), "--types", types,
+                              "--credit", str(credit), "--name", name, "--endpoint", stack.endpoint], env)
+
+
+def gateway(stack):
+    """Start botmesh-gateway on a free port; returns its base URL once /ready answers 200."""
+    port = harness.free_port()
+    stack.spawn("gateway", [stack.bin("botmesh-gateway"), "--port", str(port), "--listen", "127.0.0.1",
+                            "--broker", stack.endpoint, "--threads", "16"])
+    base = "http://127.0.0.1:%d" % port
+    harness.wait_until(lambda: harness.http("GET", base + "/ready", timeout=2)[0] == 200, 15, "gateway /ready")
+    return base
+
+
+def wait_worker(client, name, timeout=15):
+    """Wait until the broker lists a worker with this name."""
+    harness.wait_until(lambda: any(w["name"] == name for w in client.stats()["workers"]), timeout,
+                       "worker %s to register" % name)
+
+
+def max_overlap(intervals):
+    """Largest number of [start, end) intervals open at once."""
+    events = []
+    for s, e in intervals:
+        events.append((s, 1))
+        events.append((e, -1))
+    events.sort(key=lambda x: (x[0], x[1]))      # an end before a start at the same instant
+    cur = best = 0
+    for _, d in events:
+        cur += d
+        best = max(best, cur)
+    return best

@@ -1,0 +1,42 @@
+'use strict';
+/*  nodeworker.js - a botmesh worker in Node.js for the end-to-end tests.
+
+      sh run_node.sh nodeworker.js --types nodework --credit 2 --name node-1 [--endpoint EP]
+
+    Each job: payload {sleepMs, fail, progress} -> result {worker, start, end
+    (ms, wall clock), attempt, echo}.  SIGTERM: graceful stop.  */
+const path = require('path');
+const ROOT = process.env.BOTMESH_ROOT || path.resolve(__dirname, '..', '..');
+const { Worker, JobError } = require(path.join(ROOT, 'clients', 'node', 'botmesh.js'));
+
+const args = { types: 'nodework', credit: '1', name: `node-${process.pid}`, endpoint: undefined };
+for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
+
+const sleep = (ms, signal) => new Promise((resolve) => {
+  const t = setTimeout(resolve, ms);
+  signal.addEventListener('abort', () => { clearTimeout(t); resolve(); });
+});
+
+const w = new Worker({
+  types: args.types.split(','),
+  credit: Number(args.credit),
+  name: args.name,
+  endpoint: args.endpoint,
+  handler: async (payload, job) => {
+    const p = payload && typeof payload === 'object' && !Array.isArray(payload) ? payload : { value: payload };
+    const start = Date.now();
+    console.log(`START ${job.id} attempt ${job.attempt}`);
+    if (p.progress) job.progress(50);
+    if (p.sleepMs) await sleep(p.sleepMs, job.signal);
+    if (p.fail) throw new JobError('bot_failed', `asked to fail by ${args.name}`);
+    const end = Date.now();
+    console.log(`END ${job.id}`);
+    return { worker: args.name, start, end, attempt: job.attempt, echo: p };
+  },
+});
+w.on('connect', (n) => console.log(`nodeworker ${args.name} connected (${n})`));
+w.start();
+console.log(`nodeworker ${args.name} serving ${args.types} with credit ${args.credit}`);
+const stop = () => w.stop().then(() => { console.log(`nodeworker ${args.name} stopped`); process.exit(0); });
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);

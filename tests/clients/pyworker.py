@@ -1,0 +1,51 @@
+"""pyworker.py - a botmesh worker in Python for the end-to-end tests.
+
+    /usr/bin/python3 pyworker.py --types pywork --credit 2 --name py-1 [--endpoint EP]
+
+Each job: payload {"sleepMs": N, "fail": bool, "progress": bool} ->
+result {"worker", "start", "end" (ms, wall clock), "attempt", "echo"}.
+SIGTERM: graceful stop (credit 0, finish, RELEASE, DISCONNECT).
+"""
+import argparse
+import logging
+import os
+import sys
+import time
+
+ROOT = os.environ.get("BOTMESH_ROOT") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
+import botmesh  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--types", default="pywork")
+    ap.add_argument("--credit", type=int, default=1)
+    ap.add_argument("--name", default=None)
+    ap.add_argument("--endpoint", default=None)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s pyworker %(message)s")
+    name = args.name or "py-%d" % os.getpid()
+
+    def handle(payload, job):
+        payload = payload if isinstance(payload, dict) else {"value": payload}
+        start = time.time() * 1000.0
+        print("START %s attempt %s" % (job.id, job.attempt), flush=True)
+        if payload.get("progress"):
+            job.progress(50)
+        if payload.get("sleepMs"):
+            job.cancelled.wait(payload["sleepMs"] / 1000.0)
+        if payload.get("fail"):
+            raise botmesh.JobError("bot_failed", "asked to fail by %s" % name)
+        end = time.time() * 1000.0
+        print("END %s" % job.id, flush=True)
+        return {"worker": name, "start": start, "end": end, "attempt": job.attempt, "echo": payload}
+
+    w = botmesh.Worker(args.types.split(","), handle, credit=args.credit, name=name, endpoint=args.endpoint)
+    print("pyworker %s serving %s with credit %d" % (name, args.types, args.credit), flush=True)
+    w.run_forever()
+    print("pyworker %s stopped" % name, flush=True)
+
+
+if __name__ == "__main__":
+    main()
