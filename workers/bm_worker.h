@@ -1,0 +1,83 @@
+/*  bm_worker.h - a botmesh worker: one DEALER to the broker, BMW01, bots.
+
+    The worker registers with the broker (READY: its bot types and its
+    credit), runs each JOB it receives as a bot (bm_bot), a simulation or a
+    no-op, and reports PROGRESS and DONE.  One zloop, one thread:
+
+      - the DEALER socket (messages from the broker),
+      - a signalfd (SIGCHLD: reap bots; SIGTERM/SIGINT: graceful stop),
+      - the pipes of every running bot (bm_bot registers them),
+      - a heartbeat timer and one timer per job (deadline, kill, simulation).
+
+    Liveness follows protocol.md section 5: a HEARTBEAT whenever nothing
+    else was sent for half an interval; after HEARTBEAT_LIVENESS intervals
+    of silence from the broker, or a DISCONNECT from it, the DEALER is
+    replaced by a new one and READY sent again; bots carry on and their
+    DONE goes on the new socket.
+
+    Stop (SIGTERM/SIGINT): READY with credit 0, running jobs get the grace
+    period to end, the rest are killed and handed back with RELEASE, then
+    DISCONNECT; bm_worker_run returns.  A second signal cuts the grace
+    period short.  */
+#ifndef BM_WORKER_H
+#define BM_WORKER_H
+
+#include "bm_proto.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define BM_WORKER_MAX_TYPES     16
+
+typedef enum {
+    BM_WORKER_BOTS = 0,         //  Run the configured programs
+    BM_WORKER_SIMULATE = 1,     //  Sleep a random time, fail at some rate
+    BM_WORKER_NOOP = 2          //  Complete at once
+} bm_worker_mode_t;
+
+//  One bot type the worker serves.
+typedef struct {
+    char name [BM_MAX_BOT_TYPE_LEN + 1];    //  e.g. "python"
+    char **argv;                //  Program (resolved path) and arguments;
+                                //  NULL-terminated, owned by the caller
+    int64_t sim_min_ms;         //  Simulated duration range
+    int64_t sim_max_ms;
+    double sim_fail_rate;       //  Share of simulated runs that fail
+} bm_worker_type_t;
+
+//  Configuration.  The worker borrows it (and the strings it points to)
+//  for its whole life.
+typedef struct {
+    const char *endpoint;       //  Broker, e.g. "tcp://127.0.0.1:5555"
+    const char *name;           //  Worker name for logs and STATS
+    bm_worker_mode_t mode;
+    bm_worker_type_t types [BM_WORKER_MAX_TYPES];
+    int type_count;
+    int64_t concurrency;        //  Credit: jobs at once, all types together
+    int64_t grace_ms;           //  Time running jobs get at shutdown
+    int64_t heartbeat_ms;       //  HEARTBEAT_INTERVAL_MS
+    int64_t liveness;           //  HEARTBEAT_LIVENESS
+    int64_t kill_grace_ms;      //  SIGTERM to SIGKILL when stopping a bot
+    int64_t output_max;         //  Cap on a bot's stdout (bytes)
+    int64_t stderr_tail;        //  Bytes of stderr kept for the error
+    int64_t max_payload;        //  Largest result (msgpack bytes)
+    int64_t max_frame;          //  Largest frame accepted from the broker
+} bm_worker_config_t;
+
+typedef struct _bm_worker_t bm_worker_t;
+
+//  Block SIGCHLD, SIGTERM and SIGINT in the calling thread.  Call it first
+//  in main, before any other thread exists (ZeroMQ's included), so that
+//  every thread inherits the mask and the worker's signalfd receives them.
+//  Also ignores SIGPIPE.  Returns 0 or -1.
+int bm_worker_block_signals (void);
+
+//  Create a worker.  Returns NULL (and logs why) on error.
+bm_worker_t *bm_worker_new (const bm_worker_config_t *config);
+void bm_worker_destroy (bm_worker_t **self_p);
+
+//  Connect, serve jobs, and return 0 after a graceful stop (a signal), or
+//  -1 on an internal error.
+int bm_worker_run (bm_worker_t *self);
+
+#endif

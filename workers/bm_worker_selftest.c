@@ -1,0 +1,41 @@
+/*  bm_worker_selftest.c - runs the self-tests of the worker's classes.
+
+    bm_worker_selftest [CLASS...]   (capture, progress, bot; default all)  */
+#include "bm_capture.h"
+#include "bm_progress.h"
+#include "bm_bot.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static struct {
+    const char *name;
+    void (*test) (bool verbose);
+} s_tests [] = {
+    { "capture", bm_capture_test },
+    { "progress", bm_progress_test },
+    { "bot", bm_bot_test },
+};
+
+int
+main (int argc, char *argv [])
+{
+    size_t count = sizeof s_tests / sizeof s_tests [0];
+    int ran = 0;
+    for (size_t i = 0; i < count; i++) {
+        bool wanted = argc < 2;
+        for (int a = 1; a < argc; a++)
+            if (strcmp (argv [a], s_tests [i].name) == 0)
+                wanted = true;
+        if (wanted) {
+            s_tests [i].test (true);
+            ran++;
+        }
+    }
+    if (ran == 0) {
+        fprintf (stderr, "bm_worker_selftest: no such test\n");
+        return 2;
+    }
+    printf ("%d test(s) passed\n", ran);
+    return 0;
+}

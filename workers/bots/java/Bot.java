@@ -1,0 +1,349 @@
+// Bot.java - the example Java bot: batch_process.
+//
+// Reads the job's payload (JSON) on stdin, processes a batch of records and
+// writes the result (JSON) on stdout.  JDK only (17+); runs as a compiled
+// class (java -cp classes Bot) or as a single file (java Bot.java).
+//
+// Payload (all optional):
+//   operation  "batch_process" (the only operation; anything else fails)
+//   records    a number N (process N generated records, 0..10000000) or a
+//              list of records (each is processed as its JSON text);
+//              default 1000
+//   sleepMs    sleep that long first (for tests), at most 3600000
+//   fail       true or a message: exit 1 with the message on stderr
+//
+// Processing: a CRC-32 of every record, a CRC-32 over all of them (the batch
+// checksum), the byte count, and the first checksums as a sample.
+//
+// Progress: lines "PROGRESS <0-100>" on the fd named by BOT_PROGRESS_FD (the
+// worker sets it to 3); without it, or if that fd is closed, no progress.
+
+import java.io.ByteArrayOutputStream;
+import java.io.FileOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.zip.CRC32;
+
+public class Bot {
+    static OutputStream progressOut = null;
+
+    static void progress(int value) {
+        if (progressOut == null) return;
+        try {
+            progressOut.write(("PROGRESS " + Math.max(0, Math.min(100, value)) + "\n")
+                              .getBytes(StandardCharsets.US_ASCII));
+            progressOut.flush();
+        } catch (IOException e) {
+            progressOut = null;     // closed under us: carry on without
+        }
+    }
+
+    static void fail(String message) {
+        System.err.println(message);
+        System.err.flush();
+        System.exit(1);
+    }
+
+    public static void main(String[] args) throws Exception {
+        long startedAt = System.currentTimeMillis();
+        String fdText = System.getenv("BOT_PROGRESS_FD");
+        if (fdText != null && fdText.matches("\\d+")) {
+            try {
+                progressOut = new FileOutputStream("/proc/self/fd/" + fdText);
+            } catch (IOException e) {
+                progressOut = null;
+            }
+        }
+        byte[] raw = readAll(System.in);
+        String text = new String(raw, StandardCharsets.UTF_8);
+        Object parsed;
+        try {
+            parsed = text.isBlank() ? new LinkedHashMap<String, Object>() : new Json(text).parseDocument();
+        } catch (IllegalArgumentException e) {
+            fail("payload is not JSON: " + e.getMessage());
+            return;
+        }
+        Map<String, Object> payload;
+        if (parsed instanceof Map) {
+            @SuppressWarnings("unchecked")
+            Map<String, Object> map = (Map<String, Object>) parsed;
+            payload = map;
+        } else {
+            payload = new LinkedHashMap<>();
+            payload.put("value", parsed);
+        }
+        progress(0);
+
+        Object failValue = payload.get("fail");
+        if (failValue != null && !Boolean.FALSE.equals(failValue)) {
+            fail(failValue instanceof String ? (String) failValue : "failing as asked (payload.fail)");
+        }
+        Object operation = payload.getOrDefault("operation", "batch_process");
+        if (!"batch_process".equals(operation)) {
+            fail("unknown operation " + Json.write(operation) + " (this bot does batch_process)");
+        }
+        Object sleepValue = payload.getOrDefault("sleepMs", 0L);
+        if (!(sleepValue instanceof Number) || ((Number) sleepValue).doubleValue() < 0
+            || ((Number) sleepValue).doubleValue() > 3600000) {
+            fail("sleepMs must be a number from 0 to 3600000");
+        }
+        long sleepMs = ((Number) sleepValue).longValue();
+
+        Object recordsValue = payload.getOrDefault("records", 1000L);
+        List<byte[]> items = null;
+        long count;
+        if (recordsValue instanceof List) {
+            List<?> list = (List<?>) recordsValue;
+            items = new ArrayList<>();
+            for (Object item : list) items.add(Json.write(item).getBytes(StandardCharsets.UTF_8));
+            count = items.size();
+        } else if (recordsValue instanceof Long && (Long) recordsValue >= 0 && (Long) recordsValue <= 10000000L) {
+            count = (Long) recordsValue;
+        } else {
+            fail("records must be a list or an integer from 0 to 10000000");
+            return;
+        }
+
+        int steps = 5;
+        for (int i = 0; i < steps; i++) {
+            if (sleepMs > 0) Thread.sleep(sleepMs / steps);
+            progress(10 * (i + 1));
+        }
+
+        CRC32 batch = new CRC32();
+        CRC32 crc = new CRC32();
+        long bytes = 0;
+        List<Object> sample = new ArrayList<>();
+        long tenth = Math.max(1, count / 10);
+        for (long i = 0; i < count; i++) {
+            byte[] record = items != null ? items.get((int) i)
+                : ("record-" + i + "|batch|" + (i * 2654435761L % 1000003L)).getBytes(StandardCharsets.UTF_8);
+            crc.reset();
+            crc.update(record);
+            long value = crc.getValue();
+            bytes += record.length;
+            batch.update((int) (value >>> 24));
+            batch.update((int) (value >>> 16));
+            batch.update((int) (value >>> 8));
+            batch.update((int) value);
+            if (sample.size() < 5) sample.add(String.format("%08x", value));
+            if (i % tenth == 0) progress(50 + (int) (50 * i / Math.max(1, count)));
+        }
+        progress(100);
+
+        Map<String, Object> result = new LinkedHashMap<>();
+        result.put("bot", "java");
+        result.put("operation", "batch_process");
+        result.put("processed", count);
+        result.put("bytes", bytes);
+        result.put("batchChecksum", String.format("%08x", batch.getValue()));
+        result.put("sample", sample);
+        String jobId = System.getenv("BOT_JOB_ID");
+        result.put("jobId", jobId);
+        String attempt = System.getenv("BOT_ATTEMPT");
+        result.put("attempt", attempt != null && attempt.matches("\\d+") ? Long.parseLong(attempt) : 1L);
+        result.put("pid", ProcessHandle.current().pid());
+        result.put("startedAt", startedAt);
+        result.put("finishedAt", System.currentTimeMillis());
+        System.out.println(Json.write(result));
+        System.out.flush();
+    }
+
+    static byte[] readAll(InputStream in) throws IOException {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        byte[] buffer = new byte[65536];
+        int n;
+        while ((n = in.read(buffer)) > 0) out.write(buffer, 0, n);
+        return out.toByteArray();
+    }
+
+    // A small JSON reader and writer: objects (LinkedHashMap), arrays
+    // (ArrayList), strings, Long or Double numbers, Boolean, null.
+    static final class Json {
+        private final String s;
+        private int pos = 0;
+        private int depth = 0;
+
+        Json(String s) { this.s = s; }
+
+        Object parseDocument() {
+            Object value = parseValue();
+            skipSpace();
+            if (pos != s.length()) throw error("trailing characters");
+            return value;
+        }
+
+        private IllegalArgumentException error(String what) {
+            return new IllegalArgumentException(what + " at offset " + pos);
+        }
+
+        private void skipSpace() {
+            while (pos < s.length() && " \t\r\n".indexOf(s.charAt(pos)) >= 0) pos++;
+        }
+
+        private Object parseValue() {
+            skipSpace();
+            if (pos >= s.length()) throw error("unexpected end");
+            char c = s.charAt(pos);
+            if (c == '{' || c == '[') {
+                if (++depth > 64) throw error("nested too deeply");
+                Object value = c == '{' ? parseObject() : parseArray();
+                depth--;
+                return value;
+            }
+            if (c == '"') return parseString();
+            if (s.startsWith("true", pos)) { pos += 4; return Boolean.TRUE; }
+            if (s.startsWith("false", pos)) { pos += 5; return Boolean.FALSE; }
+            if (s.startsWith("null", pos)) { pos += 4; return null; }
+            return parseNumber();
+        }
+
+        private Map<String, Object> parseObject() {
+            Map<String, Object> map = new LinkedHashMap<>();
+            pos++;
+            skipSpace();
+            if (pos < s.length() && s.charAt(pos) == '}') { pos++; return map; }
+            while (true) {
+                skipSpace();
+                if (pos >= s.length() || s.charAt(pos) != '"') throw error("expected a key");
+                String key = parseString();
+                skipSpace();
+                if (pos >= s.length() || s.charAt(pos) != ':') throw error("expected ':'");
+                pos++;
+                map.put(key, parseValue());
+                skipSpace();
+                if (pos >= s.length()) throw error("unexpected end");
+                char c = s.charAt(pos++);
+                if (c == '}') return map;
+                if (c != ',') throw error("expected ',' or '}'");
+            }
+        }
+
+        private List<Object> parseArray() {
+            List<Object> list = new ArrayList<>();
+            pos++;
+            skipSpace();
+            if (pos < s.length() && s.charAt(pos) == ']') { pos++; return list; }
+            while (true) {
+                list.add(parseValue());
+                skipSpace();
+                if (pos >= s.length()) throw error("unexpected end");
+                char c = s.charAt(pos++);
+                if (c == ']') return list;
+                if (c != ',') throw error("expected ',' or ']'");
+            }
+        }
+
+        private String parseString() {
+            StringBuilder out = new StringBuilder();
+            pos++;
+            while (true) {
+                if (pos >= s.length()) throw error("unterminated string");
+                char c = s.charAt(pos++);
+                if (c == '"') return out.toString();
+                if (c != '\\') { out.append(c); continue; }
+                if (pos >= s.length()) throw error("unterminated string");
+                char e = s.charAt(pos++);
+                switch (e) {
+                    case '"': out.append('"'); break;
+                    case '\\': out.append('\\'); break;
+                    case '/': out.append('/'); break;
+                    case 'b': out.append('\b'); break;
+                    case 'f': out.append('\f'); break;
+                    case 'n': out.append('\n'); break;
+                    case 'r': out.append('\r'); break;
+                    case 't': out.append('\t'); break;
+                    case 'u':
+                        if (pos + 4 > s.length()) throw error("bad \\u escape");
+                        try {
+                            out.append((char) Integer.parseInt(s.substring(pos, pos + 4), 16));
+                        } catch (NumberFormatException ex) {
+                            throw error("bad \\u escape");
+                        }
+                        pos += 4;
+                        break;
+                    default: throw error("bad escape");
+                }
+            }
+        }
+
+        private Object parseNumber() {
+            int start = pos;
+            while (pos < s.length() && "+-0123456789.eE".indexOf(s.charAt(pos)) >= 0) pos++;
+            String text = s.substring(start, pos);
+            if (text.isEmpty()) throw error("unexpected character");
+            try {
+                if (text.matches("-?\\d+")) return Long.parseLong(text);
+                return Double.parseDouble(text);
+            } catch (NumberFormatException e) {
+                try {
+                    return Double.parseDouble(text);
+                } catch (NumberFormatException e2) {
+                    throw error("bad number");
+                }
+            }
+        }
+
+        static String write(Object value) {
+            StringBuilder out = new StringBuilder();
+            write(out, value);
+            return out.toString();
+        }
+
+        private static void write(StringBuilder out, Object value) {
+            if (value == null) {
+                out.append("null");
+            } else if (value instanceof String) {
+                String str = (String) value;
+                out.append('"');
+                for (int i = 0; i < str.length(); i++) {
+                    char c = str.charAt(i);
+                    switch (c) {
+                        case '"': out.append("\\\""); break;
+                        case '\\': out.append("\\\\"); break;
+                        case '\n': out.append("\\n"); break;
+                        case '\r': out.append("\\r"); break;
+                        case '\t': out.append("\\t"); break;
+                        default:
+                            if (c < 0x20) out.append(String.format("\\u%04x", (int) c));
+                            else out.append(c);
+                    }
+                }
+                out.append('"');
+            } else if (value instanceof Double) {
+                double d = (Double) value;
+                out.append(Double.isFinite(d) ? Double.toString(d) : "null");
+            } else if (value instanceof Number || value instanceof Boolean) {
+                out.append(value.toString());
+            } else if (value instanceof Map) {
+                out.append('{');
+                boolean first = true;
+                for (Map.Entry<?, ?> e : ((Map<?, ?>) value).entrySet()) {
+                    if (!first) out.append(',');
+                    first = false;
+                    write(out, String.valueOf(e.getKey()));
+                    out.append(':');
+                    write(out, e.getValue());
+                }
+                out.append('}');
+            } else if (value instanceof List) {
+                out.append('[');
+                boolean first = true;
+                for (Object item : (List<?>) value) {
+                    if (!first) out.append(',');
+                    first = false;
+                    write(out, item);
+                }
+                out.append(']');
+            } else {
+                write(out, value.toString());
+            }
+        }
+    }
+}

@@ -1,0 +1,134 @@
+#!/usr/bin/python3
+"""bot.py - the example Python bot: data_analysis.
+
+Reads the job's payload (JSON) on stdin, computes statistics over a dataset
+generated deterministically from payload["dataset"], and writes the result
+(JSON) on stdout.  Standard library only.
+
+Payload (all optional):
+    task      "data_analysis" (the only task; anything else fails)
+    dataset   name of the dataset (default "default"); the same name always
+              gives the same numbers
+    size      number of values, 1..1000000 (default 1000)
+    sleepMs   sleep that long first (for tests), at most 3600000
+    fail      true or a message: exit 1 with the message on stderr
+
+Progress: lines "PROGRESS <0-100>" on the fd named by BOT_PROGRESS_FD (the
+worker sets it to 3); without it, or if that fd is closed, no progress.
+The result holds startedAt/finishedAt (ms since the epoch) and pid, so tests
+can see when and where the bot ran.
+"""
+import hashlib
+import json
+import os
+import random
+import statistics
+import sys
+import time
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+class Progress:
+    """Writes PROGRESS lines to the progress fd, if there is one."""
+
+    def __init__(self):
+        self.fd = None
+        text = os.environ.get("BOT_PROGRESS_FD")
+        if text and text.isdigit():
+            fd = int(text)
+            try:
+                os.fstat(fd)
+                self.fd = fd
+            except OSError:
+                pass
+
+    def report(self, value):
+        if self.fd is None:
+            return
+        try:
+            os.write(self.fd, b"PROGRESS %d\n" % max(0, min(100, int(value))))
+        except OSError:
+            self.fd = None          # closed under us: carry on without
+
+
+def fail(message, code=1):
+    sys.stderr.write(str(message).rstrip("\n") + "\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+def main():
+    started = now_ms()
+    progress = Progress()
+    raw = sys.stdin.read()
+    try:
+        payload = json.loads(raw) if raw.strip() else {}
+    except ValueError as exc:
+        fail("payload is not JSON: %s" % exc)
+    if not isinstance(payload, dict):
+        payload = {"value": payload}
+    progress.report(0)
+
+    if payload.get("fail"):
+        reason = payload["fail"]
+        fail(reason if isinstance(reason, str) else "failing as asked (payload.fail)")
+
+    task = payload.get("task", "data_analysis")
+    if task != "data_analysis":
+        fail("unknown task %r (this bot does data_analysis)" % (task,))
+
+    sleep_ms = payload.get("sleepMs", 0)
+    if not isinstance(sleep_ms, (int, float)) or sleep_ms < 0 or sleep_ms > 3600000:
+        fail("sleepMs must be a number from 0 to 3600000")
+    dataset = payload.get("dataset", "default")
+    if not isinstance(dataset, str):
+        dataset = json.dumps(dataset, sort_keys=True)
+    size = payload.get("size", 1000)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1 or size > 1000000:
+        fail("size must be an integer from 1 to 1000000")
+
+    # Sleep in steps, reporting progress through the first half.
+    steps = 5
+    for i in range(steps):
+        if sleep_ms:
+            time.sleep(sleep_ms / 1000.0 / steps)
+        progress.report(10 * (i + 1))
+
+    # The dataset: values seeded by the name, so it is the same everywhere.
+    seed = int.from_bytes(hashlib.sha256(dataset.encode("utf-8")).digest()[:8], "big")
+    rng = random.Random(seed)
+    base = rng.uniform(10, 1000)
+    spread = rng.uniform(1, base / 4)
+    values = [round(rng.gauss(base, spread), 4) for _ in range(size)]
+    progress.report(70)
+
+    stats = {
+        "count": len(values),
+        "mean": round(statistics.fmean(values), 6),
+        "median": round(statistics.median(values), 6),
+        "stdev": round(statistics.stdev(values), 6) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+        "sum": round(sum(values), 4),
+    }
+    progress.report(100)
+    result = {
+        "bot": "python",
+        "task": "data_analysis",
+        "dataset": dataset,
+        "stats": stats,
+        "jobId": os.environ.get("BOT_JOB_ID"),
+        "attempt": int(os.environ.get("BOT_ATTEMPT") or 1),
+        "pid": os.getpid(),
+        "startedAt": started,
+        "finishedAt": now_ms(),
+    }
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,457 @@
+/*  worker_main.c - botmesh-worker: arguments and environment, then run.  */
+#include "bm_worker.h"
+#include "bm_bot.h"
+#include "bm_config.h"
+#include "bm_log.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef BM_SOURCE_DIR
+#define BM_SOURCE_DIR ""
+#endif
+#ifndef BM_JAVA_CLASSES_DIR
+#define BM_JAVA_CLASSES_DIR ""
+#endif
+
+//  JVM options that cut a short bot's start (C1 only, serial GC: ~0.1 s
+//  instead of several on a busy 2-core machine).
+#define BM_JAVA_OPTS "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto", "-XX:-UsePerfData"
+
+static void
+s_usage (FILE *out)
+{
+    fprintf (out,
+"usage: botmesh-worker [OPTIONS]\n"
+"\n"
+"Runs botmesh jobs: connects to the broker (BMW01 over a ZeroMQ DEALER),\n"
+"announces the bot types it serves and its credit, and runs each job as a\n"
+"child process: the payload as JSON on stdin, the result as JSON on stdout.\n"
+"\n"
+"Options (each overrides its environment variable):\n"
+"  -t, --type TYPE        bot type to serve; repeat or comma-separate for\n"
+"                         several (WORKER_TYPES, default python,node,java)\n"
+"  -c, --concurrency N    credit: jobs run at once, all types together\n"
+"                         (WORKER_CONCURRENCY, 1-10000; default the sum of\n"
+"                         MAX_<TYPE>_BOTS of the types served: python 5,\n"
+"                         node 10, java 3, others MAX_BOTS_DEFAULT or 10)\n"
+"  -e, --endpoint URL     broker endpoint (BROKER_ENDPOINT,\n"
+"                         default tcp://127.0.0.1:5555; a '*' host means\n"
+"                         127.0.0.1)\n"
+"  -n, --name NAME        worker name in logs and STATS (WORKER_NAME,\n"
+"                         default HOST-PID)\n"
+"      --simulate         do not run bots: sleep a random time and fail at\n"
+"                         a given rate (SIM_* below; WORKER_MODE=simulate)\n"
+"      --noop             do not run bots: complete every job at once with\n"
+"                         a small result (WORKER_MODE=noop)\n"
+"  -g, --grace-ms MS      at SIGTERM, how long running jobs may take to\n"
+"                         end before they are killed and handed back\n"
+"                         (WORKER_GRACE_MS, 0-3600000, default 10000)\n"
+"  -h, --help             this help\n"
+"\n"
+"Environment:\n"
+"  BOT_<TYPE>_CMD         command line of the bot program for TYPE (upper\n"
+"                         case, '-' as '_'), e.g. BOT_PYTHON_CMD=\"/usr/bin/python3\n"
+"                         /srv/bot.py\"; words split as by a shell, no\n"
+"                         expansions.  Defaults: python: /usr/bin/python3\n"
+"                         workers/bots/python/bot.py; node: node\n"
+"                         workers/bots/node/bot.js; java: java -cp CLASSES Bot\n"
+"                         (compiled at build time) or java Bot.java\n"
+"  BOTMESH_ROOT           source tree holding workers/bots (default: the\n"
+"                         tree this binary was built from)\n"
+"  BOT_OUTPUT_MAX_BYTES   cap on a bot's stdout; past it the bot is killed\n"
+"                         and the job fails with bad_output (default 1048576)\n"
+"  BOT_STDERR_TAIL_BYTES  stderr bytes kept as the error message (default 4096)\n"
+"  BOT_KILL_GRACE_MS      SIGTERM to SIGKILL when a bot is stopped (default 2000)\n"
+"  HEARTBEAT_INTERVAL_MS  heartbeat interval (default 1000)\n"
+"  HEARTBEAT_LIVENESS     silent intervals before reconnecting (default 3)\n"
+"  MAX_PAYLOAD_BYTES      largest result, msgpack-encoded (default 1048576)\n"
+"  MAX_FRAME_BYTES        largest frame accepted from the broker (default 2097152)\n"
+"  SIM_DURATION_MS        simulated run time, \"MIN-MAX\" or \"MS\" (default 100-1000);\n"
+"                         SIM_<TYPE>_DURATION_MS for one type\n"
+"  SIM_FAIL_RATE          share of simulated runs that fail, 0-1 (default 0);\n"
+"                         SIM_<TYPE>_FAIL_RATE for one type\n"
+"  MAX_<TYPE>_BOTS, MAX_BOTS_DEFAULT   only for the default concurrency\n"
+"  LOG_LEVEL              debug, info, warn or error (default info)\n"
+"\n"
+"A bot gets BOT_JOB_ID, BOT_TYPE, BOT_ATTEMPT, BOT_TIMEOUT_MS, BOT_DEADLINE,\n"
+"BOT_WORKER and BOT_PROGRESS_FD=3 in its environment and may write lines\n"
+"\"PROGRESS <0-100>\" to fd 3.  Exit 0 with JSON on stdout: completed; exit\n"
+"non-zero: failed (bot_failed) with the tail of stderr as the message.\n"
+"SIGTERM/SIGINT: stop taking jobs, let running ones end within the grace\n"
+"period, hand the rest back (RELEASE), disconnect, exit 0.  See\n"
+"workers/README.md.\n");
+}
+
+//  Upper-case a bot type for an environment variable name.
+static void
+s_env_name (char *buffer, size_t size, const char *prefix, const char *type, const char *suffix)
+{
+    snprintf (buffer, size, "%s%s%s", prefix, type, suffix);
+    for (char *p = buffer + strlen (prefix); *p && p < buffer + strlen (prefix) + strlen (type); p++)
+        *p = *p == '-' ? '_' : (char) toupper ((unsigned char) *p);
+}
+
+static int
+s_add_types (bm_worker_config_t *config, const char *list, const char *source)
+{
+    char *copy = strdup (list);
+    char *save = NULL;
+    for (char *word = strtok_r (copy, ", ", &save); word; word = strtok_r (NULL, ", ", &save)) {
+        if (!bm_valid_bot_type (word, strlen (word))) {
+            bm_error (NULL, "configuration: %s: '%s' is not a bot type (1-32 of a-z 0-9 _ -)",
+                      source, word);
+            free (copy);
+            return -1;
+        }
+        bool known = false;
+        for (int i = 0; i < config->type_count; i++)
+            if (streq (config->types [i].name, word))
+                known = true;
+        if (known)
+            continue;
+        if (config->type_count == BM_WORKER_MAX_TYPES) {
+            bm_error (NULL, "configuration: %s: at most %d bot types", source, BM_WORKER_MAX_TYPES);
+            free (copy);
+            return -1;
+        }
+        snprintf (config->types [config->type_count++].name, BM_MAX_BOT_TYPE_LEN + 1, "%s", word);
+    }
+    free (copy);
+    if (config->type_count == 0) {
+        bm_error (NULL, "configuration: %s names no bot type", source);
+        return -1;
+    }
+    return 0;
+}
+
+static bool
+s_is_file (const char *path)
+{
+    struct stat st;
+    return stat (path, &st) == 0 && S_ISREG (st.st_mode);
+}
+
+static char **
+s_argv (const char *first, ...)
+{
+    char **argv = (char **) calloc (16, sizeof (char *));
+    va_list args;
+    va_start (args, first);
+    int n = 0;
+    for (const char *word = first; word && n < 15; word = va_arg (args, const char *))
+        argv [n++] = strdup (word);
+    va_end (args);
+    return argv;
+}
+
+//  The program of one bot type: BOT_<TYPE>_CMD, or the default bot.
+static int
+s_bot_command (bm_worker_type_t *type, const char *root)
+{
+    char var [64];
+    s_env_name (var, sizeof var, "BOT_", type->name, "_CMD");
+    const char *line = getenv (var);
+    char **argv = NULL;
+    if (line && *line) {
+        char error [128];
+        argv = bm_bot_split_command (line, error, sizeof error);
+        if (!argv) {
+            bm_error (NULL, "configuration: %s: %s", var, error);
+            return -1;
+        }
+    }
+    else {
+        char *script = NULL;
+        if (streq (type->name, "python")) {
+            script = zsys_sprintf ("%s/workers/bots/python/bot.py", root);
+            argv = s_argv ("/usr/bin/python3", script, NULL);
+        }
+        else
+        if (streq (type->name, "node")) {
+            script = zsys_sprintf ("%s/workers/bots/node/bot.js", root);
+            argv = s_argv ("node", script, NULL);
+        }
+        else
+        if (streq (type->name, "java")) {
+            script = zsys_sprintf ("%s/workers/bots/java/Bot.java", root);
+            //  The classes compiled at build time start faster than the
+            //  single-file launch, which compiles Bot.java at every run; use
+            //  them when they come from this same tree.
+            char *classes = zsys_sprintf ("%s/Bot.class", BM_JAVA_CLASSES_DIR);
+            char real_root [PATH_MAX], real_source [PATH_MAX];
+            bool same_tree = realpath (root, real_root) && realpath (BM_SOURCE_DIR, real_source)
+                             && streq (real_root, real_source);
+            if (*BM_JAVA_CLASSES_DIR && same_tree && s_is_file (classes))
+                argv = s_argv ("java", BM_JAVA_OPTS, "-cp", BM_JAVA_CLASSES_DIR, "Bot", NULL);
+            else
+                argv = s_argv ("java", BM_JAVA_OPTS, script, NULL);
+            zstr_free (&classes);
+        }
+        else {
+            bm_error (NULL, "configuration: no program for bot type '%s': set %s "
+                      "(or use --simulate / --noop)", type->name, var);
+            return -1;
+        }
+        if (!s_is_file (script)) {
+            bm_error (NULL, "configuration: the %s bot %s does not exist (set BOTMESH_ROOT or %s)",
+                      type->name, script, var);
+            zstr_free (&script);
+            bm_bot_argv_free (&argv);
+            return -1;
+        }
+        zstr_free (&script);
+    }
+    char *path = bm_bot_which (argv [0]);
+    if (!path || access (path, X_OK) != 0) {
+        bm_error (NULL, "configuration: %s: program '%s' not found or not executable",
+                  var, argv [0]);
+        free (path);
+        bm_bot_argv_free (&argv);
+        return -1;
+    }
+    free (argv [0]);
+    argv [0] = path;
+    type->argv = argv;
+    return 0;
+}
+
+//  "MIN-MAX" or "MS".
+static int
+s_sim_duration (bm_worker_type_t *type)
+{
+    char var [64];
+    s_env_name (var, sizeof var, "SIM_", type->name, "_DURATION_MS");
+    const char *text = getenv (var);
+    if (!text || !*text) {
+        snprintf (var, sizeof var, "SIM_DURATION_MS");
+        text = bm_env_str (var, "100-1000");
+    }
+    const int64_t max = 86400000;
+    const char *dash = strchr (text, '-');
+    int64_t low, high;
+    bool ok;
+    if (dash) {
+        char first [32];
+        size_t len = dash - text;
+        ok = len < sizeof first;
+        if (ok) {
+            memcpy (first, text, len);
+            first [len] = 0;
+            ok = bm_parse_int (first, 0, max, &low) == 0
+              && bm_parse_int (dash + 1, 0, max, &high) == 0 && low <= high;
+        }
+    }
+    else {
+        ok = bm_parse_int (text, 0, max, &low) == 0;
+        high = low;
+    }
+    if (!ok) {
+        bm_error (NULL, "configuration: %s must be \"MIN-MAX\" or \"MS\" with 0 <= MIN <= MAX <= %lld (got '%s')",
+                  var, (long long) max, text);
+        return -1;
+    }
+    type->sim_min_ms = low;
+    type->sim_max_ms = high;
+    s_env_name (var, sizeof var, "SIM_", type->name, "_FAIL_RATE");
+    const char *per_type = getenv (var);
+    double fallback;
+    if (bm_env_double ("SIM_FAIL_RATE", 0.0, 0.0, 1.0, &fallback))
+        return -1;
+    if (per_type && *per_type)
+        return bm_env_double (var, fallback, 0.0, 1.0, &type->sim_fail_rate);
+    type->sim_fail_rate = fallback;
+    return 0;
+}
+
+int
+main (int argc, char *argv [])
+{
+    //  First, before any thread exists: signals go to our signalfd.
+    bm_worker_block_signals ();
+    if (bm_log_init ("worker"))
+        return 2;
+
+    bm_worker_config_t config;
+    memset (&config, 0, sizeof config);
+    const char *types_arg [BM_WORKER_MAX_TYPES * 2];
+    int types_args = 0;
+    const char *concurrency_arg = NULL, *endpoint = NULL, *name = NULL, *grace_arg = NULL;
+    const char *mode_arg = NULL;
+
+    static struct option options [] = {
+        { "type", required_argument, NULL, 't' },
+        { "concurrency", required_argument, NULL, 'c' },
+        { "endpoint", required_argument, NULL, 'e' },
+        { "name", required_argument, NULL, 'n' },
+        { "simulate", no_argument, NULL, 'S' },
+        { "noop", no_argument, NULL, 'N' },
+        { "grace-ms", required_argument, NULL, 'g' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    int opt;
+    while ((opt = getopt_long (argc, argv, "t:c:e:n:g:h", options, NULL)) != -1) {
+        switch (opt) {
+            case 't':
+                if (types_args < (int) (sizeof types_arg / sizeof types_arg [0]))
+                    types_arg [types_args++] = optarg;
+                break;
+            case 'c': concurrency_arg = optarg; break;
+            case 'e': endpoint = optarg; break;
+            case 'n': name = optarg; break;
+            case 'g': grace_arg = optarg; break;
+            case 'S': mode_arg = "simulate"; break;
+            case 'N': mode_arg = "noop"; break;
+            case 'h':
+                s_usage (stdout);
+                return 0;
+            default:
+                s_usage (stderr);
+                return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf (stderr, "botmesh-worker: unexpected argument '%s'\n", argv [optind]);
+        s_usage (stderr);
+        return 2;
+    }
+
+    //  Bot types.
+    if (types_args) {
+        for (int i = 0; i < types_args; i++)
+            if (s_add_types (&config, types_arg [i], "--type"))
+                return 2;
+    }
+    else
+    if (s_add_types (&config, bm_env_str ("WORKER_TYPES", "python,node,java"), "WORKER_TYPES"))
+        return 2;
+
+    //  Mode.
+    if (!mode_arg)
+        mode_arg = bm_env_str ("WORKER_MODE", "bots");
+    if (streq (mode_arg, "bots"))
+        config.mode = BM_WORKER_BOTS;
+    else
+    if (streq (mode_arg, "simulate"))
+        config.mode = BM_WORKER_SIMULATE;
+    else
+    if (streq (mode_arg, "noop"))
+        config.mode = BM_WORKER_NOOP;
+    else {
+        bm_error (NULL, "configuration: WORKER_MODE must be bots, simulate or noop (got '%s')", mode_arg);
+        return 2;
+    }
+
+    //  Concurrency: given, or the sum of the types' semaphore sizes.
+    if (concurrency_arg) {
+        if (bm_parse_int (concurrency_arg, 1, 10000, &config.concurrency)) {
+            bm_error (NULL, "configuration: --concurrency must be an integer from 1 to 10000 (got '%s')",
+                      concurrency_arg);
+            return 2;
+        }
+    }
+    else {
+        int64_t fallback;
+        if (bm_env_int ("MAX_BOTS_DEFAULT", 10, 1, 10000, &fallback))
+            return 2;
+        int64_t sum = 0;
+        for (int i = 0; i < config.type_count; i++) {
+            const char *type = config.types [i].name;
+            int64_t def = streq (type, "python") ? 5 : streq (type, "node") ? 10
+                        : streq (type, "java") ? 3 : fallback;
+            char var [64];
+            s_env_name (var, sizeof var, "MAX_", type, "_BOTS");
+            int64_t value;
+            if (bm_env_int (var, def, 1, 10000, &value))
+                return 2;
+            sum += value;
+        }
+        if (bm_env_int ("WORKER_CONCURRENCY", sum < 10000 ? sum : 10000, 1, 10000, &config.concurrency))
+            return 2;
+    }
+
+    //  Endpoint: a bind address ("tcp://*:5555") means this host.
+    if (!endpoint)
+        endpoint = bm_env_str ("BROKER_ENDPOINT", "tcp://127.0.0.1:5555");
+    char *connect_to = NULL;
+    const char *star = strstr (endpoint, "://*:");
+    const char *any = strstr (endpoint, "://0.0.0.0:");
+    if (star || any) {
+        const char *scheme_end = star ? star : any;
+        const char *port = strchr (scheme_end + 3, ':');
+        connect_to = zsys_sprintf ("%.*s://127.0.0.1%s", (int) (scheme_end - endpoint), endpoint, port);
+    }
+    else
+        connect_to = strdup (endpoint);
+    {
+        //  Check the endpoint's syntax now rather than at the first connect.
+        zsys_handler_set (NULL);
+        zsock_t *probe = zsock_new (ZMQ_DEALER);
+        int rc = probe ? zsock_connect (probe, "%s", connect_to) : -1;
+        zsock_destroy (&probe);
+        if (rc) {
+            bm_error (NULL, "configuration: BROKER_ENDPOINT / --endpoint: cannot connect to '%s'",
+                      connect_to);
+            return 2;
+        }
+    }
+    config.endpoint = connect_to;
+
+    char default_name [300];
+    char host [256] = "worker";
+    gethostname (host, sizeof host - 1);
+    snprintf (default_name, sizeof default_name, "%s-%d", host, (int) getpid ());
+    if (!name)
+        name = bm_env_str ("WORKER_NAME", default_name);
+    if (strlen (name) == 0 || strlen (name) > 128) {
+        bm_error (NULL, "configuration: the worker name must have 1 to 128 characters");
+        return 2;
+    }
+    config.name = name;
+
+    if (grace_arg) {
+        if (bm_parse_int (grace_arg, 0, 3600000, &config.grace_ms)) {
+            bm_error (NULL, "configuration: --grace-ms must be an integer from 0 to 3600000 (got '%s')",
+                      grace_arg);
+            return 2;
+        }
+    }
+    else
+    if (bm_env_int ("WORKER_GRACE_MS", 10000, 0, 3600000, &config.grace_ms))
+        return 2;
+
+    if (bm_env_int ("HEARTBEAT_INTERVAL_MS", 1000, 10, 600000, &config.heartbeat_ms)
+    ||  bm_env_int ("HEARTBEAT_LIVENESS", 3, 1, 100, &config.liveness)
+    ||  bm_env_int ("BOT_KILL_GRACE_MS", 2000, 0, 600000, &config.kill_grace_ms)
+    ||  bm_env_int ("BOT_OUTPUT_MAX_BYTES", 1 << 20, 1, 256 << 20, &config.output_max)
+    ||  bm_env_int ("BOT_STDERR_TAIL_BYTES", 4096, 64, 1 << 20, &config.stderr_tail)
+    ||  bm_env_int ("MAX_PAYLOAD_BYTES", 1 << 20, 1024, 64 << 20, &config.max_payload)
+    ||  bm_env_int ("MAX_FRAME_BYTES", 2 << 20, 4096, 128 << 20, &config.max_frame))
+        return 2;
+
+    const char *root = bm_env_str ("BOTMESH_ROOT", BM_SOURCE_DIR);
+    for (int i = 0; i < config.type_count; i++) {
+        if (config.mode == BM_WORKER_BOTS && s_bot_command (&config.types [i], root))
+            return 2;
+        if (config.mode == BM_WORKER_SIMULATE && s_sim_duration (&config.types [i]))
+            return 2;
+    }
+
+    bm_worker_t *worker = bm_worker_new (&config);
+    if (!worker)
+        return 1;
+    int rc = bm_worker_run (worker);
+    bm_worker_destroy (&worker);
+    for (int i = 0; i < config.type_count; i++)
+        bm_bot_argv_free (&config.types [i].argv);
+    zstr_free (&connect_to);
+    return rc ? 1 : 0;
+}
