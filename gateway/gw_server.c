@@ -543,6 +543,13 @@ s_rejected (s_req_t *r, bm_msg_t *reply)
 
     if (streq (code, "unknown_bot_type")) {
         r->reason = "invalid_bot_type";
+        //  The broker names the types it knows; an older broker may not,
+        //  then a STATS reply does.
+        s_safe_message (body, message, sizeof message, "");
+        if (strncmp (message, "botType must be one of: ", 24) == 0 && message [24]) {
+            s_error (r, 400, "invalid_bot_type", message, NULL);
+            return;
+        }
         char types [GW_TYPES_LEN];
         s_bot_types (r, types, sizeof types);
         if (*types)
