@@ -38,7 +38,7 @@ class Msg:
 
 
 class FakeBroker:
-    def __init__(self, responder=None, ctx=None):
+    def __init__(self, responder=None, ctx=None, curve_secret=None):
         self.ctx = ctx or zmq.Context.instance()
         self.responder = responder          # fn(broker, msg) -> list of (cmd, body) or (header, cmd, body)
         self.messages = []
@@ -47,6 +47,9 @@ class FakeBroker:
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        if curve_secret:                    # a CURVE server, as the broker with a server key
+            self.router.curve_server = True
+            self.router.curve_secretkey = curve_secret
         self.router.bind("tcp://127.0.0.1:*")
         self.endpoint = self.router.getsockopt_string(zmq.LAST_ENDPOINT)
         self.header = b"BMC01"

@@ -41,11 +41,11 @@ const pack = (o) => Buffer.from(msgpack.encode(o, { useBigInt64: true }));
 const unpack = (b) => msgpack.decode(b, { useBigInt64: true });
 
 class FakeBroker {
-  constructor(responder, header = CH) {
+  constructor(responder, header = CH, curveSecretKey) {
     this.responder = responder;
     this.header = header;
     this.messages = [];
-    this.router = new zmq.Router({ linger: 0 });
+    this.router = new zmq.Router(curveSecretKey ? { linger: 0, curveServer: true, curveSecretKey } : { linger: 0 });
   }
   async bind() {
     await this.router.bind('tcp://127.0.0.1:*');
@@ -363,6 +363,34 @@ tests.workerReconnects = async () => {
   } finally {
     release();
     await w.stop({ graceMs: 0 });
+    fb.close();
+  }
+};
+
+tests.curve = async () => {
+  const server = zmq.curveKeyPair();
+  const client = zmq.curveKeyPair();
+  const fb = await new FakeBroker((b, m) => {
+    if (CH.equals(m.header) && m.cmd === 0x08) return [[0x83, { req: m.body.req, redis: true, uptimeMs: 1 }]];
+    if (WH.equals(m.header) && m.cmd === 0x01) return [[0x02, { jobId: 'cj', botType: 'pywork', payload: 3, attempt: 1 }]];
+    return [];
+  }, CH, server.secretKey).bind();
+  const curve = { serverKey: server.publicKey, publicKey: client.publicKey, secretKey: client.secretKey };
+  try {
+    const c = new bm.Client({ endpoint: fb.endpoint, timeoutMs: 3000, curve });
+    check((await c.ping()).uptimeMs === 1, 'the client talks to a CURVE server with its keys');
+    c.close();
+    fb.header = WH;
+    const w = new bm.Worker({ types: 'pywork', endpoint: fb.endpoint, curve, heartbeatMs: 100, handler: (p) => p * 2 }).start();
+    const d = await fb.waitFor((m) => m.cmd === 0x04, 3000, 'DONE over CURVE');
+    check(d.body.result === 6, 'the worker runs a job over CURVE');
+    await w.stop({ graceMs: 0 });
+    fb.header = CH;
+    const bad = new bm.Client({ endpoint: fb.endpoint, timeoutMs: 500, curve: Object.assign({}, curve, { serverKey: zmq.curveKeyPair().publicKey }) });
+    const e = await rejects(bad.ping());
+    check(e.code === 'broker_timeout', 'a wrong server key ends in broker_timeout, not a hang');
+    bad.close();
+  } finally {
     fb.close();
   }
 };

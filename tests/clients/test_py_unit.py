@@ -195,6 +195,34 @@ def test_client_dead_broker():
     c.close()
 
 
+def test_curve():
+    server_pub, server_sec = zmq.curve_keypair()
+    client_pub, client_sec = zmq.curve_keypair()
+
+    def responder(b, m):
+        if m.cmd == botmesh.PING:
+            return [(0x83, {"req": m.body["req"], "redis": True, "uptimeMs": 1})]
+        if m.cmd == botmesh.W_READY and m.header == W:
+            return [(W, 0x02, {"jobId": "cj", "botType": "pywork", "payload": 3, "attempt": 1})]
+    fb = FakeBroker(responder, curve_secret=server_sec)
+    try:
+        curve = {"server_key": server_pub.decode(), "public_key": client_pub.decode(), "secret_key": client_sec.decode()}
+        with botmesh.Client(fb.endpoint, timeout=3, curve=curve) as c:
+            check(c.ping()["uptimeMs"] == 1, "the client talks to a CURVE server with its keys")
+        w = botmesh.Worker("pywork", lambda p, j: p * 2, endpoint=fb.endpoint, curve=curve, heartbeat_ms=100).start()
+        try:
+            d = fb.wait_for(lambda m: m.cmd == botmesh.W_DONE, what="DONE over CURVE")
+            check(d.body["result"] == 6, "the worker runs a job over CURVE")
+        finally:
+            w.stop(timeout=5)
+        wrong = dict(curve, server_key=zmq.curve_keypair()[0].decode())
+        with botmesh.Client(fb.endpoint, timeout=0.5, curve=wrong) as c:
+            e = raises(c.ping, botmesh.BrokerTimeout)
+            check(e.code == "broker_timeout", "a wrong server key ends in broker_timeout, not a hang")
+    finally:
+        fb.close()
+
+
 # --- worker ---------------------------------------------------------------------
 
 def worker_fb(heartbeats=True):
