@@ -1,0 +1,196 @@
+"""wlib.py - helpers for the worker's tests.
+
+FakeBroker: a ZeroMQ ROUTER that speaks BMW01 (docs/protocol.md section 5),
+for protocol-conformance tests of botmesh-worker without the real broker.
+It answers the worker's silence with HEARTBEATs while a test waits, so the
+worker does not reconnect unless the test wants it to (quiet=True).
+
+Also: start a worker, find a process's children, max overlap of intervals.
+"""
+import os
+import signal
+import time
+
+import harness
+import zmq
+from harness import TestFailure, check, log, pack, unpack, wait_until  # noqa: F401
+
+WORKER = harness.WORKER
+READY, JOB, PROGRESS, DONE, HEARTBEAT, DISCONNECT, WCANCEL, RELEASE, NACK = range(1, 10)
+NAMES = {READY: "READY", JOB: "JOB", PROGRESS: "PROGRESS", DONE: "DONE", HEARTBEAT: "HEARTBEAT",
+         DISCONNECT: "DISCONNECT", WCANCEL: "CANCEL", RELEASE: "RELEASE", NACK: "NACK"}
+HERE = os.path.dirname(os.path.abspath(__file__))
+TESTBOT = os.path.join(HERE, "bots", "testbot.py")
+PY = "/usr/bin/python3"
+
+
+def testbot_cmd(*args):
+    """BOT_<TYPE>_CMD value running tests/worker/bots/testbot.py."""
+    return " ".join([PY, TESTBOT] + list(args))
+
+
+class FakeBroker:
+    """A ROUTER on an ephemeral port that records what workers send."""
+
+    def __init__(self, heartbeat_ms=100):
+        self.ctx = zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        port = self.sock.bind_to_random_port("tcp://127.0.0.1")
+        self.endpoint = "tcp://127.0.0.1:%d" % port
+        self.heartbeat_ms = heartbeat_ms
+        self.peers = {}             # identity -> last time we sent it anything
+        self.quiet = False          # True: send no heartbeats (play dead)
+        self.log = []               # (time, identity, command, body)
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, identity, command, body=None, header=WORKER):
+        self.sock.send_multipart([identity, header, bytes([command]), pack(body or {})])
+        self.peers[identity] = time.monotonic()
+
+    def send_raw(self, identity, frames):
+        self.sock.send_multipart([identity] + list(frames))
+
+    def _pump(self):
+        if self.quiet:
+            return
+        now = time.monotonic()
+        for identity, last in list(self.peers.items()):
+            if now - last >= self.heartbeat_ms / 1000.0:
+                self.send(identity, HEARTBEAT)
+
+    def recv(self, timeout=5.0, want=None, skip=(HEARTBEAT,)):
+        """Next message (identity, command, body), skipping heartbeats;
+        with want, the next message of those commands.  Fails on timeout."""
+        if isinstance(want, int):
+            want = (want,)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TestFailure("fake broker: no %s within %ss" % (
+                    "/".join(NAMES.get(w, str(w)) for w in want) if want else "message", timeout))
+            self._pump()
+            if not self.sock.poll(int(min(left, self.heartbeat_ms / 1000.0 / 2) * 1000) + 1):
+                continue
+            frames = self.sock.recv_multipart()
+            identity = frames[0]
+            if identity not in self.peers:
+                self.peers[identity] = 0
+            check_frames(frames)
+            command = frames[2][0]
+            body = unpack(frames[3])
+            self.log.append((time.monotonic(), identity, command, body))
+            if command in skip and (not want or command not in want):
+                continue
+            if want and command not in want:
+                if command != PROGRESS:
+                    log("fake broker: (skipping %s %r)" % (NAMES.get(command, command), body))
+                continue
+            return identity, command, body
+
+    def idle(self, seconds):
+        """Keep the worker alive (heartbeats) for a while, collecting what it
+        sends; returns the messages (heartbeats included)."""
+        start = len(self.log)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                self.recv(timeout=max(0.01, deadline - time.monotonic()), skip=())
+            except TestFailure:
+                break
+        return self.log[start:]
+
+    def ready(self, timeout=10):
+        identity, command, body = self.recv(timeout, want=READY)
+        return identity, body
+
+
+def check_frames(frames):
+    """Every worker message: identity + exactly 3 frames, BMW01 header, one
+    command byte, a msgpack map body."""
+    if len(frames) != 4:
+        raise TestFailure("worker sent %d frames (want identity + 3): %r" % (len(frames), frames))
+    if frames[1] != WORKER:
+        raise TestFailure("worker sent header %r" % frames[1])
+    if len(frames[2]) != 1:
+        raise TestFailure("worker sent a command frame of %d bytes" % len(frames[2]))
+    body = unpack(frames[3])
+    if not isinstance(body, dict):
+        raise TestFailure("worker sent a body that is not a map: %r" % (body,))
+
+
+def job(job_id, bot_type="python", payload=None, attempt=1, timeout_ms=30000, deadline=None):
+    body = {"jobId": job_id, "botType": bot_type, "payload": payload, "attempt": attempt,
+            "timeoutMs": timeout_ms}
+    body["deadline"] = deadline if deadline is not None else int(time.time() * 1000) + timeout_ms
+    return body
+
+
+def worker_env(extra=None):
+    env = {"HEARTBEAT_INTERVAL_MS": "100", "HEARTBEAT_LIVENESS": "3", "BOT_KILL_GRACE_MS": "500"}
+    env.update(extra or {})
+    return env
+
+
+def start_worker(stack, endpoint, *args, env=None, name=None):
+    e = {"BROKER_ENDPOINT": endpoint}
+    e.update(env or {})
+    name = name or "worker-%d" % len(stack.procs)
+    return stack.spawn(name, [stack.bin("botmesh-worker")] + list(args), e)
+
+
+def children(pid):
+    """Direct children of a process (Linux /proc)."""
+    out = []
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def alive(pid):
+    """True if pid exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_exit(proc, timeout):
+    """Wait for a harness.Proc to exit; returns its exit code."""
+    wait_until(lambda: not proc.alive(), timeout, "%s to exit" % proc.name)
+    return proc.p.returncode
+
+
+def max_overlap(intervals):
+    """Largest number of [start, end) intervals holding at one instant."""
+    events = []
+    for start, end in intervals:
+        events.append((start, 1))
+        events.append((end, -1))
+    events.sort(key=lambda e: (e[0], e[1]))     # ends before starts at a tie
+    best = cur = 0
+    for _, delta in events:
+        cur += delta
+        best = max(best, cur)
+    return best
+
+
+def read_pids(path):
+    try:
+        with open(path) as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def sigterm(proc):
+    proc.signal(signal.SIGTERM)
