@@ -166,13 +166,14 @@ fi
 # --- the npm peers ---------------------------------------------------------------
 if want throughput || want latency || want http; then
   if command -v node >/dev/null && command -v npm >/dev/null; then
-    if [ ! -d "$PEERS/node_modules" ]; then
+    peers_ok() { (cd "$PEERS" && node -e 'require("bullmq"); require("express"); require("ioredis")') >/dev/null 2>&1; }
+    if ! peers_ok; then
       log "installing the npm peers (npm ci in bench/peers)"
-      (cd "$PEERS" && timeout 300 npm ci --no-audit --no-fund --loglevel=error) >"$TMP/npm.log" 2>&1 \
-        || { log "npm ci failed:"; tail -5 "$TMP/npm.log" >&2; }
+      (cd "$PEERS" && timeout 180 npm ci --no-audit --no-fund --loglevel=error --prefer-offline \
+         --fetch-retries=1 --fetch-retry-maxtimeout=5000 --fetch-timeout=30000) >"$TMP/npm.log" 2>&1 \
+        || { log "npm ci failed:"; tail -3 "$TMP/npm.log" >&2; }
     fi
-    (cd "$PEERS" && node -e 'require("bullmq"); require("express"); require("ioredis")') >/dev/null 2>&1 \
-      && NODE_OK=1
+    peers_ok && NODE_OK=1
   fi
   [ $NODE_OK = 1 ] || log "BullMQ / Express peers unavailable: their cases are skipped"
 fi

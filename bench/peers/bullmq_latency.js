@@ -13,6 +13,7 @@ const c = require ('./common');
 const opt = c.args ({ redis: 6379, jobs: 2000, warmup: 100, concurrency: 1, queue: 'latency', role: 'client' });
 
 async function worker () {
+  process.on ('disconnect', () => process.exit (1));     //  The parent is gone
   const w = new Worker (opt.queue, async () => ({ ok: true }), {
     connection: c.connection (opt.redis), concurrency: opt.concurrency });
   w.on ('error', e => console.error ('worker error: ' + e.message));

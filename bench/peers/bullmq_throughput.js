@@ -18,6 +18,7 @@ const opt = c.args ({ redis: 6379, jobs: 50000, batch: 1000, concurrency: 50, wo
 const now = () => performance.timeOrigin + performance.now ();
 
 async function worker () {
+  process.on ('disconnect', () => process.exit (1));     //  The parent is gone
   let done = 0, last = 0;
   const w = new Worker (opt.queue, async () => ({ ok: true }), {
     connection: c.connection (opt.redis), concurrency: opt.concurrency, autorun: false });
