@@ -7,6 +7,7 @@
 #include "wh_signature.h"
 #include "wh_ssrf.h"
 #include "wh_heap.h"
+#include "wh_outcome.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +23,7 @@ static s_test_t s_tests [] = {
     { "signature",   wh_signature_test },
     { "ssrf",        wh_ssrf_test },
     { "heap",        wh_heap_test },
+    { "outcome",     wh_outcome_test },
 };
 
 int

@@ -1,0 +1,103 @@
+/*  botmesh-webhook - delivers job results to webhook URLs: a worker of the
+    broker's built-in "webhook" bot type (docs/protocol.md section 6).  */
+#include "wh_config.h"
+#include "wh_manager.h"
+#include "bm_config.h"
+#include "bm_log.h"
+
+#include <czmq.h>
+#include <curl/curl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static void
+s_usage (FILE *out)
+{
+    fprintf (out,
+"usage: botmesh-webhook [--port N] [--help]\n"
+"\n"
+"Delivers the result of every job that has a webhookUrl: POSTs the JSON\n"
+"{jobId, botType, status, result | error, attempts, durationMs, createdAt,\n"
+"finishedAt} to it, with Standard Webhooks headers (webhook-id, the same on\n"
+"every attempt; webhook-timestamp; webhook-signature when WEBHOOK_SECRET is set).\n"
+"It is a worker of the broker's \"webhook\" bot type: deliveries survive its\n"
+"crashes (the broker re-dispatches them, and attempts keep counting).\n"
+"\n"
+"Attempts: at most 1 + WEBHOOK_MAX_RETRIES (default 5 retries = 6 attempts).\n"
+"After attempt n fails with a retryable error, the next waits a random time\n"
+"in [0, min(WEBHOOK_MAX_DELAY, WEBHOOK_RETRY_DELAY * 2^(n-1))] (full jitter),\n"
+"or the receiver's Retry-After (seconds or HTTP-date), capped at WEBHOOK_MAX_DELAY.\n"
+"Retryable: no answer (connection, DNS, TLS errors, timeouts), 408, 425, 429, 5xx.\n"
+"Permanent (no retry): other 4xx, every 3xx (redirects are never followed),\n"
+"and targets the SSRF guard refuses (loopback, private, link-local, unique-local,\n"
+"shared, multicast, reserved addresses) unless WEBHOOK_ALLOW_PRIVATE=1 or the host\n"
+"is in WEBHOOK_ALLOWED_HOSTS.\n"
+"\n"
+"HTTP API: GET /health, GET /stats, GET /metrics, POST /deliveries/{jobId}/retry\n"
+"(redelivers a finished job's webhook; 404 unknown job, 409 no webhook or not ended).\n"
+"\n"
+"SIGTERM/SIGINT: stop taking deliveries, give back those waiting for a retry,\n"
+"let requests in flight finish for WEBHOOK_SHUTDOWN_GRACE_MS, then exit.\n"
+"\n"
+"Flags:\n"
+"  --port N        overrides WEBHOOK_MANAGER_PORT\n"
+"  --help          this text\n"
+"\n%s", wh_config_help);
+}
+
+int
+main (int argc, char *argv [])
+{
+    if (bm_log_init ("webhook"))
+        return 1;
+    const char *port_flag = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp (argv [i], "--help") == 0 || strcmp (argv [i], "-h") == 0) {
+            s_usage (stdout);
+            return 0;
+        }
+        else
+        if (strcmp (argv [i], "--port") == 0 && i + 1 < argc)
+            port_flag = argv [++i];
+        else {
+            fprintf (stderr, "botmesh-webhook: unknown argument '%s'\n\n", argv [i]);
+            s_usage (stderr);
+            return 2;
+        }
+    }
+    wh_config_t config;
+    if (wh_config_load (&config))
+        return 1;
+    if (port_flag && bm_parse_int (port_flag, 0, 65535, &config.port)) {
+        bm_error (NULL, "configuration: --port must be an integer from 0 to 65535 (got '%s')", port_flag);
+        return 1;
+    }
+
+    //  Signals: czmq's handler off; SIGTERM/SIGINT blocked before any
+    //  thread starts (ZeroMQ's, civetweb's, libcurl's resolver), so that
+    //  only the loop's signalfd sees them.
+    zsys_handler_set (NULL);
+    sigset_t signals;
+    sigemptyset (&signals);
+    sigaddset (&signals, SIGTERM);
+    sigaddset (&signals, SIGINT);
+    pthread_sigmask (SIG_BLOCK, &signals, NULL);
+    signal (SIGPIPE, SIG_IGN);
+
+    //  Every connection is a file descriptor: take all we may.
+    struct rlimit limit;
+    if (getrlimit (RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        setrlimit (RLIMIT_NOFILE, &limit);
+    }
+    if (curl_global_init (CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        bm_error (NULL, "libcurl failed to initialise");
+        return 1;
+    }
+    int code = wh_manager_run (&config);
+    curl_global_cleanup ();
+    return code;
+}

@@ -1,0 +1,46 @@
+/*  wh_config.h - botmesh-webhook's configuration, read from the
+    environment strictly (a bad value stops the manager at start, naming
+    the variable).  A plain struct: it is data, filled once, read-only
+    afterwards, shared by the loop and the HTTP threads.  */
+#ifndef WH_CONFIG_H
+#define WH_CONFIG_H
+
+#include "wh_backoff.h"
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct {
+    //  Broker
+    const char *broker_endpoint;    //  BROKER_ENDPOINT
+    char name [128];                //  WEBHOOK_NAME, default webhook-<host>-<pid>
+    int64_t credit;                 //  WEBHOOK_CONCURRENCY: deliveries held at once
+    int64_t heartbeat_ms;           //  HEARTBEAT_INTERVAL_MS
+    int64_t liveness;               //  HEARTBEAT_LIVENESS
+    //  Delivery
+    int64_t max_inflight;           //  WEBHOOK_MAX_INFLIGHT: HTTP requests at once
+    int64_t max_retries;            //  WEBHOOK_MAX_RETRIES: attempts = 1 + retries
+    int64_t retry_delay_ms;         //  WEBHOOK_RETRY_DELAY: backoff base
+    int64_t max_delay_ms;           //  WEBHOOK_MAX_DELAY: backoff and Retry-After cap
+    wh_jitter_t jitter;             //  WEBHOOK_JITTER
+    int64_t timeout_ms;             //  WEBHOOK_TIMEOUT_MS: one attempt, all included
+    int64_t connect_timeout_ms;     //  WEBHOOK_CONNECT_TIMEOUT_MS
+    const char *secret;             //  WEBHOOK_SECRET, NULL: unsigned
+    bool allow_private;             //  WEBHOOK_ALLOW_PRIVATE
+    const char *allowed_hosts;      //  WEBHOOK_ALLOWED_HOSTS
+    const char *ca_file;            //  WEBHOOK_CA_FILE, NULL: the system's CAs
+    const char *user_agent;         //  WEBHOOK_USER_AGENT
+    int64_t grace_ms;               //  WEBHOOK_SHUTDOWN_GRACE_MS
+    //  HTTP API
+    const char *listen_addr;        //  WEBHOOK_LISTEN_ADDR
+    int64_t port;                   //  WEBHOOK_MANAGER_PORT
+    int64_t http_threads;           //  WEBHOOK_HTTP_THREADS
+} wh_config_t;
+
+//  Fill config from the environment.  Returns 0, or -1 after logging which
+//  variable is wrong.
+int wh_config_load (wh_config_t *config);
+
+//  The --help text's list of variables.
+extern const char *wh_config_help;
+
+#endif

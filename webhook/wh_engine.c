@@ -1,0 +1,1025 @@
+/*  wh_engine.c - the webhook delivery engine: libcurl multi-socket on zloop.  */
+#include "wh_engine.h"
+#include "wh_backoff.h"
+#include "wh_heap.h"
+#include "wh_outcome.h"
+#include "wh_retry_after.h"
+#include "wh_signature.h"
+#include "wh_ssrf.h"
+#include "bm_config.h"
+#include "bm_log.h"
+#include "bm_proto.h"
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+
+typedef enum { WHERE_WAITING, WHERE_READY, WHERE_INFLIGHT } where_t;
+
+//  One HTTP attempt in flight.  Allocated only while it runs, so a
+//  delivery waiting for a retry costs little.
+typedef struct {
+    CURL *easy;                 //  libcurl's transfer
+    struct curl_slist *headers; //  Request headers
+    int64_t started_mono;       //  For the duration histogram
+    int64_t retry_after_ms;     //  Retry-After of the last response, -1 if none
+    bool opened;                //  A socket was opened (an address passed the guard)
+    char refused [200];         //  Why the SSRF guard refused an address, "" if none
+    char errbuf [CURL_ERROR_SIZE];  //  libcurl's error text
+} attempt_t;
+
+//  One delivery.
+typedef struct {
+    wh_heap_node_t node;        //  In the waiting heap (key: due, monotonic ms)
+    struct _wh_engine_t *engine;    //  Back pointer for libcurl callbacks
+    char *job_id;               //  The delivery job ("<parent>.whN")
+    char *url;                  //  Target
+    char *webhook_id;           //  webhook-id header, same on every attempt
+    char *body;                 //  JSON text to POST
+    size_t body_len;
+    bool ssrf_exempt;           //  Host in WEBHOOK_ALLOWED_HOSTS, or private allowed
+    int64_t deadline_ms;        //  Broker's deadline (epoch ms), 0: none
+    int64_t received_mono;      //  When we took it
+    wh_status_t status;         //  What we report
+    where_t where;              //  Waiting, ready or in flight
+    void *ready_handle;         //  Handle in the ready list
+    attempt_t *attempt;         //  The attempt in flight, or NULL
+} delivery_t;
+
+//  Counters read by other threads.
+typedef struct {
+    atomic_uint_fast64_t delivered;     //  Final: delivered
+    atomic_uint_fast64_t failed;        //  Final: failed
+    atomic_uint_fast64_t attempts;      //  HTTP attempts finished
+    atomic_uint_fast64_t retries;       //  Retries scheduled
+    atomic_uint_fast64_t released;      //  Given back to the broker
+    atomic_uint_fast64_t cancelled;     //  Cancelled by the broker
+    atomic_uint_fast64_t refused;       //  Attempts the SSRF guard refused
+    atomic_uint_fast64_t received;      //  Deliveries taken
+    atomic_uint_fast64_t responses [601];   //  By HTTP status; [0]: no answer
+    atomic_int_fast64_t held;           //  Gauges
+    atomic_int_fast64_t waiting;
+    atomic_int_fast64_t ready;
+    atomic_int_fast64_t inflight;
+} counters_t;
+
+struct _wh_engine_t {
+    zloop_t *loop;              //  Our reactor (borrowed)
+    const wh_config_t *config;  //  Borrowed
+    wh_event_fn *event_fn;      //  Owner's callback
+    void *event_arg;
+    CURLM *multi;               //  libcurl multi handle
+    wh_backoff_t *backoff;      //  Retry delays
+    wh_signer_t *signer;        //  NULL when unsigned
+    zhashx_t *deliveries;       //  job id -> delivery_t (we free them)
+    wh_heap_t *waiting;         //  Deliveries waiting for a retry
+    zlistx_t *ready;            //  Due deliveries waiting for a slot, FIFO
+    size_t inflight;            //  Attempts in flight
+    int curl_timer;             //  zloop timer for libcurl, -1 if none
+    int wait_timer;             //  zloop timer for the heap's head, -1 if none
+    int64_t wait_timer_due;     //  Monotonic ms it fires at
+    bool draining;              //  Shutting down: release instead of retrying
+    counters_t counters;
+    //  Metrics
+    bm_metric_t *m_responses;           //  webhook_responses_total{code}
+    bm_series_t *m_response_series [601];
+    bm_series_t *m_delivered, *m_failed;    //  webhook_deliveries_total{status}
+    bm_series_t *m_attempt_success, *m_attempt_retryable, *m_attempt_permanent;
+    bm_series_t *m_duration;            //  webhook_delivery_duration_seconds
+    bm_series_t *m_time_to_deliver;     //  webhook_delivery_latency_seconds
+    bm_series_t *m_retries, *m_released, *m_cancelled, *m_refused;
+    bm_series_t *m_held, *m_waiting, *m_ready, *m_inflight;
+};
+
+static void s_schedule (wh_engine_t *self, delivery_t *d, int64_t due_mono);
+static void s_pump (wh_engine_t *self);
+static void s_check_done (wh_engine_t *self);
+
+//  --------------------------------------------------------------------------
+//  Names
+
+const char *
+wh_state_name (wh_state_t state)
+{
+    switch (state) {
+        case WH_STATE_PENDING:   return "pending";
+        case WH_STATE_RETRYING:  return "retrying";
+        case WH_STATE_DELIVERED: return "delivered";
+        case WH_STATE_FAILED:    return "failed";
+        default:                 return "pending";
+    }
+}
+
+int
+wh_state_parse (const char *name, size_t len)
+{
+    for (int state = WH_STATE_PENDING; state <= WH_STATE_FAILED; state++) {
+        const char *candidate = wh_state_name ((wh_state_t) state);
+        if (strlen (candidate) == len && memcmp (candidate, name, len) == 0)
+            return state;
+    }
+    return -1;
+}
+
+//  --------------------------------------------------------------------------
+//  Gauges
+
+static void
+s_gauges (wh_engine_t *self)
+{
+    int64_t held = (int64_t) zhashx_size (self->deliveries);
+    int64_t waiting = (int64_t) wh_heap_size (self->waiting);
+    int64_t ready = (int64_t) zlistx_size (self->ready);
+    int64_t inflight = (int64_t) self->inflight;
+    atomic_store (&self->counters.held, held);
+    atomic_store (&self->counters.waiting, waiting);
+    atomic_store (&self->counters.ready, ready);
+    atomic_store (&self->counters.inflight, inflight);
+    bm_series_set (self->m_held, (double) held);
+    bm_series_set (self->m_waiting, (double) waiting);
+    bm_series_set (self->m_ready, (double) ready);
+    bm_series_set (self->m_inflight, (double) inflight);
+}
+
+//  --------------------------------------------------------------------------
+//  Deliveries
+
+static void
+s_attempt_free (wh_engine_t *self, attempt_t **attempt_p)
+{
+    attempt_t *attempt = *attempt_p;
+    if (!attempt)
+        return;
+    if (attempt->easy) {
+        curl_multi_remove_handle (self->multi, attempt->easy);
+        curl_easy_cleanup (attempt->easy);
+    }
+    curl_slist_free_all (attempt->headers);
+    free (attempt);
+    *attempt_p = NULL;
+}
+
+//  Take a delivery out of wherever it is (heap, ready list, in flight).
+static void
+s_unlink (wh_engine_t *self, delivery_t *d)
+{
+    if (d->where == WHERE_WAITING)
+        wh_heap_remove (self->waiting, &d->node);
+    else
+    if (d->where == WHERE_READY && d->ready_handle) {
+        zlistx_delete (self->ready, d->ready_handle);
+        d->ready_handle = NULL;
+    }
+    else
+    if (d->where == WHERE_INFLIGHT && d->attempt) {
+        s_attempt_free (self, &d->attempt);
+        self->inflight--;
+    }
+}
+
+//  Forget a delivery entirely (after its last event).
+static void
+s_delivery_destroy (wh_engine_t *self, delivery_t **d_p)
+{
+    delivery_t *d = *d_p;
+    s_unlink (self, d);
+    zhashx_delete (self->deliveries, d->job_id);
+    free (d->job_id);
+    free (d->url);
+    free (d->webhook_id);
+    free (d->body);
+    free (d);
+    *d_p = NULL;
+}
+
+//  Report an event to the owner.
+static void
+s_event (wh_engine_t *self, wh_event_t event, delivery_t *d)
+{
+    self->event_fn (self->event_arg, event, d->job_id, &d->status);
+}
+
+//  Report the final outcome and forget the delivery.
+static void
+s_finish (wh_engine_t *self, delivery_t *d, wh_state_t state)
+{
+    d->status.state = state;
+    d->status.next_attempt_at = 0;
+    if (state == WH_STATE_DELIVERED) {
+        atomic_fetch_add (&self->counters.delivered, 1);
+        bm_series_inc (self->m_delivered);
+        bm_series_observe (self->m_time_to_deliver,
+                           (bm_mono_ms () - d->received_mono) / 1000.0);
+        bm_info (d->job_id, "delivered to %s after %" PRId64 " attempt%s (HTTP %d)",
+                 d->url, d->status.attempts, d->status.attempts == 1? "": "s", d->status.last_status);
+    }
+    else {
+        atomic_fetch_add (&self->counters.failed, 1);
+        bm_series_inc (self->m_failed);
+        bm_warn (d->job_id, "delivery to %s failed after %" PRId64 " attempt%s: %s",
+                 d->url, d->status.attempts, d->status.attempts == 1? "": "s", d->status.last_error);
+    }
+    s_unlink (self, d);
+    s_event (self, WH_EVENT_DONE, d);
+    s_delivery_destroy (self, &d);
+}
+
+//  Give a delivery back to the broker and forget it.
+static void
+s_release (wh_engine_t *self, delivery_t *d)
+{
+    atomic_fetch_add (&self->counters.released, 1);
+    bm_series_inc (self->m_released);
+    bm_debug (d->job_id, "released (%" PRId64 " attempts so far)", d->status.attempts);
+    s_unlink (self, d);
+    s_event (self, WH_EVENT_RELEASE, d);
+    s_delivery_destroy (self, &d);
+}
+
+//  --------------------------------------------------------------------------
+//  libcurl callbacks (never call curl_multi_* or report events from these)
+
+//  Open the socket for an address libcurl resolved, unless the SSRF guard
+//  refuses the address: then libcurl tries the next one or fails with
+//  CURLE_COULDNT_CONNECT, and we report the refusal as a permanent failure.
+static curl_socket_t
+s_opensocket (void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
+{
+    delivery_t *d = (delivery_t *) clientp;
+    attempt_t *attempt = d->attempt;
+    if (purpose == CURLSOCKTYPE_IPCXN && !d->ssrf_exempt) {
+        wh_addr_class_t cls = wh_ssrf_classify (&address->addr, address->addrlen);
+        if (cls != WH_ADDR_PUBLIC) {
+            char text [INET6_ADDRSTRLEN] = "?";
+            struct sockaddr_storage ss;
+            memset (&ss, 0, sizeof ss);
+            memcpy (&ss, &address->addr,
+                    address->addrlen < sizeof ss? address->addrlen: sizeof ss);
+            if (address->family == AF_INET)
+                inet_ntop (AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, text, sizeof text);
+            else
+            if (address->family == AF_INET6)
+                inet_ntop (AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, text, sizeof text);
+            if (attempt)
+                snprintf (attempt->refused, sizeof attempt->refused,
+                          "refused by the SSRF guard: %s is %s (set WEBHOOK_ALLOW_PRIVATE=1 "
+                          "or list the host in WEBHOOK_ALLOWED_HOSTS)", text, wh_addr_class_name (cls));
+            return CURL_SOCKET_BAD;
+        }
+    }
+    curl_socket_t fd = socket (address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+    if (fd != CURL_SOCKET_BAD && attempt)
+        attempt->opened = true;
+    return fd;
+}
+
+//  Response headers: remember Retry-After of the final response.
+static size_t
+s_header (char *buffer, size_t size, size_t count, void *userdata)
+{
+    attempt_t *attempt = (attempt_t *) userdata;
+    size_t len = size * count;
+    if (len >= 5 && strncmp (buffer, "HTTP/", 5) == 0)
+        attempt->retry_after_ms = -1;       //  A new response (after a 1xx)
+    else
+    if (len > 12 && strncasecmp (buffer, "Retry-After:", 12) == 0) {
+        size_t value_len = len - 12;
+        const char *value = buffer + 12;
+        while (value_len && (value [value_len - 1] == '\r' || value [value_len - 1] == '\n'))
+            value_len--;
+        int64_t delay;
+        if (wh_retry_after_parse (value, value_len, bm_now_ms (), &delay) == 0)
+            attempt->retry_after_ms = delay;
+    }
+    return len;
+}
+
+//  Response bodies are not needed: discard them.
+static size_t
+s_discard (char *buffer, size_t size, size_t count, void *userdata)
+{
+    (void) buffer;
+    (void) userdata;
+    return size * count;
+}
+
+//  --------------------------------------------------------------------------
+//  libcurl <-> zloop
+
+//  A socket libcurl watches is ready.
+static int
+s_socket_ready (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void) loop;
+    wh_engine_t *self = (wh_engine_t *) arg;
+    int flags = 0;
+    if (item->revents & ZMQ_POLLIN)
+        flags |= CURL_CSELECT_IN;
+    if (item->revents & ZMQ_POLLOUT)
+        flags |= CURL_CSELECT_OUT;
+    if (item->revents & ZMQ_POLLERR)
+        flags |= CURL_CSELECT_ERR;
+    int running;
+    curl_multi_socket_action (self->multi, item->fd, flags, &running);
+    s_check_done (self);
+    return 0;
+}
+
+//  CURLMOPT_SOCKETFUNCTION: watch, rewatch or forget a socket.  socketp is
+//  non-NULL once we registered a poller for it.
+static int
+s_socket_cb (CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    (void) easy;
+    wh_engine_t *self = (wh_engine_t *) userp;
+    zmq_pollitem_t item = { NULL, fd, 0, 0 };
+    if (socketp)
+        zloop_poller_end (self->loop, &item);
+    if (what == CURL_POLL_REMOVE) {
+        curl_multi_assign (self->multi, fd, NULL);
+        return 0;
+    }
+    item.events = (short) (((what & CURL_POLL_IN)? ZMQ_POLLIN: 0)
+                         | ((what & CURL_POLL_OUT)? ZMQ_POLLOUT: 0));
+    if (zloop_poller (self->loop, &item, s_socket_ready, self)) {
+        bm_error (NULL, "cannot watch socket %d", (int) fd);
+        curl_multi_assign (self->multi, fd, NULL);
+        return -1;
+    }
+    zloop_poller_set_tolerant (self->loop, &item);
+    curl_multi_assign (self->multi, fd, (void *) 1);
+    return 0;
+}
+
+//  libcurl's timeout expired.
+static int
+s_curl_timeout (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    wh_engine_t *self = (wh_engine_t *) arg;
+    self->curl_timer = -1;
+    int running;
+    curl_multi_socket_action (self->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    s_check_done (self);
+    return 0;
+}
+
+//  CURLMOPT_TIMERFUNCTION: (re)arm our single libcurl timer; -1 removes it.
+static int
+s_timer_cb (CURLM *multi, long timeout_ms, void *userp)
+{
+    (void) multi;
+    wh_engine_t *self = (wh_engine_t *) userp;
+    if (self->curl_timer != -1) {
+        zloop_timer_end (self->loop, self->curl_timer);
+        self->curl_timer = -1;
+    }
+    if (timeout_ms >= 0) {
+        //  zloop fires a 0 ms timer on its next turn: never call libcurl
+        //  back from inside its own callback.
+        self->curl_timer = zloop_timer (self->loop, (size_t) timeout_ms, 1, s_curl_timeout, self);
+        if (self->curl_timer == -1)
+            return -1;
+    }
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Waiting heap -> ready list -> in flight
+
+static int s_wait_timeout (zloop_t *loop, int timer_id, void *arg);
+
+//  Arm the heap timer for the earliest waiting delivery.
+static void
+s_arm_wait_timer (wh_engine_t *self)
+{
+    wh_heap_node_t *head = wh_heap_peek (self->waiting);
+    if (!head) {
+        if (self->wait_timer != -1) {
+            zloop_timer_end (self->loop, self->wait_timer);
+            self->wait_timer = -1;
+        }
+        return;
+    }
+    if (self->wait_timer != -1 && self->wait_timer_due <= head->key)
+        return;                 //  Fires early enough already
+    if (self->wait_timer != -1)
+        zloop_timer_end (self->loop, self->wait_timer);
+    int64_t delay = head->key - bm_mono_ms ();
+    if (delay < 0)
+        delay = 0;
+    self->wait_timer = zloop_timer (self->loop, (size_t) delay, 1, s_wait_timeout, self);
+    self->wait_timer_due = head->key;
+}
+
+//  The earliest waiting delivery is due: move every due one on.
+static int
+s_wait_timeout (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    wh_engine_t *self = (wh_engine_t *) arg;
+    self->wait_timer = -1;
+    int64_t now = bm_mono_ms ();
+    wh_heap_node_t *head;
+    while ((head = wh_heap_peek (self->waiting)) && head->key <= now) {
+        wh_heap_pop (self->waiting);
+        delivery_t *d = (delivery_t *) head;     //  node is the first member
+        d->where = WHERE_READY;
+        d->ready_handle = zlistx_add_end (self->ready, d);
+    }
+    s_pump (self);
+    s_arm_wait_timer (self);
+    s_gauges (self);
+    return 0;
+}
+
+//  Put a delivery in the heap (or straight in the ready list if due).
+static void
+s_schedule (wh_engine_t *self, delivery_t *d, int64_t due_mono)
+{
+    if (due_mono <= bm_mono_ms ()) {
+        d->where = WHERE_READY;
+        d->ready_handle = zlistx_add_end (self->ready, d);
+        s_pump (self);
+    }
+    else {
+        d->where = WHERE_WAITING;
+        d->node.key = due_mono;
+        if (wh_heap_push (self->waiting, &d->node)) {
+            //  Out of memory for the heap: try at once instead.
+            d->where = WHERE_READY;
+            d->ready_handle = zlistx_add_end (self->ready, d);
+            s_pump (self);
+        }
+        else
+            s_arm_wait_timer (self);
+    }
+    s_gauges (self);
+}
+
+//  Build and start one attempt.  Returns 0, or -1 (d is untouched).
+static int
+s_start (wh_engine_t *self, delivery_t *d)
+{
+    attempt_t *attempt = (attempt_t *) calloc (1, sizeof (attempt_t));
+    if (!attempt)
+        return -1;
+    attempt->retry_after_ms = -1;
+    attempt->started_mono = bm_mono_ms ();
+    CURL *easy = curl_easy_init ();
+    if (!easy) {
+        free (attempt);
+        return -1;
+    }
+    attempt->easy = easy;
+
+    //  Headers: a fresh timestamp and signature on every attempt.
+    char line [512];
+    struct curl_slist *headers = NULL, *next;
+    #define S_ADD(text) do { \
+        next = curl_slist_append (headers, text); \
+        if (!next) \
+            goto fail; \
+        headers = next; \
+    } while (0)
+    S_ADD ("Content-Type: application/json");
+    S_ADD ("Expect:");          //  No 100-continue round trip
+    snprintf (line, sizeof line, "webhook-id: %s", d->webhook_id);
+    S_ADD (line);
+    if (self->signer) {
+        char timestamp [24], signature [WH_SIGNATURE_SIZE];
+        snprintf (timestamp, sizeof timestamp, "%" PRId64, bm_now_ms () / 1000);
+        if (wh_signer_sign (self->signer, d->webhook_id, timestamp, d->body, d->body_len,
+                            signature, sizeof signature))
+            goto fail;
+        snprintf (line, sizeof line, "webhook-timestamp: %s", timestamp);
+        S_ADD (line);
+        snprintf (line, sizeof line, "webhook-signature: %s", signature);
+        S_ADD (line);
+    }
+    #undef S_ADD
+    attempt->headers = headers;
+
+    const wh_config_t *config = self->config;
+    curl_easy_setopt (easy, CURLOPT_URL, d->url);
+    curl_easy_setopt (easy, CURLOPT_POST, 1L);
+    curl_easy_setopt (easy, CURLOPT_POSTFIELDS, d->body);
+    curl_easy_setopt (easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) d->body_len);
+    curl_easy_setopt (easy, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt (easy, CURLOPT_USERAGENT, config->user_agent);
+    curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, (long) config->timeout_ms);
+    curl_easy_setopt (easy, CURLOPT_CONNECTTIMEOUT_MS, (long) config->connect_timeout_ms);
+    curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt (easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt (easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt (easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    //  No proxy from the environment: the SSRF guard must see the target.
+    curl_easy_setopt (easy, CURLOPT_PROXY, "");
+    curl_easy_setopt (easy, CURLOPT_OPENSOCKETFUNCTION, s_opensocket);
+    curl_easy_setopt (easy, CURLOPT_OPENSOCKETDATA, d);
+    curl_easy_setopt (easy, CURLOPT_HEADERFUNCTION, s_header);
+    curl_easy_setopt (easy, CURLOPT_HEADERDATA, attempt);
+    curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_discard);
+    curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, attempt->errbuf);
+    curl_easy_setopt (easy, CURLOPT_PRIVATE, d);
+    if (config->ca_file)
+        curl_easy_setopt (easy, CURLOPT_CAINFO, config->ca_file);
+
+    d->attempt = attempt;
+    if (curl_multi_add_handle (self->multi, easy) != CURLM_OK) {
+        d->attempt = NULL;
+        goto fail;
+    }
+    d->where = WHERE_INFLIGHT;
+    self->inflight++;
+    bm_debug (d->job_id, "attempt %" PRId64 " to %s", d->status.attempts + 1, d->url);
+    return 0;
+
+fail:
+    curl_slist_free_all (headers);
+    attempt->headers = NULL;
+    curl_easy_cleanup (easy);
+    free (attempt);
+    return -1;
+}
+
+//  Start ready deliveries while slots are free.
+static void
+s_pump (wh_engine_t *self)
+{
+    while (self->inflight < (size_t) self->config->max_inflight && zlistx_size (self->ready)) {
+        delivery_t *d = (delivery_t *) zlistx_first (self->ready);
+        zlistx_delete (self->ready, d->ready_handle);
+        d->ready_handle = NULL;
+        if (s_start (self, d)) {
+            //  Out of memory or libcurl refused: count it as a failed attempt.
+            d->status.attempts++;
+            snprintf (d->status.last_error, sizeof d->status.last_error,
+                      "could not start the request (out of memory?)");
+            d->status.last_status = 0;
+            if (d->status.attempts > self->config->max_retries)
+                s_finish (self, d, WH_STATE_FAILED);
+            else {
+                d->where = WHERE_WAITING;
+                d->node.key = bm_mono_ms () + 1000;
+                if (wh_heap_push (self->waiting, &d->node))
+                    s_finish (self, d, WH_STATE_FAILED);
+                else
+                    s_arm_wait_timer (self);
+            }
+        }
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Outcomes
+
+//  An attempt ended: decide what happens to the delivery.
+static void
+s_attempt_done (wh_engine_t *self, delivery_t *d, CURLcode result)
+{
+    attempt_t *attempt = d->attempt;
+    long status = 0;
+    curl_easy_getinfo (attempt->easy, CURLINFO_RESPONSE_CODE, &status);
+    double seconds = (bm_mono_ms () - attempt->started_mono) / 1000.0;
+    bm_series_observe (self->m_duration, seconds);
+
+    d->status.attempts++;
+    atomic_fetch_add (&self->counters.attempts, 1);
+    d->status.last_status = result == CURLE_OK? (int) status: 0;
+    d->status.last_error [0] = 0;
+
+    //  Count the answer by status (0: none).
+    int code = result == CURLE_OK && status > 0 && status <= 600? (int) status: 0;
+    atomic_fetch_add (&self->counters.responses [code], 1);
+    if (!self->m_response_series [code]) {
+        char name [8];
+        if (code)
+            snprintf (name, sizeof name, "%d", code);
+        else
+            snprintf (name, sizeof name, "none");
+        self->m_response_series [code] = bm_metric_series (self->m_responses, name);
+    }
+    bm_series_inc (self->m_response_series [code]);
+
+    wh_verdict_t verdict;
+    if (result == CURLE_OK) {
+        verdict = wh_classify_status (status);
+        if (verdict != WH_SUCCESS) {
+            if (status >= 300 && status < 400)
+                snprintf (d->status.last_error, sizeof d->status.last_error,
+                          "HTTP %ld (redirects are not followed)", status);
+            else
+                snprintf (d->status.last_error, sizeof d->status.last_error, "HTTP %ld", status);
+        }
+    }
+    else
+    if (attempt->refused [0] && !attempt->opened) {
+        verdict = WH_PERMANENT;
+        snprintf (d->status.last_error, sizeof d->status.last_error, "%s", attempt->refused);
+        atomic_fetch_add (&self->counters.refused, 1);
+        bm_series_inc (self->m_refused);
+    }
+    else {
+        verdict = wh_classify_curl (result);
+        if (result == CURLE_OPERATION_TIMEDOUT)
+            snprintf (d->status.last_error, sizeof d->status.last_error,
+                      "timed out after %" PRId64 " ms (%s)", self->config->timeout_ms,
+                      attempt->errbuf [0]? attempt->errbuf: "no answer");
+        else
+            snprintf (d->status.last_error, sizeof d->status.last_error, "%s",
+                      attempt->errbuf [0]? attempt->errbuf: curl_easy_strerror (result));
+    }
+    int64_t retry_after = attempt->retry_after_ms;
+
+    //  The request is over: free its slot.
+    s_attempt_free (self, &d->attempt);
+    self->inflight--;
+
+    if (verdict == WH_SUCCESS) {
+        bm_series_inc (self->m_attempt_success);
+        s_finish (self, d, WH_STATE_DELIVERED);
+        return;
+    }
+    if (verdict == WH_PERMANENT) {
+        bm_series_inc (self->m_attempt_permanent);
+        s_finish (self, d, WH_STATE_FAILED);
+        return;
+    }
+    bm_series_inc (self->m_attempt_retryable);
+    if (d->status.attempts > self->config->max_retries) {
+        char last [WH_LAST_ERROR_MAX];
+        snprintf (last, sizeof last, "%s", d->status.last_error);
+        snprintf (d->status.last_error, sizeof d->status.last_error,
+                  "gave up after %" PRId64 " attempts; last: %.200s", d->status.attempts, last);
+        s_finish (self, d, WH_STATE_FAILED);
+        return;
+    }
+    int64_t delay = wh_backoff_delay (self->backoff, (int) (d->status.attempts < 1000? d->status.attempts: 1000),
+                                      retry_after);
+    int64_t now = bm_now_ms ();
+    if (d->deadline_ms && now + delay + self->config->timeout_ms > d->deadline_ms) {
+        char last [WH_LAST_ERROR_MAX];
+        snprintf (last, sizeof last, "%s", d->status.last_error);
+        snprintf (d->status.last_error, sizeof d->status.last_error,
+                  "the delivery job's deadline leaves no time for another attempt; last: %.180s", last);
+        s_finish (self, d, WH_STATE_FAILED);
+        return;
+    }
+    d->status.state = WH_STATE_RETRYING;
+    d->status.next_attempt_at = now + delay;
+    atomic_fetch_add (&self->counters.retries, 1);
+    bm_series_inc (self->m_retries);
+    bm_info (d->job_id, "attempt %" PRId64 " to %s failed (%s); retry in %" PRId64 " ms%s",
+             d->status.attempts, d->url, d->status.last_error, delay,
+             retry_after >= 0? " (Retry-After)": "");
+    s_event (self, WH_EVENT_PROGRESS, d);
+    if (self->draining)
+        s_release (self, d);
+    else
+        s_schedule (self, d, bm_mono_ms () + delay);
+}
+
+//  Collect finished transfers.
+static void
+s_check_done (wh_engine_t *self)
+{
+    CURLMsg *msg;
+    int left;
+    bool any = false;
+    while ((msg = curl_multi_info_read (self->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        CURL *easy = msg->easy_handle;
+        CURLcode result = msg->data.result;     //  msg is invalid once removed
+        delivery_t *d = NULL;
+        curl_easy_getinfo (easy, CURLINFO_PRIVATE, (char **) &d);
+        if (!d || !d->attempt || d->attempt->easy != easy) {
+            curl_multi_remove_handle (self->multi, easy);
+            curl_easy_cleanup (easy);   //  Not ours (cannot happen)
+            continue;
+        }
+        s_attempt_done (self, d, result);
+        any = true;
+    }
+    if (any) {
+        s_pump (self);
+        s_gauges (self);
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Public interface
+
+wh_engine_t *
+wh_engine_new (zloop_t *loop, const wh_config_t *config, bm_metrics_t *metrics,
+               wh_event_fn *fn, void *arg, char *error, size_t error_size)
+{
+    wh_engine_t *self = (wh_engine_t *) calloc (1, sizeof (wh_engine_t));
+    if (!self) {
+        snprintf (error, error_size, "out of memory");
+        return NULL;
+    }
+    self->loop = loop;
+    self->config = config;
+    self->event_fn = fn;
+    self->event_arg = arg;
+    self->curl_timer = -1;
+    self->wait_timer = -1;
+    if (config->secret) {
+        char reason [160];
+        self->signer = wh_signer_new (config->secret, reason, sizeof reason);
+        if (!self->signer) {
+            snprintf (error, error_size, "WEBHOOK_SECRET: %s", reason);
+            wh_engine_destroy (&self);
+            return NULL;
+        }
+    }
+    self->backoff = wh_backoff_new (config->retry_delay_ms, config->max_delay_ms, config->jitter);
+    self->deliveries = zhashx_new ();
+    self->waiting = wh_heap_new ();
+    self->ready = zlistx_new ();
+    self->multi = curl_multi_init ();
+    if (!self->backoff || !self->deliveries || !self->waiting || !self->ready || !self->multi) {
+        snprintf (error, error_size, "out of memory or libcurl failed to start");
+        wh_engine_destroy (&self);
+        return NULL;
+    }
+    curl_multi_setopt (self->multi, CURLMOPT_SOCKETFUNCTION, s_socket_cb);
+    curl_multi_setopt (self->multi, CURLMOPT_SOCKETDATA, self);
+    curl_multi_setopt (self->multi, CURLMOPT_TIMERFUNCTION, s_timer_cb);
+    curl_multi_setopt (self->multi, CURLMOPT_TIMERDATA, self);
+    //  Keep idle connections to receivers for reuse, a few per slot.
+    curl_multi_setopt (self->multi, CURLMOPT_MAXCONNECTS, (long) config->max_inflight * 2);
+
+    //  Metrics
+    bm_metric_t *deliveries = bm_metrics_counter (metrics, "webhook_deliveries_total",
+        "Webhook deliveries that reached a final state, by state", "status");
+    self->m_delivered = bm_metric_series (deliveries, "delivered");
+    self->m_failed = bm_metric_series (deliveries, "failed");
+    bm_metric_t *attempts = bm_metrics_counter (metrics, "webhook_attempts_total",
+        "HTTP delivery attempts, by verdict (success, retryable, permanent)", "result");
+    self->m_attempt_success = bm_metric_series (attempts, "success");
+    self->m_attempt_retryable = bm_metric_series (attempts, "retryable");
+    self->m_attempt_permanent = bm_metric_series (attempts, "permanent");
+    self->m_responses = bm_metrics_counter (metrics, "webhook_responses_total",
+        "Answers to delivery attempts by HTTP status (none: no answer)", "code");
+    self->m_duration = bm_metric_series (bm_metrics_histogram (metrics,
+        "webhook_delivery_duration_seconds",
+        "Duration of one HTTP delivery attempt", NULL, NULL, 0));
+    self->m_time_to_deliver = bm_metric_series (bm_metrics_histogram (metrics,
+        "webhook_delivery_latency_seconds",
+        "From taking a delivery to its successful attempt, retries included", NULL,
+        bm_buckets_duration, bm_buckets_duration_count));
+    self->m_retries = bm_metric_series (bm_metrics_counter (metrics, "webhook_retries_total",
+        "Retries scheduled after a retryable failure", NULL));
+    self->m_released = bm_metric_series (bm_metrics_counter (metrics, "webhook_released_total",
+        "Deliveries given back to the broker unfinished (shutdown)", NULL));
+    self->m_cancelled = bm_metric_series (bm_metrics_counter (metrics, "webhook_cancelled_total",
+        "Deliveries the broker cancelled (its job timed out)", NULL));
+    self->m_refused = bm_metric_series (bm_metrics_counter (metrics, "webhook_ssrf_refused_total",
+        "Attempts refused by the SSRF guard (non-public target address)", NULL));
+    self->m_held = bm_metric_series (bm_metrics_gauge (metrics, "webhook_deliveries_held",
+        "Deliveries held (waiting, queued or in flight)", NULL));
+    self->m_waiting = bm_metric_series (bm_metrics_gauge (metrics, "webhook_deliveries_waiting_retry",
+        "Deliveries waiting for their next attempt", NULL));
+    self->m_ready = bm_metric_series (bm_metrics_gauge (metrics, "webhook_deliveries_queued",
+        "Deliveries due, waiting for a free HTTP slot (WEBHOOK_MAX_INFLIGHT)", NULL));
+    self->m_inflight = bm_metric_series (bm_metrics_gauge (metrics, "webhook_deliveries_in_flight",
+        "HTTP delivery attempts in progress", NULL));
+    return self;
+}
+
+void
+wh_engine_destroy (wh_engine_t **self_p)
+{
+    if (*self_p) {
+        wh_engine_t *self = *self_p;
+        if (self->deliveries) {
+            delivery_t *d;
+            while ((d = (delivery_t *) zhashx_first (self->deliveries)))
+                s_delivery_destroy (self, &d);
+            zhashx_destroy (&self->deliveries);
+        }
+        if (self->curl_timer != -1)
+            zloop_timer_end (self->loop, self->curl_timer);
+        if (self->wait_timer != -1)
+            zloop_timer_end (self->loop, self->wait_timer);
+        if (self->multi)
+            curl_multi_cleanup (self->multi);
+        wh_heap_destroy (&self->waiting);
+        zlistx_destroy (&self->ready);
+        wh_backoff_destroy (&self->backoff);
+        wh_signer_destroy (&self->signer);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+//  The host of an http(s) URL, checked; NULL with a reason otherwise.
+static char *
+s_url_host (const char *url, char *error, size_t error_size)
+{
+    for (const char *p = url; *p; p++)
+        if ((unsigned char) *p < 0x21 || *p == 0x7F) {
+            snprintf (error, error_size, "the URL holds a space or control character");
+            return NULL;
+        }
+    CURLU *handle = curl_url ();
+    if (!handle) {
+        snprintf (error, error_size, "out of memory");
+        return NULL;
+    }
+    char *scheme = NULL, *host = NULL, *result = NULL;
+    if (curl_url_set (handle, CURLUPART_URL, url, 0) != CURLUE_OK)
+        snprintf (error, error_size, "the URL cannot be parsed");
+    else
+    if (curl_url_get (handle, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK
+    ||  (strcasecmp (scheme, "http") != 0 && strcasecmp (scheme, "https") != 0))
+        snprintf (error, error_size, "the URL must be http:// or https://");
+    else
+    if (curl_url_get (handle, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host)
+        snprintf (error, error_size, "the URL has no host");
+    else
+        result = strdup (host);
+    curl_free (scheme);
+    curl_free (host);
+    curl_url_cleanup (handle);
+    return result;
+}
+
+int
+wh_engine_add (wh_engine_t *self, const char *job_id, const char *url,
+               const char *webhook_id, const char *body, size_t body_len,
+               const wh_status_t *prior, int64_t deadline_ms,
+               char *error, size_t error_size)
+{
+    if (zhashx_lookup (self->deliveries, job_id))
+        return 1;
+    if (!bm_valid_id (webhook_id, strlen (webhook_id))) {
+        snprintf (error, error_size, "webhookId must be 1-128 printable characters without spaces");
+        return -1;
+    }
+    char *host = s_url_host (url, error, error_size);
+    if (!host)
+        return -1;
+    delivery_t *d = (delivery_t *) calloc (1, sizeof (delivery_t));
+    if (d) {
+        d->job_id = strdup (job_id);
+        d->url = strdup (url);
+        d->webhook_id = strdup (webhook_id);
+        d->body = (char *) malloc (body_len + 1);
+    }
+    if (!d || !d->job_id || !d->url || !d->webhook_id || !d->body) {
+        if (d) {
+            free (d->job_id);
+            free (d->url);
+            free (d->webhook_id);
+            free (d->body);
+            free (d);
+        }
+        free (host);
+        snprintf (error, error_size, "out of memory");
+        return -1;
+    }
+    memcpy (d->body, body, body_len);
+    d->body [body_len] = 0;
+    d->body_len = body_len;
+    d->engine = self;
+    d->ssrf_exempt = self->config->allow_private
+                  || wh_ssrf_host_listed (self->config->allowed_hosts, host);
+    free (host);
+    d->deadline_ms = deadline_ms;
+    d->received_mono = bm_mono_ms ();
+    wh_heap_node_init (&d->node);
+    d->status.state = WH_STATE_PENDING;
+    zhashx_insert (self->deliveries, d->job_id, d);
+    atomic_fetch_add (&self->counters.received, 1);
+
+    int64_t due = bm_mono_ms ();
+    //  Continue from the state last reported (a crash, a release): count
+    //  on from its attempts and wait for its next attempt time, but never
+    //  longer than the cap (a clock that jumped must not park it).
+    if (prior && (prior->state == WH_STATE_PENDING || prior->state == WH_STATE_RETRYING)) {
+        d->status = *prior;
+        if (d->status.attempts < 0)
+            d->status.attempts = 0;
+        int64_t wait = prior->next_attempt_at - bm_now_ms ();
+        if (prior->next_attempt_at > 0 && wait > 0)
+            due += wait < self->config->max_delay_ms? wait: self->config->max_delay_ms;
+        bm_info (job_id, "resuming delivery to %s after %" PRId64 " attempts", url,
+                 d->status.attempts);
+    }
+    else
+        bm_debug (job_id, "new delivery to %s", url);
+    if (self->draining) {
+        s_release (self, d);
+        return 0;
+    }
+    s_schedule (self, d, due);
+    return 0;
+}
+
+int
+wh_engine_cancel (wh_engine_t *self, const char *job_id)
+{
+    delivery_t *d = (delivery_t *) zhashx_lookup (self->deliveries, job_id);
+    if (!d)
+        return -1;
+    atomic_fetch_add (&self->counters.cancelled, 1);
+    bm_series_inc (self->m_cancelled);
+    s_delivery_destroy (self, &d);
+    s_pump (self);
+    s_arm_wait_timer (self);
+    s_gauges (self);
+    return 0;
+}
+
+void
+wh_engine_drain (wh_engine_t *self)
+{
+    self->draining = true;
+    //  Collect first: releasing changes the table we walk.
+    zlist_t *out = zlist_new ();
+    delivery_t *d = (delivery_t *) zhashx_first (self->deliveries);
+    while (d) {
+        if (d->where != WHERE_INFLIGHT)
+            zlist_append (out, d);
+        d = (delivery_t *) zhashx_next (self->deliveries);
+    }
+    while ((d = (delivery_t *) zlist_pop (out)))
+        s_release (self, d);
+    zlist_destroy (&out);
+    s_arm_wait_timer (self);
+    s_gauges (self);
+}
+
+void
+wh_engine_abort (wh_engine_t *self)
+{
+    self->draining = true;
+    zlist_t *out = zlist_new ();
+    delivery_t *d = (delivery_t *) zhashx_first (self->deliveries);
+    while (d) {
+        zlist_append (out, d);
+        d = (delivery_t *) zhashx_next (self->deliveries);
+    }
+    while ((d = (delivery_t *) zlist_pop (out))) {
+        if (d->where == WHERE_INFLIGHT)
+            bm_warn (d->job_id, "request to %s aborted at shutdown; the broker will redeliver it", d->url);
+        s_release (self, d);
+    }
+    zlist_destroy (&out);
+    s_arm_wait_timer (self);
+    s_gauges (self);
+}
+
+size_t
+wh_engine_held (wh_engine_t *self)
+{
+    return zhashx_size (self->deliveries);
+}
+
+size_t
+wh_engine_inflight (wh_engine_t *self)
+{
+    return self->inflight;
+}
+
+json_t *
+wh_engine_stats (wh_engine_t *self)
+{
+    counters_t *c = &self->counters;
+    json_t *responses = json_object ();
+    for (int code = 0; code <= 600; code++) {
+        uint64_t count = atomic_load (&c->responses [code]);
+        if (count) {
+            char name [8];
+            if (code)
+                snprintf (name, sizeof name, "%d", code);
+            else
+                snprintf (name, sizeof name, "none");
+            json_object_set_new (responses, name, json_integer ((json_int_t) count));
+        }
+    }
+    return json_pack ("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+        "delivered", (json_int_t) atomic_load (&c->delivered),
+        "failed", (json_int_t) atomic_load (&c->failed),
+        "retrying", (json_int_t) atomic_load (&c->waiting),
+        "inFlight", (json_int_t) atomic_load (&c->inflight),
+        "queued", (json_int_t) atomic_load (&c->ready),
+        "held", (json_int_t) atomic_load (&c->held),
+        "received", (json_int_t) atomic_load (&c->received),
+        "attempts", (json_int_t) atomic_load (&c->attempts),
+        "retriesScheduled", (json_int_t) atomic_load (&c->retries),
+        "released", (json_int_t) atomic_load (&c->released),
+        "cancelled", (json_int_t) atomic_load (&c->cancelled),
+        "refused", (json_int_t) atomic_load (&c->refused),
+        "responses", responses);
+}

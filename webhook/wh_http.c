@@ -1,0 +1,263 @@
+/*  wh_http.c - botmesh-webhook's HTTP API (civetweb, its own threads).  */
+#include "wh_http.h"
+#include "wh_reply.h"
+#include "bm_client.h"
+#include "bm_config.h"
+#include "bm_log.h"
+
+#include <civetweb.h>
+#include <pthread.h>
+#include <string.h>
+
+#define WH_REDELIVER_TIMEOUT_MS 5000
+
+struct _wh_http_t {
+    struct mg_context *ctx;     //  civetweb
+    const wh_config_t *config;  //  Borrowed
+    wh_engine_t *engine;        //  Borrowed: only its atomics are read
+    wh_link_t *link;            //  Borrowed: only its atomics are read
+    bm_metrics_t *metrics;      //  Borrowed
+    int port;                   //  Bound port
+    int64_t started_ms;
+    bm_series_t *m_connected;           //  webhook_broker_connected
+    bm_series_t *m_reconnects;          //  webhook_broker_reconnects_total
+    bm_metric_t *m_redeliver;           //  webhook_redeliver_requests_total{result}
+};
+
+//  One broker client per civetweb thread, made on first use.
+static __thread bm_client_t *tl_client;
+
+static void
+s_exit_thread (const struct mg_context *ctx, int thread_type, void *thread_pointer)
+{
+    (void) ctx;
+    (void) thread_type;
+    (void) thread_pointer;
+    bm_client_destroy (&tl_client);
+}
+
+static void
+s_collect (bm_metrics_t *metrics, void *arg)
+{
+    (void) metrics;
+    wh_http_t *self = (wh_http_t *) arg;
+    bm_series_set (self->m_connected, wh_link_connected (self->link)? 1: 0);
+    double reconnects = (double) wh_link_reconnects (self->link);
+    double seen = bm_series_value (self->m_reconnects);
+    if (reconnects > seen)
+        bm_series_add (self->m_reconnects, reconnects - seen);
+}
+
+static void
+s_stats (wh_http_t *self, struct mg_connection *conn)
+{
+    const wh_config_t *c = self->config;
+    json_t *stats = wh_engine_stats (self->engine);
+    json_object_set_new (stats, "name", json_string (c->name));
+    json_object_set_new (stats, "credit", json_integer (c->credit));
+    json_object_set_new (stats, "uptimeMs", json_integer (bm_now_ms () - self->started_ms));
+    json_object_set_new (stats, "broker", json_pack ("{s:s, s:b, s:I}",
+        "endpoint", c->broker_endpoint,
+        "connected", wh_link_connected (self->link),
+        "reconnects", (json_int_t) wh_link_reconnects (self->link)));
+    json_object_set_new (stats, "config", json_pack (
+        "{s:I, s:I, s:I, s:I, s:s, s:I, s:I, s:b, s:b}",
+        "maxRetries", (json_int_t) c->max_retries,
+        "maxAttempts", (json_int_t) c->max_retries + 1,
+        "retryDelayMs", (json_int_t) c->retry_delay_ms,
+        "maxDelayMs", (json_int_t) c->max_delay_ms,
+        "jitter", wh_jitter_name (c->jitter),
+        "timeoutMs", (json_int_t) c->timeout_ms,
+        "maxInflight", (json_int_t) c->max_inflight,
+        "signed", c->secret != NULL,
+        "allowPrivate", c->allow_private));
+    wh_reply_json (conn, 200, stats, NULL);
+}
+
+//  POST /deliveries/{jobId}/retry: REDELIVER {req, jobId} to the broker.
+static void
+s_retry (wh_http_t *self, struct mg_connection *conn, const char *job_id)
+{
+    if (!bm_valid_id (job_id, strlen (job_id))) {
+        wh_reply_error (conn, 400, "bad_request",
+                        "jobId must be 1-128 printable characters without spaces");
+        return;
+    }
+    if (!tl_client)
+        tl_client = bm_client_new (self->config->broker_endpoint);
+    if (!tl_client) {
+        wh_reply_error (conn, 503, "broker_unavailable", "cannot open a socket to the broker");
+        return;
+    }
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 2);
+    bm_pack_kv_int (&pk, "req", bm_client_next_req (tl_client));
+    bm_pack_kv_str (&pk, "jobId", job_id);
+    bm_msg_t *reply = bm_client_request (tl_client, BM_REDELIVER, sbuf.data, sbuf.size,
+                                         WH_REDELIVER_TIMEOUT_MS);
+    msgpack_sbuffer_destroy (&sbuf);
+    if (!reply) {
+        bm_series_inc (bm_metric_series (self->m_redeliver, "timeout"));
+        wh_reply_error (conn, 504, "broker_timeout",
+                        "the broker did not answer within %d ms", WH_REDELIVER_TIMEOUT_MS);
+        return;
+    }
+    const msgpack_object *body = bm_msg_body (reply);
+    if (bm_msg_command (reply) == BM_ACCEPTED) {
+        bm_series_inc (bm_metric_series (self->m_redeliver, "accepted"));
+        bm_info (job_id, "redelivery requested over HTTP");
+        wh_reply_json (conn, 202, json_pack ("{s:s, s:s}", "jobId", job_id,
+                                             "status", "redelivery queued"), NULL);
+    }
+    else
+    if (bm_msg_command (reply) == BM_REJECTED) {
+        char code [64] = "rejected", message [512] = "the broker rejected the request";
+        bm_obj_strcpy (body, "code", code, sizeof code);
+        bm_obj_strcpy (body, "message", message, sizeof message);
+        int status = strcmp (code, "not_found") == 0? 404
+                   : strcmp (code, "conflict") == 0? 409
+                   : strcmp (code, "bad_request") == 0? 400: 503;
+        bm_series_inc (bm_metric_series (self->m_redeliver, status == 503? "error": code));
+        wh_reply_error (conn, status, code, "%s", message);
+    }
+    else {
+        bm_series_inc (bm_metric_series (self->m_redeliver, "error"));
+        wh_reply_error (conn, 502, "bad_gateway", "unexpected answer from the broker");
+    }
+    bm_msg_destroy (&reply);
+}
+
+static int
+s_handle (struct mg_connection *conn, void *cbdata)
+{
+    wh_http_t *self = (wh_http_t *) cbdata;
+    const struct mg_request_info *info = mg_get_request_info (conn);
+    const char *method = info->request_method;
+    const char *path = info->local_uri? info->local_uri: "/";
+    bool get = strcmp (method, "GET") == 0 || strcmp (method, "HEAD") == 0;
+
+    //  /deliveries/{jobId}/retry
+    const char *prefix = "/deliveries/", *suffix = "/retry";
+    size_t path_len = strlen (path), prefix_len = strlen (prefix), suffix_len = strlen (suffix);
+    if (path_len > prefix_len + suffix_len && strncmp (path, prefix, prefix_len) == 0
+    &&  strcmp (path + path_len - suffix_len, suffix) == 0) {
+        if (strcmp (method, "POST") != 0) {
+            wh_reply_error (conn, 405, "method_not_allowed", "use POST");
+            return 1;
+        }
+        char job_id [BM_MAX_ID_LEN + 2];
+        size_t id_len = path_len - prefix_len - suffix_len;
+        if (id_len >= sizeof job_id) {
+            wh_reply_error (conn, 400, "bad_request", "jobId is longer than %d bytes", BM_MAX_ID_LEN);
+            return 1;
+        }
+        memcpy (job_id, path + prefix_len, id_len);
+        job_id [id_len] = 0;
+        s_retry (self, conn, job_id);
+    }
+    else
+    if (strcmp (path, "/health") == 0 && get) {
+        bool connected = wh_link_connected (self->link);
+        wh_reply_json (conn, 200, json_pack ("{s:s, s:{s:b}}", "status", connected? "ok": "degraded",
+                                             "broker", "connected", connected), NULL);
+    }
+    else
+    if (strcmp (path, "/stats") == 0 && get)
+        s_stats (self, conn);
+    else
+    if (strcmp (path, "/metrics") == 0 && get) {
+        char *text = bm_metrics_render (self->metrics);
+        if (text) {
+            wh_reply (conn, 200, BM_METRICS_CONTENT_TYPE, NULL, text, strlen (text));
+            free (text);
+        }
+        else
+            wh_reply_error (conn, 500, "internal", "out of memory");
+    }
+    else
+    if (strcmp (path, "/health") == 0 || strcmp (path, "/stats") == 0 || strcmp (path, "/metrics") == 0)
+        wh_reply_error (conn, 405, "method_not_allowed", "use GET");
+    else
+        wh_reply_error (conn, 404, "not_found",
+                        "GET /health, /stats, /metrics; POST /deliveries/{jobId}/retry");
+    return 1;
+}
+
+static int
+s_log_message (const struct mg_connection *conn, const char *message)
+{
+    (void) conn;
+    bm_warn (NULL, "civetweb: %s", message);
+    return 1;
+}
+
+wh_http_t *
+wh_http_new (const wh_config_t *config, bm_metrics_t *metrics,
+             wh_engine_t *engine, wh_link_t *link, char *error, size_t error_size)
+{
+    wh_http_t *self = (wh_http_t *) calloc (1, sizeof (wh_http_t));
+    if (!self) {
+        snprintf (error, error_size, "out of memory");
+        return NULL;
+    }
+    self->config = config;
+    self->engine = engine;
+    self->link = link;
+    self->metrics = metrics;
+    self->started_ms = bm_now_ms ();
+    self->m_connected = bm_metric_series (bm_metrics_gauge (metrics, "webhook_broker_connected",
+        "1 when the broker spoke within the heartbeat liveness window", NULL));
+    self->m_reconnects = bm_metric_series (bm_metrics_counter (metrics,
+        "webhook_broker_reconnects_total", "Reconnections to a silent or forgetful broker", NULL));
+    self->m_redeliver = bm_metrics_counter (metrics, "webhook_redeliver_requests_total",
+        "POST /deliveries/{jobId}/retry requests, by outcome", "result");
+    bm_metrics_set_collect (metrics, s_collect, self);
+
+    char ports [64], threads [16];
+    snprintf (ports, sizeof ports, "%s:%d", config->listen_addr, (int) config->port);
+    snprintf (threads, sizeof threads, "%d", (int) config->http_threads);
+    const char *options [] = {
+        "listening_ports", ports,
+        "num_threads", threads,
+        "enable_keep_alive", "no",
+        "request_timeout_ms", "10000",
+        NULL
+    };
+    struct mg_callbacks callbacks;
+    memset (&callbacks, 0, sizeof callbacks);
+    callbacks.log_message = s_log_message;
+    callbacks.exit_thread = s_exit_thread;
+    self->ctx = mg_start (&callbacks, self, options);
+    if (!self->ctx) {
+        snprintf (error, error_size, "cannot listen on %s (port in use?)", ports);
+        bm_metrics_set_collect (metrics, NULL, NULL);
+        free (self);
+        return NULL;
+    }
+    mg_set_request_handler (self->ctx, "/", s_handle, self);
+    struct mg_server_port bound [4];
+    int count = mg_get_server_ports (self->ctx, 4, bound);
+    self->port = count > 0? bound [0].port: (int) config->port;
+    return self;
+}
+
+void
+wh_http_destroy (wh_http_t **self_p)
+{
+    if (*self_p) {
+        wh_http_t *self = *self_p;
+        mg_stop (self->ctx);
+        bm_metrics_set_collect (self->metrics, NULL, NULL);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+int
+wh_http_port (wh_http_t *self)
+{
+    return self->port;
+}

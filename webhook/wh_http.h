@@ -1,0 +1,28 @@
+/*  wh_http.h - botmesh-webhook's HTTP API (civetweb, its own threads).
+
+        GET  /health                      {"status": "ok", "broker": {"connected": bool}}
+        GET  /stats                       delivered, failed, retrying, inFlight, ...
+        GET  /metrics                     Prometheus text
+        POST /deliveries/{jobId}/retry    redeliver a job's webhook (REDELIVER)
+
+    The handlers never touch the loop's sockets: they read the engine's and
+    the link's atomics, and /retry speaks to the broker through a
+    synchronous client of its own, one per civetweb thread.  */
+#ifndef WH_HTTP_H
+#define WH_HTTP_H
+
+#include "wh_config.h"
+#include "wh_engine.h"
+#include "wh_link.h"
+#include "bm_metrics.h"
+
+typedef struct _wh_http_t wh_http_t;
+
+//  Start serving; everything borrowed must outlive the server.  NULL with
+//  a reason in error if the port cannot be bound.
+wh_http_t *wh_http_new (const wh_config_t *config, bm_metrics_t *metrics,
+                        wh_engine_t *engine, wh_link_t *link, char *error, size_t error_size);
+void wh_http_destroy (wh_http_t **self_p);      //  ~2 s (mg_stop)
+int wh_http_port (wh_http_t *self);
+
+#endif

@@ -1,0 +1,448 @@
+/*  wh_manager.c - botmesh-webhook: a BMW01 worker that delivers webhooks.  */
+#include "wh_manager.h"
+#include "wh_engine.h"
+#include "wh_http.h"
+#include "wh_link.h"
+#include "bm_config.h"
+#include "bm_log.h"
+#include "bm_metrics.h"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+typedef struct {
+    const wh_config_t *config;  //  Borrowed
+    zloop_t *loop;              //  The one event loop
+    bm_metrics_t *metrics;      //  Registry for /metrics
+    wh_engine_t *engine;        //  Deliveries
+    wh_link_t *link;            //  Broker connection
+    int signal_fd;              //  SIGTERM / SIGINT
+    bool draining;              //  Shutting down
+    int grace_timer;            //  Grace period timer, -1 if none
+    bool finishing;             //  DISCONNECT sent, loop about to end
+    bm_series_t *m_bad_jobs;    //  JOBs refused as invalid
+} s_manager_t;
+
+//  --------------------------------------------------------------------------
+//  Messages to the broker
+
+typedef struct {
+    msgpack_sbuffer sbuf;
+    msgpack_packer pk;
+} s_body_t;
+
+static void
+s_body_init (s_body_t *body)
+{
+    msgpack_sbuffer_init (&body->sbuf);
+    msgpack_packer_init (&body->pk, &body->sbuf, msgpack_sbuffer_write);
+}
+
+//  webhook: {state, attempts, lastStatus, lastError, nextAttemptAt}, nil
+//  for what is not known.
+static void
+s_pack_status (msgpack_packer *pk, const wh_status_t *status)
+{
+    msgpack_pack_map (pk, 5);
+    bm_pack_kv_str (pk, "state", wh_state_name (status->state));
+    bm_pack_kv_int (pk, "attempts", status->attempts);
+    bm_pack_str (pk, "lastStatus");
+    if (status->last_status > 0)
+        msgpack_pack_int64 (pk, status->last_status);
+    else
+        msgpack_pack_nil (pk);
+    bm_pack_str (pk, "lastError");
+    if (status->last_error [0])
+        bm_pack_str (pk, status->last_error);
+    else
+        msgpack_pack_nil (pk);
+    bm_pack_str (pk, "nextAttemptAt");
+    if (status->next_attempt_at > 0)
+        msgpack_pack_int64 (pk, status->next_attempt_at);
+    else
+        msgpack_pack_nil (pk);
+}
+
+static void
+s_send (s_manager_t *self, int command, s_body_t *body)
+{
+    wh_link_send (self->link, command, body->sbuf.data, body->sbuf.size);
+    msgpack_sbuffer_destroy (&body->sbuf);
+}
+
+//  DONE {jobId, ok: false, webhook, error: {code, message}, finishedAt}
+static void
+s_send_failed (s_manager_t *self, const char *job_id, const wh_status_t *status,
+               const char *code, const char *message)
+{
+    s_body_t body;
+    s_body_init (&body);
+    msgpack_pack_map (&body.pk, 5);
+    bm_pack_kv_str (&body.pk, "jobId", job_id);
+    bm_pack_kv_bool (&body.pk, "ok", false);
+    bm_pack_str (&body.pk, "webhook");
+    s_pack_status (&body.pk, status);
+    bm_pack_str (&body.pk, "error");
+    msgpack_pack_map (&body.pk, 2);
+    bm_pack_kv_str (&body.pk, "code", code);
+    bm_pack_kv_str (&body.pk, "message", message);
+    bm_pack_kv_int (&body.pk, "finishedAt", bm_now_ms ());
+    s_send (self, BM_DONE, &body);
+}
+
+static int s_end_loop (zloop_t *loop, int timer_id, void *arg);
+
+//  Shutdown, last step: DISCONNECT and leave the loop.
+static void
+s_finish (s_manager_t *self)
+{
+    if (self->finishing)
+        return;
+    self->finishing = true;
+    s_body_t body;
+    s_body_init (&body);
+    msgpack_pack_map (&body.pk, 1);
+    bm_pack_kv_str (&body.pk, "reason", "shutdown");
+    s_send (self, BM_DISCONNECT, &body);
+    bm_info (NULL, "every delivery finished or released; disconnected");
+    //  Leave from a timer, not from inside whatever handler we are in.
+    zloop_timer (self->loop, 0, 1, s_end_loop, self);
+}
+
+static int
+s_end_loop (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    (void) arg;
+    return -1;
+}
+
+//  --------------------------------------------------------------------------
+//  Engine events
+
+static void
+s_on_event (void *arg, wh_event_t event, const char *job_id, const wh_status_t *status)
+{
+    s_manager_t *self = (s_manager_t *) arg;
+    s_body_t body;
+    s_body_init (&body);
+    if (event == WH_EVENT_PROGRESS) {
+        //  PROGRESS {jobId, webhook}
+        msgpack_pack_map (&body.pk, 2);
+        bm_pack_kv_str (&body.pk, "jobId", job_id);
+        bm_pack_str (&body.pk, "webhook");
+        s_pack_status (&body.pk, status);
+        s_send (self, BM_PROGRESS, &body);
+    }
+    else
+    if (event == WH_EVENT_DONE && status->state == WH_STATE_DELIVERED) {
+        //  DONE {jobId, ok: true, webhook, result: {status, attempts}, finishedAt}
+        msgpack_pack_map (&body.pk, 5);
+        bm_pack_kv_str (&body.pk, "jobId", job_id);
+        bm_pack_kv_bool (&body.pk, "ok", true);
+        bm_pack_str (&body.pk, "webhook");
+        s_pack_status (&body.pk, status);
+        bm_pack_str (&body.pk, "result");
+        msgpack_pack_map (&body.pk, 2);
+        bm_pack_kv_int (&body.pk, "status", status->last_status);
+        bm_pack_kv_int (&body.pk, "attempts", status->attempts);
+        bm_pack_kv_int (&body.pk, "finishedAt", bm_now_ms ());
+        s_send (self, BM_DONE, &body);
+    }
+    else
+    if (event == WH_EVENT_DONE) {
+        msgpack_sbuffer_destroy (&body.sbuf);
+        s_send_failed (self, job_id, status, "webhook_failed", status->last_error);
+    }
+    else {
+        //  RELEASE {jobId}
+        msgpack_pack_map (&body.pk, 1);
+        bm_pack_kv_str (&body.pk, "jobId", job_id);
+        s_send (self, BM_RELEASE, &body);
+    }
+    if (self->draining && event != WH_EVENT_PROGRESS && wh_engine_inflight (self->engine) == 0)
+        s_finish (self);
+}
+
+//  --------------------------------------------------------------------------
+//  Messages from the broker
+
+//  A string field copied into buf; false if absent, not a string, too long
+//  or holding NUL.
+static bool
+s_copy_str (const msgpack_object *map, const char *key, char *buf, size_t size)
+{
+    return bm_obj_strcpy (map, key, buf, size);
+}
+
+//  The state last reported for a delivery, from JOB's optional "webhook".
+static bool
+s_prior (const msgpack_object *body, wh_status_t *prior)
+{
+    const msgpack_object *wh = bm_obj_get (body, "webhook");
+    if (!wh || wh->type != MSGPACK_OBJECT_MAP)
+        return false;
+    memset (prior, 0, sizeof *prior);
+    const char *state;
+    size_t state_len;
+    if (!bm_obj_str (wh, "state", &state, &state_len))
+        return false;
+    int parsed = wh_state_parse (state, state_len);
+    if (parsed < 0)
+        return false;
+    prior->state = (wh_state_t) parsed;
+    int64_t value;
+    if (bm_obj_int (wh, "attempts", &value) && value >= 0 && value < 1000000)
+        prior->attempts = value;
+    if (bm_obj_int (wh, "lastStatus", &value) && value > 0 && value < 1000)
+        prior->last_status = (int) value;
+    if (bm_obj_int (wh, "nextAttemptAt", &value) && value > 0)
+        prior->next_attempt_at = value;
+    const char *error;
+    size_t error_len;
+    if (bm_obj_str (wh, "lastError", &error, &error_len)) {
+        if (error_len >= sizeof prior->last_error)
+            error_len = sizeof prior->last_error - 1;
+        memcpy (prior->last_error, error, error_len);
+        prior->last_error [error_len] = 0;
+    }
+    return true;
+}
+
+static void
+s_on_job (s_manager_t *self, const msgpack_object *body)
+{
+    char job_id [BM_MAX_ID_LEN + 32];
+    if (!s_copy_str (body, "jobId", job_id, sizeof job_id)) {
+        bm_warn (NULL, "JOB without a usable jobId: ignored");
+        bm_series_inc (self->m_bad_jobs);
+        return;
+    }
+    if (self->draining) {
+        //  Raced with our READY credit 0: give it straight back.
+        s_body_t release;
+        s_body_init (&release);
+        msgpack_pack_map (&release.pk, 1);
+        bm_pack_kv_str (&release.pk, "jobId", job_id);
+        s_send (self, BM_RELEASE, &release);
+        return;
+    }
+    wh_status_t failed;
+    memset (&failed, 0, sizeof failed);
+    failed.state = WH_STATE_FAILED;
+    const msgpack_object *payload = bm_obj_get (body, "payload");
+    char url [BM_MAX_URL_LEN + 1];
+    char webhook_id [BM_MAX_ID_LEN + 1];
+    const msgpack_object *text = payload && payload->type == MSGPACK_OBJECT_MAP?
+                                 bm_obj_get (payload, "body"): NULL;
+    const char *reason = NULL;
+    if (!payload || payload->type != MSGPACK_OBJECT_MAP)
+        reason = "payload must be a map {url, webhookId, body}";
+    else
+    if (!s_copy_str (payload, "url", url, sizeof url))
+        reason = "payload.url must be a string of at most 2048 bytes";
+    else
+    if (!s_copy_str (payload, "webhookId", webhook_id, sizeof webhook_id))
+        reason = "payload.webhookId must be a string of at most 128 bytes";
+    else
+    if (!text || (text->type != MSGPACK_OBJECT_STR && text->type != MSGPACK_OBJECT_BIN))
+        reason = "payload.body must be a string";
+    if (reason) {
+        bm_series_inc (self->m_bad_jobs);
+        snprintf (failed.last_error, sizeof failed.last_error, "invalid delivery: %s", reason);
+        bm_warn (job_id, "%s", failed.last_error);
+        s_send_failed (self, job_id, &failed, "webhook_failed", failed.last_error);
+        return;
+    }
+    const char *data = text->type == MSGPACK_OBJECT_STR? text->via.str.ptr: text->via.bin.ptr;
+    size_t size = text->type == MSGPACK_OBJECT_STR? text->via.str.size: text->via.bin.size;
+    int64_t deadline = 0;
+    bm_obj_int (body, "deadline", &deadline);
+    wh_status_t prior;
+    bool has_prior = s_prior (body, &prior);
+    char error [200];
+    int rc = wh_engine_add (self->engine, job_id, url, webhook_id, data, size,
+                            has_prior? &prior: NULL, deadline > 0? deadline: 0,
+                            error, sizeof error);
+    if (rc == 1)
+        bm_info (job_id, "JOB for a delivery already in progress here: carrying on with it");
+    else
+    if (rc == -1) {
+        bm_series_inc (self->m_bad_jobs);
+        snprintf (failed.last_error, sizeof failed.last_error, "invalid delivery: %s", error);
+        bm_warn (job_id, "%s", failed.last_error);
+        s_send_failed (self, job_id, &failed, "webhook_failed", failed.last_error);
+    }
+}
+
+static void
+s_on_cancel (s_manager_t *self, const msgpack_object *body)
+{
+    char job_id [BM_MAX_ID_LEN + 32];
+    char reason [64] = "cancelled";
+    if (!s_copy_str (body, "jobId", job_id, sizeof job_id))
+        return;
+    s_copy_str (body, "reason", reason, sizeof reason);
+    if (wh_engine_cancel (self->engine, job_id)) {
+        bm_debug (job_id, "CANCEL (%s) for a delivery not held here", reason);
+        return;
+    }
+    bm_info (job_id, "delivery stopped: the broker cancelled it (%s)", reason);
+    //  The broker keeps our credit until it hears DONE for the job.
+    wh_status_t status;
+    memset (&status, 0, sizeof status);
+    status.state = WH_STATE_FAILED;
+    snprintf (status.last_error, sizeof status.last_error, "stopped by the broker (%s)", reason);
+    s_send_failed (self, job_id, &status, reason, status.last_error);
+    if (self->draining && wh_engine_inflight (self->engine) == 0)
+        s_finish (self);
+}
+
+static void
+s_on_message (void *arg, int command, const msgpack_object *body)
+{
+    s_manager_t *self = (s_manager_t *) arg;
+    if (command == BM_JOB)
+        s_on_job (self, body);
+    else
+    if (command == BM_WCANCEL)
+        s_on_cancel (self, body);
+    else
+    if (command == BM_NACK) {
+        char code [64] = "?", message [256] = "";
+        s_copy_str (body, "code", code, sizeof code);
+        s_copy_str (body, "message", message, sizeof message);
+        //  not_owner is expected after a cancel or a re-dispatch.
+        bm_log (strcmp (code, "not_owner") == 0? BM_DEBUG: BM_WARN, NULL,
+                "NACK from the broker: %s %s", code, message);
+    }
+    else
+        bm_warn (NULL, "unexpected %s from the broker: ignored",
+                 bm_command_name (BM_PEER_WORKER, command));
+}
+
+//  --------------------------------------------------------------------------
+//  Shutdown
+
+static int
+s_grace_over (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    s_manager_t *self = (s_manager_t *) arg;
+    self->grace_timer = -1;
+    bm_warn (NULL, "grace period over: aborting %zu request(s) in flight",
+             wh_engine_inflight (self->engine));
+    wh_engine_abort (self->engine);
+    s_finish (self);
+    return 0;
+}
+
+static int
+s_on_signal (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void) loop;
+    (void) item;
+    s_manager_t *self = (s_manager_t *) arg;
+    struct signalfd_siginfo info;
+    if (read (self->signal_fd, &info, sizeof info) != sizeof info)
+        return 0;
+    const char *name = info.ssi_signo == SIGTERM? "SIGTERM": "SIGINT";
+    if (self->draining) {
+        bm_warn (NULL, "%s again: aborting what is in flight", name);
+        if (self->grace_timer != -1)
+            zloop_timer_end (self->loop, self->grace_timer);
+        self->grace_timer = -1;
+        wh_engine_abort (self->engine);
+        s_finish (self);
+        return 0;
+    }
+    self->draining = true;
+    bm_info (NULL, "%s: draining (credit 0; %zu delivery(ies) held, %zu in flight, grace %" PRId64 " ms)",
+             name, wh_engine_held (self->engine), wh_engine_inflight (self->engine),
+             self->config->grace_ms);
+    wh_link_set_credit (self->link, 0);
+    wh_engine_drain (self->engine);
+    if (wh_engine_inflight (self->engine) == 0)
+        s_finish (self);
+    else
+        self->grace_timer = zloop_timer (self->loop, (size_t) self->config->grace_ms, 1,
+                                         s_grace_over, self);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Run
+
+int
+wh_manager_run (const wh_config_t *config)
+{
+    s_manager_t manager;
+    s_manager_t *self = &manager;
+    memset (self, 0, sizeof *self);
+    self->config = config;
+    self->grace_timer = -1;
+    int code = 1;
+    wh_http_t *http = NULL;
+    char error [256];
+
+    sigset_t signals;
+    sigemptyset (&signals);
+    sigaddset (&signals, SIGTERM);
+    sigaddset (&signals, SIGINT);
+    self->signal_fd = signalfd (-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
+    self->loop = zloop_new ();
+    self->metrics = bm_metrics_new ();
+    if (self->signal_fd < 0 || !self->loop || !self->metrics) {
+        bm_error (NULL, "cannot start: out of resources");
+        goto done;
+    }
+    self->m_bad_jobs = bm_metric_series (bm_metrics_counter (self->metrics, "webhook_bad_jobs_total",
+        "JOB messages refused as invalid (bad url, webhookId or body)", NULL));
+    bm_metric_series (bm_metrics_gauge (self->metrics, "webhook_credit",
+        "Deliveries this manager may hold at once (WEBHOOK_CONCURRENCY)", NULL));
+    bm_series_set (bm_metric_series (bm_metrics_gauge (self->metrics, "webhook_credit", NULL, NULL)),
+                   (double) config->credit);
+    self->engine = wh_engine_new (self->loop, config, self->metrics, s_on_event, self,
+                                  error, sizeof error);
+    if (!self->engine) {
+        bm_error (NULL, "cannot start: %s", error);
+        goto done;
+    }
+    self->link = wh_link_new (self->loop, config->broker_endpoint, config->name, config->credit,
+                              config->heartbeat_ms, config->liveness, s_on_message, self);
+    if (!self->link)
+        goto done;
+    http = wh_http_new (config, self->metrics, self->engine, self->link, error, sizeof error);
+    if (!http) {
+        bm_error (NULL, "cannot start the HTTP server: %s", error);
+        goto done;
+    }
+    zmq_pollitem_t item = { NULL, self->signal_fd, ZMQ_POLLIN, 0 };
+    zloop_poller (self->loop, &item, s_on_signal, self);
+
+    bm_info (NULL, "%s: broker %s, credit %" PRId64 ", HTTP on %s:%d, up to %" PRId64 " attempts "
+             "(retry delay %" PRId64 " ms, cap %" PRId64 " ms, jitter %s), timeout %" PRId64 " ms, "
+             "%s, %s", config->name, config->broker_endpoint, config->credit, config->listen_addr,
+             wh_http_port (http), config->max_retries + 1, config->retry_delay_ms,
+             config->max_delay_ms, wh_jitter_name (config->jitter), config->timeout_ms,
+             config->secret? "signed": "unsigned",
+             config->allow_private? "private targets allowed": "private targets refused");
+    zloop_start (self->loop);
+    code = 0;
+
+done:
+    //  Reports queued for the broker get a moment to leave.
+    wh_link_destroy (&self->link, 2000);
+    wh_http_destroy (&http);
+    wh_engine_destroy (&self->engine);
+    zloop_destroy (&self->loop);
+    bm_metrics_destroy (&self->metrics);
+    if (self->signal_fd >= 0)
+        close (self->signal_fd);
+    if (code == 0)
+        bm_info (NULL, "stopped");
+    return code;
+}
