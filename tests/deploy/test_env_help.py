@@ -17,8 +17,36 @@ from harness import check, log, main
 
 # Upper-case words in --help texts that are not environment variables the
 # program reads: variables it sets for the bots, and spelled-out patterns.
-NOT_ENV = {"BOT_JOB_ID", "BOT_TYPE", "BOT_ATTEMPT", "BOT_PROGRESS_FD"}
+NOT_ENV = {"BOT_JOB_ID", "BOT_TYPE", "BOT_ATTEMPT", "BOT_PROGRESS_FD", "BOT_TIMEOUT_MS",
+           "BOT_DEADLINE", "BOT_WORKER"}
 ENV_WORD = re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b")
+
+
+def env_words(text):
+    """NAME_LIKE_THIS words a --help text presents as variables: those that
+    start a line, and every one below an "Environment" heading (metavariables
+    such as JOB_ID in a usage line are neither)."""
+    out, in_env = set(), False
+    for line in text.splitlines():
+        if re.match(r"^\s*environment\b", line, re.I):
+            in_env = True
+        m = re.match(r"^\s*([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)\b", line)
+        if m:
+            out.add(m.group(1))
+        if in_env:
+            out.update(ENV_WORD.findall(line))
+    return out
+
+
+def mentions(text, name):
+    """The help names the variable, or a pattern such as BOT_<TYPE>_CMD
+    that covers it."""
+    if re.search(r"\b%s\b" % re.escape(name), text):
+        return True
+    for pat in set(re.findall(r"\b[A-Z_]*<TYPE>[A-Z_]*\b", text)):
+        if re.fullmatch(re.escape(pat).replace(re.escape("<TYPE>"), "[A-Z0-9_]+"), name):
+            return True
+    return False
 
 
 def run_help(args):
@@ -57,10 +85,10 @@ def test():
         check(rc == 0, "%s --help exits 0" % b, rc, text[-800:])
         tag = b.split("-", 1)[1]
         want = [v.name for v in env.values() if tag in v.users]
-        missing = [n for n in want if n not in text]
+        missing = [n for n in want if not mentions(text, n)]
         check(not missing, "%s --help names the %d variables env.example gives it" % (b, len(want)),
               missing)
-        named = {w for w in ENV_WORD.findall(text) if w not in NOT_ENV and "_" in w}
+        named = {w for w in env_words(text) if w not in NOT_ENV}
         # MAX_<TYPE>_BOTS style patterns are spelled out in env.example's comments.
         unknown = sorted(n for n in named if n not in env)
         check(not unknown, "every variable %s --help names is in env.example" % b, unknown)

@@ -1,0 +1,224 @@
+"""deploy.script - ./botmesh up / status / scale / invoke / logs / down, for real.
+
+The whole local stack on ephemeral ports, in a private var directory, with
+simulated bots: `up` starts what is built and answers its health checks,
+reads the env file (the environment wins over it), is harmless the second
+time; `status` shows each service healthy; `scale` grows and shrinks the
+workers of a type (checked in the broker's own list); `invoke --wait`
+prints the completed record; `logs` shows a service's log; `down` stops
+everything gracefully and leaves no process behind.  Then the failures a
+user meets: a bad value and a busy port make `up` fail naming the service,
+the variable or the port, with the tail of the log.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import deploylib as d
+from harness import check, free_port, http, log, main, wait_until
+
+SCRIPT = os.path.join(d.ROOT, "botmesh")
+
+
+class Env:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="botmesh-script-")
+        self.var = os.path.join(self.dir, "var")
+        self.envfile = os.path.join(self.dir, "env")
+        self.ports = {k: free_port() for k in
+                      ("gw", "wh", "mock", "broker", "metrics", "redis", "envonly")}
+        self.env = dict(os.environ)
+        for k in list(self.env):
+            if k.startswith(("BOTMESH_", "REDIS_", "BROKER_", "WEBHOOK_", "MOCK_", "API_", "MAX_", "WORKER_")):
+                del self.env[k]
+        self.env.update({
+            "BOTMESH_NO_BUILD": "1",
+            "BOTMESH_BUILD_DIR": os.path.dirname(d.BIN),
+            "BOTMESH_VAR_DIR": self.var,
+            "BOTMESH_ENV_FILE": self.envfile,
+            "BOTMESH_REDIS_PORT": str(self.ports["redis"]),
+            "BOTMESH_WORKER_ARGS": "--simulate",
+            "BOTMESH_UP_TIMEOUT": "60",
+            "BOTMESH_STOP_TIMEOUT": "30",
+            "BROKER_ENDPOINT": "tcp://127.0.0.1:%d" % self.ports["broker"],
+            "BROKER_METRICS_PORT": str(self.ports["metrics"]),
+            "WEBHOOK_MANAGER_PORT": str(self.ports["wh"]),
+            # In the environment and in the env file: the environment wins.
+            "API_GATEWAY_PORT": str(self.ports["gw"]),
+        })
+        with open(self.envfile, "w") as f:
+            f.write("# written by deploy.script\n"
+                    "API_GATEWAY_PORT=%d\n"
+                    "export MOCK_WEBHOOK_PORT='%d'\n"
+                    "LOG_LEVEL=info\n" % (self.ports["envonly"], self.ports["mock"]))
+
+    def run(self, *args, timeout=120, env=None):
+        e = dict(self.env)
+        e.update(env or {})
+        p = subprocess.run([SCRIPT] + list(args), capture_output=True, text=True, timeout=timeout, env=e)
+        log("$ ./botmesh %s -> rc %d" % (" ".join(args), p.returncode))
+        return p
+
+    def pids(self):
+        run = os.path.join(self.var, "run")
+        out = {}
+        if os.path.isdir(run):
+            for f in os.listdir(run):
+                if f.endswith(".pid"):
+                    out[f[:-4]] = int(open(os.path.join(run, f)).read())
+        return out
+
+    def cleanup(self):
+        """Whatever happened, leave nothing running."""
+        try:
+            self.run("down", timeout=90)
+        except Exception as exc:          # noqa: BLE001 - best effort
+            log("down failed: %r" % exc)
+        for name, pid in self.pids().items():
+            try:
+                os.kill(pid, 9)
+                log("killed leftover %s" % name)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def show(p):
+    return (p.stdout + "\n" + p.stderr)[-3000:]
+
+
+def test():
+    if not d.binary("botmesh-broker") or not d.binary("botmesh-worker"):
+        d.skip("botmesh-broker or botmesh-worker not built yet")
+    for tool in ("redis-server", "redis-cli", "curl", "jq", "ss"):
+        if not shutil.which(tool):
+            d.skip("%s is not installed (bash deploy/install-deps.sh)" % tool)
+    have_gw = bool(d.binary("botmesh-gateway"))
+    e = Env()
+    try:
+        run_stack(e, have_gw)
+        run_failures(e)
+    finally:
+        e.cleanup()
+
+
+def run_stack(e, have_gw):
+    gw = "http://127.0.0.1:%d" % e.ports["gw"]
+    p = e.run("up")
+    check(p.returncode == 0, "./botmesh up succeeds", show(p))
+    check("botmesh is up" in p.stdout, "up says the stack is up", show(p))
+    pids = e.pids()
+    check({"redis", "broker"} <= set(pids), "up started redis and the broker", pids)
+    for t in ("python", "node", "java"):
+        check("worker-%s-1" % t in pids, "up started a %s worker" % t, pids)
+    check(all(alive(p) for p in pids.values()), "every started process is alive", pids)
+    redis_cfg = subprocess.run(["redis-cli", "-p", str(e.ports["redis"]), "config", "get", "appendonly"],
+                               capture_output=True, text=True).stdout.split()
+    check(redis_cfg[-1:] == ["yes"], "the local Redis runs with AOF on", redis_cfg)
+    check(os.path.isdir(os.path.join(e.var, "redis")), "Redis keeps its data in var/redis")
+    if have_gw:
+        check("http://localhost:%d/admin/queues" % e.ports["gw"] in p.stdout, "up prints the dashboard URL",
+              p.stdout)
+        check("curl -X POST http://localhost:%d/invoke" % e.ports["gw"] in p.stdout,
+              "up prints a curl example", p.stdout)
+        st, _, body = http("GET", gw + "/health")
+        check(st == 200, "the gateway listens on API_GATEWAY_PORT from the environment, not the env file",
+              st, body)
+    if d.binary("botmesh-mock"):
+        st, _, _ = http("GET", "http://127.0.0.1:%d/health" % e.ports["mock"])
+        check(st == 200, "the mock listens on MOCK_WEBHOOK_PORT from the env file", st)
+
+    p = e.run("status")
+    unbuilt = [l for l in p.stdout.splitlines() if l.endswith("not built")]
+    check(p.returncode == (1 if unbuilt else 0), "status: everything built is healthy", show(p))
+    for name, pid in pids.items():
+        check(any(l.split()[:2] == [name, str(pid)] for l in p.stdout.splitlines()),
+              "status lists %s with its pid" % name, p.stdout)
+
+    p = e.run("up")
+    check(p.returncode == 0 and "already running" in p.stdout, "a second up is harmless", show(p))
+    check(e.pids() == pids, "a second up leaves the running services alone", e.pids(), pids)
+
+    if have_gw:
+        def workers(t):
+            st, _, body = http("GET", gw + "/stats")
+            ws = body.get("workers", []) if isinstance(body, dict) else []
+            return len([w for w in ws if t in w.get("types", [])])
+        p = e.run("scale", "python=3", "node=2")
+        check(p.returncode == 0, "scale python=3 node=2", show(p))
+        wait_until(lambda: workers("python") == 3 and workers("node") == 2, 30,
+                   "the broker to list 3 python and 2 node workers")
+        check(len([n for n in e.pids() if n.startswith("worker-python-")]) == 3, "3 python worker processes")
+        p = e.run("scale", "python=1", "node=1")
+        check(p.returncode == 0, "scale python=1 node=1", show(p))
+        check(len([n for n in e.pids() if n.startswith("worker-python-")]) == 1, "1 python worker process left")
+        wait_until(lambda: workers("python") == 1 and workers("node") == 1, 30,
+                   "the broker to list 1 python and 1 node worker")
+        p = e.run("scale", "python=two")
+        check(p.returncode != 0 and "python=two" in p.stderr, "scale rejects a bad count clearly", show(p))
+
+        p = e.run("invoke", "python", '{"task":"data_analysis","dataset":"sales_2024"}', "--wait")
+        check(p.returncode == 0, "invoke --wait succeeds", show(p))
+        first, _, rest = p.stdout.partition("\n")
+        check(json.loads(first).get("jobId"), "invoke prints the gateway's answer with the jobId", first)
+        rec = json.loads(rest)
+        check(rec.get("state") == "completed" and rec.get("botType") == "python",
+              "invoke --wait prints the completed record", rec)
+        p = e.run("invoke", "python", "{not json")
+        check(p.returncode != 0 and "not valid JSON" in p.stderr, "invoke rejects a bad payload", show(p))
+
+    p = e.run("logs", "broker", "--no-follow", "-n", "5")
+    check(p.returncode == 0 and p.stdout.strip(), "logs broker shows the broker's log", show(p))
+    check(len(p.stdout.strip().splitlines()) <= 5, "logs -n 5 shows at most 5 lines", p.stdout)
+    p = e.run("logs", "nosuchservice", "--no-follow")
+    check(p.returncode != 0 and "broker" in p.stderr, "logs of an unknown service lists the known ones",
+          show(p))
+
+    pids = e.pids()
+    p = e.run("down", timeout=120)
+    check(p.returncode == 0, "down succeeds", show(p))
+    check("SIGKILL" not in p.stdout, "down needed no SIGKILL (every service stopped on SIGTERM)", p.stdout)
+    wait_until(lambda: not any(alive(p) for p in pids.values()), 10, "every process to be gone")
+    check(not e.pids(), "down removed the pid files", e.pids())
+    p = e.run("status")
+    check(p.returncode != 0 and "DOWN" in p.stdout, "status after down says DOWN and exits non-zero", show(p))
+
+
+def run_failures(e):
+    # A bad value: the broker refuses to start; up names it and shows its log.
+    p = e.run("up", env={"MAX_PYTHON_BOTS": "lots", "BOTMESH_UP_TIMEOUT": "20"})
+    check(p.returncode != 0, "up fails when the broker cannot start", show(p))
+    check("broker did not come up" in p.stderr and "MAX_PYTHON_BOTS" in p.stderr,
+          "up names the broker and shows the log line naming MAX_PYTHON_BOTS", show(p))
+    e.run("down", timeout=90)
+
+    # A busy port: up says which one and who holds it.
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", e.ports["broker"]))
+        s.listen(1)
+        p = e.run("up")
+    check(p.returncode != 0 and "port %d is already in use" % e.ports["broker"] in p.stderr
+          and "broker" in p.stderr, "up names the busy port and the service that needs it", show(p))
+    e.run("down", timeout=90)
+
+    # A bad port number in the env: refused before anything starts.
+    p = e.run("up", env={"API_GATEWAY_PORT": "70000"})
+    check(p.returncode != 0 and "API_GATEWAY_PORT" in p.stderr, "up refuses API_GATEWAY_PORT=70000", show(p))
+    check(not e.pids(), "nothing was started", e.pids())
+
+
+if __name__ == "__main__":
+    main(test)
