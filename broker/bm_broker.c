@@ -7,6 +7,7 @@
 #include "bm_heap.h"
 #include "bm_store.h"
 #include "bm_config.h"
+#include "bm_curve.h"
 #include "bm_json.h"
 #include "bm_log.h"
 #include "bm_proto.h"
@@ -120,6 +121,7 @@ typedef struct {
 struct _bm_broker_t {
     bm_broker_config_t config;  //  Settings
     zsock_t *router;            //  The one socket
+    zactor_t *auth;             //  CURVE authenticator, or NULL
     zloop_t *loop;              //  The one loop
     bm_store_t *store;          //  Redis, or NULL
     bool recovered;             //  Queues rebuilt from Redis
@@ -2598,6 +2600,10 @@ bm_broker_new (const bm_broker_config_t *config)
     zsock_set_sndhwm (self->router, 1000000);
     zsock_set_rcvhwm (self->router, 1000000);
     zsock_set_linger (self->router, 1000);
+    if (bm_curve_server_apply (self->router, &self->auth)) {
+        bm_broker_destroy (&self);
+        return NULL;
+    }
     if (zsock_bind (self->router, "%s", config->endpoint) == -1) {
         bm_error (NULL, "cannot bind %s: %s", config->endpoint, zmq_strerror (zmq_errno ()));
         bm_broker_destroy (&self);
@@ -2641,6 +2647,7 @@ bm_broker_destroy (bm_broker_t **self_p)
         bm_store_destroy (&self->store);
         zloop_destroy (&self->loop);
         zsock_destroy (&self->router);
+        zactor_destroy (&self->auth);
         zlistx_destroy (&self->recent);
         zlistx_destroy (&self->finished);
         zhashx_destroy (&self->workers);

@@ -5,6 +5,7 @@
     or the job did not complete, 2 on a usage error, 3 on a timeout.  */
 #include "bm_client.h"
 #include "bm_config.h"
+#include "bm_curve.h"
 #include "bm_json.h"
 #include "bm_log.h"
 
@@ -30,6 +31,8 @@ s_usage (FILE *out)
 "  stats                queues, semaphores, workers, totals\n"
 "  ping                 is the broker up (and its Redis)?\n"
 "  metrics              the broker's metrics (Prometheus text)\n"
+"  keygen DIR NAME      write a CURVE certificate pair: DIR/NAME.key (public, give\n"
+"                       it to the broker's CURVE_CLIENTS_DIR) and DIR/NAME.key_secret\n"
 "\n"
 "Flags:\n"
 "  --endpoint E         broker endpoint (BROKER_CLIENT_ENDPOINT, then\n"
@@ -37,6 +40,9 @@ s_usage (FILE *out)
 "                       default tcp://127.0.0.1:5555)\n"
 "  --timeout-ms N       how long to wait for the broker's answer (5000); with\n"
 "                       --wait or wait, how long to wait for the job (600000)\n"
+"\n"
+"Environment: CURVE_SERVER_KEY (the broker's public key) and CURVE_CLIENT_CERT\n"
+"(this client's secret certificate) when the broker runs with CURVE.\n"
 "\n"
 "Exit codes: 0 ok, 1 rejected or job not completed, 2 usage, 3 timeout.\n");
 }
@@ -219,6 +225,13 @@ main (int argc, char *argv [])
         return 2;
     }
     zsys_handler_set (NULL);
+    if (streq (command, "keygen")) {
+        if (!positional [1] || !positional [2]) {
+            fprintf (stderr, "botmesh-client: keygen needs DIR and NAME\n");
+            return 2;
+        }
+        return bm_curve_keygen (positional [1], positional [2]) ? 1 : 0;
+    }
     bm_client_t *client = bm_client_new (endpoint);
     if (!client) {
         fprintf (stderr, "botmesh-client: cannot connect to '%s'\n", endpoint);

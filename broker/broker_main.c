@@ -53,6 +53,9 @@ s_usage (void)
 "  WEBHOOK_JOB_TIMEOUT_MS    run-time limit of one webhook delivery job (3600000)\n"
 "  WEBHOOK_JOB_MAX_ATTEMPTS  delivery job dispatches before it fails (10)\n"
 "  BROKER_SHUTDOWN_MS        time allowed to flush Redis writes on SIGTERM (5000)\n"
+"  CURVE_SERVER_CERT         the broker's secret CURVE certificate: encrypt the mesh\n"
+"                            and accept only known keys (off)\n"
+"  CURVE_CLIENTS_DIR         folder of the public certificates accepted\n"
 "  LOG_LEVEL                 debug, info, warn or error (info)\n");
 }
 

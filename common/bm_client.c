@@ -1,6 +1,7 @@
 /*  bm_client.c - a synchronous BMC01 client over one DEALER socket.  */
 #include "bm_client.h"
 #include "bm_config.h"
+#include "bm_curve.h"
 
 #include <errno.h>
 
@@ -19,6 +20,10 @@ bm_client_new (const char *endpoint)
     zsock_set_linger (dealer, 0);
     zsock_set_sndhwm (dealer, 100000);
     zsock_set_rcvhwm (dealer, 100000);
+    if (bm_curve_client_apply (dealer)) {
+        zsock_destroy (&dealer);
+        return NULL;
+    }
     if (zsock_connect (dealer, "%s", endpoint)) {
         zsock_destroy (&dealer);
         return NULL;
