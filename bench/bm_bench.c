@@ -112,6 +112,14 @@ s_receive (void *sock, s_counts_t *c, bool dontwait)
         fprintf (stderr, "bm-bench: a message of %d frames from the broker\n", n);
         counted = 0;
     }
+    else
+    if (zmq_msg_size (&parts [1]) == 1 && *(unsigned char *) zmq_msg_data (&parts [1]) == BM_ACCEPTED
+    &&  zmq_msg_size (&parts [0]) == BM_HEADER_LEN
+    &&  memcmp (zmq_msg_data (&parts [0]), BM_CLIENT_HEADER, BM_HEADER_LEN) == 0) {
+        //  ACCEPTED: counting is all we need (the driver does not match req)
+        c->accepted++;
+        c->last_accept_ns = bench_now_ns ();
+    }
     else {
         const char *code;
         char reason [256];
