@@ -242,6 +242,11 @@ class Stack:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
             self.dump()
+            try:
+                self.close()
+            except TestFailure as e:
+                print(e)
+            return False
         self.close()
         return False
 
@@ -255,7 +260,28 @@ class Stack:
     def close(self):
         for p in reversed(self.procs):
             p.stop(timeout=10)
+        reports = self.sanitizer_reports()
         self.procs = []
+        if reports:
+            for name, text in reports:
+                print("----- %s: sanitizer report -----\n%s" % (name, text))
+            raise TestFailure("FAILED: sanitizer reports in %s" % ", ".join(n for n, _ in reports))
+
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                       "WARNING: ThreadSanitizer")
+
+    def sanitizer_reports(self):
+        """(process name, report) for every process whose log holds a
+        sanitizer report: under ASan/UBSan a test fails on any of them."""
+        found = []
+        for p in self.procs:
+            out = p.output()
+            for mark in self.SANITIZER_MARKS:
+                i = out.find(mark)
+                if i >= 0:
+                    found.append((p.name, out[max(0, i - 200):i + 3000]))
+                    break
+        return found
 
     def spawn(self, name, args, env=None):
         e = dict(self.env)
