@@ -53,6 +53,9 @@ class FakeBroker:
         self.router.bind("tcp://127.0.0.1:*")
         self.endpoint = self.router.getsockopt_string(zmq.LAST_ENDPOINT)
         self.header = b"BMC01"
+        self.heartbeat_ms = 0               # > 0: HEARTBEAT every worker peer on a timer, as the broker does
+        self._peers = set()
+        self._next_hb = 0.0
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
@@ -65,9 +68,16 @@ class FakeBroker:
                 except queue.Empty:
                     break
                 self.router.send_multipart([ident] + frames)
+            now = time.monotonic()
+            if self.heartbeat_ms and now >= self._next_hb:
+                self._next_hb = now + self.heartbeat_ms / 1000.0
+                for ident in list(self._peers):
+                    self.router.send_multipart([ident, b"BMW01", b"\x05", pack({})])
             if self.router.poll(10):
                 raw = self.router.recv_multipart()
                 msg = Msg(raw[0], raw[1:])
+                if msg.header == b"BMW01":
+                    self._peers.add(msg.ident)
                 with self.lock:
                     self.messages.append(msg)
                 if self.responder:

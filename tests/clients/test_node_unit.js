@@ -211,10 +211,21 @@ tests.clientDeadBroker = async () => {
   }
 };
 
-function workerBroker() {
-  const fb = new FakeBroker((b, m) => (b.heartbeats && m.cmd === 0x05 ? [[0x05, {}]] : []), WH);
+// A fake broker for workers: HEARTBEAT every worker peer every 100 ms (on a
+// timer, as the broker does) while fb.heartbeats is true.
+async function workerBroker() {
+  const fb = await new FakeBroker(null, WH).bind();
   fb.heartbeats = true;
-  return fb.bind();
+  fb.peers = new Set();
+  const orig = fb.responder;
+  fb.responder = (b, m) => { if (WH.equals(m.header)) b.peers.add(m.ident.toString('hex')); return orig ? orig(b, m) : []; };
+  fb.hbTimer = setInterval(() => {
+    if (!fb.heartbeats) return;
+    for (const id of fb.peers) fb.send(Buffer.from(id, 'hex'), 0x05, {}).catch(() => {});
+  }, 100);
+  const close = fb.close.bind(fb);
+  fb.close = () => { clearInterval(fb.hbTimer); close(); };
+  return fb;
 }
 
 tests.workerJobs = async () => {

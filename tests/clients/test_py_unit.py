@@ -227,11 +227,8 @@ def test_curve():
 
 def worker_fb(heartbeats=True):
     """A fake broker that records worker messages and (optionally) heartbeats back."""
-    def responder(b, m):
-        if b.heartbeats and m.cmd == botmesh.W_HEARTBEAT:
-            return [(W, 0x05, {})]
-    fb = FakeBroker(responder)
-    fb.heartbeats = heartbeats
+    fb = FakeBroker()
+    fb.heartbeat_ms = 100 if heartbeats else 0
     fb.header = W
     return fb
 
@@ -374,6 +371,10 @@ def test_worker_stop_grace_releases():
         fb.close()
 
 
+def w_last_ident(fb):
+    return fb.got(botmesh.W_READY)[-1].ident
+
+
 def test_worker_reconnects():
     done_gate = __import__("threading").Event()
 
@@ -391,20 +392,27 @@ def test_worker_reconnects():
         el = second.at - first.at
         check(0.25 < el < 1.5, "silence for liveness x interval (300 ms) -> new DEALER + READY", el)
         check(second.body["types"] == ["pywork"], "READY again with the same types")
-        # DISCONNECT from the broker -> reconnect again
-        fb.send(second.ident, W, 0x06, {"reason": "unknown worker"})
-        third = fb.wait_for(lambda m: m.cmd == botmesh.W_READY and m.ident not in (first.ident, second.ident),
+        # DISCONNECT from the broker -> reconnect again (heartbeats answered now: no liveness reconnects)
+        fb.heartbeat_ms = 100
+        fb.send(w_last_ident(fb), W, 0x05, {})
+        wait_until(lambda: time.monotonic() - fb.got(botmesh.W_READY)[-1].at > 0.4, 3,
+                   "a quiet moment on one socket")
+        seen = {m.ident for m in fb.got(botmesh.W_READY)}
+        n = w.connects
+        t_disc = time.monotonic()
+        fb.send(w_last_ident(fb), W, 0x06, {"reason": "unknown worker"})
+        third = fb.wait_for(lambda m: m.cmd == botmesh.W_READY and m.ident not in seen,
                             timeout=3, what="READY after DISCONNECT")
-        check(third.at - second.at < 0.3, "DISCONNECT -> new socket and READY at once", third.at - second.at)
+        check(w.connects == n + 1 and third.at - t_disc < 1.0, "DISCONNECT -> new socket and READY",
+              third.at - t_disc, w.connects, n)
         # the job still running finishes and its DONE goes on the current socket
         done_gate.set()
         d = fb.wait_for(lambda m: m.cmd == botmesh.W_DONE, timeout=3, what="DONE after reconnect")
         check(d.ident != first.ident and d.body["result"] == "late", "DONE of a job from before the reconnect is sent "
               "on the new socket", d.ident, first.ident)
         # malformed messages from the broker are ignored without a reconnect storm
-        fb.heartbeats = True
         n = w.connects
-        last = fb.got(botmesh.W_READY)[-1].ident
+        last = w_last_ident(fb)
         fb.send(last, [W, b"\x02", b"\xc1"])
         fb.send(last, [b"XXXXX", b"\x02", pack({})])
         fb.send(last, [W, b"\x02\x02", pack({"jobId": "two-byte-command"})])
