@@ -18,6 +18,8 @@ extern char **environ;
 #define BM_PROGRESS_MIN_GAP_MS  100     //  Progress of one job: at most ten
                                         //  messages a second
 #define BM_DONE_REPLAY_MAX      1000    //  Recent DONEs kept for a reconnect
+#define BM_SETTLE_MS            200     //  After READY credit 0, wait this
+                                        //  long for JOBs already in flight
 #define BM_SNDHWM               10000   //  Messages queued while the broker
                                         //  is away; past it sends fail
                                         //  rather than block the loop
@@ -73,6 +75,8 @@ struct _bm_worker_t {
                                         //  does not count against our credit
     bool draining;                      //  Stopping: no new jobs
     int grace_timer;                    //  Grace period timer, or 0
+    int64_t drain_since;                //  Monotonic ms when stopping began
+    int settle_timer;                   //  Settle period timer, or 0
     bool stopped;                       //  DISCONNECT sent: leave the loop
     uint64_t random;                    //  xorshift state for simulations
     uint64_t reconnects;                //  How many times we reconnected
@@ -80,6 +84,7 @@ struct _bm_worker_t {
 
 static void s_job_finish (bm_worker_t *self, job_t *job);
 static void s_connect (bm_worker_t *self);
+static void s_maybe_disconnect (bm_worker_t *self);
 
 //  --------------------------------------------------------------------------
 //  Signals
@@ -549,12 +554,7 @@ s_job_finish (bm_worker_t *self, job_t *job)
     zhashx_delete (self->jobs, job->id);        //  Destroys the job
     if (was_orphan && !self->draining)
         s_send_ready (self);                    //  Our credit grew back
-    if (self->draining && zhashx_size (self->jobs) == 0 && !self->stopped) {
-        //  Last one out: say goodbye.
-        s_send_simple (self, BM_DISCONNECT, "reason", "shutdown");
-        self->stopped = true;
-        bm_info (NULL, "all jobs ended or handed back; disconnected");
-    }
+    s_maybe_disconnect (self);
 }
 
 //  --------------------------------------------------------------------------
@@ -957,6 +957,42 @@ s_release_all (bm_worker_t *self)
     zlist_destroy (&ids);
 }
 
+//  When stopping: once no job is left, and the settle period after our
+//  READY credit 0 has passed, send DISCONNECT and leave the loop.  The
+//  settle period catches JOBs the broker sent before it read our READY:
+//  they are still on the wire, and we hand them back (RELEASE) rather than
+//  let the broker count them as lost with us.
+static int
+s_on_settle (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop, (void) timer_id;
+    bm_worker_t *self = (bm_worker_t *) arg;
+    self->settle_timer = 0;                     //  One-shot: zloop frees it
+    s_maybe_disconnect (self);
+    return self->stopped ? -1 : 0;
+}
+
+static void
+s_maybe_disconnect (bm_worker_t *self)
+{
+    if (!self->draining || self->stopped || zhashx_size (self->jobs) > 0)
+        return;
+    int64_t settle = self->config->grace_ms < BM_SETTLE_MS ? self->config->grace_ms : BM_SETTLE_MS;
+    int64_t left = self->drain_since + settle - bm_mono_ms ();
+    if (left > 0) {
+        if (!self->settle_timer)
+            self->settle_timer = zloop_timer (self->loop, (size_t) left, 1, s_on_settle, self);
+        return;
+    }
+    if (self->settle_timer) {
+        zloop_timer_end (self->loop, self->settle_timer);
+        self->settle_timer = 0;
+    }
+    s_send_simple (self, BM_DISCONNECT, "reason", "shutdown");
+    self->stopped = true;
+    bm_info (NULL, "all jobs ended or handed back; disconnected");
+}
+
 static int
 s_on_grace (zloop_t *loop, int timer_id, void *arg)
 {
@@ -982,13 +1018,11 @@ s_shutdown (bm_worker_t *self, int signum)
     size_t running = zhashx_size (self->jobs);
     bm_info (NULL, "SIG%s: stopping; %zu job(s) running, grace period %lld ms",
              sigabbrev_np (signum), running, (long long) self->config->grace_ms);
-    if (running == 0) {
-        s_send_simple (self, BM_DISCONNECT, "reason", "shutdown");
-        self->stopped = true;
-    }
-    else
+    self->drain_since = bm_mono_ms ();
+    if (running > 0)
         self->grace_timer = zloop_timer (self->loop, (size_t) self->config->grace_ms, 1,
                                          s_on_grace, self);
+    s_maybe_disconnect (self);
 }
 
 static int

@@ -1,0 +1,94 @@
+"""One job of each bot type runs its real bot end to end: botmesh-client ->
+botmesh-broker -> botmesh-worker -> python/node/java bot, and the result
+comes back through `botmesh-client submit ... --wait`.
+
+Checks the bots' real work (statistics of a deterministic dataset, records
+transformed, batch checksums), that progress reached the broker, and that
+each bot saw its job id and attempt.
+"""
+import json
+import subprocess
+
+import harness
+from harness import check, log
+
+
+def client(s, *args, timeout=60):
+    out = subprocess.run([s.bin("botmesh-client"), "--endpoint", s.endpoint] + list(args),
+                         capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise harness.TestFailure("botmesh-client %s: rc=%d %s %s" % (args, out.returncode,
+                                                                      out.stdout, out.stderr))
+    return json.loads(out.stdout)
+
+
+def main():
+    with harness.Stack("worker-e2e-bots") as s:
+        s.broker(redis=False)
+        w = s.worker("--type", "python", "--type", "node,java", "--concurrency", "3")
+        s.wait_workers(1)
+
+        # python: data_analysis over a dataset generated from its name.
+        rec = client(s, "submit", "python", json.dumps(
+            {"task": "data_analysis", "dataset": "sales_2024", "size": 2000}), "--wait")
+        check(rec["state"] == "completed", "python job completed", rec)
+        r = rec["result"]
+        st = r["stats"]
+        check(r["bot"] == "python" and r["dataset"] == "sales_2024" and st["count"] == 2000,
+              "python bot analysed dataset sales_2024", r)
+        check(st["min"] <= st["median"] <= st["max"] and st["min"] < st["mean"] < st["max"]
+              and st["stdev"] > 0, "statistics are consistent", st)
+        check(r["jobId"] == rec["jobId"] and r["attempt"] == 1, "bot saw BOT_JOB_ID and BOT_ATTEMPT", r)
+        check(rec["progress"] == 100, "progress reached 100 on the broker", rec.get("progress"))
+        rec2 = client(s, "submit", "python", json.dumps(
+            {"task": "data_analysis", "dataset": "sales_2024", "size": 2000}), "--wait")
+        check(rec2["result"]["stats"] == st, "same dataset name -> same statistics (deterministic)")
+        rec3 = client(s, "submit", "python", json.dumps(
+            {"task": "data_analysis", "dataset": "other", "size": 2000}), "--wait")
+        check(rec3["result"]["stats"]["mean"] != st["mean"], "another dataset -> other numbers")
+
+        # node: process_api transforms records.
+        records = [{"user_name": "  Ada ", "Email-Address": "ADA@Example.COM", "score": 3},
+                   {"user_name": "Linus", "Email-Address": "linus@kernel.ORG", "score": 4}]
+        rec = client(s, "submit", "node", json.dumps(
+            {"action": "process_api", "endpoint": "/users", "records": records}), "--wait")
+        check(rec["state"] == "completed", "node job completed", rec)
+        r = rec["result"]
+        out = r["records"]
+        check(r["bot"] == "node" and r["summary"]["count"] == 2 and r["summary"]["totals"]["score"] == 7,
+              "node bot summarised the records", r["summary"])
+        check(out[0]["userName"] == "Ada" and out[0]["emailAddress"] == "ada@example.com"
+              and len(out[0]["checksum"]) == 12, "records transformed (camelCase, trimmed, e-mail "
+              "lower-cased, checksum)", out[0])
+        rec = client(s, "submit", "node", json.dumps({"action": "process_api", "endpoint": "/users",
+                                                       "count": 25}), "--wait")
+        check(rec["state"] == "completed" and rec["result"]["summary"]["count"] == 25,
+              "node bot generates records from the endpoint", rec["result"]["summary"])
+
+        # java: batch_process over N records.
+        rec = client(s, "submit", "java", json.dumps({"operation": "batch_process", "records": 5000}),
+                     "--wait")
+        check(rec["state"] == "completed", "java job completed", rec)
+        r = rec["result"]
+        check(r["bot"] == "java" and r["processed"] == 5000 and len(r["batchChecksum"]) == 8
+              and len(r["sample"]) == 5, "java bot processed the batch", r)
+        rec2 = client(s, "submit", "java", json.dumps({"operation": "batch_process", "records": 5000}),
+                      "--wait")
+        check(rec2["result"]["batchChecksum"] == r["batchChecksum"], "same batch -> same checksum")
+        check(rec["progress"] == 100, "java progress reached 100", rec.get("progress"))
+
+        # A bot that fails on request: bot_failed with its stderr.
+        for bot_type in ("python", "node", "java"):
+            body = client(s, "submit", bot_type, json.dumps({"fail": "no data for %s" % bot_type}))
+            rec = s.client().wait(body["jobId"], timeout=30)
+            check(rec["state"] == "failed" and rec["error"]["code"] == "bot_failed"
+                  and rec["error"]["message"] == "no data for %s" % bot_type,
+                  "%s bot asked to fail -> bot_failed with its stderr" % bot_type, rec.get("error"))
+
+        stats = client(s, "stats")
+        log("stats totals:", stats["totals"])
+        check(w.alive(), "worker still running")
+
+
+if __name__ == "__main__":
+    harness.main(main)

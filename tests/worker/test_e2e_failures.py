@@ -1,0 +1,128 @@
+"""Bots that fail or misbehave, end to end through the real broker.  Each
+misbehaving program is a bot type of its own (BOT_<TYPE>_CMD runs
+tests/worker/bots/testbot.py with a flag); the broker learns the types from
+the worker's READY.
+
+  - past its timeout (SUBMIT timeoutMs): killed, failed with `timeout`
+  - exit 1: failed `bot_failed`, its stderr is the error message
+  - exit 3 without stderr, killed by a signal, a huge stderr (tail kept)
+  - stdout not JSON: `bad_output`
+  - prints 100 MB: capped, killed, `bad_output`, quickly
+  - forks children and exits: completes at once, the children are killed
+  - ignores SIGTERM (children too): SIGKILL after the kill grace, whole group
+  - never reads stdin (with a payload larger than a pipe): completes
+The worker stays up through all of it.
+"""
+import os
+import time
+
+import harness
+from harness import check, log, wait_until
+from wlib import testbot_cmd, alive, read_pids
+
+KILL_GRACE_MS = 700
+
+
+def main():
+    with harness.Stack("worker-e2e-failures") as s:
+        piddir = s.dir
+        env = {
+            "BOT_KILL_GRACE_MS": str(KILL_GRACE_MS),
+            "BOT_TBOT_CMD": testbot_cmd("--pidfile", os.path.join(piddir, "tbot.pids")),
+            "BOT_FLOOD_CMD": testbot_cmd("--flood", str(100 * 1024 * 1024)),
+            "BOT_FORKER_CMD": testbot_cmd("--fork", "3", "--pidfile", os.path.join(piddir, "forker.pids")),
+            "BOT_STUBBORN_CMD": testbot_cmd("--ignore-term", "--pidfile", os.path.join(piddir, "stubborn.pids")),
+            "BOT_DEAF_CMD": testbot_cmd("--no-stdin"),
+        }
+        s.broker(redis=False)
+        w = s.worker("--type", "tbot,flood,forker,stubborn,deaf", "--concurrency", "8", env=env)
+        s.wait_workers(1, "deaf")
+        c = s.client()
+
+        # Timeout: the bot sleeps 30 s, the job allows 800 ms.
+        t0 = time.monotonic()
+        jid = c.submit("tbot", {"sleepMs": 30000}, timeoutMs=800)
+        rec = c.wait(jid, timeout=20)
+        took = time.monotonic() - t0
+        check(rec["state"] == "failed" and rec["error"]["code"] == "timeout",
+              "a bot past its timeout fails with timeout (%.1f s)" % took, rec.get("error"))
+        pids = read_pids(os.path.join(piddir, "tbot.pids"))
+        wait_until(lambda: not any(alive(p) for p in pids), 5, "the timed-out bot to be killed")
+        check(took < 8, "the timeout fired in time", took)
+
+        # Exit 1 with a traceback on stderr.
+        err = "Traceback (most recent call last):\n  File \"bot.py\", line 3\nValueError: broken input\n"
+        rec = c.wait(c.submit("tbot", {"exit": 1, "stderr": err}), timeout=20)
+        check(rec["state"] == "failed" and rec["error"]["code"] == "bot_failed"
+              and rec["error"]["message"] == err.strip(),
+              "exit 1 -> bot_failed with its stderr as the message", rec.get("error"))
+
+        rec = c.wait(c.submit("tbot", {"exit": 3}), timeout=20)
+        check(rec["error"]["code"] == "bot_failed" and "status 3" in rec["error"]["message"],
+              "exit 3 without stderr -> the message names the status", rec.get("error"))
+
+        rec = c.wait(c.submit("tbot", {"signal": "SEGV"}), timeout=20)
+        check(rec["error"]["code"] == "bot_failed" and "SIGSEGV" in rec["error"]["message"],
+              "killed by a signal -> bot_failed naming the signal", rec.get("error"))
+
+        big = "".join("line %d of a long complaint\n" % i for i in range(5000)) + "the real cause\n"
+        rec = c.wait(c.submit("tbot", {"exit": 2, "stderr": big}), timeout=20)
+        msg = rec["error"]["message"]
+        check(rec["error"]["code"] == "bot_failed" and len(msg.encode()) <= 4096
+              and msg.endswith("the real cause"), "a huge stderr: its tail (<= 4 KiB) is the message",
+              len(msg), msg[-60:])
+
+        rec = c.wait(c.submit("tbot", {"stdout": "hello, not json"}), timeout=20)
+        check(rec["state"] == "failed" and rec["error"]["code"] == "bad_output",
+              "stdout that is not JSON -> bad_output", rec.get("error"))
+
+        rec = c.wait(c.submit("tbot", {"stdout": "starting...\nworking...\n{\"answer\": 42}\n"}), timeout=20)
+        check(rec["state"] == "completed" and rec["result"] == {"answer": 42},
+              "log lines before a JSON last line: the last line is the result", rec.get("result"))
+
+        # 100 MB on stdout.
+        t0 = time.monotonic()
+        rec = c.wait(c.submit("flood", {}), timeout=30)
+        took = time.monotonic() - t0
+        check(rec["state"] == "failed" and rec["error"]["code"] == "bad_output"
+              and "1048576" in rec["error"]["message"],
+              "a bot printing 100 MB is capped and fails with bad_output (%.2f s)" % took, rec.get("error"))
+        check(took < 10, "and that is quick", took)
+
+        # Forks children that would live 600 s, exits at once.
+        t0 = time.monotonic()
+        rec = c.wait(c.submit("forker", {}), timeout=30)
+        took = time.monotonic() - t0
+        check(rec["state"] == "completed" and len(rec["result"]["children"]) == 3,
+              "a bot that forks children and exits completes (%.2f s)" % took, rec)
+        kids = rec["result"]["children"]
+        wait_until(lambda: not any(alive(p) for p in kids), 5, "the bot's children to be killed")
+        check(took < 10, "without waiting for its children", took)
+
+        # Ignores SIGTERM, and so do its children: SIGKILL to the whole group.
+        t0 = time.monotonic()
+        jid = c.submit("stubborn", {}, timeoutMs=600)
+        pids = wait_until(lambda: len(read_pids(os.path.join(piddir, "stubborn.pids"))) == 3
+                          and read_pids(os.path.join(piddir, "stubborn.pids")), 10, "stubborn bot and children")
+        rec = c.wait(jid, timeout=20)
+        check(rec["state"] == "failed" and rec["error"]["code"] == "timeout",
+              "the stubborn bot's job fails with timeout", rec.get("error"))
+        wait_until(lambda: not any(alive(p) for p in pids), 10, "the stubborn bot and its children to die")
+        took = time.monotonic() - t0
+        check(took >= (600 + KILL_GRACE_MS) / 1000.0 - 0.1,
+              "they survived SIGTERM until the kill grace ended (%.2f s)" % took)
+        check("SIGKILL" in w.output(), "the worker logged the SIGKILL")
+
+        # Never reads stdin, with a payload larger than a pipe's buffer.
+        rec = c.wait(c.submit("deaf", {"blob": "z" * 600000}), timeout=20)
+        check(rec["state"] == "completed" and rec["result"]["payloadBytes"] == 0,
+              "a bot that never reads stdin completes (600 kB payload unread)", rec.get("error"))
+
+        check(w.alive(), "the worker is still up")
+        totals = c.stats()["totals"]
+        log("totals:", totals)
+        c.close()
+
+
+if __name__ == "__main__":
+    harness.main(main)
