@@ -159,6 +159,45 @@ s_translate (const json_t *body, int64_t req, size_t max_payload, msgpack_sbuffe
     return 0;
 }
 
+//  --------------------------------------------------------------------------
+//  The deepest nesting of arrays and objects in JSON text, counted without
+//  parsing (strings and their escapes are skipped).  jansson parses
+//  recursively and allows 2048 levels: more than the ~100 KB stack of a
+//  civetweb worker thread holds, so deeper text never reaches it.
+//  Stops counting past limit.
+
+static size_t
+s_nesting (const char *text, size_t size, size_t limit)
+{
+    size_t depth = 0, deepest = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < size; i++) {
+        char c = text [i];
+        if (in_string) {
+            if (c == '\\')
+                i++;                //  Skip the escaped byte
+            else
+            if (c == '"')
+                in_string = false;
+        }
+        else
+        if (c == '"')
+            in_string = true;
+        else
+        if (c == '[' || c == '{') {
+            if (++depth > deepest) {
+                deepest = depth;
+                if (deepest > limit)
+                    return deepest;
+            }
+        }
+        else
+        if ((c == ']' || c == '}') && depth > 0)
+            depth--;
+    }
+    return deepest;
+}
+
 int
 gw_invoke_translate (const char *body, size_t size, int64_t req, size_t max_payload,
                      char **out, size_t *out_size, char *bot_type,
@@ -168,6 +207,10 @@ gw_invoke_translate (const char *body, size_t size, int64_t req, size_t max_payl
     *out_size = 0;
     if (size == 0)
         return s_fail (error, 400, "invalid_json", "the body is empty; send a JSON object");
+
+    if (s_nesting (body, size, GW_INVOKE_MAX_TEXT_DEPTH) > GW_INVOKE_MAX_TEXT_DEPTH)
+        return s_fail (error, 400, "invalid_json", "JSON nests deeper than %d levels",
+                       GW_INVOKE_MAX_TEXT_DEPTH);
 
     //  jansson checks UTF-8, refuses \u0000 (no JSON_ALLOW_NUL) and limits
     //  nesting while parsing (JSON_PARSER_MAX_DEPTH), so hostile input ends
@@ -314,6 +357,10 @@ gw_invoke_test (bool verbose)
         deep [n++] = '[';
     deep [n] = 0;
     CHECK (streq (s_try (deep, 1 << 20, &error, &result), "invalid_json"));
+    //  Brackets inside strings do not count; escaped quotes do not end them.
+    CHECK (s_nesting ("[\"[[[[\\\"[[[\"]", 13, 100) == 1);
+    CHECK (s_nesting ("{\"a\":[{}]}", 11, 100) == 3);
+    CHECK (s_nesting ("[[[[", 4, 2) == 3);
     free (s_last_out);
     s_last_out = NULL;
 

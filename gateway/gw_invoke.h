@@ -29,6 +29,10 @@
 #define GW_INVOKE_MAX_TIMEOUT_MS    86400000    //  protocol.md SUBMIT: 1..86400000
 #define GW_INVOKE_MAX_ATTEMPTS      100         //  protocol.md SUBMIT: 1..100
 #define GW_INVOKE_MAX_DEPTH         32          //  nesting of payload, as BM_JSON_MAX_DEPTH
+//  Nesting of the whole body accepted by the parser.  Above the payload's
+//  limit so that a payload 33..63 deep gets the precise invalid_payload
+//  message, far below what a civetweb thread's ~100 KB stack holds.
+#define GW_INVOKE_MAX_TEXT_DEPTH    64
 
 //  Why a body was refused: the HTTP status, a stable code for clients and a
 //  message naming the field (never internal details).

@@ -6,7 +6,7 @@
     for as long as the connection stays open (keep-alive).  A ZeroMQ socket
     must never be used from two threads (STYLE.md 6), so every handler
     thread owns its own bm_client_t (one DEALER socket to the broker),
-    made on the thread's first broker request and destroyed in civetweb's
+    made when the thread starts (init_thread) and destroyed in civetweb's
     exit_thread callback when the thread ends.  We chose this over one
     broker-facing actor behind inproc:// because a handler then waits on
     its own socket with no hand-off, no second hop and no shared queue: a
@@ -53,6 +53,8 @@
 //  Bodies of refused requests up to this size are read and dropped so the
 //  connection can stay open; larger ones close it.
 #define GW_DRAIN_MAX            (64 * 1024)
+//  Largest single read of a request body (see s_read_body).
+#define GW_READ_STEP_MAX        (64 * 1024)
 //  Room for the list of bot types in an unknown_bot_type message.
 #define GW_TYPES_LEN            400
 
@@ -86,7 +88,7 @@ static const struct {
 };
 
 //  The status codes we answer with, for the per-code series cache.
-static const int s_codes [] = { 200, 202, 400, 401, 404, 405, 409, 413, 415, 429,
+static const int s_codes [] = { 200, 202, 400, 401, 404, 405, 408, 409, 413, 415, 429,
                                 500, 502, 503, 504 };
 #define S_NCODES ((int) (sizeof s_codes / sizeof s_codes [0]))
 
@@ -97,7 +99,8 @@ static const char *s_reasons [] = {
     "invalid_webhook_url", "invalid_priority", "invalid_idempotency_key", "invalid_timeout",
     "invalid_max_attempts", "payload_too_large", "body_too_large", "unsupported_media_type",
     "unauthorized", "rate_limited", "bad_request", "queue_full", "store_unavailable",
-    "shutting_down", "broker_timeout", "broker_unavailable", "broker_error", "other"
+    "shutting_down", "broker_timeout", "broker_unavailable", "broker_error", "request_timeout",
+    "other"
 };
 #define S_NREASONS ((int) (sizeof s_reasons / sizeof s_reasons [0]))
 
@@ -158,6 +161,7 @@ typedef struct {
     int status;                         //  Status answered, 0 until then
     bool body_pending;                  //  Body bytes we have not read
     bool must_close;                    //  Close the connection after answering
+    bool expect_continue;               //  Client waits for "100 Continue"
     const char *reason;                 //  Why an /invoke was refused (metrics)
 } s_req_t;
 
@@ -262,14 +266,19 @@ s_reason_phrase (int status)
         case 401: return "Unauthorized";
         case 404: return "Not Found";
         case 405: return "Method Not Allowed";
+        case 408: return "Request Timeout";
         case 409: return "Conflict";
+        case 411: return "Length Required";
         case 413: return "Payload Too Large";
+        case 414: return "URI Too Long";
         case 415: return "Unsupported Media Type";
         case 429: return "Too Many Requests";
+        case 431: return "Request Header Fields Too Large";
         case 500: return "Internal Server Error";
         case 502: return "Bad Gateway";
         case 503: return "Service Unavailable";
         case 504: return "Gateway Timeout";
+        case 505: return "HTTP Version Not Supported";
         default:  return "Unknown";
     }
 }
@@ -292,16 +301,22 @@ s_drain (s_req_t *r)
 {
     if (!r->body_pending || r->must_close)
         return;
-    if (r->ri->content_length > GW_DRAIN_MAX) {
+    if (r->expect_continue || r->ri->content_length > GW_DRAIN_MAX) {
+        //  A client waiting for 100 Continue will not send the body: the
+        //  connection cannot be reused.
         r->must_close = true;
         return;
     }
     char buf [8192];
     size_t total = 0;
+    size_t step = 1;                //  Small first, as in s_read_body
     int n;
-    while ((n = mg_read (r->conn, buf, sizeof buf)) > 0) {
+    int64_t deadline = bm_mono_ms () + r->server->config.request_timeout_ms;
+    while ((n = mg_read (r->conn, buf, step)) > 0) {
         total += (size_t) n;
-        if (total > GW_DRAIN_MAX) {
+        if (step < sizeof buf)
+            step *= 2;
+        if (total > GW_DRAIN_MAX || bm_mono_ms () > deadline) {
             r->must_close = true;
             return;
         }
@@ -383,12 +398,15 @@ s_error_retry (s_req_t *r, int status, const char *code, const char *message, in
 //  --------------------------------------------------------------------------
 //  Talking to the broker
 
+//  The thread's client, made now if it has none (or lost it).  Threads
+//  make theirs when they start (s_init_thread), so that the connection is
+//  up before the first request: a burst of first requests would otherwise
+//  all wait for TCP and ZMTP handshakes at once.
 static bm_client_t *
-s_client (s_req_t *r)
+s_thread_client (s_thread_t *thread)
 {
-    s_thread_t *thread = r->thread;
     if (!thread->client) {
-        gw_server_t *server = r->server;
+        gw_server_t *server = thread->server;
         thread->client = bm_client_new (server->config.broker_endpoint);
         if (!thread->client)
             return NULL;
@@ -407,6 +425,12 @@ s_client (s_req_t *r)
         }
     }
     return thread->client;
+}
+
+static bm_client_t *
+s_client (s_req_t *r)
+{
+    return s_thread_client (r->thread);
 }
 
 //  Pack {req, jobId?, ...} for the simple requests.  Caller frees *data.
@@ -664,10 +688,32 @@ s_read_body (s_req_t *r, char **body, size_t *size)
         *body = strdup ("");
         return 0;
     }
+    if (r->expect_continue) {
+        //  civetweb leaves "Expect: 100-continue" to request handlers.
+        //  Sent only once the body is wanted, so a 413 or 415 costs the
+        //  client no upload.
+        mg_write (r->conn, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        r->expect_continue = false;
+    }
     size_t cap = declared >= 0 ? (size_t) declared : 16384;
     char *buf = (char *) malloc (cap + 1);
     size_t got = 0;
+    //  civetweb's request_timeout_ms bounds each wait for bytes, not the
+    //  body: a client trickling a byte at a time keeps one mg_read going
+    //  until it has all it asked for.  So the body as a whole gets that
+    //  time too, checked between reads, and reads start at one byte and
+    //  double: a read can then take at most as long as all before it, and
+    //  a trickler is cut after about twice the timeout.  A body that came
+    //  with its head is in civetweb's buffer already, so the small reads
+    //  cost a memcpy each, no system call.
+    int64_t deadline = bm_mono_ms () + r->server->config.request_timeout_ms;
+    bool late = false;
+    size_t step = 1;
     while (true) {
+        if (bm_mono_ms () > deadline) {
+            late = true;
+            break;
+        }
         if (got == cap) {
             if (declared >= 0)
                 break;
@@ -676,10 +722,20 @@ s_read_body (s_req_t *r, char **body, size_t *size)
             cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
             buf = (char *) realloc (buf, cap + 1);
         }
-        int n = mg_read (r->conn, buf + got, cap - got);
+        size_t want = cap - got < step ? cap - got : step;
+        int n = mg_read (r->conn, buf + got, want);
         if (n <= 0)
             break;
         got += (size_t) n;
+        if (step < GW_READ_STEP_MAX)
+            step *= 2;
+    }
+    if (late) {
+        free (buf);
+        r->must_close = true;
+        r->reason = "request_timeout";
+        s_error (r, 408, "request_timeout", "the body was not sent in time", NULL);
+        return -1;
     }
     if (got > max) {
         free (buf);
@@ -1105,6 +1161,8 @@ s_handler (struct mg_connection *conn, void *cbdata)
     r->thread = (s_thread_t *) mg_get_thread_pointer (conn);
     const char *te = mg_get_header (conn, "Transfer-Encoding");
     r->body_pending = r->ri->content_length > 0 || (r->ri->content_length < 0 && te);
+    const char *expect = mg_get_header (conn, "Expect");
+    r->expect_continue = r->body_pending && expect && strcasestr (expect, "100-continue");
     const char *path = r->ri->local_uri ? r->ri->local_uri : "";
     r->route = s_route (r, path);
 
@@ -1177,6 +1235,7 @@ s_init_thread (const struct mg_context *ctx, int thread_type)
         return NULL;
     s_thread_t *thread = (s_thread_t *) zmalloc (sizeof (s_thread_t));
     thread->server = (gw_server_t *) mg_get_user_data (ctx);
+    s_thread_client (thread);       //  Connect now; retried per request if this failed
     return thread;
 }
 
@@ -1191,6 +1250,40 @@ s_exit_thread (const struct mg_context *ctx, int thread_type, void *pointer)
         gw_history_destroy (&thread->history);
         free (thread);
     }
+}
+
+//  Errors civetweb answers itself (a request it cannot parse, a head too
+//  large, an unknown HTTP version...): JSON like ours, and the connection
+//  closes, since what follows on it cannot be trusted.
+static int
+s_http_error (struct mg_connection *conn, int status, const char *message)
+{
+    (void) message;                 //  May hold request bytes: not echoed
+    const char *code = "bad_request";
+    switch (status) {
+        case 408: code = "request_timeout"; break;
+        case 411: code = "length_required"; break;
+        case 413: code = "request_too_large"; break;
+        case 414: code = "uri_too_long"; break;
+        case 431: code = "headers_too_large"; break;
+        case 505: code = "http_version_not_supported"; break;
+        default:  if (status >= 500) code = "internal"; break;
+    }
+    char body [160];
+    int len = snprintf (body, sizeof body,
+                        "{\"error\":{\"code\":\"%s\",\"message\":\"the request could not be "
+                        "handled (HTTP %d)\"}}", code, status);
+    char buf [512];
+    int n = snprintf (buf, sizeof buf,
+                      "HTTP/1.1 %d %s\r\n"
+                      "Content-Type: application/json\r\n"
+                      "Content-Length: %d\r\n"
+                      "Cache-Control: no-store\r\n"
+                      "Connection: close\r\n\r\n%s",
+                      status, s_reason_phrase (status), len, body);
+    mg_disable_keep_alive (conn);
+    mg_write (conn, buf, (size_t) n);
+    return 0;
 }
 
 static int
@@ -1267,6 +1360,7 @@ gw_server_new (const gw_config_t *config)
     callbacks.init_thread = s_init_thread;
     callbacks.exit_thread = s_exit_thread;
     callbacks.log_message = s_log_message;
+    callbacks.http_error = s_http_error;
     struct mg_init_data init = { &callbacks, self, options };
     unsigned code = 0;
     char text [256] = "";
