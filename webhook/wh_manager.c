@@ -401,10 +401,9 @@ wh_manager_run (const wh_config_t *config)
     }
     self->m_bad_jobs = bm_metric_series (bm_metrics_counter (self->metrics, "webhook_bad_jobs_total",
         "JOB messages refused as invalid (bad url, webhookId or body)", NULL));
-    bm_metric_series (bm_metrics_gauge (self->metrics, "webhook_credit",
-        "Deliveries this manager may hold at once (WEBHOOK_CONCURRENCY)", NULL));
-    bm_series_set (bm_metric_series (bm_metrics_gauge (self->metrics, "webhook_credit", NULL, NULL)),
-                   (double) config->credit);
+    bm_series_set (bm_metric_series (bm_metrics_gauge (self->metrics, "webhook_credit",
+        "Deliveries this manager may hold at once (WEBHOOK_CONCURRENCY)", NULL)),
+        (double) config->credit);
     self->engine = wh_engine_new (self->loop, config, self->metrics, s_on_event, self,
                                   error, sizeof error);
     if (!self->engine) {
