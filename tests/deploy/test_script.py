@@ -110,8 +110,23 @@ def test():
     try:
         run_stack(e, have_gw)
         run_failures(e)
+        reports = sanitizer_reports(os.path.join(e.var, "log"))
+        check(not reports, "no sanitizer report in any service's log", reports)
     finally:
         e.cleanup()
+
+
+def sanitizer_reports(logdir):
+    """Under ASan/UBSan a service that printed a report fails the test."""
+    found = []
+    for f in sorted(os.listdir(logdir)) if os.path.isdir(logdir) else []:
+        text = open(os.path.join(logdir, f), errors="replace").read()
+        for mark in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            i = text.find(mark)
+            if i >= 0:
+                found.append((f, text[max(0, i - 200):i + 2000]))
+                break
+    return found
 
 
 def run_stack(e, have_gw):
