@@ -52,6 +52,8 @@ s_usage (FILE *out)
 "                              'none' = no history)\n"
 "  REDIS_PREFIX                key prefix, as the broker's (default botmesh:)\n"
 "  REDIS_TIMEOUT_MS            Redis connect and command timeout (default 1000)\n"
+"  GATEWAY_SHUTDOWN_MS         at SIGTERM, how long requests in flight may take to finish\n"
+"                              (default 10000); new ones get 503 shutting_down meanwhile\n"
 "  LOG_LEVEL                   debug, info, warn, error (default info)\n");
 }
 
@@ -121,6 +123,7 @@ main (int argc, char *argv [])
     bad |= bm_env_int ("BROKER_TIMEOUT_MS", 5000, 1, 3600000, &config.broker_timeout_ms);
     bad |= bm_env_int ("BROKER_CONNECT_TIMEOUT_MS", 1000, 1, 3600000, &config.connect_timeout_ms);
     bad |= bm_env_int ("REDIS_TIMEOUT_MS", 1000, 1, 600000, &config.redis_timeout_ms);
+    bad |= bm_env_int ("GATEWAY_SHUTDOWN_MS", 10000, 0, 3600000, &config.shutdown_ms);
     config.api_keys = bm_env_str ("API_KEYS", NULL);
     config.redis_url = bm_env_str ("REDIS_URL", "redis://127.0.0.1:6379/0");
     config.redis_prefix = bm_env_str ("REDIS_PREFIX", "botmesh:");
@@ -168,6 +171,7 @@ main (int argc, char *argv [])
     int sig = 0;
     sigwait (&stop, &sig);
     bm_info (NULL, "%s: stopping (finishing requests in flight)", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    gw_server_drain (server, config.shutdown_ms);
     gw_server_destroy (&server);
     mg_exit_library ();
     bm_info (NULL, "stopped");

@@ -136,6 +136,12 @@ struct _gw_server_t {
     bm_series_t *history_errors;        //  gateway_history_errors_total
     bm_series_t *threads;               //  gateway_threads
 
+    //  Graceful stop: civetweb's mg_stop makes every later mg_write fail
+    //  (its writes stop with its stop flag), so requests in flight are
+    //  waited for before it is called.
+    atomic_bool draining;               //  SIGTERM seen: refuse new work
+    atomic_int active;                  //  Requests inside s_handler now
+
     //  Bot types the broker knows, for unknown_bot_type's message
     pthread_mutex_t types_lock;
     char bot_types [GW_TYPES_LEN];             //  "java, node, python"
@@ -1156,6 +1162,7 @@ s_handler (struct mg_connection *conn, void *cbdata)
     clock_gettime (CLOCK_MONOTONIC, &t0);
     bm_series_inc (server->in_flight);
 
+    atomic_fetch_add (&server->active, 1);
     s_req_t req = { .conn = conn, .ri = mg_get_request_info (conn), .server = server };
     s_req_t *r = &req;
     r->thread = (s_thread_t *) mg_get_thread_pointer (conn);
@@ -1166,9 +1173,18 @@ s_handler (struct mg_connection *conn, void *cbdata)
     const char *path = r->ri->local_uri ? r->ri->local_uri : "";
     r->route = s_route (r, path);
 
+    bool draining = atomic_load (&server->draining);
+    if (draining)
+        r->must_close = true;       //  Let keep-alive clients move on
     if (!r->thread) {
         //  Not one of civetweb's worker threads: cannot happen.
         s_error (r, 500, "internal", "internal error", NULL);
+    }
+    else
+    if (draining && r->route != R_HEALTH) {
+        r->reason = "shutting_down";
+        s_error_retry (r, 503, "shutting_down", "the gateway is shutting down; retry later",
+                       GW_RETRY_SHUTTING_DOWN);
     }
     else
     if (r->route == R_OTHER)
@@ -1221,6 +1237,7 @@ s_handler (struct mg_connection *conn, void *cbdata)
     bm_series_observe (server->duration [r->route], seconds);
     bm_series_inc (s_requests_series (server, r->route, r->status));
     bm_series_dec (server->in_flight);
+    atomic_fetch_sub (&server->active, 1);
     return r->status;
 }
 
@@ -1387,14 +1404,31 @@ gw_server_port (gw_server_t *self)
     return self->port;
 }
 
+int
+gw_server_drain (gw_server_t *self, int64_t timeout_ms)
+{
+    atomic_store (&self->draining, true);
+    int64_t deadline = bm_mono_ms () + timeout_ms;
+    while (atomic_load (&self->active) > 0) {
+        if (bm_mono_ms () >= deadline) {
+            bm_warn (NULL, "%d requests still in flight after %" PRId64 " ms; stopping anyway",
+                     atomic_load (&self->active), timeout_ms);
+            return -1;
+        }
+        zclock_sleep (10);
+    }
+    return 0;
+}
+
 void
 gw_server_destroy (gw_server_t **self_p)
 {
     if (*self_p) {
         gw_server_t *self = *self_p;
-        //  mg_stop closes the listening socket, lets every handler finish
-        //  the request it serves, and joins the threads (exit_thread frees
-        //  their sockets).
+        //  mg_stop closes the listening socket, ends open connections and
+        //  joins the threads (exit_thread frees their sockets).  Call
+        //  gw_server_drain first: once mg_stop runs, answers can no longer
+        //  be written.
         if (self->ctx)
             mg_stop (self->ctx);
         bm_metrics_destroy (&self->metrics);

@@ -36,6 +36,7 @@ typedef struct {
     const char *redis_url;          //  REDIS_URL ("none" = no history)
     const char *redis_prefix;       //  REDIS_PREFIX
     int64_t redis_timeout_ms;       //  REDIS_TIMEOUT_MS
+    int64_t shutdown_ms;            //  GATEWAY_SHUTDOWN_MS
 } gw_config_t;
 
 typedef struct _gw_server_t gw_server_t;
@@ -47,8 +48,14 @@ gw_server_t *gw_server_new (const gw_config_t *config);
 //  The port we listen on (useful with port 0).
 int gw_server_port (gw_server_t *self);
 
-//  Stop accepting, let requests in flight finish, free everything.  Takes
-//  about 2 s (civetweb's mg_stop).
+//  Begin a graceful stop: from now on every request but GET /health is
+//  answered 503 shutting_down (Retry-After, Connection: close), and this
+//  waits until the requests already being served have been answered, at
+//  most timeout_ms.  Returns 0, or -1 if some were still in flight.
+int gw_server_drain (gw_server_t *self, int64_t timeout_ms);
+
+//  Stop the server (closing its socket and connections) and free
+//  everything.  Takes about 2 s (civetweb's mg_stop).
 void gw_server_destroy (gw_server_t **self_p);
 
 #endif

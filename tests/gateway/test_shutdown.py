@@ -1,0 +1,63 @@
+"""SIGTERM: the gateway stops taking new work (503 shutting_down, while
+/health stays 200), lets requests in flight finish (here one the broker
+answers only after 1.5 s), closes its port and exits 0."""
+import socket
+import threading
+import time
+
+import harness
+from harness import ACCEPTED, SUBMIT
+from gwtest import FakeBroker, check, curl, gateway, post_json
+
+release = threading.Event()
+
+
+def handler(cmd, body):
+    if cmd == SUBMIT:
+        release.wait(1.5)              # slow broker: the request is in flight
+        return ACCEPTED, {"jobId": "slow-1", "duplicate": False}
+    return None
+
+
+def main():
+    fake = FakeBroker(handler)
+    try:
+        with harness.Stack("gw-shutdown") as s:
+            g = gateway(s, endpoint=fake.endpoint)
+            result = {}
+
+            def call():
+                result["r"] = post_json(g.url + "/invoke", {"botType": "python", "payload": {}},
+                                        show=False)
+            t = threading.Thread(target=call)
+            t.start()
+            harness.wait_until(lambda: any(c == SUBMIT for c, _ in fake.seen), 5,
+                               "the request to reach the broker")
+            t0 = time.monotonic()
+            g.signal(15)
+            harness.wait_until(lambda: "SIGTERM" in g.output(), 5, "the gateway to see SIGTERM")
+            r = post_json(g.url + "/invoke", {"botType": "python", "payload": {}})
+            check(r.status == 503 and r.error_code() == "shutting_down"
+                  and r.headers.get("connection") == "close" and r.headers.get("retry-after"),
+                  "new work refused while draining", r)
+            r = curl(g.url + "/health")
+            check(r.status == 200, "/health stays 200 while draining", r)
+            t.join(10)
+            r = result.get("r")
+            check(r is not None and r.status == 202 and r.json["jobId"] == "slow-1",
+                  "the in-flight request got its answer", r)
+            rc = g.p.wait(10)
+            check(rc == 0, "exit code 0 after SIGTERM (%.1f s)" % (time.monotonic() - t0), rc)
+            check("stopped" in g.output(), "logged its stop", g.output()[-300:])
+            try:
+                socket.create_connection(("127.0.0.1", g.port), timeout=1).close()
+                refused = False
+            except OSError:
+                refused = True
+            check(refused, "no longer accepting connections")
+    finally:
+        fake.close()
+
+
+if __name__ == "__main__":
+    harness.main(main)
