@@ -5,9 +5,10 @@
         bm-bench-worker idle --endpoint EP [--workers 1000] [--types idle]
                              [--seconds 10] [--broker-pid PID] [--heartbeat-ms 1000]
 
-    noop: one worker socket that serves many bot types and answers every JOB
-    at once with DONE {ok: true, result: {ok: true}} (the scale case with 10
-    and 100 bot types; and a floor for botmesh-worker --noop).
+    noop: a worker that answers every JOB at once with DONE {ok: true,
+    result: {ok: true}}; it serves many bot types through one socket per 16
+    types (the broker's limit per READY): the scale case with 10 and 100 bot
+    types, and a floor for botmesh-worker --noop.
     idle: --workers DEALER sockets in one process, each a worker that sends
     READY and then only HEARTBEATs; once the broker lists them all, it samples
     the broker's CPU time (/proc/PID/stat) for --seconds and prints
@@ -28,6 +29,7 @@
 #include <unistd.h>
 
 #define MAX_TYPES 1000
+#define TYPES_PER_WORKER 16     //  The broker's limit per READY
 
 typedef struct {
     const char *endpoint;
@@ -53,7 +55,7 @@ s_send (void *sock, int command, const char *body, size_t size)
 
 //  READY {name, types, credit, pid}
 static int
-s_ready (void *sock, const s_opts_t *o, const char *name, int64_t credit)
+s_ready (void *sock, const s_opts_t *o, int first, int count, const char *name, int64_t credit)
 {
     msgpack_sbuffer buf;
     msgpack_sbuffer_init (&buf);
@@ -62,8 +64,8 @@ s_ready (void *sock, const s_opts_t *o, const char *name, int64_t credit)
     msgpack_pack_map (&pk, 4);
     bm_pack_kv_str (&pk, "name", name);
     bm_pack_str (&pk, "types");
-    msgpack_pack_array (&pk, (size_t) o->ntypes);
-    for (int t = 0; t < o->ntypes; t++)
+    msgpack_pack_array (&pk, (size_t) count);
+    for (int t = first; t < first + count; t++)
         bm_pack_str (&pk, o->types [t]);
     bm_pack_kv_int (&pk, "credit", credit);
     bm_pack_kv_int (&pk, "pid", getpid ());
@@ -133,65 +135,100 @@ s_recv (void *sock, char *job_id, size_t job_id_size)
 
 static const char s_empty_map [] = { (char) 0x80 };
 
+//  One worker socket of the noop mode: serves a slice of the types.
+typedef struct {
+    void *sock;
+    int first, count;           //  Its types: o->types [first .. first + count)
+    char name [64];
+    int64_t last_sent;          //  Nanoseconds
+} s_link_t;
+
 static int
 s_noop (const s_opts_t *o)
 {
     void *ctx = zmq_ctx_new ();
-    void *sock = s_connect (ctx, o->endpoint);
-    char name [64];
-    snprintf (name, sizeof name, "bench-noop-%d", (int) getpid ());
-    s_ready (sock, o, name, o->credit);
-    int64_t last_sent = bench_now_ns (), done = 0;
+    //  The broker takes at most TYPES_PER_WORKER types per READY
+    int nlinks = (o->ntypes + TYPES_PER_WORKER - 1) / TYPES_PER_WORKER;
+    s_link_t *links = (s_link_t *) calloc ((size_t) nlinks, sizeof (s_link_t));
+    zmq_pollitem_t *items = (zmq_pollitem_t *) calloc ((size_t) nlinks, sizeof (zmq_pollitem_t));
+    if (!links || !items) {
+        fprintf (stderr, "bm-bench-worker: out of memory\n");
+        return 1;
+    }
+    for (int l = 0; l < nlinks; l++) {
+        s_link_t *link = &links [l];
+        link->sock = s_connect (ctx, o->endpoint);
+        link->first = l * TYPES_PER_WORKER;
+        link->count = o->ntypes - link->first < TYPES_PER_WORKER ? o->ntypes - link->first : TYPES_PER_WORKER;
+        snprintf (link->name, sizeof link->name, "bench-noop-%d-%d", (int) getpid (), l);
+        s_ready (link->sock, o, link->first, link->count, link->name, o->credit);
+        link->last_sent = bench_now_ns ();
+        items [l].socket = link->sock;
+        items [l].events = ZMQ_POLLIN;
+    }
+    int64_t done = 0;
     int64_t hb_ns = o->heartbeat_ms * 1000000;
     msgpack_sbuffer buf;
     msgpack_sbuffer_init (&buf);
-    zmq_pollitem_t item = { sock, 0, ZMQ_POLLIN, 0 };
     while (!bench_stop) {
-        long wait = (long) ((last_sent + hb_ns - bench_now_ns ()) / 1000000);
+        int64_t next = INT64_MAX;
+        for (int l = 0; l < nlinks; l++)
+            if (links [l].last_sent + hb_ns < next)
+                next = links [l].last_sent + hb_ns;
+        long wait = (long) ((next - bench_now_ns ()) / 1000000);
         if (wait < 0)
             wait = 0;
-        int rc = zmq_poll (&item, 1, wait);
-        if (rc > 0) {
-            //  Answer everything that is there, then poll again
-            for (int budget = 100000; budget > 0; budget--) {
-                int events = 0;
-                size_t size = sizeof events;
-                if (zmq_getsockopt (sock, ZMQ_EVENTS, &events, &size) || !(events & ZMQ_POLLIN))
-                    break;
-                char job_id [BM_MAX_ID_LEN + 1];
-                int command = s_recv (sock, job_id, sizeof job_id);
-                if (command == BM_JOB) {
-                    //  DONE {jobId, ok, result}
-                    msgpack_sbuffer_clear (&buf);
-                    msgpack_packer pk;
-                    msgpack_packer_init (&pk, &buf, msgpack_sbuffer_write);
-                    msgpack_pack_map (&pk, 3);
-                    bm_pack_kv_str (&pk, "jobId", job_id);
-                    bm_pack_kv_bool (&pk, "ok", true);
-                    bm_pack_str (&pk, "result");
-                    msgpack_pack_map (&pk, 1);
-                    bm_pack_kv_bool (&pk, "ok", true);
-                    s_send (sock, BM_DONE, buf.data, buf.size);
-                    last_sent = bench_now_ns ();
-                    done++;
-                }
-                else
-                if (command == BM_DISCONNECT) {
-                    s_ready (sock, o, name, o->credit);
-                    last_sent = bench_now_ns ();
+        if (zmq_poll (items, nlinks, wait) > 0)
+            for (int l = 0; l < nlinks; l++) {
+                if (!(items [l].revents & ZMQ_POLLIN))
+                    continue;
+                s_link_t *link = &links [l];
+                //  Answer everything that is there, then poll again
+                for (int budget = 100000; budget > 0; budget--) {
+                    int events = 0;
+                    size_t size = sizeof events;
+                    if (zmq_getsockopt (link->sock, ZMQ_EVENTS, &events, &size) || !(events & ZMQ_POLLIN))
+                        break;
+                    char job_id [BM_MAX_ID_LEN + 1];
+                    int command = s_recv (link->sock, job_id, sizeof job_id);
+                    if (command == BM_JOB) {
+                        //  DONE {jobId, ok, result}
+                        msgpack_sbuffer_clear (&buf);
+                        msgpack_packer pk;
+                        msgpack_packer_init (&pk, &buf, msgpack_sbuffer_write);
+                        msgpack_pack_map (&pk, 3);
+                        bm_pack_kv_str (&pk, "jobId", job_id);
+                        bm_pack_kv_bool (&pk, "ok", true);
+                        bm_pack_str (&pk, "result");
+                        msgpack_pack_map (&pk, 1);
+                        bm_pack_kv_bool (&pk, "ok", true);
+                        s_send (link->sock, BM_DONE, buf.data, buf.size);
+                        link->last_sent = bench_now_ns ();
+                        done++;
+                    }
+                    else
+                    if (command == BM_DISCONNECT) {
+                        s_ready (link->sock, o, link->first, link->count, link->name, o->credit);
+                        link->last_sent = bench_now_ns ();
+                    }
                 }
             }
-        }
-        if (bench_now_ns () - last_sent >= hb_ns) {
-            s_send (sock, BM_HEARTBEAT, s_empty_map, 1);
-            last_sent = bench_now_ns ();
-        }
+        int64_t now = bench_now_ns ();
+        for (int l = 0; l < nlinks; l++)
+            if (now - links [l].last_sent >= hb_ns) {
+                s_send (links [l].sock, BM_HEARTBEAT, s_empty_map, 1);
+                links [l].last_sent = now;
+            }
     }
-    s_send (sock, BM_DISCONNECT, s_empty_map, 1);
+    for (int l = 0; l < nlinks; l++) {
+        s_send (links [l].sock, BM_DISCONNECT, s_empty_map, 1);
+        zmq_close (links [l].sock);
+    }
     fprintf (stderr, "bm-bench-worker: %lld jobs done\n", (long long) done);
     msgpack_sbuffer_destroy (&buf);
-    zmq_close (sock);
     zmq_ctx_term (ctx);
+    free (links);
+    free (items);
     return 0;
 }
 
@@ -281,7 +318,7 @@ s_idle (const s_opts_t *o)
         socks [i] = s_connect (ctx, o->endpoint);
         char name [64];
         snprintf (name, sizeof name, "bench-idle-%d-%lld", (int) getpid (), (long long) i);
-        s_ready (socks [i], o, name, 1);
+        s_ready (socks [i], o, 0, o->ntypes < TYPES_PER_WORKER ? o->ntypes : TYPES_PER_WORKER, name, 1);
         items [i].socket = socks [i];
         items [i].events = ZMQ_POLLIN;
         //  Spread the heartbeats over the interval
@@ -311,7 +348,7 @@ s_idle (const s_opts_t *o)
                         if (command == BM_DISCONNECT) {
                             char name [64];
                             snprintf (name, sizeof name, "bench-idle-%d-%lld", (int) getpid (), (long long) i);
-                            s_ready (socks [i], o, name, 1);
+                            s_ready (socks [i], o, 0, o->ntypes < TYPES_PER_WORKER ? o->ntypes : TYPES_PER_WORKER, name, 1);
                             disconnects++;
                         }
                     }

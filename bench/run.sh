@@ -475,9 +475,11 @@ case_types() {   # throughput with M bot types, one no-op worker serving them al
     for (( i=0; i<WORKERS; i++ )); do
       spawn "types-worker-$i" -- "$BIN/bm-bench-worker" noop --endpoint "$BROKER_EP" --types "$types" --credit "$CREDIT"
     done
-    record_cmd "$case" "$(broker_env_text); ${WORKERS}x bm-bench-worker noop --endpoint EP --types bench0,...,bench$((m - 1)) --credit $CREDIT; bm-bench throughput --endpoint EP --jobs $JOBS --window $WINDOW --type-count $m --type-prefix bench --wait-workers $WORKERS"
+    # bm-bench-worker registers one worker per 16 types (the broker's limit per READY)
+    local links=$(( WORKERS * ((m + 15) / 16) ))
+    record_cmd "$case" "$(broker_env_text); ${WORKERS}x bm-bench-worker noop --endpoint EP --types bench0,...,bench$((m - 1)) --credit $CREDIT; bm-bench throughput --endpoint EP --jobs $JOBS --window $WINDOW --type-count $m --type-prefix bench --wait-workers $links"
     measure "$case" "$r" "$case-$r" "$BIN/bm-bench" throughput --endpoint "$BROKER_EP" --jobs "$JOBS" \
-      --window "$WINDOW" --type-count "$m" --type-prefix bench --wait-workers "$WORKERS"
+      --window "$WINDOW" --type-count "$m" --type-prefix bench --wait-workers "$links"
     stop_all
   done
 }
