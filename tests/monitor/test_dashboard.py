@@ -60,6 +60,21 @@ def test():
         s.spawn("pyworker", [sys.executable, os.path.join(HERE, "pyworker.py"), s.endpoint, "python", "2"])
         s.wait_workers(1, "python")
         base = start_gateway(s, {"API_KEYS": KEY})
+        # The webhook manager and the mock, when built: the redeliver action is
+        # then checked end to end (the mock receives the delivery twice).
+        mock = None
+        if os.path.exists(s.bin("botmesh-webhook")) and os.path.exists(s.bin("botmesh-mock")):
+            mock_port = harness.free_port()
+            s.spawn("mock", [s.bin("botmesh-mock")], {"MOCK_WEBHOOK_PORT": str(mock_port),
+                                                        "MOCK_LISTEN_ADDR": "127.0.0.1"})
+            mock = "http://127.0.0.1:%d" % mock_port
+            wait_until(lambda: harness.http("GET", mock + "/health")[0] == 200, 15, "mock /health")
+            s.spawn("webhook", [s.bin("botmesh-webhook")], {
+                "WEBHOOK_MANAGER_PORT": str(harness.free_port()), "WEBHOOK_LISTEN_ADDR": "127.0.0.1",
+                "WEBHOOK_ALLOW_PRIVATE": "1", "BROKER_ENDPOINT": s.endpoint})
+            s.wait_workers(1, "webhook")
+        else:
+            log("botmesh-webhook or botmesh-mock not built: redeliver is checked at the broker only")
         auth = {"X-API-Key": KEY}
 
         def get(path):
@@ -78,10 +93,18 @@ def test():
 
         done = [invoke("python", {"n": i}) for i in range(3)]
         failing = invoke("python", {"fail": "boom", "n": 99})
-        hooked = invoke("python", {"n": 7}, webhookUrl="http://127.0.0.1:9/hook")
+        hooked = invoke("python", {"n": 7}, webhookUrl=(mock or "http://127.0.0.1:9") + "/hook")
         queued = invoke("java", {"n": 1})             # no java worker: stays queued
         wait_until(lambda: get("/stats")["types"]["python"]["completed"] == 4
                    and get("/stats")["types"]["python"]["failed"] == 1, 20, "python jobs to end")
+
+        def mock_deliveries():
+            status, _, body = harness.http("GET", mock + "/deliveries?jobId=" + hooked)
+            return len(body["deliveries"]) if status == 200 else 0
+        if mock:
+            wait_until(lambda: get("/job/" + hooked).get("webhook", {}).get("state") == "delivered"
+                       and get("/stats")["types"]["webhook"]["completed"] == 1, 20, "the webhook to be delivered")
+            check(mock_deliveries() == 1, "the mock received the delivery once")
 
         with cdp.Browser() as browser:
             page = browser.new_page(1440, 1000)
@@ -178,11 +201,18 @@ def test():
             page.wait_for("!document.getElementById('detail-webhook-box').hidden"
                           " && !document.getElementById('action-redeliver').disabled", 10, "redeliver enabled")
             check(page.eval("document.getElementById('auth').hidden"), "the stored key is used after a reload")
+            if mock:
+                hook = page.eval("""({state: document.querySelector('[data-field="webhook.state"]').textContent,
+                    attempts: document.querySelector('[data-field="webhook.attempts"]').textContent,
+                    status: document.querySelector('[data-field="webhook.lastStatus"]').textContent})""")
+                check(hook["state"] == "delivered" and hook["status"] == "200", "detail shows the webhook delivered", hook)
             page.click("#action-redeliver")
             page.wait_for("document.getElementById('action-message').dataset.result !== 'pending'"
                           " && document.getElementById('action-message').dataset.result", 10, "redeliver answer")
             msg = page.eval("[document.getElementById('action-message').dataset.result, document.getElementById('action-message').textContent]")
             check(msg[0] == "ok", "redeliver accepted", msg)
+            if mock:
+                wait_until(lambda: mock_deliveries() == 2, 20, "the mock to receive the redelivery")
 
             # 8. Charts from the snapshots
             page.wait_for("Number(document.body.dataset.historyPoints) >= 2"

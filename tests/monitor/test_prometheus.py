@@ -45,17 +45,21 @@ def test():
 
         # Services and their /metrics addresses, by Prometheus job name
         targets = {"broker": "127.0.0.1:%d" % broker.metrics_port, "gateway": "127.0.0.1:%d" % gw_port}
-        optional = {"webhook-manager": ("botmesh-webhook", "WEBHOOK_MANAGER_PORT"),
-                    "mock-webhook": ("botmesh-mock", "MOCK_WEBHOOK_PORT")}
-        for job, (binary, port_var) in optional.items():
-            if os.path.exists(s.bin(binary)):
-                port = harness.free_port()
-                s.spawn(job, [s.bin(binary)], {port_var: str(port), "BROKER_ENDPOINT": s.endpoint})
-                wait_until(lambda: harness.http("GET", "http://127.0.0.1:%d/health" % port)[0] == 200,
-                           15, "%s /health" % job)
-                targets[job] = "127.0.0.1:%d" % port
-            else:
+        for job, binary, env in (
+                ("webhook-manager", "botmesh-webhook",
+                 {"WEBHOOK_MANAGER_PORT": "{port}", "WEBHOOK_LISTEN_ADDR": "127.0.0.1",
+                  "WEBHOOK_ALLOW_PRIVATE": "1", "BROKER_ENDPOINT": s.endpoint}),
+                ("mock-webhook", "botmesh-mock",
+                 {"MOCK_WEBHOOK_PORT": "{port}", "MOCK_LISTEN_ADDR": "127.0.0.1"})):
+            if not os.path.exists(s.bin(binary)):
                 log("%s not built: its job is left out" % binary)
+                continue
+            port = harness.free_port()
+            s.spawn(job, [s.bin(binary)], {k: v.replace("{port}", str(port)) for k, v in env.items()})
+            wait_until(lambda: harness.http("GET", "http://127.0.0.1:%d/health" % port)[0] == 200,
+                       15, "%s /health" % job)
+            targets[job] = "127.0.0.1:%d" % port
+        webhooks = "webhook-manager" in targets and "mock-webhook" in targets
 
         # Work, a rejection and a bad frame, so labelled families have series
         for i in range(3):
@@ -63,6 +67,11 @@ def test():
             check(status in (200, 201, 202), "invoke accepted", status, reply)
         status, _, reply = harness.http("POST", gw + "/invoke", {"botType": "python", "payload": {"fail": "x"}})
         check(status in (200, 201, 202), "invoke (failing) accepted", status, reply)
+        if webhooks:
+            status, _, reply = harness.http("POST", gw + "/invoke", {
+                "botType": "python", "payload": {"n": 9},
+                "webhookUrl": "http://%s/hook" % targets["mock-webhook"]})
+            check(status in (200, 201, 202), "invoke with a webhook accepted", status, reply)
         c = s.client()
         try:
             cmd, reply = c.try_submit("no-such-type", {})
@@ -70,8 +79,9 @@ def test():
             c.sock.send_multipart([harness.CLIENT, b"\x7f", b"\xc1"])       # unknown command, bad msgpack
         finally:
             c.close()
-        wait_until(lambda: harness.http("GET", gw + "/stats")[2]["types"]["python"]["completed"] == 3, 20,
-                   "3 python jobs to complete")
+        completed = 4 if webhooks else 3
+        wait_until(lambda: harness.http("GET", gw + "/stats")[2]["types"]["python"]["completed"] == completed, 20,
+                   "%d python jobs to complete" % completed)
 
         # Every service's exposition is valid
         for job, target in sorted(targets.items()):
@@ -130,7 +140,7 @@ def test():
 
         done = wait_until(lambda: query('bot_executions_total{job="broker",bot_type="python",status="completed"}'),
                           20, "bot_executions_total samples", interval=0.25)
-        check(float(done[0]["value"][1]) == 3, "bot_executions_total{python,completed} = 3", done)
+        check(float(done[0]["value"][1]) == completed, "bot_executions_total{python,completed} = %d" % completed, done)
         failed = query('bot_executions_total{job="broker",bot_type="python",status="failed"}')
         check(failed and float(failed[0]["value"][1]) == 1, "bot_executions_total{python,failed} = 1", failed)
         usage = wait_until(lambda: query('semaphore_usage{job="broker"}'), 10, "semaphore_usage samples", interval=0.25)
@@ -138,6 +148,11 @@ def test():
         check({"python", "node", "java"} <= types, "semaphore_usage for python, node, java", types)
         limit = query('semaphore_limit{job="broker",bot_type="python"}')
         check(limit and float(limit[0]["value"][1]) == 5, "semaphore_limit{python} = 5", limit)
+
+        if webhooks:
+            hooks = wait_until(lambda: query('webhook_deliveries_total{job="webhook-manager",status="delivered"} > 0'),
+                               20, "webhook_deliveries_total{delivered} samples", interval=0.25)
+            check(float(hooks[0]["value"][1]) == 1, "one webhook delivered", hooks)
 
         # Every metric the Grafana dashboard queries exists in the scraped data
         names = set()
@@ -147,7 +162,7 @@ def test():
                     names |= test_grafana.metric_names(t["expr"])
         missing = []
         for name in sorted(names):
-            if name.startswith("webhook_") and "webhook-manager" not in targets:
+            if name.startswith("webhook_") and not webhooks:
                 log("skipping %s: no webhook manager built" % name)
                 continue
             if not query('count({__name__="%s"})' % name):
