@@ -18,6 +18,8 @@ extern char **environ;
 #define BM_PROGRESS_MIN_GAP_MS  100     //  Progress of one job: at most ten
                                         //  messages a second
 #define BM_DONE_REPLAY_MAX      1000    //  Recent DONEs kept for a reconnect
+#define BM_MESSAGE_MAX          4000    //  Bytes of an error message we send
+                                        //  (the broker keeps 4095)
 #define BM_SETTLE_MS            200     //  After READY credit 0, wait this
                                         //  long for JOBs already in flight
 #define BM_SNDHWM               10000   //  Messages queued while the broker
@@ -458,6 +460,20 @@ s_parse_result (bm_worker_t *self, const char *text, size_t size, char **data, s
     return 0;
 }
 
+//  Keep the last `max` bytes of text (in place), starting at a UTF-8
+//  character boundary: the end of stderr is what explains a failure.
+static void
+s_keep_end (char *text, size_t max)
+{
+    size_t len = strlen (text);
+    if (len <= max)
+        return;
+    size_t start = len - max;
+    while (start < len && ((unsigned char) text [start] & 0xc0) == 0x80)
+        start++;
+    memmove (text, text + start, len - start + 1);
+}
+
 //  Send what ends the job (DONE or RELEASE) and forget it.
 static void
 s_job_finish (bm_worker_t *self, job_t *job)
@@ -514,6 +530,7 @@ s_job_finish (bm_worker_t *self, job_t *job)
         else
         if (WIFSIGNALED (status)) {
             char *tail = bm_bot_stderr_text (bot);
+            s_keep_end (tail, BM_MESSAGE_MAX - 64);
             const char *name = sigabbrev_np (WTERMSIG (status));
             char *text = zsys_sprintf ("the bot was killed by signal SIG%s (%d)%s%s",
                                        name ? name : "?", WTERMSIG (status),
@@ -525,6 +542,7 @@ s_job_finish (bm_worker_t *self, job_t *job)
         else
         if (WEXITSTATUS (status) != 0) {
             char *tail = bm_bot_stderr_text (bot);
+            s_keep_end (tail, BM_MESSAGE_MAX);
             if (*tail)
                 s_send_done (self, job, NULL, 0, "bot_failed", tail, WEXITSTATUS (status), finished_at);
             else {

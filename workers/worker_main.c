@@ -382,6 +382,7 @@ main (int argc, char *argv [])
     if (!endpoint)
         endpoint = bm_env_str ("BROKER_ENDPOINT", "tcp://127.0.0.1:5555");
     char *connect_to = NULL;
+    int status = 2;                     //  Until the configuration is good
     const char *star = strstr (endpoint, "://*:");
     const char *any = strstr (endpoint, "://0.0.0.0:");
     if (star || any) {
@@ -400,7 +401,7 @@ main (int argc, char *argv [])
         if (rc) {
             bm_error (NULL, "configuration: BROKER_ENDPOINT / --endpoint: cannot connect to '%s'",
                       connect_to);
-            return 2;
+            goto done;
         }
     }
     config.endpoint = connect_to;
@@ -413,7 +414,7 @@ main (int argc, char *argv [])
         name = bm_env_str ("WORKER_NAME", default_name);
     if (strlen (name) == 0 || strlen (name) > 128) {
         bm_error (NULL, "configuration: the worker name must have 1 to 128 characters");
-        return 2;
+        goto done;
     }
     config.name = name;
 
@@ -421,12 +422,12 @@ main (int argc, char *argv [])
         if (bm_parse_int (grace_arg, 0, 3600000, &config.grace_ms)) {
             bm_error (NULL, "configuration: --grace-ms must be an integer from 0 to 3600000 (got '%s')",
                       grace_arg);
-            return 2;
+            goto done;
         }
     }
     else
     if (bm_env_int ("WORKER_GRACE_MS", 10000, 0, 3600000, &config.grace_ms))
-        return 2;
+        goto done;
 
     if (bm_env_int ("HEARTBEAT_INTERVAL_MS", 1000, 10, 600000, &config.heartbeat_ms)
     ||  bm_env_int ("HEARTBEAT_LIVENESS", 3, 1, 100, &config.liveness)
@@ -435,23 +436,26 @@ main (int argc, char *argv [])
     ||  bm_env_int ("BOT_STDERR_TAIL_BYTES", 4096, 64, 1 << 20, &config.stderr_tail)
     ||  bm_env_int ("MAX_PAYLOAD_BYTES", 1 << 20, 1024, 64 << 20, &config.max_payload)
     ||  bm_env_int ("MAX_FRAME_BYTES", 2 << 20, 4096, 128 << 20, &config.max_frame))
-        return 2;
+        goto done;
 
     const char *root = bm_env_str ("BOTMESH_ROOT", BM_SOURCE_DIR);
     for (int i = 0; i < config.type_count; i++) {
         if (config.mode == BM_WORKER_BOTS && s_bot_command (&config.types [i], root))
-            return 2;
+            goto done;
         if (config.mode == BM_WORKER_SIMULATE && s_sim_duration (&config.types [i]))
-            return 2;
+            goto done;
     }
 
     bm_worker_t *worker = bm_worker_new (&config);
-    if (!worker)
-        return 1;
-    int rc = bm_worker_run (worker);
-    bm_worker_destroy (&worker);
+    if (worker) {
+        status = bm_worker_run (worker) ? 1 : 0;
+        bm_worker_destroy (&worker);
+    }
+    else
+        status = 1;
+done:
     for (int i = 0; i < config.type_count; i++)
         bm_bot_argv_free (&config.types [i].argv);
     zstr_free (&connect_to);
-    return rc ? 1 : 0;
+    return status;
 }

@@ -65,11 +65,12 @@ def main():
         check(rec["error"]["code"] == "bot_failed" and "SIGSEGV" in rec["error"]["message"],
               "killed by a signal -> bot_failed naming the signal", rec.get("error"))
 
-        big = "".join("line %d of a long complaint\n" % i for i in range(5000)) + "the real cause\n"
+        big = "".join("línea %d — une plainte très longue\n" % i for i in range(5000)) + "the real cause\n"
         rec = c.wait(c.submit("tbot", {"exit": 2, "stderr": big}), timeout=20)
         msg = rec["error"]["message"]
-        check(rec["error"]["code"] == "bot_failed" and len(msg.encode()) <= 4096
-              and msg.endswith("the real cause"), "a huge stderr: its tail (<= 4 KiB) is the message",
+        check(rec["error"]["code"] == "bot_failed" and isinstance(msg, str) and len(msg.encode()) <= 4000
+              and msg.endswith("the real cause") and "\ufffd" not in msg and "?" not in msg,
+              "a huge multibyte stderr: its tail (<= 4000 bytes, whole characters) is the message",
               len(msg), msg[-60:])
 
         rec = c.wait(c.submit("tbot", {"stdout": "hello, not json"}), timeout=20)

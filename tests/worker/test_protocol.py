@@ -219,7 +219,7 @@ def scenario_sigterm(s):
     # Not enough grace: the bot (which ignores nothing) is stopped at the end
     # of the grace period and handed back with RELEASE.
     fb = FakeBroker()
-    w = start_worker(s, fb.endpoint, "--type", "python", "--concurrency", "2", "--grace-ms", "400",
+    w = start_worker(s, fb.endpoint, "--type", "python", "--concurrency", "2", "--grace-ms", "2000",
                      env=worker_env())
     ident, _ = fb.ready()
     fb.send(ident, JOB, job("j-long", payload={"sleepMs": 30000}))
