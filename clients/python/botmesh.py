@@ -507,6 +507,8 @@ class Worker:
     job.cancelled set; Python cannot kill a thread, so the handler should
     look at it. Its credit returns when the handler returns.
     """
+    _count = 0                                # workers made in this process, for default names
+    _count_lock = threading.Lock()
 
     def __init__(self, types, handler, credit=1, endpoint=None, name=None, heartbeat_ms=None, liveness=None,
                  context=None, curve=None, max_result_bytes=MAX_PAYLOAD_BYTES, stop_grace=10.0):
@@ -520,11 +522,18 @@ class Worker:
                 raise ValueError("bad bot type %r: 1-32 characters of [a-z0-9_-]" % (t,))
         if not isinstance(credit, int) or credit < 0:
             raise ValueError("credit must be an integer >= 0")
+        if not callable(handler):
+            raise TypeError("handler must be callable: handler(payload, job) -> result")
         self.types = types
         self.handler = handler
         self.credit = credit
         self.endpoint = endpoint or default_endpoint()
-        self.name = name or "%s-%d-py" % (_socket.gethostname(), os.getpid())
+        if not name:
+            with Worker._count_lock:
+                Worker._count += 1
+                n = Worker._count
+            name = "%s-%d-py%s" % (_socket.gethostname(), os.getpid(), "" if n == 1 else n)
+        self.name = name
         self.heartbeat_ms = heartbeat_ms or _env_int("HEARTBEAT_INTERVAL_MS", DEFAULT_HEARTBEAT_MS, 10, 3600000)
         self.liveness = liveness or _env_int("HEARTBEAT_LIVENESS", DEFAULT_LIVENESS, 1, 1000)
         self.curve = curve
@@ -548,6 +557,14 @@ class Worker:
         self.connects = 0
         self.jobs_done = 0
         self.nacks = []
+
+    def __del__(self):
+        for fd in (getattr(self, "_wake_r", None), getattr(self, "_wake_w", None)):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
     # --- public ---------------------------------------------------------------
 

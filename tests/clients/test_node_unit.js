@@ -269,6 +269,9 @@ tests.workerJobs = async () => {
     check((await done('j4')).body.error.code === 'bad_output', 'a result over the limit is bad_output');
     await job('j5', 'cyclic');
     check((await done('j5')).body.error.code === 'bad_output', 'an unencodable result is bad_output');
+    w.setCredit(5);
+    const r5 = await fb.waitFor((m) => m.cmd === 0x01 && m.body.credit === 5, 3000, 'READY credit 5');
+    check(r5.ident.equals(ready.ident) && r5.body.types.join() === 'pywork,other', 'setCredit sends READY again, same socket');
     const n0 = fb.got(0x05).length;
     await waitUntil(() => fb.got(0x05).length >= n0 + 3, 3000, '3 heartbeats');
     check(w.connects === 1, 'one socket while the broker answers heartbeats');

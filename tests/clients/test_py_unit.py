@@ -291,6 +291,9 @@ def test_worker_jobs():
         n0 = len(fb.got(botmesh.W_HEARTBEAT))
         wait_until(lambda: len(fb.got(botmesh.W_HEARTBEAT)) >= n0 + 3, 3, "3 heartbeats")
         check(w.connects == 1, "the worker stays on one socket while the broker answers heartbeats", w.connects)
+        w.set_credit(5)
+        r5 = fb.wait_for(lambda m: m.cmd == botmesh.W_READY and m.body["credit"] == 5, what="READY credit 5")
+        check(r5.ident == ident and r5.body["types"] == ["pywork", "other"], "set_credit sends READY again, same socket")
         # NACK not_owner is ignored; DONE for a job it does not hold is not sent twice
         fb.send(ident, 0x09, {"code": "not_owner", "message": "x"})
         wait_until(lambda: w.nacks, 3, "NACK to be read")
