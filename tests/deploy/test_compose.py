@@ -132,6 +132,20 @@ def check_dockerfile():
           "the runtime stage installs no compiler nor -dev package")
     runtime_pkgs = set(re.findall(r"\b(lib[a-z0-9.+-]+)\b", last))
 
+    # Every package the Dockerfile installs exists in bookworm (this machine's
+    # apt lists are bookworm's).
+    if shutil.which("apt-cache"):
+        pkgs = set()
+        for cmd in text.replace("\\\n", " ").split("&&"):
+            words = cmd.split()
+            if "install" in words and any(w.endswith("apt-get") for w in words):
+                pkgs |= {w for w in words[words.index("install") + 1:] if not w.startswith("-")}
+        p = subprocess.run(["apt-cache", "show", "--no-all-versions"] + sorted(pkgs),
+                           capture_output=True, text=True)
+        known = set(re.findall(r"^Package: (\S+)", p.stdout, re.M))
+        missing = sorted(pkgs - known)
+        check(not missing, "every package the Dockerfile installs exists (%d)" % len(pkgs), missing)
+
     # Every library a built binary links comes from a package the runtime
     # stage installs.
     checked = 0
