@@ -21,6 +21,8 @@ typedef struct {
     bool draining;              //  Shutting down
     int grace_timer;            //  Grace period timer, -1 if none
     bool finishing;             //  DISCONNECT sent, loop about to end
+    int64_t drain_started;      //  Monotonic ms of the shutdown signal
+    int settle_timer;           //  Waits out the settle period, -1 if none
     bm_series_t *m_bad_jobs;    //  JOBs refused as invalid
 } s_manager_t;
 
@@ -92,13 +94,22 @@ s_send_failed (s_manager_t *self, const char *job_id, const wh_status_t *status,
 }
 
 static int s_end_loop (zloop_t *loop, int timer_id, void *arg);
+static int s_settled (zloop_t *loop, int timer_id, void *arg);
 
-//  Shutdown, last step: DISCONNECT and leave the loop.
+//  Shutdown, last step: DISCONNECT and leave the loop.  Not before one
+//  heartbeat interval after READY credit 0: JOBs the broker sent before it
+//  saw the new credit are still arriving, and each gets a RELEASE (after a
+//  DISCONNECT the broker would count them as lost attempts).
 static void
 s_finish (s_manager_t *self)
 {
-    if (self->finishing)
+    if (self->finishing || self->settle_timer != -1)
         return;
+    int64_t settle = self->drain_started + self->config->heartbeat_ms - bm_mono_ms ();
+    if (settle > 0) {
+        self->settle_timer = zloop_timer (self->loop, (size_t) settle, 1, s_settled, self);
+        return;
+    }
     self->finishing = true;
     s_body_t body;
     s_body_init (&body);
@@ -108,6 +119,17 @@ s_finish (s_manager_t *self)
     bm_info (NULL, "every delivery finished or released; disconnected");
     //  Leave from a timer, not from inside whatever handler we are in.
     zloop_timer (self->loop, 0, 1, s_end_loop, self);
+}
+
+static int
+s_settled (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    s_manager_t *self = (s_manager_t *) arg;
+    self->settle_timer = -1;
+    s_finish (self);
+    return 0;
 }
 
 static int
@@ -360,6 +382,7 @@ s_on_signal (zloop_t *loop, zmq_pollitem_t *item, void *arg)
         return 0;
     }
     self->draining = true;
+    self->drain_started = bm_mono_ms ();
     bm_info (NULL, "%s: draining (credit 0; %zu delivery(ies) held, %zu in flight, grace %" PRId64 " ms)",
              name, wh_engine_held (self->engine), wh_engine_inflight (self->engine),
              self->config->grace_ms);
@@ -384,6 +407,7 @@ wh_manager_run (const wh_config_t *config)
     memset (self, 0, sizeof *self);
     self->config = config;
     self->grace_timer = -1;
+    self->settle_timer = -1;
     int code = 1;
     wh_http_t *http = NULL;
     char error [256];

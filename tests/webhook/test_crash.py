@@ -69,6 +69,7 @@ def main():
         ws = whlib.get_json(second.url + "/stats")
         check(ws["delivered"] == 2 * N, "the new manager delivered all of them", ws)
         c.close()
+        whlib.stop_clean(second, mock)
 
 
 harness.main(main)

@@ -93,6 +93,7 @@ def main():
         status, _, reply = http("POST", "%s/deliveries/%s/retry" % (mgr.url, plain), b"")
         check(status == 409 and reply["error"]["code"] == "conflict", "retry of a job without webhook: 409", reply)
         c.close()
+        whlib.stop_clean(mgr, mock)
 
 
 harness.main(main)

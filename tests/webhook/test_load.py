@@ -53,6 +53,7 @@ def main():
         check(0.2 < rate < 0.4, "the mock failed about 30%% (%.3f)" % rate)
         check(ms["uniqueIds"] == N and ms["duplicates"] == 0, "mock: %d ids, no duplicates" % N, ms)
         c.close()
+        whlib.stop_clean(mgr, mock)
 
 
 harness.main(main)

@@ -105,6 +105,7 @@ def main():
         st_, _, metrics = http("GET", u + "/metrics")
         check(st_ == 200 and 'mock_webhook_deliveries_total{status="200"}' in metrics, "GET /metrics", metrics[:300])
         check(mock.alive(), "the mock survived all of it")
+        whlib.stop_clean(mock)
 
         # Bad configuration stops each binary at start, naming the variable.
         for binary, var, value in (("botmesh-mock", "MOCK_FAIL_RATE", "2"),

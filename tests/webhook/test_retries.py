@@ -88,6 +88,7 @@ def main():
               "the mock's 200s = the manager's 200s + the answer it never saw", ms, ws)
         check(ws["delivered"] == 3 and ws["failed"] == 1, "manager: 3 delivered, 1 failed", ws)
         c.close()
+        whlib.stop_clean(mgr, mock)
 
 
 harness.main(main)

@@ -53,3 +53,11 @@ def mock_mode(mock_proc, **mode):
 
 def mock_deliveries(mock_proc, job_id):
     return get_json("%s/deliveries?jobId=%s&limit=1000" % (mock_proc.url, job_id))["deliveries"]
+
+
+def stop_clean(*procs):
+    """SIGTERM each process and check it exits 0 (under ASan/UBSan a
+    sanitizer report makes the exit code non-zero)."""
+    for p in procs:
+        rc = p.stop(timeout=30)
+        check(rc == 0, "%s stopped cleanly on SIGTERM (exit %s)" % (p.name, rc), p.output()[-2000:])
