@@ -54,7 +54,10 @@ class Env:
             f.write("# written by deploy.script\n"
                     "API_GATEWAY_PORT=%d\n"
                     "export MOCK_WEBHOOK_PORT='%d'\n"
-                    "LOG_LEVEL=info\n" % (self.ports["envonly"], self.ports["mock"]))
+                    "LOG_LEVEL=info\n"
+                    "WEBHOOK_MAX_RETRIES=5   # a comment after the value\n"
+                    "\n"
+                    "  MAX_JAVA_BOTS = \"3\"\n" % (self.ports["envonly"], self.ports["mock"]))
 
     def run(self, *args, timeout=120, env=None):
         e = dict(self.env)
@@ -184,13 +187,19 @@ def run_stack(e, have_gw):
         p = e.run("scale", "python=two")
         check(p.returncode != 0 and "python=two" in p.stderr, "scale rejects a bad count clearly", show(p))
 
-        p = e.run("invoke", "python", '{"task":"data_analysis","dataset":"sales_2024"}', "--wait")
+        hook = "http://localhost:%d/hooks/script" % e.ports["mock"]
+        p = e.run("invoke", "python", '{"task":"data_analysis","dataset":"sales_2024"}', "--wait",
+                  "--webhook", hook, "--priority", "1")
         check(p.returncode == 0, "invoke --wait succeeds", show(p))
         first, _, rest = p.stdout.partition("\n")
-        check(json.loads(first).get("jobId"), "invoke prints the gateway's answer with the jobId", first)
+        job = json.loads(first).get("jobId")
+        check(job, "invoke prints the gateway's answer with the jobId", first)
         rec = json.loads(rest)
-        check(rec.get("state") == "completed" and rec.get("botType") == "python",
+        check(rec.get("state") == "completed" and rec.get("botType") == "python" and rec.get("priority") == 1,
               "invoke --wait prints the completed record", rec)
+        if d.binary("botmesh-webhook") and d.binary("botmesh-mock"):
+            wait_until(lambda: (http("GET", "%s/job/%s" % (gw, job))[2].get("webhook") or {}).get("state")
+                       == "delivered", 30, "the webhook to localhost (allowed by up) to be delivered")
         p = e.run("invoke", "python", "{not json")
         check(p.returncode != 0 and "not valid JSON" in p.stderr, "invoke rejects a bad payload", show(p))
 
