@@ -277,7 +277,8 @@ class Client {
     if (opts.notify) body.notify = true;
     const reply = await this._reply(C.SUBMIT, body, opts.requestTimeoutMs, C.ACCEPTED);
     if (typeof reply.jobId !== 'string') throw new ProtocolError('protocol_error', 'ACCEPTED without a jobId', reply);
-    if (opts.notify) this._notified.add(reply.jobId);
+    // the broker does not push RESULT for a duplicate: wait() polls for those
+    if (opts.notify && !reply.duplicate) this._notified.add(reply.jobId);
     return { jobId: reply.jobId, duplicate: !!reply.duplicate };
   }
 

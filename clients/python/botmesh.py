@@ -352,7 +352,8 @@ class Client:
             raise ProtocolError("protocol_error", "ACCEPTED without a jobId", reply)
         jid = JobId(job_id)
         jid.duplicate = bool(reply.get("duplicate", False))
-        if notify:
+        if notify and not jid.duplicate:
+            # (the broker does not push RESULT for a duplicate: wait() polls for those)
             self._notified.add(job_id)
         return jid
 

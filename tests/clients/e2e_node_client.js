@@ -24,6 +24,13 @@ async function rejection(p) { try { await p; } catch (e) { return e; } return nu
   check(JSON.stringify(rec.result.echo) === JSON.stringify(payload), 'node client: payload round-trips through a Python worker', rec.result.echo);
   check(typeof rec.createdAt === 'number' && rec.finishedAt >= rec.createdAt, 'node client: ms timestamps are Numbers', rec.createdAt);
   check((await c.run('pywork', { x: 1 })).echo.x === 1, 'node client: run() resolves the result');
+  const first = await c.submitFull('pywork', { k: 1 }, { idempotencyKey: 'node-key-1' });
+  await c.wait(first.jobId, { timeoutMs: 20000 });
+  const t1 = Date.now();
+  const dup = await c.submitFull('pywork', { k: 1 }, { idempotencyKey: 'node-key-1', notify: true });
+  const drec = await c.wait(dup.jobId, { timeoutMs: 20000 });
+  check(!first.duplicate && dup.duplicate && dup.jobId === first.jobId && drec.state === 'completed' && Date.now() - t1 < 1500,
+    'node client: idempotencyKey gives the same job with duplicate; waiting on it does not hang on a push', [first, dup, Date.now() - t1]);
   const f = await rejection(c.run('pywork', { fail: true }));
   check(f instanceof bm.JobFailed && f.code === 'bot_failed' && /asked to fail/.test(f.message), 'node client: a failed job rejects JobFailed bot_failed', f && f.message);
   let e = await rejection(c.submit('nosuchtype', {}));

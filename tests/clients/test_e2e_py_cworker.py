@@ -4,6 +4,7 @@ with the bot's stderr), run-time timeout, cancel of a running job,
 idempotency keys, priorities (lower first), list/stats.
 """
 import os
+import time
 
 from e2elib import harness, botmesh, wait_worker, ROOT
 from harness import check, wait_until
@@ -60,6 +61,13 @@ def main():
         a = c.submit("python", {"task": "data_analysis"}, idempotency_key="order-42")
         b = c.submit("python", {"task": "data_analysis"}, idempotency_key="order-42")
         check(a == b and not a.duplicate and b.duplicate, "same idempotencyKey: same job, duplicate flag", a, b)
+        c.wait(a, timeout=20)
+        t0 = time.monotonic()
+        again = c.submit("python", {"task": "data_analysis"}, idempotency_key="order-42", notify=True)
+        rec = c.wait(again, timeout=20)
+        el = time.monotonic() - t0
+        check(again == a and again.duplicate and rec["state"] == "completed" and el < 1.5,
+              "a duplicate of an ended job with notify: wait() does not wait for a push that never comes", el)
 
         # priorities: pyserial has one permit; while a blocker runs, queue 5, 1, 3: they run 1, 3, 5
         blocker = c.submit("pyserial", {"task": "data_analysis", "sleepMs": 700})
