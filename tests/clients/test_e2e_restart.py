@@ -28,7 +28,8 @@ def main():
         wait_worker(c, "py-restart")
         wait_worker(c, "node-restart")
         check(c.run("pywork", {"before": 1}, timeout=10)["echo"] == {"before": 1}, "python worker serves before")
-        long_id = c.submit("pywork", {"sleepMs": 1500})
+        waiter = botmesh.Client(s.endpoint, timeout=5)        # stays open across the crash
+        long_id = waiter.submit("pywork", {"sleepMs": 1500}, notify=True)
         wait_until(lambda: c.status(long_id)["state"] == "running", 10, "long job to run")
         connects = w.connects
         broker.signal(signal.SIGKILL)           # a crash, not a clean stop
@@ -45,8 +46,10 @@ def main():
         check(c.run("pywork", {"after": 1}, timeout=10)["echo"] == {"after": 1}, "python worker serves after")
         r = c.run("nodework", {"after": 2}, timeout=10)
         check(r["echo"] == {"after": 2} and r["worker"] == "node-restart", "node worker serves after", r)
-        rec = c.wait(long_id, timeout=30)
-        check(rec["state"] == "completed", "the job running during the crash completed", rec)
+        rec = waiter.wait(long_id, timeout=30)
+        check(rec["state"] == "completed", "the job running during the crash completed; wait() across the crash "
+              "(RESULT push or STATUS fallback) returns it", rec)
+        waiter.close()
         harness.log("long job: attempts %s, result %s" % (rec["attempts"], rec["result"]))
         check(w.stop(timeout=10), "the Python worker stops")
         c.close()
