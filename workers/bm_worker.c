@@ -317,6 +317,9 @@ s_send_done (bm_worker_t *self, job_t *job, const char *result_data, size_t resu
     msgpack_sbuffer_destroy (&sbuf);
 
     int64_t took = bm_mono_ms () - job->started_mono;
+    if (ok && self->config->mode == BM_WORKER_NOOP)
+        bm_debug (job->id, "completed (noop)");     //  Thousands a second
+    else
     if (ok)
         bm_info (job->id, "completed in %lld ms (attempt %lld)", (long long) took,
                  (long long) job->attempt);

@@ -153,8 +153,12 @@ def scenario_hostile_frames(s):
     _, _, body = fb.recv(10, want=DONE)
     check(body["ok"] is True and w.alive(), "after %d hostile frames the worker runs jobs" % len(bad), body)
     check("bad message from the broker" in w.output(), "hostile frames are logged")
+    w.signal(signal.SIGINT)
+    _, _, body = fb.recv(5, want=READY)
+    check(body["credit"] == 0, "SIGINT -> READY credit 0, like SIGTERM", body)
+    fb.recv(5, want=DISCONNECT)
+    check(wait_exit(w, 5) == 0, "SIGINT: DISCONNECT, exit 0")
     fb.close()
-    w.stop()
 
 
 def scenario_reconnect(s):
@@ -241,6 +245,25 @@ def scenario_sigterm(s):
     check(not [x for x in seen if x == (DONE, "j-long")], "no DONE for the released job")
     check(wait_exit(w, 5) == 0, "the worker exits 0")
     check(not any(alive(p) for p in bots), "no bot left running", bots)
+    fb.close()
+
+    # A second signal ends a long grace period at once.
+    fb = FakeBroker()
+    w = start_worker(s, fb.endpoint, "--type", "python", "--concurrency", "1", "--grace-ms", "60000",
+                     env=worker_env())
+    ident, _ = fb.ready()
+    fb.send(ident, JOB, job("j-stuck", payload={"sleepMs": 30000}))
+    wait_until(lambda: children(w.pid), 5, "the bot to start")
+    w.signal(signal.SIGTERM)
+    fb.recv(5, want=READY)
+    fb.idle(0.3)
+    t0 = time.monotonic()
+    w.signal(signal.SIGTERM)
+    _, cmd, body = fb.recv(5, want=(RELEASE, DONE))
+    check(cmd == RELEASE and body["jobId"] == "j-stuck",
+          "a second SIGTERM hands the job back at once (%.2f s)" % (time.monotonic() - t0), cmd, body)
+    fb.recv(5, want=DISCONNECT)
+    check(wait_exit(w, 5) == 0, "and the worker exits 0")
     fb.close()
 
 
