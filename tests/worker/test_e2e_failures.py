@@ -23,6 +23,14 @@ from wlib import testbot_cmd, alive, read_pids
 KILL_GRACE_MS = 700
 
 
+def _parent(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def main():
     with harness.Stack("worker-e2e-failures") as s:
         piddir = s.dir
@@ -38,6 +46,7 @@ def main():
         w = s.worker("--type", "tbot,flood,forker,stubborn,deaf", "--concurrency", "8", env=env)
         s.wait_workers(1, "deaf")
         c = s.client()
+        fds_before = len(os.listdir("/proc/%d/fd" % w.pid))
 
         # Timeout: the bot sleeps 30 s, the job allows 800 ms.
         t0 = time.monotonic()
@@ -120,6 +129,11 @@ def main():
               "a bot that never reads stdin completes (600 kB payload unread)", rec.get("error"))
 
         check(w.alive(), "the worker is still up")
+        fds_after = len(os.listdir("/proc/%d/fd" % w.pid))
+        check(fds_after <= fds_before + 2, "no file descriptor leaked (%d before, %d after)" % (
+            fds_before, fds_after))
+        check(not [p for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == w.pid],
+              "no child process left behind")
         totals = c.stats()["totals"]
         log("totals:", totals)
         c.close()
