@@ -2,6 +2,7 @@
 #include "bm_worker.h"
 #include "bm_bot.h"
 #include "bm_config.h"
+#include "bm_curve.h"
 #include "bm_json.h"
 #include "bm_log.h"
 
@@ -375,6 +376,10 @@ s_connect (bm_worker_t *self)
     //  A frame larger than this from the broker is a protocol error; ZeroMQ
     //  drops the connection and we reconnect.
     zsock_set_maxmsgsize (self->dealer, self->config->max_frame + 4096);
+    //  CURVE keys, when configured (checked at start, so this cannot fail
+    //  unless a certificate file changed under us).
+    if (bm_curve_client_apply (self->dealer))
+        bm_error (NULL, "cannot apply the CURVE configuration: connecting anyway");
     if (zsock_connect (self->dealer, "%s", self->config->endpoint))
         bm_error (NULL, "cannot connect to %s", self->config->endpoint);
     zloop_reader (self->loop, self->dealer, s_on_broker, self);

@@ -2,6 +2,7 @@
 #include "bm_worker.h"
 #include "bm_bot.h"
 #include "bm_config.h"
+#include "bm_curve.h"
 #include "bm_log.h"
 
 #include <ctype.h>
@@ -79,6 +80,10 @@ s_usage (FILE *out)
 "  SIM_FAIL_RATE          share of simulated runs that fail, 0-1 (default 0);\n"
 "                         SIM_<TYPE>_FAIL_RATE for one type\n"
 "  MAX_<TYPE>_BOTS, MAX_BOTS_DEFAULT   only for the default concurrency\n"
+"  CURVE_SERVER_KEY       the broker's public CURVE key (Z85), when the broker\n"
+"                         encrypts the mesh; then CURVE_CLIENT_CERT is required\n"
+"  CURVE_CLIENT_CERT      this worker's secret certificate file\n"
+"                         (botmesh-client keygen)\n"
 "  LOG_LEVEL              debug, info, warn or error (default info)\n"
 "\n"
 "A bot gets BOT_JOB_ID, BOT_TYPE, BOT_ATTEMPT, BOT_TIMEOUT_MS, BOT_DEADLINE,\n"
@@ -396,6 +401,11 @@ main (int argc, char *argv [])
         //  Check the endpoint's syntax now rather than at the first connect.
         zsys_handler_set (NULL);
         zsock_t *probe = zsock_new (ZMQ_DEALER);
+        //  CURVE_SERVER_KEY / CURVE_CLIENT_CERT: a bad one stops us now.
+        if (probe && bm_curve_client_apply (probe)) {
+            zsock_destroy (&probe);
+            goto done;
+        }
         int rc = probe ? zsock_connect (probe, "%s", connect_to) : -1;
         zsock_destroy (&probe);
         if (rc) {
