@@ -684,6 +684,9 @@ bm_bot_test (bool verbose)
         printf (" * bm_bot: ");
     //  The worker ignores SIGPIPE; so do we, to check the child undoes it.
     signal (SIGPIPE, SIG_IGN);
+    //  Like the worker, adopt the orphans of our bots, so we can see them go
+    //  (whatever init does with zombies).
+    prctl (PR_SET_CHILD_SUBREAPER, 1);
     s_test_run_t run;
     size_t size;
 
@@ -752,8 +755,8 @@ bm_bot_test (bool verbose)
     pid_t orphan = atoi (text);
     free (text);
     assert (orphan > 0);
-    //  It was killed; once reaped (by init, or by us) it is gone.
-    for (int i = 0; i < 200 && kill (orphan, 0) == 0; i++) {
+    //  It was killed; once reaped (by us, its subreaper) it is gone.
+    for (int i = 0; i < 500 && kill (orphan, 0) == 0; i++) {
         bm_bot_reap_other (orphan);
         usleep (10000);
     }
