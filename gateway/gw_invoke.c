@@ -58,6 +58,38 @@ s_opt_str (const json_t *body, const char *key, const char **str, size_t *len)
     return 1;
 }
 
+//  How many containers (arrays, objects) nest in value, counting value
+//  itself; stops counting past limit.  The recursion is bounded by the
+//  text's nesting, checked before parsing (s_nesting).
+static int
+s_containers (const json_t *value, int limit)
+{
+    if (!json_is_array (value) && !json_is_object (value))
+        return 0;
+    if (limit < 0)
+        return 1;
+    int deepest = 0;
+    if (json_is_array (value)) {
+        size_t index;
+        const json_t *member;
+        json_array_foreach (value, index, member) {
+            int depth = s_containers (member, limit - 1);
+            if (depth > deepest)
+                deepest = depth;
+        }
+    }
+    else {
+        const char *key;
+        const json_t *member;
+        json_object_foreach ((json_t *) value, key, member) {
+            int depth = s_containers (member, limit - 1);
+            if (depth > deepest)
+                deepest = depth;
+        }
+    }
+    return 1 + deepest;
+}
+
 //  --------------------------------------------------------------------------
 //  Validate the parsed body and pack it.  Returns 0 or -1 with *error set.
 
@@ -133,7 +165,8 @@ s_translate (const json_t *body, int64_t req, size_t max_payload, msgpack_sbuffe
     bm_pack_kv_int (&pk, "priority", priority);
     bm_pack_str (&pk, "payload");
     size_t before = sbuf->size;
-    if (bm_json_pack (&pk, payload, GW_INVOKE_MAX_DEPTH))
+    if (s_containers (payload, GW_INVOKE_MAX_DEPTH) > GW_INVOKE_MAX_DEPTH
+    ||  bm_json_pack (&pk, payload, GW_INVOKE_MAX_DEPTH))
         return s_fail (error, 400, "invalid_payload",
                        "payload nests deeper than %d levels", GW_INVOKE_MAX_DEPTH);
     if (sbuf->size - before > max_payload)
@@ -352,6 +385,24 @@ gw_invoke_test (bool verbose)
     deep [n++] = '}';
     deep [n] = 0;
     CHECK (streq (s_try (deep, 1 << 20, &error, &result), "invalid_payload"));
+    //  Exactly GW_INVOKE_MAX_DEPTH nested containers pass (holding a value
+    //  or empty), and the SUBMIT body still unpacks; one more does not.
+    for (int extra = 0; extra < 4; extra++) {
+        int levels = GW_INVOKE_MAX_DEPTH + extra % 2;
+        n = (size_t) snprintf (deep, sizeof deep, "{\"botType\":\"python\",\"payload\":");
+        for (int i = 0; i < levels; i++)
+            deep [n++] = '[';
+        if (extra < 2)
+            deep [n++] = '1';
+        for (int i = 0; i < levels; i++)
+            deep [n++] = ']';
+        deep [n++] = '}';
+        deep [n] = 0;
+        const char *code = s_try (deep, 1 << 20, &error, &result);
+        CHECK (streq (code, extra % 2 ? "invalid_payload" : "ok"));
+        if (!(extra % 2))
+            msgpack_unpacked_destroy (&result);
+    }
     n = 0;
     for (int i = 0; i < 3000; i++)
         deep [n++] = '[';

@@ -28,9 +28,13 @@
 
 #define GW_INVOKE_MAX_TIMEOUT_MS    86400000    //  protocol.md SUBMIT: 1..86400000
 #define GW_INVOKE_MAX_ATTEMPTS      100         //  protocol.md SUBMIT: 1..100
-#define GW_INVOKE_MAX_DEPTH         32          //  nesting of payload, as BM_JSON_MAX_DEPTH
+//  Containers nested in a payload.  msgpack-c unpacks at most 32 nested
+//  containers (MSGPACK_EMBED_STACK_SIZE), and a payload travels inside a
+//  STATUS reply two levels deep ({job: {payload: ...}}): 30 is the most
+//  that every message carrying it can still be read.  Found by the fuzzer.
+#define GW_INVOKE_MAX_DEPTH         30
 //  Nesting of the whole body accepted by the parser.  Above the payload's
-//  limit so that a payload 33..63 deep gets the precise invalid_payload
+//  limit so that a payload 31..63 deep gets the precise invalid_payload
 //  message, far below what a civetweb thread's ~100 KB stack holds.
 #define GW_INVOKE_MAX_TEXT_DEPTH    64
 
