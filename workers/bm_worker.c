@@ -21,6 +21,10 @@ extern char **environ;
 #define BM_DONE_REPLAY_MAX      1000    //  Recent DONEs kept for a reconnect
 #define BM_MESSAGE_MAX          4000    //  Bytes of an error message we send
                                         //  (the broker keeps 4095)
+#define BM_RESULT_MAX_DEPTH     30      //  Nesting of a result: the broker
+                                        //  wraps it in two more maps (a job
+                                        //  record in a REPLY), and msgpack-c
+                                        //  decodes at most 32 levels
 #define BM_SETTLE_MS            200     //  After READY credit 0, wait this
                                         //  long for JOBs already in flight
 #define BM_SNDHWM               10000   //  Messages queued while the broker
@@ -450,10 +454,10 @@ s_parse_result (bm_worker_t *self, const char *text, size_t size, char **data, s
     msgpack_sbuffer_init (&sbuf);
     msgpack_packer pk;
     msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    int rc = bm_json_pack (&pk, value, BM_JSON_MAX_DEPTH);
+    int rc = bm_json_pack (&pk, value, BM_RESULT_MAX_DEPTH);
     json_decref (value);
     if (rc) {
-        snprintf (error, error_size, "the bot's result nests deeper than %d levels", BM_JSON_MAX_DEPTH);
+        snprintf (error, error_size, "the bot's result nests deeper than %d levels", BM_RESULT_MAX_DEPTH);
         msgpack_sbuffer_destroy (&sbuf);
         return -1;
     }

@@ -14,6 +14,7 @@ the worker's READY.
 The worker stays up through all of it.
 """
 import os
+import subprocess
 import time
 
 import harness
@@ -89,6 +90,17 @@ def main():
         rec = c.wait(c.submit("tbot", {"stdout": "starting...\nworking...\n{\"answer\": 42}\n"}), timeout=20)
         check(rec["state"] == "completed" and rec["result"] == {"answer": 42},
               "log lines before a JSON last line: the last line is the result", rec.get("result"))
+
+        # Nesting: 30 levels go through (the C client can read them back), 31 are bad_output.
+        rec = c.wait(c.submit("tbot", {"stdout": "[" * 30 + "1" + "]" * 30}), timeout=20)
+        check(rec["state"] == "completed", "a result nested 30 levels deep is fine", rec.get("error"))
+        out = subprocess.run([s.bin("botmesh-client"), "--endpoint", s.endpoint, "status", rec["jobId"]],
+                             capture_output=True, text=True, timeout=20)
+        check(out.returncode == 0 and '"state":"completed"' in out.stdout,
+              "and botmesh-client (C, msgpack-c) reads it back", out.returncode, out.stderr)
+        rec = c.wait(c.submit("tbot", {"stdout": "[" * 31 + "1" + "]" * 31}), timeout=20)
+        check(rec["state"] == "failed" and rec["error"]["code"] == "bad_output",
+              "a result nested 31 levels deep is bad_output", rec.get("error"))
 
         # 100 MB on stdout.
         t0 = time.monotonic()
