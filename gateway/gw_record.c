@@ -54,7 +54,7 @@ gw_record_job (const msgpack_object *job)
 {
     if (!job || job->type != MSGPACK_OBJECT_MAP)
         return NULL;
-    json_t *record = bm_json_from_msgpack (job, BM_JSON_MAX_DEPTH);
+    json_t *record = bm_json_from_msgpack (job, BM_JSON_MAX_DEPTH + 1);   //  record + payload
     if (!record)
         return NULL;
     s_convert_times (record);
@@ -67,7 +67,7 @@ gw_record_stats (const msgpack_object *reply)
 {
     if (!reply || reply->type != MSGPACK_OBJECT_MAP)
         return NULL;
-    json_t *stats = bm_json_from_msgpack (reply, BM_JSON_MAX_DEPTH);
+    json_t *stats = bm_json_from_msgpack (reply, BM_JSON_MAX_DEPTH + 1);
     if (!stats)
         return NULL;
     json_object_del (stats, "req");

@@ -3,7 +3,7 @@ rule) and the token-bucket rate limiter (429 with Retry-After, per key),
 against a fake broker that accepts everything."""
 import harness
 from harness import ACCEPTED, REPLY, SUBMIT, PING, METRICS, STATS
-from gwtest import FakeBroker, check, curl, gateway, post_json
+from gwtest import FakeBroker, check, curl, gateway, post_json, stop_clean
 
 BODY = {"botType": "python", "payload": {"n": 1}}
 
@@ -67,8 +67,8 @@ def keys(s, fake):
           "/metrics with a key; auth failures counted", r.status)
     r = curl(g2.url + "/health")
     check(r.status == 200, "/health stays open", r)
-    g.stop()
-    g2.stop()
+    stop_clean(g)
+    stop_clean(g2)
 
 
 def limits(s, fake):
@@ -95,7 +95,7 @@ def limits(s, fake):
     check("gateway_rate_limited_total 2" in r.body
           and 'gateway_invoke_rejected_total{reason="rate_limited"} 1' in r.body,
           "429s counted", [l for l in r.body.splitlines() if "rate_limited" in l])
-    g.stop()
+    stop_clean(g)
 
     # Keys off: per client address.
     g = gateway(s, endpoint=fake.endpoint, name="gateway-limits-addr",
@@ -103,6 +103,7 @@ def limits(s, fake):
     r1 = post_json(g.url + "/invoke", BODY)
     r2 = post_json(g.url + "/invoke", BODY)
     check(r1.status == 202 and r2.status == 429, "per-address bucket when keys are off", r1, r2)
+    stop_clean(g)
 
 
 if __name__ == "__main__":

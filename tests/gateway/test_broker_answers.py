@@ -7,7 +7,7 @@ import re
 import harness
 from harness import ACCEPTED, REJECTED, REPLY, SUBMIT, STATUS, CANCEL, STATS, RETRY, \
     REDELIVER, LIST, PING, METRICS
-from gwtest import FakeBroker, check, curl, gateway, post_json, promtool_ok
+from gwtest import FakeBroker, check, curl, gateway, post_json, promtool_ok, stop_clean
 
 T0 = 1795898401123          # 2026-11-28T20:40:01.123Z
 RECORD = {"jobId": "j-1", "botType": "python", "state": "completed", "priority": 1,
@@ -78,6 +78,7 @@ def main():
         with harness.Stack("gw-answers") as s:
             g = gateway(s, endpoint=fake.endpoint, env={"BROKER_TIMEOUT_MS": "400"})
             run(g.url, fake)
+            stop_clean(g)
     finally:
         fake.close()
 

@@ -4,7 +4,7 @@ limits, and 503 while Redis is away, back to 200 when it returns."""
 import json
 
 import harness
-from gwtest import check, curl, gateway, wait_until
+from gwtest import check, curl, gateway, stop_clean, wait_until
 
 
 def main():
@@ -50,6 +50,8 @@ def main():
                    "history to come back")
         r = curl(t.url + "/api/history?limit=1")
         check(r.json == {"snapshots": [{"n": 4}]}, "history back after Redis returned", r)
+        stop_clean(t)
+        stop_clean(g)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import socket
 import time
 
 import harness
-from gwtest import check, curl, gateway, log, post_json, raw_request, wait_until
+from gwtest import check, curl, gateway, log, post_json, raw_request, stop_clean, wait_until
 
 VALID = json.dumps({"botType": "python", "payload": {"ok": 1}})
 
@@ -131,6 +131,7 @@ def main():
               "a trickled body is cut with 408 after the request timeout", answer[:300])
         still_serving("slow clients")
         check(curl(u + "/health").status == 200, "/health at the end")
+        stop_clean(g)
 
 
 if __name__ == "__main__":

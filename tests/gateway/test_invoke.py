@@ -6,7 +6,8 @@ import re
 import subprocess
 
 import harness
-from gwtest import check, curl, gateway, log, post_json, promtool_ok, start_workers, wait_until
+from gwtest import check, curl, gateway, log, post_json, promtool_ok, start_workers, stop_clean, \
+    wait_until
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -152,7 +153,7 @@ def main():
               and r.json["error"]["message"].startswith("botType must be one of: ")
               and "python" in r.json["error"]["message"] and "webhook" not in r.json["error"]["message"],
               "unknown bot type -> 400 invalid_bot_type", r)
-
+        stop_clean(g)
 
 if __name__ == "__main__":
     harness.main(main)

@@ -6,7 +6,7 @@ import urllib.error
 import urllib.request
 
 import harness
-from gwtest import check, curl, gateway, log, start_workers, wait_until
+from gwtest import check, curl, gateway, log, start_workers, stop_clean, wait_until
 
 N = 200
 TYPES = ["python", "node", "java"]
@@ -52,6 +52,7 @@ def main():
         line = [l for l in r.body.splitlines()
                 if l.startswith('gateway_http_requests_total{route="/invoke",code="202"}')]
         check(line and float(line[0].split()[-1]) == N, "metrics count 200 accepted invokes", line)
+        stop_clean(g)
 
 
 if __name__ == "__main__":

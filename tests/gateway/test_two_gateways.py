@@ -5,7 +5,7 @@ import json
 import urllib.request
 
 import harness
-from gwtest import check, curl, gateway, start_workers, wait_until
+from gwtest import check, curl, gateway, start_workers, stop_clean, wait_until
 
 N = 60
 
@@ -42,6 +42,8 @@ def main():
         sa, sb = curl(a.url + "/stats").json, curl(b.url + "/stats").json
         check(sa["totals"]["submitted"] == sb["totals"]["submitted"] >= N, "same broker behind both",
               sa["totals"], sb["totals"])
+        stop_clean(a)
+        stop_clean(b)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 running: 400 (each field), 413, 415, 404, 405, and the 503 for a broker
 that is down.  Each exchange is printed as a curl transcript."""
 import harness
-from gwtest import check, curl, gateway, post_json
+from gwtest import check, curl, gateway, post_json, stop_clean
 
 SEED = {"botType": "python", "payload": {"task": "data_analysis", "dataset": "sales_2024"},
         "webhookUrl": "http://mock-webhook:5000", "priority": 1}
@@ -117,6 +117,7 @@ def main():
         # Every error body is JSON {"error": {"code", "message"}}, never HTML.
         r = curl(u + "/health")
         check(r.status == 200, "still healthy after all that", r)
+        stop_clean(g)
 
 
 if __name__ == "__main__":
