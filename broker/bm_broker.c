@@ -1293,6 +1293,11 @@ s_worker_done (bm_broker_t *self, worker_t *worker, const msgpack_object *body)
         job->progress = progress;
     if (ok) {
         const msgpack_object *result = bm_obj_get (body, "result");
+        if (result && bm_obj_depth (result) > BM_MAX_NESTING) {
+            s_job_finish (self, job, JOB_FAILED, "bad_output",
+                          "the result nests deeper than 30 levels");
+            return;
+        }
         size_t size = 1;
         char *packed = result ? s_pack_object (result, &size) : s_memdup ("\xc0", 1);
         if ((int64_t) size > self->config.max_payload) {
@@ -1317,8 +1322,12 @@ s_worker_done (bm_broker_t *self, worker_t *worker, const msgpack_object *body)
             const char *text;
             size_t len;
             if (bm_obj_str (error, "message", &text, &len)) {
-                if (len >= sizeof message)
+                if (len >= sizeof message) {
+                    //  Cut on a UTF-8 character boundary.
                     len = sizeof message - 1;
+                    while (len > 0 && ((unsigned char) text [len] & 0xc0) == 0x80)
+                        len--;
+                }
                 memcpy (message, text, len);
                 message [len] = 0;
             }
@@ -1656,6 +1665,12 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const msgpack_object *bo
         return;
     }
     const msgpack_object *payload = bm_obj_get (body, "payload");
+    if (payload && bm_obj_depth (payload) > BM_MAX_NESTING) {
+        self->rejected++;
+        bm_series_inc (bm_metric_series (self->mf_rejected, "bad_request"));
+        s_reject (self, identity, body, "bad_request", "payload nests deeper than 30 levels");
+        return;
+    }
     size_t payload_size = 1;
     char *packed = payload ? s_pack_object (payload, &payload_size) : s_memdup ("\xc0", 1);
     if ((int64_t) payload_size > self->config.max_payload) {

@@ -23,6 +23,6 @@ json_t *bm_json_from_msgpack (const msgpack_object *obj, int max_depth);
 int bm_json_text_to_msgpack (const char *text, size_t len, char **data, size_t *size,
                              char *error, size_t error_size);
 
-#define BM_JSON_MAX_DEPTH 32    //  msgpack-c's own unpacking depth
+#define BM_JSON_MAX_DEPTH 30    //  = BM_MAX_NESTING: what a REPLY can still carry
 
 #endif

@@ -277,6 +277,32 @@ bm_obj_bool (const msgpack_object *map, const char *key, bool *value)
     return true;
 }
 
+int
+bm_obj_depth (const msgpack_object *obj)
+{
+    int deepest = 0;
+    if (obj->type == MSGPACK_OBJECT_ARRAY) {
+        for (uint32_t i = 0; i < obj->via.array.size; i++) {
+            int d = bm_obj_depth (&obj->via.array.ptr [i]);
+            if (d > deepest)
+                deepest = d;
+        }
+        return deepest + 1;
+    }
+    if (obj->type == MSGPACK_OBJECT_MAP) {
+        for (uint32_t i = 0; i < obj->via.map.size; i++) {
+            int d = bm_obj_depth (&obj->via.map.ptr [i].val);
+            int k = bm_obj_depth (&obj->via.map.ptr [i].key);
+            if (d > deepest)
+                deepest = d;
+            if (k > deepest)
+                deepest = k;
+        }
+        return deepest + 1;
+    }
+    return 0;
+}
+
 //  --------------------------------------------------------------------------
 //  Packing
 

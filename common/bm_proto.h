@@ -55,6 +55,9 @@
 #define BM_MAX_ID_LEN           128
 #define BM_MAX_URL_LEN          2048
 #define BM_MAX_PRIORITY         2097152     //  BullMQ's own limit
+//  Containers a payload or result may nest: msgpack-c decodes at most 32
+//  levels, and a REPLY wraps a result two levels deeper (body, job).
+#define BM_MAX_NESTING          30
 
 //  The built-in bot type of webhook deliveries (protocol.md section 6).
 #define BM_WEBHOOK_TYPE         "webhook"
@@ -97,6 +100,9 @@ bool bm_obj_bool (const msgpack_object *map, const char *key, bool *value);
 //  Copy a string field into buf (terminated); false if absent, not a
 //  string, longer than buf, or holding a NUL byte.
 bool bm_obj_strcpy (const msgpack_object *map, const char *key, char *buf, size_t size);
+
+//  How deeply containers nest in obj (a scalar is 0, [] is 1).
+int bm_obj_depth (const msgpack_object *obj);
 
 //  Packing helpers for map entries.
 void bm_pack_str (msgpack_packer *pk, const char *str);
