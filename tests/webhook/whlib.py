@@ -5,6 +5,8 @@ import os
 import time
 
 import harness
+import zmq
+from harness import pack, unpack
 from harness import check, free_port, http, log, wait_until
 
 
@@ -61,3 +63,78 @@ def stop_clean(*procs):
     for p in procs:
         rc = p.stop(timeout=30)
         check(rc == 0, "%s stopped cleanly on SIGTERM (exit %s)" % (p.name, rc), p.output()[-2000:])
+
+
+# --- A fake broker (docs/protocol.md sections 5, 6), for tests without the real one.
+
+W = b"BMW01"
+C = b"BMC01"
+READY, JOB, PROGRESS, DONE, HEARTBEAT, DISCONNECT, WCANCEL, RELEASE, NACK = range(1, 10)
+REDELIVER, ACCEPTED, REJECTED = 6, 0x81, 0x82
+HB = 200        # HEARTBEAT_INTERVAL_MS the tests give the manager
+
+
+class FakeBroker:
+    def __init__(self):
+        self.ctx = zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.port = free_port()
+        self.endpoint = "tcp://127.0.0.1:%d" % self.port
+        self.sock.bind(self.endpoint)
+        self.worker = None          # identity of the worker's current socket
+        self.inbox = []             # (identity, header, command, body)
+        self.heartbeats = True      # answer with heartbeats
+        self.next_hb = 0
+        self.redeliver_answer = None   # function(body) -> (command, body)
+
+    def send(self, command, body, identity=None):
+        self.sock.send_multipart([identity or self.worker, W, bytes([command]), pack(body)])
+
+    def pump(self, seconds):
+        deadline = time.monotonic() + seconds
+        while True:
+            now = time.monotonic()
+            if self.heartbeats and self.worker and now >= self.next_hb:
+                self.send(HEARTBEAT, {})
+                self.next_hb = now + HB / 1000.0
+            left = min(deadline, self.next_hb if self.heartbeats and self.worker else deadline) - now
+            if now >= deadline:
+                return
+            if self.sock.poll(max(1, int(left * 1000))):
+                frames = self.sock.recv_multipart()
+                ident, header, command, body = frames[0], frames[1], frames[2][0], unpack(frames[3])
+                if header == C and command == REDELIVER and self.redeliver_answer:
+                    cmd, reply = self.redeliver_answer(body)
+                    self.sock.send_multipart([ident, C, bytes([cmd]), pack(reply)])
+                self.inbox.append((ident, header, command, body))
+                if header == W and command == READY:
+                    self.worker = ident
+
+    def expect(self, pred, timeout, what):
+        """Wait for a message matching pred(header, command, body); returns it
+        and removes it from the inbox."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, (ident, header, command, body) in enumerate(self.inbox):
+                if pred(header, command, body):
+                    del self.inbox[i]
+                    return ident, command, body
+            if time.monotonic() >= deadline:
+                raise harness.TestFailure("timed out after %ss waiting for %s; inbox: %r"
+                                          % (timeout, what, [(c, b) for _, _, c, b in self.inbox][-10:]))
+            self.pump(0.05)
+
+    def expect_cmd(self, command, job_id=None, timeout=10, what=None):
+        return self.expect(lambda h, c, b: h == W and c == command
+                           and (job_id is None or b.get("jobId") == job_id),
+                           timeout, what or "command %d for %s" % (command, job_id))
+
+
+def job(job_id, url, body, webhook=None, deadline_in=3600000):
+    msg = {"jobId": job_id, "botType": "webhook",
+           "payload": {"url": url, "webhookId": job_id.split(".wh")[0], "body": body},
+           "attempt": 1, "timeoutMs": deadline_in, "deadline": int(time.time() * 1000) + deadline_in}
+    if webhook is not None:
+        msg["webhook"] = webhook
+    return msg
