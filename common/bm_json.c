@@ -15,9 +15,12 @@ bm_json_pack (msgpack_packer *pk, const json_t *value, int max_depth)
         case JSON_OBJECT: {
             msgpack_pack_map (pk, json_object_size (value));
             const char *key;
+            size_t key_len;
             json_t *member;
-            json_object_foreach ((json_t *) value, key, member) {
-                bm_pack_str (pk, key);
+            //  Keys may hold NUL bytes (JSON "\u0000", parsed with
+            //  JSON_ALLOW_NUL): pack their whole length, not up to the NUL.
+            json_object_keylen_foreach ((json_t *) value, key, key_len, member) {
+                bm_pack_strn (pk, key, key_len);
                 if (bm_json_pack (pk, member, max_depth - 1))
                     return -1;
             }
@@ -76,7 +79,11 @@ bm_json_from_msgpack (const msgpack_object *obj, int max_depth)
                 return json_null ();
             return json_real (obj->via.f64);
         case MSGPACK_OBJECT_STR: {
-            json_t *str = json_stringn (obj->via.str.ptr, obj->via.str.size);
+            //  msgpack-c may leave ptr NULL for an empty string (a fixstr of
+            //  length 0 read before any other string), and json_stringn
+            //  (NULL, 0) fails: "" would turn into null.
+            json_t *str = json_stringn (obj->via.str.size ? obj->via.str.ptr : "",
+                                        obj->via.str.size);
             //  Invalid UTF-8 cannot be JSON: say so rather than drop it.
             return str ? str : json_null ();
         }
@@ -100,7 +107,7 @@ bm_json_from_msgpack (const msgpack_object *obj, int max_depth)
                 const char *key_ptr = key;
                 size_t key_len;
                 if (k->type == MSGPACK_OBJECT_STR) {
-                    key_ptr = k->via.str.ptr;
+                    key_ptr = k->via.str.size ? k->via.str.ptr : "";     //  As above
                     key_len = k->via.str.size;
                 }
                 else
