@@ -1,0 +1,177 @@
+/*  fuzz_codec.c - the wire codec under libFuzzer: bytes -> 3 frames ->
+    bm_msg_decode_raw -> body accessors -> JSON bridge.
+
+    Input layout (so that the fuzzer controls every frame boundary):
+
+        byte 0      header frame length, 0..7 (low 3 bits; 5 is the real one)
+        byte 1      command frame length, 0..3 (low 2 bits; 1 is the real one)
+        then        the header bytes, the command bytes, and the rest is the
+                    body frame (frame 2)
+
+    Properties checked on every input:
+    - never a crash, a leak, an out-of-bounds read or undefined behaviour
+      (ASan, UBSan), never a huge allocation (libFuzzer's -rss_limit_mb /
+      -malloc_limit_mb: msgpack-c trusts declared sizes, bm_msgpack_check
+      must stop them first);
+    - a refusal names one of the documented codes with a reason;
+    - an acceptance is exactly: header BMC01 or BMW01, one command byte, a
+      body of at most max_frame bytes that bm_msgpack_check accepts and that
+      holds a map; bm_msg_peer / bm_msg_command report what was sent;
+    - every string key of the body is found by bm_obj_get, and the typed
+      accessors agree with the value's type;
+    - the body converts to JSON (bm_json_from_msgpack) and that JSON packs
+      back (bm_json_pack) into msgpack that bm_msgpack_check accepts and
+      that converts to the same JSON again (a fixpoint after one round).  */
+#include "bm_json.h"
+#include "bm_proto.h"
+#include "fuzz_common.h"
+
+#define FUZZ_MAX_FRAME  (64 * 1024)     //  Small, so that "too large" is reachable
+
+//  The typed accessors must agree with the object's own type.
+static void
+s_check_accessors (const msgpack_object *map)
+{
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object *key = &map->via.map.ptr [i].key;
+        if (key->type != MSGPACK_OBJECT_STR || key->via.str.size > 255
+        ||  memchr (key->via.str.ptr, 0, key->via.str.size))
+            continue;
+        char name [256];
+        memcpy (name, key->via.str.ptr, key->via.str.size);
+        name [key->via.str.size] = 0;
+        //  bm_obj_get returns the first entry with this key.
+        const msgpack_object *value = bm_obj_get (map, name);
+        FUZZ_CHECK (value != NULL);
+        const char *str;
+        size_t len;
+        int64_t number;
+        bool flag;
+        char buf [BM_MAX_ID_LEN + 1];
+        bool is_str = bm_obj_str (map, name, &str, &len);
+        FUZZ_CHECK (is_str == (value->type == MSGPACK_OBJECT_STR));
+        if (is_str) {
+            FUZZ_CHECK (len == value->via.str.size);
+            //  The validators read exactly len bytes (ASan checks).
+            bm_valid_bot_type (str, len);
+            bm_valid_id (str, len);
+            bm_valid_url (str, len);
+            bool copied = bm_obj_strcpy (map, name, buf, sizeof buf);
+            FUZZ_CHECK (copied == (len < sizeof buf && !memchr (str, 0, len)));
+            if (copied)
+                FUZZ_CHECK (strlen (buf) == len && memcmp (buf, str, len) == 0);
+        }
+        bool is_int = bm_obj_int (map, name, &number);
+        if (value->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+            FUZZ_CHECK (is_int && number == value->via.i64 && number < 0);
+        else
+        if (value->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            FUZZ_CHECK (is_int == (value->via.u64 <= INT64_MAX));
+        else
+            FUZZ_CHECK (!is_int);
+        bool is_bool = bm_obj_bool (map, name, &flag);
+        FUZZ_CHECK (is_bool == (value->type == MSGPACK_OBJECT_BOOLEAN));
+    }
+    //  Keys the broker asks for on every command.
+    static const char *keys [] = { "req", "jobId", "botType", "payload", "priority",
+                                   "webhookUrl", "idempotencyKey", "timeoutMs",
+                                   "maxAttempts", "types", "credit", "attempt",
+                                   "result", "error", "progress", "state", "limit" };
+    for (size_t i = 0; i < sizeof keys / sizeof keys [0]; i++) {
+        int64_t number;
+        char buf [BM_MAX_URL_LEN + 1];
+        bm_obj_int (map, keys [i], &number);
+        bm_obj_strcpy (map, keys [i], buf, sizeof buf);
+    }
+}
+
+//  JSON -> msgpack -> JSON must be stable after one round.
+static void
+s_check_json_bridge (const msgpack_object *body)
+{
+    json_t *json = bm_json_from_msgpack (body, BM_JSON_MAX_DEPTH);
+    if (!json)
+        return;                     //  Deeper than the limit: refused, fine
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    FUZZ_CHECK (bm_json_pack (&pk, json, BM_JSON_MAX_DEPTH) == 0);
+    FUZZ_CHECK (sbuf.size > 0 && bm_msgpack_check (sbuf.data, sbuf.size) == 0);
+
+    msgpack_unpacked again;
+    msgpack_unpacked_init (&again);
+    size_t offset = 0;
+    FUZZ_CHECK (msgpack_unpack_next (&again, sbuf.data, sbuf.size, &offset)
+                == MSGPACK_UNPACK_SUCCESS);
+    FUZZ_CHECK (offset == sbuf.size);
+    json_t *json2 = bm_json_from_msgpack (&again.data, BM_JSON_MAX_DEPTH);
+    FUZZ_CHECK (json2 != NULL);
+    FUZZ_CHECK (fuzz_json_same (json, json2));
+
+    //  And through text, as the gateway and the worker do it.
+    char *text = json_dumps (json, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (text) {
+        char *data = NULL, error [200];
+        size_t size = 0;
+        if (bm_json_text_to_msgpack (text, strlen (text), &data, &size, error, sizeof error) == 0) {
+            FUZZ_CHECK (bm_msgpack_check (data, size) == 0);
+            free (data);
+        }
+        free (text);
+    }
+    json_decref (json2);
+    msgpack_unpacked_destroy (&again);
+    msgpack_sbuffer_destroy (&sbuf);
+    json_decref (json);
+}
+
+int
+LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
+{
+    if (size < 2)
+        return 0;
+    size_t header_size = data [0] & 7;
+    size_t command_size = data [1] & 3;
+    data += 2;
+    size -= 2;
+    if (header_size + command_size > size)
+        return 0;
+    const uint8_t *header = data;
+    const uint8_t *command = data + header_size;
+    const uint8_t *body = command + command_size;
+    size_t body_size = size - header_size - command_size;
+
+    //  The checker alone, on the body bytes: it must never read past them.
+    int well_formed = bm_msgpack_check ((const char *) body, body_size);
+
+    const char *code = NULL;
+    char reason [256] = "";
+    bm_msg_t *msg = bm_msg_decode_raw (header, header_size, command, command_size,
+                                       body, body_size, FUZZ_MAX_FRAME,
+                                       &code, reason, sizeof reason);
+    if (!msg) {
+        FUZZ_CHECK (code != NULL);
+        FUZZ_CHECK (strcmp (code, "bad_header") == 0 || strcmp (code, "bad_command") == 0
+                 || strcmp (code, "bad_frame") == 0);
+        FUZZ_CHECK (reason [0] != 0);
+        return 0;
+    }
+    //  Accepted: exactly what the protocol allows.
+    FUZZ_CHECK (header_size == BM_HEADER_LEN);
+    bool client = memcmp (header, BM_CLIENT_HEADER, BM_HEADER_LEN) == 0;
+    bool worker = memcmp (header, BM_WORKER_HEADER, BM_HEADER_LEN) == 0;
+    FUZZ_CHECK (client || worker);
+    FUZZ_CHECK (bm_msg_peer (msg) == (client? BM_PEER_CLIENT: BM_PEER_WORKER));
+    FUZZ_CHECK (command_size == 1 && bm_msg_command (msg) == command [0]);
+    FUZZ_CHECK (body_size > 0 && body_size <= FUZZ_MAX_FRAME && well_formed == 0);
+    const msgpack_object *map = bm_msg_body (msg);
+    FUZZ_CHECK (map && map->type == MSGPACK_OBJECT_MAP);
+    FUZZ_CHECK (bm_command_name (bm_msg_peer (msg), bm_msg_command (msg)) != NULL);
+
+    s_check_accessors (map);
+    s_check_json_bridge (map);
+    bm_msg_destroy (&msg);
+    FUZZ_CHECK (msg == NULL);
+    return 0;
+}

@@ -1,0 +1,212 @@
+/*  fuzz_gw_invoke.c - the POST /invoke body -> SUBMIT translation
+    (gateway/gw_invoke.h) under libFuzzer, checked against the API's
+    written rules and against the broker's decoder.
+
+    The gateway's own harness (gateway/gw_invoke_fuzz.c) checks the shape
+    of the output; this one checks its meaning:
+    - translate is deterministic (the same bytes twice, the same answer);
+    - a refusal is a 400 or 413 with a code and a message, and nothing out;
+    - an acceptance happens exactly when the body follows the documented
+      rules (README "The HTTP API", gw_invoke.h), as re-checked here from
+      jansson's own parse: an object, botType [a-z0-9_-]{1,32}, a payload,
+      optional fields null or valid;
+    - an accepted body's SUBMIT carries the same botType, payload (JSON
+      equality after msgpack -> JSON), priority (0 by default), webhookUrl,
+      idempotencyKey, timeoutMs and maxAttempts as the JSON did;
+    - the SUBMIT frames are accepted by bm_msg_decode_raw as the broker
+      decodes them (a job the gateway accepts must not be a bad_frame to
+      the broker).  */
+#include "bm_json.h"
+#include "bm_proto.h"
+#include "gw_invoke.h"
+#include "fuzz_common.h"
+
+#define FUZZ_MAX_PAYLOAD    2048    //  Small, so that 413 is within -max_len
+
+//  The deepest nesting of containers in value (value itself counts).
+static int
+s_depth (const json_t *value)
+{
+    int deepest = 0;
+    size_t index;
+    const char *key;
+    json_t *member;
+    if (json_is_array (value)) {
+        json_array_foreach (value, index, member) {
+            int d = s_depth (member);
+            if (d > deepest)
+                deepest = d;
+        }
+        return 1 + deepest;
+    }
+    if (json_is_object (value)) {
+        json_object_foreach ((json_t *) value, key, member) {
+            int d = s_depth (member);
+            if (d > deepest)
+                deepest = d;
+        }
+        return 1 + deepest;
+    }
+    return 0;
+}
+
+//  An optional integer: 0 absent/null, 1 valid, -1 invalid.
+static int
+s_rule_int (const json_t *root, const char *key, int64_t min, int64_t max)
+{
+    json_t *v = json_object_get (root, key);
+    if (!v || json_is_null (v))
+        return 0;
+    if (!json_is_integer (v) || json_integer_value (v) < min || json_integer_value (v) > max)
+        return -1;
+    return 1;
+}
+
+//  An optional string: 0 absent/null, 1 valid, -1 invalid.
+static int
+s_rule_str (const json_t *root, const char *key, bool (*valid) (const char *, size_t))
+{
+    json_t *v = json_object_get (root, key);
+    if (!v || json_is_null (v))
+        return 0;
+    if (!json_is_string (v) || !valid (json_string_value (v), json_string_length (v)))
+        return -1;
+    return 1;
+}
+
+//  The SUBMIT field key must hold the JSON value expected (NULL: absent;
+//  for an optional field, null means absent too).
+static void
+s_check_field (const msgpack_object *map, const char *key, const json_t *expected,
+               bool optional)
+{
+    const msgpack_object *got = bm_obj_get (map, key);
+    if (!expected || (optional && json_is_null (expected))) {
+        FUZZ_CHECK (got == NULL);
+        return;
+    }
+    FUZZ_CHECK (got != NULL);
+    json_t *value = bm_json_from_msgpack (got, BM_JSON_MAX_DEPTH + 1);
+    FUZZ_CHECK (value != NULL);
+    FUZZ_CHECK (fuzz_json_same (value, expected));
+    json_decref (value);
+}
+
+int
+LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
+{
+    const char *body = (const char *) data;
+    char *out = NULL, *out2 = NULL;
+    size_t out_size = 0, out2_size = 0;
+    char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
+    gw_invoke_error_t error, error2;
+    memset (&error, 0, sizeof error);
+    memset (&error2, 0, sizeof error2);
+    int rc = gw_invoke_translate (body, size, 1234, FUZZ_MAX_PAYLOAD, &out, &out_size,
+                                  bot_type, &error);
+    int rc2 = gw_invoke_translate (body, size, 1234, FUZZ_MAX_PAYLOAD, &out2, &out2_size,
+                                   NULL, &error2);
+    //  Deterministic.
+    FUZZ_CHECK (rc == rc2);
+    if (rc == 0)
+        FUZZ_CHECK (out_size == out2_size && memcmp (out, out2, out_size) == 0);
+    else
+        FUZZ_CHECK (error.status == error2.status && strcmp (error.code, error2.code) == 0);
+    free (out2);
+
+    if (rc) {
+        FUZZ_CHECK (rc == -1 && out == NULL);
+        FUZZ_CHECK (error.status == 400 || error.status == 413);
+        FUZZ_CHECK (error.code && error.code [0] && error.message [0]);
+    }
+
+    //  The rules, from an independent parse.  Text nesting deeper than the
+    //  gateway's pre-scan limit is refused before parsing; do not ask
+    //  jansson (it recurses) about such input either.
+    int brackets = 0, deepest_text = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < size; i++) {
+        char c = body [i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else
+            if (c == '"')
+                in_string = false;
+        }
+        else
+        if (c == '"')
+            in_string = true;
+        else
+        if ((c == '[' || c == '{') && ++brackets > deepest_text)
+            deepest_text = brackets;
+        else
+        if ((c == ']' || c == '}') && brackets > 0)
+            brackets--;
+    }
+    if (deepest_text > GW_INVOKE_MAX_TEXT_DEPTH) {
+        FUZZ_CHECK (rc == -1 && strcmp (error.code, "invalid_json") == 0);
+        return 0;
+    }
+    json_t *root = json_loadb (body, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
+    if (!root) {
+        FUZZ_CHECK (rc == -1 && error.status == 400 && strcmp (error.code, "invalid_json") == 0);
+        return 0;
+    }
+    json_t *type = json_object_get (root, "botType");
+    json_t *payload = json_object_get (root, "payload");
+    bool valid = json_is_object (root)
+              && json_is_string (type)
+              && bm_valid_bot_type (json_string_value (type), json_string_length (type))
+              && payload != NULL
+              && s_rule_str (root, "webhookUrl", bm_valid_url) >= 0
+              && s_rule_int (root, "priority", 0, BM_MAX_PRIORITY) >= 0
+              && s_rule_str (root, "idempotencyKey", bm_valid_id) >= 0
+              && s_rule_int (root, "timeoutMs", 1, GW_INVOKE_MAX_TIMEOUT_MS) >= 0
+              && s_rule_int (root, "maxAttempts", 1, GW_INVOKE_MAX_ATTEMPTS) >= 0;
+    if (!valid) {
+        FUZZ_CHECK (rc == -1 && error.status == 400);
+        json_decref (root);
+        return 0;
+    }
+    if (rc) {
+        //  Valid fields, refused: only for the payload's size or depth.
+        FUZZ_CHECK ((strcmp (error.code, "invalid_payload") == 0
+                     && s_depth (payload) > GW_INVOKE_MAX_DEPTH - 1)
+                 || (strcmp (error.code, "payload_too_large") == 0 && error.status == 413));
+        json_decref (root);
+        return 0;
+    }
+    FUZZ_CHECK (s_depth (payload) <= GW_INVOKE_MAX_DEPTH);
+
+    //  Accepted: the SUBMIT says what the JSON said.
+    FUZZ_CHECK (strcmp (bot_type, json_string_value (type)) == 0);
+    FUZZ_CHECK (bm_msgpack_check (out, out_size) == 0);
+    const char *code = NULL;
+    char reason [200] = "";
+    unsigned char command = BM_SUBMIT;
+    bm_msg_t *msg = bm_msg_decode_raw (BM_CLIENT_HEADER, BM_HEADER_LEN, &command, 1,
+                                       out, out_size, BM_MAX_FRAME_BYTES,
+                                       &code, reason, sizeof reason);
+    if (!msg)
+        fprintf (stderr, "the broker would refuse the SUBMIT: %s: %s\n", code, reason);
+    FUZZ_CHECK (msg != NULL);
+    const msgpack_object *map = bm_msg_body (msg);
+    int64_t number;
+    FUZZ_CHECK (bm_obj_int (map, "req", &number) && number == 1234);
+    s_check_field (map, "botType", type, false);
+    s_check_field (map, "payload", payload, false);
+    json_t *priority = json_object_get (root, "priority");
+    json_t *zero = json_integer (0);
+    s_check_field (map, "priority", priority && !json_is_null (priority)? priority: zero,
+                   false);
+    json_decref (zero);
+    s_check_field (map, "webhookUrl", json_object_get (root, "webhookUrl"), true);
+    s_check_field (map, "idempotencyKey", json_object_get (root, "idempotencyKey"), true);
+    s_check_field (map, "timeoutMs", json_object_get (root, "timeoutMs"), true);
+    s_check_field (map, "maxAttempts", json_object_get (root, "maxAttempts"), true);
+    bm_msg_destroy (&msg);
+    json_decref (root);
+    free (out);
+    return 0;
+}
