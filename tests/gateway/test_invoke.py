@@ -155,5 +155,6 @@ def main():
               "unknown bot type -> 400 invalid_bot_type", r)
         stop_clean(g)
 
+
 if __name__ == "__main__":
     harness.main(main)
