@@ -80,6 +80,8 @@ struct _wh_engine_t {
     zlistx_t *ready;            //  Due deliveries waiting for a slot, FIFO
     size_t inflight;            //  Attempts in flight
     int curl_timer;             //  zloop timer for libcurl, -1 if none
+    int64_t curl_armed;         //  Monotonic ms curl_timer fires at
+    int64_t curl_due;           //  Monotonic ms libcurl wants its timeout call, -1: never
     int wait_timer;             //  zloop timer for the heap's head, -1 if none
     int64_t wait_timer_due;     //  Monotonic ms it fires at
     bool draining;              //  Shutting down: release instead of retrying
@@ -355,7 +357,10 @@ s_socket_cb (CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
     return 0;
 }
 
-//  libcurl's timeout expired.
+static void s_arm_curl_timer (wh_engine_t *self, int64_t due);
+
+//  Our libcurl timer fired: call libcurl if its deadline has come (it may
+//  have moved later since the timer was armed), else re-arm for it.
 static int
 s_curl_timeout (zloop_t *loop, int timer_id, void *arg)
 {
@@ -363,30 +368,50 @@ s_curl_timeout (zloop_t *loop, int timer_id, void *arg)
     (void) timer_id;
     wh_engine_t *self = (wh_engine_t *) arg;
     self->curl_timer = -1;
+    if (self->curl_due < 0)
+        return 0;
+    if (self->curl_due > bm_mono_ms ()) {
+        s_arm_curl_timer (self, self->curl_due);
+        return 0;
+    }
+    self->curl_due = -1;        //  Before the call: libcurl may set a new one
     int running;
     curl_multi_socket_action (self->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     s_check_done (self);
     return 0;
 }
 
-//  CURLMOPT_TIMERFUNCTION: (re)arm our single libcurl timer; -1 removes it.
+static void
+s_arm_curl_timer (wh_engine_t *self, int64_t due)
+{
+    if (self->curl_timer != -1)
+        zloop_timer_end (self->loop, self->curl_timer);
+    int64_t delay = due - bm_mono_ms ();
+    self->curl_timer = zloop_timer (self->loop, (size_t) (delay > 0? delay: 0), 1, s_curl_timeout, self);
+    self->curl_armed = due;
+}
+
+//  CURLMOPT_TIMERFUNCTION: libcurl wants a timeout call in timeout_ms (-1:
+//  never).  libcurl changes its mind on almost every call, and each zloop
+//  timer ended costs a walk of zloop's timer list: keep one timer armed and
+//  re-arm it only when the new deadline is earlier; when it fires too
+//  early, it re-arms itself.  A 0 ms timer fires on the loop's next turn,
+//  so libcurl is never called back from inside its own callback.
 static int
 s_timer_cb (CURLM *multi, long timeout_ms, void *userp)
 {
     (void) multi;
     wh_engine_t *self = (wh_engine_t *) userp;
-    if (self->curl_timer != -1) {
-        zloop_timer_end (self->loop, self->curl_timer);
-        self->curl_timer = -1;
+    if (timeout_ms < 0) {
+        self->curl_due = -1;    //  An armed timer will find nothing to do
+        return 0;
     }
-    if (timeout_ms >= 0) {
-        //  zloop fires a 0 ms timer on its next turn: never call libcurl
-        //  back from inside its own callback.
-        self->curl_timer = zloop_timer (self->loop, (size_t) timeout_ms, 1, s_curl_timeout, self);
-        if (self->curl_timer == -1)
-            return -1;
-    }
-    return 0;
+    int64_t due = bm_mono_ms () + timeout_ms;
+    self->curl_due = due;
+    if (self->curl_timer != -1 && self->curl_armed <= due)
+        return 0;               //  Fires early enough already
+    s_arm_curl_timer (self, due);
+    return self->curl_timer == -1? -1: 0;
 }
 
 //  --------------------------------------------------------------------------
@@ -731,6 +756,7 @@ wh_engine_new (zloop_t *loop, const wh_config_t *config, bm_metrics_t *metrics,
     self->event_fn = fn;
     self->event_arg = arg;
     self->curl_timer = -1;
+    self->curl_due = -1;
     self->wait_timer = -1;
     if (config->secret) {
         char reason [160];

@@ -102,6 +102,7 @@ def main():
                                 "WEBHOOK_JITTER": "none"}, wait=False)
         while feeder.worker is None:
             feeder.recv(100)
+        print("manager pid %d, mock pid %d" % (mgr.pid, mock.pid), flush=True)
         url = mock.url + "/bench"
 
         # Throughput.
