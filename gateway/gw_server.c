@@ -168,6 +168,7 @@ typedef struct {
     bool body_pending;                  //  Body bytes we have not read
     bool must_close;                    //  Close the connection after answering
     bool expect_continue;               //  Client waits for "100 Continue"
+    bool head;                          //  A HEAD request: answer without body
     const char *reason;                 //  Why an /invoke was refused (metrics)
 } s_req_t;
 
@@ -365,7 +366,8 @@ s_send (s_req_t *r, int status, const char *content_type, const char *extra,
     memcpy (buf, head, (size_t) n);
     if (size)
         memcpy (buf + n, body, size);
-    mg_write (r->conn, buf, (size_t) n + size);
+    //  HEAD: the same headers (Content-Length included), no body.
+    mg_write (r->conn, buf, (size_t) n + (r->head ? 0 : size));
     if (buf != stack)
         free (buf);
 }
@@ -1170,6 +1172,7 @@ s_handler (struct mg_connection *conn, void *cbdata)
     r->body_pending = r->ri->content_length > 0 || (r->ri->content_length < 0 && te);
     const char *expect = mg_get_header (conn, "Expect");
     r->expect_continue = r->body_pending && expect && strcasestr (expect, "100-continue");
+    r->head = streq (r->ri->request_method, "HEAD");
     const char *path = r->ri->local_uri ? r->ri->local_uri : "";
     r->route = s_route (r, path);
 
@@ -1190,9 +1193,12 @@ s_handler (struct mg_connection *conn, void *cbdata)
     if (r->route == R_OTHER)
         s_error (r, 404, "not_found", "no such endpoint", NULL);
     else
-    if (strcmp (r->ri->request_method, s_routes [r->route].method) != 0) {
+    if (strcmp (r->ri->request_method, s_routes [r->route].method) != 0
+    &&  !(r->head && streq (s_routes [r->route].method, "GET"))) {
+        //  HEAD is GET without the body (load balancers probe with it).
+        bool get = streq (s_routes [r->route].method, "GET");
         char extra [64];
-        snprintf (extra, sizeof extra, "Allow: %s\r\n", s_routes [r->route].method);
+        snprintf (extra, sizeof extra, "Allow: %s\r\n", get ? "GET, HEAD" : s_routes [r->route].method);
         char message [80];
         snprintf (message, sizeof message, "use %s for this endpoint", s_routes [r->route].method);
         s_error (r, 405, "method_not_allowed", message, extra);

@@ -92,11 +92,29 @@ def main():
         r = curl(u + "/invoke")
         check(r.status == 405 and r.headers.get("allow") == "POST", "405 GET /invoke", r)
         r = curl("-X", "DELETE", u + "/job/abc")
-        check(r.status == 405 and r.headers.get("allow") == "GET", "405 DELETE /job/{id}", r)
+        check(r.status == 405 and r.headers.get("allow") == "GET, HEAD", "405 DELETE /job/{id}", r)
         r = curl("-X", "POST", u + "/stats")
-        check(r.status == 405 and r.headers.get("allow") == "GET", "405 POST /stats", r)
+        check(r.status == 405 and r.headers.get("allow") == "GET, HEAD", "405 POST /stats", r)
         r = curl(u + "/job/abc/cancel")
         check(r.status == 405 and r.headers.get("allow") == "POST", "405 GET cancel", r)
+        r = curl("-X", "PUT", u + "/health")
+        check(r.status == 405 and r.headers.get("allow") == "GET, HEAD", "405 PUT /health", r)
+        r = curl("-I", u + "/health")
+        check(r.status == 200 and r.body == "" and r.headers.get("content-length") == "15",
+              "HEAD /health: headers only", r)
+
+        # The dashboard's files, with their types; no CDN, all served here.
+        r = curl(u + "/admin/queues", show=False)
+        check(r.status == 200 and r.headers["content-type"].startswith("text/html")
+              and "<html" in r.body.lower(), "GET /admin/queues: the page", r.headers)
+        for path in ("/admin/queues/", "/admin/queues/index.html", "/admin/queues/?x=1"):
+            check(curl(u + path, show=False).status == 200, "GET " + path)
+        r = curl(u + "/admin/queues/app.js", show=False)
+        check(r.status == 200 and "javascript" in r.headers["content-type"], "app.js", r.headers)
+        r = curl(u + "/admin/queues/app.css", show=False)
+        check(r.status == 200 and "css" in r.headers["content-type"], "app.css", r.headers)
+        r = curl(u + "/admin/queues/nope.js")
+        check(r.status == 404 and r.error_code() == "not_found", "404 unknown asset", r)
 
         # No broker: a valid request is 503 with Retry-After, fast.
         r = post_json(u + "/invoke", SEED)
