@@ -457,9 +457,10 @@ wh_manager_run (const wh_config_t *config)
     code = 0;
 
 done:
+    //  The HTTP threads read the engine and the link: stop them first.
+    wh_http_destroy (&http);
     //  Reports queued for the broker get a moment to leave.
     wh_link_destroy (&self->link, 2000);
-    wh_http_destroy (&http);
     wh_engine_destroy (&self->engine);
     zloop_destroy (&self->loop);
     bm_metrics_destroy (&self->metrics);
