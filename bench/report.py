@@ -140,6 +140,33 @@ def build(runs, notes, meta):
                          "jobs/s", n(case)))
     sections.append(("Scale (broker without Redis)", t))
 
+    # Where the CPU goes: µs of CPU per job, by process, in the throughput cases
+    cpu_rows = []
+    for case, label in (("tp_broker_none", "botmesh, no Redis"), ("tp_broker_redis", "botmesh, Redis"),
+                        ("tp_bullmq", "BullMQ (node: producer + worker)"), ("tp_relay", "bare relay"),
+                        ("tp_types_1", "botmesh, 1 type (bm-bench-worker)"),
+                        ("tp_types_10", "botmesh, 10 types"), ("tp_types_100", "botmesh, 100 types")):
+        per = {}
+        busy = []
+        for d in runs.get(case, []):
+            try:
+                jobs, secs = float(d["jobs"]), float(d["seconds"])
+            except (KeyError, ValueError):
+                continue
+            total = 0.0
+            for role in ("broker", "redis", "workers", "driver"):
+                if "cpu_%s_s" % role in d:
+                    v = float(d["cpu_%s_s" % role])
+                    per.setdefault(role, []).append(v * 1e6 / jobs)
+                    total += v
+            busy.append(total / secs if secs else 0)
+        if not per:
+            continue
+        cell = lambda role: "{:,.0f}".format(statistics.median(per[role])) if role in per else "-"
+        tot = sum(statistics.median(v) for v in per.values())
+        cpu_rows.append([label, cell("broker"), cell("redis"), cell("workers"), cell("driver"),
+                         "{:,.0f}".format(tot), "{:.2f}".format(statistics.median(busy)) if busy else "-"])
+
     # Targets (issue 9), from medians
     def ratio(a, b):
         return a / b if a is not None and b else None
@@ -167,19 +194,34 @@ def build(runs, notes, meta):
         else:
             val = "{:,.0f}".format(v) if abs(v) >= 100 else "{:.2f}{}".format(v, suffix)
             trows.append([name, val, goal, "met" if ok(v) else "MISSED"])
-    return sections, trows
+    return sections, trows, cpu_rows
+
+
+def _numeric(cell):
+    c = str(cell).replace(",", "").replace("x", "").replace("(1 run)", "0").replace(" – ", "")
+    try:
+        float(c)
+        return True
+    except ValueError:
+        return c in ("-",)
 
 
 def text_table(rows, header):
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) if i < 3 else str(c).ljust(w)
-                               for i, (c, w) in enumerate(zip(r, widths)))
-    return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
+
+    def line(r, head=False):
+        cells = []
+        for i, (c, w) in enumerate(zip(r, widths)):
+            right = i > 0 and (not head) and _numeric(c) or (head and i > 0 and all(_numeric(x[i]) for x in rows))
+            cells.append(str(c).rjust(w) if right else str(c).ljust(w))
+        return "  ".join(cells).rstrip()
+    return "\n".join([line(header, True), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
 
 
 def md_table(rows, header):
-    out = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" if i == 0 else "---:" if i < 3 else "---"
-                                                              for i in range(len(header))) + " |"]
+    align = ["---"] + ["---:" if rows and all(_numeric(r[i]) or "–" in str(r[i]) for r in rows) else "---"
+                       for i in range(1, len(header))]
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     for r in rows:
         out.append("| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |")
     return "\n".join(out)
@@ -205,7 +247,8 @@ def main():
         for line in f:
             if "\t" in line:
                 commands.append(line.rstrip("\n").split("\t", 1))
-    sections, trows = build(runs, notes, meta)
+    sections, trows, cpu_rows = build(runs, notes, meta)
+    cpu_header = ["case", "broker", "redis", "workers", "driver", "total", "cores busy"]
     header = ["case", "median", "min – max", "unit", "note"]
 
     print()
@@ -215,6 +258,10 @@ def main():
         print()
         print(title)
         print(text_table(rows, header))
+    if cpu_rows:
+        print()
+        print("CPU per job (µs, median), by process; 'broker' is the relay in the relay case")
+        print(text_table(cpu_rows, cpu_header))
     print()
     print("Targets (issue 9), from the medians")
     print(text_table(trows, ["target", "value", "goal", "status"]))
@@ -256,6 +303,13 @@ def main():
                ""]
         for title, rows in sections:
             md += ["## " + title, "", md_table(rows, header), ""]
+        if cpu_rows:
+            md += ["## Where the CPU goes (throughput cases)", "",
+                   "CPU time per job in µs (median of the runs), by process, from /proc/PID/stat"
+                   " (broker, redis-server, workers) and the driver's rusage (with its children: for BullMQ"
+                   " the producer and the worker processes). \"broker\" is the relay process in the relay case."
+                   " \"cores busy\" is all of it divided by the wall time: this machine has %s." % meta.get("cores"),
+                   "", md_table(cpu_rows, cpu_header), ""]
         md += ["## Targets (issue 9)", "", "From the medians above.", "",
                md_table(trows, ["target", "value", "goal", "status"]), ""]
         if findings:

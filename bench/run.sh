@@ -116,10 +116,22 @@ record_cmd() {
 }
 
 # measure CASE RUN LOGNAME CMD...: run a driver, keep its RESULT line
+# CPU_WATCH="role:pid ...": processes whose CPU time measure() reports for
+# the next case, as cpu_<role>_s (summed by role); the driver's own CPU time
+# (with its children) is cpu_driver_s.
+CPU_WATCH=""
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+HZ=$(getconf CLK_TCK)
+
+# measure CASE RUN LOGNAME CMD...: run a driver, keep its RESULT line
 measure() {
   local case=$1 run=$2 name=$3; shift 3
-  local out="$TMP/$name.out" pid rc line
-  setsid "$@" >"$out" 2>"$TMP/$name.err" </dev/null &
+  local out="$TMP/$name.out" pid rc line w role wpid
+  declare -A before=()
+  for w in $CPU_WATCH; do before[$w]=$(cpu_ticks "${w#*:}"); done
+  local timer=()
+  [ -x /usr/bin/time ] && timer=(/usr/bin/time -f 'TIME %U %S' -o "$TMP/$name.time")
+  setsid "${timer[@]+"${timer[@]}"}" "$@" >"$out" 2>"$TMP/$name.err" </dev/null &
   pid=$!
   PIDS+=("$pid")
   wait "$pid"; rc=$?
@@ -130,8 +142,19 @@ measure() {
     tail -n 20 "$TMP/$name.err" "$out" >&2
     printf '%s\t%s\tfailed=1\n' "$case" "$run" >>"$RESULTS"
     FAILED=1
+    CPU_WATCH=""
     return 1
   fi
+  declare -A cpu=()
+  for w in $CPU_WATCH; do
+    role=${w%%:*}; wpid=${w#*:}
+    cpu[$role]=$(( ${cpu[$role]:-0} + $(cpu_ticks "$wpid") - ${before[$w]} ))
+  done
+  for role in "${!cpu[@]}"; do
+    line+=" cpu_${role}_s=$(awk -v t="${cpu[$role]}" -v hz="$HZ" 'BEGIN {printf "%.2f", t / hz}')"
+  done
+  [ -s "$TMP/$name.time" ] && line+=" cpu_driver_s=$(awk '/^TIME/ {printf "%.2f", $2 + $3}' "$TMP/$name.time")"
+  CPU_WATCH=""
   printf '%s\t%s\t%s\n' "$case" "$run" "${line#RESULT }" >>"$RESULTS"
   log "$case run $run: ${line#RESULT }"
   return 0
@@ -199,6 +222,7 @@ REDIS_CMD="redis-server --port PORT --bind 127.0.0.1 --save \"\" --appendonly ye
 BROKER_EP="" BROKER_PID="" BROKER_ENV=()
 start_broker() {   # start_broker redis|none [ENV=VALUE...]
   local port; port=$(free_port)
+  [ "$1" = redis ] || REDIS_PID=""
   BROKER_EP="tcp://127.0.0.1:$port"
   local redis_url=none
   [ "$1" = redis ] && redis_url="redis://127.0.0.1:$REDIS_PORT/0"
@@ -209,8 +233,10 @@ start_broker() {   # start_broker redis|none [ENV=VALUE...]
   BROKER_PID=$LAST_PID
 }
 
-start_workers() {   # start_workers COUNT CREDIT TYPES (comma list)
+WORKER_PIDS=()
+start_workers() {   # start_workers COUNT CREDIT TYPES (comma list); WORKER_PIDS
   local n=$1 credit=$2 types=$3 i
+  WORKER_PIDS=()
   for (( i=0; i<n; i++ )); do
     if [ $WORKER_KIND = botmesh-worker ] && [[ "$types" != *,* ]]; then
       spawn "worker-$i-$$" BROKER_ENDPOINT="$BROKER_EP" LOG_LEVEL=warn -- \
@@ -219,6 +245,7 @@ start_workers() {   # start_workers COUNT CREDIT TYPES (comma list)
       spawn "worker-$i-$$" -- "$BIN/bm-bench-worker" noop --endpoint "$BROKER_EP" \
         --types "$types" --credit "$credit"
     fi
+    WORKER_PIDS+=("$LAST_PID")
   done
 }
 worker_cmd_text() {
@@ -251,9 +278,18 @@ case_broker_throughput() {   # redis|none
     start_workers "$WORKERS" "$CREDIT" python
     local drv=("$BIN/bm-bench" throughput --endpoint "$BROKER_EP" --jobs "$JOBS" --window "$WINDOW" --wait-workers "$WORKERS")
     record_cmd "$case" "$( [ "$mode" = redis ] && echo "$REDIS_CMD; ")$(broker_env_text); ${WORKERS}x $(worker_cmd_text python); bm-bench throughput --endpoint EP --jobs $JOBS --window $WINDOW --wait-workers $WORKERS"
+    watch_stack
     measure "$case" "$r" "$case-$r" "${drv[@]}"
     stop_all
   done
+}
+
+# CPU_WATCH for the broker, its Redis and the workers
+watch_stack() {
+  local p
+  CPU_WATCH="broker:$BROKER_PID"
+  [ -n "$REDIS_PID" ] && kill -0 "$REDIS_PID" 2>/dev/null && CPU_WATCH+=" redis:$REDIS_PID"
+  for p in "${WORKER_PIDS[@]+"${WORKER_PIDS[@]}"}"; do CPU_WATCH+=" workers:$p"; done
 }
 
 case_bullmq_throughput() {
@@ -264,6 +300,7 @@ case_bullmq_throughput() {
     local drv=(node "$PEERS/bullmq_throughput.js" --redis "$REDIS_PORT" --jobs "$JOBS" --batch "$BULLMQ_BATCH"
                --concurrency "$BULLMQ_CONCURRENCY" --workers 1 --inflight "$BULLMQ_INFLIGHT")
     record_cmd "$case" "$REDIS_CMD; node bench/peers/bullmq_throughput.js --redis PORT --jobs $JOBS --batch $BULLMQ_BATCH --concurrency $BULLMQ_CONCURRENCY --workers 1 --inflight $BULLMQ_INFLIGHT"
+    CPU_WATCH="redis:$REDIS_PID"
     measure "$case" "$r" "$case-$r" "${drv[@]}"
     stop_all
   done
@@ -273,7 +310,9 @@ start_relay() {
   local front back
   front="tcp://127.0.0.1:$(free_port)"; back="tcp://127.0.0.1:$(free_port)"
   spawn "relay-$$" -- "$BIN/bm-relay" relay --front "$front" --back "$back"
+  RELAY_WATCH="broker:$LAST_PID"
   spawn "relay-worker-$$" -- "$BIN/bm-relay" worker --connect "$back"
+  RELAY_WATCH+=" workers:$LAST_PID"
   RELAY_EP=$front
 }
 
@@ -282,6 +321,7 @@ case_relay_throughput() {
   for r in $(seq 1 "$RUNS"); do
     start_relay
     record_cmd "$case" "bm-relay relay --front EP1 --back EP2; bm-relay worker --connect EP2; bm-relay drive --connect EP1 --jobs $JOBS --window $WINDOW"
+    CPU_WATCH=$RELAY_WATCH
     measure "$case" "$r" "$case-$r" "$BIN/bm-relay" drive --connect "$RELAY_EP" --jobs "$JOBS" --window "$WINDOW"
     stop_all
   done
@@ -472,12 +512,15 @@ case_types() {   # throughput with M bot types, one no-op worker serving them al
   for r in $(seq 1 "$RUNS"); do
     start_broker none MAX_BOTS_DEFAULT=100000
     local i
+    WORKER_PIDS=()
     for (( i=0; i<WORKERS; i++ )); do
       spawn "types-worker-$i" -- "$BIN/bm-bench-worker" noop --endpoint "$BROKER_EP" --types "$types" --credit "$CREDIT"
+      WORKER_PIDS+=("$LAST_PID")
     done
     # bm-bench-worker registers one worker per 16 types (the broker's limit per READY)
     local links=$(( WORKERS * ((m + 15) / 16) ))
     record_cmd "$case" "$(broker_env_text); ${WORKERS}x bm-bench-worker noop --endpoint EP --types bench0,...,bench$((m - 1)) --credit $CREDIT; bm-bench throughput --endpoint EP --jobs $JOBS --window $WINDOW --type-count $m --type-prefix bench --wait-workers $links"
+    watch_stack
     measure "$case" "$r" "$case-$r" "$BIN/bm-bench" throughput --endpoint "$BROKER_EP" --jobs "$JOBS" \
       --window "$WINDOW" --type-count "$m" --type-prefix bench --wait-workers "$links"
     stop_all
