@@ -4,6 +4,7 @@
 #include "bm_log.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -27,6 +28,8 @@ const char *wh_config_help =
 "  WEBHOOK_ALLOW_PRIVATE      1: allow loopback, private, link-local targets [0]\n"
 "  WEBHOOK_ALLOWED_HOSTS      comma list of host names allowed whatever they resolve to []\n"
 "  WEBHOOK_CA_FILE            CA bundle for https targets [the system's]\n"
+"  WEBHOOK_CONNECT_TO         comma list of HOST:PORT:TO-HOST:TO-PORT: connect there instead\n"
+"                             (curl's --connect-to), e.g. mock-webhook:5000:127.0.0.1:5000 []\n"
 "  WEBHOOK_USER_AGENT         User-Agent header [botmesh-webhook/0.1]\n"
 "  WEBHOOK_SHUTDOWN_GRACE_MS  on SIGTERM, how long in-flight requests may finish [15000]\n"
 "  WEBHOOK_MANAGER_PORT       HTTP port of /stats, /metrics, /health, /deliveries [4000]\n"
@@ -86,6 +89,24 @@ wh_config_load (wh_config_t *c)
         bm_error (NULL, "configuration: WEBHOOK_CA_FILE '%s' cannot be read", c->ca_file);
         rc = -1;
     }
+    //  WEBHOOK_CONNECT_TO: the local stack maps the seed's mock-webhook:5000
+    //  to the mock on this machine, so the seed's examples work unchanged.
+    const char *connect_to = bm_env_str ("WEBHOOK_CONNECT_TO", "");
+    char *copy = strdup (connect_to);
+    for (char *save = NULL, *entry = strtok_r (copy, ",", &save); entry;
+         entry = strtok_r (NULL, ",", &save)) {
+        int colons = 0;
+        for (const char *p = entry; *p; p++)
+            colons += *p == ':';
+        if (colons != 3 || entry [0] == ':') {
+            bm_error (NULL, "configuration: WEBHOOK_CONNECT_TO entries must be "
+                      "HOST:PORT:TO-HOST:TO-PORT (got '%s')", entry);
+            rc = -1;
+            continue;
+        }
+        c->connect_to = curl_slist_append (c->connect_to, entry);
+    }
+    free (copy);
     c->user_agent = bm_env_str ("WEBHOOK_USER_AGENT", "botmesh-webhook/0.1");
     c->listen_addr = bm_env_str ("WEBHOOK_LISTEN_ADDR", "0.0.0.0");
     if (c->connect_timeout_ms > c->timeout_ms)

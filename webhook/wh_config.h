@@ -6,6 +6,7 @@
 #define WH_CONFIG_H
 
 #include "wh_backoff.h"
+#include <curl/curl.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -28,6 +29,9 @@ typedef struct {
     bool allow_private;             //  WEBHOOK_ALLOW_PRIVATE
     const char *allowed_hosts;      //  WEBHOOK_ALLOWED_HOSTS
     const char *ca_file;            //  WEBHOOK_CA_FILE, NULL: the system's CAs
+    struct curl_slist *connect_to;  //  WEBHOOK_CONNECT_TO, as curl's CONNECT_TO
+                                    //  list, NULL: none (lives as long as
+                                    //  the process)
     const char *user_agent;         //  WEBHOOK_USER_AGENT
     int64_t grace_ms;               //  WEBHOOK_SHUTDOWN_GRACE_MS
     //  HTTP API

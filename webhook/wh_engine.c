@@ -553,6 +553,8 @@ s_start (wh_engine_t *self, delivery_t *d)
     curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_discard);
     curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, attempt->errbuf);
     curl_easy_setopt (easy, CURLOPT_PRIVATE, d);
+    if (config->connect_to)
+        curl_easy_setopt (easy, CURLOPT_CONNECT_TO, config->connect_to);
     if (config->ca_file)
         curl_easy_setopt (easy, CURLOPT_CAINFO, config->ca_file);
 
