@@ -37,6 +37,8 @@ const char *wh_config_help =
 "  WEBHOOK_HTTP_THREADS       HTTP server threads [8]\n"
 "  HEARTBEAT_INTERVAL_MS      heartbeat to the broker [1000]\n"
 "  HEARTBEAT_LIVENESS         missed heartbeats before reconnecting [3]\n"
+"  CURVE_SERVER_KEY           the broker's public CURVE key, when the mesh uses CURVE []\n"
+"  CURVE_CLIENT_CERT          this manager's secret CURVE certificate file []\n"
 "  LOG_LEVEL                  debug, info, warn, error [info]\n";
 
 int

@@ -1,5 +1,6 @@
 /*  wh_link.c - the webhook manager's BMW01 connection to the broker.  */
 #include "wh_link.h"
+#include "bm_curve.h"
 #include "bm_config.h"
 #include "bm_log.h"
 
@@ -59,7 +60,8 @@ s_connect (wh_link_t *self)
     //  queued is dropped and logged; the broker redelivers what it did not
     //  hear about (at least once).
     zsock_set_sndtimeo (self->dealer, 0);
-    if (zsock_connect (self->dealer, "%s", self->endpoint)) {
+    if (bm_curve_client_apply (self->dealer)
+    ||  zsock_connect (self->dealer, "%s", self->endpoint)) {
         zsock_destroy (&self->dealer);
         return -1;
     }
