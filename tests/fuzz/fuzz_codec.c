@@ -34,8 +34,12 @@ s_check_accessors (const msgpack_object *map)
 {
     for (uint32_t i = 0; i < map->via.map.size; i++) {
         const msgpack_object *key = &map->via.map.ptr [i].key;
-        if (key->type != MSGPACK_OBJECT_STR || key->via.str.size > 255
-        ||  memchr (key->via.str.ptr, 0, key->via.str.size))
+        //  Empty keys are skipped: msgpack-c leaves ptr NULL for a leading
+        //  empty string, and no component ever looks up the key "" (an
+        //  empty value under a named key always follows that key's bytes,
+        //  so its ptr is never NULL).
+        if (key->type != MSGPACK_OBJECT_STR || key->via.str.size == 0
+        ||  key->via.str.size > 255 || memchr (key->via.str.ptr, 0, key->via.str.size))
             continue;
         char name [256];
         memcpy (name, key->via.str.ptr, key->via.str.size);
