@@ -53,6 +53,10 @@
 //  Bodies of refused requests up to this size are read and dropped so the
 //  connection can stay open; larger ones close it.
 #define GW_DRAIN_MAX            (64 * 1024)
+//  Lingering close (s_linger): how long and how much of an unwanted body
+//  is read after the answer, so that the answer is not lost to a reset.
+#define GW_LINGER_MS            1000
+#define GW_LINGER_BYTES         (32 * 1024 * 1024)
 //  Largest single read of a request body (see s_read_body).
 #define GW_READ_STEP_MAX        (64 * 1024)
 //  Room for the list of bot types in an unknown_bot_type message.
@@ -333,6 +337,31 @@ s_drain (s_req_t *r)
     r->body_pending = false;
 }
 
+//  After answering a request whose body is still arriving (a 413 for a
+//  body past the limit, say), read and drop what comes for a moment before
+//  civetweb closes the socket: closing with unread bytes makes the kernel
+//  send a reset, which can reach the client before it has read our answer
+//  (Apache calls this a lingering close).  Not needed when the client
+//  waits for "100 Continue" that was never sent: it sends nothing.
+static void
+s_linger (s_req_t *r)
+{
+    if (!r->body_pending || r->expect_continue)
+        return;
+    char buf [8192];
+    size_t total = 0;
+    size_t step = 1;
+    int64_t deadline = bm_mono_ms () + GW_LINGER_MS;
+    while (total < GW_LINGER_BYTES && bm_mono_ms () < deadline) {
+        int n = mg_read (r->conn, buf, step);
+        if (n <= 0)
+            break;
+        total += (size_t) n;
+        if (step < sizeof buf)
+            step *= 2;
+    }
+}
+
 //  Write the whole response (status line, headers, body) with one write.
 //  extra holds more header lines, each ending in CRLF, or NULL.
 static void
@@ -370,6 +399,7 @@ s_send (s_req_t *r, int status, const char *content_type, const char *extra,
     mg_write (r->conn, buf, (size_t) n + (r->head ? 0 : size));
     if (buf != stack)
         free (buf);
+    s_linger (r);
 }
 
 //  Answer with a JSON value (takes the reference).
@@ -1258,7 +1288,20 @@ s_init_thread (const struct mg_context *ctx, int thread_type)
         return NULL;
     s_thread_t *thread = (s_thread_t *) zmalloc (sizeof (s_thread_t));
     thread->server = (gw_server_t *) mg_get_user_data (ctx);
-    s_thread_client (thread);       //  Connect now; retried per request if this failed
+    //  Connect now, and PING: sending waits (up to BROKER_CONNECT_TIMEOUT_MS)
+    //  for the connection, so when the broker is up this thread serves its
+    //  first request on a ready socket.  If the broker is down the socket
+    //  keeps reconnecting on its own; requests meanwhile get 503.
+    bm_client_t *client = s_thread_client (thread);
+    if (client) {
+        char *body;
+        size_t size;
+        s_pack_simple (client, NULL, &body, &size);
+        bm_msg_t *reply = bm_client_request (client, BM_PING, body, size,
+                                             (int) thread->server->config.connect_timeout_ms);
+        bm_msg_destroy (&reply);
+        free (body);
+    }
     return thread;
 }
 
