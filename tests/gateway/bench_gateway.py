@@ -68,8 +68,10 @@ def main():
                              capture_output=True, text=True, timeout=120).stdout.strip()
         log("broker alone, one job at a time (bm-bench latency):", out.splitlines()[-1])
 
+        cpu0 = cpu_seconds(g.pid)
         rps, p99, bad, _ = wrk(g.url + "/health", args.seconds, args.connections)
-        log("wrk GET /health: %.0f req/s, p99 %.2f ms, non-2xx %d" % (rps, p99, bad))
+        log("wrk GET /health: %.0f req/s, p99 %.2f ms, non-2xx %d, gateway CPU per request %.0f us"
+            % (rps, p99, bad, 1e6 * (cpu_seconds(g.pid) - cpu0) / (rps * args.seconds)))
         procs = [p for p in s.procs if p.alive()]
         before = {p.name: cpu_seconds(p.pid) for p in procs}
         rps, p99, bad, text = wrk(g.url + "/invoke", args.seconds, args.connections,
