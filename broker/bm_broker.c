@@ -124,6 +124,7 @@ struct _bm_broker_t {
     zactor_t *auth;             //  CURVE authenticator, or NULL
     zloop_t *loop;              //  The one loop
     bm_store_t *store;          //  Redis, or NULL
+    bm_msg_t *msg;              //  The message being handled (reused)
     bool recovered;             //  Queues rebuilt from Redis
     bool recovering;            //  Recovery reads in flight
     int recovery_pending;       //  HGETALLs not answered
@@ -199,17 +200,34 @@ typedef struct {
     msgpack_packer pk;
 } s_body_t;
 
+//  Bodies are built in buffers kept between messages: the broker is one
+//  thread, and a small pool covers the few bodies built at once.
+#define S_BODY_POOL 8
+static msgpack_sbuffer s_body_pool [S_BODY_POOL];
+static int s_body_pool_size = 0;
+
 static void
 s_body_init (s_body_t *body)
 {
-    msgpack_sbuffer_init (&body->sbuf);
+    if (s_body_pool_size > 0)
+        body->sbuf = s_body_pool [--s_body_pool_size];
+    else {
+        msgpack_sbuffer_init (&body->sbuf);
+        body->sbuf.data = (char *) malloc (4096);
+        body->sbuf.alloc = 4096;
+    }
+    body->sbuf.size = 0;
     msgpack_packer_init (&body->pk, &body->sbuf, msgpack_sbuffer_write);
 }
 
 static void
 s_body_free (s_body_t *body)
 {
-    msgpack_sbuffer_destroy (&body->sbuf);
+    //  Keep ordinary buffers; let big ones (a large payload) go.
+    if (s_body_pool_size < S_BODY_POOL && body->sbuf.alloc <= 65536)
+        s_body_pool [s_body_pool_size++] = body->sbuf;
+    else
+        msgpack_sbuffer_destroy (&body->sbuf);
 }
 
 //  Pack "req" if the request carried one; returns how many keys (0/1).
@@ -1377,7 +1395,17 @@ s_worker_release (bm_broker_t *self, worker_t *worker, const msgpack_object *bod
 static void
 s_handle_worker (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
 {
-    char *key = zframe_strhex (identity);
+    //  The worker table is keyed by the identity in hex (identities are
+    //  binary); built on the stack, as this runs for every worker message.
+    char key [2 * 256 + 1];
+    size_t id_size = zframe_size (identity) > 256 ? 256 : zframe_size (identity);
+    static const char hex [] = "0123456789ABCDEF";
+    const byte *id = zframe_data (identity);
+    for (size_t i = 0; i < id_size; i++) {
+        key [2 * i] = hex [id [i] >> 4];
+        key [2 * i + 1] = hex [id [i] & 15];
+    }
+    key [2 * id_size] = 0;
     worker_t *worker = (worker_t *) zhashx_lookup (self->workers, key);
     int command = bm_msg_command (msg);
     const msgpack_object *body = bm_msg_body (msg);
@@ -1412,7 +1440,6 @@ s_handle_worker (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
         bm_series_inc (bm_metric_series (self->mf_frames, "bad_command"));
         s_send_worker_simple (self, identity, BM_NACK, "bad_command", "unknown worker command");
     }
-    free (key);
 }
 
 //  --------------------------------------------------------------------------
@@ -2086,50 +2113,82 @@ s_handle_client (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
 //  --------------------------------------------------------------------------
 //  The socket
 
+//  Receive one message's frames (up to 5) without building a zmsg.  Returns
+//  the number of frames, 0 when nothing is waiting; extra frames past 5 are
+//  read and dropped (the count says 6).
+static int
+s_recv_frames (void *router, zmq_msg_t *frames, int max)
+{
+    int count = 0;
+    while (true) {
+        zmq_msg_t *frame = &frames [count < max ? count : max - 1];
+        if (count >= max)
+            zmq_msg_close (frame);
+        zmq_msg_init (frame);
+        if (zmq_msg_recv (frame, router, ZMQ_DONTWAIT) == -1) {
+            zmq_msg_close (frame);
+            return count;
+        }
+        count++;
+        if (!zmq_msg_more (frame))
+            return count;
+    }
+}
+
+static void
+s_handle_frames (bm_broker_t *self, zmq_msg_t *frames, int count)
+{
+    const char *code = NULL;
+    char reason [160];
+    zframe_t *identity = zframe_new (zmq_msg_data (&frames [0]), zmq_msg_size (&frames [0]));
+    int rc = -1;
+    if (count == 4)
+        rc = bm_msg_parse (self->msg,
+                           zmq_msg_data (&frames [1]), zmq_msg_size (&frames [1]),
+                           zmq_msg_data (&frames [2]), zmq_msg_size (&frames [2]),
+                           zmq_msg_data (&frames [3]), zmq_msg_size (&frames [3]),
+                           (size_t) self->config.max_frame, &code, reason, sizeof reason);
+    else {
+        code = "bad_frame";
+        snprintf (reason, sizeof reason, "a message must have exactly 3 frames");
+    }
+    if (rc) {
+        bm_series_inc (bm_metric_series (self->mf_frames, code));
+        //  Answer in the peer's own language when we can tell it: "BMW"
+        //  and any version is a worker's, which gets a NACK.
+        bool worker = count > 1 && zmq_msg_size (&frames [1]) >= 3
+                   && memcmp (zmq_msg_data (&frames [1]), "BMW", 3) == 0;
+        bm_warn (NULL, "rejected a frame from a %s: %s (%s)",
+                 worker ? "worker" : "client", code, reason);
+        if (worker)
+            s_send_worker_simple (self, identity, BM_NACK, code, reason);
+        else
+            s_reject (self, identity, NULL, code, reason);
+    }
+    else
+    if (bm_msg_peer (self->msg) == BM_PEER_WORKER)
+        s_handle_worker (self, identity, self->msg);
+    else
+        s_handle_client (self, identity, self->msg);
+    zframe_destroy (&identity);
+}
+
 static int
 s_router_handler (zloop_t *loop, zsock_t *router, void *arg)
 {
     (void) loop;
     bm_broker_t *self = (bm_broker_t *) arg;
+    void *handle = zsock_resolve (router);
     //  Drain up to a batch per loop turn, so the Redis writes of many
     //  SUBMITs leave in one pipeline.
-    for (int i = 0; i < 512 && (zsock_events (router) & ZMQ_POLLIN); i++) {
-        zmsg_t *frames = zmsg_recv (router);
-        if (!frames)
+    for (int i = 0; i < 512; i++) {
+        zmq_msg_t frames [5];
+        int count = s_recv_frames (handle, frames, 5);
+        if (count == 0)
             break;
-        zframe_t *identity = zmsg_pop (frames);
-        const char *code = NULL;
-        char reason [160];
-        bm_msg_t *msg = identity
-                      ? bm_msg_decode (frames, (size_t) self->config.max_frame, &code,
-                                       reason, sizeof reason)
-                      : NULL;
-        if (!identity) {
-            zmsg_destroy (&frames);
-            continue;
-        }
-        if (!msg) {
-            bm_series_inc (bm_metric_series (self->mf_frames, code));
-            //  Answer in the peer's own language when we can tell it.
-            zframe_t *header = zmsg_first (frames);
-            //  "BMW" + any version is a worker's: it gets a NACK.
-            bool worker = header && zframe_size (header) >= 3
-                       && memcmp (zframe_data (header), "BMW", 3) == 0;
-            bm_warn (NULL, "rejected a frame from a %s: %s (%s)",
-                     worker ? "worker" : "client", code, reason);
-            if (worker)
-                s_send_worker_simple (self, identity, BM_NACK, code, reason);
-            else
-                s_reject (self, identity, NULL, code, reason);
-        }
-        else
-        if (bm_msg_peer (msg) == BM_PEER_WORKER)
-            s_handle_worker (self, identity, msg);
-        else
-            s_handle_client (self, identity, msg);
-        bm_msg_destroy (&msg);
-        zframe_destroy (&identity);
-        zmsg_destroy (&frames);
+        s_handle_frames (self, frames, count > 5 ? 5 : count);
+        for (int j = 0; j < (count > 5 ? 5 : count); j++)
+            zmq_msg_close (&frames [j]);
     }
     return 0;
 }
@@ -2602,6 +2661,7 @@ bm_broker_new (const bm_broker_config_t *config)
     self->idem_order = zlistx_new ();
     zlistx_set_destructor (self->idem_order, s_free_str);
     self->started_mono = bm_mono_ms ();
+    self->msg = bm_msg_new ();
     snprintf (self->instance, sizeof self->instance, "%04x",
               (unsigned) (((unsigned) getpid () * 2654435761u) ^ (unsigned) bm_now_ms ()) & 0xffff);
     if (s_load_type_settings (self)) {
@@ -2672,6 +2732,7 @@ bm_broker_destroy (bm_broker_t **self_p)
         zhashx_destroy (&self->idem);
         zlistx_destroy (&self->idem_order);
         bm_metrics_destroy (&self->metrics);
+        bm_msg_destroy (&self->msg);
         free (self);
         *self_p = NULL;
     }

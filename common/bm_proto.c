@@ -8,6 +8,7 @@ struct _bm_msg_t {
     int command;                //  Command byte
     char *data;                 //  Our copy of the body bytes; strings in
                                 //  body point into it
+    size_t capacity;            //  Bytes allocated at data
     msgpack_zone zone;          //  Holds the decoded objects
     msgpack_object body;        //  The body, always a map
 };
@@ -118,45 +119,79 @@ s_fail (const char **code, const char *what, char *reason, size_t reason_size,
 }
 
 bm_msg_t *
-bm_msg_decode_raw (const void *header, size_t header_size,
-                   const void *command, size_t command_size,
-                   const void *body, size_t body_size, size_t max_frame,
-                   const char **code, char *reason, size_t reason_size)
+bm_msg_new (void)
+{
+    bm_msg_t *self = (bm_msg_t *) zmalloc (sizeof (bm_msg_t));
+    msgpack_zone_init (&self->zone, 2048);
+    return self;
+}
+
+int
+bm_msg_parse (bm_msg_t *self, const void *header, size_t header_size,
+              const void *command, size_t command_size,
+              const void *body, size_t body_size, size_t max_frame,
+              const char **code, char *reason, size_t reason_size)
 {
     bm_peer_t peer;
+    msgpack_zone_clear (&self->zone);
+    self->body.type = MSGPACK_OBJECT_NIL;
     if (header_size == BM_HEADER_LEN && memcmp (header, BM_CLIENT_HEADER, BM_HEADER_LEN) == 0)
         peer = BM_PEER_CLIENT;
     else
     if (header_size == BM_HEADER_LEN && memcmp (header, BM_WORKER_HEADER, BM_HEADER_LEN) == 0)
         peer = BM_PEER_WORKER;
-    else
-        return s_fail (code, "bad_header", reason, reason_size,
-                       "frame 0 must be the protocol header BMC01 or BMW01");
-    if (command_size != 1)
-        return s_fail (code, "bad_command", reason, reason_size,
-                       "frame 1 must be one command byte");
-    if (body_size > max_frame)
-        return s_fail (code, "bad_frame", reason, reason_size,
-                       "frame 2 is larger than the maximum frame size");
-    if (body_size == 0 || bm_msgpack_check ((const char *) body, body_size))
-        return s_fail (code, "bad_frame", reason, reason_size,
-                       "frame 2 is not one well-formed msgpack object");
-
-    bm_msg_t *self = (bm_msg_t *) zmalloc (sizeof (bm_msg_t));
+    else {
+        s_fail (code, "bad_header", reason, reason_size,
+                "frame 0 must be the protocol header BMC01 or BMW01");
+        return -1;
+    }
+    if (command_size != 1) {
+        s_fail (code, "bad_command", reason, reason_size, "frame 1 must be one command byte");
+        return -1;
+    }
+    if (body_size > max_frame) {
+        s_fail (code, "bad_frame", reason, reason_size,
+                "frame 2 is larger than the maximum frame size");
+        return -1;
+    }
+    if (body_size == 0 || bm_msgpack_check ((const char *) body, body_size)) {
+        s_fail (code, "bad_frame", reason, reason_size,
+                "frame 2 is not one well-formed msgpack object");
+        return -1;
+    }
+    if (body_size > self->capacity) {
+        free (self->data);
+        self->capacity = body_size < 4096 ? 4096 : body_size;
+        self->data = (char *) malloc (self->capacity);
+    }
+    memcpy (self->data, body, body_size);
     self->peer = peer;
     self->command = *(const unsigned char *) command;
-    self->data = (char *) malloc (body_size);
-    memcpy (self->data, body, body_size);
-    msgpack_zone_init (&self->zone, 1024);
     size_t offset = 0;
     msgpack_unpack_return rc = msgpack_unpack (self->data, body_size, &offset,
                                                &self->zone, &self->body);
     if (rc != MSGPACK_UNPACK_SUCCESS || self->body.type != MSGPACK_OBJECT_MAP) {
+        s_fail (code, "bad_frame", reason, reason_size,
+                rc == MSGPACK_UNPACK_SUCCESS
+                ? "frame 2 must be a msgpack map"
+                : "frame 2 could not be decoded (nested too deeply?)");
+        self->body.type = MSGPACK_OBJECT_NIL;
+        return -1;
+    }
+    return 0;
+}
+
+bm_msg_t *
+bm_msg_decode_raw (const void *header, size_t header_size,
+                   const void *command, size_t command_size,
+                   const void *body, size_t body_size, size_t max_frame,
+                   const char **code, char *reason, size_t reason_size)
+{
+    bm_msg_t *self = bm_msg_new ();
+    if (bm_msg_parse (self, header, header_size, command, command_size, body, body_size,
+                      max_frame, code, reason, reason_size)) {
         bm_msg_destroy (&self);
-        return s_fail (code, "bad_frame", reason, reason_size,
-                       rc == MSGPACK_UNPACK_SUCCESS
-                       ? "frame 2 must be a msgpack map"
-                       : "frame 2 could not be decoded (nested too deeply?)");
+        return NULL;
     }
     return self;
 }
@@ -355,17 +390,29 @@ bm_msg_build (const char *header, int command, const char *body, size_t size)
 }
 
 int
+bm_msg_send_to (zsock_t *sock, const void *identity, size_t identity_size,
+                const char *header, int command, const char *body, size_t size)
+{
+    void *handle = zsock_resolve (sock);
+    unsigned char byte = (unsigned char) command;
+    //  ZeroMQ sends the parts of a message all or none: a failure on the
+    //  first part means nothing went out.
+    if (identity && zmq_send (handle, identity, identity_size, ZMQ_SNDMORE) == -1)
+        return -1;
+    if (zmq_send (handle, header, BM_HEADER_LEN, ZMQ_SNDMORE) == -1
+    ||  zmq_send (handle, &byte, 1, ZMQ_SNDMORE) == -1
+    ||  zmq_send (handle, body, size, 0) == -1)
+        return -1;
+    return 0;
+}
+
+int
 bm_msg_send (zsock_t *sock, zframe_t *identity, const char *header,
              int command, const char *body, size_t size)
 {
-    zmsg_t *msg = bm_msg_build (header, command, body, size);
-    if (identity)
-        zmsg_prepend (msg, &(zframe_t *) { zframe_dup (identity) });
-    if (zmsg_send (&msg, sock)) {
-        zmsg_destroy (&msg);
-        return -1;
-    }
-    return 0;
+    return bm_msg_send_to (sock, identity ? zframe_data (identity) : NULL,
+                           identity ? zframe_size (identity) : 0,
+                           header, command, body, size);
 }
 
 const char *

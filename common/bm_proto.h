@@ -81,6 +81,16 @@ bm_msg_t *bm_msg_decode_raw (const void *header, size_t header_size,
                              const char **code, char *reason, size_t reason_size);
 
 void bm_msg_destroy (bm_msg_t **self_p);
+
+//  For hot loops: one message object, parsed into again and again; its
+//  buffer and msgpack zone are kept between messages (no allocation per
+//  message once warm).  bm_msg_parse returns 0, or -1 with *code and reason
+//  set as bm_msg_decode does; after -1 the message holds nothing.
+bm_msg_t *bm_msg_new (void);
+int bm_msg_parse (bm_msg_t *self, const void *header, size_t header_size,
+                  const void *command, size_t command_size,
+                  const void *body, size_t body_size, size_t max_frame,
+                  const char **code, char *reason, size_t reason_size);
 bm_peer_t bm_msg_peer (const bm_msg_t *self);
 int bm_msg_command (const bm_msg_t *self);
 const msgpack_object *bm_msg_body (const bm_msg_t *self);
@@ -115,9 +125,12 @@ void bm_pack_kv_bool (msgpack_packer *pk, const char *key, bool value);
 zmsg_t *bm_msg_build (const char *header, int command, const char *body, size_t size);
 
 //  Send a message on a DEALER (no identity) or, when identity is not NULL,
-//  on the ROUTER to that peer.  Returns 0 or -1.
+//  on the ROUTER to that peer.  Returns 0 or -1.  Sends straight with
+//  zmq_send: no zmsg or zframe is built.
 int bm_msg_send (zsock_t *sock, zframe_t *identity, const char *header,
                  int command, const char *body, size_t size);
+int bm_msg_send_to (zsock_t *sock, const void *identity, size_t identity_size,
+                    const char *header, int command, const char *body, size_t size);
 
 //  A name for a command, for logs ("SUBMIT", "DONE", "0x7f").
 const char *bm_command_name (bm_peer_t peer, int command);
