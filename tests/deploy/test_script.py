@@ -42,6 +42,7 @@ class Env:
             "BOTMESH_ENV_FILE": self.envfile,
             "BOTMESH_REDIS_PORT": str(self.ports["redis"]),
             "BOTMESH_WORKER_ARGS": "--simulate",
+            "SIM_DURATION_MS": "10-50",
             "BOTMESH_UP_TIMEOUT": "60",
             "BOTMESH_STOP_TIMEOUT": "30",
             "BROKER_ENDPOINT": "tcp://127.0.0.1:%d" % self.ports["broker"],
@@ -50,7 +51,12 @@ class Env:
             # In the environment and in the env file: the environment wins.
             "API_GATEWAY_PORT": str(self.ports["gw"]),
         })
+        # The env file is env.example as a user copies it (cp env.example
+        # .env), with two edits and a few lines of other shapes at the end.
+        example = open(os.path.join(d.ROOT, "env.example")).read().splitlines()
+        example = [l for l in example if not l.startswith(("API_GATEWAY_PORT=", "MOCK_WEBHOOK_PORT="))]
         with open(self.envfile, "w") as f:
+            f.write("\n".join(example) + "\n")
             f.write("# written by deploy.script\n"
                     "API_GATEWAY_PORT=%d\n"
                     "export MOCK_WEBHOOK_PORT='%d'\n"
@@ -159,6 +165,17 @@ def run_stack(e, have_gw):
         st, _, body = http("GET", gw + "/health")
         check(st == 200, "the gateway listens on API_GATEWAY_PORT from the environment, not the env file",
               st, body)
+        # The curl example up prints works as printed.
+        lines = p.stdout.split("Try it:\n", 1)[1].splitlines()
+        cmd = []
+        for l in lines:
+            cmd.append(l)
+            if not l.rstrip().endswith("\\"):
+                break
+        out = subprocess.run(["bash", "-c", "\n".join(cmd)], capture_output=True, text=True, timeout=30)
+        job = json.loads(out.stdout or "{}").get("jobId")
+        check(out.returncode == 0 and job, "the printed curl example answers a jobId", cmd, out.stdout, out.stderr)
+        printed_job = job
     if d.binary("botmesh-mock"):
         st, _, _ = http("GET", "http://127.0.0.1:%d/health" % e.ports["mock"])
         check(st == 200, "the mock listens on MOCK_WEBHOOK_PORT from the env file", st)
@@ -205,6 +222,17 @@ def run_stack(e, have_gw):
         if d.binary("botmesh-webhook") and d.binary("botmesh-mock"):
             wait_until(lambda: (http("GET", "%s/job/%s" % (gw, job))[2].get("webhook") or {}).get("state")
                        == "delivered", 30, "the webhook to localhost (allowed by up) to be delivered")
+            # The seed's example verbatim: http://mock-webhook:5000 reaches the
+            # local mock (up sets WEBHOOK_CONNECT_TO), as in Docker Compose.
+            st, _, body = http("POST", gw + "/invoke", {
+                "botType": "node", "payload": {"action": "process_api", "endpoint": "/users"},
+                "webhookUrl": "http://mock-webhook:5000", "priority": 2})
+            check(st == 202, "the seed's node example is accepted", st, body)
+            wait_until(lambda: (http("GET", "%s/job/%s" % (gw, body["jobId"]))[2].get("webhook") or {})
+                       .get("state") == "delivered", 30,
+                       "the seed's webhookUrl http://mock-webhook:5000 to be delivered to the local mock")
+            wait_until(lambda: (http("GET", "%s/job/%s" % (gw, printed_job))[2].get("webhook") or {})
+                       .get("state") == "delivered", 30, "the printed example's job and webhook to complete")
         p = e.run("invoke", "python", "{not json")
         check(p.returncode != 0 and "not valid JSON" in p.stderr, "invoke rejects a bad payload", show(p))
 
