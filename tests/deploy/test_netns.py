@@ -10,6 +10,7 @@ iproute2's `ip netns`; otherwise the test prints SKIP and exits 77.
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -42,6 +43,13 @@ def setup():
     p = ip("netns", "add", NS_BROKER, check_rc=False)
     if p.returncode != 0:
         d.skip("network namespaces are unavailable here: %s" % p.stderr.strip())
+    # Namespaces left by an earlier run that was killed (its pid is gone).
+    for line in ip("netns", "list").stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        m = re.fullmatch(r"bm[bw](\d+)", name)
+        if m and int(m.group(1)) != PID and not os.path.exists("/proc/%s" % m.group(1)):
+            ip("netns", "del", name, check_rc=False)
+            log("removed stale namespace %s" % name)
     ip("netns", "add", NS_WORKERS)
     ip("link", "add", VETH_B, "type", "veth", "peer", "name", VETH_W)
     ip("link", "set", VETH_B, "netns", NS_BROKER)
