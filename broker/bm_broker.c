@@ -69,6 +69,7 @@ typedef struct {
     char *parent;               //  For a delivery job: the job it delivers
     zframe_t *notify;           //  Client to send RESULT to, or NULL
     bool durable;               //  Redis confirmed the SUBMIT write
+    bool confirming;            //  Terminal write sent, not yet confirmed
     void *finished_handle;      //  In broker->finished, when terminal
     void *recent_handle;        //  In broker->recent
 } job_t;
@@ -118,12 +119,33 @@ typedef struct {
     int64_t expires;            //  Epoch ms
 } s_idem_t;
 
+//  A callback waiting for a write to be confirmed.
+typedef struct {
+    void (*fn) (redisReply *reply, void *arg);
+    void *arg;
+} s_waiter_t;
+
+//  The live set's changes over one loop turn, written as one ZADD and one
+//  ZREM when the store flushes (two commands a turn instead of two a job).
+typedef struct {
+    char *add_ids;              //  Ids to add, each BM_MAX_ID_LEN + 16 bytes
+    int64_t *add_seqs;          //  Their scores
+    size_t adds, add_alloc;
+    s_waiter_t *waiters;        //  SUBMITs acknowledged once the ZADD lands
+    size_t waiting, waiter_alloc;
+    char *rem_ids;              //  Ids to remove
+    size_t rems, rem_alloc;
+} s_live_t;
+
+#define S_ID_SLOT (BM_MAX_ID_LEN + 16)
+
 struct _bm_broker_t {
     bm_broker_config_t config;  //  Settings
     zsock_t *router;            //  The one socket
     zactor_t *auth;             //  CURVE authenticator, or NULL
     zloop_t *loop;              //  The one loop
     bm_store_t *store;          //  Redis, or NULL
+    s_live_t live;              //  Live-set changes of this loop turn
     bm_msg_t *msg;              //  The message being handled (reused)
     bool recovered;             //  Queues rebuilt from Redis
     bool recovering;            //  Recovery reads in flight
@@ -452,27 +474,47 @@ s_arg_str (s_cmd_t *cmd, const char *str)
     s_arg (cmd, str, strlen (str));
 }
 
+//  Integers as decimal text, without snprintf (this runs ~20 times a job).
 static void
 s_arg_int (s_cmd_t *cmd, int64_t value)
 {
     if (cmd->argc < S_MAX_ARGS) {
-        int n = snprintf (cmd->scratch [cmd->argc], 24, "%" PRId64, value);
-        s_arg (cmd, cmd->scratch [cmd->argc], n);
+        char *buf = cmd->scratch [cmd->argc];
+        char *end = buf + 24, *p = end;
+        uint64_t magnitude = value < 0 ? (uint64_t) 0 - (uint64_t) value : (uint64_t) value;
+        do {
+            *--p = (char) ('0' + magnitude % 10);
+            magnitude /= 10;
+        } while (magnitude);
+        if (value < 0)
+            *--p = '-';
+        s_arg (cmd, p, (size_t) (end - p));
     }
 }
 
+//  "<prefix>{bm}:<what><id>"
 static void
 s_cmd_start (bm_broker_t *self, s_cmd_t *cmd, const char *verb, const char *what, const char *id)
 {
     cmd->argc = 0;
-    snprintf (cmd->key, sizeof cmd->key, "%s{bm}:%s%s", self->config.redis_prefix, what, id ? id : "");
+    size_t prefix = strlen (self->config.redis_prefix), w = strlen (what);
+    size_t i = id ? strlen (id) : 0;
+    if (prefix + 5 + w + i >= sizeof cmd->key)
+        i = w = 0;      //  Cannot happen with valid ids and our prefixes
+    char *p = cmd->key;
+    memcpy (p, self->config.redis_prefix, prefix); p += prefix;
+    memcpy (p, "{bm}:", 5); p += 5;
+    memcpy (p, what, w); p += w;
+    memcpy (p, id, i); p += i;
+    *p = 0;
     s_arg_str (cmd, verb);
-    s_arg_str (cmd, cmd->key);
+    s_arg (cmd, cmd->key, (size_t) (p - cmd->key));
 }
 
 //  A reply standing for "OK" when the broker runs without Redis.
 static redisReply s_ok_reply = { .type = REDIS_REPLY_STATUS, .str = "OK", .len = 2 };
 
+//  A write, in this loop turn's group (bm_store_write).
 static void
 s_issue (bm_broker_t *self, s_cmd_t *cmd, bool retry, bm_store_fn *fn, void *arg)
 {
@@ -481,9 +523,121 @@ s_issue (bm_broker_t *self, s_cmd_t *cmd, bool retry, bm_store_fn *fn, void *arg
             fn (&s_ok_reply, arg);
         return;
     }
-    if (bm_store_command (self->store, retry, fn, arg, cmd->argc, cmd->argv, cmd->len)) {
+    if (bm_store_write (self->store, retry, fn, arg, cmd->argc, cmd->argv, cmd->len)) {
         if (fn)
             fn (NULL, arg);
+    }
+}
+
+//  A read: fn gets Redis's reply, or NULL when Redis is away.
+static void
+s_query (bm_broker_t *self, s_cmd_t *cmd, bm_store_fn *fn, void *arg)
+{
+    if (!self->store
+    ||  bm_store_query (self->store, fn, arg, cmd->argc, cmd->argv, cmd->len))
+        fn (NULL, arg);
+}
+
+//  Queue a job for this turn's ZADD; fn (if any) is called when it lands.
+static void
+s_live_add (bm_broker_t *self, const job_t *job, bm_store_fn *fn, void *arg)
+{
+    s_live_t *live = &self->live;
+    if (live->adds == live->add_alloc) {
+        live->add_alloc = live->add_alloc ? live->add_alloc * 2 : 256;
+        live->add_ids = (char *) realloc (live->add_ids, live->add_alloc * S_ID_SLOT);
+        live->add_seqs = (int64_t *) realloc (live->add_seqs, live->add_alloc * sizeof (int64_t));
+    }
+    snprintf (live->add_ids + live->adds * S_ID_SLOT, S_ID_SLOT, "%s", job->id);
+    live->add_seqs [live->adds++] = job->seq;
+    if (fn) {
+        if (live->waiting == live->waiter_alloc) {
+            live->waiter_alloc = live->waiter_alloc ? live->waiter_alloc * 2 : 256;
+            live->waiters = (s_waiter_t *) realloc (live->waiters,
+                                                    live->waiter_alloc * sizeof (s_waiter_t));
+        }
+        live->waiters [live->waiting++] = (s_waiter_t) { fn, arg };
+    }
+}
+
+static void
+s_live_remove (bm_broker_t *self, const char *id)
+{
+    s_live_t *live = &self->live;
+    if (live->rems == live->rem_alloc) {
+        live->rem_alloc = live->rem_alloc ? live->rem_alloc * 2 : 256;
+        live->rem_ids = (char *) realloc (live->rem_ids, live->rem_alloc * S_ID_SLOT);
+    }
+    snprintf (live->rem_ids + live->rems++ * S_ID_SLOT, S_ID_SLOT, "%s", id);
+}
+
+typedef struct {
+    s_waiter_t *waiters;
+    size_t count;
+} s_waiters_t;
+
+static void
+s_on_live_added (redisReply *reply, void *arg)
+{
+    s_waiters_t *batch = (s_waiters_t *) arg;
+    for (size_t i = 0; i < batch->count; i++)
+        batch->waiters [i].fn (reply, batch->waiters [i].arg);
+    free (batch->waiters);
+    free (batch);
+}
+
+//  The store's flush hook: this turn's live-set changes as one ZADD and one
+//  ZREM, ahead of the flush that sends them.
+static void
+s_live_flush (void *arg)
+{
+    bm_broker_t *self = (bm_broker_t *) arg;
+    s_live_t *live = &self->live;
+    if (live->adds) {
+        size_t argc = 2 + 2 * live->adds;
+        const char **argv = (const char **) malloc (argc * sizeof (char *));
+        size_t *lens = (size_t *) malloc (argc * sizeof (size_t));
+        char (*scores) [24] = malloc (live->adds * 24);
+        char key [256];
+        snprintf (key, sizeof key, "%s{bm}:live", self->config.redis_prefix);
+        argv [0] = "ZADD"; lens [0] = 4;
+        argv [1] = key; lens [1] = strlen (key);
+        for (size_t i = 0; i < live->adds; i++) {
+            int n = snprintf (scores [i], 24, "%" PRId64, live->add_seqs [i]);
+            argv [2 + 2 * i] = scores [i];
+            lens [2 + 2 * i] = (size_t) n;
+            argv [3 + 2 * i] = live->add_ids + i * S_ID_SLOT;
+            lens [3 + 2 * i] = strlen (argv [3 + 2 * i]);
+        }
+        s_waiters_t *batch = (s_waiters_t *) zmalloc (sizeof (s_waiters_t));
+        batch->waiters = live->waiters;
+        batch->count = live->waiting;
+        live->waiters = NULL;
+        live->waiting = live->waiter_alloc = 0;
+        //  Durable: a SUBMIT waits for it, and a re-sent ZADD is harmless.
+        if (bm_store_write (self->store, true, s_on_live_added, batch, (int) argc, argv, lens))
+            s_on_live_added (NULL, batch);
+        free (argv);
+        free (lens);
+        free (scores);
+        live->adds = 0;
+    }
+    if (live->rems) {
+        size_t argc = 2 + live->rems;
+        const char **argv = (const char **) malloc (argc * sizeof (char *));
+        size_t *lens = (size_t *) malloc (argc * sizeof (size_t));
+        char key [256];
+        snprintf (key, sizeof key, "%s{bm}:live", self->config.redis_prefix);
+        argv [0] = "ZREM"; lens [0] = 4;
+        argv [1] = key; lens [1] = strlen (key);
+        for (size_t i = 0; i < live->rems; i++) {
+            argv [2 + i] = live->rem_ids + i * S_ID_SLOT;
+            lens [2 + i] = strlen (argv [2 + i]);
+        }
+        bm_store_write (self->store, true, NULL, NULL, (int) argc, argv, lens);
+        free (argv);
+        free (lens);
+        live->rems = 0;
     }
 }
 
@@ -491,40 +645,48 @@ s_issue (bm_broker_t *self, s_cmd_t *cmd, bool retry, bm_store_fn *fn, void *arg
 static void
 s_persist_full (bm_broker_t *self, job_t *job, bool retry, bm_store_fn *fn, void *arg)
 {
-    s_cmd_t cmd;
-    s_cmd_start (self, &cmd, "HSET", "job:", job->id);
-    s_arg_str (&cmd, "jobId");          s_arg_str (&cmd, job->id);
-    s_arg_str (&cmd, "botType");        s_arg_str (&cmd, job->service->name);
-    s_arg_str (&cmd, "state");          s_arg_str (&cmd, s_state_names [job->state]);
-    s_arg_str (&cmd, "priority");       s_arg_int (&cmd, job->priority);
-    s_arg_str (&cmd, "seq");            s_arg_int (&cmd, job->seq);
-    s_arg_str (&cmd, "attempts");       s_arg_int (&cmd, job->attempts);
-    s_arg_str (&cmd, "maxAttempts");    s_arg_int (&cmd, job->max_attempts);
-    s_arg_str (&cmd, "timeoutMs");      s_arg_int (&cmd, job->timeout_ms);
-    s_arg_str (&cmd, "progress");       s_arg_int (&cmd, job->progress);
-    s_arg_str (&cmd, "createdAt");      s_arg_int (&cmd, job->created_at);
-    s_arg_str (&cmd, "payload");        s_arg (&cmd, job->payload, job->payload_size);
+    s_cmd_t hset [1];
+    s_cmd_start (self, hset, "HSET", "job:", job->id);
+    s_arg_str (hset, "jobId");          s_arg_str (hset, job->id);
+    s_arg_str (hset, "botType");        s_arg_str (hset, job->service->name);
+    s_arg_str (hset, "state");          s_arg_str (hset, s_state_names [job->state]);
+    s_arg_str (hset, "priority");       s_arg_int (hset, job->priority);
+    s_arg_str (hset, "seq");            s_arg_int (hset, job->seq);
+    s_arg_str (hset, "attempts");       s_arg_int (hset, job->attempts);
+    s_arg_str (hset, "maxAttempts");    s_arg_int (hset, job->max_attempts);
+    s_arg_str (hset, "timeoutMs");      s_arg_int (hset, job->timeout_ms);
+    s_arg_str (hset, "progress");       s_arg_int (hset, job->progress);
+    s_arg_str (hset, "createdAt");      s_arg_int (hset, job->created_at);
+    s_arg_str (hset, "payload");        s_arg (hset, job->payload, job->payload_size);
     if (job->webhook_url) {
-        s_arg_str (&cmd, "webhookUrl"); s_arg_str (&cmd, job->webhook_url);
+        s_arg_str (hset, "webhookUrl"); s_arg_str (hset, job->webhook_url);
     }
     if (job->idem_key) {
-        s_arg_str (&cmd, "idempotencyKey"); s_arg_str (&cmd, job->idem_key);
+        s_arg_str (hset, "idempotencyKey"); s_arg_str (hset, job->idem_key);
     }
     if (job->parent) {
-        s_arg_str (&cmd, "parent");     s_arg_str (&cmd, job->parent);
+        s_arg_str (hset, "parent");     s_arg_str (hset, job->parent);
     }
     if (job->deliveries) {
-        s_arg_str (&cmd, "deliveries"); s_arg_int (&cmd, job->deliveries);
+        s_arg_str (hset, "deliveries"); s_arg_int (hset, job->deliveries);
     }
     if (job->wh) {
-        s_arg_str (&cmd, "webhook");    s_arg (&cmd, job->wh, job->wh_size);
+        s_arg_str (hset, "webhook");    s_arg (hset, job->wh, job->wh_size);
     }
-    s_issue (self, &cmd, retry, NULL, NULL);
-    //  The live set lists every job that is not terminal (recovery reads it).
-    s_cmd_start (self, &cmd, "ZADD", "live", NULL);
-    s_arg_int (&cmd, job->seq);
-    s_arg_str (&cmd, job->id);
-    s_issue (self, &cmd, retry, fn, arg);
+    if (!self->store) {
+        if (fn)
+            fn (&s_ok_reply, arg);
+        return;
+    }
+    if (!retry && !bm_store_up (self->store)) {
+        if (fn)
+            fn (NULL, arg);
+        return;
+    }
+    s_issue (self, hset, retry, NULL, NULL);
+    //  The live set lists every job that is not terminal (recovery reads
+    //  it).  The ZADD goes out with this turn's others; fn waits for it.
+    s_live_add (self, job, fn, arg);
 }
 
 //  A state change: HSET the fields that change with it.
@@ -561,41 +723,40 @@ s_persist_terminal (bm_broker_t *self, job_t *job)
     s_job_ref_t *ref = (s_job_ref_t *) zmalloc (sizeof (s_job_ref_t));
     ref->broker = self;
     snprintf (ref->id, sizeof ref->id, "%s", job->id);
+    job->confirming = true;
     if (!self->store) {
         s_on_terminal_durable (&s_ok_reply, ref);
         return;
     }
-    s_cmd_t cmd;
-    s_cmd_start (self, &cmd, "HSET", "job:", job->id);
-    s_arg_str (&cmd, "state");      s_arg_str (&cmd, s_state_names [job->state]);
-    s_arg_str (&cmd, "attempts");   s_arg_int (&cmd, job->attempts);
-    s_arg_str (&cmd, "progress");   s_arg_int (&cmd, job->progress);
-    s_arg_str (&cmd, "finishedAt"); s_arg_int (&cmd, job->finished_at);
+    s_cmd_t hset [1], expire [1];
+    s_cmd_start (self, hset, "HSET", "job:", job->id);
+    s_arg_str (hset, "state");      s_arg_str (hset, s_state_names [job->state]);
+    s_arg_str (hset, "attempts");   s_arg_int (hset, job->attempts);
+    s_arg_str (hset, "progress");   s_arg_int (hset, job->progress);
+    s_arg_str (hset, "finishedAt"); s_arg_int (hset, job->finished_at);
     if (job->started_at) {
-        s_arg_str (&cmd, "startedAt");  s_arg_int (&cmd, job->started_at);
+        s_arg_str (hset, "startedAt");  s_arg_int (hset, job->started_at);
     }
     if (job->worker_name) {
-        s_arg_str (&cmd, "worker");     s_arg_str (&cmd, job->worker_name);
+        s_arg_str (hset, "worker");     s_arg_str (hset, job->worker_name);
     }
     if (job->result) {
-        s_arg_str (&cmd, "result");     s_arg (&cmd, job->result, job->result_size);
+        s_arg_str (hset, "result");     s_arg (hset, job->result, job->result_size);
     }
     if (job->error_code) {
-        s_arg_str (&cmd, "errorCode");  s_arg_str (&cmd, job->error_code);
-        s_arg_str (&cmd, "errorMessage");
-        s_arg_str (&cmd, job->error_message ? job->error_message : "");
+        s_arg_str (hset, "errorCode");  s_arg_str (hset, job->error_code);
+        s_arg_str (hset, "errorMessage");
+        s_arg_str (hset, job->error_message ? job->error_message : "");
     }
     if (job->deliveries) {
-        s_arg_str (&cmd, "deliveries"); s_arg_int (&cmd, job->deliveries);
+        s_arg_str (hset, "deliveries"); s_arg_int (hset, job->deliveries);
     }
-    s_issue (self, &cmd, true, NULL, NULL);
-    s_cmd_start (self, &cmd, "PEXPIRE", "job:", job->id);
-    s_arg_int (&cmd, 1000 * (job->state == JOB_COMPLETED
-                             ? self->config.completed_ttl_s : self->config.failed_ttl_s));
-    s_issue (self, &cmd, true, NULL, NULL);
-    s_cmd_start (self, &cmd, "ZREM", "live", NULL);
-    s_arg_str (&cmd, job->id);
-    s_issue (self, &cmd, true, s_on_terminal_durable, ref);
+    s_cmd_start (self, expire, "PEXPIRE", "job:", job->id);
+    s_arg_int (expire, 1000 * (job->state == JOB_COMPLETED
+                               ? self->config.completed_ttl_s : self->config.failed_ttl_s));
+    s_issue (self, hset, true, NULL, NULL);
+    s_issue (self, expire, true, s_on_terminal_durable, ref);
+    s_live_remove (self, job->id);
 }
 
 //  The webhook state of a job, which may live only in Redis by now.
@@ -1004,6 +1165,8 @@ s_on_terminal_durable (redisReply *reply, void *arg)
     job_t *job = (job_t *) zhashx_lookup (self->jobs, ref->id);
     if (!reply)
         bm_error (ref->id, "terminal state not confirmed by redis");
+    if (job)
+        job->confirming = false;
     if (job && s_job_terminal (job)) {
         service_t *service = job->service;
         if (job->state == JOB_COMPLETED) {
@@ -1040,6 +1203,10 @@ s_evict (bm_broker_t *self)
 {
     while ((int64_t) zlistx_size (self->finished) > self->config.keep_finished) {
         job_t *job = (job_t *) zlistx_first (self->finished);
+        //  Not before Redis has its outcome: the confirmation still needs
+        //  it (counts, RESULT).  Jobs end in order, so later ones wait too.
+        if (job->confirming)
+            break;
         s_job_delete (self, job);
     }
 }
@@ -1970,7 +2137,7 @@ s_client_job_command (bm_broker_t *self, zframe_t *identity, int command,
     load->command = command;
     s_cmd_t cmd;
     s_cmd_start (self, &cmd, "HGETALL", "job:", id);
-    s_issue (self, &cmd, false, s_on_load, load);
+    s_query (self, &cmd, s_on_load, load);
 }
 
 static void
@@ -2190,6 +2357,9 @@ s_router_handler (zloop_t *loop, zsock_t *router, void *arg)
         for (int j = 0; j < (count > 5 ? 5 : count); j++)
             zmq_msg_close (&frames [j]);
     }
+    //  One group commit for everything this turn wrote.
+    if (self->store)
+        bm_store_flush (self->store);
     return 0;
 }
 
@@ -2208,8 +2378,9 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
     if (s_stop_requested && !self->stopping)
         s_begin_shutdown (self);
     if (self->stopping) {
-        bool flushed = !self->store || bm_store_pending (self->store) == 0
-                    || !bm_store_up (self->store);
+        bool flushed = !self->store || !bm_store_up (self->store)
+                    || (bm_store_pending (self->store) == 0 && self->live.adds == 0
+                        && self->live.rems == 0);
         if (flushed || now >= self->stop_deadline) {
             if (!flushed)
                 bm_warn (NULL, "shutdown: %zu redis writes not confirmed in time",
@@ -2267,6 +2438,8 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
         s_snapshot (self);
     }
     bm_series_set (self->m_redis_up, s_redis_ok (self) ? 1 : 0);
+    if (self->store)
+        bm_store_flush (self->store);
     return 0;
 }
 
@@ -2418,8 +2591,13 @@ s_on_recovered_job (redisReply *reply, void *arg)
         }
     }
     else
-    if (job)
+    if (job) {
+        //  A finished job still listed as live (its ZREM was lost in a
+        //  crash): tidy the list.
+        if (s_job_terminal (job))
+            s_live_remove (self, job->id);
         s_job_destroy (&job);
+    }
     if (self->recovery_pending == 0 && self->recovering)
         s_recovery_finish (self);
 }
@@ -2448,7 +2626,7 @@ s_on_live_ids (redisReply *reply, void *arg)
         snprintf (cmd.key, sizeof cmd.key, "%s{bm}:job:%s", self->config.redis_prefix, id->str);
         s_arg_str (&cmd, "HGETALL");
         s_arg_str (&cmd, cmd.key);
-        s_issue (self, &cmd, false, s_on_recovered_job, self);
+        s_query (self, &cmd, s_on_recovered_job, self);
     }
     if (self->recovery_pending == 0)
         s_recovery_finish (self);
@@ -2465,7 +2643,7 @@ s_on_store_state (bool up, void *arg)
         s_cmd_start (self, &cmd, "ZRANGE", "live", NULL);
         s_arg_str (&cmd, "0");
         s_arg_str (&cmd, "-1");
-        s_issue (self, &cmd, false, s_on_live_ids, self);
+        s_query (self, &cmd, s_on_live_ids, self);
     }
 }
 
@@ -2697,6 +2875,7 @@ bm_broker_new (const bm_broker_config_t *config)
             return NULL;
         }
         bm_store_set_state_fn (self->store, s_on_store_state, self);
+        bm_store_set_flush_fn (self->store, s_live_flush, self);
     }
     else
         self->recovered = true;
@@ -2719,6 +2898,15 @@ bm_broker_destroy (bm_broker_t **self_p)
     if (*self_p) {
         bm_broker_t *self = *self_p;
         bm_metrics_http_destroy (&self->metrics_http);
+        if (self->live.waiting) {
+            //  SUBMITs never confirmed: they are answered store_unavailable.
+            s_waiters_t *batch = (s_waiters_t *) zmalloc (sizeof (s_waiters_t));
+            batch->waiters = self->live.waiters;
+            batch->count = self->live.waiting;
+            self->live.waiters = NULL;
+            self->live.waiting = 0;
+            s_on_live_added (NULL, batch);
+        }
         bm_store_destroy (&self->store);
         zloop_destroy (&self->loop);
         zsock_destroy (&self->router);
@@ -2733,6 +2921,10 @@ bm_broker_destroy (bm_broker_t **self_p)
         zlistx_destroy (&self->idem_order);
         bm_metrics_destroy (&self->metrics);
         bm_msg_destroy (&self->msg);
+        free (self->live.add_ids);
+        free (self->live.add_seqs);
+        free (self->live.waiters);
+        free (self->live.rem_ids);
         free (self);
         *self_p = NULL;
     }

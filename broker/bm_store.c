@@ -4,14 +4,30 @@
 
 #include <hiredis/async.h>
 
+//  One write in a group: where its bytes are, and who to tell.
 typedef struct {
-    char *resp;                 //  The command, formatted (RESP)
-    size_t size;                //  Its size
+    size_t offset;              //  Its RESP bytes in the group's buffer
+    size_t size;
     bool retry;                 //  Send again after a disconnect
     bm_store_fn *fn;            //  Callback, may be NULL
-    void *arg;                  //  Its argument
+    void *arg;
+} s_entry_t;
+
+//  A group of writes: "CLIENT REPLY OFF", the writes, then (when sent)
+//  "CLIENT REPLY ON", which alone is answered.
+typedef struct {
     bm_store_t *store;          //  Back pointer for the reply callback
-} s_command_t;
+    char *buf;                  //  RESP bytes
+    size_t size, alloc;
+    s_entry_t *entries;         //  The writes, in order
+    size_t count, alloc_entries;
+} s_group_t;
+
+//  A read, sent on its own.
+typedef struct {
+    bm_store_fn *fn;
+    void *arg;
+} s_query_t;
 
 struct _bm_store_t {
     zloop_t *loop;              //  The broker's loop
@@ -25,30 +41,26 @@ struct _bm_store_t {
     bool polling;               //  Poller registered
     bool want_read;             //  hiredis wants read events
     bool want_write;            //  hiredis wants write events
-    zlistx_t *buffer;           //  Commands waiting for a connection
-    zlistx_t *lost;             //  Commands lost with the connection, in order
-    size_t buffer_max;          //  Bound on buffer
-    size_t in_flight;           //  Commands sent, not answered
+    s_group_t *open;            //  Writes of this loop turn, or NULL
+    s_group_t *waiting;         //  Durable writes waiting for a connection
+    s_group_t *lost;            //  Writes lost in flight, in order
+    size_t buffer_max;          //  Bound on waiting + lost
+    size_t in_flight;           //  Writes sent, not answered
     int backoff_ms;             //  Next reconnect delay
     int reconnect_timer;        //  zloop timer id, or -1
     bool outage_logged;         //  One log line per outage
     bm_store_state_fn *state_fn;
     void *state_arg;
+    bm_store_flush_fn *flush_fn;    //  Hook run before each flush
+    void *flush_arg;
+    bool flushing;              //  In the hook (no recursion)
     bool destroying;            //  In bm_store_destroy
 };
 
 static void s_connect (bm_store_t *self);
-static void s_flush (bm_store_t *self);
-
-static void
-s_command_destroy (s_command_t **self_p)
-{
-    if (*self_p) {
-        free ((*self_p)->resp);
-        free (*self_p);
-        *self_p = NULL;
-    }
-}
+static void s_group_destroy (s_group_t **self_p);
+static void s_group_fail (s_group_t *group);
+static void s_group_keep (bm_store_t *self, s_group_t *group);
 
 //  --------------------------------------------------------------------------
 //  The zloop adapter: hiredis asks for read/write interest, we keep one
@@ -64,6 +76,8 @@ s_io_handler (zloop_t *loop, zmq_pollitem_t *item, void *arg)
         redisAsyncHandleRead (self->ac);
     if (self->ac && (item->revents & ZMQ_POLLOUT))
         redisAsyncHandleWrite (self->ac);
+    //  Reply callbacks may have written.
+    bm_store_flush (self);
     return 0;
 }
 
@@ -130,10 +144,19 @@ s_went_down (bm_store_t *self, const char *why)
     bool was_up = self->connected;
     self->connected = false;
     self->ac = NULL;
-    s_command_t *cmd;
-    while ((cmd = (s_command_t *) zlistx_last (self->lost))) {
-        zlistx_detach_cur (self->lost);
-        zlistx_add_start (self->buffer, cmd);
+    //  Resend in the order first written: lost in flight, the open group,
+    //  then what waited already.
+    s_group_t *open = self->open, *waiting = self->waiting;
+    self->open = NULL;
+    self->waiting = self->lost;
+    self->lost = NULL;
+    if (open) {
+        s_group_keep (self, open);
+        s_group_destroy (&open);
+    }
+    if (waiting) {
+        s_group_keep (self, waiting);
+        s_group_destroy (&waiting);
     }
     if (!self->outage_logged) {
         bm_error (NULL, "redis %s:%d unavailable (%s); reconnecting with backoff",
@@ -163,7 +186,7 @@ s_on_connect (const redisAsyncContext *ac, int status)
     self->outage_logged = false;
     if (self->state_fn)
         self->state_fn (true, self->state_arg);
-    s_flush (self);
+    bm_store_flush (self);
 }
 
 static void
@@ -210,82 +233,278 @@ s_connect (bm_store_t *self)
 }
 
 //  --------------------------------------------------------------------------
-//  Commands
+//  Groups of writes
+
+static const char s_reply_off [] = "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n";
+static const char s_reply_on [] = "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$2\r\nON\r\n";
+
+//  Decimal digits of value, written backwards from end; returns the start.
+static char *
+s_utoa (size_t value, char *end)
+{
+    do {
+        *--end = (char) ('0' + value % 10);
+        value /= 10;
+    } while (value);
+    return end;
+}
 
 static void
-s_on_reply (redisAsyncContext *ac, void *r, void *privdata)
+s_group_reserve (s_group_t *group, size_t more)
+{
+    if (group->size + more > group->alloc) {
+        size_t alloc = group->alloc ? group->alloc : 4096;
+        while (alloc < group->size + more)
+            alloc *= 2;
+        group->buf = (char *) realloc (group->buf, alloc);
+        group->alloc = alloc;
+    }
+}
+
+static s_entry_t *
+s_group_entry (s_group_t *group)
+{
+    if (group->count == group->alloc_entries) {
+        group->alloc_entries = group->alloc_entries ? group->alloc_entries * 2 : 64;
+        group->entries = (s_entry_t *) realloc (group->entries,
+                                                group->alloc_entries * sizeof (s_entry_t));
+    }
+    return &group->entries [group->count++];
+}
+
+static s_group_t *
+s_group_new (bm_store_t *store)
+{
+    s_group_t *group = (s_group_t *) zmalloc (sizeof (s_group_t));
+    group->store = store;
+    s_group_reserve (group, sizeof s_reply_off);
+    memcpy (group->buf, s_reply_off, sizeof s_reply_off - 1);
+    group->size = sizeof s_reply_off - 1;
+    return group;
+}
+
+static void
+s_group_destroy (s_group_t **self_p)
+{
+    if (*self_p) {
+        free ((*self_p)->buf);
+        free ((*self_p)->entries);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+//  Append a write whose RESP bytes are ready at data.
+static void
+s_group_add (s_group_t *group, const char *data, size_t size, bool retry,
+             bm_store_fn *fn, void *arg)
+{
+    s_group_reserve (group, size);
+    s_entry_t *entry = s_group_entry (group);
+    *entry = (s_entry_t) { group->size, size, retry, fn, arg };
+    memcpy (group->buf + group->size, data, size);
+    group->size += size;
+}
+
+//  Append a write, formatted as RESP straight into the group (hiredis's
+//  own formatter calls sprintf for every argument, which showed in
+//  profiles).
+static void
+s_group_add_argv (s_group_t *group, bool retry, bm_store_fn *fn, void *arg,
+                  int argc, const char **argv, const size_t *argvlen)
+{
+    size_t need = 1 + 20 + 2;
+    for (int i = 0; i < argc; i++)
+        need += 1 + 20 + 2 + argvlen [i] + 2;
+    s_group_reserve (group, need);
+    char *start = group->buf + group->size, *out = start;
+    char digits [24], *d;
+    *out++ = '*';
+    d = s_utoa ((size_t) argc, digits + sizeof digits);
+    memcpy (out, d, (size_t) (digits + sizeof digits - d));
+    out += digits + sizeof digits - d;
+    *out++ = '\r'; *out++ = '\n';
+    for (int i = 0; i < argc; i++) {
+        *out++ = '$';
+        d = s_utoa (argvlen [i], digits + sizeof digits);
+        memcpy (out, d, (size_t) (digits + sizeof digits - d));
+        out += digits + sizeof digits - d;
+        *out++ = '\r'; *out++ = '\n';
+        memcpy (out, argv [i], argvlen [i]);
+        out += argvlen [i];
+        *out++ = '\r'; *out++ = '\n';
+    }
+    s_entry_t *entry = s_group_entry (group);
+    *entry = (s_entry_t) { group->size, (size_t) (out - start), retry, fn, arg };
+    group->size += (size_t) (out - start);
+}
+
+static size_t
+s_kept (bm_store_t *self)
+{
+    return (self->waiting ? self->waiting->count : 0) + (self->lost ? self->lost->count : 0);
+}
+
+//  A group was not (or not surely) applied: append its durable writes to
+//  self->waiting, in order, and fail the others.  Does not free the group.
+static void
+s_group_keep (bm_store_t *self, s_group_t *group)
+{
+    for (size_t i = 0; i < group->count; i++) {
+        s_entry_t *entry = &group->entries [i];
+        if (entry->retry && !self->destroying && s_kept (self) < self->buffer_max) {
+            if (!self->waiting)
+                self->waiting = s_group_new (self);
+            s_group_add (self->waiting, group->buf + entry->offset, entry->size,
+                         true, entry->fn, entry->arg);
+        }
+        else {
+            if (entry->retry && !self->destroying)
+                bm_error (NULL, "redis buffer full (%zu writes): a state change is dropped",
+                          self->buffer_max);
+            if (entry->fn)
+                entry->fn (NULL, entry->arg);
+        }
+    }
+}
+
+//  Tell every write of a group that it failed.
+static void
+s_group_fail (s_group_t *group)
+{
+    for (size_t i = 0; i < group->count; i++)
+        if (group->entries [i].fn)
+            group->entries [i].fn (NULL, group->entries [i].arg);
+}
+
+static void
+s_on_group_reply (redisAsyncContext *ac, void *r, void *privdata)
 {
     (void) ac;
-    s_command_t *cmd = (s_command_t *) privdata;
-    bm_store_t *self = cmd->store;
-    self->in_flight--;
+    s_group_t *group = (s_group_t *) privdata;
+    bm_store_t *self = group->store;
+    self->in_flight -= group->count;
     redisReply *reply = (redisReply *) r;
-    if (!reply && cmd->retry && !self->destroying
-    &&  zlistx_size (self->buffer) + zlistx_size (self->lost) < self->buffer_max) {
-        //  Lost with the connection: send it again after reconnecting,
-        //  before anything buffered since (s_went_down puts it back).
-        zlistx_add_end (self->lost, cmd);
-        return;
+    if (reply) {
+        for (size_t i = 0; i < group->count; i++)
+            if (group->entries [i].fn)
+                group->entries [i].fn (reply, group->entries [i].arg);
     }
-    if (cmd->fn)
-        cmd->fn (reply, cmd->arg);
-    s_command_destroy (&cmd);
+    else
+    if (self->destroying)
+        s_group_fail (group);
+    else {
+        //  Lost with the connection: collected in self->lost, which
+        //  s_went_down puts before everything else.
+        s_group_t *waiting = self->waiting;
+        self->waiting = self->lost;
+        s_group_keep (self, group);
+        self->lost = self->waiting;
+        self->waiting = waiting;
+    }
+    s_group_destroy (&group);
 }
 
-static int
-s_send (bm_store_t *self, s_command_t *cmd)
+void
+bm_store_set_flush_fn (bm_store_t *self, bm_store_flush_fn *fn, void *arg)
 {
-    if (redisAsyncFormattedCommand (self->ac, s_on_reply, cmd, cmd->resp, cmd->size) != REDIS_OK)
-        return -1;
-    self->in_flight++;
-    return 0;
+    self->flush_fn = fn;
+    self->flush_arg = arg;
 }
 
-static void
-s_flush (bm_store_t *self)
+void
+bm_store_flush (bm_store_t *self)
 {
-    s_command_t *cmd;
-    while (self->connected && self->ac
-       && (cmd = (s_command_t *) zlistx_first (self->buffer))) {
-        zlistx_detach_cur (self->buffer);
-        if (s_send (self, cmd)) {
-            zlistx_add_start (self->buffer, cmd);
-            break;
+    if (self->flush_fn && !self->flushing) {
+        self->flushing = true;
+        self->flush_fn (self->flush_arg);
+        self->flushing = false;
+    }
+    if (!self->connected || !self->ac)
+        return;
+    //  What waited for the connection goes first.
+    s_group_t *groups [2] = { self->waiting, self->open };
+    self->waiting = NULL;
+    self->open = NULL;
+    for (int i = 0; i < 2; i++) {
+        s_group_t *group = groups [i];
+        if (!group)
+            continue;
+        if (group->count == 0) {
+            s_group_destroy (&group);
+            continue;
         }
+        s_group_reserve (group, sizeof s_reply_on);
+        memcpy (group->buf + group->size, s_reply_on, sizeof s_reply_on - 1);
+        if (redisAsyncFormattedCommand (self->ac, s_on_group_reply, group, group->buf,
+                                        group->size + sizeof s_reply_on - 1) != REDIS_OK) {
+            //  The connection is going away: keep what must be kept.
+            s_group_keep (self, group);
+            s_group_destroy (&group);
+            continue;
+        }
+        self->in_flight += group->count;
     }
 }
 
 int
-bm_store_command (bm_store_t *self, bool retry, bm_store_fn *fn, void *arg,
-                  int argc, const char **argv, const size_t *argvlen)
+bm_store_write (bm_store_t *self, bool retry, bm_store_fn *fn, void *arg,
+                int argc, const char **argv, const size_t *argvlen)
 {
-    if (!retry && !self->connected)
+    if (self->destroying)
         return -1;
-    if (retry && !self->connected && zlistx_size (self->buffer) >= self->buffer_max) {
-        bm_error (NULL, "redis buffer full (%zu commands): a state change is dropped",
+    if (self->connected) {
+        if (!self->open)
+            self->open = s_group_new (self);
+        s_group_add_argv (self->open, retry, fn, arg, argc, argv, argvlen);
+        return 0;
+    }
+    if (!retry)
+        return -1;
+    if (s_kept (self) >= self->buffer_max) {
+        bm_error (NULL, "redis buffer full (%zu writes): a state change is dropped",
                   self->buffer_max);
         return -1;
     }
-    s_command_t *cmd = (s_command_t *) zmalloc (sizeof (s_command_t));
-    long long size = redisFormatCommandArgv (&cmd->resp, argc, argv, argvlen);
-    if (size < 0) {
-        free (cmd);
+    if (!self->waiting)
+        self->waiting = s_group_new (self);
+    s_group_add_argv (self->waiting, true, fn, arg, argc, argv, argvlen);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Queries
+
+static void
+s_on_query_reply (redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void) ac;
+    s_query_t *query = (s_query_t *) privdata;
+    if (query->fn)
+        query->fn ((redisReply *) r, query->arg);
+    free (query);
+}
+
+int
+bm_store_query (bm_store_t *self, bm_store_fn *fn, void *arg,
+                int argc, const char **argv, const size_t *argvlen)
+{
+    if (!self->connected || !self->ac)
+        return -1;
+    bm_store_flush (self);      //  A read sees the writes made before it
+    s_group_t scratch = { 0 };
+    s_group_add_argv (&scratch, false, NULL, NULL, argc, argv, argvlen);
+    s_query_t *query = (s_query_t *) zmalloc (sizeof (s_query_t));
+    query->fn = fn;
+    query->arg = arg;
+    int rc = redisAsyncFormattedCommand (self->ac, s_on_query_reply, query,
+                                         scratch.buf, scratch.size);
+    free (scratch.buf);
+    free (scratch.entries);
+    if (rc != REDIS_OK) {
+        free (query);
         return -1;
     }
-    cmd->size = (size_t) size;
-    cmd->retry = retry;
-    cmd->fn = fn;
-    cmd->arg = arg;
-    cmd->store = self;
-    if (self->connected && self->ac && zlistx_size (self->buffer) == 0) {
-        if (s_send (self, cmd) == 0)
-            return 0;
-        if (!retry) {
-            s_command_destroy (&cmd);
-            return -1;
-        }
-    }
-    zlistx_add_end (self->buffer, cmd);
     return 0;
 }
 
@@ -340,8 +559,6 @@ bm_store_new (zloop_t *loop, const char *url, size_t buffer_max)
     self->port = port;
     self->db = db;
     self->password = password;
-    self->buffer = zlistx_new ();
-    self->lost = zlistx_new ();
     self->buffer_max = buffer_max;
     self->backoff_ms = 100;
     self->reconnect_timer = -1;
@@ -364,14 +581,13 @@ bm_store_destroy (bm_store_t **self_p)
             self->ac = NULL;
             redisAsyncFree (ac);
         }
-        s_command_t *cmd;
-        while ((cmd = (s_command_t *) zlistx_detach (self->buffer, NULL))) {
-            if (cmd->fn)
-                cmd->fn (NULL, cmd->arg);
-            s_command_destroy (&cmd);
+        s_group_t *groups [3] = { self->lost, self->open, self->waiting };
+        for (int i = 0; i < 3; i++) {
+            if (groups [i]) {
+                s_group_fail (groups [i]);
+                s_group_destroy (&groups [i]);
+            }
         }
-        zlistx_destroy (&self->buffer);
-        zlistx_destroy (&self->lost);
         free (self->host);
         free (self->password);
         free (self);
@@ -395,5 +611,5 @@ bm_store_up (bm_store_t *self)
 size_t
 bm_store_pending (bm_store_t *self)
 {
-    return zlistx_size (self->buffer) + zlistx_size (self->lost) + self->in_flight;
+    return s_kept (self) + (self->open ? self->open->count : 0) + self->in_flight;
 }

@@ -2,21 +2,32 @@
 
     hiredis's async API driven by the broker's own zloop (hiredis 0.14 has
     no adapter for it: the small one here adds and removes a zloop poller
-    on the connection's fd).  Commands issued during one loop turn leave in
-    one write, so they are pipelined for free.
+    on the connection's fd).
 
-    Two kinds of command:
+    Writes are committed in groups, one group per loop turn: every write
+    issued until bm_store_flush goes out in one buffer, bracketed by CLIENT
+    REPLY OFF / CLIENT REPLY ON, so Redis answers the whole group once
+    ("OK" to the ON) and that single answer proves, since Redis runs one
+    connection's commands in order, that every write of the group ran.
+    The broker calls bm_store_flush at the end of each of its handlers; the
+    store flushes after handling Redis's replies too.
+
+    Two kinds of write:
     - durable (retry = true): state changes.  While Redis is away they wait
       in a bounded buffer (STORE_BUFFER_MAX) and are sent again, in order,
-      when the connection comes back; a command in flight when the
-      connection broke is sent again too (every write the broker makes is
-      idempotent).
-    - fail-fast (retry = false): SUBMIT's write and reads.  While Redis is
-      away the callback is called at once with reply NULL.
+      when the connection comes back; a write in flight when the connection
+      broke is sent again too (every write the broker makes is idempotent).
+    - fail-fast (retry = false): SUBMIT's write.  While Redis is away the
+      write is refused (-1) at once; lost in flight, its callback gets NULL.
 
-    If bm_store_command returns -1, the callback will never be called.
-    The store reconnects with backoff (100 ms doubling to 5 s) and logs
-    once per outage.  */
+    Queries (reads) are sent on their own, after the open group, and their
+    callback gets Redis's reply.
+
+    If a call returns -1, its callback will never be called.  The store
+    reconnects with backoff (100 ms doubling to 5 s) and logs once per
+    outage.  A write Redis refuses (an OOM error under maxmemory, say) is
+    not seen with replies off: run Redis with enough memory and no
+    eviction (docs/redis.md).  */
 #ifndef BM_STORE_H
 #define BM_STORE_H
 
@@ -26,8 +37,8 @@
 
 typedef struct _bm_store_t bm_store_t;
 
-//  Called with Redis's reply, or NULL when the command failed; the reply
-//  is freed after the callback returns.
+//  Called with Redis's reply (for a write: the group's "OK"), or NULL when
+//  the command failed; the reply is freed after the callback returns.
 typedef void (bm_store_fn) (redisReply *reply, void *arg);
 //  Called on each connection change (up = true when connected).
 typedef void (bm_store_state_fn) (bool up, void *arg);
@@ -40,11 +51,24 @@ void bm_store_destroy (bm_store_t **self_p);
 void bm_store_set_state_fn (bm_store_t *self, bm_store_state_fn *fn, void *arg);
 bool bm_store_up (bm_store_t *self);
 
-//  Issue a command given as argv (binary-safe).
-int bm_store_command (bm_store_t *self, bool retry, bm_store_fn *fn, void *arg,
-                      int argc, const char **argv, const size_t *argvlen);
+//  Add a write (argv, binary-safe) to the open group.  fn may be NULL.
+int bm_store_write (bm_store_t *self, bool retry, bm_store_fn *fn, void *arg,
+                    int argc, const char **argv, const size_t *argvlen);
 
-//  Commands waiting (buffered or in flight), for shutdown and metrics.
+//  Send a read now (after the open group); fail-fast.
+int bm_store_query (bm_store_t *self, bm_store_fn *fn, void *arg,
+                    int argc, const char **argv, const size_t *argvlen);
+
+//  Send the open group, if any.  Calls the flush hook first.
+void bm_store_flush (bm_store_t *self);
+
+//  A hook run at the start of every flush, so the owner can add the writes
+//  it batches over a loop turn (the broker's live-set ZADD/ZREM).
+typedef void (bm_store_flush_fn) (void *arg);
+void bm_store_set_flush_fn (bm_store_t *self, bm_store_flush_fn *fn, void *arg);
+
+//  Writes waiting (buffered, grouped or in flight), for shutdown and
+//  metrics.
 size_t bm_store_pending (bm_store_t *self);
 
 #endif
