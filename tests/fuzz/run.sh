@@ -46,13 +46,14 @@ max_len () {
 }
 
 command -v clang >/dev/null || { echo "run.sh: clang is not installed (apt-get install clang libclang-rt-14-dev)" >&2; exit 2; }
+mkdir -p "$BUILD"
 if [ ! -f "$BUILD/build.ninja" ]; then
     #  -Wno-unknown-warning-option: the top-level flags include GCC-only ones
     #  (-Wno-format-truncation) that clang refuses under -Werror.
     cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_C_COMPILER=clang -DBM_FUZZ=ON \
           -DCMAKE_C_FLAGS=-Wno-unknown-warning-option \
-          -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$BUILD.configure.log" 2>&1 \
-        || { cat "$BUILD.configure.log"; echo "run.sh: configure failed" >&2; exit 2; }
+          -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$BUILD/fuzz-configure.log" 2>&1 \
+        || { cat "$BUILD/fuzz-configure.log"; echo "run.sh: configure failed" >&2; exit 2; }
 fi
 BINS=""
 for t in $TARGETS; do BINS="$BINS fuzz_$t"; done
