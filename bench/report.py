@@ -287,6 +287,8 @@ def main():
               "| memory | %s |" % meta.get("mem"),
               "| OS | %s, %s |" % (meta.get("os"), meta.get("kernel")),
               "| botmesh | commit %s, %s build, %s |" % (meta.get("commit"), meta.get("build"), meta.get("cc")),
+              "| load average | before %s, after %s (1, 5, 15 min); the run's processes at nice %s |"
+              % (meta.get("load_before"), meta.get("load_after"), meta.get("nice")),
               "",
               "## Versions",
               "",
