@@ -49,6 +49,8 @@ struct _bm_store_t {
     int backoff_ms;             //  Next reconnect delay
     int reconnect_timer;        //  zloop timer id, or -1
     bool outage_logged;         //  One log line per outage
+    bool loading_logged;        //  One log line while Redis loads
+    int ping_timer;             //  Readiness re-check, or -1
     bm_store_state_fn *state_fn;
     void *state_arg;
     bm_store_flush_fn *flush_fn;    //  Hook run before each flush
@@ -58,6 +60,7 @@ struct _bm_store_t {
 };
 
 static void s_connect (bm_store_t *self);
+static void s_became_ready (bm_store_t *self);
 static void s_group_destroy (s_group_t **self_p);
 static void s_group_fail (s_group_t *group);
 static void s_group_keep (bm_store_t *self, s_group_t *group);
@@ -144,6 +147,10 @@ s_went_down (bm_store_t *self, const char *why)
     bool was_up = self->connected;
     self->connected = false;
     self->ac = NULL;
+    if (self->ping_timer != -1) {
+        zloop_timer_end (self->loop, self->ping_timer);
+        self->ping_timer = -1;
+    }
     //  Resend in the order first written: lost in flight, the open group,
     //  then what waited already.
     s_group_t *open = self->open, *waiting = self->waiting;
@@ -168,6 +175,49 @@ s_went_down (bm_store_t *self, const char *why)
     s_schedule_reconnect (self);
 }
 
+static void s_ping (bm_store_t *self);
+
+static int
+s_ping_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop; (void) timer_id;
+    bm_store_t *self = (bm_store_t *) arg;
+    self->ping_timer = -1;
+    if (self->ac && !self->connected)
+        s_ping (self);
+    return 0;
+}
+
+//  Redis answers PING with -LOADING while it reads its AOF after a
+//  restart, and refuses writes meanwhile; with replies off we would not
+//  see that.  So the store counts as connected only once PING says PONG.
+static void
+s_on_ping (redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void) ac;
+    bm_store_t *self = (bm_store_t *) privdata;
+    redisReply *reply = (redisReply *) r;
+    if (!reply || self->destroying)
+        return;                 //  Connection gone: the reconnect path runs
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (!self->loading_logged)
+            bm_warn (NULL, "redis %s:%d is not ready (%s); waiting", self->host, self->port,
+                     reply->str);
+        self->loading_logged = true;
+        if (self->ping_timer == -1)
+            self->ping_timer = zloop_timer (self->loop, 100, 1, s_ping_timer, self);
+        return;
+    }
+    self->loading_logged = false;
+    s_became_ready (self);
+}
+
+static void
+s_ping (bm_store_t *self)
+{
+    redisAsyncCommand (self->ac, s_on_ping, self, "PING");
+}
+
 static void
 s_on_connect (const redisAsyncContext *ac, int status)
 {
@@ -177,6 +227,12 @@ s_on_connect (const redisAsyncContext *ac, int status)
         s_went_down (self, ac->errstr);
         return;
     }
+    s_ping (self);
+}
+
+static void
+s_became_ready (bm_store_t *self)
+{
     self->connected = true;
     self->backoff_ms = 100;
     if (self->outage_logged)
@@ -385,6 +441,21 @@ s_on_group_reply (redisAsyncContext *ac, void *r, void *privdata)
     bm_store_t *self = group->store;
     self->in_flight -= group->count;
     redisReply *reply = (redisReply *) r;
+    if (reply && reply->type == REDIS_REPLY_ERROR && !self->destroying) {
+        //  Not surely applied: keep the writes and start over on a fresh
+        //  connection (which waits until Redis is ready again).
+        bm_warn (NULL, "redis refused a group of %zu writes (%s); reconnecting to resend",
+                 group->count, reply->str);
+        s_group_t *waiting = self->waiting;
+        self->waiting = self->lost;
+        s_group_keep (self, group);
+        self->lost = self->waiting;
+        self->waiting = waiting;
+        s_group_destroy (&group);
+        if (self->ac)
+            redisAsyncDisconnect (self->ac);
+        return;
+    }
     if (reply) {
         for (size_t i = 0; i < group->count; i++)
             if (group->entries [i].fn)
@@ -562,6 +633,7 @@ bm_store_new (zloop_t *loop, const char *url, size_t buffer_max)
     self->buffer_max = buffer_max;
     self->backoff_ms = 100;
     self->reconnect_timer = -1;
+    self->ping_timer = -1;
     s_connect (self);
     return self;
 }
@@ -574,6 +646,8 @@ bm_store_destroy (bm_store_t **self_p)
         self->destroying = true;
         if (self->reconnect_timer != -1)
             zloop_timer_end (self->loop, self->reconnect_timer);
+        if (self->ping_timer != -1)
+            zloop_timer_end (self->loop, self->ping_timer);
         if (self->ac) {
             //  Calls every pending callback with NULL and the disconnect
             //  callback.
