@@ -82,6 +82,7 @@ struct _service_t {
     bm_heap_t *queue;           //  Queued jobs
     zlistx_t *workers;          //  Workers serving it (not owned)
     bool configured;            //  A limit was configured
+    int64_t confirming;         //  SUBMITs waiting for Redis (count in the bound)
     uint64_t completed, failed, cancelled, submitted;
     double durations [DURATION_SAMPLES];    //  Run times since the last snapshot
     size_t duration_count;
@@ -105,6 +106,7 @@ struct _worker_t {
     int64_t heartbeat_at;       //  Mono ms: next heartbeat to send
     int64_t last_seen;          //  Epoch ms of its last message
     int64_t pid;
+    bool congested;             //  Its queue was full: no JOBs until heard from
 };
 
 //  A job that ended while its bot still ran: the slot (credit and permit)
@@ -172,7 +174,7 @@ struct _bm_broker_t {
     bm_metrics_http_t *metrics_http;    //  /metrics server
     bm_metric_t *mf_executions, *mf_duration, *mf_queue, *mf_usage, *mf_waiting,
                 *mf_limit, *mf_submitted, *mf_wait, *mf_rejected, *mf_frames,
-                *mf_redispatched;
+                *mf_redispatched, *mf_dropped;
     bm_series_t *m_workers, *m_redis_up, *m_store_pending;
 };
 
@@ -272,12 +274,34 @@ s_pack_req (msgpack_packer *pk, const msgpack_object *request)
 //  --------------------------------------------------------------------------
 //  Sending
 
+//  Send to one peer without ever blocking the loop: the ROUTER is
+//  mandatory, so a peer that is gone (EHOSTUNREACH) or whose queue is at
+//  BROKER_PEER_HWM (EAGAIN) makes the send fail whole, and the caller
+//  decides.  Returns 0 or -1.
+static int
+s_route (bm_broker_t *self, zframe_t *identity, const char *header, int command,
+         const char *body, size_t size)
+{
+    void *handle = zsock_resolve (self->router);
+    unsigned char byte = (unsigned char) command;
+    if (zmq_send (handle, zframe_data (identity), zframe_size (identity),
+                  ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
+        bm_series_inc (bm_metric_series (self->mf_dropped,
+                                         zmq_errno () == EAGAIN ? "peer_queue_full" : "peer_gone"));
+        return -1;
+    }
+    zmq_send (handle, header, BM_HEADER_LEN, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (handle, &byte, 1, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (handle, body, size, ZMQ_DONTWAIT);
+    return 0;
+}
+
 static void
 s_send_client (bm_broker_t *self, zframe_t *identity, int command, s_body_t *body)
 {
-    if (bm_msg_send (self->router, identity, BM_CLIENT_HEADER, command,
-                     body->sbuf.data, body->sbuf.size))
-        bm_warn (NULL, "could not send %s to a client", bm_command_name (BM_PEER_CLIENT, command));
+    //  A client that does not read its answers loses them (and learns by
+    //  its own timeout): the broker never queues without bound for it.
+    s_route (self, identity, BM_CLIENT_HEADER, command, body->sbuf.data, body->sbuf.size);
 }
 
 static void
@@ -294,15 +318,22 @@ s_reject (bm_broker_t *self, zframe_t *identity, const msgpack_object *request,
     s_body_free (&body);
 }
 
-static void
+//  Returns 0, or -1 when the worker's queue is full (it is then marked
+//  congested: no JOB goes to it until it is heard from again).
+static int
 s_send_worker (bm_broker_t *self, worker_t *worker, int command, s_body_t *body)
 {
     const char *data = body ? body->sbuf.data : "\x80";
     size_t size = body ? body->sbuf.size : 1;
-    if (bm_msg_send (self->router, worker->identity, BM_WORKER_HEADER, command, data, size))
-        bm_warn (NULL, "could not send %s to worker %s",
-                 bm_command_name (BM_PEER_WORKER, command), worker->name);
     worker->heartbeat_at = bm_mono_ms () + self->config.heartbeat_ms;
+    if (s_route (self, worker->identity, BM_WORKER_HEADER, command, data, size)) {
+        if (!worker->congested)
+            bm_warn (NULL, "worker %s does not read its messages fast enough: "
+                     "no jobs for it until it is heard from", worker->name);
+        worker->congested = true;
+        return -1;
+    }
+    return 0;
 }
 
 static void
@@ -318,7 +349,7 @@ s_send_worker_simple (bm_broker_t *self, zframe_t *identity, int command,
     }
     else
         msgpack_pack_map (&body.pk, 0);
-    bm_msg_send (self->router, identity, BM_WORKER_HEADER, command, body.sbuf.data, body.sbuf.size);
+    s_route (self, identity, BM_WORKER_HEADER, command, body.sbuf.data, body.sbuf.size);
     s_body_free (&body);
 }
 
@@ -847,7 +878,7 @@ s_service_waiting_for_permit (service_t *service)
 static void s_job_finish (bm_broker_t *self, job_t *job, job_state_t state,
                           const char *code, const char *message);
 
-static void
+static int
 s_send_job (bm_broker_t *self, job_t *job, worker_t *worker)
 {
     //  Frame 2: {jobId, botType, payload, attempt, timeoutMs, deadline[, webhook]}
@@ -865,9 +896,12 @@ s_send_job (bm_broker_t *self, job_t *job, worker_t *worker)
         bm_pack_str (&body.pk, "webhook");
         msgpack_sbuffer_write (&body.sbuf, job->wh, job->wh_size);
     }
-    s_send_worker (self, worker, BM_JOB, &body);
+    int rc = s_send_worker (self, worker, BM_JOB, &body);
     s_body_free (&body);
+    return rc;
 }
+
+static void s_job_unassign (bm_broker_t *self, job_t *job);
 
 //  Start a queued job (already out of the queue) on a worker.
 static void
@@ -885,9 +919,16 @@ s_job_start (bm_broker_t *self, job_t *job, worker_t *worker)
     zlistx_add_end (worker->jobs, job);
     worker->running++;
     service->usage++;
+    if (s_send_job (self, job, worker)) {
+        //  Not sent: back to the queue as if never dispatched.
+        s_job_unassign (self, job);
+        job->attempts--;
+        job->state = JOB_QUEUED;
+        bm_heap_push (service->queue, job);
+        return;
+    }
     bm_series_observe (service->m_wait, (now - job->queued_mono) / 1000.0);
     s_persist_state (self, job);
-    s_send_job (self, job, worker);
     bm_debug (job->id, "dispatched to %s (attempt %" PRId64 ")", worker->name, job->attempts);
 }
 
@@ -899,7 +940,7 @@ s_pick_worker (service_t *service)
     int64_t best_free = 0;
     worker_t *worker = (worker_t *) zlistx_first (service->workers);
     while (worker) {
-        int64_t free_credit = worker->credit - worker->running;
+        int64_t free_credit = worker->congested ? 0 : worker->credit - worker->running;
         if (free_credit > best_free) {
             best = worker;
             best_free = free_credit;
@@ -1073,6 +1114,7 @@ s_webhook_create (bm_broker_t *self, job_t *parent)
     job->created_at = bm_now_ms ();
     job->parent = strdup (parent->id);
     job->durable = true;
+    job->service->submitted++;
     //  Payload: {url, webhookId, body}
     char *text = s_webhook_body (parent);
     s_body_t body;
@@ -1169,20 +1211,23 @@ s_on_terminal_durable (redisReply *reply, void *arg)
         job->confirming = false;
     if (job && s_job_terminal (job)) {
         service_t *service = job->service;
+        //  Totals count the jobs clients submitted; webhook deliveries
+        //  count under their own type.
+        bool client_job = !s_is_delivery (job);
         if (job->state == JOB_COMPLETED) {
             service->completed++;
-            self->completed++;
+            self->completed += client_job;
             bm_series_inc (service->m_completed);
         }
         else
         if (job->state == JOB_FAILED) {
             service->failed++;
-            self->failed++;
+            self->failed += client_job;
             bm_series_inc (service->m_failed);
         }
         else {
             service->cancelled++;
-            self->cancelled++;
+            self->cancelled += client_job;
             bm_series_inc (service->m_cancelled);
         }
         if (s_is_delivery (job)) {
@@ -1460,8 +1505,12 @@ s_worker_done (bm_broker_t *self, worker_t *worker, const msgpack_object *body)
     char id [BM_MAX_ID_LEN + 16];
     job_t *job = s_worker_job (self, worker, body, id, sizeof id);
     if (!job) {
-        if (!s_worker_release_stopping (self, worker, id))
+        //  A DONE for a job it was told to stop is expected (it frees the
+        //  slot); anything else is counted.
+        if (!s_worker_release_stopping (self, worker, id)) {
             bm_warn (id [0] ? id : NULL, "DONE from %s for a job it does not hold", worker->name);
+            bm_series_inc (bm_metric_series (self->mf_frames, "not_owner"));
+        }
         s_send_worker_simple (self, worker->identity, BM_NACK, "not_owner",
                               "this worker does not hold that job");
         return;
@@ -1527,6 +1576,7 @@ s_worker_progress (bm_broker_t *self, worker_t *worker, const msgpack_object *bo
     char id [BM_MAX_ID_LEN + 16];
     job_t *job = s_worker_job (self, worker, body, id, sizeof id);
     if (!job) {
+        bm_series_inc (bm_metric_series (self->mf_frames, "not_owner"));
         s_send_worker_simple (self, worker->identity, BM_NACK, "not_owner",
                               "this worker does not hold that job");
         return;
@@ -1547,9 +1597,11 @@ s_worker_release (bm_broker_t *self, worker_t *worker, const msgpack_object *bod
     char id [BM_MAX_ID_LEN + 16];
     job_t *job = s_worker_job (self, worker, body, id, sizeof id);
     if (!job) {
-        if (!s_worker_release_stopping (self, worker, id))
+        if (!s_worker_release_stopping (self, worker, id)) {
+            bm_series_inc (bm_metric_series (self->mf_frames, "not_owner"));
             s_send_worker_simple (self, worker->identity, BM_NACK, "not_owner",
                                   "this worker does not hold that job");
+        }
         return;
     }
     //  A released job does not count as an attempt.
@@ -1579,6 +1631,10 @@ s_handle_worker (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
     if (worker) {
         worker->expiry = bm_mono_ms () + self->config.heartbeat_ms * self->config.liveness;
         worker->last_seen = bm_now_ms ();
+        if (worker->congested) {
+            worker->congested = false;
+            s_dispatch_worker (self, worker);
+        }
     }
     if (command == BM_READY)
         s_worker_ready (self, identity, key, worker, body);
@@ -1717,6 +1773,7 @@ s_on_submit_durable (redisReply *reply, void *arg)
         s_pending_destroy (&pending);
         return;
     }
+    job->service->confirming--;
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         bm_warn (job->id, "submit not confirmed by redis: rejected");
         s_pending_reject (pending, "store_unavailable",
@@ -1844,7 +1901,7 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const msgpack_object *bo
         }
     }
     service_t *service = s_service_require (self, bot_type);
-    if ((int64_t) bm_heap_size (service->queue) >= service->max_queue) {
+    if ((int64_t) bm_heap_size (service->queue) + service->confirming >= service->max_queue) {
         self->rejected++;
         bm_series_inc (bm_metric_series (self->mf_rejected, "queue_full"));
         s_reject (self, identity, body, "queue_full",
@@ -1899,6 +1956,7 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const msgpack_object *bo
     if (notify)
         job->notify = zframe_dup (identity);
     service->submitted++;
+    service->confirming++;
     self->submitted++;
     bm_series_inc (service->m_submitted);
     s_job_insert (self, job);
@@ -2680,6 +2738,7 @@ bm_broker_config_load (bm_broker_config_t *c)
     rc |= bm_env_int ("WEBHOOK_JOB_TIMEOUT_MS", 3600000, 1000, 86400000, &c->webhook_timeout_ms);
     rc |= bm_env_int ("WEBHOOK_JOB_MAX_ATTEMPTS", 10, 1, 100, &c->webhook_attempts);
     rc |= bm_env_int ("BROKER_SHUTDOWN_MS", 5000, 0, 600000, &c->shutdown_ms);
+    rc |= bm_env_int ("BROKER_PEER_HWM", 2000, 10, 10000000, &c->peer_hwm);
     if (c->redis_url && strncmp (c->redis_url, "redis://", 8) != 0) {
         bm_error (NULL, "configuration: REDIS_URL must be redis://host[:port][/db] or none (got '%s')",
                   c->redis_url);
@@ -2811,6 +2870,8 @@ s_setup_metrics (bm_broker_t *self)
         "Messages the broker could not accept, by reason", "reason");
     self->mf_redispatched = bm_metrics_counter (m, "broker_jobs_requeued_total",
         "Running jobs put back in the queue, by reason", "reason");
+    self->mf_dropped = bm_metrics_counter (m, "broker_messages_dropped_total",
+        "Messages not sent because the peer was gone or its queue full", "reason");
     self->m_workers = bm_metric_series (bm_metrics_gauge (m, "broker_workers_connected",
         "Workers connected to the broker", NULL));
     self->m_redis_up = bm_metric_series (bm_metrics_gauge (m, "redis_up",
@@ -2847,10 +2908,11 @@ bm_broker_new (const bm_broker_config_t *config)
         return NULL;
     }
     self->router = zsock_new (ZMQ_ROUTER);
-    zsock_set_router_mandatory (self->router, 0);
-    //  Bound queues (STYLE.md 11): past the HWM a peer's messages are dropped
-    //  by ZeroMQ, and it learns by its own timeouts.
-    zsock_set_sndhwm (self->router, 1000000);
+    //  Bound queues (STYLE.md 11).  Mandatory routing: a send to a peer
+    //  that is gone or whose queue holds BROKER_PEER_HWM messages fails at
+    //  once (s_route) instead of blocking the loop or growing without bound.
+    zsock_set_router_mandatory (self->router, 1);
+    zsock_set_sndhwm (self->router, (int) config->peer_hwm);
     zsock_set_rcvhwm (self->router, 1000000);
     zsock_set_linger (self->router, 1000);
     if (bm_curve_server_apply (self->router, &self->auth)) {

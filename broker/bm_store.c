@@ -165,7 +165,7 @@ s_went_down (bm_store_t *self, const char *why)
         s_group_keep (self, waiting);
         s_group_destroy (&waiting);
     }
-    if (!self->outage_logged) {
+    if (!self->outage_logged && !self->destroying) {
         bm_error (NULL, "redis %s:%d unavailable (%s); reconnecting with backoff",
                   self->host, self->port, why);
         self->outage_logged = true;
