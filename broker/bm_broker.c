@@ -2738,7 +2738,7 @@ bm_broker_config_load (bm_broker_config_t *c)
     rc |= bm_env_int ("WEBHOOK_JOB_TIMEOUT_MS", 3600000, 1000, 86400000, &c->webhook_timeout_ms);
     rc |= bm_env_int ("WEBHOOK_JOB_MAX_ATTEMPTS", 10, 1, 100, &c->webhook_attempts);
     rc |= bm_env_int ("BROKER_SHUTDOWN_MS", 5000, 0, 600000, &c->shutdown_ms);
-    rc |= bm_env_int ("BROKER_PEER_HWM", 2000, 10, 10000000, &c->peer_hwm);
+    rc |= bm_env_int ("BROKER_PEER_HWM", 10000, 10, 10000000, &c->peer_hwm);
     if (c->redis_url && strncmp (c->redis_url, "redis://", 8) != 0) {
         bm_error (NULL, "configuration: REDIS_URL must be redis://host[:port][/db] or none (got '%s')",
                   c->redis_url);

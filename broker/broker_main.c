@@ -55,7 +55,7 @@ s_usage (void)
 "  BROKER_SHUTDOWN_MS        time allowed to flush Redis writes on SIGTERM (5000)\n"
 "  BROKER_PEER_HWM           messages queued for one peer before sends to it fail\n"
 "                            (a client's answers are dropped; a worker gets no more\n"
-"                            jobs until it reads) (2000)\n"
+"                            jobs until it reads) (10000)\n"
 "  CURVE_SERVER_CERT         the broker's secret CURVE certificate: encrypt the mesh\n"
 "                            and accept only known keys (off)\n"
 "  CURVE_CLIENTS_DIR         folder of the public certificates accepted\n"
