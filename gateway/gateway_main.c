@@ -54,6 +54,8 @@ s_usage (FILE *out)
 "  REDIS_TIMEOUT_MS            Redis connect and command timeout (default 1000)\n"
 "  GATEWAY_SHUTDOWN_MS         at SIGTERM, how long requests in flight may take to finish\n"
 "                              (default 10000); new ones get 503 shutting_down meanwhile\n"
+"  CURVE_SERVER_KEY            the broker's public CURVE key, when the mesh uses CURVE\n"
+"  CURVE_CLIENT_CERT           this gateway's secret CURVE certificate file\n"
 "  LOG_LEVEL                   debug, info, warn, error (default info)\n");
 }
 
