@@ -1069,7 +1069,7 @@ s_webhook_body (const job_t *job)
     json_object_set_new (body, "createdAt", json_string (when));
     s_iso_time (job->finished_at, when, sizeof when);
     json_object_set_new (body, "finishedAt", json_string (when));
-    char *text = json_dumps (body, JSON_COMPACT);
+    char *text = json_dumps (body, JSON_COMPACT | JSON_REAL_PRECISION (16));
     json_decref (body);
     return text;
 }

@@ -51,7 +51,7 @@ static void
 s_print_object (const msgpack_object *obj)
 {
     json_t *json = bm_json_from_msgpack (obj, 64);
-    char *text = json ? json_dumps (json, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    char *text = json ? json_dumps (json, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION (16)) : NULL;
     printf ("%s\n", text ? text : "null");
     free (text);
     json_decref (json);

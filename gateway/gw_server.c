@@ -406,7 +406,8 @@ s_send (s_req_t *r, int status, const char *content_type, const char *extra,
 static void
 s_send_json (s_req_t *r, int status, json_t *value, const char *extra)
 {
-    char *text = value ? json_dumps (value, JSON_COMPACT) : NULL;
+    //  16 digits: 228.6889, not 228.68889999999999 (jansson's default 17).
+    char *text = value ? json_dumps (value, JSON_COMPACT | JSON_REAL_PRECISION (16)) : NULL;
     json_decref (value);
     if (!text) {
         const char *fallback = "{\"error\":{\"code\":\"internal\",\"message\":\"internal error\"}}";

@@ -787,7 +787,7 @@ s_on_job (bm_worker_t *self, const msgpack_object *body)
     msgpack_object nil;
     nil.type = MSGPACK_OBJECT_NIL;
     json_t *json = bm_json_from_msgpack (payload ? payload : &nil, BM_JSON_MAX_DEPTH);
-    char *input = json ? json_dumps (json, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    char *input = json ? json_dumps (json, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION (16)) : NULL;
     json_decref (json);
     if (!input) {
         s_send_done_early (self, job_id, attempt, "spawn_failed",
