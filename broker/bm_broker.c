@@ -2575,9 +2575,11 @@ s_begin_shutdown (bm_broker_t *self)
         running += zlistx_size (worker->jobs);
         worker = (worker_t *) zhashx_next (self->workers);
     }
-    bm_info (NULL, "shutting down: %zu jobs running stay recorded in redis and resume "
-             "on restart; flushing %zu redis writes", running,
-             self->store ? bm_store_pending (self->store) : 0);
+    if (self->store)
+        bm_info (NULL, "shutting down: %zu jobs running stay recorded in redis and resume "
+                 "on restart; flushing %zu redis writes", running, bm_store_pending (self->store));
+    else
+        bm_info (NULL, "shutting down without redis: %zu running jobs are not kept", running);
 }
 
 //  --------------------------------------------------------------------------
