@@ -536,7 +536,9 @@ s_cmd_start (bm_broker_t *self, s_cmd_t *cmd, const char *verb, const char *what
     memcpy (p, self->config.redis_prefix, prefix); p += prefix;
     memcpy (p, "{bm}:", 5); p += 5;
     memcpy (p, what, w); p += w;
-    memcpy (p, id, i); p += i;
+    if (i)
+        memcpy (p, id, i);      //  id may be NULL (memcpy from NULL is UB even for 0 bytes)
+    p += i;
     *p = 0;
     s_arg_str (cmd, verb);
     s_arg (cmd, cmd->key, (size_t) (p - cmd->key));
