@@ -260,6 +260,8 @@ s_check_result (const uint8_t *data, size_t size)
     size_t offset = 0;
     FUZZ_CHECK (msgpack_unpack_next (&result, packed, packed_size, &offset)
                 == MSGPACK_UNPACK_SUCCESS && offset == packed_size);
+    //  A REPLY carries the result two levels down: it must fit the limit.
+    FUZZ_CHECK (bm_obj_depth (&result.data) <= BM_MAX_NESTING);
     //  It says what the bot printed: the whole stdout, or else its last line.
     json_t *value = bm_json_from_msgpack (&result.data, BM_JSON_MAX_DEPTH + 1);
     FUZZ_CHECK (value != NULL);

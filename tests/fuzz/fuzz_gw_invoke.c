@@ -15,7 +15,8 @@
       idempotencyKey, timeoutMs and maxAttempts as the JSON did;
     - the SUBMIT frames are accepted by bm_msg_decode_raw as the broker
       decodes them (a job the gateway accepts must not be a bad_frame to
-      the broker).  */
+      the broker), and its payload nests at most BM_MAX_NESTING deep (the
+      broker's bad_request rule).  */
 #include "bm_json.h"
 #include "bm_proto.h"
 #include "gw_invoke.h"
@@ -196,6 +197,9 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     FUZZ_CHECK (bm_obj_int (map, "req", &number) && number == 1234);
     s_check_field (map, "botType", type, false);
     s_check_field (map, "payload", payload, false);
+    //  The broker refuses payloads nested deeper than BM_MAX_NESTING
+    //  (bad_request): the gateway must not accept one.
+    FUZZ_CHECK (bm_obj_depth (bm_obj_get (map, "payload")) <= BM_MAX_NESTING);
     json_t *priority = json_object_get (root, "priority");
     json_t *zero = json_integer (0);
     s_check_field (map, "priority", priority && !json_is_null (priority)? priority: zero,
