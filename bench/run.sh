@@ -202,7 +202,8 @@ if want throughput || want latency || want http; then
     if ! peers_ok; then
       log "installing the npm peers (npm ci in bench/peers)"
       (cd "$PEERS" && timeout 180 npm ci --no-audit --no-fund --loglevel=error --prefer-offline \
-         --fetch-retries=1 --fetch-retry-maxtimeout=5000 --fetch-timeout=30000) >"$TMP/npm.log" 2>&1 \
+         --fetch-retries=1 --fetch-retry-mintimeout=2000 --fetch-retry-maxtimeout=5000 \
+         --fetch-timeout=30000) >"$TMP/npm.log" 2>&1 \
         || { log "npm ci failed:"; tail -3 "$TMP/npm.log" >&2; }
     fi
     peers_ok && NODE_OK=1
