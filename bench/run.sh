@@ -168,7 +168,11 @@ measure() {
   log "$case run $run: ${line#RESULT }"
   return 0
 }
-skip_case() { printf '%s\t0\tskipped=%s\n' "$1" "$2" >>"$RESULTS"; log "skipped $1: $2"; }
+skip_case() {   # once per case
+  grep -q "^$1	0	skipped=" "$RESULTS" && return 0
+  printf '%s\t0\tskipped=%s\n' "$1" "$2" >>"$RESULTS"; log "skipped $1: $2"
+}
+RUN_NOW=1
 
 # --- binaries ------------------------------------------------------------------
 BIN="${BOTMESH_BIN:-${BOTMESH_BUILD_DIR:-$ROOT/build}/bin}"
@@ -282,7 +286,7 @@ broker_env_text() {
 case_broker_throughput() {   # redis|none
   local mode=$1 case="tp_broker_$1" r
   if ! have botmesh-broker || [ $WORKER_KIND = none ]; then skip_case "$case" "botmesh-broker not built"; return; fi
-  for r in $(seq 1 "$RUNS"); do
+  for r in $RUN_NOW; do
     [ "$mode" = redis ] && { start_redis || { FAILED=1; stop_all; continue; }; }
     start_broker "$mode"
     start_workers "$WORKERS" "$CREDIT" python
@@ -305,7 +309,7 @@ watch_stack() {
 case_bullmq_throughput() {
   local case=tp_bullmq r
   [ $NODE_OK = 1 ] || { skip_case "$case" "npm peers unavailable"; return; }
-  for r in $(seq 1 "$RUNS"); do
+  for r in $RUN_NOW; do
     start_redis || { FAILED=1; stop_all; continue; }
     local drv=(node "$PEERS/bullmq_throughput.js" --redis "$REDIS_PORT" --jobs "$JOBS" --batch "$BULLMQ_BATCH"
                --concurrency "$BULLMQ_CONCURRENCY" --workers 1 --inflight "$BULLMQ_INFLIGHT")
@@ -328,7 +332,7 @@ start_relay() {
 
 case_relay_throughput() {
   local case=tp_relay r
-  for r in $(seq 1 "$RUNS"); do
+  for r in $RUN_NOW; do
     start_relay
     record_cmd "$case" "bm-relay relay --front EP1 --back EP2; bm-relay worker --connect EP2; bm-relay drive --connect EP1 --jobs $JOBS --window $WINDOW"
     CPU_WATCH=$RELAY_WATCH
@@ -343,7 +347,7 @@ case_relay_throughput() {
 case_broker_latency() {   # redis|none
   local mode=$1 case="lat_broker_$1" r
   if ! have botmesh-broker || [ $WORKER_KIND = none ]; then skip_case "$case" "botmesh-broker not built"; return; fi
-  for r in $(seq 1 "$RUNS"); do
+  for r in $RUN_NOW; do
     [ "$mode" = redis ] && { start_redis || { FAILED=1; stop_all; continue; }; }
     start_broker "$mode"
     start_workers 1 "$CREDIT" python
@@ -357,7 +361,7 @@ case_broker_latency() {   # redis|none
 case_bullmq_latency() {
   local case=lat_bullmq r
   [ $NODE_OK = 1 ] || { skip_case "$case" "npm peers unavailable"; return; }
-  for r in $(seq 1 "$RUNS"); do
+  for r in $RUN_NOW; do
     start_redis || { FAILED=1; stop_all; continue; }
     record_cmd "$case" "$REDIS_CMD; node bench/peers/bullmq_latency.js --redis PORT --jobs $LAT_JOBS --warmup $LAT_WARMUP"
     measure "$case" "$r" "$case-$r" node "$PEERS/bullmq_latency.js" --redis "$REDIS_PORT" --jobs "$LAT_JOBS" --warmup "$LAT_WARMUP"
@@ -367,7 +371,7 @@ case_bullmq_latency() {
 
 case_relay_latency() {
   local case=lat_relay r
-  for r in $(seq 1 "$RUNS"); do
+  for r in $RUN_NOW; do
     start_relay
     record_cmd "$case" "bm-relay relay ...; bm-relay worker ...; bm-relay drive --connect EP1 --latency --jobs $LAT_JOBS --warmup $LAT_WARMUP"
     measure "$case" "$r" "$case-$r" "$BIN/bm-relay" drive --connect "$RELAY_EP" --latency --jobs "$LAT_JOBS" --warmup "$LAT_WARMUP"
@@ -425,7 +429,7 @@ case_gateway_http() {   # redis|none
   local mode=$1 case="http_gateway_$1" r
   if ! have botmesh-gateway || ! have botmesh-broker; then skip_case "$case" "botmesh-gateway not built"; return; fi
   command -v wrk >/dev/null || { skip_case "$case" "no wrk"; return; }
-  for r in $(seq 1 "$RUNS"); do
+  for r in $RUN_NOW; do
     [ "$mode" = redis ] && { start_redis || { FAILED=1; stop_all; continue; }; }
     start_broker "$mode" MAX_QUEUE=2000000
     start_workers "$WORKERS" "$CREDIT" python
@@ -447,7 +451,7 @@ case_express_http() {
   local case=http_express r
   [ $NODE_OK = 1 ] || { skip_case "$case" "npm peers unavailable"; return; }
   command -v wrk >/dev/null || { skip_case "$case" "no wrk"; return; }
-  for r in $(seq 1 "$RUNS"); do
+  for r in $RUN_NOW; do
     start_redis || { FAILED=1; stop_all; continue; }
     local port; port=$(free_port)
     spawn "express-$r" -- node "$PEERS/express_gateway.js" --redis "$REDIS_PORT" --port "$port"
@@ -463,7 +467,7 @@ case_express_http() {
 case_bare_http() {
   local case=http_bare r
   command -v wrk >/dev/null || { skip_case "$case" "no wrk"; return; }
-  for r in $(seq 1 "$RUNS"); do
+  for r in $RUN_NOW; do
     spawn "bare-$r" -- "$BIN/bm-bare-http" --threads $((WRK_CONN + 16))
     record_cmd "$case" "bm-bare-http --threads $((WRK_CONN + 16))"
     local line port
@@ -483,7 +487,7 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
 case_memory() {
   local case=mem_queued r
   have botmesh-broker || { skip_case "$case" "botmesh-broker not built"; return; }
-  for r in $(seq 1 "$RUNS"); do
+  for r in $RUN_NOW; do
     # No Redis: the broker's own memory only.  No worker serves "held".
     start_broker none MAX_QUEUE=$((FILL_LARGE + 1000)) MAX_HELD_BOTS=1
     "$BIN/bm-bench" ping --endpoint "$BROKER_EP" >/dev/null 2>&1 || { log "FAILED: $case: broker not ready"; FAILED=1; stop_all; continue; }
@@ -506,7 +510,7 @@ case_memory() {
 case_idle_workers() {
   local case=idle_workers r
   have botmesh-broker || { skip_case "$case" "botmesh-broker not built"; return; }
-  for r in $(seq 1 "$RUNS"); do
+  for r in $RUN_NOW; do
     start_broker none
     record_cmd "$case" "$(broker_env_text); bm-bench-worker idle --endpoint EP --workers $IDLE_WORKERS --seconds $IDLE_SECONDS --broker-pid PID"
     measure "$case" "$r" "$case-$r" "$BIN/bm-bench-worker" idle --endpoint "$BROKER_EP" \
@@ -519,7 +523,7 @@ case_types() {   # throughput with M bot types, one no-op worker serving them al
   local m=$1 case="tp_types_$1" r
   have botmesh-broker || { skip_case "$case" "botmesh-broker not built"; return; }
   local types; types=$(seq -s, -f "bench%g" 0 $((m - 1)))
-  for r in $(seq 1 "$RUNS"); do
+  for r in $RUN_NOW; do
     start_broker none MAX_BOTS_DEFAULT=100000
     local i
     WORKER_PIDS=()
@@ -543,29 +547,39 @@ case_types() {   # throughput with M bot types, one no-op worker serving them al
 T0=$(date +%s)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "bench: $([ $QUICK = 1 ] && echo quick || echo full) run, $RUNS run(s) per case, binaries in $BIN, workers: $WORKER_KIND"
-if want throughput; then
-  case_broker_throughput none
-  case_broker_throughput redis
-  case_bullmq_throughput
-  case_relay_throughput
-fi
-if want latency; then
-  case_broker_latency none
-  case_broker_latency redis
-  case_bullmq_latency
-  case_relay_latency
-fi
-if want http; then
-  case_gateway_http redis
-  case_gateway_http none
-  case_express_http
-  case_bare_http
-fi
-if want scale; then
-  case_memory
-  case_idle_workers
-  for m in $TYPE_COUNTS; do case_types "$m"; done
-fi
+# Runs interleave: run 1 of every case of a group, then run 2, ...: so
+# that a slow minute of the machine does not fall on one case only.
+for RUN_NOW in $(seq 1 "$RUNS"); do
+  if want throughput; then
+    case_broker_throughput none
+    case_broker_throughput redis
+    case_bullmq_throughput
+    case_relay_throughput
+  fi
+done
+for RUN_NOW in $(seq 1 "$RUNS"); do
+  if want latency; then
+    case_broker_latency none
+    case_broker_latency redis
+    case_bullmq_latency
+    case_relay_latency
+  fi
+done
+for RUN_NOW in $(seq 1 "$RUNS"); do
+  if want http; then
+    case_gateway_http redis
+    case_gateway_http none
+    case_express_http
+    case_bare_http
+  fi
+done
+for RUN_NOW in $(seq 1 "$RUNS"); do
+  if want scale; then
+    case_memory
+    case_idle_workers
+    for m in $TYPE_COUNTS; do case_types "$m"; done
+  fi
+done
 ELAPSED=$(( $(date +%s) - T0 ))
 
 # --- the machine and the versions -----------------------------------------------------
