@@ -98,6 +98,9 @@ def build(runs, notes, meta):
     t.append(row("botmesh broker, no Redis", values(runs, "tp_broker_none", "rate"), "jobs/s", n("tp_broker_none")))
     t.append(row("botmesh broker, Redis AOF everysec", values(runs, "tp_broker_redis", "rate"), "jobs/s", n("tp_broker_redis")))
     t.append(row("BullMQ, same Redis config", values(runs, "tp_bullmq", "rate"), "jobs/s", n("tp_bullmq")))
+    if "tp_bullmq_best" in runs or "tp_bullmq_best" in notes:
+        t.append(row("BullMQ, best setting found", values(runs, "tp_bullmq_best", "rate"), "jobs/s",
+                     n("tp_bullmq_best")))
     t.append(row("bare libzmq relay (the limit)", values(runs, "tp_relay", "rate"), "jobs/s", n("tp_relay")))
     sections.append(("Throughput: %s jobs, ~100-byte payloads, first submit to last result"
                      % "{:,}".format(int(meta.get("jobs", "0") or 0)), t))
@@ -143,7 +146,8 @@ def build(runs, notes, meta):
     # Where the CPU goes: µs of CPU per job, by process, in the throughput cases
     cpu_rows = []
     for case, label in (("tp_broker_none", "botmesh, no Redis"), ("tp_broker_redis", "botmesh, Redis"),
-                        ("tp_bullmq", "BullMQ (node: producer + worker)"), ("tp_relay", "bare relay"),
+                        ("tp_bullmq", "BullMQ (node: producer + worker)"),
+                        ("tp_bullmq_best", "BullMQ, best setting"), ("tp_relay", "bare relay"),
                         ("tp_types_1", "botmesh, 1 type (bm-bench-worker)"),
                         ("tp_types_10", "botmesh, 10 types"), ("tp_types_100", "botmesh, 100 types")):
         per = {}
@@ -171,14 +175,18 @@ def build(runs, notes, meta):
     def ratio(a, b):
         return a / b if a is not None and b else None
     dur, nor = median(values(runs, "tp_broker_redis", "rate")), median(values(runs, "tp_broker_none", "rate"))
-    bull, relay = median(values(runs, "tp_bullmq", "rate")), median(values(runs, "tp_relay", "rate"))
+    #  BullMQ at its better setting: the conservative ratio
+    bulls = [m for m in (median(values(runs, "tp_bullmq", "rate")), median(values(runs, "tp_bullmq_best", "rate")))
+             if m is not None]
+    bull = max(bulls) if bulls else None
+    relay = median(values(runs, "tp_relay", "rate"))
     p99_b, p99_r = median(values(runs, "lat_broker_none", "p99_us")), median(values(runs, "lat_relay", "p99_us"))
     http_d, http_e = median(values(runs, "http_gateway_redis", "rps")), median(values(runs, "http_express", "rps"))
     http_b = median(values(runs, "http_bare", "rps"))
     beyond = median(mem["beyond"])
     per_s, per_l = median(mem["per_small"]), median(mem["per_large"])
     targets = [
-        ("durable throughput / BullMQ", ratio(dur, bull), ">= 10x", lambda r: r >= 10, "x"),
+        ("durable throughput / BullMQ (its better setting)", ratio(dur, bull), ">= 10x", lambda r: r >= 10, "x"),
         ("no-Redis throughput / bare relay", ratio(nor, relay), ">= 0.5", lambda r: r >= 0.5, ""),
         ("light-load p99, no Redis / relay p99", ratio(p99_b, p99_r), "<= 2x", lambda r: r <= 2, "x"),
         ("memory per queued job beyond payload (B)", beyond, "< 1024", lambda r: r < 1024, ""),
@@ -299,8 +307,8 @@ def main():
                 md.append("| %s | %s |" % (k, meta[k]))
         md += ["",
                "Settings: %s no-op worker process(es) (`%s`) with credit %s each for the throughput and HTTP"
-               " cases; the C driver keeps %s jobs in flight; BullMQ: %s (the best setting found, see the"
-               " findings)." % (meta.get("workers"), meta.get("worker"), meta.get("credit"), meta.get("window"),
+               " cases; the C driver keeps %s jobs in flight; BullMQ: %s (the ratio to BullMQ uses the"
+               " better of the two)." % (meta.get("workers"), meta.get("worker"), meta.get("credit"), meta.get("window"),
                                 meta.get("bullmq_settings")),
                ""]
         for title, rows in sections:

@@ -64,7 +64,10 @@ WORKERS=${BENCH_WORKERS:-2}          # no-op worker processes (throughput cases)
 CREDIT=${BENCH_CREDIT:-500}          # credit (concurrency) of each
 WINDOW=${BENCH_WINDOW:-2000}         # jobs in flight of the C driver
 WRK_CONN=${BENCH_WRK_CONNECTIONS:-64}
+# BullMQ as issue 9 sets it (addBulk batches of 1,000, worker concurrency 50),
+# and the best setting a sweep found here (see bench/findings.md)
 BULLMQ_CONCURRENCY=50 BULLMQ_BATCH=1000 BULLMQ_INFLIGHT=1
+BULLMQ_BEST_CONCURRENCY=200 BULLMQ_BEST_INFLIGHT=4
 
 # Full runs take priority over background jobs (builds, tests of others) when
 # allowed: every process started here inherits it.  BENCH_NICE=0 to keep 0.
@@ -306,14 +309,15 @@ watch_stack() {
   for p in "${WORKER_PIDS[@]+"${WORKER_PIDS[@]}"}"; do CPU_WATCH+=" workers:$p"; done
 }
 
-case_bullmq_throughput() {
-  local case=tp_bullmq r
+case_bullmq_throughput() {   # [best]: the issue's setting, or the best one found
+  local case=tp_bullmq r conc=$BULLMQ_CONCURRENCY inflight=$BULLMQ_INFLIGHT
+  if [ "${1:-}" = best ]; then case=tp_bullmq_best conc=$BULLMQ_BEST_CONCURRENCY inflight=$BULLMQ_BEST_INFLIGHT; fi
   [ $NODE_OK = 1 ] || { skip_case "$case" "npm peers unavailable"; return; }
   for r in $RUN_NOW; do
     start_redis || { FAILED=1; stop_all; continue; }
     local drv=(node "$PEERS/bullmq_throughput.js" --redis "$REDIS_PORT" --jobs "$JOBS" --batch "$BULLMQ_BATCH"
-               --concurrency "$BULLMQ_CONCURRENCY" --workers 1 --inflight "$BULLMQ_INFLIGHT")
-    record_cmd "$case" "$REDIS_CMD; node bench/peers/bullmq_throughput.js --redis PORT --jobs $JOBS --batch $BULLMQ_BATCH --concurrency $BULLMQ_CONCURRENCY --workers 1 --inflight $BULLMQ_INFLIGHT"
+               --concurrency "$conc" --workers 1 --inflight "$inflight")
+    record_cmd "$case" "$REDIS_CMD; node bench/peers/bullmq_throughput.js --redis PORT --jobs $JOBS --batch $BULLMQ_BATCH --concurrency $conc --workers 1 --inflight $inflight"
     CPU_WATCH="redis:$REDIS_PID"
     measure "$case" "$r" "$case-$r" "${drv[@]}"
     stop_all
@@ -554,6 +558,7 @@ for RUN_NOW in $(seq 1 "$RUNS"); do
     case_broker_throughput none
     case_broker_throughput redis
     case_bullmq_throughput
+    [ $QUICK = 1 ] || case_bullmq_throughput best
     case_relay_throughput
   fi
 done
@@ -622,7 +627,7 @@ ELAPSED=$(( $(date +%s) - T0 ))
   echo "idle_workers=$IDLE_WORKERS"
   echo "wrk_seconds=$WRK_SECONDS"
   echo "wrk_connections=$WRK_CONN"
-  echo "bullmq_settings=addBulk batches of $BULLMQ_BATCH ($BULLMQ_INFLIGHT in flight), 1 worker process, concurrency $BULLMQ_CONCURRENCY"
+  echo "bullmq_settings=addBulk batches of $BULLMQ_BATCH ($BULLMQ_INFLIGHT in flight), 1 worker process, concurrency $BULLMQ_CONCURRENCY; best found: $BULLMQ_BEST_INFLIGHT batches in flight, concurrency $BULLMQ_BEST_CONCURRENCY"
 } >"$META"
 
 REPORT_ARGS=("$RESULTS" "$META" "$COMMANDS")
