@@ -214,8 +214,12 @@ s_pack_object (const msgpack_object *obj, size_t *size)
     msgpack_packer pk;
     msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
     msgpack_pack_object (&pk, *obj);
+    //  An exact copy: the sbuffer reserved 8 KB, and a queued job keeps
+    //  its payload for as long as it waits.
     *size = sbuf.size;
-    return sbuf.data ? sbuf.data : s_memdup ("\xc0", (*size = 1));
+    char *copy = sbuf.size ? s_memdup (sbuf.data, sbuf.size) : s_memdup ("\xc0", (*size = 1));
+    msgpack_sbuffer_destroy (&sbuf);
+    return copy;
 }
 
 //  A packed body being built: sbuffer + packer on the stack.
@@ -1096,7 +1100,9 @@ s_wh_simple (const char *state, int64_t attempts, const char *error, size_t *siz
     if (error)
         bm_pack_kv_str (&body.pk, "lastError", error);
     *size = body.sbuf.size;
-    return body.sbuf.data;
+    char *copy = s_memdup (body.sbuf.data, body.sbuf.size);
+    s_body_free (&body);
+    return copy;
 }
 
 static job_t *s_job_insert (bm_broker_t *self, job_t *job);
@@ -1126,8 +1132,9 @@ s_webhook_create (bm_broker_t *self, job_t *parent)
     bm_pack_kv_str (&body.pk, "webhookId", parent->id);
     bm_pack_kv_str (&body.pk, "body", text);
     free (text);
-    job->payload = body.sbuf.data;
+    job->payload = s_memdup (body.sbuf.data, body.sbuf.size);
     job->payload_size = body.sbuf.size;
+    s_body_free (&body);
     size_t wh_size;
     char *wh = s_wh_simple ("pending", 0, NULL, &wh_size);
     s_set_wh (parent, wh, wh_size);
