@@ -326,7 +326,7 @@ def main():
             md += ["## Findings", "", findings, ""]
         md += ["## Commands", "",
                "Every server listens on 127.0.0.1 on a free port (PORT, EP); `bench/run.sh` starts each case"
-               " on fresh processes and stops them afterwards. Binaries come from `build/bin`.", ""]
+               " on fresh processes and stops them afterwards. Binaries came from `%s`." % meta.get("bin", "build/bin"), ""]
         for case, cmd in commands:
             md += ["- `%s`: `%s`" % (case, cmd.replace("`", "'"))]
         md.append("")

@@ -618,6 +618,7 @@ ELAPSED=$(( $(date +%s) - T0 ))
       echo "$p=$(cd "$PEERS" && node -p "require('$p/package.json').version" 2>/dev/null)"
     done
   fi
+  echo "bin=${BIN#"$ROOT"/}"
   echo "worker=$WORKER_KIND"
   echo "workers=$WORKERS"
   echo "credit=$CREDIT"
