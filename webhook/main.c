@@ -69,10 +69,13 @@ main (int argc, char *argv [])
         }
     }
     wh_config_t config;
-    if (wh_config_load (&config))
+    if (wh_config_load (&config)) {
+        wh_config_free (&config);
         return 1;
+    }
     if (port_flag && bm_parse_int (port_flag, 0, 65535, &config.port)) {
         bm_error (NULL, "configuration: --port must be an integer from 0 to 65535 (got '%s')", port_flag);
+        wh_config_free (&config);
         return 1;
     }
 
@@ -95,9 +98,11 @@ main (int argc, char *argv [])
     }
     if (curl_global_init (CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         bm_error (NULL, "libcurl failed to initialise");
+        wh_config_free (&config);
         return 1;
     }
     int code = wh_manager_run (&config);
+    wh_config_free (&config);
     curl_global_cleanup ();
     return code;
 }

@@ -115,3 +115,10 @@ wh_config_load (wh_config_t *c)
         c->connect_timeout_ms = c->timeout_ms;
     return rc? -1: 0;
 }
+
+void
+wh_config_free (wh_config_t *c)
+{
+    curl_slist_free_all (c->connect_to);
+    c->connect_to = NULL;
+}

@@ -44,6 +44,9 @@ typedef struct {
 //  variable is wrong.
 int wh_config_load (wh_config_t *config);
 
+//  Free what load allocated (the CONNECT_TO list).
+void wh_config_free (wh_config_t *config);
+
 //  The --help text's list of variables.
 extern const char *wh_config_help;
 
