@@ -171,6 +171,33 @@ def build(runs, notes, meta):
         cpu_rows.append([label, cell("broker"), cell("redis"), cell("workers"), cell("driver"),
                          "{:,.0f}".format(tot), "{:.2f}".format(statistics.median(busy)) if busy else "-"])
 
+    # The same for HTTP: µs of CPU per request
+    http_rows = []
+    for case, label in (("http_gateway_redis", "botmesh-gateway, Redis"), ("http_gateway_none", "botmesh-gateway, no Redis"),
+                        ("http_express", "Express + BullMQ"), ("http_bare", "bare civetweb handler")):
+        per, busy = {}, []
+        for d in runs.get(case, []):
+            try:
+                reqs = float(d["requests"])
+                secs = reqs / float(d["rps"])
+            except (KeyError, ValueError, ZeroDivisionError):
+                continue
+            if reqs <= 0:
+                continue
+            total = 0.0
+            for role in ("gateway", "broker", "redis", "workers", "driver"):
+                if "cpu_%s_s" % role in d:
+                    v = float(d["cpu_%s_s" % role])
+                    per.setdefault(role, []).append(v * 1e6 / reqs)
+                    total += v
+            busy.append(total / secs if secs else 0)
+        if not per:
+            continue
+        cell = lambda role: "{:,.0f}".format(statistics.median(per[role])) if role in per else "-"
+        tot = sum(statistics.median(v) for v in per.values())
+        http_rows.append([label, cell("gateway"), cell("broker"), cell("redis"), cell("workers"), cell("driver"),
+                          "{:,.0f}".format(tot), "{:.2f}".format(statistics.median(busy)) if busy else "-"])
+
     # Targets (issue 9), from medians
     def ratio(a, b):
         return a / b if a is not None and b else None
@@ -202,7 +229,7 @@ def build(runs, notes, meta):
         else:
             val = "{:,.0f}".format(v) if abs(v) >= 100 else "{:.2f}{}".format(v, suffix)
             trows.append([name, val, goal, "met" if ok(v) else "MISSED"])
-    return sections, trows, cpu_rows
+    return sections, trows, cpu_rows, http_rows
 
 
 def _numeric(cell):
@@ -255,7 +282,8 @@ def main():
         for line in f:
             if "\t" in line:
                 commands.append(line.rstrip("\n").split("\t", 1))
-    sections, trows, cpu_rows = build(runs, notes, meta)
+    sections, trows, cpu_rows, http_rows = build(runs, notes, meta)
+    http_header = ["case", "HTTP server", "broker", "redis", "workers", "wrk", "total", "cores busy"]
     cpu_header = ["case", "broker", "redis", "workers", "driver", "total", "cores busy"]
     header = ["case", "median", "min – max", "unit", "note"]
 
@@ -270,6 +298,10 @@ def main():
         print()
         print("CPU per job (µs, median), by process; 'broker' is the relay in the relay case")
         print(text_table(cpu_rows, cpu_header))
+    if http_rows:
+        print()
+        print("CPU per HTTP request (µs, median), by process")
+        print(text_table(http_rows, http_header))
     print()
     print("Targets (issue 9), from the medians")
     print(text_table(trows, ["target", "value", "goal", "status"]))
@@ -320,6 +352,11 @@ def main():
                    " the producer and the worker processes). \"broker\" is the relay process in the relay case."
                    " \"cores busy\" is all of it divided by the wall time: this machine has %s." % meta.get("cores"),
                    "", md_table(cpu_rows, cpu_header), ""]
+        if http_rows:
+            md += ["CPU per HTTP request in µs (median), by process, during the measured wrk run; \"HTTP server\""
+                   " is botmesh-gateway, the Express process or the bare handler, \"workers\" the no-op workers"
+                   " (for Express: the BullMQ worker process), \"wrk\" the load generator itself.", "",
+                   md_table(http_rows, http_header), ""]
         md += ["## Targets (issue 9)", "", "From the medians above.", "",
                md_table(trows, ["target", "value", "goal", "status"]), ""]
         if findings:

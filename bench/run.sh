@@ -95,6 +95,7 @@ stop_pid() {   # TERM the process group, wait, KILL what is left
 }
 stop_all() {
   local i
+  CPU_WATCH=""
   for (( i=${#PIDS[@]}-1; i>=0; i-- )); do stop_pid "${PIDS[$i]}"; done
   return 0
 }
@@ -127,6 +128,27 @@ record_cmd() {
   grep -q "^$1	" "$COMMANDS" 2>/dev/null || printf '%s\t%s\n' "$1" "$2" >>"$COMMANDS"
 }
 
+# cpu_watch_start / cpu_watch_end: CPU time of the CPU_WATCH processes in
+# between, as " cpu_<role>_s=S ..." (summed by role)
+declare -A CPU_BEFORE=()
+cpu_watch_start() {
+  local w
+  CPU_BEFORE=()
+  for w in $CPU_WATCH; do CPU_BEFORE[$w]=$(cpu_ticks "${w#*:}"); done
+}
+cpu_watch_end() {
+  local w role out=""
+  declare -A cpu=()
+  for w in $CPU_WATCH; do
+    role=${w%%:*}
+    cpu[$role]=$(( ${cpu[$role]:-0} + $(cpu_ticks "${w#*:}") - ${CPU_BEFORE[$w]:-0} ))
+  done
+  for role in "${!cpu[@]}"; do
+    out+=" cpu_${role}_s=$(awk -v t="${cpu[$role]}" -v hz="$HZ" 'BEGIN {printf "%.2f", t / hz}')"
+  done
+  echo "$out"
+}
+
 # measure CASE RUN LOGNAME CMD...: run a driver, keep its RESULT line
 # CPU_WATCH="role:pid ...": processes whose CPU time measure() reports for
 # the next case, as cpu_<role>_s (summed by role); the driver's own CPU time
@@ -135,12 +157,32 @@ CPU_WATCH=""
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 HZ=$(getconf CLK_TCK)
 
+# cpu_watch_start / cpu_watch_end: CPU time of the CPU_WATCH processes in
+# between, as " cpu_<role>_s=S ..." (summed by role)
+declare -A CPU_BEFORE=()
+cpu_watch_start() {
+  local w
+  CPU_BEFORE=()
+  for w in $CPU_WATCH; do CPU_BEFORE[$w]=$(cpu_ticks "${w#*:}"); done
+}
+cpu_watch_end() {
+  local w role out=""
+  declare -A cpu=()
+  for w in $CPU_WATCH; do
+    role=${w%%:*}
+    cpu[$role]=$(( ${cpu[$role]:-0} + $(cpu_ticks "${w#*:}") - ${CPU_BEFORE[$w]:-0} ))
+  done
+  for role in "${!cpu[@]}"; do
+    out+=" cpu_${role}_s=$(awk -v t="${cpu[$role]}" -v hz="$HZ" 'BEGIN {printf "%.2f", t / hz}')"
+  done
+  echo "$out"
+}
+
 # measure CASE RUN LOGNAME CMD...: run a driver, keep its RESULT line
 measure() {
   local case=$1 run=$2 name=$3; shift 3
-  local out="$TMP/$name.out" pid rc line w role wpid
-  declare -A before=()
-  for w in $CPU_WATCH; do before[$w]=$(cpu_ticks "${w#*:}"); done
+  local out="$TMP/$name.out" pid rc line
+  cpu_watch_start
   local timer=()
   [ -x /usr/bin/time ] && timer=(/usr/bin/time -f 'TIME %U %S' -o "$TMP/$name.time")
   setsid "${timer[@]+"${timer[@]}"}" "$@" >"$out" 2>"$TMP/$name.err" </dev/null &
@@ -157,14 +199,7 @@ measure() {
     CPU_WATCH=""
     return 1
   fi
-  declare -A cpu=()
-  for w in $CPU_WATCH; do
-    role=${w%%:*}; wpid=${w#*:}
-    cpu[$role]=$(( ${cpu[$role]:-0} + $(cpu_ticks "$wpid") - ${before[$w]} ))
-  done
-  for role in "${!cpu[@]}"; do
-    line+=" cpu_${role}_s=$(awk -v t="${cpu[$role]}" -v hz="$HZ" 'BEGIN {printf "%.2f", t / hz}')"
-  done
+  line+=$(cpu_watch_end)
   [ -s "$TMP/$name.time" ] && line+=" cpu_driver_s=$(awk '/^TIME/ {printf "%.2f", $2 + $3}' "$TMP/$name.time")"
   CPU_WATCH=""
   printf '%s\t%s\t%s\n' "$case" "$run" "${line#RESULT }" >>"$RESULTS"
@@ -410,8 +445,14 @@ run_wrk() {
   record_cmd "$case.wrk" "wrk -t2 -c$WRK_CONN -d${WRK_SECONDS}s --latency -s bench/invoke.lua http://127.0.0.1:PORT/invoke"
   # Warm-up (connections, threads, JIT), then the measured run
   wrk -t2 -c"$WRK_CONN" -d1s -s "$BENCH/invoke.lua" "http://127.0.0.1:$port/invoke" >/dev/null 2>&1
-  "${cmd[@]}" >"$out" 2>&1
-  local rps p99 non2xx errs
+  cpu_watch_start
+  if [ -x /usr/bin/time ]; then /usr/bin/time -f 'TIME %U %S' -o "$out.time" "${cmd[@]}" >"$out" 2>&1
+  else "${cmd[@]}" >"$out" 2>&1; fi
+  local cpu; cpu=$(cpu_watch_end)
+  CPU_WATCH=""
+  [ -s "$out.time" ] && cpu+=" cpu_driver_s=$(awk '/^TIME/ {printf "%.2f", $2 + $3}' "$out.time")"
+  local rps p99 non2xx errs requests
+  requests=$(awk '/requests in/ {print $1}' "$out")
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
   p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' "$out"); non2xx=${non2xx:-0}
@@ -420,7 +461,8 @@ run_wrk() {
     log "FAILED: $case run $run: wrk gave no rate"; cat "$out" >&2
     printf '%s\t%s\tfailed=1\n' "$case" "$run" >>"$RESULTS"; FAILED=1; return 1
   fi
-  printf '%s\t%s\trps=%s p99_ms=%s non2xx=%s errors=%s\n' "$case" "$run" "$rps" "$p99" "$non2xx" "$errs" >>"$RESULTS"
+  printf '%s\t%s\trps=%s p99_ms=%s non2xx=%s errors=%s requests=%s%s\n' "$case" "$run" "$rps" "$p99" \
+    "$non2xx" "$errs" "${requests:-0}" "$cpu" >>"$RESULTS"
   log "$case run $run: rps=$rps p99_ms=$p99 non2xx=$non2xx errors=$errs"
   if [ "$non2xx" != 0 ]; then
     log "warning: $case: $non2xx answers were not 2xx"
@@ -444,7 +486,9 @@ case_gateway_http() {   # redis|none
     local genv=(API_GATEWAY_PORT="$port" GATEWAY_LISTEN=127.0.0.1 BROKER_ENDPOINT="$BROKER_EP"
                 REDIS_URL="$redis_url" GATEWAY_THREADS=$((WRK_CONN + 16)) RATE_LIMIT_RPS=0 LOG_LEVEL=warn)
     spawn "gateway-$case-$r" "${genv[@]}" -- "$BIN/botmesh-gateway"
+    local gw_pid=$LAST_PID
     record_cmd "$case" "$( [ "$mode" = redis ] && echo "$REDIS_CMD; ")$(broker_env_text); ${WORKERS}x $(worker_cmd_text python); API_GATEWAY_PORT=PORT GATEWAY_LISTEN=127.0.0.1 BROKER_ENDPOINT=EP REDIS_URL=$( [ "$mode" = redis ] && echo 'redis://127.0.0.1:PORT/0' || echo none) GATEWAY_THREADS=$((WRK_CONN + 16)) RATE_LIMIT_RPS=0 LOG_LEVEL=warn botmesh-gateway"
+    watch_stack; CPU_WATCH+=" gateway:$gw_pid"
     if wait_http "$port"; then run_wrk "$case" "$r" "$port"
     else log "FAILED: $case: gateway did not answer"; tail -20 "$TMP/gateway-$case-$r.log" >&2; FAILED=1; fi
     stop_all
@@ -459,7 +503,9 @@ case_express_http() {
     start_redis || { FAILED=1; stop_all; continue; }
     local port; port=$(free_port)
     spawn "express-$r" -- node "$PEERS/express_gateway.js" --redis "$REDIS_PORT" --port "$port"
+    CPU_WATCH="gateway:$LAST_PID redis:$REDIS_PID"
     spawn "drain-$r" -- node "$PEERS/bullmq_drain.js" --redis "$REDIS_PORT" --concurrency "$BULLMQ_CONCURRENCY"
+    CPU_WATCH+=" workers:$LAST_PID"
     record_cmd "$case" "$REDIS_CMD; node bench/peers/express_gateway.js --redis PORT --port HTTP; node bench/peers/bullmq_drain.js --redis PORT --concurrency $BULLMQ_CONCURRENCY"
     if wait_line "$TMP/express-$r.log" '^listening' >/dev/null && wait_line "$TMP/drain-$r.log" '^ready' >/dev/null; then
       run_wrk "$case" "$r" "$port"
@@ -473,6 +519,7 @@ case_bare_http() {
   command -v wrk >/dev/null || { skip_case "$case" "no wrk"; return; }
   for r in $RUN_NOW; do
     spawn "bare-$r" -- "$BIN/bm-bare-http" --threads $((WRK_CONN + 16))
+    CPU_WATCH="gateway:$LAST_PID"
     record_cmd "$case" "bm-bare-http --threads $((WRK_CONN + 16))"
     local line port
     if line=$(wait_line "$TMP/bare-$r.log" '^listening'); then
