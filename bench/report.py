@@ -346,7 +346,7 @@ def main():
         for title, rows in sections:
             md += ["## " + title, "", md_table(rows, header), ""]
         if cpu_rows:
-            md += ["## Where the CPU goes (throughput cases)", "",
+            md += ["## Where the CPU goes", "",
                    "CPU time per job in µs (median of the runs), by process, from /proc/PID/stat"
                    " (broker, redis-server, workers) and the driver's rusage (with its children: for BullMQ"
                    " the producer and the worker processes). \"broker\" is the relay process in the relay case."

@@ -575,7 +575,7 @@ case_types() {   # throughput with M bot types, one no-op worker serving them al
   have botmesh-broker || { skip_case "$case" "botmesh-broker not built"; return; }
   local types; types=$(seq -s, -f "bench%g" 0 $((m - 1)))
   for r in $RUN_NOW; do
-    start_broker none MAX_BOTS_DEFAULT=100000
+    start_broker none
     local i
     WORKER_PIDS=()
     for (( i=0; i<WORKERS; i++ )); do
