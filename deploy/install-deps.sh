@@ -11,7 +11,7 @@ PACKAGES=(
   clang libclang-rt-14-dev valgrind
   python3 python3-zmq python3-msgpack python3-yaml
   nodejs npm default-jdk-headless
-  prometheus chromium jq curl wrk iproute2 procps psmisc docker-compose
+  prometheus chromium jq curl wrk iproute2 procps psmisc docker-compose time linux-perf
 )
 
 missing=()
