@@ -1820,8 +1820,9 @@ s_make_id (bm_broker_t *self, char *id, size_t size)
 }
 
 static void
-s_client_submit (bm_broker_t *self, zframe_t *identity, const msgpack_object *body)
+s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
 {
+    const msgpack_object *body = bm_msg_body (msg);
     const char *reason = NULL;
     char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
     const char *str;
@@ -1931,8 +1932,13 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const msgpack_object *bo
         s_reject (self, identity, body, "bad_request", "payload nests deeper than 30 levels");
         return;
     }
+    //  The payload's bytes as the client encoded them: kept without
+    //  re-encoding (the body passed bm_msgpack_check).
+    const char *payload_raw = "\xc0";
     size_t payload_size = 1;
-    char *packed = payload ? s_pack_object (payload, &payload_size) : s_memdup ("\xc0", 1);
+    char *packed = NULL;            //  Only if slicing fails (not expected)
+    if (payload && !bm_msg_raw_value (msg, "payload", &payload_raw, &payload_size))
+        packed = s_pack_object (payload, &payload_size);
     if ((int64_t) payload_size > self->config.max_payload) {
         free (packed);
         self->rejected++;
@@ -1947,7 +1953,7 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const msgpack_object *bo
     job->state = JOB_QUEUED;
     job->priority = priority;
     job->seq = ++self->seq;
-    job->payload = packed;
+    job->payload = packed ? packed : s_memdup (payload_raw, payload_size);
     job->payload_size = payload_size;
     job->max_attempts = max_attempts;
     job->timeout_ms = timeout_ms;
@@ -2324,7 +2330,7 @@ s_handle_client (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
     const msgpack_object *body = bm_msg_body (msg);
     switch (bm_msg_command (msg)) {
         case BM_SUBMIT:
-            s_client_submit (self, identity, body);
+            s_client_submit (self, identity, msg);
             break;
         case BM_STATUS:
         case BM_CANCEL:

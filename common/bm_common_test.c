@@ -84,6 +84,30 @@ test_rejections (void)
     CHECK (bm_msgpack_check ("\x92\x01", 2) == -1);
 }
 
+//  A value's bytes are found as encoded, whatever key encodings precede it.
+static void
+test_raw_value (void)
+{
+    const char one = BM_SUBMIT;
+    const char *code;
+    char reason [128];
+    //  {"botType": "py", str8 "x": [1, {"a": nil}], "payload": {"k": 7}}
+    const char body [] = "\x83\xa7" "botType" "\xa2" "py"
+                         "\xd9\x01" "x" "\x92\x01\x81\xa1" "a" "\xc0"
+                         "\xa7" "payload" "\x81\xa1" "k" "\x07";
+    bm_msg_t *msg = bm_msg_decode_raw ("BMC01", 5, &one, 1, body, sizeof body - 1,
+                                       BM_MAX_FRAME_BYTES, &code, reason, sizeof reason);
+    CHECK (msg != NULL);
+    const char *start;
+    size_t len;
+    CHECK (bm_msg_raw_value (msg, "payload", &start, &len)
+           && len == 4 && memcmp (start, "\x81\xa1" "k" "\x07", 4) == 0);
+    CHECK (bm_msg_raw_value (msg, "x", &start, &len) && len == 6);
+    CHECK (!bm_msg_raw_value (msg, "pay", &start, &len));
+    CHECK (!bm_msg_raw_value (msg, "missing", &start, &len));
+    bm_msg_destroy (&msg);
+}
+
 static void
 test_json (void)
 {
@@ -133,6 +157,7 @@ main (void)
 {
     test_roundtrip ();
     test_rejections ();
+    test_raw_value ();
     test_json ();
     test_validation ();
     printf (s_failures ? "common: %d checks FAILED\n" : "common: all checks passed\n", s_failures);

@@ -9,6 +9,7 @@ struct _bm_msg_t {
     char *data;                 //  Our copy of the body bytes; strings in
                                 //  body point into it
     size_t capacity;            //  Bytes allocated at data
+    size_t size;                //  Bytes of the body at data
     msgpack_zone zone;          //  Holds the decoded objects
     msgpack_object body;        //  The body, always a map
 };
@@ -28,10 +29,10 @@ s_be (const unsigned char *p, int width)
 }
 
 int
-bm_msgpack_check (const char *data, size_t size)
+bm_msgpack_skip (const char *data, size_t size, size_t *offset)
 {
     const unsigned char *p = (const unsigned char *) data;
-    uint64_t pos = 0;
+    uint64_t pos = *offset;
     uint64_t pending = 1;
     while (pending > 0) {
         if (pos >= size)
@@ -103,7 +104,70 @@ bm_msgpack_check (const char *data, size_t size)
         if (pending > left)
             return -1;
     }
-    return pos == size ? 0 : -1;
+    *offset = (size_t) pos;
+    return 0;
+}
+
+int
+bm_msgpack_check (const char *data, size_t size)
+{
+    size_t offset = 0;
+    return bm_msgpack_skip (data, size, &offset) == 0 && offset == size ? 0 : -1;
+}
+
+bool
+bm_msg_raw_value (const bm_msg_t *self, const char *key, const char **start, size_t *len)
+{
+    //  The body passed bm_msgpack_check and is a map: walk its entries.
+    const unsigned char *p = (const unsigned char *) self->data;
+    size_t size = self->size;
+    if (self->body.type != MSGPACK_OBJECT_MAP || size == 0)
+        return false;
+    size_t pos = 1;
+    uint64_t entries;
+    if (p [0] >= 0x80 && p [0] <= 0x8f)
+        entries = p [0] & 0x0f;
+    else
+    if (p [0] == 0xde && size >= 3) {
+        entries = s_be (p + 1, 2);
+        pos = 3;
+    }
+    else
+    if (p [0] == 0xdf && size >= 5) {
+        entries = s_be (p + 1, 4);
+        pos = 5;
+    }
+    else
+        return false;
+    size_t key_len = strlen (key);
+    for (uint64_t i = 0; i < entries; i++) {
+        //  A string key: fixstr, str8, str16 or str32.
+        size_t key_start = pos, this_len = SIZE_MAX;
+        unsigned char c = pos < size ? p [pos] : 0xc1;
+        if (c >= 0xa0 && c <= 0xbf)
+            this_len = c & 0x1f, key_start = pos + 1;
+        else
+        if (c == 0xd9 && pos + 1 < size)
+            this_len = p [pos + 1], key_start = pos + 2;
+        else
+        if (c == 0xda && pos + 2 < size)
+            this_len = (size_t) s_be (p + pos + 1, 2), key_start = pos + 3;
+        else
+        if (c == 0xdb && pos + 4 < size)
+            this_len = (size_t) s_be (p + pos + 1, 4), key_start = pos + 5;
+        if (bm_msgpack_skip (self->data, size, &pos))
+            return false;
+        size_t value_start = pos;
+        if (bm_msgpack_skip (self->data, size, &pos))
+            return false;
+        if (this_len == key_len && key_start + key_len <= value_start
+        &&  memcmp (p + key_start, key, key_len) == 0) {
+            *start = self->data + value_start;
+            *len = pos - value_start;
+            return true;
+        }
+    }
+    return false;
 }
 
 //  --------------------------------------------------------------------------
@@ -165,6 +229,7 @@ bm_msg_parse (bm_msg_t *self, const void *header, size_t header_size,
         self->data = (char *) malloc (self->capacity);
     }
     memcpy (self->data, body, body_size);
+    self->size = body_size;
     self->peer = peer;
     self->command = *(const unsigned char *) command;
     size_t offset = 0;

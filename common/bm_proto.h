@@ -100,6 +100,14 @@ const msgpack_object *bm_msg_body (const bm_msg_t *self);
 //  msgpack-c never reserves memory for data that is not there.
 //  Returns 0 or -1.
 int bm_msgpack_check (const char *data, size_t size);
+//  Step over one msgpack object at data + *offset, with the same checks;
+//  on 0 *offset is just past it.  Returns 0 or -1.
+int bm_msgpack_skip (const char *data, size_t size, size_t *offset);
+//  The encoded bytes of the value under key in a parsed message's body
+//  (the first entry with that string key, as bm_obj_get finds): borrowed
+//  from the message, so a broker can keep a payload without re-encoding
+//  it.  False when the key is absent.
+bool bm_msg_raw_value (const bm_msg_t *self, const char *key, const char **start, size_t *len);
 
 //  Body accessors.  They return NULL / false when the key is absent or of
 //  another type.  Strings are borrowed from the message (not terminated).
