@@ -60,6 +60,8 @@ typedef struct {
     int64_t finished_at;
     int64_t queued_mono;        //  When it last entered the queue (mono ms)
     int64_t deadline;           //  Mono ms, when running
+    int64_t started_mono;       //  When the attempt started (mono ms)
+    bool running_saved;         //  This attempt's running state is in Redis
     size_t queue_index;         //  In service->queue
     size_t deadline_index;      //  In broker->deadlines
     char *wh;                   //  Webhook delivery state (msgpack map)
@@ -220,6 +222,18 @@ s_pack_object (const msgpack_object *obj, size_t *size)
     char *copy = sbuf.size ? s_memdup (sbuf.data, sbuf.size) : s_memdup ("\xc0", (*size = 1));
     msgpack_sbuffer_destroy (&sbuf);
     return copy;
+}
+
+//  A copy of the bytes of a body's value (obj, found under key in msg's
+//  body), as the peer encoded them: the body passed bm_msgpack_check, so
+//  they are one well-formed object.  Re-encodes only if slicing fails.
+static char *
+s_keep_value (const bm_msg_t *msg, const char *key, const msgpack_object *obj, size_t *size)
+{
+    const char *start;
+    if (bm_msg_raw_value (msg, key, &start, size))
+        return s_memdup (start, *size);
+    return s_pack_object (obj, size);
 }
 
 //  A packed body being built: sbuffer + packer on the stack.
@@ -682,6 +696,11 @@ s_live_flush (void *arg)
 static void
 s_persist_full (bm_broker_t *self, job_t *job, bool retry, bm_store_fn *fn, void *arg)
 {
+    if (!self->store) {
+        if (fn)
+            fn (&s_ok_reply, arg);
+        return;
+    }
     s_cmd_t hset [1];
     s_cmd_start (self, hset, "HSET", "job:", job->id);
     s_arg_str (hset, "jobId");          s_arg_str (hset, job->id);
@@ -709,11 +728,6 @@ s_persist_full (bm_broker_t *self, job_t *job, bool retry, bm_store_fn *fn, void
     }
     if (job->wh) {
         s_arg_str (hset, "webhook");    s_arg (hset, job->wh, job->wh_size);
-    }
-    if (!self->store) {
-        if (fn)
-            fn (&s_ok_reply, arg);
-        return;
     }
     if (!retry && !bm_store_up (self->store)) {
         if (fn)
@@ -757,10 +771,10 @@ static void s_on_terminal_durable (redisReply *reply, void *arg);
 static void
 s_persist_terminal (bm_broker_t *self, job_t *job)
 {
+    job->confirming = true;
     s_job_ref_t *ref = (s_job_ref_t *) zmalloc (sizeof (s_job_ref_t));
     ref->broker = self;
     snprintf (ref->id, sizeof ref->id, "%s", job->id);
-    job->confirming = true;
     if (!self->store) {
         s_on_terminal_durable (&s_ok_reply, ref);
         return;
@@ -934,7 +948,13 @@ s_job_start (bm_broker_t *self, job_t *job, worker_t *worker)
         return;
     }
     bm_series_observe (service->m_wait, (now - job->queued_mono) / 1000.0);
-    s_persist_state (self, job);
+    //  Most jobs end sooner than BROKER_SAVE_RUNNING_MS: their running
+    //  state goes to Redis with their outcome; s_save_running writes it for
+    //  the others.
+    job->started_mono = now;
+    job->running_saved = self->config.save_running_ms == 0;
+    if (job->running_saved)
+        s_persist_state (self, job);
     bm_debug (job->id, "dispatched to %s (attempt %" PRId64 ")", worker->name, job->attempts);
 }
 
@@ -1148,10 +1168,11 @@ s_webhook_create (bm_broker_t *self, job_t *parent)
 
 //  A delivery job reported its state: copy it to the job it delivers.
 static void
-s_webhook_update (bm_broker_t *self, job_t *delivery, const msgpack_object *wh_obj)
+s_webhook_update (bm_broker_t *self, job_t *delivery, const bm_msg_t *msg,
+                  const msgpack_object *wh_obj)
 {
     size_t size;
-    char *wh = s_pack_object (wh_obj, &size);
+    char *wh = s_keep_value (msg, "webhook", wh_obj, &size);
     s_set_wh (delivery, wh, size);
     job_t *parent = (job_t *) zhashx_lookup (self->jobs, delivery->parent);
     if (parent)
@@ -1509,8 +1530,9 @@ s_worker_job (bm_broker_t *self, worker_t *worker, const msgpack_object *body, c
 }
 
 static void
-s_worker_done (bm_broker_t *self, worker_t *worker, const msgpack_object *body)
+s_worker_done (bm_broker_t *self, worker_t *worker, const bm_msg_t *msg)
 {
+    const msgpack_object *body = bm_msg_body (msg);
     char id [BM_MAX_ID_LEN + 16];
     job_t *job = s_worker_job (self, worker, body, id, sizeof id);
     if (!job) {
@@ -1528,7 +1550,7 @@ s_worker_done (bm_broker_t *self, worker_t *worker, const msgpack_object *body)
     bm_obj_bool (body, "ok", &ok);
     const msgpack_object *wh = bm_obj_get (body, "webhook");
     if (s_is_delivery (job) && wh && wh->type == MSGPACK_OBJECT_MAP) {
-        s_webhook_update (self, job, wh);
+        s_webhook_update (self, job, msg, wh);
         job->wh_final = true;
     }
     int64_t progress;
@@ -1542,7 +1564,8 @@ s_worker_done (bm_broker_t *self, worker_t *worker, const msgpack_object *body)
             return;
         }
         size_t size = 1;
-        char *packed = result ? s_pack_object (result, &size) : s_memdup ("\xc0", 1);
+        char *packed = result ? s_keep_value (msg, "result", result, &size)
+                              : s_memdup ("\xc0", 1);
         if ((int64_t) size > self->config.max_payload) {
             free (packed);
             s_job_finish (self, job, JOB_FAILED, "bad_output",
@@ -1580,8 +1603,9 @@ s_worker_done (bm_broker_t *self, worker_t *worker, const msgpack_object *body)
 }
 
 static void
-s_worker_progress (bm_broker_t *self, worker_t *worker, const msgpack_object *body)
+s_worker_progress (bm_broker_t *self, worker_t *worker, const bm_msg_t *msg)
 {
+    const msgpack_object *body = bm_msg_body (msg);
     char id [BM_MAX_ID_LEN + 16];
     job_t *job = s_worker_job (self, worker, body, id, sizeof id);
     if (!job) {
@@ -1597,7 +1621,7 @@ s_worker_progress (bm_broker_t *self, worker_t *worker, const msgpack_object *bo
     }
     const msgpack_object *wh = bm_obj_get (body, "webhook");
     if (s_is_delivery (job) && wh && wh->type == MSGPACK_OBJECT_MAP)
-        s_webhook_update (self, job, wh);
+        s_webhook_update (self, job, msg, wh);
 }
 
 static void
@@ -1655,10 +1679,10 @@ s_handle_worker (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
     }
     else
     if (command == BM_DONE)
-        s_worker_done (self, worker, body);
+        s_worker_done (self, worker, msg);
     else
     if (command == BM_PROGRESS)
-        s_worker_progress (self, worker, body);
+        s_worker_progress (self, worker, msg);
     else
     if (command == BM_HEARTBEAT)
         ;
@@ -1932,13 +1956,10 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
         s_reject (self, identity, body, "bad_request", "payload nests deeper than 30 levels");
         return;
     }
-    //  The payload's bytes as the client encoded them: kept without
-    //  re-encoding (the body passed bm_msgpack_check).
-    const char *payload_raw = "\xc0";
+    //  The payload's bytes as the client encoded them, not re-encoded.
     size_t payload_size = 1;
-    char *packed = NULL;            //  Only if slicing fails (not expected)
-    if (payload && !bm_msg_raw_value (msg, "payload", &payload_raw, &payload_size))
-        packed = s_pack_object (payload, &payload_size);
+    char *packed = payload ? s_keep_value (msg, "payload", payload, &payload_size)
+                           : s_memdup ("\xc0", 1);
     if ((int64_t) payload_size > self->config.max_payload) {
         free (packed);
         self->rejected++;
@@ -1953,7 +1974,7 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
     job->state = JOB_QUEUED;
     job->priority = priority;
     job->seq = ++self->seq;
-    job->payload = packed ? packed : s_memdup (payload_raw, payload_size);
+    job->payload = packed;
     job->payload_size = payload_size;
     job->max_attempts = max_attempts;
     job->timeout_ms = timeout_ms;
@@ -2442,6 +2463,28 @@ s_router_handler (zloop_t *loop, zsock_t *router, void *arg)
 static void s_snapshot (bm_broker_t *self);
 static void s_begin_shutdown (bm_broker_t *self);
 
+//  Write the running state of attempts that have run BROKER_SAVE_RUNNING_MS
+//  (those started at dispatch were written then).
+static void
+s_save_running (bm_broker_t *self, int64_t now)
+{
+    if (!self->store || self->config.save_running_ms == 0)
+        return;
+    worker_t *worker = (worker_t *) zhashx_first (self->workers);
+    while (worker) {
+        job_t *job = (job_t *) zlistx_first (worker->jobs);
+        while (job) {
+            if (!job->running_saved
+            &&  now - job->started_mono >= self->config.save_running_ms) {
+                job->running_saved = true;
+                s_persist_state (self, job);
+            }
+            job = (job_t *) zlistx_next (worker->jobs);
+        }
+        worker = (worker_t *) zhashx_next (self->workers);
+    }
+}
+
 static int
 s_tick (zloop_t *loop, int timer_id, void *arg)
 {
@@ -2475,6 +2518,7 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
             s_worker_stop_job (self, job, "timeout");
         s_job_finish (self, job, JOB_FAILED, "timeout", message);
     }
+    s_save_running (self, now);
     //  Workers: expire the silent, heartbeat the rest.
     worker_t *worker = (worker_t *) zhashx_first (self->workers);
     zlistx_t *dead = NULL;
@@ -2756,6 +2800,7 @@ bm_broker_config_load (bm_broker_config_t *c)
     rc |= bm_env_int ("WEBHOOK_JOB_MAX_ATTEMPTS", 10, 1, 100, &c->webhook_attempts);
     rc |= bm_env_int ("BROKER_SHUTDOWN_MS", 5000, 0, 600000, &c->shutdown_ms);
     rc |= bm_env_int ("BROKER_PEER_HWM", 10000, 10, 10000000, &c->peer_hwm);
+    rc |= bm_env_int ("BROKER_SAVE_RUNNING_MS", 500, 0, 3600000, &c->save_running_ms);
     if (c->redis_url && strncmp (c->redis_url, "redis://", 8) != 0) {
         bm_error (NULL, "configuration: REDIS_URL must be redis://host[:port][/db] or none (got '%s')",
                   c->redis_url);

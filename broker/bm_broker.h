@@ -40,6 +40,7 @@ typedef struct {
     int64_t webhook_attempts;       //  WEBHOOK_JOB_MAX_ATTEMPTS
     int64_t shutdown_ms;            //  BROKER_SHUTDOWN_MS
     int64_t peer_hwm;               //  BROKER_PEER_HWM
+    int64_t save_running_ms;        //  BROKER_SAVE_RUNNING_MS
 } bm_broker_config_t;
 
 typedef struct _bm_broker_t bm_broker_t;
