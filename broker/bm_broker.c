@@ -1839,8 +1839,26 @@ s_on_submit_durable (redisReply *reply, void *arg)
 static void
 s_make_id (bm_broker_t *self, char *id, size_t size)
 {
-    snprintf (id, size, "%012" PRIx64 "-%s-%08" PRIx32,
-              (uint64_t) (bm_now_ms () & 0xffffffffffffLL), self->instance, ++self->counter);
+    //  "%012x-<instance>-%08x" of (ms, instance, counter), by hand: snprintf
+    //  was 4 % of the broker's time per job.
+    static const char hex [] = "0123456789abcdef";
+    uint64_t ms = (uint64_t) bm_now_ms () & 0xffffffffffffULL;
+    uint32_t counter = ++self->counter;
+    size_t instance_len = strlen (self->instance);
+    if (size < 12 + 1 + instance_len + 1 + 8 + 1) {
+        snprintf (id, size, "%012" PRIx64 "-%s-%08" PRIx32, ms, self->instance, counter);
+        return;
+    }
+    char *p = id;
+    for (int shift = 44; shift >= 0; shift -= 4)
+        *p++ = hex [(ms >> shift) & 15];
+    *p++ = '-';
+    memcpy (p, self->instance, instance_len);
+    p += instance_len;
+    *p++ = '-';
+    for (int shift = 28; shift >= 0; shift -= 4)
+        *p++ = hex [(counter >> shift) & 15];
+    *p = 0;
 }
 
 static void
