@@ -157,7 +157,7 @@ main (int argc, char *argv [])
     sigaddset (&stop, SIGTERM);
     sigaddset (&stop, SIGINT);
     pthread_sigmask (SIG_BLOCK, &stop, NULL);
-    //  One DEALER per handler thread, plus slack for the context.
+    //  The broker link's DEALER and its monitor; room to spare as before.
     zsys_set_max_sockets ((size_t) config.threads + 64);
     zsys_set_linger (0);
     mg_init_library (0);

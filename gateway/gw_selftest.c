@@ -6,6 +6,7 @@
 #include "gw_auth.h"
 #include "gw_history.h"
 #include "gw_invoke.h"
+#include "gw_link.h"
 #include "gw_ratelimit.h"
 #include "gw_record.h"
 
@@ -23,6 +24,7 @@ static const s_test_t s_tests [] = {
     { "gw_ratelimit", gw_ratelimit_test },
     { "gw_auth", gw_auth_test },
     { "gw_history", gw_history_test },
+    { "gw_link", gw_link_test },
 };
 
 int

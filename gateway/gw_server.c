@@ -3,19 +3,16 @@
     Threads and sockets
     -------------------
     civetweb serves each connection on one of `num_threads` worker threads,
-    for as long as the connection stays open (keep-alive).  A ZeroMQ socket
-    must never be used from two threads (STYLE.md 6), so every handler
-    thread owns its own bm_client_t (one DEALER socket to the broker),
-    made when the thread starts (init_thread) and destroyed in civetweb's
-    exit_thread callback when the thread ends.  We chose this over one
-    broker-facing actor behind inproc:// because a handler then waits on
-    its own socket with no hand-off, no second hop and no shared queue: a
-    request costs one send and one receive, threads never contend, and a
-    slow reply holds up only the request that waits for it.  The price is
-    one broker connection per handler thread (GATEWAY_THREADS of them);
-    the broker's ROUTER handles thousands.  The thread's Redis connection
-    for /api/history follows the same rule (hiredis contexts are not
-    thread-safe either).
+    for as long as the connection stays open (keep-alive).  Every handler
+    thread talks to the broker through the server's one gw_link_t: a single
+    pipelined DEALER owned by the link's own thread, which batches the
+    requests of all handler threads and hands each reply (matched by "req")
+    back to the thread that waits for it.  (Until issue 9 each handler
+    thread had its own DEALER and blocked on it for one round trip: 64
+    sockets with one request each in flight, nothing for libzmq to batch,
+    most of the gateway's CPU in context switches.  gw_link.c explains the
+    design.)  The thread's Redis connection for /api/history stays per
+    thread (hiredis contexts are not thread-safe), made on first use.
 
     Each response is built in one buffer and written with one mg_write
     (PLATFORM.md: civetweb's header helpers cost one write per line, which
@@ -24,11 +21,11 @@
 #include "gw_auth.h"
 #include "gw_history.h"
 #include "gw_invoke.h"
+#include "gw_link.h"
 #include "gw_ratelimit.h"
 #include "gw_record.h"
 
 #include "bm_assets.h"
-#include "bm_client.h"
 #include "bm_config.h"
 #include "bm_log.h"
 #include "bm_metrics.h"
@@ -117,6 +114,7 @@ struct _gw_server_t {
     int port;                           //  Port we listen on
     gw_auth_t *auth;                    //  API keys (maybe none)
     gw_ratelimit_t *limiter;            //  Token buckets, NULL when off
+    gw_link_t *link;                    //  To the broker, shared by all threads
     bool history_on;                    //  REDIS_URL given
     gw_redis_url_t redis;               //  Parsed REDIS_URL
 
@@ -156,7 +154,6 @@ struct _gw_server_t {
 //  exit_thread; only that thread ever touches it.
 typedef struct {
     gw_server_t *server;                //  Borrowed
-    bm_client_t *client;                //  Our DEALER to the broker, lazily made
     gw_history_t *history;              //  Our Redis reader, lazily made
 } s_thread_t;
 
@@ -437,75 +434,37 @@ s_error_retry (s_req_t *r, int status, const char *code, const char *message, in
 //  --------------------------------------------------------------------------
 //  Talking to the broker
 
-//  The thread's client, made now if it has none (or lost it).  Threads
-//  make theirs when they start (s_init_thread), so that the connection is
-//  up before the first request: a burst of first requests would otherwise
-//  all wait for TCP and ZMTP handshakes at once.
-static bm_client_t *
-s_thread_client (s_thread_t *thread)
+//  Pack {req, jobId?} for the simple requests.  Returns its req; caller
+//  frees (or hands on) *data.
+static int64_t
+s_pack_simple (gw_server_t *server, const char *job_id, char **data, size_t *size)
 {
-    if (!thread->client) {
-        gw_server_t *server = thread->server;
-        thread->client = bm_client_new (server->config.broker_endpoint);
-        if (!thread->client)
-            return NULL;
-        //  ZMQ_IMMEDIATE: queue nothing while the broker is not connected,
-        //  so a send fails after BROKER_CONNECT_TIMEOUT_MS (-> 503) rather
-        //  than waiting out BROKER_TIMEOUT_MS (-> 504).  The option applies
-        //  to connections made after it is set: bm_client_new has already
-        //  connected, so connect again.
-        zsock_t *sock = bm_client_sock (thread->client);
-        zsock_disconnect (sock, "%s", server->config.broker_endpoint);
-        zsock_set_immediate (sock, 1);
-        zsock_set_sndtimeo (sock, (int) server->config.connect_timeout_ms);
-        if (zsock_connect (sock, "%s", server->config.broker_endpoint)) {
-            bm_client_destroy (&thread->client);
-            return NULL;
-        }
-    }
-    return thread->client;
-}
-
-static bm_client_t *
-s_client (s_req_t *r)
-{
-    return s_thread_client (r->thread);
-}
-
-//  Pack {req, jobId?, ...} for the simple requests.  Caller frees *data.
-static void
-s_pack_simple (bm_client_t *client, const char *job_id, char **data, size_t *size)
-{
+    int64_t req = gw_link_next_req (server->link);
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
     msgpack_packer pk;
     msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, job_id ? 2 : 1);
-    bm_pack_kv_int (&pk, "req", bm_client_next_req (client));
+    bm_pack_kv_int (&pk, "req", req);
     if (job_id)
         bm_pack_kv_str (&pk, "jobId", job_id);
     *data = sbuf.data;
     *size = sbuf.size;
+    return req;
 }
 
-//  Send one request to the broker and wait for its answer.  On no answer,
-//  answers the HTTP request (503 unreachable / 504 too slow) when `answer`
-//  is true, and returns NULL.
+//  Send one request (body holds "req" = req; taken) to the broker and wait
+//  for its answer.  On no answer, answers the HTTP request (503
+//  unreachable / 504 too slow) when `answer` is true, and returns NULL.
 static bm_msg_t *
-s_broker (s_req_t *r, int command, const char *body, size_t size, bool answer)
+s_broker (s_req_t *r, int64_t req, int command, char *body, size_t size, bool answer)
 {
     gw_server_t *server = r->server;
-    bm_client_t *client = s_client (r);
-    bm_msg_t *reply = NULL;
-    int error = EAGAIN;
-    if (client) {
-        reply = bm_client_request (client, command, body, size,
-                                   (int) server->config.broker_timeout_ms);
-        error = errno;
-    }
+    bm_msg_t *reply = gw_link_request (server->link, req, command, body, size,
+                                       server->config.broker_timeout_ms);
     if (reply)
         return reply;
-    if (error == ETIMEDOUT) {
+    if (errno == ETIMEDOUT) {
         bm_series_inc (server->broker_timeouts);
         bm_warn (NULL, "broker did not answer %s within %" PRId64 " ms",
                  bm_command_name (BM_PEER_CLIENT, command), server->config.broker_timeout_ms);
@@ -528,21 +487,10 @@ s_broker (s_req_t *r, int command, const char *body, size_t size, bool answer)
 static bm_msg_t *
 s_broker_simple (s_req_t *r, int command, const char *job_id, bool answer)
 {
-    bm_client_t *client = s_client (r);
-    if (!client) {
-        r->reason = "broker_unavailable";
-        bm_series_inc (r->server->broker_unavailable);
-        if (answer)
-            s_error_retry (r, 503, "broker_unavailable", "the broker is not reachable",
-                           GW_RETRY_BROKER_DOWN);
-        return NULL;
-    }
     char *data;
     size_t size;
-    s_pack_simple (client, job_id, &data, &size);
-    bm_msg_t *reply = s_broker (r, command, data, size, answer);
-    free (data);
-    return reply;
+    int64_t req = s_pack_simple (r->server, job_id, &data, &size);
+    return s_broker (r, req, command, data, size, answer);
 }
 
 //  Copy src into buf[size], cutting it if needed.
@@ -904,20 +852,11 @@ s_handle_invoke (s_req_t *r)
     size_t size;
     if (s_read_body (r, &body, &size))
         return;
-    bm_client_t *client = s_client (r);
-    if (!client) {
-        free (body);
-        r->reason = "broker_unavailable";
-        bm_series_inc (server->broker_unavailable);
-        s_error_retry (r, 503, "broker_unavailable", "the broker is not reachable",
-                       GW_RETRY_BROKER_DOWN);
-        return;
-    }
     char *submit;
     size_t submit_size;
     gw_invoke_error_t error;
-    int rc = gw_invoke_translate (body, size, bm_client_next_req (client),
-                                  (size_t) server->config.max_payload,
+    int64_t req = gw_link_next_req (server->link);
+    int rc = gw_invoke_translate (body, size, req, (size_t) server->config.max_payload,
                                   &submit, &submit_size, NULL, &error);
     free (body);
     if (rc) {
@@ -925,8 +864,7 @@ s_handle_invoke (s_req_t *r)
         s_error (r, error.status, error.code, error.message, NULL);
         return;
     }
-    bm_msg_t *reply = s_broker (r, BM_SUBMIT, submit, submit_size, true);
-    free (submit);
+    bm_msg_t *reply = s_broker (r, req, BM_SUBMIT, submit, submit_size, true);
     if (!reply)
         return;
     char job_id [BM_MAX_ID_LEN + 1];
@@ -952,47 +890,76 @@ s_handle_invoke (s_req_t *r)
     bm_msg_destroy (&reply);
 }
 
-//  GET /job/{id}, POST /job/{id}/cancel: answer with the job record.
+//  The end of most handlers: the reply the route expects (`want`), turned
+//  into JSON by `make`, is answered with `status`; a REJECTED (when
+//  `rejections`) with its HTTP error; anything else is a bad reply (502).
+//  No reply: s_broker has answered already.
+typedef json_t *(s_make_fn) (s_req_t *r, const msgpack_object *body);
+
 static void
-s_handle_job (s_req_t *r, int command)
+s_answer (s_req_t *r, bm_msg_t *reply, int want, int status, s_make_fn *make, bool rejections)
 {
-    bm_msg_t *reply = s_broker_simple (r, command, r->job_id, true);
     if (!reply)
         return;
-    if (bm_msg_command (reply) == BM_REPLY) {
-        json_t *record = gw_record_job (bm_obj_get (bm_msg_body (reply), "job"));
-        if (record)
-            s_send_json (r, 200, record, NULL);
-        else
-            s_bad_reply (r, reply);
-    }
+    json_t *value = bm_msg_command (reply) == want ? make (r, bm_msg_body (reply)) : NULL;
+    if (value)
+        s_send_json (r, status, value, NULL);
     else
-    if (bm_msg_command (reply) == BM_REJECTED)
+    if (rejections && bm_msg_command (reply) == BM_REJECTED)
         s_rejected (r, reply);
     else
         s_bad_reply (r, reply);
     bm_msg_destroy (&reply);
 }
 
+static json_t *
+s_make_job (s_req_t *r, const msgpack_object *body)
+{
+    (void) r;
+    return gw_record_job (bm_obj_get (body, "job"));
+}
+
+static json_t *
+s_make_retried (s_req_t *r, const msgpack_object *body)
+{
+    (void) body;
+    return json_pack ("{s:s,s:s}", "jobId", r->job_id, "status", "queued");
+}
+
+static json_t *
+s_make_redelivered (s_req_t *r, const msgpack_object *body)
+{
+    (void) body;
+    return json_pack ("{s:s,s:s}", "jobId", r->job_id, "webhook", "pending");
+}
+
+static json_t *
+s_make_list (s_req_t *r, const msgpack_object *body)
+{
+    (void) r;
+    return gw_record_list (body);
+}
+
+static json_t *
+s_make_stats (s_req_t *r, const msgpack_object *body)
+{
+    (void) r;
+    return gw_record_stats (body);
+}
+
+//  GET /job/{id}, POST /job/{id}/cancel: answer with the job record.
+static void
+s_handle_job (s_req_t *r, int command)
+{
+    s_answer (r, s_broker_simple (r, command, r->job_id, true), BM_REPLY, 200, s_make_job, true);
+}
+
 //  POST /job/{id}/retry and /redeliver: ACCEPTED -> 202.
 static void
 s_handle_job_action (s_req_t *r, int command)
 {
-    bm_msg_t *reply = s_broker_simple (r, command, r->job_id, true);
-    if (!reply)
-        return;
-    if (bm_msg_command (reply) == BM_ACCEPTED) {
-        json_t *value = command == BM_RETRY
-            ? json_pack ("{s:s,s:s}", "jobId", r->job_id, "status", "queued")
-            : json_pack ("{s:s,s:s}", "jobId", r->job_id, "webhook", "pending");
-        s_send_json (r, 202, value, NULL);
-    }
-    else
-    if (bm_msg_command (reply) == BM_REJECTED)
-        s_rejected (r, reply);
-    else
-        s_bad_reply (r, reply);
-    bm_msg_destroy (&reply);
+    s_answer (r, s_broker_simple (r, command, r->job_id, true), BM_ACCEPTED, 202,
+              command == BM_RETRY ? s_make_retried : s_make_redelivered, true);
 }
 
 static void
@@ -1022,14 +989,8 @@ s_handle_jobs (s_req_t *r)
         s_error (r, 400, "invalid_limit", "limit must be an integer from 1 to 500", NULL);
         return;
     }
-    bm_client_t *client = s_client (r);
-    if (!client) {
-        bm_series_inc (r->server->broker_unavailable);
-        s_error_retry (r, 503, "broker_unavailable", "the broker is not reachable",
-                       GW_RETRY_BROKER_DOWN);
-        return;
-    }
     //  LIST body: {req, limit, state?, botType?}
+    int64_t req = gw_link_next_req (r->server->link);
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
     msgpack_packer pk;
@@ -1037,39 +998,21 @@ s_handle_jobs (s_req_t *r)
     bool with_state = has_state > 0 && *state;
     bool with_type = has_type > 0 && *bot_type;
     msgpack_pack_map (&pk, 2 + with_state + with_type);
-    bm_pack_kv_int (&pk, "req", bm_client_next_req (client));
+    bm_pack_kv_int (&pk, "req", req);
     bm_pack_kv_int (&pk, "limit", limit);
     if (with_state)
         bm_pack_kv_str (&pk, "state", state);
     if (with_type)
         bm_pack_kv_str (&pk, "botType", bot_type);
-    bm_msg_t *reply = s_broker (r, BM_LIST, sbuf.data, sbuf.size, true);
-    msgpack_sbuffer_destroy (&sbuf);
-    if (!reply)
-        return;
-    json_t *value = bm_msg_command (reply) == BM_REPLY ? gw_record_list (bm_msg_body (reply)) : NULL;
-    if (value)
-        s_send_json (r, 200, value, NULL);
-    else
-    if (bm_msg_command (reply) == BM_REJECTED)
-        s_rejected (r, reply);
-    else
-        s_bad_reply (r, reply);
-    bm_msg_destroy (&reply);
+    s_answer (r, s_broker (r, req, BM_LIST, sbuf.data, sbuf.size, true), BM_REPLY, 200,
+              s_make_list, true);
 }
 
 static void
 s_handle_stats (s_req_t *r)
 {
-    bm_msg_t *reply = s_broker_simple (r, BM_STATS, NULL, true);
-    if (!reply)
-        return;
-    json_t *value = bm_msg_command (reply) == BM_REPLY ? gw_record_stats (bm_msg_body (reply)) : NULL;
-    if (value)
-        s_send_json (r, 200, value, NULL);
-    else
-        s_bad_reply (r, reply);
-    bm_msg_destroy (&reply);
+    //  A REJECTED to STATS is not an answer we know: 502.
+    s_answer (r, s_broker_simple (r, BM_STATS, NULL, true), BM_REPLY, 200, s_make_stats, false);
 }
 
 static void
@@ -1289,20 +1232,6 @@ s_init_thread (const struct mg_context *ctx, int thread_type)
         return NULL;
     s_thread_t *thread = (s_thread_t *) zmalloc (sizeof (s_thread_t));
     thread->server = (gw_server_t *) mg_get_user_data (ctx);
-    //  Connect now, and PING: sending waits (up to BROKER_CONNECT_TIMEOUT_MS)
-    //  for the connection, so when the broker is up this thread serves its
-    //  first request on a ready socket.  If the broker is down the socket
-    //  keeps reconnecting on its own; requests meanwhile get 503.
-    bm_client_t *client = s_thread_client (thread);
-    if (client) {
-        char *body;
-        size_t size;
-        s_pack_simple (client, NULL, &body, &size);
-        bm_msg_t *reply = bm_client_request (client, BM_PING, body, size,
-                                             (int) thread->server->config.connect_timeout_ms);
-        bm_msg_destroy (&reply);
-        free (body);
-    }
     return thread;
 }
 
@@ -1313,7 +1242,6 @@ s_exit_thread (const struct mg_context *ctx, int thread_type, void *pointer)
     (void) thread_type;
     s_thread_t *thread = (s_thread_t *) pointer;
     if (thread) {
-        bm_client_destroy (&thread->client);
         gw_history_destroy (&thread->history);
         free (thread);
     }
@@ -1397,6 +1325,12 @@ gw_server_new (const gw_config_t *config)
         bm_error (NULL, "cannot register the gateway's metrics");
         goto fail;
     }
+    //  The broker link first: handler threads use it from their first
+    //  request.  It connects in the background; a request meanwhile waits
+    //  up to BROKER_CONNECT_TIMEOUT_MS for the connection.
+    self->link = gw_link_new (config->broker_endpoint, config->connect_timeout_ms);
+    if (!self->link)
+        goto fail;
 
     char ports [300];
     snprintf (ports, sizeof ports, "%s:%d", config->listen_addr, (int) config->port);
@@ -1476,11 +1410,12 @@ gw_server_destroy (gw_server_t **self_p)
     if (*self_p) {
         gw_server_t *self = *self_p;
         //  mg_stop closes the listening socket, ends open connections and
-        //  joins the threads (exit_thread frees their sockets).  Call
+        //  joins the threads (exit_thread frees their Redis readers).  Call
         //  gw_server_drain first: once mg_stop runs, answers can no longer
-        //  be written.
+        //  be written.  The link goes after the threads that use it.
         if (self->ctx)
             mg_stop (self->ctx);
+        gw_link_destroy (&self->link);
         bm_metrics_destroy (&self->metrics);
         gw_ratelimit_destroy (&self->limiter);
         gw_auth_destroy (&self->auth);

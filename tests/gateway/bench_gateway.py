@@ -42,6 +42,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--runs", type=int, default=1, help="wrk POST /invoke runs")
+    ap.add_argument("--invoke-only", action="store_true",
+                    help="only the wrk POST /invoke runs (skip bm-bench and GET /health)")
     args = ap.parse_args()
     root = harness.ROOT
     with harness.Stack("gw-bench") as s:
@@ -53,6 +56,14 @@ def main():
         s.wait_workers(2, "python")
         g = gateway(s, env={"GATEWAY_THREADS": str(args.connections + 16), "LOG_LEVEL": "warn"})
 
+        if not args.invoke_only:
+            measure_broker_and_health(s, g, args)
+        for run in range(args.runs):
+            measure_invoke(s, g, args, root, run)
+
+
+def measure_broker_and_health(s, g, args):
+    if True:
         out = subprocess.run([s.bin("bm-bench"), "throughput", "--endpoint", s.endpoint,
                               "--jobs", "30000", "--types", "python"],
                              capture_output=True, text=True, timeout=120).stdout.strip()
@@ -72,6 +83,10 @@ def main():
         rps, p99, bad, _ = wrk(g.url + "/health", args.seconds, args.connections)
         log("wrk GET /health: %.0f req/s, p99 %.2f ms, non-2xx %d, gateway CPU per request %.0f us"
             % (rps, p99, bad, 1e6 * (cpu_seconds(g.pid) - cpu0) / (rps * args.seconds)))
+
+
+def measure_invoke(s, g, args, root, run):
+    if True:
         procs = [p for p in s.procs if p.alive()]
         before = {p.name: cpu_seconds(p.pid) for p in procs}
         rps, p99, bad, text = wrk(g.url + "/invoke", args.seconds, args.connections,
@@ -81,8 +96,9 @@ def main():
         log("CPU during POST /invoke: " + ", ".join(
             "%s %.0f%%" % (p.name, 100 * (cpu_seconds(p.pid) - before[p.name]) / args.seconds)
             for p in procs))
-        log("gateway CPU per request: %.0f us" % (
-            1e6 * (cpu_seconds(g.pid) - before[g.name]) / (rps * args.seconds)))
+        log("run %d: CPU per request: " % (run + 1) + ", ".join(
+            "%s %.1f us" % (p.name, 1e6 * (cpu_seconds(p.pid) - before[p.name]) / (rps * args.seconds))
+            for p in procs))
         print(text)
         c = s.client()
         wait_until(lambda: c.stats()["types"]["python"]["waiting"] == 0, 120, "the queue to drain")

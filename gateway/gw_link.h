@@ -1,0 +1,50 @@
+/*  gw_link.h - the gateway's one pipelined link to the broker.
+
+    Many threads (civetweb's handler threads) send BMC01 requests over one
+    DEALER socket that a single link thread owns; each caller blocks until
+    its own reply (matched by "req") arrives, its time runs out, or the
+    broker is known to be unreachable.  The design is explained at the top
+    of gw_link.c.  Thread-safe: every function but gw_link_new and
+    gw_link_destroy may be called from any thread at any time.  */
+#ifndef GW_LINK_H
+#define GW_LINK_H
+
+#include "bm_proto.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct _gw_link_t gw_link_t;
+
+//  Connect to the broker (in the background) and start the link thread.
+//  connect_timeout_ms (BROKER_CONNECT_TIMEOUT_MS) is how long a request
+//  waits for a connection before it fails with ENOTCONN; once the broker
+//  has been unreachable that long, requests fail at once.  NULL on error
+//  (logged).
+gw_link_t *gw_link_new (const char *endpoint, int64_t connect_timeout_ms);
+
+//  Stop the link thread and close the socket.  No request may be running.
+void gw_link_destroy (gw_link_t **self_p);
+
+//  A fresh "req" number for the body of the next request (unique per link).
+int64_t gw_link_next_req (gw_link_t *self);
+
+//  Send a request whose body (a msgpack map holding "req" = req, made by
+//  malloc) is in body/size, and wait for its answer.  Takes the body, in
+//  every case.  Returns the reply (caller destroys), or NULL with errno:
+//    ENOTCONN   not sent: no connection to the broker within
+//               connect_timeout_ms, or the connection was lost before the
+//               answer came (the broker died);
+//    ETIMEDOUT  sent, but no answer within timeout_ms;
+//    ESHUTDOWN  the link is stopping.
+bm_msg_t *gw_link_request (gw_link_t *self, int64_t req, int command,
+                           char *body, size_t size, int64_t timeout_ms);
+
+//  Is the broker connected right now (as the socket monitor last said)?
+bool gw_link_connected (gw_link_t *self);
+
+//  Self test (an in-process ROUTER plays the broker).
+void gw_link_test (bool verbose);
+
+#endif
