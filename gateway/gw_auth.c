@@ -79,34 +79,31 @@ gw_auth_enabled (gw_auth_t *self)
     return self->count > 0;
 }
 
+//  value without its leading and trailing spaces, or NULL if that leaves
+//  nothing (or value is NULL).
+static const char *
+s_trim (const char *value, size_t *len)
+{
+    if (!value)
+        return NULL;
+    while (*value == ' ')
+        value++;
+    size_t n = strlen (value);
+    while (n > 0 && value [n - 1] == ' ')
+        n--;
+    if (n == 0)
+        return NULL;
+    *len = n;
+    return value;
+}
+
 const char *
 gw_auth_presented (const char *authorization, const char *x_api_key, size_t *len)
 {
-    if (authorization && strncasecmp (authorization, "Bearer ", 7) == 0) {
-        const char *key = authorization + 7;
-        while (*key == ' ')
-            key++;
-        size_t n = strlen (key);
-        while (n > 0 && key [n - 1] == ' ')
-            n--;
-        if (n > 0) {
-            *len = n;
-            return key;
-        }
-    }
-    if (x_api_key) {
-        const char *key = x_api_key;
-        while (*key == ' ')
-            key++;
-        size_t n = strlen (key);
-        while (n > 0 && key [n - 1] == ' ')
-            n--;
-        if (n > 0) {
-            *len = n;
-            return key;
-        }
-    }
-    return NULL;
+    const char *key = NULL;
+    if (authorization && strncasecmp (authorization, "Bearer ", 7) == 0)
+        key = s_trim (authorization + 7, len);
+    return key ? key : s_trim (x_api_key, len);
 }
 
 int

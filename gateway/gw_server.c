@@ -543,6 +543,41 @@ s_bot_types (s_req_t *r, char *buf, size_t size)
     bm_msg_destroy (&reply);
 }
 
+//  How the broker's REJECTED codes are answered (unknown_bot_type, which
+//  needs the list of types, and codes not listed are handled in
+//  s_rejected).  The HTTP error code is the broker's.
+typedef struct {
+    const char *code;           //  The broker's code, and ours
+    int status;                 //  HTTP status
+    const char *reason;         //  gateway_invoke_rejected_total{reason}
+    const char *message;        //  Our message; NULL: the broker's, made safe...
+    const char *fallback;       //  ...or this when it sent none
+    int retry_after;            //  Retry-After seconds, 0 = none
+} s_rejection_t;
+
+static const s_rejection_t s_rejections [] = {
+    { "bad_request", 400, "bad_request", NULL, "the request was refused", 0 },
+    { "payload_too_large", 413, "payload_too_large", "payload is too large", NULL, 0 },
+    { "not_found", 404, "other", "no job with this id", NULL, 0 },
+    { "conflict", 409, "other", NULL, "the job is not in a state that allows this", 0 },
+    //  503, not 429: the system is full, not this client too fast.
+    { "queue_full", 503, "queue_full", "the queue for this bot type is full; retry later", NULL,
+      GW_RETRY_QUEUE_FULL },
+    { "store_unavailable", 503, "store_unavailable", "job storage is unavailable; retry later",
+      NULL, GW_RETRY_STORE_DOWN },
+    { "shutting_down", 503, "shutting_down", "the broker is shutting down; retry later", NULL,
+      GW_RETRY_SHUTTING_DOWN },
+};
+
+static const s_rejection_t *
+s_rejection (const char *code)
+{
+    for (size_t i = 0; i < sizeof s_rejections / sizeof s_rejections [0]; i++)
+        if (streq (s_rejections [i].code, code))
+            return &s_rejections [i];
+    return NULL;
+}
+
 //  Answer a REJECTED from the broker with the matching HTTP error.
 static void
 s_rejected (s_req_t *r, bm_msg_t *reply)
@@ -551,6 +586,7 @@ s_rejected (s_req_t *r, bm_msg_t *reply)
     char code [64] = "";
     bm_obj_strcpy (body, "code", code, sizeof code);
     char message [200];
+    const s_rejection_t *rule;
 
     if (streq (code, "unknown_bot_type")) {
         r->reason = "invalid_bot_type";
@@ -570,45 +606,15 @@ s_rejected (s_req_t *r, bm_msg_t *reply)
         s_error (r, 400, "invalid_bot_type", message, NULL);
     }
     else
-    if (streq (code, "bad_request")) {
-        r->reason = "bad_request";
-        s_safe_message (body, message, sizeof message, "the request was refused");
-        s_error (r, 400, "bad_request", message, NULL);
-    }
-    else
-    if (streq (code, "payload_too_large")) {
-        r->reason = "payload_too_large";
-        s_error (r, 413, "payload_too_large", "payload is too large", NULL);
-    }
-    else
-    if (streq (code, "not_found")) {
-        r->reason = "other";
-        s_error (r, 404, "not_found", "no job with this id", NULL);
-    }
-    else
-    if (streq (code, "conflict")) {
-        r->reason = "other";
-        s_safe_message (body, message, sizeof message, "the job is not in a state that allows this");
-        s_error (r, 409, "conflict", message, NULL);
-    }
-    else
-    if (streq (code, "queue_full")) {
-        //  503, not 429: the system is full, not this client too fast.
-        r->reason = "queue_full";
-        s_error_retry (r, 503, "queue_full", "the queue for this bot type is full; retry later",
-                       GW_RETRY_QUEUE_FULL);
-    }
-    else
-    if (streq (code, "store_unavailable")) {
-        r->reason = "store_unavailable";
-        s_error_retry (r, 503, "store_unavailable",
-                       "job storage is unavailable; retry later", GW_RETRY_STORE_DOWN);
-    }
-    else
-    if (streq (code, "shutting_down")) {
-        r->reason = "shutting_down";
-        s_error_retry (r, 503, "shutting_down", "the broker is shutting down; retry later",
-                       GW_RETRY_SHUTTING_DOWN);
+    if ((rule = s_rejection (code))) {
+        r->reason = rule->reason;
+        if (!rule->message)
+            s_safe_message (body, message, sizeof message, rule->fallback);
+        const char *text = rule->message ? rule->message : message;
+        if (rule->retry_after)
+            s_error_retry (r, rule->status, rule->code, text, rule->retry_after);
+        else
+            s_error (r, rule->status, rule->code, text, NULL);
     }
     else {
         //  bad_frame, bad_header...: our own request was wrong.  Log it,
@@ -650,6 +656,18 @@ s_is_json (const char *content_type)
     return next == 0 || next == ';' || next == ' ' || next == '\t';
 }
 
+//  Answer 413 body_too_large (closing the connection); returns -1.
+static int
+s_body_too_large (s_req_t *r, size_t max)
+{
+    r->must_close = true;
+    r->reason = "body_too_large";
+    char message [96];
+    snprintf (message, sizeof message, "the body is larger than %zu bytes", max);
+    s_error (r, 413, "body_too_large", message, NULL);
+    return -1;
+}
+
 //  Read the whole body, at most MAX_BODY_BYTES.  Returns 0 with *body
 //  (caller frees; NUL-terminated) and *size, or -1 after answering.
 static int
@@ -664,12 +682,7 @@ s_read_body (s_req_t *r, char **body, size_t *size)
         //  Refuse before reading a byte; the unread body closes the
         //  connection (a client that sent Expect: 100-continue never
         //  sends it).
-        r->must_close = true;
-        r->reason = "body_too_large";
-        char message [96];
-        snprintf (message, sizeof message, "the body is larger than %zu bytes", max);
-        s_error (r, 413, "body_too_large", message, NULL);
-        return -1;
+        return s_body_too_large (r, max);
     }
     if (!r->body_pending) {
         *body = strdup ("");
@@ -726,12 +739,7 @@ s_read_body (s_req_t *r, char **body, size_t *size)
     }
     if (got > max) {
         free (buf);
-        r->must_close = true;
-        r->reason = "body_too_large";
-        char message [96];
-        snprintf (message, sizeof message, "the body is larger than %zu bytes", max);
-        s_error (r, 413, "body_too_large", message, NULL);
-        return -1;
+        return s_body_too_large (r, max);
     }
     if (declared >= 0 && got < (size_t) declared) {
         //  The client stopped sending (or was too slow): it may be gone.
@@ -890,18 +898,24 @@ s_handle_invoke (s_req_t *r)
     bm_msg_destroy (&reply);
 }
 
-//  The end of most handlers: the reply the route expects (`want`), turned
-//  into JSON by `make`, is answered with `status`; a REJECTED (when
-//  `rejections`) with its HTTP error; anything else is a bad reply (502).
-//  No reply: s_broker has answered already.
-typedef json_t *(s_make_fn) (s_req_t *r, const msgpack_object *body);
+//  The end of most handlers: the reply the route expects (`want`) is
+//  answered with `status` and its JSON: `make` (body), or else `fixed`
+//  (taken).  A REJECTED (when `rejections`) gets its HTTP error; anything
+//  else is a bad reply (502).  No reply: s_broker has answered already.
+typedef json_t *(s_make_fn) (const msgpack_object *body);
 
 static void
-s_answer (s_req_t *r, bm_msg_t *reply, int want, int status, s_make_fn *make, bool rejections)
+s_answer (s_req_t *r, bm_msg_t *reply, int want, int status, s_make_fn *make, json_t *fixed,
+          bool rejections)
 {
+    json_t *value = NULL;
+    if (reply && bm_msg_command (reply) == want) {
+        value = make ? make (bm_msg_body (reply)) : fixed;
+        fixed = NULL;
+    }
+    json_decref (fixed);
     if (!reply)
         return;
-    json_t *value = bm_msg_command (reply) == want ? make (r, bm_msg_body (reply)) : NULL;
     if (value)
         s_send_json (r, status, value, NULL);
     else
@@ -913,53 +927,28 @@ s_answer (s_req_t *r, bm_msg_t *reply, int want, int status, s_make_fn *make, bo
 }
 
 static json_t *
-s_make_job (s_req_t *r, const msgpack_object *body)
+s_make_job (const msgpack_object *body)
 {
-    (void) r;
     return gw_record_job (bm_obj_get (body, "job"));
-}
-
-static json_t *
-s_make_retried (s_req_t *r, const msgpack_object *body)
-{
-    (void) body;
-    return json_pack ("{s:s,s:s}", "jobId", r->job_id, "status", "queued");
-}
-
-static json_t *
-s_make_redelivered (s_req_t *r, const msgpack_object *body)
-{
-    (void) body;
-    return json_pack ("{s:s,s:s}", "jobId", r->job_id, "webhook", "pending");
-}
-
-static json_t *
-s_make_list (s_req_t *r, const msgpack_object *body)
-{
-    (void) r;
-    return gw_record_list (body);
-}
-
-static json_t *
-s_make_stats (s_req_t *r, const msgpack_object *body)
-{
-    (void) r;
-    return gw_record_stats (body);
 }
 
 //  GET /job/{id}, POST /job/{id}/cancel: answer with the job record.
 static void
 s_handle_job (s_req_t *r, int command)
 {
-    s_answer (r, s_broker_simple (r, command, r->job_id, true), BM_REPLY, 200, s_make_job, true);
+    s_answer (r, s_broker_simple (r, command, r->job_id, true), BM_REPLY, 200, s_make_job, NULL,
+              true);
 }
 
 //  POST /job/{id}/retry and /redeliver: ACCEPTED -> 202.
 static void
 s_handle_job_action (s_req_t *r, int command)
 {
-    s_answer (r, s_broker_simple (r, command, r->job_id, true), BM_ACCEPTED, 202,
-              command == BM_RETRY ? s_make_retried : s_make_redelivered, true);
+    bm_msg_t *reply = s_broker_simple (r, command, r->job_id, true);
+    json_t *value = command == BM_RETRY
+        ? json_pack ("{s:s,s:s}", "jobId", r->job_id, "status", "queued")
+        : json_pack ("{s:s,s:s}", "jobId", r->job_id, "webhook", "pending");
+    s_answer (r, reply, BM_ACCEPTED, 202, NULL, value, true);
 }
 
 static void
@@ -1005,14 +994,15 @@ s_handle_jobs (s_req_t *r)
     if (with_type)
         bm_pack_kv_str (&pk, "botType", bot_type);
     s_answer (r, s_broker (r, req, BM_LIST, sbuf.data, sbuf.size, true), BM_REPLY, 200,
-              s_make_list, true);
+              gw_record_list, NULL, true);
 }
 
 static void
 s_handle_stats (s_req_t *r)
 {
     //  A REJECTED to STATS is not an answer we know: 502.
-    s_answer (r, s_broker_simple (r, BM_STATS, NULL, true), BM_REPLY, 200, s_make_stats, false);
+    s_answer (r, s_broker_simple (r, BM_STATS, NULL, true), BM_REPLY, 200, gw_record_stats, NULL,
+              false);
 }
 
 static void
