@@ -1,0 +1,124 @@
+/*  bm_worker_link.h - a worker's BMW01 connection to the broker.
+
+    Everything docs/protocol.md section 5 asks of the worker side of the
+    wire, once, for every worker in the tree (botmesh-worker, the webhook
+    manager, the benchmark workers):
+
+      - one DEALER socket (CURVE client keys applied when configured),
+        READY {name, types, credit, pid} on every new socket, and again
+        whenever the owner changes its credit;
+      - a HEARTBEAT before an interval passes with nothing sent;
+      - liveness: a broker silent for HEARTBEAT_LIVENESS intervals, or a
+        DISCONNECT from it, means the connection is gone: the socket is
+        replaced by a new one and READY sent again (Majordomo's worker
+        recovery).  The owner hears of it (lost, then reconnected) so that
+        it can adjust its credit and send again what may have been missed;
+      - messages from the broker are received without blocking, decoded
+        and checked (bm_msg_parse: sizes checked before msgpack unpacks
+        anything); HEARTBEAT and DISCONNECT are handled here, NACK is
+        logged (not_owner at debug level: it is expected after a cancel or
+        a re-dispatch), JOB and CANCEL go to the owner's handlers, other
+        commands are logged and ignored;
+      - sends never block: with a full queue (broker away for long) a
+        message is dropped and logged.
+
+    Two ways to drive it:
+      - zloop: pass the loop to bm_worker_link_new; the link registers its
+        socket and a timer (a quarter of the heartbeat interval) there.  A
+        handler that returns -1 ends zloop_start, as zloop handlers do.
+      - poll: pass NULL; poll bm_worker_link_socket for input and call
+        bm_worker_link_dispatch when it is readable, and bm_worker_link_tick
+        often enough (a quarter of the interval is what the zloop mode
+        does).  The socket changes on a reconnect: poll the current one.
+
+    bm_worker_link_connected and bm_worker_link_reconnects may be read
+    from any thread; the rest belongs to the thread that drives the link.  */
+#ifndef BM_WORKER_LINK_H
+#define BM_WORKER_LINK_H
+
+#include "bm_proto.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define BM_WORKER_LINK_MAX_TYPES    16      //  The broker's limit per READY
+
+typedef struct {
+    const char *endpoint;       //  Broker, e.g. "tcp://127.0.0.1:5555"
+    const char *name;           //  Worker name (stable across reconnects)
+    const char *const *types;   //  Bot types served (copied)
+    int type_count;             //  1 .. BM_WORKER_LINK_MAX_TYPES
+    int64_t credit;             //  Credit announced in the first READY
+    int64_t heartbeat_ms;       //  HEARTBEAT_INTERVAL_MS
+    int64_t liveness;           //  HEARTBEAT_LIVENESS
+    int64_t max_frame;          //  Largest body accepted (0: BM_MAX_FRAME_BYTES)
+    bool limit_socket;          //  Also let ZeroMQ drop a connection that
+                                //  brings a message past max_frame + 4 KB
+    int hwm;                    //  Send and receive high-water marks
+                                //  (0: 10000)
+} bm_worker_link_config_t;
+
+//  A JOB or a CANCEL from the broker: its body, borrowed for the call
+//  (checked as msgpack, its fields not yet: the handler reads them with
+//  bm_obj_*).  Returns 0, or -1 to stop: the rest of the messages waiting
+//  stay queued and, in zloop mode, zloop_start ends.
+typedef int (bm_worker_link_message_fn) (void *arg, const msgpack_object *body);
+
+//  The connection was lost (silence or DISCONNECT); the new socket is not
+//  open yet.  bm_worker_link_set_credit here only sets the credit the
+//  coming READY announces.
+typedef void (bm_worker_link_lost_fn) (void *arg);
+
+//  A new socket is open and has sent READY after a loss: messages sent
+//  now go to the broker behind it.
+typedef void (bm_worker_link_reconnected_fn) (void *arg);
+
+typedef struct {
+    bm_worker_link_message_fn *job;                 //  JOB; required
+    bm_worker_link_message_fn *cancel;              //  CANCEL; may be NULL
+    bm_worker_link_lost_fn *lost;                   //  May be NULL
+    bm_worker_link_reconnected_fn *reconnected;     //  May be NULL
+} bm_worker_link_handlers_t;
+
+typedef struct _bm_worker_link_t bm_worker_link_t;
+
+//  Open the socket and send READY.  loop: the zloop to register with, or
+//  NULL to be polled.  Returns NULL (and logs why) if the socket cannot be
+//  opened (bad endpoint, bad CURVE configuration) or the config is wrong.
+bm_worker_link_t *bm_worker_link_new (const bm_worker_link_config_t *config, zloop_t *loop,
+                                      const bm_worker_link_handlers_t *handlers, void *arg);
+
+//  Close, leaving queued messages up to linger_ms to go.
+void bm_worker_link_destroy (bm_worker_link_t **self_p, int linger_ms);
+
+//  Send one message (body: an encoded msgpack map).  job_id names the job
+//  in the log line of a failure (may be NULL).  0, or -1 if the message
+//  could not be queued (logged).
+int bm_worker_link_send (bm_worker_link_t *self, int command, const char *body, size_t size,
+                         const char *job_id);
+
+//  Send a body of at most one string entry: {} when key is NULL, else
+//  {key: value} (HEARTBEAT, RELEASE {jobId}, DISCONNECT {reason}...).
+int bm_worker_link_send_simple (bm_worker_link_t *self, int command, const char *key,
+                                const char *value);
+
+//  Announce a new credit: READY now (on the next socket while it is being
+//  replaced).
+void bm_worker_link_set_credit (bm_worker_link_t *self, int64_t credit);
+int64_t bm_worker_link_credit (bm_worker_link_t *self);
+
+//  Poll mode: the current socket (NULL between a failed reconnect and the
+//  next tick), what to do when it is readable (handles up to 100 messages;
+//  returns -1 when a handler did), and the timer work (liveness and
+//  heartbeat; also retries a failed reconnect).
+zsock_t *bm_worker_link_socket (bm_worker_link_t *self);
+int bm_worker_link_dispatch (bm_worker_link_t *self);
+void bm_worker_link_tick (bm_worker_link_t *self);
+
+//  True if the broker spoke within the liveness window.  Any thread.
+bool bm_worker_link_connected (bm_worker_link_t *self);
+
+//  Reconnections since start.  Any thread.
+uint64_t bm_worker_link_reconnects (bm_worker_link_t *self);
+
+#endif
