@@ -2,6 +2,7 @@
     "Mock Webhook (Port 5000)"), scriptable to fail, hang or drop.  */
 #include "mk_server.h"
 #include "bm_config.h"
+#include "bm_http_util.h"
 #include "bm_log.h"
 
 #include <pthread.h>
@@ -58,23 +59,10 @@ s_usage (FILE *out)
 int
 main (int argc, char *argv [])
 {
-    if (bm_log_init ("mock"))
-        return 1;
-    const char *port_flag = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp (argv [i], "--help") == 0 || strcmp (argv [i], "-h") == 0) {
-            s_usage (stdout);
-            return 0;
-        }
-        else
-        if (strcmp (argv [i], "--port") == 0 && i + 1 < argc)
-            port_flag = argv [++i];
-        else {
-            fprintf (stderr, "botmesh-mock: unknown argument '%s'\n", argv [i]);
-            s_usage (stderr);
-            return 2;
-        }
-    }
+    const char *port_flag;
+    int rc = bm_http_args (argc, argv, "mock", s_usage, &port_flag);
+    if (rc >= 0)
+        return rc;
     mk_config_t config;
     memset (&config, 0, sizeof config);
     int64_t port, threads, keep_alive, max_records, max_stored, max_body, tolerance, timeout_delay;
@@ -87,10 +75,8 @@ main (int argc, char *argv [])
     ||  bm_env_int ("MOCK_SIGNATURE_TOLERANCE_S", 300, 0, 100000000, &tolerance)
     ||  bm_env_int ("MOCK_TIMEOUT_DELAY_MS", 30000, 0, 3600000, &timeout_delay))
         return 1;
-    if (port_flag && bm_parse_int (port_flag, 0, 65535, &port)) {
-        bm_error (NULL, "configuration: --port must be an integer from 0 to 65535 (got '%s')", port_flag);
+    if (bm_http_port_flag (port_flag, &port))
         return 1;
-    }
     mk_mode_defaults (&config.mode);
     if (mk_mode_from_env (&config.mode))
         return 1;

@@ -5,6 +5,7 @@
 #include "wh_reply.h"
 #include "wh_signature.h"
 #include "bm_config.h"
+#include "bm_http_util.h"
 #include "bm_log.h"
 #include "bm_metrics.h"
 
@@ -336,15 +337,8 @@ s_handle (struct mg_connection *conn, void *cbdata)
     if (strcmp (path, "/mode") == 0 && strcmp (method, "POST") == 0)
         s_post_mode (self, conn);
     else
-    if (strcmp (path, "/metrics") == 0 && get) {
-        char *text = bm_metrics_render (self->metrics);
-        if (text) {
-            wh_reply (conn, 200, BM_METRICS_CONTENT_TYPE, NULL, text, strlen (text));
-            free (text);
-        }
-        else
-            wh_reply_error (conn, 500, "internal", "out of memory");
-    }
+    if (strcmp (path, "/metrics") == 0 && get)
+        wh_reply_metrics (conn, self->metrics);
     else
     if (strcmp (method, "POST") == 0
     &&  strcmp (path, "/stats") != 0 && strcmp (path, "/deliveries") != 0
@@ -358,14 +352,6 @@ s_handle (struct mg_connection *conn, void *cbdata)
     else
         wh_reply_error (conn, 404, "not_found",
                         "deliveries are POSTed; GET /stats, /deliveries, /mode, /metrics, /health");
-    return 1;
-}
-
-static int
-s_log_message (const struct mg_connection *conn, const char *message)
-{
-    (void) conn;
-    bm_warn (NULL, "civetweb: %s", message);
     return 1;
 }
 
@@ -418,12 +404,10 @@ mk_server_new (const mk_config_t *config, char *error, size_t error_size)
         "Deliveries kept in memory (at most MOCK_MAX_RECORDS)", NULL));
     bm_metrics_set_collect (self->metrics, s_collect, self);
 
-    char ports [64], threads [16], keep_alive [16];
-    snprintf (ports, sizeof ports, "%s:%d", config->listen_addr, config->port);
+    char threads [16], keep_alive [16];
     snprintf (threads, sizeof threads, "%d", config->threads);
     snprintf (keep_alive, sizeof keep_alive, "%d", config->keep_alive_ms > 0? config->keep_alive_ms: 500);
     const char *options [] = {
-        "listening_ports", ports,
         "num_threads", threads,
         "enable_keep_alive", config->keep_alive_ms > 0? "yes": "no",
         "keep_alive_timeout_ms", keep_alive,
@@ -431,19 +415,13 @@ mk_server_new (const mk_config_t *config, char *error, size_t error_size)
         "listen_backlog", "1024",
         NULL
     };
-    struct mg_callbacks callbacks;
-    memset (&callbacks, 0, sizeof callbacks);
-    callbacks.log_message = s_log_message;
-    self->ctx = mg_start (&callbacks, self, options);
+    self->ctx = bm_http_start (config->listen_addr, config->port, options, NULL, self,
+                               &self->port, error, error_size);
     if (!self->ctx) {
-        snprintf (error, error_size, "cannot listen on %s (port in use?)", ports);
         mk_server_destroy (&self);
         return NULL;
     }
     mg_set_request_handler (self->ctx, "/", s_handle, self);
-    struct mg_server_port bound [4];
-    int count = mg_get_server_ports (self->ctx, 4, bound);
-    self->port = count > 0? bound [0].port: config->port;
     return self;
 }
 

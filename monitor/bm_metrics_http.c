@@ -5,6 +5,7 @@
     header helpers write line by line).  Keep-alive is off and a few threads
     suffice: Prometheus scrapes once every few seconds. */
 #include "bm_metrics.h"
+#include "bm_http_util.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -108,10 +109,7 @@ bm_metrics_http_new (bm_metrics_t *metrics, const char *listen_addr, int port)
     if (!self)
         return NULL;
     self->metrics = metrics;
-    char ports [80];
-    snprintf (ports, sizeof ports, "%s:%d", listen_addr && *listen_addr ? listen_addr : "0.0.0.0", port);
     const char *options [] = {
-        "listening_ports", ports,
         "num_threads", "4",
         "request_timeout_ms", "10000",
         "enable_keep_alive", "no",
@@ -120,19 +118,13 @@ bm_metrics_http_new (bm_metrics_t *metrics, const char *listen_addr, int port)
     struct mg_callbacks callbacks;
     memset (&callbacks, 0, sizeof callbacks);
     callbacks.log_message = s_log_message;
-    self->ctx = mg_start (&callbacks, self, options);
+    char error [160];
+    self->ctx = bm_http_start (listen_addr, port, options, &callbacks, self, &self->port,
+                               error, sizeof error);
     if (!self->ctx) {
         free (self);
         return NULL;
     }
-    struct mg_server_port server_ports [4];
-    int count = mg_get_server_ports (self->ctx, 4, server_ports);
-    if (count < 1) {
-        mg_stop (self->ctx);
-        free (self);
-        return NULL;
-    }
-    self->port = server_ports [0].port;
     mg_set_request_handler (self->ctx, "/metrics$", s_handle_metrics, self);
     mg_set_request_handler (self->ctx, "/health$", s_handle_health, self);
     return self;

@@ -3,6 +3,7 @@
 #include "wh_config.h"
 #include "wh_manager.h"
 #include "bm_config.h"
+#include "bm_http_util.h"
 #include "bm_log.h"
 
 #include <czmq.h>
@@ -51,30 +52,16 @@ s_usage (FILE *out)
 int
 main (int argc, char *argv [])
 {
-    if (bm_log_init ("webhook"))
-        return 1;
-    const char *port_flag = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp (argv [i], "--help") == 0 || strcmp (argv [i], "-h") == 0) {
-            s_usage (stdout);
-            return 0;
-        }
-        else
-        if (strcmp (argv [i], "--port") == 0 && i + 1 < argc)
-            port_flag = argv [++i];
-        else {
-            fprintf (stderr, "botmesh-webhook: unknown argument '%s'\n\n", argv [i]);
-            s_usage (stderr);
-            return 2;
-        }
-    }
+    const char *port_flag;
+    int rc = bm_http_args (argc, argv, "webhook", s_usage, &port_flag);
+    if (rc >= 0)
+        return rc;
     wh_config_t config;
     if (wh_config_load (&config)) {
         wh_config_free (&config);
         return 1;
     }
-    if (port_flag && bm_parse_int (port_flag, 0, 65535, &config.port)) {
-        bm_error (NULL, "configuration: --port must be an integer from 0 to 65535 (got '%s')", port_flag);
+    if (bm_http_port_flag (port_flag, &config.port)) {
         wh_config_free (&config);
         return 1;
     }

@@ -3,6 +3,7 @@
 #include "wh_reply.h"
 #include "bm_client.h"
 #include "bm_config.h"
+#include "bm_http_util.h"
 #include "bm_log.h"
 
 #include <civetweb.h>
@@ -15,7 +16,7 @@ struct _wh_http_t {
     struct mg_context *ctx;     //  civetweb
     const wh_config_t *config;  //  Borrowed
     wh_engine_t *engine;        //  Borrowed: only its atomics are read
-    wh_link_t *link;            //  Borrowed: only its atomics are read
+    bm_worker_link_t *link;            //  Borrowed: only its atomics are read
     bm_metrics_t *metrics;      //  Borrowed
     int port;                   //  Bound port
     int64_t started_ms;
@@ -41,8 +42,8 @@ s_collect (bm_metrics_t *metrics, void *arg)
 {
     (void) metrics;
     wh_http_t *self = (wh_http_t *) arg;
-    bm_series_set (self->m_connected, wh_link_connected (self->link)? 1: 0);
-    double reconnects = (double) wh_link_reconnects (self->link);
+    bm_series_set (self->m_connected, bm_worker_link_connected (self->link)? 1: 0);
+    double reconnects = (double) bm_worker_link_reconnects (self->link);
     double seen = bm_series_value (self->m_reconnects);
     if (reconnects > seen)
         bm_series_add (self->m_reconnects, reconnects - seen);
@@ -58,8 +59,8 @@ s_stats (wh_http_t *self, struct mg_connection *conn)
     json_object_set_new (stats, "uptimeMs", json_integer (bm_now_ms () - self->started_ms));
     json_object_set_new (stats, "broker", json_pack ("{s:s, s:b, s:I}",
         "endpoint", c->broker_endpoint,
-        "connected", wh_link_connected (self->link),
-        "reconnects", (json_int_t) wh_link_reconnects (self->link)));
+        "connected", bm_worker_link_connected (self->link),
+        "reconnects", (json_int_t) bm_worker_link_reconnects (self->link)));
     json_object_set_new (stats, "config", json_pack (
         "{s:I, s:I, s:I, s:I, s:s, s:I, s:I, s:b, s:b}",
         "maxRetries", (json_int_t) c->max_retries,
@@ -160,7 +161,7 @@ s_handle (struct mg_connection *conn, void *cbdata)
     }
     else
     if (strcmp (path, "/health") == 0 && get) {
-        bool connected = wh_link_connected (self->link);
+        bool connected = bm_worker_link_connected (self->link);
         wh_reply_json (conn, 200, json_pack ("{s:s, s:{s:b}}", "status", connected? "ok": "degraded",
                                              "broker", "connected", connected), NULL);
     }
@@ -168,15 +169,8 @@ s_handle (struct mg_connection *conn, void *cbdata)
     if (strcmp (path, "/stats") == 0 && get)
         s_stats (self, conn);
     else
-    if (strcmp (path, "/metrics") == 0 && get) {
-        char *text = bm_metrics_render (self->metrics);
-        if (text) {
-            wh_reply (conn, 200, BM_METRICS_CONTENT_TYPE, NULL, text, strlen (text));
-            free (text);
-        }
-        else
-            wh_reply_error (conn, 500, "internal", "out of memory");
-    }
+    if (strcmp (path, "/metrics") == 0 && get)
+        wh_reply_metrics (conn, self->metrics);
     else
     if (strcmp (path, "/health") == 0 || strcmp (path, "/stats") == 0 || strcmp (path, "/metrics") == 0)
         wh_reply_error (conn, 405, "method_not_allowed", "use GET");
@@ -186,17 +180,9 @@ s_handle (struct mg_connection *conn, void *cbdata)
     return 1;
 }
 
-static int
-s_log_message (const struct mg_connection *conn, const char *message)
-{
-    (void) conn;
-    bm_warn (NULL, "civetweb: %s", message);
-    return 1;
-}
-
 wh_http_t *
 wh_http_new (const wh_config_t *config, bm_metrics_t *metrics,
-             wh_engine_t *engine, wh_link_t *link, char *error, size_t error_size)
+             wh_engine_t *engine, bm_worker_link_t *link, char *error, size_t error_size)
 {
     wh_http_t *self = (wh_http_t *) calloc (1, sizeof (wh_http_t));
     if (!self) {
@@ -216,11 +202,9 @@ wh_http_new (const wh_config_t *config, bm_metrics_t *metrics,
         "POST /deliveries/{jobId}/retry requests, by outcome", "result");
     bm_metrics_set_collect (metrics, s_collect, self);
 
-    char ports [64], threads [16];
-    snprintf (ports, sizeof ports, "%s:%d", config->listen_addr, (int) config->port);
+    char threads [16];
     snprintf (threads, sizeof threads, "%d", (int) config->http_threads);
     const char *options [] = {
-        "listening_ports", ports,
         "num_threads", threads,
         "enable_keep_alive", "no",
         "request_timeout_ms", "10000",
@@ -228,19 +212,15 @@ wh_http_new (const wh_config_t *config, bm_metrics_t *metrics,
     };
     struct mg_callbacks callbacks;
     memset (&callbacks, 0, sizeof callbacks);
-    callbacks.log_message = s_log_message;
     callbacks.exit_thread = s_exit_thread;
-    self->ctx = mg_start (&callbacks, self, options);
+    self->ctx = bm_http_start (config->listen_addr, (int) config->port, options, &callbacks, self,
+                               &self->port, error, error_size);
     if (!self->ctx) {
-        snprintf (error, error_size, "cannot listen on %s (port in use?)", ports);
         bm_metrics_set_collect (metrics, NULL, NULL);
         free (self);
         return NULL;
     }
     mg_set_request_handler (self->ctx, "/", s_handle, self);
-    struct mg_server_port bound [4];
-    int count = mg_get_server_ports (self->ctx, 4, bound);
-    self->port = count > 0? bound [0].port: (int) config->port;
     return self;
 }
 

@@ -13,7 +13,7 @@
 
 #include "wh_config.h"
 #include "wh_engine.h"
-#include "wh_link.h"
+#include "bm_worker_link.h"
 #include "bm_metrics.h"
 
 typedef struct _wh_http_t wh_http_t;
@@ -21,7 +21,7 @@ typedef struct _wh_http_t wh_http_t;
 //  Start serving; everything borrowed must outlive the server.  NULL with
 //  a reason in error if the port cannot be bound.
 wh_http_t *wh_http_new (const wh_config_t *config, bm_metrics_t *metrics,
-                        wh_engine_t *engine, wh_link_t *link, char *error, size_t error_size);
+                        wh_engine_t *engine, bm_worker_link_t *link, char *error, size_t error_size);
 void wh_http_destroy (wh_http_t **self_p);      //  ~2 s (mg_stop)
 int wh_http_port (wh_http_t *self);
 

@@ -2,7 +2,7 @@
 #include "wh_manager.h"
 #include "wh_engine.h"
 #include "wh_http.h"
-#include "wh_link.h"
+#include "bm_worker_link.h"
 #include "bm_config.h"
 #include "bm_log.h"
 #include "bm_metrics.h"
@@ -16,7 +16,7 @@ typedef struct {
     zloop_t *loop;              //  The one event loop
     bm_metrics_t *metrics;      //  Registry for /metrics
     wh_engine_t *engine;        //  Deliveries
-    wh_link_t *link;            //  Broker connection
+    bm_worker_link_t *link;     //  Broker connection
     int signal_fd;              //  SIGTERM / SIGINT
     bool draining;              //  Shutting down
     int grace_timer;            //  Grace period timer, -1 if none
@@ -69,7 +69,7 @@ s_pack_status (msgpack_packer *pk, const wh_status_t *status)
 static void
 s_send (s_manager_t *self, int command, s_body_t *body)
 {
-    wh_link_send (self->link, command, body->sbuf.data, body->sbuf.size);
+    bm_worker_link_send (self->link, command, body->sbuf.data, body->sbuf.size, NULL);
     msgpack_sbuffer_destroy (&body->sbuf);
 }
 
@@ -233,14 +233,15 @@ s_prior (const msgpack_object *body, wh_status_t *prior)
     return true;
 }
 
-static void
-s_on_job (s_manager_t *self, const msgpack_object *body)
+static int
+s_on_job (void *arg, const msgpack_object *body)
 {
+    s_manager_t *self = (s_manager_t *) arg;
     char job_id [BM_MAX_ID_LEN + 32];
     if (!s_copy_str (body, "jobId", job_id, sizeof job_id)) {
         bm_warn (NULL, "JOB without a usable jobId: ignored");
         bm_series_inc (self->m_bad_jobs);
-        return;
+        return 0;
     }
     if (self->draining) {
         //  Raced with our READY credit 0: give it straight back.
@@ -249,7 +250,7 @@ s_on_job (s_manager_t *self, const msgpack_object *body)
         msgpack_pack_map (&release.pk, 1);
         bm_pack_kv_str (&release.pk, "jobId", job_id);
         s_send (self, BM_RELEASE, &release);
-        return;
+        return 0;
     }
     wh_status_t failed;
     memset (&failed, 0, sizeof failed);
@@ -276,7 +277,7 @@ s_on_job (s_manager_t *self, const msgpack_object *body)
         snprintf (failed.last_error, sizeof failed.last_error, "invalid delivery: %s", reason);
         bm_warn (job_id, "%s", failed.last_error);
         s_send_failed (self, job_id, &failed, "webhook_failed", failed.last_error);
-        return;
+        return 0;
     }
     const char *data = text->type == MSGPACK_OBJECT_STR? text->via.str.ptr: text->via.bin.ptr;
     size_t size = text->type == MSGPACK_OBJECT_STR? text->via.str.size: text->via.bin.size;
@@ -297,19 +298,21 @@ s_on_job (s_manager_t *self, const msgpack_object *body)
         bm_warn (job_id, "%s", failed.last_error);
         s_send_failed (self, job_id, &failed, "webhook_failed", failed.last_error);
     }
+    return 0;
 }
 
-static void
-s_on_cancel (s_manager_t *self, const msgpack_object *body)
+static int
+s_on_cancel (void *arg, const msgpack_object *body)
 {
+    s_manager_t *self = (s_manager_t *) arg;
     char job_id [BM_MAX_ID_LEN + 32];
     char reason [64] = "cancelled";
     if (!s_copy_str (body, "jobId", job_id, sizeof job_id))
-        return;
+        return 0;
     s_copy_str (body, "reason", reason, sizeof reason);
     if (wh_engine_cancel (self->engine, job_id)) {
         bm_debug (job_id, "CANCEL (%s) for a delivery not held here", reason);
-        return;
+        return 0;
     }
     bm_info (job_id, "delivery stopped: the broker cancelled it (%s)", reason);
     //  The broker keeps our credit until it hears DONE for the job.
@@ -320,29 +323,7 @@ s_on_cancel (s_manager_t *self, const msgpack_object *body)
     s_send_failed (self, job_id, &status, reason, status.last_error);
     if (self->draining && wh_engine_inflight (self->engine) == 0)
         s_finish (self);
-}
-
-static void
-s_on_message (void *arg, int command, const msgpack_object *body)
-{
-    s_manager_t *self = (s_manager_t *) arg;
-    if (command == BM_JOB)
-        s_on_job (self, body);
-    else
-    if (command == BM_WCANCEL)
-        s_on_cancel (self, body);
-    else
-    if (command == BM_NACK) {
-        char code [64] = "?", message [256] = "";
-        s_copy_str (body, "code", code, sizeof code);
-        s_copy_str (body, "message", message, sizeof message);
-        //  not_owner is expected after a cancel or a re-dispatch.
-        bm_log (strcmp (code, "not_owner") == 0? BM_DEBUG: BM_WARN, NULL,
-                "NACK from the broker: %s %s", code, message);
-    }
-    else
-        bm_warn (NULL, "unexpected %s from the broker: ignored",
-                 bm_command_name (BM_PEER_WORKER, command));
+    return 0;
 }
 
 //  --------------------------------------------------------------------------
@@ -386,7 +367,7 @@ s_on_signal (zloop_t *loop, zmq_pollitem_t *item, void *arg)
     bm_info (NULL, "%s: draining (credit 0; %zu delivery(ies) held, %zu in flight, grace %" PRId64 " ms)",
              name, wh_engine_held (self->engine), wh_engine_inflight (self->engine),
              self->config->grace_ms);
-    wh_link_set_credit (self->link, 0);
+    bm_worker_link_set_credit (self->link, 0);
     wh_engine_drain (self->engine);
     if (wh_engine_inflight (self->engine) == 0)
         s_finish (self);
@@ -434,8 +415,15 @@ wh_manager_run (const wh_config_t *config)
         bm_error (NULL, "cannot start: %s", error);
         goto done;
     }
-    self->link = wh_link_new (self->loop, config->broker_endpoint, config->name, config->credit,
-                              config->heartbeat_ms, config->liveness, s_on_message, self);
+    const char *types [] = { BM_WEBHOOK_TYPE };
+    bm_worker_link_config_t link_config = {
+        .endpoint = config->broker_endpoint, .name = config->name,
+        .types = types, .type_count = 1, .credit = config->credit,
+        .heartbeat_ms = config->heartbeat_ms, .liveness = config->liveness,
+        //  Enough room for every report of a full credit, and then some.
+        .hwm = 200000 };
+    bm_worker_link_handlers_t handlers = { .job = s_on_job, .cancel = s_on_cancel };
+    self->link = bm_worker_link_new (&link_config, self->loop, &handlers, self);
     if (!self->link)
         goto done;
     http = wh_http_new (config, self->metrics, self->engine, self->link, error, sizeof error);
@@ -460,7 +448,7 @@ done:
     //  The HTTP threads read the engine and the link: stop them first.
     wh_http_destroy (&http);
     //  Reports queued for the broker get a moment to leave.
-    wh_link_destroy (&self->link, 2000);
+    bm_worker_link_destroy (&self->link, 2000);
     wh_engine_destroy (&self->engine);
     zloop_destroy (&self->loop);
     bm_metrics_destroy (&self->metrics);

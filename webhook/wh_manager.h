@@ -3,7 +3,7 @@
     section 6).
 
     It wires the pieces together on one zloop: the link to the broker
-    (wh_link), the delivery engine (wh_engine), the HTTP API (wh_http, in
+    (bm_worker_link), the delivery engine (wh_engine), the HTTP API (wh_http, in
     civetweb's threads) and the signals.
 
         JOB      {jobId, payload: {url, webhookId, body}, deadline, webhook?}

@@ -141,3 +141,15 @@ wh_read_body (struct mg_connection *conn, size_t max, char **data, size_t *len)
     *len = used;
     return 0;
 }
+
+void
+wh_reply_metrics (struct mg_connection *conn, bm_metrics_t *metrics)
+{
+    char *text = bm_metrics_render (metrics);
+    if (text) {
+        wh_reply (conn, 200, BM_METRICS_CONTENT_TYPE, NULL, text, strlen (text));
+        free (text);
+    }
+    else
+        wh_reply_error (conn, 500, "internal", "out of memory");
+}

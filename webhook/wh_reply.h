@@ -12,6 +12,8 @@
 #include <civetweb.h>
 #include <jansson.h>
 
+#include "bm_metrics.h"
+
 //  Write status line, headers and body.  extra_headers holds whole header
 //  lines ("Retry-After: 2\r\n"), or is NULL.  A HEAD request gets no body.
 void wh_reply (struct mg_connection *conn, int status, const char *content_type,
@@ -24,6 +26,10 @@ void wh_reply_json (struct mg_connection *conn, int status, json_t *json,
 //  Reply {"error": {"code": code, "message": message}}.
 void wh_reply_error (struct mg_connection *conn, int status, const char *code,
                      const char *fmt, ...) __attribute__ ((format (printf, 4, 5)));
+
+//  Reply with the registry in the Prometheus text format (500 if it cannot
+//  be rendered).
+void wh_reply_metrics (struct mg_connection *conn, bm_metrics_t *metrics);
 
 //  Read the request body (Content-Length or chunked) into a new buffer,
 //  terminated (caller frees *data).  Returns 0, -1 if larger than max

@@ -2,9 +2,9 @@
 #include "bm_worker.h"
 #include "bm_bot.h"
 #include "bm_config.h"
-#include "bm_curve.h"
 #include "bm_json.h"
 #include "bm_log.h"
+#include "bm_worker_link.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -30,6 +30,8 @@ extern char **environ;
 #define BM_SNDHWM               10000   //  Messages queued while the broker
                                         //  is away; past it sends fail
                                         //  rather than block the loop
+#define BM_LINGER_MS            1000    //  Time RELEASE and DISCONNECT get
+                                        //  to leave at the end
 
 typedef enum { STOP_NONE = 0, STOP_TIMEOUT, STOP_CANCEL, STOP_RELEASE } stop_t;
 typedef enum { TIMER_NONE = 0, TIMER_DEADLINE, TIMER_KILL, TIMER_SIMULATION } jtimer_t;
@@ -67,17 +69,12 @@ typedef struct {
 struct _bm_worker_t {
     const bm_worker_config_t *config;   //  Our configuration (borrowed)
     zloop_t *loop;                      //  The one event loop
-    zsock_t *dealer;                    //  Socket to the broker
-    zsock_t *old_dealer;                //  The one before the last reconnect;
-                                        //  freed at the next one, when no
-                                        //  loop pass can refer to it
+    bm_worker_link_t *link;             //  BMW01 connection to the broker
     int signal_fd;                      //  SIGCHLD, SIGTERM, SIGINT
     zhashx_t *jobs;                     //  jobId -> job_t, owns them
     zhashx_t *timers;                   //  Timer id -> job_t (borrowed)
     zlistx_t *recent_done;              //  done_t, oldest first
     char **env_base;                    //  Our environment minus BOT_* keys
-    int64_t last_send;                  //  Monotonic ms of our last message
-    int64_t last_recv;                  //  Monotonic ms of the broker's last
     int orphans;                        //  Jobs the current broker connection
                                         //  does not count against our credit
     bool draining;                      //  Stopping: no new jobs
@@ -86,11 +83,9 @@ struct _bm_worker_t {
     int settle_timer;                   //  Settle period timer, or 0
     bool stopped;                       //  DISCONNECT sent: leave the loop
     uint64_t random;                    //  xorshift state for simulations
-    uint64_t reconnects;                //  How many times we reconnected
 };
 
 static void s_job_finish (bm_worker_t *self, job_t *job);
-static void s_connect (bm_worker_t *self);
 static void s_maybe_disconnect (bm_worker_t *self);
 
 //  --------------------------------------------------------------------------
@@ -177,20 +172,13 @@ s_int_compare (const void *a, const void *b)
 }
 
 //  --------------------------------------------------------------------------
-//  Sending.  Every message goes through s_send, which keeps the heartbeat
-//  clock.  With a send timeout of 0, a full queue (broker away for long)
-//  drops the message and says so, instead of blocking the loop.
+//  Sending: bm_worker_link keeps the heartbeat clock and never blocks
+//  (a full queue drops the message and says so).
 
 static int
 s_send (bm_worker_t *self, int command, const msgpack_sbuffer *body, const char *job_id)
 {
-    if (bm_msg_send (self->dealer, NULL, BM_WORKER_HEADER, command, body->data, body->size)) {
-        bm_warn (job_id, "could not send %s to the broker (%s)",
-                 bm_command_name (BM_PEER_WORKER, command), zmq_strerror (zmq_errno ()));
-        return -1;
-    }
-    self->last_send = bm_mono_ms ();
-    return 0;
+    return bm_worker_link_send (self->link, command, body->data, body->size, job_id);
 }
 
 static int64_t
@@ -202,42 +190,11 @@ s_credit (bm_worker_t *self)
     return credit > 0 ? credit : 0;
 }
 
-//  READY {name, types, credit, pid}
+//  READY with the credit we have now.
 static void
 s_send_ready (bm_worker_t *self)
 {
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 4);
-    bm_pack_kv_str (&pk, "name", self->config->name);
-    bm_pack_str (&pk, "types");
-    msgpack_pack_array (&pk, self->config->type_count);
-    for (int i = 0; i < self->config->type_count; i++)
-        bm_pack_str (&pk, self->config->types [i].name);
-    bm_pack_kv_int (&pk, "credit", s_credit (self));
-    bm_pack_kv_int (&pk, "pid", getpid ());
-    s_send (self, BM_READY, &sbuf, NULL);
-    bm_debug (NULL, "READY credit=%lld", (long long) s_credit (self));
-    msgpack_sbuffer_destroy (&sbuf);
-}
-
-static void
-s_send_simple (bm_worker_t *self, int command, const char *key, const char *value)
-{
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    if (key) {
-        msgpack_pack_map (&pk, 1);
-        bm_pack_kv_str (&pk, key, value);
-    }
-    else
-        msgpack_pack_map (&pk, 0);
-    s_send (self, command, &sbuf, command == BM_RELEASE ? value : NULL);
-    msgpack_sbuffer_destroy (&sbuf);
+    bm_worker_link_set_credit (self->link, s_credit (self));
 }
 
 //  PROGRESS {jobId, progress}
@@ -350,53 +307,36 @@ s_send_done_early (bm_worker_t *self, const char *job_id, int64_t attempt,
 //  --------------------------------------------------------------------------
 //  Connection to the broker
 
-static int s_on_broker (zloop_t *loop, zsock_t *sock, void *arg);
-
-//  Open a new DEALER, register it, send READY.  Jobs still running were
-//  dispatched on the old connection: the broker behind the new one does
-//  not count them, so they come off the credit we announce until they end
-//  (or until the broker dispatches them to us again).
+//  The broker connection was lost (bm_worker_link replaces it).  Jobs still
+//  running were dispatched on the old connection: the broker behind the
+//  new one does not count them, so they come off the credit the coming
+//  READY announces until they end (or until the broker dispatches them to
+//  us again).
 static void
-s_connect (bm_worker_t *self)
+s_on_link_lost (void *arg)
 {
-    if (self->dealer) {
-        zsock_destroy (&self->old_dealer);
-        zloop_reader_end (self->loop, self->dealer);
-        self->old_dealer = self->dealer;
-        self->dealer = NULL;
-        self->reconnects++;
-        job_t *job;
-        self->orphans = 0;
-        for (job = (job_t *) zhashx_first (self->jobs); job; job = (job_t *) zhashx_next (self->jobs)) {
-            job->orphan = true;
-            self->orphans++;
-        }
+    bm_worker_t *self = (bm_worker_t *) arg;
+    job_t *job;
+    self->orphans = 0;
+    for (job = (job_t *) zhashx_first (self->jobs); job; job = (job_t *) zhashx_next (self->jobs)) {
+        job->orphan = true;
+        self->orphans++;
     }
-    self->dealer = zsock_new (ZMQ_DEALER);
-    zsock_set_linger (self->dealer, 0);
-    zsock_set_sndtimeo (self->dealer, 0);
-    zsock_set_sndhwm (self->dealer, BM_SNDHWM);
-    zsock_set_rcvhwm (self->dealer, BM_SNDHWM);
-    //  A frame larger than this from the broker is a protocol error; ZeroMQ
-    //  drops the connection and we reconnect.
-    zsock_set_maxmsgsize (self->dealer, self->config->max_frame + 4096);
-    //  CURVE keys, when configured (checked at start, so this cannot fail
-    //  unless a certificate file changed under us).
-    if (bm_curve_client_apply (self->dealer))
-        bm_error (NULL, "cannot apply the CURVE configuration: connecting anyway");
-    if (zsock_connect (self->dealer, "%s", self->config->endpoint))
-        bm_error (NULL, "cannot connect to %s", self->config->endpoint);
-    zloop_reader (self->loop, self->dealer, s_on_broker, self);
-    zloop_reader_set_tolerant (self->loop, self->dealer);
-    self->last_recv = bm_mono_ms ();
-    s_send_ready (self);
-    //  DONEs sent just before the broker went away may be lost: send them
-    //  again.  One the broker already has is answered NACK not_owner.
+    bm_worker_link_set_credit (self->link, s_credit (self));
+}
+
+//  The new connection said READY.  DONEs sent just before the broker went
+//  away may be lost: send them again.  One the broker already has is
+//  answered NACK not_owner.
+static void
+s_on_link_reconnected (void *arg)
+{
+    bm_worker_t *self = (bm_worker_t *) arg;
     s_prune_done (self);
     done_t *done;
     for (done = (done_t *) zlistx_first (self->recent_done); done;
          done = (done_t *) zlistx_next (self->recent_done))
-        bm_msg_send (self->dealer, NULL, BM_WORKER_HEADER, BM_DONE, done->body, done->size);
+        bm_worker_link_send (self->link, BM_DONE, done->body, done->size, NULL);
 }
 
 //  --------------------------------------------------------------------------
@@ -492,7 +432,7 @@ s_job_finish (bm_worker_t *self, job_t *job)
 {
     int64_t finished_at = bm_now_ms ();
     if (job->stop == STOP_RELEASE) {
-        s_send_simple (self, BM_RELEASE, "jobId", job->id);
+        bm_worker_link_send_simple (self->link, BM_RELEASE, "jobId", job->id);
         bm_info (job->id, "released back to the broker (shutting down)");
     }
     else
@@ -710,7 +650,7 @@ s_on_job (bm_worker_t *self, const msgpack_object *body)
     }
     if (self->draining || (int64_t) zhashx_size (self->jobs) >= self->config->concurrency) {
         bm_info (job_id, "no credit left (%s): released", self->draining ? "shutting down" : "full");
-        s_send_simple (self, BM_RELEASE, "jobId", job_id);
+        bm_worker_link_send_simple (self->link, BM_RELEASE, "jobId", job_id);
         return;
     }
     char type_name [BM_MAX_BOT_TYPE_LEN + 1] = "";
@@ -866,73 +806,21 @@ s_on_cancel (bm_worker_t *self, const msgpack_object *body)
     s_job_stop (self, job, STOP_CANCEL);
 }
 
+//  JOB and CANCEL from the broker (bm_worker_link handles the rest).  Once
+//  we stopped, the loop ends.
 static int
-s_on_broker (zloop_t *loop, zsock_t *sock, void *arg)
+s_on_link_job (void *arg, const msgpack_object *body)
 {
-    (void) loop;
     bm_worker_t *self = (bm_worker_t *) arg;
-    //  A stale pass of the loop may still hold the socket we replaced.
-    if (sock != self->dealer)
-        return 0;
-    for (int count = 0; count < 100 && (zsock_events (sock) & ZMQ_POLLIN); count++) {
-        zmsg_t *frames = zmsg_recv (sock);
-        if (!frames)
-            break;
-        self->last_recv = bm_mono_ms ();
-        const char *code = NULL;
-        char reason [128];
-        bm_msg_t *msg = bm_msg_decode (frames, self->config->max_frame, &code, reason, sizeof reason);
-        zmsg_destroy (&frames);
-        if (!msg) {
-            bm_warn (NULL, "bad message from the broker (%s): %s", code, reason);
-            continue;
-        }
-        if (bm_msg_peer (msg) != BM_PEER_WORKER) {
-            bm_warn (NULL, "message from the broker with a client header: ignored");
-            bm_msg_destroy (&msg);
-            continue;
-        }
-        const msgpack_object *body = bm_msg_body (msg);
-        int command = bm_msg_command (msg);
-        bool reconnect = false;
-        switch (command) {
-            case BM_JOB:
-                s_on_job (self, body);
-                break;
-            case BM_WCANCEL:
-                s_on_cancel (self, body);
-                break;
-            case BM_HEARTBEAT:
-                break;
-            case BM_DISCONNECT: {
-                char why [128] = "";
-                bm_obj_strcpy (body, "reason", why, sizeof why);
-                bm_info (NULL, "DISCONNECT from the broker%s%s: registering again",
-                         *why ? ": " : "", why);
-                reconnect = true;
-                break;
-            }
-            case BM_NACK: {
-                char nack_code [64] = "?", message [256] = "";
-                bm_obj_strcpy (body, "code", nack_code, sizeof nack_code);
-                bm_obj_strcpy (body, "message", message, sizeof message);
-                if (streq (nack_code, "not_owner"))
-                    bm_debug (NULL, "NACK not_owner: %s", message);
-                else
-                    bm_warn (NULL, "NACK from the broker: %s: %s", nack_code, message);
-                break;
-            }
-            default:
-                bm_warn (NULL, "unexpected command 0x%02x from the broker: ignored", command);
-        }
-        bm_msg_destroy (&msg);
-        if (reconnect) {
-            s_connect (self);
-            break;                              //  sock is not ours anymore
-        }
-        if (self->stopped)
-            break;
-    }
+    s_on_job (self, body);
+    return self->stopped ? -1 : 0;
+}
+
+static int
+s_on_link_cancel (void *arg, const msgpack_object *body)
+{
+    bm_worker_t *self = (bm_worker_t *) arg;
+    s_on_cancel (self, body);
     return self->stopped ? -1 : 0;
 }
 
@@ -944,15 +832,6 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
 {
     (void) loop, (void) timer_id;
     bm_worker_t *self = (bm_worker_t *) arg;
-    int64_t now = bm_mono_ms ();
-    if (now - self->last_recv > self->config->heartbeat_ms * self->config->liveness) {
-        bm_warn (NULL, "no word from the broker for %lld ms: reconnecting to %s",
-                 (long long) (now - self->last_recv), self->config->endpoint);
-        s_connect (self);
-    }
-    else
-    if (now - self->last_send >= self->config->heartbeat_ms / 2)
-        s_send_simple (self, BM_HEARTBEAT, NULL, NULL);
     //  Progress values the rate limit held back.
     job_t *job;
     for (job = (job_t *) zhashx_first (self->jobs); job; job = (job_t *) zhashx_next (self->jobs))
@@ -1018,7 +897,7 @@ s_maybe_disconnect (bm_worker_t *self)
         zloop_timer_end (self->loop, self->settle_timer);
         self->settle_timer = 0;
     }
-    s_send_simple (self, BM_DISCONNECT, "reason", "shutdown");
+    bm_worker_link_send_simple (self->link, BM_DISCONNECT, "reason", "shutdown");
     self->stopped = true;
     bm_info (NULL, "all jobs ended or handed back; disconnected");
 }
@@ -1130,8 +1009,7 @@ bm_worker_destroy (bm_worker_t **self_p)
             free (done);
         }
         zlistx_destroy (&self->recent_done);
-        zsock_destroy (&self->old_dealer);
-        zsock_destroy (&self->dealer);
+        bm_worker_link_destroy (&self->link, 0);
         zloop_destroy (&self->loop);
         bm_bot_argv_free (&self->env_base);
         close (self->signal_fd);
@@ -1159,7 +1037,19 @@ bm_worker_run (bm_worker_t *self)
     zloop_poller (self->loop, &item, s_on_signal, self);
     zloop_poller_set_tolerant (self->loop, &item);
     zloop_timer (self->loop, (size_t) config->heartbeat_ms, 0, s_on_heartbeat, self);
-    s_connect (self);
+    const char *names [BM_WORKER_MAX_TYPES];
+    for (int i = 0; i < config->type_count; i++)
+        names [i] = config->types [i].name;
+    bm_worker_link_config_t link_config = {
+        .endpoint = config->endpoint, .name = config->name,
+        .types = names, .type_count = config->type_count, .credit = s_credit (self),
+        .heartbeat_ms = config->heartbeat_ms, .liveness = config->liveness,
+        .max_frame = config->max_frame, .limit_socket = true, .hwm = BM_SNDHWM };
+    bm_worker_link_handlers_t handlers = {
+        .job = s_on_link_job, .cancel = s_on_link_cancel, .lost = s_on_link_lost, .reconnected = s_on_link_reconnected };
+    self->link = bm_worker_link_new (&link_config, self->loop, &handlers, self);
+    if (!self->link)
+        return -1;
     //  zloop_start returns when a handler returns -1 (we stopped), or on
     //  an error of zmq_poll.  Signals cannot interrupt it: they are blocked
     //  and read from the signalfd.
@@ -1171,7 +1061,8 @@ bm_worker_run (bm_worker_t *self)
         }
     }
     //  Give RELEASE and DISCONNECT a moment to leave.
-    zsock_set_linger (self->dealer, 1000);
-    bm_info (NULL, "stopped (%llu reconnects)", (unsigned long long) self->reconnects);
+    bm_info (NULL, "stopped (%llu reconnects)",
+             (unsigned long long) bm_worker_link_reconnects (self->link));
+    bm_worker_link_destroy (&self->link, BM_LINGER_MS);
     return 0;
 }

@@ -7,13 +7,14 @@
       - the DEALER socket (messages from the broker),
       - a signalfd (SIGCHLD: reap bots; SIGTERM/SIGINT: graceful stop),
       - the pipes of every running bot (bm_bot registers them),
-      - a heartbeat timer and one timer per job (deadline, kill, simulation).
+      - the link's heartbeat timer, a timer that sends progress held back,
+        and one timer per job (deadline, kill, simulation).
 
-    Liveness follows protocol.md section 5: a HEARTBEAT whenever nothing
-    else was sent for half an interval; after HEARTBEAT_LIVENESS intervals
-    of silence from the broker, or a DISCONNECT from it, the DEALER is
-    replaced by a new one and READY sent again; bots carry on and their
-    DONE goes on the new socket.
+    The connection itself is a bm_worker_link (common/): READY, heartbeats
+    and liveness as protocol.md section 5 says; after HEARTBEAT_LIVENESS
+    intervals of silence from the broker, or a DISCONNECT from it, the
+    DEALER is replaced by a new one and READY sent again; bots carry on,
+    their DONE goes on the new socket, and recent DONEs are sent again.
 
     Stop (SIGTERM/SIGINT): READY with credit 0, running jobs get the grace
     period to end, the rest are killed and handed back with RELEASE, then
