@@ -124,3 +124,112 @@ bench_catch_signals (void)
     sigaction (SIGINT, &sa, NULL);
     sigaction (SIGTERM, &sa, NULL);
 }
+
+void
+bench_types_add (bench_types_t *self, const char *program, const char *list)
+{
+    char *copy = strdup (list);
+    for (char *save = NULL, *t = strtok_r (copy, ",", &save); t; t = strtok_r (NULL, ",", &save)) {
+        if (self->count >= BENCH_MAX_TYPES || !bm_valid_bot_type (t, strlen (t))) {
+            fprintf (stderr, "%s: --types: bad or too many types at '%s'\n", program, t);
+            exit (2);
+        }
+        self->names [self->count++] = strdup (t);
+    }
+    free (copy);
+}
+
+bool
+bench_types_arg (bench_types_t *self, const char *program, const char *flag, const char *value)
+{
+    if (!strcmp (flag, "--types") && value)
+        bench_types_add (self, program, value);
+    else
+    if (!strcmp (flag, "--type-prefix") && value)
+        self->prefix = value;
+    else
+    if (!strcmp (flag, "--type-count"))
+        self->generate = bench_arg_int (flag, value, 1, BENCH_MAX_TYPES);
+    else
+        return false;
+    return true;
+}
+
+void
+bench_types_generate (bench_types_t *self, const char *program)
+{
+    for (int64_t t = 0; t < self->generate && self->count < BENCH_MAX_TYPES; t++) {
+        char name [64];
+        snprintf (name, sizeof name, "%s%lld", self->prefix ? self->prefix : "bench", (long long) t);
+        bench_types_add (self, program, name);
+    }
+}
+
+void
+bench_types_free (bench_types_t *self)
+{
+    for (int t = 0; t < self->count; t++)
+        free (self->names [t]);
+    self->count = 0;
+}
+
+bm_msg_t *
+bench_broker_request (bm_client_t *client, int command, int timeout_ms)
+{
+    msgpack_sbuffer body;
+    msgpack_sbuffer_init (&body);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &body, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 1);
+    bm_pack_kv_int (&pk, "req", bm_client_next_req (client));
+    bm_msg_t *reply = bm_client_request (client, command, body.data, body.size, timeout_ms);
+    msgpack_sbuffer_destroy (&body);
+    return reply;
+}
+
+int64_t
+bench_broker_workers (bm_client_t *client, int timeout_ms)
+{
+    bm_msg_t *reply = bench_broker_request (client, BM_STATS, timeout_ms);
+    int64_t count = -1;
+    if (reply) {
+        const msgpack_object *workers = bm_obj_get (bm_msg_body (reply), "workers");
+        if (workers && workers->type == MSGPACK_OBJECT_ARRAY)
+            count = (int64_t) workers->via.array.size;
+        bm_msg_destroy (&reply);
+    }
+    return count;
+}
+
+int
+bench_mode_arg (int argc, char *argv [], void (*usage) (void))
+{
+    if (argc < 2 || !strcmp (argv [1], "--help") || !strcmp (argv [1], "-h")) {
+        usage ();
+        return argc < 2 ? 2 : 0;
+    }
+    return -1;
+}
+
+int
+bench_other_arg (const char *program, const char *flag, void (*usage) (void))
+{
+    if (!strcmp (flag, "--help")) {
+        usage ();
+        return 0;
+    }
+    fprintf (stderr, "%s: unknown or incomplete argument '%s'\n", program, flag);
+    usage ();
+    return 2;
+}
+
+void
+bench_start (const char *program, const char *endpoint)
+{
+    if (!endpoint) {
+        fprintf (stderr, "%s: --endpoint is required\n", program);
+        exit (2);
+    }
+    zsys_handler_set (NULL);
+    bench_catch_signals ();
+}

@@ -29,8 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_TYPES 1000
-
 typedef struct {
     const char *mode;               //  throughput, latency, fill
     const char *endpoint;           //  Broker endpoint
@@ -39,8 +37,7 @@ typedef struct {
     int64_t warmup;                 //  Jobs before timing
     int64_t wait_workers;           //  Workers to wait for, 0 = none
     int64_t timeout_s;              //  Longest silence before giving up
-    char *types [MAX_TYPES];        //  Bot types, round-robin
-    int ntypes;
+    bench_types_t types;            //  Bot types, round-robin
 } s_opts_t;
 
 //  Counts of one phase.
@@ -181,28 +178,13 @@ s_wait_broker (const s_opts_t *o)
     int64_t deadline = bench_now_ns () + o->timeout_s * 1000000000LL;
     bool ready = false;
     while (!ready && !bench_stop && bench_now_ns () < deadline) {
-        //  {req}
-        int64_t req = bm_client_next_req (client);
-        msgpack_packer pk;
-        msgpack_sbuffer body;
-        msgpack_sbuffer_init (&body);
-        msgpack_packer_init (&pk, &body, msgpack_sbuffer_write);
-        msgpack_pack_map (&pk, 1);
-        bm_pack_kv_int (&pk, "req", req);
-        int command = o->wait_workers > 0 ? BM_STATS : BM_PING;
-        bm_msg_t *reply = bm_client_request (client, command, body.data, body.size, 1000);
-        msgpack_sbuffer_destroy (&body);
-        if (!reply)
-            continue;
-        if (command == BM_PING)
-            ready = true;
+        if (o->wait_workers > 0)
+            ready = bench_broker_workers (client, 1000) >= o->wait_workers;
         else {
-            const msgpack_object *workers = bm_obj_get (bm_msg_body (reply), "workers");
-            if (workers && workers->type == MSGPACK_OBJECT_ARRAY
-            &&  (int64_t) workers->via.array.size >= o->wait_workers)
-                ready = true;
+            bm_msg_t *reply = bench_broker_request (client, BM_PING, 1000);
+            ready = reply != NULL;
+            bm_msg_destroy (&reply);
         }
-        bm_msg_destroy (&reply);
         if (!ready)
             zclock_sleep (50);
     }
@@ -231,7 +213,7 @@ s_pipeline (void *sock, const s_opts_t *o, int64_t jobs, int64_t window, bool no
         if (ended >= jobs)
             break;
         while (c->sent < jobs && c->sent - ended < window) {
-            s_submit (sock, &buf, ++*req, o->types [c->sent % o->ntypes], notify);
+            s_submit (sock, &buf, ++*req, o->types.names [c->sent % o->types.count], notify);
             c->sent++;
         }
         int rc = zmq_poll (&item, 1, 200);
@@ -321,7 +303,7 @@ s_latency (const s_opts_t *o)
     for (int64_t i = 0; i < o->warmup + o->jobs && !bench_stop; i++) {
         int64_t ended = c.completed + c.failed;
         int64_t t0 = bench_now_ns ();
-        s_submit (sock, &buf, i + 1, o->types [i % o->ntypes], true);
+        s_submit (sock, &buf, i + 1, o->types.names [i % o->types.count], true);
         while (c.completed + c.failed == ended && !bench_stop) {
             if (zmq_poll (&item, 1, (long) o->timeout_s * 1000) <= 0) {
                 fprintf (stderr, "bm-bench: job %lld: no RESULT within %llds\n",
@@ -344,27 +326,12 @@ s_latency (const s_opts_t *o)
     return bench_stop || c.failed ? 1 : 0;
 }
 
-static void
-s_add_types (s_opts_t *o, const char *list)
-{
-    char *copy = strdup (list);
-    for (char *save = NULL, *t = strtok_r (copy, ",", &save); t; t = strtok_r (NULL, ",", &save)) {
-        if (o->ntypes >= MAX_TYPES || !bm_valid_bot_type (t, strlen (t))) {
-            fprintf (stderr, "bm-bench: --types: bad or too many types at '%s'\n", t);
-            exit (2);
-        }
-        o->types [o->ntypes++] = strdup (t);
-    }
-    free (copy);
-}
-
 int
 main (int argc, char *argv [])
 {
-    if (argc < 2 || !strcmp (argv [1], "--help") || !strcmp (argv [1], "-h")) {
-        s_usage ();
-        return argc < 2 ? 2 : 0;
-    }
+    int rc = bench_mode_arg (argc, argv, s_usage);
+    if (rc >= 0)
+        return rc;
     s_opts_t o;
     memset (&o, 0, sizeof o);
     o.mode = argv [1];
@@ -373,40 +340,22 @@ main (int argc, char *argv [])
     o.window = fill ? 5000 : 2000;
     o.warmup = latency ? 100 : fill ? 0 : 200;
     o.timeout_s = 30;
-    int64_t type_count = 0;
-    const char *prefix = "bench";
     for (int i = 2; i < argc; i++) {
         const char *a = argv [i], *v = i + 1 < argc ? argv [i + 1] : NULL;
         if (!strcmp (a, "--endpoint") && v)           { o.endpoint = v; i++; }
-        else if (!strcmp (a, "--types") && v)         { s_add_types (&o, v); i++; }
-        else if (!strcmp (a, "--type-prefix") && v)   { prefix = v; i++; }
-        else if (!strcmp (a, "--type-count"))         { type_count = bench_arg_int (a, v, 1, MAX_TYPES); i++; }
+        else if (bench_types_arg (&o.types, "bm-bench", a, v)) i++;
         else if (!strcmp (a, "--jobs"))               { o.jobs = bench_arg_int (a, v, 1, 100000000); i++; }
         else if (!strcmp (a, "--window"))             { o.window = bench_arg_int (a, v, 1, 1000000); i++; }
         else if (!strcmp (a, "--warmup"))             { o.warmup = bench_arg_int (a, v, 0, 1000000); i++; }
         else if (!strcmp (a, "--wait-workers"))       { o.wait_workers = bench_arg_int (a, v, 0, 1000000); i++; }
         else if (!strcmp (a, "--timeout"))            { o.timeout_s = bench_arg_int (a, v, 1, 3600); i++; }
-        else if (!strcmp (a, "--help"))               { s_usage (); return 0; }
-        else {
-            fprintf (stderr, "bm-bench: unknown or incomplete argument '%s'\n", a);
-            s_usage ();
-            return 2;
-        }
+        else
+            return bench_other_arg ("bm-bench", a, s_usage);
     }
-    for (int64_t t = 0; t < type_count && o.ntypes < MAX_TYPES; t++) {
-        char name [64];
-        snprintf (name, sizeof name, "%s%lld", prefix, (long long) t);
-        s_add_types (&o, name);
-    }
-    if (o.ntypes == 0)
-        s_add_types (&o, "python");
-    if (!o.endpoint) {
-        fprintf (stderr, "bm-bench: --endpoint is required\n");
-        return 2;
-    }
-    zsys_handler_set (NULL);
-    bench_catch_signals ();
-    int rc;
+    bench_types_generate (&o.types, "bm-bench");
+    if (o.types.count == 0)
+        bench_types_add (&o.types, "bm-bench", "python");
+    bench_start ("bm-bench", o.endpoint);
     if (!strcmp (o.mode, "throughput"))
         rc = s_throughput (&o, true);
     else
@@ -425,7 +374,6 @@ main (int argc, char *argv [])
         s_usage ();
         rc = 2;
     }
-    for (int t = 0; t < o.ntypes; t++)
-        free (o.types [t]);
+    bench_types_free (&o.types);
     return rc;
 }

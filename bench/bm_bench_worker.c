@@ -1,9 +1,9 @@
 /*  bm_bench_worker.c - BMW01 workers for the benchmarks.
 
         bm-bench-worker noop --endpoint EP --types a,b,... [--credit 1000]
-                             [--heartbeat-ms 1000]
+                             [--heartbeat-ms 1000] [--liveness 3]
         bm-bench-worker idle --endpoint EP [--workers 1000] [--types idle]
-                             [--seconds 10] [--broker-pid PID] [--heartbeat-ms 1000]
+                             [--seconds 10] [--broker-pid PID] [--heartbeat-ms 1000] [--liveness 3]
 
     noop: a worker that answers every JOB at once with DONE {ok: true,
     result: {ok: true}}; it serves many bot types through one socket per 16
@@ -19,6 +19,7 @@
 #include "bench_util.h"
 #include "bm_client.h"
 #include "bm_proto.h"
+#include "bm_worker_link.h"
 
 #include <zmq.h>
 #include <stdio.h>
@@ -28,205 +29,135 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define MAX_TYPES 1000
 #define TYPES_PER_WORKER 16     //  The broker's limit per READY
 
 typedef struct {
     const char *endpoint;
-    char *types [MAX_TYPES];
-    int ntypes;
+    bench_types_t types;
     int64_t credit;
     int64_t heartbeat_ms;
+    int64_t liveness;
     int64_t workers;
     int64_t seconds;
     int64_t broker_pid;
 } s_opts_t;
 
+//  One worker link of the noop mode: serves a slice of the types.
+typedef struct {
+    bm_worker_link_t *link;
+    int64_t *done;              //  Jobs answered, all links together
+    msgpack_sbuffer *buf;       //  Shared encoding buffer
+} s_noop_link_t;
+
+//  JOB: answer DONE {jobId, ok: true, result: {ok: true}} at once.
 static int
-s_send (void *sock, int command, const char *body, size_t size)
+s_noop_job (void *arg, const msgpack_object *body)
 {
-    unsigned char cmd = (unsigned char) command;
-    if (zmq_send (sock, BM_WORKER_HEADER, BM_HEADER_LEN, ZMQ_SNDMORE) < 0
-    ||  zmq_send (sock, &cmd, 1, ZMQ_SNDMORE) < 0
-    ||  zmq_send (sock, body, size, 0) < 0)
-        return -1;
+    s_noop_link_t *self = (s_noop_link_t *) arg;
+    char job_id [BM_MAX_ID_LEN + 1];
+    if (!bm_obj_strcpy (body, "jobId", job_id, sizeof job_id))
+        return 0;
+    msgpack_sbuffer_clear (self->buf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, self->buf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 3);
+    bm_pack_kv_str (&pk, "jobId", job_id);
+    bm_pack_kv_bool (&pk, "ok", true);
+    bm_pack_str (&pk, "result");
+    msgpack_pack_map (&pk, 1);
+    bm_pack_kv_bool (&pk, "ok", true);
+    bm_worker_link_send (self->link, BM_DONE, self->buf->data, self->buf->size, job_id);
+    (*self->done)++;
     return 0;
 }
 
-//  READY {name, types, credit, pid}
-static int
-s_ready (void *sock, const s_opts_t *o, int first, int count, const char *name, int64_t credit)
+//  A link as the broker sees it: READY on connect, heartbeats, reconnect
+//  on silence or DISCONNECT (bm_worker_link, driven by polling).
+static bm_worker_link_t *
+s_link_new (const s_opts_t *o, int first, int count, const char *name, int64_t credit,
+            const bm_worker_link_handlers_t *handlers, void *arg)
 {
-    msgpack_sbuffer buf;
-    msgpack_sbuffer_init (&buf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &buf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 4);
-    bm_pack_kv_str (&pk, "name", name);
-    bm_pack_str (&pk, "types");
-    msgpack_pack_array (&pk, (size_t) count);
-    for (int t = first; t < first + count; t++)
-        bm_pack_str (&pk, o->types [t]);
-    bm_pack_kv_int (&pk, "credit", credit);
-    bm_pack_kv_int (&pk, "pid", getpid ());
-    int rc = s_send (sock, BM_READY, buf.data, buf.size);
-    msgpack_sbuffer_destroy (&buf);
-    return rc;
-}
-
-static void *
-s_connect (void *ctx, const char *endpoint)
-{
-    void *sock = zmq_socket (ctx, ZMQ_DEALER);
-    if (!sock) {
-        fprintf (stderr, "bm-bench-worker: zmq_socket: %s\n", zmq_strerror (zmq_errno ()));
+    bm_worker_link_config_t config = {
+        .endpoint = o->endpoint, .name = name,
+        .types = (const char *const *) &o->types.names [first], .type_count = count, .credit = credit,
+        .heartbeat_ms = o->heartbeat_ms, .liveness = o->liveness, .hwm = 100000 };
+    bm_worker_link_t *link = bm_worker_link_new (&config, NULL, handlers, arg);
+    if (!link) {
+        fprintf (stderr, "bm-bench-worker: cannot connect to %s\n", o->endpoint);
         exit (1);
     }
-    int hwm = 100000, linger = 200;
-    zmq_setsockopt (sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt (sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    zmq_setsockopt (sock, ZMQ_LINGER, &linger, sizeof linger);
-    if (zmq_connect (sock, endpoint)) {
-        fprintf (stderr, "bm-bench-worker: connect %s: %s\n", endpoint, zmq_strerror (zmq_errno ()));
-        exit (1);
-    }
-    return sock;
+    return link;
 }
 
-//  Receive one message on sock (already readable).  Returns its command and
-//  copies jobId (for JOB) into job_id, or -1 if it was not a BMW01 message.
-static int
-s_recv (void *sock, char *job_id, size_t job_id_size)
+//  Poll items for the links' current sockets (a reconnect replaces one).
+static void
+s_poll_items (bm_worker_link_t **links, zmq_pollitem_t *items, int64_t count)
 {
-    zmq_msg_t parts [3];
-    int n = 0, more = 1;
-    while (more) {
-        zmq_msg_t part;
-        zmq_msg_init (&part);
-        if (zmq_msg_recv (&part, sock, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close (&part);
-            break;
-        }
-        more = zmq_msg_more (&part);
-        if (n < 3)
-            parts [n++] = part;
-        else
-            zmq_msg_close (&part);
+    for (int64_t i = 0; i < count; i++) {
+        zsock_t *sock = bm_worker_link_socket (links [i]);
+        items [i].socket = sock ? zsock_resolve (sock) : NULL;
+        items [i].fd = -1;
+        items [i].events = ZMQ_POLLIN;
+        items [i].revents = 0;
     }
-    int command = -1;
-    if (n == 3) {
-        const char *code;
-        bm_msg_t *msg = bm_msg_decode_raw (zmq_msg_data (&parts [0]), zmq_msg_size (&parts [0]),
-                                           zmq_msg_data (&parts [1]), zmq_msg_size (&parts [1]),
-                                           zmq_msg_data (&parts [2]), zmq_msg_size (&parts [2]),
-                                           BM_MAX_FRAME_BYTES, &code, NULL, 0);
-        if (msg && bm_msg_peer (msg) == BM_PEER_WORKER) {
-            command = bm_msg_command (msg);
-            job_id [0] = 0;
-            if (command == BM_JOB && !bm_obj_strcpy (bm_msg_body (msg), "jobId", job_id, job_id_size))
-                command = -1;
-        }
-        bm_msg_destroy (&msg);
-    }
-    for (int i = 0; i < n; i++)
-        zmq_msg_close (&parts [i]);
-    return command;
 }
 
-static const char s_empty_map [] = { (char) 0x80 };
-
-//  One worker socket of the noop mode: serves a slice of the types.
-typedef struct {
-    void *sock;
-    int first, count;           //  Its types: o->types [first .. first + count)
-    char name [64];
-    int64_t last_sent;          //  Nanoseconds
-} s_link_t;
+//  Say DISCONNECT and close, leaving the message a moment to go.
+static void
+s_link_close (bm_worker_link_t **link_p)
+{
+    bm_worker_link_send_simple (*link_p, BM_DISCONNECT, NULL, NULL);
+    bm_worker_link_destroy (link_p, 200);
+}
 
 static int
 s_noop (const s_opts_t *o)
 {
-    void *ctx = zmq_ctx_new ();
     //  The broker takes at most TYPES_PER_WORKER types per READY
-    int nlinks = (o->ntypes + TYPES_PER_WORKER - 1) / TYPES_PER_WORKER;
-    s_link_t *links = (s_link_t *) calloc ((size_t) nlinks, sizeof (s_link_t));
+    int nlinks = (o->types.count + TYPES_PER_WORKER - 1) / TYPES_PER_WORKER;
+    s_noop_link_t *state = (s_noop_link_t *) calloc ((size_t) nlinks, sizeof (s_noop_link_t));
+    bm_worker_link_t **links = (bm_worker_link_t **) calloc ((size_t) nlinks, sizeof (void *));
     zmq_pollitem_t *items = (zmq_pollitem_t *) calloc ((size_t) nlinks, sizeof (zmq_pollitem_t));
-    if (!links || !items) {
+    if (!state || !links || !items) {
         fprintf (stderr, "bm-bench-worker: out of memory\n");
         return 1;
     }
-    for (int l = 0; l < nlinks; l++) {
-        s_link_t *link = &links [l];
-        link->sock = s_connect (ctx, o->endpoint);
-        link->first = l * TYPES_PER_WORKER;
-        link->count = o->ntypes - link->first < TYPES_PER_WORKER ? o->ntypes - link->first : TYPES_PER_WORKER;
-        snprintf (link->name, sizeof link->name, "bench-noop-%d-%d", (int) getpid (), l);
-        s_ready (link->sock, o, link->first, link->count, link->name, o->credit);
-        link->last_sent = bench_now_ns ();
-        items [l].socket = link->sock;
-        items [l].events = ZMQ_POLLIN;
-    }
     int64_t done = 0;
-    int64_t hb_ns = o->heartbeat_ms * 1000000;
     msgpack_sbuffer buf;
     msgpack_sbuffer_init (&buf);
+    bm_worker_link_handlers_t handlers = { .job = s_noop_job };
+    for (int l = 0; l < nlinks; l++) {
+        int first = l * TYPES_PER_WORKER;
+        int count = o->types.count - first < TYPES_PER_WORKER ? o->types.count - first : TYPES_PER_WORKER;
+        char name [64];
+        snprintf (name, sizeof name, "bench-noop-%d-%d", (int) getpid (), l);
+        state [l].done = &done;
+        state [l].buf = &buf;
+        state [l].link = links [l] = s_link_new (o, first, count, name, o->credit, &handlers, &state [l]);
+    }
+    int64_t tick_ns = o->heartbeat_ms * 1000000 / 4;
+    int64_t next_tick = bench_now_ns () + tick_ns;
     while (!bench_stop) {
-        int64_t next = INT64_MAX;
-        for (int l = 0; l < nlinks; l++)
-            if (links [l].last_sent + hb_ns < next)
-                next = links [l].last_sent + hb_ns;
-        long wait = (long) ((next - bench_now_ns ()) / 1000000);
+        s_poll_items (links, items, nlinks);
+        long wait = (long) ((next_tick - bench_now_ns ()) / 1000000);
         if (wait < 0)
             wait = 0;
+        //  Answer everything that is there, then poll again
         if (zmq_poll (items, nlinks, wait) > 0)
-            for (int l = 0; l < nlinks; l++) {
-                if (!(items [l].revents & ZMQ_POLLIN))
-                    continue;
-                s_link_t *link = &links [l];
-                //  Answer everything that is there, then poll again
-                for (int budget = 100000; budget > 0; budget--) {
-                    int events = 0;
-                    size_t size = sizeof events;
-                    if (zmq_getsockopt (link->sock, ZMQ_EVENTS, &events, &size) || !(events & ZMQ_POLLIN))
-                        break;
-                    char job_id [BM_MAX_ID_LEN + 1];
-                    int command = s_recv (link->sock, job_id, sizeof job_id);
-                    if (command == BM_JOB) {
-                        //  DONE {jobId, ok, result}
-                        msgpack_sbuffer_clear (&buf);
-                        msgpack_packer pk;
-                        msgpack_packer_init (&pk, &buf, msgpack_sbuffer_write);
-                        msgpack_pack_map (&pk, 3);
-                        bm_pack_kv_str (&pk, "jobId", job_id);
-                        bm_pack_kv_bool (&pk, "ok", true);
-                        bm_pack_str (&pk, "result");
-                        msgpack_pack_map (&pk, 1);
-                        bm_pack_kv_bool (&pk, "ok", true);
-                        s_send (link->sock, BM_DONE, buf.data, buf.size);
-                        link->last_sent = bench_now_ns ();
-                        done++;
-                    }
-                    else
-                    if (command == BM_DISCONNECT) {
-                        s_ready (link->sock, o, link->first, link->count, link->name, o->credit);
-                        link->last_sent = bench_now_ns ();
-                    }
-                }
-            }
-        int64_t now = bench_now_ns ();
-        for (int l = 0; l < nlinks; l++)
-            if (now - links [l].last_sent >= hb_ns) {
-                s_send (links [l].sock, BM_HEARTBEAT, s_empty_map, 1);
-                links [l].last_sent = now;
-            }
+            for (int l = 0; l < nlinks; l++)
+                if (items [l].revents & ZMQ_POLLIN)
+                    bm_worker_link_dispatch (links [l]);
+        if (bench_now_ns () >= next_tick) {
+            for (int l = 0; l < nlinks; l++)
+                bm_worker_link_tick (links [l]);
+            next_tick = bench_now_ns () + tick_ns;
+        }
     }
-    for (int l = 0; l < nlinks; l++) {
-        s_send (links [l].sock, BM_DISCONNECT, s_empty_map, 1);
-        zmq_close (links [l].sock);
-    }
+    for (int l = 0; l < nlinks; l++)
+        s_link_close (&links [l]);
     fprintf (stderr, "bm-bench-worker: %lld jobs done\n", (long long) done);
     msgpack_sbuffer_destroy (&buf);
-    zmq_ctx_term (ctx);
+    free (state);
     free (links);
     free (items);
     return 0;
@@ -272,26 +203,20 @@ s_rss_kb (int64_t pid)
     return kb;
 }
 
-//  The number of workers the broker lists in STATS, -1 on no answer.
-static int64_t
-s_broker_workers (bm_client_t *client)
+//  The idle workers take no jobs (credit 1, and none are submitted).
+static int
+s_idle_job (void *arg, const msgpack_object *body)
 {
-    msgpack_sbuffer body;
-    msgpack_sbuffer_init (&body);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &body, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 1);
-    bm_pack_kv_int (&pk, "req", bm_client_next_req (client));
-    bm_msg_t *reply = bm_client_request (client, BM_STATS, body.data, body.size, 2000);
-    msgpack_sbuffer_destroy (&body);
-    int64_t count = -1;
-    if (reply) {
-        const msgpack_object *workers = bm_obj_get (bm_msg_body (reply), "workers");
-        if (workers && workers->type == MSGPACK_OBJECT_ARRAY)
-            count = (int64_t) workers->via.array.size;
-        bm_msg_destroy (&reply);
-    }
-    return count;
+    (void) arg, (void) body;
+    return 0;
+}
+
+//  The broker dropped an idle worker (DISCONNECT or silence): it registers
+//  again, and the result line counts it.
+static void
+s_idle_lost (void *arg)
+{
+    (*(int64_t *) arg)++;
 }
 
 static int
@@ -302,61 +227,51 @@ s_idle (const s_opts_t *o)
         rl.rlim_cur = rl.rlim_max;
         setrlimit (RLIMIT_NOFILE, &rl);
     }
-    void *ctx = zmq_ctx_new ();
-    zmq_ctx_set (ctx, ZMQ_MAX_SOCKETS, (int) o->workers + 64);
+    //  czmq's context: room for every worker and the STATS client
+    zsys_set_max_sockets ((size_t) o->workers + 64);
     int64_t n = o->workers;
-    void **socks = (void **) calloc ((size_t) n, sizeof (void *));
+    bm_worker_link_t **links = (bm_worker_link_t **) calloc ((size_t) n, sizeof (void *));
     zmq_pollitem_t *items = (zmq_pollitem_t *) calloc ((size_t) n, sizeof (zmq_pollitem_t));
     int64_t *due = (int64_t *) calloc ((size_t) n, sizeof (int64_t));
-    if (!socks || !items || !due) {
+    if (!links || !items || !due) {
         fprintf (stderr, "bm-bench-worker: out of memory\n");
         return 1;
     }
+    int64_t disconnects = 0;
+    bm_worker_link_handlers_t handlers = { .job = s_idle_job, .lost = s_idle_lost };
     int64_t hb_ns = o->heartbeat_ms * 1000000;
     int64_t start = bench_now_ns ();
     for (int64_t i = 0; i < n; i++) {
-        socks [i] = s_connect (ctx, o->endpoint);
         char name [64];
         snprintf (name, sizeof name, "bench-idle-%d-%lld", (int) getpid (), (long long) i);
-        s_ready (socks [i], o, 0, o->ntypes < TYPES_PER_WORKER ? o->ntypes : TYPES_PER_WORKER, name, 1);
-        items [i].socket = socks [i];
-        items [i].events = ZMQ_POLLIN;
-        //  Spread the heartbeats over the interval
+        links [i] = s_link_new (o, 0, o->types.count < TYPES_PER_WORKER ? o->types.count : TYPES_PER_WORKER,
+                                name, 1, &handlers, &disconnects);
+        //  Spread the heartbeats (ticks) over the interval
         due [i] = start + hb_ns + hb_ns * i / n;
     }
     bm_client_t *client = bm_client_new (o->endpoint);
     int64_t registered = 0, deadline = bench_now_ns () + 60000000000LL;
     int64_t measure_start = 0, measure_end = 0, cpu0 = 0, self0 = 0;
     int64_t next_check = bench_now_ns ();
-    int64_t disconnects = 0;
     bool measuring = false, finished = false;
     struct rusage ru;
     while (!bench_stop && !finished) {
-        int64_t now = bench_now_ns ();
-        //  Heartbeats that are due
-        for (int64_t i = 0; i < n; i++)
-            if (due [i] <= now) {
-                s_send (socks [i], BM_HEARTBEAT, s_empty_map, 1);
-                due [i] += hb_ns;
-            }
+        s_poll_items (links, items, n);
         if (zmq_poll (items, (int) n, 5) > 0)
             for (int64_t i = 0; i < n; i++)
-                if (items [i].revents & ZMQ_POLLIN) {
-                    char job_id [BM_MAX_ID_LEN + 1];
-                    int command;
-                    while ((command = s_recv (socks [i], job_id, sizeof job_id)) != -1) {
-                        if (command == BM_DISCONNECT) {
-                            char name [64];
-                            snprintf (name, sizeof name, "bench-idle-%d-%lld", (int) getpid (), (long long) i);
-                            s_ready (socks [i], o, 0, o->ntypes < TYPES_PER_WORKER ? o->ntypes : TYPES_PER_WORKER, name, 1);
-                            disconnects++;
-                        }
-                    }
-                }
-        now = bench_now_ns ();
+                if (items [i].revents & ZMQ_POLLIN)
+                    bm_worker_link_dispatch (links [i]);
+        //  Heartbeats (and liveness checks) that are due, after reading
+        //  what came meanwhile
+        int64_t now = bench_now_ns ();
+        for (int64_t i = 0; i < n; i++)
+            if (due [i] <= now) {
+                bm_worker_link_tick (links [i]);
+                due [i] += hb_ns;
+            }
         if (!measuring && now >= next_check) {
             //  STATS is the broker's own work: don't count it in the window
-            registered = s_broker_workers (client);
+            registered = bench_broker_workers (client, 2000);
             if (registered >= n) {
                 measuring = true;
                 measure_start = bench_now_ns ();
@@ -384,7 +299,7 @@ s_idle (const s_opts_t *o)
             double broker_pct = cpu0 >= 0 && cpu1 >= 0
                               ? 100.0 * (double) (cpu1 - cpu0) / ticks / secs : -1;
             double self_pct = 100.0 * (double) (self1 - self0) / 1e6 / secs;
-            int64_t workers_after = s_broker_workers (client);
+            int64_t workers_after = bench_broker_workers (client, 2000);
             printf ("RESULT workers=%lld seconds=%.1f broker_cpu_pct=%.2f broker_rss_kb=%lld "
                     "self_cpu_pct=%.1f listed_after=%lld disconnects=%lld\n",
                     (long long) n, secs, broker_pct, (long long) s_rss_kb (o->broker_pid),
@@ -393,12 +308,9 @@ s_idle (const s_opts_t *o)
         }
     }
     bm_client_destroy (&client);
-    for (int64_t i = 0; i < n; i++) {
-        s_send (socks [i], BM_DISCONNECT, s_empty_map, 1);
-        zmq_close (socks [i]);
-    }
-    zmq_ctx_term (ctx);
-    free (socks);
+    for (int64_t i = 0; i < n; i++)
+        s_link_close (&links [i]);
+    free (links);
     free (items);
     free (due);
     return finished ? 0 : 1;
@@ -408,85 +320,54 @@ static void
 s_usage (void)
 {
     printf ("usage: bm-bench-worker noop --endpoint EP --types a,b,... [--credit 1000] [--heartbeat-ms 1000]\n"
+            "                            [--liveness 3]\n"
             "       bm-bench-worker idle --endpoint EP [--workers 1000] [--types idle] [--seconds 10]\n"
-            "                            [--broker-pid PID] [--heartbeat-ms 1000]\n"
+            "                            [--broker-pid PID] [--heartbeat-ms 1000] [--liveness 3]\n"
             "BMW01 workers for the benchmarks (docs/protocol.md section 5).\n"
             "Reads no environment variables.\n");
-}
-
-static void
-s_add_types (s_opts_t *o, const char *list)
-{
-    char *copy = strdup (list);
-    for (char *save = NULL, *t = strtok_r (copy, ",", &save); t; t = strtok_r (NULL, ",", &save)) {
-        if (o->ntypes >= MAX_TYPES || !bm_valid_bot_type (t, strlen (t))) {
-            fprintf (stderr, "bm-bench-worker: --types: bad or too many types at '%s'\n", t);
-            exit (2);
-        }
-        o->types [o->ntypes++] = strdup (t);
-    }
-    free (copy);
 }
 
 int
 main (int argc, char *argv [])
 {
-    if (argc < 2 || !strcmp (argv [1], "--help") || !strcmp (argv [1], "-h")) {
-        s_usage ();
-        return argc < 2 ? 2 : 0;
-    }
+    int rc = bench_mode_arg (argc, argv, s_usage);
+    if (rc >= 0)
+        return rc;
     s_opts_t o;
     memset (&o, 0, sizeof o);
     o.credit = 1000;
     o.heartbeat_ms = 1000;
+    o.liveness = 3;
     o.workers = 1000;
     o.seconds = 10;
-    int64_t type_count = 0;
-    const char *prefix = "bench";
     const char *mode = argv [1];
     for (int i = 2; i < argc; i++) {
         const char *a = argv [i], *v = i + 1 < argc ? argv [i + 1] : NULL;
         if (!strcmp (a, "--endpoint") && v)           { o.endpoint = v; i++; }
-        else if (!strcmp (a, "--types") && v)         { s_add_types (&o, v); i++; }
-        else if (!strcmp (a, "--type-prefix") && v)   { prefix = v; i++; }
-        else if (!strcmp (a, "--type-count"))         { type_count = bench_arg_int (a, v, 1, MAX_TYPES); i++; }
+        else if (bench_types_arg (&o.types, "bm-bench-worker", a, v)) i++;
         else if (!strcmp (a, "--credit"))             { o.credit = bench_arg_int (a, v, 0, 1000000); i++; }
         else if (!strcmp (a, "--heartbeat-ms"))       { o.heartbeat_ms = bench_arg_int (a, v, 10, 600000); i++; }
+        else if (!strcmp (a, "--liveness"))           { o.liveness = bench_arg_int (a, v, 1, 100); i++; }
         else if (!strcmp (a, "--workers"))            { o.workers = bench_arg_int (a, v, 1, 10000); i++; }
         else if (!strcmp (a, "--seconds"))            { o.seconds = bench_arg_int (a, v, 1, 3600); i++; }
         else if (!strcmp (a, "--broker-pid"))         { o.broker_pid = bench_arg_int (a, v, 1, 1 << 30); i++; }
-        else if (!strcmp (a, "--help"))               { s_usage (); return 0; }
-        else {
-            fprintf (stderr, "bm-bench-worker: unknown or incomplete argument '%s'\n", a);
-            s_usage ();
-            return 2;
-        }
+        else
+            return bench_other_arg ("bm-bench-worker", a, s_usage);
     }
-    for (int64_t t = 0; t < type_count && o.ntypes < MAX_TYPES; t++) {
-        char name [64];
-        snprintf (name, sizeof name, "%s%lld", prefix, (long long) t);
-        s_add_types (&o, name);
-    }
-    if (!o.endpoint) {
-        fprintf (stderr, "bm-bench-worker: --endpoint is required\n");
-        return 2;
-    }
-    zsys_handler_set (NULL);
-    bench_catch_signals ();
-    int rc;
-    if (!strcmp (mode, "noop") && o.ntypes > 0)
+    bench_types_generate (&o.types, "bm-bench-worker");
+    bench_start ("bm-bench-worker", o.endpoint);
+    if (!strcmp (mode, "noop") && o.types.count > 0)
         rc = s_noop (&o);
     else
     if (!strcmp (mode, "idle")) {
-        if (o.ntypes == 0)
-            s_add_types (&o, "idle");
+        if (o.types.count == 0)
+            bench_types_add (&o.types, "bm-bench-worker", "idle");
         rc = s_idle (&o);
     }
     else {
         s_usage ();
         rc = 2;
     }
-    for (int t = 0; t < o.ntypes; t++)
-        free (o.types [t]);
+    bench_types_free (&o.types);
     return rc;
 }
