@@ -151,6 +151,7 @@ struct _bm_broker_t {
     bm_store_t *store;          //  Redis, or NULL
     s_live_t live;              //  Live-set changes of this loop turn
     bm_msg_t *msg;              //  The message being handled (reused)
+    zframe_t *identity;         //  Its sender's routing id (reused)
     bool recovered;             //  Queues rebuilt from Redis
     bool recovering;            //  Recovery reads in flight
     int recovery_pending;       //  HGETALLs not answered
@@ -2419,7 +2420,10 @@ s_handle_frames (bm_broker_t *self, zmq_msg_t *frames, int count)
 {
     const char *code = NULL;
     char reason [160];
-    zframe_t *identity = zframe_new (zmq_msg_data (&frames [0]), zmq_msg_size (&frames [0]));
+    //  One frame, reset for each message: handlers that keep the sender
+    //  take a zframe_dup.
+    zframe_t *identity = self->identity;
+    zframe_reset (identity, zmq_msg_data (&frames [0]), zmq_msg_size (&frames [0]));
     int rc = -1;
     if (count == 4)
         rc = bm_msg_parse (self->msg,
@@ -2449,7 +2453,6 @@ s_handle_frames (bm_broker_t *self, zmq_msg_t *frames, int count)
         s_handle_worker (self, identity, self->msg);
     else
         s_handle_client (self, identity, self->msg);
-    zframe_destroy (&identity);
 }
 
 static int
@@ -2981,6 +2984,7 @@ bm_broker_new (const bm_broker_config_t *config)
     zlistx_set_destructor (self->idem_order, s_free_str);
     self->started_mono = bm_mono_ms ();
     self->msg = bm_msg_new ();
+    self->identity = zframe_new_empty ();
     snprintf (self->instance, sizeof self->instance, "%04x",
               (unsigned) (((unsigned) getpid () * 2654435761u) ^ (unsigned) bm_now_ms ()) & 0xffff);
     if (s_load_type_settings (self)) {
@@ -3063,6 +3067,7 @@ bm_broker_destroy (bm_broker_t **self_p)
         zlistx_destroy (&self->idem_order);
         bm_metrics_destroy (&self->metrics);
         bm_msg_destroy (&self->msg);
+        zframe_destroy (&self->identity);
         free (self->live.add_ids);
         free (self->live.add_seqs);
         free (self->live.waiters);
