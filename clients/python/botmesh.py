@@ -23,6 +23,10 @@ Worker: serve a bot type natively
 
     botmesh.Worker(["pywork"], handle, credit=2).run_forever()
 
+    # isolation="process": each job runs in its own process (forkserver), so a
+    # timeout or a cancel kills it; handle must then be a module-level function.
+    botmesh.Worker(["pywork"], handle, credit=2, isolation="process").run_forever()
+
 Every wait is bounded; every failure raises a BotmeshError (or a subclass)
 carrying .code and .message:
 
@@ -36,7 +40,9 @@ carrying .code and .message:
 """
 import collections
 import logging
+import multiprocessing
 import os
+import pickle
 import re
 import signal
 import socket as _socket
@@ -479,6 +485,7 @@ class Job:
         self.received_at = now_ms()
         self.cancelled = threading.Event()       # set when the broker sends CANCEL
         self.cancel_reason = None
+        self.released = False                    # handed back to the broker (worker stopping)
 
     def progress(self, percent):
         """Report progress (0..100) to the broker."""
@@ -497,6 +504,49 @@ class Job:
         return "<Job %s %s attempt %s>" % (self.id, self.bot_type, self.attempt)
 
 
+class _ProcessJob:
+    """The job as a handler sees it in its own process (isolation="process"):
+    the same attributes as Job; progress goes to the worker through a pipe.
+    is_cancelled() is always False there: a cancelled job's process is killed."""
+
+    def __init__(self, job):
+        self.id = job.id
+        self.bot_type = job.bot_type
+        self.payload = job.payload
+        self.attempt = job.attempt
+        self.timeout_ms = job.timeout_ms
+        self.deadline = job.deadline
+        self.received_at = job.received_at
+        self._conn = None
+
+    def progress(self, percent):
+        self._conn.send(("progress", max(0, min(100, int(percent)))))
+
+    def is_cancelled(self):
+        return False
+
+    time_left = Job.time_left
+
+    def __repr__(self):
+        return "<Job %s %s attempt %s (process %d)>" % (self.id, self.bot_type, self.attempt, os.getpid())
+
+
+def _process_job_main(handler, job, conn):
+    """Entry point of a job's process: run the handler, send its outcome."""
+    job._conn = conn
+    try:
+        outcome = ("ok", handler(job.payload, job))
+    except JobError as exc:
+        outcome = ("error", str(exc.code), str(exc.message)[-4000:])
+    except BaseException as exc:           # the handler's failure is the job's failure
+        outcome = ("error", "bot_failed", ("%s: %s" % (type(exc).__name__, exc))[-4000:])
+    try:
+        conn.send(outcome)
+    except Exception as exc:               # the result cannot be pickled
+        conn.send(("error", "bad_output", "result cannot be sent back: %s" % exc))
+    conn.close()
+
+
 class Worker:
     """A BMW01 worker: serves bot types with handler(payload, job) -> result.
 
@@ -504,15 +554,23 @@ class Worker:
     lives in the thread that calls run(). The handler returns the result
     (any msgpack value) or raises: JobError(code, message) chooses the
     error code, any other exception ends the job with 'bot_failed'.
-    A cancelled job (CANCEL from the broker: cancelled or timeout) has
-    job.cancelled set; Python cannot kill a thread, so the handler should
-    look at it. Its credit returns when the handler returns.
+    isolation="thread" (the default): the handler runs in a thread of this
+    process. A cancelled job (CANCEL from the broker: cancelled or timeout)
+    has job.cancelled set; Python cannot kill a thread, so the handler should
+    look at it, and its credit returns only when the handler returns.
+    isolation="process": each job runs in a process of its own (started by a
+    multiprocessing forkserver, so the handler must be a module-level
+    function and its result picklable). A cancel, a timeout or a stop past
+    its grace kills that process (SIGTERM, then SIGKILL after kill_grace
+    seconds) and the credit returns at once; a process that dies without
+    an answer fails the job with bot_crashed.
     """
     _count = 0                                # workers made in this process, for default names
     _count_lock = threading.Lock()
 
     def __init__(self, types, handler, credit=1, endpoint=None, name=None, heartbeat_ms=None, liveness=None,
-                 context=None, curve=None, max_result_bytes=MAX_PAYLOAD_BYTES, stop_grace=10.0):
+                 context=None, curve=None, max_result_bytes=MAX_PAYLOAD_BYTES, stop_grace=10.0,
+                 isolation="thread", kill_grace=2.0):
         if isinstance(types, str):
             types = [types]
         types = list(types)
@@ -525,6 +583,17 @@ class Worker:
             raise ValueError("credit must be an integer >= 0")
         if not callable(handler):
             raise TypeError("handler must be callable: handler(payload, job) -> result")
+        if isolation not in ("thread", "process"):
+            raise ValueError("isolation must be 'thread' or 'process', not %r" % (isolation,))
+        if isolation == "process":
+            try:
+                pickle.dumps(handler)
+            except Exception as exc:
+                raise TypeError("isolation='process' needs a handler that can be pickled "
+                                "(a module-level function): %s" % exc) from None
+        self.isolation = isolation
+        self.kill_grace = kill_grace
+        self._mp = multiprocessing.get_context("forkserver") if isolation == "process" else None
         self.types = types
         self.handler = handler
         self.credit = credit
@@ -725,10 +794,15 @@ class Worker:
 
     def _finish_stop(self):
         with self._lock:
-            held = list(self._jobs)
+            held = list(self._jobs.values())
             self._jobs.clear()
-        for job_id in held:
-            self._queue(W_RELEASE, {"jobId": job_id})
+        for job in held:
+            # The broker gives it to another worker; ours stops (a process
+            # is killed; a thread sees job.cancelled) and sends no DONE.
+            job.released = True
+            job.cancel_reason = "released"
+            job.cancelled.set()
+            self._queue(W_RELEASE, {"jobId": job.id})
         self._queue(W_DISCONNECT, {"reason": "shutdown"})
         # give the socket a moment to take the last messages (bounded)
         deadline = time.monotonic() + 1.0
@@ -807,15 +881,67 @@ class Worker:
             job.cancelled.set()
             log.info("botmesh worker %s: job %s cancelled by the broker (%s)", self.name, job.id, job.cancel_reason)
 
+    def _run_in_process(self, job):
+        """isolation="process": run the handler in its own process and wait
+        for its outcome, a cancel, or its death. Returns (result, error)."""
+        reader, writer = self._mp.Pipe(duplex=False)
+        proc = self._mp.Process(target=_process_job_main, args=(self.handler, _ProcessJob(job), writer),
+                                name="botmesh-job-" + job.id, daemon=True)
+        try:
+            proc.start()
+        except Exception as exc:
+            reader.close()
+            writer.close()
+            return None, {"code": "bot_failed", "message": "cannot start the job's process: %s" % exc}
+        writer.close()
+        try:
+            while True:
+                if job.cancelled.is_set():
+                    self._kill(proc)
+                    return None, {"code": job.cancel_reason or "cancelled",
+                                  "message": "the job's process was stopped (%s)" % (job.cancel_reason or "cancelled")}
+                if reader.poll(0.05):
+                    try:
+                        message = reader.recv()
+                    except (EOFError, OSError):
+                        proc.join(self.kill_grace)
+                        return None, {"code": "bot_crashed",
+                                      "message": "the job's process ended without an answer (exit code %s)"
+                                      % proc.exitcode}
+                    if message[0] == "progress":
+                        job.progress(message[1])
+                    elif message[0] == "ok":
+                        return message[1], None
+                    else:
+                        return None, {"code": message[1], "message": message[2]}
+        finally:
+            reader.close()
+            if proc.is_alive():
+                proc.join(self.kill_grace)
+                self._kill(proc)
+
+    def _kill(self, proc):
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(self.kill_grace)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(self.kill_grace)
+
     def _run_job(self, job):
         done = {"jobId": job.id, "startedAt": now_ms()}
-        try:
-            result = self.handler(job.payload, job)
-            error = None
-        except JobError as exc:
-            error = {"code": str(exc.code), "message": str(exc.message)[-4000:]}
-        except Exception as exc:               # the handler's failure is the job's failure
-            error = {"code": "bot_failed", "message": ("%s: %s" % (type(exc).__name__, exc))[-4000:]}
+        error = result = None
+        if self.isolation == "process":
+            result, error = self._run_in_process(job)
+        else:
+            try:
+                result = self.handler(job.payload, job)
+            except JobError as exc:
+                error = {"code": str(exc.code), "message": str(exc.message)[-4000:]}
+            except Exception as exc:               # the handler's failure is the job's failure
+                error = {"code": "bot_failed", "message": ("%s: %s" % (type(exc).__name__, exc))[-4000:]}
+        if job.released:
+            return                                 # handed back to the broker at stop: no DONE
         if error is None:
             try:
                 size = len(msgpack.packb(result, use_bin_type=True))

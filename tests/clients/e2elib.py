@@ -24,9 +24,9 @@ def need_node():
         sys.exit(77)
 
 
-def pyworker(stack, name, types="pywork", credit=1, env=None):
+def pyworker(stack, name, types="pywork", credit=1, env=None, isolation="thread"):
     return stack.spawn(name, [PY, os.path.join(HERE, "pyworker.py"), "--types", types, "--credit", str(credit),
-                              "--name", name, "--endpoint", stack.endpoint], env)
+                              "--name", name, "--endpoint", stack.endpoint, "--isolation", isolation], env)
 
 
 def nodeworker(stack, name, types="nodework", credit=1, env=None):

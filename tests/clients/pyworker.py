@@ -5,6 +5,10 @@
 Each job: payload {"sleepMs": N, "fail": bool, "progress": bool} ->
 result {"worker", "start", "end" (ms, wall clock), "attempt", "echo"}.
 SIGTERM: graceful stop (credit 0, finish, RELEASE, DISCONNECT).
+
+--isolation process: each job in its own process (handle_isolated):
+payload {"hang": true} sleeps forever, {"crash": N} exits with code N,
+{"progress": true} reports 50 %; result {"worker", "pid", "attempt", "echo"}.
 """
 import argparse
 import logging
@@ -17,12 +21,28 @@ sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
 import botmesh  # noqa: E402
 
 
+def handle_isolated(payload, job):
+    """The handler of --isolation process (module level: the forkserver
+    imports it by name)."""
+    payload = payload if isinstance(payload, dict) else {"value": payload}
+    print("START %s attempt %s pid %d" % (job.id, job.attempt, os.getpid()), flush=True)
+    if payload.get("progress"):
+        job.progress(50)
+    if payload.get("hang"):
+        time.sleep(3600)
+    if payload.get("crash"):
+        os._exit(int(payload["crash"]))
+    return {"worker": os.environ.get("PYWORKER_NAME"), "pid": os.getpid(), "attempt": job.attempt,
+            "echo": payload}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--types", default="pywork")
     ap.add_argument("--credit", type=int, default=1)
     ap.add_argument("--name", default=None)
     ap.add_argument("--endpoint", default=None)
+    ap.add_argument("--isolation", default="thread", choices=("thread", "process"))
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s pyworker %(message)s")
     name = args.name or "py-%d" % os.getpid()
@@ -41,7 +61,10 @@ def main():
         print("END %s" % job.id, flush=True)
         return {"worker": name, "start": start, "end": end, "attempt": job.attempt, "echo": payload}
 
-    w = botmesh.Worker(args.types.split(","), handle, credit=args.credit, name=name, endpoint=args.endpoint)
+    os.environ["PYWORKER_NAME"] = name
+    w = botmesh.Worker(args.types.split(","), handle if args.isolation == "thread" else handle_isolated,
+                       credit=args.credit, name=name, endpoint=args.endpoint, isolation=args.isolation,
+                       kill_grace=0.5)
     print("pyworker %s serving %s with credit %d" % (name, args.types, args.credit), flush=True)
     w.run_forever()
     print("pyworker %s stopped" % name, flush=True)

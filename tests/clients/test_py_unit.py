@@ -435,6 +435,9 @@ def test_worker_bad_config():
     check("Bad Type" in str(e), "a bad bot type is refused before connecting", str(e))
     raises(lambda: botmesh.Worker([], lambda p, j: None), ValueError)
     raises(lambda: botmesh.Worker("x", lambda p, j: None, credit=-1), ValueError)
+    raises(lambda: botmesh.Worker("x", lambda p, j: None, isolation="fork"), ValueError)
+    e = raises(lambda: botmesh.Worker("x", lambda p, j: None, isolation="process"), TypeError)
+    check("module-level function" in str(e), "a handler that cannot be pickled is refused up front", e)
 
 
 def main():

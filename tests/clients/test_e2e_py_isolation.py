@@ -1,0 +1,50 @@
+"""A Python worker with isolation="process" runs each job in a process of
+its own, so what a thread cannot do, it can: a job that hangs past its
+timeout is killed and its credit comes back at once (the next job runs on
+the same worker of credit 1); a job whose process dies fails with
+bot_crashed; a job's progress still reaches the broker.
+"""
+import os
+
+from e2elib import harness, botmesh, pyworker, wait_worker
+from harness import check, wait_until
+
+
+def main():
+    with harness.Stack("clients-isolation") as s:
+        s.redis()
+        s.broker(env={"MAX_PYWORK_BOTS": "1"})
+        w = pyworker(s, "py-iso", credit=1, isolation="process")
+        c = botmesh.Client(s.endpoint, timeout=5)
+        wait_worker(c, "py-iso")
+
+        hung = c.submit("pywork", {"hang": True}, timeout_ms=1000, max_attempts=1, notify=True)
+        pid = int(wait_until(lambda: (lambda line: line[0].rsplit(" ", 1)[1] if line else None)(
+            [l for l in w.output().splitlines() if l.startswith("START " + hung)]), 10,
+            "the hanging job to start in its own process"))
+        check(pid != w.p.pid, "the job runs in a process other than the worker's", pid)
+        rec = c.wait(hung, timeout=10)
+        check(rec["state"] == "failed" and rec["error"]["code"] == "timeout",
+              "the hanging job fails with timeout", rec)
+        wait_until(lambda: not os.path.exists("/proc/%d" % pid), 5, "the hung job's process to be killed")
+
+        # Credit 1: this job can only run once the hung one's slot came back.
+        nxt = c.submit("pywork", {"n": 1, "progress": True}, notify=True)
+        rec = c.wait(nxt, timeout=10)
+        check(rec["state"] == "completed" and rec["result"]["echo"]["n"] == 1,
+              "the next job completes on the same worker (its credit came back)", rec)
+        check(rec["result"]["worker"] == "py-iso" and rec["result"]["pid"] not in (w.p.pid, pid),
+              "it ran in a new process of py-iso", rec["result"])
+        check(rec["progress"] == 100, "progress reached the broker", rec)
+
+        crash = c.submit("pywork", {"crash": 3}, max_attempts=1, notify=True)
+        rec = c.wait(crash, timeout=10)
+        check(rec["state"] == "failed" and rec["error"]["code"] == "bot_crashed"
+              and "exit code 3" in rec["error"]["message"], "a process that dies fails the job with bot_crashed",
+              rec)
+        check(w.alive(), "the worker itself is still running")
+        c.close()
+
+
+if __name__ == "__main__":
+    harness.main(main)
