@@ -19,9 +19,16 @@ import tempfile
 import time
 
 import deploylib as d
-from harness import check, free_port, http, log, main, wait_until
+from harness import check, free_port, http as http_plain, log, main, wait_until
 
 SCRIPT = os.path.join(d.ROOT, "botmesh")
+# The env file turns API keys on, as README's Security section says a user
+# may: up, status, scale and invoke must all still work.
+API_KEY = "key-two"
+
+
+def http(method, url, body=None):
+    return http_plain(method, url, body, headers={"Authorization": "Bearer " + API_KEY})
 
 
 class Env:
@@ -61,9 +68,10 @@ class Env:
                     "API_GATEWAY_PORT=%d\n"
                     "export MOCK_WEBHOOK_PORT='%d'\n"
                     "LOG_LEVEL=info\n"
+                    "API_KEYS=key-one,%s\n"
                     "WEBHOOK_MAX_RETRIES=5   # a comment after the value\n"
                     "\n"
-                    "  MAX_JAVA_BOTS = \"3\"\n" % (self.ports["envonly"], self.ports["mock"]))
+                    "  MAX_JAVA_BOTS = \"3\"\n" % (self.ports["envonly"], self.ports["mock"], API_KEY))
 
     def run(self, *args, timeout=120, env=None):
         e = dict(self.env)
@@ -213,10 +221,9 @@ def run_stack(e, have_gw):
         p = e.run("invoke", "python", '{"task":"data_analysis","dataset":"sales_2024"}', "--wait",
                   "--webhook", hook, "--priority", "1")
         check(p.returncode == 0, "invoke --wait succeeds", show(p))
-        first, _, rest = p.stdout.partition("\n")
-        job = json.loads(first).get("jobId")
-        check(job, "invoke prints the gateway's answer with the jobId", first)
-        rec = json.loads(rest)
+        job = json.loads(p.stderr.strip().splitlines()[0]).get("jobId")
+        check(job, "invoke --wait prints the gateway's answer with the jobId on stderr", p.stderr)
+        rec = json.loads(p.stdout)
         check(rec.get("state") == "completed" and rec.get("botType") == "python" and rec.get("priority") == 1,
               "invoke --wait prints the completed record", rec)
         if d.binary("botmesh-webhook") and d.binary("botmesh-mock"):
