@@ -88,6 +88,11 @@
 #define GW_LINK_HEARTBEAT_MS    1000    //  ZMTP PING when the line is quiet
 #define GW_LINK_DEAD_MS         3000    //  No traffic for this long: dead
 #define GW_LINK_IDLE_POLL_MS    1000    //  Longest sleep in zmq_poll
+//  With this many requests in flight the link is "lazy": handlers do not
+//  wake it, new requests go out when the next reply wakes it, or within
+//  GW_LINK_LAZY_POLL_MS.
+#define GW_LINK_LAZY_PENDING    8
+#define GW_LINK_LAZY_POLL_MS    1
 
 //  States of a call: the futex word.
 #define S_QUEUED    0                   //  In `queue`, not sent
@@ -119,7 +124,9 @@ struct _gw_link_t {
     s_call_t *queue_head;               //  Not sent yet, oldest first
     s_call_t *queue_tail;
     s_call_t *pending [GW_LINK_BUCKETS];    //  Sent, by req
-    bool sleeping;                      //  Link thread waits in zmq_poll
+    size_t pending_count;               //  Calls in `pending`
+    bool sleeping;                      //  Link thread waits in zmq_poll...
+    bool lazy;                          //  ...and needs no wake (see above)
     bool connected;                     //  Handshake done, not disconnected
     int64_t down_since;                 //  When it went down (mono ms)
     bool stopping;                      //  gw_link_destroy has begun
@@ -174,6 +181,7 @@ s_pending_add (gw_link_t *self, s_call_t *call)
     size_t bucket = (size_t) ((uint64_t) call->req & (GW_LINK_BUCKETS - 1));
     call->next = self->pending [bucket];
     self->pending [bucket] = call;
+    self->pending_count++;
 }
 
 //  Unlink and return the call waiting for req, or NULL.
@@ -185,6 +193,7 @@ s_pending_take (gw_link_t *self, int64_t req)
         if ((*link)->req == req) {
             s_call_t *call = *link;
             *link = call->next;
+            self->pending_count--;
             return call;
         }
     return NULL;
@@ -304,6 +313,7 @@ s_fail_all (gw_link_t *self, int error, bool queued_too)
             wake = (atomic_int **) realloc (wake, (size *= 2) * sizeof (atomic_int *));
         wake [count++] = s_finish (call, NULL, error);
     }
+    self->pending_count = 0;
     if (queued_too)
         self->queue_tail = NULL;
     pthread_mutex_unlock (&self->lock);
@@ -361,13 +371,15 @@ s_link_thread (void *arg)
     int64_t reqs [GW_LINK_BATCH];
     uint8_t command [GW_LINK_BATCH];
     bool sleep = false;
+    bool lazy = false;
     while (true) {
         zmq_pollitem_t items [] = {
             { dealer, 0, ZMQ_POLLIN, 0 },
             { monitor, 0, ZMQ_POLLIN, 0 },
             { NULL, self->wake_fd, ZMQ_POLLIN, 0 },
         };
-        if (zmq_poll (items, 3, sleep ? GW_LINK_IDLE_POLL_MS : 0) == -1 && errno != EINTR)
+        long timeout = !sleep ? 0 : lazy ? GW_LINK_LAZY_POLL_MS : GW_LINK_IDLE_POLL_MS;
+        if (zmq_poll (items, 3, timeout) == -1 && errno != EINTR)
             break;                      //  Context terminated
         if (items [2].revents & ZMQ_POLLIN) {
             uint64_t value;
@@ -402,9 +414,13 @@ s_link_thread (void *arg)
             s_pending_add (self, call);
         }
         //  Sleep in the next poll only if there is nothing left to do; a
-        //  handler that queues meanwhile sees `sleeping` and wakes us.
+        //  handler that queues meanwhile sees `sleeping` and wakes us,
+        //  unless many requests are in flight: then the next reply wakes
+        //  us anyway, and what queued meanwhile goes out in one burst.
         sleep = count == 0 && !(self->connected && self->queue_head);
+        lazy = sleep && self->pending_count >= GW_LINK_LAZY_PENDING;
         self->sleeping = sleep;
+        self->lazy = lazy;
         pthread_mutex_unlock (&self->lock);
 
         //  Send them back to back.  A send fails only when the connection
@@ -560,7 +576,7 @@ gw_link_request (gw_link_t *self, int64_t req, int command,
                 ? ENOTCONN : 0;
     if (!refused) {
         s_queue_append (self, &call);
-        wake = self->sleeping && self->connected;
+        wake = self->sleeping && !self->lazy && self->connected;
         if (wake)
             self->sleeping = false;
     }

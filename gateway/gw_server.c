@@ -724,8 +724,13 @@ s_read_body (s_req_t *r, char **body, size_t *size)
         }
         size_t want = cap - got < step ? cap - got : step;
         int n = mg_read (r->conn, buf + got, want);
-        if (n <= 0)
+        if (n <= 0) {
+            //  A read that gave up at its own timeout (civetweb's
+            //  request_timeout_ms, the same as ours) ends at our deadline:
+            //  the client stalled, it did not close.
+            late = declared >= 0 && got < (size_t) declared && bm_mono_ms () >= deadline;
             break;
+        }
         got += (size_t) n;
         if (step < GW_READ_STEP_MAX)
             step *= 2;

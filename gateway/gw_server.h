@@ -5,7 +5,7 @@
     GET /health, GET /ready, GET /metrics, the dashboard under
     /admin/queues and GET /api/history.  Each request is validated, checked
     against the API keys and the rate limiter, and turned into one BMC01
-    request to the broker over the handler thread's own DEALER socket.
+    request to the broker over the server's one shared, pipelined link (gw_link).
     See gateway/README.md for the contract (status codes, error codes,
     the authentication rule).  */
 #ifndef GW_SERVER_H

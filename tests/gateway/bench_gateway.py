@@ -38,6 +38,20 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def switches(pid):
+    """Context switches (voluntary + not) of all threads of a process."""
+    total = 0
+    for task in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, task)) as f:
+                for line in f:
+                    if "ctxt_switches:" in line:
+                        total += int(line.split()[-1])
+        except OSError:
+            pass
+    return total
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
@@ -89,6 +103,7 @@ def measure_invoke(s, g, args, root, run):
     if True:
         procs = [p for p in s.procs if p.alive()]
         before = {p.name: cpu_seconds(p.pid) for p in procs}
+        sw0 = {p.name: switches(p.pid) for p in procs}
         rps, p99, bad, text = wrk(g.url + "/invoke", args.seconds, args.connections,
                                   os.path.join(root, "bench", "invoke.lua"))
         log("wrk POST /invoke: %.0f req/s, p99 %.2f ms, non-2xx %d" % (rps, p99, bad))
@@ -98,6 +113,9 @@ def measure_invoke(s, g, args, root, run):
             for p in procs))
         log("run %d: CPU per request: " % (run + 1) + ", ".join(
             "%s %.1f us" % (p.name, 1e6 * (cpu_seconds(p.pid) - before[p.name]) / (rps * args.seconds))
+            for p in procs))
+        log("run %d: context switches per request: " % (run + 1) + ", ".join(
+            "%s %.1f" % (p.name, (switches(p.pid) - sw0[p.name]) / (rps * args.seconds))
             for p in procs))
         print(text)
         c = s.client()
