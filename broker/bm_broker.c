@@ -49,6 +49,8 @@ typedef struct {
     char *idem_key;             //  Or NULL
     char *error_code;           //  When failed or cancelled
     char *error_message;
+    int64_t exit_code;          //  The bot's exit status, when its worker said
+    bool has_exit_code;
     char *worker_name;          //  Who ran the last attempt
     worker_t *worker;           //  Running on, or NULL
     int64_t progress;
@@ -485,9 +487,11 @@ s_pack_record (msgpack_packer *pk, const job_t *job, bool full)
         bm_pack_kv_str (pk, "worker", job->worker_name);
     if (job->error_code) {
         bm_pack_str (pk, "error");
-        msgpack_pack_map (pk, 2);
+        msgpack_pack_map (pk, 2 + job->has_exit_code);
         bm_pack_kv_str (pk, "code", job->error_code);
         bm_pack_kv_str (pk, "message", job->error_message ? job->error_message : "");
+        if (job->has_exit_code)
+            bm_pack_kv_int (pk, "exitCode", job->exit_code);
     }
     if (job->wh) {
         bm_pack_str (pk, "webhook");
@@ -799,6 +803,10 @@ s_persist_terminal (bm_broker_t *self, job_t *job)
         s_arg_str (hset, "errorCode");  s_arg_str (hset, job->error_code);
         s_arg_str (hset, "errorMessage");
         s_arg_str (hset, job->error_message ? job->error_message : "");
+        if (job->has_exit_code) {
+            s_arg_str (hset, "errorExitCode");
+            s_arg_int (hset, job->exit_code);
+        }
     }
     if (job->deliveries) {
         s_arg_str (hset, "deliveries"); s_arg_int (hset, job->deliveries);
@@ -931,6 +939,7 @@ s_job_start (bm_broker_t *self, job_t *job, worker_t *worker)
     service_t *service = job->service;
     job->state = JOB_RUNNING;
     job->attempts++;
+    job->has_exit_code = false;
     job->worker = worker;
     s_set_str (&job->worker_name, worker->name);
     job->started_at = bm_now_ms ();
@@ -1588,6 +1597,11 @@ s_worker_done (bm_broker_t *self, worker_t *worker, const bm_msg_t *msg)
                 snprintf (code, sizeof code, "bot_failed");
             const char *text;
             size_t len;
+            int64_t exit_code;
+            if (bm_obj_int (error, "exitCode", &exit_code)) {
+                job->exit_code = exit_code;
+                job->has_exit_code = true;
+            }
             if (bm_obj_str (error, "message", &text, &len)) {
                 if (len >= sizeof message) {
                     //  Cut on a UTF-8 character boundary.
@@ -2090,6 +2104,10 @@ s_job_from_hash (bm_broker_t *self, redisReply *reply)
         else if (streq (name, "worker")) s_set_str (&job->worker_name, v->str);
         else if (streq (name, "errorCode")) s_set_str (&job->error_code, v->str);
         else if (streq (name, "errorMessage")) s_set_str (&job->error_message, v->str);
+        else if (streq (name, "errorExitCode") && numeric) {
+            job->exit_code = n;
+            job->has_exit_code = true;
+        }
     }
     int state_index = -1;
     for (int i = 0; i < 5; i++)

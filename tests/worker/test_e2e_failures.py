@@ -70,6 +70,8 @@ def main():
         rec = c.wait(c.submit("tbot", {"exit": 3}), timeout=20)
         check(rec["error"]["code"] == "bot_failed" and "status 3" in rec["error"]["message"],
               "exit 3 without stderr -> the message names the status", rec.get("error"))
+        check(rec["error"].get("exitCode") == 3, "the record keeps the exit status (error.exitCode)",
+              rec.get("error"))
 
         rec = c.wait(c.submit("tbot", {"signal": "SEGV"}), timeout=20)
         check(rec["error"]["code"] == "bot_failed" and "SIGSEGV" in rec["error"]["message"],
