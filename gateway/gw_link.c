@@ -104,6 +104,7 @@ struct _s_call_t {
     atomic_int state;                   //  S_QUEUED, S_SENT, S_DONE
     int64_t req;                        //  Its "req"
     int command;                        //  BMC01 command byte
+    int64_t sent_ms;                    //  When the link took it (mono ms)
     zmq_msg_t body;                     //  Until the link takes it
     bm_msg_t *reply;                    //  Once DONE: the answer, or NULL
     int error;                          //  Once DONE without reply: errno
@@ -395,6 +396,7 @@ s_link_thread (void *arg)
         //  Take what the handlers queued (only while connected: meanwhile
         //  calls wait in the queue for a connection, or give up).
         int count = 0;
+        int64_t now = bm_mono_ms ();
         pthread_mutex_lock (&self->lock);
         if (self->stopping) {
             pthread_mutex_unlock (&self->lock);
@@ -410,7 +412,8 @@ s_link_thread (void *arg)
             zmq_msg_close (&call->body);
             reqs [count] = call->req;
             command [count++] = (uint8_t) call->command;
-            atomic_store_explicit (&call->state, S_SENT, memory_order_relaxed);
+            call->sent_ms = now;
+            atomic_store_explicit (&call->state, S_SENT, memory_order_release);
             s_pending_add (self, call);
         }
         //  Sleep in the next poll only if there is nothing left to do; a
@@ -560,6 +563,7 @@ gw_link_request (gw_link_t *self, int64_t req, int command,
     atomic_init (&call.state, S_QUEUED);
     call.req = req;
     call.command = command;
+    call.sent_ms = 0;
     call.reply = NULL;
     call.error = 0;
     call.next = NULL;
@@ -593,15 +597,13 @@ gw_link_request (gw_link_t *self, int64_t req, int command,
         }
     }
     //  Not sent within the connect timeout: not connected (503).  Sent but
-    //  not answered by the deadline: too slow (504).
-    int64_t connect_deadline = start + (self->connect_timeout_ms < timeout_ms
-                                        ? self->connect_timeout_ms : timeout_ms);
-    int64_t deadline = start + timeout_ms;
+    //  not answered within timeout_ms of the send: too slow (504).
+    int64_t connect_deadline = start + self->connect_timeout_ms;
     while (true) {
         int state = atomic_load_explicit (&call.state, memory_order_acquire);
         if (state == S_DONE)
             break;
-        int64_t until = state == S_QUEUED ? connect_deadline : deadline;
+        int64_t until = state == S_QUEUED ? connect_deadline : call.sent_ms + timeout_ms;
         int64_t now = bm_mono_ms ();
         if (now >= until) {
             pthread_mutex_lock (&self->lock);

@@ -36,7 +36,7 @@ int64_t gw_link_next_req (gw_link_t *self);
 //    ENOTCONN   not sent: no connection to the broker within
 //               connect_timeout_ms, or the connection was lost before the
 //               answer came (the broker died);
-//    ETIMEDOUT  sent, but no answer within timeout_ms;
+//    ETIMEDOUT  sent, but no answer within timeout_ms of the send;
 //    ESHUTDOWN  the link is stopping.
 bm_msg_t *gw_link_request (gw_link_t *self, int64_t req, int command,
                            char *body, size_t size, int64_t timeout_ms);
