@@ -227,8 +227,9 @@ s_idle (const s_opts_t *o)
         rl.rlim_cur = rl.rlim_max;
         setrlimit (RLIMIT_NOFILE, &rl);
     }
-    //  czmq's context: room for every worker and the STATS client
-    zsys_set_max_sockets ((size_t) o->workers + 64);
+    //  czmq's context: room for every worker (twice: a reconnecting link
+    //  opens its new socket before the old one is gone) and the STATS client
+    zsys_set_max_sockets ((size_t) o->workers * 2 + 64);
     int64_t n = o->workers;
     bm_worker_link_t **links = (bm_worker_link_t **) calloc ((size_t) n, sizeof (void *));
     zmq_pollitem_t *items = (zmq_pollitem_t *) calloc ((size_t) n, sizeof (zmq_pollitem_t));

@@ -99,13 +99,16 @@ s_reconnect (bm_worker_link_t *self)
     atomic_store (&self->connected, false);
     atomic_fetch_add (&self->reconnects, 1);
     if (self->dealer) {
-        //  A pass of the loop under way may still hold the socket: keep it
-        //  until the next reconnect.
         zsock_destroy (&self->old_dealer);
-        if (self->loop)
+        if (self->loop) {
+            //  A pass of the loop under way may still hold the socket:
+            //  keep it until the next reconnect.
             zloop_reader_end (self->loop, self->dealer);
-        self->old_dealer = self->dealer;
-        self->dealer = NULL;
+            self->old_dealer = self->dealer;
+            self->dealer = NULL;
+        }
+        else
+            zsock_destroy (&self->dealer);     //  Polled: nobody holds it
     }
     if (self->handlers.lost)
         self->handlers.lost (self->arg);
