@@ -46,6 +46,7 @@ struct _bm_store_t {
     s_group_t *lost;            //  Writes lost in flight, in order
     size_t buffer_max;          //  Bound on waiting + lost
     size_t in_flight;           //  Writes sent, not answered
+    size_t last_group_size;     //  Bytes of the last group sent (a size hint)
     int backoff_ms;             //  Next reconnect delay
     int reconnect_timer;        //  zloop timer id, or -1
     bool outage_logged;         //  One log line per outage
@@ -333,7 +334,11 @@ s_group_new (bm_store_t *store)
 {
     s_group_t *group = (s_group_t *) zmalloc (sizeof (s_group_t));
     group->store = store;
-    s_group_reserve (group, sizeof s_reply_off);
+    //  As large as the last group: a busy turn's group then grows without
+    //  copying itself over and over (realloc doubling showed in profiles).
+    s_group_reserve (group, store->last_group_size > sizeof s_reply_off
+                            ? store->last_group_size + store->last_group_size / 8
+                            : sizeof s_reply_off);
     memcpy (group->buf, s_reply_off, sizeof s_reply_off - 1);
     group->size = sizeof s_reply_off - 1;
     return group;
@@ -507,6 +512,10 @@ bm_store_flush (bm_store_t *self)
         }
         s_group_reserve (group, sizeof s_reply_on);
         memcpy (group->buf + group->size, s_reply_on, sizeof s_reply_on - 1);
+        //  Capped: one huge group (a flush after an outage) must not make
+        //  every later group reserve as much.
+        self->last_group_size = group->size + sizeof s_reply_on < 4 * 1024 * 1024
+                              ? group->size + sizeof s_reply_on : 4 * 1024 * 1024;
         if (redisAsyncFormattedCommand (self->ac, s_on_group_reply, group, group->buf,
                                         group->size + sizeof s_reply_on - 1) != REDIS_OK) {
             //  The connection is going away: keep what must be kept.
