@@ -751,6 +751,8 @@ s_persist_state (bm_broker_t *self, job_t *job)
 {
     if (!self->store)
         return;
+    if (job->state == JOB_RUNNING)
+        job->running_saved = true;      //  s_save_running need not write it
     s_cmd_t cmd;
     s_cmd_start (self, &cmd, "HSET", "job:", job->id);
     s_arg_str (&cmd, "state");      s_arg_str (&cmd, s_state_names [job->state]);
@@ -962,8 +964,8 @@ s_job_start (bm_broker_t *self, job_t *job, worker_t *worker)
     //  state goes to Redis with their outcome; s_save_running writes it for
     //  the others.
     job->started_mono = now;
-    job->running_saved = self->config.save_running_ms == 0;
-    if (job->running_saved)
+    job->running_saved = false;
+    if (self->config.save_running_ms == 0)
         s_persist_state (self, job);
     bm_debug (job->id, "dispatched to %s (attempt %" PRId64 ")", worker->name, job->attempts);
 }
@@ -2514,10 +2516,8 @@ s_save_running (bm_broker_t *self, int64_t now)
         job_t *job = (job_t *) zlistx_first (worker->jobs);
         while (job) {
             if (!job->running_saved
-            &&  now - job->started_mono >= self->config.save_running_ms) {
-                job->running_saved = true;
+            &&  now - job->started_mono >= self->config.save_running_ms)
                 s_persist_state (self, job);
-            }
             job = (job_t *) zlistx_next (worker->jobs);
         }
         worker = (worker_t *) zhashx_next (self->workers);

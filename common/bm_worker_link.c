@@ -102,7 +102,12 @@ s_reconnect (bm_worker_link_t *self)
         zsock_destroy (&self->old_dealer);
         if (self->loop) {
             //  A pass of the loop under way may still hold the socket:
-            //  keep it until the next reconnect.
+            //  keep it until the next reconnect, but disconnected now.
+            //  Else what it queued while the broker was away (READY,
+            //  DONE) reaches the broker when it is back, and the broker
+            //  registers a second worker under its identity that nobody
+            //  reads (linger is 0: the queued messages go with it).
+            zsock_disconnect (self->dealer, "%s", self->endpoint);
             zloop_reader_end (self->loop, self->dealer);
             self->old_dealer = self->dealer;
             self->dealer = NULL;

@@ -63,8 +63,10 @@
         (the gateway answers 503 broker_unavailable); once the broker has
         been down that long, requests fail at once;
       - requests sent but not answered when the connection dropped fail
-        ENOTCONN at once: their answers cannot come any more (a reply that
-        came before the drop is read first).
+        ECONNRESET at once: their answers cannot come any more (replies
+        that came before the drop are read first), and the broker may have
+        acted on them (the gateway answers 504 broker_connection_lost: the
+        outcome is unknown).
     Sent requests that get no answer on a live connection fail ETIMEDOUT
     after their timeout (the gateway answers 504 broker_timeout).  */
 #include "gw_link.h"
@@ -220,14 +222,15 @@ s_free_body (void *data, void *hint)
 //  --------------------------------------------------------------------------
 //  The link thread
 
-//  Read up to GW_LINK_RECV_MAX replies and hand each to its caller.
-static void
+//  Read up to GW_LINK_RECV_MAX messages and hand each reply to its caller.
+//  Returns how many messages it read.
+static int
 s_receive (gw_link_t *self, void *dealer)
 {
     bm_msg_t *replies [GW_LINK_RECV_MAX];
     int64_t reqs [GW_LINK_RECV_MAX];
-    int count = 0;
-    while (count < GW_LINK_RECV_MAX) {
+    int count = 0, read = 0;
+    while (read < GW_LINK_RECV_MAX) {
         zmq_msg_t frames [3];
         int parts = 0;
         bool more = true;
@@ -248,6 +251,7 @@ s_receive (gw_link_t *self, void *dealer)
         }
         if (parts == 0)
             break;                      //  Nothing more to read
+        read++;
         bm_msg_t *msg = NULL;
         if (parts == 3) {
             const char *code;
@@ -271,7 +275,7 @@ s_receive (gw_link_t *self, void *dealer)
         }
     }
     if (count == 0)
-        return;
+        return read;
     atomic_int *wake [GW_LINK_RECV_MAX];
     int woken = 0;
     pthread_mutex_lock (&self->lock);
@@ -287,6 +291,7 @@ s_receive (gw_link_t *self, void *dealer)
         s_futex_wake (wake [i]);
     for (int i = 0; i < count; i++)
         bm_msg_destroy (&replies [i]);      //  Late answers: caller gone
+    return read;
 }
 
 //  Fail every sent call (the connection is gone), or every call at all
@@ -350,13 +355,20 @@ s_monitor_event (gw_link_t *self, void *monitor, void *dealer)
     }
     else
     if (event == ZMQ_EVENT_DISCONNECTED) {
-        s_receive (self, dealer);       //  Answers that made it in time
+        //  Every answer that made it in time, however many.
+        while (s_receive (self, dealer) == GW_LINK_RECV_MAX)
+            ;
         pthread_mutex_lock (&self->lock);
         bool was = self->connected;
         self->connected = false;
-        self->down_since = bm_mono_ms ();
+        //  Down since the connection was lost, not since the last failed
+        //  attempt (a handshake that fails is DISCONNECTED too, every retry).
+        if (was)
+            self->down_since = bm_mono_ms ();
         pthread_mutex_unlock (&self->lock);
-        s_fail_all (self, ENOTCONN, false);
+        //  Sent, unanswered: the broker may have taken them (ECONNRESET:
+        //  outcome unknown, not "never sent").
+        s_fail_all (self, ECONNRESET, false);
         if (was)
             bm_warn (NULL, "lost the connection to the broker at %s", self->endpoint);
     }
@@ -625,7 +637,10 @@ gw_link_request (gw_link_t *self, int64_t req, int command,
             }
             break;
         }
-        s_futex_wait (&call.state, state, until - now);
+        //  The link does not wake a call it sends: a queued call looks
+        //  again every 100 ms, so that once sent its own timeout counts.
+        int64_t sleep_until = state == S_QUEUED && now + 100 < until ? now + 100 : until;
+        s_futex_wait (&call.state, state, sleep_until - now);
     }
     if (!call.reply)
         errno = call.error;

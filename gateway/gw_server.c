@@ -464,6 +464,18 @@ s_broker (s_req_t *r, int64_t req, int command, char *body, size_t size, bool an
                                        server->config.broker_timeout_ms);
     if (reply)
         return reply;
+    if (errno == ECONNRESET) {
+        bm_series_inc (server->broker_timeouts);
+        bm_warn (NULL, "the broker connection dropped with %s unanswered",
+                 bm_command_name (BM_PEER_CLIENT, command));
+        r->reason = "broker_connection_lost";
+        if (answer)
+            s_error (r, 504, "broker_connection_lost",
+                     "the connection to the broker dropped after the request was sent: "
+                     "its outcome is unknown (retry with the same idempotencyKey to be safe)",
+                     NULL);
+    }
+    else
     if (errno == ETIMEDOUT) {
         bm_series_inc (server->broker_timeouts);
         bm_warn (NULL, "broker did not answer %s within %" PRId64 " ms",

@@ -671,6 +671,8 @@ s_on_job (bm_worker_t *self, const msgpack_object *body)
     int64_t limit = 300000;
     if (!bm_obj_int (body, "timeoutMs", &limit) || limit <= 0)
         limit = 300000;
+    if (limit > 86400000)
+        limit = 86400000;               //  The broker's own bound; no overflow below
     int64_t deadline = 0;
     if (bm_obj_int (body, "deadline", &deadline) && deadline > 0 && deadline - now < limit)
         limit = deadline - now > 0 ? deadline - now : 0;

@@ -6,7 +6,9 @@ result; credit exceeded -> RELEASE; unknown bot type -> DONE spawn_failed;
 CANCEL -> DONE cancelled (and the NACK not_owner that follows is ignored);
 local timeout; a JOB dispatched again while it runs; hostile frames;
 DISCONNECT and silence -> a new socket and READY (credit minus the jobs
-still running), the running bot's DONE on the new socket; SIGTERM with and
+still running), the running bot's DONE on the new socket; a broker that
+comes up late meets one socket only (no second worker from a replaced
+socket's queued READY); SIGTERM with and
 without enough grace (DONE or RELEASE, then DISCONNECT, exit 0).
 """
 import os
@@ -196,6 +198,26 @@ def scenario_reconnect(s):
     w.stop()
 
 
+def scenario_late_broker(s):
+    # The broker is away when the worker starts: the worker reconnects every
+    # few heartbeats, each time on a new socket.  When the broker comes up,
+    # only the current socket may reach it: a replaced socket that still
+    # held its queued READY would register a second worker (same process,
+    # other identity) that the broker feeds jobs nobody reads.
+    port = harness.free_port()
+    endpoint = "tcp://127.0.0.1:%d" % port
+    w = start_worker(s, endpoint, "--type", "python", "--concurrency", "2", "--noop",
+                     env={"HEARTBEAT_INTERVAL_MS": "100", "HEARTBEAT_LIVENESS": "2"})
+    wait_until(lambda: w.output().count("no word from the broker") >= 2, 10,
+               "the worker to replace its socket twice while no broker listens")
+    fb = FakeBroker(endpoint=endpoint)
+    fb.idle(1.5)
+    readys = {ident for _, ident, command, _ in fb.log if command == READY}
+    check(len(readys) == 1, "one socket, one READY identity once the broker is up", [i.hex() for i in readys])
+    fb.close()
+    w.stop()
+
+
 def scenario_sigterm(s):
     # Enough grace: READY credit 0, the job finishes (DONE), DISCONNECT, exit 0.
     fb = FakeBroker()
@@ -269,7 +291,8 @@ def scenario_sigterm(s):
 
 def main():
     with harness.Stack("worker-protocol") as s:
-        for scenario in (scenario_basic, scenario_hostile_frames, scenario_reconnect, scenario_sigterm):
+        for scenario in (scenario_basic, scenario_hostile_frames, scenario_reconnect, scenario_late_broker,
+                         scenario_sigterm):
             log("=== %s" % scenario.__name__)
             scenario(s)
 

@@ -32,13 +32,17 @@ def testbot_cmd(*args):
 class FakeBroker:
     """A ROUTER on an ephemeral port that records what workers send."""
 
-    def __init__(self, heartbeat_ms=100):
+    def __init__(self, heartbeat_ms=100, endpoint=None):
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        port = self.sock.bind_to_random_port("tcp://127.0.0.1")
-        self.endpoint = "tcp://127.0.0.1:%d" % port
+        if endpoint:
+            self.sock.bind(endpoint)
+            self.endpoint = endpoint
+        else:
+            port = self.sock.bind_to_random_port("tcp://127.0.0.1")
+            self.endpoint = "tcp://127.0.0.1:%d" % port
         self.heartbeat_ms = heartbeat_ms
         self.peers = {}             # identity -> last time we sent it anything
         self.quiet = False          # True: send no heartbeats (play dead)
