@@ -30,22 +30,30 @@
 
 #define FUZZ_MAX_FRAME  (64 * 1024)     //  Small, so that "too large" is reachable
 
+//  A body key as a C string in name (256 bytes), or false for keys no
+//  component looks up.  Empty keys are skipped: msgpack-c leaves ptr NULL
+//  for a leading empty string, and no component ever looks up the key ""
+//  (an empty value under a named key always follows that key's bytes, so
+//  its ptr is never NULL).
+static bool
+s_key_name (const msgpack_object *key, char *name)
+{
+    if (key->type != MSGPACK_OBJECT_STR || key->via.str.size == 0
+    ||  key->via.str.size > 255 || memchr (key->via.str.ptr, 0, key->via.str.size))
+        return false;
+    memcpy (name, key->via.str.ptr, key->via.str.size);
+    name [key->via.str.size] = 0;
+    return true;
+}
+
 //  The typed accessors must agree with the object's own type.
 static void
 s_check_accessors (const msgpack_object *map)
 {
     for (uint32_t i = 0; i < map->via.map.size; i++) {
-        const msgpack_object *key = &map->via.map.ptr [i].key;
-        //  Empty keys are skipped: msgpack-c leaves ptr NULL for a leading
-        //  empty string, and no component ever looks up the key "" (an
-        //  empty value under a named key always follows that key's bytes,
-        //  so its ptr is never NULL).
-        if (key->type != MSGPACK_OBJECT_STR || key->via.str.size == 0
-        ||  key->via.str.size > 255 || memchr (key->via.str.ptr, 0, key->via.str.size))
-            continue;
         char name [256];
-        memcpy (name, key->via.str.ptr, key->via.str.size);
-        name [key->via.str.size] = 0;
+        if (!s_key_name (&map->via.map.ptr [i].key, name))
+            continue;
         //  bm_obj_get returns the first entry with this key.
         const msgpack_object *value = bm_obj_get (map, name);
         FUZZ_CHECK (value != NULL);
@@ -99,13 +107,9 @@ s_check_raw_values (const bm_msg_t *msg)
 {
     const msgpack_object *map = bm_msg_body (msg);
     for (uint32_t i = 0; i < map->via.map.size; i++) {
-        const msgpack_object *key = &map->via.map.ptr [i].key;
-        if (key->type != MSGPACK_OBJECT_STR || key->via.str.size == 0
-        ||  key->via.str.size > 255 || memchr (key->via.str.ptr, 0, key->via.str.size))
-            continue;
         char name [256];
-        memcpy (name, key->via.str.ptr, key->via.str.size);
-        name [key->via.str.size] = 0;
+        if (!s_key_name (&map->via.map.ptr [i].key, name))
+            continue;
         const msgpack_object *value = bm_obj_get (map, name);
         const char *start;
         size_t len;
