@@ -1071,7 +1071,10 @@ s_iso_time (int64_t ms, char *buf, size_t size)
               tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (ms % 1000));
 }
 
-//  The JSON text POSTed to the webhook URL.
+//  The JSON text POSTed to the webhook URL. Besides botmesh's own fields it
+//  carries the fields receivers of BullMQ-based bot systems read: success,
+//  data (the result), error as a string (its code is in errorCode) and
+//  timestamp (when the job ended).
 static char *
 s_webhook_body (const job_t *job)
 {
@@ -1079,24 +1082,25 @@ s_webhook_body (const job_t *job)
     json_object_set_new (body, "jobId", json_string (job->id));
     json_object_set_new (body, "botType", json_string (job->service->name));
     json_object_set_new (body, "status", json_string (s_state_names [job->state]));
+    json_object_set_new (body, "success", json_boolean (job->state == JOB_COMPLETED));
+    json_t *value = NULL;
     if (job->result) {
         msgpack_zone zone;
         msgpack_zone_init (&zone, 1024);
         msgpack_object obj;
         size_t offset = 0;
-        json_t *value = NULL;
         if (msgpack_unpack (job->result, job->result_size, &offset, &zone, &obj)
             == MSGPACK_UNPACK_SUCCESS)
             value = bm_json_from_msgpack (&obj, BM_JSON_MAX_DEPTH);
-        json_object_set_new (body, "result", value ? value : json_null ());
+        json_object_set_new (body, "result", value ? json_incref (value) : json_null ());
         msgpack_zone_destroy (&zone);
     }
+    json_object_set_new (body, "data", value ? value : json_null ());
     if (job->error_code) {
-        json_t *error = json_object ();
-        json_object_set_new (error, "code", json_string (job->error_code));
-        json_object_set_new (error, "message",
-                             json_string (job->error_message ? job->error_message : ""));
-        json_object_set_new (body, "error", error);
+        const char *message = job->error_message && *job->error_message
+                            ? job->error_message : job->error_code;
+        json_object_set_new (body, "error", json_string (message));
+        json_object_set_new (body, "errorCode", json_string (job->error_code));
     }
     json_object_set_new (body, "attempts", json_integer (job->attempts));
     int64_t duration = job->started_at && job->finished_at > job->started_at
@@ -1107,6 +1111,7 @@ s_webhook_body (const job_t *job)
     json_object_set_new (body, "createdAt", json_string (when));
     s_iso_time (job->finished_at, when, sizeof when);
     json_object_set_new (body, "finishedAt", json_string (when));
+    json_object_set_new (body, "timestamp", json_string (when));
     char *text = json_dumps (body, JSON_COMPACT | JSON_REAL_PRECISION (16));
     json_decref (body);
     return text;
