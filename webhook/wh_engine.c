@@ -517,6 +517,12 @@ s_start (wh_engine_t *self, delivery_t *d)
     S_ADD ("Expect:");          //  No 100-continue round trip
     snprintf (line, sizeof line, "webhook-id: %s", d->webhook_id);
     S_ADD (line);
+    //  The job id and the attempt number (1 on the first), as receivers of
+    //  BullMQ-based bot systems read them.
+    snprintf (line, sizeof line, "X-Bot-Job-Id: %s", d->webhook_id);
+    S_ADD (line);
+    snprintf (line, sizeof line, "X-Delivery-Attempt: %" PRId64, d->status.attempts + 1);
+    S_ADD (line);
     if (self->signer) {
         char timestamp [24], signature [WH_SIGNATURE_SIZE];
         snprintf (timestamp, sizeof timestamp, "%" PRId64, bm_now_ms () / 1000);

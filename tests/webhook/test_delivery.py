@@ -48,8 +48,13 @@ def main():
               and "result" in body and body["attempts"] == 1 and "durationMs" in body
               and "createdAt" in body and "finishedAt" in body,
               "body {jobId, botType, status, result, attempts, durationMs, createdAt, finishedAt}", body)
+        check(body["success"] is True and body["data"] == body["result"] and body["data"] is not None
+              and body["timestamp"] == body["finishedAt"] and "error" not in body,
+              "body also {success: true, data: the result, timestamp}", body)
         hdr = {k.lower(): v for k, v in d["headers"].items()}
         check(hdr["webhook-id"] == job, "webhook-id is the job id", hdr)
+        check(hdr["x-bot-job-id"] == job and hdr["x-delivery-attempt"] == "1",
+              "X-Bot-Job-Id is the job id, X-Delivery-Attempt 1", hdr)
         # The mock keeps the parsed body; re-sign the canonical JSON the broker sends
         # (compact, same key order) and compare with Python's own HMAC.
         text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
