@@ -11,6 +11,7 @@
 #include "bm_json.h"
 #include "bm_log.h"
 #include "bm_proto.h"
+#include "bm_redis_url.h"
 #include "bm_metrics.h"
 
 #include <czmq.h>
@@ -2818,12 +2819,10 @@ bm_broker_config_load (bm_broker_config_t *c)
 {
     memset (c, 0, sizeof *c);
     c->endpoint = bm_env_str ("BROKER_ENDPOINT", "tcp://*:5555");
-    c->redis_url = bm_env_str ("REDIS_URL", "redis://127.0.0.1:6379/0");
-    if (streq (c->redis_url, "none"))
-        c->redis_url = NULL;
-    c->redis_prefix = bm_env_str ("REDIS_PREFIX", "botmesh:");
+    static char redis_url [1024];
+    int rc = bm_redis_env_load (true, redis_url, sizeof redis_url, &c->redis_prefix) ? 1 : 0;
+    c->redis_url = streq (redis_url, "none") ? NULL : redis_url;
     c->metrics_addr = bm_env_str ("BROKER_METRICS_ADDR", "0.0.0.0");
-    int rc = 0;
     rc |= bm_env_int ("BROKER_METRICS_PORT", 9555, 0, 65535, &c->metrics_port);
     rc |= bm_env_int ("HEARTBEAT_INTERVAL_MS", 1000, 10, 60000, &c->heartbeat_ms);
     rc |= bm_env_int ("HEARTBEAT_LIVENESS", 3, 1, 100, &c->liveness);
@@ -2845,11 +2844,6 @@ bm_broker_config_load (bm_broker_config_t *c)
     rc |= bm_env_int ("BROKER_SHUTDOWN_MS", 5000, 0, 600000, &c->shutdown_ms);
     rc |= bm_env_int ("BROKER_PEER_HWM", 10000, 10, 10000000, &c->peer_hwm);
     rc |= bm_env_int ("BROKER_SAVE_RUNNING_MS", 500, 0, 3600000, &c->save_running_ms);
-    if (c->redis_url && strncmp (c->redis_url, "redis://", 8) != 0) {
-        bm_error (NULL, "configuration: REDIS_URL must be redis://host[:port][/db] or none (got '%s')",
-                  c->redis_url);
-        rc = -1;
-    }
     return rc ? -1 : 0;
 }
 

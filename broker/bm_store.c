@@ -1,5 +1,6 @@
 /*  bm_store.c - the broker's Redis connection, asynchronous, on its zloop.  */
 #include "bm_store.h"
+#include "bm_redis_url.h"
 #include "bm_log.h"
 
 #include <hiredis/async.h>
@@ -593,46 +594,12 @@ bm_store_query (bm_store_t *self, bm_store_fn *fn, void *arg,
 bm_store_t *
 bm_store_new (zloop_t *loop, const char *url, size_t buffer_max)
 {
-    //  redis://[:password@]host[:port][/db]
-    if (strncmp (url, "redis://", 8) != 0)
+    bm_redis_url_t parsed;
+    if (bm_redis_url_parse (url, &parsed))
         return NULL;
-    const char *rest = url + 8;
-    char *password = NULL;
-    const char *at = strchr (rest, '@');
-    if (at) {
-        const char *colon = memchr (rest, ':', at - rest);
-        const char *pw = colon ? colon + 1 : rest;
-        password = strndup (pw, at - pw);
-        rest = at + 1;
-    }
-    const char *end = rest + strcspn (rest, ":/");
-    if (end == rest) {
-        free (password);
-        return NULL;
-    }
-    char *host = strndup (rest, end - rest);
-    int port = 6379, db = 0;
-    if (*end == ':') {
-        char *stop;
-        long value = strtol (end + 1, &stop, 10);
-        if (value < 1 || value > 65535 || (*stop && *stop != '/')) {
-            free (host);
-            free (password);
-            return NULL;
-        }
-        port = (int) value;
-        end = stop;
-    }
-    if (*end == '/' && end [1]) {
-        char *stop;
-        long value = strtol (end + 1, &stop, 10);
-        if (value < 0 || value > 1000 || *stop) {
-            free (host);
-            free (password);
-            return NULL;
-        }
-        db = (int) value;
-    }
+    char *host = strdup (parsed.host);
+    char *password = *parsed.password ? strdup (parsed.password) : NULL;
+    int port = parsed.port, db = parsed.db;
     bm_store_t *self = (bm_store_t *) zmalloc (sizeof (bm_store_t));
     self->loop = loop;
     self->host = host;

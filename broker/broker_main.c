@@ -1,6 +1,7 @@
 /*  broker_main.c - botmesh-broker: parse flags, load settings, run.  */
 #include "bm_broker.h"
 #include "bm_config.h"
+#include "bm_settings.h"
 #include "bm_log.h"
 
 #include <czmq.h>
@@ -26,8 +27,10 @@ s_usage (void)
 "  BROKER_METRICS_PORT       HTTP port of GET /metrics and /health, 0 = off (9555)\n"
 "  BROKER_METRICS_ADDR       address of the metrics server (0.0.0.0)\n"
 "  REDIS_URL                 job store, redis://[:password@]host[:port][/db], or none\n"
+"                            (when unset: REDIS_HOST, REDIS_PORT, REDIS_PASSWORD and\n"
+"                            REDIS_DB build it, as in the original system)\n"
 "                            to run without durability (redis://127.0.0.1:6379/0)\n"
-"  REDIS_PREFIX              prefix of every Redis key (botmesh:)\n"
+"  REDIS_PREFIX              prefix of every Redis key (botmesh:, at most 64 bytes)\n"
 "  MAX_PYTHON_BOTS           semaphore of bot type python (5)\n"
 "  MAX_NODE_BOTS             semaphore of bot type node (10)\n"
 "  MAX_JAVA_BOTS             semaphore of bot type java (3)\n"
@@ -77,6 +80,7 @@ main (int argc, char *argv [])
 {
     if (bm_log_init ("broker"))
         return 2;
+    bm_settings_warn_foreign ();
     for (int i = 1; i < argc; i++) {
         if (streq (argv [i], "--help") || streq (argv [i], "-h")) {
             s_usage ();

@@ -1,6 +1,7 @@
 /*  bm_http_util.c - what the civetweb servers of botmesh share.  */
 #include "bm_http_util.h"
 #include "bm_config.h"
+#include "bm_settings.h"
 #include "bm_log.h"
 
 #include <string.h>
@@ -62,6 +63,7 @@ bm_http_args (int argc, char *argv [], const char *component, void (*usage) (FIL
     *port_flag = NULL;
     if (bm_log_init (component))
         return 1;
+    bm_settings_warn_foreign ();
     for (int i = 1; i < argc; i++) {
         if (strcmp (argv [i], "--help") == 0 || strcmp (argv [i], "-h") == 0) {
             usage (stdout);

@@ -7,6 +7,7 @@
 #include "gw_history.h"
 
 #include "bm_config.h"
+#include "bm_settings.h"
 #include "bm_log.h"
 #include "bm_proto.h"
 
@@ -49,8 +50,9 @@ s_usage (FILE *out)
 "  BROKER_TIMEOUT_MS           wait for the broker's answer, then 504 (default 5000)\n"
 "  BROKER_CONNECT_TIMEOUT_MS   wait for a broker connection, then 503 (default 1000)\n"
 "  REDIS_URL                   Redis for GET /api/history (default redis://127.0.0.1:6379/0;\n"
-"                              'none' = no history)\n"
-"  REDIS_PREFIX                key prefix, as the broker's (default botmesh:)\n"
+"                              'none' = no history); when unset, REDIS_HOST, REDIS_PORT,\n"
+"                              REDIS_PASSWORD and REDIS_DB build it\n"
+"  REDIS_PREFIX                key prefix, as the broker's (default botmesh:, at most 64 bytes)\n"
 "  REDIS_TIMEOUT_MS            Redis connect and command timeout (default 1000)\n"
 "  GATEWAY_SHUTDOWN_MS         at SIGTERM, how long requests in flight may take to finish\n"
 "                              (default 10000); new ones get 503 shutting_down meanwhile\n"
@@ -64,6 +66,7 @@ main (int argc, char *argv [])
 {
     if (bm_log_init ("gateway"))
         return 1;
+    bm_settings_warn_foreign ();
     gw_config_t config = { 0 };
     const char *port_flag = NULL;
     const char *threads_flag = NULL;
@@ -127,8 +130,9 @@ main (int argc, char *argv [])
     bad |= bm_env_int ("REDIS_TIMEOUT_MS", 1000, 1, 600000, &config.redis_timeout_ms);
     bad |= bm_env_int ("GATEWAY_SHUTDOWN_MS", 10000, 0, 3600000, &config.shutdown_ms);
     config.api_keys = bm_env_str ("API_KEYS", NULL);
-    config.redis_url = bm_env_str ("REDIS_URL", "redis://127.0.0.1:6379/0");
-    config.redis_prefix = bm_env_str ("REDIS_PREFIX", "botmesh:");
+    static char redis_url [1024];
+    bad |= bm_redis_env_load (true, redis_url, sizeof redis_url, &config.redis_prefix);
+    config.redis_url = redis_url;
     if (config.rate_burst > 0 && config.rate_burst < 1) {
         bm_error (NULL, "configuration: RATE_LIMIT_BURST must be 0 (default) or at least 1");
         bad = -1;

@@ -12,28 +12,20 @@
 #ifndef GW_HISTORY_H
 #define GW_HISTORY_H
 
+#include "bm_redis_url.h"
+
 #include <jansson.h>
 #include <stdbool.h>
 
 #define GW_HISTORY_RETRY_MS     1000    //  Between reconnection attempts
 #define GW_HISTORY_MAX_LIMIT    8640    //  24 h of snapshots at 10 s
 
-//  A parsed redis:// URL: "redis://[[user]:password@]host[:port][/db]".
-typedef struct {
-    char host [256];
-    int port;                   //  6379 unless given
-    char password [256];        //  "" for none
-    int db;                     //  0 unless given
-} gw_redis_url_t;
-
-//  Parse url into *out.  Returns 0, or -1 if it is not such a URL.
-int gw_redis_url_parse (const char *url, gw_redis_url_t *out);
 
 typedef struct _gw_history_t gw_history_t;
 
 //  A reader for url (copied) and the key prefix (copied); timeout_ms
 //  bounds connecting and each command.  Does not connect yet.
-gw_history_t *gw_history_new (const gw_redis_url_t *url, const char *prefix, int timeout_ms);
+gw_history_t *gw_history_new (const bm_redis_url_t *url, const char *prefix, int timeout_ms);
 void gw_history_destroy (gw_history_t **self_p);
 
 //  The newest `limit` snapshots as {"snapshots": [...]} oldest first

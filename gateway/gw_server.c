@@ -116,7 +116,7 @@ struct _gw_server_t {
     gw_ratelimit_t *limiter;            //  Token buckets, NULL when off
     gw_link_t *link;                    //  To the broker, shared by all threads
     bool history_on;                    //  REDIS_URL given
-    gw_redis_url_t redis;               //  Parsed REDIS_URL
+    bm_redis_url_t redis;               //  Parsed REDIS_URL
 
     //  Metrics (series handles are resolved once and cached)
     bm_metrics_t *metrics;
@@ -1322,8 +1322,8 @@ gw_server_new (const gw_config_t *config)
         }
     }
     if (config->redis_url && *config->redis_url && !streq (config->redis_url, "none")) {
-        if (gw_redis_url_parse (config->redis_url, &self->redis)) {
-            bm_error (NULL, "configuration: REDIS_URL must look like redis://host:port/db");
+        if (bm_redis_url_parse (config->redis_url, &self->redis)) {
+            bm_error (NULL, "configuration: REDIS_URL must be redis://[:password@]host[:port][/db] or none");
             goto fail;
         }
         self->history_on = true;

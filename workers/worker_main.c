@@ -3,6 +3,7 @@
 #include "bm_bot.h"
 #include "bm_config.h"
 #include "bm_curve.h"
+#include "bm_settings.h"
 #include "bm_log.h"
 
 #include <ctype.h>
@@ -283,6 +284,7 @@ main (int argc, char *argv [])
     bm_worker_block_signals ();
     if (bm_log_init ("worker"))
         return 2;
+    bm_settings_warn_foreign ();
 
     bm_worker_config_t config;
     memset (&config, 0, sizeof config);

@@ -1,0 +1,20 @@
+/*  bm_common_selftest.c - runs the self-tests of the common classes.
+
+        bm_common_selftest [--test NAME] [-v]
+
+    CTest runs one entry per class.  */
+#include "bm_redis_url.h"
+#include "bm_selftest.h"
+#include "bm_settings.h"
+
+static const bm_selftest_t s_tests [] = {
+    { "settings",  bm_settings_test },
+    { "redis_url", bm_redis_url_test },
+    { NULL, NULL }
+};
+
+int
+main (int argc, char *argv [])
+{
+    return bm_selftest_main ("bm_common_selftest", s_tests, argc, argv);
+}
