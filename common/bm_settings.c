@@ -148,10 +148,27 @@ s_range_text (const bm_setting_t *row, char *buf, size_t size)
 void
 bm_settings_help (const bm_setting_t *table, FILE *out)
 {
+    const int indent = 29, width = 100;
     for (const bm_setting_t *row = table; row->name; row++) {
-        char def [256], range [64];
-        fprintf (out, "  %-26s %s [%s%s]\n", row->name, row->help,
-                 s_default_text (row, def, sizeof def), s_range_text (row, range, sizeof range));
+        char def [256], range [64], text [1024];
+        s_default_text (row, def, sizeof def);
+        s_range_text (row, range, sizeof range);
+        snprintf (text, sizeof text, "%s [%s%s]", row->help, def, *def ? range : range + (*range ? 2 : 0));
+        int column = fprintf (out, "  %-26s", row->name);
+        //  Words, wrapped under the first help column.
+        for (const char *p = text; *p; ) {
+            p += strspn (p, " ");
+            size_t len = strcspn (p, " ");
+            if (!len)
+                break;
+            if (column > indent && column + 1 + (int) len > width)
+                column = fprintf (out, "\n%*s", indent, "") - 1;
+            else
+                column += fprintf (out, " ");
+            column += fprintf (out, "%.*s", (int) len, p);
+            p += len;
+        }
+        fputc ('\n', out);
     }
 }
 
@@ -165,6 +182,17 @@ bm_settings_print_env (const bm_setting_t *table, FILE *out)
                  *range ? range + 2 : "", *range ? ")" : "",
                  row->name, s_default_text (row, def, sizeof def));
     }
+}
+
+bool
+bm_settings_print_env_flag (int argc, char *argv [], const bm_setting_t *table)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp (argv [i], "--print-env")) {
+            bm_settings_print_env (table, stdout);
+            return true;
+        }
+    return false;
 }
 
 //  --------------------------------------------------------------------------

@@ -103,11 +103,16 @@ int bm_settings_load (const bm_setting_t *table, void *config);
 int bm_setting_parse (const bm_setting_t *row, const char *text, void *config,
                       char *error, size_t error_size);
 
-//  Write the table as --help lines: "  NAME  help [default]".
+//  Write the table as --help lines: "  NAME  help [default; range]",
+//  wrapped at 100 columns.
 void bm_settings_help (const bm_setting_t *table, FILE *out);
 
 //  Write the table as env.example lines: "# help (range)" then "NAME=default".
 void bm_settings_print_env (const bm_setting_t *table, FILE *out);
+
+//  When argv holds --print-env: write the table as env.example lines to
+//  stdout and return true (the caller exits 0).  Otherwise false.
+bool bm_settings_print_env_flag (int argc, char *argv [], const bm_setting_t *table);
 
 //  The row of a variable, or NULL.
 const bm_setting_t *bm_settings_find (const bm_setting_t *table, const char *name);

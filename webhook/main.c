@@ -47,13 +47,17 @@ s_usage (FILE *out)
 "\n"
 "Flags:\n"
 "  --port N        overrides WEBHOOK_MANAGER_PORT\n"
+"  --print-env     the variables with their defaults, as env.example lines\n"
 "  --help          this text\n"
-"\n%s", wh_config_help);
+"\n");
+    wh_config_help (out);
 }
 
 int
 main (int argc, char *argv [])
 {
+    if (bm_settings_print_env_flag (argc, argv, wh_settings))
+        return 0;
     const char *port_flag;
     int rc = bm_http_args (argc, argv, "webhook", s_usage, &port_flag);
     if (rc >= 0)

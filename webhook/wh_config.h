@@ -5,14 +5,17 @@
 #ifndef WH_CONFIG_H
 #define WH_CONFIG_H
 
+#include "bm_settings.h"
 #include "wh_backoff.h"
 #include <curl/curl.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct {
     //  Broker
     const char *broker_endpoint;    //  BROKER_ENDPOINT
+    const char *name_text;          //  WEBHOOK_NAME as set, or NULL
     char name [128];                //  WEBHOOK_NAME, default webhook-<host>-<pid>
     int64_t credit;                 //  WEBHOOK_CONCURRENCY: deliveries held at once
     int64_t heartbeat_ms;           //  HEARTBEAT_INTERVAL_MS
@@ -22,6 +25,7 @@ typedef struct {
     int64_t max_retries;            //  WEBHOOK_MAX_RETRIES: attempts = 1 + retries
     int64_t retry_delay_ms;         //  WEBHOOK_RETRY_DELAY: backoff base
     int64_t max_delay_ms;           //  WEBHOOK_MAX_DELAY: backoff and Retry-After cap
+    const char *jitter_name;        //  WEBHOOK_JITTER as set
     wh_jitter_t jitter;             //  WEBHOOK_JITTER
     int64_t timeout_ms;             //  WEBHOOK_TIMEOUT_MS: one attempt, all included
     int64_t connect_timeout_ms;     //  WEBHOOK_CONNECT_TIMEOUT_MS
@@ -29,6 +33,7 @@ typedef struct {
     bool allow_private;             //  WEBHOOK_ALLOW_PRIVATE
     const char *allowed_hosts;      //  WEBHOOK_ALLOWED_HOSTS
     const char *ca_file;            //  WEBHOOK_CA_FILE, NULL: the system's CAs
+    const char *connect_to_text;    //  WEBHOOK_CONNECT_TO as set
     struct curl_slist *connect_to;  //  WEBHOOK_CONNECT_TO, as curl's CONNECT_TO
                                     //  list, NULL: none (lives as long as
                                     //  the process)
@@ -47,7 +52,9 @@ int wh_config_load (wh_config_t *config);
 //  Free what load allocated (the CONNECT_TO list).
 void wh_config_free (wh_config_t *config);
 
-//  The --help text's list of variables.
-extern const char *wh_config_help;
+//  The manager's settings table (bm_settings.h), and the --help text's
+//  list of variables written from it.
+extern const bm_setting_t wh_settings [];
+void wh_config_help (FILE *out);
 
 #endif

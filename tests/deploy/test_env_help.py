@@ -55,6 +55,31 @@ def run_help(args):
     return p.returncode, p.stdout + p.stderr
 
 
+def check_print_env(b, path, env):
+    """A binary whose settings are a table prints them with --print-env as
+    env.example lines: each is in env.example, tagged for it, with the same
+    default (an empty or commented-out line in env.example means "unset":
+    the default is then the table's)."""
+    p = subprocess.run([path, "--print-env"], capture_output=True, text=True, timeout=20)
+    lines = [l for l in p.stdout.splitlines() if l and not l.startswith("#")]
+    if p.returncode != 0 or not lines or not all("=" in l for l in lines):
+        log("%s has no --print-env yet" % b)
+        return
+    table = dict(l.split("=", 1) for l in lines)
+    tag = b.split("-", 1)[1]
+    missing = sorted(n for n in table if n not in env or tag not in env[n].users)
+    check(not missing, "%s --print-env: its %d variables are in env.example, tagged [%s]"
+          % (b, len(table), tag), missing)
+    # BROKER_ENDPOINT: env.example gives the broker's bind address
+    # (tcp://*:5555); a service that connects reads "*" as this host.
+    same = lambda n, v: env[n].default == v or (
+        n == "BROKER_ENDPOINT" and env[n].default.replace("*", "127.0.0.1") == v)
+    differ = sorted("%s: table %r, env.example %r" % (n, v, env[n].default)
+                    for n, v in table.items()
+                    if n in env and env[n].default and not env[n].commented and not same(n, v))
+    check(not differ, "%s --print-env: the same defaults as env.example" % b, differ)
+
+
 def test():
     env, problems = d.parse_env_example()
     check(not problems, "env.example parses cleanly", problems)
@@ -94,6 +119,7 @@ def test():
         check(not unknown, "every variable %s --help names is in env.example" % b, unknown)
         wrong = sorted(n for n in named if n in env and tag not in env[n].users)
         check(not wrong, "env.example tags those variables with [%s]" % tag, wrong)
+        check_print_env(b, path, env)
     log("%d of %d binaries built and checked" % (built, len(d.BINARIES)))
 
 
