@@ -4,12 +4,40 @@
 #include "bm_config.h"
 #include "bm_http_util.h"
 #include "bm_log.h"
+#include "bm_settings.h"
 
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+//  The server's settings (the failure mode's MOCK_* variables are read by
+//  mk_mode_from_env: POST /mode changes them at run time).
+typedef struct {
+    int64_t port, threads, keep_alive_ms, max_records, max_stored, max_body;
+    int64_t tolerance_s, timeout_delay_ms;
+    const char *listen_addr, *secret, *webhook_secret;
+} s_settings_t;
+
+#define ROW_INT(n, f, d, lo, hi, h) BM_SETTING_INT (n, s_settings_t, f, d, lo, hi, h)
+static const bm_setting_t s_settings [] = {
+    ROW_INT ("MOCK_WEBHOOK_PORT", port, 5000, 0, 65535, "port (0 picks a free one, printed at start)"),
+    BM_SETTING_STR ("MOCK_LISTEN_ADDR", s_settings_t, listen_addr, "0.0.0.0", 64, "IPv4 address to bind"),
+    ROW_INT ("MOCK_THREADS", threads, 64, 1, 4096, "HTTP threads = connections served at once"),
+    ROW_INT ("MOCK_KEEPALIVE_MS", keep_alive_ms, 500, 0, 3600000, "idle keep-alive timeout, 0 = no keep-alive"),
+    ROW_INT ("MOCK_MAX_RECORDS", max_records, 100000, 1, 100000000, "deliveries kept in memory"),
+    ROW_INT ("MOCK_MAX_BODY_STORED", max_stored, 16384, 0, 67108864, "body bytes kept per delivery"),
+    ROW_INT ("MOCK_MAX_BODY", max_body, 8388608, 1, 1073741824, "largest request body accepted, else 413"),
+    BM_SETTING_STR ("MOCK_WEBHOOK_SECRET", s_settings_t, secret, NULL, 0,
+                    "secret to check signatures with (empty: WEBHOOK_SECRET; neither: unchecked)"),
+    BM_SETTING_STR ("WEBHOOK_SECRET", s_settings_t, webhook_secret, NULL, 0,
+                    "the webhook manager's signing secret, used when MOCK_WEBHOOK_SECRET is empty"),
+    ROW_INT ("MOCK_SIGNATURE_TOLERANCE_S", tolerance_s, 300, 0, 100000000,
+             "accepted webhook-timestamp skew in seconds"),
+    ROW_INT ("MOCK_TIMEOUT_DELAY_MS", timeout_delay_ms, 30000, 0, 3600000, "how long POST /test/timeout waits"),
+    BM_SETTINGS_END
+};
 
 static void
 s_usage (FILE *out)
@@ -33,65 +61,50 @@ s_usage (FILE *out)
 "Flags:\n"
 "  --port N                 overrides MOCK_WEBHOOK_PORT\n"
 "  --help                   this text\n"
+"  --print-env              the variables with their defaults, as env.example lines\n"
 "\n"
-"Environment:\n"
-"  MOCK_WEBHOOK_PORT        port (default 5000; 0 picks a free one, printed at start)\n"
-"  MOCK_LISTEN_ADDR         IPv4 address to bind (default 0.0.0.0)\n"
-"  MOCK_THREADS             HTTP threads = connections served at once (default 64)\n"
-"  MOCK_KEEPALIVE_MS        idle keep-alive timeout, 0 = no keep-alive (default 500)\n"
-"  MOCK_MAX_RECORDS         deliveries kept in memory (default 100000)\n"
-"  MOCK_MAX_BODY_STORED     body bytes kept per delivery (default 16384)\n"
-"  MOCK_MAX_BODY            largest request body accepted, else 413 (default 8388608)\n"
-"  MOCK_WEBHOOK_SECRET      secret to check signatures with (else WEBHOOK_SECRET; none: unchecked)\n"
-"  MOCK_SIGNATURE_TOLERANCE_S  accepted webhook-timestamp skew in seconds (default 300)\n"
-"  MOCK_TIMEOUT_DELAY_MS    how long POST /test/timeout waits (default 30000)\n"
-"  MOCK_FAIL_RATE           0..1, fraction answered with MOCK_FAIL_STATUS (default 0)\n"
-"  MOCK_FAIL_STATUS         failure status (default 503)\n"
-"  MOCK_SUCCESS_STATUS      success status (default 200)\n"
-"  MOCK_DELAY_MS            wait before answering every delivery (default 0)\n"
-"  MOCK_FAIL_FIRST          the first N arrivals of each delivery (by webhook-id, else\n"
-"                           jobId; neither: one global count) fail (default 0)\n"
-"  MOCK_RETRY_AFTER         Retry-After value sent with failures (seconds or HTTP-date)\n"
-"  MOCK_DROP_RATE           0..1, fraction closed without an answer (default 0)\n"
-"  LOG_LEVEL                debug, info, warn, error (default info)\n");
+"Environment (defaults in brackets):\n");
+    bm_settings_help (s_settings, out);
+    fprintf (out,
+"  MOCK_FAIL_RATE             0..1, fraction answered with MOCK_FAIL_STATUS [0]\n"
+"  MOCK_FAIL_STATUS           failure status [503]\n"
+"  MOCK_SUCCESS_STATUS        success status [200]\n"
+"  MOCK_DELAY_MS              wait before answering every delivery [0]\n"
+"  MOCK_FAIL_FIRST            the first N arrivals of each delivery (by webhook-id, else\n"
+"                             jobId; neither: one global count) fail [0]\n"
+"  MOCK_RETRY_AFTER           Retry-After value sent with failures (seconds or HTTP-date) []\n"
+"  MOCK_DROP_RATE             0..1, fraction closed without an answer [0]\n"
+"  LOG_LEVEL                  debug, info, warn, error [info]\n");
 }
 
 int
 main (int argc, char *argv [])
 {
+    if (bm_settings_print_env_flag (argc, argv, s_settings))
+        return 0;
     const char *port_flag;
     int rc = bm_http_args (argc, argv, "mock", s_usage, &port_flag);
     if (rc >= 0)
         return rc;
+    s_settings_t settings;
+    if (bm_settings_load (s_settings, &settings)
+    ||  bm_http_port_flag (port_flag, &settings.port))
+        return 1;
     mk_config_t config;
     memset (&config, 0, sizeof config);
-    int64_t port, threads, keep_alive, max_records, max_stored, max_body, tolerance, timeout_delay;
-    if (bm_env_int ("MOCK_WEBHOOK_PORT", 5000, 0, 65535, &port)
-    ||  bm_env_int ("MOCK_THREADS", 64, 1, 4096, &threads)
-    ||  bm_env_int ("MOCK_KEEPALIVE_MS", 500, 0, 3600000, &keep_alive)
-    ||  bm_env_int ("MOCK_MAX_RECORDS", 100000, 1, 100000000, &max_records)
-    ||  bm_env_int ("MOCK_MAX_BODY_STORED", 16384, 0, 64 * 1024 * 1024, &max_stored)
-    ||  bm_env_int ("MOCK_MAX_BODY", 8 * 1024 * 1024, 1, 1024 * 1024 * 1024, &max_body)
-    ||  bm_env_int ("MOCK_SIGNATURE_TOLERANCE_S", 300, 0, 100000000, &tolerance)
-    ||  bm_env_int ("MOCK_TIMEOUT_DELAY_MS", 30000, 0, 3600000, &timeout_delay))
-        return 1;
-    if (bm_http_port_flag (port_flag, &port))
-        return 1;
     mk_mode_defaults (&config.mode);
     if (mk_mode_from_env (&config.mode))
         return 1;
-    config.listen_addr = bm_env_str ("MOCK_LISTEN_ADDR", "0.0.0.0");
-    config.port = (int) port;
-    config.threads = (int) threads;
-    config.keep_alive_ms = (int) keep_alive;
-    config.max_records = (size_t) max_records;
-    config.max_body_stored = (size_t) max_stored;
-    config.max_request = (size_t) max_body;
-    config.tolerance_s = tolerance;
-    config.timeout_delay_ms = timeout_delay;
-    config.secret = bm_env_str ("MOCK_WEBHOOK_SECRET", NULL);
-    if (!config.secret || !*config.secret)
-        config.secret = bm_env_str ("WEBHOOK_SECRET", NULL);
+    config.listen_addr = settings.listen_addr;
+    config.port = (int) settings.port;
+    config.threads = (int) settings.threads;
+    config.keep_alive_ms = (int) settings.keep_alive_ms;
+    config.max_records = (size_t) settings.max_records;
+    config.max_body_stored = (size_t) settings.max_stored;
+    config.max_request = (size_t) settings.max_body;
+    config.tolerance_s = settings.tolerance_s;
+    config.timeout_delay_ms = settings.timeout_delay_ms;
+    config.secret = settings.secret ? settings.secret : settings.webhook_secret;
 
     //  Block the signals before any thread starts, so that every civetweb
     //  thread inherits the mask and only sigwait below receives them.
