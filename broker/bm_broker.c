@@ -5,6 +5,7 @@
     = unlink everywhere.  Everything runs on one zloop: no locks.  */
 #include "bm_broker.h"
 #include "bm_heap.h"
+#include "bm_rank.h"
 #include "bm_store.h"
 #include "bm_config.h"
 #include "bm_curve.h"
@@ -85,6 +86,7 @@ struct _service_t {
     int64_t usage;              //  Permits held
     int64_t max_queue;          //  Queue bound
     bm_heap_t *queue;           //  Queued jobs
+    bm_rank_t *rank;            //  Queued jobs per priority (ACCEPTED position)
     zlistx_t *workers;          //  Workers serving it (not owned)
     bool configured;            //  A limit was configured
     int64_t confirming;         //  SUBMITs waiting for Redis (count in the bound)
@@ -845,6 +847,7 @@ s_service_destroy (service_t **self_p)
         service_t *service = *self_p;
         free (service->name);
         bm_heap_destroy (&service->queue);
+        bm_rank_destroy (&service->rank);
         zlistx_destroy (&service->workers);
         free (service);
         *self_p = NULL;
@@ -871,6 +874,11 @@ s_service_require (bm_broker_t *self, const char *name)
     service->limit = self->config.default_limit;
     service->max_queue = self->config.max_queue;
     service->queue = bm_heap_new (s_job_queue_less, s_job_queue_index);
+    service->rank = bm_rank_new ();
+    if (!service->rank) {
+        zsys_error ("broker: out of memory creating the queue of %s", name);
+        abort ();
+    }
     service->workers = zlistx_new ();
     service->m_queue = bm_metric_series (self->mf_queue, name);
     service->m_usage = bm_metric_series (self->mf_usage, name);
@@ -902,6 +910,50 @@ s_service_waiting_for_permit (service_t *service)
     }
     int64_t queued = (int64_t) bm_heap_size (service->queue);
     return queued < free_credit ? queued : free_credit;
+}
+
+//  The queue and its per-priority counts change together.
+static void
+s_queue_push (service_t *service, job_t *job)
+{
+    bm_heap_push (service->queue, job);
+    if (bm_rank_add (service->rank, job->priority))
+        zsys_error ("broker: out of memory counting the queue of %s", service->name);
+}
+
+static job_t *
+s_queue_pop (service_t *service)
+{
+    job_t *job = (job_t *) bm_heap_pop (service->queue);
+    if (job)
+        bm_rank_remove (service->rank, job->priority);
+    return job;
+}
+
+//  Take a job out of its queue, if it is in it.
+static void
+s_queue_remove (service_t *service, job_t *job)
+{
+    if (job->queue_index != SIZE_MAX) {
+        bm_heap_remove (service->queue, job->queue_index);
+        bm_rank_remove (service->rank, job->priority);
+    }
+}
+
+//  A queued job's place in its queue, 1 = next: the jobs of a lower
+//  priority number plus those of its own priority submitted before it.
+//  A scan of the queue: for RETRY, not for every SUBMIT.
+static int64_t
+s_queue_position (service_t *service, const job_t *job)
+{
+    int64_t ahead = job->priority > 0 ? bm_rank_upto (service->rank, job->priority - 1) : 0;
+    size_t size = bm_heap_size (service->queue);
+    for (size_t i = 0; i < size; i++) {
+        const job_t *other = (const job_t *) bm_heap_at (service->queue, i);
+        if (other->priority == job->priority && other->seq < job->seq)
+            ahead++;
+    }
+    return ahead + 1;
 }
 
 //  --------------------------------------------------------------------------
@@ -957,7 +1009,7 @@ s_job_start (bm_broker_t *self, job_t *job, worker_t *worker)
         s_job_unassign (self, job);
         job->attempts--;
         job->state = JOB_QUEUED;
-        bm_heap_push (service->queue, job);
+        s_queue_push (service, job);
         return;
     }
     bm_series_observe (service->m_wait, (now - job->queued_mono) / 1000.0);
@@ -997,7 +1049,7 @@ s_dispatch (bm_broker_t *self, service_t *service)
         worker_t *worker = s_pick_worker (service);
         if (!worker)
             break;
-        job_t *job = (job_t *) bm_heap_pop (service->queue);
+        job_t *job = s_queue_pop (service);
         s_job_start (self, job, worker);
     }
     s_service_gauges (service);
@@ -1019,7 +1071,7 @@ s_job_enqueue (bm_broker_t *self, job_t *job)
     job->state = JOB_QUEUED;
     job->worker = NULL;
     job->queued_mono = bm_mono_ms ();
-    bm_heap_push (job->service->queue, job);
+    s_queue_push (job->service, job);
 }
 
 //  Take a running job off its worker: slot, permit and deadline.
@@ -1220,8 +1272,7 @@ s_job_delete (bm_broker_t *self, job_t *job)
         zlistx_delete (self->recent, job->recent_handle);
     if (job->finished_handle)
         zlistx_delete (self->finished, job->finished_handle);
-    if (job->queue_index != SIZE_MAX)
-        bm_heap_remove (job->service->queue, job->queue_index);
+    s_queue_remove (job->service, job);
     if (job->deadline_index != SIZE_MAX)
         bm_heap_remove (self->deadlines, job->deadline_index);
     if (job->idem_key) {
@@ -1309,8 +1360,7 @@ static void
 s_job_finish (bm_broker_t *self, job_t *job, job_state_t state,
               const char *code, const char *message)
 {
-    if (job->queue_index != SIZE_MAX)
-        bm_heap_remove (job->service->queue, job->queue_index);
+    s_queue_remove (job->service, job);
     worker_t *worker = job->worker;
     s_job_unassign (self, job);
     job->state = state;
@@ -1798,22 +1848,28 @@ s_pending_reject (s_pending_t *pending, const char *code, const char *message)
     s_body_free (&body);
 }
 
+//  Frame 2: {req?, jobId, duplicate, position?}; position is left out
+//  when 0 (duplicates, REDELIVER).
 static void
 s_send_accepted (bm_broker_t *self, zframe_t *identity, s_pending_t *pending,
-                 const msgpack_object *request, const char *id, bool duplicate)
+                 const msgpack_object *request, const char *id, bool duplicate,
+                 int64_t position)
 {
     s_body_t body;
     s_body_init (&body);
+    int keys = 2 + (position > 0);
     if (pending) {
-        msgpack_pack_map (&body.pk, 2 + pending->has_req);
+        msgpack_pack_map (&body.pk, keys + pending->has_req);
         s_pack_pending_req (&body.pk, pending);
     }
     else {
-        msgpack_pack_map (&body.pk, 2 + s_req_count (request));
+        msgpack_pack_map (&body.pk, keys + s_req_count (request));
         s_pack_req (&body.pk, request);
     }
     bm_pack_kv_str (&body.pk, "jobId", id);
     bm_pack_kv_bool (&body.pk, "duplicate", duplicate);
+    if (position > 0)
+        bm_pack_kv_int (&body.pk, "position", position);
     s_send_client (self, identity, BM_ACCEPTED, &body);
     s_body_free (&body);
 }
@@ -1853,8 +1909,10 @@ s_on_submit_durable (redisReply *reply, void *arg)
         return;
     }
     job->durable = true;
-    s_send_accepted (self, pending->identity, pending, NULL, job->id, false);
     s_job_enqueue (self, job);
+    //  The newest of its priority: every queued job at or before it is ahead.
+    int64_t position = bm_rank_upto (job->service->rank, job->priority);
+    s_send_accepted (self, pending->identity, pending, NULL, job->id, false, position);
     s_dispatch (self, job->service);
     s_pending_destroy (&pending);
 }
@@ -1892,7 +1950,7 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
     char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
     const char *str;
     size_t len;
-    int64_t priority = 0, timeout_ms = self->config.job_timeout_ms;
+    int64_t priority = BM_DEFAULT_PRIORITY, timeout_ms = self->config.job_timeout_ms;
     int64_t max_attempts = self->config.job_max_attempts;
     bool notify = false;
     const msgpack_object *o;
@@ -1970,7 +2028,7 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
         if (entry && entry->expires > bm_now_ms ()) {
             job_t *first = (job_t *) zhashx_lookup (self->jobs, entry->job_id);
             if (!first || first->durable) {
-                s_send_accepted (self, identity, NULL, body, entry->job_id, true);
+                s_send_accepted (self, identity, NULL, body, entry->job_id, true, 0);
                 return;
             }
         }
@@ -2236,7 +2294,8 @@ s_client_act (bm_broker_t *self, zframe_t *identity, s_pending_t *pending,
             s_job_enqueue (self, job);
             self->retried++;
             s_persist_full (self, job, true, NULL, NULL);
-            s_send_accepted (self, identity, pending, request, job->id, false);
+            s_send_accepted (self, identity, pending, request, job->id, false,
+                             s_queue_position (job->service, job));
             s_dispatch (self, job->service);
         }
     }
@@ -2247,7 +2306,7 @@ s_client_act (bm_broker_t *self, zframe_t *identity, s_pending_t *pending,
         else {
             s_webhook_create (self, job);
             s_persist_terminal (self, job);     //  Its delivery count changed
-            s_send_accepted (self, identity, pending, request, job->id, false);
+            s_send_accepted (self, identity, pending, request, job->id, false, 0);
         }
     }
     #undef REJECT
@@ -2953,13 +3012,13 @@ s_setup_metrics (bm_broker_t *self)
     self->mf_duration = bm_metrics_histogram (m, "bot_execution_duration_seconds",
         "Run time of completed bot executions", "bot_type", duration_buckets,
         sizeof duration_buckets / sizeof duration_buckets [0]);
-    self->mf_queue = bm_metrics_gauge (m, "queue_size", "Jobs waiting in the queue", "bot_type");
+    self->mf_queue = bm_metrics_gauge (m, "queue_size", "Jobs waiting in the queue", "queue_name");
     self->mf_usage = bm_metrics_gauge (m, "semaphore_usage",
-        "Permits of the bot type's semaphore in use (jobs running)", "bot_type");
+        "Permits of the bot type's semaphore in use (jobs running)", "semaphore_name");
     self->mf_waiting = bm_metrics_gauge (m, "semaphore_waiting",
-        "Queued jobs that have a worker with credit but wait for a permit", "bot_type");
+        "Queued jobs that have a worker with credit but wait for a permit", "semaphore_name");
     self->mf_limit = bm_metrics_gauge (m, "semaphore_limit",
-        "Size of the bot type's semaphore (MAX_<TYPE>_BOTS)", "bot_type");
+        "Size of the bot type's semaphore (MAX_<TYPE>_BOTS)", "semaphore_name");
     self->mf_submitted = bm_metrics_counter (m, "broker_jobs_submitted_total",
         "Jobs accepted for submission", "bot_type");
     self->mf_rejected = bm_metrics_counter (m, "broker_jobs_rejected_total",

@@ -55,6 +55,8 @@
 #define BM_MAX_ID_LEN           128
 #define BM_MAX_URL_LEN          2048
 #define BM_MAX_PRIORITY         2097152     //  BullMQ's own limit
+#define BM_DEFAULT_PRIORITY     3           //  A SUBMIT without priority: the
+                                            //  original system's default, behind 0-2
 //  Containers a payload or result may nest: msgpack-c decodes at most 32
 //  levels, and a REPLY wraps a result two levels deeper (body, job).
 #define BM_MAX_NESTING          30

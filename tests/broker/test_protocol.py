@@ -61,7 +61,12 @@ def test():
         h.check(cmd == h.REPLY and [j["jobId"] for j in r["jobs"]] == list(reversed(ids)),
                 "LIST filters by type, newest first", r)
         cmd, r = c.request(h.METRICS)
-        h.check("queue_size{bot_type=\"python\"} 3" in r["text"], "METRICS shows queue_size 3 for python")
+        h.check("queue_size{queue_name=\"python\"} 3" in r["text"], "METRICS shows queue_size 3 for python")
+        for name in ("semaphore_usage", "semaphore_waiting"):
+            h.check("%s{semaphore_name=\"python\"} 0" % name in r["text"],
+                    "METRICS labels %s by semaphore_name" % name)
+        h.check("semaphore_limit{semaphore_name=\"python\"} 5" in r["text"],
+                "METRICS labels semaphore_limit by semaphore_name (MAX_PYTHON_BOTS 5)")
 
         # Hostile frames: every one answered or dropped, the broker stays up.
         raw = zmq.Context.instance().socket(zmq.DEALER)

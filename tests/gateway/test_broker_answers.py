@@ -17,7 +17,7 @@ RECORD = {"jobId": "j-1", "botType": "python", "state": "completed", "priority":
           "webhook": {"state": "retrying", "attempts": 2, "lastStatus": 500,
                       "lastError": "HTTP 500", "nextAttemptAt": T0 + 5000}}
 BROKER_METRICS = ("# HELP queue_size Jobs waiting per bot type\n# TYPE queue_size gauge\n"
-                  'queue_size{bot_type="python"} 3\n')
+                  'queue_size{queue_name="python"} 3\n')
 state = {"redis": True, "metrics": True}
 
 
@@ -183,7 +183,7 @@ def run(u, fake):
     r = curl(u + "/metrics", show=False)
     check(r.status == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4"),
           "/metrics content type", r.headers)
-    check('queue_size{bot_type="python"} 3' in r.body, "broker metrics appended", r.body[-300:])
+    check('queue_size{queue_name="python"} 3' in r.body, "broker metrics appended", r.body[-300:])
     check(re.search(r'gateway_http_requests_total\{route="/invoke",code="202"\} [1-9]', r.body),
           "requests counted by route and code", r.body[:2000])
     check(re.search(r'gateway_invoke_rejected_total\{reason="queue_full"\} 1', r.body),

@@ -144,9 +144,9 @@ def test():
         failed = query('bot_executions_total{job="broker",bot_type="python",status="failed"}')
         check(failed and float(failed[0]["value"][1]) == 1, "bot_executions_total{python,failed} = 1", failed)
         usage = wait_until(lambda: query('semaphore_usage{job="broker"}'), 10, "semaphore_usage samples", interval=0.25)
-        types = {r["metric"]["bot_type"] for r in usage}
+        types = {r["metric"]["semaphore_name"] for r in usage}
         check({"python", "node", "java"} <= types, "semaphore_usage for python, node, java", types)
-        limit = query('semaphore_limit{job="broker",bot_type="python"}')
+        limit = query('semaphore_limit{job="broker",semaphore_name="python"}')
         check(limit and float(limit[0]["value"][1]) == 5, "semaphore_limit{python} = 5", limit)
 
         if webhooks:
