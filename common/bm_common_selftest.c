@@ -3,6 +3,7 @@
         bm_common_selftest [--test NAME] [-v]
 
     CTest runs one entry per class.  */
+#include "bm_codec.h"
 #include "bm_redis_url.h"
 #include "bm_selftest.h"
 #include "bm_settings.h"
@@ -10,6 +11,7 @@
 static const bm_selftest_t s_tests [] = {
     { "settings",  bm_settings_test },
     { "redis_url", bm_redis_url_test },
+    { "codec",     bm_codec_test },
     { NULL, NULL }
 };
 

@@ -8,6 +8,8 @@
 #ifndef BM_JSON_H
 #define BM_JSON_H
 
+#include "bm_proto.h"
+
 #include <jansson.h>
 #include <msgpack.h>
 
@@ -23,6 +25,7 @@ json_t *bm_json_from_msgpack (const msgpack_object *obj, int max_depth);
 int bm_json_text_to_msgpack (const char *text, size_t len, char **data, size_t *size,
                              char *error, size_t error_size);
 
-#define BM_JSON_MAX_DEPTH 30    //  = BM_MAX_NESTING: what a REPLY can still carry
+//  Containers a payload or result may nest (what a REPLY can still carry).
+#define BM_JSON_MAX_DEPTH BM_MAX_NESTING
 
 #endif

@@ -227,6 +227,12 @@ bm_msg_parse (bm_msg_t *self, const void *header, size_t header_size,
         free (self->data);
         self->capacity = body_size < 4096 ? 4096 : body_size;
         self->data = (char *) malloc (self->capacity);
+        if (!self->data) {
+            self->capacity = 0;
+            s_fail (code, "bad_frame", reason, reason_size,
+                    "no memory for frame 2 of this size");
+            return -1;
+        }
     }
     memcpy (self->data, body, body_size);
     self->size = body_size;
@@ -544,4 +550,68 @@ bm_valid_url (const char *str, size_t len)
         if ((unsigned char) str [i] <= 0x20 || (unsigned char) str [i] == 0x7f)
             return false;
     return true;
+}
+
+//  --------------------------------------------------------------------------
+//  A body being built
+
+//  msgpack-c ignores what its write callback returns: remember a failure.
+static int
+s_packer_write (void *data, const char *buf, size_t len)
+{
+    bm_packer_t *self = (bm_packer_t *) data;
+    if (msgpack_sbuffer_write (&self->sbuf, buf, len)) {
+        self->failed = true;
+        return -1;
+    }
+    return 0;
+}
+
+void
+bm_packer_init (bm_packer_t *self)
+{
+    msgpack_sbuffer_init (&self->sbuf);
+    msgpack_packer_init (&self->pk, self, s_packer_write);
+    self->failed = false;
+}
+
+void
+bm_packer_reset (bm_packer_t *self)
+{
+    self->sbuf.size = 0;
+    self->failed = false;
+}
+
+bool
+bm_packer_failed (const bm_packer_t *self)
+{
+    return self->failed;
+}
+
+void
+bm_packer_write_raw (bm_packer_t *self, const char *data, size_t size)
+{
+    if (size)
+        s_packer_write (self, data, size);
+}
+
+void
+bm_packer_destroy (bm_packer_t *self)
+{
+    msgpack_sbuffer_destroy (&self->sbuf);
+    msgpack_sbuffer_init (&self->sbuf);
+}
+
+char *
+bm_packer_detach (bm_packer_t *self, size_t *size)
+{
+    char *data = NULL;
+    *size = 0;
+    if (!self->failed) {
+        *size = self->sbuf.size;
+        data = msgpack_sbuffer_release (&self->sbuf);
+    }
+    bm_packer_destroy (self);
+    self->failed = false;
+    return data;
 }

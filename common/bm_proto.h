@@ -48,15 +48,34 @@
 #define BM_RELEASE          0x08
 #define BM_NACK             0x09
 
-//  Defaults for the limits of protocol.md section 2.
+//  The limits of docs/protocol.md, each named once.  Every component reads
+//  them from here; a range a variable accepts (JOB_TIMEOUT_MS...) is
+//  written with these names too.
+//  Frames (section 2); MAX_FRAME_BYTES and MAX_PAYLOAD_BYTES default to:
 #define BM_MAX_FRAME_BYTES      (2 * 1024 * 1024)
 #define BM_MAX_PAYLOAD_BYTES    (1024 * 1024)
-#define BM_MAX_BOT_TYPE_LEN     32
-#define BM_MAX_ID_LEN           128
-#define BM_MAX_URL_LEN          2048
-#define BM_MAX_PRIORITY         2097152     //  BullMQ's own limit
+//  A day in ms: the longest job timeout, and the idempotency window's
+//  default (IDEMPOTENCY_TTL_MS).
+#define BM_DAY_MS               86400000LL
+//  Fields (sections 2, 4, 5):
+#define BM_MAX_BOT_TYPE_LEN     32          //  botType: [a-z0-9_-]{1,32}
+#define BM_MAX_ID_LEN           128         //  jobId, idempotencyKey, worker name
+#define BM_MAX_URL_LEN          2048        //  webhookUrl
+#define BM_MAX_PRIORITY         2097152     //  BullMQ's own limit; 0 runs first
 #define BM_DEFAULT_PRIORITY     3           //  A SUBMIT without priority: the
                                             //  original system's default, behind 0-2
+#define BM_MAX_TIMEOUT_MS       BM_DAY_MS   //  timeoutMs: 1 ms .. one day
+#define BM_MAX_ATTEMPTS         100         //  maxAttempts: 1..100
+#define BM_MAX_PROGRESS         100         //  progress: 0..100 (per cent)
+#define BM_MAX_WORKER_TYPES     16          //  READY types: 1..16
+#define BM_MAX_CREDIT           1000000     //  READY credit: 0..1000000
+#define BM_MAX_ERROR_CODE_LEN   63          //  DONE error.code: longer reads as bot_failed
+#define BM_MAX_ERROR_MESSAGE_LEN 4095       //  DONE error.message: cut beyond
+#define BM_MAX_STATE_LEN        15          //  A job state name ("completed")
+//  LIST limit: absent or below 1 reads as the default, above the maximum
+//  as the maximum.
+#define BM_LIST_DEFAULT_LIMIT   50
+#define BM_LIST_MAX_LIMIT       500
 //  Containers a payload or result may nest: msgpack-c decodes at most 32
 //  levels, and a REPLY wraps a result two levels deeper (body, job).
 #define BM_MAX_NESTING          30
@@ -123,6 +142,32 @@ bool bm_obj_strcpy (const msgpack_object *map, const char *key, char *buf, size_
 
 //  How deeply containers nest in obj (a scalar is 0, [] is 1).
 int bm_obj_depth (const msgpack_object *obj);
+
+//  A msgpack body being built: an sbuffer and a packer writing into it.
+//  The packer points at the sbuffer, so the struct must not move once
+//  initialised (keep it on the stack or in its owner).  Writes that find
+//  no memory are dropped by msgpack-c; bm_packer_t checks: see
+//  bm_packer_failed.
+typedef struct {
+    msgpack_sbuffer sbuf;       //  The bytes so far (sbuf.data, sbuf.size)
+    msgpack_packer pk;          //  Packs into sbuf
+    bool failed;                //  A write found no memory
+} bm_packer_t;
+
+//  Start an empty body.
+void bm_packer_init (bm_packer_t *self);
+//  Empty it again, keeping its memory (for a buffer reused per message).
+void bm_packer_reset (bm_packer_t *self);
+//  True if a write since init / reset found no memory: the bytes are
+//  incomplete and must not be sent.
+bool bm_packer_failed (const bm_packer_t *self);
+//  Free its memory.
+void bm_packer_destroy (bm_packer_t *self);
+//  Append bytes that already are msgpack (a payload kept as received).
+void bm_packer_write_raw (bm_packer_t *self, const char *data, size_t size);
+//  Hand the bytes over: returns them (caller frees) and their size in
+//  *size, and leaves the packer empty.  NULL if a write had failed.
+char *bm_packer_detach (bm_packer_t *self, size_t *size);
 
 //  Packing helpers for map entries.
 void bm_pack_str (msgpack_packer *pk, const char *str);

@@ -1,0 +1,203 @@
+/*  bm_codec_worker.c - the worker side's bodies (BMW01): READY, JOB,
+    PROGRESS, DONE, CANCEL / RELEASE, DISCONNECT / HEARTBEAT.  See
+    bm_codec.h and docs/protocol.md section 5.  */
+#include "bm_codec_field.h"
+
+#include <string.h>
+
+//  --------------------------------------------------------------------------
+//  READY
+
+int
+bm_codec_ready_decode (const bm_msg_t *msg, bm_codec_ready_t *self, bm_codec_error_t *error)
+{
+    const msgpack_object *body = bm_field_body (msg);
+    memset (self, 0, sizeof *self);
+    const msgpack_object *types = bm_obj_get (body, "types");
+    if (!types || types->type != MSGPACK_OBJECT_ARRAY || types->via.array.size == 0
+    ||  types->via.array.size > BM_MAX_WORKER_TYPES)
+        return bm_field_fail (error, "types", "READY needs types (1-%d bot types)", BM_MAX_WORKER_TYPES);
+    for (uint32_t i = 0; i < types->via.array.size; i++) {
+        const msgpack_object *t = &types->via.array.ptr [i];
+        if (t->type != MSGPACK_OBJECT_STR || !bm_valid_bot_type (t->via.str.ptr, t->via.str.size))
+            return bm_field_fail (error, "types", "each of types must be 1-%d characters of a-z, 0-9, _ and -",
+                           BM_MAX_BOT_TYPE_LEN);
+        self->types [i] = t->via.str.ptr;
+        self->type_lens [i] = t->via.str.size;
+    }
+    self->type_count = (int) types->via.array.size;
+    if (bm_field_int (body, "credit", 0, BM_MAX_CREDIT, &self->credit, error)
+    ||  bm_field_opt_int (body, "pid", INT64_MIN, INT64_MAX, &self->has_pid, &self->pid, error))
+        return -1;
+    //  A name that is not a valid id is replaced by the broker's own.
+    bm_codec_error_t ignored;
+    if (bm_field_id (body, "name", false, self->name, &ignored))
+        self->name [0] = 0;
+    return 0;
+}
+
+void
+bm_codec_ready_encode (const bm_codec_ready_t *self, bm_packer_t *packer)
+{
+    msgpack_pack_map (&packer->pk, 3 + self->has_pid);
+    bm_pack_kv_str (&packer->pk, "name", self->name);
+    bm_field_pack_key (packer, "types");
+    msgpack_pack_array (&packer->pk, (size_t) self->type_count);
+    for (int i = 0; i < self->type_count; i++)
+        bm_pack_str (&packer->pk, self->types [i]);
+    bm_field_pack_int (packer, "credit", self->credit);
+    if (self->has_pid)
+        bm_field_pack_int (packer, "pid", self->pid);
+}
+
+//  --------------------------------------------------------------------------
+//  JOB, PROGRESS, DONE
+
+int
+bm_codec_job_decode (const bm_msg_t *msg, bm_codec_job_t *self, bm_codec_error_t *error)
+{
+    const msgpack_object *body = bm_field_body (msg);
+    memset (self, 0, sizeof *self);
+    bool has;
+    if (bm_field_id (body, "jobId", true, self->job_id, error)
+    ||  bm_field_bot_type (body, "botType", true, self->bot_type, error)
+    ||  bm_field_int (body, "attempt", 1, INT64_MAX, &self->attempt, error)
+    ||  bm_field_int (body, "timeoutMs", 1, BM_MAX_TIMEOUT_MS, &self->timeout_ms, error)
+    ||  bm_field_opt_int (body, "deadline", 0, INT64_MAX, &has, &self->deadline, error)
+    ||  bm_field_opt_webhook (body, &self->has_webhook, &self->webhook, error))
+        return -1;
+    bm_field_value (msg, "payload", &self->payload);
+    return 0;
+}
+
+void
+bm_codec_job_encode (const bm_codec_job_t *self, bm_packer_t *packer)
+{
+    //  Frame 2: {jobId, botType, payload, attempt, timeoutMs, deadline[, webhook]}
+    msgpack_pack_map (&packer->pk, 5 + (self->deadline > 0) + self->has_webhook);
+    bm_pack_kv_str (&packer->pk, "jobId", self->job_id);
+    bm_pack_kv_str (&packer->pk, "botType", self->bot_type);
+    bm_field_pack_value (packer, "payload", &self->payload);
+    bm_field_pack_int (packer, "attempt", self->attempt);
+    bm_field_pack_int (packer, "timeoutMs", self->timeout_ms);
+    if (self->deadline > 0)
+        bm_field_pack_int (packer, "deadline", self->deadline);
+    if (self->has_webhook) {
+        bm_field_pack_key (packer, "webhook");
+        bm_codec_webhook_encode (&self->webhook, packer);
+    }
+}
+
+int
+bm_codec_progress_decode (const bm_msg_t *msg, bm_codec_progress_t *self,
+                          bm_codec_error_t *error)
+{
+    const msgpack_object *body = bm_field_body (msg);
+    memset (self, 0, sizeof *self);
+    if (bm_field_id (body, "jobId", true, self->job_id, error))
+        return -1;
+    bm_field_progress (body, &self->has_progress, &self->progress);
+    return bm_field_opt_webhook (body, &self->has_webhook, &self->webhook, error);
+}
+
+void
+bm_codec_progress_encode (const bm_codec_progress_t *self, bm_packer_t *packer)
+{
+    msgpack_pack_map (&packer->pk, 1 + self->has_progress + self->has_webhook);
+    bm_pack_kv_str (&packer->pk, "jobId", self->job_id);
+    if (self->has_progress)
+        bm_field_pack_int (packer, "progress", self->progress);
+    if (self->has_webhook) {
+        bm_field_pack_key (packer, "webhook");
+        bm_codec_webhook_encode (&self->webhook, packer);
+    }
+}
+
+int
+bm_codec_done_decode (const bm_msg_t *msg, bm_codec_done_t *self, bm_codec_error_t *error)
+{
+    const msgpack_object *body = bm_field_body (msg);
+    memset (self, 0, sizeof *self);
+    if (bm_field_id (body, "jobId", true, self->job_id, error))
+        return -1;
+    //  A non-boolean ok reads as false: the job fails, it is not lost.
+    bm_obj_bool (body, "ok", &self->ok);
+    bool has;
+    if (bm_field_opt_int (body, "startedAt", 0, INT64_MAX, &has, &self->started_at, error)
+    ||  bm_field_opt_int (body, "finishedAt", 0, INT64_MAX, &has, &self->finished_at, error)
+    ||  bm_field_opt_webhook (body, &self->has_webhook, &self->webhook, error))
+        return -1;
+    bm_field_progress (body, &self->has_progress, &self->progress);
+    bm_field_value (msg, "result", &self->result);
+    self->result_too_deep = self->result.obj && bm_obj_depth (self->result.obj) > BM_MAX_NESTING;
+    bm_field_job_error (self->ok ? NULL : bm_obj_get (body, "error"), &self->error, "the bot failed");
+    return 0;
+}
+
+void
+bm_codec_done_encode (const bm_codec_done_t *self, bm_packer_t *packer)
+{
+    bool result = self->ok && (self->result.obj || self->result.data);
+    msgpack_pack_map (&packer->pk, 3 + (self->started_at > 0) + (self->finished_at > 0)
+                                   + self->has_progress + self->has_webhook
+                                   - (self->ok && !result));
+    bm_pack_kv_str (&packer->pk, "jobId", self->job_id);
+    bm_pack_kv_bool (&packer->pk, "ok", self->ok);
+    if (result)
+        bm_field_pack_value (packer, "result", &self->result);
+    else
+    if (!self->ok) {
+        bm_field_pack_key (packer, "error");
+        bm_field_job_error_encode (&self->error, packer);
+    }
+    if (self->started_at > 0)
+        bm_field_pack_int (packer, "startedAt", self->started_at);
+    if (self->finished_at > 0)
+        bm_field_pack_int (packer, "finishedAt", self->finished_at);
+    if (self->has_progress)
+        bm_field_pack_int (packer, "progress", self->progress);
+    if (self->has_webhook) {
+        bm_field_pack_key (packer, "webhook");
+        bm_codec_webhook_encode (&self->webhook, packer);
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  CANCEL / RELEASE, DISCONNECT / HEARTBEAT
+
+int
+bm_codec_job_notice_decode (const bm_msg_t *msg, bm_codec_job_notice_t *self,
+                            bm_codec_error_t *error)
+{
+    const msgpack_object *body = bm_field_body (msg);
+    memset (self, 0, sizeof *self);
+    if (bm_field_id (body, "jobId", true, self->job_id, error)
+    ||  bm_field_opt_str (body, "reason", 255, &self->reason, error))
+        return -1;
+    return 0;
+}
+
+void
+bm_codec_job_notice_encode (const bm_codec_job_notice_t *self, bm_packer_t *packer)
+{
+    msgpack_pack_map (&packer->pk, 1 + (self->reason.ptr != NULL));
+    bm_pack_kv_str (&packer->pk, "jobId", self->job_id);
+    if (self->reason.ptr)
+        bm_field_pack_strn (packer, "reason", self->reason.ptr, self->reason.len);
+}
+
+int
+bm_codec_disconnect_decode (const bm_msg_t *msg, bm_codec_disconnect_t *self,
+                            bm_codec_error_t *error)
+{
+    memset (self, 0, sizeof *self);
+    return bm_field_opt_str (bm_field_body (msg), "reason", 255, &self->reason, error);
+}
+
+void
+bm_codec_disconnect_encode (const bm_codec_disconnect_t *self, bm_packer_t *packer)
+{
+    msgpack_pack_map (&packer->pk, self->reason.ptr != NULL);
+    if (self->reason.ptr)
+        bm_field_pack_strn (packer, "reason", self->reason.ptr, self->reason.len);
+}
