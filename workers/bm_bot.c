@@ -116,8 +116,8 @@ bm_bot_destroy (bm_bot_t **self_p)
 //  Read once from fd into buffer.  Returns bytes read, 0 at end of file or
 //  on an error (the pipe is finished either way), -1 if nothing is there
 //  now.
-static ssize_t
-s_read (int fd, char *buffer, size_t size)
+ssize_t
+bm_bot_read (int fd, char *buffer, size_t size)
 {
     while (true) {
         ssize_t n = read (fd, buffer, size);
@@ -135,7 +135,7 @@ s_read_stdout (bm_bot_t *self, int rounds)
 {
     char buffer [BM_BOT_READ_CHUNK];
     while (self->fd_out >= 0 && rounds-- > 0) {
-        ssize_t n = s_read (self->fd_out, buffer, sizeof buffer);
+        ssize_t n = bm_bot_read (self->fd_out, buffer, sizeof buffer);
         if (n < 0)
             break;
         if (n == 0) {
@@ -157,7 +157,7 @@ s_read_stderr (bm_bot_t *self, int rounds)
 {
     char buffer [BM_BOT_READ_CHUNK];
     while (self->fd_err >= 0 && rounds-- > 0) {
-        ssize_t n = s_read (self->fd_err, buffer, sizeof buffer);
+        ssize_t n = bm_bot_read (self->fd_err, buffer, sizeof buffer);
         if (n < 0)
             break;
         if (n == 0)
@@ -172,7 +172,7 @@ s_read_progress (bm_bot_t *self, int rounds, bool report)
 {
     char buffer [4096];
     while (self->fd_progress >= 0 && rounds-- > 0) {
-        ssize_t n = s_read (self->fd_progress, buffer, sizeof buffer);
+        ssize_t n = bm_bot_read (self->fd_progress, buffer, sizeof buffer);
         if (n < 0)
             break;
         if (n == 0) {
@@ -236,7 +236,7 @@ s_on_stdin (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 //  In the child, between fork and exec: only async-signal-safe calls.
 
 static void
-s_child (int fds [4], int error_fd, pid_t parent, char *const argv [], char *const envp [])
+s_child (const int fds [4], int error_fd, pid_t parent, char *const argv [], char *const envp [])
 {
     //  A group of its own, so that one signal reaches everything it starts.
     setpgid (0, 0);
@@ -280,45 +280,36 @@ fail:;
     _exit (127);
 }
 
-static int
-s_nonblocking (int fd)
+int
+bm_bot_nonblocking (int fd)
 {
     int flags = fcntl (fd, F_GETFL);
     return flags < 0 ? -1 : fcntl (fd, F_SETFL, flags | O_NONBLOCK);
 }
 
-int
-bm_bot_start (bm_bot_t *self, char *const argv [], char *const envp [],
-              const char *input, size_t input_size)
+pid_t
+bm_bot_launch (char *const argv [], char *const envp [], const int fds [4],
+               char *errstr, size_t errstr_size)
 {
-    assert (!self->running && self->pid == 0);
-    //  [0] read end, [1] write end; all close-on-exec, the child clears the
-    //  flag on the copies it keeps.
-    int in [2] = { -1, -1 }, out [2] = { -1, -1 }, err [2] = { -1, -1 };
-    int prog [2] = { -1, -1 }, report [2] = { -1, -1 };
-    if (pipe2 (in, O_CLOEXEC) || pipe2 (out, O_CLOEXEC) || pipe2 (err, O_CLOEXEC)
-    ||  pipe2 (prog, O_CLOEXEC) || pipe2 (report, O_CLOEXEC)) {
-        snprintf (self->errstr, sizeof self->errstr, "cannot create pipes: %s",
-                  strerror (errno));
-        goto fail;
+    int report [2];
+    if (pipe2 (report, O_CLOEXEC)) {
+        snprintf (errstr, errstr_size, "cannot create pipes: %s", strerror (errno));
+        return -1;
     }
     pid_t parent = getpid ();
     pid_t pid = fork ();
     if (pid < 0) {
-        snprintf (self->errstr, sizeof self->errstr, "cannot fork: %s", strerror (errno));
-        goto fail;
+        snprintf (errstr, errstr_size, "cannot fork: %s", strerror (errno));
+        close (report [0]);
+        close (report [1]);
+        return -1;
     }
     if (pid == 0) {
         close (report [0]);
-        int fds [4] = { in [0], out [1], err [1], prog [1] };
         s_child (fds, report [1], parent, argv, envp);
     }
     //  Also here, so that killpg works even before the child ran.
     setpgid (pid, pid);
-    close (in [0]);
-    close (out [1]);
-    close (err [1]);
-    close (prog [1]);
     close (report [1]);
     //  The report pipe closes at exec (success), or carries errno first.
     int error = 0;
@@ -329,14 +320,36 @@ bm_bot_start (bm_bot_t *self, char *const argv [], char *const envp [],
     if (n == sizeof error) {
         while (waitpid (pid, NULL, 0) < 0 && errno == EINTR)
             ;
-        snprintf (self->errstr, sizeof self->errstr, "cannot execute %s: %s",
-                  argv [0], strerror (error));
-        close (in [1]);
-        close (out [0]);
-        close (err [0]);
-        close (prog [0]);
+        snprintf (errstr, errstr_size, "cannot execute %s: %s", argv [0], strerror (error));
         return -1;
     }
+    return pid;
+}
+
+int
+bm_bot_start (bm_bot_t *self, char *const argv [], char *const envp [],
+              const char *input, size_t input_size)
+{
+    assert (!self->running && self->pid == 0);
+    //  [0] read end, [1] write end; all close-on-exec, the child clears the
+    //  flag on the copies it keeps.
+    int in [2] = { -1, -1 }, out [2] = { -1, -1 }, err [2] = { -1, -1 };
+    int prog [2] = { -1, -1 };
+    if (pipe2 (in, O_CLOEXEC) || pipe2 (out, O_CLOEXEC) || pipe2 (err, O_CLOEXEC)
+    ||  pipe2 (prog, O_CLOEXEC)) {
+        snprintf (self->errstr, sizeof self->errstr, "cannot create pipes: %s",
+                  strerror (errno));
+        goto fail;
+    }
+    int fds [4] = { in [0], out [1], err [1], prog [1] };
+    pid_t pid = bm_bot_launch (argv, envp, fds, self->errstr, sizeof self->errstr);
+    close (in [0]);
+    close (out [1]);
+    close (err [1]);
+    close (prog [1]);
+    in [0] = out [1] = err [1] = prog [1] = -1;
+    if (pid < 0)
+        goto fail;
     self->pid = pid;
     self->running = true;
     self->started_at = bm_now_ms ();
@@ -345,10 +358,10 @@ bm_bot_start (bm_bot_t *self, char *const argv [], char *const envp [],
     self->fd_out = out [0];
     self->fd_err = err [0];
     self->fd_progress = prog [0];
-    s_nonblocking (self->fd_in);
-    s_nonblocking (self->fd_out);
-    s_nonblocking (self->fd_err);
-    s_nonblocking (self->fd_progress);
+    bm_bot_nonblocking (self->fd_in);
+    bm_bot_nonblocking (self->fd_out);
+    bm_bot_nonblocking (self->fd_err);
+    bm_bot_nonblocking (self->fd_progress);
 
     struct { int fd; short events; zloop_fn *handler; } polls [] = {
         { self->fd_out, ZMQ_POLLIN, s_on_stdout },
@@ -359,6 +372,15 @@ bm_bot_start (bm_bot_t *self, char *const argv [], char *const envp [],
     size_t count = 3;
     if (input_size > 0) {
         self->input = (char *) malloc (input_size);
+        if (!self->input) {
+            snprintf (self->errstr, sizeof self->errstr, "out of memory for the input");
+            killpg (pid, SIGKILL);
+            while (waitpid (pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+            self->running = false;
+            s_close_all (self);
+            return -1;
+        }
         memcpy (self->input, input, input_size);
         self->input_size = input_size;
         count = 4;
@@ -380,7 +402,6 @@ fail:
         if (out [i] >= 0) close (out [i]);
         if (err [i] >= 0) close (err [i]);
         if (prog [i] >= 0) close (prog [i]);
-        if (report [i] >= 0) close (report [i]);
     }
     return -1;
 }

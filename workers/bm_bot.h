@@ -54,6 +54,16 @@ int bm_bot_start (bm_bot_t *self, char *const argv [], char *const envp [],
                   const char *input, size_t input_size);
 const char *bm_bot_errstr (bm_bot_t *self);
 
+//  The one way the worker starts a bot program, in every mode (a spawned
+//  bot, a pooled process, a fork server): fork, a process group of its
+//  own (pgid = pid), SIGKILL when the worker dies, signals back to their
+//  defaults, fds [0..3] of the caller as its fds 0..3 and nothing else of
+//  ours open, then execve.  The caller closes its copies of fds.  Returns
+//  the pid, or -1 with the reason in errstr (the program could not be
+//  executed; the child is reaped already).
+pid_t bm_bot_launch (char *const argv [], char *const envp [], const int fds [4],
+                     char *errstr, size_t errstr_size);
+
 //  Send a signal to the bot's process group.  Returns 0 or -1.
 int bm_bot_signal (bm_bot_t *self, int signum);
 
@@ -90,6 +100,13 @@ pid_t bm_bot_exited_child (void);
 
 //  Reap a child that is not a bot (an orphan that was reparented to us).
 void bm_bot_reap_other (pid_t pid);
+
+//  Read once from a nonblocking fd.  Returns bytes read, 0 at end of file
+//  or on an error (the pipe is finished either way), -1 if nothing is there
+//  now.
+ssize_t bm_bot_read (int fd, char *buffer, size_t size);
+//  Make an fd nonblocking.  Returns 0 or -1.
+int bm_bot_nonblocking (int fd);
 
 //  The path of a program: itself if it holds a '/', else the first match
 //  in PATH that is executable.  Caller frees; NULL if none.

@@ -5,6 +5,7 @@
 #include "bm_json.h"
 #include "bm_log.h"
 #include "bm_worker_link.h"
+#include "bm_pool.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -43,7 +44,12 @@ typedef struct {
     const bm_worker_type_t *type;       //  Its bot type (in the config)
     int64_t attempt;                    //  Attempt number from the broker
     int64_t limit_ms;                   //  Run-time limit of this attempt
-    bm_bot_t *bot;                      //  The bot process (bots mode)
+    bm_bot_t *bot;                      //  The bot process (spawn mode)
+    bm_pool_t *pool;                    //  Its pool (pool and fork modes)
+    json_t *payload;                    //  Its payload (pool and fork modes)
+    int64_t deadline;                   //  Wall clock ms of its deadline
+    bool rerun;                         //  Run again after its pool process
+                                        //  was killed under it
     int64_t sim_duration;               //  Simulated run time (simulate mode)
     bool sim_fails;                     //  The simulation ends in failure
     int64_t started_at;                 //  Wall clock (ms)
@@ -72,6 +78,7 @@ struct _bm_worker_t {
     bm_worker_link_t *link;             //  BMW01 connection to the broker
     int signal_fd;                      //  SIGCHLD, SIGTERM, SIGINT
     zhashx_t *jobs;                     //  jobId -> job_t, owns them
+    bm_pool_t *pools [BM_WORKER_MAX_TYPES]; //  Per type in pool/fork mode
     zhashx_t *timers;                   //  Timer id -> job_t (borrowed)
     zlistx_t *recent_done;              //  done_t, oldest first
     char **env_base;                    //  Our environment minus BOT_* keys
@@ -85,7 +92,7 @@ struct _bm_worker_t {
     uint64_t random;                    //  xorshift state for simulations
 };
 
-static void s_job_finish (bm_worker_t *self, job_t *job);
+static void s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome);
 static void s_maybe_disconnect (bm_worker_t *self);
 
 //  --------------------------------------------------------------------------
@@ -147,6 +154,7 @@ s_job_destroy (job_t **job_p)
         job_t *job = *job_p;
         s_job_clear_timer (job->worker, job);
         bm_bot_destroy (&job->bot);
+        json_decref (job->payload);
         free (job);
         *job_p = NULL;
     }
@@ -342,6 +350,19 @@ s_on_link_reconnected (void *arg)
 //  --------------------------------------------------------------------------
 //  Ending jobs
 
+//  Signal what runs the job: its bot's process group (spawn), its child
+//  (fork) or its pool process.  Returns 1 if a pooled job was still waiting
+//  for a process (now dropped), else 0 or -1.
+static int
+s_job_signal (job_t *job, int signum)
+{
+    if (job->bot)
+        return bm_bot_signal (job->bot, signum);
+    if (job->pool)
+        return bm_pool_signal (job->pool, job, signum);
+    return -1;
+}
+
 //  Stop a running job: kill its bot (SIGTERM to the group, SIGKILL after
 //  the kill grace), or end a simulation at once.  The first reason sticks.
 static void
@@ -349,15 +370,17 @@ s_job_stop (bm_worker_t *self, job_t *job, stop_t reason)
 {
     if (job->stop == STOP_NONE)
         job->stop = reason;
-    if (job->bot) {
+    if (job->bot || job->pool) {
         if (!job->term_sent) {
             job->term_sent = true;
-            bm_bot_signal (job->bot, SIGTERM);
-            s_job_set_timer (self, job, self->config->kill_grace_ms, TIMER_KILL);
+            if (s_job_signal (job, SIGTERM) == 1)
+                s_job_finish (self, job, NULL);     //  It waited for a process
+            else
+                s_job_set_timer (self, job, self->config->kill_grace_ms, TIMER_KILL);
         }
     }
     else
-        s_job_finish (self, job);
+        s_job_finish (self, job, NULL);
 }
 
 //  Parse a bot's stdout as JSON and pack it.  Returns 0 with *data/*size
@@ -428,7 +451,7 @@ s_keep_end (char *text, size_t max)
 
 //  Send what ends the job (DONE or RELEASE) and forget it.
 static void
-s_job_finish (bm_worker_t *self, job_t *job)
+s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome)
 {
     int64_t finished_at = bm_now_ms ();
     if (job->stop == STOP_RELEASE) {
@@ -449,7 +472,7 @@ s_job_finish (bm_worker_t *self, job_t *job)
         s_send_done (self, job, NULL, 0, "timeout", message, -1, finished_at);
     }
     else
-    if (!job->bot) {
+    if (!outcome) {
         //  A simulation.
         if (job->sim_fails)
             s_send_done (self, job, NULL, 0, "bot_failed", "simulated failure", 1, finished_at);
@@ -469,54 +492,52 @@ s_job_finish (bm_worker_t *self, job_t *job)
         }
     }
     else {
-        bm_bot_t *bot = job->bot;
-        int status = bm_bot_status (bot);
-        finished_at = bm_bot_finished_at (bot);
+        //  A bot ran (spawned or pooled): how it ended.
+        if (job->bot)
+            finished_at = bm_bot_finished_at (job->bot);
         char message [512];
-        if (bm_bot_overflowed (bot)) {
+        char *tail = strdup (outcome->message ? outcome->message : "");
+        if (outcome->overflowed) {
             snprintf (message, sizeof message,
                       "the bot wrote more than %lld bytes on stdout and was killed",
                       (long long) self->config->output_max);
             s_send_done (self, job, NULL, 0, "bad_output", message, -1, finished_at);
         }
         else
-        if (WIFSIGNALED (status)) {
-            char *tail = bm_bot_stderr_text (bot);
+        if (outcome->init_failed) {
+            s_keep_end (tail, BM_MESSAGE_MAX);
+            s_send_done (self, job, NULL, 0, "bot_init_failed", tail, -1, finished_at);
+        }
+        else
+        if (outcome->signal) {
             s_keep_end (tail, BM_MESSAGE_MAX - 64);
-            const char *name = sigabbrev_np (WTERMSIG (status));
+            const char *name = sigabbrev_np (outcome->signal);
             char *text = zsys_sprintf ("the bot was killed by signal SIG%s (%d)%s%s",
-                                       name ? name : "?", WTERMSIG (status),
+                                       name ? name : "?", outcome->signal,
                                        *tail ? ": " : "", tail);
             s_send_done (self, job, NULL, 0, "bot_failed", text, -1, finished_at);
             zstr_free (&text);
-            free (tail);
         }
         else
-        if (WEXITSTATUS (status) != 0) {
-            char *tail = bm_bot_stderr_text (bot);
+        if (outcome->exit_code != 0) {
             s_keep_end (tail, BM_MESSAGE_MAX);
-            if (*tail)
-                s_send_done (self, job, NULL, 0, "bot_failed", tail, WEXITSTATUS (status), finished_at);
-            else {
-                snprintf (message, sizeof message, "the bot exited with status %d",
-                          WEXITSTATUS (status));
-                s_send_done (self, job, NULL, 0, "bot_failed", message, WEXITSTATUS (status),
-                             finished_at);
-            }
-            free (tail);
+            if (!*tail)
+                snprintf (message, sizeof message, "the bot exited with status %d", outcome->exit_code);
+            s_send_done (self, job, NULL, 0, "bot_failed", *tail ? tail : message,
+                         outcome->exit_code, finished_at);
         }
         else {
-            size_t size;
-            const char *text = bm_bot_stdout (bot, &size);
             char *data;
             size_t data_size;
-            if (s_parse_result (self, text, size, &data, &data_size, message, sizeof message))
+            if (s_parse_result (self, outcome->output, outcome->output_size, &data, &data_size,
+                                message, sizeof message))
                 s_send_done (self, job, NULL, 0, "bad_output", message, -1, finished_at);
             else {
                 s_send_done (self, job, data, data_size, NULL, NULL, -1, finished_at);
                 free (data);
             }
         }
+        free (tail);
     }
     bool was_orphan = job->orphan;
     if (was_orphan)
@@ -533,9 +554,47 @@ s_job_finish (bm_worker_t *self, job_t *job)
 static void
 s_on_bot_exit (bm_bot_t *bot, void *arg)
 {
-    (void) bot;
     job_t *job = (job_t *) arg;
-    s_job_finish (job->worker, job);
+    int status = bm_bot_status (bot);
+    char *tail = bm_bot_stderr_text (bot);
+    bm_pool_outcome_t outcome = {
+        .overflowed = bm_bot_overflowed (bot),
+        .exit_code = WIFEXITED (status) ? WEXITSTATUS (status) : -1,
+        .signal = WIFSIGNALED (status) ? WTERMSIG (status) : 0,
+        .message = tail };
+    outcome.output = bm_bot_stdout (bot, &outcome.output_size);
+    s_job_finish (job->worker, job, &outcome);
+    free (tail);
+}
+
+static int s_pool_submit (bm_worker_t *self, job_t *job, char *error, size_t error_size);
+static void s_on_bot_progress (bm_bot_t *bot, int progress, void *arg);
+
+//  A pooled job ended.  A pool process killed under it by someone else
+//  (kill -9, the kernel's OOM killer) may have died of an earlier job's
+//  doing: the job runs once more, as the next attempt, on a new process.
+static void
+s_on_pool_done (void *arg, const bm_pool_outcome_t *outcome, void *worker)
+{
+    job_t *job = (job_t *) arg;
+    bm_worker_t *self = (bm_worker_t *) worker;
+    if (outcome->lost && job->stop == STOP_NONE && !job->rerun) {
+        job->rerun = true;
+        job->attempt++;
+        char error [512];
+        bm_warn (job->id, "its %s process was killed by signal %d: running it again (attempt %lld)",
+                 job->type->name, outcome->signal, (long long) job->attempt);
+        if (s_pool_submit (self, job, error, sizeof error) == 0)
+            return;
+    }
+    s_job_finish (self, job, outcome);
+}
+
+static void
+s_on_pool_progress (void *arg, int progress, void *worker)
+{
+    (void) worker;
+    s_on_bot_progress (NULL, progress, arg);
 }
 
 static void
@@ -567,9 +626,13 @@ s_reap_children (bm_worker_t *self)
                 found = job;
                 break;
             }
+        bool pooled = false;
+        for (int i = 0; !found && !pooled && i < self->config->type_count; i++)
+            pooled = self->pools [i] && bm_pool_reap (self->pools [i], pid);
         if (found)
             bm_bot_reap (found->bot);           //  Calls s_on_bot_exit
         else
+        if (!pooled)
             bm_bot_reap_other (pid);            //  An orphan of some bot
     }
 }
@@ -596,6 +659,37 @@ s_bot_env (bm_worker_t *self, job_t *job, int64_t deadline)
     envp [n++] = strdup ("BOT_PROGRESS_FD=3");
     envp [n++] = zsys_sprintf ("BOT_WORKER=%s", self->config->name);
     return envp;
+}
+
+//  Give a job to its type's pool: the job frame {job, env, payload}
+//  (docs/bots.md), env holding the job's own BOT_* variables.
+static int
+s_pool_submit (bm_worker_t *self, job_t *job, char *error, size_t error_size)
+{
+    size_t base = 0;
+    while (self->env_base [base])
+        base++;
+    char **envp = s_bot_env (self, job, job->deadline);
+    json_t *env = json_object ();
+    for (char **e = envp + base; *e; e++) {
+        char *eq = strchr (*e, '=');
+        *eq = 0;
+        json_object_set_new (env, *e, json_string (eq + 1));
+    }
+    bm_bot_argv_free (&envp);
+    json_t *frame = json_object ();
+    json_object_set_new (frame, "job", json_string (job->id));
+    json_object_set_new (frame, "env", env);
+    json_object_set (frame, "payload", job->payload);
+    char *text = json_dumps (frame, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION (16));
+    json_decref (frame);
+    if (!text) {
+        snprintf (error, error_size, "the payload cannot be given to the bot as JSON");
+        return -1;
+    }
+    int rc = bm_pool_submit (job->pool, job, text, strlen (text), error, error_size);
+    free (text);
+    return rc;
 }
 
 static bool
@@ -730,13 +824,32 @@ s_on_job (bm_worker_t *self, const msgpack_object *body)
     nil.type = MSGPACK_OBJECT_NIL;
     json_t *json = bm_json_from_msgpack (payload ? payload : &nil, BM_JSON_MAX_DEPTH);
     char *input = json ? json_dumps (json, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION (16)) : NULL;
-    json_decref (json);
     if (!input) {
+        json_decref (json);
         s_send_done_early (self, job_id, attempt, "spawn_failed",
                            "the payload cannot be given to the bot as JSON (nested too deeply)");
         free (job);
         return;
     }
+    job->deadline = deadline;
+    job->pool = self->pools [type - self->config->types];
+    if (job->pool) {
+        char error [BM_MESSAGE_MAX + 1];
+        job->payload = json;
+        free (input);
+        zhashx_insert (self->jobs, job->id, job);
+        if (s_pool_submit (self, job, error, sizeof error)) {
+            bool init = strstr (error, "failed while loading") != NULL;
+            s_send_done_early (self, job_id, attempt, init ? "bot_init_failed" : "spawn_failed", error);
+            zhashx_delete (self->jobs, job_id);
+            return;
+        }
+        s_job_set_timer (self, job, limit, TIMER_DEADLINE);
+        bm_debug (job->id, "queued for the %s pool, attempt=%lld timeout=%lld ms", type->name,
+                  (long long) attempt, (long long) limit);
+        return;
+    }
+    json_decref (json);
     job->bot = bm_bot_new (self->loop, self->config->output_max, self->config->stderr_tail,
                            s_on_bot_exit, s_on_bot_progress, job);
     char **envp = s_bot_env (self, job, deadline);
@@ -769,17 +882,17 @@ s_on_job_timer (zloop_t *loop, int timer_id, void *arg)
     job->timer_id = 0;
     job->timer_kind = TIMER_NONE;
     if (kind == TIMER_SIMULATION)
-        s_job_finish (self, job);
+        s_job_finish (self, job, NULL);
     else
     if (kind == TIMER_DEADLINE) {
         bm_warn (job->id, "ran past its timeout of %lld ms: stopping it", (long long) job->limit_ms);
         s_job_stop (self, job, STOP_TIMEOUT);
     }
     else
-    if (kind == TIMER_KILL && job->bot) {
+    if (kind == TIMER_KILL) {
         bm_warn (job->id, "the bot did not stop within %lld ms of SIGTERM: SIGKILL",
                  (long long) self->config->kill_grace_ms);
-        bm_bot_signal (job->bot, SIGKILL);
+        s_job_signal (job, SIGKILL);
     }
     return self->stopped ? -1 : 0;
 }
@@ -1003,6 +1116,8 @@ bm_worker_destroy (bm_worker_t **self_p)
 {
     if (*self_p) {
         bm_worker_t *self = *self_p;
+        for (int i = 0; i < BM_WORKER_MAX_TYPES; i++)
+            bm_pool_destroy (&self->pools [i]); //  Kills their processes
         zhashx_destroy (&self->jobs);           //  Kills bots still running
         zhashx_destroy (&self->timers);
         done_t *done;
@@ -1017,6 +1132,45 @@ bm_worker_destroy (bm_worker_t **self_p)
         close (self->signal_fd);
         free (self);
         *self_p = NULL;
+    }
+}
+
+//  A pool per bot type in pool or fork mode; its processes get our
+//  environment plus BOT_TYPE, BOT_WORKER, BOT_MODE and BOT_PROGRESS_FD.
+static void
+s_start_pools (bm_worker_t *self)
+{
+    const bm_worker_config_t *config = self->config;
+    size_t base = 0;
+    while (self->env_base [base])
+        base++;
+    for (int i = 0; config->mode == BM_WORKER_BOTS && i < config->type_count; i++) {
+        const bm_worker_type_t *type = &config->types [i];
+        if (type->bot_mode == BM_BOT_SPAWN)
+            continue;
+        bool fork = type->bot_mode == BM_BOT_FORK;
+        char **envp = (char **) calloc (base + 5, sizeof (char *));
+        if (!envp)
+            continue;
+        for (size_t n = 0; n < base; n++)
+            envp [n] = strdup (self->env_base [n]);
+        envp [base] = zsys_sprintf ("BOT_TYPE=%s", type->name);
+        envp [base + 1] = zsys_sprintf ("BOT_WORKER=%s", config->name);
+        envp [base + 2] = zsys_sprintf ("BOT_MODE=%s", fork ? "fork" : "pool");
+        envp [base + 3] = strdup ("BOT_PROGRESS_FD=3");
+        bm_pool_config_t pool_config = {
+            .type = type->name, .argv = type->argv, .fork = fork,
+            .min_procs = type->min_procs, .max_procs = type->max_procs,
+            .max_jobs = type->max_jobs, .max_rss_mb = type->max_rss_mb, .idle_ms = type->idle_ms,
+            .output_max = config->output_max, .stderr_tail = config->stderr_tail,
+            .kill_grace_ms = config->kill_grace_ms };
+        self->pools [i] = bm_pool_new (self->loop, &pool_config, envp, s_on_pool_done,
+                                       s_on_pool_progress, self);
+        bm_bot_argv_free (&envp);
+        bm_info (NULL, "%s bots in %s mode: %lld-%lld processes, recycled after %lld jobs%s",
+                 type->name, fork ? "fork" : "pool", (long long) type->min_procs,
+                 (long long) type->max_procs, (long long) type->max_jobs,
+                 type->max_rss_mb > 0 ? " or past BOT_<TYPE>_MAX_RSS_MB" : "");
     }
 }
 
@@ -1035,6 +1189,7 @@ bm_worker_run (bm_worker_t *self)
              : config->mode == BM_WORKER_SIMULATE ? "simulated" : "bots",
              (long long) config->concurrency, config->endpoint);
 
+    s_start_pools (self);
     zmq_pollitem_t item = { NULL, self->signal_fd, ZMQ_POLLIN, 0 };
     zloop_poller (self->loop, &item, s_on_signal, self);
     zloop_poller_set_tolerant (self->loop, &item);

@@ -36,11 +36,24 @@ typedef enum {
     BM_WORKER_NOOP = 2          //  Complete at once
 } bm_worker_mode_t;
 
+//  How the jobs of a bot type run (BOT_<TYPE>_MODE).
+typedef enum {
+    BM_BOT_SPAWN = 0,           //  A new process per job
+    BM_BOT_POOL = 1,            //  Warm processes, reused (bm_pool)
+    BM_BOT_FORK = 2             //  A fork server: a forked child per job
+} bm_bot_mode_t;
+
 //  One bot type the worker serves.
 typedef struct {
     char name [BM_MAX_BOT_TYPE_LEN + 1];    //  e.g. "python"
     char **argv;                //  Program (resolved path) and arguments;
                                 //  NULL-terminated, owned by the caller
+    bm_bot_mode_t bot_mode;     //  spawn, pool or fork
+    int64_t min_procs;          //  Pool/fork: BOT_<TYPE>_MIN_PROCS
+    int64_t max_procs;          //  BOT_<TYPE>_MAX_PROCS
+    int64_t max_jobs;           //  BOT_<TYPE>_MAX_JOBS
+    int64_t max_rss_mb;         //  BOT_<TYPE>_MAX_RSS_MB (0: no limit)
+    int64_t idle_ms;            //  BOT_<TYPE>_IDLE_MS
     int64_t sim_min_ms;         //  Simulated duration range
     int64_t sim_max_ms;
     double sim_fail_rate;       //  Share of simulated runs that fail

@@ -1,9 +1,10 @@
 /*  bm_worker_selftest.c - runs the self-tests of the worker's classes.
 
-    bm_worker_selftest [CLASS...]   (capture, progress, bot; default all)  */
+    bm_worker_selftest [CLASS...]   (capture, progress, bot, pool; default all)  */
 #include "bm_capture.h"
 #include "bm_progress.h"
 #include "bm_bot.h"
+#include "bm_pool.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +16,7 @@ static struct {
     { "capture", bm_capture_test },
     { "progress", bm_progress_test },
     { "bot", bm_bot_test },
+    { "pool", bm_pool_test },
 };
 
 int

@@ -66,6 +66,24 @@ s_usage (FILE *out)
 "                         workers/bots/python/bot.py; node: node\n"
 "                         workers/bots/node/bot.js; java: java -cp CLASSES Bot\n"
 "                         (compiled at build time) or java Bot.java\n"
+"  BOT_<TYPE>_MODE        how jobs of TYPE run: spawn (a process per job,\n"
+"                         default), pool (warm processes reused; the\n"
+"                         program speaks the pool protocol of docs/bots.md)\n"
+"                         or fork (a fork server forks a child per job;\n"
+"                         python).  The default bots support pool (python\n"
+"                         also fork); a BOT_<TYPE>_CMD run in pool or fork\n"
+"                         mode must speak the protocol\n"
+"  BOT_<TYPE>_MIN_PROCS   pool/fork: processes kept warm (default 1)\n"
+"  BOT_<TYPE>_MAX_PROCS   pool/fork: never more processes (default: the\n"
+"                         worker's concurrency)\n"
+"  BOT_<TYPE>_MAX_JOBS    pool/fork: recycle a process after this many jobs\n"
+"                         (default 1000)\n"
+"  BOT_<TYPE>_MAX_RSS_MB  pool/fork: recycle a process whose resident memory\n"
+"                         passes this after a job (default 1024; 0: never)\n"
+"  BOT_<TYPE>_IDLE_MS     pool/fork: idle processes above the minimum exit\n"
+"                         after this long (default 60000)\n"
+"  BOT_<TYPE>_PRELOAD     fork (python): modules the fork server imports\n"
+"                         once, comma-separated\n"
 "  BOTMESH_ROOT           source tree holding workers/bots (default: the\n"
 "                         tree this binary was built from)\n"
 "  BOT_OUTPUT_MAX_BYTES   cap on a bot's stdout; past it the bot is killed\n"
@@ -176,14 +194,31 @@ s_bot_command (bm_worker_type_t *type, const char *root)
     }
     else {
         char *script = NULL;
+        //  The default bots speak the pool protocol when given --pool; the
+        //  Python one runs under forkserver.py in pool and fork modes.
+        const char *pool_arg = type->bot_mode == BM_BOT_POOL ? "--pool" : NULL;
+        if (type->bot_mode == BM_BOT_FORK && !streq (type->name, "python")) {
+            bm_error (NULL, "configuration: BOT_%s_MODE=fork: only the python bot has a fork "
+                      "server (use spawn or pool)", streq (type->name, "node") ? "NODE"
+                      : streq (type->name, "java") ? "JAVA" : "<TYPE>");
+            return -1;
+        }
         if (streq (type->name, "python")) {
             script = zsys_sprintf ("%s/workers/bots/python/bot.py", root);
-            argv = s_argv ("/usr/bin/python3", script, NULL);
+            char *server = zsys_sprintf ("%s/workers/bots/python/forkserver.py", root);
+            if (type->bot_mode == BM_BOT_SPAWN)
+                argv = s_argv ("/usr/bin/python3", script, NULL);
+            else
+            if (type->bot_mode == BM_BOT_POOL)
+                argv = s_argv ("/usr/bin/python3", server, "--pool", script, NULL);
+            else
+                argv = s_argv ("/usr/bin/python3", server, script, NULL);
+            zstr_free (&server);
         }
         else
         if (streq (type->name, "node")) {
             script = zsys_sprintf ("%s/workers/bots/node/bot.js", root);
-            argv = s_argv ("node", script, NULL);
+            argv = s_argv ("node", script, pool_arg, NULL);
         }
         else
         if (streq (type->name, "java")) {
@@ -196,9 +231,9 @@ s_bot_command (bm_worker_type_t *type, const char *root)
             bool same_tree = realpath (root, real_root) && realpath (BM_SOURCE_DIR, real_source)
                              && streq (real_root, real_source);
             if (*BM_JAVA_CLASSES_DIR && same_tree && s_is_file (classes))
-                argv = s_argv ("java", BM_JAVA_OPTS, "-cp", BM_JAVA_CLASSES_DIR, "Bot", NULL);
+                argv = s_argv ("java", BM_JAVA_OPTS, "-cp", BM_JAVA_CLASSES_DIR, "Bot", pool_arg, NULL);
             else
-                argv = s_argv ("java", BM_JAVA_OPTS, script, NULL);
+                argv = s_argv ("java", BM_JAVA_OPTS, script, pool_arg, NULL);
             zstr_free (&classes);
         }
         else {
@@ -226,6 +261,42 @@ s_bot_command (bm_worker_type_t *type, const char *root)
     free (argv [0]);
     argv [0] = path;
     type->argv = argv;
+    return 0;
+}
+
+//  BOT_<TYPE>_MODE and, for pool and fork, the pool's sizes.
+static int
+s_bot_mode (bm_worker_type_t *type, int64_t concurrency)
+{
+    char var [64];
+    s_env_name (var, sizeof var, "BOT_", type->name, "_MODE");
+    const char *mode = bm_env_str (var, "spawn");
+    if (streq (mode, "spawn") || !*mode)
+        type->bot_mode = BM_BOT_SPAWN;
+    else
+    if (streq (mode, "pool"))
+        type->bot_mode = BM_BOT_POOL;
+    else
+    if (streq (mode, "fork"))
+        type->bot_mode = BM_BOT_FORK;
+    else {
+        bm_error (NULL, "configuration: %s must be spawn, pool or fork (got '%s')", var, mode);
+        return -1;
+    }
+    struct { const char *suffix; int64_t def, min, max; int64_t *value; } knobs [] = {
+        { "_MAX_PROCS", concurrency, 1, 10000, &type->max_procs },
+        { "_MIN_PROCS", 1, 0, 10000, &type->min_procs },
+        { "_MAX_JOBS", 1000, 1, 1000000000, &type->max_jobs },
+        { "_MAX_RSS_MB", 1024, 0, 1 << 20, &type->max_rss_mb },
+        { "_IDLE_MS", 60000, 0, 86400000, &type->idle_ms },
+    };
+    for (size_t i = 0; i < sizeof knobs / sizeof knobs [0]; i++) {
+        s_env_name (var, sizeof var, "BOT_", type->name, knobs [i].suffix);
+        if (bm_env_int (var, knobs [i].def, knobs [i].min, knobs [i].max, knobs [i].value))
+            return -1;
+    }
+    if (type->min_procs > type->max_procs)
+        type->min_procs = type->max_procs;
     return 0;
 }
 
@@ -452,7 +523,9 @@ main (int argc, char *argv [])
 
     const char *root = bm_env_str ("BOTMESH_ROOT", BM_SOURCE_DIR);
     for (int i = 0; i < config.type_count; i++) {
-        if (config.mode == BM_WORKER_BOTS && s_bot_command (&config.types [i], root))
+        if (config.mode == BM_WORKER_BOTS
+        &&  (s_bot_mode (&config.types [i], config.concurrency)
+          || s_bot_command (&config.types [i], root)))
             goto done;
         if (config.mode == BM_WORKER_SIMULATE && s_sim_duration (&config.types [i]))
             goto done;

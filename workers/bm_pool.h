@@ -1,0 +1,122 @@
+/*  bm_pool.h - warm bot processes of one bot type: pool and fork modes.
+
+    A pool keeps long-lived bot processes (started with bm_bot_launch, so
+    every mode starts its programs the same way) and gives each one job at
+    a time, as one frame on its stdin; the process answers with frames on
+    its stdout (docs/bots.md: one JSON document per line):
+
+        worker -> bot   {"job": ID, "env": {BOT_JOB_ID: ..., ...}, "payload": ...}
+        bot -> worker   {"ready": true}                 loaded, takes jobs
+                        {"progress": N}                 0..100 (also: fd 3)
+                        {"started": PID}                fork: the job's child
+                        {"output": TEXT}                what the job wrote on
+                                                        stdout (fork server)
+                        {"result": VALUE}               the job completed
+                        {"exit": N, "output"?: TEXT, "error"?: TEXT}
+                        {"signal": N}                   the job ended like a
+                                                        spawned bot would
+
+    In fork mode each process is a fork server: it forks one child per job,
+    names its pid ("started"), and reports how it ended ("exit"/"signal"),
+    so the worker can stop exactly that child.  In pool mode the process
+    runs the job itself; stopping a job kills the whole process, and a new
+    one replaces it.
+
+    A process is recycled after max_jobs jobs, or when its resident memory
+    passes max_rss_mb after a job; idle processes beyond min_procs exit
+    after idle_ms; never more than max_procs exist (retiring ones count).
+    A process that exits before it said ready failed at init: the jobs
+    waiting for a process fail with bot_init_failed (the tail of its
+    stderr), and the next start waits 100 ms, 200 ms, ... up to 30 s, until
+    a process gets ready again.
+
+    Each callback may destroy the job's owner state, but not the pool.
+    Processes are reaped by the owner: it calls bm_pool_reap for each
+    exited child pid (from a poller handler).  */
+#ifndef BM_POOL_H
+#define BM_POOL_H
+
+#include <czmq.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct _bm_pool_t bm_pool_t;
+
+typedef struct {
+    const char *type;           //  Bot type, for logs
+    char *const *argv;          //  Program and arguments (borrowed)
+    bool fork;                  //  Fork server (true) or pool processes
+    int64_t min_procs;          //  Kept warm
+    int64_t max_procs;          //  Never more processes than this
+    int64_t max_jobs;           //  Recycle after this many jobs
+    int64_t max_rss_mb;         //  Recycle past this RSS (0: never)
+    int64_t idle_ms;            //  Idle processes above min_procs exit
+    int64_t output_max;         //  Cap on a job's stdout (bytes)
+    int64_t stderr_tail;        //  Bytes of stderr kept per job
+    int64_t kill_grace_ms;      //  SIGTERM to SIGKILL when retiring
+} bm_pool_config_t;
+
+//  How a job ended, in the terms of a spawned bot.
+typedef struct {
+    bool init_failed;           //  No process could start (bot_init_failed)
+    bool lost;                  //  Its pool process died under it by a
+                                //  signal nobody in the worker sent
+    bool overflowed;            //  It wrote more than output_max on stdout
+    int exit_code;              //  Exit status (0 ok), -1 if killed
+    int signal;                 //  Killed by this signal, 0 if not
+    const char *output;         //  Its stdout (borrowed), for a result
+    size_t output_size;
+    const char *message;        //  Its stderr tail or error text (borrowed)
+} bm_pool_outcome_t;
+
+//  The job ended.  job is the owner's pointer given to bm_pool_submit.
+typedef void (bm_pool_done_fn) (void *job, const bm_pool_outcome_t *outcome, void *arg);
+//  The job reported progress (0..100).
+typedef void (bm_pool_progress_fn) (void *job, int progress, void *arg);
+
+//  A pool on this loop; envp is the processes' environment (copied).
+//  Starts min_procs processes.
+bm_pool_t *bm_pool_new (zloop_t *loop, const bm_pool_config_t *config, char *const envp [],
+                        bm_pool_done_fn *on_done, bm_pool_progress_fn *on_progress, void *arg);
+//  Kill every process (SIGKILL to each group) and reap them; no callback.
+void bm_pool_destroy (bm_pool_t **self_p);
+
+//  Run a job: frame is its job frame (one line of JSON, without the
+//  newline; copied).  It waits for a free process if none is.  Returns 0,
+//  or -1 with a reason when the bot cannot load (bot_init_failed, while
+//  restarts back off); if this returns -1, on_done is never called for it.
+int bm_pool_submit (bm_pool_t *self, void *job, const char *frame, size_t size,
+                    char *error, size_t error_size);
+
+//  Send a signal to what runs the job: its child (fork), or its process
+//  group (pool; that process takes no more jobs).  Returns 0, or 1 if the
+//  job was still waiting for a process (it is dropped; no on_done), or -1
+//  if the pool does not know the job.
+int bm_pool_signal (bm_pool_t *self, void *job, int signum);
+
+//  The pid of what runs the job (0 if it waits or is unknown).
+pid_t bm_pool_job_pid (bm_pool_t *self, void *job);
+
+//  If pid is one of our processes: reap it, end its job if it had one, and
+//  return true.  Else false (not ours).
+bool bm_pool_reap (bm_pool_t *self, pid_t pid);
+
+//  Counters for logs and metrics.
+typedef struct {
+    int64_t processes;          //  Alive now (starting, idle, busy, retiring)
+    int64_t busy;               //  Running a job
+    int64_t waiting;            //  Jobs waiting for a process
+    int64_t started;            //  Processes started
+    int64_t init_failures;      //  Processes that died before ready
+    int64_t recycled_max_jobs;  //  Recycles by reason
+    int64_t recycled_max_rss;
+    int64_t recycled_idle;
+    int64_t recycled_killed;    //  Killed (stopped job, crash, bad frame)
+} bm_pool_stats_t;
+void bm_pool_stats (bm_pool_t *self, bm_pool_stats_t *stats);
+
+//  Self-test; built only into bm_worker_selftest (BM_SELFTEST).
+void bm_pool_test (bool verbose);
+
+#endif
