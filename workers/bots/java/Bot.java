@@ -17,11 +17,19 @@
 //
 // Progress: lines "PROGRESS <0-100>" on the fd named by BOT_PROGRESS_FD (the
 // worker sets it to 3); without it, or if that fd is closed, no progress.
+//
+// `java Bot --pool` runs in pool mode (docs/bots.md): it stays up and reads
+// one job frame per line on stdin, {"job", "env", "payload"}, and answers
+// {"result": ...} or {"exit": 1, "error": ...} on stdout, after
+// {"ready": true} once loaded.  The job's variables come in the frame's env.
 
+import java.io.BufferedReader;
 import java.io.ByteArrayOutputStream;
 import java.io.FileOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
+import java.io.InputStreamReader;
+import java.io.PrintStream;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
@@ -44,14 +52,16 @@ public class Bot {
         }
     }
 
+    // A job that fails: its message is what a spawned bot writes on stderr.
+    static final class Failure extends RuntimeException {
+        Failure(String message) { super(message); }
+    }
+
     static void fail(String message) {
-        System.err.println(message);
-        System.err.flush();
-        System.exit(1);
+        throw new Failure(message);
     }
 
     public static void main(String[] args) throws Exception {
-        long startedAt = System.currentTimeMillis();
         String fdText = System.getenv("BOT_PROGRESS_FD");
         if (fdText != null && fdText.matches("\\d+")) {
             try {
@@ -60,15 +70,65 @@ public class Bot {
                 progressOut = null;
             }
         }
-        byte[] raw = readAll(System.in);
-        String text = new String(raw, StandardCharsets.UTF_8);
-        Object parsed;
-        try {
-            parsed = text.isBlank() ? new LinkedHashMap<String, Object>() : new Json(text).parseDocument();
-        } catch (IllegalArgumentException e) {
-            fail("payload is not JSON: " + e.getMessage());
+        if (args.length > 0 && args[0].equals("--pool")) {
+            pool();
             return;
         }
+        byte[] raw = readAll(System.in);
+        String text = new String(raw, StandardCharsets.UTF_8);
+        try {
+            Object parsed;
+            try {
+                parsed = text.isBlank() ? new LinkedHashMap<String, Object>() : new Json(text).parseDocument();
+            } catch (IllegalArgumentException e) {
+                throw new Failure("payload is not JSON: " + e.getMessage());
+            }
+            System.out.println(Json.write(run(parsed, System.getenv())));
+            System.out.flush();
+        } catch (Failure e) {
+            System.err.println(e.getMessage());
+            System.err.flush();
+            System.exit(1);
+        }
+    }
+
+    // Pool mode: one job frame per line on stdin, one answer per job.
+    static void pool() throws Exception {
+        PrintStream out = new PrintStream(new FileOutputStream(java.io.FileDescriptor.out), false, "UTF-8");
+        System.setOut(System.err);          // a stray print must not break the protocol
+        out.print("{\"ready\":true,\"pid\":" + ProcessHandle.current().pid() + "}\n");
+        out.flush();
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
+        String line;
+        while ((line = in.readLine()) != null) {
+            if (line.isBlank()) continue;
+            Map<String, Object> answer = new LinkedHashMap<>();
+            try {
+                Object frame = new Json(line).parseDocument();
+                if (!(frame instanceof Map)) throw new Failure("a job frame must be an object");
+                Map<?, ?> map = (Map<?, ?>) frame;
+                Map<String, String> env = new LinkedHashMap<>(System.getenv());
+                if (map.get("env") instanceof Map) {
+                    for (Map.Entry<?, ?> e : ((Map<?, ?>) map.get("env")).entrySet())
+                        env.put(String.valueOf(e.getKey()), String.valueOf(e.getValue()));
+                }
+                Object payload = map.get("payload");
+                answer.put("result", run(payload, env));
+            } catch (Failure e) {
+                answer.put("exit", 1L);
+                answer.put("error", e.getMessage());
+            } catch (IllegalArgumentException e) {
+                answer.put("exit", 1L);
+                answer.put("error", "a frame that is not JSON: " + e.getMessage());
+            }
+            out.print(Json.write(answer) + "\n");
+            out.flush();
+        }
+    }
+
+    // One job: its result, or a Failure.  env holds the job's variables.
+    static Map<String, Object> run(Object parsed, Map<String, String> env) throws InterruptedException {
+        long startedAt = System.currentTimeMillis();
         Map<String, Object> payload;
         if (parsed instanceof Map) {
             @SuppressWarnings("unchecked")
@@ -106,8 +166,7 @@ public class Bot {
         } else if (recordsValue instanceof Long && (Long) recordsValue >= 0 && (Long) recordsValue <= 10000000L) {
             count = (Long) recordsValue;
         } else {
-            fail("records must be a list or an integer from 0 to 10000000");
-            return;
+            throw new Failure("records must be a list or an integer from 0 to 10000000");
         }
 
         int steps = 5;
@@ -144,15 +203,14 @@ public class Bot {
         result.put("bytes", bytes);
         result.put("batchChecksum", String.format("%08x", batch.getValue()));
         result.put("sample", sample);
-        String jobId = System.getenv("BOT_JOB_ID");
+        String jobId = env.get("BOT_JOB_ID");
         result.put("jobId", jobId);
-        String attempt = System.getenv("BOT_ATTEMPT");
+        String attempt = env.get("BOT_ATTEMPT");
         result.put("attempt", attempt != null && attempt.matches("\\d+") ? Long.parseLong(attempt) : 1L);
         result.put("pid", ProcessHandle.current().pid());
         result.put("startedAt", startedAt);
         result.put("finishedAt", System.currentTimeMillis());
-        System.out.println(Json.write(result));
-        System.out.flush();
+        return result;
     }
 
     static byte[] readAll(InputStream in) throws IOException {

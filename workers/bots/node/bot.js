@@ -19,14 +19,21 @@
 //
 // Progress: lines "PROGRESS <0-100>" on the fd named by BOT_PROGRESS_FD (the
 // worker sets it to 3); without it, or if that fd is closed, no progress.
+//
+// `node bot.js --pool` runs in pool mode (docs/bots.md): it stays up and
+// reads one job frame per line on stdin, {"job", "env", "payload"}, and
+// answers {"result": ...} or {"exit": 1, "error": ...} on stdout, after
+// {"ready": true} once loaded.  The job's variables (BOT_JOB_ID, ...) come
+// in the frame's env.
 'use strict';
 const crypto = require('crypto');
 const fs = require('fs');
 
-const startedAt = Date.now();
+// A job that fails: its message is what a spawned bot writes on stderr.
+class BotFailure extends Error {}
 
 function fail(message) {
-  process.stderr.write(String(message).replace(/\n$/, '') + '\n', () => process.exit(1));
+  throw new BotFailure(String(message).replace(/\n$/, ''));
 }
 
 let progressFd = null;
@@ -103,7 +110,9 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-async function run(payload) {
+// One job: its result, or a BotFailure.  env holds the job's variables.
+async function run(payload, env) {
+  const startedAt = Date.now();
   progress(0);
   if (payload.fail) {
     fail(typeof payload.fail === 'string' ? payload.fail : 'failing as asked (payload.fail)');
@@ -159,27 +168,81 @@ async function run(payload) {
     endpoint,
     summary: { count: out.length, fields: [...fields].sort(), totals },
     records: out,
-    jobId: process.env.BOT_JOB_ID || null,
-    attempt: Number(process.env.BOT_ATTEMPT || 1),
+    jobId: env.BOT_JOB_ID || null,
+    attempt: Number(env.BOT_ATTEMPT || 1),
     pid: process.pid,
     startedAt,
     finishedAt: Date.now(),
   };
-  process.stdout.write(JSON.stringify(result) + '\n');
+  return result;
 }
 
-let input = '';
-process.stdin.setEncoding('utf8');
-process.stdin.on('data', (chunk) => { input += chunk; });
-process.stdin.on('error', () => {});
-process.stdin.on('end', () => {
-  let payload;
-  try {
-    payload = input.trim() ? JSON.parse(input) : {};
-  } catch (e) {
-    fail(`payload is not JSON: ${e.message}`);
-    return;
+function parsePayload(text) {
+  const payload = text.trim() ? JSON.parse(text) : {};
+  if (!payload || typeof payload !== 'object' || Array.isArray(payload)) return { value: payload };
+  return payload;
+}
+
+function spawnMode() {
+  let input = '';
+  process.stdin.setEncoding('utf8');
+  process.stdin.on('data', (chunk) => { input += chunk; });
+  process.stdin.on('error', () => {});
+  process.stdin.on('end', () => {
+    let payload;
+    try {
+      payload = parsePayload(input);
+    } catch (e) {
+      process.stderr.write(`payload is not JSON: ${e.message}\n`, () => process.exit(1));
+      return;
+    }
+    run(payload, process.env).then(
+      (result) => process.stdout.write(JSON.stringify(result) + '\n'),
+      (e) => {
+        const text = e instanceof BotFailure ? e.message : (e && e.stack ? e.stack : String(e));
+        process.stderr.write(text + '\n', () => process.exit(1));
+      });
+  });
+}
+
+function poolMode() {
+  const send = (frame) => fs.writeSync(1, JSON.stringify(frame) + '\n');
+  const readline = require('readline');
+  const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+  const queue = [];
+  let busy = false;
+  async function next() {
+    if (busy || !queue.length) return;
+    busy = true;
+    const line = queue.shift();
+    let frame;
+    try {
+      frame = JSON.parse(line);
+    } catch (e) {
+      process.stderr.write(`a frame that is not JSON: ${e.message}\n`, () => process.exit(2));
+      return;
+    }
+    const env = Object.assign({}, process.env, frame.env || {});
+    try {
+      // As in spawn mode, where the payload is the JSON text on stdin.
+      let payload = frame.payload === undefined ? null : frame.payload;
+      if (!payload || typeof payload !== 'object' || Array.isArray(payload)) payload = { value: payload };
+      send({ result: await run(payload, env) });
+    } catch (e) {
+      const text = e instanceof BotFailure ? e.message : (e && e.stack ? e.stack : String(e));
+      send({ exit: 1, error: text });
+    }
+    busy = false;
+    next();
   }
-  if (!payload || typeof payload !== 'object' || Array.isArray(payload)) payload = { value: payload };
-  run(payload).catch((e) => fail(e && e.stack ? e.stack : String(e)));
-});
+  lines.on('line', (line) => {
+    if (!line.trim()) return;
+    queue.push(line);
+    next();
+  });
+  lines.on('close', () => process.exit(0));
+  send({ ready: true, pid: process.pid });
+}
+
+if (process.argv.includes('--pool')) poolMode();
+else spawnMode();

@@ -1,0 +1,53 @@
+"""warmbot.py - a Python bot for the pool and fork mode tests, run under
+workers/bots/python/forkserver.py (BOT_<TYPE>_CMD).
+
+Module state: a job counter and a list of held memory, which persist from
+job to job in pool mode and never in fork mode.  Payload:
+    leakMb    keep that many MiB (resident) for as long as the process lives
+    setEnv    set WARMBOT_LEAK in os.environ (must not reach later jobs)
+    sleepMs   sleep first (progress 10, then 90)
+With WARMBOT_LOAD_LOG set, each load appends "time pid" to that file; with
+WARMBOT_CRASH_AT_LOAD also set, loading fails (a missing model, say).
+"""
+import json
+import os
+import sys
+import time
+
+STATE = {"jobs": 0}
+HELD = []
+
+if os.environ.get("WARMBOT_LOAD_LOG"):
+    with open(os.environ["WARMBOT_LOAD_LOG"], "a") as log:
+        log.write("%.3f %d\n" % (time.time(), os.getpid()))
+if os.environ.get("WARMBOT_CRASH_AT_LOAD"):
+    raise RuntimeError("cannot load the model: /nonexistent/model.bin")
+
+
+def progress(value):
+    try:
+        os.write(int(os.environ.get("BOT_PROGRESS_FD", "3")), b"PROGRESS %d\n" % value)
+    except OSError:
+        pass
+
+
+def main():
+    payload = json.loads(sys.stdin.read() or "null") or {}
+    STATE["jobs"] += 1
+    if payload.get("leakMb"):
+        HELD.append(b"x" * (payload["leakMb"] << 20))
+    leaked = os.environ.get("WARMBOT_LEAK")
+    if payload.get("setEnv"):
+        os.environ["WARMBOT_LEAK"] = "yes"
+    if payload.get("sleepMs"):
+        progress(10)
+        time.sleep(payload["sleepMs"] / 1000.0)
+    progress(90)
+    print(json.dumps({"jobs": STATE["jobs"], "pid": os.getpid(), "leakedEnv": leaked,
+                      "heldMb": sum(len(h) for h in HELD) >> 20,
+                      "jobId": os.environ.get("BOT_JOB_ID"),
+                      "attempt": int(os.environ.get("BOT_ATTEMPT", "0"))}))
+
+
+if __name__ == "__main__":
+    main()
