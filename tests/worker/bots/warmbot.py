@@ -6,6 +6,7 @@ job to job in pool mode and never in fork mode.  Payload:
     leakMb    keep that many MiB (resident) for as long as the process lives
     setEnv    set WARMBOT_LEAK in os.environ (must not reach later jobs)
     sleepMs   sleep first (progress 10, then 90)
+    pidFile   write the pid of the process running the job there first
 With WARMBOT_LOAD_LOG set, each load appends "time pid" to that file; with
 WARMBOT_CRASH_AT_LOAD also set, loading fails (a missing model, say).
 """
@@ -37,6 +38,9 @@ def main():
     if payload.get("leakMb"):
         HELD.append(b"x" * (payload["leakMb"] << 20))
     leaked = os.environ.get("WARMBOT_LEAK")
+    if payload.get("pidFile"):
+        with open(payload["pidFile"], "w") as f:
+            f.write(str(os.getpid()))
     if payload.get("setEnv"):
         os.environ["WARMBOT_LEAK"] = "yes"
     if payload.get("sleepMs"):
