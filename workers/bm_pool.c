@@ -183,13 +183,13 @@ s_rss_mb (pid_t pid)
 //  --------------------------------------------------------------------------
 //  Ending a job
 
-//  Read what is in its stderr and fd 3 now (written before the frame that
-//  ended the job, so already in the pipes).
+//  Read its stderr (into the job's tail) and its fd 3 (progress of the
+//  job, reported if `report`): at most `rounds` reads each.
 static void
-s_drain (proc_t *proc, bool report)
+s_read_stderr (proc_t *proc, int rounds)
 {
     char buffer [BM_POOL_READ_CHUNK];
-    for (int rounds = 64; proc->fd_err >= 0 && rounds > 0; rounds--) {
+    for (; proc->fd_err >= 0 && rounds > 0; rounds--) {
         ssize_t n = bm_bot_read (proc->fd_err, buffer, sizeof buffer);
         if (n < 0)
             break;
@@ -198,7 +198,13 @@ s_drain (proc_t *proc, bool report)
         else
             bm_capture_append (proc->err, buffer, n);
     }
-    for (int rounds = 16; proc->fd_progress >= 0 && rounds > 0; rounds--) {
+}
+
+static void
+s_read_progress (proc_t *proc, int rounds, bool report)
+{
+    char buffer [4096];
+    for (; proc->fd_progress >= 0 && rounds > 0; rounds--) {
         ssize_t n = bm_bot_read (proc->fd_progress, buffer, sizeof buffer);
         if (n < 0)
             break;
@@ -210,6 +216,15 @@ s_drain (proc_t *proc, bool report)
         if (value >= 0 && report && proc->job && proc->pool->on_progress)
             proc->pool->on_progress (proc->job->owner, value, proc->pool->arg);
     }
+}
+
+//  Read what is in its stderr and fd 3 now (written before the frame that
+//  ended the job, so already in the pipes).
+static void
+s_drain (proc_t *proc, bool report)
+{
+    s_read_stderr (proc, 64);
+    s_read_progress (proc, 16, report);
 }
 
 //  The job of proc ended: tell the owner, make proc idle (or retire it).
@@ -437,17 +452,7 @@ static int
 s_on_stderr (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 {
     (void) loop, (void) item;
-    proc_t *proc = (proc_t *) arg;
-    char buffer [BM_POOL_READ_CHUNK];
-    for (int rounds = 4; proc->fd_err >= 0 && rounds > 0; rounds--) {
-        ssize_t n = bm_bot_read (proc->fd_err, buffer, sizeof buffer);
-        if (n < 0)
-            break;
-        if (n == 0)
-            s_close_fd (proc->pool, &proc->fd_err);
-        else
-            bm_capture_append (proc->err, buffer, n);
-    }
+    s_read_stderr ((proc_t *) arg, 4);
     return 0;
 }
 
@@ -455,20 +460,7 @@ static int
 s_on_progress (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 {
     (void) loop, (void) item;
-    proc_t *proc = (proc_t *) arg;
-    char buffer [4096];
-    for (int rounds = 4; proc->fd_progress >= 0 && rounds > 0; rounds--) {
-        ssize_t n = bm_bot_read (proc->fd_progress, buffer, sizeof buffer);
-        if (n < 0)
-            break;
-        if (n == 0) {
-            s_close_fd (proc->pool, &proc->fd_progress);
-            break;
-        }
-        int value = bm_progress_feed (proc->progress, buffer, n);
-        if (value >= 0 && proc->job && proc->pool->on_progress)
-            proc->pool->on_progress (proc->job->owner, value, proc->pool->arg);
-    }
+    s_read_progress ((proc_t *) arg, 4, true);
     return 0;
 }
 

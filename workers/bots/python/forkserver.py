@@ -94,14 +94,23 @@ def apply_limits(limits):
             resource.setrlimit(which, (value * unit, value * unit))
 
 
-def die_with_parent():
-    """The child goes when the server goes (kill -9 of the server)."""
+def find_prctl():
+    """libc's prctl, looked up once in the server (importing ctypes in
+    every child would cost more than the fork)."""
     try:
         import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)       # PR_SET_PDEATHSIG
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+
+
+PRCTL = None
+
+
+def die_with_parent():
+    """The child goes when the server goes (kill -9 of the server)."""
+    if PRCTL is not None:
+        PRCTL(1, signal.SIGKILL)        # PR_SET_PDEATHSIG
 
 
 def fork_job(module, job, parent):
@@ -156,7 +165,7 @@ def pool_job(module, job):
 
 
 def main():
-    global OUT
+    global OUT, PRCTL
     args = sys.argv[1:]
     pool = bool(args) and args[0] == "--pool"
     if pool:
@@ -168,6 +177,7 @@ def main():
     OUT = os.fdopen(os.dup(1), "wb")
     module = load(args[0])
     if not pool:
+        PRCTL = find_prctl()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         gc.collect()
         gc.freeze()
