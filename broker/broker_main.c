@@ -1,4 +1,5 @@
 /*  broker_main.c - botmesh-broker: parse flags, load settings, run.  */
+#include "bm_http.h"
 #include "bm_broker.h"
 #include "bm_config.h"
 #include "bm_settings.h"
@@ -65,6 +66,8 @@ s_usage (void)
 "  CURVE_SERVER_CERT         the broker's secret CURVE certificate: encrypt the mesh\n"
 "                            and accept only known keys (off)\n"
 "  CURVE_CLIENTS_DIR         folder of the public certificates accepted\n"
+"  CORS_ORIGINS              origins browsers may call the metrics port from: * (default,\n"
+"                            any) or a comma list (https://app.example.com,...)\n"
 "  LOG_LEVEL                 debug, info, warn or error (info)\n");
 }
 
@@ -106,7 +109,7 @@ main (int argc, char *argv [])
     signal (SIGPIPE, SIG_IGN);
 
     bm_broker_config_t config;
-    if (bm_broker_config_load (&config))
+    if (bm_broker_config_load (&config) || bm_http_cors_from_env ())
         return 2;
     bm_broker_t *broker = bm_broker_new (&config);
     if (!broker)

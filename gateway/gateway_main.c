@@ -7,6 +7,7 @@
 #include "gw_history.h"
 
 #include "bm_config.h"
+#include "bm_http.h"
 #include "bm_settings.h"
 #include "bm_log.h"
 #include "bm_proto.h"
@@ -58,6 +59,8 @@ s_usage (FILE *out)
 "                              (default 10000); new ones get 503 shutting_down meanwhile\n"
 "  CURVE_SERVER_KEY            the broker's public CURVE key, when the mesh uses CURVE\n"
 "  CURVE_CLIENT_CERT           this gateway's secret CURVE certificate file\n"
+"  CORS_ORIGINS                origins browsers may call from: * (default, any) or a\n"
+"                              comma list (https://app.example.com,...)\n"
 "  LOG_LEVEL                   debug, info, warn, error (default info)\n");
 }
 
@@ -133,6 +136,7 @@ main (int argc, char *argv [])
     static char redis_url [1024];
     bad |= bm_redis_env_load (true, redis_url, sizeof redis_url, &config.redis_prefix);
     config.redis_url = redis_url;
+    bad |= bm_http_cors_from_env ();
     if (config.rate_burst > 0 && config.rate_burst < 1) {
         bm_error (NULL, "configuration: RATE_LIMIT_BURST must be 0 (default) or at least 1");
         bad = -1;

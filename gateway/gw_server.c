@@ -27,6 +27,7 @@
 
 #include "bm_assets.h"
 #include "bm_config.h"
+#include "bm_http.h"
 #include "bm_log.h"
 #include "bm_metrics.h"
 #include "bm_proto.h"
@@ -264,33 +265,6 @@ s_metrics_init (gw_server_t *self)
 //  --------------------------------------------------------------------------
 //  Writing responses
 
-static const char *
-s_reason_phrase (int status)
-{
-    switch (status) {
-        case 200: return "OK";
-        case 202: return "Accepted";
-        case 400: return "Bad Request";
-        case 401: return "Unauthorized";
-        case 404: return "Not Found";
-        case 405: return "Method Not Allowed";
-        case 408: return "Request Timeout";
-        case 409: return "Conflict";
-        case 411: return "Length Required";
-        case 413: return "Payload Too Large";
-        case 414: return "URI Too Long";
-        case 415: return "Unsupported Media Type";
-        case 429: return "Too Many Requests";
-        case 431: return "Request Header Fields Too Large";
-        case 500: return "Internal Server Error";
-        case 502: return "Bad Gateway";
-        case 503: return "Service Unavailable";
-        case 504: return "Gateway Timeout";
-        case 505: return "HTTP Version Not Supported";
-        default:  return "Unknown";
-    }
-}
-
 //  Does the client want the connection kept open (civetweb's own rule)?
 static bool
 s_client_keeps_alive (s_req_t *r)
@@ -372,18 +346,10 @@ s_send (s_req_t *r, int status, const char *content_type, const char *extra,
     bool keep = !r->body_pending && !r->must_close && s_client_keeps_alive (r);
     if (!keep)
         mg_disable_keep_alive (r->conn);
-    char head [1024];
-    int n = snprintf (head, sizeof head,
-                      "HTTP/1.1 %d %s\r\n"
-                      "Content-Type: %s\r\n"
-                      "Content-Length: %zu\r\n"
-                      "Cache-Control: no-store\r\n"
-                      "X-Content-Type-Options: nosniff\r\n"
-                      "Connection: %s\r\n"
-                      "%s\r\n",
-                      status, s_reason_phrase (status), content_type, size,
-                      keep ? "keep-alive" : "close", extra ? extra : "");
-    if (n < 0 || (size_t) n >= sizeof head)
+    char head [BM_HTTP_HEAD_MAX + 512];
+    int n = bm_http_head (r->conn, status, content_type, size, keep ? "keep-alive" : "close",
+                          extra, head, sizeof head);
+    if (n < 0)
         return;                 //  Our own headers never get this long
     char stack [8192];
     char *buf = (size_t) n + size <= sizeof stack ? stack : (char *) malloc ((size_t) n + size);
@@ -403,8 +369,7 @@ s_send (s_req_t *r, int status, const char *content_type, const char *extra,
 static void
 s_send_json (s_req_t *r, int status, json_t *value, const char *extra)
 {
-    //  16 digits: 228.6889, not 228.68889999999999 (jansson's default 17).
-    char *text = value ? json_dumps (value, JSON_COMPACT | JSON_REAL_PRECISION (16)) : NULL;
+    char *text = bm_http_json_text (value);
     json_decref (value);
     if (!text) {
         const char *fallback = "{\"error\":{\"code\":\"internal\",\"message\":\"internal error\"}}";
@@ -795,8 +760,7 @@ s_query (s_req_t *r, const char *name, char *buf, size_t size)
 static void
 s_handle_health (s_req_t *r)
 {
-    const char *body = "{\"status\":\"ok\"}";
-    s_send (r, 200, "application/json", NULL, body, strlen (body));
+    s_send_json (r, 200, bm_http_health (), NULL);
 }
 
 static void
@@ -1275,14 +1239,13 @@ s_http_error (struct mg_connection *conn, int status, const char *message)
     int len = snprintf (body, sizeof body,
                         "{\"error\":{\"code\":\"%s\",\"message\":\"the request could not be "
                         "handled (HTTP %d)\"}}", code, status);
-    char buf [512];
-    int n = snprintf (buf, sizeof buf,
-                      "HTTP/1.1 %d %s\r\n"
-                      "Content-Type: application/json\r\n"
-                      "Content-Length: %d\r\n"
-                      "Cache-Control: no-store\r\n"
-                      "Connection: close\r\n\r\n%s",
-                      status, s_reason_phrase (status), len, body);
+    char buf [BM_HTTP_HEAD_MAX + 160];
+    int n = bm_http_head (conn, status, "application/json", (size_t) len, "close", NULL,
+                          buf, sizeof buf);
+    if (n < 0)
+        return 0;
+    memcpy (buf + n, body, (size_t) len);
+    n += len;
     mg_disable_keep_alive (conn);
     mg_write (conn, buf, (size_t) n);
     return 0;
@@ -1369,6 +1332,7 @@ gw_server_new (const gw_config_t *config)
     callbacks.exit_thread = s_exit_thread;
     callbacks.log_message = s_log_message;
     callbacks.http_error = s_http_error;
+    callbacks.begin_request = bm_http_begin_request;
     struct mg_init_data init = { &callbacks, self, options };
     unsigned code = 0;
     char text [256] = "";

@@ -2,7 +2,7 @@
     "Mock Webhook (Port 5000)"), scriptable to fail, hang or drop.  */
 #include "mk_server.h"
 #include "bm_config.h"
-#include "bm_http_util.h"
+#include "bm_http.h"
 #include "bm_log.h"
 #include "bm_settings.h"
 
@@ -50,9 +50,13 @@ s_usage (FILE *out)
 "\n"
 "  POST <any path>          a delivery, answered per the mode\n"
 "  POST /test/success       200;  /test/error  500;  /test/timeout  200 after MOCK_TIMEOUT_DELAY_MS\n"
+"  POST /test/not-found     404;  any other /test/<x>  400\n"
 "  GET  /stats              {received, byStatus, duplicates, repeats, uniqueIds, dropped,\n"
-"                            signatures: {valid, invalid, unchecked}, records, evicted, mode}\n"
-"  DELETE /stats            forget every record and counter\n"
+"                            signatures: {valid, invalid, unchecked}, records, evicted, total,\n"
+"                            successful, failed, botTypeStats, lastHour, lastDay, mode}\n"
+"  GET  /webhooks?limit=N&offset=M   {webhooks: [{id, timestamp, headers, body...}], total},\n"
+"                           newest first;  GET /webhooks/{id}  one of them\n"
+"  DELETE /stats, DELETE /webhooks   forget every record and counter\n"
 "  GET  /deliveries?jobId=ID[&limit=N]   what arrived for a job, oldest first\n"
 "  GET  /mode, POST /mode   the failure mode, e.g. {\"failRate\": 0.3, \"status\": 503,\n"
 "                           \"delayMs\": 2000, \"failFirst\": 2, \"retryAfter\": 1, \"dropRate\": 0}\n"
@@ -74,6 +78,8 @@ s_usage (FILE *out)
 "                             jobId; neither: one global count) fail [0]\n"
 "  MOCK_RETRY_AFTER           Retry-After value sent with failures (seconds or HTTP-date) []\n"
 "  MOCK_DROP_RATE             0..1, fraction closed without an answer [0]\n"
+"  CORS_ORIGINS               origins browsers may call from: * (any) or a comma\n"
+"                             list (https://app.example.com,...) [*]\n"
 "  LOG_LEVEL                  debug, info, warn, error [info]\n");
 }
 

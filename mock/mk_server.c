@@ -2,10 +2,9 @@
     them as its mode says.  */
 #include "mk_server.h"
 #include "mk_store.h"
-#include "wh_reply.h"
 #include "wh_signature.h"
 #include "bm_config.h"
-#include "bm_http_util.h"
+#include "bm_http.h"
 #include "bm_log.h"
 #include "bm_metrics.h"
 
@@ -94,15 +93,21 @@ s_headers_json (const struct mg_request_info *info)
     return text;
 }
 
-//  The jobId of a JSON object body, copied into buf; false if none.
+//  What the mock reads from a JSON object body: jobId (copied into job_id;
+//  false if none), botType (into bot_type, "" if none) and success.
 static bool
-s_job_id (const char *body, size_t len, char *buf, size_t size)
+s_body_fields (const char *body, size_t len, char *job_id, size_t size,
+               char *bot_type, size_t type_size, int *success)
 {
     json_t *json = json_loadb (body, len, 0, NULL);
-    const char *job_id = json_string_value (json_object_get (json, "jobId"));
-    bool found = job_id && *job_id && strlen (job_id) < size;
+    const char *id = json_string_value (json_object_get (json, "jobId"));
+    bool found = id && *id && strlen (id) < size;
     if (found)
-        snprintf (buf, size, "%s", job_id);
+        snprintf (job_id, size, "%s", id);
+    const char *type = json_string_value (json_object_get (json, "botType"));
+    snprintf (bot_type, type_size, "%s", type && strlen (type) < type_size? type: "");
+    json_t *flag = json_object_get (json, "success");
+    *success = json_is_boolean (flag)? json_is_true (flag): -1;
     json_decref (json);
     return found;
 }
@@ -133,9 +138,9 @@ s_delivery (mk_server_t *self, struct mg_connection *conn, const char *path)
 {
     char *body;
     size_t len;
-    int rc = wh_read_body (conn, self->config.max_request, &body, &len);
+    int rc = bm_http_read_body (conn, self->config.max_request, &body, &len);
     if (rc == -1) {
-        wh_reply_error (conn, 413, "payload_too_large", "the body is larger than %zu bytes",
+        bm_http_reply_error (conn, 413, "payload_too_large", "the body is larger than %zu bytes",
                         self->config.max_request);
         return;
     }
@@ -145,8 +150,10 @@ s_delivery (mk_server_t *self, struct mg_connection *conn, const char *path)
     }
     int64_t now = bm_now_ms ();
     const char *webhook_id = mg_get_header (conn, "webhook-id");
-    char job_id [MK_JOB_ID_MAX];
-    bool has_job = s_job_id (body, len, job_id, sizeof job_id);
+    char job_id [MK_JOB_ID_MAX], bot_type [MK_JOB_ID_MAX];
+    int success;
+    bool has_job = s_body_fields (body, len, job_id, sizeof job_id, bot_type, sizeof bot_type,
+                                  &success);
     mk_sig_t signature = s_check_signature (self, conn, body, len, webhook_id);
     char *headers = s_headers_json (mg_get_request_info (conn));
 
@@ -163,11 +170,18 @@ s_delivery (mk_server_t *self, struct mg_connection *conn, const char *path)
     else
     if (strcmp (path, "/test/timeout") == 0)
         answer = (mk_answer_t) { 200, timeout_delay, false, false, NULL };
+    else
+    if (strcmp (path, "/test/not-found") == 0)
+        answer = (mk_answer_t) { 404, 0, true, false, NULL };
+    else
+    if (strncmp (path, "/test/", 6) == 0)
+        answer = (mk_answer_t) { 400, 0, true, false, NULL };
     char retry_after [MK_RETRY_AFTER_MAX + 32] = "";
     if (answer.retry_after)
         snprintf (retry_after, sizeof retry_after, "Retry-After: %s\r\n", answer.retry_after);
     mk_arrival_t record = { now, path, headers, body, len, webhook_id,
-                            has_job? job_id: NULL, answer.status, signature };
+                            has_job? job_id: NULL, answer.status, signature, success,
+                            *bot_type? bot_type: NULL };
     bool duplicate;
     uint64_t seq = mk_store_add (self->store, &record, &duplicate);
     bm_series_t *status_series = NULL;
@@ -206,14 +220,22 @@ s_delivery (mk_server_t *self, struct mg_connection *conn, const char *path)
         mg_disable_connection_keep_alive (conn);
         return;
     }
+    if (strncmp (path, "/test/", 6) == 0 && (answer.status == 404 || answer.status == 400))
+        bm_http_reply_json (conn, answer.status,
+                            json_pack ("{s:{s:s, s:s}, s:I}", "error",
+                                       "code", answer.status == 404? "not_found": "bad_request",
+                                       "message", answer.status == 404? "test scenario: not found"
+                                       : "unknown test scenario: use success, error, timeout or not-found",
+                                       "seq", (json_int_t) seq), NULL);
+    else
     if (answer.failed)
-        wh_reply_json (conn, answer.status,
+        bm_http_reply_json (conn, answer.status,
                        json_pack ("{s:{s:s, s:s}, s:I}", "error", "code", "mock_failure",
                                   "message", "the mock was told to fail this delivery",
                                   "seq", (json_int_t) seq),
                        retry_after);
     else
-        wh_reply_json (conn, answer.status,
+        bm_http_reply_json (conn, answer.status,
                        json_pack ("{s:b, s:I}", "received", 1, "seq", (json_int_t) seq), NULL);
 }
 
@@ -221,12 +243,12 @@ static void
 s_get_stats (mk_server_t *self, struct mg_connection *conn)
 {
     pthread_mutex_lock (&self->lock);
-    json_t *stats = mk_store_stats (self->store);
+    json_t *stats = mk_store_stats (self->store, bm_now_ms ());
     json_object_set_new (stats, "mode", mk_mode_to_json (&self->mode));
     pthread_mutex_unlock (&self->lock);
     json_object_set_new (stats, "uptimeMs", json_integer (bm_now_ms () - self->started_ms));
     json_object_set_new (stats, "signatureCheck", json_boolean (self->signer != NULL));
-    wh_reply_json (conn, 200, stats, NULL);
+    bm_http_reply_json (conn, 200, stats, NULL);
 }
 
 static void
@@ -237,14 +259,14 @@ s_get_deliveries (mk_server_t *self, struct mg_connection *conn)
     char job_id [MK_JOB_ID_MAX];
     int job_len = mg_get_var (query, strlen (query), "jobId", job_id, sizeof job_id);
     if (job_len == -2) {
-        wh_reply_error (conn, 400, "bad_request", "jobId is too long");
+        bm_http_reply_error (conn, 400, "bad_request", "jobId is too long");
         return;
     }
     char limit_text [32];
     int64_t limit = 100;
     if (mg_get_var (query, strlen (query), "limit", limit_text, sizeof limit_text) >= 0
     &&  bm_parse_int (limit_text, 1, 100000, &limit)) {
-        wh_reply_error (conn, 400, "bad_request", "limit must be an integer from 1 to 100000");
+        bm_http_reply_error (conn, 400, "bad_request", "limit must be an integer from 1 to 100000");
         return;
     }
     pthread_mutex_lock (&self->lock);
@@ -254,7 +276,69 @@ s_get_deliveries (mk_server_t *self, struct mg_connection *conn)
                                "jobId", job_len > 0? json_string (job_id): json_null (),
                                "count", (json_int_t) json_array_size (list),
                                "deliveries", list);
-    wh_reply_json (conn, 200, reply, NULL);
+    bm_http_reply_json (conn, 200, reply, NULL);
+}
+
+//  A query parameter as an integer in [min, max] (def when absent); false
+//  after answering 400.
+static bool
+s_query_int (struct mg_connection *conn, const char *name, int64_t min, int64_t max,
+             int64_t *value)
+{
+    const struct mg_request_info *info = mg_get_request_info (conn);
+    const char *query = info->query_string? info->query_string: "";
+    char text [32];
+    int len = mg_get_var (query, strlen (query), name, text, sizeof text);
+    if (len == -1)
+        return true;
+    if (len < 0 || bm_parse_int (text, min, max, value)) {
+        bm_http_reply_error (conn, 400, "bad_request", "%s must be an integer from %lld to %lld",
+                             name, (long long) min, (long long) max);
+        return false;
+    }
+    return true;
+}
+
+//  GET /webhooks?limit=&offset=: the deliveries on record, newest first.
+static void
+s_get_webhooks (mk_server_t *self, struct mg_connection *conn)
+{
+    int64_t limit = 50, offset = 0;
+    if (!s_query_int (conn, "limit", 0, 100000, &limit)
+    ||  !s_query_int (conn, "offset", 0, INT64_MAX, &offset))
+        return;
+    pthread_mutex_lock (&self->lock);
+    json_t *reply = mk_store_webhooks (self->store, (size_t) limit, (size_t) offset);
+    pthread_mutex_unlock (&self->lock);
+    bm_http_reply_json (conn, 200, reply, NULL);
+}
+
+//  GET /webhooks/{id}: one delivery on record.
+static void
+s_get_webhook (mk_server_t *self, struct mg_connection *conn, const char *id)
+{
+    int64_t seq = 0;
+    json_t *record = NULL;
+    if (bm_parse_int (id, 1, INT64_MAX, &seq) == 0) {
+        pthread_mutex_lock (&self->lock);
+        record = mk_store_webhook (self->store, (uint64_t) seq);
+        pthread_mutex_unlock (&self->lock);
+    }
+    if (record)
+        bm_http_reply_json (conn, 200, record, NULL);
+    else
+        bm_http_reply_error (conn, 404, "not_found", "no webhook with id '%.100s' on record", id);
+}
+
+static void
+s_reset (mk_server_t *self, struct mg_connection *conn)
+{
+    pthread_mutex_lock (&self->lock);
+    mk_store_reset (self->store);
+    pthread_mutex_unlock (&self->lock);
+    bm_info (NULL, "stats and records reset");
+    bm_http_reply_json (conn, 200, json_pack ("{s:b, s:s}", "reset", 1,
+                                              "message", "all webhooks cleared"), NULL);
 }
 
 static void
@@ -262,15 +346,15 @@ s_post_mode (mk_server_t *self, struct mg_connection *conn)
 {
     char *body;
     size_t len;
-    if (wh_read_body (conn, 65536, &body, &len)) {
-        wh_reply_error (conn, 413, "payload_too_large", "a mode is at most 64 KiB");
+    if (bm_http_read_body (conn, 65536, &body, &len)) {
+        bm_http_reply_error (conn, 413, "payload_too_large", "a mode is at most 64 KiB");
         return;
     }
     json_error_t json_error;
     json_t *json = json_loadb (body, len, 0, &json_error);
     free (body);
     if (!json) {
-        wh_reply_error (conn, 400, "bad_request", "the body is not JSON: %s", json_error.text);
+        bm_http_reply_error (conn, 400, "bad_request", "the body is not JSON: %s", json_error.text);
         return;
     }
     char error [256];
@@ -281,13 +365,13 @@ s_post_mode (mk_server_t *self, struct mg_connection *conn)
     json_decref (json);
     if (rc) {
         json_decref (mode);
-        wh_reply_error (conn, 400, "bad_request", "%s", error);
+        bm_http_reply_error (conn, 400, "bad_request", "%s", error);
         return;
     }
     char *text = json_dumps (mode, JSON_COMPACT);
     bm_info (NULL, "mode changed: %s", text? text: "?");
     free (text);
-    wh_reply_json (conn, 200, mode, NULL);
+    bm_http_reply_json (conn, 200, mode, NULL);
 }
 
 static void
@@ -311,18 +395,20 @@ s_handle (struct mg_connection *conn, void *cbdata)
     bool get = strcmp (method, "GET") == 0 || strcmp (method, "HEAD") == 0;
 
     if (strcmp (path, "/health") == 0 && get)
-        wh_reply_json (conn, 200, json_pack ("{s:s}", "status", "ok"), NULL);
+        bm_http_reply_json (conn, 200, bm_http_health (), NULL);
     else
     if (strcmp (path, "/stats") == 0 && get)
         s_get_stats (self, conn);
     else
-    if (strcmp (path, "/stats") == 0 && strcmp (method, "DELETE") == 0) {
-        pthread_mutex_lock (&self->lock);
-        mk_store_reset (self->store);
-        pthread_mutex_unlock (&self->lock);
-        bm_info (NULL, "stats and records reset");
-        wh_reply_json (conn, 200, json_pack ("{s:b}", "reset", 1), NULL);
-    }
+    if ((strcmp (path, "/stats") == 0 || strcmp (path, "/webhooks") == 0)
+    &&  strcmp (method, "DELETE") == 0)
+        s_reset (self, conn);
+    else
+    if (strcmp (path, "/webhooks") == 0 && get)
+        s_get_webhooks (self, conn);
+    else
+    if (strncmp (path, "/webhooks/", 10) == 0 && get)
+        s_get_webhook (self, conn, path + 10);
     else
     if (strcmp (path, "/deliveries") == 0 && get)
         s_get_deliveries (self, conn);
@@ -331,14 +417,14 @@ s_handle (struct mg_connection *conn, void *cbdata)
         pthread_mutex_lock (&self->lock);
         json_t *mode = mk_mode_to_json (&self->mode);
         pthread_mutex_unlock (&self->lock);
-        wh_reply_json (conn, 200, mode, NULL);
+        bm_http_reply_json (conn, 200, mode, NULL);
     }
     else
     if (strcmp (path, "/mode") == 0 && strcmp (method, "POST") == 0)
         s_post_mode (self, conn);
     else
     if (strcmp (path, "/metrics") == 0 && get)
-        wh_reply_metrics (conn, self->metrics);
+        bm_http_reply_metrics (conn, bm_metrics_render (self->metrics));
     else
     if (strcmp (method, "POST") == 0
     &&  strcmp (path, "/stats") != 0 && strcmp (path, "/deliveries") != 0
@@ -347,11 +433,13 @@ s_handle (struct mg_connection *conn, void *cbdata)
     else
     if (strcmp (path, "/stats") == 0 || strcmp (path, "/deliveries") == 0
     ||  strcmp (path, "/health") == 0 || strcmp (path, "/metrics") == 0
-    ||  strcmp (path, "/mode") == 0)
-        wh_reply_error (conn, 405, "method_not_allowed", "%s is not allowed on %s", method, path);
+    ||  strcmp (path, "/mode") == 0 || strcmp (path, "/webhooks") == 0
+    ||  strncmp (path, "/webhooks/", 10) == 0)
+        bm_http_reply_error (conn, 405, "method_not_allowed", "%s is not allowed on %s", method, path);
     else
-        wh_reply_error (conn, 404, "not_found",
-                        "deliveries are POSTed; GET /stats, /deliveries, /mode, /metrics, /health");
+        bm_http_reply_error (conn, 404, "not_found",
+                        "deliveries are POSTed; GET /stats, /webhooks, /webhooks/{id}, /deliveries, "
+                        "/mode, /metrics, /health; DELETE /webhooks");
     return 1;
 }
 

@@ -1,6 +1,7 @@
 /*  mk_store.c - a bounded record of deliveries and the counters of /stats.  */
 #include "mk_store.h"
 #include "wh_check.h"
+#include "bm_http.h"
 
 #include <czmq.h>
 #include <stdio.h>
@@ -21,6 +22,17 @@ typedef struct {
     char *webhook_id;           //  NULL if absent
     char *job_id;               //  NULL if absent
 } s_record_t;
+
+//  Most bot types counted apart in botTypeStats (others count in the totals).
+#define MK_BOT_TYPES_MAX    1000
+#define MK_BOT_TYPE_MAX_LEN 64
+//  Minutes of arrival counts kept for lastHour and lastDay.
+#define MK_MINUTES          1440
+
+//  botTypeStats of one bot type.
+typedef struct {
+    uint64_t total, successful, failed;
+} s_bot_t;
 
 //  State of one delivery (webhook-id or jobId).
 typedef struct {
@@ -46,6 +58,11 @@ struct _mk_store_t {
     uint64_t dropped;           //  Closed without an answer
     uint64_t sig_valid, sig_invalid, sig_unchecked;
     uint64_t evicted;           //  Records dropped to stay bounded
+    uint64_t successful;        //  Bodies with "success": true
+    uint64_t failed;            //  Bodies with "success": false
+    zhashx_t *bots;             //  botType -> s_bot_t
+    uint64_t minute_count [MK_MINUTES];     //  Arrivals in the minute minute_of [i]
+    int64_t minute_of [MK_MINUTES];         //  Minute (since the epoch) of slot i
 };
 
 static void
@@ -67,11 +84,13 @@ mk_store_new (size_t max_records, size_t max_body)
     self->max_body = max_body;
     self->ring = (s_record_t **) calloc (max_records, sizeof (s_record_t *));
     self->keys = zhashx_new ();
-    if (!self->ring || !self->keys) {
+    self->bots = zhashx_new ();
+    if (!self->ring || !self->keys || !self->bots) {
         mk_store_destroy (&self);
         return NULL;
     }
     zhashx_set_destructor (self->keys, s_key_destroy);
+    zhashx_set_destructor (self->bots, s_key_destroy);
     return self;
 }
 
@@ -84,6 +103,8 @@ s_clear (mk_store_t *self)
     }
     self->count = 0;
     zhashx_purge (self->keys);
+    if (self->bots)
+        zhashx_purge (self->bots);
 }
 
 void
@@ -95,6 +116,7 @@ mk_store_destroy (mk_store_t **self_p)
             s_clear (self);
         free (self->ring);
         zhashx_destroy (&self->keys);
+        zhashx_destroy (&self->bots);
         free (self);
         *self_p = NULL;
     }
@@ -174,6 +196,34 @@ mk_store_add (mk_store_t *self, const mk_arrival_t *arrival, bool *duplicate)
     else
         self->sig_unchecked++;
 
+    //  What the body says: success, and the bot type.
+    if (arrival->success == 1)
+        self->successful++;
+    else
+    if (arrival->success == 0)
+        self->failed++;
+    const char *bot_type = arrival->bot_type;
+    if (bot_type && *bot_type && strlen (bot_type) <= MK_BOT_TYPE_MAX_LEN) {
+        s_bot_t *bot = (s_bot_t *) zhashx_lookup (self->bots, bot_type);
+        if (!bot && zhashx_size (self->bots) < MK_BOT_TYPES_MAX) {
+            bot = (s_bot_t *) calloc (1, sizeof (s_bot_t));
+            if (bot)
+                zhashx_insert (self->bots, bot_type, bot);
+        }
+        if (bot) {
+            bot->total++;
+            bot->successful += arrival->success == 1;
+            bot->failed += arrival->success == 0;
+        }
+    }
+    int64_t minute = arrival->time_ms / 60000;
+    size_t slot_m = (size_t) (minute % MK_MINUTES);
+    if (self->minute_of [slot_m] != minute) {
+        self->minute_of [slot_m] = minute;
+        self->minute_count [slot_m] = 0;
+    }
+    self->minute_count [slot_m]++;
+
     bool success = status >= 200 && status < 300;
     const char *key = s_key_of (arrival->webhook_id, arrival->job_id);
     s_key_t *state = NULL;
@@ -235,8 +285,21 @@ mk_store_add (mk_store_t *self, const mk_arrival_t *arrival, bool *duplicate)
     return seq;
 }
 
+//  Arrivals in the minutes after now_ms - minutes (whole minutes).
+static uint64_t
+s_arrivals_since (mk_store_t *self, int64_t now_ms, int64_t minutes)
+{
+    int64_t now = now_ms / 60000;
+    uint64_t sum = 0;
+    for (size_t i = 0; i < MK_MINUTES; i++)
+        if (self->minute_count [i] && self->minute_of [i] > now - minutes
+        &&  self->minute_of [i] <= now)
+            sum += self->minute_count [i];
+    return sum;
+}
+
 json_t *
-mk_store_stats (mk_store_t *self)
+mk_store_stats (mk_store_t *self, int64_t now_ms)
 {
     json_t *by_status = json_object ();
     for (int status = 0; status < 600; status++)
@@ -245,7 +308,14 @@ mk_store_stats (mk_store_t *self)
             snprintf (name, sizeof name, "%d", status);
             json_object_set_new (by_status, name, json_integer ((json_int_t) self->by_status [status]));
         }
-    return json_pack ("{s:I, s:o, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}, s:I, s:I}",
+    json_t *bots = json_object ();
+    for (s_bot_t *bot = (s_bot_t *) zhashx_first (self->bots); bot;
+         bot = (s_bot_t *) zhashx_next (self->bots))
+        json_object_set_new (bots, (const char *) zhashx_cursor (self->bots),
+                             json_pack ("{s:I, s:I, s:I}", "total", (json_int_t) bot->total,
+                                        "successful", (json_int_t) bot->successful,
+                                        "failed", (json_int_t) bot->failed));
+    json_t *stats = json_pack ("{s:I, s:o, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}, s:I, s:I}",
         "received", (json_int_t) self->received,
         "byStatus", by_status,
         "duplicates", (json_int_t) self->duplicates,
@@ -258,6 +328,15 @@ mk_store_stats (mk_store_t *self)
             "unchecked", (json_int_t) self->sig_unchecked,
         "records", (json_int_t) self->count,
         "evicted", (json_int_t) self->evicted);
+    json_object_set_new (stats, "total", json_integer ((json_int_t) self->received));
+    json_object_set_new (stats, "successful", json_integer ((json_int_t) self->successful));
+    json_object_set_new (stats, "failed", json_integer ((json_int_t) self->failed));
+    json_object_set_new (stats, "botTypeStats", bots);
+    json_object_set_new (stats, "lastHour",
+                         json_integer ((json_int_t) s_arrivals_since (self, now_ms, 60)));
+    json_object_set_new (stats, "lastDay",
+                         json_integer ((json_int_t) s_arrivals_since (self, now_ms, MK_MINUTES)));
+    return stats;
 }
 
 static json_t *
@@ -270,7 +349,12 @@ s_record_json (const s_record_t *record)
         body = json_stringn_nocheck (record->body, record->body_len);
     if (!body)
         body = json_null ();    //  Not UTF-8: not representable
-    return json_pack ("{s:I, s:I, s:s, s:o, s:o, s:i, s:s, s:o, s:o, s:b}",
+    char id [24], timestamp [40];
+    snprintf (id, sizeof id, "%llu", (unsigned long long) record->seq);
+    bm_http_iso_time (record->time_ms, timestamp, sizeof timestamp);
+    return json_pack ("{s:s, s:s, s:I, s:I, s:s, s:o, s:o, s:i, s:s, s:o, s:o, s:b}",
+        "id", id,
+        "timestamp", timestamp,
         "seq", (json_int_t) record->seq,
         "time", (json_int_t) record->time_ms,
         "path", record->path,
@@ -311,18 +395,45 @@ mk_store_deliveries (mk_store_t *self, const char *job_id, size_t limit)
     return list;
 }
 
+json_t *
+mk_store_webhooks (mk_store_t *self, size_t limit, size_t offset)
+{
+    json_t *list = json_array ();
+    size_t skipped = 0;
+    uint64_t oldest = self->seq > self->max_records? self->seq - self->max_records + 1: 1;
+    for (uint64_t seq = self->seq; seq >= oldest && seq > 0 && json_array_size (list) < limit; seq--) {
+        s_record_t *record = self->ring [seq % self->max_records];
+        if (!record || record->seq != seq)
+            continue;
+        if (skipped++ < offset)
+            continue;
+        json_array_append_new (list, s_record_json (record));
+    }
+    return json_pack ("{s:o, s:I}", "webhooks", list, "total", (json_int_t) self->count);
+}
+
+json_t *
+mk_store_webhook (mk_store_t *self, uint64_t id)
+{
+    if (id == 0 || id > self->seq)
+        return NULL;
+    s_record_t *record = self->ring [id % self->max_records];
+    return record && record->seq == id? s_record_json (record): NULL;
+}
+
 void
 mk_store_reset (mk_store_t *self)
 {
     s_clear (self);
     size_t max_records = self->max_records, max_body = self->max_body;
     s_record_t **ring = self->ring;
-    zhashx_t *keys = self->keys;
+    zhashx_t *keys = self->keys, *bots = self->bots;
     memset (self, 0, sizeof *self);
     self->max_records = max_records;
     self->max_body = max_body;
     self->ring = ring;
     self->keys = keys;
+    self->bots = bots;
 }
 
 size_t
@@ -340,14 +451,15 @@ s_add (mk_store_t *store, const char *id, const char *job, int status, mk_sig_t 
     char body [128];
     snprintf (body, sizeof body, "{\"jobId\": \"%s\", \"status\": \"completed\"}", job? job: "");
     mk_arrival_t arrival = { 1000, "/hook", "{\"webhook-id\": \"x\"}", body, strlen (body),
-                             id, job, status, sig };
+                             id, job, status, sig, status == 200? 1: status == 503? 0: -1,
+                             "python" };
     return mk_store_add (store, &arrival, NULL);
 }
 
 static json_int_t
 s_stat (mk_store_t *store, const char *key)
 {
-    json_t *stats = mk_store_stats (store);
+    json_t *stats = mk_store_stats (store, 1000);
     json_int_t value = json_integer_value (json_object_get (stats, key));
     json_decref (stats);
     return value;
@@ -370,8 +482,34 @@ mk_store_test (bool verbose)
     WH_CHECK (s_stat (store, "repeats") == 2);
     WH_CHECK (s_stat (store, "duplicates") == 1);
     WH_CHECK (s_stat (store, "uniqueIds") == 1);
-    json_t *stats = mk_store_stats (store);
+    json_t *stats = mk_store_stats (store, 1000);
     WH_CHECK (json_integer_value (json_object_get (json_object_get (stats, "byStatus"), "200")) == 2);
+    //  success from the bodies: two true, one false; all three this hour
+    WH_CHECK (json_integer_value (json_object_get (stats, "successful")) == 2);
+    WH_CHECK (json_integer_value (json_object_get (stats, "failed")) == 1);
+    json_t *python = json_object_get (json_object_get (stats, "botTypeStats"), "python");
+    WH_CHECK (json_integer_value (json_object_get (python, "total")) == 3);
+    WH_CHECK (json_integer_value (json_object_get (python, "failed")) == 1);
+    WH_CHECK (json_integer_value (json_object_get (stats, "lastHour")) == 3);
+    json_decref (stats);
+    //  Two hours later: not in the last hour, still in the last day
+    stats = mk_store_stats (store, 1000 + 2 * 3600 * 1000);
+    WH_CHECK (json_integer_value (json_object_get (stats, "lastHour")) == 0);
+    WH_CHECK (json_integer_value (json_object_get (stats, "lastDay")) == 3);
+    json_decref (stats);
+    //  /webhooks: newest first, offset and limit; one by id
+    json_t *page = mk_store_webhooks (store, 1, 1);
+    WH_CHECK (json_integer_value (json_object_get (page, "total")) == 3);
+    WH_CHECK (json_array_size (json_object_get (page, "webhooks")) == 1);
+    WH_CHECK (streq (json_string_value (json_object_get (
+        json_array_get (json_object_get (page, "webhooks"), 0), "id")), "2"));
+    json_decref (page);
+    json_t *one = mk_store_webhook (store, 3);
+    WH_CHECK (one && json_integer_value (json_object_get (one, "seq")) == 3);
+    WH_CHECK (streq (json_string_value (json_object_get (one, "timestamp")), "1970-01-01T00:00:01.000Z"));
+    json_decref (one);
+    WH_CHECK (mk_store_webhook (store, 4) == NULL && mk_store_webhook (store, 0) == NULL);
+    stats = mk_store_stats (store, 1000);
     WH_CHECK (json_integer_value (json_object_get (json_object_get (stats, "signatures"), "invalid")) == 1);
     json_decref (stats);
 

@@ -33,6 +33,8 @@ typedef struct {
     const char *job_id;         //  jobId of the JSON body, or NULL
     int status;                 //  The answer; 0 when dropped without one
     mk_sig_t signature;
+    int success;                //  The body's "success": 1 true, 0 false, -1 absent
+    const char *bot_type;       //  The body's "botType", or NULL
 } mk_arrival_t;
 
 typedef struct _mk_store_t mk_store_t;
@@ -50,12 +52,24 @@ uint64_t mk_store_seen (mk_store_t *self, const char *webhook_id, const char *jo
 uint64_t mk_store_add (mk_store_t *self, const mk_arrival_t *arrival, bool *duplicate);
 
 //  /stats: {received, byStatus, duplicates, repeats, uniqueIds, dropped,
-//  signatures: {valid, invalid, unchecked}, records, evicted}.  New reference.
-json_t *mk_store_stats (mk_store_t *self);
+//  signatures: {valid, invalid, unchecked}, records, evicted, total,
+//  successful, failed, botTypeStats: {TYPE: {total, successful, failed}},
+//  lastHour, lastDay}.  successful/failed count the bodies whose "success"
+//  is true/false; lastHour/lastDay the arrivals in the hour/day before
+//  now_ms.  New reference.
+json_t *mk_store_stats (mk_store_t *self, int64_t now_ms);
 
 //  The retained deliveries of a job (job_id NULL: all), oldest first, at
 //  most limit of the most recent.  A JSON array (new reference).
 json_t *mk_store_deliveries (mk_store_t *self, const char *job_id, size_t limit);
+
+//  GET /webhooks: {webhooks: [...], total}: the retained deliveries newest
+//  first, skipping offset, at most limit; total counts all retained.
+//  Each is {id, timestamp, headers, body, ...the fields of deliveries}.
+json_t *mk_store_webhooks (mk_store_t *self, size_t limit, size_t offset);
+
+//  One retained delivery by its id (its sequence number), or NULL.
+json_t *mk_store_webhook (mk_store_t *self, uint64_t id);
 
 //  Forget every record and zero every counter.
 void mk_store_reset (mk_store_t *self);

@@ -1,11 +1,12 @@
 /*  bm_metrics_http.c - a tiny civetweb server: GET /metrics, GET /health.
 
-    For processes that have no HTTP server of their own (the broker).  Each
-    answer is built in one buffer and written once (PLATFORM.md: civetweb's
-    header helpers write line by line).  Keep-alive is off and a few threads
-    suffice: Prometheus scrapes once every few seconds. */
+    For processes that have no HTTP server of their own (the broker).
+    Answers go through bm_http (one write each, the common headers).
+    Keep-alive is off and a few threads suffice: Prometheus scrapes once
+    every few seconds. */
 #include "bm_metrics.h"
-#include "bm_http_util.h"
+#include "bm_config.h"
+#include "bm_http.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -17,76 +18,35 @@ struct _bm_metrics_http_t {
     struct mg_context *ctx;             //  civetweb server
     bm_metrics_t *metrics;              //  Registry rendered on /metrics (borrowed)
     int port;                           //  Port we listen on
+    int64_t started_ms;                 //  For uptimeMs
 };
-
-//  Write status line, headers and body in one write.
-static void
-s_reply (struct mg_connection *conn, int status, const char *reason,
-         const char *content_type, const char *body, size_t body_size, int head_only)
-{
-    char header [256];
-    int header_size = snprintf (header, sizeof header,
-        "HTTP/1.1 %d %s\r\n"
-        "Content-Type: %s\r\n"
-        "Content-Length: %zu\r\n"
-        "Cache-Control: no-store\r\n"
-        "Connection: close\r\n\r\n",
-        status, reason, content_type, body_size);
-    size_t total = (size_t) header_size + (head_only ? 0 : body_size);
-    char *buffer = malloc (total);
-    if (!buffer) {
-        mg_write (conn, header, (size_t) header_size);
-        return;
-    }
-    memcpy (buffer, header, (size_t) header_size);
-    if (!head_only)
-        memcpy (buffer + header_size, body, body_size);
-    mg_write (conn, buffer, total);
-    free (buffer);
-}
-
-static int
-s_is_get (const struct mg_request_info *info, int *head_only)
-{
-    *head_only = strcmp (info->request_method, "HEAD") == 0;
-    return *head_only || strcmp (info->request_method, "GET") == 0;
-}
 
 static int
 s_handle_metrics (struct mg_connection *conn, void *cbdata)
 {
     bm_metrics_http_t *self = (bm_metrics_http_t *) cbdata;
     const struct mg_request_info *info = mg_get_request_info (conn);
-    int head_only;
-    if (!s_is_get (info, &head_only)) {
-        const char *body = "method not allowed\n";
-        s_reply (conn, 405, "Method Not Allowed", "text/plain", body, strlen (body), 0);
+    if (strcmp (info->request_method, "GET") != 0 && strcmp (info->request_method, "HEAD") != 0) {
+        bm_http_reply_error (conn, 405, "method_not_allowed", "use GET");
         return 405;
     }
-    char *text = bm_metrics_render (self->metrics);
-    if (!text) {
-        const char *body = "out of memory\n";
-        s_reply (conn, 500, "Internal Server Error", "text/plain", body, strlen (body), head_only);
-        return 500;
-    }
-    s_reply (conn, 200, "OK", BM_METRICS_CONTENT_TYPE, text, strlen (text), head_only);
-    free (text);
+    bm_http_reply_metrics (conn, bm_metrics_render (self->metrics));
     return 200;
 }
 
+//  /health: {status: "healthy", timestamp, uptimeMs}.
 static int
 s_handle_health (struct mg_connection *conn, void *cbdata)
 {
-    (void) cbdata;
+    bm_metrics_http_t *self = (bm_metrics_http_t *) cbdata;
     const struct mg_request_info *info = mg_get_request_info (conn);
-    int head_only;
-    if (!s_is_get (info, &head_only)) {
-        const char *body = "method not allowed\n";
-        s_reply (conn, 405, "Method Not Allowed", "text/plain", body, strlen (body), 0);
+    if (strcmp (info->request_method, "GET") != 0 && strcmp (info->request_method, "HEAD") != 0) {
+        bm_http_reply_error (conn, 405, "method_not_allowed", "use GET");
         return 405;
     }
-    const char *body = "{\"status\":\"ok\"}\n";
-    s_reply (conn, 200, "OK", "application/json", body, strlen (body), head_only);
+    json_t *health = bm_http_health ();
+    json_object_set_new (health, "uptimeMs", json_integer (bm_now_ms () - self->started_ms));
+    bm_http_reply_json (conn, 200, health, NULL);
     return 200;
 }
 
@@ -109,6 +69,7 @@ bm_metrics_http_new (bm_metrics_t *metrics, const char *listen_addr, int port)
     if (!self)
         return NULL;
     self->metrics = metrics;
+    self->started_ms = bm_now_ms ();
     const char *options [] = {
         "num_threads", "4",
         "request_timeout_ms", "10000",

@@ -473,7 +473,17 @@ test_http (void)
     free (reply);
     reply = s_http_get (port, "GET /health HTTP/1.0\r\n\r\n");
     CHECK_CONTAINS (reply, "HTTP/1.1 200 OK\r\n");
-    CHECK_CONTAINS (reply, "{\"status\":\"ok\"}");
+    CHECK_CONTAINS (reply, "{\"status\":\"healthy\",\"timestamp\":\"");
+    CHECK_CONTAINS (reply, "\"uptimeMs\":");
+    CHECK_CONTAINS (reply, "X-Content-Type-Options: nosniff\r\n");
+    CHECK_CONTAINS (reply, "Access-Control-Allow-Origin: *\r\n");
+    free (reply);
+    //  A CORS preflight is answered before any handler
+    reply = s_http_get (port, "OPTIONS /metrics HTTP/1.0\r\nOrigin: http://dash.example\r\n"
+                              "Access-Control-Request-Method: GET\r\n\r\n");
+    CHECK_CONTAINS (reply, "HTTP/1.1 204 No Content\r\n");
+    CHECK_CONTAINS (reply, "Access-Control-Allow-Methods: GET,HEAD,PUT,PATCH,POST,DELETE\r\n");
+    CHECK_CONTAINS (reply, "Access-Control-Allow-Origin: *\r\n");
     free (reply);
     reply = s_http_get (port, "POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
     CHECK_CONTAINS (reply, " 405 ");

@@ -3,7 +3,7 @@
 #include "wh_config.h"
 #include "wh_manager.h"
 #include "bm_config.h"
-#include "bm_http_util.h"
+#include "bm_http.h"
 #include "bm_log.h"
 
 #include <czmq.h>

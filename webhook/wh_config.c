@@ -62,6 +62,8 @@ const bm_setting_t wh_settings [] = {
 static const char *s_more_help =
 "  CURVE_SERVER_KEY           the broker's public CURVE key, when the mesh uses CURVE []\n"
 "  CURVE_CLIENT_CERT          this manager's secret CURVE certificate file []\n"
+"  CORS_ORIGINS               origins browsers may call from: * (any) or a comma\n"
+"                             list (https://app.example.com,...) [*]\n"
 "  LOG_LEVEL                  debug, info, warn, error [info]\n";
 
 void

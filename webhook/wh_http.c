@@ -1,9 +1,8 @@
 /*  wh_http.c - botmesh-webhook's HTTP API (civetweb, its own threads).  */
 #include "wh_http.h"
-#include "wh_reply.h"
 #include "bm_client.h"
 #include "bm_config.h"
-#include "bm_http_util.h"
+#include "bm_http.h"
 #include "bm_log.h"
 
 #include <civetweb.h>
@@ -72,7 +71,7 @@ s_stats (wh_http_t *self, struct mg_connection *conn)
         "maxInflight", (json_int_t) c->max_inflight,
         "signed", c->secret != NULL,
         "allowPrivate", c->allow_private));
-    wh_reply_json (conn, 200, stats, NULL);
+    bm_http_reply_json (conn, 200, stats, NULL);
 }
 
 //  POST /deliveries/{jobId}/retry: REDELIVER {req, jobId} to the broker.
@@ -80,14 +79,14 @@ static void
 s_retry (wh_http_t *self, struct mg_connection *conn, const char *job_id)
 {
     if (!bm_valid_id (job_id, strlen (job_id))) {
-        wh_reply_error (conn, 400, "bad_request",
+        bm_http_reply_error (conn, 400, "bad_request",
                         "jobId must be 1-128 printable characters without spaces");
         return;
     }
     if (!tl_client)
         tl_client = bm_client_new (self->config->broker_endpoint);
     if (!tl_client) {
-        wh_reply_error (conn, 503, "broker_unavailable", "cannot open a socket to the broker");
+        bm_http_reply_error (conn, 503, "broker_unavailable", "cannot open a socket to the broker");
         return;
     }
     msgpack_sbuffer sbuf;
@@ -102,7 +101,7 @@ s_retry (wh_http_t *self, struct mg_connection *conn, const char *job_id)
     msgpack_sbuffer_destroy (&sbuf);
     if (!reply) {
         bm_series_inc (bm_metric_series (self->m_redeliver, "timeout"));
-        wh_reply_error (conn, 504, "broker_timeout",
+        bm_http_reply_error (conn, 504, "broker_timeout",
                         "the broker did not answer within %d ms", WH_REDELIVER_TIMEOUT_MS);
         return;
     }
@@ -110,7 +109,7 @@ s_retry (wh_http_t *self, struct mg_connection *conn, const char *job_id)
     if (bm_msg_command (reply) == BM_ACCEPTED) {
         bm_series_inc (bm_metric_series (self->m_redeliver, "accepted"));
         bm_info (job_id, "redelivery requested over HTTP");
-        wh_reply_json (conn, 202, json_pack ("{s:s, s:s}", "jobId", job_id,
+        bm_http_reply_json (conn, 202, json_pack ("{s:s, s:s}", "jobId", job_id,
                                              "status", "redelivery queued"), NULL);
     }
     else
@@ -122,11 +121,11 @@ s_retry (wh_http_t *self, struct mg_connection *conn, const char *job_id)
                    : strcmp (code, "conflict") == 0? 409
                    : strcmp (code, "bad_request") == 0? 400: 503;
         bm_series_inc (bm_metric_series (self->m_redeliver, status == 503? "error": code));
-        wh_reply_error (conn, status, code, "%s", message);
+        bm_http_reply_error (conn, status, code, "%s", message);
     }
     else {
         bm_series_inc (bm_metric_series (self->m_redeliver, "error"));
-        wh_reply_error (conn, 502, "bad_gateway", "unexpected answer from the broker");
+        bm_http_reply_error (conn, 502, "bad_gateway", "unexpected answer from the broker");
     }
     bm_msg_destroy (&reply);
 }
@@ -146,13 +145,13 @@ s_handle (struct mg_connection *conn, void *cbdata)
     if (path_len > prefix_len + suffix_len && strncmp (path, prefix, prefix_len) == 0
     &&  strcmp (path + path_len - suffix_len, suffix) == 0) {
         if (strcmp (method, "POST") != 0) {
-            wh_reply_error (conn, 405, "method_not_allowed", "use POST");
+            bm_http_reply_error (conn, 405, "method_not_allowed", "use POST");
             return 1;
         }
         char job_id [BM_MAX_ID_LEN + 2];
         size_t id_len = path_len - prefix_len - suffix_len;
         if (id_len >= sizeof job_id) {
-            wh_reply_error (conn, 400, "bad_request", "jobId is longer than %d bytes", BM_MAX_ID_LEN);
+            bm_http_reply_error (conn, 400, "bad_request", "jobId is longer than %d bytes", BM_MAX_ID_LEN);
             return 1;
         }
         memcpy (job_id, path + prefix_len, id_len);
@@ -161,21 +160,22 @@ s_handle (struct mg_connection *conn, void *cbdata)
     }
     else
     if (strcmp (path, "/health") == 0 && get) {
-        bool connected = bm_worker_link_connected (self->link);
-        wh_reply_json (conn, 200, json_pack ("{s:s, s:{s:b}}", "status", connected? "ok": "degraded",
-                                             "broker", "connected", connected), NULL);
+        json_t *health = bm_http_health ();
+        json_object_set_new (health, "broker", json_pack ("{s:b}", "connected",
+                                                          bm_worker_link_connected (self->link)));
+        bm_http_reply_json (conn, 200, health, NULL);
     }
     else
     if (strcmp (path, "/stats") == 0 && get)
         s_stats (self, conn);
     else
     if (strcmp (path, "/metrics") == 0 && get)
-        wh_reply_metrics (conn, self->metrics);
+        bm_http_reply_metrics (conn, bm_metrics_render (self->metrics));
     else
     if (strcmp (path, "/health") == 0 || strcmp (path, "/stats") == 0 || strcmp (path, "/metrics") == 0)
-        wh_reply_error (conn, 405, "method_not_allowed", "use GET");
+        bm_http_reply_error (conn, 405, "method_not_allowed", "use GET");
     else
-        wh_reply_error (conn, 404, "not_found",
+        bm_http_reply_error (conn, 404, "not_found",
                         "GET /health, /stats, /metrics; POST /deliveries/{jobId}/retry");
     return 1;
 }

@@ -1,0 +1,476 @@
+/*  bm_http.c - the HTTP layer of botmesh's civetweb servers.  */
+#include "bm_http.h"
+#include "bm_config.h"
+#include "bm_settings.h"
+#include "bm_log.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define BM_HTTP_MAX_OPTIONS     32      //  Name/value pairs a caller passes
+
+//  --------------------------------------------------------------------------
+//  Settings
+
+//  The allowed origins, set before any server starts and only read after.
+static struct {
+    bool any;                                   //  "*": every origin
+    char list [BM_HTTP_CORS_MAX_LEN + 1];       //  The origins, NUL-separated
+    const char *origins [BM_HTTP_CORS_MAX_ORIGINS];
+    size_t count;
+} s_cors = { true, "", { NULL }, 0 };
+
+//  An origin is scheme "://" host [":" port], nothing after.
+static bool
+s_valid_origin (const char *origin)
+{
+    const char *rest = NULL;
+    if (strncmp (origin, "http://", 7) == 0)
+        rest = origin + 7;
+    else
+    if (strncmp (origin, "https://", 8) == 0)
+        rest = origin + 8;
+    if (!rest || !*rest)
+        return false;
+    for (const char *c = rest; *c; c++)
+        if (*c == '/' || *c == '?' || *c == '#' || *c == '*' || *c <= ' ' || *c > '~')
+            return false;
+    return true;
+}
+
+int
+bm_http_set_cors (const char *origins, char *error, size_t error_size)
+{
+    while (origins && (*origins == ' ' || *origins == '\t'))
+        origins++;
+    if (!origins || !*origins || strcmp (origins, "*") == 0) {
+        s_cors.any = true;
+        s_cors.count = 0;
+        return 0;
+    }
+    if (strlen (origins) > BM_HTTP_CORS_MAX_LEN) {
+        snprintf (error, error_size, "must be at most %d characters", BM_HTTP_CORS_MAX_LEN);
+        return -1;
+    }
+    char list [BM_HTTP_CORS_MAX_LEN + 1];
+    size_t found [BM_HTTP_CORS_MAX_ORIGINS];   //  Offsets into list
+    size_t count = 0, used = 0;
+    const char *item = origins;
+    while (*item) {
+        const char *comma = strchr (item, ',');
+        size_t len = comma ? (size_t) (comma - item) : strlen (item);
+        const char *start = item;
+        while (len && (*start == ' ' || *start == '\t')) {
+            start++;
+            len--;
+        }
+        while (len && (start [len - 1] == ' ' || start [len - 1] == '\t'))
+            len--;
+        if (len) {
+            if (count == BM_HTTP_CORS_MAX_ORIGINS) {
+                snprintf (error, error_size, "holds more than %d origins", BM_HTTP_CORS_MAX_ORIGINS);
+                return -1;
+            }
+            memcpy (list + used, start, len);
+            list [used + len] = 0;
+            //  Browsers send the origin without a trailing slash.
+            if (list [used + len - 1] == '/')
+                list [used + len - 1] = 0;
+            if (len > BM_HTTP_ORIGIN_MAX_LEN || !s_valid_origin (list + used)) {
+                snprintf (error, error_size,
+                          "must be * or a comma-separated list of origins like "
+                          "https://app.example.com, each at most %d characters (got '%.*s')",
+                          BM_HTTP_ORIGIN_MAX_LEN, (int) (len > 200 ? 200 : len),
+                          start);
+                return -1;
+            }
+            found [count++] = used;
+            used += len + 1;
+        }
+        item = comma ? comma + 1 : item + strlen (item);
+    }
+    if (count == 0) {
+        snprintf (error, error_size, "must be * or a comma-separated list of origins");
+        return -1;
+    }
+    memcpy (s_cors.list, list, used);
+    for (size_t i = 0; i < count; i++)
+        s_cors.origins [i] = s_cors.list + found [i];
+    s_cors.count = count;
+    s_cors.any = false;
+    return 0;
+}
+
+int
+bm_http_cors_from_env (void)
+{
+    char error [300];
+    if (bm_http_set_cors (getenv ("CORS_ORIGINS"), error, sizeof error)) {
+        bm_error (NULL, "configuration: CORS_ORIGINS %s", error);
+        return -1;
+    }
+    return 0;
+}
+
+//  The CORS header lines for a request from origin (NULL: none sent).
+static const char *
+s_cors_lines (const char *origin, char *buf, size_t size)
+{
+    if (s_cors.any)
+        return "Access-Control-Allow-Origin: *\r\n";
+    if (origin)
+        for (size_t i = 0; i < s_cors.count; i++)
+            if (strcmp (origin, s_cors.origins [i]) == 0) {
+                snprintf (buf, size, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n",
+                          s_cors.origins [i]);
+                return buf;
+            }
+    return "Vary: Origin\r\n";
+}
+
+//  The headers every response carries, besides CORS: what helmet (the
+//  Express security middleware) sets by default.  The policy lets the
+//  dashboard under /admin/queues load its own script, style and data and
+//  nothing else.  No Strict-Transport-Security: the services speak plain
+//  HTTP (TLS ends at a proxy in front), and HSTS sent over HTTP is ignored
+//  by browsers at best; the proxy that terminates TLS sends it.  No
+//  upgrade-insecure-requests either: over plain HTTP it would make the
+//  dashboard's own requests fail.
+#define S_SECURITY_HEADERS \
+    "Cache-Control: no-store\r\n" \
+    "Content-Security-Policy: default-src 'self';base-uri 'self';font-src 'self' data:;" \
+        "form-action 'self';frame-ancestors 'self';img-src 'self' data:;object-src 'none';" \
+        "script-src 'self';script-src-attr 'none';style-src 'self' 'unsafe-inline'\r\n" \
+    "Cross-Origin-Opener-Policy: same-origin\r\n" \
+    "Cross-Origin-Resource-Policy: same-origin\r\n" \
+    "Origin-Agent-Cluster: ?1\r\n" \
+    "Referrer-Policy: no-referrer\r\n" \
+    "X-Content-Type-Options: nosniff\r\n" \
+    "X-DNS-Prefetch-Control: off\r\n" \
+    "X-Download-Options: noopen\r\n" \
+    "X-Frame-Options: SAMEORIGIN\r\n" \
+    "X-Permitted-Cross-Domain-Policies: none\r\n" \
+    "X-XSS-Protection: 0\r\n"
+
+//  --------------------------------------------------------------------------
+//  Starting a server
+
+static int
+s_log_message (const struct mg_connection *conn, const char *message)
+{
+    (void) conn;
+    bm_warn (NULL, "civetweb: %s", message);
+    return 1;
+}
+
+struct mg_context *
+bm_http_start (const char *listen_addr, int port, const char *const *options,
+               const struct mg_callbacks *callbacks, void *user_data,
+               int *bound, char *error, size_t error_size)
+{
+    char ports [80];
+    snprintf (ports, sizeof ports, "%s:%d", listen_addr && *listen_addr ? listen_addr : "0.0.0.0",
+              port);
+    const char *all [2 * BM_HTTP_MAX_OPTIONS + 3];
+    size_t count = 0;
+    all [count++] = "listening_ports";
+    all [count++] = ports;
+    for (size_t i = 0; options && options [i] && options [i + 1]
+                       && count + 2 < sizeof all / sizeof all [0]; i += 2) {
+        all [count++] = options [i];
+        all [count++] = options [i + 1];
+    }
+    all [count] = NULL;
+    struct mg_callbacks cb;
+    memset (&cb, 0, sizeof cb);
+    if (callbacks)
+        cb = *callbacks;
+    if (!cb.log_message)
+        cb.log_message = s_log_message;
+    if (!cb.begin_request)
+        cb.begin_request = bm_http_begin_request;
+    struct mg_context *ctx = mg_start (&cb, user_data, all);
+    if (!ctx) {
+        snprintf (error, error_size, "cannot listen on %s (port in use?)", ports);
+        return NULL;
+    }
+    struct mg_server_port bound_ports [4];
+    int found = mg_get_server_ports (ctx, 4, bound_ports);
+    if (found < 1) {
+        mg_stop (ctx);
+        snprintf (error, error_size, "cannot listen on %s (no port bound)", ports);
+        return NULL;
+    }
+    *bound = bound_ports [0].port;
+    return ctx;
+}
+
+int
+bm_http_args (int argc, char *argv [], const char *component, void (*usage) (FILE *out),
+              const char **port_flag)
+{
+    *port_flag = NULL;
+    if (bm_log_init (component))
+        return 1;
+    bm_settings_warn_foreign ();
+    for (int i = 1; i < argc; i++) {
+        if (strcmp (argv [i], "--help") == 0 || strcmp (argv [i], "-h") == 0) {
+            usage (stdout);
+            return 0;
+        }
+        else
+        if (strcmp (argv [i], "--port") == 0 && i + 1 < argc)
+            *port_flag = argv [++i];
+        else {
+            fprintf (stderr, "botmesh-%s: unknown argument '%s'\n\n", component, argv [i]);
+            usage (stderr);
+            return 2;
+        }
+    }
+    if (bm_http_cors_from_env ())
+        return 1;
+    return -1;
+}
+
+int
+bm_http_port_flag (const char *port_flag, int64_t *port)
+{
+    if (port_flag && bm_parse_int (port_flag, 0, 65535, port)) {
+        bm_error (NULL, "configuration: --port must be an integer from 0 to 65535 (got '%s')",
+                  port_flag);
+        return -1;
+    }
+    return 0;
+}
+
+int
+bm_http_begin_request (struct mg_connection *conn)
+{
+    const struct mg_request_info *info = mg_get_request_info (conn);
+    if (!info || !info->request_method || strcmp (info->request_method, "OPTIONS") != 0)
+        return 0;
+    //  Allow what the browser asks for: the methods every route may use,
+    //  and the headers it names (the API key, Content-Type...).
+    const char *asked = mg_get_header (conn, "Access-Control-Request-Headers");
+    char extra [1024];
+    int len = snprintf (extra, sizeof extra,
+                        "Access-Control-Allow-Methods: GET,HEAD,PUT,PATCH,POST,DELETE\r\n"
+                        "Access-Control-Allow-Headers: %s\r\n"
+                        "Access-Control-Max-Age: 86400\r\n"
+                        "Vary: Access-Control-Request-Headers\r\n"
+                        "Allow: GET, HEAD, POST, DELETE, OPTIONS\r\n",
+                        asked && strlen (asked) < 512 && !strpbrk (asked, "\r\n")
+                        ? asked : "Content-Type, Authorization, X-API-Key, Idempotency-Key");
+    if (len < 0 || (size_t) len >= sizeof extra)
+        return 0;
+    //  The request may carry a body nobody reads: do not reuse the connection.
+    if (info->content_length > 0 || mg_get_header (conn, "Transfer-Encoding"))
+        mg_disable_connection_keep_alive (conn);
+    bm_http_reply (conn, 204, "text/plain", extra, "", 0);
+    return 204;
+}
+
+//  --------------------------------------------------------------------------
+//  Writing responses
+
+const char *
+bm_http_reason (int status)
+{
+    switch (status) {
+        case 200: return "OK";
+        case 201: return "Created";
+        case 202: return "Accepted";
+        case 204: return "No Content";
+        case 301: return "Moved Permanently";
+        case 302: return "Found";
+        case 400: return "Bad Request";
+        case 401: return "Unauthorized";
+        case 403: return "Forbidden";
+        case 404: return "Not Found";
+        case 405: return "Method Not Allowed";
+        case 408: return "Request Timeout";
+        case 409: return "Conflict";
+        case 410: return "Gone";
+        case 411: return "Length Required";
+        case 413: return "Payload Too Large";
+        case 414: return "URI Too Long";
+        case 415: return "Unsupported Media Type";
+        case 425: return "Too Early";
+        case 429: return "Too Many Requests";
+        case 431: return "Request Header Fields Too Large";
+        case 500: return "Internal Server Error";
+        case 502: return "Bad Gateway";
+        case 503: return "Service Unavailable";
+        case 504: return "Gateway Timeout";
+        case 505: return "HTTP Version Not Supported";
+        default:  return "Unknown";
+    }
+}
+
+int
+bm_http_head (struct mg_connection *conn, int status, const char *content_type,
+              size_t body_len, const char *connection, const char *extra,
+              char *buf, size_t size)
+{
+    char cors [BM_HTTP_ORIGIN_MAX_LEN + 64];
+    const char *cors_lines = s_cors_lines (mg_get_header (conn, "Origin"), cors, sizeof cors);
+    int len = snprintf (buf, size,
+                        "HTTP/1.1 %d %s\r\n"
+                        "Content-Type: %s\r\n"
+                        "Content-Length: %zu\r\n"
+                        S_SECURITY_HEADERS
+                        "%s%s%s%s%s\r\n",
+                        status, bm_http_reason (status), content_type, body_len, cors_lines,
+                        connection ? "Connection: " : "", connection ? connection : "",
+                        connection ? "\r\n" : "", extra ? extra : "");
+    if (len < 0 || (size_t) len >= size)
+        return -1;
+    return len;
+}
+
+void
+bm_http_reply (struct mg_connection *conn, int status, const char *content_type,
+               const char *extra, const char *body, size_t body_len)
+{
+    const struct mg_request_info *info = mg_get_request_info (conn);
+    bool head = info && info->request_method && strcmp (info->request_method, "HEAD") == 0;
+    char header [BM_HTTP_HEAD_MAX + 1024];
+    int header_len = bm_http_head (conn, status, content_type, body_len, NULL, extra,
+                                   header, sizeof header);
+    if (header_len < 0)         //  extra too long: our own bug; answer without it
+        header_len = bm_http_head (conn, status, content_type, body_len, NULL, NULL,
+                                   header, sizeof header);
+    if (header_len < 0)
+        return;
+    size_t total = (size_t) header_len + (head ? 0 : body_len);
+    char stack [8192];
+    char *buffer = total <= sizeof stack ? stack : (char *) malloc (total);
+    if (!buffer) {
+        mg_write (conn, header, (size_t) header_len);
+        if (!head && body_len)
+            mg_write (conn, body, body_len);
+        return;
+    }
+    memcpy (buffer, header, (size_t) header_len);
+    if (!head && body_len)
+        memcpy (buffer + header_len, body, body_len);
+    mg_write (conn, buffer, total);
+    if (buffer != stack)
+        free (buffer);
+}
+
+char *
+bm_http_json_text (const json_t *json)
+{
+    return json ? json_dumps (json, JSON_COMPACT | JSON_REAL_PRECISION (16)) : NULL;
+}
+
+void
+bm_http_reply_json (struct mg_connection *conn, int status, json_t *json, const char *extra)
+{
+    char *text = bm_http_json_text (json);
+    json_decref (json);
+    if (!text) {
+        const char *fallback = "{\"error\":{\"code\":\"internal\",\"message\":\"internal error\"}}";
+        bm_http_reply (conn, 500, "application/json", NULL, fallback, strlen (fallback));
+        return;
+    }
+    bm_http_reply (conn, status, "application/json", extra, text, strlen (text));
+    free (text);
+}
+
+void
+bm_http_reply_error (struct mg_connection *conn, int status, const char *code, const char *fmt, ...)
+{
+    char message [512];
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (message, sizeof message, fmt, args);
+    va_end (args);
+    bm_http_reply_json (conn, status,
+                        json_pack ("{s:{s:s, s:s}}", "error", "code", code, "message", message),
+                        NULL);
+}
+
+void
+bm_http_reply_metrics (struct mg_connection *conn, char *text)
+{
+    if (text) {
+        bm_http_reply (conn, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,
+                       text, strlen (text));
+        free (text);
+    }
+    else
+        bm_http_reply_error (conn, 500, "internal", "out of memory");
+}
+
+void
+bm_http_iso_time (int64_t ms, char *buf, size_t size)
+{
+    time_t secs = (time_t) (ms / 1000);
+    struct tm tm;
+    gmtime_r (&secs, &tm);
+    snprintf (buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+              tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (ms % 1000));
+}
+
+json_t *
+bm_http_health (void)
+{
+    char now [40];
+    bm_http_iso_time (bm_now_ms (), now, sizeof now);
+    return json_pack ("{s:s, s:s}", "status", "healthy", "timestamp", now);
+}
+
+//  --------------------------------------------------------------------------
+//  Reading requests
+
+int
+bm_http_read_body (struct mg_connection *conn, size_t max, char **data, size_t *len)
+{
+    const struct mg_request_info *info = mg_get_request_info (conn);
+    *data = NULL;
+    *len = 0;
+    if (info->content_length > 0 && (size_t) info->content_length > max)
+        return -1;
+    size_t capacity = info->content_length > 0 ? (size_t) info->content_length + 1 : 4096;
+    char *buffer = (char *) malloc (capacity);
+    if (!buffer)
+        return -2;
+    size_t used = 0;
+    while (true) {
+        if (used + 1 >= capacity) {
+            if (capacity > max + 1) {
+                free (buffer);
+                return -1;
+            }
+            capacity *= 2;
+            char *bigger = (char *) realloc (buffer, capacity);
+            if (!bigger) {
+                free (buffer);
+                return -2;
+            }
+            buffer = bigger;
+        }
+        int got = mg_read (conn, buffer + used, capacity - used - 1);
+        if (got < 0) {
+            free (buffer);
+            return -2;
+        }
+        if (got == 0)
+            break;
+        used += (size_t) got;
+        if (used > max) {
+            free (buffer);
+            return -1;
+        }
+    }
+    buffer [used] = 0;
+    *data = buffer;
+    *len = used;
+    return 0;
+}

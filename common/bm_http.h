@@ -1,0 +1,138 @@
+/*  bm_http.h - the HTTP layer of botmesh's civetweb servers: the gateway,
+    the webhook manager, the mock receiver and the broker's metrics server.
+
+    * Starting a server (listening address and port, options, civetweb's
+      own messages logged, the port actually bound), and the command line
+      of a server whose only flags are --help and --port N.
+    * Writing a whole response (status line, headers, body) in one buffer
+      with one mg_write: civetweb's header helpers write each line apart,
+      which halves throughput.
+    * The headers every response carries: Cache-Control: no-store, the
+      browser security headers, and CORS (Access-Control-Allow-Origin as
+      CORS_ORIGINS says).  A CORS preflight (any OPTIONS request) is
+      answered before any handler runs (bm_http_begin_request).
+    * JSON replies, JSON errors {"error": {"code": "...", "message": "..."}},
+      the /metrics reply, the /health body, reading a request body within a
+      limit.
+
+    The CORS setting is process-wide: set it (bm_http_cors_from_env) before
+    any server starts; handler threads only read it.  */
+#ifndef BM_HTTP_H
+#define BM_HTTP_H
+
+#include <civetweb.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+//  Longest CORS_ORIGINS value, and most origins in it.
+#define BM_HTTP_CORS_MAX_LEN        4096
+#define BM_HTTP_CORS_MAX_ORIGINS    32
+#define BM_HTTP_ORIGIN_MAX_LEN      200
+//  Room bm_http_head needs for our own headers (callers add their extra).
+#define BM_HTTP_HEAD_MAX            2048
+
+//  --------------------------------------------------------------------------
+//  Settings
+
+//  Set the allowed origins: NULL, "" or "*" allow any origin (the answer is
+//  "Access-Control-Allow-Origin: *"); else a comma-separated list of
+//  origins ("https://app.example.com,http://localhost:8080"): a request
+//  whose Origin is in it gets that origin back, with "Vary: Origin"; other
+//  origins get no Access-Control-Allow-Origin.  Returns 0, or -1 with a
+//  message in error (nothing changes).
+int bm_http_set_cors (const char *origins, char *error, size_t error_size);
+
+//  bm_http_set_cors from the CORS_ORIGINS variable.  Returns 0, or -1 after
+//  logging "configuration: CORS_ORIGINS ...".
+int bm_http_cors_from_env (void);
+
+//  --------------------------------------------------------------------------
+//  Starting a server
+
+//  Start civetweb on listen_addr:port (listen_addr NULL or "": 0.0.0.0;
+//  port 0: a free port).  options: NULL-terminated name/value pairs besides
+//  "listening_ports" (num_threads, enable_keep_alive...).  callbacks may be
+//  NULL; without a log_message of its own, civetweb's messages are logged
+//  as warnings (bm_log); without a begin_request, bm_http_begin_request
+//  answers CORS preflights.  Request handlers are the caller's to set.
+//  Returns the context and sets *bound to the port it listens on, or
+//  returns NULL with a message in error ("cannot listen on ADDR:PORT
+//  (port in use?)").
+struct mg_context *bm_http_start (const char *listen_addr, int port, const char *const *options,
+                                  const struct mg_callbacks *callbacks, void *user_data,
+                                  int *bound, char *error, size_t error_size);
+
+//  civetweb's begin_request callback: answers an OPTIONS request (a CORS
+//  preflight) with 204 and the CORS headers, and returns 204; returns 0 for
+//  every other request (the handlers answer it).
+int bm_http_begin_request (struct mg_connection *conn);
+
+//  The start of main for a server taking only "--help"/"-h" (usage to
+//  stdout) and "--port N": logging set up for component (bm_log_init),
+//  then the arguments, then CORS_ORIGINS.  Returns -1 to go on, with
+//  *port_flag the value of --port or NULL; else the exit code: 0 after
+//  --help, 2 after an unknown argument (named on stderr, then the usage),
+//  1 if logging or CORS_ORIGINS is misconfigured.
+int bm_http_args (int argc, char *argv [], const char *component, void (*usage) (FILE *out),
+                  const char **port_flag);
+
+//  Apply the value of --port (port_flag may be NULL: nothing to do) to
+//  *port.  0, or -1 (logged) if it is not an integer from 0 to 65535.
+int bm_http_port_flag (const char *port_flag, int64_t *port);
+
+//  --------------------------------------------------------------------------
+//  Writing responses
+
+//  Format the status line and headers (through the blank line) into buf:
+//  Content-Type, Content-Length, Cache-Control, the security and CORS
+//  headers, "Connection: <connection>" unless connection is NULL, then
+//  extra (whole header lines, "Retry-After: 2\r\n", or NULL).  Returns the
+//  length, or -1 if buf is too small.
+int bm_http_head (struct mg_connection *conn, int status, const char *content_type,
+                  size_t body_len, const char *connection, const char *extra,
+                  char *buf, size_t size);
+
+//  Write status line, headers and body with one write.  A HEAD request
+//  gets no body.
+void bm_http_reply (struct mg_connection *conn, int status, const char *content_type,
+                    const char *extra, const char *body, size_t body_len);
+
+//  Reply with a JSON value; takes the reference.  500 if it cannot be
+//  serialised.
+void bm_http_reply_json (struct mg_connection *conn, int status, json_t *json,
+                         const char *extra);
+
+//  Reply {"error": {"code": code, "message": message}}.
+void bm_http_reply_error (struct mg_connection *conn, int status, const char *code,
+                          const char *fmt, ...) __attribute__ ((format (printf, 4, 5)));
+
+//  Reply with a Prometheus text exposition (takes text; NULL, when it
+//  could not be rendered, answers 500).
+void bm_http_reply_metrics (struct mg_connection *conn, char *text);
+
+//  The JSON text of a compact JSON serialisation, as every reply uses it
+//  (16 significant digits: 228.6889, not 228.68889999999999).  Caller frees.
+char *bm_http_json_text (const json_t *json);
+
+//  The body of /health on every service: {"status": "healthy",
+//  "timestamp": "<ISO 8601 now>"}.  Callers add their own fields.
+json_t *bm_http_health (void);
+
+//  An ISO 8601 UTC time with milliseconds ("2024-05-01T12:00:00.000Z").
+void bm_http_iso_time (int64_t ms, char *buf, size_t size);
+
+//  The reason phrase of a status ("OK", "Not Found", "Unknown").
+const char *bm_http_reason (int status);
+
+//  --------------------------------------------------------------------------
+//  Reading requests
+
+//  Read the request body (Content-Length or chunked) into a new buffer,
+//  terminated (caller frees *data).  Returns 0, -1 if larger than max
+//  (answer 413), -2 if the connection failed.
+int bm_http_read_body (struct mg_connection *conn, size_t max, char **data, size_t *len);
+
+#endif
