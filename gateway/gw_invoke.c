@@ -95,7 +95,7 @@ s_containers (const json_t *value, int limit)
 
 static int
 s_translate (const json_t *body, int64_t req, size_t max_payload, msgpack_sbuffer *sbuf,
-             char *bot_type_out, gw_invoke_error_t *error)
+             char *bot_type_out, int64_t *priority_out, gw_invoke_error_t *error)
 {
     if (!json_is_object (body))
         return s_fail (error, 400, "invalid_body", "the body must be a JSON object");
@@ -126,7 +126,7 @@ s_translate (const json_t *body, int64_t req, size_t max_payload, msgpack_sbuffe
                        "webhookUrl must be an http:// or https:// URL of at most %d characters",
                        BM_MAX_URL_LEN);
 
-    int64_t priority = 0;
+    int64_t priority = GW_INVOKE_DEFAULT_PRIORITY;
     if (s_opt_int (body, "priority", 0, BM_MAX_PRIORITY, &priority) < 0)
         return s_fail (error, 400, "invalid_priority",
                        "priority must be an integer from 0 to %d (lower runs first)",
@@ -185,6 +185,8 @@ s_translate (const json_t *body, int64_t req, size_t max_payload, msgpack_sbuffe
     if (has_attempts > 0)
         bm_pack_kv_int (&pk, "maxAttempts", max_attempts);
 
+    if (priority_out)
+        *priority_out = priority;
     if (bot_type_out) {
         memcpy (bot_type_out, bot_type, bot_type_len);
         bot_type_out [bot_type_len] = 0;
@@ -233,7 +235,7 @@ s_nesting (const char *text, size_t size, size_t limit)
 
 int
 gw_invoke_translate (const char *body, size_t size, int64_t req, size_t max_payload,
-                     char **out, size_t *out_size, char *bot_type,
+                     char **out, size_t *out_size, char *bot_type, int64_t *priority,
                      gw_invoke_error_t *error)
 {
     *out = NULL;
@@ -256,7 +258,7 @@ gw_invoke_translate (const char *body, size_t size, int64_t req, size_t max_payl
 
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
-    int rc = s_translate (root, req, max_payload, &sbuf, bot_type, error);
+    int rc = s_translate (root, req, max_payload, &sbuf, bot_type, priority, error);
     json_decref (root);
     if (rc) {
         msgpack_sbuffer_destroy (&sbuf);
@@ -281,7 +283,8 @@ s_try (const char *body, size_t max_payload, gw_invoke_error_t *error, msgpack_u
     char *out;
     size_t out_size;
     char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
-    if (gw_invoke_translate (body, strlen (body), 7, max_payload, &out, &out_size, bot_type, error))
+    if (gw_invoke_translate (body, strlen (body), 7, max_payload, &out, &out_size, bot_type, NULL,
+                             error))
         return error->code;
     s_last_out = out;
     if (bm_msgpack_check (out, out_size) != 0)
@@ -330,7 +333,7 @@ gw_invoke_test (bool verbose)
     CHECK (streq (s_try ("{\"botType\":\"node\",\"payload\":null,\"webhookUrl\":null,"
                          "\"priority\":null}", 1 << 20, &error, &result), "ok"));
     CHECK (result.data.via.map.size == 4);
-    CHECK (bm_obj_int (&result.data, "priority", &value) && value == 0);
+    CHECK (bm_obj_int (&result.data, "priority", &value) && value == GW_INVOKE_DEFAULT_PRIORITY);
     msgpack_unpacked_destroy (&result);
 
     //  Errors, each with its code and status.

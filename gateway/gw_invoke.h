@@ -11,7 +11,7 @@
         {"botType": "python",                  required, [a-z0-9_-]{1,32}
          "payload": {...},                     required, any JSON value
          "webhookUrl": "http://...",           optional, http(s), <= 2048
-         "priority": 1,                        optional, 0..2097152 (0)
+         "priority": 1,                        optional, 0..2097152 (3)
          "idempotencyKey": "abc",              optional, 1-128 printable
          "timeoutMs": 60000,                   optional, 1..86400000
          "maxAttempts": 3}                     optional, 1..100
@@ -27,6 +27,9 @@
 #include <stdint.h>
 
 #define GW_INVOKE_MAX_TIMEOUT_MS    86400000    //  protocol.md SUBMIT: 1..86400000
+//  The priority of a job sent without one: BullMQ-based bot systems default
+//  to 3, so such a job must not run ahead of jobs sent with 1 to 3.
+#define GW_INVOKE_DEFAULT_PRIORITY  3
 #define GW_INVOKE_MAX_ATTEMPTS      100         //  protocol.md SUBMIT: 1..100
 //  Containers nested in a payload.  msgpack-c unpacks at most 32 nested
 //  containers (MSGPACK_EMBED_STACK_SIZE), and a payload travels inside a
@@ -50,10 +53,11 @@ typedef struct {
 //  max_payload is the largest encoded payload accepted (the broker's
 //  MAX_PAYLOAD_BYTES).  On success returns 0 and sets *out / *out_size (a
 //  malloc'ed msgpack map; caller frees *out) and, when bot_type is not NULL,
-//  copies the bot type into bot_type[33].  On failure returns -1 and fills
-//  *error; *out is left NULL.
+//  copies the bot type into bot_type[33], and when priority is not NULL,
+//  sets it to the job's priority.  On failure returns -1 and fills *error;
+//  *out is left NULL.
 int gw_invoke_translate (const char *body, size_t size, int64_t req, size_t max_payload,
-                         char **out, size_t *out_size, char *bot_type,
+                         char **out, size_t *out_size, char *bot_type, int64_t *priority,
                          gw_invoke_error_t *error);
 
 //  Self test.

@@ -33,7 +33,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
     gw_invoke_error_t error;
     if (gw_invoke_translate ((const char *) data, size, 42, 4096, &out, &out_size, bot_type,
-                             &error)) {
+                             NULL, &error)) {
         if ((error.status != 400 && error.status != 413) || !error.code || !error.message [0]
         ||  out != NULL)
             abort ();

@@ -57,6 +57,22 @@ gw_record_job (const msgpack_object *job)
     json_t *record = bm_json_from_msgpack (job, BM_JSON_MAX_DEPTH + 1);   //  record + payload
     if (!record)
         return NULL;
+    //  BullMQ's names, for clients of BullMQ-based bot systems: id, data
+    //  (the payload), processedOn and finishedOn (ms since the epoch),
+    //  failedReason (the error message of a failed or cancelled job).
+    json_object_set (record, "id", json_object_get (record, "jobId"));
+    json_t *payload = json_object_get (record, "payload");
+    if (payload)
+        json_object_set (record, "data", payload);
+    json_t *started = json_object_get (record, "startedAt");
+    json_t *finished = json_object_get (record, "finishedAt");
+    json_object_set_new (record, "processedOn", json_is_integer (started)
+                         ? json_integer (json_integer_value (started)) : json_null ());
+    json_object_set_new (record, "finishedOn", json_is_integer (finished)
+                         ? json_integer (json_integer_value (finished)) : json_null ());
+    json_t *message = json_object_get (json_object_get (record, "error"), "message");
+    json_object_set_new (record, "failedReason", json_is_string (message)
+                         ? json_string (json_string_value (message)) : json_null ());
     s_convert_times (record);
     s_convert_times (json_object_get (record, "webhook"));
     return record;
@@ -78,6 +94,22 @@ gw_record_stats (const msgpack_object *reply)
         if (running)
             json_object_set (value, "active", running);
     }
+    //  BullMQ-style totals: botQueue over every bot type, webhookQueue for
+    //  the webhook deliveries; running jobs are BullMQ's "active".
+    static const char *counts [] = { "waiting", "active", "completed", "failed" };
+    json_int_t bot [4] = { 0 }, webhook [4] = { 0 };
+    json_object_foreach (json_object_get (stats, "types"), key, value) {
+        json_int_t *into = streq (key, BM_WEBHOOK_TYPE) ? webhook : bot;
+        for (int i = 0; i < 4; i++)
+            into [i] += json_integer_value (json_object_get (value, counts [i]));
+    }
+    json_t *bot_queue = json_object (), *webhook_queue = json_object ();
+    for (int i = 0; i < 4; i++) {
+        json_object_set_new (bot_queue, counts [i], json_integer (bot [i]));
+        json_object_set_new (webhook_queue, counts [i], json_integer (webhook [i]));
+    }
+    json_object_set_new (stats, "botQueue", bot_queue);
+    json_object_set_new (stats, "webhookQueue", webhook_queue);
     size_t index;
     json_array_foreach (json_object_get (stats, "workers"), index, value) {
         json_t *beat = json_object_get (value, "lastHeartbeat");
@@ -203,6 +235,10 @@ gw_record_test (bool verbose)
     CHECK (streq (json_string_value (json_object_get (record, "startedAt")),
                   "2026-11-28T20:40:01.200Z"));
     CHECK (json_integer_value (json_object_get (record, "priority")) == 3);
+    CHECK (streq (json_string_value (json_object_get (record, "id")), "j1"));
+    CHECK (json_integer_value (json_object_get (record, "processedOn")) == 1795898401200LL);
+    CHECK (json_is_null (json_object_get (record, "finishedOn")));
+    CHECK (json_is_null (json_object_get (record, "failedReason")));
     json_t *webhook = json_object_get (record, "webhook");
     CHECK (streq (json_string_value (json_object_get (webhook, "nextAttemptAt")),
                   "2026-11-28T20:40:02.000Z"));
@@ -218,6 +254,11 @@ gw_record_test (bool verbose)
     CHECK (json && !json_object_get (json, "req"));
     json_t *python = json_object_get (json_object_get (json, "types"), "python");
     CHECK (json_integer_value (json_object_get (python, "active")) == 2);
+    json_t *queue = json_object_get (json, "botQueue");
+    CHECK (json_integer_value (json_object_get (queue, "waiting")) == 1);
+    CHECK (json_integer_value (json_object_get (queue, "active")) == 3);
+    CHECK (json_integer_value (json_object_get (queue, "failed")) == 0);
+    CHECK (json_integer_value (json_object_get (json_object_get (json, "webhookQueue"), "active")) == 0);
     json_t *worker = json_array_get (json_object_get (json, "workers"), 0);
     CHECK (streq (json_string_value (json_object_get (worker, "lastHeartbeatAt")),
                   "1970-01-01T00:00:00.000Z"));

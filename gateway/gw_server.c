@@ -132,7 +132,6 @@ struct _gw_server_t {
     bm_series_t *broker_timeouts;       //  gateway_broker_errors_total{kind="timeout"}
     bm_series_t *broker_unavailable;    //  ...{kind="unavailable"}
     bm_series_t *broker_bad_replies;    //  ...{kind="bad_reply"}
-    bm_series_t *metrics_skipped;       //  gateway_broker_metrics_skipped_total
     bm_series_t *rate_limited;          //  gateway_rate_limited_total
     bm_series_t *auth_failures;         //  gateway_auth_failures_total
     bm_series_t *in_flight;             //  gateway_requests_in_flight
@@ -226,8 +225,6 @@ s_metrics_init (gw_server_t *self)
         "POST /invoke answered with an earlier job (same idempotencyKey)", NULL);
     bm_metric_t *broker_errors = bm_metrics_counter (m, "gateway_broker_errors_total",
         "Broker requests that failed: timeout (504), unavailable (503), bad_reply", "kind");
-    bm_metric_t *skipped = bm_metrics_counter (m, "gateway_broker_metrics_skipped_total",
-        "Scrapes of /metrics served without the broker's part (no answer)", NULL);
     bm_metric_t *limited = bm_metrics_counter (m, "gateway_rate_limited_total",
         "Requests refused with 429 by the rate limiter", NULL);
     bm_metric_t *auth = bm_metrics_counter (m, "gateway_auth_failures_total",
@@ -240,7 +237,7 @@ s_metrics_init (gw_server_t *self)
         "HTTP worker threads (GATEWAY_THREADS): the most keep-alive clients served at once",
         NULL);
     if (!self->m_requests || !self->m_duration || !self->m_rejected || !accepted
-    ||  !duplicates || !broker_errors || !skipped || !limited || !auth || !in_flight
+    ||  !duplicates || !broker_errors || !limited || !auth || !in_flight
     ||  !history || !threads)
         return -1;
     for (int r = 0; r < R_COUNT; r++)
@@ -252,7 +249,6 @@ s_metrics_init (gw_server_t *self)
     self->broker_timeouts = bm_metric_series (broker_errors, "timeout");
     self->broker_unavailable = bm_metric_series (broker_errors, "unavailable");
     self->broker_bad_replies = bm_metric_series (broker_errors, "bad_reply");
-    self->metrics_skipped = bm_metric_series (skipped);
     self->rate_limited = bm_metric_series (limited);
     self->auth_failures = bm_metric_series (auth);
     self->in_flight = bm_metric_series (in_flight);
@@ -793,39 +789,19 @@ s_handle_ready (s_req_t *r)
     s_send_json (r, 503, value, extra);
 }
 
+//  The gateway's own series only: the broker serves its own on its
+//  metrics port (BROKER_METRICS_PORT), which Prometheus scrapes apart, so
+//  that a sum() over every job counts each execution once.
 static void
 s_handle_metrics (s_req_t *r)
 {
-    gw_server_t *server = r->server;
-    //  Ask the broker first, so that a skipped part is counted in this
-    //  very scrape.
-    const char *text = NULL;
-    size_t text_len = 0;
-    bm_msg_t *reply = s_broker_simple (r, BM_METRICS, NULL, false);
-    if (reply && bm_msg_command (reply) == BM_REPLY
-    &&  bm_obj_str (bm_msg_body (reply), "text", &text, &text_len)) {
-        //  Use it as is: it is the broker's own exposition text.
+    char *text = bm_metrics_render (r->server->metrics);
+    if (!text) {
+        s_error (r, 500, "internal", "out of memory", NULL);
+        return;
     }
-    else {
-        text = NULL;
-        text_len = 0;
-        bm_series_inc (server->metrics_skipped);
-    }
-    char *own = bm_metrics_render (server->metrics);
-    size_t own_len = own ? strlen (own) : 0;
-    bool newline = text_len > 0 && text [text_len - 1] != '\n';
-    size_t total = own_len + text_len + (newline ? 1 : 0);
-    char *all = (char *) malloc (total + 1);
-    if (own_len)
-        memcpy (all, own, own_len);
-    if (text_len)
-        memcpy (all + own_len, text, text_len);
-    if (newline)
-        all [total - 1] = '\n';
-    s_send (r, 200, BM_METRICS_CONTENT_TYPE, NULL, all, total);
-    free (all);
-    free (own);
-    bm_msg_destroy (&reply);
+    s_send (r, 200, BM_METRICS_CONTENT_TYPE, NULL, text, strlen (text));
+    free (text);
 }
 
 static void
@@ -845,8 +821,10 @@ s_handle_invoke (s_req_t *r)
     size_t submit_size;
     gw_invoke_error_t error;
     int64_t req = gw_link_next_req (server->link);
+    char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
+    int64_t priority = 0;
     int rc = gw_invoke_translate (body, size, req, (size_t) server->config.max_payload,
-                                  &submit, &submit_size, NULL, &error);
+                                  &submit, &submit_size, bot_type, &priority, &error);
     free (body);
     if (rc) {
         r->reason = error.code;
@@ -863,7 +841,14 @@ s_handle_invoke (s_req_t *r)
         bool duplicate = false;
         bm_obj_bool (bm_msg_body (reply), "duplicate", &duplicate);
         bm_series_inc (duplicate ? server->duplicates : server->accepted);
-        json_t *value = json_pack ("{s:s,s:s}", "jobId", job_id, "status", "queued");
+        //  botType, priority and estimatedPosition (the job's place in its
+        //  queue, when the broker tells it) as BullMQ-based bot systems answer.
+        int64_t position = 0;
+        bool has_position = bm_obj_int (bm_msg_body (reply), "position", &position);
+        json_t *value = json_pack ("{s:s,s:s,s:s,s:I,s:o}", "jobId", job_id, "status", "queued",
+                                   "botType", bot_type, "priority", (json_int_t) priority,
+                                   "estimatedPosition", has_position
+                                   ? json_integer ((json_int_t) position) : json_null ());
         if (duplicate)
             json_object_set_new (value, "duplicate", json_true ());
         char extra [200];

@@ -794,8 +794,8 @@ wh_engine_new (zloop_t *loop, const wh_config_t *config, bm_metrics_t *metrics,
 
     //  Metrics
     bm_metric_t *deliveries = bm_metrics_counter (metrics, "webhook_deliveries_total",
-        "Webhook deliveries that reached a final state, by state", "status");
-    self->m_delivered = bm_metric_series (deliveries, "delivered");
+        "Webhook deliveries that reached a final state: success (delivered) or failed", "status");
+    self->m_delivered = bm_metric_series (deliveries, "success");
     self->m_failed = bm_metric_series (deliveries, "failed");
     bm_metric_t *attempts = bm_metrics_counter (metrics, "webhook_attempts_total",
         "HTTP delivery attempts, by verdict (success, retryable, permanent)", "result");

@@ -150,8 +150,8 @@ def test():
         check(limit and float(limit[0]["value"][1]) == 5, "semaphore_limit{python} = 5", limit)
 
         if webhooks:
-            hooks = wait_until(lambda: query('webhook_deliveries_total{job="webhook-manager",status="delivered"} > 0'),
-                               20, "webhook_deliveries_total{delivered} samples", interval=0.25)
+            hooks = wait_until(lambda: query('webhook_deliveries_total{job="webhook-manager",status="success"} > 0'),
+                               20, "webhook_deliveries_total{success} samples", interval=0.25)
             check(float(hooks[0]["value"][1]) == 1, "one webhook delivered", hooks)
 
         # Every metric the Grafana dashboard queries exists in the scraped data

@@ -71,7 +71,8 @@ def main():
         check(ws["delivered"] == 1 and ws["failed"] == 0 and ws["attempts"] == 1 and ws["inFlight"] == 0
               and ws["retrying"] == 0 and ws["broker"]["connected"], "manager /stats agrees", ws)
         status, hdrs, metrics = http("GET", mgr.url + "/metrics")
-        check(status == 200 and 'webhook_deliveries_total{status="delivered"} 1' in metrics
+        check(status == 200 and 'webhook_deliveries_total{status="success"} 1\n' in metrics
+              and 'webhook_deliveries_total{status="failed"} 0\n' in metrics
               and "webhook_delivery_duration_seconds_count 1" in metrics,
               "manager /metrics: webhook_deliveries_total, webhook_delivery_duration_seconds", metrics[:400])
 
