@@ -50,6 +50,20 @@ s_handle_health (struct mg_connection *conn, void *cbdata)
     return 200;
 }
 
+//  Every path: /metrics, /health, else 404 (with the common headers).
+static int
+s_handle (struct mg_connection *conn, void *cbdata)
+{
+    const struct mg_request_info *info = mg_get_request_info (conn);
+    const char *path = info->local_uri ? info->local_uri : "";
+    if (strcmp (path, "/metrics") == 0)
+        return s_handle_metrics (conn, cbdata);
+    if (strcmp (path, "/health") == 0)
+        return s_handle_health (conn, cbdata);
+    bm_http_reply_error (conn, 404, "not_found", "GET /metrics or /health");
+    return 404;
+}
+
 //  civetweb's own log lines would go to stderr unasked; keep them quiet.
 static int
 s_log_message (const struct mg_connection *conn, const char *message)
@@ -86,8 +100,7 @@ bm_metrics_http_new (bm_metrics_t *metrics, const char *listen_addr, int port)
         free (self);
         return NULL;
     }
-    mg_set_request_handler (self->ctx, "/metrics$", s_handle_metrics, self);
-    mg_set_request_handler (self->ctx, "/health$", s_handle_health, self);
+    mg_set_request_handler (self->ctx, "/", s_handle, self);
     return self;
 }
 
