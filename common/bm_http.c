@@ -158,6 +158,18 @@ s_cors_lines (const char *origin, char *buf, size_t size)
 //  --------------------------------------------------------------------------
 //  Starting a server
 
+//  Errors civetweb answers itself (a request it cannot parse, a head too
+//  large...): JSON with the common headers, and the connection closes.
+static int
+s_http_error (struct mg_connection *conn, int status, const char *message)
+{
+    (void) message;                 //  May hold request bytes: not echoed
+    mg_disable_connection_keep_alive (conn);
+    bm_http_reply_error (conn, status, status >= 500 ? "internal" : "bad_request",
+                         "the request could not be handled (HTTP %d)", status);
+    return 0;
+}
+
 static int
 s_log_message (const struct mg_connection *conn, const char *message)
 {
@@ -192,6 +204,8 @@ bm_http_start (const char *listen_addr, int port, const char *const *options,
         cb.log_message = s_log_message;
     if (!cb.begin_request)
         cb.begin_request = bm_http_begin_request;
+    if (!cb.http_error)
+        cb.http_error = s_http_error;
     struct mg_context *ctx = mg_start (&cb, user_data, all);
     if (!ctx) {
         snprintf (error, error_size, "cannot listen on %s (port in use?)", ports);
