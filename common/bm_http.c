@@ -421,15 +421,26 @@ bm_http_reply_metrics (struct mg_connection *conn, char *text)
         bm_http_reply_error (conn, 500, "internal", "out of memory");
 }
 
-void
+int
 bm_http_iso_time (int64_t ms, char *buf, size_t size)
 {
-    time_t secs = (time_t) (ms / 1000);
+    //  Years 0..9999 only: beyond that ISO-8601 needs a sign and more digits.
+    if (ms < -62167219200000LL || ms > 253402300799999LL)
+        return -1;
+    int64_t secs = ms / 1000;
+    int64_t frac = ms % 1000;
+    if (frac < 0) {             //  Floor division for times before 1970
+        frac += 1000;
+        secs -= 1;
+    }
+    time_t t = (time_t) secs;
     struct tm tm;
-    gmtime_r (&secs, &tm);
-    snprintf (buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-              tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (ms % 1000));
+    if (!gmtime_r (&t, &tm))
+        return -1;
+    int n = snprintf (buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                      tm.tm_hour, tm.tm_min, tm.tm_sec, (int) frac);
+    return (n > 0 && (size_t) n < size) ? 0 : -1;
 }
 
 json_t *

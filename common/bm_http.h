@@ -121,8 +121,10 @@ char *bm_http_json_text (const json_t *json);
 //  "timestamp": "<ISO 8601 now>"}.  Callers add their own fields.
 json_t *bm_http_health (void);
 
-//  An ISO 8601 UTC time with milliseconds ("2024-05-01T12:00:00.000Z").
-void bm_http_iso_time (int64_t ms, char *buf, size_t size);
+//  An ISO 8601 UTC time with milliseconds ("2024-05-01T12:00:00.000Z") of
+//  ms since the epoch.  0, or -1 if the year is outside 0..9999 or buf is
+//  too small (40 bytes always suffice).
+int bm_http_iso_time (int64_t ms, char *buf, size_t size);
 
 //  The reason phrase of a status ("OK", "Not Found", "Unknown").
 const char *bm_http_reason (int status);

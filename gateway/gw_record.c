@@ -1,5 +1,6 @@
 /*  gw_record.c - broker replies (msgpack) as the gateway's JSON answers.  */
 #include "gw_record.h"
+#include "bm_http.h"
 #include "bm_json.h"
 #include "bm_proto.h"
 
@@ -7,28 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-int
-gw_iso8601 (int64_t ms, char *buf, size_t size)
-{
-    //  Years 0..9999 only: beyond that ISO-8601 needs a sign and more digits.
-    if (ms < -62167219200000LL || ms > 253402300799999LL)
-        return -1;
-    int64_t secs = ms / 1000;
-    int64_t frac = ms % 1000;
-    if (frac < 0) {             //  Floor division for times before 1970
-        frac += 1000;
-        secs -= 1;
-    }
-    time_t t = (time_t) secs;
-    struct tm tm;
-    if (!gmtime_r (&t, &tm))
-        return -1;
-    int n = snprintf (buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                      tm.tm_hour, tm.tm_min, tm.tm_sec, (int) frac);
-    return (n > 0 && (size_t) n < size) ? 0 : -1;
-}
 
 //  Replace every integer member whose key ends in "At" by its ISO form.
 static void
@@ -43,7 +22,7 @@ s_convert_times (json_t *object)
         size_t len = strlen (key);
         if (len > 2 && streq (key + len - 2, "At") && json_is_integer (value)) {
             char iso [40];
-            if (gw_iso8601 (json_integer_value (value), iso, sizeof iso) == 0)
+            if (bm_http_iso_time (json_integer_value (value), iso, sizeof iso) == 0)
                 json_object_set_new (object, key, json_string (iso));
         }
     }
@@ -114,7 +93,7 @@ gw_record_stats (const msgpack_object *reply)
     json_array_foreach (json_object_get (stats, "workers"), index, value) {
         json_t *beat = json_object_get (value, "lastHeartbeat");
         char iso [40];
-        if (json_is_integer (beat) && gw_iso8601 (json_integer_value (beat), iso, sizeof iso) == 0)
+        if (json_is_integer (beat) && bm_http_iso_time (json_integer_value (beat), iso, sizeof iso) == 0)
             json_object_set_new (value, "lastHeartbeatAt", json_string (iso));
     }
     return stats;
@@ -217,12 +196,12 @@ gw_record_test (bool verbose)
     if (verbose)
         printf (" * gw_record: ");
     char iso [40];
-    CHECK (gw_iso8601 (0, iso, sizeof iso) == 0 && streq (iso, "1970-01-01T00:00:00.000Z"));
-    CHECK (gw_iso8601 (1795898401123LL, iso, sizeof iso) == 0
+    CHECK (bm_http_iso_time (0, iso, sizeof iso) == 0 && streq (iso, "1970-01-01T00:00:00.000Z"));
+    CHECK (bm_http_iso_time (1795898401123LL, iso, sizeof iso) == 0
            && streq (iso, "2026-11-28T20:40:01.123Z"));
-    CHECK (gw_iso8601 (-1, iso, sizeof iso) == 0 && streq (iso, "1969-12-31T23:59:59.999Z"));
-    CHECK (gw_iso8601 (INT64_MAX, iso, sizeof iso) == -1);
-    CHECK (gw_iso8601 (0, iso, 10) == -1);
+    CHECK (bm_http_iso_time (-1, iso, sizeof iso) == 0 && streq (iso, "1969-12-31T23:59:59.999Z"));
+    CHECK (bm_http_iso_time (INT64_MAX, iso, sizeof iso) == -1);
+    CHECK (bm_http_iso_time (0, iso, 10) == -1);
 
     msgpack_unpacked job = s_pack_json (
         "{\"jobId\":\"j1\",\"state\":\"completed\",\"createdAt\":1795898401123,"

@@ -14,10 +14,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-//  Write ms since the epoch as ISO-8601 UTC with milliseconds into buf
-//  (at least 32 bytes).  Returns 0, or -1 if the time cannot be shown.
-int gw_iso8601 (int64_t ms, char *buf, size_t size);
-
 //  A job record as JSON (caller owns the reference), or NULL if job is not
 //  a map or nests too deeply.
 json_t *gw_record_job (const msgpack_object *job);
