@@ -842,7 +842,8 @@ s_handle_invoke (s_req_t *r)
         bm_obj_bool (bm_msg_body (reply), "duplicate", &duplicate);
         bm_series_inc (duplicate ? server->duplicates : server->accepted);
         //  botType, priority and estimatedPosition (the job's place in its
-        //  queue, when the broker tells it) as BullMQ-based bot systems answer.
+        //  queue; the broker leaves it out on a duplicate) as BullMQ-based
+        //  bot systems answer.
         int64_t position = 0;
         bool has_position = bm_obj_int (bm_msg_body (reply), "position", &position);
         json_t *value = json_pack ("{s:s,s:s,s:s,s:I,s:o}", "jobId", job_id, "status", "queued",

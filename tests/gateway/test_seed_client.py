@@ -87,8 +87,8 @@ def main():
         status, _, r = http("POST", gw.url + "/invoke", {"botType": "python", "payload": payload,
                                                          "webhookUrl": hook, "priority": 1})
         check(status == 202 and r["status"] == "queued" and r["botType"] == "python"
-              and r["priority"] == 1 and "estimatedPosition" in r
-              and (r["estimatedPosition"] is None or r["estimatedPosition"] >= 0),
+              and r["priority"] == 1 and isinstance(r["estimatedPosition"], int)
+              and r["estimatedPosition"] >= 1,
               "POST /invoke: {jobId, status, botType, priority, estimatedPosition}", r)
         ok_id = r["jobId"]
         status, _, r = http("POST", gw.url + "/invoke", {"botType": "node", "payload": {"test": 1},
