@@ -11,7 +11,7 @@
       jansson's own parse: an object, botType [a-z0-9_-]{1,32}, a payload,
       optional fields null or valid;
     - an accepted body's SUBMIT carries the same botType, payload (JSON
-      equality after msgpack -> JSON), priority (0 by default), webhookUrl,
+      equality after msgpack -> JSON), priority (GW_INVOKE_DEFAULT_PRIORITY by default), webhookUrl,
       idempotencyKey, timeoutMs and maxAttempts as the JSON did;
     - the SUBMIT frames are accepted by bm_msg_decode_raw as the broker
       decodes them (a job the gateway accepts must not be a bad_frame to
@@ -201,10 +201,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     //  (bad_request): the gateway must not accept one.
     FUZZ_CHECK (bm_obj_depth (bm_obj_get (map, "payload")) <= BM_MAX_NESTING);
     json_t *priority = json_object_get (root, "priority");
-    json_t *zero = json_integer (0);
-    s_check_field (map, "priority", priority && !json_is_null (priority)? priority: zero,
+    json_t *fallback = json_integer (GW_INVOKE_DEFAULT_PRIORITY);
+    s_check_field (map, "priority", priority && !json_is_null (priority)? priority: fallback,
                    false);
-    json_decref (zero);
+    json_decref (fallback);
     s_check_field (map, "webhookUrl", json_object_get (root, "webhookUrl"), true);
     s_check_field (map, "idempotencyKey", json_object_get (root, "idempotencyKey"), true);
     s_check_field (map, "timeoutMs", json_object_get (root, "timeoutMs"), true);
