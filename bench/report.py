@@ -367,6 +367,11 @@ def main():
         for case, cmd in commands:
             md += ["- `%s`: `%s`" % (case, cmd.replace("`", "'"))]
         md.append("")
+        #  The bots section (bench/bots.py, `--only bots`) is kept as it is.
+        begin, end = "<!-- bots:begin -->", "<!-- bots:end -->"
+        old = open(write).read() if os.path.exists(write) else ""
+        if begin in old and end in old:
+            md += [old[old.index(begin):old.index(end) + len(end)], ""]
         with open(write, "w") as f:
             f.write("\n".join(md))
         print("wrote " + write)

@@ -8,7 +8,10 @@
 #   --quick       seconds-long version of every case (small counts, 1 run): CI
 #   --no-write    print the table only; do not write docs/benchmarks.md
 #   --runs N      runs per case (default 3; --quick: 1)
-#   --only G,...  groups to run: throughput, latency, http, scale (default all)
+#   --only G,...  groups to run: throughput, latency, http, scale (default
+#                 all of these), bots (only when named: the default bots end
+#                 to end per execution mode, with Celery and BullMQ sandboxed
+#                 processors on the same bot work; bench/bots.py)
 #   --keep-logs   keep the scratch directory with every process log
 #
 # Each case runs N times on fresh processes (fresh redis-server, broker,
@@ -238,7 +241,7 @@ elif have bm-bench-worker; then
 fi
 
 # --- the npm peers ---------------------------------------------------------------
-if want throughput || want latency || want http; then
+if want throughput || want latency || want http || want bots; then
   if command -v node >/dev/null && command -v npm >/dev/null; then
     peers_ok() { (cd "$PEERS" && node -e 'require("bullmq"); require("express"); require("ioredis")') >/dev/null 2>&1; }
     if ! peers_ok; then
@@ -632,6 +635,14 @@ for RUN_NOW in $(seq 1 "$RUNS"); do
     for m in $TYPE_COUNTS; do case_types "$m"; done
   fi
 done
+if want bots; then
+  BOTS_ARGS=(--bin "$BIN")
+  [ $QUICK = 1 ] && BOTS_ARGS+=(--quick)
+  [ $WRITE = 1 ] && BOTS_ARGS+=(--write "$ROOT/docs/benchmarks.md")
+  "$PY" "$BENCH/bots.py" "${BOTS_ARGS[@]}" || FAILED=1
+  # Only the bots group: its section is written, not the whole page.
+  [ "$ONLY" = bots ] && { log "bench: done in $(( $(date +%s) - T0 ))s"; [ $FAILED = 1 ] && exit 1; exit 0; }
+fi
 ELAPSED=$(( $(date +%s) - T0 ))
 
 # --- the machine and the versions -----------------------------------------------------

@@ -91,6 +91,8 @@ struct _service_t {
     bool configured;            //  A limit was configured
     int64_t confirming;         //  SUBMITs waiting for Redis (count in the bound)
     uint64_t completed, failed, cancelled, submitted;
+    uint64_t limit_kills;       //  Runs that hit a resource limit (DONE
+                                //  error.limit)
     double durations [DURATION_SAMPLES];    //  Run times since the last snapshot
     size_t duration_count;
     uint64_t snap_completed;    //  completed at the last snapshot
@@ -180,6 +182,7 @@ struct _bm_broker_t {
     int64_t last_snapshot;      //  Mono ms
     bm_metrics_t *metrics;      //  Registry
     bm_metrics_http_t *metrics_http;    //  /metrics server
+    bm_metric_t *mf_limit_kills;        //  bot_limit_kills_total{bot_type,limit}
     bm_metric_t *mf_executions, *mf_duration, *mf_queue, *mf_usage, *mf_waiting,
                 *mf_limit, *mf_submitted, *mf_wait, *mf_rejected, *mf_frames,
                 *mf_redispatched, *mf_dropped;
@@ -1597,6 +1600,20 @@ s_worker_job (bm_broker_t *self, worker_t *worker, const msgpack_object *body, c
     return NULL;
 }
 
+//  A worker reported a run that hit a resource limit.  The limit's name
+//  comes from a peer: only the four the workers know become a label.
+static void
+s_count_limit_kill (bm_broker_t *self, service_t *service, const char *limit)
+{
+    static const char *known [] = { "memory", "cpu", "pids", "files", NULL };
+    const char *label = "other";
+    for (int i = 0; known [i]; i++)
+        if (streq (limit, known [i]))
+            label = known [i];
+    service->limit_kills++;
+    bm_series_inc (bm_metric_series (self->mf_limit_kills, service->name, label));
+}
+
 static void
 s_worker_done (bm_broker_t *self, worker_t *worker, const bm_msg_t *msg)
 {
@@ -1660,6 +1677,9 @@ s_worker_done (bm_broker_t *self, worker_t *worker, const bm_msg_t *msg)
                 job->exit_code = exit_code;
                 job->has_exit_code = true;
             }
+            char limit [16];
+            if (streq (code, "resource_limit") && bm_obj_strcpy (error, "limit", limit, sizeof limit))
+                s_count_limit_kill (self, job->service, limit);
             if (bm_obj_str (error, "message", &text, &len)) {
                 if (len >= sizeof message) {
                     //  Cut on a UTF-8 character boundary.
@@ -2346,7 +2366,7 @@ s_pack_stats (bm_broker_t *self, msgpack_packer *pk)
     service_t *service = (service_t *) zhashx_first (self->services);
     while (service) {
         bm_pack_str (pk, service->name);
-        msgpack_pack_map (pk, 10);
+        msgpack_pack_map (pk, 11);
         bm_pack_kv_int (pk, "waiting", (int64_t) bm_heap_size (service->queue));
         bm_pack_kv_int (pk, "running", service->usage);
         bm_pack_kv_int (pk, "completed", (int64_t) service->completed);
@@ -2357,6 +2377,7 @@ s_pack_stats (bm_broker_t *self, msgpack_packer *pk)
         bm_pack_kv_int (pk, "waitingForPermit", s_service_waiting_for_permit (service));
         bm_pack_kv_int (pk, "workers", (int64_t) zlistx_size (service->workers));
         bm_pack_kv_int (pk, "submitted", (int64_t) service->submitted);
+        bm_pack_kv_int (pk, "limitKills", (int64_t) service->limit_kills);
         service = (service_t *) zhashx_next (self->services);
     }
     bm_pack_str (pk, "workers");
@@ -3019,6 +3040,9 @@ s_setup_metrics (bm_broker_t *self)
         "Queued jobs that have a worker with credit but wait for a permit", "semaphore_name");
     self->mf_limit = bm_metrics_gauge (m, "semaphore_limit",
         "Size of the bot type's semaphore (MAX_<TYPE>_BOTS)", "semaphore_name");
+    self->mf_limit_kills = bm_metrics_counter (m, "bot_limit_kills_total",
+        "Bot runs that hit a resource limit of their type (memory, cpu, pids, files)",
+        "bot_type,limit");
     self->mf_submitted = bm_metrics_counter (m, "broker_jobs_submitted_total",
         "Jobs accepted for submission", "bot_type");
     self->mf_rejected = bm_metrics_counter (m, "broker_jobs_rejected_total",

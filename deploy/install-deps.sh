@@ -12,6 +12,7 @@ PACKAGES=(
   python3 python3-zmq python3-msgpack python3-yaml
   nodejs npm default-jdk-headless
   prometheus chromium jq curl wrk iproute2 procps psmisc docker-compose time linux-perf
+  bubblewrap python3-celery python3-redis
 )
 
 missing=()

@@ -1,6 +1,7 @@
 /*  bm_bot.c - one bot run: a child process driven from a zloop.  */
 #include "bm_bot.h"
 #include "bm_capture.h"
+#include "bm_limits.h"
 #include "bm_progress.h"
 #include "bm_config.h"
 
@@ -10,6 +11,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,6 +41,8 @@ struct _bm_bot_t {
     bm_progress_t *progress;    //  Parser of its progress lines
     bool overflowed;            //  It wrote more than the stdout cap
     int status;                 //  Wait status after the reap
+    struct rusage usage;        //  Its resource usage, after the reap
+    bm_limits_run_t *limits;    //  Its resource limits, or NULL
     int64_t started_at;         //  Wall clock at start (ms)
     int64_t finished_at;        //  Wall clock at reap (ms)
     int64_t started_mono;       //  Monotonic clock at start (ms)
@@ -99,6 +103,7 @@ bm_bot_destroy (bm_bot_t **self_p)
             self->running = false;
         }
         s_close_all (self);
+        bm_limits_run_destroy (&self->limits);
         bm_capture_destroy (&self->out);
         bm_capture_destroy (&self->err);
         bm_progress_destroy (&self->progress);
@@ -236,7 +241,8 @@ s_on_stdin (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 //  In the child, between fork and exec: only async-signal-safe calls.
 
 static void
-s_child (const int fds [4], int error_fd, pid_t parent, char *const argv [], char *const envp [])
+s_child (const int fds [4], int error_fd, pid_t parent, const bm_limits_run_t *limits,
+         char *const argv [], char *const envp [])
 {
     //  A group of its own, so that one signal reaches everything it starts.
     setpgid (0, 0);
@@ -272,6 +278,9 @@ s_child (const int fds [4], int error_fd, pid_t parent, char *const argv [], cha
     //  Nothing else of the worker's (sockets, pipes of other bots) leaks
     //  into the bot.
     close_range (4, ~0U, CLOSE_RANGE_CLOEXEC);
+    //  Last, so that the fd limit does not get in the way of the above.
+    if (limits && bm_limits_run_apply (limits))
+        goto fail;
     execve (argv [0], argv, envp);
 fail:;
     int error = errno;
@@ -289,7 +298,7 @@ bm_bot_nonblocking (int fd)
 
 pid_t
 bm_bot_launch (char *const argv [], char *const envp [], const int fds [4],
-               char *errstr, size_t errstr_size)
+               const bm_limits_run_t *limits, char *errstr, size_t errstr_size)
 {
     int report [2];
     if (pipe2 (report, O_CLOEXEC)) {
@@ -306,7 +315,7 @@ bm_bot_launch (char *const argv [], char *const envp [], const int fds [4],
     }
     if (pid == 0) {
         close (report [0]);
-        s_child (fds, report [1], parent, argv, envp);
+        s_child (fds, report [1], parent, limits, argv, envp);
     }
     //  Also here, so that killpg works even before the child ran.
     setpgid (pid, pid);
@@ -342,7 +351,7 @@ bm_bot_start (bm_bot_t *self, char *const argv [], char *const envp [],
         goto fail;
     }
     int fds [4] = { in [0], out [1], err [1], prog [1] };
-    pid_t pid = bm_bot_launch (argv, envp, fds, self->errstr, sizeof self->errstr);
+    pid_t pid = bm_bot_launch (argv, envp, fds, self->limits, self->errstr, sizeof self->errstr);
     close (in [0]);
     close (out [1]);
     close (err [1]);
@@ -406,6 +415,34 @@ fail:
     return -1;
 }
 
+void
+bm_bot_set_limits (bm_bot_t *self, const bm_limits_t *limits, const char *name)
+{
+    assert (!self->running && self->pid == 0);
+    bm_limits_run_destroy (&self->limits);
+    if (limits)
+        self->limits = bm_limits_run_new (limits, name);
+}
+
+const char *
+bm_bot_limit_verdict (bm_bot_t *self, char *message, size_t message_size)
+{
+    if (!self->limits || self->running)
+        return NULL;
+    char *tail = bm_capture_text (self->err);
+    const char *limit = bm_limits_run_verdict (self->limits, self->status, &self->usage, tail,
+                                               message, message_size);
+    free (tail);
+    return limit;
+}
+
+int64_t
+bm_bot_cpu_ms (bm_bot_t *self)
+{
+    return (int64_t) self->usage.ru_utime.tv_sec * 1000 + self->usage.ru_utime.tv_usec / 1000
+         + (int64_t) self->usage.ru_stime.tv_sec * 1000 + self->usage.ru_stime.tv_usec / 1000;
+}
+
 const char *
 bm_bot_errstr (bm_bot_t *self)
 {
@@ -443,7 +480,7 @@ bm_bot_reap (bm_bot_t *self)
     //  reused: kill whatever the bot left behind in its group.
     killpg (self->pid, SIGKILL);
     int status = 0;
-    while (waitpid (self->pid, &status, 0) < 0 && errno == EINTR)
+    while (wait4 (self->pid, &status, 0, &self->usage) < 0 && errno == EINTR)
         ;
     self->status = status;
     self->running = false;

@@ -24,6 +24,8 @@
 #ifndef BM_BOT_H
 #define BM_BOT_H
 
+#include "bm_limits.h"
+
 #include <czmq.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -58,11 +60,17 @@ const char *bm_bot_errstr (bm_bot_t *self);
 //  bot, a pooled process, a fork server): fork, a process group of its
 //  own (pgid = pid), SIGKILL when the worker dies, signals back to their
 //  defaults, fds [0..3] of the caller as its fds 0..3 and nothing else of
-//  ours open, then execve.  The caller closes its copies of fds.  Returns
-//  the pid, or -1 with the reason in errstr (the program could not be
-//  executed; the child is reaped already).
+//  ours open, the run's resource limits (limits, NULL for none: see
+//  bm_limits.h), then execve.  The caller closes its copies of fds.
+//  Returns the pid, or -1 with the reason in errstr (the program could not
+//  be executed; the child is reaped already).
 pid_t bm_bot_launch (char *const argv [], char *const envp [], const int fds [4],
-                     char *errstr, size_t errstr_size);
+                     const bm_limits_run_t *limits, char *errstr, size_t errstr_size);
+
+//  Before bm_bot_start: run the program under these limits (copied; see
+//  bm_limits.h), applied in the child between fork and exec.  name tags
+//  its cgroup (the job id).  NULL: no limits (the worker's own stay).
+void bm_bot_set_limits (bm_bot_t *self, const bm_limits_t *limits, const char *name);
 
 //  Send a signal to the bot's process group.  Returns 0 or -1.
 int bm_bot_signal (bm_bot_t *self, int signum);
@@ -79,6 +87,12 @@ void bm_bot_reap (bm_bot_t *self);
 //  Outcome, valid after the exit handler was called.
 //  The raw wait status (WIFEXITED, WEXITSTATUS, WIFSIGNALED, WTERMSIG).
 int bm_bot_status (bm_bot_t *self);
+//  If the run failed because of one of its limits, that limit's name
+//  ("memory", "cpu", "pids", "files") and what showed it in message;
+//  else NULL.
+const char *bm_bot_limit_verdict (bm_bot_t *self, char *message, size_t message_size);
+//  CPU time (user + system) it used, in ms; children it waited for count.
+int64_t bm_bot_cpu_ms (bm_bot_t *self);
 //  True if the bot wrote more than stdout_max bytes to stdout.
 bool bm_bot_overflowed (bm_bot_t *self);
 //  What the bot wrote on stdout (borrowed, NUL-terminated).

@@ -55,6 +55,7 @@ typedef struct {
     int64_t jobs_done;          //  Jobs it ran
     int64_t idle_since;         //  Monotonic ms
     int64_t retire_since;       //  Monotonic ms
+    bm_limits_run_t *limits;    //  Its resource limits (its cgroup), or NULL
 } proc_t;
 
 struct _bm_pool_t {
@@ -116,6 +117,7 @@ s_proc_destroy (proc_t **proc_p)
         s_proc_close (proc);
         bm_capture_destroy (&proc->err);
         bm_progress_destroy (&proc->progress);
+        bm_limits_run_destroy (&proc->limits);
         s_pjob_destroy (&proc->job);
         free (proc->wbuf);
         free (proc->line);
@@ -521,7 +523,9 @@ s_start (bm_pool_t *self)
         return -1;
     }
     int fds [4] = { in [0], out [1], err [1], prog [1] };
-    pid_t pid = bm_bot_launch (self->config.argv, self->envp, fds, errstr, sizeof errstr);
+    bm_limits_run_t *limits = self->config.limits ? bm_limits_run_new (self->config.limits,
+                                                                       self->config.type) : NULL;
+    pid_t pid = bm_bot_launch (self->config.argv, self->envp, fds, limits, errstr, sizeof errstr);
     close (in [0]);
     close (out [1]);
     close (err [1]);
@@ -536,9 +540,11 @@ s_start (bm_pool_t *self)
         self->failures++;
         zstr_free (&self->init_error);
         self->init_error = strdup (errstr);
+        bm_limits_run_destroy (&limits);
         return -1;
     }
     proc_t *proc = (proc_t *) zmalloc (sizeof (proc_t));
+    proc->limits = limits;
     proc->pool = self;
     proc->pid = pid;
     proc->state = PROC_STARTING;

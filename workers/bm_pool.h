@@ -36,6 +36,8 @@
 #ifndef BM_POOL_H
 #define BM_POOL_H
 
+#include "bm_limits.h"
+
 #include <czmq.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -55,6 +57,11 @@ typedef struct {
     int64_t output_max;         //  Cap on a job's stdout (bytes)
     int64_t stderr_tail;        //  Bytes of stderr kept per job
     int64_t kill_grace_ms;      //  SIGTERM to SIGKILL when retiring
+    const bm_limits_t *limits;  //  Resource limits of each process
+                                //  (borrowed; NULL: none).  A pool process
+                                //  keeps them across its jobs (CPU time
+                                //  adds up until it is recycled); a fork
+                                //  server's child starts its own count.
 } bm_pool_config_t;
 
 //  How a job ended, in the terms of a spawned bot.

@@ -4,6 +4,7 @@
 #include "bm_config.h"
 #include "bm_json.h"
 #include "bm_log.h"
+#include "bm_sandbox.h"
 #include "bm_worker_link.h"
 #include "bm_pool.h"
 
@@ -63,6 +64,7 @@ typedef struct {
     int progress_sent;                  //  Last progress sent, -1 if none
     int64_t progress_sent_mono;         //  When
     int progress_pending;               //  A newer value held back, or -1
+    const char *limit_hit;              //  The resource limit it hit, or NULL
 } job_t;
 
 //  A DONE recently sent, to send again after a reconnect.
@@ -90,6 +92,7 @@ struct _bm_worker_t {
     int settle_timer;                   //  Settle period timer, or 0
     bool stopped;                       //  DISCONNECT sent: leave the loop
     uint64_t random;                    //  xorshift state for simulations
+    uint64_t limit_kills [BM_LIMITS_KINDS];     //  Runs that hit each limit
 };
 
 static void s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome);
@@ -274,11 +277,13 @@ s_send_done (bm_worker_t *self, job_t *job, const char *result_data, size_t resu
     }
     else {
         bm_pack_str (&pk, "error");
-        msgpack_pack_map (&pk, exit_code >= 0 ? 3 : 2);
+        msgpack_pack_map (&pk, 2 + (exit_code >= 0) + (job->limit_hit != NULL));
         bm_pack_kv_str (&pk, "code", code);
         bm_pack_kv_str (&pk, "message", message);
         if (exit_code >= 0)
             bm_pack_kv_int (&pk, "exitCode", exit_code);
+        if (job->limit_hit)
+            bm_pack_kv_str (&pk, "limit", job->limit_hit);
     }
     bm_pack_kv_int (&pk, "startedAt", job->started_at);
     bm_pack_kv_int (&pk, "finishedAt", finished_at);
@@ -449,6 +454,15 @@ s_keep_end (char *text, size_t max)
     memmove (text, text + start, len - start + 1);
 }
 
+//  One more run that hit this limit.
+static void
+s_count_limit_kill (bm_worker_t *self, const char *limit)
+{
+    int kind = bm_limits_kind (limit);
+    if (kind >= 0)
+        self->limit_kills [kind]++;
+}
+
 //  Send what ends the job (DONE or RELEASE) and forget it.
 static void
 s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome)
@@ -497,6 +511,12 @@ s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome)
             finished_at = bm_bot_finished_at (job->bot);
         char message [512];
         char *tail = strdup (outcome->message ? outcome->message : "");
+        //  A resource limit: the spawned run knows its rusage and cgroup;
+        //  for a pooled one, what its exit and stderr show.
+        int status = outcome->signal ? outcome->signal : (outcome->exit_code & 0xff) << 8;
+        const char *limit = outcome->init_failed ? NULL
+                          : job->bot ? bm_bot_limit_verdict (job->bot, message, sizeof message)
+                          : bm_limits_verdict (&job->type->limits, status, NULL, tail, message, sizeof message);
         if (outcome->overflowed) {
             snprintf (message, sizeof message,
                       "the bot wrote more than %lld bytes on stdout and was killed",
@@ -507,6 +527,14 @@ s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome)
         if (outcome->init_failed) {
             s_keep_end (tail, BM_MESSAGE_MAX);
             s_send_done (self, job, NULL, 0, "bot_init_failed", tail, -1, finished_at);
+        }
+        else
+        if (limit) {
+            bm_warn (job->id, "the %s bot hit its %s limit", job->type->name, limit);
+            job->limit_hit = limit;
+            s_count_limit_kill (self, limit);
+            s_send_done (self, job, NULL, 0, "resource_limit", message,
+                         outcome->signal ? -1 : outcome->exit_code, finished_at);
         }
         else
         if (outcome->signal) {
@@ -658,6 +686,12 @@ s_bot_env (bm_worker_t *self, job_t *job, int64_t deadline)
     envp [n++] = zsys_sprintf ("BOT_DEADLINE=%lld", (long long) deadline);
     envp [n++] = strdup ("BOT_PROGRESS_FD=3");
     envp [n++] = zsys_sprintf ("BOT_WORKER=%s", self->config->name);
+    if (job->type->sandboxed) {
+        //  Only what the job is given: not the worker's credentials.
+        char **confined = bm_sandbox_env (envp);
+        bm_bot_argv_free (&envp);
+        return confined;
+    }
     return envp;
 }
 
@@ -852,6 +886,7 @@ s_on_job (bm_worker_t *self, const msgpack_object *body)
     json_decref (json);
     job->bot = bm_bot_new (self->loop, self->config->output_max, self->config->stderr_tail,
                            s_on_bot_exit, s_on_bot_progress, job);
+    bm_bot_set_limits (job->bot, &type->limits, job->id);
     char **envp = s_bot_env (self, job, deadline);
     int rc = bm_bot_start (job->bot, type->argv, envp, input, strlen (input));
     bm_bot_argv_free (&envp);
@@ -1119,6 +1154,8 @@ bm_worker_destroy (bm_worker_t **self_p)
         for (int i = 0; i < BM_WORKER_MAX_TYPES; i++)
             bm_pool_destroy (&self->pools [i]); //  Kills their processes
         zhashx_destroy (&self->jobs);           //  Kills bots still running
+        if (bm_limits_sweep (1000))
+            bm_warn (NULL, "some bot cgroups could not be removed (processes still in them)");
         zhashx_destroy (&self->timers);
         done_t *done;
         while ((done = (done_t *) zlistx_detach (self->recent_done, NULL))) {
@@ -1163,7 +1200,13 @@ s_start_pools (bm_worker_t *self)
             .min_procs = type->min_procs, .max_procs = type->max_procs,
             .max_jobs = type->max_jobs, .max_rss_mb = type->max_rss_mb, .idle_ms = type->idle_ms,
             .output_max = config->output_max, .stderr_tail = config->stderr_tail,
-            .kill_grace_ms = config->kill_grace_ms };
+            .kill_grace_ms = config->kill_grace_ms, .limits = &type->limits };
+        if (type->sandboxed) {
+            //  Only what the job is given: not the worker's credentials.
+            char **confined = bm_sandbox_env (envp);
+            bm_bot_argv_free (&envp);
+            envp = confined;
+        }
         self->pools [i] = bm_pool_new (self->loop, &pool_config, envp, s_on_pool_done,
                                        s_on_pool_progress, self);
         bm_bot_argv_free (&envp);

@@ -23,6 +23,7 @@
 #ifndef BM_WORKER_H
 #define BM_WORKER_H
 
+#include "bm_limits.h"
 #include "bm_proto.h"
 
 #include <stdbool.h>
@@ -54,6 +55,9 @@ typedef struct {
     int64_t max_jobs;           //  BOT_<TYPE>_MAX_JOBS
     int64_t max_rss_mb;         //  BOT_<TYPE>_MAX_RSS_MB (0: no limit)
     int64_t idle_ms;            //  BOT_<TYPE>_IDLE_MS
+    bm_limits_t limits;         //  Resource limits of each run
+    bool sandboxed;             //  argv runs the bot under bwrap: its
+                                //  environment is cut down (bm_sandbox)
     int64_t sim_min_ms;         //  Simulated duration range
     int64_t sim_max_ms;
     double sim_fail_rate;       //  Share of simulated runs that fail

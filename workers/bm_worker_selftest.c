@@ -1,8 +1,10 @@
 /*  bm_worker_selftest.c - runs the self-tests of the worker's classes.
 
-    bm_worker_selftest [CLASS...]   (capture, progress, bot, pool; default all)  */
+    bm_worker_selftest [CLASS...]   (capture, progress, limits, sandbox, bot, pool; default all)  */
 #include "bm_capture.h"
 #include "bm_progress.h"
+#include "bm_limits.h"
+#include "bm_sandbox.h"
 #include "bm_bot.h"
 #include "bm_pool.h"
 
@@ -15,6 +17,8 @@ static struct {
 } s_tests [] = {
     { "capture", bm_capture_test },
     { "progress", bm_progress_test },
+    { "limits", bm_limits_test },
+    { "sandbox", bm_sandbox_test },
     { "bot", bm_bot_test },
     { "pool", bm_pool_test },
 };

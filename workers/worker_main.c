@@ -5,10 +5,12 @@
 #include "bm_curve.h"
 #include "bm_settings.h"
 #include "bm_log.h"
+#include "bm_sandbox.h"
 
 #include <ctype.h>
 #include <stdarg.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +92,22 @@ s_usage (FILE *out)
 "                         and the job fails with bad_output (default 1048576)\n"
 "  BOT_STDERR_TAIL_BYTES  stderr bytes kept as the error message (default 4096)\n"
 "  BOT_KILL_GRACE_MS      SIGTERM to SIGKILL when a bot is stopped (default 2000)\n"
+"  BOT_<TYPE>_MEMORY_MB   address space of each run of TYPE, MiB (default 4096;\n"
+"                         0 none); a run past it fails with resource_limit\n"
+"  BOT_<TYPE>_CPU_SECONDS CPU time of each run (default 3600; 0 none)\n"
+"  BOT_<TYPE>_MAX_PIDS    processes + threads of each run (default 256; 0 none):\n"
+"                         a pids cgroup per run where the worker can make one,\n"
+"                         else the per-user process rlimit (not for root)\n"
+"  BOT_<TYPE>_MAX_FILES   open files of each run (default 1024; 0 none)\n"
+"  BOT_<TYPE>_SANDBOX     bwrap: run TYPE's bots under bubblewrap (read-only\n"
+"                         system, the bot's own directory read-only, a private\n"
+"                         /tmp, no other host files, a cut-down environment);\n"
+"                         if it cannot work here the worker does not start\n"
+"                         (default none)\n"
+"  BOT_<TYPE>_NETWORK     1: a sandboxed bot shares the host's network\n"
+"                         (default 0: a network namespace of its own)\n"
+"  BOT_USER               when the worker runs as root, run every bot as this\n"
+"                         unprivileged user (default: none, bots run as root)\n"
 "  HEARTBEAT_INTERVAL_MS  heartbeat interval (default 1000)\n"
 "  HEARTBEAT_LIVENESS     silent intervals before reconnecting (default 3)\n"
 "  MAX_PAYLOAD_BYTES      largest result, msgpack-encoded (default 1048576)\n"
@@ -297,6 +315,90 @@ s_bot_mode (bm_worker_type_t *type, int64_t concurrency)
     }
     if (type->min_procs > type->max_procs)
         type->min_procs = type->max_procs;
+    return 0;
+}
+
+//  BOT_<TYPE>_MEMORY_MB, _CPU_SECONDS, _MAX_PIDS, _MAX_FILES.
+static int
+s_bot_limits (bm_worker_type_t *type)
+{
+    char error [256];
+    if (bm_limits_from_env (&type->limits, type->name, error, sizeof error)) {
+        bm_error (NULL, "configuration: %s", error);
+        return -1;
+    }
+    char text [256];
+    bm_limits_describe (&type->limits, text, sizeof text);
+    bool effective;
+    bm_limits_pids_method (&effective);
+    if (type->limits.max_pids && !effective)
+        bm_warn (NULL, "%s bots: MAX_PIDS is not enforced: the worker runs as root and cannot "
+                 "make a pids cgroup (RLIMIT_NPROC does not apply to root)", type->name);
+    bm_info (NULL, "%s bots: limits %s", type->name, text);
+    return 0;
+}
+
+//  BOT_USER: the user bots run as when we run as root.  Returns 0 (uid and
+//  gid -1 when there is none), or -1.
+static int
+s_bot_user (int64_t *uid, int64_t *gid)
+{
+    *uid = *gid = -1;
+    const char *name = bm_env_str ("BOT_USER", "");
+    if (!*name)
+        return 0;
+    struct passwd *user = getpwnam (name);
+    if (!user) {
+        bm_error (NULL, "configuration: BOT_USER: no user '%.64s' on this machine", name);
+        return -1;
+    }
+    if (geteuid () != 0) {
+        bm_warn (NULL, "BOT_USER=%s is not used: the worker does not run as root, its bots run "
+                 "as the worker's user", name);
+        return 0;
+    }
+    if (user->pw_uid == 0) {
+        bm_error (NULL, "configuration: BOT_USER must be an unprivileged user, not '%.64s'", name);
+        return -1;
+    }
+    *uid = user->pw_uid;
+    *gid = user->pw_gid;
+    bm_info (NULL, "bots run as %s (uid %d, gid %d)", name, (int) user->pw_uid, (int) user->pw_gid);
+    return 0;
+}
+
+//  BOT_<TYPE>_SANDBOX=bwrap: wrap the type's command line, and check once
+//  that the sandbox works here; if it does not, we do not start.
+static int
+s_bot_sandbox (bm_worker_type_t *type)
+{
+    char error [512];
+    char **wrapped = NULL;
+    int rc = bm_sandbox_from_env (type->name, type->argv, &wrapped, error, sizeof error);
+    if (rc < 0) {
+        bm_error (NULL, "configuration: %s", error);
+        return -1;
+    }
+    if (rc == 0)
+        return 0;
+    if (bm_sandbox_probe (wrapped, (uid_t) type->limits.uid, (gid_t) type->limits.gid,
+                          error, sizeof error)) {
+        bm_error (NULL, "%s bots: the bwrap sandbox does not work on this machine (%s); refusing "
+                  "to start rather than run them unsandboxed", type->name, error);
+        bm_bot_argv_free (&wrapped);
+        return -1;
+    }
+    bm_bot_argv_free (&type->argv);
+    type->argv = wrapped;
+    type->sandboxed = true;
+    bool network = false;
+    char var [64];
+    s_env_name (var, sizeof var, "BOT_", type->name, "_NETWORK");
+    bm_env_bool (var, false, &network);
+    bm_info (NULL, "%s bots: sandboxed with bwrap (network %s)", type->name, network ? "shared" : "none");
+    if (geteuid () == 0 && type->limits.uid < 0)
+        bm_warn (NULL, "%s bots: sandboxed, but with root's uid outside the sandbox: set BOT_USER "
+                 "to run them as an unprivileged user", type->name);
     return 0;
 }
 
@@ -522,10 +624,19 @@ main (int argc, char *argv [])
         goto done;
 
     const char *root = bm_env_str ("BOTMESH_ROOT", BM_SOURCE_DIR);
+    int64_t bot_uid = -1, bot_gid = -1;
+    if (config.mode == BM_WORKER_BOTS && s_bot_user (&bot_uid, &bot_gid))
+        goto done;
     for (int i = 0; i < config.type_count; i++) {
         if (config.mode == BM_WORKER_BOTS
         &&  (s_bot_mode (&config.types [i], config.concurrency)
           || s_bot_command (&config.types [i], root)))
+            goto done;
+        if (config.mode == BM_WORKER_BOTS && s_bot_limits (&config.types [i]))
+            goto done;
+        config.types [i].limits.uid = bot_uid;
+        config.types [i].limits.gid = bot_gid;
+        if (config.mode == BM_WORKER_BOTS && s_bot_sandbox (&config.types [i]))
             goto done;
         if (config.mode == BM_WORKER_SIMULATE && s_sim_duration (&config.types [i]))
             goto done;

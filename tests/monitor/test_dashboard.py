@@ -18,7 +18,7 @@ import cdp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEY = "dash-key-7f3a"
-FIELDS = ("waiting", "running", "limit", "waitingForPermit", "completed", "failed", "cancelled", "workers")
+FIELDS = ("waiting", "running", "limit", "waitingForPermit", "completed", "failed", "cancelled", "workers", "limitKills")
 
 
 def start_gateway(s, env=None):

@@ -1,0 +1,387 @@
+#!/usr/bin/python3
+"""bots.py - `./botmesh bench --only bots`: the default bots end to end.
+
+    bots.py --bin BIN [--jobs N] [--quick] [--write docs/benchmarks.md]
+
+Each case: a fresh broker (no Redis) and one botmesh-worker serving one bot
+type with concurrency 2 (the machine's 2 cores), the same payload for every
+job; 10 warm-up jobs, then N jobs submitted at once; the time until the last
+one ended, and the CPU time of the broker and the worker with everything it
+ran (its children's CPU, counted as they are reaped) per job.  Cases:
+
+  spawn_<bot>              the default bots, a process per job (default limits)
+  spawn_python_nolimits    all of BOT_PYTHON_* limits 0: what the limits cost
+  spawn_python_bwrap       BOT_PYTHON_SANDBOX=bwrap: what the sandbox costs
+  pool_<bot>, fork_python  BOT_<TYPE>_MODE=pool / fork, when the worker has
+                           the modes (its --help names BOT_<TYPE>_MODE)
+  celery_python            Celery prefork (Redis broker and backend,
+                           concurrency 2), the Python bot's main() as the task
+  bullmq_node              BullMQ sandboxed processors (child processes
+                           reused, concurrency 2), the Node bot's function
+
+Prints the table; with --write, puts it in docs/benchmarks.md between the
+"bots" markers (the rest of the page is bench/run.sh's).
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import msgpack
+import zmq
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PY = "/usr/bin/python3"
+CLIENT = b"BMC01"
+SUBMIT, STATS = 1, 4
+HZ = os.sysconf("SC_CLK_TCK")
+PAYLOADS = {"python": {"dataset": "bench", "size": 1000}, "node": {"count": 10}, "java": {}}
+BEGIN, END = "<!-- bots:begin -->", "<!-- bots:end -->"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def cpu_tree(pids):
+    """CPU seconds of these processes and all their descendants, alive or
+    reaped by them (utime + stime + cutime + cstime of each live one)."""
+    children = {}
+    stats = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(d), int(fields[1])
+        stats[pid] = sum(int(x) for x in fields[11:15])
+        children.setdefault(ppid, []).append(pid)
+    total, todo, seen = 0, list(pids), set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        total += stats.get(p, 0)
+        todo += children.get(p, [])
+    return total / HZ
+
+
+class Stack:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.procs = []
+
+    def spawn(self, name, args, env=None, cwd=None):
+        e = dict(os.environ)
+        e.update(env or {})
+        log = open(os.path.join(self.tmp, name + ".log"), "ab")
+        p = subprocess.Popen(args, env=e, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True, cwd=cwd)
+        self.procs.append(p)
+        return p
+
+    def stop(self):
+        for p in reversed(self.procs):
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait()
+        self.procs = []
+
+
+def wait_for(fn, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise RuntimeError("timed out waiting for " + what)
+
+
+class Client:
+    def __init__(self, endpoint):
+        self.sock = zmq.Context.instance().socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(endpoint)
+        self.req = 0
+
+    def request(self, cmd, body, timeout=10):
+        self.req += 1
+        self.sock.send_multipart([CLIENT, bytes([cmd]), msgpack.packb(dict(body, req=self.req))])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.sock.poll(100):
+                frames = self.sock.recv_multipart()
+                reply = msgpack.unpackb(frames[2], raw=False, strict_map_key=False)
+                if reply.get("req") == self.req:
+                    return frames[1][0], reply
+        raise RuntimeError("no reply from the broker")
+
+    def type_stats(self, bot_type):
+        _, reply = self.request(STATS, {})
+        return reply.get("types", {}).get(bot_type), reply.get("workers", [])
+
+
+def run_botmesh(bindir, tmp, bot, jobs, env):
+    """One botmesh case: returns (seconds, cpu seconds, failed)."""
+    st = Stack(tmp)
+    try:
+        port = free_port()
+        ep = "tcp://127.0.0.1:%d" % port
+        broker = st.spawn("broker", [os.path.join(bindir, "botmesh-broker")],
+                          {"BROKER_ENDPOINT": ep, "REDIS_URL": "none", "LOG_LEVEL": "warn",
+                           "BROKER_METRICS_PORT": str(free_port()), "MAX_%s_BOTS" % bot.upper(): "100"})
+        e = {"BROKER_ENDPOINT": ep, "LOG_LEVEL": "warn", "BOTMESH_ROOT": ROOT}
+        e.update(env)
+        worker = st.spawn("worker-" + bot, [os.path.join(bindir, "botmesh-worker"), "--type", bot,
+                                             "--concurrency", "2"], e)
+        c = Client(ep)
+        wait_for(lambda: c.type_stats(bot)[1], 30, "the worker to register")
+
+        def batch(count):
+            before = (c.type_stats(bot)[0] or {})
+            base = before.get("completed", 0) + before.get("failed", 0)
+            for _ in range(count):
+                c.request(SUBMIT, {"botType": bot, "payload": PAYLOADS[bot], "timeoutMs": 120000})
+            t = wait_for(lambda: (lambda s: s if s and s["completed"] + s["failed"] >= base + count else None)(
+                c.type_stats(bot)[0]), 600, "%d %s jobs" % (count, bot))
+            return t["failed"] - before.get("failed", 0)
+        batch(10)
+        cpu0 = cpu_tree([broker.pid, worker.pid])
+        t0 = time.monotonic()
+        failed = batch(jobs)
+        seconds = time.monotonic() - t0
+        cpu = cpu_tree([broker.pid, worker.pid]) - cpu0
+        return seconds, cpu, failed
+    finally:
+        st.stop()
+
+
+def start_redis(st, tmp):
+    port = free_port()
+    st.spawn("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                       "--appendonly", "no", "--dir", tmp])
+    wait_for(lambda: subprocess.run(["redis-cli", "-p", str(port), "PING"], capture_output=True,
+                                    text=True).stdout.strip() == "PONG", 15, "redis")
+    return port
+
+
+CELERY_APP = '''
+import contextlib, importlib.util, io, json, sys
+from celery import Celery
+URL = "redis://127.0.0.1:%(port)d/0"
+app = Celery("benchbots", broker=URL, backend=URL)
+app.conf.worker_prefetch_multiplier = 4
+spec = importlib.util.spec_from_file_location("bot", %(bot)r)
+bot = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bot)
+
+@app.task
+def data_analysis(payload):
+    """The Python bot's main(): the payload on its stdin, its stdout back."""
+    sys.stdin = io.StringIO(json.dumps(payload))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        bot.main()
+    return json.loads(out.getvalue())
+'''
+
+CELERY_DRIVER = '''
+import sys, time
+sys.path.insert(0, %(dir)r)
+from benchbots import data_analysis
+payload = %(payload)r
+def batch(n):
+    rs = [data_analysis.delay(payload) for _ in range(n)]
+    failed = 0
+    for r in rs:
+        try:
+            r.get(timeout=600)
+        except Exception:
+            failed += 1
+    return failed
+batch(10)
+print("WARM", flush=True)
+sys.stdin.readline()
+t0 = time.monotonic()
+failed = batch(%(jobs)d)
+print("RESULT seconds=%%.3f failed=%%d" %% (time.monotonic() - t0, failed))
+'''
+
+
+def run_celery(tmp, jobs):
+    st = Stack(tmp)
+    try:
+        port = start_redis(st, tmp)
+        appdir = os.path.join(tmp, "celery")
+        os.makedirs(appdir, exist_ok=True)
+        with open(os.path.join(appdir, "benchbots.py"), "w") as f:
+            f.write(CELERY_APP % {"port": port, "bot": os.path.join(ROOT, "workers", "bots", "python", "bot.py")})
+        worker = st.spawn("celery", [PY, "-m", "celery", "-A", "benchbots", "worker", "-P", "prefork", "-c", "2",
+                                     "--loglevel", "warning", "--without-gossip", "--without-mingle",
+                                     "--without-heartbeat"], cwd=appdir)
+        driver = os.path.join(appdir, "driver.py")
+        with open(driver, "w") as f:
+            f.write(CELERY_DRIVER % {"dir": appdir, "payload": PAYLOADS["python"], "jobs": jobs})
+        redis_pid = st.procs[0].pid
+        # CPU is counted from the worker's side (the prefork children stay
+        # alive) once the driver's warm-up batch is through.
+        p = subprocess.Popen([PY, driver], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, cwd=appdir)
+        if p.stdout.readline().strip() != "WARM":
+            raise RuntimeError("celery driver: no warm-up")
+        cpu0 = cpu_tree([worker.pid, redis_pid])
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        out, err = p.communicate(timeout=900)
+        cpu = cpu_tree([worker.pid, redis_pid]) - cpu0
+        line = [l for l in out.splitlines() if l.startswith("RESULT ")]
+        if p.returncode or not line:
+            raise RuntimeError("celery driver failed: " + err[-500:])
+        d = dict(kv.split("=") for kv in line[-1].split()[1:])
+        return float(d["seconds"]), cpu, int(d["failed"])
+    finally:
+        st.stop()
+
+
+def run_bullmq(tmp, jobs):
+    st = Stack(tmp)
+    try:
+        port = start_redis(st, tmp)
+        p = st.spawn("bullmq", ["node", os.path.join(HERE, "peers", "bullmq_bots.js"), "--redis", str(port),
+                                "--jobs", str(jobs), "--concurrency", "2"])
+        p.wait(900)
+        with open(os.path.join(tmp, "bullmq.log")) as f:
+            text = f.read()
+        line = [l for l in text.splitlines() if l.startswith("RESULT ")]
+        if p.returncode or not line:
+            raise RuntimeError("bullmq driver failed: " + text[-500:])
+        d = dict(kv.split("=") for kv in line[-1].split()[1:])
+        # CPU: not sampled (the node process and its processor children are
+        # gone when the figure is known).
+        return float(d["seconds"]), None, int(d["failed"])
+    finally:
+        st.stop()
+
+
+def main():
+    args = sys.argv[1:]
+    bindir = args[args.index("--bin") + 1] if "--bin" in args else os.path.join(ROOT, "build", "bin")
+    quick = "--quick" in args
+    jobs = int(args[args.index("--jobs") + 1]) if "--jobs" in args else (20 if quick else 100)
+    write = args[args.index("--write") + 1] if "--write" in args else None
+    help_text = subprocess.run([os.path.join(bindir, "botmesh-worker"), "--help"], capture_output=True,
+                               text=True).stdout
+    has_modes = "BOT_<TYPE>_MODE" in help_text
+    warm_jobs = jobs * 10
+    nolimits = {"BOT_PYTHON_MEMORY_MB": "0", "BOT_PYTHON_CPU_SECONDS": "0", "BOT_PYTHON_MAX_PIDS": "0",
+                "BOT_PYTHON_MAX_FILES": "0"}
+    cases = [("spawn_python", "python", jobs, {}), ("spawn_python_nolimits", "python", jobs, nolimits),
+             ("spawn_python_bwrap", "python", jobs, {"BOT_PYTHON_SANDBOX": "bwrap"}),
+             ("spawn_node", "node", jobs, {}), ("spawn_java", "java", jobs // 2 or 1, {})]
+    if has_modes:
+        cases += [("fork_python", "python", warm_jobs, {"BOT_PYTHON_MODE": "fork"}),
+                  ("pool_python", "python", warm_jobs, {"BOT_PYTHON_MODE": "pool"}),
+                  ("pool_node", "node", warm_jobs, {"BOT_NODE_MODE": "pool"}),
+                  ("pool_java", "java", warm_jobs, {"BOT_JAVA_MODE": "pool"})]
+    results = {}
+    tmp = tempfile.mkdtemp(prefix="botmesh-bench-bots-")
+    t_start = time.time()
+    load_before = open("/proc/loadavg").read().split()[:3]
+    try:
+        for name, bot, n, env in cases:
+            try:
+                s, cpu, failed = run_botmesh(bindir, tmp, bot, n, env)
+                results[name] = (n, s, cpu, failed)
+            except Exception as e:  # noqa: BLE001 - reported in the table
+                results[name] = (n, None, None, str(e)[:120])
+            print("%s: %r" % (name, results[name]), file=sys.stderr, flush=True)
+        for name, fn, n in (("celery_python", run_celery, jobs * 4), ("bullmq_node", run_bullmq, jobs * 4)):
+            try:
+                s, cpu, failed = fn(tmp, n)
+                results[name] = (n, s, cpu, failed)
+            except Exception as e:  # noqa: BLE001
+                results[name] = (n, None, None, str(e)[:120])
+            print("%s: %r" % (name, results[name]), file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    rows = []
+    for name, (n, s, cpu, failed) in results.items():
+        if s is None:
+            rows.append("| %s | %d | failed: %s | | |" % (name, n, failed))
+        else:
+            rows.append("| %s | %d | %.1f | %s | %s |" % (name, n, n / s,
+                                                          "%.1f" % (1000 * cpu / n) if cpu is not None else "n/a",
+                                                          failed))
+
+    def rate(name):
+        r = results.get(name)
+        return r[0] / r[1] if r and r[1] else None
+
+    lines = [BEGIN, "## Bots end to end (`./botmesh bench --only bots`)", "",
+             "Run %s UTC, load before %s, %d jobs per spawn case (java half), %d per warm case, "
+             "concurrency 2 everywhere, one worker, broker without Redis; CPU per job = broker + worker "
+             "+ every bot process (Celery: its worker, prefork children and Redis; BullMQ: not sampled)." % (
+                 time.strftime("%Y-%m-%d %H:%M", time.gmtime(t_start)), " ".join(load_before), jobs, warm_jobs),
+             "", "| case | jobs | jobs/s | CPU ms/job | failed |", "| --- | ---: | ---: | ---: | ---: |"] + rows
+    notes = []
+    a, b = rate("spawn_python"), rate("spawn_python_nolimits")
+    if a and b:
+        notes.append("- Limits cost: spawn python %.1f jobs/s with the default limits, %.1f without "
+                     "(%+.1f %%; the per-run pids cgroup is a mkdir, a write and an rmdir)." % (a, b, 100 * (a - b) / b))
+    c = rate("spawn_python_bwrap")
+    if a and c:
+        notes.append("- Sandbox cost: %.1f jobs/s under bwrap vs %.1f (%.1f ms more wall time per job at "
+                     "concurrency 2)." % (c, a, 2000 * (1 / c - 1 / a)))
+    if not has_modes:
+        notes.append("- pool and fork: not in this build (the worker's --help names no BOT_<TYPE>_MODE); "
+                     "the targets (pool >= 30x spawn, python fork >= 5x spawn, pool >= Celery and >= BullMQ) "
+                     "cannot be checked from this run.")
+    else:
+        for bot in ("python", "node", "java"):
+            p, s = rate("pool_" + bot), rate("spawn_" + bot)
+            if p and s:
+                notes.append("- pool %s: %.0fx spawn (target 30x)" % (bot, p / s))
+        f, s = rate("fork_python"), rate("spawn_python")
+        if f and s:
+            notes.append("- fork python: %.1fx spawn (target 5x)" % (f / s))
+    for peer, mine in (("celery_python", "pool_python"), ("bullmq_node", "pool_node")):
+        if rate(peer):
+            notes.append("- %s: %.0f jobs/s%s" % (peer, rate(peer), (" (botmesh %s: %.0f)" % (mine, rate(mine)))
+                                                    if rate(mine) else ""))
+    lines += [""] + notes + [END]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if write:
+        old = open(write).read() if os.path.exists(write) else ""
+        if BEGIN in old and END in old:
+            new = old[:old.index(BEGIN)] + text.rstrip("\n") + old[old.index(END) + len(END):]
+        else:
+            new = old.rstrip("\n") + "\n\n" + text
+        with open(write, "w") as f:
+            f.write(new)
+        print("wrote " + write)
+    return 0 if all(r[1] is not None and r[3] == 0 for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

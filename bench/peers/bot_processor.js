@@ -1,0 +1,33 @@
+// bot_processor.js - a BullMQ sandboxed processor that runs the function of
+// the Node bot (workers/bots/node/bot.js) on a job's data.
+//
+// The bot's code is loaded from its own file, without its stdin reader, in a
+// context where process.stdout.write hands the result back: the same work,
+// run in a process BullMQ reuses.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const vm = require('vm');
+
+const file = path.join(__dirname, '..', '..', 'workers', 'bots', 'node', 'bot.js');
+let source = fs.readFileSync(file, 'utf8').replace(/^#!.*\n/, '');
+source = source.slice(0, source.indexOf("let input = '';"));
+
+let output = '';
+const fakeProcess = {
+  env: {},
+  pid: process.pid,
+  exit: () => {},
+  stdout: { write: (text) => { output += text; return true; } },
+  stderr: { write: (text, cb) => { output = 'ERROR ' + text; if (cb) cb(); return true; } },
+};
+const context = vm.createContext({ require, process: fakeProcess, console, setTimeout, Date,
+                                   Promise, JSON, Math, Object, Array, Number, String, Set });
+vm.runInContext(source + '\n;globalThis.__run = run;', context, { filename: file });
+
+module.exports = async function (job) {
+  output = '';
+  await context.__run(job.data);
+  if (output.startsWith('ERROR ')) throw new Error(output.slice(6));
+  return JSON.parse(output);
+};

@@ -1,0 +1,140 @@
+"""Resource limits per bot type (BOT_<TYPE>_MEMORY_MB, _CPU_SECONDS,
+_MAX_PIDS, _MAX_FILES), transcript style against a fake broker, with real
+bots that run into each limit (tests/worker/bots/hog.py):
+
+- a memory hog (4 GiB) under MEMORY_MB=256, a bounded fork bomb under
+  MAX_PIDS=16, a CPU spinner under CPU_SECONDS=1, an fd hog under
+  MAX_FILES=64: each job ends with DONE error code resource_limit, the
+  limit named in error.limit and in the message;
+- a job of the default Python bot running at the same time completes, and
+  the worker runs the next job after each hog;
+- no core dump is left; the per-run pids cgroups are removed;
+- through the real broker: the job's record fails with resource_limit, and
+  the broker counts it per type (STATS types.<type>.limitKills, which the
+  dashboard shows, and bot_limit_kills_total{bot_type,limit} on /metrics).
+"""
+import glob
+import os
+import time
+
+import harness
+from harness import check, log
+from wlib import (JOB, DONE, PY, FakeBroker, job, worker_env, start_worker, wait_exit, sigterm,
+                  HERE)
+
+HOG = os.path.join(HERE, "bots", "hog.py")
+# Heartbeats the loaded machine cannot miss: these tests are not about the link.
+HEARTBEAT_MS = 500
+RELAXED = {"HEARTBEAT_INTERVAL_MS": str(HEARTBEAT_MS), "HEARTBEAT_LIVENESS": "10"}
+
+# type -> (hog argument, limit variable suffix, value, limit name in the verdict)
+HOGS = {
+    "hog-memory": ("memory", "MEMORY_MB", "256", "memory"),
+    "hog-fork": ("fork", "MAX_PIDS", "16", "pids"),
+    "hog-cpu": ("cpu", "CPU_SECONDS", "1", "cpu"),
+    "hog-files": ("files", "MAX_FILES", "64", "files"),
+    # The same spinner under bwrap (it reports death by signal N as exit 128+N).
+    "hog-boxed-cpu": ("cpu", "CPU_SECONDS", "1", "cpu"),
+}
+
+
+def env_name(bot_type, suffix):
+    return "BOT_%s_%s" % (bot_type.upper().replace("-", "_"), suffix)
+
+
+def scenario_each_limit(s):
+    env = worker_env(RELAXED)
+    for bot_type, (arg, suffix, value, _) in HOGS.items():
+        env[env_name(bot_type, "CMD")] = "%s %s %s" % (PY, HOG, arg)
+        env[env_name(bot_type, suffix)] = value
+    env[env_name("hog-boxed-cpu", "SANDBOX")] = "bwrap"
+    fb = FakeBroker(heartbeat_ms=HEARTBEAT_MS)
+    types = ",".join(["python"] + list(HOGS))
+    w = start_worker(s, fb.endpoint, "--type", types, "--concurrency", "2", "--name", "w-limits",
+                     env=env)
+    ident, _ = fb.ready()
+    check("hog-fork bots: limits" in w.output() and "pids 16 (" in w.output(),
+          "the worker logs each type's limits")
+    enforced = "MAX_PIDS is not enforced" not in w.output()
+
+    for bot_type, (arg, suffix, value, limit) in HOGS.items():
+        log("--- %s (%s=%s)" % (bot_type, env_name(bot_type, suffix), value))
+        # A Python job alongside the hog: it must complete.
+        fb.send(ident, JOB, job("py-with-" + bot_type, payload={"size": 50, "sleepMs": 300}))
+        t0 = time.monotonic()
+        fb.send(ident, JOB, job("hog-" + bot_type, bot_type=bot_type, payload={}, timeout_ms=20000))
+        got = {}
+        while len(got) < 2:
+            _, _, body = fb.recv(25, want=DONE)
+            got[body["jobId"]] = body
+        hog = got["hog-" + bot_type]
+        took = time.monotonic() - t0
+        log("hog DONE after %.2f s:" % took, hog)
+        if limit == "pids" and not enforced:
+            check(hog["ok"] is True, "root without a pids cgroup: MAX_PIDS is not enforced, and the "
+                  "worker said so at start (the bounded bomb ends on its own)", hog)
+        else:
+            err = hog.get("error") or {}
+            check(hog["ok"] is False and err.get("code") == "resource_limit",
+                  "%s: the job fails with resource_limit" % bot_type, hog)
+            check(err.get("limit") == limit and ("resource limit hit: %s" % limit) in err.get("message", ""),
+                  "%s: the %s limit is named in error.limit and in the message" % (bot_type, limit), err)
+        alongside = got["py-with-" + bot_type]
+        check(alongside["ok"] is True and alongside["result"]["stats"]["count"] == 50,
+              "the Python job that ran alongside completed", alongside)
+        # The next job runs.
+        fb.send(ident, JOB, job("after-" + bot_type, payload={"size": 3}))
+        _, _, body = fb.recv(10, want=DONE)
+        check(body["ok"] is True and w.alive(), "after the %s hog the worker runs the next job" % bot_type, body)
+
+    check("hit its memory limit" in w.output(), "a limit kill is logged (warn, with the job id)")
+    check(not glob.glob(os.path.join(s.dir, "core*")) and not glob.glob("core*"), "no core dump")
+    sigterm(w)
+    check(wait_exit(w, 10) == 0, "the worker stops cleanly")
+    left = glob.glob("/sys/fs/cgroup/pids/botmesh-%d-*" % w.pid) + \
+        glob.glob("/sys/fs/cgroup/unified/**/botmesh-%d-*" % w.pid, recursive=True)
+    check(not left, "the per-run cgroups are gone", left)
+    fb.close()
+
+
+def scenario_bad_config(s):
+    fb = FakeBroker(heartbeat_ms=HEARTBEAT_MS)
+    w = start_worker(s, fb.endpoint, "--type", "python", name="w-badlimit",
+                     env=worker_env({**RELAXED, "BOT_PYTHON_MEMORY_MB": "lots"}))
+    check(wait_exit(w, 10) == 2, "a bad BOT_PYTHON_MEMORY_MB stops the worker at start (exit 2)")
+    check("BOT_PYTHON_MEMORY_MB must be 0 (no limit) or an integer" in w.output(),
+          "and names the variable and what it accepts", w.output()[-300:])
+    fb.close()
+
+
+def scenario_through_broker(s):
+    env = {env_name("hog-files", "CMD"): "%s %s files" % (PY, HOG), env_name("hog-files", "MAX_FILES"): "32"}
+    broker = s.broker(redis=False)
+    s.worker("--type", "python,hog-files", "--concurrency", "2", env=env)
+    s.wait_workers(1, "hog-files")
+    c = s.client()
+    rec = c.wait(c.submit("hog-files", {}), timeout=20)
+    check(rec["state"] == "failed" and rec["error"]["code"] == "resource_limit"
+          and "limit of 32 open files" in rec["error"]["message"],
+          "the job's record: failed, resource_limit, the limit in the message", rec.get("error"))
+    rec = c.wait(c.submit("python", {"size": 5}), timeout=20)
+    check(rec["state"] == "completed", "the next job completes", rec.get("state"))
+    types = c.stats()["types"]
+    check(types["hog-files"].get("limitKills") == 1 and types["python"].get("limitKills") == 0,
+          "STATS counts limit kills per type", {k: v.get("limitKills") for k, v in types.items()})
+    _, _, text = harness.http("GET", "http://127.0.0.1:%d/metrics" % broker.metrics_port)
+    check('bot_limit_kills_total{bot_type="hog-files",limit="files"} 1' in text,
+          "/metrics: bot_limit_kills_total{bot_type,limit}",
+          [line for line in text.splitlines() if "limit_kills" in line])
+    c.close()
+
+
+def main():
+    with harness.Stack("worker-limits") as s:
+        for scenario in (scenario_bad_config, scenario_each_limit, scenario_through_broker):
+            log("=== %s" % scenario.__name__)
+            scenario(s)
+
+
+if __name__ == "__main__":
+    harness.main(main)

@@ -1,0 +1,714 @@
+/*  bm_limits.c - resource limits of a bot type, applied to each bot run.  */
+#include "bm_limits.h"
+#include "bm_config.h"
+#include "bm_log.h"
+
+#include <czmq.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+//  A SIGKILL counts as the CPU limit
+//  when the run used at least 3/4 of it: the rusage figures lag the precise
+//  runtime RLIMIT_CPU is checked against (880 ms seen at a 1 s limit).
+#define BM_LIMITS_CPU_SHARE(limit_ms)   ((limit_ms) * 3 / 4)
+
+struct _bm_limits_run_t {
+    bm_limits_t limits;         //  What this run gets
+    char cgroup [PATH_MAX];     //  Its own cgroup directory, or ""
+    int cgroup_procs;           //  Open cgroup.procs of it (close-on-exec),
+                                //  or -1: the child writes "0" to join
+    bool cgroup_memory;         //  memory.max is set there (cgroup v2)
+};
+
+//  --------------------------------------------------------------------------
+//  Configuration
+
+const char *bm_limits_names [BM_LIMITS_KINDS] = { "memory", "cpu", "pids", "files" };
+
+int
+bm_limits_kind (const char *name)
+{
+    for (int i = 0; name && i < BM_LIMITS_KINDS; i++)
+        if (streq (name, bm_limits_names [i]))
+            return i;
+    return -1;
+}
+
+void
+bm_limits_default (bm_limits_t *self)
+{
+    self->memory_mb = BM_LIMITS_MEMORY_MB;
+    self->cpu_seconds = BM_LIMITS_CPU_SECONDS;
+    self->max_pids = BM_LIMITS_MAX_PIDS;
+    self->max_files = BM_LIMITS_MAX_FILES;
+    self->uid = -1;
+    self->gid = -1;
+}
+
+//  One variable: an integer in [min, max], or 0 for none.
+static int
+s_env_limit (const char *type, const char *suffix, int64_t min, int64_t max, int64_t *value,
+             char *error, size_t error_size)
+{
+    char name [96];
+    int n = snprintf (name, sizeof name, "BOT_%s_%s", type, suffix);
+    for (int i = 4; i < n && name [i] && i < 4 + (int) strlen (type); i++)
+        name [i] = name [i] == '-' ? '_' : (char) toupper ((unsigned char) name [i]);
+    const char *text = getenv (name);
+    if (!text || !*text)
+        return 0;
+    int64_t parsed;
+    if (bm_parse_int (text, 0, max, &parsed) || (parsed != 0 && parsed < min)) {
+        snprintf (error, error_size, "%s must be 0 (no limit) or an integer from %lld to %lld (got '%.40s')",
+                  name, (long long) min, (long long) max, text);
+        return -1;
+    }
+    *value = parsed;
+    return 0;
+}
+
+int
+bm_limits_from_env (bm_limits_t *self, const char *type, char *error, size_t error_size)
+{
+    bm_limits_default (self);
+    //  Lower bounds: a bot needs some room to start at all (and fds 0-3
+    //  plus what the runtime opens); upper bounds keep the arithmetic safe.
+    if (s_env_limit (type, "MEMORY_MB", 16, 1 << 24, &self->memory_mb, error, error_size)
+    ||  s_env_limit (type, "CPU_SECONDS", 1, 86400 * 7, &self->cpu_seconds, error, error_size)
+    ||  s_env_limit (type, "MAX_PIDS", 1, 1 << 22, &self->max_pids, error, error_size)
+    ||  s_env_limit (type, "MAX_FILES", 16, 1 << 20, &self->max_files, error, error_size))
+        return -1;
+    return 0;
+}
+
+//  One limit for a log line: "4096 MiB", or "none".
+static void
+s_part (char *buffer, size_t size, int64_t value, const char *unit)
+{
+    if (value)
+        snprintf (buffer, size, "%lld%s", (long long) value, unit);
+    else
+        snprintf (buffer, size, "none");
+}
+
+void
+bm_limits_describe (const bm_limits_t *self, char *buffer, size_t size)
+{
+    char memory [32], cpu [32], pids [96], files [32];
+    bool effective;
+    const char *method = bm_limits_pids_method (&effective);
+    s_part (memory, sizeof memory, self->memory_mb, " MiB");
+    s_part (cpu, sizeof cpu, self->cpu_seconds, " s");
+    s_part (files, sizeof files, self->max_files, "");
+    s_part (pids, sizeof pids, self->max_pids, "");
+    if (self->max_pids)
+        snprintf (pids + strlen (pids), sizeof pids - strlen (pids), " (%s%s)", method,
+                  effective ? "" : ", not enforced for root");
+    snprintf (buffer, size, "memory %s, cpu %s, pids %s, files %s", memory, cpu, pids, files);
+}
+
+//  --------------------------------------------------------------------------
+//  Where per-run cgroups go: found once per process.
+
+typedef struct {
+    bool probed;                //  We looked already
+    int version;                //  1 or 2; 0: no usable cgroup
+    bool memory;                //  cgroup v2 with the memory controller
+    char base [PATH_MAX];       //  Our own cgroup directory in that hierarchy
+} s_cgroup_place_t;
+
+static s_cgroup_place_t s_place;
+
+//  Our cgroup path in a hierarchy, from /proc/self/cgroup: the line
+//  "N:pids:/path" (v1) or "0::/path" (v2).
+static bool
+s_own_cgroup (const char *controllers, char *path, size_t size)
+{
+    FILE *file = fopen ("/proc/self/cgroup", "r");
+    if (!file)
+        return false;
+    char line [PATH_MAX + 64];
+    bool found = false;
+    while (!found && fgets (line, sizeof line, file)) {
+        line [strcspn (line, "\n")] = 0;
+        char *first = strchr (line, ':');
+        char *second = first ? strchr (first + 1, ':') : NULL;
+        if (!second)
+            continue;
+        *second = 0;
+        if (streq (first + 1, controllers)) {
+            snprintf (path, size, "%s", second + 1);
+            found = true;
+        }
+    }
+    fclose (file);
+    return found;
+}
+
+static bool
+s_file_has_word (const char *path, const char *word)
+{
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return false;
+    char text [512] = "";
+    bool found = false;
+    if (fgets (text, sizeof text, file))
+        for (char *save = NULL, *w = strtok_r (text, " \n", &save); w; w = strtok_r (NULL, " \n", &save))
+            if (streq (w, word))
+                found = true;
+    fclose (file);
+    return found;
+}
+
+//  Can we make (and remove) a child cgroup with a pids.max there?
+static bool
+s_can_make_cgroup (const char *base)
+{
+    char probe [PATH_MAX];
+    snprintf (probe, sizeof probe, "%s/botmesh-probe-%d", base, (int) getpid ());
+    if (mkdir (probe, 0755) && errno != EEXIST)
+        return false;
+    char file [PATH_MAX + 16];
+    snprintf (file, sizeof file, "%s/pids.max", probe);
+    bool ok = access (file, W_OK) == 0;
+    rmdir (probe);
+    return ok;
+}
+
+static void
+s_probe (void)
+{
+    if (s_place.probed)
+        return;
+    s_place.probed = true;
+    FILE *file = fopen ("/proc/self/mountinfo", "r");
+    if (!file)
+        return;
+    char line [4096];
+    char v1_mount [PATH_MAX] = "", v2_mount [PATH_MAX] = "";
+    while (fgets (line, sizeof line, file)) {
+        //  ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS ... - FSTYPE SOURCE SUPER
+        char mount [PATH_MAX], fstype [32], super [1024];
+        char *dash = strstr (line, " - ");
+        if (!dash || sscanf (line, "%*s %*s %*s %*s %4095s", mount) != 1
+        ||  sscanf (dash + 3, "%31s %*s %1023s", fstype, super) != 2)
+            continue;
+        if (streq (fstype, "cgroup2") && !*v2_mount)
+            snprintf (v2_mount, sizeof v2_mount, "%s", mount);
+        else
+        if (streq (fstype, "cgroup") && !*v1_mount) {
+            for (char *save = NULL, *w = strtok_r (super, ",", &save); w; w = strtok_r (NULL, ",", &save))
+                if (streq (w, "pids"))
+                    snprintf (v1_mount, sizeof v1_mount, "%s", mount);
+        }
+    }
+    fclose (file);
+    char own [PATH_MAX], control [PATH_MAX + 32];
+    //  cgroup v2 first: both limits where the controllers are delegated.
+    if (*v2_mount && s_own_cgroup ("", own, sizeof own)) {
+        snprintf (s_place.base, sizeof s_place.base, "%s%s", v2_mount, streq (own, "/") ? "" : own);
+        snprintf (control, sizeof control, "%s/cgroup.subtree_control", s_place.base);
+        if (s_file_has_word (control, "pids") && s_can_make_cgroup (s_place.base)) {
+            s_place.version = 2;
+            s_place.memory = s_file_has_word (control, "memory");
+            return;
+        }
+    }
+    if (*v1_mount && s_own_cgroup ("pids", own, sizeof own)) {
+        snprintf (s_place.base, sizeof s_place.base, "%s%s", v1_mount, streq (own, "/") ? "" : own);
+        if (s_can_make_cgroup (s_place.base)) {
+            s_place.version = 1;
+            return;
+        }
+    }
+    s_place.base [0] = 0;
+}
+
+const char *
+bm_limits_pids_method (bool *effective)
+{
+    s_probe ();
+    if (effective)
+        *effective = s_place.version > 0 || geteuid () != 0;
+    return s_place.version == 2 ? "cgroup v2" : s_place.version == 1 ? "cgroup v1" : "RLIMIT_NPROC";
+}
+
+//  Write a short text to a file; 0 or -1.
+static int
+s_write_file (const char *dir, const char *name, const char *text)
+{
+    char path [PATH_MAX + 32];
+    snprintf (path, sizeof path, "%s/%s", dir, name);
+    int fd = open (path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write (fd, text, strlen (text));
+    close (fd);
+    return n == (ssize_t) strlen (text) ? 0 : -1;
+}
+
+//  The value after `key` in a flat keyed file (pids.events, memory.events).
+static int64_t
+s_read_key (const char *dir, const char *name, const char *key)
+{
+    char path [PATH_MAX + 32];
+    snprintf (path, sizeof path, "%s/%s", dir, name);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    char word [64];
+    long long value;
+    int64_t found = -1;
+    while (fscanf (file, "%63s %lld", word, &value) == 2)
+        if (streq (word, key))
+            found = value;
+    fclose (file);
+    return found;
+}
+
+//  --------------------------------------------------------------------------
+//  A run
+
+static void s_sweep_once (void);
+
+bm_limits_run_t *
+bm_limits_run_new (const bm_limits_t *limits, const char *name)
+{
+    static unsigned long sequence = 0;
+    bm_limits_run_t *self = (bm_limits_run_t *) calloc (1, sizeof (bm_limits_run_t));
+    if (!self)
+        return NULL;
+    self->limits = *limits;
+    self->cgroup_procs = -1;
+    s_probe ();
+    s_sweep_once ();
+    if (s_place.version && limits->max_pids) {
+        snprintf (self->cgroup, sizeof self->cgroup, "%s/botmesh-%d-%lu-%.64s", s_place.base,
+                  (int) getpid (), ++sequence, name ? name : "run");
+        char value [32];
+        snprintf (value, sizeof value, "%lld", (long long) limits->max_pids);
+        bool ok = mkdir (self->cgroup, 0755) == 0 && s_write_file (self->cgroup, "pids.max", value) == 0;
+        if (ok && s_place.memory && limits->memory_mb) {
+            snprintf (value, sizeof value, "%lld", (long long) limits->memory_mb << 20);
+            self->cgroup_memory = s_write_file (self->cgroup, "memory.max", value) == 0;
+            s_write_file (self->cgroup, "memory.swap.max", "0");
+        }
+        if (ok) {
+            char path [PATH_MAX + 32];
+            snprintf (path, sizeof path, "%s/cgroup.procs", self->cgroup);
+            self->cgroup_procs = open (path, O_WRONLY | O_CLOEXEC);
+            ok = self->cgroup_procs >= 0;
+        }
+        if (!ok) {
+            bm_warn (name, "cannot make the cgroup %s (%s): MAX_PIDS falls back to RLIMIT_NPROC",
+                     self->cgroup, strerror (errno));
+            rmdir (self->cgroup);
+            self->cgroup [0] = 0;
+            self->cgroup_memory = false;
+        }
+    }
+    return self;
+}
+
+//  Kill every process left in a run's cgroup and remove it.  Returns 0, or
+//  -1 while it still holds processes (SIGKILL is not instant).
+static int
+s_cgroup_remove (const char *dir)
+{
+    if (rmdir (dir) == 0 || errno == ENOENT)
+        return 0;
+    //  Whatever escaped the bot's process group (setsid) is still counted
+    //  here.  Dead processes leave a cgroup at once, before they are reaped.
+    char path [PATH_MAX + 32];
+    snprintf (path, sizeof path, "%s/cgroup.procs", dir);
+    FILE *file = fopen (path, "r");
+    int pid;
+    while (file && fscanf (file, "%d", &pid) == 1)
+        if (pid > 0)
+            kill (pid, SIGKILL);
+    if (file)
+        fclose (file);
+    return rmdir (dir) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+//  cgroups whose processes were still dying at the end of their run: tried
+//  again at each later run and by bm_limits_sweep.
+#define BM_LIMITS_PENDING_MAX   64
+static char *s_pending [BM_LIMITS_PENDING_MAX];
+
+static void
+s_sweep_once (void)
+{
+    for (int i = 0; i < BM_LIMITS_PENDING_MAX; i++)
+        if (s_pending [i] && s_cgroup_remove (s_pending [i]) == 0) {
+            free (s_pending [i]);
+            s_pending [i] = NULL;
+        }
+}
+
+int
+bm_limits_sweep (int64_t wait_ms)
+{
+    int64_t deadline = bm_mono_ms () + wait_ms;
+    while (true) {
+        s_sweep_once ();
+        int left = 0;
+        for (int i = 0; i < BM_LIMITS_PENDING_MAX; i++)
+            left += s_pending [i] != NULL;
+        if (left == 0 || bm_mono_ms () >= deadline)
+            return left;
+        usleep (5000);
+    }
+}
+
+void
+bm_limits_run_destroy (bm_limits_run_t **self_p)
+{
+    if (*self_p) {
+        bm_limits_run_t *self = *self_p;
+        if (self->cgroup_procs >= 0)
+            close (self->cgroup_procs);
+        if (*self->cgroup && s_cgroup_remove (self->cgroup)) {
+            int slot = 0;
+            while (slot < BM_LIMITS_PENDING_MAX && s_pending [slot])
+                slot++;
+            if (slot < BM_LIMITS_PENDING_MAX)
+                s_pending [slot] = strdup (self->cgroup);
+            else
+                bm_warn (NULL, "cannot remove the cgroup %s: %s", self->cgroup, strerror (errno));
+        }
+        s_sweep_once ();
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+//  setrlimit with soft and hard capped at the hard limit we have (only
+//  root may raise it).
+static int
+s_set (int resource, rlim_t soft, rlim_t hard)
+{
+    struct rlimit now;
+    if (getrlimit (resource, &now) == 0 && now.rlim_max != RLIM_INFINITY) {
+        if (hard > now.rlim_max && geteuid () != 0)
+            hard = now.rlim_max;
+        if (soft > hard)
+            soft = hard;
+    }
+    struct rlimit limit = { soft, hard };
+    return setrlimit (resource, &limit);
+}
+
+int
+bm_limits_run_apply (const bm_limits_run_t *self)
+{
+    const bm_limits_t *limits = &self->limits;
+    if (self->cgroup_procs >= 0 && write (self->cgroup_procs, "0", 1) != 1)
+        return -1;
+    if (s_set (RLIMIT_CORE, 0, 0))
+        return -1;
+    if (limits->memory_mb && !self->cgroup_memory) {
+        rlim_t bytes = (rlim_t) limits->memory_mb << 20;
+        if (s_set (RLIMIT_AS, bytes, bytes))
+            return -1;
+    }
+    //  SIGXCPU at the soft limit, SIGKILL a second later for a bot that
+    //  catches it.
+    if (limits->cpu_seconds && s_set (RLIMIT_CPU, limits->cpu_seconds, limits->cpu_seconds + 1))
+        return -1;
+    if (limits->max_pids && self->cgroup_procs < 0
+    &&  s_set (RLIMIT_NPROC, limits->max_pids, limits->max_pids))
+        return -1;
+    if (limits->max_files && s_set (RLIMIT_NOFILE, limits->max_files, limits->max_files))
+        return -1;
+    if (limits->gid >= 0) {
+        gid_t gid = (gid_t) limits->gid;
+        if (setgroups (1, &gid) || setgid (gid))
+            return -1;
+    }
+    if (limits->uid >= 0 && setuid ((uid_t) limits->uid))
+        return -1;
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Was it a limit?
+
+typedef struct {
+    const char *limit;          //  Its name in the verdict
+    const char *sign;           //  Text a runtime prints when it hits it
+} s_sign_t;
+
+//  What runtimes print when an allocation, a process/thread creation or an
+//  open fails.  Matched in the tail of stderr of a run that failed; the
+//  sign that comes last wins (the one closest to the end is the cause).
+static const s_sign_t s_signs [] = {
+    { "memory", "MemoryError" },                        //  Python
+    { "memory", "Cannot allocate memory" },             //  strerror (ENOMEM)
+    { "memory", "ENOMEM" },
+    { "memory", "std::bad_alloc" },                     //  C++
+    { "memory", "out of memory" },                      //  V8, glibc, shells
+    { "memory", "Out of memory" },
+    { "memory", "OutOfMemoryError" },                   //  Java
+    { "memory", "Could not reserve enough space" },     //  JVM start
+    { "memory", "failed to map segment" },              //  JVM start
+    { "pids", "Resource temporarily unavailable" },     //  strerror (EAGAIN):
+                                                        //  fork, clone
+    { "pids", "BlockingIOError: [Errno 11]" },          //  Python's fork
+    { "pids", "unable to create native thread" },       //  Java
+    { "pids", "unable to create new native thread" },
+    { "pids", "EAGAIN" },
+    { "files", "Too many open files" },                 //  strerror (EMFILE)
+    { "files", "EMFILE" },
+    { NULL, NULL }
+};
+
+static int64_t
+s_limit_of (const bm_limits_t *limits, const char *name)
+{
+    return streq (name, "memory") ? limits->memory_mb : streq (name, "pids") ? limits->max_pids
+         : streq (name, "files") ? limits->max_files : limits->cpu_seconds;
+}
+
+static void
+s_describe_limit (const bm_limits_t *limits, const char *name, char *buffer, size_t size)
+{
+    if (streq (name, "memory"))
+        snprintf (buffer, size, "memory limit of %lld MiB", (long long) limits->memory_mb);
+    else
+    if (streq (name, "cpu"))
+        snprintf (buffer, size, "CPU time limit of %lld s", (long long) limits->cpu_seconds);
+    else
+    if (streq (name, "pids"))
+        snprintf (buffer, size, "limit of %lld processes/threads", (long long) limits->max_pids);
+    else
+        snprintf (buffer, size, "limit of %lld open files", (long long) limits->max_files);
+}
+
+static const char *
+s_verdict (const bm_limits_t *limits, const bm_limits_run_t *run, int status,
+           const struct rusage *usage, const char *stderr_tail, char *message, size_t size)
+{
+    if (WIFEXITED (status) && WEXITSTATUS (status) == 0)
+        return NULL;
+    char what [64];
+    int signum = WIFSIGNALED (status) ? WTERMSIG (status) : 0;
+    //  bwrap (a sandboxed run) passes on a death by signal N as exit 128+N,
+    //  and its rusage leaves out the bot's CPU time (bwrap exits before its
+    //  init in the pid namespace is reaped): exit 128+SIGXCPU is taken as
+    //  the sign.
+    if (WIFEXITED (status) && WEXITSTATUS (status) == 128 + SIGXCPU)
+        signum = SIGXCPU;
+    int64_t cpu_ms = usage ? (int64_t) usage->ru_utime.tv_sec * 1000 + usage->ru_utime.tv_usec / 1000
+                             + (int64_t) usage->ru_stime.tv_sec * 1000 + usage->ru_stime.tv_usec / 1000
+                           : -1;
+    if (limits->cpu_seconds
+    &&  (signum == SIGXCPU
+         || (signum == SIGKILL && cpu_ms >= BM_LIMITS_CPU_SHARE (limits->cpu_seconds * 1000)))) {
+        s_describe_limit (limits, "cpu", what, sizeof what);
+        snprintf (message, size, "resource limit hit: cpu (%s): killed by SIG%s after %lld ms of CPU time",
+                  what, signum == SIGXCPU ? "XCPU" : "KILL", (long long) cpu_ms);
+        return "cpu";
+    }
+    if (run && *run->cgroup) {
+        int64_t refused = s_read_key (run->cgroup, "pids.events", "max");
+        if (refused > 0) {
+            s_describe_limit (limits, "pids", what, sizeof what);
+            snprintf (message, size, "resource limit hit: pids (%s): %lld fork/clone call(s) refused",
+                      what, (long long) refused);
+            return "pids";
+        }
+        if (run->cgroup_memory && s_read_key (run->cgroup, "memory.events", "oom_kill") > 0) {
+            s_describe_limit (limits, "memory", what, sizeof what);
+            snprintf (message, size, "resource limit hit: memory (%s): killed by the OOM killer "
+                      "of its cgroup", what);
+            return "memory";
+        }
+    }
+    if (!stderr_tail)
+        return NULL;
+    const s_sign_t *best = NULL;
+    const char *best_at = NULL;
+    for (const s_sign_t *sign = s_signs; sign->limit; sign++) {
+        if (!s_limit_of (limits, sign->limit))
+            continue;
+        //  The last occurrence of this sign.
+        const char *at = NULL;
+        for (const char *p = strstr (stderr_tail, sign->sign); p; p = strstr (p + 1, sign->sign))
+            at = p;
+        if (at && (!best_at || at > best_at)) {
+            best = sign;
+            best_at = at;
+        }
+    }
+    if (!best)
+        return NULL;
+    s_describe_limit (limits, best->limit, what, sizeof what);
+    snprintf (message, size, "resource limit hit: %s (%s): the bot failed with \"%s\" on stderr",
+              best->limit, what, best->sign);
+    return best->limit;
+}
+
+const char *
+bm_limits_run_verdict (const bm_limits_run_t *self, int status, const struct rusage *usage,
+                       const char *stderr_tail, char *message, size_t message_size)
+{
+    return s_verdict (&self->limits, self, status, usage, stderr_tail, message, message_size);
+}
+
+const char *
+bm_limits_verdict (const bm_limits_t *limits, int status, const struct rusage *usage,
+                   const char *stderr_tail, char *message, size_t message_size)
+{
+    return s_verdict (limits, NULL, status, usage, stderr_tail, message, message_size);
+}
+
+#ifdef BM_SELFTEST
+//  --------------------------------------------------------------------------
+//  Self test: configuration, classification, and real children under
+//  each limit.
+
+#include <assert.h>
+#include <sys/wait.h>
+
+//  Fork a child that applies the run's limits and runs `script` with
+//  /bin/sh; its wait status and rusage.
+static int
+s_test_child (bm_limits_run_t *run, const char *script, struct rusage *usage)
+{
+    pid_t pid = fork ();
+    assert (pid >= 0);
+    if (pid == 0) {
+        setpgid (0, 0);
+        if (bm_limits_run_apply (run))
+            _exit (126);
+        execl ("/bin/sh", "sh", "-c", script, (char *) NULL);
+        _exit (127);
+    }
+    int status;
+    while (wait4 (pid, &status, 0, usage) < 0 && errno == EINTR)
+        ;
+    killpg (pid, SIGKILL);
+    return status;
+}
+
+void
+bm_limits_test (bool verbose)
+{
+    if (verbose)
+        printf (" * bm_limits: ");
+    char error [256], message [256];
+
+    //  Configuration: defaults, overrides, 0 for none, bad values named.
+    bm_limits_t limits;
+    unsetenv ("BOT_MY_BOT_MEMORY_MB");
+    assert (bm_limits_from_env (&limits, "my-bot", error, sizeof error) == 0);
+    assert (limits.memory_mb == BM_LIMITS_MEMORY_MB && limits.cpu_seconds == BM_LIMITS_CPU_SECONDS
+            && limits.max_pids == BM_LIMITS_MAX_PIDS && limits.max_files == BM_LIMITS_MAX_FILES);
+    setenv ("BOT_MY_BOT_MEMORY_MB", "512", 1);
+    setenv ("BOT_MY_BOT_CPU_SECONDS", "0", 1);
+    assert (bm_limits_from_env (&limits, "my-bot", error, sizeof error) == 0);
+    assert (limits.memory_mb == 512 && limits.cpu_seconds == 0);
+    setenv ("BOT_MY_BOT_MAX_FILES", "3", 1);
+    assert (bm_limits_from_env (&limits, "my-bot", error, sizeof error) == -1);
+    assert (strstr (error, "BOT_MY_BOT_MAX_FILES") && strstr (error, "from 16"));
+    setenv ("BOT_MY_BOT_MAX_FILES", "lots", 1);
+    assert (bm_limits_from_env (&limits, "my-bot", error, sizeof error) == -1);
+    unsetenv ("BOT_MY_BOT_MEMORY_MB");
+    unsetenv ("BOT_MY_BOT_CPU_SECONDS");
+    unsetenv ("BOT_MY_BOT_MAX_FILES");
+    bm_limits_default (&limits);
+    bm_limits_describe (&limits, message, sizeof message);
+    assert (strstr (message, "memory 4096 MiB") && strstr (message, "files 1024"));
+
+    //  Classification from what a run left (no cgroup involved).
+    bm_limits_default (&limits);
+    struct rusage usage;
+    memset (&usage, 0, sizeof usage);
+    assert (!bm_limits_verdict (&limits, 0, &usage, "MemoryError", message, sizeof message));
+    int exit1 = 1 << 8;
+    assert (streq (bm_limits_verdict (&limits, exit1, &usage, "Traceback...\nMemoryError\n",
+                                      message, sizeof message), "memory"));
+    assert (strstr (message, "memory limit of 4096 MiB") && strstr (message, "MemoryError"));
+    //  The last sign wins.
+    assert (streq (bm_limits_verdict (&limits, exit1, &usage,
+                                      "Too many open files\n... MemoryError\n", message, sizeof message),
+                   "memory"));
+    assert (streq (bm_limits_verdict (&limits, exit1, &usage,
+                                      "MemoryError\nOSError: [Errno 24] Too many open files\n",
+                                      message, sizeof message), "files"));
+    assert (streq (bm_limits_verdict (&limits, exit1, &usage,
+                                      "BlockingIOError: [Errno 11] Resource temporarily unavailable",
+                                      message, sizeof message), "pids"));
+    assert (!bm_limits_verdict (&limits, exit1, &usage, "ValueError: bad input", message, sizeof message));
+    assert (!bm_limits_verdict (&limits, exit1, NULL, NULL, message, sizeof message));
+    assert (bm_limits_kind ("pids") == 2 && bm_limits_kind ("disk") == -1);
+    //  A limit that is off is never the verdict.
+    limits.max_files = 0;
+    assert (!bm_limits_verdict (&limits, exit1, &usage, "Too many open files", message, sizeof message));
+    //  CPU: SIGXCPU, or SIGKILL with the CPU time used up; a SIGKILL well
+    //  before is something else.
+    limits.cpu_seconds = 2;
+    assert (streq (bm_limits_verdict (&limits, SIGXCPU, &usage, "", message, sizeof message), "cpu"));
+    assert (!bm_limits_verdict (&limits, SIGKILL, &usage, "", message, sizeof message));
+    usage.ru_utime.tv_sec = 2;
+    assert (streq (bm_limits_verdict (&limits, SIGKILL, &usage, "", message, sizeof message), "cpu"));
+    assert (strstr (message, "2000 ms of CPU"));
+    //  Under bwrap: exit 128 + SIGXCPU (its rusage misses the bot's CPU).
+    usage.ru_utime.tv_sec = 0;
+    assert (streq (bm_limits_verdict (&limits, (128 + SIGXCPU) << 8, &usage, "", message, sizeof message),
+                   "cpu"));
+    assert (!bm_limits_verdict (&limits, (128 + SIGKILL) << 8, &usage, "", message, sizeof message));
+
+    //  Real children, each limit hit for real.
+    bm_limits_t tight = { .memory_mb = 64, .cpu_seconds = 1, .max_pids = 8, .max_files = 16 };
+    bm_limits_run_t *run = bm_limits_run_new (&tight, "selftest");
+    int status = s_test_child (run, "exit 0", &usage);
+    assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    //  No core dumps, and the fd limit.
+    status = s_test_child (run, "[ \"$(ulimit -c)\" = 0 ] && [ \"$(ulimit -n)\" = 16 ]", &usage);
+    assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    //  CPU: a spinner is stopped after about a second of CPU.
+    status = s_test_child (run, "while :; do :; done", &usage);
+    assert (streq (bm_limits_run_verdict (run, status, &usage, NULL, message, sizeof message), "cpu"));
+    bm_limits_run_destroy (&run);
+    //  Processes: a bounded fork bomb (at most 40 sleepers) is refused
+    //  past 8 (certain with a cgroup; as root without one there is no limit
+    //  and the check is skipped).
+    bool effective;
+    const char *method = bm_limits_pids_method (&effective);
+    if (effective) {
+        run = bm_limits_run_new (&tight, "selftest-pids");
+        status = s_test_child (run, "i=0; while [ $i -lt 40 ]; do sleep 5 & i=$((i+1)); done 2>&1"
+                                    " | tail -1 >&2; exit 1", &usage);
+        const char *limit = bm_limits_run_verdict (run, status, &usage,
+                                                   "fork: Resource temporarily unavailable",
+                                                   message, sizeof message);
+        assert (limit && streq (limit, "pids"));
+        if (strncmp (method, "cgroup", 6) == 0)
+            assert (strstr (message, "refused"));
+        bm_limits_run_destroy (&run);
+    }
+    //  Memory: the address space limit makes a big allocation fail.
+    run = bm_limits_run_new (&tight, "selftest-memory");
+    status = s_test_child (run, "exec /usr/bin/python3 -c 'x = bytearray(256 << 20)'", &usage);
+    assert (WIFEXITED (status) && WEXITSTATUS (status) != 0);
+    bm_limits_run_destroy (&run);
+    assert (run == NULL);
+    assert (bm_limits_sweep (2000) == 0);
+    if (verbose)
+        printf ("OK (pids: %s%s)\n", method, effective ? "" : ", not enforced");
+}
+#endif

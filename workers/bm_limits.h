@@ -1,0 +1,144 @@
+/*  bm_limits.h - resource limits of a bot type, applied to each bot run.
+
+    A bm_limits_t is a plain value: the limits of one bot type, read from
+    BOT_<TYPE>_MEMORY_MB, _CPU_SECONDS, _MAX_PIDS and _MAX_FILES.  Every
+    launch of a bot process (spawn, pool, fork) goes through a
+    bm_limits_run_t:
+
+        parent   run = bm_limits_run_new (&limits, name)   before fork
+        child    bm_limits_run_apply (run)                 between fork and
+                                                            exec; only
+                                                            async-signal-safe
+                                                            calls
+        parent   bm_limits_run_verdict (run, ...)          after the reap:
+                                                            was it a limit?
+        parent   bm_limits_run_destroy (&run)               kills what is left
+                                                            in its cgroup,
+                                                            removes it
+
+    What each limit is made of:
+        memory   RLIMIT_AS (address space, MiB).  A cgroup memory.max needs a
+                 cgroup v2 with the memory controller delegated to us; where
+                 it is not (cgroup v1, or a v2 without controllers) the
+                 address-space limit is what there is.  The JVM sizes its
+                 heap to half of RLIMIT_AS; the default Java bot needs about
+                 3 GiB of address space (compressed class space, code cache).
+        cpu      RLIMIT_CPU: SIGXCPU at the limit, SIGKILL one second later.
+        pids     pids.max of a cgroup of its own per run, where the worker can
+                 create one (cgroup v1 "pids" hierarchy or cgroup v2 with the
+                 pids controller, writable: the worker runs as root or was
+                 delegated a subtree); else RLIMIT_NPROC.  RLIMIT_NPROC counts
+                 every process and thread of the bot's real uid, the worker's
+                 own included when the bot runs as the worker's user, and the
+                 kernel does not apply it to root at all: without a cgroup it
+                 only means something for bots run as a dedicated user
+                 (BOT_USER).
+        files    RLIMIT_NOFILE (highest fd + 1, so it includes fds 0-3).
+        core     RLIMIT_CORE 0, always: no core dumps.
+        user     with uid/gid set (BOT_USER, for a worker that runs as
+                 root), the child switches to them last, after joining its
+                 cgroup and setting the rlimits, just before exec.
+
+    A limit of 0 means none (the worker's own limit stays).
+
+    Detection after the run (bm_limits_run_verdict) is honest about what it
+    can see.  Certain: SIGXCPU (exit 128+SIGXCPU from bwrap), SIGKILL after
+    at least 3/4 of the CPU limit of CPU time, and the pids cgroup's "max"
+    event counter.  Inferred from the
+    tail of stderr of a bot that failed: the messages runtimes print when an
+    allocation, a fork/thread creation or an open fails (MemoryError,
+    std::bad_alloc, "out of memory", "Cannot allocate memory", "Resource
+    temporarily unavailable", "Too many open files", ...).  A bot that
+    swallows the error and fails differently, or dies of SIGSEGV on a failed
+    allocation without a word, is not seen as a limit kill.  */
+#ifndef BM_LIMITS_H
+#define BM_LIMITS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/resource.h>
+
+//  Defaults: generous, finite.  Address space: the default Java bot needs
+//  ~3 GiB of it (the JVM reserves heap, class space and code cache up
+//  front), Node ~1 GiB, Python ~30 MiB.
+#define BM_LIMITS_MEMORY_MB     4096
+//  An hour of CPU: well past any job's own timeout at full speed.
+#define BM_LIMITS_CPU_SECONDS   3600
+//  Processes and threads of one run (a JVM starts ~20 threads).
+#define BM_LIMITS_MAX_PIDS      256
+//  Open files of one run.
+#define BM_LIMITS_MAX_FILES     1024
+
+typedef struct {
+    int64_t memory_mb;          //  Address space (MiB), 0: none
+    int64_t cpu_seconds;        //  CPU time (s), 0: none
+    int64_t max_pids;           //  Processes + threads, 0: none
+    int64_t max_files;          //  Open file descriptors, 0: none
+    int64_t uid;                //  Run as this user (BOT_USER), -1: as we
+    int64_t gid;                //  run; with its group, -1: ours
+} bm_limits_t;
+
+//  The limits a verdict can name, in a fixed order (for counters).
+#define BM_LIMITS_KINDS 4
+extern const char *bm_limits_names [BM_LIMITS_KINDS];   //  memory cpu pids files
+//  The index of a limit's name in bm_limits_names, or -1.
+int bm_limits_kind (const char *name);
+
+//  The defaults above, and no change of user.
+void bm_limits_default (bm_limits_t *self);
+
+//  Read BOT_<TYPE>_MEMORY_MB, _CPU_SECONDS, _MAX_PIDS and _MAX_FILES (TYPE
+//  in upper case, '-' as '_') over the defaults.  Returns 0, or -1 with the
+//  problem in error (names the variable and the accepted range).
+int bm_limits_from_env (bm_limits_t *self, const char *type, char *error, size_t error_size);
+
+//  "memory 4096 MiB, cpu 3600 s, pids 256 (cgroup), files 1024" (for logs).
+void bm_limits_describe (const bm_limits_t *self, char *buffer, size_t size);
+
+//  How MAX_PIDS is enforced on this machine for this process: "cgroup v1",
+//  "cgroup v2", or "RLIMIT_NPROC" (checked once, by creating and removing
+//  a cgroup).  *effective is false when it is RLIMIT_NPROC and we run as
+//  root (the kernel exempts root from it).
+const char *bm_limits_pids_method (bool *effective);
+
+//  --------------------------------------------------------------------------
+//  One run.
+
+typedef struct _bm_limits_run_t bm_limits_run_t;
+
+//  Before the fork: a run with these limits (copied).  name makes its
+//  cgroup unique in this worker (e.g. the job id).  Never NULL; a cgroup
+//  that cannot be made falls back to RLIMIT_NPROC (logged).
+bm_limits_run_t *bm_limits_run_new (const bm_limits_t *limits, const char *name);
+
+//  Kill whatever is left in the run's cgroup and remove it.
+void bm_limits_run_destroy (bm_limits_run_t **self_p);
+
+//  Remove the cgroups of ended runs whose processes were still dying when
+//  their run was destroyed (they are retried at every new run); wait up to
+//  wait_ms for them.  Returns how many are left.  For the worker's exit.
+int bm_limits_sweep (int64_t wait_ms);
+
+//  In the child, after fork and before exec: join the cgroup and set the
+//  rlimits.  Async-signal-safe.  Returns 0, or -1 with errno set.
+int bm_limits_run_apply (const bm_limits_run_t *self);
+
+//  After the reap: if the run ended because of a limit, the limit's name
+//  ("memory", "cpu", "pids", "files") with what was seen in message;
+//  else NULL.  status is the wait status, usage the child's rusage (or
+//  NULL), stderr_tail what it last wrote on stderr (or NULL).
+const char *bm_limits_run_verdict (const bm_limits_run_t *self, int status,
+                                   const struct rusage *usage, const char *stderr_tail,
+                                   char *message, size_t message_size);
+
+//  The same classification without a run (no cgroup counter): for pool
+//  processes that run several jobs under one set of limits.
+const char *bm_limits_verdict (const bm_limits_t *limits, int status,
+                               const struct rusage *usage, const char *stderr_tail,
+                               char *message, size_t message_size);
+
+//  Self-test; built only into bm_worker_selftest (BM_SELFTEST).
+void bm_limits_test (bool verbose);
+
+#endif

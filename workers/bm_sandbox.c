@@ -1,0 +1,377 @@
+/*  bm_sandbox.c - a bot type's sandbox: bubblewrap around its program.  */
+#include "bm_sandbox.h"
+#include "bm_bot.h"
+#include "bm_config.h"
+
+#include <czmq.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define BM_SANDBOX_MAX_DIRS     32      //  Read-only binds of one type
+#define BM_SANDBOX_PROBE_MS     10000   //  A probe that takes longer failed
+
+//  The system, read-only.  Top-level entries that are symlinks on the host
+//  (Debian's merged /usr) are made the same symlinks inside.
+static const char *s_system [] = { "/usr", "/etc", "/bin", "/lib", "/lib32", "/lib64",
+                                   "/sbin", NULL };
+
+//  --------------------------------------------------------------------------
+//  Pure parts
+
+//  A growing argv.
+typedef struct {
+    char **argv;
+    size_t count;
+    size_t size;
+} s_args_t;
+
+static void
+s_add (s_args_t *args, const char *word)
+{
+    if (args->count + 2 > args->size) {
+        size_t size = args->size ? args->size * 2 : 64;
+        char **grown = (char **) realloc (args->argv, size * sizeof (char *));
+        if (!grown)
+            abort ();                   //  Out of memory at start
+        args->argv = grown;
+        args->size = size;
+    }
+    args->argv [args->count++] = strdup (word);
+    args->argv [args->count] = NULL;
+}
+
+char **
+bm_sandbox_argv (const bm_sandbox_spec_t *spec, char *const bot_argv [])
+{
+    s_args_t args = { NULL, 0, 0 };
+    s_add (&args, spec->bwrap);
+    s_add (&args, "--unshare-all");
+    if (spec->network)
+        s_add (&args, "--share-net");
+    s_add (&args, "--die-with-parent");
+    for (const char *const *dir = spec->ro_dirs; dir && *dir; dir++) {
+        s_add (&args, "--ro-bind");
+        s_add (&args, *dir);
+        s_add (&args, *dir);
+    }
+    for (const char *const *link = spec->symlinks; link && link [0] && link [1]; link += 2) {
+        s_add (&args, "--symlink");
+        s_add (&args, link [0]);
+        s_add (&args, link [1]);
+    }
+    const char *rest [] = { "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+                            "--chdir", "/tmp", "--", NULL };
+    for (int i = 0; rest [i]; i++)
+        s_add (&args, rest [i]);
+    for (int i = 0; bot_argv [i]; i++)
+        s_add (&args, bot_argv [i]);
+    return args.argv;
+}
+
+static bool
+s_keep (const char *entry)
+{
+    static const char *prefixes [] = { "PATH=", "LANG=", "LC_", "TZ=", "BOT_JOB_ID=", "BOT_TYPE=",
+                                       "BOT_ATTEMPT=", "BOT_TIMEOUT_MS=", "BOT_DEADLINE=",
+                                       "BOT_PROGRESS_FD=", "BOT_WORKER=", "BOT_MODE=", NULL };
+    for (int i = 0; prefixes [i]; i++)
+        if (strncmp (entry, prefixes [i], strlen (prefixes [i])) == 0)
+            return true;
+    return false;
+}
+
+char **
+bm_sandbox_env (char *const envp [])
+{
+    s_args_t args = { NULL, 0, 0 };
+    for (int i = 0; envp [i]; i++)
+        if (s_keep (envp [i]))
+            s_add (&args, envp [i]);
+    s_add (&args, "HOME=/tmp");
+    s_add (&args, "TMPDIR=/tmp");
+    return args.argv;
+}
+
+//  --------------------------------------------------------------------------
+//  From the environment
+
+//  Add dir to a list (no duplicates, nothing under /usr or /etc: they are
+//  bound already).
+static void
+s_add_dir (const char **dirs, int *count, const char *dir)
+{
+    if (strncmp (dir, "/usr/", 5) == 0 || strncmp (dir, "/etc/", 5) == 0 || streq (dir, "/"))
+        return;
+    for (int i = 0; i < *count; i++)
+        if (streq (dirs [i], dir))
+            return;
+    if (*count < BM_SANDBOX_MAX_DIRS)
+        dirs [(*count)++] = strdup (dir);
+}
+
+int
+bm_sandbox_from_env (const char *type, char *const bot_argv [], char ***argv_p,
+                     char *error, size_t error_size)
+{
+    char upper [64];
+    snprintf (upper, sizeof upper, "%s", type);
+    for (char *p = upper; *p; p++)
+        *p = *p == '-' ? '_' : (char) toupper ((unsigned char) *p);
+    char sandbox_var [96], network_var [96];
+    snprintf (sandbox_var, sizeof sandbox_var, "BOT_%s_SANDBOX", upper);
+    snprintf (network_var, sizeof network_var, "BOT_%s_NETWORK", upper);
+    const char *mode = getenv (sandbox_var);
+    if (!mode || !*mode || streq (mode, "none"))
+        return 0;
+    if (!streq (mode, "bwrap")) {
+        snprintf (error, error_size, "%s must be bwrap or none (got '%.40s')", sandbox_var, mode);
+        return -1;
+    }
+    bool network;
+    if (bm_env_bool (network_var, false, &network)) {
+        snprintf (error, error_size, "%s must be 0 or 1", network_var);
+        return -1;
+    }
+    char *bwrap = bm_bot_which ("bwrap");
+    if (!bwrap || access (bwrap, X_OK)) {
+        snprintf (error, error_size, "%s=bwrap: bwrap is not installed (Debian package "
+                  "bubblewrap); refusing to run these bots unsandboxed", sandbox_var);
+        free (bwrap);
+        return -1;
+    }
+    //  The system: directories bound, symlinks copied.
+    const char *dirs [BM_SANDBOX_MAX_DIRS];
+    const char *links [2 * 8 + 1];
+    char targets [8][PATH_MAX];
+    int dir_count = 0, link_count = 0;
+    for (int i = 0; s_system [i]; i++) {
+        struct stat st;
+        if (lstat (s_system [i], &st))
+            continue;
+        if (S_ISLNK (st.st_mode)) {
+            ssize_t n = readlink (s_system [i], targets [link_count / 2], PATH_MAX - 1);
+            if (n <= 0)
+                continue;
+            targets [link_count / 2][n] = 0;
+            links [link_count] = targets [link_count / 2];
+            links [link_count + 1] = s_system [i];
+            link_count += 2;
+        }
+        else
+        if (S_ISDIR (st.st_mode))
+            dirs [dir_count++] = strdup (s_system [i]);
+    }
+    links [link_count] = NULL;
+    //  The bot program's own directories: each absolute path in its
+    //  command line (java -cp DIR, python3 /srv/bot.py).
+    for (int i = 0; bot_argv [i]; i++) {
+        const char *word = bot_argv [i];
+        if (word [0] != '/')
+            continue;
+        char real [PATH_MAX];
+        struct stat st;
+        if (!realpath (word, real) || stat (real, &st))
+            continue;
+        if (S_ISREG (st.st_mode)) {
+            char *slash = strrchr (real, '/');
+            if (slash && slash != real)
+                *slash = 0;
+        }
+        s_add_dir (dirs, &dir_count, real);
+    }
+    dirs [dir_count] = NULL;
+    bm_sandbox_spec_t spec = { bwrap, network, dirs, links };
+    *argv_p = bm_sandbox_argv (&spec, bot_argv);
+    for (int i = 0; i < dir_count; i++)
+        free ((char *) dirs [i]);
+    free (bwrap);
+    return 1;
+}
+
+int
+bm_sandbox_probe (char *const argv [], uid_t uid, gid_t gid, char *error, size_t error_size)
+{
+    //  The wrapped command line up to "--", then /bin/true.
+    int count = 0;
+    while (argv [count] && !streq (argv [count], "--"))
+        count++;
+    char **probe = (char **) calloc (count + 3, sizeof (char *));
+    if (!probe) {
+        snprintf (error, error_size, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < count; i++)
+        probe [i] = argv [i];
+    probe [count] = (char *) "--";
+    probe [count + 1] = (char *) "/bin/true";
+    int err [2];
+    if (pipe2 (err, O_CLOEXEC)) {
+        free (probe);
+        snprintf (error, error_size, "cannot create a pipe: %s", strerror (errno));
+        return -1;
+    }
+    pid_t pid = fork ();
+    if (pid == 0) {
+        dup2 (err [1], 2);
+        int null = open ("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2 (null, 0);
+            dup2 (null, 1);
+        }
+        sigset_t none;
+        sigemptyset (&none);
+        sigprocmask (SIG_SETMASK, &none, NULL);
+        if (gid != (gid_t) -1 && (setgroups (1, &gid) || setgid (gid)))
+            _exit (126);
+        if (uid != (uid_t) -1 && setuid (uid))
+            _exit (126);
+        char *envp [] = { (char *) "PATH=/usr/bin:/bin", NULL };
+        execve (probe [0], probe, envp);
+        _exit (127);
+    }
+    free (probe);
+    close (err [1]);
+    if (pid < 0) {
+        close (err [0]);
+        snprintf (error, error_size, "cannot fork: %s", strerror (errno));
+        return -1;
+    }
+    //  What bwrap says, bounded in time: a probe that hangs failed.
+    char said [512] = "";
+    size_t got = 0;
+    int64_t deadline = bm_mono_ms () + BM_SANDBOX_PROBE_MS;
+    fcntl (err [0], F_SETFL, O_NONBLOCK);
+    int status = 0;
+    bool ended = false;
+    while (!ended && bm_mono_ms () < deadline) {
+        ssize_t n = read (err [0], said + got, sizeof said - 1 - got);
+        if (n > 0)
+            got += n;
+        ended = waitpid (pid, &status, WNOHANG) == pid;
+        if (!ended)
+            usleep (2000);
+    }
+    if (!ended) {
+        kill (pid, SIGKILL);
+        waitpid (pid, &status, 0);
+        snprintf (said + got, sizeof said - got, "(no answer within %d ms)", BM_SANDBOX_PROBE_MS);
+    }
+    else {
+        ssize_t n = read (err [0], said + got, sizeof said - 1 - got);
+        if (n > 0)
+            got += n;
+        said [got] = 0;
+    }
+    close (err [0]);
+    said [strcspn (said, "\n")] = 0;
+    if (ended && WIFEXITED (status) && WEXITSTATUS (status) == 0)
+        return 0;
+    snprintf (error, error_size, "%s: %s", argv [0],
+              *said ? said : WIFEXITED (status) && WEXITSTATUS (status) == 126
+                                 ? "cannot switch to BOT_USER" : "failed");
+    return -1;
+}
+
+#ifdef BM_SELFTEST
+//  --------------------------------------------------------------------------
+//  Self test
+
+#include <assert.h>
+
+//  The index of word in argv, or -1.
+static int
+s_find (char **argv, const char *word, int from)
+{
+    for (int i = from; argv [i]; i++)
+        if (streq (argv [i], word))
+            return i;
+    return -1;
+}
+
+void
+bm_sandbox_test (bool verbose)
+{
+    if (verbose)
+        printf (" * bm_sandbox: ");
+    //  The argv, as a pure function.
+    const char *dirs [] = { "/usr", "/etc", "/srv/bots/py", NULL };
+    const char *links [] = { "usr/bin", "/bin", NULL };
+    bm_sandbox_spec_t spec = { "/usr/bin/bwrap", false, dirs, links };
+    char *bot [] = { (char *) "/usr/bin/python3", (char *) "/srv/bots/py/bot.py", (char *) "--x", NULL };
+    char **argv = bm_sandbox_argv (&spec, bot);
+    assert (streq (argv [0], "/usr/bin/bwrap") && streq (argv [1], "--unshare-all"));
+    assert (s_find (argv, "--share-net", 0) == -1);            //  No network
+    assert (s_find (argv, "--die-with-parent", 0) > 0);
+    assert (s_find (argv, "--new-session", 0) == -1);          //  Same process group
+    int at = s_find (argv, "/srv/bots/py", 0);
+    assert (at > 0 && streq (argv [at - 1], "--ro-bind") && streq (argv [at + 1], "/srv/bots/py"));
+    at = s_find (argv, "--symlink", 0);
+    assert (at > 0 && streq (argv [at + 1], "usr/bin") && streq (argv [at + 2], "/bin"));
+    at = s_find (argv, "--tmpfs", 0);
+    assert (at > 0 && streq (argv [at + 1], "/tmp"));
+    assert (s_find (argv, "--bind", 0) == -1);                 //  Nothing writable from the host
+    at = s_find (argv, "--", 0);
+    assert (at > 0 && streq (argv [at + 1], "/usr/bin/python3") && streq (argv [at + 3], "--x")
+            && argv [at + 4] == NULL);
+    bm_bot_argv_free (&argv);
+    spec.network = true;
+    argv = bm_sandbox_argv (&spec, bot);
+    assert (s_find (argv, "--share-net", 0) == 2);
+    bm_bot_argv_free (&argv);
+
+    //  The environment: the job's keys and the basics, nothing else.
+    char *envp [] = { (char *) "PATH=/usr/bin", (char *) "REDIS_URL=redis://secret@x",
+                      (char *) "BOT_JOB_ID=j1", (char *) "AWS_SECRET_ACCESS_KEY=k",
+                      (char *) "LC_ALL=C.UTF-8", (char *) "HOME=/root", (char *) "BOT_PROGRESS_FD=3",
+                      NULL };
+    char **env = bm_sandbox_env (envp);
+    assert (s_find (env, "PATH=/usr/bin", 0) >= 0 && s_find (env, "BOT_JOB_ID=j1", 0) >= 0
+            && s_find (env, "LC_ALL=C.UTF-8", 0) >= 0 && s_find (env, "BOT_PROGRESS_FD=3", 0) >= 0
+            && s_find (env, "HOME=/tmp", 0) >= 0 && s_find (env, "TMPDIR=/tmp", 0) >= 0);
+    assert (s_find (env, "HOME=/root", 0) == -1 && s_find (env, "AWS_SECRET_ACCESS_KEY=k", 0) == -1
+            && s_find (env, "REDIS_URL=redis://secret@x", 0) == -1);
+    bm_bot_argv_free (&env);
+
+    //  From the environment: off, bad, on.
+    char error [256];
+    char **wrapped = NULL;
+    unsetenv ("BOT_SB_TEST_SANDBOX");
+    assert (bm_sandbox_from_env ("sb-test", bot, &wrapped, error, sizeof error) == 0 && !wrapped);
+    setenv ("BOT_SB_TEST_SANDBOX", "docker", 1);
+    assert (bm_sandbox_from_env ("sb-test", bot, &wrapped, error, sizeof error) == -1);
+    assert (strstr (error, "BOT_SB_TEST_SANDBOX must be bwrap"));
+    setenv ("BOT_SB_TEST_SANDBOX", "bwrap", 1);
+    char *sh [] = { (char *) "/bin/sh", (char *) "-c", (char *) "exit 0", NULL };
+    int rc = bm_sandbox_from_env ("sb-test", sh, &wrapped, error, sizeof error);
+    unsetenv ("BOT_SB_TEST_SANDBOX");
+    if (rc == 1) {
+        assert (s_find (wrapped, "--unshare-all", 0) == 1);
+        //  It runs here (bwrap installed and user namespaces available).
+        rc = bm_sandbox_probe (wrapped, (uid_t) -1, (gid_t) -1, error, sizeof error);
+        if (rc)
+            printf ("(probe failed: %s) ", error);
+        assert (rc == 0);
+        bm_bot_argv_free (&wrapped);
+    }
+    else {
+        assert (rc == -1 && strstr (error, "bubblewrap"));
+        printf ("(bwrap not installed) ");
+    }
+    //  A probe that fails says why.
+    char *broken [] = { (char *) "/bin/sh", (char *) "-c", (char *) "echo no namespaces >&2; exit 1",
+                        (char *) "--", (char *) "bot", NULL };
+    assert (bm_sandbox_probe (broken, (uid_t) -1, (gid_t) -1, error, sizeof error) == -1);
+    assert (strstr (error, "no namespaces"));
+    if (verbose)
+        printf ("OK\n");
+}
+#endif

@@ -1,0 +1,72 @@
+/*  bm_sandbox.h - a bot type's sandbox: bubblewrap around its program.
+
+    BOT_<TYPE>_SANDBOX=bwrap runs each bot of TYPE under bubblewrap
+    (Debian bubblewrap):
+
+        --unshare-all           new user, pid, ipc, uts, cgroup and network
+                                namespaces; --share-net instead of a network
+                                namespace of its own when BOT_<TYPE>_NETWORK=1
+        --ro-bind /usr ...      the system read-only: /usr, /etc and the
+                                top-level /bin /lib /lib64 /sbin (symlinks
+                                where they are symlinks, as on Debian)
+        --ro-bind DIR           the bot program's own directories (each
+                                absolute path in its command line: a file's
+                                directory, or the directory itself), at the
+                                same path, read-only
+        --tmpfs /tmp            a private writable /tmp per run (HOME and
+                                TMPDIR point there)
+        --dev /dev --proc /proc --die-with-parent
+
+    Nothing else of the host is visible: not the worker's files or working
+    directory, not its credentials.  The environment is cut down to what
+    the job is given (bm_sandbox_env).  The bot stays in the worker's process
+    group (no --new-session), so timeouts and cancel kill it as before; the
+    run's resource limits (bm_limits) are set before bwrap starts and apply
+    to everything inside.  bwrap reports a bot killed by signal N as exit
+    status 128+N.
+
+    The argv is built once per type, at start, by a pure function
+    (bm_sandbox_argv); bm_sandbox_probe runs it once with /bin/true so that
+    a machine that cannot sandbox (no bwrap, no user namespaces) stops the
+    worker at start rather than running bots unsandboxed.  */
+#ifndef BM_SANDBOX_H
+#define BM_SANDBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+//  What goes into the bwrap command line.  All strings borrowed.
+typedef struct {
+    const char *bwrap;              //  Path of bwrap
+    bool network;                   //  Share the host's network
+    const char *const *ro_dirs;     //  Bound read-only at the same path;
+                                    //  NULL-terminated
+    const char *const *symlinks;    //  Pairs: target, link path; NULL-terminated
+} bm_sandbox_spec_t;
+
+//  The command line that runs bot_argv under bwrap as spec says (a pure
+//  function: no I/O).  NULL-terminated, free with bm_bot_argv_free.
+char **bm_sandbox_argv (const bm_sandbox_spec_t *spec, char *const bot_argv []);
+
+//  The environment of a sandboxed bot: from envp, only PATH, LANG, LC_*,
+//  TZ and the job's BOT_* keys, plus HOME=/tmp and TMPDIR=/tmp (a pure
+//  function).  Free with bm_bot_argv_free.
+char **bm_sandbox_env (char *const envp []);
+
+//  Read BOT_<TYPE>_SANDBOX and BOT_<TYPE>_NETWORK.  Returns 1 and the
+//  wrapped command line in *argv_p (caller frees) when the type is
+//  sandboxed, 0 when it is not, -1 with the problem in error (a bad value,
+//  bwrap not installed).
+int bm_sandbox_from_env (const char *type, char *const bot_argv [], char ***argv_p,
+                         char *error, size_t error_size);
+
+//  Run argv (a wrapped command line) with /bin/true in place of the bot,
+//  as uid/gid (-1: ours), and check it works.  Returns 0, or -1 with what
+//  bwrap said in error.
+int bm_sandbox_probe (char *const argv [], uid_t uid, gid_t gid, char *error, size_t error_size);
+
+//  Self-test; built only into bm_worker_selftest (BM_SELFTEST).
+void bm_sandbox_test (bool verbose);
+
+#endif
