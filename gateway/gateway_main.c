@@ -18,6 +18,46 @@
 #include <stdio.h>
 #include <string.h>
 
+//  Every variable the gateway reads (but REDIS_URL, CORS_ORIGINS and the
+//  CURVE keys, read by shared code): name, type, default, range, help.
+#define ROW_INT(n, f, d, lo, hi, h)  BM_SETTING_INT (n, gw_config_t, f, d, lo, hi, h)
+static const bm_setting_t s_settings [] = {
+    ROW_INT ("API_GATEWAY_PORT", port, 3000, 0, 65535, "port to listen on (0: any free port)"),
+    BM_SETTING_STR ("GATEWAY_LISTEN", gw_config_t, listen_addr, "0.0.0.0", 64, "IPv4 address to bind"),
+    BM_SETTING_STR ("BROKER_ENDPOINT", gw_config_t, broker_endpoint, "tcp://127.0.0.1:5555", 512,
+                    "broker to connect to (tcp://host:port or ipc://path; tcp://*:PORT means this host)"),
+    ROW_INT ("GATEWAY_THREADS", threads, 128, 1, 4096,
+             "HTTP worker threads; civetweb holds one per open (keep-alive) connection: size it "
+             "to the clients served at once"),
+    ROW_INT ("GATEWAY_KEEPALIVE_MS", keepalive_ms, 5000, 0, 3600000,
+             "idle keep-alive connections close after this"),
+    ROW_INT ("GATEWAY_REQUEST_TIMEOUT_MS", request_timeout_ms, 10000, 100, 3600000,
+             "time a client has to send its request"),
+    ROW_INT ("GATEWAY_MAX_HEADER_BYTES", max_header_bytes, 16384, 1024, 1048576, "largest request head"),
+    ROW_INT ("MAX_BODY_BYTES", max_body, 1048576, 1, 1073741824, "largest request body: 413 beyond"),
+    BM_SETTING_MAX_PAYLOAD_BYTES (gw_config_t, max_payload),
+    BM_SETTING_DOUBLE ("RATE_LIMIT_RPS", gw_config_t, rate_rps, 0, 0, 1e9,
+                       "requests per second per API key or client address (0: off)"),
+    BM_SETTING_DOUBLE ("RATE_LIMIT_BURST", gw_config_t, rate_burst, 0, 0, 1e9,
+                       "bucket size (0: RATE_LIMIT_RPS, at least 1)"),
+    ROW_INT ("RATE_LIMIT_MAX_KEYS", rate_max_keys, 100000, 64, 100000000, "most buckets kept"),
+    BM_SETTING_STR ("API_KEYS", gw_config_t, api_keys, NULL, 0,
+                    "comma-separated keys; when set, data endpoints need 'Authorization: Bearer KEY' "
+                    "or 'X-API-Key: KEY' (empty: no keys)"),
+    BM_SETTING_BOOL ("METRICS_REQUIRE_KEY", gw_config_t, metrics_require_key, false,
+                     "1: /metrics needs a key too"),
+    ROW_INT ("BROKER_TIMEOUT_MS", broker_timeout_ms, 5000, 1, 3600000,
+             "wait for the broker's answer, then 504"),
+    ROW_INT ("BROKER_CONNECT_TIMEOUT_MS", connect_timeout_ms, 1000, 1, 3600000,
+             "wait for a broker connection, then 503"),
+    BM_SETTING_REDIS_PREFIX (gw_config_t, redis_prefix),
+    ROW_INT ("REDIS_TIMEOUT_MS", redis_timeout_ms, 1000, 1, 600000, "Redis connect and command timeout"),
+    ROW_INT ("GATEWAY_SHUTDOWN_MS", shutdown_ms, 10000, 0, 3600000,
+             "at SIGTERM, how long requests in flight may take to finish; new ones get 503 "
+             "shutting_down meanwhile"),
+    BM_SETTINGS_END
+};
+
 static void
 s_usage (FILE *out)
 {
@@ -33,35 +73,19 @@ s_usage (FILE *out)
 "  --broker ENDPOINT   BROKER_ENDPOINT        broker to connect to (default tcp://127.0.0.1:5555)\n"
 "  --threads N         GATEWAY_THREADS        HTTP worker threads (default 128)\n"
 "  -h, --help          this text\n"
+"  --print-env         the variables with their defaults, as env.example lines\n"
 "\n"
-"Environment:\n"
-"  GATEWAY_THREADS             1..4096, default 128. civetweb holds one thread per open\n"
-"                              (keep-alive) connection: size it to the clients served at once\n"
-"  GATEWAY_KEEPALIVE_MS        idle keep-alive connections close after this (default 5000)\n"
-"  GATEWAY_REQUEST_TIMEOUT_MS  time a client has to send its request (default 10000)\n"
-"  GATEWAY_MAX_HEADER_BYTES    largest request head (default 16384)\n"
-"  MAX_BODY_BYTES              largest request body (default 1048576): 413 beyond\n"
-"  MAX_PAYLOAD_BYTES           largest encoded payload (default 1048576), as the broker's\n"
-"  RATE_LIMIT_RPS              requests per second per API key or client address (default 0 = off)\n"
-"  RATE_LIMIT_BURST            bucket size (default: RATE_LIMIT_RPS, at least 1)\n"
-"  RATE_LIMIT_MAX_KEYS         most buckets kept (default 100000)\n"
-"  API_KEYS                    comma-separated keys; when set, data endpoints need\n"
-"                              'Authorization: Bearer KEY' or 'X-API-Key: KEY' (default: none)\n"
-"  METRICS_REQUIRE_KEY         1: /metrics needs a key too (default 0: open)\n"
-"  BROKER_TIMEOUT_MS           wait for the broker's answer, then 504 (default 5000)\n"
-"  BROKER_CONNECT_TIMEOUT_MS   wait for a broker connection, then 503 (default 1000)\n"
-"  REDIS_URL                   Redis for GET /api/history (default redis://127.0.0.1:6379/0;\n"
-"                              'none' = no history); when unset, REDIS_HOST, REDIS_PORT,\n"
-"                              REDIS_PASSWORD and REDIS_DB build it\n"
-"  REDIS_PREFIX                key prefix, as the broker's (default botmesh:, at most 64 bytes)\n"
-"  REDIS_TIMEOUT_MS            Redis connect and command timeout (default 1000)\n"
-"  GATEWAY_SHUTDOWN_MS         at SIGTERM, how long requests in flight may take to finish\n"
-"                              (default 10000); new ones get 503 shutting_down meanwhile\n"
-"  CURVE_SERVER_KEY            the broker's public CURVE key, when the mesh uses CURVE\n"
-"  CURVE_CLIENT_CERT           this gateway's secret CURVE certificate file\n"
-"  CORS_ORIGINS                origins browsers may call from: * (default, any) or a\n"
-"                              comma list (https://app.example.com,...)\n"
-"  LOG_LEVEL                   debug, info, warn, error (default info)\n");
+"Environment (defaults in brackets):\n");
+    bm_settings_help (s_settings, out);
+    fprintf (out,
+"  REDIS_URL                  Redis for GET /api/history ('none' = no history); when unset,\n"
+"                             REDIS_HOST, REDIS_PORT, REDIS_PASSWORD and REDIS_DB build it\n"
+"                             [redis://127.0.0.1:6379/0]\n"
+"  CORS_ORIGINS               origins browsers may call from: * (any) or a comma list\n"
+"                             (https://app.example.com,...) [*]\n"
+"  CURVE_SERVER_KEY           the broker's public CURVE key, when the mesh uses CURVE []\n"
+"  CURVE_CLIENT_CERT          this gateway's secret CURVE certificate file []\n"
+"  LOG_LEVEL                  debug, info, warn, error [info]\n");
 }
 
 int
@@ -70,11 +94,12 @@ main (int argc, char *argv [])
     if (bm_log_init ("gateway"))
         return 1;
     bm_settings_warn_foreign ();
+    if (bm_settings_print_env_flag (argc, argv, s_settings))
+        return 0;
     gw_config_t config = { 0 };
+    int bad = bm_settings_load (s_settings, &config);
     const char *port_flag = NULL;
     const char *threads_flag = NULL;
-    config.listen_addr = bm_env_str ("GATEWAY_LISTEN", "0.0.0.0");
-    config.broker_endpoint = bm_env_str ("BROKER_ENDPOINT", "tcp://127.0.0.1:5555");
     for (int i = 1; i < argc; i++) {
         const char *arg = argv [i];
         const char *value = i + 1 < argc ? argv [i + 1] : NULL;
@@ -105,36 +130,23 @@ main (int argc, char *argv [])
         }
         i++;
     }
-
-    int bad = 0;
-    bad |= bm_env_int ("API_GATEWAY_PORT", 3000, 0, 65535, &config.port);
-    if (port_flag && bm_parse_int (port_flag, 0, 65535, &config.port)) {
-        bm_error (NULL, "configuration: --port must be an integer from 0 to 65535 (got '%s')",
-                  port_flag);
-        bad = -1;
+    //  A flag overrides its variable, with the variable's range.
+    const struct { const char *flag; const char *value; const char *name; } flags [] = {
+        { "--port", port_flag, "API_GATEWAY_PORT" },
+        { "--threads", threads_flag, "GATEWAY_THREADS" },
+    };
+    for (size_t i = 0; i < sizeof flags / sizeof flags [0]; i++) {
+        char error [256];
+        if (flags [i].value
+        &&  bm_setting_parse (bm_settings_find (s_settings, flags [i].name), flags [i].value,
+                              &config, error, sizeof error)) {
+            bm_error (NULL, "configuration: %s (%s)", error, flags [i].flag);
+            bad = -1;
+        }
     }
-    bad |= bm_env_int ("GATEWAY_THREADS", 128, 1, 4096, &config.threads);
-    if (threads_flag && bm_parse_int (threads_flag, 1, 4096, &config.threads)) {
-        bm_error (NULL, "configuration: --threads must be an integer from 1 to 4096 (got '%s')",
-                  threads_flag);
-        bad = -1;
-    }
-    bad |= bm_env_int ("GATEWAY_KEEPALIVE_MS", 5000, 0, 3600000, &config.keepalive_ms);
-    bad |= bm_env_int ("GATEWAY_REQUEST_TIMEOUT_MS", 10000, 100, 3600000, &config.request_timeout_ms);
-    bad |= bm_env_int ("GATEWAY_MAX_HEADER_BYTES", 16384, 1024, 1048576, &config.max_header_bytes);
-    bad |= bm_env_int ("MAX_BODY_BYTES", 1048576, 1, 1073741824, &config.max_body);
-    bad |= bm_env_int ("MAX_PAYLOAD_BYTES", BM_MAX_PAYLOAD_BYTES, 1, 1073741824, &config.max_payload);
-    bad |= bm_env_double ("RATE_LIMIT_RPS", 0, 0, 1e9, &config.rate_rps);
-    bad |= bm_env_double ("RATE_LIMIT_BURST", 0, 0, 1e9, &config.rate_burst);
-    bad |= bm_env_int ("RATE_LIMIT_MAX_KEYS", 100000, 64, 100000000, &config.rate_max_keys);
-    bad |= bm_env_bool ("METRICS_REQUIRE_KEY", false, &config.metrics_require_key);
-    bad |= bm_env_int ("BROKER_TIMEOUT_MS", 5000, 1, 3600000, &config.broker_timeout_ms);
-    bad |= bm_env_int ("BROKER_CONNECT_TIMEOUT_MS", 1000, 1, 3600000, &config.connect_timeout_ms);
-    bad |= bm_env_int ("REDIS_TIMEOUT_MS", 1000, 1, 600000, &config.redis_timeout_ms);
-    bad |= bm_env_int ("GATEWAY_SHUTDOWN_MS", 10000, 0, 3600000, &config.shutdown_ms);
-    config.api_keys = bm_env_str ("API_KEYS", NULL);
     static char redis_url [1024];
-    bad |= bm_redis_env_load (true, redis_url, sizeof redis_url, &config.redis_prefix);
+    const char *prefix;
+    bad |= bm_redis_env_load (true, redis_url, sizeof redis_url, &prefix);
     config.redis_url = redis_url;
     bad |= bm_http_cors_from_env ();
     if (config.rate_burst > 0 && config.rate_burst < 1) {
