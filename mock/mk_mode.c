@@ -2,7 +2,7 @@
 #include "mk_mode.h"
 #include "bm_config.h"
 #include "bm_log.h"
-#include "wh_check.h"
+#include "bm_selftest.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -193,36 +193,36 @@ mk_mode_test (bool verbose)
     mk_mode_t mode;
     mk_mode_defaults (&mode);
     mk_answer_t answer = mk_mode_decide (&mode, 1, 0.0, 0.0);
-    WH_CHECK (answer.status == 200 && !answer.failed && !answer.drop && answer.delay_ms == 0);
+    BM_CHECK (answer.status == 200 && !answer.failed && !answer.drop && answer.delay_ms == 0);
 
     //  failFirst: arrivals 1 and 2 fail, 3 succeeds.
     char error [200];
     json_t *obj = json_loads ("{\"failFirst\": 2, \"status\": 503, \"retryAfter\": 2}", 0, NULL);
-    WH_CHECK (mk_mode_apply_json (&mode, obj, error, sizeof error) == 0);
+    BM_CHECK (mk_mode_apply_json (&mode, obj, error, sizeof error) == 0);
     json_decref (obj);
     answer = mk_mode_decide (&mode, 1, 0.99, 0.99);
-    WH_CHECK (answer.status == 503 && answer.failed && strcmp (answer.retry_after, "2") == 0);
-    WH_CHECK (mk_mode_decide (&mode, 2, 0.99, 0.99).status == 503);
+    BM_CHECK (answer.status == 503 && answer.failed && strcmp (answer.retry_after, "2") == 0);
+    BM_CHECK (mk_mode_decide (&mode, 2, 0.99, 0.99).status == 503);
     answer = mk_mode_decide (&mode, 3, 0.99, 0.99);
-    WH_CHECK (answer.status == 200 && answer.retry_after == NULL);
+    BM_CHECK (answer.status == 200 && answer.retry_after == NULL);
 
     //  failRate: r1 below the rate fails.
     obj = json_loads ("{\"failFirst\": 0, \"failRate\": 0.3, \"retryAfter\": null}", 0, NULL);
-    WH_CHECK (mk_mode_apply_json (&mode, obj, error, sizeof error) == 0);
+    BM_CHECK (mk_mode_apply_json (&mode, obj, error, sizeof error) == 0);
     json_decref (obj);
-    WH_CHECK (mk_mode_decide (&mode, 1, 0.29, 0.5).failed);
-    WH_CHECK (!mk_mode_decide (&mode, 1, 0.30, 0.5).failed);
-    WH_CHECK (mk_mode_decide (&mode, 1, 0.29, 0.5).retry_after == NULL);
+    BM_CHECK (mk_mode_decide (&mode, 1, 0.29, 0.5).failed);
+    BM_CHECK (!mk_mode_decide (&mode, 1, 0.30, 0.5).failed);
+    BM_CHECK (mk_mode_decide (&mode, 1, 0.29, 0.5).retry_after == NULL);
 
     //  dropRate, delay, HTTP-date Retry-After.
     obj = json_loads ("{\"failRate\": 0, \"dropRate\": 0.5, \"delayMs\": 2000,"
                       " \"retryAfter\": \"Sun, 06 Nov 1994 08:49:37 GMT\"}", 0, NULL);
-    WH_CHECK (mk_mode_apply_json (&mode, obj, error, sizeof error) == 0);
+    BM_CHECK (mk_mode_apply_json (&mode, obj, error, sizeof error) == 0);
     json_decref (obj);
     answer = mk_mode_decide (&mode, 1, 0.5, 0.4);
-    WH_CHECK (answer.drop && answer.status == 0 && answer.delay_ms == 2000);
-    WH_CHECK (!mk_mode_decide (&mode, 1, 0.5, 0.6).drop);
-    WH_CHECK (strcmp (mode.retry_after, "Sun, 06 Nov 1994 08:49:37 GMT") == 0);
+    BM_CHECK (answer.drop && answer.status == 0 && answer.delay_ms == 2000);
+    BM_CHECK (!mk_mode_decide (&mode, 1, 0.5, 0.6).drop);
+    BM_CHECK (strcmp (mode.retry_after, "Sun, 06 Nov 1994 08:49:37 GMT") == 0);
 
     //  Bad input changes nothing.
     mk_mode_t before = mode;
@@ -233,13 +233,13 @@ mk_mode_test (bool verbose)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++) {
         obj = json_loads (bad [i], 0, NULL);
-        WH_CHECK (obj);
-        WH_CHECK (mk_mode_apply_json (&mode, obj, error, sizeof error) == -1);
+        BM_CHECK (obj);
+        BM_CHECK (mk_mode_apply_json (&mode, obj, error, sizeof error) == -1);
         json_decref (obj);
-        WH_CHECK (memcmp (&before, &mode, sizeof mode) == 0);
+        BM_CHECK (memcmp (&before, &mode, sizeof mode) == 0);
     }
     json_t *json = mk_mode_to_json (&mode);
-    WH_CHECK (json && json_integer_value (json_object_get (json, "delayMs")) == 2000);
+    BM_CHECK (json && json_integer_value (json_object_get (json, "delayMs")) == 2000);
     json_decref (json);
     printf ("OK\n");
 }

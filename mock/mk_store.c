@@ -1,6 +1,6 @@
 /*  mk_store.c - a bounded record of deliveries and the counters of /stats.  */
 #include "mk_store.h"
-#include "wh_check.h"
+#include "bm_selftest.h"
 #include "bm_http.h"
 
 #include <czmq.h>
@@ -471,79 +471,79 @@ mk_store_test (bool verbose)
     (void) verbose;
     printf (" * mk_store: ");
     mk_store_t *store = mk_store_new (4, 16);
-    WH_CHECK (store);
-    WH_CHECK (mk_store_seen (store, "msg_1", "job1") == 0);
+    BM_CHECK (store);
+    BM_CHECK (mk_store_seen (store, "msg_1", "job1") == 0);
     s_add (store, "msg_1", "job1", 503, MK_SIG_VALID);
-    WH_CHECK (mk_store_seen (store, "msg_1", "job1") == 1);
+    BM_CHECK (mk_store_seen (store, "msg_1", "job1") == 1);
     s_add (store, "msg_1", "job1", 200, MK_SIG_VALID);
     s_add (store, "msg_1", "job1", 200, MK_SIG_INVALID);     //  A duplicate
-    WH_CHECK (mk_store_seen (store, "msg_1", NULL) == 3);
-    WH_CHECK (s_stat (store, "received") == 3);
-    WH_CHECK (s_stat (store, "repeats") == 2);
-    WH_CHECK (s_stat (store, "duplicates") == 1);
-    WH_CHECK (s_stat (store, "uniqueIds") == 1);
+    BM_CHECK (mk_store_seen (store, "msg_1", NULL) == 3);
+    BM_CHECK (s_stat (store, "received") == 3);
+    BM_CHECK (s_stat (store, "repeats") == 2);
+    BM_CHECK (s_stat (store, "duplicates") == 1);
+    BM_CHECK (s_stat (store, "uniqueIds") == 1);
     json_t *stats = mk_store_stats (store, 1000);
-    WH_CHECK (json_integer_value (json_object_get (json_object_get (stats, "byStatus"), "200")) == 2);
+    BM_CHECK (json_integer_value (json_object_get (json_object_get (stats, "byStatus"), "200")) == 2);
     //  success from the bodies: two true, one false; all three this hour
-    WH_CHECK (json_integer_value (json_object_get (stats, "successful")) == 2);
-    WH_CHECK (json_integer_value (json_object_get (stats, "failed")) == 1);
+    BM_CHECK (json_integer_value (json_object_get (stats, "successful")) == 2);
+    BM_CHECK (json_integer_value (json_object_get (stats, "failed")) == 1);
     json_t *python = json_object_get (json_object_get (stats, "botTypeStats"), "python");
-    WH_CHECK (json_integer_value (json_object_get (python, "total")) == 3);
-    WH_CHECK (json_integer_value (json_object_get (python, "failed")) == 1);
-    WH_CHECK (json_integer_value (json_object_get (stats, "lastHour")) == 3);
+    BM_CHECK (json_integer_value (json_object_get (python, "total")) == 3);
+    BM_CHECK (json_integer_value (json_object_get (python, "failed")) == 1);
+    BM_CHECK (json_integer_value (json_object_get (stats, "lastHour")) == 3);
     json_decref (stats);
     //  Two hours later: not in the last hour, still in the last day
     stats = mk_store_stats (store, 1000 + 2 * 3600 * 1000);
-    WH_CHECK (json_integer_value (json_object_get (stats, "lastHour")) == 0);
-    WH_CHECK (json_integer_value (json_object_get (stats, "lastDay")) == 3);
+    BM_CHECK (json_integer_value (json_object_get (stats, "lastHour")) == 0);
+    BM_CHECK (json_integer_value (json_object_get (stats, "lastDay")) == 3);
     json_decref (stats);
     //  /webhooks: newest first, offset and limit; one by id
     json_t *page = mk_store_webhooks (store, 1, 1);
-    WH_CHECK (json_integer_value (json_object_get (page, "total")) == 3);
-    WH_CHECK (json_array_size (json_object_get (page, "webhooks")) == 1);
-    WH_CHECK (streq (json_string_value (json_object_get (
+    BM_CHECK (json_integer_value (json_object_get (page, "total")) == 3);
+    BM_CHECK (json_array_size (json_object_get (page, "webhooks")) == 1);
+    BM_CHECK (streq (json_string_value (json_object_get (
         json_array_get (json_object_get (page, "webhooks"), 0), "id")), "2"));
     json_decref (page);
     json_t *one = mk_store_webhook (store, 3);
-    WH_CHECK (one && json_integer_value (json_object_get (one, "seq")) == 3);
-    WH_CHECK (streq (json_string_value (json_object_get (one, "timestamp")), "1970-01-01T00:00:01.000Z"));
+    BM_CHECK (one && json_integer_value (json_object_get (one, "seq")) == 3);
+    BM_CHECK (streq (json_string_value (json_object_get (one, "timestamp")), "1970-01-01T00:00:01.000Z"));
     json_decref (one);
-    WH_CHECK (mk_store_webhook (store, 4) == NULL && mk_store_webhook (store, 0) == NULL);
+    BM_CHECK (mk_store_webhook (store, 4) == NULL && mk_store_webhook (store, 0) == NULL);
     stats = mk_store_stats (store, 1000);
-    WH_CHECK (json_integer_value (json_object_get (json_object_get (stats, "signatures"), "invalid")) == 1);
+    BM_CHECK (json_integer_value (json_object_get (json_object_get (stats, "signatures"), "invalid")) == 1);
     json_decref (stats);
 
     //  Deliveries of a job, oldest first; bodies cut at max_body.
     json_t *list = mk_store_deliveries (store, "job1", 10);
-    WH_CHECK (json_array_size (list) == 3);
-    WH_CHECK (json_integer_value (json_object_get (json_array_get (list, 0), "status")) == 503);
-    WH_CHECK (json_is_true (json_object_get (json_array_get (list, 0), "bodyTruncated")));
+    BM_CHECK (json_array_size (list) == 3);
+    BM_CHECK (json_integer_value (json_object_get (json_array_get (list, 0), "status")) == 503);
+    BM_CHECK (json_is_true (json_object_get (json_array_get (list, 0), "bodyTruncated")));
     json_decref (list);
     list = mk_store_deliveries (store, "job1", 1);
-    WH_CHECK (json_array_size (list) == 1);
-    WH_CHECK (json_integer_value (json_object_get (json_array_get (list, 0), "seq")) == 3);
+    BM_CHECK (json_array_size (list) == 1);
+    BM_CHECK (json_integer_value (json_object_get (json_array_get (list, 0), "seq")) == 3);
     json_decref (list);
     list = mk_store_deliveries (store, "nope", 10);
-    WH_CHECK (json_array_size (list) == 0);
+    BM_CHECK (json_array_size (list) == 0);
     json_decref (list);
 
     //  The ring keeps 4; msg_1's state goes with its last record.
     s_add (store, "msg_2", "job2", 200, MK_SIG_UNCHECKED);
     s_add (store, "msg_3", "job3", 200, MK_SIG_UNCHECKED);
-    WH_CHECK (mk_store_size (store) == 4);
-    WH_CHECK (s_stat (store, "evicted") == 1);
-    WH_CHECK (mk_store_seen (store, "msg_1", NULL) == 3);
+    BM_CHECK (mk_store_size (store) == 4);
+    BM_CHECK (s_stat (store, "evicted") == 1);
+    BM_CHECK (mk_store_seen (store, "msg_1", NULL) == 3);
     s_add (store, "msg_4", "job4", 200, MK_SIG_UNCHECKED);
     s_add (store, "msg_5", "job5", 200, MK_SIG_UNCHECKED);
-    WH_CHECK (mk_store_seen (store, "msg_1", NULL) == 0);
+    BM_CHECK (mk_store_seen (store, "msg_1", NULL) == 0);
     list = mk_store_deliveries (store, NULL, 100);
-    WH_CHECK (json_array_size (list) == 4);
+    BM_CHECK (json_array_size (list) == 4);
     json_decref (list);
 
     //  Keyless arrivals share one count; dropped ones count apart.
     s_add (store, NULL, NULL, 0, MK_SIG_UNCHECKED);
-    WH_CHECK (mk_store_seen (store, NULL, NULL) == 1);
-    WH_CHECK (s_stat (store, "dropped") == 1);
+    BM_CHECK (mk_store_seen (store, NULL, NULL) == 1);
+    BM_CHECK (s_stat (store, "dropped") == 1);
 
     //  Many arrivals stay bounded.
     for (int i = 0; i < 1000; i++) {
@@ -551,17 +551,17 @@ mk_store_test (bool verbose)
         snprintf (id, sizeof id, "msg_x%d", i % 7);
         s_add (store, id, "jobx", i % 3? 200: 500, MK_SIG_UNCHECKED);
     }
-    WH_CHECK (mk_store_size (store) == 4);
-    WH_CHECK (s_stat (store, "received") == 1008);
+    BM_CHECK (mk_store_size (store) == 4);
+    BM_CHECK (s_stat (store, "received") == 1008);
 
     mk_store_reset (store);
-    WH_CHECK (s_stat (store, "received") == 0 && mk_store_size (store) == 0);
-    WH_CHECK (mk_store_seen (store, "msg_x1", NULL) == 0);
+    BM_CHECK (s_stat (store, "received") == 0 && mk_store_size (store) == 0);
+    BM_CHECK (mk_store_seen (store, "msg_x1", NULL) == 0);
     list = mk_store_deliveries (store, NULL, 100);
-    WH_CHECK (json_array_size (list) == 0);
+    BM_CHECK (json_array_size (list) == 0);
     json_decref (list);
     s_add (store, "msg_1", "job1", 200, MK_SIG_UNCHECKED);
-    WH_CHECK (mk_store_size (store) == 1);
+    BM_CHECK (mk_store_size (store) == 1);
     mk_store_destroy (&store);
     mk_store_destroy (&store);
     printf ("OK\n");

@@ -1,6 +1,6 @@
 /*  wh_backoff.c - how long to wait before the next delivery attempt.  */
 #include "wh_backoff.h"
-#include "wh_check.h"
+#include "bm_selftest.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -121,39 +121,39 @@ wh_backoff_test (bool verbose)
 {
     printf (" * wh_backoff: ");
     //  Ceilings double from base and stop at cap.
-    WH_CHECK (wh_backoff_ceiling (1000, 60000, 0) == 0);
-    WH_CHECK (wh_backoff_ceiling (1000, 60000, 1) == 1000);
-    WH_CHECK (wh_backoff_ceiling (1000, 60000, 2) == 2000);
-    WH_CHECK (wh_backoff_ceiling (1000, 60000, 5) == 16000);
-    WH_CHECK (wh_backoff_ceiling (1000, 60000, 7) == 60000);
-    WH_CHECK (wh_backoff_ceiling (1000, 60000, 1000000) == 60000);
-    WH_CHECK (wh_backoff_ceiling (INT64_MAX / 2, INT64_MAX, 64) == INT64_MAX);
-    WH_CHECK (wh_backoff_ceiling (1000, 500, 1) == 500);
+    BM_CHECK (wh_backoff_ceiling (1000, 60000, 0) == 0);
+    BM_CHECK (wh_backoff_ceiling (1000, 60000, 1) == 1000);
+    BM_CHECK (wh_backoff_ceiling (1000, 60000, 2) == 2000);
+    BM_CHECK (wh_backoff_ceiling (1000, 60000, 5) == 16000);
+    BM_CHECK (wh_backoff_ceiling (1000, 60000, 7) == 60000);
+    BM_CHECK (wh_backoff_ceiling (1000, 60000, 1000000) == 60000);
+    BM_CHECK (wh_backoff_ceiling (INT64_MAX / 2, INT64_MAX, 64) == INT64_MAX);
+    BM_CHECK (wh_backoff_ceiling (1000, 500, 1) == 500);
 
     //  No jitter: the ceiling.
-    WH_CHECK (wh_backoff_compute (100, 60000, WH_JITTER_NONE, 3, -1, 12345) == 400);
+    BM_CHECK (wh_backoff_compute (100, 60000, WH_JITTER_NONE, 3, -1, 12345) == 400);
     //  Full jitter covers [0, ceiling], both ends included.
-    WH_CHECK (wh_backoff_compute (1000, 60000, WH_JITTER_FULL, 1, -1, 0) == 0);
-    WH_CHECK (wh_backoff_compute (1000, 60000, WH_JITTER_FULL, 1, -1, 1000) == 1000);
-    WH_CHECK (wh_backoff_compute (1000, 60000, WH_JITTER_FULL, 1, -1, 1001) == 0);
+    BM_CHECK (wh_backoff_compute (1000, 60000, WH_JITTER_FULL, 1, -1, 0) == 0);
+    BM_CHECK (wh_backoff_compute (1000, 60000, WH_JITTER_FULL, 1, -1, 1000) == 1000);
+    BM_CHECK (wh_backoff_compute (1000, 60000, WH_JITTER_FULL, 1, -1, 1001) == 0);
     //  Equal jitter stays in [ceiling/2, ceiling].
-    WH_CHECK (wh_backoff_compute (1000, 60000, WH_JITTER_EQUAL, 2, -1, 0) == 1000);
-    WH_CHECK (wh_backoff_compute (1000, 60000, WH_JITTER_EQUAL, 2, -1, 1000) == 2000);
+    BM_CHECK (wh_backoff_compute (1000, 60000, WH_JITTER_EQUAL, 2, -1, 0) == 1000);
+    BM_CHECK (wh_backoff_compute (1000, 60000, WH_JITTER_EQUAL, 2, -1, 1000) == 2000);
     //  Retry-After overrides, up to the cap, whatever the jitter.
-    WH_CHECK (wh_backoff_compute (1000, 60000, WH_JITTER_FULL, 1, 2000, 0) == 2000);
-    WH_CHECK (wh_backoff_compute (1000, 60000, WH_JITTER_NONE, 9, 0, 0) == 0);
-    WH_CHECK (wh_backoff_compute (1000, 60000, WH_JITTER_FULL, 1, 3600000, 7) == 60000);
+    BM_CHECK (wh_backoff_compute (1000, 60000, WH_JITTER_FULL, 1, 2000, 0) == 2000);
+    BM_CHECK (wh_backoff_compute (1000, 60000, WH_JITTER_NONE, 9, 0, 0) == 0);
+    BM_CHECK (wh_backoff_compute (1000, 60000, WH_JITTER_FULL, 1, 3600000, 7) == 60000);
     //  Zero base: retry at once.
-    WH_CHECK (wh_backoff_compute (0, 60000, WH_JITTER_FULL, 3, -1, 99) == 0);
+    BM_CHECK (wh_backoff_compute (0, 60000, WH_JITTER_FULL, 3, -1, 99) == 0);
 
     //  The generator: every draw within the ceiling, and spread over it
     //  (10,000 draws in [0, 1000]: the mean is near 500, both halves hit).
     wh_backoff_t *backoff = wh_backoff_new (1000, 60000, WH_JITTER_FULL);
-    WH_CHECK (backoff);
+    BM_CHECK (backoff);
     int64_t sum = 0, low = 0, high = 0;
     for (int i = 0; i < 10000; i++) {
         int64_t delay = wh_backoff_delay (backoff, 1, -1);
-        WH_CHECK (delay >= 0 && delay <= 1000);
+        BM_CHECK (delay >= 0 && delay <= 1000);
         sum += delay;
         low += delay < 100;
         high += delay > 900;
@@ -161,19 +161,19 @@ wh_backoff_test (bool verbose)
     if (verbose)
         printf ("mean %lld, <100: %lld, >900: %lld ", (long long) (sum / 10000),
                 (long long) low, (long long) high);
-    WH_CHECK (sum / 10000 > 450 && sum / 10000 < 550);
-    WH_CHECK (low > 500 && high > 500);
+    BM_CHECK (sum / 10000 > 450 && sum / 10000 < 550);
+    BM_CHECK (low > 500 && high > 500);
     for (int attempt = 1; attempt < 40; attempt++) {
         int64_t delay = wh_backoff_delay (backoff, attempt, -1);
-        WH_CHECK (delay >= 0 && delay <= wh_backoff_ceiling (1000, 60000, attempt));
+        BM_CHECK (delay >= 0 && delay <= wh_backoff_ceiling (1000, 60000, attempt));
     }
     wh_backoff_destroy (&backoff);
     wh_backoff_destroy (&backoff);
-    WH_CHECK (backoff == NULL);
+    BM_CHECK (backoff == NULL);
 
     wh_jitter_t jitter;
-    WH_CHECK (wh_jitter_parse ("none", &jitter) == 0 && jitter == WH_JITTER_NONE);
-    WH_CHECK (wh_jitter_parse ("FULL", &jitter) == 0 && jitter == WH_JITTER_FULL);
-    WH_CHECK (wh_jitter_parse ("bogus", &jitter) == -1);
+    BM_CHECK (wh_jitter_parse ("none", &jitter) == 0 && jitter == WH_JITTER_NONE);
+    BM_CHECK (wh_jitter_parse ("FULL", &jitter) == 0 && jitter == WH_JITTER_FULL);
+    BM_CHECK (wh_jitter_parse ("bogus", &jitter) == -1);
     printf ("OK\n");
 }

@@ -1,6 +1,6 @@
 /*  wh_heap.c - a binary min-heap of intrusive nodes, keyed by a deadline.  */
 #include "wh_heap.h"
-#include "wh_check.h"
+#include "bm_selftest.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -146,8 +146,8 @@ wh_heap_test (bool verbose)
 {
     printf (" * wh_heap: ");
     wh_heap_t *heap = wh_heap_new ();
-    WH_CHECK (heap);
-    WH_CHECK (wh_heap_pop (heap) == NULL);
+    BM_CHECK (heap);
+    BM_CHECK (wh_heap_pop (heap) == NULL);
 
     //  Random keys come out sorted, with removals from the middle.
     enum { COUNT = 5000 };
@@ -157,38 +157,38 @@ wh_heap_test (bool verbose)
         x ^= x << 13; x ^= x >> 7; x ^= x << 17;
         wh_heap_node_init (&nodes [i]);
         nodes [i].key = (int64_t) (x % 1000);
-        WH_CHECK (wh_heap_push (heap, &nodes [i]) == 0);
+        BM_CHECK (wh_heap_push (heap, &nodes [i]) == 0);
     }
-    WH_CHECK (wh_heap_size (heap) == COUNT);
+    BM_CHECK (wh_heap_size (heap) == COUNT);
     for (int i = 0; i < COUNT; i += 3) {
         wh_heap_remove (heap, &nodes [i]);
-        WH_CHECK (nodes [i].index == WH_HEAP_NONE);
+        BM_CHECK (nodes [i].index == WH_HEAP_NONE);
         wh_heap_remove (heap, &nodes [i]);      //  Twice is harmless
     }
     size_t expected = COUNT - (COUNT + 2) / 3;
-    WH_CHECK (wh_heap_size (heap) == expected);
+    BM_CHECK (wh_heap_size (heap) == expected);
     int64_t last = -1;
     uint64_t last_seq = 0;
     size_t popped = 0;
     wh_heap_node_t *node;
     while ((node = wh_heap_pop (heap))) {
-        WH_CHECK (node->key >= last);
+        BM_CHECK (node->key >= last);
         if (node->key == last)
-            WH_CHECK (node->seq > last_seq);    //  FIFO among equals
+            BM_CHECK (node->seq > last_seq);    //  FIFO among equals
         last = node->key;
         last_seq = node->seq;
-        WH_CHECK (node->index == WH_HEAP_NONE);
+        BM_CHECK (node->index == WH_HEAP_NONE);
         popped++;
     }
-    WH_CHECK (popped == expected);
+    BM_CHECK (popped == expected);
     if (verbose)
         printf ("%zu popped in order ", popped);
 
     //  Destroy leaves remaining nodes marked out.
-    WH_CHECK (wh_heap_push (heap, &nodes [0]) == 0);
-    WH_CHECK (wh_heap_peek (heap) == &nodes [0]);
+    BM_CHECK (wh_heap_push (heap, &nodes [0]) == 0);
+    BM_CHECK (wh_heap_peek (heap) == &nodes [0]);
     wh_heap_destroy (&heap);
-    WH_CHECK (nodes [0].index == WH_HEAP_NONE);
+    BM_CHECK (nodes [0].index == WH_HEAP_NONE);
     wh_heap_destroy (&heap);
     free (nodes);
     printf ("OK\n");

@@ -1,7 +1,7 @@
 /*  wh_outcome.c - is a delivery attempt's result a success, worth a retry,
     or final?  */
 #include "wh_outcome.h"
-#include "wh_check.h"
+#include "bm_selftest.h"
 
 #include <curl/curl.h>
 
@@ -52,37 +52,37 @@ wh_outcome_test (bool verbose)
 {
     (void) verbose;
     printf (" * wh_outcome: ");
-    WH_CHECK (wh_classify_status (200) == WH_SUCCESS);
-    WH_CHECK (wh_classify_status (204) == WH_SUCCESS);
-    WH_CHECK (wh_classify_status (299) == WH_SUCCESS);
-    WH_CHECK (wh_classify_status (408) == WH_RETRYABLE);
-    WH_CHECK (wh_classify_status (425) == WH_RETRYABLE);
-    WH_CHECK (wh_classify_status (429) == WH_RETRYABLE);
-    WH_CHECK (wh_classify_status (500) == WH_RETRYABLE);
-    WH_CHECK (wh_classify_status (503) == WH_RETRYABLE);
-    WH_CHECK (wh_classify_status (599) == WH_RETRYABLE);
-    WH_CHECK (wh_classify_status (400) == WH_PERMANENT);
-    WH_CHECK (wh_classify_status (401) == WH_PERMANENT);
-    WH_CHECK (wh_classify_status (404) == WH_PERMANENT);
-    WH_CHECK (wh_classify_status (410) == WH_PERMANENT);
-    WH_CHECK (wh_classify_status (499) == WH_PERMANENT);
-    WH_CHECK (wh_classify_status (301) == WH_PERMANENT);
-    WH_CHECK (wh_classify_status (302) == WH_PERMANENT);
-    WH_CHECK (wh_classify_status (307) == WH_PERMANENT);
-    WH_CHECK (wh_classify_status (100) == WH_RETRYABLE);
-    WH_CHECK (wh_classify_status (0) == WH_RETRYABLE);
-    WH_CHECK (wh_classify_status (600) == WH_RETRYABLE);
-    WH_CHECK (wh_classify_status (-1) == WH_RETRYABLE);
+    BM_CHECK (wh_classify_status (200) == WH_SUCCESS);
+    BM_CHECK (wh_classify_status (204) == WH_SUCCESS);
+    BM_CHECK (wh_classify_status (299) == WH_SUCCESS);
+    BM_CHECK (wh_classify_status (408) == WH_RETRYABLE);
+    BM_CHECK (wh_classify_status (425) == WH_RETRYABLE);
+    BM_CHECK (wh_classify_status (429) == WH_RETRYABLE);
+    BM_CHECK (wh_classify_status (500) == WH_RETRYABLE);
+    BM_CHECK (wh_classify_status (503) == WH_RETRYABLE);
+    BM_CHECK (wh_classify_status (599) == WH_RETRYABLE);
+    BM_CHECK (wh_classify_status (400) == WH_PERMANENT);
+    BM_CHECK (wh_classify_status (401) == WH_PERMANENT);
+    BM_CHECK (wh_classify_status (404) == WH_PERMANENT);
+    BM_CHECK (wh_classify_status (410) == WH_PERMANENT);
+    BM_CHECK (wh_classify_status (499) == WH_PERMANENT);
+    BM_CHECK (wh_classify_status (301) == WH_PERMANENT);
+    BM_CHECK (wh_classify_status (302) == WH_PERMANENT);
+    BM_CHECK (wh_classify_status (307) == WH_PERMANENT);
+    BM_CHECK (wh_classify_status (100) == WH_RETRYABLE);
+    BM_CHECK (wh_classify_status (0) == WH_RETRYABLE);
+    BM_CHECK (wh_classify_status (600) == WH_RETRYABLE);
+    BM_CHECK (wh_classify_status (-1) == WH_RETRYABLE);
 
-    WH_CHECK (wh_classify_curl (CURLE_COULDNT_CONNECT) == WH_RETRYABLE);
-    WH_CHECK (wh_classify_curl (CURLE_COULDNT_RESOLVE_HOST) == WH_RETRYABLE);
-    WH_CHECK (wh_classify_curl (CURLE_OPERATION_TIMEDOUT) == WH_RETRYABLE);
-    WH_CHECK (wh_classify_curl (CURLE_SSL_CONNECT_ERROR) == WH_RETRYABLE);
-    WH_CHECK (wh_classify_curl (CURLE_PEER_FAILED_VERIFICATION) == WH_RETRYABLE);
-    WH_CHECK (wh_classify_curl (CURLE_GOT_NOTHING) == WH_RETRYABLE);
-    WH_CHECK (wh_classify_curl (CURLE_RECV_ERROR) == WH_RETRYABLE);
-    WH_CHECK (wh_classify_curl (CURLE_UNSUPPORTED_PROTOCOL) == WH_PERMANENT);
-    WH_CHECK (wh_classify_curl (CURLE_URL_MALFORMAT) == WH_PERMANENT);
-    WH_CHECK (wh_classify_curl (CURLE_OK) == WH_SUCCESS);
+    BM_CHECK (wh_classify_curl (CURLE_COULDNT_CONNECT) == WH_RETRYABLE);
+    BM_CHECK (wh_classify_curl (CURLE_COULDNT_RESOLVE_HOST) == WH_RETRYABLE);
+    BM_CHECK (wh_classify_curl (CURLE_OPERATION_TIMEDOUT) == WH_RETRYABLE);
+    BM_CHECK (wh_classify_curl (CURLE_SSL_CONNECT_ERROR) == WH_RETRYABLE);
+    BM_CHECK (wh_classify_curl (CURLE_PEER_FAILED_VERIFICATION) == WH_RETRYABLE);
+    BM_CHECK (wh_classify_curl (CURLE_GOT_NOTHING) == WH_RETRYABLE);
+    BM_CHECK (wh_classify_curl (CURLE_RECV_ERROR) == WH_RETRYABLE);
+    BM_CHECK (wh_classify_curl (CURLE_UNSUPPORTED_PROTOCOL) == WH_PERMANENT);
+    BM_CHECK (wh_classify_curl (CURLE_URL_MALFORMAT) == WH_PERMANENT);
+    BM_CHECK (wh_classify_curl (CURLE_OK) == WH_SUCCESS);
     printf ("OK\n");
 }

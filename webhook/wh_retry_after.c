@@ -3,7 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
-#include "wh_check.h"
+#include "bm_selftest.h"
 
 //  A cursor over the bytes being parsed.
 typedef struct {
@@ -247,30 +247,30 @@ wh_retry_after_test (bool verbose)
         int rc = wh_retry_after_parse (forms [i], strlen (forms [i]), 784111777000LL - 5000, &epoch);
         if (verbose)
             printf ("\n   '%s' -> rc=%d delay=%lld", forms [i], rc, (long long) epoch);
-        WH_CHECK (rc == 0);
-        WH_CHECK (epoch == 5000);
+        BM_CHECK (rc == 0);
+        BM_CHECK (epoch == 5000);
     }
     //  Delta seconds, whitespace, big values.
-    WH_CHECK (s_parse ("2", 0) == 2000);
-    WH_CHECK (s_parse (" 120\t", 0) == 120000);
-    WH_CHECK (s_parse ("0", 0) == 0);
-    WH_CHECK (s_parse ("007", 0) == 7000);
-    WH_CHECK (s_parse ("99999999999999999999999999", 0) == WH_RETRY_AFTER_MAX_MS);
+    BM_CHECK (s_parse ("2", 0) == 2000);
+    BM_CHECK (s_parse (" 120\t", 0) == 120000);
+    BM_CHECK (s_parse ("0", 0) == 0);
+    BM_CHECK (s_parse ("007", 0) == 7000);
+    BM_CHECK (s_parse ("99999999999999999999999999", 0) == WH_RETRY_AFTER_MAX_MS);
     //  A date in the past means "now".
-    WH_CHECK (s_parse ("Sun, 06 Nov 1994 08:49:37 GMT", 1700000000000LL) == 0);
+    BM_CHECK (s_parse ("Sun, 06 Nov 1994 08:49:37 GMT", 1700000000000LL) == 0);
     //  A date far ahead.
-    WH_CHECK (s_parse ("Fri, 31 Dec 9999 23:59:59 GMT", 0) == WH_RETRY_AFTER_MAX_MS);
+    BM_CHECK (s_parse ("Fri, 31 Dec 9999 23:59:59 GMT", 0) == WH_RETRY_AFTER_MAX_MS);
     //  Leap day, and 2000 was a leap year.
-    WH_CHECK (wh_http_date_parse ("Tue, 29 Feb 2000 00:00:00 GMT", 29, 0, &epoch) == 0);
-    WH_CHECK (epoch == 951782400);
-    WH_CHECK (wh_http_date_parse ("Mon, 01 Jan 1970 00:00:00 GMT", 29, 0, &epoch) == 0);
-    WH_CHECK (epoch == 0);
+    BM_CHECK (wh_http_date_parse ("Tue, 29 Feb 2000 00:00:00 GMT", 29, 0, &epoch) == 0);
+    BM_CHECK (epoch == 951782400);
+    BM_CHECK (wh_http_date_parse ("Mon, 01 Jan 1970 00:00:00 GMT", 29, 0, &epoch) == 0);
+    BM_CHECK (epoch == 0);
     //  RFC 850 two-digit years are at most 50 years ahead.
     int64_t now_2024 = 1718000000000LL;
-    WH_CHECK (s_parse ("Monday, 01-Jan-74 00:00:00 GMT", now_2024) > 0);        //  2074
-    WH_CHECK (s_parse ("Monday, 01-Jan-80 00:00:00 GMT", now_2024) == 0);       //  1980
-    WH_CHECK (s_parse ("Friday, 01-Jan-99 00:00:00 GMT", now_2024) == 0);       //  1999
-    WH_CHECK (s_parse ("Friday, 01-Jan-24 00:00:00 GMT", now_2024) == 0);       //  2024, past
+    BM_CHECK (s_parse ("Monday, 01-Jan-74 00:00:00 GMT", now_2024) > 0);        //  2074
+    BM_CHECK (s_parse ("Monday, 01-Jan-80 00:00:00 GMT", now_2024) == 0);       //  1980
+    BM_CHECK (s_parse ("Friday, 01-Jan-99 00:00:00 GMT", now_2024) == 0);       //  1999
+    BM_CHECK (s_parse ("Friday, 01-Jan-24 00:00:00 GMT", now_2024) == 0);       //  2024, past
     //  Invalid values.
     const char *bad [] = {
         "", " ", "-1", "1.5", "1e3", "2 s", "+2", "0x10",
@@ -292,12 +292,12 @@ wh_retry_after_test (bool verbose)
     for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++) {
         if (verbose)
             printf ("\n   bad '%s' -> %lld", bad [i], (long long) s_parse (bad [i], 0));
-        WH_CHECK (s_parse (bad [i], 0) == -1);
+        BM_CHECK (s_parse (bad [i], 0) == -1);
     }
     //  Not terminated: the parser reads only len bytes.
     char buf [4] = { '1', '2', '3', '4' };
     int64_t delay;
-    WH_CHECK (wh_retry_after_parse (buf, 2, 0, &delay) == 0 && delay == 12000);
-    WH_CHECK (wh_retry_after_parse (NULL, 0, 0, &delay) == -1);
+    BM_CHECK (wh_retry_after_parse (buf, 2, 0, &delay) == 0 && delay == 12000);
+    BM_CHECK (wh_retry_after_parse (NULL, 0, 0, &delay) == -1);
     printf ("OK\n");
 }

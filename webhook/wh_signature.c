@@ -1,6 +1,6 @@
 /*  wh_signature.c - Standard Webhooks signatures (HMAC-SHA256).  */
 #include "wh_signature.h"
-#include "wh_check.h"
+#include "bm_selftest.h"
 
 #include <string.h>
 #include <stdlib.h>
@@ -178,57 +178,57 @@ wh_signature_test (bool verbose)
     //  Base64 round trips and refusals.
     char text [64];
     unsigned char bytes [64];
-    WH_CHECK (wh_base64_encode ("hello", 5, text) == 8 && strcmp (text, "aGVsbG8=") == 0);
-    WH_CHECK (wh_base64_decode ("aGVsbG8=", 8, bytes) == 5 && memcmp (bytes, "hello", 5) == 0);
-    WH_CHECK (wh_base64_decode ("aGVsbA==", 8, bytes) == 4);
-    WH_CHECK (wh_base64_decode ("aGVs", 4, bytes) == 3);
-    WH_CHECK (wh_base64_decode ("", 0, bytes) == 0);
-    WH_CHECK (wh_base64_decode ("aGVsbG8", 7, bytes) == -1);      //  Unpadded
-    WH_CHECK (wh_base64_decode ("aGV=bG8=", 8, bytes) == -1);     //  Pad inside
-    WH_CHECK (wh_base64_decode ("aGVs bG8", 8, bytes) == -1);
-    WH_CHECK (wh_base64_decode ("a===", 4, bytes) == -1);
+    BM_CHECK (wh_base64_encode ("hello", 5, text) == 8 && strcmp (text, "aGVsbG8=") == 0);
+    BM_CHECK (wh_base64_decode ("aGVsbG8=", 8, bytes) == 5 && memcmp (bytes, "hello", 5) == 0);
+    BM_CHECK (wh_base64_decode ("aGVsbA==", 8, bytes) == 4);
+    BM_CHECK (wh_base64_decode ("aGVs", 4, bytes) == 3);
+    BM_CHECK (wh_base64_decode ("", 0, bytes) == 0);
+    BM_CHECK (wh_base64_decode ("aGVsbG8", 7, bytes) == -1);      //  Unpadded
+    BM_CHECK (wh_base64_decode ("aGV=bG8=", 8, bytes) == -1);     //  Pad inside
+    BM_CHECK (wh_base64_decode ("aGVs bG8", 8, bytes) == -1);
+    BM_CHECK (wh_base64_decode ("a===", 4, bytes) == -1);
 
     //  The Standard Webhooks reference test vector (from the specification's
     //  libraries: secret, id, timestamp and payload, and the signature).
     wh_signer_t *signer = wh_signer_new ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", error, sizeof error);
-    WH_CHECK (signer);
+    BM_CHECK (signer);
     const char *body = "{\"test\": 2432232314}";
     char signature [WH_SIGNATURE_SIZE];
-    WH_CHECK (wh_signer_sign (signer, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330",
+    BM_CHECK (wh_signer_sign (signer, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330",
                               body, strlen (body), signature, sizeof signature) == 0);
     if (verbose)
         printf ("%s ", signature);
-    WH_CHECK (strcmp (signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=") == 0);
-    WH_CHECK (wh_signer_verify (signer, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330",
+    BM_CHECK (strcmp (signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=") == 0);
+    BM_CHECK (wh_signer_verify (signer, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330",
                                 body, strlen (body), signature));
     //  Several signatures, one matching.
-    WH_CHECK (wh_signer_verify (signer, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330",
+    BM_CHECK (wh_signer_verify (signer, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330",
                                 body, strlen (body),
                                 "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="));
     //  Any change breaks it.
-    WH_CHECK (!wh_signer_verify (signer, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265331",
+    BM_CHECK (!wh_signer_verify (signer, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265331",
                                  body, strlen (body), signature));
-    WH_CHECK (!wh_signer_verify (signer, "msg_p5jXN8AQM9LWM0D4loKWxJeK", "1614265330",
+    BM_CHECK (!wh_signer_verify (signer, "msg_p5jXN8AQM9LWM0D4loKWxJeK", "1614265330",
                                  body, strlen (body), signature));
-    WH_CHECK (!wh_signer_verify (signer, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330",
+    BM_CHECK (!wh_signer_verify (signer, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330",
                                  body, strlen (body) - 1, signature));
-    WH_CHECK (!wh_signer_verify (signer, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330",
+    BM_CHECK (!wh_signer_verify (signer, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330",
                                  body, strlen (body), "v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="));
-    WH_CHECK (!wh_signer_verify (signer, "a", "1", "", 0, ""));
-    WH_CHECK (!wh_signer_verify (signer, "a", "1", "", 0, NULL));
+    BM_CHECK (!wh_signer_verify (signer, "a", "1", "", 0, ""));
+    BM_CHECK (!wh_signer_verify (signer, "a", "1", "", 0, NULL));
     wh_signer_destroy (&signer);
     wh_signer_destroy (&signer);
 
     //  A raw secret is used as it is; an empty body signs too.
     signer = wh_signer_new ("plain-secret", error, sizeof error);
-    WH_CHECK (signer);
-    WH_CHECK (wh_signer_sign (signer, "id", "0", "", 0, signature, sizeof signature) == 0);
-    WH_CHECK (strncmp (signature, "v1,", 3) == 0 && strlen (signature) == 47);
+    BM_CHECK (signer);
+    BM_CHECK (wh_signer_sign (signer, "id", "0", "", 0, signature, sizeof signature) == 0);
+    BM_CHECK (strncmp (signature, "v1,", 3) == 0 && strlen (signature) == 47);
     wh_signer_destroy (&signer);
 
     //  Bad secrets.
-    WH_CHECK (wh_signer_new ("", error, sizeof error) == NULL);
-    WH_CHECK (wh_signer_new ("whsec_", error, sizeof error) == NULL);
-    WH_CHECK (wh_signer_new ("whsec_not base64!", error, sizeof error) == NULL);
+    BM_CHECK (wh_signer_new ("", error, sizeof error) == NULL);
+    BM_CHECK (wh_signer_new ("whsec_", error, sizeof error) == NULL);
+    BM_CHECK (wh_signer_new ("whsec_not base64!", error, sizeof error) == NULL);
     printf ("OK\n");
 }

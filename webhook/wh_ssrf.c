@@ -1,6 +1,6 @@
 /*  wh_ssrf.c - which network addresses a webhook may be delivered to.  */
 #include "wh_ssrf.h"
-#include "wh_check.h"
+#include "bm_selftest.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -164,7 +164,7 @@ static wh_addr_class_t
 s_v4 (const char *text)
 {
     struct in_addr in;
-    WH_CHECK (inet_pton (AF_INET, text, &in) == 1);
+    BM_CHECK (inet_pton (AF_INET, text, &in) == 1);
     return wh_ssrf_classify_ipv4 (ntohl (in.s_addr));
 }
 
@@ -174,7 +174,7 @@ s_v6 (const char *text)
     struct sockaddr_in6 sa;
     memset (&sa, 0, sizeof sa);
     sa.sin6_family = AF_INET6;
-    WH_CHECK (inet_pton (AF_INET6, text, &sa.sin6_addr) == 1);
+    BM_CHECK (inet_pton (AF_INET6, text, &sa.sin6_addr) == 1);
     return wh_ssrf_classify ((struct sockaddr *) &sa, sizeof sa);
 }
 
@@ -234,30 +234,30 @@ wh_ssrf_test (bool verbose)
         if (cls != cases [i].cls)
             fprintf (stderr, "\n%s: got %s, want %s\n", cases [i].addr,
                      wh_addr_class_name (cls), wh_addr_class_name (cases [i].cls));
-        WH_CHECK (cls == cases [i].cls);
+        BM_CHECK (cls == cases [i].cls);
     }
     //  Socket addresses of both families, and others.
     struct sockaddr_in sin;
     memset (&sin, 0, sizeof sin);
     sin.sin_family = AF_INET;
     sin.sin_addr.s_addr = htonl (V4 (127, 0, 0, 1));
-    WH_CHECK (wh_ssrf_classify ((struct sockaddr *) &sin, sizeof sin) == WH_ADDR_LOOPBACK);
-    WH_CHECK (wh_ssrf_classify ((struct sockaddr *) &sin, 4) == WH_ADDR_UNKNOWN);
+    BM_CHECK (wh_ssrf_classify ((struct sockaddr *) &sin, sizeof sin) == WH_ADDR_LOOPBACK);
+    BM_CHECK (wh_ssrf_classify ((struct sockaddr *) &sin, 4) == WH_ADDR_UNKNOWN);
     sin.sin_family = AF_UNIX;
-    WH_CHECK (wh_ssrf_classify ((struct sockaddr *) &sin, sizeof sin) == WH_ADDR_UNKNOWN);
-    WH_CHECK (wh_ssrf_classify (NULL, 0) == WH_ADDR_UNKNOWN);
+    BM_CHECK (wh_ssrf_classify ((struct sockaddr *) &sin, sizeof sin) == WH_ADDR_UNKNOWN);
+    BM_CHECK (wh_ssrf_classify (NULL, 0) == WH_ADDR_UNKNOWN);
 
     //  Allowed-host lists.
-    WH_CHECK (wh_ssrf_host_listed ("mock-webhook, localhost", "localhost"));
-    WH_CHECK (wh_ssrf_host_listed ("mock-webhook,localhost", "MOCK-webhook"));
-    WH_CHECK (wh_ssrf_host_listed (" 127.0.0.1 ", "127.0.0.1"));
-    WH_CHECK (wh_ssrf_host_listed ("[::1]", "::1"));
-    WH_CHECK (wh_ssrf_host_listed ("::1", "[::1]"));
-    WH_CHECK (!wh_ssrf_host_listed ("mock-webhook", "mock"));
-    WH_CHECK (!wh_ssrf_host_listed ("mock", "mock-webhook"));
-    WH_CHECK (!wh_ssrf_host_listed ("", "localhost"));
-    WH_CHECK (!wh_ssrf_host_listed (",,", "localhost"));
-    WH_CHECK (!wh_ssrf_host_listed (NULL, "localhost"));
-    WH_CHECK (!wh_ssrf_host_listed ("a", ""));
+    BM_CHECK (wh_ssrf_host_listed ("mock-webhook, localhost", "localhost"));
+    BM_CHECK (wh_ssrf_host_listed ("mock-webhook,localhost", "MOCK-webhook"));
+    BM_CHECK (wh_ssrf_host_listed (" 127.0.0.1 ", "127.0.0.1"));
+    BM_CHECK (wh_ssrf_host_listed ("[::1]", "::1"));
+    BM_CHECK (wh_ssrf_host_listed ("::1", "[::1]"));
+    BM_CHECK (!wh_ssrf_host_listed ("mock-webhook", "mock"));
+    BM_CHECK (!wh_ssrf_host_listed ("mock", "mock-webhook"));
+    BM_CHECK (!wh_ssrf_host_listed ("", "localhost"));
+    BM_CHECK (!wh_ssrf_host_listed (",,", "localhost"));
+    BM_CHECK (!wh_ssrf_host_listed (NULL, "localhost"));
+    BM_CHECK (!wh_ssrf_host_listed ("a", ""));
     printf ("OK\n");
 }
