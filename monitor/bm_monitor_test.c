@@ -3,6 +3,7 @@
     Usage: bm_monitor_test [render|escaping|histogram|concurrent|promtool|http|assets|all]
     Each named test is one CTest entry.  Exit 0 on success; a failed check
     prints FILE:LINE and the expression and exits 1. */
+#include "bm_selftest.h"
 #include "bm_metrics.h"
 #include "bm_assets.h"
 
@@ -18,11 +19,10 @@
 
 static int s_verbose = 0;
 
-#define CHECK(expr) do { if (!(expr)) { \
-    fprintf (stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr); exit (1); } } while (0)
+#define CHECK(expr) BM_CHECK (expr)
 #define CHECK_CONTAINS(text, needle) do { if (!strstr ((text), (needle))) { \
     fprintf (stderr, "%s:%d: missing in output: %s\n--- output ---\n%s\n", \
-             __FILE__, __LINE__, (needle), (text)); exit (1); } } while (0)
+             __FILE__, __LINE__, (needle), (text)); abort (); } } while (0)
 
 //  Render self and, when verbose, print it.
 static char *
@@ -36,8 +36,9 @@ s_render (bm_metrics_t *metrics)
 }
 
 static void
-test_render (void)
+test_render (bool verbose)
 {
+    s_verbose = verbose;
     bm_metrics_t *metrics = bm_metrics_new ();
     CHECK (metrics);
     bm_metric_t *exec = bm_metrics_counter (metrics, "bot_executions_total",
@@ -146,8 +147,9 @@ s_collect (bm_metrics_t *metrics, void *arg)
 }
 
 static void
-test_collect (void)
+test_collect (bool verbose)
 {
+    s_verbose = verbose;
     bm_metrics_t *metrics = bm_metrics_new ();
     bm_series_t *g = bm_metric_series (bm_metrics_gauge (metrics, "refreshed", "by collect", NULL));
     bm_metrics_set_collect (metrics, s_collect, g);
@@ -161,8 +163,9 @@ test_collect (void)
 }
 
 static void
-test_escaping (void)
+test_escaping (bool verbose)
 {
+    s_verbose = verbose;
     bm_metrics_t *metrics = bm_metrics_new ();
     bm_metric_t *m = bm_metrics_counter (metrics, "escape_total",
         "Help with \\ backslash\nand newline and \"quotes\"", "v");
@@ -228,8 +231,9 @@ test_escaping (void)
 }
 
 static void
-test_histogram (void)
+test_histogram (bool verbose)
 {
+    s_verbose = verbose;
     bm_metrics_t *metrics = bm_metrics_new ();
     double buckets [] = { 0.1, 0.5, 1, 5 };
     bm_metric_t *h = bm_metrics_histogram (metrics, "bot_execution_duration_seconds",
@@ -336,8 +340,9 @@ s_renderer (void *arg)
 }
 
 static void
-test_concurrent (void)
+test_concurrent (bool verbose)
 {
+    s_verbose = verbose;
     bm_metrics_t *metrics = bm_metrics_new ();
     double buckets [] = { 0.5, 1 };
     worker_args_t args [THREADS];
@@ -391,8 +396,9 @@ s_promtool (const char *text)
 }
 
 static void
-test_promtool (void)
+test_promtool (bool verbose)
 {
+    s_verbose = verbose;
     if (system ("command -v promtool >/dev/null 2>&1") != 0) {
         fprintf (stderr, "promtool not installed (Debian package prometheus)\n");
         exit (1);
@@ -453,8 +459,9 @@ s_http_get (int port, const char *request)
 }
 
 static void
-test_http (void)
+test_http (bool verbose)
 {
+    s_verbose = verbose;
     bm_metrics_t *metrics = bm_metrics_new ();
     bm_metric_t *exec = bm_metrics_counter (metrics, "bot_executions_total", "Executions", "bot_type,status");
     bm_series_add (bm_metric_series (exec, "python", "completed"), 42);
@@ -505,8 +512,9 @@ test_http (void)
 }
 
 static void
-test_assets (void)
+test_assets (bool verbose)
 {
+    s_verbose = verbose;
     const unsigned char *data;
     size_t size;
     const char *type;
@@ -527,27 +535,16 @@ test_assets (void)
     CHECK (bm_assets_find ("/admin/queues?x=1", &data, &size, &type) == 0);
 }
 
+static const bm_selftest_t s_tests [] = {
+    { "render", test_render }, { "collect", test_collect },
+    { "escaping", test_escaping }, { "histogram", test_histogram },
+    { "concurrent", test_concurrent }, { "promtool", test_promtool },
+    { "http", test_http }, { "assets", test_assets },
+    { NULL, NULL }
+};
+
 int
 main (int argc, char *argv [])
 {
-    const char *which = argc > 1 ? argv [1] : "all";
-    s_verbose = argc > 2 && strcmp (argv [2], "-v") == 0;
-    struct { const char *name; void (*fn) (void); } tests [] = {
-        { "render", test_render }, { "collect", test_collect },
-        { "escaping", test_escaping }, { "histogram", test_histogram },
-        { "concurrent", test_concurrent }, { "promtool", test_promtool },
-        { "http", test_http }, { "assets", test_assets },
-    };
-    int ran = 0;
-    for (size_t i = 0; i < sizeof tests / sizeof tests [0]; i++)
-        if (strcmp (which, "all") == 0 || strcmp (which, tests [i].name) == 0) {
-            tests [i].fn ();
-            printf ("%s: OK\n", tests [i].name);
-            ran++;
-        }
-    if (ran == 0) {
-        fprintf (stderr, "usage: bm_monitor_test [render|collect|escaping|histogram|concurrent|promtool|http|assets|all] [-v]\n");
-        return 2;
-    }
-    return 0;
+    return bm_selftest_main ("bm_monitor_test", s_tests, argc, argv);
 }
