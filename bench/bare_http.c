@@ -1,7 +1,7 @@
 /*  bare_http.c - the HTTP ceiling: a bare civetweb POST /invoke handler
     that only reads the JSON body, parses it with jansson, checks botType
     and answers 202 with a small JSON body.  No broker behind it.  The
-    response is built in one buffer and written once (PLATFORM.md: per-line
+    response is built in one buffer and written once (per-line
     header writes halve civetweb's throughput).
 
         bm-bare-http [--threads 80]

@@ -198,7 +198,7 @@ def build(runs, notes, meta):
         http_rows.append([label, cell("gateway"), cell("broker"), cell("redis"), cell("workers"), cell("driver"),
                           "{:,.0f}".format(tot), "{:.2f}".format(statistics.median(busy)) if busy else "-"])
 
-    # Targets (issue 9), from medians
+    # Targets, from medians
     def ratio(a, b):
         return a / b if a is not None and b else None
     dur, nor = median(values(runs, "tp_broker_redis", "rate")), median(values(runs, "tp_broker_none", "rate"))
@@ -303,7 +303,7 @@ def main():
         print("CPU per HTTP request (µs, median), by process")
         print(text_table(http_rows, http_header))
     print()
-    print("Targets (issue 9), from the medians")
+    print("Targets, from the medians")
     print(text_table(trows, ["target", "value", "goal", "status"]))
     print()
 
@@ -357,7 +357,7 @@ def main():
                    " is botmesh-gateway, the Express process or the bare handler, \"workers\" the no-op workers"
                    " (for Express: the BullMQ worker process), \"wrk\" the load generator itself.", "",
                    md_table(http_rows, http_header), ""]
-        md += ["## Targets (issue 9)", "", "From the medians above.", "",
+        md += ["## Targets", "", "From the medians above.", "",
                md_table(trows, ["target", "value", "goal", "status"]), ""]
         if findings:
             md += ["## Findings", "", findings, ""]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh - `./botmesh bench`: botmesh against BullMQ (the seed's queue)
 # and against the limits of the machine (a bare libzmq relay, a bare civetweb
-# handler), side by side, in one run on this machine (issue 9).
+# handler), side by side, in one run on this machine.
 #
 #   bash bench/run.sh [--quick] [--no-write] [--runs N] [--only GROUPS] [--keep-logs]
 #
@@ -67,7 +67,7 @@ WORKERS=${BENCH_WORKERS:-2}          # no-op worker processes (throughput cases)
 CREDIT=${BENCH_CREDIT:-500}          # credit (concurrency) of each
 WINDOW=${BENCH_WINDOW:-2000}         # jobs in flight of the C driver
 WRK_CONN=${BENCH_WRK_CONNECTIONS:-64}
-# BullMQ as issue 9 sets it (addBulk batches of 1,000, worker concurrency 50),
+# BullMQ as the throughput targets set it (addBulk batches of 1,000, worker concurrency 50),
 # and the best setting a sweep found here (see bench/findings.md)
 BULLMQ_CONCURRENCY=50 BULLMQ_BATCH=1000 BULLMQ_INFLIGHT=1
 BULLMQ_BEST_CONCURRENCY=200 BULLMQ_BEST_INFLIGHT=4

@@ -13,7 +13,7 @@
     Design
     ------
     One DEALER socket, owned by one link thread (a ZeroMQ socket is never
-    used from two threads, STYLE.md 6).  Handler threads never touch it:
+    used from two threads).  Handler threads never touch it:
 
       handler thread                      link thread
       --------------                      -----------

@@ -7,7 +7,7 @@
     thread talks to the broker through the server's one gw_link_t: a single
     pipelined DEALER owned by the link's own thread, which batches the
     requests of all handler threads and hands each reply (matched by "req")
-    back to the thread that waits for it.  (Until issue 9 each handler
+    back to the thread that waits for it.  (Before the shared link, each handler
     thread had its own DEALER and blocked on it for one round trip: 64
     sockets with one request each in flight, nothing for libzmq to batch,
     most of the gateway's CPU in context switches.  gw_link.c explains the
@@ -15,8 +15,8 @@
     thread (hiredis contexts are not thread-safe), made on first use.
 
     Each response is built in one buffer and written with one mg_write
-    (PLATFORM.md: civetweb's header helpers cost one write per line, which
-    halves throughput).  */
+    (civetweb's header helpers cost one write per line, which halves
+    throughput on this kind of machine).  */
 #include "gw_server.h"
 #include "gw_auth.h"
 #include "gw_history.h"
@@ -1299,7 +1299,7 @@ gw_server_new (const gw_config_t *config)
         "listening_ports", ports,
         "num_threads", threads,
         //  Keep-alive on: most of a request's cost is TCP set-up otherwise.
-        //  Each open connection holds a thread (PLATFORM.md), so idle ones
+        //  Each open connection holds a civetweb thread, so idle ones
         //  are closed after GATEWAY_KEEPALIVE_MS.
         "enable_keep_alive", "yes",
         "keep_alive_timeout_ms", keepalive,

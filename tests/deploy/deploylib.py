@@ -11,11 +11,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.environ.get("BOTMESH_ROOT") or os.path.abspath(os.path.join(HERE, "..", ".."))
 BIN = os.environ.get("BOTMESH_BIN") or os.path.join(ROOT, "build", "bin")
 
-# Every binary the build produces (issue 2, 4, 5 and the brief).
+# Every binary the build produces.
 BINARIES = ["botmesh-broker", "botmesh-worker", "botmesh-gateway", "botmesh-webhook",
             "botmesh-mock", "botmesh-client"]
 
-# The seed's variables and defaults (shared/seed/bot-system-README.md).
+# The original system's variables and defaults (its README's env.example).
 SEED_VARS = {
     "MAX_PYTHON_BOTS": "5", "MAX_NODE_BOTS": "10", "MAX_JAVA_BOTS": "3",
     "WEBHOOK_MAX_RETRIES": "5", "WEBHOOK_RETRY_DELAY": "1000",

@@ -6,7 +6,7 @@ queues what the broker sends to that peer in the broker's memory, up to the
 ROUTER's send high-water mark; with a mark of 1,000,000 messages a single
 such client can make the broker hold gigabytes (~116 MB here, ~11 GB at the
 mark) until it disconnects: one misbehaving client can get the broker
-OOM-killed, and every job with it.  STYLE.md 11: bound every queue.
+OOM-killed, and every job with it.  Every queue must be bounded.
 
 Checks: another client is answered meanwhile; the broker's resident memory
 grows by less than 64 MB for the 10,000 unread answers (a bound that the

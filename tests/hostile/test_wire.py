@@ -1,4 +1,4 @@
-"""Hostile peers on the wire (issue 10), against a real broker with Redis.
+"""Hostile peers on the wire, against a real broker with Redis.
 
 What tests/broker/ already covers is not repeated here (one SUBMIT past
 MAX_QUEUE, a silent worker holding one job, DONE twice, wrong protocol

@@ -1,7 +1,7 @@
 """test_grafana.py - the Grafana provisioning and dashboard JSON are sound.
 
 - every PromQL query of deploy/grafana/dashboards/*.json names only metrics of
-  the known list (issue 6's names plus the operator series beside them);
+  the known list (the original system's names plus the operator series beside them);
 - every query is valid PromQL (promtool check rules parses it);
 - the seed's six panels are there; panels use the provisioned datasource uid;
 - the provisioning files point at the paths docker-compose mounts.
@@ -21,7 +21,7 @@ import yaml
 ROOT = harness.ROOT
 GRAFANA = os.path.join(ROOT, "deploy", "grafana")
 
-# Metric families our services export: issue 6's names, plus every family a
+# Metric families our services export: the original system's names, plus every family a
 # service registers in its C source (bm_metrics_counter/gauge/histogram with
 # a literal name).  Histograms count with their _bucket/_sum/_count series.
 # test_prometheus.py checks the same queries against a live stack.
