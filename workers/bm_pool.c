@@ -33,6 +33,7 @@ typedef struct {
 typedef struct {
     struct _bm_pool_t *pool;    //  Our pool (back pointer)
     pid_t pid;                  //  Its pid = its process group
+    bool reaped;                //  Its pid is gone: never signal it
     proc_state_t state;
     const char *retire_reason;  //  Why it is retiring (static text)
     int fd_in;                  //  Our end of its stdin, or -1
@@ -72,6 +73,10 @@ struct _bm_pool_t {
     int64_t next_start;         //  No start before (monotonic ms)
     char *init_error;           //  Last init failure's message
     bm_pool_stats_t stats;
+    bm_pool_stats_t exported;   //  Counters as last exported
+    bm_series_t *m_processes;   //  Metrics (NULL: none)
+    bm_series_t *m_recycles [4];    //  max_jobs, max_rss, idle, killed
+    bm_series_t *m_init_failures;
 };
 
 static void s_maintain (bm_pool_t *self, bool may_fail);
@@ -127,6 +132,15 @@ s_proc_destroy (proc_t **proc_p)
     }
 }
 
+//  Signal the process's group, unless it was reaped already (its group id
+//  may then belong to someone else).
+static void
+s_proc_kill (proc_t *proc, int signum)
+{
+    if (!proc->reaped)
+        killpg (proc->pid, signum);
+}
+
 static proc_t *
 s_find_proc_of (bm_pool_t *self, void *owner)
 {
@@ -149,7 +163,7 @@ s_retire (proc_t *proc, const char *reason)
     proc->retire_reason = reason;
     proc->retire_since = bm_mono_ms ();
     s_close_fd (self, &proc->fd_in);
-    killpg (proc->pid, SIGTERM);
+    s_proc_kill (proc, SIGTERM);
     if (streq (reason, "max_jobs"))
         self->stats.recycled_max_jobs++;
     else
@@ -163,6 +177,28 @@ s_retire (proc_t *proc, const char *reason)
     bm_info (NULL, "%s %s process pid=%d retired (%s, %lld jobs run)", self->config.type,
              self->config.fork ? "fork server" : "pool", (int) proc->pid, reason,
              (long long) proc->jobs_done);
+}
+
+//  The parent pid of a process, -1 if unknown: a fork server names its
+//  child, and we signal only a child of its own.
+static pid_t
+s_parent_of (pid_t pid)
+{
+    char path [64], text [512];
+    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    size_t n = fread (text, 1, sizeof text - 1, file);
+    fclose (file);
+    text [n] = 0;
+    //  "pid (comm) state ppid ...": comm may hold anything, even ") ".
+    char *close = strrchr (text, ')');
+    int ppid;
+    char state;
+    if (!close || sscanf (close + 1, " %c %d", &state, &ppid) != 2)
+        return -1;
+    return (pid_t) ppid;
 }
 
 //  Resident set size of a process in MiB, -1 if unknown.
@@ -284,7 +320,7 @@ static void
 s_kill_bad (proc_t *proc, const char *why)
 {
     bm_warn (NULL, "%s process pid=%d: %s: killed", proc->pool->config.type, (int) proc->pid, why);
-    killpg (proc->pid, SIGKILL);
+    s_proc_kill (proc, SIGKILL);
     if (proc->state != PROC_RETIRING) {
         proc->state = PROC_RETIRING;
         proc->retire_reason = "killed";
@@ -352,7 +388,9 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
     }
     else
     if ((value = json_object_get (frame, "started"))) {
-        if (proc->job && json_is_integer (value) && json_integer_value (value) > 1) {
+        if (proc->job && json_is_integer (value) && json_integer_value (value) > 1
+        &&  json_integer_value (value) < INT32_MAX
+        &&  s_parent_of ((pid_t) json_integer_value (value)) == proc->pid) {
             proc->child = (pid_t) json_integer_value (value);
             if (proc->pending_signal)
                 killpg (proc->child, proc->pending_signal);
@@ -616,6 +654,8 @@ s_dispatch (bm_pool_t *self)
         proc->wsize = job->size;
         proc->wsent = 0;
         job->frame = NULL;
+        zmq_pollitem_t stale = { NULL, proc->fd_in, 0, 0 };
+        zloop_poller_end (self->loop, &stale);     //  A bot that answered early
         s_poll (self, proc, proc->fd_in, ZMQ_POLLOUT, s_on_stdin);
     }
 }
@@ -637,7 +677,7 @@ s_maintain (bm_pool_t *self, bool may_fail)
             serving++;
         if (proc->state == PROC_RETIRING && now - proc->retire_since > self->config.kill_grace_ms
         &&  proc->retire_since > 0) {
-            killpg (proc->pid, SIGKILL);
+            s_proc_kill (proc, SIGKILL);
             proc->retire_since = 0;         //  Once
         }
     }
@@ -662,12 +702,49 @@ s_maintain (bm_pool_t *self, bool may_fail)
     }
 }
 
+//  Bring the exported metrics up to date.
+static void
+s_export (bm_pool_t *self)
+{
+    bm_pool_stats_t *now = &self->stats, *was = &self->exported;
+    bm_series_set (self->m_processes, (double) now->processes);
+    int64_t deltas [4] = {
+        now->recycled_max_jobs - was->recycled_max_jobs, now->recycled_max_rss - was->recycled_max_rss,
+        now->recycled_idle - was->recycled_idle, now->recycled_killed - was->recycled_killed };
+    for (int i = 0; i < 4; i++)
+        if (deltas [i] > 0)
+            bm_series_add (self->m_recycles [i], (double) deltas [i]);
+    if (now->init_failures > was->init_failures)
+        bm_series_add (self->m_init_failures, (double) (now->init_failures - was->init_failures));
+    *was = *now;
+}
+
+void
+bm_pool_export (bm_pool_t *self, bm_metrics_t *metrics)
+{
+    const char *mode = self->config.fork ? "fork" : "pool";
+    bm_metric_t *processes = bm_metrics_gauge (metrics, "bot_processes",
+        "Warm bot processes alive (pool and fork modes), by type and mode", "bot_type,mode");
+    bm_metric_t *recycles = bm_metrics_counter (metrics, "bot_recycles_total",
+        "Warm bot processes retired, by reason (max_jobs, max_rss, idle, killed)", "bot_type,reason");
+    bm_metric_t *init = bm_metrics_counter (metrics, "bot_init_failures_total",
+        "Warm bot processes that died before they were ready", "bot_type");
+    self->m_processes = bm_metric_series (processes, self->config.type, mode);
+    const char *reasons [4] = { "max_jobs", "max_rss", "idle", "killed" };
+    for (int i = 0; i < 4; i++)
+        self->m_recycles [i] = bm_metric_series (recycles, self->config.type, reasons [i]);
+    self->m_init_failures = bm_metric_series (init, self->config.type);
+    memset (&self->exported, 0, sizeof self->exported);
+    s_export (self);
+}
+
 static int
 s_on_tick (zloop_t *loop, int timer_id, void *arg)
 {
     (void) loop, (void) timer_id;
     bm_pool_t *self = (bm_pool_t *) arg;
     s_maintain (self, true);
+    s_export (self);
     //  Jobs left waiting by a start that failed in bm_pool_submit.
     if (self->failures > 0 && zlistx_size (self->waiting)) {
         bool ready = false;
@@ -698,7 +775,12 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
     int status = 0;
     while (waitpid (pid, &status, 0) < 0 && errno == EINTR)
         ;
-    //  Frames it wrote before it died.
+    proc->reaped = true;
+    //  Frames it wrote before it died (they may end its job, but it takes
+    //  no other).
+    proc_state_t state = proc->state;
+    if (state != PROC_STARTING)
+        proc->state = PROC_RETIRING;
     s_on_stdout (self->loop, NULL, proc);
     s_drain (proc, true);
     char how [96];
@@ -741,13 +823,13 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         else
             outcome.exit_code = WEXITSTATUS (status) ? WEXITSTATUS (status) : 1;
         bm_warn (NULL, "%s process pid=%d %s while running a job", self->config.type, (int) pid, how);
-        if (proc->state != PROC_RETIRING)
+        if (state != PROC_RETIRING)
             self->stats.recycled_killed++;
         proc->state = PROC_RETIRING;
         s_end_job (proc, &outcome, false);
     }
     else
-    if (proc->state != PROC_RETIRING) {
+    if (state != PROC_RETIRING) {
         bm_warn (NULL, "%s process pid=%d %s while idle", self->config.type, (int) pid, how);
         self->stats.recycled_killed++;
     }
@@ -858,7 +940,12 @@ bm_pool_signal (bm_pool_t *self, void *owner, int signum)
     if (self->config.fork) {
         if (proc->child > 0)
             return killpg (proc->child, signum) == 0 || errno == ESRCH ? 0 : -1;
+        //  Its child is not known yet: it gets the signal when it is.  A
+        //  SIGKILL takes the whole server (its child dies with it), so the
+        //  job ends whatever the server says.
         proc->pending_signal = signum;
+        if (signum == SIGKILL)
+            s_proc_kill (proc, SIGKILL);
         return 0;
     }
     return killpg (proc->pid, signum);
@@ -966,7 +1053,14 @@ bm_pool_test (bool verbose)
     bm_pool_stats (test.pool, &stats);
     assert (stats.recycled_max_jobs == 1);
     assert (stats.processes <= 1);
+    bm_metrics_t *metrics = bm_metrics_new ();
+    bm_pool_export (test.pool, metrics);
+    char *text = bm_metrics_render (metrics);
+    assert (strstr (text, "bot_recycles_total{bot_type=\"test\",reason=\"max_jobs\"} 1"));
+    assert (strstr (text, "bot_processes{bot_type=\"test\",mode=\"pool\"}"));
+    free (text);
     bm_pool_destroy (&test.pool);
+    bm_metrics_destroy (&metrics);
 
     //  A bot that fails while loading: the waiting job fails with
     //  bot_init_failed, later submits fail at once, restarts back off.

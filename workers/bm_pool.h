@@ -39,6 +39,7 @@
 #include "bm_limits.h"
 
 #include <czmq.h>
+#include "bm_metrics.h"
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -122,6 +123,12 @@ typedef struct {
     int64_t recycled_killed;    //  Killed (stopped job, crash, bad frame)
 } bm_pool_stats_t;
 void bm_pool_stats (bm_pool_t *self, bm_pool_stats_t *stats);
+
+//  Keep these metrics of the pool up to date in the registry (every tick,
+//  from the loop's thread; the series are atomic): bot_processes{bot_type,
+//  mode} (alive now), bot_recycles_total{bot_type,reason} (max_jobs,
+//  max_rss, idle, killed), bot_init_failures_total{bot_type}.
+void bm_pool_export (bm_pool_t *self, bm_metrics_t *metrics);
 
 //  Self-test; built only into bm_worker_selftest (BM_SELFTEST).
 void bm_pool_test (bool verbose);

@@ -81,6 +81,8 @@ struct _bm_worker_t {
     int signal_fd;                      //  SIGCHLD, SIGTERM, SIGINT
     zhashx_t *jobs;                     //  jobId -> job_t, owns them
     bm_pool_t *pools [BM_WORKER_MAX_TYPES]; //  Per type in pool/fork mode
+    bm_metrics_t *metrics;              //  Registry of GET /metrics, or NULL
+    bm_metrics_http_t *metrics_http;    //  Its server, or NULL
     zhashx_t *timers;                   //  Timer id -> job_t (borrowed)
     zlistx_t *recent_done;              //  done_t, oldest first
     char **env_base;                    //  Our environment minus BOT_* keys
@@ -1153,6 +1155,8 @@ bm_worker_destroy (bm_worker_t **self_p)
         bm_worker_t *self = *self_p;
         for (int i = 0; i < BM_WORKER_MAX_TYPES; i++)
             bm_pool_destroy (&self->pools [i]); //  Kills their processes
+        bm_metrics_http_destroy (&self->metrics_http);
+        bm_metrics_destroy (&self->metrics);
         zhashx_destroy (&self->jobs);           //  Kills bots still running
         if (bm_limits_sweep (1000))
             bm_warn (NULL, "some bot cgroups could not be removed (processes still in them)");
@@ -1209,6 +1213,8 @@ s_start_pools (bm_worker_t *self)
         }
         self->pools [i] = bm_pool_new (self->loop, &pool_config, envp, s_on_pool_done,
                                        s_on_pool_progress, self);
+        if (self->metrics)
+            bm_pool_export (self->pools [i], self->metrics);
         bm_bot_argv_free (&envp);
         bm_info (NULL, "%s bots in %s mode: %lld-%lld processes, recycled after %lld jobs%s",
                  type->name, fork ? "fork" : "pool", (long long) type->min_procs,
@@ -1232,6 +1238,16 @@ bm_worker_run (bm_worker_t *self)
              : config->mode == BM_WORKER_SIMULATE ? "simulated" : "bots",
              (long long) config->concurrency, config->endpoint);
 
+    if (config->metrics_port > 0) {
+        self->metrics = bm_metrics_new ();
+        self->metrics_http = bm_metrics_http_new (self->metrics, config->metrics_addr,
+                                                  (int) config->metrics_port);
+        if (!self->metrics_http) {
+            bm_error (NULL, "cannot serve metrics on %s:%lld (WORKER_METRICS_PORT)",
+                      config->metrics_addr, (long long) config->metrics_port);
+            return -1;
+        }
+    }
     s_start_pools (self);
     zmq_pollitem_t item = { NULL, self->signal_fd, ZMQ_POLLIN, 0 };
     zloop_poller (self->loop, &item, s_on_signal, self);

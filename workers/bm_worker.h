@@ -80,6 +80,8 @@ typedef struct {
     int64_t stderr_tail;        //  Bytes of stderr kept for the error
     int64_t max_payload;        //  Largest result (msgpack bytes)
     int64_t max_frame;          //  Largest frame accepted from the broker
+    int64_t metrics_port;       //  WORKER_METRICS_PORT: GET /metrics, 0 = off
+    const char *metrics_addr;   //  WORKER_METRICS_ADDR
 } bm_worker_config_t;
 
 typedef struct _bm_worker_t bm_worker_t;

@@ -86,6 +86,10 @@ s_usage (FILE *out)
 "                         after this long (default 60000)\n"
 "  BOT_<TYPE>_PRELOAD     fork (python): modules the fork server imports\n"
 "                         once, comma-separated\n"
+"  WORKER_METRICS_PORT    HTTP port of GET /metrics (bot_processes,\n"
+"                         bot_recycles_total, bot_init_failures_total of\n"
+"                         the pool and fork modes), 0 = off (default 0)\n"
+"  WORKER_METRICS_ADDR    its listen address (default 0.0.0.0)\n"
 "  BOTMESH_ROOT           source tree holding workers/bots (default: the\n"
 "                         tree this binary was built from)\n"
 "  BOT_OUTPUT_MAX_BYTES   cap on a bot's stdout; past it the bot is killed\n"
@@ -620,8 +624,10 @@ main (int argc, char *argv [])
     ||  bm_env_int ("BOT_OUTPUT_MAX_BYTES", 1 << 20, 1, 256 << 20, &config.output_max)
     ||  bm_env_int ("BOT_STDERR_TAIL_BYTES", 4096, 64, 1 << 20, &config.stderr_tail)
     ||  bm_env_int ("MAX_PAYLOAD_BYTES", 1 << 20, 1024, 64 << 20, &config.max_payload)
-    ||  bm_env_int ("MAX_FRAME_BYTES", 2 << 20, 4096, 128 << 20, &config.max_frame))
+    ||  bm_env_int ("MAX_FRAME_BYTES", 2 << 20, 4096, 128 << 20, &config.max_frame)
+    ||  bm_env_int ("WORKER_METRICS_PORT", 0, 0, 65535, &config.metrics_port))
         goto done;
+    config.metrics_addr = bm_env_str ("WORKER_METRICS_ADDR", "0.0.0.0");
 
     const char *root = bm_env_str ("BOTMESH_ROOT", BM_SOURCE_DIR);
     int64_t bot_uid = -1, bot_gid = -1;

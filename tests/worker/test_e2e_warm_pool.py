@@ -10,9 +10,12 @@ under workers/bots/python/forkserver.py.
 - timeout and cancel of a pooled job kill only that job's process; in fork
   mode only that job's child (the fork server lives on);
 - a bot that crashes while loading: its jobs fail with bot_init_failed and
-  the load error, never more than MAX_PROCS processes, restarts back off.
+  the load error, never more than MAX_PROCS processes, restarts back off;
+- the worker's GET /metrics (WORKER_METRICS_PORT) shows bot_processes,
+  bot_recycles_total{reason} and bot_init_failures_total.
 """
 import os
+import re
 import tempfile
 import time
 
@@ -39,6 +42,18 @@ def pool_pids(worker_pid, bot_type):
     return sorted(out)
 
 
+def metric(port, name, **labels):
+    """A sample's value from the worker's GET /metrics (0 if absent)."""
+    status, _, text = harness.http("GET", "http://127.0.0.1:%d/metrics" % port)
+    check(status == 200, "GET /metrics answers 200", status)
+    want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
+    for line in text.splitlines():
+        m = re.match(r"^(\w+)\{([^}]*)\} (\S+)$", line)
+        if m and m.group(1) == name and ",".join(sorted(m.group(2).split(","))) == want:
+            return float(m.group(3))
+    return 0.0
+
+
 def run(c, bot_type, payload, timeout=30, **opts):
     return c.wait(c.submit(bot_type, payload, **opts), timeout=timeout)
 
@@ -56,7 +71,8 @@ def main():
                "BOT_FORKED_MODE": "fork", "BOT_FORKED_MAX_PROCS": "1",
                "BOT_LEAK_CMD": "/usr/bin/python3 %s --pool %s" % (SERVER, WARMBOT),
                "BOT_LEAK_MODE": "pool", "BOT_LEAK_MAX_PROCS": "1", "BOT_LEAK_MAX_RSS_MB": "100",
-               "BOT_KILL_GRACE_MS": "500"}
+               "BOT_KILL_GRACE_MS": "500", "WORKER_METRICS_PORT": str(harness.free_port())}
+        port = int(env["WORKER_METRICS_PORT"])
         w = s.worker("--type", "warm,forked,leak", "--concurrency", "4", env=env)
         s.wait_workers(1)
         c = s.client()
@@ -84,6 +100,8 @@ def main():
         log("leak: (pid, heldMb) per job:", [(r["pid"], r["heldMb"]) for r in leak])
         check(len({r["pid"] for r in leak}) >= 2, "the leaking process was replaced", leak)
         check(max(r["heldMb"] for r in leak) <= 120, "it never held much more than the limit", leak)
+        wait_until(lambda: metric(port, "bot_recycles_total", bot_type="leak", reason="max_rss") >= 1,
+                   5, "bot_recycles_total{reason=max_rss} on the worker's /metrics")
 
         # kill -9 of a pool process mid-job: attempt 2 on a new process; pool refills.
         pid_file = os.path.join(tempfile.mkdtemp(prefix="warm-kill-"), "pid")
@@ -124,6 +142,11 @@ def main():
               "fork mode: timeout", rec.get("error"))
         check(pool_pids(w.pid, "forked") == server, "the fork server lives on", server)
         check(run(c, "forked", {})["state"] == "completed", "and runs the next job")
+        wait_until(lambda: metric(port, "bot_processes", bot_type="warm", mode="pool") == 2
+                   and metric(port, "bot_processes", bot_type="forked", mode="fork") == 1,
+                   10, "bot_processes on /metrics: 2 pooled warm processes, 1 fork server")
+        check(metric(port, "bot_recycles_total", bot_type="warm", reason="killed") >= 2,
+              "bot_recycles_total{reason=killed}: the processes killed by kill -9, timeout, cancel")
         c.close()
         check(w.alive(), "worker still running")
 
@@ -133,7 +156,9 @@ def main():
         load_log = os.path.join(tempfile.mkdtemp(prefix="warm-init-"), "loads")
         env = {"BOT_CRASH_CMD": "/usr/bin/python3 %s --pool %s" % (SERVER, WARMBOT),
                "BOT_CRASH_MODE": "pool", "BOT_CRASH_MAX_PROCS": "2", "BOT_CRASH_MIN_PROCS": "1",
-               "WARMBOT_CRASH_AT_LOAD": "1", "WARMBOT_LOAD_LOG": load_log}
+               "WARMBOT_CRASH_AT_LOAD": "1", "WARMBOT_LOAD_LOG": load_log,
+               "WORKER_METRICS_PORT": str(harness.free_port())}
+        port = int(env["WORKER_METRICS_PORT"])
         w = s.worker("--type", "crash", "--concurrency", "4", env=env)
         s.wait_workers(1)
         c = s.client()
@@ -155,6 +180,8 @@ def main():
         gaps = [round(b - a, 3) for a, b in zip(starts, starts[1:])]
         log("loads: %d, gaps (s): %s" % (len(starts), gaps))
         check(4 <= len(starts) <= 10, "a few restarts in 4 s, no spawn storm", len(starts))
+        check(metric(port, "bot_init_failures_total", bot_type="crash") >= 4,
+              "bot_init_failures_total on the worker's /metrics")
         check(gaps[-1] > 2 * gaps[0] and gaps[-1] >= 0.35, "restart intervals grow", gaps)
         c.close()
         check(w.alive(), "worker still running")
