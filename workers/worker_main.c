@@ -29,6 +29,53 @@
 //  instead of several on a busy 2-core machine).
 #define BM_JAVA_OPTS "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto", "-XX:-UsePerfData"
 
+//  The worker-wide variables: name, type, default, range, help once; the
+//  --help text's first part and --print-env are written from this table.
+//  The per-type variables (BOT_<TYPE>_*, MAX_<TYPE>_BOTS, SIM_*) are read
+//  per type below and described in --help as patterns.
+typedef struct {
+    bm_worker_config_t config;  //  What the table fills directly
+    const char *types;          //  WORKER_TYPES
+    const char *mode;           //  WORKER_MODE
+    const char *root;           //  BOTMESH_ROOT
+    int64_t concurrency;        //  WORKER_CONCURRENCY, 0: the sum of limits
+    int64_t max_bots_default;   //  MAX_BOTS_DEFAULT
+} s_settings_t;
+
+#define ROW_INT(n, f, d, lo, hi, h)  BM_SETTING_INT (n, s_settings_t, f, d, lo, hi, h)
+#define ROW_STR(n, f, d, max, h)     BM_SETTING_STR (n, s_settings_t, f, d, max, h)
+static const bm_setting_t s_settings [] = {
+    ROW_STR ("WORKER_TYPES", types, "python,node,java", 0, "bot types served, comma-separated (--type)"),
+    ROW_STR ("WORKER_MODE", mode, "bots", 16, "bots (run the bot programs), simulate or noop"),
+    ROW_INT ("WORKER_CONCURRENCY", concurrency, 0, 0, 10000,
+             "credit: jobs run at once, all types together (--concurrency); 0: the sum of "
+             "MAX_<TYPE>_BOTS of the types served (python 5, node 10, java 3, others MAX_BOTS_DEFAULT)"),
+    BM_SETTING_MAX_BOTS_DEFAULT (s_settings_t, max_bots_default),
+    ROW_STR ("BROKER_ENDPOINT", config.endpoint, "tcp://127.0.0.1:5555", 512,
+             "broker endpoint (--endpoint); a '*' or 0.0.0.0 host means 127.0.0.1"),
+    ROW_STR ("WORKER_NAME", config.name, NULL, 128, "worker name in logs and STATS (--name; empty: HOST-PID)"),
+    ROW_INT ("WORKER_GRACE_MS", config.grace_ms, 10000, 0, 3600000,
+             "at SIGTERM, how long running jobs may take to end before they are killed and handed "
+             "back (--grace-ms)"),
+    BM_SETTING_HEARTBEAT_INTERVAL_MS (s_settings_t, config.heartbeat_ms),
+    BM_SETTING_HEARTBEAT_LIVENESS (s_settings_t, config.liveness),
+    ROW_INT ("BOT_KILL_GRACE_MS", config.kill_grace_ms, 2000, 0, 600000,
+             "SIGTERM to SIGKILL when a bot is stopped, in ms"),
+    ROW_INT ("BOT_OUTPUT_MAX_BYTES", config.output_max, 1048576, 1, 268435456,
+             "cap on a bot's stdout; past it the bot is killed and the job fails with bad_output"),
+    ROW_INT ("BOT_STDERR_TAIL_BYTES", config.stderr_tail, 4096, 64, 1048576,
+             "stderr bytes kept as the error message"),
+    BM_SETTING_MAX_PAYLOAD_BYTES (s_settings_t, config.max_payload),
+    BM_SETTING_MAX_FRAME_BYTES (s_settings_t, config.max_frame),
+    ROW_INT ("WORKER_METRICS_PORT", config.metrics_port, 0, 0, 65535,
+             "HTTP port of GET /metrics (bot_processes, bot_recycles_total, bot_init_failures_total, "
+             "bot_limit_kills_total), 0 = off"),
+    ROW_STR ("WORKER_METRICS_ADDR", config.metrics_addr, "0.0.0.0", 64, "its listen address"),
+    ROW_STR ("BOTMESH_ROOT", root, BM_SOURCE_DIR, 0,
+             "source tree holding workers/bots (default: the tree this binary was built from)"),
+    BM_SETTINGS_END
+};
+
 static void
 s_usage (FILE *out)
 {
@@ -59,8 +106,12 @@ s_usage (FILE *out)
 "                         end before they are killed and handed back\n"
 "                         (WORKER_GRACE_MS, 0-3600000, default 10000)\n"
 "  -h, --help             this help\n"
+"      --print-env        the worker-wide variables with their defaults, as\n"
+"                         env.example lines\n"
 "\n"
-"Environment:\n"
+"Environment (defaults in brackets):\n");
+    bm_settings_help (s_settings, out);
+    fprintf (out,
 "  BOT_<TYPE>_CMD         command line of the bot program for TYPE (upper\n"
 "                         case, '-' as '_'), e.g. BOT_PYTHON_CMD=\"/usr/bin/python3\n"
 "                         /srv/bot.py\"; words split as by a shell, no\n"
@@ -86,16 +137,6 @@ s_usage (FILE *out)
 "                         after this long (default 60000)\n"
 "  BOT_<TYPE>_PRELOAD     fork (python): modules the fork server imports\n"
 "                         once, comma-separated\n"
-"  WORKER_METRICS_PORT    HTTP port of GET /metrics (bot_processes,\n"
-"                         bot_recycles_total, bot_init_failures_total of\n"
-"                         the pool and fork modes), 0 = off (default 0)\n"
-"  WORKER_METRICS_ADDR    its listen address (default 0.0.0.0)\n"
-"  BOTMESH_ROOT           source tree holding workers/bots (default: the\n"
-"                         tree this binary was built from)\n"
-"  BOT_OUTPUT_MAX_BYTES   cap on a bot's stdout; past it the bot is killed\n"
-"                         and the job fails with bad_output (default 1048576)\n"
-"  BOT_STDERR_TAIL_BYTES  stderr bytes kept as the error message (default 4096)\n"
-"  BOT_KILL_GRACE_MS      SIGTERM to SIGKILL when a bot is stopped (default 2000)\n"
 "  BOT_<TYPE>_MEMORY_MB   address space of each run of TYPE, MiB (default 4096;\n"
 "                         0 none); a run past it fails with resource_limit\n"
 "  BOT_<TYPE>_CPU_SECONDS CPU time of each run (default 3600; 0 none)\n"
@@ -112,15 +153,11 @@ s_usage (FILE *out)
 "                         (default 0: a network namespace of its own)\n"
 "  BOT_USER               when the worker runs as root, run every bot as this\n"
 "                         unprivileged user (default: none, bots run as root)\n"
-"  HEARTBEAT_INTERVAL_MS  heartbeat interval (default 1000)\n"
-"  HEARTBEAT_LIVENESS     silent intervals before reconnecting (default 3)\n"
-"  MAX_PAYLOAD_BYTES      largest result, msgpack-encoded (default 1048576)\n"
-"  MAX_FRAME_BYTES        largest frame accepted from the broker (default 2097152)\n"
 "  SIM_DURATION_MS        simulated run time, \"MIN-MAX\" or \"MS\" (default 100-1000);\n"
 "                         SIM_<TYPE>_DURATION_MS for one type\n"
 "  SIM_FAIL_RATE          share of simulated runs that fail, 0-1 (default 0);\n"
 "                         SIM_<TYPE>_FAIL_RATE for one type\n"
-"  MAX_<TYPE>_BOTS, MAX_BOTS_DEFAULT   only for the default concurrency\n"
+"  MAX_<TYPE>_BOTS        only for the default concurrency\n"
 "  CURVE_SERVER_KEY       the broker's public CURVE key (Z85), when the broker\n"
 "                         encrypts the mesh; then CURVE_CLIENT_CERT is required\n"
 "  CURVE_CLIENT_CERT      this worker's secret certificate file\n"
@@ -463,8 +500,13 @@ main (int argc, char *argv [])
         return 2;
     bm_settings_warn_foreign ();
 
-    bm_worker_config_t config;
-    memset (&config, 0, sizeof config);
+    if (bm_settings_print_env_flag (argc, argv, s_settings))
+        return 0;
+    s_settings_t settings;
+    memset (&settings, 0, sizeof settings);
+    if (bm_settings_load (s_settings, &settings))
+        return 2;
+    bm_worker_config_t config = settings.config;
     const char *types_arg [BM_WORKER_MAX_TYPES * 2];
     int types_args = 0;
     const char *concurrency_arg = NULL, *endpoint = NULL, *name = NULL, *grace_arg = NULL;
@@ -515,12 +557,12 @@ main (int argc, char *argv [])
                 return 2;
     }
     else
-    if (s_add_types (&config, bm_env_str ("WORKER_TYPES", "python,node,java"), "WORKER_TYPES"))
+    if (s_add_types (&config, settings.types, "WORKER_TYPES"))
         return 2;
 
     //  Mode.
     if (!mode_arg)
-        mode_arg = bm_env_str ("WORKER_MODE", "bots");
+        mode_arg = settings.mode;
     if (streq (mode_arg, "bots"))
         config.mode = BM_WORKER_BOTS;
     else
@@ -542,10 +584,11 @@ main (int argc, char *argv [])
             return 2;
         }
     }
+    else
+    if (settings.concurrency)
+        config.concurrency = settings.concurrency;
     else {
-        int64_t fallback;
-        if (bm_env_int ("MAX_BOTS_DEFAULT", 10, 1, 10000, &fallback))
-            return 2;
+        int64_t fallback = settings.max_bots_default;
         int64_t sum = 0;
         for (int i = 0; i < config.type_count; i++) {
             const char *type = config.types [i].name;
@@ -554,17 +597,16 @@ main (int argc, char *argv [])
             char var [64];
             s_env_name (var, sizeof var, "MAX_", type, "_BOTS");
             int64_t value;
-            if (bm_env_int (var, def, 1, 10000, &value))
+            if (bm_env_int (var, def, 1, 1000000, &value))
                 return 2;
             sum += value;
         }
-        if (bm_env_int ("WORKER_CONCURRENCY", sum < 10000 ? sum : 10000, 1, 10000, &config.concurrency))
-            return 2;
+        config.concurrency = sum < 10000 ? sum : 10000;
     }
 
     //  Endpoint: a bind address ("tcp://*:5555") means this host.
     if (!endpoint)
-        endpoint = bm_env_str ("BROKER_ENDPOINT", "tcp://127.0.0.1:5555");
+        endpoint = config.endpoint;
     char *connect_to = NULL;
     int status = 2;                     //  Until the configuration is good
     const char *star = strstr (endpoint, "://*:");
@@ -600,7 +642,7 @@ main (int argc, char *argv [])
     gethostname (host, sizeof host - 1);
     snprintf (default_name, sizeof default_name, "%s-%d", host, (int) getpid ());
     if (!name)
-        name = bm_env_str ("WORKER_NAME", default_name);
+        name = config.name ? config.name : default_name;
     if (strlen (name) == 0 || strlen (name) > 128) {
         bm_error (NULL, "configuration: the worker name must have 1 to 128 characters");
         goto done;
@@ -614,22 +656,8 @@ main (int argc, char *argv [])
             goto done;
         }
     }
-    else
-    if (bm_env_int ("WORKER_GRACE_MS", 10000, 0, 3600000, &config.grace_ms))
-        goto done;
 
-    if (bm_env_int ("HEARTBEAT_INTERVAL_MS", 1000, 10, 600000, &config.heartbeat_ms)
-    ||  bm_env_int ("HEARTBEAT_LIVENESS", 3, 1, 100, &config.liveness)
-    ||  bm_env_int ("BOT_KILL_GRACE_MS", 2000, 0, 600000, &config.kill_grace_ms)
-    ||  bm_env_int ("BOT_OUTPUT_MAX_BYTES", 1 << 20, 1, 256 << 20, &config.output_max)
-    ||  bm_env_int ("BOT_STDERR_TAIL_BYTES", 4096, 64, 1 << 20, &config.stderr_tail)
-    ||  bm_env_int ("MAX_PAYLOAD_BYTES", 1 << 20, 1024, 64 << 20, &config.max_payload)
-    ||  bm_env_int ("MAX_FRAME_BYTES", 2 << 20, 4096, 128 << 20, &config.max_frame)
-    ||  bm_env_int ("WORKER_METRICS_PORT", 0, 0, 65535, &config.metrics_port))
-        goto done;
-    config.metrics_addr = bm_env_str ("WORKER_METRICS_ADDR", "0.0.0.0");
-
-    const char *root = bm_env_str ("BOTMESH_ROOT", BM_SOURCE_DIR);
+    const char *root = settings.root;
     int64_t bot_uid = -1, bot_gid = -1;
     if (config.mode == BM_WORKER_BOTS && s_bot_user (&bot_uid, &bot_gid))
         goto done;
