@@ -40,6 +40,37 @@ bench_pack_payload (msgpack_packer *pk, int64_t seq)
 }
 
 void
+bench_submit_buf_init (bench_submit_buf_t *self)
+{
+    bm_packer_init (&self->body);
+    bm_packer_init (&self->payload);
+}
+
+void
+bench_submit_buf_destroy (bench_submit_buf_t *self)
+{
+    bm_packer_destroy (&self->body);
+    bm_packer_destroy (&self->payload);
+}
+
+void
+bench_pack_submit (bench_submit_buf_t *self, int64_t req, const char *type, bool notify)
+{
+    bm_packer_reset (&self->payload);
+    bm_packer_reset (&self->body);
+    bench_pack_payload (&self->payload.pk, req);
+    bm_codec_submit_t submit = { .has_req = true, .req = req, .notify = notify,
+                                 .payload = { NULL, self->payload.sbuf.data,
+                                              self->payload.sbuf.size } };
+    snprintf (submit.bot_type, sizeof submit.bot_type, "%s", type);
+    bm_codec_submit_encode (&submit, &self->body);
+    if (bm_packer_failed (&self->payload) || bm_packer_failed (&self->body)) {
+        fprintf (stderr, "bench: out of memory\n");
+        exit (1);
+    }
+}
+
+void
 bench_lat_init (bench_lat_t *self, size_t size)
 {
     self->us = (double *) calloc (size ? size : 1, sizeof (double));
@@ -176,15 +207,7 @@ bench_types_free (bench_types_t *self)
 bm_msg_t *
 bench_broker_request (bm_client_t *client, int command, int timeout_ms)
 {
-    msgpack_sbuffer body;
-    msgpack_sbuffer_init (&body);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &body, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 1);
-    bm_pack_kv_int (&pk, "req", bm_client_next_req (client));
-    bm_msg_t *reply = bm_client_request (client, command, body.data, body.size, timeout_ms);
-    msgpack_sbuffer_destroy (&body);
-    return reply;
+    return bm_client_ask (client, command, timeout_ms);
 }
 
 int64_t
@@ -193,9 +216,12 @@ bench_broker_workers (bm_client_t *client, int timeout_ms)
     bm_msg_t *reply = bench_broker_request (client, BM_STATS, timeout_ms);
     int64_t count = -1;
     if (reply) {
-        const msgpack_object *workers = bm_obj_get (bm_msg_body (reply), "workers");
-        if (workers && workers->type == MSGPACK_OBJECT_ARRAY)
-            count = (int64_t) workers->via.array.size;
+        bm_codec_stats_reply_t stats;
+        bm_codec_error_t error;
+        if (bm_codec_stats_reply_decode (reply, &stats, &error) == 0)
+            count = (int64_t) stats.worker_count;
+        else
+            fprintf (stderr, "bench: bad STATS reply: %s\n", error.message);
         bm_msg_destroy (&reply);
     }
     return count;

@@ -19,6 +19,18 @@ int64_t bench_now_ns (void);
 //  (bench/peers/common.js builds the same one for BullMQ).
 void bench_pack_payload (msgpack_packer *pk, int64_t seq);
 
+//  A SUBMIT body {req, botType, payload, notify?} with that payload, as
+//  bm_codec encodes it: kept between calls (no allocation once warm).
+typedef struct {
+    bm_packer_t body;               //  The SUBMIT body (body.sbuf.data/size)
+    bm_packer_t payload;            //  Its payload, encoded first
+} bench_submit_buf_t;
+
+void bench_submit_buf_init (bench_submit_buf_t *self);
+void bench_submit_buf_destroy (bench_submit_buf_t *self);
+//  Encode into self->body; exits when out of memory.
+void bench_pack_submit (bench_submit_buf_t *self, int64_t req, const char *type, bool notify);
+
 //  Latency samples in microseconds.
 typedef struct {
     double *us;                 //  Samples

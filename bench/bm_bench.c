@@ -59,24 +59,15 @@ s_usage (void)
             "Reads no environment variables.\n");
 }
 
-//  SUBMIT body: {req, botType, payload, notify}
+//  SUBMIT {req, botType, payload, notify}
 static void
-s_submit (void *sock, msgpack_sbuffer *buf, int64_t req, const char *type, bool notify)
+s_submit (void *sock, bench_submit_buf_t *buf, int64_t req, const char *type, bool notify)
 {
-    msgpack_sbuffer_clear (buf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, buf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, notify ? 4 : 3);
-    bm_pack_kv_int (&pk, "req", req);
-    bm_pack_kv_str (&pk, "botType", type);
-    bm_pack_str (&pk, "payload");
-    bench_pack_payload (&pk, req);
-    if (notify)
-        bm_pack_kv_bool (&pk, "notify", true);
+    bench_pack_submit (buf, req, type, notify);
     unsigned char cmd = BM_SUBMIT;
     if (zmq_send (sock, BM_CLIENT_HEADER, BM_HEADER_LEN, ZMQ_SNDMORE) < 0
     ||  zmq_send (sock, &cmd, 1, ZMQ_SNDMORE) < 0
-    ||  zmq_send (sock, buf->data, buf->size, 0) < 0) {
+    ||  zmq_send (sock, buf->body.sbuf.data, buf->body.sbuf.size, 0) < 0) {
         fprintf (stderr, "bm-bench: send: %s\n", zmq_strerror (zmq_errno ()));
         exit (1);
     }
@@ -129,31 +120,31 @@ s_receive (void *sock, s_counts_t *c, bool dontwait)
             counted = 0;
         }
         else {
-            const msgpack_object *body = bm_msg_body (msg);
             int cmd = bm_msg_command (msg);
+            bm_codec_error_t error;
             if (cmd == BM_ACCEPTED) {
                 c->accepted++;
                 c->last_accept_ns = bench_now_ns ();
             }
             else
             if (cmd == BM_RESULT) {
-                const msgpack_object *job = bm_obj_get (body, "job");
-                const char *state = NULL;
-                size_t len = 0;
-                if (job && job->type == MSGPACK_OBJECT_MAP
-                &&  bm_obj_str (job, "state", &state, &len)
-                &&  len == 9 && !memcmp (state, "completed", 9))
+                bm_codec_job_reply_t result;
+                if (bm_codec_result_decode (msg, &result, &error) == 0
+                &&  streq (result.job.state, "completed"))
                     c->completed++;
                 else
                     c->failed++;
             }
             else
             if (cmd == BM_REJECTED) {
-                char rcode [64] = "", message [256] = "";
-                bm_obj_strcpy (body, "code", rcode, sizeof rcode);
-                bm_obj_strcpy (body, "message", message, sizeof message);
-                fprintf (stderr, "bm-bench: SUBMIT rejected: %s: %s (after %lld accepted)\n",
-                         rcode, message, (long long) c->accepted);
+                bm_codec_rejected_t rejected;
+                if (bm_codec_rejected_decode (msg, &rejected, &error))
+                    fprintf (stderr, "bm-bench: SUBMIT rejected (bad body: %s)\n", error.message);
+                else
+                    fprintf (stderr, "bm-bench: SUBMIT rejected: %s: %.*s (after %lld accepted)\n",
+                             rejected.code, (int) (rejected.message.len > 255 ? 255
+                                                   : rejected.message.len),
+                             rejected.message.ptr, (long long) c->accepted);
                 exit (1);
             }
             else
@@ -202,8 +193,8 @@ static int64_t
 s_pipeline (void *sock, const s_opts_t *o, int64_t jobs, int64_t window, bool notify,
             int64_t *req, s_counts_t *c)
 {
-    msgpack_sbuffer buf;
-    msgpack_sbuffer_init (&buf);
+    bench_submit_buf_t buf;
+    bench_submit_buf_init (&buf);
     memset (c, 0, sizeof *c);
     zmq_pollitem_t item = { sock, 0, ZMQ_POLLIN, 0 };
     int64_t t0 = bench_now_ns ();
@@ -232,7 +223,7 @@ s_pipeline (void *sock, const s_opts_t *o, int64_t jobs, int64_t window, bool no
         }
     }
     int64_t t1 = bench_now_ns ();
-    msgpack_sbuffer_destroy (&buf);
+    bench_submit_buf_destroy (&buf);
     //  Straggling ACCEPTED may follow the last RESULT (replies are unordered)
     if (notify)
         while (c->accepted < c->sent && zmq_poll (&item, 1, 1000) > 0)
@@ -273,14 +264,12 @@ s_throughput (const s_opts_t *o, bool notify)
                 (double) c.completed / secs, (long long) c.failed);
     else {
         //  The payload's encoded size, for "memory beyond the payload"
-        msgpack_sbuffer pbuf;
-        msgpack_sbuffer_init (&pbuf);
-        msgpack_packer pk;
-        msgpack_packer_init (&pk, &pbuf, msgpack_sbuffer_write);
-        bench_pack_payload (&pk, req);
+        bm_packer_t payload;
+        bm_packer_init (&payload);
+        bench_pack_payload (&payload.pk, req);
         printf ("RESULT accepted=%lld seconds=%.3f rate=%.0f payload_bytes=%zu\n",
-                (long long) c.accepted, secs, (double) c.accepted / secs, pbuf.size);
-        msgpack_sbuffer_destroy (&pbuf);
+                (long long) c.accepted, secs, (double) c.accepted / secs, payload.sbuf.size);
+        bm_packer_destroy (&payload);
     }
     zmq_close (sock);
     zmq_ctx_term (ctx);
@@ -293,8 +282,8 @@ s_latency (const s_opts_t *o)
     s_wait_broker (o);
     void *ctx = zmq_ctx_new ();
     void *sock = s_connect (ctx, o->endpoint);
-    msgpack_sbuffer buf;
-    msgpack_sbuffer_init (&buf);
+    bench_submit_buf_t buf;
+    bench_submit_buf_init (&buf);
     bench_lat_t lat;
     bench_lat_init (&lat, (size_t) o->jobs);
     s_counts_t c;
@@ -320,7 +309,7 @@ s_latency (const s_opts_t *o)
     printf ("RESULT jobs=%zu p50_us=%.0f p99_us=%.0f max_us=%.0f failed=%lld\n",
             lat.count, p50, p99, max, (long long) c.failed);
     bench_lat_free (&lat);
-    msgpack_sbuffer_destroy (&buf);
+    bench_submit_buf_destroy (&buf);
     zmq_close (sock);
     zmq_ctx_term (ctx);
     return bench_stop || c.failed ? 1 : 0;

@@ -46,27 +46,17 @@ typedef struct {
 typedef struct {
     bm_worker_link_t *link;
     int64_t *done;              //  Jobs answered, all links together
-    msgpack_sbuffer *buf;       //  Shared encoding buffer
 } s_noop_link_t;
 
 //  JOB: answer DONE {jobId, ok: true, result: {ok: true}} at once.
 static int
-s_noop_job (void *arg, const msgpack_object *body)
+s_noop_job (void *arg, const bm_codec_job_t *job)
 {
     s_noop_link_t *self = (s_noop_link_t *) arg;
-    char job_id [BM_MAX_ID_LEN + 1];
-    if (!bm_obj_strcpy (body, "jobId", job_id, sizeof job_id))
-        return 0;
-    msgpack_sbuffer_clear (self->buf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, self->buf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 3);
-    bm_pack_kv_str (&pk, "jobId", job_id);
-    bm_pack_kv_bool (&pk, "ok", true);
-    bm_pack_str (&pk, "result");
-    msgpack_pack_map (&pk, 1);
-    bm_pack_kv_bool (&pk, "ok", true);
-    bm_worker_link_send (self->link, BM_DONE, self->buf->data, self->buf->size, job_id);
+    static const char result [] = "\x81\xa2" "ok" "\xc3";
+    bm_codec_done_t done = { .ok = true, .result = { NULL, result, sizeof result - 1 } };
+    memcpy (done.job_id, job->job_id, sizeof done.job_id);
+    bm_worker_link_send_done (self->link, &done);
     (*self->done)++;
     return 0;
 }
@@ -123,16 +113,13 @@ s_noop (const s_opts_t *o)
         return 1;
     }
     int64_t done = 0;
-    msgpack_sbuffer buf;
-    msgpack_sbuffer_init (&buf);
-    bm_worker_link_handlers_t handlers = { .job = s_noop_job };
+    bm_worker_link_handlers_t handlers = { .job_decoded = s_noop_job };
     for (int l = 0; l < nlinks; l++) {
         int first = l * TYPES_PER_WORKER;
         int count = o->types.count - first < TYPES_PER_WORKER ? o->types.count - first : TYPES_PER_WORKER;
         char name [64];
         snprintf (name, sizeof name, "bench-noop-%d-%d", (int) getpid (), l);
         state [l].done = &done;
-        state [l].buf = &buf;
         state [l].link = links [l] = s_link_new (o, first, count, name, o->credit, &handlers, &state [l]);
     }
     int64_t tick_ns = o->heartbeat_ms * 1000000 / 4;
@@ -156,7 +143,6 @@ s_noop (const s_opts_t *o)
     for (int l = 0; l < nlinks; l++)
         s_link_close (&links [l]);
     fprintf (stderr, "bm-bench-worker: %lld jobs done\n", (long long) done);
-    msgpack_sbuffer_destroy (&buf);
     free (state);
     free (links);
     free (items);
@@ -205,9 +191,9 @@ s_rss_kb (int64_t pid)
 
 //  The idle workers take no jobs (credit 1, and none are submitted).
 static int
-s_idle_job (void *arg, const msgpack_object *body)
+s_idle_job (void *arg, const bm_codec_job_t *job)
 {
-    (void) arg, (void) body;
+    (void) arg, (void) job;
     return 0;
 }
 
@@ -239,7 +225,7 @@ s_idle (const s_opts_t *o)
         return 1;
     }
     int64_t disconnects = 0;
-    bm_worker_link_handlers_t handlers = { .job = s_idle_job, .lost = s_idle_lost };
+    bm_worker_link_handlers_t handlers = { .job_decoded = s_idle_job, .lost = s_idle_lost };
     int64_t hb_ns = o->heartbeat_ms * 1000000;
     int64_t start = bench_now_ns ();
     for (int64_t i = 0; i < n; i++) {

@@ -191,38 +191,15 @@ s_worker (const char *endpoint)
     return 0;
 }
 
-//  The body of a "job": the same bytes bm_bench sends in SUBMIT.
-static size_t
-s_body (msgpack_sbuffer *buf, int64_t seq)
-{
-    msgpack_sbuffer_clear (buf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, buf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 4);
-    msgpack_pack_str (&pk, 3);
-    msgpack_pack_str_body (&pk, "req", 3);
-    msgpack_pack_int64 (&pk, seq);
-    msgpack_pack_str (&pk, 7);
-    msgpack_pack_str_body (&pk, "botType", 7);
-    msgpack_pack_str (&pk, 6);
-    msgpack_pack_str_body (&pk, "python", 6);
-    msgpack_pack_str (&pk, 7);
-    msgpack_pack_str_body (&pk, "payload", 7);
-    bench_pack_payload (&pk, seq);
-    msgpack_pack_str (&pk, 6);
-    msgpack_pack_str_body (&pk, "notify", 6);
-    msgpack_pack_true (&pk);
-    return buf->size;
-}
-
+//  A "job": the same SUBMIT bm_bench sends.
 static int
-s_send_job (void *sock, msgpack_sbuffer *buf, int64_t seq)
+s_send_job (void *sock, bench_submit_buf_t *buf, int64_t seq)
 {
-    unsigned char cmd = 0x01;
-    s_body (buf, seq);
-    if (zmq_send (sock, "BMC01", 5, ZMQ_SNDMORE) < 0
+    unsigned char cmd = BM_SUBMIT;
+    bench_pack_submit (buf, seq, "python", true);
+    if (zmq_send (sock, BM_CLIENT_HEADER, BM_HEADER_LEN, ZMQ_SNDMORE) < 0
     ||  zmq_send (sock, &cmd, 1, ZMQ_SNDMORE) < 0
-    ||  zmq_send (sock, buf->data, buf->size, 0) < 0)
+    ||  zmq_send (sock, buf->body.sbuf.data, buf->body.sbuf.size, 0) < 0)
         return -1;
     return 0;
 }
@@ -247,8 +224,8 @@ s_drive (const char *endpoint, int64_t jobs, int64_t window, bool latency, int64
         fprintf (stderr, "connect: %s\n", zmq_strerror (zmq_errno ()));
         return 1;
     }
-    msgpack_sbuffer buf;
-    msgpack_sbuffer_init (&buf);
+    bench_submit_buf_t buf;
+    bench_submit_buf_init (&buf);
     bench_catch_signals ();
 
     //  Until a worker answers (the relay drops what it cannot route).
@@ -318,7 +295,7 @@ s_drive (const char *endpoint, int64_t jobs, int64_t window, bool latency, int64
         printf ("RESULT jobs=%lld seconds=%.3f rate=%.0f\n",
                 (long long) received, secs, (double) received / secs);
     }
-    msgpack_sbuffer_destroy (&buf);
+    bench_submit_buf_destroy (&buf);
     zmq_close (sock);
     zmq_ctx_term (ctx);
     return bench_stop ? 1 : 0;

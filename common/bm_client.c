@@ -108,11 +108,27 @@ bm_client_request (bm_client_t *self, int command,
             zlist_append (self->results, msg);
             continue;
         }
-        int64_t got;
-        if (bm_obj_int (bm_msg_body (msg), "req", &got) && got == req)
+        bm_codec_request_t reply;
+        bm_codec_error_t error;
+        if (bm_codec_request_decode (msg, &reply, &error) == 0 && reply.has_req
+        &&  reply.req == req)
             return msg;
         bm_msg_destroy (&msg);      //  Answer to an older request
     }
+}
+
+bm_msg_t *
+bm_client_ask (bm_client_t *self, int command, int timeout_ms)
+{
+    bm_codec_request_t request = { .has_req = true, .req = bm_client_next_req (self) };
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    bm_codec_request_encode (&request, &packer);
+    bm_msg_t *reply = NULL;
+    if (!bm_packer_failed (&packer))
+        reply = bm_client_request (self, command, packer.sbuf.data, packer.sbuf.size, timeout_ms);
+    bm_packer_destroy (&packer);
+    return reply;
 }
 
 bm_msg_t *

@@ -8,7 +8,7 @@
 #ifndef BM_CLIENT_H
 #define BM_CLIENT_H
 
-#include "bm_proto.h"
+#include "bm_codec.h"
 
 typedef struct _bm_client_t bm_client_t;
 
@@ -26,6 +26,10 @@ int64_t bm_client_next_req (bm_client_t *self);
 //  with errno = EINTR.
 bm_msg_t *bm_client_request (bm_client_t *self, int command,
                              const char *body, size_t size, int timeout_ms);
+
+//  Send a request whose body is {req} alone (STATS, PING, METRICS) and
+//  wait for its answer, as bm_client_request.
+bm_msg_t *bm_client_ask (bm_client_t *self, int command, int timeout_ms);
 
 //  Wait up to timeout_ms for a RESULT push.  NULL on timeout.
 bm_msg_t *bm_client_recv_result (bm_client_t *self, int timeout_ms);

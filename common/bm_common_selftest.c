@@ -7,11 +7,13 @@
 #include "bm_redis_url.h"
 #include "bm_selftest.h"
 #include "bm_settings.h"
+#include "bm_worker_link.h"
 
 static const bm_selftest_t s_tests [] = {
     { "settings",  bm_settings_test },
     { "redis_url", bm_redis_url_test },
     { "codec",     bm_codec_test },
+    { "worker_link", bm_worker_link_test },
     { NULL, NULL }
 };
 

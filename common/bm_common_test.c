@@ -14,15 +14,14 @@ static int s_failures = 0;
 static void
 test_roundtrip (void)
 {
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 3);
-    bm_pack_kv_int (&pk, "req", 7);
-    bm_pack_kv_str (&pk, "botType", "python");
-    bm_pack_kv_bool (&pk, "notify", true);
-    zmsg_t *frames = bm_msg_build (BM_CLIENT_HEADER, BM_SUBMIT, sbuf.data, sbuf.size);
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    msgpack_pack_map (&packer.pk, 3);
+    bm_pack_kv_int (&packer.pk, "req", 7);
+    bm_pack_kv_str (&packer.pk, "botType", "python");
+    bm_pack_kv_bool (&packer.pk, "notify", true);
+    zmsg_t *frames = bm_msg_build (BM_CLIENT_HEADER, BM_SUBMIT, packer.sbuf.data,
+                                   packer.sbuf.size);
     const char *code = NULL;
     char reason [128];
     bm_msg_t *msg = bm_msg_decode (frames, BM_MAX_FRAME_BYTES, &code, reason, sizeof reason);
@@ -41,7 +40,7 @@ test_roundtrip (void)
         bm_msg_destroy (&msg);
     }
     zmsg_destroy (&frames);
-    msgpack_sbuffer_destroy (&sbuf);
+    bm_packer_destroy (&packer);
 }
 
 static void

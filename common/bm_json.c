@@ -143,18 +143,19 @@ bm_json_text_to_msgpack (const char *text, size_t len, char **data, size_t *size
                   jerr.line, jerr.column, jerr.text);
         return -1;
     }
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    int rc = bm_json_pack (&pk, value, BM_JSON_MAX_DEPTH);
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    int rc = bm_json_pack (&packer.pk, value, BM_JSON_MAX_DEPTH);
     json_decref (value);
     if (rc) {
-        msgpack_sbuffer_destroy (&sbuf);
+        bm_packer_destroy (&packer);
         snprintf (error, error_size, "JSON nests deeper than %d levels", BM_JSON_MAX_DEPTH);
         return -1;
     }
-    *data = sbuf.data;
-    *size = sbuf.size;
+    *data = bm_packer_detach (&packer, size);
+    if (!*data) {
+        snprintf (error, error_size, "no memory to encode the JSON value");
+        return -1;
+    }
     return 0;
 }

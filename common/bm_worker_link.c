@@ -31,6 +31,7 @@ struct _bm_worker_link_t {
                                         //  loop pass can refer to it
     int timer;                          //  zloop mode: tick timer id
     bm_msg_t *msg;                      //  Parsed into again and again
+    bm_packer_t packer;                 //  Bodies we send, encoded here
     int64_t last_recv;                  //  Monotonic ms of the broker's last message
     int64_t last_send;                  //  Monotonic ms of our last message
     atomic_bool connected;              //  Heard from the broker lately
@@ -39,25 +40,38 @@ struct _bm_worker_link_t {
 
 static int s_on_readable (zloop_t *loop, zsock_t *reader, void *arg);
 
+//  Send the body encoded in self->packer; it is emptied for the next one.
+static int
+s_send_packed (bm_worker_link_t *self, int command, const char *job_id)
+{
+    int rc;
+    if (bm_packer_failed (&self->packer)) {
+        bm_error (job_id, "no memory to encode %s: not sent",
+                  bm_command_name (BM_PEER_WORKER, command));
+        rc = -1;
+    }
+    else
+        rc = bm_worker_link_send (self, command, self->packer.sbuf.data,
+                                  self->packer.sbuf.size, job_id);
+    bm_packer_reset (&self->packer);
+    //  A large result leaves a large buffer: let it go.
+    if (self->packer.sbuf.alloc > 65536)
+        bm_packer_destroy (&self->packer);
+    return rc;
+}
+
 //  READY {name, types, credit, pid}
 static void
 s_send_ready (bm_worker_link_t *self)
 {
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 4);
-    bm_pack_kv_str (&pk, "name", self->name);
-    bm_pack_str (&pk, "types");
-    msgpack_pack_array (&pk, (size_t) self->type_count);
+    bm_codec_ready_t ready = { .type_count = self->type_count, .credit = self->credit,
+                               .has_pid = true, .pid = (int64_t) getpid () };
+    snprintf (ready.name, sizeof ready.name, "%s", self->name);
     for (int i = 0; i < self->type_count; i++)
-        bm_pack_str (&pk, self->types [i]);
-    bm_pack_kv_int (&pk, "credit", self->credit);
-    bm_pack_kv_int (&pk, "pid", (int64_t) getpid ());
-    bm_worker_link_send (self, BM_READY, sbuf.data, sbuf.size, NULL);
+        ready.types [i] = self->types [i];
+    bm_codec_ready_encode (&ready, &self->packer);
+    s_send_packed (self, BM_READY, NULL);
     bm_debug (NULL, "READY credit=%lld", (long long) self->credit);
-    msgpack_sbuffer_destroy (&sbuf);
 }
 
 //  Open a fresh DEALER, watch it, and say READY.  0 or -1.
@@ -179,6 +193,43 @@ s_recv (bm_worker_link_t *self)
     return rc;
 }
 
+//  JOB: to the typed handler (decoded and checked) or the raw one.
+static int
+s_on_job (bm_worker_link_t *self, const msgpack_object *body)
+{
+    if (!self->handlers.job_decoded)
+        return self->handlers.job (self->arg, body);
+    bm_codec_job_t job;
+    bm_codec_error_t error;
+    if (bm_codec_job_decode (self->msg, &job, &error) == 0)
+        return self->handlers.job_decoded (self->arg, &job);
+    //  The job's id comes first: when it is there, end the job now.
+    bm_warn (job.job_id [0] ? job.job_id : NULL, "JOB with a bad body (%s): %s",
+             error.field, error.message);
+    if (job.job_id [0]) {
+        bm_codec_done_t done = { .ok = false };
+        snprintf (done.job_id, sizeof done.job_id, "%s", job.job_id);
+        snprintf (done.error.code, sizeof done.error.code, "%s", error.code);
+        done.error.message = (bm_codec_str_t) { error.message, strlen (error.message) };
+        bm_worker_link_send_done (self, &done);
+    }
+    return 0;
+}
+
+//  CANCEL: to the typed handler or the raw one (or nobody).
+static int
+s_on_cancel (bm_worker_link_t *self, const msgpack_object *body)
+{
+    if (!self->handlers.cancel_decoded)
+        return self->handlers.cancel ? self->handlers.cancel (self->arg, body) : 0;
+    bm_codec_job_notice_t cancel;
+    bm_codec_error_t error;
+    if (bm_codec_job_notice_decode (self->msg, &cancel, &error) == 0)
+        return self->handlers.cancel_decoded (self->arg, &cancel);
+    bm_warn (NULL, "CANCEL with a bad body (%s): %s: ignored", error.field, error.message);
+    return 0;
+}
+
 int
 bm_worker_link_dispatch (bm_worker_link_t *self)
 {
@@ -194,34 +245,42 @@ bm_worker_link_dispatch (bm_worker_link_t *self)
         if (command == BM_HEARTBEAT)
             continue;
         if (command == BM_DISCONNECT) {
-            char why [128] = "";
-            bm_obj_strcpy (body, "reason", why, sizeof why);
-            bm_info (NULL, "DISCONNECT from the broker%s%s: registering again",
-                     *why ? ": " : "", why);
+            bm_codec_disconnect_t disconnect;
+            bm_codec_error_t error;
+            if (bm_codec_disconnect_decode (self->msg, &disconnect, &error))
+                disconnect.reason.ptr = NULL;
+            bm_info (NULL, "DISCONNECT from the broker%s%.*s: registering again",
+                     disconnect.reason.ptr ? ": " : "",
+                     disconnect.reason.ptr ? (int) disconnect.reason.len : 0,
+                     disconnect.reason.ptr ? disconnect.reason.ptr : "");
             s_reconnect (self);
             break;                              //  sock is not ours anymore
         }
         if (command == BM_NACK) {
             //  not_owner is expected after a cancel or a re-dispatch.
-            char code [64] = "?", message [256] = "";
-            bm_obj_strcpy (body, "code", code, sizeof code);
-            bm_obj_strcpy (body, "message", message, sizeof message);
-            bm_log (streq (code, "not_owner") ? BM_DEBUG : BM_WARN, NULL,
-                    "NACK from the broker: %s: %s", code, message);
+            bm_codec_rejected_t nack;
+            bm_codec_error_t error;
+            if (bm_codec_rejected_decode (self->msg, &nack, &error)) {
+                bm_warn (NULL, "NACK from the broker with a bad body: %s", error.message);
+                continue;
+            }
+            bm_log (streq (nack.code, "not_owner") ? BM_DEBUG : BM_WARN, NULL,
+                    "NACK from the broker: %s: %.*s", nack.code,
+                    (int) (nack.message.len > 255 ? 255 : nack.message.len), nack.message.ptr);
             continue;
         }
-        bm_worker_link_message_fn *handler;
+        int rc = 0;
         if (command == BM_JOB)
-            handler = self->handlers.job;
+            rc = s_on_job (self, body);
         else
         if (command == BM_WCANCEL)
-            handler = self->handlers.cancel;
+            rc = s_on_cancel (self, body);
         else {
             bm_warn (NULL, "unexpected %s from the broker: ignored",
                      bm_command_name (BM_PEER_WORKER, command));
             continue;
         }
-        if (handler && handler (self->arg, body))
+        if (rc)
             return -1;
     }
     return 0;
@@ -274,7 +333,8 @@ bm_worker_link_t *
 bm_worker_link_new (const bm_worker_link_config_t *config, zloop_t *loop,
                     const bm_worker_link_handlers_t *handlers, void *arg)
 {
-    if (!config->endpoint || !config->name || !handlers || !handlers->job
+    if (!config->endpoint || !config->name || !handlers
+    ||  (!handlers->job && !handlers->job_decoded)
     ||  config->type_count < 1 || config->type_count > BM_WORKER_LINK_MAX_TYPES
     ||  config->heartbeat_ms < 1 || config->liveness < 1) {
         bm_error (NULL, "bm_worker_link: incomplete configuration");
@@ -296,6 +356,7 @@ bm_worker_link_new (const bm_worker_link_config_t *config, zloop_t *loop,
     self->limit_socket = config->limit_socket;
     self->hwm = config->hwm > 0 ? config->hwm : BM_LINK_HWM;
     self->msg = bm_msg_new ();
+    bm_packer_init (&self->packer);
     atomic_init (&self->connected, false);
     atomic_init (&self->reconnects, 0);
     if (s_open (self)) {
@@ -325,6 +386,7 @@ bm_worker_link_destroy (bm_worker_link_t **self_p, int linger_ms)
         }
         zsock_destroy (&self->old_dealer);
         bm_msg_destroy (&self->msg);
+        bm_packer_destroy (&self->packer);
         for (int i = 0; i < self->type_count; i++)
             free (self->types [i]);
         free (self->endpoint);
@@ -353,20 +415,37 @@ int
 bm_worker_link_send_simple (bm_worker_link_t *self, int command, const char *key,
                             const char *value)
 {
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    bm_packer_t *packer = &self->packer;
     if (key) {
-        msgpack_pack_map (&pk, 1);
-        bm_pack_kv_str (&pk, key, value);
+        msgpack_pack_map (&packer->pk, 1);
+        bm_pack_kv_str (&packer->pk, key, value);
     }
     else
-        msgpack_pack_map (&pk, 0);
-    int rc = bm_worker_link_send (self, command, sbuf.data, sbuf.size,
-                                  key && streq (key, "jobId") ? value : NULL);
-    msgpack_sbuffer_destroy (&sbuf);
-    return rc;
+        msgpack_pack_map (&packer->pk, 0);
+    return s_send_packed (self, command, key && streq (key, "jobId") ? value : NULL);
+}
+
+int
+bm_worker_link_send_done (bm_worker_link_t *self, const bm_codec_done_t *done)
+{
+    bm_codec_done_encode (done, &self->packer);
+    return s_send_packed (self, BM_DONE, done->job_id);
+}
+
+int
+bm_worker_link_send_progress (bm_worker_link_t *self, const bm_codec_progress_t *progress)
+{
+    bm_codec_progress_encode (progress, &self->packer);
+    return s_send_packed (self, BM_PROGRESS, progress->job_id);
+}
+
+int
+bm_worker_link_send_release (bm_worker_link_t *self, const char *job_id)
+{
+    bm_codec_job_notice_t release = { .reason = { NULL, 0 } };
+    snprintf (release.job_id, sizeof release.job_id, "%s", job_id);
+    bm_codec_job_notice_encode (&release, &self->packer);
+    return s_send_packed (self, BM_RELEASE, job_id);
 }
 
 void
@@ -399,4 +478,185 @@ uint64_t
 bm_worker_link_reconnects (bm_worker_link_t *self)
 {
     return atomic_load (&self->reconnects);
+}
+
+//  --------------------------------------------------------------------------
+//  Self test: a link in poll mode against a real ROUTER playing the broker.
+
+#include "bm_selftest.h"
+
+typedef struct {
+    int jobs;                           //  JOBs handed to us
+    int cancels;
+    char last_job [BM_MAX_ID_LEN + 1];
+    int64_t last_attempt;
+    size_t last_payload_size;
+} s_test_state_t;
+
+static int
+s_test_job (void *arg, const bm_codec_job_t *job)
+{
+    s_test_state_t *state = (s_test_state_t *) arg;
+    state->jobs++;
+    snprintf (state->last_job, sizeof state->last_job, "%s", job->job_id);
+    state->last_attempt = job->attempt;
+    state->last_payload_size = job->payload.size;
+    return 0;
+}
+
+static int
+s_test_cancel (void *arg, const bm_codec_job_notice_t *cancel)
+{
+    (void) cancel;
+    ((s_test_state_t *) arg)->cancels++;
+    return 0;
+}
+
+//  The broker's side: the next message from the worker (its identity in
+//  *identity, caller destroys both), within 5 s.
+static bm_msg_t *
+s_test_recv (zsock_t *router, zframe_t **identity)
+{
+    zpoller_t *poller = zpoller_new (router, NULL);
+    bool ready = zpoller_wait (poller, 5000) != NULL;
+    zpoller_destroy (&poller);
+    BM_CHECK (ready);
+    zmsg_t *frames = zmsg_recv (router);
+    BM_CHECK (frames);
+    *identity = zmsg_pop (frames);
+    const char *code;
+    char reason [128];
+    bm_msg_t *msg = bm_msg_decode (frames, BM_MAX_FRAME_BYTES, &code, reason, sizeof reason);
+    zmsg_destroy (&frames);
+    BM_CHECK (msg && bm_msg_peer (msg) == BM_PEER_WORKER);
+    return msg;
+}
+
+//  Dispatch on the link until the handler counts move or 5 s pass.
+static void
+s_test_pump (bm_worker_link_t *link, s_test_state_t *state, int jobs, int cancels)
+{
+    int64_t deadline = bm_mono_ms () + 5000;
+    while ((state->jobs < jobs || state->cancels < cancels) && bm_mono_ms () < deadline) {
+        zpoller_t *poller = zpoller_new (bm_worker_link_socket (link), NULL);
+        zpoller_wait (poller, 100);
+        zpoller_destroy (&poller);
+        bm_worker_link_dispatch (link);
+    }
+    BM_CHECK (state->jobs == jobs && state->cancels == cancels);
+}
+
+void
+bm_worker_link_test (bool verbose)
+{
+    if (verbose)
+        printf (" * bm_worker_link: ");
+    zsock_t *router = zsock_new (ZMQ_ROUTER);
+    BM_CHECK (router);
+    int port = zsock_bind (router, "tcp://127.0.0.1:*");
+    BM_CHECK (port > 0);
+    char endpoint [64];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
+    const char *types [] = { "python", "node" };
+    bm_worker_link_config_t config = { .endpoint = endpoint, .name = "test-worker",
+        .types = types, .type_count = 2, .credit = 3, .heartbeat_ms = 1000, .liveness = 3 };
+    bm_worker_link_handlers_t handlers = { .job_decoded = s_test_job,
+                                           .cancel_decoded = s_test_cancel };
+    s_test_state_t state = { 0 };
+    bm_worker_link_t *link = bm_worker_link_new (&config, NULL, &handlers, &state);
+    BM_CHECK (link);
+
+    //  Worker -> broker: READY {name, types, credit, pid}
+    zframe_t *identity;
+    bm_msg_t *msg = s_test_recv (router, &identity);
+    BM_CHECK (bm_msg_command (msg) == BM_READY);
+    bm_codec_ready_t ready;
+    bm_codec_error_t error;
+    BM_CHECK (bm_codec_ready_decode (msg, &ready, &error) == 0);
+    BM_CHECK (streq (ready.name, "test-worker") && ready.type_count == 2
+              && ready.credit == 3 && ready.has_pid && ready.pid == getpid ());
+    bm_msg_destroy (&msg);
+
+    //  Broker -> worker: JOB, reaches the handler decoded.
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    bm_codec_job_t job = { .job_id = "job-1", .bot_type = "python", .attempt = 2,
+                           .timeout_ms = 1000, .deadline = 1,
+                           .payload = { NULL, "\x91\x07", 2 } };
+    bm_codec_job_encode (&job, &packer);
+    BM_CHECK (bm_msg_send (router, identity, BM_WORKER_HEADER, BM_JOB,
+                           packer.sbuf.data, packer.sbuf.size) == 0);
+    bm_packer_reset (&packer);
+    s_test_pump (link, &state, 1, 0);
+    BM_CHECK (streq (state.last_job, "job-1") && state.last_attempt == 2
+              && state.last_payload_size == 2);
+
+    //  A JOB that does not decode (timeoutMs 0) never reaches the handler:
+    //  the link answers DONE ok:false, error bad_request naming the field.
+    job.timeout_ms = 0;
+    snprintf (job.job_id, sizeof job.job_id, "job-bad");
+    bm_codec_job_encode (&job, &packer);
+    BM_CHECK (bm_msg_send (router, identity, BM_WORKER_HEADER, BM_JOB,
+                           packer.sbuf.data, packer.sbuf.size) == 0);
+    bm_packer_reset (&packer);
+    zframe_destroy (&identity);
+    int64_t deadline = bm_mono_ms () + 5000;
+    zpoller_t *poller = zpoller_new (router, NULL);
+    while (!zpoller_wait (poller, 10) && bm_mono_ms () < deadline)
+        bm_worker_link_dispatch (link);
+    zpoller_destroy (&poller);
+    msg = s_test_recv (router, &identity);
+    BM_CHECK (bm_msg_command (msg) == BM_DONE);
+    bm_codec_done_t done;
+    BM_CHECK (bm_codec_done_decode (msg, &done, &error) == 0);
+    BM_CHECK (streq (done.job_id, "job-bad") && !done.ok
+              && streq (done.error.code, "bad_request")
+              && done.error.message.len > 0 && memmem (done.error.message.ptr,
+                 done.error.message.len, "timeoutMs", 9));
+    BM_CHECK (state.jobs == 1);
+    bm_msg_destroy (&msg);
+
+    //  CANCEL {jobId, reason}: decoded.
+    bm_codec_job_notice_t cancel = { .job_id = "job-1", .reason = { "timeout", 7 } };
+    bm_codec_job_notice_encode (&cancel, &packer);
+    BM_CHECK (bm_msg_send (router, identity, BM_WORKER_HEADER, BM_WCANCEL,
+                           packer.sbuf.data, packer.sbuf.size) == 0);
+    bm_packer_reset (&packer);
+    s_test_pump (link, &state, 1, 1);
+
+    //  Worker -> broker: PROGRESS, DONE, RELEASE as the codec encodes them.
+    bm_codec_progress_t progress = { .job_id = "job-1", .has_progress = true, .progress = 40 };
+    BM_CHECK (bm_worker_link_send_progress (link, &progress) == 0);
+    bm_codec_done_t finished = { .job_id = "job-1", .ok = true,
+                                 .result = { NULL, "\xa2ok", 3 } };
+    BM_CHECK (bm_worker_link_send_done (link, &finished) == 0);
+    BM_CHECK (bm_worker_link_send_release (link, "job-2") == 0);
+    zframe_destroy (&identity);
+    msg = s_test_recv (router, &identity);
+    bm_codec_progress_t progress_back;
+    BM_CHECK (bm_msg_command (msg) == BM_PROGRESS
+              && bm_codec_progress_decode (msg, &progress_back, &error) == 0
+              && progress_back.progress == 40);
+    bm_msg_destroy (&msg);
+    zframe_destroy (&identity);
+    msg = s_test_recv (router, &identity);
+    BM_CHECK (bm_msg_command (msg) == BM_DONE
+              && bm_codec_done_decode (msg, &done, &error) == 0 && done.ok
+              && done.result.size == 3 && memcmp (done.result.data, "\xa2ok", 3) == 0);
+    bm_msg_destroy (&msg);
+    zframe_destroy (&identity);
+    msg = s_test_recv (router, &identity);
+    bm_codec_job_notice_t release;
+    BM_CHECK (bm_msg_command (msg) == BM_RELEASE
+              && bm_codec_job_notice_decode (msg, &release, &error) == 0
+              && streq (release.job_id, "job-2") && !release.reason.ptr);
+    bm_msg_destroy (&msg);
+    zframe_destroy (&identity);
+
+    bm_packer_destroy (&packer);
+    bm_worker_link_destroy (&link, 0);
+    BM_CHECK (link == NULL);
+    zsock_destroy (&router);
+    if (verbose)
+        printf ("OK\n");
 }

@@ -15,10 +15,13 @@
         it can adjust its credit and send again what may have been missed;
       - messages from the broker are received without blocking, decoded
         and checked (bm_msg_parse: sizes checked before msgpack unpacks
-        anything); HEARTBEAT and DISCONNECT are handled here, NACK is
-        logged (not_owner at debug level: it is expected after a cancel or
-        a re-dispatch), JOB and CANCEL go to the owner's handlers, other
-        commands are logged and ignored;
+        anything; bodies by bm_codec); HEARTBEAT and DISCONNECT are
+        handled here, NACK is logged (not_owner at debug level: it is
+        expected after a cancel or a re-dispatch), JOB and CANCEL go to
+        the owner's handlers, other commands are logged and ignored;
+      - the bodies a worker sends (READY, PROGRESS, DONE, RELEASE,
+        DISCONNECT, HEARTBEAT) are encoded here by bm_codec, into one
+        buffer kept for the link's life;
       - sends never block: with a full queue (broker away for long) a
         message is dropped and logged.
 
@@ -36,12 +39,12 @@
 #ifndef BM_WORKER_LINK_H
 #define BM_WORKER_LINK_H
 
-#include "bm_proto.h"
+#include "bm_codec.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#define BM_WORKER_LINK_MAX_TYPES    16      //  The broker's limit per READY
+#define BM_WORKER_LINK_MAX_TYPES    BM_MAX_WORKER_TYPES     //  Per READY
 
 typedef struct {
     const char *endpoint;       //  Broker, e.g. "tcp://127.0.0.1:5555"
@@ -64,6 +67,17 @@ typedef struct {
 //  stay queued and, in zloop mode, zloop_start ends.
 typedef int (bm_worker_link_message_fn) (void *arg, const msgpack_object *body);
 
+//  A JOB, decoded and checked by bm_codec_job_decode (borrowed for the
+//  call: copy what outlives it).  Returns 0 or -1 as above.  A JOB whose
+//  body does not decode never reaches the handler: it is logged (with the
+//  field at fault) and answered DONE ok:false, error bad_request, when it
+//  names a job (the broker then ends the job instead of waiting for its
+//  timeout).
+typedef int (bm_worker_link_job_fn) (void *arg, const bm_codec_job_t *job);
+
+//  A CANCEL {jobId, reason}, decoded and checked.
+typedef int (bm_worker_link_cancel_fn) (void *arg, const bm_codec_job_notice_t *cancel);
+
 //  The connection was lost (silence or DISCONNECT); the new socket is not
 //  open yet.  bm_worker_link_set_credit here only sets the credit the
 //  coming READY announces.
@@ -73,11 +87,15 @@ typedef void (bm_worker_link_lost_fn) (void *arg);
 //  now go to the broker behind it.
 typedef void (bm_worker_link_reconnected_fn) (void *arg);
 
+//  JOB goes to job_decoded if set, else to job (one of them is required);
+//  CANCEL to cancel_decoded if set, else to cancel (both may be NULL).
 typedef struct {
-    bm_worker_link_message_fn *job;                 //  JOB; required
-    bm_worker_link_message_fn *cancel;              //  CANCEL; may be NULL
+    bm_worker_link_message_fn *job;                 //  JOB, the raw body
+    bm_worker_link_message_fn *cancel;              //  CANCEL, the raw body
     bm_worker_link_lost_fn *lost;                   //  May be NULL
     bm_worker_link_reconnected_fn *reconnected;     //  May be NULL
+    bm_worker_link_job_fn *job_decoded;             //  JOB, typed
+    bm_worker_link_cancel_fn *cancel_decoded;       //  CANCEL, typed
 } bm_worker_link_handlers_t;
 
 typedef struct _bm_worker_link_t bm_worker_link_t;
@@ -102,6 +120,12 @@ int bm_worker_link_send (bm_worker_link_t *self, int command, const char *body, 
 int bm_worker_link_send_simple (bm_worker_link_t *self, int command, const char *key,
                                 const char *value);
 
+//  Send DONE, PROGRESS or RELEASE from a typed body (bm_codec encodes it).
+//  0, or -1 if the message could not be queued (logged).
+int bm_worker_link_send_done (bm_worker_link_t *self, const bm_codec_done_t *done);
+int bm_worker_link_send_progress (bm_worker_link_t *self, const bm_codec_progress_t *progress);
+int bm_worker_link_send_release (bm_worker_link_t *self, const char *job_id);
+
 //  Announce a new credit: READY now (on the next socket while it is being
 //  replaced).
 void bm_worker_link_set_credit (bm_worker_link_t *self, int64_t credit);
@@ -120,5 +144,8 @@ bool bm_worker_link_connected (bm_worker_link_t *self);
 
 //  Reconnections since start.  Any thread.
 uint64_t bm_worker_link_reconnects (bm_worker_link_t *self);
+
+//  Self test (a real ROUTER socket plays the broker).
+void bm_worker_link_test (bool verbose);
 
 #endif

@@ -148,19 +148,19 @@ s_check_json_bridge (const msgpack_object *body)
     json_t *json = bm_json_from_msgpack (body, BM_JSON_MAX_DEPTH);
     if (!json)
         return;                     //  Deeper than the limit: refused, fine
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    FUZZ_CHECK (bm_json_pack (&pk, json, BM_JSON_MAX_DEPTH) == 0);
-    FUZZ_CHECK (sbuf.size > 0 && bm_msgpack_check (sbuf.data, sbuf.size) == 0);
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    FUZZ_CHECK (bm_json_pack (&packer.pk, json, BM_JSON_MAX_DEPTH) == 0);
+    FUZZ_CHECK (!bm_packer_failed (&packer));
+    const msgpack_sbuffer *sbuf = &packer.sbuf;
+    FUZZ_CHECK (sbuf->size > 0 && bm_msgpack_check (sbuf->data, sbuf->size) == 0);
 
     msgpack_unpacked again;
     msgpack_unpacked_init (&again);
     size_t offset = 0;
-    FUZZ_CHECK (msgpack_unpack_next (&again, sbuf.data, sbuf.size, &offset)
+    FUZZ_CHECK (msgpack_unpack_next (&again, sbuf->data, sbuf->size, &offset)
                 == MSGPACK_UNPACK_SUCCESS);
-    FUZZ_CHECK (offset == sbuf.size);
+    FUZZ_CHECK (offset == sbuf->size);
     json_t *json2 = bm_json_from_msgpack (&again.data, BM_JSON_MAX_DEPTH);
     FUZZ_CHECK (json2 != NULL);
     FUZZ_CHECK (fuzz_json_same (json, json2));
@@ -178,7 +178,7 @@ s_check_json_bridge (const msgpack_object *body)
     }
     json_decref (json2);
     msgpack_unpacked_destroy (&again);
-    msgpack_sbuffer_destroy (&sbuf);
+    bm_packer_destroy (&packer);
     json_decref (json);
 }
 
