@@ -71,6 +71,7 @@
     after their timeout (the gateway answers 504 broker_timeout).  */
 #include "gw_link.h"
 
+#include "bm_codec.h"
 #include "bm_config.h"
 #include "bm_curve.h"
 #include "bm_log.h"
@@ -262,11 +263,12 @@ s_receive (gw_link_t *self, void *dealer)
         }
         for (int i = 0; i < parts && i < 3; i++)
             zmq_msg_close (&frames [i]);
-        int64_t req;
+        bm_codec_request_t reply;
+        bm_codec_error_t error;
         if (msg && bm_msg_command (msg) != BM_RESULT
-        &&  bm_obj_int (bm_msg_body (msg), "req", &req)) {
+        &&  bm_codec_request_decode (msg, &reply, &error) == 0 && reply.has_req) {
             replies [count] = msg;
-            reqs [count++] = req;
+            reqs [count++] = reply.req;
         }
         else {
             if (!msg)
@@ -296,28 +298,42 @@ s_receive (gw_link_t *self, void *dealer)
 
 //  Fail every sent call (the connection is gone), or every call at all
 //  (the link stops).  Wakes them.
+//  Keep one caller to wake once the lock is released; with no memory for
+//  the list, wake it at once (under the lock: slower, never lost).
+static void
+s_wake_later (atomic_int ***wake, size_t *size, size_t *count, atomic_int *one)
+{
+    if (*count == *size) {
+        size_t bigger = *size ? *size * 2 : 64;
+        atomic_int **grown = (atomic_int **) realloc (*wake, bigger * sizeof (atomic_int *));
+        if (!grown) {
+            s_futex_wake (one);
+            return;
+        }
+        *wake = grown;
+        *size = bigger;
+    }
+    (*wake) [(*count)++] = one;
+}
+
 static void
 s_fail_all (gw_link_t *self, int error, bool queued_too)
 {
     pthread_mutex_lock (&self->lock);
-    size_t size = 64, count = 0;
-    atomic_int **wake = (atomic_int **) malloc (size * sizeof (atomic_int *));
+    size_t size = 0, count = 0;
+    atomic_int **wake = NULL;
     for (int b = 0; b < GW_LINK_BUCKETS; b++) {
         while (self->pending [b]) {
             s_call_t *call = self->pending [b];
             self->pending [b] = call->next;
-            if (count == size)
-                wake = (atomic_int **) realloc (wake, (size *= 2) * sizeof (atomic_int *));
-            wake [count++] = s_finish (call, NULL, error);
+            s_wake_later (&wake, &size, &count, s_finish (call, NULL, error));
         }
     }
     while (queued_too && self->queue_head) {
         s_call_t *call = self->queue_head;
         self->queue_head = call->next;
         zmq_msg_close (&call->body);
-        if (count == size)
-            wake = (atomic_int **) realloc (wake, (size *= 2) * sizeof (atomic_int *));
-        wake [count++] = s_finish (call, NULL, error);
+        s_wake_later (&wake, &size, &count, s_finish (call, NULL, error));
     }
     self->pending_count = 0;
     if (queued_too)
@@ -657,14 +673,13 @@ gw_link_request (gw_link_t *self, int64_t req, int command,
 static char *
 s_pack_req (int64_t req, size_t *size)
 {
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 1);
-    bm_pack_kv_int (&pk, "req", req);
-    *size = sbuf.size;
-    return sbuf.data;
+    bm_codec_request_t request = { .has_req = true, .req = req };
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    bm_codec_request_encode (&request, &packer);
+    char *data = bm_packer_detach (&packer, size);
+    CHECK (data);
+    return data;
 }
 
 typedef struct {
@@ -688,10 +703,12 @@ s_fake_thread (void *arg)
         zframe_t *identity = zmsg_pop (frames);
         const char *code;
         bm_msg_t *msg = bm_msg_decode (frames, SIZE_MAX, &code, NULL, 0);
-        int64_t req;
-        if (msg && bm_msg_command (msg) == BM_PING && bm_obj_int (bm_msg_body (msg), "req", &req)) {
+        bm_codec_request_t ping;
+        bm_codec_error_t error;
+        if (msg && bm_msg_command (msg) == BM_PING
+        &&  bm_codec_request_decode (msg, &ping, &error) == 0 && ping.has_req) {
             size_t size;
-            char *body = s_pack_req (req, &size);
+            char *body = s_pack_req (ping.req, &size);
             bm_msg_send (fake->router, identity, BM_CLIENT_HEADER, BM_REPLY, body, size);
             free (body);
         }
@@ -736,10 +753,12 @@ s_client_thread (void *arg)
 {
     gw_link_t *link = (gw_link_t *) arg;
     for (int i = 0; i < 200; i++) {
-        int64_t req, got = -1;
+        int64_t req;
         bm_msg_t *reply = s_ask (link, BM_PING, 5000, &req);
         CHECK (reply && bm_msg_command (reply) == BM_REPLY);
-        CHECK (bm_obj_int (bm_msg_body (reply), "req", &got) && got == req);
+        bm_codec_request_t answer;
+        bm_codec_error_t error;
+        CHECK (bm_codec_request_decode (reply, &answer, &error) == 0 && answer.req == req);
         bm_msg_destroy (&reply);
     }
     return NULL;

@@ -641,6 +641,17 @@ s_body_too_large (s_req_t *r, size_t max)
     return -1;
 }
 
+//  Answer 503 out_of_memory (closing the connection: the body is not
+//  read); returns -1.
+static int
+s_no_memory (s_req_t *r)
+{
+    r->must_close = true;
+    r->reason = "out_of_memory";
+    s_error (r, 503, "out_of_memory", "no memory for the request body; retry later", NULL);
+    return -1;
+}
+
 //  Read the whole body, at most MAX_BODY_BYTES.  Returns 0 with *body
 //  (caller frees; NUL-terminated) and *size, or -1 after answering.
 static int
@@ -670,6 +681,8 @@ s_read_body (s_req_t *r, char **body, size_t *size)
     }
     size_t cap = declared >= 0 ? (size_t) declared : 16384;
     char *buf = (char *) malloc (cap + 1);
+    if (!buf)
+        return s_no_memory (r);
     size_t got = 0;
     //  civetweb's request_timeout_ms bounds each wait for bytes, not the
     //  body: a client trickling a byte at a time keeps one mg_read going
@@ -693,7 +706,12 @@ s_read_body (s_req_t *r, char **body, size_t *size)
             if (cap > max)
                 break;                  //  Chunked body past the limit
             cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
-            buf = (char *) realloc (buf, cap + 1);
+            char *bigger = (char *) realloc (buf, cap + 1);
+            if (!bigger) {
+                free (buf);
+                return s_no_memory (r);
+            }
+            buf = bigger;
         }
         size_t want = cap - got < step ? cap - got : step;
         int n = mg_read (r->conn, buf + got, want);

@@ -447,11 +447,14 @@ s_http_get (int port, const char *request)
     CHECK (write (fd, request, strlen (request)) == (ssize_t) strlen (request));
     size_t size = 0, cap = 65536;
     char *buffer = malloc (cap);
+    CHECK (buffer);
     ssize_t got;
     while ((got = read (fd, buffer + size, cap - size - 1)) > 0) {
         size += (size_t) got;
-        if (size + 1 == cap)
+        if (size + 1 == cap) {
             buffer = realloc (buffer, cap *= 2);
+            CHECK (buffer);
+        }
     }
     buffer [size] = 0;
     close (fd);
