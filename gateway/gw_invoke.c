@@ -1,7 +1,7 @@
 /*  gw_invoke.c - translate a POST /invoke JSON body into a BMC01 SUBMIT body.  */
 #include "gw_invoke.h"
+#include "bm_codec.h"
 #include "bm_json.h"
-#include "bm_proto.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -94,7 +94,7 @@ s_containers (const json_t *value, int limit)
 //  Validate the parsed body and pack it.  Returns 0 or -1 with *error set.
 
 static int
-s_translate (const json_t *body, int64_t req, size_t max_payload, msgpack_sbuffer *sbuf,
+s_translate (const json_t *body, int64_t req, size_t max_payload, bm_packer_t *packer,
              char *bot_type_out, int64_t *priority_out, gw_invoke_error_t *error)
 {
     if (!json_is_object (body))
@@ -144,7 +144,8 @@ s_translate (const json_t *body, int64_t req, size_t max_payload, msgpack_sbuffe
     int has_timeout = s_opt_int (body, "timeoutMs", 1, GW_INVOKE_MAX_TIMEOUT_MS, &timeout_ms);
     if (has_timeout < 0)
         return s_fail (error, 400, "invalid_timeout",
-                       "timeoutMs must be an integer from 1 to %d", GW_INVOKE_MAX_TIMEOUT_MS);
+                       "timeoutMs must be an integer from 1 to %lld",
+                       (long long) GW_INVOKE_MAX_TIMEOUT_MS);
 
     int64_t max_attempts = 0;
     int has_attempts = s_opt_int (body, "maxAttempts", 1, GW_INVOKE_MAX_ATTEMPTS, &max_attempts);
@@ -152,38 +153,39 @@ s_translate (const json_t *body, int64_t req, size_t max_payload, msgpack_sbuffe
         return s_fail (error, 400, "invalid_max_attempts",
                        "maxAttempts must be an integer from 1 to %d", GW_INVOKE_MAX_ATTEMPTS);
 
+    //  The payload first, on its own: its encoded size is the limit, and
+    //  the SUBMIT body carries those bytes as they are.
+    bm_packer_t payload_buf;
+    bm_packer_init (&payload_buf);
+    if (s_containers (payload, GW_INVOKE_MAX_DEPTH) > GW_INVOKE_MAX_DEPTH
+    ||  bm_json_pack (&payload_buf.pk, payload, GW_INVOKE_MAX_DEPTH)) {
+        bm_packer_destroy (&payload_buf);
+        return s_fail (error, 400, "invalid_payload",
+                       "payload nests deeper than %d levels", GW_INVOKE_MAX_DEPTH);
+    }
+    if (payload_buf.sbuf.size > max_payload) {
+        bm_packer_destroy (&payload_buf);
+        return s_fail (error, 413, "payload_too_large",
+                       "payload is larger than %zu bytes once encoded", max_payload);
+    }
     //  SUBMIT body (protocol.md section 4):
     //  {req, botType, payload, priority, webhookUrl?, idempotencyKey?,
     //   timeoutMs?, maxAttempts?}
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 4 + (has_url > 0) + (has_key > 0) + (has_timeout > 0)
-                           + (has_attempts > 0));
-    bm_pack_kv_int (&pk, "req", req);
-    bm_pack_str (&pk, "botType");
-    bm_pack_strn (&pk, bot_type, bot_type_len);
-    bm_pack_kv_int (&pk, "priority", priority);
-    bm_pack_str (&pk, "payload");
-    size_t before = sbuf->size;
-    if (s_containers (payload, GW_INVOKE_MAX_DEPTH) > GW_INVOKE_MAX_DEPTH
-    ||  bm_json_pack (&pk, payload, GW_INVOKE_MAX_DEPTH))
-        return s_fail (error, 400, "invalid_payload",
-                       "payload nests deeper than %d levels", GW_INVOKE_MAX_DEPTH);
-    if (sbuf->size - before > max_payload)
-        return s_fail (error, 413, "payload_too_large",
-                       "payload is larger than %zu bytes once encoded", max_payload);
-    if (has_url > 0) {
-        bm_pack_str (&pk, "webhookUrl");
-        bm_pack_strn (&pk, url, url_len);
-    }
-    if (has_key > 0) {
-        bm_pack_str (&pk, "idempotencyKey");
-        bm_pack_strn (&pk, key, key_len);
-    }
-    if (has_timeout > 0)
-        bm_pack_kv_int (&pk, "timeoutMs", timeout_ms);
-    if (has_attempts > 0)
-        bm_pack_kv_int (&pk, "maxAttempts", max_attempts);
+    bm_codec_submit_t submit = {
+        .has_req = true, .req = req,
+        .payload = { NULL, payload_buf.sbuf.data, payload_buf.sbuf.size },
+        .webhook_url = { has_url > 0 ? url : NULL, has_url > 0 ? url_len : 0 },
+        .has_priority = true, .priority = priority,
+        .has_timeout_ms = has_timeout > 0, .timeout_ms = timeout_ms,
+        .has_max_attempts = has_attempts > 0, .max_attempts = max_attempts };
+    memcpy (submit.bot_type, bot_type, bot_type_len);
+    if (has_key > 0)
+        memcpy (submit.idempotency_key, key, key_len);
+    bm_codec_submit_encode (&submit, packer);
+    bool failed = bm_packer_failed (&payload_buf) || bm_packer_failed (packer);
+    bm_packer_destroy (&payload_buf);
+    if (failed)
+        return s_fail (error, 503, "out_of_memory", "no memory to encode the job");
 
     if (priority_out)
         *priority_out = priority;
@@ -256,16 +258,15 @@ gw_invoke_translate (const char *body, size_t size, int64_t req, size_t max_payl
         return s_fail (error, 400, "invalid_json", "malformed JSON at line %d column %d: %s",
                        jerr.line, jerr.column, jerr.text);
 
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    int rc = s_translate (root, req, max_payload, &sbuf, bot_type, priority, error);
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    int rc = s_translate (root, req, max_payload, &packer, bot_type, priority, error);
     json_decref (root);
     if (rc) {
-        msgpack_sbuffer_destroy (&sbuf);
+        bm_packer_destroy (&packer);
         return -1;
     }
-    *out = sbuf.data;
-    *out_size = sbuf.size;
+    *out = bm_packer_detach (&packer, out_size);
     return 0;
 }
 

@@ -22,20 +22,22 @@
 #ifndef GW_INVOKE_H
 #define GW_INVOKE_H
 
+#include "bm_proto.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define GW_INVOKE_MAX_TIMEOUT_MS    86400000    //  protocol.md SUBMIT: 1..86400000
+//  The protocol's SUBMIT limits (bm_proto.h).
+#define GW_INVOKE_MAX_TIMEOUT_MS    BM_MAX_TIMEOUT_MS
+#define GW_INVOKE_MAX_ATTEMPTS      BM_MAX_ATTEMPTS
 //  The priority of a job sent without one: BullMQ-based bot systems default
 //  to 3, so such a job must not run ahead of jobs sent with 1 to 3.
-#define GW_INVOKE_DEFAULT_PRIORITY  3
-#define GW_INVOKE_MAX_ATTEMPTS      100         //  protocol.md SUBMIT: 1..100
-//  Containers nested in a payload.  msgpack-c unpacks at most 32 nested
-//  containers (MSGPACK_EMBED_STACK_SIZE), and a payload travels inside a
-//  STATUS reply two levels deep ({job: {payload: ...}}): 30 is the most
-//  that every message carrying it can still be read.  Found by the fuzzer.
-#define GW_INVOKE_MAX_DEPTH         30
+#define GW_INVOKE_DEFAULT_PRIORITY  BM_DEFAULT_PRIORITY
+//  Containers nested in a payload: msgpack-c unpacks at most 32, and a
+//  payload travels inside a STATUS reply two levels deep ({job: {payload:
+//  ...}}).  Found by the fuzzer.
+#define GW_INVOKE_MAX_DEPTH         BM_MAX_NESTING
 //  Nesting of the whole body accepted by the parser.  Above the payload's
 //  limit so that a payload 31..63 deep gets the precise invalid_payload
 //  message, far below what a civetweb thread's ~100 KB stack holds.
@@ -44,7 +46,7 @@
 //  Why a body was refused: the HTTP status, a stable code for clients and a
 //  message naming the field (never internal details).
 typedef struct {
-    int status;                 //  400 or 413
+    int status;                 //  400 or 413 (503: no memory)
     const char *code;           //  "invalid_json", "invalid_bot_type", ...
     char message [160];         //  For humans; names the field
 } gw_invoke_error_t;
