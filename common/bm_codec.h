@@ -27,7 +27,8 @@
         reads instead (a worker name the broker replaces, a LIST limit
         that is clamped, an error code too long that reads as bot_failed,
         PROGRESS outside 0..100 that is ignored, a non-boolean ok that
-        reads as false): these read the same way as the broker always has;
+        reads as false, DONE's optional fields): these read the same way
+        as the broker always has;
       - a client body's "req" must be an integer when present.
 
     The command names the body: bm_codec_submit_decode for SUBMIT and so
@@ -348,12 +349,15 @@ void bm_codec_progress_encode (const bm_codec_progress_t *self, bm_packer_t *pac
 
 //  DONE {jobId, ok, result?, error?, startedAt?, finishedAt?, progress?,
 //        webhook?}.
-//  ok: true and result, or ok: false and error.  A result nested deeper
-//  than BM_MAX_NESTING is not refused here: result_too_deep tells the
-//  broker to fail the job with bad_output (the worker is not at fault for
-//  its bot's output).  error.code absent, not a string or longer than
-//  BM_MAX_ERROR_CODE_LEN reads as "bot_failed"; error.message is cut at
-//  BM_MAX_ERROR_MESSAGE_LEN bytes on a UTF-8 character boundary.
+//  ok: true and result, or ok: false and error.  Only jobId is required:
+//  a DONE ends its job, so optional fields that do not read (startedAt,
+//  finishedAt, webhook) are ignored, not a reason to refuse it.  A result
+//  nested deeper than BM_MAX_NESTING is not refused either:
+//  result_too_deep tells the broker to fail the job with bad_output (the
+//  worker is not at fault for its bot's output).  error.code absent, not
+//  a string or longer than BM_MAX_ERROR_CODE_LEN reads as "bot_failed";
+//  error.message is cut at BM_MAX_ERROR_MESSAGE_LEN bytes on a UTF-8
+//  character boundary.
 typedef struct {
     char job_id [BM_MAX_ID_LEN + 1];
     bool ok;

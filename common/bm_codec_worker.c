@@ -122,11 +122,19 @@ bm_codec_done_decode (const bm_msg_t *msg, bm_codec_done_t *self, bm_codec_error
         return -1;
     //  A non-boolean ok reads as false: the job fails, it is not lost.
     bm_obj_bool (body, "ok", &self->ok);
+    //  A DONE ends its job: an optional field that does not read is
+    //  ignored rather than the DONE refused (the job would stay running
+    //  until its timeout).
     bool has;
-    if (bm_field_opt_int (body, "startedAt", 0, INT64_MAX, &has, &self->started_at, error)
-    ||  bm_field_opt_int (body, "finishedAt", 0, INT64_MAX, &has, &self->finished_at, error)
-    ||  bm_field_opt_webhook (body, &self->has_webhook, &self->webhook, error))
-        return -1;
+    bm_codec_error_t ignored;
+    if (bm_field_opt_int (body, "startedAt", 0, INT64_MAX, &has, &self->started_at, &ignored))
+        self->started_at = 0;
+    if (bm_field_opt_int (body, "finishedAt", 0, INT64_MAX, &has, &self->finished_at, &ignored))
+        self->finished_at = 0;
+    if (bm_field_opt_webhook (body, &self->has_webhook, &self->webhook, &ignored)) {
+        self->has_webhook = false;
+        memset (&self->webhook, 0, sizeof self->webhook);
+    }
     bm_field_progress (body, &self->has_progress, &self->progress);
     bm_field_value (msg, "result", &self->result);
     self->result_too_deep = self->result.obj && bm_obj_depth (self->result.obj) > BM_MAX_NESTING;
