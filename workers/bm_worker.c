@@ -7,6 +7,10 @@
 #include "bm_sandbox.h"
 #include "bm_worker_link.h"
 #include "bm_pool.h"
+#include "bm_done_replay.h"
+#include "bm_job_env.h"
+#include "bm_job_report.h"
+#include "bm_runner.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -16,17 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-extern char **environ;
-
-#define BM_PROGRESS_MIN_GAP_MS  100     //  Progress of one job: at most ten
-                                        //  messages a second
 #define BM_DONE_REPLAY_MAX      1000    //  Recent DONEs kept for a reconnect
-#define BM_MESSAGE_MAX          4000    //  Bytes of an error message we send
-                                        //  (the broker keeps 4095)
-#define BM_RESULT_MAX_DEPTH     30      //  Nesting of a result: the broker
-                                        //  wraps it in two more maps (a job
-                                        //  record in a REPLY), and msgpack-c
-                                        //  decodes at most 32 levels
 #define BM_SETTLE_MS            200     //  After READY credit 0, wait this
                                         //  long for JOBs already in flight
 #define BM_SNDHWM               10000   //  Messages queued while the broker
@@ -34,45 +28,6 @@ extern char **environ;
                                         //  rather than block the loop
 #define BM_LINGER_MS            1000    //  Time RELEASE and DISCONNECT get
                                         //  to leave at the end
-
-typedef enum { STOP_NONE = 0, STOP_TIMEOUT, STOP_CANCEL, STOP_RELEASE } stop_t;
-typedef enum { TIMER_NONE = 0, TIMER_DEADLINE, TIMER_KILL, TIMER_SIMULATION } jtimer_t;
-
-//  One job we run.
-typedef struct {
-    struct _bm_worker_t *worker;        //  Our worker (back pointer)
-    char id [BM_MAX_ID_LEN + 1];        //  jobId
-    const bm_worker_type_t *type;       //  Its bot type (in the config)
-    int64_t attempt;                    //  Attempt number from the broker
-    int64_t limit_ms;                   //  Run-time limit of this attempt
-    bm_bot_t *bot;                      //  The bot process (spawn mode)
-    bm_pool_t *pool;                    //  Its pool (pool and fork modes)
-    json_t *payload;                    //  Its payload (pool and fork modes)
-    int64_t deadline;                   //  Wall clock ms of its deadline
-    bool rerun;                         //  Run again after its pool process
-                                        //  was killed under it
-    int64_t sim_duration;               //  Simulated run time (simulate mode)
-    bool sim_fails;                     //  The simulation ends in failure
-    int64_t started_at;                 //  Wall clock (ms)
-    int64_t started_mono;               //  Monotonic clock (ms)
-    stop_t stop;                        //  Why we are stopping it, if we are
-    bool term_sent;                     //  SIGTERM sent to its bot already
-    char cancel_code [32];              //  Error code of a CANCEL ("cancelled")
-    int timer_id;                       //  Its one pending timer, or 0
-    jtimer_t timer_kind;                //  What that timer is for
-    bool orphan;                        //  Dispatched on an earlier connection
-    int progress_sent;                  //  Last progress sent, -1 if none
-    int64_t progress_sent_mono;         //  When
-    int progress_pending;               //  A newer value held back, or -1
-    const char *limit_hit;              //  The resource limit it hit, or NULL
-} job_t;
-
-//  A DONE recently sent, to send again after a reconnect.
-typedef struct {
-    int64_t sent_mono;                  //  When it was sent
-    char *body;                         //  Its msgpack body
-    size_t size;
-} done_t;
 
 struct _bm_worker_t {
     const bm_worker_config_t *config;   //  Our configuration (borrowed)
@@ -83,9 +38,9 @@ struct _bm_worker_t {
     bm_pool_t *pools [BM_WORKER_MAX_TYPES]; //  Per type in pool/fork mode
     bm_metrics_t *metrics;              //  Registry of GET /metrics, or NULL
     bm_metrics_http_t *metrics_http;    //  Its server, or NULL
-    zhashx_t *timers;                   //  Timer id -> job_t (borrowed)
-    zlistx_t *recent_done;              //  done_t, oldest first
-    char **env_base;                    //  Our environment minus BOT_* keys
+    bm_runner_t *runner;                //  Starts, times and stops our jobs
+    bm_done_replay_t *recent_done;      //  DONEs to send again after a reconnect
+    bm_job_env_t *env;                  //  What our bots get in their environment
     int orphans;                        //  Jobs the current broker connection
                                         //  does not count against our credit
     bool draining;                      //  Stopping: no new jobs
@@ -93,7 +48,6 @@ struct _bm_worker_t {
     int64_t drain_since;                //  Monotonic ms when stopping began
     int settle_timer;                   //  Settle period timer, or 0
     bool stopped;                       //  DISCONNECT sent: leave the loop
-    uint64_t random;                    //  xorshift state for simulations
     uint64_t limit_kills [BM_LIMITS_KINDS];     //  Runs that hit each limit
 };
 
@@ -119,69 +73,10 @@ bm_worker_block_signals (void)
     return 0;
 }
 
-//  --------------------------------------------------------------------------
-//  Jobs and their timers.  A timer handler finds its job through the
-//  timers table, so a timer that fires after its job ended (zloop removes
-//  ended timers only at the end of a loop pass) finds nothing and does
-//  nothing.
-
-static void
-s_job_clear_timer (bm_worker_t *self, job_t *job)
-{
-    if (job->timer_id) {
-        zloop_timer_end (self->loop, job->timer_id);
-        zhashx_delete (self->timers, (void *) (intptr_t) job->timer_id);
-        job->timer_id = 0;
-        job->timer_kind = TIMER_NONE;
-    }
-}
-
-static int s_on_job_timer (zloop_t *loop, int timer_id, void *arg);
-
-static void
-s_job_set_timer (bm_worker_t *self, job_t *job, int64_t delay, jtimer_t kind)
-{
-    s_job_clear_timer (self, job);
-    if (delay < 0)
-        delay = 0;
-    int id = zloop_timer (self->loop, (size_t) delay, 1, s_on_job_timer, self);
-    if (id > 0) {
-        job->timer_id = id;
-        job->timer_kind = kind;
-        zhashx_insert (self->timers, (void *) (intptr_t) id, job);
-    }
-}
-
-static void
-s_job_destroy (job_t **job_p)
-{
-    if (*job_p) {
-        job_t *job = *job_p;
-        s_job_clear_timer (job->worker, job);
-        bm_bot_destroy (&job->bot);
-        json_decref (job->payload);
-        free (job);
-        *job_p = NULL;
-    }
-}
-
 static void
 s_job_free_fn (void **item)
 {
-    s_job_destroy ((job_t **) item);
-}
-
-//  Integer keys for the timers table.
-static size_t
-s_int_hash (const void *key)
-{
-    return (size_t) (intptr_t) key;
-}
-
-static int
-s_int_compare (const void *a, const void *b)
-{
-    return (intptr_t) a < (intptr_t) b ? -1 : (intptr_t) a > (intptr_t) b;
+    bm_job_destroy ((job_t **) item);
 }
 
 //  --------------------------------------------------------------------------
@@ -215,34 +110,12 @@ static void
 s_send_progress (bm_worker_t *self, job_t *job, int progress)
 {
     msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 2);
-    bm_pack_kv_str (&pk, "jobId", job->id);
-    bm_pack_kv_int (&pk, "progress", progress);
+    bm_job_report_progress (&sbuf, job->id, progress);
     s_send (self, BM_PROGRESS, &sbuf, job->id);
     msgpack_sbuffer_destroy (&sbuf);
     job->progress_sent = progress;
     job->progress_sent_mono = bm_mono_ms ();
     job->progress_pending = -1;
-}
-
-//  Keep a copy of a DONE for a replay after a reconnect.
-static void
-s_remember_done (bm_worker_t *self, const msgpack_sbuffer *body)
-{
-    done_t *done = (done_t *) zmalloc (sizeof (done_t));
-    done->sent_mono = bm_mono_ms ();
-    done->body = (char *) malloc (body->size);
-    memcpy (done->body, body->data, body->size);
-    done->size = body->size;
-    zlistx_add_end (self->recent_done, done);
-    while (zlistx_size (self->recent_done) > BM_DONE_REPLAY_MAX) {
-        done_t *oldest = (done_t *) zlistx_detach (self->recent_done, NULL);
-        free (oldest->body);
-        free (oldest);
-    }
 }
 
 //  Forget DONEs older than the time the broker takes to notice a lost
@@ -251,46 +124,21 @@ static void
 s_prune_done (bm_worker_t *self)
 {
     int64_t horizon = bm_mono_ms () - 2 * self->config->heartbeat_ms * self->config->liveness;
-    done_t *done;
-    while ((done = (done_t *) zlistx_first (self->recent_done)) && done->sent_mono < horizon) {
-        zlistx_detach (self->recent_done, NULL);
-        free (done->body);
-        free (done);
-    }
+    bm_done_replay_prune (self->recent_done, horizon);
 }
 
-//  DONE {jobId, ok, result | error {code, message, exitCode?}, startedAt,
-//        finishedAt}.  result_data is a msgpack value (result_size bytes).
+//  DONE (bm_job_report_done) for a job: result_data is a msgpack value
+//  (result_size bytes) when code is NULL.
 static void
 s_send_done (bm_worker_t *self, job_t *job, const char *result_data, size_t result_size,
              const char *code, const char *message, int exit_code, int64_t finished_at)
 {
     bool ok = code == NULL;
     msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 5);
-    bm_pack_kv_str (&pk, "jobId", job->id);
-    bm_pack_kv_bool (&pk, "ok", ok);
-    if (ok) {
-        bm_pack_str (&pk, "result");
-        msgpack_sbuffer_write (&sbuf, result_data, result_size);
-    }
-    else {
-        bm_pack_str (&pk, "error");
-        msgpack_pack_map (&pk, 2 + (exit_code >= 0) + (job->limit_hit != NULL));
-        bm_pack_kv_str (&pk, "code", code);
-        bm_pack_kv_str (&pk, "message", message);
-        if (exit_code >= 0)
-            bm_pack_kv_int (&pk, "exitCode", exit_code);
-        if (job->limit_hit)
-            bm_pack_kv_str (&pk, "limit", job->limit_hit);
-    }
-    bm_pack_kv_int (&pk, "startedAt", job->started_at);
-    bm_pack_kv_int (&pk, "finishedAt", finished_at);
+    bm_job_report_done (&sbuf, job->id, result_data, result_size, code, message, exit_code,
+                        job->limit_hit, job->started_at, finished_at);
     s_send (self, BM_DONE, &sbuf, job->id);
-    s_remember_done (self, &sbuf);
+    bm_done_replay_remember (self->recent_done, sbuf.data, sbuf.size, bm_mono_ms ());
     msgpack_sbuffer_destroy (&sbuf);
 
     int64_t took = bm_mono_ms () - job->started_mono;
@@ -348,113 +196,11 @@ s_on_link_reconnected (void *arg)
 {
     bm_worker_t *self = (bm_worker_t *) arg;
     s_prune_done (self);
-    done_t *done;
-    for (done = (done_t *) zlistx_first (self->recent_done); done;
-         done = (done_t *) zlistx_next (self->recent_done))
-        bm_worker_link_send (self->link, BM_DONE, done->body, done->size, NULL);
+    bm_done_replay_send (self->recent_done, self->link);
 }
 
 //  --------------------------------------------------------------------------
 //  Ending jobs
-
-//  Signal what runs the job: its bot's process group (spawn), its child
-//  (fork) or its pool process.  Returns 1 if a pooled job was still waiting
-//  for a process (now dropped), else 0 or -1.
-static int
-s_job_signal (job_t *job, int signum)
-{
-    if (job->bot)
-        return bm_bot_signal (job->bot, signum);
-    if (job->pool)
-        return bm_pool_signal (job->pool, job, signum);
-    return -1;
-}
-
-//  Stop a running job: kill its bot (SIGTERM to the group, SIGKILL after
-//  the kill grace), or end a simulation at once.  The first reason sticks.
-static void
-s_job_stop (bm_worker_t *self, job_t *job, stop_t reason)
-{
-    if (job->stop == STOP_NONE)
-        job->stop = reason;
-    if (job->bot || job->pool) {
-        if (!job->term_sent) {
-            job->term_sent = true;
-            if (s_job_signal (job, SIGTERM) == 1)
-                s_job_finish (self, job, NULL);     //  It waited for a process
-            else
-                s_job_set_timer (self, job, self->config->kill_grace_ms, TIMER_KILL);
-        }
-    }
-    else
-        s_job_finish (self, job, NULL);
-}
-
-//  Parse a bot's stdout as JSON and pack it.  Returns 0 with *data/*size
-//  (caller frees), or -1 with a message.
-static int
-s_parse_result (bm_worker_t *self, const char *text, size_t size, char **data, size_t *data_size,
-                char *error, size_t error_size)
-{
-    json_error_t jerr;
-    const int flags = JSON_DECODE_ANY | JSON_ALLOW_NUL;
-    json_t *value = json_loadb (text, size, flags, &jerr);
-    if (!value) {
-        //  A bot that logs to stdout before its result: try the last
-        //  non-empty line alone.
-        size_t end = size;
-        while (end > 0 && (text [end - 1] == '\n' || text [end - 1] == '\r'
-                        || text [end - 1] == ' ' || text [end - 1] == '\t'))
-            end--;
-        size_t start = end;
-        while (start > 0 && text [start - 1] != '\n')
-            start--;
-        if (start > 0 && end > start)
-            value = json_loadb (text + start, end - start, flags, NULL);
-    }
-    if (!value) {
-        if (size == 0)
-            snprintf (error, error_size, "the bot wrote nothing on stdout (a result must be JSON)");
-        else
-            snprintf (error, error_size, "the bot's stdout is not JSON: %s (line %d, column %d)",
-                      jerr.text, jerr.line, jerr.column);
-        return -1;
-    }
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    int rc = bm_json_pack (&pk, value, BM_RESULT_MAX_DEPTH);
-    json_decref (value);
-    if (rc) {
-        snprintf (error, error_size, "the bot's result nests deeper than %d levels", BM_RESULT_MAX_DEPTH);
-        msgpack_sbuffer_destroy (&sbuf);
-        return -1;
-    }
-    if ((int64_t) sbuf.size > self->config->max_payload) {
-        snprintf (error, error_size, "the bot's result is %zu bytes, more than the %lld allowed",
-                  sbuf.size, (long long) self->config->max_payload);
-        msgpack_sbuffer_destroy (&sbuf);
-        return -1;
-    }
-    *data = sbuf.data;
-    *data_size = sbuf.size;
-    return 0;
-}
-
-//  Keep the last `max` bytes of text (in place), starting at a UTF-8
-//  character boundary: the end of stderr is what explains a failure.
-static void
-s_keep_end (char *text, size_t max)
-{
-    size_t len = strlen (text);
-    if (len <= max)
-        return;
-    size_t start = len - max;
-    while (start < len && ((unsigned char) text [start] & 0xc0) == 0x80)
-        start++;
-    memmove (text, text + start, len - start + 1);
-}
 
 //  One more run that hit this limit.
 static void
@@ -494,15 +240,8 @@ s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome)
             s_send_done (self, job, NULL, 0, "bot_failed", "simulated failure", 1, finished_at);
         else {
             msgpack_sbuffer sbuf;
-            msgpack_sbuffer_init (&sbuf);
-            msgpack_packer pk;
-            msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-            msgpack_pack_map (&pk, 5);
-            bm_pack_kv_bool (&pk, "simulated", true);
-            bm_pack_kv_str (&pk, "botType", job->type->name);
-            bm_pack_kv_str (&pk, "jobId", job->id);
-            bm_pack_kv_int (&pk, "attempt", job->attempt);
-            bm_pack_kv_int (&pk, "durationMs", job->sim_duration);
+            bm_job_report_simulated (&sbuf, job->type->name, job->id, job->attempt,
+                                     job->sim_duration);
             s_send_done (self, job, sbuf.data, sbuf.size, NULL, NULL, -1, finished_at);
             msgpack_sbuffer_destroy (&sbuf);
         }
@@ -511,63 +250,17 @@ s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome)
         //  A bot ran (spawned or pooled): how it ended.
         if (job->bot)
             finished_at = bm_bot_finished_at (job->bot);
-        char message [512];
-        char *tail = strdup (outcome->message ? outcome->message : "");
-        //  A resource limit: the spawned run knows its rusage and cgroup;
-        //  for a pooled one, what its exit and stderr show.
-        int status = outcome->signal ? outcome->signal : (outcome->exit_code & 0xff) << 8;
-        const char *limit = outcome->init_failed ? NULL
-                          : job->bot ? bm_bot_limit_verdict (job->bot, message, sizeof message)
-                          : bm_limits_verdict (&job->type->limits, status, NULL, tail, message, sizeof message);
-        if (outcome->overflowed) {
-            snprintf (message, sizeof message,
-                      "the bot wrote more than %lld bytes on stdout and was killed",
-                      (long long) self->config->output_max);
-            s_send_done (self, job, NULL, 0, "bad_output", message, -1, finished_at);
+        bm_job_verdict_t verdict;
+        bm_job_report_verdict (outcome, job->bot, &job->type->limits, self->config->output_max,
+                               self->config->max_payload, &verdict);
+        if (verdict.limit) {
+            bm_warn (job->id, "the %s bot hit its %s limit", job->type->name, verdict.limit);
+            job->limit_hit = verdict.limit;
+            s_count_limit_kill (self, verdict.limit);
         }
-        else
-        if (outcome->init_failed) {
-            s_keep_end (tail, BM_MESSAGE_MAX);
-            s_send_done (self, job, NULL, 0, "bot_init_failed", tail, -1, finished_at);
-        }
-        else
-        if (limit) {
-            bm_warn (job->id, "the %s bot hit its %s limit", job->type->name, limit);
-            job->limit_hit = limit;
-            s_count_limit_kill (self, limit);
-            s_send_done (self, job, NULL, 0, "resource_limit", message,
-                         outcome->signal ? -1 : outcome->exit_code, finished_at);
-        }
-        else
-        if (outcome->signal) {
-            s_keep_end (tail, BM_MESSAGE_MAX - 64);
-            const char *name = sigabbrev_np (outcome->signal);
-            char *text = zsys_sprintf ("the bot was killed by signal SIG%s (%d)%s%s",
-                                       name ? name : "?", outcome->signal,
-                                       *tail ? ": " : "", tail);
-            s_send_done (self, job, NULL, 0, "bot_failed", text, -1, finished_at);
-            zstr_free (&text);
-        }
-        else
-        if (outcome->exit_code != 0) {
-            s_keep_end (tail, BM_MESSAGE_MAX);
-            if (!*tail)
-                snprintf (message, sizeof message, "the bot exited with status %d", outcome->exit_code);
-            s_send_done (self, job, NULL, 0, "bot_failed", *tail ? tail : message,
-                         outcome->exit_code, finished_at);
-        }
-        else {
-            char *data;
-            size_t data_size;
-            if (s_parse_result (self, outcome->output, outcome->output_size, &data, &data_size,
-                                message, sizeof message))
-                s_send_done (self, job, NULL, 0, "bad_output", message, -1, finished_at);
-            else {
-                s_send_done (self, job, data, data_size, NULL, NULL, -1, finished_at);
-                free (data);
-            }
-        }
-        free (tail);
+        s_send_done (self, job, verdict.result, verdict.result_size, verdict.code,
+                     verdict.message, verdict.exit_code, finished_at);
+        bm_job_verdict_clear (&verdict);
     }
     bool was_orphan = job->orphan;
     if (was_orphan)
@@ -576,70 +269,6 @@ s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome)
     if (was_orphan && !self->draining)
         s_send_ready (self);                    //  Our credit grew back
     s_maybe_disconnect (self);
-}
-
-//  --------------------------------------------------------------------------
-//  Bot events
-
-static void
-s_on_bot_exit (bm_bot_t *bot, void *arg)
-{
-    job_t *job = (job_t *) arg;
-    int status = bm_bot_status (bot);
-    char *tail = bm_bot_stderr_text (bot);
-    bm_pool_outcome_t outcome = {
-        .overflowed = bm_bot_overflowed (bot),
-        .exit_code = WIFEXITED (status) ? WEXITSTATUS (status) : -1,
-        .signal = WIFSIGNALED (status) ? WTERMSIG (status) : 0,
-        .message = tail };
-    outcome.output = bm_bot_stdout (bot, &outcome.output_size);
-    s_job_finish (job->worker, job, &outcome);
-    free (tail);
-}
-
-static int s_pool_submit (bm_worker_t *self, job_t *job, char *error, size_t error_size);
-static void s_on_bot_progress (bm_bot_t *bot, int progress, void *arg);
-
-//  A pooled job ended.  A pool process killed under it by someone else
-//  (kill -9, the kernel's OOM killer) may have died of an earlier job's
-//  doing: the job runs once more, as the next attempt, on a new process.
-static void
-s_on_pool_done (void *arg, const bm_pool_outcome_t *outcome, void *worker)
-{
-    job_t *job = (job_t *) arg;
-    bm_worker_t *self = (bm_worker_t *) worker;
-    if (outcome->lost && job->stop == STOP_NONE && !job->rerun) {
-        job->rerun = true;
-        job->attempt++;
-        char error [512];
-        bm_warn (job->id, "its %s process was killed by signal %d: running it again (attempt %lld)",
-                 job->type->name, outcome->signal, (long long) job->attempt);
-        if (s_pool_submit (self, job, error, sizeof error) == 0)
-            return;
-    }
-    s_job_finish (self, job, outcome);
-}
-
-static void
-s_on_pool_progress (void *arg, int progress, void *worker)
-{
-    (void) worker;
-    s_on_bot_progress (NULL, progress, arg);
-}
-
-static void
-s_on_bot_progress (bm_bot_t *bot, int progress, void *arg)
-{
-    (void) bot;
-    job_t *job = (job_t *) arg;
-    if (progress == job->progress_sent) {
-        job->progress_pending = -1;
-        return;
-    }
-    if (bm_mono_ms () - job->progress_sent_mono >= BM_PROGRESS_MIN_GAP_MS || progress == 100)
-        s_send_progress (job->worker, job, progress);
-    else
-        job->progress_pending = progress;       //  The heartbeat sends it
 }
 
 //  Reap every child that exited.  Bots finish (and are freed) here: this
@@ -669,86 +298,6 @@ s_reap_children (bm_worker_t *self)
 
 //  --------------------------------------------------------------------------
 //  Starting jobs
-
-//  The environment of a bot: ours, minus any BOT_* keys we set, plus them.
-static char **
-s_bot_env (bm_worker_t *self, job_t *job, int64_t deadline)
-{
-    size_t count = 0;
-    while (self->env_base [count])
-        count++;
-    char **envp = (char **) calloc (count + 8, sizeof (char *));
-    size_t n = 0;
-    for (size_t i = 0; i < count; i++)
-        envp [n++] = strdup (self->env_base [i]);
-    envp [n++] = zsys_sprintf ("BOT_JOB_ID=%s", job->id);
-    envp [n++] = zsys_sprintf ("BOT_TYPE=%s", job->type->name);
-    envp [n++] = zsys_sprintf ("BOT_ATTEMPT=%lld", (long long) job->attempt);
-    envp [n++] = zsys_sprintf ("BOT_TIMEOUT_MS=%lld", (long long) job->limit_ms);
-    envp [n++] = zsys_sprintf ("BOT_DEADLINE=%lld", (long long) deadline);
-    envp [n++] = strdup ("BOT_PROGRESS_FD=3");
-    envp [n++] = zsys_sprintf ("BOT_WORKER=%s", self->config->name);
-    if (job->type->sandboxed) {
-        //  Only what the job is given: not the worker's credentials.
-        char **confined = bm_sandbox_env (envp);
-        bm_bot_argv_free (&envp);
-        return confined;
-    }
-    return envp;
-}
-
-//  Give a job to its type's pool: the job frame {job, env, payload}
-//  (docs/bots.md), env holding the job's own BOT_* variables.
-static int
-s_pool_submit (bm_worker_t *self, job_t *job, char *error, size_t error_size)
-{
-    size_t base = 0;
-    while (self->env_base [base])
-        base++;
-    char **envp = s_bot_env (self, job, job->deadline);
-    json_t *env = json_object ();
-    for (char **e = envp + base; *e; e++) {
-        char *eq = strchr (*e, '=');
-        *eq = 0;
-        json_object_set_new (env, *e, json_string (eq + 1));
-    }
-    bm_bot_argv_free (&envp);
-    json_t *frame = json_object ();
-    json_object_set_new (frame, "job", json_string (job->id));
-    json_object_set_new (frame, "env", env);
-    json_object_set (frame, "payload", job->payload);
-    char *text = json_dumps (frame, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION (16));
-    json_decref (frame);
-    if (!text) {
-        snprintf (error, error_size, "the payload cannot be given to the bot as JSON");
-        return -1;
-    }
-    int rc = bm_pool_submit (job->pool, job, text, strlen (text), error, error_size);
-    free (text);
-    return rc;
-}
-
-static bool
-s_is_job_key (const char *entry)
-{
-    static const char *keys [] = { "BOT_JOB_ID=", "BOT_TYPE=", "BOT_ATTEMPT=", "BOT_TIMEOUT_MS=",
-                                   "BOT_DEADLINE=", "BOT_PROGRESS_FD=", "BOT_WORKER=", NULL };
-    for (int i = 0; keys [i]; i++)
-        if (strncmp (entry, keys [i], strlen (keys [i])) == 0)
-            return true;
-    return false;
-}
-
-static uint64_t
-s_random (bm_worker_t *self)
-{
-    uint64_t x = self->random;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    self->random = x;
-    return x;
-}
 
 //  JOB {jobId, botType, payload, attempt, timeoutMs, deadline}
 static void
@@ -816,40 +365,16 @@ s_on_job (bm_worker_t *self, const msgpack_object *body)
         noop.started_at = now;
         noop.started_mono = bm_mono_ms ();
         msgpack_sbuffer sbuf;
-        msgpack_sbuffer_init (&sbuf);
-        msgpack_packer pk;
-        msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-        msgpack_pack_map (&pk, 4);
-        bm_pack_kv_bool (&pk, "noop", true);
-        bm_pack_kv_str (&pk, "botType", type->name);
-        bm_pack_kv_str (&pk, "jobId", job_id);
-        bm_pack_kv_int (&pk, "attempt", attempt);
+        bm_job_report_noop (&sbuf, type->name, job_id, attempt);
         s_send_done (self, &noop, sbuf.data, sbuf.size, NULL, NULL, -1, now);
         msgpack_sbuffer_destroy (&sbuf);
         return;
     }
 
-    job = (job_t *) zmalloc (sizeof (job_t));
-    job->worker = self;
-    snprintf (job->id, sizeof job->id, "%s", job_id);
-    job->type = type;
-    job->attempt = attempt;
-    job->limit_ms = limit;
-    job->started_at = now;
-    job->started_mono = bm_mono_ms ();
-    job->progress_sent = -1;
-    job->progress_pending = -1;
-
+    job = bm_runner_job (self->runner, job_id, type, attempt, limit, now);
     if (self->config->mode == BM_WORKER_SIMULATE) {
-        int64_t span = type->sim_max_ms - type->sim_min_ms;
-        job->sim_duration = type->sim_min_ms + (span > 0 ? (int64_t) (s_random (self) % (uint64_t) (span + 1)) : 0);
-        job->sim_fails = (double) (s_random (self) >> 11) / (double) (1ULL << 53) < type->sim_fail_rate;
+        bm_runner_simulate (self->runner, job);
         zhashx_insert (self->jobs, job->id, job);
-        if (job->sim_duration > limit) {
-            s_job_set_timer (self, job, limit, TIMER_DEADLINE);
-        }
-        else
-            s_job_set_timer (self, job, job->sim_duration, TIMER_SIMULATION);
         bm_debug (job->id, "simulating %s for %lld ms", type->name, (long long) job->sim_duration);
         return;
     }
@@ -874,64 +399,30 @@ s_on_job (bm_worker_t *self, const msgpack_object *body)
         job->payload = json;
         free (input);
         zhashx_insert (self->jobs, job->id, job);
-        if (s_pool_submit (self, job, error, sizeof error)) {
+        if (bm_runner_submit (self->runner, job, error, sizeof error)) {
             bool init = strstr (error, "failed while loading") != NULL;
             s_send_done_early (self, job_id, attempt, init ? "bot_init_failed" : "spawn_failed", error);
             zhashx_delete (self->jobs, job_id);
             return;
         }
-        s_job_set_timer (self, job, limit, TIMER_DEADLINE);
+        bm_job_set_timer (job, limit, TIMER_DEADLINE);
         bm_debug (job->id, "queued for the %s pool, attempt=%lld timeout=%lld ms", type->name,
                   (long long) attempt, (long long) limit);
         return;
     }
     json_decref (json);
-    job->bot = bm_bot_new (self->loop, self->config->output_max, self->config->stderr_tail,
-                           s_on_bot_exit, s_on_bot_progress, job);
-    bm_bot_set_limits (job->bot, &type->limits, job->id);
-    char **envp = s_bot_env (self, job, deadline);
-    int rc = bm_bot_start (job->bot, type->argv, envp, input, strlen (input));
-    bm_bot_argv_free (&envp);
+    int rc = bm_runner_spawn (self->runner, job, input, strlen (input));
     free (input);
     if (rc) {
         bm_error (job_id, "cannot start the %s bot: %s", type->name, bm_bot_errstr (job->bot));
         s_send_done_early (self, job_id, attempt, "spawn_failed", bm_bot_errstr (job->bot));
-        s_job_destroy (&job);
+        bm_job_destroy (&job);
         return;
     }
     zhashx_insert (self->jobs, job->id, job);
-    s_job_set_timer (self, job, limit, TIMER_DEADLINE);
+    bm_job_set_timer (job, limit, TIMER_DEADLINE);
     bm_info (job->id, "started %s bot pid=%d attempt=%lld timeout=%lld ms", type->name,
              (int) bm_bot_pid (job->bot), (long long) attempt, (long long) limit);
-}
-
-//  A job's timer fired.
-static int
-s_on_job_timer (zloop_t *loop, int timer_id, void *arg)
-{
-    (void) loop;
-    bm_worker_t *self = (bm_worker_t *) arg;
-    job_t *job = (job_t *) zhashx_lookup (self->timers, (void *) (intptr_t) timer_id);
-    if (!job)
-        return self->stopped ? -1 : 0;          //  Its job already ended
-    zhashx_delete (self->timers, (void *) (intptr_t) timer_id);
-    jtimer_t kind = job->timer_kind;
-    job->timer_id = 0;
-    job->timer_kind = TIMER_NONE;
-    if (kind == TIMER_SIMULATION)
-        s_job_finish (self, job, NULL);
-    else
-    if (kind == TIMER_DEADLINE) {
-        bm_warn (job->id, "ran past its timeout of %lld ms: stopping it", (long long) job->limit_ms);
-        s_job_stop (self, job, STOP_TIMEOUT);
-    }
-    else
-    if (kind == TIMER_KILL) {
-        bm_warn (job->id, "the bot did not stop within %lld ms of SIGTERM: SIGKILL",
-                 (long long) self->config->kill_grace_ms);
-        s_job_signal (job, SIGKILL);
-    }
-    return self->stopped ? -1 : 0;
 }
 
 //  --------------------------------------------------------------------------
@@ -955,7 +446,7 @@ s_on_cancel (bm_worker_t *self, const msgpack_object *body)
     snprintf (job->cancel_code, sizeof job->cancel_code, "%s",
               streq (reason, "timeout") ? "timeout" : "cancelled");
     bm_info (job_id, "CANCEL from the broker (%s): stopping the bot", reason);
-    s_job_stop (self, job, STOP_CANCEL);
+    bm_job_stop (job, STOP_CANCEL);
 }
 
 //  JOB and CANCEL from the broker (bm_worker_link handles the rest).  Once
@@ -1013,7 +504,7 @@ s_release_all (bm_worker_t *self)
     for (char *id = (char *) zlist_first (ids); id; id = (char *) zlist_next (ids)) {
         job = (job_t *) zhashx_lookup (self->jobs, id);
         if (job)
-            s_job_stop (self, job, STOP_RELEASE);
+            bm_job_stop (job, STOP_RELEASE);
     }
     zlist_destroy (&ids);
 }
@@ -1105,6 +596,21 @@ s_on_signal (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 }
 
 //  --------------------------------------------------------------------------
+//  What the runner reports
+
+static void
+s_on_job_end (job_t *job, const bm_pool_outcome_t *outcome, void *arg)
+{
+    s_job_finish ((bm_worker_t *) arg, job, outcome);
+}
+
+static void
+s_on_job_progress (job_t *job, int progress, void *arg)
+{
+    s_send_progress ((bm_worker_t *) arg, job, progress);
+}
+
+//  --------------------------------------------------------------------------
 
 bm_worker_t *
 bm_worker_new (const bm_worker_config_t *config)
@@ -1125,23 +631,10 @@ bm_worker_new (const bm_worker_config_t *config)
     self->loop = zloop_new ();
     self->jobs = zhashx_new ();
     zhashx_set_destructor (self->jobs, s_job_free_fn);
-    self->timers = zhashx_new ();
-    zhashx_set_key_hasher (self->timers, s_int_hash);
-    zhashx_set_key_comparator (self->timers, s_int_compare);
-    zhashx_set_key_duplicator (self->timers, NULL);
-    zhashx_set_key_destructor (self->timers, NULL);
-    self->recent_done = zlistx_new ();
-    size_t count = 0;
-    for (char **e = environ; *e; e++)
-        count++;
-    self->env_base = (char **) calloc (count + 1, sizeof (char *));
-    size_t n = 0;
-    for (char **e = environ; *e; e++)
-        if (!s_is_job_key (*e))
-            self->env_base [n++] = strdup (*e);
-    self->random = (uint64_t) bm_now_ms () * 0x9e3779b97f4a7c15ULL ^ (uint64_t) getpid ();
-    if (self->random == 0)
-        self->random = 1;
+    self->recent_done = bm_done_replay_new (BM_DONE_REPLAY_MAX);
+    self->env = bm_job_env_new ();
+    self->runner = bm_runner_new (self->loop, config, self->env, &self->stopped, s_on_job_end,
+                                  s_on_job_progress, self);
     //  Children of our bots that outlive them are reparented to us (not to
     //  init), so we reap them, and see them go.
     prctl (PR_SET_CHILD_SUBREAPER, 1);
@@ -1160,16 +653,11 @@ bm_worker_destroy (bm_worker_t **self_p)
         zhashx_destroy (&self->jobs);           //  Kills bots still running
         if (bm_limits_sweep (1000))
             bm_warn (NULL, "some bot cgroups could not be removed (processes still in them)");
-        zhashx_destroy (&self->timers);
-        done_t *done;
-        while ((done = (done_t *) zlistx_detach (self->recent_done, NULL))) {
-            free (done->body);
-            free (done);
-        }
-        zlistx_destroy (&self->recent_done);
+        bm_runner_destroy (&self->runner);
+        bm_done_replay_destroy (&self->recent_done);
         bm_worker_link_destroy (&self->link, 0);
         zloop_destroy (&self->loop);
-        bm_bot_argv_free (&self->env_base);
+        bm_job_env_destroy (&self->env);
         close (self->signal_fd);
         free (self);
         *self_p = NULL;
@@ -1182,37 +670,22 @@ static void
 s_start_pools (bm_worker_t *self)
 {
     const bm_worker_config_t *config = self->config;
-    size_t base = 0;
-    while (self->env_base [base])
-        base++;
     for (int i = 0; config->mode == BM_WORKER_BOTS && i < config->type_count; i++) {
         const bm_worker_type_t *type = &config->types [i];
         if (type->bot_mode == BM_BOT_SPAWN)
             continue;
         bool fork = type->bot_mode == BM_BOT_FORK;
-        char **envp = (char **) calloc (base + 5, sizeof (char *));
+        char **envp = bm_job_env_pool (self->env, type, config->name, fork);
         if (!envp)
             continue;
-        for (size_t n = 0; n < base; n++)
-            envp [n] = strdup (self->env_base [n]);
-        envp [base] = zsys_sprintf ("BOT_TYPE=%s", type->name);
-        envp [base + 1] = zsys_sprintf ("BOT_WORKER=%s", config->name);
-        envp [base + 2] = zsys_sprintf ("BOT_MODE=%s", fork ? "fork" : "pool");
-        envp [base + 3] = strdup ("BOT_PROGRESS_FD=3");
         bm_pool_config_t pool_config = {
             .type = type->name, .argv = type->argv, .fork = fork,
             .min_procs = type->min_procs, .max_procs = type->max_procs,
             .max_jobs = type->max_jobs, .max_rss_mb = type->max_rss_mb, .idle_ms = type->idle_ms,
             .output_max = config->output_max, .stderr_tail = config->stderr_tail,
             .kill_grace_ms = config->kill_grace_ms, .limits = &type->limits };
-        if (type->sandboxed) {
-            //  Only what the job is given: not the worker's credentials.
-            char **confined = bm_sandbox_env (envp);
-            bm_bot_argv_free (&envp);
-            envp = confined;
-        }
-        self->pools [i] = bm_pool_new (self->loop, &pool_config, envp, s_on_pool_done,
-                                       s_on_pool_progress, self);
+        self->pools [i] = bm_pool_new (self->loop, &pool_config, envp, bm_runner_on_pool_done,
+                                       bm_runner_on_pool_progress, self->runner);
         if (self->metrics)
             bm_pool_export (self->pools [i], self->metrics);
         bm_bot_argv_free (&envp);

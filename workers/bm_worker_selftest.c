@@ -1,12 +1,16 @@
 /*  bm_worker_selftest.c - runs the self-tests of the worker's classes.
 
-    bm_worker_selftest [CLASS...]   (capture, progress, limits, sandbox, bot, pool; default all)  */
+    bm_worker_selftest [CLASS...]   (capture, progress, limits, sandbox, bot, pool, job_report,
+                                    done_replay, job_env; default all)  */
 #include "bm_capture.h"
 #include "bm_progress.h"
 #include "bm_limits.h"
 #include "bm_sandbox.h"
 #include "bm_bot.h"
 #include "bm_pool.h"
+#include "bm_job_report.h"
+#include "bm_done_replay.h"
+#include "bm_job_env.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +25,9 @@ static struct {
     { "sandbox", bm_sandbox_test },
     { "bot", bm_bot_test },
     { "pool", bm_pool_test },
+    { "job_report", bm_job_report_test },
+    { "done_replay", bm_done_replay_test },
+    { "job_env", bm_job_env_test },
 };
 
 int

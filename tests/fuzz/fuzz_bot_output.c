@@ -3,13 +3,10 @@
     fd 3 -> progress values.
 
     The pure parts live in workers/: bm_capture (bounded stdout and stderr
-    sinks, text sanitising), bm_progress (the fd 3 line parser), and two
-    static functions of bm_worker.c, s_parse_result (stdout -> JSON ->
-    msgpack result) and s_keep_end (the UTF-8-safe tail of an error
-    message).  To reach the static ones without changing the worker, this
-    file includes bm_worker.c itself (and is linked without bm_worker.o).
-    If those functions move to a class of their own, include its header
-    instead.
+    sinks, text sanitising), bm_progress (the fd 3 line parser), and
+    bm_job_report: bm_job_report_parse_result (stdout -> JSON -> msgpack
+    result) and bm_job_report_keep_end (the UTF-8-safe tail of an error
+    message).
 
     Input layout:
 
@@ -26,17 +23,19 @@
       the last min(total, limit) bytes, whatever the chunking;
     - bm_text_sanitize / bm_capture_text return valid UTF-8 without control
       characters other than newline and tab;
-    - s_keep_end keeps a suffix of at most max bytes that does not start
+    - bm_job_report_keep_end keeps a suffix of at most max bytes that does not start
       inside a UTF-8 sequence;
     - bm_progress_feed gives the same values whatever the chunking, equal
       to parsing every complete line of at most BM_PROGRESS_MAX_LINE bytes
       with bm_progress_parse, and bm_progress_parse agrees with an
       independent reading of the rule in bm_progress.h;
-    - s_parse_result either fails with a message, or returns msgpack that
+    - bm_job_report_parse_result either fails with a message, or returns msgpack that
       bm_msgpack_check accepts, within max_payload, that converts back to
       the JSON jansson reads from the same stdout (or its last line).  */
-#include "bm_worker.c"
+#include "bm_job_report.h"
 #include "bm_capture.h"
+#include "bm_json.h"
+#include "bm_proto.h"
 #include "bm_progress.h"
 #include "fuzz_common.h"
 
@@ -205,13 +204,13 @@ s_check_progress (const uint8_t *data, size_t size, size_t chunk)
 static void
 s_check_keep_end (const uint8_t *data, size_t size, size_t max)
 {
-    //  s_keep_end works on a C string: up to the first NUL.
+    //  bm_job_report_keep_end works on a C string: up to the first NUL.
     char *text = (char *) malloc (size + 1);
     memcpy (text, data, size);
     text [size] = 0;
     size_t len = strlen (text);
     char *copy = strdup (text);
-    s_keep_end (text, max);
+    bm_job_report_keep_end (text, max);
     size_t kept = strlen (text);
     FUZZ_CHECK (kept <= len);
     FUZZ_CHECK (len <= max? kept == len: kept <= max);
@@ -233,27 +232,22 @@ s_check_keep_end (const uint8_t *data, size_t size, size_t max)
 static void
 s_check_result (const uint8_t *data, size_t size)
 {
-    bm_worker_config_t config;
-    memset (&config, 0, sizeof config);
-    config.max_payload = 2048;
-    bm_worker_t worker;
-    memset (&worker, 0, sizeof worker);
-    worker.config = &config;
+    const int64_t max_payload = 2048;
 
-    //  The worker hands s_parse_result the capture's bytes, NUL-terminated.
+    //  The worker hands bm_job_report_parse_result the capture's bytes, NUL-terminated.
     char *text = (char *) malloc (size + 1);
     memcpy (text, data, size);
     text [size] = 0;
     char *packed = NULL;
     size_t packed_size = 0;
     char error [512] = "";
-    int rc = s_parse_result (&worker, text, size, &packed, &packed_size, error, sizeof error);
+    int rc = bm_job_report_parse_result (text, size, max_payload, &packed, &packed_size, error, sizeof error);
     if (rc) {
         FUZZ_CHECK (rc == -1 && packed == NULL && error [0]);
         free (text);
         return;
     }
-    FUZZ_CHECK (packed_size > 0 && (int64_t) packed_size <= config.max_payload);
+    FUZZ_CHECK (packed_size > 0 && (int64_t) packed_size <= max_payload);
     FUZZ_CHECK (bm_msgpack_check (packed, packed_size) == 0);
     msgpack_unpacked result;
     msgpack_unpacked_init (&result);

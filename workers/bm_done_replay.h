@@ -1,0 +1,37 @@
+/*  bm_done_replay.h - recent DONEs, kept to send again after a reconnect.
+
+    DONEs sent just before the broker went away may be lost; the worker
+    keeps a copy of each (at most `max`, oldest dropped first) and, once a
+    new connection said READY, sends those still young enough again.  A
+    DONE the broker already has is answered NACK not_owner.  */
+#ifndef BM_DONE_REPLAY_H
+#define BM_DONE_REPLAY_H
+
+#include "bm_worker_link.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct _bm_done_replay_t bm_done_replay_t;
+
+//  Keep at most max DONEs.
+bm_done_replay_t *bm_done_replay_new (size_t max);
+void bm_done_replay_destroy (bm_done_replay_t **self_p);
+
+//  Keep a copy of a DONE body (msgpack, size bytes), sent at now_mono.
+void bm_done_replay_remember (bm_done_replay_t *self, const char *body, size_t size,
+                              int64_t now_mono);
+
+//  Forget the DONEs sent before horizon_mono.
+void bm_done_replay_prune (bm_done_replay_t *self, int64_t horizon_mono);
+
+//  Send every DONE kept, oldest first, on link.
+void bm_done_replay_send (bm_done_replay_t *self, bm_worker_link_t *link);
+
+//  How many DONEs are kept.
+size_t bm_done_replay_size (bm_done_replay_t *self);
+
+//  Self-test; built only into bm_worker_selftest (BM_SELFTEST).
+void bm_done_replay_test (bool verbose);
+
+#endif

@@ -1,0 +1,45 @@
+/*  bm_job_env.h - the environment a bot gets, and a pooled job's frame.
+
+    Built once from the worker's own environment, minus the BOT_* keys the
+    worker sets itself.  A spawned bot gets that plus its job's BOT_JOB_ID,
+    BOT_TYPE, BOT_ATTEMPT, BOT_TIMEOUT_MS, BOT_DEADLINE, BOT_PROGRESS_FD=3
+    and BOT_WORKER; a pool or fork process gets it plus BOT_TYPE,
+    BOT_WORKER, BOT_MODE and BOT_PROGRESS_FD, and each job's own variables
+    come in its job frame {job, env, payload} (docs/bots.md).  A sandboxed
+    type's environment is cut down (bm_sandbox_env): not the worker's
+    credentials.  */
+#ifndef BM_JOB_ENV_H
+#define BM_JOB_ENV_H
+
+#include "bm_worker.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct _bm_job_env_t bm_job_env_t;
+
+//  The base environment: environ minus the job keys (copied).
+bm_job_env_t *bm_job_env_new (void);
+void bm_job_env_destroy (bm_job_env_t **self_p);
+
+//  The environment of a spawned bot for a job (caller frees it with
+//  bm_bot_argv_free).
+char **bm_job_env_bot (bm_job_env_t *self, const char *job_id, const bm_worker_type_t *type,
+                       int64_t attempt, int64_t limit_ms, int64_t deadline, const char *worker);
+
+//  The environment of the pool or fork processes of a type (caller frees
+//  it with bm_bot_argv_free), or NULL if out of memory.
+char **bm_job_env_pool (bm_job_env_t *self, const bm_worker_type_t *type, const char *worker,
+                        bool fork);
+
+//  The job frame of a pooled job, one line of JSON without the newline
+//  (caller frees), or NULL if the payload cannot be written as JSON.
+char *bm_job_env_frame (bm_job_env_t *self, const char *job_id, const bm_worker_type_t *type,
+                        int64_t attempt, int64_t limit_ms, int64_t deadline, const char *worker,
+                        const json_t *payload);
+
+//  Self-test; built only into bm_worker_selftest (BM_SELFTEST).
+void bm_job_env_test (bool verbose);
+
+#endif

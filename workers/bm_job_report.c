@@ -1,0 +1,301 @@
+/*  bm_job_report.c - what the worker tells the broker about a job.  */
+#include "bm_job_report.h"
+#include "bm_json.h"
+#include "bm_proto.h"
+
+#include <czmq.h>
+#include <jansson.h>
+#include <string.h>
+
+//  --------------------------------------------------------------------------
+//  A bot's outcome
+
+int
+bm_job_report_parse_result (const char *text, size_t size, int64_t max_payload,
+                            char **data, size_t *data_size, char *error, size_t error_size)
+{
+    json_error_t jerr;
+    const int flags = JSON_DECODE_ANY | JSON_ALLOW_NUL;
+    json_t *value = json_loadb (text, size, flags, &jerr);
+    if (!value) {
+        //  A bot that logs to stdout before its result: try the last
+        //  non-empty line alone.
+        size_t end = size;
+        while (end > 0 && (text [end - 1] == '\n' || text [end - 1] == '\r'
+                        || text [end - 1] == ' ' || text [end - 1] == '\t'))
+            end--;
+        size_t start = end;
+        while (start > 0 && text [start - 1] != '\n')
+            start--;
+        if (start > 0 && end > start)
+            value = json_loadb (text + start, end - start, flags, NULL);
+    }
+    if (!value) {
+        if (size == 0)
+            snprintf (error, error_size, "the bot wrote nothing on stdout (a result must be JSON)");
+        else
+            snprintf (error, error_size, "the bot's stdout is not JSON: %s (line %d, column %d)",
+                      jerr.text, jerr.line, jerr.column);
+        return -1;
+    }
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    int rc = bm_json_pack (&pk, value, BM_RESULT_MAX_DEPTH);
+    json_decref (value);
+    if (rc) {
+        snprintf (error, error_size, "the bot's result nests deeper than %d levels", BM_RESULT_MAX_DEPTH);
+        msgpack_sbuffer_destroy (&sbuf);
+        return -1;
+    }
+    if ((int64_t) sbuf.size > max_payload) {
+        snprintf (error, error_size, "the bot's result is %zu bytes, more than the %lld allowed",
+                  sbuf.size, (long long) max_payload);
+        msgpack_sbuffer_destroy (&sbuf);
+        return -1;
+    }
+    *data = sbuf.data;
+    *data_size = sbuf.size;
+    return 0;
+}
+
+void
+bm_job_report_keep_end (char *text, size_t max)
+{
+    size_t len = strlen (text);
+    if (len <= max)
+        return;
+    size_t start = len - max;
+    while (start < len && ((unsigned char) text [start] & 0xc0) == 0x80)
+        start++;
+    memmove (text, text + start, len - start + 1);
+}
+
+//  A bot ran (spawned or pooled): how it ended.
+void
+bm_job_report_verdict (const bm_pool_outcome_t *outcome, bm_bot_t *bot,
+                       const bm_limits_t *limits, int64_t output_max, int64_t max_payload,
+                       bm_job_verdict_t *verdict)
+{
+    memset (verdict, 0, sizeof *verdict);
+    verdict->exit_code = -1;
+    char message [512];
+    char *tail = strdup (outcome->message ? outcome->message : "");
+    //  A resource limit: the spawned run knows its rusage and cgroup;
+    //  for a pooled one, what its exit and stderr show.
+    int status = outcome->signal ? outcome->signal : (outcome->exit_code & 0xff) << 8;
+    const char *limit = outcome->init_failed ? NULL
+                      : bot ? bm_bot_limit_verdict (bot, message, sizeof message)
+                      : bm_limits_verdict (limits, status, NULL, tail, message, sizeof message);
+    if (outcome->overflowed) {
+        snprintf (message, sizeof message,
+                  "the bot wrote more than %lld bytes on stdout and was killed",
+                  (long long) output_max);
+        verdict->code = "bad_output";
+        verdict->message = strdup (message);
+    }
+    else
+    if (outcome->init_failed) {
+        bm_job_report_keep_end (tail, BM_MESSAGE_MAX);
+        verdict->code = "bot_init_failed";
+        verdict->message = strdup (tail);
+    }
+    else
+    if (limit) {
+        verdict->limit = limit;
+        verdict->code = "resource_limit";
+        verdict->message = strdup (message);
+        verdict->exit_code = outcome->signal ? -1 : outcome->exit_code;
+    }
+    else
+    if (outcome->signal) {
+        bm_job_report_keep_end (tail, BM_MESSAGE_MAX - 64);
+        const char *name = sigabbrev_np (outcome->signal);
+        verdict->code = "bot_failed";
+        verdict->message = zsys_sprintf ("the bot was killed by signal SIG%s (%d)%s%s",
+                                         name ? name : "?", outcome->signal,
+                                         *tail ? ": " : "", tail);
+    }
+    else
+    if (outcome->exit_code != 0) {
+        bm_job_report_keep_end (tail, BM_MESSAGE_MAX);
+        if (!*tail)
+            snprintf (message, sizeof message, "the bot exited with status %d", outcome->exit_code);
+        verdict->code = "bot_failed";
+        verdict->message = strdup (*tail ? tail : message);
+        verdict->exit_code = outcome->exit_code;
+    }
+    else
+    if (bm_job_report_parse_result (outcome->output, outcome->output_size, max_payload,
+                                    &verdict->result, &verdict->result_size,
+                                    message, sizeof message)) {
+        verdict->code = "bad_output";
+        verdict->message = strdup (message);
+    }
+    free (tail);
+}
+
+void
+bm_job_verdict_clear (bm_job_verdict_t *verdict)
+{
+    free (verdict->message);
+    free (verdict->result);
+    memset (verdict, 0, sizeof *verdict);
+}
+
+//  --------------------------------------------------------------------------
+//  Bodies
+
+void
+bm_job_report_progress (msgpack_sbuffer *sbuf, const char *job_id, int progress)
+{
+    msgpack_sbuffer_init (sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 2);
+    bm_pack_kv_str (&pk, "jobId", job_id);
+    bm_pack_kv_int (&pk, "progress", progress);
+}
+
+void
+bm_job_report_done (msgpack_sbuffer *sbuf, const char *job_id,
+                    const char *result_data, size_t result_size,
+                    const char *code, const char *message, int exit_code,
+                    const char *limit, int64_t started_at, int64_t finished_at)
+{
+    bool ok = code == NULL;
+    msgpack_sbuffer_init (sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 5);
+    bm_pack_kv_str (&pk, "jobId", job_id);
+    bm_pack_kv_bool (&pk, "ok", ok);
+    if (ok) {
+        bm_pack_str (&pk, "result");
+        msgpack_sbuffer_write (sbuf, result_data, result_size);
+    }
+    else {
+        bm_pack_str (&pk, "error");
+        msgpack_pack_map (&pk, 2 + (exit_code >= 0) + (limit != NULL));
+        bm_pack_kv_str (&pk, "code", code);
+        bm_pack_kv_str (&pk, "message", message);
+        if (exit_code >= 0)
+            bm_pack_kv_int (&pk, "exitCode", exit_code);
+        if (limit)
+            bm_pack_kv_str (&pk, "limit", limit);
+    }
+    bm_pack_kv_int (&pk, "startedAt", started_at);
+    bm_pack_kv_int (&pk, "finishedAt", finished_at);
+}
+
+void
+bm_job_report_simulated (msgpack_sbuffer *sbuf, const char *bot_type, const char *job_id,
+                         int64_t attempt, int64_t duration_ms)
+{
+    msgpack_sbuffer_init (sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 5);
+    bm_pack_kv_bool (&pk, "simulated", true);
+    bm_pack_kv_str (&pk, "botType", bot_type);
+    bm_pack_kv_str (&pk, "jobId", job_id);
+    bm_pack_kv_int (&pk, "attempt", attempt);
+    bm_pack_kv_int (&pk, "durationMs", duration_ms);
+}
+
+void
+bm_job_report_noop (msgpack_sbuffer *sbuf, const char *bot_type, const char *job_id,
+                    int64_t attempt)
+{
+    msgpack_sbuffer_init (sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 4);
+    bm_pack_kv_bool (&pk, "noop", true);
+    bm_pack_kv_str (&pk, "botType", bot_type);
+    bm_pack_kv_str (&pk, "jobId", job_id);
+    bm_pack_kv_int (&pk, "attempt", attempt);
+}
+
+#ifdef BM_SELFTEST
+//  --------------------------------------------------------------------------
+//  Self-test: verdicts as the broker will read them.
+
+void
+bm_job_report_test (bool verbose)
+{
+    (void) verbose;
+    printf (" * bm_job_report: ");
+    bm_job_verdict_t verdict;
+    bm_limits_t limits;                 //  None set
+    memset (&limits, 0, sizeof limits);
+
+    //  Exit 0 with a log line, then JSON: completed with that JSON.
+    const char *out = "loading...\n{\"n\": 1}\n";
+    bm_pool_outcome_t ok = { .exit_code = 0, .output = out, .output_size = strlen (out) };
+    bm_job_report_verdict (&ok, NULL, &limits, 1024, 1024, &verdict);
+    assert (verdict.code == NULL && verdict.result && verdict.result_size == 4);
+    bm_job_verdict_clear (&verdict);
+
+    //  Exit 0, stdout not JSON: bad_output naming the parse error.
+    bm_pool_outcome_t junk = { .exit_code = 0, .output = "hello", .output_size = 5 };
+    bm_job_report_verdict (&junk, NULL, &limits, 1024, 1024, &verdict);
+    assert (streq (verdict.code, "bad_output") && strstr (verdict.message, "not JSON"));
+    bm_job_verdict_clear (&verdict);
+
+    //  A result over max_payload: bad_output.
+    bm_job_report_verdict (&ok, NULL, &limits, 1024, 2, &verdict);
+    assert (streq (verdict.code, "bad_output") && strstr (verdict.message, "more than the 2"));
+    bm_job_verdict_clear (&verdict);
+
+    //  Exit 3 with stderr: bot_failed, the stderr as message, exitCode 3.
+    bm_pool_outcome_t failed = { .exit_code = 3, .message = "boom", .output = "" };
+    bm_job_report_verdict (&failed, NULL, &limits, 1024, 1024, &verdict);
+    assert (streq (verdict.code, "bot_failed") && streq (verdict.message, "boom"));
+    assert (verdict.exit_code == 3);
+    bm_job_verdict_clear (&verdict);
+
+    //  Exit 3, no stderr: the status says it.
+    failed.message = NULL;
+    bm_job_report_verdict (&failed, NULL, &limits, 1024, 1024, &verdict);
+    assert (streq (verdict.message, "the bot exited with status 3"));
+    bm_job_verdict_clear (&verdict);
+
+    //  Killed by SIGSEGV: named, with the stderr tail, no exitCode.
+    bm_pool_outcome_t killed = { .exit_code = -1, .signal = 11, .message = "oops", .output = "" };
+    bm_job_report_verdict (&killed, NULL, &limits, 1024, 1024, &verdict);
+    assert (streq (verdict.code, "bot_failed") && verdict.exit_code == -1);
+    assert (streq (verdict.message, "the bot was killed by signal SIGSEGV (11): oops"));
+    bm_job_verdict_clear (&verdict);
+
+    //  Too much stdout wins over everything else.
+    bm_pool_outcome_t big = { .overflowed = true, .exit_code = -1, .signal = 9, .output = "" };
+    bm_job_report_verdict (&big, NULL, &limits, 1024, 1024, &verdict);
+    assert (streq (verdict.code, "bad_output") && strstr (verdict.message, "more than 1024 bytes"));
+    bm_job_verdict_clear (&verdict);
+
+    //  A process that never got ready.
+    bm_pool_outcome_t init = { .init_failed = true, .exit_code = -1, .message = "ImportError" };
+    bm_job_report_verdict (&init, NULL, &limits, 1024, 1024, &verdict);
+    assert (streq (verdict.code, "bot_init_failed") && streq (verdict.message, "ImportError"));
+    bm_job_verdict_clear (&verdict);
+
+    //  keep_end cuts at a character boundary: "é" is two bytes.
+    char text [] = "ab\xc3\xa9xy";
+    bm_job_report_keep_end (text, 3);
+    assert (streq (text, "xy"));
+
+    //  A DONE with an error carries exitCode and limit only when set.
+    msgpack_sbuffer sbuf;
+    bm_job_report_done (&sbuf, "j1", NULL, 0, "resource_limit", "m", -1, "memory", 1, 2);
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    assert (msgpack_unpack_next (&unpacked, sbuf.data, sbuf.size, NULL) == MSGPACK_UNPACK_SUCCESS);
+    const msgpack_object *error = bm_obj_get (&unpacked.data, "error");
+    assert (error && error->type == MSGPACK_OBJECT_MAP && error->via.map.size == 3);
+    msgpack_unpacked_destroy (&unpacked);
+    msgpack_sbuffer_destroy (&sbuf);
+    printf ("OK\n");
+}
+#endif

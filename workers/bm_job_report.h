@@ -1,0 +1,84 @@
+/*  bm_job_report.h - what the worker tells the broker about a job.
+
+    Pure translation, no I/O, no clock: packs the msgpack bodies of
+    PROGRESS and DONE (docs/protocol.md, section 5), and turns the way a
+    bot ended (a bm_pool_outcome_t, from a spawned or a pooled run) into the
+    fields of its DONE: completed with the bot's stdout as result, or an
+    error code and message (bad_output, bot_init_failed, resource_limit,
+    bot_failed).  bm_worker sends what these build.  */
+#ifndef BM_JOB_REPORT_H
+#define BM_JOB_REPORT_H
+
+#include "bm_bot.h"
+#include "bm_limits.h"
+#include "bm_pool.h"
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define BM_MESSAGE_MAX          4000    //  Bytes of an error message we send
+                                        //  (the broker keeps 4095)
+#define BM_RESULT_MAX_DEPTH     30      //  Nesting of a result: the broker
+                                        //  wraps it in two more maps (a job
+                                        //  record in a REPLY), and msgpack-c
+                                        //  decodes at most 32 levels
+
+//  The fields of a DONE for a job whose bot ran.
+typedef struct {
+    const char *code;           //  Error code, NULL if the job completed
+    char *message;              //  Error message (owned), NULL if completed
+    int exit_code;              //  error.exitCode, -1 for none
+    const char *limit;          //  error.limit: the resource limit the bot
+                                //  hit (static text), or NULL
+    char *result;               //  Completed: the result as a msgpack value
+    size_t result_size;         //  (owned), result_size bytes
+} bm_job_verdict_t;
+
+//  The verdict on a bot's run.  bot is the spawned bot (it knows its rusage
+//  and cgroup), or NULL for a pooled run (judged by its exit and stderr
+//  against limits).  output_max and max_payload are the caps on its stdout
+//  and on the packed result.  Free the verdict with bm_job_verdict_clear.
+void bm_job_report_verdict (const bm_pool_outcome_t *outcome, bm_bot_t *bot,
+                            const bm_limits_t *limits, int64_t output_max, int64_t max_payload,
+                            bm_job_verdict_t *verdict);
+void bm_job_verdict_clear (bm_job_verdict_t *verdict);
+
+//  Parse a bot's stdout as JSON and pack it (the whole text, else its last
+//  non-empty line).  Returns 0 with *data/*data_size (caller frees), or -1
+//  with a message.
+int bm_job_report_parse_result (const char *text, size_t size, int64_t max_payload,
+                                char **data, size_t *data_size, char *error, size_t error_size);
+
+//  Keep the last `max` bytes of text (in place), starting at a UTF-8
+//  character boundary: the end of stderr is what explains a failure.
+void bm_job_report_keep_end (char *text, size_t max);
+
+//  The bodies below are packed into sbuf, which they initialise; the
+//  caller destroys it (msgpack_sbuffer_destroy).
+
+//  PROGRESS {jobId, progress}
+void bm_job_report_progress (msgpack_sbuffer *sbuf, const char *job_id, int progress);
+
+//  DONE {jobId, ok, result | error {code, message, exitCode?, limit?},
+//        startedAt, finishedAt}.  ok when code is NULL; result_data is then a
+//  msgpack value (result_size bytes).  exit_code < 0 and limit NULL are left
+//  out.
+void bm_job_report_done (msgpack_sbuffer *sbuf, const char *job_id,
+                         const char *result_data, size_t result_size,
+                         const char *code, const char *message, int exit_code,
+                         const char *limit, int64_t started_at, int64_t finished_at);
+
+//  The result of a simulated run: {simulated, botType, jobId, attempt,
+//  durationMs}.
+void bm_job_report_simulated (msgpack_sbuffer *sbuf, const char *bot_type, const char *job_id,
+                              int64_t attempt, int64_t duration_ms);
+
+//  The result of a no-op run: {noop, botType, jobId, attempt}.
+void bm_job_report_noop (msgpack_sbuffer *sbuf, const char *bot_type, const char *job_id,
+                         int64_t attempt);
+
+//  Self-test; built only into bm_worker_selftest (BM_SELFTEST).
+void bm_job_report_test (bool verbose);
+
+#endif
