@@ -1,19 +1,56 @@
 #!/usr/bin/env bash
-# install-deps.sh - install every Debian package botmesh needs to build,
-# run its bots and run its tests.  Idempotent: installs only what is missing.
+# install-deps.sh - install the Debian packages botmesh needs.
+#
+#   bash deploy/install-deps.sh            everything: build, run, test, bench, CI
+#   bash deploy/install-deps.sh --runtime  what building and running the stack needs
+#                                          (./botmesh up): no browser, Prometheus,
+#                                          docker-compose, wrk, sanitizers or valgrind
+#   bash deploy/install-deps.sh [--runtime] --print
+#                                          print the set, one package a line; install nothing
+#
+# Idempotent: asks apt only for packages that are missing, and never upgrades
+# one that is already installed (apt-get install --no-upgrade; no apt-get
+# upgrade).
 set -euo pipefail
 
-PACKAGES=(
-  build-essential cmake ninja-build pkg-config git
+# Build the services and run them with their bots (bubblewrap: the per-type
+# bot sandbox).
+RUNTIME=(
+  build-essential cmake ninja-build pkg-config
   libzmq3-dev libczmq-dev libmsgpack-dev libcurl4-openssl-dev libcivetweb-dev
   libhiredis-dev libssl-dev libjansson-dev
   redis-server redis-tools
-  clang libclang-rt-14-dev valgrind
-  python3 python3-zmq python3-msgpack python3-yaml
-  nodejs npm default-jdk-headless
-  prometheus chromium jq curl wrk iproute2 procps psmisc docker-compose time linux-perf
-  bubblewrap python3-celery python3-redis
+  python3 nodejs default-jdk-headless
+  curl jq iproute2 procps util-linux
+  bubblewrap
 )
+# Tests, fuzzers, sanitizers, benchmarks (Celery and redis-py for the bots
+# group's comparison), the Python client and the tools the tests drive
+# (Prometheus, headless Chromium, docker-compose config).
+TESTING=(
+  git clang libclang-rt-14-dev valgrind
+  python3-zmq python3-msgpack python3-yaml npm
+  prometheus chromium wrk psmisc docker-compose time linux-perf
+  python3-celery python3-redis
+)
+
+set_name=all print=0
+for a in "$@"; do
+  case "$a" in
+    --runtime) set_name=runtime ;;
+    --all) set_name=all ;;
+    --print) print=1 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "install-deps: unknown argument '$a' (--runtime, --all, --print)" >&2; exit 2 ;;
+  esac
+done
+PACKAGES=("${RUNTIME[@]}")
+[ "$set_name" = runtime ] || PACKAGES+=("${TESTING[@]}")
+
+if [ $print = 1 ]; then
+  printf '%s\n' "${PACKAGES[@]}"
+  exit 0
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -24,17 +61,19 @@ done
 filtered=()
 for p in "${missing[@]}"; do
   case "$p" in
-    nodejs|npm) command -v node >/dev/null && command -v npm >/dev/null && continue ;;
+    nodejs) command -v node >/dev/null && continue ;;
+    npm) command -v npm >/dev/null && continue ;;
     default-jdk-headless) command -v java >/dev/null && command -v javac >/dev/null && continue ;;
   esac
   filtered+=("$p")
 done
 if [ ${#filtered[@]} -eq 0 ]; then
-  echo "install-deps: everything is installed"
+  echo "install-deps: everything of the $set_name set is installed"
   exit 0
 fi
-echo "install-deps: installing ${filtered[*]}"
+echo "install-deps: installing (${set_name} set) ${filtered[*]}"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 $SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${filtered[@]}"
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends --no-upgrade \
+  "${filtered[@]}"

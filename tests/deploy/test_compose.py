@@ -1,14 +1,23 @@
-"""deploy.compose - deploy/docker-compose.yml and deploy/Dockerfile, offline.
+"""deploy.compose - docker-compose.yml, docker-compose.simple.yml and
+deploy/Dockerfile, offline.
 
-No Docker engine runs here: Debian's docker-compose (v1) validates the file
-(`config -q`) and resolves it (`config`); the test then checks the resolved
-services against the seed (services, ports, Grafana's admin/admin123), that
-`--scale workers=N` can work (no container_name, no host ports on workers),
-health checks and restart policies, that every botmesh service's command is
-a binary the build produces, that every variable it sets is in env.example,
-and that the Dockerfile is multi-stage on bookworm, non-root, and installs
-the runtime package of every library the built binaries link.
+No Docker engine runs here: Debian's docker-compose (v1) validates the files
+(`config -q`) and resolves them (`config`), in a copy of the root as a user
+has it: without a .env, and with `cp env.example .env` (Compose reads it:
+a port changed there is the published port).  The test then checks the
+resolved services against the BullMQ-based system botmesh replaces (its
+service names, ports, Grafana's admin/admin123, the gateway's 100 requests
+per 15 minutes), that `--scale workers=N` can work (no container_name, no
+host ports on workers), health checks and restart policies, that every
+botmesh service's command is a binary the build produces, that every
+variable it sets is in env.example, that the simple file runs the same
+image, commands and ports, and that every docker-compose command of that
+system's README parses with docker-compose's own command-line parser and
+names services that exist.  The Dockerfile is multi-stage on bookworm,
+non-root, and installs the runtime package of every library the built
+binaries link.
 """
+import json
 import os
 import re
 import shutil
@@ -20,31 +29,61 @@ import yaml
 import deploylib as d
 from harness import check, log, main
 
-COMPOSE = os.path.join(d.ROOT, "deploy", "docker-compose.yml")
+COMPOSE = os.path.join(d.ROOT, "docker-compose.yml")
+SIMPLE = os.path.join(d.ROOT, "docker-compose.simple.yml")
 DOCKERFILE = os.path.join(d.ROOT, "deploy", "Dockerfile")
 
 # service -> (host port, container port) the seed's README promises.
 SEED_PORTS = {"api-gateway": (3000, 3000), "webhook-manager": (4000, 4000),
               "mock-webhook": (5000, 5000), "prometheus": (9090, 9090), "grafana": (3001, 3000)}
-SERVICES = {"redis", "broker", "api-gateway", "workers", "webhook-manager", "mock-webhook",
+SERVICES = {"redis", "orchestrator", "api-gateway", "workers", "webhook-manager", "mock-webhook",
             "prometheus", "grafana"}
+SIMPLE_SERVICES = {"redis", "orchestrator", "api-gateway", "workers", "webhook-manager", "mock-webhook"}
+# The gateway's default limit in Compose: 100 requests per 15 minutes.
+SEED_RATE = 100 / (15 * 60)
+# The docker-compose commands of the replaced system's README, as its users
+# type them at the repository root.
+SEED_COMMANDS = [
+    "up --build -d", "ps", "logs -f", "logs -f api-gateway", "logs -f orchestrator",
+    "logs -f workers", "logs -f webhook-manager", "logs --tail=50", "up --scale workers=5 -d",
+    "down", "down -v", "build --no-cache", "up --build",
+    "-f docker-compose.simple.yml up",
+]
 # Libraries from packages every Debian image has.
 BASE_PACKAGES = {"libc6", "libgcc-s1", "libstdc++6"}
 # Sanitizer runtimes (the ASan build of CI), not part of a release image.
 SANITIZER_LIBS = re.compile(r"lib(asan|ubsan|tsan|lsan)\.so")
 
 
-def compose(*args):
-    """Run docker-compose with a clean environment and an empty env file."""
-    tmp = tempfile.mkdtemp(prefix="botmesh-compose-")
-    try:
-        envfile = os.path.join(tmp, "empty.env")
-        open(envfile, "w").close()
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp}
-        return subprocess.run(["docker-compose", "--env-file", envfile, "-f", COMPOSE] + list(args),
+class Root:
+    """A copy of the repository root as Compose sees it (the two Compose
+    files, deploy/ linked), with or without a .env."""
+
+    def __init__(self, dotenv=None):
+        self.dir = tempfile.mkdtemp(prefix="botmesh-compose-")
+        for f in (COMPOSE, SIMPLE):
+            shutil.copy(f, self.dir)
+        os.symlink(os.path.join(d.ROOT, "deploy"), os.path.join(self.dir, "deploy"))
+        if dotenv is not None:
+            with open(os.path.join(self.dir, ".env"), "w") as f:
+                f.write(dotenv)
+
+    def compose(self, *args):
+        """docker-compose in this root with a clean environment."""
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": self.dir}
+        return subprocess.run(["docker-compose"] + list(args), cwd=self.dir,
                               capture_output=True, text=True, timeout=60, env=env)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def resolved(self, *files):
+        args = [a for f in files for a in ("-f", f)]
+        p = self.compose(*(args + ["config", "-q"]))
+        check(p.returncode == 0, "docker-compose %s config -q accepts it" % " ".join(args), p.stdout, p.stderr)
+        p = self.compose(*(args + ["config"]))
+        check(p.returncode == 0, "docker-compose %s config resolves it" % " ".join(args), p.stderr)
+        return yaml.safe_load(p.stdout)["services"]
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def ports_of(svc):
@@ -60,17 +99,11 @@ def ports_of(svc):
     return out
 
 
-def check_compose():
-    if not shutil.which("docker-compose"):
-        d.skip("docker-compose is not installed (bash deploy/install-deps.sh installs it)")
-    p = compose("config", "-q")
-    check(p.returncode == 0, "docker-compose config -q accepts deploy/docker-compose.yml",
-          p.stdout, p.stderr)
-    p = compose("config")
-    check(p.returncode == 0, "docker-compose config resolves it", p.stderr)
-    resolved = yaml.safe_load(p.stdout)
-    services = resolved["services"]
+def check_compose(services):
     check(SERVICES <= set(services), "the seed's services are there", sorted(services))
+    check("broker" not in services, "the broker is one service, orchestrator", sorted(services))
+    aliases = services["orchestrator"].get("networks", {}).get("default", {}).get("aliases", [])
+    check("broker" in aliases, "the orchestrator also answers as broker on the network", aliases)
 
     for name, (host, target) in SEED_PORTS.items():
         check((host, target) in ports_of(services[name]),
@@ -102,7 +135,7 @@ def check_compose():
 
     env, _ = d.parse_env_example()
     ours = {n: s for n, s in services.items() if s.get("image", "").startswith("botmesh")}
-    check(ours.keys() >= {"broker", "api-gateway", "workers", "webhook-manager", "mock-webhook"},
+    check(ours.keys() >= {"orchestrator", "api-gateway", "workers", "webhook-manager", "mock-webhook"},
           "the botmesh services use the botmesh image", sorted(ours))
     for name, svc in ours.items():
         b = svc.get("build") or {}
@@ -173,9 +206,123 @@ def check_dockerfile():
     log("%d library links checked" % checked)
 
 
+def rate_limit(services):
+    """(requests per second, bucket) the resolved gateway gets."""
+    e = services["api-gateway"]["environment"]
+    return float(e.get("RATE_LIMIT_RPS") or 0), float(e.get("RATE_LIMIT_BURST") or 0)
+
+
+def check_seed_rate(services, how):
+    rps, burst = rate_limit(services)
+    check(abs(rps - SEED_RATE) < 0.001 and burst == 100,
+          "%s: the gateway allows 100 requests per 15 minutes per address" % how, rps, burst)
+
+
+def check_simple(simple, full):
+    check(set(simple) == SIMPLE_SERVICES, "the simple stack has exactly %s" % sorted(SIMPLE_SERVICES),
+          sorted(simple))
+    check(simple["workers"].get("deploy", {}).get("replicas", 1) == 1, "the simple stack runs one worker")
+    for name, svc in simple.items():
+        ref = full[name]
+        for key in ("image", "command") if name != "redis" else ("image",):
+            check(svc.get(key) == ref.get(key), "simple %s: same %s as docker-compose.yml" % (name, key),
+                  svc.get(key), ref.get(key))
+        check(set(ports_of(svc)) <= set(ports_of(ref)), "simple %s: ports of docker-compose.yml" % name,
+              ports_of(svc), ports_of(ref))
+        for var in ("BROKER_ENDPOINT", "REDIS_URL", "API_GATEWAY_PORT", "WEBHOOK_MANAGER_PORT",
+                    "MOCK_WEBHOOK_PORT", "BROKER_METRICS_PORT", "WEBHOOK_ALLOWED_HOSTS"):
+            a = (svc.get("environment") or {}).get(var)
+            b = (ref.get("environment") or {}).get(var)
+            check(a == b, "simple %s: %s as in docker-compose.yml" % (name, var), a, b)
+        b = svc.get("build") or {}
+        if name != "redis":
+            check(os.path.isfile(os.path.join(b.get("context", ""), b.get("dockerfile", ""))),
+                  "simple %s builds from deploy/Dockerfile" % name, b)
+    check_seed_rate(simple, "docker-compose.simple.yml")
+
+
+def parse_cli(argv):
+    """docker-compose's own parser on a command line: (global options,
+    command, command options); a SystemExit names what it refuses."""
+    code = ("import json, sys\n"
+            "from inspect import getdoc\n"
+            "import compose.cli.main as m\n"
+            "from compose.cli.docopt_command import docopt_full_help as parse\n"
+            "top = parse(getdoc(m.TopLevelCommand), sys.argv[1:], options_first=True)\n"
+            "sub = parse(getdoc(getattr(m.TopLevelCommand, top['COMMAND'])), top['ARGS'], options_first=True)\n"
+            "print(json.dumps([top, sub]))\n")
+    p = subprocess.run(["/usr/bin/python3", "-c", code] + argv, capture_output=True, text=True, timeout=30)
+    if p.returncode != 0:
+        return None, p.stdout + p.stderr
+    top, sub = json.loads(p.stdout)
+    return (top, top["COMMAND"], sub), ""
+
+
+def check_seed_commands(root, services_of):
+    if subprocess.run(["/usr/bin/python3", "-c", "import compose.cli.main"], capture_output=True).returncode:
+        d.skip("docker-compose's Python package is not importable by /usr/bin/python3")
+    # The parser refuses what it should (so these checks can fail).
+    bad, why = parse_cli(["logs", "--bogus"])
+    check(bad is None and "Usage" in why, "docker-compose's parser refuses an unknown option", why)
+    for line in SEED_COMMANDS:
+        parsed, why = parse_cli(line.split())
+        check(parsed, "`docker-compose %s` parses" % line, why)
+        top, cmd, sub = parsed
+        files = top.get("--file") or ["docker-compose.yml"]
+        check(all(os.path.isfile(os.path.join(root.dir, f)) for f in files),
+              "`docker-compose %s`: its files are at the root" % line, files)
+        services = services_of(tuple(files))
+        named = list(sub.get("SERVICE") or [])
+        named += [s.split("=")[0] for s in sub.get("--scale") or []]
+        unknown = [s for s in named if s not in services]
+        check(not unknown, "`docker-compose %s` names services that exist" % line, unknown, sorted(services))
+    log("%d docker-compose commands parsed" % len(SEED_COMMANDS))
+
+
 def test():
     check_dockerfile()
-    check_compose()
+    if not shutil.which("docker-compose"):
+        d.skip("docker-compose is not installed (bash deploy/install-deps.sh installs it)")
+    example = open(os.path.join(d.ROOT, "env.example")).read()
+
+    # No .env: the defaults of the files.
+    bare = Root()
+    try:
+        full = bare.resolved("docker-compose.yml")
+        check_compose(full)
+        check_seed_rate(full, "without a .env")
+        simple = bare.resolved("docker-compose.simple.yml")
+        check_simple(simple, full)
+        cache = {("docker-compose.yml",): full, ("docker-compose.simple.yml",): simple}
+
+        def services_of(files):
+            if files not in cache:
+                cache[files] = bare.resolved(*files)
+            return cache[files]
+        check_seed_commands(bare, services_of)
+    finally:
+        bare.cleanup()
+
+    # cp env.example .env, as the quick start says, with one port changed:
+    # Compose reads that .env at the root.
+    changed = example.replace("\nAPI_GATEWAY_PORT=3000\n", "\nAPI_GATEWAY_PORT=3100\n")
+    check(changed != example, "env.example sets API_GATEWAY_PORT=3000")
+    dotenv = Root(changed)
+    try:
+        for f in ("docker-compose.yml", "docker-compose.simple.yml"):
+            services = dotenv.resolved(f)
+            check((3100, 3000) in ports_of(services["api-gateway"]),
+                  "%s reads .env: API_GATEWAY_PORT=3100 there publishes 3100" % f,
+                  ports_of(services["api-gateway"]))
+            check_seed_rate(services, "%s with env.example as .env" % f)
+    finally:
+        dotenv.cleanup()
+    # A limit set in .env replaces the default (0 turns it off).
+    off = Root(example + "\nRATE_LIMIT_RPS=0\n")
+    try:
+        check(rate_limit(off.resolved("docker-compose.yml"))[0] == 0, "RATE_LIMIT_RPS=0 in .env turns the limit off")
+    finally:
+        off.cleanup()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,11 @@
   the known list (the original system's names plus the operator series beside them);
 - every query is valid PromQL (promtool check rules parses it);
 - the seed's six panels are there; panels use the provisioned datasource uid;
-- the provisioning files point at the paths docker-compose mounts.
+- the provisioning files point at the paths docker-compose mounts;
+- webhook deliveries are not bot executions: every bot panel leaves out the
+  broker's built-in type "webhook" (bot_type, queue_name, semaphore_name),
+  and webhook panels show the deliveries, the webhook queue and its limit
+  apart, so the limit of 10000 is never drawn beside 3, 5 and 10.
 """
 import glob
 import json
@@ -112,6 +116,50 @@ def promql_valid(exprs):
         os.unlink(path)
 
 
+# Series the broker labels by bot type, and the label each one uses.
+BOT_LABELS = {"bot_executions_total": "bot_type", "bot_execution_duration_seconds": "bot_type",
+              "job_wait_seconds": "bot_type", "broker_jobs_submitted_total": "bot_type",
+              "queue_size": "queue_name", "semaphore_usage": "semaphore_name",
+              "semaphore_waiting": "semaphore_name", "semaphore_limit": "semaphore_name"}
+
+
+def webhook_matcher(expr, name):
+    """The matcher a query puts on the webhook type for metric NAME: '!=',
+    '=' or None (no matcher on the label that names the bot type)."""
+    label = BOT_LABELS[name]
+    m = re.search(r"\b%s(?:_bucket|_sum|_count)?\{([^}]*)\}" % re.escape(name), expr)
+    if not m:
+        return None
+    k = re.search(r'\b%s\s*(!=|=)\s*"webhook"' % label, m.group(1))
+    return k.group(1) if k else None
+
+
+def check_webhooks_apart(files):
+    check(webhook_matcher('sum(queue_size{job="broker",queue_name!="webhook"})', "queue_size") == "!=",
+          "the matcher parser finds queue_name!=\"webhook\"")
+    check(webhook_matcher('sum(semaphore_limit{job="broker"})', "semaphore_limit") is None,
+          "the matcher parser sees a query without one")
+    hook_delivery = hook_limit = False
+    for path in files:
+        for p in json.load(open(path))["panels"]:
+            hooks = "webhook" in p["title"].lower()
+            for t in p["targets"]:
+                for n in metric_names(t["expr"]):
+                    n = family(n)
+                    if n == "webhook_deliveries_total" and hooks:
+                        hook_delivery = True
+                    if n not in BOT_LABELS:
+                        continue
+                    op = webhook_matcher(t["expr"], n)
+                    want = "=" if hooks else "!="
+                    check(op == want, "panel %r: %s has %s%s\"webhook\"" % (p["title"], n, BOT_LABELS[n], want),
+                          t["expr"])
+                    if hooks and n == "semaphore_limit":
+                        hook_limit = True
+    check(hook_delivery, "a webhook panel shows webhook_deliveries_total")
+    check(hook_limit, "a webhook panel shows the webhook limit (semaphore_limit) apart")
+
+
 def test():
     harness.log("metric families registered in sources: %d" % len(REGISTERED))
     check("bot_executions_total" in REGISTERED or not os.path.exists(os.path.join(ROOT, "broker", "bm_broker.c")),
@@ -129,11 +177,11 @@ def test():
               for d in ds["datasources"]), "datasource points at the compose Prometheus", ds)
     prov = yaml.safe_load(open(os.path.join(GRAFANA, "provisioning", "dashboards", "botmesh.yml")))
     paths = [p["options"]["path"] for p in prov["providers"]]
-    compose = open(os.path.join(ROOT, "deploy", "docker-compose.yml")).read()
+    compose = open(os.path.join(ROOT, "docker-compose.yml")).read()
     for p in paths:
-        check(re.search(r"\./grafana/dashboards:%s\b" % re.escape(p), compose),
+        check(re.search(r"\./deploy/grafana/dashboards:%s\b" % re.escape(p), compose),
               "compose mounts deploy/grafana/dashboards at %s" % p)
-    check("./grafana/provisioning:/etc/grafana/provisioning" in compose, "compose mounts provisioning")
+    check("./deploy/grafana/provisioning:/etc/grafana/provisioning" in compose, "compose mounts provisioning")
 
     files = glob.glob(os.path.join(GRAFANA, "dashboards", "*.json"))
     check(files, "a dashboard JSON exists")
@@ -161,6 +209,7 @@ def test():
             match = [t for t in titles if want in t]
             check(match and any(metric in titles[t] for t in match),
                   "seed panel %r shows %s" % (want, metric), sorted(titles))
+    check_webhooks_apart(files)
     # Negative control: an unknown metric is caught
     check(any(family(n) not in KNOWN for n in metric_names("rate(http_requests_total[1m])")),
           "an unknown metric is noticed")

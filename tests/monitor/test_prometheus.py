@@ -44,7 +44,7 @@ def test():
         wait_until(lambda: harness.http("GET", gw + "/health")[0] == 200, 15, "gateway /health")
 
         # Services and their /metrics addresses, by Prometheus job name
-        targets = {"broker": "127.0.0.1:%d" % broker.metrics_port, "gateway": "127.0.0.1:%d" % gw_port}
+        targets = {"broker": "127.0.0.1:%d" % broker.metrics_port, "api-gateway": "127.0.0.1:%d" % gw_port}
         for job, binary, env in (
                 ("webhook-manager", "botmesh-webhook",
                  {"WEBHOOK_MANAGER_PORT": "{port}", "WEBHOOK_LISTEN_ADDR": "127.0.0.1",
@@ -108,8 +108,8 @@ def test():
             else:
                 continue
             jobs.append(sc)
-        check({"broker", "gateway", "webhook-manager", "mock-webhook"} <= {sc["job_name"] for sc in config["scrape_configs"]},
-              "deploy/prometheus.yml scrapes broker, gateway, webhook manager and mock")
+        check({"broker", "api-gateway", "webhook-manager", "mock-webhook"} <= {sc["job_name"] for sc in config["scrape_configs"]},
+              "deploy/prometheus.yml scrapes broker, api-gateway, webhook manager and mock")
         config["scrape_configs"] = jobs
         path = os.path.join(s.dir, "prometheus.yml")
         with open(path, "w") as f:
