@@ -5,7 +5,8 @@ simulated bots: `up` starts what is built and answers its health checks,
 reads the env file (the environment wins over it), is harmless the second
 time; `status` shows each service healthy; `scale` grows and shrinks the
 workers of a type (checked in the broker's own list); `invoke --wait`
-prints the completed record; `logs` shows a service's log; `down` stops
+prints the completed record; `logs` shows a service's log, by its name or
+its Docker Compose name (orchestrator, api-gateway, workers); `down` stops
 everything gracefully and leaves no process behind.  Then the failures a
 user meets: a bad value and a busy port make `up` fail naming the service,
 the variable or the port, with the tail of the log.
@@ -249,6 +250,7 @@ def run_stack(e, have_gw):
     p = e.run("logs", "nosuchservice", "--no-follow")
     check(p.returncode != 0 and "broker" in p.stderr, "logs of an unknown service lists the known ones",
           show(p))
+    check_log_aliases(e)
 
     pids = e.pids()
     p = e.run("down", timeout=120)
@@ -258,6 +260,35 @@ def run_stack(e, have_gw):
     check(not e.pids(), "down removed the pid files", e.pids())
     p = e.run("status")
     check(p.returncode != 0 and "DOWN" in p.stdout, "status after down says DOWN and exits non-zero", show(p))
+
+
+def check_log_aliases(e):
+    """`logs` takes the Docker Compose service names too: it shows the log
+    files of that service, and only those."""
+    logdir = os.path.join(e.var, "log")
+    logs = sorted(f for f in os.listdir(logdir) if f.endswith(".log"))
+    workers = [f for f in logs if f.startswith("worker-")]
+    for name, want in (("orchestrator", ["broker.log"]), ("broker", ["broker.log"]),
+                       ("api-gateway", ["gateway.log"]), ("workers", workers),
+                       ("python", [f for f in workers if f.startswith("worker-python-")]),
+                       ("webhook-manager", ["webhook-manager.log"]), ("mock-webhook", ["mock-webhook.log"])):
+        want = [f for f in want if f in logs]
+        if not want:
+            log("no log for %s (not built): skipped" % name)
+            continue
+        p = e.run("logs", name, "--no-follow", "-n", "2")
+        check(p.returncode == 0, "logs %s succeeds" % name, show(p))
+        if len(want) == 1:
+            # The service may have logged a line since: the shown lines are
+            # two consecutive lines of the file's end.
+            shown = p.stdout.splitlines()
+            tail = open(os.path.join(logdir, want[0]), errors="replace").read().splitlines()[-10:]
+            check(len(shown) == 2 and any(tail[i:i + 2] == shown for i in range(len(tail) - 1)),
+                  "logs %s shows the end of %s" % (name, want[0]), shown, tail)
+        else:
+            shown = sorted(os.path.basename(l[4:-4].strip()) for l in p.stdout.splitlines()
+                           if l.startswith("==> ") and l.endswith(" <=="))
+            check(shown == sorted(want), "logs %s shows exactly %s" % (name, want), shown)
 
 
 def run_failures(e):
