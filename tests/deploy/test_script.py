@@ -196,8 +196,12 @@ def run_stack(e, have_gw):
         check(any(l.split()[:2] == [name, str(pid)] for l in p.stdout.splitlines()),
               "status lists %s with its pid" % name, p.stdout)
 
-    p = e.run("up")
+    # The original system's REDIS_HOST/REDIS_PORT (say, from its .env):
+    # up keeps its own Redis and says how to use that server instead.
+    p = e.run("up", env={"REDIS_HOST": "redis", "REDIS_PORT": "6380"})
     check(p.returncode == 0 and "already running" in p.stdout, "a second up is harmless", show(p))
+    check("REDIS_HOST/REDIS_PORT are not used" in p.stdout and "REDIS_URL=redis://redis:6380/0" in p.stdout,
+          "up says REDIS_HOST/REDIS_PORT are not used and names the REDIS_URL to set", show(p))
     check(e.pids() == pids, "a second up leaves the running services alone", e.pids(), pids)
 
     if have_gw:
