@@ -1,105 +1,25 @@
-/*  wh_engine.c - the webhook delivery engine: libcurl multi-socket on zloop.  */
-#include "wh_engine.h"
-#include "wh_backoff.h"
-#include "wh_heap.h"
+/*  wh_engine.c - the webhook delivery engine: libcurl multi-socket on zloop.
+
+    This file holds the deliveries (waiting heap -> ready list -> in
+    flight), the outcome of each ended attempt and the public interface;
+    wh_attempt.c builds and frees one HTTP attempt, wh_multi.c runs
+    libcurl's sockets and timer on the zloop.  */
+#include "wh_engine_priv.h"
+#include "wh_attempt.h"
+#include "wh_multi.h"
 #include "wh_outcome.h"
-#include "wh_retry_after.h"
-#include "wh_signature.h"
 #include "wh_ssrf.h"
 #include "bm_config.h"
 #include "bm_log.h"
 #include "bm_proto.h"
 
 #include <curl/curl.h>
-#include <fcntl.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <arpa/inet.h>
-
-typedef enum { WHERE_WAITING, WHERE_READY, WHERE_INFLIGHT } where_t;
-
-//  One HTTP attempt in flight.  Allocated only while it runs, so a
-//  delivery waiting for a retry costs little.
-typedef struct {
-    CURL *easy;                 //  libcurl's transfer
-    struct curl_slist *headers; //  Request headers
-    int64_t started_mono;       //  For the duration histogram
-    int64_t retry_after_ms;     //  Retry-After of the last response, -1 if none
-    bool opened;                //  A socket was opened (an address passed the guard)
-    char refused [200];         //  Why the SSRF guard refused an address, "" if none
-    char errbuf [CURL_ERROR_SIZE];  //  libcurl's error text
-} attempt_t;
-
-//  One delivery.
-typedef struct {
-    wh_heap_node_t node;        //  In the waiting heap (key: due, monotonic ms)
-    struct _wh_engine_t *engine;    //  Back pointer for libcurl callbacks
-    char *job_id;               //  The delivery job ("<parent>.whN")
-    char *url;                  //  Target
-    char *webhook_id;           //  webhook-id header, same on every attempt
-    char *body;                 //  JSON text to POST
-    size_t body_len;
-    bool ssrf_exempt;           //  Host in WEBHOOK_ALLOWED_HOSTS, or private allowed
-    int64_t deadline_ms;        //  Broker's deadline (epoch ms), 0: none
-    int64_t received_mono;      //  When we took it
-    wh_status_t status;         //  What we report
-    where_t where;              //  Waiting, ready or in flight
-    void *ready_handle;         //  Handle in the ready list
-    attempt_t *attempt;         //  The attempt in flight, or NULL
-} delivery_t;
-
-//  Counters read by other threads.
-typedef struct {
-    atomic_uint_fast64_t delivered;     //  Final: delivered
-    atomic_uint_fast64_t failed;        //  Final: failed
-    atomic_uint_fast64_t attempts;      //  HTTP attempts finished
-    atomic_uint_fast64_t retries;       //  Retries scheduled
-    atomic_uint_fast64_t released;      //  Given back to the broker
-    atomic_uint_fast64_t cancelled;     //  Cancelled by the broker
-    atomic_uint_fast64_t refused;       //  Attempts the SSRF guard refused
-    atomic_uint_fast64_t received;      //  Deliveries taken
-    atomic_uint_fast64_t responses [601];   //  By HTTP status; [0]: no answer
-    atomic_int_fast64_t held;           //  Gauges
-    atomic_int_fast64_t waiting;
-    atomic_int_fast64_t ready;
-    atomic_int_fast64_t inflight;
-} counters_t;
-
-struct _wh_engine_t {
-    zloop_t *loop;              //  Our reactor (borrowed)
-    const wh_config_t *config;  //  Borrowed
-    wh_event_fn *event_fn;      //  Owner's callback
-    void *event_arg;
-    CURLM *multi;               //  libcurl multi handle
-    wh_backoff_t *backoff;      //  Retry delays
-    wh_signer_t *signer;        //  NULL when unsigned
-    zhashx_t *deliveries;       //  job id -> delivery_t (we free them)
-    wh_heap_t *waiting;         //  Deliveries waiting for a retry
-    zlistx_t *ready;            //  Due deliveries waiting for a slot, FIFO
-    size_t inflight;            //  Attempts in flight
-    int curl_timer;             //  zloop timer for libcurl, -1 if none
-    int64_t curl_armed;         //  Monotonic ms curl_timer fires at
-    int64_t curl_due;           //  Monotonic ms libcurl wants its timeout call, -1: never
-    int wait_timer;             //  zloop timer for the heap's head, -1 if none
-    int64_t wait_timer_due;     //  Monotonic ms it fires at
-    bool draining;              //  Shutting down: release instead of retrying
-    counters_t counters;
-    //  Metrics
-    bm_metric_t *m_responses;           //  webhook_responses_total{code}
-    bm_series_t *m_response_series [601];
-    bm_series_t *m_delivered, *m_failed;    //  webhook_deliveries_total{status}
-    bm_series_t *m_attempt_success, *m_attempt_retryable, *m_attempt_permanent;
-    bm_series_t *m_duration;            //  webhook_delivery_duration_seconds
-    bm_series_t *m_time_to_deliver;     //  webhook_delivery_latency_seconds
-    bm_series_t *m_retries, *m_released, *m_cancelled, *m_refused;
-    bm_series_t *m_held, *m_waiting, *m_ready, *m_inflight;
-};
 
 static void s_schedule (wh_engine_t *self, delivery_t *d, int64_t due_mono);
 static void s_pump (wh_engine_t *self);
-static void s_check_done (wh_engine_t *self);
 
 //  --------------------------------------------------------------------------
 //  Names
@@ -150,21 +70,6 @@ s_gauges (wh_engine_t *self)
 //  --------------------------------------------------------------------------
 //  Deliveries
 
-static void
-s_attempt_free (wh_engine_t *self, attempt_t **attempt_p)
-{
-    attempt_t *attempt = *attempt_p;
-    if (!attempt)
-        return;
-    if (attempt->easy) {
-        curl_multi_remove_handle (self->multi, attempt->easy);
-        curl_easy_cleanup (attempt->easy);
-    }
-    curl_slist_free_all (attempt->headers);
-    free (attempt);
-    *attempt_p = NULL;
-}
-
 //  Take a delivery out of wherever it is (heap, ready list, in flight).
 static void
 s_unlink (wh_engine_t *self, delivery_t *d)
@@ -178,7 +83,7 @@ s_unlink (wh_engine_t *self, delivery_t *d)
     }
     else
     if (d->where == WHERE_INFLIGHT && d->attempt) {
-        s_attempt_free (self, &d->attempt);
+        wh_attempt_free (self, &d->attempt);
         self->inflight--;
     }
 }
@@ -242,177 +147,6 @@ s_release (wh_engine_t *self, delivery_t *d)
     s_delivery_destroy (self, &d);
 }
 
-//  --------------------------------------------------------------------------
-//  libcurl callbacks (never call curl_multi_* or report events from these)
-
-//  Open the socket for an address libcurl resolved, unless the SSRF guard
-//  refuses the address: then libcurl tries the next one or fails with
-//  CURLE_COULDNT_CONNECT, and we report the refusal as a permanent failure.
-static curl_socket_t
-s_opensocket (void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
-{
-    delivery_t *d = (delivery_t *) clientp;
-    attempt_t *attempt = d->attempt;
-    if (purpose == CURLSOCKTYPE_IPCXN && !d->ssrf_exempt) {
-        wh_addr_class_t cls = wh_ssrf_classify (&address->addr, address->addrlen);
-        if (cls != WH_ADDR_PUBLIC) {
-            char text [INET6_ADDRSTRLEN] = "?";
-            struct sockaddr_storage ss;
-            memset (&ss, 0, sizeof ss);
-            memcpy (&ss, &address->addr,
-                    address->addrlen < sizeof ss? address->addrlen: sizeof ss);
-            if (address->family == AF_INET)
-                inet_ntop (AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, text, sizeof text);
-            else
-            if (address->family == AF_INET6)
-                inet_ntop (AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, text, sizeof text);
-            if (attempt)
-                snprintf (attempt->refused, sizeof attempt->refused,
-                          "refused by the SSRF guard: %s is %s (set WEBHOOK_ALLOW_PRIVATE=1 "
-                          "or list the host in WEBHOOK_ALLOWED_HOSTS)", text, wh_addr_class_name (cls));
-            return CURL_SOCKET_BAD;
-        }
-    }
-    curl_socket_t fd = socket (address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
-    if (fd != CURL_SOCKET_BAD && attempt)
-        attempt->opened = true;
-    return fd;
-}
-
-//  Response headers: remember Retry-After of the final response.
-static size_t
-s_header (char *buffer, size_t size, size_t count, void *userdata)
-{
-    attempt_t *attempt = (attempt_t *) userdata;
-    size_t len = size * count;
-    if (len >= 5 && strncmp (buffer, "HTTP/", 5) == 0)
-        attempt->retry_after_ms = -1;       //  A new response (after a 1xx)
-    else
-    if (len > 12 && strncasecmp (buffer, "Retry-After:", 12) == 0) {
-        size_t value_len = len - 12;
-        const char *value = buffer + 12;
-        while (value_len && (value [value_len - 1] == '\r' || value [value_len - 1] == '\n'))
-            value_len--;
-        int64_t delay;
-        if (wh_retry_after_parse (value, value_len, bm_now_ms (), &delay) == 0)
-            attempt->retry_after_ms = delay;
-    }
-    return len;
-}
-
-//  Response bodies are not needed: discard them.
-static size_t
-s_discard (char *buffer, size_t size, size_t count, void *userdata)
-{
-    (void) buffer;
-    (void) userdata;
-    return size * count;
-}
-
-//  --------------------------------------------------------------------------
-//  libcurl <-> zloop
-
-//  A socket libcurl watches is ready.
-static int
-s_socket_ready (zloop_t *loop, zmq_pollitem_t *item, void *arg)
-{
-    (void) loop;
-    wh_engine_t *self = (wh_engine_t *) arg;
-    int flags = 0;
-    if (item->revents & ZMQ_POLLIN)
-        flags |= CURL_CSELECT_IN;
-    if (item->revents & ZMQ_POLLOUT)
-        flags |= CURL_CSELECT_OUT;
-    if (item->revents & ZMQ_POLLERR)
-        flags |= CURL_CSELECT_ERR;
-    int running;
-    curl_multi_socket_action (self->multi, item->fd, flags, &running);
-    s_check_done (self);
-    return 0;
-}
-
-//  CURLMOPT_SOCKETFUNCTION: watch, rewatch or forget a socket.  socketp is
-//  non-NULL once we registered a poller for it.
-static int
-s_socket_cb (CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    (void) easy;
-    wh_engine_t *self = (wh_engine_t *) userp;
-    zmq_pollitem_t item = { NULL, fd, 0, 0 };
-    if (socketp)
-        zloop_poller_end (self->loop, &item);
-    if (what == CURL_POLL_REMOVE) {
-        curl_multi_assign (self->multi, fd, NULL);
-        return 0;
-    }
-    item.events = (short) (((what & CURL_POLL_IN)? ZMQ_POLLIN: 0)
-                         | ((what & CURL_POLL_OUT)? ZMQ_POLLOUT: 0));
-    if (zloop_poller (self->loop, &item, s_socket_ready, self)) {
-        bm_error (NULL, "cannot watch socket %d", (int) fd);
-        curl_multi_assign (self->multi, fd, NULL);
-        return -1;
-    }
-    zloop_poller_set_tolerant (self->loop, &item);
-    curl_multi_assign (self->multi, fd, (void *) 1);
-    return 0;
-}
-
-static void s_arm_curl_timer (wh_engine_t *self, int64_t due);
-
-//  Our libcurl timer fired: call libcurl if its deadline has come (it may
-//  have moved later since the timer was armed), else re-arm for it.
-static int
-s_curl_timeout (zloop_t *loop, int timer_id, void *arg)
-{
-    (void) loop;
-    (void) timer_id;
-    wh_engine_t *self = (wh_engine_t *) arg;
-    self->curl_timer = -1;
-    if (self->curl_due < 0)
-        return 0;
-    if (self->curl_due > bm_mono_ms ()) {
-        s_arm_curl_timer (self, self->curl_due);
-        return 0;
-    }
-    self->curl_due = -1;        //  Before the call: libcurl may set a new one
-    int running;
-    curl_multi_socket_action (self->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    s_check_done (self);
-    return 0;
-}
-
-static void
-s_arm_curl_timer (wh_engine_t *self, int64_t due)
-{
-    if (self->curl_timer != -1)
-        zloop_timer_end (self->loop, self->curl_timer);
-    int64_t delay = due - bm_mono_ms ();
-    self->curl_timer = zloop_timer (self->loop, (size_t) (delay > 0? delay: 0), 1, s_curl_timeout, self);
-    self->curl_armed = due;
-}
-
-//  CURLMOPT_TIMERFUNCTION: libcurl wants a timeout call in timeout_ms (-1:
-//  never).  libcurl changes its mind on almost every call, and each zloop
-//  timer ended costs a walk of zloop's timer list: keep one timer armed and
-//  re-arm it only when the new deadline is earlier; when it fires too
-//  early, it re-arms itself.  A 0 ms timer fires on the loop's next turn,
-//  so libcurl is never called back from inside its own callback.
-static int
-s_timer_cb (CURLM *multi, long timeout_ms, void *userp)
-{
-    (void) multi;
-    wh_engine_t *self = (wh_engine_t *) userp;
-    if (timeout_ms < 0) {
-        self->curl_due = -1;    //  An armed timer will find nothing to do
-        return 0;
-    }
-    int64_t due = bm_mono_ms () + timeout_ms;
-    self->curl_due = due;
-    if (self->curl_timer != -1 && self->curl_armed <= due)
-        return 0;               //  Fires early enough already
-    s_arm_curl_timer (self, due);
-    return self->curl_timer == -1? -1: 0;
-}
 
 //  --------------------------------------------------------------------------
 //  Waiting heap -> ready list -> in flight
@@ -488,99 +222,6 @@ s_schedule (wh_engine_t *self, delivery_t *d, int64_t due_mono)
     s_gauges (self);
 }
 
-//  Build and start one attempt.  Returns 0, or -1 (d is untouched).
-static int
-s_start (wh_engine_t *self, delivery_t *d)
-{
-    attempt_t *attempt = (attempt_t *) calloc (1, sizeof (attempt_t));
-    if (!attempt)
-        return -1;
-    attempt->retry_after_ms = -1;
-    attempt->started_mono = bm_mono_ms ();
-    CURL *easy = curl_easy_init ();
-    if (!easy) {
-        free (attempt);
-        return -1;
-    }
-    attempt->easy = easy;
-
-    //  Headers: a fresh timestamp and signature on every attempt.
-    char line [512];
-    struct curl_slist *headers = NULL, *next;
-    #define S_ADD(text) do { \
-        next = curl_slist_append (headers, text); \
-        if (!next) \
-            goto fail; \
-        headers = next; \
-    } while (0)
-    S_ADD ("Content-Type: application/json");
-    S_ADD ("Expect:");          //  No 100-continue round trip
-    snprintf (line, sizeof line, "webhook-id: %s", d->webhook_id);
-    S_ADD (line);
-    //  The job id and the attempt number (1 on the first), as receivers of
-    //  BullMQ-based bot systems read them.
-    snprintf (line, sizeof line, "X-Bot-Job-Id: %s", d->webhook_id);
-    S_ADD (line);
-    snprintf (line, sizeof line, "X-Delivery-Attempt: %" PRId64, d->status.attempts + 1);
-    S_ADD (line);
-    if (self->signer) {
-        char timestamp [24], signature [WH_SIGNATURE_SIZE];
-        snprintf (timestamp, sizeof timestamp, "%" PRId64, bm_now_ms () / 1000);
-        if (wh_signer_sign (self->signer, d->webhook_id, timestamp, d->body, d->body_len,
-                            signature, sizeof signature))
-            goto fail;
-        snprintf (line, sizeof line, "webhook-timestamp: %s", timestamp);
-        S_ADD (line);
-        snprintf (line, sizeof line, "webhook-signature: %s", signature);
-        S_ADD (line);
-    }
-    #undef S_ADD
-    attempt->headers = headers;
-
-    const wh_config_t *config = self->config;
-    curl_easy_setopt (easy, CURLOPT_URL, d->url);
-    curl_easy_setopt (easy, CURLOPT_POST, 1L);
-    curl_easy_setopt (easy, CURLOPT_POSTFIELDS, d->body);
-    curl_easy_setopt (easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) d->body_len);
-    curl_easy_setopt (easy, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt (easy, CURLOPT_USERAGENT, config->user_agent);
-    curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, (long) config->timeout_ms);
-    curl_easy_setopt (easy, CURLOPT_CONNECTTIMEOUT_MS, (long) config->connect_timeout_ms);
-    curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt (easy, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt (easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt (easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    //  No proxy from the environment: the SSRF guard must see the target.
-    curl_easy_setopt (easy, CURLOPT_PROXY, "");
-    curl_easy_setopt (easy, CURLOPT_OPENSOCKETFUNCTION, s_opensocket);
-    curl_easy_setopt (easy, CURLOPT_OPENSOCKETDATA, d);
-    curl_easy_setopt (easy, CURLOPT_HEADERFUNCTION, s_header);
-    curl_easy_setopt (easy, CURLOPT_HEADERDATA, attempt);
-    curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_discard);
-    curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, attempt->errbuf);
-    curl_easy_setopt (easy, CURLOPT_PRIVATE, d);
-    if (config->connect_to)
-        curl_easy_setopt (easy, CURLOPT_CONNECT_TO, config->connect_to);
-    if (config->ca_file)
-        curl_easy_setopt (easy, CURLOPT_CAINFO, config->ca_file);
-
-    d->attempt = attempt;
-    if (curl_multi_add_handle (self->multi, easy) != CURLM_OK) {
-        d->attempt = NULL;
-        goto fail;
-    }
-    d->where = WHERE_INFLIGHT;
-    self->inflight++;
-    bm_debug (d->job_id, "attempt %" PRId64 " to %s", d->status.attempts + 1, d->url);
-    return 0;
-
-fail:
-    curl_slist_free_all (headers);
-    attempt->headers = NULL;
-    curl_easy_cleanup (easy);
-    free (attempt);
-    return -1;
-}
 
 //  Start ready deliveries while slots are free.
 static void
@@ -590,7 +231,7 @@ s_pump (wh_engine_t *self)
         delivery_t *d = (delivery_t *) zlistx_first (self->ready);
         zlistx_delete (self->ready, d->ready_handle);
         d->ready_handle = NULL;
-        if (s_start (self, d)) {
+        if (wh_attempt_start (self, d)) {
             //  Out of memory or libcurl refused: count it as a failed attempt.
             d->status.attempts++;
             snprintf (d->status.last_error, sizeof d->status.last_error,
@@ -672,7 +313,7 @@ s_attempt_done (wh_engine_t *self, delivery_t *d, CURLcode result)
     int64_t retry_after = attempt->retry_after_ms;
 
     //  The request is over: free its slot.
-    s_attempt_free (self, &d->attempt);
+    wh_attempt_free (self, &d->attempt);
     self->inflight--;
 
     if (verdict == WH_SUCCESS) {
@@ -720,8 +361,8 @@ s_attempt_done (wh_engine_t *self, delivery_t *d, CURLcode result)
 }
 
 //  Collect finished transfers.
-static void
-s_check_done (wh_engine_t *self)
+void
+wh_engine_check_done (wh_engine_t *self)
 {
     CURLMsg *msg;
     int left;
@@ -785,9 +426,9 @@ wh_engine_new (zloop_t *loop, const wh_config_t *config, bm_metrics_t *metrics,
         wh_engine_destroy (&self);
         return NULL;
     }
-    curl_multi_setopt (self->multi, CURLMOPT_SOCKETFUNCTION, s_socket_cb);
+    curl_multi_setopt (self->multi, CURLMOPT_SOCKETFUNCTION, wh_multi_socket_cb);
     curl_multi_setopt (self->multi, CURLMOPT_SOCKETDATA, self);
-    curl_multi_setopt (self->multi, CURLMOPT_TIMERFUNCTION, s_timer_cb);
+    curl_multi_setopt (self->multi, CURLMOPT_TIMERFUNCTION, wh_multi_timer_cb);
     curl_multi_setopt (self->multi, CURLMOPT_TIMERDATA, self);
     //  Keep idle connections to receivers for reuse, a few per slot.
     curl_multi_setopt (self->multi, CURLMOPT_MAXCONNECTS, (long) config->max_inflight * 2);

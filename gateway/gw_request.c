@@ -1,0 +1,535 @@
+/*  gw_request.c - one HTTP request being served: reading it, answering it
+    (each response built in one buffer and written with one mg_write:
+    civetweb's header helpers cost one write per line, which halves
+    throughput on this kind of machine), and asking the broker.  */
+#include "gw_request.h"
+#include "gw_record.h"
+
+#include "bm_http.h"
+#include "bm_log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <strings.h>
+
+//  How long the list of bot types (for unknown_bot_type) is reused.
+#define GW_BOT_TYPES_TTL_MS     5000
+//  Bodies of refused requests up to this size are read and dropped so the
+//  connection can stay open; larger ones close it.
+#define GW_DRAIN_MAX            (64 * 1024)
+//  Lingering close (s_linger): how long and how much of an unwanted body
+//  is read after the answer, so that the answer is not lost to a reset.
+#define GW_LINGER_MS            1000
+#define GW_LINGER_BYTES         (32 * 1024 * 1024)
+//  Largest single read of a request body (see gw_request_read_body).
+#define GW_READ_STEP_MAX        (64 * 1024)
+
+//  --------------------------------------------------------------------------
+//  Writing responses
+
+//  Does the client want the connection kept open (civetweb's own rule)?
+static bool
+s_client_keeps_alive (gw_request_t *r)
+{
+    const char *connection = mg_get_header (r->conn, "Connection");
+    if (connection)
+        return strcasestr (connection, "keep-alive") != NULL;
+    return r->ri->http_version && streq (r->ri->http_version, "1.1");
+}
+
+//  Read and drop the rest of a body we will not use, so that the
+//  connection can serve the next request.  Gives up (and closes) past
+//  GW_DRAIN_MAX bytes.
+static void
+s_drain (gw_request_t *r)
+{
+    if (!r->body_pending || r->must_close)
+        return;
+    if (r->expect_continue || r->ri->content_length > GW_DRAIN_MAX) {
+        //  A client waiting for 100 Continue will not send the body: the
+        //  connection cannot be reused.
+        r->must_close = true;
+        return;
+    }
+    char buf [8192];
+    size_t total = 0;
+    size_t step = 1;                //  Small first, as in gw_request_read_body
+    int n;
+    int64_t deadline = bm_mono_ms () + r->server->config.request_timeout_ms;
+    while ((n = mg_read (r->conn, buf, step)) > 0) {
+        total += (size_t) n;
+        if (step < sizeof buf)
+            step *= 2;
+        if (total > GW_DRAIN_MAX || bm_mono_ms () > deadline) {
+            r->must_close = true;
+            return;
+        }
+    }
+    if (n < 0)
+        r->must_close = true;
+    r->body_pending = false;
+}
+
+//  After answering a request whose body is still arriving (a 413 for a
+//  body past the limit, say), read and drop what comes for a moment before
+//  civetweb closes the socket: closing with unread bytes makes the kernel
+//  send a reset, which can reach the client before it has read our answer
+//  (Apache calls this a lingering close).  Not needed when the client
+//  waits for "100 Continue" that was never sent: it sends nothing.
+static void
+s_linger (gw_request_t *r)
+{
+    if (!r->body_pending || r->expect_continue)
+        return;
+    char buf [8192];
+    size_t total = 0;
+    size_t step = 1;
+    int64_t deadline = bm_mono_ms () + GW_LINGER_MS;
+    while (total < GW_LINGER_BYTES && bm_mono_ms () < deadline) {
+        int n = mg_read (r->conn, buf, step);
+        if (n <= 0)
+            break;
+        total += (size_t) n;
+        if (step < sizeof buf)
+            step *= 2;
+    }
+}
+
+//  Write the whole response (status line, headers, body) with one write.
+//  extra holds more header lines, each ending in CRLF, or NULL.
+void
+gw_request_send (gw_request_t *r, int status, const char *content_type, const char *extra,
+        const char *body, size_t size)
+{
+    if (r->status)
+        return;                 //  Answered already
+    r->status = status;
+    s_drain (r);
+    bool keep = !r->body_pending && !r->must_close && s_client_keeps_alive (r);
+    if (!keep)
+        mg_disable_keep_alive (r->conn);
+    char head [BM_HTTP_HEAD_MAX + 512];
+    int n = bm_http_head (r->conn, status, content_type, size, keep ? "keep-alive" : "close",
+                          extra, head, sizeof head);
+    if (n < 0)
+        return;                 //  Our own headers never get this long
+    char stack [8192];
+    char *buf = (size_t) n + size <= sizeof stack ? stack : (char *) malloc ((size_t) n + size);
+    if (!buf)
+        return;
+    memcpy (buf, head, (size_t) n);
+    if (size)
+        memcpy (buf + n, body, size);
+    //  HEAD: the same headers (Content-Length included), no body.
+    mg_write (r->conn, buf, (size_t) n + (r->head ? 0 : size));
+    if (buf != stack)
+        free (buf);
+    s_linger (r);
+}
+
+//  Answer with a JSON value (takes the reference).
+void
+gw_request_send_json (gw_request_t *r, int status, json_t *value, const char *extra)
+{
+    char *text = bm_http_json_text (value);
+    json_decref (value);
+    if (!text) {
+        const char *fallback = "{\"error\":{\"code\":\"internal\",\"message\":\"internal error\"}}";
+        gw_request_send (r, 500, "application/json", NULL, fallback, strlen (fallback));
+        return;
+    }
+    gw_request_send (r, status, "application/json", extra, text, strlen (text));
+    free (text);
+}
+
+//  Answer {"error": {"code": code, "message": message}}.
+void
+gw_request_error (gw_request_t *r, int status, const char *code, const char *message, const char *extra)
+{
+    json_t *value = json_pack ("{s:{s:s,s:s}}", "error", "code", code, "message", message);
+    gw_request_send_json (r, status, value, extra);
+}
+
+void
+gw_request_error_retry (gw_request_t *r, int status, const char *code, const char *message, int retry_after)
+{
+    char extra [64];
+    snprintf (extra, sizeof extra, "Retry-After: %d\r\n", retry_after);
+    gw_request_error (r, status, code, message, extra);
+}
+
+//  --------------------------------------------------------------------------
+//  Talking to the broker
+
+//  Pack {req, jobId?} for the simple requests.  Returns its req; caller
+//  frees (or hands on) *data.
+static int64_t
+s_pack_simple (gw_server_t *server, const char *job_id, char **data, size_t *size)
+{
+    int64_t req = gw_link_next_req (server->link);
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, job_id ? 2 : 1);
+    bm_pack_kv_int (&pk, "req", req);
+    if (job_id)
+        bm_pack_kv_str (&pk, "jobId", job_id);
+    *data = sbuf.data;
+    *size = sbuf.size;
+    return req;
+}
+
+//  Send one request (body holds "req" = req; taken) to the broker and wait
+//  for its answer.  On no answer, answers the HTTP request (503
+//  unreachable / 504 too slow) when `answer` is true, and returns NULL.
+bm_msg_t *
+gw_request_broker (gw_request_t *r, int64_t req, int command, char *body, size_t size, bool answer)
+{
+    gw_server_t *server = r->server;
+    bm_msg_t *reply = gw_link_request (server->link, req, command, body, size,
+                                       server->config.broker_timeout_ms);
+    if (reply)
+        return reply;
+    if (errno == ECONNRESET) {
+        bm_series_inc (server->broker_timeouts);
+        bm_warn (NULL, "the broker connection dropped with %s unanswered",
+                 bm_command_name (BM_PEER_CLIENT, command));
+        r->reason = "broker_connection_lost";
+        if (answer)
+            gw_request_error (r, 504, "broker_connection_lost",
+                     "the connection to the broker dropped after the request was sent: "
+                     "its outcome is unknown (retry with the same idempotencyKey to be safe)",
+                     NULL);
+    }
+    else
+    if (errno == ETIMEDOUT) {
+        bm_series_inc (server->broker_timeouts);
+        bm_warn (NULL, "broker did not answer %s within %" PRId64 " ms",
+                 bm_command_name (BM_PEER_CLIENT, command), server->config.broker_timeout_ms);
+        r->reason = "broker_timeout";
+        if (answer)
+            gw_request_error (r, 504, "broker_timeout", "the broker did not answer in time", NULL);
+    }
+    else {
+        bm_series_inc (server->broker_unavailable);
+        bm_debug (NULL, "broker unreachable for %s", bm_command_name (BM_PEER_CLIENT, command));
+        r->reason = "broker_unavailable";
+        if (answer)
+            gw_request_error_retry (r, 503, "broker_unavailable", "the broker is not reachable",
+                           GW_RETRY_BROKER_DOWN);
+    }
+    return NULL;
+}
+
+//  A simple request {req, jobId?}: pack, send, wait.
+bm_msg_t *
+gw_request_broker_simple (gw_request_t *r, int command, const char *job_id, bool answer)
+{
+    char *data;
+    size_t size;
+    int64_t req = s_pack_simple (r->server, job_id, &data, &size);
+    return gw_request_broker (r, req, command, data, size, answer);
+}
+
+//  Copy src into buf[size], cutting it if needed.
+static void
+s_copy (char *buf, size_t size, const char *src)
+{
+    size_t n = strnlen (src, size - 1);
+    memcpy (buf, src, n);
+    buf [n] = 0;
+}
+
+//  Copy a REJECTED message for clients: printable ASCII only, bounded.
+static void
+s_safe_message (const msgpack_object *body, char *buf, size_t size, const char *fallback)
+{
+    const char *str;
+    size_t len;
+    if (!bm_obj_str (body, "message", &str, &len) || len == 0) {
+        s_copy (buf, size, fallback);
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 1 < size; i++)
+        buf [n++] = (str [i] >= 0x20 && str [i] < 0x7f) ? str [i] : '?';
+    buf [n] = 0;
+}
+
+//  The bot types the broker knows, "java, node, python", from a STATS
+//  reply at most GW_BOT_TYPES_TTL_MS old.  Empty if the broker is silent.
+static void
+s_bot_types (gw_request_t *r, char *buf, size_t size)
+{
+    gw_server_t *server = r->server;
+    pthread_mutex_lock (&server->types_lock);
+    bool fresh = server->bot_types_ms && bm_mono_ms () - server->bot_types_ms < GW_BOT_TYPES_TTL_MS;
+    if (fresh)
+        s_copy (buf, size, server->bot_types);
+    pthread_mutex_unlock (&server->types_lock);
+    if (fresh)
+        return;
+    buf [0] = 0;
+    bm_msg_t *reply = gw_request_broker_simple (r, BM_STATS, NULL, false);
+    if (reply && bm_msg_command (reply) == BM_REPLY) {
+        gw_record_bot_types (bm_msg_body (reply), buf, size);
+        pthread_mutex_lock (&server->types_lock);
+        s_copy (server->bot_types, sizeof server->bot_types, buf);
+        server->bot_types_ms = bm_mono_ms ();
+        pthread_mutex_unlock (&server->types_lock);
+    }
+    bm_msg_destroy (&reply);
+}
+
+//  How the broker's REJECTED codes are answered (unknown_bot_type, which
+//  needs the list of types, and codes not listed are handled in
+//  gw_request_rejected).  The HTTP error code is the broker's.
+typedef struct {
+    const char *code;           //  The broker's code, and ours
+    int status;                 //  HTTP status
+    const char *reason;         //  gateway_invoke_rejected_total{reason}
+    const char *message;        //  Our message; NULL: the broker's, made safe...
+    const char *fallback;       //  ...or this when it sent none
+    int retry_after;            //  Retry-After seconds, 0 = none
+} s_rejection_t;
+
+static const s_rejection_t s_rejections [] = {
+    { "bad_request", 400, "bad_request", NULL, "the request was refused", 0 },
+    { "payload_too_large", 413, "payload_too_large", "payload is too large", NULL, 0 },
+    { "not_found", 404, "other", "no job with this id", NULL, 0 },
+    { "conflict", 409, "other", NULL, "the job is not in a state that allows this", 0 },
+    //  503, not 429: the system is full, not this client too fast.
+    { "queue_full", 503, "queue_full", "the queue for this bot type is full; retry later", NULL,
+      GW_RETRY_QUEUE_FULL },
+    { "store_unavailable", 503, "store_unavailable", "job storage is unavailable; retry later",
+      NULL, GW_RETRY_STORE_DOWN },
+    { "shutting_down", 503, "shutting_down", "the broker is shutting down; retry later", NULL,
+      GW_RETRY_SHUTTING_DOWN },
+};
+
+static const s_rejection_t *
+s_rejection (const char *code)
+{
+    for (size_t i = 0; i < sizeof s_rejections / sizeof s_rejections [0]; i++)
+        if (streq (s_rejections [i].code, code))
+            return &s_rejections [i];
+    return NULL;
+}
+
+//  Answer a REJECTED from the broker with the matching HTTP error.
+void
+gw_request_rejected (gw_request_t *r, bm_msg_t *reply)
+{
+    const msgpack_object *body = bm_msg_body (reply);
+    char code [64] = "";
+    bm_obj_strcpy (body, "code", code, sizeof code);
+    char message [200];
+    const s_rejection_t *rule;
+
+    if (streq (code, "unknown_bot_type")) {
+        r->reason = "invalid_bot_type";
+        //  The broker names the types it knows; an older broker may not,
+        //  then a STATS reply does.
+        s_safe_message (body, message, sizeof message, "");
+        if (strncmp (message, "botType must be one of: ", 24) == 0 && message [24]) {
+            gw_request_error (r, 400, "invalid_bot_type", message, NULL);
+            return;
+        }
+        char types [GW_TYPES_LEN];
+        s_bot_types (r, types, sizeof types);
+        if (*types)
+            snprintf (message, sizeof message, "botType must be one of: %s", types);
+        else
+            snprintf (message, sizeof message, "botType is not a bot type the broker knows");
+        gw_request_error (r, 400, "invalid_bot_type", message, NULL);
+    }
+    else
+    if ((rule = s_rejection (code))) {
+        r->reason = rule->reason;
+        if (!rule->message)
+            s_safe_message (body, message, sizeof message, rule->fallback);
+        const char *text = rule->message ? rule->message : message;
+        if (rule->retry_after)
+            gw_request_error_retry (r, rule->status, rule->code, text, rule->retry_after);
+        else
+            gw_request_error (r, rule->status, rule->code, text, NULL);
+    }
+    else {
+        //  bad_frame, bad_header...: our own request was wrong.  Log it,
+        //  tell the client nothing internal.
+        r->reason = "broker_error";
+        bm_series_inc (r->server->broker_bad_replies);
+        bm_error (NULL, "broker refused our request: %s", *code ? code : "(no code)");
+        gw_request_error (r, 502, "broker_error", "the broker could not handle the request", NULL);
+    }
+}
+
+//  Answer a reply we did not expect (wrong command or body).
+void
+gw_request_bad_reply (gw_request_t *r, bm_msg_t *reply)
+{
+    bm_series_inc (r->server->broker_bad_replies);
+    bm_error (NULL, "unexpected broker reply %s",
+              bm_command_name (BM_PEER_CLIENT, bm_msg_command (reply)));
+    r->reason = "broker_error";
+    gw_request_error (r, 502, "broker_error", "the broker sent an unexpected answer", NULL);
+}
+
+//  --------------------------------------------------------------------------
+//  Reading the request
+
+//  Is the Content-Type JSON?  "application/json", any case, with or
+//  without parameters (charset).  A request without Content-Type is
+//  accepted and parsed as JSON (see README.md).
+bool
+gw_request_is_json (const char *content_type)
+{
+    if (!content_type)
+        return true;
+    while (*content_type == ' ')
+        content_type++;
+    if (strncasecmp (content_type, "application/json", 16) != 0)
+        return false;
+    char next = content_type [16];
+    return next == 0 || next == ';' || next == ' ' || next == '\t';
+}
+
+//  Answer 413 body_too_large (closing the connection); returns -1.
+static int
+s_body_too_large (gw_request_t *r, size_t max)
+{
+    r->must_close = true;
+    r->reason = "body_too_large";
+    char message [96];
+    snprintf (message, sizeof message, "the body is larger than %zu bytes", max);
+    gw_request_error (r, 413, "body_too_large", message, NULL);
+    return -1;
+}
+
+//  Answer 503 out_of_memory (closing the connection: the body is not
+//  read); returns -1.
+static int
+s_no_memory (gw_request_t *r)
+{
+    r->must_close = true;
+    r->reason = "out_of_memory";
+    gw_request_error (r, 503, "out_of_memory", "no memory for the request body; retry later", NULL);
+    return -1;
+}
+
+//  Read the whole body, at most MAX_BODY_BYTES.  Returns 0 with *body
+//  (caller frees; NUL-terminated) and *size, or -1 after answering.
+int
+gw_request_read_body (gw_request_t *r, char **body, size_t *size)
+{
+    gw_server_t *server = r->server;
+    size_t max = (size_t) server->config.max_body;
+    long long declared = r->ri->content_length;
+    *body = NULL;
+    *size = 0;
+    if (declared > (long long) max) {
+        //  Refuse before reading a byte; the unread body closes the
+        //  connection (a client that sent Expect: 100-continue never
+        //  sends it).
+        return s_body_too_large (r, max);
+    }
+    if (!r->body_pending) {
+        *body = strdup ("");
+        return 0;
+    }
+    if (r->expect_continue) {
+        //  civetweb leaves "Expect: 100-continue" to request handlers.
+        //  Sent only once the body is wanted, so a 413 or 415 costs the
+        //  client no upload.
+        mg_write (r->conn, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        r->expect_continue = false;
+    }
+    size_t cap = declared >= 0 ? (size_t) declared : 16384;
+    char *buf = (char *) malloc (cap + 1);
+    if (!buf)
+        return s_no_memory (r);
+    size_t got = 0;
+    //  civetweb's request_timeout_ms bounds each wait for bytes, not the
+    //  body: a client trickling a byte at a time keeps one mg_read going
+    //  until it has all it asked for.  So the body as a whole gets that
+    //  time too, checked between reads, and reads start at one byte and
+    //  double: a read can then take at most as long as all before it, and
+    //  a trickler is cut after about twice the timeout.  A body that came
+    //  with its head is in civetweb's buffer already, so the small reads
+    //  cost a memcpy each, no system call.
+    int64_t deadline = bm_mono_ms () + r->server->config.request_timeout_ms;
+    bool late = false;
+    size_t step = 1;
+    while (true) {
+        if (bm_mono_ms () > deadline) {
+            late = true;
+            break;
+        }
+        if (got == cap) {
+            if (declared >= 0)
+                break;
+            if (cap > max)
+                break;                  //  Chunked body past the limit
+            cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+            char *bigger = (char *) realloc (buf, cap + 1);
+            if (!bigger) {
+                free (buf);
+                return s_no_memory (r);
+            }
+            buf = bigger;
+        }
+        size_t want = cap - got < step ? cap - got : step;
+        int n = mg_read (r->conn, buf + got, want);
+        if (n <= 0) {
+            //  A read that gave up at its own timeout (civetweb's
+            //  request_timeout_ms, the same as ours) ends at our deadline:
+            //  the client stalled, it did not close.
+            late = declared >= 0 && got < (size_t) declared && bm_mono_ms () >= deadline;
+            break;
+        }
+        got += (size_t) n;
+        if (step < GW_READ_STEP_MAX)
+            step *= 2;
+    }
+    if (late) {
+        free (buf);
+        r->must_close = true;
+        r->reason = "request_timeout";
+        gw_request_error (r, 408, "request_timeout", "the body was not sent in time", NULL);
+        return -1;
+    }
+    if (got > max) {
+        free (buf);
+        return s_body_too_large (r, max);
+    }
+    if (declared >= 0 && got < (size_t) declared) {
+        //  The client stopped sending (or was too slow): it may be gone.
+        free (buf);
+        r->must_close = true;
+        r->reason = "invalid_json";
+        gw_request_error (r, 400, "truncated_body", "the body ended before Content-Length bytes", NULL);
+        return -1;
+    }
+    r->body_pending = false;
+    buf [got] = 0;
+    *body = buf;
+    *size = got;
+    return 0;
+}
+
+//  A query-string parameter into buf.  1 if present, 0 if absent, -1 if
+//  longer than buf.
+int
+gw_request_query (gw_request_t *r, const char *name, char *buf, size_t size)
+{
+    const char *qs = r->ri->query_string;
+    if (!qs)
+        return 0;
+    int n = mg_get_var (qs, strlen (qs), name, buf, size);
+    if (n == -1)
+        return 0;
+    if (n < 0)
+        return -1;
+    return 1;
+}

@@ -1,0 +1,273 @@
+/*  gw_routes.c - the gateway's route handlers.  */
+#include "gw_routes.h"
+#include "gw_invoke.h"
+#include "gw_record.h"
+
+#include "bm_assets.h"
+#include "bm_http.h"
+#include "bm_log.h"
+
+void
+gw_routes_health (gw_request_t *r)
+{
+    gw_request_send_json (r, 200, bm_http_health (), NULL);
+}
+
+void
+gw_routes_ready (gw_request_t *r)
+{
+    bm_msg_t *reply = gw_request_broker_simple (r, BM_PING, NULL, false);
+    if (!reply || bm_msg_command (reply) != BM_REPLY) {
+        bm_msg_destroy (&reply);
+        json_t *value = json_pack ("{s:{s:s,s:s},s:s,s:b,s:n}",
+            "error", "code", "broker_unavailable", "message", "the broker is not answering",
+            "status", "not_ready", "broker", 0, "redis");
+        char extra [64];
+        snprintf (extra, sizeof extra, "Retry-After: %d\r\n", GW_RETRY_BROKER_DOWN);
+        gw_request_send_json (r, 503, value, extra);
+        return;
+    }
+    bool redis = false;
+    bm_obj_bool (bm_msg_body (reply), "redis", &redis);
+    bm_msg_destroy (&reply);
+    if (redis) {
+        gw_request_send_json (r, 200, json_pack ("{s:s,s:b,s:b}", "status", "ready",
+                                        "broker", 1, "redis", 1), NULL);
+        return;
+    }
+    json_t *value = json_pack ("{s:{s:s,s:s},s:s,s:b,s:b}",
+        "error", "code", "redis_unavailable", "message", "the broker cannot reach Redis",
+        "status", "not_ready", "broker", 1, "redis", 0);
+    char extra [64];
+    snprintf (extra, sizeof extra, "Retry-After: %d\r\n", GW_RETRY_STORE_DOWN);
+    gw_request_send_json (r, 503, value, extra);
+}
+
+//  The gateway's own series only: the broker serves its own on its
+//  metrics port (BROKER_METRICS_PORT), which Prometheus scrapes apart, so
+//  that a sum() over every job counts each execution once.
+void
+gw_routes_metrics (gw_request_t *r)
+{
+    char *text = bm_metrics_render (r->server->metrics);
+    if (!text) {
+        gw_request_error (r, 500, "internal", "out of memory", NULL);
+        return;
+    }
+    gw_request_send (r, 200, BM_METRICS_CONTENT_TYPE, NULL, text, strlen (text));
+    free (text);
+}
+
+void
+gw_routes_invoke (gw_request_t *r)
+{
+    gw_server_t *server = r->server;
+    if (!gw_request_is_json (mg_get_header (r->conn, "Content-Type"))) {
+        r->reason = "unsupported_media_type";
+        gw_request_error (r, 415, "unsupported_media_type", "Content-Type must be application/json", NULL);
+        return;
+    }
+    char *body;
+    size_t size;
+    if (gw_request_read_body (r, &body, &size))
+        return;
+    char *submit;
+    size_t submit_size;
+    gw_invoke_error_t error;
+    int64_t req = gw_link_next_req (server->link);
+    char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
+    int64_t priority = 0;
+    int rc = gw_invoke_translate (body, size, req, (size_t) server->config.max_payload,
+                                  &submit, &submit_size, bot_type, &priority, &error);
+    free (body);
+    if (rc) {
+        r->reason = error.code;
+        gw_request_error (r, error.status, error.code, error.message, NULL);
+        return;
+    }
+    bm_msg_t *reply = gw_request_broker (r, req, BM_SUBMIT, submit, submit_size, true);
+    if (!reply)
+        return;
+    char job_id [BM_MAX_ID_LEN + 1];
+    if (bm_msg_command (reply) == BM_ACCEPTED
+    &&  bm_obj_strcpy (bm_msg_body (reply), "jobId", job_id, sizeof job_id)
+    &&  bm_valid_id (job_id, strlen (job_id))) {
+        bool duplicate = false;
+        bm_obj_bool (bm_msg_body (reply), "duplicate", &duplicate);
+        bm_series_inc (duplicate ? server->duplicates : server->accepted);
+        //  botType, priority and estimatedPosition (the job's place in its
+        //  queue; the broker leaves it out on a duplicate) as BullMQ-based
+        //  bot systems answer.
+        int64_t position = 0;
+        bool has_position = bm_obj_int (bm_msg_body (reply), "position", &position);
+        json_t *value = json_pack ("{s:s,s:s,s:s,s:I,s:o}", "jobId", job_id, "status", "queued",
+                                   "botType", bot_type, "priority", (json_int_t) priority,
+                                   "estimatedPosition", has_position
+                                   ? json_integer ((json_int_t) position) : json_null ());
+        if (duplicate)
+            json_object_set_new (value, "duplicate", json_true ());
+        char extra [200];
+        snprintf (extra, sizeof extra, "Location: /job/%s\r\n", job_id);
+        bm_debug (job_id, "accepted%s", duplicate ? " (duplicate)" : "");
+        gw_request_send_json (r, 202, value, extra);
+    }
+    else
+    if (bm_msg_command (reply) == BM_REJECTED)
+        gw_request_rejected (r, reply);
+    else
+        gw_request_bad_reply (r, reply);
+    bm_msg_destroy (&reply);
+}
+
+//  The end of most handlers: the reply the route expects (`want`) is
+//  answered with `status` and its JSON: `make` (body), or else `fixed`
+//  (taken).  A REJECTED (when `rejections`) gets its HTTP error; anything
+//  else is a bad reply (502).  No reply: gw_request_broker has answered already.
+typedef json_t *(s_make_fn) (const msgpack_object *body);
+
+static void
+s_answer (gw_request_t *r, bm_msg_t *reply, int want, int status, s_make_fn *make, json_t *fixed,
+          bool rejections)
+{
+    json_t *value = NULL;
+    if (reply && bm_msg_command (reply) == want) {
+        value = make ? make (bm_msg_body (reply)) : fixed;
+        fixed = NULL;
+    }
+    json_decref (fixed);
+    if (!reply)
+        return;
+    if (value)
+        gw_request_send_json (r, status, value, NULL);
+    else
+    if (rejections && bm_msg_command (reply) == BM_REJECTED)
+        gw_request_rejected (r, reply);
+    else
+        gw_request_bad_reply (r, reply);
+    bm_msg_destroy (&reply);
+}
+
+static json_t *
+s_make_job (const msgpack_object *body)
+{
+    return gw_record_job (bm_obj_get (body, "job"));
+}
+
+//  GET /job/{id}, POST /job/{id}/cancel: answer with the job record.
+void
+gw_routes_job (gw_request_t *r, int command)
+{
+    s_answer (r, gw_request_broker_simple (r, command, r->job_id, true), BM_REPLY, 200, s_make_job, NULL,
+              true);
+}
+
+//  POST /job/{id}/retry and /redeliver: ACCEPTED -> 202.
+void
+gw_routes_job_action (gw_request_t *r, int command)
+{
+    bm_msg_t *reply = gw_request_broker_simple (r, command, r->job_id, true);
+    json_t *value = command == BM_RETRY
+        ? json_pack ("{s:s,s:s}", "jobId", r->job_id, "status", "queued")
+        : json_pack ("{s:s,s:s}", "jobId", r->job_id, "webhook", "pending");
+    s_answer (r, reply, BM_ACCEPTED, 202, NULL, value, true);
+}
+
+void
+gw_routes_jobs (gw_request_t *r)
+{
+    static const char *states [] = { "queued", "running", "completed", "failed", "cancelled" };
+    char state [16], bot_type [BM_MAX_BOT_TYPE_LEN + 1], limit_text [16];
+    int has_state = gw_request_query (r, "state", state, sizeof state);
+    int has_type = gw_request_query (r, "botType", bot_type, sizeof bot_type);
+    int has_limit = gw_request_query (r, "limit", limit_text, sizeof limit_text);
+    bool state_ok = has_state == 0 || (has_state > 0 && !*state);
+    for (size_t i = 0; has_state > 0 && *state && i < sizeof states / sizeof states [0]; i++)
+        if (streq (state, states [i]))
+            state_ok = true;
+    if (!state_ok) {
+        gw_request_error (r, 400, "invalid_state",
+                 "state must be one of: queued, running, completed, failed, cancelled", NULL);
+        return;
+    }
+    if (has_type < 0 || (has_type > 0 && *bot_type && !bm_valid_bot_type (bot_type, strlen (bot_type)))) {
+        gw_request_error (r, 400, "invalid_bot_type", "botType must be 1 to 32 characters from [a-z0-9_-]",
+                 NULL);
+        return;
+    }
+    int64_t limit = 50;
+    if (has_limit < 0 || (has_limit > 0 && bm_parse_int (limit_text, 1, 500, &limit))) {
+        gw_request_error (r, 400, "invalid_limit", "limit must be an integer from 1 to 500", NULL);
+        return;
+    }
+    //  LIST body: {req, limit, state?, botType?}
+    int64_t req = gw_link_next_req (r->server->link);
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    bool with_state = has_state > 0 && *state;
+    bool with_type = has_type > 0 && *bot_type;
+    msgpack_pack_map (&pk, 2 + with_state + with_type);
+    bm_pack_kv_int (&pk, "req", req);
+    bm_pack_kv_int (&pk, "limit", limit);
+    if (with_state)
+        bm_pack_kv_str (&pk, "state", state);
+    if (with_type)
+        bm_pack_kv_str (&pk, "botType", bot_type);
+    s_answer (r, gw_request_broker (r, req, BM_LIST, sbuf.data, sbuf.size, true), BM_REPLY, 200,
+              gw_record_list, NULL, true);
+}
+
+void
+gw_routes_stats (gw_request_t *r)
+{
+    //  A REJECTED to STATS is not an answer we know: 502.
+    s_answer (r, gw_request_broker_simple (r, BM_STATS, NULL, true), BM_REPLY, 200, gw_record_stats, NULL,
+              false);
+}
+
+void
+gw_routes_admin (gw_request_t *r)
+{
+    const unsigned char *data;
+    size_t size;
+    const char *content_type;
+    if (bm_assets_find (r->ri->local_uri, &data, &size, &content_type)) {
+        gw_request_error (r, 404, "not_found", "no such page", NULL);
+        return;
+    }
+    gw_request_send (r, 200, content_type, NULL, (const char *) data, size);
+}
+
+void
+gw_routes_history (gw_request_t *r)
+{
+    gw_server_t *server = r->server;
+    char limit_text [16];
+    int64_t limit = 360;        //  1 h at the default 10 s interval
+    int has_limit = gw_request_query (r, "limit", limit_text, sizeof limit_text);
+    if (has_limit < 0
+    || (has_limit > 0 && bm_parse_int (limit_text, 1, GW_HISTORY_MAX_LIMIT, &limit))) {
+        char message [80];
+        snprintf (message, sizeof message, "limit must be an integer from 1 to %d",
+                  GW_HISTORY_MAX_LIMIT);
+        gw_request_error (r, 400, "invalid_limit", message, NULL);
+        return;
+    }
+    if (!server->history_on) {
+        gw_request_error_retry (r, 503, "history_unavailable", "no Redis is configured for history",
+                       GW_RETRY_STORE_DOWN);
+        return;
+    }
+    if (!r->thread->history)
+        r->thread->history = gw_history_new (&server->redis, server->config.redis_prefix,
+                                             (int) server->config.redis_timeout_ms);
+    json_t *value = gw_history_fetch (r->thread->history, (int) limit);
+    if (!value) {
+        bm_series_inc (server->history_errors);
+        gw_request_error_retry (r, 503, "redis_unavailable", "metric history is unavailable right now",
+                       GW_RETRY_STORE_DOWN);
+        return;
+    }
+    gw_request_send_json (r, 200, value, NULL);
+}

@@ -1,0 +1,95 @@
+/*  gw_server_priv.h - the gateway server's state, shared by the files that
+    make up the server: gw_server.c (civetweb, routing, metrics, lifecycle),
+    gw_request.c (reading a request, answering it, asking the broker) and
+    gw_routes.c (the route handlers).  Not for use outside them: everyone
+    else sees only gw_server.h.  */
+#ifndef GW_SERVER_PRIV_H
+#define GW_SERVER_PRIV_H
+
+#include "gw_server.h"
+#include "gw_auth.h"
+#include "gw_history.h"
+#include "gw_link.h"
+#include "gw_ratelimit.h"
+
+#include "bm_config.h"
+#include "bm_metrics.h"
+
+#include <civetweb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+//  Retry-After (seconds) for each kind of 503: how soon trying again makes
+//  sense.  The broker restarts in about a second; Redis outages last longer.
+#define GW_RETRY_BROKER_DOWN    1
+#define GW_RETRY_QUEUE_FULL     1
+#define GW_RETRY_STORE_DOWN     2
+#define GW_RETRY_SHUTTING_DOWN  5
+//  Room for the list of bot types in an unknown_bot_type message.
+#define GW_TYPES_LEN            400
+
+//  The status codes we answer with (gw_server.c's s_codes) and the reasons
+//  an /invoke is refused (its s_reasons): sizes of the per-series caches.
+#define GW_NCODES               15
+#define GW_NREASONS             24
+
+//  --------------------------------------------------------------------------
+//  Routes
+
+typedef enum {
+    R_HEALTH, R_READY, R_METRICS, R_INVOKE, R_JOB, R_JOB_CANCEL, R_JOB_RETRY,
+    R_JOB_REDELIVER, R_JOBS, R_STATS, R_ADMIN, R_HISTORY, R_OTHER, R_COUNT
+} gw_route_t;
+
+//  --------------------------------------------------------------------------
+//  Server and per-thread state
+
+struct _gw_server_t {
+    gw_config_t config;                 //  Settings (strings borrowed from env/argv)
+    struct mg_context *ctx;             //  civetweb
+    int port;                           //  Port we listen on
+    gw_auth_t *auth;                    //  API keys (maybe none)
+    gw_ratelimit_t *limiter;            //  Token buckets, NULL when off
+    gw_link_t *link;                    //  To the broker, shared by all threads
+    bool history_on;                    //  REDIS_URL given
+    bm_redis_url_t redis;               //  Parsed REDIS_URL
+
+    //  Metrics (series handles are resolved once and cached)
+    bm_metrics_t *metrics;
+    bm_metric_t *m_requests;            //  gateway_http_requests_total{route,code}
+    bm_metric_t *m_duration;            //  gateway_http_request_duration_seconds{route}
+    bm_metric_t *m_rejected;            //  gateway_invoke_rejected_total{reason}
+    _Atomic (bm_series_t *) requests [R_COUNT][GW_NCODES];
+    bm_series_t *duration [R_COUNT];
+    bm_series_t *rejected [GW_NREASONS];
+    bm_series_t *accepted;              //  gateway_invoke_accepted_total
+    bm_series_t *duplicates;            //  gateway_invoke_duplicates_total
+    bm_series_t *broker_timeouts;       //  gateway_broker_errors_total{kind="timeout"}
+    bm_series_t *broker_unavailable;    //  ...{kind="unavailable"}
+    bm_series_t *broker_bad_replies;    //  ...{kind="bad_reply"}
+    bm_series_t *rate_limited;          //  gateway_rate_limited_total
+    bm_series_t *auth_failures;         //  gateway_auth_failures_total
+    bm_series_t *in_flight;             //  gateway_requests_in_flight
+    bm_series_t *history_errors;        //  gateway_history_errors_total
+    bm_series_t *threads;               //  gateway_threads
+
+    //  Graceful stop: civetweb's mg_stop makes every later mg_write fail
+    //  (its writes stop with its stop flag), so requests in flight are
+    //  waited for before it is called.
+    atomic_bool draining;               //  SIGTERM seen: refuse new work
+    atomic_int active;                  //  Requests inside s_handler now
+
+    //  Bot types the broker knows, for unknown_bot_type's message
+    pthread_mutex_t types_lock;
+    char bot_types [GW_TYPES_LEN];             //  "java, node, python"
+    int64_t bot_types_ms;               //  When read (mono), 0 = never
+};
+
+//  What each civetweb worker thread owns.  Made in init_thread, freed in
+//  exit_thread; only that thread ever touches it.
+typedef struct {
+    gw_server_t *server;                //  Borrowed
+    gw_history_t *history;              //  Our Redis reader, lazily made
+} gw_thread_t;
+
+#endif

@@ -1,0 +1,189 @@
+/*  wh_attempt.c - one HTTP attempt of a delivery (see wh_attempt.h).  */
+#include "wh_attempt.h"
+#include "wh_retry_after.h"
+#include "wh_ssrf.h"
+#include "bm_config.h"
+#include "bm_log.h"
+
+#include <strings.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+
+//  --------------------------------------------------------------------------
+//  Lifecycle
+
+void
+wh_attempt_free (wh_engine_t *self, attempt_t **attempt_p)
+{
+    attempt_t *attempt = *attempt_p;
+    if (!attempt)
+        return;
+    if (attempt->easy) {
+        curl_multi_remove_handle (self->multi, attempt->easy);
+        curl_easy_cleanup (attempt->easy);
+    }
+    curl_slist_free_all (attempt->headers);
+    free (attempt);
+    *attempt_p = NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  libcurl callbacks (never call curl_multi_* or report events from these)
+
+//  Open the socket for an address libcurl resolved, unless the SSRF guard
+//  refuses the address: then libcurl tries the next one or fails with
+//  CURLE_COULDNT_CONNECT, and we report the refusal as a permanent failure.
+static curl_socket_t
+s_opensocket (void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
+{
+    delivery_t *d = (delivery_t *) clientp;
+    attempt_t *attempt = d->attempt;
+    if (purpose == CURLSOCKTYPE_IPCXN && !d->ssrf_exempt) {
+        wh_addr_class_t cls = wh_ssrf_classify (&address->addr, address->addrlen);
+        if (cls != WH_ADDR_PUBLIC) {
+            char text [INET6_ADDRSTRLEN] = "?";
+            struct sockaddr_storage ss;
+            memset (&ss, 0, sizeof ss);
+            memcpy (&ss, &address->addr,
+                    address->addrlen < sizeof ss? address->addrlen: sizeof ss);
+            if (address->family == AF_INET)
+                inet_ntop (AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, text, sizeof text);
+            else
+            if (address->family == AF_INET6)
+                inet_ntop (AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, text, sizeof text);
+            if (attempt)
+                snprintf (attempt->refused, sizeof attempt->refused,
+                          "refused by the SSRF guard: %s is %s (set WEBHOOK_ALLOW_PRIVATE=1 "
+                          "or list the host in WEBHOOK_ALLOWED_HOSTS)", text, wh_addr_class_name (cls));
+            return CURL_SOCKET_BAD;
+        }
+    }
+    curl_socket_t fd = socket (address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+    if (fd != CURL_SOCKET_BAD && attempt)
+        attempt->opened = true;
+    return fd;
+}
+
+//  Response headers: remember Retry-After of the final response.
+static size_t
+s_header (char *buffer, size_t size, size_t count, void *userdata)
+{
+    attempt_t *attempt = (attempt_t *) userdata;
+    size_t len = size * count;
+    if (len >= 5 && strncmp (buffer, "HTTP/", 5) == 0)
+        attempt->retry_after_ms = -1;       //  A new response (after a 1xx)
+    else
+    if (len > 12 && strncasecmp (buffer, "Retry-After:", 12) == 0) {
+        size_t value_len = len - 12;
+        const char *value = buffer + 12;
+        while (value_len && (value [value_len - 1] == '\r' || value [value_len - 1] == '\n'))
+            value_len--;
+        int64_t delay;
+        if (wh_retry_after_parse (value, value_len, bm_now_ms (), &delay) == 0)
+            attempt->retry_after_ms = delay;
+    }
+    return len;
+}
+
+//  Response bodies are not needed: discard them.
+static size_t
+s_discard (char *buffer, size_t size, size_t count, void *userdata)
+{
+    (void) buffer;
+    (void) userdata;
+    return size * count;
+}
+
+//  Build and start one attempt.  Returns 0, or -1 (d is untouched).
+int
+wh_attempt_start (wh_engine_t *self, delivery_t *d)
+{
+    attempt_t *attempt = (attempt_t *) calloc (1, sizeof (attempt_t));
+    if (!attempt)
+        return -1;
+    attempt->retry_after_ms = -1;
+    attempt->started_mono = bm_mono_ms ();
+    CURL *easy = curl_easy_init ();
+    if (!easy) {
+        free (attempt);
+        return -1;
+    }
+    attempt->easy = easy;
+
+    //  Headers: a fresh timestamp and signature on every attempt.
+    char line [512];
+    struct curl_slist *headers = NULL, *next;
+    #define S_ADD(text) do { \
+        next = curl_slist_append (headers, text); \
+        if (!next) \
+            goto fail; \
+        headers = next; \
+    } while (0)
+    S_ADD ("Content-Type: application/json");
+    S_ADD ("Expect:");          //  No 100-continue round trip
+    snprintf (line, sizeof line, "webhook-id: %s", d->webhook_id);
+    S_ADD (line);
+    //  The job id and the attempt number (1 on the first), as receivers of
+    //  BullMQ-based bot systems read them.
+    snprintf (line, sizeof line, "X-Bot-Job-Id: %s", d->webhook_id);
+    S_ADD (line);
+    snprintf (line, sizeof line, "X-Delivery-Attempt: %" PRId64, d->status.attempts + 1);
+    S_ADD (line);
+    if (self->signer) {
+        char timestamp [24], signature [WH_SIGNATURE_SIZE];
+        snprintf (timestamp, sizeof timestamp, "%" PRId64, bm_now_ms () / 1000);
+        if (wh_signer_sign (self->signer, d->webhook_id, timestamp, d->body, d->body_len,
+                            signature, sizeof signature))
+            goto fail;
+        snprintf (line, sizeof line, "webhook-timestamp: %s", timestamp);
+        S_ADD (line);
+        snprintf (line, sizeof line, "webhook-signature: %s", signature);
+        S_ADD (line);
+    }
+    #undef S_ADD
+    attempt->headers = headers;
+
+    const wh_config_t *config = self->config;
+    curl_easy_setopt (easy, CURLOPT_URL, d->url);
+    curl_easy_setopt (easy, CURLOPT_POST, 1L);
+    curl_easy_setopt (easy, CURLOPT_POSTFIELDS, d->body);
+    curl_easy_setopt (easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) d->body_len);
+    curl_easy_setopt (easy, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt (easy, CURLOPT_USERAGENT, config->user_agent);
+    curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, (long) config->timeout_ms);
+    curl_easy_setopt (easy, CURLOPT_CONNECTTIMEOUT_MS, (long) config->connect_timeout_ms);
+    curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt (easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt (easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt (easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    //  No proxy from the environment: the SSRF guard must see the target.
+    curl_easy_setopt (easy, CURLOPT_PROXY, "");
+    curl_easy_setopt (easy, CURLOPT_OPENSOCKETFUNCTION, s_opensocket);
+    curl_easy_setopt (easy, CURLOPT_OPENSOCKETDATA, d);
+    curl_easy_setopt (easy, CURLOPT_HEADERFUNCTION, s_header);
+    curl_easy_setopt (easy, CURLOPT_HEADERDATA, attempt);
+    curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_discard);
+    curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, attempt->errbuf);
+    curl_easy_setopt (easy, CURLOPT_PRIVATE, d);
+    if (config->connect_to)
+        curl_easy_setopt (easy, CURLOPT_CONNECT_TO, config->connect_to);
+    if (config->ca_file)
+        curl_easy_setopt (easy, CURLOPT_CAINFO, config->ca_file);
+
+    d->attempt = attempt;
+    if (curl_multi_add_handle (self->multi, easy) != CURLM_OK) {
+        d->attempt = NULL;
+        goto fail;
+    }
+    d->where = WHERE_INFLIGHT;
+    self->inflight++;
+    bm_debug (d->job_id, "attempt %" PRId64 " to %s", d->status.attempts + 1, d->url);
+    return 0;
+
+fail:
+    curl_slist_free_all (headers);
+    attempt->headers = NULL;
+    curl_easy_cleanup (easy);
+    free (attempt);
+    return -1;
+}

@@ -1,0 +1,102 @@
+/*  wh_engine_priv.h - the delivery engine's state, shared by the files that
+    make it up: wh_engine.c (deliveries, the waiting heap and ready list,
+    outcomes, the public interface), wh_attempt.c (one HTTP attempt: the
+    easy handle and its libcurl callbacks) and wh_multi.c (libcurl's
+    multi-socket interface on the zloop).  Everything here runs on the
+    loop's thread, except the counters, which other threads read.  Not for
+    use outside those files: everyone else sees only wh_engine.h.  */
+#ifndef WH_ENGINE_PRIV_H
+#define WH_ENGINE_PRIV_H
+
+#include "wh_engine.h"
+#include "wh_backoff.h"
+#include "wh_heap.h"
+#include "wh_signature.h"
+
+#include <curl/curl.h>
+#include <stdatomic.h>
+
+typedef enum { WHERE_WAITING, WHERE_READY, WHERE_INFLIGHT } where_t;
+
+//  One HTTP attempt in flight.  Allocated only while it runs, so a
+//  delivery waiting for a retry costs little.
+typedef struct {
+    CURL *easy;                 //  libcurl's transfer
+    struct curl_slist *headers; //  Request headers
+    int64_t started_mono;       //  For the duration histogram
+    int64_t retry_after_ms;     //  Retry-After of the last response, -1 if none
+    bool opened;                //  A socket was opened (an address passed the guard)
+    char refused [200];         //  Why the SSRF guard refused an address, "" if none
+    char errbuf [CURL_ERROR_SIZE];  //  libcurl's error text
+} attempt_t;
+
+//  One delivery.
+typedef struct {
+    wh_heap_node_t node;        //  In the waiting heap (key: due, monotonic ms)
+    struct _wh_engine_t *engine;    //  Back pointer for libcurl callbacks
+    char *job_id;               //  The delivery job ("<parent>.whN")
+    char *url;                  //  Target
+    char *webhook_id;           //  webhook-id header, same on every attempt
+    char *body;                 //  JSON text to POST
+    size_t body_len;
+    bool ssrf_exempt;           //  Host in WEBHOOK_ALLOWED_HOSTS, or private allowed
+    int64_t deadline_ms;        //  Broker's deadline (epoch ms), 0: none
+    int64_t received_mono;      //  When we took it
+    wh_status_t status;         //  What we report
+    where_t where;              //  Waiting, ready or in flight
+    void *ready_handle;         //  Handle in the ready list
+    attempt_t *attempt;         //  The attempt in flight, or NULL
+} delivery_t;
+
+//  Counters read by other threads.
+typedef struct {
+    atomic_uint_fast64_t delivered;     //  Final: delivered
+    atomic_uint_fast64_t failed;        //  Final: failed
+    atomic_uint_fast64_t attempts;      //  HTTP attempts finished
+    atomic_uint_fast64_t retries;       //  Retries scheduled
+    atomic_uint_fast64_t released;      //  Given back to the broker
+    atomic_uint_fast64_t cancelled;     //  Cancelled by the broker
+    atomic_uint_fast64_t refused;       //  Attempts the SSRF guard refused
+    atomic_uint_fast64_t received;      //  Deliveries taken
+    atomic_uint_fast64_t responses [601];   //  By HTTP status; [0]: no answer
+    atomic_int_fast64_t held;           //  Gauges
+    atomic_int_fast64_t waiting;
+    atomic_int_fast64_t ready;
+    atomic_int_fast64_t inflight;
+} counters_t;
+
+struct _wh_engine_t {
+    zloop_t *loop;              //  Our reactor (borrowed)
+    const wh_config_t *config;  //  Borrowed
+    wh_event_fn *event_fn;      //  Owner's callback
+    void *event_arg;
+    CURLM *multi;               //  libcurl multi handle
+    wh_backoff_t *backoff;      //  Retry delays
+    wh_signer_t *signer;        //  NULL when unsigned
+    zhashx_t *deliveries;       //  job id -> delivery_t (we free them)
+    wh_heap_t *waiting;         //  Deliveries waiting for a retry
+    zlistx_t *ready;            //  Due deliveries waiting for a slot, FIFO
+    size_t inflight;            //  Attempts in flight
+    int curl_timer;             //  zloop timer for libcurl, -1 if none
+    int64_t curl_armed;         //  Monotonic ms curl_timer fires at
+    int64_t curl_due;           //  Monotonic ms libcurl wants its timeout call, -1: never
+    int wait_timer;             //  zloop timer for the heap's head, -1 if none
+    int64_t wait_timer_due;     //  Monotonic ms it fires at
+    bool draining;              //  Shutting down: release instead of retrying
+    counters_t counters;
+    //  Metrics
+    bm_metric_t *m_responses;           //  webhook_responses_total{code}
+    bm_series_t *m_response_series [601];
+    bm_series_t *m_delivered, *m_failed;    //  webhook_deliveries_total{status}
+    bm_series_t *m_attempt_success, *m_attempt_retryable, *m_attempt_permanent;
+    bm_series_t *m_duration;            //  webhook_delivery_duration_seconds
+    bm_series_t *m_time_to_deliver;     //  webhook_delivery_latency_seconds
+    bm_series_t *m_retries, *m_released, *m_cancelled, *m_refused;
+    bm_series_t *m_held, *m_waiting, *m_ready, *m_inflight;
+};
+
+//  Collect the transfers libcurl has finished and decide each delivery's
+//  fate (retry, DONE, RELEASE).  Called after every curl_multi_socket_action.
+void wh_engine_check_done (wh_engine_t *self);
+
+#endif
