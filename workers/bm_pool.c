@@ -1,5 +1,6 @@
 /*  bm_pool.c - warm bot processes of one bot type: pool and fork modes.  */
 #include "bm_pool.h"
+#include "bm_pool_proc.h"
 #include "bm_bot.h"
 #include "bm_capture.h"
 #include "bm_progress.h"
@@ -18,46 +19,6 @@
                                         //  restarts after a back-off
 #define BM_POOL_BACKOFF_MIN_MS  100     //  First restart after an init failure
 #define BM_POOL_BACKOFF_MAX_MS  30000   //  Longest wait between restarts
-#define BM_POOL_READ_CHUNK      65536
-
-typedef enum { PROC_STARTING, PROC_IDLE, PROC_BUSY, PROC_RETIRING } proc_state_t;
-
-//  A job handed to us.
-typedef struct {
-    void *owner;                //  The owner's job pointer
-    char *frame;                //  Its frame, newline-terminated
-    size_t size;                //  Bytes in frame
-} pjob_t;
-
-//  One bot process.
-typedef struct {
-    struct _bm_pool_t *pool;    //  Our pool (back pointer)
-    pid_t pid;                  //  Its pid = its process group
-    bool reaped;                //  Its pid is gone: never signal it
-    proc_state_t state;
-    const char *retire_reason;  //  Why it is retiring (static text)
-    int fd_in;                  //  Our end of its stdin, or -1
-    int fd_out;                 //  Our end of its stdout, or -1
-    int fd_err;                 //  Our end of its stderr, or -1
-    int fd_progress;            //  Our end of its fd 3, or -1
-    char *wbuf;                 //  Frame being written to its stdin
-    size_t wsize, wsent;
-    char *line;                 //  Its stdout line being assembled
-    size_t line_size, line_cap;
-    bm_capture_t *err;          //  Its stderr tail (since the job began)
-    bm_progress_t *progress;    //  Parser of its fd 3 lines
-    pjob_t *job;                //  The job it runs, or NULL
-    pid_t child;                //  Fork: the job's child, 0 if unknown yet
-    int pending_signal;         //  Fork: signal to send once child is known
-    bool stopping;              //  A signal was sent for its job
-    char *output;               //  The job's stdout so far
-    size_t output_size;
-    bool overflowed;            //  The job's stdout was too large
-    int64_t jobs_done;          //  Jobs it ran
-    int64_t idle_since;         //  Monotonic ms
-    int64_t retire_since;       //  Monotonic ms
-    bm_limits_run_t *limits;    //  Its resource limits (its cgroup), or NULL
-} proc_t;
 
 struct _bm_pool_t {
     zloop_t *loop;              //  Our loop (borrowed)
@@ -84,63 +45,6 @@ static void s_dispatch (bm_pool_t *self);
 
 //  --------------------------------------------------------------------------
 
-static void
-s_pjob_destroy (pjob_t **job_p)
-{
-    if (*job_p) {
-        free ((*job_p)->frame);
-        free (*job_p);
-        *job_p = NULL;
-    }
-}
-
-static void
-s_close_fd (bm_pool_t *self, int *fd)
-{
-    if (*fd >= 0) {
-        zmq_pollitem_t item = { NULL, *fd, 0, 0 };
-        zloop_poller_end (self->loop, &item);
-        close (*fd);
-        *fd = -1;
-    }
-}
-
-static void
-s_proc_close (proc_t *proc)
-{
-    s_close_fd (proc->pool, &proc->fd_in);
-    s_close_fd (proc->pool, &proc->fd_out);
-    s_close_fd (proc->pool, &proc->fd_err);
-    s_close_fd (proc->pool, &proc->fd_progress);
-}
-
-static void
-s_proc_destroy (proc_t **proc_p)
-{
-    if (*proc_p) {
-        proc_t *proc = *proc_p;
-        s_proc_close (proc);
-        bm_capture_destroy (&proc->err);
-        bm_progress_destroy (&proc->progress);
-        bm_limits_run_destroy (&proc->limits);
-        s_pjob_destroy (&proc->job);
-        free (proc->wbuf);
-        free (proc->line);
-        free (proc->output);
-        free (proc);
-        *proc_p = NULL;
-    }
-}
-
-//  Signal the process's group, unless it was reaped already (its group id
-//  may then belong to someone else).
-static void
-s_proc_kill (proc_t *proc, int signum)
-{
-    if (!proc->reaped)
-        killpg (proc->pid, signum);
-}
-
 static proc_t *
 s_find_proc_of (bm_pool_t *self, void *owner)
 {
@@ -162,8 +66,8 @@ s_retire (proc_t *proc, const char *reason)
     proc->state = PROC_RETIRING;
     proc->retire_reason = reason;
     proc->retire_since = bm_mono_ms ();
-    s_close_fd (self, &proc->fd_in);
-    s_proc_kill (proc, SIGTERM);
+    bm_pool_proc_close_fd (proc, &proc->fd_in);
+    bm_pool_proc_kill (proc, SIGTERM);
     if (streq (reason, "max_jobs"))
         self->stats.recycled_max_jobs++;
     else
@@ -179,98 +83,15 @@ s_retire (proc_t *proc, const char *reason)
              (long long) proc->jobs_done);
 }
 
-//  The parent pid of a process, -1 if unknown: a fork server names its
-//  child, and we signal only a child of its own.
-static pid_t
-s_parent_of (pid_t pid)
-{
-    char path [64], text [512];
-    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
-    FILE *file = fopen (path, "r");
-    if (!file)
-        return -1;
-    size_t n = fread (text, 1, sizeof text - 1, file);
-    fclose (file);
-    text [n] = 0;
-    //  "pid (comm) state ppid ...": comm may hold anything, even ") ".
-    char *close = strrchr (text, ')');
-    int ppid;
-    char state;
-    if (!close || sscanf (close + 1, " %c %d", &state, &ppid) != 2)
-        return -1;
-    return (pid_t) ppid;
-}
-
-//  Resident set size of a process in MiB, -1 if unknown.
-static int64_t
-s_rss_mb (pid_t pid)
-{
-    char path [64];
-    snprintf (path, sizeof path, "/proc/%d/statm", (int) pid);
-    FILE *file = fopen (path, "r");
-    if (!file)
-        return -1;
-    long long size = 0, resident = 0;
-    int n = fscanf (file, "%lld %lld", &size, &resident);
-    fclose (file);
-    if (n != 2)
-        return -1;
-    return resident * (sysconf (_SC_PAGESIZE) / 1024) / 1024;
-}
-
 //  --------------------------------------------------------------------------
 //  Ending a job
-
-//  Read its stderr (into the job's tail) and its fd 3 (progress of the
-//  job, reported if `report`): at most `rounds` reads each.
-static void
-s_read_stderr (proc_t *proc, int rounds)
-{
-    char buffer [BM_POOL_READ_CHUNK];
-    for (; proc->fd_err >= 0 && rounds > 0; rounds--) {
-        ssize_t n = bm_bot_read (proc->fd_err, buffer, sizeof buffer);
-        if (n < 0)
-            break;
-        if (n == 0)
-            s_close_fd (proc->pool, &proc->fd_err);
-        else
-            bm_capture_append (proc->err, buffer, n);
-    }
-}
-
-static void
-s_read_progress (proc_t *proc, int rounds, bool report)
-{
-    char buffer [4096];
-    for (; proc->fd_progress >= 0 && rounds > 0; rounds--) {
-        ssize_t n = bm_bot_read (proc->fd_progress, buffer, sizeof buffer);
-        if (n < 0)
-            break;
-        if (n == 0) {
-            s_close_fd (proc->pool, &proc->fd_progress);
-            break;
-        }
-        int value = bm_progress_feed (proc->progress, buffer, n);
-        if (value >= 0 && report && proc->job && proc->pool->on_progress)
-            proc->pool->on_progress (proc->job->owner, value, proc->pool->arg);
-    }
-}
-
-//  Read what is in its stderr and fd 3 now (written before the frame that
-//  ended the job, so already in the pipes).
-static void
-s_drain (proc_t *proc, bool report)
-{
-    s_read_stderr (proc, 64);
-    s_read_progress (proc, 16, report);
-}
 
 //  The job of proc ended: tell the owner, make proc idle (or retire it).
 static void
 s_end_job (proc_t *proc, bm_pool_outcome_t *outcome, bool process_alive)
 {
     bm_pool_t *self = proc->pool;
-    s_drain (proc, false);
+    bm_pool_proc_drain (proc, false);
     char *tail = bm_capture_text (proc->err);
     if (!outcome->message)
         outcome->message = tail;
@@ -289,7 +110,7 @@ s_end_job (proc_t *proc, bm_pool_outcome_t *outcome, bool process_alive)
         if (self->config.max_jobs > 0 && proc->jobs_done >= self->config.max_jobs)
             s_retire (proc, "max_jobs");
         else {
-            int64_t rss = self->config.max_rss_mb > 0 ? s_rss_mb (proc->pid) : -1;
+            int64_t rss = self->config.max_rss_mb > 0 ? bm_pool_proc_rss_mb (proc->pid) : -1;
             if (rss > self->config.max_rss_mb) {
                 bm_info (NULL, "%s process pid=%d uses %lld MiB, over %s_MAX_RSS_MB=%lld",
                          self->config.type, (int) proc->pid, (long long) rss, "BOT_<TYPE>",
@@ -310,7 +131,7 @@ s_end_job (proc_t *proc, bm_pool_outcome_t *outcome, bool process_alive)
     proc->output = NULL;
     proc->output_size = 0;
     proc->overflowed = false;
-    s_pjob_destroy (&job);
+    bm_pool_pjob_destroy (&job);
 }
 
 //  --------------------------------------------------------------------------
@@ -320,33 +141,13 @@ static void
 s_kill_bad (proc_t *proc, const char *why)
 {
     bm_warn (NULL, "%s process pid=%d: %s: killed", proc->pool->config.type, (int) proc->pid, why);
-    s_proc_kill (proc, SIGKILL);
+    bm_pool_proc_kill (proc, SIGKILL);
     if (proc->state != PROC_RETIRING) {
         proc->state = PROC_RETIRING;
         proc->retire_reason = "killed";
         proc->retire_since = bm_mono_ms ();
         proc->pool->stats.recycled_killed++;
     }
-}
-
-//  Keep the job's stdout text; past the cap it is worthless.
-static void
-s_set_output (proc_t *proc, const char *text, size_t size)
-{
-    if ((int64_t) size > proc->pool->config.output_max) {
-        proc->overflowed = true;
-        size = 0;
-    }
-    free (proc->output);
-    proc->output = (char *) malloc (size + 1);
-    if (!proc->output) {
-        proc->overflowed = true;
-        proc->output_size = 0;
-        return;
-    }
-    memcpy (proc->output, text, size);
-    proc->output [size] = 0;
-    proc->output_size = size;
 }
 
 static void
@@ -390,7 +191,7 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
     if ((value = json_object_get (frame, "started"))) {
         if (proc->job && json_is_integer (value) && json_integer_value (value) > 1
         &&  json_integer_value (value) < INT32_MAX
-        &&  s_parent_of ((pid_t) json_integer_value (value)) == proc->pid) {
+        &&  bm_pool_proc_parent_of ((pid_t) json_integer_value (value)) == proc->pid) {
             proc->child = (pid_t) json_integer_value (value);
             if (proc->pending_signal)
                 killpg (proc->child, proc->pending_signal);
@@ -403,11 +204,11 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
     if ((value = json_object_get (frame, "result"))) {
         char *text = json_dumps (value, JSON_COMPACT | JSON_ENCODE_ANY);
         if (text) {
-            s_set_output (proc, text, strlen (text));
+            bm_pool_proc_set_output (proc, text, strlen (text));
             free (text);
         }
         else
-            s_set_output (proc, "", 0);
+            bm_pool_proc_set_output (proc, "", 0);
         bm_pool_outcome_t outcome = { .exit_code = 0 };
         s_end_job (proc, &outcome, true);
         s_dispatch (self);
@@ -416,7 +217,7 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
     if (json_object_get (frame, "exit") || json_object_get (frame, "signal")) {
         json_t *output = json_object_get (frame, "output");
         if (json_is_string (output))
-            s_set_output (proc, json_string_value (output), json_string_length (output));
+            bm_pool_proc_set_output (proc, json_string_value (output), json_string_length (output));
         bm_pool_outcome_t outcome = { .exit_code = -1 };
         json_t *error = json_object_get (frame, "error");
         if (json_is_string (error) && json_string_length (error) > 0)
@@ -433,176 +234,47 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
     else
     if ((value = json_object_get (frame, "output"))) {
         if (json_is_string (value))
-            s_set_output (proc, json_string_value (value), json_string_length (value));
+            bm_pool_proc_set_output (proc, json_string_value (value), json_string_length (value));
     }
     json_decref (frame);
-}
-
-//  Its stdout: frames, one per line.  A line longer than the cap on a
-//  job's output (twice, for JSON escapes) ends the process.
-static int
-s_on_stdout (zloop_t *loop, zmq_pollitem_t *item, void *arg)
-{
-    (void) loop, (void) item;
-    proc_t *proc = (proc_t *) arg;
-    size_t line_max = 2 * (size_t) proc->pool->config.output_max + 65536;
-    for (int rounds = 4; proc->fd_out >= 0 && rounds > 0; rounds--) {
-        if (proc->line_cap - proc->line_size < BM_POOL_READ_CHUNK) {
-            size_t cap = proc->line_cap ? proc->line_cap * 2 : 2 * BM_POOL_READ_CHUNK;
-            char *line = (char *) realloc (proc->line, cap);
-            if (!line) {
-                s_kill_bad (proc, "out of memory for its output");
-                s_close_fd (proc->pool, &proc->fd_out);
-                return 0;
-            }
-            proc->line = line;
-            proc->line_cap = cap;
-        }
-        ssize_t n = bm_bot_read (proc->fd_out, proc->line + proc->line_size, BM_POOL_READ_CHUNK);
-        if (n < 0)
-            break;
-        if (n == 0) {
-            s_close_fd (proc->pool, &proc->fd_out);
-            break;
-        }
-        size_t scanned = proc->line_size;
-        proc->line_size += n;
-        size_t start = 0;
-        for (size_t i = scanned; i < proc->line_size && proc->fd_out >= 0; i++)
-            if (proc->line [i] == '\n') {
-                proc->line [i] = 0;
-                s_on_frame (proc, proc->line + start, i - start);
-                start = i + 1;
-            }
-        if (proc->fd_out < 0)
-            return 0;
-        memmove (proc->line, proc->line + start, proc->line_size - start);
-        proc->line_size -= start;
-        if (proc->line_size > line_max) {
-            if (proc->job)
-                proc->overflowed = true;
-            proc->line_size = 0;
-            s_kill_bad (proc, "a frame longer than the output cap");
-        }
-    }
-    return 0;
-}
-
-static int
-s_on_stderr (zloop_t *loop, zmq_pollitem_t *item, void *arg)
-{
-    (void) loop, (void) item;
-    s_read_stderr ((proc_t *) arg, 4);
-    return 0;
-}
-
-static int
-s_on_progress (zloop_t *loop, zmq_pollitem_t *item, void *arg)
-{
-    (void) loop, (void) item;
-    s_read_progress ((proc_t *) arg, 4, true);
-    return 0;
-}
-
-//  Its stdin has room: write more of the job frame.
-static int
-s_on_stdin (zloop_t *loop, zmq_pollitem_t *item, void *arg)
-{
-    (void) loop;
-    proc_t *proc = (proc_t *) arg;
-    while (proc->fd_in >= 0 && proc->wsent < proc->wsize) {
-        ssize_t n = write (proc->fd_in, proc->wbuf + proc->wsent, proc->wsize - proc->wsent);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
-            s_close_fd (proc->pool, &proc->fd_in);      //  It will die: the reap
-            return 0;                                   //  ends the job
-        }
-        proc->wsent += n;
-    }
-    if (proc->fd_in >= 0) {
-        //  All written: stop asking for room.
-        zloop_poller_end (proc->pool->loop, item);
-        free (proc->wbuf);
-        proc->wbuf = NULL;
-        proc->wsize = proc->wsent = 0;
-    }
-    return 0;
-}
-
-static void
-s_poll (bm_pool_t *self, proc_t *proc, int fd, short events, zloop_fn *handler)
-{
-    zmq_pollitem_t item = { NULL, fd, events, 0 };
-    zloop_poller (self->loop, &item, handler, proc);
-    zloop_poller_set_tolerant (self->loop, &item);
 }
 
 //  --------------------------------------------------------------------------
 //  Processes
 
+//  Progress of a process's job, for the job's owner.
+static void
+s_on_proc_progress (proc_t *proc, int progress)
+{
+    bm_pool_t *self = proc->pool;
+    if (self->on_progress)
+        self->on_progress (proc->job->owner, progress, self->arg);
+}
+
 static int
 s_start (bm_pool_t *self)
 {
-    int in [2] = { -1, -1 }, out [2] = { -1, -1 }, err [2] = { -1, -1 }, prog [2] = { -1, -1 };
     char errstr [256] = "";
-    if (pipe2 (in, O_CLOEXEC) || pipe2 (out, O_CLOEXEC) || pipe2 (err, O_CLOEXEC)
-    ||  pipe2 (prog, O_CLOEXEC)) {
-        snprintf (errstr, sizeof errstr, "cannot create pipes: %s", strerror (errno));
-        for (int i = 0; i < 2; i++) {
-            if (in [i] >= 0) close (in [i]);
-            if (out [i] >= 0) close (out [i]);
-            if (err [i] >= 0) close (err [i]);
-            if (prog [i] >= 0) close (prog [i]);
-        }
+    bool launched;
+    proc_t *proc = bm_pool_proc_new (self, self->loop, &self->config, self->envp, s_on_frame,
+                                     s_kill_bad, s_on_proc_progress, &launched,
+                                     errstr, sizeof errstr);
+    if (!launched) {
         bm_error (NULL, "%s: %s", self->config.type, errstr);
         return -1;
     }
-    int fds [4] = { in [0], out [1], err [1], prog [1] };
-    bm_limits_run_t *limits = self->config.limits ? bm_limits_run_new (self->config.limits,
-                                                                       self->config.type) : NULL;
-    pid_t pid = bm_bot_launch (self->config.argv, self->envp, fds, limits, errstr, sizeof errstr);
-    close (in [0]);
-    close (out [1]);
-    close (err [1]);
-    close (prog [1]);
     self->stats.started++;
-    if (pid < 0) {
-        close (in [1]);
-        close (out [0]);
-        close (err [0]);
-        close (prog [0]);
+    if (!proc) {
         self->stats.init_failures++;
         self->failures++;
         zstr_free (&self->init_error);
         self->init_error = strdup (errstr);
-        bm_limits_run_destroy (&limits);
         return -1;
     }
-    proc_t *proc = (proc_t *) zmalloc (sizeof (proc_t));
-    proc->limits = limits;
-    proc->pool = self;
-    proc->pid = pid;
-    proc->state = PROC_STARTING;
-    proc->fd_in = in [1];
-    proc->fd_out = out [0];
-    proc->fd_err = err [0];
-    proc->fd_progress = prog [0];
-    proc->err = bm_capture_new ((size_t) self->config.stderr_tail, true);
-    proc->progress = bm_progress_new ();
-    bm_bot_nonblocking (proc->fd_in);
-    bm_bot_nonblocking (proc->fd_out);
-    bm_bot_nonblocking (proc->fd_err);
-    bm_bot_nonblocking (proc->fd_progress);
-    s_poll (self, proc, proc->fd_out, ZMQ_POLLIN, s_on_stdout);
-    s_poll (self, proc, proc->fd_err, ZMQ_POLLIN, s_on_stderr);
-    s_poll (self, proc, proc->fd_progress, ZMQ_POLLIN, s_on_progress);
     zlistx_add_end (self->procs, proc);
     self->stats.processes++;
     bm_debug (NULL, "%s: started %s process pid=%d", self->config.type,
-              self->config.fork ? "fork server" : "pool", (int) pid);
+              self->config.fork ? "fork server" : "pool", (int) proc->pid);
     return 0;
 }
 
@@ -616,7 +288,7 @@ s_fail_waiting (bm_pool_t *self)
                                       .message = self->init_error ? self->init_error : "the bot failed to load",
                                       .output = "" };
         self->on_done (job->owner, &outcome, self->arg);
-        s_pjob_destroy (&job);
+        bm_pool_pjob_destroy (&job);
     }
 }
 
@@ -649,14 +321,8 @@ s_dispatch (bm_pool_t *self)
             bm_capture_destroy (&proc->err);
             proc->err = err;
         }
-        free (proc->wbuf);
-        proc->wbuf = job->frame;
-        proc->wsize = job->size;
-        proc->wsent = 0;
+        bm_pool_proc_write (proc, job->frame, job->size);
         job->frame = NULL;
-        zmq_pollitem_t stale = { NULL, proc->fd_in, 0, 0 };
-        zloop_poller_end (self->loop, &stale);     //  A bot that answered early
-        s_poll (self, proc, proc->fd_in, ZMQ_POLLOUT, s_on_stdin);
     }
 }
 
@@ -677,7 +343,7 @@ s_maintain (bm_pool_t *self, bool may_fail)
             serving++;
         if (proc->state == PROC_RETIRING && now - proc->retire_since > self->config.kill_grace_ms
         &&  proc->retire_since > 0) {
-            s_proc_kill (proc, SIGKILL);
+            bm_pool_proc_kill (proc, SIGKILL);
             proc->retire_since = 0;         //  Once
         }
     }
@@ -781,8 +447,8 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
     proc_state_t state = proc->state;
     if (state != PROC_STARTING)
         proc->state = PROC_RETIRING;
-    s_on_stdout (self->loop, NULL, proc);
-    s_drain (proc, true);
+    bm_pool_proc_read_stdout (proc);
+    bm_pool_proc_drain (proc, true);
     char how [96];
     if (WIFSIGNALED (status))
         snprintf (how, sizeof how, "killed by signal SIG%s", sigabbrev_np (WTERMSIG (status))
@@ -833,7 +499,7 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         bm_warn (NULL, "%s process pid=%d %s while idle", self->config.type, (int) pid, how);
         self->stats.recycled_killed++;
     }
-    s_proc_destroy (&proc);
+    bm_pool_proc_destroy (&proc);
     s_maintain (self, true);
     s_dispatch (self);
     return true;
@@ -879,12 +545,12 @@ bm_pool_destroy (bm_pool_t **self_p)
         while ((proc = (proc_t *) zlistx_detach (self->procs, NULL))) {
             while (waitpid (proc->pid, NULL, 0) < 0 && errno == EINTR)
                 ;
-            s_proc_destroy (&proc);
+            bm_pool_proc_destroy (&proc);
         }
         zlistx_destroy (&self->procs);
         pjob_t *job;
         while ((job = (pjob_t *) zlistx_detach (self->waiting, NULL)))
-            s_pjob_destroy (&job);
+            bm_pool_pjob_destroy (&job);
         zlistx_destroy (&self->waiting);
         if (self->tick)
             zloop_timer_end (self->loop, self->tick);
@@ -931,7 +597,7 @@ bm_pool_signal (bm_pool_t *self, void *owner, int signum)
              job = (pjob_t *) zlistx_next (self->waiting))
             if (job->owner == owner) {
                 zlistx_detach (self->waiting, zlistx_cursor (self->waiting));
-                s_pjob_destroy (&job);
+                bm_pool_pjob_destroy (&job);
                 return 1;
             }
         return -1;
@@ -945,7 +611,7 @@ bm_pool_signal (bm_pool_t *self, void *owner, int signum)
         //  job ends whatever the server says.
         proc->pending_signal = signum;
         if (signum == SIGKILL)
-            s_proc_kill (proc, SIGKILL);
+            bm_pool_proc_kill (proc, SIGKILL);
         return 0;
     }
     return killpg (proc->pid, signum);

@@ -1,0 +1,363 @@
+/*  bm_pool_proc.c - one warm bot process of a pool: its pipes and reads.  */
+#include "bm_pool_proc.h"
+#include "bm_bot.h"
+#include "bm_config.h"
+#include "bm_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BM_POOL_READ_CHUNK      65536
+
+//  --------------------------------------------------------------------------
+
+void
+bm_pool_pjob_destroy (pjob_t **job_p)
+{
+    if (*job_p) {
+        free ((*job_p)->frame);
+        free (*job_p);
+        *job_p = NULL;
+    }
+}
+
+void
+bm_pool_proc_close_fd (proc_t *proc, int *fd)
+{
+    if (*fd >= 0) {
+        zmq_pollitem_t item = { NULL, *fd, 0, 0 };
+        zloop_poller_end (proc->loop, &item);
+        close (*fd);
+        *fd = -1;
+    }
+}
+
+static void
+s_proc_close (proc_t *proc)
+{
+    bm_pool_proc_close_fd (proc, &proc->fd_in);
+    bm_pool_proc_close_fd (proc, &proc->fd_out);
+    bm_pool_proc_close_fd (proc, &proc->fd_err);
+    bm_pool_proc_close_fd (proc, &proc->fd_progress);
+}
+
+void
+bm_pool_proc_destroy (proc_t **proc_p)
+{
+    if (*proc_p) {
+        proc_t *proc = *proc_p;
+        s_proc_close (proc);
+        bm_capture_destroy (&proc->err);
+        bm_progress_destroy (&proc->progress);
+        bm_limits_run_destroy (&proc->limits);
+        bm_pool_pjob_destroy (&proc->job);
+        free (proc->wbuf);
+        free (proc->line);
+        free (proc->output);
+        free (proc);
+        *proc_p = NULL;
+    }
+}
+
+//  Signal the process's group, unless it was reaped already (its group id
+//  may then belong to someone else).
+void
+bm_pool_proc_kill (proc_t *proc, int signum)
+{
+    if (!proc->reaped)
+        killpg (proc->pid, signum);
+}
+
+//  The parent pid of a process, -1 if unknown: a fork server names its
+//  child, and we signal only a child of its own.
+pid_t
+bm_pool_proc_parent_of (pid_t pid)
+{
+    char path [64], text [512];
+    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    size_t n = fread (text, 1, sizeof text - 1, file);
+    fclose (file);
+    text [n] = 0;
+    //  "pid (comm) state ppid ...": comm may hold anything, even ") ".
+    char *close = strrchr (text, ')');
+    int ppid;
+    char state;
+    if (!close || sscanf (close + 1, " %c %d", &state, &ppid) != 2)
+        return -1;
+    return (pid_t) ppid;
+}
+
+//  Resident set size of a process in MiB, -1 if unknown.
+int64_t
+bm_pool_proc_rss_mb (pid_t pid)
+{
+    char path [64];
+    snprintf (path, sizeof path, "/proc/%d/statm", (int) pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    long long size = 0, resident = 0;
+    int n = fscanf (file, "%lld %lld", &size, &resident);
+    fclose (file);
+    if (n != 2)
+        return -1;
+    return resident * (sysconf (_SC_PAGESIZE) / 1024) / 1024;
+}
+
+//  --------------------------------------------------------------------------
+//  Reading
+
+//  Read its stderr (into the job's tail) and its fd 3 (progress of the
+//  job, reported if `report`): at most `rounds` reads each.
+static void
+s_read_stderr (proc_t *proc, int rounds)
+{
+    char buffer [BM_POOL_READ_CHUNK];
+    for (; proc->fd_err >= 0 && rounds > 0; rounds--) {
+        ssize_t n = bm_bot_read (proc->fd_err, buffer, sizeof buffer);
+        if (n < 0)
+            break;
+        if (n == 0)
+            bm_pool_proc_close_fd (proc, &proc->fd_err);
+        else
+            bm_capture_append (proc->err, buffer, n);
+    }
+}
+
+static void
+s_read_progress (proc_t *proc, int rounds, bool report)
+{
+    char buffer [4096];
+    for (; proc->fd_progress >= 0 && rounds > 0; rounds--) {
+        ssize_t n = bm_bot_read (proc->fd_progress, buffer, sizeof buffer);
+        if (n < 0)
+            break;
+        if (n == 0) {
+            bm_pool_proc_close_fd (proc, &proc->fd_progress);
+            break;
+        }
+        int value = bm_progress_feed (proc->progress, buffer, n);
+        if (value >= 0 && report && proc->job)
+            proc->on_progress (proc, value);
+    }
+}
+
+//  Read what is in its stderr and fd 3 now (written before the frame that
+//  ended the job, so already in the pipes).
+void
+bm_pool_proc_drain (proc_t *proc, bool report)
+{
+    s_read_stderr (proc, 64);
+    s_read_progress (proc, 16, report);
+}
+
+//  Keep the job's stdout text; past the cap it is worthless.
+void
+bm_pool_proc_set_output (proc_t *proc, const char *text, size_t size)
+{
+    if ((int64_t) size > proc->config->output_max) {
+        proc->overflowed = true;
+        size = 0;
+    }
+    free (proc->output);
+    proc->output = (char *) malloc (size + 1);
+    if (!proc->output) {
+        proc->overflowed = true;
+        proc->output_size = 0;
+        return;
+    }
+    memcpy (proc->output, text, size);
+    proc->output [size] = 0;
+    proc->output_size = size;
+}
+
+//  Its stdout: frames, one per line.  A line longer than the cap on a
+//  job's output (twice, for JSON escapes) ends the process.
+static int
+s_on_stdout (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void) loop, (void) item;
+    proc_t *proc = (proc_t *) arg;
+    size_t line_max = 2 * (size_t) proc->config->output_max + 65536;
+    for (int rounds = 4; proc->fd_out >= 0 && rounds > 0; rounds--) {
+        if (proc->line_cap - proc->line_size < BM_POOL_READ_CHUNK) {
+            size_t cap = proc->line_cap ? proc->line_cap * 2 : 2 * BM_POOL_READ_CHUNK;
+            char *line = (char *) realloc (proc->line, cap);
+            if (!line) {
+                proc->on_bad (proc, "out of memory for its output");
+                bm_pool_proc_close_fd (proc, &proc->fd_out);
+                return 0;
+            }
+            proc->line = line;
+            proc->line_cap = cap;
+        }
+        ssize_t n = bm_bot_read (proc->fd_out, proc->line + proc->line_size, BM_POOL_READ_CHUNK);
+        if (n < 0)
+            break;
+        if (n == 0) {
+            bm_pool_proc_close_fd (proc, &proc->fd_out);
+            break;
+        }
+        size_t scanned = proc->line_size;
+        proc->line_size += n;
+        size_t start = 0;
+        for (size_t i = scanned; i < proc->line_size && proc->fd_out >= 0; i++)
+            if (proc->line [i] == '\n') {
+                proc->line [i] = 0;
+                proc->on_frame (proc, proc->line + start, i - start);
+                start = i + 1;
+            }
+        if (proc->fd_out < 0)
+            return 0;
+        memmove (proc->line, proc->line + start, proc->line_size - start);
+        proc->line_size -= start;
+        if (proc->line_size > line_max) {
+            if (proc->job)
+                proc->overflowed = true;
+            proc->line_size = 0;
+            proc->on_bad (proc, "a frame longer than the output cap");
+        }
+    }
+    return 0;
+}
+
+static int
+s_on_stderr (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void) loop, (void) item;
+    s_read_stderr ((proc_t *) arg, 4);
+    return 0;
+}
+
+static int
+s_on_progress (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void) loop, (void) item;
+    s_read_progress ((proc_t *) arg, 4, true);
+    return 0;
+}
+
+//  Its stdin has room: write more of the job frame.
+static int
+s_on_stdin (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void) loop;
+    proc_t *proc = (proc_t *) arg;
+    while (proc->fd_in >= 0 && proc->wsent < proc->wsize) {
+        ssize_t n = write (proc->fd_in, proc->wbuf + proc->wsent, proc->wsize - proc->wsent);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            bm_pool_proc_close_fd (proc, &proc->fd_in);      //  It will die: the reap
+            return 0;                                   //  ends the job
+        }
+        proc->wsent += n;
+    }
+    if (proc->fd_in >= 0) {
+        //  All written: stop asking for room.
+        zloop_poller_end (proc->loop, item);
+        free (proc->wbuf);
+        proc->wbuf = NULL;
+        proc->wsize = proc->wsent = 0;
+    }
+    return 0;
+}
+
+static void
+s_poll (proc_t *proc, int fd, short events, zloop_fn *handler)
+{
+    zmq_pollitem_t item = { NULL, fd, events, 0 };
+    zloop_poller (proc->loop, &item, handler, proc);
+    zloop_poller_set_tolerant (proc->loop, &item);
+}
+
+void
+bm_pool_proc_write (proc_t *proc, char *frame, size_t size)
+{
+    free (proc->wbuf);
+    proc->wbuf = frame;
+    proc->wsize = size;
+    proc->wsent = 0;
+    zmq_pollitem_t stale = { NULL, proc->fd_in, 0, 0 };
+    zloop_poller_end (proc->loop, &stale);      //  A bot that answered early
+    s_poll (proc, proc->fd_in, ZMQ_POLLOUT, s_on_stdin);
+}
+
+void
+bm_pool_proc_read_stdout (proc_t *proc)
+{
+    s_on_stdout (proc->loop, NULL, proc);
+}
+
+//  --------------------------------------------------------------------------
+//  Starting
+
+proc_t *
+bm_pool_proc_new (struct _bm_pool_t *pool, zloop_t *loop, const bm_pool_config_t *config,
+                  char *const envp [], bm_pool_proc_frame_fn *on_frame,
+                  bm_pool_proc_bad_fn *on_bad, bm_pool_proc_progress_fn *on_progress,
+                  bool *launched, char *errstr, size_t errstr_size)
+{
+    *launched = false;
+    int in [2] = { -1, -1 }, out [2] = { -1, -1 }, err [2] = { -1, -1 }, prog [2] = { -1, -1 };
+    if (pipe2 (in, O_CLOEXEC) || pipe2 (out, O_CLOEXEC) || pipe2 (err, O_CLOEXEC)
+    ||  pipe2 (prog, O_CLOEXEC)) {
+        snprintf (errstr, errstr_size, "cannot create pipes: %s", strerror (errno));
+        for (int i = 0; i < 2; i++) {
+            if (in [i] >= 0) close (in [i]);
+            if (out [i] >= 0) close (out [i]);
+            if (err [i] >= 0) close (err [i]);
+            if (prog [i] >= 0) close (prog [i]);
+        }
+        return NULL;
+    }
+    int fds [4] = { in [0], out [1], err [1], prog [1] };
+    bm_limits_run_t *limits = config->limits ? bm_limits_run_new (config->limits, config->type)
+                                             : NULL;
+    pid_t pid = bm_bot_launch (config->argv, envp, fds, limits, errstr, errstr_size);
+    *launched = true;
+    close (in [0]);
+    close (out [1]);
+    close (err [1]);
+    close (prog [1]);
+    if (pid < 0) {
+        close (in [1]);
+        close (out [0]);
+        close (err [0]);
+        close (prog [0]);
+        bm_limits_run_destroy (&limits);
+        return NULL;
+    }
+    proc_t *proc = (proc_t *) zmalloc (sizeof (proc_t));
+    proc->limits = limits;
+    proc->pool = pool;
+    proc->loop = loop;
+    proc->config = config;
+    proc->on_frame = on_frame;
+    proc->on_bad = on_bad;
+    proc->on_progress = on_progress;
+    proc->pid = pid;
+    proc->state = PROC_STARTING;
+    proc->fd_in = in [1];
+    proc->fd_out = out [0];
+    proc->fd_err = err [0];
+    proc->fd_progress = prog [0];
+    proc->err = bm_capture_new ((size_t) config->stderr_tail, true);
+    proc->progress = bm_progress_new ();
+    bm_bot_nonblocking (proc->fd_in);
+    bm_bot_nonblocking (proc->fd_out);
+    bm_bot_nonblocking (proc->fd_err);
+    bm_bot_nonblocking (proc->fd_progress);
+    s_poll (proc, proc->fd_out, ZMQ_POLLIN, s_on_stdout);
+    s_poll (proc, proc->fd_err, ZMQ_POLLIN, s_on_stderr);
+    s_poll (proc, proc->fd_progress, ZMQ_POLLIN, s_on_progress);
+    return proc;
+}

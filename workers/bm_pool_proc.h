@@ -1,0 +1,117 @@
+/*  bm_pool_proc.h - one warm bot process of a pool: its pipes and reads.
+
+    A process started with bm_bot_launch in its own process group, with
+    four non-blocking pipes on the pool's loop: stdin (job frames written as
+    room allows), stdout (frames, one per line, handed whole to on_frame),
+    stderr (a tail kept per job) and fd 3 (progress lines).  A stdout line
+    longer than twice the output cap (JSON escapes), plus 64 KiB, is no
+    frame: on_bad kills the process.  The record is shared with bm_pool,
+    which keeps the process's state (idle, busy, retiring), its job and its
+    counters in it and decides what a frame means.  Everything runs on the
+    loop's thread.  */
+#ifndef BM_POOL_PROC_H
+#define BM_POOL_PROC_H
+
+#include "bm_capture.h"
+#include "bm_limits.h"
+#include "bm_pool.h"
+#include "bm_progress.h"
+
+#include <czmq.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef enum { PROC_STARTING, PROC_IDLE, PROC_BUSY, PROC_RETIRING } proc_state_t;
+
+//  A job handed to a pool.
+typedef struct {
+    void *owner;                //  The owner's job pointer
+    char *frame;                //  Its frame, newline-terminated
+    size_t size;                //  Bytes in frame
+} pjob_t;
+
+typedef struct _proc_t proc_t;
+
+//  A whole stdout line of the process (NUL-terminated at size).
+typedef void (bm_pool_proc_frame_fn) (proc_t *proc, const char *line, size_t size);
+//  The process misbehaved (why: static text): kill it.
+typedef void (bm_pool_proc_bad_fn) (proc_t *proc, const char *why);
+//  Its job reported progress on fd 3.
+typedef void (bm_pool_proc_progress_fn) (proc_t *proc, int progress);
+
+//  One bot process.
+struct _proc_t {
+    struct _bm_pool_t *pool;    //  Our pool (back pointer)
+    zloop_t *loop;              //  Its loop (borrowed)
+    const bm_pool_config_t *config;     //  Its configuration (borrowed)
+    bm_pool_proc_frame_fn *on_frame;
+    bm_pool_proc_bad_fn *on_bad;
+    bm_pool_proc_progress_fn *on_progress;
+    pid_t pid;                  //  Its pid = its process group
+    bool reaped;                //  Its pid is gone: never signal it
+    proc_state_t state;
+    const char *retire_reason;  //  Why it is retiring (static text)
+    int fd_in;                  //  Our end of its stdin, or -1
+    int fd_out;                 //  Our end of its stdout, or -1
+    int fd_err;                 //  Our end of its stderr, or -1
+    int fd_progress;            //  Our end of its fd 3, or -1
+    char *wbuf;                 //  Frame being written to its stdin
+    size_t wsize, wsent;
+    char *line;                 //  Its stdout line being assembled
+    size_t line_size, line_cap;
+    bm_capture_t *err;          //  Its stderr tail (since the job began)
+    bm_progress_t *progress;    //  Parser of its fd 3 lines
+    pjob_t *job;                //  The job it runs, or NULL
+    pid_t child;                //  Fork: the job's child, 0 if unknown yet
+    int pending_signal;         //  Fork: signal to send once child is known
+    bool stopping;              //  A signal was sent for its job
+    char *output;               //  The job's stdout so far
+    size_t output_size;
+    bool overflowed;            //  The job's stdout was too large
+    int64_t jobs_done;          //  Jobs it ran
+    int64_t idle_since;         //  Monotonic ms
+    int64_t retire_since;       //  Monotonic ms
+    bm_limits_run_t *limits;    //  Its resource limits (its cgroup), or NULL
+};
+
+void bm_pool_pjob_destroy (pjob_t **job_p);
+
+//  Start a process of the pool's program with envp, its pipes polled on
+//  loop.  Returns it (state PROC_STARTING), or NULL with a reason in errstr
+//  (*launched: whether the launch itself failed, rather than the pipes).
+proc_t *bm_pool_proc_new (struct _bm_pool_t *pool, zloop_t *loop, const bm_pool_config_t *config,
+                          char *const envp [], bm_pool_proc_frame_fn *on_frame,
+                          bm_pool_proc_bad_fn *on_bad, bm_pool_proc_progress_fn *on_progress,
+                          bool *launched, char *errstr, size_t errstr_size);
+//  Close its pipes and free it (the process itself is the caller's).
+void bm_pool_proc_destroy (proc_t **proc_p);
+
+//  Stop polling fd and close it (if open); *fd becomes -1.
+void bm_pool_proc_close_fd (proc_t *proc, int *fd);
+
+//  Signal the process's group, unless it was reaped already (its group id
+//  may then belong to someone else).
+void bm_pool_proc_kill (proc_t *proc, int signum);
+
+//  Write frame (taken: freed when written) to its stdin, as room allows.
+void bm_pool_proc_write (proc_t *proc, char *frame, size_t size);
+
+//  Read what its stdout holds now (frames go to on_frame).
+void bm_pool_proc_read_stdout (proc_t *proc);
+
+//  Read what is in its stderr and fd 3 now (written before the frame that
+//  ended the job, so already in the pipes); progress reported if report.
+void bm_pool_proc_drain (proc_t *proc, bool report);
+
+//  Keep the job's stdout text; past the cap it is worthless.
+void bm_pool_proc_set_output (proc_t *proc, const char *text, size_t size);
+
+//  The parent pid of a process, -1 if unknown: a fork server names its
+//  child, and we signal only a child of its own.
+pid_t bm_pool_proc_parent_of (pid_t pid);
+
+//  Resident set size of a process in MiB, -1 if unknown.
+int64_t bm_pool_proc_rss_mb (pid_t pid);
+
+#endif
