@@ -344,14 +344,23 @@ def main():
                  time.strftime("%Y-%m-%d %H:%M", time.gmtime(t_start)), " ".join(load_before), jobs, warm_jobs),
              "", "| case | jobs | jobs/s | CPU ms/job | failed |", "| --- | ---: | ---: | ---: | ---: |"] + rows
     notes = []
+    def cpu_ms(name):
+        r = results.get(name)
+        return 1000 * r[2] / r[0] if r and r[2] is not None else None
     a, b = rate("spawn_python"), rate("spawn_python_nolimits")
     if a and b:
-        notes.append("- Limits cost: spawn python %.1f jobs/s with the default limits, %.1f without "
-                     "(%+.1f %%; the per-run pids cgroup is a mkdir, a write and an rmdir)." % (a, b, 100 * (a - b) / b))
+        notes.append("- Cost of the limits: spawn python %.1f ms of CPU per job with the default limits "
+                     "(rlimits and a pids cgroup per run: a mkdir, two writes, an rmdir), %.1f ms without "
+                     "(%+.1f ms); %.1f vs %.1f jobs/s (wall-time rates on this shared machine move by "
+                     "more than that from run to run)." % (cpu_ms("spawn_python"), cpu_ms("spawn_python_nolimits"),
+                                                           cpu_ms("spawn_python") - cpu_ms("spawn_python_nolimits"),
+                                                           a, b))
     c = rate("spawn_python_bwrap")
     if a and c:
-        notes.append("- Sandbox cost: %.1f jobs/s under bwrap vs %.1f (%.1f ms more wall time per job at "
-                     "concurrency 2)." % (c, a, 2000 * (1 / c - 1 / a)))
+        notes.append("- Cost of the bwrap sandbox: %.1f ms of CPU per job vs %.1f (%+.1f ms: bwrap's own "
+                     "process, namespaces, mounts); %.1f vs %.1f jobs/s." % (
+                         cpu_ms("spawn_python_bwrap"), cpu_ms("spawn_python"),
+                         cpu_ms("spawn_python_bwrap") - cpu_ms("spawn_python"), c, a))
     if not has_modes:
         notes.append("- pool and fork: not in this build (the worker's --help names no BOT_<TYPE>_MODE); "
                      "the targets (pool >= 30x spawn, python fork >= 5x spawn, pool >= Celery and >= BullMQ) "

@@ -1,9 +1,9 @@
 // bot_processor.js - a BullMQ sandboxed processor that runs the function of
 // the Node bot (workers/bots/node/bot.js) on a job's data.
 //
-// The bot's code is loaded from its own file, without its stdin reader, in a
-// context where process.stdout.write hands the result back: the same work,
-// run in a process BullMQ reuses.
+// The bot's code is loaded from its own file, without its spawn and pool
+// drivers, and its run(payload, env) is called: the same work, in a process
+// BullMQ reuses.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -11,7 +11,7 @@ const vm = require('vm');
 
 const file = path.join(__dirname, '..', '..', 'workers', 'bots', 'node', 'bot.js');
 let source = fs.readFileSync(file, 'utf8').replace(/^#!.*\n/, '');
-source = source.slice(0, source.indexOf("let input = '';"));
+source = source.slice(0, source.indexOf('function spawnMode()'));
 
 let output = '';
 const fakeProcess = {
@@ -27,7 +27,7 @@ vm.runInContext(source + '\n;globalThis.__run = run;', context, { filename: file
 
 module.exports = async function (job) {
   output = '';
-  await context.__run(job.data);
+  const result = await context.__run(job.data, {});
   if (output.startsWith('ERROR ')) throw new Error(output.slice(6));
-  return JSON.parse(output);
+  return result;
 };
