@@ -345,17 +345,17 @@ s_on_job (bm_worker_t *self, const msgpack_object *body)
         s_send_done_early (self, job_id, attempt, "spawn_failed", message);
         return;
     }
-    //  The run-time limit: timeoutMs from now, but never past the deadline.
+    //  The run-time limit: timeoutMs, measured from now on this worker's own
+    //  monotonic clock (the timer below).  The JOB's `deadline` is the
+    //  broker's wall clock: clocks of two hosts are not compared.  The bot's
+    //  BOT_DEADLINE is this host's wall clock plus the limit.
     int64_t now = bm_now_ms ();
     int64_t limit = 300000;
     if (!bm_obj_int (body, "timeoutMs", &limit) || limit <= 0)
         limit = 300000;
     if (limit > 86400000)
         limit = 86400000;               //  The broker's own bound; no overflow below
-    int64_t deadline = 0;
-    if (bm_obj_int (body, "deadline", &deadline) && deadline > 0 && deadline - now < limit)
-        limit = deadline - now > 0 ? deadline - now : 0;
-    deadline = now + limit;
+    int64_t deadline = now + limit;
 
     if (self->config->mode == BM_WORKER_NOOP) {
         job_t noop;

@@ -481,8 +481,12 @@ class Job:
         self.payload = body.get("payload")
         self.attempt = body.get("attempt", 1)
         self.timeout_ms = body.get("timeoutMs")
-        self.deadline = body.get("deadline")       # ms since the epoch
+        self.deadline = body.get("deadline")       # the broker's clock, ms since the epoch
         self.received_at = now_ms()
+        # The attempt ends timeoutMs after it arrived, on this host's monotonic
+        # clock (the same in a job's own process): no clocks of two hosts compared.
+        self.expires_mono = (time.monotonic() + self.timeout_ms / 1000.0
+                             if isinstance(self.timeout_ms, int) else None)
         self.cancelled = threading.Event()       # set when the broker sends CANCEL
         self.cancel_reason = None
         self.released = False                    # handed back to the broker (worker stopping)
@@ -495,10 +499,10 @@ class Job:
         return self.cancelled.is_set()
 
     def time_left(self):
-        """Seconds until the attempt's deadline (None if unknown)."""
-        if not isinstance(self.deadline, int):
+        """Seconds until the attempt's timeoutMs runs out (None if unknown)."""
+        if self.expires_mono is None:
             return None
-        return max(0.0, (self.deadline - now_ms()) / 1000.0)
+        return max(0.0, self.expires_mono - time.monotonic())
 
     def __repr__(self):
         return "<Job %s %s attempt %s>" % (self.id, self.bot_type, self.attempt)
@@ -517,6 +521,7 @@ class _ProcessJob:
         self.timeout_ms = job.timeout_ms
         self.deadline = job.deadline
         self.received_at = job.received_at
+        self.expires_mono = job.expires_mono
         self._conn = None
 
     def progress(self, percent):

@@ -108,11 +108,20 @@ def scenario_basic(s):
     check(body["error"]["code"] == "timeout" and 0.35 < took < 3.0,
           "the worker enforces timeoutMs itself (DONE timeout after %.2f s)" % took, body)
 
-    # A deadline already past: timeout at once.
-    fb.send(ident, JOB, job("j-late", payload={}, timeout_ms=30000,
-                            deadline=int(time.time() * 1000) - 1000))
+    # The JOB's deadline is the broker's wall clock: a broker whose clock is an
+    # hour ahead or behind changes nothing; timeoutMs counts on the worker's
+    # own monotonic clock from the JOB's arrival.
+    fb.send(ident, JOB, job("j-skew-behind", payload={}, timeout_ms=30000,
+                            deadline=int(time.time() * 1000) - 3600 * 1000))
+    _, _, body = fb.recv(10, want=DONE)
+    check(body["ok"] is True, "a deadline an hour in the past (clock skew) does not time the job out", body)
+    t0 = time.monotonic()
+    fb.send(ident, JOB, job("j-skew-ahead", payload={"sleepMs": 20000}, timeout_ms=400,
+                            deadline=int(time.time() * 1000) + 3600 * 1000))
     _, _, body = fb.recv(5, want=DONE)
-    check(body["error"]["code"] == "timeout", "a JOB whose deadline passed ends with timeout", body)
+    took = time.monotonic() - t0
+    check(body["error"]["code"] == "timeout" and 0.35 < took < 3.0,
+          "a deadline an hour ahead does not extend timeoutMs (timeout after %.2f s)" % took, body)
 
     # The worker is still fine, and answers a new job.
     fb.send(ident, JOB, job("j-after", payload={"size": 3}))
