@@ -89,6 +89,7 @@ struct _service_t {
     bm_rank_t *rank;            //  Queued jobs per priority (ACCEPTED position)
     zlistx_t *workers;          //  Workers serving it (not owned)
     bool configured;            //  A limit was configured
+    bool served;                //  A worker has registered for it since start
     int64_t confirming;         //  SUBMITs waiting for Redis (count in the bound)
     uint64_t completed, failed, cancelled, submitted;
     uint64_t limit_kills;       //  Runs that hit a resource limit (DONE
@@ -1515,6 +1516,7 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
         if (!dup) {
             worker->services [worker->service_count++] = services [i];
             zlistx_add_end (services [i]->workers, worker);
+            services [i]->served = true;
         }
     }
     worker->expiry = bm_mono_ms () + self->config.heartbeat_ms * self->config.liveness;
@@ -1577,6 +1579,7 @@ s_worker_stop_job (bm_broker_t *self, job_t *job, const char *reason)
 static job_t *
 s_worker_job (bm_broker_t *self, worker_t *worker, const msgpack_object *body, char *id, size_t size)
 {
+    id [0] = 0;
     if (!bm_obj_strcpy (body, "jobId", id, size))
         return NULL;
     job_t *job = (job_t *) zhashx_lookup (self->jobs, id);
@@ -1614,12 +1617,30 @@ s_count_limit_kill (bm_broker_t *self, service_t *service, const char *limit)
     bm_series_inc (bm_metric_series (self->mf_limit_kills, service->name, label));
 }
 
+//  A DONE from a worker that was declared dead and came back (new socket,
+//  same name) for the job it ran then: the job was queued again but not
+//  given to anyone else, so the outcome is taken (protocol.md section 5).
+static job_t *
+s_worker_reclaim (bm_broker_t *self, worker_t *worker, const char *id)
+{
+    job_t *job = (job_t *) zhashx_lookup (self->jobs, id);
+    if (job && job->state == JOB_QUEUED && job->durable && job->attempts > 0
+    &&  job->worker_name && streq (job->worker_name, worker->name)) {
+        bm_info (job->id, "DONE from %s, which ran attempt %" PRId64 " before it was lost: taken",
+                 worker->name, job->attempts);
+        return job;
+    }
+    return NULL;
+}
+
 static void
 s_worker_done (bm_broker_t *self, worker_t *worker, const bm_msg_t *msg)
 {
     const msgpack_object *body = bm_msg_body (msg);
     char id [BM_MAX_ID_LEN + 16];
     job_t *job = s_worker_job (self, worker, body, id, sizeof id);
+    if (!job && id [0])
+        job = s_worker_reclaim (self, worker, id);
     if (!job) {
         //  A DONE for a job it was told to stop is expected (it frees the
         //  slot); anything else is counted.
@@ -1799,7 +1820,7 @@ s_handle_worker (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
 static bool
 s_service_known (const service_t *service)
 {
-    return service->configured || zlistx_size (service->workers) > 0
+    return service->configured || service->served
         || service->submitted > 0 || bm_heap_size (service->queue) > 0;
 }
 
