@@ -11,6 +11,7 @@
 #ifndef BM_BROKER_H
 #define BM_BROKER_H
 
+#include <czmq.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -46,17 +47,30 @@ typedef struct {
 typedef struct _bm_broker_t bm_broker_t;
 
 //  Read the configuration from the environment; -1 (logged, naming the
-//  variable) on a bad value.  Per-type limits are read by bm_broker_new.
+//  variable) on a bad value.  Per-type limits are read when the broker
+//  starts.
 int bm_broker_config_load (bm_broker_config_t *config);
 
-//  Create a broker and bind its socket.  NULL (logged) on failure.
-bm_broker_t *bm_broker_new (const bm_broker_config_t *config);
-void bm_broker_destroy (bm_broker_t **self_p);
+//  The broker is an actor:
+//
+//      zactor_t *broker = zactor_new (bm_broker_actor, &config);
+//
+//  It copies the configuration before zactor_new returns, and runs one
+//  loop in its own thread.  Commands on its pipe (strings):
+//
+//      BIND endpoint   bind the ROUTER socket; answers "0", or "-1" (logged)
+//      PORT            answers the TCP port bound last, "0" if none
+//      VERBOSE         log every command the actor receives
+//      $TERM           graceful shutdown (zactor_destroy sends it): no
+//                      new SUBMIT, Redis writes flushed for up to
+//                      BROKER_SHUTDOWN_MS, then the actor ends
+//
+//  A broker whose set-up failed (bad limits, bad REDIS_URL, CURVE) logs why
+//  and answers "-1" to every command.
+void bm_broker_actor (zsock_t *pipe, void *args);
 
-//  Run until bm_broker_stop, then shut down gracefully (flush Redis).
-int bm_broker_run (bm_broker_t *self);
-
-//  Ask the broker to stop (async-signal-safe).
-void bm_broker_stop (void);
+//  Self-test: an actor bound to tcp://127.0.0.1:*, driven through real
+//  DEALER sockets (a client and a worker).
+void bm_broker_test (bool verbose);
 
 #endif

@@ -1,17 +1,23 @@
-/*  bm_broker_test.c - self-tests of the broker's classes.  */
-#include "bm_heap.h"
-#include "bm_rank.h"
+/*  bm_broker_test.c - bm_broker_test: the self-tests of the broker's classes.
 
-#include <stdio.h>
-#include <string.h>
+    `bm_broker_test --test NAME` runs one (CTest runs one entry per class),
+    no argument runs them all.  */
+#include "bm_broker.h"
+#include "bm_heap.h"
+#include "bm_idem.h"
+#include "bm_rank.h"
+#include "bm_selftest.h"
+
+static const bm_selftest_t s_tests [] = {
+    { "heap", bm_heap_test },
+    { "rank", bm_rank_test },
+    { "idem", bm_idem_test },
+    { "broker", bm_broker_test },
+    { NULL, NULL }
+};
 
 int
 main (int argc, char *argv [])
 {
-    const char *name = argc > 1 ? argv [1] : "all";
-    if (!strcmp (name, "heap") || !strcmp (name, "all"))
-        bm_heap_test (true);
-    if (!strcmp (name, "rank") || !strcmp (name, "all"))
-        bm_rank_test (true);
-    return 0;
+    return bm_selftest_main ("bm_broker_test", s_tests, argc, argv);
 }

@@ -1,5 +1,6 @@
 /*  bm_heap.c - a binary min-heap of pointers with O(log n) removal.  */
 #include "bm_heap.h"
+#include "bm_selftest.h"
 
 #include <assert.h>
 #include <stdint.h>
@@ -131,10 +132,8 @@ bm_heap_pop (bm_heap_t *self)
 }
 
 //  --------------------------------------------------------------------------
-//  Self-test (assert is compiled out in release builds: tests use TCHECK)
+//  Self-test (assert is compiled out in release builds: tests use BM_CHECK)
 
-#define TCHECK(c) do { if (!(c)) { \
-    fprintf (stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #c); abort (); } } while (0)
 
 
 typedef struct { int key; int seq; size_t index; } s_test_item_t;
@@ -170,20 +169,20 @@ bm_heap_test (bool verbose)
     int removed = 0;
     for (int i = 0; i < N; i += 3) {
         bm_heap_remove (heap, items [i].index);
-        TCHECK (items [i].index == SIZE_MAX);
+        BM_CHECK (items [i].index == SIZE_MAX);
         removed++;
     }
-    TCHECK (bm_heap_size (heap) == (size_t) (N - removed));
+    BM_CHECK (bm_heap_size (heap) == (size_t) (N - removed));
     s_test_item_t *last = NULL;
     while (bm_heap_size (heap)) {
         s_test_item_t *item = (s_test_item_t *) bm_heap_pop (heap);
-        TCHECK (item->seq % 3 != 0);
+        BM_CHECK (item->seq % 3 != 0);
         if (last)   //  Key order, FIFO within a key
-            TCHECK (last->key < item->key || (last->key == item->key && last->seq < item->seq));
+            BM_CHECK (last->key < item->key || (last->key == item->key && last->seq < item->seq));
         last = item;
     }
     bm_heap_destroy (&heap);
-    TCHECK (heap == NULL);
+    BM_CHECK (heap == NULL);
     if (verbose)
         printf ("OK\n");
 }

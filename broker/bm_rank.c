@@ -1,7 +1,7 @@
 /*  bm_rank.c - how many queued jobs there are at or before a priority.  */
 #include "bm_rank.h"
+#include "bm_selftest.h"
 
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,58 +98,54 @@ bm_rank_upto (const bm_rank_t *self, int64_t priority)
 //  --------------------------------------------------------------------------
 //  Self-test: counts against a plain array of priorities.
 
-#define CHECK(cond) do { if (!(cond)) { \
-    fprintf (stderr, "bm_rank_test: %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-    abort (); } } while (0)
-
 void
 bm_rank_test (bool verbose)
 {
     if (verbose)
         printf (" * bm_rank: ");
     bm_rank_t *rank = bm_rank_new ();
-    CHECK (rank);
-    CHECK (bm_rank_upto (rank, 0) == 0);
-    CHECK (bm_rank_upto (rank, 2097152) == 0);
+    BM_CHECK (rank);
+    BM_CHECK (bm_rank_upto (rank, 0) == 0);
+    BM_CHECK (bm_rank_upto (rank, 2097152) == 0);
 
     //  Jobs at 3, 3, 1, 5, 0: those at or before 3 are four.
     int64_t added [] = { 3, 3, 1, 5, 0 };
     for (size_t i = 0; i < sizeof added / sizeof added [0]; i++)
-        CHECK (bm_rank_add (rank, added [i]) == 0);
-    CHECK (bm_rank_upto (rank, 3) == 4);
-    CHECK (bm_rank_upto (rank, 0) == 1);
-    CHECK (bm_rank_upto (rank, 2) == 2);
-    CHECK (bm_rank_upto (rank, 5) == 5);
-    CHECK (bm_rank_upto (rank, 4) == 4);
+        BM_CHECK (bm_rank_add (rank, added [i]) == 0);
+    BM_CHECK (bm_rank_upto (rank, 3) == 4);
+    BM_CHECK (bm_rank_upto (rank, 0) == 1);
+    BM_CHECK (bm_rank_upto (rank, 2) == 2);
+    BM_CHECK (bm_rank_upto (rank, 5) == 5);
+    BM_CHECK (bm_rank_upto (rank, 4) == 4);
 
     //  Removing one of the two at 3, then the job at 1, then an unknown
     //  priority (ignored).
     bm_rank_remove (rank, 3);
-    CHECK (bm_rank_upto (rank, 3) == 3);
+    BM_CHECK (bm_rank_upto (rank, 3) == 3);
     bm_rank_remove (rank, 1);
-    CHECK (bm_rank_upto (rank, 3) == 2);
+    BM_CHECK (bm_rank_upto (rank, 3) == 2);
     bm_rank_remove (rank, 7);
-    CHECK (bm_rank_upto (rank, 100) == 3);
+    BM_CHECK (bm_rank_upto (rank, 100) == 3);
 
     //  Many priorities (the array grows), counted against brute force.
     int64_t brute [1000];
     for (int i = 0; i < 1000; i++) {
         brute [i] = (i * 7919) % 97;
-        CHECK (bm_rank_add (rank, brute [i]) == 0);
+        BM_CHECK (bm_rank_add (rank, brute [i]) == 0);
     }
     for (int64_t p = -1; p < 100; p++) {
         int64_t expect = 0;
         for (int i = 0; i < 1000; i++)
             expect += brute [i] <= p;
         expect += (p >= 0) + (p >= 3) + (p >= 5);   //  The three still in
-        CHECK (bm_rank_upto (rank, p) == expect);
+        BM_CHECK (bm_rank_upto (rank, p) == expect);
     }
     for (int i = 0; i < 1000; i++)
         bm_rank_remove (rank, brute [i]);
-    CHECK (bm_rank_upto (rank, 100) == 3);
+    BM_CHECK (bm_rank_upto (rank, 100) == 3);
     bm_rank_destroy (&rank);
     bm_rank_destroy (&rank);
-    CHECK (rank == NULL);
+    BM_CHECK (rank == NULL);
     if (verbose)
         printf ("OK\n");
 }

@@ -6,6 +6,7 @@
 #include "bm_log.h"
 
 #include <czmq.h>
+#include <pthread.h>
 #include <signal.h>
 
 static void
@@ -71,13 +72,6 @@ s_usage (void)
 "  LOG_LEVEL                 debug, info, warn or error (info)\n");
 }
 
-static void
-s_signal (int signum)
-{
-    (void) signum;
-    bm_broker_stop ();
-}
-
 int
 main (int argc, char *argv [])
 {
@@ -97,24 +91,33 @@ main (int argc, char *argv [])
             return 2;
         }
     }
-    //  Our own signal handling: czmq's would stop zloop at once, and we
-    //  want to flush Redis first.
+    //  SIGTERM and SIGINT are blocked in every thread (the actor's and
+    //  ZeroMQ's inherit the mask) and taken here with sigwait: no handler,
+    //  no flag.  czmq's own handler is off.
+    sigset_t signals;
+    sigemptyset (&signals);
+    sigaddset (&signals, SIGTERM);
+    sigaddset (&signals, SIGINT);
+    pthread_sigmask (SIG_BLOCK, &signals, NULL);
+    signal (SIGPIPE, SIG_IGN);
     zsys_handler_set (NULL);
     zsys_init ();
-    struct sigaction action;
-    memset (&action, 0, sizeof action);
-    action.sa_handler = s_signal;
-    sigaction (SIGTERM, &action, NULL);
-    sigaction (SIGINT, &action, NULL);
-    signal (SIGPIPE, SIG_IGN);
 
     bm_broker_config_t config;
     if (bm_broker_config_load (&config) || bm_http_cors_from_env ())
         return 2;
-    bm_broker_t *broker = bm_broker_new (&config);
+    zactor_t *broker = zactor_new (bm_broker_actor, &config);
     if (!broker)
         return 1;
-    int rc = bm_broker_run (broker);
-    bm_broker_destroy (&broker);
-    return rc;
+    zstr_sendx (broker, "BIND", config.endpoint, NULL);
+    char *reply = zstr_recv (broker);
+    bool bound = reply && streq (reply, "0");
+    zstr_free (&reply);
+    if (bound) {
+        int signum = 0;
+        sigwait (&signals, &signum);
+        bm_info (NULL, "%s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    }
+    zactor_destroy (&broker);       //  $TERM: flush, then the actor ends
+    return bound ? 0 : 1;
 }

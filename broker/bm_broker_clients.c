@@ -1,0 +1,551 @@
+/*  bm_broker_clients.c - the client commands (BMC01).
+
+    SUBMIT, STATUS, CANCEL, RETRY, REDELIVER, LIST, STATS, PING, METRICS
+    (protocol.md section 4).  A SUBMIT is answered once its Redis write
+    is confirmed (bm_pending_t carries the answer until then).  */
+#include "bm_broker_internal.h"
+
+static void
+s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
+              const msgpack_object *request, int command, bm_job_t *job);
+
+static void
+s_pack_pending_req (msgpack_packer *pk, bm_pending_t *pending)
+{
+    if (pending->has_req) {
+        bm_pack_str (pk, "req");
+        msgpack_pack_object (pk, pending->req);
+    }
+}
+
+static bm_pending_t *
+s_pending_new (bm_broker_t *self, zframe_t *identity, const msgpack_object *request, const char *id)
+{
+    bm_pending_t *pending = (bm_pending_t *) zmalloc (sizeof (bm_pending_t));
+    pending->broker = self;
+    pending->identity = zframe_dup (identity);
+    snprintf (pending->id, sizeof pending->id, "%s", id);
+    const msgpack_object *req = bm_obj_get (request, "req");
+    //  Only scalars are kept (they hold no pointers into the message).
+    if (req && req->type != MSGPACK_OBJECT_STR && req->type != MSGPACK_OBJECT_BIN
+    &&  req->type != MSGPACK_OBJECT_ARRAY && req->type != MSGPACK_OBJECT_MAP
+    &&  req->type != MSGPACK_OBJECT_EXT) {
+        pending->req = *req;
+        pending->has_req = true;
+    }
+    return pending;
+}
+
+static void
+s_pending_destroy (bm_pending_t **pending_p)
+{
+    if (*pending_p) {
+        zframe_destroy (&(*pending_p)->identity);
+        free (*pending_p);
+        *pending_p = NULL;
+    }
+}
+
+static void
+s_pending_reject (bm_pending_t *pending, const char *code, const char *message)
+{
+    bm_body_t body;
+    bm_body_init (pending->broker, &body);
+    msgpack_pack_map (&body.pk, 2 + pending->has_req);
+    s_pack_pending_req (&body.pk, pending);
+    bm_pack_kv_str (&body.pk, "code", code);
+    bm_pack_kv_str (&body.pk, "message", message);
+    bm_broker_send_client (pending->broker, pending->identity, BM_REJECTED, &body);
+    bm_body_free (&body);
+}
+
+//  Frame 2: {req?, jobId, duplicate, position?}; position is left out
+//  when 0 (duplicates, REDELIVER).
+static void
+s_send_accepted (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
+                 const msgpack_object *request, const char *id, bool duplicate,
+                 int64_t position)
+{
+    bm_body_t body;
+    bm_body_init (self, &body);
+    int keys = 2 + (position > 0);
+    if (pending) {
+        msgpack_pack_map (&body.pk, keys + pending->has_req);
+        s_pack_pending_req (&body.pk, pending);
+    }
+    else {
+        msgpack_pack_map (&body.pk, keys + bm_req_count (request));
+        bm_pack_req (&body.pk, request);
+    }
+    bm_pack_kv_str (&body.pk, "jobId", id);
+    bm_pack_kv_bool (&body.pk, "duplicate", duplicate);
+    if (position > 0)
+        bm_pack_kv_int (&body.pk, "position", position);
+    bm_broker_send_client (self, identity, BM_ACCEPTED, &body);
+    bm_body_free (&body);
+}
+
+//  The SUBMIT write came back.
+static void
+s_on_submit_durable (redisReply *reply, void *arg)
+{
+    bm_pending_t *pending = (bm_pending_t *) arg;
+    bm_broker_t *self = pending->broker;
+    bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, pending->id);
+    if (!job) {
+        s_pending_destroy (&pending);
+        return;
+    }
+    job->service->confirming--;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        bm_warn (job->id, "submit not confirmed by redis: rejected");
+        s_pending_reject (pending, "store_unavailable",
+                          "the job store (Redis) is unavailable; retry later");
+        self->rejected++;
+        bm_series_inc (bm_metric_series (self->mf_rejected, "store_unavailable"));
+        //  The write may have reached Redis: undo it (best effort).
+        if (self->store) {
+            bm_cmd_t cmd;
+            bm_cmd_start (self, &cmd, "DEL", "job:", job->id);
+            bm_jobstore_issue (self, &cmd, true, NULL, NULL);
+            bm_cmd_start (self, &cmd, "ZREM", "live", NULL);
+            bm_cmd_arg_str (&cmd, job->id);
+            bm_jobstore_issue (self, &cmd, true, NULL, NULL);
+        }
+        if (job->idem_key)
+            bm_idem_forget (self->idem, job->idem_key, NULL, 0);
+        job->service->submitted--;
+        bm_job_delete (self, job);
+        s_pending_destroy (&pending);
+        return;
+    }
+    job->durable = true;
+    bm_job_enqueue (self, job);
+    //  The newest of its priority: every queued job at or before it is ahead.
+    int64_t position = bm_rank_upto (job->service->rank, job->priority);
+    s_send_accepted (self, pending->identity, pending, NULL, job->id, false, position);
+    bm_dispatch (self, job->service);
+    s_pending_destroy (&pending);
+}
+
+static void
+s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
+{
+    const msgpack_object *body = bm_msg_body (msg);
+    const char *reason = NULL;
+    char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
+    const char *str;
+    size_t len;
+    int64_t priority = BM_DEFAULT_PRIORITY, timeout_ms = self->config.job_timeout_ms;
+    int64_t max_attempts = self->config.job_max_attempts;
+    bool notify = false;
+    const msgpack_object *o;
+
+    if (!bm_obj_str (body, "botType", &str, &len))
+        reason = "botType is required and must be a string";
+    else
+    if (!bm_valid_bot_type (str, len))
+        reason = "botType must be 1-32 characters of a-z, 0-9, _ and -";
+    if (!reason) {
+        memcpy (bot_type, str, len);
+        bot_type [len] = 0;
+        if (streq (bot_type, BM_WEBHOOK_TYPE))
+            reason = "botType webhook is reserved for webhook deliveries";
+    }
+    if (!reason && (o = bm_obj_get (body, "priority")) && o->type != MSGPACK_OBJECT_NIL
+    && (!bm_obj_int (body, "priority", &priority) || priority < 0 || priority > BM_MAX_PRIORITY))
+        reason = "priority must be an integer from 0 to 2097152";
+    if (!reason && (o = bm_obj_get (body, "timeoutMs")) && o->type != MSGPACK_OBJECT_NIL
+    && (!bm_obj_int (body, "timeoutMs", &timeout_ms) || timeout_ms < 1 || timeout_ms > 86400000))
+        reason = "timeoutMs must be an integer from 1 to 86400000";
+    if (!reason && (o = bm_obj_get (body, "maxAttempts")) && o->type != MSGPACK_OBJECT_NIL
+    && (!bm_obj_int (body, "maxAttempts", &max_attempts) || max_attempts < 1 || max_attempts > 100))
+        reason = "maxAttempts must be an integer from 1 to 100";
+    const char *url = NULL;
+    size_t url_len = 0;
+    if (!reason && (o = bm_obj_get (body, "webhookUrl")) && o->type != MSGPACK_OBJECT_NIL
+    && (!bm_obj_str (body, "webhookUrl", &url, &url_len) || !bm_valid_url (url, url_len)))
+        reason = "webhookUrl must be an http:// or https:// URL of at most 2048 characters";
+    const char *idem = NULL;
+    size_t idem_len = 0;
+    if (!reason && (o = bm_obj_get (body, "idempotencyKey")) && o->type != MSGPACK_OBJECT_NIL
+    && (!bm_obj_str (body, "idempotencyKey", &idem, &idem_len) || !bm_valid_id (idem, idem_len)))
+        reason = "idempotencyKey must be 1-128 printable characters without spaces";
+    if (!reason && (o = bm_obj_get (body, "notify")) && o->type != MSGPACK_OBJECT_NIL
+    && !bm_obj_bool (body, "notify", &notify))
+        reason = "notify must be a boolean";
+    if (reason) {
+        self->rejected++;
+        bm_series_inc (bm_metric_series (self->mf_rejected, "bad_request"));
+        bm_broker_reject (self, identity, body, "bad_request", reason);
+        return;
+    }
+    if (self->stopping) {
+        self->rejected++;
+        bm_series_inc (bm_metric_series (self->mf_rejected, "shutting_down"));
+        bm_broker_reject (self, identity, body, "shutting_down", "the broker is shutting down");
+        return;
+    }
+    if (!bm_service_type_known (self, bot_type)) {
+        self->rejected++;
+        bm_series_inc (bm_metric_series (self->mf_rejected, "unknown_bot_type"));
+        char message [256];
+        char known [200] = "";
+        bm_service_t *service = (bm_service_t *) zhashx_first (self->services);
+        while (service) {
+            if (!streq (service->name, BM_WEBHOOK_TYPE) && bm_service_known (service)
+            &&  strlen (known) + strlen (service->name) + 3 < sizeof known) {
+                if (*known)
+                    strcat (known, ", ");
+                strcat (known, service->name);
+            }
+            service = (bm_service_t *) zhashx_next (self->services);
+        }
+        snprintf (message, sizeof message, "botType must be one of: %s", known);
+        bm_broker_reject (self, identity, body, "unknown_bot_type", message);
+        return;
+    }
+    //  Idempotency: the first job with this key, while the key lives.
+    char idem_key [BM_MAX_ID_LEN + 1] = "";
+    if (idem) {
+        memcpy (idem_key, idem, idem_len);
+        idem_key [idem_len] = 0;
+        const char *first_id = bm_idem_lookup (self->idem, idem_key, bm_now_ms ());
+        if (first_id) {
+            bm_job_t *first = (bm_job_t *) zhashx_lookup (self->jobs, first_id);
+            if (!first || first->durable) {
+                s_send_accepted (self, identity, NULL, body, first_id, true, 0);
+                return;
+            }
+        }
+    }
+    bm_service_t *service = bm_service_require (self, bot_type);
+    if ((int64_t) bm_heap_size (service->queue) + service->confirming >= service->max_queue) {
+        self->rejected++;
+        bm_series_inc (bm_metric_series (self->mf_rejected, "queue_full"));
+        bm_broker_reject (self, identity, body, "queue_full",
+                  "the queue of this bot type is full; retry later");
+        return;
+    }
+    if (self->store && (!bm_store_up (self->store) || !self->recovered)) {
+        self->rejected++;
+        bm_series_inc (bm_metric_series (self->mf_rejected, "store_unavailable"));
+        bm_broker_reject (self, identity, body, "store_unavailable",
+                  "the job store (Redis) is unavailable; retry later");
+        return;
+    }
+    const msgpack_object *payload = bm_obj_get (body, "payload");
+    if (payload && bm_obj_depth (payload) > BM_MAX_NESTING) {
+        self->rejected++;
+        bm_series_inc (bm_metric_series (self->mf_rejected, "bad_request"));
+        bm_broker_reject (self, identity, body, "bad_request", "payload nests deeper than 30 levels");
+        return;
+    }
+    //  The payload's bytes as the client encoded them, not re-encoded.
+    size_t payload_size = 1;
+    char *packed = payload ? bm_keep_value (msg, "payload", payload, &payload_size)
+                           : bm_memdup ("\xc0", 1);
+    if ((int64_t) payload_size > self->config.max_payload) {
+        free (packed);
+        self->rejected++;
+        bm_series_inc (bm_metric_series (self->mf_rejected, "payload_too_large"));
+        bm_broker_reject (self, identity, body, "payload_too_large",
+                  "the payload is larger than MAX_PAYLOAD_BYTES");
+        return;
+    }
+    bm_job_t *job = bm_job_new ();
+    bm_job_make_id (self, job->id, sizeof job->id);
+    job->service = service;
+    job->state = JOB_QUEUED;
+    job->priority = priority;
+    job->seq = ++self->seq;
+    job->payload = packed;
+    job->payload_size = payload_size;
+    job->max_attempts = max_attempts;
+    job->timeout_ms = timeout_ms;
+    job->created_at = bm_now_ms ();
+    if (url)
+        job->webhook_url = strndup (url, url_len);
+    if (idem) {
+        job->idem_key = strdup (idem_key);
+        bm_idem_put (self->idem, idem_key, job->id, bm_now_ms () + self->config.idempotency_ttl_ms);
+    }
+    if (notify)
+        job->notify = zframe_dup (identity);
+    service->submitted++;
+    service->confirming++;
+    self->submitted++;
+    bm_series_inc (service->m_submitted);
+    bm_job_insert (self, job);
+    bm_pending_t *pending = s_pending_new (self, identity, body, job->id);
+    bm_jobstore_persist_full (self, job, false, s_on_submit_durable, pending);
+}
+
+//  Reply with one job's record.
+static void
+s_reply_record (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
+                const msgpack_object *request, bm_job_t *job)
+{
+    bm_body_t body;
+    bm_body_init (self, &body);
+    if (pending) {
+        msgpack_pack_map (&body.pk, 1 + pending->has_req);
+        s_pack_pending_req (&body.pk, pending);
+    }
+    else {
+        msgpack_pack_map (&body.pk, 1 + bm_req_count (request));
+        bm_pack_req (&body.pk, request);
+    }
+    bm_pack_str (&body.pk, "job");
+    bm_job_pack_record (&body.pk, job, true);
+    bm_broker_send_client (self, identity, BM_REPLY, &body);
+    bm_body_free (&body);
+}
+
+//  A job that only Redis still holds: loaded for STATUS, CANCEL, RETRY,
+//  REDELIVER.
+typedef struct {
+    bm_pending_t *pending;
+    int command;
+} s_load_t;
+
+static void
+s_on_load (redisReply *reply, void *arg)
+{
+    s_load_t *load = (s_load_t *) arg;
+    bm_pending_t *pending = load->pending;
+    bm_broker_t *self = pending->broker;
+    if (!reply)
+        s_pending_reject (pending, "store_unavailable",
+                          "the job store (Redis) is unavailable; retry later");
+    else {
+        bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, pending->id);
+        if (job)        //  Arrived meanwhile (e.g. recovery)
+            s_client_act (self, pending->identity, pending, NULL, load->command, job);
+        else {
+            job = bm_jobstore_job_from_hash (self, reply);
+            if (!job)
+                s_pending_reject (pending, "not_found", "no job with that id");
+            else
+            if (!bm_job_terminal (job)) {
+                //  Only terminal jobs live in Redis alone; anything else is
+                //  being recovered: answer what Redis says.
+                if (load->command == BM_STATUS)
+                    s_reply_record (self, pending->identity, pending, NULL, job);
+                else
+                    s_pending_reject (pending, "conflict", "the job is being recovered; retry");
+                bm_job_destroy (&job);
+            }
+            else {
+                //  Keep it in memory like any finished job.
+                bm_job_insert (self, job);
+                job->finished_handle = zlistx_add_end (self->finished, job);
+                s_client_act (self, pending->identity, pending, NULL, load->command, job);
+                bm_job_evict (self);
+            }
+        }
+    }
+    s_pending_destroy (&pending);
+    free (load);
+}
+
+//  STATUS, CANCEL, RETRY, REDELIVER on a job we hold.
+static void
+s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
+              const msgpack_object *request, int command, bm_job_t *job)
+{
+    #define REJECT(code, message) do { \
+        if (pending) s_pending_reject (pending, code, message); \
+        else bm_broker_reject (self, identity, request, code, message); } while (0)
+
+    if (command == BM_STATUS)
+        s_reply_record (self, identity, pending, request, job);
+    else
+    if (command == BM_CANCEL) {
+        if (bm_job_terminal (job))
+            REJECT ("conflict", "the job has already ended");
+        else
+        if (job->state == JOB_QUEUED && !job->durable)
+            REJECT ("conflict", "the job is not accepted yet");
+        else {
+            if (job->state == JOB_RUNNING && job->worker)
+                bm_workers_stop_job (self, job, "cancelled");
+            bm_job_finish (self, job, JOB_CANCELLED, "cancelled", "cancelled by request");
+            s_reply_record (self, identity, pending, request, job);
+        }
+    }
+    else
+    if (command == BM_RETRY) {
+        if (job->state != JOB_FAILED && job->state != JOB_CANCELLED)
+            REJECT ("conflict", "only failed or cancelled jobs can be retried");
+        else
+        if (bm_job_is_delivery (job))
+            REJECT ("conflict", "use REDELIVER for webhook deliveries");
+        else {
+            if (job->finished_handle) {
+                zlistx_delete (self->finished, job->finished_handle);
+                job->finished_handle = NULL;
+            }
+            job->attempts = 0;
+            job->progress = 0;
+            job->started_at = job->finished_at = 0;
+            bm_set_str (&job->error_code, NULL);
+            bm_set_str (&job->error_message, NULL);
+            free (job->result);
+            job->result = NULL;
+            bm_job_enqueue (self, job);
+            self->retried++;
+            bm_jobstore_persist_full (self, job, true, NULL, NULL);
+            s_send_accepted (self, identity, pending, request, job->id, false,
+                             bm_service_queue_position (job->service, job));
+            bm_dispatch (self, job->service);
+        }
+    }
+    else
+    if (command == BM_REDELIVER) {
+        if (!bm_job_terminal (job) || !job->webhook_url || bm_job_is_delivery (job))
+            REJECT ("conflict", "the job has no webhook or has not ended");
+        else {
+            bm_delivery_create (self, job);
+            bm_jobstore_persist_terminal (self, job);     //  Its delivery count changed
+            s_send_accepted (self, identity, pending, request, job->id, false, 0);
+        }
+    }
+    #undef REJECT
+}
+
+static void
+s_client_job_command (bm_broker_t *self, zframe_t *identity, int command,
+                      const msgpack_object *body)
+{
+    char id [BM_MAX_ID_LEN + 16];
+    if (!bm_obj_strcpy (body, "jobId", id, sizeof id) || !bm_valid_id (id, strlen (id))) {
+        bm_broker_reject (self, identity, body, "bad_request", "jobId is required and must be a job id");
+        return;
+    }
+    bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, id);
+    if (job) {
+        s_client_act (self, identity, NULL, body, command, job);
+        return;
+    }
+    if (!self->store) {
+        bm_broker_reject (self, identity, body, "not_found", "no job with that id");
+        return;
+    }
+    s_load_t *load = (s_load_t *) zmalloc (sizeof (s_load_t));
+    load->pending = s_pending_new (self, identity, body, id);
+    load->command = command;
+    bm_cmd_t cmd;
+    bm_cmd_start (self, &cmd, "HGETALL", "job:", id);
+    bm_jobstore_query (self, &cmd, s_on_load, load);
+}
+
+//  LIST's state, when given (not nil), must name a job state: an unknown
+//  one would match nothing, silently.
+static bool
+s_list_state_valid (const msgpack_object *body)
+{
+    const msgpack_object *state = bm_obj_get (body, "state");
+    if (!state || state->type == MSGPACK_OBJECT_NIL)
+        return true;
+    for (int i = JOB_QUEUED; i <= JOB_CANCELLED; i++)
+        if (state->type == MSGPACK_OBJECT_STR
+        &&  state->via.str.size == strlen (bm_job_state_names [i])
+        &&  memcmp (state->via.str.ptr, bm_job_state_names [i], state->via.str.size) == 0)
+            return true;
+    return false;
+}
+
+static void
+s_client_simple (bm_broker_t *self, zframe_t *identity, int command, const msgpack_object *body)
+{
+    if (command == BM_LIST && !s_list_state_valid (body)) {
+        bm_broker_reject (self, identity, body, "bad_request",
+                          "state must be one of queued, running, completed, failed, cancelled");
+        return;
+    }
+    const msgpack_object *limit_obj = bm_obj_get (body, "limit");
+    int64_t limit = 50;         //  LIST's default
+    if (command == BM_LIST && limit_obj && limit_obj->type != MSGPACK_OBJECT_NIL
+    && (!bm_obj_int (body, "limit", &limit) || limit < 1)) {
+        bm_broker_reject (self, identity, body, "bad_request",
+                          "limit must be an integer of at least 1 (above 500 reads as 500)");
+        return;
+    }
+    bm_body_t reply;
+    bm_body_init (self, &reply);
+    int req = bm_req_count (body);
+    if (command == BM_STATS) {
+        msgpack_pack_map (&reply.pk, req + 5);
+        bm_pack_req (&reply.pk, body);
+        bm_stats_pack (self, &reply.pk);
+        bm_pack_kv_bool (&reply.pk, "redis", bm_stats_redis_ok (self));
+        bm_pack_kv_int (&reply.pk, "uptimeMs", bm_mono_ms () - self->started_mono);
+    }
+    else
+    if (command == BM_PING) {
+        msgpack_pack_map (&reply.pk, req + 2);
+        bm_pack_req (&reply.pk, body);
+        bm_pack_kv_bool (&reply.pk, "redis", bm_stats_redis_ok (self));
+        bm_pack_kv_int (&reply.pk, "uptimeMs", bm_mono_ms () - self->started_mono);
+    }
+    else
+    if (command == BM_METRICS) {
+        bm_series_set (self->m_store_pending, self->store ? (double) bm_store_pending (self->store) : 0);
+        char *text = bm_metrics_render (self->metrics);
+        msgpack_pack_map (&reply.pk, req + 1);
+        bm_pack_req (&reply.pk, body);
+        bm_pack_kv_str (&reply.pk, "text", text ? text : "");
+        free (text);
+    }
+    else {      //  LIST
+        char state [16] = "", type [BM_MAX_BOT_TYPE_LEN + 1] = "";
+        bm_obj_strcpy (body, "state", state, sizeof state);
+        bm_obj_strcpy (body, "botType", type, sizeof type);
+        if (limit > 500)
+            limit = 500;
+        bm_job_t *matches [500];
+        int64_t count = 0;
+        bm_job_t *job = (bm_job_t *) zlistx_last (self->recent);
+        while (job && count < limit) {
+            if ((!*state || streq (state, bm_job_state_names [job->state]))
+            &&  (!*type || streq (type, job->service->name)))
+                matches [count++] = job;
+            job = (bm_job_t *) zlistx_prev (self->recent);
+        }
+        msgpack_pack_map (&reply.pk, req + 1);
+        bm_pack_req (&reply.pk, body);
+        bm_pack_str (&reply.pk, "jobs");
+        msgpack_pack_array (&reply.pk, count);
+        for (int64_t i = 0; i < count; i++)
+            bm_job_pack_record (&reply.pk, matches [i], false);
+    }
+    bm_broker_send_client (self, identity, BM_REPLY, &reply);
+    bm_body_free (&reply);
+}
+
+void
+bm_clients_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
+{
+    const msgpack_object *body = bm_msg_body (msg);
+    switch (bm_msg_command (msg)) {
+        case BM_SUBMIT:
+            s_client_submit (self, identity, msg);
+            break;
+        case BM_STATUS:
+        case BM_CANCEL:
+        case BM_RETRY:
+        case BM_REDELIVER:
+            s_client_job_command (self, identity, bm_msg_command (msg), body);
+            break;
+        case BM_STATS:
+        case BM_LIST:
+        case BM_PING:
+        case BM_METRICS:
+            s_client_simple (self, identity, bm_msg_command (msg), body);
+            break;
+        default:
+            bm_series_inc (bm_metric_series (self->mf_frames, "bad_command"));
+            bm_broker_reject (self, identity, body, "bad_command", "unknown client command");
+    }
+}

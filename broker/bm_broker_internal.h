@@ -1,0 +1,322 @@
+/*  bm_broker_internal.h - what the broker's files share, and only they.
+
+    The broker is one actor (bm_broker.c) whose state is split by concern
+    over the files of broker/ (see broker/README.md): every one of them
+    works on the bm_broker_t of the actor's own thread, so nothing here is
+    locked.  Ownership: the broker's job table owns its jobs, the services
+    table its services, the workers table its worker entries; queues, lists
+    and workers' job lists only point at them.  Nothing outside broker/
+    includes this file: the public face is bm_broker.h.  */
+#ifndef BM_BROKER_INTERNAL_H
+#define BM_BROKER_INTERNAL_H
+
+#include "bm_broker.h"
+#include "bm_heap.h"
+#include "bm_idem.h"
+#include "bm_rank.h"
+#include "bm_redis_url.h"
+#include "bm_store.h"
+#include "bm_config.h"
+#include "bm_curve.h"
+#include "bm_json.h"
+#include "bm_log.h"
+#include "bm_proto.h"
+#include "bm_metrics.h"
+#include "bm_selftest.h"
+
+#include <czmq.h>
+#include <ctype.h>
+#include <inttypes.h>
+#include <math.h>
+
+typedef enum {
+    JOB_QUEUED, JOB_RUNNING, JOB_COMPLETED, JOB_FAILED, JOB_CANCELLED
+} bm_job_state_t;
+
+#define BM_MAX_WORKER_TYPES 16     //  Bot types one worker may serve
+
+#define BM_DURATION_SAMPLES 1024   //  Run times kept per type for percentiles
+
+typedef struct _bm_service_t bm_service_t;
+
+typedef struct _bm_worker_entry_t bm_worker_entry_t;
+
+typedef struct {
+    char id [BM_MAX_ID_LEN + 16];   //  Job id (delivery ids are longer)
+    bm_service_t *service;         //  Its bot type
+    bm_job_state_t state;          //  Current state
+    int64_t priority;           //  Lower runs first
+    int64_t seq;                //  Submission order, FIFO within priority
+    char *payload;              //  msgpack bytes
+    size_t payload_size;
+    char *result;               //  msgpack bytes, when completed
+    size_t result_size;
+    char *webhook_url;          //  Or NULL
+    char *idem_key;             //  Or NULL
+    char *error_code;           //  When failed or cancelled
+    char *error_message;
+    int64_t exit_code;          //  The bot's exit status, when its worker said
+    bool has_exit_code;
+    char *worker_name;          //  Who ran the last attempt
+    bm_worker_entry_t *worker;           //  Running on, or NULL
+    int64_t progress;
+    int64_t attempts;
+    int64_t max_attempts;
+    int64_t timeout_ms;
+    int64_t created_at;         //  Epoch ms
+    int64_t started_at;
+    int64_t finished_at;
+    int64_t queued_mono;        //  When it last entered the queue (mono ms)
+    int64_t deadline;           //  Mono ms, when running
+    int64_t started_mono;       //  When the attempt started (mono ms)
+    bool running_saved;         //  This attempt's running state is in Redis
+    size_t queue_index;         //  In service->queue
+    size_t deadline_index;      //  In broker->deadlines
+    char *wh;                   //  Webhook delivery state (msgpack map)
+    size_t wh_size;
+    bool wh_final;              //  A delivery job's DONE carried its final state
+    int64_t deliveries;         //  Delivery jobs made for this job
+    char *parent;               //  For a delivery job: the job it delivers
+    zframe_t *notify;           //  Client to send RESULT to, or NULL
+    bool durable;               //  Redis confirmed the SUBMIT write
+    bool confirming;            //  Terminal write sent, not yet confirmed
+    void *finished_handle;      //  In broker->finished, when terminal
+    void *recent_handle;        //  In broker->recent
+} bm_job_t;
+
+struct _bm_service_t {
+    char *name;                 //  Bot type
+    int64_t limit;              //  Semaphore size
+    int64_t usage;              //  Permits held
+    int64_t max_queue;          //  Queue bound
+    bm_heap_t *queue;           //  Queued jobs
+    bm_rank_t *rank;            //  Queued jobs per priority (ACCEPTED position)
+    zlistx_t *workers;          //  Workers serving it (not owned)
+    bool configured;            //  A limit was configured
+    bool served;                //  A worker has registered for it since start
+    int64_t confirming;         //  SUBMITs waiting for Redis (count in the bound)
+    uint64_t completed, failed, cancelled, submitted;
+    uint64_t limit_kills;       //  Runs that hit a resource limit (DONE
+                                //  error.limit)
+    double durations [BM_DURATION_SAMPLES];    //  Run times since the last snapshot
+    size_t duration_count;
+    uint64_t snap_completed;    //  completed at the last snapshot
+    bm_series_t *m_queue, *m_usage, *m_waiting, *m_limit, *m_submitted;
+    bm_series_t *m_completed, *m_failed, *m_cancelled, *m_duration, *m_wait;
+};
+
+struct _bm_worker_entry_t {
+    char *key;                  //  Routing identity as hex
+    zframe_t *identity;         //  Routing identity
+    char *name;                 //  As the worker calls itself
+    bm_service_t *services [BM_MAX_WORKER_TYPES];
+    int service_count;
+    int64_t credit;             //  Jobs it may run at once
+    int64_t running;            //  Slots in use (jobs + stopping)
+    zlistx_t *jobs;             //  bm_job_t * running here (not owned)
+    zlistx_t *stopping;         //  Jobs told to stop, slot held until DONE
+                                //  (bm_stopping_t, owned)
+    int64_t expiry;             //  Mono ms: dead if silent until then
+    int64_t heartbeat_at;       //  Mono ms: next heartbeat to send
+    int64_t last_seen;          //  Epoch ms of its last message
+    int64_t pid;
+    bool congested;             //  Its queue was full: no JOBs until heard from
+};
+
+//  A job that ended while its bot still ran: the slot (credit and permit)
+//  stays taken until the worker's DONE for it arrives.
+typedef struct {
+    char id [BM_MAX_ID_LEN + 16];
+    bm_service_t *service;
+} bm_stopping_t;
+
+//  A callback waiting for a write to be confirmed.
+typedef struct {
+    void (*fn) (redisReply *reply, void *arg);
+    void *arg;
+} bm_waiter_t;
+
+//  The live set's changes over one loop turn, written as one ZADD and one
+//  ZREM when the store flushes (two commands a turn instead of two a job).
+typedef struct {
+    char *add_ids;              //  Ids to add, each BM_MAX_ID_LEN + 16 bytes
+    int64_t *add_seqs;          //  Their scores
+    size_t adds, add_alloc;
+    bm_waiter_t *waiters;        //  SUBMITs acknowledged once the ZADD lands
+    size_t waiting, waiter_alloc;
+    char *rem_ids;              //  Ids to remove
+    size_t rems, rem_alloc;
+} bm_live_t;
+
+#define BM_ID_SLOT (BM_MAX_ID_LEN + 16)
+
+//  A packed body being built: sbuffer + packer on the stack, the buffer
+//  lent by the broker's pool (bm_body_init) and given back (bm_body_free).
+typedef struct {
+    msgpack_sbuffer sbuf;
+    msgpack_packer pk;
+    bm_broker_t *owner;         //  Whose pool the buffer returns to
+} bm_body_t;
+
+//  Bodies are built in buffers kept between messages: the broker is one
+//  thread, and a small pool covers the few bodies built at once.
+#define BM_BODY_POOL 8
+
+struct _bm_broker_t {
+    bm_broker_config_t config;  //  Settings
+    zsock_t *router;            //  The one socket
+    zactor_t *auth;             //  CURVE authenticator, or NULL
+    zloop_t *loop;              //  The one loop
+    bm_store_t *store;          //  Redis, or NULL
+    bm_live_t live;             //  Live-set changes of this loop turn
+    bm_msg_t *msg;              //  The message being handled (reused)
+    zframe_t *identity;         //  Its sender's routing id (reused)
+    bool recovered;             //  Queues rebuilt from Redis
+    bool recovering;            //  Recovery reads in flight
+    int recovery_pending;       //  HGETALLs not answered
+    zhashx_t *services;         //  name -> bm_service_t (owned)
+    zhashx_t *workers;          //  key -> bm_worker_entry_t (owned)
+    zhashx_t *jobs;             //  id -> bm_job_t (owned)
+    zlistx_t *recent;           //  bm_job_t * by creation (not owned)
+    zlistx_t *finished;         //  Terminal bm_job_t * by end, for eviction
+    bm_heap_t *deadlines;       //  Running jobs by deadline
+    bm_idem_t *idem;            //  idempotencyKey -> first job id
+    int64_t seq;                //  Last submission number
+    char instance [5];          //  Random, part of job ids
+    uint32_t counter;           //  Part of job ids
+    int64_t started_mono;       //  For uptime
+    bool stopping;              //  Shutdown begun
+    int64_t stop_deadline;      //  Mono ms
+    bool done;                  //  Shutdown complete
+    uint64_t submitted, completed, failed, cancelled, rejected, retried;
+    uint64_t wh_delivered, wh_failed, snap_wh_delivered, snap_wh_failed;
+    int64_t last_snapshot;      //  Mono ms
+    bm_metrics_t *metrics;      //  Registry
+    bm_metrics_http_t *metrics_http;    //  /metrics server
+    bm_metric_t *mf_executions, *mf_duration, *mf_queue, *mf_usage, *mf_waiting,
+                *mf_limit, *mf_submitted, *mf_wait, *mf_rejected, *mf_frames,
+                *mf_redispatched, *mf_dropped;
+    bm_metric_t *mf_limit_kills;        //  bot_limit_kills_total{bot_type,limit}
+    bm_series_t *m_workers, *m_redis_up, *m_store_pending;
+    msgpack_sbuffer body_pool [BM_BODY_POOL];   //  Buffers kept for bodies
+    int body_pool_size;         //  How many the pool holds
+    zsock_t *pipe;              //  The actor's command pipe
+    bool verbose;               //  VERBOSE: debug lines for this actor
+};
+
+
+#define BM_CMD_MAX_ARGS 64
+
+typedef struct {
+    int argc;
+    const char *argv [BM_CMD_MAX_ARGS];
+    size_t len [BM_CMD_MAX_ARGS];
+    char scratch [BM_CMD_MAX_ARGS][24];
+    char key [256];
+} bm_cmd_t;
+
+typedef struct {
+    bm_waiter_t *waiters;
+    size_t count;
+} bm_waiters_t;
+
+typedef struct {
+    bm_broker_t *broker;
+    char id [BM_MAX_ID_LEN + 16];
+    zframe_t *identity;
+    msgpack_object req;         //  Copy of the request's req (scalar), or nil
+    bool has_req;
+} bm_pending_t;
+
+//  The job states' names, by bm_job_state_t.
+extern const char *bm_job_state_names [];
+
+//  bm_broker.c: copies, body buffers, sending without blocking
+char *bm_memdup (const void *data, size_t size);
+void bm_set_str (char **field, const char *value);
+char *bm_keep_value (const bm_msg_t *msg, const char *key, const msgpack_object *obj, size_t *size);
+void bm_body_init (bm_broker_t *self, bm_body_t *body);
+void bm_body_free (bm_body_t *body);
+int bm_req_count (const msgpack_object *request);
+void bm_pack_req (msgpack_packer *pk, const msgpack_object *request);
+void bm_broker_send_client (bm_broker_t *self, zframe_t *identity, int command, bm_body_t *body);
+void bm_broker_reject (bm_broker_t *self, zframe_t *identity, const msgpack_object *request,
+                       const char *code, const char *message);
+int bm_broker_send_worker (bm_broker_t *self, bm_worker_entry_t *worker, int command, bm_body_t *body);
+void bm_broker_send_worker_simple (bm_broker_t *self, zframe_t *identity, int command,
+                                   const char *code, const char *message);
+
+//  bm_job.c: one job, the job table
+bool bm_job_queue_less (const void *a, const void *b);
+void bm_job_queue_index (void *item, size_t index);
+bool bm_job_deadline_less (const void *a, const void *b);
+void bm_job_deadline_index (void *item, size_t index);
+bm_job_t *bm_job_new (void);
+void bm_job_destroy (bm_job_t **job_p);
+bool bm_job_terminal (const bm_job_t *job);
+bool bm_job_is_delivery (const bm_job_t *job);
+void bm_job_pack_record (msgpack_packer *pk, const bm_job_t *job, bool full);
+bm_job_t *bm_job_insert (bm_broker_t *self, bm_job_t *job);
+void bm_job_delete (bm_broker_t *self, bm_job_t *job);
+void bm_job_send_result (bm_broker_t *self, bm_job_t *job);
+void bm_job_evict (bm_broker_t *self);
+void bm_job_finish (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
+                    const char *code, const char *message);
+void bm_job_make_id (bm_broker_t *self, char *id, size_t size);
+
+//  bm_jobstore.c: Redis commands and the record schema
+void bm_cmd_arg_str (bm_cmd_t *cmd, const char *str);
+void bm_cmd_arg_int (bm_cmd_t *cmd, int64_t value);
+void bm_cmd_start (bm_broker_t *self, bm_cmd_t *cmd, const char *verb, const char *what, const char *id);
+void bm_jobstore_issue (bm_broker_t *self, bm_cmd_t *cmd, bool retry, bm_store_fn *fn, void *arg);
+void bm_jobstore_query (bm_broker_t *self, bm_cmd_t *cmd, bm_store_fn *fn, void *arg);
+void bm_jobstore_on_live_added (redisReply *reply, void *arg);
+void bm_jobstore_live_flush (void *arg);
+void bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_store_fn *fn, void *arg);
+void bm_jobstore_persist_state (bm_broker_t *self, bm_job_t *job);
+void bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job);
+void bm_jobstore_persist_webhook (bm_broker_t *self, const char *job_id, const char *wh, size_t wh_size);
+bm_job_t *bm_jobstore_job_from_hash (bm_broker_t *self, redisReply *reply);
+void bm_jobstore_save_running (bm_broker_t *self, int64_t now);
+void bm_jobstore_on_store_state (bool up, void *arg);
+
+//  bm_service.c: bot types, their queues and semaphores, dispatch
+void bm_service_destroy (bm_service_t **self_p);
+bm_service_t *bm_service_require (bm_broker_t *self, const char *name);
+int64_t bm_service_waiting_for_permit (bm_service_t *service);
+void bm_service_queue_remove (bm_service_t *service, bm_job_t *job);
+int64_t bm_service_queue_position (bm_service_t *service, const bm_job_t *job);
+void bm_dispatch (bm_broker_t *self, bm_service_t *service);
+void bm_dispatch_worker (bm_broker_t *self, bm_worker_entry_t *worker);
+void bm_job_enqueue (bm_broker_t *self, bm_job_t *job);
+void bm_job_unassign (bm_broker_t *self, bm_job_t *job);
+void bm_job_requeue (bm_broker_t *self, bm_job_t *job, const char *reason);
+bool bm_service_known (const bm_service_t *service);
+bool bm_service_type_known (bm_broker_t *self, const char *name);
+
+//  bm_delivery.c: webhook deliveries
+void bm_delivery_set_state (bm_job_t *job, const char *wh, size_t size);
+char *bm_delivery_simple_state (bm_broker_t *self, const char *state, int64_t attempts, const char *error, size_t *size);
+void bm_delivery_create (bm_broker_t *self, bm_job_t *parent);
+void bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_msg_t *msg,
+                         const msgpack_object *wh_obj);
+
+//  bm_broker_workers.c: workers and BMW01
+void bm_workers_destroy (bm_worker_entry_t **self_p);
+void bm_workers_delete (bm_broker_t *self, bm_worker_entry_t *worker, const char *reason);
+void bm_workers_stop_job (bm_broker_t *self, bm_job_t *job, const char *reason);
+void bm_workers_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg);
+
+//  bm_broker_clients.c: BMC01
+void bm_clients_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg);
+
+//  bm_stats.c: STATS, metrics, snapshots
+void bm_stats_pack (bm_broker_t *self, msgpack_packer *pk);
+bool bm_stats_redis_ok (bm_broker_t *self);
+void bm_stats_snapshot (bm_broker_t *self);
+void bm_stats_setup_metrics (bm_broker_t *self);
+
+//  bm_broker_config.c: settings
+int bm_broker_config_load_types (bm_broker_t *self);
+
+#endif

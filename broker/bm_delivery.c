@@ -1,0 +1,142 @@
+/*  bm_delivery.c - webhook deliveries (protocol.md section 6).
+
+    When a job with a webhookUrl ends, a delivery job of the built-in type
+    webhook carries its body to botmesh-webhook; the delivery state it
+    reports is copied into the parent job.  */
+#include "bm_broker_internal.h"
+
+static void
+s_iso_time (int64_t ms, char *buf, size_t size)
+{
+    time_t secs = (time_t) (ms / 1000);
+    struct tm tm;
+    gmtime_r (&secs, &tm);
+    snprintf (buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+              tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (ms % 1000));
+}
+
+//  The JSON text POSTed to the webhook URL. Besides botmesh's own fields it
+//  carries the fields receivers of BullMQ-based bot systems read: success,
+//  data (the result), error as a string (its code is in errorCode) and
+//  timestamp (when the job ended).
+static char *
+s_webhook_body (const bm_job_t *job)
+{
+    json_t *body = json_object ();
+    json_object_set_new (body, "jobId", json_string (job->id));
+    json_object_set_new (body, "botType", json_string (job->service->name));
+    json_object_set_new (body, "status", json_string (bm_job_state_names [job->state]));
+    json_object_set_new (body, "success", json_boolean (job->state == JOB_COMPLETED));
+    json_t *value = NULL;
+    if (job->result) {
+        msgpack_zone zone;
+        msgpack_zone_init (&zone, 1024);
+        msgpack_object obj;
+        size_t offset = 0;
+        if (msgpack_unpack (job->result, job->result_size, &offset, &zone, &obj)
+            == MSGPACK_UNPACK_SUCCESS)
+            value = bm_json_from_msgpack (&obj, BM_JSON_MAX_DEPTH);
+        json_object_set_new (body, "result", value ? json_incref (value) : json_null ());
+        msgpack_zone_destroy (&zone);
+    }
+    json_object_set_new (body, "data", value ? value : json_null ());
+    if (job->error_code) {
+        const char *message = job->error_message && *job->error_message
+                            ? job->error_message : job->error_code;
+        json_object_set_new (body, "error", json_string (message));
+        json_object_set_new (body, "errorCode", json_string (job->error_code));
+    }
+    json_object_set_new (body, "attempts", json_integer (job->attempts));
+    int64_t duration = job->started_at && job->finished_at > job->started_at
+                     ? job->finished_at - job->started_at : 0;
+    json_object_set_new (body, "durationMs", json_integer (duration));
+    char when [32];
+    s_iso_time (job->created_at, when, sizeof when);
+    json_object_set_new (body, "createdAt", json_string (when));
+    s_iso_time (job->finished_at, when, sizeof when);
+    json_object_set_new (body, "finishedAt", json_string (when));
+    json_object_set_new (body, "timestamp", json_string (when));
+    char *text = json_dumps (body, JSON_COMPACT | JSON_REAL_PRECISION (16));
+    json_decref (body);
+    return text;
+}
+
+void
+bm_delivery_set_state (bm_job_t *job, const char *wh, size_t size)
+{
+    free (job->wh);
+    job->wh = bm_memdup (wh, size);
+    job->wh_size = size;
+}
+
+//  A webhook state map with just a state and optional error.
+char *
+bm_delivery_simple_state (bm_broker_t *self, const char *state, int64_t attempts, const char *error, size_t *size)
+{
+    bm_body_t body;
+    bm_body_init (self, &body);
+    msgpack_pack_map (&body.pk, 2 + (error != NULL));
+    bm_pack_kv_str (&body.pk, "state", state);
+    bm_pack_kv_int (&body.pk, "attempts", attempts);
+    if (error)
+        bm_pack_kv_str (&body.pk, "lastError", error);
+    *size = body.sbuf.size;
+    char *copy = bm_memdup (body.sbuf.data, body.sbuf.size);
+    bm_body_free (&body);
+    return copy;
+}
+
+//  Make the delivery job of a terminal job with a webhook URL.
+void
+bm_delivery_create (bm_broker_t *self, bm_job_t *parent)
+{
+    bm_job_t *job = bm_job_new ();
+    parent->deliveries++;
+    snprintf (job->id, sizeof job->id, "%s.wh%" PRId64, parent->id, parent->deliveries);
+    job->service = bm_service_require (self, BM_WEBHOOK_TYPE);
+    job->priority = 0;
+    job->seq = ++self->seq;
+    job->max_attempts = self->config.webhook_attempts;
+    job->timeout_ms = self->config.webhook_timeout_ms;
+    job->created_at = bm_now_ms ();
+    job->parent = strdup (parent->id);
+    job->durable = true;
+    job->service->submitted++;
+    //  Payload: {url, webhookId, body}
+    char *text = s_webhook_body (parent);
+    bm_body_t body;
+    bm_body_init (self, &body);
+    msgpack_pack_map (&body.pk, 3);
+    bm_pack_kv_str (&body.pk, "url", parent->webhook_url);
+    bm_pack_kv_str (&body.pk, "webhookId", parent->id);
+    bm_pack_kv_str (&body.pk, "body", text);
+    free (text);
+    job->payload = bm_memdup (body.sbuf.data, body.sbuf.size);
+    job->payload_size = body.sbuf.size;
+    bm_body_free (&body);
+    size_t wh_size;
+    char *wh = bm_delivery_simple_state (self, "pending", 0, NULL, &wh_size);
+    bm_delivery_set_state (parent, wh, wh_size);
+    bm_jobstore_persist_webhook (self, parent->id, wh, wh_size);
+    free (wh);
+    bm_job_insert (self, job);
+    bm_jobstore_persist_full (self, job, true, NULL, NULL);
+    bm_job_enqueue (self, job);
+    bm_dispatch (self, job->service);
+}
+
+//  A delivery job reported its state: copy it to the job it delivers.
+void
+bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_msg_t *msg,
+                    const msgpack_object *wh_obj)
+{
+    size_t size;
+    char *wh = bm_keep_value (msg, "webhook", wh_obj, &size);
+    bm_delivery_set_state (delivery, wh, size);
+    bm_job_t *parent = (bm_job_t *) zhashx_lookup (self->jobs, delivery->parent);
+    if (parent)
+        bm_delivery_set_state (parent, wh, size);
+    bm_jobstore_persist_webhook (self, delivery->parent, wh, size);
+    free (wh);
+}

@@ -1,0 +1,584 @@
+/*  bm_jobstore.c - the Redis record schema of jobs (docs/redis.md).
+
+    Builds the HSET/ZADD/EXPIRE commands that make a job durable, the live
+    set written once a loop turn, the terminal writes, and recovery: the
+    queues rebuilt from Redis when the store first connects.  bm_store.c
+    does the I/O.  */
+#include "bm_broker_internal.h"
+
+static void
+s_on_terminal_durable (redisReply *reply, void *arg);
+
+static void
+s_arg (bm_cmd_t *cmd, const char *data, size_t len)
+{
+    if (cmd->argc < BM_CMD_MAX_ARGS) {
+        cmd->argv [cmd->argc] = data;
+        cmd->len [cmd->argc] = len;
+        cmd->argc++;
+    }
+}
+
+void
+bm_cmd_arg_str (bm_cmd_t *cmd, const char *str)
+{
+    s_arg (cmd, str, strlen (str));
+}
+
+//  Integers as decimal text, without snprintf (this runs ~20 times a job).
+void
+bm_cmd_arg_int (bm_cmd_t *cmd, int64_t value)
+{
+    if (cmd->argc < BM_CMD_MAX_ARGS) {
+        char *buf = cmd->scratch [cmd->argc];
+        char *end = buf + 24, *p = end;
+        uint64_t magnitude = value < 0 ? (uint64_t) 0 - (uint64_t) value : (uint64_t) value;
+        do {
+            *--p = (char) ('0' + magnitude % 10);
+            magnitude /= 10;
+        } while (magnitude);
+        if (value < 0)
+            *--p = '-';
+        s_arg (cmd, p, (size_t) (end - p));
+    }
+}
+
+//  "<prefix>{bm}:<what><id>"
+void
+bm_cmd_start (bm_broker_t *self, bm_cmd_t *cmd, const char *verb, const char *what, const char *id)
+{
+    cmd->argc = 0;
+    size_t prefix = strlen (self->config.redis_prefix), w = strlen (what);
+    size_t i = id ? strlen (id) : 0;
+    if (prefix + 5 + w + i >= sizeof cmd->key)
+        i = w = 0;      //  Cannot happen with valid ids and our prefixes
+    char *p = cmd->key;
+    memcpy (p, self->config.redis_prefix, prefix); p += prefix;
+    memcpy (p, "{bm}:", 5); p += 5;
+    memcpy (p, what, w); p += w;
+    if (i)
+        memcpy (p, id, i);      //  id may be NULL (memcpy from NULL is UB even for 0 bytes)
+    p += i;
+    *p = 0;
+    bm_cmd_arg_str (cmd, verb);
+    s_arg (cmd, cmd->key, (size_t) (p - cmd->key));
+}
+
+//  A reply standing for "OK" when the broker runs without Redis.
+static redisReply s_ok_reply = { .type = REDIS_REPLY_STATUS, .str = "OK", .len = 2 };
+
+//  A write, in this loop turn's group (bm_store_write).
+void
+bm_jobstore_issue (bm_broker_t *self, bm_cmd_t *cmd, bool retry, bm_store_fn *fn, void *arg)
+{
+    if (!self->store) {
+        if (fn)
+            fn (&s_ok_reply, arg);
+        return;
+    }
+    if (bm_store_write (self->store, retry, fn, arg, cmd->argc, cmd->argv, cmd->len)) {
+        if (fn)
+            fn (NULL, arg);
+    }
+}
+
+//  A read: fn gets Redis's reply, or NULL when Redis is away.
+void
+bm_jobstore_query (bm_broker_t *self, bm_cmd_t *cmd, bm_store_fn *fn, void *arg)
+{
+    if (!self->store
+    ||  bm_store_query (self->store, fn, arg, cmd->argc, cmd->argv, cmd->len))
+        fn (NULL, arg);
+}
+
+//  Queue a job for this turn's ZADD; fn (if any) is called when it lands.
+static void
+s_live_add (bm_broker_t *self, const bm_job_t *job, bm_store_fn *fn, void *arg)
+{
+    bm_live_t *live = &self->live;
+    if (live->adds == live->add_alloc) {
+        live->add_alloc = live->add_alloc ? live->add_alloc * 2 : 256;
+        live->add_ids = (char *) realloc (live->add_ids, live->add_alloc * BM_ID_SLOT);
+        live->add_seqs = (int64_t *) realloc (live->add_seqs, live->add_alloc * sizeof (int64_t));
+    }
+    snprintf (live->add_ids + live->adds * BM_ID_SLOT, BM_ID_SLOT, "%s", job->id);
+    live->add_seqs [live->adds++] = job->seq;
+    if (fn) {
+        if (live->waiting == live->waiter_alloc) {
+            live->waiter_alloc = live->waiter_alloc ? live->waiter_alloc * 2 : 256;
+            live->waiters = (bm_waiter_t *) realloc (live->waiters,
+                                                    live->waiter_alloc * sizeof (bm_waiter_t));
+        }
+        live->waiters [live->waiting++] = (bm_waiter_t) { fn, arg };
+    }
+}
+
+static void
+s_live_remove (bm_broker_t *self, const char *id)
+{
+    bm_live_t *live = &self->live;
+    if (live->rems == live->rem_alloc) {
+        live->rem_alloc = live->rem_alloc ? live->rem_alloc * 2 : 256;
+        live->rem_ids = (char *) realloc (live->rem_ids, live->rem_alloc * BM_ID_SLOT);
+    }
+    snprintf (live->rem_ids + live->rems++ * BM_ID_SLOT, BM_ID_SLOT, "%s", id);
+}
+
+void
+bm_jobstore_on_live_added (redisReply *reply, void *arg)
+{
+    bm_waiters_t *batch = (bm_waiters_t *) arg;
+    for (size_t i = 0; i < batch->count; i++)
+        batch->waiters [i].fn (reply, batch->waiters [i].arg);
+    free (batch->waiters);
+    free (batch);
+}
+
+//  The store's flush hook: this turn's live-set changes as one ZADD and one
+//  ZREM, ahead of the flush that sends them.
+void
+bm_jobstore_live_flush (void *arg)
+{
+    bm_broker_t *self = (bm_broker_t *) arg;
+    bm_live_t *live = &self->live;
+    if (live->adds) {
+        size_t argc = 2 + 2 * live->adds;
+        const char **argv = (const char **) malloc (argc * sizeof (char *));
+        size_t *lens = (size_t *) malloc (argc * sizeof (size_t));
+        char (*scores) [24] = malloc (live->adds * 24);
+        char key [256];
+        snprintf (key, sizeof key, "%s{bm}:live", self->config.redis_prefix);
+        argv [0] = "ZADD"; lens [0] = 4;
+        argv [1] = key; lens [1] = strlen (key);
+        for (size_t i = 0; i < live->adds; i++) {
+            int n = snprintf (scores [i], 24, "%" PRId64, live->add_seqs [i]);
+            argv [2 + 2 * i] = scores [i];
+            lens [2 + 2 * i] = (size_t) n;
+            argv [3 + 2 * i] = live->add_ids + i * BM_ID_SLOT;
+            lens [3 + 2 * i] = strlen (argv [3 + 2 * i]);
+        }
+        bm_waiters_t *batch = (bm_waiters_t *) zmalloc (sizeof (bm_waiters_t));
+        batch->waiters = live->waiters;
+        batch->count = live->waiting;
+        live->waiters = NULL;
+        live->waiting = live->waiter_alloc = 0;
+        //  Durable: a SUBMIT waits for it, and a re-sent ZADD is harmless.
+        if (bm_store_write (self->store, true, bm_jobstore_on_live_added, batch, (int) argc, argv, lens))
+            bm_jobstore_on_live_added (NULL, batch);
+        free (argv);
+        free (lens);
+        free (scores);
+        live->adds = 0;
+    }
+    if (live->rems) {
+        size_t argc = 2 + live->rems;
+        const char **argv = (const char **) malloc (argc * sizeof (char *));
+        size_t *lens = (size_t *) malloc (argc * sizeof (size_t));
+        char key [256];
+        snprintf (key, sizeof key, "%s{bm}:live", self->config.redis_prefix);
+        argv [0] = "ZREM"; lens [0] = 4;
+        argv [1] = key; lens [1] = strlen (key);
+        for (size_t i = 0; i < live->rems; i++) {
+            argv [2 + i] = live->rem_ids + i * BM_ID_SLOT;
+            lens [2 + i] = strlen (argv [2 + i]);
+        }
+        bm_store_write (self->store, true, NULL, NULL, (int) argc, argv, lens);
+        free (argv);
+        free (lens);
+        live->rems = 0;
+    }
+}
+
+//  HSET every field of the job.
+void
+bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_store_fn *fn, void *arg)
+{
+    if (!self->store) {
+        if (fn)
+            fn (&s_ok_reply, arg);
+        return;
+    }
+    bm_cmd_t hset [1];
+    bm_cmd_start (self, hset, "HSET", "job:", job->id);
+    bm_cmd_arg_str (hset, "jobId");          bm_cmd_arg_str (hset, job->id);
+    bm_cmd_arg_str (hset, "botType");        bm_cmd_arg_str (hset, job->service->name);
+    bm_cmd_arg_str (hset, "state");          bm_cmd_arg_str (hset, bm_job_state_names [job->state]);
+    bm_cmd_arg_str (hset, "priority");       bm_cmd_arg_int (hset, job->priority);
+    bm_cmd_arg_str (hset, "seq");            bm_cmd_arg_int (hset, job->seq);
+    bm_cmd_arg_str (hset, "attempts");       bm_cmd_arg_int (hset, job->attempts);
+    bm_cmd_arg_str (hset, "maxAttempts");    bm_cmd_arg_int (hset, job->max_attempts);
+    bm_cmd_arg_str (hset, "timeoutMs");      bm_cmd_arg_int (hset, job->timeout_ms);
+    bm_cmd_arg_str (hset, "progress");       bm_cmd_arg_int (hset, job->progress);
+    bm_cmd_arg_str (hset, "createdAt");      bm_cmd_arg_int (hset, job->created_at);
+    bm_cmd_arg_str (hset, "payload");        s_arg (hset, job->payload, job->payload_size);
+    if (job->webhook_url) {
+        bm_cmd_arg_str (hset, "webhookUrl"); bm_cmd_arg_str (hset, job->webhook_url);
+    }
+    if (job->idem_key) {
+        bm_cmd_arg_str (hset, "idempotencyKey"); bm_cmd_arg_str (hset, job->idem_key);
+    }
+    if (job->parent) {
+        bm_cmd_arg_str (hset, "parent");     bm_cmd_arg_str (hset, job->parent);
+    }
+    if (job->deliveries) {
+        bm_cmd_arg_str (hset, "deliveries"); bm_cmd_arg_int (hset, job->deliveries);
+    }
+    if (job->wh) {
+        bm_cmd_arg_str (hset, "webhook");    s_arg (hset, job->wh, job->wh_size);
+    }
+    if (!retry && !bm_store_up (self->store)) {
+        if (fn)
+            fn (NULL, arg);
+        return;
+    }
+    bm_jobstore_issue (self, hset, retry, NULL, NULL);
+    //  The live set lists every job that is not terminal (recovery reads
+    //  it).  The ZADD goes out with this turn's others; fn waits for it.
+    s_live_add (self, job, fn, arg);
+}
+
+//  A state change: HSET the fields that change with it.
+void
+bm_jobstore_persist_state (bm_broker_t *self, bm_job_t *job)
+{
+    if (!self->store)
+        return;
+    if (job->state == JOB_RUNNING)
+        job->running_saved = true;      //  bm_jobstore_save_running need not write it
+    bm_cmd_t cmd;
+    bm_cmd_start (self, &cmd, "HSET", "job:", job->id);
+    bm_cmd_arg_str (&cmd, "state");      bm_cmd_arg_str (&cmd, bm_job_state_names [job->state]);
+    bm_cmd_arg_str (&cmd, "attempts");   bm_cmd_arg_int (&cmd, job->attempts);
+    bm_cmd_arg_str (&cmd, "progress");   bm_cmd_arg_int (&cmd, job->progress);
+    if (job->started_at) {
+        bm_cmd_arg_str (&cmd, "startedAt");  bm_cmd_arg_int (&cmd, job->started_at);
+    }
+    if (job->worker_name) {
+        bm_cmd_arg_str (&cmd, "worker");     bm_cmd_arg_str (&cmd, job->worker_name);
+    }
+    bm_jobstore_issue (self, &cmd, true, NULL, NULL);
+}
+
+typedef struct {
+    bm_broker_t *broker;
+    char id [BM_MAX_ID_LEN + 16];
+} s_job_ref_t;
+
+//  Terminal: the whole outcome, out of the live set, with its TTL.
+void
+bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job)
+{
+    job->confirming = true;
+    s_job_ref_t *ref = (s_job_ref_t *) zmalloc (sizeof (s_job_ref_t));
+    ref->broker = self;
+    snprintf (ref->id, sizeof ref->id, "%s", job->id);
+    if (!self->store) {
+        s_on_terminal_durable (&s_ok_reply, ref);
+        return;
+    }
+    bm_cmd_t hset [1], expire [1];
+    bm_cmd_start (self, hset, "HSET", "job:", job->id);
+    bm_cmd_arg_str (hset, "state");      bm_cmd_arg_str (hset, bm_job_state_names [job->state]);
+    bm_cmd_arg_str (hset, "attempts");   bm_cmd_arg_int (hset, job->attempts);
+    bm_cmd_arg_str (hset, "progress");   bm_cmd_arg_int (hset, job->progress);
+    bm_cmd_arg_str (hset, "finishedAt"); bm_cmd_arg_int (hset, job->finished_at);
+    if (job->started_at) {
+        bm_cmd_arg_str (hset, "startedAt");  bm_cmd_arg_int (hset, job->started_at);
+    }
+    if (job->worker_name) {
+        bm_cmd_arg_str (hset, "worker");     bm_cmd_arg_str (hset, job->worker_name);
+    }
+    if (job->result) {
+        bm_cmd_arg_str (hset, "result");     s_arg (hset, job->result, job->result_size);
+    }
+    if (job->error_code) {
+        bm_cmd_arg_str (hset, "errorCode");  bm_cmd_arg_str (hset, job->error_code);
+        bm_cmd_arg_str (hset, "errorMessage");
+        bm_cmd_arg_str (hset, job->error_message ? job->error_message : "");
+        if (job->has_exit_code) {
+            bm_cmd_arg_str (hset, "errorExitCode");
+            bm_cmd_arg_int (hset, job->exit_code);
+        }
+    }
+    if (job->deliveries) {
+        bm_cmd_arg_str (hset, "deliveries"); bm_cmd_arg_int (hset, job->deliveries);
+    }
+    bm_cmd_start (self, expire, "PEXPIRE", "job:", job->id);
+    bm_cmd_arg_int (expire, 1000 * (job->state == JOB_COMPLETED
+                               ? self->config.completed_ttl_s : self->config.failed_ttl_s));
+    bm_jobstore_issue (self, hset, true, NULL, NULL);
+    bm_jobstore_issue (self, expire, true, s_on_terminal_durable, ref);
+    s_live_remove (self, job->id);
+}
+
+//  The webhook state of a job, which may live only in Redis by now.
+void
+bm_jobstore_persist_webhook (bm_broker_t *self, const char *job_id, const char *wh, size_t wh_size)
+{
+    if (!self->store)
+        return;
+    bm_cmd_t cmd;
+    bm_cmd_start (self, &cmd, "HSET", "job:", job_id);
+    bm_cmd_arg_str (&cmd, "webhook");
+    s_arg (&cmd, wh, wh_size);
+    bm_jobstore_issue (self, &cmd, true, NULL, NULL);
+}
+
+//  The terminal state is in Redis: now the job counts.
+static void
+s_on_terminal_durable (redisReply *reply, void *arg)
+{
+    s_job_ref_t *ref = (s_job_ref_t *) arg;
+    bm_broker_t *self = ref->broker;
+    bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, ref->id);
+    if (!reply)
+        bm_error (ref->id, "terminal state not confirmed by redis");
+    if (job)
+        job->confirming = false;
+    if (job && bm_job_terminal (job)) {
+        bm_service_t *service = job->service;
+        //  Totals count the jobs clients submitted; webhook deliveries
+        //  count under their own type.
+        bool client_job = !bm_job_is_delivery (job);
+        if (job->state == JOB_COMPLETED) {
+            service->completed++;
+            self->completed += client_job;
+            bm_series_inc (service->m_completed);
+        }
+        else
+        if (job->state == JOB_FAILED) {
+            service->failed++;
+            self->failed += client_job;
+            bm_series_inc (service->m_failed);
+        }
+        else {
+            service->cancelled++;
+            self->cancelled += client_job;
+            bm_series_inc (service->m_cancelled);
+        }
+        if (bm_job_is_delivery (job)) {
+            if (job->state == JOB_COMPLETED)
+                self->wh_delivered++;
+            else
+                self->wh_failed++;
+        }
+        if (job->notify)
+            bm_job_send_result (self, job);
+    }
+    free (ref);
+}
+
+//  Build a job from a Redis hash (HGETALL reply); NULL if it holds none.
+bm_job_t *
+bm_jobstore_job_from_hash (bm_broker_t *self, redisReply *reply)
+{
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2)
+        return NULL;
+    bm_job_t *job = bm_job_new ();
+    char type [BM_MAX_BOT_TYPE_LEN + 1] = "";
+    char state [16] = "";
+    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+        redisReply *f = reply->element [i], *v = reply->element [i + 1];
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        const char *name = f->str;
+        int64_t n = 0;
+        bool numeric = bm_parse_int (v->str, INT64_MIN, INT64_MAX, &n) == 0;
+        if (streq (name, "jobId") && v->len < (int) sizeof job->id)
+            snprintf (job->id, sizeof job->id, "%s", v->str);
+        else if (streq (name, "botType") && v->len < (int) sizeof type)
+            snprintf (type, sizeof type, "%s", v->str);
+        else if (streq (name, "state") && v->len < (int) sizeof state)
+            snprintf (state, sizeof state, "%s", v->str);
+        else if (streq (name, "priority") && numeric) job->priority = n;
+        else if (streq (name, "seq") && numeric) job->seq = n;
+        else if (streq (name, "attempts") && numeric) job->attempts = n;
+        else if (streq (name, "maxAttempts") && numeric) job->max_attempts = n;
+        else if (streq (name, "timeoutMs") && numeric) job->timeout_ms = n;
+        else if (streq (name, "progress") && numeric) job->progress = n;
+        else if (streq (name, "createdAt") && numeric) job->created_at = n;
+        else if (streq (name, "startedAt") && numeric) job->started_at = n;
+        else if (streq (name, "finishedAt") && numeric) job->finished_at = n;
+        else if (streq (name, "deliveries") && numeric) job->deliveries = n;
+        else if (streq (name, "payload")) {
+            free (job->payload);
+            job->payload = bm_memdup (v->str, v->len);
+            job->payload_size = v->len;
+        }
+        else if (streq (name, "result")) {
+            free (job->result);
+            job->result = bm_memdup (v->str, v->len);
+            job->result_size = v->len;
+        }
+        else if (streq (name, "webhook"))
+            bm_delivery_set_state (job, v->str, v->len);
+        else if (streq (name, "webhookUrl")) bm_set_str (&job->webhook_url, v->str);
+        else if (streq (name, "idempotencyKey")) bm_set_str (&job->idem_key, v->str);
+        else if (streq (name, "parent")) bm_set_str (&job->parent, v->str);
+        else if (streq (name, "worker")) bm_set_str (&job->worker_name, v->str);
+        else if (streq (name, "errorCode")) bm_set_str (&job->error_code, v->str);
+        else if (streq (name, "errorMessage")) bm_set_str (&job->error_message, v->str);
+        else if (streq (name, "errorExitCode") && numeric) {
+            job->exit_code = n;
+            job->has_exit_code = true;
+        }
+    }
+    int state_index = -1;
+    for (int i = 0; i < 5; i++)
+        if (streq (state, bm_job_state_names [i]))
+            state_index = i;
+    //  Records from elsewhere, or damaged: refuse rather than guess.
+    if (!job->id [0] || !bm_valid_bot_type (type, strlen (type)) || state_index < 0
+    ||  !job->payload || bm_msgpack_check (job->payload, job->payload_size)
+    ||  (job->result && bm_msgpack_check (job->result, job->result_size))
+    ||  (job->wh && bm_msgpack_check (job->wh, job->wh_size))) {
+        bm_job_destroy (&job);
+        return NULL;
+    }
+    if (job->max_attempts < 1)
+        job->max_attempts = self->config.job_max_attempts;
+    if (job->timeout_ms < 1)
+        job->timeout_ms = self->config.job_timeout_ms;
+    job->state = (bm_job_state_t) state_index;
+    job->service = bm_service_require (self, type);
+    job->durable = true;
+    return job;
+}
+
+//  Write the running state of attempts that have run BROKER_SAVE_RUNNING_MS
+//  (those started at dispatch were written then).
+void
+bm_jobstore_save_running (bm_broker_t *self, int64_t now)
+{
+    if (!self->store || self->config.save_running_ms == 0)
+        return;
+    bm_worker_entry_t *worker = (bm_worker_entry_t *) zhashx_first (self->workers);
+    while (worker) {
+        bm_job_t *job = (bm_job_t *) zlistx_first (worker->jobs);
+        while (job) {
+            if (!job->running_saved
+            &&  now - job->started_mono >= self->config.save_running_ms)
+                bm_jobstore_persist_state (self, job);
+            job = (bm_job_t *) zlistx_next (worker->jobs);
+        }
+        worker = (bm_worker_entry_t *) zhashx_next (self->workers);
+    }
+}
+
+typedef struct {
+    bm_broker_t *broker;
+} s_recovery_t;
+
+static void
+s_recovery_finish (bm_broker_t *self)
+{
+    self->recovering = false;
+    self->recovered = true;
+    size_t queued = 0;
+    bm_service_t *service = (bm_service_t *) zhashx_first (self->services);
+    while (service) {
+        queued += bm_heap_size (service->queue);
+        service = (bm_service_t *) zhashx_next (self->services);
+    }
+    bm_info (NULL, "recovered %zu unfinished jobs from redis", queued);
+    service = (bm_service_t *) zhashx_first (self->services);
+    zlistx_t *all = zlistx_new ();
+    while (service) {
+        zlistx_add_end (all, service);
+        service = (bm_service_t *) zhashx_next (self->services);
+    }
+    while ((service = (bm_service_t *) zlistx_detach (all, NULL)))
+        bm_dispatch (self, service);
+    zlistx_destroy (&all);
+}
+
+static void
+s_on_recovered_job (redisReply *reply, void *arg)
+{
+    bm_broker_t *self = (bm_broker_t *) arg;
+    self->recovery_pending--;
+    if (!reply) {
+        //  Redis went away mid-recovery: it starts over on reconnect.
+        if (self->recovery_pending == 0)
+            self->recovering = false;
+        return;
+    }
+    bm_job_t *job = bm_jobstore_job_from_hash (self, reply);
+    if (job && !zhashx_lookup (self->jobs, job->id) && !bm_job_terminal (job)) {
+        if (job->seq > self->seq)
+            self->seq = job->seq;
+        bm_job_insert (self, job);
+        bool was_running = job->state == JOB_RUNNING;
+        if (job->idem_key)
+            bm_idem_put (self->idem, job->idem_key, job->id,
+                         job->created_at + self->config.idempotency_ttl_ms);
+        if (was_running && job->attempts >= job->max_attempts) {
+            job->state = JOB_RUNNING;
+            bm_job_finish (self, job, JOB_FAILED, "worker_lost",
+                          "the broker restarted while the last allowed attempt ran");
+        }
+        else {
+            bm_job_enqueue (self, job);
+            if (was_running) {
+                bm_info (job->id, "recovered: was running (attempt %" PRId64 "), queued again",
+                         job->attempts);
+                bm_jobstore_persist_state (self, job);
+            }
+        }
+    }
+    else
+    if (job) {
+        //  A finished job still listed as live (its ZREM was lost in a
+        //  crash): tidy the list.
+        if (bm_job_terminal (job))
+            s_live_remove (self, job->id);
+        bm_job_destroy (&job);
+    }
+    if (self->recovery_pending == 0 && self->recovering)
+        s_recovery_finish (self);
+}
+
+static void
+s_on_live_ids (redisReply *reply, void *arg)
+{
+    bm_broker_t *self = (bm_broker_t *) arg;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+        self->recovering = false;
+        return;
+    }
+    self->recovery_pending = (int) reply->elements;
+    if (reply->elements == 0) {
+        s_recovery_finish (self);
+        return;
+    }
+    for (size_t i = 0; i < reply->elements; i++) {
+        redisReply *id = reply->element [i];
+        if (id->type != REDIS_REPLY_STRING) {
+            self->recovery_pending--;
+            continue;
+        }
+        bm_cmd_t cmd;
+        cmd.argc = 0;
+        snprintf (cmd.key, sizeof cmd.key, "%s{bm}:job:%s", self->config.redis_prefix, id->str);
+        bm_cmd_arg_str (&cmd, "HGETALL");
+        bm_cmd_arg_str (&cmd, cmd.key);
+        bm_jobstore_query (self, &cmd, s_on_recovered_job, self);
+    }
+    if (self->recovery_pending == 0)
+        s_recovery_finish (self);
+}
+
+void
+bm_jobstore_on_store_state (bool up, void *arg)
+{
+    bm_broker_t *self = (bm_broker_t *) arg;
+    bm_series_set (self->m_redis_up, up ? 1 : 0);
+    if (up && !self->recovered && !self->recovering) {
+        self->recovering = true;
+        bm_cmd_t cmd;
+        bm_cmd_start (self, &cmd, "ZRANGE", "live", NULL);
+        bm_cmd_arg_str (&cmd, "0");
+        bm_cmd_arg_str (&cmd, "-1");
+        bm_jobstore_query (self, &cmd, s_on_live_ids, self);
+    }
+}

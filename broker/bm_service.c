@@ -1,0 +1,284 @@
+/*  bm_service.c - a bot type: its queue, its semaphore, dispatch.
+
+    Majordomo's service: a priority queue of jobs (bm_heap, with bm_rank
+    counting it per priority) and a semaphore of MAX_<TYPE>_BOTS permits; a
+    job starts when its type has a free permit and a worker has credit.  */
+#include "bm_broker_internal.h"
+
+void
+bm_service_destroy (bm_service_t **self_p)
+{
+    if (*self_p) {
+        bm_service_t *service = *self_p;
+        free (service->name);
+        bm_heap_destroy (&service->queue);
+        bm_rank_destroy (&service->rank);
+        zlistx_destroy (&service->workers);
+        free (service);
+        *self_p = NULL;
+    }
+}
+
+static void
+s_service_gauges (bm_service_t *service)
+{
+    bm_series_set (service->m_queue, (double) bm_heap_size (service->queue));
+    bm_series_set (service->m_usage, (double) service->usage);
+}
+
+//  Create the service; limit from MAX_<TYPE>_BOTS (read at start) or the
+//  default.
+bm_service_t *
+bm_service_require (bm_broker_t *self, const char *name)
+{
+    bm_service_t *service = (bm_service_t *) zhashx_lookup (self->services, name);
+    if (service)
+        return service;
+    service = (bm_service_t *) zmalloc (sizeof (bm_service_t));
+    service->name = strdup (name);
+    service->limit = self->config.default_limit;
+    service->max_queue = self->config.max_queue;
+    service->queue = bm_heap_new (bm_job_queue_less, bm_job_queue_index);
+    service->rank = bm_rank_new ();
+    if (!service->rank) {
+        zsys_error ("broker: out of memory creating the queue of %s", name);
+        abort ();
+    }
+    service->workers = zlistx_new ();
+    service->m_queue = bm_metric_series (self->mf_queue, name);
+    service->m_usage = bm_metric_series (self->mf_usage, name);
+    service->m_waiting = bm_metric_series (self->mf_waiting, name);
+    service->m_limit = bm_metric_series (self->mf_limit, name);
+    service->m_submitted = bm_metric_series (self->mf_submitted, name);
+    service->m_completed = bm_metric_series (self->mf_executions, name, "completed");
+    service->m_failed = bm_metric_series (self->mf_executions, name, "failed");
+    service->m_cancelled = bm_metric_series (self->mf_executions, name, "cancelled");
+    service->m_duration = bm_metric_series (self->mf_duration, name);
+    service->m_wait = bm_metric_series (self->mf_wait, name);
+    bm_series_set (service->m_limit, (double) service->limit);
+    zhashx_insert (self->services, name, service);
+    return service;
+}
+
+//  Queued jobs that have a worker with free credit but no permit.
+int64_t
+bm_service_waiting_for_permit (bm_service_t *service)
+{
+    if (service->usage < service->limit)
+        return 0;
+    int64_t free_credit = 0;
+    bm_worker_entry_t *worker = (bm_worker_entry_t *) zlistx_first (service->workers);
+    while (worker) {
+        if (worker->credit > worker->running)
+            free_credit += worker->credit - worker->running;
+        worker = (bm_worker_entry_t *) zlistx_next (service->workers);
+    }
+    int64_t queued = (int64_t) bm_heap_size (service->queue);
+    return queued < free_credit ? queued : free_credit;
+}
+
+//  The queue and its per-priority counts change together.
+static void
+s_queue_push (bm_service_t *service, bm_job_t *job)
+{
+    bm_heap_push (service->queue, job);
+    if (bm_rank_add (service->rank, job->priority))
+        zsys_error ("broker: out of memory counting the queue of %s", service->name);
+}
+
+static bm_job_t *
+s_queue_pop (bm_service_t *service)
+{
+    bm_job_t *job = (bm_job_t *) bm_heap_pop (service->queue);
+    if (job)
+        bm_rank_remove (service->rank, job->priority);
+    return job;
+}
+
+//  Take a job out of its queue, if it is in it.
+void
+bm_service_queue_remove (bm_service_t *service, bm_job_t *job)
+{
+    if (job->queue_index != SIZE_MAX) {
+        bm_heap_remove (service->queue, job->queue_index);
+        bm_rank_remove (service->rank, job->priority);
+    }
+}
+
+//  A queued job's place in its queue, 1 = next: the jobs of a lower
+//  priority number plus those of its own priority submitted before it.
+//  A scan of the queue: for RETRY, not for every SUBMIT.
+int64_t
+bm_service_queue_position (bm_service_t *service, const bm_job_t *job)
+{
+    int64_t ahead = job->priority > 0 ? bm_rank_upto (service->rank, job->priority - 1) : 0;
+    size_t size = bm_heap_size (service->queue);
+    for (size_t i = 0; i < size; i++) {
+        const bm_job_t *other = (const bm_job_t *) bm_heap_at (service->queue, i);
+        if (other->priority == job->priority && other->seq < job->seq)
+            ahead++;
+    }
+    return ahead + 1;
+}
+
+static int
+s_send_job (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
+{
+    //  Frame 2: {jobId, botType, payload, attempt, timeoutMs, deadline[, webhook]}
+    bm_body_t body;
+    bm_body_init (self, &body);
+    msgpack_pack_map (&body.pk, 6 + (job->wh && bm_job_is_delivery (job)));
+    bm_pack_kv_str (&body.pk, "jobId", job->id);
+    bm_pack_kv_str (&body.pk, "botType", job->service->name);
+    bm_pack_str (&body.pk, "payload");
+    msgpack_sbuffer_write (&body.sbuf, job->payload, job->payload_size);
+    bm_pack_kv_int (&body.pk, "attempt", job->attempts);
+    bm_pack_kv_int (&body.pk, "timeoutMs", job->timeout_ms);
+    bm_pack_kv_int (&body.pk, "deadline", bm_now_ms () + job->timeout_ms);
+    if (job->wh && bm_job_is_delivery (job)) {
+        bm_pack_str (&body.pk, "webhook");
+        msgpack_sbuffer_write (&body.sbuf, job->wh, job->wh_size);
+    }
+    int rc = bm_broker_send_worker (self, worker, BM_JOB, &body);
+    bm_body_free (&body);
+    return rc;
+}
+
+//  Start a queued job (already out of the queue) on a worker.
+static void
+s_job_start (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
+{
+    bm_service_t *service = job->service;
+    job->state = JOB_RUNNING;
+    job->attempts++;
+    job->has_exit_code = false;
+    job->worker = worker;
+    bm_set_str (&job->worker_name, worker->name);
+    job->started_at = bm_now_ms ();
+    int64_t now = bm_mono_ms ();
+    job->deadline = now + job->timeout_ms;
+    bm_heap_push (self->deadlines, job);
+    zlistx_add_end (worker->jobs, job);
+    worker->running++;
+    service->usage++;
+    if (s_send_job (self, job, worker)) {
+        //  Not sent: back to the queue as if never dispatched.
+        bm_job_unassign (self, job);
+        job->attempts--;
+        job->state = JOB_QUEUED;
+        s_queue_push (service, job);
+        return;
+    }
+    bm_series_observe (service->m_wait, (now - job->queued_mono) / 1000.0);
+    //  Most jobs end sooner than BROKER_SAVE_RUNNING_MS: their running
+    //  state goes to Redis with their outcome; bm_jobstore_save_running writes it for
+    //  the others.
+    job->started_mono = now;
+    job->running_saved = false;
+    if (self->config.save_running_ms == 0)
+        bm_jobstore_persist_state (self, job);
+    bm_debug (job->id, "dispatched to %s (attempt %" PRId64 ")", worker->name, job->attempts);
+}
+
+//  The worker of this service with the most free credit, or NULL.
+static bm_worker_entry_t *
+s_pick_worker (bm_service_t *service)
+{
+    bm_worker_entry_t *best = NULL;
+    int64_t best_free = 0;
+    bm_worker_entry_t *worker = (bm_worker_entry_t *) zlistx_first (service->workers);
+    while (worker) {
+        int64_t free_credit = worker->congested ? 0 : worker->credit - worker->running;
+        if (free_credit > best_free) {
+            best = worker;
+            best_free = free_credit;
+        }
+        worker = (bm_worker_entry_t *) zlistx_next (service->workers);
+    }
+    return best;
+}
+
+//  Dispatch as many jobs of this type as permits and credit allow.
+void
+bm_dispatch (bm_broker_t *self, bm_service_t *service)
+{
+    while (bm_heap_size (service->queue) && service->usage < service->limit && !self->stopping) {
+        bm_worker_entry_t *worker = s_pick_worker (service);
+        if (!worker)
+            break;
+        bm_job_t *job = s_queue_pop (service);
+        s_job_start (self, job, worker);
+    }
+    s_service_gauges (service);
+    bm_series_set (service->m_waiting, (double) bm_service_waiting_for_permit (service));
+}
+
+void
+bm_dispatch_worker (bm_broker_t *self, bm_worker_entry_t *worker)
+{
+    for (int i = 0; i < worker->service_count; i++)
+        bm_dispatch (self, worker->services [i]);
+}
+
+//  Put a job (back) in its queue.
+void
+bm_job_enqueue (bm_broker_t *self, bm_job_t *job)
+{
+    (void) self;
+    job->state = JOB_QUEUED;
+    job->worker = NULL;
+    job->queued_mono = bm_mono_ms ();
+    s_queue_push (job->service, job);
+}
+
+//  Take a running job off its worker: slot, permit and deadline.
+void
+bm_job_unassign (bm_broker_t *self, bm_job_t *job)
+{
+    bm_worker_entry_t *worker = job->worker;
+    if (worker) {
+        void *handle = zlistx_find (worker->jobs, job);
+        if (handle)
+            zlistx_delete (worker->jobs, handle);
+        worker->running--;
+        job->service->usage--;
+        job->worker = NULL;
+    }
+    if (job->deadline_index != SIZE_MAX)
+        bm_heap_remove (self->deadlines, job->deadline_index);
+}
+
+//  A running job goes back to the queue (its worker died, or released it).
+void
+bm_job_requeue (bm_broker_t *self, bm_job_t *job, const char *reason)
+{
+    bm_job_unassign (self, job);
+    if (job->attempts >= job->max_attempts) {
+        char message [160];
+        snprintf (message, sizeof message,
+                  "the worker running the job was lost on attempt %" PRId64 " of %" PRId64,
+                  job->attempts, job->max_attempts);
+        bm_job_finish (self, job, JOB_FAILED, "worker_lost", message);
+        return;
+    }
+    bm_info (job->id, "re-queued (%s) after attempt %" PRId64, reason, job->attempts);
+    bm_series_inc (bm_metric_series (self->mf_redispatched, reason));
+    bm_job_enqueue (self, job);
+    bm_jobstore_persist_state (self, job);
+}
+
+//  A type is known when it has a limit configured or a worker has served
+//  it since the broker started (protocol.md, SUBMIT).
+bool
+bm_service_known (const bm_service_t *service)
+{
+    return service->configured || service->served
+        || service->submitted > 0 || bm_heap_size (service->queue) > 0;
+}
+
+bool
+bm_service_type_known (bm_broker_t *self, const char *name)
+{
+    bm_service_t *service = (bm_service_t *) zhashx_lookup (self->services, name);
+    return service && bm_service_known (service);
+}

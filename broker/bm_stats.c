@@ -1,0 +1,160 @@
+/*  bm_stats.c - STATS, the metrics registry and the Redis snapshots.  */
+#include "bm_broker_internal.h"
+
+void
+bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
+{
+    bm_pack_str (pk, "types");
+    msgpack_pack_map (pk, zhashx_size (self->services));
+    bm_service_t *service = (bm_service_t *) zhashx_first (self->services);
+    while (service) {
+        bm_pack_str (pk, service->name);
+        msgpack_pack_map (pk, 11);
+        bm_pack_kv_int (pk, "waiting", (int64_t) bm_heap_size (service->queue));
+        bm_pack_kv_int (pk, "running", service->usage);
+        bm_pack_kv_int (pk, "completed", (int64_t) service->completed);
+        bm_pack_kv_int (pk, "failed", (int64_t) service->failed);
+        bm_pack_kv_int (pk, "cancelled", (int64_t) service->cancelled);
+        bm_pack_kv_int (pk, "limit", service->limit);
+        bm_pack_kv_int (pk, "usage", service->usage);
+        bm_pack_kv_int (pk, "waitingForPermit", bm_service_waiting_for_permit (service));
+        bm_pack_kv_int (pk, "workers", (int64_t) zlistx_size (service->workers));
+        bm_pack_kv_int (pk, "submitted", (int64_t) service->submitted);
+        bm_pack_kv_int (pk, "limitKills", (int64_t) service->limit_kills);
+        service = (bm_service_t *) zhashx_next (self->services);
+    }
+    bm_pack_str (pk, "workers");
+    msgpack_pack_array (pk, zhashx_size (self->workers));
+    bm_worker_entry_t *worker = (bm_worker_entry_t *) zhashx_first (self->workers);
+    while (worker) {
+        msgpack_pack_map (pk, 6);
+        bm_pack_kv_str (pk, "name", worker->name);
+        bm_pack_str (pk, "types");
+        msgpack_pack_array (pk, worker->service_count);
+        for (int i = 0; i < worker->service_count; i++)
+            bm_pack_str (pk, worker->services [i]->name);
+        bm_pack_kv_int (pk, "credit", worker->credit);
+        bm_pack_kv_int (pk, "running", worker->running);
+        bm_pack_kv_int (pk, "lastHeartbeat", worker->last_seen);
+        bm_pack_kv_int (pk, "pid", worker->pid);
+        worker = (bm_worker_entry_t *) zhashx_next (self->workers);
+    }
+    bm_pack_str (pk, "totals");
+    msgpack_pack_map (pk, 6);
+    bm_pack_kv_int (pk, "submitted", (int64_t) self->submitted);
+    bm_pack_kv_int (pk, "completed", (int64_t) self->completed);
+    bm_pack_kv_int (pk, "failed", (int64_t) self->failed);
+    bm_pack_kv_int (pk, "cancelled", (int64_t) self->cancelled);
+    bm_pack_kv_int (pk, "rejected", (int64_t) self->rejected);
+    bm_pack_kv_int (pk, "retried", (int64_t) self->retried);
+}
+
+bool
+bm_stats_redis_ok (bm_broker_t *self)
+{
+    return !self->store || (bm_store_up (self->store) && self->recovered);
+}
+
+static int
+s_cmp_double (const void *a, const void *b)
+{
+    double x = *(const double *) a, y = *(const double *) b;
+    return x < y ? -1 : x > y;
+}
+
+//  Write the key series to Redis (bounded history) for the dashboard.
+void
+bm_stats_snapshot (bm_broker_t *self)
+{
+    if (!self->store || !bm_store_up (self->store))
+        return;
+    double interval = (double) self->config.snapshot_interval_s;
+    json_t *snap = json_object ();
+    json_object_set_new (snap, "t", json_integer (bm_now_ms ()));
+    json_t *types = json_object ();
+    bm_service_t *service = (bm_service_t *) zhashx_first (self->services);
+    while (service) {
+        json_t *t = json_object ();
+        json_object_set_new (t, "waiting", json_integer ((json_int_t) bm_heap_size (service->queue)));
+        json_object_set_new (t, "running", json_integer (service->usage));
+        json_object_set_new (t, "limit", json_integer (service->limit));
+        json_object_set_new (t, "completed", json_integer ((json_int_t) service->completed));
+        json_object_set_new (t, "failed", json_integer ((json_int_t) service->failed));
+        json_object_set_new (t, "throughput",
+                             json_real ((service->completed - service->snap_completed) / interval));
+        service->snap_completed = service->completed;
+        size_t n = service->duration_count < BM_DURATION_SAMPLES
+                 ? service->duration_count : BM_DURATION_SAMPLES;
+        if (n) {
+            qsort (service->durations, n, sizeof (double), s_cmp_double);
+            json_object_set_new (t, "p50", json_real (service->durations [n * 50 / 100]));
+            json_object_set_new (t, "p95", json_real (service->durations [n * 95 / 100]));
+            json_object_set_new (t, "p99", json_real (service->durations [n * 99 / 100]));
+        }
+        else {
+            json_object_set_new (t, "p50", json_null ());
+            json_object_set_new (t, "p95", json_null ());
+            json_object_set_new (t, "p99", json_null ());
+        }
+        service->duration_count = 0;
+        json_object_set_new (types, service->name, t);
+        service = (bm_service_t *) zhashx_next (self->services);
+    }
+    json_object_set_new (snap, "types", types);
+    json_t *wh = json_object ();
+    json_object_set_new (wh, "delivered", json_integer ((json_int_t) self->wh_delivered));
+    json_object_set_new (wh, "failed", json_integer ((json_int_t) self->wh_failed));
+    json_object_set_new (snap, "webhook", wh);
+    char *text = json_dumps (snap, JSON_COMPACT);
+    json_decref (snap);
+    bm_cmd_t cmd;
+    bm_cmd_start (self, &cmd, "LPUSH", "snapshots", NULL);
+    bm_cmd_arg_str (&cmd, text);
+    bm_jobstore_issue (self, &cmd, false, NULL, NULL);
+    bm_cmd_start (self, &cmd, "LTRIM", "snapshots", NULL);
+    bm_cmd_arg_int (&cmd, 0);
+    bm_cmd_arg_int (&cmd, self->config.snapshot_history - 1);
+    bm_jobstore_issue (self, &cmd, false, NULL, NULL);
+    free (text);
+}
+
+void
+bm_stats_setup_metrics (bm_broker_t *self)
+{
+    bm_metrics_t *m = self->metrics = bm_metrics_new ();
+    self->mf_executions = bm_metrics_counter (m, "bot_executions_total",
+        "Bot executions that ended, by bot type and status", "bot_type,status");
+    static const double duration_buckets [] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+        2.5, 5, 10, 30, 60, 120, 300, 600 };
+    self->mf_duration = bm_metrics_histogram (m, "bot_execution_duration_seconds",
+        "Run time of completed bot executions", "bot_type", duration_buckets,
+        sizeof duration_buckets / sizeof duration_buckets [0]);
+    self->mf_queue = bm_metrics_gauge (m, "queue_size", "Jobs waiting in the queue", "queue_name");
+    self->mf_usage = bm_metrics_gauge (m, "semaphore_usage",
+        "Permits of the bot type's semaphore in use (jobs running)", "semaphore_name");
+    self->mf_waiting = bm_metrics_gauge (m, "semaphore_waiting",
+        "Queued jobs that have a worker with credit but wait for a permit", "semaphore_name");
+    self->mf_limit = bm_metrics_gauge (m, "semaphore_limit",
+        "Size of the bot type's semaphore (MAX_<TYPE>_BOTS)", "semaphore_name");
+    self->mf_limit_kills = bm_metrics_counter (m, "bot_limit_kills_total",
+        "Bot runs that hit a resource limit of their type (memory, cpu, pids, files)",
+        "bot_type,limit");
+    self->mf_submitted = bm_metrics_counter (m, "broker_jobs_submitted_total",
+        "Jobs accepted for submission", "bot_type");
+    self->mf_rejected = bm_metrics_counter (m, "broker_jobs_rejected_total",
+        "Submissions rejected, by reason", "reason");
+    self->mf_wait = bm_metrics_histogram (m, "job_wait_seconds",
+        "Time jobs spent queued before they started", "bot_type", NULL, 0);
+    self->mf_frames = bm_metrics_counter (m, "broker_frames_rejected_total",
+        "Messages the broker could not accept, by reason", "reason");
+    self->mf_redispatched = bm_metrics_counter (m, "broker_jobs_requeued_total",
+        "Running jobs put back in the queue, by reason", "reason");
+    self->mf_dropped = bm_metrics_counter (m, "broker_messages_dropped_total",
+        "Messages not sent because the peer was gone or its queue full", "reason");
+    self->m_workers = bm_metric_series (bm_metrics_gauge (m, "broker_workers_connected",
+        "Workers connected to the broker", NULL));
+    self->m_redis_up = bm_metric_series (bm_metrics_gauge (m, "redis_up",
+        "1 when the broker's job store (Redis) is connected and recovered", NULL));
+    self->m_store_pending = bm_metric_series (bm_metrics_gauge (m, "broker_store_pending",
+        "Redis writes buffered or in flight", NULL));
+}

@@ -1,0 +1,145 @@
+"""The protocol's edge cases, as protocol.md section 8 settles them.
+
+A real broker (no Redis: REDIS_URL=none) and fake workers the test drives
+step by step; each check names the rule it holds the broker to.
+"""
+import zmq
+import harness as h
+from fakeworker import FakeWorker
+
+
+def frames_rejected(c, reason):
+    text = c.request(h.METRICS)[1]["text"]
+    for line in text.splitlines():
+        if line.startswith('broker_frames_rejected_total{reason="%s"}' % reason):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test():
+    with h.Stack("edges") as s:
+        s.broker(redis=False, env={"HEARTBEAT_INTERVAL_MS": "100", "HEARTBEAT_LIVENESS": "5"})
+        c = s.client()
+
+        # Without Redis, PING and STATS say redis: true (nothing to wait for).
+        cmd, r = c.request(h.PING)
+        h.check(cmd == h.REPLY and r["redis"] is True, "REDIS_URL=none: PING redis true", r)
+        h.check(c.stats()["redis"] is True, "REDIS_URL=none: STATS redis true")
+
+        # Map keys that are not strings are ignored, like unknown keys.
+        raw = zmq.Context.instance().socket(zmq.DEALER)
+        raw.setsockopt(zmq.LINGER, 0)
+        raw.connect(s.endpoint)
+        raw.send_multipart([h.CLIENT, bytes([h.SUBMIT]),
+                            h.pack({1: "one", "req": 7, "botType": "python", "payload": {"k": 1}})])
+        h.check(raw.poll(5000), "SUBMIT with an integer key answered")
+        reply = raw.recv_multipart()
+        h.check(reply[1][0] == h.ACCEPTED and h.unpack(reply[2])["req"] == 7,
+                "a body with a non-string key: that key is ignored, the SUBMIT accepted", h.unpack(reply[2]))
+        raw.close()
+
+        # bin inside a payload comes back byte for byte.
+        blob = bytes(range(256))
+        jid = c.submit("python", {"blob": blob})
+        h.check(c.status(jid)["payload"] == {"blob": blob}, "bin in the payload is kept as bin")
+
+        # LIST: an unknown state or a limit below 1 is a bad_request.
+        for body, what in (({"state": "bogus"}, "unknown state"), ({"state": 3}, "state not a string"),
+                           ({"limit": 0}, "limit 0"), ({"limit": "5"}, "limit not an integer")):
+            cmd, r = c.request(h.LIST, body)
+            h.check(cmd == h.REJECTED and r["code"] == "bad_request", "LIST with %s -> bad_request" % what, r)
+        cmd, r = c.request(h.LIST, {"limit": 100000, "state": "queued"})
+        h.check(cmd == h.REPLY and len(r["jobs"]) == 2, "LIST limit above 500 reads as 500", r)
+
+        # A worker: the python jobs queued so far go to it in order.
+        w = FakeWorker(s.endpoint, "w-edge", ["python"], 1)
+        for _ in range(2):
+            job = w.recv_job()
+            w.done(job["jobId"], {"ok": 1})
+
+        # READY again with other types: only the credit changes.
+        w.send(h.READY, {"name": "w-edge", "types": ["node"], "credit": 1})
+        h.wait_until(lambda: c.stats()["workers"][0]["types"] == ["python"], 5,
+                     "the worker to keep its first types")
+
+        # PROGRESS outside 0..100 is ignored; the last good value stays.
+        jid = c.submit("python", {"n": 1})
+        job = w.recv_job()
+        w.send(h.PROGRESS, {"jobId": jid, "progress": 40})
+        h.wait_until(lambda: c.status(jid)["progress"] == 40, 5, "progress 40 recorded")
+        w.send(h.PROGRESS, {"jobId": jid, "progress": 150})
+        w.send(h.PROGRESS, {"jobId": jid, "progress": -1})
+        # A non-boolean ok counts as false; a code over 63 bytes reads as bot_failed.
+        w.send(h.DONE, {"jobId": jid, "ok": 1, "error": {"code": "x" * 64, "message": "m"}})
+        rec = c.wait(jid, timeout=5)
+        h.check(rec["progress"] == 40, "PROGRESS 150 and -1 ignored: progress stays 40", rec)
+        h.check(rec["state"] == "failed" and rec["error"]["code"] == "bot_failed",
+                "DONE ok:1 (not a boolean) fails the job; a 64-byte code reads as bot_failed", rec)
+        # DONE ok:false is final: no other attempt even with attempts left.
+        h.check(rec["attempts"] == 1 and rec["maxAttempts"] == 3, "ok:false ends the job on attempt 1 of 3", rec)
+        h.check(w.recv(timeout=0.5) is None, "the failed job is not dispatched again")
+
+        # RELEASE gives the job back without counting the attempt.
+        jid = c.submit("python", {"n": 2})
+        job = w.recv_job()
+        h.check(job["attempt"] == 1, "first dispatch: attempt 1", job)
+        w.ready(0)                      # no credit: the released job stays queued
+        w.send(h.RELEASE, {"jobId": jid})
+        h.wait_until(lambda: c.status(jid)["state"] == "queued", 5, "the released job to be queued")
+        h.check(c.status(jid)["attempts"] == 0, "RELEASE takes the attempt back: attempts 0", c.status(jid))
+
+        # A re-queued job keeps its place: ahead of later jobs of its priority.
+        later = c.submit("python", {"n": 3})
+        w.ready(1)
+        job = w.recv_job()
+        h.check(job["jobId"] == jid and job["attempt"] == 1,
+                "the released job runs before the one submitted after it, as attempt 1", job)
+        w.done(jid, {})
+        h.check(w.recv_job()["jobId"] == later, "then the later job")
+        w.done(later, {})
+
+        # frames rejected: not_owner and an unknown worker command are counted.
+        before = frames_rejected(c, "not_owner")
+        w.send(h.DONE, {"jobId": later, "ok": True})
+        msg = w.recv(timeout=5)
+        h.check(msg and msg[0] == h.NACK and msg[1]["code"] == "not_owner", "DONE twice -> NACK not_owner", msg)
+        h.check(frames_rejected(c, "not_owner") == before + 1, "broker_frames_rejected_total{not_owner} +1")
+        before = frames_rejected(c, "bad_command")
+        w.send(0x7e, {})
+        msg = w.recv(timeout=5)
+        h.check(msg and msg[0] == h.NACK and msg[1]["code"] == "bad_command", "unknown worker command -> NACK", msg)
+        h.check(frames_rejected(c, "bad_command") == before + 1, "broker_frames_rejected_total{bad_command} +1")
+
+        # An unknown command from an unregistered worker: DISCONNECT (section 5
+        # wins over section 7), not counted.
+        stranger = FakeWorker(s.endpoint, "w-stranger", ["python"], 1, ready=False)
+        before = frames_rejected(c, "bad_command")
+        stranger.send(0x7e, {})
+        msg = stranger.recv(timeout=5)
+        h.check(msg and msg[0] == h.DISCONNECT, "unknown command from an unknown worker -> DISCONNECT", msg)
+        h.check(frames_rejected(c, "bad_command") == before, "and it is not counted as a rejected frame")
+        stranger.close()
+
+        # Webhook deliveries: <id>.wh1, then .wh2 on REDELIVER, same webhookId.
+        hook = FakeWorker(s.endpoint, "w-hook", ["webhook"], 1)
+        jid = c.submit("python", {"n": 4}, webhookUrl="http://127.0.0.1:9/hook")
+        w.done(w.recv_job()["jobId"], {"r": 1})
+        first = hook.recv_job()
+        h.check(first["jobId"] == jid + ".wh1" and first["payload"]["webhookId"] == jid,
+                "first delivery job <id>.wh1, webhookId = the job's id", first)
+        hook.done(first["jobId"], {}, ok=True)
+        h.wait_until(lambda: c.status(first["jobId"]) and c.status(first["jobId"])["state"] == "completed",
+                     5, "the first delivery to complete")
+        cmd, r = c.request(h.REDELIVER, {"jobId": jid})
+        h.check(cmd == h.ACCEPTED and r["jobId"] == jid and "position" not in r,
+                "REDELIVER accepted under the job's own id, without position", r)
+        second = hook.recv_job()
+        h.check(second["jobId"] == jid + ".wh2" and second["payload"]["webhookId"] == jid,
+                "REDELIVER makes <id>.wh2 with the same webhookId", second)
+        hook.done(second["jobId"], {}, ok=True)
+        for wk in (w, hook):
+            wk.close()
+
+
+if __name__ == "__main__":
+    h.main(test)
