@@ -15,6 +15,10 @@ char *
 bm_memdup (const void *data, size_t size)
 {
     char *copy = (char *) malloc (size ? size : 1);
+    if (!copy) {
+        zsys_error ("broker: out of memory copying %zu bytes", size);
+        abort ();               //  As zmalloc does
+    }
     if (size)
         memcpy (copy, data, size);
     return copy;

@@ -132,54 +132,25 @@ static void
 s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
 {
     const msgpack_object *body = bm_msg_body (msg);
-    const char *reason = NULL;
-    char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
-    const char *str;
-    size_t len;
-    int64_t priority = BM_DEFAULT_PRIORITY, timeout_ms = self->config.job_timeout_ms;
-    int64_t max_attempts = self->config.job_max_attempts;
-    bool notify = false;
-    const msgpack_object *o;
-
-    if (!bm_obj_str (body, "botType", &str, &len))
-        reason = "botType is required and must be a string";
-    else
-    if (!bm_valid_bot_type (str, len))
-        reason = "botType must be 1-32 characters of a-z, 0-9, _ and -";
-    if (!reason) {
-        memcpy (bot_type, str, len);
-        bot_type [len] = 0;
-        if (streq (bot_type, BM_WEBHOOK_TYPE))
-            reason = "botType webhook is reserved for webhook deliveries";
-    }
-    if (!reason && (o = bm_obj_get (body, "priority")) && o->type != MSGPACK_OBJECT_NIL
-    && (!bm_obj_int (body, "priority", &priority) || priority < 0 || priority > BM_MAX_PRIORITY))
-        reason = "priority must be an integer from 0 to 2097152";
-    if (!reason && (o = bm_obj_get (body, "timeoutMs")) && o->type != MSGPACK_OBJECT_NIL
-    && (!bm_obj_int (body, "timeoutMs", &timeout_ms) || timeout_ms < 1 || timeout_ms > 86400000))
-        reason = "timeoutMs must be an integer from 1 to 86400000";
-    if (!reason && (o = bm_obj_get (body, "maxAttempts")) && o->type != MSGPACK_OBJECT_NIL
-    && (!bm_obj_int (body, "maxAttempts", &max_attempts) || max_attempts < 1 || max_attempts > 100))
-        reason = "maxAttempts must be an integer from 1 to 100";
-    const char *url = NULL;
-    size_t url_len = 0;
-    if (!reason && (o = bm_obj_get (body, "webhookUrl")) && o->type != MSGPACK_OBJECT_NIL
-    && (!bm_obj_str (body, "webhookUrl", &url, &url_len) || !bm_valid_url (url, url_len)))
-        reason = "webhookUrl must be an http:// or https:// URL of at most 2048 characters";
-    const char *idem = NULL;
-    size_t idem_len = 0;
-    if (!reason && (o = bm_obj_get (body, "idempotencyKey")) && o->type != MSGPACK_OBJECT_NIL
-    && (!bm_obj_str (body, "idempotencyKey", &idem, &idem_len) || !bm_valid_id (idem, idem_len)))
-        reason = "idempotencyKey must be 1-128 printable characters without spaces";
-    if (!reason && (o = bm_obj_get (body, "notify")) && o->type != MSGPACK_OBJECT_NIL
-    && !bm_obj_bool (body, "notify", &notify))
-        reason = "notify must be a boolean";
-    if (reason) {
+    //  Every field checked against its limit by the codec; the message
+    //  names the field at fault.
+    bm_codec_submit_t submit;
+    bm_codec_error_t error;
+    if (bm_codec_submit_decode (msg, &submit, &error)) {
         self->rejected++;
         bm_series_inc (bm_metric_series (self->mf_rejected, "bad_request"));
-        bm_broker_reject (self, identity, body, "bad_request", reason);
+        bm_broker_reject (self, identity, body, error.code, error.message);
         return;
     }
+    const char *bot_type = submit.bot_type;
+    int64_t priority = submit.has_priority ? submit.priority : BM_DEFAULT_PRIORITY;
+    int64_t timeout_ms = submit.has_timeout_ms ? submit.timeout_ms : self->config.job_timeout_ms;
+    int64_t max_attempts = submit.has_max_attempts ? submit.max_attempts
+                                                   : self->config.job_max_attempts;
+    const char *url = submit.webhook_url.ptr;
+    size_t url_len = submit.webhook_url.len;
+    const char *idem = submit.idempotency_key [0] ? submit.idempotency_key : NULL;
+    bool notify = submit.notify;
     if (self->stopping) {
         self->rejected++;
         bm_series_inc (bm_metric_series (self->mf_rejected, "shutting_down"));
@@ -206,11 +177,8 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
         return;
     }
     //  Idempotency: the first job with this key, while the key lives.
-    char idem_key [BM_MAX_ID_LEN + 1] = "";
     if (idem) {
-        memcpy (idem_key, idem, idem_len);
-        idem_key [idem_len] = 0;
-        const char *first_id = bm_idem_lookup (self->idem, idem_key, bm_now_ms ());
+        const char *first_id = bm_idem_lookup (self->idem, idem, bm_now_ms ());
         if (first_id) {
             bm_job_t *first = (bm_job_t *) zhashx_lookup (self->jobs, first_id);
             if (!first || first->durable) {
@@ -234,17 +202,11 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
                   "the job store (Redis) is unavailable; retry later");
         return;
     }
-    const msgpack_object *payload = bm_obj_get (body, "payload");
-    if (payload && bm_obj_depth (payload) > BM_MAX_NESTING) {
-        self->rejected++;
-        bm_series_inc (bm_metric_series (self->mf_rejected, "bad_request"));
-        bm_broker_reject (self, identity, body, "bad_request", "payload nests deeper than 30 levels");
-        return;
-    }
     //  The payload's bytes as the client encoded them, not re-encoded.
-    size_t payload_size = 1;
-    char *packed = payload ? bm_keep_value (msg, "payload", payload, &payload_size)
-                           : bm_memdup ("\xc0", 1);
+    size_t payload_size = submit.payload.data ? submit.payload.size : 1;
+    char *packed = submit.payload.data ? bm_memdup (submit.payload.data, payload_size)
+                 : submit.payload.obj ? bm_keep_value (msg, "payload", submit.payload.obj, &payload_size)
+                 : bm_memdup ("\xc0", 1);
     if ((int64_t) payload_size > self->config.max_payload) {
         free (packed);
         self->rejected++;
@@ -267,8 +229,8 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
     if (url)
         job->webhook_url = strndup (url, url_len);
     if (idem) {
-        job->idem_key = strdup (idem_key);
-        bm_idem_put (self->idem, idem_key, job->id, bm_now_ms () + self->config.idempotency_ttl_ms);
+        job->idem_key = strdup (idem);
+        bm_idem_put (self->idem, idem, job->id, bm_now_ms () + self->config.idempotency_ttl_ms);
     }
     if (notify)
         job->notify = zframe_dup (identity);
@@ -440,36 +402,15 @@ s_client_job_command (bm_broker_t *self, zframe_t *identity, int command,
     bm_jobstore_query (self, &cmd, s_on_load, load);
 }
 
-//  LIST's state, when given (not nil), must name a job state: an unknown
-//  one would match nothing, silently.
-static bool
-s_list_state_valid (const msgpack_object *body)
-{
-    const msgpack_object *state = bm_obj_get (body, "state");
-    if (!state || state->type == MSGPACK_OBJECT_NIL)
-        return true;
-    for (int i = JOB_QUEUED; i <= JOB_CANCELLED; i++)
-        if (state->type == MSGPACK_OBJECT_STR
-        &&  state->via.str.size == strlen (bm_job_state_names [i])
-        &&  memcmp (state->via.str.ptr, bm_job_state_names [i], state->via.str.size) == 0)
-            return true;
-    return false;
-}
-
 static void
-s_client_simple (bm_broker_t *self, zframe_t *identity, int command, const msgpack_object *body)
+s_client_simple (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
 {
-    if (command == BM_LIST && !s_list_state_valid (body)) {
-        bm_broker_reject (self, identity, body, "bad_request",
-                          "state must be one of queued, running, completed, failed, cancelled");
-        return;
-    }
-    const msgpack_object *limit_obj = bm_obj_get (body, "limit");
-    int64_t limit = 50;         //  LIST's default
-    if (command == BM_LIST && limit_obj && limit_obj->type != MSGPACK_OBJECT_NIL
-    && (!bm_obj_int (body, "limit", &limit) || limit < 1)) {
-        bm_broker_reject (self, identity, body, "bad_request",
-                          "limit must be an integer of at least 1 (above 500 reads as 500)");
+    const msgpack_object *body = bm_msg_body (msg);
+    int command = bm_msg_command (msg);
+    bm_codec_list_t list;
+    bm_codec_error_t error;
+    if (command == BM_LIST && bm_codec_list_decode (msg, &list, &error)) {
+        bm_broker_reject (self, identity, body, error.code, error.message);
         return;
     }
     bm_body_t reply;
@@ -499,15 +440,12 @@ s_client_simple (bm_broker_t *self, zframe_t *identity, int command, const msgpa
         free (text);
     }
     else {      //  LIST
-        char state [16] = "", type [BM_MAX_BOT_TYPE_LEN + 1] = "";
-        bm_obj_strcpy (body, "state", state, sizeof state);
-        bm_obj_strcpy (body, "botType", type, sizeof type);
-        if (limit > 500)
-            limit = 500;
-        bm_job_t *matches [500];
+        //  Newest first; a state no job has matches none.
+        const char *state = list.state, *type = list.bot_type;
+        bm_job_t *matches [BM_LIST_MAX_LIMIT];
         int64_t count = 0;
         bm_job_t *job = (bm_job_t *) zlistx_last (self->recent);
-        while (job && count < limit) {
+        while (job && count < list.limit) {
             if ((!*state || streq (state, bm_job_state_names [job->state]))
             &&  (!*type || streq (type, job->service->name)))
                 matches [count++] = job;
@@ -542,7 +480,7 @@ bm_clients_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
         case BM_LIST:
         case BM_PING:
         case BM_METRICS:
-            s_client_simple (self, identity, bm_msg_command (msg), body);
+            s_client_simple (self, identity, msg);
             break;
         default:
             bm_series_inc (bm_metric_series (self->mf_frames, "bad_command"));

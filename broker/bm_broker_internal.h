@@ -11,6 +11,7 @@
 #define BM_BROKER_INTERNAL_H
 
 #include "bm_broker.h"
+#include "bm_codec.h"
 #include "bm_heap.h"
 #include "bm_idem.h"
 #include "bm_rank.h"

@@ -38,16 +38,29 @@ def test():
                 "a body with a non-string key: that key is ignored, the SUBMIT accepted", h.unpack(reply[2]))
         raw.close()
 
+        # A bad field is named; req must be an integer.
+        for body, field in (({"priority": "high"}, "priority"), ({"timeoutMs": 0}, "timeoutMs"),
+                            ({"req": "seven"}, "req")):
+            raw_body = dict({"botType": "python"}, **body)
+            c.send(h.SUBMIT, raw_body)
+            cmd, r = c.recv()
+            h.check(cmd == h.REJECTED and r["code"] == "bad_request" and field in r["message"],
+                    "SUBMIT with a bad %s -> bad_request naming it" % field, r)
+
         # bin inside a payload comes back byte for byte.
         blob = bytes(range(256))
         jid = c.submit("python", {"blob": blob})
         h.check(c.status(jid)["payload"] == {"blob": blob}, "bin in the payload is kept as bin")
 
-        # LIST: an unknown state or a limit below 1 is a bad_request.
-        for body, what in (({"state": "bogus"}, "unknown state"), ({"state": 3}, "state not a string"),
-                           ({"limit": 0}, "limit 0"), ({"limit": "5"}, "limit not an integer")):
+        # LIST: a state or limit of the wrong type is a bad_request; a state no
+        # job has matches none; limit below 1 reads as 50, above 500 as 500.
+        for body, what in (({"state": 3}, "state not a string"), ({"limit": "5"}, "limit not an integer")):
             cmd, r = c.request(h.LIST, body)
             h.check(cmd == h.REJECTED and r["code"] == "bad_request", "LIST with %s -> bad_request" % what, r)
+        cmd, r = c.request(h.LIST, {"state": "bogus"})
+        h.check(cmd == h.REPLY and r["jobs"] == [], "LIST with an unknown state: no job", r)
+        cmd, r = c.request(h.LIST, {"limit": 0, "state": "queued"})
+        h.check(cmd == h.REPLY and len(r["jobs"]) == 2, "LIST limit 0 reads as the default 50", r)
         cmd, r = c.request(h.LIST, {"limit": 100000, "state": "queued"})
         h.check(cmd == h.REPLY and len(r["jobs"]) == 2, "LIST limit above 500 reads as 500", r)
 
