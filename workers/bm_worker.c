@@ -48,7 +48,6 @@ struct _bm_worker_t {
     int64_t drain_since;                //  Monotonic ms when stopping began
     int settle_timer;                   //  Settle period timer, or 0
     bool stopped;                       //  DISCONNECT sent: leave the loop
-    uint64_t limit_kills [BM_LIMITS_KINDS];     //  Runs that hit each limit
 };
 
 static void s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome);
@@ -202,13 +201,18 @@ s_on_link_reconnected (void *arg)
 //  --------------------------------------------------------------------------
 //  Ending jobs
 
-//  One more run that hit this limit.
+//  One more run of this type that hit this limit: bot_limit_kills_total
+//  on our /metrics (when WORKER_METRICS_PORT is set; the broker counts them
+//  too, from DONE error.limit).
 static void
-s_count_limit_kill (bm_worker_t *self, const char *limit)
+s_count_limit_kill (bm_worker_t *self, const char *type, const char *limit)
 {
-    int kind = bm_limits_kind (limit);
-    if (kind >= 0)
-        self->limit_kills [kind]++;
+    if (!self->metrics)
+        return;
+    bm_metric_t *kills = bm_metrics_counter (self->metrics, "bot_limit_kills_total",
+        "Bot runs that hit a resource limit of their type (memory, cpu, pids, files)",
+        "bot_type,limit");
+    bm_series_inc (bm_metric_series (kills, type, limit));
 }
 
 //  Send what ends the job (DONE or RELEASE) and forget it.
@@ -256,7 +260,7 @@ s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome)
         if (verdict.limit) {
             bm_warn (job->id, "the %s bot hit its %s limit", job->type->name, verdict.limit);
             job->limit_hit = verdict.limit;
-            s_count_limit_kill (self, verdict.limit);
+            s_count_limit_kill (self, job->type->name, verdict.limit);
         }
         s_send_done (self, job, verdict.result, verdict.result_size, verdict.code,
                      verdict.message, verdict.exit_code, finished_at);

@@ -8,7 +8,8 @@ bots that run into each limit (tests/worker/bots/hog.py):
   limit named in error.limit and in the message;
 - a job of the default Python bot running at the same time completes, and
   the worker runs the next job after each hog;
-- no core dump is left; the per-run pids cgroups are removed;
+- no core dump is left; the per-run pids cgroups are removed; the
+  worker's /metrics counts bot_limit_kills_total{bot_type,limit};
 - through the real broker: the job's record fails with resource_limit, and
   the broker counts it per type (STATS types.<type>.limitKills, which the
   dashboard shows, and bot_limit_kills_total{bot_type,limit} on /metrics).
@@ -48,6 +49,8 @@ def scenario_each_limit(s):
         env[env_name(bot_type, "CMD")] = "%s %s %s" % (PY, HOG, arg)
         env[env_name(bot_type, suffix)] = value
     env[env_name("hog-boxed-cpu", "SANDBOX")] = "bwrap"
+    metrics_port = harness.free_port()
+    env["WORKER_METRICS_PORT"] = str(metrics_port)
     fb = FakeBroker(heartbeat_ms=HEARTBEAT_MS)
     types = ",".join(["python"] + list(HOGS))
     w = start_worker(s, fb.endpoint, "--type", types, "--concurrency", "2", "--name", "w-limits",
@@ -88,6 +91,11 @@ def scenario_each_limit(s):
         check(body["ok"] is True and w.alive(), "after the %s hog the worker runs the next job" % bot_type, body)
 
     check("hit its memory limit" in w.output(), "a limit kill is logged (warn, with the job id)")
+    _, _, text = harness.http("GET", "http://127.0.0.1:%d/metrics" % metrics_port)
+    kills = [line for line in str(text).splitlines() if line.startswith("bot_limit_kills_total{")]
+    check('bot_limit_kills_total{bot_type="hog-memory",limit="memory"} 1' in kills
+          and 'bot_limit_kills_total{bot_type="hog-boxed-cpu",limit="cpu"} 1' in kills,
+          "the worker's /metrics: bot_limit_kills_total{bot_type,limit}", kills)
     check(not glob.glob(os.path.join(s.dir, "core*")) and not glob.glob("core*"), "no core dump")
     sigterm(w)
     check(wait_exit(w, 10) == 0, "the worker stops cleanly")
