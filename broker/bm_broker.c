@@ -394,7 +394,7 @@ s_broker_new (const bm_broker_config_t *config)
         return NULL;
     }
     self->router = zsock_new (ZMQ_ROUTER);
-    //  Bound queues (STYLE.md 11).  Mandatory routing: a send to a peer
+    //  Bound queues: every socket has a high-water mark.  Mandatory routing: a send to a peer
     //  that is gone or whose queue holds BROKER_PEER_HWM messages fails at
     //  once (s_route) instead of blocking the loop or growing without bound.
     zsock_set_router_mandatory (self->router, 1);

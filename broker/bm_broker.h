@@ -11,6 +11,7 @@
 #ifndef BM_BROKER_H
 #define BM_BROKER_H
 
+#include "bm_settings.h"
 #include <czmq.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -50,6 +51,9 @@ typedef struct _bm_broker_t bm_broker_t;
 //  variable) on a bad value.  Per-type limits are read when the broker
 //  starts.
 int bm_broker_config_load (bm_broker_config_t *config);
+
+//  The broker-wide settings table (bm_settings.h), for --help and --print-env.
+extern const bm_setting_t bm_broker_settings [];
 
 //  The broker is an actor:
 //

@@ -3,36 +3,61 @@
 
 extern char **environ;
 
+//  Every broker-wide variable: name, type, default, range, help once;
+//  --help and --print-env are written from this table.  The per-type
+//  variables (MAX_<TYPE>_BOTS, MAX_QUEUE_<TYPE>) are read at start below.
+#define ROW_INT(n, f, d, lo, hi, h) BM_SETTING_INT (n, bm_broker_config_t, f, d, lo, hi, h)
+const bm_setting_t bm_broker_settings [] = {
+    BM_SETTING_STR ("BROKER_ENDPOINT", bm_broker_config_t, endpoint, "tcp://*:5555", 512,
+                    "ROUTER endpoint to bind (--endpoint)"),
+    ROW_INT ("BROKER_METRICS_PORT", metrics_port, 9555, 0, 65535, "HTTP port of GET /metrics and /health, 0 = off"),
+    BM_SETTING_STR ("BROKER_METRICS_ADDR", bm_broker_config_t, metrics_addr, "0.0.0.0", 64,
+                    "address of the metrics server"),
+    BM_SETTING_REDIS_PREFIX (bm_broker_config_t, redis_prefix),
+    BM_SETTING_MAX_BOTS_DEFAULT (bm_broker_config_t, default_limit),
+    ROW_INT ("MAX_QUEUE", max_queue, 100000, 1, 100000000, "queued jobs per bot type before queue_full"),
+    ROW_INT ("JOB_TIMEOUT_MS", job_timeout_ms, 300000, 1, BM_MAX_TIMEOUT_MS,
+             "default run-time limit of an attempt, in ms"),
+    ROW_INT ("JOB_MAX_ATTEMPTS", job_max_attempts, 3, 1, 100, "default dispatches before worker_lost"),
+    BM_SETTING_HEARTBEAT_INTERVAL_MS (bm_broker_config_t, heartbeat_ms),
+    BM_SETTING_HEARTBEAT_LIVENESS (bm_broker_config_t, liveness),
+    BM_SETTING_MAX_FRAME_BYTES (bm_broker_config_t, max_frame),
+    BM_SETTING_MAX_PAYLOAD_BYTES (bm_broker_config_t, max_payload),
+    ROW_INT ("COMPLETED_JOB_TTL", completed_ttl_s, 86400, 1, 31536000,
+             "seconds a completed job's record stays in Redis"),
+    ROW_INT ("FAILED_JOB_TTL", failed_ttl_s, 604800, 1, 31536000,
+             "seconds a failed or cancelled job's record stays in Redis"),
+    ROW_INT ("IDEMPOTENCY_TTL_MS", idempotency_ttl_ms, 86400000, 1, 2592000000LL,
+             "window of an idempotencyKey, in ms"),
+    ROW_INT ("KEEP_FINISHED_JOBS", keep_finished, 10000, 1, 10000000,
+             "finished jobs kept in memory for LIST/STATUS"),
+    ROW_INT ("METRICS_SNAPSHOT_INTERVAL", snapshot_interval_s, 10, 0, 86400,
+             "seconds between metric snapshots in Redis, 0 = off"),
+    ROW_INT ("METRICS_SNAPSHOT_HISTORY", snapshot_history, 8640, 1, 1000000, "snapshots kept (8640: 24 h at 10 s)"),
+    ROW_INT ("STORE_BUFFER_MAX", store_buffer, 1000000, 1000, 100000000,
+             "state changes buffered while Redis is away"),
+    ROW_INT ("WEBHOOK_JOB_TIMEOUT_MS", webhook_timeout_ms, 3600000, 1000, BM_MAX_TIMEOUT_MS,
+             "run-time limit of one webhook delivery job, in ms"),
+    ROW_INT ("WEBHOOK_JOB_MAX_ATTEMPTS", webhook_attempts, 10, 1, 100, "delivery job dispatches before it fails"),
+    ROW_INT ("BROKER_SHUTDOWN_MS", shutdown_ms, 5000, 0, 600000, "time allowed to flush Redis writes on SIGTERM"),
+    ROW_INT ("BROKER_PEER_HWM", peer_hwm, 10000, 10, 10000000,
+             "messages queued for one peer before sends to it fail (a client's answers are dropped; "
+             "a worker gets no more jobs until it reads)"),
+    ROW_INT ("BROKER_SAVE_RUNNING_MS", save_running_ms, 500, 0, 3600000,
+             "an attempt's running state goes to Redis once it has run this long; shorter ones are "
+             "saved only with their outcome (0 = at dispatch)"),
+    BM_SETTINGS_END
+};
+
 int
 bm_broker_config_load (bm_broker_config_t *c)
 {
     memset (c, 0, sizeof *c);
-    c->endpoint = bm_env_str ("BROKER_ENDPOINT", "tcp://*:5555");
+    int rc = bm_settings_load (bm_broker_settings, c);
     static char redis_url [1024];
-    int rc = bm_redis_env_load (true, redis_url, sizeof redis_url, &c->redis_prefix) ? 1 : 0;
+    const char *prefix;
+    rc |= bm_redis_env_load (true, redis_url, sizeof redis_url, &prefix);
     c->redis_url = streq (redis_url, "none") ? NULL : redis_url;
-    c->metrics_addr = bm_env_str ("BROKER_METRICS_ADDR", "0.0.0.0");
-    rc |= bm_env_int ("BROKER_METRICS_PORT", 9555, 0, 65535, &c->metrics_port);
-    rc |= bm_env_int ("HEARTBEAT_INTERVAL_MS", 1000, 10, 60000, &c->heartbeat_ms);
-    rc |= bm_env_int ("HEARTBEAT_LIVENESS", 3, 1, 100, &c->liveness);
-    rc |= bm_env_int ("MAX_BOTS_DEFAULT", 10, 1, 1000000, &c->default_limit);
-    rc |= bm_env_int ("MAX_QUEUE", 100000, 1, 100000000, &c->max_queue);
-    rc |= bm_env_int ("JOB_TIMEOUT_MS", 300000, 1, 86400000, &c->job_timeout_ms);
-    rc |= bm_env_int ("JOB_MAX_ATTEMPTS", 3, 1, 100, &c->job_max_attempts);
-    rc |= bm_env_int ("MAX_FRAME_BYTES", BM_MAX_FRAME_BYTES, 1024, 256 * 1024 * 1024, &c->max_frame);
-    rc |= bm_env_int ("MAX_PAYLOAD_BYTES", BM_MAX_PAYLOAD_BYTES, 16, 256 * 1024 * 1024, &c->max_payload);
-    rc |= bm_env_int ("COMPLETED_JOB_TTL", 86400, 1, 365 * 86400, &c->completed_ttl_s);
-    rc |= bm_env_int ("FAILED_JOB_TTL", 7 * 86400, 1, 365 * 86400, &c->failed_ttl_s);
-    rc |= bm_env_int ("IDEMPOTENCY_TTL_MS", 86400000, 1, 30LL * 86400000, &c->idempotency_ttl_ms);
-    rc |= bm_env_int ("KEEP_FINISHED_JOBS", 10000, 1, 10000000, &c->keep_finished);
-    rc |= bm_env_int ("METRICS_SNAPSHOT_INTERVAL", 10, 0, 86400, &c->snapshot_interval_s);
-    rc |= bm_env_int ("METRICS_SNAPSHOT_HISTORY", 8640, 1, 1000000, &c->snapshot_history);
-    rc |= bm_env_int ("STORE_BUFFER_MAX", 1000000, 1000, 100000000, &c->store_buffer);
-    rc |= bm_env_int ("WEBHOOK_JOB_TIMEOUT_MS", 3600000, 1000, 86400000, &c->webhook_timeout_ms);
-    rc |= bm_env_int ("WEBHOOK_JOB_MAX_ATTEMPTS", 10, 1, 100, &c->webhook_attempts);
-    rc |= bm_env_int ("BROKER_SHUTDOWN_MS", 5000, 0, 600000, &c->shutdown_ms);
-    rc |= bm_env_int ("BROKER_PEER_HWM", 10000, 10, 10000000, &c->peer_hwm);
-    rc |= bm_env_int ("BROKER_SAVE_RUNNING_MS", 500, 0, 3600000, &c->save_running_ms);
     return rc ? -1 : 0;
 }
 

@@ -23,47 +23,22 @@ s_usage (void)
 "Flags:\n"
 "  --endpoint ENDPOINT   ZeroMQ endpoint to bind (BROKER_ENDPOINT)\n"
 "  --help                this text\n"
+"  --print-env           the broker-wide variables with their defaults, as\n"
+"                        env.example lines\n"
 "\n"
-"Environment (default):\n"
-"  BROKER_ENDPOINT           ROUTER endpoint to bind (tcp://*:5555)\n"
-"  BROKER_METRICS_PORT       HTTP port of GET /metrics and /health, 0 = off (9555)\n"
-"  BROKER_METRICS_ADDR       address of the metrics server (0.0.0.0)\n"
-"  REDIS_URL                 job store, redis://[:password@]host[:port][/db], or none\n"
-"                            (when unset: REDIS_HOST, REDIS_PORT, REDIS_PASSWORD and\n"
-"                            REDIS_DB build it, as in the original system)\n"
-"                            to run without durability (redis://127.0.0.1:6379/0)\n"
-"  REDIS_PREFIX              prefix of every Redis key (botmesh:, at most 64 bytes)\n"
+"Environment (defaults in brackets):\n");
+    bm_settings_help (bm_broker_settings, stdout);
+    printf (
+"  REDIS_URL                  job store, redis://[:password@]host[:port][/db], or none to\n"
+"                             run without durability; when unset, REDIS_HOST, REDIS_PORT,\n"
+"                             REDIS_PASSWORD and REDIS_DB build it [redis://127.0.0.1:6379/0]\n"
 "  MAX_PYTHON_BOTS           semaphore of bot type python (5)\n"
 "  MAX_NODE_BOTS             semaphore of bot type node (10)\n"
 "  MAX_JAVA_BOTS             semaphore of bot type java (3)\n"
 "  MAX_<TYPE>_BOTS           semaphore of any other bot type; configuring it makes\n"
 "                            the type known (MAX_BOTS_DEFAULT otherwise)\n"
 "  MAX_WEBHOOK_BOTS          webhook deliveries in flight at once (10000)\n"
-"  MAX_BOTS_DEFAULT          semaphore of types with no MAX_<TYPE>_BOTS (10)\n"
-"  MAX_QUEUE                 queued jobs per bot type before queue_full (100000)\n"
-"  MAX_QUEUE_<TYPE>          the same for one bot type\n"
-"  JOB_TIMEOUT_MS            default run-time limit of an attempt (300000)\n"
-"  JOB_MAX_ATTEMPTS          default dispatches before worker_lost (3)\n"
-"  HEARTBEAT_INTERVAL_MS     heartbeat interval (1000)\n"
-"  HEARTBEAT_LIVENESS        silent intervals before a worker is dead (3)\n"
-"  MAX_FRAME_BYTES           largest message body accepted (2097152)\n"
-"  MAX_PAYLOAD_BYTES         largest payload or result (1048576)\n"
-"  COMPLETED_JOB_TTL         seconds a completed job's record stays in Redis (86400)\n"
-"  FAILED_JOB_TTL            seconds a failed or cancelled job's record stays (604800)\n"
-"  IDEMPOTENCY_TTL_MS        window of an idempotencyKey (86400000)\n"
-"  KEEP_FINISHED_JOBS        finished jobs kept in memory for LIST/STATUS (10000)\n"
-"  METRICS_SNAPSHOT_INTERVAL seconds between metric snapshots in Redis, 0 = off (10)\n"
-"  METRICS_SNAPSHOT_HISTORY  snapshots kept (8640: 24 h at 10 s)\n"
-"  STORE_BUFFER_MAX          state changes buffered while Redis is away (1000000)\n"
-"  WEBHOOK_JOB_TIMEOUT_MS    run-time limit of one webhook delivery job (3600000)\n"
-"  WEBHOOK_JOB_MAX_ATTEMPTS  delivery job dispatches before it fails (10)\n"
-"  BROKER_SHUTDOWN_MS        time allowed to flush Redis writes on SIGTERM (5000)\n"
-"  BROKER_PEER_HWM           messages queued for one peer before sends to it fail\n"
-"                            (a client's answers are dropped; a worker gets no more\n"
-"                            jobs until it reads) (10000)\n"
-"  BROKER_SAVE_RUNNING_MS    an attempt's running state goes to Redis once it has run\n"
-"                            this long; shorter ones are saved only with their outcome\n"
-"                            (0 = at dispatch) (500)\n"
+"  MAX_QUEUE_<TYPE>          MAX_QUEUE for one bot type\n"
 "  CURVE_SERVER_CERT         the broker's secret CURVE certificate: encrypt the mesh\n"
 "                            and accept only known keys (off)\n"
 "  CURVE_CLIENTS_DIR         folder of the public certificates accepted\n"
@@ -78,6 +53,8 @@ main (int argc, char *argv [])
     if (bm_log_init ("broker"))
         return 2;
     bm_settings_warn_foreign ();
+    if (bm_settings_print_env_flag (argc, argv, bm_broker_settings))
+        return 0;
     for (int i = 1; i < argc; i++) {
         if (streq (argv [i], "--help") || streq (argv [i], "-h")) {
             s_usage ();
