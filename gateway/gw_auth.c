@@ -1,5 +1,6 @@
 /*  gw_auth.c - API keys: parsing API_KEYS and checking a request's key.  */
 #include "gw_auth.h"
+#include "bm_selftest.h"
 
 #include <czmq.h>
 #include <openssl/crypto.h>
@@ -127,8 +128,7 @@ gw_auth_check (gw_auth_t *self, const char *key, size_t len)
 //  --------------------------------------------------------------------------
 //  Self test
 
-#define CHECK(cond) do { if (!(cond)) { \
-    fprintf (stderr, "gw_auth_test: %s:%d: %s\n", __FILE__, __LINE__, #cond); abort (); } } while (0)
+#define CHECK(cond) BM_CHECK (cond)
 
 void
 gw_auth_test (bool verbose)

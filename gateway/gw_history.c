@@ -1,5 +1,6 @@
 /*  gw_history.c - metric snapshots from Redis for GET /api/history.  */
 #include "gw_history.h"
+#include "bm_selftest.h"
 #include "bm_config.h"
 #include "bm_log.h"
 
@@ -135,8 +136,7 @@ gw_history_fetch (gw_history_t *self, int limit)
 //  --------------------------------------------------------------------------
 //  Self test (fetching from a live Redis is covered by the black-box tests)
 
-#define CHECK(cond) do { if (!(cond)) { \
-    fprintf (stderr, "gw_history_test: %s:%d: %s\n", __FILE__, __LINE__, #cond); abort (); } } while (0)
+#define CHECK(cond) BM_CHECK (cond)
 
 void
 gw_history_test (bool verbose)

@@ -1,5 +1,6 @@
 /*  gw_invoke.c - translate a POST /invoke JSON body into a BMC01 SUBMIT body.  */
 #include "gw_invoke.h"
+#include "bm_selftest.h"
 #include "bm_codec.h"
 #include "bm_json.h"
 
@@ -296,8 +297,7 @@ s_try (const char *body, size_t max_payload, gw_invoke_error_t *error, msgpack_u
     return rc == MSGPACK_UNPACK_SUCCESS ? "ok" : "bad msgpack";
 }
 
-#define CHECK(cond) do { if (!(cond)) { \
-    fprintf (stderr, "gw_invoke_test: %s:%d: %s\n", __FILE__, __LINE__, #cond); abort (); } } while (0)
+#define CHECK(cond) BM_CHECK (cond)
 
 void
 gw_invoke_test (bool verbose)

@@ -70,6 +70,7 @@
     Sent requests that get no answer on a live connection fail ETIMEDOUT
     after their timeout (the gateway answers 504 broker_timeout).  */
 #include "gw_link.h"
+#include "bm_selftest.h"
 
 #include "bm_codec.h"
 #include "bm_config.h"
@@ -666,8 +667,7 @@ gw_link_request (gw_link_t *self, int64_t req, int command,
 //  --------------------------------------------------------------------------
 //  Self test: a ROUTER in this process plays the broker.
 
-#define CHECK(cond) do { if (!(cond)) { \
-    fprintf (stderr, "gw_link_test: %s:%d: %s\n", __FILE__, __LINE__, #cond); abort (); } } while (0)
+#define CHECK(cond) BM_CHECK (cond)
 
 //  {req} as msgpack (malloc'ed).
 static char *

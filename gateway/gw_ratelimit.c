@@ -1,5 +1,6 @@
 /*  gw_ratelimit.c - token buckets per client key, safe from many threads.  */
 #include "gw_ratelimit.h"
+#include "bm_selftest.h"
 
 #include <czmq.h>
 #include <math.h>
@@ -143,8 +144,7 @@ gw_ratelimit_size (gw_ratelimit_t *self)
 //  --------------------------------------------------------------------------
 //  Self test
 
-#define CHECK(cond) do { if (!(cond)) { \
-    fprintf (stderr, "gw_ratelimit_test: %s:%d: %s\n", __FILE__, __LINE__, #cond); abort (); } } while (0)
+#define CHECK(cond) BM_CHECK (cond)
 
 void
 gw_ratelimit_test (bool verbose)

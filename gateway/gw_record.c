@@ -1,5 +1,6 @@
 /*  gw_record.c - broker replies (msgpack) as the gateway's JSON answers.  */
 #include "gw_record.h"
+#include "bm_selftest.h"
 #include "bm_http.h"
 #include "bm_json.h"
 #include "bm_proto.h"
@@ -167,8 +168,7 @@ gw_record_bot_types (const msgpack_object *reply, char *buf, size_t size)
 //  --------------------------------------------------------------------------
 //  Self test
 
-#define CHECK(cond) do { if (!(cond)) { \
-    fprintf (stderr, "gw_record_test: %s:%d: %s\n", __FILE__, __LINE__, #cond); abort (); } } while (0)
+#define CHECK(cond) BM_CHECK (cond)
 
 //  Unpacked objects point into the packed bytes: keep them until the end.
 static char *s_buffers [8];
