@@ -58,6 +58,11 @@ bm_sandbox_argv (const bm_sandbox_spec_t *spec, char *const bot_argv [])
     if (spec->network)
         s_add (&args, "--share-net");
     s_add (&args, "--die-with-parent");
+    //  The private /tmp first: bwrap mounts in order, so a bot directory
+    //  under /tmp (a checkout in /tmp) is bound on top of it, not hidden.
+    const char *first [] = { "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", NULL };
+    for (int i = 0; first [i]; i++)
+        s_add (&args, first [i]);
     for (const char *const *dir = spec->ro_dirs; dir && *dir; dir++) {
         s_add (&args, "--ro-bind");
         s_add (&args, *dir);
@@ -68,8 +73,7 @@ bm_sandbox_argv (const bm_sandbox_spec_t *spec, char *const bot_argv [])
         s_add (&args, link [0]);
         s_add (&args, link [1]);
     }
-    const char *rest [] = { "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-                            "--chdir", "/tmp", "--", NULL };
+    const char *rest [] = { "--chdir", "/tmp", "--", NULL };
     for (int i = 0; rest [i]; i++)
         s_add (&args, rest [i]);
     for (int i = 0; bot_argv [i]; i++)
@@ -318,6 +322,7 @@ bm_sandbox_test (bool verbose)
     assert (at > 0 && streq (argv [at + 1], "usr/bin") && streq (argv [at + 2], "/bin"));
     at = s_find (argv, "--tmpfs", 0);
     assert (at > 0 && streq (argv [at + 1], "/tmp"));
+    assert (at < s_find (argv, "/srv/bots/py", 0));            //  Binds go over the tmpfs
     assert (s_find (argv, "--bind", 0) == -1);                 //  Nothing writable from the host
     at = s_find (argv, "--", 0);
     assert (at > 0 && streq (argv [at + 1], "/usr/bin/python3") && streq (argv [at + 3], "--x")
