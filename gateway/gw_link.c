@@ -1,15 +1,5 @@
 /*  gw_link.c - the gateway's one pipelined link to the broker.
 
-    Why
-    ---
-    The gateway used to give every civetweb handler thread its own DEALER
-    and let it block in zmq_poll for one synchronous round trip.  Under
-    load (wrk, 64 keep-alive connections) that is 64 sockets with one
-    request each in flight: every request wakes its handler thread, the
-    ZeroMQ I/O thread and the broker separately, libzmq has nothing to
-    batch, and the gateway spent most of its CPU in context switches
-    (bench/findings.md, "HTTP").
-
     Design
     ------
     One DEALER socket, owned by one link thread (a ZeroMQ socket is never
@@ -17,7 +7,7 @@
 
       handler thread                      link thread
       --------------                      -----------
-      s_call_t on its stack               loop:
+      gw_call_t on its stack              loop:
       append to `queue` (under `lock`)      take up to GW_LINK_BATCH calls from
       wake the link (eventfd) only if         `queue` into `pending` (under `lock`)
         it sleeps in zmq_poll               send them back to back (DONTWAIT)
@@ -37,15 +27,6 @@
     counter per link); replies are matched by it, a reply nobody waits for
     any more (its caller timed out) is dropped, RESULT pushes are dropped
     (the gateway never asks for them).
-
-    Ownership of a call: the caller's stack.  The link only touches it
-    under `lock`, and a caller that gives up (timeout) unlinks it under
-    `lock` before returning, so the link never sees a dead call.  The
-    body's bytes move into a zmq_msg_t (no copy) that the link takes under
-    `lock`.  The one thing done after unlocking is the futex wake on
-    &call.state, which may then name a stack slot already reused: a futex
-    wake on an address nobody waits on does nothing, and every futex user
-    (ours, glibc's) treats a wake as a hint and checks again.
 
     Knowing the broker is down
     --------------------------
@@ -68,52 +49,33 @@
         acted on them (the gateway answers 504 broker_connection_lost: the
         outcome is unknown).
     Sent requests that get no answer on a live connection fail ETIMEDOUT
-    after their timeout (the gateway answers 504 broker_timeout).  */
+    after their timeout (the gateway answers 504 broker_timeout).
+  */
 #include "gw_link.h"
 #include "bm_selftest.h"
 
+#include "gw_calls.h"
+#include "gw_wire.h"
+
 #include "bm_codec.h"
 #include "bm_config.h"
-#include "bm_curve.h"
 #include "bm_log.h"
 
 #include <errno.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
+#include <limits.h>
 #include <unistd.h>
 
-#define GW_LINK_BUCKETS         1024    //  Pending table (a power of two)
 #define GW_LINK_BATCH           256     //  Requests sent per turn of the loop
 #define GW_LINK_RECV_MAX        256     //  Replies read per turn
-#define GW_LINK_HWM             100000  //  Messages queued in libzmq each way
-#define GW_LINK_HEARTBEAT_MS    1000    //  ZMTP PING when the line is quiet
-#define GW_LINK_DEAD_MS         3000    //  No traffic for this long: dead
 #define GW_LINK_IDLE_POLL_MS    1000    //  Longest sleep in zmq_poll
 //  With this many requests in flight the link is "lazy": handlers do not
 //  wake it, new requests go out when the next reply wakes it, or within
 //  GW_LINK_LAZY_POLL_MS.
 #define GW_LINK_LAZY_PENDING    8
 #define GW_LINK_LAZY_POLL_MS    1
-
-//  States of a call: the futex word.
-#define S_QUEUED    0                   //  In `queue`, not sent
-#define S_SENT      1                   //  In `pending`, sent (or being sent)
-#define S_DONE      2                   //  Answered, or failed with `error`
-
-typedef struct _s_call_t s_call_t;
-struct _s_call_t {
-    atomic_int state;                   //  S_QUEUED, S_SENT, S_DONE
-    int64_t req;                        //  Its "req"
-    int command;                        //  BMC01 command byte
-    int64_t sent_ms;                    //  When the link took it (mono ms)
-    zmq_msg_t body;                     //  Until the link takes it
-    bm_msg_t *reply;                    //  Once DONE: the answer, or NULL
-    int error;                          //  Once DONE without reply: errno
-    s_call_t *next;                     //  In `queue` or a `pending` bucket
-};
 
 struct _gw_link_t {
     char *endpoint;                     //  BROKER_ENDPOINT
@@ -126,100 +88,13 @@ struct _gw_link_t {
     atomic_int_least64_t req;           //  Last "req" handed out
 
     pthread_mutex_t lock;               //  Guards all below
-    s_call_t *queue_head;               //  Not sent yet, oldest first
-    s_call_t *queue_tail;
-    s_call_t *pending [GW_LINK_BUCKETS];    //  Sent, by req
-    size_t pending_count;               //  Calls in `pending`
+    gw_calls_t *calls;                  //  Queued and sent calls
     bool sleeping;                      //  Link thread waits in zmq_poll...
     bool lazy;                          //  ...and needs no wake (see above)
     bool connected;                     //  Handshake done, not disconnected
     int64_t down_since;                 //  When it went down (mono ms)
     bool stopping;                      //  gw_link_destroy has begun
 };
-
-//  --------------------------------------------------------------------------
-//  Futex, queue and pending table (callers hold `lock` for the last two)
-
-static void
-s_futex_wait (atomic_int *word, int value, int64_t ms)
-{
-    struct timespec ts = { (time_t) (ms / 1000), (long) (ms % 1000) * 1000000 };
-    syscall (SYS_futex, (int *) word, FUTEX_WAIT_PRIVATE, value, &ts, NULL, 0);
-}
-
-static void
-s_futex_wake (atomic_int *word)
-{
-    syscall (SYS_futex, (int *) word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
-
-static void
-s_queue_append (gw_link_t *self, s_call_t *call)
-{
-    call->next = NULL;
-    if (self->queue_tail)
-        self->queue_tail->next = call;
-    else
-        self->queue_head = call;
-    self->queue_tail = call;
-}
-
-static void
-s_queue_remove (gw_link_t *self, s_call_t *call)
-{
-    s_call_t *prev = NULL;
-    for (s_call_t *it = self->queue_head; it; prev = it, it = it->next)
-        if (it == call) {
-            if (prev)
-                prev->next = call->next;
-            else
-                self->queue_head = call->next;
-            if (self->queue_tail == call)
-                self->queue_tail = prev;
-            return;
-        }
-}
-
-static void
-s_pending_add (gw_link_t *self, s_call_t *call)
-{
-    size_t bucket = (size_t) ((uint64_t) call->req & (GW_LINK_BUCKETS - 1));
-    call->next = self->pending [bucket];
-    self->pending [bucket] = call;
-    self->pending_count++;
-}
-
-//  Unlink and return the call waiting for req, or NULL.
-static s_call_t *
-s_pending_take (gw_link_t *self, int64_t req)
-{
-    s_call_t **link = &self->pending [(uint64_t) req & (GW_LINK_BUCKETS - 1)];
-    for (; *link; link = &(*link)->next)
-        if ((*link)->req == req) {
-            s_call_t *call = *link;
-            *link = call->next;
-            self->pending_count--;
-            return call;
-        }
-    return NULL;
-}
-
-//  Finish a call (under `lock`); the caller wakes `word` after unlocking.
-static atomic_int *
-s_finish (s_call_t *call, bm_msg_t *reply, int error)
-{
-    call->reply = reply;
-    call->error = error;
-    atomic_store_explicit (&call->state, S_DONE, memory_order_release);
-    return &call->state;
-}
-
-static void
-s_free_body (void *data, void *hint)
-{
-    (void) hint;
-    free (data);
-}
 
 //  --------------------------------------------------------------------------
 //  The link thread
@@ -232,50 +107,11 @@ s_receive (gw_link_t *self, void *dealer)
     bm_msg_t *replies [GW_LINK_RECV_MAX];
     int64_t reqs [GW_LINK_RECV_MAX];
     int count = 0, read = 0;
-    while (read < GW_LINK_RECV_MAX) {
-        zmq_msg_t frames [3];
-        int parts = 0;
-        bool more = true;
-        while (more) {
-            zmq_msg_t part;
-            zmq_msg_init (&part);
-            if (zmq_msg_recv (&part, dealer, ZMQ_DONTWAIT) == -1) {
-                zmq_msg_close (&part);
-                break;
-            }
-            more = zmq_msg_more (&part);
-            if (parts < 3) {
-                zmq_msg_init (&frames [parts]);
-                zmq_msg_move (&frames [parts], &part);
-            }
-            zmq_msg_close (&part);
-            parts++;
-        }
-        if (parts == 0)
-            break;                      //  Nothing more to read
+    while (read < GW_LINK_RECV_MAX
+    &&     gw_wire_recv (dealer, &replies [count], &reqs [count])) {
         read++;
-        bm_msg_t *msg = NULL;
-        if (parts == 3) {
-            const char *code;
-            msg = bm_msg_decode_raw (zmq_msg_data (&frames [0]), zmq_msg_size (&frames [0]),
-                                     zmq_msg_data (&frames [1]), zmq_msg_size (&frames [1]),
-                                     zmq_msg_data (&frames [2]), zmq_msg_size (&frames [2]),
-                                     SIZE_MAX, &code, NULL, 0);
-        }
-        for (int i = 0; i < parts && i < 3; i++)
-            zmq_msg_close (&frames [i]);
-        bm_codec_request_t reply;
-        bm_codec_error_t error;
-        if (msg && bm_msg_command (msg) != BM_RESULT
-        &&  bm_codec_request_decode (msg, &reply, &error) == 0 && reply.has_req) {
-            replies [count] = msg;
-            reqs [count++] = reply.req;
-        }
-        else {
-            if (!msg)
-                bm_debug (NULL, "dropped a broken message from the broker");
-            bm_msg_destroy (&msg);      //  RESULT push, or no req
-        }
+        if (replies [count])
+            count++;
     }
     if (count == 0)
         return read;
@@ -283,15 +119,15 @@ s_receive (gw_link_t *self, void *dealer)
     int woken = 0;
     pthread_mutex_lock (&self->lock);
     for (int i = 0; i < count; i++) {
-        s_call_t *call = s_pending_take (self, reqs [i]);
+        gw_call_t *call = gw_calls_take (self->calls, reqs [i]);
         if (call) {
-            wake [woken++] = s_finish (call, replies [i], 0);
+            wake [woken++] = gw_call_finish (call, replies [i], 0);
             replies [i] = NULL;
         }
     }
     pthread_mutex_unlock (&self->lock);
     for (int i = 0; i < woken; i++)
-        s_futex_wake (wake [i]);
+        gw_call_wake (wake [i]);
     for (int i = 0; i < count; i++)
         bm_msg_destroy (&replies [i]);      //  Late answers: caller gone
     return read;
@@ -299,71 +135,21 @@ s_receive (gw_link_t *self, void *dealer)
 
 //  Fail every sent call (the connection is gone), or every call at all
 //  (the link stops).  Wakes them.
-//  Keep one caller to wake once the lock is released; with no memory for
-//  the list, wake it at once (under the lock: slower, never lost).
-static void
-s_wake_later (atomic_int ***wake, size_t *size, size_t *count, atomic_int *one)
-{
-    if (*count == *size) {
-        size_t bigger = *size ? *size * 2 : 64;
-        atomic_int **grown = (atomic_int **) realloc (*wake, bigger * sizeof (atomic_int *));
-        if (!grown) {
-            s_futex_wake (one);
-            return;
-        }
-        *wake = grown;
-        *size = bigger;
-    }
-    (*wake) [(*count)++] = one;
-}
-
 static void
 s_fail_all (gw_link_t *self, int error, bool queued_too)
 {
+    size_t count;
     pthread_mutex_lock (&self->lock);
-    size_t size = 0, count = 0;
-    atomic_int **wake = NULL;
-    for (int b = 0; b < GW_LINK_BUCKETS; b++) {
-        while (self->pending [b]) {
-            s_call_t *call = self->pending [b];
-            self->pending [b] = call->next;
-            s_wake_later (&wake, &size, &count, s_finish (call, NULL, error));
-        }
-    }
-    while (queued_too && self->queue_head) {
-        s_call_t *call = self->queue_head;
-        self->queue_head = call->next;
-        zmq_msg_close (&call->body);
-        s_wake_later (&wake, &size, &count, s_finish (call, NULL, error));
-    }
-    self->pending_count = 0;
-    if (queued_too)
-        self->queue_tail = NULL;
+    atomic_int **wake = gw_calls_fail (self->calls, error, queued_too, &count);
     pthread_mutex_unlock (&self->lock);
-    for (size_t i = 0; i < count; i++)
-        s_futex_wake (wake [i]);
-    free (wake);
+    gw_call_wake_all (&wake, count);
 }
 
 //  One event from the socket monitor.
 static void
 s_monitor_event (gw_link_t *self, void *monitor, void *dealer)
 {
-    uint16_t event = 0;
-    zmq_msg_t part;
-    bool first = true, more = true;
-    while (more) {
-        zmq_msg_init (&part);
-        if (zmq_msg_recv (&part, monitor, ZMQ_DONTWAIT) == -1) {
-            zmq_msg_close (&part);
-            return;
-        }
-        if (first && zmq_msg_size (&part) >= 2)
-            memcpy (&event, zmq_msg_data (&part), 2);
-        first = false;
-        more = zmq_msg_more (&part);
-        zmq_msg_close (&part);
-    }
+    int event = gw_wire_event (monitor);
     if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
         pthread_mutex_lock (&self->lock);
         self->connected = true;
@@ -398,8 +184,12 @@ s_link_thread (void *arg)
     void *dealer = zsock_resolve (self->dealer);
     void *monitor = zsock_resolve (self->monitor);
     zmq_msg_t *bodies = (zmq_msg_t *) malloc (GW_LINK_BATCH * sizeof (zmq_msg_t));
+    if (!bodies) {
+        bm_error (NULL, "out of memory for the broker link thread");
+        abort ();
+    }
     int64_t reqs [GW_LINK_BATCH];
-    uint8_t command [GW_LINK_BATCH];
+    int command [GW_LINK_BATCH];
     bool sleep = false;
     bool lazy = false;
     while (true) {
@@ -431,26 +221,19 @@ s_link_thread (void *arg)
             pthread_mutex_unlock (&self->lock);
             break;
         }
-        while (self->connected && self->queue_head && count < GW_LINK_BATCH) {
-            s_call_t *call = self->queue_head;
-            self->queue_head = call->next;
-            if (!self->queue_head)
-                self->queue_tail = NULL;
-            zmq_msg_init (&bodies [count]);
-            zmq_msg_move (&bodies [count], &call->body);
-            zmq_msg_close (&call->body);
+        while (self->connected && count < GW_LINK_BATCH) {
+            gw_call_t *call = gw_calls_send_next (self->calls, &bodies [count], now);
+            if (!call)
+                break;
             reqs [count] = call->req;
-            command [count++] = (uint8_t) call->command;
-            call->sent_ms = now;
-            atomic_store_explicit (&call->state, S_SENT, memory_order_release);
-            s_pending_add (self, call);
+            command [count++] = call->command;
         }
         //  Sleep in the next poll only if there is nothing left to do; a
         //  handler that queues meanwhile sees `sleeping` and wakes us,
         //  unless many requests are in flight: then the next reply wakes
         //  us anyway, and what queued meanwhile goes out in one burst.
-        sleep = count == 0 && !(self->connected && self->queue_head);
-        lazy = sleep && self->pending_count >= GW_LINK_LAZY_PENDING;
+        sleep = count == 0 && !(self->connected && gw_calls_queued (self->calls));
+        lazy = sleep && gw_calls_pending (self->calls) >= GW_LINK_LAZY_PENDING;
         self->sleeping = sleep;
         self->lazy = lazy;
         pthread_mutex_unlock (&self->lock);
@@ -459,29 +242,21 @@ s_link_thread (void *arg)
         //  is gone this very moment (ZMQ_IMMEDIATE) or the HWM is reached.
         int64_t failed [GW_LINK_BATCH];
         int failures = 0;
-        for (int i = 0; i < count; i++) {
-            if (zmq_send (dealer, BM_CLIENT_HEADER, 5, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
-                zmq_msg_close (&bodies [i]);
+        for (int i = 0; i < count; i++)
+            if (gw_wire_send (dealer, command [i], &bodies [i]))
                 failed [failures++] = reqs [i];
-                continue;
-            }
-            //  Once the first frame is in, libzmq takes the rest.
-            zmq_send (dealer, &command [i], 1, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            if (zmq_msg_send (&bodies [i], dealer, ZMQ_DONTWAIT) == -1)
-                zmq_msg_close (&bodies [i]);
-        }
         if (failures) {
             atomic_int *wake [GW_LINK_BATCH];
             int woken = 0;
             pthread_mutex_lock (&self->lock);
             for (int i = 0; i < failures; i++) {
-                s_call_t *call = s_pending_take (self, failed [i]);
+                gw_call_t *call = gw_calls_take (self->calls, failed [i]);
                 if (call)
-                    wake [woken++] = s_finish (call, NULL, ENOTCONN);
+                    wake [woken++] = gw_call_finish (call, NULL, ENOTCONN);
             }
             pthread_mutex_unlock (&self->lock);
             for (int i = 0; i < woken; i++)
-                s_futex_wake (wake [i]);
+                gw_call_wake (wake [i]);
         }
     }
     free (bodies);
@@ -496,36 +271,18 @@ gw_link_new (const char *endpoint, int64_t connect_timeout_ms)
 {
     gw_link_t *self = (gw_link_t *) zmalloc (sizeof (gw_link_t));
     pthread_mutex_init (&self->lock, NULL);
+    self->calls = gw_calls_new ();
     self->endpoint = strdup (endpoint);
     self->connect_timeout_ms = connect_timeout_ms;
     self->down_since = bm_mono_ms ();
     self->wake_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
-    self->dealer = zsock_new (ZMQ_DEALER);
-    self->monitor = zsock_new (ZMQ_PAIR);
-    if (self->wake_fd < 0 || !self->dealer || !self->monitor) {
-        bm_error (NULL, "cannot make the broker link's sockets");
+    if (self->wake_fd < 0 || !self->endpoint) {
+        bm_error (NULL, "cannot make the broker link's eventfd");
         goto fail;
     }
-    void *dealer = zsock_resolve (self->dealer);
-    int linger = 0, hwm = GW_LINK_HWM, one = 1;
-    int heartbeat = GW_LINK_HEARTBEAT_MS, dead = GW_LINK_DEAD_MS;
-    zmq_setsockopt (dealer, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt (dealer, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt (dealer, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    zmq_setsockopt (dealer, ZMQ_IMMEDIATE, &one, sizeof one);
-    zmq_setsockopt (dealer, ZMQ_HEARTBEAT_IVL, &heartbeat, sizeof heartbeat);
-    zmq_setsockopt (dealer, ZMQ_HEARTBEAT_TIMEOUT, &dead, sizeof dead);
-    if (bm_curve_client_apply (self->dealer))
+    self->dealer = gw_wire_dealer_new (self, &self->monitor);
+    if (!self->dealer)
         goto fail;
-    //  The monitor first, so that the first connection is reported too.
-    char monitor_ep [64];
-    snprintf (monitor_ep, sizeof monitor_ep, "inproc://gw-link-%p", (void *) self);
-    if (zmq_socket_monitor (dealer, monitor_ep,
-                            ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED)
-    ||  zsock_connect (self->monitor, "%s", monitor_ep)) {
-        bm_error (NULL, "cannot monitor the broker link: %s", zmq_strerror (errno));
-        goto fail;
-    }
     if (zsock_connect (self->dealer, "%s", endpoint)) {
         bm_error (NULL, "cannot connect to the broker at %s", endpoint);
         goto fail;
@@ -556,12 +313,10 @@ gw_link_destroy (gw_link_t **self_p)
             pthread_join (self->thread, NULL);
         }
         s_fail_all (self, ESHUTDOWN, true);     //  None, when used as told
-        if (self->dealer)
-            zmq_socket_monitor (zsock_resolve (self->dealer), NULL, 0);
-        zsock_destroy (&self->monitor);
-        zsock_destroy (&self->dealer);
+        gw_wire_dealer_destroy (&self->dealer, &self->monitor);
         if (self->wake_fd >= 0)
             close (self->wake_fd);
+        gw_calls_destroy (&self->calls);
         pthread_mutex_destroy (&self->lock);
         free (self->endpoint);
         free (self);
@@ -588,16 +343,8 @@ bm_msg_t *
 gw_link_request (gw_link_t *self, int64_t req, int command,
                  char *body, size_t size, int64_t timeout_ms)
 {
-    s_call_t call;
-    atomic_init (&call.state, S_QUEUED);
-    call.req = req;
-    call.command = command;
-    call.sent_ms = 0;
-    call.reply = NULL;
-    call.error = 0;
-    call.next = NULL;
-    if (zmq_msg_init_data (&call.body, body, size, s_free_body, NULL)) {
-        free (body);
+    gw_call_t call;
+    if (gw_call_init (&call, req, command, body, size)) {
         errno = ENOMEM;
         return NULL;
     }
@@ -608,7 +355,7 @@ gw_link_request (gw_link_t *self, int64_t req, int command,
                 : !self->connected && start - self->down_since >= self->connect_timeout_ms
                 ? ENOTCONN : 0;
     if (!refused) {
-        s_queue_append (self, &call);
+        gw_calls_enqueue (self->calls, &call);
         wake = self->sleeping && !self->lazy && self->connected;
         if (wake)
             self->sleeping = false;
@@ -628,27 +375,25 @@ gw_link_request (gw_link_t *self, int64_t req, int command,
     //  Not sent within the connect timeout: not connected (503).  Sent but
     //  not answered within timeout_ms of the send: too slow (504).
     int64_t connect_deadline = start + self->connect_timeout_ms;
-    while (true) {
-        int state = atomic_load_explicit (&call.state, memory_order_acquire);
-        if (state == S_DONE)
-            break;
-        int64_t until = state == S_QUEUED ? connect_deadline : call.sent_ms + timeout_ms;
+    int state = atomic_load_explicit (&call.state, memory_order_acquire);
+    while (state != GW_CALL_DONE) {
+        int64_t until = state == GW_CALL_QUEUED ? connect_deadline : call.sent_ms + timeout_ms;
         int64_t now = bm_mono_ms ();
         if (now >= until) {
             pthread_mutex_lock (&self->lock);
             state = atomic_load_explicit (&call.state, memory_order_acquire);
-            if (state == S_QUEUED) {
-                s_queue_remove (self, &call);
+            if (state == GW_CALL_QUEUED) {
+                gw_calls_unqueue (self->calls, &call);
                 zmq_msg_close (&call.body);
                 call.error = ENOTCONN;
             }
             else
-            if (state == S_SENT) {
-                s_pending_take (self, req);
+            if (state == GW_CALL_SENT) {
+                gw_calls_take (self->calls, req);
                 call.error = ETIMEDOUT;
             }
             pthread_mutex_unlock (&self->lock);
-            if (state != S_DONE) {
+            if (state != GW_CALL_DONE) {
                 errno = call.error;
                 return NULL;
             }
@@ -656,8 +401,8 @@ gw_link_request (gw_link_t *self, int64_t req, int command,
         }
         //  The link does not wake a call it sends: a queued call looks
         //  again every 100 ms, so that once sent its own timeout counts.
-        int64_t sleep_until = state == S_QUEUED && now + 100 < until ? now + 100 : until;
-        s_futex_wait (&call.state, state, sleep_until - now);
+        int64_t sleep_until = state == GW_CALL_QUEUED && now + 100 < until ? now + 100 : until;
+        state = gw_call_wait (&call, state, sleep_until - now);
     }
     if (!call.reply)
         errno = call.error;
@@ -665,22 +410,15 @@ gw_link_request (gw_link_t *self, int64_t req, int command,
 }
 
 //  --------------------------------------------------------------------------
-//  Self test: a ROUTER in this process plays the broker.
+//  Self test: a ROUTER in this process plays the broker.  Checks wait for
+//  events (a reply, a state) within generous deadlines; the only times
+//  compared are lower bounds the link guarantees (it never gives up before
+//  a timeout) and "at once" against a connect timeout far longer.
 
 #define CHECK(cond) BM_CHECK (cond)
 
-//  {req} as msgpack (malloc'ed).
-static char *
-s_pack_req (int64_t req, size_t *size)
-{
-    bm_codec_request_t request = { .has_req = true, .req = req };
-    bm_packer_t packer;
-    bm_packer_init (&packer);
-    bm_codec_request_encode (&request, &packer);
-    char *data = bm_packer_detach (&packer, size);
-    CHECK (data);
-    return data;
-}
+#define S_CONNECT_MS    2000            //  The links' connect timeout
+#define S_PATIENCE_MS   30000           //  Request timeout: never reached
 
 typedef struct {
     zsock_t *router;
@@ -708,7 +446,8 @@ s_fake_thread (void *arg)
         if (msg && bm_msg_command (msg) == BM_PING
         &&  bm_codec_request_decode (msg, &ping, &error) == 0 && ping.has_req) {
             size_t size;
-            char *body = s_pack_req (ping.req, &size);
+            char *body = gw_wire_req_body (ping.req, &size);
+            CHECK (body);
             bm_msg_send (fake->router, identity, BM_CLIENT_HEADER, BM_REPLY, body, size);
             free (body);
         }
@@ -719,14 +458,18 @@ s_fake_thread (void *arg)
     return NULL;
 }
 
-static void
+//  Bind a fake broker at endpoint; returns the port bound (0 for ipc).
+static int
 s_fake_start (s_fake_t *fake, const char *endpoint)
 {
     fake->router = zsock_new (ZMQ_ROUTER);
+    CHECK (fake->router);
     zsock_set_linger (fake->router, 0);
-    CHECK (zsock_bind (fake->router, "%s", endpoint) >= 0);
+    int port = zsock_bind (fake->router, "%s", endpoint);
+    CHECK (port >= 0);
     atomic_init (&fake->stop, false);
     CHECK (pthread_create (&fake->thread, NULL, s_fake_thread, fake) == 0);
+    return port;
 }
 
 static void
@@ -742,10 +485,39 @@ s_ask (gw_link_t *link, int command, int64_t timeout_ms, int64_t *req_out)
 {
     int64_t req = gw_link_next_req (link);
     size_t size;
-    char *body = s_pack_req (req, &size);
+    char *body = gw_wire_req_body (req, &size);
+    CHECK (body);
     if (req_out)
         *req_out = req;
     return gw_link_request (link, req, command, body, size, timeout_ms);
+}
+
+//  Wait (bounded) until the link's monitor says connected, or not.
+static void
+s_await_connected (gw_link_t *link, bool connected)
+{
+    int64_t deadline = bm_mono_ms () + S_PATIENCE_MS;
+    while (gw_link_connected (link) != connected && bm_mono_ms () < deadline)
+        zclock_sleep (10);
+    CHECK (gw_link_connected (link) == connected);
+}
+
+//  A PING gets its REPLY.
+static void
+s_check_ping (gw_link_t *link)
+{
+    bm_msg_t *reply = s_ask (link, BM_PING, S_PATIENCE_MS, NULL);
+    CHECK (reply && bm_msg_command (reply) == BM_REPLY);
+    bm_msg_destroy (&reply);
+}
+
+//  Start the fake broker at endpoint; the link connects, a PING works.
+static void
+s_broker_up (s_fake_t *fake, const char *endpoint, gw_link_t *link)
+{
+    s_fake_start (fake, endpoint);
+    s_await_connected (link, true);
+    s_check_ping (link);
 }
 
 static void *
@@ -754,7 +526,7 @@ s_client_thread (void *arg)
     gw_link_t *link = (gw_link_t *) arg;
     for (int i = 0; i < 200; i++) {
         int64_t req;
-        bm_msg_t *reply = s_ask (link, BM_PING, 5000, &req);
+        bm_msg_t *reply = s_ask (link, BM_PING, S_PATIENCE_MS, &req);
         CHECK (reply && bm_msg_command (reply) == BM_REPLY);
         bm_codec_request_t answer;
         bm_codec_error_t error;
@@ -770,68 +542,69 @@ gw_link_test (bool verbose)
     if (verbose)
         printf (" * gw_link: ");
     zsys_handler_set (NULL);
-    //  An ephemeral port, then the same endpoint again after a "restart".
-    zsock_t *probe = zsock_new (ZMQ_ROUTER);
-    int port = zsock_bind (probe, "tcp://127.0.0.1:*");
-    CHECK (port > 0);
-    zsock_destroy (&probe);
-    char endpoint [64];
-    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
 
-    //  No broker yet: a request waits the connect timeout, then ENOTCONN;
-    //  after that, at once.
-    gw_link_t *link = gw_link_new (endpoint, 300);
-    CHECK (link);
-    int64_t t0 = bm_mono_ms ();
-    bm_msg_t *reply = s_ask (link, BM_PING, 5000, NULL);
-    int64_t took = bm_mono_ms () - t0;
-    CHECK (!reply && errno == ENOTCONN && took >= 250 && took < 2000);
-    t0 = bm_mono_ms ();
-    reply = s_ask (link, BM_PING, 5000, NULL);
-    CHECK (!reply && errno == ENOTCONN && bm_mono_ms () - t0 < 100);
-
-    //  Broker up: many threads, many requests, each gets its own answer.
+    //  A broker on an ephemeral TCP port: many threads, many requests,
+    //  each gets its own answer.
     s_fake_t fake;
-    s_fake_start (&fake, endpoint);
-    int64_t deadline = bm_mono_ms () + 5000;
-    while (!gw_link_connected (link) && bm_mono_ms () < deadline)
-        zclock_sleep (10);
-    CHECK (gw_link_connected (link));
+    int port = s_fake_start (&fake, "tcp://127.0.0.1:*");
+    CHECK (port > 0);
+    char endpoint [PATH_MAX + 16];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
+    gw_link_t *link = gw_link_new (endpoint, S_CONNECT_MS);
+    CHECK (link);
+    s_await_connected (link, true);
     pthread_t threads [8];
     for (int i = 0; i < 8; i++)
         CHECK (pthread_create (&threads [i], NULL, s_client_thread, link) == 0);
     for (int i = 0; i < 8; i++)
         pthread_join (threads [i], NULL);
 
-    //  No answer: ETIMEDOUT after the timeout; the link still works.
+    //  No answer: ETIMEDOUT after the timeout, not before; the link still
+    //  works.
+    int64_t t0 = bm_mono_ms ();
+    bm_msg_t *reply = s_ask (link, BM_STATUS, 200, NULL);
+    CHECK (!reply && errno == ETIMEDOUT && bm_mono_ms () - t0 >= 200);
+    s_check_ping (link);
+    gw_link_destroy (&link);
+    CHECK (link == NULL);
+    s_fake_stop (&fake);
+
+    //  A broker that comes and goes at one endpoint: an ipc path of our
+    //  own, so that nobody else can take it while it is down.
+    char dir [] = "/tmp/gw_link_test.XXXXXX";
+    CHECK (mkdtemp (dir));
+    snprintf (endpoint, sizeof endpoint, "ipc://%s/broker", dir);
+
+    //  No broker yet: a request waits the connect timeout (counted from
+    //  when the link went down: its start), then ENOTCONN; after that, at
+    //  once.
     t0 = bm_mono_ms ();
-    reply = s_ask (link, BM_STATUS, 200, NULL);
-    took = bm_mono_ms () - t0;
-    CHECK (!reply && errno == ETIMEDOUT && took >= 190 && took < 2000);
-    reply = s_ask (link, BM_PING, 5000, NULL);
-    CHECK (reply);
-    bm_msg_destroy (&reply);
+    link = gw_link_new (endpoint, S_CONNECT_MS);
+    CHECK (link);
+    reply = s_ask (link, BM_PING, S_PATIENCE_MS, NULL);
+    CHECK (!reply && errno == ENOTCONN && bm_mono_ms () - t0 >= S_CONNECT_MS);
+    t0 = bm_mono_ms ();
+    reply = s_ask (link, BM_PING, S_PATIENCE_MS, NULL);
+    CHECK (!reply && errno == ENOTCONN && bm_mono_ms () - t0 < S_CONNECT_MS);
+
+    //  Broker up: answers.
+    s_broker_up (&fake, endpoint, link);
 
     //  The broker goes away: ENOTCONN within the connect timeout (not the
-    //  request timeout), then at once; back when it is back.
+    //  request timeout); back when it is back.
     s_fake_stop (&fake);
-    deadline = bm_mono_ms () + 5000;
-    while (gw_link_connected (link) && bm_mono_ms () < deadline)
-        zclock_sleep (10);
-    CHECK (!gw_link_connected (link));
+    s_await_connected (link, false);
     t0 = bm_mono_ms ();
-    reply = s_ask (link, BM_PING, 5000, NULL);
-    CHECK (!reply && errno == ENOTCONN && bm_mono_ms () - t0 < 2000);
-    s_fake_start (&fake, endpoint);
-    deadline = bm_mono_ms () + 5000;
-    while (!reply && bm_mono_ms () < deadline)
-        reply = s_ask (link, BM_PING, 1000, NULL);
-    CHECK (reply && bm_msg_command (reply) == BM_REPLY);
-    bm_msg_destroy (&reply);
+    reply = s_ask (link, BM_PING, S_PATIENCE_MS, NULL);
+    CHECK (!reply && errno == ENOTCONN && bm_mono_ms () - t0 < S_PATIENCE_MS);
+    s_broker_up (&fake, endpoint, link);
 
     gw_link_destroy (&link);
     CHECK (link == NULL);
     s_fake_stop (&fake);
+    snprintf (endpoint, sizeof endpoint, "%s/broker", dir);
+    unlink (endpoint);                  //  libzmq may have removed it already
+    CHECK (rmdir (dir) == 0);
     if (verbose)
         printf ("OK\n");
 }

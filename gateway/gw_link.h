@@ -5,7 +5,20 @@
     its own reply (matched by "req") arrives, its time runs out, or the
     broker is known to be unreachable.  The design is explained at the top
     of gw_link.c.  Thread-safe: every function but gw_link_new and
-    gw_link_destroy may be called from any thread at any time.  */
+    gw_link_destroy may be called from any thread at any time.
+
+    Why one link: the gateway used to give every civetweb handler thread
+    its own DEALER and let it block in zmq_poll for one synchronous round
+    trip.  Under load (wrk, 64 keep-alive connections) that is 64 sockets
+    with one request each in flight: every request wakes its handler
+    thread, the ZeroMQ I/O thread and the broker separately, libzmq has
+    nothing to batch, and the gateway spent most of its CPU in context
+    switches (bench/findings.md, "HTTP").
+
+    Files: gw_calls.c holds the calls (queue, pending table, futex word),
+    gw_wire.c the frames (socket set-up, one request out, one message in,
+    one monitor event), gw_link.c the link's state, its thread and this
+    API.  */
 #ifndef GW_LINK_H
 #define GW_LINK_H
 

@@ -4,11 +4,13 @@
 
     With no --test, runs them all.  CTest runs one entry per class.  */
 #include "gw_auth.h"
+#include "gw_calls.h"
 #include "gw_history.h"
 #include "gw_invoke.h"
 #include "gw_link.h"
 #include "gw_ratelimit.h"
 #include "gw_record.h"
+#include "gw_wire.h"
 #include "bm_selftest.h"
 
 static const bm_selftest_t s_tests [] = {
@@ -17,6 +19,8 @@ static const bm_selftest_t s_tests [] = {
     { "gw_ratelimit", gw_ratelimit_test },
     { "gw_auth", gw_auth_test },
     { "gw_history", gw_history_test },
+    { "gw_calls", gw_calls_test },
+    { "gw_wire", gw_wire_test },
     { "gw_link", gw_link_test },
     { NULL, NULL }
 };
