@@ -60,6 +60,22 @@ bm_keep_value (const bm_msg_t *msg, const char *key, const msgpack_object *obj, 
     return s_pack_object (obj, size);
 }
 
+//  A value the codec decoded (payload, result), kept as the peer encoded
+//  it; nil (one byte) when absent.
+char *
+bm_keep_codec_value (const bm_msg_t *msg, const char *key, const bm_codec_value_t *value,
+                     size_t *size)
+{
+    if (value->data) {
+        *size = value->size;
+        return bm_memdup (value->data, value->size);
+    }
+    if (value->obj)
+        return bm_keep_value (msg, key, value->obj, size);
+    *size = 1;
+    return bm_memdup ("\xc0", 1);
+}
+
 void
 bm_body_init (bm_broker_t *self, bm_body_t *body)
 {

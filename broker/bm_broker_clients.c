@@ -203,10 +203,8 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
         return;
     }
     //  The payload's bytes as the client encoded them, not re-encoded.
-    size_t payload_size = submit.payload.data ? submit.payload.size : 1;
-    char *packed = submit.payload.data ? bm_memdup (submit.payload.data, payload_size)
-                 : submit.payload.obj ? bm_keep_value (msg, "payload", submit.payload.obj, &payload_size)
-                 : bm_memdup ("\xc0", 1);
+    size_t payload_size;
+    char *packed = bm_keep_codec_value (msg, "payload", &submit.payload, &payload_size);
     if ((int64_t) payload_size > self->config.max_payload) {
         free (packed);
         self->rejected++;
@@ -377,14 +375,17 @@ s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
 }
 
 static void
-s_client_job_command (bm_broker_t *self, zframe_t *identity, int command,
-                      const msgpack_object *body)
+s_client_job_command (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
 {
-    char id [BM_MAX_ID_LEN + 16];
-    if (!bm_obj_strcpy (body, "jobId", id, sizeof id) || !bm_valid_id (id, strlen (id))) {
-        bm_broker_reject (self, identity, body, "bad_request", "jobId is required and must be a job id");
+    const msgpack_object *body = bm_msg_body (msg);
+    int command = bm_msg_command (msg);
+    bm_codec_job_ref_t ref;
+    bm_codec_error_t error;
+    if (bm_codec_job_ref_decode (msg, &ref, &error)) {
+        bm_broker_reject (self, identity, body, error.code, error.message);
         return;
     }
+    const char *id = ref.job_id;
     bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, id);
     if (job) {
         s_client_act (self, identity, NULL, body, command, job);
@@ -408,8 +409,10 @@ s_client_simple (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
     const msgpack_object *body = bm_msg_body (msg);
     int command = bm_msg_command (msg);
     bm_codec_list_t list;
+    bm_codec_request_t request;
     bm_codec_error_t error;
-    if (command == BM_LIST && bm_codec_list_decode (msg, &list, &error)) {
+    if (command == BM_LIST ? bm_codec_list_decode (msg, &list, &error)
+                           : bm_codec_request_decode (msg, &request, &error)) {
         bm_broker_reject (self, identity, body, error.code, error.message);
         return;
     }
@@ -474,7 +477,7 @@ bm_clients_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
         case BM_CANCEL:
         case BM_RETRY:
         case BM_REDELIVER:
-            s_client_job_command (self, identity, bm_msg_command (msg), body);
+            s_client_job_command (self, identity, msg);
             break;
         case BM_STATS:
         case BM_LIST:

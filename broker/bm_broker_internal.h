@@ -34,8 +34,6 @@ typedef enum {
     JOB_QUEUED, JOB_RUNNING, JOB_COMPLETED, JOB_FAILED, JOB_CANCELLED
 } bm_job_state_t;
 
-#define BM_MAX_WORKER_TYPES 16     //  Bot types one worker may serve
-
 #define BM_DURATION_SAMPLES 1024   //  Run times kept per type for percentiles
 
 typedef struct _bm_service_t bm_service_t;
@@ -236,6 +234,8 @@ extern const char *bm_job_state_names [];
 char *bm_memdup (const void *data, size_t size);
 void bm_set_str (char **field, const char *value);
 char *bm_keep_value (const bm_msg_t *msg, const char *key, const msgpack_object *obj, size_t *size);
+char *bm_keep_codec_value (const bm_msg_t *msg, const char *key, const bm_codec_value_t *value,
+                           size_t *size);
 void bm_body_init (bm_broker_t *self, bm_body_t *body);
 void bm_body_free (bm_body_t *body);
 int bm_req_count (const msgpack_object *request);
@@ -299,8 +299,7 @@ bool bm_service_type_known (bm_broker_t *self, const char *name);
 void bm_delivery_set_state (bm_job_t *job, const char *wh, size_t size);
 char *bm_delivery_simple_state (bm_broker_t *self, const char *state, int64_t attempts, const char *error, size_t *size);
 void bm_delivery_create (bm_broker_t *self, bm_job_t *parent);
-void bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_msg_t *msg,
-                         const msgpack_object *wh_obj);
+void bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_codec_webhook_t *state);
 
 //  bm_broker_workers.c: workers and BMW01
 void bm_workers_destroy (bm_worker_entry_t **self_p);

@@ -56,37 +56,43 @@ bm_workers_delete (bm_broker_t *self, bm_worker_entry_t *worker, const char *rea
         bm_dispatch (self, services [i]);
 }
 
+//  A worker body that does not decode: NACK naming the field, one log
+//  line, counted (broker_frames_rejected_total{reason="bad_request"}).
+static void
+s_worker_refuse (bm_broker_t *self, zframe_t *identity, const char *name, int command,
+                 const bm_codec_error_t *error)
+{
+    bm_warn (NULL, "%s from worker %s refused: %s", bm_command_name (BM_PEER_WORKER, command),
+             name ? name : "(not registered)", error->message);
+    bm_series_inc (bm_metric_series (self->mf_frames, error->code));
+    bm_broker_send_worker_simple (self, identity, BM_NACK, error->code, error->message);
+}
+
 //  READY {name, types, credit, pid?}
 static void
 s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
-                bm_worker_entry_t *worker, const msgpack_object *body)
+                bm_worker_entry_t *worker, const bm_msg_t *msg)
 {
-    const msgpack_object *types = bm_obj_get (body, "types");
-    int64_t credit;
-    char name [129];
-    if (!types || types->type != MSGPACK_OBJECT_ARRAY || types->via.array.size == 0
-    ||  types->via.array.size > BM_MAX_WORKER_TYPES
-    ||  !bm_obj_int (body, "credit", &credit) || credit < 0 || credit > 1000000) {
-        bm_broker_send_worker_simple (self, identity, BM_NACK, "bad_request",
-                              "READY needs types (1-16 bot types) and credit (0-1000000)");
+    bm_codec_ready_t ready;
+    bm_codec_error_t error;
+    if (bm_codec_ready_decode (msg, &ready, &error)) {
+        s_worker_refuse (self, identity, worker ? worker->name : NULL, BM_READY, &error);
         return;
     }
-    if (!bm_obj_strcpy (body, "name", name, sizeof name) || !bm_valid_id (name, strlen (name)))
+    char name [BM_MAX_ID_LEN + 1];
+    if (ready.name [0])
+        snprintf (name, sizeof name, "%s", ready.name);
+    else
         snprintf (name, sizeof name, "worker-%.8s", key);
     bm_service_t *services [BM_MAX_WORKER_TYPES];
     int count = 0;
-    for (uint32_t i = 0; i < types->via.array.size; i++) {
-        const msgpack_object *t = &types->via.array.ptr [i];
-        if (t->type != MSGPACK_OBJECT_STR || !bm_valid_bot_type (t->via.str.ptr, t->via.str.size)) {
-            bm_broker_send_worker_simple (self, identity, BM_NACK, "bad_request",
-                                  "each type must be 1-32 characters of a-z, 0-9, _ and -");
-            return;
-        }
+    for (int i = 0; i < ready.type_count; i++) {
         char type [BM_MAX_BOT_TYPE_LEN + 1];
-        memcpy (type, t->via.str.ptr, t->via.str.size);
-        type [t->via.str.size] = 0;
+        memcpy (type, ready.types [i], ready.type_lens [i]);
+        type [ready.type_lens [i]] = 0;
         services [count++] = bm_service_require (self, type);
     }
+    int64_t credit = ready.credit;
     if (worker) {
         //  A second READY changes the credit only.
         worker->credit = credit;
@@ -102,7 +108,8 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
     worker->jobs = zlistx_new ();
     worker->stopping = zlistx_new ();
     zlistx_set_destructor (worker->stopping, s_stopping_free);
-    bm_obj_int (body, "pid", &worker->pid);
+    if (ready.has_pid)
+        worker->pid = ready.pid;
     for (int i = 0; i < count; i++) {
         bool dup = false;
         for (int j = 0; j < worker->service_count; j++)
@@ -171,11 +178,8 @@ bm_workers_stop_job (bm_broker_t *self, bm_job_t *job, const char *reason)
 
 //  The job a worker names in DONE/PROGRESS/RELEASE, if it is its own.
 static bm_job_t *
-s_worker_job (bm_broker_t *self, bm_worker_entry_t *worker, const msgpack_object *body, char *id, size_t size)
+s_worker_job (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
 {
-    id [0] = 0;
-    if (!bm_obj_strcpy (body, "jobId", id, size))
-        return NULL;
     bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, id);
     if (!job || job->state != JOB_RUNNING)
         return NULL;
@@ -227,45 +231,55 @@ s_worker_reclaim (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
     return NULL;
 }
 
+//  DONE's error as the job keeps it: a C string of at most
+//  BM_MAX_ERROR_MESSAGE_LEN bytes (the codec cut it on a UTF-8 boundary).
+static void
+s_error_message (const bm_codec_job_error_t *error, char *buf, size_t size)
+{
+    size_t len = error->message.len < size ? error->message.len : size - 1;
+    memcpy (buf, error->message.ptr ? error->message.ptr : "", len);
+    buf [len] = 0;
+}
+
 static void
 s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg)
 {
-    const msgpack_object *body = bm_msg_body (msg);
-    char id [BM_MAX_ID_LEN + 16];
-    bm_job_t *job = s_worker_job (self, worker, body, id, sizeof id);
-    if (!job && id [0])
-        job = s_worker_reclaim (self, worker, id);
+    bm_codec_done_t done;
+    bm_codec_error_t error;
+    if (bm_codec_done_decode (msg, &done, &error)) {
+        s_worker_refuse (self, worker->identity, worker->name, BM_DONE, &error);
+        return;
+    }
+    bm_job_t *job = s_worker_job (self, worker, done.job_id);
+    if (!job)
+        job = s_worker_reclaim (self, worker, done.job_id);
     if (!job) {
         //  A DONE for a job it was told to stop is expected (it frees the
         //  slot); anything else is counted.
-        if (!s_worker_release_stopping (self, worker, id)) {
-            bm_warn (id [0] ? id : NULL, "DONE from %s for a job it does not hold", worker->name);
+        if (!s_worker_release_stopping (self, worker, done.job_id)) {
+            bm_warn (done.job_id, "DONE from %s for a job it does not hold", worker->name);
             bm_series_inc (bm_metric_series (self->mf_frames, "not_owner"));
         }
         bm_broker_send_worker_simple (self, worker->identity, BM_NACK, "not_owner",
                               "this worker does not hold that job");
         return;
     }
-    bool ok = false;
-    bm_obj_bool (body, "ok", &ok);
-    const msgpack_object *wh = bm_obj_get (body, "webhook");
-    if (bm_job_is_delivery (job) && wh && wh->type == MSGPACK_OBJECT_MAP) {
-        bm_delivery_update (self, job, msg, wh);
+    if (bm_job_is_delivery (job) && done.has_webhook) {
+        bm_delivery_update (self, job, &done.webhook);
         job->wh_final = true;
     }
-    int64_t progress;
-    if (bm_obj_int (body, "progress", &progress) && progress >= 0 && progress <= 100)
-        job->progress = progress;
-    if (ok) {
-        const msgpack_object *result = bm_obj_get (body, "result");
-        if (result && bm_obj_depth (result) > BM_MAX_NESTING) {
-            bm_job_finish (self, job, JOB_FAILED, "bad_output",
-                          "the result nests deeper than 30 levels");
+    if (done.has_progress)
+        job->progress = done.progress;
+    if (done.ok) {
+        if (done.result_too_deep) {
+            char message [64];
+            snprintf (message, sizeof message, "the result nests deeper than %d levels",
+                      BM_MAX_NESTING);
+            bm_job_finish (self, job, JOB_FAILED, "bad_output", message);
             return;
         }
-        size_t size = 1;
-        char *packed = result ? bm_keep_value (msg, "result", result, &size)
-                              : bm_memdup ("\xc0", 1);
+        size_t size;
+        char *packed = bm_keep_codec_value (msg, "result", &done.result, &size);
         if ((int64_t) size > self->config.max_payload) {
             free (packed);
             bm_job_finish (self, job, JOB_FAILED, "bad_output",
@@ -279,66 +293,54 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
         bm_job_finish (self, job, JOB_COMPLETED, NULL, NULL);
     }
     else {
-        const msgpack_object *error = bm_obj_get (body, "error");
-        char code [64] = "bot_failed";
-        char message [4096] = "the bot failed";
-        if (error && error->type == MSGPACK_OBJECT_MAP) {
-            if (!bm_obj_strcpy (error, "code", code, sizeof code))
-                snprintf (code, sizeof code, "bot_failed");
-            const char *text;
-            size_t len;
-            int64_t exit_code;
-            if (bm_obj_int (error, "exitCode", &exit_code)) {
-                job->exit_code = exit_code;
-                job->has_exit_code = true;
-            }
-            char limit [16];
-            if (streq (code, "resource_limit") && bm_obj_strcpy (error, "limit", limit, sizeof limit))
-                s_count_limit_kill (self, job->service, limit);
-            if (bm_obj_str (error, "message", &text, &len)) {
-                if (len >= sizeof message) {
-                    //  Cut on a UTF-8 character boundary.
-                    len = sizeof message - 1;
-                    while (len > 0 && ((unsigned char) text [len] & 0xc0) == 0x80)
-                        len--;
-                }
-                memcpy (message, text, len);
-                message [len] = 0;
-            }
+        if (done.error.has_exit_code) {
+            job->exit_code = done.error.exit_code;
+            job->has_exit_code = true;
         }
-        bm_job_finish (self, job, JOB_FAILED, code, message);
+        if (streq (done.error.code, "resource_limit") && done.error.limit [0])
+            s_count_limit_kill (self, job->service, done.error.limit);
+        char message [BM_MAX_ERROR_MESSAGE_LEN + 1];
+        s_error_message (&done.error, message, sizeof message);
+        bm_job_finish (self, job, JOB_FAILED, done.error.code, message);
     }
 }
 
 static void
 s_worker_progress (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg)
 {
-    const msgpack_object *body = bm_msg_body (msg);
-    char id [BM_MAX_ID_LEN + 16];
-    bm_job_t *job = s_worker_job (self, worker, body, id, sizeof id);
+    bm_codec_progress_t progress;
+    bm_codec_error_t error;
+    if (bm_codec_progress_decode (msg, &progress, &error)) {
+        s_worker_refuse (self, worker->identity, worker->name, BM_PROGRESS, &error);
+        return;
+    }
+    bm_job_t *job = s_worker_job (self, worker, progress.job_id);
     if (!job) {
         bm_series_inc (bm_metric_series (self->mf_frames, "not_owner"));
         bm_broker_send_worker_simple (self, worker->identity, BM_NACK, "not_owner",
                               "this worker does not hold that job");
         return;
     }
-    int64_t progress;
-    if (bm_obj_int (body, "progress", &progress) && progress >= 0 && progress <= 100) {
-        job->progress = progress;
+    if (progress.has_progress) {
+        job->progress = progress.progress;
         bm_jobstore_persist_state (self, job);
     }
-    const msgpack_object *wh = bm_obj_get (body, "webhook");
-    if (bm_job_is_delivery (job) && wh && wh->type == MSGPACK_OBJECT_MAP)
-        bm_delivery_update (self, job, msg, wh);
+    if (bm_job_is_delivery (job) && progress.has_webhook)
+        bm_delivery_update (self, job, &progress.webhook);
 }
 
 static void
-s_worker_release (bm_broker_t *self, bm_worker_entry_t *worker, const msgpack_object *body)
+s_worker_release (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg)
 {
-    char id [BM_MAX_ID_LEN + 16];
-    bm_job_t *job = s_worker_job (self, worker, body, id, sizeof id);
+    bm_codec_job_notice_t release;
+    bm_codec_error_t error;
+    if (bm_codec_job_notice_decode (msg, &release, &error)) {
+        s_worker_refuse (self, worker->identity, worker->name, BM_RELEASE, &error);
+        return;
+    }
+    bm_job_t *job = s_worker_job (self, worker, release.job_id);
     if (!job) {
-        if (!s_worker_release_stopping (self, worker, id)) {
+        if (!s_worker_release_stopping (self, worker, release.job_id)) {
             bm_series_inc (bm_metric_series (self->mf_frames, "not_owner"));
             bm_broker_send_worker_simple (self, worker->identity, BM_NACK, "not_owner",
                                   "this worker does not hold that job");
@@ -350,6 +352,19 @@ s_worker_release (bm_broker_t *self, bm_worker_entry_t *worker, const msgpack_ob
     bm_job_requeue (self, job, "released");
     bm_dispatch_worker (self, worker);
     bm_dispatch (self, job->service);
+}
+
+//  DISCONNECT {reason?}: the worker leaves whatever the body says; the
+//  reason, when it reads, goes in the log line.
+static void
+s_worker_disconnect (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg)
+{
+    bm_codec_disconnect_t bye;
+    bm_codec_error_t error;
+    char reason [BM_MAX_REASON_LEN + 32] = "disconnected";
+    if (bm_codec_disconnect_decode (msg, &bye, &error) == 0 && bye.reason.ptr && bye.reason.len)
+        snprintf (reason, sizeof reason, "disconnected: %.*s", (int) bye.reason.len, bye.reason.ptr);
+    bm_workers_delete (self, worker, reason);
 }
 
 void
@@ -368,7 +383,6 @@ bm_workers_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
     key [2 * id_size] = 0;
     bm_worker_entry_t *worker = (bm_worker_entry_t *) zhashx_lookup (self->workers, key);
     int command = bm_msg_command (msg);
-    const msgpack_object *body = bm_msg_body (msg);
     if (worker) {
         worker->expiry = bm_mono_ms () + self->config.heartbeat_ms * self->config.liveness;
         worker->last_seen = bm_now_ms ();
@@ -378,7 +392,7 @@ bm_workers_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
         }
     }
     if (command == BM_READY)
-        s_worker_ready (self, identity, key, worker, body);
+        s_worker_ready (self, identity, key, worker, msg);
     else
     if (!worker) {
         //  Not known (e.g. we restarted): tell it to reconnect and READY.
@@ -396,10 +410,10 @@ bm_workers_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
         ;
     else
     if (command == BM_RELEASE)
-        s_worker_release (self, worker, body);
+        s_worker_release (self, worker, msg);
     else
     if (command == BM_DISCONNECT)
-        bm_workers_delete (self, worker, "disconnected");
+        s_worker_disconnect (self, worker, msg);
     else {
         bm_series_inc (bm_metric_series (self->mf_frames, "bad_command"));
         bm_broker_send_worker_simple (self, identity, BM_NACK, "bad_command", "unknown worker command");

@@ -128,11 +128,17 @@ bm_delivery_create (bm_broker_t *self, bm_job_t *parent)
 
 //  A delivery job reported its state: copy it to the job it delivers.
 void
-bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_msg_t *msg,
-                    const msgpack_object *wh_obj)
+bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_codec_webhook_t *state)
 {
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    bm_codec_webhook_encode (state, &packer);
     size_t size;
-    char *wh = bm_keep_value (msg, "webhook", wh_obj, &size);
+    char *wh = bm_packer_detach (&packer, &size);
+    if (!wh) {
+        bm_error (delivery->id, "no memory for the webhook state: not recorded");
+        return;
+    }
     bm_delivery_set_state (delivery, wh, size);
     bm_job_t *parent = (bm_job_t *) zhashx_lookup (self->jobs, delivery->parent);
     if (parent)

@@ -222,8 +222,12 @@ bm_codec_webhook_decode (const msgpack_object *map, bm_codec_webhook_t *self,
         static const char *names [] = { "webhook.state", "webhook.attempts",
             "webhook.lastStatus", "webhook.lastError", "webhook.nextAttemptAt" };
         for (size_t i = 0; i < sizeof names / sizeof names [0]; i++)
-            if (streq (names [i] + 8, error->field))
+            if (streq (names [i] + 8, error->field)) {
                 error->field = names [i];
+                char message [sizeof error->message];
+                snprintf (message, sizeof message, "webhook.%s", error->message);
+                memcpy (error->message, message, sizeof message);
+            }
         return -1;
     }
     return 0;

@@ -173,12 +173,15 @@ int bm_codec_webhook_decode (const msgpack_object *map, bm_codec_webhook_t *self
                              bm_codec_error_t *error);
 void bm_codec_webhook_encode (const bm_codec_webhook_t *self, bm_packer_t *packer);
 
-//  A job's error: {code, message, exitCode?}
+//  A job's error: {code, message, exitCode?, limit?}.  limit (with code
+//  resource_limit: which limit the run hit) is "" when absent, not a
+//  string or longer than BM_MAX_LIMIT_NAME_LEN.
 typedef struct {
     char code [BM_MAX_ERROR_CODE_LEN + 1];
     bm_codec_str_t message;             //  At most BM_MAX_ERROR_MESSAGE_LEN bytes
     bool has_exit_code;
     int64_t exit_code;
+    char limit [BM_MAX_LIMIT_NAME_LEN + 1];
 } bm_codec_job_error_t;
 
 //  A job's record (section 3), as STATUS, CANCEL and RESULT carry it, and

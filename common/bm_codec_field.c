@@ -279,7 +279,7 @@ bm_field_utf8_cut (const char *text, size_t len, size_t max)
     return len;
 }
 
-//  A job error {code, message, exitCode?}, read as DONE reads it: code
+//  A job error {code, message, exitCode?, limit?}, read as DONE reads it: code
 //  absent or unusable reads as bot_failed; message cut, default given.
 void
 bm_field_job_error (const msgpack_object *map, bm_codec_job_error_t *self, const char *message)
@@ -289,8 +289,11 @@ bm_field_job_error (const msgpack_object *map, bm_codec_job_error_t *self, const
     self->message.len = strlen (message);
     self->has_exit_code = false;
     self->exit_code = 0;
+    self->limit [0] = 0;
     if (!map || map->type != MSGPACK_OBJECT_MAP)
         return;
+    if (!bm_obj_strcpy (map, "limit", self->limit, sizeof self->limit))
+        self->limit [0] = 0;
     bm_obj_strcpy (map, "code", self->code, sizeof self->code);
     if (!self->code [0])
         snprintf (self->code, sizeof self->code, "bot_failed");
@@ -306,12 +309,14 @@ bm_field_job_error (const msgpack_object *map, bm_codec_job_error_t *self, const
 void
 bm_field_job_error_encode (const bm_codec_job_error_t *self, bm_packer_t *packer)
 {
-    msgpack_pack_map (&packer->pk, 2 + self->has_exit_code);
+    msgpack_pack_map (&packer->pk, 2 + self->has_exit_code + (self->limit [0] != 0));
     bm_pack_kv_str (&packer->pk, "code", self->code);
     bm_field_pack_strn (packer, "message", self->message.ptr ? self->message.ptr : "",
                  self->message.len);
     if (self->has_exit_code)
         bm_field_pack_int (packer, "exitCode", self->exit_code);
+    if (self->limit [0])
+        bm_pack_kv_str (&packer->pk, "limit", self->limit);
 }
 
 //  A nested value: obj only.

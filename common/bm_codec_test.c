@@ -345,7 +345,23 @@ test_worker_round_trips (void)
     CHECK (msg && bm_codec_done_decode (msg, &done_back, &error) == 0);
     CHECK (!done_back.ok && streq (done_back.error.code, "bot_failed")
            && s_str_is (done_back.error.message, "Traceback...")
-           && done_back.error.has_exit_code && done_back.error.exit_code == 3);
+           && done_back.error.has_exit_code && done_back.error.exit_code == 3
+           && done_back.error.limit [0] == 0);
+    bm_msg_destroy (&msg);
+
+    //  DONE resource_limit: error.limit names the limit; a limit name
+    //  longer than BM_MAX_LIMIT_NAME_LEN is dropped, the DONE still reads.
+    snprintf (done.error.code, sizeof done.error.code, "resource_limit");
+    snprintf (done.error.limit, sizeof done.error.limit, "memory");
+    bm_codec_done_encode (&done, &packer);
+    msg = s_packed_msg (BM_WORKER_HEADER, BM_DONE, &packer);
+    CHECK (msg && bm_codec_done_decode (msg, &done_back, &error) == 0);
+    CHECK (streq (done_back.error.code, "resource_limit") && streq (done_back.error.limit, "memory"));
+    bm_msg_destroy (&msg);
+    msg = s_json_msg (BM_WORKER_HEADER, BM_DONE, "{\"jobId\":\"j-1\",\"ok\":false,"
+                      "\"error\":{\"code\":\"resource_limit\",\"limit\":\"a-limit-name-far-too-long\"}}");
+    CHECK (msg && bm_codec_done_decode (msg, &done_back, &error) == 0
+           && streq (done_back.error.code, "resource_limit") && done_back.error.limit [0] == 0);
     bm_msg_destroy (&msg);
 
     bm_codec_job_notice_t notice = { .job_id = "j-1", .reason = { "timeout", 7 } };

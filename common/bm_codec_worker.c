@@ -180,7 +180,7 @@ bm_codec_job_notice_decode (const bm_msg_t *msg, bm_codec_job_notice_t *self,
     const msgpack_object *body = bm_field_body (msg);
     memset (self, 0, sizeof *self);
     if (bm_field_id (body, "jobId", true, self->job_id, error)
-    ||  bm_field_opt_str (body, "reason", 255, &self->reason, error))
+    ||  bm_field_opt_str (body, "reason", BM_MAX_REASON_LEN, &self->reason, error))
         return -1;
     return 0;
 }
@@ -199,7 +199,7 @@ bm_codec_disconnect_decode (const bm_msg_t *msg, bm_codec_disconnect_t *self,
                             bm_codec_error_t *error)
 {
     memset (self, 0, sizeof *self);
-    return bm_field_opt_str (bm_field_body (msg), "reason", 255, &self->reason, error);
+    return bm_field_opt_str (bm_field_body (msg), "reason", BM_MAX_REASON_LEN, &self->reason, error);
 }
 
 void

@@ -72,6 +72,8 @@
 #define BM_MAX_ERROR_CODE_LEN   63          //  DONE error.code: longer reads as bot_failed
 #define BM_MAX_ERROR_MESSAGE_LEN 4095       //  DONE error.message: cut beyond
 #define BM_MAX_STATE_LEN        15          //  A job state name ("completed")
+#define BM_MAX_LIMIT_NAME_LEN   15          //  DONE error.limit ("memory"); longer is dropped
+#define BM_MAX_REASON_LEN       255         //  CANCEL / DISCONNECT reason
 //  LIST limit: absent or below 1 reads as the default, above the maximum
 //  as the maximum.
 #define BM_LIST_DEFAULT_LIMIT   50

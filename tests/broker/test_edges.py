@@ -47,6 +47,17 @@ def test():
             h.check(cmd == h.REJECTED and r["code"] == "bad_request" and field in r["message"],
                     "SUBMIT with a bad %s -> bad_request naming it" % field, r)
 
+        # The other client commands read their bodies through the same codec:
+        # req must be an integer, jobId a job id; the field is named.
+        for command, body, field in ((h.STATUS, {"req": "seven", "jobId": "j-1"}, "req"),
+                                     (h.CANCEL, {"jobId": 42}, "jobId"),
+                                     (h.RETRY, {}, "jobId"),
+                                     (h.PING, {"req": [1]}, "req")):
+            c.send(command, body)
+            cmd, r = c.recv()
+            h.check(cmd == h.REJECTED and r["code"] == "bad_request" and field in r["message"],
+                    "command 0x%02x with a bad %s -> bad_request naming it" % (command, field), r)
+
         # bin inside a payload comes back byte for byte.
         blob = bytes(range(256))
         jid = c.submit("python", {"blob": blob})
@@ -122,6 +133,25 @@ def test():
         msg = w.recv(timeout=5)
         h.check(msg and msg[0] == h.NACK and msg[1]["code"] == "bad_command", "unknown worker command -> NACK", msg)
         h.check(frames_rejected(c, "bad_command") == before + 1, "broker_frames_rejected_total{bad_command} +1")
+
+        # A worker body that does not decode: NACK bad_request naming the
+        # field, counted; the job the worker holds is untouched.
+        before = frames_rejected(c, "bad_request")
+        held = c.submit("python", {"n": 4})
+        h.check(w.recv_job()["jobId"] == held, "the worker holds a new job")
+        for command, body, field in ((h.DONE, {"ok": True}, "jobId"),
+                                     (h.PROGRESS, {"jobId": held, "webhook": {"attempts": 1}}, "webhook.state"),
+                                     (h.RELEASE, {"jobId": ""}, "jobId"),
+                                     (h.READY, {"types": ["python"], "credit": -1}, "credit")):
+            w.send(command, body)
+            msg = w.recv(timeout=5)
+            h.check(msg and msg[0] == h.NACK and msg[1]["code"] == "bad_request"
+                    and field in msg[1]["message"],
+                    "worker command 0x%02x with a bad %s -> NACK bad_request naming it" % (command, field), msg)
+        h.check(frames_rejected(c, "bad_request") == before + 4, "broker_frames_rejected_total{bad_request} +4")
+        h.check(c.status(held)["state"] == "running", "the held job still runs", c.status(held))
+        w.done(held, {})
+        h.wait_until(lambda: c.status(held)["state"] == "completed", 5, "the held job to complete")
 
         # An unknown command from an unregistered worker: DISCONNECT (section 5
         # wins over section 7), not counted.
