@@ -1,6 +1,7 @@
 /*  wh_http.c - botmesh-webhook's HTTP API (civetweb, its own threads).  */
 #include "wh_http.h"
 #include "bm_client.h"
+#include "bm_codec.h"
 #include "bm_config.h"
 #include "bm_http.h"
 #include "bm_log.h"
@@ -89,16 +90,15 @@ s_retry (wh_http_t *self, struct mg_connection *conn, const char *job_id)
         bm_http_reply_error (conn, 503, "broker_unavailable", "cannot open a socket to the broker");
         return;
     }
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 2);
-    bm_pack_kv_int (&pk, "req", bm_client_next_req (tl_client));
-    bm_pack_kv_str (&pk, "jobId", job_id);
-    bm_msg_t *reply = bm_client_request (tl_client, BM_REDELIVER, sbuf.data, sbuf.size,
-                                         WH_REDELIVER_TIMEOUT_MS);
-    msgpack_sbuffer_destroy (&sbuf);
+    bm_codec_job_ref_t ref = { .has_req = true, .req = bm_client_next_req (tl_client) };
+    snprintf (ref.job_id, sizeof ref.job_id, "%s", job_id);
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    bm_codec_job_ref_encode (&ref, &packer);
+    bm_msg_t *reply = bm_packer_failed (&packer) ? NULL
+                    : bm_client_request (tl_client, BM_REDELIVER, packer.sbuf.data,
+                                         packer.sbuf.size, WH_REDELIVER_TIMEOUT_MS);
+    bm_packer_destroy (&packer);
     if (!reply) {
         bm_series_inc (bm_metric_series (self->m_redeliver, "timeout"));
         bm_http_reply_error (conn, 504, "broker_timeout",

@@ -3,6 +3,7 @@
 #include "wh_engine.h"
 #include "wh_http.h"
 #include "bm_worker_link.h"
+#include "bm_codec.h"
 #include "bm_config.h"
 #include "bm_log.h"
 #include "bm_metrics.h"
@@ -29,68 +30,76 @@ typedef struct {
 //  --------------------------------------------------------------------------
 //  Messages to the broker
 
-typedef struct {
-    msgpack_sbuffer sbuf;
-    msgpack_packer pk;
-} s_body_t;
-
-static void
-s_body_init (s_body_t *body)
-{
-    msgpack_sbuffer_init (&body->sbuf);
-    msgpack_packer_init (&body->pk, &body->sbuf, msgpack_sbuffer_write);
-}
-
 //  webhook: {state, attempts, lastStatus, lastError, nextAttemptAt}, nil
 //  for what is not known.
 static void
-s_pack_status (msgpack_packer *pk, const wh_status_t *status)
+s_webhook_state (const wh_status_t *status, bm_codec_webhook_t *webhook)
 {
-    msgpack_pack_map (pk, 5);
-    bm_pack_kv_str (pk, "state", wh_state_name (status->state));
-    bm_pack_kv_int (pk, "attempts", status->attempts);
-    bm_pack_str (pk, "lastStatus");
-    if (status->last_status > 0)
-        msgpack_pack_int64 (pk, status->last_status);
-    else
-        msgpack_pack_nil (pk);
-    bm_pack_str (pk, "lastError");
+    memset (webhook, 0, sizeof *webhook);
+    snprintf (webhook->state, sizeof webhook->state, "%s", wh_state_name (status->state));
+    webhook->attempts = status->attempts;
+    webhook->last_status = status->last_status;
     if (status->last_error [0])
-        bm_pack_str (pk, status->last_error);
-    else
-        msgpack_pack_nil (pk);
-    bm_pack_str (pk, "nextAttemptAt");
-    if (status->next_attempt_at > 0)
-        msgpack_pack_int64 (pk, status->next_attempt_at);
-    else
-        msgpack_pack_nil (pk);
+        webhook->last_error = (bm_codec_str_t) { status->last_error, strlen (status->last_error) };
+    webhook->next_attempt_at = status->next_attempt_at;
 }
 
+//  Send a body the codec packed; one that found no memory is not sent
+//  (the broker's timeout re-dispatches the delivery).
 static void
-s_send (s_manager_t *self, int command, s_body_t *body)
+s_send (s_manager_t *self, int command, bm_packer_t *packer, const char *job_id)
 {
-    bm_worker_link_send (self->link, command, body->sbuf.data, body->sbuf.size, NULL);
-    msgpack_sbuffer_destroy (&body->sbuf);
+    if (bm_packer_failed (packer))
+        bm_error (job_id, "no memory to build %s: not sent",
+                  bm_command_name (BM_PEER_WORKER, command));
+    else
+        bm_worker_link_send (self->link, command, packer->sbuf.data, packer->sbuf.size, NULL);
+    bm_packer_destroy (packer);
 }
 
-//  DONE {jobId, ok: false, webhook, error: {code, message}, finishedAt}
+//  RELEASE {jobId}
 static void
-s_send_failed (s_manager_t *self, const char *job_id, const wh_status_t *status,
-               const char *code, const char *message)
+s_send_release (s_manager_t *self, const char *job_id)
 {
-    s_body_t body;
-    s_body_init (&body);
-    msgpack_pack_map (&body.pk, 5);
-    bm_pack_kv_str (&body.pk, "jobId", job_id);
-    bm_pack_kv_bool (&body.pk, "ok", false);
-    bm_pack_str (&body.pk, "webhook");
-    s_pack_status (&body.pk, status);
-    bm_pack_str (&body.pk, "error");
-    msgpack_pack_map (&body.pk, 2);
-    bm_pack_kv_str (&body.pk, "code", code);
-    bm_pack_kv_str (&body.pk, "message", message);
-    bm_pack_kv_int (&body.pk, "finishedAt", bm_now_ms ());
-    s_send (self, BM_DONE, &body);
+    bm_codec_job_notice_t release = { .reason = { NULL, 0 } };
+    snprintf (release.job_id, sizeof release.job_id, "%s", job_id);
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    bm_codec_job_notice_encode (&release, &packer);
+    s_send (self, BM_RELEASE, &packer, job_id);
+}
+
+//  DONE {jobId, ok, webhook, result: {status, attempts} | error: {code,
+//  message}, finishedAt}: ok when code is NULL.
+static void
+s_send_done (s_manager_t *self, const char *job_id, const wh_status_t *status,
+             const char *code, const char *message)
+{
+    bm_codec_done_t done = { .ok = code == NULL, .finished_at = bm_now_ms (),
+                             .has_webhook = true };
+    snprintf (done.job_id, sizeof done.job_id, "%s", job_id);
+    s_webhook_state (status, &done.webhook);
+    bm_packer_t result;
+    bm_packer_init (&result);
+    if (done.ok) {
+        msgpack_pack_map (&result.pk, 2);
+        bm_pack_kv_int (&result.pk, "status", status->last_status);
+        bm_pack_kv_int (&result.pk, "attempts", status->attempts);
+        done.result.data = result.sbuf.data;
+        done.result.size = result.sbuf.size;
+    }
+    else {
+        snprintf (done.error.code, sizeof done.error.code, "%s", code);
+        done.error.message = (bm_codec_str_t) { message, strlen (message) };
+    }
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    if (bm_packer_failed (&result))
+        packer.failed = true;
+    else
+        bm_codec_done_encode (&done, &packer);
+    bm_packer_destroy (&result);
+    s_send (self, BM_DONE, &packer, job_id);
 }
 
 static int s_end_loop (zloop_t *loop, int timer_id, void *arg);
@@ -111,11 +120,11 @@ s_finish (s_manager_t *self)
         return;
     }
     self->finishing = true;
-    s_body_t body;
-    s_body_init (&body);
-    msgpack_pack_map (&body.pk, 1);
-    bm_pack_kv_str (&body.pk, "reason", "shutdown");
-    s_send (self, BM_DISCONNECT, &body);
+    bm_codec_disconnect_t bye = { .reason = { "shutdown", 8 } };
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    bm_codec_disconnect_encode (&bye, &packer);
+    s_send (self, BM_DISCONNECT, &packer, NULL);
     bm_info (NULL, "every delivery finished or released; disconnected");
     //  Leave from a timer, not from inside whatever handler we are in.
     zloop_timer (self->loop, 0, 1, s_end_loop, self);
@@ -148,42 +157,24 @@ static void
 s_on_event (void *arg, wh_event_t event, const char *job_id, const wh_status_t *status)
 {
     s_manager_t *self = (s_manager_t *) arg;
-    s_body_t body;
-    s_body_init (&body);
     if (event == WH_EVENT_PROGRESS) {
         //  PROGRESS {jobId, webhook}
-        msgpack_pack_map (&body.pk, 2);
-        bm_pack_kv_str (&body.pk, "jobId", job_id);
-        bm_pack_str (&body.pk, "webhook");
-        s_pack_status (&body.pk, status);
-        s_send (self, BM_PROGRESS, &body);
+        bm_codec_progress_t progress = { .has_webhook = true };
+        snprintf (progress.job_id, sizeof progress.job_id, "%s", job_id);
+        s_webhook_state (status, &progress.webhook);
+        bm_packer_t packer;
+        bm_packer_init (&packer);
+        bm_codec_progress_encode (&progress, &packer);
+        s_send (self, BM_PROGRESS, &packer, job_id);
     }
     else
-    if (event == WH_EVENT_DONE && status->state == WH_STATE_DELIVERED) {
-        //  DONE {jobId, ok: true, webhook, result: {status, attempts}, finishedAt}
-        msgpack_pack_map (&body.pk, 5);
-        bm_pack_kv_str (&body.pk, "jobId", job_id);
-        bm_pack_kv_bool (&body.pk, "ok", true);
-        bm_pack_str (&body.pk, "webhook");
-        s_pack_status (&body.pk, status);
-        bm_pack_str (&body.pk, "result");
-        msgpack_pack_map (&body.pk, 2);
-        bm_pack_kv_int (&body.pk, "status", status->last_status);
-        bm_pack_kv_int (&body.pk, "attempts", status->attempts);
-        bm_pack_kv_int (&body.pk, "finishedAt", bm_now_ms ());
-        s_send (self, BM_DONE, &body);
-    }
+    if (event == WH_EVENT_DONE && status->state == WH_STATE_DELIVERED)
+        s_send_done (self, job_id, status, NULL, NULL);
     else
-    if (event == WH_EVENT_DONE) {
-        msgpack_sbuffer_destroy (&body.sbuf);
-        s_send_failed (self, job_id, status, "webhook_failed", status->last_error);
-    }
-    else {
-        //  RELEASE {jobId}
-        msgpack_pack_map (&body.pk, 1);
-        bm_pack_kv_str (&body.pk, "jobId", job_id);
-        s_send (self, BM_RELEASE, &body);
-    }
+    if (event == WH_EVENT_DONE)
+        s_send_done (self, job_id, status, "webhook_failed", status->last_error);
+    else
+        s_send_release (self, job_id);
     if (self->draining && event != WH_EVENT_PROGRESS && wh_engine_inflight (self->engine) == 0)
         s_finish (self);
 }
@@ -245,11 +236,7 @@ s_on_job (void *arg, const msgpack_object *body)
     }
     if (self->draining) {
         //  Raced with our READY credit 0: give it straight back.
-        s_body_t release;
-        s_body_init (&release);
-        msgpack_pack_map (&release.pk, 1);
-        bm_pack_kv_str (&release.pk, "jobId", job_id);
-        s_send (self, BM_RELEASE, &release);
+        s_send_release (self, job_id);
         return 0;
     }
     wh_status_t failed;
@@ -276,7 +263,7 @@ s_on_job (void *arg, const msgpack_object *body)
         bm_series_inc (self->m_bad_jobs);
         snprintf (failed.last_error, sizeof failed.last_error, "invalid delivery: %s", reason);
         bm_warn (job_id, "%s", failed.last_error);
-        s_send_failed (self, job_id, &failed, "webhook_failed", failed.last_error);
+        s_send_done (self, job_id, &failed, "webhook_failed", failed.last_error);
         return 0;
     }
     const char *data = text->type == MSGPACK_OBJECT_STR? text->via.str.ptr: text->via.bin.ptr;
@@ -296,7 +283,7 @@ s_on_job (void *arg, const msgpack_object *body)
         bm_series_inc (self->m_bad_jobs);
         snprintf (failed.last_error, sizeof failed.last_error, "invalid delivery: %s", error);
         bm_warn (job_id, "%s", failed.last_error);
-        s_send_failed (self, job_id, &failed, "webhook_failed", failed.last_error);
+        s_send_done (self, job_id, &failed, "webhook_failed", failed.last_error);
     }
     return 0;
 }
@@ -320,7 +307,7 @@ s_on_cancel (void *arg, const msgpack_object *body)
     memset (&status, 0, sizeof status);
     status.state = WH_STATE_FAILED;
     snprintf (status.last_error, sizeof status.last_error, "stopped by the broker (%s)", reason);
-    s_send_failed (self, job_id, &status, reason, status.last_error);
+    s_send_done (self, job_id, &status, reason, status.last_error);
     if (self->draining && wh_engine_inflight (self->engine) == 0)
         s_finish (self);
     return 0;

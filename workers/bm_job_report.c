@@ -1,6 +1,8 @@
 /*  bm_job_report.c - what the worker tells the broker about a job.  */
 #include "bm_job_report.h"
+#include "bm_codec.h"
 #include "bm_json.h"
+#include "bm_log.h"
 #include "bm_proto.h"
 
 #include <czmq.h>
@@ -147,15 +149,32 @@ bm_job_verdict_clear (bm_job_verdict_t *verdict)
 //  --------------------------------------------------------------------------
 //  Bodies
 
+//  The packer's bytes handed over as an sbuffer the caller destroys;
+//  empty, with a log line, if a write found no memory.
+static void
+s_hand_over (bm_packer_t *packer, msgpack_sbuffer *sbuf, const char *job_id)
+{
+    size_t size;
+    char *data = bm_packer_detach (packer, &size);
+    msgpack_sbuffer_init (sbuf);
+    if (data) {
+        sbuf->data = data;
+        sbuf->size = size;
+        sbuf->alloc = size;
+    }
+    else
+        bm_error (job_id, "no memory to build a message for the broker");
+}
+
 void
 bm_job_report_progress (msgpack_sbuffer *sbuf, const char *job_id, int progress)
 {
-    msgpack_sbuffer_init (sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 2);
-    bm_pack_kv_str (&pk, "jobId", job_id);
-    bm_pack_kv_int (&pk, "progress", progress);
+    bm_codec_progress_t body = { .has_progress = true, .progress = progress };
+    snprintf (body.job_id, sizeof body.job_id, "%s", job_id);
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    bm_codec_progress_encode (&body, &packer);
+    s_hand_over (&packer, sbuf, job_id);
 }
 
 void
@@ -164,29 +183,25 @@ bm_job_report_done (msgpack_sbuffer *sbuf, const char *job_id,
                     const char *code, const char *message, int exit_code,
                     const char *limit, int64_t started_at, int64_t finished_at)
 {
-    bool ok = code == NULL;
-    msgpack_sbuffer_init (sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 5);
-    bm_pack_kv_str (&pk, "jobId", job_id);
-    bm_pack_kv_bool (&pk, "ok", ok);
-    if (ok) {
-        bm_pack_str (&pk, "result");
-        msgpack_sbuffer_write (sbuf, result_data, result_size);
+    bm_codec_done_t body = { .ok = code == NULL, .started_at = started_at,
+                             .finished_at = finished_at };
+    snprintf (body.job_id, sizeof body.job_id, "%s", job_id);
+    if (body.ok) {
+        body.result.data = result_data;
+        body.result.size = result_size;
     }
     else {
-        bm_pack_str (&pk, "error");
-        msgpack_pack_map (&pk, 2 + (exit_code >= 0) + (limit != NULL));
-        bm_pack_kv_str (&pk, "code", code);
-        bm_pack_kv_str (&pk, "message", message);
-        if (exit_code >= 0)
-            bm_pack_kv_int (&pk, "exitCode", exit_code);
-        if (limit)
-            bm_pack_kv_str (&pk, "limit", limit);
+        snprintf (body.error.code, sizeof body.error.code, "%s", code);
+        body.error.message.ptr = message ? message : "";
+        body.error.message.len = strlen (body.error.message.ptr);
+        body.error.has_exit_code = exit_code >= 0;
+        body.error.exit_code = exit_code;
+        snprintf (body.error.limit, sizeof body.error.limit, "%s", limit ? limit : "");
     }
-    bm_pack_kv_int (&pk, "startedAt", started_at);
-    bm_pack_kv_int (&pk, "finishedAt", finished_at);
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    bm_codec_done_encode (&body, &packer);
+    s_hand_over (&packer, sbuf, job_id);
 }
 
 void
