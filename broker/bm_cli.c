@@ -4,6 +4,7 @@
     stdout; exit code 0 on success, 1 when the broker rejected the request
     or the job did not complete, 2 on a usage error, 3 on a timeout.  */
 #include "bm_client.h"
+#include "bm_codec.h"
 #include "bm_config.h"
 #include "bm_curve.h"
 #include "bm_json.h"
@@ -61,20 +62,34 @@ s_print_object (const msgpack_object *obj)
 static int
 s_rejected (bm_msg_t *reply)
 {
-    char code [64] = "?", message [512] = "";
-    bm_obj_strcpy (bm_msg_body (reply), "code", code, sizeof code);
-    bm_obj_strcpy (bm_msg_body (reply), "message", message, sizeof message);
-    fprintf (stderr, "botmesh-client: rejected: %s: %s\n", code, message);
-    printf ("{\"error\":{\"code\":\"%s\"}}\n", code);
+    bm_codec_rejected_t rejected;
+    bm_codec_error_t error;
+    if (bm_codec_rejected_decode (reply, &rejected, &error)) {
+        snprintf (rejected.code, sizeof rejected.code, "?");
+        rejected.message = (bm_codec_str_t) { error.message, strlen (error.message) };
+    }
+    fprintf (stderr, "botmesh-client: rejected: %s: %.*s\n", rejected.code,
+             (int) rejected.message.len, rejected.message.ptr);
+    printf ("{\"error\":{\"code\":\"%s\"}}\n", rejected.code);
     return 1;
 }
 
+//  Send a body the codec packed; NULL (with a line on stderr) when no
+//  answer came in time.
 static bm_msg_t *
-s_request (bm_client_t *client, int command, msgpack_sbuffer *sbuf, int timeout_ms)
+s_request (bm_client_t *client, int command, bm_packer_t *packer, int timeout_ms)
 {
-    bm_msg_t *reply = bm_client_request (client, command, sbuf->data, sbuf->size, timeout_ms);
-    if (!reply)
-        fprintf (stderr, "botmesh-client: no answer from the broker within %d ms\n", timeout_ms);
+    bm_msg_t *reply = NULL;
+    if (bm_packer_failed (packer))
+        fprintf (stderr, "botmesh-client: no memory to build the request\n");
+    else {
+        reply = bm_client_request (client, command, packer->sbuf.data, packer->sbuf.size,
+                                   timeout_ms);
+        if (!reply)
+            fprintf (stderr, "botmesh-client: no answer from the broker within %d ms\n",
+                     timeout_ms);
+    }
+    bm_packer_destroy (packer);
     return reply;
 }
 
@@ -82,32 +97,27 @@ s_request (bm_client_t *client, int command, msgpack_sbuffer *sbuf, int timeout_
 static bm_msg_t *
 s_job_request (bm_client_t *client, int command, const char *id, int timeout_ms)
 {
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init (&sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 2);
-    bm_pack_kv_int (&pk, "req", bm_client_next_req (client));
-    bm_pack_kv_str (&pk, "jobId", id);
-    bm_msg_t *reply = s_request (client, command, &sbuf, timeout_ms);
-    msgpack_sbuffer_destroy (&sbuf);
-    return reply;
+    bm_codec_job_ref_t ref = { .has_req = true, .req = bm_client_next_req (client) };
+    snprintf (ref.job_id, sizeof ref.job_id, "%s", id);
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    bm_codec_job_ref_encode (&ref, &packer);
+    return s_request (client, command, &packer, timeout_ms);
 }
 
 static bool
-s_terminal (const msgpack_object *job)
+s_terminal (const bm_codec_record_t *job)
 {
-    char state [16] = "";
-    bm_obj_strcpy (job, "state", state, sizeof state);
-    return streq (state, "completed") || streq (state, "failed") || streq (state, "cancelled");
+    return streq (job->state, "completed") || streq (job->state, "failed")
+        || streq (job->state, "cancelled");
 }
 
+//  Print a job's record; the exit code its state gives.
 static int
-s_exit_for (const msgpack_object *job)
+s_print_job (const bm_codec_record_t *job)
 {
-    char state [16] = "";
-    bm_obj_strcpy (job, "state", state, sizeof state);
-    return streq (state, "completed") ? 0 : 1;
+    s_print_object (job->obj);
+    return streq (job->state, "completed") ? 0 : 1;
 }
 
 //  Wait for a job to end: RESULT pushes when we submitted with notify, and
@@ -118,42 +128,37 @@ s_wait (bm_client_t *client, const char *id, int wait_ms, int timeout_ms)
     int64_t deadline = bm_mono_ms () + wait_ms;
     while (bm_mono_ms () < deadline) {
         bm_msg_t *result = bm_client_recv_result (client, 500);
+        bm_codec_job_reply_t reply_body;
+        bm_codec_error_t error;
         if (result) {
-            char got [160] = "";
-            bm_obj_strcpy (bm_msg_body (result), "jobId", got, sizeof got);
-            const msgpack_object *job = bm_obj_get (bm_msg_body (result), "job");
-            if (streq (got, id) && job) {
-                s_print_object (job);
-                int rc = s_exit_for (job);
-                bm_msg_destroy (&result);
-                return rc;
-            }
+            int rc = -1;
+            if (bm_codec_result_decode (result, &reply_body, &error) == 0
+            &&  streq (reply_body.job_id, id))
+                rc = s_print_job (&reply_body.job);
             bm_msg_destroy (&result);
+            if (rc >= 0)
+                return rc;
             continue;
         }
         if (errno == EINTR)
             return 3;
         bm_msg_t *reply = s_job_request (client, BM_STATUS, id, timeout_ms);
+        int rc = -1;
         if (reply && bm_msg_command (reply) == BM_REPLY) {
-            const msgpack_object *job = bm_obj_get (bm_msg_body (reply), "job");
-            if (job && s_terminal (job)) {
-                s_print_object (job);
-                int rc = s_exit_for (job);
-                bm_msg_destroy (&reply);
-                return rc;
-            }
+            if (bm_codec_job_reply_decode (reply, &reply_body, &error) == 0
+            &&  s_terminal (&reply_body.job))
+                rc = s_print_job (&reply_body.job);
         }
         else
         if (reply && bm_msg_command (reply) == BM_REJECTED) {
-            char code [64] = "";
-            bm_obj_strcpy (bm_msg_body (reply), "code", code, sizeof code);
-            if (streq (code, "not_found")) {
-                int rc = s_rejected (reply);
-                bm_msg_destroy (&reply);
-                return rc;
-            }
+            bm_codec_rejected_t rejected;
+            if (bm_codec_rejected_decode (reply, &rejected, &error) == 0
+            &&  streq (rejected.code, "not_found"))
+                rc = s_rejected (reply);
         }
         bm_msg_destroy (&reply);
+        if (rc >= 0)
+            return rc;
     }
     fprintf (stderr, "botmesh-client: job %s did not end within %d ms\n", id, wait_ms);
     return 3;
@@ -197,11 +202,11 @@ main (int argc, char *argv [])
         }
         if (streq (arg, "--endpoint") && next) { endpoint = next; i++; continue; }
         if (streq (arg, "--timeout-ms")) timeout_set = true;
-        INT_FLAG ("--timeout-ms", timeout_ms, 1, 86400000)
+        INT_FLAG ("--timeout-ms", timeout_ms, 1, BM_DAY_MS)
         INT_FLAG ("--priority", priority, 0, BM_MAX_PRIORITY)
-        INT_FLAG ("--job-timeout-ms", job_timeout, 1, 86400000)
-        INT_FLAG ("--max-attempts", attempts, 1, 100)
-        INT_FLAG ("--limit", limit, 1, 500)
+        INT_FLAG ("--job-timeout-ms", job_timeout, 1, BM_MAX_TIMEOUT_MS)
+        INT_FLAG ("--max-attempts", attempts, 1, BM_MAX_ATTEMPTS)
+        INT_FLAG ("--limit", limit, 1, BM_LIST_MAX_LIMIT)
         if (streq (arg, "--webhook") && next) { webhook = next; i++; continue; }
         if (streq (arg, "--key") && next) { key = next; i++; continue; }
         if (streq (arg, "--state") && next) { state = next; i++; continue; }
@@ -222,6 +227,29 @@ main (int argc, char *argv [])
     const char *command = positional [0];
     if (!command) {
         s_usage (stderr);
+        return 2;
+    }
+    //  What the body's fields cannot hold is a usage error here rather
+    //  than a bad_request from the broker.
+    const char *bad = NULL;
+    if (streq (command, "submit") && positional [1]
+    &&  !bm_valid_bot_type (positional [1], strlen (positional [1])))
+        bad = "TYPE must be 1-32 characters of a-z, 0-9, _ and -";
+    else
+    if (key && !bm_valid_id (key, strlen (key)))
+        bad = "--key must be 1-128 printable characters without spaces";
+    else
+    if (state && (!*state || strlen (state) > BM_MAX_STATE_LEN))
+        bad = "--state must be queued, running, completed, failed or cancelled";
+    else
+    if (type && !bm_valid_bot_type (type, strlen (type)))
+        bad = "--type must be 1-32 characters of a-z, 0-9, _ and -";
+    else
+    if (!streq (command, "submit") && !streq (command, "keygen") && positional [1]
+    &&  !bm_valid_id (positional [1], strlen (positional [1])))
+        bad = "JOB_ID must be 1-128 printable characters without spaces";
+    if (bad) {
+        fprintf (stderr, "botmesh-client: %s\n", bad);
         return 2;
     }
     zsys_handler_set (NULL);
@@ -255,36 +283,37 @@ main (int argc, char *argv [])
             bm_client_destroy (&client);
             return 2;
         }
-        msgpack_sbuffer sbuf;
-        msgpack_sbuffer_init (&sbuf);
-        msgpack_packer pk;
-        msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-        int count = 3 + (priority >= 0) + (job_timeout > 0) + (attempts > 0)
-                  + (webhook != NULL) + (key != NULL) + wait;
-        msgpack_pack_map (&pk, count);
-        bm_pack_kv_int (&pk, "req", bm_client_next_req (client));
-        bm_pack_kv_str (&pk, "botType", positional [1]);
-        bm_pack_str (&pk, "payload");
-        msgpack_sbuffer_write (&sbuf, payload, payload_size);
+        bm_codec_submit_t submit = {
+            .has_req = true, .req = bm_client_next_req (client),
+            .payload = { NULL, payload, payload_size },
+            .webhook_url = { webhook, webhook ? strlen (webhook) : 0 },
+            .has_priority = priority >= 0, .priority = priority,
+            .has_timeout_ms = job_timeout > 0, .timeout_ms = job_timeout,
+            .has_max_attempts = attempts > 0, .max_attempts = attempts,
+            .notify = wait };
+        snprintf (submit.bot_type, sizeof submit.bot_type, "%s", positional [1]);
+        snprintf (submit.idempotency_key, sizeof submit.idempotency_key, "%s", key ? key : "");
+        bm_packer_t packer;
+        bm_packer_init (&packer);
+        bm_codec_submit_encode (&submit, &packer);
         free (payload);
-        if (priority >= 0) bm_pack_kv_int (&pk, "priority", priority);
-        if (job_timeout > 0) bm_pack_kv_int (&pk, "timeoutMs", job_timeout);
-        if (attempts > 0) bm_pack_kv_int (&pk, "maxAttempts", attempts);
-        if (webhook) bm_pack_kv_str (&pk, "webhookUrl", webhook);
-        if (key) bm_pack_kv_str (&pk, "idempotencyKey", key);
-        if (wait) bm_pack_kv_bool (&pk, "notify", true);
-        bm_msg_t *reply = s_request (client, BM_SUBMIT, &sbuf, request_ms);
-        msgpack_sbuffer_destroy (&sbuf);
+        bm_msg_t *reply = s_request (client, BM_SUBMIT, &packer, request_ms);
         if (!reply)
             rc = 3;
         else
         if (bm_msg_command (reply) != BM_ACCEPTED)
             rc = s_rejected (reply);
         else {
-            char id [160] = "";
-            bm_obj_strcpy (bm_msg_body (reply), "jobId", id, sizeof id);
+            bm_codec_accepted_t accepted;
+            bm_codec_error_t error;
+            if (bm_codec_accepted_decode (reply, &accepted, &error)) {
+                fprintf (stderr, "botmesh-client: the broker's ACCEPTED does not read: %s\n",
+                         error.message);
+                rc = 1;
+            }
+            else
             if (wait)
-                rc = s_wait (client, id, (int) wait_ms, request_ms);
+                rc = s_wait (client, accepted.job_id, (int) wait_ms, request_ms);
             else
                 s_print_object (bm_msg_body (reply));
         }
@@ -311,8 +340,15 @@ main (int argc, char *argv [])
             if (bm_msg_command (reply) == BM_REJECTED)
                 rc = s_rejected (reply);
             else {
-                const msgpack_object *job = bm_obj_get (bm_msg_body (reply), "job");
-                s_print_object (job ? job : bm_msg_body (reply));
+                //  STATUS and CANCEL answer a record, RETRY and REDELIVER
+                //  ACCEPTED.
+                bm_codec_job_reply_t reply_body;
+                bm_codec_error_t error;
+                if (bm_msg_command (reply) == BM_REPLY
+                &&  bm_codec_job_reply_decode (reply, &reply_body, &error) == 0)
+                    s_print_object (reply_body.job.obj);
+                else
+                    s_print_object (bm_msg_body (reply));
             }
             bm_msg_destroy (&reply);
         }
@@ -323,19 +359,20 @@ main (int argc, char *argv [])
         int cmd = streq (command, "stats") ? BM_STATS
                 : streq (command, "ping") ? BM_PING
                 : streq (command, "list") ? BM_LIST : BM_METRICS;
-        msgpack_sbuffer sbuf;
-        msgpack_sbuffer_init (&sbuf);
-        msgpack_packer pk;
-        msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-        msgpack_pack_map (&pk, 1 + (cmd == BM_LIST) * (1 + (state != NULL) + (type != NULL)));
-        bm_pack_kv_int (&pk, "req", bm_client_next_req (client));
+        bm_packer_t packer;
+        bm_packer_init (&packer);
         if (cmd == BM_LIST) {
-            bm_pack_kv_int (&pk, "limit", limit);
-            if (state) bm_pack_kv_str (&pk, "state", state);
-            if (type) bm_pack_kv_str (&pk, "botType", type);
+            bm_codec_list_t list = { .has_req = true, .req = bm_client_next_req (client),
+                                     .limit = limit };
+            snprintf (list.state, sizeof list.state, "%s", state ? state : "");
+            snprintf (list.bot_type, sizeof list.bot_type, "%s", type ? type : "");
+            bm_codec_list_encode (&list, &packer);
         }
-        bm_msg_t *reply = s_request (client, cmd, &sbuf, request_ms);
-        msgpack_sbuffer_destroy (&sbuf);
+        else {
+            bm_codec_request_t request = { .has_req = true, .req = bm_client_next_req (client) };
+            bm_codec_request_encode (&request, &packer);
+        }
+        bm_msg_t *reply = s_request (client, cmd, &packer, request_ms);
         if (!reply)
             rc = 3;
         else
@@ -343,10 +380,10 @@ main (int argc, char *argv [])
             rc = s_rejected (reply);
         else
         if (cmd == BM_METRICS) {
-            const char *text;
-            size_t len;
-            if (bm_obj_str (bm_msg_body (reply), "text", &text, &len))
-                fwrite (text, 1, len, stdout);
+            bm_codec_metrics_reply_t metrics;
+            bm_codec_error_t error;
+            if (bm_codec_metrics_reply_decode (reply, &metrics, &error) == 0 && metrics.text.ptr)
+                fwrite (metrics.text.ptr, 1, metrics.text.len, stdout);
         }
         else
             s_print_object (bm_msg_body (reply));

@@ -1,5 +1,6 @@
 /*  bm_heap.c - a binary min-heap of pointers with O(log n) removal.  */
 #include "bm_heap.h"
+#include "bm_log.h"
 #include "bm_selftest.h"
 
 #include <assert.h>
@@ -18,8 +19,7 @@ struct _bm_heap_t {
 bm_heap_t *
 bm_heap_new (bm_heap_less_fn *less, bm_heap_index_fn *set_index)
 {
-    bm_heap_t *self = (bm_heap_t *) calloc (1, sizeof (bm_heap_t));
-    assert (self);
+    bm_heap_t *self = (bm_heap_t *) bm_calloc_or_abort (sizeof (bm_heap_t), "a queue");
     self->less = less;
     self->set_index = set_index;
     return self;
@@ -85,8 +85,8 @@ bm_heap_push (bm_heap_t *self, void *item)
 {
     if (self->size == self->capacity) {
         self->capacity = self->capacity ? self->capacity * 2 : 64;
-        self->items = (void **) realloc (self->items, self->capacity * sizeof (void *));
-        assert (self->items);
+        self->items = (void **) bm_realloc_or_abort (self->items, self->capacity * sizeof (void *),
+                                                     "a queue");
     }
     self->items [self->size++] = item;
     s_sift_up (self, self->size - 1);

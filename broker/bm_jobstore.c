@@ -98,16 +98,19 @@ s_live_add (bm_broker_t *self, const bm_job_t *job, bm_store_fn *fn, void *arg)
     bm_live_t *live = &self->live;
     if (live->adds == live->add_alloc) {
         live->add_alloc = live->add_alloc ? live->add_alloc * 2 : 256;
-        live->add_ids = (char *) realloc (live->add_ids, live->add_alloc * BM_ID_SLOT);
-        live->add_seqs = (int64_t *) realloc (live->add_seqs, live->add_alloc * sizeof (int64_t));
+        live->add_ids = (char *) bm_realloc_or_abort (live->add_ids, live->add_alloc * BM_ID_SLOT,
+                                                      "the live set's additions");
+        live->add_seqs = (int64_t *) bm_realloc_or_abort (live->add_seqs,
+                                                          live->add_alloc * sizeof (int64_t),
+                                                          "the live set's scores");
     }
     snprintf (live->add_ids + live->adds * BM_ID_SLOT, BM_ID_SLOT, "%s", job->id);
     live->add_seqs [live->adds++] = job->seq;
     if (fn) {
         if (live->waiting == live->waiter_alloc) {
             live->waiter_alloc = live->waiter_alloc ? live->waiter_alloc * 2 : 256;
-            live->waiters = (bm_waiter_t *) realloc (live->waiters,
-                                                    live->waiter_alloc * sizeof (bm_waiter_t));
+            live->waiters = (bm_waiter_t *) bm_realloc_or_abort (live->waiters,
+                                live->waiter_alloc * sizeof (bm_waiter_t), "the SUBMIT waiters");
         }
         live->waiters [live->waiting++] = (bm_waiter_t) { fn, arg };
     }
@@ -119,7 +122,8 @@ s_live_remove (bm_broker_t *self, const char *id)
     bm_live_t *live = &self->live;
     if (live->rems == live->rem_alloc) {
         live->rem_alloc = live->rem_alloc ? live->rem_alloc * 2 : 256;
-        live->rem_ids = (char *) realloc (live->rem_ids, live->rem_alloc * BM_ID_SLOT);
+        live->rem_ids = (char *) bm_realloc_or_abort (live->rem_ids, live->rem_alloc * BM_ID_SLOT,
+                                                      "the live set's removals");
     }
     snprintf (live->rem_ids + live->rems++ * BM_ID_SLOT, BM_ID_SLOT, "%s", id);
 }
@@ -143,9 +147,10 @@ bm_jobstore_live_flush (void *arg)
     bm_live_t *live = &self->live;
     if (live->adds) {
         size_t argc = 2 + 2 * live->adds;
-        const char **argv = (const char **) malloc (argc * sizeof (char *));
-        size_t *lens = (size_t *) malloc (argc * sizeof (size_t));
-        char (*scores) [24] = malloc (live->adds * 24);
+        const char **argv = (const char **) bm_realloc_or_abort (NULL, argc * sizeof (char *),
+                                                                 "a ZADD");
+        size_t *lens = (size_t *) bm_realloc_or_abort (NULL, argc * sizeof (size_t), "a ZADD");
+        char (*scores) [24] = bm_realloc_or_abort (NULL, live->adds * 24, "a ZADD");
         char key [256];
         snprintf (key, sizeof key, "%s{bm}:live", self->config.redis_prefix);
         argv [0] = "ZADD"; lens [0] = 4;
@@ -172,8 +177,9 @@ bm_jobstore_live_flush (void *arg)
     }
     if (live->rems) {
         size_t argc = 2 + live->rems;
-        const char **argv = (const char **) malloc (argc * sizeof (char *));
-        size_t *lens = (size_t *) malloc (argc * sizeof (size_t));
+        const char **argv = (const char **) bm_realloc_or_abort (NULL, argc * sizeof (char *),
+                                                                 "a ZREM");
+        size_t *lens = (size_t *) bm_realloc_or_abort (NULL, argc * sizeof (size_t), "a ZREM");
         char key [256];
         snprintf (key, sizeof key, "%s{bm}:live", self->config.redis_prefix);
         argv [0] = "ZREM"; lens [0] = 4;

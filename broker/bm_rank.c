@@ -1,5 +1,6 @@
 /*  bm_rank.c - how many queued jobs there are at or before a priority.  */
 #include "bm_rank.h"
+#include "bm_log.h"
 #include "bm_selftest.h"
 
 #include <stdio.h>
@@ -20,7 +21,7 @@ struct _bm_rank_t {
 bm_rank_t *
 bm_rank_new (void)
 {
-    return (bm_rank_t *) calloc (1, sizeof (bm_rank_t));
+    return (bm_rank_t *) bm_calloc_or_abort (sizeof (bm_rank_t), "a queue's rank");
 }
 
 void

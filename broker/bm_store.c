@@ -314,7 +314,7 @@ s_group_reserve (s_group_t *group, size_t more)
         size_t alloc = group->alloc ? group->alloc : 4096;
         while (alloc < group->size + more)
             alloc *= 2;
-        group->buf = (char *) realloc (group->buf, alloc);
+        group->buf = (char *) bm_realloc_or_abort (group->buf, alloc, "a Redis write batch");
         group->alloc = alloc;
     }
 }
@@ -324,8 +324,8 @@ s_group_entry (s_group_t *group)
 {
     if (group->count == group->alloc_entries) {
         group->alloc_entries = group->alloc_entries ? group->alloc_entries * 2 : 64;
-        group->entries = (s_entry_t *) realloc (group->entries,
-                                                group->alloc_entries * sizeof (s_entry_t));
+        group->entries = (s_entry_t *) bm_realloc_or_abort (group->entries,
+                            group->alloc_entries * sizeof (s_entry_t), "a Redis write batch's entries");
     }
     return &group->entries [group->count++];
 }

@@ -257,6 +257,7 @@ bm_codec_record_decode (const msgpack_object *map, bm_codec_record_t *self,
                         bm_codec_error_t *error)
 {
     memset (self, 0, sizeof *self);
+    self->obj = map;
     if (!map || map->type != MSGPACK_OBJECT_MAP)
         return bm_field_fail (error, "job", "job must be a map");
     bool has;

@@ -188,6 +188,7 @@ typedef struct {
 //  (without payload and result) LIST.  Decoded from the record's map (it
 //  sits inside a body): payload and result have obj only.
 typedef struct {
+    const msgpack_object *obj;          //  The map as received (decode only)
     char job_id [BM_MAX_ID_LEN + 1];
     char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
     char state [BM_MAX_STATE_LEN + 1];  //  queued, running, completed, failed, cancelled

@@ -75,3 +75,25 @@ bm_log (bm_level_t level, const char *job_id, const char *fmt, ...)
     bm_vlog (level, job_id, fmt, args);
     va_end (args);
 }
+
+void *
+bm_realloc_or_abort (void *ptr, size_t size, const char *what)
+{
+    void *grown = realloc (ptr, size ? size : 1);
+    if (!grown) {
+        bm_error (NULL, "out of memory growing %s to %zu bytes", what, size);
+        abort ();
+    }
+    return grown;
+}
+
+void *
+bm_calloc_or_abort (size_t size, const char *what)
+{
+    void *block = calloc (1, size ? size : 1);
+    if (!block) {
+        bm_error (NULL, "out of memory allocating %s (%zu bytes)", what, size);
+        abort ();
+    }
+    return block;
+}

@@ -10,6 +10,7 @@
 #define BM_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 typedef enum { BM_DEBUG = 0, BM_INFO = 1, BM_WARN = 2, BM_ERROR = 3 } bm_level_t;
 
@@ -29,5 +30,12 @@ void bm_vlog (bm_level_t level, const char *job_id, const char *fmt, va_list arg
 #define bm_info(job, ...)  bm_log (BM_INFO,  job, __VA_ARGS__)
 #define bm_warn(job, ...)  bm_log (BM_WARN,  job, __VA_ARGS__)
 #define bm_error(job, ...) bm_log (BM_ERROR, job, __VA_ARGS__)
+
+//  realloc for a buffer whose owner has no sane way on without it (a
+//  queue, a write batch): out of memory is one ERROR line naming what
+//  grew and by how much, then abort, as czmq's zmalloc does.  Never NULL.
+void *bm_realloc_or_abort (void *ptr, size_t size, const char *what);
+//  The same for a new zeroed object.
+void *bm_calloc_or_abort (size_t size, const char *what);
 
 #endif

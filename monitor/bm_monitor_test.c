@@ -452,8 +452,9 @@ s_http_get (int port, const char *request)
     while ((got = read (fd, buffer + size, cap - size - 1)) > 0) {
         size += (size_t) got;
         if (size + 1 == cap) {
-            buffer = realloc (buffer, cap *= 2);
-            CHECK (buffer);
+            char *bigger = realloc (buffer, cap *= 2);
+            CHECK (bigger);
+            buffer = bigger;
         }
     }
     buffer [size] = 0;

@@ -2,6 +2,7 @@
 #include "bm_sandbox.h"
 #include "bm_bot.h"
 #include "bm_config.h"
+#include "bm_log.h"
 
 #include <czmq.h>
 #include <ctype.h>
@@ -39,10 +40,8 @@ s_add (s_args_t *args, const char *word)
 {
     if (args->count + 2 > args->size) {
         size_t size = args->size ? args->size * 2 : 64;
-        char **grown = (char **) realloc (args->argv, size * sizeof (char *));
-        if (!grown)
-            abort ();                   //  Out of memory at start
-        args->argv = grown;
+        args->argv = (char **) bm_realloc_or_abort (args->argv, size * sizeof (char *),
+                                                    "the sandbox's argument list");
         args->size = size;
     }
     args->argv [args->count++] = strdup (word);
