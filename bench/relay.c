@@ -12,8 +12,12 @@
         bm-relay worker --connect EP              echo every message back
         bm-relay drive  --connect EP [--jobs N] [--window W] [--latency]
 
-    The relay keeps no state but the list of worker identities.  A worker
-    says hello with one frame "READY"; after that, messages are:
+    The relay keeps no state but the list of worker identities.  It drains
+    each socket in bursts and polls only when both ran dry, and the worker
+    blocks in its receive: a poll per message would make the loop, not the
+    messages, the figure (bench/relay_check.c is the independent relay that
+    checks this one).  A worker says hello with one frame "READY"; after
+    that, messages are:
 
         client -> relay:  [header, command, body]                 (3 frames)
         relay  -> worker: [worker-id] [client-id, header, command, body]
@@ -33,6 +37,13 @@
 #define MAX_WORKERS 256
 #define MAX_ID      256
 #define HWM         1000000
+#define BURST       1000        //  Messages each way between two polls at most
+
+typedef struct {
+    char ids [MAX_WORKERS][MAX_ID];
+    size_t sizes [MAX_WORKERS];
+    size_t count, next;
+} relay_workers_t;
 
 static void *
 s_socket (void *ctx, int type)
@@ -86,6 +97,67 @@ s_drain (void *sock)
     }
 }
 
+//  One message from a worker, if one is there: [worker-id] then READY (a
+//  new worker) or [client-id, header, command, body] (to that client).
+//  0 if one was taken, -1 if none was waiting.
+static int
+s_from_worker (void *back, void *front, relay_workers_t *workers)
+{
+    zmq_msg_t wid, first;
+    zmq_msg_init (&wid);
+    if (zmq_msg_recv (&wid, back, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close (&wid);
+        return -1;
+    }
+    zmq_msg_init (&first);
+    if (zmq_msg_more (&wid) && zmq_msg_recv (&first, back, 0) >= 0) {
+        if (!zmq_msg_more (&first)) {
+            if (workers->count < MAX_WORKERS && zmq_msg_size (&wid) <= MAX_ID) {
+                memcpy (workers->ids [workers->count], zmq_msg_data (&wid), zmq_msg_size (&wid));
+                workers->sizes [workers->count++] = zmq_msg_size (&wid);
+            }
+        }
+        else
+        if (zmq_msg_send (&first, front, ZMQ_SNDMORE) >= 0)
+            s_forward_rest (back, front);
+        else
+            s_drain (back);
+    }
+    zmq_msg_close (&wid);
+    zmq_msg_close (&first);
+    return 0;
+}
+
+//  One message from a client, if one is there: [client-id, header,
+//  command, body] to the next worker in turn.  0 if one was taken, -1 if
+//  none was waiting.
+static int
+s_from_client (void *front, void *back, relay_workers_t *workers)
+{
+    zmq_msg_t cid;
+    zmq_msg_init (&cid);
+    if (zmq_msg_recv (&cid, front, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close (&cid);
+        return -1;
+    }
+    int more = zmq_msg_more (&cid);
+    if (workers->count == 0) {
+        zmq_msg_close (&cid);         //  Nobody to give it to
+        if (more)
+            s_drain (front);
+        return 0;
+    }
+    size_t w = workers->next++ % workers->count;
+    zmq_send (back, workers->ids [w], workers->sizes [w], ZMQ_SNDMORE);
+    zmq_msg_send (&cid, back, more ? ZMQ_SNDMORE : 0);
+    zmq_msg_close (&cid);
+    if (more)
+        s_forward_rest (front, back);
+    return 0;
+}
+
+//  Poll only when both sockets ran dry: a poll per message costs a
+//  poll(2) and the ZMQ_EVENTS of both sockets, more than the move itself.
 static int
 s_relay (const char *front_ep, const char *back_ep)
 {
@@ -96,46 +168,19 @@ s_relay (const char *front_ep, const char *back_ep)
         fprintf (stderr, "bind: %s\n", zmq_strerror (zmq_errno ()));
         return 1;
     }
-    char ids [MAX_WORKERS][MAX_ID];
-    size_t id_sizes [MAX_WORKERS];
-    size_t workers = 0, next = 0;
+    relay_workers_t workers = { .count = 0 };
     bench_catch_signals ();
     zmq_pollitem_t items [] = { { back, 0, ZMQ_POLLIN, 0 }, { front, 0, ZMQ_POLLIN, 0 } };
     while (!bench_stop) {
-        if (zmq_poll (items, 2, 500) < 0)
-            continue;
-        if (items [0].revents & ZMQ_POLLIN) {
-            //  From a worker: [worker-id] then READY or [client-id, ...]
-            zmq_msg_t wid, first;
-            zmq_msg_init (&wid);
-            zmq_msg_init (&first);
-            if (zmq_msg_recv (&wid, back, 0) >= 0 && zmq_msg_more (&wid)
-            &&  zmq_msg_recv (&first, back, 0) >= 0) {
-                if (!zmq_msg_more (&first)) {
-                    if (workers < MAX_WORKERS && zmq_msg_size (&wid) <= MAX_ID) {
-                        memcpy (ids [workers], zmq_msg_data (&wid), zmq_msg_size (&wid));
-                        id_sizes [workers++] = zmq_msg_size (&wid);
-                    }
-                }
-                else
-                if (zmq_msg_send (&first, front, ZMQ_SNDMORE) >= 0)
-                    s_forward_rest (back, front);
-                else
-                    s_drain (back);
-            }
-            zmq_msg_close (&wid);
-            zmq_msg_close (&first);
-        }
-        if (items [1].revents & ZMQ_POLLIN) {
-            //  From a client: [client-id, header, command, body]
-            if (workers == 0) {
-                s_drain (front);            //  Nobody to give it to
-                continue;
-            }
-            size_t w = next++ % workers;
-            zmq_send (back, ids [w], id_sizes [w], ZMQ_SNDMORE);
-            s_forward_rest (front, back);
-        }
+        int moved = 0, i;
+        for (i = 0; i < BURST && s_from_worker (back, front, &workers) == 0; i++)
+            ;
+        moved += i;
+        for (i = 0; i < BURST && s_from_client (front, back, &workers) == 0; i++)
+            ;
+        moved += i;
+        if (!moved)
+            zmq_poll (items, 2, 500);
     }
     zmq_close (front);
     zmq_close (back);
@@ -143,38 +188,37 @@ s_relay (const char *front_ep, const char *back_ep)
     return 0;
 }
 
+//  Echo every message back with the command RESULT.  Blocking receives
+//  (a timeout to see a signal) rather than a poll per message.
 static int
 s_worker (const char *endpoint)
 {
     void *ctx = zmq_ctx_new ();
     void *sock = s_socket (ctx, ZMQ_DEALER);
+    int timeout = 500;
+    zmq_setsockopt (sock, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
     if (zmq_connect (sock, endpoint)) {
         fprintf (stderr, "connect: %s\n", zmq_strerror (zmq_errno ()));
         return 1;
     }
     zmq_send (sock, "READY", 5, 0);
     bench_catch_signals ();
-    zmq_pollitem_t item = { sock, 0, ZMQ_POLLIN, 0 };
+    zmq_msg_t parts [4];
+    for (int i = 0; i < 4; i++)
+        zmq_msg_init (&parts [i]);
     while (!bench_stop) {
-        if (zmq_poll (&item, 1, 500) <= 0)
-            continue;
         //  [client-id, header, command, body] -> same, command RESULT
-        zmq_msg_t parts [4];
-        int n = 0, more = 1;
+        if (zmq_msg_recv (&parts [0], sock, 0) < 0)
+            continue;
+        int n = 1, more = zmq_msg_more (&parts [0]);
         while (more) {
-            zmq_msg_t part;
-            zmq_msg_init (&part);
-            if (zmq_msg_recv (&part, sock, 0) < 0) {
-                zmq_msg_close (&part);
+            zmq_msg_t *part = &parts [n < 4 ? n : 3];
+            if (zmq_msg_recv (part, sock, 0) < 0)
                 break;
-            }
-            more = zmq_msg_more (&part);
-            if (n < 4)
-                parts [n++] = part;
-            else
-                zmq_msg_close (&part);
+            more = zmq_msg_more (part);
+            n++;
         }
-        if (n == 4) {
+        if (n == 4 && !more) {
             unsigned char result = 0x84;
             zmq_msg_close (&parts [2]);
             zmq_msg_init_size (&parts [2], 1);
@@ -182,10 +226,9 @@ s_worker (const char *endpoint)
             for (int i = 0; i < 4; i++)
                 zmq_msg_send (&parts [i], sock, i < 3 ? ZMQ_SNDMORE : 0);
         }
-        else
-            for (int i = 0; i < n; i++)
-                zmq_msg_close (&parts [i]);
     }
+    for (int i = 0; i < 4; i++)
+        zmq_msg_close (&parts [i]);
     zmq_close (sock);
     zmq_ctx_term (ctx);
     return 0;

@@ -102,6 +102,9 @@ def build(runs, notes, meta):
         t.append(row("BullMQ, best setting found", values(runs, "tp_bullmq_best", "rate"), "jobs/s",
                      n("tp_bullmq_best")))
     t.append(row("bare libzmq relay (the limit)", values(runs, "tp_relay", "rate"), "jobs/s", n("tp_relay")))
+    if "tp_relay_check" in runs or "tp_relay_check" in notes:
+        t.append(row("independent relay (zmq_proxy): the limit's check", values(runs, "tp_relay_check", "rate"),
+                     "jobs/s", n("tp_relay_check")))
     sections.append(("Throughput: %s jobs, ~100-byte payloads, first submit to last result"
                      % "{:,}".format(int(meta.get("jobs", "0") or 0)), t))
 
@@ -148,6 +151,7 @@ def build(runs, notes, meta):
     for case, label in (("tp_broker_none", "botmesh, no Redis"), ("tp_broker_redis", "botmesh, Redis"),
                         ("tp_bullmq", "BullMQ (node: producer + worker)"),
                         ("tp_bullmq_best", "BullMQ, best setting"), ("tp_relay", "bare relay"),
+                        ("tp_relay_check", "independent relay (zmq_proxy)"),
                         ("tp_types_1", "botmesh, 1 type (bm-bench-worker)"),
                         ("tp_types_10", "botmesh, 10 types"), ("tp_types_100", "botmesh, 100 types")):
         per = {}

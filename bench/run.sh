@@ -219,7 +219,7 @@ RUN_NOW=1
 BIN="${BOTMESH_BIN:-${BOTMESH_BUILD_DIR:-$ROOT/build}/bin}"
 BUILD_DIR="$(dirname "$BIN")"
 need_build=0
-for b in bm-bench bm-bench-worker bm-relay bm-bare-http; do [ -x "$BIN/$b" ] || need_build=1; done
+for b in bm-bench bm-bench-worker bm-relay bm-relay-check bm-bare-http; do [ -x "$BIN/$b" ] || need_build=1; done
 if [ $need_build = 1 ]; then
   if [ -n "${BOTMESH_BIN:-}" ]; then echo "bench: $BIN lacks the bench binaries" >&2; exit 1; fi
   log "building into $BUILD_DIR"
@@ -379,6 +379,24 @@ case_relay_throughput() {
     record_cmd "$case" "bm-relay relay --front EP1 --back EP2; bm-relay worker --connect EP2; bm-relay drive --connect EP1 --jobs $JOBS --window $WINDOW"
     CPU_WATCH=$RELAY_WATCH
     measure "$case" "$r" "$case-$r" "$BIN/bm-relay" drive --connect "$RELAY_EP" --jobs "$JOBS" --window "$WINDOW"
+    stop_all
+  done
+}
+
+# The relay's check: an independent bare relay (libzmq's zmq_proxy, ROUTER
+# echo workers, its own driver, same message shape and in-flight window).
+# bm-relay is sound when the two rates agree within the run's noise.
+case_relay_check_throughput() {
+  local case=tp_relay_check r front back
+  have bm-relay-check || { skip_case "$case" "bm-relay-check not built"; return; }
+  for r in $RUN_NOW; do
+    front="tcp://127.0.0.1:$(free_port)"; back="tcp://127.0.0.1:$(free_port)"
+    spawn "relay-check-$$" -- "$BIN/bm-relay-check" proxy --front "$front" --back "$back"
+    CPU_WATCH="broker:$LAST_PID"
+    spawn "relay-check-worker-$$" -- "$BIN/bm-relay-check" worker --connect "$back"
+    CPU_WATCH+=" workers:$LAST_PID"
+    record_cmd "$case" "bm-relay-check proxy --front EP1 --back EP2; bm-relay-check worker --connect EP2; bm-relay-check drive --connect EP1 --jobs $JOBS --window $WINDOW"
+    measure "$case" "$r" "$case-$r" "$BIN/bm-relay-check" drive --connect "$front" --jobs "$JOBS" --window "$WINDOW"
     stop_all
   done
 }
@@ -610,6 +628,7 @@ for RUN_NOW in $(seq 1 "$RUNS"); do
     case_bullmq_throughput
     [ $QUICK = 1 ] || case_bullmq_throughput best
     case_relay_throughput
+    case_relay_check_throughput
   fi
 done
 for RUN_NOW in $(seq 1 "$RUNS"); do
