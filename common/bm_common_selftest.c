@@ -4,6 +4,7 @@
 
     CTest runs one entry per class.  */
 #include "bm_codec.h"
+#include "bm_codec_batch.h"
 #include "bm_redis_url.h"
 #include "bm_selftest.h"
 #include "bm_settings.h"
@@ -13,6 +14,7 @@ static const bm_selftest_t s_tests [] = {
     { "settings",  bm_settings_test },
     { "redis_url", bm_redis_url_test },
     { "codec",     bm_codec_test },
+    { "codec_batch", bm_codec_batch_test },
     { "worker_link", bm_worker_link_test },
     { NULL, NULL }
 };

@@ -490,15 +490,18 @@ const char *
 bm_command_name (bm_peer_t peer, int command)
 {
     static const char *client [] = { NULL, "SUBMIT", "STATUS", "CANCEL", "STATS",
-                                     "RETRY", "REDELIVER", "LIST", "PING", "METRICS" };
-    static const char *client_replies [] = { NULL, "ACCEPTED", "REJECTED", "REPLY", "RESULT" };
+                                     "RETRY", "REDELIVER", "LIST", "PING", "METRICS",
+                                     "SUBMIT_MANY" };
+    static const char *client_replies [] = { NULL, "ACCEPTED", "REJECTED", "REPLY", "RESULT",
+                                             "ACCEPTED_MANY", "RESULT_MANY" };
     static const char *worker [] = { NULL, "READY", "JOB", "PROGRESS", "DONE", "HEARTBEAT",
-                                     "DISCONNECT", "CANCEL", "RELEASE", "NACK" };
-    if (peer == BM_PEER_CLIENT && command >= 1 && command <= 9)
+                                     "DISCONNECT", "CANCEL", "RELEASE", "NACK", "JOB_MANY",
+                                     "DONE_MANY" };
+    if (peer == BM_PEER_CLIENT && command >= 1 && command <= BM_SUBMIT_MANY)
         return client [command];
-    if (peer == BM_PEER_CLIENT && command >= 0x81 && command <= 0x84)
+    if (peer == BM_PEER_CLIENT && command >= 0x81 && command <= BM_RESULT_MANY)
         return client_replies [command - 0x80];
-    if (peer == BM_PEER_WORKER && command >= 1 && command <= 9)
+    if (peer == BM_PEER_WORKER && command >= 1 && command <= BM_DONE_MANY)
         return worker [command];
     return "unknown";
 }

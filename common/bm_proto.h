@@ -32,10 +32,13 @@
 #define BM_LIST             0x07
 #define BM_PING             0x08
 #define BM_METRICS          0x09
+#define BM_SUBMIT_MANY      0x0a        //  Batches (section 4a): several jobs,
 #define BM_ACCEPTED         0x81
 #define BM_REJECTED         0x82
 #define BM_REPLY            0x83
 #define BM_RESULT           0x84
+#define BM_ACCEPTED_MANY    0x85        //  each item the single body
+#define BM_RESULT_MANY      0x86
 
 //  Worker commands (BMW01)
 #define BM_READY            0x01
@@ -47,6 +50,8 @@
 #define BM_WCANCEL          0x07
 #define BM_RELEASE          0x08
 #define BM_NACK             0x09
+#define BM_JOB_MANY         0x0a        //  Batches (section 5a)
+#define BM_DONE_MANY        0x0b
 
 //  The limits of docs/protocol.md, each named once.  Every component reads
 //  them from here; a range a variable accepts (JOB_TIMEOUT_MS...) is
@@ -74,6 +79,7 @@
 #define BM_MAX_STATE_LEN        15          //  A job state name ("completed")
 #define BM_MAX_LIMIT_NAME_LEN   15          //  DONE error.limit ("memory"); longer is dropped
 #define BM_MAX_REASON_LEN       255         //  CANCEL / DISCONNECT reason
+#define BM_MAX_BATCH            1000        //  Items of a batch message: 1..1000
 //  LIST limit: absent or below 1 reads as the default, above the maximum
 //  as the maximum.
 #define BM_LIST_DEFAULT_LIMIT   50

@@ -27,8 +27,14 @@
     - the body decodes as every typed body of bm_codec (whatever the
       command): a refusal is "bad_request" with a field and a message; an
       acceptance encodes back into a body that decodes again, and whose
-      second encoding is byte for byte the first (a fixpoint).  */
+      second encoding is byte for byte the first (a fixpoint);
+    - the body read as every batch command of its side (bm_codec_batch):
+      the envelope is refused as bad_request naming its field, or its
+      items read one by one, exactly as many as it declares, each refused
+      alone or decoded by its single-job decoder; a decoded item written
+      into a batch of one reads back and encodes to the same bytes.  */
 #include "bm_codec.h"
+#include "bm_codec_batch.h"
 #include "bm_json.h"
 #include "bm_proto.h"
 #include "fuzz_common.h"
@@ -266,6 +272,107 @@ s_check_typed_bodies (const bm_msg_t *msg)
     bm_msg_destroy (&third);
 }
 
+//  The single-job body kind of a batch's items.
+static bm_codec_kind_t
+s_item_kind (int command)
+{
+    switch (command) {
+        case BM_SUBMIT: return BM_CODEC_SUBMIT;
+        case BM_ACCEPTED: return BM_CODEC_ACCEPTED;
+        case BM_RESULT: return BM_CODEC_RESULT;
+        case BM_JOB: return BM_CODEC_JOB;
+        default: return BM_CODEC_DONE;
+    }
+}
+
+//  Decode one item (ACCEPTED_MANY's as an outcome) and encode it into a
+//  batch of one; 0, or -1 when the item's decoder refuses it.
+static int
+s_item_reencode (bm_codec_kind_t kind, const bm_msg_t *item, bm_packer_t *packer)
+{
+    bm_codec_error_t error = { NULL, NULL, "" };
+    bm_codec_batch_begin (packer, false, 0, 1);
+    if (kind == BM_CODEC_ACCEPTED) {
+        bm_codec_outcome_t outcome;
+        if (bm_codec_outcome_decode (item, &outcome, &error))
+            return -1;
+        bm_codec_outcome_encode (&outcome, packer);
+        return 0;
+    }
+    bm_codec_body_t body;
+    if (bm_codec_decode (kind, item, &body, &error)) {
+        FUZZ_CHECK (error.code && strcmp (error.code, "bad_request") == 0);
+        return -1;
+    }
+    FUZZ_CHECK (s_encode (kind, &body, packer));
+    return 0;
+}
+
+static void
+s_check_batches (const bm_msg_t *msg, const void *body, size_t body_size)
+{
+    static const int client [] = { BM_SUBMIT_MANY, BM_ACCEPTED_MANY, BM_RESULT_MANY };
+    static const int worker [] = { BM_JOB_MANY, BM_DONE_MANY };
+    bool is_worker = bm_msg_peer (msg) == BM_PEER_WORKER;
+    const char *header = is_worker ? BM_WORKER_HEADER : BM_CLIENT_HEADER;
+    const int *commands = is_worker ? worker : client;
+    size_t count = is_worker ? 2 : 3;
+    bm_msg_t *batch_msg = bm_msg_new ();
+    bm_msg_t *item = bm_msg_new ();
+    bm_msg_t *again = bm_msg_new ();
+    bm_msg_t *again_item = bm_msg_new ();
+    bm_packer_t first, second;
+    bm_packer_init (&first);
+    bm_packer_init (&second);
+    for (size_t c = 0; c < count; c++) {
+        const char *code;
+        char reason [128];
+        unsigned char command = (unsigned char) commands [c];
+        FUZZ_CHECK (bm_msg_parse (batch_msg, header, BM_HEADER_LEN, &command, 1, body, body_size,
+                                  SIZE_MAX, &code, reason, sizeof reason) == 0);
+        bm_codec_batch_t batch;
+        bm_codec_error_t error = { NULL, NULL, "" };
+        if (bm_codec_batch_decode (batch_msg, &batch, &error)) {
+            FUZZ_CHECK (error.code && strcmp (error.code, "bad_request") == 0);
+            FUZZ_CHECK (error.field && error.message [0]);
+            continue;
+        }
+        FUZZ_CHECK (batch.count >= 1 && batch.count <= BM_MAX_BATCH);
+        bm_codec_kind_t kind = s_item_kind (batch.command);
+        int rc;
+        size_t seen = 0;
+        while ((rc = bm_codec_batch_next (&batch, item, &error)) != 0) {
+            seen++;
+            if (rc < 0) {
+                FUZZ_CHECK (strcmp (error.code, "bad_request") == 0 && error.message [0]);
+                continue;
+            }
+            FUZZ_CHECK (bm_msg_command (item) == batch.command);
+            bm_packer_reset (&first);
+            if (s_item_reencode (kind, item, &first))
+                continue;
+            //  The batch of one reads back; its item encodes the same
+            FUZZ_CHECK (!bm_packer_failed (&first));
+            FUZZ_CHECK (bm_msg_parse (again, header, BM_HEADER_LEN, &command, 1, first.sbuf.data,
+                                      first.sbuf.size, SIZE_MAX, &code, reason, sizeof reason) == 0);
+            bm_codec_batch_t one;
+            FUZZ_CHECK (bm_codec_batch_decode (again, &one, &error) == 0 && one.count == 1);
+            FUZZ_CHECK (bm_codec_batch_next (&one, again_item, &error) == 1);
+            bm_packer_reset (&second);
+            FUZZ_CHECK (s_item_reencode (kind, again_item, &second) == 0);
+            FUZZ_CHECK (first.sbuf.size == second.sbuf.size
+                     && memcmp (first.sbuf.data, second.sbuf.data, first.sbuf.size) == 0);
+        }
+        FUZZ_CHECK (seen == batch.count);
+    }
+    bm_packer_destroy (&first);
+    bm_packer_destroy (&second);
+    bm_msg_destroy (&batch_msg);
+    bm_msg_destroy (&item);
+    bm_msg_destroy (&again);
+    bm_msg_destroy (&again_item);
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
@@ -313,6 +420,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     s_check_raw_values (msg);
     s_check_json_bridge (map);
     s_check_typed_bodies (msg);
+    s_check_batches (msg, body, body_size);
     bm_msg_destroy (&msg);
     FUZZ_CHECK (msg == NULL);
     return 0;
