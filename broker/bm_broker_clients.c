@@ -85,22 +85,14 @@ s_send_accepted (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
     bm_body_free (&body);
 }
 
-//  The SUBMIT write came back.
-static void
-s_on_submit_durable (redisReply *reply, void *arg)
+//  A job's SUBMIT write came back: the job is durable and queued (0,
+//  *position its place) or, not confirmed, taken back and deleted (-1).
+int
+bm_submit_confirmed (bm_broker_t *self, bm_job_t *job, redisReply *reply, int64_t *position)
 {
-    bm_pending_t *pending = (bm_pending_t *) arg;
-    bm_broker_t *self = pending->broker;
-    bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, pending->id);
-    if (!job) {
-        s_pending_destroy (&pending);
-        return;
-    }
     job->service->confirming--;
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         bm_warn (job->id, "submit not confirmed by redis: rejected");
-        s_pending_reject (pending, "store_unavailable",
-                          "the job store (Redis) is unavailable; retry later");
         self->rejected++;
         bm_series_inc (bm_metric_series (self->mf_rejected, "store_unavailable"));
         //  The write may have reached Redis: undo it (best effort).
@@ -116,30 +108,55 @@ s_on_submit_durable (redisReply *reply, void *arg)
             bm_idem_forget (self->idem, job->idem_key, NULL, 0);
         job->service->submitted--;
         bm_job_delete (self, job);
-        s_pending_destroy (&pending);
-        return;
+        return -1;
     }
     job->durable = true;
     bm_job_enqueue (self, job);
     //  The newest of its priority: every queued job at or before it is ahead.
-    int64_t position = bm_rank_upto (job->service->rank, job->priority);
-    s_send_accepted (self, pending->identity, pending, NULL, job->id, false, position);
+    *position = bm_rank_upto (job->service->rank, job->priority);
     bm_dispatch (self, job->service);
+    return 0;
+}
+
+//  The SUBMIT write came back.
+static void
+s_on_submit_durable (redisReply *reply, void *arg)
+{
+    bm_pending_t *pending = (bm_pending_t *) arg;
+    bm_broker_t *self = pending->broker;
+    bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, pending->id);
+    int64_t position;
+    if (!job)
+        ;
+    else
+    if (bm_submit_confirmed (self, job, reply, &position))
+        s_pending_reject (pending, "store_unavailable",
+                          "the job store (Redis) is unavailable; retry later");
+    else
+        s_send_accepted (self, pending->identity, pending, NULL, pending->id, false, position);
     s_pending_destroy (&pending);
 }
 
+//  Refuse an admission: counted by its code.
 static void
-s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
+s_refuse (bm_broker_t *self, bm_admit_t *admit, const char *code, const char *message)
 {
-    const msgpack_object *body = bm_msg_body (msg);
+    self->rejected++;
+    bm_series_inc (bm_metric_series (self->mf_rejected, code));
+    admit->code = code;
+    snprintf (admit->message, sizeof admit->message, "%s", message);
+}
+
+void
+bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_admit_t *admit)
+{
+    memset (admit, 0, sizeof *admit);
     //  Every field checked against its limit by the codec; the message
     //  names the field at fault.
     bm_codec_submit_t submit;
     bm_codec_error_t error;
     if (bm_codec_submit_decode (msg, &submit, &error)) {
-        self->rejected++;
-        bm_series_inc (bm_metric_series (self->mf_rejected, "bad_request"));
-        bm_broker_reject (self, identity, body, error.code, error.message);
+        s_refuse (self, admit, "bad_request", error.message);
         return;
     }
     const char *bot_type = submit.bot_type;
@@ -152,14 +169,10 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
     const char *idem = submit.idempotency_key [0] ? submit.idempotency_key : NULL;
     bool notify = submit.notify;
     if (self->stopping) {
-        self->rejected++;
-        bm_series_inc (bm_metric_series (self->mf_rejected, "shutting_down"));
-        bm_broker_reject (self, identity, body, "shutting_down", "the broker is shutting down");
+        s_refuse (self, admit, "shutting_down", "the broker is shutting down");
         return;
     }
     if (!bm_service_type_known (self, bot_type)) {
-        self->rejected++;
-        bm_series_inc (bm_metric_series (self->mf_rejected, "unknown_bot_type"));
         char message [256];
         char known [200] = "";
         bm_service_t *service = (bm_service_t *) zhashx_first (self->services);
@@ -173,7 +186,7 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
             service = (bm_service_t *) zhashx_next (self->services);
         }
         snprintf (message, sizeof message, "botType must be one of: %s", known);
-        bm_broker_reject (self, identity, body, "unknown_bot_type", message);
+        s_refuse (self, admit, "unknown_bot_type", message);
         return;
     }
     //  Idempotency: the first job with this key, while the key lives.
@@ -182,23 +195,19 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
         if (first_id) {
             bm_job_t *first = (bm_job_t *) zhashx_lookup (self->jobs, first_id);
             if (!first || first->durable) {
-                s_send_accepted (self, identity, NULL, body, first_id, true, 0);
+                admit->duplicate = true;
+                snprintf (admit->id, sizeof admit->id, "%s", first_id);
                 return;
             }
         }
     }
     bm_service_t *service = bm_service_require (self, bot_type);
     if ((int64_t) bm_heap_size (service->queue) + service->confirming >= service->max_queue) {
-        self->rejected++;
-        bm_series_inc (bm_metric_series (self->mf_rejected, "queue_full"));
-        bm_broker_reject (self, identity, body, "queue_full",
-                  "the queue of this bot type is full; retry later");
+        s_refuse (self, admit, "queue_full", "the queue of this bot type is full; retry later");
         return;
     }
     if (self->store && (!bm_store_up (self->store) || !self->recovered)) {
-        self->rejected++;
-        bm_series_inc (bm_metric_series (self->mf_rejected, "store_unavailable"));
-        bm_broker_reject (self, identity, body, "store_unavailable",
+        s_refuse (self, admit, "store_unavailable",
                   "the job store (Redis) is unavailable; retry later");
         return;
     }
@@ -207,10 +216,7 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
     char *packed = bm_keep_codec_value (msg, "payload", &submit.payload, &payload_size);
     if ((int64_t) payload_size > self->config.max_payload) {
         free (packed);
-        self->rejected++;
-        bm_series_inc (bm_metric_series (self->mf_rejected, "payload_too_large"));
-        bm_broker_reject (self, identity, body, "payload_too_large",
-                  "the payload is larger than MAX_PAYLOAD_BYTES");
+        s_refuse (self, admit, "payload_too_large", "the payload is larger than MAX_PAYLOAD_BYTES");
         return;
     }
     bm_job_t *job = bm_job_new ();
@@ -237,8 +243,25 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
     self->submitted++;
     bm_series_inc (service->m_submitted);
     bm_job_insert (self, job);
-    bm_pending_t *pending = s_pending_new (self, identity, body, job->id);
-    bm_jobstore_persist_full (self, job, false, s_on_submit_durable, pending);
+    snprintf (admit->id, sizeof admit->id, "%s", job->id);
+    admit->job = job;
+}
+
+static void
+s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
+{
+    const msgpack_object *body = bm_msg_body (msg);
+    bm_admit_t admit;
+    bm_submit_admit (self, identity, msg, &admit);
+    if (admit.code)
+        bm_broker_reject (self, identity, body, admit.code, admit.message);
+    else
+    if (admit.duplicate)
+        s_send_accepted (self, identity, NULL, body, admit.id, true, 0);
+    else {
+        bm_pending_t *pending = s_pending_new (self, identity, body, admit.id);
+        bm_jobstore_persist_full (self, admit.job, false, s_on_submit_durable, pending);
+    }
 }
 
 //  Reply with one job's record.
@@ -472,6 +495,9 @@ bm_clients_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
     switch (bm_msg_command (msg)) {
         case BM_SUBMIT:
             s_client_submit (self, identity, msg);
+            break;
+        case BM_SUBMIT_MANY:
+            bm_clients_submit_many (self, identity, msg);
             break;
         case BM_STATUS:
         case BM_CANCEL:

@@ -309,6 +309,22 @@ void bm_workers_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg);
 
 //  bm_broker_clients.c: BMC01
 void bm_clients_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg);
+//  One SUBMIT body's admission, for SUBMIT and each item of SUBMIT_MANY:
+//  refused (code set, counted), a duplicate (id: the first job's), or a
+//  new job in the table whose Redis write the caller issues
+//  (bm_jobstore_persist_full) and then confirms with bm_submit_confirmed.
+typedef struct {
+    const char *code;           //  NULL: admitted
+    char message [256];         //  Why not, naming the field
+    bool duplicate;             //  An idempotencyKey matched: id is that job's
+    char id [BM_ID_SLOT];
+    bm_job_t *job;              //  A new job (not a duplicate)
+} bm_admit_t;
+void bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_admit_t *admit);
+int bm_submit_confirmed (bm_broker_t *self, bm_job_t *job, redisReply *reply, int64_t *position);
+
+//  bm_broker_batch.c: SUBMIT_MANY
+void bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg);
 
 //  bm_stats.c: STATS, metrics, snapshots
 void bm_stats_pack (bm_broker_t *self, msgpack_packer *pk);

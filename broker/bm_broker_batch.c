@@ -1,0 +1,161 @@
+/*  bm_broker_batch.c - SUBMIT_MANY (protocol.md section 4a): each item
+    admitted or refused on its own, exactly as a SUBMIT would be; one
+    ACCEPTED_MANY lists every item's outcome in the items' order once
+    every accepted job is durable.
+
+    A batch in flight is a bm_batch_t: one outcome slot per item, and a
+    count of the Redis writes still unconfirmed (plus one for the loop that
+    issues them, so that writes confirmed at once, without Redis, do not
+    answer before the last item is read).  */
+#include "bm_broker_internal.h"
+#include "bm_codec_batch.h"
+
+typedef struct _bm_batch_t bm_batch_t;
+
+//  One item's outcome, and the argument of its job's Redis write.
+typedef struct {
+    bm_batch_t *batch;          //  The batch it belongs to
+    const char *code;           //  NULL: accepted
+    char message [160];         //  Why not
+    char id [BM_ID_SLOT];       //  The job's id when accepted
+    bool duplicate;
+    int64_t position;           //  0: none given
+} bm_batch_slot_t;
+
+struct _bm_batch_t {
+    bm_broker_t *broker;
+    zframe_t *identity;         //  The client's
+    bool has_req;
+    int64_t req;
+    size_t count;               //  Items
+    size_t unconfirmed;         //  Writes not yet confirmed, + 1 while issuing
+    bm_batch_slot_t slots [];   //  One per item
+};
+
+static void
+s_slot_refuse (bm_batch_slot_t *slot, const char *code, const char *message)
+{
+    slot->code = code;
+    snprintf (slot->message, sizeof slot->message, "%s", message);
+}
+
+//  Frame 2: {req?, jobs: [{jobId, duplicate, position?} | {code, message}]}
+static void
+s_batch_answer (bm_batch_t *batch)
+{
+    bm_broker_t *self = batch->broker;
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    bm_codec_batch_begin (&packer, batch->has_req, batch->req, batch->count);
+    for (size_t i = 0; i < batch->count; i++) {
+        bm_batch_slot_t *slot = &batch->slots [i];
+        bm_codec_outcome_t outcome;
+        memset (&outcome, 0, sizeof outcome);
+        outcome.accepted = slot->code == NULL;
+        if (outcome.accepted) {
+            snprintf (outcome.ok.job_id, sizeof outcome.ok.job_id, "%s", slot->id);
+            outcome.ok.duplicate = slot->duplicate;
+            outcome.ok.has_position = slot->position > 0;
+            outcome.ok.position = slot->position;
+        }
+        else {
+            snprintf (outcome.rejected.code, sizeof outcome.rejected.code, "%s", slot->code);
+            outcome.rejected.message.ptr = slot->message;
+            outcome.rejected.message.len = strlen (slot->message);
+        }
+        bm_codec_outcome_encode (&outcome, &packer);
+    }
+    if (bm_packer_failed (&packer))
+        bm_error (NULL, "out of memory answering a SUBMIT_MANY of %zu jobs", batch->count);
+    else {
+        //  Sent from the packer's buffer (not one of the broker's pool)
+        bm_body_t body = { .owner = self };
+        body.sbuf = packer.sbuf;
+        bm_broker_send_client (self, batch->identity, BM_ACCEPTED_MANY, &body);
+    }
+    bm_packer_destroy (&packer);
+}
+
+static void
+s_batch_release (bm_batch_t **batch_p)
+{
+    bm_batch_t *batch = *batch_p;
+    if (batch && --batch->unconfirmed == 0) {
+        s_batch_answer (batch);
+        zframe_destroy (&batch->identity);
+        free (batch);
+    }
+    *batch_p = NULL;
+}
+
+//  One job's SUBMIT write came back.
+static void
+s_on_item_durable (redisReply *reply, void *arg)
+{
+    bm_batch_slot_t *slot = (bm_batch_slot_t *) arg;
+    bm_batch_t *batch = slot->batch;
+    bm_broker_t *self = batch->broker;
+    bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, slot->id);
+    if (!job)
+        s_slot_refuse (slot, "store_unavailable", "the job went away before it was durable");
+    else
+    if (bm_submit_confirmed (self, job, reply, &slot->position))
+        s_slot_refuse (slot, "store_unavailable",
+                       "the job store (Redis) is unavailable; retry later");
+    s_batch_release (&batch);
+}
+
+void
+bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
+{
+    bm_codec_batch_t items;
+    bm_codec_error_t error;
+    if (bm_codec_batch_decode (msg, &items, &error)) {
+        self->rejected++;
+        bm_series_inc (bm_metric_series (self->mf_rejected, "bad_request"));
+        bm_broker_reject (self, identity, bm_msg_body (msg), error.code, error.message);
+        return;
+    }
+    bm_batch_t *batch = (bm_batch_t *) calloc (1, sizeof (bm_batch_t)
+                                                  + items.count * sizeof (bm_batch_slot_t));
+    bm_msg_t *item = bm_msg_new ();
+    if (!batch || !item) {
+        bm_error (NULL, "out of memory for a SUBMIT_MANY of %zu jobs", items.count);
+        free (batch);
+        bm_msg_destroy (&item);
+        bm_broker_reject (self, identity, bm_msg_body (msg), "store_unavailable",
+                          "the broker is out of memory; retry later");
+        return;
+    }
+    batch->broker = self;
+    batch->identity = zframe_dup (identity);
+    batch->has_req = items.has_req;
+    batch->req = items.req;
+    batch->count = items.count;
+    batch->unconfirmed = 1;
+    int rc;
+    while ((rc = bm_codec_batch_next (&items, item, &error)) != 0) {
+        bm_batch_slot_t *slot = &batch->slots [items.index - 1];
+        slot->batch = batch;
+        if (rc < 0) {
+            self->rejected++;
+            bm_series_inc (bm_metric_series (self->mf_rejected, "bad_request"));
+            s_slot_refuse (slot, "bad_request", error.message);
+            continue;
+        }
+        bm_admit_t admit;
+        bm_submit_admit (self, identity, item, &admit);
+        if (admit.code) {
+            s_slot_refuse (slot, admit.code, admit.message);
+            continue;
+        }
+        snprintf (slot->id, sizeof slot->id, "%s", admit.id);
+        slot->duplicate = admit.duplicate;
+        if (admit.job) {
+            batch->unconfirmed++;
+            bm_jobstore_persist_full (self, admit.job, false, s_on_item_durable, slot);
+        }
+    }
+    bm_msg_destroy (&item);
+    s_batch_release (&batch);
+}
