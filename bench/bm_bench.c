@@ -2,7 +2,7 @@
 
         bm-bench throughput --endpoint EP [--jobs 50000] [--window 2000]
                             [--types python | --type-count M --type-prefix P]
-                            [--wait-workers K] [--warmup 200]
+                            [--wait-workers K] [--warmup 200] [--batch N]
         bm-bench latency    --endpoint EP [--jobs 2000] [--types python] [--warmup 100]
         bm-bench fill       --endpoint EP --types T [--jobs 100000] [--window 5000]
         bm-bench ping       --endpoint EP [--wait-workers K]
@@ -10,7 +10,9 @@
     throughput: submits jobs with ~100-byte payloads and notify: true over one
     DEALER socket, keeping at most --window jobs submitted and not yet ended,
     and counts the RESULT pushes.  jobs/s runs from the first SUBMIT to the
-    last RESULT.  Types are used round-robin.
+    last RESULT.  Types are used round-robin.  --batch N: SUBMIT_MANY of N
+    jobs each (protocol.md 4a) instead of one SUBMIT per job, at most
+    --window jobs in flight as before.
     latency: one job at a time; submit-to-RESULT p50/p99.
     fill: submits jobs without notify to a type no worker serves and waits for
     every ACCEPTED (queued jobs for the memory case).
@@ -22,6 +24,7 @@
     Reads no environment variables.  */
 #include "bench_util.h"
 #include "bm_client.h"
+#include "bm_codec_batch.h"
 #include "bm_proto.h"
 
 #include <zmq.h>
@@ -37,6 +40,7 @@ typedef struct {
     int64_t warmup;                 //  Jobs before timing
     int64_t wait_workers;           //  Workers to wait for, 0 = none
     int64_t timeout_s;              //  Longest silence before giving up
+    int64_t batch;                  //  Jobs per SUBMIT_MANY; 1: SUBMIT
     bench_types_t types;            //  Bot types, round-robin
 } s_opts_t;
 
@@ -52,6 +56,7 @@ s_usage (void)
     printf ("usage: bm-bench throughput --endpoint EP [--jobs 50000] [--window 2000]\n"
             "                           [--types a,b,... | --type-count M --type-prefix P]\n"
             "                           [--wait-workers K] [--warmup 200] [--timeout 30]\n"
+            "                           [--batch N (SUBMIT_MANY of N jobs, 1..1000)]\n"
             "       bm-bench latency    --endpoint EP [--jobs 2000] [--types python] [--warmup 100]\n"
             "       bm-bench fill       --endpoint EP --types T [--jobs 100000] [--window 5000]\n"
             "       bm-bench ping       --endpoint EP [--wait-workers K] [--timeout 30]\n"
@@ -71,6 +76,62 @@ s_submit (void *sock, bench_submit_buf_t *buf, int64_t req, const char *type, bo
         fprintf (stderr, "bm-bench: send: %s\n", zmq_strerror (zmq_errno ()));
         exit (1);
     }
+}
+
+//  SUBMIT_MANY {req, jobs: [count SUBMIT bodies]}, the jobs numbered from
+//  first; batch is kept between calls.
+static void
+s_submit_many (void *sock, bench_submit_buf_t *buf, bm_packer_t *batch, int64_t req,
+               const s_opts_t *o, int64_t first, int64_t count, bool notify)
+{
+    bm_packer_reset (batch);
+    bm_codec_batch_begin (batch, true, req, (size_t) count);
+    for (int64_t i = 0; i < count; i++) {
+        bench_pack_submit (buf, first + i, o->types.names [(first + i) % o->types.count], notify);
+        bm_packer_write_raw (batch, buf->body.sbuf.data, buf->body.sbuf.size);
+    }
+    unsigned char cmd = BM_SUBMIT_MANY;
+    if (bm_packer_failed (batch)) {
+        fprintf (stderr, "bm-bench: out of memory\n");
+        exit (1);
+    }
+    if (zmq_send (sock, BM_CLIENT_HEADER, BM_HEADER_LEN, ZMQ_SNDMORE) < 0
+    ||  zmq_send (sock, &cmd, 1, ZMQ_SNDMORE) < 0
+    ||  zmq_send (sock, batch->sbuf.data, batch->sbuf.size, 0) < 0) {
+        fprintf (stderr, "bm-bench: send: %s\n", zmq_strerror (zmq_errno ()));
+        exit (1);
+    }
+}
+
+//  Count the outcomes of an ACCEPTED_MANY; exits on a refused job.
+static void
+s_count_accepted_many (const bm_msg_t *msg, s_counts_t *c)
+{
+    bm_codec_batch_t batch;
+    bm_codec_error_t error;
+    if (bm_codec_batch_decode (msg, &batch, &error)) {
+        fprintf (stderr, "bm-bench: bad ACCEPTED_MANY: %s\n", error.message);
+        exit (1);
+    }
+    bm_msg_t *item = bm_msg_new ();
+    int rc;
+    while ((rc = bm_codec_batch_next (&batch, item, &error)) != 0) {
+        bm_codec_outcome_t outcome;
+        if (rc < 0 || bm_codec_outcome_decode (item, &outcome, &error)) {
+            fprintf (stderr, "bm-bench: bad ACCEPTED_MANY item: %s\n", error.message);
+            exit (1);
+        }
+        if (!outcome.accepted) {
+            fprintf (stderr, "bm-bench: a job of a SUBMIT_MANY rejected: %s: %.*s (after %lld accepted)\n",
+                     outcome.rejected.code, (int) (outcome.rejected.message.len > 255 ? 255
+                                                   : outcome.rejected.message.len),
+                     outcome.rejected.message.ptr, (long long) c->accepted);
+            exit (1);
+        }
+        c->accepted++;
+    }
+    c->last_accept_ns = bench_now_ns ();
+    bm_msg_destroy (&item);
 }
 
 //  Receive one message (blocking unless dontwait) and count it.  Returns
@@ -126,6 +187,9 @@ s_receive (void *sock, s_counts_t *c, bool dontwait)
                 c->accepted++;
                 c->last_accept_ns = bench_now_ns ();
             }
+            else
+            if (cmd == BM_ACCEPTED_MANY)
+                s_count_accepted_many (msg, c);
             else
             if (cmd == BM_RESULT) {
                 bm_codec_job_reply_t result;
@@ -195,18 +259,30 @@ s_pipeline (void *sock, const s_opts_t *o, int64_t jobs, int64_t window, bool no
 {
     bench_submit_buf_t buf;
     bench_submit_buf_init (&buf);
+    bm_packer_t batch;
+    bm_packer_init (&batch);
     memset (c, 0, sizeof *c);
     zmq_pollitem_t item = { sock, 0, ZMQ_POLLIN, 0 };
+    int64_t per = o->batch < window ? o->batch : window;
     int64_t t0 = bench_now_ns ();
     int64_t last_progress = t0;
     while (!bench_stop) {
         int64_t ended = notify ? c->completed + c->failed : c->accepted;
         if (ended >= jobs)
             break;
-        while (c->sent < jobs && c->sent - ended < window) {
-            s_submit (sock, &buf, ++*req, o->types.names [c->sent % o->types.count], notify);
-            c->sent++;
-        }
+        if (per > 1)
+            //  Whole batches (the last one what is left) while they fit the window
+            while (c->sent < jobs
+               &&  c->sent - ended + (jobs - c->sent < per ? jobs - c->sent : per) <= window) {
+                int64_t n = jobs - c->sent < per ? jobs - c->sent : per;
+                s_submit_many (sock, &buf, &batch, ++*req, o, c->sent, n, notify);
+                c->sent += n;
+            }
+        else
+            while (c->sent < jobs && c->sent - ended < window) {
+                s_submit (sock, &buf, ++*req, o->types.names [c->sent % o->types.count], notify);
+                c->sent++;
+            }
         int rc = zmq_poll (&item, 1, 200);
         if (rc > 0) {
             while (s_receive (sock, c, true))
@@ -224,6 +300,7 @@ s_pipeline (void *sock, const s_opts_t *o, int64_t jobs, int64_t window, bool no
     }
     int64_t t1 = bench_now_ns ();
     bench_submit_buf_destroy (&buf);
+    bm_packer_destroy (&batch);
     //  Straggling ACCEPTED may follow the last RESULT (replies are unordered)
     if (notify)
         while (c->accepted < c->sent && zmq_poll (&item, 1, 1000) > 0)
@@ -329,6 +406,7 @@ main (int argc, char *argv [])
     o.window = fill ? 5000 : 2000;
     o.warmup = latency ? 100 : fill ? 0 : 200;
     o.timeout_s = 30;
+    o.batch = 1;
     for (int i = 2; i < argc; i++) {
         const char *a = argv [i], *v = i + 1 < argc ? argv [i + 1] : NULL;
         if (!strcmp (a, "--endpoint") && v)           { o.endpoint = v; i++; }
@@ -338,6 +416,7 @@ main (int argc, char *argv [])
         else if (!strcmp (a, "--warmup"))             { o.warmup = bench_arg_int (a, v, 0, 1000000); i++; }
         else if (!strcmp (a, "--wait-workers"))       { o.wait_workers = bench_arg_int (a, v, 0, 1000000); i++; }
         else if (!strcmp (a, "--timeout"))            { o.timeout_s = bench_arg_int (a, v, 1, 3600); i++; }
+        else if (!strcmp (a, "--batch"))              { o.batch = bench_arg_int (a, v, 1, BM_MAX_BATCH); i++; }
         else
             return bench_other_arg ("bm-bench", a, s_usage);
     }
