@@ -254,6 +254,9 @@ s_handle_frames (bm_broker_t *self, zmq_msg_t *frames, int count)
             bm_broker_reject (self, identity, NULL, code, reason);
     }
     else
+    if (!self->serving)
+        bm_ha_refuse (self, identity, self->msg);
+    else
     if (bm_msg_peer (self->msg) == BM_PEER_WORKER)
         bm_workers_handle (self, identity, self->msg);
     else
@@ -266,6 +269,8 @@ s_router_handler (zloop_t *loop, zsock_t *router, void *arg)
     (void) loop;
     bm_broker_t *self = (bm_broker_t *) arg;
     void *handle = zsock_resolve (router);
+    //  A leader whose lease ran out (paused, say) stops before it reads.
+    bm_ha_check (self, bm_mono_ms ());
     //  Drain up to a batch per loop turn, so the Redis writes of many
     //  SUBMITs leave in one pipeline.
     for (int i = 0; i < 512; i++) {
@@ -289,11 +294,13 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
     (void) loop; (void) timer_id;
     bm_broker_t *self = (bm_broker_t *) arg;
     int64_t now = bm_mono_ms ();
+    bm_ha_tick (self, now);
     if (self->stopping) {
         bool flushed = !self->store || !bm_store_up (self->store)
                     || (bm_store_pending (self->store) == 0 && self->live.adds == 0
                         && self->live.rems == 0);
-        if (flushed || now >= self->stop_deadline) {
+        //  A leader then gives its lease up: a standby takes over at once.
+        if ((flushed && bm_ha_release (self)) || now >= self->stop_deadline) {
             if (!flushed)
                 bm_warn (NULL, "shutdown: %zu redis writes not confirmed in time",
                          bm_store_pending (self->store));
@@ -301,6 +308,8 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
             return -1;      //  Ends zloop_start
         }
     }
+    if (!self->serving)
+        return 0;           //  A standby holds no jobs and writes nothing
     //  Jobs past their deadline fail with timeout; the worker is told.
     bm_job_t *job;
     while ((job = (bm_job_t *) bm_heap_peek (self->deadlines)) && job->deadline <= now) {
@@ -438,6 +447,10 @@ s_broker_new (const bm_broker_config_t *config)
     }
     else
         self->recovered = true;
+    if (bm_ha_setup (self)) {
+        s_broker_destroy (&self);
+        return NULL;
+    }
     if (config->metrics_port > 0) {
         self->metrics_http = bm_metrics_http_new (self->metrics, config->metrics_addr,
                                                   (int) config->metrics_port);
@@ -464,6 +477,7 @@ s_broker_destroy (bm_broker_t **self_p)
             bm_jobstore_on_live_added (NULL, batch);
         }
         bm_store_destroy (&self->store);
+        bm_ha_destroy (self);
         zloop_destroy (&self->loop);
         zsock_destroy (&self->router);
         zactor_destroy (&self->auth);
@@ -501,6 +515,7 @@ s_bind (bm_broker_t *self, const char *endpoint)
         zstr_send (self->pipe, "-1");
         return;
     }
+    bm_ha_bound (self);
     bm_info (NULL, "broker listening on %s; redis %s; metrics on port %" PRId64,
              zsock_endpoint (self->router),
              self->config.redis_url ? self->config.redis_url : "off (no durability)",

@@ -43,6 +43,11 @@ typedef struct {
     int64_t shutdown_ms;            //  BROKER_SHUTDOWN_MS
     int64_t peer_hwm;               //  BROKER_PEER_HWM
     int64_t save_running_ms;        //  BROKER_SAVE_RUNNING_MS
+    const char *ha;                 //  BROKER_HA: off or redis
+    int64_t lease_ms;               //  BROKER_LEASE_MS
+    const char *advertise;          //  BROKER_ADVERTISE_ENDPOINT, or NULL
+    char *const *restart_argv;      //  HA: how to start over as a standby
+                                    //  (execv; NULL: the actor ends instead)
 } bm_broker_config_t;
 
 typedef struct _bm_broker_t bm_broker_t;

@@ -46,6 +46,15 @@ const bm_setting_t bm_broker_settings [] = {
     ROW_INT ("BROKER_SAVE_RUNNING_MS", save_running_ms, 500, 0, 3600000,
              "an attempt's running state goes to Redis once it has run this long; shorter ones are "
              "saved only with their outcome (0 = at dispatch)"),
+    BM_SETTING_STR ("BROKER_HA", bm_broker_config_t, ha, "off", 16,
+                    "off: this broker runs alone; redis: brokers on the same Redis elect a leader "
+                    "through a lease, the others stand by and answer not_leader"),
+    ROW_INT ("BROKER_LEASE_MS", lease_ms, 2000, 200, 600000,
+             "BROKER_HA=redis: the leader's lease, renewed every quarter of it; a standby takes "
+             "over within about this long after the leader is gone"),
+    BM_SETTING_STR ("BROKER_ADVERTISE_ENDPOINT", bm_broker_config_t, advertise, NULL, 512,
+                    "BROKER_HA=redis: the endpoint peers reach this broker at, named by standbys "
+                    "in not_leader (default: BROKER_ENDPOINT with * as this host's name)"),
     BM_SETTINGS_END
 };
 
@@ -58,6 +67,10 @@ bm_broker_config_load (bm_broker_config_t *c)
     const char *prefix;
     rc |= bm_redis_env_load (true, redis_url, sizeof redis_url, &prefix);
     c->redis_url = streq (redis_url, "none") ? NULL : redis_url;
+    if (rc == 0 && !streq (c->ha, "off") && !streq (c->ha, "redis")) {
+        bm_error (NULL, "configuration: BROKER_HA must be off or redis, got '%s'", c->ha);
+        rc = -1;
+    }
     return rc ? -1 : 0;
 }
 

@@ -201,6 +201,12 @@ struct _bm_broker_t {
     int body_pool_size;         //  How many the pool holds
     zsock_t *pipe;              //  The actor's command pipe
     bool verbose;               //  VERBOSE: debug lines for this actor
+    struct _bm_lease_t *lease;  //  BROKER_HA=redis: the leadership lease, or NULL
+    bool serving;               //  Handles messages (alone, or leading)
+    bool leading;               //  Holds the lease (HA)
+    bool stepped_down;          //  Lost its reign: serves no more
+    bool released;              //  Gave the lease up (shutdown)
+    bm_series_t *m_leader, *m_failovers;
 };
 
 
@@ -294,6 +300,17 @@ void bm_job_unassign (bm_broker_t *self, bm_job_t *job);
 void bm_job_requeue (bm_broker_t *self, bm_job_t *job, const char *reason);
 bool bm_service_known (const bm_service_t *service);
 bool bm_service_type_known (bm_broker_t *self, const char *name);
+
+//  bm_broker_ha.c: leader and standby (BROKER_HA=redis)
+int bm_ha_setup (bm_broker_t *self);
+void bm_ha_destroy (bm_broker_t *self);
+void bm_ha_bound (bm_broker_t *self);
+void bm_ha_tick (bm_broker_t *self, int64_t now);
+void bm_ha_check (bm_broker_t *self, int64_t now);
+bool bm_ha_may_recover (bm_broker_t *self);
+bool bm_ha_release (bm_broker_t *self);
+void bm_ha_refuse (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg);
+int bm_ha_end_loop (zloop_t *loop, int timer_id, void *arg);
 
 //  bm_delivery.c: webhook deliveries
 void bm_delivery_set_state (bm_job_t *job, const char *wh, size_t size);

@@ -5,6 +5,7 @@
 #include "bm_broker.h"
 #include "bm_heap.h"
 #include "bm_idem.h"
+#include "bm_lease.h"
 #include "bm_rank.h"
 #include "bm_selftest.h"
 
@@ -13,6 +14,7 @@ static const bm_selftest_t s_tests [] = {
     { "rank", bm_rank_test },
     { "idem", bm_idem_test },
     { "broker", bm_broker_test },
+    { "lease", bm_lease_test },
     { NULL, NULL }
 };
 

@@ -579,7 +579,8 @@ bm_jobstore_on_store_state (bool up, void *arg)
 {
     bm_broker_t *self = (bm_broker_t *) arg;
     bm_series_set (self->m_redis_up, up ? 1 : 0);
-    if (up && !self->recovered && !self->recovering) {
+    //  A standby recovers only once it leads (bm_broker_ha.c).
+    if (up && !self->recovered && !self->recovering && bm_ha_may_recover (self)) {
         self->recovering = true;
         bm_cmd_t cmd;
         bm_cmd_start (self, &cmd, "ZRANGE", "live", NULL);

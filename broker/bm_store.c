@@ -59,6 +59,13 @@ struct _bm_store_t {
     void *flush_arg;
     bool flushing;              //  In the hook (no recursion)
     bool destroying;            //  In bm_store_destroy
+    char *fence_key;            //  Fencing: the epoch counter's key, or NULL
+    char *fence_epoch;          //  The epoch every group requires
+    bool fenced;                //  A group found another epoch: no more writes
+    bm_store_fenced_fn *fenced_fn;
+    void *fenced_arg;
+    char *eval_buf;             //  A fenced group's EVAL, rebuilt per group
+    size_t eval_alloc;
 };
 
 static void s_connect (bm_store_t *self);
@@ -447,6 +454,19 @@ s_on_group_reply (redisAsyncContext *ac, void *r, void *privdata)
     bm_store_t *self = group->store;
     self->in_flight -= group->count;
     redisReply *reply = (redisReply *) r;
+    if (reply && reply->type == REDIS_REPLY_ERROR && strncmp (reply->str, "FENCED", 6) == 0) {
+        //  Another broker took the lease: none of this group ran, and no
+        //  write of ours may run again.
+        bool first = !self->fenced;
+        self->fenced = true;
+        if (first)
+            bm_error (NULL, "redis refused our writes: %s", reply->str);
+        s_group_fail (group);
+        s_group_destroy (&group);
+        if (first && self->fenced_fn)
+            self->fenced_fn (self->fenced_arg);
+        return;
+    }
     if (reply && reply->type == REDIS_REPLY_ERROR && !self->destroying) {
         //  Not surely applied: keep the writes and start over on a fresh
         //  connection (which waits until Redis is ready again).
@@ -489,6 +509,96 @@ bm_store_set_flush_fn (bm_store_t *self, bm_store_flush_fn *fn, void *arg)
     self->flush_arg = arg;
 }
 
+//  The fencing script: runs the group only while the epoch counter holds
+//  our epoch.  ARGV[1] the epoch, then per write its argument count and
+//  its arguments.  Errors of single writes are ignored, as they are with
+//  replies off.
+static const char s_fence_script [] =
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "if cur ~= ARGV[1] then\n"
+    "  return redis.error_reply('FENCED epoch ' .. ARGV[1] .. ' is over, the lease is at epoch ' .. (cur or 'none'))\n"
+    "end\n"
+    "local i, n = 2, #ARGV\n"
+    "while i <= n do\n"
+    "  local k = tonumber(ARGV[i])\n"
+    "  redis.pcall(unpack(ARGV, i + 1, i + k))\n"
+    "  i = i + k + 1\n"
+    "end\n"
+    "return 'OK'\n";
+
+//  Append "$<len>\r\n<data>\r\n" at out; returns the end.
+static char *
+s_put_bulk (char *out, const char *data, size_t len)
+{
+    char digits [24], *d = s_utoa (len, digits + sizeof digits);
+    *out++ = '$';
+    memcpy (out, d, (size_t) (digits + sizeof digits - d));
+    out += digits + sizeof digits - d;
+    *out++ = '\r'; *out++ = '\n';
+    memcpy (out, data, len);
+    out += len;
+    *out++ = '\r'; *out++ = '\n';
+    return out;
+}
+
+//  A group as one EVAL of the fencing script: each write's RESP array
+//  "*<k>\r\n<k bulks>" becomes the bulk "<k>" followed by the same bulks,
+//  copied as they are.  Returns the size built in self->eval_buf, 0 when
+//  out of memory.
+static size_t
+s_fence_group (bm_store_t *self, s_group_t *group)
+{
+    size_t need = 64 + sizeof s_fence_script + strlen (self->fence_key)
+                + strlen (self->fence_epoch) + 3 * 32 + group->size;
+    if (need > self->eval_alloc) {
+        char *buf = (char *) realloc (self->eval_buf, need);
+        if (!buf)
+            return 0;
+        self->eval_buf = buf;
+        self->eval_alloc = need;
+    }
+    size_t args = 5;
+    for (size_t i = 0; i < group->count; i++)
+        args += 1 + strtoul (group->buf + group->entries [i].offset + 1, NULL, 10);
+    char *out = self->eval_buf, digits [24], *d = s_utoa (args, digits + sizeof digits);
+    *out++ = '*';
+    memcpy (out, d, (size_t) (digits + sizeof digits - d));
+    out += digits + sizeof digits - d;
+    *out++ = '\r'; *out++ = '\n';
+    out = s_put_bulk (out, "EVAL", 4);
+    out = s_put_bulk (out, s_fence_script, sizeof s_fence_script - 1);
+    out = s_put_bulk (out, "1", 1);
+    out = s_put_bulk (out, self->fence_key, strlen (self->fence_key));
+    out = s_put_bulk (out, self->fence_epoch, strlen (self->fence_epoch));
+    for (size_t i = 0; i < group->count; i++) {
+        const char *entry = group->buf + group->entries [i].offset;
+        const char *bulks = strchr (entry, '\n') + 1;
+        out = s_put_bulk (out, entry + 1, (size_t) (bulks - entry - 3));
+        size_t rest = group->entries [i].size - (size_t) (bulks - entry);
+        memcpy (out, bulks, rest);
+        out += rest;
+    }
+    return (size_t) (out - self->eval_buf);
+}
+
+void
+bm_store_set_fence (bm_store_t *self, const char *key, const char *epoch,
+                    bm_store_fenced_fn *fn, void *arg)
+{
+    free (self->fence_key);
+    free (self->fence_epoch);
+    self->fence_key = strdup (key);
+    self->fence_epoch = strdup (epoch);
+    self->fenced_fn = fn;
+    self->fenced_arg = arg;
+}
+
+bool
+bm_store_fenced (bm_store_t *self)
+{
+    return self->fenced;
+}
+
 void
 bm_store_flush (bm_store_t *self)
 {
@@ -507,8 +617,24 @@ bm_store_flush (bm_store_t *self)
         s_group_t *group = groups [i];
         if (!group)
             continue;
-        if (group->count == 0) {
+        if (group->count == 0 || self->fenced) {
+            if (group->count)
+                s_group_fail (group);
             s_group_destroy (&group);
+            continue;
+        }
+        if (self->fence_key) {
+            size_t size = s_fence_group (self, group);
+            if (size == 0 || redisAsyncFormattedCommand (self->ac, s_on_group_reply, group,
+                                                         self->eval_buf, size) != REDIS_OK) {
+                if (size == 0)
+                    bm_error (NULL, "redis: no memory to send a group of %zu writes: kept",
+                              group->count);
+                s_group_keep (self, group);
+                s_group_destroy (&group);
+                continue;
+            }
+            self->in_flight += group->count;
             continue;
         }
         s_group_reserve (group, sizeof s_reply_on);
@@ -532,7 +658,7 @@ int
 bm_store_write (bm_store_t *self, bool retry, bm_store_fn *fn, void *arg,
                 int argc, const char **argv, const size_t *argvlen)
 {
-    if (self->destroying)
+    if (self->destroying || self->fenced)
         return -1;
     if (self->connected) {
         if (!self->open)
@@ -640,6 +766,9 @@ bm_store_destroy (bm_store_t **self_p)
         }
         free (self->host);
         free (self->password);
+        free (self->fence_key);
+        free (self->fence_epoch);
+        free (self->eval_buf);
         free (self);
         *self_p = NULL;
     }

@@ -67,6 +67,18 @@ void bm_store_flush (bm_store_t *self);
 typedef void (bm_store_flush_fn) (void *arg);
 void bm_store_set_flush_fn (bm_store_t *self, bm_store_flush_fn *fn, void *arg);
 
+//  Fencing (brokers in HA mode): from now on each group is sent as one
+//  EVAL of a script that runs the group's writes only while the string at
+//  key equals epoch (the lease's epoch counter, bm_lease.h), else runs
+//  none and answers FENCED.  A fenced store refuses every later write
+//  (-1), fails the writes it holds (their callbacks get NULL) and calls
+//  fn once.  The price: one script call per group instead of plain
+//  pipelined commands (bench: ./botmesh bench, "fencing").
+typedef void (bm_store_fenced_fn) (void *arg);
+void bm_store_set_fence (bm_store_t *self, const char *key, const char *epoch,
+                         bm_store_fenced_fn *fn, void *arg);
+bool bm_store_fenced (bm_store_t *self);
+
 //  Writes waiting (buffered, grouped or in flight), for shutdown and
 //  metrics.
 size_t bm_store_pending (bm_store_t *self);

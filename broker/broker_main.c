@@ -83,6 +83,9 @@ main (int argc, char *argv [])
     bm_broker_config_t config;
     if (bm_broker_config_load (&config) || bm_http_cors_from_env ())
         return 2;
+    //  A leader that loses its lease starts over as a standby by running
+    //  this program again (bm_broker_ha.c).
+    config.restart_argv = argv;
     zactor_t *broker = zactor_new (bm_broker_actor, &config);
     if (!broker)
         return 1;

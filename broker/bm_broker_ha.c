@@ -1,0 +1,239 @@
+/*  bm_broker_ha.c - leader and standby (BROKER_HA=redis).
+
+    Brokers on one Redis compete for a lease (bm_lease.c).  The one that
+    holds it serves; the others are standbys: bound, connected to Redis,
+    answering every message REJECTED / NACK not_leader (with the leader's
+    endpoint when known), keeping no queue and writing nothing.
+
+    Takeover: a standby that wins the lease fences its store with the new
+    epoch (every write group of bm_store runs only while Redis's epoch
+    counter holds it), then runs the restart recovery (bm_jobstore.c) and
+    serves.
+
+    Step-down: a leader whose lease ran out on its own clock, whose renewal
+    found another owner, or whose write group Redis refused as FENCED, has
+    lost its reign: it stops serving at once (before handling any other
+    message or timer), says so in its log, and starts over as a standby
+    with nothing in memory: the process executes itself again (same pid,
+    same arguments and environment), so no state of the old reign can leak
+    into the new one.  An in-process broker (the self-test) ends instead.  */
+#include "bm_broker_internal.h"
+#include "bm_lease.h"
+
+#include <unistd.h>
+#include <sys/syscall.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+static void s_step_down (bm_broker_t *self, const char *why);
+
+//  The endpoint peers reach us at: BROKER_ADVERTISE_ENDPOINT, else the
+//  bound endpoint with "*" or 0.0.0.0 replaced by this host's name.
+static void
+s_advertised (bm_broker_t *self, char *out, size_t size)
+{
+    if (self->config.advertise && *self->config.advertise) {
+        snprintf (out, size, "%s", self->config.advertise);
+        return;
+    }
+    const char *endpoint = self->router ? zsock_endpoint (self->router) : NULL;
+    if (!endpoint)
+        endpoint = self->config.endpoint;
+    char host [256] = "localhost";
+    gethostname (host, sizeof host - 1);
+    const char *colon = strrchr (endpoint, ':');
+    const char *slashes = strstr (endpoint, "://");
+    if (colon && slashes && colon > slashes
+    &&  (strncmp (slashes + 3, "*:", 2) == 0 || strncmp (slashes + 3, "0.0.0.0:", 8) == 0))
+        snprintf (out, size, "%.*s%s%s", (int) (slashes + 3 - endpoint), endpoint, host, colon);
+    else
+        snprintf (out, size, "%s", endpoint);
+}
+
+static void
+s_on_fenced (void *arg)
+{
+    s_step_down ((bm_broker_t *) arg, "fenced: redis refused a write group of our epoch");
+}
+
+static void
+s_on_lease (bool held, void *arg)
+{
+    bm_broker_t *self = (bm_broker_t *) arg;
+    if (!held) {
+        if (self->leading)
+            s_step_down (self, "lost the lease");
+        return;
+    }
+    int64_t epoch = bm_lease_epoch (self->lease);
+    self->leading = true;
+    self->serving = true;
+    bm_store_set_fence (self->store, bm_lease_epoch_key (self->lease),
+                        bm_lease_epoch_text (self->lease), s_on_fenced, self);
+    bm_series_set (self->m_leader, 1);
+    if (epoch > 1)
+        bm_series_inc (self->m_failovers);
+    bm_info (NULL, "leader now (lease epoch %" PRId64 "); recovering the queues from redis", epoch);
+    //  The restart recovery, now that no other broker writes.
+    bm_jobstore_on_store_state (bm_store_up (self->store), self);
+}
+
+int
+bm_ha_setup (bm_broker_t *self)
+{
+    bm_metrics_t *m = self->metrics;
+    self->m_leader = bm_metric_series (bm_metrics_gauge (m, "broker_leader",
+        "1 while this broker leads (holds the lease, or runs alone), 0 on a standby", NULL));
+    self->m_failovers = bm_metric_series (bm_metrics_counter (m, "broker_failovers_total",
+        "Times this broker took the lease over from another (epoch > 1)", NULL));
+    if (!streq (self->config.ha, "redis")) {
+        self->serving = true;
+        bm_series_set (self->m_leader, 1);
+        return 0;
+    }
+    if (!self->store) {
+        bm_error (NULL, "configuration: BROKER_HA=redis needs Redis (REDIS_URL is none)");
+        return -1;
+    }
+    char owner [300], host [256] = "localhost";
+    gethostname (host, sizeof host - 1);
+    for (char *c = host; *c; c++)
+        if (*c == ' ')
+            *c = '-';
+    snprintf (owner, sizeof owner, "%s:%d:%s", host, (int) getpid (), self->instance);
+    char endpoint [512];
+    s_advertised (self, endpoint, sizeof endpoint);
+    self->lease = bm_lease_new (self->store, self->config.redis_prefix, owner, endpoint,
+                                self->config.lease_ms);
+    if (!self->lease) {
+        bm_error (NULL, "configuration: cannot set up the lease");
+        return -1;
+    }
+    bm_lease_set_change_fn (self->lease, s_on_lease, self);
+    bm_info (NULL, "standby (BROKER_HA=redis, lease %" PRId64 " ms): waiting for the lease",
+             self->config.lease_ms);
+    return 0;
+}
+
+void
+bm_ha_destroy (bm_broker_t *self)
+{
+    //  After the store: its pending callbacks have run.
+    bm_lease_destroy (&self->lease);
+}
+
+//  The bound endpoint is known once BIND ran: the lease names it.
+void
+bm_ha_bound (bm_broker_t *self)
+{
+    if (!self->lease)
+        return;
+    char endpoint [512];
+    s_advertised (self, endpoint, sizeof endpoint);
+    bm_lease_set_endpoint (self->lease, endpoint);
+}
+
+void
+bm_ha_tick (bm_broker_t *self, int64_t now)
+{
+    if (!self->lease)
+        return;
+    bm_lease_tick (self->lease, now);
+    bm_ha_check (self, now);
+}
+
+void
+bm_ha_check (bm_broker_t *self, int64_t now)
+{
+    if (self->lease && self->leading && !bm_lease_held (self->lease, now))
+        s_step_down (self, "the lease ran out before it was renewed");
+}
+
+bool
+bm_ha_may_recover (bm_broker_t *self)
+{
+    return !self->lease || self->leading;
+}
+
+//  Graceful shutdown: give the lease up so that a standby takes over now.
+//  True once Redis answered (or there is nothing to release).
+bool
+bm_ha_release (bm_broker_t *self)
+{
+    if (!self->lease)
+        return true;
+    if (self->leading && !self->released) {
+        self->released = true;
+        self->leading = false;
+        self->serving = false;
+        bm_series_set (self->m_leader, 0);
+        bm_lease_release (self->lease);
+    }
+    return !bm_lease_busy (self->lease);
+}
+
+//  A standby's answer: REJECTED {req, code: not_leader, message, leader}
+//  to a client, NACK {code: not_leader, message, leader} to a worker.
+void
+bm_ha_refuse (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
+{
+    const char *leader = self->lease && !self->leading ? bm_lease_leader (self->lease) : "";
+    char message [600];
+    if (*leader)
+        snprintf (message, sizeof message, "this broker is a standby; the leader is %s", leader);
+    else
+        snprintf (message, sizeof message, "this broker is a standby; no leader is known yet");
+    bool worker = bm_msg_peer (msg) == BM_PEER_WORKER;
+    const msgpack_object *request = worker ? NULL : bm_msg_body (msg);
+    bm_body_t body;
+    bm_body_init (self, &body);
+    msgpack_pack_map (&body.pk, 3 + bm_req_count (request));
+    bm_pack_req (&body.pk, request);
+    bm_pack_kv_str (&body.pk, "code", "not_leader");
+    bm_pack_kv_str (&body.pk, "message", message);
+    bm_pack_kv_str (&body.pk, "leader", leader);
+    if (worker) {
+        bm_worker_entry_t dummy = { .identity = identity, .name = "standby" };
+        bm_broker_send_worker (self, &dummy, BM_NACK, &body);
+    }
+    else
+        bm_broker_send_client (self, identity, BM_REJECTED, &body);
+    bm_body_free (&body);
+}
+
+static void
+s_step_down (bm_broker_t *self, const char *why)
+{
+    if (self->stepped_down)
+        return;
+    self->stepped_down = true;
+    self->serving = false;
+    self->leading = false;
+    bm_series_set (self->m_leader, 0);
+    bm_error (NULL, "stepping down: %s; this broker serves no more and writes nothing",
+              why);
+    if (self->config.restart_argv) {
+        bm_warn (NULL, "restarting as a standby (exec %s)", self->config.restart_argv [0]);
+        fflush (stdout);
+        fflush (stderr);
+        //  Nothing of this process may survive into the standby: sockets
+        //  (ZeroMQ's, Redis's, the metrics server's) close on exec.
+        syscall (SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+        execv ("/proc/self/exe", self->config.restart_argv);
+        bm_error (NULL, "cannot exec %s (%s): exiting", self->config.restart_argv [0],
+                  strerror (errno));
+        _exit (3);
+    }
+    //  In-process: the actor ends without flushing anything.
+    self->done = true;
+    zloop_timer (self->loop, 1, 1, bm_ha_end_loop, self);
+}
+
+int
+bm_ha_end_loop (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop; (void) timer_id; (void) arg;
+    return -1;
+}

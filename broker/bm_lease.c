@@ -1,0 +1,507 @@
+/*  bm_lease.c - broker leadership: a lease in Redis with an increasing epoch.  */
+#include "bm_lease.h"
+#include "bm_log.h"
+#include "bm_selftest.h"
+#include "bm_config.h"
+
+#include <czmq.h>
+#include <inttypes.h>
+
+//  KEYS[1] lease, KEYS[2] epoch counter; ARGV owner, endpoint, lease ms,
+//  the epoch we hold ("0": none).  Returns {held (0/1), epoch, endpoint}.
+static const char s_acquire_script [] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v then\n"
+    "  local e, o, ep = string.match(v, '^(%d+) (%S+) (.*)$')\n"
+    "  if o == ARGV[1] and e == ARGV[4] then\n"
+    "    redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+    "    return {1, e, ep}\n"
+    "  end\n"
+    "  return {0, e or '0', ep or ''}\n"
+    "end\n"
+    "local cur = redis.call('GET', KEYS[2]) or '0'\n"
+    "local e = cur\n"
+    "if ARGV[4] == '0' then\n"
+    "  e = tostring(redis.call('INCR', KEYS[2]))\n"
+    "elseif cur ~= ARGV[4] then\n"
+    "  return {0, cur, ''}\n"
+    "end\n"
+    "redis.call('SET', KEYS[1], e .. ' ' .. ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[3])\n"
+    "return {1, e, ARGV[2]}\n";
+
+//  KEYS[1] lease; ARGV owner, epoch.  Deletes the lease if it is ours.
+static const char s_release_script [] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v and string.match(v, '^(%d+) (%S+)') == ARGV[2] then\n"
+    "  local e, o = string.match(v, '^(%d+) (%S+)')\n"
+    "  if o == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
+    "end\n"
+    "return 0\n";
+
+struct _bm_lease_t {
+    bm_store_t *store;          //  The owner's Redis connection (borrowed)
+    char *lease_key;            //  <prefix>{bm}:leader
+    char *epoch_key;            //  <prefix>{bm}:epoch
+    char *owner;                //  This process, unique
+    char *endpoint;             //  Where this process serves
+    int64_t lease_ms;           //  TTL of the lease
+    int64_t epoch;              //  Our reign's epoch, 0 when not leading
+    char epoch_text [24];       //  The same, as text
+    char leader [256];          //  Leader's endpoint as last seen
+    bool held;                  //  We lead
+    int64_t valid_until;        //  Mono ms: our lease ends here at the latest
+    int64_t next_at;            //  Mono ms: next acquire/renew
+    bool in_flight;             //  A request is out
+    int64_t sent_at;            //  Mono ms it was sent
+    bool released;              //  bm_lease_release was called
+    bm_lease_change_fn *change_fn;
+    void *change_arg;
+};
+
+static void
+s_set_held (bm_lease_t *self, bool held)
+{
+    if (self->held == held)
+        return;
+    self->held = held;
+    if (!held) {
+        self->epoch = 0;
+        snprintf (self->epoch_text, sizeof self->epoch_text, "0");
+    }
+    if (self->change_fn)
+        self->change_fn (held, self->change_arg);
+}
+
+static bool
+s_reply_str (const redisReply *reply, char *out, size_t size)
+{
+    if (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS) {
+        snprintf (out, size, "%.*s", (int) reply->len, reply->str);
+        return true;
+    }
+    if (reply->type == REDIS_REPLY_INTEGER) {
+        snprintf (out, size, "%lld", reply->integer);
+        return true;
+    }
+    return false;
+}
+
+static void
+s_on_acquire (redisReply *reply, void *arg)
+{
+    bm_lease_t *self = (bm_lease_t *) arg;
+    self->in_flight = false;
+    if (!reply)
+        return;                 //  Redis away: the next tick tries again
+    char epoch [24], endpoint [256];
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
+    ||  reply->element [0]->type != REDIS_REPLY_INTEGER
+    ||  !s_reply_str (reply->element [1], epoch, sizeof epoch)
+    ||  !s_reply_str (reply->element [2], endpoint, sizeof endpoint)) {
+        bm_warn (NULL, "lease: unexpected answer from redis (%s)",
+                 reply->type == REDIS_REPLY_ERROR ? reply->str : "not {held, epoch, endpoint}");
+        return;
+    }
+    if (self->released)
+        return;
+    snprintf (self->leader, sizeof self->leader, "%s", endpoint);
+    if (reply->element [0]->integer == 1) {
+        self->epoch = strtoll (epoch, NULL, 10);
+        snprintf (self->epoch_text, sizeof self->epoch_text, "%" PRId64, self->epoch);
+        self->valid_until = self->sent_at + self->lease_ms - self->lease_ms / 10;
+        s_set_held (self, true);
+    }
+    else
+    if (self->held) {
+        bm_warn (NULL, "lease: epoch %s belongs to %s now", epoch,
+                 *endpoint ? endpoint : "another broker");
+        s_set_held (self, false);
+    }
+}
+
+static void
+s_on_release (redisReply *reply, void *arg)
+{
+    (void) reply;
+    bm_lease_t *self = (bm_lease_t *) arg;
+    self->in_flight = false;
+}
+
+static void
+s_send_acquire (bm_lease_t *self, int64_t now)
+{
+    char ms [24];
+    snprintf (ms, sizeof ms, "%" PRId64, self->lease_ms);
+    const char *argv [] = { "EVAL", s_acquire_script, "2", self->lease_key, self->epoch_key,
+                            self->owner, self->endpoint, ms, self->epoch_text };
+    size_t lens [9];
+    for (int i = 0; i < 9; i++)
+        lens [i] = strlen (argv [i]);
+    self->sent_at = now;
+    if (bm_store_query (self->store, s_on_acquire, self, 9, argv, lens) == 0)
+        self->in_flight = true;
+}
+
+void
+bm_lease_tick (bm_lease_t *self, int64_t now)
+{
+    if (self->released)
+        return;
+    if (self->held && now >= self->valid_until) {
+        bm_warn (NULL, "lease: epoch %" PRId64 " not renewed within %" PRId64 " ms: lost",
+                 self->epoch, self->lease_ms);
+        s_set_held (self, false);
+    }
+    if (self->in_flight || now < self->next_at)
+        return;
+    //  A leader renews every quarter lease; a standby asks every eighth.
+    self->next_at = now + (self->held ? self->lease_ms / 4 : self->lease_ms / 8);
+    s_send_acquire (self, now);
+}
+
+bool
+bm_lease_held (bm_lease_t *self, int64_t now)
+{
+    return self->held && now < self->valid_until;
+}
+
+int64_t
+bm_lease_epoch (bm_lease_t *self)
+{
+    return self->epoch;
+}
+
+const char *
+bm_lease_epoch_text (bm_lease_t *self)
+{
+    return self->epoch_text;
+}
+
+const char *
+bm_lease_epoch_key (bm_lease_t *self)
+{
+    return self->epoch_key;
+}
+
+const char *
+bm_lease_leader (bm_lease_t *self)
+{
+    return self->leader;
+}
+
+void
+bm_lease_set_endpoint (bm_lease_t *self, const char *endpoint)
+{
+    char *copy = strdup (endpoint);
+    if (copy) {
+        free (self->endpoint);
+        self->endpoint = copy;
+    }
+}
+
+void
+bm_lease_release (bm_lease_t *self)
+{
+    if (self->released)
+        return;
+    self->released = true;
+    if (!self->held)
+        return;
+    const char *argv [] = { "EVAL", s_release_script, "1", self->lease_key,
+                            self->owner, self->epoch_text };
+    size_t lens [6];
+    for (int i = 0; i < 6; i++)
+        lens [i] = strlen (argv [i]);
+    //  An acquire in flight answers first (one connection, in order).
+    if (bm_store_query (self->store, s_on_release, self, 6, argv, lens) == 0)
+        self->in_flight = true;
+    bm_info (NULL, "lease: epoch %" PRId64 " released", self->epoch);
+    self->held = false;
+}
+
+bool
+bm_lease_busy (bm_lease_t *self)
+{
+    return self->in_flight;
+}
+
+void
+bm_lease_set_change_fn (bm_lease_t *self, bm_lease_change_fn *fn, void *arg)
+{
+    self->change_fn = fn;
+    self->change_arg = arg;
+}
+
+bm_lease_t *
+bm_lease_new (bm_store_t *store, const char *prefix, const char *owner,
+              const char *endpoint, int64_t lease_ms)
+{
+    if (!store || !prefix || !owner || !*owner || strchr (owner, ' ') || !endpoint
+    ||  lease_ms < 100)
+        return NULL;
+    bm_lease_t *self = (bm_lease_t *) zmalloc (sizeof (bm_lease_t));
+    self->store = store;
+    self->lease_key = zsys_sprintf ("%s{bm}:leader", prefix);
+    self->epoch_key = zsys_sprintf ("%s{bm}:epoch", prefix);
+    self->owner = strdup (owner);
+    self->endpoint = strdup (endpoint);
+    self->lease_ms = lease_ms;
+    snprintf (self->epoch_text, sizeof self->epoch_text, "0");
+    if (!self->lease_key || !self->epoch_key || !self->owner || !self->endpoint)
+        bm_lease_destroy (&self);
+    return self;
+}
+
+void
+bm_lease_destroy (bm_lease_t **self_p)
+{
+    if (*self_p) {
+        bm_lease_t *self = *self_p;
+        zstr_free (&self->lease_key);
+        zstr_free (&self->epoch_key);
+        free (self->owner);
+        free (self->endpoint);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Self-test: two leases (two "brokers") on one real redis-server.
+
+typedef struct {
+    zloop_t *loop;
+    bm_lease_t *a, *b;
+    int64_t until;              //  Mono ms: give up
+    bool (*done) (void *arg);   //  Stop when true
+    void *done_arg;
+    int changes;                //  Change callbacks seen
+} s_test_t;
+
+static int
+s_test_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop; (void) timer_id;
+    s_test_t *t = (s_test_t *) arg;
+    int64_t now = bm_mono_ms ();
+    if (t->a)
+        bm_lease_tick (t->a, now);
+    if (t->b)
+        bm_lease_tick (t->b, now);
+    if (t->done (t->done_arg) || now > t->until)
+        return -1;
+    return 0;
+}
+
+static void
+s_test_run (s_test_t *t, bool (*done) (void *), void *arg, int64_t timeout_ms)
+{
+    t->done = done;
+    t->done_arg = arg;
+    t->until = bm_mono_ms () + timeout_ms;
+    int timer = zloop_timer (t->loop, 20, 0, s_test_timer, t);
+    zloop_start (t->loop);
+    zloop_timer_end (t->loop, timer);
+}
+
+static bool
+s_test_one_leads (void *arg)
+{
+    s_test_t *t = (s_test_t *) arg;
+    int64_t now = bm_mono_ms ();
+    return bm_lease_held (t->a, now) != bm_lease_held (t->b, now)
+        && (bm_lease_held (t->a, now) ? *bm_lease_leader (t->b) : *bm_lease_leader (t->a));
+}
+
+static bool
+s_test_held (void *arg)
+{
+    return bm_lease_held ((bm_lease_t *) arg, bm_mono_ms ());
+}
+
+static bool
+s_test_idle (void *arg)
+{
+    return !bm_lease_busy ((bm_lease_t *) arg);
+}
+
+static bool
+s_test_never (void *arg)
+{
+    (void) arg;
+    return false;
+}
+
+//  Fencing in bm_store: a write callback's outcome, and the fenced hook.
+typedef struct {
+    int calls;
+    bool ok;                    //  Last reply was not NULL and not an error
+    char text [64];             //  Last reply as text
+    long long integer;          //  Last reply as an integer
+    int fenced;
+} s_write_t;
+
+static void
+s_test_written (redisReply *reply, void *arg)
+{
+    s_write_t *w = (s_write_t *) arg;
+    w->calls++;
+    w->ok = reply && reply->type != REDIS_REPLY_ERROR;
+    snprintf (w->text, sizeof w->text, "%s", reply && reply->str ? reply->str : "");
+    w->integer = reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
+}
+
+static void
+s_test_fenced (void *arg)
+{
+    ((s_write_t *) arg)->fenced++;
+}
+
+static bool
+s_test_called (void *arg)
+{
+    return ((s_write_t *) arg)->calls > 0;
+}
+
+static void
+s_test_command (s_test_t *t, bm_store_t *store, bool query, s_write_t *w, int argc, const char **argv)
+{
+    size_t lens [8];
+    for (int i = 0; i < argc; i++)
+        lens [i] = strlen (argv [i]);
+    *w = (s_write_t) { .fenced = w->fenced };
+    if (query)
+        BM_CHECK (bm_store_query (store, s_test_written, w, argc, argv, lens) == 0);
+    else {
+        BM_CHECK (bm_store_write (store, true, s_test_written, w, argc, argv, lens) == 0);
+        bm_store_flush (store);
+    }
+    s_test_run (t, s_test_called, w, 3000);
+    BM_CHECK (w->calls == 1);
+}
+
+static void
+s_test_change (bool held, void *arg)
+{
+    (void) held;
+    ((s_test_t *) arg)->changes++;
+}
+
+void
+bm_lease_test (bool verbose)
+{
+    if (verbose)
+        printf (" * bm_lease: ");
+    //  A throwaway redis-server on a free port.
+    zsock_t *probe = zsock_new (ZMQ_ROUTER);
+    int port = zsock_bind (probe, "tcp://127.0.0.1:*");
+    zsock_destroy (&probe);
+    BM_CHECK (port > 0);
+    char dir [] = "/tmp/bm_lease_test.XXXXXX";
+    BM_CHECK (mkdtemp (dir));
+    char command [512];
+    snprintf (command, sizeof command,
+              "redis-server --port %d --dir %s --save '' --appendonly no --daemonize yes "
+              "--pidfile %s/redis.pid --logfile %s/redis.log", port, dir, dir, dir);
+    BM_CHECK (system (command) == 0);
+    char url [64];
+    snprintf (url, sizeof url, "redis://127.0.0.1:%d/0", port);
+
+    s_test_t t = { .loop = zloop_new () };
+    bm_store_t *store_a = bm_store_new (t.loop, url, 1000);
+    bm_store_t *store_b = bm_store_new (t.loop, url, 1000);
+    BM_CHECK (store_a && store_b);
+    BM_CHECK (bm_lease_new (store_a, "t:", "has space", "x", 1000) == NULL);
+    bm_lease_t *lease_a = bm_lease_new (store_a, "t:", "broker-a", "tcp://a:5555", 600);
+    bm_lease_t *lease_b = bm_lease_new (store_b, "t:", "broker-b", "tcp://b:5555", 600);
+    t.a = lease_a;
+    t.b = lease_b;
+    BM_CHECK (t.a && t.b);
+    bm_lease_set_change_fn (t.a, s_test_change, &t);
+    bm_lease_set_change_fn (t.b, s_test_change, &t);
+    BM_CHECK (streq (bm_lease_epoch_key (t.a), "t:{bm}:epoch"));
+
+    //  Both compete: exactly one leads, the other knows its endpoint.
+    s_test_run (&t, s_test_one_leads, &t, 5000);
+    BM_CHECK (s_test_one_leads (&t));
+    bm_lease_t *leader = bm_lease_held (t.a, bm_mono_ms ()) ? t.a : t.b;
+    bm_lease_t *standby = leader == t.a ? t.b : t.a;
+    int64_t first_epoch = bm_lease_epoch (leader);
+    BM_CHECK (first_epoch == 1);
+    BM_CHECK (bm_lease_epoch (standby) == 0);
+    BM_CHECK (streq (bm_lease_leader (standby), leader == t.a ? "tcp://a:5555" : "tcp://b:5555"));
+    BM_CHECK (t.changes == 1);
+
+    //  Renewals keep it over several lease lengths: nobody takes over.
+    s_test_run (&t, s_test_never, NULL, 1500);
+    BM_CHECK (bm_lease_held (leader, bm_mono_ms ()));
+    BM_CHECK (bm_lease_epoch (leader) == first_epoch);
+    BM_CHECK (t.changes == 1);
+
+    //  The leader stops renewing (as if killed): the standby takes over
+    //  with the next epoch; the old one, ticking again, finds it lost.
+    t.a = standby;
+    t.b = NULL;
+    s_test_run (&t, s_test_held, standby, 3000);
+    BM_CHECK (bm_lease_held (standby, bm_mono_ms ()));
+    BM_CHECK (bm_lease_epoch (standby) == first_epoch + 1);
+    BM_CHECK (t.changes == 2);
+    bm_lease_tick (leader, bm_mono_ms ());
+    BM_CHECK (!bm_lease_held (leader, bm_mono_ms ()));
+    BM_CHECK (bm_lease_epoch (leader) == 0);
+    BM_CHECK (t.changes == 3);
+    //  It asks again and learns who leads now; it does not take over.
+    t.b = leader;
+    s_test_run (&t, s_test_never, NULL, 300);
+    BM_CHECK (!bm_lease_held (leader, bm_mono_ms ()));
+    BM_CHECK (streq (bm_lease_leader (leader), bm_lease_leader (standby)));
+
+    //  Release: the new leader gives it up; the other takes the next epoch
+    //  without waiting for a TTL.
+    bm_lease_release (standby);
+    BM_CHECK (!bm_lease_held (standby, bm_mono_ms ()));
+    s_test_run (&t, s_test_idle, standby, 2000);
+    int64_t released_at = bm_mono_ms ();
+    s_test_run (&t, s_test_held, leader, 2000);
+    BM_CHECK (bm_lease_held (leader, bm_mono_ms ()));
+    BM_CHECK (bm_mono_ms () - released_at < 500);
+    BM_CHECK (bm_lease_epoch (leader) == first_epoch + 2);
+    t.a = t.b = NULL;
+
+    //  Fencing: a store fenced on the leader's epoch writes while the
+    //  counter holds it; once another reign began (INCR), its group runs
+    //  not at all, it says FENCED once and refuses later writes.
+    bm_store_t *fenced = bm_store_new (t.loop, url, 1000);
+    s_write_t w = { 0 };
+    bm_store_set_fence (fenced, bm_lease_epoch_key (leader), bm_lease_epoch_text (leader),
+                        s_test_fenced, &w);
+    const char *set_x [] = { "SET", "t:x", "written" };
+    s_test_command (&t, fenced, false, &w, 3, set_x);
+    BM_CHECK (w.ok && streq (w.text, "OK") && w.fenced == 0);
+    const char *get_x [] = { "GET", "t:x" };
+    s_test_command (&t, store_b, true, &w, 2, get_x);
+    BM_CHECK (streq (w.text, "written"));
+    const char *incr [] = { "INCR", "t:{bm}:epoch" };
+    s_test_command (&t, store_b, false, &w, 2, incr);
+    const char *set_y [] = { "SET", "t:y", "late" };
+    s_test_command (&t, fenced, false, &w, 3, set_y);
+    BM_CHECK (!w.ok && w.fenced == 1 && bm_store_fenced (fenced));
+    size_t lens [3] = { 3, 3, 4 };
+    BM_CHECK (bm_store_write (fenced, true, NULL, NULL, 3, set_y, lens) == -1);
+    const char *get_y [] = { "EXISTS", "t:y" };
+    s_test_command (&t, store_b, true, &w, 2, get_y);
+    BM_CHECK (w.ok && w.integer == 0);
+    bm_store_destroy (&fenced);
+    leader = standby = NULL;
+
+    bm_store_destroy (&store_a);
+    bm_store_destroy (&store_b);
+    bm_lease_destroy (&lease_a);
+    bm_lease_destroy (&lease_b);
+    BM_CHECK (lease_a == NULL);
+    zloop_destroy (&t.loop);
+    snprintf (command, sizeof command, "kill $(cat %s/redis.pid) 2>/dev/null; rm -rf %s", dir, dir);
+    BM_CHECK (system (command) == 0);
+    if (verbose)
+        printf ("OK\n");
+}

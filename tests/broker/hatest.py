@@ -1,0 +1,69 @@
+"""hatest.py - two brokers on one Redis (BROKER_HA=redis), for the HA tests.
+
+    with h.Stack("ha") as s:
+        s.redis()
+        pair = HaPair(s)                 # brokers "a" and "b", one leads
+        leader, standby = pair.roles()   # Proc objects, by asking PING
+"""
+import time
+import harness as h
+
+HA_ENV = {"BROKER_HA": "redis", "BROKER_LEASE_MS": "2000",
+          "HEARTBEAT_INTERVAL_MS": "200", "HEARTBEAT_LIVENESS": "5"}
+
+
+def ping(endpoint, timeout=0.5):
+    """(command, reply) of PING at endpoint, or None when nobody answers."""
+    c = h.Client(endpoint)
+    try:
+        c.req += 1
+        c.send(h.PING, {"req": c.req})
+        if not c.sock.poll(int(timeout * 1000)):
+            return None
+        return c.recv(0.1)
+    finally:
+        c.close()
+
+
+def leads(endpoint):
+    """True when the broker at endpoint serves (PING answered REPLY, redis up)."""
+    r = ping(endpoint)
+    return bool(r and r[0] == h.REPLY and r[1].get("redis"))
+
+
+class HaPair:
+    def __init__(self, stack, env=None):
+        self.s = stack
+        self.env = dict(HA_ENV, **(env or {}))
+        self.ports = {"a": h.free_port(), "b": h.free_port()}
+        self.procs = {}
+        for name in ("a", "b"):
+            self.start(name)
+
+    def endpoint(self, name):
+        return "tcp://127.0.0.1:%d" % self.ports[name]
+
+    def endpoints(self):
+        return ",".join(self.endpoint(n) for n in ("a", "b"))
+
+    def start(self, name):
+        env = dict(self.env, BROKER_ENDPOINT=self.endpoint(name),
+                   BROKER_METRICS_PORT=str(h.free_port()))
+        p = self.s.spawn("broker-" + name, [self.s.bin("botmesh-broker")], env)
+        p.metrics_port = int(env["BROKER_METRICS_PORT"])
+        self.procs[name] = p
+        h.wait_until(lambda: ping(self.endpoint(name)), 15, "broker %s to answer" % name)
+        return p
+
+    def leader_name(self):
+        names = [n for n in ("a", "b") if self.procs[n].alive() and leads(self.endpoint(n))]
+        return names[0] if len(names) == 1 else None
+
+    def wait_leader(self, timeout=15, other_than=None):
+        def one():
+            n = self.leader_name()
+            return n if n and n != other_than else None
+        return h.wait_until(one, timeout, "one broker to lead", interval=0.02)
+
+    def other(self, name):
+        return "b" if name == "a" else "a"
