@@ -478,6 +478,24 @@ bm_lease_test (bool verbose)
     const char *set_x [] = { "SET", "t:x", "written" };
     s_test_command (&t, fenced, false, &w, 3, set_x);
     BM_CHECK (w.ok && streq (w.text, "OK") && w.fenced == 0);
+    //  A large group (one SUBMIT burst's worth): each write's header grows
+    //  in the EVAL; every write lands.
+    const char *set_many [] = { "SET", NULL, "v" };
+    char names [600][16];
+    for (int i = 0; i < 600; i++) {
+        snprintf (names [i], sizeof names [i], "t:many:%d", i);
+        set_many [1] = names [i];
+        size_t many_lens [3] = { 3, strlen (names [i]), 1 };
+        BM_CHECK (bm_store_write (fenced, true, i == 599 ? s_test_written : NULL, &w,
+                                  3, set_many, many_lens) == 0);
+    }
+    w.calls = 0;
+    bm_store_flush (fenced);
+    s_test_run (&t, s_test_called, &w, 3000);
+    BM_CHECK (w.ok && w.fenced == 0);
+    const char *count_many [] = { "EXISTS", "t:many:0", "t:many:299", "t:many:599" };
+    s_test_command (&t, store_b, true, &w, 4, count_many);
+    BM_CHECK (w.integer == 3);
     const char *get_x [] = { "GET", "t:x" };
     s_test_command (&t, store_b, true, &w, 2, get_x);
     BM_CHECK (streq (w.text, "written"));

@@ -549,7 +549,8 @@ static size_t
 s_fence_group (bm_store_t *self, s_group_t *group)
 {
     size_t need = 64 + sizeof s_fence_script + strlen (self->fence_key)
-                + strlen (self->fence_epoch) + 3 * 32 + group->size;
+                + strlen (self->fence_epoch) + 3 * 32 + group->size
+                + group->count * 8;     //  "*<k>" becomes "$<n>\r\n<k>": 5 more bytes at most
     if (need > self->eval_alloc) {
         char *buf = (char *) realloc (self->eval_buf, need);
         if (!buf)
