@@ -97,6 +97,10 @@ def build(runs, notes, meta):
     t = []
     t.append(row("botmesh broker, no Redis", values(runs, "tp_broker_none", "rate"), "jobs/s", n("tp_broker_none")))
     t.append(row("botmesh broker, Redis AOF everysec", values(runs, "tp_broker_redis", "rate"), "jobs/s", n("tp_broker_redis")))
+    for case, label in (("tp_broker_none_bulk", "botmesh broker, no Redis, SUBMIT_MANY of 1,000"),
+                        ("tp_broker_redis_bulk", "botmesh broker, Redis, SUBMIT_MANY of 1,000")):
+        if case in runs or case in notes:
+            t.append(row(label, values(runs, case, "rate"), "jobs/s", n(case)))
     t.append(row("BullMQ, same Redis config", values(runs, "tp_bullmq", "rate"), "jobs/s", n("tp_bullmq")))
     if "tp_bullmq_best" in runs or "tp_bullmq_best" in notes:
         t.append(row("BullMQ, best setting found", values(runs, "tp_bullmq_best", "rate"), "jobs/s",
@@ -149,6 +153,8 @@ def build(runs, notes, meta):
     # Where the CPU goes: µs of CPU per job, by process, in the throughput cases
     cpu_rows = []
     for case, label in (("tp_broker_none", "botmesh, no Redis"), ("tp_broker_redis", "botmesh, Redis"),
+                        ("tp_broker_none_bulk", "botmesh, no Redis, bulk"),
+                        ("tp_broker_redis_bulk", "botmesh, Redis, bulk"),
                         ("tp_bullmq", "BullMQ (node: producer + worker)"),
                         ("tp_bullmq_best", "BullMQ, best setting"), ("tp_relay", "bare relay"),
                         ("tp_relay_check", "independent relay (zmq_proxy)"),
@@ -210,6 +216,7 @@ def build(runs, notes, meta):
     bulls = [m for m in (median(values(runs, "tp_bullmq", "rate")), median(values(runs, "tp_bullmq_best", "rate")))
              if m is not None]
     bull = max(bulls) if bulls else None
+    dur_bulk = median(values(runs, "tp_broker_redis_bulk", "rate"))
     relay = median(values(runs, "tp_relay", "rate"))
     p99_b, p99_r = median(values(runs, "lat_broker_none", "p99_us")), median(values(runs, "lat_relay", "p99_us"))
     http_d, http_e = median(values(runs, "http_gateway_redis", "rps")), median(values(runs, "http_express", "rps"))
@@ -218,6 +225,8 @@ def build(runs, notes, meta):
     per_s, per_l = median(mem["per_small"]), median(mem["per_large"])
     targets = [
         ("durable throughput / BullMQ (its better setting)", ratio(dur, bull), ">= 10x", lambda r: r >= 10, "x"),
+        ("durable bulk (SUBMIT_MANY) / BullMQ addBulk (better setting)", ratio(dur_bulk, bull), ">= 10x",
+         lambda r: r >= 10, "x"),
         ("no-Redis throughput / bare relay", ratio(nor, relay), ">= 0.5", lambda r: r >= 0.5, ""),
         ("light-load p99, no Redis / relay p99", ratio(p99_b, p99_r), "<= 2x", lambda r: r <= 2, "x"),
         ("memory per queued job beyond payload (B)", beyond, "< 1024", lambda r: r < 1024, ""),

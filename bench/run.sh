@@ -66,6 +66,7 @@ fi
 WORKERS=${BENCH_WORKERS:-2}          # no-op worker processes (throughput cases)
 CREDIT=${BENCH_CREDIT:-500}          # credit (concurrency) of each
 WINDOW=${BENCH_WINDOW:-2000}         # jobs in flight of the C driver
+BULK_BATCH=1000                      # jobs per SUBMIT_MANY in the bulk cases (BullMQ's addBulk batch)
 WRK_CONN=${BENCH_WRK_CONNECTIONS:-64}
 # BullMQ as the throughput targets set it (addBulk batches of 1,000, worker concurrency 50),
 # and the best setting a sweep found here (see bench/findings.md)
@@ -324,15 +325,18 @@ broker_env_text() {
 # ==================================================================================
 # 1-3. Throughput: broker without and with Redis, BullMQ, the bare relay
 # ==================================================================================
-case_broker_throughput() {   # redis|none
-  local mode=$1 case="tp_broker_$1" r
+case_broker_throughput() {   # redis|none [bulk]: bulk = SUBMIT_MANY of BULK_BATCH jobs
+  local mode=$1 case="tp_broker_$1" r batch=() batch_text=""
+  if [ "${2:-}" = bulk ]; then
+    case="tp_broker_$1_bulk" batch=(--batch "$BULK_BATCH") batch_text=" --batch $BULK_BATCH"
+  fi
   if ! have botmesh-broker || [ $WORKER_KIND = none ]; then skip_case "$case" "botmesh-broker not built"; return; fi
   for r in $RUN_NOW; do
     [ "$mode" = redis ] && { start_redis || { FAILED=1; stop_all; continue; }; }
     start_broker "$mode"
     start_workers "$WORKERS" "$CREDIT" python
-    local drv=("$BIN/bm-bench" throughput --endpoint "$BROKER_EP" --jobs "$JOBS" --window "$WINDOW" --wait-workers "$WORKERS")
-    record_cmd "$case" "$( [ "$mode" = redis ] && echo "$REDIS_CMD; ")$(broker_env_text); ${WORKERS}x $(worker_cmd_text python); bm-bench throughput --endpoint EP --jobs $JOBS --window $WINDOW --wait-workers $WORKERS"
+    local drv=("$BIN/bm-bench" throughput --endpoint "$BROKER_EP" --jobs "$JOBS" --window "$WINDOW" --wait-workers "$WORKERS" "${batch[@]}")
+    record_cmd "$case" "$( [ "$mode" = redis ] && echo "$REDIS_CMD; ")$(broker_env_text); ${WORKERS}x $(worker_cmd_text python); bm-bench throughput --endpoint EP --jobs $JOBS --window $WINDOW --wait-workers $WORKERS$batch_text"
     watch_stack
     measure "$case" "$r" "$case-$r" "${drv[@]}"
     stop_all
@@ -625,6 +629,8 @@ for RUN_NOW in $(seq 1 "$RUNS"); do
   if want throughput; then
     case_broker_throughput none
     case_broker_throughput redis
+    case_broker_throughput none bulk
+    case_broker_throughput redis bulk
     case_bullmq_throughput
     [ $QUICK = 1 ] || case_bullmq_throughput best
     case_relay_throughput
