@@ -69,6 +69,9 @@ WORKER_HEADER = b"BMW01"
 # client commands (BMC01)
 SUBMIT, STATUS, CANCEL, STATS, RETRY, REDELIVER, LIST, PING, METRICS = range(0x01, 0x0A)
 ACCEPTED, REJECTED, REPLY, RESULT = 0x81, 0x82, 0x83, 0x84
+# batches (section 4a): several jobs in one message
+SUBMIT_MANY, ACCEPTED_MANY, RESULT_MANY = 0x0A, 0x85, 0x86
+MAX_BATCH = 1000                     # items of one batch message
 
 # worker commands (BMW01)
 W_READY, W_JOB, W_PROGRESS, W_DONE, W_HEARTBEAT, W_DISCONNECT, W_CANCEL, W_RELEASE, W_NACK = \
@@ -317,6 +320,11 @@ class Client:
             if cmd == RESULT:
                 self._stash(reply)
                 continue
+            if cmd == RESULT_MANY:
+                for item in reply.get("jobs") or ():
+                    if isinstance(item, dict):
+                        self._stash(item)
+                continue
             rreq = reply.get("req")
             # A REJECTED without req answers a message the broker could not parse:
             # with one request in flight, it is ours.
@@ -336,9 +344,9 @@ class Client:
 
     # --- API ---------------------------------------------------------------
 
-    def submit(self, bot_type, payload=None, *, webhook_url=None, priority=None, idempotency_key=None,
-               timeout_ms=None, max_attempts=None, notify=False, timeout=None):
-        """SUBMIT a job; returns its id (a str with .duplicate). Raises Rejected."""
+    @staticmethod
+    def _submit_body(bot_type, payload=None, *, webhook_url=None, priority=None, idempotency_key=None,
+                     timeout_ms=None, max_attempts=None, notify=False):
         body = {"botType": bot_type, "payload": payload}
         if webhook_url is not None:
             body["webhookUrl"] = webhook_url
@@ -352,7 +360,9 @@ class Client:
             body["maxAttempts"] = max_attempts
         if notify:
             body["notify"] = True
-        reply = self._reply(SUBMIT, body, timeout, expect=ACCEPTED)
+        return body
+
+    def _accepted(self, reply, notify):
         job_id = reply.get("jobId")
         if not isinstance(job_id, str):
             raise ProtocolError("protocol_error", "ACCEPTED without a jobId", reply)
@@ -362,6 +372,48 @@ class Client:
             # (the broker does not push RESULT for a duplicate: wait() polls for those)
             self._notified.add(job_id)
         return jid
+
+    def submit(self, bot_type, payload=None, *, webhook_url=None, priority=None, idempotency_key=None,
+               timeout_ms=None, max_attempts=None, notify=False, timeout=None):
+        """SUBMIT a job; returns its id (a str with .duplicate). Raises Rejected."""
+        body = self._submit_body(bot_type, payload, webhook_url=webhook_url, priority=priority,
+                                 idempotency_key=idempotency_key, timeout_ms=timeout_ms,
+                                 max_attempts=max_attempts, notify=notify)
+        return self._accepted(self._reply(SUBMIT, body, timeout, expect=ACCEPTED), notify)
+
+    def submit_many(self, jobs, timeout=None):
+        """SUBMIT_MANY: several jobs, MAX_BATCH to a message (protocol.md 4a).
+
+        jobs: dicts with submit()'s keywords (bot_type, payload, webhook_url,
+        priority, idempotency_key, timeout_ms, max_attempts, notify).
+        Returns one outcome per job, in order: its JobId (with .duplicate)
+        when accepted, or a Rejected (not raised) naming why not.  A fault
+        of the whole message (e.g. no jobs) raises Rejected; a job that is
+        not a dict with a bot_type raises TypeError before anything is sent.
+        """
+        jobs = list(jobs)
+        if not jobs:
+            raise Rejected("bad_request", "submit_many needs at least one job")
+        bodies = []
+        for i, job in enumerate(jobs):
+            if not isinstance(job, dict) or "bot_type" not in job:
+                raise TypeError("jobs[%d] must be a dict with a bot_type" % i)
+            bodies.append(self._submit_body(**job))
+        out = []
+        for start in range(0, len(bodies), MAX_BATCH):
+            chunk = bodies[start:start + MAX_BATCH]
+            reply = self._reply(SUBMIT_MANY, {"jobs": chunk}, timeout, expect=ACCEPTED_MANY)
+            outcomes = reply.get("jobs")
+            if not isinstance(outcomes, list) or len(outcomes) != len(chunk):
+                raise ProtocolError("protocol_error", "ACCEPTED_MANY does not list every job", reply)
+            for body, o in zip(chunk, outcomes):
+                if isinstance(o, dict) and "code" in o:
+                    out.append(Rejected(str(o.get("code")), str(o.get("message", "")), o))
+                elif isinstance(o, dict):
+                    out.append(self._accepted(o, body.get("notify", False)))
+                else:
+                    raise ProtocolError("protocol_error", "an ACCEPTED_MANY item is not a map", reply)
+        return out
 
     def status(self, job_id, timeout=None):
         """The job's record (a dict). Raises Rejected('not_found')."""
@@ -449,6 +501,10 @@ class Client:
             got = self._recv(min(next_poll, deadline) - now)
             if got is not None and got[0] == RESULT:
                 self._stash(got[1])
+            elif got is not None and got[0] == RESULT_MANY:
+                for item in got[1].get("jobs") or ():
+                    if isinstance(item, dict):
+                        self._stash(item)
         if last_err is not None:
             raise BrokerTimeout("broker_timeout", "waiting for job %s: no reply from the broker at %s "
                                 "(is it running?)" % (job_id, self.endpoint))
