@@ -28,7 +28,10 @@ const C = {
   SUBMIT: 0x01, STATUS: 0x02, CANCEL: 0x03, STATS: 0x04, RETRY: 0x05, REDELIVER: 0x06,
   LIST: 0x07, PING: 0x08, METRICS: 0x09,
   ACCEPTED: 0x81, REJECTED: 0x82, REPLY: 0x83, RESULT: 0x84,
+  // batches (protocol.md 4a): several jobs in one message
+  SUBMIT_MANY: 0x0a, ACCEPTED_MANY: 0x85, RESULT_MANY: 0x86,
 };
+const MAX_BATCH = 1000;                 // items of one batch message
 const W = {
   READY: 0x01, JOB: 0x02, PROGRESS: 0x03, DONE: 0x04, HEARTBEAT: 0x05, DISCONNECT: 0x06,
   CANCEL: 0x07, RELEASE: 0x08, NACK: 0x09,
@@ -185,6 +188,12 @@ class Client {
   }
 
   _dispatch(cmd, body) {
+    if (cmd === C.RESULT_MANY) {
+      for (const item of Array.isArray(body.jobs) ? body.jobs : []) {
+        if (item && typeof item === 'object') this._dispatch(C.RESULT, item);
+      }
+      return;
+    }
     if (cmd === C.RESULT) {
       if (typeof body.jobId !== 'string' || !body.job || typeof body.job !== 'object') return;
       this._results.set(body.jobId, body.job);
@@ -268,18 +277,59 @@ class Client {
     return (await this.submitFull(botType, payload, opts)).jobId;
   }
 
-  /** SUBMIT; resolves {jobId, duplicate}. */
-  async submitFull(botType, payload = null, opts = {}) {
+  static _submitBody(botType, payload, opts) {
     const body = { botType, payload: payload === undefined ? null : payload };
     for (const k of ['webhookUrl', 'priority', 'idempotencyKey', 'timeoutMs', 'maxAttempts']) {
       if (opts[k] !== undefined && opts[k] !== null) body[k] = opts[k];
     }
     if (opts.notify) body.notify = true;
-    const reply = await this._reply(C.SUBMIT, body, opts.requestTimeoutMs, C.ACCEPTED);
+    return body;
+  }
+
+  _accepted(reply, notify) {
     if (typeof reply.jobId !== 'string') throw new ProtocolError('protocol_error', 'ACCEPTED without a jobId', reply);
     // the broker does not push RESULT for a duplicate: wait() polls for those
-    if (opts.notify && !reply.duplicate) this._notified.add(reply.jobId);
+    if (notify && !reply.duplicate) this._notified.add(reply.jobId);
     return { jobId: reply.jobId, duplicate: !!reply.duplicate };
+  }
+
+  /** SUBMIT; resolves {jobId, duplicate}. */
+  async submitFull(botType, payload = null, opts = {}) {
+    const body = Client._submitBody(botType, payload, opts);
+    const reply = await this._reply(C.SUBMIT, body, opts.requestTimeoutMs, C.ACCEPTED);
+    return this._accepted(reply, opts.notify);
+  }
+
+  /**
+   * SUBMIT_MANY (protocol.md 4a), at most 1,000 jobs a message. jobs: objects
+   * {botType, payload, ...submit's opts}. Resolves one outcome per job, in
+   * order: {jobId, duplicate}, or a Rejected (returned, not thrown) naming
+   * why that job was refused. A fault of the whole message (no jobs) rejects.
+   */
+  async submitMany(jobs, opts = {}) {
+    if (!Array.isArray(jobs) || jobs.length === 0) {
+      throw new Rejected('bad_request', 'submitMany needs an array of at least one job');
+    }
+    const bodies = jobs.map((job, i) => {
+      if (!job || typeof job !== 'object' || job.botType === undefined) {
+        throw new TypeError(`jobs[${i}] must be an object with a botType`);
+      }
+      return Client._submitBody(job.botType, job.payload, job);
+    });
+    const out = [];
+    for (let start = 0; start < bodies.length; start += MAX_BATCH) {
+      const chunk = bodies.slice(start, start + MAX_BATCH);
+      const reply = await this._reply(C.SUBMIT_MANY, { jobs: chunk }, opts.requestTimeoutMs, C.ACCEPTED_MANY);
+      if (!Array.isArray(reply.jobs) || reply.jobs.length !== chunk.length) {
+        throw new ProtocolError('protocol_error', 'ACCEPTED_MANY does not list every job', reply);
+      }
+      reply.jobs.forEach((o, i) => {
+        if (!o || typeof o !== 'object') throw new ProtocolError('protocol_error', 'an ACCEPTED_MANY item is not a map', reply);
+        if (o.code !== undefined) out.push(new Rejected(String(o.code), String(o.message || ''), o));
+        else out.push(this._accepted(o, chunk[i].notify));
+      });
+    }
+    return out;
   }
 
   async _job(command, jobId, timeoutMs) {

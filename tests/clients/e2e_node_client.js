@@ -33,7 +33,17 @@ async function rejection(p) { try { await p; } catch (e) { return e; } return nu
     'node client: idempotencyKey gives the same job with duplicate; waiting on it does not hang on a push', [first, dup, Date.now() - t1]);
   const f = await rejection(c.run('pywork', { fail: true }));
   check(f instanceof bm.JobFailed && f.code === 'bot_failed' && /asked to fail/.test(f.message), 'node client: a failed job rejects JobFailed bot_failed', f && f.message);
-  let e = await rejection(c.submit('nosuchtype', {}));
+  const many = await c.submitMany([{ botType: 'pywork', payload: { m: 1 } }, { botType: 'nosuchtype' },
+    { botType: 'pywork', priority: -1 }, { botType: 'pywork', payload: { m: 2 }, notify: true }]);
+  check(many.length === 4 && typeof many[0].jobId === 'string' && many[1] instanceof bm.Rejected
+    && many[1].code === 'unknown_bot_type' && many[2].code === 'bad_request' && /priority/.test(many[2].message)
+    && typeof many[3].jobId === 'string',
+  'node client: submitMany gives one outcome per job in order, refusals returned as Rejected', many);
+  const mrec = await c.wait(many[3].jobId, { timeoutMs: 20000 });
+  check(mrec.state === 'completed' && mrec.result.echo.m === 2, 'node client: a job of submitMany completes with its payload', mrec);
+  let e = await rejection(c.submitMany([]));
+  check(e instanceof bm.Rejected && e.code === 'bad_request', 'node client: submitMany([]) rejects bad_request', e && e.code);
+  e = await rejection(c.submit('nosuchtype', {}));
   check(e instanceof bm.Rejected && e.code === 'unknown_bot_type' && e.message.length > 0, 'node client: unknown_bot_type rejects with code and message', e && [e.code, e.message]);
   e = await rejection(c.submit('pywork', {}, { priority: -1 }));
   check(e && e.code === 'bad_request' && /priority/.test(e.message), 'node client: bad priority rejects bad_request naming the field', e && [e.code, e.message]);
