@@ -120,6 +120,8 @@ struct _bm_worker_entry_t {
     int64_t last_seen;          //  Epoch ms of its last message
     int64_t pid;
     bool congested;             //  Its queue was full: no JOBs until heard from
+    bool batch;                 //  READY said batch: JOB_MANY to it (protocol.md 5a)
+    bool holding;               //  Its DONE_MANY is being read: no JOB until its end
 };
 
 //  A job that ended while its bot still ran: the slot (credit and permit)

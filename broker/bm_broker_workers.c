@@ -4,6 +4,7 @@
     credit, expiry); DONE, PROGRESS, RELEASE, HEARTBEAT and DISCONNECT are
     handled here (protocol.md section 5).  */
 #include "bm_broker_internal.h"
+#include "bm_codec_batch.h"
 
 void
 bm_workers_destroy (bm_worker_entry_t **self_p)
@@ -110,6 +111,7 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
     zlistx_set_destructor (worker->stopping, s_stopping_free);
     if (ready.has_pid)
         worker->pid = ready.pid;
+    worker->batch = ready.batch;
     for (int i = 0; i < count; i++) {
         bool dup = false;
         for (int j = 0; j < worker->service_count; j++)
@@ -305,6 +307,36 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
     }
 }
 
+//  DONE_MANY {jobs: [DONE body, ...]} (protocol.md 5a): each item taken as
+//  a DONE, each refusal (not a map, no jobId, not its job) its own NACK.
+static void
+s_worker_done_many (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg)
+{
+    bm_codec_batch_t items;
+    bm_codec_error_t error;
+    if (bm_codec_batch_decode (msg, &items, &error)) {
+        s_worker_refuse (self, worker->identity, worker->name, BM_DONE_MANY, &error);
+        return;
+    }
+    bm_msg_t *item = bm_msg_new ();
+    if (!item) {
+        bm_error (NULL, "out of memory reading a DONE_MANY from %s", worker->name);
+        return;
+    }
+    //  The credit freed item by item goes out at the end, as one JOB_MANY.
+    worker->holding = true;
+    int rc;
+    while ((rc = bm_codec_batch_next (&items, item, &error)) != 0) {
+        if (rc < 0)
+            s_worker_refuse (self, worker->identity, worker->name, BM_DONE_MANY, &error);
+        else
+            s_worker_done (self, worker, item);
+    }
+    bm_msg_destroy (&item);
+    worker->holding = false;
+    bm_dispatch_worker (self, worker);
+}
+
 static void
 s_worker_progress (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg)
 {
@@ -402,6 +434,9 @@ bm_workers_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
     else
     if (command == BM_DONE)
         s_worker_done (self, worker, msg);
+    else
+    if (command == BM_DONE_MANY)
+        s_worker_done_many (self, worker, msg);
     else
     if (command == BM_PROGRESS)
         s_worker_progress (self, worker, msg);

@@ -121,55 +121,57 @@ bm_service_queue_position (bm_service_t *service, const bm_job_t *job)
     return ahead + 1;
 }
 
-static int
-s_send_job (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
+//  A JOB body {jobId, botType, payload, attempt, timeoutMs, deadline[,
+//  webhook]}, alone or as an item of JOB_MANY.
+static void
+s_pack_job (bm_body_t *body, const bm_job_t *job)
 {
-    //  Frame 2: {jobId, botType, payload, attempt, timeoutMs, deadline[, webhook]}
-    bm_body_t body;
-    bm_body_init (self, &body);
-    msgpack_pack_map (&body.pk, 6 + (job->wh && bm_job_is_delivery (job)));
-    bm_pack_kv_str (&body.pk, "jobId", job->id);
-    bm_pack_kv_str (&body.pk, "botType", job->service->name);
-    bm_pack_str (&body.pk, "payload");
-    msgpack_sbuffer_write (&body.sbuf, job->payload, job->payload_size);
-    bm_pack_kv_int (&body.pk, "attempt", job->attempts);
-    bm_pack_kv_int (&body.pk, "timeoutMs", job->timeout_ms);
-    bm_pack_kv_int (&body.pk, "deadline", bm_now_ms () + job->timeout_ms);
+    msgpack_pack_map (&body->pk, 6 + (job->wh && bm_job_is_delivery (job)));
+    bm_pack_kv_str (&body->pk, "jobId", job->id);
+    bm_pack_kv_str (&body->pk, "botType", job->service->name);
+    bm_pack_str (&body->pk, "payload");
+    msgpack_sbuffer_write (&body->sbuf, job->payload, job->payload_size);
+    bm_pack_kv_int (&body->pk, "attempt", job->attempts);
+    bm_pack_kv_int (&body->pk, "timeoutMs", job->timeout_ms);
+    bm_pack_kv_int (&body->pk, "deadline", bm_now_ms () + job->timeout_ms);
     if (job->wh && bm_job_is_delivery (job)) {
-        bm_pack_str (&body.pk, "webhook");
-        msgpack_sbuffer_write (&body.sbuf, job->wh, job->wh_size);
+        bm_pack_str (&body->pk, "webhook");
+        msgpack_sbuffer_write (&body->sbuf, job->wh, job->wh_size);
     }
-    int rc = bm_broker_send_worker (self, worker, BM_JOB, &body);
-    bm_body_free (&body);
-    return rc;
 }
 
-//  Start a queued job (already out of the queue) on a worker.
+//  A queued job (already out of the queue) given to a worker: its slot,
+//  permit and deadline, before the JOB is sent.
 static void
-s_job_start (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
+s_job_assign (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
 {
-    bm_service_t *service = job->service;
     job->state = JOB_RUNNING;
     job->attempts++;
     job->has_exit_code = false;
     job->worker = worker;
     bm_set_str (&job->worker_name, worker->name);
     job->started_at = bm_now_ms ();
-    int64_t now = bm_mono_ms ();
-    job->deadline = now + job->timeout_ms;
+    job->deadline = bm_mono_ms () + job->timeout_ms;
     bm_heap_push (self->deadlines, job);
     zlistx_add_end (worker->jobs, job);
     worker->running++;
-    service->usage++;
-    if (s_send_job (self, job, worker)) {
-        //  Not sent: back to the queue as if never dispatched.
+    job->service->usage++;
+}
+
+//  Its JOB went out (sent) or not (back to the queue as if never
+//  dispatched).
+static void
+s_job_sent (bm_broker_t *self, bm_job_t *job, bool sent)
+{
+    if (!sent) {
         bm_job_unassign (self, job);
         job->attempts--;
         job->state = JOB_QUEUED;
-        s_queue_push (service, job);
+        s_queue_push (job->service, job);
         return;
     }
-    bm_series_observe (service->m_wait, (now - job->queued_mono) / 1000.0);
+    int64_t now = bm_mono_ms ();
+    bm_series_observe (job->service->m_wait, (now - job->queued_mono) / 1000.0);
     //  Most jobs end sooner than BROKER_SAVE_RUNNING_MS: their running
     //  state goes to Redis with their outcome; bm_jobstore_save_running writes it for
     //  the others.
@@ -177,7 +179,55 @@ s_job_start (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
     job->running_saved = false;
     if (self->config.save_running_ms == 0)
         bm_jobstore_persist_state (self, job);
-    bm_debug (job->id, "dispatched to %s (attempt %" PRId64 ")", worker->name, job->attempts);
+    bm_debug (job->id, "dispatched to %s (attempt %" PRId64 ")", job->worker_name, job->attempts);
+}
+
+//  Start a queued job (already out of the queue) on a worker.
+static void
+s_job_start (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
+{
+    s_job_assign (self, job, worker);
+    //  Frame 2: the JOB body
+    bm_body_t body;
+    bm_body_init (self, &body);
+    s_pack_job (&body, job);
+    int rc = bm_broker_send_worker (self, worker, BM_JOB, &body);
+    bm_body_free (&body);
+    s_job_sent (self, job, rc == 0);
+}
+
+//  Start as many queued jobs on a worker that takes batches as its free
+//  credit, the type's permits and BM_MAX_BATCH allow, in one JOB_MANY
+//  {jobs: [JOB body, ...]}; one job goes as a JOB.
+static void
+s_job_start_many (bm_broker_t *self, bm_service_t *service, bm_worker_entry_t *worker)
+{
+    int64_t count = worker->credit - worker->running;
+    if (count > (int64_t) bm_heap_size (service->queue))
+        count = (int64_t) bm_heap_size (service->queue);
+    if (count > service->limit - service->usage)
+        count = service->limit - service->usage;
+    if (count > BM_MAX_BATCH)
+        count = BM_MAX_BATCH;
+    if (count <= 1) {
+        s_job_start (self, s_queue_pop (service), worker);
+        return;
+    }
+    bm_job_t *jobs [BM_MAX_BATCH];
+    bm_body_t body;
+    bm_body_init (self, &body);
+    msgpack_pack_map (&body.pk, 1);
+    bm_pack_str (&body.pk, "jobs");
+    msgpack_pack_array (&body.pk, (size_t) count);
+    for (int64_t i = 0; i < count; i++) {
+        jobs [i] = s_queue_pop (service);
+        s_job_assign (self, jobs [i], worker);
+        s_pack_job (&body, jobs [i]);
+    }
+    int rc = bm_broker_send_worker (self, worker, BM_JOB_MANY, &body);
+    bm_body_free (&body);
+    for (int64_t i = 0; i < count; i++)
+        s_job_sent (self, jobs [i], rc == 0);
 }
 
 //  The worker of this service with the most free credit, or NULL.
@@ -188,7 +238,8 @@ s_pick_worker (bm_service_t *service)
     int64_t best_free = 0;
     bm_worker_entry_t *worker = (bm_worker_entry_t *) zlistx_first (service->workers);
     while (worker) {
-        int64_t free_credit = worker->congested ? 0 : worker->credit - worker->running;
+        int64_t free_credit = worker->congested || worker->holding ? 0
+                            : worker->credit - worker->running;
         if (free_credit > best_free) {
             best = worker;
             best_free = free_credit;
@@ -206,8 +257,10 @@ bm_dispatch (bm_broker_t *self, bm_service_t *service)
         bm_worker_entry_t *worker = s_pick_worker (service);
         if (!worker)
             break;
-        bm_job_t *job = s_queue_pop (service);
-        s_job_start (self, job, worker);
+        if (worker->batch)
+            s_job_start_many (self, service, worker);
+        else
+            s_job_start (self, s_queue_pop (service), worker);
     }
     s_service_gauges (service);
     bm_series_set (service->m_waiting, (double) bm_service_waiting_for_permit (service));

@@ -304,7 +304,7 @@ int bm_codec_stats_reply_worker (const bm_codec_stats_reply_t *self, size_t inde
 //  --------------------------------------------------------------------------
 //  Worker side (BMW01)
 
-//  READY {name, types, credit, pid?}.  A name that is absent or not a
+//  READY {name, types, credit, pid?, batch?}.  A name that is absent or not a
 //  valid id leaves name "" (the broker names the worker itself).
 typedef struct {
     char name [BM_MAX_ID_LEN + 1];
@@ -314,6 +314,7 @@ typedef struct {
     int64_t credit;                     //  0..BM_MAX_CREDIT
     bool has_pid;
     int64_t pid;
+    bool batch;                         //  JOB_MANY welcome (section 5a); false when absent
 } bm_codec_ready_t;
 
 int bm_codec_ready_decode (const bm_msg_t *msg, bm_codec_ready_t *self, bm_codec_error_t *error);

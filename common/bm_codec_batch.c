@@ -336,6 +336,20 @@ s_test_worker_batches (void)
     bm_msg_destroy (&item);
     bm_packer_destroy (&packer);
 
+    //  READY batch: true asks for JOB_MANY; absent reads as false; not a
+    //  boolean is refused
+    msg = s_json_msg (BM_WORKER_HEADER, BM_READY,
+                      "{\"name\": \"w\", \"types\": [\"python\"], \"credit\": 5, \"batch\": true}");
+    bm_codec_ready_t ready;
+    CHECK (bm_codec_ready_decode (msg, &ready, &error) == 0 && ready.batch);
+    bm_msg_destroy (&msg);
+    msg = s_json_msg (BM_WORKER_HEADER, BM_READY, "{\"types\": [\"python\"], \"credit\": 5}");
+    CHECK (bm_codec_ready_decode (msg, &ready, &error) == 0 && !ready.batch);
+    bm_msg_destroy (&msg);
+    msg = s_json_msg (BM_WORKER_HEADER, BM_READY, "{\"types\": [\"python\"], \"credit\": 5, \"batch\": 1}");
+    CHECK (bm_codec_ready_decode (msg, &ready, &error) == -1 && streq (error.field, "batch"));
+    bm_msg_destroy (&msg);
+
     CHECK (bm_codec_batch_item_command (BM_PEER_CLIENT, BM_SUBMIT) == -1);
     CHECK (bm_codec_batch_item_command (BM_PEER_WORKER, BM_DONE_MANY) == BM_DONE);
     CHECK (streq (bm_command_name (BM_PEER_CLIENT, BM_ACCEPTED_MANY), "ACCEPTED_MANY"));

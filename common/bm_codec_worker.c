@@ -27,7 +27,8 @@ bm_codec_ready_decode (const bm_msg_t *msg, bm_codec_ready_t *self, bm_codec_err
     }
     self->type_count = (int) types->via.array.size;
     if (bm_field_int (body, "credit", 0, BM_MAX_CREDIT, &self->credit, error)
-    ||  bm_field_opt_int (body, "pid", INT64_MIN, INT64_MAX, &self->has_pid, &self->pid, error))
+    ||  bm_field_opt_int (body, "pid", INT64_MIN, INT64_MAX, &self->has_pid, &self->pid, error)
+    ||  bm_field_opt_bool (body, "batch", &self->batch, error))
         return -1;
     //  A name that is not a valid id is replaced by the broker's own.
     bm_codec_error_t ignored;
@@ -39,7 +40,7 @@ bm_codec_ready_decode (const bm_msg_t *msg, bm_codec_ready_t *self, bm_codec_err
 void
 bm_codec_ready_encode (const bm_codec_ready_t *self, bm_packer_t *packer)
 {
-    msgpack_pack_map (&packer->pk, 3 + self->has_pid);
+    msgpack_pack_map (&packer->pk, 3 + self->has_pid + self->batch);
     bm_pack_kv_str (&packer->pk, "name", self->name);
     bm_field_pack_key (packer, "types");
     msgpack_pack_array (&packer->pk, (size_t) self->type_count);
@@ -48,6 +49,8 @@ bm_codec_ready_encode (const bm_codec_ready_t *self, bm_packer_t *packer)
     bm_field_pack_int (packer, "credit", self->credit);
     if (self->has_pid)
         bm_field_pack_int (packer, "pid", self->pid);
+    if (self->batch)
+        bm_pack_kv_bool (&packer->pk, "batch", true);
 }
 
 //  --------------------------------------------------------------------------

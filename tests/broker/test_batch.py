@@ -8,6 +8,7 @@ import harness as h
 from fakeworker import FakeWorker
 
 SUBMIT_MANY, ACCEPTED_MANY = 0x0A, 0x85
+JOB_MANY, DONE_MANY = 0x0A, 0x0B
 
 
 def key(job_id):
@@ -104,6 +105,57 @@ def test():
         h.wait_until(lambda: (c.request(h.PING), out[5]["jobId"] in c.results)[1], 10,
                      "RESULT of the batch item submitted with notify")
         w.close()
+
+    # A worker whose READY says batch: true gets JOB_MANY (never beyond its
+    # credit) and may answer DONE_MANY; each item is a DONE of its own.
+    with h.Stack("batch-worker") as s:
+        s.redis()
+        s.broker(env={"HEARTBEAT_INTERVAL_MS": "200", "HEARTBEAT_LIVENESS": "10", "MAX_JAVA_BOTS": "100"})
+        c = s.client()
+        h.wait_until(lambda: c.request(h.PING)[1]["redis"], 10, "broker connected to redis")
+        cmd, r = submit_many(c, [{"botType": "java", "payload": {"i": i}} for i in range(30)])
+        ids = [o["jobId"] for o in r["jobs"]]
+        w = FakeWorker(s.endpoint, "w-many", ["java"], 20, ready=False)
+        w.send(h.READY, {"name": "w-many", "types": ["java"], "credit": 20, "batch": True})
+        msg = w.recv()
+        h.check(msg and msg[0] == JOB_MANY, "a batch worker gets JOB_MANY", msg and msg[0])
+        first = msg[1]["jobs"]
+        h.check([j["jobId"] for j in first] == ids[:20] and all(j["attempt"] == 1 for j in first),
+                "JOB_MANY carries as many jobs as the credit (20), in queue order, as JOB bodies",
+                len(first))
+        h.check(c.stats()["types"]["java"]["waiting"] == 10, "and no more than its credit: 10 wait")
+        # DONE_MANY: 19 results, one failure, one not its job, one not a map
+        items = [{"jobId": j["jobId"], "ok": True, "result": {"i": j["payload"]["i"]}} for j in first[:19]]
+        items += [{"jobId": first[19]["jobId"], "ok": False, "error": {"code": "bot_failed", "message": "x"}},
+                  {"jobId": ids[25], "ok": True, "result": 1}, "junk"]
+        w.send(DONE_MANY, {"jobs": items})
+        nacks, second = [], None
+        while second is None:
+            msg = w.recv()
+            h.check(msg is not None, "the broker answers the DONE_MANY and sends more jobs")
+            if msg[0] == h.NACK:
+                nacks.append(msg[1]["code"])
+            elif msg[0] == JOB_MANY:
+                second = msg[1]["jobs"]
+        h.check(sorted(nacks) == ["bad_request", "not_owner"],
+                "the item not its own is NACK not_owner, the one not a map bad_request", nacks)
+        h.check([j["jobId"] for j in second] == ids[20:], "the freed credit brings the other 10", len(second))
+        rec = c.wait(ids[0])
+        h.check(rec["state"] == "completed" and rec["result"] == {"i": 0}, "item 0 completed", rec)
+        rec = c.wait(first[19]["jobId"])
+        h.check(rec["state"] == "failed" and rec["error"]["code"] == "bot_failed", "item 19 failed", rec)
+        h.check(c.status(ids[25])["state"] == "running", "a DONE_MANY item for another's job changes nothing")
+        w.send(DONE_MANY, {"jobs": [{"jobId": j["jobId"], "ok": True, "result": None} for j in second]})
+        h.wait_until(lambda: c.stats()["types"]["java"]["completed"] == 29, 10, "29 java jobs completed")
+        h.check(s.redis_cli("HGET", key(ids[-1]), "state") == "completed", "and durable as completed")
+        # A worker without batch: one JOB at a time, as before
+        c.submit("java", {"single": 1})
+        w2 = FakeWorker(s.endpoint, "w-single", ["java"], 5)
+        job = w2.recv_job()
+        h.check(job["payload"] == {"single": 1}, "a worker that did not ask for batches gets JOB")
+        w2.done(job["jobId"], 1)
+        w.close()
+        w2.close()
 
     # Without Redis every write is confirmed at once: the answer still
     # comes once, after the last item, and lists every item.
