@@ -14,10 +14,14 @@ sys.stdin holding the payload, os.environ holding the job's variables
 one JSON document per line on stdin/stdout.
 
 Fork mode: the server forks a child per job (after gc.freeze(), so the
-child shares the loaded interpreter copy-on-write), reports its pid
-({"started": PID}) so the worker can stop exactly that child, and how it
-ended ({"exit": N} or {"signal": N}).  Nothing a job does survives it.
-The child applies the job frame's "limits" (setrlimit) before it runs.
+child shares the loaded interpreter copy-on-write), one job ahead: the
+spare child waits on a pipe for its job.  The server reports the child's
+pid ({"started": PID}) so the worker can stop exactly that child, then
+passes on the child's answer ({"exit": N, "output": TEXT}, sent through
+a second pipe before the child exits) or, for a child that died without
+one, how it ended ({"exit": N} or {"signal": N}).  Nothing a job does
+survives it.  The child applies the job frame's "limits" (setrlimit)
+before it runs.
 
 Pool mode: main() runs in this process, so module-level state persists
 from one job to the next (the worker recycles the process after
@@ -113,34 +117,119 @@ def die_with_parent():
         PRCTL(1, signal.SIGKILL)        # PR_SET_PDEATHSIG
 
 
-def fork_job(module, job, parent):
-    pid = os.fork()
-    if pid == 0:
-        code = 1
+class Spare:
+    """A child forked ahead of its job: the fork, and what runs in the
+    child right after it (the interpreter's after-fork hooks, the reseed
+    of random), are paid while the worker is busy elsewhere.  It reads
+    its job on `job_w`'s pipe and writes its answer frame on `answer_r`'s,
+    which the server passes on: the worker has the answer before the
+    child has torn down its address space."""
+
+    def __init__(self, module, parent):
+        job_r, self.job_w = os.pipe()
+        self.answer_r, answer_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(self.job_w)
+            os.close(self.answer_r)
+            child_main(module, parent, job_r, answer_w)
+        os.close(job_r)
+        os.close(answer_w)
         try:
-            os.setpgid(0, 0)
-            die_with_parent()
-            if os.getppid() != parent:
-                os._exit(1)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            apply_limits(job.get("limits") or {})
-            os.environ.update(job.get("env") or {})
-            code, output = run_main(module, job)
-            send({"output": output})
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            sys.stderr.flush()
-            os._exit(code)
-    try:
-        os.setpgid(pid, pid)
-    except OSError:
-        pass
-    send({"started": pid})
+            os.setpgid(self.pid, self.pid)
+        except OSError:
+            pass
+
+    def close(self):
+        for fd in (self.job_w, self.answer_r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def read_line(fd):
+    """Bytes from fd up to and with the first newline (b"" at EOF before
+    any; what came, without newline, at EOF after some)."""
+    chunks = []
     while True:
         try:
-            _, status = os.waitpid(pid, 0)
+            chunk = os.read(fd, 65536)
+        except InterruptedError:
+            continue
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        if chunk.endswith(b"\n"):
+            return b"".join(chunks)
+
+
+def child_main(module, parent, job_r, answer_w):
+    """A spare child: waits for its job, runs it, answers, exits."""
+    code = 1
+    answer = None
+    try:
+        os.setpgid(0, 0)
+        die_with_parent()
+        if os.getppid() != parent:
+            os._exit(1)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        line = read_line(job_r)
+        if not line.endswith(b"\n"):
+            os._exit(0)                 # the server went without a job for us
+        job = json.loads(line)
+        apply_limits(job.get("limits") or {})
+        os.environ.update(job.get("env") or {})
+        code, output = run_main(module, job)
+        answer = {"exit": code, "output": output}
+    except BaseException:
+        traceback.print_exc()
+        answer = {"exit": code}
+    finally:
+        sys.stderr.flush()
+        try:
+            data = json.dumps(answer, separators=(",", ":")).encode("utf-8") + b"\n"
+            view = memoryview(data)
+            while view:
+                view = view[os.write(answer_w, view):]
+        except BaseException:
+            pass                        # no answer: the server reports the exit status
+        os._exit(code)
+
+
+ZOMBIES = []        # children that answered, reaped once they are gone
+
+
+def reap(block=False):
+    for pid in list(ZOMBIES):
+        try:
+            done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        except InterruptedError:
+            continue
+        if done:
+            ZOMBIES.remove(pid)
+
+
+def fork_job(spare, line):
+    """Hand the job to the spare child; pass its answer on."""
+    send({"started": spare.pid})
+    try:
+        os.write(spare.job_w, line if line.endswith(b"\n") else line + b"\n")
+    except OSError:
+        pass                            # it died already: its status says how
+    answer = read_line(spare.answer_r)
+    spare.close()
+    if answer.endswith(b"\n"):
+        OUT.write(answer)
+        OUT.flush()
+        ZOMBIES.append(spare.pid)
+        return
+    while True:
+        try:
+            _, status = os.waitpid(spare.pid, 0)
             break
         except InterruptedError:
             continue
@@ -150,18 +239,26 @@ def fork_job(module, job, parent):
         send({"exit": os.WEXITSTATUS(status)})
 
 
+def restore_environ(saved):
+    """os.environ back to `saved`, touching only what the job changed (a
+    clear and a rebuild would call putenv for every variable)."""
+    if os.environ == saved:
+        return
+    for name in [name for name in os.environ if name not in saved]:
+        del os.environ[name]
+    for name, value in saved.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
+
+
 def pool_job(module, job):
     saved = dict(os.environ)
     os.environ.update(job.get("env") or {})
     try:
         code, output = run_main(module, job)
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    if code == 0:
-        send({"exit": 0, "output": output})
-    else:
-        send({"exit": code, "output": output})
+        restore_environ(saved)
+    send({"exit": code, "output": output})
 
 
 def main():
@@ -183,18 +280,27 @@ def main():
         gc.freeze()
     send({"ready": True, "pid": os.getpid(), "mode": "pool" if pool else "fork"})
     parent = os.getpid()
+    spare = None if pool else Spare(module, parent)
     for line in sys.stdin.buffer:
         if not line.strip():
+            continue
+        if not pool:
+            # The child parses its frame: what the server does between
+            # forks costs copy-on-write faults in the server.
+            fork_job(spare, line)
+            reap()
+            spare = Spare(module, parent)
             continue
         try:
             job = json.loads(line)
         except ValueError as exc:
             sys.stderr.write("forkserver: a frame that is not JSON: %s\n" % exc)
             sys.exit(2)
-        if pool:
-            pool_job(module, job)
-        else:
-            fork_job(module, job, parent)
+        pool_job(module, job)
+    if spare is not None:
+        spare.close()                   # EOF on its job pipe: it exits
+        ZOMBIES.append(spare.pid)
+        reap(block=True)
 
 
 if __name__ == "__main__":
