@@ -24,6 +24,7 @@
 #ifndef BM_BOT_H
 #define BM_BOT_H
 
+#include "bm_launch.h"
 #include "bm_limits.h"
 
 #include <czmq.h>
@@ -55,17 +56,6 @@ void bm_bot_destroy (bm_bot_t **self_p);
 int bm_bot_start (bm_bot_t *self, char *const argv [], char *const envp [],
                   const char *input, size_t input_size);
 const char *bm_bot_errstr (bm_bot_t *self);
-
-//  The one way the worker starts a bot program, in every mode (a spawned
-//  bot, a pooled process, a fork server): fork, a process group of its
-//  own (pgid = pid), SIGKILL when the worker dies, signals back to their
-//  defaults, fds [0..3] of the caller as its fds 0..3 and nothing else of
-//  ours open, the run's resource limits (limits, NULL for none: see
-//  bm_limits.h), then execve.  The caller closes its copies of fds.
-//  Returns the pid, or -1 with the reason in errstr (the program could not
-//  be executed; the child is reaped already).
-pid_t bm_bot_launch (char *const argv [], char *const envp [], const int fds [4],
-                     const bm_limits_run_t *limits, char *errstr, size_t errstr_size);
 
 //  Before bm_bot_start: run the program under these limits (copied; see
 //  bm_limits.h), applied in the child between fork and exec.  name tags
@@ -104,36 +94,6 @@ int64_t bm_bot_started_at (bm_bot_t *self);
 int64_t bm_bot_finished_at (bm_bot_t *self);
 //  How long it ran, in ms (monotonic clock).
 int64_t bm_bot_duration_ms (bm_bot_t *self);
-
-//  --------------------------------------------------------------------------
-//  Helpers for the owner.
-
-//  The pid of a child of this process that has exited and is not reaped
-//  yet (it stays a zombie), or 0 if there is none.
-pid_t bm_bot_exited_child (void);
-
-//  Reap a child that is not a bot (an orphan that was reparented to us).
-void bm_bot_reap_other (pid_t pid);
-
-//  Read once from a nonblocking fd.  Returns bytes read, 0 at end of file
-//  or on an error (the pipe is finished either way), -1 if nothing is there
-//  now.
-ssize_t bm_bot_read (int fd, char *buffer, size_t size);
-//  Make an fd nonblocking.  Returns 0 or -1.
-int bm_bot_nonblocking (int fd);
-
-//  The path of a program: itself if it holds a '/', else the first match
-//  in PATH that is executable.  Caller frees; NULL if none.
-char *bm_bot_which (const char *program);
-
-//  Split a command line into words, as a shell would for a simple command
-//  without expansions: blanks separate words, 'single' and "double" quotes
-//  group, a backslash escapes the next character (inside double quotes,
-//  only \" \\ and \$ `).  Returns a NULL-terminated array (free with
-//  bm_bot_argv_free), or NULL with a reason in error for an empty line or
-//  an unterminated quote.
-char **bm_bot_split_command (const char *line, char *error, size_t error_size);
-void bm_bot_argv_free (char ***argv_p);
 
 //  Self-test; built only into bm_worker_selftest (BM_SELFTEST).
 void bm_bot_test (bool verbose);

@@ -5,6 +5,7 @@
 #include "bm_progress.h"
 #include "bm_limits.h"
 #include "bm_sandbox.h"
+#include "bm_launch.h"
 #include "bm_bot.h"
 #include "bm_pool.h"
 #include "bm_job_report.h"
@@ -18,6 +19,7 @@ static const bm_selftest_t s_tests [] = {
     { "progress", bm_progress_test },
     { "limits", bm_limits_test },
     { "sandbox", bm_sandbox_test },
+    { "launch", bm_launch_test },
     { "bot", bm_bot_test },
     { "pool", bm_pool_test },
     { "job_report", bm_job_report_test },
