@@ -127,6 +127,11 @@ bm_job_env_frame (bm_job_env_t *self, const char *job_id, const bm_worker_type_t
     json_object_set_new (frame, "job", json_string (job_id));
     json_object_set_new (frame, "env", env);
     json_object_set (frame, "payload", (json_t *) payload);
+    //  A fork server runs with no CPU limit of its own (its forks add up):
+    //  each child sets the job's budget itself.
+    if (type->bot_mode == BM_BOT_FORK && type->limits.cpu_seconds)
+        json_object_set_new (frame, "limits", json_pack ("{s:I}", "cpuSeconds",
+                                                         (json_int_t) type->limits.cpu_seconds));
     char *text = json_dumps (frame, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION (16));
     json_decref (frame);
     return text;
@@ -167,6 +172,15 @@ bm_job_env_test (bool verbose)
     assert (json_object_size (vars) == 7);
     assert (streq (json_string_value (json_object_get (vars, "BOT_WORKER")), "w1"));
     assert (json_integer_value (json_object_get (json_object_get (parsed, "payload"), "n")) == 1);
+    json_decref (parsed);
+    free (frame);
+
+    //  Fork mode: the CPU budget goes to the child in the frame.
+    type.bot_mode = BM_BOT_FORK;
+    type.limits.cpu_seconds = 7;
+    frame = bm_job_env_frame (env, "j2", &type, 1, 500, 1000, "w1", payload);
+    parsed = json_loads (frame, 0, NULL);
+    assert (json_integer_value (json_object_get (json_object_get (parsed, "limits"), "cpuSeconds")) == 7);
     json_decref (parsed);
     json_decref (payload);
     free (frame);

@@ -145,6 +145,25 @@ bm_bot_reap_other (pid_t pid)
         ;
 }
 
+int
+bm_bot_proc_stat (pid_t pid, char *text, size_t size)
+{
+    char path [64], line [1024];
+    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    size_t n = fread (line, 1, sizeof line - 1, file);
+    fclose (file);
+    line [n] = 0;
+    //  "pid (comm) state ppid ...": comm may hold anything, even ") ".
+    char *close = strrchr (line, ')');
+    if (!close || close [1] != ' ')
+        return -1;
+    snprintf (text, size, "%s", close + 2);
+    return 0;
+}
+
 char *
 bm_bot_which (const char *program)
 {
@@ -333,6 +352,11 @@ bm_launch_test (bool verbose)
     assert (strstr (errstr, "No such file"));
     close (out [0]);
     close (null);
+    char stat [256];
+    assert (bm_bot_proc_stat (getpid (), stat, sizeof stat) == 0);
+    int ppid = 0;
+    assert (sscanf (stat, "%*c %d", &ppid) == 1 && ppid == (int) getppid ());
+    assert (bm_bot_proc_stat (pid, stat, sizeof stat) == -1);      //  Reaped
 
     if (verbose)
         printf ("OK\n");

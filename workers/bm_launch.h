@@ -36,6 +36,11 @@ ssize_t bm_bot_read (int fd, char *buffer, size_t size);
 //  Make an fd nonblocking.  Returns 0 or -1.
 int bm_bot_nonblocking (int fd);
 
+//  The fields of /proc/PID/stat after the command name ("S 1234 ...":
+//  state, ppid, ..., utime and stime 12th and 13th after the state) into
+//  text.  Returns 0, or -1 if the process is gone.
+int bm_bot_proc_stat (pid_t pid, char *text, size_t size);
+
 //  The path of a program: itself if it holds a '/', else the first match
 //  in PATH that is executable.  Caller frees; NULL if none.
 char *bm_bot_which (const char *program);

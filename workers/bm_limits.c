@@ -1,11 +1,13 @@
 /*  bm_limits.c - resource limits of a bot type, applied to each bot run.  */
 #include "bm_limits.h"
+#include "bm_launch.h"
 #include "bm_config.h"
 #include "bm_log.h"
 
 #include <czmq.h>
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -187,6 +189,8 @@ s_can_make_cgroup (const char *base)
     return ok;
 }
 
+static void s_sweep_stale (void);
+
 static void
 s_probe (void)
 {
@@ -223,6 +227,7 @@ s_probe (void)
         if (s_file_has_word (control, "pids") && s_can_make_cgroup (s_place.base)) {
             s_place.version = 2;
             s_place.memory = s_file_has_word (control, "memory");
+            s_sweep_stale ();
             return;
         }
     }
@@ -230,6 +235,7 @@ s_probe (void)
         snprintf (s_place.base, sizeof s_place.base, "%s%s", v1_mount, streq (own, "/") ? "" : own);
         if (s_can_make_cgroup (s_place.base)) {
             s_place.version = 1;
+            s_sweep_stale ();
             return;
         }
     }
@@ -358,6 +364,56 @@ s_sweep_once (void)
         }
 }
 
+//  Keep a cgroup that would not go for a later try; false if the list is
+//  full.
+static bool
+s_pend (const char *dir)
+{
+    for (int i = 0; i < BM_LIMITS_PENDING_MAX; i++)
+        if (!s_pending [i]) {
+            s_pending [i] = strdup (dir);
+            return s_pending [i] != NULL;
+        }
+    return false;
+}
+
+//  Per-run cgroups left by a process that is gone (a worker killed with -9
+//  cannot remove its own): named botmesh-PID-SEQ-NAME in our place, PID not
+//  ours and no longer a process.  Those of live processes (other workers,
+//  a self-test, a bench sharing the place) are left alone, and so is one
+//  whose PID was taken by a new process meanwhile: a later start removes
+//  it.  Once, at the first use of the place.
+static void
+s_sweep_stale (void)
+{
+    DIR *dir = opendir (s_place.base);
+    if (!dir)
+        return;
+    int swept = 0, busy = 0;
+    struct dirent *entry;
+    while ((entry = readdir (dir))) {
+        char digits [16];
+        int length = 0;
+        if (sscanf (entry->d_name, "botmesh-%15[0-9]-%*[0-9]-%n", digits, &length) != 1 || length == 0)
+            continue;
+        pid_t pid = (pid_t) atoi (digits);
+        if (pid <= 0 || pid == getpid () || kill (pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char path [PATH_MAX];
+        if (snprintf (path, sizeof path, "%s/%s", s_place.base, entry->d_name) >= (int) sizeof path)
+            continue;
+        if (s_cgroup_remove (path) == 0)
+            swept++;
+        else
+        if (s_pend (path))
+            busy++;
+    }
+    closedir (dir);
+    if (swept || busy)
+        bm_info (NULL, "removed %d per-run cgroups left by workers that are gone (%d still emptying)",
+                 swept, busy);
+}
+
 int
 bm_limits_sweep (int64_t wait_ms)
 {
@@ -380,15 +436,8 @@ bm_limits_run_destroy (bm_limits_run_t **self_p)
         bm_limits_run_t *self = *self_p;
         if (self->cgroup_procs >= 0)
             close (self->cgroup_procs);
-        if (*self->cgroup && s_cgroup_remove (self->cgroup)) {
-            int slot = 0;
-            while (slot < BM_LIMITS_PENDING_MAX && s_pending [slot])
-                slot++;
-            if (slot < BM_LIMITS_PENDING_MAX)
-                s_pending [slot] = strdup (self->cgroup);
-            else
-                bm_warn (NULL, "cannot remove the cgroup %s: %s", self->cgroup, strerror (errno));
-        }
+        if (*self->cgroup && s_cgroup_remove (self->cgroup) && !s_pend (self->cgroup))
+            bm_warn (NULL, "cannot remove the cgroup %s: %s", self->cgroup, strerror (errno));
         s_sweep_once ();
         free (self);
         *self_p = NULL;
@@ -426,7 +475,8 @@ bm_limits_run_apply (const bm_limits_run_t *self)
     }
     //  SIGXCPU at the soft limit, SIGKILL a second later for a bot that
     //  catches it.
-    if (limits->cpu_seconds && s_set (RLIMIT_CPU, limits->cpu_seconds, limits->cpu_seconds + 1))
+    if (limits->cpu_seconds && !limits->cpu_per_job
+    &&  s_set (RLIMIT_CPU, limits->cpu_seconds, limits->cpu_seconds + 1))
         return -1;
     if (limits->max_pids && self->cgroup_procs < 0
     &&  s_set (RLIMIT_NPROC, limits->max_pids, limits->max_pids))
@@ -441,6 +491,30 @@ bm_limits_run_apply (const bm_limits_run_t *self)
     if (limits->uid >= 0 && setuid ((uid_t) limits->uid))
         return -1;
     return 0;
+}
+
+int
+bm_limits_cpu_job_start (pid_t pid, const bm_limits_t *limits)
+{
+    if (!limits->cpu_seconds)
+        return 0;
+    char text [1024];
+    unsigned long long utime, stime;
+    if (bm_bot_proc_stat (pid, text, sizeof text)
+    ||  sscanf (text, "%*c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu", &utime, &stime) != 2)
+        return -1;
+    long hz = sysconf (_SC_CLK_TCK);
+    rlim_t used = (rlim_t) ((utime + stime + (unsigned long long) hz - 1) / (unsigned long long) hz);
+    struct rlimit now;
+    if (prlimit (pid, RLIMIT_CPU, NULL, &now))
+        return -1;
+    struct rlimit limit = { used + (rlim_t) limits->cpu_seconds, now.rlim_max };
+    if (geteuid () == 0)
+        limit.rlim_max = limit.rlim_cur + 1;
+    else
+    if (limit.rlim_cur > now.rlim_max)
+        limit.rlim_cur = now.rlim_max;
+    return prlimit (pid, RLIMIT_CPU, &limit, NULL);
 }
 
 //  --------------------------------------------------------------------------
@@ -518,8 +592,12 @@ s_verdict (const bm_limits_t *limits, const bm_limits_run_t *run, int status,
     &&  (signum == SIGXCPU
          || (signum == SIGKILL && cpu_ms >= BM_LIMITS_CPU_SHARE (limits->cpu_seconds * 1000)))) {
         s_describe_limit (limits, "cpu", what, sizeof what);
-        snprintf (message, size, "resource limit hit: cpu (%s): killed by SIG%s after %lld ms of CPU time",
-                  what, signum == SIGXCPU ? "XCPU" : "KILL", (long long) cpu_ms);
+        if (cpu_ms >= 0)
+            snprintf (message, size, "resource limit hit: cpu (%s): killed by SIG%s after %lld ms of CPU time",
+                      what, signum == SIGXCPU ? "XCPU" : "KILL", (long long) cpu_ms);
+        else
+            snprintf (message, size, "resource limit hit: cpu (%s): killed by SIG%s", what,
+                      signum == SIGXCPU ? "XCPU" : "KILL");
         return "cpu";
     }
     if (run && *run->cgroup) {
@@ -708,6 +786,28 @@ bm_limits_test (bool verbose)
     bm_limits_run_destroy (&run);
     assert (run == NULL);
     assert (bm_limits_sweep (2000) == 0);
+
+    //  A pooled process's CPU budget per job: its soft limit moves to what
+    //  it used (nothing yet, asleep) plus the budget.
+    pid_t sleeper = fork ();
+    assert (sleeper >= 0);
+    if (sleeper == 0) {
+        execl ("/bin/sleep", "sleep", "30", (char *) NULL);
+        _exit (127);
+    }
+    bm_limits_t budget = { .cpu_seconds = 5, .cpu_per_job = true };
+    assert (bm_limits_cpu_job_start (sleeper, &budget) == 0);
+    struct rlimit cpu;
+    assert (prlimit (sleeper, RLIMIT_CPU, NULL, &cpu) == 0);
+    assert (cpu.rlim_cur == 5);
+    if (geteuid () == 0)
+        assert (cpu.rlim_max == 6);
+    budget.cpu_seconds = 0;             //  No limit: left alone
+    assert (bm_limits_cpu_job_start (sleeper, &budget) == 0);
+    kill (sleeper, SIGKILL);
+    waitpid (sleeper, NULL, 0);
+    budget.cpu_seconds = 5;
+    assert (bm_limits_cpu_job_start (sleeper, &budget) == -1);     //  Gone
     if (verbose)
         printf ("OK (pids: %s%s)\n", method, effective ? "" : ", not enforced");
 }

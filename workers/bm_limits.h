@@ -58,6 +58,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/resource.h>
+#include <sys/types.h>
 
 //  Defaults: generous, finite.  Address space: the default Java bot needs
 //  ~3 GiB of it (the JVM reserves heap, class space and code cache up
@@ -77,6 +78,10 @@ typedef struct {
     int64_t max_files;          //  Open file descriptors, 0: none
     int64_t uid;                //  Run as this user (BOT_USER), -1: as we
     int64_t gid;                //  run; with its group, -1: ours
+    bool cpu_per_job;           //  A warm process: no CPU limit at its
+                                //  start; each job gets the budget (pool:
+                                //  bm_limits_cpu_job_start; fork: the child
+                                //  sets it from the job frame)
 } bm_limits_t;
 
 //  The limits a verdict can name, in a fixed order (for counters).
@@ -119,6 +124,13 @@ void bm_limits_run_destroy (bm_limits_run_t **self_p);
 //  their run was destroyed (they are retried at every new run); wait up to
 //  wait_ms for them.  Returns how many are left.  For the worker's exit.
 int bm_limits_sweep (int64_t wait_ms);
+
+//  A pooled process starts a job: its soft CPU limit becomes the CPU time
+//  it used so far plus the budget of one job (SIGXCPU when the job uses
+//  it up), so the limit is per job rather than spanning the jobs of the
+//  process until it is recycled.  Root also moves the hard limit to a
+//  second later (SIGKILL for a bot that catches SIGXCPU).  Returns 0 or -1.
+int bm_limits_cpu_job_start (pid_t pid, const bm_limits_t *limits);
 
 //  In the child, after fork and before exec: join the cgroup and set the
 //  rlimits.  Async-signal-safe.  Returns 0, or -1 with errno set.

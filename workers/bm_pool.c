@@ -36,7 +36,7 @@ struct _bm_pool_t {
     bm_pool_stats_t stats;
     bm_pool_stats_t exported;   //  Counters as last exported
     bm_series_t *m_processes;   //  Metrics (NULL: none)
-    bm_series_t *m_recycles [4];    //  max_jobs, max_rss, idle, killed
+    bm_series_t *m_recycles [5];    //  max_jobs, max_rss, idle, killed, limit
     bm_series_t *m_init_failures;
 };
 
@@ -77,6 +77,9 @@ s_retire (proc_t *proc, const char *reason)
     if (streq (reason, "idle"))
         self->stats.recycled_idle++;
     else
+    if (streq (reason, "limit"))
+        self->stats.recycled_limit++;
+    else
         self->stats.recycled_killed++;
     bm_info (NULL, "%s %s process pid=%d retired (%s, %lld jobs run)", self->config.type,
              self->config.fork ? "fork server" : "pool", (int) proc->pid, reason,
@@ -85,6 +88,19 @@ s_retire (proc_t *proc, const char *reason)
 
 //  --------------------------------------------------------------------------
 //  Ending a job
+
+//  A pool process whose job failed on a resource limit (a MemoryError it
+//  survived, say) is not trusted with another job.
+static bool
+s_hit_limit (bm_pool_t *self, const bm_pool_outcome_t *outcome)
+{
+    if (self->config.fork || !self->config.limits || (!outcome->signal && outcome->exit_code == 0))
+        return false;
+    char message [256];
+    int status = outcome->signal ? outcome->signal : (outcome->exit_code & 0xff) << 8;
+    return bm_limits_verdict (self->config.limits, status, NULL, outcome->message,
+                              message, sizeof message) != NULL;
+}
 
 //  The job of proc ended: tell the owner, make proc idle (or retire it).
 static void
@@ -106,6 +122,9 @@ s_end_job (proc_t *proc, bm_pool_outcome_t *outcome, bool process_alive)
     if (process_alive && proc->state == PROC_BUSY) {
         if (proc->stopping && !self->config.fork)
             s_retire (proc, "killed");
+        else
+        if (s_hit_limit (self, outcome))
+            s_retire (proc, "limit");
         else
         if (self->config.max_jobs > 0 && proc->jobs_done >= self->config.max_jobs)
             s_retire (proc, "max_jobs");
@@ -321,6 +340,10 @@ s_dispatch (bm_pool_t *self)
             bm_capture_destroy (&proc->err);
             proc->err = err;
         }
+        if (!self->config.fork && self->config.limits
+        &&  bm_limits_cpu_job_start (proc->pid, self->config.limits))
+            bm_warn (NULL, "%s process pid=%d: cannot set the CPU limit of its job: %s",
+                     self->config.type, (int) proc->pid, strerror (errno));
         bm_pool_proc_write (proc, job->frame, job->size);
         job->frame = NULL;
     }
@@ -374,10 +397,11 @@ s_export (bm_pool_t *self)
 {
     bm_pool_stats_t *now = &self->stats, *was = &self->exported;
     bm_series_set (self->m_processes, (double) now->processes);
-    int64_t deltas [4] = {
+    int64_t deltas [5] = {
         now->recycled_max_jobs - was->recycled_max_jobs, now->recycled_max_rss - was->recycled_max_rss,
-        now->recycled_idle - was->recycled_idle, now->recycled_killed - was->recycled_killed };
-    for (int i = 0; i < 4; i++)
+        now->recycled_idle - was->recycled_idle, now->recycled_killed - was->recycled_killed,
+        now->recycled_limit - was->recycled_limit };
+    for (int i = 0; i < 5; i++)
         if (deltas [i] > 0)
             bm_series_add (self->m_recycles [i], (double) deltas [i]);
     if (now->init_failures > was->init_failures)
@@ -392,12 +416,12 @@ bm_pool_export (bm_pool_t *self, bm_metrics_t *metrics)
     bm_metric_t *processes = bm_metrics_gauge (metrics, "bot_processes",
         "Warm bot processes alive (pool and fork modes), by type and mode", "bot_type,mode");
     bm_metric_t *recycles = bm_metrics_counter (metrics, "bot_recycles_total",
-        "Warm bot processes retired, by reason (max_jobs, max_rss, idle, killed)", "bot_type,reason");
+        "Warm bot processes retired, by reason (max_jobs, max_rss, idle, killed, limit)", "bot_type,reason");
     bm_metric_t *init = bm_metrics_counter (metrics, "bot_init_failures_total",
         "Warm bot processes that died before they were ready", "bot_type");
     self->m_processes = bm_metric_series (processes, self->config.type, mode);
-    const char *reasons [4] = { "max_jobs", "max_rss", "idle", "killed" };
-    for (int i = 0; i < 4; i++)
+    const char *reasons [5] = { "max_jobs", "max_rss", "idle", "killed", "limit" };
+    for (int i = 0; i < 5; i++)
         self->m_recycles [i] = bm_metric_series (recycles, self->config.type, reasons [i]);
     self->m_init_failures = bm_metric_series (init, self->config.type);
     memset (&self->exported, 0, sizeof self->exported);
@@ -484,11 +508,15 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         bm_pool_outcome_t outcome = { .exit_code = -1 };
         if (WIFSIGNALED (status)) {
             outcome.signal = WTERMSIG (status);
-            outcome.lost = !proc->stopping;
+            //  Not lost: stopped by us, or its job used up its CPU budget.
+            outcome.lost = !proc->stopping && outcome.signal != SIGXCPU;
         }
         else
             outcome.exit_code = WEXITSTATUS (status) ? WEXITSTATUS (status) : 1;
         bm_warn (NULL, "%s process pid=%d %s while running a job", self->config.type, (int) pid, how);
+        if (state != PROC_RETIRING && outcome.signal == SIGXCPU)
+            self->stats.recycled_limit++;
+        else
         if (state != PROC_RETIRING)
             self->stats.recycled_killed++;
         proc->state = PROC_RETIRING;

@@ -22,8 +22,9 @@
     runs the job itself; stopping a job kills the whole process, and a new
     one replaces it.
 
-    A process is recycled after max_jobs jobs, or when its resident memory
-    passes max_rss_mb after a job; idle processes beyond min_procs exit
+    A process is recycled after max_jobs jobs, when its resident memory
+    passes max_rss_mb after a job, or (pool mode) when its job failed on a
+    resource limit; idle processes beyond min_procs exit
     after idle_ms; never more than max_procs exist (retiring ones count).
     A process that exits before it said ready failed at init: the jobs
     waiting for a process fail with bot_init_failed (the tail of its
@@ -60,8 +61,8 @@ typedef struct {
     int64_t kill_grace_ms;      //  SIGTERM to SIGKILL when retiring
     const bm_limits_t *limits;  //  Resource limits of each process
                                 //  (borrowed; NULL: none).  A pool process
-                                //  keeps them across its jobs (CPU time
-                                //  adds up until it is recycled); a fork
+                                //  gets the CPU budget anew at each job
+                                //  (its soft RLIMIT_CPU moved on); a fork
                                 //  server's child starts its own count.
 } bm_pool_config_t;
 
@@ -121,6 +122,7 @@ typedef struct {
     int64_t recycled_max_rss;
     int64_t recycled_idle;
     int64_t recycled_killed;    //  Killed (stopped job, crash, bad frame)
+    int64_t recycled_limit;     //  Its job hit a resource limit
 } bm_pool_stats_t;
 void bm_pool_stats (bm_pool_t *self, bm_pool_stats_t *stats);
 

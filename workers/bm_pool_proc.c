@@ -76,19 +76,9 @@ bm_pool_proc_kill (proc_t *proc, int signum)
 pid_t
 bm_pool_proc_parent_of (pid_t pid)
 {
-    char path [64], text [512];
-    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
-    FILE *file = fopen (path, "r");
-    if (!file)
-        return -1;
-    size_t n = fread (text, 1, sizeof text - 1, file);
-    fclose (file);
-    text [n] = 0;
-    //  "pid (comm) state ppid ...": comm may hold anything, even ") ".
-    char *close = strrchr (text, ')');
+    char text [512];
     int ppid;
-    char state;
-    if (!close || sscanf (close + 1, " %c %d", &state, &ppid) != 2)
+    if (bm_bot_proc_stat (pid, text, sizeof text) || sscanf (text, "%*c %d", &ppid) != 1)
         return -1;
     return (pid_t) ppid;
 }
@@ -320,8 +310,12 @@ bm_pool_proc_new (struct _bm_pool_t *pool, zloop_t *loop, const bm_pool_config_t
         return NULL;
     }
     int fds [4] = { in [0], out [1], err [1], prog [1] };
-    bm_limits_run_t *limits = config->limits ? bm_limits_run_new (config->limits, config->type)
-                                             : NULL;
+    bm_limits_t own;
+    if (config->limits) {
+        own = *config->limits;
+        own.cpu_per_job = true;
+    }
+    bm_limits_run_t *limits = config->limits ? bm_limits_run_new (&own, config->type) : NULL;
     pid_t pid = bm_bot_launch (config->argv, envp, fds, limits, errstr, errstr_size);
     *launched = true;
     close (in [0]);

@@ -10,16 +10,24 @@ bots that run into each limit (tests/worker/bots/hog.py):
   the worker runs the next job after each hog;
 - no core dump is left; the per-run pids cgroups are removed; the
   worker's /metrics counts bot_limit_kills_total{bot_type,limit};
+- pool and fork modes (forkserver.py running hog.py): the memory hog and
+  the CPU spinner fail with resource_limit, a pool process that hit a
+  limit is replaced (bot_recycles_total{reason="limit"}), the worker runs
+  the next job; a pool process's CPU limit is per job (two jobs of 600 ms
+  of CPU on one process under CPU_SECONDS=1 both complete);
+- a worker killed with -9 leaves its per-run cgroups; the next worker to
+  start removes them and leaves a live worker's alone;
 - through the real broker: the job's record fails with resource_limit, and
   the broker counts it per type (STATS types.<type>.limitKills, which the
   dashboard shows, and bot_limit_kills_total{bot_type,limit} on /metrics).
 """
 import glob
 import os
+import signal
 import time
 
 import harness
-from harness import check, log
+from harness import check, log, wait_until
 from wlib import (JOB, DONE, PY, FakeBroker, job, worker_env, start_worker, wait_exit, sigterm,
                   HERE)
 
@@ -105,6 +113,113 @@ def scenario_each_limit(s):
     fb.close()
 
 
+SERVER = os.path.join(harness.ROOT, "workers", "bots", "python", "forkserver.py")
+
+
+def scenario_warm_limits(s):
+    """Pool and fork modes: a memory hog and a CPU spinner fail with
+    resource_limit, a pool process that hit a limit is replaced, the worker
+    runs the next job; a pool process's CPU limit is per job."""
+    env = worker_env(RELAXED)
+    metrics_port = harness.free_port()
+    env["WORKER_METRICS_PORT"] = str(metrics_port)
+    # One type per mode and limit (zeroing 256 MiB costs seconds of CPU on
+    # a VM whose page faults are slow: not under a 1 s CPU budget).
+    types = {}
+    for mode, args in (("pool", "--pool "), ("fork", "")):
+        for limit, suffix, value in (("memory", "MEMORY_MB", "256"), ("cpu", "CPU_SECONDS", "1")):
+            bot_type = "hog%s-%s" % (mode, limit)
+            types[(mode, limit)] = bot_type
+            env[env_name(bot_type, "CMD")] = "%s %s %s%s" % (PY, SERVER, args, HOG)
+            env[env_name(bot_type, "MODE")] = mode
+            env[env_name(bot_type, "MAX_PROCS")] = "1"
+            env[env_name(bot_type, suffix)] = value
+    fb = FakeBroker(heartbeat_ms=HEARTBEAT_MS)
+    w = start_worker(s, fb.endpoint, "--type", ",".join(types.values()), "--concurrency", "2",
+                     "--name", "w-warm-limits", env=env)
+    ident, _ = fb.ready()
+    seq = iter(range(1000))
+
+    def run(bot_type, payload):
+        job_id = "%s-%d" % (bot_type, next(seq))
+        fb.send(ident, JOB, job(job_id, bot_type=bot_type, payload=payload, timeout_ms=20000))
+        while True:
+            _, _, body = fb.recv(25, want=DONE)
+            if body["jobId"] == job_id:
+                return body
+
+    # Per job, not per process: two jobs of 600 ms of CPU each on the same
+    # pool process under CPU_SECONDS=1 (1.2 s in all) both complete.
+    cpu_type = types[("pool", "cpu")]
+    first, second = run(cpu_type, {"hog": "cpu", "cpuMs": 600}), run(cpu_type, {"hog": "cpu", "cpuMs": 600})
+    check(first["ok"] and second["ok"] and first["result"]["pid"] == second["result"]["pid"],
+          "pool: two jobs of 600 ms CPU each on one process under CPU_SECONDS=1 both complete "
+          "(the CPU limit is per job)", [first, second])
+    for (mode, limit), bot_type in types.items():
+        before = run(bot_type, {"hog": "none"})
+        body = run(bot_type, {"hog": limit})
+        err = body.get("error") or {}
+        log("%s hog:" % bot_type, body)
+        check(body["ok"] is False and err.get("code") == "resource_limit" and err.get("limit") == limit,
+              "%s: the %s hog fails with resource_limit (%s)" % (mode, limit, limit), body)
+        after = run(bot_type, {"hog": "none"})
+        check(before["ok"] and after["ok"] is True and w.alive(),
+              "%s, %s: the worker runs the next job" % (mode, limit), after)
+        if mode == "pool":
+            check(after["result"]["pid"] != before["result"]["pid"],
+                  "pool: the process that hit the %s limit was replaced" % limit,
+                  (before["result"]["pid"], after["result"]["pid"]))
+    _, _, text = harness.http("GET", "http://127.0.0.1:%d/metrics" % metrics_port)
+    recycles = [line for line in text.splitlines() if line.startswith("bot_recycles_total")]
+    for limit in ("memory", "cpu"):
+        check('bot_recycles_total{bot_type="%s",reason="limit"} 1' % types[("pool", limit)] in recycles,
+              "the worker's /metrics: bot_recycles_total{reason=limit} counts the replaced pool process "
+              "(%s)" % limit, recycles)
+    sigterm(w)
+    check(wait_exit(w, 10) == 0, "the worker stops cleanly")
+    fb.close()
+
+
+def run_cgroups(pid):
+    """Per-run cgroup directories a worker made (botmesh-PID-SEQ-NAME)."""
+    return glob.glob("/sys/fs/cgroup/**/botmesh-%d-*" % pid, recursive=True)
+
+
+def scenario_stale_cgroups(s):
+    """A worker killed with -9 leaves its per-run cgroups; the next worker
+    to start removes them, and leaves a live worker's alone."""
+    fb = FakeBroker(heartbeat_ms=HEARTBEAT_MS)
+    env = worker_env(RELAXED)
+    dead = start_worker(s, fb.endpoint, "--type", "python", "--name", "w-dead", env=env)
+    ident_dead, _ = fb.ready()
+    live = start_worker(s, fb.endpoint, "--type", "python", "--name", "w-live", env=env)
+    ident_live, _ = fb.ready()
+    if "MAX_PIDS is not enforced" in dead.output():
+        log("no pids cgroup on this machine: nothing to sweep")
+        fb.close()
+        return
+    long_job = {"sleepMs": 20000, "size": 3}
+    fb.send(ident_dead, JOB, job("stale-dead", payload=long_job, timeout_ms=60000))
+    fb.send(ident_live, JOB, job("stale-live", payload=long_job, timeout_ms=60000))
+    left = wait_until(lambda: run_cgroups(dead.pid), 15, "the running job's cgroup of the doomed worker")
+    kept = wait_until(lambda: run_cgroups(live.pid), 15, "the running job's cgroup of the live worker")
+    dead.signal(signal.SIGKILL)
+    wait_exit(dead, 10)
+    check(all(os.path.isdir(d) for d in left), "kill -9 of a worker leaves its run's cgroup behind", left)
+    fresh = start_worker(s, fb.endpoint, "--type", "python", "--name", "w-fresh", env=env)
+    fb.ready()
+    wait_until(lambda: not any(os.path.isdir(d) for d in left), 15,
+               "the next worker to remove the cgroup of the one killed with -9")
+    check("per-run cgroups left by workers that are gone" in fresh.output(),
+          "the worker logs the sweep", fresh.output()[-400:])
+    check(all(os.path.isdir(d) for d in kept), "the live worker's cgroup is left alone", kept)
+    for w in (live, fresh):
+        sigterm(w)
+        check(wait_exit(w, 15) == 0, "%s stops cleanly" % w.name)
+    check(not any(os.path.isdir(d) for d in kept), "the live worker removed its own at its end", kept)
+    fb.close()
+
+
 def scenario_bad_config(s):
     fb = FakeBroker(heartbeat_ms=HEARTBEAT_MS)
     w = start_worker(s, fb.endpoint, "--type", "python", name="w-badlimit",
@@ -139,7 +254,8 @@ def scenario_through_broker(s):
 
 def main():
     with harness.Stack("worker-limits") as s:
-        for scenario in (scenario_bad_config, scenario_each_limit, scenario_through_broker):
+        for scenario in (scenario_bad_config, scenario_each_limit, scenario_warm_limits,
+                         scenario_stale_cgroups, scenario_through_broker):
             log("=== %s" % scenario.__name__)
             scenario(s)
 

@@ -95,7 +95,10 @@ def apply_limits(limits):
     for key, (which, unit) in table.items():
         value = limits.get(key)
         if isinstance(value, int) and value > 0:
-            resource.setrlimit(which, (value * unit, value * unit))
+            # CPU: SIGXCPU at the limit (a resource_limit for the worker),
+            # SIGKILL a second later for a bot that catches it.
+            hard = value * unit + (1 if which == resource.RLIMIT_CPU else 0)
+            resource.setrlimit(which, (value * unit, hard))
 
 
 def find_prctl():
