@@ -379,9 +379,12 @@ s_worker_release (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *
         }
         return;
     }
-    //  A released job does not count as an attempt.
-    job->attempts--;
-    bm_job_requeue (self, job, "released");
+    //  A released job does not count as an attempt, unless the worker says
+    //  the process running it was lost (killed from outside): that attempt
+    //  counts, as if the worker had died under it.
+    if (!release.lost)
+        job->attempts--;
+    bm_job_requeue (self, job, release.lost ? "process_lost" : "released");
     bm_dispatch_worker (self, worker);
     bm_dispatch (self, job->service);
 }

@@ -183,7 +183,8 @@ bm_codec_job_notice_decode (const bm_msg_t *msg, bm_codec_job_notice_t *self,
     const msgpack_object *body = bm_field_body (msg);
     memset (self, 0, sizeof *self);
     if (bm_field_id (body, "jobId", true, self->job_id, error)
-    ||  bm_field_opt_str (body, "reason", BM_MAX_REASON_LEN, &self->reason, error))
+    ||  bm_field_opt_str (body, "reason", BM_MAX_REASON_LEN, &self->reason, error)
+    ||  bm_field_opt_bool (body, "lost", &self->lost, error))
         return -1;
     return 0;
 }
@@ -191,10 +192,14 @@ bm_codec_job_notice_decode (const bm_msg_t *msg, bm_codec_job_notice_t *self,
 void
 bm_codec_job_notice_encode (const bm_codec_job_notice_t *self, bm_packer_t *packer)
 {
-    msgpack_pack_map (&packer->pk, 1 + (self->reason.ptr != NULL));
+    msgpack_pack_map (&packer->pk, 1 + (self->reason.ptr != NULL) + self->lost);
     bm_pack_kv_str (&packer->pk, "jobId", self->job_id);
     if (self->reason.ptr)
         bm_field_pack_strn (packer, "reason", self->reason.ptr, self->reason.len);
+    if (self->lost) {
+        msgpack_pack_str_with_body (&packer->pk, "lost", 4);
+        msgpack_pack_true (&packer->pk);
+    }
 }
 
 int

@@ -439,13 +439,25 @@ bm_worker_link_send_progress (bm_worker_link_t *self, const bm_codec_progress_t 
     return s_send_packed (self, BM_PROGRESS, progress->job_id);
 }
 
-int
-bm_worker_link_send_release (bm_worker_link_t *self, const char *job_id)
+static int
+s_send_release (bm_worker_link_t *self, const char *job_id, bool lost)
 {
-    bm_codec_job_notice_t release = { .reason = { NULL, 0 } };
+    bm_codec_job_notice_t release = { .reason = { NULL, 0 }, .lost = lost };
     snprintf (release.job_id, sizeof release.job_id, "%s", job_id);
     bm_codec_job_notice_encode (&release, &self->packer);
     return s_send_packed (self, BM_RELEASE, job_id);
+}
+
+int
+bm_worker_link_send_release (bm_worker_link_t *self, const char *job_id)
+{
+    return s_send_release (self, job_id, false);
+}
+
+int
+bm_worker_link_send_lost (bm_worker_link_t *self, const char *job_id)
+{
+    return s_send_release (self, job_id, true);
 }
 
 void
@@ -631,6 +643,7 @@ bm_worker_link_test (bool verbose)
                                  .result = { NULL, "\xa2ok", 3 } };
     BM_CHECK (bm_worker_link_send_done (link, &finished) == 0);
     BM_CHECK (bm_worker_link_send_release (link, "job-2") == 0);
+    BM_CHECK (bm_worker_link_send_lost (link, "job-3") == 0);
     zframe_destroy (&identity);
     msg = s_test_recv (router, &identity);
     bm_codec_progress_t progress_back;
@@ -649,7 +662,13 @@ bm_worker_link_test (bool verbose)
     bm_codec_job_notice_t release;
     BM_CHECK (bm_msg_command (msg) == BM_RELEASE
               && bm_codec_job_notice_decode (msg, &release, &error) == 0
-              && streq (release.job_id, "job-2") && !release.reason.ptr);
+              && streq (release.job_id, "job-2") && !release.reason.ptr && !release.lost);
+    bm_msg_destroy (&msg);
+    zframe_destroy (&identity);
+    msg = s_test_recv (router, &identity);
+    BM_CHECK (bm_msg_command (msg) == BM_RELEASE
+              && bm_codec_job_notice_decode (msg, &release, &error) == 0
+              && streq (release.job_id, "job-3") && release.lost);
     bm_msg_destroy (&msg);
     zframe_destroy (&identity);
 

@@ -125,6 +125,9 @@ int bm_worker_link_send_simple (bm_worker_link_t *self, int command, const char 
 int bm_worker_link_send_done (bm_worker_link_t *self, const bm_codec_done_t *done);
 int bm_worker_link_send_progress (bm_worker_link_t *self, const bm_codec_progress_t *progress);
 int bm_worker_link_send_release (bm_worker_link_t *self, const char *job_id);
+//  RELEASE {jobId, lost: true}: the process that ran the job was killed
+//  from outside; the broker counts the attempt and runs the job again.
+int bm_worker_link_send_lost (bm_worker_link_t *self, const char *job_id);
 
 //  Announce a new credit: READY now (on the next socket while it is being
 //  replaced).

@@ -233,14 +233,13 @@ bm_runner_on_pool_done (void *arg, const bm_pool_outcome_t *outcome, void *runne
 {
     job_t *job = (job_t *) arg;
     bm_runner_t *self = (bm_runner_t *) runner;
-    if (outcome->lost && job->stop == STOP_NONE && !job->rerun) {
-        job->rerun = true;
-        job->attempt++;
-        char error [512];
-        bm_warn (job->id, "its %s process was killed by signal %d: running it again (attempt %lld)",
-                 job->type->name, outcome->signal, (long long) job->attempt);
-        if (bm_runner_submit (self, job, error, sizeof error) == 0)
-            return;
+    //  Killed from outside (kill -9, the OOM killer): maybe by an earlier
+    //  job's doing, so not this job's failure.  The broker runs it again as
+    //  its next attempt, as if this worker had died under it.
+    if (outcome->lost && job->stop == STOP_NONE) {
+        job->stop = STOP_LOST;
+        bm_warn (job->id, "its %s process was killed by signal %d: handed back to the broker "
+                 "as a lost attempt (%lld)", job->type->name, outcome->signal, (long long) job->attempt);
     }
     self->on_end (job, outcome, self->arg);
 }

@@ -35,7 +35,9 @@
 
 typedef struct _bm_runner_t bm_runner_t;
 
-typedef enum { STOP_NONE = 0, STOP_TIMEOUT, STOP_CANCEL, STOP_RELEASE } stop_t;
+//  STOP_LOST: its pool process was killed from outside; the job goes back
+//  to the broker as a lost attempt (RELEASE with lost: true).
+typedef enum { STOP_NONE = 0, STOP_TIMEOUT, STOP_CANCEL, STOP_RELEASE, STOP_LOST } stop_t;
 typedef enum { TIMER_NONE = 0, TIMER_DEADLINE, TIMER_KILL, TIMER_SIMULATION } jtimer_t;
 
 //  One job we run: a record the worker reads and keeps its bookkeeping in
@@ -51,8 +53,6 @@ typedef struct {
     bm_pool_t *pool;                    //  Its pool (pool and fork modes)
     json_t *payload;                    //  Its payload (pool and fork modes)
     int64_t deadline;                   //  Wall clock ms of its deadline
-    bool rerun;                         //  Run again after its pool process
-                                        //  was killed under it
     int64_t sim_duration;               //  Simulated run time (simulate mode)
     bool sim_fails;                     //  The simulation ends in failure
     int64_t started_at;                 //  Wall clock (ms)

@@ -225,6 +225,11 @@ s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome)
         bm_info (job->id, "released back to the broker (shutting down)");
     }
     else
+    if (job->stop == STOP_LOST)
+        //  The broker counts the attempt and runs the job again (or fails
+        //  it with worker_lost past its maxAttempts).
+        bm_worker_link_send_lost (self->link, job->id);
+    else
     if (job->stop == STOP_CANCEL) {
         char message [96];
         snprintf (message, sizeof message, "stopped by the broker (%s)", job->cancel_code);

@@ -5,8 +5,9 @@ under workers/bots/python/forkserver.py.
 - state: a pooled process keeps module state across jobs (documented), a
   forked child never does; os.environ changes never reach the next job;
 - a bot that leaks memory is recycled at BOT_<TYPE>_MAX_RSS_MB;
-- kill -9 of a pool process mid-job: the job runs again (attempt 2) and
-  the pool refills;
+- kill -9 of a pool process mid-job: the worker hands the job back as a
+  lost attempt (RELEASE lost), it runs again as attempt 2 (BOT_ATTEMPT and
+  the broker's attempts agree) and the pool refills;
 - timeout and cancel of a pooled job kill only that job's process; in fork
   mode only that job's child (the fork server lives on);
 - a bot that crashes while loading: its jobs fail with bot_init_failed and
@@ -114,6 +115,8 @@ def main():
               "the job completed on another process", rec)
         check(rec["state"] == "completed" and rec["result"]["attempt"] == 2,
               "kill -9 of the pool process mid-job -> the job ran again as attempt 2", rec)
+        check(rec.get("attempts") == 2,
+              "the broker's record counts that attempt too (attempts 2, as BOT_ATTEMPT said)", rec)
         wait_until(lambda: len(pool_pids(w.pid, "warm")) == 2, 15, "the pool to refill to 2")
 
         # Timeout and cancel of a pooled job kill only that job's process.
