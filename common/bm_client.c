@@ -2,17 +2,21 @@
 #include "bm_client.h"
 #include "bm_config.h"
 #include "bm_curve.h"
+#include "bm_endpoints.h"
+#include "bm_log.h"
 
 #include <errno.h>
 
 struct _bm_client_t {
-    zsock_t *dealer;            //  Our socket to the broker
+    bm_endpoints_t *endpoints;  //  The brokers, one of which leads
+    zsock_t *dealer;            //  Our socket to the current one
     int64_t req;                //  Number of the last request sent
     zlist_t *results;           //  RESULT pushes not yet handed out (bm_msg_t)
 };
 
-bm_client_t *
-bm_client_new (const char *endpoint)
+//  A new socket to the current endpoint.  NULL on error.
+static zsock_t *
+s_connect (bm_client_t *self)
 {
     zsock_t *dealer = zsock_new (ZMQ_DEALER);
     if (!dealer)
@@ -20,18 +24,56 @@ bm_client_new (const char *endpoint)
     zsock_set_linger (dealer, 0);
     zsock_set_sndhwm (dealer, 100000);
     zsock_set_rcvhwm (dealer, 100000);
-    if (bm_curve_client_apply (dealer)) {
+    if (bm_curve_client_apply (dealer)
+    ||  zsock_connect (dealer, "%s", bm_endpoints_current (self->endpoints))) {
         zsock_destroy (&dealer);
         return NULL;
     }
-    if (zsock_connect (dealer, "%s", endpoint)) {
-        zsock_destroy (&dealer);
-        return NULL;
-    }
+    return dealer;
+}
+
+bm_client_t *
+bm_client_new (const char *endpoint)
+{
     bm_client_t *self = (bm_client_t *) zmalloc (sizeof (bm_client_t));
-    self->dealer = dealer;
+    self->endpoints = bm_endpoints_new (endpoint);
+    self->dealer = self->endpoints ? s_connect (self) : NULL;
+    if (!self->dealer) {
+        bm_client_destroy (&self);
+        return NULL;
+    }
     self->results = zlist_new ();
     return self;
+}
+
+//  On to the next broker (or the leader a standby named): a fresh socket,
+//  so that nothing queued for the old one arrives later by surprise.
+//  Returns the backoff to wait, in ms, or -1 if no socket could be opened.
+static int64_t
+s_switch (bm_client_t *self, const bm_msg_t *not_leader)
+{
+    int64_t delay = bm_endpoints_next (self->endpoints, not_leader == NULL);
+    const msgpack_object *leader = not_leader ? bm_obj_get (bm_msg_body (not_leader), "leader") : NULL;
+    if (leader && leader->type == MSGPACK_OBJECT_STR)
+        bm_endpoints_prefer (self->endpoints, leader->via.str.ptr, leader->via.str.size);
+    zsock_t *dealer = s_connect (self);
+    if (!dealer)
+        return -1;
+    zsock_destroy (&self->dealer);
+    self->dealer = dealer;
+    bm_debug (NULL, "client: trying broker %s", bm_endpoints_current (self->endpoints));
+    return delay;
+}
+
+//  A REJECTED not_leader (a standby's answer).
+static bool
+s_not_leader (const bm_msg_t *msg)
+{
+    bm_codec_rejected_t rejected;
+    bm_codec_error_t error;
+    return bm_msg_command (msg) == BM_REJECTED
+        && bm_codec_rejected_decode (msg, &rejected, &error) == 0
+        && streq (rejected.code, "not_leader");
 }
 
 void
@@ -44,6 +86,7 @@ bm_client_destroy (bm_client_t **self_p)
             bm_msg_destroy (&msg);
         zlist_destroy (&self->results);
         zsock_destroy (&self->dealer);
+        bm_endpoints_destroy (&self->endpoints);
         free (self);
         *self_p = NULL;
     }
@@ -99,9 +142,32 @@ bm_client_request (bm_client_t *self, int command,
     int64_t req = ++self->req;
     if (bm_msg_send (self->dealer, NULL, BM_CLIENT_HEADER, command, body, size))
         return NULL;
-    int64_t deadline = bm_mono_ms () + timeout_ms;
+    int64_t now = bm_mono_ms (), deadline = now + timeout_ms;
+    //  With several brokers each gets a share of the time: a silent one
+    //  (dead, or cut off) must leave time to ask the next.
+    size_t brokers = bm_endpoints_size (self->endpoints);
+    int64_t share = brokers > 1 ? timeout_ms / (int64_t) brokers : timeout_ms;
+    if (share < 500)
+        share = 500;
+    int64_t attempt_deadline = now + share < deadline ? now + share : deadline;
     while (true) {
-        bm_msg_t *msg = s_recv (self, deadline);
+        bm_msg_t *msg = s_recv (self, attempt_deadline);
+        if (!msg && errno == ETIMEDOUT && brokers > 1) {
+            //  Lazy Pirate: a new socket to the next broker, the request
+            //  again (a SUBMIT the silent broker took after all makes a
+            //  second job: an idempotencyKey prevents that).
+            int64_t delay = s_switch (self, NULL);
+            now = bm_mono_ms ();
+            if (delay >= 0 && now + delay < deadline) {
+                zclock_sleep ((int) delay);
+                if (bm_msg_send (self->dealer, NULL, BM_CLIENT_HEADER, command, body, size))
+                    return NULL;
+                now = bm_mono_ms ();
+                attempt_deadline = now + share < deadline ? now + share : deadline;
+                continue;
+            }
+            errno = ETIMEDOUT;
+        }
         if (!msg)
             return NULL;
         if (bm_msg_command (msg) == BM_RESULT) {
@@ -111,8 +177,23 @@ bm_client_request (bm_client_t *self, int command,
         bm_codec_request_t reply;
         bm_codec_error_t error;
         if (bm_codec_request_decode (msg, &reply, &error) == 0 && reply.has_req
-        &&  reply.req == req)
-            return msg;
+        &&  reply.req == req) {
+            if (!s_not_leader (msg)) {
+                bm_endpoints_served (self->endpoints);
+                return msg;
+            }
+            //  A standby did nothing with it: the same request, to the
+            //  leader it names or the next broker, after the backoff.
+            int64_t delay = s_switch (self, msg);
+            int64_t left = deadline - bm_mono_ms ();
+            if (delay < 0 || left <= delay)
+                return msg;
+            bm_msg_destroy (&msg);
+            zclock_sleep ((int) delay);
+            if (bm_msg_send (self->dealer, NULL, BM_CLIENT_HEADER, command, body, size))
+                return NULL;
+            continue;
+        }
         bm_msg_destroy (&msg);      //  Answer to an older request
     }
 }

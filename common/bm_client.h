@@ -12,7 +12,14 @@
 
 typedef struct _bm_client_t bm_client_t;
 
-//  Connect to a broker endpoint ("tcp://127.0.0.1:5555").  NULL on error.
+//  Connect to a broker endpoint ("tcp://127.0.0.1:5555"), or to the first
+//  of a comma-separated list of brokers of which one leads (bm_endpoints.h):
+//  a request answered REJECTED not_leader is sent again to the leader the
+//  standby names, or the next broker; a broker that does not answer within
+//  its share of the timeout (timeout / brokers, at least 500 ms) is left
+//  for the next one, and the request sent again there (Lazy Pirate: a
+//  SUBMIT the silent broker took after all then makes a second job, which
+//  an idempotencyKey prevents).  NULL on error.
 bm_client_t *bm_client_new (const char *endpoint);
 void bm_client_destroy (bm_client_t **self_p);
 

@@ -5,6 +5,7 @@
     CTest runs one entry per class.  */
 #include "bm_codec.h"
 #include "bm_codec_batch.h"
+#include "bm_endpoints.h"
 #include "bm_redis_url.h"
 #include "bm_selftest.h"
 #include "bm_settings.h"
@@ -16,6 +17,7 @@ static const bm_selftest_t s_tests [] = {
     { "codec",     bm_codec_test },
     { "codec_batch", bm_codec_batch_test },
     { "worker_link", bm_worker_link_test },
+    { "endpoints", bm_endpoints_test },
     { NULL, NULL }
 };
 

@@ -2,6 +2,7 @@
 #include "bm_worker_link.h"
 #include "bm_config.h"
 #include "bm_curve.h"
+#include "bm_endpoints.h"
 #include "bm_log.h"
 
 #include <stdatomic.h>
@@ -15,7 +16,9 @@ struct _bm_worker_link_t {
     zloop_t *loop;                      //  Owner's reactor (borrowed), or NULL
     bm_worker_link_handlers_t handlers;
     void *arg;
-    char *endpoint;
+    bm_endpoints_t *endpoints;          //  BROKER_ENDPOINT's list
+    char *endpoint;                     //  The one the socket connects to
+    int64_t reopen_at;                  //  Mono ms: open the next socket then
     char *name;
     char *types [BM_WORKER_LINK_MAX_TYPES];
     int type_count;
@@ -92,7 +95,9 @@ s_open (bm_worker_link_t *self)
     //  connection and we reconnect.
     if (self->limit_socket)
         zsock_set_maxmsgsize (self->dealer, (int) self->max_frame + 4096);
-    if (bm_curve_client_apply (self->dealer)
+    free (self->endpoint);
+    self->endpoint = strdup (bm_endpoints_current (self->endpoints));
+    if (!self->endpoint || bm_curve_client_apply (self->dealer)
     ||  zsock_connect (self->dealer, "%s", self->endpoint)) {
         zsock_destroy (&self->dealer);
         return -1;
@@ -106,9 +111,9 @@ s_open (bm_worker_link_t *self)
     return 0;
 }
 
-//  The broker is gone: a new socket, READY again.
+//  The broker is gone: a new socket, READY again, after delay_ms (0: now).
 static void
-s_reconnect (bm_worker_link_t *self)
+s_reconnect (bm_worker_link_t *self, int64_t delay_ms)
 {
     atomic_store (&self->connected, false);
     atomic_fetch_add (&self->reconnects, 1);
@@ -131,6 +136,11 @@ s_reconnect (bm_worker_link_t *self)
     }
     if (self->handlers.lost)
         self->handlers.lost (self->arg);
+    if (delay_ms > 0) {
+        //  bm_worker_link_tick opens it when the time comes.
+        self->reopen_at = bm_mono_ms () + delay_ms;
+        return;
+    }
     if (s_open (self)) {
         bm_error (NULL, "cannot open a socket to %s; will retry", self->endpoint);
         return;
@@ -242,6 +252,8 @@ bm_worker_link_dispatch (bm_worker_link_t *self)
             continue;
         int command = bm_msg_command (self->msg);
         const msgpack_object *body = bm_msg_body (self->msg);
+        if (command != BM_NACK)
+            bm_endpoints_served (self->endpoints);
         if (command == BM_HEARTBEAT)
             continue;
         if (command == BM_DISCONNECT) {
@@ -253,7 +265,7 @@ bm_worker_link_dispatch (bm_worker_link_t *self)
                      disconnect.reason.ptr ? ": " : "",
                      disconnect.reason.ptr ? (int) disconnect.reason.len : 0,
                      disconnect.reason.ptr ? disconnect.reason.ptr : "");
-            s_reconnect (self);
+            s_reconnect (self, 0);
             break;                              //  sock is not ours anymore
         }
         if (command == BM_NACK) {
@@ -264,9 +276,22 @@ bm_worker_link_dispatch (bm_worker_link_t *self)
                 bm_warn (NULL, "NACK from the broker with a bad body: %s", error.message);
                 continue;
             }
+            if (streq (nack.code, "not_leader")) {
+                //  A standby: on to the leader it names, or the next one.
+                int64_t delay = bm_endpoints_next (self->endpoints, false);
+                const msgpack_object *leader = bm_obj_get (body, "leader");
+                if (leader && leader->type == MSGPACK_OBJECT_STR)
+                    bm_endpoints_prefer (self->endpoints, leader->via.str.ptr,
+                                         leader->via.str.size);
+                bm_info (NULL, "%s is a standby: trying %s in %lld ms", self->endpoint,
+                         bm_endpoints_current (self->endpoints), (long long) delay);
+                s_reconnect (self, delay);
+                break;                          //  sock is not ours anymore
+            }
             bm_log (streq (nack.code, "not_owner") ? BM_DEBUG : BM_WARN, NULL,
                     "NACK from the broker: %s: %.*s", nack.code,
                     (int) (nack.message.len > 255 ? 255 : nack.message.len), nack.message.ptr);
+            bm_endpoints_served (self->endpoints);
             continue;
         }
         int rc = 0;
@@ -291,6 +316,8 @@ bm_worker_link_tick (bm_worker_link_t *self)
 {
     int64_t now = bm_mono_ms ();
     if (!self->dealer) {
+        if (now < self->reopen_at)
+            return;
         if (s_open (self) == 0) {
             bm_info (NULL, "connected to %s", self->endpoint);
             if (self->handlers.reconnected)
@@ -299,9 +326,14 @@ bm_worker_link_tick (bm_worker_link_t *self)
         return;
     }
     if (now - self->last_recv > self->heartbeat_ms * self->liveness) {
-        bm_warn (NULL, "no word from the broker for %lld ms: reconnecting to %s",
-                 (long long) (now - self->last_recv), self->endpoint);
-        s_reconnect (self);
+        //  One broker: at once, as Majordomo's worker does; several: the
+        //  next one, with the list's backoff.
+        int64_t delay = bm_endpoints_size (self->endpoints) > 1
+                      ? bm_endpoints_next (self->endpoints, true) : 0;
+        bm_warn (NULL, "no word from the broker at %s for %lld ms: reconnecting to %s",
+                 self->endpoint, (long long) (now - self->last_recv),
+                 bm_endpoints_current (self->endpoints));
+        s_reconnect (self, delay);
         return;
     }
     //  Ticks come every quarter interval: a HEARTBEAT leaves before a
@@ -344,7 +376,7 @@ bm_worker_link_new (const bm_worker_link_config_t *config, zloop_t *loop,
     self->loop = loop;
     self->handlers = *handlers;
     self->arg = arg;
-    self->endpoint = strdup (config->endpoint);
+    self->endpoints = bm_endpoints_new (config->endpoint);
     self->name = strdup (config->name);
     for (int i = 0; i < config->type_count; i++)
         self->types [i] = strdup (config->types [i]);
@@ -359,7 +391,7 @@ bm_worker_link_new (const bm_worker_link_config_t *config, zloop_t *loop,
     bm_packer_init (&self->packer);
     atomic_init (&self->connected, false);
     atomic_init (&self->reconnects, 0);
-    if (s_open (self)) {
+    if (!self->endpoints || s_open (self)) {
         bm_error (NULL, "cannot connect to broker endpoint '%s'", config->endpoint);
         bm_worker_link_destroy (&self, 0);
         return NULL;
@@ -390,6 +422,7 @@ bm_worker_link_destroy (bm_worker_link_t **self_p, int linger_ms)
         for (int i = 0; i < self->type_count; i++)
             free (self->types [i]);
         free (self->endpoint);
+        bm_endpoints_destroy (&self->endpoints);
         free (self->name);
         free (self);
         *self_p = NULL;

@@ -13,6 +13,10 @@
         replaced by a new one and READY sent again (Majordomo's worker
         recovery).  The owner hears of it (lost, then reconnected) so that
         it can adjust its credit and send again what may have been missed;
+      - several brokers (BROKER_ENDPOINT a list): a NACK not_leader (a
+        standby) or a silent broker moves the link to the leader the
+        standby names, or the next endpoint, after the list's backoff,
+        with READY again on a new socket (docs/protocol.md section 7b);
       - messages from the broker are received without blocking, decoded
         and checked (bm_msg_parse: sizes checked before msgpack unpacks
         anything; bodies by bm_codec); HEARTBEAT and DISCONNECT are
@@ -47,7 +51,8 @@
 #define BM_WORKER_LINK_MAX_TYPES    BM_MAX_WORKER_TYPES     //  Per READY
 
 typedef struct {
-    const char *endpoint;       //  Broker, e.g. "tcp://127.0.0.1:5555"
+    const char *endpoint;       //  Broker, e.g. "tcp://127.0.0.1:5555", or a
+                                //  comma-separated list (bm_endpoints.h)
     const char *name;           //  Worker name (stable across reconnects)
     const char *const *types;   //  Bot types served (copied)
     int type_count;             //  1 .. BM_WORKER_LINK_MAX_TYPES

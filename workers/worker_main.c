@@ -2,6 +2,7 @@
 #include "bm_worker.h"
 #include "bm_bot.h"
 #include "bm_config.h"
+#include "bm_endpoints.h"
 #include "bm_curve.h"
 #include "bm_settings.h"
 #include "bm_log.h"
@@ -95,7 +96,8 @@ s_usage (FILE *out)
 "                         node 10, java 3, others MAX_BOTS_DEFAULT or 10)\n"
 "  -e, --endpoint URL     broker endpoint (BROKER_ENDPOINT,\n"
 "                         default tcp://127.0.0.1:5555; a '*' host means\n"
-"                         127.0.0.1)\n"
+"                         127.0.0.1; several brokers, one leading:\n"
+"                         comma-separated, tried in turn on not_leader)\n"
 "  -n, --name NAME        worker name in logs and STATS (WORKER_NAME,\n"
 "                         default HOST-PID)\n"
 "      --simulate         do not run bots: sleep a random time and fail at\n"
@@ -627,7 +629,14 @@ main (int argc, char *argv [])
             zsock_destroy (&probe);
             goto done;
         }
-        int rc = probe ? zsock_connect (probe, "%s", connect_to) : -1;
+        //  Every endpoint of a list (several brokers, one leading).
+        bm_endpoints_t *list = bm_endpoints_new (connect_to);
+        int rc = probe && list ? 0 : -1;
+        for (size_t i = 0; list && rc == 0 && i < bm_endpoints_size (list); i++) {
+            rc = zsock_connect (probe, "%s", bm_endpoints_current (list));
+            bm_endpoints_next (list, false);
+        }
+        bm_endpoints_destroy (&list);
         zsock_destroy (&probe);
         if (rc) {
             bm_error (NULL, "configuration: BROKER_ENDPOINT / --endpoint: cannot connect to '%s'",

@@ -130,6 +130,43 @@ function defaultEndpoint() {
   return ep.replace('://*:', '://127.0.0.1:').replace('://0.0.0.0:', '://127.0.0.1:');
 }
 
+/**
+ * A list of brokers, one of which leads (BROKER_ENDPOINT "tcp://b1:5555,tcp://b2:5555").
+ * A peer moves to the next endpoint (or the leader a standby names) on
+ * not_leader or a silent broker, waiting a backoff of 100 ms doubling to 2 s
+ * until a leader answers (docs/protocol.md section 7b).
+ */
+class Endpoints {
+  constructor(spec) {
+    this.items = String(spec).split(',').map((e) => e.trim());
+    if (this.items.some((e) => !e)) throw new TypeError(`bad broker endpoint list ${JSON.stringify(spec)}`);
+    this.index = 0;
+    this.backoffMs = 100;
+    this.silent = -1;   // the one that went silent last (a standby names it until its lease ends)
+  }
+
+  get size() { return this.items.length; }
+
+  get current() { return this.items[this.index]; }
+
+  /** Move on; returns the ms to wait before connecting. */
+  next(leader, silent = false) {
+    if (silent) this.silent = this.index;
+    this.index = (this.index + 1) % this.items.length;
+    if (!silent && this.index === this.silent && this.items.length > 1) {
+      this.index = (this.index + this.items.length - 1) % this.items.length;   // about to take over
+    }
+    if (typeof leader === 'string' && this.items.includes(leader) && this.items.indexOf(leader) !== this.silent) {
+      this.index = this.items.indexOf(leader);
+    }
+    const wait = this.backoffMs;
+    this.backoffMs = Math.min(this.backoffMs * 2, 2000);
+    return wait;
+  }
+
+  served() { this.backoffMs = 100; this.silent = -1; }
+}
+
 function socketOptions(curve, extra) {
   const o = Object.assign({ linger: 0 }, extra || {});
   if (curve) {
@@ -152,6 +189,7 @@ class Client {
   constructor(opts = {}) {
     if (typeof opts === 'string') opts = { endpoint: opts };
     this.endpoint = opts.endpoint || defaultEndpoint();
+    this._eps = new Endpoints(this.endpoint);
     this.timeoutMs = opts.timeoutMs || 10000;
     this.curve = opts.curve;
     this._req = 0;
@@ -168,7 +206,7 @@ class Client {
     if (!this._sock) {
       // sendTimeout 0: never wait to queue; a full queue rejects at once.
       const sock = new zmq.Dealer(socketOptions(this.curve, { sendTimeout: 0 }));
-      sock.connect(this.endpoint);
+      sock.connect(this._eps.current);
       this._sock = sock;
       this._readLoop(sock);
     }
@@ -229,9 +267,39 @@ class Client {
     this._notified.clear();
   }
 
-  /** Send one request; resolves [command, body]; REJECTED rejects with Rejected. */
-  request(command, body = {}, timeoutMs) {
+  /**
+   * Send one request; resolves [command, body]; REJECTED rejects with Rejected.
+   * With several brokers: a not_leader answer sends it again to the leader
+   * the standby names (or the next broker), and a broker silent for its share
+   * of timeoutMs (timeoutMs / brokers, at least 500 ms) is left for the next
+   * one (the request is sent again there: give a SUBMIT an idempotencyKey).
+   */
+  async request(command, body = {}, timeoutMs) {
     timeoutMs = timeoutMs || this.timeoutMs;
+    const deadline = Date.now() + timeoutMs;
+    const n = this._eps.size;
+    const share = n > 1 ? Math.max(500, Math.floor(timeoutMs / n)) : timeoutMs;
+    for (;;) {
+      try {
+        const answer = await this._requestOnce(command, body,
+          Math.max(1, Math.min(share, deadline - Date.now())));
+        this._eps.served();
+        return answer;
+      } catch (e) {
+        const notLeader = e instanceof Rejected && e.code === 'not_leader';
+        if (!notLeader && !(e instanceof BrokerTimeout && n > 1)) {
+          if (e instanceof Rejected) this._eps.served();
+          throw e;
+        }
+        this._resetSocket();
+        const wait = this._eps.next(notLeader && e.body ? e.body.leader : undefined, !notLeader);
+        if (Date.now() + wait >= deadline) throw e;
+        await delay(wait);
+      }
+    }
+  }
+
+  _requestOnce(command, body, timeoutMs) {
     return new Promise((resolve, reject) => {
       let sock, data;
       this._req = (this._req % REQ_WRAP) + 1;
@@ -480,6 +548,8 @@ class Worker extends EventEmitter {
     this.handler = opts.handler;
     this.credit = credit;
     this.endpoint = opts.endpoint || defaultEndpoint();
+    this._eps = new Endpoints(this.endpoint);
+    this._switching = null;             // timer of a move to another broker
     this.name = opts.name || `${os.hostname()}-${process.pid}-node`;
     this.heartbeatMs = opts.heartbeatMs || envInt('HEARTBEAT_INTERVAL_MS', 1000, 10, 3600000);
     this.liveness = opts.liveness || envInt('HEARTBEAT_LIVENESS', 3, 1, 1000);
@@ -539,7 +609,7 @@ class Worker extends EventEmitter {
     // immediate: queue only on a live connection; the rest waits in our outbox
     // (and survives a reconnect) instead of in a dead pipe.
     const sock = new zmq.Dealer(socketOptions(this.curve, { immediate: true }));
-    sock.connect(this.endpoint);
+    sock.connect(this._eps.current);
     this._sock = sock;
     this.connects += 1;
     this._outbox = [[W.READY, this._readyBody()]].concat(
@@ -566,7 +636,19 @@ class Worker extends EventEmitter {
     }
   }
 
+  /** On to another broker (a standby answered, or ours went silent), after the backoff. */
+  _switch(leader, silent = false) {
+    if (this._switching || this._stopped) return;
+    const wait = this._eps.next(leader, silent);
+    this.emit('switch', this._eps.current, wait);
+    this._switching = setTimeout(() => {
+      this._switching = null;
+      if (!this._stopped) this._connect();
+    }, wait);
+  }
+
   _onMessage(cmd, body) {
+    if (cmd !== W.NACK) this._eps.served();
     switch (cmd) {
       case W.JOB: this._onJob(body); break;
       case W.CANCEL: {
@@ -581,7 +663,8 @@ class Worker extends EventEmitter {
         if (!this._stopped) this._connect();
         break;
       case W.NACK:
-        this.emit('nack', body.code, body.message);
+        if (body.code === 'not_leader') this._switch(body.leader);
+        else this.emit('nack', body.code, body.message);
         break;
       case W.HEARTBEAT:
       default:
@@ -682,9 +765,11 @@ class Worker extends EventEmitter {
   _tick() {
     if (this._stopped) return;
     const now = nowMs();
+    if (this._switching) return;
     if (now - this._lastRecv > this.heartbeatMs * this.liveness) {
       this.emit('reconnect', now - this._lastRecv);
-      this._connect();
+      if (this._eps.size > 1) this._switch(undefined, true);
+      else this._connect();
       return;
     }
     if (!this._outbox.length && now - this._lastSend >= this.heartbeatMs) this._queue(W.HEARTBEAT, {});
@@ -703,6 +788,7 @@ class Worker extends EventEmitter {
     Promise.race([flushed, delay(1000)]).then(() => {
       this._stopped = true;
       clearInterval(this._timer);
+      clearTimeout(this._switching);
       const sock = this._sock;
       this._sock = null;
       // linger lets the last messages reach the wire after close
@@ -727,6 +813,6 @@ function envInt(name, dflt, lo, hi) {
 module.exports = {
   Client, Worker, JobError,
   BotmeshError, Rejected, BrokerTimeout, WaitTimeout, JobFailed, ProtocolError,
-  TERMINAL_STATES, CLIENT_COMMANDS: C, WORKER_COMMANDS: W, defaultEndpoint,
+  TERMINAL_STATES, CLIENT_COMMANDS: C, WORKER_COMMANDS: W, defaultEndpoint, Endpoints,
   _codec: { pack, unpackMap, toWire, fromWire, decode },
 };

@@ -154,6 +154,49 @@ def default_endpoint():
     return ep.replace("://*:", "://127.0.0.1:").replace("://0.0.0.0:", "://127.0.0.1:")
 
 
+class Endpoints:
+    """A list of brokers, one of which leads (BROKER_ENDPOINT "tcp://b1:5555,tcp://b2:5555").
+
+    A peer moves to the next endpoint (or the leader a standby names) on
+    not_leader or a silent broker, waiting a backoff of 100 ms doubling to
+    2 s until a leader answers (docs/protocol.md section 7b).
+    """
+
+    BACKOFF, BACKOFF_MAX = 0.1, 2.0
+
+    def __init__(self, spec):
+        items = [e.strip() for e in spec.split(",")]
+        if not items or any(not e for e in items):
+            raise ValueError("bad broker endpoint list %r" % (spec,))
+        self.items = items
+        self.index = 0
+        self.backoff = self.BACKOFF
+        self.silent = None      # the one that went silent last (a standby names it until its lease ends)
+
+    def __len__(self):
+        return len(self.items)
+
+    @property
+    def current(self):
+        return self.items[self.index]
+
+    def next(self, leader=None, silent=False):
+        """Move on; returns the seconds to wait before connecting."""
+        if silent:
+            self.silent = self.index
+        self.index = (self.index + 1) % len(self.items)
+        if not silent and self.index == self.silent and len(self.items) > 1:
+            self.index = (self.index - 1) % len(self.items)   # this standby is about to take over
+        if isinstance(leader, str) and leader in self.items and self.items.index(leader) != self.silent:
+            self.index = self.items.index(leader)
+        wait, self.backoff = self.backoff, min(self.backoff * 2, self.BACKOFF_MAX)
+        return wait
+
+    def served(self):
+        self.backoff = self.BACKOFF
+        self.silent = None
+
+
 def _pack(obj):
     try:
         return msgpack.packb(obj, use_bin_type=True)
@@ -227,6 +270,7 @@ class Client:
 
     def __init__(self, endpoint=None, timeout=10.0, context=None, curve=None, identity=None):
         self.endpoint = endpoint or default_endpoint()
+        self._eps = Endpoints(self.endpoint)
         self.timeout = float(timeout)
         self.curve = curve
         self.identity = identity
@@ -254,7 +298,7 @@ class Client:
         if self._sock is None:
             s = self._ctx.socket(zmq.DEALER)
             _setup_socket(s, self.curve, self.identity)
-            s.connect(self.endpoint)
+            s.connect(self._eps.current)
             self._sock = s
         return self._sock
 
@@ -299,17 +343,37 @@ class Client:
         msg = dict(body or {})
         msg["req"] = req
         data = _pack(msg)
-        sock = self._socket()
-        try:
-            sock.send_multipart([CLIENT_HEADER, bytes([command]), data], flags=zmq.NOBLOCK)
-        except zmq.Again:
-            self._reset()
-            raise BrokerTimeout("broker_timeout", "cannot send to the broker at %s (queue full; is it running?)"
-                                % self.endpoint) from None
         deadline = time.monotonic() + timeout
+        # With several brokers each gets a share of the time, so that a
+        # silent one leaves time to ask the next (the request is sent again
+        # there: give a SUBMIT an idempotency_key to make that safe).
+        share = max(0.5, timeout / len(self._eps)) if len(self._eps) > 1 else timeout
+
+        def send():
+            try:
+                self._socket().send_multipart([CLIENT_HEADER, bytes([command]), data], flags=zmq.NOBLOCK)
+            except zmq.Again:
+                self._reset()
+                raise BrokerTimeout("broker_timeout", "cannot send to the broker at %s (queue full; "
+                                    "is it running?)" % self._eps.current) from None
+            return min(deadline, time.monotonic() + share)
+
+        def switch(leader=None, silent=False):
+            """On to the next broker; False when no time is left for it."""
+            self._reset()
+            wait = self._eps.next(leader, silent=silent)
+            if time.monotonic() + wait >= deadline:
+                return False
+            time.sleep(wait)
+            return True
+
+        attempt_deadline = send()
         while True:
-            left = deadline - time.monotonic()
+            left = attempt_deadline - time.monotonic()
             if left <= 0:
+                if len(self._eps) > 1 and switch(silent=True):
+                    attempt_deadline = send()
+                    continue
                 self._reset()
                 raise BrokerTimeout("broker_timeout", "no reply from the broker at %s within %gs "
                                     "(is it running?)" % (self.endpoint, timeout))
@@ -330,6 +394,10 @@ class Client:
             # with one request in flight, it is ours.
             if rreq != req and not (cmd == REJECTED and rreq is None):
                 continue                    # a late answer to an earlier, timed-out request
+            if cmd == REJECTED and reply.get("code") == "not_leader" and switch(reply.get("leader")):
+                attempt_deadline = send()       # a standby did nothing with it
+                continue
+            self._eps.served()
             if cmd == REJECTED:
                 code = reply.get("code") if isinstance(reply.get("code"), str) else "rejected"
                 message = reply.get("message") if isinstance(reply.get("message"), str) else ""
@@ -659,6 +727,7 @@ class Worker:
         self.handler = handler
         self.credit = credit
         self.endpoint = endpoint or default_endpoint()
+        self._eps = Endpoints(self.endpoint)
         if not name:
             with Worker._count_lock:
                 Worker._count += 1
@@ -760,7 +829,7 @@ class Worker:
         # Queue only on a live connection: what the broker cannot take yet stays
         # in our outbox (and survives the next reconnect) instead of in a dead pipe.
         s.setsockopt(zmq.IMMEDIATE, 1)
-        s.connect(self.endpoint)
+        s.connect(self._eps.current)
         self._sock = s
         poller.register(s, zmq.POLLIN)
         self.connects += 1
@@ -773,7 +842,7 @@ class Worker:
         self._last_recv = now
         self._last_send = now
         if self.connects > 1:
-            log.info("botmesh worker %s: reconnected to %s (READY again)", self.name, self.endpoint)
+            log.info("botmesh worker %s: reconnected to %s (READY again)", self.name, self._eps.current)
 
     def _queue(self, command, body):
         if command == W_PROGRESS and len(self._outbox) > 1000:
@@ -830,6 +899,8 @@ class Worker:
                 if now - self._last_recv > expiry:
                     log.warning("botmesh worker %s: broker silent for %.1fs, reconnecting",
                                 self.name, now - self._last_recv)
+                    if len(self._eps) > 1:
+                        self._stop.wait(self._eps.next(silent=True))
                     self._connect(poller)
                 if self._pending_credit is not None and stopping_since is None:
                     self.credit, self._pending_credit = self._pending_credit, None
@@ -893,6 +964,8 @@ class Worker:
                 log.warning("botmesh worker %s: ignoring a malformed message (%d frames)", self.name, len(frames))
                 continue
             command, body = msg
+            if command != W_NACK:
+                self._eps.served()
             if command == W_JOB:
                 self._on_job(body)
             elif command == W_CANCEL:
@@ -900,6 +973,13 @@ class Worker:
             elif command == W_DISCONNECT:
                 log.info("botmesh worker %s: broker sent DISCONNECT (%s), reconnecting",
                          self.name, body.get("reason"))
+                self._connect(poller)
+                return
+            elif command == W_NACK and body.get("code") == "not_leader":
+                wait = self._eps.next(body.get("leader"))
+                log.info("botmesh worker %s: a standby answered; trying %s in %.1fs",
+                         self.name, self._eps.current, wait)
+                self._stop.wait(wait)
                 self._connect(poller)
                 return
             elif command == W_NACK:

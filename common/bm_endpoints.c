@@ -1,0 +1,159 @@
+/*  bm_endpoints.c - a peer's list of broker endpoints, and where it is in it.  */
+#include "bm_endpoints.h"
+#include "bm_selftest.h"
+
+#include <czmq.h>
+
+struct _bm_endpoints_t {
+    char *items [BM_ENDPOINTS_MAX];     //  The endpoints, in the list's order
+    size_t count;
+    size_t current;                     //  Index of the one in use
+    int64_t backoff_ms;                 //  Wait before the next move
+    int silent;                         //  Index of the one that went silent
+                                        //  last, -1: none since served
+};
+
+bm_endpoints_t *
+bm_endpoints_new (const char *list)
+{
+    if (!list)
+        return NULL;
+    bm_endpoints_t *self = (bm_endpoints_t *) zmalloc (sizeof (bm_endpoints_t));
+    self->backoff_ms = BM_ENDPOINTS_BACKOFF_MS;
+    self->silent = -1;
+    const char *p = list;
+    while (true) {
+        const char *comma = strchr (p, ',');
+        const char *end = comma ? comma : p + strlen (p);
+        while (p < end && isspace ((unsigned char) *p))
+            p++;
+        const char *last = end;
+        while (last > p && isspace ((unsigned char) last [-1]))
+            last--;
+        if (last == p || self->count == BM_ENDPOINTS_MAX) {
+            bm_endpoints_destroy (&self);
+            return NULL;
+        }
+        self->items [self->count] = (char *) malloc ((size_t) (last - p) + 1);
+        if (!self->items [self->count]) {
+            bm_endpoints_destroy (&self);
+            return NULL;
+        }
+        memcpy (self->items [self->count], p, (size_t) (last - p));
+        self->items [self->count++][last - p] = 0;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    return self;
+}
+
+void
+bm_endpoints_destroy (bm_endpoints_t **self_p)
+{
+    if (*self_p) {
+        bm_endpoints_t *self = *self_p;
+        for (size_t i = 0; i < self->count; i++)
+            free (self->items [i]);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+size_t
+bm_endpoints_size (bm_endpoints_t *self)
+{
+    return self->count;
+}
+
+const char *
+bm_endpoints_current (bm_endpoints_t *self)
+{
+    return self->items [self->current];
+}
+
+int64_t
+bm_endpoints_next (bm_endpoints_t *self, bool silent)
+{
+    if (silent)
+        self->silent = (int) self->current;
+    self->current = (self->current + 1) % self->count;
+    if (!silent && self->silent == (int) self->current && self->count > 1)
+        //  Told not_leader right after our leader went silent: this
+        //  standby is the one about to take over; ask it again.
+        self->current = (self->current + self->count - 1) % self->count;
+    int64_t wait = self->backoff_ms;
+    self->backoff_ms = self->backoff_ms * 2 > BM_ENDPOINTS_BACKOFF_MAX_MS
+                     ? BM_ENDPOINTS_BACKOFF_MAX_MS : self->backoff_ms * 2;
+    return wait;
+}
+
+bool
+bm_endpoints_prefer (bm_endpoints_t *self, const char *endpoint, size_t len)
+{
+    for (size_t i = 0; i < self->count; i++)
+        if (strlen (self->items [i]) == len && memcmp (self->items [i], endpoint, len) == 0
+        &&  (int) i != self->silent) {
+            self->current = i;
+            return true;
+        }
+    return false;
+}
+
+void
+bm_endpoints_served (bm_endpoints_t *self)
+{
+    self->backoff_ms = BM_ENDPOINTS_BACKOFF_MS;
+    self->silent = -1;
+}
+
+void
+bm_endpoints_test (bool verbose)
+{
+    if (verbose)
+        printf (" * bm_endpoints: ");
+    BM_CHECK (bm_endpoints_new (NULL) == NULL);
+    BM_CHECK (bm_endpoints_new ("") == NULL);
+    BM_CHECK (bm_endpoints_new ("tcp://a:1,,tcp://b:2") == NULL);
+    BM_CHECK (bm_endpoints_new ("tcp://a:1, ") == NULL);
+
+    //  One endpoint: it stays; the backoff still grows.
+    bm_endpoints_t *one = bm_endpoints_new ("tcp://127.0.0.1:5555");
+    BM_CHECK (one && bm_endpoints_size (one) == 1);
+    BM_CHECK (streq (bm_endpoints_current (one), "tcp://127.0.0.1:5555"));
+    BM_CHECK (bm_endpoints_next (one, false) == 100);
+    BM_CHECK (streq (bm_endpoints_current (one), "tcp://127.0.0.1:5555"));
+    bm_endpoints_destroy (&one);
+    BM_CHECK (one == NULL);
+
+    //  Two, with spaces: round robin, backoff 100, 200, ... 2000, reset.
+    bm_endpoints_t *two = bm_endpoints_new (" tcp://b1:5555 ,tcp://b2:5555");
+    BM_CHECK (two && bm_endpoints_size (two) == 2);
+    BM_CHECK (streq (bm_endpoints_current (two), "tcp://b1:5555"));
+    BM_CHECK (bm_endpoints_next (two, false) == 100);
+    BM_CHECK (streq (bm_endpoints_current (two), "tcp://b2:5555"));
+    BM_CHECK (bm_endpoints_next (two, false) == 200);
+    BM_CHECK (streq (bm_endpoints_current (two), "tcp://b1:5555"));
+    for (int i = 0; i < 10; i++)
+        bm_endpoints_next (two, false);
+    BM_CHECK (bm_endpoints_next (two, false) == 2000);
+    bm_endpoints_served (two);
+    BM_CHECK (bm_endpoints_next (two, false) == 100);
+    BM_CHECK (bm_endpoints_prefer (two, "tcp://b2:5555", 13));
+    BM_CHECK (streq (bm_endpoints_current (two), "tcp://b2:5555"));
+    BM_CHECK (!bm_endpoints_prefer (two, "tcp://b3:5555", 13));
+    BM_CHECK (streq (bm_endpoints_current (two), "tcp://b2:5555"));
+    //  b2 went silent; b1, a standby, still names b2 (its lease has not
+    //  run out yet): the peer does not go back to b2, it asks b1 again.
+    bm_endpoints_next (two, true);
+    BM_CHECK (streq (bm_endpoints_current (two), "tcp://b1:5555"));
+    bm_endpoints_next (two, false);
+    BM_CHECK (streq (bm_endpoints_current (two), "tcp://b1:5555"));
+    BM_CHECK (!bm_endpoints_prefer (two, "tcp://b2:5555", 13));
+    BM_CHECK (streq (bm_endpoints_current (two), "tcp://b1:5555"));
+    bm_endpoints_served (two);
+    BM_CHECK (bm_endpoints_prefer (two, "tcp://b2:5555", 13));
+    bm_endpoints_destroy (&two);
+    if (verbose)
+        printf ("OK\n");
+}

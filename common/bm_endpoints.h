@@ -1,0 +1,54 @@
+/*  bm_endpoints.h - a peer's list of broker endpoints, and where it is in it.
+
+    BROKER_ENDPOINT may name several brokers, comma-separated
+    ("tcp://b1:5555,tcp://b2:5555"): one leads, the others are standbys
+    that answer not_leader (docs/protocol.md section 7b).  A peer connects
+    to the current endpoint; when it gets not_leader or loses the broker it
+    moves to the next one, round robin, waiting a backoff that starts at
+    100 ms and doubles up to 2 s while no endpoint serves it; any answer
+    from a leader resets the backoff.  A list of one endpoint stays on it.
+
+    Pure: no I/O, no clock; the caller sleeps or sets its timer.  */
+#ifndef BM_ENDPOINTS_H
+#define BM_ENDPOINTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BM_ENDPOINTS_MAX        16      //  Endpoints in one list
+#define BM_ENDPOINTS_BACKOFF_MS 100     //  First backoff
+#define BM_ENDPOINTS_BACKOFF_MAX_MS 2000
+
+typedef struct _bm_endpoints_t bm_endpoints_t;
+
+//  Parse a comma-separated list (spaces around items ignored).  NULL when
+//  it names no endpoint, more than BM_ENDPOINTS_MAX, or an empty item.
+bm_endpoints_t *bm_endpoints_new (const char *list);
+void bm_endpoints_destroy (bm_endpoints_t **self_p);
+
+size_t bm_endpoints_size (bm_endpoints_t *self);
+
+//  The endpoint to connect to now (borrowed, valid until destroy).
+const char *bm_endpoints_current (bm_endpoints_t *self);
+
+//  Move on after not_leader (silent = false) or a broker that went silent
+//  (silent = true): the next endpoint becomes current.  Returns how long to
+//  wait before connecting to it, in ms: the backoff, which doubles at each
+//  call until bm_endpoints_served.  A not_leader right after a silence
+//  keeps the current endpoint when the next one is the silent one: that
+//  standby is about to take over.
+int64_t bm_endpoints_next (bm_endpoints_t *self, bool silent);
+
+//  Move to the endpoint named (a standby's "leader"), if it is in the list
+//  and is not the one that went silent last (a standby names the old
+//  leader until its lease runs out); returns true if it moved.  The
+//  backoff is not reset.
+bool bm_endpoints_prefer (bm_endpoints_t *self, const char *endpoint, size_t len);
+
+//  A leader answered: the backoff starts over.
+void bm_endpoints_served (bm_endpoints_t *self);
+
+void bm_endpoints_test (bool verbose);
+
+#endif
