@@ -82,7 +82,7 @@ bm_client_destroy (bm_client_t **self_p)
     if (*self_p) {
         bm_client_t *self = *self_p;
         bm_msg_t *msg;
-        while ((msg = (bm_msg_t *) zlist_pop (self->results)))
+        while (self->results && (msg = (bm_msg_t *) zlist_pop (self->results)))
             bm_msg_destroy (&msg);
         zlist_destroy (&self->results);
         zsock_destroy (&self->dealer);
