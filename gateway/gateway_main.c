@@ -7,6 +7,7 @@
 #include "gw_history.h"
 
 #include "bm_config.h"
+#include "bm_endpoints.h"
 #include "bm_http.h"
 #include "bm_settings.h"
 #include "bm_log.h"
@@ -153,11 +154,22 @@ main (int argc, char *argv [])
         bm_error (NULL, "configuration: RATE_LIMIT_BURST must be 0 (default) or at least 1");
         bad = -1;
     }
-    if (strncmp (config.broker_endpoint, "tcp://", 6) != 0
-    &&  strncmp (config.broker_endpoint, "ipc://", 6) != 0) {
-        bm_error (NULL, "configuration: BROKER_ENDPOINT must be tcp://host:port or ipc://path");
+    //  One endpoint, or a comma-separated list of brokers (one leading).
+    bm_endpoints_t *brokers = bm_endpoints_new (config.broker_endpoint);
+    for (size_t i = 0; brokers && i < bm_endpoints_size (brokers); i++) {
+        const char *one = bm_endpoints_current (brokers);
+        if (strncmp (one, "tcp://", 6) != 0 && strncmp (one, "ipc://", 6) != 0) {
+            bm_endpoints_destroy (&brokers);
+            break;
+        }
+        bm_endpoints_next (brokers, false);
+    }
+    if (!brokers) {
+        bm_error (NULL, "configuration: BROKER_ENDPOINT must be tcp://host:port or ipc://path, "
+                  "or a comma-separated list of them");
         bad = -1;
     }
+    bm_endpoints_destroy (&brokers);
     if (bad)
         return 1;
     //  The broker's own default, tcp://*:5555, is a bind address: when the

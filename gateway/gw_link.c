@@ -50,6 +50,19 @@
         outcome is unknown).
     Sent requests that get no answer on a live connection fail ETIMEDOUT
     after their timeout (the gateway answers 504 broker_timeout).
+
+    Several brokers
+    ---------------
+    BROKER_ENDPOINT may list several brokers, one leading, the others
+    standbys answering REJECTED not_leader (docs/protocol.md section 7b).
+    The link connects to one at a time (bm_endpoints) and moves to the
+    leader a standby names, or the next one, after the list's backoff when
+      - an answer is not_leader: that call is sent again (a standby did
+        nothing with it), and so are the others sent to the standby
+        (EAGAIN inside the link);
+      - the connection is lost (ECONNRESET for the calls sent, as above);
+      - no handshake succeeds within GW_LINK_HANDSHAKE_MS (a broker that
+        is not there at all).
   */
 #include "gw_link.h"
 #include "bm_selftest.h"
@@ -59,6 +72,7 @@
 
 #include "bm_codec.h"
 #include "bm_config.h"
+#include "bm_endpoints.h"
 #include "bm_log.h"
 
 #include <errno.h>
@@ -76,9 +90,14 @@
 //  GW_LINK_LAZY_POLL_MS.
 #define GW_LINK_LAZY_PENDING    8
 #define GW_LINK_LAZY_POLL_MS    1
+#define GW_LINK_HANDSHAKE_MS    1000    //  Lists: no handshake this long: next broker
+#define GW_LINK_SWITCH_POLL_MS  20      //  Lists: poll this often while switching
 
 struct _gw_link_t {
-    char *endpoint;                     //  BROKER_ENDPOINT
+    bm_endpoints_t *endpoints;          //  BROKER_ENDPOINT's list; link thread
+    char *endpoint;                     //  The one connected to; link thread
+    int64_t switch_at;                  //  Link thread: connect then (0: done)
+    int64_t connect_by;                 //  Link thread: handshake due by then
     int64_t connect_timeout_ms;         //  BROKER_CONNECT_TIMEOUT_MS
     zsock_t *dealer;                    //  To the broker; link thread only
     zsock_t *monitor;                   //  The dealer's events; link thread only
@@ -99,6 +118,81 @@ struct _gw_link_t {
 //  --------------------------------------------------------------------------
 //  The link thread
 
+static void s_fail_all (gw_link_t *self, int error, bool queued_too);
+
+//  A standby's REJECTED not_leader; the leader it names goes to leader.
+static bool
+s_not_leader (const bm_msg_t *reply, char *leader, size_t size)
+{
+    bm_codec_rejected_t rejected;
+    bm_codec_error_t error;
+    if (bm_msg_command (reply) != BM_REJECTED
+    ||  bm_codec_rejected_decode (reply, &rejected, &error) || !streq (rejected.code, "not_leader"))
+        return false;
+    const msgpack_object *name = bm_obj_get (bm_msg_body (reply), "leader");
+    if (name && name->type == MSGPACK_OBJECT_STR && name->via.str.size < size) {
+        memcpy (leader, name->via.str.ptr, name->via.str.size);
+        leader [name->via.str.size] = 0;
+    }
+    return true;
+}
+
+//  Leave the broker for the next one of the list (silent: it was lost, not
+//  a standby): disconnect now, connect after the backoff.  Calls sent to
+//  it fail: EAGAIN from a standby (sent again), ECONNRESET from a lost one.
+static void
+s_switch (gw_link_t *self, bool silent, const char *leader)
+{
+    if (self->switch_at)
+        return;                         //  Already between two brokers
+    zsock_disconnect (self->dealer, "%s", self->endpoint);
+    int64_t delay = bm_endpoints_next (self->endpoints, silent);
+    if (leader && *leader)
+        bm_endpoints_prefer (self->endpoints, leader, strlen (leader));
+    int64_t now = bm_mono_ms ();
+    self->switch_at = now + (delay > 0 ? delay : 1);
+    pthread_mutex_lock (&self->lock);
+    bool was = self->connected;
+    self->connected = false;
+    if (was)
+        self->down_since = now;
+    pthread_mutex_unlock (&self->lock);
+    s_fail_all (self, silent ? ECONNRESET : EAGAIN, false);
+    bm_info (NULL, "broker %s %s: trying %s in %lld ms", self->endpoint,
+             silent ? "lost" : "is a standby", bm_endpoints_current (self->endpoints),
+             (long long) delay);
+}
+
+//  Lists: connect when the backoff is over; move on when a connection
+//  does not come.
+static void
+s_switch_tick (gw_link_t *self)
+{
+    int64_t now = bm_mono_ms ();
+    if (self->switch_at && now >= self->switch_at) {
+        char *endpoint = strdup (bm_endpoints_current (self->endpoints));
+        if (endpoint && zsock_connect (self->dealer, "%s", endpoint) == 0) {
+            free (self->endpoint);
+            self->endpoint = endpoint;
+            self->switch_at = 0;
+            self->connect_by = now + GW_LINK_HANDSHAKE_MS;
+        }
+        else {
+            free (endpoint);
+            self->switch_at = now + bm_endpoints_next (self->endpoints, true);
+        }
+    }
+    else
+    if (!self->switch_at && self->connect_by && now >= self->connect_by) {
+        pthread_mutex_lock (&self->lock);
+        bool connected = self->connected;
+        pthread_mutex_unlock (&self->lock);
+        self->connect_by = 0;
+        if (!connected)
+            s_switch (self, true, NULL);
+    }
+}
+
 //  Read up to GW_LINK_RECV_MAX messages and hand each reply to its caller.
 //  Returns how many messages it read.
 static int
@@ -117,8 +211,12 @@ s_receive (gw_link_t *self, void *dealer)
         return read;
     atomic_int *wake [GW_LINK_RECV_MAX];
     int woken = 0;
+    char leader [256] = "";
+    bool not_leader = false;
     pthread_mutex_lock (&self->lock);
     for (int i = 0; i < count; i++) {
+        if (!not_leader && s_not_leader (replies [i], leader, sizeof leader))
+            not_leader = true;
         gw_call_t *call = gw_calls_take (self->calls, reqs [i]);
         if (call) {
             wake [woken++] = gw_call_finish (call, replies [i], 0);
@@ -130,6 +228,8 @@ s_receive (gw_link_t *self, void *dealer)
         gw_call_wake (wake [i]);
     for (int i = 0; i < count; i++)
         bm_msg_destroy (&replies [i]);      //  Late answers: caller gone
+    if (not_leader && bm_endpoints_size (self->endpoints) > 1)
+        s_switch (self, false, leader);
     return read;
 }
 
@@ -154,6 +254,7 @@ s_monitor_event (gw_link_t *self, void *monitor, void *dealer)
         pthread_mutex_lock (&self->lock);
         self->connected = true;
         pthread_mutex_unlock (&self->lock);
+        self->connect_by = 0;
         bm_info (NULL, "connected to the broker at %s", self->endpoint);
     }
     else
@@ -174,6 +275,8 @@ s_monitor_event (gw_link_t *self, void *monitor, void *dealer)
         s_fail_all (self, ECONNRESET, false);
         if (was)
             bm_warn (NULL, "lost the connection to the broker at %s", self->endpoint);
+        if (was && bm_endpoints_size (self->endpoints) > 1)
+            s_switch (self, true, NULL);
     }
 }
 
@@ -199,6 +302,8 @@ s_link_thread (void *arg)
             { NULL, self->wake_fd, ZMQ_POLLIN, 0 },
         };
         long timeout = !sleep ? 0 : lazy ? GW_LINK_LAZY_POLL_MS : GW_LINK_IDLE_POLL_MS;
+        if ((self->switch_at || self->connect_by) && timeout > GW_LINK_SWITCH_POLL_MS)
+            timeout = GW_LINK_SWITCH_POLL_MS;
         if (zmq_poll (items, 3, timeout) == -1 && errno != EINTR)
             break;                      //  Context terminated
         if (items [2].revents & ZMQ_POLLIN) {
@@ -211,6 +316,8 @@ s_link_thread (void *arg)
             s_monitor_event (self, monitor, dealer);
         if (items [0].revents & ZMQ_POLLIN)
             s_receive (self, dealer);
+        if (bm_endpoints_size (self->endpoints) > 1)
+            s_switch_tick (self);
 
         //  Take what the handlers queued (only while connected: meanwhile
         //  calls wait in the queue for a connection, or give up).
@@ -272,7 +379,14 @@ gw_link_new (const char *endpoint, int64_t connect_timeout_ms)
     gw_link_t *self = (gw_link_t *) zmalloc (sizeof (gw_link_t));
     pthread_mutex_init (&self->lock, NULL);
     self->calls = gw_calls_new ();
-    self->endpoint = strdup (endpoint);
+    self->endpoints = bm_endpoints_new (endpoint);
+    if (!self->endpoints) {
+        bm_error (NULL, "BROKER_ENDPOINT: not an endpoint or a comma-separated list of them: '%s'",
+                  endpoint);
+        gw_link_destroy (&self);
+        return NULL;
+    }
+    self->endpoint = strdup (bm_endpoints_current (self->endpoints));
     self->connect_timeout_ms = connect_timeout_ms;
     self->down_since = bm_mono_ms ();
     self->wake_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -283,10 +397,11 @@ gw_link_new (const char *endpoint, int64_t connect_timeout_ms)
     self->dealer = gw_wire_dealer_new (self, &self->monitor);
     if (!self->dealer)
         goto fail;
-    if (zsock_connect (self->dealer, "%s", endpoint)) {
-        bm_error (NULL, "cannot connect to the broker at %s", endpoint);
+    if (zsock_connect (self->dealer, "%s", self->endpoint)) {
+        bm_error (NULL, "cannot connect to the broker at %s", self->endpoint);
         goto fail;
     }
+    self->connect_by = bm_mono_ms () + GW_LINK_HANDSHAKE_MS;
     if (pthread_create (&self->thread, NULL, s_link_thread, self)) {
         bm_error (NULL, "cannot start the broker link thread");
         goto fail;
@@ -319,6 +434,7 @@ gw_link_destroy (gw_link_t **self_p)
         gw_calls_destroy (&self->calls);
         pthread_mutex_destroy (&self->lock);
         free (self->endpoint);
+        bm_endpoints_destroy (&self->endpoints);
         free (self);
         *self_p = NULL;
     }
@@ -339,16 +455,50 @@ gw_link_connected (gw_link_t *self)
     return connected;
 }
 
+static bm_msg_t *s_request_once (gw_link_t *self, int64_t req, int command,
+                                 char *body, size_t size, int64_t timeout_ms, int64_t start);
+
 bm_msg_t *
 gw_link_request (gw_link_t *self, int64_t req, int command,
                  char *body, size_t size, int64_t timeout_ms)
+{
+    //  Several brokers: a request a standby refused (not_leader, or EAGAIN
+    //  for one sent to it) goes again, to the leader, within the same
+    //  connect timeout; so a copy of its body is kept.
+    int64_t start = bm_mono_ms ();
+    bool several = bm_endpoints_size (self->endpoints) > 1;
+    while (true) {
+        char *copy = several ? (char *) malloc (size ? size : 1) : NULL;
+        if (several && !copy) {
+            free (body);
+            errno = ENOMEM;
+            return NULL;
+        }
+        if (copy)
+            memcpy (copy, body, size);
+        bm_msg_t *reply = s_request_once (self, req, command, body, size, timeout_ms, start);
+        char leader [8];
+        bool again = reply ? s_not_leader (reply, leader, sizeof leader) : errno == EAGAIN;
+        if (!again || !copy || bm_mono_ms () - start >= self->connect_timeout_ms) {
+            free (copy);
+            if (!reply && errno == EAGAIN)
+                errno = ENOTCONN;
+            return reply;
+        }
+        bm_msg_destroy (&reply);
+        body = copy;
+    }
+}
+
+static bm_msg_t *
+s_request_once (gw_link_t *self, int64_t req, int command,
+                char *body, size_t size, int64_t timeout_ms, int64_t start)
 {
     gw_call_t call;
     if (gw_call_init (&call, req, command, body, size)) {
         errno = ENOMEM;
         return NULL;
     }
-    int64_t start = bm_mono_ms ();
     bool wake = false;
     pthread_mutex_lock (&self->lock);
     int refused = self->stopping ? ESHUTDOWN
