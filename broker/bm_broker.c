@@ -5,6 +5,7 @@
     timer drives heartbeats, deadlines, idempotency expiry, snapshots and
     the graceful shutdown.  */
 #include "bm_broker_internal.h"
+#include "bm_main.h"
 
 static void
 s_begin_shutdown (bm_broker_t *self);
@@ -451,9 +452,11 @@ s_broker_new (const bm_broker_config_t *config)
         s_broker_destroy (&self);
         return NULL;
     }
-    if (config->metrics_port > 0) {
+    if (config->metrics_port != 0) {
+        //  -1: any free port (the "listening metrics=" line says which).
         self->metrics_http = bm_metrics_http_new (self->metrics, config->metrics_addr,
-                                                  (int) config->metrics_port);
+                                                  config->metrics_port < 0 ? 0
+                                                  : (int) config->metrics_port);
         if (!self->metrics_http)
             bm_warn (NULL, "cannot serve metrics on %s:%" PRId64 " (busy?); metrics stay "
                      "available through the gateway", config->metrics_addr, config->metrics_port);
@@ -516,10 +519,18 @@ s_bind (bm_broker_t *self, const char *endpoint)
         return;
     }
     bm_ha_bound (self);
-    bm_info (NULL, "broker listening on %s; redis %s; metrics on port %" PRId64,
-             zsock_endpoint (self->router),
+    //  The endpoint bound, port 0 or * resolved: tcp://ADDR:PORT.
+    char *bound = zsock_last_endpoint (self->router);
+    const char *colon = bound ? strrchr (bound, ':') : NULL;
+    if (colon && strncmp (bound, "tcp://", 6) == 0) {
+        char address [256];
+        snprintf (address, sizeof address, "%.*s", (int) (colon - bound - 6), bound + 6);
+        bm_main_listening ("zmq", address, atoi (colon + 1));
+    }
+    bm_info (NULL, "bound %s; redis %s; metrics port %d", bound ? bound : endpoint,
              self->config.redis_url ? self->config.redis_url : "off (no durability)",
-             self->config.metrics_port);
+             self->metrics_http ? bm_metrics_http_port (self->metrics_http) : 0);
+    zstr_free (&bound);
     zstr_send (self->pipe, "0");
 }
 
@@ -527,9 +538,10 @@ s_bind (bm_broker_t *self, const char *endpoint)
 static void
 s_port (bm_broker_t *self)
 {
-    const char *endpoint = zsock_endpoint (self->router);
+    char *endpoint = zsock_last_endpoint (self->router);
     const char *colon = endpoint ? strrchr (endpoint, ':') : NULL;
     zstr_send (self->pipe, colon && isdigit ((unsigned char) colon [1]) ? colon + 1 : "0");
+    zstr_free (&endpoint);
 }
 
 static int

@@ -22,7 +22,7 @@ typedef struct {
     const char *redis_url;          //  REDIS_URL, or NULL for no Redis
     const char *redis_prefix;       //  REDIS_PREFIX
     const char *metrics_addr;       //  BROKER_METRICS_ADDR
-    int64_t metrics_port;           //  BROKER_METRICS_PORT, 0 = off... -1 = ephemeral
+    int64_t metrics_port;           //  BROKER_METRICS_PORT, 0 = off, -1 = any free port
     int64_t heartbeat_ms;           //  HEARTBEAT_INTERVAL_MS
     int64_t liveness;               //  HEARTBEAT_LIVENESS
     int64_t default_limit;          //  MAX_BOTS_DEFAULT

@@ -1,4 +1,5 @@
 /*  broker_main.c - botmesh-broker: parse flags, load settings, run.  */
+#include "bm_main.h"
 #include "bm_http.h"
 #include "bm_broker.h"
 #include "bm_config.h"
@@ -21,7 +22,9 @@ s_usage (void)
 "acknowledged; on start the broker rebuilds its queues from Redis.\n"
 "\n"
 "Flags:\n"
-"  --endpoint ENDPOINT   ZeroMQ endpoint to bind (BROKER_ENDPOINT)\n"
+"  --endpoint ENDPOINT   ZeroMQ endpoint to bind (BROKER_ENDPOINT); port 0 or *\n"
+"                        binds any free port, and the line\n"
+"                        \"listening zmq=ADDR:PORT\" on stderr says which\n"
 "  --help                this text\n"
 "  --print-env           the broker-wide variables with their defaults, as\n"
 "                        env.example lines\n"
@@ -72,12 +75,7 @@ main (int argc, char *argv [])
     //  ZeroMQ's inherit the mask) and taken here with sigwait: no handler,
     //  no flag.  czmq's own handler is off.
     sigset_t signals;
-    sigemptyset (&signals);
-    sigaddset (&signals, SIGTERM);
-    sigaddset (&signals, SIGINT);
-    pthread_sigmask (SIG_BLOCK, &signals, NULL);
-    signal (SIGPIPE, SIG_IGN);
-    zsys_handler_set (NULL);
+    bm_main_block_signals (&signals);
     zsys_init ();
 
     bm_broker_config_t config;

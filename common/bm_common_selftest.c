@@ -6,6 +6,7 @@
 #include "bm_codec.h"
 #include "bm_codec_batch.h"
 #include "bm_endpoints.h"
+#include "bm_main.h"
 #include "bm_redis_url.h"
 #include "bm_selftest.h"
 #include "bm_settings.h"
@@ -18,6 +19,7 @@ static const bm_selftest_t s_tests [] = {
     { "codec_batch", bm_codec_batch_test },
     { "worker_link", bm_worker_link_test },
     { "endpoints", bm_endpoints_test },
+    { "main",      bm_main_test },
     { NULL, NULL }
 };
 

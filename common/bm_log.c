@@ -36,11 +36,10 @@ bm_log_enabled (bm_level_t level)
     return level >= s_level;
 }
 
-void
-bm_vlog (bm_level_t level, const char *job_id, const char *fmt, va_list args)
+//  Write one line, whatever the level.
+static void
+s_write_line (bm_level_t level, const char *job_id, const char *fmt, va_list args)
 {
-    if (level < s_level)
-        return;
     //  Build the whole line first and write it once, so that lines from
     //  several threads never interleave.
     char line [2048];
@@ -65,6 +64,22 @@ bm_vlog (bm_level_t level, const char *job_id, const char *fmt, va_list args)
             line [i] = ' ';
     line [n++] = '\n';
     fwrite (line, 1, n, stderr);
+}
+
+void
+bm_vlog (bm_level_t level, const char *job_id, const char *fmt, va_list args)
+{
+    if (level >= s_level)
+        s_write_line (level, job_id, fmt, args);
+}
+
+void
+bm_log_always (bm_level_t level, const char *fmt, ...)
+{
+    va_list args;
+    va_start (args, fmt);
+    s_write_line (level, NULL, fmt, args);
+    va_end (args);
 }
 
 void

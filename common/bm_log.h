@@ -26,6 +26,11 @@ void bm_log (bm_level_t level, const char *job_id, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
 void bm_vlog (bm_level_t level, const char *job_id, const char *fmt, va_list args);
 
+//  Log one line whatever LOG_LEVEL says (a fact scripts read, as the port
+//  a service listens on).
+void bm_log_always (bm_level_t level, const char *fmt, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
 #define bm_debug(job, ...) do { if (bm_log_enabled (BM_DEBUG)) bm_log (BM_DEBUG, job, __VA_ARGS__); } while (0)
 #define bm_info(job, ...)  bm_log (BM_INFO,  job, __VA_ARGS__)
 #define bm_warn(job, ...)  bm_log (BM_WARN,  job, __VA_ARGS__)

@@ -3,6 +3,7 @@
     Parses flags and the environment, starts the server (gw_server), waits
     for SIGTERM or SIGINT, then stops gracefully: the listening socket
     closes, requests in flight finish, the process exits 0.  */
+#include "bm_main.h"
 #include "gw_server.h"
 #include "gw_history.h"
 
@@ -69,7 +70,9 @@ s_usage (FILE *out)
 "/ready, /metrics, /admin/queues ...) over HTTP, in front of botmesh-broker.\n"
 "\n"
 "Flags (each overrides its variable):\n"
-"  --port N            API_GATEWAY_PORT       port to listen on (default 3000; 0 = any)\n"
+"  --port N            API_GATEWAY_PORT       port to listen on (default 3000; 0 = any free\n"
+"                                             port: the line \"listening http=ADDR:PORT\"\n"
+"                                             on stderr says which)\n"
 "  --listen ADDR       GATEWAY_LISTEN         IPv4 address to bind (default 0.0.0.0)\n"
 "  --broker ENDPOINT   BROKER_ENDPOINT        broker to connect to (default tcp://127.0.0.1:5555)\n"
 "  --threads N         GATEWAY_THREADS        HTTP worker threads (default 128)\n"
@@ -182,13 +185,8 @@ main (int argc, char *argv [])
 
     //  Signals: czmq's handler off; SIGTERM/SIGINT blocked in every thread
     //  (civetweb's threads inherit the mask) and taken by sigwait below.
-    zsys_handler_set (NULL);
-    signal (SIGPIPE, SIG_IGN);
     sigset_t stop;
-    sigemptyset (&stop);
-    sigaddset (&stop, SIGTERM);
-    sigaddset (&stop, SIGINT);
-    pthread_sigmask (SIG_BLOCK, &stop, NULL);
+    bm_main_block_signals (&stop);
     //  The broker link's DEALER and its monitor; room to spare as before.
     zsys_set_max_sockets ((size_t) config.threads + 64);
     zsys_set_linger (0);
@@ -197,8 +195,8 @@ main (int argc, char *argv [])
     gw_server_t *server = gw_server_new (&config);
     if (!server)
         return 1;
-    bm_info (NULL, "listening on %s:%d, broker %s, %d threads, keys %s, rate limit %s",
-             config.listen_addr, gw_server_port (server), config.broker_endpoint,
+    bm_main_listening ("http", config.listen_addr, gw_server_port (server));
+    bm_info (NULL, "broker %s, %d threads, keys %s, rate limit %s", config.broker_endpoint,
              (int) config.threads, config.api_keys && *config.api_keys ? "on" : "off",
              config.rate_rps > 0 ? "on" : "off");
 

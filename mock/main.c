@@ -1,5 +1,6 @@
 /*  botmesh-mock - a webhook receiver for tests and demos (the seed's
     "Mock Webhook (Port 5000)"), scriptable to fail, hang or drop.  */
+#include "bm_main.h"
 #include "mk_server.h"
 #include "bm_config.h"
 #include "bm_http.h"
@@ -22,7 +23,7 @@ typedef struct {
 
 #define ROW_INT(n, f, d, lo, hi, h) BM_SETTING_INT (n, s_settings_t, f, d, lo, hi, h)
 static const bm_setting_t s_settings [] = {
-    ROW_INT ("MOCK_WEBHOOK_PORT", port, 5000, 0, 65535, "port (0 picks a free one, printed at start)"),
+    ROW_INT ("MOCK_WEBHOOK_PORT", port, 5000, 0, 65535, "port (0: any free port, logged as \"listening http=ADDR:PORT\")"),
     BM_SETTING_STR ("MOCK_LISTEN_ADDR", s_settings_t, listen_addr, "0.0.0.0", 64, "IPv4 address to bind"),
     ROW_INT ("MOCK_THREADS", threads, 64, 1, 4096, "HTTP threads = connections served at once"),
     ROW_INT ("MOCK_KEEPALIVE_MS", keep_alive_ms, 500, 0, 3600000, "idle keep-alive timeout, 0 = no keep-alive"),
@@ -63,7 +64,8 @@ s_usage (FILE *out)
 "  GET  /metrics, GET /health\n"
 "\n"
 "Flags:\n"
-"  --port N                 overrides MOCK_WEBHOOK_PORT\n"
+"  --port N                 overrides MOCK_WEBHOOK_PORT (0: any free port; the line\n"
+"                           \"listening http=ADDR:PORT\" on stderr says which)\n"
 "  --help                   this text\n"
 "  --print-env              the variables with their defaults, as env.example lines\n"
 "\n"
@@ -115,11 +117,7 @@ main (int argc, char *argv [])
     //  Block the signals before any thread starts, so that every civetweb
     //  thread inherits the mask and only sigwait below receives them.
     sigset_t signals;
-    sigemptyset (&signals);
-    sigaddset (&signals, SIGTERM);
-    sigaddset (&signals, SIGINT);
-    pthread_sigmask (SIG_BLOCK, &signals, NULL);
-    signal (SIGPIPE, SIG_IGN);
+    bm_main_block_signals (&signals);
 
     char error [256];
     mk_server_t *server = mk_server_new (&config, error, sizeof error);
@@ -127,8 +125,9 @@ main (int argc, char *argv [])
         bm_error (NULL, "cannot start: %s", error);
         return 1;
     }
-    bm_info (NULL, "listening on %s:%d (threads %d, keep-alive %d ms, signatures %s, max records %zu)",
-             config.listen_addr, mk_server_port (server), config.threads, config.keep_alive_ms,
+    bm_main_listening ("http", config.listen_addr, mk_server_port (server));
+    bm_info (NULL, "threads %d, keep-alive %d ms, signatures %s, max records %zu",
+             config.threads, config.keep_alive_ms,
              config.secret && *config.secret? "checked": "unchecked", config.max_records);
     int sig = 0;
     sigwait (&signals, &sig);

@@ -4,6 +4,7 @@
     Answers go through bm_http (one write each, the common headers).
     Keep-alive is off and a few threads suffice: Prometheus scrapes once
     every few seconds. */
+#include "bm_main.h"
 #include "bm_metrics.h"
 #include "bm_config.h"
 #include "bm_http.h"
@@ -101,6 +102,7 @@ bm_metrics_http_new (bm_metrics_t *metrics, const char *listen_addr, int port)
         return NULL;
     }
     mg_set_request_handler (self->ctx, "/", s_handle, self);
+    bm_main_listening ("metrics", listen_addr, self->port);
     return self;
 }
 

@@ -1,5 +1,6 @@
 /*  botmesh-webhook - delivers job results to webhook URLs: a worker of the
     broker's built-in "webhook" bot type (docs/protocol.md section 6).  */
+#include "bm_main.h"
 #include "wh_config.h"
 #include "wh_manager.h"
 #include "bm_config.h"
@@ -46,7 +47,8 @@ s_usage (FILE *out)
 "let requests in flight finish for WEBHOOK_SHUTDOWN_GRACE_MS, then exit.\n"
 "\n"
 "Flags:\n"
-"  --port N        overrides WEBHOOK_MANAGER_PORT\n"
+"  --port N        overrides WEBHOOK_MANAGER_PORT (0: any free port; the line\n"
+"                  \"listening http=ADDR:PORT\" on stderr says which)\n"
 "  --print-env     the variables with their defaults, as env.example lines\n"
 "  --help          this text\n"
 "\n");
@@ -75,13 +77,8 @@ main (int argc, char *argv [])
     //  Signals: czmq's handler off; SIGTERM/SIGINT blocked before any
     //  thread starts (ZeroMQ's, civetweb's, libcurl's resolver), so that
     //  only the loop's signalfd sees them.
-    zsys_handler_set (NULL);
     sigset_t signals;
-    sigemptyset (&signals);
-    sigaddset (&signals, SIGTERM);
-    sigaddset (&signals, SIGINT);
-    pthread_sigmask (SIG_BLOCK, &signals, NULL);
-    signal (SIGPIPE, SIG_IGN);
+    bm_main_block_signals (&signals);
 
     //  Every connection is a file descriptor: take all we may.
     struct rlimit limit;

@@ -6,6 +6,7 @@
 #include "bm_codec.h"
 #include "bm_config.h"
 #include "bm_log.h"
+#include "bm_main.h"
 #include "bm_metrics.h"
 
 #include <signal.h>
@@ -421,10 +422,11 @@ wh_manager_run (const wh_config_t *config)
     zmq_pollitem_t item = { NULL, self->signal_fd, ZMQ_POLLIN, 0 };
     zloop_poller (self->loop, &item, s_on_signal, self);
 
-    bm_info (NULL, "%s: broker %s, credit %" PRId64 ", HTTP on %s:%d, up to %" PRId64 " attempts "
+    bm_main_listening ("http", config->listen_addr, wh_http_port (http));
+    bm_info (NULL, "%s: broker %s, credit %" PRId64 ", up to %" PRId64 " attempts "
              "(retry delay %" PRId64 " ms, cap %" PRId64 " ms, jitter %s), timeout %" PRId64 " ms, "
-             "%s, %s", config->name, config->broker_endpoint, config->credit, config->listen_addr,
-             wh_http_port (http), config->max_retries + 1, config->retry_delay_ms,
+             "%s, %s", config->name, config->broker_endpoint, config->credit,
+             config->max_retries + 1, config->retry_delay_ms,
              config->max_delay_ms, wh_jitter_name (config->jitter), config->timeout_ms,
              config->secret? "signed": "unsigned",
              config->allow_private? "private targets allowed": "private targets refused");

@@ -720,10 +720,12 @@ bm_worker_run (bm_worker_t *self)
              : config->mode == BM_WORKER_SIMULATE ? "simulated" : "bots",
              (long long) config->concurrency, config->endpoint);
 
-    if (config->metrics_port > 0) {
+    if (config->metrics_port != 0) {
+        //  -1: any free port (the "listening metrics=" line says which).
         self->metrics = bm_metrics_new ();
         self->metrics_http = bm_metrics_http_new (self->metrics, config->metrics_addr,
-                                                  (int) config->metrics_port);
+                                                  config->metrics_port < 0 ? 0
+                                                  : (int) config->metrics_port);
         if (!self->metrics_http) {
             bm_error (NULL, "cannot serve metrics on %s:%lld (WORKER_METRICS_PORT)",
                       config->metrics_addr, (long long) config->metrics_port);

@@ -80,7 +80,7 @@ typedef struct {
     int64_t stderr_tail;        //  Bytes of stderr kept for the error
     int64_t max_payload;        //  Largest result (msgpack bytes)
     int64_t max_frame;          //  Largest frame accepted from the broker
-    int64_t metrics_port;       //  WORKER_METRICS_PORT: GET /metrics, 0 = off
+    int64_t metrics_port;       //  WORKER_METRICS_PORT: GET /metrics, 0 = off, -1 = any free port
     const char *metrics_addr;   //  WORKER_METRICS_ADDR
 } bm_worker_config_t;
 

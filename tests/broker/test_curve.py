@@ -27,10 +27,10 @@ def test():
         os.rename(os.path.join(allowed, "worker1.key_secret"), os.path.join(secrets, "worker1.key_secret"))
         env = {"CURVE_SERVER_CERT": os.path.join(secrets, "broker.key_secret"),
                "CURVE_CLIENTS_DIR": allowed}
-        port = h.free_port()
-        s.endpoint = "tcp://127.0.0.1:%d" % port
         broker = s.spawn("broker", [s.bin("botmesh-broker")],
-                         dict(env, BROKER_ENDPOINT=s.endpoint, REDIS_URL="none", BROKER_METRICS_PORT="0"))
+                         dict(env, BROKER_ENDPOINT="tcp://127.0.0.1:0", REDIS_URL="none",
+                              BROKER_METRICS_PORT="0"))
+        s.endpoint = "tcp://127.0.0.1:%d" % broker.listening("zmq")
         h.wait_until(lambda: "CURVE on" in broker.output(), 10, "broker says CURVE is on")
 
         def ping(cert, timeout="1500"):

@@ -36,9 +36,9 @@ def nodeworker(stack, name, types="nodework", credit=1, env=None):
 
 def gateway(stack):
     """Start botmesh-gateway on a free port; returns its base URL once /ready answers 200."""
-    port = harness.free_port()
-    stack.spawn("gateway", [stack.bin("botmesh-gateway"), "--port", str(port), "--listen", "127.0.0.1",
-                            "--broker", stack.endpoint, "--threads", "16"])
+    p = stack.spawn("gateway", [stack.bin("botmesh-gateway"), "--port", "0", "--listen", "127.0.0.1",
+                                "--broker", stack.endpoint, "--threads", "16"])
+    port = p.listening("http")
     base = "http://127.0.0.1:%d" % port
     harness.wait_until(lambda: harness.http("GET", base + "/ready", timeout=2)[0] == 200, 15, "gateway /ready")
     return base

@@ -19,7 +19,7 @@ import urllib.request
 import json
 
 import deploylib as d
-from harness import Stack, check, free_port, http, log, main, wait_until
+from harness import Stack, check, http, log, main, wait_until
 
 GRACE_S = 20        # a service must exit within this after SIGTERM
 
@@ -87,12 +87,14 @@ def test():
     with Stack("shutdown") as s:
         s.redis()
         s.broker()
-        gw_port, wh_port, mock_port = free_port(), free_port(), free_port()
+        gw_port = 0         # any free port at first; a restart takes the same one again
 
         def gateway():
+            nonlocal gw_port
             p = s.spawn("gateway", [s.bin("botmesh-gateway")],
                         {"API_GATEWAY_PORT": str(gw_port), "GATEWAY_LISTEN": "127.0.0.1",
                          "BROKER_ENDPOINT": s.endpoint, "GATEWAY_THREADS": "32"})
+            gw_port = p.listening("http")
             wait_until(lambda: http("GET", "http://127.0.0.1:%d/ready" % gw_port, timeout=2)[0] == 200,
                        20, "the gateway to be ready")
             return p
@@ -104,17 +106,18 @@ def test():
 
         def webhook():
             p = s.spawn("webhook", [s.bin("botmesh-webhook")],
-                        {"WEBHOOK_MANAGER_PORT": str(wh_port), "WEBHOOK_LISTEN_ADDR": "127.0.0.1",
+                        {"WEBHOOK_MANAGER_PORT": "0", "WEBHOOK_LISTEN_ADDR": "127.0.0.1",
                          "WEBHOOK_ALLOW_PRIVATE": "1", "BROKER_ENDPOINT": s.endpoint,
                          "WEBHOOK_RETRY_DELAY": "100", "WEBHOOK_MAX_DELAY": "1000",
                          "WEBHOOK_NAME": "webhook"})
+            wh_port = p.listening("http")
             wait_until(lambda: http("GET", "http://127.0.0.1:%d/health" % wh_port, timeout=2)[0] == 200,
                        20, "the webhook manager to answer /health")
             return p
 
-        s.spawn("mock", [s.bin("botmesh-mock")], {"MOCK_WEBHOOK_PORT": str(mock_port),
-                                                   "MOCK_LISTEN_ADDR": "127.0.0.1"})
-        mock = "http://127.0.0.1:%d" % mock_port
+        mock_proc = s.spawn("mock", [s.bin("botmesh-mock")], {"MOCK_WEBHOOK_PORT": "0",
+                                                               "MOCK_LISTEN_ADDR": "127.0.0.1"})
+        mock = "http://127.0.0.1:%d" % mock_proc.listening("http")
         wait_until(lambda: http("GET", mock + "/health", timeout=2)[0] == 200, 20, "the mock to answer")
         gw = gateway()
         workers = [worker(0), worker(1)]

@@ -20,18 +20,19 @@ from harness import check, log, wait_until, free_port   # noqa: F401  (re-export
 
 
 def gateway(s, *args, env=None, name=None, port=None, endpoint=None):
-    """Start botmesh-gateway on a free port; waits until /health answers."""
-    port = port or free_port()
-    e = {"API_GATEWAY_PORT": str(port), "GATEWAY_LISTEN": "127.0.0.1",
+    """Start botmesh-gateway on port 0 (any free port; or on port, for a
+    restart) and read the port it reports; waits until /health answers."""
+    e = {"API_GATEWAY_PORT": str(port or 0), "GATEWAY_LISTEN": "127.0.0.1",
          "BROKER_ENDPOINT": endpoint or s.endpoint or "tcp://127.0.0.1:%d" % free_port(),
          "GATEWAY_THREADS": "32"}
     if not s.redis_url:
         e["REDIS_URL"] = "none"
     e.update(env or {})
-    p = s.spawn(name or "gateway-%d" % port, [s.bin("botmesh-gateway")] + list(args), e)
-    p.port = port
-    p.url = "http://127.0.0.1:%d" % port
-    wait_until(lambda: _health(p), 10, "gateway on port %d to answer /health" % port)
+    name = name or "gateway-%d" % len(s.procs)
+    p = s.spawn(name, [s.bin("botmesh-gateway")] + list(args), e)
+    p.port = p.listening("http")
+    p.url = "http://127.0.0.1:%d" % p.port
+    wait_until(lambda: _health(p), 10, "gateway on port %d to answer /health" % p.port)
     return p
 
 

@@ -15,11 +15,14 @@ and to stop them all when the test ends, whatever happens.
         harness.check(rec["state"] == "completed", "job completed", rec)
 
 Synchronise on events (wait_until with a deadline), never on sleeps.
+Services bind port 0 (any free port) and the tests read the port each one
+reports: the line "listening KIND=ADDR:PORT" on its stderr (Proc.listening).
 Binaries come from $BOTMESH_BIN (set by CTest), the tree from $BOTMESH_ROOT.
 """
 import atexit
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -75,6 +78,9 @@ def wait_until(fn, timeout, what, interval=0.02):
 
 
 def free_port():
+    """A port free right now, for what cannot bind port 0 itself (a
+    redis-server) or an address nobody listens on.  Services of ours bind
+    port 0 and report the port instead: Proc.listening."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -177,6 +183,7 @@ class Proc:
         self.args = args
         self.logpath = os.path.join(logdir, name + ".log")
         self.logfile = open(self.logpath, "ab")
+        self.log_start = self.logfile.tell()    # a restart appends to the same log
         self.p = subprocess.Popen(args, env=env, stdout=self.logfile, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, start_new_session=True)
 
@@ -220,6 +227,27 @@ class Proc:
         self.logfile.flush()
         with open(self.logpath, "rb") as f:
             return f.read().decode(errors="replace")
+
+    LISTENING = re.compile(r" listening ([a-z]+)=(\S+):(\d+)$", re.M)
+
+    def listening(self, kind, timeout=15):
+        """The port this process reports for KIND (http, metrics, zmq) in
+        its line "listening KIND=ADDR:PORT", once it has written it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(self.logpath, "rb") as f:
+                f.seek(self.log_start)
+                text = f.read().decode(errors="replace")
+            for m in self.LISTENING.finditer(text):
+                if m.group(1) == kind:
+                    return int(m.group(3))
+            if not self.alive():
+                raise TestFailure("%s exited (rc=%s) before reporting its %s port:\n%s"
+                                  % (self.name, self.p.returncode, kind, text[-2000:]))
+            if time.monotonic() >= deadline:
+                raise TestFailure("%s did not report its %s port within %ss:\n%s"
+                                  % (self.name, kind, timeout, text[-2000:]))
+            time.sleep(0.02)
 
 
 class Stack:
@@ -313,16 +341,21 @@ class Stack:
         return out.stdout.strip()
 
     def broker(self, *args, env=None, port=None, name="broker", redis=True):
-        """Start botmesh-broker; waits until it answers PING."""
-        port = port or (int(self.endpoint.rsplit(":", 1)[1]) if self.endpoint else free_port())
-        self.endpoint = "tcp://127.0.0.1:%d" % port
-        e = {"BROKER_ENDPOINT": "tcp://127.0.0.1:%d" % port,
-             "BROKER_METRICS_PORT": str(free_port())}
+        """Start botmesh-broker on port 0 (any free port), or on port, or,
+        when this stack had a broker, on its port again (a restart); waits
+        until it answers PING.  Sets self.endpoint."""
+        port = port or (int(self.endpoint.rsplit(":", 1)[1]) if self.endpoint else 0)
+        e = {"BROKER_ENDPOINT": "tcp://127.0.0.1:%d" % port, "BROKER_METRICS_PORT": "-1"}
         if not redis:
             e["REDIS_URL"] = "none"
         e.update(env or {})
         p = self.spawn(name, [self.bin("botmesh-broker")] + list(args), e)
-        p.metrics_port = int(e["BROKER_METRICS_PORT"])
+        if e["BROKER_ENDPOINT"].startswith("tcp://"):
+            self.endpoint = "tcp://127.0.0.1:%d" % p.listening("zmq")
+        else:
+            self.endpoint = e["BROKER_ENDPOINT"]
+        metrics = int(e["BROKER_METRICS_PORT"])
+        p.metrics_port = p.listening("metrics") if metrics < 0 else metrics
         self.wait_ping()
         return p
 

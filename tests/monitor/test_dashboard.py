@@ -22,12 +22,11 @@ FIELDS = ("waiting", "running", "limit", "waitingForPermit", "completed", "faile
 
 
 def start_gateway(s, env=None):
-    port = harness.free_port()
-    e = {"API_GATEWAY_PORT": str(port), "GATEWAY_LISTEN": "127.0.0.1",
+    e = {"API_GATEWAY_PORT": "0", "GATEWAY_LISTEN": "127.0.0.1",
          "BROKER_ENDPOINT": s.endpoint, "GATEWAY_THREADS": "16"}
     e.update(env or {})
-    s.spawn("gateway", [s.bin("botmesh-gateway")], e)
-    base = "http://127.0.0.1:%d" % port
+    p = s.spawn("gateway", [s.bin("botmesh-gateway")], e)
+    base = "http://127.0.0.1:%d" % p.listening("http")
     wait_until(lambda: harness.http("GET", base + "/health")[0] == 200, 15, "gateway /health")
     return base
 
@@ -64,13 +63,12 @@ def test():
         # then checked end to end (the mock receives the delivery twice).
         mock = None
         if os.path.exists(s.bin("botmesh-webhook")) and os.path.exists(s.bin("botmesh-mock")):
-            mock_port = harness.free_port()
-            s.spawn("mock", [s.bin("botmesh-mock")], {"MOCK_WEBHOOK_PORT": str(mock_port),
-                                                        "MOCK_LISTEN_ADDR": "127.0.0.1"})
-            mock = "http://127.0.0.1:%d" % mock_port
+            mock_proc = s.spawn("mock", [s.bin("botmesh-mock")], {"MOCK_WEBHOOK_PORT": "0",
+                                                                  "MOCK_LISTEN_ADDR": "127.0.0.1"})
+            mock = "http://127.0.0.1:%d" % mock_proc.listening("http")
             wait_until(lambda: harness.http("GET", mock + "/health")[0] == 200, 15, "mock /health")
             s.spawn("webhook", [s.bin("botmesh-webhook")], {
-                "WEBHOOK_MANAGER_PORT": str(harness.free_port()), "WEBHOOK_LISTEN_ADDR": "127.0.0.1",
+                "WEBHOOK_MANAGER_PORT": "0", "WEBHOOK_LISTEN_ADDR": "127.0.0.1",
                 "WEBHOOK_ALLOW_PRIVATE": "1", "BROKER_ENDPOINT": s.endpoint})
             s.wait_workers(1, "webhook")
         else:

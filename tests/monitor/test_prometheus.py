@@ -36,10 +36,10 @@ def test():
         broker = s.broker(env={"METRICS_SNAPSHOT_INTERVAL": "1"})
         s.spawn("pyworker", [sys.executable, os.path.join(HERE, "pyworker.py"), s.endpoint, "python", "2"])
         s.wait_workers(1, "python")
-        gw_port = harness.free_port()
-        s.spawn("gateway", [s.bin("botmesh-gateway")],
-                {"API_GATEWAY_PORT": str(gw_port), "GATEWAY_LISTEN": "127.0.0.1",
-                 "BROKER_ENDPOINT": s.endpoint, "GATEWAY_THREADS": "16"})
+        gw_proc = s.spawn("gateway", [s.bin("botmesh-gateway")],
+                          {"API_GATEWAY_PORT": "0", "GATEWAY_LISTEN": "127.0.0.1",
+                           "BROKER_ENDPOINT": s.endpoint, "GATEWAY_THREADS": "16"})
+        gw_port = gw_proc.listening("http")
         gw = "http://127.0.0.1:%d" % gw_port
         wait_until(lambda: harness.http("GET", gw + "/health")[0] == 200, 15, "gateway /health")
 
@@ -54,8 +54,8 @@ def test():
             if not os.path.exists(s.bin(binary)):
                 log("%s not built: its job is left out" % binary)
                 continue
-            port = harness.free_port()
-            s.spawn(job, [s.bin(binary)], {k: v.replace("{port}", str(port)) for k, v in env.items()})
+            proc = s.spawn(job, [s.bin(binary)], {k: v.replace("{port}", "0") for k, v in env.items()})
+            port = proc.listening("http")
             wait_until(lambda: harness.http("GET", "http://127.0.0.1:%d/health" % port)[0] == 200,
                        15, "%s /health" % job)
             targets[job] = "127.0.0.1:%d" % port

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness
 import msgpack
 import zmq
-from harness import check, free_port, http, log, pack, unpack, wait_until
+from harness import check, http, log, pack, unpack, wait_until
 import whlib
 
 from whlib import (W, C, READY, JOB, PROGRESS, DONE, HEARTBEAT, DISCONNECT, WCANCEL, RELEASE,

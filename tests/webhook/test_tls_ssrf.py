@@ -13,7 +13,7 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness
-from harness import check, free_port, wait_until
+from harness import check, wait_until
 import whlib
 from whlib import DONE, JOB, PROGRESS, READY, FakeBroker, job
 

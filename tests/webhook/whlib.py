@@ -7,18 +7,17 @@ import time
 import harness
 import zmq
 from harness import pack, unpack
-from harness import check, free_port, http, log, wait_until
+from harness import check, http, log, wait_until
 
 
 def mock(stack, env=None, name="mock"):
     """Start botmesh-mock on a free port (127.0.0.1); returns the Proc with
     .port and .url set, once /health answers."""
-    port = free_port()
-    e = {"MOCK_WEBHOOK_PORT": str(port), "MOCK_LISTEN_ADDR": "127.0.0.1"}
+    e = {"MOCK_WEBHOOK_PORT": "0", "MOCK_LISTEN_ADDR": "127.0.0.1"}
     e.update(env or {})
     p = stack.spawn(name, [stack.bin("botmesh-mock")], e)
-    p.port = port
-    p.url = "http://127.0.0.1:%d" % port
+    p.port = p.listening("http")
+    p.url = "http://127.0.0.1:%d" % p.port
     wait_until(lambda: http("GET", p.url + "/health", timeout=2)[0] == 200, 10, "mock to answer /health")
     return p
 
@@ -26,14 +25,13 @@ def mock(stack, env=None, name="mock"):
 def manager(stack, env=None, name="webhook", wait=True):
     """Start botmesh-webhook with test-friendly defaults; returns the Proc
     with .port and .url set (waits for /health unless wait is False)."""
-    port = free_port()
-    e = {"WEBHOOK_MANAGER_PORT": str(port), "WEBHOOK_LISTEN_ADDR": "127.0.0.1",
+    e = {"WEBHOOK_MANAGER_PORT": "0", "WEBHOOK_LISTEN_ADDR": "127.0.0.1",
          "WEBHOOK_ALLOW_PRIVATE": "1", "BROKER_ENDPOINT": stack.endpoint or "tcp://127.0.0.1:1",
          "WEBHOOK_NAME": name}
     e.update(env or {})
     p = stack.spawn(name, [stack.bin("botmesh-webhook")], e)
-    p.port = port
-    p.url = "http://127.0.0.1:%d" % port
+    p.port = p.listening("http") if wait else None
+    p.url = "http://127.0.0.1:%d" % p.port if wait else None
     if wait:
         wait_until(lambda: http("GET", p.url + "/health", timeout=2)[0] == 200, 10,
                    "webhook manager to answer /health")
@@ -79,9 +77,9 @@ class FakeBroker:
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
-        self.port = free_port()
-        self.endpoint = "tcp://127.0.0.1:%d" % self.port
-        self.sock.bind(self.endpoint)
+        self.sock.bind("tcp://127.0.0.1:0")
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.port = int(self.endpoint.rsplit(":", 1)[1])
         self.worker = None          # identity of the worker's current socket
         self.inbox = []             # (identity, header, command, body)
         self.heartbeats = True      # answer with heartbeats

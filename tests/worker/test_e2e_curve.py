@@ -29,10 +29,10 @@ def main():
         for name in ("worker1", "client1"):
             os.rename(os.path.join(allowed, name + ".key_secret"), os.path.join(secrets, name + ".key_secret"))
         # (Not s.broker (): its readiness PING has no CURVE keys.)
-        s.endpoint = "tcp://127.0.0.1:%d" % harness.free_port()
         broker = s.spawn("broker", [s.bin("botmesh-broker")], {
             "CURVE_SERVER_CERT": os.path.join(secrets, "broker.key_secret"), "CURVE_CLIENTS_DIR": allowed,
-            "BROKER_ENDPOINT": s.endpoint, "REDIS_URL": "none", "BROKER_METRICS_PORT": "0"})
+            "BROKER_ENDPOINT": "tcp://127.0.0.1:0", "REDIS_URL": "none", "BROKER_METRICS_PORT": "0"})
+        s.endpoint = "tcp://127.0.0.1:%d" % broker.listening("zmq")
         wait_until(lambda: "CURVE on" in broker.output(), 10, "the broker to say CURVE is on")
 
         # A worker with an unknown key never gets in; one with a known key does.

@@ -57,13 +57,13 @@ def scenario_each_limit(s):
         env[env_name(bot_type, "CMD")] = "%s %s %s" % (PY, HOG, arg)
         env[env_name(bot_type, suffix)] = value
     env[env_name("hog-boxed-cpu", "SANDBOX")] = "bwrap"
-    metrics_port = harness.free_port()
-    env["WORKER_METRICS_PORT"] = str(metrics_port)
+    env["WORKER_METRICS_PORT"] = "-1"          # any free port, read from its log
     fb = FakeBroker(heartbeat_ms=HEARTBEAT_MS)
     types = ",".join(["python"] + list(HOGS))
     w = start_worker(s, fb.endpoint, "--type", types, "--concurrency", "2", "--name", "w-limits",
                      env=env)
     ident, _ = fb.ready()
+    metrics_port = w.listening("metrics")
     check("hog-fork bots: limits" in w.output() and "pids 16 (" in w.output(),
           "the worker logs each type's limits")
     enforced = "MAX_PIDS is not enforced" not in w.output()

@@ -72,9 +72,9 @@ def main():
                "BOT_FORKED_MODE": "fork", "BOT_FORKED_MAX_PROCS": "1",
                "BOT_LEAK_CMD": "/usr/bin/python3 %s --pool %s" % (SERVER, WARMBOT),
                "BOT_LEAK_MODE": "pool", "BOT_LEAK_MAX_PROCS": "1", "BOT_LEAK_MAX_RSS_MB": "100",
-               "BOT_KILL_GRACE_MS": "500", "WORKER_METRICS_PORT": str(harness.free_port())}
-        port = int(env["WORKER_METRICS_PORT"])
+               "BOT_KILL_GRACE_MS": "500", "WORKER_METRICS_PORT": "-1"}
         w = s.worker("--type", "warm,forked,leak", "--concurrency", "4", env=env)
+        port = w.listening("metrics")
         s.wait_workers(1)
         c = s.client()
         wait_until(lambda: len(pool_pids(w.pid, "warm")) == 2, 15, "MIN_PROCS=2 warm processes")
@@ -160,9 +160,9 @@ def main():
         env = {"BOT_CRASH_CMD": "/usr/bin/python3 %s --pool %s" % (SERVER, WARMBOT),
                "BOT_CRASH_MODE": "pool", "BOT_CRASH_MAX_PROCS": "2", "BOT_CRASH_MIN_PROCS": "1",
                "WARMBOT_CRASH_AT_LOAD": "1", "WARMBOT_LOAD_LOG": load_log,
-               "WORKER_METRICS_PORT": str(harness.free_port())}
-        port = int(env["WORKER_METRICS_PORT"])
+               "WORKER_METRICS_PORT": "-1"}
         w = s.worker("--type", "crash", "--concurrency", "4", env=env)
+        port = w.listening("metrics")
         s.wait_workers(1)
         c = s.client()
         ids = [c.submit("crash", {}) for _ in range(6)]

@@ -213,8 +213,7 @@ def scenario_late_broker(s):
     # only the current socket may reach it: a replaced socket that still
     # held its queued READY would register a second worker (same process,
     # other identity) that the broker feeds jobs nobody reads.
-    port = harness.free_port()
-    endpoint = "tcp://127.0.0.1:%d" % port
+    endpoint = "ipc://%s/late-broker" % s.dir      # ours alone: nobody takes it meanwhile
     w = start_worker(s, endpoint, "--type", "python", "--concurrency", "2", "--noop",
                      env={"HEARTBEAT_INTERVAL_MS": "100", "HEARTBEAT_LIVENESS": "2"})
     wait_until(lambda: w.output().count("no word from the broker") >= 2, 10,

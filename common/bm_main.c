@@ -1,0 +1,67 @@
+/*  bm_main.c - what every service's main () does the same way.  */
+#include "bm_main.h"
+#include "bm_selftest.h"
+
+#include "bm_log.h"
+
+#include <czmq.h>
+#include <pthread.h>
+#include <string.h>
+
+void
+bm_main_block_signals (sigset_t *signals)
+{
+    zsys_handler_set (NULL);
+    sigemptyset (signals);
+    sigaddset (signals, SIGTERM);
+    sigaddset (signals, SIGINT);
+    pthread_sigmask (SIG_BLOCK, signals, NULL);
+    signal (SIGPIPE, SIG_IGN);
+}
+
+int
+bm_main_listening_text (char *buf, size_t size, const char *kind, const char *host, int port)
+{
+    return snprintf (buf, size, "listening %s=%s:%d", kind, host && *host ? host : "0.0.0.0", port);
+}
+
+void
+bm_main_listening (const char *kind, const char *host, int port)
+{
+    char text [300];
+    bm_main_listening_text (text, sizeof text, kind, host, port);
+    bm_log_always (BM_INFO, "%s", text);
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+#define CHECK(cond) BM_CHECK (cond)
+
+void
+bm_main_test (bool verbose)
+{
+    if (verbose)
+        printf (" * bm_main: ");
+    char text [300];
+    bm_main_listening_text (text, sizeof text, "http", "127.0.0.1", 41237);
+    CHECK (streq (text, "listening http=127.0.0.1:41237"));
+    bm_main_listening_text (text, sizeof text, "zmq", NULL, 5555);
+    CHECK (streq (text, "listening zmq=0.0.0.0:5555"));
+
+    //  Blocked here, and in a thread started afterwards.
+    sigset_t signals, now;
+    bm_main_block_signals (&signals);
+    CHECK (sigismember (&signals, SIGTERM) && sigismember (&signals, SIGINT));
+    CHECK (pthread_sigmask (SIG_BLOCK, NULL, &now) == 0);
+    CHECK (sigismember (&now, SIGTERM) && sigismember (&now, SIGINT));
+    struct sigaction pipe;
+    CHECK (sigaction (SIGPIPE, NULL, &pipe) == 0 && pipe.sa_handler == SIG_IGN);
+    //  A SIGTERM sent now waits for sigwait instead of ending the process.
+    CHECK (raise (SIGTERM) == 0);
+    int sig = 0;
+    CHECK (sigwait (&signals, &sig) == 0 && sig == SIGTERM);
+    pthread_sigmask (SIG_UNBLOCK, &signals, NULL);
+    if (verbose)
+        printf ("OK\n");
+}

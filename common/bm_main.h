@@ -1,0 +1,40 @@
+/*  bm_main.h - what every service's main () does the same way.
+
+    * Signals: SIGTERM and SIGINT blocked before any thread starts (ZeroMQ's,
+      civetweb's, libcurl's resolver inherit the mask), so that only the
+      main thread's sigwait or signalfd takes them; czmq's own handler off;
+      SIGPIPE ignored (a peer that hangs up is an error return, not a
+      death).
+    * The port report: a service may be told to bind port 0 (any free
+      port) and says which port it got in one line of a fixed format, on
+      stderr, whatever LOG_LEVEL says:
+
+          2026-12-03T21:40:01.123Z INFO  gateway listening http=0.0.0.0:41237
+
+      KIND is http (the service's HTTP API), metrics (a /metrics server
+      beside another protocol) or zmq (the broker's ROUTER); tests and
+      scripts start services at port 0 and read this line.  */
+#ifndef BM_MAIN_H
+#define BM_MAIN_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+//  Block SIGTERM and SIGINT in the calling thread (call it before any
+//  thread starts), ignore SIGPIPE, turn czmq's handler off.  Fills
+//  *signals with SIGTERM and SIGINT, for sigwait or signalfd.
+void bm_main_block_signals (sigset_t *signals);
+
+//  Write the line "listening KIND=HOST:PORT" (HOST NULL or "": 0.0.0.0) at
+//  INFO whatever LOG_LEVEL says.
+void bm_main_listening (const char *kind, const char *host, int port);
+
+//  Format that line's message into buf (for the log, and for the test).
+//  Returns its length, as snprintf.
+int bm_main_listening_text (char *buf, size_t size, const char *kind, const char *host, int port);
+
+//  Self test.
+void bm_main_test (bool verbose);
+
+#endif
