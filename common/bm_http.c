@@ -159,14 +159,36 @@ s_cors_lines (const char *origin, char *buf, size_t size)
 //  Starting a server
 
 //  Errors civetweb answers itself (a request it cannot parse, a head too
-//  large...): JSON with the common headers, and the connection closes.
+//  large, an unknown HTTP version...): JSON like ours, with the common
+//  headers, and the connection closes, since what follows on it cannot be
+//  trusted.  Written into one buffer: no allocation on this path.
 static int
 s_http_error (struct mg_connection *conn, int status, const char *message)
 {
     (void) message;                 //  May hold request bytes: not echoed
+    const char *code = "bad_request";
+    switch (status) {
+        case 408: code = "request_timeout"; break;
+        case 411: code = "length_required"; break;
+        case 413: code = "request_too_large"; break;
+        case 414: code = "uri_too_long"; break;
+        case 431: code = "headers_too_large"; break;
+        case 505: code = "http_version_not_supported"; break;
+        default:  if (status >= 500) code = "internal"; break;
+    }
+    char body [160];
+    int len = snprintf (body, sizeof body,
+                        "{\"error\":{\"code\":\"%s\",\"message\":\"the request could not be "
+                        "handled (HTTP %d)\"}}", code, status);
+    char buf [BM_HTTP_HEAD_MAX + 160];
+    int n = bm_http_head (conn, status, "application/json", (size_t) len, "close", NULL,
+                          buf, sizeof buf);
+    if (n < 0)
+        return 0;
+    memcpy (buf + n, body, (size_t) len);
+    n += len;
     mg_disable_connection_keep_alive (conn);
-    bm_http_reply_error (conn, status, status >= 500 ? "internal" : "bad_request",
-                         "the request could not be handled (HTTP %d)", status);
+    mg_write (conn, buf, (size_t) n);
     return 0;
 }
 

@@ -349,47 +349,6 @@ s_exit_thread (const struct mg_context *ctx, int thread_type, void *pointer)
     }
 }
 
-//  Errors civetweb answers itself (a request it cannot parse, a head too
-//  large, an unknown HTTP version...): JSON like ours, and the connection
-//  closes, since what follows on it cannot be trusted.
-static int
-s_http_error (struct mg_connection *conn, int status, const char *message)
-{
-    (void) message;                 //  May hold request bytes: not echoed
-    const char *code = "bad_request";
-    switch (status) {
-        case 408: code = "request_timeout"; break;
-        case 411: code = "length_required"; break;
-        case 413: code = "request_too_large"; break;
-        case 414: code = "uri_too_long"; break;
-        case 431: code = "headers_too_large"; break;
-        case 505: code = "http_version_not_supported"; break;
-        default:  if (status >= 500) code = "internal"; break;
-    }
-    char body [160];
-    int len = snprintf (body, sizeof body,
-                        "{\"error\":{\"code\":\"%s\",\"message\":\"the request could not be "
-                        "handled (HTTP %d)\"}}", code, status);
-    char buf [BM_HTTP_HEAD_MAX + 160];
-    int n = bm_http_head (conn, status, "application/json", (size_t) len, "close", NULL,
-                          buf, sizeof buf);
-    if (n < 0)
-        return 0;
-    memcpy (buf + n, body, (size_t) len);
-    n += len;
-    mg_disable_keep_alive (conn);
-    mg_write (conn, buf, (size_t) n);
-    return 0;
-}
-
-static int
-s_log_message (const struct mg_connection *conn, const char *message)
-{
-    (void) conn;
-    bm_warn (NULL, "civetweb: %s", message);
-    return 1;
-}
-
 //  --------------------------------------------------------------------------
 //  Lifecycle
 
@@ -433,15 +392,12 @@ gw_server_new (const gw_config_t *config)
     if (!self->link)
         goto fail;
 
-    char ports [300];
-    snprintf (ports, sizeof ports, "%s:%d", config->listen_addr, (int) config->port);
     char threads [16], keepalive [16], request_timeout [16], header_size [16];
     snprintf (threads, sizeof threads, "%d", (int) config->threads);
     snprintf (keepalive, sizeof keepalive, "%d", (int) config->keepalive_ms);
     snprintf (request_timeout, sizeof request_timeout, "%d", (int) config->request_timeout_ms);
     snprintf (header_size, sizeof header_size, "%d", (int) config->max_header_bytes);
     const char *options [] = {
-        "listening_ports", ports,
         "num_threads", threads,
         //  Keep-alive on: most of a request's cost is TCP set-up otherwise.
         //  Each open connection holds a civetweb thread, so idle ones
@@ -457,27 +413,19 @@ gw_server_new (const gw_config_t *config)
         "listen_backlog", "1024",
         NULL
     };
+    //  civetweb's own messages, its own error answers and CORS preflights
+    //  are bm_http's; the threads carry each handler thread's state.
     struct mg_callbacks callbacks;
     memset (&callbacks, 0, sizeof callbacks);
     callbacks.init_thread = s_init_thread;
     callbacks.exit_thread = s_exit_thread;
-    callbacks.log_message = s_log_message;
-    callbacks.http_error = s_http_error;
-    callbacks.begin_request = bm_http_begin_request;
-    struct mg_init_data init = { &callbacks, self, options };
-    unsigned code = 0;
-    char text [256] = "";
-    struct mg_error_data mg_error = { &code, text, sizeof text };
-    self->ctx = mg_start2 (&init, &mg_error);
+    self->ctx = bm_http_start (config->listen_addr, (int) config->port, options, &callbacks, self,
+                               &self->port, error, sizeof error);
     if (!self->ctx) {
-        bm_error (NULL, "cannot start the HTTP server on %s: %s", ports, *text ? text : "unknown error");
+        bm_error (NULL, "cannot start the HTTP server: %s", error);
         goto fail;
     }
     mg_set_request_handler (self->ctx, "/", s_handler, self);
-
-    struct mg_server_port info [4];
-    int n = mg_get_server_ports (self->ctx, 4, info);
-    self->port = n > 0 ? info [0].port : (int) config->port;
     return self;
 fail:
     gw_server_destroy (&self);

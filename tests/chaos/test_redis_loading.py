@@ -27,7 +27,6 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "broker"))
 import harness                      # noqa: E402
 from harness import check, log, wait_until  # noqa: E402
 from fakeworker import FakeWorker   # noqa: E402

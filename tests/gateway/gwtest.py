@@ -10,11 +10,9 @@ import os
 import shlex
 import socket
 import subprocess
-import threading
 import time
 
-import zmq
-
+import fakebroker
 import harness
 from harness import check, log, wait_until, free_port   # noqa: F401  (re-exported)
 
@@ -153,43 +151,26 @@ def start_workers(s, types, credit=50):
     return procs
 
 
-class FakeBroker:
-    """A ROUTER socket answering BMC01 requests with a Python function.
+class FakeBroker(fakebroker.FakeBroker):
+    """The fake broker (tests/lib/fakebroker.py) answering BMC01 requests
+    with a Python function.
 
     handler(command, body) returns (reply_command, reply_body) - "req" is
-    added - or None for no answer.  Requests seen are kept in .seen."""
+    added - or None for no answer.  Requests seen are in .seen, as
+    (command, body)."""
 
     def __init__(self, handler):
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        port = self.sock.bind_to_random_port("tcp://127.0.0.1")
-        self.endpoint = "tcp://127.0.0.1:%d" % port
-        self.handler = handler
-        self.seen = []
-        self.stop = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while not self.stop:
-            if not self.sock.poll(50):
-                continue
-            frames = self.sock.recv_multipart()
-            ident, header, command, body = frames[0], frames[1], frames[2][0], harness.unpack(frames[3])
-            self.seen.append((command, body))
-            answer = self.handler(command, body)
+        def respond(fb, m):
+            answer = handler(m.cmd, m.body) if isinstance(m.body, dict) else None
             if answer is None:
-                continue
+                return []
             cmd, reply = answer
-            reply = dict(reply, req=body.get("req"))
-            self.sock.send_multipart([ident, b"BMC01", bytes([cmd]), harness.pack(reply)])
+            return [(cmd, dict(reply, req=m.body.get("req")))]
+        super().__init__(respond)
 
-    def close(self):
-        self.stop = True
-        self.thread.join(2)
-        self.sock.close()
-        self.ctx.term()
+    @property
+    def seen(self):
+        return [(m.cmd, m.body) for m in self.got()]
 
 
 def stop_clean(g):

@@ -129,8 +129,8 @@ def main():
         broker.send(JOB, job("j8.wh1", "ftp://localhost/x", "{}"))
         _, _, d8 = broker.expect_cmd(DONE, "j8.wh1")
         check(d8["ok"] is False and "http" in d8["error"]["message"], "ftp:// URL: DONE failed", d8)
-        broker.sock.send_multipart([broker.worker, W, bytes([JOB]), b"\xdf\xff\xff\xff\xff"])
-        broker.sock.send_multipart([broker.worker, W, b"\x02"])
+        broker.send_raw(broker.worker, [W, bytes([JOB]), b"\xdf\xff\xff\xff\xff"])
+        broker.send_raw(broker.worker, [W, b"\x02"])
         broker.pump(0.3)
         check(mgr.alive(), "garbage frames do not crash the manager")
 
@@ -211,7 +211,7 @@ def main():
 
         stats = whlib.get_json(mock.url + "/stats")
         check(stats["duplicates"] == 0, "no duplicate deliveries in this run", stats)
-        broker.sock.close()
+        broker.close()
 
 
 def get_inflight(mgr):

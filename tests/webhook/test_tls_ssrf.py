@@ -109,7 +109,7 @@ def main():
         whlib.stop_clean(mgr)
         trusted.shutdown()
         untrusted.shutdown()
-        broker.sock.close()
+        broker.close()
 
 
 harness.main(main)

@@ -4,6 +4,7 @@ import json
 import os
 import time
 
+import fakebroker
 import harness
 import zmq
 from harness import pack, unpack
@@ -30,8 +31,13 @@ def manager(stack, env=None, name="webhook", wait=True):
          "WEBHOOK_NAME": name}
     e.update(env or {})
     p = stack.spawn(name, [stack.bin("botmesh-webhook")], e)
-    p.port = p.listening("http") if wait else None
-    p.url = "http://127.0.0.1:%d" % p.port if wait else None
+    try:
+        p.port = p.listening("http")
+        p.url = "http://127.0.0.1:%d" % p.port
+    except harness.TestFailure:
+        if wait:
+            raise
+        p.port = p.url = None       # it exited at start (a configuration test)
     if wait:
         wait_until(lambda: http("GET", p.url + "/health", timeout=2)[0] == 200, 10,
                    "webhook manager to answer /health")
@@ -72,59 +78,61 @@ REDELIVER, ACCEPTED, REJECTED = 6, 0x81, 0x82
 HB = 200        # HEARTBEAT_INTERVAL_MS the tests give the manager
 
 
-class FakeBroker:
+class FakeBroker(fakebroker.FakeBroker):
+    """The fake broker (tests/lib/fakebroker.py) as the webhook manager's
+    broker: heartbeats the worker every HB ms (heartbeats=False: plays
+    dead), answers a client's REDELIVER with redeliver_answer(body) ->
+    (command, body), and keeps what arrives in .inbox as (identity,
+    header, command, body) until expect() takes it."""
+
     def __init__(self):
-        self.ctx = zmq.Context.instance()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.bind("tcp://127.0.0.1:0")
-        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.port = int(self.endpoint.rsplit(":", 1)[1])
-        self.worker = None          # identity of the worker's current socket
-        self.inbox = []             # (identity, header, command, body)
-        self.heartbeats = True      # answer with heartbeats
-        self.next_hb = 0
         self.redeliver_answer = None   # function(body) -> (command, body)
 
+        def respond(fb, m):
+            if m.header == C and m.cmd == REDELIVER and self.redeliver_answer:
+                cmd, reply = self.redeliver_answer(m.body)
+                return [(C, cmd, reply)]
+            return []
+        super().__init__(respond, heartbeat_ms=HB)
+        self.port = int(self.endpoint.rsplit(":", 1)[1])
+
+    @property
+    def heartbeats(self):
+        return not self.quiet
+
+    @heartbeats.setter
+    def heartbeats(self, on):
+        self.quiet = not on
+
+    @property
+    def worker(self):
+        """Identity of the worker's current socket (its last READY)."""
+        readys = [m.ident for m in self.got(READY) if m.header == W]
+        return readys[-1] if readys else None
+
+    @property
+    def inbox(self):
+        with self.lock:
+            return [(m.ident, m.header, m.cmd, m.body) for m in self.unread]
+
     def send(self, command, body, identity=None):
-        self.sock.send_multipart([identity or self.worker, W, bytes([command]), pack(body)])
+        super().send(identity or self.worker, command, body, header=W)
 
     def pump(self, seconds):
-        deadline = time.monotonic() + seconds
-        while True:
-            now = time.monotonic()
-            if self.heartbeats and self.worker and now >= self.next_hb:
-                self.send(HEARTBEAT, {})
-                self.next_hb = now + HB / 1000.0
-            left = min(deadline, self.next_hb if self.heartbeats and self.worker else deadline) - now
-            if now >= deadline:
-                return
-            if self.sock.poll(max(1, int(left * 1000))):
-                frames = self.sock.recv_multipart()
-                ident, header, command, body = frames[0], frames[1], frames[2][0], unpack(frames[3])
-                if header == C and command == REDELIVER and self.redeliver_answer:
-                    cmd, reply = self.redeliver_answer(body)
-                    self.sock.send_multipart([ident, C, bytes([cmd]), pack(reply)])
-                self.inbox.append((ident, header, command, body))
-                if header == W and command == READY:
-                    self.worker = ident
+        """Let the worker run for a while (heartbeats go on meanwhile)."""
+        time.sleep(seconds)
 
     def expect(self, pred, timeout, what):
-        """Wait for a message matching pred(header, command, body); returns it
-        and removes it from the inbox."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, (ident, header, command, body) in enumerate(self.inbox):
-                if pred(header, command, body):
-                    del self.inbox[i]
-                    return ident, command, body
-            if time.monotonic() >= deadline:
-                raise harness.TestFailure("timed out after %ss waiting for %s; inbox: %r"
-                                          % (timeout, what, [(c, b) for _, _, c, b in self.inbox][-10:]))
-            self.pump(0.05)
+        """Wait for a message matching pred(header, command, body); returns
+        (identity, command, body) and removes it from the inbox."""
+        try:
+            m = self.take(lambda m: pred(m.header, m.cmd, m.body), timeout, what)
+        except fakebroker.FakeBrokerTimeout as e:
+            raise harness.TestFailure(str(e))
+        return m.ident, m.cmd, m.body
 
     def expect_cmd(self, command, job_id=None, timeout=10, what=None):
-        return self.expect(lambda h, c, b: h == W and c == command
+        return self.expect(lambda h, c, b: h == W and c == command and isinstance(b, dict)
                            and (job_id is None or b.get("jobId") == job_id),
                            timeout, what or "command %d for %s" % (command, job_id))
 

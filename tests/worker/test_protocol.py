@@ -197,7 +197,7 @@ def scenario_reconnect(s):
           "silence for HEARTBEAT_LIVENESS intervals -> new socket and READY (%.2f s)" % took)
     check(ready3["credit"] == 2, "the new READY leaves out the job still running", ready3)
     fb.quiet = False
-    fb.peers = {ident3: 0}
+    fb.peers = {ident3}              # heartbeats for the new socket only
     got, _, body = fb.recv(10, want=DONE)
     check(got == ident3 and body["jobId"] == "j-long" and body["ok"] is True,
           "the running bot's DONE comes on the new socket", body)

@@ -11,6 +11,7 @@ import os
 import signal
 import time
 
+import fakebroker
 import harness
 import zmq
 from harness import TestFailure, check, log, pack, unpack, wait_until  # noqa: F401
@@ -29,65 +30,47 @@ def testbot_cmd(*args):
     return " ".join([PY, TESTBOT] + list(args))
 
 
-class FakeBroker:
-    """A ROUTER on an ephemeral port that records what workers send."""
+class FakeBroker(fakebroker.FakeBroker):
+    """The fake broker (tests/lib/fakebroker.py) as a worker's broker: a
+    ROUTER on port 0 (or endpoint) that heartbeats every worker socket
+    every heartbeat_ms (quiet=True: plays dead) and checks the framing of
+    everything the worker sends as the test reads it."""
 
     def __init__(self, heartbeat_ms=100, endpoint=None):
-        self.ctx = zmq.Context.instance()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        if endpoint:
-            self.sock.bind(endpoint)
-            self.endpoint = endpoint
-        else:
-            port = self.sock.bind_to_random_port("tcp://127.0.0.1")
-            self.endpoint = "tcp://127.0.0.1:%d" % port
-        self.heartbeat_ms = heartbeat_ms
-        self.peers = {}             # identity -> last time we sent it anything
-        self.quiet = False          # True: send no heartbeats (play dead)
-        self.log = []               # (time, identity, command, body)
+        super().__init__(endpoint=endpoint, heartbeat_ms=heartbeat_ms)
+        self.header = WORKER
 
-    def close(self):
-        self.sock.close()
+    @property
+    def log(self):
+        """Every message received: (time, identity, command, body)."""
+        return [(m.at, m.ident, m.cmd, m.body) for m in self.got()]
 
     def send(self, identity, command, body=None, header=WORKER):
-        self.sock.send_multipart([identity, header, bytes([command]), pack(body or {})])
-        self.peers[identity] = time.monotonic()
+        super().send(identity, command, body or {}, header=header)
 
-    def send_raw(self, identity, frames):
-        self.sock.send_multipart([identity] + list(frames))
-
-    def _pump(self):
-        if self.quiet:
-            return
-        now = time.monotonic()
-        for identity, last in list(self.peers.items()):
-            if now - last >= self.heartbeat_ms / 1000.0:
-                self.send(identity, HEARTBEAT)
+    def _next(self, timeout):
+        """The oldest unread message, framing checked: (time, identity,
+        command, body)."""
+        try:
+            m = self.take(None, timeout)
+        except fakebroker.FakeBrokerTimeout:
+            return None
+        check_frames([m.ident] + m.frames)
+        return m.at, m.ident, m.cmd, m.body
 
     def recv(self, timeout=5.0, want=None, skip=(HEARTBEAT,)):
         """Next message (identity, command, body), skipping heartbeats;
-        with want, the next message of those commands.  Fails on timeout."""
+        with want, the next message of those commands (others are read and
+        dropped).  Fails on timeout."""
         if isinstance(want, int):
             want = (want,)
         deadline = time.monotonic() + timeout
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            got = self._next(max(0.0, deadline - time.monotonic()))
+            if got is None:
                 raise TestFailure("fake broker: no %s within %ss" % (
                     "/".join(NAMES.get(w, str(w)) for w in want) if want else "message", timeout))
-            self._pump()
-            if not self.sock.poll(int(min(left, self.heartbeat_ms / 1000.0 / 2) * 1000) + 1):
-                continue
-            frames = self.sock.recv_multipart()
-            identity = frames[0]
-            if identity not in self.peers:
-                self.peers[identity] = 0
-            check_frames(frames)
-            command = frames[2][0]
-            body = unpack(frames[3])
-            self.log.append((time.monotonic(), identity, command, body))
+            _, identity, command, body = got
             if command in skip and (not want or command not in want):
                 continue
             if want and command not in want:
@@ -97,16 +80,19 @@ class FakeBroker:
             return identity, command, body
 
     def idle(self, seconds):
-        """Keep the worker alive (heartbeats) for a while, collecting what it
-        sends; returns the messages (heartbeats included)."""
-        start = len(self.log)
+        """Keep the worker alive (heartbeats) for a while, reading what it
+        sends; returns the messages read (heartbeats included), as
+        (time, identity, command, body)."""
+        read = []
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             try:
-                self.recv(timeout=max(0.01, deadline - time.monotonic()), skip=())
+                got = self._next(max(0.01, deadline - time.monotonic()))
             except TestFailure:
                 break
-        return self.log[start:]
+            if got is not None:
+                read.append(got)
+        return read
 
     def ready(self, timeout=10):
         identity, command, body = self.recv(timeout, want=READY)

@@ -1,4 +1,6 @@
-"""fakeworker.py - a BMW01 worker in the test process, driven step by step.
+"""fakeworker.py - the one fake worker of the tests: a BMW01 worker in the
+test process, driven step by step (tests/lib/fakebroker.py is the other
+side).
 
 Tests of the broker's own rules (dispatch order, semaphores, liveness,
 NACKs) need a worker whose every move the test controls: this one sends
