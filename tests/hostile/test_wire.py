@@ -28,7 +28,6 @@ import time
 import zmq
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "broker"))
 import harness as h                 # noqa: E402
 from harness import check, log, wait_until  # noqa: E402
 from fakeworker import FakeWorker   # noqa: E402
