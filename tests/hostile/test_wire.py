@@ -21,7 +21,6 @@ reason).  This adds the hostile versions:
 5. a flood of 10,000 malformed frames from one peer while a client's 200
    jobs run: every job completes, every bad frame is counted."""
 import os
-import sys
 import threading
 import time
 
