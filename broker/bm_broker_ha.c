@@ -30,7 +30,8 @@
 static void s_step_down (bm_broker_t *self, const char *why);
 
 //  The endpoint peers reach us at: BROKER_ADVERTISE_ENDPOINT, else the
-//  bound endpoint with "*" or 0.0.0.0 replaced by this host's name.
+//  bound endpoint (its port as bound) with 0.0.0.0 replaced by this
+//  host's name.
 static void
 s_advertised (bm_broker_t *self, char *out, size_t size)
 {
@@ -38,9 +39,9 @@ s_advertised (bm_broker_t *self, char *out, size_t size)
         snprintf (out, size, "%s", self->config.advertise);
         return;
     }
-    const char *endpoint = self->router ? zsock_endpoint (self->router) : NULL;
-    if (!endpoint)
-        endpoint = self->config.endpoint;
+    //  What was bound (a port 0 or * resolved), once BIND ran.
+    char *bound = self->router ? zsock_last_endpoint (self->router) : NULL;
+    const char *endpoint = bound && *bound ? bound : self->config.endpoint;
     char host [256] = "localhost";
     gethostname (host, sizeof host - 1);
     const char *colon = strrchr (endpoint, ':');
@@ -50,6 +51,7 @@ s_advertised (bm_broker_t *self, char *out, size_t size)
         snprintf (out, size, "%.*s%s%s", (int) (slashes + 3 - endpoint), endpoint, host, colon);
     else
         snprintf (out, size, "%s", endpoint);
+    zstr_free (&bound);
 }
 
 static void

@@ -35,6 +35,8 @@ class HaPair:
     def __init__(self, stack, env=None):
         self.s = stack
         self.env = dict(HA_ENV, **(env or {}))
+        # Fixed ports, not 0: a broker that steps down restarts itself
+        # (exec) with the same environment and must bind the same endpoint.
         self.ports = {"a": h.free_port(), "b": h.free_port()}
         self.procs = {}
         for name in ("a", "b"):
