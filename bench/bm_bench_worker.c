@@ -1,14 +1,16 @@
 /*  bm_bench_worker.c - BMW01 workers for the benchmarks.
 
         bm-bench-worker noop --endpoint EP --types a,b,... [--credit 1000]
-                             [--heartbeat-ms 1000] [--liveness 3]
+                             [--heartbeat-ms 1000] [--liveness 3] [--batch]
         bm-bench-worker idle --endpoint EP [--workers 1000] [--types idle]
                              [--seconds 10] [--broker-pid PID] [--heartbeat-ms 1000] [--liveness 3]
 
     noop: a worker that answers every JOB at once with DONE {ok: true,
     result: {ok: true}}; it serves many bot types through one socket per 16
     types (the broker's limit per READY): the scale case with 10 and 100 bot
-    types, and a floor for botmesh-worker --noop.
+    types, and a floor for botmesh-worker --noop.  --batch: READY says
+    batch: true, so jobs come as JOB_MANY and are answered as DONE_MANY
+    (the bulk cases).
     idle: --workers DEALER sockets in one process, each a worker that sends
     READY and then only HEARTBEATs; once the broker lists them all, it samples
     the broker's CPU time (/proc/PID/stat) for --seconds and prints
@@ -35,6 +37,7 @@ typedef struct {
     const char *endpoint;
     bench_types_t types;
     int64_t credit;
+    bool batch;                     //  READY batch: true (JOB_MANY, DONE_MANY)
     int64_t heartbeat_ms;
     int64_t liveness;
     int64_t workers;
@@ -70,7 +73,8 @@ s_link_new (const s_opts_t *o, int first, int count, const char *name, int64_t c
     bm_worker_link_config_t config = {
         .endpoint = o->endpoint, .name = name,
         .types = (const char *const *) &o->types.names [first], .type_count = count, .credit = credit,
-        .heartbeat_ms = o->heartbeat_ms, .liveness = o->liveness, .hwm = 100000 };
+        .heartbeat_ms = o->heartbeat_ms, .liveness = o->liveness, .hwm = 100000,
+        .batch = o->batch };
     bm_worker_link_t *link = bm_worker_link_new (&config, NULL, handlers, arg);
     if (!link) {
         fprintf (stderr, "bm-bench-worker: cannot connect to %s\n", o->endpoint);
@@ -307,7 +311,7 @@ static void
 s_usage (void)
 {
     printf ("usage: bm-bench-worker noop --endpoint EP --types a,b,... [--credit 1000] [--heartbeat-ms 1000]\n"
-            "                            [--liveness 3]\n"
+            "                            [--liveness 3] [--batch]\n"
             "       bm-bench-worker idle --endpoint EP [--workers 1000] [--types idle] [--seconds 10]\n"
             "                            [--broker-pid PID] [--heartbeat-ms 1000] [--liveness 3]\n"
             "BMW01 workers for the benchmarks (docs/protocol.md section 5).\n"
@@ -333,6 +337,7 @@ main (int argc, char *argv [])
         if (!strcmp (a, "--endpoint") && v)           { o.endpoint = v; i++; }
         else if (bench_types_arg (&o.types, "bm-bench-worker", a, v)) i++;
         else if (!strcmp (a, "--credit"))             { o.credit = bench_arg_int (a, v, 0, 1000000); i++; }
+        else if (!strcmp (a, "--batch"))              o.batch = true;
         else if (!strcmp (a, "--heartbeat-ms"))       { o.heartbeat_ms = bench_arg_int (a, v, 10, 600000); i++; }
         else if (!strcmp (a, "--liveness"))           { o.liveness = bench_arg_int (a, v, 1, 100); i++; }
         else if (!strcmp (a, "--workers"))            { o.workers = bench_arg_int (a, v, 1, 10000); i++; }

@@ -304,6 +304,15 @@ start_workers() {   # start_workers COUNT CREDIT TYPES (comma list); WORKER_PIDS
     WORKER_PIDS+=("$LAST_PID")
   done
 }
+start_batch_workers() {   # start_batch_workers COUNT CREDIT TYPES; WORKER_PIDS
+  local n=$1 credit=$2 types=$3 i
+  WORKER_PIDS=()
+  for (( i=0; i<n; i++ )); do
+    spawn "worker-$i-$$" -- "$BIN/bm-bench-worker" noop --endpoint "$BROKER_EP" --types "$types" \
+      --credit "$credit" --batch
+    WORKER_PIDS+=("$LAST_PID")
+  done
+}
 worker_cmd_text() {
   if [ $WORKER_KIND = botmesh-worker ] && [[ "$1" != *,* ]]; then
     echo "BROKER_ENDPOINT=EP botmesh-worker --type $1 --concurrency $CREDIT --noop"
@@ -334,9 +343,17 @@ case_broker_throughput() {   # redis|none [bulk]: bulk = SUBMIT_MANY of BULK_BAT
   for r in $RUN_NOW; do
     [ "$mode" = redis ] && { start_redis || { FAILED=1; stop_all; continue; }; }
     start_broker "$mode"
-    start_workers "$WORKERS" "$CREDIT" python
+    local wtext
+    if [ ${#batch[@]} -gt 0 ]; then
+      # Batches end to end: workers that take JOB_MANY and answer DONE_MANY
+      start_batch_workers "$WORKERS" "$CREDIT" python
+      wtext="bm-bench-worker noop --endpoint EP --types python --credit $CREDIT --batch"
+    else
+      start_workers "$WORKERS" "$CREDIT" python
+      wtext=$(worker_cmd_text python)
+    fi
     local drv=("$BIN/bm-bench" throughput --endpoint "$BROKER_EP" --jobs "$JOBS" --window "$WINDOW" --wait-workers "$WORKERS" "${batch[@]}")
-    record_cmd "$case" "$( [ "$mode" = redis ] && echo "$REDIS_CMD; ")$(broker_env_text); ${WORKERS}x $(worker_cmd_text python); bm-bench throughput --endpoint EP --jobs $JOBS --window $WINDOW --wait-workers $WORKERS$batch_text"
+    record_cmd "$case" "$( [ "$mode" = redis ] && echo "$REDIS_CMD; ")$(broker_env_text); ${WORKERS}x $wtext; bm-bench throughput --endpoint EP --jobs $JOBS --window $WINDOW --wait-workers $WORKERS$batch_text"
     watch_stack
     measure "$case" "$r" "$case-$r" "${drv[@]}"
     stop_all

@@ -1,5 +1,6 @@
 /*  bm_worker_link.c - a worker's BMW01 connection to the broker.  */
 #include "bm_worker_link.h"
+#include "bm_codec_batch.h"
 #include "bm_config.h"
 #include "bm_curve.h"
 #include "bm_endpoints.h"
@@ -34,6 +35,11 @@ struct _bm_worker_link_t {
                                         //  loop pass can refer to it
     int timer;                          //  zloop mode: tick timer id
     bm_msg_t *msg;                      //  Parsed into again and again
+    bool batch;                         //  READY says batch: true
+    bm_msg_t *item;                     //  A JOB_MANY's item, parsed into again and again
+    bool collecting;                    //  In a JOB_MANY: DONEs wait in done_items
+    bm_packer_t done_items;             //  Their encoded bodies, one after the other
+    size_t done_count;                  //  How many
     bm_packer_t packer;                 //  Bodies we send, encoded here
     int64_t last_recv;                  //  Monotonic ms of the broker's last message
     int64_t last_send;                  //  Monotonic ms of our last message
@@ -68,7 +74,7 @@ static void
 s_send_ready (bm_worker_link_t *self)
 {
     bm_codec_ready_t ready = { .type_count = self->type_count, .credit = self->credit,
-                               .has_pid = true, .pid = (int64_t) getpid () };
+                               .has_pid = true, .pid = (int64_t) getpid (), .batch = self->batch };
     snprintf (ready.name, sizeof ready.name, "%s", self->name);
     for (int i = 0; i < self->type_count; i++)
         ready.types [i] = self->types [i];
@@ -205,13 +211,13 @@ s_recv (bm_worker_link_t *self)
 
 //  JOB: to the typed handler (decoded and checked) or the raw one.
 static int
-s_on_job (bm_worker_link_t *self, const msgpack_object *body)
+s_on_job (bm_worker_link_t *self, const bm_msg_t *msg)
 {
     if (!self->handlers.job_decoded)
-        return self->handlers.job (self->arg, body);
+        return self->handlers.job (self->arg, bm_msg_body (msg));
     bm_codec_job_t job;
     bm_codec_error_t error;
-    if (bm_codec_job_decode (self->msg, &job, &error) == 0)
+    if (bm_codec_job_decode (msg, &job, &error) == 0)
         return self->handlers.job_decoded (self->arg, &job);
     //  The job's id comes first: when it is there, end the job now.
     bm_warn (job.job_id [0] ? job.job_id : NULL, "JOB with a bad body (%s): %s",
@@ -224,6 +230,44 @@ s_on_job (bm_worker_link_t *self, const msgpack_object *body)
         bm_worker_link_send_done (self, &done);
     }
     return 0;
+}
+
+//  JOB_MANY: each job as if it came alone; the DONEs sent meanwhile leave
+//  as one DONE_MANY at the end (one alone as a DONE).
+static int
+s_on_job_many (bm_worker_link_t *self)
+{
+    bm_codec_batch_t items;
+    bm_codec_error_t error;
+    if (!self->item || bm_codec_batch_decode (self->msg, &items, &error)) {
+        bm_warn (NULL, "JOB_MANY with a bad body: %s: ignored", self->item ? error.message : "no memory");
+        return 0;
+    }
+    int rc = 0, got;
+    self->collecting = true;
+    while ((got = bm_codec_batch_next (&items, self->item, &error)) != 0) {
+        if (got < 0)
+            bm_warn (NULL, "JOB_MANY item: %s: ignored", error.message);
+        else
+        if (s_on_job (self, self->item))
+            rc = -1;                    //  Stop after this message, the rest handed over
+    }
+    self->collecting = false;
+    if (self->done_count == 1) {
+        bm_packer_write_raw (&self->packer, self->done_items.sbuf.data, self->done_items.sbuf.size);
+        s_send_packed (self, BM_DONE, NULL);
+    }
+    else
+    if (self->done_count > 1) {
+        bm_codec_batch_begin (&self->packer, false, 0, self->done_count);
+        bm_packer_write_raw (&self->packer, self->done_items.sbuf.data, self->done_items.sbuf.size);
+        s_send_packed (self, BM_DONE_MANY, NULL);
+    }
+    self->done_count = 0;
+    bm_packer_reset (&self->done_items);
+    if (self->done_items.sbuf.alloc > 1024 * 1024)
+        bm_packer_destroy (&self->done_items);
+    return rc;
 }
 
 //  CANCEL: to the typed handler or the raw one (or nobody).
@@ -296,7 +340,10 @@ bm_worker_link_dispatch (bm_worker_link_t *self)
         }
         int rc = 0;
         if (command == BM_JOB)
-            rc = s_on_job (self, body);
+            rc = s_on_job (self, self->msg);
+        else
+        if (command == BM_JOB_MANY)
+            rc = s_on_job_many (self);
         else
         if (command == BM_WCANCEL)
             rc = s_on_cancel (self, body);
@@ -388,6 +435,9 @@ bm_worker_link_new (const bm_worker_link_config_t *config, zloop_t *loop,
     self->limit_socket = config->limit_socket;
     self->hwm = config->hwm > 0 ? config->hwm : BM_LINK_HWM;
     self->msg = bm_msg_new ();
+    self->batch = config->batch;
+    self->item = bm_msg_new ();
+    bm_packer_init (&self->done_items);
     bm_packer_init (&self->packer);
     atomic_init (&self->connected, false);
     atomic_init (&self->reconnects, 0);
@@ -418,6 +468,8 @@ bm_worker_link_destroy (bm_worker_link_t **self_p, int linger_ms)
         }
         zsock_destroy (&self->old_dealer);
         bm_msg_destroy (&self->msg);
+        bm_msg_destroy (&self->item);
+        bm_packer_destroy (&self->done_items);
         bm_packer_destroy (&self->packer);
         for (int i = 0; i < self->type_count; i++)
             free (self->types [i]);
@@ -461,6 +513,18 @@ bm_worker_link_send_simple (bm_worker_link_t *self, int command, const char *key
 int
 bm_worker_link_send_done (bm_worker_link_t *self, const bm_codec_done_t *done)
 {
+    if (self->collecting && self->done_count < BM_MAX_BATCH) {
+        size_t before = self->done_items.sbuf.size;
+        bm_codec_done_encode (done, &self->done_items);
+        if (!bm_packer_failed (&self->done_items)) {
+            self->done_count++;
+            return 0;
+        }
+        //  The ones kept so far stay; this one goes alone.
+        bm_error (done->job_id, "no memory to keep a DONE for DONE_MANY: sent alone");
+        self->done_items.sbuf.size = before;
+        self->done_items.failed = false;
+    }
     bm_codec_done_encode (done, &self->packer);
     return s_send_packed (self, BM_DONE, done->job_id);
 }
@@ -702,6 +766,36 @@ bm_worker_link_test (bool verbose)
     BM_CHECK (bm_msg_command (msg) == BM_RELEASE
               && bm_codec_job_notice_decode (msg, &release, &error) == 0
               && streq (release.job_id, "job-3") && release.lost);
+    bm_msg_destroy (&msg);
+
+    //  JOB_MANY: each job as if alone (the good one reaches the handler);
+    //  the DONEs the link sends meanwhile (two jobs that do not decode)
+    //  leave as one DONE_MANY.
+    bm_codec_batch_begin (&packer, false, 0, 3);
+    const char *many_ids [] = { "job-m1", "job-m2", "job-m3" };
+    for (int i = 0; i < 3; i++) {
+        snprintf (job.job_id, sizeof job.job_id, "%s", many_ids [i]);
+        job.timeout_ms = i == 1 ? 1000 : 0;
+        bm_codec_job_encode (&job, &packer);
+    }
+    BM_CHECK (bm_msg_send (router, identity, BM_WORKER_HEADER, BM_JOB_MANY,
+                           packer.sbuf.data, packer.sbuf.size) == 0);
+    bm_packer_reset (&packer);
+    zframe_destroy (&identity);
+    s_test_pump (link, &state, 2, 1);
+    BM_CHECK (streq (state.last_job, "job-m2"));
+    msg = s_test_recv (router, &identity);
+    BM_CHECK (bm_msg_command (msg) == BM_DONE_MANY);
+    bm_codec_batch_t items;
+    BM_CHECK (bm_codec_batch_decode (msg, &items, &error) == 0 && items.count == 2);
+    bm_msg_t *item = bm_msg_new ();
+    const char *bad_ids [] = { "job-m1", "job-m3" };
+    for (int i = 0; i < 2; i++) {
+        BM_CHECK (bm_codec_batch_next (&items, item, &error) == 1);
+        BM_CHECK (bm_codec_done_decode (item, &done, &error) == 0 && !done.ok
+                  && streq (done.job_id, bad_ids [i]) && streq (done.error.code, "bad_request"));
+    }
+    bm_msg_destroy (&item);
     bm_msg_destroy (&msg);
     zframe_destroy (&identity);
 

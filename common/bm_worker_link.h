@@ -27,7 +27,11 @@
         DISCONNECT, HEARTBEAT) are encoded here by bm_codec, into one
         buffer kept for the link's life;
       - sends never block: with a full queue (broker away for long) a
-        message is dropped and logged.
+        message is dropped and logged;
+      - batches (config.batch): each job of a JOB_MANY goes to the job
+        handler as if it came alone, and the DONEs sent while the handlers
+        of one JOB_MANY run leave together, as one DONE_MANY, when its
+        last job has been handed over (a DONE sent later goes alone).
 
     Two ways to drive it:
       - zloop: pass the loop to bm_worker_link_new; the link registers its
@@ -64,6 +68,8 @@ typedef struct {
                                 //  brings a message past max_frame + 4 KB
     int hwm;                    //  Send and receive high-water marks
                                 //  (0: 10000)
+    bool batch;                 //  READY says batch: true; the broker may
+                                //  send JOB_MANY (protocol.md 5a)
 } bm_worker_link_config_t;
 
 //  A JOB or a CANCEL from the broker: its body, borrowed for the call
