@@ -197,8 +197,8 @@ s_job_start (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
 }
 
 //  Start as many queued jobs on a worker that takes batches as its free
-//  credit, the type's permits and BM_MAX_BATCH allow, in one JOB_MANY
-//  {jobs: [JOB body, ...]}; one job goes as a JOB.
+//  credit, the type's permits, BM_MAX_BATCH and the frame size allow, in
+//  one JOB_MANY {jobs: [JOB body, ...]}; one job goes as a JOB.
 static void
 s_job_start_many (bm_broker_t *self, bm_service_t *service, bm_worker_entry_t *worker)
 {
@@ -209,18 +209,31 @@ s_job_start_many (bm_broker_t *self, bm_service_t *service, bm_worker_entry_t *w
         count = service->limit - service->usage;
     if (count > BM_MAX_BATCH)
         count = BM_MAX_BATCH;
-    if (count <= 1) {
-        s_job_start (self, s_queue_pop (service), worker);
+    //  The body stays within the frame size the worker reads (MAX_FRAME_BYTES
+    //  on both sides): a job's body is its payload (and webhook state) plus
+    //  at most 512 bytes of id, type, keys and numbers.
+    bm_job_t *jobs [BM_MAX_BATCH];
+    size_t room = self->config.max_frame > 4096 ? self->config.max_frame - 4096 : 0, size = 16;
+    int64_t taken = 0;
+    while (taken < count) {
+        const bm_job_t *next = (const bm_job_t *) bm_heap_peek (service->queue);
+        size_t need = next->payload_size + next->wh_size + 512;
+        if (taken > 0 && size + need > room)
+            break;
+        jobs [taken++] = s_queue_pop (service);
+        size += need;
+    }
+    if (taken == 1) {
+        s_job_start (self, jobs [0], worker);
         return;
     }
-    bm_job_t *jobs [BM_MAX_BATCH];
+    count = taken;
     bm_body_t body;
     bm_body_init (self, &body);
     msgpack_pack_map (&body.pk, 1);
     bm_pack_str (&body.pk, "jobs");
     msgpack_pack_array (&body.pk, (size_t) count);
     for (int64_t i = 0; i < count; i++) {
-        jobs [i] = s_queue_pop (service);
         s_job_assign (self, jobs [i], worker);
         s_pack_job (&body, jobs [i]);
     }

@@ -232,6 +232,27 @@ s_on_job (bm_worker_link_t *self, const bm_msg_t *msg)
     return 0;
 }
 
+//  The DONEs kept while a JOB_MANY is handed over: one DONE_MANY (one
+//  alone as DONE).
+static void
+s_send_dones (bm_worker_link_t *self)
+{
+    if (self->done_count == 1) {
+        bm_packer_write_raw (&self->packer, self->done_items.sbuf.data, self->done_items.sbuf.size);
+        s_send_packed (self, BM_DONE, NULL);
+    }
+    else
+    if (self->done_count > 1) {
+        bm_codec_batch_begin (&self->packer, false, 0, self->done_count);
+        bm_packer_write_raw (&self->packer, self->done_items.sbuf.data, self->done_items.sbuf.size);
+        s_send_packed (self, BM_DONE_MANY, NULL);
+    }
+    self->done_count = 0;
+    bm_packer_reset (&self->done_items);
+    if (self->done_items.sbuf.alloc > 1024 * 1024)
+        bm_packer_destroy (&self->done_items);
+}
+
 //  JOB_MANY: each job as if it came alone; the DONEs sent meanwhile leave
 //  as one DONE_MANY at the end (one alone as a DONE).
 static int
@@ -253,20 +274,7 @@ s_on_job_many (bm_worker_link_t *self)
             rc = -1;                    //  Stop after this message, the rest handed over
     }
     self->collecting = false;
-    if (self->done_count == 1) {
-        bm_packer_write_raw (&self->packer, self->done_items.sbuf.data, self->done_items.sbuf.size);
-        s_send_packed (self, BM_DONE, NULL);
-    }
-    else
-    if (self->done_count > 1) {
-        bm_codec_batch_begin (&self->packer, false, 0, self->done_count);
-        bm_packer_write_raw (&self->packer, self->done_items.sbuf.data, self->done_items.sbuf.size);
-        s_send_packed (self, BM_DONE_MANY, NULL);
-    }
-    self->done_count = 0;
-    bm_packer_reset (&self->done_items);
-    if (self->done_items.sbuf.alloc > 1024 * 1024)
-        bm_packer_destroy (&self->done_items);
+    s_send_dones (self);
     return rc;
 }
 
@@ -513,9 +521,19 @@ bm_worker_link_send_simple (bm_worker_link_t *self, int command, const char *key
 int
 bm_worker_link_send_done (bm_worker_link_t *self, const bm_codec_done_t *done)
 {
-    if (self->collecting && self->done_count < BM_MAX_BATCH) {
+    if (self->collecting && self->done_count >= BM_MAX_BATCH)
+        s_send_dones (self);
+    if (self->collecting) {
         size_t before = self->done_items.sbuf.size;
         bm_codec_done_encode (done, &self->done_items);
+        //  Within the broker's frame size (MAX_FRAME_BYTES on both sides):
+        //  what was kept leaves first, this one waits alone.
+        if (!bm_packer_failed (&self->done_items) && self->done_count > 0
+        &&  self->done_items.sbuf.size + 16 > self->max_frame) {
+            self->done_items.sbuf.size = before;
+            s_send_dones (self);
+            bm_codec_done_encode (done, &self->done_items);
+        }
         if (!bm_packer_failed (&self->done_items)) {
             self->done_count++;
             return 0;

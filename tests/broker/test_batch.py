@@ -148,6 +148,26 @@ def test():
         w.send(DONE_MANY, {"jobs": [{"jobId": j["jobId"], "ok": True, "result": None} for j in second]})
         h.wait_until(lambda: c.stats()["types"]["java"]["completed"] == 29, 10, "29 java jobs completed")
         h.check(s.redis_cli("HGET", key(ids[-1]), "state") == "completed", "and durable as completed")
+        # JOB_MANY stays within the frame size (MAX_FRAME_BYTES, 2 MiB): four
+        # jobs of 700 KB go as JOB_MANYs of two, whatever the credit.
+        big = ["x" * 700000 + str(i) for i in range(4)]
+        w.send(h.READY, {"name": "w-many", "types": ["java"], "credit": 0, "batch": True})
+        h.wait_until(lambda: c.stats()["workers"][0]["credit"] == 0, 5, "the worker's credit to drop to 0")
+        big_ids = [c.submit("java", p) for p in big]
+        w.send(h.READY, {"name": "w-many", "types": ["java"], "credit": 20, "batch": True})
+        got, messages = [], 0
+        while len(got) < 4:
+            msg = w.recv()
+            h.check(msg is not None and msg[0] in (JOB_MANY, h.JOB), "large jobs arrive", msg and msg[0])
+            jobs = msg[1]["jobs"] if msg[0] == JOB_MANY else [msg[1]]
+            h.check(len(jobs) <= 2, "a JOB_MANY of 700 KB jobs holds at most 2 (2 MiB frames)", len(jobs))
+            got += jobs
+            messages += 1
+        h.check(messages == 2, "four queued 700 KB jobs leave as two JOB_MANYs", messages)
+        h.check([j["jobId"] for j in got] == big_ids and [j["payload"] for j in got] == big,
+                "the four large jobs arrive whole, in order")
+        w.send(DONE_MANY, {"jobs": [{"jobId": j, "ok": True, "result": 1} for j in big_ids]})
+        h.wait_until(lambda: c.stats()["types"]["java"]["completed"] == 33, 10, "33 java jobs completed")
         # A worker without batch: one JOB at a time, as before
         c.submit("java", {"single": 1})
         w2 = FakeWorker(s.endpoint, "w-single", ["java"], 5)
