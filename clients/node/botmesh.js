@@ -32,6 +32,8 @@ const C = {
   SUBMIT_MANY: 0x0a, ACCEPTED_MANY: 0x85, RESULT_MANY: 0x86,
 };
 const MAX_BATCH = 1000;                 // items of one batch message
+const BATCH_BYTES = 1 << 20;            // a batch message's jobs, encoded: at most this much
+                                        // (half of MAX_FRAME_BYTES' default), one large job alone
 const W = {
   READY: 0x01, JOB: 0x02, PROGRESS: 0x03, DONE: 0x04, HEARTBEAT: 0x05, DISCONNECT: 0x06,
   CANCEL: 0x07, RELEASE: 0x08, NACK: 0x09,
@@ -369,7 +371,7 @@ class Client {
   }
 
   /**
-   * SUBMIT_MANY (protocol.md 4a), at most 1,000 jobs a message. jobs: objects
+   * SUBMIT_MANY (protocol.md 4a), at most 1,000 jobs and 1 MiB of them a message. jobs: objects
    * {botType, payload, ...submit's opts}. Resolves one outcome per job, in
    * order: {jobId, duplicate}, or a Rejected (returned, not thrown) naming
    * why that job was refused. A fault of the whole message (no jobs) rejects.
@@ -384,9 +386,22 @@ class Client {
       }
       return Client._submitBody(job.botType, job.payload, job);
     });
+    const chunks = [];
+    let chunk = [];
+    let size = 0;
+    for (const body of bodies) {
+      const n = pack(body).length;
+      if (chunk.length && (chunk.length === MAX_BATCH || size + n > BATCH_BYTES)) {
+        chunks.push(chunk);
+        chunk = [];
+        size = 0;
+      }
+      chunk.push(body);
+      size += n;
+    }
+    chunks.push(chunk);
     const out = [];
-    for (let start = 0; start < bodies.length; start += MAX_BATCH) {
-      const chunk = bodies.slice(start, start + MAX_BATCH);
+    for (const chunk of chunks) {
       const reply = await this._reply(C.SUBMIT_MANY, { jobs: chunk }, opts.requestTimeoutMs, C.ACCEPTED_MANY);
       if (!Array.isArray(reply.jobs) || reply.jobs.length !== chunk.length) {
         throw new ProtocolError('protocol_error', 'ACCEPTED_MANY does not list every job', reply);

@@ -72,6 +72,8 @@ ACCEPTED, REJECTED, REPLY, RESULT = 0x81, 0x82, 0x83, 0x84
 # batches (section 4a): several jobs in one message
 SUBMIT_MANY, ACCEPTED_MANY, RESULT_MANY = 0x0A, 0x85, 0x86
 MAX_BATCH = 1000                     # items of one batch message
+BATCH_BYTES = 1 << 20                # a batch message's jobs, encoded: at most this much
+                                     # (half of MAX_FRAME_BYTES' default), one large job alone
 
 # worker commands (BMW01)
 W_READY, W_JOB, W_PROGRESS, W_DONE, W_HEARTBEAT, W_DISCONNECT, W_CANCEL, W_RELEASE, W_NACK = \
@@ -453,7 +455,8 @@ class Client:
         """SUBMIT_MANY: several jobs, MAX_BATCH to a message (protocol.md 4a).
 
         jobs: dicts with submit()'s keywords (bot_type, payload, webhook_url,
-        priority, idempotency_key, timeout_ms, max_attempts, notify).
+        priority, idempotency_key, timeout_ms, max_attempts, notify).  A
+        message holds at most MAX_BATCH jobs and BATCH_BYTES of them.
         Returns one outcome per job, in order: its JobId (with .duplicate)
         when accepted, or a Rejected (not raised) naming why not.  A fault
         of the whole message (e.g. no jobs) raises Rejected; a job that is
@@ -467,9 +470,17 @@ class Client:
             if not isinstance(job, dict) or "bot_type" not in job:
                 raise TypeError("jobs[%d] must be a dict with a bot_type" % i)
             bodies.append(self._submit_body(**job))
+        chunks, chunk, size = [], [], 0
+        for body in bodies:
+            n = len(_pack(body))
+            if chunk and (len(chunk) == MAX_BATCH or size + n > BATCH_BYTES):
+                chunks.append(chunk)
+                chunk, size = [], 0
+            chunk.append(body)
+            size += n
+        chunks.append(chunk)
         out = []
-        for start in range(0, len(bodies), MAX_BATCH):
-            chunk = bodies[start:start + MAX_BATCH]
+        for chunk in chunks:
             reply = self._reply(SUBMIT_MANY, {"jobs": chunk}, timeout, expect=ACCEPTED_MANY)
             outcomes = reply.get("jobs")
             if not isinstance(outcomes, list) or len(outcomes) != len(chunk):

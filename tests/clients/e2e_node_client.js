@@ -41,6 +41,8 @@ async function rejection(p) { try { await p; } catch (e) { return e; } return nu
   'node client: submitMany gives one outcome per job in order, refusals returned as Rejected', many);
   const mrec = await c.wait(many[3].jobId, { timeoutMs: 20000 });
   check(mrec.state === 'completed' && mrec.result.echo.m === 2, 'node client: a job of submitMany completes with its payload', mrec);
+  const large = await c.submitMany([0, 1, 2, 3].map((i) => ({ botType: 'pywork', payload: { blob: 'z'.repeat(700000), i } })));
+  check(large.every((o) => typeof o.jobId === 'string'), 'node client: 4 jobs of 700 KB accepted (split within the frame size)', large.map((o) => o.code));
   let e = await rejection(c.submitMany([]));
   check(e instanceof bm.Rejected && e.code === 'bad_request', 'node client: submitMany([]) rejects bad_request', e && e.code);
   e = await rejection(c.submit('nosuchtype', {}));

@@ -48,6 +48,13 @@ def main():
         rec = c.status(ids[-1])
         check(rec["payload"] == {"i": 2499}, "the last job kept its own payload", rec["payload"])
 
+        # Large jobs: split by size too (5 x 600 KB is more than one 2 MiB frame)
+        large = c.submit_many([{"bot_type": "python", "payload": {"blob": "y" * 600000, "i": i}}
+                               for i in range(5)])
+        check(all(isinstance(j, botmesh.JobId) for j in large),
+              "5 jobs of 600 KB accepted (sent in messages within the frame size)", large)
+        check(c.status(large[4])["payload"]["i"] == 4, "the last large job is whole")
+
         try:
             c.submit_many([])
         except botmesh.Rejected as e:
