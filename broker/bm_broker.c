@@ -389,7 +389,7 @@ s_free_service (void **item)
 static void
 s_free_worker (void **item)
 {
-    bm_workers_destroy ((bm_worker_entry_t **) item);
+    bm_worker_entry_destroy ((bm_worker_entry_t **) item);
 }
 
 //  Create the broker's state, its socket (not bound yet), its loop and its

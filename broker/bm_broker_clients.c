@@ -369,13 +369,7 @@ s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
                 zlistx_delete (self->finished, job->finished_handle);
                 job->finished_handle = NULL;
             }
-            job->attempts = 0;
-            job->progress = 0;
-            job->started_at = job->finished_at = 0;
-            bm_set_str (&job->error_code, NULL);
-            bm_set_str (&job->error_message, NULL);
-            free (job->result);
-            job->result = NULL;
+            bm_job_reset_outcome (job);
             bm_job_enqueue (self, job);
             self->retried++;
             bm_jobstore_persist_full (self, job, true, NULL, NULL);

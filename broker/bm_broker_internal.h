@@ -30,106 +30,9 @@
 #include <inttypes.h>
 #include <math.h>
 
-typedef enum {
-    JOB_QUEUED, JOB_RUNNING, JOB_COMPLETED, JOB_FAILED, JOB_CANCELLED
-} bm_job_state_t;
-
-#define BM_DURATION_SAMPLES 1024   //  Run times kept per type for percentiles
-
-typedef struct _bm_service_t bm_service_t;
-
-typedef struct _bm_worker_entry_t bm_worker_entry_t;
-
-typedef struct {
-    char id [BM_MAX_ID_LEN + 16];   //  Job id (delivery ids are longer)
-    bm_service_t *service;         //  Its bot type
-    bm_job_state_t state;          //  Current state
-    int64_t priority;           //  Lower runs first
-    int64_t seq;                //  Submission order, FIFO within priority
-    char *payload;              //  msgpack bytes
-    size_t payload_size;
-    char *result;               //  msgpack bytes, when completed
-    size_t result_size;
-    char *webhook_url;          //  Or NULL
-    char *idem_key;             //  Or NULL
-    char *error_code;           //  When failed or cancelled
-    char *error_message;
-    int64_t exit_code;          //  The bot's exit status, when its worker said
-    bool has_exit_code;
-    char *worker_name;          //  Who ran the last attempt
-    bm_worker_entry_t *worker;           //  Running on, or NULL
-    int64_t progress;
-    int64_t attempts;
-    int64_t max_attempts;
-    int64_t timeout_ms;
-    int64_t created_at;         //  Epoch ms
-    int64_t started_at;
-    int64_t finished_at;
-    int64_t queued_mono;        //  When it last entered the queue (mono ms)
-    int64_t deadline;           //  Mono ms, when running
-    int64_t started_mono;       //  When the attempt started (mono ms)
-    bool running_saved;         //  This attempt's running state is in Redis
-    size_t queue_index;         //  In service->queue
-    size_t deadline_index;      //  In broker->deadlines
-    char *wh;                   //  Webhook delivery state (msgpack map)
-    size_t wh_size;
-    bool wh_final;              //  A delivery job's DONE carried its final state
-    int64_t deliveries;         //  Delivery jobs made for this job
-    char *parent;               //  For a delivery job: the job it delivers
-    zframe_t *notify;           //  Client to send RESULT to, or NULL
-    bool durable;               //  Redis confirmed the SUBMIT write
-    bool confirming;            //  Terminal write sent, not yet confirmed
-    void *finished_handle;      //  In broker->finished, when terminal
-    void *recent_handle;        //  In broker->recent
-} bm_job_t;
-
-struct _bm_service_t {
-    char *name;                 //  Bot type
-    int64_t limit;              //  Semaphore size
-    int64_t usage;              //  Permits held
-    int64_t max_queue;          //  Queue bound
-    bm_heap_t *queue;           //  Queued jobs
-    bm_rank_t *rank;            //  Queued jobs per priority (ACCEPTED position)
-    zlistx_t *workers;          //  Workers serving it (not owned)
-    bool configured;            //  A limit was configured
-    bool served;                //  A worker has registered for it since start
-    int64_t confirming;         //  SUBMITs waiting for Redis (count in the bound)
-    uint64_t completed, failed, cancelled, submitted;
-    uint64_t limit_kills;       //  Runs that hit a resource limit (DONE
-                                //  error.limit)
-    double durations [BM_DURATION_SAMPLES];    //  Run times since the last snapshot
-    size_t duration_count;
-    uint64_t snap_completed;    //  completed at the last snapshot
-    bm_series_t *m_queue, *m_usage, *m_waiting, *m_limit, *m_submitted;
-    bm_series_t *m_completed, *m_failed, *m_cancelled, *m_duration, *m_wait;
-};
-
-struct _bm_worker_entry_t {
-    char *key;                  //  Routing identity as hex
-    zframe_t *identity;         //  Routing identity
-    char *name;                 //  As the worker calls itself
-    bm_service_t *services [BM_MAX_WORKER_TYPES];
-    int service_count;
-    int64_t credit;             //  Jobs it may run at once
-    int64_t running;            //  Slots in use (jobs + stopping)
-    zlistx_t *jobs;             //  bm_job_t * running here (not owned)
-    zlistx_t *stopping;         //  Jobs told to stop, slot held until DONE
-                                //  (bm_stopping_t, owned)
-    int64_t expiry;             //  Mono ms: dead if silent until then
-    int64_t heartbeat_at;       //  Mono ms: next heartbeat to send
-    int64_t last_seen;          //  Epoch ms of its last message
-    int64_t pid;
-    bool congested;             //  Its queue was full: no JOBs until heard from
-    bool batch;                 //  READY said batch: JOB_MANY to it (protocol.md 5a)
-    bool holding;               //  Its DONE_MANY is being read: no JOB until its end
-};
-
-//  A job that ended while its bot still ran: the slot (credit and permit)
-//  stays taken until the worker's DONE for it arrives.
-typedef struct {
-    char id [BM_MAX_ID_LEN + 16];
-    bm_service_t *service;
-} bm_stopping_t;
+#include "bm_job.h"
+#include "bm_service.h"
+#include "bm_worker_entry.h"
 
 //  A callback waiting for a write to be confirmed.
 typedef struct {
@@ -235,8 +138,6 @@ typedef struct {
     bool has_req;
 } bm_pending_t;
 
-//  The job states' names, by bm_job_state_t.
-extern const char *bm_job_state_names [];
 
 //  bm_broker.c: copies, body buffers, sending without blocking
 char *bm_memdup (const void *data, size_t size);
@@ -255,16 +156,7 @@ int bm_broker_send_worker (bm_broker_t *self, bm_worker_entry_t *worker, int com
 void bm_broker_send_worker_simple (bm_broker_t *self, zframe_t *identity, int command,
                                    const char *code, const char *message);
 
-//  bm_job.c: one job, the job table
-bool bm_job_queue_less (const void *a, const void *b);
-void bm_job_queue_index (void *item, size_t index);
-bool bm_job_deadline_less (const void *a, const void *b);
-void bm_job_deadline_index (void *item, size_t index);
-bm_job_t *bm_job_new (void);
-void bm_job_destroy (bm_job_t **job_p);
-bool bm_job_terminal (const bm_job_t *job);
-bool bm_job_is_delivery (const bm_job_t *job);
-void bm_job_pack_record (msgpack_packer *pk, const bm_job_t *job, bool full);
+//  bm_job.c: the job table, the end of a job (the class: bm_job.h)
 bm_job_t *bm_job_insert (bm_broker_t *self, bm_job_t *job);
 void bm_job_delete (bm_broker_t *self, bm_job_t *job);
 void bm_job_send_result (bm_broker_t *self, bm_job_t *job);
@@ -289,18 +181,13 @@ bm_job_t *bm_jobstore_job_from_hash (bm_broker_t *self, redisReply *reply);
 void bm_jobstore_save_running (bm_broker_t *self, int64_t now);
 void bm_jobstore_on_store_state (bool up, void *arg);
 
-//  bm_service.c: bot types, their queues and semaphores, dispatch
-void bm_service_destroy (bm_service_t **self_p);
+//  bm_service.c: the broker's bot types, dispatch (the class: bm_service.h)
 bm_service_t *bm_service_require (bm_broker_t *self, const char *name);
-int64_t bm_service_waiting_for_permit (bm_service_t *service);
-void bm_service_queue_remove (bm_service_t *service, bm_job_t *job);
-int64_t bm_service_queue_position (bm_service_t *service, const bm_job_t *job);
 void bm_dispatch (bm_broker_t *self, bm_service_t *service);
 void bm_dispatch_worker (bm_broker_t *self, bm_worker_entry_t *worker);
 void bm_job_enqueue (bm_broker_t *self, bm_job_t *job);
 void bm_job_unassign (bm_broker_t *self, bm_job_t *job);
 void bm_job_requeue (bm_broker_t *self, bm_job_t *job, const char *reason);
-bool bm_service_known (const bm_service_t *service);
 bool bm_service_type_known (bm_broker_t *self, const char *name);
 
 //  bm_broker_ha.c: leader and standby (BROKER_HA=redis)
@@ -320,8 +207,8 @@ char *bm_delivery_simple_state (bm_broker_t *self, const char *state, int64_t at
 void bm_delivery_create (bm_broker_t *self, bm_job_t *parent);
 void bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_codec_webhook_t *state);
 
-//  bm_broker_workers.c: workers and BMW01
-void bm_workers_destroy (bm_worker_entry_t **self_p);
+//  bm_broker_workers.c: the broker's workers and BMW01 (the class:
+//  bm_worker_entry.h)
 void bm_workers_delete (bm_broker_t *self, bm_worker_entry_t *worker, const char *reason);
 void bm_workers_stop_job (bm_broker_t *self, bm_job_t *job, const char *reason);
 void bm_workers_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg);

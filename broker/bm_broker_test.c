@@ -6,13 +6,19 @@
 #include "bm_heap.h"
 #include "bm_idem.h"
 #include "bm_lease.h"
+#include "bm_job.h"
 #include "bm_rank.h"
+#include "bm_service.h"
+#include "bm_worker_entry.h"
 #include "bm_selftest.h"
 
 static const bm_selftest_t s_tests [] = {
     { "heap", bm_heap_test },
     { "rank", bm_rank_test },
     { "idem", bm_idem_test },
+    { "job", bm_job_test },
+    { "service", bm_service_test },
+    { "worker_entry", bm_worker_entry_test },
     { "broker", bm_broker_test },
     { "lease", bm_lease_test },
     { NULL, NULL }

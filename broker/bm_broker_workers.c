@@ -6,28 +6,6 @@
 #include "bm_broker_internal.h"
 #include "bm_codec_batch.h"
 
-void
-bm_workers_destroy (bm_worker_entry_t **self_p)
-{
-    if (*self_p) {
-        bm_worker_entry_t *worker = *self_p;
-        free (worker->key);
-        free (worker->name);
-        zframe_destroy (&worker->identity);
-        zlistx_destroy (&worker->jobs);
-        zlistx_destroy (&worker->stopping);
-        free (worker);
-        *self_p = NULL;
-    }
-}
-
-static void
-s_stopping_free (void **item)
-{
-    free (*item);
-    *item = NULL;
-}
-
 //  Unlink a worker everywhere, re-queue its jobs, free it.
 void
 bm_workers_delete (bm_broker_t *self, bm_worker_entry_t *worker, const char *reason)
@@ -44,10 +22,8 @@ bm_workers_delete (bm_broker_t *self, bm_worker_entry_t *worker, const char *rea
     while ((job = (bm_job_t *) zlistx_first (worker->jobs)))
         bm_job_requeue (self, job, "worker_lost");
     bm_stopping_t *stop;
-    while ((stop = (bm_stopping_t *) zlistx_first (worker->stopping))) {
-        stop->service->usage--;
-        zlistx_delete (worker->stopping, zlistx_cursor (worker->stopping));
-    }
+    while ((stop = (bm_stopping_t *) zlistx_first (worker->stopping)))
+        bm_worker_entry_stopping_take (worker, stop->id)->usage--;
     bm_service_t *services [BM_MAX_WORKER_TYPES];
     int count = worker->service_count;
     memcpy (services, worker->services, sizeof services);
@@ -101,27 +77,15 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
         bm_dispatch_worker (self, worker);
         return;
     }
-    worker = (bm_worker_entry_t *) zmalloc (sizeof (bm_worker_entry_t));
-    worker->key = strdup (key);
-    worker->identity = zframe_dup (identity);
-    worker->name = strdup (name);
-    worker->credit = credit;
-    worker->jobs = zlistx_new ();
-    worker->stopping = zlistx_new ();
-    zlistx_set_destructor (worker->stopping, s_stopping_free);
+    worker = bm_worker_entry_new (key, identity, name, credit);
     if (ready.has_pid)
         worker->pid = ready.pid;
     worker->batch = ready.batch;
-    for (int i = 0; i < count; i++) {
-        bool dup = false;
-        for (int j = 0; j < worker->service_count; j++)
-            dup |= worker->services [j] == services [i];
-        if (!dup) {
-            worker->services [worker->service_count++] = services [i];
+    for (int i = 0; i < count; i++)
+        if (bm_worker_entry_add_service (worker, services [i])) {
             zlistx_add_end (services [i]->workers, worker);
             services [i]->served = true;
         }
-    }
     worker->expiry = bm_mono_ms () + self->config.heartbeat_ms * self->config.liveness;
     worker->heartbeat_at = bm_mono_ms () + self->config.heartbeat_ms;
     worker->last_seen = bm_now_ms ();
@@ -141,18 +105,13 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
 static bool
 s_worker_release_stopping (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
 {
-    bm_stopping_t *stop = (bm_stopping_t *) zlistx_first (worker->stopping);
-    while (stop) {
-        if (streq (stop->id, id)) {
-            stop->service->usage--;
-            worker->running--;
-            zlistx_delete (worker->stopping, zlistx_cursor (worker->stopping));
-            bm_dispatch_worker (self, worker);
-            return true;
-        }
-        stop = (bm_stopping_t *) zlistx_next (worker->stopping);
-    }
-    return false;
+    bm_service_t *service = bm_worker_entry_stopping_take (worker, id);
+    if (!service)
+        return false;
+    service->usage--;
+    worker->running--;
+    bm_dispatch_worker (self, worker);
+    return true;
 }
 
 //  Tell a worker to stop a job that has ended (timeout, cancel); keep the
@@ -161,10 +120,7 @@ void
 bm_workers_stop_job (bm_broker_t *self, bm_job_t *job, const char *reason)
 {
     bm_worker_entry_t *worker = job->worker;
-    bm_stopping_t *stop = (bm_stopping_t *) zmalloc (sizeof (bm_stopping_t));
-    snprintf (stop->id, sizeof stop->id, "%s", job->id);
-    stop->service = job->service;
-    zlistx_add_end (worker->stopping, stop);
+    bm_worker_entry_stopping_add (worker, job->id, job->service);
     //  Keep the permit and the credit: bump them so bm_job_unassign's
     //  release leaves them held by the stopping entry.
     worker->running++;
@@ -288,9 +244,7 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
                           "the result is larger than MAX_PAYLOAD_BYTES");
             return;
         }
-        free (job->result);
-        job->result = packed;
-        job->result_size = size;
+        bm_job_set_result (job, packed, size);
         job->progress = 100;
         bm_job_finish (self, job, JOB_COMPLETED, NULL, NULL);
     }

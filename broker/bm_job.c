@@ -1,4 +1,6 @@
-/*  bm_job.c - one job: its life, its record, its end.
+/*  bm_job.c - one job: the class (bm_job.h: fields, record, order), and
+    what the broker does with its jobs: the job table, ending a job,
+    RESULT, eviction, ids.
 
     Jobs live in the broker's job table (id -> bm_job_t, owned); this file
     creates, packs (protocol.md section 3), ends and forgets them.  */
@@ -72,6 +74,33 @@ bool
 bm_job_is_delivery (const bm_job_t *job)
 {
     return job->parent != NULL;
+}
+
+void
+bm_job_set_error (bm_job_t *job, const char *code, const char *message)
+{
+    bm_set_str (&job->error_code, code);
+    bm_set_str (&job->error_message, code ? message : NULL);
+}
+
+void
+bm_job_set_result (bm_job_t *job, char *result, size_t size)
+{
+    free (job->result);
+    job->result = result;
+    job->result_size = result ? size : 0;
+}
+
+void
+bm_job_reset_outcome (bm_job_t *job)
+{
+    job->attempts = 0;
+    job->progress = 0;
+    job->started_at = job->finished_at = 0;
+    job->has_exit_code = false;
+    job->exit_code = 0;
+    bm_job_set_error (job, NULL, NULL);
+    bm_job_set_result (job, NULL, 0);
 }
 
 //  Pack a job's record (protocol.md section 3).  full = with payload and
@@ -195,8 +224,7 @@ bm_job_finish (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
     job->state = state;
     job->finished_at = bm_now_ms ();
     if (state == JOB_COMPLETED) {
-        bm_set_str (&job->error_code, NULL);
-        bm_set_str (&job->error_message, NULL);
+        bm_job_set_error (job, NULL, NULL);
         if (job->started_at) {
             double secs = (job->finished_at - job->started_at) / 1000.0;
             bm_series_observe (job->service->m_duration, secs);
@@ -204,10 +232,8 @@ bm_job_finish (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
             service->durations [service->duration_count++ % BM_DURATION_SAMPLES] = secs * 1000.0;
         }
     }
-    else {
-        bm_set_str (&job->error_code, code);
-        bm_set_str (&job->error_message, message);
-    }
+    else
+        bm_job_set_error (job, code, message);
     bm_log (state == JOB_COMPLETED ? BM_DEBUG : BM_INFO, job->id, "%s%s%s%s",
             bm_job_state_names [state], code ? " (" : "", code ? code : "", code ? ")" : "");
     bm_jobstore_persist_terminal (self, job);
@@ -256,4 +282,93 @@ bm_job_make_id (bm_broker_t *self, char *id, size_t size)
     for (int shift = 28; shift >= 0; shift -= 4)
         *p++ = hex [(counter >> shift) & 15];
     *p = 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+void
+bm_job_test (bool verbose)
+{
+    (void) verbose;
+    printf (" * bm_job: ");
+    bm_service_t *service = bm_service_new ("python", 1, 10);
+    bm_job_t *job = bm_job_new ();
+    BM_CHECK (job && job->state == JOB_QUEUED && job->queue_index == SIZE_MAX
+              && job->deadline_index == SIZE_MAX && !bm_job_terminal (job));
+    snprintf (job->id, sizeof job->id, "j-1");
+    job->service = service;
+    job->priority = 3;
+    job->seq = 7;
+    job->max_attempts = 3;
+    job->timeout_ms = 1000;
+    job->created_at = 1764360000000;
+    job->payload = bm_memdup ("\x81\xa1n\x01", 4);     //  {n: 1}
+    job->payload_size = 4;
+
+    //  Order: priority, then submission; deadlines by time.
+    bm_job_t *other = bm_job_new ();
+    other->priority = 3;
+    other->seq = 8;
+    BM_CHECK (bm_job_queue_less (job, other) && !bm_job_queue_less (other, job));
+    other->priority = 0;
+    BM_CHECK (bm_job_queue_less (other, job));
+    job->deadline = 100, other->deadline = 200;
+    BM_CHECK (bm_job_deadline_less (job, other) && !bm_job_deadline_less (other, job));
+    bm_job_destroy (&other);
+    BM_CHECK (other == NULL);
+
+    //  States: terminal from completed on; a delivery has a parent.
+    job->state = JOB_RUNNING;
+    BM_CHECK (!bm_job_terminal (job) && !bm_job_is_delivery (job));
+    job->state = JOB_FAILED;
+    bm_job_set_error (job, "bot_failed", "Traceback...");
+    job->has_exit_code = true, job->exit_code = 3;
+    job->attempts = 2;
+    job->finished_at = 1764360001000;
+    BM_CHECK (bm_job_terminal (job) && streq (job->error_code, "bot_failed"));
+
+    //  Its record, read back with the codec the clients use.
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    bm_job_pack_record (&packer.pk, job, true);
+    BM_CHECK (!bm_packer_failed (&packer));
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    BM_CHECK (msgpack_unpack_next (&unpacked, packer.sbuf.data, packer.sbuf.size, NULL)
+              == MSGPACK_UNPACK_SUCCESS);
+    bm_codec_record_t record;
+    bm_codec_error_t error;
+    BM_CHECK (bm_codec_record_decode (&unpacked.data, &record, &error) == 0);
+    BM_CHECK (streq (record.job_id, "j-1") && streq (record.bot_type, "python")
+              && streq (record.state, "failed") && record.priority == 3
+              && record.attempts == 2 && record.max_attempts == 3
+              && record.timeout_ms == 1000 && record.finished_at == 1764360001000
+              && record.has_error && streq (record.error.code, "bot_failed")
+              && record.error.has_exit_code && record.error.exit_code == 3);
+    BM_CHECK (record.payload.obj && record.payload.obj->type == MSGPACK_OBJECT_MAP);
+    BM_CHECK (!record.result.obj && !record.has_webhook && !record.worker.ptr);
+    msgpack_unpacked_destroy (&unpacked);
+
+    //  RETRY forgets the outcome; a result is taken over.
+    bm_job_reset_outcome (job);
+    BM_CHECK (job->attempts == 0 && !job->error_code && !job->error_message
+              && !job->has_exit_code && job->finished_at == 0 && !job->result);
+    bm_job_set_result (job, bm_memdup ("\xc3", 1), 1);
+    BM_CHECK (job->result && job->result_size == 1);
+    bm_packer_reset (&packer);
+    bm_job_pack_record (&packer.pk, job, false);         //  LIST: no payload, no result
+    msgpack_unpacked_init (&unpacked);
+    BM_CHECK (msgpack_unpack_next (&unpacked, packer.sbuf.data, packer.sbuf.size, NULL)
+              == MSGPACK_UNPACK_SUCCESS);
+    BM_CHECK (bm_codec_record_decode (&unpacked.data, &record, &error) == 0
+              && !record.payload.obj && !record.result.obj && !record.has_error);
+    msgpack_unpacked_destroy (&unpacked);
+    bm_packer_destroy (&packer);
+
+    bm_job_destroy (&job);
+    BM_CHECK (job == NULL);
+    bm_job_destroy (&job);
+    bm_service_destroy (&service);
+    printf ("OK\n");
 }

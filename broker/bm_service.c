@@ -5,6 +5,23 @@
     job starts when its type has a free permit and a worker has credit.  */
 #include "bm_broker_internal.h"
 
+bm_service_t *
+bm_service_new (const char *name, int64_t limit, int64_t max_queue)
+{
+    bm_service_t *self = (bm_service_t *) zmalloc (sizeof (bm_service_t));
+    self->name = strdup (name);
+    if (!self->name) {
+        bm_error (NULL, "out of memory creating bot type %s", name);
+        abort ();
+    }
+    self->limit = limit;
+    self->max_queue = max_queue;
+    self->queue = bm_heap_new (bm_job_queue_less, bm_job_queue_index);
+    self->rank = bm_rank_new ();
+    self->workers = zlistx_new ();
+    return self;
+}
+
 void
 bm_service_destroy (bm_service_t **self_p)
 {
@@ -34,17 +51,7 @@ bm_service_require (bm_broker_t *self, const char *name)
     bm_service_t *service = (bm_service_t *) zhashx_lookup (self->services, name);
     if (service)
         return service;
-    service = (bm_service_t *) zmalloc (sizeof (bm_service_t));
-    service->name = strdup (name);
-    service->limit = self->config.default_limit;
-    service->max_queue = self->config.max_queue;
-    service->queue = bm_heap_new (bm_job_queue_less, bm_job_queue_index);
-    service->rank = bm_rank_new ();
-    if (!service->rank) {
-        zsys_error ("broker: out of memory creating the queue of %s", name);
-        abort ();
-    }
-    service->workers = zlistx_new ();
+    service = bm_service_new (name, self->config.default_limit, self->config.max_queue);
     service->m_queue = bm_metric_series (self->mf_queue, name);
     service->m_usage = bm_metric_series (self->mf_usage, name);
     service->m_waiting = bm_metric_series (self->mf_waiting, name);
@@ -69,8 +76,7 @@ bm_service_waiting_for_permit (bm_service_t *service)
     int64_t free_credit = 0;
     bm_worker_entry_t *worker = (bm_worker_entry_t *) zlistx_first (service->workers);
     while (worker) {
-        if (worker->credit > worker->running)
-            free_credit += worker->credit - worker->running;
+        free_credit += bm_worker_entry_free_credit (worker);
         worker = (bm_worker_entry_t *) zlistx_next (service->workers);
     }
     int64_t queued = (int64_t) bm_heap_size (service->queue);
@@ -78,16 +84,23 @@ bm_service_waiting_for_permit (bm_service_t *service)
 }
 
 //  The queue and its per-priority counts change together.
-static void
-s_queue_push (bm_service_t *service, bm_job_t *job)
+void
+bm_service_queue_push (bm_service_t *service, bm_job_t *job)
 {
     bm_heap_push (service->queue, job);
     if (bm_rank_add (service->rank, job->priority))
-        zsys_error ("broker: out of memory counting the queue of %s", service->name);
+        bm_error (job->id, "out of memory counting the queue of %s: positions are off",
+                  service->name);
 }
 
-static bm_job_t *
-s_queue_pop (bm_service_t *service)
+size_t
+bm_service_queue_size (const bm_service_t *service)
+{
+    return bm_heap_size (service->queue);
+}
+
+bm_job_t *
+bm_service_queue_pop (bm_service_t *service)
 {
     bm_job_t *job = (bm_job_t *) bm_heap_pop (service->queue);
     if (job)
@@ -167,7 +180,7 @@ s_job_sent (bm_broker_t *self, bm_job_t *job, bool sent)
         bm_job_unassign (self, job);
         job->attempts--;
         job->state = JOB_QUEUED;
-        s_queue_push (job->service, job);
+        bm_service_queue_push (job->service, job);
         return;
     }
     int64_t now = bm_mono_ms ();
@@ -220,7 +233,7 @@ s_job_start_many (bm_broker_t *self, bm_service_t *service, bm_worker_entry_t *w
         size_t need = next->payload_size + next->wh_size + 512;
         if (taken > 0 && size + need > room)
             break;
-        jobs [taken++] = s_queue_pop (service);
+        jobs [taken++] = bm_service_queue_pop (service);
         size += need;
     }
     if (taken == 1) {
@@ -273,7 +286,7 @@ bm_dispatch (bm_broker_t *self, bm_service_t *service)
         if (worker->batch)
             s_job_start_many (self, service, worker);
         else
-            s_job_start (self, s_queue_pop (service), worker);
+            s_job_start (self, bm_service_queue_pop (service), worker);
     }
     s_service_gauges (service);
     bm_series_set (service->m_waiting, (double) bm_service_waiting_for_permit (service));
@@ -294,7 +307,7 @@ bm_job_enqueue (bm_broker_t *self, bm_job_t *job)
     job->state = JOB_QUEUED;
     job->worker = NULL;
     job->queued_mono = bm_mono_ms ();
-    s_queue_push (job->service, job);
+    bm_service_queue_push (job->service, job);
 }
 
 //  Take a running job off its worker: slot, permit and deadline.
@@ -347,4 +360,72 @@ bm_service_type_known (bm_broker_t *self, const char *name)
 {
     bm_service_t *service = (bm_service_t *) zhashx_lookup (self->services, name);
     return service && bm_service_known (service);
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+void
+bm_service_test (bool verbose)
+{
+    (void) verbose;
+    printf (" * bm_service: ");
+    bm_service_t *service = bm_service_new ("python", 1, 100);
+    BM_CHECK (service && streq (service->name, "python") && service->limit == 1);
+    BM_CHECK (bm_service_queue_size (service) == 0 && !bm_service_queue_pop (service));
+    BM_CHECK (!bm_service_known (service));
+
+    //  The queue: lower priority number first, then submission order.
+    struct { int64_t priority, seq; } order [] = { { 3, 1 }, { 1, 2 }, { 3, 3 }, { 0, 4 } };
+    bm_job_t *jobs [4];
+    for (int i = 0; i < 4; i++) {
+        jobs [i] = bm_job_new ();
+        snprintf (jobs [i]->id, sizeof jobs [i]->id, "j-%d", i + 1);
+        jobs [i]->service = service;
+        jobs [i]->priority = order [i].priority;
+        jobs [i]->seq = order [i].seq;
+        bm_service_queue_push (service, jobs [i]);
+    }
+    BM_CHECK (bm_service_queue_size (service) == 4 && bm_service_known (service));
+    //  Places: j-4 (0), j-2 (1), j-1 (3, first), j-3 (3, second).
+    BM_CHECK (bm_service_queue_position (service, jobs [3]) == 1);
+    BM_CHECK (bm_service_queue_position (service, jobs [1]) == 2);
+    BM_CHECK (bm_service_queue_position (service, jobs [0]) == 3);
+    BM_CHECK (bm_service_queue_position (service, jobs [2]) == 4);
+    BM_CHECK (bm_rank_upto (service->rank, 3) == 4 && bm_rank_upto (service->rank, 1) == 2);
+
+    //  Removal keeps the order and the per-priority counts together;
+    //  removing a job that is not queued changes nothing.
+    bm_service_queue_remove (service, jobs [1]);
+    BM_CHECK (jobs [1]->queue_index == SIZE_MAX && bm_service_queue_size (service) == 3);
+    bm_service_queue_remove (service, jobs [1]);
+    BM_CHECK (bm_service_queue_size (service) == 3 && bm_rank_upto (service->rank, 1) == 1);
+    BM_CHECK (bm_service_queue_position (service, jobs [2]) == 3);
+    BM_CHECK (bm_service_queue_pop (service) == jobs [3]);
+    BM_CHECK (bm_service_queue_pop (service) == jobs [0]);
+    BM_CHECK (bm_service_queue_pop (service) == jobs [2]);
+    BM_CHECK (bm_service_queue_pop (service) == NULL && bm_rank_upto (service->rank, 3) == 0);
+
+    //  Waiting for a permit: queued jobs that free credit could take, only
+    //  while every permit is held.
+    for (int i = 0; i < 3; i++)
+        bm_service_queue_push (service, jobs [i]);
+    zframe_t *identity = zframe_new ("w", 1);
+    bm_worker_entry_t *worker = bm_worker_entry_new ("77", identity, "w-1", 2);
+    zframe_destroy (&identity);
+    zlistx_add_end (service->workers, worker);
+    BM_CHECK (bm_service_waiting_for_permit (service) == 0);   //  A permit is free
+    service->usage = 1;
+    BM_CHECK (bm_service_waiting_for_permit (service) == 2);   //  min (3 queued, 2 credit)
+    worker->running = 2;
+    BM_CHECK (bm_service_waiting_for_permit (service) == 0);   //  No free credit
+
+    while (bm_service_queue_pop (service))
+        ;
+    bm_worker_entry_destroy (&worker);
+    for (int i = 0; i < 4; i++)
+        bm_job_destroy (&jobs [i]);
+    bm_service_destroy (&service);
+    BM_CHECK (service == NULL);
+    printf ("OK\n");
 }

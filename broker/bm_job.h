@@ -1,0 +1,97 @@
+/*  bm_job.h - one job as the broker holds it: its fields, its record
+    (protocol.md section 3), its order in a queue and on the deadline heap.
+
+    Ownership: the broker's job table owns its jobs (bm_job_destroy when a
+    job is forgotten); queues (bm_service_t), the deadline heap, a worker's
+    job list and the recent and finished lists only point at them.  The
+    class knows one job alone; what the broker does with its jobs (the
+    table, ending a job, RESULT, eviction) is declared in
+    bm_broker_internal.h.  Self-test: bm_job_test (CTest broker.unit.job).  */
+#ifndef BM_JOB_H
+#define BM_JOB_H
+
+#include "bm_proto.h"
+
+#include <czmq.h>
+
+typedef enum {
+    JOB_QUEUED, JOB_RUNNING, JOB_COMPLETED, JOB_FAILED, JOB_CANCELLED
+} bm_job_state_t;
+
+typedef struct _bm_service_t bm_service_t;
+typedef struct _bm_worker_entry_t bm_worker_entry_t;
+
+typedef struct {
+    char id [BM_MAX_ID_LEN + 16];   //  Job id (delivery ids are longer)
+    bm_service_t *service;         //  Its bot type
+    bm_job_state_t state;          //  Current state
+    int64_t priority;           //  Lower runs first
+    int64_t seq;                //  Submission order, FIFO within priority
+    char *payload;              //  msgpack bytes
+    size_t payload_size;
+    char *result;               //  msgpack bytes, when completed
+    size_t result_size;
+    char *webhook_url;          //  Or NULL
+    char *idem_key;             //  Or NULL
+    char *error_code;           //  When failed or cancelled
+    char *error_message;
+    int64_t exit_code;          //  The bot's exit status, when its worker said
+    bool has_exit_code;
+    char *worker_name;          //  Who ran the last attempt
+    bm_worker_entry_t *worker;           //  Running on, or NULL
+    int64_t progress;
+    int64_t attempts;
+    int64_t max_attempts;
+    int64_t timeout_ms;
+    int64_t created_at;         //  Epoch ms
+    int64_t started_at;
+    int64_t finished_at;
+    int64_t queued_mono;        //  When it last entered the queue (mono ms)
+    int64_t deadline;           //  Mono ms, when running
+    int64_t started_mono;       //  When the attempt started (mono ms)
+    bool running_saved;         //  This attempt's running state is in Redis
+    size_t queue_index;         //  In service->queue
+    size_t deadline_index;      //  In broker->deadlines
+    char *wh;                   //  Webhook delivery state (msgpack map)
+    size_t wh_size;
+    bool wh_final;              //  A delivery job's DONE carried its final state
+    int64_t deliveries;         //  Delivery jobs made for this job
+    char *parent;               //  For a delivery job: the job it delivers
+    zframe_t *notify;           //  Client to send RESULT to, or NULL
+    bool durable;               //  Redis confirmed the SUBMIT write
+    bool confirming;            //  Terminal write sent, not yet confirmed
+    void *finished_handle;      //  In broker->finished, when terminal
+    void *recent_handle;        //  In broker->recent
+} bm_job_t;
+
+//  The job states' names, by bm_job_state_t.
+extern const char *bm_job_state_names [];
+
+//  A job with nothing set, in no queue and on no heap.
+bm_job_t *bm_job_new (void);
+//  Free a job and what it owns; *self_p becomes NULL.
+void bm_job_destroy (bm_job_t **self_p);
+//  Completed, failed or cancelled.
+bool bm_job_terminal (const bm_job_t *self);
+//  A webhook delivery job (it has a parent).
+bool bm_job_is_delivery (const bm_job_t *self);
+//  Its error (copied; code NULL: none).
+void bm_job_set_error (bm_job_t *self, const char *code, const char *message);
+//  Its result: msgpack bytes the job takes over (NULL: none).
+void bm_job_set_result (bm_job_t *self, char *result, size_t size);
+//  Forget the last run's outcome before the job runs again (RETRY):
+//  attempts, progress, times, error and result.
+void bm_job_reset_outcome (bm_job_t *self);
+//  Pack its record; full: with payload and result.
+void bm_job_pack_record (msgpack_packer *pk, const bm_job_t *self, bool full);
+//  Queue order (priority, then submission) and deadline order, with the
+//  index callbacks bm_heap keeps up to date.
+bool bm_job_queue_less (const void *a, const void *b);
+void bm_job_queue_index (void *item, size_t index);
+bool bm_job_deadline_less (const void *a, const void *b);
+void bm_job_deadline_index (void *item, size_t index);
+
+//  Self test.
+void bm_job_test (bool verbose);
+
+#endif

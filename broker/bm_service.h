@@ -1,0 +1,64 @@
+/*  bm_service.h - a bot type (Majordomo's service): its priority queue,
+    its semaphore of MAX_<TYPE>_BOTS permits, its workers and counts.
+
+    Ownership: the broker's services table owns its services; the queue
+    and the workers list only point at jobs and worker entries.  The class
+    keeps the queue and its per-priority counts (bm_rank) together; making
+    a broker's service with its metric series, and dispatch, are the
+    broker's (bm_broker_internal.h).  Self-test: bm_service_test (CTest
+    broker.unit.service).  */
+#ifndef BM_SERVICE_H
+#define BM_SERVICE_H
+
+#include "bm_heap.h"
+#include "bm_job.h"
+#include "bm_metrics.h"
+#include "bm_rank.h"
+
+#define BM_DURATION_SAMPLES 1024   //  Run times kept per type for percentiles
+
+struct _bm_service_t {
+    char *name;                 //  Bot type
+    int64_t limit;              //  Semaphore size
+    int64_t usage;              //  Permits held
+    int64_t max_queue;          //  Queue bound
+    bm_heap_t *queue;           //  Queued jobs
+    bm_rank_t *rank;            //  Queued jobs per priority (ACCEPTED position)
+    zlistx_t *workers;          //  Workers serving it (not owned)
+    bool configured;            //  A limit was configured
+    bool served;                //  A worker has registered for it since start
+    int64_t confirming;         //  SUBMITs waiting for Redis (count in the bound)
+    uint64_t completed, failed, cancelled, submitted;
+    uint64_t limit_kills;       //  Runs that hit a resource limit (DONE
+                                //  error.limit)
+    double durations [BM_DURATION_SAMPLES];    //  Run times since the last snapshot
+    size_t duration_count;
+    uint64_t snap_completed;    //  completed at the last snapshot
+    bm_series_t *m_queue, *m_usage, *m_waiting, *m_limit, *m_submitted;
+    bm_series_t *m_completed, *m_failed, *m_cancelled, *m_duration, *m_wait;
+};
+
+//  A service with an empty queue and no workers; its metric series are
+//  NULL until the broker sets them.
+bm_service_t *bm_service_new (const char *name, int64_t limit, int64_t max_queue);
+//  Free it (not its jobs or workers); *self_p becomes NULL.
+void bm_service_destroy (bm_service_t **self_p);
+//  Queue a job (its priority and seq order it).
+void bm_service_queue_push (bm_service_t *self, bm_job_t *job);
+//  The next job to run, out of the queue; NULL when empty.
+bm_job_t *bm_service_queue_pop (bm_service_t *self);
+//  Take a job out of the queue, if it is in it.
+void bm_service_queue_remove (bm_service_t *self, bm_job_t *job);
+//  How many jobs are queued.
+size_t bm_service_queue_size (const bm_service_t *self);
+//  A queued job's place, 1 = next (a scan: for RETRY, not every SUBMIT).
+int64_t bm_service_queue_position (bm_service_t *self, const bm_job_t *job);
+//  Queued jobs a worker with free credit could take, but no permit is free.
+int64_t bm_service_waiting_for_permit (bm_service_t *self);
+//  Configured, served by a worker since start, or ever submitted to.
+bool bm_service_known (const bm_service_t *self);
+
+//  Self test.
+void bm_service_test (bool verbose);
+
+#endif

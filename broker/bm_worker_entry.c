@@ -1,0 +1,136 @@
+/*  bm_worker_entry.c - a worker as the broker sees it.  See
+    bm_worker_entry.h.  */
+#include "bm_broker_internal.h"
+
+static void
+s_stopping_free (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+bm_worker_entry_t *
+bm_worker_entry_new (const char *key, zframe_t *identity, const char *name, int64_t credit)
+{
+    bm_worker_entry_t *self = (bm_worker_entry_t *) zmalloc (sizeof (bm_worker_entry_t));
+    self->key = strdup (key);
+    self->identity = zframe_dup (identity);
+    self->name = strdup (name);
+    if (!self->key || !self->identity || !self->name) {
+        bm_error (NULL, "out of memory registering worker %s", name);
+        abort ();
+    }
+    self->credit = credit;
+    self->jobs = zlistx_new ();
+    self->stopping = zlistx_new ();
+    zlistx_set_destructor (self->stopping, s_stopping_free);
+    return self;
+}
+
+void
+bm_worker_entry_destroy (bm_worker_entry_t **self_p)
+{
+    if (*self_p) {
+        bm_worker_entry_t *self = *self_p;
+        free (self->key);
+        free (self->name);
+        zframe_destroy (&self->identity);
+        zlistx_destroy (&self->jobs);
+        zlistx_destroy (&self->stopping);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+bool
+bm_worker_entry_add_service (bm_worker_entry_t *self, bm_service_t *service)
+{
+    if (self->service_count == BM_MAX_WORKER_TYPES)
+        return false;
+    for (int i = 0; i < self->service_count; i++)
+        if (self->services [i] == service)
+            return false;
+    self->services [self->service_count++] = service;
+    return true;
+}
+
+int64_t
+bm_worker_entry_free_credit (const bm_worker_entry_t *self)
+{
+    return self->credit > self->running ? self->credit - self->running : 0;
+}
+
+void
+bm_worker_entry_stopping_add (bm_worker_entry_t *self, const char *job_id, bm_service_t *service)
+{
+    bm_stopping_t *stop = (bm_stopping_t *) zmalloc (sizeof (bm_stopping_t));
+    snprintf (stop->id, sizeof stop->id, "%s", job_id);
+    stop->service = service;
+    zlistx_add_end (self->stopping, stop);
+}
+
+bm_service_t *
+bm_worker_entry_stopping_take (bm_worker_entry_t *self, const char *job_id)
+{
+    bm_stopping_t *stop = (bm_stopping_t *) zlistx_first (self->stopping);
+    while (stop) {
+        if (streq (stop->id, job_id)) {
+            bm_service_t *service = stop->service;
+            zlistx_delete (self->stopping, zlistx_cursor (self->stopping));
+            return service;
+        }
+        stop = (bm_stopping_t *) zlistx_next (self->stopping);
+    }
+    return NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+void
+bm_worker_entry_test (bool verbose)
+{
+    (void) verbose;
+    printf (" * bm_worker_entry: ");
+    zframe_t *identity = zframe_new ("\x00\x01", 2);
+    bm_worker_entry_t *worker = bm_worker_entry_new ("0001", identity, "w-1", 2);
+    zframe_destroy (&identity);
+    BM_CHECK (worker && streq (worker->key, "0001") && streq (worker->name, "w-1"));
+    BM_CHECK (zframe_size (worker->identity) == 2 && worker->service_count == 0);
+
+    //  Free credit: credit less the slots in use, never below 0 (a
+    //  second READY may lower the credit under what runs).
+    BM_CHECK (bm_worker_entry_free_credit (worker) == 2);
+    worker->running = 3;
+    BM_CHECK (bm_worker_entry_free_credit (worker) == 0);
+    worker->running = 0;
+
+    //  Services: each once, at most BM_MAX_WORKER_TYPES.
+    bm_service_t *python = bm_service_new ("python", 1, 10);
+    bm_service_t *node = bm_service_new ("node", 1, 10);
+    BM_CHECK (bm_worker_entry_add_service (worker, python));
+    BM_CHECK (!bm_worker_entry_add_service (worker, python));
+    BM_CHECK (bm_worker_entry_add_service (worker, node) && worker->service_count == 2);
+    for (int i = 2; i < BM_MAX_WORKER_TYPES; i++)
+        worker->services [worker->service_count++] = node;      //  Fill it up
+    bm_service_t *more = bm_service_new ("more", 1, 10);
+    BM_CHECK (!bm_worker_entry_add_service (worker, more));
+
+    //  Stopping jobs: taken once each, by id, with their service.
+    bm_worker_entry_stopping_add (worker, "j-1", python);
+    bm_worker_entry_stopping_add (worker, "j-2", node);
+    BM_CHECK (zlistx_size (worker->stopping) == 2);
+    BM_CHECK (bm_worker_entry_stopping_take (worker, "j-2") == node);
+    BM_CHECK (bm_worker_entry_stopping_take (worker, "j-2") == NULL);
+    BM_CHECK (bm_worker_entry_stopping_take (worker, "j-3") == NULL);
+    BM_CHECK (zlistx_size (worker->stopping) == 1);
+
+    //  Destroying frees what is left on the list (ASan checks).
+    bm_worker_entry_destroy (&worker);
+    BM_CHECK (worker == NULL);
+    bm_worker_entry_destroy (&worker);                         //  Idempotent
+    bm_service_destroy (&python);
+    bm_service_destroy (&node);
+    bm_service_destroy (&more);
+    printf ("OK\n");
+}

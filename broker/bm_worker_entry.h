@@ -1,0 +1,64 @@
+/*  bm_worker_entry.h - a worker as the broker sees it (Majordomo's
+    worker): its routing identity, name, bot types, credit, the jobs it
+    runs and the jobs it was told to stop, its expiry.
+
+    Ownership: the broker's workers table owns its entries; an entry owns
+    its identity, its name and its stopping list, and only points at its
+    services and jobs.  Registering with services, and what the worker
+    commands do, are the broker's (bm_broker_workers.c).  Self-test:
+    bm_worker_entry_test (CTest broker.unit.worker_entry).  */
+#ifndef BM_WORKER_ENTRY_H
+#define BM_WORKER_ENTRY_H
+
+#include "bm_job.h"
+
+struct _bm_worker_entry_t {
+    char *key;                  //  Routing identity as hex
+    zframe_t *identity;         //  Routing identity
+    char *name;                 //  As the worker calls itself
+    bm_service_t *services [BM_MAX_WORKER_TYPES];
+    int service_count;
+    int64_t credit;             //  Jobs it may run at once
+    int64_t running;            //  Slots in use (jobs + stopping)
+    zlistx_t *jobs;             //  bm_job_t * running here (not owned)
+    zlistx_t *stopping;         //  Jobs told to stop, slot held until DONE
+                                //  (bm_stopping_t, owned)
+    int64_t expiry;             //  Mono ms: dead if silent until then
+    int64_t heartbeat_at;       //  Mono ms: next heartbeat to send
+    int64_t last_seen;          //  Epoch ms of its last message
+    int64_t pid;
+    bool congested;             //  Its queue was full: no JOBs until heard from
+    bool batch;                 //  READY said batch: JOB_MANY to it (protocol.md 5a)
+    bool holding;               //  Its DONE_MANY is being read: no JOB until its end
+};
+
+//  A job that ended while its bot still ran: the slot (credit and permit)
+//  stays taken until the worker's DONE for it arrives.
+typedef struct {
+    char id [BM_MAX_ID_LEN + 16];
+    bm_service_t *service;
+} bm_stopping_t;
+
+//  A worker that sent READY: key is its identity in hex (the table's key);
+//  identity is copied.  No services yet, no jobs.
+bm_worker_entry_t *bm_worker_entry_new (const char *key, zframe_t *identity, const char *name,
+                                        int64_t credit);
+//  Free it (not its jobs); *self_p becomes NULL.
+void bm_worker_entry_destroy (bm_worker_entry_t **self_p);
+//  Add a bot type it serves; false if it already did or serves
+//  BM_MAX_WORKER_TYPES already.
+bool bm_worker_entry_add_service (bm_worker_entry_t *self, bm_service_t *service);
+//  Credit it has free (never below 0).
+int64_t bm_worker_entry_free_credit (const bm_worker_entry_t *self);
+//  Remember a job it was told to stop: its slot stays taken until the
+//  worker's DONE or RELEASE for it.
+void bm_worker_entry_stopping_add (bm_worker_entry_t *self, const char *job_id,
+                                   bm_service_t *service);
+//  Take a stopping job off the list; its service (whose permit to give
+//  back), or NULL if the job is not on it.
+bm_service_t *bm_worker_entry_stopping_take (bm_worker_entry_t *self, const char *job_id);
+
+//  Self test.
+void bm_worker_entry_test (bool verbose);
+
+#endif
