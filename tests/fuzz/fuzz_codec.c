@@ -25,7 +25,8 @@
       back (bm_json_pack) into msgpack that bm_msgpack_check accepts and
       that converts to the same JSON again (a fixpoint after one round);
     - the body decodes as every typed body of bm_codec (whatever the
-      command): a refusal is "bad_request" with a field and a message; an
+      command): a refusal is "bad_request" with a field and a message
+      that names the field; an
       acceptance encodes back into a body that decodes again, and whose
       second encoding is byte for byte the first (a fixpoint);
     - the body read as every batch command of its side (bm_codec_batch):
@@ -243,6 +244,9 @@ s_check_typed_bodies (const bm_msg_t *msg)
         if (bm_codec_decode ((bm_codec_kind_t) kind, msg, &body, &error)) {
             FUZZ_CHECK (error.code && strcmp (error.code, "bad_request") == 0);
             FUZZ_CHECK (error.field && error.message [0]);
+            //  The message names the field at fault, nested ones by their
+            //  path ("webhook.state"): it is what the peer is told.
+            FUZZ_CHECK (strstr (error.message, error.field) != NULL);
             continue;
         }
         //  A decoded payload or result slice is the object's own bytes.
@@ -250,6 +254,11 @@ s_check_typed_bodies (const bm_msg_t *msg)
             FUZZ_CHECK (bm_msgpack_check (body.submit.payload.data, body.submit.payload.size) == 0);
         if (kind == BM_CODEC_DONE && body.done.result.data)
             FUZZ_CHECK (bm_msgpack_check (body.done.result.data, body.done.result.size) == 0);
+        //  DONE's error: a code always (bot_failed by default), a limit
+        //  name that fits or none.
+        if (kind == BM_CODEC_DONE && !body.done.ok)
+            FUZZ_CHECK (body.done.error.code [0]
+                        && strlen (body.done.error.limit) <= BM_MAX_LIMIT_NAME_LEN);
         bm_packer_reset (&first);
         if (!s_encode ((bm_codec_kind_t) kind, &body, &first))
             continue;
@@ -335,6 +344,9 @@ s_check_batches (const bm_msg_t *msg, const void *body, size_t body_size)
         if (bm_codec_batch_decode (batch_msg, &batch, &error)) {
             FUZZ_CHECK (error.code && strcmp (error.code, "bad_request") == 0);
             FUZZ_CHECK (error.field && error.message [0]);
+            //  The message names the field at fault, nested ones by their
+            //  path ("webhook.state"): it is what the peer is told.
+            FUZZ_CHECK (strstr (error.message, error.field) != NULL);
             continue;
         }
         FUZZ_CHECK (batch.count >= 1 && batch.count <= BM_MAX_BATCH);

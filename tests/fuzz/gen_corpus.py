@@ -60,6 +60,16 @@ codec = {
     "done_err": (W, b"\x04", pack({"jobId": "j", "ok": False, "error": {"code": "bot_failed",
              "message": "Traceback \u00e9\u2603"}})),
     "heartbeat": (W, b"\x05", b"\x80"),
+    # the worker bodies the broker reads through the codec: error.limit, a
+    # limit name too long (dropped), RELEASE, DISCONNECT, a webhook without
+    # its state (NACK bad_request naming webhook.state)
+    "done_limit": (W, b"\x04", pack({"jobId": "j", "ok": False, "error": {"code": "resource_limit",
+             "message": "killed", "exitCode": 137, "limit": "memory"}})),
+    "done_limit_long": (W, b"\x04", pack({"jobId": "j", "ok": False, "error": {
+             "code": "resource_limit", "limit": "x" * 40}})),
+    "release": (W, b"\x08", pack({"jobId": "j"})),
+    "disconnect": (W, b"\x06", pack({"reason": "shutdown"})),
+    "progress_no_state": (W, b"\x03", pack({"jobId": "j", "webhook": {"attempts": 1}})),
     # every typed body of bm_codec, replies included
     "accepted_position": (C, b"\x81", pack({"req": 1, "jobId": "x", "duplicate": True,
              "position": 4})),
