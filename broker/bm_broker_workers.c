@@ -343,6 +343,25 @@ s_worker_release (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *
     bm_dispatch (self, job->service);
 }
 
+//  HEARTBEAT {bots?}: a sign of life; with bots, the worker's warm bots per
+//  type, kept for STATS.  A body that does not decode is refused (NACK
+//  bad_request) and the heartbeat still counts.
+static void
+s_worker_heartbeat (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg)
+{
+    bm_codec_heartbeat_t beat;
+    bm_codec_error_t error;
+    if (bm_codec_heartbeat_decode (msg, &beat, &error)) {
+        s_worker_refuse (self, worker->identity, worker->name, BM_HEARTBEAT, &error);
+        return;
+    }
+    if (beat.count == 0)
+        return;
+    if (!worker->bots)
+        worker->bots = (bm_codec_heartbeat_t *) bm_calloc_or_abort (sizeof beat, "a worker's warm bots");
+    *worker->bots = beat;
+}
+
 //  DISCONNECT {reason?}: the worker leaves whatever the body says; the
 //  reason, when it reads, goes in the log line.
 static void
@@ -399,7 +418,7 @@ bm_workers_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
         s_worker_progress (self, worker, msg);
     else
     if (command == BM_HEARTBEAT)
-        ;
+        s_worker_heartbeat (self, worker, msg);
     else
     if (command == BM_RELEASE)
         s_worker_release (self, worker, msg);

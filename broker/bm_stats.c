@@ -1,6 +1,34 @@
 /*  bm_stats.c - STATS, the metrics registry and the Redis snapshots.  */
 #include "bm_broker_internal.h"
 
+//  The warm bots of a type over the workers that serve it, as their
+//  HEARTBEATs said: mode ("spawn" when none runs it warm, "mixed" when
+//  they differ), warm processes, recycles and init failures (sums over the
+//  workers connected now).
+static void
+s_pack_bots (bm_service_t *service, msgpack_packer *pk)
+{
+    const char *mode = NULL;
+    int64_t processes = 0, recycles = 0, init_failures = 0;
+    bm_worker_entry_t *worker = (bm_worker_entry_t *) zlistx_first (service->workers);
+    while (worker) {
+        for (int i = 0; worker->bots && i < worker->bots->count; i++) {
+            const bm_codec_bot_pool_t *bot = &worker->bots->bots [i];
+            if (!streq (bot->type, service->name))
+                continue;
+            mode = !mode || streq (mode, bot->mode) ? bot->mode : "mixed";
+            processes += bot->processes;
+            recycles += bot->recycles;
+            init_failures += bot->init_failures;
+        }
+        worker = (bm_worker_entry_t *) zlistx_next (service->workers);
+    }
+    bm_pack_kv_str (pk, "mode", mode ? mode : "spawn");
+    bm_pack_kv_int (pk, "warmProcesses", processes);
+    bm_pack_kv_int (pk, "recycles", recycles);
+    bm_pack_kv_int (pk, "initFailures", init_failures);
+}
+
 void
 bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
 {
@@ -9,7 +37,7 @@ bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
     bm_service_t *service = (bm_service_t *) zhashx_first (self->services);
     while (service) {
         bm_pack_str (pk, service->name);
-        msgpack_pack_map (pk, 11);
+        msgpack_pack_map (pk, 15);
         bm_pack_kv_int (pk, "waiting", (int64_t) bm_heap_size (service->queue));
         bm_pack_kv_int (pk, "running", service->usage);
         bm_pack_kv_int (pk, "completed", (int64_t) service->completed);
@@ -21,6 +49,7 @@ bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
         bm_pack_kv_int (pk, "workers", (int64_t) zlistx_size (service->workers));
         bm_pack_kv_int (pk, "submitted", (int64_t) service->submitted);
         bm_pack_kv_int (pk, "limitKills", (int64_t) service->limit_kills);
+        s_pack_bots (service, pk);
         service = (bm_service_t *) zhashx_next (self->services);
     }
     bm_pack_str (pk, "workers");

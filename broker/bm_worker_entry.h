@@ -3,13 +3,15 @@
     runs and the jobs it was told to stop, its expiry.
 
     Ownership: the broker's workers table owns its entries; an entry owns
-    its identity, its name and its stopping list, and only points at its
-    services and jobs.  Registering with services, and what the worker
+    its identity, its name, its stopping list and its last HEARTBEAT bots
+    report, and only points at its services and jobs.  Registering with
+    services, and what the worker
     commands do, are the broker's (bm_broker_workers.c).  Self-test:
     bm_worker_entry_test (CTest broker.unit.worker_entry).  */
 #ifndef BM_WORKER_ENTRY_H
 #define BM_WORKER_ENTRY_H
 
+#include "bm_codec.h"
 #include "bm_job.h"
 
 struct _bm_worker_entry_t {
@@ -30,6 +32,8 @@ struct _bm_worker_entry_t {
     bool congested;             //  Its queue was full: no JOBs until heard from
     bool batch;                 //  READY said batch: JOB_MANY to it (protocol.md 5a)
     bool holding;               //  Its DONE_MANY is being read: no JOB until its end
+    bm_codec_heartbeat_t *bots; //  Its warm bots per type, as its last
+                                //  HEARTBEAT {bots} said (owned), or NULL
 };
 
 //  A job that ended while its bot still ran: the slot (credit and permit)

@@ -569,6 +569,7 @@ bm_codec_decode (bm_codec_kind_t kind, const bm_msg_t *msg, bm_codec_body_t *bod
         case BM_CODEC_DONE: return bm_codec_done_decode (msg, &body->done, error);
         case BM_CODEC_JOB_NOTICE: return bm_codec_job_notice_decode (msg, &body->job_notice, error);
         case BM_CODEC_DISCONNECT: return bm_codec_disconnect_decode (msg, &body->disconnect, error);
+        case BM_CODEC_HEARTBEAT: return bm_codec_heartbeat_decode (msg, &body->heartbeat, error);
         default: return bm_field_fail (error, "", "no body of kind %d", (int) kind);
     }
 }
@@ -580,6 +581,6 @@ bm_codec_kind_name (bm_codec_kind_t kind)
         "SUBMIT", "STATUS/CANCEL/RETRY/REDELIVER", "STATS/PING/METRICS", "LIST",
         "ACCEPTED", "REJECTED/NACK", "REPLY {job}", "RESULT", "REPLY {jobs}", "REPLY to PING",
         "REPLY to METRICS", "REPLY to STATS", "READY", "JOB", "PROGRESS", "DONE",
-        "CANCEL/RELEASE", "DISCONNECT/HEARTBEAT" };
+        "CANCEL/RELEASE", "DISCONNECT", "HEARTBEAT" };
     return kind >= 0 && kind < BM_CODEC_KINDS ? names [kind] : "unknown";
 }

@@ -403,6 +403,26 @@ int bm_codec_disconnect_decode (const bm_msg_t *msg, bm_codec_disconnect_t *self
                                 bm_codec_error_t *error);
 void bm_codec_disconnect_encode (const bm_codec_disconnect_t *self, bm_packer_t *packer);
 
+//  HEARTBEAT from a worker {bots?}: its warm bots per type, a compatible
+//  extension (protocol.md section 5): {TYPE: {mode, processes, recycles,
+//  initFailures}} for the types it runs in pool or fork mode.
+typedef struct {
+    char type [BM_MAX_BOT_TYPE_LEN + 1];
+    char mode [8];                      //  "pool" or "fork"
+    int64_t processes;                  //  Warm processes alive now
+    int64_t recycles;                   //  Processes retired so far
+    int64_t init_failures;              //  Processes that died loading
+} bm_codec_bot_pool_t;
+
+typedef struct {
+    int count;                          //  0: a plain HEARTBEAT {}
+    bm_codec_bot_pool_t bots [BM_MAX_WORKER_TYPES];
+} bm_codec_heartbeat_t;
+
+int bm_codec_heartbeat_decode (const bm_msg_t *msg, bm_codec_heartbeat_t *self,
+                               bm_codec_error_t *error);
+void bm_codec_heartbeat_encode (const bm_codec_heartbeat_t *self, bm_packer_t *packer);
+
 //  NACK {code, message}: bm_codec_rejected_t, has_req false.
 
 //  --------------------------------------------------------------------------
@@ -414,7 +434,7 @@ typedef enum {
     BM_CODEC_ACCEPTED, BM_CODEC_REJECTED, BM_CODEC_JOB_REPLY, BM_CODEC_RESULT,
     BM_CODEC_LIST_REPLY, BM_CODEC_PING_REPLY, BM_CODEC_METRICS_REPLY, BM_CODEC_STATS_REPLY,
     BM_CODEC_READY, BM_CODEC_JOB, BM_CODEC_PROGRESS, BM_CODEC_DONE, BM_CODEC_JOB_NOTICE,
-    BM_CODEC_DISCONNECT,
+    BM_CODEC_DISCONNECT, BM_CODEC_HEARTBEAT,
     BM_CODEC_KINDS                      //  How many there are
 } bm_codec_kind_t;
 
@@ -436,6 +456,7 @@ typedef union {
     bm_codec_done_t done;
     bm_codec_job_notice_t job_notice;
     bm_codec_disconnect_t disconnect;
+    bm_codec_heartbeat_t heartbeat;
 } bm_codec_body_t;
 
 int bm_codec_decode (bm_codec_kind_t kind, const bm_msg_t *msg, bm_codec_body_t *body,

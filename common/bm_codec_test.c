@@ -384,6 +384,22 @@ test_worker_round_trips (void)
     bm_codec_disconnect_encode (&bye, &packer);
     CHECK (packer.sbuf.size == 1 && packer.sbuf.data [0] == '\x80');
     bm_packer_reset (&packer);
+    //  HEARTBEAT with a worker's warm bots.
+    bm_codec_heartbeat_t beat = { .count = 2 };
+    beat.bots [0] = (bm_codec_bot_pool_t) { "python", "fork", 2, 3, 1 };
+    beat.bots [1] = (bm_codec_bot_pool_t) { "node", "pool", 1, 0, 0 };
+    bm_codec_heartbeat_encode (&beat, &packer);
+    msg = s_packed_msg (BM_WORKER_HEADER, BM_HEARTBEAT, &packer);
+    bm_codec_heartbeat_t beat_back;
+    CHECK (msg && bm_codec_heartbeat_decode (msg, &beat_back, &error) == 0 && beat_back.count == 2
+           && streq (beat_back.bots [0].type, "python") && streq (beat_back.bots [0].mode, "fork")
+           && beat_back.bots [0].processes == 2 && beat_back.bots [0].recycles == 3
+           && beat_back.bots [0].init_failures == 1 && streq (beat_back.bots [1].mode, "pool"));
+    bm_msg_destroy (&msg);
+    bm_codec_heartbeat_t empty = { .count = 0 };
+    bm_codec_heartbeat_encode (&empty, &packer);
+    CHECK (packer.sbuf.size == 1 && packer.sbuf.data [0] == '\x80');
+    bm_packer_reset (&packer);
     bm_packer_destroy (&packer);
 }
 
@@ -487,6 +503,9 @@ test_rejections (void)
         { BM_CODEC_JOB_NOTICE, "{\"reason\":\"timeout\"}", "jobId" },
         { BM_CODEC_JOB_NOTICE, "{\"jobId\":\"a\",\"reason\":1}", "reason" },
         { BM_CODEC_DISCONNECT, "{\"reason\":[]}", "reason" },
+        { BM_CODEC_HEARTBEAT, "{\"bots\":[]}", "bots" },
+        { BM_CODEC_HEARTBEAT, "{\"bots\":{\"py\":{\"mode\":\"spawn\"}}}", "bots" },
+        { BM_CODEC_HEARTBEAT, "{\"bots\":{\"py\":{\"mode\":\"pool\",\"processes\":-1}}}", "processes" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
         bm_msg_t *msg = s_json_msg (BM_CLIENT_HEADER, 1, cases [i].body);

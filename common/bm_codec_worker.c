@@ -217,3 +217,64 @@ bm_codec_disconnect_encode (const bm_codec_disconnect_t *self, bm_packer_t *pack
     if (self->reason.ptr)
         bm_field_pack_strn (packer, "reason", self->reason.ptr, self->reason.len);
 }
+
+//  --------------------------------------------------------------------------
+//  HEARTBEAT {bots?}
+
+int
+bm_codec_heartbeat_decode (const bm_msg_t *msg, bm_codec_heartbeat_t *self,
+                           bm_codec_error_t *error)
+{
+    memset (self, 0, sizeof *self);
+    const msgpack_object *bots;
+    if (bm_field_opt_map (bm_field_body (msg), "bots", &bots, error))
+        return -1;
+    if (!bots)
+        return 0;
+    if (bots->via.map.size > BM_MAX_WORKER_TYPES)
+        return bm_field_fail (error, "bots", "bots must hold at most %d types", BM_MAX_WORKER_TYPES);
+    for (uint32_t i = 0; i < bots->via.map.size; i++) {
+        const msgpack_object *key = &bots->via.map.ptr [i].key;
+        const msgpack_object *value = &bots->via.map.ptr [i].val;
+        bm_codec_bot_pool_t *bot = &self->bots [self->count];
+        if (key->type != MSGPACK_OBJECT_STR
+        ||  !bm_valid_bot_type (key->via.str.ptr, key->via.str.size))
+            return bm_field_fail (error, "bots", "bots keys must be bot types");
+        if (value->type != MSGPACK_OBJECT_MAP)
+            return bm_field_fail (error, "bots", "bots.%.*s must be a map",
+                                  (int) key->via.str.size, key->via.str.ptr);
+        bm_field_copy (bot->type, key->via.str.ptr, key->via.str.size);
+        bm_codec_str_t mode;
+        bool has;
+        if (bm_field_opt_str (value, "mode", sizeof bot->mode - 1, &mode, error)
+        ||  bm_field_opt_int (value, "processes", 0, INT32_MAX, &has, &bot->processes, error)
+        ||  bm_field_opt_int (value, "recycles", 0, INT64_MAX, &has, &bot->recycles, error)
+        ||  bm_field_opt_int (value, "initFailures", 0, INT64_MAX, &has, &bot->init_failures, error))
+            return -1;
+        if (!mode.ptr || !((mode.len == 4 && memcmp (mode.ptr, "pool", 4) == 0)
+                        || (mode.len == 4 && memcmp (mode.ptr, "fork", 4) == 0)))
+            return bm_field_fail (error, "bots", "bots.%s.mode must be pool or fork", bot->type);
+        bm_field_copy (bot->mode, mode.ptr, mode.len);
+        self->count++;
+    }
+    return 0;
+}
+
+void
+bm_codec_heartbeat_encode (const bm_codec_heartbeat_t *self, bm_packer_t *packer)
+{
+    msgpack_pack_map (&packer->pk, self->count > 0);
+    if (self->count == 0)
+        return;
+    bm_field_pack_key (packer, "bots");
+    msgpack_pack_map (&packer->pk, (uint32_t) self->count);
+    for (int i = 0; i < self->count; i++) {
+        const bm_codec_bot_pool_t *bot = &self->bots [i];
+        bm_field_pack_key (packer, bot->type);
+        msgpack_pack_map (&packer->pk, 4);
+        bm_field_pack_strn (packer, "mode", bot->mode, strlen (bot->mode));
+        bm_field_pack_int (packer, "processes", bot->processes);
+        bm_field_pack_int (packer, "recycles", bot->recycles);
+        bm_field_pack_int (packer, "initFailures", bot->init_failures);
+    }
+}

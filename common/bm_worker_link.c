@@ -575,6 +575,13 @@ bm_worker_link_send_lost (bm_worker_link_t *self, const char *job_id)
     return s_send_release (self, job_id, true);
 }
 
+int
+bm_worker_link_send_heartbeat (bm_worker_link_t *self, const bm_codec_heartbeat_t *heartbeat)
+{
+    bm_codec_heartbeat_encode (heartbeat, &self->packer);
+    return s_send_packed (self, BM_HEARTBEAT, NULL);
+}
+
 void
 bm_worker_link_set_credit (bm_worker_link_t *self, int64_t credit)
 {

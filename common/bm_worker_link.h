@@ -139,6 +139,9 @@ int bm_worker_link_send_release (bm_worker_link_t *self, const char *job_id);
 //  RELEASE {jobId, lost: true}: the process that ran the job was killed
 //  from outside; the broker counts the attempt and runs the job again.
 int bm_worker_link_send_lost (bm_worker_link_t *self, const char *job_id);
+//  HEARTBEAT {bots}: the worker's warm bots per type (sent besides the
+//  link's own heartbeats, when they changed).
+int bm_worker_link_send_heartbeat (bm_worker_link_t *self, const bm_codec_heartbeat_t *heartbeat);
 
 //  Announce a new credit: READY now (on the next socket while it is being
 //  replaced).

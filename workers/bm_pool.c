@@ -661,6 +661,19 @@ bm_pool_stats (bm_pool_t *self, bm_pool_stats_t *stats)
     stats->waiting = (int64_t) zlistx_size (self->waiting);
 }
 
+void
+bm_pool_report (bm_pool_t *self, bm_codec_bot_pool_t *report)
+{
+    memset (report, 0, sizeof *report);
+    snprintf (report->type, sizeof report->type, "%s", self->config.type);
+    snprintf (report->mode, sizeof report->mode, "%s", self->config.fork ? "fork" : "pool");
+    bm_pool_stats_t *stats = &self->stats;
+    report->processes = stats->processes;
+    report->recycles = stats->recycled_max_jobs + stats->recycled_max_rss + stats->recycled_idle
+                     + stats->recycled_killed + stats->recycled_limit;
+    report->init_failures = stats->init_failures;
+}
+
 #ifdef BM_SELFTEST
 //  --------------------------------------------------------------------------
 //  Self test: pools of /bin/sh processes speaking the protocol.
@@ -747,6 +760,9 @@ bm_pool_test (bool verbose)
     bm_pool_stats (test.pool, &stats);
     assert (stats.recycled_max_jobs == 1);
     assert (stats.processes <= 1);
+    bm_codec_bot_pool_t report;
+    bm_pool_report (test.pool, &report);
+    assert (streq (report.type, "test") && streq (report.mode, "pool") && report.recycles == 1);
     bm_metrics_t *metrics = bm_metrics_new ();
     bm_pool_export (test.pool, metrics);
     char *text = bm_metrics_render (metrics);

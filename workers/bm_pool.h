@@ -37,6 +37,7 @@
 #ifndef BM_POOL_H
 #define BM_POOL_H
 
+#include "bm_codec.h"
 #include "bm_limits.h"
 
 #include <czmq.h>
@@ -125,6 +126,9 @@ typedef struct {
     int64_t recycled_limit;     //  Its job hit a resource limit
 } bm_pool_stats_t;
 void bm_pool_stats (bm_pool_t *self, bm_pool_stats_t *stats);
+//  What the worker tells the broker about the pool in its HEARTBEAT (type,
+//  mode, warm processes, recycles, init failures).
+void bm_pool_report (bm_pool_t *self, bm_codec_bot_pool_t *report);
 
 //  Keep these metrics of the pool up to date in the registry (every tick,
 //  from the loop's thread; the series are atomic): bot_processes{bot_type,

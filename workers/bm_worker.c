@@ -48,6 +48,7 @@ struct _bm_worker_t {
     int64_t drain_since;                //  Monotonic ms when stopping began
     int settle_timer;                   //  Settle period timer, or 0
     bool stopped;                       //  DISCONNECT sent: leave the loop
+    bm_codec_heartbeat_t bots_sent;     //  Warm bots as last told the broker
 };
 
 static void s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome);
@@ -190,12 +191,30 @@ s_on_link_lost (void *arg)
 //  The new connection said READY.  DONEs sent just before the broker went
 //  away may be lost: send them again.  One the broker already has is
 //  answered NACK not_owner.
+//  Our warm bots per type (mode, processes, recycles, init failures) in a
+//  HEARTBEAT, when they changed since we last said (always, with force):
+//  the broker shows them per type in STATS.
+static void
+s_report_bots (bm_worker_t *self, bool force)
+{
+    bm_codec_heartbeat_t beat;
+    memset (&beat, 0, sizeof beat);
+    for (int i = 0; i < self->config->type_count; i++)
+        if (self->pools [i])
+            bm_pool_report (self->pools [i], &beat.bots [beat.count++]);
+    if (beat.count == 0 || (!force && memcmp (&beat, &self->bots_sent, sizeof beat) == 0))
+        return;
+    if (bm_worker_link_send_heartbeat (self->link, &beat) == 0)
+        self->bots_sent = beat;
+}
+
 static void
 s_on_link_reconnected (void *arg)
 {
     bm_worker_t *self = (bm_worker_t *) arg;
     s_prune_done (self);
     bm_done_replay_send (self->recent_done, self->link);
+    s_report_bots (self, true);
 }
 
 //  --------------------------------------------------------------------------
@@ -490,6 +509,8 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
         if (job->progress_pending >= 0)
             s_send_progress (self, job, job->progress_pending);
     s_prune_done (self);
+    if (self->link && !self->stopped)
+        s_report_bots (self, false);
     return self->stopped ? -1 : 0;
 }
 

@@ -222,14 +222,15 @@
     var body = $("types-body");
     clear(body);
     var names = typeNames(stats);
-    var sums = { waiting: 0, running: 0, limit: 0, waitingForPermit: 0, completed: 0, failed: 0, cancelled: 0, workers: 0, limitKills: 0 };
+    var sums = { waiting: 0, running: 0, limit: 0, waitingForPermit: 0, completed: 0, failed: 0, cancelled: 0, workers: 0, limitKills: 0,
+                 warmProcesses: 0, recycles: 0, initFailures: 0 };
     names.forEach(function (name) {
       var t = stats.types[name] || {};
       Object.keys(sums).forEach(function (k) { sums[k] += num(t[k]); });
       body.appendChild(typeRow(name, t));
     });
     if (!names.length)
-      body.appendChild(el("tr", null, el("td", { colspan: "9", "class": "muted" }, "No bot types yet.")));
+      body.appendChild(el("tr", null, el("td", { colspan: "13", "class": "muted" }, "No bot types yet.")));
 
     var foot = $("totals");
     clear(foot);
@@ -243,10 +244,14 @@
       el("td", { "class": "num", "data-field": "failed" }, sums.failed),
       el("td", { "class": "num", "data-field": "cancelled" }, sums.cancelled),
       el("td", { "class": "num", "data-field": "workers" }, (stats.workers || []).length),
-      el("td", { "class": "num", "data-field": "limitKills" }, sums.limitKills));
+      el("td", { "class": "num", "data-field": "limitKills" }, sums.limitKills),
+      el("td", null, ""),
+      el("td", { "class": "num", "data-field": "warmProcesses" }, sums.warmProcesses),
+      el("td", { "class": "num", "data-field": "recycles" }, sums.recycles),
+      el("td", { "class": "num", "data-field": "initFailures" }, sums.initFailures));
     foot.appendChild(totalRow);
     var totals = stats.totals || {};
-    var line = el("td", { colspan: "9", "class": "muted", id: "totals-line" });
+    var line = el("td", { colspan: "13", "class": "muted", id: "totals-line" });
     ["submitted", "completed", "failed", "cancelled", "rejected", "retried"].forEach(function (k, i) {
       if (totals[k] === undefined) return;
       if (i) line.appendChild(document.createTextNode("  ·  "));
@@ -279,7 +284,11 @@
       el("td", { "class": "num", "data-field": "failed", id: id("failed") }, num(t.failed)),
       el("td", { "class": "num", "data-field": "cancelled", id: id("cancelled") }, num(t.cancelled)),
       el("td", { "class": "num", "data-field": "workers", id: id("workers") }, num(t.workers)),
-      el("td", { "class": "num", "data-field": "limitKills", id: id("limitKills") }, num(t.limitKills)));
+      el("td", { "class": "num", "data-field": "limitKills", id: id("limitKills") }, num(t.limitKills)),
+      el("td", { "data-field": "mode", id: id("mode") }, t.mode || "spawn"),
+      el("td", { "class": "num", "data-field": "warmProcesses", id: id("warmProcesses") }, num(t.warmProcesses)),
+      el("td", { "class": "num", "data-field": "recycles", id: id("recycles") }, num(t.recycles)),
+      el("td", { "class": "num", "data-field": "initFailures", id: id("initFailures") }, num(t.initFailures)));
   }
 
   //  "running / limit" with a bar showing semaphore permits in use.

@@ -212,6 +212,7 @@ s_encode (bm_codec_kind_t kind, const bm_codec_body_t *body, bm_packer_t *packer
         case BM_CODEC_DONE: bm_codec_done_encode (&body->done, packer); break;
         case BM_CODEC_JOB_NOTICE: bm_codec_job_notice_encode (&body->job_notice, packer); break;
         case BM_CODEC_DISCONNECT: bm_codec_disconnect_encode (&body->disconnect, packer); break;
+        case BM_CODEC_HEARTBEAT: bm_codec_heartbeat_encode (&body->heartbeat, packer); break;
         default: return false;
     }
     return true;

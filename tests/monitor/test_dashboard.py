@@ -4,6 +4,8 @@ redis + broker + a Python worker + the gateway with API keys on.  The page:
 asks for the key (401), then shows per-type numbers equal to /stats, the
 worker, the jobs; filters by state; opens a failed job (payload, error) and
 retries it; finds a queued job by id and cancels it; redelivers a webhook;
+shows per type the mode, warm processes, recycles and init failures that a
+real worker running a type in pool mode reports in its HEARTBEAT;
 draws charts from the snapshots.  Keeps a screenshot in
 $BOTMESH_ARTIFACTS/dashboard.png.
 """
@@ -18,7 +20,10 @@ import cdp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEY = "dash-key-7f3a"
-FIELDS = ("waiting", "running", "limit", "waitingForPermit", "completed", "failed", "cancelled", "workers", "limitKills")
+FIELDS = ("waiting", "running", "limit", "waitingForPermit", "completed", "failed", "cancelled", "workers", "limitKills",
+          "warmProcesses", "recycles", "initFailures")
+SERVER = os.path.join(harness.ROOT, "workers", "bots", "python", "forkserver.py")
+PYBOT = os.path.join(harness.ROOT, "workers", "bots", "python", "bot.py")
 
 
 def start_gateway(s, env=None):
@@ -38,7 +43,8 @@ def page_type_numbers(page):
         document.querySelectorAll('#types-body tr[data-type]').forEach(function (tr) {
             var row = {};
             tr.querySelectorAll('[data-field]').forEach(function (c) {
-                if (c.dataset.field !== 'usage') row[c.dataset.field] = Number(c.textContent);
+                if (c.dataset.field === 'mode') row.mode = c.textContent;
+                else if (c.dataset.field !== 'usage') row[c.dataset.field] = Number(c.textContent);
             });
             out[tr.dataset.type] = row;
         });
@@ -58,6 +64,12 @@ def test():
         s.broker(env={"METRICS_SNAPSHOT_INTERVAL": "1"})
         s.spawn("pyworker", [sys.executable, os.path.join(HERE, "pyworker.py"), s.endpoint, "python", "2"])
         s.wait_workers(1, "python")
+        # A real worker running a type warm (pool mode, 2 processes kept):
+        # its HEARTBEAT tells the broker, STATS and the page show them.
+        s.worker("--type", "warm", "--concurrency", "2", env={
+            "BOT_WARM_CMD": "/usr/bin/python3 %s --pool %s" % (SERVER, PYBOT), "BOT_WARM_MODE": "pool",
+            "BOT_WARM_MIN_PROCS": "2", "BOT_WARM_MAX_PROCS": "2"})
+        s.wait_workers(2)
         base = start_gateway(s, {"API_KEYS": KEY})
         # The webhook manager and the mock, when built: the redeliver action is
         # then checked end to end (the mock receives the delivery twice).
@@ -122,19 +134,27 @@ def test():
             def same_as_stats():
                 stats = get("/stats")
                 shown = page_type_numbers(page)
-                want = {t: {f: v.get(f, 0) for f in FIELDS} for t, v in stats["types"].items()}
+                want = {t: dict({f: v.get(f, 0) for f in FIELDS}, mode=v.get("mode", "spawn"))
+                        for t, v in stats["types"].items()}
                 return shown if shown == want else None
+            wait_until(lambda: get("/stats")["types"].get("warm", {}).get("warmProcesses") == 2, 20,
+                       "/stats: the warm type's 2 pool processes (from the worker's HEARTBEAT)")
             wait_until(same_as_stats, 10, "page numbers to equal /stats")
             shown = page_type_numbers(page)
             log("page shows", json.dumps(shown, sort_keys=True))
             check(shown["python"]["completed"] == 4 and shown["python"]["failed"] == 1, "python: 4 completed, 1 failed", shown)
             check(shown["java"]["waiting"] == 1 and shown["java"]["limit"] == 3, "java: 1 waiting, limit 3", shown)
+            check(shown["warm"]["mode"] == "pool" and shown["warm"]["warmProcesses"] == 2
+                  and shown["warm"]["recycles"] == 0 and shown["warm"]["initFailures"] == 0,
+                  "warm bots per type: mode pool, 2 warm processes, no recycles or init failures", shown["warm"])
+            check(shown["python"]["mode"] == "spawn" and shown["python"]["warmProcesses"] == 0,
+                  "a type nobody runs warm: mode spawn, no warm processes", shown["python"])
             totals = get("/stats")["totals"]
             check(page.eval("Number(document.getElementById('total-submitted').textContent)") == totals["submitted"],
                   "total submitted matches", totals)
 
             # 3. Workers table
-            worker = page.eval("""(function(){ var r = document.querySelector('#workers-body tr[data-worker]');
+            worker = page.eval("""(function(){ var r = document.querySelector('#workers-body tr[data-worker^="pyworker-"]');
                 return r && {name: r.dataset.worker, types: r.querySelector('[data-field=types]').textContent,
                              credit: Number(r.querySelector('[data-field=credit]').textContent)}; })()""")
             check(worker and worker["name"].startswith("pyworker-") and worker["types"] == "python"
