@@ -437,7 +437,8 @@ s_broker_new (const bm_broker_config_t *config)
     int tick = (int) (config->heartbeat_ms < 100 ? config->heartbeat_ms : 100);
     zloop_timer (self->loop, tick, 0, s_tick, self);
     if (config->redis_url) {
-        self->store = bm_store_new (self->loop, config->redis_url, (size_t) config->store_buffer);
+        self->store = bm_store_new (self->loop, config->redis_url, config->redis_sentinels,
+                                    config->redis_master_name, (size_t) config->store_buffer);
         if (!self->store) {
             bm_error (NULL, "configuration: REDIS_URL is not a valid redis:// URL");
             s_broker_destroy (&self);

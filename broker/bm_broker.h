@@ -43,6 +43,8 @@ typedef struct {
     int64_t shutdown_ms;            //  BROKER_SHUTDOWN_MS
     int64_t peer_hwm;               //  BROKER_PEER_HWM
     int64_t save_running_ms;        //  BROKER_SAVE_RUNNING_MS
+    const char *redis_sentinels;    //  REDIS_SENTINELS, or NULL
+    const char *redis_master_name;  //  REDIS_MASTER_NAME
     const char *ha;                 //  BROKER_HA: off or redis
     int64_t lease_ms;               //  BROKER_LEASE_MS
     const char *advertise;          //  BROKER_ADVERTISE_ENDPOINT, or NULL

@@ -15,6 +15,8 @@ const bm_setting_t bm_broker_settings [] = {
     BM_SETTING_STR ("BROKER_METRICS_ADDR", bm_broker_config_t, metrics_addr, "0.0.0.0", 64,
                     "address of the metrics server"),
     BM_SETTING_REDIS_PREFIX (bm_broker_config_t, redis_prefix),
+    BM_SETTING_REDIS_SENTINELS (bm_broker_config_t, redis_sentinels),
+    BM_SETTING_REDIS_MASTER_NAME (bm_broker_config_t, redis_master_name),
     BM_SETTING_MAX_BOTS_DEFAULT (bm_broker_config_t, default_limit),
     ROW_INT ("MAX_QUEUE", max_queue, 100000, 1, 100000000, "queued jobs per bot type before queue_full"),
     ROW_INT ("JOB_TIMEOUT_MS", job_timeout_ms, 300000, 1, BM_MAX_TIMEOUT_MS,
@@ -68,6 +70,14 @@ bm_broker_config_load (bm_broker_config_t *c)
     const char *prefix;
     rc |= bm_redis_env_load (true, redis_url, sizeof redis_url, &prefix);
     c->redis_url = streq (redis_url, "none") ? NULL : redis_url;
+    if (rc == 0 && c->redis_sentinels && *c->redis_sentinels
+    &&  !bm_sentinel_list_valid (c->redis_sentinels)) {
+        bm_error (NULL, "configuration: REDIS_SENTINELS must be host:port[,host:port...], got '%s'",
+                  c->redis_sentinels);
+        rc = -1;
+    }
+    if (c->redis_sentinels && !*c->redis_sentinels)
+        c->redis_sentinels = NULL;
     if (rc == 0 && !streq (c->ha, "off") && !streq (c->ha, "redis")) {
         bm_error (NULL, "configuration: BROKER_HA must be off or redis, got '%s'", c->ha);
         rc = -1;

@@ -16,6 +16,7 @@
 #include "bm_idem.h"
 #include "bm_rank.h"
 #include "bm_redis_url.h"
+#include "bm_sentinel.h"
 #include "bm_store.h"
 #include "bm_config.h"
 #include "bm_curve.h"

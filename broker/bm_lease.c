@@ -408,8 +408,8 @@ bm_lease_test (bool verbose)
     snprintf (url, sizeof url, "redis://127.0.0.1:%d/0", port);
 
     s_test_t t = { .loop = zloop_new () };
-    bm_store_t *store_a = bm_store_new (t.loop, url, 1000);
-    bm_store_t *store_b = bm_store_new (t.loop, url, 1000);
+    bm_store_t *store_a = bm_store_new (t.loop, url, NULL, NULL, 1000);
+    bm_store_t *store_b = bm_store_new (t.loop, url, NULL, NULL, 1000);
     BM_CHECK (store_a && store_b);
     BM_CHECK (bm_lease_new (store_a, "t:", "has space", "x", 1000) == NULL);
     bm_lease_t *lease_a = bm_lease_new (store_a, "t:", "broker-a", "tcp://a:5555", 600);
@@ -471,7 +471,7 @@ bm_lease_test (bool verbose)
     //  Fencing: a store fenced on the leader's epoch writes while the
     //  counter holds it; once another reign began (INCR), its group runs
     //  not at all, it says FENCED once and refuses later writes.
-    bm_store_t *fenced = bm_store_new (t.loop, url, 1000);
+    bm_store_t *fenced = bm_store_new (t.loop, url, NULL, NULL, 1000);
     s_write_t w = { 0 };
     bm_store_set_fence (fenced, bm_lease_epoch_key (leader), bm_lease_epoch_text (leader),
                         s_test_fenced, &w);

@@ -2,6 +2,7 @@
 #include "bm_store.h"
 #include "bm_redis_url.h"
 #include "bm_log.h"
+#include "bm_sentinel.h"
 
 #include <hiredis/async.h>
 
@@ -22,6 +23,8 @@ typedef struct {
     size_t size, alloc;
     s_entry_t *entries;         //  The writes, in order
     size_t count, alloc_entries;
+    char error [160];           //  Sentinel mode: the EVAL's error, if any
+    bool waited;                //  Sentinel mode: its last reply is WAIT's
 } s_group_t;
 
 //  A read, sent on its own.
@@ -64,8 +67,11 @@ struct _bm_store_t {
     bool fenced;                //  A group found another epoch: no more writes
     bm_store_fenced_fn *fenced_fn;
     void *fenced_arg;
+    char *sentinels;            //  REDIS_SENTINELS, or NULL
+    char *master_name;          //  REDIS_MASTER_NAME
     char *eval_buf;             //  A fenced group's EVAL, rebuilt per group
     size_t eval_alloc;
+    bool refusing;              //  The last group was refused: keep backing off
 };
 
 static void s_connect (bm_store_t *self);
@@ -243,7 +249,8 @@ static void
 s_became_ready (bm_store_t *self)
 {
     self->connected = true;
-    self->backoff_ms = 100;
+    if (!self->refusing)
+        self->backoff_ms = 100;
     if (self->outage_logged)
         bm_info (NULL, "redis %s:%d available again", self->host, self->port);
     else
@@ -265,6 +272,27 @@ s_on_disconnect (const redisAsyncContext *ac, int status)
 static void
 s_connect (bm_store_t *self)
 {
+    if (self->sentinels) {
+        char host [256], why [512];
+        int port;
+        if (bm_sentinel_master (self->sentinels, self->master_name, 300, host, sizeof host,
+                                &port, why, sizeof why)) {
+            if (!self->outage_logged) {
+                bm_error (NULL, "redis: no master from the sentinels (%s)", why);
+                self->outage_logged = true;
+            }
+            s_schedule_reconnect (self);
+            return;
+        }
+        if (strcmp (host, self->host) || port != self->port)
+            bm_info (NULL, "redis: sentinels name master '%s' at %s:%d", self->master_name, host, port);
+        char *copy = strdup (host);
+        if (copy) {
+            free (self->host);
+            self->host = copy;
+            self->port = port;
+        }
+    }
     redisAsyncContext *ac = redisAsyncConnect (self->host, self->port);
     if (!ac || ac->err) {
         const char *why = ac ? ac->errstr : "out of memory";
@@ -454,24 +482,33 @@ s_on_group_reply (redisAsyncContext *ac, void *r, void *privdata)
     bm_store_t *self = group->store;
     self->in_flight -= group->count;
     redisReply *reply = (redisReply *) r;
-    if (reply && reply->type == REDIS_REPLY_ERROR && strncmp (reply->str, "FENCED", 6) == 0) {
+    //  Sentinel mode: the answer is WAIT's; the EVAL's error came before.
+    const char *error = reply && reply->type == REDIS_REPLY_ERROR ? reply->str : NULL;
+    if (reply && group->error [0])
+        error = group->error;
+    else
+    if (reply && group->waited && reply->type == REDIS_REPLY_INTEGER && reply->integer < 1)
+        error = "NOTREPLICATED no replica confirmed the group in time";
+    if (error && strncmp (error, "FENCED", 6) == 0) {
         //  Another broker took the lease: none of this group ran, and no
         //  write of ours may run again.
         bool first = !self->fenced;
         self->fenced = true;
         if (first)
-            bm_error (NULL, "redis refused our writes: %s", reply->str);
+            bm_error (NULL, "redis refused our writes: %s", error);
         s_group_fail (group);
         s_group_destroy (&group);
         if (first && self->fenced_fn)
             self->fenced_fn (self->fenced_arg);
         return;
     }
-    if (reply && reply->type == REDIS_REPLY_ERROR && !self->destroying) {
+    if (error && !self->destroying) {
         //  Not surely applied: keep the writes and start over on a fresh
         //  connection (which waits until Redis is ready again).
-        bm_warn (NULL, "redis refused a group of %zu writes (%s); reconnecting to resend",
-                 group->count, reply->str);
+        if (!self->refusing)
+            bm_warn (NULL, "redis refused a group of %zu writes (%s); reconnecting to resend "
+                     "with backoff", group->count, error);
+        self->refusing = true;
         s_group_t *waiting = self->waiting;
         self->waiting = self->lost;
         s_group_keep (self, group);
@@ -483,6 +520,9 @@ s_on_group_reply (redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
     if (reply) {
+        if (self->refusing)
+            bm_info (NULL, "redis %s:%d takes writes again", self->host, self->port);
+        self->refusing = false;
         for (size_t i = 0; i < group->count; i++)
             if (group->entries [i].fn)
                 group->entries [i].fn (reply, group->entries [i].arg);
@@ -514,14 +554,21 @@ bm_store_set_flush_fn (bm_store_t *self, bm_store_flush_fn *fn, void *arg)
 //  its arguments.  Errors of single writes are ignored, as they are with
 //  replies off.
 static const char s_fence_script [] =
-    "local cur = redis.call('GET', KEYS[1])\n"
-    "if cur ~= ARGV[1] then\n"
-    "  return redis.error_reply('FENCED epoch ' .. ARGV[1] .. ' is over, the lease is at epoch ' .. (cur or 'none'))\n"
+    "if #KEYS == 1 then\n"
+    "  local cur = redis.call('GET', KEYS[1])\n"
+    "  if cur ~= ARGV[1] then\n"
+    "    return redis.error_reply('FENCED epoch ' .. ARGV[1] .. ' is over, the lease is at epoch ' .. (cur or 'none'))\n"
+    "  end\n"
     "end\n"
     "local i, n = 2, #ARGV\n"
     "while i <= n do\n"
     "  local k = tonumber(ARGV[i])\n"
-    "  redis.pcall(unpack(ARGV, i + 1, i + k))\n"
+    "  local r = redis.pcall(unpack(ARGV, i + 1, i + k))\n"
+    "  if type(r) == 'table' and r.err and (string.find(r.err, '^READONLY') or string.find(r.err, '^OOM')\n"
+    "      or string.find(r.err, '^LOADING') or string.find(r.err, '^MASTERDOWN')\n"
+    "      or string.find(r.err, '^NOREPLICAS')) then\n"
+    "    return r\n"
+    "  end\n"
     "  i = i + k + 1\n"
     "end\n"
     "return 'OK'\n";
@@ -548,8 +595,10 @@ s_put_bulk (char *out, const char *data, size_t len)
 static size_t
 s_fence_group (bm_store_t *self, s_group_t *group)
 {
-    size_t need = 64 + sizeof s_fence_script + strlen (self->fence_key)
-                + strlen (self->fence_epoch) + 3 * 32 + group->size
+    const char *key = self->fence_key ? self->fence_key : "";
+    const char *epoch = self->fence_epoch ? self->fence_epoch : "";
+    size_t need = 64 + sizeof s_fence_script + strlen (key)
+                + strlen (epoch) + 3 * 32 + group->size
                 + group->count * 8;     //  "*<k>" becomes "$<n>\r\n<k>": 5 more bytes at most
     if (need > self->eval_alloc) {
         char *buf = (char *) realloc (self->eval_buf, need);
@@ -558,7 +607,7 @@ s_fence_group (bm_store_t *self, s_group_t *group)
         self->eval_buf = buf;
         self->eval_alloc = need;
     }
-    size_t args = 5;
+    size_t args = self->fence_key ? 5 : 4;
     for (size_t i = 0; i < group->count; i++)
         args += 1 + strtoul (group->buf + group->entries [i].offset + 1, NULL, 10);
     char *out = self->eval_buf, digits [24], *d = s_utoa (args, digits + sizeof digits);
@@ -568,9 +617,10 @@ s_fence_group (bm_store_t *self, s_group_t *group)
     *out++ = '\r'; *out++ = '\n';
     out = s_put_bulk (out, "EVAL", 4);
     out = s_put_bulk (out, s_fence_script, sizeof s_fence_script - 1);
-    out = s_put_bulk (out, "1", 1);
-    out = s_put_bulk (out, self->fence_key, strlen (self->fence_key));
-    out = s_put_bulk (out, self->fence_epoch, strlen (self->fence_epoch));
+    out = s_put_bulk (out, self->fence_key ? "1" : "0", 1);
+    if (self->fence_key)
+        out = s_put_bulk (out, key, strlen (key));
+    out = s_put_bulk (out, epoch, strlen (epoch));
     for (size_t i = 0; i < group->count; i++) {
         const char *entry = group->buf + group->entries [i].offset;
         const char *bulks = strchr (entry, '\n') + 1;
@@ -581,6 +631,19 @@ s_fence_group (bm_store_t *self, s_group_t *group)
     }
     return (size_t) (out - self->eval_buf);
 }
+
+//  Sentinel mode: the EVAL's own answer; the group's callback is WAIT's.
+static void
+s_on_group_eval (redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void) ac;
+    s_group_t *group = (s_group_t *) privdata;
+    redisReply *reply = (redisReply *) r;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        snprintf (group->error, sizeof group->error, "%s", reply->str);
+}
+
+static const char s_wait [] = "*3\r\n$4\r\nWAIT\r\n$1\r\n1\r\n$4\r\n1000\r\n";
 
 void
 bm_store_set_fence (bm_store_t *self, const char *key, const char *epoch,
@@ -624,10 +687,16 @@ bm_store_flush (bm_store_t *self)
             s_group_destroy (&group);
             continue;
         }
-        if (self->fence_key) {
+        if (self->fence_key || self->sentinels) {
             size_t size = s_fence_group (self, group);
-            if (size == 0 || redisAsyncFormattedCommand (self->ac, s_on_group_reply, group,
-                                                         self->eval_buf, size) != REDIS_OK) {
+            //  Sentinel: a group counts once a replica has it too (WAIT 1),
+            //  so that a failover to that replica loses no confirmed write.
+            group->waited = self->sentinels != NULL;
+            if (size == 0 || redisAsyncFormattedCommand (self->ac,
+                                 group->waited ? s_on_group_eval : s_on_group_reply, group,
+                                 self->eval_buf, size) != REDIS_OK
+            ||  (group->waited && redisAsyncFormattedCommand (self->ac, s_on_group_reply, group,
+                                                              s_wait, sizeof s_wait - 1) != REDIS_OK)) {
                 if (size == 0)
                     bm_error (NULL, "redis: no memory to send a group of %zu writes: kept",
                               group->count);
@@ -719,7 +788,8 @@ bm_store_query (bm_store_t *self, bm_store_fn *fn, void *arg,
 //  --------------------------------------------------------------------------
 
 bm_store_t *
-bm_store_new (zloop_t *loop, const char *url, size_t buffer_max)
+bm_store_new (zloop_t *loop, const char *url, const char *sentinels, const char *master_name,
+              size_t buffer_max)
 {
     bm_redis_url_t parsed;
     if (bm_redis_url_parse (url, &parsed))
@@ -734,6 +804,10 @@ bm_store_new (zloop_t *loop, const char *url, size_t buffer_max)
     self->db = db;
     self->password = password;
     self->buffer_max = buffer_max;
+    if (sentinels) {
+        self->sentinels = strdup (sentinels);
+        self->master_name = strdup (master_name ? master_name : BM_SENTINEL_DEFAULT_MASTER);
+    }
     self->backoff_ms = 100;
     self->reconnect_timer = -1;
     self->ping_timer = -1;
@@ -770,6 +844,8 @@ bm_store_destroy (bm_store_t **self_p)
         free (self->fence_key);
         free (self->fence_epoch);
         free (self->eval_buf);
+        free (self->sentinels);
+        free (self->master_name);
         free (self);
         *self_p = NULL;
     }

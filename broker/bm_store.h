@@ -45,7 +45,13 @@ typedef void (bm_store_state_fn) (bool up, void *arg);
 
 //  Parse a redis:// URL ("redis://[:password@]host[:port][/db]") and start
 //  connecting on loop.  NULL if the URL is malformed.
-bm_store_t *bm_store_new (zloop_t *loop, const char *url, size_t buffer_max);
+//  sentinels (a host:port list, or NULL) and master_name: ask Redis
+//  Sentinel where the master is at each connect (bm_sentinel.h); the URL
+//  then gives only the password and db.  Groups then go as one script each
+//  (as with fencing), so that a write the old master refuses (READONLY)
+//  is seen: the group is kept and sent again to the new master.
+bm_store_t *bm_store_new (zloop_t *loop, const char *url, const char *sentinels,
+                          const char *master_name, size_t buffer_max);
 void bm_store_destroy (bm_store_t **self_p);
 
 void bm_store_set_state_fn (bm_store_t *self, bm_store_state_fn *fn, void *arg);

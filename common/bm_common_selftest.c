@@ -7,6 +7,7 @@
 #include "bm_codec_batch.h"
 #include "bm_endpoints.h"
 #include "bm_main.h"
+#include "bm_sentinel.h"
 #include "bm_redis_url.h"
 #include "bm_selftest.h"
 #include "bm_settings.h"
@@ -20,6 +21,7 @@ static const bm_selftest_t s_tests [] = {
     { "worker_link", bm_worker_link_test },
     { "endpoints", bm_endpoints_test },
     { "main",      bm_main_test },
+    { "sentinel", bm_sentinel_test },
     { NULL, NULL }
 };
 

@@ -94,6 +94,17 @@ typedef struct {
     BM_SETTING_STR ("REDIS_PREFIX", type, field, BM_REDIS_DEFAULT_PREFIX, BM_REDIS_MAX_PREFIX, \
                     "prefix of every Redis key")
 
+//  Redis through Sentinel: the sentinels (host:port list; unset: REDIS_URL
+//  names the server) and the master's name.  REDIS_URL still gives the
+//  password and db.
+#define BM_SETTING_REDIS_SENTINELS(type, field) \
+    BM_SETTING_STR ("REDIS_SENTINELS", type, field, NULL, 1024, \
+                    "Redis Sentinel: sentinels to ask where the master is, host:port,host:port " \
+                    "(unset: REDIS_URL's host)")
+#define BM_SETTING_REDIS_MASTER_NAME(type, field) \
+    BM_SETTING_STR ("REDIS_MASTER_NAME", type, field, "mymaster", 128, \
+                    "Redis Sentinel: name of the master the sentinels watch")
+
 //  Read every row of the table into config.  Every bad value is logged
 //  (one line each, naming the variable); returns 0, or -1 if any was bad.
 int bm_settings_load (const bm_setting_t *table, void *config);

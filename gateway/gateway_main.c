@@ -9,6 +9,7 @@
 
 #include "bm_config.h"
 #include "bm_endpoints.h"
+#include "bm_sentinel.h"
 #include "bm_http.h"
 #include "bm_settings.h"
 #include "bm_log.h"
@@ -53,6 +54,8 @@ static const bm_setting_t s_settings [] = {
     ROW_INT ("BROKER_CONNECT_TIMEOUT_MS", connect_timeout_ms, 1000, 1, 3600000,
              "wait for a broker connection, then 503"),
     BM_SETTING_REDIS_PREFIX (gw_config_t, redis_prefix),
+    BM_SETTING_REDIS_SENTINELS (gw_config_t, redis_sentinels),
+    BM_SETTING_REDIS_MASTER_NAME (gw_config_t, redis_master_name),
     ROW_INT ("REDIS_TIMEOUT_MS", redis_timeout_ms, 1000, 1, 600000, "Redis connect and command timeout"),
     ROW_INT ("GATEWAY_SHUTDOWN_MS", shutdown_ms, 10000, 0, 3600000,
              "at SIGTERM, how long requests in flight may take to finish; new ones get 503 "
@@ -173,6 +176,12 @@ main (int argc, char *argv [])
         bad = -1;
     }
     bm_endpoints_destroy (&brokers);
+    if (config.redis_sentinels && !*config.redis_sentinels)
+        config.redis_sentinels = NULL;
+    if (config.redis_sentinels && !bm_sentinel_list_valid (config.redis_sentinels)) {
+        bm_error (NULL, "configuration: REDIS_SENTINELS must be host:port[,host:port...]");
+        bad = -1;
+    }
     if (bad)
         return 1;
     //  The broker's own default, tcp://*:5555, is a bind address: when the

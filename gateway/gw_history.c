@@ -1,5 +1,6 @@
 /*  gw_history.c - metric snapshots from Redis for GET /api/history.  */
 #include "gw_history.h"
+#include "bm_sentinel.h"
 #include "bm_selftest.h"
 #include "bm_config.h"
 #include "bm_log.h"
@@ -13,8 +14,19 @@ struct _gw_history_t {
     char *key;                  //  <prefix>{bm}:snapshots
     int timeout_ms;             //  Connect and command timeout
     redisContext *redis;        //  Our connection, or NULL
+    char *sentinels;            //  REDIS_SENTINELS, or NULL
+    char *master_name;          //  REDIS_MASTER_NAME
     int64_t next_try_ms;        //  No connection attempt before this (mono)
 };
+
+void
+gw_history_set_sentinels (gw_history_t *self, const char *sentinels, const char *name)
+{
+    free (self->sentinels);
+    free (self->master_name);
+    self->sentinels = sentinels ? strdup (sentinels) : NULL;
+    self->master_name = strdup (name ? name : BM_SENTINEL_DEFAULT_MASTER);
+}
 
 gw_history_t *
 gw_history_new (const bm_redis_url_t *url, const char *prefix, int timeout_ms)
@@ -34,6 +46,8 @@ gw_history_destroy (gw_history_t **self_p)
         if (self->redis)
             redisFree (self->redis);
         zstr_free (&self->key);
+        free (self->sentinels);
+        free (self->master_name);
         free (self);
         *self_p = NULL;
     }
@@ -66,6 +80,16 @@ s_connect (gw_history_t *self)
     }
     if (bm_mono_ms () < self->next_try_ms)
         return -1;
+    if (self->sentinels) {
+        char why [512];
+        if (bm_sentinel_master (self->sentinels, self->master_name, self->timeout_ms,
+                                self->url.host, sizeof self->url.host, &self->url.port,
+                                why, sizeof why)) {
+            bm_warn (NULL, "history: no Redis master from the sentinels (%s)", why);
+            self->next_try_ms = bm_mono_ms () + 1000;
+            return -1;
+        }
+    }
     struct timeval tv = { self->timeout_ms / 1000, (self->timeout_ms % 1000) * 1000 };
     self->redis = redisConnectWithTimeout (self->url.host, self->url.port, tv);
     if (self->redis && !self->redis->err && redisSetTimeout (self->redis, tv) == REDIS_OK) {

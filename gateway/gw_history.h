@@ -26,6 +26,10 @@ typedef struct _gw_history_t gw_history_t;
 //  A reader for url (copied) and the key prefix (copied); timeout_ms
 //  bounds connecting and each command.  Does not connect yet.
 gw_history_t *gw_history_new (const bm_redis_url_t *url, const char *prefix, int timeout_ms);
+
+//  Redis Sentinel (bm_sentinel.h): ask these sentinels where the master
+//  called name is at each connect.  Copied.
+void gw_history_set_sentinels (gw_history_t *self, const char *sentinels, const char *name);
 void gw_history_destroy (gw_history_t **self_p);
 
 //  The newest `limit` snapshots as {"snapshots": [...]} oldest first

@@ -260,8 +260,13 @@ gw_routes_history (gw_request_t *r)
         return;
     }
     if (!r->thread->history)
+    {
         r->thread->history = gw_history_new (&server->redis, server->config.redis_prefix,
                                              (int) server->config.redis_timeout_ms);
+        if (server->config.redis_sentinels)
+            gw_history_set_sentinels (r->thread->history, server->config.redis_sentinels,
+                                      server->config.redis_master_name);
+    }
     json_t *value = gw_history_fetch (r->thread->history, (int) limit);
     if (!value) {
         bm_series_inc (server->history_errors);

@@ -35,6 +35,8 @@ typedef struct {
     int64_t connect_timeout_ms;     //  BROKER_CONNECT_TIMEOUT_MS
     const char *redis_url;          //  REDIS_URL ("none" = no history)
     const char *redis_prefix;       //  REDIS_PREFIX
+    const char *redis_sentinels;    //  REDIS_SENTINELS, or NULL
+    const char *redis_master_name;  //  REDIS_MASTER_NAME
     int64_t redis_timeout_ms;       //  REDIS_TIMEOUT_MS
     int64_t shutdown_ms;            //  GATEWAY_SHUTDOWN_MS
 } gw_config_t;

@@ -1,0 +1,119 @@
+/*  bm_sentinel.c - where the Redis master is, according to Redis Sentinel.  */
+#include "bm_sentinel.h"
+#include "bm_endpoints.h"
+#include "bm_selftest.h"
+
+#include <czmq.h>
+#include <hiredis/hiredis.h>
+
+int
+bm_sentinel_parse_addr (const char *addr, size_t len, char *host, size_t host_size, int *port)
+{
+    const char *colon = NULL;
+    for (size_t i = 0; i < len; i++)
+        if (addr [i] == ':')
+            colon = addr + i;
+    if (!colon || colon == addr || (size_t) (colon - addr) >= host_size)
+        return -1;
+    char digits [8];
+    size_t n = len - (size_t) (colon + 1 - addr);
+    if (n == 0 || n >= sizeof digits)
+        return -1;
+    memcpy (digits, colon + 1, n);
+    digits [n] = 0;
+    char *end;
+    long value = strtol (digits, &end, 10);
+    if (*end || value < 1 || value > 65535)
+        return -1;
+    memcpy (host, addr, (size_t) (colon - addr));
+    host [colon - addr] = 0;
+    *port = (int) value;
+    return 0;
+}
+
+bool
+bm_sentinel_list_valid (const char *sentinels)
+{
+    bm_endpoints_t *list = bm_endpoints_new (sentinels);
+    bool valid = list != NULL;
+    for (size_t i = 0; list && valid && i < bm_endpoints_size (list); i++) {
+        char host [256];
+        int port;
+        const char *one = bm_endpoints_current (list);
+        valid = bm_sentinel_parse_addr (one, strlen (one), host, sizeof host, &port) == 0;
+        bm_endpoints_next (list, false);
+    }
+    bm_endpoints_destroy (&list);
+    return valid;
+}
+
+int
+bm_sentinel_master (const char *sentinels, const char *name, int timeout_ms,
+                    char *host, size_t host_size, int *port, char *why, size_t why_size)
+{
+    bm_endpoints_t *list = bm_endpoints_new (sentinels);
+    snprintf (why, why_size, "REDIS_SENTINELS is not a list of host:port");
+    int rc = -1;
+    for (size_t i = 0; list && rc && i < bm_endpoints_size (list); i++) {
+        const char *one = bm_endpoints_current (list);
+        bm_endpoints_next (list, false);
+        char shost [256];
+        int sport;
+        if (bm_sentinel_parse_addr (one, strlen (one), shost, sizeof shost, &sport))
+            continue;
+        struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+        redisContext *c = redisConnectWithTimeout (shost, sport, tv);
+        if (!c || c->err) {
+            snprintf (why, why_size, "sentinel %s: %s", one, c ? c->errstr : "out of memory");
+            if (c)
+                redisFree (c);
+            continue;
+        }
+        redisSetTimeout (c, tv);
+        redisReply *reply = (redisReply *) redisCommand (c, "SENTINEL get-master-addr-by-name %s", name);
+        if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+        &&  reply->element [0]->type == REDIS_REPLY_STRING
+        &&  reply->element [1]->type == REDIS_REPLY_STRING
+        &&  reply->element [0]->len < host_size) {
+            snprintf (host, host_size, "%s", reply->element [0]->str);
+            *port = atoi (reply->element [1]->str);
+            rc = *port > 0 ? 0 : -1;
+        }
+        if (rc)
+            snprintf (why, why_size, "sentinel %s does not know master '%s'%s%s", one, name,
+                      reply && reply->type == REDIS_REPLY_ERROR ? ": " : "",
+                      reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+        freeReplyObject (reply);
+        redisFree (c);
+    }
+    bm_endpoints_destroy (&list);
+    return rc;
+}
+
+void
+bm_sentinel_test (bool verbose)
+{
+    if (verbose)
+        printf (" * bm_sentinel: ");
+    char host [64];
+    int port = 0;
+    BM_CHECK (bm_sentinel_parse_addr ("10.0.0.1:26379", 14, host, sizeof host, &port) == 0);
+    BM_CHECK (streq (host, "10.0.0.1") && port == 26379);
+    BM_CHECK (bm_sentinel_parse_addr ("[::1]:26379", 11, host, sizeof host, &port) == 0);
+    BM_CHECK (streq (host, "[::1]") && port == 26379);
+    BM_CHECK (bm_sentinel_parse_addr ("nohost", 6, host, sizeof host, &port) == -1);
+    BM_CHECK (bm_sentinel_parse_addr (":1", 2, host, sizeof host, &port) == -1);
+    BM_CHECK (bm_sentinel_parse_addr ("h:0", 3, host, sizeof host, &port) == -1);
+    BM_CHECK (bm_sentinel_parse_addr ("h:65536", 7, host, sizeof host, &port) == -1);
+    BM_CHECK (bm_sentinel_parse_addr ("h:12x", 5, host, sizeof host, &port) == -1);
+    BM_CHECK (bm_sentinel_list_valid ("s1:26379, s2:26380"));
+    BM_CHECK (!bm_sentinel_list_valid ("s1:26379,s2"));
+    BM_CHECK (!bm_sentinel_list_valid (""));
+    //  Nobody listens on port 1: -1 and a reason naming the sentinel.
+    char why [256];
+    BM_CHECK (bm_sentinel_master ("127.0.0.1:1", "mymaster", 200, host, sizeof host, &port,
+                                  why, sizeof why) == -1);
+    BM_CHECK (strstr (why, "127.0.0.1:1"));
+    if (verbose)
+        printf ("OK\n");
+}
