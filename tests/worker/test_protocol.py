@@ -218,10 +218,18 @@ def scenario_late_broker(s):
                      env={"HEARTBEAT_INTERVAL_MS": "100", "HEARTBEAT_LIVENESS": "2"})
     wait_until(lambda: w.output().count("no word from the broker") >= 2, 10,
                "the worker to replace its socket twice while no broker listens")
+    replaced_before = w.output().count("no word from the broker")
     fb = FakeBroker(endpoint=endpoint)
     fb.idle(1.5)
+    # A socket the worker replaces after the broker came up (it may: its
+    # silence timer can run out before the first HEARTBEAT reaches it, on a
+    # loaded machine) brings its own READY; a socket replaced before it
+    # came up must bring none.
+    replaced_after = w.output().count("no word from the broker") - replaced_before
     readys = {ident for _, ident, command, _ in fb.log if command == READY}
-    check(len(readys) == 1, "one socket, one READY identity once the broker is up", [i.hex() for i in readys])
+    check(1 <= len(readys) <= 1 + replaced_after,
+          "one READY identity once the broker is up, plus one per socket replaced since "
+          "(%d replaced)" % replaced_after, [i.hex() for i in readys])
     fb.close()
     w.stop()
 
