@@ -374,10 +374,12 @@ bm_bot_reap (bm_bot_t *self)
     self->finished_mono = bm_mono_ms ();
     //  Everything the bot wrote before it exited is in the pipes now; read
     //  it without waiting for end of file (a child that escaped the group
-    //  kill may hold the pipes open).
+    //  kill may hold the pipes open).  Progress written just before the
+    //  exit is reported too: a bot that exits at once after its last
+    //  progress line must not lose it to the order of poll events.
     s_read_stdout (self, INT32_MAX);
     s_read_stderr (self, BM_BOT_DRAIN_MAX / BM_BOT_READ_CHUNK);
-    s_read_progress (self, 16, false);
+    s_read_progress (self, 16, true);
     s_close_all (self);
     if (self->on_exit)
         self->on_exit (self, self->arg);
