@@ -5,9 +5,9 @@
     Ownership: the broker's workers table owns its entries; an entry owns
     its identity, its name, its stopping list and its last HEARTBEAT bots
     report, and only points at its services and jobs.  Registering with
-    services, and what the worker
-    commands do, are the broker's (bm_broker_workers.c).  Self-test:
-    bm_worker_entry_test (CTest broker.unit.worker_entry).  */
+    services, and what the worker commands do, are the broker's
+    (bm_broker_workers.c).  Self-test: bm_worker_entry_test (CTest
+    broker.unit.worker_entry).  */
 #ifndef BM_WORKER_ENTRY_H
 #define BM_WORKER_ENTRY_H
 
