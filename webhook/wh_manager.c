@@ -183,58 +183,59 @@ s_on_event (void *arg, wh_event_t event, const char *job_id, const wh_status_t *
 //  --------------------------------------------------------------------------
 //  Messages from the broker
 
-//  A string field copied into buf; false if absent, not a string, too long
-//  or holding NUL.
+//  The state last reported for a delivery (JOB's optional "webhook", as
+//  the codec decoded it); false if its state is not one we know.
 static bool
-s_copy_str (const msgpack_object *map, const char *key, char *buf, size_t size)
+s_prior (const bm_codec_webhook_t *wh, wh_status_t *prior)
 {
-    return bm_obj_strcpy (map, key, buf, size);
-}
-
-//  The state last reported for a delivery, from JOB's optional "webhook".
-static bool
-s_prior (const msgpack_object *body, wh_status_t *prior)
-{
-    const msgpack_object *wh = bm_obj_get (body, "webhook");
-    if (!wh || wh->type != MSGPACK_OBJECT_MAP)
-        return false;
     memset (prior, 0, sizeof *prior);
-    const char *state;
-    size_t state_len;
-    if (!bm_obj_str (wh, "state", &state, &state_len))
-        return false;
-    int parsed = wh_state_parse (state, state_len);
+    int parsed = wh_state_parse (wh->state, strlen (wh->state));
     if (parsed < 0)
         return false;
     prior->state = (wh_state_t) parsed;
-    int64_t value;
-    if (bm_obj_int (wh, "attempts", &value) && value >= 0 && value < 1000000)
-        prior->attempts = value;
-    if (bm_obj_int (wh, "lastStatus", &value) && value > 0 && value < 1000)
-        prior->last_status = (int) value;
-    if (bm_obj_int (wh, "nextAttemptAt", &value) && value > 0)
-        prior->next_attempt_at = value;
-    const char *error;
-    size_t error_len;
-    if (bm_obj_str (wh, "lastError", &error, &error_len)) {
-        if (error_len >= sizeof prior->last_error)
-            error_len = sizeof prior->last_error - 1;
-        memcpy (prior->last_error, error, error_len);
-        prior->last_error [error_len] = 0;
+    if (wh->attempts < 1000000)
+        prior->attempts = wh->attempts;
+    if (wh->last_status > 0 && wh->last_status < 1000)
+        prior->last_status = (int) wh->last_status;
+    if (wh->next_attempt_at > 0)
+        prior->next_attempt_at = wh->next_attempt_at;
+    if (wh->last_error.ptr) {
+        size_t len = wh->last_error.len;
+        if (len >= sizeof prior->last_error)
+            len = sizeof prior->last_error - 1;
+        memcpy (prior->last_error, wh->last_error.ptr, len);
+        prior->last_error [len] = 0;
     }
     return true;
 }
 
+//  The delivery a JOB's payload describes: {url, webhookId, body}.  Returns
+//  NULL and sets *body/*body_size, or the reason the payload is refused.
+static const char *
+s_delivery_parse (const msgpack_object *payload, char *url, size_t url_size,
+                  char *webhook_id, size_t id_size, const char **body, size_t *body_size)
+{
+    if (!payload || payload->type != MSGPACK_OBJECT_MAP)
+        return "payload must be a map {url, webhookId, body}";
+    if (!bm_obj_strcpy (payload, "url", url, url_size))
+        return "payload.url must be a string of at most 2048 bytes";
+    if (!bm_obj_strcpy (payload, "webhookId", webhook_id, id_size))
+        return "payload.webhookId must be a string of at most 128 bytes";
+    const msgpack_object *text = bm_obj_get (payload, "body");
+    if (!text || (text->type != MSGPACK_OBJECT_STR && text->type != MSGPACK_OBJECT_BIN))
+        return "payload.body must be a string";
+    *body = text->type == MSGPACK_OBJECT_STR? text->via.str.ptr: text->via.bin.ptr;
+    *body_size = text->type == MSGPACK_OBJECT_STR? text->via.str.size: text->via.bin.size;
+    return NULL;
+}
+
+//  JOB, decoded and checked by the codec (a JOB that does not decode is
+//  answered by the link itself, DONE bad_request).
 static int
-s_on_job (void *arg, const msgpack_object *body)
+s_on_job (void *arg, const bm_codec_job_t *job)
 {
     s_manager_t *self = (s_manager_t *) arg;
-    char job_id [BM_MAX_ID_LEN + 32];
-    if (!s_copy_str (body, "jobId", job_id, sizeof job_id)) {
-        bm_warn (NULL, "JOB without a usable jobId: ignored");
-        bm_series_inc (self->m_bad_jobs);
-        return 0;
-    }
+    const char *job_id = job->job_id;
     if (self->draining) {
         //  Raced with our READY credit 0: give it straight back.
         s_send_release (self, job_id);
@@ -243,23 +244,12 @@ s_on_job (void *arg, const msgpack_object *body)
     wh_status_t failed;
     memset (&failed, 0, sizeof failed);
     failed.state = WH_STATE_FAILED;
-    const msgpack_object *payload = bm_obj_get (body, "payload");
     char url [BM_MAX_URL_LEN + 1];
     char webhook_id [BM_MAX_ID_LEN + 1];
-    const msgpack_object *text = payload && payload->type == MSGPACK_OBJECT_MAP?
-                                 bm_obj_get (payload, "body"): NULL;
-    const char *reason = NULL;
-    if (!payload || payload->type != MSGPACK_OBJECT_MAP)
-        reason = "payload must be a map {url, webhookId, body}";
-    else
-    if (!s_copy_str (payload, "url", url, sizeof url))
-        reason = "payload.url must be a string of at most 2048 bytes";
-    else
-    if (!s_copy_str (payload, "webhookId", webhook_id, sizeof webhook_id))
-        reason = "payload.webhookId must be a string of at most 128 bytes";
-    else
-    if (!text || (text->type != MSGPACK_OBJECT_STR && text->type != MSGPACK_OBJECT_BIN))
-        reason = "payload.body must be a string";
+    const char *data = NULL;
+    size_t size = 0;
+    const char *reason = s_delivery_parse (job->payload.obj, url, sizeof url,
+                                           webhook_id, sizeof webhook_id, &data, &size);
     if (reason) {
         bm_series_inc (self->m_bad_jobs);
         snprintf (failed.last_error, sizeof failed.last_error, "invalid delivery: %s", reason);
@@ -267,15 +257,11 @@ s_on_job (void *arg, const msgpack_object *body)
         s_send_done (self, job_id, &failed, "webhook_failed", failed.last_error);
         return 0;
     }
-    const char *data = text->type == MSGPACK_OBJECT_STR? text->via.str.ptr: text->via.bin.ptr;
-    size_t size = text->type == MSGPACK_OBJECT_STR? text->via.str.size: text->via.bin.size;
-    int64_t deadline = 0;
-    bm_obj_int (body, "deadline", &deadline);
     wh_status_t prior;
-    bool has_prior = s_prior (body, &prior);
+    bool has_prior = job->has_webhook && s_prior (&job->webhook, &prior);
     char error [200];
     int rc = wh_engine_add (self->engine, job_id, url, webhook_id, data, size,
-                            has_prior? &prior: NULL, deadline > 0? deadline: 0,
+                            has_prior? &prior: NULL, job->deadline > 0? job->deadline: 0,
                             error, sizeof error);
     if (rc == 1)
         bm_info (job_id, "JOB for a delivery already in progress here: carrying on with it");
@@ -289,15 +275,18 @@ s_on_job (void *arg, const msgpack_object *body)
     return 0;
 }
 
+//  CANCEL {jobId, reason}, decoded and checked.
 static int
-s_on_cancel (void *arg, const msgpack_object *body)
+s_on_cancel (void *arg, const bm_codec_job_notice_t *cancel)
 {
     s_manager_t *self = (s_manager_t *) arg;
-    char job_id [BM_MAX_ID_LEN + 32];
+    const char *job_id = cancel->job_id;
     char reason [64] = "cancelled";
-    if (!s_copy_str (body, "jobId", job_id, sizeof job_id))
-        return 0;
-    s_copy_str (body, "reason", reason, sizeof reason);
+    if (cancel->reason.ptr && cancel->reason.len > 0) {
+        size_t len = cancel->reason.len < sizeof reason - 1? cancel->reason.len: sizeof reason - 1;
+        memcpy (reason, cancel->reason.ptr, len);
+        reason [len] = 0;
+    }
     if (wh_engine_cancel (self->engine, job_id)) {
         bm_debug (job_id, "CANCEL (%s) for a delivery not held here", reason);
         return 0;
@@ -410,7 +399,8 @@ wh_manager_run (const wh_config_t *config)
         .heartbeat_ms = config->heartbeat_ms, .liveness = config->liveness,
         //  Enough room for every report of a full credit, and then some.
         .hwm = 200000 };
-    bm_worker_link_handlers_t handlers = { .job = s_on_job, .cancel = s_on_cancel };
+    bm_worker_link_handlers_t handlers = { .job_decoded = s_on_job,
+                                           .cancel_decoded = s_on_cancel };
     self->link = bm_worker_link_new (&link_config, self->loop, &handlers, self);
     if (!self->link)
         goto done;

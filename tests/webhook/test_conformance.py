@@ -123,9 +123,16 @@ def main():
         check(whlib.mock_deliveries(mock, "j6") == [], "the refused delivery never reached the mock")
 
         # 6. Invalid payloads: DONE failed, no crash.
-        broker.send(JOB, {"jobId": "j7.wh1", "botType": "webhook", "payload": "nope", "attempt": 1})
+        broker.send(JOB, {"jobId": "j7.wh1", "botType": "webhook", "payload": "nope", "attempt": 1,
+                          "timeoutMs": 60000})
         _, _, d7 = broker.expect_cmd(DONE, "j7.wh1")
         check(d7["ok"] is False and "invalid delivery" in d7["error"]["message"], "bad payload: DONE failed", d7)
+        broker.send(JOB, {"jobId": "j7b.wh1", "botType": "webhook", "attempt": 1,
+                          "payload": {"url": "http://localhost:%d/hook" % mock.port, "webhookId": "w", "body": "{}"}})
+        _, _, d7b = broker.expect_cmd(DONE, "j7b.wh1")
+        check(d7b["ok"] is False and d7b["error"]["code"] == "bad_request"
+              and "timeoutMs" in d7b["error"]["message"],
+              "a JOB body without timeoutMs: DONE bad_request naming the field", d7b)
         broker.send(JOB, job("j8.wh1", "ftp://localhost/x", "{}"))
         _, _, d8 = broker.expect_cmd(DONE, "j8.wh1")
         check(d8["ok"] is False and "http" in d8["error"]["message"], "ftp:// URL: DONE failed", d8)
