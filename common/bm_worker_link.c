@@ -209,12 +209,10 @@ s_recv (bm_worker_link_t *self)
     return rc;
 }
 
-//  JOB: to the typed handler (decoded and checked) or the raw one.
+//  JOB: decoded and checked, to the handler.
 static int
 s_on_job (bm_worker_link_t *self, const bm_msg_t *msg)
 {
-    if (!self->handlers.job_decoded)
-        return self->handlers.job (self->arg, bm_msg_body (msg));
     bm_codec_job_t job;
     bm_codec_error_t error;
     if (bm_codec_job_decode (msg, &job, &error) == 0)
@@ -278,12 +276,12 @@ s_on_job_many (bm_worker_link_t *self)
     return rc;
 }
 
-//  CANCEL: to the typed handler or the raw one (or nobody).
+//  CANCEL: decoded and checked, to the handler (if any).
 static int
-s_on_cancel (bm_worker_link_t *self, const msgpack_object *body)
+s_on_cancel (bm_worker_link_t *self)
 {
     if (!self->handlers.cancel_decoded)
-        return self->handlers.cancel ? self->handlers.cancel (self->arg, body) : 0;
+        return 0;
     bm_codec_job_notice_t cancel;
     bm_codec_error_t error;
     if (bm_codec_job_notice_decode (self->msg, &cancel, &error) == 0)
@@ -354,7 +352,7 @@ bm_worker_link_dispatch (bm_worker_link_t *self)
             rc = s_on_job_many (self);
         else
         if (command == BM_WCANCEL)
-            rc = s_on_cancel (self, body);
+            rc = s_on_cancel (self);
         else {
             bm_warn (NULL, "unexpected %s from the broker: ignored",
                      bm_command_name (BM_PEER_WORKER, command));
@@ -421,7 +419,7 @@ bm_worker_link_new (const bm_worker_link_config_t *config, zloop_t *loop,
                     const bm_worker_link_handlers_t *handlers, void *arg)
 {
     if (!config->endpoint || !config->name || !handlers
-    ||  (!handlers->job && !handlers->job_decoded)
+    ||  !handlers->job_decoded
     ||  config->type_count < 1 || config->type_count > BM_WORKER_LINK_MAX_TYPES
     ||  config->heartbeat_ms < 1 || config->liveness < 1) {
         bm_error (NULL, "bm_worker_link: incomplete configuration");

@@ -72,21 +72,16 @@ typedef struct {
                                 //  send JOB_MANY (protocol.md 5a)
 } bm_worker_link_config_t;
 
-//  A JOB or a CANCEL from the broker: its body, borrowed for the call
-//  (checked as msgpack, its fields not yet: the handler reads them with
-//  bm_obj_*).  Returns 0, or -1 to stop: the rest of the messages waiting
-//  stay queued and, in zloop mode, zloop_start ends.
-typedef int (bm_worker_link_message_fn) (void *arg, const msgpack_object *body);
-
 //  A JOB, decoded and checked by bm_codec_job_decode (borrowed for the
-//  call: copy what outlives it).  Returns 0 or -1 as above.  A JOB whose
+//  call: copy what outlives it).  Returns 0, or -1 to stop: the rest of the
+//  messages waiting stay queued and, in zloop mode, zloop_start ends.  A JOB whose
 //  body does not decode never reaches the handler: it is logged (with the
 //  field at fault) and answered DONE ok:false, error bad_request, when it
 //  names a job (the broker then ends the job instead of waiting for its
 //  timeout).
 typedef int (bm_worker_link_job_fn) (void *arg, const bm_codec_job_t *job);
 
-//  A CANCEL {jobId, reason}, decoded and checked.
+//  A CANCEL {jobId, reason}, decoded and checked.  Returns 0 or -1 as above.
 typedef int (bm_worker_link_cancel_fn) (void *arg, const bm_codec_job_notice_t *cancel);
 
 //  The connection was lost (silence or DISCONNECT); the new socket is not
@@ -98,15 +93,13 @@ typedef void (bm_worker_link_lost_fn) (void *arg);
 //  now go to the broker behind it.
 typedef void (bm_worker_link_reconnected_fn) (void *arg);
 
-//  JOB goes to job_decoded if set, else to job (one of them is required);
-//  CANCEL to cancel_decoded if set, else to cancel (both may be NULL).
+//  The handlers of what the broker sends.  job_decoded is required; the
+//  others may be NULL.
 typedef struct {
-    bm_worker_link_message_fn *job;                 //  JOB, the raw body
-    bm_worker_link_message_fn *cancel;              //  CANCEL, the raw body
     bm_worker_link_lost_fn *lost;                   //  May be NULL
     bm_worker_link_reconnected_fn *reconnected;     //  May be NULL
-    bm_worker_link_job_fn *job_decoded;             //  JOB, typed
-    bm_worker_link_cancel_fn *cancel_decoded;       //  CANCEL, typed
+    bm_worker_link_job_fn *job_decoded;             //  JOB (and each of a JOB_MANY)
+    bm_worker_link_cancel_fn *cancel_decoded;       //  CANCEL; may be NULL
 } bm_worker_link_handlers_t;
 
 typedef struct _bm_worker_link_t bm_worker_link_t;

@@ -329,17 +329,12 @@ s_reap_children (bm_worker_t *self)
 
 //  JOB {jobId, botType, payload, attempt, timeoutMs, deadline}
 static void
-s_on_job (bm_worker_t *self, const msgpack_object *body)
+s_on_job (bm_worker_t *self, const bm_codec_job_t *body)
 {
-    char job_id [BM_MAX_ID_LEN + 1];
-    if (!bm_obj_strcpy (body, "jobId", job_id, sizeof job_id)
-    ||  !bm_valid_id (job_id, strlen (job_id))) {
-        bm_warn (NULL, "JOB without a valid jobId: ignored");
-        return;
-    }
-    int64_t attempt = 1;
-    if (!bm_obj_int (body, "attempt", &attempt) || attempt < 1)
-        attempt = 1;
+    //  The codec checked every field (a JOB that does not decode is
+    //  answered DONE bad_request by the link and never comes here).
+    const char *job_id = body->job_id;
+    int64_t attempt = body->attempt;
 
     //  The broker gave us again a job we still run (it lost track of us,
     //  for instance after a reconnect): carry on with the same bot.
@@ -360,12 +355,11 @@ s_on_job (bm_worker_t *self, const msgpack_object *body)
         bm_worker_link_send_simple (self->link, BM_RELEASE, "jobId", job_id);
         return;
     }
-    char type_name [BM_MAX_BOT_TYPE_LEN + 1] = "";
+    const char *type_name = body->bot_type;
     const bm_worker_type_t *type = NULL;
-    if (bm_obj_strcpy (body, "botType", type_name, sizeof type_name))
-        for (int i = 0; i < self->config->type_count; i++)
-            if (streq (self->config->types [i].name, type_name))
-                type = &self->config->types [i];
+    for (int i = 0; i < self->config->type_count; i++)
+        if (streq (self->config->types [i].name, type_name))
+            type = &self->config->types [i];
     if (!type) {
         char message [128];
         snprintf (message, sizeof message, "this worker does not serve bot type '%.40s'", type_name);
@@ -378,11 +372,7 @@ s_on_job (bm_worker_t *self, const msgpack_object *body)
     //  broker's wall clock: clocks of two hosts are not compared.  The bot's
     //  BOT_DEADLINE is this host's wall clock plus the limit.
     int64_t now = bm_now_ms ();
-    int64_t limit = 300000;
-    if (!bm_obj_int (body, "timeoutMs", &limit) || limit <= 0)
-        limit = 300000;
-    if (limit > 86400000)
-        limit = 86400000;               //  The broker's own bound; no overflow below
+    int64_t limit = body->timeout_ms;   //  1..BM_MAX_TIMEOUT_MS, checked
     int64_t deadline = now + limit;
 
     if (self->config->mode == BM_WORKER_NOOP) {
@@ -408,7 +398,7 @@ s_on_job (bm_worker_t *self, const msgpack_object *body)
     }
 
     //  A real bot: the payload as JSON on its stdin.
-    const msgpack_object *payload = bm_obj_get (body, "payload");
+    const msgpack_object *payload = body->payload.obj;
     msgpack_object nil;
     nil.type = MSGPACK_OBJECT_NIL;
     json_t *json = bm_json_from_msgpack (payload ? payload : &nil, BM_JSON_MAX_DEPTH);
@@ -457,20 +447,17 @@ s_on_job (bm_worker_t *self, const msgpack_object *body)
 //  Messages from the broker
 
 static void
-s_on_cancel (bm_worker_t *self, const msgpack_object *body)
+s_on_cancel (bm_worker_t *self, const bm_codec_job_notice_t *body)
 {
-    char job_id [BM_MAX_ID_LEN + 1];
-    if (!bm_obj_strcpy (body, "jobId", job_id, sizeof job_id)) {
-        bm_warn (NULL, "CANCEL without a jobId: ignored");
-        return;
-    }
+    const char *job_id = body->job_id;
     job_t *job = (job_t *) zhashx_lookup (self->jobs, job_id);
     if (!job) {
         bm_debug (job_id, "CANCEL for a job we do not run: ignored");
         return;
     }
     char reason [32] = "cancelled";
-    bm_obj_strcpy (body, "reason", reason, sizeof reason);
+    if (body->reason.ptr && body->reason.len > 0)
+        snprintf (reason, sizeof reason, "%.*s", (int) body->reason.len, body->reason.ptr);
     snprintf (job->cancel_code, sizeof job->cancel_code, "%s",
               streq (reason, "timeout") ? "timeout" : "cancelled");
     bm_info (job_id, "CANCEL from the broker (%s): stopping the bot", reason);
@@ -480,7 +467,7 @@ s_on_cancel (bm_worker_t *self, const msgpack_object *body)
 //  JOB and CANCEL from the broker (bm_worker_link handles the rest).  Once
 //  we stopped, the loop ends.
 static int
-s_on_link_job (void *arg, const msgpack_object *body)
+s_on_link_job (void *arg, const bm_codec_job_t *body)
 {
     bm_worker_t *self = (bm_worker_t *) arg;
     s_on_job (self, body);
@@ -488,7 +475,7 @@ s_on_link_job (void *arg, const msgpack_object *body)
 }
 
 static int
-s_on_link_cancel (void *arg, const msgpack_object *body)
+s_on_link_cancel (void *arg, const bm_codec_job_notice_t *body)
 {
     bm_worker_t *self = (bm_worker_t *) arg;
     s_on_cancel (self, body);
@@ -767,7 +754,7 @@ bm_worker_run (bm_worker_t *self)
         .heartbeat_ms = config->heartbeat_ms, .liveness = config->liveness,
         .max_frame = config->max_frame, .limit_socket = true, .hwm = BM_SNDHWM };
     bm_worker_link_handlers_t handlers = {
-        .job = s_on_link_job, .cancel = s_on_link_cancel, .lost = s_on_link_lost, .reconnected = s_on_link_reconnected };
+        .job_decoded = s_on_link_job, .cancel_decoded = s_on_link_cancel, .lost = s_on_link_lost, .reconnected = s_on_link_reconnected };
     self->link = bm_worker_link_new (&link_config, self->loop, &handlers, self);
     if (!self->link)
         return -1;
