@@ -345,6 +345,7 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
         zlistx_destroy (&dead);
     }
     bm_idem_expire (self->idem, bm_now_ms ());
+    bm_job_expire (self, bm_now_ms ());
     if (self->config.snapshot_interval_s > 0
     &&  now - self->last_snapshot >= self->config.snapshot_interval_s * 1000) {
         self->last_snapshot = now;
@@ -409,6 +410,12 @@ s_broker_new (const bm_broker_config_t *config)
     self->recent = zlistx_new ();
     self->finished = zlistx_new ();
     self->deadlines = bm_heap_new (bm_job_deadline_less, bm_job_deadline_index);
+    self->delayed = bm_heap_new (bm_job_due_less, bm_job_due_index);
+    self->due_timer = -1;
+    self->schedules = zhashx_new ();
+    zhashx_set_destructor (self->schedules, bm_schedule_free);
+    self->schedule_heap = bm_heap_new (bm_schedule_less, bm_schedule_index);
+    self->schedule_timer = -1;
     self->idem = bm_idem_new ();
     self->started_mono = bm_mono_ms ();
     self->msg = bm_msg_new ();
@@ -491,6 +498,9 @@ s_broker_destroy (bm_broker_t **self_p)
         zhashx_destroy (&self->jobs);
         zhashx_destroy (&self->services);
         bm_heap_destroy (&self->deadlines);
+        bm_heap_destroy (&self->delayed);
+        bm_heap_destroy (&self->schedule_heap);
+        zhashx_destroy (&self->schedules);
         bm_idem_destroy (&self->idem);
         bm_metrics_destroy (&self->metrics);
         bm_msg_destroy (&self->msg);

@@ -59,16 +59,16 @@ s_pending_reject (bm_pending_t *pending, const char *code, const char *message)
     bm_body_free (&body);
 }
 
-//  Frame 2: {req?, jobId, duplicate, position?}; position is left out
-//  when 0 (duplicates, REDELIVER).
+//  Frame 2: {req?, jobId, duplicate, position?, delayed?}; position is left
+//  out when 0 (duplicates, REDELIVER, delayed jobs), delayed unless true.
 static void
 s_send_accepted (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
                  const msgpack_object *request, const char *id, bool duplicate,
-                 int64_t position)
+                 int64_t position, bool delayed)
 {
     bm_body_t body;
     bm_body_init (self, &body);
-    int keys = 2 + (position > 0);
+    int keys = 2 + (position > 0) + delayed;
     if (pending) {
         msgpack_pack_map (&body.pk, keys + pending->has_req);
         s_pack_pending_req (&body.pk, pending);
@@ -81,6 +81,8 @@ s_send_accepted (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
     bm_pack_kv_bool (&body.pk, "duplicate", duplicate);
     if (position > 0)
         bm_pack_kv_int (&body.pk, "position", position);
+    if (delayed)
+        bm_pack_kv_bool (&body.pk, "delayed", true);
     bm_broker_send_client (self, identity, BM_ACCEPTED, &body);
     bm_body_free (&body);
 }
@@ -96,14 +98,7 @@ bm_submit_confirmed (bm_broker_t *self, bm_job_t *job, redisReply *reply, int64_
         self->rejected++;
         bm_series_inc (bm_metric_series (self->mf_rejected, "store_unavailable"));
         //  The write may have reached Redis: undo it (best effort).
-        if (self->store) {
-            bm_cmd_t cmd;
-            bm_cmd_start (self, &cmd, "DEL", "job:", job->id);
-            bm_jobstore_issue (self, &cmd, true, NULL, NULL);
-            bm_cmd_start (self, &cmd, "ZREM", "live", NULL);
-            bm_cmd_arg_str (&cmd, job->id);
-            bm_jobstore_issue (self, &cmd, true, NULL, NULL);
-        }
+        bm_jobstore_forget (self, job->id);
         if (job->idem_key)
             bm_idem_forget (self->idem, job->idem_key, NULL, 0);
         job->service->submitted--;
@@ -111,9 +106,15 @@ bm_submit_confirmed (bm_broker_t *self, bm_job_t *job, redisReply *reply, int64_
         return -1;
     }
     job->durable = true;
-    bm_job_enqueue (self, job);
-    //  The newest of its priority: every queued job at or before it is ahead.
-    *position = bm_rank_upto (job->service->rank, job->priority);
+    *position = 0;
+    if (job->run_at > bm_now_ms ())
+        bm_delayed_add (self, job);
+    else {
+        job->run_at = 0;
+        bm_job_enqueue (self, job);
+        //  The newest of its priority: every queued job at or before it is ahead.
+        *position = bm_rank_upto (job->service->rank, job->priority);
+    }
     bm_dispatch (self, job->service);
     return 0;
 }
@@ -133,7 +134,8 @@ s_on_submit_durable (redisReply *reply, void *arg)
         s_pending_reject (pending, "store_unavailable",
                           "the job store (Redis) is unavailable; retry later");
     else
-        s_send_accepted (self, pending->identity, pending, NULL, pending->id, false, position);
+        s_send_accepted (self, pending->identity, pending, NULL, pending->id, false, position,
+                         job->state == JOB_DELAYED);
     s_pending_destroy (&pending);
 }
 
@@ -157,6 +159,17 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
     bm_codec_error_t error;
     if (bm_codec_submit_decode (msg, &submit, &error)) {
         s_refuse (self, admit, "bad_request", error.message);
+        return;
+    }
+    //  Due times are the broker's clock: a runAt behind it by more than
+    //  the tolerance is a mistake, not a wish to run at once.
+    int64_t now = bm_now_ms ();
+    if (submit.has_run_at && (submit.run_at < now - BM_RUN_AT_TOLERANCE_MS
+                              || submit.run_at > now + BM_MAX_DELAY_MS)) {
+        char message [160];
+        snprintf (message, sizeof message, "runAt must be from %lld ms before the broker's "
+                  "clock (%" PRId64 ") to a year after it", (long long) BM_RUN_AT_TOLERANCE_MS, now);
+        s_refuse (self, admit, "bad_request", message);
         return;
     }
     const char *bot_type = submit.bot_type;
@@ -229,7 +242,16 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
     job->payload_size = payload_size;
     job->max_attempts = max_attempts;
     job->timeout_ms = timeout_ms;
-    job->created_at = bm_now_ms ();
+    job->created_at = now;
+    job->run_attempts = submit.has_attempts ? submit.attempts : service->retry_attempts;
+    if (submit.has_backoff)
+        job->backoff = submit.backoff;
+    else
+        job->backoff = (bm_backoff_t) { BM_BACKOFF_EXPONENTIAL, service->retry_backoff_ms, false };
+    job->run_at = submit.has_run_at ? submit.run_at
+                : submit.has_delay_ms && submit.delay_ms > 0 ? now + submit.delay_ms : 0;
+    if (job->run_at > now)
+        job->state = JOB_DELAYED;
     if (url)
         job->webhook_url = strndup (url, url_len);
     if (idem) {
@@ -257,7 +279,7 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
         bm_broker_reject (self, identity, body, admit.code, admit.message);
     else
     if (admit.duplicate)
-        s_send_accepted (self, identity, NULL, body, admit.id, true, 0);
+        s_send_accepted (self, identity, NULL, body, admit.id, true, 0, false);
     else {
         bm_pending_t *pending = s_pending_new (self, identity, body, admit.id);
         bm_jobstore_persist_full (self, admit.job, false, s_on_submit_durable, pending);
@@ -370,11 +392,23 @@ s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
                 job->finished_handle = NULL;
             }
             bm_job_reset_outcome (job);
+            //  A fresh set of runs: the attempt errors start over.
+            if (job->failed_runs && self->store) {
+                bm_cmd_t cmd;
+                bm_cmd_start (self, &cmd, "HDEL", "job:", job->id);
+                bm_cmd_arg_str (&cmd, "attemptErrors");
+                bm_cmd_arg_str (&cmd, "failedRuns");
+                bm_jobstore_issue (self, &cmd, true, NULL, NULL);
+            }
+            job->failed_runs = 0;
+            free (job->attempt_errors);
+            job->attempt_errors = NULL;
+            job->attempt_errors_size = 0;
             bm_job_enqueue (self, job);
             self->retried++;
             bm_jobstore_persist_full (self, job, true, NULL, NULL);
             s_send_accepted (self, identity, pending, request, job->id, false,
-                             bm_service_queue_position (job->service, job));
+                             bm_service_queue_position (job->service, job), false);
             bm_dispatch (self, job->service);
         }
     }
@@ -385,7 +419,7 @@ s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
         else {
             bm_delivery_create (self, job);
             bm_jobstore_persist_terminal (self, job);     //  Its delivery count changed
-            s_send_accepted (self, identity, pending, request, job->id, false, 0);
+            s_send_accepted (self, identity, pending, request, job->id, false, 0, false);
         }
     }
     #undef REJECT
@@ -504,6 +538,16 @@ bm_clients_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
         case BM_PING:
         case BM_METRICS:
             s_client_simple (self, identity, msg);
+            break;
+        case BM_QUEUE:
+            bm_control_queue (self, identity, msg);
+            break;
+        case BM_REMOVE:
+        case BM_PROMOTE:
+            bm_control_job (self, identity, msg);
+            break;
+        case BM_SCHEDULE:
+            bm_schedule_command (self, identity, msg);
             break;
         default:
             bm_series_inc (bm_metric_series (self->mf_frames, "bad_command"));

@@ -21,7 +21,15 @@ const bm_setting_t bm_broker_settings [] = {
     ROW_INT ("MAX_QUEUE", max_queue, 100000, 1, 100000000, "queued jobs per bot type before queue_full"),
     ROW_INT ("JOB_TIMEOUT_MS", job_timeout_ms, 300000, 1, BM_MAX_TIMEOUT_MS,
              "default run-time limit of an attempt, in ms"),
-    ROW_INT ("JOB_MAX_ATTEMPTS", job_max_attempts, 3, 1, 100, "default dispatches before worker_lost"),
+    ROW_INT ("JOB_MAX_ATTEMPTS", job_max_attempts, 3, 1, 100,
+             "default dispatches lost to a worker before worker_lost"),
+    ROW_INT ("RETRY_ATTEMPTS", retry_attempts, BM_BACKOFF_DEFAULT_ATTEMPTS, 1, BM_MAX_ATTEMPTS,
+             "default runs of a job whose bot fails (RETRY_<TYPE>_ATTEMPTS per type)"),
+    ROW_INT ("RETRY_BACKOFF_MS", retry_backoff_ms, BM_BACKOFF_DEFAULT_MS, 0, BM_BACKOFF_MAX_MS,
+             "default first wait before a failed run is retried, doubled each time, in ms "
+             "(RETRY_<TYPE>_BACKOFF_MS per type)"),
+    ROW_INT ("MAX_SCHEDULES", max_schedules, 10000, 0, 1000000,
+             "repeatable job schedules the broker keeps (SCHEDULE add beyond it: queue_full)"),
     BM_SETTING_HEARTBEAT_INTERVAL_MS (bm_broker_config_t, heartbeat_ms),
     BM_SETTING_HEARTBEAT_LIVENESS (bm_broker_config_t, liveness),
     BM_SETTING_MAX_FRAME_BYTES (bm_broker_config_t, max_frame),
@@ -85,7 +93,44 @@ bm_broker_config_load (bm_broker_config_t *c)
     return rc ? -1 : 0;
 }
 
-//  MAX_<TYPE>_BOTS and MAX_QUEUE_<TYPE> for any type, from the environment.
+//  The per-type variables: a prefix and a suffix around the type's name
+//  in capitals, and the range of the value.
+typedef enum { S_BOTS, S_QUEUE, S_RETRY_ATTEMPTS, S_RETRY_BACKOFF } s_type_var_t;
+static const struct {
+    const char *prefix, *suffix;
+    int64_t min, max;
+} s_type_vars [] = {
+    [S_BOTS] = { "MAX_", "_BOTS", 1, 100000000 },
+    [S_QUEUE] = { "MAX_QUEUE_", "", 1, 100000000 },
+    [S_RETRY_ATTEMPTS] = { "RETRY_", "_ATTEMPTS", 1, BM_MAX_ATTEMPTS },
+    [S_RETRY_BACKOFF] = { "RETRY_", "_BACKOFF_MS", 0, BM_BACKOFF_MAX_MS },
+};
+
+//  Which per-type variable a name is, with the type's part; -1 if none.
+static int
+s_type_var (const char *name, size_t name_len, const char **type, size_t *type_len)
+{
+    if (streq (name, "MAX_BOTS_DEFAULT"))
+        return -1;
+    //  MAX_QUEUE_<TYPE> before MAX_<TYPE>_BOTS: "MAX_QUEUE_X_BOTS" is the
+    //  queue of type x_bots.
+    static const s_type_var_t order [] = { S_QUEUE, S_BOTS, S_RETRY_BACKOFF, S_RETRY_ATTEMPTS };
+    for (size_t i = 0; i < sizeof order / sizeof order [0]; i++) {
+        const char *prefix = s_type_vars [order [i]].prefix;
+        const char *suffix = s_type_vars [order [i]].suffix;
+        size_t p = strlen (prefix), q = strlen (suffix);
+        if (name_len > p + q && strncmp (name, prefix, p) == 0
+        &&  strncmp (name + name_len - q, suffix, q) == 0) {
+            *type = name + p;
+            *type_len = name_len - p - q;
+            return (int) order [i];
+        }
+    }
+    return -1;
+}
+
+//  MAX_<TYPE>_BOTS, MAX_QUEUE_<TYPE>, RETRY_<TYPE>_ATTEMPTS and
+//  RETRY_<TYPE>_BACKOFF_MS for any type, from the environment.
 int
 bm_broker_config_load_types (bm_broker_t *self)
 {
@@ -109,20 +154,18 @@ bm_broker_config_load_types (bm_broker_t *self)
         if (!eq)
             continue;
         size_t name_len = eq - entry;
-        bool is_bots = name_len > 9 && strncmp (entry, "MAX_", 4) == 0
-                    && strncmp (eq - 5, "_BOTS", 5) == 0 && strncmp (entry, "MAX_BOTS_DEFAULT", 16) != 0;
-        bool is_queue = name_len > 10 && strncmp (entry, "MAX_QUEUE_", 10) == 0;
-        if (!is_bots && !is_queue)
-            continue;
         char name [128];
         if (name_len >= sizeof name)
             continue;
         memcpy (name, entry, name_len);
         name [name_len] = 0;
-        const char *type_start = is_bots ? name + 4 : name + 10;
-        size_t type_len = is_bots ? name_len - 9 : name_len - 10;
+        const char *type_start;
+        size_t type_len;
+        int var = s_type_var (name, name_len, &type_start, &type_len);
+        if (var < 0)
+            continue;
         char type [BM_MAX_BOT_TYPE_LEN + 1];
-        if (type_len == 0 || type_len > BM_MAX_BOT_TYPE_LEN) {
+        if (type_len > BM_MAX_BOT_TYPE_LEN) {
             bm_error (NULL, "configuration: %s names a bot type longer than 32 characters", name);
             rc = -1;
             continue;
@@ -137,18 +180,24 @@ bm_broker_config_load_types (bm_broker_t *self)
             continue;
         }
         int64_t value;
-        if (bm_env_int (name, 0, 1, 100000000, &value)) {
+        if (bm_env_int (name, 0, s_type_vars [var].min, s_type_vars [var].max, &value)) {
             rc = -1;
             continue;
         }
         bm_service_t *service = bm_service_require (self, type);
-        if (is_bots) {
+        if (var == S_BOTS) {
             service->limit = value;
             service->configured = true;
             bm_series_set (service->m_limit, (double) value);
         }
         else
+        if (var == S_QUEUE)
             service->max_queue = value;
+        else
+        if (var == S_RETRY_ATTEMPTS)
+            service->retry_attempts = value;
+        else
+            service->retry_backoff_ms = value;
     }
     return rc;
 }

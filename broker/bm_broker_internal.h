@@ -10,8 +10,10 @@
 #ifndef BM_BROKER_INTERNAL_H
 #define BM_BROKER_INTERNAL_H
 
+#include "bm_backoff.h"
 #include "bm_broker.h"
 #include "bm_codec.h"
+#include "bm_codec_control.h"
 #include "bm_heap.h"
 #include "bm_idem.h"
 #include "bm_rank.h"
@@ -34,6 +36,12 @@
 #include "bm_job.h"
 #include "bm_service.h"
 #include "bm_worker_entry.h"
+
+//  A runAt this far behind the broker's clock still runs (at once): the
+//  client's clock may be a little behind; further back is refused.
+#define BM_RUN_AT_TOLERANCE_MS 60000
+
+typedef struct _bm_schedule_t bm_schedule_t;
 
 //  A callback waiting for a write to be confirmed.
 typedef struct {
@@ -85,6 +93,13 @@ struct _bm_broker_t {
     zlistx_t *recent;           //  bm_job_t * by creation (not owned)
     zlistx_t *finished;         //  Terminal bm_job_t * by end, for eviction
     bm_heap_t *deadlines;       //  Running jobs by deadline
+    bm_heap_t *delayed;         //  Delayed jobs by due time (run_at)
+    int due_timer;              //  zloop timer for the earliest, or -1
+    int64_t due_timer_at;       //  Epoch ms it fires at
+    zhashx_t *schedules;        //  key -> bm_schedule_t (owned)
+    bm_heap_t *schedule_heap;   //  Schedules by next due time
+    int schedule_timer;         //  zloop timer for the earliest, or -1
+    int64_t schedule_timer_at;  //  Epoch ms it fires at
     bm_idem_t *idem;            //  idempotencyKey -> first job id
     int64_t seq;                //  Last submission number
     char instance [5];          //  Random, part of job ids
@@ -102,6 +117,9 @@ struct _bm_broker_t {
                 *mf_limit, *mf_submitted, *mf_wait, *mf_rejected, *mf_frames,
                 *mf_redispatched, *mf_dropped;
     bm_metric_t *mf_limit_kills;        //  bot_limit_kills_total{bot_type,limit}
+    bm_metric_t *mf_delayed;            //  delayed_queue_size{queue_name}
+    bm_metric_t *mf_retries;            //  bot_retries_total{bot_type}
+    bm_metric_t *mf_schedule_runs;      //  schedule_runs_total{schedule}
     bm_series_t *m_workers, *m_redis_up, *m_store_pending;
     msgpack_sbuffer body_pool [BM_BODY_POOL];   //  Buffers kept for bodies
     int body_pool_size;         //  How many the pool holds
@@ -162,6 +180,7 @@ bm_job_t *bm_job_insert (bm_broker_t *self, bm_job_t *job);
 void bm_job_delete (bm_broker_t *self, bm_job_t *job);
 void bm_job_send_result (bm_broker_t *self, bm_job_t *job);
 void bm_job_evict (bm_broker_t *self);
+void bm_job_expire (bm_broker_t *self, int64_t now);
 void bm_job_finish (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
                     const char *code, const char *message);
 void bm_job_make_id (bm_broker_t *self, char *id, size_t size);
@@ -177,6 +196,7 @@ void bm_jobstore_live_flush (void *arg);
 void bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_store_fn *fn, void *arg);
 void bm_jobstore_persist_state (bm_broker_t *self, bm_job_t *job);
 void bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job);
+void bm_jobstore_forget (bm_broker_t *self, const char *id);
 void bm_jobstore_persist_webhook (bm_broker_t *self, const char *job_id, const char *wh, size_t wh_size);
 bm_job_t *bm_jobstore_job_from_hash (bm_broker_t *self, redisReply *reply);
 void bm_jobstore_save_running (bm_broker_t *self, int64_t now);
@@ -208,6 +228,33 @@ char *bm_delivery_simple_state (bm_broker_t *self, const char *state, int64_t at
 void bm_delivery_create (bm_broker_t *self, bm_job_t *parent);
 void bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_codec_webhook_t *state);
 
+//  bm_delayed.c: delayed jobs (SUBMIT delayMs/runAt, waits between runs)
+bool bm_job_due_less (const void *a, const void *b);
+void bm_job_due_index (void *item, size_t index);
+bool bm_delayed_retry (bm_broker_t *self, bm_job_t *job, const char *code, const char *message);
+void bm_delayed_add (bm_broker_t *self, bm_job_t *job);
+void bm_delayed_remove (bm_broker_t *self, bm_job_t *job);
+void bm_delayed_promote (bm_broker_t *self, bm_job_t *job);
+void bm_delayed_arm (bm_broker_t *self);
+void bm_due_timer_arm (bm_broker_t *self, bm_heap_t *heap, int64_t (*due_of) (const void *item),
+                       int *timer, int64_t *timer_at, zloop_timer_fn *handler);
+void bm_delayed_pack_errors (msgpack_packer *pk, const bm_job_t *job);
+
+//  bm_control.c: QUEUE, REMOVE, PROMOTE
+void bm_control_queue (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg);
+void bm_control_job (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg);
+void bm_control_on_paused (redisReply *reply, void *arg);
+
+//  bm_schedule.c: repeatable jobs
+void bm_schedule_free (void **item);
+bool bm_schedule_less (const void *a, const void *b);
+void bm_schedule_index (void *item, size_t index);
+void bm_schedule_arm (bm_broker_t *self);
+void bm_schedule_command (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg);
+void bm_schedule_recover (bm_broker_t *self);
+
+//  bm_broker_workers.c: workers and BMW01
+void bm_workers_destroy (bm_worker_entry_t **self_p);
 //  bm_broker_workers.c: the broker's workers and BMW01 (the class:
 //  bm_worker_entry.h)
 void bm_workers_delete (bm_broker_t *self, bm_worker_entry_t *worker, const char *reason);

@@ -6,8 +6,8 @@
     creates, packs (protocol.md section 3), ends and forgets them.  */
 #include "bm_broker_internal.h"
 
-const char *bm_job_state_names [] = {
-    "queued", "running", "completed", "failed", "cancelled"
+const char *bm_job_state_names [JOB_STATES] = {
+    "queued", "running", "delayed", "completed", "failed", "cancelled"
 };
 
 bool
@@ -41,6 +41,8 @@ bm_job_new (void)
     bm_job_t *job = (bm_job_t *) zmalloc (sizeof (bm_job_t));
     job->queue_index = SIZE_MAX;
     job->deadline_index = SIZE_MAX;
+    job->due_index = SIZE_MAX;
+    job->run_attempts = 1;
     return job;
 }
 
@@ -58,6 +60,7 @@ bm_job_destroy (bm_job_t **job_p)
         free (job->worker_name);
         free (job->wh);
         free (job->parent);
+        free (job->attempt_errors);
         zframe_destroy (&job->notify);
         free (job);
         *job_p = NULL;
@@ -119,6 +122,9 @@ bm_job_pack_record (msgpack_packer *pk, const bm_job_t *job, bool full)
     count += job->worker_name != NULL;
     count += job->error_code != NULL;
     count += job->wh != NULL;
+    count += 2;             //  runAttempts backoff
+    count += job->run_at > 0;
+    count += job->failed_runs > 0;
     msgpack_pack_map (pk, count);
     bm_pack_kv_str (pk, "jobId", job->id);
     bm_pack_kv_str (pk, "botType", job->service->name);
@@ -129,6 +135,18 @@ bm_job_pack_record (msgpack_packer *pk, const bm_job_t *job, bool full)
     bm_pack_kv_int (pk, "maxAttempts", job->max_attempts);
     bm_pack_kv_int (pk, "timeoutMs", job->timeout_ms);
     bm_pack_kv_int (pk, "createdAt", job->created_at);
+    bm_pack_kv_int (pk, "runAttempts", job->run_attempts);
+    bm_pack_str (pk, "backoff");
+    msgpack_pack_map (pk, 3);
+    bm_pack_kv_str (pk, "type", bm_backoff_type_name (job->backoff.type));
+    bm_pack_kv_int (pk, "delayMs", job->backoff.delay_ms);
+    bm_pack_kv_bool (pk, "jitter", job->backoff.jitter);
+    if (job->run_at > 0)
+        bm_pack_kv_int (pk, "runAt", job->run_at);
+    if (job->failed_runs > 0) {
+        bm_pack_str (pk, "attemptErrors");
+        bm_delayed_pack_errors (pk, job);
+    }
     if (payload) {
         bm_pack_str (pk, "payload");
         msgpack_sbuffer_write (pk->data, job->payload, job->payload_size);
@@ -178,6 +196,7 @@ bm_job_delete (bm_broker_t *self, bm_job_t *job)
     if (job->finished_handle)
         zlistx_delete (self->finished, job->finished_handle);
     bm_service_queue_remove (job->service, job);
+    bm_delayed_remove (self, job);
     if (job->deadline_index != SIZE_MAX)
         bm_heap_remove (self->deadlines, job->deadline_index);
     if (job->idem_key)
@@ -213,14 +232,45 @@ bm_job_evict (bm_broker_t *self)
     }
 }
 
+//  Forget the finished jobs whose Redis record has expired
+//  (COMPLETED_JOB_TTL, FAILED_JOB_TTL): the memory cache answers no longer
+//  than Redis keeps the record, so a TTL set to stop keeping results holds
+//  for STATUS and GET /job too.  The list runs by end time: the scan stops
+//  at the first job younger than the shorter TTL.
+void
+bm_job_expire (bm_broker_t *self, int64_t now)
+{
+    int64_t completed_ms = self->config.completed_ttl_s * 1000;
+    int64_t failed_ms = self->config.failed_ttl_s * 1000;
+    int64_t shorter = completed_ms < failed_ms ? completed_ms : failed_ms;
+    bm_job_t *job = (bm_job_t *) zlistx_first (self->finished);
+    while (job && job->finished_at + shorter <= now) {
+        bm_job_t *next = (bm_job_t *) zlistx_next (self->finished);
+        int64_t ttl = job->state == JOB_COMPLETED ? completed_ms : failed_ms;
+        if (!job->confirming && job->finished_at + ttl <= now)
+            bm_job_delete (self, job);
+        job = next;
+    }
+}
+
 //  End a job: record the outcome, release its slot, persist, notify.
 void
 bm_job_finish (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
                const char *code, const char *message)
 {
     bm_service_queue_remove (job->service, job);
+    bm_delayed_remove (self, job);
     bm_worker_entry_t *worker = job->worker;
     bm_job_unassign (self, job);
+    //  A failed run with runs left waits out its backoff instead; the
+    //  webhook and RESULT are for the final outcome only.
+    if (state == JOB_FAILED && bm_delayed_retry (self, job, code, message)) {
+        bm_dispatch (self, job->service);
+        if (worker)
+            bm_dispatch_worker (self, worker);
+        return;
+    }
+    job->run_at = 0;
     job->state = state;
     job->finished_at = bm_now_ms ();
     if (state == JOB_COMPLETED) {

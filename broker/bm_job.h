@@ -10,12 +10,15 @@
 #ifndef BM_JOB_H
 #define BM_JOB_H
 
+#include "bm_backoff.h"
 #include "bm_proto.h"
 
 #include <czmq.h>
 
+//  Terminal states come last (bm_job_terminal).
 typedef enum {
-    JOB_QUEUED, JOB_RUNNING, JOB_COMPLETED, JOB_FAILED, JOB_CANCELLED
+    JOB_QUEUED, JOB_RUNNING, JOB_DELAYED, JOB_COMPLETED, JOB_FAILED, JOB_CANCELLED,
+    JOB_STATES
 } bm_job_state_t;
 
 typedef struct _bm_service_t bm_service_t;
@@ -50,6 +53,13 @@ typedef struct {
     int64_t deadline;           //  Mono ms, when running
     int64_t started_mono;       //  When the attempt started (mono ms)
     bool running_saved;         //  This attempt's running state is in Redis
+    int64_t run_at;             //  Epoch ms, while delayed: when it is due
+    size_t due_index;           //  In broker->delayed
+    int64_t run_attempts;       //  Runs allowed (SUBMIT attempts)
+    int64_t failed_runs;        //  Runs whose bot failed so far
+    bm_backoff_t backoff;       //  Wait before the next run
+    char *attempt_errors;       //  msgpack maps, one per failed run,
+    size_t attempt_errors_size; //  back to back (the record's array items)
     size_t queue_index;         //  In service->queue
     size_t deadline_index;      //  In broker->deadlines
     char *wh;                   //  Webhook delivery state (msgpack map)

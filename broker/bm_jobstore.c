@@ -195,6 +195,41 @@ bm_jobstore_live_flush (void *arg)
     }
 }
 
+//  The retry fields that change with a failed run.
+static void
+s_arg_retry (bm_cmd_t *cmd, const bm_job_t *job)
+{
+    if (job->run_at > 0) {
+        bm_cmd_arg_str (cmd, "runAt");      bm_cmd_arg_int (cmd, job->run_at);
+    }
+    if (job->failed_runs > 0) {
+        bm_cmd_arg_str (cmd, "failedRuns"); bm_cmd_arg_int (cmd, job->failed_runs);
+        bm_cmd_arg_str (cmd, "attemptErrors");
+        s_arg (cmd, job->attempt_errors, job->attempt_errors_size);
+    }
+}
+
+//  The backoff as one short field: "e2000", "f500", "e2000j" (type letter,
+//  delay in ms, j for jitter).
+static void
+s_arg_backoff (bm_cmd_t *cmd, const bm_job_t *job)
+{
+    char *buf = cmd->scratch [cmd->argc < BM_CMD_MAX_ARGS ? cmd->argc : 0];
+    int n = snprintf (buf, 24, "%c%" PRId64 "%s", job->backoff.type == BM_BACKOFF_FIXED ? 'f' : 'e',
+                      job->backoff.delay_ms, job->backoff.jitter ? "j" : "");
+    s_arg (cmd, buf, (size_t) n);
+}
+
+static void
+s_read_backoff (bm_job_t *job, const char *text)
+{
+    char *end;
+    long long delay = strtoll (text + (*text ? 1 : 0), &end, 10);
+    char error [128];
+    bm_backoff_set (&job->backoff, *text == 'f' ? "fixed" : "exponential", *text == 'f' ? 5 : 11,
+                    delay, *end == 'j', error, sizeof error);
+}
+
 //  HSET every field of the job.
 void
 bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_store_fn *fn, void *arg)
@@ -217,6 +252,11 @@ bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_store
     bm_cmd_arg_str (hset, "progress");       bm_cmd_arg_int (hset, job->progress);
     bm_cmd_arg_str (hset, "createdAt");      bm_cmd_arg_int (hset, job->created_at);
     bm_cmd_arg_str (hset, "payload");        s_arg (hset, job->payload, job->payload_size);
+    if (job->run_attempts > 1) {
+        bm_cmd_arg_str (hset, "runAttempts"); bm_cmd_arg_int (hset, job->run_attempts);
+        bm_cmd_arg_str (hset, "backoff");     s_arg_backoff (hset, job);
+    }
+    s_arg_retry (hset, job);
     if (job->webhook_url) {
         bm_cmd_arg_str (hset, "webhookUrl"); bm_cmd_arg_str (hset, job->webhook_url);
     }
@@ -262,6 +302,7 @@ bm_jobstore_persist_state (bm_broker_t *self, bm_job_t *job)
     if (job->worker_name) {
         bm_cmd_arg_str (&cmd, "worker");     bm_cmd_arg_str (&cmd, job->worker_name);
     }
+    s_arg_retry (&cmd, job);
     bm_jobstore_issue (self, &cmd, true, NULL, NULL);
 }
 
@@ -309,12 +350,27 @@ bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job)
     if (job->deliveries) {
         bm_cmd_arg_str (hset, "deliveries"); bm_cmd_arg_int (hset, job->deliveries);
     }
+    s_arg_retry (hset, job);
     bm_cmd_start (self, expire, "PEXPIRE", "job:", job->id);
     bm_cmd_arg_int (expire, 1000 * (job->state == JOB_COMPLETED
                                ? self->config.completed_ttl_s : self->config.failed_ttl_s));
     bm_jobstore_issue (self, hset, true, NULL, NULL);
     bm_jobstore_issue (self, expire, true, s_on_terminal_durable, ref);
     s_live_remove (self, job->id);
+}
+
+//  A job's record out of Redis: DEL and ZREM from the live set.
+void
+bm_jobstore_forget (bm_broker_t *self, const char *id)
+{
+    if (!self->store)
+        return;
+    bm_cmd_t cmd;
+    bm_cmd_start (self, &cmd, "DEL", "job:", id);
+    bm_jobstore_issue (self, &cmd, true, NULL, NULL);
+    bm_cmd_start (self, &cmd, "ZREM", "live", NULL);
+    bm_cmd_arg_str (&cmd, id);
+    bm_jobstore_issue (self, &cmd, true, NULL, NULL);
 }
 
 //  The webhook state of a job, which may live only in Redis by now.
@@ -374,6 +430,28 @@ s_on_terminal_durable (redisReply *reply, void *arg)
     free (ref);
 }
 
+//  attemptErrors holds one msgpack value per failed run, back to back:
+//  false when it does not parse.  failedRuns follows what it holds, so
+//  that the record's array is always whole.
+static bool
+s_attempt_errors_ok (bm_job_t *job)
+{
+    int64_t count = 0;
+    size_t offset = 0;
+    while (job->attempt_errors && offset < job->attempt_errors_size) {
+        msgpack_unpacked item;
+        msgpack_unpacked_init (&item);
+        msgpack_unpack_return rc = msgpack_unpack_next (&item, job->attempt_errors,
+                                                        job->attempt_errors_size, &offset);
+        msgpack_unpacked_destroy (&item);
+        if (rc != MSGPACK_UNPACK_SUCCESS && rc != MSGPACK_UNPACK_EXTRA_BYTES)
+            return false;
+        count++;
+    }
+    job->failed_runs = count;
+    return true;
+}
+
 //  Build a job from a Redis hash (HGETALL reply); NULL if it holds none.
 bm_job_t *
 bm_jobstore_job_from_hash (bm_broker_t *self, redisReply *reply)
@@ -406,6 +484,17 @@ bm_jobstore_job_from_hash (bm_broker_t *self, redisReply *reply)
         else if (streq (name, "startedAt") && numeric) job->started_at = n;
         else if (streq (name, "finishedAt") && numeric) job->finished_at = n;
         else if (streq (name, "deliveries") && numeric) job->deliveries = n;
+        else if (streq (name, "runAt") && numeric) job->run_at = n;
+        else if (streq (name, "runAttempts") && numeric && n >= 1 && n <= BM_MAX_ATTEMPTS)
+            job->run_attempts = n;
+        else if (streq (name, "failedRuns") && numeric && n >= 0 && n <= BM_MAX_ATTEMPTS)
+            job->failed_runs = n;
+        else if (streq (name, "backoff")) s_read_backoff (job, v->str);
+        else if (streq (name, "attemptErrors")) {
+            free (job->attempt_errors);
+            job->attempt_errors = bm_memdup (v->str, v->len);
+            job->attempt_errors_size = v->len;
+        }
         else if (streq (name, "payload")) {
             free (job->payload);
             job->payload = bm_memdup (v->str, v->len);
@@ -430,14 +519,15 @@ bm_jobstore_job_from_hash (bm_broker_t *self, redisReply *reply)
         }
     }
     int state_index = -1;
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < JOB_STATES; i++)
         if (streq (state, bm_job_state_names [i]))
             state_index = i;
     //  Records from elsewhere, or damaged: refuse rather than guess.
     if (!job->id [0] || !bm_valid_bot_type (type, strlen (type)) || state_index < 0
     ||  !job->payload || bm_msgpack_check (job->payload, job->payload_size)
     ||  (job->result && bm_msgpack_check (job->result, job->result_size))
-    ||  (job->wh && bm_msgpack_check (job->wh, job->wh_size))) {
+    ||  (job->wh && bm_msgpack_check (job->wh, job->wh_size))
+    ||  !s_attempt_errors_ok (job)) {
         bm_job_destroy (&job);
         return NULL;
     }
@@ -446,6 +536,8 @@ bm_jobstore_job_from_hash (bm_broker_t *self, redisReply *reply)
     if (job->timeout_ms < 1)
         job->timeout_ms = self->config.job_timeout_ms;
     job->state = (bm_job_state_t) state_index;
+    if (job->state != JOB_DELAYED)
+        job->run_at = 0;        //  Left from a wait that ended
     job->service = bm_service_require (self, type);
     job->durable = true;
     return job;
@@ -486,7 +578,8 @@ s_recovery_finish (bm_broker_t *self)
         queued += bm_heap_size (service->queue);
         service = (bm_service_t *) zhashx_next (self->services);
     }
-    bm_info (NULL, "recovered %zu unfinished jobs from redis", queued);
+    bm_info (NULL, "recovered %zu unfinished jobs from redis (%zu queued, %zu delayed)",
+             queued + bm_heap_size (self->delayed), queued, bm_heap_size (self->delayed));
     service = (bm_service_t *) zhashx_first (self->services);
     zlistx_t *all = zlistx_new ();
     while (service) {
@@ -518,7 +611,13 @@ s_on_recovered_job (redisReply *reply, void *arg)
         if (job->idem_key)
             bm_idem_put (self->idem, job->idem_key, job->id,
                          job->created_at + self->config.idempotency_ttl_ms);
-        if (was_running && job->attempts >= job->max_attempts) {
+        if (job->state == JOB_DELAYED) {
+            if (job->run_at <= 0)
+                job->run_at = bm_now_ms ();
+            bm_delayed_add (self, job);
+        }
+        else
+        if (was_running && job->attempts - job->failed_runs >= job->max_attempts) {
             job->state = JOB_RUNNING;
             bm_job_finish (self, job, JOB_FAILED, "worker_lost",
                           "the broker restarted while the last allowed attempt ran");
@@ -583,9 +682,14 @@ bm_jobstore_on_store_state (bool up, void *arg)
     if (up && !self->recovered && !self->recovering && bm_ha_may_recover (self)) {
         self->recovering = true;
         bm_cmd_t cmd;
+        //  Paused types first: the replies come in order, so nothing is
+        //  dispatched for a paused type when the queues are rebuilt.
+        bm_cmd_start (self, &cmd, "SMEMBERS", "paused", NULL);
+        bm_jobstore_query (self, &cmd, bm_control_on_paused, self);
         bm_cmd_start (self, &cmd, "ZRANGE", "live", NULL);
         bm_cmd_arg_str (&cmd, "0");
         bm_cmd_arg_str (&cmd, "-1");
         bm_jobstore_query (self, &cmd, s_on_live_ids, self);
+        bm_schedule_recover (self);
     }
 }

@@ -52,6 +52,8 @@ bm_service_require (bm_broker_t *self, const char *name)
     if (service)
         return service;
     service = bm_service_new (name, self->config.default_limit, self->config.max_queue);
+    service->retry_attempts = self->config.retry_attempts;
+    service->retry_backoff_ms = self->config.retry_backoff_ms;
     service->m_queue = bm_metric_series (self->mf_queue, name);
     service->m_usage = bm_metric_series (self->mf_usage, name);
     service->m_waiting = bm_metric_series (self->mf_waiting, name);
@@ -62,6 +64,8 @@ bm_service_require (bm_broker_t *self, const char *name)
     service->m_cancelled = bm_metric_series (self->mf_executions, name, "cancelled");
     service->m_duration = bm_metric_series (self->mf_duration, name);
     service->m_wait = bm_metric_series (self->mf_wait, name);
+    service->m_delayed = bm_metric_series (self->mf_delayed, name);
+    service->m_retries = bm_metric_series (self->mf_retries, name);
     bm_series_set (service->m_limit, (double) service->limit);
     zhashx_insert (self->services, name, service);
     return service;
@@ -279,7 +283,8 @@ s_pick_worker (bm_service_t *service)
 void
 bm_dispatch (bm_broker_t *self, bm_service_t *service)
 {
-    while (bm_heap_size (service->queue) && service->usage < service->limit && !self->stopping) {
+    while (bm_heap_size (service->queue) && service->usage < service->limit && !self->stopping
+           && !service->paused) {
         bm_worker_entry_t *worker = s_pick_worker (service);
         if (!worker)
             break;
@@ -332,11 +337,13 @@ void
 bm_job_requeue (bm_broker_t *self, bm_job_t *job, const char *reason)
 {
     bm_job_unassign (self, job);
-    if (job->attempts >= job->max_attempts) {
+    //  maxAttempts bounds the dispatches lost to workers; runs whose bot
+    //  failed count against attempts instead (protocol.md section 4).
+    if (job->attempts - job->failed_runs >= job->max_attempts) {
         char message [160];
         snprintf (message, sizeof message,
-                  "the worker running the job was lost on attempt %" PRId64 " of %" PRId64,
-                  job->attempts, job->max_attempts);
+                  "the worker running the job was lost on dispatch %" PRId64 " of %" PRId64,
+                  job->attempts - job->failed_runs, job->max_attempts);
         bm_job_finish (self, job, JOB_FAILED, "worker_lost", message);
         return;
     }

@@ -27,8 +27,17 @@ struct _bm_service_t {
     zlistx_t *workers;          //  Workers serving it (not owned)
     bool configured;            //  A limit was configured
     bool served;                //  A worker has registered for it since start
+    bool paused;                //  Nothing dispatched (QUEUE pause)
     int64_t confirming;         //  SUBMITs waiting for Redis (count in the bound)
     uint64_t completed, failed, cancelled, submitted;
+    int64_t retry_attempts;     //  RETRY_<TYPE>_ATTEMPTS: runs of a job
+    int64_t retry_backoff_ms;   //  RETRY_<TYPE>_BACKOFF_MS: first wait
+    int64_t delayed;            //  Its jobs in broker->delayed
+    uint64_t retries;           //  Failed runs that were retried
+    int64_t keep [2];           //  KEEP_COMPLETED_<TYPE>, KEEP_FAILED_<TYPE>:
+                                //  records kept, 0 = all (until their TTL)
+    zlistx_t *kept [2];         //  Ids of its completed, failed jobs, oldest
+                                //  first (owned strings), when keep is set
     uint64_t limit_kills;       //  Runs that hit a resource limit (DONE
                                 //  error.limit)
     double durations [BM_DURATION_SAMPLES];    //  Run times since the last snapshot
@@ -36,6 +45,7 @@ struct _bm_service_t {
     uint64_t snap_completed;    //  completed at the last snapshot
     bm_series_t *m_queue, *m_usage, *m_waiting, *m_limit, *m_submitted;
     bm_series_t *m_completed, *m_failed, *m_cancelled, *m_duration, *m_wait;
+    bm_series_t *m_delayed, *m_retries;
 };
 
 //  A service with an empty queue and no workers; its metric series are

@@ -37,8 +37,11 @@ bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
     bm_service_t *service = (bm_service_t *) zhashx_first (self->services);
     while (service) {
         bm_pack_str (pk, service->name);
-        msgpack_pack_map (pk, 15);
+        msgpack_pack_map (pk, 18);      //  14 here, 4 in s_pack_bots
+        bm_pack_kv_bool (pk, "paused", service->paused);
         bm_pack_kv_int (pk, "waiting", (int64_t) bm_heap_size (service->queue));
+        bm_pack_kv_int (pk, "delayed", service->delayed);
+        bm_pack_kv_int (pk, "retries", (int64_t) service->retries);
         bm_pack_kv_int (pk, "running", service->usage);
         bm_pack_kv_int (pk, "completed", (int64_t) service->completed);
         bm_pack_kv_int (pk, "failed", (int64_t) service->failed);
@@ -106,6 +109,8 @@ bm_stats_snapshot (bm_broker_t *self)
         json_t *t = json_object ();
         json_object_set_new (t, "waiting", json_integer ((json_int_t) bm_heap_size (service->queue)));
         json_object_set_new (t, "running", json_integer (service->usage));
+        json_object_set_new (t, "delayed", json_integer (service->delayed));
+        json_object_set_new (t, "paused", json_boolean (service->paused));
         json_object_set_new (t, "limit", json_integer (service->limit));
         json_object_set_new (t, "completed", json_integer ((json_int_t) service->completed));
         json_object_set_new (t, "failed", json_integer ((json_int_t) service->failed));
@@ -159,6 +164,12 @@ bm_stats_setup_metrics (bm_broker_t *self)
         "Run time of completed bot executions", "bot_type", duration_buckets,
         sizeof duration_buckets / sizeof duration_buckets [0]);
     self->mf_queue = bm_metrics_gauge (m, "queue_size", "Jobs waiting in the queue", "queue_name");
+    self->mf_delayed = bm_metrics_gauge (m, "delayed_queue_size",
+        "Jobs waiting for their due time (delayMs, runAt, or a retry's backoff)", "queue_name");
+    self->mf_retries = bm_metrics_counter (m, "bot_retries_total",
+        "Failed bot runs that will run again after their backoff", "bot_type");
+    self->mf_schedule_runs = bm_metrics_counter (m, "schedule_runs_total",
+        "Jobs made by a repeatable schedule, by its key", "schedule");
     self->mf_usage = bm_metrics_gauge (m, "semaphore_usage",
         "Permits of the bot type's semaphore in use (jobs running)", "semaphore_name");
     self->mf_waiting = bm_metrics_gauge (m, "semaphore_waiting",

@@ -42,6 +42,8 @@ s_usage (void)
 "                            the type known (MAX_BOTS_DEFAULT otherwise)\n"
 "  MAX_WEBHOOK_BOTS          webhook deliveries in flight at once (10000)\n"
 "  MAX_QUEUE_<TYPE>          MAX_QUEUE for one bot type\n"
+"  RETRY_<TYPE>_ATTEMPTS     RETRY_ATTEMPTS for one bot type\n"
+"  RETRY_<TYPE>_BACKOFF_MS   RETRY_BACKOFF_MS for one bot type\n"
 "  CURVE_SERVER_CERT         the broker's secret CURVE certificate: encrypt the mesh\n"
 "                            and accept only known keys (off)\n"
 "  CURVE_CLIENTS_DIR         folder of the public certificates accepted\n"

@@ -8,6 +8,44 @@
 //  --------------------------------------------------------------------------
 //  SUBMIT
 
+//  SUBMIT's retry and timing options: attempts, backoff, delayMs, runAt.
+
+static int
+s_submit_timing (const msgpack_object *body, bm_codec_submit_t *self, bm_codec_error_t *error)
+{
+    if (bm_field_opt_int (body, "attempts", 1, BM_MAX_ATTEMPTS, &self->has_attempts,
+                          &self->attempts, error)
+    ||  bm_field_opt_int (body, "delayMs", 0, BM_MAX_DELAY_MS, &self->has_delay_ms,
+                          &self->delay_ms, error)
+    ||  bm_field_opt_int (body, "runAt", 0, INT64_MAX, &self->has_run_at, &self->run_at, error))
+        return -1;
+    if (self->has_delay_ms && self->has_run_at)
+        return bm_field_fail (error, "runAt", "runAt and delayMs exclude each other: give one");
+    const msgpack_object *backoff;
+    if (bm_field_opt_map (body, "backoff", &backoff, error))
+        return -1;
+    if (backoff) {
+        //  Nested fields are named from the body's top ("backoff.delayMs").
+        bm_codec_str_t type = { NULL, 0 };
+        bool jitter = false;
+        int64_t delay = 0;
+        char message [128];
+        if (bm_field_opt_str (backoff, "type", 16, &type, error))
+            return bm_field_fail (error, "backoff.type", "backoff.type must be \"exponential\" or \"fixed\"");
+        if (bm_field_int (backoff, "delayMs", 0, BM_BACKOFF_MAX_MS, &delay, error))
+            return bm_field_fail (error, "backoff.delayMs", "backoff.delayMs is required: an integer from 0 to %lld",
+                                  (long long) BM_BACKOFF_MAX_MS);
+        if (bm_field_opt_bool (backoff, "jitter", &jitter, error))
+            return bm_field_fail (error, "backoff.jitter", "backoff.jitter must be a boolean");
+        if (bm_backoff_set (&self->backoff, type.ptr, type.len, delay, jitter,
+                            message, sizeof message))
+            return bm_field_fail (error, type.ptr && strncmp (message, "backoff.type", 12) == 0
+                                  ? "backoff.type" : "backoff.delayMs", "%s", message);
+        self->has_backoff = true;
+    }
+    return 0;
+}
+
 int
 bm_codec_submit_decode (const bm_msg_t *msg, bm_codec_submit_t *self, bm_codec_error_t *error)
 {
@@ -41,7 +79,7 @@ bm_codec_submit_decode (const bm_msg_t *msg, bm_codec_submit_t *self, bm_codec_e
     bm_field_value (msg, "payload", &self->payload);
     if (self->payload.obj && bm_obj_depth (self->payload.obj) > BM_MAX_NESTING)
         return bm_field_fail (error, "payload", "payload nests deeper than %d levels", BM_MAX_NESTING);
-    return 0;
+    return s_submit_timing (body, self, error);
 }
 
 void
@@ -50,7 +88,8 @@ bm_codec_submit_encode (const bm_codec_submit_t *self, bm_packer_t *packer)
     msgpack_pack_map (&packer->pk, 2 + self->has_req + (self->webhook_url.ptr != NULL)
                                    + self->has_priority + (self->idempotency_key [0] != 0)
                                    + self->has_timeout_ms + self->has_max_attempts
-                                   + self->notify);
+                                   + self->notify + self->has_attempts + self->has_backoff
+                                   + self->has_delay_ms + self->has_run_at);
     if (self->has_req)
         bm_field_pack_int (packer, "req", self->req);
     bm_pack_kv_str (&packer->pk, "botType", self->bot_type);
@@ -67,6 +106,20 @@ bm_codec_submit_encode (const bm_codec_submit_t *self, bm_packer_t *packer)
         bm_field_pack_int (packer, "maxAttempts", self->max_attempts);
     if (self->notify)
         bm_pack_kv_bool (&packer->pk, "notify", true);
+    if (self->has_attempts)
+        bm_field_pack_int (packer, "attempts", self->attempts);
+    if (self->has_backoff) {
+        //  backoff {type, delayMs, jitter}
+        bm_field_pack_key (packer, "backoff");
+        msgpack_pack_map (&packer->pk, 3);
+        bm_pack_kv_str (&packer->pk, "type", bm_backoff_type_name (self->backoff.type));
+        bm_field_pack_int (packer, "delayMs", self->backoff.delay_ms);
+        bm_pack_kv_bool (&packer->pk, "jitter", self->backoff.jitter);
+    }
+    if (self->has_delay_ms)
+        bm_field_pack_int (packer, "delayMs", self->delay_ms);
+    if (self->has_run_at)
+        bm_field_pack_int (packer, "runAt", self->run_at);
 }
 
 //  --------------------------------------------------------------------------

@@ -37,6 +37,7 @@
 #ifndef BM_CODEC_H
 #define BM_CODEC_H
 
+#include "bm_backoff.h"
 #include "bm_proto.h"
 
 //  Why a body was refused: the wire code, the field at fault ("" for the
@@ -70,7 +71,11 @@ typedef struct {
 //  Client side (BMC01), requests
 
 //  SUBMIT {req, botType, payload, webhookUrl?, priority?, idempotencyKey?,
-//          timeoutMs?, maxAttempts?, notify?}
+//          timeoutMs?, maxAttempts?, notify?, attempts?, backoff?, delayMs?,
+//          runAt?}
+//  attempts counts runs (failed runs are retried), maxAttempts dispatches
+//  (lost workers); backoff is {type?, delayMs, jitter?}; delayMs and runAt
+//  (epoch ms on the broker's clock) exclude each other.
 //  The broker's defaults (JOB_TIMEOUT_MS, JOB_MAX_ATTEMPTS, the default
 //  priority) are its own: has_* says whether the client gave the field.
 //  The payload nests at most BM_MAX_NESTING levels; its encoded size is
@@ -89,6 +94,14 @@ typedef struct {
     bool has_max_attempts;
     int64_t max_attempts;               //  1..BM_MAX_ATTEMPTS
     bool notify;                        //  false when absent
+    bool has_attempts;
+    int64_t attempts;                   //  1..BM_MAX_ATTEMPTS
+    bool has_backoff;
+    bm_backoff_t backoff;
+    bool has_delay_ms;
+    int64_t delay_ms;                   //  0..BM_MAX_DELAY_MS
+    bool has_run_at;
+    int64_t run_at;                     //  Epoch ms, >= 0
 } bm_codec_submit_t;
 
 int bm_codec_submit_decode (const bm_msg_t *msg, bm_codec_submit_t *self, bm_codec_error_t *error);

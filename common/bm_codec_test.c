@@ -78,7 +78,9 @@ test_client_round_trips (void)
         .payload = { NULL, payload, sizeof payload - 1 },
         .webhook_url = { "http://mock:5000/hook", 21 }, .has_priority = true, .priority = 3,
         .idempotency_key = "order-42", .has_timeout_ms = true, .timeout_ms = BM_MAX_TIMEOUT_MS,
-        .has_max_attempts = true, .max_attempts = BM_MAX_ATTEMPTS, .notify = true };
+        .has_max_attempts = true, .max_attempts = BM_MAX_ATTEMPTS, .notify = true,
+        .has_attempts = true, .attempts = 5, .has_backoff = true,
+        .backoff = { BM_BACKOFF_FIXED, 250, true }, .has_run_at = true, .run_at = 1790000000000 };
     bm_codec_submit_encode (&submit, &packer);
     bm_msg_t *msg = s_packed_msg (BM_CLIENT_HEADER, BM_SUBMIT, &packer);
     bm_codec_submit_t back;
@@ -89,6 +91,10 @@ test_client_round_trips (void)
     CHECK (streq (back.idempotency_key, "order-42"));
     CHECK (back.has_timeout_ms && back.timeout_ms == BM_MAX_TIMEOUT_MS);
     CHECK (back.has_max_attempts && back.max_attempts == BM_MAX_ATTEMPTS && back.notify);
+    CHECK (back.has_attempts && back.attempts == 5 && back.has_backoff
+           && back.backoff.type == BM_BACKOFF_FIXED && back.backoff.delay_ms == 250
+           && back.backoff.jitter && back.has_run_at && back.run_at == 1790000000000
+           && !back.has_delay_ms);
     //  The payload: the very bytes sent, and its decoded value.
     CHECK (back.payload.size == sizeof payload - 1
            && memcmp (back.payload.data, payload, back.payload.size) == 0);
@@ -106,6 +112,7 @@ test_client_round_trips (void)
     msg = s_json_msg (BM_CLIENT_HEADER, BM_SUBMIT, "{\"botType\":\"node\",\"priority\":null}");
     CHECK (msg && bm_codec_submit_decode (msg, &back, &error) == 0);
     CHECK (!back.has_req && !back.has_priority && !back.has_timeout_ms
+           && !back.has_attempts && !back.has_backoff && !back.has_delay_ms && !back.has_run_at
            && !back.has_max_attempts && !back.notify && !back.webhook_url.ptr
            && !back.idempotency_key [0] && !back.payload.obj && !back.payload.data);
     bm_msg_destroy (&msg);
@@ -430,6 +437,21 @@ test_rejections (void)
         { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"timeoutMs\":86400001}", "timeoutMs" },
         { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"timeoutMs\":5000.0}", "timeoutMs" },
         { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"maxAttempts\":0}", "maxAttempts" },
+        { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"attempts\":0}", "attempts" },
+        { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"attempts\":101}", "attempts" },
+        { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"delayMs\":-1}", "delayMs" },
+        { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"delayMs\":31536000001}", "delayMs" },
+        { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"runAt\":\"soon\"}", "runAt" },
+        { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"runAt\":5,\"delayMs\":5}", "runAt" },
+        { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"backoff\":2000}", "backoff" },
+        { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"backoff\":{}}", "backoff.delayMs" },
+        { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"backoff\":{\"delayMs\":-5}}", "backoff.delayMs" },
+        { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"backoff\":{\"type\":\"linear\",\"delayMs\":5}}",
+          "backoff.type" },
+        { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"backoff\":{\"type\":1,\"delayMs\":5}}",
+          "backoff.type" },
+        { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"backoff\":{\"delayMs\":5,\"jitter\":1}}",
+          "backoff.jitter" },
         { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"maxAttempts\":101}", "maxAttempts" },
         { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"webhookUrl\":\"ftp://x\"}", "webhookUrl" },
         { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"webhookUrl\":\"http://\"}", "webhookUrl" },

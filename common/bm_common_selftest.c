@@ -3,14 +3,18 @@
         bm_common_selftest [--test NAME] [-v]
 
     CTest runs one entry per class.  */
+#include "bm_backoff.h"
 #include "bm_codec.h"
 #include "bm_codec_batch.h"
 #include "bm_endpoints.h"
 #include "bm_main.h"
 #include "bm_sentinel.h"
+#include "bm_codec_control.h"
+#include "bm_cron.h"
 #include "bm_redis_url.h"
 #include "bm_selftest.h"
 #include "bm_settings.h"
+#include "bm_tz.h"
 #include "bm_worker_link.h"
 
 static const bm_selftest_t s_tests [] = {
@@ -22,6 +26,10 @@ static const bm_selftest_t s_tests [] = {
     { "endpoints", bm_endpoints_test },
     { "main",      bm_main_test },
     { "sentinel", bm_sentinel_test },
+    { "tz",        bm_tz_test },
+    { "cron",      bm_cron_test },
+    { "backoff",   bm_backoff_test },
+    { "codec_control", bm_codec_control_test },
     { NULL, NULL }
 };
 

@@ -491,13 +491,13 @@ bm_command_name (bm_peer_t peer, int command)
 {
     static const char *client [] = { NULL, "SUBMIT", "STATUS", "CANCEL", "STATS",
                                      "RETRY", "REDELIVER", "LIST", "PING", "METRICS",
-                                     "SUBMIT_MANY" };
+                                     "SUBMIT_MANY", "QUEUE", "REMOVE", "PROMOTE", "SCHEDULE" };
     static const char *client_replies [] = { NULL, "ACCEPTED", "REJECTED", "REPLY", "RESULT",
                                              "ACCEPTED_MANY", "RESULT_MANY" };
     static const char *worker [] = { NULL, "READY", "JOB", "PROGRESS", "DONE", "HEARTBEAT",
                                      "DISCONNECT", "CANCEL", "RELEASE", "NACK", "JOB_MANY",
                                      "DONE_MANY" };
-    if (peer == BM_PEER_CLIENT && command >= 1 && command <= BM_SUBMIT_MANY)
+    if (peer == BM_PEER_CLIENT && command >= 1 && command <= BM_SCHEDULE)
         return client [command];
     if (peer == BM_PEER_CLIENT && command >= 0x81 && command <= BM_RESULT_MANY)
         return client_replies [command - 0x80];

@@ -33,6 +33,10 @@
 #define BM_PING             0x08
 #define BM_METRICS          0x09
 #define BM_SUBMIT_MANY      0x0a        //  Batches (section 4a): several jobs,
+#define BM_QUEUE            0x0B    //  pause, resume, drain, clean a bot type
+#define BM_REMOVE           0x0C    //  delete a job that is not running
+#define BM_PROMOTE          0x0D    //  a delayed job: due now
+#define BM_SCHEDULE         0x0E    //  add, list, remove repeatable jobs
 #define BM_ACCEPTED         0x81
 #define BM_REJECTED         0x82
 #define BM_REPLY            0x83
@@ -70,7 +74,8 @@
 #define BM_DEFAULT_PRIORITY     3           //  A SUBMIT without priority: the
                                             //  original system's default, behind 0-2
 #define BM_MAX_TIMEOUT_MS       BM_DAY_MS   //  timeoutMs: 1 ms .. one day
-#define BM_MAX_ATTEMPTS         100         //  maxAttempts: 1..100
+#define BM_MAX_ATTEMPTS         100         //  maxAttempts, attempts: 1..100
+#define BM_MAX_DELAY_MS         (365 * BM_DAY_MS)   //  delayMs, runAt: up to a year ahead
 #define BM_MAX_PROGRESS         100         //  progress: 0..100 (per cent)
 #define BM_MAX_WORKER_TYPES     16          //  READY types: 1..16
 #define BM_MAX_CREDIT           1000000     //  READY credit: 0..1000000

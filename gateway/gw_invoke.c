@@ -92,6 +92,58 @@ s_containers (const json_t *value, int limit)
 }
 
 //  --------------------------------------------------------------------------
+//  The retry and timing options: attempts, backoff, delayMs, runAt.  Whether
+//  a runAt is too far in the past is the broker's to say (its clock).
+
+static int
+s_timing (const json_t *body, bm_codec_submit_t *submit, gw_invoke_error_t *error)
+{
+    int has = s_opt_int (body, "attempts", 1, BM_MAX_ATTEMPTS, &submit->attempts);
+    if (has < 0)
+        return s_fail (error, 400, "invalid_attempts",
+                       "attempts must be an integer from 1 to %d (runs of the bot)", BM_MAX_ATTEMPTS);
+    submit->has_attempts = has > 0;
+    has = s_opt_int (body, "delayMs", 0, BM_MAX_DELAY_MS, &submit->delay_ms);
+    if (has < 0)
+        return s_fail (error, 400, "invalid_delay",
+                       "delayMs must be an integer from 0 to %lld (a year)",
+                       (long long) BM_MAX_DELAY_MS);
+    submit->has_delay_ms = has > 0;
+    has = s_opt_int (body, "runAt", 0, INT64_MAX, &submit->run_at);
+    if (has < 0)
+        return s_fail (error, 400, "invalid_run_at",
+                       "runAt must be an integer: ms since the epoch");
+    submit->has_run_at = has > 0;
+    if (submit->has_run_at && submit->has_delay_ms)
+        return s_fail (error, 400, "invalid_run_at", "runAt and delayMs exclude each other: give one");
+
+    const json_t *backoff = json_object_get (body, "backoff");
+    if (!backoff || json_is_null (backoff))
+        return 0;
+    if (!json_is_object (backoff))
+        return s_fail (error, 400, "invalid_backoff",
+                       "backoff must be an object {\"type\": \"exponential\"|\"fixed\", \"delayMs\": N}");
+    const char *type = NULL;
+    size_t type_len = 0;
+    int64_t delay = 0;
+    const json_t *jitter = json_object_get (backoff, "jitter");
+    if (s_opt_str (backoff, "type", &type, &type_len) < 0)
+        return s_fail (error, 400, "invalid_backoff", "backoff.type must be \"exponential\" or \"fixed\"");
+    if (s_opt_int (backoff, "delayMs", 0, BM_BACKOFF_MAX_MS, &delay) <= 0)
+        return s_fail (error, 400, "invalid_backoff",
+                       "backoff.delayMs is required: an integer from 0 to %lld",
+                       (long long) BM_BACKOFF_MAX_MS);
+    if (jitter && !json_is_null (jitter) && !json_is_boolean (jitter))
+        return s_fail (error, 400, "invalid_backoff", "backoff.jitter must be a boolean");
+    char message [128];
+    if (bm_backoff_set (&submit->backoff, type, type_len, delay, jitter && json_is_true (jitter),
+                        message, sizeof message))
+        return s_fail (error, 400, "invalid_backoff", "%s", message);
+    submit->has_backoff = true;
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
 //  Validate the parsed body and pack it.  Returns 0 or -1 with *error set.
 
 static int
@@ -154,6 +206,10 @@ s_translate (const json_t *body, int64_t req, size_t max_payload, bm_packer_t *p
         return s_fail (error, 400, "invalid_max_attempts",
                        "maxAttempts must be an integer from 1 to %d", GW_INVOKE_MAX_ATTEMPTS);
 
+    bm_codec_submit_t submit = { .has_req = true, .req = req };
+    if (s_timing (body, &submit, error))
+        return -1;
+
     //  The payload first, on its own: its encoded size is the limit, and
     //  the SUBMIT body carries those bytes as they are.
     bm_packer_t payload_buf;
@@ -171,14 +227,15 @@ s_translate (const json_t *body, int64_t req, size_t max_payload, bm_packer_t *p
     }
     //  SUBMIT body (protocol.md section 4):
     //  {req, botType, payload, priority, webhookUrl?, idempotencyKey?,
-    //   timeoutMs?, maxAttempts?}
-    bm_codec_submit_t submit = {
-        .has_req = true, .req = req,
-        .payload = { NULL, payload_buf.sbuf.data, payload_buf.sbuf.size },
-        .webhook_url = { has_url > 0 ? url : NULL, has_url > 0 ? url_len : 0 },
-        .has_priority = true, .priority = priority,
-        .has_timeout_ms = has_timeout > 0, .timeout_ms = timeout_ms,
-        .has_max_attempts = has_attempts > 0, .max_attempts = max_attempts };
+    //   timeoutMs?, maxAttempts?, attempts?, backoff?, delayMs?, runAt?}
+    submit.payload = (bm_codec_value_t) { NULL, payload_buf.sbuf.data, payload_buf.sbuf.size };
+    submit.webhook_url = (bm_codec_str_t) { has_url > 0 ? url : NULL, has_url > 0 ? url_len : 0 };
+    submit.has_priority = true;
+    submit.priority = priority;
+    submit.has_timeout_ms = has_timeout > 0;
+    submit.timeout_ms = timeout_ms;
+    submit.has_max_attempts = has_attempts > 0;
+    submit.max_attempts = max_attempts;
     memcpy (submit.bot_type, bot_type, bot_type_len);
     if (has_key > 0)
         memcpy (submit.idempotency_key, key, key_len);
@@ -330,6 +387,17 @@ gw_invoke_test (bool verbose)
     CHECK (!bm_obj_get (map, "unknown"));
     msgpack_unpacked_destroy (&result);
 
+    //  The retry and timing options reach the SUBMIT body.
+    CHECK (streq (s_try ("{\"botType\":\"java\",\"payload\":1,\"attempts\":4,\"delayMs\":1500,"
+                         "\"backoff\":{\"type\":\"fixed\",\"delayMs\":100,\"jitter\":true}}",
+                         1 << 20, &error, &result), "ok"));
+    CHECK (bm_obj_int (&result.data, "attempts", &value) && value == 4);
+    CHECK (bm_obj_int (&result.data, "delayMs", &value) && value == 1500);
+    const msgpack_object *backoff = bm_obj_get (&result.data, "backoff");
+    CHECK (backoff && bm_obj_int (backoff, "delayMs", &value) && value == 100);
+    CHECK (bm_obj_strcpy (backoff, "type", buf, sizeof buf) && streq (buf, "fixed"));
+    msgpack_unpacked_destroy (&result);
+
     //  Minimal body: defaults, nulls as absent, any payload type.
     CHECK (streq (s_try ("{\"botType\":\"node\",\"payload\":null,\"webhookUrl\":null,"
                          "\"priority\":null}", 1 << 20, &error, &result), "ok"));
@@ -367,6 +435,16 @@ gw_invoke_test (bool verbose)
         { "{\"botType\":\"python\",\"payload\":1,\"idempotencyKey\":\"a b\"}", 400, "invalid_idempotency_key" },
         { "{\"botType\":\"python\",\"payload\":1,\"idempotencyKey\":\"\"}", 400, "invalid_idempotency_key" },
         { "{\"botType\":\"python\",\"payload\":\"0123456789abcdef0123456789\"}", 413, "payload_too_large" },
+        { "{\"botType\":\"python\",\"payload\":1,\"attempts\":0}", 400, "invalid_attempts" },
+        { "{\"botType\":\"python\",\"payload\":1,\"attempts\":\"3\"}", 400, "invalid_attempts" },
+        { "{\"botType\":\"python\",\"payload\":1,\"delayMs\":-1}", 400, "invalid_delay" },
+        { "{\"botType\":\"python\",\"payload\":1,\"delayMs\":31536000001}", 400, "invalid_delay" },
+        { "{\"botType\":\"python\",\"payload\":1,\"runAt\":1.5}", 400, "invalid_run_at" },
+        { "{\"botType\":\"python\",\"payload\":1,\"runAt\":1,\"delayMs\":1}", 400, "invalid_run_at" },
+        { "{\"botType\":\"python\",\"payload\":1,\"backoff\":2000}", 400, "invalid_backoff" },
+        { "{\"botType\":\"python\",\"payload\":1,\"backoff\":{}}", 400, "invalid_backoff" },
+        { "{\"botType\":\"python\",\"payload\":1,\"backoff\":{\"type\":\"linear\",\"delayMs\":1}}", 400, "invalid_backoff" },
+        { "{\"botType\":\"python\",\"payload\":1,\"backoff\":{\"delayMs\":1,\"jitter\":\"yes\"}}", 400, "invalid_backoff" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
         const char *code = s_try (cases [i].body, 16, &error, &result);

@@ -14,7 +14,13 @@
          "priority": 1,                        optional, 0..2097152 (3)
          "idempotencyKey": "abc",              optional, 1-128 printable
          "timeoutMs": 60000,                   optional, 1..86400000
-         "maxAttempts": 3}                     optional, 1..100
+         "maxAttempts": 3,                     optional, 1..100 (dispatches)
+         "attempts": 3,                        optional, 1..100 (runs)
+         "backoff": {"type": "exponential",    optional, type "exponential"
+                     "delayMs": 2000,          or "fixed", delayMs 0..a day,
+                     "jitter": false},         jitter optional
+         "delayMs": 5000,                      optional, 0..a year; or
+         "runAt": 1790000000000}               optional, epoch ms
 
     An optional field given as null counts as absent.  Unknown keys are
     ignored (protocol.md: forward compatibility); duplicate keys are an

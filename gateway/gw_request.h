@@ -24,6 +24,7 @@ typedef struct {
     gw_thread_t *thread;
     gw_route_t route;
     char job_id [BM_MAX_ID_LEN + 1];    //  For /job/{id}...
+    char bot_type [BM_MAX_BOT_TYPE_LEN + 1];    //  For /queues/{botType}/...
     int status;                         //  Status answered, 0 until then
     bool body_pending;                  //  Body bytes we have not read
     bool must_close;                    //  Close the connection after answering

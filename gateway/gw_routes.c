@@ -100,7 +100,10 @@ gw_routes_invoke (gw_request_t *r)
         //  bot systems answer.
         int64_t position = 0;
         bool has_position = bm_obj_int (bm_msg_body (reply), "position", &position);
-        json_t *value = json_pack ("{s:s,s:s,s:s,s:I,s:o}", "jobId", job_id, "status", "queued",
+        bool delayed = false;
+        bm_obj_bool (bm_msg_body (reply), "delayed", &delayed);
+        json_t *value = json_pack ("{s:s,s:s,s:s,s:I,s:o}", "jobId", job_id, "status",
+                                   delayed ? "delayed" : "queued",
                                    "botType", bot_type, "priority", (json_int_t) priority,
                                    "estimatedPosition", has_position
                                    ? json_integer ((json_int_t) position) : json_null ());
@@ -123,11 +126,9 @@ gw_routes_invoke (gw_request_t *r)
 //  answered with `status` and its JSON: `make` (body), or else `fixed`
 //  (taken).  A REJECTED (when `rejections`) gets its HTTP error; anything
 //  else is a bad reply (502).  No reply: gw_request_broker has answered already.
-typedef json_t *(s_make_fn) (const msgpack_object *body);
-
-static void
-s_answer (gw_request_t *r, bm_msg_t *reply, int want, int status, s_make_fn *make, json_t *fixed,
-          bool rejections)
+void
+gw_routes_answer (gw_request_t *r, bm_msg_t *reply, int want, int status, gw_routes_make_fn *make,
+                  json_t *fixed, bool rejections)
 {
     json_t *value = NULL;
     if (reply && bm_msg_command (reply) == want) {
@@ -157,7 +158,7 @@ s_make_job (const msgpack_object *body)
 void
 gw_routes_job (gw_request_t *r, int command)
 {
-    s_answer (r, gw_request_broker_simple (r, command, r->job_id, true), BM_REPLY, 200, s_make_job, NULL,
+    gw_routes_answer (r, gw_request_broker_simple (r, command, r->job_id, true), BM_REPLY, 200, s_make_job, NULL,
               true);
 }
 
@@ -169,13 +170,14 @@ gw_routes_job_action (gw_request_t *r, int command)
     json_t *value = command == BM_RETRY
         ? json_pack ("{s:s,s:s}", "jobId", r->job_id, "status", "queued")
         : json_pack ("{s:s,s:s}", "jobId", r->job_id, "webhook", "pending");
-    s_answer (r, reply, BM_ACCEPTED, 202, NULL, value, true);
+    gw_routes_answer (r, reply, BM_ACCEPTED, 202, NULL, value, true);
 }
 
 void
 gw_routes_jobs (gw_request_t *r)
 {
-    static const char *states [] = { "queued", "running", "completed", "failed", "cancelled" };
+    static const char *states [] = { "queued", "running", "delayed", "completed", "failed",
+                                     "cancelled" };
     char state [16], bot_type [BM_MAX_BOT_TYPE_LEN + 1], limit_text [16];
     int has_state = gw_request_query (r, "state", state, sizeof state);
     int has_type = gw_request_query (r, "botType", bot_type, sizeof bot_type);
@@ -186,7 +188,7 @@ gw_routes_jobs (gw_request_t *r)
             state_ok = true;
     if (!state_ok) {
         gw_request_error (r, 400, "invalid_state",
-                 "state must be one of: queued, running, completed, failed, cancelled", NULL);
+                 "state must be one of: queued, running, delayed, completed, failed, cancelled", NULL);
         return;
     }
     if (has_type < 0 || (has_type > 0 && *bot_type && !bm_valid_bot_type (bot_type, strlen (bot_type)))) {
@@ -214,7 +216,7 @@ gw_routes_jobs (gw_request_t *r)
         bm_pack_kv_str (&pk, "state", state);
     if (with_type)
         bm_pack_kv_str (&pk, "botType", bot_type);
-    s_answer (r, gw_request_broker (r, req, BM_LIST, sbuf.data, sbuf.size, true), BM_REPLY, 200,
+    gw_routes_answer (r, gw_request_broker (r, req, BM_LIST, sbuf.data, sbuf.size, true), BM_REPLY, 200,
               gw_record_list, NULL, true);
 }
 
@@ -222,7 +224,7 @@ void
 gw_routes_stats (gw_request_t *r)
 {
     //  A REJECTED to STATS is not an answer we know: 502.
-    s_answer (r, gw_request_broker_simple (r, BM_STATS, NULL, true), BM_REPLY, 200, gw_record_stats, NULL,
+    gw_routes_answer (r, gw_request_broker_simple (r, BM_STATS, NULL, true), BM_REPLY, 200, gw_record_stats, NULL,
               false);
 }
 

@@ -7,6 +7,15 @@
 
 #include "gw_request.h"
 
+//  The end of most handlers: the reply the route expects (`want`) is
+//  answered with `status` and its JSON: `make` (body), or else `fixed`
+//  (taken).  A REJECTED (when `rejections`) gets its HTTP error; anything
+//  else is a bad reply (502).  No reply: gw_request_broker has answered
+//  already.  Takes the reply.
+typedef json_t *(gw_routes_make_fn) (const msgpack_object *body);
+void gw_routes_answer (gw_request_t *r, bm_msg_t *reply, int want, int status,
+                       gw_routes_make_fn *make, json_t *fixed, bool rejections);
+
 //  GET /health: always 200 while the process serves.
 void gw_routes_health (gw_request_t *r);
 //  GET /ready: 200 when the broker answers PING and reaches Redis, else 503.
@@ -19,6 +28,15 @@ void gw_routes_invoke (gw_request_t *r);
 void gw_routes_job (gw_request_t *r, int command);
 //  POST /job/{id}/retry (BM_RETRY) and /redeliver (BM_REDELIVER): 202.
 void gw_routes_job_action (gw_request_t *r, int command);
+//  POST /queues/{botType}/pause|resume|drain|clean (gw_control.c): QUEUE,
+//  200 {"botType", "paused", "removed"}.
+void gw_routes_queue (gw_request_t *r, const char *action);
+//  DELETE /job/{id} (BM_REMOVE): 200 {"jobId", "removed"}; POST
+//  /job/{id}/promote (BM_PROMOTE): 200 with the job record.
+void gw_routes_job_control (gw_request_t *r, int command);
+//  POST /schedules (200 {schedule}), GET /schedules ({"schedules": [...]}),
+//  DELETE /schedules/{key} ({"key", "removed"}): SCHEDULE (gw_control.c).
+void gw_routes_schedules (gw_request_t *r);
 //  GET /jobs?state=&botType=&limit=: LIST.
 void gw_routes_jobs (gw_request_t *r);
 //  GET /stats: STATS.

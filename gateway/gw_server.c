@@ -28,6 +28,7 @@
 #include "bm_log.h"
 #include "bm_metrics.h"
 #include "bm_proto.h"
+#include "bm_codec_control.h"
 
 #include <civetweb.h>
 #include <errno.h>
@@ -54,6 +55,15 @@ static const struct {
     [R_JOB_CANCEL]    = { "/job/{id}/cancel",     "POST", true,  true  },
     [R_JOB_RETRY]     = { "/job/{id}/retry",      "POST", true,  true  },
     [R_JOB_REDELIVER] = { "/job/{id}/redeliver",  "POST", true,  true  },
+    [R_JOB_DELETE]    = { "/job/{id}",            "DELETE", true, true  },
+    [R_JOB_PROMOTE]   = { "/job/{id}/promote",    "POST", true,  true  },
+    [R_QUEUE_PAUSE]   = { "/queues/{botType}/pause",  "POST", true, true },
+    [R_QUEUE_RESUME]  = { "/queues/{botType}/resume", "POST", true, true },
+    [R_QUEUE_DRAIN]   = { "/queues/{botType}/drain",  "POST", true, true },
+    [R_QUEUE_CLEAN]   = { "/queues/{botType}/clean",  "POST", true, true },
+    [R_SCHEDULE_ADD]  = { "/schedules",           "POST", true,  true  },
+    [R_SCHEDULES]     = { "/schedules",           "GET",  true,  true  },
+    [R_SCHEDULE_DELETE] = { "/schedules/{key}",   "DELETE", true, true },
     [R_JOBS]          = { "/jobs",                "GET",  true,  true  },
     [R_STATS]         = { "/stats",               "GET",  true,  true  },
     [R_ADMIN]         = { "/admin/queues",        "GET",  false, false },
@@ -177,6 +187,16 @@ s_route (gw_request_t *r, const char *path)
     if (streq (path, "/stats"))         return R_STATS;
     if (streq (path, "/jobs"))          return R_JOBS;
     if (streq (path, "/api/history"))   return R_HISTORY;
+    if (streq (path, "/schedules"))
+        return streq (r->ri->request_method, "POST") ? R_SCHEDULE_ADD : R_SCHEDULES;
+    if (strncmp (path, "/schedules/", 11) == 0) {
+        const char *key = path + 11;
+        size_t len = strlen (key);
+        if (len > BM_MAX_SCHEDULE_KEY_LEN || !bm_valid_id (key, len))
+            return R_OTHER;
+        memcpy (r->job_id, key, len + 1);
+        return R_SCHEDULE_DELETE;
+    }
     if (strncmp (path, BM_ASSETS_PREFIX, strlen (BM_ASSETS_PREFIX)) == 0) {
         char next = path [strlen (BM_ASSETS_PREFIX)];
         if (next == 0 || next == '/')
@@ -191,10 +211,25 @@ s_route (gw_request_t *r, const char *path)
             return R_OTHER;
         memcpy (r->job_id, id, len);
         r->job_id [len] = 0;
-        if (!slash)                     return R_JOB;
+        if (!slash)
+            return streq (r->ri->request_method, "DELETE") ? R_JOB_DELETE : R_JOB;
         if (streq (slash, "/cancel"))   return R_JOB_CANCEL;
         if (streq (slash, "/retry"))    return R_JOB_RETRY;
         if (streq (slash, "/redeliver")) return R_JOB_REDELIVER;
+        if (streq (slash, "/promote"))  return R_JOB_PROMOTE;
+    }
+    if (strncmp (path, "/queues/", 8) == 0) {
+        const char *type = path + 8;
+        const char *slash = strchr (type, '/');
+        size_t len = slash ? (size_t) (slash - type) : 0;
+        if (!slash || !bm_valid_bot_type (type, len))
+            return R_OTHER;
+        memcpy (r->bot_type, type, len);
+        r->bot_type [len] = 0;
+        if (streq (slash, "/pause"))    return R_QUEUE_PAUSE;
+        if (streq (slash, "/resume"))   return R_QUEUE_RESUME;
+        if (streq (slash, "/drain"))    return R_QUEUE_DRAIN;
+        if (streq (slash, "/clean"))    return R_QUEUE_CLEAN;
     }
     return R_OTHER;
 }
@@ -301,6 +336,15 @@ s_handler (struct mg_connection *conn, void *cbdata)
             case R_JOB_CANCEL:      gw_routes_job (r, BM_CANCEL); break;
             case R_JOB_RETRY:       gw_routes_job_action (r, BM_RETRY); break;
             case R_JOB_REDELIVER:   gw_routes_job_action (r, BM_REDELIVER); break;
+            case R_JOB_DELETE:      gw_routes_job_control (r, BM_REMOVE); break;
+            case R_JOB_PROMOTE:     gw_routes_job_control (r, BM_PROMOTE); break;
+            case R_QUEUE_PAUSE:     gw_routes_queue (r, "pause"); break;
+            case R_QUEUE_RESUME:    gw_routes_queue (r, "resume"); break;
+            case R_QUEUE_DRAIN:     gw_routes_queue (r, "drain"); break;
+            case R_QUEUE_CLEAN:     gw_routes_queue (r, "clean"); break;
+            case R_SCHEDULE_ADD:
+            case R_SCHEDULES:
+            case R_SCHEDULE_DELETE: gw_routes_schedules (r); break;
             case R_JOBS:            gw_routes_jobs (r); break;
             case R_STATS:           gw_routes_stats (r); break;
             case R_ADMIN:           gw_routes_admin (r); break;

@@ -341,7 +341,9 @@ class Client {
 
   /**
    * SUBMIT; resolves the job id (reply.duplicate via submitFull).
-   * opts: webhookUrl, priority, idempotencyKey, timeoutMs (job's), maxAttempts, notify, requestTimeoutMs
+   * opts: webhookUrl, priority, idempotencyKey, timeoutMs (job's), maxAttempts, notify, requestTimeoutMs,
+   * attempts (runs allowed when the bot fails), backoff ({type: 'exponential'|'fixed', delayMs, jitter}),
+   * delayMs or runAt (ms since the epoch, the broker's clock): delayed until then
    */
   async submit(botType, payload = null, opts = {}) {
     return (await this.submitFull(botType, payload, opts)).jobId;
@@ -349,7 +351,8 @@ class Client {
 
   static _submitBody(botType, payload, opts) {
     const body = { botType, payload: payload === undefined ? null : payload };
-    for (const k of ['webhookUrl', 'priority', 'idempotencyKey', 'timeoutMs', 'maxAttempts']) {
+    for (const k of ['webhookUrl', 'priority', 'idempotencyKey', 'timeoutMs', 'maxAttempts',
+                     'attempts', 'backoff', 'delayMs', 'runAt']) {
       if (opts[k] !== undefined && opts[k] !== null) body[k] = opts[k];
     }
     if (opts.notify) body.notify = true;

@@ -416,7 +416,8 @@ class Client:
 
     @staticmethod
     def _submit_body(bot_type, payload=None, *, webhook_url=None, priority=None, idempotency_key=None,
-                     timeout_ms=None, max_attempts=None, notify=False):
+                     timeout_ms=None, max_attempts=None, notify=False, attempts=None, backoff=None,
+                     delay_ms=None, run_at=None):
         body = {"botType": bot_type, "payload": payload}
         if webhook_url is not None:
             body["webhookUrl"] = webhook_url
@@ -428,6 +429,10 @@ class Client:
             body["timeoutMs"] = timeout_ms
         if max_attempts is not None:
             body["maxAttempts"] = max_attempts
+        for key, value in (("attempts", attempts), ("backoff", backoff), ("delayMs", delay_ms),
+                           ("runAt", run_at)):
+            if value is not None:
+                body[key] = value
         if notify:
             body["notify"] = True
         return body
@@ -444,18 +449,26 @@ class Client:
         return jid
 
     def submit(self, bot_type, payload=None, *, webhook_url=None, priority=None, idempotency_key=None,
-               timeout_ms=None, max_attempts=None, notify=False, timeout=None):
-        """SUBMIT a job; returns its id (a str with .duplicate). Raises Rejected."""
+               timeout_ms=None, max_attempts=None, notify=False, timeout=None, attempts=None,
+               backoff=None, delay_ms=None, run_at=None):
+        """SUBMIT a job; returns its id (a str with .duplicate). Raises Rejected.
+
+        attempts: runs allowed when the bot fails; backoff: {"type":
+        "exponential"|"fixed", "delayMs": N, "jitter": bool}; delay_ms or
+        run_at (ms since the epoch, the broker's clock): the job is delayed
+        until then."""
         body = self._submit_body(bot_type, payload, webhook_url=webhook_url, priority=priority,
                                  idempotency_key=idempotency_key, timeout_ms=timeout_ms,
-                                 max_attempts=max_attempts, notify=notify)
+                                 max_attempts=max_attempts, notify=notify, attempts=attempts,
+                                 backoff=backoff, delay_ms=delay_ms, run_at=run_at)
         return self._accepted(self._reply(SUBMIT, body, timeout, expect=ACCEPTED), notify)
 
     def submit_many(self, jobs, timeout=None):
         """SUBMIT_MANY: several jobs, MAX_BATCH to a message (protocol.md 4a).
 
         jobs: dicts with submit()'s keywords (bot_type, payload, webhook_url,
-        priority, idempotency_key, timeout_ms, max_attempts, notify).  A
+        priority, idempotency_key, timeout_ms, max_attempts, notify, attempts,
+        backoff, delay_ms, run_at).  A
         message holds at most MAX_BATCH jobs and BATCH_BYTES of them.
         Returns one outcome per job, in order: its JobId (with .duplicate)
         when accepted, or a Rejected (not raised) naming why not.  A fault

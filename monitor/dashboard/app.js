@@ -154,11 +154,16 @@
     this.message = message;
   }
 
-  function api(method, path) {
+  function api(method, path, body) {
     var headers = { "Accept": "application/json" };
     var key = getKey() || memoryKey;
     if (key) headers["X-API-Key"] = key;
-    return fetch(path, { method: method, headers: headers, cache: "no-store" })
+    var init = { method: method, headers: headers, cache: "no-store" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    return fetch(path, init)
       .catch(function (e) {
         throw new ApiError(0, "network", "cannot reach the gateway (" + e.message + ")");
       })
@@ -222,7 +227,7 @@
     var body = $("types-body");
     clear(body);
     var names = typeNames(stats);
-    var sums = { waiting: 0, running: 0, limit: 0, waitingForPermit: 0, completed: 0, failed: 0, cancelled: 0, workers: 0, limitKills: 0,
+    var sums = { waiting: 0, delayed: 0, running: 0, limit: 0, waitingForPermit: 0, completed: 0, failed: 0, cancelled: 0, workers: 0, limitKills: 0,
                  warmProcesses: 0, recycles: 0, initFailures: 0 };
     names.forEach(function (name) {
       var t = stats.types[name] || {};
@@ -230,13 +235,14 @@
       body.appendChild(typeRow(name, t));
     });
     if (!names.length)
-      body.appendChild(el("tr", null, el("td", { colspan: "13", "class": "muted" }, "No bot types yet.")));
+      body.appendChild(el("tr", null, el("td", { colspan: "15", "class": "muted" }, "No bot types yet.")));
 
     var foot = $("totals");
     clear(foot);
     var totalRow = el("tr", { "data-type": "*" },
       el("td", null, "all"),
       el("td", { "class": "num", "data-field": "waiting" }, sums.waiting),
+      el("td", { "class": "num", "data-field": "delayed" }, sums.delayed),
       el("td", null, el("div", { "class": "usage" }, el("span", { "class": "text" },
         el("span", { "data-field": "running", id: "total-running" }, sums.running), " running"))),
       el("td", { "class": "num", "data-field": "waitingForPermit" }, sums.waitingForPermit),
@@ -248,10 +254,11 @@
       el("td", null, ""),
       el("td", { "class": "num", "data-field": "warmProcesses" }, sums.warmProcesses),
       el("td", { "class": "num", "data-field": "recycles" }, sums.recycles),
-      el("td", { "class": "num", "data-field": "initFailures" }, sums.initFailures));
+      el("td", { "class": "num", "data-field": "initFailures" }, sums.initFailures),
+      el("td", null));
     foot.appendChild(totalRow);
     var totals = stats.totals || {};
-    var line = el("td", { colspan: "13", "class": "muted", id: "totals-line" });
+    var line = el("td", { colspan: "15", "class": "muted", id: "totals-line" });
     ["submitted", "completed", "failed", "cancelled", "rejected", "retried"].forEach(function (k, i) {
       if (totals[k] === undefined) return;
       if (i) line.appendChild(document.createTextNode("  ·  "));
@@ -274,10 +281,12 @@
   function typeRow(name, t) {
     var usage = t.usage !== undefined ? t.usage : t.running;
     var id = function (f) { return "type-" + name + "-" + f; };
-    return el("tr", { "data-type": name },
+    return el("tr", { "data-type": name, "data-paused": t.paused ? "1" : "0" },
       el("td", { "class": "type" },
-         el("span", { "class": "swatch", style: "background:" + colorOf(name) }), name),
+         el("span", { "class": "swatch", style: "background:" + colorOf(name) }), name,
+         t.paused ? el("span", { "class": "state state-paused", id: id("paused") }, "paused") : null),
       el("td", { "class": "num", "data-field": "waiting", id: id("waiting") }, num(t.waiting)),
+      el("td", { "class": "num", "data-field": "delayed", id: id("delayed") }, num(t.delayed)),
       el("td", null, usageCell(num(t.running), num(t.limit), num(usage), name)),
       el("td", { "class": "num", "data-field": "waitingForPermit", id: id("waitingForPermit") }, num(t.waitingForPermit)),
       el("td", { "class": "num", "data-field": "completed", id: id("completed") }, num(t.completed)),
@@ -288,7 +297,37 @@
       el("td", { "data-field": "mode", id: id("mode") }, t.mode || "spawn"),
       el("td", { "class": "num", "data-field": "warmProcesses", id: id("warmProcesses") }, num(t.warmProcesses)),
       el("td", { "class": "num", "data-field": "recycles", id: id("recycles") }, num(t.recycles)),
-      el("td", { "class": "num", "data-field": "initFailures", id: id("initFailures") }, num(t.initFailures)));
+      el("td", { "class": "num", "data-field": "initFailures", id: id("initFailures") }, num(t.initFailures)),
+      el("td", { "class": "queue-actions" },
+        queueButton(name, t.paused ? "resume" : "pause", t.paused ? "Resume" : "Pause"),
+        queueButton(name, "drain", "Drain"),
+        queueButton(name, "clean-completed", "Clean completed"),
+        queueButton(name, "clean-failed", "Clean failed")));
+  }
+
+  //  A bot type's queue action: POST /queues/{type}/{pause|resume|drain|clean}.
+  function queueButton(name, action, label) {
+    var b = el("button", { type: "button", id: "type-" + name + "-" + action, "data-action": action }, label);
+    b.addEventListener("click", function () { runQueueAction(name, action); });
+    return b;
+  }
+
+  function runQueueAction(name, action) {
+    var message = $("queue-message");
+    var clean = action.indexOf("clean-") === 0;
+    var path = "/queues/" + encodeURIComponent(name) + "/" + (clean ? "clean" : action);
+    var body = clean ? { state: action.slice(6), olderThanMs: 0 } : undefined;
+    message.textContent = name + ": " + action + "…";
+    message.dataset.result = "pending";
+    api("POST", path, body).then(function (r) {
+      message.textContent = name + ": " + action + (r.removed ? ", " + r.removed + " jobs removed" : "") +
+        (r.paused ? " (paused)" : "");
+      message.dataset.result = "ok";
+      message.dataset.removed = String(r.removed || 0);
+    }, function (err) {
+      message.textContent = name + ": " + action + " failed: " + (err.code ? err.code + ": " : "") + err.message;
+      message.dataset.result = "error";
+    }).then(function () { refresh(); });
   }
 
   //  "running / limit" with a bar showing semaphore permits in use.
@@ -487,11 +526,15 @@
 
     var terminal = j.state === "completed" || j.state === "failed" || j.state === "cancelled";
     $("action-retry").disabled = !(j.state === "failed" || j.state === "cancelled");
-    $("action-cancel").disabled = !(j.state === "queued" || j.state === "running");
+    $("action-cancel").disabled = !(j.state === "queued" || j.state === "running" || j.state === "delayed");
     $("action-redeliver").disabled = !(terminal && (j.webhook || j.webhookUrl));
+    $("action-promote").disabled = j.state !== "delayed";
+    $("action-remove").disabled = !j.state || j.state === "running";
   }
 
-  var ACTION_DONE = { retry: "queued again", cancel: "cancelled", redeliver: "webhook delivery queued" };
+  var ACTION_DONE = { retry: "queued again", cancel: "cancelled", redeliver: "webhook delivery queued",
+                      promote: "due now: queued", remove: "removed" };
+  var ACTIONS = ["retry", "cancel", "redeliver", "promote", "remove"];
 
   function runAction(action) {
     var id = state.selected;
@@ -499,8 +542,10 @@
     var message = $("action-message");
     message.textContent = action + "…";
     message.dataset.result = "pending";
-    ["action-retry", "action-cancel", "action-redeliver"].forEach(function (b) { $(b).disabled = true; });
-    api("POST", "/job/" + encodeURIComponent(id) + "/" + action).then(function () {
+    ACTIONS.forEach(function (a) { $("action-" + a).disabled = true; });
+    var call = action === "remove" ? api("DELETE", "/job/" + encodeURIComponent(id))
+                                   : api("POST", "/job/" + encodeURIComponent(id) + "/" + action);
+    call.then(function () {
       message.textContent = ACTION_DONE[action];
       message.dataset.result = "ok";
     }, function (err) {
@@ -771,7 +816,7 @@
     $("search-id").addEventListener("input", renderJobs);
     $("search").addEventListener("submit", function (ev) { ev.preventDefault(); openJob($("search-id").value); });
     $("detail-close").addEventListener("click", closeJob);
-    ["retry", "cancel", "redeliver"].forEach(function (a) {
+    ACTIONS.forEach(function (a) {
       $("action-" + a).addEventListener("click", function () { runAction(a); });
     });
     $("latency-quantile").addEventListener("change", renderCharts);

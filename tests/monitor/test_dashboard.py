@@ -20,7 +20,7 @@ import cdp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEY = "dash-key-7f3a"
-FIELDS = ("waiting", "running", "limit", "waitingForPermit", "completed", "failed", "cancelled", "workers", "limitKills",
+FIELDS = ("waiting", "delayed", "running", "limit", "waitingForPermit", "completed", "failed", "cancelled", "workers", "limitKills",
           "warmProcesses", "recycles", "initFailures")
 SERVER = os.path.join(harness.ROOT, "workers", "bots", "python", "forkserver.py")
 PYBOT = os.path.join(harness.ROOT, "workers", "bots", "python", "bot.py")
