@@ -63,6 +63,8 @@ bench_pack_submit (bench_submit_buf_t *self, int64_t req, const char *type, bool
                                  .payload = { NULL, self->payload.sbuf.data,
                                               self->payload.sbuf.size } };
     snprintf (submit.bot_type, sizeof submit.bot_type, "%s", type);
+    submit.has_delay_ms = self->delay_ms > 0;
+    submit.delay_ms = self->delay_ms;
     bm_codec_submit_encode (&submit, &self->body);
     if (bm_packer_failed (&self->payload) || bm_packer_failed (&self->body)) {
         fprintf (stderr, "bench: out of memory\n");

@@ -24,6 +24,7 @@ void bench_pack_payload (msgpack_packer *pk, int64_t seq);
 typedef struct {
     bm_packer_t body;               //  The SUBMIT body (body.sbuf.data/size)
     bm_packer_t payload;            //  Its payload, encoded first
+    int64_t delay_ms;               //  > 0: SUBMIT delayMs (a delayed job)
 } bench_submit_buf_t;
 
 void bench_submit_buf_init (bench_submit_buf_t *self);

@@ -34,6 +34,7 @@
 
 typedef struct {
     const char *mode;               //  throughput, latency, fill
+    int64_t delay_ms;               //  fill --delay-ms: delayed jobs
     const char *endpoint;           //  Broker endpoint
     int64_t jobs;                   //  Jobs to time
     int64_t window;                 //  Jobs in flight at most
@@ -59,6 +60,7 @@ s_usage (void)
             "                           [--batch N (SUBMIT_MANY of N jobs, 1..1000)]\n"
             "       bm-bench latency    --endpoint EP [--jobs 2000] [--types python] [--warmup 100]\n"
             "       bm-bench fill       --endpoint EP --types T [--jobs 100000] [--window 5000]\n"
+            "                           [--delay-ms N]  (delayed jobs, due in N ms)\n"
             "       bm-bench ping       --endpoint EP [--wait-workers K] [--timeout 30]\n"
             "A pipelined BMC01 driver (docs/protocol.md).  Prints one RESULT line.\n"
             "Reads no environment variables.\n");
@@ -259,6 +261,7 @@ s_pipeline (void *sock, const s_opts_t *o, int64_t jobs, int64_t window, bool no
 {
     bench_submit_buf_t buf;
     bench_submit_buf_init (&buf);
+    buf.delay_ms = o->delay_ms;
     bm_packer_t batch;
     bm_packer_init (&batch);
     memset (c, 0, sizeof *c);
@@ -417,6 +420,7 @@ main (int argc, char *argv [])
         else if (!strcmp (a, "--wait-workers"))       { o.wait_workers = bench_arg_int (a, v, 0, 1000000); i++; }
         else if (!strcmp (a, "--timeout"))            { o.timeout_s = bench_arg_int (a, v, 1, 3600); i++; }
         else if (!strcmp (a, "--batch"))              { o.batch = bench_arg_int (a, v, 1, BM_MAX_BATCH); i++; }
+        else if (!strcmp (a, "--delay-ms"))           { o.delay_ms = bench_arg_int (a, v, 0, BM_MAX_DELAY_MS); i++; }
         else
             return bench_other_arg ("bm-bench", a, s_usage);
     }

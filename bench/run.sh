@@ -600,6 +600,31 @@ case_memory() {
   done
 }
 
+#  Delayed jobs: the broker's memory per delayed job (due in an hour) and the
+#  rate they are accepted at as the due-time heap grows from FILL_SMALL to
+#  FILL_LARGE jobs (O(log n) a job: the rate barely moves).
+case_delayed() {
+  local case=mem_delayed r
+  have botmesh-broker || { skip_case "$case" "botmesh-broker not built"; return; }
+  for r in $RUN_NOW; do
+    start_broker none MAX_HELD_BOTS=1
+    "$BIN/bm-bench" ping --endpoint "$BROKER_EP" >/dev/null 2>&1 || { log "FAILED: $case: broker not ready"; FAILED=1; stop_all; continue; }
+    local base small large
+    base=$(rss_kb "$BROKER_PID")
+    record_cmd "$case" "$(broker_env_text); bm-bench fill --endpoint EP --types held --delay-ms 3600000 --jobs $FILL_SMALL; VmRSS; bm-bench fill ... --jobs $((FILL_LARGE - FILL_SMALL)); VmRSS"
+    if measure "$case-fill-small" "$r" "$case-s-$r" "$BIN/bm-bench" fill --endpoint "$BROKER_EP" --types held --delay-ms 3600000 --jobs "$FILL_SMALL"; then
+      small=$(rss_kb "$BROKER_PID")
+      if measure "$case-fill-large" "$r" "$case-l-$r" "$BIN/bm-bench" fill --endpoint "$BROKER_EP" --types held --delay-ms 3600000 --jobs $((FILL_LARGE - FILL_SMALL)); then
+        large=$(rss_kb "$BROKER_PID")
+        printf '%s\t%s\tbase_kb=%s small_kb=%s large_kb=%s small_jobs=%s large_jobs=%s\n' \
+          "$case" "$r" "$base" "$small" "$large" "$FILL_SMALL" "$FILL_LARGE" >>"$RESULTS"
+        log "$case run $r: RSS base ${base} kB, ${FILL_SMALL} delayed jobs ${small} kB, ${FILL_LARGE} delayed jobs ${large} kB ($(( (large - base) * 1024 / FILL_LARGE )) B a job)"
+      fi
+    fi
+    stop_all
+  done
+}
+
 case_idle_workers() {
   local case=idle_workers r
   have botmesh-broker || { skip_case "$case" "botmesh-broker not built"; return; }
@@ -673,6 +698,7 @@ done
 for RUN_NOW in $(seq 1 "$RUNS"); do
   if want scale; then
     case_memory
+    case_delayed
     case_idle_workers
     for m in $TYPE_COUNTS; do case_types "$m"; done
   fi
