@@ -138,6 +138,33 @@ def test_delayed(s, c, w):
     h.check(w.recv(0.6) is None, "a cancelled delayed job is not dispatched")
 
 
+def test_python_client(s, w):
+    """The Python client passes attempts, backoff, delay_ms and run_at."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(h.ROOT, "clients", "python"))
+    import botmesh
+    pc = botmesh.Client(s.endpoint, timeout=5)
+    try:
+        jid = pc.submit("python", {"py": 1}, attempts=4, backoff={"type": "fixed", "delayMs": 50},
+                        delay_ms=200)
+        rec = pc.status(jid)
+        h.check(rec["state"] == "delayed" and rec["runAttempts"] == 4
+                and rec["backoff"]["type"] == "fixed" and rec["backoff"]["delayMs"] == 50,
+                "python client: delay_ms, attempts and backoff reach the broker", rec)
+        job, _ = next_job(w)
+        h.check(job["jobId"] == jid, "the delayed job runs")
+        w.done(jid, result=1)
+        run_at = int(time.time() * 1000) + 100
+        jid = pc.submit("python", {"py": 2}, run_at=run_at)
+        h.check(pc.status(jid)["state"] in ("delayed", "queued", "running"), "python client: run_at")
+        job, _ = next_job(w)
+        h.check(time.time() * 1000 >= run_at, "run_at honoured")
+        w.done(jid, result=1)
+    finally:
+        pc.close()
+
+
 def test_restart(s, c, env):
     # A delayed job and a job waiting out its backoff survive kill -9.
     w = FakeWorker(s.endpoint, "fw-r", ["python"], 1)
@@ -185,6 +212,7 @@ def test():
         test_permanent(s, c, w)
         test_type_defaults(s, c, wn)
         test_delayed(s, c, w)
+        test_python_client(s, w)
         w.close()
         wn.close()
         test_restart(s, c, env)

@@ -101,16 +101,19 @@ tests.clientEncodingAndErrors = async () => {
   try {
     const id = await c.submit('python', { task: 'x', n: [1, 2.5, null, true], ts: BIG_TS }, {
       webhookUrl: 'http://h/x', priority: 7, idempotencyKey: 'k-1', timeoutMs: 5000, maxAttempts: 4, notify: true,
+      attempts: 3, backoff: { type: 'fixed', delayMs: 500 }, delayMs: 1500,
     });
     check(id === 'j-1', 'submit resolves the jobId');
     const m = fb.got(0x01)[0];
     check(m.frames.length === 3 && CH.equals(m.frames[0]) && m.frames[1].length === 1 && m.frames[1][0] === 1,
       'SUBMIT is 3 frames: BMC01, 0x01, body');
     const keys = Object.keys(m.body).sort().join(',');
-    check(keys === 'botType,idempotencyKey,maxAttempts,notify,payload,priority,req,timeoutMs,webhookUrl',
+    check(keys === 'attempts,backoff,botType,delayMs,idempotencyKey,maxAttempts,notify,payload,priority,req,timeoutMs,webhookUrl',
       'SUBMIT body carries every option under its protocol name', keys);
     check(m.body.priority === 7 && m.body.notify === true && m.body.webhookUrl === 'http://h/x' && m.body.timeoutMs === 5000,
       'option values', m.body);
+    check(m.body.attempts === 3 && m.body.backoff.type === 'fixed' && m.body.backoff.delayMs === 500 && m.body.delayMs === 1500,
+      'retry and delay options (attempts, backoff, delayMs) under their protocol names', m.body);
     // the 64-bit integer went out as uint64 (0xcf), not float64 (0xcb)
     check(m.frames[2].includes(Buffer.from([0xcf, 0, 0, 0x01, 0x9a, 0xcc, 0x0d, 0x12, 0])),
       'a safe integer beyond 32 bits is sent as uint64, not as a float');
