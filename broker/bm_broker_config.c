@@ -95,7 +95,9 @@ bm_broker_config_load (bm_broker_config_t *c)
 
 //  The per-type variables: a prefix and a suffix around the type's name
 //  in capitals, and the range of the value.
-typedef enum { S_BOTS, S_QUEUE, S_RETRY_ATTEMPTS, S_RETRY_BACKOFF } s_type_var_t;
+typedef enum {
+    S_BOTS, S_QUEUE, S_RETRY_ATTEMPTS, S_RETRY_BACKOFF, S_KEEP_COMPLETED, S_KEEP_FAILED
+} s_type_var_t;
 static const struct {
     const char *prefix, *suffix;
     int64_t min, max;
@@ -104,6 +106,8 @@ static const struct {
     [S_QUEUE] = { "MAX_QUEUE_", "", 1, 100000000 },
     [S_RETRY_ATTEMPTS] = { "RETRY_", "_ATTEMPTS", 1, BM_MAX_ATTEMPTS },
     [S_RETRY_BACKOFF] = { "RETRY_", "_BACKOFF_MS", 0, BM_BACKOFF_MAX_MS },
+    [S_KEEP_COMPLETED] = { "KEEP_COMPLETED_", "", 1, 100000000 },
+    [S_KEEP_FAILED] = { "KEEP_FAILED_", "", 1, 100000000 },
 };
 
 //  Which per-type variable a name is, with the type's part; -1 if none.
@@ -114,7 +118,8 @@ s_type_var (const char *name, size_t name_len, const char **type, size_t *type_l
         return -1;
     //  MAX_QUEUE_<TYPE> before MAX_<TYPE>_BOTS: "MAX_QUEUE_X_BOTS" is the
     //  queue of type x_bots.
-    static const s_type_var_t order [] = { S_QUEUE, S_BOTS, S_RETRY_BACKOFF, S_RETRY_ATTEMPTS };
+    static const s_type_var_t order [] = { S_QUEUE, S_BOTS, S_RETRY_BACKOFF, S_RETRY_ATTEMPTS,
+                                           S_KEEP_COMPLETED, S_KEEP_FAILED };
     for (size_t i = 0; i < sizeof order / sizeof order [0]; i++) {
         const char *prefix = s_type_vars [order [i]].prefix;
         const char *suffix = s_type_vars [order [i]].suffix;
@@ -129,8 +134,9 @@ s_type_var (const char *name, size_t name_len, const char **type, size_t *type_l
     return -1;
 }
 
-//  MAX_<TYPE>_BOTS, MAX_QUEUE_<TYPE>, RETRY_<TYPE>_ATTEMPTS and
-//  RETRY_<TYPE>_BACKOFF_MS for any type, from the environment.
+//  MAX_<TYPE>_BOTS, MAX_QUEUE_<TYPE>, RETRY_<TYPE>_ATTEMPTS,
+//  RETRY_<TYPE>_BACKOFF_MS, KEEP_COMPLETED_<TYPE> and KEEP_FAILED_<TYPE> for
+//  any type, from the environment.
 int
 bm_broker_config_load_types (bm_broker_t *self)
 {
@@ -197,7 +203,13 @@ bm_broker_config_load_types (bm_broker_t *self)
         if (var == S_RETRY_ATTEMPTS)
             service->retry_attempts = value;
         else
+        if (var == S_RETRY_BACKOFF)
             service->retry_backoff_ms = value;
+        else
+        if (var == S_KEEP_COMPLETED)
+            service->keep [0] = value;
+        else
+            service->keep [1] = value;
     }
     return rc;
 }

@@ -244,6 +244,7 @@ void bm_delayed_pack_errors (msgpack_packer *pk, const bm_job_t *job);
 void bm_control_queue (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg);
 void bm_control_job (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg);
 void bm_control_on_paused (redisReply *reply, void *arg);
+void bm_control_retain (bm_broker_t *self, bm_job_t *job);
 
 //  bm_schedule.c: repeatable jobs
 void bm_schedule_free (void **item);

@@ -40,6 +40,37 @@ s_set_paused (bm_broker_t *self, bm_service_t *service, bool paused)
         bm_dispatch (self, service);
 }
 
+//  Retention by count: a type with KEEP_COMPLETED_<TYPE> (KEEP_FAILED_<TYPE>)
+//  keeps the records of its newest N completed (failed) jobs; an older one
+//  is removed as the next one ends, from memory and Redis.  The count runs
+//  over the jobs that ended since the broker started; older records leave
+//  Redis at their TTL.  The job has just ended (its terminal write is
+//  confirmed).
+void
+bm_control_retain (bm_broker_t *self, bm_job_t *job)
+{
+    bm_service_t *service = job->service;
+    int which = job->state == JOB_COMPLETED ? 0 : job->state == JOB_FAILED ? 1 : -1;
+    if (which < 0 || service->keep [which] <= 0)
+        return;
+    if (!service->kept [which]) {
+        service->kept [which] = zlistx_new ();
+        zlistx_set_destructor (service->kept [which], (zlistx_destructor_fn *) zstr_free);
+    }
+    zlistx_t *kept = service->kept [which];
+    zlistx_add_end (kept, strdup (job->id));
+    while ((int64_t) zlistx_size (kept) > service->keep [which]) {
+        char *id = (char *) zlistx_first (kept);
+        bm_job_t *old = (bm_job_t *) zhashx_lookup (self->jobs, id);
+        if (old && bm_job_terminal (old) && !old->confirming)
+            s_remove (self, old);
+        else
+        if (!old)
+            bm_jobstore_forget (self, id);
+        zlistx_delete (kept, zlistx_cursor (kept));
+    }
+}
+
 //  The paused types as Redis has them (SMEMBERS reply), on connect.
 void
 bm_control_on_paused (redisReply *reply, void *arg)

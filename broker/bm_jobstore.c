@@ -426,6 +426,8 @@ s_on_terminal_durable (redisReply *reply, void *arg)
         }
         if (job->notify)
             bm_job_send_result (self, job);
+        if (client_job)
+            bm_control_retain (self, job);
     }
     free (ref);
 }

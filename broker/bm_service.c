@@ -31,6 +31,8 @@ bm_service_destroy (bm_service_t **self_p)
         bm_heap_destroy (&service->queue);
         bm_rank_destroy (&service->rank);
         zlistx_destroy (&service->workers);
+        zlistx_destroy (&service->kept [0]);
+        zlistx_destroy (&service->kept [1]);
         free (service);
         *self_p = NULL;
     }

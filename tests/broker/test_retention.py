@@ -3,7 +3,8 @@ finished job is gone from Redis AND from the broker's finished-job cache
 (KEEP_FINISHED_JOBS), so STATUS (and GET /job) answer not_found.
 
 A real broker and Redis; a fake worker ends one job completed and one
-failed; TTLs of 2 s and 3 s.
+failed; TTLs of 2 s and 3 s.  Then retention by count per type
+(KEEP_COMPLETED_NODE=2, KEEP_FAILED_NODE=1): exactly the older records go.
 """
 import time
 import harness as h
@@ -11,7 +12,8 @@ from fakeworker import FakeWorker
 
 
 def test():
-    env = {"COMPLETED_JOB_TTL": "2", "FAILED_JOB_TTL": "3", "KEEP_FINISHED_JOBS": "1000"}
+    env = {"COMPLETED_JOB_TTL": "2", "FAILED_JOB_TTL": "3", "KEEP_FINISHED_JOBS": "1000",
+           "KEEP_COMPLETED_NODE": "2", "KEEP_FAILED_NODE": "1"}
     with h.Stack("retention") as s:
         s.redis()
         s.broker(env=env)
@@ -42,6 +44,26 @@ def test():
         cmd, r = c.request(h.LIST, {"botType": "python"})
         h.check(cmd == h.REPLY and r["jobs"] == [], "LIST no longer shows them", r)
         w.close()
+
+        # Retention by count: node keeps its 2 newest completed and its
+        # newest failed job; older ones go from memory and Redis.
+        wn = FakeWorker(s.endpoint, "fw-node", ["node"], 1)
+        h.wait_until(lambda: any(x["name"] == "fw-node" for x in c.stats()["workers"]), 5, "node worker")
+        ids = []
+        for ok in (True, True, False, True, False, True):
+            jid = c.submit("node", {}, attempts=1)
+            job = wn.recv_job(5)
+            wn.done(job["jobId"], result=1) if ok else wn.done(job["jobId"], ok=False)
+            c.wait(jid)
+            ids.append((jid, ok))
+        completed = [jid for jid, ok in ids if ok]
+        failed = [jid for jid, ok in ids if not ok]
+        for jid in completed[:-2] + failed[:-1]:
+            h.wait_until(lambda: c.status(jid) is None, 5, "job %s beyond the count to go" % jid)
+            h.check(s.redis_cli("EXISTS", "botmesh:{bm}:job:" + jid) == "0", "its Redis record is gone")
+        for jid in completed[-2:] + failed[-1:]:
+            h.check(c.status(jid) is not None, "job %s within the count stays" % jid)
+        wn.close()
 
 
 if __name__ == "__main__":
