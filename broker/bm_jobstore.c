@@ -252,8 +252,14 @@ bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_store
     bm_cmd_arg_str (hset, "progress");       bm_cmd_arg_int (hset, job->progress);
     bm_cmd_arg_str (hset, "createdAt");      bm_cmd_arg_int (hset, job->created_at);
     bm_cmd_arg_str (hset, "payload");        s_arg (hset, job->payload, job->payload_size);
-    if (job->run_attempts > 1) {
+    //  Retry options only when they differ from the type's defaults (a
+    //  record without them reads with the defaults): fewer bytes a job.
+    const bm_service_t *service = job->service;
+    if (job->run_attempts != service->retry_attempts) {
         bm_cmd_arg_str (hset, "runAttempts"); bm_cmd_arg_int (hset, job->run_attempts);
+    }
+    if (job->backoff.type != BM_BACKOFF_EXPONENTIAL || job->backoff.jitter
+    ||  job->backoff.delay_ms != service->retry_backoff_ms) {
         bm_cmd_arg_str (hset, "backoff");     s_arg_backoff (hset, job);
     }
     s_arg_retry (hset, job);
@@ -463,6 +469,7 @@ bm_jobstore_job_from_hash (bm_broker_t *self, redisReply *reply)
     bm_job_t *job = bm_job_new ();
     char type [BM_MAX_BOT_TYPE_LEN + 1] = "";
     char state [16] = "";
+    bool has_run_attempts = false, has_backoff = false;
     for (size_t i = 0; i + 1 < reply->elements; i += 2) {
         redisReply *f = reply->element [i], *v = reply->element [i + 1];
         if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
@@ -487,11 +494,16 @@ bm_jobstore_job_from_hash (bm_broker_t *self, redisReply *reply)
         else if (streq (name, "finishedAt") && numeric) job->finished_at = n;
         else if (streq (name, "deliveries") && numeric) job->deliveries = n;
         else if (streq (name, "runAt") && numeric) job->run_at = n;
-        else if (streq (name, "runAttempts") && numeric && n >= 1 && n <= BM_MAX_ATTEMPTS)
+        else if (streq (name, "runAttempts") && numeric && n >= 1 && n <= BM_MAX_ATTEMPTS) {
             job->run_attempts = n;
+            has_run_attempts = true;
+        }
         else if (streq (name, "failedRuns") && numeric && n >= 0 && n <= BM_MAX_ATTEMPTS)
             job->failed_runs = n;
-        else if (streq (name, "backoff")) s_read_backoff (job, v->str);
+        else if (streq (name, "backoff")) {
+            s_read_backoff (job, v->str);
+            has_backoff = true;
+        }
         else if (streq (name, "attemptErrors")) {
             free (job->attempt_errors);
             job->attempt_errors = bm_memdup (v->str, v->len);
@@ -541,6 +553,10 @@ bm_jobstore_job_from_hash (bm_broker_t *self, redisReply *reply)
     if (job->state != JOB_DELAYED)
         job->run_at = 0;        //  Left from a wait that ended
     job->service = bm_service_require (self, type);
+    if (!has_run_attempts)
+        job->run_attempts = bm_job_is_delivery (job) ? 1 : job->service->retry_attempts;
+    if (!has_backoff)
+        job->backoff = (bm_backoff_t) { BM_BACKOFF_EXPONENTIAL, job->service->retry_backoff_ms, false };
     job->durable = true;
     return job;
 }
