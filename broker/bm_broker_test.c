@@ -4,6 +4,7 @@
     no argument runs them all.  */
 #include "bm_broker.h"
 #include "bm_heap.h"
+#include "bm_store_group.h"
 #include "bm_idem.h"
 #include "bm_lease.h"
 #include "bm_job.h"
@@ -14,6 +15,7 @@
 
 static const bm_selftest_t s_tests [] = {
     { "heap", bm_heap_test },
+    { "store_group", bm_store_group_test },
     { "rank", bm_rank_test },
     { "idem", bm_idem_test },
     { "job", bm_job_test },

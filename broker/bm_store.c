@@ -1,31 +1,11 @@
 /*  bm_store.c - the broker's Redis connection, asynchronous, on its zloop.  */
 #include "bm_store.h"
+#include "bm_store_group.h"
 #include "bm_redis_url.h"
 #include "bm_log.h"
 #include "bm_sentinel.h"
 
 #include <hiredis/async.h>
-
-//  One write in a group: where its bytes are, and who to tell.
-typedef struct {
-    size_t offset;              //  Its RESP bytes in the group's buffer
-    size_t size;
-    bool retry;                 //  Send again after a disconnect
-    bm_store_fn *fn;            //  Callback, may be NULL
-    void *arg;
-} s_entry_t;
-
-//  A group of writes: "CLIENT REPLY OFF", the writes, then (when sent)
-//  "CLIENT REPLY ON", which alone is answered.
-typedef struct {
-    bm_store_t *store;          //  Back pointer for the reply callback
-    char *buf;                  //  RESP bytes
-    size_t size, alloc;
-    s_entry_t *entries;         //  The writes, in order
-    size_t count, alloc_entries;
-    char error [160];           //  Sentinel mode: the EVAL's error, if any
-    bool waited;                //  Sentinel mode: its last reply is WAIT's
-} s_group_t;
 
 //  A read, sent on its own.
 typedef struct {
@@ -45,9 +25,9 @@ struct _bm_store_t {
     bool polling;               //  Poller registered
     bool want_read;             //  hiredis wants read events
     bool want_write;            //  hiredis wants write events
-    s_group_t *open;            //  Writes of this loop turn, or NULL
-    s_group_t *waiting;         //  Durable writes waiting for a connection
-    s_group_t *lost;            //  Writes lost in flight, in order
+    bm_store_group_t *open;            //  Writes of this loop turn, or NULL
+    bm_store_group_t *waiting;         //  Durable writes waiting for a connection
+    bm_store_group_t *lost;            //  Writes lost in flight, in order
     size_t buffer_max;          //  Bound on waiting + lost
     size_t in_flight;           //  Writes sent, not answered
     size_t last_group_size;     //  Bytes of the last group sent (a size hint)
@@ -76,9 +56,7 @@ struct _bm_store_t {
 
 static void s_connect (bm_store_t *self);
 static void s_became_ready (bm_store_t *self);
-static void s_group_destroy (s_group_t **self_p);
-static void s_group_fail (s_group_t *group);
-static void s_group_keep (bm_store_t *self, s_group_t *group);
+static void s_group_keep (bm_store_t *self, bm_store_group_t *group);
 
 //  --------------------------------------------------------------------------
 //  The zloop adapter: hiredis asks for read/write interest, we keep one
@@ -168,17 +146,17 @@ s_went_down (bm_store_t *self, const char *why)
     }
     //  Resend in the order first written: lost in flight, the open group,
     //  then what waited already.
-    s_group_t *open = self->open, *waiting = self->waiting;
+    bm_store_group_t *open = self->open, *waiting = self->waiting;
     self->open = NULL;
     self->waiting = self->lost;
     self->lost = NULL;
     if (open) {
         s_group_keep (self, open);
-        s_group_destroy (&open);
+        bm_store_group_destroy (&open);
     }
     if (waiting) {
         s_group_keep (self, waiting);
-        s_group_destroy (&waiting);
+        bm_store_group_destroy (&waiting);
     }
     if (!self->outage_logged && !self->destroying) {
         bm_error (NULL, "redis %s:%d unavailable (%s); reconnecting with backoff",
@@ -328,114 +306,6 @@ s_connect (bm_store_t *self)
 //  --------------------------------------------------------------------------
 //  Groups of writes
 
-static const char s_reply_off [] = "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n";
-static const char s_reply_on [] = "*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$2\r\nON\r\n";
-
-//  Decimal digits of value, written backwards from end; returns the start.
-static char *
-s_utoa (size_t value, char *end)
-{
-    do {
-        *--end = (char) ('0' + value % 10);
-        value /= 10;
-    } while (value);
-    return end;
-}
-
-static void
-s_group_reserve (s_group_t *group, size_t more)
-{
-    if (group->size + more > group->alloc) {
-        size_t alloc = group->alloc ? group->alloc : 4096;
-        while (alloc < group->size + more)
-            alloc *= 2;
-        group->buf = (char *) bm_realloc_or_abort (group->buf, alloc, "a Redis write batch");
-        group->alloc = alloc;
-    }
-}
-
-static s_entry_t *
-s_group_entry (s_group_t *group)
-{
-    if (group->count == group->alloc_entries) {
-        group->alloc_entries = group->alloc_entries ? group->alloc_entries * 2 : 64;
-        group->entries = (s_entry_t *) bm_realloc_or_abort (group->entries,
-                            group->alloc_entries * sizeof (s_entry_t), "a Redis write batch's entries");
-    }
-    return &group->entries [group->count++];
-}
-
-static s_group_t *
-s_group_new (bm_store_t *store)
-{
-    s_group_t *group = (s_group_t *) zmalloc (sizeof (s_group_t));
-    group->store = store;
-    //  As large as the last group: a busy turn's group then grows without
-    //  copying itself over and over (realloc doubling showed in profiles).
-    s_group_reserve (group, store->last_group_size > sizeof s_reply_off
-                            ? store->last_group_size + store->last_group_size / 8
-                            : sizeof s_reply_off);
-    memcpy (group->buf, s_reply_off, sizeof s_reply_off - 1);
-    group->size = sizeof s_reply_off - 1;
-    return group;
-}
-
-static void
-s_group_destroy (s_group_t **self_p)
-{
-    if (*self_p) {
-        free ((*self_p)->buf);
-        free ((*self_p)->entries);
-        free (*self_p);
-        *self_p = NULL;
-    }
-}
-
-//  Append a write whose RESP bytes are ready at data.
-static void
-s_group_add (s_group_t *group, const char *data, size_t size, bool retry,
-             bm_store_fn *fn, void *arg)
-{
-    s_group_reserve (group, size);
-    s_entry_t *entry = s_group_entry (group);
-    *entry = (s_entry_t) { group->size, size, retry, fn, arg };
-    memcpy (group->buf + group->size, data, size);
-    group->size += size;
-}
-
-//  Append a write, formatted as RESP straight into the group (hiredis's
-//  own formatter calls sprintf for every argument, which showed in
-//  profiles).
-static void
-s_group_add_argv (s_group_t *group, bool retry, bm_store_fn *fn, void *arg,
-                  int argc, const char **argv, const size_t *argvlen)
-{
-    size_t need = 1 + 20 + 2;
-    for (int i = 0; i < argc; i++)
-        need += 1 + 20 + 2 + argvlen [i] + 2;
-    s_group_reserve (group, need);
-    char *start = group->buf + group->size, *out = start;
-    char digits [24], *d;
-    *out++ = '*';
-    d = s_utoa ((size_t) argc, digits + sizeof digits);
-    memcpy (out, d, (size_t) (digits + sizeof digits - d));
-    out += digits + sizeof digits - d;
-    *out++ = '\r'; *out++ = '\n';
-    for (int i = 0; i < argc; i++) {
-        *out++ = '$';
-        d = s_utoa (argvlen [i], digits + sizeof digits);
-        memcpy (out, d, (size_t) (digits + sizeof digits - d));
-        out += digits + sizeof digits - d;
-        *out++ = '\r'; *out++ = '\n';
-        memcpy (out, argv [i], argvlen [i]);
-        out += argvlen [i];
-        *out++ = '\r'; *out++ = '\n';
-    }
-    s_entry_t *entry = s_group_entry (group);
-    *entry = (s_entry_t) { group->size, (size_t) (out - start), retry, fn, arg };
-    group->size += (size_t) (out - start);
-}
-
 static size_t
 s_kept (bm_store_t *self)
 {
@@ -445,14 +315,14 @@ s_kept (bm_store_t *self)
 //  A group was not (or not surely) applied: append its durable writes to
 //  self->waiting, in order, and fail the others.  Does not free the group.
 static void
-s_group_keep (bm_store_t *self, s_group_t *group)
+s_group_keep (bm_store_t *self, bm_store_group_t *group)
 {
     for (size_t i = 0; i < group->count; i++) {
-        s_entry_t *entry = &group->entries [i];
+        bm_store_entry_t *entry = &group->entries [i];
         if (entry->retry && !self->destroying && s_kept (self) < self->buffer_max) {
             if (!self->waiting)
-                self->waiting = s_group_new (self);
-            s_group_add (self->waiting, group->buf + entry->offset, entry->size,
+                self->waiting = bm_store_group_new (self, self->last_group_size);
+            bm_store_group_add (self->waiting, group->buf + entry->offset, entry->size,
                          true, entry->fn, entry->arg);
         }
         else {
@@ -465,20 +335,11 @@ s_group_keep (bm_store_t *self, s_group_t *group)
     }
 }
 
-//  Tell every write of a group that it failed.
-static void
-s_group_fail (s_group_t *group)
-{
-    for (size_t i = 0; i < group->count; i++)
-        if (group->entries [i].fn)
-            group->entries [i].fn (NULL, group->entries [i].arg);
-}
-
 static void
 s_on_group_reply (redisAsyncContext *ac, void *r, void *privdata)
 {
     (void) ac;
-    s_group_t *group = (s_group_t *) privdata;
+    bm_store_group_t *group = (bm_store_group_t *) privdata;
     bm_store_t *self = group->store;
     self->in_flight -= group->count;
     redisReply *reply = (redisReply *) r;
@@ -496,8 +357,8 @@ s_on_group_reply (redisAsyncContext *ac, void *r, void *privdata)
         self->fenced = true;
         if (first)
             bm_error (NULL, "redis refused our writes: %s", error);
-        s_group_fail (group);
-        s_group_destroy (&group);
+        bm_store_group_fail (group);
+        bm_store_group_destroy (&group);
         if (first && self->fenced_fn)
             self->fenced_fn (self->fenced_arg);
         return;
@@ -509,12 +370,12 @@ s_on_group_reply (redisAsyncContext *ac, void *r, void *privdata)
             bm_warn (NULL, "redis refused a group of %zu writes (%s); reconnecting to resend "
                      "with backoff", group->count, error);
         self->refusing = true;
-        s_group_t *waiting = self->waiting;
+        bm_store_group_t *waiting = self->waiting;
         self->waiting = self->lost;
         s_group_keep (self, group);
         self->lost = self->waiting;
         self->waiting = waiting;
-        s_group_destroy (&group);
+        bm_store_group_destroy (&group);
         if (self->ac)
             redisAsyncDisconnect (self->ac);
         return;
@@ -529,17 +390,17 @@ s_on_group_reply (redisAsyncContext *ac, void *r, void *privdata)
     }
     else
     if (self->destroying)
-        s_group_fail (group);
+        bm_store_group_fail (group);
     else {
         //  Lost with the connection: collected in self->lost, which
         //  s_went_down puts before everything else.
-        s_group_t *waiting = self->waiting;
+        bm_store_group_t *waiting = self->waiting;
         self->waiting = self->lost;
         s_group_keep (self, group);
         self->lost = self->waiting;
         self->waiting = waiting;
     }
-    s_group_destroy (&group);
+    bm_store_group_destroy (&group);
 }
 
 void
@@ -549,95 +410,12 @@ bm_store_set_flush_fn (bm_store_t *self, bm_store_flush_fn *fn, void *arg)
     self->flush_arg = arg;
 }
 
-//  The fencing script: runs the group only while the epoch counter holds
-//  our epoch.  ARGV[1] the epoch, then per write its argument count and
-//  its arguments.  Errors of single writes are ignored, as they are with
-//  replies off.
-static const char s_fence_script [] =
-    "if #KEYS == 1 then\n"
-    "  local cur = redis.call('GET', KEYS[1])\n"
-    "  if cur ~= ARGV[1] then\n"
-    "    return redis.error_reply('FENCED epoch ' .. ARGV[1] .. ' is over, the lease is at epoch ' .. (cur or 'none'))\n"
-    "  end\n"
-    "end\n"
-    "local i, n = 2, #ARGV\n"
-    "while i <= n do\n"
-    "  local k = tonumber(ARGV[i])\n"
-    "  local r = redis.pcall(unpack(ARGV, i + 1, i + k))\n"
-    "  if type(r) == 'table' and r.err and (string.find(r.err, '^READONLY') or string.find(r.err, '^OOM')\n"
-    "      or string.find(r.err, '^LOADING') or string.find(r.err, '^MASTERDOWN')\n"
-    "      or string.find(r.err, '^NOREPLICAS')) then\n"
-    "    return r\n"
-    "  end\n"
-    "  i = i + k + 1\n"
-    "end\n"
-    "return 'OK'\n";
-
-//  Append "$<len>\r\n<data>\r\n" at out; returns the end.
-static char *
-s_put_bulk (char *out, const char *data, size_t len)
-{
-    char digits [24], *d = s_utoa (len, digits + sizeof digits);
-    *out++ = '$';
-    memcpy (out, d, (size_t) (digits + sizeof digits - d));
-    out += digits + sizeof digits - d;
-    *out++ = '\r'; *out++ = '\n';
-    memcpy (out, data, len);
-    out += len;
-    *out++ = '\r'; *out++ = '\n';
-    return out;
-}
-
-//  A group as one EVAL of the fencing script: each write's RESP array
-//  "*<k>\r\n<k bulks>" becomes the bulk "<k>" followed by the same bulks,
-//  copied as they are.  Returns the size built in self->eval_buf, 0 when
-//  out of memory.
-static size_t
-s_fence_group (bm_store_t *self, s_group_t *group)
-{
-    const char *key = self->fence_key ? self->fence_key : "";
-    const char *epoch = self->fence_epoch ? self->fence_epoch : "";
-    size_t need = 64 + sizeof s_fence_script + strlen (key)
-                + strlen (epoch) + 3 * 32 + group->size
-                + group->count * 8;     //  "*<k>" becomes "$<n>\r\n<k>": 5 more bytes at most
-    if (need > self->eval_alloc) {
-        char *buf = (char *) realloc (self->eval_buf, need);
-        if (!buf)
-            return 0;
-        self->eval_buf = buf;
-        self->eval_alloc = need;
-    }
-    size_t args = self->fence_key ? 5 : 4;
-    for (size_t i = 0; i < group->count; i++)
-        args += 1 + strtoul (group->buf + group->entries [i].offset + 1, NULL, 10);
-    char *out = self->eval_buf, digits [24], *d = s_utoa (args, digits + sizeof digits);
-    *out++ = '*';
-    memcpy (out, d, (size_t) (digits + sizeof digits - d));
-    out += digits + sizeof digits - d;
-    *out++ = '\r'; *out++ = '\n';
-    out = s_put_bulk (out, "EVAL", 4);
-    out = s_put_bulk (out, s_fence_script, sizeof s_fence_script - 1);
-    out = s_put_bulk (out, self->fence_key ? "1" : "0", 1);
-    if (self->fence_key)
-        out = s_put_bulk (out, key, strlen (key));
-    out = s_put_bulk (out, epoch, strlen (epoch));
-    for (size_t i = 0; i < group->count; i++) {
-        const char *entry = group->buf + group->entries [i].offset;
-        const char *bulks = strchr (entry, '\n') + 1;
-        out = s_put_bulk (out, entry + 1, (size_t) (bulks - entry - 3));
-        size_t rest = group->entries [i].size - (size_t) (bulks - entry);
-        memcpy (out, bulks, rest);
-        out += rest;
-    }
-    return (size_t) (out - self->eval_buf);
-}
-
 //  Sentinel mode: the EVAL's own answer; the group's callback is WAIT's.
 static void
 s_on_group_eval (redisAsyncContext *ac, void *r, void *privdata)
 {
     (void) ac;
-    s_group_t *group = (s_group_t *) privdata;
+    bm_store_group_t *group = (bm_store_group_t *) privdata;
     redisReply *reply = (redisReply *) r;
     if (reply && reply->type == REDIS_REPLY_ERROR)
         snprintf (group->error, sizeof group->error, "%s", reply->str);
@@ -674,21 +452,22 @@ bm_store_flush (bm_store_t *self)
     if (!self->connected || !self->ac)
         return;
     //  What waited for the connection goes first.
-    s_group_t *groups [2] = { self->waiting, self->open };
+    bm_store_group_t *groups [2] = { self->waiting, self->open };
     self->waiting = NULL;
     self->open = NULL;
     for (int i = 0; i < 2; i++) {
-        s_group_t *group = groups [i];
+        bm_store_group_t *group = groups [i];
         if (!group)
             continue;
         if (group->count == 0 || self->fenced) {
             if (group->count)
-                s_group_fail (group);
-            s_group_destroy (&group);
+                bm_store_group_fail (group);
+            bm_store_group_destroy (&group);
             continue;
         }
         if (self->fence_key || self->sentinels) {
-            size_t size = s_fence_group (self, group);
+            size_t size = bm_store_group_fence (group, &self->eval_buf, &self->eval_alloc,
+                                                 self->fence_key, self->fence_epoch);
             //  Sentinel: a group counts once a replica has it too (WAIT 1),
             //  so that a failover to that replica loses no confirmed write.
             group->waited = self->sentinels != NULL;
@@ -701,23 +480,21 @@ bm_store_flush (bm_store_t *self)
                     bm_error (NULL, "redis: no memory to send a group of %zu writes: kept",
                               group->count);
                 s_group_keep (self, group);
-                s_group_destroy (&group);
+                bm_store_group_destroy (&group);
                 continue;
             }
             self->in_flight += group->count;
             continue;
         }
-        s_group_reserve (group, sizeof s_reply_on);
-        memcpy (group->buf + group->size, s_reply_on, sizeof s_reply_on - 1);
+        size_t send_size = bm_store_group_seal (group);
         //  Capped: one huge group (a flush after an outage) must not make
         //  every later group reserve as much.
-        self->last_group_size = group->size + sizeof s_reply_on < 4 * 1024 * 1024
-                              ? group->size + sizeof s_reply_on : 4 * 1024 * 1024;
+        self->last_group_size = send_size + 1 < 4 * 1024 * 1024 ? send_size + 1 : 4 * 1024 * 1024;
         if (redisAsyncFormattedCommand (self->ac, s_on_group_reply, group, group->buf,
-                                        group->size + sizeof s_reply_on - 1) != REDIS_OK) {
+                                        send_size) != REDIS_OK) {
             //  The connection is going away: keep what must be kept.
             s_group_keep (self, group);
-            s_group_destroy (&group);
+            bm_store_group_destroy (&group);
             continue;
         }
         self->in_flight += group->count;
@@ -732,8 +509,8 @@ bm_store_write (bm_store_t *self, bool retry, bm_store_fn *fn, void *arg,
         return -1;
     if (self->connected) {
         if (!self->open)
-            self->open = s_group_new (self);
-        s_group_add_argv (self->open, retry, fn, arg, argc, argv, argvlen);
+            self->open = bm_store_group_new (self, self->last_group_size);
+        bm_store_group_add_argv (self->open, retry, fn, arg, argc, argv, argvlen);
         return 0;
     }
     if (!retry)
@@ -744,8 +521,8 @@ bm_store_write (bm_store_t *self, bool retry, bm_store_fn *fn, void *arg,
         return -1;
     }
     if (!self->waiting)
-        self->waiting = s_group_new (self);
-    s_group_add_argv (self->waiting, true, fn, arg, argc, argv, argvlen);
+        self->waiting = bm_store_group_new (self, self->last_group_size);
+    bm_store_group_add_argv (self->waiting, true, fn, arg, argc, argv, argvlen);
     return 0;
 }
 
@@ -769,8 +546,8 @@ bm_store_query (bm_store_t *self, bm_store_fn *fn, void *arg,
     if (!self->connected || !self->ac)
         return -1;
     bm_store_flush (self);      //  A read sees the writes made before it
-    s_group_t scratch = { 0 };
-    s_group_add_argv (&scratch, false, NULL, NULL, argc, argv, argvlen);
+    bm_store_group_t scratch = { 0 };
+    bm_store_group_add_argv (&scratch, false, NULL, NULL, argc, argv, argvlen);
     s_query_t *query = (s_query_t *) zmalloc (sizeof (s_query_t));
     query->fn = fn;
     query->arg = arg;
@@ -832,11 +609,11 @@ bm_store_destroy (bm_store_t **self_p)
             self->ac = NULL;
             redisAsyncFree (ac);
         }
-        s_group_t *groups [3] = { self->lost, self->open, self->waiting };
+        bm_store_group_t *groups [3] = { self->lost, self->open, self->waiting };
         for (int i = 0; i < 3; i++) {
             if (groups [i]) {
-                s_group_fail (groups [i]);
-                s_group_destroy (&groups [i]);
+                bm_store_group_fail (groups [i]);
+                bm_store_group_destroy (&groups [i]);
             }
         }
         free (self->host);

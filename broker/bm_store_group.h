@@ -1,0 +1,67 @@
+/*  bm_store_group.h - a group of Redis writes, sent as one.
+
+    The broker's store (bm_store) sends the writes of one loop turn as one
+    group: "CLIENT REPLY OFF", the writes as RESP arrays, then "CLIENT REPLY
+    ON", which alone is answered.  A group also knows each write's callback
+    and whether it is sent again after a disconnect.  With fencing (standby
+    brokers) or Sentinel, the same writes go as one EVAL of a script that
+    runs them only while the epoch counter holds the leader's epoch.
+
+    This class builds the bytes; it opens no connection and calls no
+    hiredis function.  The store owns the groups it creates.
+*/
+#ifndef BM_STORE_GROUP_H
+#define BM_STORE_GROUP_H
+
+#include "bm_store.h"
+
+//  One write in a group: where its bytes are, and who to tell.
+typedef struct {
+    size_t offset;              //  Its RESP bytes in the group's buffer
+    size_t size;
+    bool retry;                 //  Send again after a disconnect
+    bm_store_fn *fn;            //  Callback, may be NULL
+    void *arg;
+} bm_store_entry_t;
+
+typedef struct {
+    bm_store_t *store;          //  Back pointer for the reply callback
+    char *buf;                  //  RESP bytes
+    size_t size, alloc;
+    bm_store_entry_t *entries;  //  The writes, in order
+    size_t count, alloc_entries;
+    char error [160];           //  Sentinel mode: the EVAL's error, if any
+    bool waited;                //  Sentinel mode: its last reply is WAIT's
+} bm_store_group_t;
+
+//  A new group holding "CLIENT REPLY OFF".  size_hint: the bytes of the last
+//  group sent (it reserves about as much; 0: a small buffer).
+bm_store_group_t *bm_store_group_new (bm_store_t *store, size_t size_hint);
+
+void bm_store_group_destroy (bm_store_group_t **self_p);
+
+//  Append a write whose RESP bytes are ready at data.
+void bm_store_group_add (bm_store_group_t *self, const char *data, size_t size, bool retry,
+                         bm_store_fn *fn, void *arg);
+
+//  Append a write of argc arguments, formatted as RESP into the group.
+void bm_store_group_add_argv (bm_store_group_t *self, bool retry, bm_store_fn *fn, void *arg,
+                              int argc, const char **argv, const size_t *argvlen);
+
+//  Tell every write of the group that it failed (callbacks with NULL).
+void bm_store_group_fail (bm_store_group_t *self);
+
+//  Put "CLIENT REPLY ON" after the writes (not counted in size); returns the
+//  bytes to send from buf.
+size_t bm_store_group_seal (bm_store_group_t *self);
+
+//  The group as one EVAL of the fencing script, built in *buf (grown as
+//  needed, *alloc its size).  key: the epoch counter's key, or NULL for no
+//  fencing (Sentinel alone); epoch: the epoch the writes require.  Returns
+//  the bytes built, 0 when out of memory.
+size_t bm_store_group_fence (const bm_store_group_t *self, char **buf, size_t *alloc,
+                             const char *key, const char *epoch);
+
+void bm_store_group_test (bool verbose);
+
+#endif
