@@ -148,7 +148,6 @@ s_delivery (mk_server_t *self, struct mg_connection *conn, const char *path)
         mg_disable_connection_keep_alive (conn);
         return;                 //  The client went away mid-body
     }
-    int64_t now = bm_now_ms ();
     const char *webhook_id = mg_get_header (conn, "webhook-id");
     char job_id [MK_JOB_ID_MAX], bot_type [MK_JOB_ID_MAX];
     int success;
@@ -179,7 +178,10 @@ s_delivery (mk_server_t *self, struct mg_connection *conn, const char *path)
     char retry_after [MK_RETRY_AFTER_MAX + 32] = "";
     if (answer.retry_after)
         snprintf (retry_after, sizeof retry_after, "Retry-After: %s\r\n", answer.retry_after);
-    mk_arrival_t record = { now, path, headers, body, len, webhook_id,
+    //  The time is read under the lock that numbers the record, so that
+    //  records in id order are in time order too (newest first holds for
+    //  both when requests arrive at once on several threads).
+    mk_arrival_t record = { bm_now_ms (), path, headers, body, len, webhook_id,
                             has_job? job_id: NULL, answer.status, signature, success,
                             *bot_type? bot_type: NULL };
     bool duplicate;
