@@ -176,6 +176,21 @@ bm_ha_release (bm_broker_t *self)
     return !bm_lease_busy (self->lease);
 }
 
+//  STATS "leader": {endpoint, epoch, ha}: who answers (a standby answers
+//  not_leader, so the broker that packs this leads), its lease epoch (0
+//  without BROKER_HA) and the HA mode ("redis" or "off").
+void
+bm_ha_pack (bm_broker_t *self, msgpack_packer *pk)
+{
+    char endpoint [512];
+    s_advertised (self, endpoint, sizeof endpoint);
+    bm_pack_str (pk, "leader");
+    msgpack_pack_map (pk, 3);
+    bm_pack_kv_str (pk, "endpoint", endpoint);
+    bm_pack_kv_int (pk, "epoch", self->lease && self->leading ? bm_lease_epoch (self->lease) : 0);
+    bm_pack_kv_str (pk, "ha", self->lease ? "redis" : "off");
+}
+
 //  A standby's answer: REJECTED {req, code: not_leader, message, leader}
 //  to a client, NACK {code: not_leader, message, leader} to a worker.
 void

@@ -220,6 +220,7 @@ void bm_ha_check (bm_broker_t *self, int64_t now);
 bool bm_ha_may_recover (bm_broker_t *self);
 bool bm_ha_release (bm_broker_t *self);
 void bm_ha_refuse (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg);
+void bm_ha_pack (bm_broker_t *self, msgpack_packer *pk);
 int bm_ha_end_loop (zloop_t *loop, int timer_id, void *arg);
 
 //  bm_delivery.c: webhook deliveries

@@ -2,7 +2,7 @@
 
     Plain JavaScript, no framework, no network access beyond this gateway.
     It polls:
-      GET /stats                     per-type counters, workers, totals, redis
+      GET /stats                     per-type counters, workers, totals, redis, leader
       GET /jobs?state=&botType=&limit=   recent jobs (no payload/result)
       GET /api/history?limit=N       metric snapshots, oldest first
       GET /job/{id}                  one job's whole record
@@ -276,6 +276,16 @@
     if (stats.redis === true) { redis.textContent = "redis up"; redis.dataset.state = "ok"; }
     else if (stats.redis === false) { redis.textContent = "redis down"; redis.dataset.state = "down"; }
     else { redis.textContent = "redis ?"; redis.dataset.state = "unknown"; }
+
+    //  The broker that answered leads (a standby answers not_leader).
+    var leader = $("leader"), lead = stats.leader;
+    if (lead && typeof lead.endpoint === "string") {
+      leader.textContent = "leader " + lead.endpoint + (lead.ha === "redis" ? " (epoch " + lead.epoch + ")" : "");
+      leader.dataset.state = "ok";
+      leader.dataset.epoch = String(lead.epoch || 0);
+      leader.title = lead.ha === "redis" ? "BROKER_HA=redis: the broker that holds the lease"
+                                         : "a single broker (no BROKER_HA)";
+    } else { leader.textContent = "leader ?"; leader.dataset.state = "unknown"; }
   }
 
   function typeRow(name, t) {

@@ -5,6 +5,8 @@ that `kubectl scale` grows, broker and Redis are StatefulSets with a
 governing Service, every Service selects pods that exist and targets ports
 they declare, every container runs a binary the build produces, every
 ConfigMap key is in env.example, kustomization.yaml lists every file.
+The broker runs two replicas with BROKER_HA=redis, each announcing its own
+stable name, and the peers' BROKER_ENDPOINT lists both.
 With kubectl installed, `kubectl kustomize` renders the set as well.
 """
 import glob
@@ -72,9 +74,26 @@ def test():
                 refs = [e["configMapRef"]["name"] for e in c.get("envFrom", []) if "configMapRef" in e]
                 check(all(r in cms for r in refs), "%s: its ConfigMaps exist" % name, refs)
                 for e in c.get("env", []):
+                    if "fieldRef" in e.get("valueFrom", {}):
+                        continue        # the downward API, for other values only
                     check(e["name"] in env, "%s: %s is in env.example" % (name, e["name"]))
         sc = spec["template"]["spec"].get("securityContext", {})
         check(sc.get("runAsNonRoot") is True, "%s runs as non-root" % name, sc)
+
+    # Two brokers with BROKER_HA=redis; peers know both.
+    broker = sts["broker"]["spec"]
+    check(broker.get("replicas") == 2, "the broker StatefulSet runs two replicas", broker.get("replicas"))
+    benv = {e["name"]: e for e in broker["template"]["spec"]["containers"][0].get("env", [])}
+    check(benv.get("BROKER_HA", {}).get("value") == "redis", "the brokers run with BROKER_HA=redis", benv.get("BROKER_HA"))
+    adv = benv.get("BROKER_ADVERTISE_ENDPOINT", {}).get("value", "")
+    check(adv == "tcp://$(POD_NAME).broker:5555"
+          and benv.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name",
+          "each broker announces its own stable name", adv)
+    check(svcs["broker"]["spec"].get("publishNotReadyAddresses") is True,
+          "the broker Service publishes both pods' names", svcs["broker"]["spec"])
+    peers = cms["botmesh-config"]["data"]["BROKER_ENDPOINT"].split(",")
+    check(peers == ["tcp://broker-%d.broker:5555" % i for i in range(2)],
+          "the peers' BROKER_ENDPOINT lists both brokers", peers)
 
     for name, s in svcs.items():
         sel = s["spec"].get("selector") or {}
