@@ -20,6 +20,9 @@ typedef struct {
     char id [BM_ID_SLOT];       //  The job's id when accepted
     bool duplicate;
     int64_t position;           //  0: none given
+    bool delayed;               //  Waits for its due time
+    size_t first;               //  1 + the slot of an earlier item of this batch
+                                //  with the same idempotencyKey; 0: none
 } bm_batch_slot_t;
 
 struct _bm_batch_t {
@@ -49,6 +52,10 @@ s_batch_answer (bm_batch_t *batch)
     bm_codec_batch_begin (&packer, batch->has_req, batch->req, batch->count);
     for (size_t i = 0; i < batch->count; i++) {
         bm_batch_slot_t *slot = &batch->slots [i];
+        //  A duplicate of an item of this batch has its outcome.
+        if (slot->first && batch->slots [slot->first - 1].code)
+            s_slot_refuse (slot, batch->slots [slot->first - 1].code,
+                           batch->slots [slot->first - 1].message);
         bm_codec_outcome_t outcome;
         memset (&outcome, 0, sizeof outcome);
         outcome.accepted = slot->code == NULL;
@@ -57,6 +64,7 @@ s_batch_answer (bm_batch_t *batch)
             outcome.ok.duplicate = slot->duplicate;
             outcome.ok.has_position = slot->position > 0;
             outcome.ok.position = slot->position;
+            outcome.ok.delayed = slot->delayed;
         }
         else {
             snprintf (outcome.rejected.code, sizeof outcome.rejected.code, "%s", slot->code);
@@ -102,6 +110,8 @@ s_on_item_durable (redisReply *reply, void *arg)
     if (bm_submit_confirmed (self, job, reply, &slot->position))
         s_slot_refuse (slot, "store_unavailable",
                        "the job store (Redis) is unavailable; retry later");
+    else
+        slot->delayed = slot->position == 0;    //  A queued job has its place
     s_batch_release (&batch);
 }
 
@@ -119,6 +129,7 @@ bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *m
     bm_batch_t *batch = (bm_batch_t *) calloc (1, sizeof (bm_batch_t)
                                                   + items.count * sizeof (bm_batch_slot_t));
     bm_msg_t *item = bm_msg_new ();
+    zhashx_t *keys = NULL;              //  idempotencyKey -> 1 + slot, made at the first key
     if (!batch || !item) {
         bm_error (NULL, "out of memory for a SUBMIT_MANY of %zu jobs", items.count);
         free (batch);
@@ -143,6 +154,19 @@ bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *m
             s_slot_refuse (slot, "bad_request", error.message);
             continue;
         }
+        //  An idempotencyKey an earlier item of this batch gave: that job
+        //  (it is not durable yet, so the broker's own lookup would not
+        //  answer it).
+        char key [BM_MAX_ID_LEN + 1];
+        bool has_key = bm_obj_strcpy (bm_msg_body (item), "idempotencyKey", key, sizeof key)
+                    && *key;
+        size_t first = has_key && keys ? (size_t) (uintptr_t) zhashx_lookup (keys, key) : 0;
+        if (first && !batch->slots [first - 1].code) {
+            slot->first = first;
+            memcpy (slot->id, batch->slots [first - 1].id, sizeof slot->id);
+            slot->duplicate = true;
+            continue;
+        }
         bm_admit_t admit;
         bm_submit_admit (self, identity, item, &admit);
         if (admit.code) {
@@ -151,11 +175,16 @@ bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *m
         }
         snprintf (slot->id, sizeof slot->id, "%s", admit.id);
         slot->duplicate = admit.duplicate;
+        if (has_key && !keys)
+            keys = zhashx_new ();
+        if (has_key && keys)
+            zhashx_insert (keys, key, (void *) (uintptr_t) (items.index));
         if (admit.job) {
             batch->unconfirmed++;
             bm_jobstore_persist_full (self, admit.job, false, s_on_item_durable, slot);
         }
     }
     bm_msg_destroy (&item);
+    zhashx_destroy (&keys);
     s_batch_release (&batch);
 }

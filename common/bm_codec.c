@@ -212,7 +212,8 @@ bm_codec_accepted_decode (const bm_msg_t *msg, bm_codec_accepted_t *self, bm_cod
     if (bm_field_req (body, &self->has_req, &self->req, error)
     ||  bm_field_id (body, "jobId", true, self->job_id, error)
     ||  bm_field_opt_bool (body, "duplicate", &self->duplicate, error)
-    ||  bm_field_opt_int (body, "position", 1, INT64_MAX, &self->has_position, &self->position, error))
+    ||  bm_field_opt_int (body, "position", 1, INT64_MAX, &self->has_position, &self->position, error)
+    ||  bm_field_opt_bool (body, "delayed", &self->delayed, error))
         return -1;
     return 0;
 }
@@ -220,13 +221,15 @@ bm_codec_accepted_decode (const bm_msg_t *msg, bm_codec_accepted_t *self, bm_cod
 void
 bm_codec_accepted_encode (const bm_codec_accepted_t *self, bm_packer_t *packer)
 {
-    msgpack_pack_map (&packer->pk, 2 + self->has_req + self->has_position);
+    msgpack_pack_map (&packer->pk, 2 + self->has_req + self->has_position + self->delayed);
     if (self->has_req)
         bm_field_pack_int (packer, "req", self->req);
     bm_pack_kv_str (&packer->pk, "jobId", self->job_id);
     bm_pack_kv_bool (&packer->pk, "duplicate", self->duplicate);
     if (self->has_position)
         bm_field_pack_int (packer, "position", self->position);
+    if (self->delayed)
+        bm_pack_kv_bool (&packer->pk, "delayed", true);
 }
 
 int

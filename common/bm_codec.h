@@ -143,7 +143,7 @@ void bm_codec_list_encode (const bm_codec_list_t *self, bm_packer_t *packer);
 //  --------------------------------------------------------------------------
 //  Client side (BMC01), replies
 
-//  ACCEPTED {req, jobId, duplicate, position?}: position is the job's
+//  ACCEPTED {req, jobId, duplicate, position?, delayed?}: position is the job's
 //  estimated place in its bot type's queue (1: next), when the broker
 //  gives it.
 typedef struct {
@@ -153,6 +153,7 @@ typedef struct {
     bool duplicate;
     bool has_position;
     int64_t position;                   //  >= 1
+    bool delayed;                       //  Waits for its due time (sent when true)
 } bm_codec_accepted_t;
 
 int bm_codec_accepted_decode (const bm_msg_t *msg, bm_codec_accepted_t *self, bm_codec_error_t *error);

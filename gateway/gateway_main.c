@@ -39,6 +39,8 @@ static const bm_setting_t s_settings [] = {
     ROW_INT ("GATEWAY_MAX_HEADER_BYTES", max_header_bytes, 16384, 1024, 1048576, "largest request head"),
     ROW_INT ("MAX_BODY_BYTES", max_body, 1048576, 1, 1073741824, "largest request body: 413 beyond"),
     BM_SETTING_MAX_PAYLOAD_BYTES (gw_config_t, max_payload),
+    ROW_INT ("MAX_BATCH", max_batch, 1000, 1, BM_MAX_BATCH,
+             "most jobs in one POST /invoke/batch: 413 too_many_jobs beyond"),
     BM_SETTING_DOUBLE ("RATE_LIMIT_RPS", gw_config_t, rate_rps, 0, 0, 1e9,
                        "requests per second per API key or client address (0: off)"),
     BM_SETTING_DOUBLE ("RATE_LIMIT_BURST", gw_config_t, rate_burst, 0, 0, 1e9,

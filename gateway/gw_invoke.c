@@ -146,9 +146,10 @@ s_timing (const json_t *body, bm_codec_submit_t *submit, gw_invoke_error_t *erro
 //  --------------------------------------------------------------------------
 //  Validate the parsed body and pack it.  Returns 0 or -1 with *error set.
 
-static int
-s_translate (const json_t *body, int64_t req, size_t max_payload, bm_packer_t *packer,
-             char *bot_type_out, int64_t *priority_out, gw_invoke_error_t *error)
+int
+gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, size_t max_payload,
+                           bm_packer_t *packer, char *bot_type_out, int64_t *priority_out,
+                           gw_invoke_error_t *error)
 {
     if (!json_is_object (body))
         return s_fail (error, 400, "invalid_body", "the body must be a JSON object");
@@ -206,7 +207,7 @@ s_translate (const json_t *body, int64_t req, size_t max_payload, bm_packer_t *p
         return s_fail (error, 400, "invalid_max_attempts",
                        "maxAttempts must be an integer from 1 to %d", GW_INVOKE_MAX_ATTEMPTS);
 
-    bm_codec_submit_t submit = { .has_req = true, .req = req };
+    bm_codec_submit_t submit = { .has_req = has_req, .req = req };
     if (s_timing (body, &submit, error))
         return -1;
 
@@ -293,6 +294,30 @@ s_nesting (const char *text, size_t size, size_t limit)
     return deepest;
 }
 
+json_t *
+gw_invoke_parse (const char *body, size_t size, int extra_depth, gw_invoke_error_t *error)
+{
+    if (size == 0) {
+        s_fail (error, 400, "invalid_json", "the body is empty; send a JSON %s",
+                extra_depth ? "array" : "object");
+        return NULL;
+    }
+    size_t limit = GW_INVOKE_MAX_TEXT_DEPTH + (size_t) extra_depth;
+    if (s_nesting (body, size, limit) > limit) {
+        s_fail (error, 400, "invalid_json", "JSON nests deeper than %zu levels", limit);
+        return NULL;
+    }
+    //  jansson checks UTF-8, refuses \u0000 (no JSON_ALLOW_NUL) and limits
+    //  nesting while parsing (JSON_PARSER_MAX_DEPTH), so hostile input ends
+    //  here with a message, not a deep recursion.
+    json_error_t jerr;
+    json_t *root = json_loadb (body, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (!root)
+        s_fail (error, 400, "invalid_json", "malformed JSON at line %d column %d: %s",
+                jerr.line, jerr.column, jerr.text);
+    return root;
+}
+
 int
 gw_invoke_translate (const char *body, size_t size, int64_t req, size_t max_payload,
                      char **out, size_t *out_size, char *bot_type, int64_t *priority,
@@ -300,25 +325,13 @@ gw_invoke_translate (const char *body, size_t size, int64_t req, size_t max_payl
 {
     *out = NULL;
     *out_size = 0;
-    if (size == 0)
-        return s_fail (error, 400, "invalid_json", "the body is empty; send a JSON object");
-
-    if (s_nesting (body, size, GW_INVOKE_MAX_TEXT_DEPTH) > GW_INVOKE_MAX_TEXT_DEPTH)
-        return s_fail (error, 400, "invalid_json", "JSON nests deeper than %d levels",
-                       GW_INVOKE_MAX_TEXT_DEPTH);
-
-    //  jansson checks UTF-8, refuses \u0000 (no JSON_ALLOW_NUL) and limits
-    //  nesting while parsing (JSON_PARSER_MAX_DEPTH), so hostile input ends
-    //  here with a message, not a deep recursion.
-    json_error_t jerr;
-    json_t *root = json_loadb (body, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    json_t *root = gw_invoke_parse (body, size, 0, error);
     if (!root)
-        return s_fail (error, 400, "invalid_json", "malformed JSON at line %d column %d: %s",
-                       jerr.line, jerr.column, jerr.text);
-
+        return -1;
     bm_packer_t packer;
     bm_packer_init (&packer);
-    int rc = s_translate (root, req, max_payload, &packer, bot_type, priority, error);
+    int rc = gw_invoke_translate_value (root, true, req, max_payload, &packer, bot_type, priority,
+                                        error);
     json_decref (root);
     if (rc) {
         bm_packer_destroy (&packer);

@@ -29,6 +29,9 @@
 #define GW_INVOKE_H
 
 #include "bm_proto.h"
+#include "bm_codec.h"
+
+#include <jansson.h>
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -67,6 +70,22 @@ typedef struct {
 int gw_invoke_translate (const char *body, size_t size, int64_t req, size_t max_payload,
                          char **out, size_t *out_size, char *bot_type, int64_t *priority,
                          gw_invoke_error_t *error);
+
+//  Parse JSON text for the translations: nesting beyond
+//  GW_INVOKE_MAX_TEXT_DEPTH + extra_depth is refused before parsing (a
+//  batch's array is one level more).  The value (caller decrefs), or NULL
+//  with *error (400 invalid_json).
+json_t *gw_invoke_parse (const char *body, size_t size, int extra_depth,
+                         gw_invoke_error_t *error);
+
+//  Translate one parsed body (any JSON value: not an object is
+//  invalid_body) into a SUBMIT body appended to packer, with "req" = req
+//  when has_req (a batch's items carry none).  bot_type and priority as in
+//  gw_invoke_translate.  0, or -1 with *error (packer then holds part of an
+//  item: the caller drops it).
+int gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, size_t max_payload,
+                               bm_packer_t *packer, char *bot_type, int64_t *priority,
+                               gw_invoke_error_t *error);
 
 //  Self test.
 void gw_invoke_test (bool verbose);

@@ -317,52 +317,65 @@ s_rejection (const char *code)
     return NULL;
 }
 
-//  Answer a REJECTED from the broker with the matching HTTP error.
+//  What a REJECTED body from the broker becomes for the HTTP client.
 void
-gw_request_rejected (gw_request_t *r, bm_msg_t *reply)
+gw_request_rejection (gw_request_t *r, const msgpack_object *body, gw_rejection_t *out)
 {
-    const msgpack_object *body = bm_msg_body (reply);
     char code [64] = "";
     bm_obj_strcpy (body, "code", code, sizeof code);
-    char message [200];
     const s_rejection_t *rule;
+    out->retry_after = 0;
 
     if (streq (code, "unknown_bot_type")) {
-        r->reason = "invalid_bot_type";
+        out->status = 400;
+        out->code = out->reason = "invalid_bot_type";
         //  The broker names the types it knows; an older broker may not,
         //  then a STATS reply does.
-        s_safe_message (body, message, sizeof message, "");
-        if (strncmp (message, "botType must be one of: ", 24) == 0 && message [24]) {
-            gw_request_error (r, 400, "invalid_bot_type", message, NULL);
+        s_safe_message (body, out->message, sizeof out->message, "");
+        if (strncmp (out->message, "botType must be one of: ", 24) == 0 && out->message [24])
             return;
-        }
         char types [GW_TYPES_LEN];
         s_bot_types (r, types, sizeof types);
         if (*types)
-            snprintf (message, sizeof message, "botType must be one of: %s", types);
+            snprintf (out->message, sizeof out->message, "botType must be one of: %s", types);
         else
-            snprintf (message, sizeof message, "botType is not a bot type the broker knows");
-        gw_request_error (r, 400, "invalid_bot_type", message, NULL);
+            snprintf (out->message, sizeof out->message,
+                      "botType is not a bot type the broker knows");
     }
     else
     if ((rule = s_rejection (code))) {
-        r->reason = rule->reason;
-        if (!rule->message)
-            s_safe_message (body, message, sizeof message, rule->fallback);
-        const char *text = rule->message ? rule->message : message;
-        if (rule->retry_after)
-            gw_request_error_retry (r, rule->status, rule->code, text, rule->retry_after);
+        out->status = rule->status;
+        out->code = rule->code;
+        out->reason = rule->reason;
+        out->retry_after = rule->retry_after;
+        if (rule->message)
+            s_copy (out->message, sizeof out->message, rule->message);
         else
-            gw_request_error (r, rule->status, rule->code, text, NULL);
+            s_safe_message (body, out->message, sizeof out->message, rule->fallback);
     }
     else {
         //  bad_frame, bad_header...: our own request was wrong.  Log it,
         //  tell the client nothing internal.
-        r->reason = "broker_error";
+        out->status = 502;
+        out->code = out->reason = "broker_error";
         bm_series_inc (r->server->broker_bad_replies);
         bm_error (NULL, "broker refused our request: %s", *code ? code : "(no code)");
-        gw_request_error (r, 502, "broker_error", "the broker could not handle the request", NULL);
+        s_copy (out->message, sizeof out->message, "the broker could not handle the request");
     }
+}
+
+//  Answer a REJECTED from the broker with the matching HTTP error.
+void
+gw_request_rejected (gw_request_t *r, bm_msg_t *reply)
+{
+    gw_rejection_t rejection;
+    gw_request_rejection (r, bm_msg_body (reply), &rejection);
+    r->reason = rejection.reason;
+    if (rejection.retry_after)
+        gw_request_error_retry (r, rejection.status, rejection.code, rejection.message,
+                                rejection.retry_after);
+    else
+        gw_request_error (r, rejection.status, rejection.code, rejection.message, NULL);
 }
 
 //  Answer a reply we did not expect (wrong command or body).

@@ -60,6 +60,19 @@ bm_msg_t *gw_request_broker (gw_request_t *r, int64_t req, int command, char *bo
 bm_msg_t *gw_request_broker_simple (gw_request_t *r, int command, const char *job_id,
                                     bool answer);
 
+//  What a REJECTED body (the message's, or a batch item's) is for the
+//  HTTP client: status, code, message, Retry-After (0: none), and the
+//  reason for gateway_invoke_rejected_total.  unknown_bot_type may ask the
+//  broker for its bot types (cached).
+typedef struct {
+    int status;
+    const char *code;                   //  Static
+    const char *reason;                 //  Static
+    char message [200];
+    int retry_after;
+} gw_rejection_t;
+void gw_request_rejection (gw_request_t *r, const msgpack_object *body, gw_rejection_t *out);
+
 //  Answer a REJECTED from the broker with the matching HTTP error.
 void gw_request_rejected (gw_request_t *r, bm_msg_t *reply);
 

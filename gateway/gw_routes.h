@@ -24,6 +24,9 @@ void gw_routes_ready (gw_request_t *r);
 void gw_routes_metrics (gw_request_t *r);
 //  POST /invoke: validate, SUBMIT, 202 with the job id.
 void gw_routes_invoke (gw_request_t *r);
+//  POST /invoke/batch (gw_routes_batch.c): an array of /invoke bodies,
+//  SUBMIT_MANY, 207 with each item's outcome.
+void gw_routes_invoke_batch (gw_request_t *r);
 //  GET /job/{id} (BM_STATUS), POST /job/{id}/cancel (BM_CANCEL): the job record.
 void gw_routes_job (gw_request_t *r, int command);
 //  POST /job/{id}/retry (BM_RETRY) and /redeliver (BM_REDELIVER): 202.

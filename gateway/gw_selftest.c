@@ -7,6 +7,7 @@
 #include "gw_calls.h"
 #include "gw_history.h"
 #include "gw_invoke.h"
+#include "gw_invoke_batch.h"
 #include "gw_link.h"
 #include "gw_ratelimit.h"
 #include "gw_record.h"
@@ -15,6 +16,7 @@
 
 static const bm_selftest_t s_tests [] = {
     { "gw_invoke", gw_invoke_test },
+    { "gw_invoke_batch", gw_invoke_batch_test },
     { "gw_record", gw_record_test },
     { "gw_ratelimit", gw_ratelimit_test },
     { "gw_auth", gw_auth_test },

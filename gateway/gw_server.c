@@ -51,6 +51,7 @@ static const struct {
     [R_READY]         = { "/ready",               "GET",  false, false },
     [R_METRICS]       = { "/metrics",             "GET",  false, false },
     [R_INVOKE]        = { "/invoke",              "POST", true,  true  },
+    [R_INVOKE_BATCH]  = { "/invoke/batch",        "POST", true,  true  },
     [R_JOB]           = { "/job/{id}",            "GET",  true,  true  },
     [R_JOB_CANCEL]    = { "/job/{id}/cancel",     "POST", true,  true  },
     [R_JOB_RETRY]     = { "/job/{id}/retry",      "POST", true,  true  },
@@ -72,7 +73,7 @@ static const struct {
 };
 
 //  The status codes we answer with, for the per-code series cache.
-static const int s_codes [] = { 200, 202, 400, 401, 404, 405, 408, 409, 413, 415, 429,
+static const int s_codes [] = { 200, 202, 207, 400, 401, 404, 405, 408, 409, 413, 415, 429,
                                 500, 502, 503, 504 };
 _Static_assert (sizeof s_codes / sizeof s_codes [0] == GW_NCODES, "GW_NCODES");
 
@@ -181,6 +182,7 @@ static gw_route_t
 s_route (gw_request_t *r, const char *path)
 {
     if (streq (path, "/invoke"))        return R_INVOKE;
+    if (streq (path, "/invoke/batch"))  return R_INVOKE_BATCH;
     if (streq (path, "/health"))        return R_HEALTH;
     if (streq (path, "/ready"))         return R_READY;
     if (streq (path, "/metrics"))       return R_METRICS;
@@ -332,6 +334,7 @@ s_handler (struct mg_connection *conn, void *cbdata)
             case R_READY:           gw_routes_ready (r); break;
             case R_METRICS:         gw_routes_metrics (r); break;
             case R_INVOKE:          gw_routes_invoke (r); break;
+            case R_INVOKE_BATCH:    gw_routes_invoke_batch (r); break;
             case R_JOB:             gw_routes_job (r, BM_STATUS); break;
             case R_JOB_CANCEL:      gw_routes_job (r, BM_CANCEL); break;
             case R_JOB_RETRY:       gw_routes_job_action (r, BM_RETRY); break;
@@ -355,7 +358,7 @@ s_handler (struct mg_connection *conn, void *cbdata)
     if (!r->status)             //  A handler forgot to answer: our bug
         gw_request_error (r, 500, "internal", "internal error", NULL);
 
-    if (r->route == R_INVOKE && r->status >= 400)
+    if ((r->route == R_INVOKE || r->route == R_INVOKE_BATCH) && r->status >= 400)
         s_count_rejected (server, r->reason ? r->reason : "other");
     struct timespec t1;
     clock_gettime (CLOCK_MONOTONIC, &t1);

@@ -26,6 +26,7 @@ typedef struct {
     int64_t max_header_bytes;       //  GATEWAY_MAX_HEADER_BYTES
     int64_t max_body;               //  MAX_BODY_BYTES
     int64_t max_payload;            //  MAX_PAYLOAD_BYTES
+    int64_t max_batch;              //  MAX_BATCH: jobs in one POST /invoke/batch
     double rate_rps;                //  RATE_LIMIT_RPS (0 = off)
     double rate_burst;              //  RATE_LIMIT_BURST
     int64_t rate_max_keys;          //  RATE_LIMIT_MAX_KEYS

@@ -30,14 +30,14 @@
 
 //  The status codes we answer with (gw_server.c's s_codes) and the reasons
 //  an /invoke is refused (its s_reasons): sizes of the per-series caches.
-#define GW_NCODES               15
+#define GW_NCODES               16
 #define GW_NREASONS             24
 
 //  --------------------------------------------------------------------------
 //  Routes
 
 typedef enum {
-    R_HEALTH, R_READY, R_METRICS, R_INVOKE, R_JOB, R_JOB_CANCEL, R_JOB_RETRY,
+    R_HEALTH, R_READY, R_METRICS, R_INVOKE, R_INVOKE_BATCH, R_JOB, R_JOB_CANCEL, R_JOB_RETRY,
     R_JOB_REDELIVER, R_JOB_DELETE, R_JOB_PROMOTE, R_QUEUE_PAUSE, R_QUEUE_RESUME, R_QUEUE_DRAIN,
     R_QUEUE_CLEAN, R_SCHEDULE_ADD, R_SCHEDULES, R_SCHEDULE_DELETE, R_JOBS, R_STATS, R_ADMIN, R_HISTORY, R_OTHER, R_COUNT
 } gw_route_t;

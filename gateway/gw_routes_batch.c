@@ -1,0 +1,234 @@
+/*  gw_routes_batch.c - POST /invoke/batch: a JSON array of /invoke bodies
+    sent to the broker as SUBMIT_MANY, answered 207 with each item's
+    outcome in the items' order.
+
+    The items that pass the gateway's checks go in SUBMIT_MANY messages of
+    at most GW_BATCH_MESSAGE_BYTES of jobs (one, for any body within the
+    default MAX_BODY_BYTES), so that a message stays within the broker's
+    MAX_FRAME_BYTES.  A message the broker does not answer (unreachable,
+    too slow, connection lost) gives its items that error: the client sees
+    which jobs were accepted and which were not, never a silent loss.  */
+#include "gw_routes.h"
+#include "gw_invoke_batch.h"
+
+#include "bm_codec_batch.h"
+#include "bm_log.h"
+
+#include <errno.h>
+
+#define GW_BATCH_MESSAGE_BYTES  (1024 * 1024)
+
+//  {"index", "httpStatus", "error": {"code", "message"}}: the error
+//  POST /invoke would answer for this item alone, and its status.
+static json_t *
+s_item_error (size_t index, int status, const char *code, const char *message)
+{
+    return json_pack ("{s:I,s:i,s:{s:s,s:s}}", "index", (json_int_t) index, "httpStatus", status,
+                      "error", "code", code, "message", message);
+}
+
+//  The items of a message the broker did not answer: the error its
+//  single-job request would have had (gw_request_broker's reasons).
+static json_t *
+s_unanswered (size_t index, const char *reason)
+{
+    if (streq (reason, "broker_connection_lost"))
+        return s_item_error (index, 504, reason, "the connection to the broker dropped after the "
+                             "jobs were sent: their outcome is unknown (retry with the same "
+                             "idempotencyKey to be safe)");
+    if (streq (reason, "broker_timeout"))
+        return s_item_error (index, 504, reason, "the broker did not answer in time");
+    return s_item_error (index, 503, "broker_unavailable", "the broker is not reachable");
+}
+
+//  One item's ACCEPTED_MANY outcome as its /invoke answer would be.
+static json_t *
+s_item_outcome (gw_request_t *r, gw_invoke_batch_t *batch, size_t index, bm_msg_t *item,
+                bool *accepted)
+{
+    gw_server_t *server = r->server;
+    *accepted = false;
+    bm_codec_outcome_t outcome;
+    bm_codec_error_t error;
+    if (bm_codec_outcome_decode (item, &outcome, &error)) {
+        bm_series_inc (server->broker_bad_replies);
+        bm_error (NULL, "bad ACCEPTED_MANY item: %s", error.message);
+        return s_item_error (index, 502, "broker_error", "the broker sent an unexpected answer");
+    }
+    if (!outcome.accepted) {
+        gw_rejection_t rejection;
+        gw_request_rejection (r, bm_msg_body (item), &rejection);
+        return s_item_error (index, rejection.status, rejection.code, rejection.message);
+    }
+    *accepted = true;
+    bm_series_inc (outcome.ok.duplicate ? server->duplicates : server->accepted);
+    bool delayed = outcome.ok.delayed;
+    //  As POST /invoke's 202 answer: {jobId, status, botType, priority,
+    //  estimatedPosition, duplicate?}
+    json_t *value = json_pack ("{s:I,s:i,s:s,s:s,s:s,s:I,s:o}", "index", (json_int_t) index,
+        "httpStatus", 202, "jobId", outcome.ok.job_id, "status", delayed ? "delayed" : "queued",
+        "botType", gw_invoke_batch_bot_type (batch, index),
+        "priority", (json_int_t) gw_invoke_batch_priority (batch, index),
+        "estimatedPosition", outcome.ok.has_position
+            ? json_integer ((json_int_t) outcome.ok.position) : json_null ());
+    if (value && outcome.ok.duplicate)
+        json_object_set_new (value, "duplicate", json_true ());
+    return value;
+}
+
+//  Send one SUBMIT_MANY and fill outcome[] for its items.  A reply that
+//  refuses the message itself (REJECTED, or not an ACCEPTED_MANY that
+//  fits) goes to *whole instead (caller destroys).
+//  *settled counts the jobs accepted, or perhaps accepted (sent, not
+//  answered).  When the request has been answered as a whole, r->status
+//  is set.
+static void
+s_send (gw_request_t *r, gw_invoke_batch_t *batch, char *body, size_t size, int64_t req,
+        const size_t *indexes, size_t count, json_t **outcome, size_t *accepted,
+        size_t *settled, bm_msg_t **whole)
+{
+    *whole = NULL;
+    //  No answer while no job is (perhaps) accepted: the request is
+    //  answered as a whole, as POST /invoke would be (503, 504).
+    bool answer = *settled == 0;
+    bm_msg_t *reply = gw_request_broker (r, req, BM_SUBMIT_MANY, body, size, answer);
+    if (!reply) {
+        if (answer)
+            return;
+        if (errno != ENOTCONN)
+            *settled += count;          //  Sent: the broker may have taken them
+        for (size_t i = 0; i < count; i++)
+            outcome [indexes [i]] = s_unanswered (indexes [i], r->reason ? r->reason : "");
+        return;
+    }
+    bm_codec_batch_t items;
+    bm_codec_error_t error = { .message = "" };
+    if (bm_msg_command (reply) != BM_ACCEPTED_MANY
+    ||  bm_codec_batch_decode (reply, &items, &error) || items.count != count) {
+        if (bm_msg_command (reply) == BM_ACCEPTED_MANY)
+            bm_error (NULL, "ACCEPTED_MANY that does not fit %zu jobs: %s", count, error.message);
+        *whole = reply;
+        return;
+    }
+    bm_msg_t *item = bm_msg_new ();
+    for (size_t i = 0; i < count; i++) {
+        size_t index = indexes [i];
+        bool ok = false;
+        if (item && bm_codec_batch_next (&items, item, &error) == 1)
+            outcome [index] = s_item_outcome (r, batch, index, item, &ok);
+        else
+            outcome [index] = s_item_error (index, 502, "broker_error",
+                                            "the broker sent an unexpected answer");
+        *accepted += ok;
+        *settled += ok;
+    }
+    bm_msg_destroy (&item);
+    bm_msg_destroy (&reply);
+}
+
+//  A message refused as a whole after some jobs were accepted: its items
+//  get the refusal, one by one.
+static void
+s_refuse_items (gw_request_t *r, bm_msg_t *whole, const size_t *indexes, size_t count,
+                json_t **outcome)
+{
+    gw_rejection_t rejection = { .status = 502, .code = "broker_error",
+                                 .message = "the broker sent an unexpected answer" };
+    if (bm_msg_command (whole) == BM_REJECTED)
+        gw_request_rejection (r, bm_msg_body (whole), &rejection);
+    else
+        bm_series_inc (r->server->broker_bad_replies);
+    for (size_t i = 0; i < count; i++)
+        outcome [indexes [i]] = s_item_error (indexes [i], rejection.status, rejection.code,
+                                              rejection.message);
+}
+
+void
+gw_routes_invoke_batch (gw_request_t *r)
+{
+    gw_server_t *server = r->server;
+    if (!gw_request_is_json (mg_get_header (r->conn, "Content-Type"))) {
+        r->reason = "unsupported_media_type";
+        gw_request_error (r, 415, "unsupported_media_type", "Content-Type must be application/json",
+                          NULL);
+        return;
+    }
+    char *body;
+    size_t size;
+    if (gw_request_read_body (r, &body, &size))
+        return;
+    gw_invoke_error_t error;
+    gw_invoke_batch_t *batch = gw_invoke_batch_new (body, size, (size_t) server->config.max_batch,
+                                                    (size_t) server->config.max_payload, &error);
+    free (body);
+    if (!batch) {
+        r->reason = error.code;
+        gw_request_error (r, error.status, error.code, error.message, NULL);
+        return;
+    }
+    size_t count = gw_invoke_batch_size (batch);
+    json_t **outcome = (json_t **) calloc (count, sizeof (json_t *));
+    size_t *indexes = (size_t *) malloc (BM_MAX_BATCH * sizeof (size_t));
+    bool answered = false;
+    size_t accepted = 0, settled = 0;
+    if (!outcome || !indexes) {
+        gw_request_error (r, 503, "out_of_memory", "no memory for the jobs; retry later", NULL);
+        answered = true;
+    }
+    for (size_t i = 0; !answered && i < count; i++) {
+        const gw_invoke_error_t *refusal = gw_invoke_batch_error (batch, i);
+        if (refusal)
+            outcome [i] = s_item_error (i, refusal->status, refusal->code, refusal->message);
+    }
+    size_t next = 0;
+    while (!answered) {
+        int64_t req = gw_link_next_req (server->link);
+        size_t sent = 0, message_size = 0;
+        char *message = gw_invoke_batch_message (batch, &next, req, GW_BATCH_MESSAGE_BYTES,
+                                                 indexes, &sent, &message_size);
+        if (!message && sent == 0)
+            break;                      //  Every passed item sent
+        if (!message) {
+            for (size_t i = 0; i < sent; i++)
+                outcome [indexes [i]] = s_item_error (indexes [i], 503, "out_of_memory",
+                                                      "no memory to encode the job");
+            continue;
+        }
+        //  A refusal of the whole message answers the request as a whole
+        //  while no job is (perhaps) accepted; after that, each item says
+        //  its own.
+        bm_msg_t *whole;
+        s_send (r, batch, message, message_size, req, indexes, sent, outcome, &accepted,
+                &settled, &whole);
+        if (r->status)
+            answered = true;            //  No answer from the broker
+        else
+        if (whole && settled == 0) {
+            if (bm_msg_command (whole) == BM_REJECTED)
+                gw_request_rejected (r, whole);
+            else
+                gw_request_bad_reply (r, whole);
+            answered = true;
+        }
+        else
+        if (whole)
+            s_refuse_items (r, whole, indexes, sent, outcome);
+        bm_msg_destroy (&whole);
+    }
+    if (!answered) {
+        json_t *jobs = json_array ();
+        for (size_t i = 0; i < count; i++)
+            json_array_append_new (jobs, outcome [i] ? outcome [i]
+                                   : s_item_error (i, 500, "internal", "internal error"));
+        memset (outcome, 0, count * sizeof (json_t *));
+        json_t *value = json_pack ("{s:I,s:I,s:o}", "accepted", (json_int_t) accepted,
+                                   "rejected", (json_int_t) (count - accepted), "jobs", jobs);
+        bm_debug (NULL, "batch of %zu jobs: %zu accepted", count, accepted);
+        gw_request_send_json (r, 207, value, NULL);
+    }
+    for (size_t i = 0; outcome && i < count; i++)
+        json_decref (outcome [i]);
+    free (outcome);
+    free (indexes);
+    gw_invoke_batch_destroy (&batch);
+}
