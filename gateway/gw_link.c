@@ -23,6 +23,15 @@
     sleeps on a futex in its own call, so waking it is one system call and
     no lock hand-off.
 
+    SUBMITs go in groups (group commit, gw_group.h): the SUBMITs a turn
+    of the loop takes go as one SUBMIT_MANY when there are several (a
+    SUBMIT alone goes as it is: at low load nothing waits), and its
+    ACCEPTED_MANY is split into one ACCEPTED or REJECTED per caller.  With
+    GW_LINK_LAZY_PENDING requests in flight the link is not woken for new
+    ones, so what arrives while a group is in flight goes out with the
+    next.  A broker that answers SUBMIT_MANY bad_command (no batches) gets
+    SUBMITs one by one from then on.
+
     Every request carries a "req" number from gw_link_next_req (one
     counter per link); replies are matched by it, a reply nobody waits for
     any more (its caller timed out) is dropped, RESULT pushes are dropped
@@ -68,9 +77,11 @@
 #include "bm_selftest.h"
 
 #include "gw_calls.h"
+#include "gw_group.h"
 #include "gw_wire.h"
 
 #include "bm_codec.h"
+#include "bm_codec_batch.h"
 #include "bm_config.h"
 #include "bm_endpoints.h"
 #include "bm_log.h"
@@ -92,6 +103,7 @@
 #define GW_LINK_LAZY_POLL_MS    1
 #define GW_LINK_HANDSHAKE_MS    1000    //  Lists: no handshake this long: next broker
 #define GW_LINK_SWITCH_POLL_MS  20      //  Lists: poll this often while switching
+#define GW_LINK_GROUP_SWEEP_MS  1000    //  Forget unanswered groups this often
 
 struct _gw_link_t {
     bm_endpoints_t *endpoints;          //  BROKER_ENDPOINT's list; link thread
@@ -105,6 +117,10 @@ struct _gw_link_t {
     pthread_t thread;
     bool thread_started;
     atomic_int_least64_t req;           //  Last "req" handed out
+    atomic_int_least64_t max_timeout;   //  Longest timeout_ms a caller gave
+    gw_group_t *groups;                 //  SUBMIT groups in flight; link thread
+    bool grouping;                      //  Send SUBMITs in groups; link thread
+    int64_t swept_ms;                   //  Groups last swept; link thread
 
     pthread_mutex_t lock;               //  Guards all below
     gw_calls_t *calls;                  //  Queued and sent calls
@@ -193,6 +209,99 @@ s_switch_tick (gw_link_t *self)
     }
 }
 
+//  A group's answer (req is a SUBMIT_MANY's): each of its calls gets its
+//  own answer, as if its SUBMIT had gone alone.  Returns false when req is
+//  no group's.  Does not take the reply.
+static bool
+s_group_answer (gw_link_t *self, const bm_msg_t *reply, int64_t req)
+{
+    bm_msg_t **answers;
+    int64_t *reqs;
+    size_t count;
+    if (!gw_group_split (self->groups, req, reply, &answers, &reqs, &count))
+        return false;
+    if (bm_msg_command (reply) == BM_REJECTED && self->grouping) {
+        char code [32] = "";
+        bm_obj_strcpy (bm_msg_body (reply), "code", code, sizeof code);
+        if (streq (code, "bad_command")) {
+            //  A broker without batches: SUBMITs go one by one from now on.
+            self->grouping = false;
+            bm_warn (NULL, "the broker does not take SUBMIT_MANY: SUBMITs go one by one");
+        }
+    }
+    atomic_int *wake [BM_MAX_BATCH];
+    size_t woken = 0;
+    pthread_mutex_lock (&self->lock);
+    for (size_t i = 0; i < count; i++) {
+        gw_call_t *call = gw_calls_take (self->calls, reqs [i]);
+        if (call && woken < BM_MAX_BATCH) {
+            wake [woken++] = gw_call_finish (call, answers ? answers [i] : NULL, EPROTO);
+            if (answers)
+                answers [i] = NULL;
+        }
+    }
+    pthread_mutex_unlock (&self->lock);
+    for (size_t i = 0; i < woken; i++)
+        gw_call_wake (wake [i]);
+    for (size_t i = 0; answers && i < count; i++)
+        bm_msg_destroy (&answers [i]);      //  Late answers: caller gone
+    free (answers);
+    free (reqs);
+    return true;
+}
+
+//  Send the SUBMIT calls taken this turn (their indexes in `submits`) in
+//  groups of at most BM_MAX_BATCH and GW_GROUP_MAX_BYTES: a group of one
+//  as SUBMIT, more as one SUBMIT_MANY.  The reqs of calls whose send
+//  failed go to failed[] (*failures counts them).
+static void
+s_send_submits (gw_link_t *self, void *dealer, zmq_msg_t *bodies, const int64_t *reqs,
+                const int *submits, int count, int64_t *failed, int *failures)
+{
+    int64_t group_reqs [GW_LINK_BATCH];
+    zmq_msg_t group [GW_LINK_BATCH];
+    int first = 0;
+    while (first < count) {
+        int size = 0;
+        size_t bytes = 0;
+        while (first + size < count && size < BM_MAX_BATCH) {
+            size_t next = zmq_msg_size (&bodies [submits [first + size]]);
+            if (size > 0 && bytes + next > GW_GROUP_MAX_BYTES)
+                break;
+            bytes += next;
+            size++;
+        }
+        if (size == 1) {
+            if (gw_wire_send (dealer, BM_SUBMIT, &bodies [submits [first]]))
+                failed [(*failures)++] = reqs [submits [first]];
+            first++;
+            continue;
+        }
+        for (int i = 0; i < size; i++) {
+            zmq_msg_init (&group [i]);
+            zmq_msg_move (&group [i], &bodies [submits [first + i]]);
+            group_reqs [i] = reqs [submits [first + i]];
+        }
+        int64_t group_req = gw_link_next_req (self);
+        zmq_msg_t many;
+        bool sent = false;
+        if (gw_group_encode (group_req, group, (size_t) size, &many) == 0)
+            sent = gw_wire_send (dealer, BM_SUBMIT_MANY, &many) == 0;     //  Closes it
+        else
+            zmq_msg_close (&many);
+        if (sent && gw_group_remember (self->groups, group_req, group_reqs, (size_t) size,
+                                       bm_mono_ms ()))
+            bm_error (NULL, "out of memory: a SUBMIT_MANY of %d sent, its answer will be lost",
+                      size);
+        if (!sent)
+            for (int i = 0; i < size; i++)
+                failed [(*failures)++] = group_reqs [i];
+        for (int i = 0; i < size; i++)
+            zmq_msg_close (&group [i]);
+        first += size;
+    }
+}
+
 //  Read up to GW_LINK_RECV_MAX messages and hand each reply to its caller.
 //  Returns how many messages it read.
 static int
@@ -201,18 +310,27 @@ s_receive (gw_link_t *self, void *dealer)
     bm_msg_t *replies [GW_LINK_RECV_MAX];
     int64_t reqs [GW_LINK_RECV_MAX];
     int count = 0, read = 0;
+    char leader [256] = "";
+    bool not_leader = false;
     while (read < GW_LINK_RECV_MAX
     &&     gw_wire_recv (dealer, &replies [count], &reqs [count])) {
         read++;
+        if (replies [count] && s_group_answer (self, replies [count], reqs [count])) {
+            if (!not_leader && s_not_leader (replies [count], leader, sizeof leader))
+                not_leader = true;
+            bm_msg_destroy (&replies [count]);
+        }
+        else
         if (replies [count])
             count++;
     }
-    if (count == 0)
+    if (count == 0) {
+        if (not_leader && bm_endpoints_size (self->endpoints) > 1)
+            s_switch (self, false, leader);
         return read;
+    }
     atomic_int *wake [GW_LINK_RECV_MAX];
     int woken = 0;
-    char leader [256] = "";
-    bool not_leader = false;
     pthread_mutex_lock (&self->lock);
     for (int i = 0; i < count; i++) {
         if (!not_leader && s_not_leader (replies [i], leader, sizeof leader))
@@ -243,6 +361,8 @@ s_fail_all (gw_link_t *self, int error, bool queued_too)
     atomic_int **wake = gw_calls_fail (self->calls, error, queued_too, &count);
     pthread_mutex_unlock (&self->lock);
     gw_call_wake_all (&wake, count);
+    if (self->groups)
+        gw_group_forget (self->groups, 0, -1);  //  Their calls have failed
 }
 
 //  One event from the socket monitor.
@@ -347,11 +467,24 @@ s_link_thread (void *arg)
 
         //  Send them back to back.  A send fails only when the connection
         //  is gone this very moment (ZMQ_IMMEDIATE) or the HWM is reached.
+        //  SUBMITs of several handlers go as one SUBMIT_MANY (group commit).
         int64_t failed [GW_LINK_BATCH];
         int failures = 0;
+        int submits [GW_LINK_BATCH];
+        int submit_count = 0;
         for (int i = 0; i < count; i++)
+            if (command [i] == BM_SUBMIT && self->grouping)
+                submits [submit_count++] = i;
+            else
             if (gw_wire_send (dealer, command [i], &bodies [i]))
                 failed [failures++] = reqs [i];
+        if (submit_count)
+            s_send_submits (self, dealer, bodies, reqs, submits, submit_count, failed, &failures);
+        //  Groups whose calls have all timed out are forgotten.
+        if (gw_group_size (self->groups) && now - self->swept_ms >= GW_LINK_GROUP_SWEEP_MS) {
+            self->swept_ms = now;
+            gw_group_forget (self->groups, now, atomic_load (&self->max_timeout) + 1000);
+        }
         if (failures) {
             atomic_int *wake [GW_LINK_BATCH];
             int woken = 0;
@@ -379,6 +512,13 @@ gw_link_new (const char *endpoint, int64_t connect_timeout_ms)
     gw_link_t *self = (gw_link_t *) zmalloc (sizeof (gw_link_t));
     pthread_mutex_init (&self->lock, NULL);
     self->calls = gw_calls_new ();
+    self->groups = gw_group_new ();
+    self->grouping = true;
+    if (!self->groups) {
+        bm_error (NULL, "out of memory for the broker link");
+        gw_link_destroy (&self);
+        return NULL;
+    }
     self->endpoints = bm_endpoints_new (endpoint);
     if (!self->endpoints) {
         bm_error (NULL, "BROKER_ENDPOINT: not an endpoint or a comma-separated list of them: '%s'",
@@ -432,6 +572,7 @@ gw_link_destroy (gw_link_t **self_p)
         if (self->wake_fd >= 0)
             close (self->wake_fd);
         gw_calls_destroy (&self->calls);
+        gw_group_destroy (&self->groups);
         pthread_mutex_destroy (&self->lock);
         free (self->endpoint);
         bm_endpoints_destroy (&self->endpoints);
@@ -467,6 +608,10 @@ gw_link_request (gw_link_t *self, int64_t req, int command,
     //  connect timeout; so a copy of its body is kept.
     int64_t start = bm_mono_ms ();
     bool several = bm_endpoints_size (self->endpoints) > 1;
+    int64_t longest = atomic_load (&self->max_timeout);
+    while (timeout_ms > longest
+    &&     !atomic_compare_exchange_weak (&self->max_timeout, &longest, timeout_ms))
+        ;
     while (true) {
         char *copy = several ? (char *) malloc (size ? size : 1) : NULL;
         if (several && !copy) {
@@ -574,9 +719,51 @@ typedef struct {
     zsock_t *router;
     atomic_bool stop;
     pthread_t thread;
+    atomic_int groups;                  //  SUBMIT_MANYs seen
 } s_fake_t;
 
-//  Answers PING with REPLY {req}; never answers STATUS.
+//  ACCEPTED {req?, jobId: "j<item>", duplicate: false}: the job id names
+//  the "req" the SUBMIT body held (a group's items keep theirs).
+static void
+s_fake_accepted (bm_packer_t *packer, bool has_req, int64_t req, int64_t item)
+{
+    bm_codec_accepted_t accepted = { .has_req = has_req, .req = req };
+    snprintf (accepted.job_id, sizeof accepted.job_id, "j%lld", (long long) item);
+    bm_codec_accepted_encode (&accepted, packer);
+}
+
+//  SUBMIT: ACCEPTED; SUBMIT_MANY: ACCEPTED_MANY, the same per item.
+static void
+s_fake_submit (s_fake_t *fake, zframe_t *identity, const bm_msg_t *msg)
+{
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    bm_codec_error_t error;
+    int64_t req;
+    if (bm_msg_command (msg) == BM_SUBMIT) {
+        CHECK (bm_obj_int (bm_msg_body (msg), "req", &req));
+        s_fake_accepted (&packer, true, req, req);
+    }
+    else {
+        atomic_fetch_add (&fake->groups, 1);
+        bm_codec_batch_t items;
+        CHECK (bm_codec_batch_decode (msg, &items, &error) == 0 && items.count >= 2);
+        bm_codec_batch_begin (&packer, true, items.req, items.count);
+        bm_msg_t *item = bm_msg_new ();
+        while (bm_codec_batch_next (&items, item, &error) == 1) {
+            CHECK (bm_obj_int (bm_msg_body (item), "req", &req));
+            s_fake_accepted (&packer, false, 0, req);
+        }
+        bm_msg_destroy (&item);
+    }
+    bm_msg_send (fake->router, identity, BM_CLIENT_HEADER,
+                 bm_msg_command (msg) == BM_SUBMIT ? BM_ACCEPTED : BM_ACCEPTED_MANY,
+                 packer.sbuf.data, packer.sbuf.size);
+    bm_packer_destroy (&packer);
+}
+
+//  Answers PING with REPLY {req}, SUBMIT and SUBMIT_MANY (s_fake_submit);
+//  never answers STATUS.
 static void *
 s_fake_thread (void *arg)
 {
@@ -593,6 +780,9 @@ s_fake_thread (void *arg)
         bm_msg_t *msg = bm_msg_decode (frames, SIZE_MAX, &code, NULL, 0);
         bm_codec_request_t ping;
         bm_codec_error_t error;
+        if (msg && (bm_msg_command (msg) == BM_SUBMIT || bm_msg_command (msg) == BM_SUBMIT_MANY))
+            s_fake_submit (fake, identity, msg);
+        else
         if (msg && bm_msg_command (msg) == BM_PING
         &&  bm_codec_request_decode (msg, &ping, &error) == 0 && ping.has_req) {
             size_t size;
@@ -618,6 +808,7 @@ s_fake_start (s_fake_t *fake, const char *endpoint)
     int port = zsock_bind (fake->router, "%s", endpoint);
     CHECK (port >= 0);
     atomic_init (&fake->stop, false);
+    atomic_init (&fake->groups, 0);
     CHECK (pthread_create (&fake->thread, NULL, s_fake_thread, fake) == 0);
     return port;
 }
@@ -670,17 +861,36 @@ s_broker_up (s_fake_t *fake, const char *endpoint, gw_link_t *link)
     s_check_ping (link);
 }
 
+//  A client thread: PINGs (each answered REPLY with its req) or SUBMITs
+//  (each answered ACCEPTED with its req and its own job, though the link
+//  sends them in groups).
+typedef struct {
+    gw_link_t *link;
+    int command;                        //  BM_PING or BM_SUBMIT
+    int count;
+} s_client_t;
+
 static void *
 s_client_thread (void *arg)
 {
-    gw_link_t *link = (gw_link_t *) arg;
-    for (int i = 0; i < 200; i++) {
+    s_client_t *client = (s_client_t *) arg;
+    for (int i = 0; i < client->count; i++) {
         int64_t req;
-        bm_msg_t *reply = s_ask (link, BM_PING, S_PATIENCE_MS, &req);
-        CHECK (reply && bm_msg_command (reply) == BM_REPLY);
-        bm_codec_request_t answer;
+        bm_msg_t *reply = s_ask (client->link, client->command, S_PATIENCE_MS, &req);
         bm_codec_error_t error;
-        CHECK (bm_codec_request_decode (reply, &answer, &error) == 0 && answer.req == req);
+        if (client->command == BM_PING) {
+            bm_codec_request_t answer;
+            CHECK (reply && bm_msg_command (reply) == BM_REPLY);
+            CHECK (bm_codec_request_decode (reply, &answer, &error) == 0 && answer.req == req);
+        }
+        else {
+            bm_codec_accepted_t accepted;
+            char want [32];
+            snprintf (want, sizeof want, "j%lld", (long long) req);
+            CHECK (reply && bm_msg_command (reply) == BM_ACCEPTED);
+            CHECK (bm_codec_accepted_decode (reply, &accepted, &error) == 0
+                   && accepted.req == req && streq (accepted.job_id, want));
+        }
         bm_msg_destroy (&reply);
     }
     return NULL;
@@ -703,11 +913,24 @@ gw_link_test (bool verbose)
     gw_link_t *link = gw_link_new (endpoint, S_CONNECT_MS);
     CHECK (link);
     s_await_connected (link, true);
-    pthread_t threads [8];
+    pthread_t threads [32];
+    s_client_t pings = { link, BM_PING, 200 };
     for (int i = 0; i < 8; i++)
-        CHECK (pthread_create (&threads [i], NULL, s_client_thread, link) == 0);
+        CHECK (pthread_create (&threads [i], NULL, s_client_thread, &pings) == 0);
     for (int i = 0; i < 8; i++)
         pthread_join (threads [i], NULL);
+
+    //  Concurrent SUBMITs are coalesced into SUBMIT_MANYs (group commit:
+    //  what queues while the link is busy goes together), and each caller
+    //  still gets its own ACCEPTED.
+    s_client_t submits = { link, BM_SUBMIT, 100 };
+    for (int i = 0; i < 32; i++)
+        CHECK (pthread_create (&threads [i], NULL, s_client_thread, &submits) == 0);
+    for (int i = 0; i < 32; i++)
+        pthread_join (threads [i], NULL);
+    CHECK (atomic_load (&fake.groups) > 0);
+    if (verbose)
+        printf ("(%d SUBMIT_MANY for 3200 SUBMITs) ", atomic_load (&fake.groups));
 
     //  No answer: ETIMEDOUT after the timeout, not before; the link still
     //  works.

@@ -5,6 +5,7 @@
     With no --test, runs them all.  CTest runs one entry per class.  */
 #include "gw_auth.h"
 #include "gw_calls.h"
+#include "gw_group.h"
 #include "gw_history.h"
 #include "gw_invoke.h"
 #include "gw_invoke_batch.h"
@@ -22,6 +23,7 @@ static const bm_selftest_t s_tests [] = {
     { "gw_auth", gw_auth_test },
     { "gw_history", gw_history_test },
     { "gw_calls", gw_calls_test },
+    { "gw_group", gw_group_test },
     { "gw_wire", gw_wire_test },
     { "gw_link", gw_link_test },
     { NULL, NULL }
