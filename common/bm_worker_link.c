@@ -38,6 +38,9 @@ struct _bm_worker_link_t {
     bool batch;                         //  READY says batch: true
     bm_msg_t *item;                     //  A JOB_MANY's item, parsed into again and again
     bool collecting;                    //  In a JOB_MANY: DONEs wait in done_items
+    bool holding;                       //  Between hold and flush: likewise
+    bool peer_batches;                  //  The broker has sent a JOB_MANY
+    int flush_timer;                    //  zloop: flushes what this turn held
     bm_packer_t done_items;             //  Their encoded bodies, one after the other
     size_t done_count;                  //  How many
     bm_packer_t packer;                 //  Bodies we send, encoded here
@@ -48,6 +51,9 @@ struct _bm_worker_link_t {
 };
 
 static int s_on_readable (zloop_t *loop, zsock_t *reader, void *arg);
+
+static int s_send_raw (bm_worker_link_t *self, int command, const char *body, size_t size,
+                       const char *job_id);
 
 //  Send the body encoded in self->packer; it is emptied for the next one.
 static int
@@ -60,8 +66,7 @@ s_send_packed (bm_worker_link_t *self, int command, const char *job_id)
         rc = -1;
     }
     else
-        rc = bm_worker_link_send (self, command, self->packer.sbuf.data,
-                                  self->packer.sbuf.size, job_id);
+        rc = s_send_raw (self, command, self->packer.sbuf.data, self->packer.sbuf.size, job_id);
     bm_packer_reset (&self->packer);
     //  A large result leaves a large buffer: let it go.
     if (self->packer.sbuf.alloc > 65536)
@@ -123,6 +128,7 @@ s_reconnect (bm_worker_link_t *self, int64_t delay_ms)
 {
     atomic_store (&self->connected, false);
     atomic_fetch_add (&self->reconnects, 1);
+    self->peer_batches = false;         //  The next broker says so again
     if (self->dealer) {
         zsock_destroy (&self->old_dealer);
         if (self->loop) {
@@ -263,6 +269,7 @@ s_on_job_many (bm_worker_link_t *self)
         return 0;
     }
     int rc = 0, got;
+    self->peer_batches = true;
     self->collecting = true;
     while ((got = bm_codec_batch_next (&items, self->item, &error)) != 0) {
         if (got < 0)
@@ -271,8 +278,9 @@ s_on_job_many (bm_worker_link_t *self)
         if (s_on_job (self, self->item))
             rc = -1;                    //  Stop after this message, the rest handed over
     }
-    self->collecting = false;
-    s_send_dones (self);
+    self->collecting = self->holding;
+    if (!self->holding)
+        s_send_dones (self);
     return rc;
 }
 
@@ -464,6 +472,7 @@ bm_worker_link_destroy (bm_worker_link_t **self_p, int linger_ms)
 {
     if (*self_p) {
         bm_worker_link_t *self = *self_p;
+        bm_worker_link_flush (self);    //  DONEs held: they go first
         if (self->loop && self->timer > 0)
             zloop_timer_end (self->loop, self->timer);
         if (self->dealer) {
@@ -487,9 +496,89 @@ bm_worker_link_destroy (bm_worker_link_t **self_p, int linger_ms)
     }
 }
 
+//  Keep a DONE body for the next DONE_MANY.  0, or -1 when it must go
+//  alone (no memory: the ones kept stay).
+static int
+s_keep_done (bm_worker_link_t *self, const char *body, size_t size)
+{
+    if (self->done_count >= BM_MAX_BATCH)
+        s_send_dones (self);
+    //  Within the broker's frame size (MAX_FRAME_BYTES on both sides): what
+    //  was kept leaves first, this one waits alone.
+    if (self->done_count > 0 && self->done_items.sbuf.size + size + 16 > (size_t) self->max_frame)
+        s_send_dones (self);
+    size_t before = self->done_items.sbuf.size;
+    bm_packer_write_raw (&self->done_items, body, size);
+    if (!bm_packer_failed (&self->done_items)) {
+        self->done_count++;
+        return 0;
+    }
+    self->done_items.sbuf.size = before;
+    self->done_items.failed = false;
+    return -1;
+}
+
+void
+bm_worker_link_hold (bm_worker_link_t *self)
+{
+    if (self->peer_batches) {            //  It sends JOB_MANY only when asked
+        self->holding = true;
+        self->collecting = true;
+    }
+}
+
+void
+bm_worker_link_flush (bm_worker_link_t *self)
+{
+    if (self->flush_timer > 0) {
+        zloop_timer_end (self->loop, self->flush_timer);
+        self->flush_timer = 0;
+    }
+    if (self->holding) {
+        self->holding = false;
+        self->collecting = false;
+        s_send_dones (self);
+    }
+}
+
+static int
+s_on_flush (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop, (void) timer_id;
+    bm_worker_link_t *self = (bm_worker_link_t *) arg;
+    self->flush_timer = 0;              //  A one-shot timer: zloop ends it
+    bm_worker_link_flush (self);
+    return 0;
+}
+
+//  zloop mode: the DONEs sent in one turn of the loop leave together at
+//  the start of the next (a timer due at once), as one DONE_MANY.
+static void
+s_auto_hold (bm_worker_link_t *self)
+{
+    if (!self->loop || self->collecting || !self->peer_batches)
+        return;
+    self->flush_timer = zloop_timer (self->loop, 0, 1, s_on_flush, self);
+    if (self->flush_timer > 0)
+        bm_worker_link_hold (self);
+    else
+        self->flush_timer = 0;
+}
+
 int
 bm_worker_link_send (bm_worker_link_t *self, int command, const char *body, size_t size,
                      const char *job_id)
+{
+    if (command == BM_DONE)
+        s_auto_hold (self);
+    if (command == BM_DONE && self->collecting && s_keep_done (self, body, size) == 0)
+        return 0;
+    return s_send_raw (self, command, body, size, job_id);
+}
+
+static int
+s_send_raw (bm_worker_link_t *self, int command, const char *body, size_t size,
+            const char *job_id)
 {
     if (!self->dealer
     ||  bm_msg_send (self->dealer, NULL, BM_WORKER_HEADER, command, body, size)) {
@@ -519,29 +608,16 @@ bm_worker_link_send_simple (bm_worker_link_t *self, int command, const char *key
 int
 bm_worker_link_send_done (bm_worker_link_t *self, const bm_codec_done_t *done)
 {
-    if (self->collecting && self->done_count >= BM_MAX_BATCH)
-        s_send_dones (self);
-    if (self->collecting) {
-        size_t before = self->done_items.sbuf.size;
-        bm_codec_done_encode (done, &self->done_items);
-        //  Within the broker's frame size (MAX_FRAME_BYTES on both sides):
-        //  what was kept leaves first, this one waits alone.
-        if (!bm_packer_failed (&self->done_items) && self->done_count > 0
-        &&  self->done_items.sbuf.size + 16 > self->max_frame) {
-            self->done_items.sbuf.size = before;
-            s_send_dones (self);
-            bm_codec_done_encode (done, &self->done_items);
-        }
-        if (!bm_packer_failed (&self->done_items)) {
-            self->done_count++;
+    s_auto_hold (self);
+    bm_codec_done_encode (done, &self->packer);
+    if (self->collecting && !bm_packer_failed (&self->packer)) {
+        if (s_keep_done (self, self->packer.sbuf.data, self->packer.sbuf.size) == 0) {
+            bm_packer_reset (&self->packer);
             return 0;
         }
         //  The ones kept so far stay; this one goes alone.
         bm_error (done->job_id, "no memory to keep a DONE for DONE_MANY: sent alone");
-        self->done_items.sbuf.size = before;
-        self->done_items.failed = false;
     }
-    bm_codec_done_encode (done, &self->packer);
     return s_send_packed (self, BM_DONE, done->job_id);
 }
 
@@ -818,6 +894,35 @@ bm_worker_link_test (bool verbose)
         BM_CHECK (bm_codec_done_decode (item, &done, &error) == 0 && !done.ok
                   && streq (done.job_id, bad_ids [i]) && streq (done.error.code, "bad_request"));
     }
+    bm_msg_destroy (&msg);
+    zframe_destroy (&identity);
+
+    //  The broker sends batches: DONEs held between hold and flush (a typed
+    //  one and a raw one) leave as one DONE_MANY; a DONE outside goes alone.
+    bm_worker_link_hold (link);
+    bm_codec_done_t typed = { .ok = true };
+    snprintf (typed.job_id, sizeof typed.job_id, "job-h1");
+    BM_CHECK (bm_worker_link_send_done (link, &typed) == 0);
+    snprintf (typed.job_id, sizeof typed.job_id, "job-h2");
+    bm_codec_done_encode (&typed, &packer);
+    BM_CHECK (bm_worker_link_send (link, BM_DONE, packer.sbuf.data, packer.sbuf.size, NULL) == 0);
+    bm_packer_reset (&packer);
+    bm_worker_link_flush (link);
+    msg = s_test_recv (router, &identity);
+    BM_CHECK (bm_msg_command (msg) == BM_DONE_MANY);
+    BM_CHECK (bm_codec_batch_decode (msg, &items, &error) == 0 && items.count == 2);
+    for (int i = 0; i < 2; i++) {
+        BM_CHECK (bm_codec_batch_next (&items, item, &error) == 1);
+        BM_CHECK (bm_codec_done_decode (item, &done, &error) == 0 && done.ok
+                  && streq (done.job_id, i ? "job-h2" : "job-h1"));
+    }
+    bm_msg_destroy (&msg);
+    zframe_destroy (&identity);
+    snprintf (typed.job_id, sizeof typed.job_id, "job-h3");
+    BM_CHECK (bm_worker_link_send_done (link, &typed) == 0);
+    msg = s_test_recv (router, &identity);
+    BM_CHECK (bm_msg_command (msg) == BM_DONE
+              && bm_codec_done_decode (msg, &done, &error) == 0 && streq (done.job_id, "job-h3"));
     bm_msg_destroy (&item);
     bm_msg_destroy (&msg);
     zframe_destroy (&identity);

@@ -31,7 +31,8 @@
       - batches (config.batch): each job of a JOB_MANY goes to the job
         handler as if it came alone, and the DONEs sent while the handlers
         of one JOB_MANY run leave together, as one DONE_MANY, when its
-        last job has been handed over (a DONE sent later goes alone).
+        last job has been handed over (a DONE sent later goes alone,
+        unless the caller holds them: bm_worker_link_hold / _flush).
 
     Two ways to drive it:
       - zloop: pass the loop to bm_worker_link_new; the link registers its
@@ -123,6 +124,16 @@ int bm_worker_link_send (bm_worker_link_t *self, int command, const char *body, 
 //  {key: value} (HEARTBEAT, RELEASE {jobId}, DISCONNECT {reason}...).
 int bm_worker_link_send_simple (bm_worker_link_t *self, int command, const char *key,
                                 const char *value);
+
+//  Batches of DONEs that finish apart from a JOB_MANY (config.batch, and
+//  only once the broker has sent a JOB_MANY since the last connect): the
+//  DONEs sent between hold and flush (typed or raw) leave at flush as one
+//  DONE_MANY (one alone as DONE; at most BM_MAX_BATCH and max_frame
+//  bytes each).  Otherwise both do nothing and DONEs go at once.  A
+//  caller that handles several outcomes in one turn of its loop (a
+//  reaper, an HTTP completion pass) wraps them in hold and flush.
+void bm_worker_link_hold (bm_worker_link_t *self);
+void bm_worker_link_flush (bm_worker_link_t *self);
 
 //  Send DONE, PROGRESS or RELEASE from a typed body (bm_codec encodes it).
 //  0, or -1 if the message could not be queued (logged).

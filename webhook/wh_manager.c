@@ -398,7 +398,10 @@ wh_manager_run (const wh_config_t *config)
         .types = types, .type_count = 1, .credit = config->credit,
         .heartbeat_ms = config->heartbeat_ms, .liveness = config->liveness,
         //  Enough room for every report of a full credit, and then some.
-        .hwm = 200000 };
+        .hwm = 200000,
+        //  JOB_MANY in, DONE_MANY out: the outcomes one pass over libcurl's
+        //  finished transfers reports go together.
+        .batch = true };
     bm_worker_link_handlers_t handlers = { .job_decoded = s_on_job,
                                            .cancel_decoded = s_on_cancel };
     self->link = bm_worker_link_new (&link_config, self->loop, &handlers, self);

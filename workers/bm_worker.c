@@ -752,7 +752,10 @@ bm_worker_run (bm_worker_t *self)
         .endpoint = config->endpoint, .name = config->name,
         .types = names, .type_count = config->type_count, .credit = s_credit (self),
         .heartbeat_ms = config->heartbeat_ms, .liveness = config->liveness,
-        .max_frame = config->max_frame, .limit_socket = true, .hwm = BM_SNDHWM };
+        .max_frame = config->max_frame, .limit_socket = true, .hwm = BM_SNDHWM,
+        //  JOB_MANY in, DONE_MANY out: the DONEs of one turn of the loop
+        //  (a reaper pass, a JOB_MANY answered at once) go together.
+        .batch = true };
     bm_worker_link_handlers_t handlers = {
         .job_decoded = s_on_link_job, .cancel_decoded = s_on_link_cancel, .lost = s_on_link_lost, .reconnected = s_on_link_reconnected };
     self->link = bm_worker_link_new (&link_config, self->loop, &handlers, self);
