@@ -27,7 +27,8 @@
 # ./build/bin; built with cmake + ninja when missing), BENCH_WORKERS and
 # BENCH_CREDIT (no-op worker processes and credit each for the throughput
 # cases), BENCH_WINDOW (jobs in flight of the driver), BENCH_WRK_SECONDS,
-# BENCH_WRK_CONNECTIONS.
+# BENCH_WRK_CONNECTIONS, BENCH_BATCH (jobs per POST /invoke/batch, 1000) and
+# BENCH_BATCH_CONNECTIONS (connections posting them, 8).
 #
 # Exit status: 0; 1 if a case failed; 77 (skip) with --quick when only the
 # npm peers (BullMQ, Express) could not be installed or run.
@@ -68,6 +69,8 @@ CREDIT=${BENCH_CREDIT:-500}          # credit (concurrency) of each
 WINDOW=${BENCH_WINDOW:-2000}         # jobs in flight of the C driver
 BULK_BATCH=1000                      # jobs per SUBMIT_MANY in the bulk cases (BullMQ's addBulk batch)
 WRK_CONN=${BENCH_WRK_CONNECTIONS:-64}
+BATCH=${BENCH_BATCH:-1000}            # jobs per POST /invoke/batch
+BATCH_CONN=${BENCH_BATCH_CONNECTIONS:-8}  # keep-alive connections posting batches
 # BullMQ as the throughput targets set it (addBulk batches of 1,000, worker concurrency 50),
 # and the best setting a sweep found here (see bench/findings.md)
 BULLMQ_CONCURRENCY=50 BULLMQ_BATCH=1000 BULLMQ_INFLIGHT=1
@@ -480,13 +483,15 @@ wait_line() {   # wait_line FILE PATTERN: the first line matching, within 15 s
   return 1
 }
 
-# run_wrk CASE RUN PORT: wrk -> RESULT rps=.. p99_ms=.. non2xx=.. errors=..
+# run_wrk CASE RUN PORT [SCRIPT PATH CONNECTIONS BATCH]: wrk -> RESULT rps=.. p99_ms=..
+# non2xx=.. errors=.. (batch=N: each request carries N jobs)
 run_wrk() {
   local case=$1 run=$2 port=$3 out="$TMP/$1-$2.wrk"
-  local cmd=(wrk -t2 -c"$WRK_CONN" -d"${WRK_SECONDS}s" --latency -s "$BENCH/invoke.lua" "http://127.0.0.1:$port/invoke")
-  record_cmd "$case.wrk" "wrk -t2 -c$WRK_CONN -d${WRK_SECONDS}s --latency -s bench/invoke.lua http://127.0.0.1:PORT/invoke"
+  local script=${4:-invoke.lua} path=${5:-/invoke} conn=${6:-$WRK_CONN} batch=${7:-}
+  local cmd=(wrk -t2 -c"$conn" -d"${WRK_SECONDS}s" --latency -s "$BENCH/$script" "http://127.0.0.1:$port$path")
+  record_cmd "$case.wrk" "$( [ -n "$batch" ] && echo "BENCH_BATCH=$batch ")wrk -t2 -c$conn -d${WRK_SECONDS}s --latency -s bench/$script http://127.0.0.1:PORT$path"
   # Warm-up (connections, threads, JIT), then the measured run
-  wrk -t2 -c"$WRK_CONN" -d1s -s "$BENCH/invoke.lua" "http://127.0.0.1:$port/invoke" >/dev/null 2>&1
+  wrk -t2 -c"$conn" -d1s -s "$BENCH/$script" "http://127.0.0.1:$port$path" >/dev/null 2>&1
   cpu_watch_start
   if [ -x /usr/bin/time ]; then /usr/bin/time -f 'TIME %U %S' -o "$out.time" "${cmd[@]}" >"$out" 2>&1
   else "${cmd[@]}" >"$out" 2>&1; fi
@@ -503,9 +508,9 @@ run_wrk() {
     log "FAILED: $case run $run: wrk gave no rate"; cat "$out" >&2
     printf '%s\t%s\tfailed=1\n' "$case" "$run" >>"$RESULTS"; FAILED=1; return 1
   fi
-  printf '%s\t%s\trps=%s p99_ms=%s non2xx=%s errors=%s requests=%s%s\n' "$case" "$run" "$rps" "$p99" \
-    "$non2xx" "$errs" "${requests:-0}" "$cpu" >>"$RESULTS"
-  log "$case run $run: rps=$rps p99_ms=$p99 non2xx=$non2xx errors=$errs"
+  printf '%s\t%s\trps=%s p99_ms=%s non2xx=%s errors=%s requests=%s%s%s\n' "$case" "$run" "$rps" "$p99" \
+    "$non2xx" "$errs" "${requests:-0}" "$( [ -n "$batch" ] && echo " batch=$batch")" "$cpu" >>"$RESULTS"
+  log "$case run $run: rps=$rps p99_ms=$p99 non2xx=$non2xx errors=$errs$( [ -n "$batch" ] && echo " (x$batch jobs)")"
   if [ "$non2xx" != 0 ]; then
     log "warning: $case: $non2xx answers were not 2xx"
     curl -s -XPOST -H 'Content-Type: application/json' \
@@ -532,6 +537,31 @@ case_gateway_http() {   # redis|none
     record_cmd "$case" "$( [ "$mode" = redis ] && echo "$REDIS_CMD; ")$(broker_env_text); ${WORKERS}x $(worker_cmd_text python); API_GATEWAY_PORT=PORT GATEWAY_LISTEN=127.0.0.1 BROKER_ENDPOINT=EP REDIS_URL=$( [ "$mode" = redis ] && echo 'redis://127.0.0.1:PORT/0' || echo none) GATEWAY_THREADS=$((WRK_CONN + 16)) RATE_LIMIT_RPS=0 LOG_LEVEL=warn botmesh-gateway"
     watch_stack; CPU_WATCH+=" gateway:$gw_pid"
     if wait_http "$port"; then run_wrk "$case" "$r" "$port"
+    else log "FAILED: $case: gateway did not answer"; tail -20 "$TMP/gateway-$case-$r.log" >&2; FAILED=1; fi
+    stop_all
+  done
+}
+
+# POST /invoke/batch of BATCH jobs, durable, to workers that take JOB_MANY and answer DONE_MANY.
+case_gateway_batch() {
+  local case=http_gateway_batch r
+  if ! have botmesh-gateway || ! have botmesh-broker; then skip_case "$case" "botmesh-gateway not built"; return; fi
+  command -v wrk >/dev/null || { skip_case "$case" "no wrk"; return; }
+  for r in $RUN_NOW; do
+    start_redis || { FAILED=1; stop_all; continue; }
+    start_broker redis MAX_QUEUE=2000000
+    start_batch_workers "$WORKERS" "$CREDIT" python
+    "$BIN/bm-bench" ping --endpoint "$BROKER_EP" --wait-workers "$WORKERS" >/dev/null 2>&1 \
+      || { log "FAILED: $case: broker not ready"; FAILED=1; stop_all; continue; }
+    local port; port=$(free_port)
+    local genv=(API_GATEWAY_PORT="$port" GATEWAY_LISTEN=127.0.0.1 BROKER_ENDPOINT="$BROKER_EP"
+                REDIS_URL=none GATEWAY_THREADS=$((BATCH_CONN + 16)) RATE_LIMIT_RPS=0 LOG_LEVEL=warn)
+    spawn "gateway-$case-$r" "${genv[@]}" -- "$BIN/botmesh-gateway"
+    local gw_pid=$LAST_PID
+    record_cmd "$case" "$REDIS_CMD; $(broker_env_text); ${WORKERS}x bm-bench-worker noop --endpoint EP --types python --credit $CREDIT --batch; API_GATEWAY_PORT=PORT GATEWAY_LISTEN=127.0.0.1 BROKER_ENDPOINT=EP REDIS_URL=none GATEWAY_THREADS=$((BATCH_CONN + 16)) RATE_LIMIT_RPS=0 LOG_LEVEL=warn botmesh-gateway"
+    watch_stack; CPU_WATCH+=" gateway:$gw_pid"
+    if wait_http "$port"; then
+      BENCH_BATCH=$BATCH run_wrk "$case" "$r" "$port" invoke_batch.lua /invoke/batch "$BATCH_CONN" "$BATCH"
     else log "FAILED: $case: gateway did not answer"; tail -20 "$TMP/gateway-$case-$r.log" >&2; FAILED=1; fi
     stop_all
   done
@@ -690,6 +720,7 @@ done
 for RUN_NOW in $(seq 1 "$RUNS"); do
   if want http; then
     case_gateway_http redis
+    case_gateway_batch
     case_gateway_http none
     case_express_http
     case_bare_http
@@ -754,6 +785,8 @@ ELAPSED=$(( $(date +%s) - T0 ))
   echo "idle_workers=$IDLE_WORKERS"
   echo "wrk_seconds=$WRK_SECONDS"
   echo "wrk_connections=$WRK_CONN"
+  echo "batch=$BATCH"
+  echo "batch_connections=$BATCH_CONN"
   echo "bullmq_settings=addBulk batches of $BULLMQ_BATCH ($BULLMQ_INFLIGHT in flight), 1 worker process, concurrency $BULLMQ_CONCURRENCY; best found: $BULLMQ_BEST_INFLIGHT batches in flight, concurrency $BULLMQ_BEST_CONCURRENCY"
 } >"$META"
 
