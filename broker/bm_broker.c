@@ -489,6 +489,7 @@ s_broker_destroy (bm_broker_t **self_p)
         }
         bm_store_destroy (&self->store);
         bm_ha_destroy (self);
+        bm_batch_send_results (self);   //  RESULTs kept for RESULT_MANY
         zloop_destroy (&self->loop);
         zsock_destroy (&self->router);
         zactor_destroy (&self->auth);
@@ -496,6 +497,7 @@ s_broker_destroy (bm_broker_t **self_p)
         zlistx_destroy (&self->finished);
         zhashx_destroy (&self->workers);
         zhashx_destroy (&self->jobs);
+        zhashx_destroy (&self->batch_clients);
         zhashx_destroy (&self->services);
         bm_heap_destroy (&self->deadlines);
         bm_heap_destroy (&self->delayed);

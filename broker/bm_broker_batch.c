@@ -1,7 +1,9 @@
-/*  bm_broker_batch.c - SUBMIT_MANY (protocol.md section 4a): each item
-    admitted or refused on its own, exactly as a SUBMIT would be; one
-    ACCEPTED_MANY lists every item's outcome in the items' order once
-    every accepted job is durable.
+/*  bm_broker_batch.c - SUBMIT_MANY and RESULT_MANY (protocol.md section
+    4a).  SUBMIT_MANY: each item admitted or refused on its own, exactly as
+    a SUBMIT would be; one ACCEPTED_MANY lists every item's outcome in the
+    items' order once every accepted job is durable.  RESULT_MANY: the
+    RESULTs of one loop turn for a client that has sent SUBMIT_MANY (end
+    of this file).
 
     A batch in flight is a bm_batch_t: one outcome slot per item, and a
     count of the Redis writes still unconfirmed (plus one for the loop that
@@ -11,6 +13,8 @@
 #include "bm_codec_batch.h"
 
 typedef struct _bm_batch_t bm_batch_t;
+
+static void s_batch_client_mark (bm_broker_t *self, zframe_t *identity);
 
 //  One item's outcome, and the argument of its job's Redis write.
 typedef struct {
@@ -138,6 +142,7 @@ bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *m
                           "the broker is out of memory; retry later");
         return;
     }
+    s_batch_client_mark (self, identity);
     batch->broker = self;
     batch->identity = zframe_dup (identity);
     batch->has_req = items.has_req;
@@ -187,4 +192,137 @@ bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *m
     bm_msg_destroy (&item);
     zhashx_destroy (&keys);
     s_batch_release (&batch);
+}
+
+//  --------------------------------------------------------------------------
+//  RESULT_MANY (protocol.md section 4a): a client that has sent SUBMIT_MANY
+//  gets the RESULTs of one loop turn (one Redis reply read confirms many
+//  outcomes) as one message, sent at the start of the next turn (a timer
+//  due at once).  Other clients get RESULT one by one.
+
+#define BM_BATCH_CLIENTS_MAX    4096            //  Clients remembered; more get RESULT
+#define BM_RESULTS_MAX_BYTES    (1024 * 1024)   //  RESULT bodies in one RESULT_MANY
+
+//  One batch client: its RESULTs waiting.
+typedef struct {
+    zframe_t *identity;
+    bm_packer_t items;          //  RESULT bodies, one after the other
+    size_t count;
+} s_results_t;
+
+static void
+s_results_destroy (void **item)
+{
+    s_results_t *results = (s_results_t *) *item;
+    if (results) {
+        zframe_destroy (&results->identity);
+        bm_packer_destroy (&results->items);
+        free (results);
+        *item = NULL;
+    }
+}
+
+//  Send what one client has waiting: a RESULT alone, or a RESULT_MANY.
+static void
+s_results_send (bm_broker_t *self, s_results_t *results)
+{
+    if (results->count == 0)
+        return;
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    if (results->count > 1)
+        bm_codec_batch_begin (&packer, false, 0, results->count);
+    bm_packer_write_raw (&packer, results->items.sbuf.data, results->items.sbuf.size);
+    if (bm_packer_failed (&packer))
+        bm_error (NULL, "out of memory sending %zu RESULTs", results->count);
+    else {
+        bm_body_t body = { .owner = self };
+        body.sbuf = packer.sbuf;
+        bm_broker_send_client (self, results->identity,
+                               results->count > 1 ? BM_RESULT_MANY : BM_RESULT, &body);
+    }
+    bm_packer_destroy (&packer);
+    bm_packer_reset (&results->items);
+    if (results->items.sbuf.alloc > BM_RESULTS_MAX_BYTES)
+        bm_packer_destroy (&results->items);
+    results->count = 0;
+}
+
+void
+bm_batch_send_results (bm_broker_t *self)
+{
+    if (self->results_timer > 0 && self->loop)
+        zloop_timer_end (self->loop, self->results_timer);
+    self->results_timer = 0;
+    if (!self->batch_clients)
+        return;
+    s_results_t *results = (s_results_t *) zhashx_first (self->batch_clients);
+    while (results) {
+        s_results_send (self, results);
+        results = (s_results_t *) zhashx_next (self->batch_clients);
+    }
+}
+
+static int
+s_on_results_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop, (void) timer_id;
+    bm_broker_t *self = (bm_broker_t *) arg;
+    self->results_timer = 0;            //  One-shot: zloop ends it
+    bm_batch_send_results (self);
+    return 0;
+}
+
+//  A client sent SUBMIT_MANY: remember it (up to BM_BATCH_CLIENTS_MAX).
+static void
+s_batch_client_mark (bm_broker_t *self, zframe_t *identity)
+{
+    if (!self->batch_clients) {
+        self->batch_clients = zhashx_new ();
+        if (!self->batch_clients)
+            return;
+        zhashx_set_destructor (self->batch_clients, s_results_destroy);
+    }
+    char *key = zframe_strhex (identity);
+    if (key && !zhashx_lookup (self->batch_clients, key)
+    &&  zhashx_size (self->batch_clients) < BM_BATCH_CLIENTS_MAX) {
+        s_results_t *results = (s_results_t *) calloc (1, sizeof (s_results_t));
+        if (results) {
+            results->identity = zframe_dup (identity);
+            bm_packer_init (&results->items);
+            zhashx_insert (self->batch_clients, key, results);
+        }
+    }
+    free (key);
+}
+
+bool
+bm_batch_keep_result (bm_broker_t *self, zframe_t *identity, bm_body_t *body)
+{
+    if (!self->batch_clients || !identity || !self->loop)
+        return false;
+    char *key = zframe_strhex (identity);
+    s_results_t *results = key ? (s_results_t *) zhashx_lookup (self->batch_clients, key) : NULL;
+    free (key);
+    if (!results)
+        return false;
+    if (results->count >= BM_MAX_BATCH
+    ||  (results->count > 0 && results->items.sbuf.size + body->sbuf.size > BM_RESULTS_MAX_BYTES))
+        s_results_send (self, results);
+    size_t before = results->items.sbuf.size;
+    bm_packer_write_raw (&results->items, body->sbuf.data, body->sbuf.size);
+    if (bm_packer_failed (&results->items)) {
+        results->items.sbuf.size = before;
+        results->items.failed = false;
+        return false;                   //  Sent alone
+    }
+    results->count++;
+    if (self->results_timer <= 0) {
+        self->results_timer = zloop_timer (self->loop, 0, 1, s_on_results_timer, self);
+        if (self->results_timer <= 0) {
+            self->results_timer = 0;
+            s_results_send (self, results);
+        }
+    }
+    return true;
 }

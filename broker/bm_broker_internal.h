@@ -90,6 +90,9 @@ struct _bm_broker_t {
     zhashx_t *services;         //  name -> bm_service_t (owned)
     zhashx_t *workers;          //  key -> bm_worker_entry_t (owned)
     zhashx_t *jobs;             //  id -> bm_job_t (owned)
+    zhashx_t *batch_clients;    //  Clients that sent SUBMIT_MANY: their RESULTs
+                                //  of a loop turn, for RESULT_MANY (owned)
+    int results_timer;          //  zloop timer sending them, or 0
     zlistx_t *recent;           //  bm_job_t * by creation (not owned)
     zlistx_t *finished;         //  Terminal bm_job_t * by end, for eviction
     bm_heap_t *deadlines;       //  Running jobs by deadline
@@ -281,6 +284,11 @@ int bm_submit_confirmed (bm_broker_t *self, bm_job_t *job, redisReply *reply, in
 
 //  bm_broker_batch.c: SUBMIT_MANY
 void bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg);
+//  RESULT for a job submitted with notify: kept for the client's next
+//  RESULT_MANY when it sent SUBMIT_MANY (true), else not (false: send it).
+bool bm_batch_keep_result (bm_broker_t *self, zframe_t *identity, bm_body_t *body);
+//  Send the RESULT_MANYs kept (and stop their timer); the broker's end.
+void bm_batch_send_results (bm_broker_t *self);
 
 //  bm_stats.c: STATS, metrics, snapshots
 void bm_stats_pack (bm_broker_t *self, msgpack_packer *pk);

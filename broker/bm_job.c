@@ -213,7 +213,8 @@ bm_job_send_result (bm_broker_t *self, bm_job_t *job)
     bm_pack_kv_str (&body.pk, "jobId", job->id);
     bm_pack_str (&body.pk, "job");
     bm_job_pack_record (&body.pk, job, true);
-    bm_broker_send_client (self, job->notify, BM_RESULT, &body);
+    if (!bm_batch_keep_result (self, job->notify, &body))
+        bm_broker_send_client (self, job->notify, BM_RESULT, &body);
     bm_body_free (&body);
     zframe_destroy (&job->notify);
 }

@@ -7,7 +7,7 @@ drives, so that every accepted job is seen to run exactly once.
 import harness as h
 from fakeworker import FakeWorker
 
-SUBMIT_MANY, ACCEPTED_MANY = 0x0A, 0x85
+SUBMIT_MANY, ACCEPTED_MANY, RESULT_MANY = 0x0A, 0x85, 0x86
 JOB_MANY, DONE_MANY = 0x0A, 0x0B
 
 
@@ -176,6 +176,45 @@ def test():
         w2.done(job["jobId"], 1)
         w.close()
         w2.close()
+
+    # RESULT_MANY: a client that sent SUBMIT_MANY gets the RESULTs that one
+    # DONE_MANY brings as one message; a client that never did gets RESULT.
+    with h.Stack("batch-results") as s:
+        s.redis()
+        s.broker(env={"HEARTBEAT_INTERVAL_MS": "200", "HEARTBEAT_LIVENESS": "10",
+                      "MAX_PYTHON_BOTS": "100"})
+        c = s.client()
+        h.wait_until(lambda: c.request(h.PING)[1]["redis"], 10, "broker connected to redis")
+        w = FakeWorker(s.endpoint, "w-results", ["python"], 50, ready=False)
+        w.send(h.READY, {"name": "w-results", "types": ["python"], "credit": 50, "batch": True})
+        cmd, r = submit_many(c, [{"botType": "python", "payload": {"i": i}, "notify": True}
+                                 for i in range(20)])
+        ids = [o["jobId"] for o in r["jobs"]]
+        single = s.client()
+        one = single.submit("python", {"alone": 1}, notify=True)
+        jobs = []
+        while len(jobs) < 21:
+            msg = w.recv()
+            h.check(msg is not None and msg[0] in (JOB_MANY, h.JOB), "the 21 jobs are dispatched",
+                    msg and msg[0], msg and msg[1], len(jobs))
+            jobs += msg[1]["jobs"] if msg[0] == JOB_MANY else [msg[1]]
+        w.send(DONE_MANY, {"jobs": [{"jobId": j["jobId"], "ok": True, "result": j["payload"]}
+                                    for j in jobs]})
+        got, messages = {}, []
+        while len(got) < 20:
+            cmd, body = c.recv()
+            h.check(cmd in (h.RESULT, RESULT_MANY), "the batch client gets RESULTs", cmd, body)
+            items = body["jobs"] if cmd == RESULT_MANY else [body]
+            messages.append((cmd, len(items)))
+            got.update((i["jobId"], i["job"]) for i in items)
+        h.check(sorted(got) == sorted(ids) and all(got[j]["state"] == "completed" for j in ids),
+                "every job of the batch has its RESULT, completed", len(got))
+        h.check(any(cmd == RESULT_MANY and n > 1 for cmd, n in messages) and len(messages) < 20,
+                "they come as RESULT_MANY (%d messages for 20 results)" % len(messages), messages)
+        cmd, body = single.recv()
+        h.check(cmd == h.RESULT and body["jobId"] == one and body["job"]["result"] == {"alone": 1},
+                "a client that never sent SUBMIT_MANY gets its RESULT alone", cmd, body)
+        w.close()
 
     # Without Redis every write is confirmed at once: the answer still
     # comes once, after the last item, and lists every item.

@@ -42,6 +42,7 @@ BIN = os.environ.get("BOTMESH_BIN") or os.path.join(ROOT, "build", "bin")
 CLIENT, WORKER = b"BMC01", b"BMW01"
 SUBMIT, STATUS, CANCEL, STATS, RETRY, REDELIVER, LIST, PING, METRICS = range(1, 10)
 ACCEPTED, REJECTED, REPLY, RESULT = 0x81, 0x82, 0x83, 0x84
+RESULT_MANY = 0x86
 READY, JOB, PROGRESS, DONE, HEARTBEAT, DISCONNECT, WCANCEL, RELEASE, NACK = range(1, 10)
 
 TERMINAL = ("completed", "failed", "cancelled")
@@ -146,6 +147,9 @@ class Client:
             cmd_in, reply = self.recv(left)
             if cmd_in == RESULT:
                 self.results[reply["jobId"]] = reply["job"]
+                continue
+            if cmd_in == RESULT_MANY:       # several RESULTs (after a SUBMIT_MANY)
+                self.results.update((r["jobId"], r["job"]) for r in reply["jobs"])
                 continue
             if reply.get("req") == self.req:
                 return cmd_in, reply
