@@ -328,7 +328,7 @@ s_on_load (redisReply *reply, void *arg)
         if (job)        //  Arrived meanwhile (e.g. recovery)
             s_client_act (self, pending->identity, pending, NULL, load->command, job);
         else {
-            job = bm_jobstore_job_from_hash (self, reply);
+            job = bm_jobstore_job_from_hash (self, pending->id, reply);
             if (!job)
                 s_pending_reject (pending, "not_found", "no job with that id");
             else
@@ -392,10 +392,13 @@ s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
                 job->finished_handle = NULL;
             }
             bm_job_reset_outcome (job);
-            //  A fresh set of runs: the attempt errors start over.
-            if (job->failed_runs && self->store) {
+            //  A fresh set of runs: the last outcome and the attempt
+            //  errors go (the run map, and the fields of a record of the
+            //  earlier layout).
+            if (self->store) {
                 bm_cmd_t cmd;
                 bm_cmd_start (self, &cmd, "HDEL", "job:", job->id);
+                bm_cmd_arg_str (&cmd, "x");
                 bm_cmd_arg_str (&cmd, "attemptErrors");
                 bm_cmd_arg_str (&cmd, "failedRuns");
                 bm_jobstore_issue (self, &cmd, true, NULL, NULL);
@@ -417,8 +420,7 @@ s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
         if (!bm_job_terminal (job) || !job->webhook_url || bm_job_is_delivery (job))
             REJECT ("conflict", "the job has no webhook or has not ended");
         else {
-            bm_delivery_create (self, job);
-            bm_jobstore_persist_terminal (self, job);     //  Its delivery count changed
+            bm_delivery_create (self, job);       //  Writes its record again, with the count
             s_send_accepted (self, identity, pending, request, job->id, false, 0, false);
         }
     }

@@ -201,7 +201,7 @@ void bm_jobstore_persist_state (bm_broker_t *self, bm_job_t *job);
 void bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job);
 void bm_jobstore_forget (bm_broker_t *self, const char *id);
 void bm_jobstore_persist_webhook (bm_broker_t *self, const char *job_id, const char *wh, size_t wh_size);
-bm_job_t *bm_jobstore_job_from_hash (bm_broker_t *self, redisReply *reply);
+bm_job_t *bm_jobstore_job_from_hash (bm_broker_t *self, const char *id, redisReply *reply);
 void bm_jobstore_save_running (bm_broker_t *self, int64_t now);
 void bm_jobstore_on_store_state (bool up, void *arg);
 

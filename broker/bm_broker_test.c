@@ -5,6 +5,7 @@
 #include "bm_broker.h"
 #include "bm_heap.h"
 #include "bm_store_group.h"
+#include "bm_record.h"
 #include "bm_idem.h"
 #include "bm_lease.h"
 #include "bm_job.h"
@@ -16,6 +17,7 @@
 static const bm_selftest_t s_tests [] = {
     { "heap", bm_heap_test },
     { "store_group", bm_store_group_test },
+    { "record", bm_record_test },
     { "rank", bm_rank_test },
     { "idem", bm_idem_test },
     { "job", bm_job_test },

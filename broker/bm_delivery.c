@@ -87,9 +87,10 @@ bm_delivery_simple_state (bm_broker_t *self, const char *state, int64_t attempts
     return copy;
 }
 
-//  Make the delivery job of a terminal job with a webhook URL.
-void
-bm_delivery_create (bm_broker_t *self, bm_job_t *parent)
+//  The delivery job of a terminal job with a webhook URL; the job's
+//  webhook state says pending and its delivery count is one more.
+static bm_job_t *
+s_delivery_new (bm_broker_t *self, bm_job_t *parent)
 {
     bm_job_t *job = bm_job_new ();
     parent->deliveries++;
@@ -118,8 +119,18 @@ bm_delivery_create (bm_broker_t *self, bm_job_t *parent)
     size_t wh_size;
     char *wh = bm_delivery_simple_state (self, "pending", 0, NULL, &wh_size);
     bm_delivery_set_state (parent, wh, wh_size);
-    bm_jobstore_persist_webhook (self, parent->id, wh, wh_size);
     free (wh);
+    return job;
+}
+
+//  Make the delivery job of a terminal job with a webhook URL.  The job's
+//  terminal record is written here, in the same HSET as its pending
+//  webhook state and delivery count, ahead of the delivery's own record.
+void
+bm_delivery_create (bm_broker_t *self, bm_job_t *parent)
+{
+    bm_job_t *job = s_delivery_new (self, parent);
+    bm_jobstore_persist_terminal (self, parent);
     bm_job_insert (self, job);
     bm_jobstore_persist_full (self, job, true, NULL, NULL);
     bm_job_enqueue (self, job);

@@ -287,7 +287,10 @@ bm_job_finish (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
         bm_job_set_error (job, code, message);
     bm_log (state == JOB_COMPLETED ? BM_DEBUG : BM_INFO, job->id, "%s%s%s%s",
             bm_job_state_names [state], code ? " (" : "", code ? code : "", code ? ")" : "");
-    bm_jobstore_persist_terminal (self, job);
+    if (!bm_job_is_delivery (job) && job->webhook_url)
+        bm_delivery_create (self, job);     //  Writes the terminal record too
+    else
+        bm_jobstore_persist_terminal (self, job);
     if (bm_job_is_delivery (job) && state != JOB_COMPLETED) {
         //  Make sure the job it delivers says the delivery failed.
         bm_job_t *parent = (bm_job_t *) zhashx_lookup (self->jobs, job->parent);
@@ -301,8 +304,6 @@ bm_job_finish (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
             free (wh);
         }
     }
-    if (!bm_job_is_delivery (job) && job->webhook_url)
-        bm_delivery_create (self, job);
     job->finished_handle = zlistx_add_end (self->finished, job);
     bm_dispatch (self, job->service);
     if (worker)

@@ -5,6 +5,7 @@
     queues rebuilt from Redis when the store first connects.  bm_store.c
     does the I/O.  */
 #include "bm_broker_internal.h"
+#include "bm_record.h"
 
 static void
 s_on_terminal_durable (redisReply *reply, void *arg);
@@ -195,42 +196,18 @@ bm_jobstore_live_flush (void *arg)
     }
 }
 
-//  The retry fields that change with a failed run.
+//  A msgpack map as a field of a command: packed into a body from the
+//  broker's pool, which stays lent until the command is issued.
 static void
-s_arg_retry (bm_cmd_t *cmd, const bm_job_t *job)
+s_arg_map (bm_cmd_t *cmd, const char *field, bm_body_t *body)
 {
-    if (job->run_at > 0) {
-        bm_cmd_arg_str (cmd, "runAt");      bm_cmd_arg_int (cmd, job->run_at);
-    }
-    if (job->failed_runs > 0) {
-        bm_cmd_arg_str (cmd, "failedRuns"); bm_cmd_arg_int (cmd, job->failed_runs);
-        bm_cmd_arg_str (cmd, "attemptErrors");
-        s_arg (cmd, job->attempt_errors, job->attempt_errors_size);
-    }
+    bm_cmd_arg_str (cmd, field);
+    s_arg (cmd, body->sbuf.data, body->sbuf.size);
 }
 
-//  The backoff as one short field: "e2000", "f500", "e2000j" (type letter,
-//  delay in ms, j for jitter).
-static void
-s_arg_backoff (bm_cmd_t *cmd, const bm_job_t *job)
-{
-    char *buf = cmd->scratch [cmd->argc < BM_CMD_MAX_ARGS ? cmd->argc : 0];
-    int n = snprintf (buf, 24, "%c%" PRId64 "%s", job->backoff.type == BM_BACKOFF_FIXED ? 'f' : 'e',
-                      job->backoff.delay_ms, job->backoff.jitter ? "j" : "");
-    s_arg (cmd, buf, (size_t) n);
-}
-
-static void
-s_read_backoff (bm_job_t *job, const char *text)
-{
-    char *end;
-    long long delay = strtoll (text + (*text ? 1 : 0), &end, 10);
-    char error [128];
-    bm_backoff_set (&job->backoff, *text == 'f' ? "fixed" : "exponential", *text == 'f' ? 5 : 11,
-                    delay, *end == 'j', error, sizeof error);
-}
-
-//  HSET every field of the job.
+//  HSET the whole record: state, what it was submitted with, and what its
+//  runs did when they did anything (a job queued again by RETRY or
+//  recovery).
 void
 bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_store_fn *fn, void *arg)
 {
@@ -239,57 +216,58 @@ bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_store
             fn (&s_ok_reply, arg);
         return;
     }
-    bm_cmd_t hset [1];
-    bm_cmd_start (self, hset, "HSET", "job:", job->id);
-    bm_cmd_arg_str (hset, "jobId");          bm_cmd_arg_str (hset, job->id);
-    bm_cmd_arg_str (hset, "botType");        bm_cmd_arg_str (hset, job->service->name);
-    bm_cmd_arg_str (hset, "state");          bm_cmd_arg_str (hset, bm_job_state_names [job->state]);
-    bm_cmd_arg_str (hset, "priority");       bm_cmd_arg_int (hset, job->priority);
-    bm_cmd_arg_str (hset, "seq");            bm_cmd_arg_int (hset, job->seq);
-    bm_cmd_arg_str (hset, "attempts");       bm_cmd_arg_int (hset, job->attempts);
-    bm_cmd_arg_str (hset, "maxAttempts");    bm_cmd_arg_int (hset, job->max_attempts);
-    bm_cmd_arg_str (hset, "timeoutMs");      bm_cmd_arg_int (hset, job->timeout_ms);
-    bm_cmd_arg_str (hset, "progress");       bm_cmd_arg_int (hset, job->progress);
-    bm_cmd_arg_str (hset, "createdAt");      bm_cmd_arg_int (hset, job->created_at);
-    bm_cmd_arg_str (hset, "payload");        s_arg (hset, job->payload, job->payload_size);
-    //  Retry options only when they differ from the type's defaults (a
-    //  record without them reads with the defaults): fewer bytes a job.
-    const bm_service_t *service = job->service;
-    if (job->run_attempts != service->retry_attempts) {
-        bm_cmd_arg_str (hset, "runAttempts"); bm_cmd_arg_int (hset, job->run_attempts);
-    }
-    if (job->backoff.type != BM_BACKOFF_EXPONENTIAL || job->backoff.jitter
-    ||  job->backoff.delay_ms != service->retry_backoff_ms) {
-        bm_cmd_arg_str (hset, "backoff");     s_arg_backoff (hset, job);
-    }
-    s_arg_retry (hset, job);
-    if (job->webhook_url) {
-        bm_cmd_arg_str (hset, "webhookUrl"); bm_cmd_arg_str (hset, job->webhook_url);
-    }
-    if (job->idem_key) {
-        bm_cmd_arg_str (hset, "idempotencyKey"); bm_cmd_arg_str (hset, job->idem_key);
-    }
-    if (job->parent) {
-        bm_cmd_arg_str (hset, "parent");     bm_cmd_arg_str (hset, job->parent);
-    }
-    if (job->deliveries) {
-        bm_cmd_arg_str (hset, "deliveries"); bm_cmd_arg_int (hset, job->deliveries);
-    }
-    if (job->wh) {
-        bm_cmd_arg_str (hset, "webhook");    s_arg (hset, job->wh, job->wh_size);
-    }
     if (!retry && !bm_store_up (self->store)) {
         if (fn)
             fn (NULL, arg);
         return;
     }
+    bm_cmd_t hset [1];
+    bm_body_t submit, run;
+    bm_cmd_start (self, hset, "HSET", "job:", job->id);
+    bm_cmd_arg_str (hset, BM_RECORD_STATE);  bm_cmd_arg_str (hset, bm_job_state_names [job->state]);
+    bm_body_init (self, &submit);
+    bm_record_pack_submit (&submit.pk, job);
+    s_arg_map (hset, BM_RECORD_SUBMIT, &submit);
+    bool has_run = bm_record_has_run (job);
+    if (has_run) {
+        bm_body_init (self, &run);
+        bm_record_pack_run (&run.pk, job);
+        s_arg_map (hset, BM_RECORD_RUN, &run);
+    }
+    if (job->wh) {
+        bm_cmd_arg_str (hset, BM_RECORD_WEBHOOK);
+        s_arg (hset, job->wh, job->wh_size);
+    }
     bm_jobstore_issue (self, hset, retry, NULL, NULL);
+    bm_body_free (&submit);
+    if (has_run)
+        bm_body_free (&run);
     //  The live set lists every job that is not terminal (recovery reads
     //  it).  The ZADD goes out with this turn's others; fn waits for it.
     s_live_add (self, job, fn, arg);
 }
 
-//  A state change: HSET the fields that change with it.
+//  HSET the state and the run map (rewritten whole: the job in memory
+//  knows all of it); the webhook state too when with_webhook.
+static void
+s_persist_run (bm_broker_t *self, bm_job_t *job, bool with_webhook, bm_store_fn *fn, void *arg)
+{
+    bm_cmd_t cmd;
+    bm_body_t run;
+    bm_cmd_start (self, &cmd, "HSET", "job:", job->id);
+    bm_cmd_arg_str (&cmd, BM_RECORD_STATE);  bm_cmd_arg_str (&cmd, bm_job_state_names [job->state]);
+    bm_body_init (self, &run);
+    bm_record_pack_run (&run.pk, job);
+    s_arg_map (&cmd, BM_RECORD_RUN, &run);
+    if (with_webhook && job->wh) {
+        bm_cmd_arg_str (&cmd, BM_RECORD_WEBHOOK);
+        s_arg (&cmd, job->wh, job->wh_size);
+    }
+    bm_jobstore_issue (self, &cmd, true, fn, arg);
+    bm_body_free (&run);
+}
+
+//  A state change: the state and the run map.
 void
 bm_jobstore_persist_state (bm_broker_t *self, bm_job_t *job)
 {
@@ -297,19 +275,7 @@ bm_jobstore_persist_state (bm_broker_t *self, bm_job_t *job)
         return;
     if (job->state == JOB_RUNNING)
         job->running_saved = true;      //  bm_jobstore_save_running need not write it
-    bm_cmd_t cmd;
-    bm_cmd_start (self, &cmd, "HSET", "job:", job->id);
-    bm_cmd_arg_str (&cmd, "state");      bm_cmd_arg_str (&cmd, bm_job_state_names [job->state]);
-    bm_cmd_arg_str (&cmd, "attempts");   bm_cmd_arg_int (&cmd, job->attempts);
-    bm_cmd_arg_str (&cmd, "progress");   bm_cmd_arg_int (&cmd, job->progress);
-    if (job->started_at) {
-        bm_cmd_arg_str (&cmd, "startedAt");  bm_cmd_arg_int (&cmd, job->started_at);
-    }
-    if (job->worker_name) {
-        bm_cmd_arg_str (&cmd, "worker");     bm_cmd_arg_str (&cmd, job->worker_name);
-    }
-    s_arg_retry (&cmd, job);
-    bm_jobstore_issue (self, &cmd, true, NULL, NULL);
+    s_persist_run (self, job, false, NULL, NULL);
 }
 
 typedef struct {
@@ -317,7 +283,10 @@ typedef struct {
     char id [BM_MAX_ID_LEN + 16];
 } s_job_ref_t;
 
-//  Terminal: the whole outcome, out of the live set, with its TTL.
+//  Terminal: the whole outcome (with the webhook state of a delivery just
+//  made), out of the live set, with its TTL.  A delivery job's record is
+//  deleted instead: its outcome is in the webhook state of the job it
+//  delivered, and nothing reads it once it ended.
 void
 bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job)
 {
@@ -329,39 +298,18 @@ bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job)
         s_on_terminal_durable (&s_ok_reply, ref);
         return;
     }
-    bm_cmd_t hset [1], expire [1];
-    bm_cmd_start (self, hset, "HSET", "job:", job->id);
-    bm_cmd_arg_str (hset, "state");      bm_cmd_arg_str (hset, bm_job_state_names [job->state]);
-    bm_cmd_arg_str (hset, "attempts");   bm_cmd_arg_int (hset, job->attempts);
-    bm_cmd_arg_str (hset, "progress");   bm_cmd_arg_int (hset, job->progress);
-    bm_cmd_arg_str (hset, "finishedAt"); bm_cmd_arg_int (hset, job->finished_at);
-    if (job->started_at) {
-        bm_cmd_arg_str (hset, "startedAt");  bm_cmd_arg_int (hset, job->started_at);
+    bm_cmd_t cmd;
+    if (bm_job_is_delivery (job)) {
+        bm_cmd_start (self, &cmd, "DEL", "job:", job->id);
+        bm_jobstore_issue (self, &cmd, true, s_on_terminal_durable, ref);
     }
-    if (job->worker_name) {
-        bm_cmd_arg_str (hset, "worker");     bm_cmd_arg_str (hset, job->worker_name);
+    else {
+        s_persist_run (self, job, true, NULL, NULL);
+        bm_cmd_start (self, &cmd, "PEXPIRE", "job:", job->id);
+        bm_cmd_arg_int (&cmd, 1000 * (job->state == JOB_COMPLETED
+                                 ? self->config.completed_ttl_s : self->config.failed_ttl_s));
+        bm_jobstore_issue (self, &cmd, true, s_on_terminal_durable, ref);
     }
-    if (job->result) {
-        bm_cmd_arg_str (hset, "result");     s_arg (hset, job->result, job->result_size);
-    }
-    if (job->error_code) {
-        bm_cmd_arg_str (hset, "errorCode");  bm_cmd_arg_str (hset, job->error_code);
-        bm_cmd_arg_str (hset, "errorMessage");
-        bm_cmd_arg_str (hset, job->error_message ? job->error_message : "");
-        if (job->has_exit_code) {
-            bm_cmd_arg_str (hset, "errorExitCode");
-            bm_cmd_arg_int (hset, job->exit_code);
-        }
-    }
-    if (job->deliveries) {
-        bm_cmd_arg_str (hset, "deliveries"); bm_cmd_arg_int (hset, job->deliveries);
-    }
-    s_arg_retry (hset, job);
-    bm_cmd_start (self, expire, "PEXPIRE", "job:", job->id);
-    bm_cmd_arg_int (expire, 1000 * (job->state == JOB_COMPLETED
-                               ? self->config.completed_ttl_s : self->config.failed_ttl_s));
-    bm_jobstore_issue (self, hset, true, NULL, NULL);
-    bm_jobstore_issue (self, expire, true, s_on_terminal_durable, ref);
     s_live_remove (self, job->id);
 }
 
@@ -387,7 +335,7 @@ bm_jobstore_persist_webhook (bm_broker_t *self, const char *job_id, const char *
         return;
     bm_cmd_t cmd;
     bm_cmd_start (self, &cmd, "HSET", "job:", job_id);
-    bm_cmd_arg_str (&cmd, "webhook");
+    bm_cmd_arg_str (&cmd, BM_RECORD_WEBHOOK);
     s_arg (&cmd, wh, wh_size);
     bm_jobstore_issue (self, &cmd, true, NULL, NULL);
 }
@@ -460,84 +408,18 @@ s_attempt_errors_ok (bm_job_t *job)
     return true;
 }
 
-//  Build a job from a Redis hash (HGETALL reply); NULL if it holds none.
+//  Build the job of id from its Redis hash (HGETALL reply, either record
+//  layout: bm_record.h); NULL if it holds none or a damaged one.
 bm_job_t *
-bm_jobstore_job_from_hash (bm_broker_t *self, redisReply *reply)
+bm_jobstore_job_from_hash (bm_broker_t *self, const char *id, redisReply *reply)
 {
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2)
         return NULL;
     bm_job_t *job = bm_job_new ();
-    char type [BM_MAX_BOT_TYPE_LEN + 1] = "";
-    char state [16] = "";
-    bool has_run_attempts = false, has_backoff = false;
-    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
-        redisReply *f = reply->element [i], *v = reply->element [i + 1];
-        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-            continue;
-        const char *name = f->str;
-        int64_t n = 0;
-        bool numeric = bm_parse_int (v->str, INT64_MIN, INT64_MAX, &n) == 0;
-        if (streq (name, "jobId") && v->len < (int) sizeof job->id)
-            snprintf (job->id, sizeof job->id, "%s", v->str);
-        else if (streq (name, "botType") && v->len < (int) sizeof type)
-            snprintf (type, sizeof type, "%s", v->str);
-        else if (streq (name, "state") && v->len < (int) sizeof state)
-            snprintf (state, sizeof state, "%s", v->str);
-        else if (streq (name, "priority") && numeric) job->priority = n;
-        else if (streq (name, "seq") && numeric) job->seq = n;
-        else if (streq (name, "attempts") && numeric) job->attempts = n;
-        else if (streq (name, "maxAttempts") && numeric) job->max_attempts = n;
-        else if (streq (name, "timeoutMs") && numeric) job->timeout_ms = n;
-        else if (streq (name, "progress") && numeric) job->progress = n;
-        else if (streq (name, "createdAt") && numeric) job->created_at = n;
-        else if (streq (name, "startedAt") && numeric) job->started_at = n;
-        else if (streq (name, "finishedAt") && numeric) job->finished_at = n;
-        else if (streq (name, "deliveries") && numeric) job->deliveries = n;
-        else if (streq (name, "runAt") && numeric) job->run_at = n;
-        else if (streq (name, "runAttempts") && numeric && n >= 1 && n <= BM_MAX_ATTEMPTS) {
-            job->run_attempts = n;
-            has_run_attempts = true;
-        }
-        else if (streq (name, "failedRuns") && numeric && n >= 0 && n <= BM_MAX_ATTEMPTS)
-            job->failed_runs = n;
-        else if (streq (name, "backoff")) {
-            s_read_backoff (job, v->str);
-            has_backoff = true;
-        }
-        else if (streq (name, "attemptErrors")) {
-            free (job->attempt_errors);
-            job->attempt_errors = bm_memdup (v->str, v->len);
-            job->attempt_errors_size = v->len;
-        }
-        else if (streq (name, "payload")) {
-            free (job->payload);
-            job->payload = bm_memdup (v->str, v->len);
-            job->payload_size = v->len;
-        }
-        else if (streq (name, "result")) {
-            free (job->result);
-            job->result = bm_memdup (v->str, v->len);
-            job->result_size = v->len;
-        }
-        else if (streq (name, "webhook"))
-            bm_delivery_set_state (job, v->str, v->len);
-        else if (streq (name, "webhookUrl")) bm_set_str (&job->webhook_url, v->str);
-        else if (streq (name, "idempotencyKey")) bm_set_str (&job->idem_key, v->str);
-        else if (streq (name, "parent")) bm_set_str (&job->parent, v->str);
-        else if (streq (name, "worker")) bm_set_str (&job->worker_name, v->str);
-        else if (streq (name, "errorCode")) bm_set_str (&job->error_code, v->str);
-        else if (streq (name, "errorMessage")) bm_set_str (&job->error_message, v->str);
-        else if (streq (name, "errorExitCode") && numeric) {
-            job->exit_code = n;
-            job->has_exit_code = true;
-        }
-    }
-    int state_index = -1;
-    for (int i = 0; i < JOB_STATES; i++)
-        if (streq (state, bm_job_state_names [i]))
-            state_index = i;
+    bm_record_meta_t meta;
     //  Records from elsewhere, or damaged: refuse rather than guess.
-    if (!job->id [0] || !bm_valid_bot_type (type, strlen (type)) || state_index < 0
+    if (bm_record_read (job, id, reply, &meta)
+    ||  !bm_valid_bot_type (meta.type, strlen (meta.type))
     ||  !job->payload || bm_msgpack_check (job->payload, job->payload_size)
     ||  (job->result && bm_msgpack_check (job->result, job->result_size))
     ||  (job->wh && bm_msgpack_check (job->wh, job->wh_size))
@@ -549,13 +431,12 @@ bm_jobstore_job_from_hash (bm_broker_t *self, redisReply *reply)
         job->max_attempts = self->config.job_max_attempts;
     if (job->timeout_ms < 1)
         job->timeout_ms = self->config.job_timeout_ms;
-    job->state = (bm_job_state_t) state_index;
     if (job->state != JOB_DELAYED)
         job->run_at = 0;        //  Left from a wait that ended
-    job->service = bm_service_require (self, type);
-    if (!has_run_attempts)
+    job->service = bm_service_require (self, meta.type);
+    if (!meta.has_run_attempts)
         job->run_attempts = bm_job_is_delivery (job) ? 1 : job->service->retry_attempts;
-    if (!has_backoff)
+    if (!meta.has_backoff)
         job->backoff = (bm_backoff_t) { BM_BACKOFF_EXPONENTIAL, job->service->retry_backoff_ms, false };
     job->durable = true;
     return job;
@@ -612,15 +493,18 @@ s_recovery_finish (bm_broker_t *self)
 static void
 s_on_recovered_job (redisReply *reply, void *arg)
 {
-    bm_broker_t *self = (bm_broker_t *) arg;
+    s_job_ref_t *ref = (s_job_ref_t *) arg;
+    bm_broker_t *self = ref->broker;
     self->recovery_pending--;
     if (!reply) {
+        free (ref);
         //  Redis went away mid-recovery: it starts over on reconnect.
         if (self->recovery_pending == 0)
             self->recovering = false;
         return;
     }
-    bm_job_t *job = bm_jobstore_job_from_hash (self, reply);
+    bm_job_t *job = bm_jobstore_job_from_hash (self, ref->id, reply);
+    free (ref);
     if (job && !zhashx_lookup (self->jobs, job->id) && !bm_job_terminal (job)) {
         if (job->seq > self->seq)
             self->seq = job->seq;
@@ -685,7 +569,10 @@ s_on_live_ids (redisReply *reply, void *arg)
         snprintf (cmd.key, sizeof cmd.key, "%s{bm}:job:%s", self->config.redis_prefix, id->str);
         bm_cmd_arg_str (&cmd, "HGETALL");
         bm_cmd_arg_str (&cmd, cmd.key);
-        bm_jobstore_query (self, &cmd, s_on_recovered_job, self);
+        s_job_ref_t *ref = (s_job_ref_t *) zmalloc (sizeof (s_job_ref_t));
+        ref->broker = self;
+        snprintf (ref->id, sizeof ref->id, "%s", id->str);
+        bm_jobstore_query (self, &cmd, s_on_recovered_job, ref);
     }
     if (self->recovery_pending == 0)
         s_recovery_finish (self);

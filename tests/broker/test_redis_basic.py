@@ -32,7 +32,7 @@ def test():
         w = FakeWorker(s.endpoint, "w1", ["python"], 2)
         job = w.recv_job()
         h.wait_until(lambda: s.redis_cli("HGET", key(jid), "state") == "running", 5, "running in Redis")
-        h.check(s.redis_cli("HGET", key(jid), "worker") == "w1", "Redis names the worker")
+        h.check(h.job_record(s.redis_port, jid)["worker"] == "w1", "Redis names the worker")
         w.done(jid, {"mean": 4.2})
         rec = c.wait(jid)
         h.check(rec["state"] == "completed" and rec["result"] == {"mean": 4.2}, "completed", rec)
@@ -102,7 +102,7 @@ def test():
         h.wait_until(lambda: c.request(h.PING)[1]["redis"], 15, "broker reconnected")
         h.wait_until(lambda: s.redis_cli("HGET", key(pending), "state") == "completed", 10,
                      "the buffered state change reached Redis after the outage")
-        h.check(s.redis_cli("HGET", key(failed), "errorMessage") == "exit 1",
+        h.check(h.job_record(s.redis_port, failed)["errorMessage"] == "exit 1",
                 "records written before Redis was killed survived its restart (AOF)")
         jid2 = c.submit("python", {"after": "outage"})
         h.check(s.redis_cli("HGET", key(jid2), "state") in ("queued", "running"), "SUBMIT works again after the outage")

@@ -12,15 +12,7 @@ def test():
     with h.Stack("retry-webhook") as s:
         s.redis()
         s.broker(env={"HEARTBEAT_LIVENESS": "20"})
-        mock_port = h.free_port()
-        s.spawn("mock", [s.bin("botmesh-mock")], {"MOCK_WEBHOOK_PORT": str(mock_port),
-                                                    "MOCK_LISTEN_ADDR": "127.0.0.1"})
-        mock = "http://127.0.0.1:%d" % mock_port
-        h.wait_until(lambda: h.http("GET", mock + "/health")[0] == 200, 15, "mock /health")
-        s.spawn("webhook", [s.bin("botmesh-webhook")], {
-            "WEBHOOK_MANAGER_PORT": str(h.free_port()), "WEBHOOK_LISTEN_ADDR": "127.0.0.1",
-            "WEBHOOK_ALLOW_PRIVATE": "1", "BROKER_ENDPOINT": s.endpoint})
-        s.wait_workers(1, "webhook")
+        mock = s.webhooks()
         c = s.client()
         w = FakeWorker(s.endpoint, "fw", ["python"], 1)
         s.wait_workers(1, "python")

@@ -80,46 +80,7 @@ def asan_build(path):
         return False
 
 
-# --- a minimal pipelined Redis client (RESP2) --------------------------------
-
-def _resp_encode(args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
-
-
-def _resp_read(f):
-    line = f.readline()
-    if not line:
-        raise harness.TestFailure("Redis closed the connection")
-    kind, rest = line[:1], line[1:-2]
-    if kind == b"+":
-        return rest.decode()
-    if kind == b"-":
-        raise harness.TestFailure("Redis error: %s" % rest.decode())
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        n = int(rest)
-        return None if n < 0 else f.read(n + 2)[:-2]
-    if kind == b"*":
-        n = int(rest)
-        return None if n < 0 else [_resp_read(f) for _ in range(n)]
-    raise harness.TestFailure("Redis: unexpected reply %r" % line)
-
-
-def redis_pipeline(port, commands, batch=2000):
-    """Send commands (lists of args) in pipelined batches; returns replies."""
-    replies = []
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        f = sock.makefile("rb")
-        for i in range(0, len(commands), batch):
-            chunk = commands[i:i + batch]
-            sock.sendall(b"".join(_resp_encode(c) for c in chunk))
-            replies.extend(_resp_read(f) for _ in chunk)
-    return replies
+redis_pipeline = harness.redis_pipeline
 
 
 def redis_scan_jobs(port):
@@ -135,21 +96,18 @@ def redis_scan_jobs(port):
 
 def redis_jobs(port, ids):
     """id -> {state, attempts, errorCode, webhook (decoded)} or None."""
-    fields = ["state", "attempts", "errorCode", "webhook"]
-    replies = redis_pipeline(port, [["HMGET", PREFIX + "job:" + j] + fields for j in ids])
+    replies = redis_pipeline(port, [["HGETALL", PREFIX + "job:" + j] for j in ids])
     out = {}
     for j, r in zip(ids, replies):
-        if r is None or r[0] is None:
+        if not r:
             out[j] = None
             continue
-        rec = {"state": r[0].decode(), "attempts": int(r[1] or 0),
-               "errorCode": r[2].decode() if r[2] else None, "webhook": None}
-        if r[3]:
-            try:
-                rec["webhook"] = msgpack.unpackb(r[3], raw=False, strict_map_key=False)
-            except Exception as exc:              # a record we cannot read is a finding
-                rec["webhook"] = {"undecodable": repr(exc)}
-        out[j] = rec
+        try:
+            rec = harness.record_from_hash(r)
+        except Exception as exc:                  # a record we cannot read is a finding
+            rec = {"state": "undecodable", "webhook": {"undecodable": repr(exc)}}
+        out[j] = {"state": rec.get("state"), "attempts": int(rec.get("attempts") or 0),
+                  "errorCode": rec.get("errorCode"), "webhook": rec.get("webhook")}
     return out
 
 

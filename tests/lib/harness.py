@@ -112,6 +112,84 @@ def http(method, url, body=None, headers=None, timeout=10):
         return status, hdrs, raw.decode(errors="replace")
 
 
+# --- a minimal pipelined Redis client (RESP2), and job records read with it ---
+
+def _resp_encode(args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def _resp_read(f):
+    line = f.readline()
+    if not line:
+        raise TestFailure("Redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise TestFailure("Redis error: %s" % rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        return None if n < 0 else f.read(n + 2)[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise TestFailure("Redis: unexpected reply %r" % line)
+
+
+def redis_pipeline(port, commands, batch=2000):
+    """Send commands (lists of args) in pipelined batches; returns replies."""
+    replies = []
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        f = sock.makefile("rb")
+        for i in range(0, len(commands), batch):
+            chunk = commands[i:i + batch]
+            sock.sendall(b"".join(_resp_encode(c) for c in chunk))
+            replies.extend(_resp_read(f) for _ in chunk)
+    return replies
+
+
+# The short keys of a job record's maps (docs/redis.md), by their long names.
+RECORD_SUBMIT_KEYS = {"t": "botType", "p": "payload", "y": "priority", "q": "seq", "m": "maxAttempts",
+                      "o": "timeoutMs", "c": "createdAt", "u": "webhookUrl", "k": "idempotencyKey",
+                      "a": "parent", "n": "runAttempts", "b": "backoff"}
+RECORD_RUN_KEYS = {"a": "attempts", "g": "progress", "s": "startedAt", "f": "finishedAt", "w": "worker",
+                   "r": "result", "ec": "errorCode", "em": "errorMessage", "ex": "errorExitCode",
+                   "d": "deliveries", "t": "runAt", "e": "attemptErrors"}
+
+
+def record_from_hash(pairs):
+    """A job's Redis record (an HGETALL reply: [field, value, ...] as bytes)
+    as one dict with the long names: state, the "r" and "x" maps' entries
+    (payload and result decoded), webhook decoded.  Either layout reads."""
+    flat = dict(zip(pairs[0::2], pairs[1::2]))
+    rec = {}
+    for k, v in flat.items():
+        if k not in (b"r", b"x", b"w"):
+            rec[k.decode()] = v if k in (b"payload", b"result", b"webhook", b"attemptErrors") else v.decode()
+    for field, names in ((b"r", RECORD_SUBMIT_KEYS), (b"x", RECORD_RUN_KEYS)):
+        if field in flat:
+            for k, v in unpack(flat[field]).items():
+                rec[names.get(k, k)] = v
+    if b"w" in flat:
+        rec["webhook"] = flat[b"w"]
+    for k in ("payload", "result", "webhook"):
+        if isinstance(rec.get(k), bytes):
+            rec[k] = unpack(rec[k])
+    return rec
+
+
+def job_record(port, job_id, prefix="botmesh:"):
+    """The record of job_id in the Redis on port (record_from_hash), or None."""
+    pairs = redis_pipeline(port, [["HGETALL", prefix + "{bm}:job:" + job_id]])[0]
+    return record_from_hash(pairs) if pairs else None
+
+
 class Client:
     """A minimal BMC01 client over a DEALER socket (protocol.md section 4)."""
 
@@ -387,6 +465,21 @@ class Stack:
 
     def client(self):
         return Client(self.endpoint)
+
+    def webhooks(self):
+        """Start botmesh-mock (the webhook receiver) and botmesh-webhook
+        (the manager, on this stack's broker); waits until the manager
+        serves the broker.  Returns the mock's base URL."""
+        mock_port = free_port()
+        self.spawn("mock", [self.bin("botmesh-mock")], {"MOCK_WEBHOOK_PORT": str(mock_port),
+                                                         "MOCK_LISTEN_ADDR": "127.0.0.1"})
+        mock = "http://127.0.0.1:%d" % mock_port
+        wait_until(lambda: http("GET", mock + "/health")[0] == 200, 15, "mock /health")
+        self.spawn("webhook", [self.bin("botmesh-webhook")], {
+            "WEBHOOK_MANAGER_PORT": str(free_port()), "WEBHOOK_LISTEN_ADDR": "127.0.0.1",
+            "WEBHOOK_ALLOW_PRIVATE": "1", "BROKER_ENDPOINT": self.endpoint})
+        self.wait_workers(1, "webhook")
+        return mock
 
     def wait_workers(self, count, bot_type=None, timeout=15):
         """Wait until the broker lists count workers (serving bot_type)."""

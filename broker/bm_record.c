@@ -1,0 +1,519 @@
+/*  bm_record.c - a job's record in Redis, as bytes (bm_record.h).  */
+#include "bm_broker_internal.h"
+#include "bm_record.h"
+
+//  Keys of the "r" map.
+#define R_TYPE          "t"
+#define R_PAYLOAD       "p"
+#define R_PRIORITY      "y"
+#define R_SEQ           "q"
+#define R_MAX_ATTEMPTS  "m"
+#define R_TIMEOUT       "o"
+#define R_CREATED       "c"
+#define R_WEBHOOK_URL   "u"
+#define R_IDEM_KEY      "k"
+#define R_PARENT        "a"
+#define R_RUN_ATTEMPTS  "n"
+#define R_BACKOFF       "b"
+//  Keys of the "x" map.
+#define X_ATTEMPTS      "a"
+#define X_PROGRESS      "g"
+#define X_STARTED       "s"
+#define X_FINISHED      "f"
+#define X_WORKER        "w"
+#define X_RESULT        "r"
+#define X_ERROR_CODE    "ec"
+#define X_ERROR_MESSAGE "em"
+#define X_EXIT_CODE     "ex"
+#define X_DELIVERIES    "d"
+#define X_RUN_AT        "t"
+#define X_ATTEMPT_ERRORS "e"
+
+static void
+s_pack_bin (msgpack_packer *pk, const char *key, const char *data, size_t size)
+{
+    bm_pack_str (pk, key);
+    msgpack_pack_bin (pk, size);
+    msgpack_pack_bin_body (pk, data, size);
+}
+
+//  The backoff as one short text: "e2000", "f500", "e2000j" (type letter,
+//  delay in ms, j for jitter).
+static void
+s_backoff_text (const bm_backoff_t *backoff, char *buf, size_t size)
+{
+    snprintf (buf, size, "%c%" PRId64 "%s", backoff->type == BM_BACKOFF_FIXED ? 'f' : 'e',
+              backoff->delay_ms, backoff->jitter ? "j" : "");
+}
+
+static void
+s_backoff_read (bm_backoff_t *backoff, const char *text)
+{
+    char *end;
+    long long delay = strtoll (text + (*text ? 1 : 0), &end, 10);
+    char error [128];
+    bm_backoff_set (backoff, *text == 'f' ? "fixed" : "exponential", *text == 'f' ? 5 : 11,
+                    delay, *end == 'j', error, sizeof error);
+}
+
+static bool
+s_custom_retry (const bm_job_t *job, bool *attempts, bool *backoff)
+{
+    const bm_service_t *service = job->service;
+    *attempts = service && job->run_attempts != service->retry_attempts;
+    *backoff = service && (job->backoff.type != BM_BACKOFF_EXPONENTIAL || job->backoff.jitter
+                       ||  job->backoff.delay_ms != service->retry_backoff_ms);
+    return *attempts || *backoff;
+}
+
+void
+bm_record_pack_submit (msgpack_packer *pk, const bm_job_t *job)
+{
+    bool custom_attempts, custom_backoff;
+    s_custom_retry (job, &custom_attempts, &custom_backoff);
+    size_t count = 6 + (job->priority != 0) + (job->webhook_url != NULL) + (job->idem_key != NULL)
+                 + (job->parent != NULL) + custom_attempts + custom_backoff;
+    msgpack_pack_map (pk, count);
+    bm_pack_kv_str (pk, R_TYPE, job->service ? job->service->name : "");
+    s_pack_bin (pk, R_PAYLOAD, job->payload, job->payload_size);
+    if (job->priority != 0)
+        bm_pack_kv_int (pk, R_PRIORITY, job->priority);
+    bm_pack_kv_int (pk, R_SEQ, job->seq);
+    bm_pack_kv_int (pk, R_MAX_ATTEMPTS, job->max_attempts);
+    bm_pack_kv_int (pk, R_TIMEOUT, job->timeout_ms);
+    bm_pack_kv_int (pk, R_CREATED, job->created_at);
+    if (job->webhook_url)
+        bm_pack_kv_str (pk, R_WEBHOOK_URL, job->webhook_url);
+    if (job->idem_key)
+        bm_pack_kv_str (pk, R_IDEM_KEY, job->idem_key);
+    if (job->parent)
+        bm_pack_kv_str (pk, R_PARENT, job->parent);
+    if (custom_attempts)
+        bm_pack_kv_int (pk, R_RUN_ATTEMPTS, job->run_attempts);
+    if (custom_backoff) {
+        char text [32];
+        s_backoff_text (&job->backoff, text, sizeof text);
+        bm_pack_kv_str (pk, R_BACKOFF, text);
+    }
+}
+
+bool
+bm_record_has_run (const bm_job_t *job)
+{
+    return job->attempts || job->progress || job->started_at || job->finished_at
+        || job->worker_name || job->result || job->error_code || job->deliveries
+        || job->run_at > 0 || job->attempt_errors_size;
+}
+
+void
+bm_record_pack_run (msgpack_packer *pk, const bm_job_t *job)
+{
+    bool error = job->error_code != NULL;
+    size_t count = (job->attempts != 0) + (job->progress != 0) + (job->started_at != 0)
+                 + (job->finished_at != 0) + (job->worker_name != NULL) + (job->result != NULL)
+                 + (error ? 2 + job->has_exit_code : 0) + (job->deliveries != 0)
+                 + (job->run_at > 0) + (job->attempt_errors_size > 0);
+    msgpack_pack_map (pk, count);
+    if (job->attempts)
+        bm_pack_kv_int (pk, X_ATTEMPTS, job->attempts);
+    if (job->progress)
+        bm_pack_kv_int (pk, X_PROGRESS, job->progress);
+    if (job->started_at)
+        bm_pack_kv_int (pk, X_STARTED, job->started_at);
+    if (job->finished_at)
+        bm_pack_kv_int (pk, X_FINISHED, job->finished_at);
+    if (job->worker_name)
+        bm_pack_kv_str (pk, X_WORKER, job->worker_name);
+    if (job->result)
+        s_pack_bin (pk, X_RESULT, job->result, job->result_size);
+    if (error) {
+        bm_pack_kv_str (pk, X_ERROR_CODE, job->error_code);
+        bm_pack_kv_str (pk, X_ERROR_MESSAGE, job->error_message ? job->error_message : "");
+        if (job->has_exit_code)
+            bm_pack_kv_int (pk, X_EXIT_CODE, job->exit_code);
+    }
+    if (job->deliveries)
+        bm_pack_kv_int (pk, X_DELIVERIES, job->deliveries);
+    if (job->run_at > 0)
+        bm_pack_kv_int (pk, X_RUN_AT, job->run_at);
+    if (job->attempt_errors_size)
+        s_pack_bin (pk, X_ATTEMPT_ERRORS, job->attempt_errors, job->attempt_errors_size);
+}
+
+//  --- reading ------------------------------------------------------------
+
+static bool
+s_key_is (const msgpack_object *key, const char *name)
+{
+    size_t len = strlen (name);
+    return key->type == MSGPACK_OBJECT_STR && key->via.str.size == len
+        && memcmp (key->via.str.ptr, name, len) == 0;
+}
+
+//  A string value into *field (replacing it); false if not a string or
+//  holding a NUL byte.
+static bool
+s_read_str (const msgpack_object *value, char **field)
+{
+    if (value->type != MSGPACK_OBJECT_STR
+    ||  memchr (value->via.str.ptr, 0, value->via.str.size))
+        return false;
+    char *copy = (char *) bm_realloc_or_abort (NULL, value->via.str.size + 1, "a record's text");
+    memcpy (copy, value->via.str.ptr, value->via.str.size);
+    copy [value->via.str.size] = 0;
+    free (*field);
+    *field = copy;
+    return true;
+}
+
+static bool
+s_read_bin (const msgpack_object *value, char **field, size_t *size)
+{
+    if (value->type != MSGPACK_OBJECT_BIN)
+        return false;
+    free (*field);
+    *field = bm_memdup (value->via.bin.ptr, value->via.bin.size);
+    *size = value->via.bin.size;
+    return true;
+}
+
+static bool
+s_read_int (const msgpack_object *value, int64_t *field)
+{
+    if (value->type == MSGPACK_OBJECT_POSITIVE_INTEGER && value->via.u64 <= INT64_MAX)
+        *field = (int64_t) value->via.u64;
+    else
+    if (value->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        *field = value->via.i64;
+    else
+        return false;
+    return true;
+}
+
+//  One entry of the "r" map; false if its value is damaged.  Unknown keys
+//  are skipped (a newer broker's additions).
+static bool
+s_read_submit_entry (bm_job_t *job, const msgpack_object *key, const msgpack_object *value,
+                     bm_record_meta_t *meta)
+{
+    if (s_key_is (key, R_TYPE)) {
+        if (value->type != MSGPACK_OBJECT_STR || value->via.str.size >= sizeof meta->type)
+            return false;
+        memcpy (meta->type, value->via.str.ptr, value->via.str.size);
+        meta->type [value->via.str.size] = 0;
+        return true;
+    }
+    if (s_key_is (key, R_PAYLOAD))      return s_read_bin (value, &job->payload, &job->payload_size);
+    if (s_key_is (key, R_PRIORITY))     return s_read_int (value, &job->priority);
+    if (s_key_is (key, R_SEQ))          return s_read_int (value, &job->seq);
+    if (s_key_is (key, R_MAX_ATTEMPTS)) return s_read_int (value, &job->max_attempts);
+    if (s_key_is (key, R_TIMEOUT))      return s_read_int (value, &job->timeout_ms);
+    if (s_key_is (key, R_CREATED))      return s_read_int (value, &job->created_at);
+    if (s_key_is (key, R_WEBHOOK_URL))  return s_read_str (value, &job->webhook_url);
+    if (s_key_is (key, R_IDEM_KEY))     return s_read_str (value, &job->idem_key);
+    if (s_key_is (key, R_PARENT))       return s_read_str (value, &job->parent);
+    if (s_key_is (key, R_RUN_ATTEMPTS)) {
+        meta->has_run_attempts = true;
+        return s_read_int (value, &job->run_attempts)
+            && job->run_attempts >= 1 && job->run_attempts <= BM_MAX_ATTEMPTS;
+    }
+    if (s_key_is (key, R_BACKOFF)) {
+        char *text = NULL;
+        if (!s_read_str (value, &text))
+            return false;
+        s_backoff_read (&job->backoff, text);
+        free (text);
+        meta->has_backoff = true;
+    }
+    return true;
+}
+
+static bool
+s_read_run_entry (bm_job_t *job, const msgpack_object *key, const msgpack_object *value)
+{
+    if (s_key_is (key, X_ATTEMPTS))     return s_read_int (value, &job->attempts);
+    if (s_key_is (key, X_PROGRESS))     return s_read_int (value, &job->progress);
+    if (s_key_is (key, X_STARTED))      return s_read_int (value, &job->started_at);
+    if (s_key_is (key, X_FINISHED))     return s_read_int (value, &job->finished_at);
+    if (s_key_is (key, X_WORKER))       return s_read_str (value, &job->worker_name);
+    if (s_key_is (key, X_RESULT))       return s_read_bin (value, &job->result, &job->result_size);
+    if (s_key_is (key, X_ERROR_CODE))   return s_read_str (value, &job->error_code);
+    if (s_key_is (key, X_ERROR_MESSAGE)) return s_read_str (value, &job->error_message);
+    if (s_key_is (key, X_EXIT_CODE))
+        return (job->has_exit_code = s_read_int (value, &job->exit_code));
+    if (s_key_is (key, X_DELIVERIES))   return s_read_int (value, &job->deliveries);
+    if (s_key_is (key, X_RUN_AT))       return s_read_int (value, &job->run_at);
+    if (s_key_is (key, X_ATTEMPT_ERRORS))
+        return s_read_bin (value, &job->attempt_errors, &job->attempt_errors_size);
+    return true;
+}
+
+//  A msgpack map field ("r" or "x"), entry by entry.
+static bool
+s_read_map (bm_job_t *job, const redisReply *value, bool submit, bm_record_meta_t *meta)
+{
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    size_t offset = 0;
+    bool ok = msgpack_unpack_next (&unpacked, value->str, value->len, &offset) == MSGPACK_UNPACK_SUCCESS
+           && offset == value->len && unpacked.data.type == MSGPACK_OBJECT_MAP;
+    for (uint32_t i = 0; ok && i < unpacked.data.via.map.size; i++) {
+        const msgpack_object_kv *kv = &unpacked.data.via.map.ptr [i];
+        ok = submit ? s_read_submit_entry (job, &kv->key, &kv->val, meta)
+                    : s_read_run_entry (job, &kv->key, &kv->val);
+    }
+    msgpack_unpacked_destroy (&unpacked);
+    return ok;
+}
+
+//  One field of the earlier layout (a hash field per job field).
+static void
+s_read_flat_field (bm_job_t *job, const char *name, const redisReply *v, bm_record_meta_t *meta)
+{
+    int64_t n = 0;
+    bool numeric = bm_parse_int (v->str, INT64_MIN, INT64_MAX, &n) == 0;
+    if (streq (name, "jobId") && v->len < (int) sizeof job->id)
+        snprintf (job->id, sizeof job->id, "%s", v->str);
+    else if (streq (name, "botType") && v->len < (int) sizeof meta->type)
+        snprintf (meta->type, sizeof meta->type, "%s", v->str);
+    else if (streq (name, "priority") && numeric) job->priority = n;
+    else if (streq (name, "seq") && numeric) job->seq = n;
+    else if (streq (name, "attempts") && numeric) job->attempts = n;
+    else if (streq (name, "maxAttempts") && numeric) job->max_attempts = n;
+    else if (streq (name, "timeoutMs") && numeric) job->timeout_ms = n;
+    else if (streq (name, "progress") && numeric) job->progress = n;
+    else if (streq (name, "createdAt") && numeric) job->created_at = n;
+    else if (streq (name, "startedAt") && numeric) job->started_at = n;
+    else if (streq (name, "finishedAt") && numeric) job->finished_at = n;
+    else if (streq (name, "deliveries") && numeric) job->deliveries = n;
+    else if (streq (name, "runAt") && numeric) job->run_at = n;
+    else if (streq (name, "runAttempts") && numeric && n >= 1 && n <= BM_MAX_ATTEMPTS) {
+        job->run_attempts = n;
+        meta->has_run_attempts = true;
+    }
+    else if (streq (name, "backoff")) {
+        s_backoff_read (&job->backoff, v->str);
+        meta->has_backoff = true;
+    }
+    else if (streq (name, "attemptErrors")) {
+        free (job->attempt_errors);
+        job->attempt_errors = bm_memdup (v->str, v->len);
+        job->attempt_errors_size = v->len;
+    }
+    else if (streq (name, "payload")) {
+        free (job->payload);
+        job->payload = bm_memdup (v->str, v->len);
+        job->payload_size = v->len;
+    }
+    else if (streq (name, "result")) {
+        free (job->result);
+        job->result = bm_memdup (v->str, v->len);
+        job->result_size = v->len;
+    }
+    else if (streq (name, "webhook")) bm_delivery_set_state (job, v->str, v->len);
+    else if (streq (name, "webhookUrl")) bm_set_str (&job->webhook_url, v->str);
+    else if (streq (name, "idempotencyKey")) bm_set_str (&job->idem_key, v->str);
+    else if (streq (name, "parent")) bm_set_str (&job->parent, v->str);
+    else if (streq (name, "worker")) bm_set_str (&job->worker_name, v->str);
+    else if (streq (name, "errorCode")) bm_set_str (&job->error_code, v->str);
+    else if (streq (name, "errorMessage")) bm_set_str (&job->error_message, v->str);
+    else if (streq (name, "errorExitCode") && numeric) {
+        job->exit_code = n;
+        job->has_exit_code = true;
+    }
+}
+
+int
+bm_record_read (bm_job_t *job, const char *id, const redisReply *reply, bm_record_meta_t *meta)
+{
+    memset (meta, 0, sizeof *meta);
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2)
+        return -1;
+    const redisReply *submit = NULL, *run = NULL, *webhook = NULL;
+    char state [16] = "";
+    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+        const redisReply *f = reply->element [i], *v = reply->element [i + 1];
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        if (streq (f->str, BM_RECORD_STATE)) {
+            if (v->len < (int) sizeof state)
+                snprintf (state, sizeof state, "%s", v->str);
+        }
+        else if (streq (f->str, BM_RECORD_SUBMIT)) submit = v;
+        else if (streq (f->str, BM_RECORD_RUN)) run = v;
+        else if (streq (f->str, BM_RECORD_WEBHOOK)) webhook = v;
+        else
+            s_read_flat_field (job, f->str, v, meta);
+    }
+    //  The newer fields last: they win over the earlier layout's.
+    if ((submit && !s_read_map (job, submit, true, meta))
+    ||  (run && !s_read_map (job, run, false, meta)))
+        return -1;
+    if (webhook)
+        bm_delivery_set_state (job, webhook->str, webhook->len);
+    if (!job->id [0] && id && strlen (id) < sizeof job->id)
+        snprintf (job->id, sizeof job->id, "%s", id);
+    int state_index = -1;
+    for (int i = 0; i < JOB_STATES; i++)
+        if (streq (state, bm_job_state_names [i]))
+            state_index = i;
+    if (state_index < 0 || !job->id [0])
+        return -1;
+    job->state = (bm_job_state_t) state_index;
+    return 0;
+}
+
+//  --- self-test -----------------------------------------------------------
+
+//  An HGETALL reply of name/value pairs (values binary, with their sizes).
+typedef struct {
+    redisReply reply;
+    redisReply *items [32];
+    redisReply cells [32];
+} s_fake_hash_t;
+
+static void
+s_fake_add (s_fake_hash_t *hash, const char *data, size_t size)
+{
+    size_t i = hash->reply.elements++;
+    BM_CHECK (i < sizeof hash->cells / sizeof hash->cells [0]);
+    hash->cells [i] = (redisReply) { .type = REDIS_REPLY_STRING, .str = (char *) data, .len = size };
+    hash->items [i] = &hash->cells [i];
+}
+
+static void
+s_fake_init (s_fake_hash_t *hash)
+{
+    memset (hash, 0, sizeof *hash);
+    hash->reply.type = REDIS_REPLY_ARRAY;
+    hash->reply.element = hash->items;
+}
+
+void
+bm_record_test (bool verbose)
+{
+    (void) verbose;
+    printf (" * bm_record: ");
+    bm_service_t *service = bm_service_new ("python", 1, 10);
+    service->retry_attempts = 3;
+    service->retry_backoff_ms = 2000;
+    bm_job_t *job = bm_job_new ();
+    snprintf (job->id, sizeof job->id, "j-1");
+    job->service = service;
+    job->priority = 3;
+    job->seq = 7;
+    job->max_attempts = 3;
+    job->timeout_ms = 300000;
+    job->created_at = 1764360000000;
+    job->payload = bm_memdup ("\x81\xa1n\x01", 4);     //  {n: 1}
+    job->payload_size = 4;
+    job->webhook_url = strdup ("http://127.0.0.1:9/hook");
+    job->run_attempts = 3;
+    job->backoff = (bm_backoff_t) { BM_BACKOFF_FIXED, 500, true };
+
+    //  Just submitted: nothing to say about its runs; the type's default
+    //  runAttempts is left out, the custom backoff is not.
+    BM_CHECK (!bm_record_has_run (job));
+    bm_packer_t r, x;
+    bm_packer_init (&r);
+    bm_record_pack_submit (&r.pk, job);
+    BM_CHECK (!bm_packer_failed (&r) && r.sbuf.size < 80);
+    BM_CHECK (memmem (r.sbuf.data, r.sbuf.size, "f500j", 5));
+
+    //  Completed: the run map has the outcome.
+    job->state = JOB_COMPLETED;
+    job->attempts = 1;
+    job->progress = 100;
+    job->started_at = 1764360000100;
+    job->finished_at = 1764360000200;
+    job->worker_name = strdup ("w1");
+    job->result = bm_memdup ("\x81\xa2ok\xc3", 5);       //  {ok: true}
+    job->result_size = 5;
+    job->deliveries = 1;
+    BM_CHECK (bm_record_has_run (job));
+    bm_packer_init (&x);
+    bm_record_pack_run (&x.pk, job);
+    BM_CHECK (!bm_packer_failed (&x) && x.sbuf.size < 60);
+
+    //  Read back: every field, the id from the key.
+    s_fake_hash_t hash;
+    s_fake_init (&hash);
+    s_fake_add (&hash, "state", 5);
+    s_fake_add (&hash, "completed", 9);
+    s_fake_add (&hash, "r", 1);
+    s_fake_add (&hash, r.sbuf.data, r.sbuf.size);
+    s_fake_add (&hash, "x", 1);
+    s_fake_add (&hash, x.sbuf.data, x.sbuf.size);
+    s_fake_add (&hash, "w", 1);
+    s_fake_add (&hash, "\x81\xa5" "state\xa9" "delivered", 17);
+    bm_job_t *back = bm_job_new ();
+    bm_record_meta_t meta;
+    BM_CHECK (bm_record_read (back, "j-1", &hash.reply, &meta) == 0);
+    BM_CHECK (streq (back->id, "j-1") && streq (meta.type, "python") && back->state == JOB_COMPLETED);
+    BM_CHECK (back->priority == 3 && back->seq == 7 && back->max_attempts == 3
+              && back->timeout_ms == 300000 && back->created_at == 1764360000000);
+    BM_CHECK (back->payload_size == 4 && memcmp (back->payload, job->payload, 4) == 0);
+    BM_CHECK (back->result_size == 5 && memcmp (back->result, job->result, 5) == 0);
+    BM_CHECK (streq (back->webhook_url, job->webhook_url) && streq (back->worker_name, "w1"));
+    BM_CHECK (back->attempts == 1 && back->progress == 100 && back->deliveries == 1
+              && back->started_at == 1764360000100 && back->finished_at == 1764360000200);
+    BM_CHECK (!meta.has_run_attempts && meta.has_backoff && back->backoff.type == BM_BACKOFF_FIXED
+              && back->backoff.delay_ms == 500 && back->backoff.jitter);
+    BM_CHECK (back->wh_size == 17 && !back->error_code);
+    bm_job_destroy (&back);
+
+    //  A failed one: error, exit code, attempt errors.
+    bm_job_set_error (job, "bot_failed", "exit 1");
+    job->has_exit_code = true, job->exit_code = 1;
+    job->attempt_errors = bm_memdup ("\x81\xa4" "code\xa1x", 8);
+    job->attempt_errors_size = 8;
+    bm_packer_reset (&x);
+    bm_record_pack_run (&x.pk, job);
+    hash.cells [5].str = x.sbuf.data, hash.cells [5].len = x.sbuf.size;
+    hash.cells [1].str = "failed", hash.cells [1].len = 6;
+    back = bm_job_new ();
+    BM_CHECK (bm_record_read (back, "j-1", &hash.reply, &meta) == 0 && back->state == JOB_FAILED);
+    BM_CHECK (streq (back->error_code, "bot_failed") && streq (back->error_message, "exit 1")
+              && back->has_exit_code && back->exit_code == 1 && back->attempt_errors_size == 8);
+    bm_job_destroy (&back);
+
+    //  Damaged: a run map that is not msgpack, a state word unknown.
+    hash.cells [5].str = "\xc1", hash.cells [5].len = 1;
+    back = bm_job_new ();
+    BM_CHECK (bm_record_read (back, "j-1", &hash.reply, &meta) == -1);
+    bm_job_destroy (&back);
+    hash.cells [5].str = x.sbuf.data, hash.cells [5].len = x.sbuf.size;
+    hash.cells [1].str = "lost", hash.cells [1].len = 4;
+    back = bm_job_new ();
+    BM_CHECK (bm_record_read (back, "j-1", &hash.reply, &meta) == -1);
+    bm_job_destroy (&back);
+
+    //  The earlier layout: a field per job field, numbers as text; a newer
+    //  run map written over it wins.
+    s_fake_init (&hash);
+    const char *flat [] = { "jobId", "old-1", "botType", "python", "state", "completed",
+                            "seq", "12", "attempts", "2", "createdAt", "1764360000000",
+                            "errorCode", "bot_failed", "errorExitCode", "4" };
+    for (size_t i = 0; i < sizeof flat / sizeof flat [0]; i++)
+        s_fake_add (&hash, flat [i], strlen (flat [i]));
+    s_fake_add (&hash, "payload", 7);
+    s_fake_add (&hash, "\x80", 1);
+    back = bm_job_new ();
+    BM_CHECK (bm_record_read (back, NULL, &hash.reply, &meta) == 0);
+    BM_CHECK (streq (back->id, "old-1") && streq (meta.type, "python") && back->seq == 12
+              && back->attempts == 2 && back->has_exit_code && back->exit_code == 4
+              && back->payload_size == 1 && streq (back->error_code, "bot_failed"));
+    bm_job_destroy (&back);
+    s_fake_add (&hash, "x", 1);
+    s_fake_add (&hash, x.sbuf.data, x.sbuf.size);
+    back = bm_job_new ();
+    BM_CHECK (bm_record_read (back, NULL, &hash.reply, &meta) == 0);
+    BM_CHECK (back->attempts == 1 && back->exit_code == 1 && streq (back->worker_name, "w1"));
+    bm_job_destroy (&back);
+
+    bm_packer_destroy (&r);
+    bm_packer_destroy (&x);
+    bm_job_destroy (&job);
+    bm_service_destroy (&service);
+    printf ("OK\n");
+}
