@@ -404,11 +404,13 @@ def main():
         for case, cmd in commands:
             md += ["- `%s`: `%s`" % (case, cmd.replace("`", "'"))]
         md.append("")
-        #  The bots section (bench/bots.py, `--only bots`) is kept as it is.
-        begin, end = "<!-- bots:begin -->", "<!-- bots:end -->"
+        #  The bots and record sections (bench/bots.py, `--only bots`;
+        #  bench/record.py, `--only record`) are kept as they are.
         old = open(write).read() if os.path.exists(write) else ""
-        if begin in old and end in old:
-            md += [old[old.index(begin):old.index(end) + len(end)], ""]
+        for section in ("bots", "record"):
+            begin, end = "<!-- %s:begin -->" % section, "<!-- %s:end -->" % section
+            if begin in old and end in old:
+                md += [old[old.index(begin):old.index(end) + len(end)], ""]
         with open(write, "w") as f:
             f.write("\n".join(md))
         print("wrote " + write)

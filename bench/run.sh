@@ -11,7 +11,10 @@
 #   --only G,...  groups to run: throughput, latency, http, scale (default
 #                 all of these), bots (only when named: the default bots end
 #                 to end per execution mode, with Celery and BullMQ sandboxed
-#                 processors on the same bot work; bench/bots.py)
+#                 processors on the same bot work; bench/bots.py), record (only
+#                 when named: the job record in Redis, bytes and commands per
+#                 job, and durable jobs/s; BENCH_BEFORE_BIN=DIR runs it on an
+#                 earlier build's binaries too; bench/record.py)
 #   --keep-logs   keep the scratch directory with every process log
 #
 # Each case runs N times on fresh processes (fresh redis-server, broker,
@@ -734,6 +737,15 @@ for RUN_NOW in $(seq 1 "$RUNS"); do
     for m in $TYPE_COUNTS; do case_types "$m"; done
   fi
 done
+if want record; then
+  RECORD_ARGS=(--bin "$BIN" --runs "$RUNS")
+  [ $QUICK = 1 ] && RECORD_ARGS+=(--quick)
+  [ -n "${BENCH_BEFORE_BIN:-}" ] && RECORD_ARGS+=(--before "$BENCH_BEFORE_BIN")
+  [ $WRITE = 1 ] && RECORD_ARGS+=(--write "$ROOT/docs/benchmarks.md")
+  "$PY" "$BENCH/record.py" "${RECORD_ARGS[@]}" || FAILED=1
+  # Only the record group: its section is written, not the whole page.
+  [ "$ONLY" = record ] && { log "bench: done in $(( $(date +%s) - T0 ))s"; [ $FAILED = 1 ] && exit 1; exit 0; }
+fi
 if want bots; then
   BOTS_ARGS=(--bin "$BIN")
   [ $QUICK = 1 ] && BOTS_ARGS+=(--quick)
