@@ -105,6 +105,40 @@ s_submit_many (void *sock, bench_submit_buf_t *buf, bm_packer_t *batch, int64_t 
     }
 }
 
+//  Count one RESULT: completed, or failed.
+static void
+s_count_result (const bm_msg_t *msg, s_counts_t *c)
+{
+    bm_codec_job_reply_t result;
+    bm_codec_error_t error;
+    if (bm_codec_result_decode (msg, &result, &error) == 0 && streq (result.job.state, "completed"))
+        c->completed++;
+    else
+        c->failed++;
+}
+
+//  Count the RESULTs of a RESULT_MANY (the broker sends them to a client
+//  that has sent SUBMIT_MANY).
+static void
+s_count_result_many (const bm_msg_t *msg, s_counts_t *c)
+{
+    bm_codec_batch_t batch;
+    bm_codec_error_t error;
+    if (bm_codec_batch_decode (msg, &batch, &error)) {
+        fprintf (stderr, "bm-bench: bad RESULT_MANY: %s\n", error.message);
+        exit (1);
+    }
+    bm_msg_t *item = bm_msg_new ();
+    int rc;
+    while (item && (rc = bm_codec_batch_next (&batch, item, &error)) != 0) {
+        if (rc > 0)
+            s_count_result (item, c);
+        else
+            c->failed++;
+    }
+    bm_msg_destroy (&item);
+}
+
 //  Count the outcomes of an ACCEPTED_MANY; exits on a refused job.
 static void
 s_count_accepted_many (const bm_msg_t *msg, s_counts_t *c)
@@ -193,14 +227,11 @@ s_receive (void *sock, s_counts_t *c, bool dontwait)
             if (cmd == BM_ACCEPTED_MANY)
                 s_count_accepted_many (msg, c);
             else
-            if (cmd == BM_RESULT) {
-                bm_codec_job_reply_t result;
-                if (bm_codec_result_decode (msg, &result, &error) == 0
-                &&  streq (result.job.state, "completed"))
-                    c->completed++;
-                else
-                    c->failed++;
-            }
+            if (cmd == BM_RESULT)
+                s_count_result (msg, c);
+            else
+            if (cmd == BM_RESULT_MANY)
+                s_count_result_many (msg, c);
             else
             if (cmd == BM_REJECTED) {
                 bm_codec_rejected_t rejected;
