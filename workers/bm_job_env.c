@@ -56,6 +56,22 @@ bm_job_env_destroy (bm_job_env_t **self_p)
 }
 
 //  The environment of a bot: ours, minus any BOT_* keys we set, plus them.
+//  The job's own variables, BM_JOB_ENV_VARS "NAME=VALUE" strings (owned by
+//  the caller) into vars.
+#define BM_JOB_ENV_VARS 7
+static void
+s_job_vars (char **vars, const char *job_id, const bm_worker_type_t *type, int64_t attempt,
+            int64_t limit_ms, int64_t deadline, const char *worker)
+{
+    vars [0] = zsys_sprintf ("BOT_JOB_ID=%s", job_id);
+    vars [1] = zsys_sprintf ("BOT_TYPE=%s", type->name);
+    vars [2] = zsys_sprintf ("BOT_ATTEMPT=%lld", (long long) attempt);
+    vars [3] = zsys_sprintf ("BOT_TIMEOUT_MS=%lld", (long long) limit_ms);
+    vars [4] = zsys_sprintf ("BOT_DEADLINE=%lld", (long long) deadline);
+    vars [5] = strdup ("BOT_PROGRESS_FD=3");
+    vars [6] = zsys_sprintf ("BOT_WORKER=%s", worker);
+}
+
 char **
 bm_job_env_bot (bm_job_env_t *self, const char *job_id, const bm_worker_type_t *type,
                 int64_t attempt, int64_t limit_ms, int64_t deadline, const char *worker)
@@ -67,13 +83,7 @@ bm_job_env_bot (bm_job_env_t *self, const char *job_id, const bm_worker_type_t *
     size_t n = 0;
     for (size_t i = 0; i < count; i++)
         envp [n++] = strdup (self->base [i]);
-    envp [n++] = zsys_sprintf ("BOT_JOB_ID=%s", job_id);
-    envp [n++] = zsys_sprintf ("BOT_TYPE=%s", type->name);
-    envp [n++] = zsys_sprintf ("BOT_ATTEMPT=%lld", (long long) attempt);
-    envp [n++] = zsys_sprintf ("BOT_TIMEOUT_MS=%lld", (long long) limit_ms);
-    envp [n++] = zsys_sprintf ("BOT_DEADLINE=%lld", (long long) deadline);
-    envp [n++] = strdup ("BOT_PROGRESS_FD=3");
-    envp [n++] = zsys_sprintf ("BOT_WORKER=%s", worker);
+    s_job_vars (envp + n, job_id, type, attempt, limit_ms, deadline, worker);
     if (type->sandboxed) {
         //  Only what the job is given: not the worker's credentials.
         char **confined = bm_sandbox_env (envp);
@@ -112,26 +122,37 @@ bm_job_env_frame (bm_job_env_t *self, const char *job_id, const bm_worker_type_t
                   int64_t attempt, int64_t limit_ms, int64_t deadline, const char *worker,
                   const json_t *payload)
 {
-    size_t base = self->count;
-    char **envp = bm_job_env_bot (self, job_id, type, attempt, limit_ms, deadline, worker);
-    if (!envp)
-        return NULL;
+    //  The job's own variables only (a sandboxed process's environment is
+    //  cut down, but the job's are all in it).
+    (void) self;
+    char *vars [BM_JOB_ENV_VARS];
+    s_job_vars (vars, job_id, type, attempt, limit_ms, deadline, worker);
     json_t *env = json_object ();
-    for (char **e = envp + base; *e; e++) {
-        char *eq = strchr (*e, '=');
-        *eq = 0;
-        json_object_set_new (env, *e, json_string (eq + 1));
+    for (int i = 0; i < BM_JOB_ENV_VARS; i++) {
+        char *eq = vars [i] ? strchr (vars [i], '=') : NULL;
+        if (eq) {
+            *eq = 0;
+            json_object_set_new (env, vars [i], json_string (eq + 1));
+        }
+        free (vars [i]);
     }
-    bm_bot_argv_free (&envp);
     json_t *frame = json_object ();
     json_object_set_new (frame, "job", json_string (job_id));
     json_object_set_new (frame, "env", env);
     json_object_set (frame, "payload", (json_t *) payload);
-    //  A fork server runs with no CPU limit of its own (its forks add up):
-    //  each child sets the job's budget itself.
-    if (type->bot_mode == BM_BOT_FORK && type->limits.cpu_seconds)
-        json_object_set_new (frame, "limits", json_pack ("{s:I}", "cpuSeconds",
-                                                         (json_int_t) type->limits.cpu_seconds));
+    //  A fork server runs without the job's CPU, memory and file limits
+    //  (its forks would add up, its own use is not the job's): each child
+    //  sets them itself, right after it takes the job.
+    if (type->bot_mode == BM_BOT_FORK) {
+        const bm_limits_t *limits = &type->limits;
+        json_t *own = json_object ();
+        const char *keys [] = { "memoryMb", "cpuSeconds", "maxPids", "maxFiles" };
+        int64_t values [] = { limits->memory_mb, limits->cpu_seconds, limits->max_pids, limits->max_files };
+        for (int i = 0; i < 4; i++)
+            if (values [i] > 0)
+                json_object_set_new (own, keys [i], json_integer ((json_int_t) values [i]));
+        json_object_set_new (frame, "limits", own);
+    }
     char *text = json_dumps (frame, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION (16));
     json_decref (frame);
     return text;
@@ -175,13 +196,31 @@ bm_job_env_test (bool verbose)
     json_decref (parsed);
     free (frame);
 
-    //  Fork mode: the CPU budget goes to the child in the frame.
+    //  Fork mode: the job's limits go to the child in the frame (those
+    //  that are set).
     type.bot_mode = BM_BOT_FORK;
     type.limits.cpu_seconds = 7;
+    type.limits.memory_mb = 256;
+    type.limits.max_files = 64;
     frame = bm_job_env_frame (env, "j2", &type, 1, 500, 1000, "w1", payload);
     parsed = json_loads (frame, 0, NULL);
-    assert (json_integer_value (json_object_get (json_object_get (parsed, "limits"), "cpuSeconds")) == 7);
+    json_t *limits = json_object_get (parsed, "limits");
+    assert (json_integer_value (json_object_get (limits, "cpuSeconds")) == 7);
+    assert (json_integer_value (json_object_get (limits, "memoryMb")) == 256);
+    assert (json_integer_value (json_object_get (limits, "maxFiles")) == 64);
+    assert (json_object_size (limits) == 3);          //  No maxPids: none set
     json_decref (parsed);
+    free (frame);
+    //  A sandboxed type: the frame still holds the job's variables (its
+    //  process's environment is cut down, not the job's).
+    type.sandboxed = true;
+    frame = bm_job_env_frame (env, "j3", &type, 1, 500, 1000, "w1", payload);
+    parsed = json_loads (frame, 0, NULL);
+    vars = json_object_get (parsed, "env");
+    assert (json_object_size (vars) == 7);
+    assert (streq (json_string_value (json_object_get (vars, "BOT_JOB_ID")), "j3"));
+    json_decref (parsed);
+    type.sandboxed = false;
     json_decref (payload);
     free (frame);
 

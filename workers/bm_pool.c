@@ -340,10 +340,14 @@ s_dispatch (bm_pool_t *self)
             bm_capture_destroy (&proc->err);
             proc->err = err;
         }
-        if (!self->config.fork && self->config.limits
-        &&  bm_limits_cpu_job_start (proc->pid, self->config.limits))
-            bm_warn (NULL, "%s process pid=%d: cannot set the CPU limit of its job: %s",
-                     self->config.type, (int) proc->pid, strerror (errno));
+        if (!self->config.fork && self->config.limits && self->config.limits->cpu_seconds) {
+            //  Under bwrap the budget goes to the bot inside, not to bwrap.
+            pid_t target = self->config.sandboxed ? bm_pool_proc_inner (proc) : proc->pid;
+            if (target <= 0 || bm_limits_cpu_job_start (target, self->config.limits))
+                bm_warn (NULL, "%s process pid=%d: cannot set the CPU limit of its job: %s",
+                         self->config.type, (int) proc->pid,
+                         target <= 0 ? "no bot process found inside the sandbox" : strerror (errno));
+        }
         bm_pool_proc_write (proc, job->frame, job->size);
         job->frame = NULL;
     }
@@ -514,7 +518,10 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         else
             outcome.exit_code = WEXITSTATUS (status) ? WEXITSTATUS (status) : 1;
         bm_warn (NULL, "%s process pid=%d %s while running a job", self->config.type, (int) pid, how);
-        if (state != PROC_RETIRING && outcome.signal == SIGXCPU)
+        //  bwrap passes on its bot's death by signal N as exit 128 + N.
+        bool cpu = outcome.signal == SIGXCPU
+                || (self->config.sandboxed && outcome.exit_code == 128 + SIGXCPU);
+        if (state != PROC_RETIRING && cpu)
             self->stats.recycled_limit++;
         else
         if (state != PROC_RETIRING)

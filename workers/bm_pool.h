@@ -60,6 +60,7 @@ typedef struct {
     int64_t output_max;         //  Cap on a job's stdout (bytes)
     int64_t stderr_tail;        //  Bytes of stderr kept per job
     int64_t kill_grace_ms;      //  SIGTERM to SIGKILL when retiring
+    bool sandboxed;             //  argv runs the bot under bwrap
     const bm_limits_t *limits;  //  Resource limits of each process
                                 //  (borrowed; NULL: none).  A pool process
                                 //  gets the CPU budget anew at each job

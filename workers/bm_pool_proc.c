@@ -4,6 +4,7 @@
 #include "bm_config.h"
 #include "bm_log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -81,6 +82,87 @@ bm_pool_proc_parent_of (pid_t pid)
     if (bm_bot_proc_stat (pid, text, sizeof text) || sscanf (text, "%*c %d", &ppid) != 1)
         return -1;
     return (pid_t) ppid;
+}
+
+//  The name of a process (its comm), "" if unknown.
+static void
+s_comm (pid_t pid, char *name, size_t size)
+{
+    char path [64];
+    snprintf (path, sizeof path, "/proc/%d/comm", (int) pid);
+    *name = 0;
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return;
+    if (!fgets (name, (int) size, file))
+        *name = 0;
+    fclose (file);
+    name [strcspn (name, "\n")] = 0;
+}
+
+//  Every process's pid and parent pid, from /proc; *count of them.
+//  Returns NULL if /proc cannot be read or memory is short.
+static pid_t *
+s_process_table (size_t *count)
+{
+    DIR *dir = opendir ("/proc");
+    if (!dir)
+        return NULL;
+    size_t cap = 256, n = 0;
+    pid_t *table = (pid_t *) malloc (cap * 2 * sizeof (pid_t));
+    struct dirent *entry;
+    while (table && (entry = readdir (dir))) {
+        char *end;
+        long pid = strtol (entry->d_name, &end, 10);
+        pid_t ppid = pid > 0 && !*end ? bm_pool_proc_parent_of ((pid_t) pid) : -1;
+        if (ppid < 0)
+            continue;
+        if (n == cap) {
+            pid_t *grown = (pid_t *) realloc (table, cap * 4 * sizeof (pid_t));
+            if (!grown) {
+                free (table);
+                table = NULL;
+                break;
+            }
+            table = grown;
+            cap *= 2;
+        }
+        table [2 * n] = (pid_t) pid;
+        table [2 * n + 1] = ppid;
+        n++;
+    }
+    closedir (dir);
+    *count = n;
+    return table;
+}
+
+pid_t
+bm_pool_proc_inner (proc_t *proc)
+{
+    if (proc->inner > 0 || proc->reaped)
+        return proc->inner;
+    size_t count;
+    pid_t *table = s_process_table (&count);
+    if (!table)
+        return 0;
+    //  Down from the process: a bwrap's child, until one that is not bwrap.
+    pid_t level = proc->pid;
+    for (int depth = 0; depth < 4 && level > 0 && !proc->inner; depth++) {
+        pid_t next = 0;
+        for (size_t i = 0; i < count && !proc->inner; i++) {
+            if (table [2 * i + 1] != level)
+                continue;
+            char name [32];
+            s_comm (table [2 * i], name, sizeof name);
+            if (streq (name, "bwrap"))
+                next = table [2 * i];
+            else
+                proc->inner = table [2 * i];
+        }
+        level = next;
+    }
+    free (table);
+    return proc->inner;
 }
 
 //  Resident set size of a process in MiB, -1 if unknown.
@@ -310,10 +392,16 @@ bm_pool_proc_new (struct _bm_pool_t *pool, zloop_t *loop, const bm_pool_config_t
         return NULL;
     }
     int fds [4] = { in [0], out [1], err [1], prog [1] };
+    //  A warm process gets no CPU limit of its own (each job gets the
+    //  budget); a fork server none on memory and files either: each child
+    //  sets its job's limits from the job frame (the server's own address
+    //  space and descriptors are not the job's).
     bm_limits_t own;
     if (config->limits) {
         own = *config->limits;
         own.cpu_per_job = true;
+        if (config->fork)
+            own.memory_mb = own.max_files = 0;
     }
     bm_limits_run_t *limits = config->limits ? bm_limits_run_new (&own, config->type) : NULL;
     pid_t pid = bm_bot_launch (config->argv, envp, fds, limits, errstr, errstr_size);

@@ -73,6 +73,8 @@ struct _proc_t {
     int64_t idle_since;         //  Monotonic ms
     int64_t retire_since;       //  Monotonic ms
     bm_limits_run_t *limits;    //  Its resource limits (its cgroup), or NULL
+    pid_t inner;                //  Sandboxed: the bot's process inside
+                                //  bwrap, 0 until found
 };
 
 void bm_pool_pjob_destroy (pjob_t **job_p);
@@ -110,6 +112,14 @@ void bm_pool_proc_set_output (proc_t *proc, const char *text, size_t size);
 //  The parent pid of a process, -1 if unknown: a fork server names its
 //  child, and we signal only a child of its own.
 pid_t bm_pool_proc_parent_of (pid_t pid);
+
+//  The process that runs the bot of a pool process started under bwrap
+//  (bwrap, then bwrap as pid 1 of the sandbox's pid namespace, then the
+//  bot): the first process below it, level by level, whose name is not
+//  "bwrap"; found once and remembered.  0 if there is none (yet).  Its
+//  per-job CPU limit goes on that process: rlimits are per process, and
+//  bwrap's own use no CPU.
+pid_t bm_pool_proc_inner (proc_t *proc);
 
 //  Resident set size of a process in MiB, -1 if unknown.
 int64_t bm_pool_proc_rss_mb (pid_t pid);

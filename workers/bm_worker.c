@@ -700,7 +700,8 @@ s_start_pools (bm_worker_t *self)
             .min_procs = type->min_procs, .max_procs = type->max_procs,
             .max_jobs = type->max_jobs, .max_rss_mb = type->max_rss_mb, .idle_ms = type->idle_ms,
             .output_max = config->output_max, .stderr_tail = config->stderr_tail,
-            .kill_grace_ms = config->kill_grace_ms, .limits = &type->limits };
+            .kill_grace_ms = config->kill_grace_ms, .sandboxed = type->sandboxed,
+            .limits = &type->limits };
         self->pools [i] = bm_pool_new (self->loop, &pool_config, envp, bm_runner_on_pool_done,
                                        bm_runner_on_pool_progress, self->runner);
         if (self->metrics)

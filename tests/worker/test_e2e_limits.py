@@ -23,6 +23,7 @@ bots that run into each limit (tests/worker/bots/hog.py):
 """
 import glob
 import os
+import re
 import signal
 import time
 
@@ -119,7 +120,8 @@ SERVER = os.path.join(harness.ROOT, "workers", "bots", "python", "forkserver.py"
 def scenario_warm_limits(s):
     """Pool and fork modes: a memory hog and a CPU spinner fail with
     resource_limit, a pool process that hit a limit is replaced, the worker
-    runs the next job; a pool process's CPU limit is per job."""
+    runs the next job; a pool process's CPU limit is per job, under bwrap
+    too; a fork child runs under its job's own limits."""
     env = worker_env(RELAXED)
     env["WORKER_METRICS_PORT"] = "-1"          # any free port, read from its log
     # One type per mode and limit (zeroing 256 MiB costs seconds of CPU on
@@ -133,6 +135,15 @@ def scenario_warm_limits(s):
             env[env_name(bot_type, "MODE")] = mode
             env[env_name(bot_type, "MAX_PROCS")] = "1"
             env[env_name(bot_type, suffix)] = value
+    # A pool process under bwrap: its job's CPU budget goes to the bot
+    # inside the sandbox (rlimits are per process; bwrap's own use none).
+    boxed = "hogpool-boxed-cpu"
+    types[("pool-bwrap", "cpu")] = boxed
+    env[env_name(boxed, "CMD")] = "%s %s --pool %s" % (PY, SERVER, HOG)
+    env[env_name(boxed, "MODE")] = "pool"
+    env[env_name(boxed, "MAX_PROCS")] = "1"
+    env[env_name(boxed, "CPU_SECONDS")] = "1"
+    env[env_name(boxed, "SANDBOX")] = "bwrap"
     fb = FakeBroker(heartbeat_ms=HEARTBEAT_MS)
     w = start_worker(s, fb.endpoint, "--type", ",".join(types.values()), "--concurrency", "2",
                      "--name", "w-warm-limits", env=env)
@@ -165,14 +176,25 @@ def scenario_warm_limits(s):
         after = run(bot_type, {"hog": "none"})
         check(before["ok"] and after["ok"] is True and w.alive(),
               "%s, %s: the worker runs the next job" % (mode, limit), after)
-        if mode == "pool":
+        if mode == "fork" and limit == "memory":
+            # The child's own limits, from the job frame: the fork server
+            # itself runs without the job's address-space and file limits.
+            server = int(re.search(r"%s fork server process pid=(\d+) ready" % bot_type, w.output()).group(1))
+            with open("/proc/%d/limits" % server) as f:
+                server_as = [line for line in f if line.startswith("Max address space")][0]
+            check(before["result"]["rlimitAs"] == 256 << 20 and "unlimited" in server_as,
+                  "fork: the child runs under the job's MEMORY_MB=256 (RLIMIT_AS %d), set in the child; "
+                  "the server has none of its own" % before["result"]["rlimitAs"], server_as)
+            check(before["result"]["rlimitNofile"] == 1024,
+                  "fork: the child has the job's MAX_FILES (default 1024)", before["result"])
+        if mode == "pool":        # (under bwrap every bot is pid 2 of its sandbox)
             check(after["result"]["pid"] != before["result"]["pid"],
                   "pool: the process that hit the %s limit was replaced" % limit,
                   (before["result"]["pid"], after["result"]["pid"]))
     _, _, text = harness.http("GET", "http://127.0.0.1:%d/metrics" % metrics_port)
     recycles = [line for line in text.splitlines() if line.startswith("bot_recycles_total")]
-    for limit in ("memory", "cpu"):
-        check('bot_recycles_total{bot_type="%s",reason="limit"} 1' % types[("pool", limit)] in recycles,
+    for mode, limit in (("pool", "memory"), ("pool", "cpu"), ("pool-bwrap", "cpu")):
+        check('bot_recycles_total{bot_type="%s",reason="limit"} 1' % types[(mode, limit)] in recycles,
               "the worker's /metrics: bot_recycles_total{reason=limit} counts the replaced pool process "
               "(%s)" % limit, recycles)
     sigterm(w)

@@ -16,6 +16,7 @@ hit), so the test can tell a missing limit from another failure.
 """
 import json
 import os
+import resource
 import sys
 import time
 
@@ -54,7 +55,10 @@ def main():
         for _ in range(100000):
             fds.append(os.open("/dev/null", os.O_RDONLY))
             done += 1
-    print(json.dumps({"hog": what, "done": done, "pid": os.getpid()}))
+    # The limits it ran under (soft address space and open files; -1: none).
+    print(json.dumps({"hog": what, "done": done, "pid": os.getpid(),
+                      "rlimitAs": resource.getrlimit(resource.RLIMIT_AS)[0],
+                      "rlimitNofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}))
 
 
 if __name__ == "__main__":
