@@ -70,10 +70,13 @@ def main():
                "BOT_WARM_MODE": "pool", "BOT_WARM_MIN_PROCS": "2", "BOT_WARM_MAX_PROCS": "2",
                "BOT_FORKED_CMD": "/usr/bin/python3 %s %s" % (SERVER, WARMBOT),
                "BOT_FORKED_MODE": "fork", "BOT_FORKED_MAX_PROCS": "1",
+               "BOT_PRIMED_CMD": "/usr/bin/python3 %s %s" % (SERVER, WARMBOT),
+               "BOT_PRIMED_MODE": "fork", "BOT_PRIMED_MAX_PROCS": "1",
+               "BOT_PRIMED_FORK_WARMUP": '{"sleepMs": 1}',
                "BOT_LEAK_CMD": "/usr/bin/python3 %s --pool %s" % (SERVER, WARMBOT),
                "BOT_LEAK_MODE": "pool", "BOT_LEAK_MAX_PROCS": "1", "BOT_LEAK_MAX_RSS_MB": "100",
                "BOT_KILL_GRACE_MS": "500", "WORKER_METRICS_PORT": "-1"}
-        w = s.worker("--type", "warm,forked,leak", "--concurrency", "4", env=env)
+        w = s.worker("--type", "warm,forked,primed,leak", "--concurrency", "4", env=env)
         port = w.listening("metrics")
         s.wait_workers(1)
         c = s.client()
@@ -95,6 +98,18 @@ def main():
         check([r["jobs"] for r in forked] == [1, 1, 1], "fork mode: no state across jobs", forked)
         check(len({r["pid"] for r in forked}) == 3, "fork mode: a process per job", forked)
         check(all(r["leakedEnv"] is None for r in forked), "fork mode: no environment leak", forked)
+        check(len({r["random"] for r in forked}) == 3,
+              "fork mode: each child draws its own random numbers (the after-fork reseed ran)", forked)
+        check(not any(r["warmedUp"] for r in forked), "fork mode: no warm-up run unless asked", forked)
+        # BOT_<TYPE>_FORK_WARMUP: main() ran once in the server on that
+        # payload before the first fork; every child starts from there.
+        primed = [run(c, "primed", {})["result"] for _ in range(3)]
+        check(all(r["warmedUp"] and r["jobs"] == 2 for r in primed),
+              "FORK_WARMUP: each child inherits the server's warm-up run (its count 1, the job's 2)", primed)
+        check(len({r["pid"] for r in primed}) == 3 and len({r["random"] for r in primed}) == 3,
+              "FORK_WARMUP: still a process and a random draw of its own per job", primed)
+        check(all(r["jobId"] != "warmup" and r["jobId"] for r in primed),
+              "FORK_WARMUP: the job's own variables, not the warm-up's", primed)
 
         # A leaking bot is recycled at MAX_RSS_MB (100): it holds 40 MiB more per job.
         leak = [run(c, "leak", {"leakMb": 40})["result"] for _ in range(5)]

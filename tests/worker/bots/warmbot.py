@@ -7,15 +7,20 @@ job to job in pool mode and never in fork mode.  Payload:
     setEnv    set WARMBOT_LEAK in os.environ (must not reach later jobs)
     sleepMs   sleep first (progress 10, then 90)
     pidFile   write the pid of the process running the job there first
+Its result also holds a random.random() draw (children of a fork server
+must not all draw the same) and whether a fork server's warm-up run
+(BOT_<TYPE>_FORK_WARMUP: BOT_JOB_ID "warmup") happened in this process or
+before it was forked.
 With WARMBOT_LOAD_LOG set, each load appends "time pid" to that file; with
 WARMBOT_CRASH_AT_LOAD also set, loading fails (a missing model, say).
 """
 import json
 import os
+import random
 import sys
 import time
 
-STATE = {"jobs": 0}
+STATE = {"jobs": 0, "warmedUp": False}
 HELD = []
 
 if os.environ.get("WARMBOT_LOAD_LOG"):
@@ -35,6 +40,8 @@ def progress(value):
 def main():
     payload = json.loads(sys.stdin.read() or "null") or {}
     STATE["jobs"] += 1
+    if os.environ.get("BOT_JOB_ID") == "warmup":
+        STATE["warmedUp"] = True
     if payload.get("leakMb"):
         HELD.append(b"x" * (payload["leakMb"] << 20))
     leaked = os.environ.get("WARMBOT_LEAK")
@@ -50,7 +57,8 @@ def main():
     print(json.dumps({"jobs": STATE["jobs"], "pid": os.getpid(), "leakedEnv": leaked,
                       "heldMb": sum(len(h) for h in HELD) >> 20,
                       "jobId": os.environ.get("BOT_JOB_ID"),
-                      "attempt": int(os.environ.get("BOT_ATTEMPT", "0"))}))
+                      "attempt": int(os.environ.get("BOT_ATTEMPT", "0")),
+                      "random": random.random(), "warmedUp": STATE["warmedUp"]}))
 
 
 if __name__ == "__main__":

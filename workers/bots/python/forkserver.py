@@ -13,32 +13,59 @@ sys.stdin holding the payload, os.environ holding the job's variables
 (progress) are the process's own.  The worker protocol (docs/bots.md) is
 one JSON document per line on stdin/stdout.
 
-Fork mode: the server forks a child per job (after gc.freeze(), so the
-child shares the loaded interpreter copy-on-write), one job ahead: the
-spare child waits on a pipe for its job.  The server reports the child's
-pid ({"started": PID}) so the worker can stop exactly that child, then
-passes on the child's answer ({"exit": N, "output": TEXT}, sent through
-a second pipe before the child exits) or, for a child that died without
-one, how it ended ({"exit": N} or {"signal": N}).  Nothing a job does
-survives it.  The child applies the job frame's "limits" (setrlimit)
-before it runs.
+Fork mode: the server forks one spare child ahead of its job (after
+gc.freeze(), so the child shares the loaded interpreter copy-on-write).
+The spare reads the next job frame from stdin itself, tells the server
+(which forks the next spare), names itself to the worker ({"started":
+PID}, so the worker can stop exactly that child), runs the job and hands
+its answer ({"exit": N, "output": TEXT}) to the server, which passes it on;
+for a child that died without one, the server reports how it ended
+({"exit": N} or {"signal": N}).  The child applies the job frame's
+"limits" (setrlimit) before it runs.  Nothing a job does survives it.
+
+What a job costs here is mostly copy-on-write faults: every page of the
+shared interpreter the child writes (a reference count, a quickened
+instruction, an allocator pool) is copied, at 20-50 us a page on a VM.
+So the server does little per job (the child parses its own frame), the
+child is forked with libc's fork() rather than os.fork() (fast_fork), and
+BOT_<TYPE>_FORK_WARMUP=1 (or a JSON payload) runs main() once in the
+server before the first fork, so that what the bot sets up lazily is
+shared rather than built again in every child.
 
 Pool mode: main() runs in this process, so module-level state persists
 from one job to the next (the worker recycles the process after
 BOT_<TYPE>_MAX_JOBS jobs); os.environ is restored after each job.
 """
-import gc
-import importlib
-import importlib.util
-import io
-import json
 import os
-import resource
-import signal
 import sys
-import traceback
+
+# The after-fork hooks that modules register from here on (random's
+# reseed, logging's lock reset, a bot's own): a child forked with libc's
+# fork() (fast_fork) runs them itself.  Recorded before anything else is
+# imported; the interpreter's start-up registers none.
+CHILD_HOOKS = []
+_register_at_fork = os.register_at_fork
+
+
+def _record_at_fork(**hooks):
+    if hooks.get("after_in_child") is not None:
+        CHILD_HOOKS.append(hooks["after_in_child"])
+    _register_at_fork(**hooks)
+
+
+os.register_at_fork = _record_at_fork
+
+import gc                   # noqa: E402 (after the hook recorder)
+import importlib            # noqa: E402
+import importlib.util       # noqa: E402
+import io                   # noqa: E402
+import json                 # noqa: E402
+import resource             # noqa: E402
+import signal               # noqa: E402
+import traceback            # noqa: E402
 
 OUT = None          # the protocol's stdout (a binary file)
+OUT_FD = -1         # its descriptor
 
 
 def send(frame):
@@ -101,60 +128,65 @@ def apply_limits(limits):
             resource.setrlimit(which, (value * unit, hard))
 
 
-def find_prctl():
-    """libc's prctl, looked up once in the server (importing ctypes in
-    every child would cost more than the fork)."""
+def find_libc():
+    """libc's prctl and fork, looked up once in the server (importing
+    ctypes in every child would cost more than the fork).  fork is called
+    holding the interpreter lock (PyDLL)."""
     try:
         import ctypes
-        return ctypes.CDLL(None, use_errno=True).prctl
+        return ctypes.CDLL(None).prctl, ctypes.PyDLL(None, use_errno=True).fork
     except (OSError, AttributeError):
-        return None
+        return None, None
 
 
 PRCTL = None
+LIBC_FORK = None        # None: os.fork
 
 
-def die_with_parent():
-    """The child goes when the server goes (kill -9 of the server)."""
-    if PRCTL is not None:
-        PRCTL(1, signal.SIGKILL)        # PR_SET_PDEATHSIG
+def single_threaded():
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
 
 
-class Spare:
-    """A child forked ahead of its job: the fork, and what runs in the
-    child right after it (the interpreter's after-fork hooks, the reseed
-    of random), are paid while the worker is busy elsewhere.  It reads
-    its job on `job_w`'s pipe and writes its answer frame on `answer_r`'s,
-    which the server passes on: the worker has the answer before the
-    child has torn down its address space."""
-
-    def __init__(self, module, parent):
-        job_r, self.job_w = os.pipe()
-        self.answer_r, answer_w = os.pipe()
-        self.pid = os.fork()
-        if self.pid == 0:
-            os.close(self.job_w)
-            os.close(self.answer_r)
-            child_main(module, parent, job_r, answer_w)
-        os.close(job_r)
-        os.close(answer_w)
-        try:
-            os.setpgid(self.pid, self.pid)
-        except OSError:
-            pass
-
-    def close(self):
-        for fd in (self.job_w, self.answer_r):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+def fast_fork():
+    """fork(), for a server that has one thread.  os.fork() runs the
+    interpreter's after-fork work in the child: a thread clean-up with
+    nothing to do in a process of one thread, the hooks, and
+    (PyOS_AfterFork_Child) the reset of the runtime's locks, none of them
+    held by a server that forks from its only thread outside any import.
+    It writes to ~170 pages of the shared interpreter, and each costs
+    the child a copy-on-write fault (20-50 us on a VM: 4-7 ms per job).
+    libc's fork() skips it; the child then runs the recorded
+    after_in_child hooks but threading's (random reseeds, so children
+    draw different numbers)."""
+    if LIBC_FORK is None:
+        return os.fork()
+    pid = LIBC_FORK()
+    if pid < 0:
+        import ctypes
+        raise OSError(ctypes.get_errno(), "fork failed")
+    if pid == 0:
+        for hook in CHILD_HOOKS:
+            if getattr(hook, "__module__", None) == "threading":
+                continue
+            hook()
+    return pid
 
 
 def read_line(fd):
     """Bytes from fd up to and with the first newline (b"" at EOF before
     any; what came, without newline, at EOF after some)."""
-    chunks = []
+    chunk = b""
+    while not chunk:
+        try:
+            chunk = os.read(fd, 65536)
+        except InterruptedError:
+            continue
+        if not chunk or chunk.endswith(b"\n"):
+            return chunk                # the common case: all of it at once
+    chunks = [chunk]
     while True:
         try:
             chunk = os.read(fd, 65536)
@@ -167,20 +199,49 @@ def read_line(fd):
             return b"".join(chunks)
 
 
-def child_main(module, parent, job_r, answer_w):
-    """A spare child: waits for its job, runs it, answers, exits."""
+def write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def fork_spare(module, parent):
+    """Fork the next child: it waits for its job on our stdin.  Returns
+    (pid, the read end of its notice pipe)."""
+    notice_r, notice_w = os.pipe()
+    pid = fast_fork()
+    if pid == 0:
+        os.close(notice_r)
+        child_main(module, parent, notice_w)
+    os.close(notice_w)
+    try:
+        os.setpgid(pid, pid)
+    except OSError:
+        pass
+    return pid, notice_r
+
+
+def child_main(module, parent, notice_w):
+    """A spare child: takes the next job frame from stdin, says so on its
+    notice pipe ("T": the server forks the next spare), names itself to
+    the worker, runs the job and hands its answer frame to the server on
+    the notice pipe.  Every page it writes costs a copy-on-write fault:
+    no collection (the job's garbage goes with the process), nothing set
+    up that the server could set up once before forking."""
+    gc.disable()
     code = 1
     answer = None
     try:
         os.setpgid(0, 0)
-        die_with_parent()
+        if PRCTL is not None:
+            PRCTL(1, signal.SIGKILL)        # PR_SET_PDEATHSIG: go with the server
         if os.getppid() != parent:
             os._exit(1)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        line = read_line(job_r)
+        line = read_line(0)
         if not line.endswith(b"\n"):
-            os._exit(0)                 # the server went without a job for us
+            os._exit(0)                 # end of input: the server exits too
+        os.write(notice_w, b"T")
+        write_all(OUT_FD, b'{"started":%d}\n' % os.getpid())
         job = json.loads(line)
         apply_limits(job.get("limits") or {})
         os.environ.update(job.get("env") or {})
@@ -192,54 +253,52 @@ def child_main(module, parent, job_r, answer_w):
     finally:
         sys.stderr.flush()
         try:
-            data = json.dumps(answer, separators=(",", ":")).encode("utf-8") + b"\n"
-            view = memoryview(data)
-            while view:
-                view = view[os.write(answer_w, view):]
+            write_all(notice_w, json.dumps(answer, separators=(",", ":")).encode("utf-8") + b"\n")
         except BaseException:
             pass                        # no answer: the server reports the exit status
         os._exit(code)
 
 
-ZOMBIES = []        # children that answered, reaped once they are gone
-
-
-def reap(block=False):
-    for pid in list(ZOMBIES):
-        try:
-            done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
-        except ChildProcessError:
-            done = pid
-        except InterruptedError:
-            continue
-        if done:
-            ZOMBIES.remove(pid)
-
-
-def fork_job(spare, line):
-    """Hand the job to the spare child; pass its answer on."""
-    send({"started": spare.pid})
-    try:
-        os.write(spare.job_w, line if line.endswith(b"\n") else line + b"\n")
-    except OSError:
-        pass                            # it died already: its status says how
-    answer = read_line(spare.answer_r)
-    spare.close()
-    if answer.endswith(b"\n"):
-        OUT.write(answer)
-        OUT.flush()
-        ZOMBIES.append(spare.pid)
-        return
+def wait_status(pid):
     while True:
         try:
-            _, status = os.waitpid(spare.pid, 0)
-            break
+            return os.waitpid(pid, 0)[1]
         except InterruptedError:
             continue
-    if os.WIFSIGNALED(status):
-        send({"signal": os.WTERMSIG(status)})
-    else:
-        send({"exit": os.WEXITSTATUS(status)})
+
+
+def fork_loop(module):
+    """The fork server: one spare child at a time reads stdin; when it
+    takes a job, the next spare is forked, and the running child's answer
+    is passed on (or, for a child that died without one, its exit
+    status).  Nothing else per job runs in the server: every page it
+    writes while a child shares it costs a copy-on-write fault."""
+    parent = os.getpid()
+    spare, notice = fork_spare(module, parent)
+    while True:
+        took = os.read(notice, 1)
+        if took != b"T":
+            # The spare went without a job: end of input (it exits 0),
+            # or it was killed (then fork another).
+            os.close(notice)
+            status = wait_status(spare)
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+                return
+            spare, notice = fork_spare(module, parent)
+            continue
+        running, running_notice = spare, notice
+        spare, notice = fork_spare(module, parent)
+        answer = read_line(running_notice)
+        os.close(running_notice)
+        if answer.endswith(b"\n"):
+            write_all(OUT_FD, answer)
+            wait_status(running)
+            continue
+        status = wait_status(running)
+        if os.WIFSIGNALED(status):
+            send({"signal": os.WTERMSIG(status)})
+        else:
+            send({"exit": os.WEXITSTATUS(status)})
 
 
 def restore_environ(saved):
@@ -264,8 +323,30 @@ def pool_job(module, job):
     send({"exit": code, "output": output})
 
 
+def warm_up(module):
+    """BOT_<TYPE>_FORK_WARMUP: run main() once in the server before the
+    first fork, on the payload it names ("1": {}), so that what the bot
+    sets up lazily on its first job (caches, imports inside functions) is
+    shared by every child instead of built in each."""
+    kind = os.environ.get("BOT_TYPE", "").upper().replace("-", "_")
+    text = os.environ.get("BOT_%s_FORK_WARMUP" % kind, "").strip()
+    if not text or text == "0":
+        return
+    try:
+        payload = {} if text == "1" else json.loads(text)
+    except ValueError as exc:
+        raise SystemExit("BOT_%s_FORK_WARMUP must be 0, 1 or a JSON payload: %s" % (kind, exc))
+    saved = dict(os.environ)
+    os.environ.update({"BOT_JOB_ID": "warmup", "BOT_ATTEMPT": "1"})
+    try:
+        code, _ = run_main(module, {"payload": payload})
+    finally:
+        restore_environ(saved)
+    sys.stderr.write("forkserver: warm-up run of main() ended with status %d\n" % code)
+
+
 def main():
-    global OUT, PRCTL
+    global OUT, OUT_FD, PRCTL, LIBC_FORK
     args = sys.argv[1:]
     pool = bool(args) and args[0] == "--pool"
     if pool:
@@ -274,36 +355,34 @@ def main():
         sys.stderr.write("usage: forkserver.py [--pool] BOT.py\n")
         sys.exit(2)
     # The protocol owns fd 1; a bot's print() goes to the job's capture.
-    OUT = os.fdopen(os.dup(1), "wb")
+    OUT_FD = os.dup(1)
+    OUT = os.fdopen(OUT_FD, "wb")
     module = load(args[0])
-    if not pool:
-        PRCTL = find_prctl()
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        gc.collect()
-        gc.freeze()
-    send({"ready": True, "pid": os.getpid(), "mode": "pool" if pool else "fork"})
-    parent = os.getpid()
-    spare = None if pool else Spare(module, parent)
-    for line in sys.stdin.buffer:
-        if not line.strip():
-            continue
-        if not pool:
-            # The child parses its frame: what the server does between
-            # forks costs copy-on-write faults in the server.
-            fork_job(spare, line)
-            reap()
-            spare = Spare(module, parent)
-            continue
-        try:
-            job = json.loads(line)
-        except ValueError as exc:
-            sys.stderr.write("forkserver: a frame that is not JSON: %s\n" % exc)
-            sys.exit(2)
-        pool_job(module, job)
-    if spare is not None:
-        spare.close()                   # EOF on its job pipe: it exits
-        ZOMBIES.append(spare.pid)
-        reap(block=True)
+    if pool:
+        send({"ready": True, "pid": os.getpid(), "mode": "pool"})
+        for line in sys.stdin.buffer:
+            if not line.strip():
+                continue
+            try:
+                job = json.loads(line)
+            except ValueError as exc:
+                sys.stderr.write("forkserver: a frame that is not JSON: %s\n" % exc)
+                sys.exit(2)
+            pool_job(module, job)
+        return
+    warm_up(module)
+    PRCTL, LIBC_FORK = find_libc()
+    if not single_threaded():
+        LIBC_FORK = None            # other threads: the full os.fork()
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    # What each child would otherwise set up itself: default signal
+    # dispositions (a job is stopped with SIGTERM/SIGINT).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    gc.collect()
+    gc.freeze()
+    send({"ready": True, "pid": os.getpid(), "mode": "fork"})
+    fork_loop(module)
 
 
 if __name__ == "__main__":
