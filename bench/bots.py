@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """bots.py - `./botmesh bench --only bots`: the default bots end to end.
 
-    bots.py --bin BIN [--jobs N] [--quick] [--write docs/benchmarks.md]
+    bots.py --bin BIN [--jobs N] [--quick] [--cases A,B] [--write docs/benchmarks.md]
 
 Each case: a fresh broker (no Redis) and one botmesh-worker serving one bot
 type with concurrency 2 (the machine's 2 cores), the same payload for every
@@ -14,11 +14,14 @@ ran (its children's CPU, counted as they are reaped) per job.  Cases:
   spawn_python_bwrap       BOT_PYTHON_SANDBOX=bwrap: what the sandbox costs
   pool_<bot>, fork_python  BOT_<TYPE>_MODE=pool / fork, when the worker has
                            the modes (its --help names BOT_<TYPE>_MODE)
+  fork_python_warmup       fork with BOT_PYTHON_FORK_WARMUP=1 (main() run
+                           once in the fork server before the first fork)
   celery_python            Celery prefork (Redis broker and backend,
                            concurrency 2), the Python bot's main() as the task
   bullmq_node              BullMQ sandboxed processors (child processes
                            reused, concurrency 2), the Node bot's function
 
+--cases runs only the named cases (e.g. spawn_python,fork_python).
 Prints the table; with --write, puts it in docs/benchmarks.md between the
 "bots" markers (the rest of the page is bench/run.sh's).
 """
@@ -50,6 +53,13 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def cpu_own(pid):
+    """CPU seconds of one process itself (utime + stime)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / HZ
 
 
 def cpu_tree(pids):
@@ -167,10 +177,15 @@ def run_botmesh(bindir, tmp, bot, jobs, env):
             return t["failed"] - before.get("failed", 0)
         batch(10)
         cpu0 = cpu_tree([broker.pid, worker.pid])
+        own0 = [cpu_own(broker.pid), cpu_own(worker.pid)]
         t0 = time.monotonic()
         failed = batch(jobs)
         seconds = time.monotonic() - t0
         cpu = cpu_tree([broker.pid, worker.pid]) - cpu0
+        own = [cpu_own(broker.pid) - own0[0], cpu_own(worker.pid) - own0[1]]
+        print("  CPU ms/job: broker %.2f, worker %.2f, bots %.2f" % (
+            1000 * own[0] / jobs, 1000 * own[1] / jobs, 1000 * (cpu - sum(own)) / jobs),
+            file=sys.stderr, flush=True)
         return seconds, cpu, failed
     finally:
         st.stop()
@@ -295,14 +310,25 @@ def main():
     warm_jobs = jobs * 10
     nolimits = {"BOT_PYTHON_MEMORY_MB": "0", "BOT_PYTHON_CPU_SECONDS": "0", "BOT_PYTHON_MAX_PIDS": "0",
                 "BOT_PYTHON_MAX_FILES": "0"}
-    cases = [("spawn_python", "python", jobs, {}), ("spawn_python_nolimits", "python", jobs, nolimits),
-             ("spawn_python_bwrap", "python", jobs, {"BOT_PYTHON_SANDBOX": "bwrap"}),
-             ("spawn_node", "node", jobs, {}), ("spawn_java", "java", jobs // 2 or 1, {})]
+    # fork python next to spawn python: their ratio is the target, and the
+    # machine's load moves less between neighbours.
+    cases = [("spawn_python", "python", jobs, {})]
     if has_modes:
         cases += [("fork_python", "python", warm_jobs, {"BOT_PYTHON_MODE": "fork"}),
-                  ("pool_python", "python", warm_jobs, {"BOT_PYTHON_MODE": "pool"}),
+                  ("fork_python_warmup", "python", warm_jobs,
+                   {"BOT_PYTHON_MODE": "fork", "BOT_PYTHON_FORK_WARMUP": "1"})]
+    cases += [("spawn_python_nolimits", "python", jobs, nolimits),
+              ("spawn_python_bwrap", "python", jobs, {"BOT_PYTHON_SANDBOX": "bwrap"}),
+              ("spawn_node", "node", jobs, {}), ("spawn_java", "java", jobs // 2 or 1, {})]
+    if has_modes:
+        cases += [("pool_python", "python", warm_jobs, {"BOT_PYTHON_MODE": "pool"}),
                   ("pool_node", "node", warm_jobs, {"BOT_NODE_MODE": "pool"}),
                   ("pool_java", "java", warm_jobs, {"BOT_JAVA_MODE": "pool"})]
+    peers = [("celery_python", run_celery, jobs * 4), ("bullmq_node", run_bullmq, jobs * 4)]
+    if "--cases" in args:
+        wanted = args[args.index("--cases") + 1].split(",")
+        cases = [c for c in cases if c[0] in wanted]
+        peers = [p for p in peers if p[0] in wanted]
     results = {}
     tmp = tempfile.mkdtemp(prefix="botmesh-bench-bots-")
     t_start = time.time()
@@ -315,7 +341,7 @@ def main():
             except Exception as e:  # noqa: BLE001 - reported in the table
                 results[name] = (n, None, None, str(e)[:120])
             print("%s: %r" % (name, results[name]), file=sys.stderr, flush=True)
-        for name, fn, n in (("celery_python", run_celery, jobs * 4), ("bullmq_node", run_bullmq, jobs * 4)):
+        for name, fn, n in peers:
             try:
                 s, cpu, failed = fn(tmp, n)
                 results[name] = (n, s, cpu, failed)
@@ -337,11 +363,13 @@ def main():
         r = results.get(name)
         return r[0] / r[1] if r and r[1] else None
 
+    load_after = open("/proc/loadavg").read().split()[:3]
     lines = [BEGIN, "## Bots end to end (`./botmesh bench --only bots`)", "",
-             "Run %s UTC, load before %s, %d jobs per spawn case (java half), %d per warm case, "
+             "Run %s UTC, load before %s, after %s, %d jobs per spawn case (java half), %d per warm case, "
              "concurrency 2 everywhere, one worker, broker without Redis; CPU per job = broker + worker "
              "+ every bot process (Celery: its worker, prefork children and Redis; BullMQ: not sampled)." % (
-                 time.strftime("%Y-%m-%d %H:%M", time.gmtime(t_start)), " ".join(load_before), jobs, warm_jobs),
+                 time.strftime("%Y-%m-%d %H:%M", time.gmtime(t_start)), " ".join(load_before),
+                 " ".join(load_after), jobs, warm_jobs),
              "", "| case | jobs | jobs/s | CPU ms/job | failed |", "| --- | ---: | ---: | ---: | ---: |"] + rows
     notes = []
     def cpu_ms(name):
@@ -373,10 +401,12 @@ def main():
             if p and s:
                 notes.append("- pool %s: %.0fx spawn in jobs/s (target 30x), %.0fx less CPU per job"
                              % (bot, p / s, cpu_ms("spawn_" + bot) / cpu_ms("pool_" + bot)))
-        f, s = rate("fork_python"), rate("spawn_python")
-        if f and s:
-            notes.append("- fork python: %.1fx spawn in jobs/s (target 5x), %.1fx less CPU per job"
-                         % (f / s, cpu_ms("spawn_python") / cpu_ms("fork_python")))
+        for case, what in (("fork_python", "fork python"),
+                           ("fork_python_warmup", "fork python with BOT_PYTHON_FORK_WARMUP=1")):
+            f, s = rate(case), rate("spawn_python")
+            if f and s:
+                notes.append("- %s: %.1fx spawn in jobs/s (target 5x), %.1fx less CPU per job"
+                             % (what, f / s, cpu_ms("spawn_python") / cpu_ms(case)))
     for peer, mine in (("celery_python", "pool_python"), ("bullmq_node", "pool_node")):
         if rate(peer):
             notes.append("- %s: %.0f jobs/s%s" % (peer, rate(peer), (" (botmesh %s: %.0f)" % (mine, rate(mine)))
