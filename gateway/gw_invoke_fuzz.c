@@ -14,8 +14,15 @@
     - it never crashes, leaks or reads out of bounds (the sanitizers);
     - a refusal is a 400 or 413 with a code and a message;
     - an acceptance is one msgpack map that passes bm_msgpack_check, holds
-      "req", a valid "botType" and a "payload", and a priority in range.  */
+      "req", a valid "botType" and a "payload", and a priority in range;
+    - the same bytes, and the same bytes as the one item of an array, read
+      as a POST /invoke/batch body: refused as a whole with 400 or 413 and
+      a message, or every item passed or refused (400/413, a message) on
+      its own, and the SUBMIT_MANY messages of the passed ones decode, each
+      item as a SUBMIT with a valid botType.  */
 #include "gw_invoke.h"
+#include "gw_invoke_batch.h"
+#include "bm_codec_batch.h"
 #include "bm_proto.h"
 
 #include <dirent.h>
@@ -25,9 +32,67 @@
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
+//  The batch reading of body (see the properties above).
+static void
+s_check_batch (const char *body, size_t size)
+{
+    gw_invoke_error_t error;
+    gw_invoke_batch_t *batch = gw_invoke_batch_new (body, size, 1000, 4096, &error);
+    if (!batch) {
+        if ((error.status != 400 && error.status != 413) || !error.code || !error.message [0])
+            abort ();
+        return;
+    }
+    size_t count = gw_invoke_batch_size (batch);
+    if (count == 0 || count > 1000 || gw_invoke_batch_valid (batch) > count)
+        abort ();
+    for (size_t i = 0; i < count; i++) {
+        const gw_invoke_error_t *refusal = gw_invoke_batch_error (batch, i);
+        if (refusal && ((refusal->status != 400 && refusal->status != 413) || !refusal->code
+                        || !refusal->message [0]))
+            abort ();
+    }
+    size_t next = 0, sent = 0, passed = 0, indexes [BM_MAX_BATCH], msg_size;
+    char *msg_body;
+    bm_msg_t *item = bm_msg_new ();
+    while ((msg_body = gw_invoke_batch_message (batch, &next, 7, 1024, indexes, &sent, &msg_size))) {
+        uint8_t command = BM_SUBMIT_MANY;
+        const char *code;
+        bm_msg_t *msg = bm_msg_decode_raw (BM_CLIENT_HEADER, 5, &command, 1, msg_body, msg_size,
+                                           BM_MAX_FRAME_BYTES, &code, NULL, 0);
+        bm_codec_batch_t items;
+        bm_codec_error_t cerr;
+        bm_codec_submit_t submit;
+        if (!msg || !item || bm_codec_batch_decode (msg, &items, &cerr) || items.count != sent)
+            abort ();
+        while (bm_codec_batch_next (&items, item, &cerr) == 1) {
+            if (bm_codec_submit_decode (item, &submit, &cerr)
+            ||  !bm_valid_bot_type (submit.bot_type, strlen (submit.bot_type)))
+                abort ();
+            passed++;
+        }
+        bm_msg_destroy (&msg);
+        free (msg_body);
+    }
+    bm_msg_destroy (&item);
+    if (sent != 0 || passed != gw_invoke_batch_valid (batch))
+        abort ();                       //  NULL only when none is left
+    gw_invoke_batch_destroy (&batch);
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
+    s_check_batch ((const char *) data, size);
+    char *wrapped = (char *) malloc (size + 2);
+    if (wrapped) {
+        wrapped [0] = '[';
+        memcpy (wrapped + 1, data, size);
+        wrapped [size + 1] = ']';
+        s_check_batch (wrapped, size + 2);
+        free (wrapped);
+    }
+
     char *out = NULL;
     size_t out_size = 0;
     char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
