@@ -255,7 +255,10 @@ s_read_map (bm_job_t *job, const redisReply *value, bool submit, bm_record_meta_
     msgpack_unpacked unpacked;
     msgpack_unpacked_init (&unpacked);
     size_t offset = 0;
-    bool ok = msgpack_unpack_next (&unpacked, value->str, value->len, &offset) == MSGPACK_UNPACK_SUCCESS
+    //  Sizes checked first: msgpack-c would reserve what a damaged header
+    //  claims before it sees the bytes are not there.
+    bool ok = bm_msgpack_check (value->str, value->len) == 0
+           && msgpack_unpack_next (&unpacked, value->str, value->len, &offset) == MSGPACK_UNPACK_SUCCESS
            && offset == value->len && unpacked.data.type == MSGPACK_OBJECT_MAP;
     for (uint32_t i = 0; ok && i < unpacked.data.via.map.size; i++) {
         const msgpack_object_kv *kv = &unpacked.data.via.map.ptr [i];

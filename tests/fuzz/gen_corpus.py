@@ -297,4 +297,39 @@ urls = {
 }
 for name, data in urls.items():
     write("url", name, data)
+
+# --- record: the HGETALL strings, each [le16 length] bytes --------------------
+def record(*strings):
+    out = b""
+    for x in strings:
+        x = x if isinstance(x, bytes) else x.encode()
+        out += struct.pack("<H", len(x)) + x
+    return out
+
+
+submit = pack({"t": "python", "p": pack({"n": 1}), "y": 2, "q": 7, "m": 3, "o": 300000, "c": 1764360000000,
+               "u": "http://127.0.0.1:9/hook", "k": "idem-1", "n": 4, "b": "f500j"})
+run = pack({"a": 1, "g": 100, "s": 1764360000100, "f": 1764360000200, "w": "w1", "r": pack({"ok": True}),
+            "ec": "bot_failed", "em": "exit 1", "ex": 1, "d": 1, "t": 1764360001000,
+            "e": pack({"attempt": 1, "code": "bot_failed", "message": "x", "at": 1})})
+records = {
+    "submitted": record("state", "queued", "r", submit),
+    "finished": record("state", "completed", "r", submit, "x", run, "w", pack({"state": "delivered"})),
+    "delivery": record("state", "queued", "r", pack({"t": "webhook", "p": pack({"url": "u"}), "q": 1, "m": 1,
+                                                         "o": 1000, "c": 1, "a": "j-1"})),
+    "flat": record("jobId", "old-1", "botType", "python", "state", "failed", "seq", "12", "attempts", "2",
+                   "createdAt", "1764360000000", "payload", pack({"a": 1}), "errorCode", "bot_failed",
+                   "errorExitCode", "4", "backoff", "e2000", "runAttempts", "3", "attemptErrors",
+                   pack({"attempt": 1}), "webhook", pack({"state": "pending"})),
+    "mixed": record("jobId", "old-2", "botType", "python", "state", "completed", "payload", b"\x80", "x", run),
+    "bad_map": record("state", "queued", "r", b"\xc1"),
+    "big_int": record("state", "queued", "r", pack({"t": "python", "p": b"\x80", "q": 2 ** 64 - 1})),
+    "nul_text": record("state", "queued", "r", pack({"t": "python", "p": b"\x80", "u": "a\x00b"})),
+    "wrong_types": record("state", "running", "r", pack({"t": 1, "p": "text"}), "x", pack([1, 2])),
+    "no_state": record("r", submit),
+    "odd": record("state"),
+    "empty": b"",
+}
+for name, data in records.items():
+    write("record", name, data)
 print("seeds written under", os.path.join(HERE, "corpus"))

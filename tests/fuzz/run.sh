@@ -5,7 +5,7 @@
 #    tests/fuzz/run.sh [SECONDS] [TARGET ...]      (default 60 s, all targets)
 #    tests/fuzz/run.sh --merge [SECONDS] [TARGET ...]
 #
-#  Targets: codec gw_invoke bot_output retry_after url (tests/fuzz/fuzz_*.c).
+#  Targets: codec gw_invoke bot_output retry_after url record (tests/fuzz/fuzz_*.c).
 #  Build dir: $BUILD_FUZZ (default <repo>/build-fuzz), configured with
 #  -DCMAKE_C_COMPILER=clang -DBM_FUZZ=ON; needs clang and libclang-rt-14-dev.
 #
@@ -32,7 +32,7 @@ case "$SECONDS_EACH" in
     ''|*[!0-9]*) echo "usage: $0 [--merge] [SECONDS] [TARGET ...]" >&2; exit 2 ;;
 esac
 [ $# -gt 0 ] && shift
-TARGETS=${*:-codec gw_invoke bot_output retry_after url}
+TARGETS=${*:-codec gw_invoke bot_output retry_after url record}
 
 max_len () {
     case "$1" in
@@ -41,6 +41,7 @@ max_len () {
         bot_output) echo 8192 ;;     #  stdout cap up to 4096, stderr, fd 3
         retry_after) echo 128 ;;     #  the longest date form is 30 bytes
         url) echo 4096 ;;            #  URLs up to 2048 bytes, and past it
+        record) echo 4096 ;;         #  a record's fields, payload and result included
         *) echo 4096 ;;
     esac
 }
