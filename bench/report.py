@@ -159,6 +159,30 @@ def build(runs, notes, meta):
                          "jobs/s", n(case)))
     sections.append(("Scale (broker without Redis)", t))
 
+    t = []
+    fen, unf = median(values(runs, "ha_fenced", "rate")), median(values(runs, "ha_unfenced", "rate"))
+    t.append(row("durable throughput, one broker", values(runs, "ha_unfenced", "rate"), "jobs/s", n("ha_unfenced")))
+    t.append(row("durable throughput, BROKER_HA=redis (fenced writes)", values(runs, "ha_fenced", "rate"), "jobs/s",
+                 n("ha_fenced")))
+    if fen is not None and unf:
+        t.append(["cost of fencing (1 - fenced / unfenced, medians)", "{:.1f}".format(100 * (1 - fen / unf)), "", "%", ""])
+    for role in ("redis", "broker"):
+        a = [float(d["cpu_%s_s" % role]) * 1e6 / float(d["jobs"]) for d in runs.get("ha_unfenced", [])
+             if "cpu_%s_s" % role in d and "jobs" in d]
+        b = [float(d["cpu_%s_s" % role]) * 1e6 / float(d["jobs"]) for d in runs.get("ha_fenced", [])
+             if "cpu_%s_s" % role in d and "jobs" in d]
+        if a and b:
+            t.append(["%s CPU per job, unfenced / fenced" % role,
+                      "{:.1f} / {:.1f}".format(statistics.median(a), statistics.median(b)), "", "µs", ""])
+    kills = values(runs, "ha_failover", "kills")
+    t.append(row("failover: SIGKILL of the leader -> the standby leads, median of %d" % (int(kills[0]) if kills else 0),
+                 values(runs, "ha_failover", "lead_median_ms"), "ms", n("ha_failover")))
+    t.append(row("  max", values(runs, "ha_failover", "lead_max_ms"), "ms"))
+    t.append(row("failover: SIGKILL -> a job submitted to the new leader completed, median",
+                 values(runs, "ha_failover", "serve_median_ms"), "ms"))
+    t.append(row("  max", values(runs, "ha_failover", "serve_max_ms"), "ms"))
+    sections.append(("HA: two brokers on one Redis (BROKER_HA=redis, BROKER_LEASE_MS 2000)", t))
+
     # Where the CPU goes: µs of CPU per job, by process, in the throughput cases
     cpu_rows = []
     for case, label in (("tp_broker_none", "botmesh, no Redis"), ("tp_broker_redis", "botmesh, Redis"),
@@ -247,6 +271,10 @@ def build(runs, notes, meta):
         ("HTTP durable / Express + BullMQ", ratio(http_d, http_e), ">= 10x", lambda r: r >= 10, "x"),
         ("HTTP durable / bare civetweb handler", ratio(http_d, http_b), ">= 0.6", lambda r: r >= 0.6, ""),
         ("HTTP POST /invoke/batch durable, jobs/s", http_batch, ">= 100,000", lambda r: r >= 100000, ""),
+        ("cost of fencing on the durable path (%)", None if fen is None or not unf else 100 * (1 - fen / unf),
+         "<= 5", lambda r: r <= 5, ""),
+        ("failover, max of the kills (ms)", max(values(runs, "ha_failover", "lead_max_ms")) if values(runs, "ha_failover", "lead_max_ms") else None,
+         "<= 3000", lambda r: r <= 3000, ""),
     ]
     trows = []
     for name, v, goal, ok, suffix in targets:

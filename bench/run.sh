@@ -8,13 +8,16 @@
 #   --quick       seconds-long version of every case (small counts, 1 run): CI
 #   --no-write    print the table only; do not write docs/benchmarks.md
 #   --runs N      runs per case (default 3; --quick: 1)
-#   --only G,...  groups to run: throughput, latency, http, scale (default
+#   --only G,...  groups to run: throughput, latency, http, scale, ha (default
 #                 all of these), bots (only when named: the default bots end
 #                 to end per execution mode, with Celery and BullMQ sandboxed
 #                 processors on the same bot work; bench/bots.py), record (only
 #                 when named: the job record in Redis, bytes and commands per
 #                 job, and durable jobs/s; BENCH_BEFORE_BIN=DIR runs it on an
 #                 earlier build's binaries too; bench/record.py)
+#                 ha: durable throughput without and with BROKER_HA=redis
+#                 (the cost of fencing, A/B in the same run, order alternating)
+#                 and the failover time of 10 leader kills (bench/failover.py)
 #   --keep-logs   keep the scratch directory with every process log
 #
 # Each case runs N times on fresh processes (fresh redis-server, broker,
@@ -42,7 +45,7 @@ BENCH="$ROOT/bench"
 PEERS="$BENCH/peers"
 PY=/usr/bin/python3
 
-QUICK=0 WRITE=1 RUNS="" ONLY="throughput,latency,http,scale" KEEP=0
+QUICK=0 WRITE=1 RUNS="" ONLY="throughput,latency,http,scale,ha" KEEP=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -63,9 +66,11 @@ want() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 if [ $QUICK = 1 ]; then
   JOBS=2000 LAT_JOBS=200 LAT_WARMUP=20 WRK_SECONDS=${BENCH_WRK_SECONDS:-2}
   FILL_SMALL=10000 FILL_LARGE=20000 IDLE_WORKERS=100 IDLE_SECONDS=2 TYPE_COUNTS="1 10"
+  FAILOVER_KILLS=2
 else
   JOBS=50000 LAT_JOBS=2000 LAT_WARMUP=100 WRK_SECONDS=${BENCH_WRK_SECONDS:-10}
   FILL_SMALL=100000 FILL_LARGE=1000000 IDLE_WORKERS=1000 IDLE_SECONDS=10 TYPE_COUNTS="1 10 100"
+  FAILOVER_KILLS=10
 fi
 WORKERS=${BENCH_WORKERS:-2}          # no-op worker processes (throughput cases)
 CREDIT=${BENCH_CREDIT:-500}          # credit (concurrency) of each
@@ -693,6 +698,46 @@ case_types() {   # throughput with M bot types, one no-op worker serving them al
 }
 
 # ==================================================================================
+# HA: the cost of fencing (A/B) and the failover time
+# ==================================================================================
+# ha_unfenced / ha_fenced: the durable throughput case with one broker, without
+# and with BROKER_HA=redis (its write groups fenced by the lease epoch); the
+# two alternate which goes first from run to run.
+case_ha_fencing() {
+  local r variant order=(unfenced fenced)
+  if ! have botmesh-broker || [ $WORKER_KIND = none ]; then
+    skip_case ha_unfenced "botmesh-broker not built"; skip_case ha_fenced "botmesh-broker not built"; return
+  fi
+  for r in $RUN_NOW; do
+    [ $((r % 2)) = 0 ] && order=(fenced unfenced)
+    for variant in "${order[@]}"; do
+      local case="ha_$variant" extra=()
+      [ $variant = fenced ] && extra=(BROKER_HA=redis)
+      start_redis || { FAILED=1; stop_all; continue; }
+      start_broker redis "${extra[@]}"
+      start_workers "$WORKERS" "$CREDIT" python
+      local drv=("$BIN/bm-bench" throughput --endpoint "$BROKER_EP" --jobs "$JOBS" --window "$WINDOW" --wait-workers "$WORKERS")
+      record_cmd "$case" "$REDIS_CMD; $(broker_env_text); ${WORKERS}x $(worker_cmd_text python); bm-bench throughput --endpoint EP --jobs $JOBS --window $WINDOW --wait-workers $WORKERS"
+      watch_stack
+      measure "$case" "$r" "$case-$r" "${drv[@]}"
+      stop_all
+    done
+  done
+}
+
+case_ha_failover() {
+  local case=ha_failover r
+  if ! have botmesh-broker || ! have botmesh-worker; then skip_case "$case" "botmesh-broker or botmesh-worker not built"; return; fi
+  for r in $RUN_NOW; do
+    start_redis || { FAILED=1; stop_all; continue; }
+    record_cmd "$case" "$REDIS_CMD; 2x BROKER_HA=redis BROKER_LEASE_MS=2000 botmesh-broker; BROKER_ENDPOINT=EP1,EP2 botmesh-worker --type python --noop; bench/failover.py --kills $FAILOVER_KILLS (SIGKILL the leader, time until the other leads and until a job submitted to it completed)"
+    CPU_WATCH="redis:$REDIS_PID"
+    measure "$case" "$r" "$case-$r" "$PY" "$BENCH/failover.py" --bin "$BIN" --redis-port "$REDIS_PORT" --kills "$FAILOVER_KILLS"
+    stop_all
+  done
+}
+
+# ==================================================================================
 # Run
 # ==================================================================================
 T0=$(date +%s)
@@ -735,6 +780,13 @@ for RUN_NOW in $(seq 1 "$RUNS"); do
     case_delayed
     case_idle_workers
     for m in $TYPE_COUNTS; do case_types "$m"; done
+  fi
+done
+for RUN_NOW in $(seq 1 "$RUNS"); do
+  if want ha; then
+    case_ha_fencing
+    # Failover: one series of kills is enough (each is timed on its own).
+    [ "$RUN_NOW" = 1 ] && case_ha_failover
   fi
 done
 if want record; then

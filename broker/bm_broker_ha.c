@@ -114,6 +114,7 @@ bm_ha_setup (bm_broker_t *self)
         return -1;
     }
     bm_lease_set_change_fn (self->lease, s_on_lease, self);
+    bm_lease_set_replicated (self->lease, self->config.redis_sentinels != NULL);
     bm_info (NULL, "standby (BROKER_HA=redis, lease %" PRId64 " ms): waiting for the lease",
              self->config.lease_ms);
     return 0;

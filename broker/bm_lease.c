@@ -48,6 +48,9 @@ struct _bm_lease_t {
     int64_t epoch;              //  Our reign's epoch, 0 when not leading
     char epoch_text [24];       //  The same, as text
     char leader [256];          //  Leader's endpoint as last seen
+    bool replicated;            //  Sentinel mode: count it once WAIT 1 says so
+    char wait_ms [24];          //  WAIT's timeout: a quarter lease
+    char pending_epoch [24];    //  The epoch held, waiting for WAIT
     bool held;                  //  We lead
     int64_t valid_until;        //  Mono ms: our lease ends here at the latest
     int64_t next_at;            //  Mono ms: next acquire/renew
@@ -86,6 +89,31 @@ s_reply_str (const redisReply *reply, char *out, size_t size)
     return false;
 }
 
+//  The lease is ours at epoch (text) since the acquire or renewal we sent.
+static void
+s_count (bm_lease_t *self, const char *epoch)
+{
+    self->epoch = strtoll (epoch, NULL, 10);
+    snprintf (self->epoch_text, sizeof self->epoch_text, "%" PRId64, self->epoch);
+    self->valid_until = self->sent_at + self->lease_ms - self->lease_ms / 10;
+    s_set_held (self, true);
+}
+
+//  Sentinel mode: WAIT's answer after an acquire or renewal that held.
+static void
+s_on_wait (redisReply *reply, void *arg)
+{
+    bm_lease_t *self = (bm_lease_t *) arg;
+    self->in_flight = false;
+    if (!reply || self->released)
+        return;
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer >= 1)
+        s_count (self, self->pending_epoch);
+    else
+        bm_warn (NULL, "lease: epoch %s not confirmed by a replica within %s ms: not counted",
+                 self->pending_epoch, self->wait_ms);
+}
+
 static void
 s_on_acquire (redisReply *reply, void *arg)
 {
@@ -106,10 +134,17 @@ s_on_acquire (redisReply *reply, void *arg)
         return;
     snprintf (self->leader, sizeof self->leader, "%s", endpoint);
     if (reply->element [0]->integer == 1) {
-        self->epoch = strtoll (epoch, NULL, 10);
-        snprintf (self->epoch_text, sizeof self->epoch_text, "%" PRId64, self->epoch);
-        self->valid_until = self->sent_at + self->lease_ms - self->lease_ms / 10;
-        s_set_held (self, true);
+        if (self->replicated) {
+            //  Counted once a replica has it too: a Redis failover to
+            //  that replica then keeps the epoch and the lease.
+            snprintf (self->pending_epoch, sizeof self->pending_epoch, "%s", epoch);
+            const char *argv [] = { "WAIT", "1", self->wait_ms };
+            size_t lens [] = { 4, 1, strlen (self->wait_ms) };
+            if (bm_store_query (self->store, s_on_wait, self, 3, argv, lens) == 0)
+                self->in_flight = true;
+            return;
+        }
+        s_count (self, epoch);
     }
     else
     if (self->held) {
@@ -140,6 +175,14 @@ s_send_acquire (bm_lease_t *self, int64_t now)
     self->sent_at = now;
     if (bm_store_query (self->store, s_on_acquire, self, 9, argv, lens) == 0)
         self->in_flight = true;
+}
+
+void
+bm_lease_set_replicated (bm_lease_t *self, bool replicated)
+{
+    self->replicated = replicated;
+    snprintf (self->wait_ms, sizeof self->wait_ms, "%" PRId64,
+              self->lease_ms / 4 > 0 ? self->lease_ms / 4 : 1);
 }
 
 void
@@ -510,7 +553,49 @@ bm_lease_test (bool verbose)
     s_test_command (&t, store_b, true, &w, 2, get_y);
     BM_CHECK (w.ok && w.integer == 0);
     bm_store_destroy (&fenced);
+
+    //  A server that refuses a write of the group (here: it wants a replica
+    //  it does not have): the transaction does not run, the group is not
+    //  confirmed, is not counted as fenced, and lands once writes are taken.
+    bm_store_t *refused = bm_store_new (t.loop, url, NULL, NULL, 1000);
+    const char *epoch_now [] = { "GET", "t:{bm}:epoch" };
+    s_test_command (&t, store_b, true, &w, 2, epoch_now);
+    char current [24];
+    snprintf (current, sizeof current, "%s", w.text);
+    w = (s_write_t) { 0 };
+    bm_store_set_fence (refused, "t:{bm}:epoch", current, s_test_fenced, &w);
+    const char *strict [] = { "CONFIG", "SET", "min-replicas-to-write", "1" };
+    s_test_command (&t, store_b, true, &w, 4, strict);
+    const char *set_z [] = { "SET", "t:z", "held back" };
+    size_t z_lens [3] = { 3, 3, 9 };
+    w.calls = 0;
+    BM_CHECK (bm_store_write (refused, true, s_test_written, &w, 3, set_z, z_lens) == 0);
+    bm_store_flush (refused);
+    s_test_run (&t, s_test_called, &w, 700);
+    BM_CHECK (w.calls == 0 && w.fenced == 0 && !bm_store_fenced (refused));
+    const char *lax [] = { "CONFIG", "SET", "min-replicas-to-write", "0" };
+    s_write_t w2 = { 0 };
+    s_test_command (&t, store_b, true, &w2, 4, lax);
+    s_test_run (&t, s_test_called, &w, 5000);
+    BM_CHECK (w.calls == 1 && w.ok && w.fenced == 0);
+    const char *get_z [] = { "GET", "t:z" };
+    s_test_command (&t, store_b, true, &w2, 2, get_z);
+    BM_CHECK (streq (w2.text, "held back"));
+    bm_store_destroy (&refused);
     leader = standby = NULL;
+
+    //  Under Sentinel (replicated): the lease counts only once a replica
+    //  has it; this server has none, so it is never held.
+    bm_store_t *store_c = bm_store_new (t.loop, url, NULL, NULL, 1000);
+    bm_lease_t *lease_c = bm_lease_new (store_c, "t2:", "broker-c", "tcp://c:5555", 400);
+    bm_lease_set_replicated (lease_c, true);
+    t.a = lease_c;
+    s_test_run (&t, s_test_held, lease_c, 1200);
+    BM_CHECK (!bm_lease_held (lease_c, bm_mono_ms ()));
+    t.a = NULL;
+    s_test_run (&t, s_test_idle, lease_c, 1000);
+    bm_store_destroy (&store_c);
+    bm_lease_destroy (&lease_c);
 
     bm_store_destroy (&store_a);
     bm_store_destroy (&store_b);

@@ -59,6 +59,12 @@ const char *bm_lease_epoch_text (bm_lease_t *self);
 //  The counter's key (<prefix>{bm}:epoch), for fencing.
 const char *bm_lease_epoch_key (bm_lease_t *self);
 
+//  Redis under Sentinel: an acquisition or renewal counts only once a
+//  replica has it (WAIT 1, at most a quarter lease), so that a failover of
+//  Redis to that replica neither loses the epoch counter's increment (a
+//  second reign with the same epoch) nor the lease (a second leader).
+void bm_lease_set_replicated (bm_lease_t *self, bool replicated);
+
 //  Change the endpoint this process announces (once its port is bound).
 void bm_lease_set_endpoint (bm_lease_t *self, const char *endpoint);
 

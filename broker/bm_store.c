@@ -50,6 +50,10 @@ struct _bm_store_t {
     char *sentinels;            //  REDIS_SENTINELS, or NULL
     char *master_name;          //  REDIS_MASTER_NAME
     char *eval_buf;             //  A fenced group's EVAL, rebuilt per group
+    char *marker_key;           //  Fencing: <epoch key>:group, set by each group
+    char *verdict_cmd;          //  "MGET <marker_key> <fence_key>" as RESP
+    size_t verdict_size;
+    uint64_t group_seq;         //  Numbers the groups' markers
     size_t eval_alloc;
     bool refusing;              //  The last group was refused: keep backing off
 };
@@ -423,14 +427,50 @@ s_on_group_eval (redisAsyncContext *ac, void *r, void *privdata)
 
 static const char s_wait [] = "*3\r\n$4\r\nWAIT\r\n$1\r\n1\r\n$4\r\n1000\r\n";
 
+//  A watched group's transaction: its one reply (CLIENT REPLY ON's) says
+//  nothing; the MGET after it does.
+static void
+s_on_group_sent (redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void) ac; (void) r; (void) privdata;
+}
+
+//  A watched group's MGET [marker, epoch]: did the transaction run, and is
+//  the epoch still ours?  Then on as any group's answer (or WAIT's next).
+static void
+s_on_group_verdict (redisAsyncContext *ac, void *r, void *privdata)
+{
+    bm_store_group_t *group = (bm_store_group_t *) privdata;
+    bm_store_t *self = group->store;
+    redisReply *reply = (redisReply *) r;
+    //  The writes' callbacks get "OK" when the transaction ran, as they do
+    //  from the other forms.
+    static redisReply ok = { .type = REDIS_REPLY_STATUS, .str = (char *) "OK", .len = 2 };
+    bool ran = reply && bm_store_group_verdict (reply, self->fence_epoch, group->marker,
+                                                group->error, sizeof group->error) == 0;
+    if (!group->waited)
+        s_on_group_reply (ac, ran ? &ok : r, privdata);
+}
+
 void
 bm_store_set_fence (bm_store_t *self, const char *key, const char *epoch,
                     bm_store_fenced_fn *fn, void *arg)
 {
     free (self->fence_key);
     free (self->fence_epoch);
+    free (self->marker_key);
+    free (self->verdict_cmd);
     self->fence_key = strdup (key);
     self->fence_epoch = strdup (epoch);
+    self->marker_key = zsys_sprintf ("%s:group", key);
+    self->verdict_cmd = NULL;
+    int size = self->marker_key
+             ? redisFormatCommand (&self->verdict_cmd, "MGET %s %s", self->marker_key, key) : -1;
+    self->verdict_size = size > 0 ? (size_t) size : 0;
+    if (!self->fence_key || !self->fence_epoch || !self->verdict_cmd) {
+        bm_error (NULL, "out of memory for the store's fencing keys");
+        abort ();
+    }
     self->fenced_fn = fn;
     self->fenced_arg = arg;
 }
@@ -439,6 +479,44 @@ bool
 bm_store_fenced (bm_store_t *self)
 {
     return self->fenced;
+}
+
+//  A group in one of its scripted forms.  Fenced: the writes as a
+//  transaction that runs only while the epoch holds, then MGET [marker,
+//  epoch] says whether it ran.  Sentinel alone: one EVAL of the group.
+//  Sentinel: then WAIT 1, as a group counts once a replica has it too, so
+//  that a failover to that replica loses no confirmed write.
+static void
+s_send_scripted (bm_store_t *self, bm_store_group_t *group)
+{
+    size_t size;
+    redisCallbackFn *first = s_on_group_reply;
+    group->waited = self->sentinels != NULL;
+    if (self->fence_key) {
+        snprintf (group->marker, sizeof group->marker, "%s:%" PRIu64,
+                  self->fence_epoch, ++self->group_seq);
+        size = bm_store_group_watch (group, &self->eval_buf, &self->eval_alloc, self->fence_key,
+                                     self->fence_epoch, self->marker_key, group->marker);
+        first = s_on_group_sent;
+    }
+    else {
+        size = bm_store_group_fence (group, &self->eval_buf, &self->eval_alloc, NULL, NULL);
+        if (group->waited)
+            first = s_on_group_eval;
+    }
+    if (size == 0
+    ||  redisAsyncFormattedCommand (self->ac, first, group, self->eval_buf, size) != REDIS_OK
+    ||  (self->fence_key && redisAsyncFormattedCommand (self->ac, s_on_group_verdict, group,
+                                                        self->verdict_cmd, self->verdict_size) != REDIS_OK)
+    ||  (group->waited && redisAsyncFormattedCommand (self->ac, s_on_group_reply, group,
+                                                      s_wait, sizeof s_wait - 1) != REDIS_OK)) {
+        if (size == 0)
+            bm_error (NULL, "redis: no memory to send a group of %zu writes: kept", group->count);
+        s_group_keep (self, group);
+        bm_store_group_destroy (&group);
+        return;
+    }
+    self->in_flight += group->count;
 }
 
 void
@@ -466,24 +544,7 @@ bm_store_flush (bm_store_t *self)
             continue;
         }
         if (self->fence_key || self->sentinels) {
-            size_t size = bm_store_group_fence (group, &self->eval_buf, &self->eval_alloc,
-                                                 self->fence_key, self->fence_epoch);
-            //  Sentinel: a group counts once a replica has it too (WAIT 1),
-            //  so that a failover to that replica loses no confirmed write.
-            group->waited = self->sentinels != NULL;
-            if (size == 0 || redisAsyncFormattedCommand (self->ac,
-                                 group->waited ? s_on_group_eval : s_on_group_reply, group,
-                                 self->eval_buf, size) != REDIS_OK
-            ||  (group->waited && redisAsyncFormattedCommand (self->ac, s_on_group_reply, group,
-                                                              s_wait, sizeof s_wait - 1) != REDIS_OK)) {
-                if (size == 0)
-                    bm_error (NULL, "redis: no memory to send a group of %zu writes: kept",
-                              group->count);
-                s_group_keep (self, group);
-                bm_store_group_destroy (&group);
-                continue;
-            }
-            self->in_flight += group->count;
+            s_send_scripted (self, group);
             continue;
         }
         size_t send_size = bm_store_group_seal (group);
@@ -620,6 +681,8 @@ bm_store_destroy (bm_store_t **self_p)
         free (self->password);
         free (self->fence_key);
         free (self->fence_epoch);
+        free (self->marker_key);
+        free (self->verdict_cmd);
         free (self->eval_buf);
         free (self->sentinels);
         free (self->master_name);

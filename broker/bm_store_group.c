@@ -204,6 +204,80 @@ bm_store_group_fence (const bm_store_group_t *group, char **buf, size_t *alloc,
     return (size_t) (out - *buf);
 }
 
+//  KEYS[1] the epoch counter, ARGV[1] our epoch.  Another epoch: write the
+//  counter back as it is, which aborts the EXEC that WATCHes it.
+static const char s_check_script [] =
+    "local c = redis.call('GET', KEYS[1])\n"
+    "if c ~= ARGV[1] then\n"
+    "  redis.call('SET', KEYS[1], c or '0')\n"
+    "  return redis.error_reply('FENCED')\n"
+    "end\n"
+    "return 0\n";
+
+static char *
+s_put_command (char *out, int argc, const char **argv)
+{
+    char digits [24], *d = s_utoa ((size_t) argc, digits + sizeof digits);
+    *out++ = '*';
+    memcpy (out, d, (size_t) (digits + sizeof digits - d));
+    out += digits + sizeof digits - d;
+    *out++ = '\r'; *out++ = '\n';
+    for (int i = 0; i < argc; i++)
+        out = s_put_bulk (out, argv [i], strlen (argv [i]));
+    return out;
+}
+
+size_t
+bm_store_group_watch (const bm_store_group_t *group, char **buf, size_t *alloc,
+                      const char *key, const char *epoch,
+                      const char *marker_key, const char *marker)
+{
+    size_t need = 256 + sizeof s_check_script + 3 * strlen (key) + strlen (epoch)
+                + strlen (marker_key) + strlen (marker) + group->size + sizeof s_reply_on;
+    if (need > *alloc) {
+        char *grown = (char *) realloc (*buf, need);
+        if (!grown)
+            return 0;
+        *buf = grown;
+        *alloc = need;
+    }
+    char *out = *buf;
+    size_t off = sizeof s_reply_off - 1;
+    memcpy (out, group->buf, off);          //  CLIENT REPLY OFF
+    out += off;
+    out = s_put_command (out, 2, (const char *[]) { "WATCH", key });
+    out = s_put_command (out, 5, (const char *[]) { "EVAL", s_check_script, "1", key, epoch });
+    out = s_put_command (out, 1, (const char *[]) { "MULTI" });
+    memcpy (out, group->buf + off, group->size - off);
+    out += group->size - off;
+    out = s_put_command (out, 3, (const char *[]) { "SET", marker_key, marker });
+    out = s_put_command (out, 1, (const char *[]) { "EXEC" });
+    memcpy (out, s_reply_on, sizeof s_reply_on - 1);
+    out += sizeof s_reply_on - 1;
+    return (size_t) (out - *buf);
+}
+
+int
+bm_store_group_verdict (const redisReply *mget, const char *epoch, const char *marker,
+                        char *why, size_t why_size)
+{
+    if (!mget || mget->type != REDIS_REPLY_ARRAY || mget->elements != 2) {
+        snprintf (why, why_size, "NOTCHECKED %s", mget && mget->type == REDIS_REPLY_ERROR
+                  ? mget->str : "the group's check did not answer [marker, epoch]");
+        return -1;
+    }
+    const redisReply *ran = mget->element [0], *now = mget->element [1];
+    if (ran->type == REDIS_REPLY_STRING && streq (ran->str, marker))
+        return 0;
+    if (now->type != REDIS_REPLY_STRING || !streq (now->str, epoch)) {
+        snprintf (why, why_size, "FENCED epoch %s is over, the lease is at epoch %s", epoch,
+                  now->type == REDIS_REPLY_STRING ? now->str : "none");
+        return 1;
+    }
+    snprintf (why, why_size, "NOTAPPLIED the transaction did not run (the server refused a write)");
+    return -1;
+}
+
 size_t
 bm_store_group_seal (bm_store_group_t *self)
 {
@@ -264,7 +338,42 @@ bm_store_group_test (bool verbose)
     //  Sentinel alone: no key, one argument fewer.
     built = bm_store_group_fence (group, &buf, &alloc, NULL, "");
     BM_CHECK (built > 0 && memcmp (buf, "*13\r\n", 5) == 0);
+
+    //  Watched: REPLY OFF, WATCH, the check, MULTI, the writes as they
+    //  are, the marker, EXEC, REPLY ON.
+    built = bm_store_group_watch (group, &buf, &alloc, "bm:epoch", "7", "bm:epoch:group", "7:42");
+    BM_CHECK (built > 0 && built <= alloc);
+    BM_CHECK (memcmp (buf, s_reply_off, strlen (s_reply_off)) == 0);
+    const char *watch = "*2\r\n$5\r\nWATCH\r\n$8\r\nbm:epoch\r\n*5\r\n$4\r\nEVAL\r\n";
+    BM_CHECK (memcmp (buf + strlen (s_reply_off), watch, strlen (watch)) == 0);
+    const char *multi = "$1\r\n1\r\n$8\r\nbm:epoch\r\n$1\r\n7\r\n*1\r\n$5\r\nMULTI\r\n";
+    char *at = (char *) memmem (buf, built, multi, strlen (multi));
+    BM_CHECK (at != NULL);
+    size_t writes = size - strlen (s_reply_off);
+    BM_CHECK (memcmp (at + strlen (multi), group->buf + strlen (s_reply_off), writes) == 0);
+    const char *tail = "*3\r\n$3\r\nSET\r\n$14\r\nbm:epoch:group\r\n$4\r\n7:42\r\n"
+                       "*1\r\n$4\r\nEXEC\r\n";
+    BM_CHECK (memcmp (at + strlen (multi) + writes, tail, strlen (tail)) == 0);
+    BM_CHECK (memcmp (buf + built - strlen (s_reply_on), s_reply_on, strlen (s_reply_on)) == 0);
+    BM_CHECK ((size_t) (at + strlen (multi) + writes + strlen (tail) + strlen (s_reply_on) - buf) == built);
     free (buf);
+
+    //  The verdict of the MGET [marker, epoch] after it.
+    redisReply marker = { .type = REDIS_REPLY_STRING, .str = (char *) "7:42", .len = 4 };
+    redisReply other = { .type = REDIS_REPLY_STRING, .str = (char *) "7:41", .len = 4 };
+    redisReply ours = { .type = REDIS_REPLY_STRING, .str = (char *) "7", .len = 1 };
+    redisReply next = { .type = REDIS_REPLY_STRING, .str = (char *) "8", .len = 1 };
+    redisReply *ran [] = { &marker, &ours }, *fenced [] = { &other, &next }, *refused [] = { &other, &ours };
+    redisReply mget = { .type = REDIS_REPLY_ARRAY, .elements = 2, .element = ran };
+    char why [160];
+    BM_CHECK (bm_store_group_verdict (&mget, "7", "7:42", why, sizeof why) == 0);
+    mget.element = fenced;
+    BM_CHECK (bm_store_group_verdict (&mget, "7", "7:42", why, sizeof why) == 1);
+    BM_CHECK (streq (why, "FENCED epoch 7 is over, the lease is at epoch 8"));
+    mget.element = refused;
+    BM_CHECK (bm_store_group_verdict (&mget, "7", "7:42", why, sizeof why) == -1);
+    BM_CHECK (strncmp (why, "NOTAPPLIED", 10) == 0);
+    BM_CHECK (bm_store_group_verdict (NULL, "7", "7:42", why, sizeof why) == -1);
 
     bm_store_group_fail (group);
     BM_CHECK (s_test_failed == 2);

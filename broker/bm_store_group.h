@@ -7,6 +7,11 @@
     brokers) or Sentinel, the same writes go as one EVAL of a script that
     runs them only while the epoch counter holds the leader's epoch.
 
+    With fencing alone (no Sentinel) the writes stay plain commands in a
+    transaction that runs only while the epoch holds (bm_store_group_watch):
+    Redis runs them natively, not through Lua, so fencing costs a few
+    commands per group instead of a script call per write.
+
     This class builds the bytes; it opens no connection and calls no
     hiredis function.  The store owns the groups it creates.
 */
@@ -32,6 +37,7 @@ typedef struct {
     size_t count, alloc_entries;
     char error [160];           //  Sentinel mode: the EVAL's error, if any
     bool waited;                //  Sentinel mode: its last reply is WAIT's
+    char marker [48];           //  Fenced: "<epoch>:<seq>", set iff it ran
 } bm_store_group_t;
 
 //  A new group holding "CLIENT REPLY OFF".  size_hint: the bytes of the last
@@ -61,6 +67,35 @@ size_t bm_store_group_seal (bm_store_group_t *self);
 //  the bytes built, 0 when out of memory.
 size_t bm_store_group_fence (const bm_store_group_t *self, char **buf, size_t *alloc,
                              const char *key, const char *epoch);
+
+//  The group as a transaction fenced by the epoch, built in *buf (grown as
+//  needed, *alloc its size):
+//
+//      CLIENT REPLY OFF
+//      WATCH <key>
+//      EVAL <check> 1 <key> <epoch>      (another epoch: touches <key>)
+//      MULTI
+//      <the writes>
+//      SET <marker_key> <marker>
+//      EXEC
+//      CLIENT REPLY ON                   (answered: +OK)
+//
+//  EXEC runs the writes only if <key> was not written since WATCH: the
+//  check writes it back (same value) when it does not hold our epoch, and a
+//  new leader's INCR writes it.  No reply but the last is sent; the caller
+//  then asks "MGET <marker_key> <key>" (bm_store_group_verdict): the marker
+//  is there iff EXEC ran.  The check is sent as EVAL, not EVALSHA: with
+//  replies off a NOSCRIPT would go unseen and EXEC run unchecked.  Returns
+//  the bytes built, 0 when out of memory.
+size_t bm_store_group_watch (const bm_store_group_t *self, char **buf, size_t *alloc,
+                             const char *key, const char *epoch,
+                             const char *marker_key, const char *marker);
+
+//  What the MGET after a watched group says: 0 the group ran; 1 it did not
+//  and the epoch is another (fenced); -1 it did not, for another reason
+//  (e.g. READONLY, OOM: refused, to be sent again).  why: a line for the log.
+int bm_store_group_verdict (const redisReply *mget, const char *epoch, const char *marker,
+                            char *why, size_t why_size);
 
 void bm_store_group_test (bool verbose);
 

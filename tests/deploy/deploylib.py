@@ -1,10 +1,13 @@
 """deploylib.py - shared helpers of the deploy tests (tests/deploy/).
 
-env.example parsing, the list of binaries the build produces, and SKIP
-(exit code 77, which CMake's SKIP_RETURN_CODE turns into "skipped").
+env.example parsing, the list of binaries the build produces, SKIP
+(exit code 77, which CMake's SKIP_RETURN_CODE turns into "skipped"), and
+network namespaces (ip, netns_add).
 """
 import os
 import re
+import shutil
+import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -28,6 +31,34 @@ SKIP = 77
 def skip(why):
     print("SKIP: %s" % why, flush=True)
     sys.exit(SKIP)
+
+
+def ip(*args, check_rc=True):
+    """iproute2's ip; raises on failure unless check_rc is False."""
+    p = subprocess.run(["ip"] + list(args), capture_output=True, text=True, timeout=20)
+    if check_rc and p.returncode != 0:
+        raise RuntimeError("ip %s: %s" % (" ".join(args), p.stderr.strip()))
+    return p
+
+
+def netns_add(name, stale):
+    """Create network namespace name, or SKIP when namespaces are not
+    available here (not root, no iproute2).  Namespaces whose name matches
+    stale (a regex whose group 1 is the pid of the test that made them) and
+    whose test is gone are removed first."""
+    if os.geteuid() != 0:
+        skip("network namespaces need root")
+    if not shutil.which("ip"):
+        skip("iproute2 (ip) is not installed")
+    p = ip("netns", "add", name, check_rc=False)
+    if p.returncode != 0:
+        skip("network namespaces are unavailable here: %s" % p.stderr.strip())
+    for line in ip("netns", "list").stdout.splitlines():
+        other = line.split()[0] if line.split() else ""
+        m = re.fullmatch(stale, other)
+        if m and other != name and not os.path.exists("/proc/%s" % m.group(1)):
+            ip("netns", "del", other, check_rc=False)
+            print("removed stale namespace %s" % other, flush=True)
 
 
 def binary(name):

@@ -10,8 +10,6 @@ iproute2's `ip netns`; otherwise the test prints SKIP and exits 77.
 """
 import json
 import os
-import re
-import shutil
 import subprocess
 import time
 
@@ -28,28 +26,12 @@ IP_B, IP_W = "%s.%d" % (NET, OFF + 1), "%s.%d" % (NET, OFF + 2)
 HB = "200"      # heartbeat interval ms: a dead peer is noticed in 0.6 s
 
 
-def ip(*args, check_rc=True):
-    p = subprocess.run(["ip"] + list(args), capture_output=True, text=True, timeout=20)
-    if check_rc and p.returncode != 0:
-        raise RuntimeError("ip %s: %s" % (" ".join(args), p.stderr.strip()))
-    return p
+ip = d.ip
 
 
 def setup():
-    if os.geteuid() != 0:
-        d.skip("network namespaces need root")
-    if not shutil.which("ip"):
-        d.skip("iproute2 (ip) is not installed")
-    p = ip("netns", "add", NS_BROKER, check_rc=False)
-    if p.returncode != 0:
-        d.skip("network namespaces are unavailable here: %s" % p.stderr.strip())
-    # Namespaces left by an earlier run that was killed (its pid is gone).
-    for line in ip("netns", "list").stdout.splitlines():
-        name = line.split()[0] if line.split() else ""
-        m = re.fullmatch(r"bm[bw](\d+)", name)
-        if m and int(m.group(1)) != PID and not os.path.exists("/proc/%s" % m.group(1)):
-            ip("netns", "del", name, check_rc=False)
-            log("removed stale namespace %s" % name)
+    # Namespaces left by an earlier run that was killed (its pid is gone) go.
+    d.netns_add(NS_BROKER, r"bm[bw](\d+)")
     ip("netns", "add", NS_WORKERS)
     ip("link", "add", VETH_B, "type", "veth", "peer", "name", VETH_W)
     ip("link", "set", VETH_B, "netns", NS_BROKER)
