@@ -16,6 +16,8 @@ ran (its children's CPU, counted as they are reaped) per job.  Cases:
                            the modes (its --help names BOT_<TYPE>_MODE)
   fork_python_warmup       fork with BOT_PYTHON_FORK_WARMUP=1 (main() run
                            once in the fork server before the first fork)
+  spawn_python_again       spawn python once more after the fork cases: the
+                           fork ratios are to the mean of the two
   celery_python            Celery prefork (Redis broker and backend,
                            concurrency 2), the Python bot's main() as the task
   bullmq_node              BullMQ sandboxed processors (child processes
@@ -316,7 +318,8 @@ def main():
     if has_modes:
         cases += [("fork_python", "python", warm_jobs, {"BOT_PYTHON_MODE": "fork"}),
                   ("fork_python_warmup", "python", warm_jobs,
-                   {"BOT_PYTHON_MODE": "fork", "BOT_PYTHON_FORK_WARMUP": "1"})]
+                   {"BOT_PYTHON_MODE": "fork", "BOT_PYTHON_FORK_WARMUP": "1"}),
+                  ("spawn_python_again", "python", jobs, {})]
     cases += [("spawn_python_nolimits", "python", jobs, nolimits),
               ("spawn_python_bwrap", "python", jobs, {"BOT_PYTHON_SANDBOX": "bwrap"}),
               ("spawn_node", "node", jobs, {}), ("spawn_java", "java", jobs // 2 or 1, {})]
@@ -401,12 +404,19 @@ def main():
             if p and s:
                 notes.append("- pool %s: %.0fx spawn in jobs/s (target 30x), %.0fx less CPU per job"
                              % (bot, p / s, cpu_ms("spawn_" + bot) / cpu_ms("pool_" + bot)))
+        # Against spawn python run just before and just after them (the
+        # mean of the two: the load moves during the run).
+        spawns = [rate(n) for n in ("spawn_python", "spawn_python_again") if rate(n)]
+        spawn_cpu = [cpu_ms(n) for n in ("spawn_python", "spawn_python_again") if rate(n)]
         for case, what in (("fork_python", "fork python"),
                            ("fork_python_warmup", "fork python with BOT_PYTHON_FORK_WARMUP=1")):
-            f, s = rate(case), rate("spawn_python")
-            if f and s:
-                notes.append("- %s: %.1fx spawn in jobs/s (target 5x), %.1fx less CPU per job"
-                             % (what, f / s, cpu_ms("spawn_python") / cpu_ms(case)))
+            f = rate(case)
+            if f and spawns:
+                s = sum(spawns) / len(spawns)
+                notes.append("- %s: %.1fx spawn in jobs/s (target 5x; spawn python %s jobs/s before and "
+                             "after), %.1fx less CPU per job"
+                             % (what, f / s, " and ".join("%.1f" % x for x in spawns),
+                                sum(spawn_cpu) / len(spawn_cpu) / cpu_ms(case)))
     for peer, mine in (("celery_python", "pool_python"), ("bullmq_node", "pool_node")):
         if rate(peer):
             notes.append("- %s: %.0f jobs/s%s" % (peer, rate(peer), (" (botmesh %s: %.0f)" % (mine, rate(mine)))
