@@ -207,7 +207,10 @@ s_arg_map (bm_cmd_t *cmd, const char *field, bm_body_t *body)
 
 //  HSET the whole record: state, what it was submitted with, and what its
 //  runs did when they did anything (a job queued again by RETRY or
-//  recovery).
+//  recovery).  retry false means "fail at once while Redis is known to be
+//  down" (a SUBMIT answers store_unavailable); once issued, the HSET is
+//  always re-sent with its group, like the ZADD after it that fn waits
+//  for, so that a job is never confirmed by its ZADD without its record.
 void
 bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_store_fn *fn, void *arg)
 {
@@ -238,7 +241,7 @@ bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_store
         bm_cmd_arg_str (hset, BM_RECORD_WEBHOOK);
         s_arg (hset, job->wh, job->wh_size);
     }
-    bm_jobstore_issue (self, hset, retry, NULL, NULL);
+    bm_jobstore_issue (self, hset, true, NULL, NULL);
     bm_body_free (&submit);
     if (has_run)
         bm_body_free (&run);
