@@ -59,6 +59,19 @@ def test():
             h.check(s.redis_cli("HGET", key(jid), "state") == "queued",
                     "accepted job %s is durable (in Redis) when answered" % jid)
 
+        # A delayed item is marked delayed, as a single SUBMIT's ACCEPTED is:
+        # no position (it is in no queue yet), and its record says delayed.
+        cmd, r = submit_many(c, [{"botType": "java", "payload": {"d": 1}, "delayMs": 60000},
+                                 {"botType": "java", "payload": {"d": 2}}])
+        late, now = r["jobs"]
+        h.check(late.get("delayed") is True and "position" not in late,
+                "a delayed item's outcome says delayed: true and gives no position", late)
+        h.check("delayed" not in now and now["position"] == 1,
+                "an item due now has a position and no delayed key", now)
+        h.check(c.status(late["jobId"])["state"] == "delayed"
+                and s.redis_cli("HGET", key(late["jobId"]), "state") == "delayed",
+                "the delayed item is delayed in the broker and in Redis")
+
         # The envelope's own faults refuse the whole message, naming jobs.
         for jobs, what in (([], "empty"), ({"botType": "python"}, "not an array"),
                            ([{"botType": "python"}] * 1001, "1,001 items")):
