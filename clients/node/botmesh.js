@@ -30,6 +30,8 @@ const C = {
   ACCEPTED: 0x81, REJECTED: 0x82, REPLY: 0x83, RESULT: 0x84,
   // batches (protocol.md 4a): several jobs in one message
   SUBMIT_MANY: 0x0a, ACCEPTED_MANY: 0x85, RESULT_MANY: 0x86,
+  // time and control (protocol.md 4): a bot type's queue, one job, schedules
+  QUEUE: 0x0b, REMOVE: 0x0c, PROMOTE: 0x0d, SCHEDULE: 0x0e,
 };
 const MAX_BATCH = 1000;                 // items of one batch message
 const BATCH_BYTES = 1 << 20;            // a batch message's jobs, encoded: at most this much
@@ -363,10 +365,10 @@ class Client {
     if (typeof reply.jobId !== 'string') throw new ProtocolError('protocol_error', 'ACCEPTED without a jobId', reply);
     // the broker does not push RESULT for a duplicate: wait() polls for those
     if (notify && !reply.duplicate) this._notified.add(reply.jobId);
-    return { jobId: reply.jobId, duplicate: !!reply.duplicate };
+    return { jobId: reply.jobId, duplicate: !!reply.duplicate, delayed: !!reply.delayed };
   }
 
-  /** SUBMIT; resolves {jobId, duplicate}. */
+  /** SUBMIT; resolves {jobId, duplicate, delayed} (delayed: waits for its delayMs/runAt). */
   async submitFull(botType, payload = null, opts = {}) {
     const body = Client._submitBody(botType, payload, opts);
     const reply = await this._reply(C.SUBMIT, body, opts.requestTimeoutMs, C.ACCEPTED);
@@ -440,6 +442,46 @@ class Client {
   async redeliver(jobId, timeoutMs) { await this._reply(C.REDELIVER, { jobId }, timeoutMs, C.ACCEPTED); }
 
   stats(timeoutMs) { return this._reply(C.STATS, {}, timeoutMs); }
+
+  /** QUEUE: resolves {botType, paused, removed}; rejects unknown_bot_type / bad_request. */
+  _queue(botType, action, extra, timeoutMs) {
+    return this._reply(C.QUEUE, { botType, action, ...extra }, timeoutMs);
+  }
+
+  /** Dispatch nothing of botType (queued and delayed jobs stay, running ones finish). */
+  pause(botType, timeoutMs) { return this._queue(botType, 'pause', {}, timeoutMs); }
+
+  /** Dispatch botType again. */
+  resume(botType, timeoutMs) { return this._queue(botType, 'resume', {}, timeoutMs); }
+
+  /** Remove botType's queued jobs; resolves {removed}. */
+  drain(botType, timeoutMs) { return this._queue(botType, 'drain', {}, timeoutMs); }
+
+  /** Remove botType's jobs that ended in state ('completed'|'failed') more than olderThanMs ago. */
+  clean(botType, state, olderThanMs = 0, timeoutMs) {
+    return this._queue(botType, 'clean', { state, olderThanMs }, timeoutMs);
+  }
+
+  /** Delete a job that is not running; rejects not_found / conflict. */
+  async remove(jobId, timeoutMs) { await this._reply(C.REMOVE, { jobId }, timeoutMs); }
+
+  /** A delayed job is due now; resolves its record. */
+  promote(jobId, timeoutMs) { return this._job(C.PROMOTE, jobId, timeoutMs); }
+
+  /**
+   * Create (or replace) a repeatable job; resolves the schedule record (runs, nextAt, ...).
+   * schedule: {key, botType, payload, cron (with tz) or everyMs, limit, startAt, endAt, priority, webhookUrl}.
+   */
+  async addSchedule(schedule, timeoutMs) {
+    const reply = await this._reply(C.SCHEDULE, { ...schedule, action: 'add' }, timeoutMs);
+    return reply.schedule;
+  }
+
+  /** The schedules, each with its runs and nextAt. */
+  async schedules(timeoutMs) { return (await this._reply(C.SCHEDULE, { action: 'list' }, timeoutMs)).schedules || []; }
+
+  /** Remove the schedule key; rejects not_found. */
+  async removeSchedule(key, timeoutMs) { await this._reply(C.SCHEDULE, { action: 'remove', key }, timeoutMs); }
 
   /** Recent jobs, newest first: list({state, botType, limit}). */
   async list(filter = {}, timeoutMs) {
