@@ -289,6 +289,15 @@ s_router_handler (zloop_t *loop, zsock_t *router, void *arg)
     return 0;
 }
 
+//  The store's flush hook: this turn's batched writes (the live set's ZADD
+//  and ZREM, the finished sets' ZADDs) join the group being sent.
+static void
+s_on_store_flush (void *arg)
+{
+    bm_jobstore_live_flush (arg);
+    bm_finished_flush ((bm_broker_t *) arg);
+}
+
 static int
 s_tick (zloop_t *loop, int timer_id, void *arg)
 {
@@ -346,6 +355,7 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
     }
     bm_idem_expire (self->idem, bm_now_ms ());
     bm_job_expire (self, bm_now_ms ());
+    bm_finished_tick (self, now);
     if (self->config.snapshot_interval_s > 0
     &&  now - self->last_snapshot >= self->config.snapshot_interval_s * 1000) {
         self->last_snapshot = now;
@@ -452,7 +462,7 @@ s_broker_new (const bm_broker_config_t *config)
             return NULL;
         }
         bm_store_set_state_fn (self->store, bm_jobstore_on_store_state, self);
-        bm_store_set_flush_fn (self->store, bm_jobstore_live_flush, self);
+        bm_store_set_flush_fn (self->store, s_on_store_flush, self);
     }
     else
         self->recovered = true;
@@ -507,6 +517,7 @@ s_broker_destroy (bm_broker_t **self_p)
         bm_metrics_destroy (&self->metrics);
         bm_msg_destroy (&self->msg);
         zframe_destroy (&self->identity);
+        bm_finished_destroy (&self->finished_sets);
         free (self->live.add_ids);
         free (self->live.add_seqs);
         free (self->live.waiters);

@@ -63,6 +63,10 @@ typedef struct {
 
 #define BM_ID_SLOT (BM_MAX_ID_LEN + 16)
 
+//  A finished set's key: prefix, "{bm}:finished:completed:", a bot type.
+#define BM_FINISHED_KEY_SLOT 256
+typedef struct _bm_finished_t bm_finished_t;
+
 //  A packed body being built: sbuffer + packer on the stack, the buffer
 //  lent by the broker's pool (bm_body_init) and given back (bm_body_free).
 typedef struct {
@@ -82,6 +86,7 @@ struct _bm_broker_t {
     zloop_t *loop;              //  The one loop
     bm_store_t *store;          //  Redis, or NULL
     bm_live_t live;             //  Live-set changes of this loop turn
+    bm_finished_t *finished_sets;   //  Finished-set additions, trims (bm_finished.c)
     bm_msg_t *msg;              //  The message being handled (reused)
     zframe_t *identity;         //  Its sender's routing id (reused)
     bool recovered;             //  Queues rebuilt from Redis
@@ -249,6 +254,20 @@ void bm_control_queue (bm_broker_t *self, zframe_t *identity, const bm_msg_t *ms
 void bm_control_job (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg);
 void bm_control_on_paused (redisReply *reply, void *arg);
 void bm_control_retain (bm_broker_t *self, bm_job_t *job);
+void bm_control_remove (bm_broker_t *self, bm_job_t *job);
+
+//  bm_finished.c: each type's completed and failed jobs in Redis, by end
+void bm_finished_destroy (bm_finished_t **self_p);
+int bm_finished_which (bm_job_state_t state);
+void bm_finished_key (bm_broker_t *self, const char *bot_type, int which, char *key, size_t size);
+int64_t bm_finished_ttl_ms (bm_broker_t *self, int which);
+void bm_finished_add (bm_broker_t *self, const bm_job_t *job);
+void bm_finished_flush (bm_broker_t *self);
+void bm_finished_forget (bm_broker_t *self, const bm_job_t *job);
+void bm_finished_remove_ids (bm_broker_t *self, const char *key, const char **ids, size_t count);
+int64_t bm_finished_remove_listed (bm_broker_t *self, const char *bot_type, int which,
+                                   const redisReply *reply);
+void bm_finished_tick (bm_broker_t *self, int64_t now_mono);
 
 //  bm_schedule.c: repeatable jobs
 void bm_schedule_free (void **item);

@@ -17,10 +17,17 @@ static void
 s_remove (bm_broker_t *self, bm_job_t *job)
 {
     bm_jobstore_forget (self, job->id);
+    bm_finished_forget (self, job);
     bm_debug (job->id, "removed");
     bm_service_t *service = job->service;
     bm_job_delete (self, job);
     bm_series_set (service->m_queue, (double) bm_heap_size (service->queue));
+}
+
+void
+bm_control_remove (bm_broker_t *self, bm_job_t *job)
+{
+    s_remove (self, job);
 }
 
 static void
@@ -42,10 +49,10 @@ s_set_paused (bm_broker_t *self, bm_service_t *service, bool paused)
 
 //  Retention by count: a type with KEEP_COMPLETED_<TYPE> (KEEP_FAILED_<TYPE>)
 //  keeps the records of its newest N completed (failed) jobs; an older one
-//  is removed as the next one ends, from memory and Redis.  The count runs
-//  over the jobs that ended since the broker started; older records leave
-//  Redis at their TTL.  The job has just ended (its terminal write is
-//  confirmed).
+//  is removed as the next one ends, from memory and Redis.  This list
+//  holds the jobs that ended since the broker started; the older records
+//  (only in Redis) are trimmed through the finished sets (bm_finished.c).
+//  The job has just ended (its terminal write is confirmed).
 void
 bm_control_retain (bm_broker_t *self, bm_job_t *job)
 {
@@ -65,8 +72,12 @@ bm_control_retain (bm_broker_t *self, bm_job_t *job)
         if (old && bm_job_terminal (old) && !old->confirming)
             s_remove (self, old);
         else
-        if (!old)
+        if (!old) {
             bm_jobstore_forget (self, id);
+            char key [BM_FINISHED_KEY_SLOT];
+            bm_finished_key (self, service->name, which, key, sizeof key);
+            bm_finished_remove_ids (self, key, (const char **) &id, 1);
+        }
         zlistx_delete (kept, zlistx_cursor (kept));
     }
 }
@@ -106,13 +117,13 @@ s_drain (bm_broker_t *self, bm_service_t *service)
     return removed;
 }
 
-//  Clean: remove the type's finished jobs in state that ended more than
-//  older_than ms ago, among those the broker holds (KEEP_FINISHED_JOBS);
-//  older records live in Redis until their TTL.
+//  Clean, in memory: remove the type's finished jobs in state that ended
+//  at or before cutoff (ms since the epoch), among those the broker holds
+//  (KEEP_FINISHED_JOBS).  The older ones, only in Redis, are found in the
+//  type's finished set (s_clean_query).
 static int64_t
-s_clean (bm_broker_t *self, bm_service_t *service, bm_job_state_t state, int64_t older_than)
+s_clean (bm_broker_t *self, bm_service_t *service, bm_job_state_t state, int64_t cutoff)
 {
-    int64_t cutoff = bm_now_ms () - older_than;
     int64_t removed = 0;
     bm_job_t *job = (bm_job_t *) zlistx_first (self->finished);
     while (job) {
@@ -125,6 +136,120 @@ s_clean (bm_broker_t *self, bm_service_t *service, bm_job_state_t state, int64_t
         job = next;
     }
     return removed;
+}
+
+//  Frame 2: {req?, botType, paused, removed}
+static void
+s_queue_reply (bm_broker_t *self, zframe_t *identity, const msgpack_object *req,
+               bm_service_t *service, int64_t removed)
+{
+    bm_body_t reply;
+    bm_body_init (self, &reply);
+    msgpack_pack_map (&reply.pk, (req != NULL) + 3);
+    if (req) {
+        bm_pack_str (&reply.pk, "req");
+        msgpack_pack_object (&reply.pk, *req);
+    }
+    bm_pack_kv_str (&reply.pk, "botType", service->name);
+    bm_pack_kv_bool (&reply.pk, "paused", service->paused);
+    bm_pack_kv_int (&reply.pk, "removed", removed);
+    bm_broker_send_client (self, identity, BM_REPLY, &reply);
+    bm_body_free (&reply);
+}
+
+//  Ids read from a finished set a query at a time: a clean of a million
+//  jobs holds at most this many ids at once.
+#define BM_CLEAN_PAGE 5000
+
+//  A clean waiting for Redis: the finished set's ids in [floor, cutoff].
+typedef struct {
+    bm_broker_t *broker;
+    zframe_t *identity;         //  The client's
+    msgpack_object req;         //  The request's req (a scalar), if has_req
+    bool has_req;
+    bm_service_t *service;
+    int which;                  //  0 completed, 1 failed (bm_finished_which)
+    int64_t floor;              //  Records that ended before it have expired
+    int64_t cutoff;             //  Ended at or before it: removed
+    int64_t removed;            //  So far, memory included
+} s_clean_t;
+
+static void s_on_clean_page (redisReply *reply, void *arg);
+
+static void
+s_clean_query (s_clean_t *clean)
+{
+    bm_cmd_t cmd;
+    bm_cmd_start (clean->broker, &cmd, "ZRANGEBYSCORE",
+                  clean->which ? "finished:failed:" : "finished:completed:", clean->service->name);
+    bm_cmd_arg_int (&cmd, clean->floor);
+    bm_cmd_arg_int (&cmd, clean->cutoff);
+    bm_cmd_arg_str (&cmd, "LIMIT");
+    bm_cmd_arg_str (&cmd, "0");
+    bm_cmd_arg_int (&cmd, BM_CLEAN_PAGE);
+    bm_jobstore_query (clean->broker, &cmd, s_on_clean_page, clean);
+}
+
+//  One page of a clean's ids removed (bm_finished_remove_listed), then the
+//  next page (read after these writes) or the answer.
+static void
+s_on_clean_page (redisReply *reply, void *arg)
+{
+    s_clean_t *clean = (s_clean_t *) arg;
+    bm_broker_t *self = clean->broker;
+    bool more = false;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY)
+        bm_warn (NULL, "bot type %s: clean could not read its finished jobs from redis; "
+                 "removed only the %" PRId64 " in memory", clean->service->name, clean->removed);
+    else {
+        clean->removed += bm_finished_remove_listed (self, clean->service->name, clean->which, reply);
+        more = reply->elements == BM_CLEAN_PAGE;
+    }
+    if (more && bm_store_up (self->store)) {
+        s_clean_query (clean);
+        return;
+    }
+    if (clean->removed)
+        bm_info (NULL, "bot type %s: clean removed %" PRId64 " jobs", clean->service->name, clean->removed);
+    s_queue_reply (self, clean->identity, clean->has_req ? &clean->req : NULL, clean->service,
+                   clean->removed);
+    zframe_destroy (&clean->identity);
+    free (clean);
+}
+
+//  Clean: the jobs in memory at once, then (with Redis) those only in
+//  Redis, a page at a time; answered after the last page.
+static void
+s_clean_start (bm_broker_t *self, zframe_t *identity, const msgpack_object *request,
+               bm_service_t *service, bm_job_state_t state, int64_t older_than)
+{
+    int64_t now = bm_now_ms ();
+    int64_t cutoff = now - older_than;
+    int64_t removed = s_clean (self, service, state, cutoff);
+    const msgpack_object *req = bm_obj_get (request, "req");
+    //  Only a scalar req is kept (it holds no pointer into the message).
+    bool scalar = req && req->type != MSGPACK_OBJECT_STR && req->type != MSGPACK_OBJECT_BIN
+               && req->type != MSGPACK_OBJECT_ARRAY && req->type != MSGPACK_OBJECT_MAP
+               && req->type != MSGPACK_OBJECT_EXT;
+    if (!self->store || !bm_store_up (self->store) || (req && !scalar)) {
+        if (removed)
+            bm_info (NULL, "bot type %s: clean removed %" PRId64 " jobs", service->name, removed);
+        s_queue_reply (self, identity, req, service, removed);
+        return;
+    }
+    s_clean_t *clean = (s_clean_t *) zmalloc (sizeof (s_clean_t));
+    clean->broker = self;
+    clean->identity = zframe_dup (identity);
+    if (req) {
+        clean->req = *req;
+        clean->has_req = true;
+    }
+    clean->service = service;
+    clean->which = bm_finished_which (state);
+    clean->floor = now - bm_finished_ttl_ms (self, clean->which);
+    clean->cutoff = cutoff;
+    clean->removed = removed;
+    s_clean_query (clean);
 }
 
 //  QUEUE {req, botType, action, state?, olderThanMs?}
@@ -144,6 +269,11 @@ bm_control_queue (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
         return;
     }
     bm_service_t *service = bm_service_require (self, q.bot_type);
+    if (streq (q.action, "clean")) {
+        s_clean_start (self, identity, body, service,
+                       streq (q.state, "completed") ? JOB_COMPLETED : JOB_FAILED, q.older_than_ms);
+        return;
+    }
     int64_t removed = 0;
     if (streq (q.action, "pause"))
         s_set_paused (self, service, true);
@@ -153,20 +283,9 @@ bm_control_queue (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
     else
     if (streq (q.action, "drain"))
         removed = s_drain (self, service);
-    else
-        removed = s_clean (self, service, streq (q.state, "completed") ? JOB_COMPLETED : JOB_FAILED,
-                           q.older_than_ms);
     if (removed)
         bm_info (NULL, "bot type %s: %s removed %" PRId64 " jobs", service->name, q.action, removed);
-    bm_body_t reply;
-    bm_body_init (self, &reply);
-    msgpack_pack_map (&reply.pk, bm_req_count (body) + 3);
-    bm_pack_req (&reply.pk, body);
-    bm_pack_kv_str (&reply.pk, "botType", service->name);
-    bm_pack_kv_bool (&reply.pk, "paused", service->paused);
-    bm_pack_kv_int (&reply.pk, "removed", removed);
-    bm_broker_send_client (self, identity, BM_REPLY, &reply);
-    bm_body_free (&reply);
+    s_queue_reply (self, identity, bm_obj_get (body, "req"), service, removed);
 }
 
 //  REMOVE {req, jobId} -> REPLY {req, jobId, removed}; PROMOTE {req, jobId}

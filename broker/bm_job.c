@@ -291,6 +291,7 @@ bm_job_finish (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
         bm_delivery_create (self, job);     //  Writes the terminal record too
     else
         bm_jobstore_persist_terminal (self, job);
+    bm_finished_add (self, job);
     if (bm_job_is_delivery (job) && state != JOB_COMPLETED) {
         //  Make sure the job it delivers says the delivery failed.
         bm_job_t *parent = (bm_job_t *) zhashx_lookup (self->jobs, job->parent);

@@ -1,0 +1,286 @@
+/*  bm_finished.c - the finished jobs of each bot type in Redis, by finish
+    time, so that clean and the retention by count reach the finished jobs
+    that live only in Redis (after a restart, or pushed out of memory by
+    KEEP_FINISHED_JOBS).
+
+    Two sorted sets per bot type, {bm}:finished:completed:<type> and
+    {bm}:finished:failed:<type>: member the job id, score its finishedAt
+    (ms since the epoch).  A job that ends completed or failed is added in
+    the group of its terminal write (one ZADD per set a loop turn, like the
+    live set's); a job removed (REMOVE, clean, retention) leaves its set.
+    The sets are trimmed by age (records whose TTL has passed, every
+    BM_FINISHED_AGE_TRIM_MS) and, for a type with KEEP_COMPLETED_<TYPE> /
+    KEEP_FAILED_<TYPE>, by count (the oldest beyond N, after the tick that
+    follows a job's end).  Webhook deliveries and cancelled jobs are not
+    kept in them: clean and the retention act on completed and failed
+    client jobs only.  */
+#include "bm_broker_internal.h"
+
+//  How often the sets lose the ids whose records expired: a set may hold
+//  up to this much of ids already gone from Redis (clean's query skips
+//  them by score, so they are never counted as removed).
+#define BM_FINISHED_AGE_TRIM_MS 10000
+
+//  An id and finish time waiting for this turn's ZADD of its set.
+typedef struct {
+    char key [BM_FINISHED_KEY_SLOT];    //  The set's key, prefix included
+    char id [BM_ID_SLOT];
+    int64_t finished_at;
+} s_add_t;
+
+struct _bm_finished_t {
+    s_add_t *adds;              //  This turn's additions, in order
+    size_t count, alloc;
+    zhashx_t *dirty;            //  "<which>:<type>" -> "" for the count trim
+    int64_t age_trim_at;        //  Mono ms of the next age trim
+};
+
+static const char *s_state_names [2] = { "completed", "failed" };
+
+static bm_finished_t *
+s_sets (bm_broker_t *self)
+{
+    if (!self->finished_sets) {
+        self->finished_sets = (bm_finished_t *) zmalloc (sizeof (bm_finished_t));
+        self->finished_sets->dirty = zhashx_new ();
+    }
+    return self->finished_sets;
+}
+
+void
+bm_finished_destroy (bm_finished_t **self_p)
+{
+    if (*self_p) {
+        free ((*self_p)->adds);
+        zhashx_destroy (&(*self_p)->dirty);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+//  0 for completed, 1 for failed, -1 for a state the sets do not keep.
+int
+bm_finished_which (bm_job_state_t state)
+{
+    return state == JOB_COMPLETED ? 0 : state == JOB_FAILED ? 1 : -1;
+}
+
+//  The set of a bot type's finished jobs in one state (which), into key.
+void
+bm_finished_key (bm_broker_t *self, const char *bot_type, int which, char *key, size_t size)
+{
+    snprintf (key, size, "%s{bm}:finished:%s:%s", self->config.redis_prefix,
+              s_state_names [which], bot_type);
+}
+
+//  One command of argc words (binary-safe lengths worked out here) as a
+//  durable write of the open group.
+static void
+s_write (bm_broker_t *self, size_t argc, const char **argv)
+{
+    size_t *lens = (size_t *) bm_realloc_or_abort (NULL, argc * sizeof (size_t), "a finished-set write");
+    for (size_t i = 0; i < argc; i++)
+        lens [i] = strlen (argv [i]);
+    bm_store_write (self->store, true, NULL, NULL, (int) argc, argv, lens);
+    free (lens);
+}
+
+//  A job ended completed or failed (its terminal write is in the open
+//  group): its id goes into its set with this turn's ZADD.
+void
+bm_finished_add (bm_broker_t *self, const bm_job_t *job)
+{
+    int which = bm_finished_which (job->state);
+    if (!self->store || which < 0 || bm_job_is_delivery (job))
+        return;
+    bm_finished_t *sets = s_sets (self);
+    if (sets->count == sets->alloc) {
+        sets->alloc = sets->alloc ? sets->alloc * 2 : 64;
+        sets->adds = (s_add_t *) bm_realloc_or_abort (sets->adds, sets->alloc * sizeof (s_add_t),
+                                                      "the finished sets' additions");
+    }
+    s_add_t *add = &sets->adds [sets->count++];
+    bm_finished_key (self, job->service->name, which, add->key, sizeof add->key);
+    snprintf (add->id, sizeof add->id, "%s", job->id);
+    add->finished_at = job->finished_at;
+    if (job->service->keep [which] > 0) {
+        char dirty [BM_MAX_BOT_TYPE_LEN + 8];
+        snprintf (dirty, sizeof dirty, "%d:%s", which, job->service->name);
+        zhashx_update (sets->dirty, dirty, (void *) "");
+    }
+}
+
+//  Part of the store's flush hook: this turn's additions as one ZADD per
+//  set (a turn's jobs are mostly of one type and state).
+void
+bm_finished_flush (bm_broker_t *self)
+{
+    bm_finished_t *sets = self->finished_sets;
+    if (!sets || sets->count == 0)
+        return;
+    const char **argv = (const char **) bm_realloc_or_abort (NULL, (2 + 2 * sets->count) * sizeof (char *),
+                                                             "a finished-set ZADD");
+    char (*scores) [24] = bm_realloc_or_abort (NULL, sets->count * 24, "a finished-set ZADD");
+    bool *sent = (bool *) bm_realloc_or_abort (NULL, sets->count * sizeof (bool), "a finished-set ZADD");
+    memset (sent, 0, sets->count * sizeof (bool));
+    for (size_t i = 0; i < sets->count; i++) {
+        if (sent [i])
+            continue;
+        size_t argc = 0;
+        argv [argc++] = "ZADD";
+        argv [argc++] = sets->adds [i].key;
+        for (size_t j = i; j < sets->count; j++) {
+            if (sent [j] || strcmp (sets->adds [j].key, sets->adds [i].key) != 0)
+                continue;
+            sent [j] = true;
+            snprintf (scores [j], 24, "%" PRId64, sets->adds [j].finished_at);
+            argv [argc++] = scores [j];
+            argv [argc++] = sets->adds [j].id;
+        }
+        s_write (self, argc, argv);
+    }
+    sets->count = 0;
+    free (argv);
+    free (scores);
+    free (sent);
+}
+
+//  Ids out of one set: one ZREM.
+void
+bm_finished_remove_ids (bm_broker_t *self, const char *key, const char **ids, size_t count)
+{
+    if (!self->store || count == 0)
+        return;
+    const char **argv = (const char **) bm_realloc_or_abort (NULL, (2 + count) * sizeof (char *),
+                                                             "a finished-set ZREM");
+    argv [0] = "ZREM";
+    argv [1] = key;
+    memcpy (argv + 2, ids, count * sizeof (char *));
+    s_write (self, 2 + count, argv);
+    free (argv);
+}
+
+//  A finished job removed (REMOVE, clean, retention): out of its set.
+void
+bm_finished_forget (bm_broker_t *self, const bm_job_t *job)
+{
+    int which = bm_finished_which (job->state);
+    if (!self->store || which < 0 || bm_job_is_delivery (job))
+        return;
+    char key [BM_FINISHED_KEY_SLOT];
+    bm_finished_key (self, job->service->name, which, key, sizeof key);
+    const char *id = job->id;
+    bm_finished_remove_ids (self, key, &id, 1);
+}
+
+//  A finished job's record lives this long in Redis (COMPLETED_JOB_TTL,
+//  FAILED_JOB_TTL); the sets keep its id no longer.
+int64_t
+bm_finished_ttl_ms (bm_broker_t *self, int which)
+{
+    return 1000 * (which == 0 ? self->config.completed_ttl_s : self->config.failed_ttl_s);
+}
+
+//  The ids of one set that a query read (bot_type's jobs in state which):
+//  each finished job deleted (a job in memory only if it is still finished
+//  in that state; one whose end is being written is left alone), and every
+//  id but those out of the set.  Returns how many jobs were removed.
+int64_t
+bm_finished_remove_listed (bm_broker_t *self, const char *bot_type, int which, const redisReply *reply)
+{
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements == 0)
+        return 0;
+    const char **ids = (const char **) bm_realloc_or_abort (NULL, reply->elements * sizeof (char *),
+                                                            "a finished-set removal");
+    size_t count = 0;
+    int64_t removed = 0;
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *el = reply->element [i];
+        if (el->type != REDIS_REPLY_STRING || el->len > BM_MAX_ID_LEN + 15)
+            continue;
+        bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, el->str);
+        if (job && job->confirming)
+            continue;
+        if (job && bm_finished_which (job->state) == which) {
+            bm_control_remove (self, job);      //  Out of the set too
+            removed++;
+            continue;
+        }
+        if (!job) {
+            //  Finished, and only in Redis
+            bm_jobstore_forget (self, el->str);
+            removed++;
+        }
+        ids [count++] = el->str;                //  Else it was run again since
+    }
+    char key [BM_FINISHED_KEY_SLOT];
+    bm_finished_key (self, bot_type, which, key, sizeof key);
+    bm_finished_remove_ids (self, key, ids, count);
+    free (ids);
+    return removed;
+}
+
+//  The count trim of one set, answered: the ids beyond the newest N,
+//  oldest first.
+typedef struct {
+    bm_broker_t *broker;
+    char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
+    int which;
+} s_trim_t;
+
+static void
+s_on_trim (redisReply *reply, void *arg)
+{
+    s_trim_t *trim = (s_trim_t *) arg;
+    int64_t removed = bm_finished_remove_listed (trim->broker, trim->bot_type, trim->which, reply);
+    if (removed)
+        bm_debug (NULL, "bot type %s: %" PRId64 " %s jobs beyond its count removed from redis",
+                  trim->bot_type, removed, s_state_names [trim->which]);
+    free (trim);
+}
+
+//  From the broker's tick: the count trim of the sets that grew, and now
+//  and then the age trim of every set.
+void
+bm_finished_tick (bm_broker_t *self, int64_t now_mono)
+{
+    if (!self->store || !bm_store_up (self->store))
+        return;
+    bm_finished_t *sets = s_sets (self);
+    for (const char *dirty = (const char *) zhashx_first (sets->dirty); dirty;
+         dirty = (const char *) zhashx_next (sets->dirty)) {
+        const char *name = (const char *) zhashx_cursor (sets->dirty);
+        int which = name [0] == '1';
+        bm_service_t *service = (bm_service_t *) zhashx_lookup (self->services, name + 2);
+        if (!service || service->keep [which] <= 0)
+            continue;
+        s_trim_t *trim = (s_trim_t *) zmalloc (sizeof (s_trim_t));
+        trim->broker = self;
+        trim->which = which;
+        snprintf (trim->bot_type, sizeof trim->bot_type, "%s", service->name);
+        bm_cmd_t cmd;
+        bm_cmd_start (self, &cmd, "ZRANGE", which ? "finished:failed:" : "finished:completed:",
+                      service->name);
+        bm_cmd_arg_str (&cmd, "0");
+        bm_cmd_arg_int (&cmd, -(service->keep [which] + 1));
+        bm_jobstore_query (self, &cmd, s_on_trim, trim);
+    }
+    zhashx_purge (sets->dirty);
+    if (now_mono < sets->age_trim_at)
+        return;
+    sets->age_trim_at = now_mono + BM_FINISHED_AGE_TRIM_MS;
+    int64_t now = bm_now_ms ();
+    for (bm_service_t *service = (bm_service_t *) zhashx_first (self->services); service;
+         service = (bm_service_t *) zhashx_next (self->services)) {
+        for (int which = 0; which < 2; which++) {
+            bm_cmd_t cmd;
+            bm_cmd_start (self, &cmd, "ZREMRANGEBYSCORE",
+                          which ? "finished:failed:" : "finished:completed:", service->name);
+            bm_cmd_arg_str (&cmd, "-inf");
+            char bound [32];            //  "(<ms>": up to, not including
+            snprintf (bound, sizeof bound, "(%" PRId64, now - bm_finished_ttl_ms (self, which));
+            bm_cmd_arg_str (&cmd, bound);
+            bm_jobstore_issue (self, &cmd, true, NULL, NULL);
+        }
+    }
+}
