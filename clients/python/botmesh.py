@@ -71,6 +71,8 @@ SUBMIT, STATUS, CANCEL, STATS, RETRY, REDELIVER, LIST, PING, METRICS = range(0x0
 ACCEPTED, REJECTED, REPLY, RESULT = 0x81, 0x82, 0x83, 0x84
 # batches (section 4a): several jobs in one message
 SUBMIT_MANY, ACCEPTED_MANY, RESULT_MANY = 0x0A, 0x85, 0x86
+# time and control (section 4): a bot type's queue, one job, schedules
+QUEUE, REMOVE, PROMOTE, SCHEDULE = 0x0B, 0x0C, 0x0D, 0x0E
 MAX_BATCH = 1000                     # items of one batch message
 BATCH_BYTES = 1 << 20                # a batch message's jobs, encoded: at most this much
                                      # (half of MAX_FRAME_BYTES' default), one large job alone
@@ -258,8 +260,10 @@ def _env_int(name, default, lo, hi):
 # --- client -------------------------------------------------------------------
 
 class JobId(str):
-    """A job id as returned by submit(); .duplicate is the broker's flag."""
+    """A job id as returned by submit(); .duplicate and .delayed are the broker's flags
+    (.delayed: the job waits for its delay_ms / run_at)."""
     duplicate = False
+    delayed = False
 
 
 class Client:
@@ -443,6 +447,7 @@ class Client:
             raise ProtocolError("protocol_error", "ACCEPTED without a jobId", reply)
         jid = JobId(job_id)
         jid.duplicate = bool(reply.get("duplicate", False))
+        jid.delayed = bool(reply.get("delayed", False))
         if notify and not jid.duplicate:
             # (the broker does not push RESULT for a duplicate: wait() polls for those)
             self._notified.add(job_id)
@@ -546,6 +551,55 @@ class Client:
         if limit is not None:
             body["limit"] = limit
         return self._reply(LIST, body, timeout).get("jobs", [])
+
+    def _queue(self, bot_type, action, timeout, **extra):
+        return self._reply(QUEUE, dict(extra, botType=bot_type, action=action), timeout)
+
+    def pause(self, bot_type, timeout=None):
+        """Dispatch nothing of bot_type (queued and delayed jobs stay, running ones
+        finish); returns {botType, paused, removed}. Raises Rejected('unknown_bot_type')."""
+        return self._queue(bot_type, "pause", timeout)
+
+    def resume(self, bot_type, timeout=None):
+        """Dispatch bot_type again; returns {botType, paused, removed}."""
+        return self._queue(bot_type, "resume", timeout)
+
+    def drain(self, bot_type, timeout=None):
+        """Remove bot_type's queued jobs; returns {botType, paused, removed}."""
+        return self._queue(bot_type, "drain", timeout)
+
+    def clean(self, bot_type, state, older_than_ms=0, timeout=None):
+        """Remove bot_type's jobs that ended in state ("completed" or "failed")
+        more than older_than_ms ago, in memory and in Redis; returns {removed, ...}."""
+        return self._queue(bot_type, "clean", timeout, state=state, olderThanMs=older_than_ms)
+
+    def remove(self, job_id, timeout=None):
+        """Delete a job that is not running. Raises Rejected: not_found, conflict."""
+        self._reply(REMOVE, {"jobId": job_id}, timeout)
+
+    def promote(self, job_id, timeout=None):
+        """A delayed job is due now; returns its record. Raises Rejected('conflict')."""
+        return self._job_reply(PROMOTE, job_id, timeout)
+
+    def add_schedule(self, key, bot_type, payload=None, *, cron=None, tz=None, every_ms=None, limit=None,
+                     start_at=None, end_at=None, priority=None, webhook_url=None, timeout=None):
+        """Create (or replace) a repeatable job: cron (5 fields, in tz) or every_ms;
+        returns the schedule record (runs, nextAt, ended). Raises Rejected naming the field."""
+        body = {"action": "add", "key": key, "botType": bot_type, "payload": payload}
+        for name, value in (("cron", cron), ("tz", tz), ("everyMs", every_ms), ("limit", limit),
+                            ("startAt", start_at), ("endAt", end_at), ("priority", priority),
+                            ("webhookUrl", webhook_url)):
+            if value is not None:
+                body[name] = value
+        return self._reply(SCHEDULE, body, timeout).get("schedule")
+
+    def schedules(self, timeout=None):
+        """The schedules, each with its runs and nextAt."""
+        return self._reply(SCHEDULE, {"action": "list"}, timeout).get("schedules", [])
+
+    def remove_schedule(self, key, timeout=None):
+        """Remove a schedule. Raises Rejected('not_found')."""
+        self._reply(SCHEDULE, {"action": "remove", "key": key}, timeout)
 
     def ping(self, timeout=None):
         """PING: {redis: bool, uptimeMs}."""
