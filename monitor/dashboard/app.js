@@ -30,6 +30,7 @@
   var state = {
     stats: null,            // last /stats answer
     jobs: [],               // last /jobs answer
+    schedules: [],          // last /schedules answer
     history: [],            // snapshots, oldest first
     historyAt: 0,           // when history was last fetched (ms)
     selected: null,         // job id shown in the detail panel
@@ -38,7 +39,7 @@
     timer: null,            // pending poll
     busy: false,            // a refresh is running
     colors: {},             // bot type -> colour, stable while the page lives
-    counts: { stats: 0, jobs: 0, detail: 0 }
+    counts: { stats: 0, jobs: 0, detail: 0, schedules: 0 }
   };
 
   // ------------------------------------------------------------------
@@ -338,6 +339,60 @@
       message.textContent = name + ": " + action + " failed: " + (err.code ? err.code + ": " : "") + err.message;
       message.dataset.result = "error";
     }).then(function () { refresh(); });
+  }
+
+  //  The schedules: key, type, cron (zone) or every N ms, next due time,
+  //  runs (of the limit), active or ended, and a Remove button each.
+  function renderSchedules(list) {
+    var body = $("schedules-body");
+    clear(body);
+    $("schedules-count").textContent = "(" + list.length + ")";
+    list.slice().sort(function (a, b) { return String(a.key).localeCompare(String(b.key)); })
+      .forEach(function (s) {
+        var id = function (f) { return "schedule-" + s.key + "-" + f; };
+        var when = s.cron ? s.cron + " (" + (s.tz || "UTC") + ")" : "every " + fmtDuration(num(s.everyMs));
+        var next = toMs(s.nextAt);
+        var remove = el("button", { type: "button", id: id("remove"), "data-action": "remove-schedule" }, "Remove");
+        remove.addEventListener("click", function () { removeSchedule(s.key); });
+        body.appendChild(el("tr", { "data-schedule": s.key },
+          el("td", { "class": "name", "data-field": "key" }, s.key),
+          el("td", { "data-field": "botType" }, s.botType || ""),
+          el("td", { "data-field": "when", id: id("when") }, when),
+          el("td", { "data-field": "nextAt", "data-value": next === null ? "" : next, id: id("nextAt"),
+                     title: isoTitle(next) }, next === null ? "" : fmtTime(next)),
+          el("td", { "class": "num", "data-field": "runs", "data-value": num(s.runs), id: id("runs") },
+             num(s.runs) + (s.limit ? " / " + s.limit : "")),
+          el("td", { "data-field": "state", id: id("state") }, s.ended ? "ended" : "active"),
+          el("td", null, remove)));
+      });
+    if (!list.length)
+      body.appendChild(el("tr", null, el("td", { colspan: "7", "class": "muted" }, "No schedules.")));
+  }
+
+  function removeSchedule(key) {
+    var message = $("schedule-message");
+    message.textContent = key + ": remove…";
+    message.dataset.result = "pending";
+    api("DELETE", "/schedules/" + encodeURIComponent(key)).then(function () {
+      message.textContent = key + ": removed";
+      message.dataset.result = "ok";
+    }, function (err) {
+      message.textContent = key + ": remove failed: " + (err.code ? err.code + ": " : "") + err.message;
+      message.dataset.result = "error";
+    }).then(function () { refreshSchedules().catch(showError); });
+  }
+
+  function refreshSchedules() {
+    return api("GET", "/schedules").then(function (body) {
+      state.schedules = Array.isArray(body.schedules) ? body.schedules : [];
+      renderSchedules(state.schedules);
+      state.counts.schedules++;
+      document.body.dataset.schedulesUpdates = state.counts.schedules;
+    }, function (err) {
+      //  A gateway without schedules still shows the rest
+      if (err.status === 404) { state.schedules = []; renderSchedules([]); return; }
+      throw err;
+    });
   }
 
   //  "running / limit" with a bar showing semaphore permits in use.
@@ -782,7 +837,8 @@
         state.counts.stats++;
         document.body.dataset.statsUpdates = state.counts.stats;
       }),
-      refreshJobs()
+      refreshJobs(),
+      refreshSchedules()
     ];
     if (Date.now() - state.historyAt >= HISTORY_MS) work.push(refreshHistory());
     if (state.selected) work.push(loadDetail());
@@ -839,7 +895,7 @@
   }
 
   //  For tests and the console
-  window.botmesh = { state: state, refresh: refresh, openJob: openJob };
+  window.botmesh = { state: state, refresh: refresh, openJob: openJob, removeSchedule: removeSchedule };
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();
