@@ -391,6 +391,7 @@ s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
                 zlistx_delete (self->finished, job->finished_handle);
                 job->finished_handle = NULL;
             }
+            bm_finished_forget (self, job);     //  No longer failed (cancelled)
             bm_job_reset_outcome (job);
             //  A fresh set of runs: the last outcome and the attempt
             //  errors go (the run map, and the fields of a record of the

@@ -9,7 +9,8 @@ A real redis-server and broker; a fake worker ends every job as told.
   in Redis; clean completed removes exactly the 12 (memory and Redis), the
   failed ones stay; STATUS of a cleaned one is not_found;
 - across a restart (SIGTERM): clean failed with olderThanMs removes exactly the jobs
-  that ended before the cut, not the newer ones;
+  that ended before the cut, not the newer ones, nor one that failed, was
+  retried (RETRY) and completed;
 - KEEP_COMPLETED_NODE=3 across a restart (SIGTERM): the newest 3 completed node
   records are kept, every older one (ended before the restart) goes.
 """
@@ -77,8 +78,16 @@ def test():
                 "the completed set is empty")
         h.check(clean(c, "python", "completed") == 0, "a second clean finds nothing")
 
+        # A failed job retried by hand and then completed is no longer a
+        # failed one: a clean of failed jobs leaves it, even only in Redis.
+        again = run(c, w, "python", False)
+        cmd, r = c.request(h.RETRY, {"jobId": again})
+        h.check(cmd == h.ACCEPTED, "RETRY of a failed job accepted", cmd, r)
+        w.done(w.recv_job(5)["jobId"], result=2)
+        h.check(c.wait(again)["state"] == "completed", "the retried job completed")
+
         # Across a restart: failed jobs before and after a cut.
-        cut = c.status(failed[-1])["finishedAt"]
+        cut = c.status(again)["finishedAt"]
         h.wait_until(lambda: time.time() * 1000 > cut + 300, 2, "the clock to pass the cut by 300 ms")
         newer = [run(c, w, "python", False) for _ in range(2)]
         w.close()
@@ -92,6 +101,8 @@ def test():
                 "jobs that ended before the cut (only in Redis)", removed)
         h.check(not any(exists(s, j) for j in failed) and all(exists(s, j) for j in newer),
                 "the 3 older failed records are gone, the 2 newer stay")
+        h.check(s.redis_cli("HGET", key(again), "state") == "completed",
+                "the job that failed, was retried and completed stays")
 
         # Retention by count across a restart: KEEP_COMPLETED_NODE=3.
         before = [run(c, w, "node", True) for _ in range(3)]
