@@ -179,6 +179,7 @@ static void s_on_clean_page (redisReply *reply, void *arg);
 static void
 s_clean_query (s_clean_t *clean)
 {
+    bm_finished_flush (clean->broker);  //  The query sees this turn's ends
     bm_cmd_t cmd;
     bm_cmd_start (clean->broker, &cmd, "ZRANGEBYSCORE",
                   clean->which ? "finished:failed:" : "finished:completed:", clean->service->name);

@@ -145,12 +145,14 @@ bm_finished_flush (bm_broker_t *self)
     free (sent);
 }
 
-//  Ids out of one set: one ZREM.
+//  Ids out of one set: one ZREM, after this turn's additions (which the
+//  store's flush hook would otherwise add after it, undoing it).
 void
 bm_finished_remove_ids (bm_broker_t *self, const char *key, const char **ids, size_t count)
 {
     if (!self->store || count == 0)
         return;
+    bm_finished_flush (self);
     const char **argv = (const char **) bm_realloc_or_abort (NULL, (2 + count) * sizeof (char *),
                                                              "a finished-set ZREM");
     argv [0] = "ZREM";
@@ -247,6 +249,7 @@ bm_finished_tick (bm_broker_t *self, int64_t now_mono)
     if (!self->store || !bm_store_up (self->store))
         return;
     bm_finished_t *sets = s_sets (self);
+    bm_finished_flush (self);           //  The queries below see them
     for (const char *dirty = (const char *) zhashx_first (sets->dirty); dirty;
          dirty = (const char *) zhashx_next (sets->dirty)) {
         const char *name = (const char *) zhashx_cursor (sets->dirty);

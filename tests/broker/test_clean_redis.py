@@ -96,6 +96,8 @@ def test():
         c = s.client()
         w = FakeWorker(s.endpoint, "fw2", ["python", "node"], 1)
         h.wait_until(lambda: len(c.stats()["workers"]) == 1, 5, "the worker to register again")
+        h.check(s.redis_cli("ZSCORE", "botmesh:{bm}:finished:failed:python", again) == "",
+                "the retried job is no longer in the failed set")
         removed = clean(c, "python", "failed", int(time.time() * 1000) - cut - 150)
         h.check(removed == 3, "after a restart, clean failed olderThanMs removes exactly the 3 "
                 "jobs that ended before the cut (only in Redis)", removed)

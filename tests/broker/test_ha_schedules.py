@@ -6,8 +6,8 @@ schedule every 300 ms (bot type java, no worker: its runs stay queued, so
 a run made again would show as a new record).  The standby makes no run
 while it stands by.  The leader is killed with SIGKILL after a few runs;
 the standby leads, reads the schedule back from Redis and goes on:
-- the runs made before the kill keep their records as they were (same
-  createdAt and seq: none made again);
+- the runs made before the kill keep their records as they were (the
+  same createdAt and seq: none made again);
 - after the takeover: one catch-up run for the earliest due time missed
   while no broker led (docs/protocol.md, SCHEDULE), then due times 300 ms
   apart again; every run id is "<key>@<due ms>" on the same 300 ms grid;
@@ -27,13 +27,13 @@ LIMIT = 12
 
 
 def runs(s):
-    """{due ms: (createdAt, seq)} of the schedule's run records in Redis."""
+    """{due ms: what the run was made with} of the schedule's run records in
+    Redis: field r of the record (docs/redis.md: createdAt, seq, payload,
+    ...), which a run made again would rewrite."""
     out = {}
     for k in s.redis_cli("KEYS", "botmesh:{bm}:job:%s@*" % KEY).split("\n"):
-        if not k:
-            continue
-        created, seq = s.redis_cli("HMGET", k, "createdAt", "seq").split("\n")
-        out[int(k.rsplit("@", 1)[1])] = (created, seq)
+        if k:
+            out[int(k.rsplit("@", 1)[1])] = s.redis_cli("--no-raw", "HGET", k, "r")    # msgpack, escaped
     return out
 
 
