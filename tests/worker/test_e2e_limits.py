@@ -191,6 +191,19 @@ def scenario_warm_limits(s):
             check(after["result"]["pid"] != before["result"]["pid"],
                   "pool: the process that hit the %s limit was replaced" % limit,
                   (before["result"]["pid"], after["result"]["pid"]))
+    # The pool exports its counters on its tick (BM_POOL_TICK_MS): wait for
+    # the last replacement to show rather than read /metrics once.
+    wanted = ['bot_recycles_total{bot_type="%s",reason="limit"} 1' % types[key]
+              for key in (("pool", "memory"), ("pool", "cpu"), ("pool-bwrap", "cpu"))]
+
+    def recycle_lines():
+        _, _, text = harness.http("GET", "http://127.0.0.1:%d/metrics" % metrics_port)
+        lines = [line for line in text.splitlines() if line.startswith("bot_recycles_total")]
+        return lines if all(want in lines for want in wanted) else None
+    try:
+        wait_until(recycle_lines, 5, "the three limit recycles on the worker's /metrics")
+    except harness.TestFailure as exc:
+        log(str(exc))
     _, _, text = harness.http("GET", "http://127.0.0.1:%d/metrics" % metrics_port)
     recycles = [line for line in text.splitlines() if line.startswith("bot_recycles_total")]
     for mode, limit in (("pool", "memory"), ("pool", "cpu"), ("pool-bwrap", "cpu")):
