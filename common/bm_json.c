@@ -4,12 +4,17 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 int
 bm_json_pack (msgpack_packer *pk, const json_t *value, int max_depth)
 {
-    if (max_depth < 0)
+    //  max_depth counts containers (as bm_obj_depth does): an empty array
+    //  is one level, so a container needs one level left even when it has
+    //  no members to recurse into.
+    bool container = json_is_object (value) || json_is_array (value);
+    if (max_depth < (container ? 1 : 0))
         return -1;
     switch (json_typeof (value)) {
         case JSON_OBJECT: {
@@ -59,7 +64,9 @@ bm_json_pack (msgpack_packer *pk, const json_t *value, int max_depth)
 json_t *
 bm_json_from_msgpack (const msgpack_object *obj, int max_depth)
 {
-    if (max_depth < 0)
+    //  Containers nest at most max_depth levels, as in bm_json_pack.
+    bool container = obj->type == MSGPACK_OBJECT_ARRAY || obj->type == MSGPACK_OBJECT_MAP;
+    if (max_depth < (container ? 1 : 0))
         return NULL;
     switch (obj->type) {
         case MSGPACK_OBJECT_NIL:

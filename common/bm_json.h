@@ -13,11 +13,12 @@
 #include <jansson.h>
 #include <msgpack.h>
 
-//  Pack a JSON value.  Returns 0, or -1 if it nests deeper than max_depth.
+//  Pack a JSON value.  Returns 0, or -1 if its containers (arrays and
+//  objects, empty ones too) nest deeper than max_depth, as bm_obj_depth counts.
 int bm_json_pack (msgpack_packer *pk, const json_t *value, int max_depth);
 
 //  A new JSON value for a msgpack object (caller owns the reference).
-//  Returns NULL if it nests deeper than max_depth.
+//  Returns NULL if its containers nest deeper than max_depth.
 json_t *bm_json_from_msgpack (const msgpack_object *obj, int max_depth);
 
 //  Parse JSON text and pack it into a new buffer: returns 0 and sets
