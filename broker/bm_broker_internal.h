@@ -217,6 +217,9 @@ void bm_dispatch_worker (bm_broker_t *self, bm_worker_entry_t *worker);
 void bm_job_enqueue (bm_broker_t *self, bm_job_t *job);
 void bm_job_unassign (bm_broker_t *self, bm_job_t *job);
 void bm_job_requeue (bm_broker_t *self, bm_job_t *job, const char *reason);
+//  A queued job that a worker reports running (READY running) becomes its
+//  running job, for the attempt it runs (no new attempt, no JOB sent).
+void bm_job_adopt (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker);
 bool bm_service_type_known (bm_broker_t *self, const char *name);
 
 //  bm_broker_ha.c: leader and standby (BROKER_HA=redis)
@@ -284,6 +287,11 @@ void bm_workers_destroy (bm_worker_entry_t **self_p);
 void bm_workers_delete (bm_broker_t *self, bm_worker_entry_t *worker, const char *reason);
 void bm_workers_stop_job (bm_broker_t *self, bm_job_t *job, const char *reason);
 void bm_workers_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg);
+//  Recovery from Redis brought back this job: a worker that reported it
+//  running (READY running, before recovery ended) adopts it.
+void bm_workers_claim_recovered (bm_broker_t *self, bm_job_t *job);
+//  Recovery ended: the reported jobs still unknown are answered (CANCEL).
+void bm_workers_recovery_done (bm_broker_t *self);
 
 //  bm_broker_clients.c: BMC01
 void bm_clients_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg);

@@ -45,7 +45,118 @@ s_worker_refuse (bm_broker_t *self, zframe_t *identity, const char *name, int co
     bm_broker_send_worker_simple (self, identity, BM_NACK, error->code, error->message);
 }
 
-//  READY {name, types, credit, pid?}
+static bm_job_t *s_worker_job (bm_broker_t *self, bm_worker_entry_t *worker, const char *id);
+
+//  A job a worker says it runs (READY running) that the broker cannot let
+//  it finish: CANCEL {jobId, reason}; the worker stops the bot and its
+//  DONE is answered NACK not_owner.  For a job the broker knows, the
+//  slot stays taken until that DONE.
+static void
+s_reported_cancel (bm_broker_t *self, bm_worker_entry_t *worker, const char *id, bm_job_t *job,
+                   const char *reason)
+{
+    if (job) {
+        bm_worker_entry_stopping_add (worker, id, job->service);
+        worker->running++;
+        job->service->usage++;
+    }
+    bm_body_t body;
+    bm_body_init (self, &body);
+    msgpack_pack_map (&body.pk, 2);
+    bm_pack_kv_str (&body.pk, "jobId", id);
+    bm_pack_kv_str (&body.pk, "reason", reason);
+    bm_broker_send_worker (self, worker, BM_WCANCEL, &body);
+    bm_body_free (&body);
+}
+
+//  A job the worker reports running, once the queues are recovered:
+//  adopted when queued (the new leader recovered it from Redis, or the
+//  worker was declared dead meanwhile and it waits for another run),
+//  kept when it already runs there, else cancelled on that worker.
+static void
+s_reported_resolve (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
+{
+    bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, id);
+    if (job && job->state == JOB_RUNNING) {
+        if (s_worker_job (self, worker, id))
+            return;                     //  Its own (moved from its old entry)
+        bm_warn (id, "%s reports running a job that runs on %s: it runs twice; "
+                 "CANCEL to %s", worker->name, job->worker_name ? job->worker_name : "another worker",
+                 worker->name);
+        s_reported_cancel (self, worker, id, job, "duplicate");
+    }
+    else
+    if (job && job->state == JOB_QUEUED)
+        bm_job_adopt (self, job, worker);
+    else {
+        bm_warn (id, "%s reports running a job that is %s: CANCEL", worker->name,
+                 !job ? "not known" : bm_job_terminal (job) ? "finished" : "not due yet");
+        s_reported_cancel (self, worker, id, job, !job ? "unknown" : "finished");
+    }
+}
+
+//  The queues are rebuilt (or there is no Redis to rebuild them from).
+static bool
+s_recovered (bm_broker_t *self)
+{
+    return !self->store || self->recovered;
+}
+
+//  READY's running, on a worker's first READY: each job resolved now, or
+//  kept until recovery has brought it back (or ended without it).
+static void
+s_worker_reported (bm_broker_t *self, bm_worker_entry_t *worker, const bm_codec_ready_t *ready)
+{
+    for (int i = 0; i < ready->running_count; i++) {
+        const msgpack_object_str *str = &ready->running->via.array.ptr [i].via.str;
+        char id [BM_MAX_ID_LEN + 1];
+        memcpy (id, str->ptr, str->size);
+        id [str->size] = 0;
+        if (s_recovered (self) || zhashx_lookup (self->jobs, id))
+            s_reported_resolve (self, worker, id);
+        else {
+            if (!worker->reported)
+                worker->reported = zhashx_new ();
+            zhashx_insert (worker->reported, id, worker);
+        }
+    }
+    if (worker->reported)
+        bm_info (NULL, "worker %s runs %zu job(s) not recovered yet: resolved as recovery goes",
+                 worker->name, zhashx_size (worker->reported));
+}
+
+void
+bm_workers_claim_recovered (bm_broker_t *self, bm_job_t *job)
+{
+    bm_worker_entry_t *worker = (bm_worker_entry_t *) zhashx_first (self->workers);
+    for (; worker; worker = (bm_worker_entry_t *) zhashx_next (self->workers))
+        if (worker->reported && zhashx_lookup (worker->reported, job->id)) {
+            zhashx_delete (worker->reported, job->id);
+            s_reported_resolve (self, worker, job->id);
+            return;
+        }
+}
+
+void
+bm_workers_recovery_done (bm_broker_t *self)
+{
+    zlistx_t *all = zlistx_new ();
+    bm_worker_entry_t *worker = (bm_worker_entry_t *) zhashx_first (self->workers);
+    for (; worker; worker = (bm_worker_entry_t *) zhashx_next (self->workers))
+        if (worker->reported)
+            zlistx_add_end (all, worker);
+    while ((worker = (bm_worker_entry_t *) zlistx_detach (all, NULL))) {
+        zlistx_t *ids = zhashx_keys (worker->reported);
+        zhashx_destroy (&worker->reported);
+        for (const char *id = (const char *) zlistx_first (ids); id;
+             id = (const char *) zlistx_next (ids))
+            s_reported_resolve (self, worker, id);
+        zlistx_destroy (&ids);
+    }
+    zlistx_destroy (&all);
+}
+
+//  READY {name, types, credit, pid?, batch?, running?}
 static void
 s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
                 bm_worker_entry_t *worker, const bm_msg_t *msg)
@@ -74,6 +185,7 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
         //  A second READY changes the credit only.
         worker->credit = credit;
         bm_info (NULL, "worker %s credit now %" PRId64, worker->name, credit);
+        s_worker_reported (self, worker, &ready);
         bm_dispatch_worker (self, worker);
         return;
     }
@@ -97,7 +209,9 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
             strcat (types_text, ",");
         strcat (types_text, worker->services [i]->name);
     }
-    bm_info (NULL, "worker %s ready: types %s, credit %" PRId64, name, types_text, credit);
+    bm_info (NULL, "worker %s ready: types %s, credit %" PRId64 ", running %d",
+             name, types_text, credit, ready.running_count);
+    s_worker_reported (self, worker, &ready);
     bm_dispatch_worker (self, worker);
 }
 

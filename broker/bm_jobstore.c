@@ -479,6 +479,7 @@ s_recovery_finish (bm_broker_t *self)
     }
     bm_info (NULL, "recovered %zu unfinished jobs from redis (%zu queued, %zu delayed)",
              queued + bm_heap_size (self->delayed), queued, bm_heap_size (self->delayed));
+    bm_workers_recovery_done (self);
     service = (bm_service_t *) zhashx_first (self->services);
     zlistx_t *all = zlistx_new ();
     while (service) {
@@ -531,6 +532,8 @@ s_on_recovered_job (redisReply *reply, void *arg)
                          job->attempts);
                 bm_jobstore_persist_state (self, job);
             }
+            //  A worker that said it runs it takes it back.
+            bm_workers_claim_recovered (self, job);
         }
     }
     else

@@ -177,6 +177,23 @@ s_job_assign (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
     job->service->usage++;
 }
 
+void
+bm_job_adopt (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
+{
+    bm_service_queue_remove (job->service, job);
+    int64_t attempts = job->attempts;
+    s_job_assign (self, job, worker);
+    //  The attempt the worker runs: the one recorded, or the first when its
+    //  dispatch had not reached Redis yet.
+    job->attempts = attempts > 0 ? attempts : 1;
+    job->started_mono = bm_mono_ms ();
+    job->running_saved = false;
+    bm_jobstore_persist_state (self, job);
+    s_service_gauges (job->service);
+    bm_info (job->id, "adopted: %s reports it runs attempt %" PRId64 " (not dispatched again)",
+             worker->name, job->attempts);
+}
+
 //  Its JOB went out (sent) or not (back to the queue as if never
 //  dispatched).
 static void

@@ -37,6 +37,7 @@ bm_worker_entry_destroy (bm_worker_entry_t **self_p)
         zframe_destroy (&self->identity);
         zlistx_destroy (&self->jobs);
         zlistx_destroy (&self->stopping);
+        zhashx_destroy (&self->reported);
         free (self->bots);
         free (self);
         *self_p = NULL;

@@ -34,6 +34,9 @@ struct _bm_worker_entry_t {
     bool holding;               //  Its DONE_MANY is being read: no JOB until its end
     bm_codec_heartbeat_t *bots; //  Its warm bots per type, as its last
                                 //  HEARTBEAT {bots} said (owned), or NULL
+    zhashx_t *reported;         //  Ids its READY said it runs that the
+                                //  broker has not recovered yet (keys
+                                //  owned), or NULL
 };
 
 //  A job that ended while its bot still ran: the slot (credit and permit)

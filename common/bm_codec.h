@@ -318,8 +318,10 @@ int bm_codec_stats_reply_worker (const bm_codec_stats_reply_t *self, size_t inde
 //  --------------------------------------------------------------------------
 //  Worker side (BMW01)
 
-//  READY {name, types, credit, pid?, batch?}.  A name that is absent or not a
-//  valid id leaves name "" (the broker names the worker itself).
+//  READY {name, types, credit, pid?, batch?, running?}.  A name that is
+//  absent or not a valid id leaves name "" (the broker names the worker
+//  itself).  running: the ids of the jobs the worker runs (sent on a new
+//  connection), 0..BM_MAX_READY_RUNNING valid ids.
 typedef struct {
     char name [BM_MAX_ID_LEN + 1];
     const char *types [BM_MAX_WORKER_TYPES];    //  Encode: C strings
@@ -329,6 +331,10 @@ typedef struct {
     bool has_pid;
     int64_t pid;
     bool batch;                         //  JOB_MANY welcome (section 5a); false when absent
+    const msgpack_object *running;      //  Decode: the array of ids (checked,
+                                        //  borrowed), or NULL when absent
+    const char *const *running_ids;     //  Encode: C strings
+    int running_count;                  //  Both: how many (0: not sent)
 } bm_codec_ready_t;
 
 int bm_codec_ready_decode (const bm_msg_t *msg, bm_codec_ready_t *self, bm_codec_error_t *error);

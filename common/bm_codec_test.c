@@ -302,8 +302,42 @@ test_worker_round_trips (void)
     CHECK (msg && bm_codec_ready_decode (msg, &ready_back, &error) == 0);
     CHECK (streq (ready_back.name, "host-1234") && ready_back.type_count == 2
            && ready_back.type_lens [1] == 4 && memcmp (ready_back.types [1], "node", 4) == 0
-           && ready_back.credit == 5 && ready_back.has_pid && ready_back.pid == 1234);
+           && ready_back.credit == 5 && ready_back.has_pid && ready_back.pid == 1234
+           && ready_back.running == NULL && ready_back.running_count == 0);
     bm_msg_destroy (&msg);
+    //  running: the ids of the jobs the worker runs.
+    const char *running [] = { "0192b0c4e1a2-7f3a-00000001", "job-2" };
+    ready.running_ids = running;
+    ready.running_count = 2;
+    bm_codec_ready_encode (&ready, &packer);
+    msg = s_packed_msg (BM_WORKER_HEADER, BM_READY, &packer);
+    CHECK (msg && bm_codec_ready_decode (msg, &ready_back, &error) == 0
+           && ready_back.running_count == 2 && ready_back.running
+           && ready_back.running->via.array.ptr [1].via.str.size == 5
+           && memcmp (ready_back.running->via.array.ptr [1].via.str.ptr, "job-2", 5) == 0);
+    bm_msg_destroy (&msg);
+    //  A bad running is refused, naming the field.
+    const char *bad_running [] = {
+        "{\"types\":[\"python\"],\"credit\":1,\"running\":\"job-1\"}",
+        "{\"types\":[\"python\"],\"credit\":1,\"running\":[\"job-1\",7]}",
+        "{\"types\":[\"python\"],\"credit\":1,\"running\":[\"has space\"]}" };
+    for (size_t i = 0; i < sizeof bad_running / sizeof bad_running [0]; i++) {
+        msg = s_json_msg (BM_WORKER_HEADER, BM_READY, bad_running [i]);
+        CHECK (msg && bm_codec_ready_decode (msg, &ready_back, &error) == -1
+               && streq (error.field, "running") && streq (error.code, "bad_request"));
+        bm_msg_destroy (&msg);
+    }
+    char *many = (char *) malloc (BM_MAX_READY_RUNNING * 8 + 128);
+    CHECK (many);
+    size_t at = (size_t) sprintf (many, "{\"types\":[\"python\"],\"credit\":1,\"running\":[");
+    for (int i = 0; i <= BM_MAX_READY_RUNNING; i++)
+        at += (size_t) sprintf (many + at, "%s\"j%d\"", i ? "," : "", i % 1000);
+    strcpy (many + at, "]}");
+    msg = s_json_msg (BM_WORKER_HEADER, BM_READY, many);
+    CHECK (msg && bm_codec_ready_decode (msg, &ready_back, &error) == -1
+           && streq (error.field, "running"));
+    bm_msg_destroy (&msg);
+    free (many);
 
     const char payload [] = "\x93\x01\xa1" "x" "\xc0";
     bm_codec_job_t job = { .job_id = "0192b0c4e1a2-7f3a-00000001", .bot_type = "python",

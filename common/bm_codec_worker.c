@@ -30,6 +30,19 @@ bm_codec_ready_decode (const bm_msg_t *msg, bm_codec_ready_t *self, bm_codec_err
     ||  bm_field_opt_int (body, "pid", INT64_MIN, INT64_MAX, &self->has_pid, &self->pid, error)
     ||  bm_field_opt_bool (body, "batch", &self->batch, error))
         return -1;
+    const msgpack_object *running = bm_obj_get (body, "running");
+    if (running) {
+        if (running->type != MSGPACK_OBJECT_ARRAY || running->via.array.size > BM_MAX_READY_RUNNING)
+            return bm_field_fail (error, "running", "running must be an array of at most %d job ids",
+                                  BM_MAX_READY_RUNNING);
+        for (uint32_t i = 0; i < running->via.array.size; i++) {
+            const msgpack_object *id = &running->via.array.ptr [i];
+            if (id->type != MSGPACK_OBJECT_STR || !bm_valid_id (id->via.str.ptr, id->via.str.size))
+                return bm_field_fail (error, "running", "each of running must be a job id");
+        }
+        self->running = running;
+        self->running_count = (int) running->via.array.size;
+    }
     //  A name that is not a valid id is replaced by the broker's own.
     bm_codec_error_t ignored;
     if (bm_field_id (body, "name", false, self->name, &ignored))
@@ -40,7 +53,7 @@ bm_codec_ready_decode (const bm_msg_t *msg, bm_codec_ready_t *self, bm_codec_err
 void
 bm_codec_ready_encode (const bm_codec_ready_t *self, bm_packer_t *packer)
 {
-    msgpack_pack_map (&packer->pk, 3 + self->has_pid + self->batch);
+    msgpack_pack_map (&packer->pk, 3 + self->has_pid + self->batch + (self->running_count > 0));
     bm_pack_kv_str (&packer->pk, "name", self->name);
     bm_field_pack_key (packer, "types");
     msgpack_pack_array (&packer->pk, (size_t) self->type_count);
@@ -51,6 +64,12 @@ bm_codec_ready_encode (const bm_codec_ready_t *self, bm_packer_t *packer)
         bm_field_pack_int (packer, "pid", self->pid);
     if (self->batch)
         bm_pack_kv_bool (&packer->pk, "batch", true);
+    if (self->running_count > 0) {
+        bm_field_pack_key (packer, "running");
+        msgpack_pack_array (&packer->pk, (size_t) self->running_count);
+        for (int i = 0; i < self->running_count; i++)
+            bm_pack_str (&packer->pk, self->running_ids [i]);
+    }
 }
 
 //  --------------------------------------------------------------------------

@@ -79,6 +79,7 @@
 #define BM_MAX_PROGRESS         100         //  progress: 0..100 (per cent)
 #define BM_MAX_WORKER_TYPES     16          //  READY types: 1..16
 #define BM_MAX_CREDIT           1000000     //  READY credit: 0..1000000
+#define BM_MAX_READY_RUNNING    10000       //  READY running: 0..10000 job ids
 #define BM_MAX_ERROR_CODE_LEN   63          //  DONE error.code: longer reads as bot_failed
 #define BM_MAX_ERROR_MESSAGE_LEN 4095       //  DONE error.message: cut beyond
 #define BM_MAX_STATE_LEN        15          //  A job state name ("completed")

@@ -74,18 +74,32 @@ s_send_packed (bm_worker_link_t *self, int command, const char *job_id)
     return rc;
 }
 
-//  READY {name, types, credit, pid}
+//  READY {name, types, credit, pid, batch?, running?}; running (the jobs
+//  the owner runs) on a new socket only.
 static void
-s_send_ready (bm_worker_link_t *self)
+s_send_ready (bm_worker_link_t *self, bool running)
 {
     bm_codec_ready_t ready = { .type_count = self->type_count, .credit = self->credit,
                                .has_pid = true, .pid = (int64_t) getpid (), .batch = self->batch };
     snprintf (ready.name, sizeof ready.name, "%s", self->name);
     for (int i = 0; i < self->type_count; i++)
         ready.types [i] = self->types [i];
+    const char **ids = NULL;
+    if (running && self->handlers.running) {
+        ids = (const char **) malloc (BM_MAX_READY_RUNNING * sizeof *ids);
+        if (ids) {
+            int count = self->handlers.running (self->arg, ids, BM_MAX_READY_RUNNING);
+            ready.running_ids = ids;
+            ready.running_count = count < 0 ? 0 : count > BM_MAX_READY_RUNNING
+                                ? BM_MAX_READY_RUNNING : count;
+        }
+        else
+            bm_error (NULL, "no memory to list the running jobs: READY without them");
+    }
     bm_codec_ready_encode (&ready, &self->packer);
     s_send_packed (self, BM_READY, NULL);
-    bm_debug (NULL, "READY credit=%lld", (long long) self->credit);
+    free (ids);
+    bm_debug (NULL, "READY credit=%lld running=%d", (long long) self->credit, ready.running_count);
 }
 
 //  Open a fresh DEALER, watch it, and say READY.  0 or -1.
@@ -118,7 +132,7 @@ s_open (bm_worker_link_t *self)
         zloop_reader_set_tolerant (self->loop, self->dealer);
     }
     self->last_recv = bm_mono_ms ();
-    s_send_ready (self);
+    s_send_ready (self, true);
     return 0;
 }
 
@@ -661,7 +675,7 @@ bm_worker_link_set_credit (bm_worker_link_t *self, int64_t credit)
 {
     self->credit = credit;
     if (self->dealer)
-        s_send_ready (self);
+        s_send_ready (self, false);
 }
 
 int64_t

@@ -5,8 +5,10 @@
     manager, the benchmark workers):
 
       - one DEALER socket (CURVE client keys applied when configured),
-        READY {name, types, credit, pid} on every new socket, and again
-        whenever the owner changes its credit;
+        READY {name, types, credit, pid, running} on every new socket
+        (running: the jobs the owner says it runs, so that a broker that
+        took over does not run them again), and READY again (without
+        running) whenever the owner changes its credit;
       - a HEARTBEAT before an interval passes with nothing sent;
       - liveness: a broker silent for HEARTBEAT_LIVENESS intervals, or a
         DISCONNECT from it, means the connection is gone: the socket is
@@ -94,6 +96,11 @@ typedef void (bm_worker_link_lost_fn) (void *arg);
 //  now go to the broker behind it.
 typedef void (bm_worker_link_reconnected_fn) (void *arg);
 
+//  The jobs the owner runs, for the READY of a new socket (READY running,
+//  protocol.md section 5): fills ids (borrowed until the call returns)
+//  with at most max job ids, returns how many.
+typedef int (bm_worker_link_running_fn) (void *arg, const char **ids, int max);
+
 //  The handlers of what the broker sends.  job_decoded is required; the
 //  others may be NULL.
 typedef struct {
@@ -101,6 +108,7 @@ typedef struct {
     bm_worker_link_reconnected_fn *reconnected;     //  May be NULL
     bm_worker_link_job_fn *job_decoded;             //  JOB (and each of a JOB_MANY)
     bm_worker_link_cancel_fn *cancel_decoded;       //  CANCEL; may be NULL
+    bm_worker_link_running_fn *running;             //  READY running; may be NULL
 } bm_worker_link_handlers_t;
 
 typedef struct _bm_worker_link_t bm_worker_link_t;

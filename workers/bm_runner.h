@@ -41,7 +41,7 @@ typedef enum { STOP_NONE = 0, STOP_TIMEOUT, STOP_CANCEL, STOP_RELEASE, STOP_LOST
 typedef enum { TIMER_NONE = 0, TIMER_DEADLINE, TIMER_KILL, TIMER_SIMULATION } jtimer_t;
 
 //  One job we run: a record the worker reads and keeps its bookkeeping in
-//  (orphan, stop, cancel_code, progress_*, limit_hit); the runner drives
+//  (stop, cancel_code, progress_*, limit_hit); the runner drives
 //  its bot, pool run and timer.
 typedef struct {
     bm_runner_t *runner;                //  Our runner (back pointer)
@@ -62,7 +62,6 @@ typedef struct {
     char cancel_code [32];              //  Error code of a CANCEL ("cancelled")
     int timer_id;                       //  Its one pending timer, or 0
     jtimer_t timer_kind;                //  What that timer is for
-    bool orphan;                        //  Dispatched on an earlier connection
     int progress_sent;                  //  Last progress sent, -1 if none
     int64_t progress_sent_mono;         //  When
     int progress_pending;               //  A newer value held back, or -1

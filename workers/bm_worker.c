@@ -41,8 +41,6 @@ struct _bm_worker_t {
     bm_runner_t *runner;                //  Starts, times and stops our jobs
     bm_done_replay_t *recent_done;      //  DONEs to send again after a reconnect
     bm_job_env_t *env;                  //  What our bots get in their environment
-    int orphans;                        //  Jobs the current broker connection
-                                        //  does not count against our credit
     bool draining;                      //  Stopping: no new jobs
     int grace_timer;                    //  Grace period timer, or 0
     int64_t drain_since;                //  Monotonic ms when stopping began
@@ -94,8 +92,7 @@ s_credit (bm_worker_t *self)
 {
     if (self->draining)
         return 0;
-    int64_t credit = self->config->concurrency - self->orphans;
-    return credit > 0 ? credit : 0;
+    return self->config->concurrency;
 }
 
 //  READY with the credit we have now.
@@ -170,22 +167,27 @@ s_send_done_early (bm_worker_t *self, const char *job_id, int64_t attempt,
 //  --------------------------------------------------------------------------
 //  Connection to the broker
 
-//  The broker connection was lost (bm_worker_link replaces it).  Jobs still
-//  running were dispatched on the old connection: the broker behind the
-//  new one does not count them, so they come off the credit the coming
-//  READY announces until they end (or until the broker dispatches them to
-//  us again).
+//  The broker connection was lost (bm_worker_link replaces it).  The READY
+//  on the new one lists the jobs still running (s_on_link_running): the
+//  broker behind it takes them as ours (or cancels those it cannot let
+//  us finish) and counts them against our credit, which stays whole.
 static void
 s_on_link_lost (void *arg)
 {
     bm_worker_t *self = (bm_worker_t *) arg;
-    job_t *job;
-    self->orphans = 0;
-    for (job = (job_t *) zhashx_first (self->jobs); job; job = (job_t *) zhashx_next (self->jobs)) {
-        job->orphan = true;
-        self->orphans++;
-    }
     bm_worker_link_set_credit (self->link, s_credit (self));
+}
+
+//  READY running: the ids of the jobs we run.
+static int
+s_on_link_running (void *arg, const char **ids, int max)
+{
+    bm_worker_t *self = (bm_worker_t *) arg;
+    int count = 0;
+    for (job_t *job = (job_t *) zhashx_first (self->jobs); job && count < max;
+         job = (job_t *) zhashx_next (self->jobs))
+        ids [count++] = job->id;
+    return count;
 }
 
 //  The new connection said READY.  DONEs sent just before the broker went
@@ -290,12 +292,7 @@ s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome)
                      verdict.message, verdict.exit_code, finished_at);
         bm_job_verdict_clear (&verdict);
     }
-    bool was_orphan = job->orphan;
-    if (was_orphan)
-        self->orphans--;
     zhashx_delete (self->jobs, job->id);        //  Destroys the job
-    if (was_orphan && !self->draining)
-        s_send_ready (self);                    //  Our credit grew back
     s_maybe_disconnect (self);
 }
 
@@ -343,11 +340,6 @@ s_on_job (bm_worker_t *self, const bm_codec_job_t *body)
         bm_info (job_id, "dispatched again (attempt %lld) while still running: carrying on",
                  (long long) attempt);
         job->attempt = attempt;
-        if (job->orphan) {
-            job->orphan = false;
-            self->orphans--;
-            s_send_ready (self);
-        }
         return;
     }
     if (self->draining || (int64_t) zhashx_size (self->jobs) >= self->config->concurrency) {
@@ -758,7 +750,8 @@ bm_worker_run (bm_worker_t *self)
         //  (a reaper pass, a JOB_MANY answered at once) go together.
         .batch = true };
     bm_worker_link_handlers_t handlers = {
-        .job_decoded = s_on_link_job, .cancel_decoded = s_on_link_cancel, .lost = s_on_link_lost, .reconnected = s_on_link_reconnected };
+        .job_decoded = s_on_link_job, .cancel_decoded = s_on_link_cancel, .lost = s_on_link_lost, .reconnected = s_on_link_reconnected,
+        .running = s_on_link_running };
     self->link = bm_worker_link_new (&link_config, self->loop, &handlers, self);
     if (!self->link)
         return -1;
