@@ -219,7 +219,10 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
         s_refuse (self, admit, "queue_full", "the queue of this bot type is full; retry later");
         return;
     }
-    if (self->store && (!bm_store_up (self->store) || !self->recovered)) {
+    //  Not writable: Redis is away, or a group was refused or lost (a
+    //  Sentinel switch) and none has gone through since.  Refused now
+    //  rather than held until Redis takes writes again.
+    if (self->store && (!bm_store_writable (self->store) || !self->recovered)) {
         s_refuse (self, admit, "store_unavailable",
                   "the job store (Redis) is unavailable; retry later");
         return;

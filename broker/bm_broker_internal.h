@@ -47,6 +47,8 @@ typedef struct _bm_schedule_t bm_schedule_t;
 typedef struct {
     void (*fn) (redisReply *reply, void *arg);
     void *arg;
+    bool fail_fast;             //  A SUBMIT: told NULL at once if the write is
+                                //  not applied at the first try
 } bm_waiter_t;
 
 //  The live set's changes over one loop turn, written as one ZADD and one

@@ -92,9 +92,10 @@ bm_jobstore_query (bm_broker_t *self, bm_cmd_t *cmd, bm_store_fn *fn, void *arg)
         fn (NULL, arg);
 }
 
-//  Queue a job for this turn's ZADD; fn (if any) is called when it lands.
+//  Queue a job for this turn's ZADD; fn (if any) is called when it lands
+//  or, fail_fast, with NULL as soon as the ZADD is not applied at once.
 static void
-s_live_add (bm_broker_t *self, const bm_job_t *job, bm_store_fn *fn, void *arg)
+s_live_add (bm_broker_t *self, const bm_job_t *job, bm_store_fn *fn, void *arg, bool fail_fast)
 {
     bm_live_t *live = &self->live;
     if (live->adds == live->add_alloc) {
@@ -113,7 +114,7 @@ s_live_add (bm_broker_t *self, const bm_job_t *job, bm_store_fn *fn, void *arg)
             live->waiters = (bm_waiter_t *) bm_realloc_or_abort (live->waiters,
                                 live->waiter_alloc * sizeof (bm_waiter_t), "the SUBMIT waiters");
         }
-        live->waiters [live->waiting++] = (bm_waiter_t) { fn, arg };
+        live->waiters [live->waiting++] = (bm_waiter_t) { fn, arg, fail_fast };
     }
 }
 
@@ -137,6 +138,25 @@ bm_jobstore_on_live_added (redisReply *reply, void *arg)
         batch->waiters [i].fn (reply, batch->waiters [i].arg);
     free (batch->waiters);
     free (batch);
+}
+
+//  The ZADD was refused or lost, or not sent as the connection went: it is
+//  sent again (the other waiters wait for it), but a SUBMIT is answered
+//  now (store_unavailable).  Its own writes are undone after the re-sent
+//  ones (bm_submit_confirmed), so nothing of it stays in Redis.
+static void
+s_on_live_kept (void *arg)
+{
+    bm_waiters_t *batch = (bm_waiters_t *) arg;
+    size_t kept = 0;
+    for (size_t i = 0; i < batch->count; i++) {
+        bm_waiter_t waiter = batch->waiters [i];
+        if (waiter.fail_fast)
+            waiter.fn (NULL, waiter.arg);
+        else
+            batch->waiters [kept++] = waiter;
+    }
+    batch->count = kept;
 }
 
 //  The store's flush hook: this turn's live-set changes as one ZADD and one
@@ -168,8 +188,13 @@ bm_jobstore_live_flush (void *arg)
         batch->count = live->waiting;
         live->waiters = NULL;
         live->waiting = live->waiter_alloc = 0;
+        bool fail_fast = false;
+        for (size_t i = 0; i < batch->count; i++)
+            fail_fast |= batch->waiters [i].fail_fast;
         //  Durable: a SUBMIT waits for it, and a re-sent ZADD is harmless.
-        if (bm_store_write (self->store, true, bm_jobstore_on_live_added, batch, (int) argc, argv, lens))
+        if (bm_store_write_kept (self->store, bm_jobstore_on_live_added,
+                                 fail_fast ? s_on_live_kept : NULL, batch,
+                                 (int) argc, argv, lens))
             bm_jobstore_on_live_added (NULL, batch);
         free (argv);
         free (lens);
@@ -207,10 +232,13 @@ s_arg_map (bm_cmd_t *cmd, const char *field, bm_body_t *body)
 
 //  HSET the whole record: state, what it was submitted with, and what its
 //  runs did when they did anything (a job queued again by RETRY or
-//  recovery).  retry false means "fail at once while Redis is known to be
-//  down" (a SUBMIT answers store_unavailable); once issued, the HSET is
-//  always re-sent with its group, like the ZADD after it that fn waits
-//  for, so that a job is never confirmed by its ZADD without its record.
+//  recovery).  retry false means "fail fast" (a SUBMIT answers
+//  store_unavailable): at once while Redis is not known to take writes
+//  (bm_store_writable), and as soon as the group holding the writes is
+//  refused or lost.  Once issued, the HSET is always re-sent with its
+//  group, like the ZADD after it that fn waits for, so that a job is never
+//  confirmed by its ZADD without its record; a SUBMIT failed fast undoes
+//  both after them (bm_jobstore_forget).
 void
 bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_store_fn *fn, void *arg)
 {
@@ -219,7 +247,7 @@ bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_store
             fn (&s_ok_reply, arg);
         return;
     }
-    if (!retry && !bm_store_up (self->store)) {
+    if (!retry && !bm_store_writable (self->store)) {
         if (fn)
             fn (NULL, arg);
         return;
@@ -247,7 +275,7 @@ bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_store
         bm_body_free (&run);
     //  The live set lists every job that is not terminal (recovery reads
     //  it).  The ZADD goes out with this turn's others; fn waits for it.
-    s_live_add (self, job, fn, arg);
+    s_live_add (self, job, fn, arg, !retry);
 }
 
 //  HSET the state and the run map (rewritten whole: the job in memory

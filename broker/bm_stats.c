@@ -84,7 +84,8 @@ bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
 bool
 bm_stats_redis_ok (bm_broker_t *self)
 {
-    return !self->store || (bm_store_up (self->store) && self->recovered);
+    //  As SUBMIT's admission: writable, not merely connected.
+    return !self->store || (bm_store_writable (self->store) && self->recovered);
 }
 
 static int

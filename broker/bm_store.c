@@ -56,11 +56,16 @@ struct _bm_store_t {
     uint64_t group_seq;         //  Numbers the groups' markers
     size_t eval_alloc;
     bool refusing;              //  The last group was refused: keep backing off
+    bool unconfirmed;           //  A group was refused or lost, or the connection
+                                //  went, and none confirmed since: not writable
+    bm_store_group_t *flying;   //  Groups sent and not answered, oldest first
+    bm_store_group_t *flying_last;
 };
 
 static void s_connect (bm_store_t *self);
 static void s_became_ready (bm_store_t *self);
 static void s_group_keep (bm_store_t *self, bm_store_group_t *group);
+static size_t s_kept (bm_store_t *self);
 
 //  --------------------------------------------------------------------------
 //  The zloop adapter: hiredis asks for read/write interest, we keep one
@@ -143,6 +148,7 @@ s_went_down (bm_store_t *self, const char *why)
 {
     bool was_up = self->connected;
     self->connected = false;
+    self->unconfirmed = true;
     self->ac = NULL;
     if (self->ping_timer != -1) {
         zloop_timer_end (self->loop, self->ping_timer);
@@ -231,6 +237,10 @@ static void
 s_became_ready (bm_store_t *self)
 {
     self->connected = true;
+    //  Nothing to send again: writes count as going through until a group
+    //  says otherwise.  Else the first group confirmed says so.
+    if (s_kept (self) == 0)
+        self->unconfirmed = false;
     if (!self->refusing)
         self->backoff_ms = 100;
     if (self->outage_logged)
@@ -328,6 +338,10 @@ s_group_keep (bm_store_t *self, bm_store_group_t *group)
                 self->waiting = bm_store_group_new (self, self->last_group_size);
             bm_store_group_add (self->waiting, group->buf + entry->offset, entry->size,
                          true, entry->fn, entry->arg);
+            self->waiting->entries [self->waiting->count - 1].kept = entry->kept;
+            //  Told after the write is kept, so that what it writes goes after.
+            if (entry->kept)
+                entry->kept (entry->arg);
         }
         else {
             if (entry->retry && !self->destroying)
@@ -339,13 +353,61 @@ s_group_keep (bm_store_t *self, bm_store_group_t *group)
     }
 }
 
+//  A group sent: in the list of groups in flight until its answer.
+static void
+s_flying_add (bm_store_t *self, bm_store_group_t *group)
+{
+    group->next = NULL;
+    group->prev = self->flying_last;
+    if (self->flying_last)
+        self->flying_last->next = group;
+    else
+        self->flying = group;
+    self->flying_last = group;
+    self->in_flight += group->count;
+}
+
+static void
+s_flying_remove (bm_store_t *self, bm_store_group_t *group)
+{
+    if (group->prev)
+        group->prev->next = group->next;
+    else
+        self->flying = group->next;
+    if (group->next)
+        group->next->prev = group->prev;
+    else
+        self->flying_last = group->prev;
+    group->prev = group->next = NULL;
+    self->in_flight -= group->count;
+}
+
+//  A group was refused (or its connection lost): writes are not going
+//  through for now.  The groups still in flight may wait long for their
+//  answers (each Sentinel-mode group waits up to a second for a replica,
+//  one after the other), so the writes that fail fast are told at once
+//  that they are kept (a SUBMIT answers store_unavailable and undoes its
+//  writes after them).  They are still sent again if their group is not
+//  confirmed; their "fn" is still called once.
+static void
+s_suspect (bm_store_t *self)
+{
+    if (self->unconfirmed)
+        return;
+    self->unconfirmed = true;
+    for (bm_store_group_t *group = self->flying; group; group = group->next)
+        for (size_t i = 0; i < group->count; i++)
+            if (group->entries [i].kept)
+                group->entries [i].kept (group->entries [i].arg);
+}
+
 static void
 s_on_group_reply (redisAsyncContext *ac, void *r, void *privdata)
 {
     (void) ac;
     bm_store_group_t *group = (bm_store_group_t *) privdata;
     bm_store_t *self = group->store;
-    self->in_flight -= group->count;
+    s_flying_remove (self, group);
     redisReply *reply = (redisReply *) r;
     //  Sentinel mode: the answer is WAIT's; the EVAL's error came before.
     const char *error = reply && reply->type == REDIS_REPLY_ERROR ? reply->str : NULL;
@@ -374,6 +436,7 @@ s_on_group_reply (redisAsyncContext *ac, void *r, void *privdata)
             bm_warn (NULL, "redis refused a group of %zu writes (%s); reconnecting to resend "
                      "with backoff", group->count, error);
         self->refusing = true;
+        s_suspect (self);
         bm_store_group_t *waiting = self->waiting;
         self->waiting = self->lost;
         s_group_keep (self, group);
@@ -388,6 +451,7 @@ s_on_group_reply (redisAsyncContext *ac, void *r, void *privdata)
         if (self->refusing)
             bm_info (NULL, "redis %s:%d takes writes again", self->host, self->port);
         self->refusing = false;
+        self->unconfirmed = false;
         for (size_t i = 0; i < group->count; i++)
             if (group->entries [i].fn)
                 group->entries [i].fn (reply, group->entries [i].arg);
@@ -398,6 +462,7 @@ s_on_group_reply (redisAsyncContext *ac, void *r, void *privdata)
     else {
         //  Lost with the connection: collected in self->lost, which
         //  s_went_down puts before everything else.
+        s_suspect (self);
         bm_store_group_t *waiting = self->waiting;
         self->waiting = self->lost;
         s_group_keep (self, group);
@@ -421,6 +486,8 @@ s_on_group_eval (redisAsyncContext *ac, void *r, void *privdata)
     (void) ac;
     bm_store_group_t *group = (bm_store_group_t *) privdata;
     redisReply *reply = (redisReply *) r;
+    //  Acted on at WAIT's answer, not now: an undo issued now would go out
+    //  on this connection and could run before this group is sent again.
     if (reply && reply->type == REDIS_REPLY_ERROR)
         snprintf (group->error, sizeof group->error, "%s", reply->str);
 }
@@ -516,7 +583,7 @@ s_send_scripted (bm_store_t *self, bm_store_group_t *group)
         bm_store_group_destroy (&group);
         return;
     }
-    self->in_flight += group->count;
+    s_flying_add (self, group);
 }
 
 void
@@ -558,8 +625,21 @@ bm_store_flush (bm_store_t *self)
             bm_store_group_destroy (&group);
             continue;
         }
-        self->in_flight += group->count;
+        s_flying_add (self, group);
     }
+}
+
+int
+bm_store_write_kept (bm_store_t *self, bm_store_fn *fn, bm_store_kept_fn *kept, void *arg,
+                     int argc, const char **argv, const size_t *argvlen)
+{
+    if (bm_store_write (self, true, fn, arg, argc, argv, argvlen))
+        return -1;
+    bm_store_group_t *group = self->connected ? self->open : self->waiting;
+    group->entries [group->count - 1].kept = kept;
+    if (!self->connected && kept)
+        kept (arg);             //  Waiting for the connection already
+    return 0;
 }
 
 int
@@ -702,6 +782,12 @@ bool
 bm_store_up (bm_store_t *self)
 {
     return self->connected;
+}
+
+bool
+bm_store_writable (bm_store_t *self)
+{
+    return self->connected && !self->unconfirmed && !self->fenced;
 }
 
 size_t

@@ -17,8 +17,13 @@
       in a bounded buffer (STORE_BUFFER_MAX) and are sent again, in order,
       when the connection comes back; a write in flight when the connection
       broke is sent again too (every write the broker makes is idempotent).
-    - fail-fast (retry = false): SUBMIT's write.  While Redis is away the
-      write is refused (-1) at once; lost in flight, its callback gets NULL.
+    - fail-fast (retry = false): while Redis is away the write is refused
+      (-1) at once; lost in flight, its callback gets NULL.
+    A durable write may also name a "kept" callback (bm_store_write_kept):
+    it is told at once whenever its group was not surely applied (refused,
+    lost with the connection, or never sent because the connection went),
+    while the write itself stays kept and is sent again.  A SUBMIT uses it
+    to answer store_unavailable at once instead of waiting for Redis.
 
     Queries (reads) are sent on their own, after the open group, and their
     callback gets Redis's reply.
@@ -55,11 +60,29 @@ bm_store_t *bm_store_new (zloop_t *loop, const char *url, const char *sentinels,
 void bm_store_destroy (bm_store_t **self_p);
 
 void bm_store_set_state_fn (bm_store_t *self, bm_store_state_fn *fn, void *arg);
+//  Connected (PING answered PONG).
 bool bm_store_up (bm_store_t *self);
+//  Connected, not fenced, and no sign that writes would wait: false from
+//  a lost connection or a refused group (READONLY from a demoted master,
+//  NOREPLICAS, a WAIT no replica confirmed: a Sentinel switch) until a
+//  group is confirmed again (or, reconnected, there is nothing to resend).
+//  A new SUBMIT is refused store_unavailable while it is false.
+bool bm_store_writable (bm_store_t *self);
 
 //  Add a write (argv, binary-safe) to the open group.  fn may be NULL.
 int bm_store_write (bm_store_t *self, bool retry, bm_store_fn *fn, void *arg,
                     int argc, const char **argv, const size_t *argvlen);
+
+//  Called (with the write's arg) each time a durable write is kept to be
+//  sent again: its group was refused or lost, or not sent as the
+//  connection went.  It may issue writes; they go after the kept one.
+typedef void (bm_store_kept_fn) (void *arg);
+
+//  A durable write (as bm_store_write with retry true) that also calls
+//  kept (may be NULL) each time it is kept to be sent again; fn is still
+//  called once, when it lands or is finally dropped.
+int bm_store_write_kept (bm_store_t *self, bm_store_fn *fn, bm_store_kept_fn *kept, void *arg,
+                         int argc, const char **argv, const size_t *argvlen);
 
 //  Send a read now (after the open group); fail-fast.
 int bm_store_query (bm_store_t *self, bm_store_fn *fn, void *arg,

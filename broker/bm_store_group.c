@@ -73,7 +73,7 @@ bm_store_group_add (bm_store_group_t *group, const char *data, size_t size, bool
 {
     s_group_reserve (group, size);
     bm_store_entry_t *entry = s_group_entry (group);
-    *entry = (bm_store_entry_t) { group->size, size, retry, fn, arg };
+    *entry = (bm_store_entry_t) { group->size, size, retry, fn, arg, NULL };
     memcpy (group->buf + group->size, data, size);
     group->size += size;
 }
@@ -107,7 +107,7 @@ bm_store_group_add_argv (bm_store_group_t *group, bool retry, bm_store_fn *fn, v
         *out++ = '\r'; *out++ = '\n';
     }
     bm_store_entry_t *entry = s_group_entry (group);
-    *entry = (bm_store_entry_t) { group->size, (size_t) (out - start), retry, fn, arg };
+    *entry = (bm_store_entry_t) { group->size, (size_t) (out - start), retry, fn, arg, NULL };
     group->size += (size_t) (out - start);
 }
 

@@ -27,9 +27,11 @@ typedef struct {
     bool retry;                 //  Send again after a disconnect
     bm_store_fn *fn;            //  Callback, may be NULL
     void *arg;
+    bm_store_kept_fn *kept;     //  Told each time it is kept to send again, or NULL
 } bm_store_entry_t;
 
-typedef struct {
+typedef struct _bm_store_group_t bm_store_group_t;
+struct _bm_store_group_t {
     bm_store_t *store;          //  Back pointer for the reply callback
     char *buf;                  //  RESP bytes
     size_t size, alloc;
@@ -38,7 +40,8 @@ typedef struct {
     char error [160];           //  Sentinel mode: the EVAL's error, if any
     bool waited;                //  Sentinel mode: its last reply is WAIT's
     char marker [48];           //  Fenced: "<epoch>:<seq>", set iff it ran
-} bm_store_group_t;
+    bm_store_group_t *prev, *next;  //  The store's list of groups in flight
+};
 
 //  A new group holding "CLIENT REPLY OFF".  size_hint: the bytes of the last
 //  group sent (it reserves about as much; 0: a small buffer).
