@@ -444,14 +444,46 @@ bm_limits_run_destroy (bm_limits_run_t **self_p)
     }
 }
 
-//  setrlimit with soft and hard capped at the hard limit we have (only
-//  root may raise it).
+//  Whether this process may raise a hard limit: that takes
+//  CAP_SYS_RESOURCE in the initial user namespace, which root does not
+//  always have (a container that drops it, root in a user namespace);
+//  without it a raise fails with EPERM.  Tried once, in a child that
+//  lowers its own RLIMIT_CPU and raises it again.
+static int s_raise_ok = -1;
+
+static bool
+s_may_raise_hard (void)
+{
+    if (s_raise_ok >= 0)
+        return s_raise_ok == 1;
+    s_raise_ok = 0;
+    if (geteuid () != 0)
+        return false;
+    pid_t pid = fork ();
+    if (pid == 0) {
+        struct rlimit limit = { 100000, 100000 };
+        if (setrlimit (RLIMIT_CPU, &limit))
+            _exit (1);
+        limit.rlim_max = limit.rlim_cur = 100001;
+        _exit (setrlimit (RLIMIT_CPU, &limit) == 0 ? 0 : 1);
+    }
+    int status = 0;
+    if (pid > 0) {
+        while (waitpid (pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        s_raise_ok = WIFEXITED (status) && WEXITSTATUS (status) == 0;
+    }
+    return s_raise_ok == 1;
+}
+
+//  setrlimit with soft and hard capped at the hard limit we have (unless
+//  we may raise it).
 static int
 s_set (int resource, rlim_t soft, rlim_t hard)
 {
     struct rlimit now;
     if (getrlimit (resource, &now) == 0 && now.rlim_max != RLIM_INFINITY) {
-        if (hard > now.rlim_max && geteuid () != 0)
+        if (hard > now.rlim_max && !s_may_raise_hard ())
             hard = now.rlim_max;
         if (soft > hard)
             soft = hard;
@@ -508,8 +540,14 @@ bm_limits_cpu_job_start (pid_t pid, const bm_limits_t *limits)
     struct rlimit now;
     if (prlimit (pid, RLIMIT_CPU, NULL, &now))
         return -1;
+    //  The hard limit a second above the budget (SIGKILL for a bot that
+    //  catches SIGXCPU) only where it can be raised again for the next
+    //  job: the process's CPU time grows from job to job, and a hard limit
+    //  lowered once and never raised would cap every later budget (and
+    //  the raise fails with EPERM).  Elsewhere the soft limit alone, and
+    //  the job's timeout stops a bot that ignores SIGXCPU.
     struct rlimit limit = { used + (rlim_t) limits->cpu_seconds, now.rlim_max };
-    if (geteuid () == 0)
+    if (s_may_raise_hard ())
         limit.rlim_max = limit.rlim_cur + 1;
     else
     if (limit.rlim_cur > now.rlim_max)
@@ -796,12 +834,22 @@ bm_limits_test (bool verbose)
         _exit (127);
     }
     bm_limits_t budget = { .cpu_seconds = 5, .cpu_per_job = true };
+    struct rlimit cpu, before;
+    assert (prlimit (sleeper, RLIMIT_CPU, NULL, &before) == 0);
     assert (bm_limits_cpu_job_start (sleeper, &budget) == 0);
-    struct rlimit cpu;
     assert (prlimit (sleeper, RLIMIT_CPU, NULL, &cpu) == 0);
     assert (cpu.rlim_cur == 5);
-    if (geteuid () == 0)
+    if (s_may_raise_hard ())
         assert (cpu.rlim_max == 6);
+    else
+        assert (cpu.rlim_max == before.rlim_max);   //  The sleeper's, kept
+    //  A later job, the process having used more: the budget moves up
+    //  (a raise of the hard limit where allowed, never an EPERM).
+    struct rlimit lower = { 3, s_may_raise_hard () ? 4 : before.rlim_max };
+    assert (prlimit (sleeper, RLIMIT_CPU, &lower, NULL) == 0);
+    assert (bm_limits_cpu_job_start (sleeper, &budget) == 0);
+    assert (prlimit (sleeper, RLIMIT_CPU, NULL, &cpu) == 0);
+    assert (cpu.rlim_cur == 5);
     budget.cpu_seconds = 0;             //  No limit: left alone
     assert (bm_limits_cpu_job_start (sleeper, &budget) == 0);
     kill (sleeper, SIGKILL);
