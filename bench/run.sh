@@ -709,7 +709,7 @@ case_ha_fencing() {
     skip_case ha_unfenced "botmesh-broker not built"; skip_case ha_fenced "botmesh-broker not built"; return
   fi
   for r in $RUN_NOW; do
-    [ $((r % 2)) = 0 ] && order=(fenced unfenced)
+    if [ $((r % 2)) = 0 ]; then order=(fenced unfenced); else order=(unfenced fenced); fi
     for variant in "${order[@]}"; do
       local case="ha_$variant" extra=()
       [ $variant = fenced ] && extra=(BROKER_HA=redis)
