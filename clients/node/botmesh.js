@@ -660,8 +660,12 @@ class Worker extends EventEmitter {
     return this.done;
   }
 
-  _readyBody() {
-    return { name: this.name, types: this.types, credit: this.credit, pid: process.pid };
+  _readyBody(running = false) {
+    const body = { name: this.name, types: this.types, credit: this.credit, pid: process.pid };
+    // READY on a new socket lists the jobs we run: a broker that took over
+    // (or restarted) adopts them instead of running them again.
+    if (running && this.jobs.size > 0) body.running = [...this.jobs.keys()].slice(0, 10000);
+    return body;
   }
 
   _connect() {
@@ -672,7 +676,7 @@ class Worker extends EventEmitter {
     sock.connect(this._eps.current);
     this._sock = sock;
     this.connects += 1;
-    this._outbox = [[W.READY, this._readyBody()]].concat(
+    this._outbox = [[W.READY, this._readyBody(true)]].concat(
       this._outbox.filter(([c]) => c !== W.READY && c !== W.HEARTBEAT));
     this._lastRecv = nowMs();
     this._lastSend = nowMs();

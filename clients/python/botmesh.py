@@ -895,8 +895,16 @@ class Worker:
         self._inbox.append((command, body))
         self._wake()
 
-    def _ready_body(self):
-        return {"name": self.name, "types": self.types, "credit": self.credit, "pid": os.getpid()}
+    def _ready_body(self, running=False):
+        body = {"name": self.name, "types": self.types, "credit": self.credit, "pid": os.getpid()}
+        if running:
+            # READY on a new socket lists the jobs we run: a broker that took
+            # over (or restarted) adopts them instead of running them again.
+            with self._lock:
+                ids = list(self._jobs)[:10000]
+            if ids:
+                body["running"] = ids
+        return body
 
     def _connect(self, poller):
         if self._sock is not None:
@@ -914,7 +922,7 @@ class Worker:
         # READY first on every new socket; HEARTBEATs queued for the old one are stale.
         pending = [m for m in self._outbox if m[0] not in (W_HEARTBEAT, W_READY)]
         self._outbox.clear()
-        self._outbox.append((W_READY, self._ready_body()))
+        self._outbox.append((W_READY, self._ready_body(running=True)))
         self._outbox.extend(pending)
         now = time.monotonic()
         self._last_recv = now

@@ -361,6 +361,8 @@ tests.workerReconnects = async () => {
     const second = await fb.waitFor((m) => m.cmd === 0x01 && !m.ident.equals(first.ident), 3000, 'READY on a new socket');
     const el = second.at - first.at;
     check(el > 250 && el < 1500, 'silence for liveness x interval (300 ms) -> new DEALER + READY', el);
+    check(first.body.running === undefined && JSON.stringify(second.body.running) === '["r1"]',
+      'the READY on a new socket lists the job still running', second.body);
     fb.heartbeats = true;
     await fb.send(second.ident, 0x06, { reason: 'unknown worker' });
     const third = await fb.waitFor((m) => m.cmd === 0x01 && !m.ident.equals(first.ident) && !m.ident.equals(second.ident), 3000, 'READY after DISCONNECT');

@@ -395,6 +395,8 @@ def test_worker_reconnects():
         el = second.at - first.at
         check(0.25 < el < 1.5, "silence for liveness x interval (300 ms) -> new DEALER + READY", el)
         check(second.body["types"] == ["pywork"], "READY again with the same types")
+        check("running" not in first.body and second.body.get("running") == ["r1"],
+              "the READY on a new socket lists the job still running", first.body, second.body)
         # DISCONNECT from the broker -> reconnect again (heartbeats answered now: no liveness reconnects)
         fb.heartbeat_ms = 100
         fb.send(w_last_ident(fb), W, 0x05, {})
