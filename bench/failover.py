@@ -10,6 +10,7 @@ it with SIGKILL, then measure
          it, re-registered and ran the job),
 
 and start the killed broker again as the standby (same port and settings).
+Each kill comes at a random point of the leader's lease renewal period.
 Prints one line: RESULT kills=N lead_median_ms= lead_max_ms= serve_median_ms=
 serve_max_ms= lease_ms=.
 
@@ -17,6 +18,7 @@ serve_max_ms= lease_ms=.
 """
 import argparse
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -97,6 +99,10 @@ def main():
             leader = until(lambda: next((n for n in ("a", "b") if leads(ep[n])), None), 15, "a leader")
             other = "b" if leader == "a" else "a"
             until(lambda: job_done(ep[leader], 5), 20, "a job to run on the leader %s" % leader)
+            # The kill at a random point of the lease's renewal period (a
+            # quarter lease): the loop's own rhythm would otherwise put every
+            # kill at about the same point and bias the time to lead.
+            time.sleep(random.uniform(0, a.lease_ms / 4000.0))
             procs[leader].send_signal(signal.SIGKILL)
             t0 = time.monotonic()
             procs[leader].wait()

@@ -7,6 +7,7 @@
 #include "bm_codec.h"
 #include "bm_codec_batch.h"
 #include "bm_endpoints.h"
+#include "bm_sock_watch.h"
 #include "bm_main.h"
 #include "bm_sentinel.h"
 #include "bm_codec_control.h"
@@ -24,6 +25,7 @@ static const bm_selftest_t s_tests [] = {
     { "codec_batch", bm_codec_batch_test },
     { "worker_link", bm_worker_link_test },
     { "endpoints", bm_endpoints_test },
+    { "sock_watch", bm_sock_watch_test },
     { "main",      bm_main_test },
     { "sentinel", bm_sentinel_test },
     { "tz",        bm_tz_test },

@@ -11,6 +11,7 @@ struct _bm_endpoints_t {
     int64_t backoff_ms;                 //  Wait before the next move
     int silent;                         //  Index of the one that went silent
                                         //  last, -1: none since served
+    int quick;                          //  Quick asks of the standby left
 };
 
 bm_endpoints_t *
@@ -75,13 +76,25 @@ bm_endpoints_current (bm_endpoints_t *self)
 int64_t
 bm_endpoints_next (bm_endpoints_t *self, bool silent)
 {
-    if (silent)
+    if (silent) {
         self->silent = (int) self->current;
+        self->quick = BM_ENDPOINTS_QUICK_TRIES;
+    }
     self->current = (self->current + 1) % self->count;
-    if (!silent && self->silent == (int) self->current && self->count > 1)
+    if (!silent && self->silent == (int) self->current && self->count > 1) {
         //  Told not_leader right after our leader went silent: this
-        //  standby is the one about to take over; ask it again.
+        //  standby is the one about to take over (within a lease); ask it
+        //  again, soon, without growing the backoff, for a while.
         self->current = (self->current + self->count - 1) % self->count;
+        if (self->quick > 0) {
+            self->quick--;
+            return BM_ENDPOINTS_BACKOFF_MS;
+        }
+        //  Longer than a lease and the standby still names the silent one:
+        //  it holds its lease after all (the silence passed); it may be
+        //  preferred again.
+        self->silent = -1;
+    }
     int64_t wait = self->backoff_ms;
     self->backoff_ms = self->backoff_ms * 2 > BM_ENDPOINTS_BACKOFF_MAX_MS
                      ? BM_ENDPOINTS_BACKOFF_MAX_MS : self->backoff_ms * 2;
@@ -145,12 +158,22 @@ bm_endpoints_test (bool verbose)
     BM_CHECK (streq (bm_endpoints_current (two), "tcp://b2:5555"));
     //  b2 went silent; b1, a standby, still names b2 (its lease has not
     //  run out yet): the peer does not go back to b2, it asks b1 again.
+    //  It is asked every 100 ms for BM_ENDPOINTS_QUICK_TRIES times (it
+    //  leads within a lease), then with the backoff again.
     bm_endpoints_next (two, true);
     BM_CHECK (streq (bm_endpoints_current (two), "tcp://b1:5555"));
-    bm_endpoints_next (two, false);
-    BM_CHECK (streq (bm_endpoints_current (two), "tcp://b1:5555"));
+    for (int i = 0; i < BM_ENDPOINTS_QUICK_TRIES; i++) {
+        BM_CHECK (bm_endpoints_next (two, false) == BM_ENDPOINTS_BACKOFF_MS);
+        BM_CHECK (streq (bm_endpoints_current (two), "tcp://b1:5555"));
+    }
     BM_CHECK (!bm_endpoints_prefer (two, "tcp://b2:5555", 13));
     BM_CHECK (streq (bm_endpoints_current (two), "tcp://b1:5555"));
+    //  Past them, b1 still names b2: b2 kept its lease (the silence
+    //  passed), and the peer may go back to it.
+    BM_CHECK (bm_endpoints_next (two, false) > BM_ENDPOINTS_BACKOFF_MS);
+    BM_CHECK (streq (bm_endpoints_current (two), "tcp://b1:5555"));
+    BM_CHECK (bm_endpoints_prefer (two, "tcp://b2:5555", 13));
+    BM_CHECK (streq (bm_endpoints_current (two), "tcp://b2:5555"));
     bm_endpoints_served (two);
     BM_CHECK (bm_endpoints_prefer (two, "tcp://b2:5555", 13));
     bm_endpoints_destroy (&two);

@@ -6,7 +6,11 @@
     to the current endpoint; when it gets not_leader or loses the broker it
     moves to the next one, round robin, waiting a backoff that starts at
     100 ms and doubles up to 2 s while no endpoint serves it; any answer
-    from a leader resets the backoff.  A list of one endpoint stays on it.
+    from a leader resets the backoff.  A standby that answers not_leader
+    right after the leader went silent is about to take over: it is asked
+    again every 100 ms, 40 times (4 s, more than the default 2 s lease);
+    if it still names the silent one then, that one kept its lease (the
+    silence passed) and the peer may go back to it.  A list of one endpoint stays on it.
 
     Pure: no I/O, no clock; the caller sleeps or sets its timer.  */
 #ifndef BM_ENDPOINTS_H
@@ -19,6 +23,8 @@
 #define BM_ENDPOINTS_MAX        16      //  Endpoints in one list
 #define BM_ENDPOINTS_BACKOFF_MS 100     //  First backoff
 #define BM_ENDPOINTS_BACKOFF_MAX_MS 2000
+#define BM_ENDPOINTS_QUICK_TRIES 40     //  Asks of the standby about to lead,
+                                        //  every BM_ENDPOINTS_BACKOFF_MS
 
 typedef struct _bm_endpoints_t bm_endpoints_t;
 
@@ -37,7 +43,8 @@ const char *bm_endpoints_current (bm_endpoints_t *self);
 //  wait before connecting to it, in ms: the backoff, which doubles at each
 //  call until bm_endpoints_served.  A not_leader right after a silence
 //  keeps the current endpoint when the next one is the silent one: that
-//  standby is about to take over.
+//  standby is about to take over, and is asked again after 100 ms (up to
+//  BM_ENDPOINTS_QUICK_TRIES times since the silence, then the backoff).
 int64_t bm_endpoints_next (bm_endpoints_t *self, bool silent);
 
 //  Move to the endpoint named (a standby's "leader"), if it is in the list

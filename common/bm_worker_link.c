@@ -5,6 +5,7 @@
 #include "bm_curve.h"
 #include "bm_endpoints.h"
 #include "bm_log.h"
+#include "bm_sock_watch.h"
 
 #include <stdatomic.h>
 #include <string.h>
@@ -33,6 +34,9 @@ struct _bm_worker_link_t {
     zsock_t *old_dealer;                //  The one before the last reconnect:
                                         //  freed at the next one, when no
                                         //  loop pass can refer to it
+    bm_sock_watch_t *watch;             //  Hears the broker's connection close
+                                        //  (several endpoints only), or NULL
+    bm_sock_watch_t *old_watch;         //  Stopped, kept as old_dealer is
     int timer;                          //  zloop mode: tick timer id
     bm_msg_t *msg;                      //  Parsed into again and again
     bool batch;                         //  READY says batch: true
@@ -51,6 +55,7 @@ struct _bm_worker_link_t {
 };
 
 static int s_on_readable (zloop_t *loop, zsock_t *reader, void *arg);
+static int s_on_watch (zloop_t *loop, zsock_t *reader, void *arg);
 
 static int s_send_raw (bm_worker_link_t *self, int command, const char *body, size_t size,
                        const char *job_id);
@@ -131,6 +136,16 @@ s_open (bm_worker_link_t *self)
         zloop_reader (self->loop, self->dealer, s_on_readable, self);
         zloop_reader_set_tolerant (self->loop, self->dealer);
     }
+    //  With several brokers, a leader that dies (its connection closes)
+    //  is left at once for the standby, not after HEARTBEAT_LIVENESS
+    //  silent intervals.
+    if (bm_endpoints_size (self->endpoints) > 1) {
+        self->watch = bm_sock_watch_new (self->dealer);
+        if (self->watch && self->loop) {
+            zloop_reader (self->loop, bm_sock_watch_socket (self->watch), s_on_watch, self);
+            zloop_reader_set_tolerant (self->loop, bm_sock_watch_socket (self->watch));
+        }
+    }
     self->last_recv = bm_mono_ms ();
     s_send_ready (self, true);
     return 0;
@@ -143,6 +158,18 @@ s_reconnect (bm_worker_link_t *self, int64_t delay_ms)
     atomic_store (&self->connected, false);
     atomic_fetch_add (&self->reconnects, 1);
     self->peer_batches = false;         //  The next broker says so again
+    if (self->watch) {
+        bm_sock_watch_stop (self->watch);
+        bm_sock_watch_destroy (&self->old_watch);
+        if (self->loop) {
+            //  Like the dealer: a pass of the loop may still hold it.
+            zloop_reader_end (self->loop, bm_sock_watch_socket (self->watch));
+            self->old_watch = self->watch;
+            self->watch = NULL;
+        }
+        else
+            bm_sock_watch_destroy (&self->watch);
+    }
     if (self->dealer) {
         zsock_destroy (&self->old_dealer);
         if (self->loop) {
@@ -386,6 +413,17 @@ bm_worker_link_dispatch (bm_worker_link_t *self)
     return 0;
 }
 
+//  The broker's connection closed (it died or exited): on to the next
+//  endpoint, as after a silence, now.
+static void
+s_broker_closed (bm_worker_link_t *self)
+{
+    int64_t delay = bm_endpoints_next (self->endpoints, true);
+    bm_warn (NULL, "the broker at %s closed the connection: reconnecting to %s in %lld ms",
+             self->endpoint, bm_endpoints_current (self->endpoints), (long long) delay);
+    s_reconnect (self, delay);
+}
+
 void
 bm_worker_link_tick (bm_worker_link_t *self)
 {
@@ -398,6 +436,10 @@ bm_worker_link_tick (bm_worker_link_t *self)
             if (self->handlers.reconnected)
                 self->handlers.reconnected (self->arg);
         }
+        return;
+    }
+    if (self->watch && bm_sock_watch_gone (self->watch)) {
+        s_broker_closed (self);
         return;
     }
     if (now - self->last_recv > self->heartbeat_ms * self->liveness) {
@@ -426,6 +468,18 @@ s_on_readable (zloop_t *loop, zsock_t *reader, void *arg)
     if (reader != self->dealer)
         return 0;
     return bm_worker_link_dispatch (self);
+}
+
+static int
+s_on_watch (zloop_t *loop, zsock_t *reader, void *arg)
+{
+    (void) loop;
+    bm_worker_link_t *self = (bm_worker_link_t *) arg;
+    if (!self->watch || reader != bm_sock_watch_socket (self->watch))
+        return 0;                       //  A stale pass: the old one
+    if (bm_sock_watch_gone (self->watch))
+        s_broker_closed (self);
+    return 0;
 }
 
 static int
@@ -489,6 +543,10 @@ bm_worker_link_destroy (bm_worker_link_t **self_p, int linger_ms)
         bm_worker_link_flush (self);    //  DONEs held: they go first
         if (self->loop && self->timer > 0)
             zloop_timer_end (self->loop, self->timer);
+        if (self->watch && self->loop)
+            zloop_reader_end (self->loop, bm_sock_watch_socket (self->watch));
+        bm_sock_watch_destroy (&self->watch);
+        bm_sock_watch_destroy (&self->old_watch);
         if (self->dealer) {
             if (self->loop)
                 zloop_reader_end (self->loop, self->dealer);

@@ -1,0 +1,43 @@
+/*  bm_sock_watch.h - hear at once that the peer of a connected socket went
+    away.
+
+    A broker killed with SIGKILL (or that exits) has its TCP connections
+    closed by the kernel: ZeroMQ's socket monitor reports the DISCONNECTED
+    event right away, where heartbeats would take HEARTBEAT_LIVENESS
+    intervals to notice.  A host that vanishes closes nothing: heartbeats
+    remain the net under this.
+
+    The watch starts ZeroMQ's monitor on the socket (disconnect events
+    only) and reads the events from an inproc PAIR socket.  Stop it before
+    the watched socket is closed.  One thread: the one that owns the
+    watched socket.  */
+#ifndef BM_SOCK_WATCH_H
+#define BM_SOCK_WATCH_H
+
+#include <czmq.h>
+#include <stdbool.h>
+
+typedef struct _bm_sock_watch_t bm_sock_watch_t;
+
+//  Watch sock (a connected socket); NULL (logged at debug level) when the
+//  monitor cannot start: the caller then relies on heartbeats alone.
+bm_sock_watch_t *bm_sock_watch_new (zsock_t *sock);
+
+//  Stop the monitor (the watched socket must still be open); the event
+//  socket stays until destroy.  Safe to call twice.
+void bm_sock_watch_stop (bm_sock_watch_t *self);
+
+//  Stop if not stopped, close the event socket, free; *self_p becomes NULL.
+void bm_sock_watch_destroy (bm_sock_watch_t **self_p);
+
+//  The socket the events arrive on (to poll, or to give to a zloop).
+zsock_t *bm_sock_watch_socket (bm_sock_watch_t *self);
+
+//  Read the events waiting, without blocking: true if one said the peer
+//  disconnected.
+bool bm_sock_watch_gone (bm_sock_watch_t *self);
+
+//  Self test: a ROUTER plays the peer and goes away.
+void bm_sock_watch_test (bool verbose);
+
+#endif
