@@ -165,9 +165,10 @@ def run_stack(e, have_gw):
     # The service table's environment reaches the worker: warm bots.
     wenv = dict(kv.split("=", 1) for kv in
                 open("/proc/%d/environ" % pids["worker-python-1"]).read().split("\0") if "=" in kv)
-    check(wenv.get("BOT_PYTHON_MODE") == "fork" and wenv.get("BOT_NODE_MODE") == "pool"
+    check(wenv.get("BOT_PYTHON_MODE") == "fork" and wenv.get("BOT_PYTHON_FORK_WARMUP") == "1"
+          and wenv.get("BOT_NODE_MODE") == "pool"
           and "WORKER_TYPES" not in wenv and wenv.get("BROKER_ENDPOINT") == e.env["BROKER_ENDPOINT"],
-          "a worker gets the table's environment (warm modes, no WORKER_TYPES, the broker's endpoint)",
+          "a worker gets the table's environment (warm modes, python's warm-up, no WORKER_TYPES, the broker's endpoint)",
           {k: v for k, v in wenv.items() if k.startswith(("BOT_", "WORKER_", "BROKER_"))})
     redis_cfg = subprocess.run(["redis-cli", "-p", str(e.ports["redis"]), "config", "get", "appendonly"],
                                capture_output=True, text=True).stdout.split()
