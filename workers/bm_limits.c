@@ -25,6 +25,8 @@
 //  runtime RLIMIT_CPU is checked against (880 ms seen at a 1 s limit).
 #define BM_LIMITS_CPU_SHARE(limit_ms)   ((limit_ms) * 3 / 4)
 
+static bool s_may_raise_hard (void);
+
 struct _bm_limits_run_t {
     bm_limits_t limits;         //  What this run gets
     char cgroup [PATH_MAX];     //  Its own cgroup directory, or ""
@@ -299,6 +301,7 @@ bm_limits_run_new (const bm_limits_t *limits, const char *name)
     self->limits = *limits;
     self->cgroup_procs = -1;
     s_probe ();
+    s_may_raise_hard ();            //  Known before any child needs it
     s_sweep_once ();
     if (s_place.version && limits->max_pids) {
         snprintf (self->cgroup, sizeof self->cgroup, "%s/botmesh-%d-%lu-%.64s", s_place.base,
@@ -483,7 +486,10 @@ s_set (int resource, rlim_t soft, rlim_t hard)
 {
     struct rlimit now;
     if (getrlimit (resource, &now) == 0 && now.rlim_max != RLIM_INFINITY) {
-        if (hard > now.rlim_max && !s_may_raise_hard ())
+        //  Runs in a child between fork and exec: no probe there, the
+        //  answer the parent found (bm_limits_run_new) or root's.
+        bool may_raise = s_raise_ok >= 0 ? s_raise_ok == 1 : geteuid () == 0;
+        if (hard > now.rlim_max && !may_raise)
             hard = now.rlim_max;
         if (soft > hard)
             soft = hard;
