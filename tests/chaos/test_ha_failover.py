@@ -5,7 +5,7 @@ BROKER_LEASE_MS 2000) instead of one: Redis (AOF), two simulated workers,
 the webhook manager, two gateways and the mock receiver, every peer given
 both brokers in BROKER_ENDPOINT.  A steady load (HA_RATE jobs/s, default
 200; 100 with ASan) of webhook jobs through the two gateways; HA_KILLS
-times (default 1; 10 for the repeated-failover scenario) the leader is
+times (default 1; CTest runs 10 kills 5 s apart, the bench 10) the leader is
 killed with SIGKILL and started again (as a standby).
 
 What must hold: after each kill the other broker leads within 3 s; every
