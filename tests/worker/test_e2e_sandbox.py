@@ -2,16 +2,21 @@
 style against a fake broker, with a real bot that looks around
 (tests/worker/bots/spy.py) and real bubblewrap:
 
-- the same bot unsandboxed (the control) reads a file in the worker's
-  directory, sees the worker's secret environment and connects to a TCP
+- the same bot unsandboxed (the control) reads a file of the host (outside
+  the bot's directory), sees the worker's secret environment and connects to a TCP
   listener of the test on 127.0.0.1: so each check below can fail;
 - sandboxed, it cannot read that file, does not see the secret, cannot
   connect with the network off, and can with BOT_<TYPE>_NETWORK=1; it has a
   private writable /tmp (HOME and TMPDIR) and runs as BOT_USER (nobody);
 - a worker whose sandbox cannot work (bwrap missing, or failing its probe)
   refuses to start, naming the type, rather than run bots unsandboxed.
+
+The bot runs as nobody, so it and the host file live in a directory of
+their own under /var/tmp that nobody can reach (a checkout under a 0700
+directory, as mktemp -d makes, is not).
 """
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -57,16 +62,24 @@ def run(fb, ident, job_id, bot_type, payload):
 
 
 def scenario_sandbox(s):
-    secret_path = os.path.join(os.getcwd(), "sandbox-secret-%d.txt" % os.getpid())
+    # What nobody can reach: the spy bot in a directory of its own (bound
+    # into the sandbox), and a host file beside it (not bound).
+    box = tempfile.mkdtemp(prefix="bm-sandbox-", dir="/var/tmp")
+    os.chmod(box, 0o755)
+    for sub in ("bots", "host"):
+        os.mkdir(os.path.join(box, sub), 0o755)
+    shutil.copy(os.path.join(HERE, "bots", "spy.py"), os.path.join(box, "bots", "spy.py"))
+    spy = "%s %s" % (PY, os.path.join(box, "bots", "spy.py"))
+    secret_path = os.path.join(box, "host", "secret.txt")
     with open(secret_path, "w") as f:
         f.write("the worker's secret\n")
     os.chmod(secret_path, 0o644)
     listener = Listener()
     try:
         env = worker_env({**RELAXED, "BOT_USER": "nobody", "WORKER_SECRET_TOKEN": "s3cr3t",
-                          "BOT_OPEN_CMD": SPY,
-                          "BOT_BOXED_CMD": SPY, "BOT_BOXED_SANDBOX": "bwrap",
-                          "BOT_BOXED_NET_CMD": SPY, "BOT_BOXED_NET_SANDBOX": "bwrap",
+                          "BOT_OPEN_CMD": spy,
+                          "BOT_BOXED_CMD": spy, "BOT_BOXED_SANDBOX": "bwrap",
+                          "BOT_BOXED_NET_CMD": spy, "BOT_BOXED_NET_SANDBOX": "bwrap",
                           "BOT_BOXED_NET_NETWORK": "1"})
         fb = FakeBroker(heartbeat_ms=HEARTBEAT_MS)
         w = start_worker(s, fb.endpoint, "--type", "open,boxed,boxed-net", "--concurrency", "1",
@@ -87,7 +100,7 @@ def scenario_sandbox(s):
 
         seen = run(fb, ident, "j-boxed", "boxed", payload)
         check(seen["read"].startswith("error: FileNotFoundError"),
-              "sandboxed: a file in the worker's directory does not exist for the bot", seen["read"])
+              "sandboxed: a host file outside the bot's directory does not exist for the bot", seen["read"])
         check("WORKER_SECRET_TOKEN" not in seen["env"] and "BOT_JOB_ID" in seen["env"],
               "sandboxed: only the job's environment (BOT_JOB_ID yes, the worker's secret no)", seen["env"])
         check(seen["connect"].startswith("error:") and listener.accepted == 1,
@@ -102,7 +115,7 @@ def scenario_sandbox(s):
         w.stop()
         fb.close()
     finally:
-        os.unlink(secret_path)
+        shutil.rmtree(box, ignore_errors=True)
         listener.sock.close()
 
 
