@@ -49,6 +49,8 @@ struct _bm_store_t {
     void *fenced_arg;
     char *sentinels;            //  REDIS_SENTINELS, or NULL
     char *master_name;          //  REDIS_MASTER_NAME
+    bm_sentinel_watch_t *watch; //  +switch-master subscription, or NULL
+    bool switched;              //  Dropped the connection for a switch
     char *eval_buf;             //  A fenced group's EVAL, rebuilt per group
     char *marker_key;           //  Fencing: <epoch key>:group, set by each group
     char *verdict_cmd;          //  "MGET <marker_key> <fence_key>" as RESP
@@ -258,7 +260,46 @@ s_on_disconnect (const redisAsyncContext *ac, int status)
 {
     bm_store_t *self = (bm_store_t *) ac->data;
     (void) status;
-    s_went_down (self, ac->errstr [0] ? ac->errstr : "connection closed");
+    s_went_down (self, self->switched ? "the sentinels switched the master"
+                     : ac->errstr [0] ? ac->errstr : "connection closed");
+}
+
+//  The sentinels announced a new master: drop the connection at once, as
+//  if it were lost (writes in flight are kept and sent again), and
+//  reconnect through s_connect, which asks the sentinels where it is.
+static void
+s_on_switch (const bm_sentinel_switch_t *sw, void *arg)
+{
+    bm_store_t *self = (bm_store_t *) arg;
+    if (self->destroying)
+        return;
+    //  Already there when a refused write or a lost connection made us ask
+    //  the sentinels before the message came.
+    bool there = self->ac && streq (sw->new_host, self->host) && sw->new_port == self->port;
+    bm_info (NULL, "redis: +switch-master '%s' %s:%d -> %s:%d; %s", sw->name, sw->old_host,
+             sw->old_port, sw->new_host, sw->new_port,
+             there ? "connected there already" : "reconnecting");
+    if (there)
+        return;
+    if (self->ac) {
+        redisAsyncContext *ac = self->ac;
+        self->switched = true;
+        //  Runs every pending callback with NULL, then the disconnect
+        //  callback if ac was connected (s_went_down).
+        redisAsyncFree (ac);
+        self->switched = false;
+        if (self->ac == ac)
+            s_went_down (self, "the sentinels switched the master");
+    }
+    //  Reconnect now (on the next loop turn), whatever backoff an outage
+    //  had reached; the backoff starts over.
+    if (self->reconnect_timer != -1) {
+        zloop_timer_end (self->loop, self->reconnect_timer);
+        self->reconnect_timer = -1;
+    }
+    self->backoff_ms = 1;
+    s_schedule_reconnect (self);
+    self->backoff_ms = 100;
 }
 
 static void
@@ -729,6 +770,9 @@ bm_store_new (zloop_t *loop, const char *url, const char *sentinels, const char 
     self->backoff_ms = 100;
     self->reconnect_timer = -1;
     self->ping_timer = -1;
+    if (self->sentinels)
+        self->watch = bm_sentinel_watch_new (loop, self->sentinels, self->master_name,
+                                             s_on_switch, self);
     s_connect (self);
     return self;
 }
@@ -739,6 +783,7 @@ bm_store_destroy (bm_store_t **self_p)
     if (*self_p) {
         bm_store_t *self = *self_p;
         self->destroying = true;
+        bm_sentinel_watch_destroy (&self->watch);
         if (self->reconnect_timer != -1)
             zloop_timer_end (self->loop, self->reconnect_timer);
         if (self->ping_timer != -1)

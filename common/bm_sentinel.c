@@ -90,6 +90,13 @@ bm_sentinel_master (const char *sentinels, const char *name, int timeout_ms,
     return rc;
 }
 
+static int
+s_test_stop (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop; (void) timer_id; (void) arg;
+    return -1;
+}
+
 void
 bm_sentinel_test (bool verbose)
 {
@@ -114,6 +121,52 @@ bm_sentinel_test (bool verbose)
     BM_CHECK (bm_sentinel_master ("127.0.0.1:1", "mymaster", 200, host, sizeof host, &port,
                                   why, sizeof why) == -1);
     BM_CHECK (strstr (why, "127.0.0.1:1"));
+
+    //  +switch-master messages
+    bm_sentinel_switch_t sw;
+    const char *msg = "mymaster 127.0.0.1 6379 10.0.0.2 6380";
+    BM_CHECK (bm_sentinel_parse_switch (msg, strlen (msg), &sw) == 0);
+    BM_CHECK (streq (sw.name, "mymaster") && streq (sw.old_host, "127.0.0.1") && sw.old_port == 6379);
+    BM_CHECK (streq (sw.new_host, "10.0.0.2") && sw.new_port == 6380);
+    msg = "m ::1 1 fe80::2 65535";
+    BM_CHECK (bm_sentinel_parse_switch (msg, strlen (msg), &sw) == 0);
+    BM_CHECK (streq (sw.old_host, "::1") && streq (sw.new_host, "fe80::2") && sw.new_port == 65535);
+    //  Only the len bytes count (a reply is not 0-terminated in general).
+    BM_CHECK (bm_sentinel_parse_switch (msg, 17, &sw) == 0 && sw.new_port == 6);
+    const char *bad [] = {
+        "", "mymaster", "mymaster 127.0.0.1 6379 10.0.0.2",           //  Too few fields
+        "mymaster 127.0.0.1 6379 10.0.0.2 6380 extra",                  //  Too many
+        "mymaster  127.0.0.1 6379 10.0.0.2 6380",                       //  Empty field
+        "mymaster 127.0.0.1 6379 10.0.0.2 6380 ",                       //  Trailing space
+        "mymaster 127.0.0.1 6379 10.0.0.2 0",                           //  Port 0
+        "mymaster 127.0.0.1 6379 10.0.0.2 65536",                       //  Port too big
+        "mymaster 127.0.0.1 6379 10.0.0.2 6380x",                       //  Not a number
+        "mymaster 127.0.0.1 -1 10.0.0.2 6380",
+        "mymaster 127.0.0.1 6379 10.0.0.2 0000006380",                  //  Too many digits
+        "mymaster 127.0.0.1 6379\n10.0.0.2 6380",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++)
+        BM_CHECK (bm_sentinel_parse_switch (bad [i], strlen (bad [i]), &sw) == -1);
+    char big [600];
+    memset (big, 'h', sizeof big);
+    memcpy (big, "m h 1 ", 6);
+    memcpy (big + sizeof big - 3, " 1", 2);
+    big [sizeof big - 1] = 0;
+    BM_CHECK (bm_sentinel_parse_switch (big, strlen (big), &sw) == -1);   //  New host too long
+
+    //  A watch on a sentinel nobody runs: it keeps trying, never subscribed,
+    //  and goes cleanly.
+    zloop_t *loop = zloop_new ();
+    bm_sentinel_watch_t *watch = bm_sentinel_watch_new (loop, "127.0.0.1:1, 127.0.0.1:2", "m",
+                                                        NULL, NULL);
+    BM_CHECK (watch);
+    zloop_timer (loop, 300, 1, s_test_stop, NULL);
+    zloop_start (loop);
+    BM_CHECK (!bm_sentinel_watch_subscribed (watch));
+    bm_sentinel_watch_destroy (&watch);
+    BM_CHECK (watch == NULL);
+    BM_CHECK (bm_sentinel_watch_new (loop, "", "m", NULL, NULL) == NULL);
+    zloop_destroy (&loop);
     if (verbose)
         printf ("OK\n");
 }

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <czmq.h>
 
 #define BM_SENTINEL_DEFAULT_MASTER  "mymaster"
 
@@ -27,6 +28,36 @@ bool bm_sentinel_list_valid (const char *sentinels);
 //  to why, one line).
 int bm_sentinel_master (const char *sentinels, const char *name, int timeout_ms,
                         char *host, size_t host_size, int *port, char *why, size_t why_size);
+
+//  A +switch-master message: "<name> <old-ip> <old-port> <new-ip> <new-port>".
+typedef struct {
+    char name [256];
+    char old_host [256];
+    int old_port;
+    char new_host [256];
+    int new_port;
+} bm_sentinel_switch_t;
+
+//  Parse such a message (len bytes): 0, or -1 if it is not one.
+int bm_sentinel_parse_switch (const char *msg, size_t len, bm_sentinel_switch_t *out);
+
+//  Called on the watch's loop for each well-formed +switch-master message
+//  for the master watched (others are logged at DEBUG and dropped).
+typedef void (bm_sentinel_switch_fn) (const bm_sentinel_switch_t *sw, void *arg);
+
+typedef struct _bm_sentinel_watch_t bm_sentinel_watch_t;
+
+//  Subscribe to +switch-master on the sentinels (a valid list, copied), on
+//  loop; fn is told of each switch of the master called name.
+//  Never blocks: connects asynchronously, and moves to the next sentinel
+//  with backoff (100 ms doubling to 5 s) when one is lost or does not
+//  answer within a second.
+bm_sentinel_watch_t *bm_sentinel_watch_new (zloop_t *loop, const char *sentinels, const char *name,
+                                            bm_sentinel_switch_fn *fn, void *arg);
+void bm_sentinel_watch_destroy (bm_sentinel_watch_t **self_p);
+
+//  True while subscribed on some sentinel.
+bool bm_sentinel_watch_subscribed (bm_sentinel_watch_t *self);
 
 //  Self test (parsing; a real sentinel is tested in tests/chaos).
 void bm_sentinel_test (bool verbose);

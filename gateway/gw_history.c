@@ -7,7 +7,15 @@
 
 #include <czmq.h>
 #include <hiredis/hiredis.h>
+#include <stdatomic.h>
 #include <strings.h>
+
+struct _gw_history_watch_t {
+    zactor_t *actor;            //  Runs the subscription's loop
+    char *sentinels;
+    char *name;
+    atomic_uint switches;       //  +switch-master messages for our master
+};
 
 struct _gw_history_t {
     bm_redis_url_t url;         //  Where Redis is
@@ -17,11 +25,15 @@ struct _gw_history_t {
     char *sentinels;            //  REDIS_SENTINELS, or NULL
     char *master_name;          //  REDIS_MASTER_NAME
     int64_t next_try_ms;        //  No connection attempt before this (mono)
+    gw_history_watch_t *watch;  //  Borrowed, or NULL
+    unsigned switches;          //  The watch's count when we connected
 };
 
 void
-gw_history_set_sentinels (gw_history_t *self, const char *sentinels, const char *name)
+gw_history_set_sentinels (gw_history_t *self, const char *sentinels, const char *name,
+                          gw_history_watch_t *watch)
 {
+    self->watch = watch;
     free (self->sentinels);
     free (self->master_name);
     self->sentinels = sentinels ? strdup (sentinels) : NULL;
@@ -72,6 +84,14 @@ s_command (gw_history_t *self, const char *fmt, ...)
 static int
 s_connect (gw_history_t *self)
 {
+    if (self->redis && !self->redis->err && self->watch
+    &&  gw_history_watch_switches (self->watch) != self->switches) {
+        //  The master moved since we connected: ask the sentinels again.
+        bm_debug (NULL, "history: the Redis master switched; reconnecting");
+        redisFree (self->redis);
+        self->redis = NULL;
+        self->next_try_ms = 0;
+    }
     if (self->redis && !self->redis->err)
         return 0;
     if (self->redis) {
@@ -80,6 +100,8 @@ s_connect (gw_history_t *self)
     }
     if (bm_mono_ms () < self->next_try_ms)
         return -1;
+    if (self->watch)
+        self->switches = gw_history_watch_switches (self->watch);
     if (self->sentinels) {
         char why [512];
         if (bm_sentinel_master (self->sentinels, self->master_name, self->timeout_ms,
@@ -158,6 +180,78 @@ gw_history_fetch (gw_history_t *self, int limit)
 }
 
 //  --------------------------------------------------------------------------
+//  The +switch-master watch
+
+static void
+s_on_switch (const bm_sentinel_switch_t *sw, void *arg)
+{
+    gw_history_watch_t *self = (gw_history_watch_t *) arg;
+    bm_info (NULL, "history: +switch-master '%s' %s:%d -> %s:%d; Redis readers reconnect",
+             sw->name, sw->old_host, sw->old_port, sw->new_host, sw->new_port);
+    atomic_fetch_add (&self->switches, 1);
+}
+
+static int
+s_on_pipe (zloop_t *loop, zsock_t *pipe, void *arg)
+{
+    (void) loop; (void) arg;
+    char *command = zstr_recv (pipe);
+    bool term = !command || streq (command, "$TERM");
+    zstr_free (&command);
+    return term ? -1 : 0;
+}
+
+static void
+s_watch_actor (zsock_t *pipe, void *args)
+{
+    gw_history_watch_t *self = (gw_history_watch_t *) args;
+    zloop_t *loop = zloop_new ();
+    bm_sentinel_watch_t *watch = bm_sentinel_watch_new (loop, self->sentinels, self->name,
+                                                        s_on_switch, self);
+    zloop_reader (loop, pipe, s_on_pipe, NULL);
+    zsock_signal (pipe, 0);
+    zloop_start (loop);
+    bm_sentinel_watch_destroy (&watch);
+    zloop_destroy (&loop);
+}
+
+gw_history_watch_t *
+gw_history_watch_new (const char *sentinels, const char *name)
+{
+    if (!sentinels || !bm_sentinel_list_valid (sentinels))
+        return NULL;
+    gw_history_watch_t *self = (gw_history_watch_t *) zmalloc (sizeof (gw_history_watch_t));
+    self->sentinels = strdup (sentinels);
+    self->name = strdup (name ? name : BM_SENTINEL_DEFAULT_MASTER);
+    atomic_init (&self->switches, 0);
+    self->actor = zactor_new (s_watch_actor, self);
+    if (!self->actor) {
+        gw_history_watch_destroy (&self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+gw_history_watch_destroy (gw_history_watch_t **self_p)
+{
+    if (*self_p) {
+        gw_history_watch_t *self = *self_p;
+        zactor_destroy (&self->actor);
+        free (self->sentinels);
+        free (self->name);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+unsigned
+gw_history_watch_switches (gw_history_watch_t *self)
+{
+    return atomic_load (&self->switches);
+}
+
+//  --------------------------------------------------------------------------
 //  Self test (fetching from a live Redis is covered by the black-box tests)
 
 #define CHECK(cond) BM_CHECK (cond)
@@ -175,6 +269,17 @@ gw_history_test (bool verbose)
     CHECK (gw_history_fetch (history, 10) == NULL);
     gw_history_destroy (&history);
     CHECK (history == NULL);
+
+    //  A watch on sentinels nobody runs: no switch, and it stops cleanly.
+    CHECK (gw_history_watch_new ("not a list", "m") == NULL);
+    gw_history_watch_t *watch = gw_history_watch_new ("127.0.0.1:1", "m");
+    CHECK (watch && gw_history_watch_switches (watch) == 0);
+    history = gw_history_new (&url, "p:", 200);
+    gw_history_set_sentinels (history, "127.0.0.1:1", "m", watch);
+    CHECK (gw_history_fetch (history, 10) == NULL);
+    gw_history_destroy (&history);
+    gw_history_watch_destroy (&watch);
+    CHECK (watch == NULL);
 
     if (verbose)
         printf ("OK\n");

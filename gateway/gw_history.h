@@ -8,7 +8,13 @@
     life.  Connect and command timeouts bound how long a handler waits;
     after a failure the thread waits GW_HISTORY_RETRY_MS before trying to
     connect again, so a dead Redis costs one fast 503, not a timeout per
-    request.  */
+    request.
+
+    Under Redis Sentinel a gw_history_watch_t (one per gateway, on a
+    thread of its own) follows the sentinels' +switch-master: each switch
+    of the master counts, and a reader whose connection predates the last
+    switch drops it at its next fetch and asks the sentinels again, instead
+    of reading from a master that has become a replica.  */
 #ifndef GW_HISTORY_H
 #define GW_HISTORY_H
 
@@ -28,14 +34,25 @@ typedef struct _gw_history_t gw_history_t;
 gw_history_t *gw_history_new (const bm_redis_url_t *url, const char *prefix, int timeout_ms);
 
 //  Redis Sentinel (bm_sentinel.h): ask these sentinels where the master
-//  called name is at each connect.  Copied.
-void gw_history_set_sentinels (gw_history_t *self, const char *sentinels, const char *name);
+//  called name is at each connect, and reconnect after each switch that
+//  watch (borrowed, may be NULL) reports.  Copied.
+typedef struct _gw_history_watch_t gw_history_watch_t;
+void gw_history_set_sentinels (gw_history_t *self, const char *sentinels, const char *name,
+                               gw_history_watch_t *watch);
 void gw_history_destroy (gw_history_t **self_p);
 
 //  The newest `limit` snapshots as {"snapshots": [...]} oldest first
 //  (caller owns), or NULL if Redis cannot be reached or answered badly.
 //  Entries that are not valid JSON are skipped.
 json_t *gw_history_fetch (gw_history_t *self, int limit);
+
+//  Subscribe to +switch-master on the sentinels (copied), for the master
+//  called name, on a thread of its own.  NULL if the list is not valid.
+gw_history_watch_t *gw_history_watch_new (const char *sentinels, const char *name);
+void gw_history_watch_destroy (gw_history_watch_t **self_p);
+
+//  How many switches of the master the watch has seen.
+unsigned gw_history_watch_switches (gw_history_watch_t *self);
 
 void gw_history_test (bool verbose);
 

@@ -267,7 +267,7 @@ gw_routes_history (gw_request_t *r)
                                              (int) server->config.redis_timeout_ms);
         if (server->config.redis_sentinels)
             gw_history_set_sentinels (r->thread->history, server->config.redis_sentinels,
-                                      server->config.redis_master_name);
+                                      server->config.redis_master_name, server->history_watch);
     }
     json_t *value = gw_history_fetch (r->thread->history, (int) limit);
     if (!value) {

@@ -427,6 +427,14 @@ gw_server_new (const gw_config_t *config)
             goto fail;
         }
         self->history_on = true;
+        if (config->redis_sentinels) {
+            self->history_watch = gw_history_watch_new (config->redis_sentinels,
+                                                        config->redis_master_name);
+            if (!self->history_watch) {
+                bm_error (NULL, "cannot follow the sentinels' +switch-master");
+                goto fail;
+            }
+        }
     }
     if (s_metrics_init (self)) {
         bm_error (NULL, "cannot register the gateway's metrics");
@@ -513,6 +521,7 @@ gw_server_destroy (gw_server_t **self_p)
         if (self->ctx)
             mg_stop (self->ctx);
         gw_link_destroy (&self->link);
+        gw_history_watch_destroy (&self->history_watch);
         bm_metrics_destroy (&self->metrics);
         gw_ratelimit_destroy (&self->limiter);
         gw_auth_destroy (&self->auth);

@@ -54,6 +54,7 @@ struct _gw_server_t {
     gw_link_t *link;                    //  To the broker, shared by all threads
     bool history_on;                    //  REDIS_URL given
     bm_redis_url_t redis;               //  Parsed REDIS_URL
+    gw_history_watch_t *history_watch;  //  +switch-master under Sentinel, or NULL
 
     //  Metrics (series handles are resolved once and cached)
     bm_metrics_t *metrics;

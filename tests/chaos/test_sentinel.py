@@ -7,7 +7,9 @@ only the sentinel can tell it where Redis is); a simulated worker runs the
 jobs.  A client submits jobs steadily over ZeroMQ, and another through a
 gateway (POST /invoke), each retrying a submission refused with
 store_unavailable.  Midway, SENTINEL FAILOVER promotes the replica.  What
-must hold: the broker follows the switch (its log names the new master);
+must hold: the broker and the gateway subscribe to the sentinel's
++switch-master and log the switch (old -> new master) when it comes; the
+broker reconnects to the new master;
 every submission is answered within ANSWER_BOUND_S, during the switch too
 (ACCEPTED, or REJECTED store_unavailable / HTTP 503 with a JSON error
 naming it, never a wait for Redis to come back); some submissions are
@@ -78,6 +80,13 @@ def test():
         gw = gwtest.gateway(s, env={"REDIS_URL": "redis://127.0.0.1:1/0",
                                     "REDIS_SENTINELS": "127.0.0.1:%d" % sport,
                                     "REDIS_MASTER_NAME": "mymaster"})
+        following = "sentinel 127.0.0.1:%d: following +switch-master for 'mymaster'" % sport
+        h.wait_until(lambda: following in broker.output(), 10,
+                     "the broker to subscribe to +switch-master")
+        h.wait_until(lambda: following in gw.output(), 10,
+                     "the gateway to subscribe to +switch-master")
+        status, _, body = h.http("GET", gw.url + "/api/history?limit=5", timeout=10)
+        h.check(status == 200, "GET /api/history answers through the sentinel", status, body)
 
         accepted, gw_accepted, stop = [], [], threading.Event()
         refused, gw_refused = [0], [0]
@@ -164,8 +173,17 @@ def test():
         h.check(cli(sport, "SENTINEL", "FAILOVER", "mymaster") == "OK", "SENTINEL FAILOVER started")
         h.wait_until(lambda: str(replica) in cli(sport, "SENTINEL", "get-master-addr-by-name", "mymaster"),
                      20, "the sentinel to name the replica as master")
-        h.wait_until(lambda: "127.0.0.1:%d" % replica in broker.output(), 20,
-                     "the broker to follow the switch to the new master")
+        switch_line = "+switch-master 'mymaster' 127.0.0.1:%d -> 127.0.0.1:%d" % (master, replica)
+        h.wait_until(lambda: switch_line in broker.output(), 20,
+                     "the broker to log the +switch-master message")
+        h.wait_until(lambda: switch_line in gw.output(), 20,
+                     "the gateway to log the +switch-master message")
+        h.wait_until(lambda: "redis 127.0.0.1:%d available again" % replica in broker.output()
+                     or "redis 127.0.0.1:%d connected" % replica in broker.output(), 20,
+                     "the broker to reconnect to the new master")
+        for line in broker.output().splitlines():
+            if "+switch-master" in line or "redis" in line and str(replica) in line:
+                h.log("broker: " + line.strip())
         before, gw_before = len(accepted), len(gw_accepted)
         h.wait_until(lambda: errors or (len(accepted) >= before + 200
                                         and len(gw_accepted) >= gw_before + 20), 60,
@@ -210,6 +228,8 @@ def test():
         extra = keys - set(everything)
         h.check(not extra, "no job record beyond the accepted ones (%d records)" % len(keys),
                 sorted(extra)[:10])
+        status, _, body = h.http("GET", gw.url + "/api/history?limit=5", timeout=10)
+        h.check(status == 200, "GET /api/history answers after the switch", status, body)
         c = s.client()
         try:
             totals = c.stats()["totals"]

@@ -1,0 +1,335 @@
+/*  bm_sentinel_watch.c - a subscription to the sentinels' +switch-master,
+    asynchronous, on the caller's zloop.  */
+#include "bm_sentinel.h"
+#include "bm_endpoints.h"
+#include "bm_log.h"
+
+#include <hiredis/async.h>
+
+#define S_SUBSCRIBE_MS      1000    //  A sentinel must confirm the subscription within
+#define S_BACKOFF_MIN_MS    100
+#define S_BACKOFF_MAX_MS    5000
+
+struct _bm_sentinel_watch_t {
+    zloop_t *loop;
+    bm_endpoints_t *list;       //  The sentinels; current = the one we use
+    char *name;                 //  The master watched
+    bm_sentinel_switch_fn *fn;
+    void *arg;
+    redisAsyncContext *ac;      //  Connection to the current sentinel, or NULL
+    zmq_pollitem_t item;        //  Our poller on ac's fd
+    bool polling;
+    bool want_read;
+    bool want_write;
+    int timer;                  //  Reconnect or subscribe deadline, or -1
+    int backoff_ms;
+    bool subscribed;
+    bool down_logged;           //  One WARN line until subscribed again
+};
+
+static void s_connect (bm_sentinel_watch_t *self);
+
+//  --------------------------------------------------------------------------
+//  The zloop adapter (as bm_store's): one poller with hiredis' interest.
+
+static int
+s_io_handler (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void) loop;
+    bm_sentinel_watch_t *self = (bm_sentinel_watch_t *) arg;
+    if (self->ac && (item->revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
+        redisAsyncHandleRead (self->ac);
+    if (self->ac && (item->revents & ZMQ_POLLOUT))
+        redisAsyncHandleWrite (self->ac);
+    return 0;
+}
+
+static void
+s_update_poller (bm_sentinel_watch_t *self)
+{
+    if (self->polling) {
+        zloop_poller_end (self->loop, &self->item);
+        self->polling = false;
+    }
+    if (self->ac && (self->want_read || self->want_write)) {
+        self->item.socket = NULL;
+        self->item.fd = self->ac->c.fd;
+        self->item.events = (self->want_read ? ZMQ_POLLIN : 0)
+                          | (self->want_write ? ZMQ_POLLOUT : 0);
+        self->item.revents = 0;
+        if (zloop_poller (self->loop, &self->item, s_io_handler, self) == 0) {
+            zloop_poller_set_tolerant (self->loop, &self->item);
+            self->polling = true;
+        }
+    }
+}
+
+static void s_add_read (void *p)  { bm_sentinel_watch_t *s = p; if (!s->want_read)  { s->want_read = true;   s_update_poller (s); } }
+static void s_del_read (void *p)  { bm_sentinel_watch_t *s = p; if (s->want_read)   { s->want_read = false;  s_update_poller (s); } }
+static void s_add_write (void *p) { bm_sentinel_watch_t *s = p; if (!s->want_write) { s->want_write = true;  s_update_poller (s); } }
+static void s_del_write (void *p) { bm_sentinel_watch_t *s = p; if (s->want_write)  { s->want_write = false; s_update_poller (s); } }
+static void
+s_cleanup (void *p)
+{
+    bm_sentinel_watch_t *self = (bm_sentinel_watch_t *) p;
+    self->want_read = self->want_write = false;
+    if (self->polling) {
+        zloop_poller_end (self->loop, &self->item);
+        self->polling = false;
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Connection life
+
+static int
+s_on_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop; (void) timer_id;
+    bm_sentinel_watch_t *self = (bm_sentinel_watch_t *) arg;
+    self->timer = -1;
+    if (self->ac) {
+        //  The subscribe deadline passed: drop this sentinel.  Freeing it
+        //  here calls no callback of ours that matters (ac is no longer
+        //  self->ac when they run).
+        redisAsyncContext *ac = self->ac;
+        self->ac = NULL;
+        redisAsyncFree (ac);
+        if (!self->down_logged)
+            bm_warn (NULL, "sentinel %s: no +switch-master subscription within %d ms; trying "
+                     "the next sentinel with backoff", bm_endpoints_current (self->list),
+                     S_SUBSCRIBE_MS);
+        self->down_logged = true;
+        bm_endpoints_next (self->list, false);
+        self->timer = zloop_timer (self->loop, self->backoff_ms, 1, s_on_timer, self);
+        self->backoff_ms = self->backoff_ms * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS
+                                                                  : self->backoff_ms * 2;
+    }
+    else
+        s_connect (self);
+    return 0;
+}
+
+//  The connection to the current sentinel is gone (ac freed by hiredis):
+//  try the next one after the backoff.
+static void
+s_lost (bm_sentinel_watch_t *self, const char *why)
+{
+    const char *which = bm_endpoints_current (self->list);
+    self->ac = NULL;
+    self->subscribed = false;
+    if (self->timer != -1) {
+        zloop_timer_end (self->loop, self->timer);
+        self->timer = -1;
+    }
+    if (!self->down_logged)
+        bm_warn (NULL, "sentinel %s: +switch-master subscription lost (%s); trying the next "
+                 "sentinel with backoff", which, why);
+    self->down_logged = true;
+    bm_endpoints_next (self->list, false);
+    self->timer = zloop_timer (self->loop, self->backoff_ms, 1, s_on_timer, self);
+    self->backoff_ms = self->backoff_ms * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS
+                                                              : self->backoff_ms * 2;
+}
+
+static void
+s_on_connect (const redisAsyncContext *ac, int status)
+{
+    bm_sentinel_watch_t *self = (bm_sentinel_watch_t *) ac->data;
+    if (status != REDIS_OK && ac == self->ac)
+        s_lost (self, ac->errstr);
+}
+
+static void
+s_on_disconnect (const redisAsyncContext *ac, int status)
+{
+    (void) status;
+    bm_sentinel_watch_t *self = (bm_sentinel_watch_t *) ac->data;
+    if (ac == self->ac)
+        s_lost (self, ac->errstr [0] ? ac->errstr : "connection closed");
+}
+
+static bool
+s_is (const redisReply *reply, const char *word)
+{
+    return reply->type == REDIS_REPLY_STRING && strlen (word) == reply->len
+        && memcmp (reply->str, word, reply->len) == 0;
+}
+
+static void
+s_on_message (redisAsyncContext *ac, void *r, void *privdata)
+{
+    bm_sentinel_watch_t *self = (bm_sentinel_watch_t *) privdata;
+    redisReply *reply = (redisReply *) r;
+    if (!reply || ac != self->ac)
+        return;                 //  Connection gone: s_on_disconnect handles it
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+        bm_warn (NULL, "sentinel %s: unexpected answer to SUBSCRIBE +switch-master (%s)",
+                 bm_endpoints_current (self->list),
+                 reply->type == REDIS_REPLY_ERROR ? reply->str : "not a message");
+        return;
+    }
+    if (s_is (reply->element [0], "subscribe")) {
+        self->subscribed = true;
+        self->backoff_ms = S_BACKOFF_MIN_MS;
+        if (self->timer != -1) {
+            zloop_timer_end (self->loop, self->timer);
+            self->timer = -1;
+        }
+        bm_endpoints_served (self->list);
+        bm_info (NULL, "sentinel %s: following +switch-master for '%s'",
+                 bm_endpoints_current (self->list), self->name);
+        self->down_logged = false;
+        return;
+    }
+    if (!s_is (reply->element [0], "message") || reply->element [2]->type != REDIS_REPLY_STRING)
+        return;
+    bm_sentinel_switch_t sw;
+    if (bm_sentinel_parse_switch (reply->element [2]->str, reply->element [2]->len, &sw)) {
+        bm_warn (NULL, "sentinel %s: malformed +switch-master message ignored: '%.*s'",
+                 bm_endpoints_current (self->list),
+                 (int) (reply->element [2]->len > 200 ? 200 : reply->element [2]->len),
+                 reply->element [2]->str);
+        return;
+    }
+    if (strcmp (sw.name, self->name)) {
+        bm_debug (NULL, "sentinel %s: +switch-master for master '%s' ignored (we follow '%s')",
+                  bm_endpoints_current (self->list), sw.name, self->name);
+        return;
+    }
+    self->fn (&sw, self->arg);
+}
+
+static void
+s_connect (bm_sentinel_watch_t *self)
+{
+    const char *one = bm_endpoints_current (self->list);
+    char host [256];
+    int port;
+    redisAsyncContext *ac = NULL;
+    if (bm_sentinel_parse_addr (one, strlen (one), host, sizeof host, &port) == 0)
+        ac = redisAsyncConnect (host, port);
+    if (!ac || ac->err) {
+        if (!self->down_logged)
+            bm_warn (NULL, "sentinel %s: cannot connect (%s); trying the next sentinel with "
+                     "backoff", one, ac ? ac->errstr : "not host:port, or out of memory");
+        self->down_logged = true;
+        if (ac)
+            redisAsyncFree (ac);
+        bm_endpoints_next (self->list, false);
+        self->timer = zloop_timer (self->loop, self->backoff_ms, 1, s_on_timer, self);
+        self->backoff_ms = self->backoff_ms * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS
+                                                                  : self->backoff_ms * 2;
+        return;
+    }
+    ac->data = self;
+    ac->ev.data = self;
+    ac->ev.addRead = s_add_read;
+    ac->ev.delRead = s_del_read;
+    ac->ev.addWrite = s_add_write;
+    ac->ev.delWrite = s_del_write;
+    ac->ev.cleanup = s_cleanup;
+    self->ac = ac;
+    redisAsyncSetConnectCallback (ac, s_on_connect);
+    redisAsyncSetDisconnectCallback (ac, s_on_disconnect);
+    redisAsyncCommand (ac, s_on_message, self, "SUBSCRIBE +switch-master");
+    s_add_write (self);
+    //  A sentinel that neither answers nor refuses (a partition) is
+    //  dropped after S_SUBSCRIBE_MS.
+    self->timer = zloop_timer (self->loop, S_SUBSCRIBE_MS, 1, s_on_timer, self);
+}
+
+//  --------------------------------------------------------------------------
+
+int
+bm_sentinel_parse_switch (const char *msg, size_t len, bm_sentinel_switch_t *out)
+{
+    //  Five fields separated by single spaces.
+    const char *field [5];
+    size_t size [5];
+    size_t count = 0, start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || msg [i] == ' ') {
+            if (i == start || count == 5)
+                return -1;
+            field [count] = msg + start;
+            size [count++] = i - start;
+            start = i + 1;
+        }
+        else
+        if (msg [i] == '\0' || msg [i] == '\r' || msg [i] == '\n')
+            return -1;
+    }
+    if (count != 5 || size [0] >= sizeof out->name
+    ||  size [1] >= sizeof out->old_host || size [3] >= sizeof out->new_host)
+        return -1;
+    int ports [2];
+    for (int k = 0; k < 2; k++) {
+        const char *digits = field [2 + 2 * k];
+        size_t n = size [2 + 2 * k];
+        long value = 0;
+        if (n > 5)
+            return -1;
+        for (size_t i = 0; i < n; i++) {
+            if (digits [i] < '0' || digits [i] > '9')
+                return -1;
+            value = value * 10 + (digits [i] - '0');
+        }
+        if (value < 1 || value > 65535)
+            return -1;
+        ports [k] = (int) value;
+    }
+    memcpy (out->name, field [0], size [0]);
+    out->name [size [0]] = 0;
+    memcpy (out->old_host, field [1], size [1]);
+    out->old_host [size [1]] = 0;
+    memcpy (out->new_host, field [3], size [3]);
+    out->new_host [size [3]] = 0;
+    out->old_port = ports [0];
+    out->new_port = ports [1];
+    return 0;
+}
+
+bm_sentinel_watch_t *
+bm_sentinel_watch_new (zloop_t *loop, const char *sentinels, const char *name,
+                       bm_sentinel_switch_fn *fn, void *arg)
+{
+    bm_endpoints_t *list = bm_endpoints_new (sentinels);
+    if (!list)
+        return NULL;
+    bm_sentinel_watch_t *self = (bm_sentinel_watch_t *) zmalloc (sizeof (bm_sentinel_watch_t));
+    self->loop = loop;
+    self->list = list;
+    self->name = strdup (name ? name : BM_SENTINEL_DEFAULT_MASTER);
+    self->fn = fn;
+    self->arg = arg;
+    self->timer = -1;
+    self->backoff_ms = S_BACKOFF_MIN_MS;
+    s_connect (self);
+    return self;
+}
+
+void
+bm_sentinel_watch_destroy (bm_sentinel_watch_t **self_p)
+{
+    if (*self_p) {
+        bm_sentinel_watch_t *self = *self_p;
+        if (self->timer != -1)
+            zloop_timer_end (self->loop, self->timer);
+        if (self->ac) {
+            redisAsyncContext *ac = self->ac;
+            self->ac = NULL;
+            redisAsyncFree (ac);
+        }
+        bm_endpoints_destroy (&self->list);
+        free (self->name);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+bool
+bm_sentinel_watch_subscribed (bm_sentinel_watch_t *self)
+{
+    return self->subscribed;
+}
