@@ -4,6 +4,7 @@
 #include "bm_redis_url.h"
 #include "bm_log.h"
 #include "bm_sentinel.h"
+#include "bm_redis_zloop.h"
 
 #include <hiredis/async.h>
 
@@ -21,10 +22,7 @@ struct _bm_store_t {
     char *password;             //  AUTH password or NULL
     redisAsyncContext *ac;      //  Live connection, or NULL
     bool connected;             //  Connect callback said yes
-    zmq_pollitem_t item;        //  Our poller on ac's fd
-    bool polling;               //  Poller registered
-    bool want_read;             //  hiredis wants read events
-    bool want_write;            //  hiredis wants write events
+    bm_redis_zloop_t io;        //  Drives ac from the loop
     bm_store_group_t *open;            //  Writes of this loop turn, or NULL
     bm_store_group_t *waiting;         //  Durable writes waiting for a connection
     bm_store_group_t *lost;            //  Writes lost in flight, in order
@@ -69,58 +67,11 @@ static void s_became_ready (bm_store_t *self);
 static void s_group_keep (bm_store_t *self, bm_store_group_t *group);
 static size_t s_kept (bm_store_t *self);
 
-//  --------------------------------------------------------------------------
-//  The zloop adapter: hiredis asks for read/write interest, we keep one
-//  poller on the fd with the union of both.
-
-static int
-s_io_handler (zloop_t *loop, zmq_pollitem_t *item, void *arg)
-{
-    (void) loop;
-    bm_store_t *self = (bm_store_t *) arg;
-    //  Either call may free ac (on error); check it between them.
-    if (self->ac && (item->revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
-        redisAsyncHandleRead (self->ac);
-    if (self->ac && (item->revents & ZMQ_POLLOUT))
-        redisAsyncHandleWrite (self->ac);
-    //  Reply callbacks may have written.
-    bm_store_flush (self);
-    return 0;
-}
-
+//  After each round of I/O: reply callbacks may have written.
 static void
-s_update_poller (bm_store_t *self)
+s_after_io (void *arg)
 {
-    if (self->polling) {
-        zloop_poller_end (self->loop, &self->item);
-        self->polling = false;
-    }
-    if (self->ac && (self->want_read || self->want_write)) {
-        self->item.socket = NULL;
-        self->item.fd = self->ac->c.fd;
-        self->item.events = (self->want_read ? ZMQ_POLLIN : 0)
-                          | (self->want_write ? ZMQ_POLLOUT : 0);
-        self->item.revents = 0;
-        if (zloop_poller (self->loop, &self->item, s_io_handler, self) == 0) {
-            zloop_poller_set_tolerant (self->loop, &self->item);
-            self->polling = true;
-        }
-    }
-}
-
-static void s_add_read (void *privdata)  { bm_store_t *s = privdata; if (!s->want_read)   { s->want_read = true;   s_update_poller (s); } }
-static void s_del_read (void *privdata)  { bm_store_t *s = privdata; if (s->want_read)    { s->want_read = false;  s_update_poller (s); } }
-static void s_add_write (void *privdata) { bm_store_t *s = privdata; if (!s->want_write)  { s->want_write = true;  s_update_poller (s); } }
-static void s_del_write (void *privdata) { bm_store_t *s = privdata; if (s->want_write)   { s->want_write = false; s_update_poller (s); } }
-static void
-s_cleanup (void *privdata)
-{
-    bm_store_t *self = (bm_store_t *) privdata;
-    self->want_read = self->want_write = false;
-    if (self->polling) {
-        zloop_poller_end (self->loop, &self->item);
-        self->polling = false;
-    }
+    bm_store_flush ((bm_store_t *) arg);
 }
 
 //  --------------------------------------------------------------------------
@@ -339,13 +290,8 @@ s_connect (bm_store_t *self)
         return;
     }
     ac->data = self;
-    ac->ev.data = self;
-    ac->ev.addRead = s_add_read;
-    ac->ev.delRead = s_del_read;
-    ac->ev.addWrite = s_add_write;
-    ac->ev.delWrite = s_del_write;
-    ac->ev.cleanup = s_cleanup;
     self->ac = ac;
+    bm_redis_zloop_attach (&self->io, ac);
     redisAsyncSetConnectCallback (ac, s_on_connect);
     redisAsyncSetDisconnectCallback (ac, s_on_disconnect);
     //  Commands queued before the connect completes are sent once it does;
@@ -354,8 +300,6 @@ s_connect (bm_store_t *self)
         redisAsyncCommand (ac, NULL, NULL, "AUTH %s", self->password);
     if (self->db)
         redisAsyncCommand (ac, NULL, NULL, "SELECT %d", self->db);
-    //  The socket is connecting: hiredis waits for writability.
-    s_add_write (self);
 }
 
 //  --------------------------------------------------------------------------
@@ -758,6 +702,7 @@ bm_store_new (zloop_t *loop, const char *url, const char *sentinels, const char 
     int port = parsed.port, db = parsed.db;
     bm_store_t *self = (bm_store_t *) zmalloc (sizeof (bm_store_t));
     self->loop = loop;
+    bm_redis_zloop_init (&self->io, loop, &self->ac, s_after_io, self);
     self->host = host;
     self->port = port;
     self->db = db;

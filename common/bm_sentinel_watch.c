@@ -3,6 +3,7 @@
 #include "bm_sentinel.h"
 #include "bm_endpoints.h"
 #include "bm_log.h"
+#include "bm_redis_zloop.h"
 
 #include <hiredis/async.h>
 
@@ -17,10 +18,7 @@ struct _bm_sentinel_watch_t {
     bm_sentinel_switch_fn *fn;
     void *arg;
     redisAsyncContext *ac;      //  Connection to the current sentinel, or NULL
-    zmq_pollitem_t item;        //  Our poller on ac's fd
-    bool polling;
-    bool want_read;
-    bool want_write;
+    bm_redis_zloop_t io;        //  Drives ac from the loop
     int timer;                  //  Reconnect or subscribe deadline, or -1
     int backoff_ms;
     bool subscribed;
@@ -28,56 +26,6 @@ struct _bm_sentinel_watch_t {
 };
 
 static void s_connect (bm_sentinel_watch_t *self);
-
-//  --------------------------------------------------------------------------
-//  The zloop adapter (as bm_store's): one poller with hiredis' interest.
-
-static int
-s_io_handler (zloop_t *loop, zmq_pollitem_t *item, void *arg)
-{
-    (void) loop;
-    bm_sentinel_watch_t *self = (bm_sentinel_watch_t *) arg;
-    if (self->ac && (item->revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
-        redisAsyncHandleRead (self->ac);
-    if (self->ac && (item->revents & ZMQ_POLLOUT))
-        redisAsyncHandleWrite (self->ac);
-    return 0;
-}
-
-static void
-s_update_poller (bm_sentinel_watch_t *self)
-{
-    if (self->polling) {
-        zloop_poller_end (self->loop, &self->item);
-        self->polling = false;
-    }
-    if (self->ac && (self->want_read || self->want_write)) {
-        self->item.socket = NULL;
-        self->item.fd = self->ac->c.fd;
-        self->item.events = (self->want_read ? ZMQ_POLLIN : 0)
-                          | (self->want_write ? ZMQ_POLLOUT : 0);
-        self->item.revents = 0;
-        if (zloop_poller (self->loop, &self->item, s_io_handler, self) == 0) {
-            zloop_poller_set_tolerant (self->loop, &self->item);
-            self->polling = true;
-        }
-    }
-}
-
-static void s_add_read (void *p)  { bm_sentinel_watch_t *s = p; if (!s->want_read)  { s->want_read = true;   s_update_poller (s); } }
-static void s_del_read (void *p)  { bm_sentinel_watch_t *s = p; if (s->want_read)   { s->want_read = false;  s_update_poller (s); } }
-static void s_add_write (void *p) { bm_sentinel_watch_t *s = p; if (!s->want_write) { s->want_write = true;  s_update_poller (s); } }
-static void s_del_write (void *p) { bm_sentinel_watch_t *s = p; if (s->want_write)  { s->want_write = false; s_update_poller (s); } }
-static void
-s_cleanup (void *p)
-{
-    bm_sentinel_watch_t *self = (bm_sentinel_watch_t *) p;
-    self->want_read = self->want_write = false;
-    if (self->polling) {
-        zloop_poller_end (self->loop, &self->item);
-        self->polling = false;
-    }
-}
 
 //  --------------------------------------------------------------------------
 //  Connection life
@@ -223,17 +171,11 @@ s_connect (bm_sentinel_watch_t *self)
         return;
     }
     ac->data = self;
-    ac->ev.data = self;
-    ac->ev.addRead = s_add_read;
-    ac->ev.delRead = s_del_read;
-    ac->ev.addWrite = s_add_write;
-    ac->ev.delWrite = s_del_write;
-    ac->ev.cleanup = s_cleanup;
     self->ac = ac;
+    bm_redis_zloop_attach (&self->io, ac);
     redisAsyncSetConnectCallback (ac, s_on_connect);
     redisAsyncSetDisconnectCallback (ac, s_on_disconnect);
     redisAsyncCommand (ac, s_on_message, self, "SUBSCRIBE +switch-master");
-    s_add_write (self);
     //  A sentinel that neither answers nor refuses (a partition) is
     //  dropped after S_SUBSCRIBE_MS.
     self->timer = zloop_timer (self->loop, S_SUBSCRIBE_MS, 1, s_on_timer, self);
@@ -299,6 +241,7 @@ bm_sentinel_watch_new (zloop_t *loop, const char *sentinels, const char *name,
         return NULL;
     bm_sentinel_watch_t *self = (bm_sentinel_watch_t *) zmalloc (sizeof (bm_sentinel_watch_t));
     self->loop = loop;
+    bm_redis_zloop_init (&self->io, loop, &self->ac, NULL, NULL);
     self->list = list;
     self->name = strdup (name ? name : BM_SENTINEL_DEFAULT_MASTER);
     self->fn = fn;
