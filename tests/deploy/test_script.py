@@ -9,7 +9,8 @@ prints the completed record; `logs` shows a service's log, by its name or
 its Docker Compose name (orchestrator, api-gateway, workers); `down` stops
 everything gracefully and leaves no process behind.  Then the failures a
 user meets: a bad value and a busy port make `up` fail naming the service,
-the variable or the port, with the tail of the log.
+the variable or the port (and the setting that moves it), with the tail of
+the log; an `up` stopped by SIGTERM half-way says what it left running.
 """
 import json
 import os
@@ -319,12 +320,54 @@ def run_failures(e):
         p = e.run("up")
     check(p.returncode != 0 and "port %d is already in use" % e.ports["broker"] in p.stderr
           and "broker" in p.stderr, "up names the busy port and the service that needs it", show(p))
+    check("BROKER_ENDPOINT" in p.stderr, "up names the setting that moves the busy port", show(p))
     e.run("down", timeout=90)
+
+    run_interrupted_up(e)
 
     # A bad port number in the env: refused before anything starts.
     p = e.run("up", env={"API_GATEWAY_PORT": "70000"})
     check(p.returncode != 0 and "API_GATEWAY_PORT" in p.stderr, "up refuses API_GATEWAY_PORT=70000", show(p))
     check(not e.pids(), "nothing was started", e.pids())
+
+    # BOTMESH_JOBS (ninja -j) is checked before anything is built.
+    p = e.run("build", env={"BOTMESH_JOBS": "two"})
+    check(p.returncode != 0 and "BOTMESH_JOBS='two'" in p.stderr, "build refuses BOTMESH_JOBS=two", show(p))
+
+
+def run_interrupted_up(e):
+    """SIGTERM to an `up` that is still waiting for its workers: it exits
+    143 and lists the services it started, which run on."""
+    # Workers that reach no broker stay up and never register: `up` waits
+    # for them (BOTMESH_UP_TIMEOUT, 60 s here) until it is signalled.
+    env = dict(e.env, BOTMESH_WORKER_ARGS="--simulate --endpoint tcp://127.0.0.1:%d" % free_port())
+    p = subprocess.Popen([SCRIPT, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = []
+    try:
+        for line in p.stdout:
+            out.append(line)
+            if line.startswith("worker-java-1: started"):
+                break
+        check(out and out[-1].startswith("worker-java-1: started"),
+              "up started the workers and waits for them to register", out)
+        p.send_signal(15)
+        rest, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    log("up after SIGTERM: rc %d\n%s%s%s" % (p.returncode, "".join(out), rest, err))
+    check(p.returncode == 143, "up exits 143 on SIGTERM", p.returncode, err)
+    check("up interrupted" in err, "up says it was interrupted", err)
+    listed = next((l for l in err.splitlines() if l.startswith("Started and still running:")), "").split()
+    check({"redis", "broker", "worker-python-1"} <= set(listed),
+          "up lists what it started and left running", err)
+    check("./botmesh down" in err and "./botmesh up" in err, "up says how to stop them or start the rest", err)
+    pids = e.pids()
+    check("broker" in pids and alive(pids["broker"]), "the broker it started still runs", pids)
+    p = e.run("down", timeout=90)
+    check(p.returncode == 0, "down stops what the interrupted up started", show(p))
+    wait_until(lambda: not any(alive(p) for p in pids.values()), 10, "every process to be gone")
 
 
 if __name__ == "__main__":
