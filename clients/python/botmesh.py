@@ -46,11 +46,18 @@ import pickle
 import re
 import signal
 import socket as _socket
+import sys
 import threading
 import time
 
-import msgpack
-import zmq
+try:
+    import msgpack
+    import zmq
+except ImportError as _exc:     # say what to install, for this interpreter
+    raise ImportError(
+        "botmesh.py needs msgpack and pyzmq, which %s cannot import (%s): on Debian "
+        "run it with /usr/bin/python3 after apt-get install python3-zmq python3-msgpack, "
+        "or in this Python: pip install pyzmq msgpack" % (sys.executable, _exc)) from _exc
 
 __all__ = [
     "Client", "Worker", "Job", "JobError",

@@ -442,6 +442,21 @@ def test_worker_bad_config():
     check("module-level function" in str(e), "a handler that cannot be pickled is refused up front", e)
 
 
+
+def test_missing_dependency_says_what_to_install():
+    # -S: no site-packages, so neither msgpack nor pyzmq can be imported,
+    # as in a Python (pyenv, a venv) that lacks them.
+    import subprocess
+    p = subprocess.run([sys.executable, "-S", "-c",
+                        "import sys; sys.path.insert(0, %r); import botmesh"
+                        % os.path.join(ROOT, "clients", "python")],
+                       capture_output=True, text=True, timeout=30)
+    last = (p.stderr.strip().splitlines() or [""])[-1]
+    check(p.returncode != 0 and last.startswith("ImportError: botmesh.py needs msgpack and pyzmq")
+          and "python3-msgpack" in last and "pip install pyzmq msgpack" in last,
+          "importing botmesh without msgpack/pyzmq names the packages to install", p.stderr[-1000:])
+
+
 def main():
     for name, fn in sorted(globals().items()):
         if name.startswith("test_") and callable(fn):
