@@ -254,6 +254,18 @@ def run_stack(e, have_gw):
                        "the seed's webhookUrl http://mock-webhook:5000 to be delivered to the local mock")
             wait_until(lambda: (http("GET", "%s/job/%s" % (gw, printed_job))[2].get("webhook") or {})
                        .get("state") == "delivered", 30, "the printed example's job and webhook to complete")
+        # A delayed job allowed one run: the gateway answers "delayed", the
+        # record carries the options.
+        p = e.run("invoke", "python", '{"task":"data_analysis"}', "--attempts", "1", "--delay-ms", "300",
+                  "--wait")
+        check(p.returncode == 0, "invoke --attempts 1 --delay-ms 300 --wait succeeds", show(p))
+        check(json.loads(p.stderr.strip().splitlines()[0]).get("status") == "delayed",
+              "invoke --delay-ms: the gateway answers status delayed", p.stderr)
+        rec = json.loads(p.stdout)
+        check(rec.get("state") == "completed" and rec.get("runAttempts") == 1,
+              "invoke --attempts 1: the record allows one run", rec)
+        p = e.run("invoke", "python", "--attempts", "0")
+        check(p.returncode != 0 and "--attempts" in p.stderr, "invoke refuses --attempts 0", show(p))
         p = e.run("invoke", "python", "{not json")
         check(p.returncode != 0 and "not valid JSON" in p.stderr, "invoke rejects a bad payload", show(p))
 
