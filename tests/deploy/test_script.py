@@ -336,6 +336,7 @@ def run_failures(e):
     e.run("down", timeout=90)
 
     run_interrupted_up(e)
+    run_foreign_redis(e)
 
     # A bad port number in the env: refused before anything starts.
     p = e.run("up", env={"API_GATEWAY_PORT": "70000"})
@@ -380,6 +381,41 @@ def run_interrupted_up(e):
     p = e.run("down", timeout=90)
     check(p.returncode == 0, "down stops what the interrupted up started", show(p))
     wait_until(lambda: not any(alive(p) for p in pids.values()), 10, "every process to be gone")
+
+
+def run_foreign_redis(e):
+    """A Redis up did not start already answers on BOTMESH_REDIS_PORT (a
+    distribution's redis-server service): up uses it and warns that its AOF
+    is off; status counts it as up."""
+    port = free_port()
+    rdir = os.path.join(e.dir, "foreign-redis")
+    os.makedirs(rdir)
+    r = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", rdir,
+                          "--appendonly", "no", "--save", ""],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        ping = lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
+                                      text=True).stdout.strip() == "PONG"
+        wait_until(ping, 20, "the foreign redis-server to answer PING")
+        env = {"BOTMESH_REDIS_PORT": str(port)}
+        # The broker's port is busy: up stops after Redis, which is enough.
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", e.ports["broker"]))
+            s.listen(1)
+            p = e.run("up", env=env)
+        check("not started by botmesh answers on 127.0.0.1:%d: using it" % port in p.stdout,
+              "up says it uses the Redis it found", show(p))
+        check("appendonly no" in p.stdout, "up warns that this Redis runs without AOF", show(p))
+        check("redis" not in e.pids(), "up started no Redis of its own", e.pids())
+        p = e.run("status", env=env)
+        line = next((l for l in p.stdout.splitlines() if l.startswith("redis ")), "")
+        check("up (PING; not started by botmesh)" in line, "status shows the foreign Redis up", p.stdout)
+        e.run("down", timeout=90, env=env)
+        check(ping(), "down leaves the Redis it did not start alone")
+    finally:
+        r.terminate()
+        r.wait(timeout=30)
 
 
 if __name__ == "__main__":
