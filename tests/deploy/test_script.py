@@ -285,6 +285,12 @@ def run_stack(e, have_gw):
     check(not e.pids(), "down removed the pid files", e.pids())
     p = e.run("status")
     check(p.returncode != 0 and "DOWN" in p.stdout, "status after down says DOWN and exits non-zero", show(p))
+    if have_gw:
+        p = e.run("invoke", "python")
+        err = p.stderr.strip()
+        check(p.returncode != 0 and "does not answer" in err and "./botmesh up" in err
+              and len(err.splitlines()) == 1 and "000" not in err,
+              "invoke with the stack down says so in one line and names ./botmesh up", show(p))
 
 
 def check_log_aliases(e):
