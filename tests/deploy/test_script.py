@@ -277,9 +277,13 @@ def run_stack(e, have_gw):
           show(p))
     check_log_aliases(e)
 
+    slow_job = start_slow_job(e, gw) if have_gw else None
     pids = e.pids()
     p = e.run("down", timeout=120)
     check(p.returncode == 0, "down succeeds", show(p))
+    if slow_job:
+        check("waiting for worker-slow-1 to exit" in p.stdout and "BOTMESH_STOP_TIMEOUT" in p.stdout,
+              "down says it waits for the worker running a job", p.stdout)
     check("SIGKILL" not in p.stdout, "down needed no SIGKILL (every service stopped on SIGTERM)", p.stdout)
     wait_until(lambda: not any(alive(p) for p in pids.values()), 10, "every process to be gone")
     check(not e.pids(), "down removed the pid files", e.pids())
@@ -291,6 +295,22 @@ def run_stack(e, have_gw):
         check(p.returncode != 0 and "does not answer" in err and "./botmesh up" in err
               and len(err.splitlines()) == 1 and "000" not in err,
               "invoke with the stack down says so in one line and names ./botmesh up", show(p))
+
+
+def start_slow_job(e, gw):
+    """A worker of type slow (a real bot, not simulated, that sleeps 6 s)
+    running a job: `down` has to wait for it."""
+    bot = os.path.join(e.dir, "slow.sh")
+    with open(bot, "w") as f:
+        f.write("#!/bin/sh\ncat >/dev/null\nsleep 6\necho '{\"slept\": 6}'\n")
+    p = e.run("scale", "slow=1", env={"BOTMESH_WORKER_ARGS": "", "BOT_SLOW_CMD": "/bin/sh " + bot})
+    check(p.returncode == 0, "scale slow=1 (a real bot)", show(p))
+    st, _, body = http("POST", gw + "/invoke", {"botType": "slow", "payload": {}})
+    check(st == 202, "a slow job is accepted", st, body)
+    job = body["jobId"]
+    wait_until(lambda: http("GET", "%s/job/%s" % (gw, job))[2].get("state") == "running", 30,
+               "the slow job to run")
+    return job
 
 
 def check_log_aliases(e):
