@@ -491,6 +491,7 @@ s_broker_destroy (bm_broker_t **self_p)
         if (self->live.waiting) {
             //  SUBMITs never confirmed: they are answered store_unavailable.
             bm_waiters_t *batch = (bm_waiters_t *) zmalloc (sizeof (bm_waiters_t));
+            batch->broker = self;
             batch->waiters = self->live.waiters;
             batch->count = self->live.waiting;
             self->live.waiters = NULL;
@@ -518,6 +519,7 @@ s_broker_destroy (bm_broker_t **self_p)
         bm_msg_destroy (&self->msg);
         zframe_destroy (&self->identity);
         bm_finished_destroy (&self->finished_sets);
+        free (self->dispatch_pending);
         free (self->live.add_ids);
         free (self->live.add_seqs);
         free (self->live.waiters);

@@ -149,6 +149,9 @@ bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *m
     batch->req = items.req;
     batch->count = items.count;
     batch->unconfirmed = 1;
+    //  Without Redis each job is confirmed as it is admitted: the batch's
+    //  jobs are dispatched together once it is read.
+    bm_dispatch_hold (self);
     int rc;
     while ((rc = bm_codec_batch_next (&items, item, &error)) != 0) {
         bm_batch_slot_t *slot = &batch->slots [items.index - 1];
@@ -191,6 +194,7 @@ bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *m
     }
     bm_msg_destroy (&item);
     zhashx_destroy (&keys);
+    bm_dispatch_release (self);
     s_batch_release (&batch);
 }
 

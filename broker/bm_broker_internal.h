@@ -100,6 +100,9 @@ struct _bm_broker_t {
     zhashx_t *batch_clients;    //  Clients that sent SUBMIT_MANY: their RESULTs
                                 //  of a loop turn, for RESULT_MANY (owned)
     int results_timer;          //  zloop timer sending them, or 0
+    int dispatch_held;          //  bm_dispatch_hold depth: dispatch waits
+    bm_service_t **dispatch_pending;    //  Services to dispatch at the release
+    size_t dispatch_pending_count, dispatch_pending_alloc;
     zlistx_t *recent;           //  bm_job_t * by creation (not owned)
     zlistx_t *finished;         //  Terminal bm_job_t * by end, for eviction
     bm_heap_t *deadlines;       //  Running jobs by deadline
@@ -155,6 +158,7 @@ typedef struct {
 } bm_cmd_t;
 
 typedef struct {
+    bm_broker_t *broker;
     bm_waiter_t *waiters;
     size_t count;
 } bm_waiters_t;
@@ -216,6 +220,13 @@ void bm_jobstore_on_store_state (bool up, void *arg);
 bm_service_t *bm_service_require (bm_broker_t *self, const char *name);
 void bm_dispatch (bm_broker_t *self, bm_service_t *service);
 void bm_dispatch_worker (bm_broker_t *self, bm_worker_entry_t *worker);
+//  Hold dispatch over a loop that confirms, queues or ends many jobs (the
+//  items of SUBMIT_MANY or DONE_MANY, the SUBMITs one ZADD confirms):
+//  bm_dispatch only marks the type, and the last release dispatches each
+//  type marked once, so that a worker that takes batches gets one
+//  JOB_MANY instead of a JOB for each job as it comes.  Holds nest.
+void bm_dispatch_hold (bm_broker_t *self);
+void bm_dispatch_release (bm_broker_t *self);
 void bm_job_enqueue (bm_broker_t *self, bm_job_t *job);
 void bm_job_unassign (bm_broker_t *self, bm_job_t *job);
 void bm_job_requeue (bm_broker_t *self, bm_job_t *job, const char *reason);

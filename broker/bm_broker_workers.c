@@ -391,8 +391,10 @@ s_worker_done_many (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t
         bm_error (NULL, "out of memory reading a DONE_MANY from %s", worker->name);
         return;
     }
-    //  The credit freed item by item goes out at the end, as one JOB_MANY.
+    //  The credit freed item by item goes out at the end, as one JOB_MANY
+    //  (to this worker or another).
     worker->holding = true;
+    bm_dispatch_hold (self);
     int rc;
     while ((rc = bm_codec_batch_next (&items, item, &error)) != 0) {
         if (rc < 0)
@@ -402,6 +404,7 @@ s_worker_done_many (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t
     }
     bm_msg_destroy (&item);
     worker->holding = false;
+    bm_dispatch_release (self);
     bm_dispatch_worker (self, worker);
 }
 

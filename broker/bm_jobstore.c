@@ -134,8 +134,12 @@ void
 bm_jobstore_on_live_added (redisReply *reply, void *arg)
 {
     bm_waiters_t *batch = (bm_waiters_t *) arg;
+    bm_broker_t *self = batch->broker;
+    //  The jobs this ZADD confirms are dispatched together, after it.
+    bm_dispatch_hold (self);
     for (size_t i = 0; i < batch->count; i++)
         batch->waiters [i].fn (reply, batch->waiters [i].arg);
+    bm_dispatch_release (self);
     free (batch->waiters);
     free (batch);
 }
@@ -184,6 +188,7 @@ bm_jobstore_live_flush (void *arg)
             lens [3 + 2 * i] = strlen (argv [3 + 2 * i]);
         }
         bm_waiters_t *batch = (bm_waiters_t *) zmalloc (sizeof (bm_waiters_t));
+        batch->broker = self;
         batch->waiters = live->waiters;
         batch->count = live->waiting;
         live->waiters = NULL;

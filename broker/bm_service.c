@@ -302,6 +302,20 @@ s_pick_worker (bm_service_t *service)
 void
 bm_dispatch (bm_broker_t *self, bm_service_t *service)
 {
+    if (self->dispatch_held > 0) {
+        if (!service->dispatch_pending) {
+            if (self->dispatch_pending_count == self->dispatch_pending_alloc) {
+                self->dispatch_pending_alloc = self->dispatch_pending_alloc
+                                             ? 2 * self->dispatch_pending_alloc : 16;
+                self->dispatch_pending = (bm_service_t **) bm_realloc_or_abort (
+                    self->dispatch_pending, self->dispatch_pending_alloc * sizeof (bm_service_t *),
+                    "the types waiting for dispatch");
+            }
+            self->dispatch_pending [self->dispatch_pending_count++] = service;
+            service->dispatch_pending = true;
+        }
+        return;
+    }
     while (bm_heap_size (service->queue) && service->usage < service->limit && !self->stopping
            && !service->paused) {
         bm_worker_entry_t *worker = s_pick_worker (service);
@@ -314,6 +328,28 @@ bm_dispatch (bm_broker_t *self, bm_service_t *service)
     }
     s_service_gauges (service);
     bm_series_set (service->m_waiting, (double) bm_service_waiting_for_permit (service));
+}
+
+void
+bm_dispatch_hold (bm_broker_t *self)
+{
+    self->dispatch_held++;
+}
+
+void
+bm_dispatch_release (bm_broker_t *self)
+{
+    assert (self->dispatch_held > 0);
+    if (--self->dispatch_held > 0)
+        return;
+    //  Services are never deleted, so the pointers held stay valid; a
+    //  dispatch cannot mark another (nothing is held now).
+    for (size_t i = 0; i < self->dispatch_pending_count; i++) {
+        bm_service_t *service = self->dispatch_pending [i];
+        service->dispatch_pending = false;
+        bm_dispatch (self, service);
+    }
+    self->dispatch_pending_count = 0;
 }
 
 void

@@ -28,6 +28,7 @@ struct _bm_service_t {
     bool configured;            //  A limit was configured
     bool served;                //  A worker has registered for it since start
     bool paused;                //  Nothing dispatched (QUEUE pause)
+    bool dispatch_pending;      //  bm_dispatch asked while dispatch was held
     int64_t confirming;         //  SUBMITs waiting for Redis (count in the bound)
     uint64_t completed, failed, cancelled, submitted;
     int64_t retry_attempts;     //  RETRY_<TYPE>_ATTEMPTS: runs of a job
