@@ -181,7 +181,7 @@ bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *m
             s_slot_refuse (slot, admit.code, admit.message);
             continue;
         }
-        snprintf (slot->id, sizeof slot->id, "%s", admit.id);
+        bm_id_copy (slot->id, sizeof slot->id, admit.id);
         slot->duplicate = admit.duplicate;
         if (has_key && !keys)
             keys = zhashx_new ();
@@ -305,11 +305,17 @@ bm_batch_keep_result (bm_broker_t *self, zframe_t *identity, bm_body_t *body)
 {
     if (!self->batch_clients || !identity || !self->loop)
         return false;
-    char *key = zframe_strhex (identity);
-    s_results_t *results = key ? (s_results_t *) zhashx_lookup (self->batch_clients, key) : NULL;
-    free (key);
-    if (!results)
-        return false;
+    //  The RESULTs of a loop turn mostly go to one client: the last one
+    //  found is tried first (entries live as long as the broker).
+    s_results_t *results = (s_results_t *) self->results_last;
+    if (!results || !zframe_eq (results->identity, identity)) {
+        char *key = zframe_strhex (identity);
+        results = key ? (s_results_t *) zhashx_lookup (self->batch_clients, key) : NULL;
+        free (key);
+        if (!results)
+            return false;
+        self->results_last = results;
+    }
     if (results->count >= BM_MAX_BATCH
     ||  (results->count > 0 && results->items.sbuf.size + body->sbuf.size > BM_RESULTS_MAX_BYTES))
         s_results_send (self, results);

@@ -261,14 +261,21 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
         job->idem_key = strdup (idem);
         bm_idem_put (self->idem, idem, job->id, bm_now_ms () + self->config.idempotency_ttl_ms);
     }
-    if (notify)
-        job->notify = zframe_dup (identity);
+    if (notify) {
+        //  The broker holds the last client's: the jobs it submits in a
+        //  row share it.
+        if (!self->notify_last || !zframe_eq (self->notify_last->identity, identity)) {
+            bm_notify_unref (&self->notify_last);
+            self->notify_last = bm_notify_new (identity);
+        }
+        job->notify = bm_notify_ref (self->notify_last);
+    }
     service->submitted++;
     service->confirming++;
     self->submitted++;
     bm_series_inc (service->m_submitted);
     bm_job_insert (self, job);
-    snprintf (admit->id, sizeof admit->id, "%s", job->id);
+    bm_id_copy (admit->id, sizeof admit->id, job->id);
     admit->job = job;
 }
 

@@ -65,6 +65,57 @@ typedef struct {
 
 #define BM_ID_SLOT (BM_MAX_ID_LEN + 16)
 
+//  A job id (or any C string) into a slot of size bytes, cut to fit: what
+//  snprintf (dst, size, "%s", src) does, without its format parsing
+//  (several copies a job).
+static inline void
+bm_id_copy (char *dst, size_t size, const char *src)
+{
+    size_t len = strlen (src);
+    if (len >= size)
+        len = size - 1;
+    memcpy (dst, src, len);
+    dst [len] = 0;
+}
+
+//  A map key that is a string literal of at most 31 bytes (a fixstr): its
+//  header and bytes in one write, its length known when compiled.  The
+//  records and JOB bodies pack some twenty keys a job.
+#define BM_PACK_KEY(pk, lit) \
+    bm_pack_key_lit ((pk), (lit), sizeof (lit) - 1 + 0 * sizeof (char [sizeof (lit) <= 32 ? 1 : -1]))
+#define BM_PACK_KV_INT(pk, lit, value) \
+    do { BM_PACK_KEY (pk, lit); msgpack_pack_int64 ((pk), (value)); } while (0)
+#define BM_PACK_KV_STR(pk, lit, value) \
+    do { BM_PACK_KEY (pk, lit); bm_pack_str ((pk), (value)); } while (0)
+
+static inline void
+bm_pack_key_lit (msgpack_packer *pk, const char *key, size_t len)
+{
+    char buf [32];
+    buf [0] = (char) (0xa0 | len);
+    memcpy (buf + 1, key, len);
+    pk->callback (pk->data, buf, len + 1);
+}
+
+//  A decimal integer into buf (at least 21 bytes), without snprintf;
+//  returns its length.
+static inline size_t
+bm_int_text (int64_t value, char *buf)
+{
+    char digits [24], *end = digits + sizeof digits, *p = end;
+    uint64_t magnitude = value < 0 ? (uint64_t) 0 - (uint64_t) value : (uint64_t) value;
+    do {
+        *--p = (char) ('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    if (value < 0)
+        *--p = '-';
+    size_t len = (size_t) (end - p);
+    memcpy (buf, p, len);
+    buf [len] = 0;
+    return len;
+}
+
 //  A finished set's key: prefix, "{bm}:finished:completed:", a bot type.
 #define BM_FINISHED_KEY_SLOT 256
 typedef struct _bm_finished_t bm_finished_t;
@@ -100,6 +151,8 @@ struct _bm_broker_t {
     zhashx_t *batch_clients;    //  Clients that sent SUBMIT_MANY: their RESULTs
                                 //  of a loop turn, for RESULT_MANY (owned)
     int results_timer;          //  zloop timer sending them, or 0
+    void *results_last;         //  The batch client last given a RESULT
+    bm_notify_t *notify_last;   //  The client of the last SUBMIT with notify (held)
     int dispatch_held;          //  bm_dispatch_hold depth: dispatch waits
     bm_service_t **dispatch_pending;    //  Services to dispatch at the release
     size_t dispatch_pending_count, dispatch_pending_alloc;

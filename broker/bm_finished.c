@@ -23,7 +23,8 @@
 
 //  An id and finish time waiting for this turn's ZADD of its set.
 typedef struct {
-    char key [BM_FINISHED_KEY_SLOT];    //  The set's key, prefix included
+    const bm_service_t *service;        //  The set's bot type (services live
+    int which;                          //  as long as the broker) and state
     char id [BM_ID_SLOT];
     int64_t finished_at;
 } s_add_t;
@@ -100,8 +101,9 @@ bm_finished_add (bm_broker_t *self, const bm_job_t *job)
                                                       "the finished sets' additions");
     }
     s_add_t *add = &sets->adds [sets->count++];
-    bm_finished_key (self, job->service->name, which, add->key, sizeof add->key);
-    snprintf (add->id, sizeof add->id, "%s", job->id);
+    add->service = job->service;
+    add->which = which;
+    bm_id_copy (add->id, sizeof add->id, job->id);
     add->finished_at = job->finished_at;
     if (job->service->keep [which] > 0) {
         char dirty [BM_MAX_BOT_TYPE_LEN + 8];
@@ -123,17 +125,21 @@ bm_finished_flush (bm_broker_t *self)
     char (*scores) [24] = bm_realloc_or_abort (NULL, sets->count * 24, "a finished-set ZADD");
     bool *sent = (bool *) bm_realloc_or_abort (NULL, sets->count * sizeof (bool), "a finished-set ZADD");
     memset (sent, 0, sets->count * sizeof (bool));
+    char key [BM_FINISHED_KEY_SLOT];
     for (size_t i = 0; i < sets->count; i++) {
         if (sent [i])
             continue;
+        const s_add_t *first = &sets->adds [i];
+        bm_finished_key (self, first->service->name, first->which, key, sizeof key);
         size_t argc = 0;
         argv [argc++] = "ZADD";
-        argv [argc++] = sets->adds [i].key;
+        argv [argc++] = key;
         for (size_t j = i; j < sets->count; j++) {
-            if (sent [j] || strcmp (sets->adds [j].key, sets->adds [i].key) != 0)
+            if (sent [j] || sets->adds [j].service != first->service
+            ||  sets->adds [j].which != first->which)
                 continue;
             sent [j] = true;
-            snprintf (scores [j], 24, "%" PRId64, sets->adds [j].finished_at);
+            bm_int_text (sets->adds [j].finished_at, scores [j]);
             argv [argc++] = scores [j];
             argv [argc++] = sets->adds [j].id;
         }

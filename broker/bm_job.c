@@ -35,6 +35,33 @@ bm_job_deadline_index (void *item, size_t index)
     ((bm_job_t *) item)->deadline_index = index;
 }
 
+bm_notify_t *
+bm_notify_new (zframe_t *identity)
+{
+    bm_notify_t *self = (bm_notify_t *) zmalloc (sizeof (bm_notify_t));
+    self->identity = zframe_dup (identity);
+    self->refs = 1;
+    return self;
+}
+
+bm_notify_t *
+bm_notify_ref (bm_notify_t *self)
+{
+    self->refs++;
+    return self;
+}
+
+void
+bm_notify_unref (bm_notify_t **self_p)
+{
+    bm_notify_t *self = *self_p;
+    if (self && --self->refs == 0) {
+        zframe_destroy (&self->identity);
+        free (self);
+    }
+    *self_p = NULL;
+}
+
 bm_job_t *
 bm_job_new (void)
 {
@@ -61,7 +88,7 @@ bm_job_destroy (bm_job_t **job_p)
         free (job->wh);
         free (job->parent);
         free (job->attempt_errors);
-        zframe_destroy (&job->notify);
+        bm_notify_unref (&job->notify);
         free (job);
         *job_p = NULL;
     }
@@ -126,53 +153,53 @@ bm_job_pack_record (msgpack_packer *pk, const bm_job_t *job, bool full)
     count += job->run_at > 0;
     count += job->failed_runs > 0;
     msgpack_pack_map (pk, count);
-    bm_pack_kv_str (pk, "jobId", job->id);
-    bm_pack_kv_str (pk, "botType", job->service->name);
-    bm_pack_kv_str (pk, "state", bm_job_state_names [job->state]);
-    bm_pack_kv_int (pk, "priority", job->priority);
-    bm_pack_kv_int (pk, "progress", job->progress);
-    bm_pack_kv_int (pk, "attempts", job->attempts);
-    bm_pack_kv_int (pk, "maxAttempts", job->max_attempts);
-    bm_pack_kv_int (pk, "timeoutMs", job->timeout_ms);
-    bm_pack_kv_int (pk, "createdAt", job->created_at);
-    bm_pack_kv_int (pk, "runAttempts", job->run_attempts);
-    bm_pack_str (pk, "backoff");
+    BM_PACK_KV_STR (pk, "jobId", job->id);
+    BM_PACK_KV_STR (pk, "botType", job->service->name);
+    BM_PACK_KV_STR (pk, "state", bm_job_state_names [job->state]);
+    BM_PACK_KV_INT (pk, "priority", job->priority);
+    BM_PACK_KV_INT (pk, "progress", job->progress);
+    BM_PACK_KV_INT (pk, "attempts", job->attempts);
+    BM_PACK_KV_INT (pk, "maxAttempts", job->max_attempts);
+    BM_PACK_KV_INT (pk, "timeoutMs", job->timeout_ms);
+    BM_PACK_KV_INT (pk, "createdAt", job->created_at);
+    BM_PACK_KV_INT (pk, "runAttempts", job->run_attempts);
+    BM_PACK_KEY (pk, "backoff");
     msgpack_pack_map (pk, 3);
-    bm_pack_kv_str (pk, "type", bm_backoff_type_name (job->backoff.type));
-    bm_pack_kv_int (pk, "delayMs", job->backoff.delay_ms);
+    BM_PACK_KV_STR (pk, "type", bm_backoff_type_name (job->backoff.type));
+    BM_PACK_KV_INT (pk, "delayMs", job->backoff.delay_ms);
     bm_pack_kv_bool (pk, "jitter", job->backoff.jitter);
     if (job->run_at > 0)
-        bm_pack_kv_int (pk, "runAt", job->run_at);
+        BM_PACK_KV_INT (pk, "runAt", job->run_at);
     if (job->failed_runs > 0) {
-        bm_pack_str (pk, "attemptErrors");
+        BM_PACK_KEY (pk, "attemptErrors");
         bm_delayed_pack_errors (pk, job);
     }
     if (payload) {
-        bm_pack_str (pk, "payload");
+        BM_PACK_KEY (pk, "payload");
         msgpack_sbuffer_write (pk->data, job->payload, job->payload_size);
     }
     if (result) {
-        bm_pack_str (pk, "result");
+        BM_PACK_KEY (pk, "result");
         msgpack_sbuffer_write (pk->data, job->result, job->result_size);
     }
     if (job->webhook_url)
-        bm_pack_kv_str (pk, "webhookUrl", job->webhook_url);
+        BM_PACK_KV_STR (pk, "webhookUrl", job->webhook_url);
     if (job->started_at > 0)
-        bm_pack_kv_int (pk, "startedAt", job->started_at);
+        BM_PACK_KV_INT (pk, "startedAt", job->started_at);
     if (job->finished_at > 0)
-        bm_pack_kv_int (pk, "finishedAt", job->finished_at);
+        BM_PACK_KV_INT (pk, "finishedAt", job->finished_at);
     if (job->worker_name)
-        bm_pack_kv_str (pk, "worker", job->worker_name);
+        BM_PACK_KV_STR (pk, "worker", job->worker_name);
     if (job->error_code) {
-        bm_pack_str (pk, "error");
+        BM_PACK_KEY (pk, "error");
         msgpack_pack_map (pk, 2 + job->has_exit_code);
-        bm_pack_kv_str (pk, "code", job->error_code);
-        bm_pack_kv_str (pk, "message", job->error_message ? job->error_message : "");
+        BM_PACK_KV_STR (pk, "code", job->error_code);
+        BM_PACK_KV_STR (pk, "message", job->error_message ? job->error_message : "");
         if (job->has_exit_code)
-            bm_pack_kv_int (pk, "exitCode", job->exit_code);
+            BM_PACK_KV_INT (pk, "exitCode", job->exit_code);
     }
     if (job->wh) {
-        bm_pack_str (pk, "webhook");
+        BM_PACK_KEY (pk, "webhook");
         msgpack_sbuffer_write (pk->data, job->wh, job->wh_size);
     }
 }
@@ -210,13 +237,13 @@ bm_job_send_result (bm_broker_t *self, bm_job_t *job)
     bm_body_t body;
     bm_body_init (self, &body);
     msgpack_pack_map (&body.pk, 2);
-    bm_pack_kv_str (&body.pk, "jobId", job->id);
-    bm_pack_str (&body.pk, "job");
+    BM_PACK_KV_STR (&body.pk, "jobId", job->id);
+    BM_PACK_KEY (&body.pk, "job");
     bm_job_pack_record (&body.pk, job, true);
-    if (!bm_batch_keep_result (self, job->notify, &body))
-        bm_broker_send_client (self, job->notify, BM_RESULT, &body);
+    if (!bm_batch_keep_result (self, job->notify->identity, &body))
+        bm_broker_send_client (self, job->notify->identity, BM_RESULT, &body);
     bm_body_free (&body);
-    zframe_destroy (&job->notify);
+    bm_notify_unref (&job->notify);
 }
 
 //  Evict the oldest terminal jobs beyond KEEP_FINISHED_JOBS.

@@ -22,6 +22,21 @@ typedef enum {
 } bm_job_state_t;
 
 typedef struct _bm_service_t bm_service_t;
+
+//  The client a job's RESULT goes to: one routing id shared, counted, by
+//  the jobs submitted with notify from the same client in a row (the items
+//  of a SUBMIT_MANY), instead of a copy each.
+typedef struct {
+    zframe_t *identity;
+    size_t refs;
+} bm_notify_t;
+
+//  A new one for this client (a copy of identity), held once.
+bm_notify_t *bm_notify_new (zframe_t *identity);
+//  Hold it once more; returns it.
+bm_notify_t *bm_notify_ref (bm_notify_t *self);
+//  Let go of it once; freed with the last; *self_p becomes NULL.
+void bm_notify_unref (bm_notify_t **self_p);
 typedef struct _bm_worker_entry_t bm_worker_entry_t;
 
 typedef struct {
@@ -67,7 +82,7 @@ typedef struct {
     bool wh_final;              //  A delivery job's DONE carried its final state
     int64_t deliveries;         //  Delivery jobs made for this job
     char *parent;               //  For a delivery job: the job it delivers
-    zframe_t *notify;           //  Client to send RESULT to, or NULL
+    bm_notify_t *notify;        //  Client to send RESULT to, or NULL
     bool durable;               //  Redis confirmed the SUBMIT write
     bool confirming;            //  Terminal write sent, not yet confirmed
     void *finished_handle;      //  In broker->finished, when terminal

@@ -106,7 +106,7 @@ s_live_add (bm_broker_t *self, const bm_job_t *job, bm_store_fn *fn, void *arg, 
                                                           live->add_alloc * sizeof (int64_t),
                                                           "the live set's scores");
     }
-    snprintf (live->add_ids + live->adds * BM_ID_SLOT, BM_ID_SLOT, "%s", job->id);
+    bm_id_copy (live->add_ids + live->adds * BM_ID_SLOT, BM_ID_SLOT, job->id);
     live->add_seqs [live->adds++] = job->seq;
     if (fn) {
         if (live->waiting == live->waiter_alloc) {
@@ -127,7 +127,7 @@ s_live_remove (bm_broker_t *self, const char *id)
         live->rem_ids = (char *) bm_realloc_or_abort (live->rem_ids, live->rem_alloc * BM_ID_SLOT,
                                                       "the live set's removals");
     }
-    snprintf (live->rem_ids + live->rems++ * BM_ID_SLOT, BM_ID_SLOT, "%s", id);
+    bm_id_copy (live->rem_ids + live->rems++ * BM_ID_SLOT, BM_ID_SLOT, id);
 }
 
 void
@@ -181,9 +181,8 @@ bm_jobstore_live_flush (void *arg)
         argv [0] = "ZADD"; lens [0] = 4;
         argv [1] = key; lens [1] = strlen (key);
         for (size_t i = 0; i < live->adds; i++) {
-            int n = snprintf (scores [i], 24, "%" PRId64, live->add_seqs [i]);
             argv [2 + 2 * i] = scores [i];
-            lens [2 + 2 * i] = (size_t) n;
+            lens [2 + 2 * i] = bm_int_text (live->add_seqs [i], scores [i]);
             argv [3 + 2 * i] = live->add_ids + i * BM_ID_SLOT;
             lens [3 + 2 * i] = strlen (argv [3 + 2 * i]);
         }
@@ -329,7 +328,7 @@ bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job)
     job->confirming = true;
     s_job_ref_t *ref = (s_job_ref_t *) zmalloc (sizeof (s_job_ref_t));
     ref->broker = self;
-    snprintf (ref->id, sizeof ref->id, "%s", job->id);
+    bm_id_copy (ref->id, sizeof ref->id, job->id);
     if (!self->store) {
         s_on_terminal_durable (&s_ok_reply, ref);
         return;

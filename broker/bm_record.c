@@ -74,26 +74,26 @@ bm_record_pack_submit (msgpack_packer *pk, const bm_job_t *job)
     size_t count = 6 + (job->priority != 0) + (job->webhook_url != NULL) + (job->idem_key != NULL)
                  + (job->parent != NULL) + custom_attempts + custom_backoff;
     msgpack_pack_map (pk, count);
-    bm_pack_kv_str (pk, R_TYPE, job->service ? job->service->name : "");
+    BM_PACK_KV_STR (pk, R_TYPE, job->service ? job->service->name : "");
     s_pack_bin (pk, R_PAYLOAD, job->payload, job->payload_size);
     if (job->priority != 0)
-        bm_pack_kv_int (pk, R_PRIORITY, job->priority);
-    bm_pack_kv_int (pk, R_SEQ, job->seq);
-    bm_pack_kv_int (pk, R_MAX_ATTEMPTS, job->max_attempts);
-    bm_pack_kv_int (pk, R_TIMEOUT, job->timeout_ms);
-    bm_pack_kv_int (pk, R_CREATED, job->created_at);
+        BM_PACK_KV_INT (pk, R_PRIORITY, job->priority);
+    BM_PACK_KV_INT (pk, R_SEQ, job->seq);
+    BM_PACK_KV_INT (pk, R_MAX_ATTEMPTS, job->max_attempts);
+    BM_PACK_KV_INT (pk, R_TIMEOUT, job->timeout_ms);
+    BM_PACK_KV_INT (pk, R_CREATED, job->created_at);
     if (job->webhook_url)
-        bm_pack_kv_str (pk, R_WEBHOOK_URL, job->webhook_url);
+        BM_PACK_KV_STR (pk, R_WEBHOOK_URL, job->webhook_url);
     if (job->idem_key)
-        bm_pack_kv_str (pk, R_IDEM_KEY, job->idem_key);
+        BM_PACK_KV_STR (pk, R_IDEM_KEY, job->idem_key);
     if (job->parent)
-        bm_pack_kv_str (pk, R_PARENT, job->parent);
+        BM_PACK_KV_STR (pk, R_PARENT, job->parent);
     if (custom_attempts)
-        bm_pack_kv_int (pk, R_RUN_ATTEMPTS, job->run_attempts);
+        BM_PACK_KV_INT (pk, R_RUN_ATTEMPTS, job->run_attempts);
     if (custom_backoff) {
         char text [32];
         s_backoff_text (&job->backoff, text, sizeof text);
-        bm_pack_kv_str (pk, R_BACKOFF, text);
+        BM_PACK_KV_STR (pk, R_BACKOFF, text);
     }
 }
 
@@ -115,27 +115,27 @@ bm_record_pack_run (msgpack_packer *pk, const bm_job_t *job)
                  + (job->run_at > 0) + (job->attempt_errors_size > 0);
     msgpack_pack_map (pk, count);
     if (job->attempts)
-        bm_pack_kv_int (pk, X_ATTEMPTS, job->attempts);
+        BM_PACK_KV_INT (pk, X_ATTEMPTS, job->attempts);
     if (job->progress)
-        bm_pack_kv_int (pk, X_PROGRESS, job->progress);
+        BM_PACK_KV_INT (pk, X_PROGRESS, job->progress);
     if (job->started_at)
-        bm_pack_kv_int (pk, X_STARTED, job->started_at);
+        BM_PACK_KV_INT (pk, X_STARTED, job->started_at);
     if (job->finished_at)
-        bm_pack_kv_int (pk, X_FINISHED, job->finished_at);
+        BM_PACK_KV_INT (pk, X_FINISHED, job->finished_at);
     if (job->worker_name)
-        bm_pack_kv_str (pk, X_WORKER, job->worker_name);
+        BM_PACK_KV_STR (pk, X_WORKER, job->worker_name);
     if (job->result)
         s_pack_bin (pk, X_RESULT, job->result, job->result_size);
     if (error) {
-        bm_pack_kv_str (pk, X_ERROR_CODE, job->error_code);
-        bm_pack_kv_str (pk, X_ERROR_MESSAGE, job->error_message ? job->error_message : "");
+        BM_PACK_KV_STR (pk, X_ERROR_CODE, job->error_code);
+        BM_PACK_KV_STR (pk, X_ERROR_MESSAGE, job->error_message ? job->error_message : "");
         if (job->has_exit_code)
-            bm_pack_kv_int (pk, X_EXIT_CODE, job->exit_code);
+            BM_PACK_KV_INT (pk, X_EXIT_CODE, job->exit_code);
     }
     if (job->deliveries)
-        bm_pack_kv_int (pk, X_DELIVERIES, job->deliveries);
+        BM_PACK_KV_INT (pk, X_DELIVERIES, job->deliveries);
     if (job->run_at > 0)
-        bm_pack_kv_int (pk, X_RUN_AT, job->run_at);
+        BM_PACK_KV_INT (pk, X_RUN_AT, job->run_at);
     if (job->attempt_errors_size)
         s_pack_bin (pk, X_ATTEMPT_ERRORS, job->attempt_errors, job->attempt_errors_size);
 }

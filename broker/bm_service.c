@@ -146,15 +146,15 @@ static void
 s_pack_job (bm_body_t *body, const bm_job_t *job)
 {
     msgpack_pack_map (&body->pk, 6 + (job->wh && bm_job_is_delivery (job)));
-    bm_pack_kv_str (&body->pk, "jobId", job->id);
-    bm_pack_kv_str (&body->pk, "botType", job->service->name);
-    bm_pack_str (&body->pk, "payload");
+    BM_PACK_KV_STR (&body->pk, "jobId", job->id);
+    BM_PACK_KV_STR (&body->pk, "botType", job->service->name);
+    BM_PACK_KEY (&body->pk, "payload");
     msgpack_sbuffer_write (&body->sbuf, job->payload, job->payload_size);
-    bm_pack_kv_int (&body->pk, "attempt", job->attempts);
-    bm_pack_kv_int (&body->pk, "timeoutMs", job->timeout_ms);
-    bm_pack_kv_int (&body->pk, "deadline", bm_now_ms () + job->timeout_ms);
+    BM_PACK_KV_INT (&body->pk, "attempt", job->attempts);
+    BM_PACK_KV_INT (&body->pk, "timeoutMs", job->timeout_ms);
+    BM_PACK_KV_INT (&body->pk, "deadline", bm_now_ms () + job->timeout_ms);
     if (job->wh && bm_job_is_delivery (job)) {
-        bm_pack_str (&body->pk, "webhook");
+        BM_PACK_KEY (&body->pk, "webhook");
         msgpack_sbuffer_write (&body->sbuf, job->wh, job->wh_size);
     }
 }
