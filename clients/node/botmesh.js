@@ -18,8 +18,16 @@
 */
 const os = require('os');
 const { EventEmitter } = require('events');
-const zmq = require('zeromq');
-const msgpack = require('@msgpack/msgpack');
+let zmq, msgpack;
+try {
+  zmq = require('zeromq');
+  msgpack = require('@msgpack/msgpack');
+} catch (err) {
+  // Say what to install rather than only which module is missing.
+  if (err.code !== 'MODULE_NOT_FOUND') throw err;
+  throw new Error(`botmesh.js needs zeromq@6 and @msgpack/msgpack (${err.message.split('\n')[0]}): ` +
+                  `run npm ci --prefix ${__dirname} (or npm install zeromq@6 @msgpack/msgpack in your project)`);
+}
 
 const CLIENT_HEADER = Buffer.from('BMC01');
 const WORKER_HEADER = Buffer.from('BMW01');

@@ -457,6 +457,27 @@ def test_missing_dependency_says_what_to_install():
           "importing botmesh without msgpack/pyzmq names the packages to install", p.stderr[-1000:])
 
 
+
+def test_node_missing_dependency_says_what_to_install():
+    # botmesh.js copied where no node_modules is found, as in a project
+    # that has not installed the client's dependencies.
+    import shutil
+    import subprocess
+    import tempfile
+    node = shutil.which("node")
+    if not node:
+        harness.log("node is not installed: skipped")
+        return
+    with tempfile.TemporaryDirectory(prefix="botmesh-node-") as d:
+        shutil.copy(os.path.join(ROOT, "clients", "node", "botmesh.js"), d)
+        env = {k: v for k, v in os.environ.items() if k != "NODE_PATH"}
+        p = subprocess.run([node, "-e", "require(%r)" % os.path.join(d, "botmesh.js")],
+                           capture_output=True, text=True, timeout=30, cwd=d, env=env)
+    check(p.returncode != 0 and "botmesh.js needs zeromq@6 and @msgpack/msgpack" in p.stderr
+          and "npm ci --prefix" in p.stderr,
+          "requiring botmesh.js without its modules names what to install", p.stderr[-1000:])
+
+
 def main():
     for name, fn in sorted(globals().items()):
         if name.startswith("test_") and callable(fn):
