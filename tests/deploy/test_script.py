@@ -298,12 +298,15 @@ def run_stack(e, have_gw):
 
 
 def start_slow_job(e, gw):
-    """A worker of type slow (a real bot, not simulated, that sleeps 6 s)
-    running a job: `down` has to wait for it."""
+    """A worker of type slow running a job of a real bot that outlasts the
+    worker's 6 s grace period at SIGTERM: `down` waits those 6 s (then the
+    worker kills the bot and hands the job back), however long the
+    services stopped before the workers took."""
     bot = os.path.join(e.dir, "slow.sh")
     with open(bot, "w") as f:
-        f.write("#!/bin/sh\ncat >/dev/null\nsleep 6\necho '{\"slept\": 6}'\n")
-    p = e.run("scale", "slow=1", env={"BOTMESH_WORKER_ARGS": "", "BOT_SLOW_CMD": "/bin/sh " + bot})
+        f.write("#!/bin/sh\ncat >/dev/null\nsleep 120\necho '{}'\n")
+    p = e.run("scale", "slow=1", env={"BOTMESH_WORKER_ARGS": "", "BOT_SLOW_CMD": "/bin/sh " + bot,
+                                      "WORKER_GRACE_MS": "6000"})
     check(p.returncode == 0, "scale slow=1 (a real bot)", show(p))
     st, _, body = http("POST", gw + "/invoke", {"botType": "slow", "payload": {}})
     check(st == 202, "a slow job is accepted", st, body)
