@@ -386,33 +386,10 @@ s_begin_shutdown (bm_broker_t *self)
 }
 
 static void
-s_free_job (void **item)
+s_free_job (void *item)
 {
-    bm_job_destroy ((bm_job_t **) item);
-}
-
-//  The job table's keys are the jobs' own ids (job->id: the job outlives
-//  its entry), hashed a word at a time: czmq's default copies each key
-//  and hashes it a byte at a time, and a job is looked up 3-4 times.
-static size_t
-s_job_id_hash (const void *key)
-{
-    const char *s = (const char *) key;
-    size_t len = strlen (s);
-    uint64_t h = 0x9e3779b97f4a7c15ULL ^ len;
-    while (len >= 8) {
-        uint64_t word;
-        memcpy (&word, s, 8);
-        h = (h ^ word) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 32;
-        s += 8;
-        len -= 8;
-    }
-    uint64_t tail = 0;
-    memcpy (&tail, s, len);
-    h = (h ^ tail) * 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 29;
-    return (size_t) h;
+    bm_job_t *job = (bm_job_t *) item;
+    bm_job_destroy (&job);
 }
 
 static void
@@ -439,11 +416,11 @@ s_broker_new (const bm_broker_config_t *config)
     zhashx_set_destructor (self->services, s_free_service);
     self->workers = zhashx_new ();
     zhashx_set_destructor (self->workers, s_free_worker);
-    self->jobs = zhashx_new ();
-    zhashx_set_destructor (self->jobs, s_free_job);
-    zhashx_set_key_duplicator (self->jobs, NULL);
-    zhashx_set_key_destructor (self->jobs, NULL);
-    zhashx_set_key_hasher (self->jobs, s_job_id_hash);
+    self->jobs = bm_jobtab_new (offsetof (bm_job_t, id));
+    if (!self->jobs) {
+        bm_error (NULL, "out of memory for the job table");
+        abort ();               //  As czmq's tables do
+    }
     self->recent = zlistx_new ();
     self->finished = zlistx_new ();
     self->deadlines = bm_heap_new (bm_job_deadline_less, bm_job_deadline_index);
@@ -534,7 +511,9 @@ s_broker_destroy (bm_broker_t **self_p)
         zlistx_destroy (&self->recent);
         zlistx_destroy (&self->finished);
         zhashx_destroy (&self->workers);
-        zhashx_destroy (&self->jobs);
+        if (self->jobs)
+            bm_jobtab_purge (self->jobs, s_free_job);
+        bm_jobtab_destroy (&self->jobs);
         bm_notify_unref (&self->notify_last);
         zhashx_destroy (&self->batch_clients);
         self->results_last = NULL;

@@ -107,7 +107,7 @@ s_on_item_durable (redisReply *reply, void *arg)
     bm_batch_slot_t *slot = (bm_batch_slot_t *) arg;
     bm_batch_t *batch = slot->batch;
     bm_broker_t *self = batch->broker;
-    bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, slot->id);
+    bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, slot->id);
     if (!job)
         s_slot_refuse (slot, "store_unavailable", "the job went away before it was durable");
     else

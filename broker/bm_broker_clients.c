@@ -125,7 +125,7 @@ s_on_submit_durable (redisReply *reply, void *arg)
 {
     bm_pending_t *pending = (bm_pending_t *) arg;
     bm_broker_t *self = pending->broker;
-    bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, pending->id);
+    bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, pending->id);
     int64_t position;
     if (!job)
         ;
@@ -206,7 +206,7 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
     if (idem) {
         const char *first_id = bm_idem_lookup (self->idem, idem, bm_now_ms ());
         if (first_id) {
-            bm_job_t *first = (bm_job_t *) zhashx_lookup (self->jobs, first_id);
+            bm_job_t *first = (bm_job_t *) bm_jobtab_lookup (self->jobs, first_id);
             if (!first || first->durable) {
                 admit->duplicate = true;
                 snprintf (admit->id, sizeof admit->id, "%s", first_id);
@@ -334,7 +334,7 @@ s_on_load (redisReply *reply, void *arg)
         s_pending_reject (pending, "store_unavailable",
                           "the job store (Redis) is unavailable; retry later");
     else {
-        bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, pending->id);
+        bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, pending->id);
         if (job)        //  Arrived meanwhile (e.g. recovery)
             s_client_act (self, pending->identity, pending, NULL, load->command, job);
         else {
@@ -450,7 +450,7 @@ s_client_job_command (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg
         return;
     }
     const char *id = ref.job_id;
-    bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, id);
+    bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
     if (job) {
         s_client_act (self, identity, NULL, body, command, job);
         return;

@@ -34,6 +34,7 @@
 #include <math.h>
 
 #include "bm_job.h"
+#include "bm_jobtab.h"
 #include "bm_service.h"
 #include "bm_worker_entry.h"
 
@@ -147,7 +148,7 @@ struct _bm_broker_t {
     int recovery_pending;       //  HGETALLs not answered
     zhashx_t *services;         //  name -> bm_service_t (owned)
     zhashx_t *workers;          //  key -> bm_worker_entry_t (owned)
-    zhashx_t *jobs;             //  id -> bm_job_t (owned)
+    bm_jobtab_t *jobs;          //  id -> bm_job_t (owned)
     zhashx_t *batch_clients;    //  Clients that sent SUBMIT_MANY: their RESULTs
                                 //  of a loop turn, for RESULT_MANY (owned)
     int results_timer;          //  zloop timer sending them, or 0

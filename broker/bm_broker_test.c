@@ -9,6 +9,7 @@
 #include "bm_idem.h"
 #include "bm_lease.h"
 #include "bm_job.h"
+#include "bm_jobtab.h"
 #include "bm_rank.h"
 #include "bm_service.h"
 #include "bm_worker_entry.h"
@@ -21,6 +22,7 @@ static const bm_selftest_t s_tests [] = {
     { "rank", bm_rank_test },
     { "idem", bm_idem_test },
     { "job", bm_job_test },
+    { "jobtab", bm_jobtab_test },
     { "service", bm_service_test },
     { "worker_entry", bm_worker_entry_test },
     { "broker", bm_broker_test },

@@ -76,7 +76,7 @@ s_reported_cancel (bm_broker_t *self, bm_worker_entry_t *worker, const char *id,
 static void
 s_reported_resolve (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
 {
-    bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, id);
+    bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
     if (job && job->state == JOB_RUNNING) {
         if (s_worker_job (self, worker, id))
             return;                     //  Its own (moved from its old entry)
@@ -112,7 +112,7 @@ s_worker_reported (bm_broker_t *self, bm_worker_entry_t *worker, const bm_codec_
         char id [BM_MAX_ID_LEN + 1];
         memcpy (id, str->ptr, str->size);
         id [str->size] = 0;
-        if (s_recovered (self) || zhashx_lookup (self->jobs, id))
+        if (s_recovered (self) || bm_jobtab_lookup (self->jobs, id))
             s_reported_resolve (self, worker, id);
         else {
             if (!worker->reported)
@@ -252,7 +252,7 @@ bm_workers_stop_job (bm_broker_t *self, bm_job_t *job, const char *reason)
 static bm_job_t *
 s_worker_job (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
 {
-    bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, id);
+    bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
     if (!job || job->state != JOB_RUNNING)
         return NULL;
     if (job->worker == worker)
@@ -293,7 +293,7 @@ s_count_limit_kill (bm_broker_t *self, bm_service_t *service, const char *limit)
 static bm_job_t *
 s_worker_reclaim (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
 {
-    bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, id);
+    bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
     if (job && job->state == JOB_QUEUED && job->durable && job->attempts > 0
     &&  job->worker_name && streq (job->worker_name, worker->name)) {
         bm_info (job->id, "DONE from %s, which ran attempt %" PRId64 " before it was lost: taken",

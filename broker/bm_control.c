@@ -68,7 +68,7 @@ bm_control_retain (bm_broker_t *self, bm_job_t *job)
     zlistx_add_end (kept, strdup (job->id));
     while ((int64_t) zlistx_size (kept) > service->keep [which]) {
         char *id = (char *) zlistx_first (kept);
-        bm_job_t *old = (bm_job_t *) zhashx_lookup (self->jobs, id);
+        bm_job_t *old = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
         if (old && bm_job_terminal (old) && !old->confirming)
             s_remove (self, old);
         else
@@ -302,7 +302,7 @@ bm_control_job (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
         bm_broker_reject (self, identity, body, error.code, error.message);
         return;
     }
-    bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, ref.job_id);
+    bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, ref.job_id);
     bool promote = bm_msg_command (msg) == BM_PROMOTE;
     if (!job || bm_job_is_delivery (job)) {
         bm_broker_reject (self, identity, body, "not_found", "no job with that id");

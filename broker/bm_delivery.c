@@ -151,7 +151,7 @@ bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_codec_webhoo
         return;
     }
     bm_delivery_set_state (delivery, wh, size);
-    bm_job_t *parent = (bm_job_t *) zhashx_lookup (self->jobs, delivery->parent);
+    bm_job_t *parent = (bm_job_t *) bm_jobtab_lookup (self->jobs, delivery->parent);
     if (parent)
         bm_delivery_set_state (parent, wh, size);
     bm_jobstore_persist_webhook (self, delivery->parent, wh, size);

@@ -206,7 +206,7 @@ bm_finished_remove_listed (bm_broker_t *self, const char *bot_type, int which, c
         const redisReply *el = reply->element [i];
         if (el->type != REDIS_REPLY_STRING || el->len > BM_MAX_ID_LEN + 15)
             continue;
-        bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, el->str);
+        bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, el->str);
         if (job && job->confirming)
             continue;
         if (job && bm_finished_which (job->state) == which) {

@@ -208,7 +208,7 @@ bm_job_pack_record (msgpack_packer *pk, const bm_job_t *job, bool full)
 bm_job_t *
 bm_job_insert (bm_broker_t *self, bm_job_t *job)
 {
-    zhashx_insert (self->jobs, job->id, job);
+    bm_jobtab_insert (self->jobs, job);
     if (!bm_job_is_delivery (job))
         job->recent_handle = zlistx_add_end (self->recent, job);
     return job;
@@ -228,7 +228,9 @@ bm_job_delete (bm_broker_t *self, bm_job_t *job)
         bm_heap_remove (self->deadlines, job->deadline_index);
     if (job->idem_key)
         bm_idem_forget (self->idem, job->idem_key, job->id, bm_now_ms ());
-    zhashx_delete (self->jobs, job->id);     //  Frees it
+    //  Whatever the table holds under its id goes (and is freed)
+    bm_job_t *held = (bm_job_t *) bm_jobtab_remove (self->jobs, job->id);
+    bm_job_destroy (&held);
 }
 
 void
@@ -321,7 +323,7 @@ bm_job_finish (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
     bm_finished_add (self, job);
     if (bm_job_is_delivery (job) && state != JOB_COMPLETED) {
         //  Make sure the job it delivers says the delivery failed.
-        bm_job_t *parent = (bm_job_t *) zhashx_lookup (self->jobs, job->parent);
+        bm_job_t *parent = (bm_job_t *) bm_jobtab_lookup (self->jobs, job->parent);
         if (!job->wh_final) {
             size_t size;
             char *wh = bm_delivery_simple_state (self, "failed", job->attempts, message ? message : code, &size);

@@ -381,7 +381,7 @@ s_on_terminal_durable (redisReply *reply, void *arg)
 {
     s_job_ref_t *ref = (s_job_ref_t *) arg;
     bm_broker_t *self = ref->broker;
-    bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, ref->id);
+    bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, ref->id);
     if (!reply)
         bm_error (ref->id, "terminal state not confirmed by redis");
     if (job)
@@ -538,7 +538,7 @@ s_on_recovered_job (redisReply *reply, void *arg)
     }
     bm_job_t *job = bm_jobstore_job_from_hash (self, ref->id, reply);
     free (ref);
-    if (job && !zhashx_lookup (self->jobs, job->id) && !bm_job_terminal (job)) {
+    if (job && !bm_jobtab_lookup (self->jobs, job->id) && !bm_job_terminal (job)) {
         if (job->seq > self->seq)
             self->seq = job->seq;
         bm_job_insert (self, job);

@@ -146,7 +146,7 @@ s_on_run_durable (redisReply *reply, void *arg)
 {
     s_run_t *run = (s_run_t *) arg;
     bm_broker_t *self = run->broker;
-    bm_job_t *job = (bm_job_t *) zhashx_lookup (self->jobs, run->id);
+    bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, run->id);
     if (job && !job->durable) {
         job->service->confirming--;
         if (!reply || reply->type == REDIS_REPLY_ERROR) {
@@ -166,7 +166,7 @@ s_on_run_durable (redisReply *reply, void *arg)
 static void
 s_make_run (bm_broker_t *self, bm_schedule_t *sc, const char *id)
 {
-    if (zhashx_lookup (self->jobs, id))
+    if (bm_jobtab_lookup (self->jobs, id))
         return;
     bm_job_t *job = bm_job_new ();
     snprintf (job->id, sizeof job->id, "%s", id);
@@ -223,7 +223,7 @@ s_run (bm_broker_t *self, bm_schedule_t *sc, int64_t due)
     snprintf (run->id, sizeof run->id, "%s@%" PRId64, sc->key, due);
     snprintf (run->key, sizeof run->key, "%s", sc->key);
     sc->runs++;
-    if (!self->store || zhashx_lookup (self->jobs, run->id)) {
+    if (!self->store || bm_jobtab_lookup (self->jobs, run->id)) {
         s_make_run (self, sc, run->id);
         free (run);
         return;
