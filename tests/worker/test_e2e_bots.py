@@ -4,7 +4,8 @@ comes back through `botmesh-client submit ... --wait`.
 
 Checks the bots' real work (statistics of a deterministic dataset, records
 transformed, batch checksums), that progress reached the broker, and that
-each bot saw its job id and attempt.
+each bot saw its job id and attempt; a bad payload fails the job at once
+(exit 78, never retried).
 """
 import json
 import subprocess
@@ -84,6 +85,18 @@ def main():
             check(rec["state"] == "failed" and rec["error"]["code"] == "bot_failed"
                   and rec["error"]["message"] == "no data for %s" % bot_type,
                   "%s bot asked to fail -> bot_failed with its stderr" % bot_type, rec.get("error"))
+
+        # Bad input: each bot exits 78, so the job fails at once, not retried.
+        bad = {"python": {"task": "resize"}, "node": {"action": "resize"},
+               "java": {"operation": "resize"}}
+        for bot_type, payload in bad.items():
+            body = client(s, "submit", bot_type, json.dumps(payload))
+            rec = s.client().wait(body["jobId"], timeout=30)
+            err = rec.get("error") or {}
+            check(rec["state"] == "failed" and err.get("code") == "bot_failed"
+                  and err.get("exitCode") == 78 and "bad input" in err.get("message", "")
+                  and len(rec.get("attemptErrors") or []) == 1,
+                  "%s bot on bad input -> exit 78, failed once, not retried" % bot_type, rec)
 
         stats = client(s, "stats")
         log("stats totals:", stats["totals"])

@@ -10,7 +10,13 @@
 //              list of records (each is processed as its JSON text);
 //              default 1000
 //   sleepMs    sleep that long first (for tests), at most 3600000
-//   fail       true or a message: exit 1 with the message on stderr
+//   fail       true or a message: exit 1 with the message on stderr (a
+//              failure that is retried)
+//
+// Bad input (a payload that is not JSON, an unknown operation, a field out
+// of range) exits 78, the "permanent failure, do not retry" status, with a
+// line on stderr that names the problem; in pool mode the answer is
+// {"exit": 78, "error": ...} and the process carries on with the next job.
 //
 // Processing: a CRC-32 of every record, a CRC-32 over all of them (the batch
 // checksum), the byte count, and the first checksums as a sample.
@@ -20,7 +26,7 @@
 //
 // `java Bot --pool` runs in pool mode (docs/bots.md): it stays up and reads
 // one job frame per line on stdin, {"job", "env", "payload"}, and answers
-// {"result": ...} or {"exit": 1, "error": ...} on stdout, after
+// {"result": ...} or {"exit": N, "error": ...} on stdout, after
 // {"ready": true} once loaded.  The job's variables come in the frame's env.
 
 import java.io.BufferedReader;
@@ -52,13 +58,22 @@ public class Bot {
         }
     }
 
-    // A job that fails: its message is what a spawned bot writes on stderr.
+    static final int EX_CONFIG = 78;    // sysexits.h: a permanent failure, never retried
+
+    // A job that fails: its message is what a spawned bot writes on stderr,
+    // its code the exit status.
     static final class Failure extends RuntimeException {
-        Failure(String message) { super(message); }
+        final int code;
+        Failure(String message, int code) { super(message); this.code = code; }
     }
 
     static void fail(String message) {
-        throw new Failure(message);
+        throw new Failure(message, 1);
+    }
+
+    // The payload is wrong: fail for good (exit 78), naming the problem.
+    static Failure badInput(String message) {
+        return new Failure("bad input: " + message, EX_CONFIG);
     }
 
     public static void main(String[] args) throws Exception {
@@ -81,14 +96,14 @@ public class Bot {
             try {
                 parsed = text.isBlank() ? new LinkedHashMap<String, Object>() : new Json(text).parseDocument();
             } catch (IllegalArgumentException e) {
-                throw new Failure("payload is not JSON: " + e.getMessage());
+                throw badInput("payload is not JSON: " + e.getMessage());
             }
             System.out.println(Json.write(run(parsed, System.getenv())));
             System.out.flush();
         } catch (Failure e) {
             System.err.println(e.getMessage());
             System.err.flush();
-            System.exit(1);
+            System.exit(e.code);
         }
     }
 
@@ -105,7 +120,7 @@ public class Bot {
             Map<String, Object> answer = new LinkedHashMap<>();
             try {
                 Object frame = new Json(line).parseDocument();
-                if (!(frame instanceof Map)) throw new Failure("a job frame must be an object");
+                if (!(frame instanceof Map)) throw new Failure("a job frame must be an object", 1);
                 Map<?, ?> map = (Map<?, ?>) frame;
                 Map<String, String> env = new LinkedHashMap<>(System.getenv());
                 if (map.get("env") instanceof Map) {
@@ -115,11 +130,16 @@ public class Bot {
                 Object payload = map.get("payload");
                 answer.put("result", run(payload, env));
             } catch (Failure e) {
-                answer.put("exit", 1L);
+                answer.put("exit", (long) e.code);
                 answer.put("error", e.getMessage());
             } catch (IllegalArgumentException e) {
                 answer.put("exit", 1L);
                 answer.put("error", "a frame that is not JSON: " + e.getMessage());
+            } catch (RuntimeException e) {
+                // A bug of this bot on an input it did not foresee: the job
+                // fails (retried), the process serves the next one.
+                answer.put("exit", 1L);
+                answer.put("error", e.toString());
             }
             out.print(Json.write(answer) + "\n");
             out.flush();
@@ -146,12 +166,12 @@ public class Bot {
         }
         Object operation = payload.getOrDefault("operation", "batch_process");
         if (!"batch_process".equals(operation)) {
-            fail("unknown operation " + Json.write(operation) + " (this bot does batch_process)");
+            throw badInput("unknown operation " + Json.write(operation) + " (this bot does batch_process)");
         }
         Object sleepValue = payload.getOrDefault("sleepMs", 0L);
         if (!(sleepValue instanceof Number) || ((Number) sleepValue).doubleValue() < 0
             || ((Number) sleepValue).doubleValue() > 3600000) {
-            fail("sleepMs must be a number from 0 to 3600000");
+            throw badInput("sleepMs must be a number from 0 to 3600000");
         }
         long sleepMs = ((Number) sleepValue).longValue();
 
@@ -166,7 +186,7 @@ public class Bot {
         } else if (recordsValue instanceof Long && (Long) recordsValue >= 0 && (Long) recordsValue <= 10000000L) {
             count = (Long) recordsValue;
         } else {
-            throw new Failure("records must be a list or an integer from 0 to 10000000");
+            throw badInput("records must be a list or an integer from 0 to 10000000");
         }
 
         int steps = 5;

@@ -11,7 +11,13 @@
 //   endpoint  e.g. "/users" (default "/items"): names the generated records
 //   count     how many records to generate, 1..100000 (default 10)
 //   sleepMs   sleep that long first (for tests), at most 3600000
-//   fail      true or a message: exit 1 with the message on stderr
+//   fail      true or a message: exit 1 with the message on stderr (a
+//             failure that is retried)
+//
+// Bad input (a payload that is not JSON, an unknown action, a field out of
+// range) exits 78, the "permanent failure, do not retry" status, with a line
+// on stderr that names the problem; in pool mode the answer is
+// {"exit": 78, "error": ...} and the process carries on with the next job.
 //
 // The transformation: keys to camelCase, strings trimmed, e-mail addresses
 // lower-cased, and a short SHA-1 checksum of each record's canonical JSON;
@@ -22,18 +28,37 @@
 //
 // `node bot.js --pool` runs in pool mode (docs/bots.md): it stays up and
 // reads one job frame per line on stdin, {"job", "env", "payload"}, and
-// answers {"result": ...} or {"exit": 1, "error": ...} on stdout, after
+// answers {"result": ...} or {"exit": N, "error": ...} on stdout, after
 // {"ready": true} once loaded.  The job's variables (BOT_JOB_ID, ...) come
 // in the frame's env.
 'use strict';
 const crypto = require('crypto');
 const fs = require('fs');
 
-// A job that fails: its message is what a spawned bot writes on stderr.
-class BotFailure extends Error {}
+// A job that fails: its message is what a spawned bot writes on stderr,
+// its code the exit status.
+const EX_CONFIG = 78;  // sysexits.h: a permanent failure, never retried
+
+class BotFailure extends Error {
+  constructor(message, code) {
+    super(message);
+    this.code = code;
+  }
+}
 
 function fail(message) {
-  throw new BotFailure(String(message).replace(/\n$/, ''));
+  throw new BotFailure(String(message).replace(/\n$/, ''), 1);
+}
+
+// The payload is wrong: fail for good (exit 78), naming the problem.
+function badInput(message) {
+  throw new BotFailure(`bad input: ${message}`, EX_CONFIG);
+}
+
+// A thrown value as a job failure: [exit status, message].
+function failureOf(e) {
+  if (e instanceof BotFailure) return [e.code, e.message];
+  return [1, e && e.stack ? e.stack : String(e)];
 }
 
 let progressFd = null;
@@ -120,12 +145,12 @@ async function run(payload, env) {
   }
   const action = payload.action === undefined ? 'process_api' : payload.action;
   if (action !== 'process_api') {
-    fail(`unknown action ${JSON.stringify(action)} (this bot does process_api)`);
+    badInput(`unknown action ${JSON.stringify(action)} (this bot does process_api)`);
     return;
   }
   const sleepMs = payload.sleepMs === undefined ? 0 : payload.sleepMs;
   if (typeof sleepMs !== 'number' || !(sleepMs >= 0 && sleepMs <= 3600000)) {
-    fail('sleepMs must be a number from 0 to 3600000');
+    badInput('sleepMs must be a number from 0 to 3600000');
     return;
   }
   let records = payload.records;
@@ -133,13 +158,13 @@ async function run(payload, env) {
   if (records === undefined) {
     const count = payload.count === undefined ? 10 : payload.count;
     if (!Number.isInteger(count) || count < 1 || count > 100000) {
-      fail('count must be an integer from 1 to 100000');
+      badInput('count must be an integer from 1 to 100000');
       return;
     }
     records = generate(endpoint, count);
   }
   if (!Array.isArray(records)) {
-    fail('records must be a list');
+    badInput('records must be a list');
     return;
   }
   const steps = 5;
@@ -193,14 +218,15 @@ function spawnMode() {
     try {
       payload = parsePayload(input);
     } catch (e) {
-      process.stderr.write(`payload is not JSON: ${e.message}\n`, () => process.exit(1));
+      process.stderr.write(`bad input: payload is not JSON: ${e.message.replace(/\s+/g, ' ')}\n`,
+                           () => process.exit(EX_CONFIG));
       return;
     }
     run(payload, process.env).then(
       (result) => process.stdout.write(JSON.stringify(result) + '\n'),
       (e) => {
-        const text = e instanceof BotFailure ? e.message : (e && e.stack ? e.stack : String(e));
-        process.stderr.write(text + '\n', () => process.exit(1));
+        const [code, text] = failureOf(e);
+        process.stderr.write(text + '\n', () => process.exit(code));
       });
   });
 }
@@ -229,8 +255,8 @@ function poolMode() {
       if (!payload || typeof payload !== 'object' || Array.isArray(payload)) payload = { value: payload };
       send({ result: await run(payload, env) });
     } catch (e) {
-      const text = e instanceof BotFailure ? e.message : (e && e.stack ? e.stack : String(e));
-      send({ exit: 1, error: text });
+      const [code, text] = failureOf(e);
+      send({ exit: code, error: text });
     }
     busy = false;
     next();

@@ -11,8 +11,12 @@ Payload (all optional):
               gives the same numbers
     size      number of values, 1..1000000 (default 1000)
     sleepMs   sleep that long first (for tests), at most 3600000
-    fail      true or a message: exit 1 with the message on stderr
+    fail      true or a message: exit 1 with the message on stderr (a
+              failure that is retried)
 
+Bad input (a payload that is not JSON, an unknown task, a field out of
+range) exits 78, the "permanent failure, do not retry" status, with a line
+on stderr that names the problem: running the job again cannot help.
 Progress: lines "PROGRESS <0-100>" on the fd named by BOT_PROGRESS_FD (the
 worker sets it to 3); without it, or if that fd is closed, no progress.
 The result holds startedAt/finishedAt (ms since the epoch) and pid, so tests
@@ -54,20 +58,31 @@ class Progress:
             self.fd = None          # closed under us: carry on without
 
 
+EX_CONFIG = 78          # sysexits.h: a permanent failure, never retried
+
+
 def fail(message, code=1):
     sys.stderr.write(str(message).rstrip("\n") + "\n")
     sys.stderr.flush()
     sys.exit(code)
 
 
+def bad_input(message):
+    """The payload is wrong: fail for good (exit 78), naming the problem."""
+    fail("bad input: %s" % message, EX_CONFIG)
+
+
 def main():
     started = now_ms()
     progress = Progress()
-    raw = sys.stdin.read()
+    try:
+        raw = sys.stdin.read()
+    except UnicodeDecodeError as exc:
+        bad_input("payload is not UTF-8 text: %s" % exc)
     try:
         payload = json.loads(raw) if raw.strip() else {}
-    except ValueError as exc:
-        fail("payload is not JSON: %s" % exc)
+    except (ValueError, RecursionError) as exc:
+        bad_input("payload is not JSON: %s" % exc)
     if not isinstance(payload, dict):
         payload = {"value": payload}
     progress.report(0)
@@ -78,17 +93,18 @@ def main():
 
     task = payload.get("task", "data_analysis")
     if task != "data_analysis":
-        fail("unknown task %r (this bot does data_analysis)" % (task,))
+        bad_input("unknown task %s (this bot does data_analysis)" % json.dumps(task))
 
     sleep_ms = payload.get("sleepMs", 0)
-    if not isinstance(sleep_ms, (int, float)) or sleep_ms < 0 or sleep_ms > 3600000:
-        fail("sleepMs must be a number from 0 to 3600000")
+    if (not isinstance(sleep_ms, (int, float)) or isinstance(sleep_ms, bool)
+            or not 0 <= sleep_ms <= 3600000):
+        bad_input("sleepMs must be a number from 0 to 3600000")
     dataset = payload.get("dataset", "default")
     if not isinstance(dataset, str):
         dataset = json.dumps(dataset, sort_keys=True)
     size = payload.get("size", 1000)
     if not isinstance(size, int) or isinstance(size, bool) or size < 1 or size > 1000000:
-        fail("size must be an integer from 1 to 1000000")
+        bad_input("size must be an integer from 1 to 1000000")
 
     # Sleep in steps, reporting progress through the first half.
     steps = 5
