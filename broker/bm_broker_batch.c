@@ -25,6 +25,7 @@ typedef struct {
     bool duplicate;
     int64_t position;           //  0: none given
     bool delayed;               //  Waits for its due time
+    const char *state;          //  A duplicate's state now (a static name), or NULL
     size_t first;               //  1 + the slot of an earlier item of this batch
                                 //  with the same idempotencyKey; 0: none
 } bm_batch_slot_t;
@@ -68,7 +69,11 @@ s_batch_answer (bm_batch_t *batch)
             outcome.ok.duplicate = slot->duplicate;
             outcome.ok.has_position = slot->position > 0;
             outcome.ok.position = slot->position;
-            outcome.ok.delayed = slot->delayed;
+            //  A duplicate of an item of this batch is that item's job
+            outcome.ok.delayed = slot->first ? batch->slots [slot->first - 1].delayed
+                                             : slot->delayed;
+            if (slot->state)
+                snprintf (outcome.ok.state, sizeof outcome.ok.state, "%s", slot->state);
         }
         else {
             snprintf (outcome.rejected.code, sizeof outcome.rejected.code, "%s", slot->code);
@@ -98,6 +103,16 @@ s_batch_release (bm_batch_t **batch_p)
         free (batch);
     }
     *batch_p = NULL;
+}
+
+//  A duplicate's state came back from Redis.
+static void
+s_on_item_state (const char *state, void *arg)
+{
+    bm_batch_slot_t *slot = (bm_batch_slot_t *) arg;
+    bm_batch_t *batch = slot->batch;
+    slot->state = state;
+    s_batch_release (&batch);
 }
 
 //  One job's SUBMIT write came back.
@@ -183,6 +198,11 @@ bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *m
         }
         bm_id_copy (slot->id, sizeof slot->id, admit.id);
         slot->duplicate = admit.duplicate;
+        slot->state = admit.state;
+        if (admit.duplicate && !admit.state && self->store) {
+            batch->unconfirmed++;
+            bm_submit_duplicate_state (self, admit.id, s_on_item_state, slot);
+        }
         if (has_key && !keys)
             keys = zhashx_new ();
         if (has_key && keys)

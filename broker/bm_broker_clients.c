@@ -59,16 +59,17 @@ s_pending_reject (bm_pending_t *pending, const char *code, const char *message)
     bm_body_free (&body);
 }
 
-//  Frame 2: {req?, jobId, duplicate, position?, delayed?}; position is left
-//  out when 0 (duplicates, REDELIVER, delayed jobs), delayed unless true.
+//  Frame 2: {req?, jobId, duplicate, position?, delayed?, state?}; position
+//  is left out when 0 (duplicates, REDELIVER, delayed jobs), delayed unless
+//  true, state unless given (a duplicate's state now).
 static void
 s_send_accepted (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
                  const msgpack_object *request, const char *id, bool duplicate,
-                 int64_t position, bool delayed)
+                 int64_t position, bool delayed, const char *state)
 {
     bm_body_t body;
     bm_body_init (self, &body);
-    int keys = 2 + (position > 0) + delayed;
+    int keys = 2 + (position > 0) + delayed + (state != NULL);
     if (pending) {
         msgpack_pack_map (&body.pk, keys + pending->has_req);
         s_pack_pending_req (&body.pk, pending);
@@ -83,6 +84,8 @@ s_send_accepted (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
         bm_pack_kv_int (&body.pk, "position", position);
     if (delayed)
         bm_pack_kv_bool (&body.pk, "delayed", true);
+    if (state)
+        bm_pack_kv_str (&body.pk, "state", state);
     bm_broker_send_client (self, identity, BM_ACCEPTED, &body);
     bm_body_free (&body);
 }
@@ -135,8 +138,59 @@ s_on_submit_durable (redisReply *reply, void *arg)
                           "the job store (Redis) is unavailable; retry later");
     else
         s_send_accepted (self, pending->identity, pending, NULL, pending->id, false, position,
-                         job->state == JOB_DELAYED);
+                         job->state == JOB_DELAYED, NULL);
     s_pending_destroy (&pending);
+}
+
+//  A duplicate's state, read from Redis (only Redis holds the job): the
+//  first job's id is answered with it, or without it when Redis cannot say.
+static void
+s_on_duplicate_state (const char *state, void *arg)
+{
+    bm_pending_t *pending = (bm_pending_t *) arg;
+    s_send_accepted (pending->broker, pending->identity, pending, NULL, pending->id, true, 0,
+                     false, state);
+    s_pending_destroy (&pending);
+}
+
+//  The state of a job that only Redis holds, for a duplicate SUBMIT.
+typedef struct {
+    bm_broker_t *broker;
+    char id [BM_ID_SLOT];
+    bm_duplicate_state_fn *done;
+    void *arg;
+} s_state_load_t;
+
+static void
+s_on_state_load (redisReply *reply, void *arg)
+{
+    s_state_load_t *load = (s_state_load_t *) arg;
+    bm_broker_t *self = load->broker;
+    const char *state = NULL;
+    bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, load->id);
+    if (job)            //  Arrived meanwhile (a STATUS loaded it)
+        state = bm_job_state_names [job->state];
+    else
+    if (reply && (job = bm_jobstore_job_from_hash (self, load->id, reply)) != NULL) {
+        state = bm_job_state_names [job->state];
+        bm_job_destroy (&job);
+    }
+    load->done (state, load->arg);
+    free (load);
+}
+
+void
+bm_submit_duplicate_state (bm_broker_t *self, const char *id, bm_duplicate_state_fn *done,
+                           void *arg)
+{
+    s_state_load_t *load = (s_state_load_t *) zmalloc (sizeof (s_state_load_t));
+    load->broker = self;
+    bm_id_copy (load->id, sizeof load->id, id);
+    load->done = done;
+    load->arg = arg;
+    bm_cmd_t cmd;
+    bm_cmd_start (self, &cmd, "HGETALL", "job:", id);
+    bm_jobstore_query (self, &cmd, s_on_state_load, load);
 }
 
 //  Refuse an admission: counted by its code.
@@ -209,6 +263,7 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
             bm_job_t *first = (bm_job_t *) bm_jobtab_lookup (self->jobs, first_id);
             if (!first || first->durable) {
                 admit->duplicate = true;
+                admit->state = first ? bm_job_state_names [first->state] : NULL;
                 snprintf (admit->id, sizeof admit->id, "%s", first_id);
                 return;
             }
@@ -288,8 +343,13 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
     if (admit.code)
         bm_broker_reject (self, identity, body, admit.code, admit.message);
     else
+    if (admit.duplicate && !admit.state && self->store) {
+        bm_pending_t *pending = s_pending_new (self, identity, body, admit.id);
+        bm_submit_duplicate_state (self, admit.id, s_on_duplicate_state, pending);
+    }
+    else
     if (admit.duplicate)
-        s_send_accepted (self, identity, NULL, body, admit.id, true, 0, false);
+        s_send_accepted (self, identity, NULL, body, admit.id, true, 0, false, admit.state);
     else {
         bm_pending_t *pending = s_pending_new (self, identity, body, admit.id);
         bm_jobstore_persist_full (self, admit.job, false, s_on_submit_durable, pending);
@@ -422,7 +482,7 @@ s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
             self->retried++;
             bm_jobstore_persist_full (self, job, true, NULL, NULL);
             s_send_accepted (self, identity, pending, request, job->id, false,
-                             bm_service_queue_position (job->service, job), false);
+                             bm_service_queue_position (job->service, job), false, NULL);
             bm_dispatch (self, job->service);
         }
     }
@@ -432,7 +492,7 @@ s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
             REJECT ("conflict", "the job has no webhook or has not ended");
         else {
             bm_delivery_create (self, job);       //  Writes its record again, with the count
-            s_send_accepted (self, identity, pending, request, job->id, false, 0, false);
+            s_send_accepted (self, identity, pending, request, job->id, false, 0, false, NULL);
         }
     }
     #undef REJECT

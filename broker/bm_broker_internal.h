@@ -370,10 +370,17 @@ typedef struct {
     const char *code;           //  NULL: admitted
     char message [256];         //  Why not, naming the field
     bool duplicate;             //  An idempotencyKey matched: id is that job's
+    const char *state;          //  A duplicate's state now (a static name), or
+                                //  NULL when only Redis holds the job
     char id [BM_ID_SLOT];
     bm_job_t *job;              //  A new job (not a duplicate)
 } bm_admit_t;
 void bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_admit_t *admit);
+//  A duplicate whose job only Redis holds (admit.state NULL): its state is
+//  read (HGETALL) and given to done, NULL when Redis cannot say.
+typedef void (bm_duplicate_state_fn) (const char *state, void *arg);
+void bm_submit_duplicate_state (bm_broker_t *self, const char *id, bm_duplicate_state_fn *done,
+                                void *arg);
 int bm_submit_confirmed (bm_broker_t *self, bm_job_t *job, redisReply *reply, int64_t *position);
 
 //  bm_broker_batch.c: SUBMIT_MANY

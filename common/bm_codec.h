@@ -143,9 +143,10 @@ void bm_codec_list_encode (const bm_codec_list_t *self, bm_packer_t *packer);
 //  --------------------------------------------------------------------------
 //  Client side (BMC01), replies
 
-//  ACCEPTED {req, jobId, duplicate, position?, delayed?}: position is the job's
-//  estimated place in its bot type's queue (1: next), when the broker
-//  gives it.
+//  ACCEPTED {req, jobId, duplicate, position?, delayed?, state?}: position is
+//  the job's estimated place in its bot type's queue (1: next), when the
+//  broker gives it; state is the job's state now, on a duplicate (the job
+//  may have run since), when the broker knows it.
 typedef struct {
     bool has_req;
     int64_t req;
@@ -154,6 +155,7 @@ typedef struct {
     bool has_position;
     int64_t position;                   //  >= 1
     bool delayed;                       //  Waits for its due time (sent when true)
+    char state [BM_MAX_STATE_LEN + 1];  //  A duplicate's state now; "" when not given
 } bm_codec_accepted_t;
 
 int bm_codec_accepted_decode (const bm_msg_t *msg, bm_codec_accepted_t *self, bm_codec_error_t *error);

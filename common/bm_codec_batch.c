@@ -250,10 +250,14 @@ s_test_accepted_many (void)
 {
     bm_packer_t packer;
     bm_packer_init (&packer);
-    bm_codec_batch_begin (&packer, true, 9, 2);
+    bm_codec_batch_begin (&packer, true, 9, 3);
     bm_codec_outcome_t outcome = { .accepted = true,
                                    .ok = { .job_id = "job-1", .has_position = true, .position = 4 } };
     bm_codec_outcome_encode (&outcome, &packer);
+    //  A duplicate with its job's state now
+    bm_codec_outcome_t again = { .accepted = true,
+                                 .ok = { .job_id = "job-0", .duplicate = true, .state = "completed" } };
+    bm_codec_outcome_encode (&again, &packer);
     bm_codec_outcome_t refusal = { .accepted = false,
                                    .rejected = { .code = "unknown_bot_type",
                                                  .message = { "no bot type nope", 16 } } };
@@ -262,13 +266,17 @@ s_test_accepted_many (void)
     bm_codec_batch_t batch;
     bm_codec_error_t error;
     CHECK (bm_codec_batch_decode (msg, &batch, &error) == 0);
-    CHECK (batch.req == 9 && batch.count == 2 && batch.command == BM_ACCEPTED);
+    CHECK (batch.req == 9 && batch.count == 3 && batch.command == BM_ACCEPTED);
     bm_msg_t *item = bm_msg_new ();
     bm_codec_outcome_t read;
     CHECK (bm_codec_batch_next (&batch, item, &error) == 1);
     CHECK (bm_codec_outcome_decode (item, &read, &error) == 0);
     CHECK (read.accepted && streq (read.ok.job_id, "job-1") && read.ok.position == 4);
-    CHECK (!read.ok.duplicate);
+    CHECK (!read.ok.duplicate && read.ok.state [0] == 0);
+    CHECK (bm_codec_batch_next (&batch, item, &error) == 1);
+    CHECK (bm_codec_outcome_decode (item, &read, &error) == 0);
+    CHECK (read.accepted && read.ok.duplicate && streq (read.ok.state, "completed"));
+    CHECK (!read.ok.has_position);
     CHECK (bm_codec_batch_next (&batch, item, &error) == 1);
     CHECK (bm_codec_outcome_decode (item, &read, &error) == 0);
     CHECK (!read.accepted && streq (read.rejected.code, "unknown_bot_type"));

@@ -102,8 +102,12 @@ gw_routes_invoke (gw_request_t *r)
         bool has_position = bm_obj_int (bm_msg_body (reply), "position", &position);
         bool delayed = false;
         bm_obj_bool (bm_msg_body (reply), "delayed", &delayed);
+        //  A duplicate's status is its job's now (it may have run since),
+        //  when the broker says.
+        char state [BM_MAX_STATE_LEN + 1] = "";
+        bm_obj_strcpy (bm_msg_body (reply), "state", state, sizeof state);
         json_t *value = json_pack ("{s:s,s:s,s:s,s:I,s:o}", "jobId", job_id, "status",
-                                   delayed ? "delayed" : "queued",
+                                   *state ? state : delayed ? "delayed" : "queued",
                                    "botType", bot_type, "priority", (json_int_t) priority,
                                    "estimatedPosition", has_position
                                    ? json_integer ((json_int_t) position) : json_null ());

@@ -62,11 +62,12 @@ s_item_outcome (gw_request_t *r, gw_invoke_batch_t *batch, size_t index, bm_msg_
     }
     *accepted = true;
     bm_series_inc (outcome.ok.duplicate ? server->duplicates : server->accepted);
-    bool delayed = outcome.ok.delayed;
     //  As POST /invoke's 202 answer: {jobId, status, botType, priority,
-    //  estimatedPosition, duplicate?}
+    //  estimatedPosition, duplicate?}; a duplicate's status is its job's now.
+    const char *status = outcome.ok.state [0] ? outcome.ok.state
+                       : outcome.ok.delayed ? "delayed" : "queued";
     json_t *value = json_pack ("{s:I,s:i,s:s,s:s,s:s,s:I,s:o}", "index", (json_int_t) index,
-        "httpStatus", 202, "jobId", outcome.ok.job_id, "status", delayed ? "delayed" : "queued",
+        "httpStatus", 202, "jobId", outcome.ok.job_id, "status", status,
         "botType", gw_invoke_batch_bot_type (batch, index),
         "priority", (json_int_t) gw_invoke_batch_priority (batch, index),
         "estimatedPosition", outcome.ok.has_position

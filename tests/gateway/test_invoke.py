@@ -107,6 +107,12 @@ def main():
         check(r1.status == 202 and r2.status == 202 and r1.json["jobId"] == r2.json["jobId"]
               and r2.json.get("duplicate") is True and "duplicate" not in r1.json,
               "idempotencyKey: same job, duplicate: true", r1, r2)
+        wait_until(lambda: job(u, r1.json["jobId"])["state"] == "completed", 20,
+                   "the keyed job to complete")
+        r3 = post_json(u + "/invoke", body)
+        check(r3.status == 202 and r3.json["jobId"] == r1.json["jobId"] and r3.json["duplicate"] is True
+              and r3.json["status"] == "completed",
+              "the same key after the job ran: its status now, completed (not queued)", r3)
 
         # Cancel a queued job (slowpoke has a limit but no worker), conflicts.
         r = post_json(u + "/invoke", {"botType": "slowpoke", "payload": {}, "priority": 5})
