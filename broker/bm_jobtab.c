@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #define BM_JOBTAB_MIN 1024      //  Slots at first (a power of two)
 
@@ -20,15 +21,19 @@ struct _bm_jobtab_t {
     size_t mask;                //  Slots - 1
     size_t size;                //  Items
     size_t key_offset;
+    uint64_t seed;              //  Random per table: where a key lands is not
+                                //  known outside the process
 };
 
 //  A word at a time (ids are ~26 bytes), mixed so that every bit of the
-//  result depends on every word: the slot is its low bits.
+//  result depends on every word: the slot is its low bits.  The table's
+//  ids are the broker's own, but clients look up ids they choose: with a
+//  secret seed nobody can make keys that pile up in one run of slots.
 static uint64_t
-s_hash (const char *key)
+s_hash (uint64_t seed, const char *key)
 {
     size_t len = strlen (key);
-    uint64_t h = 0x9e3779b97f4a7c15ULL ^ len;
+    uint64_t h = (0x9e3779b97f4a7c15ULL ^ seed) ^ len;
     while (len >= 8) {
         uint64_t word;
         memcpy (&word, key, 8);
@@ -65,6 +70,8 @@ bm_jobtab_new (size_t key_offset)
     }
     self->mask = BM_JOBTAB_MIN - 1;
     self->key_offset = key_offset;
+    if (getrandom (&self->seed, sizeof self->seed, GRND_NONBLOCK) != sizeof self->seed)
+        self->seed = (uint64_t) (uintptr_t) self ^ (uint64_t) rand ();
     return self;
 }
 
@@ -94,7 +101,7 @@ s_find (const bm_jobtab_t *self, const char *key, uint64_t hash)
 void *
 bm_jobtab_lookup (const bm_jobtab_t *self, const char *key)
 {
-    return self->slots [s_find (self, key, s_hash (key))].item;
+    return self->slots [s_find (self, key, s_hash (self->seed, key))].item;
 }
 
 static void
@@ -119,7 +126,7 @@ int
 bm_jobtab_insert (bm_jobtab_t *self, void *item)
 {
     const char *key = s_key (self, item);
-    uint64_t hash = s_hash (key);
+    uint64_t hash = s_hash (self->seed, key);
     if (self->slots [s_find (self, key, hash)].item)
         return -1;
     //  At most 3/4 full: runs stay short.
@@ -135,7 +142,7 @@ bm_jobtab_insert (bm_jobtab_t *self, void *item)
 void *
 bm_jobtab_remove (bm_jobtab_t *self, const char *key)
 {
-    size_t i = s_find (self, key, s_hash (key));
+    size_t i = s_find (self, key, s_hash (self->seed, key));
     void *item = self->slots [i].item;
     if (!item)
         return NULL;
