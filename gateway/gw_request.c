@@ -142,10 +142,93 @@ gw_request_send_json (gw_request_t *r, int status, json_t *value, const char *ex
     free (text);
 }
 
+//  Copy text for a log line: printable ASCII kept, anything else (a
+//  newline, a quote, UTF-8, a byte a client made up) as %XX, cut to fit.
+static void
+s_log_safe (char *dest, size_t size, const char *text)
+{
+    static const char hex [] = "0123456789ABCDEF";
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *) (text ? text : ""); *p; p++) {
+        bool plain = *p > 0x20 && *p < 0x7f && *p != '%' && *p != '"' && *p != '\\';
+        size_t need = plain ? 1 : 3;
+        if (n + need + 4 > size) {
+            memcpy (dest + n, "...", 3);
+            n += 3;
+            break;
+        }
+        if (plain)
+            dest [n++] = (char) *p;
+        else {
+            dest [n++] = '%';
+            dest [n++] = hex [*p >> 4];
+            dest [n++] = hex [*p & 15];
+        }
+    }
+    dest [n] = 0;
+}
+
+//  Log the count of refusal lines not written, if any (refused_lock held).
+static void
+s_refused_summary (gw_server_t *server)
+{
+    if (server->refused_suppressed) {
+        bm_warn (NULL, "refused: %" PRIu64 " more refused requests not logged (at most %d lines/s)",
+                 server->refused_suppressed, GW_REFUSED_LOG_PER_SEC);
+        server->refused_suppressed = 0;
+    }
+}
+
+void
+gw_request_refused_flush (gw_server_t *server)
+{
+    pthread_mutex_lock (&server->refused_lock);
+    s_refused_summary (server);
+    pthread_mutex_unlock (&server->refused_lock);
+}
+
+//  One line per refused request: status, error code, method and path, the
+//  client's address; never the body.  At most GW_REFUSED_LOG_PER_SEC lines
+//  a second, so that a client hammering bad requests cannot make the log
+//  the bottleneck: the rest are counted and summed up in one line.
+static void
+s_log_refused (gw_request_t *r, int status, const char *code)
+{
+    gw_server_t *server = r->server;
+    bm_level_t level = status >= 500 ? BM_WARN : BM_INFO;
+    if (!server || !r->ri || !bm_log_enabled (level))
+        return;
+    int64_t second = bm_mono_ms () / 1000;
+    pthread_mutex_lock (&server->refused_lock);
+    if (second != server->refused_second) {
+        server->refused_second = second;
+        server->refused_lines = 0;
+        s_refused_summary (server);
+    }
+    bool write = server->refused_lines < GW_REFUSED_LOG_PER_SEC;
+    if (write)
+        server->refused_lines++;
+    else
+        server->refused_suppressed++;
+    pthread_mutex_unlock (&server->refused_lock);
+    if (!write)
+        return;
+    char what [64], method [24], path [256], client [64];
+    s_log_safe (what, sizeof what, code);
+    s_log_safe (method, sizeof method, r->ri->request_method);
+    s_log_safe (path, sizeof path, r->ri->local_uri);
+    s_log_safe (client, sizeof client, r->ri->remote_addr);
+    bool job = r->job_id [0] && r->ri->local_uri && strncmp (r->ri->local_uri, "/job/", 5) == 0;
+    bm_log (level, job ? r->job_id : NULL, "refused %d %s %s %s from %s", status,
+            what, method, path, client);
+}
+
 //  Answer {"error": {"code": code, "message": message}}.
 void
 gw_request_error (gw_request_t *r, int status, const char *code, const char *message, const char *extra)
 {
+    if (!r->status && status >= 400)
+        s_log_refused (r, status, code);
     json_t *value = json_pack ("{s:{s:s,s:s}}", "error", "code", code, "message", message);
     gw_request_send_json (r, status, value, extra);
 }

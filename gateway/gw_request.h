@@ -45,6 +45,10 @@ void gw_request_send_json (gw_request_t *r, int status, json_t *value, const cha
 void gw_request_error (gw_request_t *r, int status, const char *code, const char *message,
                        const char *extra);
 
+//  Log the summary of refused requests' lines not written ("suppressed K"),
+//  if any.  gw_request_error logs each refusal (4xx, 5xx) itself.
+void gw_request_refused_flush (gw_server_t *server);
+
 //  The same with a Retry-After header (seconds).
 void gw_request_error_retry (gw_request_t *r, int status, const char *code, const char *message,
                              int retry_after);

@@ -405,6 +405,7 @@ gw_server_new (const gw_config_t *config)
     gw_server_t *self = (gw_server_t *) zmalloc (sizeof (gw_server_t));
     self->config = *config;
     pthread_mutex_init (&self->types_lock, NULL);
+    pthread_mutex_init (&self->refused_lock, NULL);
 
     char error [200];
     self->auth = gw_auth_new (config->api_keys, error, sizeof error);
@@ -520,12 +521,14 @@ gw_server_destroy (gw_server_t **self_p)
         //  be written.  The link goes after the threads that use it.
         if (self->ctx)
             mg_stop (self->ctx);
+        gw_request_refused_flush (self);
         gw_link_destroy (&self->link);
         gw_history_watch_destroy (&self->history_watch);
         bm_metrics_destroy (&self->metrics);
         gw_ratelimit_destroy (&self->limiter);
         gw_auth_destroy (&self->auth);
         pthread_mutex_destroy (&self->types_lock);
+        pthread_mutex_destroy (&self->refused_lock);
         free (self);
         *self_p = NULL;
     }

@@ -27,6 +27,8 @@
 #define GW_RETRY_SHUTTING_DOWN  5
 //  Room for the list of bot types in an unknown_bot_type message.
 #define GW_TYPES_LEN            400
+//  Most log lines a second about refused requests (the rest are counted)
+#define GW_REFUSED_LOG_PER_SEC  10
 
 //  The status codes we answer with (gw_server.c's s_codes) and the reasons
 //  an /invoke is refused (its s_reasons): sizes of the per-series caches.
@@ -80,6 +82,15 @@ struct _gw_server_t {
     //  waited for before it is called.
     atomic_bool draining;               //  SIGTERM seen: refuse new work
     atomic_int active;                  //  Requests inside s_handler now
+
+    //  Refused requests' log lines: at most GW_REFUSED_LOG_PER_SEC a second;
+    //  past that they are counted, and the count is logged in one line
+    //  ("suppressed K") when the next second's first line is written or the
+    //  gateway stops.
+    pthread_mutex_t refused_lock;
+    int64_t refused_second;             //  Monotonic second of the window
+    int refused_lines;                  //  Lines written in it
+    uint64_t refused_suppressed;        //  Lines not written since the last summary
 
     //  Bot types the broker knows, for unknown_bot_type's message
     pthread_mutex_t types_lock;
