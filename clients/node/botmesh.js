@@ -146,7 +146,10 @@ function defaultEndpoint() {
  * A list of brokers, one of which leads (BROKER_ENDPOINT "tcp://b1:5555,tcp://b2:5555").
  * A peer moves to the next endpoint (or the leader a standby names) on
  * not_leader or a silent broker, waiting a backoff of 100 ms doubling to 2 s
- * until a leader answers (docs/protocol.md section 7b).
+ * until a leader answers (docs/protocol.md section 7b). The standby that
+ * answers not_leader right after our leader went silent is the one about to
+ * take over: it is asked again every 100 ms, 40 times (longer than a lease),
+ * as the C peers do.
  */
 class Endpoints {
   constructor(spec) {
@@ -155,6 +158,7 @@ class Endpoints {
     this.index = 0;
     this.backoffMs = 100;
     this.silent = -1;   // the one that went silent last (a standby names it until its lease ends)
+    this.quick = 0;     // quick asks left of the standby about to lead
   }
 
   get size() { return this.items.length; }
@@ -163,20 +167,30 @@ class Endpoints {
 
   /** Move on; returns the ms to wait before connecting. */
   next(leader, silent = false) {
-    if (silent) this.silent = this.index;
-    this.index = (this.index + 1) % this.items.length;
-    if (!silent && this.index === this.silent && this.items.length > 1) {
-      this.index = (this.index + this.items.length - 1) % this.items.length;   // about to take over
+    const n = this.items.length;
+    if (silent) {
+      this.silent = this.index;
+      this.quick = 40;
     }
     if (typeof leader === 'string' && this.items.includes(leader) && this.items.indexOf(leader) !== this.silent) {
       this.index = this.items.indexOf(leader);
+    } else {
+      this.index = (this.index + 1) % n;
+      if (!silent && this.index === this.silent && n > 1) {
+        this.index = (this.index + n - 1) % n;   // this standby is about to take over
+        if (this.quick > 0) {
+          this.quick -= 1;
+          return 100;
+        }
+        this.silent = -1;                        // longer than a lease: it holds its lease after all
+      }
     }
     const wait = this.backoffMs;
     this.backoffMs = Math.min(this.backoffMs * 2, 2000);
     return wait;
   }
 
-  served() { this.backoffMs = 100; this.silent = -1; }
+  served() { this.backoffMs = 100; this.silent = -1; this.quick = 0; }
 }
 
 function socketOptions(curve, extra) {
@@ -683,6 +697,17 @@ class Worker extends EventEmitter {
     const sock = new zmq.Dealer(socketOptions(this.curve, { immediate: true }));
     sock.connect(this._eps.current);
     this._sock = sock;
+    // With several brokers, a leader that dies (the kernel closes its
+    // connections) is left at once for the next one, not after
+    // HEARTBEAT_LIVENESS silent intervals; a host that vanishes closes
+    // nothing, and heartbeats remain the net under this.
+    if (this._eps.size > 1) {
+      sock.events.on('disconnect', () => {
+        if (sock !== this._sock || this._stopped) return;
+        this.emit('closed', this._eps.current);
+        this._switch(undefined, true);
+      });
+    }
     this.connects += 1;
     this._outbox = [[W.READY, this._readyBody(true)]].concat(
       this._outbox.filter(([c]) => c !== W.READY && c !== W.HEARTBEAT));

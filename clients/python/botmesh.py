@@ -170,10 +170,14 @@ class Endpoints:
 
     A peer moves to the next endpoint (or the leader a standby names) on
     not_leader or a silent broker, waiting a backoff of 100 ms doubling to
-    2 s until a leader answers (docs/protocol.md section 7b).
+    2 s until a leader answers (docs/protocol.md section 7b).  The standby
+    that answers not_leader right after our leader went silent is the one
+    about to take over: it is asked again every 100 ms, QUICK_TRIES times
+    (longer than a lease), as the C peers do.
     """
 
     BACKOFF, BACKOFF_MAX = 0.1, 2.0
+    QUICK_TRIES = 40
 
     def __init__(self, spec):
         items = [e.strip() for e in spec.split(",")]
@@ -183,6 +187,7 @@ class Endpoints:
         self.index = 0
         self.backoff = self.BACKOFF
         self.silent = None      # the one that went silent last (a standby names it until its lease ends)
+        self.quick = 0          # quick asks left of the standby about to lead
 
     def __len__(self):
         return len(self.items)
@@ -195,17 +200,24 @@ class Endpoints:
         """Move on; returns the seconds to wait before connecting."""
         if silent:
             self.silent = self.index
-        self.index = (self.index + 1) % len(self.items)
-        if not silent and self.index == self.silent and len(self.items) > 1:
-            self.index = (self.index - 1) % len(self.items)   # this standby is about to take over
+            self.quick = self.QUICK_TRIES
         if isinstance(leader, str) and leader in self.items and self.items.index(leader) != self.silent:
             self.index = self.items.index(leader)
+        else:
+            self.index = (self.index + 1) % len(self.items)
+            if not silent and self.index == self.silent and len(self.items) > 1:
+                self.index = (self.index - 1) % len(self.items)   # this standby is about to take over
+                if self.quick > 0:
+                    self.quick -= 1
+                    return self.BACKOFF
+                self.silent = None      # longer than a lease: it holds its lease after all
         wait, self.backoff = self.backoff, min(self.backoff * 2, self.BACKOFF_MAX)
         return wait
 
     def served(self):
         self.backoff = self.BACKOFF
         self.silent = None
+        self.quick = 0
 
 
 def _pack(obj):
@@ -826,6 +838,7 @@ class Worker:
         self.stop_grace = stop_grace
         self._ctx = context or zmq.Context.instance()
         self._sock = None
+        self._watch = None                    # socket monitor: the broker's connection closing
         self._jobs = {}                       # jobId -> Job, running here
         self._lock = threading.Lock()
         self._inbox = collections.deque()     # (command, body) from handler threads
@@ -913,8 +926,30 @@ class Worker:
                 body["running"] = ids
         return body
 
+    def _unwatch(self, poller):
+        if self._watch is not None:
+            poller.unregister(self._watch)
+            try:
+                self._sock.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            self._watch.close(0)
+            self._watch = None
+
+    def _broker_closed(self):
+        """True if the socket monitor says the broker closed the connection."""
+        gone = False
+        while True:
+            try:
+                frames = self._watch.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return gone
+            event = int.from_bytes(frames[0][:2], "little") if frames and len(frames[0]) >= 2 else 0
+            gone = gone or event == zmq.EVENT_DISCONNECTED
+
     def _connect(self, poller):
         if self._sock is not None:
+            self._unwatch(poller)
             poller.unregister(self._sock)
             self._sock.close(0)
         s = self._ctx.socket(zmq.DEALER)
@@ -925,6 +960,17 @@ class Worker:
         s.connect(self._eps.current)
         self._sock = s
         poller.register(s, zmq.POLLIN)
+        # With several brokers, a leader that dies (the kernel closes its
+        # connections) is left at once for the next one, not after
+        # HEARTBEAT_LIVENESS silent intervals; a host that vanishes closes
+        # nothing, and heartbeats remain the net under this.
+        if len(self._eps) > 1:
+            try:
+                self._watch = s.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+                poller.register(self._watch, zmq.POLLIN)
+            except zmq.ZMQError as exc:
+                log.debug("botmesh worker %s: no socket monitor (%s): heartbeats only", self.name, exc)
+                self._watch = None
         self.connects += 1
         # READY first on every new socket; HEARTBEATs queued for the old one are stale.
         pending = [m for m in self._outbox if m[0] not in (W_HEARTBEAT, W_READY)]
@@ -988,6 +1034,12 @@ class Worker:
                 self._drain_inbox()
                 if self._sock in events and events[self._sock] & zmq.POLLIN:
                     self._read_socket(poller)
+                if self._watch is not None and self._watch in events and self._broker_closed():
+                    wait = self._eps.next(silent=True)
+                    log.warning("botmesh worker %s: the broker closed the connection; trying %s in %.1fs",
+                                self.name, self._eps.current, wait)
+                    self._stop.wait(wait)
+                    self._connect(poller)
                 now = time.monotonic()
                 if now - self._last_recv > expiry:
                     log.warning("botmesh worker %s: broker silent for %.1fs, reconnecting",
@@ -1013,6 +1065,7 @@ class Worker:
                     self._flush()
         finally:
             if self._sock is not None:
+                self._unwatch(poller)
                 self._sock.close(0)
                 self._sock = None
             self._done.set()

@@ -35,6 +35,7 @@ const w = new Worker({
   },
 });
 w.on('connect', (n) => console.log(`nodeworker ${args.name} connected (${n})`));
+w.on('closed', (ep) => console.log(`nodeworker ${args.name}: the broker closed the connection (${ep})`));
 w.start();
 console.log(`nodeworker ${args.name} serving ${args.types} with credit ${args.credit}`);
 const stop = () => w.stop().then(() => { console.log(`nodeworker ${args.name} stopped`); process.exit(0); });

@@ -6,7 +6,9 @@ modules are there) get "standby,leader": each must be told not_leader and
 move on.  The Python client with the same list submits jobs of both types;
 the Node client too.  The leader is killed with SIGKILL: both workers find
 the new leader by themselves, and jobs submitted through the list after
-the failover (the dead broker first) complete.
+the failover (the dead broker first) complete.  The workers hear the
+leader's connection close (a socket monitor) and move at once, not after
+their heartbeat window (10 s here).
 """
 import os
 import subprocess
@@ -36,14 +38,15 @@ def test():
         h.wait_until(lambda: (lambda x: x and x[1].get("leader"))(hatest.ping(pair.endpoint(second))),
                      10, "the standby to learn the leader")
         standby_first = pair.endpoint(second) + "," + pair.endpoint(first)
-        wenv = {"HEARTBEAT_INTERVAL_MS": "200", "HEARTBEAT_LIVENESS": "5"}
-        s.spawn("pyworker", ["/usr/bin/python3", os.path.join(HERE, "pyworker.py"), "--types", "pywork",
-                             "--credit", "4", "--name", "py-1", "--endpoint", standby_first], wenv)
+        pyworker = s.spawn("pyworker", ["/usr/bin/python3", os.path.join(HERE, "pyworker.py"), "--types", "pywork",
+                             "--credit", "4", "--name", "py-1", "--endpoint", standby_first],
+                           {"HEARTBEAT_INTERVAL_MS": "1000", "HEARTBEAT_LIVENESS": "10"})
         types = ["pywork"]
         if node_ok():
-            s.spawn("nodeworker", ["sh", os.path.join(HERE, "run_node.sh"), os.path.join(HERE, "nodeworker.js"),
+            nodeworker = s.spawn("nodeworker", ["sh", os.path.join(HERE, "run_node.sh"), os.path.join(HERE, "nodeworker.js"),
                                    "--types", "nodework", "--credit", "4", "--name", "node-1",
-                                   "--endpoint", standby_first], wenv)
+                                   "--endpoint", standby_first],
+                                 {"HEARTBEAT_INTERVAL_MS": "1000", "HEARTBEAT_LIVENESS": "10"})
             types.append("nodework")
         else:
             h.log("Node client not available: its part is skipped")
@@ -69,6 +72,12 @@ def test():
         h.wait_until(lambda: len(c.stats()["workers"]) == len(types), 30,
                      "both workers to find the new leader by themselves")
         h.log("workers registered with the new leader %.2f s after the kill" % (time.monotonic() - killed))
+        h.check("the broker closed the connection" in pyworker.output(),
+                "the Python worker heard the leader's connection close (not its 10 s heartbeat window)",
+                pyworker.output()[-2000:])
+        if "nodework" in types:
+            h.check("the broker closed the connection" in nodeworker.output(),
+                    "the Node worker heard it too", nodeworker.output()[-2000:])
         c.close()
         c = botmesh.Client(dead_first, timeout=8)
         for t in types:

@@ -420,6 +420,22 @@ tests.workerBadConfig = async () => {
   check(e && /Bad Type/.test(e.message), 'a bad bot type is refused');
 };
 
+// A silent leader, then the standby about to lead: asked every 100 ms, as the C peers do.
+tests.endpointsFollowTheLeader = async () => {
+  const eps = new bm.Endpoints('tcp://a:1,tcp://b:2');
+  check(eps.current === 'tcp://a:1', 'the first endpoint first');
+  check(eps.next(undefined, true) === 100 && eps.current === 'tcp://b:2', 'a silent leader: the next one, 100 ms');
+  const waits = [];
+  for (let i = 0; i < 40; i++) waits.push(eps.next('tcp://a:1'));
+  check(eps.current === 'tcp://b:2' && waits.every((w) => w === 100),
+    'the standby that still names the silent leader is asked again every 100 ms', waits);
+  check(eps.next('tcp://a:1') === 200 && eps.current === 'tcp://b:2',
+    'after the quick tries, the usual backoff (it holds its lease after all)');
+  check(eps.next('tcp://a:1') === 400 && eps.current === 'tcp://a:1', 'and the leader it names may be asked again');
+  eps.served();
+  check(eps.next('tcp://b:2') === 100 && eps.current === 'tcp://b:2', 'a named leader; served resets');
+};
+
 (async () => {
   try {
     for (const [name, fn] of Object.entries(tests)) {

@@ -478,6 +478,22 @@ def test_node_missing_dependency_says_what_to_install():
           "requiring botmesh.js without its modules names what to install", p.stderr[-1000:])
 
 
+def test_endpoints_follow_the_leader():
+    """A silent leader, then the standby about to lead: asked every 100 ms, as the C peers do."""
+    eps = botmesh.Endpoints("tcp://a:1,tcp://b:2")
+    check(eps.current == "tcp://a:1", "the first endpoint first")
+    check(eps.next(silent=True) == 0.1 and eps.current == "tcp://b:2", "a silent leader: the next one, 100 ms")
+    waits = [eps.next(leader="tcp://a:1") for _ in range(botmesh.Endpoints.QUICK_TRIES)]
+    check(eps.current == "tcp://b:2" and waits == [0.1] * botmesh.Endpoints.QUICK_TRIES,
+          "the standby that still names the silent leader is asked again every 100 ms", waits)
+    check(eps.next(leader="tcp://a:1") == 0.2 and eps.current == "tcp://b:2",
+          "after the quick tries, the usual backoff (it holds its lease after all)")
+    check(eps.next(leader="tcp://a:1") == 0.4 and eps.current == "tcp://a:1",
+          "and the leader it names may be asked again")
+    eps.served()
+    check(eps.next(leader="tcp://b:2") == 0.1 and eps.current == "tcp://b:2", "a named leader; served resets")
+
+
 def main():
     for name, fn in sorted(globals().items()):
         if name.startswith("test_") and callable(fn):
