@@ -74,8 +74,11 @@ s_rejected (bm_msg_t *reply)
     return 1;
 }
 
-//  Send a body the codec packed; NULL (with a line on stderr) when no
-//  answer came in time.
+//  The broker endpoint in use, for error messages.
+static const char *s_endpoint = "";
+
+//  Send a body the codec packed; NULL (with a line on stderr, naming the
+//  endpoint tried and how to change it) when no answer came in time.
 static bm_msg_t *
 s_request (bm_client_t *client, int command, bm_packer_t *packer, int timeout_ms)
 {
@@ -86,8 +89,10 @@ s_request (bm_client_t *client, int command, bm_packer_t *packer, int timeout_ms
         reply = bm_client_request (client, command, packer->sbuf.data, packer->sbuf.size,
                                    timeout_ms);
         if (!reply)
-            fprintf (stderr, "botmesh-client: no answer from the broker within %d ms\n",
-                     timeout_ms);
+            fprintf (stderr, "botmesh-client: no answer from the broker at %s within %d ms "
+                     "(is it running there? set the endpoint with --endpoint or "
+                     "BROKER_CLIENT_ENDPOINT, the wait with --timeout-ms)\n",
+                     s_endpoint, timeout_ms);
     }
     bm_packer_destroy (packer);
     return reply;
@@ -260,6 +265,7 @@ main (int argc, char *argv [])
         }
         return bm_curve_keygen (positional [1], positional [2]) ? 1 : 0;
     }
+    s_endpoint = endpoint;
     bm_client_t *client = bm_client_new (endpoint);
     if (!client) {
         fprintf (stderr, "botmesh-client: cannot connect to '%s'\n", endpoint);

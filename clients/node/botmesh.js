@@ -342,7 +342,9 @@ class Client {
         // Lazy Pirate: once nothing else waits, drop the socket and what it queued.
         if (this._pending.size === 0) this._resetSocket();
         reject(new BrokerTimeout('broker_timeout',
-          `no reply from the broker at ${this.endpoint} within ${timeoutMs} ms (is it running?)`));
+          `no reply from the broker at ${this.endpoint} within ${timeoutMs} ms (is it running `
+          + 'there? set the endpoint with new Client({endpoint}) or BROKER_ENDPOINT, the wait '
+          + 'with timeoutMs)'));
       }, timeoutMs);
       this._pending.set(req, { resolve, reject, timer });
       sock.send([CLIENT_HEADER, Buffer.from([command]), data]).catch((e) => {

@@ -401,7 +401,9 @@ class Client:
                     continue
                 self._reset()
                 raise BrokerTimeout("broker_timeout", "no reply from the broker at %s within %gs "
-                                    "(is it running?)" % (self.endpoint, timeout))
+                                    "(is it running there? set the endpoint with "
+                                    "Client(endpoint=...) or BROKER_ENDPOINT, the wait with "
+                                    "timeout=)" % (self.endpoint, timeout))
             got = self._recv(left)
             if got is None:
                 continue

@@ -88,6 +88,17 @@ def main():
         d.close()
         c.close()
 
+        # botmesh-client against a dead broker: names the endpoint it tried
+        # and how to change it, by flag and by environment.
+        for args, env in (([ "--endpoint", dead], {}), ([], {"BROKER_CLIENT_ENDPOINT": dead})):
+            r = subprocess.run([s.bin("botmesh-client")] + args + ["--timeout-ms", "300", "stats"],
+                               capture_output=True, text=True, timeout=30,
+                               env=dict(os.environ, **env))
+            check(r.returncode == 3 and ("at %s within 300 ms" % dead) in r.stderr
+                  and "--endpoint" in r.stderr and "BROKER_CLIENT_ENDPOINT" in r.stderr,
+                  "botmesh-client %s: the timeout names %s and how to change it" % (
+                      " ".join(args) or "(BROKER_CLIENT_ENDPOINT)", dead), r.returncode, r.stderr)
+
 
 if __name__ == "__main__":
     harness.main(main)

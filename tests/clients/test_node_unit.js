@@ -206,6 +206,8 @@ tests.clientDeadBroker = async () => {
     const el = Date.now() - t0;
     check(e instanceof bm.BrokerTimeout && e.code === 'broker_timeout' && e.message.includes(ep) && el >= 400 && el < 2000,
       'a dead broker rejects with broker_timeout naming the endpoint, in bounded time', e.message, el);
+    check(e.message.includes('BROKER_ENDPOINT') && e.message.includes('{endpoint}'),
+      'the timeout says how to change the endpoint', e.message);
     t0 = Date.now();
     const e2 = await rejects(c.wait('some-job', { timeoutMs: 1000, pollMs: 100 }));
     check(e2.code === 'broker_timeout' && Date.now() - t0 < 3000, 'wait() on a dead broker is bounded too', e2.message);

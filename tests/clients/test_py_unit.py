@@ -189,6 +189,8 @@ def test_client_dead_broker():
     el = time.monotonic() - t0
     check(e.code == "broker_timeout" and ep in e.message and 0.4 < el < 2.0,
           "a dead broker gives BrokerTimeout naming the endpoint, in bounded time", str(e), el)
+    check("BROKER_ENDPOINT" in e.message and "endpoint=" in e.message,
+          "the timeout says how to change the endpoint", str(e))
     t0 = time.monotonic()
     e = raises(lambda: c.wait("some-job", timeout=1.0, poll_interval=0.1), botmesh.BrokerTimeout)
     check(time.monotonic() - t0 < 3.0 and "some-job" in e.message, "wait() on a dead broker is bounded too", str(e))
