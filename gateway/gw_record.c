@@ -165,6 +165,37 @@ gw_record_bot_types (const msgpack_object *reply, char *buf, size_t size)
     return shown;
 }
 
+static int
+s_compare_str (const void *a, const void *b)
+{
+    return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+int
+gw_record_sort_names (char *list)
+{
+    size_t len = strlen (list);
+    char *copy = strdup (list);
+    if (!copy)
+        return 0;                   //  Left as it was
+    char *names [256];
+    int count = 0;
+    char *save = NULL;
+    for (char *name = strtok_r (copy, ", ", &save); name && count < 256;
+         name = strtok_r (NULL, ", ", &save))
+        names [count++] = name;
+    qsort (names, (size_t) count, sizeof names [0], s_compare_str);
+    size_t used = 0;
+    for (int i = 0; i < count; i++) {
+        //  The same bytes minus separators never grow: it fits.
+        used += (size_t) snprintf (list + used, len + 1 - used, "%s%s", i ? ", " : "", names [i]);
+        if (used > len)
+            break;
+    }
+    free (copy);
+    return count;
+}
+
 //  --------------------------------------------------------------------------
 //  Self test
 
@@ -246,6 +277,12 @@ gw_record_test (bool verbose)
     CHECK (gw_record_bot_types (&stats.data, types, sizeof types) == 3);
     CHECK (streq (types, "java, node, python"));
     CHECK (gw_record_bot_types (&stats.data, types, 12) == 2 && streq (types, "java, node"));
+    char names [] = "zeta, python, beta_2, alpha, node";
+    CHECK (gw_record_sort_names (names) == 5 && streq (names, "alpha, beta_2, node, python, zeta"));
+    char one [] = "java";
+    CHECK (gw_record_sort_names (one) == 1 && streq (one, "java"));
+    char none [] = "";
+    CHECK (gw_record_sort_names (none) == 0 && streq (none, ""));
     msgpack_unpacked_destroy (&stats);
 
     msgpack_unpacked list = s_pack_json ("{\"req\":1,\"jobs\":[{\"jobId\":\"a\",\"finishedAt\":1000}]}");

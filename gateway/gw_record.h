@@ -30,6 +30,11 @@ json_t *gw_record_list (const msgpack_object *reply);
 //  "webhook" type, as "java, node, python" into buf.  Returns the count.
 int gw_record_bot_types (const msgpack_object *reply, char *buf, size_t size);
 
+//  Sort a list of names "node, java, python" in place (by name, as
+//  gw_record_bot_types does), so that every error listing the bot types
+//  shows them in one order.  Returns the count.
+int gw_record_sort_names (char *list);
+
 void gw_record_test (bool verbose);
 
 #endif

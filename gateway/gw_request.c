@@ -415,8 +415,12 @@ gw_request_rejection (gw_request_t *r, const msgpack_object *body, gw_rejection_
         //  The broker names the types it knows; an older broker may not,
         //  then a STATS reply does.
         s_safe_message (body, out->message, sizeof out->message, "");
-        if (strncmp (out->message, "botType must be one of: ", 24) == 0 && out->message [24])
+        if (strncmp (out->message, "botType must be one of: ", 24) == 0 && out->message [24]) {
+            //  The broker lists them in its own (hash) order: show them in
+            //  one order everywhere, by name, as the STATS fallback does.
+            gw_record_sort_names (out->message + 24);
             return;
+        }
         char types [GW_TYPES_LEN];
         s_bot_types (r, types, sizeof types);
         if (*types)
