@@ -165,6 +165,19 @@ bm_cron_new (const char *expression, const char *zone, char *error, size_t error
     snprintf (copy, sizeof copy, "%s", expression);
     char *save = NULL;
     int count = 0;
+    for (char *word = strtok_r (copy, " \t", &save); word; word = strtok_r (NULL, " \t", &save))
+        count++;
+    if (count == F_COUNT + 1) {
+        //  A seconds field first (Quartz, BullMQ's cron-parser, Spring):
+        //  say what to use instead.
+        snprintf (error, error_size, "expected 5 fields (minute hour day-of-month month "
+                  "day-of-week), got 6: seconds are not supported; for sub-minute schedules use everyMs");
+        bm_cron_destroy (&self);
+        return NULL;
+    }
+    snprintf (copy, sizeof copy, "%s", expression);
+    save = NULL;
+    count = 0;
     for (char *word = strtok_r (copy, " \t", &save); word; word = strtok_r (NULL, " \t", &save)) {
         if (count == F_COUNT) {
             count++;
@@ -430,6 +443,9 @@ bm_cron_test (bool verbose)
     //  Bad expressions name the field and the problem.
     s_bad ("* * * *", NULL, "expected 5 fields");
     s_bad ("* * * * * *", NULL, "expected 5 fields");
+    s_bad ("*/10 * * * * *", NULL, "got 6: seconds are not supported; for sub-minute schedules use everyMs");
+    s_bad ("0 0 12 * * MON-FRI", NULL, "use everyMs");
+    s_bad ("0 0 12 * * ? 2030", NULL, "got more");
     s_bad ("", NULL, "expected 5 fields");
     s_bad ("60 * * * *", NULL, "minute field: 60 is out of range 0-59");
     s_bad ("* 24 * * *", NULL, "hour field: 24 is out of range 0-23");

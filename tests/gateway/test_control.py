@@ -117,6 +117,10 @@ def test():
                            ({"botType": "python", "everyMs": 1000}, "key")):
             r = post_json(u + "/schedules", body)
             h.check(r.status == 400 and word in r.body, "POST /schedules %r: 400 naming %s" % (body, word), r)
+        # A 6-field cron (seconds first, as BullMQ takes): the 400 says to use everyMs.
+        r = post_json(u + "/schedules", {"key": "x", "botType": "python", "cron": "*/10 * * * * *"})
+        h.check(r.status == 400 and "seconds are not supported" in r.body and "everyMs" in r.body,
+                "POST /schedules with a 6-field cron: 400 saying to use everyMs", r)
         r = post_json(u + "/schedules", "[1]")
         h.check(r.status == 400 and r.error_code() == "invalid_body", "a body that is not an object: 400", r)
         r = curl(u + "/schedules")
