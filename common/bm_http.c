@@ -4,8 +4,14 @@
 #include "bm_settings.h"
 #include "bm_log.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -242,6 +248,53 @@ bm_http_start (const char *listen_addr, int port, const char *const *options,
     }
     *bound = bound_ports [0].port;
     return ctx;
+}
+
+//  The helper of bm_http_stop: connects to the server until told to end.
+typedef struct {
+    struct sockaddr_in addr;
+    atomic_bool done;
+} s_waker_t;
+
+static void *
+s_waker_run (void *arg)
+{
+    s_waker_t *waker = (s_waker_t *) arg;
+    while (!atomic_load (&waker->done)) {
+        int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0) {
+            //  Refused once the listening socket is closed: nothing to do.
+            connect (fd, (struct sockaddr *) &waker->addr, sizeof waker->addr);
+            close (fd);
+        }
+        struct timespec pause = { 0, 10 * 1000 * 1000 };
+        nanosleep (&pause, NULL);
+    }
+    return NULL;
+}
+
+void
+bm_http_stop (struct mg_context *ctx, const char *listen_addr)
+{
+    if (!ctx)
+        return;
+    s_waker_t waker = { .addr = { .sin_family = AF_INET } };
+    atomic_init (&waker.done, false);
+    struct mg_server_port ports [4];
+    bool dial = mg_get_server_ports (ctx, 4, ports) >= 1 && ports [0].port > 0;
+    if (dial) {
+        waker.addr.sin_port = htons ((uint16_t) ports [0].port);
+        const char *host = listen_addr && *listen_addr && strcmp (listen_addr, "0.0.0.0") != 0
+                         ? listen_addr : "127.0.0.1";
+        dial = inet_pton (AF_INET, host, &waker.addr.sin_addr) == 1;
+    }
+    pthread_t thread;
+    bool started = dial && pthread_create (&thread, NULL, s_waker_run, &waker) == 0;
+    mg_stop (ctx);
+    if (started) {
+        atomic_store (&waker.done, true);
+        pthread_join (thread, NULL);
+    }
 }
 
 int

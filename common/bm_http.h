@@ -65,6 +65,14 @@ struct mg_context *bm_http_start (const char *listen_addr, int port, const char 
                                   const struct mg_callbacks *callbacks, void *user_data,
                                   int *bound, char *error, size_t error_size);
 
+//  Stop civetweb promptly: mg_stop, while a helper thread connects to the
+//  server's own port every 10 ms until it returns.  civetweb's listening
+//  thread polls its socket for 2 s at a time and sees the stop only after
+//  a poll returns, so a bare mg_stop of an idle server takes up to 2 s; a
+//  connection ends that poll at once.  listen_addr is the address given to
+//  bm_http_start (NULL, "" or 0.0.0.0: 127.0.0.1 is dialled).
+void bm_http_stop (struct mg_context *ctx, const char *listen_addr);
+
 //  civetweb's begin_request callback: answers an OPTIONS request (a CORS
 //  preflight) with 204 and the CORS headers, and returns 204; returns 0 for
 //  every other request (the handlers answer it).

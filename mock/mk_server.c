@@ -525,7 +525,7 @@ mk_server_destroy (mk_server_t **self_p)
         pthread_cond_broadcast (&self->wake);
         pthread_mutex_unlock (&self->lock);
         if (self->ctx)
-            mg_stop (self->ctx);
+            bm_http_stop (self->ctx, self->config.listen_addr);
         mk_store_destroy (&self->store);
         bm_metrics_destroy (&self->metrics);
         wh_signer_destroy (&self->signer);
