@@ -1,5 +1,12 @@
 /*  bm_sentinel_watch.c - a subscription to the sentinels' +switch-master,
-    asynchronous, on the caller's zloop.  */
+    asynchronous, on the caller's zloop.
+
+    A subscribed connection is quiet until a switch: a sentinel that stops
+    answering (frozen, or cut off by a partition that keeps the TCP
+    connection open) would go unnoticed, and its switches with it.  So
+    every S_CHECK_MS the subscription is asked again (SUBSCRIBE of the same
+    channel, which a live sentinel confirms at once); no confirmation
+    within S_SUBSCRIBE_MS and the next sentinel is tried.  */
 #include "bm_sentinel.h"
 #include "bm_endpoints.h"
 #include "bm_log.h"
@@ -8,6 +15,7 @@
 #include <hiredis/async.h>
 
 #define S_SUBSCRIBE_MS      1000    //  A sentinel must confirm the subscription within
+#define S_CHECK_MS          2000    //  How often a subscribed sentinel must confirm it again
 #define S_BACKOFF_MIN_MS    100
 #define S_BACKOFF_MAX_MS    5000
 
@@ -20,8 +28,10 @@ struct _bm_sentinel_watch_t {
     redisAsyncContext *ac;      //  Connection to the current sentinel, or NULL
     bm_redis_zloop_t io;        //  Drives ac from the loop
     int timer;                  //  Reconnect or subscribe deadline, or -1
+    int check_timer;            //  Every S_CHECK_MS: ask for a confirmation
     int backoff_ms;
     bool subscribed;
+    bool confirming;            //  The deadline is a confirmation's
     bool down_logged;           //  One WARN line until subscribed again
 };
 
@@ -43,11 +53,18 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
         redisAsyncContext *ac = self->ac;
         self->ac = NULL;
         redisAsyncFree (ac);
+        if (self->confirming)
+            bm_warn (NULL, "sentinel %s: silent (its +switch-master subscription not confirmed "
+                     "within %d ms); trying the next sentinel", bm_endpoints_current (self->list),
+                     S_SUBSCRIBE_MS);
+        else
         if (!self->down_logged)
             bm_warn (NULL, "sentinel %s: no +switch-master subscription within %d ms; trying "
                      "the next sentinel with backoff", bm_endpoints_current (self->list),
                      S_SUBSCRIBE_MS);
         self->down_logged = true;
+        self->subscribed = false;
+        self->confirming = false;
         bm_endpoints_next (self->list, false);
         self->timer = zloop_timer (self->loop, self->backoff_ms, 1, s_on_timer, self);
         self->backoff_ms = self->backoff_ms * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS
@@ -66,6 +83,7 @@ s_lost (bm_sentinel_watch_t *self, const char *why)
     const char *which = bm_endpoints_current (self->list);
     self->ac = NULL;
     self->subscribed = false;
+    self->confirming = false;
     if (self->timer != -1) {
         zloop_timer_end (self->loop, self->timer);
         self->timer = -1;
@@ -115,6 +133,15 @@ s_on_message (redisAsyncContext *ac, void *r, void *privdata)
         bm_warn (NULL, "sentinel %s: unexpected answer to SUBSCRIBE +switch-master (%s)",
                  bm_endpoints_current (self->list),
                  reply->type == REDIS_REPLY_ERROR ? reply->str : "not a message");
+        return;
+    }
+    if (s_is (reply->element [0], "subscribe") && self->confirming) {
+        //  Still there
+        self->confirming = false;
+        if (self->timer != -1) {
+            zloop_timer_end (self->loop, self->timer);
+            self->timer = -1;
+        }
         return;
     }
     if (s_is (reply->element [0], "subscribe")) {
@@ -179,6 +206,20 @@ s_connect (bm_sentinel_watch_t *self)
     //  A sentinel that neither answers nor refuses (a partition) is
     //  dropped after S_SUBSCRIBE_MS.
     self->timer = zloop_timer (self->loop, S_SUBSCRIBE_MS, 1, s_on_timer, self);
+}
+
+//  Every S_CHECK_MS: a subscribed sentinel confirms its subscription again.
+static int
+s_on_check (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop; (void) timer_id;
+    bm_sentinel_watch_t *self = (bm_sentinel_watch_t *) arg;
+    if (self->ac && self->subscribed && self->timer == -1
+    &&  redisAsyncCommand (self->ac, s_on_message, self, "SUBSCRIBE +switch-master") == REDIS_OK) {
+        self->confirming = true;
+        self->timer = zloop_timer (self->loop, S_SUBSCRIBE_MS, 1, s_on_timer, self);
+    }
+    return 0;
 }
 
 //  --------------------------------------------------------------------------
@@ -248,6 +289,7 @@ bm_sentinel_watch_new (zloop_t *loop, const char *sentinels, const char *name,
     self->arg = arg;
     self->timer = -1;
     self->backoff_ms = S_BACKOFF_MIN_MS;
+    self->check_timer = zloop_timer (loop, S_CHECK_MS, 0, s_on_check, self);
     s_connect (self);
     return self;
 }
@@ -259,6 +301,8 @@ bm_sentinel_watch_destroy (bm_sentinel_watch_t **self_p)
         bm_sentinel_watch_t *self = *self_p;
         if (self->timer != -1)
             zloop_timer_end (self->loop, self->timer);
+        if (self->check_timer != -1)
+            zloop_timer_end (self->loop, self->check_timer);
         if (self->ac) {
             redisAsyncContext *ac = self->ac;
             self->ac = NULL;
