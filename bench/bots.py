@@ -25,7 +25,8 @@ ran (its children's CPU, counted as they are reaped) per job.  Cases:
 
 --cases runs only the named cases (e.g. spawn_python,fork_python).
 Prints the table; with --write, puts it in docs/benchmarks.md between the
-"bots" markers (the rest of the page is bench/run.sh's).
+"bots" markers (the rest of the page is bench/run.sh's), keeping the
+hand-written findings between the "bots-findings" markers inside them.
 """
 import os
 import shutil
@@ -47,6 +48,8 @@ SUBMIT, STATS = 1, 4
 HZ = os.sysconf("SC_CLK_TCK")
 PAYLOADS = {"python": {"dataset": "bench", "size": 1000}, "node": {"count": 10}, "java": {}}
 BEGIN, END = "<!-- bots:begin -->", "<!-- bots:end -->"
+# Written by hand inside the bots section, kept as it is by --write.
+FINDINGS_BEGIN, FINDINGS_END = "<!-- bots-findings:begin -->", "<!-- bots-findings:end -->"
 
 
 def free_port():
@@ -421,11 +424,14 @@ def main():
         if rate(peer):
             notes.append("- %s: %.0f jobs/s%s" % (peer, rate(peer), (" (botmesh %s: %.0f)" % (mine, rate(mine)))
                                                     if rate(mine) else ""))
-    lines += [""] + notes + [END]
+    lines += [""] + notes
+    old = open(write).read() if write and os.path.exists(write) else ""
+    if FINDINGS_BEGIN in old and FINDINGS_END in old:
+        lines += ["", old[old.index(FINDINGS_BEGIN):old.index(FINDINGS_END) + len(FINDINGS_END)]]
+    lines += [END]
     text = "\n".join(lines) + "\n"
     print(text)
     if write:
-        old = open(write).read() if os.path.exists(write) else ""
         if BEGIN in old and END in old:
             new = old[:old.index(BEGIN)] + text.rstrip("\n") + old[old.index(END) + len(END):]
         else:

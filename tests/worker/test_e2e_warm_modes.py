@@ -6,13 +6,17 @@ Each bot's result equals what the same bot gives in spawn mode for the same
 payload (run by hand here: payload on stdin, result on stdout), apart from
 the fields that name the run (pid, times, job id); progress reaches the
 broker; a failing job fails with the bot's message; 200 jobs over the three
-types all complete, none lost, in few processes (warm reuse).
+types all complete, none lost, in few processes (warm reuse).  Where the
+kernel has transparent huge pages, the python fork server runs with its
+code on them (an anonymous executable 2 MiB mapping in its smaps), as
+forkserver.py's huge_text puts it for its children.
 """
 import json
 import os
 import subprocess
 
 import harness
+import wlib
 from harness import check, log
 
 ROOT = harness.ROOT
@@ -41,6 +45,41 @@ def spawn_result(bot_type, payload):
                          text=True, timeout=60, env={"PATH": os.environ["PATH"]})
     check(out.returncode == 0, "%s bot in spawn mode by hand" % bot_type, out.stderr[-500:])
     return json.loads(out.stdout)
+
+
+def huge_code_mappings(pid):
+    """The anonymous executable mappings of a process that are on huge
+    pages (AnonHugePages >= 2048 kB)."""
+    out, head = [], None
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            parts = line.split()
+            if "-" in parts[0] and not parts[0].endswith(":"):
+                head = parts if len(parts) == 5 and "x" in parts[1] else None
+            elif head and parts[0] == "AnonHugePages:" and int(parts[1]) >= 2048:
+                out.append(head[0])
+    return out
+
+
+def fork_servers(worker_pid):
+    out = []
+    for pid in wlib.children(worker_pid):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"forkserver.py") for a in argv) and b"--pool" not in argv:
+            out.append(pid)
+    return out
+
+
+def thp_enabled():
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return "[never]" not in f.read()
+    except OSError:
+        return False
 
 
 def main():
@@ -91,6 +130,14 @@ def main():
               {k: len(v) for k, v in pids.items()})
         check(len(pids["python"]) == len([t for t in ids.values() if t == "python"]),
               "fork mode: every python job ran in a process of its own")
+        servers = fork_servers(w.pid)
+        check(servers, "a python fork server runs under the worker", wlib.children(w.pid))
+        if thp_enabled():
+            huge = huge_code_mappings(servers[0])
+            log("fork server %d: code on huge pages at %s" % (servers[0], huge))
+            check(huge, "the fork server's code is on 2 MiB huge pages (huge_text)")
+        else:
+            log("transparent huge pages off: the fork server's code stays on 4 KiB pages")
         c.close()
         check(w.alive(), "worker still running")
 
