@@ -94,6 +94,23 @@ def cpu_tree(pids):
     return total / HZ
 
 
+def warm_cpu(worker_pid):
+    """{pid: [utime, stime, cutime, cstime] in seconds} of the worker's
+    direct children (its warm processes; spawned bots come and go)."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == worker_pid:
+            out[int(d)] = [int(x) / HZ for x in fields[11:15]]
+    return out
+
+
 class Stack:
     def __init__(self, tmp):
         self.tmp = tmp
@@ -183,13 +200,23 @@ def run_botmesh(bindir, tmp, bot, jobs, env):
         batch(10)
         cpu0 = cpu_tree([broker.pid, worker.pid])
         own0 = [cpu_own(broker.pid), cpu_own(worker.pid)]
+        warm0 = warm_cpu(worker.pid)
         t0 = time.monotonic()
         failed = batch(jobs)
         seconds = time.monotonic() - t0
         cpu = cpu_tree([broker.pid, worker.pid]) - cpu0
         own = [cpu_own(broker.pid) - own0[0], cpu_own(worker.pid) - own0[1]]
-        print("  CPU ms/job: broker %.2f, worker %.2f, bots %.2f" % (
-            1000 * own[0] / jobs, 1000 * own[1] / jobs, 1000 * (cpu - sum(own)) / jobs),
+        warm = warm_cpu(worker.pid)
+        split = ""
+        if set(warm) & set(warm0):
+            # Warm processes that lived through the run: their own CPU and
+            # that of the children they reaped (a fork server's per-job
+            # children), user and system apart.
+            d = [sum(warm[p][i] - warm0[p][i] for p in set(warm) & set(warm0)) for i in range(4)]
+            split = " (warm processes' own: user %.2f, system %.2f; their reaped children: user %.2f, " \
+                    "system %.2f)" % tuple(1000 * x / jobs for x in d)
+        print("  CPU ms/job: broker %.2f, worker %.2f, bots %.2f%s" % (
+            1000 * own[0] / jobs, 1000 * own[1] / jobs, 1000 * (cpu - sum(own)) / jobs, split),
             file=sys.stderr, flush=True)
         return seconds, cpu, failed
     finally:
