@@ -182,27 +182,44 @@ def fast_fork():
 HUGE = 2 << 20          # a transparent huge page (x86-64)
 
 
+HUGE_TEXT_WINDOWS = 8   # at most 16 MiB copied: the interpreter's first
+
+
 def huge_windows():
     """The 2 MiB-aligned windows of the address space that lie wholly in
-    read-only private mappings of one file (an executable's or a shared
-    library's code and constants): [(start, executable)]."""
-    runs = []                   # [path, start, end, executable]
+    read-only private mappings of one program file (the interpreter or a
+    shared library: a file with code mapped; a data file mapped read-only
+    is left alone), the interpreter's first, at most HUGE_TEXT_WINDOWS:
+    [(start, executable)]."""
+    runs = []                   # [path, start, end, [(start, end, executable)]]
+    code = set()                # files with an executable mapping
     with open("/proc/self/maps") as maps:
         for line in maps:
-            parts = line.split()
+            parts = line.split(None, 5)
             if len(parts) < 6 or parts[1] not in ("r--p", "r-xp") or not parts[5].startswith("/"):
                 continue
+            path = parts[5].rstrip("\n")
             start, end = (int(x, 16) for x in parts[0].split("-"))
+            piece = (start, end, parts[1] == "r-xp")
+            if piece[2]:
+                code.add(path)
             run = runs[-1] if runs else None
-            if run and run[0] == parts[5] and run[2] == start:
+            if run and run[0] == path and run[2] == start:
                 run[2] = end
-                run[3].append((start, end, parts[1] == "r-xp"))
+                run[3].append(piece)
             else:
-                runs.append([parts[5], start, end, [(start, end, parts[1] == "r-xp")]])
+                runs.append([path, start, end, [piece]])
+    try:
+        interpreter = os.path.realpath("/proc/self/exe")
+    except OSError:
+        interpreter = None
+    runs.sort(key=lambda run: run[0] != interpreter)
     windows = []
-    for _, start, end, pieces in runs:
+    for path, start, end, pieces in runs:
+        if path not in code:
+            continue
         window = (start + HUGE - 1) & ~(HUGE - 1)
-        while window + HUGE <= end:
+        while window + HUGE <= end and len(windows) < HUGE_TEXT_WINDOWS:
             executable = any(s < window + HUGE and e > window and x for s, e, x in pieces)
             windows.append((window, executable))
             window += HUGE
