@@ -520,7 +520,7 @@ gw_server_destroy (gw_server_t **self_p)
         //  gw_server_drain first: once mg_stop runs, answers can no longer
         //  be written.  The link goes after the threads that use it.
         if (self->ctx)
-            mg_stop (self->ctx);
+            bm_http_stop (self->ctx, self->config.listen_addr);    //  mg_stop, promptly
         gw_request_refused_flush (self);
         gw_link_destroy (&self->link);
         gw_history_watch_destroy (&self->history_watch);

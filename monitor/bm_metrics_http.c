@@ -20,6 +20,7 @@ struct _bm_metrics_http_t {
     bm_metrics_t *metrics;              //  Registry rendered on /metrics (borrowed)
     int port;                           //  Port we listen on
     int64_t started_ms;                 //  For uptimeMs
+    char listen_addr [64];              //  As given, for bm_http_stop
 };
 
 static int
@@ -85,6 +86,7 @@ bm_metrics_http_new (bm_metrics_t *metrics, const char *listen_addr, int port)
         return NULL;
     self->metrics = metrics;
     self->started_ms = bm_now_ms ();
+    snprintf (self->listen_addr, sizeof self->listen_addr, "%s", listen_addr ? listen_addr : "");
     const char *options [] = {
         "num_threads", "4",
         "request_timeout_ms", "10000",
@@ -120,7 +122,7 @@ bm_metrics_http_destroy (bm_metrics_http_t **self_p)
     bm_metrics_http_t *self = *self_p;
     if (!self)
         return;
-    mg_stop (self->ctx);
+    bm_http_stop (self->ctx, self->listen_addr);     //  mg_stop, promptly
     free (self);
     *self_p = NULL;
 }

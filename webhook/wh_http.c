@@ -229,7 +229,7 @@ wh_http_destroy (wh_http_t **self_p)
 {
     if (*self_p) {
         wh_http_t *self = *self_p;
-        mg_stop (self->ctx);
+        bm_http_stop (self->ctx, self->config->listen_addr);    //  mg_stop, promptly
         bm_metrics_set_collect (self->metrics, NULL, NULL);
         free (self);
         *self_p = NULL;
