@@ -433,6 +433,10 @@ s_broker_new (const bm_broker_config_t *config)
     self->idem = bm_idem_new ();
     self->started_mono = bm_mono_ms ();
     self->msg = bm_msg_new ();
+    //  SUBMIT_MANY and DONE_MANY: each item unpacked once, from the frame's
+    //  bytes, not the whole body first
+    if (self->msg)
+        bm_msg_set_shallow_batches (self->msg, true);
     self->identity = zframe_new_empty ();
     snprintf (self->instance, sizeof self->instance, "%04x",
               (unsigned) (((unsigned) getpid () * 2654435761u) ^ (unsigned) bm_now_ms ()) & 0xffff);

@@ -61,22 +61,20 @@ bm_codec_batch_decode (const bm_msg_t *msg, bm_codec_batch_t *self, bm_codec_err
         return bm_field_fail (error, "", "command 0x%02x is not a batch", bm_msg_command (msg));
     if (bm_field_req (body, &self->has_req, &self->req, error))
         return -1;
-    const msgpack_object *jobs = bm_field_opt (body, "jobs");
-    if (!jobs || jobs->type != MSGPACK_OBJECT_ARRAY)
-        return bm_field_fail (error, "jobs", "jobs must be an array of 1 to %d job bodies",
-                              BM_MAX_BATCH);
-    if (jobs->via.array.size < 1 || jobs->via.array.size > BM_MAX_BATCH)
-        return bm_field_fail (error, "jobs", "jobs holds %u items: a batch holds 1 to %d",
-                              (unsigned) jobs->via.array.size, BM_MAX_BATCH);
-    //  The items' bytes as received: the body passed bm_msgpack_check, so
-    //  every item's declared sizes fit.
+    //  The items' bytes as received (the first "jobs" entry, as bm_obj_get
+    //  finds it): the body passed bm_msgpack_check, so every item's
+    //  declared sizes fit.  Read from the bytes, not from an unpacked
+    //  array: a message parsed with shallow batches has none.
     const char *raw;
     size_t raw_size, first;
     uint64_t count;
     if (!bm_msg_raw_value (msg, "jobs", &raw, &raw_size)
-    ||  s_array_head (raw, raw_size, &count, &first) || count != jobs->via.array.size)
+    ||  s_array_head (raw, raw_size, &count, &first))
         return bm_field_fail (error, "jobs", "jobs must be an array of 1 to %d job bodies",
                               BM_MAX_BATCH);
+    if (count < 1 || count > BM_MAX_BATCH)
+        return bm_field_fail (error, "jobs", "jobs holds %u items: a batch holds 1 to %d",
+                              (unsigned) count, BM_MAX_BATCH);
     self->data = raw + first;
     self->size = raw_size - first;
     self->count = (size_t) count;
@@ -86,23 +84,22 @@ bm_codec_batch_decode (const bm_msg_t *msg, bm_codec_batch_t *self, bm_codec_err
 int
 bm_codec_batch_next (bm_codec_batch_t *self, bm_msg_t *item, bm_codec_error_t *error)
 {
-    if (self->index >= self->count)
+    if (self->index >= self->count || self->pos >= self->size)
         return 0;
-    size_t start = self->pos;
-    if (bm_msgpack_skip (self->data, self->size, &self->pos))
-        return 0;                       //  Not reached: the body was checked
     size_t index = self->index++;
-    unsigned char command = (unsigned char) self->command;
-    const char *header = self->peer == BM_PEER_WORKER ? BM_WORKER_HEADER : BM_CLIENT_HEADER;
-    const char *code;
-    char reason [96];
-    if (bm_msg_parse (item, header, BM_HEADER_LEN, &command, 1, self->data + start,
-                      self->pos - start, self->pos - start, &code, reason, sizeof reason)) {
-        char field [24];
-        snprintf (field, sizeof field, "jobs[%zu]", index);
+    size_t used = 0;
+    int rc = bm_msg_parse_borrowed (item, self->peer, self->command, self->data + self->pos,
+                                    self->size - self->pos, &used);
+    if (rc < 0) {
+        self->index = self->count;      //  Not reached but without memory: stop here
+        return 0;
+    }
+    self->pos += used;
+    if (rc > 0) {
         error->code = "bad_request";
         error->field = "jobs[]";
-        snprintf (error->message, sizeof error->message, "%s must be a map (a job's body)", field);
+        snprintf (error->message, sizeof error->message,
+                  "jobs[%zu] must be a map (a job's body)", index);
         return -1;
     }
     return 1;
@@ -176,13 +173,32 @@ s_packed_msg (const char *header, int command, bm_packer_t *packer)
 }
 
 //  A SUBMIT_MANY of three items, the second not a map, the third a SUBMIT
-//  that its own decoder refuses: the envelope reads, each item on its own.
+//  that its own decoder refuses: the envelope reads, each item on its own;
+//  the same with shallow batches (each item unpacked from the bytes only).
 static void
-s_test_submit_many (void)
+s_test_submit_many (bool shallow)
 {
     bm_msg_t *msg = s_json_msg (BM_CLIENT_HEADER, BM_SUBMIT_MANY,
         "{\"req\": 7, \"jobs\": [{\"botType\": \"python\", \"payload\": {\"n\": 1}, \"notify\": true},"
         " 42, {\"botType\": \"Bad Type\"}]}");
+    if (shallow) {
+        const char *json = "{\"req\": 7, \"jobs\": [{\"botType\": \"python\", \"payload\": {\"n\": 1},"
+                           " \"notify\": true}, 42, {\"botType\": \"Bad Type\"}]}";
+        char *data, reason [128];
+        size_t size;
+        const char *code;
+        unsigned char byte = BM_SUBMIT_MANY;
+        CHECK (bm_json_text_to_msgpack (json, strlen (json), &data, &size, reason, sizeof reason) == 0);
+        bm_msg_set_shallow_batches (msg, true);
+        CHECK (bm_msg_parse (msg, BM_CLIENT_HEADER, BM_HEADER_LEN, &byte, 1, data, size,
+                             BM_MAX_FRAME_BYTES, &code, reason, sizeof reason) == 0);
+        free (data);
+        //  The items' array is not unpacked: "req" is, and reads as sent
+        int64_t req;
+        CHECK (bm_obj_int (bm_msg_body (msg), "req", &req) && req == 7);
+        const msgpack_object *jobs = bm_obj_get (bm_msg_body (msg), "jobs");
+        CHECK (jobs && jobs->type == MSGPACK_OBJECT_NIL);
+    }
     bm_codec_batch_t batch;
     bm_codec_error_t error;
     CHECK (bm_codec_batch_decode (msg, &batch, &error) == 0);
@@ -364,12 +380,89 @@ s_test_worker_batches (void)
     CHECK (streq (bm_command_name (BM_PEER_WORKER, BM_JOB_MANY), "JOB_MANY"));
 }
 
+//  A SUBMIT_MANY whose one item's payload nests depth arrays (the
+//  innermost empty), parsed whole or shallow: rc and reason.
+static int
+s_nested_parse (int depth, bool shallow, char *reason, size_t reason_size)
+{
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    bm_codec_batch_begin (&packer, false, 0, 1);
+    msgpack_pack_map (&packer.pk, 2);
+    bm_pack_kv_str (&packer.pk, "botType", "python");
+    bm_pack_str (&packer.pk, "payload");
+    for (int i = 0; i < depth; i++)
+        msgpack_pack_array (&packer.pk, i + 1 < depth ? 1 : 0);
+    bm_msg_t *msg = bm_msg_new ();
+    bm_msg_set_shallow_batches (msg, shallow);
+    unsigned char byte = BM_SUBMIT_MANY;
+    const char *code = NULL;
+    *reason = 0;
+    int rc = bm_msg_parse (msg, BM_CLIENT_HEADER, BM_HEADER_LEN, &byte, 1, packer.sbuf.data,
+                           packer.sbuf.size, BM_MAX_FRAME_BYTES, &code, reason, reason_size);
+    if (rc == 0) {
+        bm_codec_batch_t batch;
+        bm_codec_error_t error;
+        bm_msg_t *item = bm_msg_new ();
+        bm_codec_submit_t submit;
+        CHECK (bm_codec_batch_decode (msg, &batch, &error) == 0);
+        CHECK (bm_codec_batch_next (&batch, item, &error) == 1);
+        CHECK (bm_codec_submit_decode (item, &submit, &error) == 0);
+        CHECK (submit.payload.size == (size_t) depth);
+        bm_msg_destroy (&item);
+    }
+    else
+        CHECK (streq (code, "bad_frame"));
+    bm_msg_destroy (&msg);
+    bm_packer_destroy (&packer);
+    return rc;
+}
+
+//  Shallow batches refuse what the whole unpack refuses, with its words:
+//  msgpack-c opens 32 non-empty containers at most (body, jobs and the
+//  item are 3 of them); a malformed body is malformed either way.
+static void
+s_test_shallow_refusals (void)
+{
+    char whole [128], shallow [128];
+    CHECK (s_nested_parse (29, false, whole, sizeof whole) == 0);
+    CHECK (s_nested_parse (29, true, shallow, sizeof shallow) == 0);
+    CHECK (s_nested_parse (30, false, whole, sizeof whole) == -1);
+    CHECK (s_nested_parse (30, true, shallow, sizeof shallow) == -1);
+    CHECK (streq (whole, shallow) && strstr (whole, "nested too deeply"));
+    //  Truncated: one item declared, none there
+    bm_msg_t *msg = bm_msg_new ();
+    bm_msg_set_shallow_batches (msg, true);
+    unsigned char byte = BM_DONE_MANY;
+    const char *code = NULL;
+    CHECK (bm_msg_parse (msg, BM_WORKER_HEADER, BM_HEADER_LEN, &byte, 1, "\x81\xa4jobs\x91", 7,
+                         BM_MAX_FRAME_BYTES, &code, whole, sizeof whole) == -1);
+    CHECK (streq (code, "bad_frame") && strstr (whole, "well-formed"));
+    //  Not a map
+    CHECK (bm_msg_parse (msg, BM_WORKER_HEADER, BM_HEADER_LEN, &byte, 1, "\x91\x80", 2,
+                         BM_MAX_FRAME_BYTES, &code, whole, sizeof whole) == -1);
+    CHECK (streq (code, "bad_frame") && strstr (whole, "must be a msgpack map"));
+    //  A "jobs" that is no array reads as the whole parse reads it
+    bm_codec_batch_t batch;
+    bm_codec_error_t error;
+    CHECK (bm_msg_parse (msg, BM_WORKER_HEADER, BM_HEADER_LEN, &byte, 1, "\x81\xa4jobs\x80", 7,
+                         BM_MAX_FRAME_BYTES, &code, whole, sizeof whole) == 0);
+    CHECK (bm_msg_body (msg)->type == MSGPACK_OBJECT_MAP);
+    CHECK (bm_codec_batch_decode (msg, &batch, &error) == -1 && streq (error.field, "jobs"));
+    bm_msg_destroy (&msg);
+    CHECK (bm_msgpack_check_nesting ("\x80", 1) == 0);
+    CHECK (bm_msgpack_check_nesting ("\x80\x80", 2) == -1);
+    CHECK (bm_msgpack_check_nesting ("\x91", 1) == -1);
+}
+
 void
 bm_codec_batch_test (bool verbose)
 {
     if (verbose)
         printf (" * bm_codec_batch: ");
-    s_test_submit_many ();
+    s_test_submit_many (false);
+    s_test_submit_many (true);
+    s_test_shallow_refusals ();
     s_test_envelope_refusals ();
     s_test_accepted_many ();
     s_test_worker_batches ();

@@ -13,19 +13,24 @@
     encoders of bm_codec read and write the items.
 
     Decode: bm_codec_batch_decode checks the envelope (a refusal is the
-    whole message's: bad_request naming "jobs" or "req"); then
-    bm_codec_batch_next parses one item after the other into a message
+    whole message's: bad_request naming "jobs" or "req"), reading the
+    items' array from the body's bytes; then bm_codec_batch_next unpacks
+    one item after the other, straight from those bytes, into a message
     object the caller keeps (bm_msg_new, reused: no allocation per item
     once warm), as the single-job command, so that bm_codec_submit_decode
     and the others read it and a payload stays the bytes the peer sent.
     An item that is not a map is that item's refusal, not the batch's.
+    A message parsed with bm_msg_set_shallow_batches never unpacks the
+    items' array as a whole: each item is unpacked once, here.
 
     Encode: bm_codec_batch_begin writes the envelope's head for count
     items; the caller then encodes exactly count items into the same
     packer with the single-job encoders (has_req false).
 
-    Ownership: a decoded batch borrows from its message; the item message
-    holds a copy of the item's bytes until the next item is parsed.  */
+    Ownership: a decoded batch borrows from its message, and so does the
+    item message (no copy): an item is valid until the next item is
+    parsed into it, and only while the batch's message is neither
+    destroyed nor parsed into again.  */
 #ifndef BM_CODEC_BATCH_H
 #define BM_CODEC_BATCH_H
 

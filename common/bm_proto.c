@@ -6,10 +6,13 @@
 struct _bm_msg_t {
     bm_peer_t peer;             //  Client or worker, from the header
     int command;                //  Command byte
-    char *data;                 //  Our copy of the body bytes; strings in
-                                //  body point into it
-    size_t capacity;            //  Bytes allocated at data
+    const char *data;           //  The body bytes: buf, or a batch's item
+                                //  borrowed from its batch; strings in body
+                                //  point into them
     size_t size;                //  Bytes of the body at data
+    char *buf;                  //  Our copy of a parsed frame's body
+    size_t capacity;            //  Bytes allocated at buf
+    bool shallow_batches;       //  Batch bodies: top level only (see .h)
     msgpack_zone zone;          //  Holds the decoded objects
     msgpack_object body;        //  The body, always a map
 };
@@ -115,6 +118,69 @@ bm_msgpack_check (const char *data, size_t size)
     return bm_msgpack_skip (data, size, &offset) == 0 && offset == size ? 0 : -1;
 }
 
+//  msgpack-c's unpacker holds at most MSGPACK_EMBED_STACK_SIZE (32, in
+//  msgpack/unpack_define.h, not included by msgpack.h) open containers: a
+//  container (even an empty one) that starts while that many non-empty
+//  ones are open fails the whole unpack.  The codec fuzzer checks this
+//  walk against msgpack_unpack.
+#define S_UNPACK_OPEN_MAX 32
+
+int
+bm_msgpack_check_nesting (const char *data, size_t size)
+{
+    //  The items still to read in each open non-empty container
+    uint64_t open [S_UNPACK_OPEN_MAX];
+    int top = 0;
+    size_t pos = 0;
+    while (true) {
+        if (pos >= size)
+            return -1;
+        const unsigned char *p = (const unsigned char *) data + pos;
+        unsigned char c = *p;
+        uint64_t children = 0;
+        bool container = true;
+        if (c >= 0x80 && c <= 0x8f)
+            children = 2 * (uint64_t) (c & 0x0f);
+        else
+        if (c >= 0x90 && c <= 0x9f)
+            children = c & 0x0f;
+        else
+        if ((c == 0xdc || c == 0xde) && size - pos >= 3)
+            children = s_be (p + 1, 2) * (c == 0xde ? 2 : 1);
+        else
+        if ((c == 0xdd || c == 0xdf) && size - pos >= 5)
+            children = s_be (p + 1, 4) * (c == 0xdf ? 2 : 1);
+        else
+            container = false;
+        if (!container && (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3))
+            pos++;                      //  fixint, nil, bool: inline, the most frequent
+        else
+        if (!container && c >= 0xa0 && c <= 0xbf) {
+            if (size - pos - 1 < (size_t) (c & 0x1f))
+                return -1;
+            pos += 1 + (c & 0x1f);      //  fixstr
+        }
+        else
+        if (container) {
+            if (top >= S_UNPACK_OPEN_MAX)
+                return -1;
+            pos += c <= 0x9f ? 1 : (c == 0xdc || c == 0xde) ? 3 : 5;
+            if (children > 0) {
+                open [top++] = children;
+                continue;
+            }
+        }
+        else
+        if (bm_msgpack_skip (data, size, &pos))
+            return -1;
+        //  One value read: it ends the containers it completes
+        while (top > 0 && --open [top - 1] == 0)
+            top--;
+        if (top == 0)
+            return pos == size ? 0 : -1;
+    }
+}
+
 bool
 bm_msg_raw_value (const bm_msg_t *self, const char *key, const char **start, size_t *len)
 {
@@ -158,6 +224,11 @@ bm_msg_raw_value (const bm_msg_t *self, const char *key, const char **start, siz
         if (bm_msgpack_skip (self->data, size, &pos))
             return false;
         size_t value_start = pos;
+        //  The last entry's value ends where the body does (the body is
+        //  exactly one object): no walk over it
+        if (i + 1 == entries)
+            pos = size;
+        else
         if (bm_msgpack_skip (self->data, size, &pos))
             return false;
         if (this_len == key_len && key_start + key_len <= value_start
@@ -180,6 +251,79 @@ s_fail (const char **code, const char *what, char *reason, size_t reason_size,
     if (reason && reason_size)
         snprintf (reason, reason_size, "%s", message);
     return NULL;
+}
+
+//  A batch of docs/protocol.md section 4a/5a: {req?, jobs: [...]}
+static bool
+s_is_batch (bm_peer_t peer, int command)
+{
+    if (peer == BM_PEER_CLIENT)
+        return command == BM_SUBMIT_MANY || command == BM_ACCEPTED_MANY
+            || command == BM_RESULT_MANY;
+    return command == BM_JOB_MANY || command == BM_DONE_MANY;
+}
+
+//  Unpack a batch body's top level: every entry as msgpack_unpack would,
+//  but an array under "jobs" stays bytes (its value reads as nil) for
+//  bm_msg_raw_value and bm_msg_parse_borrowed to read item by item.  The
+//  body passed bm_msgpack_check_nesting.
+static msgpack_unpack_return
+s_unpack_shallow (bm_msg_t *self)
+{
+    const unsigned char *p = (const unsigned char *) self->data;
+    size_t size = self->size, pos;
+    uint64_t entries;
+    if (p [0] >= 0x80 && p [0] <= 0x8f)
+        entries = p [0] & 0x0f, pos = 1;
+    else
+    if (p [0] == 0xde)
+        entries = s_be (p + 1, 2), pos = 3;
+    else
+    if (p [0] == 0xdf)
+        entries = s_be (p + 1, 4), pos = 5;
+    else {
+        //  Not a map: the whole unpack says so, as for any other body
+        size_t offset = 0;
+        return msgpack_unpack (self->data, size, &offset, &self->zone, &self->body);
+    }
+    msgpack_object_kv *kv = NULL;
+    if (entries) {
+        //  Each entry takes two bytes at least: the check bounds entries
+        kv = (msgpack_object_kv *) msgpack_zone_malloc (&self->zone,
+                                                        (size_t) entries * sizeof (*kv));
+        if (!kv)
+            return MSGPACK_UNPACK_NOMEM_ERROR;
+    }
+    for (uint64_t i = 0; i < entries; i++) {
+        msgpack_unpack_return rc = msgpack_unpack (self->data, size, &pos, &self->zone,
+                                                   &kv [i].key);
+        if (rc != MSGPACK_UNPACK_EXTRA_BYTES)
+            return rc == MSGPACK_UNPACK_SUCCESS ? MSGPACK_UNPACK_PARSE_ERROR : rc;
+        unsigned char c = p [pos];
+        if (kv [i].key.type == MSGPACK_OBJECT_STR && kv [i].key.via.str.size == 4
+        &&  memcmp (kv [i].key.via.str.ptr, "jobs", 4) == 0
+        &&  ((c >= 0x90 && c <= 0x9f) || c == 0xdc || c == 0xdd)) {
+            kv [i].val.type = MSGPACK_OBJECT_NIL;
+            //  Last (as batches are written): it ends with the body
+            if (i + 1 == entries)
+                pos = size;
+            else
+            if (bm_msgpack_skip (self->data, size, &pos))
+                return MSGPACK_UNPACK_PARSE_ERROR;
+            continue;
+        }
+        rc = msgpack_unpack (self->data, size, &pos, &self->zone, &kv [i].val);
+        if (rc != MSGPACK_UNPACK_EXTRA_BYTES && rc != MSGPACK_UNPACK_SUCCESS)
+            return rc;
+        if ((rc == MSGPACK_UNPACK_SUCCESS) != (i + 1 == entries))
+            return MSGPACK_UNPACK_PARSE_ERROR;
+    }
+    if (entries == 0 && pos != size)
+        return MSGPACK_UNPACK_PARSE_ERROR;
+    self->body.type = MSGPACK_OBJECT_MAP;
+    self->body.via.map.size = (uint32_t) entries;
+    self->body.via.map.ptr = kv;
+    return MSGPACK_UNPACK_SUCCESS;
 }
 
 bm_msg_t *
@@ -218,29 +362,53 @@ bm_msg_parse (bm_msg_t *self, const void *header, size_t header_size,
                 "frame 2 is larger than the maximum frame size");
         return -1;
     }
-    if (body_size == 0 || bm_msgpack_check ((const char *) body, body_size)) {
+    self->command = *(const unsigned char *) command;
+    bool shallow = self->shallow_batches && s_is_batch (peer, self->command);
+    //  A shallow batch is walked once, for its form and its nesting
+    //  together (no whole unpack will find too deep a nesting); which of
+    //  the two failed is told apart on failure only.
+    bool formed = body_size > 0, too_deep = false;
+    if (formed && shallow) {
+        if (bm_msgpack_check_nesting ((const char *) body, body_size)) {
+            formed = bm_msgpack_check ((const char *) body, body_size) == 0;
+            too_deep = formed;
+        }
+    }
+    else
+    if (formed)
+        formed = bm_msgpack_check ((const char *) body, body_size) == 0;
+    if (!formed) {
         s_fail (code, "bad_frame", reason, reason_size,
                 "frame 2 is not one well-formed msgpack object");
         return -1;
     }
     if (body_size > self->capacity) {
-        free (self->data);
+        free (self->buf);
         self->capacity = body_size < 4096 ? 4096 : body_size;
-        self->data = (char *) malloc (self->capacity);
-        if (!self->data) {
+        self->buf = (char *) malloc (self->capacity);
+        if (!self->buf) {
             self->capacity = 0;
+            self->data = NULL;
+            self->size = 0;
             s_fail (code, "bad_frame", reason, reason_size,
                     "no memory for frame 2 of this size");
             return -1;
         }
     }
-    memcpy (self->data, body, body_size);
+    memcpy (self->buf, body, body_size);
+    self->data = self->buf;
     self->size = body_size;
     self->peer = peer;
-    self->command = *(const unsigned char *) command;
-    size_t offset = 0;
-    msgpack_unpack_return rc = msgpack_unpack (self->data, body_size, &offset,
-                                               &self->zone, &self->body);
+    msgpack_unpack_return rc;
+    if (too_deep)
+        rc = MSGPACK_UNPACK_NOMEM_ERROR;       //  As msgpack-c's unpacker fails
+    else
+    if (shallow)
+        rc = s_unpack_shallow (self);
+    else {
+        size_t offset = 0;
+        rc = msgpack_unpack (self->data, body_size, &offset, &self->zone, &self->body);
+    }
     if (rc != MSGPACK_UNPACK_SUCCESS || self->body.type != MSGPACK_OBJECT_MAP) {
         s_fail (code, "bad_frame", reason, reason_size,
                 rc == MSGPACK_UNPACK_SUCCESS
@@ -250,6 +418,38 @@ bm_msg_parse (bm_msg_t *self, const void *header, size_t header_size,
         return -1;
     }
     return 0;
+}
+
+int
+bm_msg_parse_borrowed (bm_msg_t *self, bm_peer_t peer, int command,
+                       const char *data, size_t size, size_t *used)
+{
+    msgpack_zone_clear (&self->zone);
+    self->body.type = MSGPACK_OBJECT_NIL;
+    self->peer = peer;
+    self->command = command;
+    self->data = data;
+    self->size = 0;
+    size_t offset = 0;
+    msgpack_unpack_return rc = msgpack_unpack (data, size, &offset, &self->zone, &self->body);
+    if (rc != MSGPACK_UNPACK_SUCCESS && rc != MSGPACK_UNPACK_EXTRA_BYTES) {
+        self->body.type = MSGPACK_OBJECT_NIL;
+        self->data = NULL;
+        return -1;
+    }
+    self->size = offset;
+    *used = offset;
+    if (self->body.type != MSGPACK_OBJECT_MAP) {
+        self->body.type = MSGPACK_OBJECT_NIL;
+        return 1;
+    }
+    return 0;
+}
+
+void
+bm_msg_set_shallow_batches (bm_msg_t *self, bool shallow)
+{
+    self->shallow_batches = shallow;
 }
 
 bm_msg_t *
@@ -289,7 +489,7 @@ bm_msg_destroy (bm_msg_t **self_p)
     if (*self_p) {
         bm_msg_t *self = *self_p;
         msgpack_zone_destroy (&self->zone);
-        free (self->data);
+        free (self->buf);
         free (self);
         *self_p = NULL;
     }

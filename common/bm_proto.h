@@ -126,6 +126,22 @@ int bm_msg_parse (bm_msg_t *self, const void *header, size_t header_size,
                   const void *command, size_t command_size,
                   const void *body, size_t body_size, size_t max_frame,
                   const char **code, char *reason, size_t reason_size);
+//  Batch bodies (SUBMIT_MANY, ACCEPTED_MANY, RESULT_MANY, JOB_MANY,
+//  DONE_MANY) parsed into this message from now on are unpacked at their
+//  top level only: the array under "jobs" stays the bytes received (the
+//  key's value reads as nil) and bm_codec_batch_next unpacks one item
+//  after the other from them, so no item is unpacked twice.  The body is
+//  still walked whole, and refused exactly as a whole unpack refuses it
+//  (malformed, or nested deeper than msgpack-c unpacks).  Off by default.
+void bm_msg_set_shallow_batches (bm_msg_t *self, bool shallow);
+//  Parse the object at data (one item of a batch that bm_msg_parse
+//  accepted) as the body of a message of command from peer, borrowing
+//  data: no copy and no check, so the caller keeps the batch message
+//  alive and unchanged while this one is read.  *used is the object's
+//  encoded size.  0; 1 if it is no map (the message holds nothing); -1
+//  if msgpack-c could not unpack it (no memory).
+int bm_msg_parse_borrowed (bm_msg_t *self, bm_peer_t peer, int command,
+                           const char *data, size_t size, size_t *used);
 bm_peer_t bm_msg_peer (const bm_msg_t *self);
 int bm_msg_command (const bm_msg_t *self);
 const msgpack_object *bm_msg_body (const bm_msg_t *self);
@@ -138,6 +154,10 @@ int bm_msgpack_check (const char *data, size_t size);
 //  Step over one msgpack object at data + *offset, with the same checks;
 //  on 0 *offset is just past it.  Returns 0 or -1.
 int bm_msgpack_skip (const char *data, size_t size, size_t *offset);
+//  0 when data holds exactly one msgpack object, well formed, that
+//  msgpack-c's unpacker can nest (it opens at most MSGPACK_EMBED_STACK_SIZE
+//  non-empty containers at once); -1 when not.
+int bm_msgpack_check_nesting (const char *data, size_t size);
 //  The encoded bytes of the value under key in a parsed message's body
 //  (the first entry with that string key, as bm_obj_get finds): borrowed
 //  from the message, so a broker can keep a payload without re-encoding

@@ -33,7 +33,15 @@
       the envelope is refused as bad_request naming its field, or its
       items read one by one, exactly as many as it declares, each refused
       alone or decoded by its single-job decoder; a decoded item written
-      into a batch of one reads back and encodes to the same bytes.  */
+      into a batch of one reads back and encodes to the same bytes;
+    - a message parsed with shallow batches (bm_msg_set_shallow_batches,
+      the broker's: each item unpacked once, from the frame's bytes) takes
+      or refuses every input exactly as the whole unpack does (same code,
+      same reason), and its batch reads the same: the same envelope
+      refusal, or the same items, each refused with the same message or
+      encoding to the same bytes;
+    - bm_msgpack_check_nesting accepts exactly the bodies that
+      bm_msgpack_check accepts and msgpack-c unpacks whole.  */
 #include "bm_codec.h"
 #include "bm_codec_batch.h"
 #include "bm_json.h"
@@ -318,6 +326,81 @@ s_item_reencode (bm_codec_kind_t kind, const bm_msg_t *item, bm_packer_t *packer
     return 0;
 }
 
+//  The same frames parsed whole and with shallow batches: the same
+//  outcome, and for a batch the same envelope and items.
+static void
+s_check_shallow (const void *header, size_t header_size, const void *command,
+                 size_t command_size, const void *body, size_t body_size)
+{
+    bm_msg_t *whole = bm_msg_new ();
+    bm_msg_t *shallow = bm_msg_new ();
+    bm_msg_set_shallow_batches (shallow, true);
+    const char *code_w = NULL, *code_s = NULL;
+    char reason_w [128] = "", reason_s [128] = "";
+    int rc_w = bm_msg_parse (whole, header, header_size, command, command_size, body, body_size,
+                             FUZZ_MAX_FRAME, &code_w, reason_w, sizeof reason_w);
+    int rc_s = bm_msg_parse (shallow, header, header_size, command, command_size, body, body_size,
+                             FUZZ_MAX_FRAME, &code_s, reason_s, sizeof reason_s);
+    FUZZ_CHECK (rc_w == rc_s);
+    if (rc_w) {
+        FUZZ_CHECK (strcmp (code_w, code_s) == 0 && strcmp (reason_w, reason_s) == 0);
+        goto done;
+    }
+    FUZZ_CHECK (bm_msg_peer (whole) == bm_msg_peer (shallow)
+             && bm_msg_command (whole) == bm_msg_command (shallow));
+    //  "req" reads the same (refusals answer with it)
+    int64_t req_w = 0, req_s = 0;
+    FUZZ_CHECK (bm_obj_int (bm_msg_body (whole), "req", &req_w)
+             == bm_obj_int (bm_msg_body (shallow), "req", &req_s) && req_w == req_s);
+    bm_codec_batch_t batch_w, batch_s;
+    bm_codec_error_t error_w = { NULL, NULL, "" }, error_s = { NULL, NULL, "" };
+    if (bm_codec_batch_item_command (bm_msg_peer (whole), bm_msg_command (whole)) < 0)
+        goto done;
+    rc_w = bm_codec_batch_decode (whole, &batch_w, &error_w);
+    rc_s = bm_codec_batch_decode (shallow, &batch_s, &error_s);
+    FUZZ_CHECK (rc_w == rc_s);
+    if (rc_w) {
+        FUZZ_CHECK (strcmp (error_w.field, error_s.field) == 0
+                 && strcmp (error_w.message, error_s.message) == 0);
+        goto done;
+    }
+    FUZZ_CHECK (batch_w.count == batch_s.count && batch_w.has_req == batch_s.has_req
+             && batch_w.req == batch_s.req && batch_w.command == batch_s.command);
+    bm_codec_kind_t kind = s_item_kind (batch_w.command);
+    bm_msg_t *item_w = bm_msg_new ();
+    bm_msg_t *item_s = bm_msg_new ();
+    bm_packer_t out_w, out_s;
+    bm_packer_init (&out_w);
+    bm_packer_init (&out_s);
+    while (true) {
+        rc_w = bm_codec_batch_next (&batch_w, item_w, &error_w);
+        rc_s = bm_codec_batch_next (&batch_s, item_s, &error_s);
+        FUZZ_CHECK (rc_w == rc_s && batch_w.index == batch_s.index);
+        if (rc_w == 0)
+            break;
+        if (rc_w < 0) {
+            FUZZ_CHECK (strcmp (error_w.message, error_s.message) == 0);
+            continue;
+        }
+        bm_packer_reset (&out_w);
+        bm_packer_reset (&out_s);
+        int enc_w = s_item_reencode (kind, item_w, &out_w);
+        int enc_s = s_item_reencode (kind, item_s, &out_s);
+        FUZZ_CHECK (enc_w == enc_s);
+        if (enc_w == 0)
+            FUZZ_CHECK (out_w.sbuf.size == out_s.sbuf.size
+                     && memcmp (out_w.sbuf.data, out_s.sbuf.data, out_w.sbuf.size) == 0);
+    }
+    FUZZ_CHECK (batch_w.index == batch_w.count);
+    bm_packer_destroy (&out_w);
+    bm_packer_destroy (&out_s);
+    bm_msg_destroy (&item_w);
+    bm_msg_destroy (&item_s);
+done:
+    bm_msg_destroy (&whole);
+    bm_msg_destroy (&shallow);
+}
+
 static void
 s_check_batches (const bm_msg_t *msg, const void *body, size_t body_size)
 {
@@ -338,6 +421,7 @@ s_check_batches (const bm_msg_t *msg, const void *body, size_t body_size)
         const char *code;
         char reason [128];
         unsigned char command = (unsigned char) commands [c];
+        s_check_shallow (header, BM_HEADER_LEN, &command, 1, body, body_size);
         FUZZ_CHECK (bm_msg_parse (batch_msg, header, BM_HEADER_LEN, &command, 1, body, body_size,
                                   SIZE_MAX, &code, reason, sizeof reason) == 0);
         bm_codec_batch_t batch;
@@ -404,6 +488,22 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 
     //  The checker alone, on the body bytes: it must never read past them.
     int well_formed = bm_msgpack_check ((const char *) body, body_size);
+    //  The nesting walk: exactly what msgpack-c unpacks whole
+    {
+        int unpacks = -1;
+        if (well_formed == 0) {
+            msgpack_zone zone;
+            msgpack_zone_init (&zone, 2048);
+            msgpack_object obj;
+            size_t offset = 0;
+            unpacks = msgpack_unpack ((const char *) body, body_size, &offset, &zone, &obj)
+                      == MSGPACK_UNPACK_SUCCESS ? 0 : -1;
+            msgpack_zone_destroy (&zone);
+        }
+        FUZZ_CHECK (bm_msgpack_check_nesting ((const char *) body, body_size) == unpacks);
+    }
+    //  Parsed whole and with shallow batches: the same outcome
+    s_check_shallow (header, header_size, command, command_size, body, body_size);
 
     const char *code = NULL;
     char reason [256] = "";
