@@ -9,7 +9,9 @@
 #   --no-write    print the table only; do not write docs/benchmarks.md
 #   --runs N      runs per case (default 3; --quick: 1)
 #   --only G,...  groups to run: throughput, latency, http, scale, ha (default
-#                 all of these), bots (only when named: the default bots end
+#                 all of these), bulk (only when named: the bulk cases of
+#                 throughput alone, botmesh SUBMIT_MANY and BullMQ addBulk at
+#                 BENCH_BULK_WINDOW batches in flight), bots (only when named: the default bots end
 #                 to end per execution mode, with Celery and BullMQ sandboxed
 #                 processors on the same bot work; bench/bots.py), record (only
 #                 when named: the job record in Redis, bytes and commands per
@@ -33,6 +35,7 @@
 # ./build/bin; built with cmake + ninja when missing), BENCH_WORKERS and
 # BENCH_CREDIT (no-op worker processes and credit each for the throughput
 # cases), BENCH_WINDOW (jobs in flight of the driver), BENCH_WRK_SECONDS,
+# BENCH_BULK_WINDOW (batches in flight in the bulk cases, both sides),
 # BENCH_WRK_CONNECTIONS, BENCH_BATCH (jobs per POST /invoke/batch, 1000) and
 # BENCH_BATCH_CONNECTIONS (connections posting them, 8).
 #
@@ -76,13 +79,18 @@ WORKERS=${BENCH_WORKERS:-2}          # no-op worker processes (throughput cases)
 CREDIT=${BENCH_CREDIT:-500}          # credit (concurrency) of each
 WINDOW=${BENCH_WINDOW:-2000}         # jobs in flight of the C driver
 BULK_BATCH=1000                      # jobs per SUBMIT_MANY in the bulk cases (BullMQ's addBulk batch)
+# Batches in flight in the bulk cases, the same for both sides: the botmesh
+# driver keeps BULK_WINDOW SUBMIT_MANY of BULK_BATCH jobs unfinished, BullMQ's
+# best setting BULK_WINDOW addBulk calls (docs/benchmarks.md says why this many)
+BULK_WINDOW=${BENCH_BULK_WINDOW:-2}
+case "$BULK_WINDOW" in ''|*[!0-9]*|0) echo "bench: BENCH_BULK_WINDOW must be a positive integer" >&2; exit 2 ;; esac
 WRK_CONN=${BENCH_WRK_CONNECTIONS:-64}
 BATCH=${BENCH_BATCH:-1000}            # jobs per POST /invoke/batch
 BATCH_CONN=${BENCH_BATCH_CONNECTIONS:-8}  # keep-alive connections posting batches
 # BullMQ as the throughput targets set it (addBulk batches of 1,000, worker concurrency 50),
 # and the best setting a sweep found here (see bench/findings.md)
 BULLMQ_CONCURRENCY=50 BULLMQ_BATCH=1000 BULLMQ_INFLIGHT=1
-BULLMQ_BEST_CONCURRENCY=200 BULLMQ_BEST_INFLIGHT=4
+BULLMQ_BEST_CONCURRENCY=200 BULLMQ_BEST_INFLIGHT=$BULK_WINDOW
 
 # Full runs take priority over background jobs (builds, tests of others) when
 # allowed: every process started here inherits it.  BENCH_NICE=0 to keep 0.
@@ -143,28 +151,6 @@ record_cmd() {
   grep -q "^$1	" "$COMMANDS" 2>/dev/null || printf '%s\t%s\n' "$1" "$2" >>"$COMMANDS"
 }
 
-# cpu_watch_start / cpu_watch_end: CPU time of the CPU_WATCH processes in
-# between, as " cpu_<role>_s=S ..." (summed by role)
-declare -A CPU_BEFORE=()
-cpu_watch_start() {
-  local w
-  CPU_BEFORE=()
-  for w in $CPU_WATCH; do CPU_BEFORE[$w]=$(cpu_ticks "${w#*:}"); done
-}
-cpu_watch_end() {
-  local w role out=""
-  declare -A cpu=()
-  for w in $CPU_WATCH; do
-    role=${w%%:*}
-    cpu[$role]=$(( ${cpu[$role]:-0} + $(cpu_ticks "${w#*:}") - ${CPU_BEFORE[$w]:-0} ))
-  done
-  for role in "${!cpu[@]}"; do
-    out+=" cpu_${role}_s=$(awk -v t="${cpu[$role]}" -v hz="$HZ" 'BEGIN {printf "%.2f", t / hz}')"
-  done
-  echo "$out"
-}
-
-# measure CASE RUN LOGNAME CMD...: run a driver, keep its RESULT line
 # CPU_WATCH="role:pid ...": processes whose CPU time measure() reports for
 # the next case, as cpu_<role>_s (summed by role); the driver's own CPU time
 # (with its children) is cpu_driver_s.
@@ -189,6 +175,11 @@ cpu_watch_end() {
   done
   for role in "${!cpu[@]}"; do
     out+=" cpu_${role}_s=$(awk -v t="${cpu[$role]}" -v hz="$HZ" 'BEGIN {printf "%.2f", t / hz}')"
+  done
+  # The broker's peak resident memory (a fresh broker each run): what the
+  # driver's window leaves queued in it shows here
+  for w in $CPU_WATCH; do
+    [ "${w%%:*}" = broker ] && out+=" hwm_broker_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/${w#*:}/status" 2>/dev/null || echo 0)"
   done
   echo "$out"
 }
@@ -253,7 +244,7 @@ elif have bm-bench-worker; then
 fi
 
 # --- the npm peers ---------------------------------------------------------------
-if want throughput || want latency || want http || want bots; then
+if want throughput || want bulk || want latency || want http || want bots; then
   if command -v node >/dev/null && command -v npm >/dev/null; then
     peers_ok() { (cd "$PEERS" && node -e 'require("bullmq"); require("express"); require("ioredis")') >/dev/null 2>&1; }
     if ! peers_ok; then
@@ -346,9 +337,10 @@ broker_env_text() {
 # 1-3. Throughput: broker without and with Redis, BullMQ, the bare relay
 # ==================================================================================
 case_broker_throughput() {   # redis|none [bulk]: bulk = SUBMIT_MANY of BULK_BATCH jobs
-  local mode=$1 case="tp_broker_$1" r batch=() batch_text=""
+  local mode=$1 case="tp_broker_$1" r batch=() batch_text="" window=$WINDOW
   if [ "${2:-}" = bulk ]; then
     case="tp_broker_$1_bulk" batch=(--batch "$BULK_BATCH") batch_text=" --batch $BULK_BATCH"
+    window=$((BULK_WINDOW * BULK_BATCH))
   fi
   if ! have botmesh-broker || [ $WORKER_KIND = none ]; then skip_case "$case" "botmesh-broker not built"; return; fi
   for r in $RUN_NOW; do
@@ -363,8 +355,8 @@ case_broker_throughput() {   # redis|none [bulk]: bulk = SUBMIT_MANY of BULK_BAT
       start_workers "$WORKERS" "$CREDIT" python
       wtext=$(worker_cmd_text python)
     fi
-    local drv=("$BIN/bm-bench" throughput --endpoint "$BROKER_EP" --jobs "$JOBS" --window "$WINDOW" --wait-workers "$WORKERS" "${batch[@]}")
-    record_cmd "$case" "$( [ "$mode" = redis ] && echo "$REDIS_CMD; ")$(broker_env_text); ${WORKERS}x $wtext; bm-bench throughput --endpoint EP --jobs $JOBS --window $WINDOW --wait-workers $WORKERS$batch_text"
+    local drv=("$BIN/bm-bench" throughput --endpoint "$BROKER_EP" --jobs "$JOBS" --window "$window" --wait-workers "$WORKERS" "${batch[@]}")
+    record_cmd "$case" "$( [ "$mode" = redis ] && echo "$REDIS_CMD; ")$(broker_env_text); ${WORKERS}x $wtext; bm-bench throughput --endpoint EP --jobs $JOBS --window $window --wait-workers $WORKERS$batch_text"
     watch_stack
     measure "$case" "$r" "$case-$r" "${drv[@]}"
     stop_all
@@ -755,6 +747,10 @@ for RUN_NOW in $(seq 1 "$RUNS"); do
     [ $QUICK = 1 ] || case_bullmq_throughput best
     case_relay_throughput
     case_relay_check_throughput
+  elif want bulk; then
+    case_broker_throughput none bulk
+    case_broker_throughput redis bulk
+    case_bullmq_throughput best
   fi
 done
 for RUN_NOW in $(seq 1 "$RUNS"); do
@@ -844,6 +840,7 @@ ELAPSED=$(( $(date +%s) - T0 ))
   echo "workers=$WORKERS"
   echo "credit=$CREDIT"
   echo "window=$WINDOW"
+  echo "bulk_window=$BULK_WINDOW"
   echo "jobs=$JOBS"
   echo "lat_jobs=$LAT_JOBS"
   echo "idle_workers=$IDLE_WORKERS"
