@@ -404,9 +404,10 @@ def main():
                 md.append("| %s | %s |" % (k, meta[k]))
         md += ["",
                "Settings: %s no-op worker process(es) (`%s`) with credit %s each for the throughput and HTTP"
-               " cases; the C driver keeps %s jobs in flight; BullMQ: %s (the ratio to BullMQ uses the"
-               " better of the two)." % (meta.get("workers"), meta.get("worker"), meta.get("credit"), meta.get("window"),
-                                meta.get("bullmq_settings")),
+               " cases; the C driver keeps %s jobs in flight (%s SUBMIT_MANY of 1,000 in the bulk cases);"
+               " BullMQ: %s (the ratio to BullMQ uses the better of the two)."
+               % (meta.get("workers"), meta.get("worker"), meta.get("credit"), meta.get("window"),
+                  meta.get("bulk_window", "2"), meta.get("bullmq_settings")),
                ""]
         for title, rows in sections:
             md += ["## " + title, "", md_table(rows, header), ""]
