@@ -105,6 +105,36 @@ s_submit_many (void *sock, bench_submit_buf_t *buf, bm_packer_t *batch, int64_t 
     }
 }
 
+//  The messages the replies are parsed into, one for the whole run (no
+//  allocation per message once warm): a batch is parsed shallow, its
+//  items one after the other into the item message (bm_msg_parse).
+static bm_msg_t *s_reply, *s_item;
+
+static bm_msg_t *
+s_reply_msg (void)
+{
+    if (!s_reply) {
+        s_reply = bm_msg_new ();
+        bm_msg_set_shallow_batches (s_reply, true);
+    }
+    return s_reply;
+}
+
+static bm_msg_t *
+s_item_msg (void)
+{
+    if (!s_item)
+        s_item = bm_msg_new ();
+    return s_item;
+}
+
+static void
+s_reply_msgs_free (void)
+{
+    bm_msg_destroy (&s_reply);
+    bm_msg_destroy (&s_item);
+}
+
 //  Count one RESULT: completed, or failed.
 static void
 s_count_result (const bm_msg_t *msg, s_counts_t *c)
@@ -128,15 +158,14 @@ s_count_result_many (const bm_msg_t *msg, s_counts_t *c)
         fprintf (stderr, "bm-bench: bad RESULT_MANY: %s\n", error.message);
         exit (1);
     }
-    bm_msg_t *item = bm_msg_new ();
+    bm_msg_t *item = s_item_msg ();
     int rc;
-    while (item && (rc = bm_codec_batch_next (&batch, item, &error)) != 0) {
+    while ((rc = bm_codec_batch_next (&batch, item, &error)) != 0) {
         if (rc > 0)
             s_count_result (item, c);
         else
             c->failed++;
     }
-    bm_msg_destroy (&item);
 }
 
 //  Count the outcomes of an ACCEPTED_MANY; exits on a refused job.
@@ -149,7 +178,7 @@ s_count_accepted_many (const bm_msg_t *msg, s_counts_t *c)
         fprintf (stderr, "bm-bench: bad ACCEPTED_MANY: %s\n", error.message);
         exit (1);
     }
-    bm_msg_t *item = bm_msg_new ();
+    bm_msg_t *item = s_item_msg ();
     int rc;
     while ((rc = bm_codec_batch_next (&batch, item, &error)) != 0) {
         bm_codec_outcome_t outcome;
@@ -167,7 +196,6 @@ s_count_accepted_many (const bm_msg_t *msg, s_counts_t *c)
         c->accepted++;
     }
     c->last_accept_ns = bench_now_ns ();
-    bm_msg_destroy (&item);
 }
 
 //  Receive one message (blocking unless dontwait) and count it.  Returns
@@ -208,11 +236,11 @@ s_receive (void *sock, s_counts_t *c, bool dontwait)
     else {
         const char *code;
         char reason [256];
-        bm_msg_t *msg = bm_msg_decode_raw (zmq_msg_data (&parts [0]), zmq_msg_size (&parts [0]),
-                                           zmq_msg_data (&parts [1]), zmq_msg_size (&parts [1]),
-                                           zmq_msg_data (&parts [2]), zmq_msg_size (&parts [2]),
-                                           BM_MAX_FRAME_BYTES, &code, reason, sizeof reason);
-        if (!msg) {
+        bm_msg_t *msg = s_reply_msg ();
+        if (bm_msg_parse (msg, zmq_msg_data (&parts [0]), zmq_msg_size (&parts [0]),
+                          zmq_msg_data (&parts [1]), zmq_msg_size (&parts [1]),
+                          zmq_msg_data (&parts [2]), zmq_msg_size (&parts [2]),
+                          BM_MAX_FRAME_BYTES, &code, reason, sizeof reason)) {
             fprintf (stderr, "bm-bench: bad message from the broker: %s %s\n", code, reason);
             counted = 0;
         }
@@ -246,7 +274,6 @@ s_receive (void *sock, s_counts_t *c, bool dontwait)
             }
             else
                 counted = 0;
-            bm_msg_destroy (&msg);
         }
     }
     for (int i = 0; i < n; i++)
@@ -478,5 +505,6 @@ main (int argc, char *argv [])
         rc = 2;
     }
     bench_types_free (&o.types);
+    s_reply_msgs_free ();
     return rc;
 }
