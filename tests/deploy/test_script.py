@@ -212,6 +212,19 @@ def run_stack(e, have_gw):
     check("REDIS_HOST/REDIS_PORT are not used" in p.stdout and "REDIS_URL=redis://redis:6380/0" in p.stdout,
           "up says REDIS_HOST/REDIS_PORT are not used and names the REDIS_URL to set", show(p))
     check(e.pids() == pids, "a second up leaves the running services alone", e.pids(), pids)
+    # Its stdout closed before it writes a line (./botmesh up | head): up
+    # is not killed by SIGPIPE half-way, it runs to the end and exits 0.
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run([SCRIPT, "up"], stdout=w, stderr=subprocess.PIPE, text=True, env=e.env,
+                           timeout=120)
+    finally:
+        os.close(w)
+    log("$ ./botmesh up >closed-pipe -> rc %d" % p.returncode)
+    check(p.returncode == 0, "up with its stdout closed (./botmesh up | head) still succeeds",
+          p.returncode, p.stderr[-2000:])
+    check(e.pids() == pids, "... and leaves the services as they were", e.pids(), pids)
 
     if have_gw:
         def workers(t):
