@@ -9,7 +9,9 @@ broker; a failing job fails with the bot's message; 200 jobs over the three
 types all complete, none lost, in few processes (warm reuse).  Where the
 kernel has transparent huge pages, the python fork server runs with its
 code on them (an anonymous executable 2 MiB mapping in its smaps), as
-forkserver.py's huge_text puts it for its children.
+forkserver.py's huge_text puts it for its children; the rest of its code
+and constants is in anonymous memory (anon_text): no read-only mapping of
+a program file (an ELF file) is left in its maps.
 """
 import json
 import os
@@ -58,6 +60,27 @@ def huge_code_mappings(pid):
                 head = parts if len(parts) == 5 and "x" in parts[1] else None
             elif head and parts[0] == "AnonHugePages:" and int(parts[1]) >= 2048:
                 out.append(head[0])
+    return out
+
+
+def elf_text_mappings(pid):
+    """The read-only private mappings (r-x, r--) of ELF files (the
+    interpreter, shared libraries, extension modules) in a process."""
+    out, magic = [], {}
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            parts = line.split(None, 5)
+            if len(parts) < 6 or parts[1] not in ("r-xp", "r--p") or not parts[5].startswith("/"):
+                continue
+            path = parts[5].strip()
+            if path not in magic:
+                try:
+                    with open(path, "rb") as elf:
+                        magic[path] = elf.read(4) == b"\x7fELF"
+                except OSError:
+                    magic[path] = False
+            if magic[path]:
+                out.append((parts[0], parts[1], path))
     return out
 
 
@@ -138,6 +161,8 @@ def main():
             check(huge, "the fork server's code is on 2 MiB huge pages (huge_text)")
         else:
             log("transparent huge pages off: the fork server's code stays on 4 KiB pages")
+        left = elf_text_mappings(servers[0])
+        check(not left, "the fork server's code and constants are in anonymous memory (anon_text)", left)
         c.close()
         check(w.alive(), "worker still running")
 

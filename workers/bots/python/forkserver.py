@@ -287,6 +287,90 @@ def huge_text():
     return moved
 
 
+def code_files():
+    """The files with code mapped: the interpreter, the shared libraries
+    and the extension modules loaded (taken before huge_text moves some
+    of their code)."""
+    code = set()
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            parts = line.split(None, 5)
+            if len(parts) == 6 and parts[1] == "r-xp" and parts[5].startswith("/"):
+                code.add(parts[5].rstrip("\n"))
+    return code
+
+
+def text_mappings(code):
+    """The read-only private mappings of the files in code left in the
+    address space (what huge_text did not move): every r-x and r-- piece
+    of the interpreter, the shared libraries and the extension modules
+    loaded, each within its file's end; a file with no code mapped (a
+    data file a bot maps), writable mappings and the kernel's [vdso] and
+    [vvar] are left alone.  [(start, end, protection)]."""
+    pieces = []
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            parts = line.split(None, 5)
+            if len(parts) < 6 or parts[1] not in ("r--p", "r-xp") or not parts[5].startswith("/"):
+                continue
+            path = parts[5].rstrip("\n")
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            pieces.append((path, start, end, int(parts[2], 16), 1 | (4 if parts[1] == "r-xp" else 0)))
+    out, sizes = [], {}
+    for path, start, end, offset, prot in pieces:
+        if path not in code:
+            continue
+        if path not in sizes:
+            try:
+                sizes[path] = os.stat(path).st_size
+            except OSError:
+                sizes[path] = 0         # deleted or replaced since: leave it
+        # Pages past the file's end would raise SIGBUS when read.
+        if offset + (end - start) <= (sizes[path] + 4095) & ~4095:
+            out.append((start, end, prot))
+    return out
+
+
+def anon_text(code):
+    """Copy the rest of the server's code and constants (what huge_text
+    left on 4 KiB pages of the files) into anonymous memory, in place.
+    fork() copies no page-table entries of a file mapping that has no
+    anonymous page (the child's faults fill them), so each page of code
+    or constants a child reads is a page fault, and its page-table write
+    lands in tables already in use (on a VM that shadows them, a trap to
+    the hypervisor).  The entries of an anonymous mapping are copied at
+    fork(), into the child's tables before they are in use, and a
+    read-only one is not write-protected in the server: the child starts
+    with all of its code and constants mapped.  Each mapping is copied
+    into fresh anonymous memory, given its protection back and moved over
+    the original with one mremap() (the same bytes; nothing writes them).
+    Returns (mappings moved, bytes)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    mmap_, munmap, mprotect, mremap = libc.mmap, libc.munmap, libc.mprotect, libc.mremap
+    mmap_.restype = mremap.restype = ctypes.c_void_p
+    mmap_.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
+    mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    memmove = ctypes.memmove
+    PROT_READ_WRITE, MAP_PRIVATE_ANON, MREMAP_MAYMOVE_FIXED = 1 | 2, 0x02 | 0x20, 1 | 2
+    failed = ctypes.c_void_p(-1).value
+    moved = size = 0
+    for start, end, prot in text_mappings(code):
+        length = end - start
+        new = mmap_(None, length, PROT_READ_WRITE, MAP_PRIVATE_ANON, -1, 0)
+        if new in (None, failed):
+            break
+        memmove(new, start, length)
+        if mprotect(new, length, prot) != 0 or mremap(new, length, length, MREMAP_MAYMOVE_FIXED, start) != start:
+            munmap(new, length)
+            continue
+        moved += 1
+        size += length
+    return moved, size
+
+
 def read_line(fd):
     """Bytes from fd up to and with the first newline (b"" at EOF before
     any; what came, without newline, at EOF after some)."""
@@ -461,11 +545,11 @@ def main():
     global OUT, OUT_FD, PRCTL, LIBC_FORK
     args = sys.argv[1:]
     options = set()
-    while args and args[0] in ("--pool", "--no-huge-text"):
+    while args and args[0] in ("--pool", "--no-huge-text", "--no-anon-text"):
         options.add(args.pop(0))
     pool = "--pool" in options
     if len(args) != 1:
-        sys.stderr.write("usage: forkserver.py [--pool] [--no-huge-text] BOT.py\n")
+        sys.stderr.write("usage: forkserver.py [--pool] [--no-huge-text] [--no-anon-text] BOT.py\n")
         sys.exit(2)
     # The protocol owns fd 1; a bot's print() goes to the job's capture.
     OUT_FD = os.dup(1)
@@ -489,10 +573,16 @@ def main():
         LIBC_FORK = None            # other threads: the full os.fork()
     if LIBC_FORK is not None and "--no-huge-text" not in options:
         # Only with one thread: no other thread runs code while it moves.
+        code = code_files()
         try:
             huge_text()
         except (OSError, ValueError, AttributeError) as exc:
             sys.stderr.write("forkserver: code left on 4 KiB pages: %s\n" % exc)
+        if "--no-anon-text" not in options:
+            try:
+                anon_text(code)
+            except (OSError, ValueError, AttributeError) as exc:
+                sys.stderr.write("forkserver: code left in file mappings: %s\n" % exc)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     # What each child would otherwise set up itself: default signal
     # dispositions (a job is stopped with SIGTERM/SIGINT).
