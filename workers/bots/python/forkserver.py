@@ -4,6 +4,9 @@
     forkserver.py BOT.py            fork mode: one fresh child per job
     forkserver.py --pool BOT.py     pool mode: jobs run in this process
     --no-huge-text                  fork mode: leave the code on 4 KiB pages
+                                    and in its files (no anon_text either)
+    --no-anon-text                  fork mode: leave the code huge_text does
+                                    not move in its files
 
 BOT.py is any bot written for spawn mode (payload on stdin, result on
 stdout, failure = exit non-zero with a message on stderr) that has a main()
@@ -31,7 +34,10 @@ page-table fill; a copy-on-write fault for a written one).  So the server
 does little per job (the child parses its own frame), the child is forked
 with libc's fork() rather than os.fork() (fast_fork), the server's code
 and constants are moved onto 2 MiB huge pages where they fill an aligned
-window (huge_text: one entry for the child instead of up to 512), and
+window (huge_text: one entry for the child instead of up to 512), the
+rest of them copied into anonymous memory (anon_text: fork() copies the
+page-table entries of anonymous mappings, not those of file mappings, so
+the child starts with them mapped instead of faulting them in), and
 BOT_<TYPE>_FORK_WARMUP=1 (or a JSON payload) runs main() once in the
 server before the first fork, so that what the bot sets up lazily is
 shared rather than built again in every child.
