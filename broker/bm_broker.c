@@ -95,12 +95,51 @@ bm_body_init (bm_broker_t *self, bm_body_t *body)
 void
 bm_body_free (bm_body_t *body)
 {
-    //  Keep ordinary buffers; let big ones (a large payload) go.
+    //  Keep ordinary buffers and one larger one; let bigger ones (a large
+    //  payload) go.
     bm_broker_t *self = body->owner;
     if (self->body_pool_size < BM_BODY_POOL && body->sbuf.alloc <= 65536)
         self->body_pool [self->body_pool_size++] = body->sbuf;
     else
+    if (!self->body_big.data && body->sbuf.alloc > 65536 && body->sbuf.alloc <= BM_BODY_BIG_MAX)
+        self->body_big = body->sbuf;
+    else
         msgpack_sbuffer_destroy (&body->sbuf);
+}
+
+void
+bm_body_init_big (bm_broker_t *self, bm_body_t *body)
+{
+    if (!self->body_big.data) {
+        bm_body_init (self, body);
+        return;
+    }
+    body->owner = self;
+    body->sbuf = self->body_big;
+    body->sbuf.size = 0;
+    msgpack_sbuffer_init (&self->body_big);
+    msgpack_packer_init (&body->pk, &body->sbuf, msgpack_sbuffer_write);
+}
+
+void
+bm_broker_packer_take (bm_broker_t *self, bm_packer_t *packer)
+{
+    bm_packer_init (packer);
+    if (self->body_big.data) {
+        packer->sbuf = self->body_big;
+        packer->sbuf.size = 0;
+        msgpack_sbuffer_init (&self->body_big);
+    }
+}
+
+void
+bm_broker_packer_give (bm_broker_t *self, bm_packer_t *packer)
+{
+    if (!self->body_big.data && packer->sbuf.data && packer->sbuf.alloc <= BM_BODY_BIG_MAX) {
+        self->body_big = packer->sbuf;
+        msgpack_sbuffer_init (&packer->sbuf);
+    }
+    bm_packer_destroy (packer);
 }
 
 //  Pack "req" if the request carried one; returns how many keys (0/1).
@@ -279,7 +318,10 @@ s_router_handler (zloop_t *loop, zsock_t *router, void *arg)
         int count = s_recv_frames (handle, frames, 5);
         if (count == 0)
             break;
+        //  One clock read per message, however many jobs it carries
+        bm_clock_hold ();
         s_handle_frames (self, frames, count > 5 ? 5 : count);
+        bm_clock_release ();
         for (int j = 0; j < (count > 5 ? 5 : count); j++)
             zmq_msg_close (&frames [j]);
     }
@@ -375,7 +417,7 @@ s_begin_shutdown (bm_broker_t *self)
     size_t running = 0;
     bm_worker_entry_t *worker = (bm_worker_entry_t *) zhashx_first (self->workers);
     while (worker) {
-        running += zlistx_size (worker->jobs);
+        running += bm_joblist_size (&worker->jobs);
         worker = (bm_worker_entry_t *) zhashx_next (self->workers);
     }
     if (self->store)
@@ -421,8 +463,8 @@ s_broker_new (const bm_broker_config_t *config)
         bm_error (NULL, "out of memory for the job table");
         abort ();               //  As czmq's tables do
     }
-    self->recent = zlistx_new ();
-    self->finished = zlistx_new ();
+    bm_joblist_init (&self->recent, BM_JOBLIST_RECENT);
+    bm_joblist_init (&self->finished, BM_JOBLIST_FINISHED);
     self->deadlines = bm_heap_new (bm_job_deadline_less, bm_job_deadline_index);
     self->delayed = bm_heap_new (bm_job_due_less, bm_job_due_index);
     self->due_timer = -1;
@@ -512,8 +554,6 @@ s_broker_destroy (bm_broker_t **self_p)
         zloop_destroy (&self->loop);
         zsock_destroy (&self->router);
         zactor_destroy (&self->auth);
-        zlistx_destroy (&self->recent);
-        zlistx_destroy (&self->finished);
         zhashx_destroy (&self->workers);
         if (self->jobs)
             bm_jobtab_purge (self->jobs, s_free_job);
@@ -538,6 +578,7 @@ s_broker_destroy (bm_broker_t **self_p)
         free (self->live.rem_ids);
         while (self->body_pool_size > 0)
             msgpack_sbuffer_destroy (&self->body_pool [--self->body_pool_size]);
+        msgpack_sbuffer_destroy (&self->body_big);
         free (self);
         *self_p = NULL;
     }

@@ -53,7 +53,7 @@ s_batch_answer (bm_batch_t *batch)
 {
     bm_broker_t *self = batch->broker;
     bm_packer_t packer;
-    bm_packer_init (&packer);
+    bm_broker_packer_take (self, &packer);
     bm_codec_batch_begin (&packer, batch->has_req, batch->req, batch->count);
     for (size_t i = 0; i < batch->count; i++) {
         bm_batch_slot_t *slot = &batch->slots [i];
@@ -90,7 +90,7 @@ s_batch_answer (bm_batch_t *batch)
         body.sbuf = packer.sbuf;
         bm_broker_send_client (self, batch->identity, BM_ACCEPTED_MANY, &body);
     }
-    bm_packer_destroy (&packer);
+    bm_broker_packer_give (self, &packer);
 }
 
 static void
@@ -227,10 +227,16 @@ bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *m
 #define BM_BATCH_CLIENTS_MAX    4096            //  Clients remembered; more get RESULT
 #define BM_RESULTS_MAX_BYTES    (1024 * 1024)   //  RESULT bodies in one RESULT_MANY
 
+//  Room kept in front of the RESULT bodies waiting for the RESULT_MANY
+//  envelope ({jobs: [...]} up to the array's 5-byte head): the message
+//  goes out from the one buffer, with no copy to put the envelope first.
+#define BM_RESULTS_HEAD         16
+
 //  One batch client: its RESULTs waiting.
 typedef struct {
     zframe_t *identity;
-    bm_packer_t items;          //  RESULT bodies, one after the other
+    bm_packer_t items;          //  BM_RESULTS_HEAD bytes of room, then the
+                                //  RESULT bodies one after the other
     size_t count;
 } s_results_t;
 
@@ -252,20 +258,29 @@ s_results_send (bm_broker_t *self, s_results_t *results)
 {
     if (results->count == 0)
         return;
-    bm_packer_t packer;
-    bm_packer_init (&packer);
-    if (results->count > 1)
-        bm_codec_batch_begin (&packer, false, 0, results->count);
-    bm_packer_write_raw (&packer, results->items.sbuf.data, results->items.sbuf.size);
-    if (bm_packer_failed (&packer))
-        bm_error (NULL, "out of memory sending %zu RESULTs", results->count);
-    else {
-        bm_body_t body = { .owner = self };
-        body.sbuf = packer.sbuf;
+    char *items = results->items.sbuf.data + BM_RESULTS_HEAD;
+    bm_body_t body = { .owner = self };
+    body.sbuf.data = items;
+    body.sbuf.size = results->items.sbuf.size - BM_RESULTS_HEAD;
+    if (results->count > 1) {
+        //  The envelope, written into the room just before the items
+        bm_packer_t head;
+        bm_packer_init (&head);
+        bm_codec_batch_begin (&head, false, 0, results->count);
+        if (bm_packer_failed (&head) || head.sbuf.size > BM_RESULTS_HEAD) {
+            bm_error (NULL, "out of memory sending %zu RESULTs", results->count);
+            body.sbuf.data = NULL;
+        }
+        else {
+            body.sbuf.data = items - head.sbuf.size;
+            body.sbuf.size += head.sbuf.size;
+            memcpy (body.sbuf.data, head.sbuf.data, head.sbuf.size);
+        }
+        bm_packer_destroy (&head);
+    }
+    if (body.sbuf.data)
         bm_broker_send_client (self, results->identity,
                                results->count > 1 ? BM_RESULT_MANY : BM_RESULT, &body);
-    }
-    bm_packer_destroy (&packer);
     bm_packer_reset (&results->items);
     if (results->items.sbuf.alloc > BM_RESULTS_MAX_BYTES)
         bm_packer_destroy (&results->items);
@@ -339,6 +354,14 @@ bm_batch_keep_result (bm_broker_t *self, zframe_t *identity, bm_body_t *body)
     if (results->count >= BM_MAX_BATCH
     ||  (results->count > 0 && results->items.sbuf.size + body->sbuf.size > BM_RESULTS_MAX_BYTES))
         s_results_send (self, results);
+    if (results->count == 0 && results->items.sbuf.size == 0) {
+        static const char room [BM_RESULTS_HEAD];
+        bm_packer_write_raw (&results->items, room, sizeof room);
+        if (bm_packer_failed (&results->items)) {
+            bm_packer_reset (&results->items);
+            return false;               //  Sent alone
+        }
+    }
     size_t before = results->items.sbuf.size;
     bm_packer_write_raw (&results->items, body->sbuf.data, body->sbuf.size);
     if (bm_packer_failed (&results->items)) {

@@ -414,7 +414,7 @@ s_on_load (redisReply *reply, void *arg)
             else {
                 //  Keep it in memory like any finished job.
                 bm_job_insert (self, job);
-                job->finished_handle = zlistx_add_end (self->finished, job);
+                bm_joblist_append (&self->finished, job);
                 s_client_act (self, pending->identity, pending, NULL, load->command, job);
                 bm_job_evict (self);
             }
@@ -457,10 +457,7 @@ s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
         if (bm_job_is_delivery (job))
             REJECT ("conflict", "use REDELIVER for webhook deliveries");
         else {
-            if (job->finished_handle) {
-                zlistx_delete (self->finished, job->finished_handle);
-                job->finished_handle = NULL;
-            }
+            bm_joblist_remove (&self->finished, job);
             bm_finished_forget (self, job);     //  No longer failed (cancelled)
             bm_job_reset_outcome (job);
             //  A fresh set of runs: the last outcome and the attempt
@@ -572,12 +569,12 @@ s_client_simple (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
         const char *state = list.state, *type = list.bot_type;
         bm_job_t *matches [BM_LIST_MAX_LIMIT];
         int64_t count = 0;
-        bm_job_t *job = (bm_job_t *) zlistx_last (self->recent);
+        bm_job_t *job = bm_joblist_last (&self->recent);
         while (job && count < list.limit) {
             if ((!*state || streq (state, bm_job_state_names [job->state]))
             &&  (!*type || streq (type, job->service->name)))
                 matches [count++] = job;
-            job = (bm_job_t *) zlistx_prev (self->recent);
+            job = bm_joblist_prev (&self->recent, job);
         }
         msgpack_pack_map (&reply.pk, req + 1);
         bm_pack_req (&reply.pk, body);

@@ -132,6 +132,9 @@ typedef struct {
 //  Bodies are built in buffers kept between messages: the broker is one
 //  thread, and a small pool covers the few bodies built at once.
 #define BM_BODY_POOL 8
+//  One larger buffer is kept too, for the batch bodies (JOB_MANY,
+//  ACCEPTED_MANY): up to this size.
+#define BM_BODY_BIG_MAX (2 * 1024 * 1024)
 
 struct _bm_broker_t {
     bm_broker_config_t config;  //  Settings
@@ -157,8 +160,8 @@ struct _bm_broker_t {
     int dispatch_held;          //  bm_dispatch_hold depth: dispatch waits
     bm_service_t **dispatch_pending;    //  Services to dispatch at the release
     size_t dispatch_pending_count, dispatch_pending_alloc;
-    zlistx_t *recent;           //  bm_job_t * by creation (not owned)
-    zlistx_t *finished;         //  Terminal bm_job_t * by end, for eviction
+    bm_joblist_t recent;        //  Jobs by creation (not owned)
+    bm_joblist_t finished;      //  Terminal jobs by end, for eviction
     bm_heap_t *deadlines;       //  Running jobs by deadline
     bm_heap_t *delayed;         //  Delayed jobs by due time (run_at)
     int due_timer;              //  zloop timer for the earliest, or -1
@@ -190,6 +193,7 @@ struct _bm_broker_t {
     bm_series_t *m_workers, *m_redis_up, *m_store_pending;
     msgpack_sbuffer body_pool [BM_BODY_POOL];   //  Buffers kept for bodies
     int body_pool_size;         //  How many the pool holds
+    msgpack_sbuffer body_big;   //  The larger buffer kept, or none (data NULL)
     zsock_t *pipe;              //  The actor's command pipe
     bool verbose;               //  VERBOSE: debug lines for this actor
     struct _bm_lease_t *lease;  //  BROKER_HA=redis: the leadership lease, or NULL
@@ -234,6 +238,11 @@ char *bm_keep_codec_value (const bm_msg_t *msg, const char *key, const bm_codec_
                            size_t *size);
 void bm_body_init (bm_broker_t *self, bm_body_t *body);
 void bm_body_free (bm_body_t *body);
+//  A body for a batch (JOB_MANY): in the larger buffer kept, when free.
+void bm_body_init_big (bm_broker_t *self, bm_body_t *body);
+//  A packer in that buffer (ACCEPTED_MANY), and the buffer given back.
+void bm_broker_packer_take (bm_broker_t *self, bm_packer_t *packer);
+void bm_broker_packer_give (bm_broker_t *self, bm_packer_t *packer);
 int bm_req_count (const msgpack_object *request);
 void bm_pack_req (msgpack_packer *pk, const msgpack_object *request);
 void bm_broker_send_client (bm_broker_t *self, zframe_t *identity, int command, bm_body_t *body);

@@ -11,7 +11,7 @@ void
 bm_workers_delete (bm_broker_t *self, bm_worker_entry_t *worker, const char *reason)
 {
     bm_info (NULL, "worker %s gone (%s), %zu jobs re-queued", worker->name, reason,
-             zlistx_size (worker->jobs));
+             bm_joblist_size (&worker->jobs));
     for (int i = 0; i < worker->service_count; i++) {
         bm_service_t *service = worker->services [i];
         void *handle = zlistx_find (service->workers, worker);
@@ -19,7 +19,7 @@ bm_workers_delete (bm_broker_t *self, bm_worker_entry_t *worker, const char *rea
             zlistx_delete (service->workers, handle);
     }
     bm_job_t *job;
-    while ((job = (bm_job_t *) zlistx_first (worker->jobs)))
+    while ((job = bm_joblist_first (&worker->jobs)))
         bm_job_requeue (self, job, "worker_lost");
     bm_stopping_t *stop;
     while ((stop = (bm_stopping_t *) zlistx_first (worker->stopping)))
@@ -261,12 +261,10 @@ s_worker_job (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
     //  ran before; the job moves to its new entry.
     if (job->worker && job->worker_name && streq (job->worker_name, worker->name)) {
         bm_worker_entry_t *old = job->worker;
-        void *handle = zlistx_find (old->jobs, job);
-        if (handle)
-            zlistx_delete (old->jobs, handle);
+        bm_joblist_remove (&old->jobs, job);
         old->running--;
         job->worker = worker;
-        zlistx_add_end (worker->jobs, job);
+        bm_joblist_append (&worker->jobs, job);
         worker->running++;
         return job;
     }

@@ -125,9 +125,9 @@ static int64_t
 s_clean (bm_broker_t *self, bm_service_t *service, bm_job_state_t state, int64_t cutoff)
 {
     int64_t removed = 0;
-    bm_job_t *job = (bm_job_t *) zlistx_first (self->finished);
+    bm_job_t *job = bm_joblist_first (&self->finished);
     while (job) {
-        bm_job_t *next = (bm_job_t *) zlistx_next (self->finished);
+        bm_job_t *next = bm_joblist_next (&self->finished, job);
         if (job->service == service && job->state == state && !job->confirming
         &&  !bm_job_is_delivery (job) && job->finished_at <= cutoff) {
             s_remove (self, job);

@@ -210,7 +210,7 @@ bm_job_insert (bm_broker_t *self, bm_job_t *job)
 {
     bm_jobtab_insert (self->jobs, job);
     if (!bm_job_is_delivery (job))
-        job->recent_handle = zlistx_add_end (self->recent, job);
+        bm_joblist_append (&self->recent, job);
     return job;
 }
 
@@ -218,10 +218,8 @@ bm_job_insert (bm_broker_t *self, bm_job_t *job)
 void
 bm_job_delete (bm_broker_t *self, bm_job_t *job)
 {
-    if (job->recent_handle)
-        zlistx_delete (self->recent, job->recent_handle);
-    if (job->finished_handle)
-        zlistx_delete (self->finished, job->finished_handle);
+    bm_joblist_remove (&self->recent, job);
+    bm_joblist_remove (&self->finished, job);
     bm_service_queue_remove (job->service, job);
     bm_delayed_remove (self, job);
     if (job->deadline_index != SIZE_MAX)
@@ -252,8 +250,8 @@ bm_job_send_result (bm_broker_t *self, bm_job_t *job)
 void
 bm_job_evict (bm_broker_t *self)
 {
-    while ((int64_t) zlistx_size (self->finished) > self->config.keep_finished) {
-        bm_job_t *job = (bm_job_t *) zlistx_first (self->finished);
+    while ((int64_t) bm_joblist_size (&self->finished) > self->config.keep_finished) {
+        bm_job_t *job = bm_joblist_first (&self->finished);
         //  Not before Redis has its outcome: the confirmation still needs
         //  it (counts, RESULT).  Jobs end in order, so later ones wait too.
         if (job->confirming)
@@ -273,9 +271,9 @@ bm_job_expire (bm_broker_t *self, int64_t now)
     int64_t completed_ms = self->config.completed_ttl_s * 1000;
     int64_t failed_ms = self->config.failed_ttl_s * 1000;
     int64_t shorter = completed_ms < failed_ms ? completed_ms : failed_ms;
-    bm_job_t *job = (bm_job_t *) zlistx_first (self->finished);
+    bm_job_t *job = bm_joblist_first (&self->finished);
     while (job && job->finished_at + shorter <= now) {
-        bm_job_t *next = (bm_job_t *) zlistx_next (self->finished);
+        bm_job_t *next = bm_joblist_next (&self->finished, job);
         int64_t ttl = job->state == JOB_COMPLETED ? completed_ms : failed_ms;
         if (!job->confirming && job->finished_at + ttl <= now)
             bm_job_delete (self, job);
@@ -334,7 +332,7 @@ bm_job_finish (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
             free (wh);
         }
     }
-    job->finished_handle = zlistx_add_end (self->finished, job);
+    bm_joblist_append (&self->finished, job);
     bm_dispatch (self, job->service);
     if (worker)
         bm_dispatch_worker (self, worker);
@@ -367,13 +365,149 @@ bm_job_make_id (bm_broker_t *self, char *id, size_t size)
 }
 
 //  --------------------------------------------------------------------------
+//  --------------------------------------------------------------------------
+//  Lists of jobs
+
+void
+bm_joblist_init (bm_joblist_t *self, bm_joblist_which_t which)
+{
+    memset (self, 0, sizeof *self);
+    self->which = which;
+}
+
+void
+bm_joblist_remove (bm_joblist_t *self, bm_job_t *job)
+{
+    bm_joblink_t *link = &job->links [self->which];
+    if (link->list != self)
+        return;
+    if (link->prev)
+        link->prev->links [self->which].next = link->next;
+    else
+        self->first = link->next;
+    if (link->next)
+        link->next->links [self->which].prev = link->prev;
+    else
+        self->last = link->prev;
+    link->prev = link->next = NULL;
+    link->list = NULL;
+    self->size--;
+}
+
+void
+bm_joblist_append (bm_joblist_t *self, bm_job_t *job)
+{
+    bm_joblink_t *link = &job->links [self->which];
+    if (link->list)
+        bm_joblist_remove (link->list, job);
+    link->list = self;
+    link->prev = self->last;
+    link->next = NULL;
+    if (self->last)
+        self->last->links [self->which].next = job;
+    else
+        self->first = job;
+    self->last = job;
+    self->size++;
+}
+
+bool
+bm_joblist_has (const bm_joblist_t *self, const bm_job_t *job)
+{
+    return job->links [self->which].list == self;
+}
+
+bm_job_t *
+bm_joblist_first (const bm_joblist_t *self)
+{
+    return self->first;
+}
+
+bm_job_t *
+bm_joblist_last (const bm_joblist_t *self)
+{
+    return self->last;
+}
+
+bm_job_t *
+bm_joblist_next (const bm_joblist_t *self, const bm_job_t *job)
+{
+    return job->links [self->which].next;
+}
+
+bm_job_t *
+bm_joblist_prev (const bm_joblist_t *self, const bm_job_t *job)
+{
+    return job->links [self->which].prev;
+}
+
+size_t
+bm_joblist_size (const bm_joblist_t *self)
+{
+    return self->size;
+}
+
 //  Self test
+
+//  Lists: order, removal at either end and in the middle, a move to the
+//  end, two lists through two links at once.
+static void
+s_joblist_test (void)
+{
+    bm_joblist_t recent, finished, other;
+    bm_joblist_init (&recent, BM_JOBLIST_RECENT);
+    bm_joblist_init (&finished, BM_JOBLIST_FINISHED);
+    bm_joblist_init (&other, BM_JOBLIST_FINISHED);
+    bm_job_t *jobs [4];
+    for (int i = 0; i < 4; i++) {
+        jobs [i] = bm_job_new ();
+        bm_joblist_append (&recent, jobs [i]);
+    }
+    BM_CHECK (bm_joblist_size (&recent) == 4 && bm_joblist_first (&recent) == jobs [0]
+              && bm_joblist_last (&recent) == jobs [3]);
+    BM_CHECK (bm_joblist_next (&recent, jobs [1]) == jobs [2]
+              && bm_joblist_prev (&recent, jobs [1]) == jobs [0]
+              && bm_joblist_prev (&recent, jobs [0]) == NULL);
+    bm_joblist_append (&finished, jobs [2]);
+    bm_joblist_append (&finished, jobs [0]);
+    BM_CHECK (bm_joblist_has (&finished, jobs [0]) && !bm_joblist_has (&finished, jobs [1])
+              && bm_joblist_has (&recent, jobs [0]));
+    //  Not in other: nothing happens
+    bm_joblist_remove (&other, jobs [0]);
+    BM_CHECK (bm_joblist_size (&finished) == 2 && bm_joblist_has (&finished, jobs [0]));
+    //  Middle, first, last
+    bm_joblist_remove (&recent, jobs [1]);
+    BM_CHECK (bm_joblist_next (&recent, jobs [0]) == jobs [2]
+              && bm_joblist_prev (&recent, jobs [2]) == jobs [0]);
+    bm_joblist_remove (&recent, jobs [0]);
+    bm_joblist_remove (&recent, jobs [3]);
+    BM_CHECK (bm_joblist_size (&recent) == 1 && bm_joblist_first (&recent) == jobs [2]
+              && bm_joblist_last (&recent) == jobs [2] && bm_joblist_next (&recent, jobs [2]) == NULL);
+    bm_joblist_remove (&recent, jobs [3]);
+    BM_CHECK (bm_joblist_size (&recent) == 1);
+    //  Appending a job already in the list moves it to the end; moving it
+    //  to another list of the same link takes it out of the first.
+    bm_joblist_append (&finished, jobs [2]);
+    BM_CHECK (bm_joblist_first (&finished) == jobs [0] && bm_joblist_last (&finished) == jobs [2]
+              && bm_joblist_size (&finished) == 2);
+    bm_joblist_append (&other, jobs [0]);
+    BM_CHECK (bm_joblist_size (&finished) == 1 && bm_joblist_first (&finished) == jobs [2]
+              && bm_joblist_has (&other, jobs [0]));
+    bm_joblist_remove (&other, jobs [0]);
+    bm_joblist_remove (&finished, jobs [2]);
+    bm_joblist_remove (&recent, jobs [2]);
+    BM_CHECK (!bm_joblist_first (&recent) && !bm_joblist_last (&finished)
+              && bm_joblist_size (&other) == 0);
+    for (int i = 0; i < 4; i++)
+        bm_job_destroy (&jobs [i]);
+}
 
 void
 bm_job_test (bool verbose)
 {
     (void) verbose;
     printf (" * bm_job: ");
+    s_joblist_test ();
     bm_service_t *service = bm_service_new ("python", 1, 10);
     bm_job_t *job = bm_job_new ();
     BM_CHECK (job && job->state == JOB_QUEUED && job->queue_index == SIZE_MAX

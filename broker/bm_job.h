@@ -38,8 +38,31 @@ bm_notify_t *bm_notify_ref (bm_notify_t *self);
 //  Let go of it once; freed with the last; *self_p becomes NULL.
 void bm_notify_unref (bm_notify_t **self_p);
 typedef struct _bm_worker_entry_t bm_worker_entry_t;
+typedef struct _bm_job_t bm_job_t;
+typedef struct _bm_joblist_t bm_joblist_t;
+
+//  The lists of jobs a job can be in at once, each through a link of its
+//  own (the lists are intrusive: no allocation per job and list).
+typedef enum {
+    BM_JOBLIST_RECENT,          //  The broker's jobs by creation
+    BM_JOBLIST_FINISHED,        //  Its terminal jobs by end, for eviction
+    BM_JOBLIST_WORKER,          //  The jobs a worker runs
+    BM_JOBLISTS
+} bm_joblist_which_t;
 
 typedef struct {
+    bm_job_t *prev, *next;
+    bm_joblist_t *list;         //  The list the job is in, or NULL
+} bm_joblink_t;
+
+//  A list of jobs (not owned), in the order they were appended.
+struct _bm_joblist_t {
+    bm_job_t *first, *last;
+    size_t size;
+    bm_joblist_which_t which;   //  The jobs' link it uses
+};
+
+struct _bm_job_t {
     char id [BM_MAX_ID_LEN + 16];   //  Job id (delivery ids are longer)
     bm_service_t *service;         //  Its bot type
     bm_job_state_t state;          //  Current state
@@ -85,9 +108,8 @@ typedef struct {
     bm_notify_t *notify;        //  Client to send RESULT to, or NULL
     bool durable;               //  Redis confirmed the SUBMIT write
     bool confirming;            //  Terminal write sent, not yet confirmed
-    void *finished_handle;      //  In broker->finished, when terminal
-    void *recent_handle;        //  In broker->recent
-} bm_job_t;
+    bm_joblink_t links [BM_JOBLISTS];   //  Its places in the lists of jobs
+};
 
 //  The job states' names, by bm_job_state_t.
 extern const char *bm_job_state_names [];
@@ -115,6 +137,23 @@ bool bm_job_queue_less (const void *a, const void *b);
 void bm_job_queue_index (void *item, size_t index);
 bool bm_job_deadline_less (const void *a, const void *b);
 void bm_job_deadline_index (void *item, size_t index);
+
+//  An empty list of jobs using their link which.
+void bm_joblist_init (bm_joblist_t *self, bm_joblist_which_t which);
+//  Append a job (one in the list already moves to its end).
+void bm_joblist_append (bm_joblist_t *self, bm_job_t *job);
+//  Take a job out; nothing when it is not in this list.
+void bm_joblist_remove (bm_joblist_t *self, bm_job_t *job);
+//  The job is in this list.
+bool bm_joblist_has (const bm_joblist_t *self, const bm_job_t *job);
+//  First and last job, and the job after or before one in the list (NULL
+//  at the ends).  A job may be removed while walking once its neighbour
+//  has been read.
+bm_job_t *bm_joblist_first (const bm_joblist_t *self);
+bm_job_t *bm_joblist_last (const bm_joblist_t *self);
+bm_job_t *bm_joblist_next (const bm_joblist_t *self, const bm_job_t *job);
+bm_job_t *bm_joblist_prev (const bm_joblist_t *self, const bm_job_t *job);
+size_t bm_joblist_size (const bm_joblist_t *self);
 
 //  Self test.
 void bm_job_test (bool verbose);

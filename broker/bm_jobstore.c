@@ -483,12 +483,12 @@ bm_jobstore_save_running (bm_broker_t *self, int64_t now)
         return;
     bm_worker_entry_t *worker = (bm_worker_entry_t *) zhashx_first (self->workers);
     while (worker) {
-        bm_job_t *job = (bm_job_t *) zlistx_first (worker->jobs);
+        bm_job_t *job = bm_joblist_first (&worker->jobs);
         while (job) {
             if (!job->running_saved
             &&  now - job->started_mono >= self->config.save_running_ms)
                 bm_jobstore_persist_state (self, job);
-            job = (bm_job_t *) zlistx_next (worker->jobs);
+            job = bm_joblist_next (&worker->jobs, job);
         }
         worker = (bm_worker_entry_t *) zhashx_next (self->workers);
     }

@@ -172,7 +172,7 @@ s_job_assign (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
     job->started_at = bm_now_ms ();
     job->deadline = bm_mono_ms () + job->timeout_ms;
     bm_heap_push (self->deadlines, job);
-    zlistx_add_end (worker->jobs, job);
+    bm_joblist_append (&worker->jobs, job);
     worker->running++;
     job->service->usage++;
 }
@@ -265,7 +265,7 @@ s_job_start_many (bm_broker_t *self, bm_service_t *service, bm_worker_entry_t *w
     }
     count = taken;
     bm_body_t body;
-    bm_body_init (self, &body);
+    bm_body_init_big (self, &body);
     msgpack_pack_map (&body.pk, 1);
     bm_pack_str (&body.pk, "jobs");
     msgpack_pack_array (&body.pk, (size_t) count);
@@ -376,9 +376,7 @@ bm_job_unassign (bm_broker_t *self, bm_job_t *job)
 {
     bm_worker_entry_t *worker = job->worker;
     if (worker) {
-        void *handle = zlistx_find (worker->jobs, job);
-        if (handle)
-            zlistx_delete (worker->jobs, handle);
+        bm_joblist_remove (&worker->jobs, job);
         worker->running--;
         job->service->usage--;
         job->worker = NULL;

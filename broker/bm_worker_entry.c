@@ -21,7 +21,7 @@ bm_worker_entry_new (const char *key, zframe_t *identity, const char *name, int6
         abort ();
     }
     self->credit = credit;
-    self->jobs = zlistx_new ();
+    bm_joblist_init (&self->jobs, BM_JOBLIST_WORKER);
     self->stopping = zlistx_new ();
     zlistx_set_destructor (self->stopping, s_stopping_free);
     return self;
@@ -35,7 +35,6 @@ bm_worker_entry_destroy (bm_worker_entry_t **self_p)
         free (self->key);
         free (self->name);
         zframe_destroy (&self->identity);
-        zlistx_destroy (&self->jobs);
         zlistx_destroy (&self->stopping);
         zhashx_destroy (&self->reported);
         free (self->bots);

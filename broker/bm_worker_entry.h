@@ -22,7 +22,7 @@ struct _bm_worker_entry_t {
     int service_count;
     int64_t credit;             //  Jobs it may run at once
     int64_t running;            //  Slots in use (jobs + stopping)
-    zlistx_t *jobs;             //  bm_job_t * running here (not owned)
+    bm_joblist_t jobs;          //  Jobs running here (not owned)
     zlistx_t *stopping;         //  Jobs told to stop, slot held until DONE
                                 //  (bm_stopping_t, owned)
     int64_t expiry;             //  Mono ms: dead if silent until then

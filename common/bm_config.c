@@ -88,18 +88,49 @@ bm_env_str (const char *name, const char *def)
     return text && *text ? text : def;
 }
 
+//  This thread's clock hold: depth, and each clock's value once read (-1:
+//  not read yet under this hold).
+static __thread int s_clock_holds;
+static __thread int64_t s_held_now = -1, s_held_mono = -1;
+
+static int64_t
+s_clock_ms (clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime (clock, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int64_t
 bm_now_ms (void)
 {
-    struct timespec ts;
-    clock_gettime (CLOCK_REALTIME, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (s_clock_holds == 0)
+        return s_clock_ms (CLOCK_REALTIME);
+    if (s_held_now < 0)
+        s_held_now = s_clock_ms (CLOCK_REALTIME);
+    return s_held_now;
 }
 
 int64_t
 bm_mono_ms (void)
 {
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (s_clock_holds == 0)
+        return s_clock_ms (CLOCK_MONOTONIC);
+    if (s_held_mono < 0)
+        s_held_mono = s_clock_ms (CLOCK_MONOTONIC);
+    return s_held_mono;
+}
+
+void
+bm_clock_hold (void)
+{
+    if (s_clock_holds++ == 0)
+        s_held_now = s_held_mono = -1;
+}
+
+void
+bm_clock_release (void)
+{
+    if (s_clock_holds > 0 && --s_clock_holds == 0)
+        s_held_now = s_held_mono = -1;
 }
