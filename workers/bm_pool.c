@@ -512,8 +512,13 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         bm_pool_outcome_t outcome = { .exit_code = -1 };
         if (WIFSIGNALED (status)) {
             outcome.signal = WTERMSIG (status);
-            //  Not lost: stopped by us, or its job used up its CPU budget.
-            outcome.lost = !proc->stopping && outcome.signal != SIGXCPU;
+            //  Lost only if killed from outside (kill -9, the OOM killer,
+            //  a stray SIGTERM): maybe by an earlier job's doing.  Not
+            //  lost: stopped by us, or a signal of its own making (a
+            //  crash such as SIGSEGV or SIGABRT, its CPU budget used up),
+            //  which fails the job as it would a spawned bot.
+            outcome.lost = !proc->stopping
+                        && (outcome.signal == SIGKILL || outcome.signal == SIGTERM);
         }
         else
             outcome.exit_code = WEXITSTATUS (status) ? WEXITSTATUS (status) : 1;

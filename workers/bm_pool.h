@@ -72,7 +72,8 @@ typedef struct {
 typedef struct {
     bool init_failed;           //  No process could start (bot_init_failed)
     bool lost;                  //  Its pool process died under it by a
-                                //  signal nobody in the worker sent
+                                //  SIGKILL or SIGTERM nobody in the worker
+                                //  sent (a crash signal is no loss)
     bool overflowed;            //  It wrote more than output_max on stdout
     int exit_code;              //  Exit status (0 ok), -1 if killed
     int signal;                 //  Killed by this signal, 0 if not

@@ -8,6 +8,9 @@ under workers/bots/python/forkserver.py.
 - kill -9 of a pool process mid-job: the worker hands the job back as a
   lost attempt (RELEASE lost), it runs again as attempt 2 (BOT_ATTEMPT and
   the broker's attempts agree) and the pool refills;
+- a bot that kills itself with a crash signal (SIGSEGV, SIGABRT) in pool or
+  fork mode fails its job as in spawn mode: one run, bot_failed naming the
+  signal with the stderr tail; attempts 2 runs it twice; the pool refills;
 - timeout and cancel of a pooled job kill only that job's process; in fork
   mode only that job's child (the fork server lives on);
 - a bot that crashes while loading: its jobs fail with bot_init_failed and
@@ -133,6 +136,32 @@ def main():
         check(rec.get("attempts") == 2,
               "the broker's record counts that attempt too (attempts 2, as BOT_ATTEMPT said)", rec)
         wait_until(lambda: len(pool_pids(w.pid, "warm")) == 2, 15, "the pool to refill to 2")
+
+        # A crash of the bot's own making is the job's failure, not a lost
+        # attempt: one run (attempts 1), bot_failed, signal and stderr tail.
+        tmp = tempfile.mkdtemp(prefix="warm-crash-")
+        for bot_type, sig, num, attempts in (("warm", "SIGSEGV", 11, 1), ("warm", "SIGABRT", 6, 2),
+                                             ("forked", "SIGSEGV", 11, 1)):
+            runs = os.path.join(tmp, "%s-%s-%d" % (bot_type, sig, attempts))
+            rec = run(c, bot_type, {"crash": sig, "runLog": runs}, attempts=attempts,
+                      backoff={"type": "fixed", "delayMs": 100})
+            what = "%s mode, %s, attempts %d" % (bot_type, sig, attempts)
+            err = rec.get("error") or {}
+            check(rec["state"] == "failed" and err.get("code") == "bot_failed",
+                  "%s: the job fails with bot_failed" % what, rec)
+            check("killed by signal %s (%d)" % (sig, num) in err.get("message", ""),
+                  "%s: the message names the signal" % what, err)
+            check("report: about to crash" in err.get("message", ""),
+                  "%s: the message holds the bot's stderr tail" % what, err)
+            with open(runs) as f:
+                count = len(f.read().split())
+            check(count == attempts, "%s: the bot ran %d time(s), not retried as lost"
+                  % (what, attempts), count)
+            check(rec.get("attempts") == attempts, "%s: the record's attempts" % what, rec)
+        wait_until(lambda: len(pool_pids(w.pid, "warm")) == 2, 15, "the pool to refill after the crashes")
+        check(len(pool_pids(w.pid, "forked")) == 1, "the fork server survived its child's crash")
+        check(run(c, "warm", {})["state"] == "completed", "the next pooled job completes")
+        check(run(c, "forked", {})["state"] == "completed", "the next forked job completes")
 
         # Timeout and cancel of a pooled job kill only that job's process.
         slow = c.submit("warm", {"sleepMs": 4000})

@@ -7,6 +7,9 @@ job to job in pool mode and never in fork mode.  Payload:
     setEnv    set WARMBOT_LEAK in os.environ (must not reach later jobs)
     sleepMs   sleep first (progress 10, then 90)
     pidFile   write the pid of the process running the job there first
+    runLog    append the pid of the process running the job to that file
+    crash     a signal name (SIGSEGV, ...): write "report: about to crash"
+              on stderr, then kill its own process with that signal
 Its result also holds a random.random() draw (children of a fork server
 must not all draw the same) and whether a fork server's warm-up run
 (BOT_<TYPE>_FORK_WARMUP: BOT_JOB_ID "warmup") happened in this process or
@@ -17,6 +20,7 @@ WARMBOT_CRASH_AT_LOAD also set, loading fails (a missing model, say).
 import json
 import os
 import random
+import signal
 import sys
 import time
 
@@ -48,6 +52,13 @@ def main():
     if payload.get("pidFile"):
         with open(payload["pidFile"], "w") as f:
             f.write(str(os.getpid()))
+    if payload.get("runLog"):
+        with open(payload["runLog"], "a") as f:
+            f.write("%d\n" % os.getpid())
+    if payload.get("crash"):
+        sys.stderr.write("report: about to crash\n")
+        sys.stderr.flush()
+        os.kill(os.getpid(), getattr(signal, payload["crash"]))
     if payload.get("setEnv"):
         os.environ["WARMBOT_LEAK"] = "yes"
     if payload.get("sleepMs"):
