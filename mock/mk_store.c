@@ -196,11 +196,16 @@ mk_store_add (mk_store_t *self, const mk_arrival_t *arrival, bool *duplicate)
     else
         self->sig_unchecked++;
 
-    //  What the body says: success, and the bot type.
-    if (arrival->success == 1)
+    //  What the body says: success, and the bot type.  A body without
+    //  "success" (a /test/* call, say) counts by the answer: 2xx is
+    //  successful, anything else (or no answer) failed, so that
+    //  successful + failed == total.
+    bool answered_2xx = status >= 200 && status < 300;
+    bool said_success = arrival->success == 1 || arrival->success == 0 ? arrival->success == 1
+                      : answered_2xx;
+    if (said_success)
         self->successful++;
     else
-    if (arrival->success == 0)
         self->failed++;
     const char *bot_type = arrival->bot_type;
     if (bot_type && *bot_type && strlen (bot_type) <= MK_BOT_TYPE_MAX_LEN) {
@@ -212,8 +217,8 @@ mk_store_add (mk_store_t *self, const mk_arrival_t *arrival, bool *duplicate)
         }
         if (bot) {
             bot->total++;
-            bot->successful += arrival->success == 1;
-            bot->failed += arrival->success == 0;
+            bot->successful += said_success;
+            bot->failed += !said_success;
         }
     }
     int64_t minute = arrival->time_ms / 60000;
@@ -224,7 +229,7 @@ mk_store_add (mk_store_t *self, const mk_arrival_t *arrival, bool *duplicate)
     }
     self->minute_count [slot_m]++;
 
-    bool success = status >= 200 && status < 300;
+    bool success = answered_2xx;
     const char *key = s_key_of (arrival->webhook_id, arrival->job_id);
     s_key_t *state = NULL;
     if (key) {

@@ -55,7 +55,8 @@ uint64_t mk_store_add (mk_store_t *self, const mk_arrival_t *arrival, bool *dupl
 //  signatures: {valid, invalid, unchecked}, records, evicted, total,
 //  successful, failed, botTypeStats: {TYPE: {total, successful, failed}},
 //  lastHour, lastDay}.  successful/failed count the bodies whose "success"
-//  is true/false; lastHour/lastDay the arrivals in the hour/day before
+//  is true/false, and the others by the answer (2xx successful, else
+//  failed): they add up to total; lastHour/lastDay the arrivals in the hour/day before
 //  now_ms.  New reference.
 json_t *mk_store_stats (mk_store_t *self, int64_t now_ms);
 

@@ -42,6 +42,16 @@ def main():
         t0 = time.monotonic()
         status = http("POST", u + "/test/timeout", {})[0]
         check(status == 200 and time.monotonic() - t0 >= 0.3, "POST /test/timeout answers after the delay")
+        st = whlib.get_json(u + "/stats")
+        check(st["total"] == 3 and st["successful"] == 2 and st["failed"] == 1
+              and st["successful"] + st["failed"] == st["total"],
+              "/test/* calls count by the answer: success and timeout (200) successful, error (500) "
+              "failed; successful + failed == total", st)
+        http("POST", u + "/test/nope", {})
+        http("POST", u + "/e", json.dumps({"jobId": "job-e", "success": False}).encode())
+        st = whlib.get_json(u + "/stats")
+        check(st["total"] == 5 and st["successful"] == 2 and st["failed"] == 3,
+              "an unknown /test/ path (400) and a body saying success false count as failed", st)
         check(http("DELETE", u + "/stats")[0] == 200, "DELETE /stats")
         st = whlib.get_json(u + "/stats")
         check(st["received"] == 0 and st["records"] == 0, "reset clears everything", st)
