@@ -163,6 +163,13 @@ def run_stack(e, have_gw):
     for t in ("python", "node", "java"):
         check("worker-%s-1" % t in pids, "up started a %s worker" % t, pids)
     check(all(alive(p) for p in pids.values()), "every started process is alive", pids)
+    if "mock-webhook" in pids and "webhook-manager" in pids:
+        def started(pid):
+            with open("/proc/%d/stat" % pid) as f:
+                return int(f.read().rsplit(")", 1)[1].split()[19])     # starttime, in clock ticks
+        mock_t, wh_t = started(pids["mock-webhook"]), started(pids["webhook-manager"])
+        check(mock_t < wh_t, "up starts mock-webhook (and waits for it) before the webhook manager, so "
+              "the first deliveries find the mock listening", {"mock": mock_t, "webhook-manager": wh_t})
     # The service table's environment reaches the worker: warm bots.
     wenv = dict(kv.split("=", 1) for kv in
                 open("/proc/%d/environ" % pids["worker-python-1"]).read().split("\0") if "=" in kv)
