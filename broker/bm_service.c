@@ -60,14 +60,19 @@ bm_service_require (bm_broker_t *self, const char *name)
     service->m_usage = bm_metric_series (self->mf_usage, name);
     service->m_waiting = bm_metric_series (self->mf_waiting, name);
     service->m_limit = bm_metric_series (self->mf_limit, name);
-    service->m_submitted = bm_metric_series (self->mf_submitted, name);
-    service->m_completed = bm_metric_series (self->mf_executions, name, "completed");
-    service->m_failed = bm_metric_series (self->mf_executions, name, "failed");
-    service->m_cancelled = bm_metric_series (self->mf_executions, name, "cancelled");
-    service->m_duration = bm_metric_series (self->mf_duration, name);
-    service->m_wait = bm_metric_series (self->mf_wait, name);
     service->m_delayed = bm_metric_series (self->mf_delayed, name);
-    service->m_retries = bm_metric_series (self->mf_retries, name);
+    //  Webhook deliveries are no bot executions: the bot_type series
+    //  (executions, durations, submissions, waits, retries) leave them out
+    //  (NULL series ignore updates); the webhook service counts them.
+    if (!streq (name, BM_WEBHOOK_TYPE)) {
+        service->m_submitted = bm_metric_series (self->mf_submitted, name);
+        service->m_completed = bm_metric_series (self->mf_executions, name, "completed");
+        service->m_failed = bm_metric_series (self->mf_executions, name, "failed");
+        service->m_cancelled = bm_metric_series (self->mf_executions, name, "cancelled");
+        service->m_duration = bm_metric_series (self->mf_duration, name);
+        service->m_wait = bm_metric_series (self->mf_wait, name);
+        service->m_retries = bm_metric_series (self->mf_retries, name);
+    }
     bm_series_set (service->m_limit, (double) service->limit);
     zhashx_insert (self->services, name, service);
     return service;

@@ -232,7 +232,10 @@
                  warmProcesses: 0, recycles: 0, initFailures: 0 };
     names.forEach(function (name) {
       var t = stats.types[name] || {};
-      Object.keys(sums).forEach(function (k) { sums[k] += num(t[k]); });
+      // The "all" row counts bot executions: the webhook row's deliveries
+      // are shown on their own row only.
+      if (name !== "webhook")
+        Object.keys(sums).forEach(function (k) { sums[k] += num(t[k]); });
       body.appendChild(typeRow(name, t));
     });
     if (!names.length)
@@ -241,7 +244,7 @@
     var foot = $("totals");
     clear(foot);
     var totalRow = el("tr", { "data-type": "*" },
-      el("td", null, "all"),
+      el("td", { title: "all bot types; webhook deliveries are not counted here" }, "all"),
       el("td", { "class": "num", "data-field": "waiting" }, sums.waiting),
       el("td", { "class": "num", "data-field": "delayed" }, sums.delayed),
       el("td", null, el("div", { "class": "usage" }, el("span", { "class": "text" },

@@ -61,7 +61,7 @@ def test():
 
     with harness.Stack("dashboard") as s:
         s.redis()
-        s.broker(env={"METRICS_SNAPSHOT_INTERVAL": "1"})
+        broker = s.broker(env={"METRICS_SNAPSHOT_INTERVAL": "1"})
         s.spawn("pyworker", [sys.executable, os.path.join(HERE, "pyworker.py"), s.endpoint, "python", "2"])
         s.wait_workers(1, "python")
         # A real worker running a type warm (pool mode, 2 processes kept):
@@ -115,6 +115,16 @@ def test():
             wait_until(lambda: get("/job/" + hooked).get("webhook", {}).get("state") == "delivered"
                        and get("/stats")["types"]["webhook"]["completed"] == 1, 20, "the webhook to be delivered")
             check(mock_deliveries() == 1, "the mock received the delivery once")
+            # The broker's /metrics: bot executions only, deliveries apart.
+            status, _, text = harness.http("GET", "http://127.0.0.1:%d/metrics" % broker.metrics_port)
+            check(status == 200 and 'bot_executions_total{bot_type="python",status="completed"} 4\n' in text,
+                  "broker /metrics: the 4 completed python executions", status, text[:800])
+            webhook_series = [line for line in text.splitlines()
+                              if 'bot_type="webhook"' in line and not line.startswith("#")]
+            check(not webhook_series, "broker /metrics: no bot_type=\"webhook\" series (deliveries are "
+                  "no bot executions)", webhook_series)
+            check('queue_size{queue_name="webhook"}' in text,
+                  "broker /metrics: the webhook delivery queue keeps its queue_size (documented)", text[:800])
 
         with cdp.Browser() as browser:
             page = browser.new_page(1440, 1000)
@@ -152,6 +162,12 @@ def test():
             totals = get("/stats")["totals"]
             check(page.eval("Number(document.getElementById('total-submitted').textContent)") == totals["submitted"],
                   "total submitted matches", totals)
+            all_row = page.eval("""(function(){ var out = {};
+                document.querySelectorAll('#totals tr[data-type="*"] [data-field]').forEach(function (c) {
+                    out[c.dataset.field] = Number(c.textContent); });
+                return out; })()""")
+            check(all_row.get("completed") == totals["completed"] and all_row.get("failed") == totals["failed"],
+                  "the 'all' row counts bot executions only, not webhook deliveries", all_row, totals)
 
             # 3. Workers table
             worker = page.eval("""(function(){ var r = document.querySelector('#workers-body tr[data-worker^="pyworker-"]');
