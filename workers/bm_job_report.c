@@ -29,8 +29,19 @@ bm_job_report_parse_result (const char *text, size_t size, int64_t max_payload,
         size_t start = end;
         while (start > 0 && text [start - 1] != '\n')
             start--;
-        if (start > 0 && end > start)
-            value = json_loadb (text + start, end - start, flags, NULL);
+        if (start > 0 && end > start) {
+            json_error_t lerr;
+            value = json_loadb (text + start, end - start, flags, &lerr);
+            if (!value) {
+                int line = 1;
+                for (size_t i = 0; i < start; i++)
+                    line += text [i] == '\n';
+                snprintf (error, error_size, "the bot's stdout is not JSON (line %d, column %d: %s), "
+                          "nor is its last non-empty line, line %d (column %d: %s)",
+                          jerr.line, jerr.column, jerr.text, line, lerr.column, lerr.text);
+                return -1;
+            }
+        }
     }
     if (!value) {
         if (size == 0)
@@ -257,6 +268,15 @@ bm_job_report_test (bool verbose)
     bm_pool_outcome_t junk = { .exit_code = 0, .output = "hello", .output_size = 5 };
     bm_job_report_verdict (&junk, NULL, &limits, 1024, 1024, &verdict);
     assert (streq (verdict.code, "bad_output") && strstr (verdict.message, "not JSON"));
+    bm_job_verdict_clear (&verdict);
+
+    //  Several lines, none JSON: the message says the last one was tried.
+    const char *junk_lines = "starting\nhello, not json\n\n";
+    bm_pool_outcome_t lines = { .exit_code = 0, .output = junk_lines,
+                                .output_size = strlen (junk_lines) };
+    bm_job_report_verdict (&lines, NULL, &limits, 1024, 1024, &verdict);
+    assert (streq (verdict.code, "bad_output")
+        &&  strstr (verdict.message, "nor is its last non-empty line, line 2 (column 5:"));
     bm_job_verdict_clear (&verdict);
 
     //  A result over max_payload: bad_output.

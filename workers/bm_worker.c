@@ -259,7 +259,7 @@ s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome)
     else
     if (job->stop == STOP_TIMEOUT) {
         char message [96];
-        snprintf (message, sizeof message, "the bot ran past its timeout of %lld ms and was killed",
+        snprintf (message, sizeof message, "the job ran longer than its timeout of %lld ms",
                   (long long) job->limit_ms);
         s_send_done (self, job, NULL, 0, "timeout", message, -1, finished_at);
     }

@@ -167,8 +167,9 @@ def main():
         slow = c.submit("warm", {"sleepMs": 4000})
         doomed = c.submit("warm", {"sleepMs": 60000}, timeoutMs=1500)
         rec = c.wait(doomed, timeout=20)
-        check(rec["state"] == "failed" and rec["error"]["code"] == "timeout",
-              "a pooled job past its timeout -> timeout", rec.get("error"))
+        check(rec["state"] == "failed" and rec["error"]["code"] == "timeout"
+              and rec["error"]["message"] == "the job ran longer than its timeout of 1500 ms",
+              "a pooled job past its timeout -> timeout, worded as in spawn mode", rec.get("error"))
         rec = c.wait(slow, timeout=20)
         check(rec["state"] == "completed", "the other pooled job ran on, untouched", rec)
         wait_until(lambda: len(pool_pids(w.pid, "warm")) == 2, 15, "the pool to refill after timeout")
