@@ -1,5 +1,6 @@
 /*  bm_store.c - the broker's Redis connection, asynchronous, on its zloop.  */
 #include "bm_store.h"
+#include "bm_config.h"
 #include "bm_store_group.h"
 #include "bm_redis_url.h"
 #include "bm_log.h"
@@ -437,9 +438,12 @@ s_on_group_reply (redisAsyncContext *ac, void *r, void *privdata)
             bm_info (NULL, "redis %s:%d takes writes again", self->host, self->port);
         self->refusing = false;
         self->unconfirmed = false;
+        //  One clock read for the group's confirmations (bm_clock_hold)
+        bm_clock_hold ();
         for (size_t i = 0; i < group->count; i++)
             if (group->entries [i].fn)
                 group->entries [i].fn (reply, group->entries [i].arg);
+        bm_clock_release ();
     }
     else
     if (self->destroying)
