@@ -311,6 +311,16 @@ s_error_message (const bm_codec_job_error_t *error, char *buf, size_t size)
     buf [len] = 0;
 }
 
+//  A DONE for an earlier run of a job that runs again now: the broker had
+//  counted that run as lost (its worker went quiet, or the broker
+//  restarted) and dispatched the job once more; the worker sent the DONE
+//  again after it reconnected, or late.
+static bool
+s_done_of_earlier_run (const bm_codec_done_t *done, const bm_job_t *job)
+{
+    return job && job->state == JOB_RUNNING && done->attempt > 0 && done->attempt < job->attempts;
+}
+
 static void
 s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg)
 {
@@ -323,6 +333,31 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
     bm_job_t *job = s_worker_job (self, worker, done.job_id);
     if (!job)
         job = s_worker_reclaim (self, worker, done.job_id);
+    if (job && job->state == JOB_QUEUED && done.started_at > 0)
+        job->started_at = done.started_at;     //  Reclaimed: when its run began
+    if (!job) {
+        bm_job_t *other = (bm_job_t *) bm_jobtab_lookup (self->jobs, done.job_id);
+        if (s_done_of_earlier_run (&done, other))
+            job = other;                        //  Runs again on another worker
+    }
+    if (s_done_of_earlier_run (&done, job)) {
+        //  The earlier run completed: its result is the job's, and the run
+        //  now going is stopped (CANCEL duplicate; its slot stays taken
+        //  until that worker's DONE for it).  An earlier run that failed
+        //  is not taken: the run now going decides.
+        if (!done.ok) {
+            bm_info (job->id, "DONE from %s for attempt %" PRId64 ", which failed; attempt %"
+                     PRId64 " runs on %s and decides", worker->name, done.attempt,
+                     job->attempts, job->worker_name ? job->worker_name : "a worker");
+            return;
+        }
+        bm_info (job->id, "DONE from %s for attempt %" PRId64 ", which completed: taken; "
+                 "attempt %" PRId64 " on %s stopped (CANCEL duplicate)", worker->name,
+                 done.attempt, job->attempts, job->worker_name ? job->worker_name : "a worker");
+        bm_workers_stop_job (self, job, "duplicate");
+        if (done.started_at > 0)
+            job->started_at = done.started_at;
+    }
     if (!job) {
         //  A DONE for a job it was told to stop is expected (it frees the
         //  slot); anything else is counted.

@@ -375,7 +375,7 @@ int bm_codec_progress_decode (const bm_msg_t *msg, bm_codec_progress_t *self,
 void bm_codec_progress_encode (const bm_codec_progress_t *self, bm_packer_t *packer);
 
 //  DONE {jobId, ok, result?, error?, startedAt?, finishedAt?, progress?,
-//        webhook?}.
+//        webhook?, attempt?}.
 //  ok: true and result, or ok: false and error.  Only jobId is required:
 //  a DONE ends its job, so optional fields that do not read (startedAt,
 //  finishedAt, webhook) are ignored, not a reason to refuse it.  A result
@@ -384,7 +384,9 @@ void bm_codec_progress_encode (const bm_codec_progress_t *self, bm_packer_t *pac
 //  worker is not at fault for its bot's output).  error.code absent, not
 //  a string or longer than BM_MAX_ERROR_CODE_LEN reads as "bot_failed";
 //  error.message is cut at BM_MAX_ERROR_MESSAGE_LEN bytes on a UTF-8
-//  character boundary.
+//  character boundary.  attempt: the JOB's attempt this DONE ends, so
+//  that the DONE of an earlier run (sent again after a reconnect) is told
+//  from the run now going; absent (0) from older workers.
 typedef struct {
     char job_id [BM_MAX_ID_LEN + 1];
     bool ok;
@@ -397,6 +399,7 @@ typedef struct {
     int64_t progress;
     bool has_webhook;
     bm_codec_webhook_t webhook;
+    int64_t attempt;                    //  0: absent
 } bm_codec_done_t;
 
 int bm_codec_done_decode (const bm_msg_t *msg, bm_codec_done_t *self, bm_codec_error_t *error);

@@ -153,6 +153,8 @@ bm_codec_done_decode (const bm_msg_t *msg, bm_codec_done_t *self, bm_codec_error
         self->started_at = 0;
     if (bm_field_opt_int (body, "finishedAt", 0, INT64_MAX, &has, &self->finished_at, &ignored))
         self->finished_at = 0;
+    if (bm_field_opt_int (body, "attempt", 1, INT64_MAX, &has, &self->attempt, &ignored))
+        self->attempt = 0;
     if (bm_field_opt_webhook (body, &self->has_webhook, &self->webhook, &ignored)) {
         self->has_webhook = false;
         memset (&self->webhook, 0, sizeof self->webhook);
@@ -170,7 +172,7 @@ bm_codec_done_encode (const bm_codec_done_t *self, bm_packer_t *packer)
     bool result = self->ok && (self->result.obj || self->result.data);
     msgpack_pack_map (&packer->pk, 3 + (self->started_at > 0) + (self->finished_at > 0)
                                    + self->has_progress + self->has_webhook
-                                   - (self->ok && !result));
+                                   + (self->attempt > 0) - (self->ok && !result));
     bm_pack_kv_str (&packer->pk, "jobId", self->job_id);
     bm_pack_kv_bool (&packer->pk, "ok", self->ok);
     if (result)
@@ -190,6 +192,8 @@ bm_codec_done_encode (const bm_codec_done_t *self, bm_packer_t *packer)
         bm_field_pack_key (packer, "webhook");
         bm_codec_webhook_encode (&self->webhook, packer);
     }
+    if (self->attempt > 0)
+        bm_field_pack_int (packer, "attempt", self->attempt);
 }
 
 //  --------------------------------------------------------------------------

@@ -60,6 +60,19 @@ static int s_on_watch (zloop_t *loop, zsock_t *reader, void *arg);
 static int s_send_raw (bm_worker_link_t *self, int command, const char *body, size_t size,
                        const char *job_id);
 
+static void s_send_dones (bm_worker_link_t *self);
+
+//  Before any message other than a DONE: the DONEs held so far leave
+//  first.  The broker must read a job's DONE before a DISCONNECT (it would
+//  count the job as lost and run it again) or a RELEASE sent after it.
+//  Called before the message is packed (s_send_dones uses self->packer).
+static void
+s_send_held (bm_worker_link_t *self)
+{
+    if (self->done_count > 0)
+        s_send_dones (self);
+}
+
 //  Send the body encoded in self->packer; it is emptied for the next one.
 static int
 s_send_packed (bm_worker_link_t *self, int command, const char *job_id)
@@ -84,6 +97,8 @@ s_send_packed (bm_worker_link_t *self, int command, const char *job_id)
 static void
 s_send_ready (bm_worker_link_t *self, bool running)
 {
+    if (!running)
+        s_send_held (self);         //  On a new socket READY goes first
     bm_codec_ready_t ready = { .type_count = self->type_count, .credit = self->credit,
                                .has_pid = true, .pid = (int64_t) getpid (), .batch = self->batch };
     snprintf (ready.name, sizeof ready.name, "%s", self->name);
@@ -645,6 +660,8 @@ bm_worker_link_send (bm_worker_link_t *self, int command, const char *body, size
         s_auto_hold (self);
     if (command == BM_DONE && self->collecting && s_keep_done (self, body, size) == 0)
         return 0;
+    if (command != BM_DONE)
+        s_send_held (self);
     return s_send_raw (self, command, body, size, job_id);
 }
 
@@ -668,6 +685,7 @@ bm_worker_link_send_simple (bm_worker_link_t *self, int command, const char *key
                             const char *value)
 {
     bm_packer_t *packer = &self->packer;
+    s_send_held (self);
     if (key) {
         msgpack_pack_map (&packer->pk, 1);
         bm_pack_kv_str (&packer->pk, key, value);
@@ -696,6 +714,7 @@ bm_worker_link_send_done (bm_worker_link_t *self, const bm_codec_done_t *done)
 int
 bm_worker_link_send_progress (bm_worker_link_t *self, const bm_codec_progress_t *progress)
 {
+    s_send_held (self);
     bm_codec_progress_encode (progress, &self->packer);
     return s_send_packed (self, BM_PROGRESS, progress->job_id);
 }
@@ -704,6 +723,7 @@ static int
 s_send_release (bm_worker_link_t *self, const char *job_id, bool lost)
 {
     bm_codec_job_notice_t release = { .reason = { NULL, 0 }, .lost = lost };
+    s_send_held (self);
     snprintf (release.job_id, sizeof release.job_id, "%s", job_id);
     bm_codec_job_notice_encode (&release, &self->packer);
     return s_send_packed (self, BM_RELEASE, job_id);
@@ -724,6 +744,7 @@ bm_worker_link_send_lost (bm_worker_link_t *self, const char *job_id)
 int
 bm_worker_link_send_heartbeat (bm_worker_link_t *self, const bm_codec_heartbeat_t *heartbeat)
 {
+    s_send_held (self);
     bm_codec_heartbeat_encode (heartbeat, &self->packer);
     return s_send_packed (self, BM_HEARTBEAT, NULL);
 }

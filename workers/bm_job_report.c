@@ -192,10 +192,11 @@ void
 bm_job_report_done (msgpack_sbuffer *sbuf, const char *job_id,
                     const char *result_data, size_t result_size,
                     const char *code, const char *message, int exit_code,
-                    const char *limit, int64_t started_at, int64_t finished_at)
+                    const char *limit, int64_t attempt, int64_t started_at,
+                    int64_t finished_at)
 {
     bm_codec_done_t body = { .ok = code == NULL, .started_at = started_at,
-                             .finished_at = finished_at };
+                             .finished_at = finished_at, .attempt = attempt };
     snprintf (body.job_id, sizeof body.job_id, "%s", job_id);
     if (body.ok) {
         body.result.data = result_data;
@@ -323,7 +324,7 @@ bm_job_report_test (bool verbose)
 
     //  A DONE with an error carries exitCode and limit only when set.
     msgpack_sbuffer sbuf;
-    bm_job_report_done (&sbuf, "j1", NULL, 0, "resource_limit", "m", -1, "memory", 1, 2);
+    bm_job_report_done (&sbuf, "j1", NULL, 0, "resource_limit", "m", -1, "memory", 1, 1, 2);
     msgpack_unpacked unpacked;
     msgpack_unpacked_init (&unpacked);
     assert (msgpack_unpack_next (&unpacked, sbuf.data, sbuf.size, NULL) == MSGPACK_UNPACK_SUCCESS);

@@ -61,13 +61,14 @@ void bm_job_report_keep_end (char *text, size_t max);
 void bm_job_report_progress (msgpack_sbuffer *sbuf, const char *job_id, int progress);
 
 //  DONE {jobId, ok, result | error {code, message, exitCode?, limit?},
-//        startedAt, finishedAt}.  ok when code is NULL; result_data is then a
+//        startedAt, finishedAt, attempt}.  ok when code is NULL; result_data is then a
 //  msgpack value (result_size bytes).  exit_code < 0 and limit NULL are left
 //  out.
 void bm_job_report_done (msgpack_sbuffer *sbuf, const char *job_id,
                          const char *result_data, size_t result_size,
                          const char *code, const char *message, int exit_code,
-                         const char *limit, int64_t started_at, int64_t finished_at);
+                         const char *limit, int64_t attempt, int64_t started_at,
+                         int64_t finished_at);
 
 //  The result of a simulated run: {simulated, botType, jobId, attempt,
 //  durationMs}.

@@ -133,7 +133,7 @@ s_send_done (bm_worker_t *self, job_t *job, const char *result_data, size_t resu
     bool ok = code == NULL;
     msgpack_sbuffer sbuf;
     bm_job_report_done (&sbuf, job->id, result_data, result_size, code, message, exit_code,
-                        job->limit_hit, job->started_at, finished_at);
+                        job->limit_hit, job->attempt, job->started_at, finished_at);
     s_send (self, BM_DONE, &sbuf, job->id);
     bm_done_replay_remember (self->recent_done, sbuf.data, sbuf.size, bm_mono_ms ());
     msgpack_sbuffer_destroy (&sbuf);

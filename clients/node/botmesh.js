@@ -801,7 +801,7 @@ class Worker extends EventEmitter {
   }
 
   async _runJob(job) {
-    const done = { jobId: job.id, startedAt: nowMs() };
+    const done = { jobId: job.id, startedAt: nowMs(), attempt: job.attempt };
     let error = null;
     let result;
     try {

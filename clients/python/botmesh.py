@@ -1218,7 +1218,7 @@ class Worker:
             proc.join(self.kill_grace)
 
     def _run_job(self, job):
-        done = {"jobId": job.id, "startedAt": now_ms()}
+        done = {"jobId": job.id, "startedAt": now_ms(), "attempt": job.attempt}
         error = result = None
         if self.isolation == "process":
             result, error = self._run_in_process(job)

@@ -1,0 +1,111 @@
+"""Jobs that finish while the broker is down are taken once, not run again.
+
+Real redis-server (AOF), a real broker, a real botmesh-worker whose bot
+(type "slow", spawn mode) writes a line to a file when it starts and one
+when it ends, with the attempt it ran.
+
+1. Three jobs start; the broker is killed (SIGKILL) while they run.  They
+   end while it is down: the worker keeps their DONEs.  A new broker
+   recovers them from Redis as running and queued again, and the worker
+   comes back, READY with nothing running, then sends the kept DONEs
+   again, each saying which attempt it ends.  The broker may have
+   dispatched a job again meanwhile (attempt 2): the DONE of attempt 1
+   is then taken as the job's result and attempt 2 is stopped (CANCEL
+   duplicate).  Each job completes with attempt 1's result, its bot ends
+   once, and the worker never gets a job it has no room for (the broker's
+   count of its free slots stays right).
+2. A worker stopped with SIGTERM while a job runs finishes it: its DONE
+   reaches the broker before its DISCONNECT, so the job is not counted as
+   lost and run again.
+"""
+import os
+import signal
+import harness as h
+
+BOT = r'''
+import json, os, sys, time
+job, attempt = os.environ["BOT_JOB_ID"], os.environ.get("BOT_ATTEMPT", "?")
+def note(what):
+    with open(%r, "a") as f:
+        f.write("%%s %%s %%s\n" %% (what, job, attempt))
+note("start")
+payload = json.load(sys.stdin)
+time.sleep(payload.get("sleepMs", 0) / 1000.0)
+note("end")
+print(json.dumps({"ran": job, "attempt": attempt}))
+'''
+
+
+def notes(path, what):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [l.split()[1:] for l in f if l.startswith(what + " ")]
+
+
+def test():
+    hb = {"HEARTBEAT_INTERVAL_MS": "200", "HEARTBEAT_LIVENESS": "10"}
+    benv = dict(hb, BROKER_SAVE_RUNNING_MS="0")
+    with h.Stack("restart-done") as s:
+        s.redis()
+        broker = s.broker(env=benv)
+        notes_file = os.path.join(s.dir, "notes.txt")
+        bot = os.path.join(s.dir, "slowbot.py")
+        with open(bot, "w") as f:
+            f.write(BOT % notes_file)
+        worker = s.worker("--type", "slow", "--concurrency", "3", "--name", "w1",
+                          env=dict(hb, BOT_SLOW_CMD="/usr/bin/python3 " + bot))
+        s.wait_workers(1, "slow")
+        c = s.client()
+
+        # 1. Three jobs end while the broker is down.
+        jobs = [c.submit("slow", {"sleepMs": 1500}) for _ in range(3)]
+        h.wait_until(lambda: len(notes(notes_file, "start")) == 3, 15, "the three bots to start")
+        h.wait_until(lambda: all(s.redis_cli("HGET", "botmesh:{bm}:job:" + j, "state") == "running"
+                                 for j in jobs), 5, "the jobs' running state in Redis")
+        c.close()
+        broker.kill()
+        h.log("broker killed with SIGKILL, three jobs running")
+        h.wait_until(lambda: len(notes(notes_file, "end")) == 3, 15,
+                     "the three bots to end while the broker is down")
+        broker = s.broker(env=benv)
+        c = s.client()
+        recs = [c.wait(j, timeout=30) for j in jobs]
+        for rec in recs:
+            h.check(rec["state"] == "completed" and rec["result"]["attempt"] == "1",
+                    "job %s completed with the result of attempt 1" % rec["jobId"], rec)
+        h.wait_until(lambda: c.stats()["types"]["slow"]["running"] == 0, 15,
+                     "no job of the worker left running (a stopped second attempt ended)")
+        ends = notes(notes_file, "end")
+        h.log("bot runs ended: %s" % ends)
+        h.check(sorted(e[0] for e in ends) == sorted(jobs), "each job's bot ended once", ends)
+        blog, wlog = broker.output(), worker.output()
+        taken = blog.count("which completed: taken")
+        h.log("broker took %d result(s) of attempt 1 while attempt 2 ran" % taken)
+        h.check("no credit left" not in wlog,
+                "the broker never sent the worker a job it had no room for",
+                [l for l in wlog.splitlines() if "no credit left" in l][:5])
+
+        # The worker takes new jobs as before, all three slots.
+        more = [c.submit("slow", {"sleepMs": 300}) for _ in range(3)]
+        for j in more:
+            rec = c.wait(j, timeout=20)
+            h.check(rec["state"] == "completed" and rec["attempts"] == 1,
+                    "a new job runs once after the restart", rec)
+
+        # 2. SIGTERM to the worker while a job runs: DONE before DISCONNECT.
+        last = c.submit("slow", {"sleepMs": 1000})
+        h.wait_until(lambda: [last, "1"] in notes(notes_file, "start"), 15, "the last job to start")
+        worker.signal(signal.SIGTERM)
+        rec = c.wait(last, timeout=20)
+        h.check(rec["state"] == "completed" and rec["attempts"] == 1,
+                "the job a stopping worker finished completed once", rec)
+        h.wait_until(lambda: not worker.alive(), 15, "the worker to exit")
+        h.check("worker_lost" not in broker.output(),
+                "the broker did not count the job as lost with the worker",
+                [l for l in broker.output().splitlines() if "worker_lost" in l])
+        c.close()
+
+
+if __name__ == "__main__":
+    h.main(test)
