@@ -10,10 +10,12 @@ typedef struct {
     int64_t sent_mono;                  //  When it was sent
     char *body;                         //  Its msgpack body
     size_t size;
+    char *job_id;                       //  Its job, when it completed; else NULL
 } done_t;
 
 struct _bm_done_replay_t {
     zlistx_t *recent;                   //  done_t, oldest first, owned
+    zhashx_t *completed;                //  job id -> its completed done_t in recent
     size_t max;                         //  Most DONEs kept
 };
 
@@ -22,9 +24,20 @@ s_done_destroy (done_t **done_p)
 {
     if (*done_p) {
         free ((*done_p)->body);
+        free ((*done_p)->job_id);
         free (*done_p);
         *done_p = NULL;
     }
+}
+
+//  Drop the oldest DONE kept.
+static void
+s_drop_oldest (bm_done_replay_t *self)
+{
+    done_t *done = (done_t *) zlistx_detach (self->recent, NULL);
+    if (done && done->job_id && zhashx_lookup (self->completed, done->job_id) == done)
+        zhashx_delete (self->completed, done->job_id);
+    s_done_destroy (&done);
 }
 
 bm_done_replay_t *
@@ -32,6 +45,7 @@ bm_done_replay_new (size_t max)
 {
     bm_done_replay_t *self = (bm_done_replay_t *) zmalloc (sizeof (bm_done_replay_t));
     self->recent = zlistx_new ();
+    self->completed = zhashx_new ();         //  Values are not owned: recent owns them
     self->max = max;
     return self;
 }
@@ -41,17 +55,18 @@ bm_done_replay_destroy (bm_done_replay_t **self_p)
 {
     if (*self_p) {
         bm_done_replay_t *self = *self_p;
-        done_t *done;
-        while ((done = (done_t *) zlistx_detach (self->recent, NULL)))
-            s_done_destroy (&done);
+        while (zlistx_size (self->recent))
+            s_drop_oldest (self);
         zlistx_destroy (&self->recent);
+        zhashx_destroy (&self->completed);
         free (self);
         *self_p = NULL;
     }
 }
 
 void
-bm_done_replay_remember (bm_done_replay_t *self, const char *body, size_t size, int64_t now_mono)
+bm_done_replay_remember (bm_done_replay_t *self, const char *body, size_t size,
+                         const char *completed_job_id, int64_t now_mono)
 {
     done_t *done = (done_t *) zmalloc (sizeof (done_t));
     done->sent_mono = now_mono;
@@ -62,21 +77,32 @@ bm_done_replay_remember (bm_done_replay_t *self, const char *body, size_t size, 
     }
     memcpy (done->body, body, size);
     done->size = size;
-    zlistx_add_end (self->recent, done);
-    while (zlistx_size (self->recent) > self->max) {
-        done_t *oldest = (done_t *) zlistx_detach (self->recent, NULL);
-        s_done_destroy (&oldest);
+    if (completed_job_id) {
+        done->job_id = strdup (completed_job_id);
+        if (done->job_id)
+            zhashx_update (self->completed, done->job_id, done);
     }
+    zlistx_add_end (self->recent, done);
+    while (zlistx_size (self->recent) > self->max)
+        s_drop_oldest (self);
+}
+
+const char *
+bm_done_replay_completed (bm_done_replay_t *self, const char *job_id, size_t *size)
+{
+    done_t *done = (done_t *) zhashx_lookup (self->completed, job_id);
+    if (!done)
+        return NULL;
+    *size = done->size;
+    return done->body;
 }
 
 void
 bm_done_replay_prune (bm_done_replay_t *self, int64_t horizon_mono)
 {
     done_t *done;
-    while ((done = (done_t *) zlistx_first (self->recent)) && done->sent_mono < horizon_mono) {
-        zlistx_detach (self->recent, NULL);
-        s_done_destroy (&done);
-    }
+    while ((done = (done_t *) zlistx_first (self->recent)) && done->sent_mono < horizon_mono)
+        s_drop_oldest (self);
 }
 
 void
@@ -104,15 +130,29 @@ bm_done_replay_test (bool verbose)
     (void) verbose;
     printf (" * bm_done_replay: ");
     bm_done_replay_t *replay = bm_done_replay_new (2);
-    bm_done_replay_remember (replay, "a", 1, 10);
-    bm_done_replay_remember (replay, "bb", 2, 20);
-    bm_done_replay_remember (replay, "ccc", 3, 30);
+    size_t size = 0;
+    bm_done_replay_remember (replay, "a", 1, "j1", 10);
+    assert (bm_done_replay_completed (replay, "j1", &size) && size == 1);
+    bm_done_replay_remember (replay, "bb", 2, NULL, 20);        //  A failed run
+    assert (!bm_done_replay_completed (replay, "j2", &size));
+    bm_done_replay_remember (replay, "ccc", 3, "j3", 30);
     assert (bm_done_replay_size (replay) == 2);         //  "a" dropped
+    assert (!bm_done_replay_completed (replay, "j1", &size));
+    const char *body = bm_done_replay_completed (replay, "j3", &size);
+    assert (body && size == 3 && memcmp (body, "ccc", 3) == 0);
     bm_done_replay_prune (replay, 25);
     assert (bm_done_replay_size (replay) == 1);         //  "bb" too old
     bm_done_replay_prune (replay, 31);
     assert (bm_done_replay_size (replay) == 0);
-    bm_done_replay_remember (replay, "d", 1, 40);
+    assert (!bm_done_replay_completed (replay, "j3", &size));
+    //  The same job twice: the newer entry is the one found, and dropping
+    //  the older one keeps it.
+    bm_done_replay_remember (replay, "e", 1, "j4", 40);
+    bm_done_replay_remember (replay, "ff", 2, "j4", 41);
+    bm_done_replay_remember (replay, "g", 1, NULL, 42);
+    assert (bm_done_replay_completed (replay, "j4", &size) && size == 2);
+    bm_done_replay_remember (replay, "d", 1, NULL, 43);
+    assert (!bm_done_replay_completed (replay, "j4", &size));
     bm_done_replay_destroy (&replay);
     assert (replay == NULL);
     bm_done_replay_destroy (&replay);                   //  Idempotent

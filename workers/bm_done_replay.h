@@ -3,7 +3,10 @@
     DONEs sent just before the broker went away may be lost; the worker
     keeps a copy of each (at most `max`, oldest dropped first) and, once a
     new connection said READY, sends those still young enough again.  A
-    DONE the broker already has is answered NACK not_owner.  */
+    DONE the broker already has is answered NACK not_owner.  The completed
+    ones are also found by job id: a JOB for a job we completed moments
+    ago (the broker lost our DONE and dispatched it again) is answered
+    with that DONE instead of running the bot a second time.  */
 #ifndef BM_DONE_REPLAY_H
 #define BM_DONE_REPLAY_H
 
@@ -18,9 +21,15 @@ typedef struct _bm_done_replay_t bm_done_replay_t;
 bm_done_replay_t *bm_done_replay_new (size_t max);
 void bm_done_replay_destroy (bm_done_replay_t **self_p);
 
-//  Keep a copy of a DONE body (msgpack, size bytes), sent at now_mono.
+//  Keep a copy of a DONE body (msgpack, size bytes), sent at now_mono;
+//  completed_job_id names its job when the run completed (else NULL).
 void bm_done_replay_remember (bm_done_replay_t *self, const char *body, size_t size,
-                              int64_t now_mono);
+                              const char *completed_job_id, int64_t now_mono);
+
+//  The body of the completed DONE kept for job_id (its size in *size), or
+//  NULL.  Valid until the next call that changes self.
+const char *bm_done_replay_completed (bm_done_replay_t *self, const char *job_id,
+                                      size_t *size);
 
 //  Forget the DONEs sent before horizon_mono.
 void bm_done_replay_prune (bm_done_replay_t *self, int64_t horizon_mono);

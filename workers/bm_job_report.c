@@ -216,6 +216,42 @@ bm_job_report_done (msgpack_sbuffer *sbuf, const char *job_id,
     s_hand_over (&packer, sbuf, job_id);
 }
 
+static bool
+s_key_is (const msgpack_object *key, const char *name)
+{
+    size_t len = strlen (name);
+    return key->type == MSGPACK_OBJECT_STR && key->via.str.size == len
+        && memcmp (key->via.str.ptr, name, len) == 0;
+}
+
+int
+bm_job_report_done_again (msgpack_sbuffer *sbuf, const char *body, size_t size, int64_t attempt)
+{
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    if (msgpack_unpack_next (&unpacked, body, size, NULL) != MSGPACK_UNPACK_SUCCESS
+    ||  unpacked.data.type != MSGPACK_OBJECT_MAP) {
+        msgpack_unpacked_destroy (&unpacked);
+        return -1;
+    }
+    const msgpack_object_map *map = &unpacked.data.via.map;
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < map->size; i++)
+        kept += !s_key_is (&map->ptr [i].key, "attempt");
+    msgpack_sbuffer_init (sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, kept + 1);
+    for (uint32_t i = 0; i < map->size; i++)
+        if (!s_key_is (&map->ptr [i].key, "attempt")) {
+            msgpack_pack_object (&pk, map->ptr [i].key);
+            msgpack_pack_object (&pk, map->ptr [i].val);
+        }
+    bm_pack_kv_int (&pk, "attempt", attempt);
+    msgpack_unpacked_destroy (&unpacked);
+    return 0;
+}
+
 void
 bm_job_report_simulated (msgpack_sbuffer *sbuf, const char *bot_type, const char *job_id,
                          int64_t attempt, int64_t duration_ms)
@@ -330,7 +366,21 @@ bm_job_report_test (bool verbose)
     assert (msgpack_unpack_next (&unpacked, sbuf.data, sbuf.size, NULL) == MSGPACK_UNPACK_SUCCESS);
     const msgpack_object *error = bm_obj_get (&unpacked.data, "error");
     assert (error && error->type == MSGPACK_OBJECT_MAP && error->via.map.size == 3);
+    uint32_t fields = unpacked.data.via.map.size;
     msgpack_unpacked_destroy (&unpacked);
+
+    //  Packed again for attempt 7: the same fields, attempt replaced.
+    msgpack_sbuffer again;
+    assert (bm_job_report_done_again (&again, sbuf.data, sbuf.size, 7) == 0);
+    msgpack_unpacked_init (&unpacked);
+    assert (msgpack_unpack_next (&unpacked, again.data, again.size, NULL) == MSGPACK_UNPACK_SUCCESS);
+    int64_t attempt = 0;
+    assert (unpacked.data.via.map.size == fields);
+    assert (bm_obj_int (&unpacked.data, "attempt", &attempt) && attempt == 7);
+    assert (bm_obj_get (&unpacked.data, "error") && bm_obj_get (&unpacked.data, "startedAt"));
+    msgpack_unpacked_destroy (&unpacked);
+    msgpack_sbuffer_destroy (&again);
+    assert (bm_job_report_done_again (&again, "\xc0", 1, 2) == -1);     //  nil: not a map
     msgpack_sbuffer_destroy (&sbuf);
     printf ("OK\n");
 }

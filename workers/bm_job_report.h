@@ -70,6 +70,12 @@ void bm_job_report_done (msgpack_sbuffer *sbuf, const char *job_id,
                          const char *limit, int64_t attempt, int64_t started_at,
                          int64_t finished_at);
 
+//  A DONE kept (body, size bytes) packed again for another attempt of its
+//  job: the same fields, attempt replaced.  0, or -1 when body is not a
+//  msgpack map (sbuf is then not initialised).
+int bm_job_report_done_again (msgpack_sbuffer *sbuf, const char *body, size_t size,
+                              int64_t attempt);
+
 //  The result of a simulated run: {simulated, botType, jobId, attempt,
 //  durationMs}.
 void bm_job_report_simulated (msgpack_sbuffer *sbuf, const char *bot_type, const char *job_id,

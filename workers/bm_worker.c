@@ -135,7 +135,8 @@ s_send_done (bm_worker_t *self, job_t *job, const char *result_data, size_t resu
     bm_job_report_done (&sbuf, job->id, result_data, result_size, code, message, exit_code,
                         job->limit_hit, job->attempt, job->started_at, finished_at);
     s_send (self, BM_DONE, &sbuf, job->id);
-    bm_done_replay_remember (self->recent_done, sbuf.data, sbuf.size, bm_mono_ms ());
+    bm_done_replay_remember (self->recent_done, sbuf.data, sbuf.size, ok ? job->id : NULL,
+                             bm_mono_ms ());
     msgpack_sbuffer_destroy (&sbuf);
 
     int64_t took = bm_mono_ms () - job->started_mono;
@@ -340,6 +341,19 @@ s_on_job (bm_worker_t *self, const bm_codec_job_t *body)
         bm_info (job_id, "dispatched again (attempt %lld) while still running: carrying on",
                  (long long) attempt);
         job->attempt = attempt;
+        return;
+    }
+    //  A job we completed moments ago: the broker lost our DONE (it
+    //  restarted, or took us for dead) and dispatched it again.  Our DONE
+    //  answers for this attempt too; the bot does not run twice.
+    size_t kept_size;
+    const char *kept = bm_done_replay_completed (self->recent_done, job_id, &kept_size);
+    msgpack_sbuffer again;
+    if (kept && bm_job_report_done_again (&again, kept, kept_size, attempt) == 0) {
+        bm_info (job_id, "dispatched again (attempt %lld) after we completed it: "
+                 "our DONE answers for it, the bot does not run again", (long long) attempt);
+        s_send (self, BM_DONE, &again, job_id);
+        msgpack_sbuffer_destroy (&again);
         return;
     }
     if (self->draining || (int64_t) zhashx_size (self->jobs) >= self->config->concurrency) {

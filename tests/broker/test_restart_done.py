@@ -10,10 +10,11 @@ when it ends, with the attempt it ran.
    comes back, READY with nothing running, then sends the kept DONEs
    again, each saying which attempt it ends.  The broker may have
    dispatched a job again meanwhile (attempt 2): the DONE of attempt 1
-   is then taken as the job's result and attempt 2 is stopped (CANCEL
-   duplicate).  Each job completes with attempt 1's result, its bot ends
-   once, and the worker never gets a job it has no room for (the broker's
-   count of its free slots stays right).
+   is then taken as the job's result, and the worker answers the JOB of
+   attempt 2 with that DONE rather than run the bot again.  Each job
+   completes with attempt 1's result, its bot starts and ends once, and
+   the worker never gets a job it has no room for (the broker's count of
+   its free slots stays right).
 2. A worker stopped with SIGTERM while a job runs finishes it: its DONE
    reaches the broker before its DISCONNECT, so the job is not counted as
    lost and run again.
@@ -76,12 +77,14 @@ def test():
                     "job %s completed with the result of attempt 1" % rec["jobId"], rec)
         h.wait_until(lambda: c.stats()["types"]["slow"]["running"] == 0, 15,
                      "no job of the worker left running (a stopped second attempt ended)")
-        ends = notes(notes_file, "end")
-        h.log("bot runs ended: %s" % ends)
+        starts, ends = notes(notes_file, "start"), notes(notes_file, "end")
+        h.log("bot runs started: %s, ended: %s" % (starts, ends))
+        h.check(sorted(e[0] for e in starts) == sorted(jobs), "each job's bot started once", starts)
         h.check(sorted(e[0] for e in ends) == sorted(jobs), "each job's bot ended once", ends)
         blog, wlog = broker.output(), worker.output()
-        taken = blog.count("which completed: taken")
-        h.log("broker took %d result(s) of attempt 1 while attempt 2 ran" % taken)
+        h.log("broker took %d result(s) of attempt 1 while attempt 2 was dispatched; "
+              "the worker answered %d JOB(s) of a job it had completed with its DONE"
+              % (blog.count("which completed: taken"), wlog.count("after we completed it")))
         h.check("no credit left" not in wlog,
                 "the broker never sent the worker a job it had no room for",
                 [l for l in wlog.splitlines() if "no credit left" in l][:5])
