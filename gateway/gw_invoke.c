@@ -166,6 +166,9 @@ gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, size_t
                        BM_MAX_BOT_TYPE_LEN);
     const char *bot_type = json_string_value (item);
     size_t bot_type_len = json_string_length (item);
+    if (streq (bot_type, BM_WEBHOOK_TYPE))
+        return s_fail (error, 400, "invalid_bot_type",
+                       "botType %s is reserved for webhook deliveries", BM_WEBHOOK_TYPE);
 
     //  payload: required (the seed's examples always send it), any value.
     const json_t *payload = json_object_get (body, "payload");
@@ -433,6 +436,7 @@ gw_invoke_test (bool verbose)
         { "{\"botType\":7,\"payload\":1}", 400, "invalid_bot_type" },
         { "{\"botType\":\"Python\",\"payload\":1}", 400, "invalid_bot_type" },
         { "{\"botType\":\"\",\"payload\":1}", 400, "invalid_bot_type" },
+        { "{\"botType\":\"webhook\",\"payload\":1}", 400, "invalid_bot_type" },
         { "{\"botType\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"payload\":1}", 400, "invalid_bot_type" },
         { "{\"botType\":\"python\",\"payload\":1,\"priority\":-1}", 400, "invalid_priority" },
         { "{\"botType\":\"python\",\"payload\":1,\"priority\":2097153}", 400, "invalid_priority" },
