@@ -191,6 +191,20 @@ HUGE = 2 << 20          # a transparent huge page (x86-64)
 HUGE_TEXT_WINDOWS = 8   # at most 16 MiB copied: the interpreter's first
 
 
+def file_mappings():
+    """The read-only private mappings of files in /proc/self/maps, in
+    address order: [(path, start, end, offset, executable)]."""
+    out = []
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            parts = line.split(None, 5)
+            if len(parts) < 6 or parts[1] not in ("r--p", "r-xp") or not parts[5].startswith("/"):
+                continue
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            out.append((parts[5].rstrip("\n"), start, end, int(parts[2], 16), parts[1] == "r-xp"))
+    return out
+
+
 def huge_windows():
     """The 2 MiB-aligned windows of the address space that lie wholly in
     read-only private mappings of one program file (the interpreter or a
@@ -199,22 +213,16 @@ def huge_windows():
     [(start, executable)]."""
     runs = []                   # [path, start, end, [(start, end, executable)]]
     code = set()                # files with an executable mapping
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            parts = line.split(None, 5)
-            if len(parts) < 6 or parts[1] not in ("r--p", "r-xp") or not parts[5].startswith("/"):
-                continue
-            path = parts[5].rstrip("\n")
-            start, end = (int(x, 16) for x in parts[0].split("-"))
-            piece = (start, end, parts[1] == "r-xp")
-            if piece[2]:
-                code.add(path)
-            run = runs[-1] if runs else None
-            if run and run[0] == path and run[2] == start:
-                run[2] = end
-                run[3].append(piece)
-            else:
-                runs.append([path, start, end, [piece]])
+    for path, start, end, _, executable in file_mappings():
+        piece = (start, end, executable)
+        if executable:
+            code.add(path)
+        run = runs[-1] if runs else None
+        if run and run[0] == path and run[2] == start:
+            run[2] = end
+            run[3].append(piece)
+        else:
+            runs.append([path, start, end, [piece]])
     try:
         interpreter = os.path.realpath("/proc/self/exe")
     except OSError:
@@ -297,13 +305,7 @@ def code_files():
     """The files with code mapped: the interpreter, the shared libraries
     and the extension modules loaded (taken before huge_text moves some
     of their code)."""
-    code = set()
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            parts = line.split(None, 5)
-            if len(parts) == 6 and parts[1] == "r-xp" and parts[5].startswith("/"):
-                code.add(parts[5].rstrip("\n"))
-    return code
+    return {path for path, _, _, _, executable in file_mappings() if executable}
 
 
 def text_mappings(code):
@@ -313,17 +315,9 @@ def text_mappings(code):
     loaded, each within its file's end; a file with no code mapped (a
     data file a bot maps), writable mappings and the kernel's [vdso] and
     [vvar] are left alone.  [(start, end, protection)]."""
-    pieces = []
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            parts = line.split(None, 5)
-            if len(parts) < 6 or parts[1] not in ("r--p", "r-xp") or not parts[5].startswith("/"):
-                continue
-            path = parts[5].rstrip("\n")
-            start, end = (int(x, 16) for x in parts[0].split("-"))
-            pieces.append((path, start, end, int(parts[2], 16), 1 | (4 if parts[1] == "r-xp" else 0)))
     out, sizes = [], {}
-    for path, start, end, offset, prot in pieces:
+    for path, start, end, offset, executable in file_mappings():
+        prot = 1 | (4 if executable else 0)         # PROT_READ, PROT_EXEC
         if path not in code:
             continue
         if path not in sizes:
