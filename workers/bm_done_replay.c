@@ -5,12 +5,13 @@
 #include <czmq.h>
 #include <string.h>
 
-//  A DONE recently sent, to send again after a reconnect.
+//  A DONE recently sent, to send again after a reconnect. One allocation:
+//  the body, then the job id's string when the run completed.
 typedef struct {
     int64_t sent_mono;                  //  When it was sent
-    char *body;                         //  Its msgpack body
-    size_t size;
-    char *job_id;                       //  Its job, when it completed; else NULL
+    size_t size;                        //  Bytes of its msgpack body
+    char *job_id;                       //  Its job, in data, when it completed; else NULL
+    char data [];                       //  The body, then the job id
 } done_t;
 
 struct _bm_done_replay_t {
@@ -23,8 +24,6 @@ static void
 s_done_destroy (done_t **done_p)
 {
     if (*done_p) {
-        free ((*done_p)->body);
-        free ((*done_p)->job_id);
         free (*done_p);
         *done_p = NULL;
     }
@@ -45,7 +44,10 @@ bm_done_replay_new (size_t max)
 {
     bm_done_replay_t *self = (bm_done_replay_t *) zmalloc (sizeof (bm_done_replay_t));
     self->recent = zlistx_new ();
-    self->completed = zhashx_new ();         //  Values are not owned: recent owns them
+    //  Neither keys nor values are owned: each is a done_t in recent
+    self->completed = zhashx_new ();
+    zhashx_set_key_duplicator (self->completed, NULL);
+    zhashx_set_key_destructor (self->completed, NULL);
     self->max = max;
     return self;
 }
@@ -68,19 +70,21 @@ void
 bm_done_replay_remember (bm_done_replay_t *self, const char *body, size_t size,
                          const char *completed_job_id, int64_t now_mono)
 {
-    done_t *done = (done_t *) zmalloc (sizeof (done_t));
-    done->sent_mono = now_mono;
-    done->body = (char *) malloc (size);
-    if (!done->body) {
-        free (done);
+    size_t id_size = completed_job_id? strlen (completed_job_id) + 1: 0;
+    done_t *done = (done_t *) malloc (sizeof (done_t) + size + id_size);
+    if (!done)
         return;                         //  Not kept: a replay is best effort
-    }
-    memcpy (done->body, body, size);
+    done->sent_mono = now_mono;
     done->size = size;
+    memcpy (done->data, body, size);
+    done->job_id = NULL;
     if (completed_job_id) {
-        done->job_id = strdup (completed_job_id);
-        if (done->job_id)
-            zhashx_update (self->completed, done->job_id, done);
+        done->job_id = done->data + size;
+        memcpy (done->job_id, completed_job_id, id_size);
+        //  The newer entry replaces an older one of the same job (whose key,
+        //  its own string, is then no longer the table's)
+        zhashx_delete (self->completed, done->job_id);
+        zhashx_insert (self->completed, done->job_id, done);
     }
     zlistx_add_end (self->recent, done);
     while (zlistx_size (self->recent) > self->max)
@@ -94,7 +98,7 @@ bm_done_replay_completed (bm_done_replay_t *self, const char *job_id, size_t *si
     if (!done)
         return NULL;
     *size = done->size;
-    return done->body;
+    return done->data;
 }
 
 void
@@ -111,7 +115,7 @@ bm_done_replay_send (bm_done_replay_t *self, bm_worker_link_t *link)
     done_t *done;
     for (done = (done_t *) zlistx_first (self->recent); done;
          done = (done_t *) zlistx_next (self->recent))
-        bm_worker_link_send (link, BM_DONE, done->body, done->size, NULL);
+        bm_worker_link_send (link, BM_DONE, done->data, done->size, NULL);
 }
 
 size_t
