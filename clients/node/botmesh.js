@@ -41,6 +41,7 @@ const C = {
   // time and control (protocol.md 4): a bot type's queue, one job, schedules
   QUEUE: 0x0b, REMOVE: 0x0c, PROMOTE: 0x0d, SCHEDULE: 0x0e,
 };
+const DONE_KEEP_MAX = 1000;             // recent DONEs a worker keeps for a reconnect (as the C worker)
 const MAX_BATCH = 1000;                 // items of one batch message
 const BATCH_BYTES = 1 << 20;            // a batch message's jobs, encoded: at most this much
                                         // (half of MAX_FRAME_BYTES' default), one large job alone
@@ -643,6 +644,17 @@ class Worker extends EventEmitter {
     this.jobs = new Map();
     this.connects = 0;
     this.jobsDone = 0;
+    this.donesSentAgain = 0;            // kept DONEs sent again after a reconnect
+    this.jobsAnsweredAgain = 0;         // JOBs answered with a kept DONE (handler not run)
+    // Recent DONEs, to send again after READY on a new socket (the broker may
+    // have missed them: it restarted, or the old socket closed with them
+    // queued): {at, body}, oldest first, those of the last 2 x heartbeat x
+    // liveness and at most DONE_KEEP_MAX. The completed ones are found by job
+    // id: a JOB for a job completed here is answered with its DONE instead of
+    // running the handler again.
+    this._kept = [];
+    this._keptHead = 0;                 // _kept[0.._keptHead) are dropped
+    this._keptCompleted = new Map();    // jobId -> its completed entry in _kept
     this._outbox = [];
     this._sock = null;
     this._flushing = false;
@@ -711,8 +723,19 @@ class Worker extends EventEmitter {
       });
     }
     this.connects += 1;
-    this._outbox = [[W.READY, this._readyBody(true)]].concat(
-      this._outbox.filter(([c]) => c !== W.READY && c !== W.HEARTBEAT));
+    // READY first on every new socket (HEARTBEATs queued for the old one are
+    // stale), then the recent DONEs the broker may have missed, oldest first
+    // (one it already has is answered NACK not_owner), then what still waits.
+    const pending = this._outbox.filter(([c]) => c !== W.READY && c !== W.HEARTBEAT);
+    this._pruneKept(performance.now());
+    const waiting = new Set(pending.filter(([c]) => c === W.DONE).map(([, b]) => b));
+    const again = [];
+    for (let i = this._keptHead; i < this._kept.length; i++) {
+      const { body } = this._kept[i];
+      if (!waiting.has(body)) again.push([W.DONE, body]);
+    }
+    this.donesSentAgain += again.length;
+    this._outbox = [[W.READY, this._readyBody(true)]].concat(again, pending);
     this._lastRecv = nowMs();
     this._lastSend = nowMs();
     this._readLoop(sock);
@@ -774,8 +797,27 @@ class Worker extends EventEmitter {
   _onJob(body) {
     const id = body.jobId;
     if (typeof id !== 'string' || !id) return;
-    if (this.jobs.has(id)) return;                // already running here: its DONE answers
+    const running = this.jobs.get(id);
+    if (running) {
+      // The broker gave us back a job we still run (after a reconnect): the
+      // running handler's DONE answers for this attempt (else the broker would
+      // take it for an earlier run and keep the slot of this one taken).
+      if (Number.isInteger(body.attempt)) running._doneAttempt = body.attempt;
+      return;
+    }
+    // A job completed here moments ago: the broker lost our DONE (it
+    // restarted, or took us for dead) and dispatched it again. Our DONE
+    // answers for this attempt too; the handler does not run twice.
+    const kept = this._keptCompleted.get(id);
+    if (kept) {
+      const again = { ...kept.body, attempt: body.attempt === undefined ? 1 : body.attempt };
+      this.jobsAnsweredAgain += 1;
+      this.emit('answered', again);
+      this._queue(W.DONE, again);
+      return;
+    }
     if (this._stopping || this.jobs.size >= this.credit) {
+      this.emit('released', id);
       this._queue(W.RELEASE, { jobId: id });
       return;
     }
@@ -790,6 +832,7 @@ class Worker extends EventEmitter {
       signal: abort.signal,
       cancelReason: null,
       _abort: abort,
+      _doneAttempt: body.attempt === undefined ? 1 : body.attempt,   // the attempt its DONE ends
       progress: (n) => {
         if (this.jobs.get(id) !== job) return;
         this._queue(W.PROGRESS, { jobId: id, progress: Math.max(0, Math.min(100, Math.trunc(Number(n) || 0))) });
@@ -825,10 +868,36 @@ class Worker extends EventEmitter {
     done.finishedAt = nowMs();
     if (this.jobs.get(job.id) === job) this.jobs.delete(job.id);
     else return;                                   // released at stop: the broker has it back
+    done.attempt = job._doneAttempt;               // the broker's latest JOB for it
     this.jobsDone += 1;
+    this._keepDone(done, performance.now());
     this._queue(W.DONE, done);
     this.emit('done', done);
     this._checkStop();
+  }
+
+  _keepDone(body, now) {
+    const entry = { at: now, body };
+    this._kept.push(entry);
+    if (body.ok === true) this._keptCompleted.set(body.jobId, entry);
+    while (this._kept.length - this._keptHead > DONE_KEEP_MAX) this._dropKept();
+    this._pruneKept(now);
+  }
+
+  _dropKept() {
+    const entry = this._kept[this._keptHead];
+    this._kept[this._keptHead++] = undefined;
+    if (this._keptCompleted.get(entry.body.jobId) === entry) this._keptCompleted.delete(entry.body.jobId);
+    if (this._keptHead >= 1024 && this._keptHead * 2 >= this._kept.length) {
+      this._kept = this._kept.slice(this._keptHead);
+      this._keptHead = 0;
+    }
+  }
+
+  /** Forget the DONEs older than the time the broker takes to declare a worker lost. */
+  _pruneKept(now) {
+    const horizon = now - 2 * this.heartbeatMs * this.liveness;
+    while (this._keptHead < this._kept.length && this._kept[this._keptHead].at < horizon) this._dropKept();
   }
 
   _queue(cmd, body) {

@@ -94,6 +94,7 @@ BOT_TYPE_RE = re.compile(r"^[a-z0-9_-]{1,32}$")
 MAX_PAYLOAD_BYTES = 1 << 20          # protocol default of MAX_PAYLOAD_BYTES
 DEFAULT_HEARTBEAT_MS = 1000          # protocol default of HEARTBEAT_INTERVAL_MS
 DEFAULT_LIVENESS = 3                 # protocol default of HEARTBEAT_LIVENESS
+DONE_KEEP_MAX = 1000                 # recent DONEs a worker keeps for a reconnect (as the C worker)
 REQ_WRAP = 1 << 31                   # keep req a small positive integer
 
 
@@ -703,6 +704,7 @@ class Job:
         self.bot_type = body.get("botType")
         self.payload = body.get("payload")
         self.attempt = body.get("attempt", 1)
+        self.done_attempt = self.attempt         # the attempt its DONE ends (a JOB again may raise it)
         self.timeout_ms = body.get("timeoutMs")
         self.deadline = body.get("deadline")       # the broker's clock, ms since the epoch
         self.received_at = now_ms()
@@ -853,9 +855,19 @@ class Worker:
         self._thread = None
         self._done = threading.Event()
         self._pending_credit = None
+        # Recent DONEs, to send again after READY on a new socket (the broker
+        # may have missed them: it restarted, or the old socket closed with
+        # them queued): [monotonic time, body], oldest first, those of the
+        # last 2 x heartbeat x liveness and at most DONE_KEEP_MAX. The
+        # completed ones are found by job id: a JOB for a job completed here
+        # is answered with its DONE instead of running the handler again.
+        self._kept = collections.deque()
+        self._kept_completed = {}             # jobId -> its completed entry in _kept
         # counters, for tests and monitoring
         self.connects = 0
         self.jobs_done = 0
+        self.dones_sent_again = 0             # kept DONEs sent again after a reconnect
+        self.jobs_answered_again = 0          # JOBs answered with a kept DONE (handler not run)
         self.nacks = []
 
     def __del__(self):
@@ -978,12 +990,41 @@ class Worker:
         pending = [m for m in self._outbox if m[0] not in (W_HEARTBEAT, W_READY)]
         self._outbox.clear()
         self._outbox.append((W_READY, self._ready_body(running=True)))
+        # Then the recent DONEs the broker may have missed, oldest first (one
+        # it already has is answered NACK not_owner), and what still waits.
+        self._prune_kept(time.monotonic())
+        waiting = {id(body) for command, body in pending if command == W_DONE}
+        again = [(W_DONE, body) for _, body in self._kept if id(body) not in waiting]
+        self._outbox.extend(again)
+        self.dones_sent_again += len(again)
         self._outbox.extend(pending)
         now = time.monotonic()
         self._last_recv = now
         self._last_send = now
         if self.connects > 1:
             log.info("botmesh worker %s: reconnected to %s (READY again)", self.name, self._eps.current)
+
+    def _keep_done(self, body, now):
+        entry = [now, body]
+        self._kept.append(entry)
+        if body.get("ok") is True:
+            self._kept_completed[body["jobId"]] = entry
+        while len(self._kept) > DONE_KEEP_MAX:
+            self._drop_kept()
+        self._prune_kept(now)
+
+    def _drop_kept(self):
+        entry = self._kept.popleft()
+        job_id = entry[1].get("jobId")
+        if self._kept_completed.get(job_id) is entry:
+            del self._kept_completed[job_id]
+
+    def _prune_kept(self, now):
+        """Forget the DONEs older than the time the broker takes to declare
+        a worker lost: past that, sending them again could not help."""
+        horizon = now - 2 * self.heartbeat_ms * self.liveness / 1000.0
+        while self._kept and self._kept[0][0] < horizon:
+            self._drop_kept()
 
     def _queue(self, command, body):
         if command == W_PROGRESS and len(self._outbox) > 1000:
@@ -1096,8 +1137,11 @@ class Worker:
             command, body = self._inbox.popleft()
             if command == W_DONE:
                 with self._lock:
-                    self._jobs.pop(body["jobId"], None)
+                    job = self._jobs.pop(body["jobId"], None)
+                if job is not None:
+                    body["attempt"] = job.done_attempt   # the broker's latest JOB for it
                 self.jobs_done += 1
+                self._keep_done(body, time.monotonic())
             self._queue(command, body)
 
     def _read_socket(self, poller):
@@ -1149,9 +1193,29 @@ class Worker:
         with self._lock:
             if job_id in self._jobs:
                 # The broker gave us back a job we still run (after a reconnect):
-                # the running attempt's DONE will answer for it.
-                log.info("botmesh worker %s: job %s is already running here", self.name, job_id)
+                # the running handler's DONE answers for this attempt (else
+                # the broker would take it for an earlier run and keep the
+                # slot of this one taken).
+                running = self._jobs[job_id]
+                if isinstance(body.get("attempt"), int):
+                    running.done_attempt = body["attempt"]
+                log.info("botmesh worker %s: job %s dispatched again (attempt %s) while still running here: "
+                         "carrying on", self.name, job_id, body.get("attempt"))
                 return
+        # A job completed here moments ago: the broker lost our DONE (it
+        # restarted, or took us for dead) and dispatched it again. Our DONE
+        # answers for this attempt too; the handler does not run twice.
+        kept = self._kept_completed.get(job_id)
+        if kept is not None:
+            again = dict(kept[1])
+            again["attempt"] = body.get("attempt", 1)
+            log.info("botmesh worker %s: job %s dispatched again (attempt %s) after we completed it: "
+                     "our DONE answers for it, the handler does not run again", self.name, job_id,
+                     again["attempt"])
+            self.jobs_answered_again += 1
+            self._queue(W_DONE, again)
+            return
+        with self._lock:
             over = self._stop.is_set() or len(self._jobs) >= self.credit
             if not over:
                 job = Job(self, body)

@@ -35,6 +35,8 @@ const w = new Worker({
   },
 });
 w.on('connect', (n) => console.log(`nodeworker ${args.name} connected (${n})`));
+w.on('answered', (d) => console.log(`ANSWERED ${d.jobId} attempt ${d.attempt}`));
+w.on('released', (id) => console.log(`RELEASED ${id}`));
 w.on('closed', (ep) => console.log(`nodeworker ${args.name}: the broker closed the connection (${ep})`));
 w.start();
 console.log(`nodeworker ${args.name} serving ${args.types} with credit ${args.credit}`);

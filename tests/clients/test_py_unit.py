@@ -434,6 +434,93 @@ def test_worker_reconnects():
         fb.close()
 
 
+def test_worker_keeps_dones():
+    """Recent DONEs are sent again after READY on a new socket (oldest first,
+    at most DONE_KEEP_MAX, those of the last 2 x heartbeat x liveness); a JOB
+    for a job completed here is answered with its DONE, attempt set to the
+    JOB's, and the handler does not run again; a failed job runs again."""
+    runs = {}
+
+    def handler(payload, job):
+        runs[job.id] = runs.get(job.id, 0) + 1
+        if payload.get("fail"):
+            raise botmesh.JobError("bot_failed", "asked to fail")
+        return {"ran": job.id, "attempt": job.attempt}
+
+    def done_of(fb, job_id, attempt, ident=None):
+        return fb.wait_for(lambda m: m.cmd == botmesh.W_DONE and m.body["jobId"] == job_id
+                           and m.body.get("attempt") == attempt and (ident is None or m.ident == ident),
+                           timeout=5, what="DONE of %s attempt %s" % (job_id, attempt))
+
+    def reconnect(fb):
+        seen = {m.ident for m in fb.got(botmesh.W_READY)}
+        fb.send(w_last_ident(fb), W, 0x06, {"reason": "unknown worker"})
+        return fb.wait_for(lambda m: m.cmd == botmesh.W_READY and m.ident not in seen, timeout=5,
+                           what="READY on a new socket")
+
+    keep_max = botmesh.DONE_KEEP_MAX
+    botmesh.DONE_KEEP_MAX = 3
+    fb = worker_fb()
+    # liveness 50: a window of 10 s, so that only the cap drops DONEs here
+    w = botmesh.Worker("pywork", handler, credit=2, endpoint=fb.endpoint, heartbeat_ms=100, liveness=50).start()
+    try:
+        ready = fb.wait_for(lambda m: m.cmd == botmesh.W_READY, what="READY")
+        job = {"botType": "pywork", "timeoutMs": 10000}
+        fb.send(ready.ident, 0x02, dict(job, jobId="k1", payload={}, attempt=1))
+        k1 = done_of(fb, "k1", 1)
+        check(k1.body["ok"] is True and k1.body["result"] == {"ran": "k1", "attempt": 1}, "k1 completed", k1.body)
+        fb.send(ready.ident, 0x02, dict(job, jobId="k1", payload={}, attempt=2))
+        k1b = done_of(fb, "k1", 2)
+        check(runs["k1"] == 1 and dict(k1b.body, attempt=1) == k1.body,
+              "a JOB for a job completed here is answered with its DONE, attempt set to the JOB's; "
+              "the handler does not run again", runs, k1b.body, k1.body)
+        check(w.jobs_answered_again == 1, "counted", w.jobs_answered_again)
+        fb.send(ready.ident, 0x02, dict(job, jobId="f1", payload={"fail": True}, attempt=1))
+        done_of(fb, "f1", 1)
+        fb.send(ready.ident, 0x02, dict(job, jobId="f1", payload={"fail": True}, attempt=2))
+        f1b = done_of(fb, "f1", 2)
+        check(runs["f1"] == 2 and f1b.body["ok"] is False, "a job that failed here runs again", runs, f1b.body)
+        # Kept now: k1#1, f1#1, f1#2 (the DONE answering a JOB again is not kept).
+        again = reconnect(fb)
+        f1c = done_of(fb, "f1", 2, again.ident)
+        sent = [(m.body["jobId"], m.body["attempt"]) for m in fb.got(botmesh.W_DONE) if m.ident == again.ident]
+        check(sent == [("k1", 1), ("f1", 1), ("f1", 2)] and f1c.body == f1b.body,
+              "after READY on a new socket the kept DONEs are sent again, oldest first, as they were", sent)
+        # A fourth DONE: the cap (3 here) drops the oldest, k1's, which no longer answers a JOB.
+        fb.send(again.ident, 0x02, dict(job, jobId="c1", payload={}, attempt=1))
+        done_of(fb, "c1", 1, again.ident)
+        fb.send(again.ident, 0x02, dict(job, jobId="k1", payload={}, attempt=3))
+        done_of(fb, "k1", 3, again.ident)
+        check(runs["k1"] == 2, "past the cap a completed job's DONE is forgotten: the handler runs", runs)
+        third = reconnect(fb)
+        done_of(fb, "k1", 3, third.ident)
+        sent = [(m.body["jobId"], m.body["attempt"]) for m in fb.got(botmesh.W_DONE) if m.ident == third.ident]
+        check(sent == [("f1", 2), ("c1", 1), ("k1", 3)], "at most DONE_KEEP_MAX DONEs are kept", sent)
+    finally:
+        botmesh.DONE_KEEP_MAX = keep_max
+        w.stop(timeout=5)
+        fb.close()
+
+    # The window: heartbeat 100 ms x liveness 2 x 2 = 400 ms.
+    fb = worker_fb()
+    runs.clear()
+    w = botmesh.Worker("pywork", handler, credit=1, endpoint=fb.endpoint, heartbeat_ms=100, liveness=2).start()
+    try:
+        ready = fb.wait_for(lambda m: m.cmd == botmesh.W_READY, what="READY")
+        fb.send(ready.ident, 0x02, {"jobId": "old", "botType": "pywork", "payload": {}, "attempt": 1})
+        old = done_of(fb, "old", 1)
+        wait_until(lambda: time.monotonic() - old.at > 0.6, 3, "the window of the DONE to pass")
+        again = reconnect(fb)
+        fb.send(again.ident, 0x02, {"jobId": "old", "botType": "pywork", "payload": {}, "attempt": 2})
+        done_of(fb, "old", 2, again.ident)
+        sent = [(m.body["jobId"], m.body["attempt"]) for m in fb.got(botmesh.W_DONE) if m.ident == again.ident]
+        check(sent == [("old", 2)] and runs["old"] == 2,
+              "a DONE older than 2 x heartbeat x liveness is not sent again nor answers a JOB", sent, runs)
+    finally:
+        w.stop(timeout=5)
+        fb.close()
+
+
 def test_worker_bad_config():
     e = raises(lambda: botmesh.Worker(["Bad Type"], lambda p, j: None), ValueError)
     check("Bad Type" in str(e), "a bad bot type is refused before connecting", str(e))
