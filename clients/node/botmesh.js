@@ -655,6 +655,7 @@ class Worker extends EventEmitter {
     this._kept = [];
     this._keptHead = 0;                 // _kept[0.._keptHead) are dropped
     this._keptCompleted = new Map();    // jobId -> its completed entry in _kept
+    this._keepMax = DONE_KEEP_MAX;
     this._outbox = [];
     this._sock = null;
     this._flushing = false;
@@ -880,7 +881,7 @@ class Worker extends EventEmitter {
     const entry = { at: now, body };
     this._kept.push(entry);
     if (body.ok === true) this._keptCompleted.set(body.jobId, entry);
-    while (this._kept.length - this._keptHead > DONE_KEEP_MAX) this._dropKept();
+    while (this._kept.length - this._keptHead > this._keepMax) this._dropKept();
     this._pruneKept(now);
   }
 

@@ -388,6 +388,100 @@ tests.workerReconnects = async () => {
   }
 };
 
+// Recent DONEs are sent again after READY on a new socket (oldest first, at
+// most 1,000, those of the last 2 x heartbeat x liveness); a JOB for a job
+// completed here is answered with its DONE, attempt set to the JOB's, and the
+// handler does not run again; a failed job runs again.
+tests.workerKeepsDones = async () => {
+  const runs = {};
+  let open;
+  const gate = new Promise((r) => { open = r; });
+  const handler = async (payload, job) => {
+    runs[job.id] = (runs[job.id] || 0) + 1;
+    if (payload.gate) await gate;
+    if (payload.fail) throw new bm.JobError('bot_failed', 'asked to fail');
+    return { ran: job.id, attempt: job.attempt };
+  };
+  const doneOf = (fb, id, attempt, ident) => fb.waitFor((m) => m.cmd === 0x04 && m.body.jobId === id
+    && m.body.attempt === attempt && (!ident || m.ident.equals(ident)), 5000, `DONE of ${id} attempt ${attempt}`);
+  const sentOn = (fb, ident) => fb.got(0x04).filter((m) => m.ident.equals(ident)).map((m) => `${m.body.jobId}#${m.body.attempt}`).join();
+  const reconnect = async (fb) => {
+    const seen = fb.got(0x01).map((m) => m.ident.toString('hex'));
+    await fb.send(fb.got(0x01).slice(-1)[0].ident, 0x06, { reason: 'unknown worker' });
+    return fb.waitFor((m) => m.cmd === 0x01 && !seen.includes(m.ident.toString('hex')), 5000, 'READY on a new socket');
+  };
+  const job = { botType: 'pywork', timeoutMs: 10000 };
+  const js = (o) => JSON.stringify(o, (k, v) => (typeof v === 'bigint' ? v.toString() : v));
+
+  let fb = await workerBroker();
+  // liveness 50: a window of 10 s, so that only the cap drops DONEs here
+  let w = new bm.Worker({ types: ['pywork'], credit: 2, endpoint: fb.endpoint, heartbeatMs: 100, liveness: 50, handler });
+  check(w._keepMax === 1000, 'at most 1,000 DONEs kept', w._keepMax);
+  w._keepMax = 3;
+  w.start();
+  try {
+    const ready = await fb.waitFor((m) => m.cmd === 0x01, 3000, 'READY');
+    await fb.send(ready.ident, 0x02, { ...job, jobId: 'k1', payload: {}, attempt: 1 });
+    const k1 = await doneOf(fb, 'k1', 1);
+    check(k1.body.ok === true && k1.body.result.ran === 'k1' && k1.body.result.attempt === 1, 'k1 completed', k1.body);
+    await fb.send(ready.ident, 0x02, { ...job, jobId: 'k1', payload: {}, attempt: 2 });
+    const k1b = await doneOf(fb, 'k1', 2);
+    check(runs.k1 === 1 && js({ ...k1b.body, attempt: 1 }) === js(k1.body) && w.jobsAnsweredAgain === 1,
+      'a JOB for a job completed here is answered with its DONE, attempt set to the JOB\'s; the handler does not run again',
+      runs, k1b.body, k1.body);
+    await fb.send(ready.ident, 0x02, { ...job, jobId: 'f1', payload: { fail: true }, attempt: 1 });
+    await doneOf(fb, 'f1', 1);
+    await fb.send(ready.ident, 0x02, { ...job, jobId: 'f1', payload: { fail: true }, attempt: 2 });
+    const f1b = await doneOf(fb, 'f1', 2);
+    check(runs.f1 === 2 && f1b.body.ok === false, 'a job that failed here runs again', runs, f1b.body);
+    // Kept now: k1#1, f1#1, f1#2 (the DONE answering a JOB again is not kept).
+    const again = await reconnect(fb);
+    await doneOf(fb, 'f1', 2, again.ident);
+    check(sentOn(fb, again.ident) === 'k1#1,f1#1,f1#2',
+      'after READY on a new socket the kept DONEs are sent again, oldest first', sentOn(fb, again.ident));
+    // A fourth DONE: the cap (3 here) drops the oldest, k1's, which no longer answers a JOB.
+    await fb.send(again.ident, 0x02, { ...job, jobId: 'c1', payload: {}, attempt: 1 });
+    await doneOf(fb, 'c1', 1, again.ident);
+    await fb.send(again.ident, 0x02, { ...job, jobId: 'k1', payload: {}, attempt: 3 });
+    await doneOf(fb, 'k1', 3, again.ident);
+    check(runs.k1 === 2, 'past the cap a completed job\'s DONE is forgotten: the handler runs', runs);
+    const third = await reconnect(fb);
+    await doneOf(fb, 'k1', 3, third.ident);
+    check(sentOn(fb, third.ident) === 'f1#2,c1#1,k1#3', 'at most the cap of DONEs are kept', sentOn(fb, third.ident));
+  } finally {
+    await w.stop({ graceMs: 0 });
+    fb.close();
+  }
+
+  // The window: heartbeat 100 ms x liveness 2 x 2 = 400 ms.
+  fb = await workerBroker();
+  for (const k of Object.keys(runs)) delete runs[k];
+  w = new bm.Worker({ types: ['pywork'], credit: 1, endpoint: fb.endpoint, heartbeatMs: 100, liveness: 2, handler }).start();
+  try {
+    const ready = await fb.waitFor((m) => m.cmd === 0x01, 3000, 'READY');
+    await fb.send(ready.ident, 0x02, { ...job, jobId: 'old', payload: {}, attempt: 1 });
+    const old = await doneOf(fb, 'old', 1);
+    await waitUntil(() => Date.now() - old.at > 600, 3000, 'the window of the DONE to pass');
+    const again = await reconnect(fb);
+    await fb.send(again.ident, 0x02, { ...job, jobId: 'old', payload: {}, attempt: 2 });
+    await doneOf(fb, 'old', 2, again.ident);
+    check(sentOn(fb, again.ident) === 'old#2' && runs.old === 2,
+      'a DONE older than 2 x heartbeat x liveness is not sent again nor answers a JOB', sentOn(fb, again.ident), runs);
+    // A JOB again for a job still running: its DONE ends that newer attempt.
+    await fb.send(again.ident, 0x02, { ...job, jobId: 'slow', payload: { gate: 1 }, attempt: 1 });
+    await waitUntil(() => runs.slow === 1, 5000, 'the slow handler to start');
+    await fb.send(again.ident, 0x02, { ...job, jobId: 'slow', payload: { gate: 1 }, attempt: 2 });
+    await waitUntil(() => w.jobs.get('slow') && w.jobs.get('slow')._doneAttempt === 2, 5000, 'the JOB of attempt 2 to be read');
+    open();
+    const d = await doneOf(fb, 'slow', 2, again.ident);
+    check(runs.slow === 1 && d.body.result.attempt === 1 && fb.got(0x04).filter((m) => m.body.jobId === 'slow').length === 1,
+      'a JOB again for a job still running: one run, its DONE carries the newer attempt', d.body, runs);
+  } finally {
+    await w.stop({ graceMs: 0 });
+    fb.close();
+  }
+};
+
 tests.curve = async () => {
   const server = zmq.curveKeyPair();
   const client = zmq.curveKeyPair();

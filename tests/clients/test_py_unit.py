@@ -8,6 +8,7 @@ DISCONNECT, credit, CANCEL, graceful stop.
 """
 import os
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -441,8 +442,13 @@ def test_worker_keeps_dones():
     JOB's, and the handler does not run again; a failed job runs again."""
     runs = {}
 
+    gate, gate_waiting = threading.Event(), threading.Event()
+
     def handler(payload, job):
         runs[job.id] = runs.get(job.id, 0) + 1
+        if payload.get("gate"):
+            gate_waiting.set()
+            gate.wait(10)
         if payload.get("fail"):
             raise botmesh.JobError("bot_failed", "asked to fail")
         return {"ran": job.id, "attempt": job.attempt}
@@ -516,7 +522,19 @@ def test_worker_keeps_dones():
         sent = [(m.body["jobId"], m.body["attempt"]) for m in fb.got(botmesh.W_DONE) if m.ident == again.ident]
         check(sent == [("old", 2)] and runs["old"] == 2,
               "a DONE older than 2 x heartbeat x liveness is not sent again nor answers a JOB", sent, runs)
+        # A JOB again for a job still running: its DONE ends that newer attempt.
+        fb.send(again.ident, 0x02, {"jobId": "slow", "botType": "pywork", "payload": {"gate": 1}, "attempt": 1})
+        wait_until(lambda: gate_waiting.is_set(), 5, "the slow handler to start")
+        fb.send(again.ident, 0x02, {"jobId": "slow", "botType": "pywork", "payload": {"gate": 1}, "attempt": 2})
+        wait_until(lambda: w._jobs.get("slow") is not None and w._jobs["slow"].done_attempt == 2, 5,
+                   "the JOB of attempt 2 to be read")
+        gate.set()
+        d = done_of(fb, "slow", 2, again.ident)
+        check(runs["slow"] == 1 and d.body["result"] == {"ran": "slow", "attempt": 1}
+              and len([m for m in fb.got(botmesh.W_DONE) if m.body["jobId"] == "slow"]) == 1,
+              "a JOB again for a job still running: one run, its DONE carries the newer attempt", d.body, runs)
     finally:
+        gate.set()
         w.stop(timeout=5)
         fb.close()
 
