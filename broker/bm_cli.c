@@ -7,6 +7,7 @@
 #include "bm_codec.h"
 #include "bm_config.h"
 #include "bm_curve.h"
+#include "bm_http.h"
 #include "bm_json.h"
 #include "bm_log.h"
 
@@ -42,20 +43,84 @@ s_usage (FILE *out)
 "  --timeout-ms N       how long to wait for the broker's answer (5000); with\n"
 "                       --wait or wait, how long to wait for the job (600000)\n"
 "\n"
+"Job records (submit --wait, status, wait, cancel, list) give their times (the\n"
+"fields ending in At) as ISO 8601 UTC strings with milliseconds, as the HTTP API.\n"
+"\n"
 "Environment: CURVE_SERVER_KEY (the broker's public key) and CURVE_CLIENT_CERT\n"
 "(this client's secret certificate) when the broker runs with CURVE.\n"
 "\n"
 "Exit codes: 0 ok, 1 rejected or job not completed, 2 usage, 3 timeout.\n");
 }
 
+static void s_print_json (json_t *json);
+
 static void
 s_print_object (const msgpack_object *obj)
 {
+    s_print_json (bm_json_from_msgpack (obj, 64));
+}
+
+//  Replace every integer member whose key ends in "At" (ms since the
+//  epoch) by its ISO 8601 form, as the HTTP API gives them.
+static void
+s_iso_times (json_t *object)
+{
+    if (!json_is_object (object))
+        return;
+    const char *key;
+    json_t *value;
+    void *tmp;
+    json_object_foreach_safe (object, tmp, key, value) {
+        size_t len = strlen (key);
+        char iso [40];
+        if (len > 2 && streq (key + len - 2, "At") && json_is_integer (value)
+        &&  bm_http_iso_time (json_integer_value (value), iso, sizeof iso) == 0)
+            json_object_set_new (object, key, json_string (iso));
+    }
+}
+
+//  A job record as JSON, its times (createdAt, startedAt, finishedAt,
+//  runAt, the webhook's nextAttemptAt ...) ISO 8601 strings as in the
+//  HTTP API's job records; the field names stay.  NULL if it does not
+//  convert.
+static json_t *
+s_record_json (const msgpack_object *obj)
+{
     json_t *json = bm_json_from_msgpack (obj, 64);
+    s_iso_times (json);
+    s_iso_times (json_object_get (json, "webhook"));
+    return json;
+}
+
+static void
+s_print_json (json_t *json)
+{
     char *text = json ? json_dumps (json, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION (16)) : NULL;
     printf ("%s\n", text ? text : "null");
     free (text);
     json_decref (json);
+}
+
+//  Print a job record (s_record_json).
+static void
+s_print_record (const msgpack_object *obj)
+{
+    s_print_json (s_record_json (obj));
+}
+
+//  Print a LIST reply: {jobs: [record, ...]}, each record as s_record_json.
+static void
+s_print_list (const msgpack_object *obj)
+{
+    json_t *json = bm_json_from_msgpack (obj, 64);
+    json_t *jobs = json_object_get (json, "jobs");
+    size_t i;
+    json_t *job;
+    json_array_foreach (jobs, i, job) {
+        s_iso_times (job);
+        s_iso_times (json_object_get (job, "webhook"));
+    }
+    s_print_json (json);
 }
 
 //  Print a REJECTED reply on stderr; returns 1.
@@ -121,7 +186,7 @@ s_terminal (const bm_codec_record_t *job)
 static int
 s_print_job (const bm_codec_record_t *job)
 {
-    s_print_object (job->obj);
+    s_print_record (job->obj);
     return streq (job->state, "completed") ? 0 : 1;
 }
 
@@ -352,7 +417,7 @@ main (int argc, char *argv [])
                 bm_codec_error_t error;
                 if (bm_msg_command (reply) == BM_REPLY
                 &&  bm_codec_job_reply_decode (reply, &reply_body, &error) == 0)
-                    s_print_object (reply_body.job.obj);
+                    s_print_record (reply_body.job.obj);
                 else
                     s_print_object (bm_msg_body (reply));
             }
@@ -391,6 +456,9 @@ main (int argc, char *argv [])
             if (bm_codec_metrics_reply_decode (reply, &metrics, &error) == 0 && metrics.text.ptr)
                 fwrite (metrics.text.ptr, 1, metrics.text.len, stdout);
         }
+        else
+        if (cmd == BM_LIST)
+            s_print_list (bm_msg_body (reply));
         else
             s_print_object (bm_msg_body (reply));
         bm_msg_destroy (&reply);

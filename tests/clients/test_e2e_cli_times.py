@@ -1,0 +1,65 @@
+"""botmesh-client prints a job record's times as the HTTP API does.
+
+Real redis-server, broker, gateway, and a Python client worker in this
+process.  `botmesh-client submit ... --wait`, `status`, `wait` and `list`
+give createdAt, startedAt and finishedAt as ISO 8601 UTC strings with
+milliseconds (not ms numbers), the same strings as GET /job/{id}, under the
+same field names; the rest of the record is as the broker sent it.
+"""
+import json
+import re
+import subprocess
+
+from e2elib import harness, botmesh, gateway, wait_worker
+from harness import check
+
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+TIMES = ("createdAt", "startedAt", "finishedAt")
+
+
+def cli(s, *args):
+    out = subprocess.run([s.bin("botmesh-client"), "--endpoint", s.endpoint] + list(args),
+                         capture_output=True, text=True, timeout=60)
+    check(out.returncode == 0, "botmesh-client %s exits 0" % " ".join(args[:2]), out.returncode, out.stdout,
+          out.stderr)
+    return json.loads(out.stdout)
+
+
+def main():
+    with harness.Stack("clients-cli-times") as s:
+        s.redis()
+        s.broker(env={"MAX_CLITIME_BOTS": "2"})
+        w = botmesh.Worker(["clitime"], lambda payload, job: {"echo": payload}, credit=1,
+                           endpoint=s.endpoint, name="py-cli").start()
+        base = gateway(s)
+        c = botmesh.Client(s.endpoint, timeout=5)
+        wait_worker(c, "py-cli")
+
+        rec = cli(s, "submit", "clitime", '{"n":1}', "--wait")
+        check(rec["state"] == "completed" and rec["result"] == {"echo": {"n": 1}}, "submit --wait: the record", rec)
+        check(all(isinstance(rec.get(k), str) and ISO.match(rec[k]) for k in TIMES),
+              "submit --wait: createdAt, startedAt, finishedAt are ISO 8601 strings", {k: rec.get(k) for k in TIMES})
+        job_id = rec["jobId"]
+        wire = c.status(job_id)
+        check(set(rec) == set(wire) and all(rec[k] == wire[k] for k in wire if not k.endswith("At")),
+              "the same fields as the broker's record, under the same names; only the times change form",
+              sorted(rec), sorted(wire))
+
+        status, _, api = harness.http("GET", base + "/job/" + job_id)
+        check(status == 200 and isinstance(api, dict), "GET /job/{id}", status, api)
+        check(all(rec[k] == api[k] for k in TIMES), "the same strings as the HTTP API",
+              {k: (rec[k], api[k]) for k in TIMES})
+
+        st = cli(s, "status", job_id)
+        check(st == rec, "status prints the same record", st, rec)
+        wt = cli(s, "wait", job_id)
+        check(wt == rec, "wait prints the same record", wt, rec)
+        listed = cli(s, "list", "--type", "clitime")["jobs"]
+        check(len(listed) == 1 and all(listed[0][k] == rec[k] for k in TIMES),
+              "list gives each job's times the same way", listed)
+        c.close()
+        check(w.stop(timeout=10), "the worker stops")
+
+
+if __name__ == "__main__":
+    harness.main(main)
