@@ -9,6 +9,7 @@
 #include <czmq.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 
 static void
 s_usage (void)
@@ -55,9 +56,28 @@ s_usage (void)
 "  LOG_LEVEL                 debug, info, warn or error (info)\n");
 }
 
+//  A leader that steps down runs itself again through /proc/self/exe (the
+//  very binary, even if the file was replaced since), and the kernel then
+//  names the process "exe". Take the program's name back, so that ps, pkill
+//  and ./botmesh (which checks /proc/PID/comm) still see botmesh-broker.
+static void
+s_name_after_restart (void)
+{
+    char comm [32] = "";
+    FILE *file = fopen ("/proc/self/comm", "r");
+    if (file) {
+        if (!fgets (comm, sizeof (comm), file))
+            comm [0] = 0;
+        fclose (file);
+    }
+    if (streq (comm, "exe\n"))
+        prctl (PR_SET_NAME, "botmesh-broker", 0, 0, 0);
+}
+
 int
 main (int argc, char *argv [])
 {
+    s_name_after_restart ();
     if (bm_log_init ("broker"))
         return 2;
     bm_settings_warn_foreign ();

@@ -63,6 +63,10 @@ def test():
         h.check(cmd == h.REJECTED and r["code"] == "not_leader" and r["leader"] == pair.endpoint(new),
                 "the old leader is a standby naming the new leader", r)
         h.check(pair.procs[old].alive(), "the old leader process lives on (same pid)")
+        with open("/proc/%d/comm" % pair.procs[old].pid) as f:
+            comm = f.read().strip()
+        h.check(comm == "botmesh-broker",
+                "the restarted standby keeps its name (ps, pkill and ./botmesh find it)", comm)
 
         # Nothing it held was written or answered.
         answer = c2.sock.poll(1000)
