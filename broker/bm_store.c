@@ -94,7 +94,10 @@ s_schedule_reconnect (bm_store_t *self)
     if (self->destroying || self->reconnect_timer != -1)
         return;
     self->reconnect_timer = zloop_timer (self->loop, self->backoff_ms, 1, s_reconnect_timer, self);
-    self->backoff_ms = self->backoff_ms * 2 > 5000 ? 5000 : self->backoff_ms * 2;
+    //  At most a second apart: a refused connect costs next to nothing, and
+    //  every second more is a second of SUBMITs answered store_unavailable
+    //  after Redis is back.
+    self->backoff_ms = self->backoff_ms * 2 > 1000 ? 1000 : self->backoff_ms * 2;
 }
 
 static void
