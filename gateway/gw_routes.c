@@ -7,6 +7,8 @@
 #include "bm_http.h"
 #include "bm_log.h"
 
+#include <inttypes.h>
+
 void
 gw_routes_health (gw_request_t *r)
 {
@@ -58,6 +60,61 @@ gw_routes_metrics (gw_request_t *r)
     free (text);
 }
 
+//  Append str to buf as a JSON string: printable ASCII only, '"' and '\\'
+//  escaped as jansson does.  Returns the new length, or -1 (does not fit,
+//  or a byte that jansson would escape otherwise: the caller uses jansson).
+static int
+s_json_str (char *buf, size_t size, int len, const char *str)
+{
+    if (len < 0 || (size_t) len + 1 >= size)
+        return -1;
+    size_t n = (size_t) len;
+    buf [n++] = '"';
+    for (const char *p = str; *p; p++) {
+        unsigned char c = (unsigned char) *p;
+        if (c < 0x20 || c >= 0x7f || n + 3 >= size)
+            return -1;
+        if (c == '"' || c == '\\')
+            buf [n++] = '\\';
+        buf [n++] = (char) c;
+    }
+    buf [n++] = '"';
+    buf [n] = 0;
+    return (int) n;
+}
+
+//  The 202 body of an accepted /invoke, as json_dumps (JSON_COMPACT) of
+//  {jobId, status, botType, priority, estimatedPosition[, duplicate]}
+//  writes it, without building the JSON value: per request that was a
+//  dozen allocations and two passes.  Returns its length, or -1: the
+//  caller builds it with jansson then.
+static int
+s_accepted_text (char *buf, size_t size, const char *job_id, const char *status,
+                 const char *bot_type, int64_t priority, bool has_position, int64_t position,
+                 bool duplicate)
+{
+    int n = snprintf (buf, size, "{\"jobId\":");
+    n = s_json_str (buf, size, n, job_id);
+    if (n < 0 || (size_t) n + 12 >= size)
+        return -1;
+    n += snprintf (buf + n, size - (size_t) n, ",\"status\":");
+    n = s_json_str (buf, size, n, status);
+    if (n < 0 || (size_t) n + 13 >= size)
+        return -1;
+    n += snprintf (buf + n, size - (size_t) n, ",\"botType\":");
+    n = s_json_str (buf, size, n, bot_type);
+    if (n < 0)
+        return -1;
+    int more = has_position
+        ? snprintf (buf + n, size - (size_t) n, ",\"priority\":%" PRId64 ",\"estimatedPosition\":%" PRId64 "%s}",
+                    priority, position, duplicate ? ",\"duplicate\":true" : "")
+        : snprintf (buf + n, size - (size_t) n, ",\"priority\":%" PRId64 ",\"estimatedPosition\":null%s}",
+                    priority, duplicate ? ",\"duplicate\":true" : "");
+    if (more < 0 || (size_t) n + (size_t) more >= size)
+        return -1;
+    return n + more;
+}
+
 void
 gw_routes_invoke (gw_request_t *r)
 {
@@ -106,17 +163,24 @@ gw_routes_invoke (gw_request_t *r)
         //  when the broker says.
         char state [BM_MAX_STATE_LEN + 1] = "";
         bm_obj_strcpy (bm_msg_body (reply), "state", state, sizeof state);
-        json_t *value = json_pack ("{s:s,s:s,s:s,s:I,s:o}", "jobId", job_id, "status",
-                                   *state ? state : delayed ? "delayed" : "queued",
-                                   "botType", bot_type, "priority", (json_int_t) priority,
-                                   "estimatedPosition", has_position
-                                   ? json_integer ((json_int_t) position) : json_null ());
-        if (duplicate)
-            json_object_set_new (value, "duplicate", json_true ());
+        const char *status = *state ? state : delayed ? "delayed" : "queued";
         char extra [200];
         snprintf (extra, sizeof extra, "Location: /job/%s\r\n", job_id);
         bm_debug (job_id, "accepted%s", duplicate ? " (duplicate)" : "");
-        gw_request_send_json (r, 202, value, extra);
+        char text [512];
+        int n = s_accepted_text (text, sizeof text, job_id, status, bot_type, priority,
+                                 has_position, position, duplicate);
+        if (n > 0)
+            gw_request_send (r, 202, "application/json", extra, text, (size_t) n);
+        else {
+            json_t *value = json_pack ("{s:s,s:s,s:s,s:I,s:o}", "jobId", job_id, "status", status,
+                                       "botType", bot_type, "priority", (json_int_t) priority,
+                                       "estimatedPosition", has_position
+                                       ? json_integer ((json_int_t) position) : json_null ());
+            if (duplicate)
+                json_object_set_new (value, "duplicate", json_true ());
+            gw_request_send_json (r, 202, value, extra);
+        }
     }
     else
     if (bm_msg_command (reply) == BM_REJECTED)

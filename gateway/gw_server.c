@@ -245,7 +245,8 @@ s_authenticate (gw_request_t *r, char *limit_key, size_t size)
     bool needs_key = s_routes [r->route].needs_key
                   || (r->route == R_METRICS && server->config.metrics_require_key);
     if (!gw_auth_enabled (server->auth)) {
-        snprintf (limit_key, size, "a:%s", r->ri->remote_addr);
+        if (server->limiter)            //  Else not used: spare the snprintf
+            snprintf (limit_key, size, "a:%s", r->ri->remote_addr);
         return 0;
     }
     size_t len = 0;
@@ -318,6 +319,7 @@ s_handler (struct mg_connection *conn, void *cbdata)
     }
     else {
         char limit_key [96];
+        limit_key [0] = 0;
         int retry_after = 1;
         if (s_authenticate (r, limit_key, sizeof limit_key))
             ;   //  Answered 401
@@ -372,6 +374,18 @@ s_handler (struct mg_connection *conn, void *cbdata)
 
 //  --------------------------------------------------------------------------
 //  civetweb callbacks
+
+//  civetweb's authorization step, replaced: without an authorization
+//  handler civetweb looks for a ".htpasswd" beside every request's path
+//  (a stat() and a snprintf per request, for files the gateway never
+//  serves).  API keys are checked in s_handler.
+static int
+s_authorize (struct mg_connection *conn, void *cbdata)
+{
+    (void) conn;
+    (void) cbdata;
+    return 1;
+}
 
 static void *
 s_init_thread (const struct mg_context *ctx, int thread_type)
@@ -482,6 +496,7 @@ gw_server_new (const gw_config_t *config)
         goto fail;
     }
     mg_set_request_handler (self->ctx, "/", s_handler, self);
+    mg_set_auth_handler (self->ctx, "/", s_authorize, NULL);
     return self;
 fail:
     gw_server_destroy (&self);
