@@ -28,8 +28,12 @@
     SUBMIT alone goes as it is: at low load nothing waits), and its
     ACCEPTED_MANY is split into one ACCEPTED or REJECTED per caller.  With
     GW_LINK_LAZY_PENDING requests in flight the link is not woken for new
-    ones, so what arrives while a group is in flight goes out with the
-    next.  A broker that answers SUBMIT_MANY bad_command (no batches) gets
+    ones, and while a SUBMIT_MANY is unanswered (GW_LINK_GROUPS_IN_FLIGHT)
+    the link sends nothing more for up to GW_LINK_HOLD_MS: what arrives
+    meanwhile goes out as the next group when the answer comes.  Without
+    that hold the link also sent what queued at each 1 ms lazy wake-up,
+    and groups under 64 connections held 15-17 SUBMITs; with it, 34-38.
+    A broker that answers SUBMIT_MANY bad_command (no batches) gets
     SUBMITs one by one from then on.
 
     Every request carries a "req" number from gw_link_next_req (one
@@ -103,6 +107,12 @@
 #define GW_LINK_HANDSHAKE_MS    1000    //  Lists: no handshake this long: next broker
 #define GW_LINK_SWITCH_POLL_MS  20      //  Lists: poll this often while switching
 #define GW_LINK_GROUP_SWEEP_MS  1000    //  Forget unanswered groups this often
+//  Group commit under load: while a SUBMIT_MANY is unanswered, what the
+//  handlers queue waits for its answer (at most GW_LINK_HOLD_MS after it
+//  went), so that the next group takes all of it.  A lone SUBMIT is not a
+//  group: at low load nothing is held.
+#define GW_LINK_GROUPS_IN_FLIGHT 1
+#define GW_LINK_HOLD_MS         5
 
 struct _gw_link_t {
     bm_endpoints_t *endpoints;          //  BROKER_ENDPOINT's list; link thread
@@ -120,6 +130,8 @@ struct _gw_link_t {
     gw_group_t *groups;                 //  SUBMIT groups in flight; link thread
     bool grouping;                      //  Send SUBMITs in groups; link thread
     int64_t swept_ms;                   //  Groups last swept; link thread
+    int64_t group_sent_ms;              //  Last SUBMIT_MANY sent; link thread
+    size_t groups_in_flight;            //  Hold at this many groups (0: never)
 
     pthread_mutex_t lock;               //  Guards all below
     gw_calls_t *calls;                  //  Queued and sent calls
@@ -288,6 +300,8 @@ s_send_submits (gw_link_t *self, void *dealer, zmq_msg_t *bodies, const int64_t 
             sent = gw_wire_send (dealer, BM_SUBMIT_MANY, &many) == 0;     //  Closes it
         else
             zmq_msg_close (&many);
+        if (sent)
+            self->group_sent_ms = bm_mono_ms ();
         if (sent && gw_group_remember (self->groups, group_req, group_reqs, (size_t) size,
                                        bm_mono_ms ()))
             bm_error (NULL, "out of memory: a SUBMIT_MANY of %d sent, its answer will be lost",
@@ -442,12 +456,15 @@ s_link_thread (void *arg)
         //  calls wait in the queue for a connection, or give up).
         int count = 0;
         int64_t now = bm_mono_ms ();
+        bool hold = self->grouping && self->groups_in_flight
+                 && gw_group_size (self->groups) >= self->groups_in_flight
+                 && now - self->group_sent_ms < GW_LINK_HOLD_MS;
         pthread_mutex_lock (&self->lock);
         if (self->stopping) {
             pthread_mutex_unlock (&self->lock);
             break;
         }
-        while (self->connected && count < GW_LINK_BATCH) {
+        while (self->connected && !hold && count < GW_LINK_BATCH) {
             gw_call_t *call = gw_calls_send_next (self->calls, &bodies [count], now);
             if (!call)
                 break;
@@ -458,8 +475,9 @@ s_link_thread (void *arg)
         //  handler that queues meanwhile sees `sleeping` and wakes us,
         //  unless many requests are in flight: then the next reply wakes
         //  us anyway, and what queued meanwhile goes out in one burst.
-        sleep = count == 0 && !(self->connected && gw_calls_queued (self->calls));
-        lazy = sleep && gw_calls_pending (self->calls) >= GW_LINK_LAZY_PENDING;
+        //  While holding (a group unanswered) the same: its answer wakes us.
+        sleep = count == 0 && (hold || !(self->connected && gw_calls_queued (self->calls)));
+        lazy = sleep && (hold || gw_calls_pending (self->calls) >= GW_LINK_LAZY_PENDING);
         self->sleeping = sleep;
         self->lazy = lazy;
         pthread_mutex_unlock (&self->lock);
@@ -513,6 +531,7 @@ gw_link_new (const char *endpoint, int64_t connect_timeout_ms)
     self->calls = gw_calls_new ();
     self->groups = gw_group_new ();
     self->grouping = true;
+    self->groups_in_flight = GW_LINK_GROUPS_IN_FLIGHT;
     if (!self->groups) {
         bm_error (NULL, "out of memory for the broker link");
         gw_link_destroy (&self);
