@@ -172,9 +172,11 @@ bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *m
         bm_batch_slot_t *slot = &batch->slots [items.index - 1];
         slot->batch = batch;
         if (rc < 0) {
+            //  The outcome's place in ACCEPTED_MANY is the item's index:
+            //  no message names it (the SUBMIT's messages stand as they are).
             self->rejected++;
             bm_series_inc (bm_metric_series (self->mf_rejected, "bad_request"));
-            s_slot_refuse (slot, "bad_request", error.message);
+            s_slot_refuse (slot, "bad_request", "the item must be a map (a job's body)");
             continue;
         }
         //  An idempotencyKey an earlier item of this batch gave: that job

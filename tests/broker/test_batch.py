@@ -45,11 +45,18 @@ def test():
         h.check(len(out) == len(items), "one outcome per item", out)
         h.check("jobId" in out[0] and out[0]["duplicate"] is False and out[0]["position"] >= 1,
                 "item 0 (valid) accepted with a position", out[0])
-        h.check(out[1].get("code") == "bad_request" and "jobs[1]" in out[1]["message"],
-                "item 1 (not a map) rejected bad_request naming jobs[1]", out[1])
+        # An item's outcome is in its place: no message names an index, each
+        # is the message a SUBMIT of that body gets.
+        h.check(out[1] == {"code": "bad_request", "message": "the item must be a map (a job's body)"},
+                "item 1 (not a map) rejected bad_request", out[1])
         h.check(out[2].get("code") == "unknown_bot_type", "item 2 (unknown type) rejected", out[2])
-        h.check(out[3].get("code") == "bad_request" and "priority" in out[3]["message"],
+        h.check(out[3].get("code") == "bad_request"
+                and out[3]["message"].startswith("priority must be an integer"),
                 "item 3 (bad priority) rejected naming priority", out[3])
+        cmd, single = c.request(h.SUBMIT, items[3])
+        h.check(cmd == h.REJECTED and single["message"] == out[3]["message"],
+                "with the message a SUBMIT of that body gets", single, out[3])
+        h.check(not any("jobs[" in o.get("message", "") for o in out), "no message names an index", out)
         h.check(out[4].get("jobId") == first and out[4]["duplicate"] is True,
                 "item 4 (known idempotencyKey) answers the first job, duplicate", out[4])
         h.check("jobId" in out[5] and out[5]["position"] == 1,
