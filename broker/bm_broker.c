@@ -189,9 +189,78 @@ bm_broker_send_client (bm_broker_t *self, zframe_t *identity, int command, bm_bo
     s_route (self, identity, BM_CLIENT_HEADER, command, body->sbuf.data, body->sbuf.size);
 }
 
+//  A peer's routing id in upper-case hex (at most 256 bytes of it: the
+//  worker table's key; key holds 2 * 256 + 1 bytes).
 void
-bm_broker_reject (bm_broker_t *self, zframe_t *identity, const msgpack_object *request,
-                  const char *code, const char *message)
+bm_broker_peer_key (zframe_t *identity, char *key)
+{
+    static const char hex [] = "0123456789ABCDEF";
+    size_t size = zframe_size (identity) > 256 ? 256 : zframe_size (identity);
+    const byte *id = zframe_data (identity);
+    for (size_t i = 0; i < size; i++) {
+        key [2 * i] = hex [id [i] >> 4];
+        key [2 * i + 1] = hex [id [i] & 15];
+    }
+    key [2 * size] = 0;
+}
+
+//  The lines of refusals not written in the window that ended, as one line.
+static void
+s_refusal_log_flush (bm_broker_t *self, int64_t now)
+{
+    if (now - self->refusal_window < 1000)
+        return;
+    if (self->refusal_dropped)
+        bm_warn (NULL, "%" PRIu64 " more rejected messages not logged in the last second "
+                 "(at most %d lines a second)", self->refusal_dropped, BM_REFUSAL_LOG_PER_S);
+    self->refusal_window = now;
+    self->refusal_lines = 0;
+    self->refusal_dropped = 0;
+}
+
+void
+bm_broker_log_refusal (bm_broker_t *self, zframe_t *identity, bm_peer_t peer,
+                       const char *worker_name, int command, const char *job_id,
+                       const char *code, const char *message)
+{
+    s_refusal_log_flush (self, bm_mono_ms ());
+    if (self->refusal_lines >= BM_REFUSAL_LOG_PER_S) {
+        self->refusal_dropped++;
+        return;
+    }
+    self->refusal_lines++;
+    char key [2 * 256 + 1];
+    bm_broker_peer_key (identity, key);
+    //  A routing id a peer chose can be long: its first 32 bytes say enough.
+    bool cut = strlen (key) > 64;
+    key [64] = 0;
+    char what [32] = "a frame";
+    if (command >= 0) {
+        const char *name = bm_command_name (peer, command);
+        if (streq (name, "unknown"))
+            snprintf (what, sizeof what, "an unknown command 0x%02X", (unsigned) command);
+        else
+            snprintf (what, sizeof what, "%s", name);
+    }
+    if (peer == BM_PEER_WORKER && worker_name)
+        bm_warn (job_id, "rejected %s from worker %s (routing id %s%s): %s (%s)", what,
+                 worker_name, key, cut ? "..." : "", code, message);
+    else
+        bm_warn (job_id, "rejected %s from %s (routing id %s%s): %s (%s)", what,
+                 peer == BM_PEER_WORKER ? "an unregistered worker" : "a client",
+                 key, cut ? "..." : "", code, message);
+}
+
+void
+bm_broker_log_refusal_tick (bm_broker_t *self, int64_t now)
+{
+    s_refusal_log_flush (self, now);
+}
+
+//  REJECTED {req?, code, message}, not logged.
+static void
+s_reject_send (bm_broker_t *self, zframe_t *identity, const msgpack_object *request,
+               const char *code, const char *message)
 {
     bm_body_t body;
     bm_body_init (self, &body);
@@ -201,6 +270,24 @@ bm_broker_reject (bm_broker_t *self, zframe_t *identity, const msgpack_object *r
     bm_pack_kv_str (&body.pk, "message", message);
     bm_broker_send_client (self, identity, BM_REJECTED, &body);
     bm_body_free (&body);
+}
+
+void
+bm_broker_reject (bm_broker_t *self, zframe_t *identity, const msgpack_object *request,
+                  const char *code, const char *message)
+{
+    //  A message refused for its form (header, command, frames, a field)
+    //  is logged; a request refused for the state of things (not_found,
+    //  conflict, queue_full...) is an answer like any other.
+    if (strncmp (code, "bad_", 4) == 0)
+        bm_broker_log_refusal (self, identity, BM_PEER_CLIENT, NULL, self->command, NULL,
+                               code, message);
+    //  A body that does not decode is counted with the frames refused
+    //  (SUBMITs are counted in broker_jobs_rejected_total instead).
+    if (streq (code, "bad_request") && self->command >= 0
+    &&  self->command != BM_SUBMIT && self->command != BM_SUBMIT_MANY)
+        bm_series_inc (bm_metric_series (self->mf_frames, code));
+    s_reject_send (self, identity, request, code, message);
 }
 
 //  Returns 0, or -1 when the worker's queue is full (it is then marked
@@ -286,14 +373,24 @@ s_handle_frames (bm_broker_t *self, zmq_msg_t *frames, int count)
         //  and any version is a worker's, which gets a NACK.
         bool worker = count > 1 && zmq_msg_size (&frames [1]) >= 3
                    && memcmp (zmq_msg_data (&frames [1]), "BMW", 3) == 0;
-        bm_warn (NULL, "rejected a frame from a %s: %s (%s)",
-                 worker ? "worker" : "client", code, reason);
+        const char *name = NULL;
+        if (worker) {
+            char key [2 * 256 + 1];
+            bm_broker_peer_key (identity, key);
+            bm_worker_entry_t *entry = (bm_worker_entry_t *) zhashx_lookup (self->workers, key);
+            name = entry ? entry->name : NULL;
+        }
+        bm_broker_log_refusal (self, identity, worker ? BM_PEER_WORKER : BM_PEER_CLIENT, name,
+                               -1, NULL, code, reason);
         if (worker)
             bm_broker_send_worker_simple (self, identity, BM_NACK, code, reason);
         else
-            bm_broker_reject (self, identity, NULL, code, reason);
+            s_reject_send (self, identity, NULL, code, reason);
+        return;
     }
-    else
+    //  The command being handled, for the log line of a refusal (-1 in
+    //  the answers that come later, from Redis).
+    self->command = bm_msg_command (self->msg);
     if (!self->serving)
         bm_ha_refuse (self, identity, self->msg);
     else
@@ -301,6 +398,7 @@ s_handle_frames (bm_broker_t *self, zmq_msg_t *frames, int count)
         bm_workers_handle (self, identity, self->msg);
     else
         bm_clients_handle (self, identity, self->msg);
+    self->command = -1;
 }
 
 static int
@@ -395,6 +493,7 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
             bm_workers_delete (self, worker, "heartbeat expired");
         zlistx_destroy (&dead);
     }
+    bm_broker_log_refusal_tick (self, now);
     bm_idem_expire (self->idem, bm_now_ms ());
     bm_job_expire (self, bm_now_ms ());
     bm_finished_tick (self, now);
@@ -480,6 +579,7 @@ s_broker_new (const bm_broker_config_t *config)
     if (self->msg)
         bm_msg_set_shallow_batches (self->msg, true);
     self->identity = zframe_new_empty ();
+    self->command = -1;
     snprintf (self->instance, sizeof self->instance, "%04x",
               (unsigned) (((unsigned) getpid () * 2654435761u) ^ (unsigned) bm_now_ms ()) & 0xffff);
     if (bm_broker_config_load_types (self)) {

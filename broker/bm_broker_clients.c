@@ -591,6 +591,20 @@ void
 bm_clients_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
 {
     const msgpack_object *body = bm_msg_body (msg);
+    //  One socket is one peer: a socket that registered as a worker
+    //  (READY) sending client requests is a mistake that would mix up the
+    //  two sides' answers on it.
+    if (zhashx_size (self->workers) > 0) {
+        char key [2 * 256 + 1];
+        bm_broker_peer_key (identity, key);
+        if (zhashx_lookup (self->workers, key)) {
+            bm_series_inc (bm_metric_series (self->mf_frames, "bad_header"));
+            bm_broker_reject (self, identity, body, "bad_header",
+                              "a BMC01 request from a socket registered as a worker (READY): "
+                              "a client needs a socket of its own");
+            return;
+        }
+    }
     switch (bm_msg_command (msg)) {
         case BM_SUBMIT:
             s_client_submit (self, identity, msg);

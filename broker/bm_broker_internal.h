@@ -202,7 +202,15 @@ struct _bm_broker_t {
     bool stepped_down;          //  Lost its reign: serves no more
     bool released;              //  Gave the lease up (shutdown)
     bm_series_t *m_leader, *m_failovers;
+    int command;                //  The command being handled, or -1
+    int64_t refusal_window;     //  Mono ms the refusal log's second began
+    int refusal_lines;          //  Refusal lines written in it
+    uint64_t refusal_dropped;   //  And not written (over the limit)
 };
+
+//  Refusals logged a second at most (a flood must not fill the log): the
+//  rest are counted, and the count is logged once the second is over.
+#define BM_REFUSAL_LOG_PER_S 20
 
 
 #define BM_CMD_MAX_ARGS 64
@@ -249,6 +257,17 @@ void bm_broker_send_client (bm_broker_t *self, zframe_t *identity, int command, 
 void bm_broker_reject (bm_broker_t *self, zframe_t *identity, const msgpack_object *request,
                        const char *code, const char *message);
 int bm_broker_send_worker (bm_broker_t *self, bm_worker_entry_t *worker, int command, bm_body_t *body);
+//  A peer's routing id in hex into key (2 * 256 + 1 bytes): the worker
+//  table's key.
+void bm_broker_peer_key (zframe_t *identity, char *key);
+//  One WARN line for a message refused: the command (-1: the frames did
+//  not parse), the peer kind, its routing id in hex and worker name (NULL:
+//  not registered), the code and the message.  Rate-limited to
+//  BM_REFUSAL_LOG_PER_S lines a second.
+void bm_broker_log_refusal (bm_broker_t *self, zframe_t *identity, bm_peer_t peer,
+                            const char *worker_name, int command, const char *job_id,
+                            const char *code, const char *message);
+void bm_broker_log_refusal_tick (bm_broker_t *self, int64_t now);
 void bm_broker_send_worker_simple (bm_broker_t *self, zframe_t *identity, int command,
                                    const char *code, const char *message);
 

@@ -39,8 +39,8 @@ static void
 s_worker_refuse (bm_broker_t *self, zframe_t *identity, const char *name, int command,
                  const bm_codec_error_t *error)
 {
-    bm_warn (NULL, "%s from worker %s refused: %s", bm_command_name (BM_PEER_WORKER, command),
-             name ? name : "(not registered)", error->message);
+    bm_broker_log_refusal (self, identity, BM_PEER_WORKER, name, command, NULL, error->code,
+                           error->message);
     bm_series_inc (bm_metric_series (self->mf_frames, error->code));
     bm_broker_send_worker_simple (self, identity, BM_NACK, error->code, error->message);
 }
@@ -321,6 +321,73 @@ s_done_of_earlier_run (const bm_codec_done_t *done, const bm_job_t *job)
     return job && job->state == JOB_RUNNING && done->attempt > 0 && done->attempt < job->attempts;
 }
 
+//  A DONE, PROGRESS or RELEASE for a job the worker does not hold:
+//  logged, counted (broker_frames_rejected_total{reason="not_owner"}),
+//  answered NACK not_owner.
+static void
+s_not_owner_log (bm_broker_t *self, zframe_t *identity, const char *name, int command,
+                 const char *id)
+{
+    bm_broker_log_refusal (self, identity, BM_PEER_WORKER, name, command, id, "not_owner",
+                           "this worker does not hold that job");
+    bm_series_inc (bm_metric_series (self->mf_frames, "not_owner"));
+}
+
+static void
+s_not_owner (bm_broker_t *self, bm_worker_entry_t *worker, int command, const char *id)
+{
+    s_not_owner_log (self, worker->identity, worker->name, command, id);
+    bm_broker_send_worker_simple (self, worker->identity, BM_NACK, "not_owner",
+                                  "this worker does not hold that job");
+}
+
+//  A DONE for a job that is not in memory, waiting for its state from Redis.
+typedef struct {
+    bm_broker_t *broker;
+    zframe_t *identity;
+    char name [BM_MAX_ID_LEN + 1];
+    char id [BM_MAX_ID_LEN + 1];
+} s_unheld_t;
+
+static void
+s_on_unheld_state (const char *state, void *arg)
+{
+    s_unheld_t *unheld = (s_unheld_t *) arg;
+    bm_broker_t *self = unheld->broker;
+    if (state && (streq (state, "completed") || streq (state, "failed")
+                  || streq (state, "cancelled")))
+        bm_debug (unheld->id, "DONE from %s sent again for a job that has ended (%s)",
+                  unheld->name, state);
+    else
+        s_not_owner_log (self, unheld->identity, unheld->name, BM_DONE, unheld->id);
+    zframe_destroy (&unheld->identity);
+    free (unheld);
+}
+
+//  A DONE for a job the worker does not hold (its NACK not_owner is sent
+//  by the caller).  A job that has ended is expected: a worker sends its
+//  recent DONEs again after READY, and the broker had some of them.  A job
+//  the broker does not hold in memory is looked up in Redis first.
+static void
+s_done_unheld (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
+{
+    bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
+    if (job && bm_job_terminal (job))
+        bm_debug (id, "DONE from %s sent again for a job that has ended (%s)", worker->name,
+                  bm_job_state_names [job->state]);
+    else
+    if (job || !self->store)
+        s_not_owner_log (self, worker->identity, worker->name, BM_DONE, id);
+    else {
+        s_unheld_t *unheld = (s_unheld_t *) zmalloc (sizeof (s_unheld_t));
+        unheld->broker = self;
+        unheld->identity = zframe_dup (worker->identity);
+        snprintf (unheld->name, sizeof unheld->name, "%s", worker->name);
+        snprintf (unheld->id, sizeof unheld->id, "%s", id);
+        bm_submit_duplicate_state (self, id, s_on_unheld_state, unheld);
+    }
+}
+
 static void
 s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg)
 {
@@ -360,11 +427,13 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
     }
     if (!job) {
         //  A DONE for a job it was told to stop is expected (it frees the
-        //  slot); anything else is counted.
-        if (!s_worker_release_stopping (self, worker, done.job_id)) {
-            bm_warn (done.job_id, "DONE from %s for a job it does not hold", worker->name);
-            bm_series_inc (bm_metric_series (self->mf_frames, "not_owner"));
-        }
+        //  slot), and so is one sent again for a job that has ended (after
+        //  a reconnect or a broker restart: section 5).  Anything else is
+        //  refused, logged and counted.
+        if (s_worker_release_stopping (self, worker, done.job_id))
+            bm_debug (done.job_id, "DONE from %s for a job it was told to stop", worker->name);
+        else
+            s_done_unheld (self, worker, done.job_id);
         bm_broker_send_worker_simple (self, worker->identity, BM_NACK, "not_owner",
                               "this worker does not hold that job");
         return;
@@ -452,9 +521,7 @@ s_worker_progress (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t 
     }
     bm_job_t *job = s_worker_job (self, worker, progress.job_id);
     if (!job) {
-        bm_series_inc (bm_metric_series (self->mf_frames, "not_owner"));
-        bm_broker_send_worker_simple (self, worker->identity, BM_NACK, "not_owner",
-                              "this worker does not hold that job");
+        s_not_owner (self, worker, BM_PROGRESS, progress.job_id);
         return;
     }
     if (progress.has_progress) {
@@ -476,11 +543,8 @@ s_worker_release (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *
     }
     bm_job_t *job = s_worker_job (self, worker, release.job_id);
     if (!job) {
-        if (!s_worker_release_stopping (self, worker, release.job_id)) {
-            bm_series_inc (bm_metric_series (self->mf_frames, "not_owner"));
-            bm_broker_send_worker_simple (self, worker->identity, BM_NACK, "not_owner",
-                                  "this worker does not hold that job");
-        }
+        if (!s_worker_release_stopping (self, worker, release.job_id))
+            s_not_owner (self, worker, BM_RELEASE, release.job_id);
         return;
     }
     //  A released job does not count as an attempt, unless the worker says
@@ -531,14 +595,7 @@ bm_workers_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
     //  The worker table is keyed by the identity in hex (identities are
     //  binary); built on the stack, as this runs for every worker message.
     char key [2 * 256 + 1];
-    size_t id_size = zframe_size (identity) > 256 ? 256 : zframe_size (identity);
-    static const char hex [] = "0123456789ABCDEF";
-    const byte *id = zframe_data (identity);
-    for (size_t i = 0; i < id_size; i++) {
-        key [2 * i] = hex [id [i] >> 4];
-        key [2 * i + 1] = hex [id [i] & 15];
-    }
-    key [2 * id_size] = 0;
+    bm_broker_peer_key (identity, key);
     bm_worker_entry_t *worker = (bm_worker_entry_t *) zhashx_lookup (self->workers, key);
     int command = bm_msg_command (msg);
     if (worker) {
@@ -576,6 +633,8 @@ bm_workers_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
     if (command == BM_DISCONNECT)
         s_worker_disconnect (self, worker, msg);
     else {
+        bm_broker_log_refusal (self, identity, BM_PEER_WORKER, worker->name, command, NULL,
+                               "bad_command", "unknown worker command");
         bm_series_inc (bm_metric_series (self->mf_frames, "bad_command"));
         bm_broker_send_worker_simple (self, identity, BM_NACK, "bad_command", "unknown worker command");
     }

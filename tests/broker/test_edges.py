@@ -3,6 +3,7 @@
 A real broker (no Redis: REDIS_URL=none) and fake workers the test drives
 step by step; each check names the rule it holds the broker to.
 """
+import re
 import zmq
 import harness as h
 from fakeworker import FakeWorker
@@ -16,9 +17,14 @@ def frames_rejected(c, reason):
     return 0.0
 
 
+def routing_id(sock):
+    """The hex routing id the broker sees for a socket: set one, it is ours."""
+    return sock.getsockopt(zmq.ROUTING_ID).hex().upper()
+
+
 def test():
     with h.Stack("edges") as s:
-        s.broker(redis=False, env={"HEARTBEAT_INTERVAL_MS": "100", "HEARTBEAT_LIVENESS": "5"})
+        broker = s.broker(redis=False, env={"HEARTBEAT_INTERVAL_MS": "100", "HEARTBEAT_LIVENESS": "5"})
         c = s.client()
 
         # Without Redis, PING and STATS say redis: true (nothing to wait for).
@@ -58,6 +64,32 @@ def test():
             h.check(cmd == h.REJECTED and r["code"] == "bad_request" and field in r["message"],
                     "command 0x%02x with a bad %s -> bad_request naming it" % (command, field), r)
 
+        # Every refused message is logged: one WARN line naming the peer
+        # kind, its routing id (hex), the code and the message.
+        raw = zmq.Context.instance().socket(zmq.DEALER)
+        raw.setsockopt(zmq.LINGER, 0)
+        raw.setsockopt(zmq.ROUTING_ID, b"\x01odd")
+        raw.connect(s.endpoint)
+        for frames, code, line in (
+                ([h.CLIENT, b"\x42", h.pack({"req": 9})], "bad_command",
+                 r"rejected an unknown command 0x42 from a client \(routing id 016F6464\): "
+                 r"bad_command \(unknown client command\)"),
+                ([h.CLIENT, bytes([h.PING]), h.pack({"req": "abc"})], "bad_request",
+                 r"rejected PING from a client \(routing id 016F6464\): bad_request \(req "),
+                ([b"BMX01", bytes([h.PING]), h.pack({})], "bad_header",
+                 r"rejected a frame from a client \(routing id 016F6464\): bad_header \(")):
+            before = frames_rejected(c, code)
+            raw.send_multipart(frames)
+            h.check(raw.poll(5000), "%s answered" % code)
+            reply = raw.recv_multipart()
+            h.check(reply[1][0] == h.REJECTED and h.unpack(reply[2])["code"] == code,
+                    "-> REJECTED %s" % code, h.unpack(reply[2]))
+            h.check(frames_rejected(c, code) == before + 1,
+                    "counted in broker_frames_rejected_total{reason=%s}" % code)
+            h.wait_until(lambda: re.search(r"WARN +broker " + line, broker.output()), 5,
+                         "the log line: %s" % line)
+        raw.close()
+
         # bin inside a payload comes back byte for byte.
         blob = bytes(range(256))
         jid = c.submit("python", {"blob": blob})
@@ -76,7 +108,7 @@ def test():
         h.check(cmd == h.REPLY and len(r["jobs"]) == 2, "LIST limit above 500 reads as 500", r)
 
         # A worker: the python jobs queued so far go to it in order.
-        w = FakeWorker(s.endpoint, "w-edge", ["python"], 1)
+        w = FakeWorker(s.endpoint, "w-edge", ["python"], 1, routing_id=b"w-edge-socket")
         for _ in range(2):
             job = w.recv_job()
             w.done(job["jobId"], {"ok": 1})
@@ -122,17 +154,45 @@ def test():
         h.check(w.recv_job()["jobId"] == later, "then the later job")
         w.done(later, {})
 
-        # frames rejected: not_owner and an unknown worker command are counted.
+        # A DONE sent again for a job that has ended is expected (a worker
+        # resends its recent DONEs after READY): NACK not_owner, not counted,
+        # not logged as a rejection.  A DONE for a job the broker does not
+        # know is counted and logged, naming the worker and its routing id.
         before = frames_rejected(c, "not_owner")
         w.send(h.DONE, {"jobId": later, "ok": True})
         msg = w.recv(timeout=5)
         h.check(msg and msg[0] == h.NACK and msg[1]["code"] == "not_owner", "DONE twice -> NACK not_owner", msg)
+        h.check(frames_rejected(c, "not_owner") == before, "a DONE again for an ended job is not counted")
+        h.check("rejected DONE" not in broker.output(), "nor logged as a rejection")
+        w.send(h.DONE, {"jobId": "never-1", "ok": True})
+        msg = w.recv(timeout=5)
+        h.check(msg and msg[0] == h.NACK and msg[1]["code"] == "not_owner", "DONE for an unknown job -> NACK", msg)
         h.check(frames_rejected(c, "not_owner") == before + 1, "broker_frames_rejected_total{not_owner} +1")
+        wid = routing_id(w.sock)
+        h.wait_until(lambda: re.search(r"WARN +broker job=never-1 rejected DONE from worker w-edge "
+                                       r"\(routing id %s\): not_owner \(" % wid, broker.output()),
+                     5, "the not_owner line naming the job, the worker and its routing id")
         before = frames_rejected(c, "bad_command")
         w.send(0x7e, {})
         msg = w.recv(timeout=5)
         h.check(msg and msg[0] == h.NACK and msg[1]["code"] == "bad_command", "unknown worker command -> NACK", msg)
         h.check(frames_rejected(c, "bad_command") == before + 1, "broker_frames_rejected_total{bad_command} +1")
+        h.wait_until(lambda: re.search(r"WARN +broker rejected an unknown command 0x7E from worker w-edge "
+                                       r"\(routing id %s\): bad_command \(unknown worker command\)" % wid,
+                                       broker.output()),
+                     5, "the bad_command line naming the worker and its routing id")
+
+        # A socket that registered as a worker sending a client request:
+        # REJECTED bad_header, counted; nothing is submitted.
+        before = frames_rejected(c, "bad_header")
+        submitted = c.stats()["totals"]["submitted"]
+        w.send(h.SUBMIT, {"req": 3, "botType": "python", "payload": {}}, header=h.CLIENT)
+        msg = w.recv(timeout=5)
+        h.check(msg and msg[0] == h.REJECTED and msg[1]["code"] == "bad_header" and msg[1]["req"] == 3
+                and "registered as a worker" in msg[1]["message"],
+                "SUBMIT on a worker's socket -> REJECTED bad_header", msg)
+        h.check(frames_rejected(c, "bad_header") == before + 1, "broker_frames_rejected_total{bad_header} +1")
+        h.check(c.stats()["totals"]["submitted"] == submitted, "and no job was submitted")
 
         # A worker body that does not decode: NACK bad_request naming the
         # field, counted; the job the worker holds is untouched.

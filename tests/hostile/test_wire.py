@@ -19,7 +19,8 @@ reason).  This adds the hostile versions:
    declared sizes past the bytes, oversized frame): NACK with the code,
    each counted in broker_frames_rejected_total;
 5. a flood of 10,000 malformed frames from one peer while a client's 200
-   jobs run: every job completes, every bad frame is counted."""
+   jobs run: every job completes, every bad frame is counted, and the log
+   holds at most 20 lines a second of them."""
 import os
 import threading
 import time
@@ -231,6 +232,9 @@ def garbage_flood(s, c):
     s.wait_workers(1, "steady")
     junk = raw_socket(s.endpoint)
     stop = threading.Event()
+    broker = next(p for p in s.procs if p.name == "broker")
+    log_mark = len(broker.output())
+    flood_began = time.monotonic()
 
     def flood():
         for i in range(n_bad):
@@ -253,6 +257,14 @@ def garbage_flood(s, c):
     after = sum(float(l.split()[-1]) for l in metrics(c).splitlines()
                 if l.startswith("broker_frames_rejected_total{"))
     check(after - before == n_bad, "broker_frames_rejected_total grew by %d (%g)" % (n_bad, after - before))
+    # The log is not flooded: at most 20 refusal lines a second, and the
+    # rest summed up in one line a second.
+    seconds = time.monotonic() - flood_began
+    wait_until(lambda: "more rejected messages not logged" in broker.output()[log_mark:], 5,
+               "the line counting the refusals not logged")
+    lines = [l for l in broker.output()[log_mark:].splitlines() if " rejected a frame from " in l]
+    check(0 < len(lines) <= 20 * (seconds + 2), "%d refusal lines for %d bad frames in %.1f s "
+          "(at most 20 a second)" % (len(lines), n_bad, seconds))
     w.stop()
 
 

@@ -12,9 +12,11 @@ import harness as h
 
 
 class FakeWorker:
-    def __init__(self, endpoint, name, types, credit, ready=True):
+    def __init__(self, endpoint, name, types, credit, ready=True, routing_id=None):
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        if routing_id:                  # the broker's log names it (in hex)
+            self.sock.setsockopt(zmq.ROUTING_ID, routing_id)
         self.sock.connect(endpoint)
         self.name, self.types, self.credit = name, types, credit
         if ready:
