@@ -129,9 +129,15 @@ s_timing (const json_t *body, bm_codec_submit_t *submit, gw_invoke_error_t *erro
     const json_t *jitter = json_object_get (backoff, "jitter");
     if (s_opt_str (backoff, "type", &type, &type_len) < 0)
         return s_fail (error, 400, "invalid_backoff", "backoff.type must be \"exponential\" or \"fixed\"");
-    if (s_opt_int (backoff, "delayMs", 0, BM_BACKOFF_MAX_MS, &delay) <= 0)
+    //  BullMQ names it delay: a job written for it reads the same here.
+    const char *delay_key = json_object_get (backoff, "delayMs") || !json_object_get (backoff, "delay")
+                          ? "delayMs" : "delay";
+    if (json_object_get (backoff, "delayMs") && json_object_get (backoff, "delay"))
         return s_fail (error, 400, "invalid_backoff",
-                       "backoff.delayMs is required: an integer from 0 to %lld",
+                       "backoff.delay and backoff.delayMs are the same field: give one");
+    if (s_opt_int (backoff, delay_key, 0, BM_BACKOFF_MAX_MS, &delay) <= 0)
+        return s_fail (error, 400, "invalid_backoff",
+                       "backoff.%s is required: an integer from 0 to %lld", delay_key,
                        (long long) BM_BACKOFF_MAX_MS);
     if (jitter && !json_is_null (jitter) && !json_is_boolean (jitter))
         return s_fail (error, 400, "invalid_backoff", "backoff.jitter must be a boolean");
@@ -413,6 +419,18 @@ gw_invoke_test (bool verbose)
     CHECK (backoff && bm_obj_int (backoff, "delayMs", &value) && value == 100);
     CHECK (bm_obj_strcpy (backoff, "type", buf, sizeof buf) && streq (buf, "fixed"));
     msgpack_unpacked_destroy (&result);
+
+    //  BullMQ's name of the backoff's delay, delay, reads as delayMs; both
+    //  at once are refused.
+    CHECK (streq (s_try ("{\"botType\":\"java\",\"payload\":1,"
+                         "\"backoff\":{\"type\":\"fixed\",\"delay\":1000}}",
+                         1 << 20, &error, &result), "ok"));
+    backoff = bm_obj_get (&result.data, "backoff");
+    CHECK (backoff && bm_obj_int (backoff, "delayMs", &value) && value == 1000);
+    msgpack_unpacked_destroy (&result);
+    CHECK (streq (s_try ("{\"botType\":\"java\",\"payload\":1,"
+                         "\"backoff\":{\"type\":\"fixed\",\"delay\":1,\"delayMs\":1}}",
+                         1 << 20, &error, &result), "invalid_backoff"));
 
     //  Minimal body: defaults, nulls as absent, any payload type.
     CHECK (streq (s_try ("{\"botType\":\"node\",\"payload\":null,\"webhookUrl\":null,"
