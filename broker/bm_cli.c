@@ -23,7 +23,9 @@ s_usage (FILE *out)
 "  submit TYPE [PAYLOAD_JSON] [--priority N] [--webhook URL] [--key IDEMPOTENCY_KEY]\n"
 "         [--job-timeout-ms N] [--max-attempts N] [--wait]\n"
 "                       submit a job; prints {\"jobId\":...}; with --wait, waits\n"
-"                       for the job to end and prints its record\n"
+"                       for the job to end and prints its record; PAYLOAD_JSON\n"
+"                       - reads the payload from stdin, @FILE from FILE (a\n"
+"                       large payload does not fit in an argument)\n"
 "  status JOB_ID        the job's record\n"
 "  wait JOB_ID          wait until the job ends; prints its record\n"
 "  cancel JOB_ID        cancel a queued or running job\n"
@@ -53,6 +55,64 @@ s_usage (FILE *out)
 }
 
 static void s_print_json (json_t *json);
+
+//  The whole of a stream, NUL-terminated, or NULL (errno set) on a read
+//  error or past max bytes (E2BIG). The caller frees it.
+static char *
+s_read_all (FILE *file, size_t max, size_t *size)
+{
+    size_t cap = 65536, len = 0;
+    char *buf = (char *) malloc (cap);
+    while (buf) {
+        len += fread (buf + len, 1, cap - 1 - len, file);
+        if (ferror (file)) {
+            free (buf);
+            return NULL;
+        }
+        if (feof (file)) {
+            buf [len] = 0;
+            *size = len;
+            return buf;
+        }
+        if (cap > max) {
+            free (buf);
+            errno = E2BIG;
+            return NULL;
+        }
+        char *grown = (char *) realloc (buf, cap * 2);
+        if (!grown)
+            free (buf);
+        buf = grown;
+        cap *= 2;
+    }
+    return NULL;
+}
+
+//  The payload argument of submit: JSON text, "-" for stdin, "@FILE" for a
+//  file. Returns the text (owned by the caller) or NULL with a message.
+static char *
+s_payload_text (const char *arg, size_t *size)
+{
+    const size_t max = 256u << 20;              //  Far above any payload cap
+    if (!streq (arg, "-") && arg [0] != '@') {
+        *size = strlen (arg);
+        return strdup (arg);
+    }
+    const char *path = streq (arg, "-") ? NULL : arg + 1;
+    FILE *file = path ? fopen (path, "rb") : stdin;
+    if (!file) {
+        fprintf (stderr, "botmesh-client: cannot open the payload file '%s': %s\n", path,
+                 strerror (errno));
+        return NULL;
+    }
+    char *text = s_read_all (file, max, size);
+    if (!text)
+        fprintf (stderr, "botmesh-client: cannot read the payload from %s: %s\n",
+                 path ? path : "stdin", strerror (errno));
+    if (path)
+        fclose (file);
+    return text;
+}
 
 static void
 s_print_object (const msgpack_object *obj)
@@ -347,9 +407,16 @@ main (int argc, char *argv [])
         char *payload = NULL;
         size_t payload_size = 0;
         char error [256];
-        const char *json = positional [2] ? positional [2] : "null";
-        if (bm_json_text_to_msgpack (json, strlen (json), &payload, &payload_size,
-                                     error, sizeof error)) {
+        size_t json_size = 0;
+        char *json = s_payload_text (positional [2] ? positional [2] : "null", &json_size);
+        if (!json) {
+            bm_client_destroy (&client);
+            return 2;
+        }
+        int bad = bm_json_text_to_msgpack (json, json_size, &payload, &payload_size,
+                                           error, sizeof error);
+        free (json);
+        if (bad) {
             fprintf (stderr, "botmesh-client: the payload is not valid JSON: %s\n", error);
             bm_client_destroy (&client);
             return 2;

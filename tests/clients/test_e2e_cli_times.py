@@ -1,12 +1,16 @@
-"""botmesh-client prints a job record's times as the HTTP API does.
+"""botmesh-client prints a job record's times as the HTTP API does, and
+reads a large payload from stdin or a file.
 
 Real redis-server, broker, gateway, and a Python client worker in this
 process.  `botmesh-client submit ... --wait`, `status`, `wait` and `list`
 give createdAt, startedAt and finishedAt as ISO 8601 UTC strings with
 milliseconds (not ms numbers), the same strings as GET /job/{id}, under the
 same field names; the rest of the record is as the broker sent it.
+`submit TYPE -` and `submit TYPE @FILE` take a payload too large for one
+command-line argument (128 KiB on Linux).
 """
 import json
+import os
 import re
 import subprocess
 
@@ -17,9 +21,9 @@ ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 TIMES = ("createdAt", "startedAt", "finishedAt")
 
 
-def cli(s, *args):
+def cli(s, *args, stdin=None):
     out = subprocess.run([s.bin("botmesh-client"), "--endpoint", s.endpoint] + list(args),
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, input=stdin)
     check(out.returncode == 0, "botmesh-client %s exits 0" % " ".join(args[:2]), out.returncode, out.stdout,
           out.stderr)
     return json.loads(out.stdout)
@@ -57,6 +61,22 @@ def main():
         listed = cli(s, "list", "--type", "clitime")["jobs"]
         check(len(listed) == 1 and all(listed[0][k] == rec[k] for k in TIMES),
               "list gives each job's times the same way", listed)
+
+        big = {"text": "x" * 300000}                  # past one argument's 128 KiB
+        rec = cli(s, "submit", "clitime", "-", "--wait", stdin=json.dumps(big))
+        check(rec["state"] == "completed" and rec["result"] == {"echo": big},
+              "submit TYPE - reads the payload from stdin", rec["state"])
+        path = os.path.join(s.dir, "payload.json")
+        with open(path, "w") as f:
+            json.dump(big, f)
+        rec = cli(s, "submit", "clitime", "@" + path, "--wait")
+        check(rec["state"] == "completed" and rec["result"] == {"echo": big},
+              "submit TYPE @FILE reads the payload from the file", rec["state"])
+        os.unlink(path)
+        out = subprocess.run([s.bin("botmesh-client"), "--endpoint", s.endpoint, "submit", "clitime",
+                              "@" + path], capture_output=True, text=True, timeout=60)
+        check(out.returncode == 2 and "cannot open the payload file" in out.stderr and path in out.stderr,
+              "a missing payload file: exit 2 naming it", out.returncode, out.stderr)
         c.close()
         check(w.stop(timeout=10), "the worker stops")
 
