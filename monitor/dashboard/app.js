@@ -32,6 +32,7 @@
     jobs: [],               // last /jobs answer
     schedules: [],          // last /schedules answer
     history: [],            // snapshots, oldest first
+    historyError: "",       // why the gateway has no history, when it said so
     historyAt: 0,           // when history was last fetched (ms)
     selected: null,         // job id shown in the detail panel
     detail: null,           // its record
@@ -277,6 +278,7 @@
     renderTypeFilter(names);
 
     var redis = $("redis");
+    redis.title = "the broker's Redis (job records); the charts' history is the gateway's";
     if (stats.redis === true) { redis.textContent = "redis up"; redis.dataset.state = "ok"; }
     else if (stats.redis === false) { redis.textContent = "redis down"; redis.dataset.state = "down"; }
     else { redis.textContent = "redis ?"; redis.dataset.state = "unknown"; }
@@ -679,7 +681,12 @@
     if (!points) {
       ctx.fillStyle = "#6a7385";
       ctx.textAlign = "center";
-      ctx.fillText("no snapshots yet", w / 2, h / 2);
+      //  The redis badge is the broker's Redis: the gateway's history may
+      //  be away while it is up, and the chart says so and why.
+      ctx.fillText(state.historyError ? "no history: " + state.historyError.split(":")[0]
+                                      : "no snapshots yet", w / 2, h / 2);
+      canvas.title = state.historyError;
+      canvas.dataset.historyError = state.historyError;
       renderLegend(legendId, series);
       return;
     }
@@ -821,10 +828,16 @@
     state.historyAt = Date.now();
     return api("GET", "/api/history?limit=" + HISTORY_LIMIT).then(function (body) {
       state.history = Array.isArray(body.snapshots) ? body.snapshots : [];
+      state.historyError = "";
       renderCharts();
     }, function (err) {
       //  Charts are optional: a gateway without history still shows the rest
-      if (err.status === 404 || err.status === 503) { state.history = []; renderCharts(); return; }
+      if (err.status === 404 || err.status === 503) {
+        state.history = [];
+        state.historyError = (err.code || "") + (err.message ? ": " + err.message : "");
+        renderCharts();
+        return;
+      }
       throw err;
     });
   }

@@ -254,6 +254,18 @@ def test():
             history = get("/api/history?limit=10")["snapshots"]
             check(len(history) >= 2 and "python" in history[-1]["types"], "history has python snapshots", history[-1:])
 
+            # 8b. A gateway whose own Redis is away: the broker's Redis is up
+            # (the badge says so), and the charts say why they have no history.
+            lone = start_gateway(s, {"REDIS_URL": "redis://127.0.0.1:%d/0" % harness.free_port()})
+            page.goto("about:blank")
+            page.goto(lone + "/admin/queues")
+            page.wait_for("document.getElementById('chart-queue').dataset.historyError", 15,
+                          "the charts to say why there is no history")
+            why = page.eval("[document.getElementById('chart-queue').dataset.historyError,"
+                            " document.getElementById('redis').textContent]")
+            check(why[0].startswith("redis_unavailable") and why[1] == "redis up",
+                  "no history: redis_unavailable named on the charts; the badge is the broker's Redis", why)
+
             # 9. No script errors; the screenshot
             errors = [e for e in browser.events if e.get("method") == "Runtime.exceptionThrown"]
             check(not errors, "no JavaScript exceptions", errors[:3])
