@@ -127,7 +127,7 @@ def case_webhook(bindir, jobs):
                                60, "the webhook of %s" % jid)
         seconds = time.monotonic() - t0
         # Every delivery job's end written too (its ZREM goes in the same group).
-        harness.wait_until(lambda: harness.redis_pipeline(s.redis_port, [["ZCARD", "botmesh:{bm}:live"]])[0] == 0,
+        harness.wait_until(lambda: harness.redis_pipeline(s.redis_port, [["SCARD", "botmesh:{bm}:unfinished"]])[0] == 0,
                            30, "the live set to empty")
         calls, total, usec = commands_per_job(s.redis_port, jobs)
         used = int(redis_info(s.redis_port, "memory")["used_memory"]) - used0

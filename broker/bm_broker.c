@@ -429,8 +429,8 @@ s_router_handler (zloop_t *loop, zsock_t *router, void *arg)
     return 0;
 }
 
-//  The store's flush hook: this turn's batched writes (the live set's ZADD
-//  and ZREM, the finished sets' ZADDs) join the group being sent.
+//  The store's flush hook: this turn's batched writes (the unfinished set's
+//  SADD and SREM, the finished sets' ZADDs) join the group being sent.
 static void
 s_on_store_flush (void *arg)
 {
@@ -673,7 +673,7 @@ s_broker_destroy (bm_broker_t **self_p)
         bm_finished_destroy (&self->finished_sets);
         free (self->dispatch_pending);
         free (self->live.add_ids);
-        free (self->live.add_seqs);
+        bm_jobstore_recovery_old_free (self);
         free (self->live.waiters);
         free (self->live.rem_ids);
         while (self->body_pool_size > 0)

@@ -52,13 +52,13 @@ typedef struct {
                                 //  not applied at the first try
 } bm_waiter_t;
 
-//  The live set's changes over one loop turn, written as one ZADD and one
-//  ZREM when the store flushes (two commands a turn instead of two a job).
+//  The unfinished set's changes over one loop turn, written as one SADD
+//  and one SREM when the store flushes (two commands a turn instead of two
+//  a job).
 typedef struct {
     char *add_ids;              //  Ids to add, each BM_MAX_ID_LEN + 16 bytes
-    int64_t *add_seqs;          //  Their scores
     size_t adds, add_alloc;
-    bm_waiter_t *waiters;        //  SUBMITs acknowledged once the ZADD lands
+    bm_waiter_t *waiters;        //  SUBMITs acknowledged once the SADD lands
     size_t waiting, waiter_alloc;
     char *rem_ids;              //  Ids to remove
     size_t rems, rem_alloc;
@@ -142,13 +142,15 @@ struct _bm_broker_t {
     zactor_t *auth;             //  CURVE authenticator, or NULL
     zloop_t *loop;              //  The one loop
     bm_store_t *store;          //  Redis, or NULL
-    bm_live_t live;             //  Live-set changes of this loop turn
+    bm_live_t live;             //  Unfinished-set changes of this loop turn
     bm_finished_t *finished_sets;   //  Finished-set additions, trims (bm_finished.c)
     bm_msg_t *msg;              //  The message being handled (reused)
     zframe_t *identity;         //  Its sender's routing id (reused)
     bool recovered;             //  Queues rebuilt from Redis
     bool recovering;            //  Recovery reads in flight
     int recovery_pending;       //  HGETALLs not answered
+    char **recovery_old;        //  Ids in the earlier layout's sorted set
+    size_t recovery_old_count;  //  "live", kept until the unfinished set's arrive
     zhashx_t *services;         //  name -> bm_service_t (owned)
     zhashx_t *workers;          //  key -> bm_worker_entry_t (owned)
     bm_jobtab_t *jobs;          //  id -> bm_job_t (owned)
@@ -289,6 +291,7 @@ void bm_jobstore_issue (bm_broker_t *self, bm_cmd_t *cmd, bool retry, bm_store_f
 void bm_jobstore_query (bm_broker_t *self, bm_cmd_t *cmd, bm_store_fn *fn, void *arg);
 void bm_jobstore_on_live_added (redisReply *reply, void *arg);
 void bm_jobstore_live_flush (void *arg);
+void bm_jobstore_recovery_old_free (bm_broker_t *self);
 void bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_store_fn *fn, void *arg);
 void bm_jobstore_persist_state (bm_broker_t *self, bm_job_t *job);
 void bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job);

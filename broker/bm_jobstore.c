@@ -1,7 +1,7 @@
 /*  bm_jobstore.c - the Redis record schema of jobs (docs/redis.md).
 
-    Builds the HSET/ZADD/EXPIRE commands that make a job durable, the live
-    set written once a loop turn, the terminal writes, and recovery: the
+    Builds the HSET/SADD/PEXPIRE commands that make a job durable, the
+    unfinished set written once a loop turn, the terminal writes, and recovery: the
     queues rebuilt from Redis when the store first connects.  bm_store.c
     does the I/O.  */
 #include "bm_broker_internal.h"
@@ -92,8 +92,8 @@ bm_jobstore_query (bm_broker_t *self, bm_cmd_t *cmd, bm_store_fn *fn, void *arg)
         fn (NULL, arg);
 }
 
-//  Queue a job for this turn's ZADD; fn (if any) is called when it lands
-//  or, fail_fast, with NULL as soon as the ZADD is not applied at once.
+//  Queue a job for this turn's SADD; fn (if any) is called when it lands
+//  or, fail_fast, with NULL as soon as the SADD is not applied at once.
 static void
 s_live_add (bm_broker_t *self, const bm_job_t *job, bm_store_fn *fn, void *arg, bool fail_fast)
 {
@@ -101,13 +101,9 @@ s_live_add (bm_broker_t *self, const bm_job_t *job, bm_store_fn *fn, void *arg, 
     if (live->adds == live->add_alloc) {
         live->add_alloc = live->add_alloc ? live->add_alloc * 2 : 256;
         live->add_ids = (char *) bm_realloc_or_abort (live->add_ids, live->add_alloc * BM_ID_SLOT,
-                                                      "the live set's additions");
-        live->add_seqs = (int64_t *) bm_realloc_or_abort (live->add_seqs,
-                                                          live->add_alloc * sizeof (int64_t),
-                                                          "the live set's scores");
+                                                      "the unfinished set's additions");
     }
-    bm_id_copy (live->add_ids + live->adds * BM_ID_SLOT, BM_ID_SLOT, job->id);
-    live->add_seqs [live->adds++] = job->seq;
+    bm_id_copy (live->add_ids + live->adds++ * BM_ID_SLOT, BM_ID_SLOT, job->id);
     if (fn) {
         if (live->waiting == live->waiter_alloc) {
             live->waiter_alloc = live->waiter_alloc ? live->waiter_alloc * 2 : 256;
@@ -125,7 +121,7 @@ s_live_remove (bm_broker_t *self, const char *id)
     if (live->rems == live->rem_alloc) {
         live->rem_alloc = live->rem_alloc ? live->rem_alloc * 2 : 256;
         live->rem_ids = (char *) bm_realloc_or_abort (live->rem_ids, live->rem_alloc * BM_ID_SLOT,
-                                                      "the live set's removals");
+                                                      "the unfinished set's removals");
     }
     bm_id_copy (live->rem_ids + live->rems++ * BM_ID_SLOT, BM_ID_SLOT, id);
 }
@@ -135,7 +131,7 @@ bm_jobstore_on_live_added (redisReply *reply, void *arg)
 {
     bm_waiters_t *batch = (bm_waiters_t *) arg;
     bm_broker_t *self = batch->broker;
-    //  The jobs this ZADD confirms are dispatched together, after it.
+    //  The jobs this SADD confirms are dispatched together, after it.
     bm_dispatch_hold (self);
     for (size_t i = 0; i < batch->count; i++)
         batch->waiters [i].fn (reply, batch->waiters [i].arg);
@@ -144,7 +140,7 @@ bm_jobstore_on_live_added (redisReply *reply, void *arg)
     free (batch);
 }
 
-//  The ZADD was refused or lost, or not sent as the connection went: it is
+//  The SADD was refused or lost, or not sent as the connection went: it is
 //  sent again (the other waiters wait for it), but a SUBMIT is answered
 //  now (store_unavailable).  Its own writes are undone after the re-sent
 //  ones (bm_submit_confirmed), so nothing of it stays in Redis.
@@ -163,28 +159,35 @@ s_on_live_kept (void *arg)
     batch->count = kept;
 }
 
-//  The store's flush hook: this turn's live-set changes as one ZADD and one
-//  ZREM, ahead of the flush that sends them.
+//  The unfinished set's key: "<prefix>{bm}:unfinished".
+static void
+s_unfinished_key (bm_broker_t *self, char *key, size_t size)
+{
+    snprintf (key, size, "%s{bm}:unfinished", self->config.redis_prefix);
+}
+
+//  The store's flush hook: this turn's unfinished-set changes as one SADD
+//  and one SREM, ahead of the flush that sends them.  A plain set: recovery
+//  orders the jobs by the submission number in their records, so the set
+//  needs no scores (a member costs Redis a hash-table entry, not also a
+//  skiplist node).
 void
 bm_jobstore_live_flush (void *arg)
 {
     bm_broker_t *self = (bm_broker_t *) arg;
     bm_live_t *live = &self->live;
+    char key [256];
+    s_unfinished_key (self, key, sizeof key);
     if (live->adds) {
-        size_t argc = 2 + 2 * live->adds;
+        size_t argc = 2 + live->adds;
         const char **argv = (const char **) bm_realloc_or_abort (NULL, argc * sizeof (char *),
-                                                                 "a ZADD");
-        size_t *lens = (size_t *) bm_realloc_or_abort (NULL, argc * sizeof (size_t), "a ZADD");
-        char (*scores) [24] = bm_realloc_or_abort (NULL, live->adds * 24, "a ZADD");
-        char key [256];
-        snprintf (key, sizeof key, "%s{bm}:live", self->config.redis_prefix);
-        argv [0] = "ZADD"; lens [0] = 4;
+                                                                 "a SADD");
+        size_t *lens = (size_t *) bm_realloc_or_abort (NULL, argc * sizeof (size_t), "a SADD");
+        argv [0] = "SADD"; lens [0] = 4;
         argv [1] = key; lens [1] = strlen (key);
         for (size_t i = 0; i < live->adds; i++) {
-            argv [2 + 2 * i] = scores [i];
-            lens [2 + 2 * i] = bm_int_text (live->add_seqs [i], scores [i]);
-            argv [3 + 2 * i] = live->add_ids + i * BM_ID_SLOT;
-            lens [3 + 2 * i] = strlen (argv [3 + 2 * i]);
+            argv [2 + i] = live->add_ids + i * BM_ID_SLOT;
+            lens [2 + i] = strlen (argv [2 + i]);
         }
         bm_waiters_t *batch = (bm_waiters_t *) zmalloc (sizeof (bm_waiters_t));
         batch->broker = self;
@@ -195,24 +198,21 @@ bm_jobstore_live_flush (void *arg)
         bool fail_fast = false;
         for (size_t i = 0; i < batch->count; i++)
             fail_fast |= batch->waiters [i].fail_fast;
-        //  Durable: a SUBMIT waits for it, and a re-sent ZADD is harmless.
+        //  Durable: a SUBMIT waits for it, and a re-sent SADD is harmless.
         if (bm_store_write_kept (self->store, bm_jobstore_on_live_added,
                                  fail_fast ? s_on_live_kept : NULL, batch,
                                  (int) argc, argv, lens))
             bm_jobstore_on_live_added (NULL, batch);
         free (argv);
         free (lens);
-        free (scores);
         live->adds = 0;
     }
     if (live->rems) {
         size_t argc = 2 + live->rems;
         const char **argv = (const char **) bm_realloc_or_abort (NULL, argc * sizeof (char *),
-                                                                 "a ZREM");
-        size_t *lens = (size_t *) bm_realloc_or_abort (NULL, argc * sizeof (size_t), "a ZREM");
-        char key [256];
-        snprintf (key, sizeof key, "%s{bm}:live", self->config.redis_prefix);
-        argv [0] = "ZREM"; lens [0] = 4;
+                                                                 "a SREM");
+        size_t *lens = (size_t *) bm_realloc_or_abort (NULL, argc * sizeof (size_t), "a SREM");
+        argv [0] = "SREM"; lens [0] = 4;
         argv [1] = key; lens [1] = strlen (key);
         for (size_t i = 0; i < live->rems; i++) {
             argv [2 + i] = live->rem_ids + i * BM_ID_SLOT;
@@ -240,8 +240,8 @@ s_arg_map (bm_cmd_t *cmd, const char *field, bm_body_t *body)
 //  store_unavailable): at once while Redis is not known to take writes
 //  (bm_store_writable), and as soon as the group holding the writes is
 //  refused or lost.  Once issued, the HSET is always re-sent with its
-//  group, like the ZADD after it that fn waits for, so that a job is never
-//  confirmed by its ZADD without its record; a SUBMIT failed fast undoes
+//  group, like the SADD after it that fn waits for, so that a job is never
+//  confirmed by its SADD without its record; a SUBMIT failed fast undoes
 //  both after them (bm_jobstore_forget).
 void
 bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_store_fn *fn, void *arg)
@@ -277,8 +277,8 @@ bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_store
     bm_body_free (&submit);
     if (has_run)
         bm_body_free (&run);
-    //  The live set lists every job that is not terminal (recovery reads
-    //  it).  The ZADD goes out with this turn's others; fn waits for it.
+    //  The unfinished set lists every job that is not terminal (recovery
+    //  reads it).  The SADD goes out with this turn's others; fn waits for it.
     s_live_add (self, job, fn, arg, !retry);
 }
 
@@ -319,7 +319,7 @@ typedef struct {
 } s_job_ref_t;
 
 //  Terminal: the whole outcome (with the webhook state of a delivery just
-//  made), out of the live set, with its TTL.  A delivery job's record is
+//  made), out of the unfinished set, with its TTL.  A delivery job's record is
 //  deleted instead: its outcome is in the webhook state of the job it
 //  delivered, and nothing reads it once it ended.
 void
@@ -348,7 +348,7 @@ bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job)
     s_live_remove (self, job->id);
 }
 
-//  A job's record out of Redis: DEL and ZREM from the live set.
+//  A job's record out of Redis: DEL and SREM from the unfinished set.
 void
 bm_jobstore_forget (bm_broker_t *self, const char *id)
 {
@@ -357,7 +357,7 @@ bm_jobstore_forget (bm_broker_t *self, const char *id)
     bm_cmd_t cmd;
     bm_cmd_start (self, &cmd, "DEL", "job:", id);
     bm_jobstore_issue (self, &cmd, true, NULL, NULL);
-    bm_cmd_start (self, &cmd, "ZREM", "live", NULL);
+    bm_cmd_start (self, &cmd, "SREM", "unfinished", NULL);
     bm_cmd_arg_str (&cmd, id);
     bm_jobstore_issue (self, &cmd, true, NULL, NULL);
 }
@@ -570,8 +570,8 @@ s_on_recovered_job (redisReply *reply, void *arg)
     }
     else
     if (job) {
-        //  A finished job still listed as live (its ZREM was lost in a
-        //  crash): tidy the list.
+        //  A finished job still listed as unfinished (its SREM was lost in
+        //  a crash): tidy the set.
         if (bm_job_terminal (job))
             s_live_remove (self, job->id);
         bm_job_destroy (&job);
@@ -580,35 +580,125 @@ s_on_recovered_job (redisReply *reply, void *arg)
         s_recovery_finish (self);
 }
 
+void
+bm_jobstore_recovery_old_free (bm_broker_t *self)
+{
+    for (size_t i = 0; i < self->recovery_old_count; i++)
+        free (self->recovery_old [i]);
+    free (self->recovery_old);
+    self->recovery_old = NULL;
+    self->recovery_old_count = 0;
+}
+
+//  The earlier layout's sorted set "live" (written by brokers before the
+//  unfinished set): its ids are kept for s_on_live_ids, which recovers
+//  them with the unfinished set's and moves them there.
+static void
+s_on_old_live_ids (redisReply *reply, void *arg)
+{
+    bm_broker_t *self = (bm_broker_t *) arg;
+    bm_jobstore_recovery_old_free (self);
+    if (!reply)
+        return;                 //  Redis went away: the next reply says so too
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        bm_warn (NULL, "redis: the earlier layout's live set could not be read (%s): "
+                 "its jobs are not recovered", reply->type == REDIS_REPLY_ERROR ? reply->str : "not a list");
+        return;
+    }
+    if (reply->elements == 0)
+        return;
+    self->recovery_old = (char **) bm_realloc_or_abort (NULL, reply->elements * sizeof (char *),
+                                                        "the earlier live set's ids");
+    for (size_t i = 0; i < reply->elements; i++) {
+        redisReply *id = reply->element [i];
+        if (id->type == REDIS_REPLY_STRING && id->len <= BM_MAX_ID_LEN + 15)
+            self->recovery_old [self->recovery_old_count++] = strdup (id->str);
+    }
+}
+
+//  One recovered id: its record read back (HGETALL).
+static void
+s_recover_id (bm_broker_t *self, const char *id)
+{
+    bm_cmd_t cmd;
+    cmd.argc = 0;
+    snprintf (cmd.key, sizeof cmd.key, "%s{bm}:job:%s", self->config.redis_prefix, id);
+    bm_cmd_arg_str (&cmd, "HGETALL");
+    bm_cmd_arg_str (&cmd, cmd.key);
+    s_job_ref_t *ref = (s_job_ref_t *) zmalloc (sizeof (s_job_ref_t));
+    ref->broker = self;
+    snprintf (ref->id, sizeof ref->id, "%s", id);
+    bm_jobstore_query (self, &cmd, s_on_recovered_job, ref);
+}
+
+//  The ids of the earlier layout's live set move to the unfinished set:
+//  one SADD, then the DEL of the old set, in one group (in this order, so
+//  that a crash between them leaves the ids listed in both, never in
+//  neither).
+static void
+s_migrate_old_live (bm_broker_t *self)
+{
+    size_t count = self->recovery_old_count;
+    const char **argv = (const char **) bm_realloc_or_abort (NULL, (2 + count) * sizeof (char *),
+                                                             "a SADD");
+    size_t *lens = (size_t *) bm_realloc_or_abort (NULL, (2 + count) * sizeof (size_t), "a SADD");
+    char key [256];
+    s_unfinished_key (self, key, sizeof key);
+    argv [0] = "SADD"; lens [0] = 4;
+    argv [1] = key; lens [1] = strlen (key);
+    for (size_t i = 0; i < count; i++) {
+        argv [2 + i] = self->recovery_old [i];
+        lens [2 + i] = strlen (argv [2 + i]);
+    }
+    bm_store_write (self->store, true, NULL, NULL, (int) (2 + count), argv, lens);
+    free (argv);
+    free (lens);
+    bm_cmd_t cmd;
+    bm_cmd_start (self, &cmd, "DEL", "live", NULL);
+    bm_jobstore_issue (self, &cmd, true, NULL, NULL);
+    bm_info (NULL, "redis: %zu ids of the earlier layout's live set moved to the unfinished set",
+             count);
+}
+
 static void
 s_on_live_ids (redisReply *reply, void *arg)
 {
     bm_broker_t *self = (bm_broker_t *) arg;
     if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+        bm_jobstore_recovery_old_free (self);
         self->recovering = false;
         return;
     }
-    self->recovery_pending = (int) reply->elements;
-    if (reply->elements == 0) {
-        s_recovery_finish (self);
-        return;
+    //  The earlier layout's ids not in the unfinished set are read too.
+    zhashx_t *seen = NULL;
+    size_t old = 0;
+    if (self->recovery_old_count) {
+        seen = zhashx_new ();
+        for (size_t i = 0; i < reply->elements; i++)
+            if (reply->element [i]->type == REDIS_REPLY_STRING)
+                zhashx_insert (seen, reply->element [i]->str, (void *) "");
+        for (size_t i = 0; i < self->recovery_old_count; i++)
+            if (zhashx_insert (seen, self->recovery_old [i], (void *) "") == 0)
+                self->recovery_old [old++] = self->recovery_old [i];
+            else
+                free (self->recovery_old [i]);
+        self->recovery_old_count = old;
+        zhashx_destroy (&seen);
     }
+    self->recovery_pending = (int) (reply->elements + old);
     for (size_t i = 0; i < reply->elements; i++) {
         redisReply *id = reply->element [i];
-        if (id->type != REDIS_REPLY_STRING) {
+        if (id->type != REDIS_REPLY_STRING || id->len > BM_MAX_ID_LEN + 15) {
             self->recovery_pending--;
             continue;
         }
-        bm_cmd_t cmd;
-        cmd.argc = 0;
-        snprintf (cmd.key, sizeof cmd.key, "%s{bm}:job:%s", self->config.redis_prefix, id->str);
-        bm_cmd_arg_str (&cmd, "HGETALL");
-        bm_cmd_arg_str (&cmd, cmd.key);
-        s_job_ref_t *ref = (s_job_ref_t *) zmalloc (sizeof (s_job_ref_t));
-        ref->broker = self;
-        snprintf (ref->id, sizeof ref->id, "%s", id->str);
-        bm_jobstore_query (self, &cmd, s_on_recovered_job, ref);
+        s_recover_id (self, id->str);
     }
+    for (size_t i = 0; i < old; i++)
+        s_recover_id (self, self->recovery_old [i]);
+    if (self->recovery_old)
+        s_migrate_old_live (self);
+    bm_jobstore_recovery_old_free (self);
     if (self->recovery_pending == 0)
         s_recovery_finish (self);
 }
@@ -626,9 +716,13 @@ bm_jobstore_on_store_state (bool up, void *arg)
         //  dispatched for a paused type when the queues are rebuilt.
         bm_cmd_start (self, &cmd, "SMEMBERS", "paused", NULL);
         bm_jobstore_query (self, &cmd, bm_control_on_paused, self);
+        //  The earlier layout's live set, then the unfinished set: their
+        //  ids together are the jobs to recover.
         bm_cmd_start (self, &cmd, "ZRANGE", "live", NULL);
         bm_cmd_arg_str (&cmd, "0");
         bm_cmd_arg_str (&cmd, "-1");
+        bm_jobstore_query (self, &cmd, s_on_old_live_ids, self);
+        bm_cmd_start (self, &cmd, "SMEMBERS", "unfinished", NULL);
         bm_jobstore_query (self, &cmd, s_on_live_ids, self);
         bm_schedule_recover (self);
     }

@@ -64,7 +64,7 @@ def test():
         h.check(not lost, "no delayed job lost across kill -9", lost[:5])
         h.check(not early, "no job started before its runAt", early[:5])
         h.check(twice == 0, "each job dispatched once")
-        h.check(int(s.redis_cli("ZCARD", "botmesh:{bm}:live")) == 0, "the live set is empty")
+        h.check(int(s.redis_cli("SCARD", "botmesh:{bm}:unfinished")) == 0, "the live set is empty")
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def test():
             seen.add(job["jobId"])
             w.done(job["jobId"], {"ok": 1})
         h.check(seen == set(ids), "the worker ran exactly the accepted jobs")
-        h.wait_until(lambda: int(s.redis_cli("ZCARD", "botmesh:{bm}:live")) == 0, 20,
+        h.wait_until(lambda: int(s.redis_cli("SCARD", "botmesh:{bm}:unfinished")) == 0, 20,
                      "every job terminal in Redis")
         for i in (0, N // 2, N - 1):
             h.check(c.status(ids[i])["state"] == "completed", "job %d completed" % i)

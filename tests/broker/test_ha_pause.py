@@ -89,7 +89,7 @@ def test():
         rec = cn.wait(j1, timeout=10)
         h.check(rec["state"] == "completed" and rec["result"] == {"by": "new leader"},
                 "J1 completed by the new leader's worker", rec)
-        h.check(int(s.redis_cli("ZCARD", "botmesh:{bm}:live")) == 0, "nothing left unfinished")
+        h.check(int(s.redis_cli("SCARD", "botmesh:{bm}:unfinished")) == 0, "nothing left unfinished")
         for sock in (w.sock, c.sock, c2.sock, cn.sock):
             sock.close()
 

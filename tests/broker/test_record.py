@@ -3,7 +3,8 @@ most 1 KiB of Redis memory beyond its payload and result once it ended and
 its webhook was delivered, no record left of the delivery job; GET of it
 from Redis alone after a restart answers as before; records of the earlier
 layout (a hash field per job field) still read: a queued one is recovered
-and runs, a completed one answers STATUS.
+and runs (its id, in the earlier sorted set "live", moves to the
+unfinished set), a completed one answers STATUS.
 
 Real redis, broker, webhook manager and mock webhook receiver; a fake
 worker runs the jobs.
@@ -54,7 +55,7 @@ def test():
                 "the run map holds the outcome", rec)
         h.wait_until(lambda: s.redis_cli("EXISTS", key(jid + ".wh1")) == "0", 5,
                      "the delivery job's record to be deleted once it ended")
-        h.check(s.redis_cli("ZCARD", PREFIX + "live") == "0", "nothing left in the live set")
+        h.check(s.redis_cli("SCARD", PREFIX + "unfinished") == "0", "nothing left in the unfinished set")
         h.check(int(s.redis_cli("PTTL", key(jid))) > 0, "the record expires")
         used = int(s.redis_cli("MEMORY", "USAGE", key(jid), "SAMPLES", "0"))
         inner = len(h.pack(payload)) + len(h.pack(result))
@@ -96,6 +97,10 @@ def test():
         job = w.recv_job(10)
         h.check(job and job["jobId"] == "old-queued" and job["payload"] == old_payload,
                 "a queued record of the earlier layout is recovered and runs", job)
+        h.check(s.redis_cli("EXISTS", PREFIX + "live") == "0"
+                and s.redis_cli("SISMEMBER", PREFIX + "unfinished", "old-queued") == "1",
+                "the earlier layout's live set moved to the unfinished set",
+                s.redis_cli("EXISTS", PREFIX + "live"), s.redis_cli("SMEMBERS", PREFIX + "unfinished"))
         w.done("old-queued", result={"ran": True})
         rec = c.wait("old-queued")
         h.check(rec["state"] == "completed" and rec["result"] == {"ran": True}, "and completes", rec)
@@ -104,6 +109,8 @@ def test():
         rec = h.job_record(s.redis_port, "old-queued")
         h.check(rec["result"] == {"ran": True} and rec["payload"] == old_payload,
                 "a record begun in the earlier layout reads with the newer fields", rec)
+        h.wait_until(lambda: s.redis_cli("SCARD", PREFIX + "unfinished") == "0", 5,
+                     "and it left the unfinished set")
         w.close()
         c.close()
 

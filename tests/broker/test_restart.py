@@ -47,7 +47,7 @@ def test():
         h.log("workers re-registered with the new broker")
 
         def unfinished():
-            return int(s.redis_cli("ZCARD", "botmesh:{bm}:live"))
+            return int(s.redis_cli("SCARD", "botmesh:{bm}:unfinished"))
         h.wait_until(lambda: unfinished() == 0, 120, "every job to reach a terminal state")
         states, twice, lost = {}, 0, []
         for jid in accepted:

@@ -23,7 +23,7 @@ What must hold at the end (the test fails otherwise):
   counters, so the truth is Redis (it survives every kill) and the mock
   (never killed).  Hence:
     * Redis's set of jobs ⊇ the 202 set; all of Redis's jobs are terminal
-      and its "live" set (unfinished jobs) is empty;
+      and its "unfinished" set is empty;
     * the mock's set of job ids with a 2xx delivery == Redis's set of jobs
       (every job the system holds delivered its webhook; the mock got
       nothing for a job Redis does not know);
@@ -315,7 +315,7 @@ def main():
         extra = sorted(all_jobs - set(accepted))
         extra_recs = redis_jobs(s.redis_port, extra) if extra else {}
         extra_open = sorted(j for j, r in extra_recs.items() if not r or r["state"] not in harness.TERMINAL)
-        live = redis_pipeline(s.redis_port, [["ZCARD", PREFIX + "live"]])[0]
+        live = redis_pipeline(s.redis_port, [["SCARD", PREFIX + "unfinished"]])[0]
 
         print("\n===== chaos figures =====")
         print("load               %d requests in %.0fs (%g/s target), kills at %s"

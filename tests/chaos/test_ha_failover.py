@@ -96,7 +96,7 @@ def main():
         got = whlib.get_json(mock.url + "/deliveries?limit=100000")["deliveries"]
         ok = collections.Counter(d["jobId"] for d in got if 200 <= d["status"] < 300)
         reruns = sum(1 for r in recs.values() if r and r["attempts"] > 1)
-        live = chaos.redis_pipeline(s.redis_port, [["ZCARD", chaos.PREFIX + "live"]])[0]
+        live = chaos.redis_pipeline(s.redis_port, [["SCARD", chaos.PREFIX + "unfinished"]])[0]
         print("\n===== HA failover figures =====")
         print("load               %d requests, %d accepted (202), not accepted %s"
               % (len(load.records), len(accepted), dict(not_accepted)))

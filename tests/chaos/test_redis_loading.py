@@ -106,7 +106,7 @@ def main():
         recs = redis_jobs(s.redis_port, jobs)
         stuck = {j: r["state"] if r else None for j, r in recs.items()
                  if not r or r["state"] not in harness.TERMINAL}
-        live = redis_pipeline(s.redis_port, [["ZCARD", PREFIX + "live"]])[0]
+        live = redis_pipeline(s.redis_port, [["SCARD", PREFIX + "unfinished"]])[0]
         lines = [l for l in broker.output().splitlines()
                  if "redis" in l.lower() and ("LOADING" in l or "available" in l or "ERROR" in l)]
         log("broker log around the outage:\n  " + "\n  ".join(lines[-6:]))

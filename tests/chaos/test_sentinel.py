@@ -206,7 +206,7 @@ def test():
         h.check(len(set(everything)) == len(everything), "no job id accepted twice")
 
         def unfinished():
-            return int(cli(replica, "ZCARD", "botmesh:{bm}:live"))
+            return int(cli(replica, "SCARD", "botmesh:{bm}:unfinished"))
         h.wait_until(lambda: unfinished() == 0, 60, "every job terminal in the new master")
         missing = [j for j in accepted if cli(replica, "HGET", "botmesh:{bm}:job:" + j, "state")
                    not in h.TERMINAL]

@@ -137,7 +137,7 @@ def test():
 
             ids = json.loads(in_a(SUBMIT_A, ep_a, str(N)))
             check(len(set(ids)) == N, "%d jobs accepted by A" % N)
-            check(int(s.redis_cli("ZCARD", "botmesh:{bm}:live")) == N, "all %d are in Redis" % N)
+            check(int(s.redis_cli("SCARD", "botmesh:{bm}:unfinished")) == N, "all %d are in Redis" % N)
 
             # The cut: A keeps its clients (they are beside it) but loses Redis.
             ip("link", "set", VETH_R, "down")
@@ -167,7 +167,7 @@ def test():
             w = s.spawn("worker", [d.binary("botmesh-worker"), "--type", "python", "--concurrency", "20"],
                         {"BROKER_ENDPOINT": ep_b, "WORKER_MODE": "simulate", "SIM_DURATION_MS": "1-5",
                          "HEARTBEAT_INTERVAL_MS": "200"})
-            wait_until(lambda: int(s.redis_cli("ZCARD", "botmesh:{bm}:live")) == 0, 60,
+            wait_until(lambda: int(s.redis_cli("SCARD", "botmesh:{bm}:unfinished")) == 0, 60,
                        "every accepted job to end at B")
             c = h.Client(ep_b)
             states = [c.status(i)["state"] for i in ids]
