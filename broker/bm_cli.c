@@ -120,25 +120,6 @@ s_print_object (const msgpack_object *obj)
     s_print_json (bm_json_from_msgpack (obj, 64));
 }
 
-//  Replace every integer member whose key ends in "At" (ms since the
-//  epoch) by its ISO 8601 form, as the HTTP API gives them.
-static void
-s_iso_times (json_t *object)
-{
-    if (!json_is_object (object))
-        return;
-    const char *key;
-    json_t *value;
-    void *tmp;
-    json_object_foreach_safe (object, tmp, key, value) {
-        size_t len = strlen (key);
-        char iso [40];
-        if (len > 2 && streq (key + len - 2, "At") && json_is_integer (value)
-        &&  bm_http_iso_time (json_integer_value (value), iso, sizeof iso) == 0)
-            json_object_set_new (object, key, json_string (iso));
-    }
-}
-
 //  A job record as JSON, its times (createdAt, startedAt, finishedAt,
 //  runAt, the webhook's nextAttemptAt ...) ISO 8601 strings as in the
 //  HTTP API's job records; the field names stay.  NULL if it does not
@@ -147,8 +128,7 @@ static json_t *
 s_record_json (const msgpack_object *obj)
 {
     json_t *json = bm_json_from_msgpack (obj, 64);
-    s_iso_times (json);
-    s_iso_times (json_object_get (json, "webhook"));
+    bm_http_record_times (json);
     return json;
 }
 
@@ -177,8 +157,7 @@ s_print_list (const msgpack_object *obj)
     size_t i;
     json_t *job;
     json_array_foreach (jobs, i, job) {
-        s_iso_times (job);
-        s_iso_times (json_object_get (job, "webhook"));
+        bm_http_record_times (job);
     }
     s_print_json (json);
 }

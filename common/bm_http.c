@@ -518,6 +518,38 @@ bm_http_iso_time (int64_t ms, char *buf, size_t size)
     return (n > 0 && (size_t) n < size) ? 0 : -1;
 }
 
+//  Replace the integer member key of object, or every integer member whose
+//  key ends in "At" when key is NULL, by its ISO 8601 form.
+static void
+s_iso_members (json_t *object, const char *key_wanted)
+{
+    if (!json_is_object (object))
+        return;
+    const char *key;
+    json_t *value;
+    void *tmp;
+    json_object_foreach_safe (object, tmp, key, value) {
+        size_t len = strlen (key);
+        bool wanted = key_wanted? strcmp (key, key_wanted) == 0
+                                : len > 2 && strcmp (key + len - 2, "At") == 0;
+        char iso [40];
+        if (wanted && json_is_integer (value)
+        &&  bm_http_iso_time (json_integer_value (value), iso, sizeof iso) == 0)
+            json_object_set_new (object, key, json_string (iso));
+    }
+}
+
+void
+bm_http_record_times (json_t *record)
+{
+    s_iso_members (record, NULL);
+    s_iso_members (json_object_get (record, "webhook"), NULL);
+    size_t index;
+    json_t *entry;
+    json_array_foreach (json_object_get (record, "attemptErrors"), index, entry)
+        s_iso_members (entry, "at");
+}
+
 json_t *
 bm_http_health (void)
 {

@@ -134,6 +134,12 @@ json_t *bm_http_health (void);
 //  too small (40 bytes always suffice).
 int bm_http_iso_time (int64_t ms, char *buf, size_t size);
 
+//  A job record's times as the HTTP API gives them: every integer member
+//  whose key ends in "At" (ms since the epoch), of the record and of its
+//  webhook, and the "at" of each attemptErrors entry, replaced by its ISO
+//  8601 form. Anything else is left as it is.
+void bm_http_record_times (json_t *record);
+
 //  The reason phrase of a status ("OK", "Not Found", "Unknown").
 const char *bm_http_reason (int status);
 

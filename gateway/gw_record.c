@@ -10,25 +10,6 @@
 #include <string.h>
 #include <time.h>
 
-//  Replace every integer member whose key ends in "At" by its ISO form.
-static void
-s_convert_times (json_t *object)
-{
-    if (!json_is_object (object))
-        return;
-    const char *key;
-    json_t *value;
-    void *tmp;
-    json_object_foreach_safe (object, tmp, key, value) {
-        size_t len = strlen (key);
-        if (len > 2 && streq (key + len - 2, "At") && json_is_integer (value)) {
-            char iso [40];
-            if (bm_http_iso_time (json_integer_value (value), iso, sizeof iso) == 0)
-                json_object_set_new (object, key, json_string (iso));
-        }
-    }
-}
-
 json_t *
 gw_record_job (const msgpack_object *job)
 {
@@ -53,8 +34,7 @@ gw_record_job (const msgpack_object *job)
     json_t *message = json_object_get (json_object_get (record, "error"), "message");
     json_object_set_new (record, "failedReason", json_is_string (message)
                          ? json_string (json_string_value (message)) : json_null ());
-    s_convert_times (record);
-    s_convert_times (json_object_get (record, "webhook"));
+    bm_http_record_times (record);
     return record;
 }
 
@@ -237,7 +217,8 @@ gw_record_test (bool verbose)
     msgpack_unpacked job = s_pack_json (
         "{\"jobId\":\"j1\",\"state\":\"completed\",\"createdAt\":1795898401123,"
         "\"startedAt\":1795898401200,\"priority\":3,\"result\":{\"x\":1},"
-        "\"webhook\":{\"state\":\"retrying\",\"nextAttemptAt\":1795898402000,\"attempts\":2}}");
+        "\"webhook\":{\"state\":\"retrying\",\"nextAttemptAt\":1795898402000,\"attempts\":2},"
+        "\"attemptErrors\":[{\"attempt\":1,\"code\":\"bot_failed\",\"at\":1795898401150}]}");
     json_t *record = gw_record_job (&job.data);
     CHECK (record);
     CHECK (streq (json_string_value (json_object_get (record, "createdAt")),
@@ -253,6 +234,9 @@ gw_record_test (bool verbose)
     CHECK (streq (json_string_value (json_object_get (webhook, "nextAttemptAt")),
                   "2026-11-28T20:40:02.000Z"));
     CHECK (json_integer_value (json_object_get (webhook, "attempts")) == 2);
+    json_t *failure = json_array_get (json_object_get (record, "attemptErrors"), 0);
+    CHECK (streq (json_string_value (json_object_get (failure, "at")), "2026-11-28T20:40:01.150Z"));
+    CHECK (json_integer_value (json_object_get (failure, "attempt")) == 1);
     json_decref (record);
     msgpack_unpacked_destroy (&job);
 
