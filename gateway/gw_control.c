@@ -155,11 +155,11 @@ s_make_schedule (const msgpack_object *body)
     const msgpack_object *schedule = bm_obj_get (body, "schedule");
     const msgpack_object *list = bm_obj_get (body, "schedules");
     if (schedule)
-        return gw_record_job (schedule);
+        return gw_record_schedule (schedule);
     if (list && list->type == MSGPACK_OBJECT_ARRAY) {
         json_t *array = json_array ();
         for (uint32_t i = 0; i < list->via.array.size; i++) {
-            json_t *item = gw_record_job (&list->via.array.ptr [i]);
+            json_t *item = gw_record_schedule (&list->via.array.ptr [i]);
             if (item)
                 json_array_append_new (array, item);
         }

@@ -39,6 +39,17 @@ gw_record_job (const msgpack_object *job)
 }
 
 json_t *
+gw_record_schedule (const msgpack_object *schedule)
+{
+    if (!schedule || schedule->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    json_t *record = bm_json_from_msgpack (schedule, BM_JSON_MAX_DEPTH + 1);
+    if (record)
+        bm_http_record_times (record);
+    return record;
+}
+
+json_t *
 gw_record_stats (const msgpack_object *reply)
 {
     if (!reply || reply->type != MSGPACK_OBJECT_MAP)
@@ -235,6 +246,7 @@ gw_record_test (bool verbose)
                   "2026-11-28T20:40:02.000Z"));
     CHECK (json_integer_value (json_object_get (webhook, "attempts")) == 2);
     json_t *failure = json_array_get (json_object_get (record, "attemptErrors"), 0);
+    CHECK (json_object_get (record, "id") && json_object_get (record, "processedOn"));
     CHECK (streq (json_string_value (json_object_get (failure, "at")), "2026-11-28T20:40:01.150Z"));
     CHECK (json_integer_value (json_object_get (failure, "attempt")) == 1);
     json_decref (record);

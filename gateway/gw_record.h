@@ -18,6 +18,11 @@
 //  a map or nests too deeply.
 json_t *gw_record_job (const msgpack_object *job);
 
+//  A schedule as JSON: its fields as the broker sent them, the *At times
+//  ISO 8601 strings; none of the job record's BullMQ names. NULL if it is
+//  not a map.
+json_t *gw_record_schedule (const msgpack_object *schedule);
+
 //  A STATS reply body as the /stats JSON (caller owns), or NULL if it is
 //  not a map.  Drops "req"; adds "active" next to "running" per type and
 //  "lastHeartbeatAt" (ISO) next to each worker's "lastHeartbeat" (ms).

@@ -111,6 +111,8 @@ def test():
                                          "cron": "0 3 * * *", "tz": "Europe/Berlin"})
         h.check(r.status == 200 and r.json["key"] == "nightly" and r.json["nextAt"].endswith("Z"),
                 "POST /schedules: 200 with the schedule and its next due time", r)
+        h.check(not {"data", "processedOn", "finishedOn", "failedReason", "id"} & set(r.json),
+                "a schedule carries none of a job record's BullMQ fields", sorted(r.json))
         for body, word in (({"key": "x", "botType": "python", "cron": "* * * *"}, "cron"),
                            ({"key": "x", "botType": "python", "everyMs": 5}, "everyMs"),
                            ({"key": "x", "botType": "python", "cron": "* * * * *", "tz": "Moon/Base"}, "tz"),
