@@ -168,7 +168,9 @@ def test_python_client(s, w):
 def test_restart(s, c, env):
     # A delayed job and a job waiting out its backoff survive kill -9.
     w = FakeWorker(s.endpoint, "fw-r", ["python"], 1)
-    h.wait_until(lambda: len(c.stats()["workers"]) >= 1, 5, "the worker to register")
+    # Only this worker: a JOB must not go to one of the earlier, closed ones.
+    h.wait_until(lambda: [x["name"] for x in c.stats()["workers"]] == ["fw-r"], 5,
+                 "fw-r to be the only worker registered")
     delayed = c.submit("python", {"r": 1}, delayMs=1500)
     retried = c.submit("python", {"r": 2}, attempts=2, backoff={"type": "fixed", "delayMs": 1500})
     job, _ = next_job(w)
@@ -213,8 +215,11 @@ def test():
         test_type_defaults(s, c, wn)
         test_delayed(s, c, w)
         test_python_client(s, w)
-        w.close()
-        wn.close()
+        # Leave as a worker does (DISCONNECT), not by silence: with a liveness
+        # of 20 heartbeats the broker would count them for 20 s more.
+        for fw in (w, wn):
+            fw.send(h.DISCONNECT, {})
+            fw.close()
         test_restart(s, c, env)
 
 
