@@ -109,6 +109,11 @@ bm_job_report_verdict (const bm_pool_outcome_t *outcome, bm_bot_t *bot,
         verdict->message = strdup (message);
     }
     else
+    if (outcome->bad_output) {
+        verdict->code = "bad_output";
+        verdict->message = strdup (outcome->bad_output);
+    }
+    else
     if (outcome->init_failed) {
         bm_job_report_keep_end (tail, BM_MESSAGE_MAX);
         verdict->code = "bot_init_failed";

@@ -36,7 +36,7 @@ struct _bm_pool_t {
     bm_pool_stats_t stats;
     bm_pool_stats_t exported;   //  Counters as last exported
     bm_series_t *m_processes;   //  Metrics (NULL: none)
-    bm_series_t *m_recycles [5];    //  max_jobs, max_rss, idle, killed, limit
+    bm_series_t *m_recycles [6];    //  max_jobs, max_rss, idle, killed, limit, output
     bm_series_t *m_init_failures;
 };
 
@@ -80,6 +80,9 @@ s_retire (proc_t *proc, const char *reason)
     if (streq (reason, "limit"))
         self->stats.recycled_limit++;
     else
+    if (streq (reason, "output"))
+        self->stats.recycled_output++;
+    else
         self->stats.recycled_killed++;
     bm_info (NULL, "%s %s process pid=%d retired (%s, %lld jobs run)", self->config.type,
              self->config.fork ? "fork server" : "pool", (int) proc->pid, reason,
@@ -122,6 +125,13 @@ s_end_job (proc_t *proc, bm_pool_outcome_t *outcome, bool process_alive)
     if (process_alive && proc->state == PROC_BUSY) {
         if (proc->stopping && !self->config.fork)
             s_retire (proc, "killed");
+        else
+        if (outcome->overflowed && !self->config.fork) {
+            //  Past the cap on a job's output: the process is killed (its
+            //  stdout may be mid-line), as the job's error says.
+            s_retire (proc, "output");
+            bm_pool_proc_kill (proc, SIGKILL);
+        }
         else
         if (s_hit_limit (self, outcome))
             s_retire (proc, "limit");
@@ -167,6 +177,37 @@ s_kill_bad (proc_t *proc, const char *why)
         proc->retire_since = bm_mono_ms ();
         proc->pool->stats.recycled_killed++;
     }
+}
+
+//  A frame (a JSON object) with none of the keys of the protocol while a
+//  job runs, e.g. {"results": ...}: its job fails with bad_output naming
+//  them, rather than wait for its timeout.
+static void
+s_unknown_frame (proc_t *proc, json_t *frame)
+{
+    bm_pool_t *self = proc->pool;
+    char keys [160] = "";
+    size_t used = 0;
+    const char *key;
+    json_t *value;
+    json_object_foreach (frame, key, value) {
+        int n = snprintf (keys + used, sizeof keys - used, "%s\"%.40s\"", used ? ", " : "", key);
+        if (n < 0 || (size_t) n >= sizeof keys - used) {
+            snprintf (keys + (sizeof keys - 5), 5, ", ...");
+            break;
+        }
+        used += (size_t) n;
+    }
+    if (!*keys)
+        snprintf (keys, sizeof keys, "none");
+    char message [320];
+    snprintf (message, sizeof message, "the bot answered with a frame of unknown keys (%s); "
+              "a frame has one of \"result\", \"exit\", \"signal\", \"output\", \"progress\", "
+              "\"started\", \"ready\"", keys);
+    bm_warn (NULL, "%s process pid=%d: %s", self->config.type, (int) proc->pid, message);
+    bm_pool_outcome_t outcome = { .exit_code = -1, .bad_output = message };
+    s_end_job (proc, &outcome, true);
+    s_dispatch (self);
 }
 
 static void
@@ -241,6 +282,9 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
         json_t *error = json_object_get (frame, "error");
         if (json_is_string (error) && json_string_length (error) > 0)
             outcome.message = json_string_value (error);
+        json_t *bad = json_object_get (frame, "badOutput");
+        if (json_is_string (bad) && json_string_length (bad) > 0)
+            outcome.bad_output = json_string_value (bad);
         if (json_is_integer (json_object_get (frame, "signal")))
             outcome.signal = (int) json_integer_value (json_object_get (frame, "signal"));
         else {
@@ -255,6 +299,8 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
         if (json_is_string (value))
             bm_pool_proc_set_output (proc, json_string_value (value), json_string_length (value));
     }
+    else
+        s_unknown_frame (proc, frame);
     json_decref (frame);
 }
 
@@ -401,11 +447,11 @@ s_export (bm_pool_t *self)
 {
     bm_pool_stats_t *now = &self->stats, *was = &self->exported;
     bm_series_set (self->m_processes, (double) now->processes);
-    int64_t deltas [5] = {
+    int64_t deltas [6] = {
         now->recycled_max_jobs - was->recycled_max_jobs, now->recycled_max_rss - was->recycled_max_rss,
         now->recycled_idle - was->recycled_idle, now->recycled_killed - was->recycled_killed,
-        now->recycled_limit - was->recycled_limit };
-    for (int i = 0; i < 5; i++)
+        now->recycled_limit - was->recycled_limit, now->recycled_output - was->recycled_output };
+    for (int i = 0; i < 6; i++)
         if (deltas [i] > 0)
             bm_series_add (self->m_recycles [i], (double) deltas [i]);
     if (now->init_failures > was->init_failures)
@@ -420,12 +466,12 @@ bm_pool_export (bm_pool_t *self, bm_metrics_t *metrics)
     bm_metric_t *processes = bm_metrics_gauge (metrics, "bot_processes",
         "Warm bot processes alive (pool and fork modes), by type and mode", "bot_type,mode");
     bm_metric_t *recycles = bm_metrics_counter (metrics, "bot_recycles_total",
-        "Warm bot processes retired, by reason (max_jobs, max_rss, idle, killed, limit)", "bot_type,reason");
+        "Warm bot processes retired, by reason (max_jobs, max_rss, idle, killed, limit, output)", "bot_type,reason");
     bm_metric_t *init = bm_metrics_counter (metrics, "bot_init_failures_total",
         "Warm bot processes that died before they were ready", "bot_type");
     self->m_processes = bm_metric_series (processes, self->config.type, mode);
-    const char *reasons [5] = { "max_jobs", "max_rss", "idle", "killed", "limit" };
-    for (int i = 0; i < 5; i++)
+    const char *reasons [6] = { "max_jobs", "max_rss", "idle", "killed", "limit", "output" };
+    for (int i = 0; i < 6; i++)
         self->m_recycles [i] = bm_metric_series (recycles, self->config.type, reasons [i]);
     self->m_init_failures = bm_metric_series (init, self->config.type);
     memset (&self->exported, 0, sizeof self->exported);
@@ -682,7 +728,7 @@ bm_pool_report (bm_pool_t *self, bm_codec_bot_pool_t *report)
     bm_pool_stats_t *stats = &self->stats;
     report->processes = stats->processes;
     report->recycles = stats->recycled_max_jobs + stats->recycled_max_rss + stats->recycled_idle
-                     + stats->recycled_killed + stats->recycled_limit;
+                     + stats->recycled_killed + stats->recycled_limit + stats->recycled_output;
     report->init_failures = stats->init_failures;
 }
 

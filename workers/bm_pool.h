@@ -75,6 +75,8 @@ typedef struct {
                                 //  SIGKILL or SIGTERM nobody in the worker
                                 //  sent (a crash signal is no loss)
     bool overflowed;            //  It wrote more than output_max on stdout
+    const char *bad_output;     //  Its answer was unusable: bad_output with
+                                //  this message (borrowed), or NULL
     int exit_code;              //  Exit status (0 ok), -1 if killed
     int signal;                 //  Killed by this signal, 0 if not
     const char *output;         //  Its stdout (borrowed), for a result
@@ -126,6 +128,7 @@ typedef struct {
     int64_t recycled_idle;
     int64_t recycled_killed;    //  Killed (stopped job, crash, bad frame)
     int64_t recycled_limit;     //  Its job hit a resource limit
+    int64_t recycled_output;    //  Its job wrote more than the output cap
 } bm_pool_stats_t;
 void bm_pool_stats (bm_pool_t *self, bm_pool_stats_t *stats);
 //  What the worker tells the broker about the pool in its HEARTBEAT (type,

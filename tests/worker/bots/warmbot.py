@@ -14,6 +14,12 @@ Its result also holds a random.random() draw (children of a fork server
 must not all draw the same) and whether a fork server's warm-up run
 (BOT_<TYPE>_FORK_WARMUP: BOT_JOB_ID "warmup") happened in this process or
 before it was forked.
+    forkKids  fork that many children (os.fork) that sleep kidSleep s (5)
+    popen     start `sleep 301` (subprocess.Popen) and put its pid in the
+              result as popenPid
+    binary    write these bytes (hex) with sys.stdout.buffer and nothing else
+    bigBytes  write a result of about that many bytes
+The payload is read with sys.stdin.buffer (a spawned bot's stdin has one).
 With WARMBOT_LOAD_LOG set, each load appends "time pid" to that file; with
 WARMBOT_CRASH_AT_LOAD also set, loading fails (a missing model, say).
 """
@@ -42,7 +48,21 @@ def progress(value):
 
 
 def main():
-    payload = json.loads(sys.stdin.read() or "null") or {}
+    payload = json.loads(sys.stdin.buffer.read().decode("utf-8") or "null") or {}
+    if payload.get("binary"):
+        sys.stdout.buffer.write(bytes.fromhex(payload["binary"]))
+        return
+    if payload.get("bigBytes"):
+        print(json.dumps({"blob": "x" * payload["bigBytes"]}))
+        return
+    extra = {}
+    for _ in range(payload.get("forkKids", 0)):
+        if os.fork() == 0:
+            time.sleep(payload.get("kidSleep", 5))
+            os._exit(0)
+    if payload.get("popen"):
+        import subprocess
+        extra["popenPid"] = subprocess.Popen(["sleep", "301"]).pid
     STATE["jobs"] += 1
     if os.environ.get("BOT_JOB_ID") == "warmup":
         STATE["warmedUp"] = True
@@ -69,7 +89,7 @@ def main():
                       "heldMb": sum(len(h) for h in HELD) >> 20,
                       "jobId": os.environ.get("BOT_JOB_ID"),
                       "attempt": int(os.environ.get("BOT_ATTEMPT", "0")),
-                      "random": random.random(), "warmedUp": STATE["warmedUp"]}))
+                      "random": random.random(), "warmedUp": STATE["warmedUp"], **extra}))
 
 
 if __name__ == "__main__":

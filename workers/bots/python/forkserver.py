@@ -98,10 +98,19 @@ def load(path):
     return module
 
 
+def job_stream(data=b""):
+    """A text stream over bytes, like a spawned bot's stdin or stdout
+    (same encoding, error handler and newline translation, and a
+    .buffer for binary reads and writes)."""
+    like = sys.__stdout__
+    return io.TextIOWrapper(io.BytesIO(data), encoding=like.encoding if like else "utf-8",
+                            errors=like.errors if like else "strict", write_through=True)
+
+
 def run_main(module, job):
-    """Run one job in this process: (exit status, its stdout)."""
-    sys.stdin = io.StringIO(json.dumps(job.get("payload")))
-    captured = io.StringIO()
+    """Run one job in this process: (exit status, its stdout as bytes)."""
+    sys.stdin = job_stream(json.dumps(job.get("payload")).encode("utf-8"))
+    captured = job_stream()
     sys.stdout = captured
     code = 0
     try:
@@ -118,10 +127,26 @@ def run_main(module, job):
         traceback.print_exc()
         code = 1
     finally:
+        try:
+            captured.flush()
+        except (OSError, ValueError):
+            pass                        # closed by the bot: what it wrote is kept
         sys.stdout = sys.__stdout__
         sys.stdin = sys.__stdin__
         sys.stderr.flush()
-    return code, captured.getvalue()
+    return code, captured.buffer.getvalue() if not captured.buffer.closed else b""
+
+
+def answer_frame(code, output):
+    """The answer for a job that wrote output (bytes) and ended with code.
+    Output that is not UTF-8 cannot travel as a JSON string: the job
+    fails with bad_output, as a spawned bot's would."""
+    try:
+        return {"exit": code, "output": output.decode("utf-8")}
+    except UnicodeDecodeError as exc:
+        return {"exit": code, "output": "",
+                "badOutput": "the bot's stdout is not UTF-8 (byte 0x%02x at offset %d)"
+                             % (output[exc.start], exc.start)}
 
 
 def apply_limits(limits):
@@ -442,7 +467,7 @@ def child_main(module, parent, notice_w):
         apply_limits(job.get("limits") or {})
         os.environ.update(job.get("env") or {})
         code, output = run_main(module, job)
-        answer = {"exit": code, "output": output}
+        answer = answer_frame(code, output)
     except BaseException:
         traceback.print_exc()
         answer = {"exit": code}
@@ -461,6 +486,13 @@ def wait_status(pid):
             return os.waitpid(pid, 0)[1]
         except InterruptedError:
             continue
+
+
+def kill_group(pgid):
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def fork_loop(module):
@@ -486,6 +518,11 @@ def fork_loop(module):
         spare, notice = fork_spare(module, parent)
         answer = read_line(running_notice)
         os.close(running_notice)
+        # The job is over (answered, or the child died): whatever it left
+        # running in its process group goes too, before the answer, so
+        # that the next job starts without it (the group's id cannot be
+        # reused while the child is not reaped).
+        kill_group(running)
         if answer.endswith(b"\n"):
             write_all(OUT_FD, answer)
             wait_status(running)
@@ -516,7 +553,7 @@ def pool_job(module, job):
         code, output = run_main(module, job)
     finally:
         restore_environ(saved)
-    send({"exit": code, "output": output})
+    send(answer_frame(code, output))
 
 
 def warm_up(module):
