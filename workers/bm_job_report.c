@@ -7,6 +7,7 @@
 
 #include <czmq.h>
 #include <jansson.h>
+#include <signal.h>
 #include <string.h>
 
 //  --------------------------------------------------------------------------
@@ -124,7 +125,10 @@ bm_job_report_verdict (const bm_pool_outcome_t *outcome, bm_bot_t *bot,
         verdict->limit = limit;
         verdict->code = "resource_limit";
         verdict->message = strdup (message);
-        verdict->exit_code = outcome->signal ? -1 : outcome->exit_code;
+        //  A sandboxed bot's death by SIGXCPU comes as bwrap's exit 128 +
+        //  SIGXCPU: no exit code, as for the unsandboxed one.
+        bool xcpu = streq (limit, "cpu") && outcome->exit_code == 128 + SIGXCPU;
+        verdict->exit_code = outcome->signal || xcpu ? -1 : outcome->exit_code;
     }
     else
     if (outcome->signal) {
@@ -353,6 +357,17 @@ bm_job_report_test (bool verbose)
     bm_job_verdict_clear (&verdict);
 
     //  A process that never got ready.
+    //  A sandboxed pool bot's CPU kill (bwrap's exit 152): no exitCode.
+    bm_limits_t cpu_limits = { .cpu_seconds = 2 };
+    bm_pool_outcome_t xcpu = { .exit_code = 128 + SIGXCPU, .output = "" };
+    bm_job_report_verdict (&xcpu, NULL, &cpu_limits, 1024, 1 << 20, &verdict);
+    assert (streq (verdict.code, "resource_limit") && streq (verdict.limit, "cpu") && verdict.exit_code == -1);
+    bm_job_verdict_clear (&verdict);
+    //  An answer the pool refused: bad_output with its message.
+    bm_pool_outcome_t refused = { .exit_code = 0, .bad_output = "unknown keys", .output = "{}" };
+    bm_job_report_verdict (&refused, NULL, &limits, 1024, 1 << 20, &verdict);
+    assert (streq (verdict.code, "bad_output") && streq (verdict.message, "unknown keys"));
+    bm_job_verdict_clear (&verdict);
     bm_pool_outcome_t init = { .init_failed = true, .exit_code = -1, .message = "ImportError" };
     bm_job_report_verdict (&init, NULL, &limits, 1024, 1024, &verdict);
     assert (streq (verdict.code, "bot_init_failed") && streq (verdict.message, "ImportError"));

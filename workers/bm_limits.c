@@ -636,12 +636,15 @@ s_verdict (const bm_limits_t *limits, const bm_limits_run_t *run, int status,
     &&  (signum == SIGXCPU
          || (signum == SIGKILL && cpu_ms >= BM_LIMITS_CPU_SHARE (limits->cpu_seconds * 1000)))) {
         s_describe_limit (limits, "cpu", what, sizeof what);
-        if (cpu_ms >= 0)
-            snprintf (message, size, "resource limit hit: cpu (%s): killed by SIG%s after %lld ms of CPU time",
-                      what, signum == SIGXCPU ? "XCPU" : "KILL", (long long) cpu_ms);
+        //  SIGXCPU comes from the kernel at the limit: no figure (rusage
+        //  is counted another way and may read below the limit).  A
+        //  SIGKILL is taken as the limit's for the CPU time rusage shows.
+        if (signum == SIGKILL && cpu_ms >= 0)
+            snprintf (message, size, "resource limit hit: cpu (%s): killed by SIGKILL with %lld ms of "
+                      "CPU time used (as counted at exit)", what, (long long) cpu_ms);
         else
-            snprintf (message, size, "resource limit hit: cpu (%s): killed by SIG%s", what,
-                      signum == SIGXCPU ? "XCPU" : "KILL");
+            snprintf (message, size, "resource limit hit: cpu (%s): the kernel sent SIG%s at the limit",
+                      what, signum == SIGXCPU ? "XCPU" : "KILL");
         return "cpu";
     }
     if (run && *run->cgroup) {
@@ -784,6 +787,7 @@ bm_limits_test (bool verbose)
     //  before is something else.
     limits.cpu_seconds = 2;
     assert (streq (bm_limits_verdict (&limits, SIGXCPU, &usage, "", message, sizeof message), "cpu"));
+    assert (strstr (message, "the kernel sent SIGXCPU at the limit") && !strstr (message, " ms "));
     assert (!bm_limits_verdict (&limits, SIGKILL, &usage, "", message, sizeof message));
     usage.ru_utime.tv_sec = 2;
     assert (streq (bm_limits_verdict (&limits, SIGKILL, &usage, "", message, sizeof message), "cpu"));

@@ -36,7 +36,7 @@ struct _bm_pool_t {
     bm_pool_stats_t stats;
     bm_pool_stats_t exported;   //  Counters as last exported
     bm_series_t *m_processes;   //  Metrics (NULL: none)
-    bm_series_t *m_recycles [6];    //  max_jobs, max_rss, idle, killed, limit, output
+    bm_series_t *m_recycles [7];    //  max_jobs, max_rss, idle, killed, limit, output, died
     bm_series_t *m_init_failures;
 };
 
@@ -447,11 +447,12 @@ s_export (bm_pool_t *self)
 {
     bm_pool_stats_t *now = &self->stats, *was = &self->exported;
     bm_series_set (self->m_processes, (double) now->processes);
-    int64_t deltas [6] = {
+    int64_t deltas [7] = {
         now->recycled_max_jobs - was->recycled_max_jobs, now->recycled_max_rss - was->recycled_max_rss,
         now->recycled_idle - was->recycled_idle, now->recycled_killed - was->recycled_killed,
-        now->recycled_limit - was->recycled_limit, now->recycled_output - was->recycled_output };
-    for (int i = 0; i < 6; i++)
+        now->recycled_limit - was->recycled_limit, now->recycled_output - was->recycled_output,
+        now->recycled_died - was->recycled_died };
+    for (int i = 0; i < 7; i++)
         if (deltas [i] > 0)
             bm_series_add (self->m_recycles [i], (double) deltas [i]);
     if (now->init_failures > was->init_failures)
@@ -466,12 +467,12 @@ bm_pool_export (bm_pool_t *self, bm_metrics_t *metrics)
     bm_metric_t *processes = bm_metrics_gauge (metrics, "bot_processes",
         "Warm bot processes alive (pool and fork modes), by type and mode", "bot_type,mode");
     bm_metric_t *recycles = bm_metrics_counter (metrics, "bot_recycles_total",
-        "Warm bot processes retired, by reason (max_jobs, max_rss, idle, killed, limit, output)", "bot_type,reason");
+        "Warm bot processes retired, by reason (max_jobs, max_rss, idle, killed, limit, output, died)", "bot_type,reason");
     bm_metric_t *init = bm_metrics_counter (metrics, "bot_init_failures_total",
         "Warm bot processes that died before they were ready", "bot_type");
     self->m_processes = bm_metric_series (processes, self->config.type, mode);
-    const char *reasons [6] = { "max_jobs", "max_rss", "idle", "killed", "limit", "output" };
-    for (int i = 0; i < 6; i++)
+    const char *reasons [7] = { "max_jobs", "max_rss", "idle", "killed", "limit", "output", "died" };
+    for (int i = 0; i < 7; i++)
         self->m_recycles [i] = bm_metric_series (recycles, self->config.type, reasons [i]);
     self->m_init_failures = bm_metric_series (init, self->config.type);
     memset (&self->exported, 0, sizeof self->exported);
@@ -568,22 +569,31 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         }
         else
             outcome.exit_code = WEXITSTATUS (status) ? WEXITSTATUS (status) : 1;
-        bm_warn (NULL, "%s process pid=%d %s while running a job", self->config.type, (int) pid, how);
+        if (proc->stopping)
+            //  Stopped by the worker for its job (timeout, cancel,
+            //  shutdown): the job's own log line says which.
+            bm_info (NULL, "%s process pid=%d %s: stopped by the worker for its job",
+                     self->config.type, (int) pid, how);
+        else
+            bm_warn (NULL, "%s process pid=%d %s while running a job", self->config.type, (int) pid, how);
         //  bwrap passes on its bot's death by signal N as exit 128 + N.
         bool cpu = outcome.signal == SIGXCPU
                 || (self->config.sandboxed && outcome.exit_code == 128 + SIGXCPU);
         if (state != PROC_RETIRING && cpu)
             self->stats.recycled_limit++;
         else
-        if (state != PROC_RETIRING)
+        if (state != PROC_RETIRING && proc->stopping)
             self->stats.recycled_killed++;
+        else
+        if (state != PROC_RETIRING)
+            self->stats.recycled_died++;
         proc->state = PROC_RETIRING;
         s_end_job (proc, &outcome, false);
     }
     else
     if (state != PROC_RETIRING) {
         bm_warn (NULL, "%s process pid=%d %s while idle", self->config.type, (int) pid, how);
-        self->stats.recycled_killed++;
+        self->stats.recycled_died++;
     }
     bm_pool_proc_destroy (&proc);
     s_maintain (self, true);
@@ -728,7 +738,8 @@ bm_pool_report (bm_pool_t *self, bm_codec_bot_pool_t *report)
     bm_pool_stats_t *stats = &self->stats;
     report->processes = stats->processes;
     report->recycles = stats->recycled_max_jobs + stats->recycled_max_rss + stats->recycled_idle
-                     + stats->recycled_killed + stats->recycled_limit + stats->recycled_output;
+                     + stats->recycled_killed + stats->recycled_limit + stats->recycled_output
+                     + stats->recycled_died;
     report->init_failures = stats->init_failures;
 }
 

@@ -126,7 +126,10 @@ typedef struct {
     int64_t recycled_max_jobs;  //  Recycles by reason
     int64_t recycled_max_rss;
     int64_t recycled_idle;
-    int64_t recycled_killed;    //  Killed (stopped job, crash, bad frame)
+    int64_t recycled_killed;    //  Killed by the worker (its job's timeout
+                                //  or cancel, a bad frame)
+    int64_t recycled_died;      //  Exited or killed on its own (exit 3,
+                                //  SIGSEGV, kill -9 from outside)
     int64_t recycled_limit;     //  Its job hit a resource limit
     int64_t recycled_output;    //  Its job wrote more than the output cap
 } bm_pool_stats_t;
