@@ -625,9 +625,15 @@ s_broker_new (const bm_broker_config_t *config)
         self->metrics_http = bm_metrics_http_new (self->metrics, config->metrics_addr,
                                                   config->metrics_port < 0 ? 0
                                                   : (int) config->metrics_port);
-        if (!self->metrics_http)
-            bm_warn (NULL, "cannot serve metrics on %s:%" PRId64 " (busy?); metrics stay "
-                     "available through the gateway", config->metrics_addr, config->metrics_port);
+        //  Fatal, as a busy port of any service: Prometheus would scrape
+        //  whatever holds the port, and nothing would say so.
+        if (!self->metrics_http) {
+            bm_error (NULL, "configuration: cannot listen for metrics on %s:%" PRId64
+                      " (port in use?): set BROKER_METRICS_PORT to a free port, -1 for any, "
+                      "0 for none", config->metrics_addr, config->metrics_port);
+            s_broker_destroy (&self);
+            return NULL;
+        }
     }
     return self;
 }

@@ -5,7 +5,8 @@
   in that Redis.
 - REDIS_URL wins over them; its scheme may be in any case (REDIS://).
 - A bad REDIS_PORT, a bad REDIS_URL or an over-long REDIS_PREFIX stops the
-  broker and the gateway at start with a message naming the variable.
+  broker and the gateway at start with a message naming the variable; a
+  metrics port in use stops the broker, naming BROKER_METRICS_PORT.
 - A variable of the original system that botmesh does not read (WORKER_ID,
   NODE_ENV) is named in a warning at start.
 """
@@ -61,6 +62,16 @@ def test():
         start_fails(binary, {"REDIS_PORT": "70000"}, "REDIS_PORT")
         start_fails(binary, {"REDIS_URL": "http://127.0.0.1:6379"}, "REDIS_URL")
         start_fails(binary, {"REDIS_PREFIX": "p" * 65}, "REDIS_PREFIX")
+
+    # A metrics port in use stops the broker too (Prometheus would scrape
+    # whatever holds it), naming the variable.
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen(1)
+        start_fails("botmesh-broker", {"REDIS_URL": "none", "BROKER_ENDPOINT": "tcp://127.0.0.1:0",
+                                       "BROKER_METRICS_PORT": str(busy.getsockname()[1])},
+                    "BROKER_METRICS_PORT")
 
 
 if __name__ == "__main__":
