@@ -190,10 +190,43 @@ s_on_connect (const redisAsyncContext *ac, int status)
     s_ping (self);
 }
 
+//  The answer to CONFIG GET appendonly / maxmemory-policy: a warning when
+//  Redis is set up to lose what the broker confirmed. A Redis that refuses
+//  CONFIG (a managed one may) is taken on trust.
+static void
+s_on_config (redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void) ac;
+    bm_store_t *self = (bm_store_t *) privdata;
+    redisReply *reply = (redisReply *) r;
+    if (!reply || self->destroying)
+        return;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+    ||  reply->element [0]->type != REDIS_REPLY_STRING
+    ||  reply->element [1]->type != REDIS_REPLY_STRING) {
+        bm_debug (NULL, "redis %s:%d: CONFIG GET not answered (%s); its settings not checked",
+                  self->host, self->port, reply->type == REDIS_REPLY_ERROR ? reply->str : "?");
+        return;
+    }
+    const char *name = reply->element [0]->str, *value = reply->element [1]->str;
+    if (streq (name, "appendonly") && streq (value, "no"))
+        bm_warn (NULL, "redis %s:%d runs without its append-only file (appendonly no): jobs "
+                 "accepted since its last snapshot are lost if it restarts; set appendonly yes "
+                 "and appendfsync everysec (docs/redis.md)", self->host, self->port);
+    else
+    if (streq (name, "maxmemory-policy") && !streq (value, "noeviction"))
+        bm_warn (NULL, "redis %s:%d evicts keys when full (maxmemory-policy %s): it may drop "
+                 "job records and the broker cannot see it; set maxmemory-policy noeviction "
+                 "(docs/redis.md)", self->host, self->port, value);
+}
+
 static void
 s_became_ready (bm_store_t *self)
 {
     self->connected = true;
+    //  Before the first group (its replies may be off): is Redis durable?
+    redisAsyncCommand (self->ac, s_on_config, self, "CONFIG GET appendonly");
+    redisAsyncCommand (self->ac, s_on_config, self, "CONFIG GET maxmemory-policy");
     //  Nothing to send again: writes count as going through until a group
     //  says otherwise.  Else the first group confirmed says so.
     if (s_kept (self) == 0)

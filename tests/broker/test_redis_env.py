@@ -7,6 +7,8 @@
 - A bad REDIS_PORT, a bad REDIS_URL or an over-long REDIS_PREFIX stops the
   broker and the gateway at start with a message naming the variable; a
   metrics port in use stops the broker, naming BROKER_METRICS_PORT.
+- A Redis without its append-only file, or one that evicts keys, is named
+  in a warning when the broker connects.
 - A variable of the original system that botmesh does not read (WORKER_ID,
   NODE_ENV) is named in a warning at start.
 """
@@ -46,14 +48,23 @@ def test():
         h.wait_until(lambda: "WORKER_ID is set but botmesh does not read it" in broker.output(), 5,
                      "a warning names the original system's WORKER_ID")
         h.check("WORKER_NAME" in broker.output(), "and says what to set instead")
+        h.check("append-only" not in broker.output() and "evicts keys" not in broker.output(),
+                "no durability warning for a Redis with AOF and noeviction", broker.output()[-600:])
         c.close()
         broker.stop()
+
+        # A Redis set up to lose confirmed jobs is named in warnings.
+        s.redis_cli("CONFIG", "SET", "appendonly", "no")
+        s.redis_cli("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
 
         # REDIS_URL wins over REDIS_HOST/PORT; the scheme's case does not matter.
         broker = s.broker(env={"REDIS_URL": "REDIS://127.0.0.1:%d/0" % port,
                                "REDIS_HOST": "127.0.0.1", "REDIS_PORT": "1"})
         c = s.client()
         h.wait_until(lambda: c.request(h.PING)[1]["redis"], 10, "REDIS_URL wins over REDIS_PORT=1")
+        h.wait_until(lambda: "runs without its append-only file (appendonly no)" in broker.output()
+                     and "evicts keys when full (maxmemory-policy allkeys-lru)" in broker.output(), 10,
+                     "warnings naming appendonly no and maxmemory-policy allkeys-lru")
         c.close()
         broker.stop()
 
