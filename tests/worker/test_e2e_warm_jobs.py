@@ -5,6 +5,8 @@ tests/worker/bots/warmbot.py under workers/bots/python/forkserver.py.
 - fork mode: the processes a job starts (os.fork children, a Popen'd
   `sleep 301`) end with the job; under BOT_<TYPE>_MAX_PIDS=10 a job that
   forked 6 sleepers does not make the next job that forks 3 fail on pids;
+  a child that crashes while a process it forked lives fails its job at
+  once;
 - fork and pool mode: a child's sys.stdin and sys.stdout have a .buffer as
   in spawn mode; binary output that is JSON completes, output that is not
   UTF-8 fails with bad_output;
@@ -89,6 +91,18 @@ def main():
         check(rec["state"] == "completed", "fork: a job that Popens sleep 301 completes", rec)
         sleeper = rec["result"]["popenPid"]
         wait_until(lambda: gone(sleeper), 10, "the job's sleep 301 (pid %d) is killed with its job" % sleeper)
+        # A child that crashes while a process it forked holds on: its job
+        # fails at once (the server does not wait for that process).
+        started = time.monotonic()
+        rec = run(c, "fkids", {"forkKids": 1, "kidSleep": 60, "crash": "SIGSEGV"}, timeoutMs=20000,
+                  attempts=1)
+        err = rec.get("error") or {}
+        check(rec["state"] == "failed" and err.get("code") == "bot_failed"
+              and "SIGSEGV" in err.get("message", ""),
+              "fork: a child that crashes with a forked sleeper alive fails bot_failed", rec)
+        check(time.monotonic() - started < 10, "fork: at once, not at its 20 s timeout",
+              time.monotonic() - started)
+        check(run(c, "fkids", {})["state"] == "completed", "fork: the next job completes")
 
         # 3. A .buffer on stdin and stdout, in fork and pool mode.
         for bot_type in ("fkids", "warm"):

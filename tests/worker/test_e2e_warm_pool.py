@@ -16,7 +16,8 @@ under workers/bots/python/forkserver.py.
 - a bot that crashes while loading: its jobs fail with bot_init_failed and
   the load error, never more than MAX_PROCS processes, restarts back off;
 - the worker's GET /metrics (WORKER_METRICS_PORT) shows bot_processes,
-  bot_recycles_total{reason} and bot_init_failures_total.
+  bot_recycles_total{reason} (killed: stopped by the worker; died: on its
+  own) and bot_init_failures_total.
 """
 import os
 import re
@@ -194,7 +195,13 @@ def main():
                    and metric(port, "bot_processes", bot_type="forked", mode="fork") == 1,
                    10, "bot_processes on /metrics: 2 pooled warm processes, 1 fork server")
         check(metric(port, "bot_recycles_total", bot_type="warm", reason="killed") >= 2,
-              "bot_recycles_total{reason=killed}: the processes killed by kill -9, timeout, cancel")
+              "bot_recycles_total{reason=killed}: the processes the worker stopped (timeout, cancel)")
+        check(metric(port, "bot_recycles_total", bot_type="warm", reason="died") >= 4,
+              "bot_recycles_total{reason=died}: those that died on their own (kill -9, 3 crashes)")
+        check("stopped by the worker for its job" in w.output(),
+              "a pool process stopped for a timeout or cancel is logged as such")
+        check("SIGTERM while running a job" not in w.output(),
+              "and not as a WARN 'killed by signal SIGTERM while running a job'")
         c.close()
         check(w.alive(), "worker still running")
 

@@ -71,6 +71,7 @@ import importlib.util       # noqa: E402
 import io                   # noqa: E402
 import json                 # noqa: E402
 import resource             # noqa: E402
+import select               # noqa: E402
 import signal               # noqa: E402
 import traceback            # noqa: E402
 
@@ -405,6 +406,8 @@ def read_line(fd):
             chunk = os.read(fd, 65536)
         except InterruptedError:
             continue
+        except BlockingIOError:
+            return b""                  # non-blocking fd: nothing (more) there
         if not chunk or chunk.endswith(b"\n"):
             return chunk                # the common case: all of it at once
     chunks = [chunk]
@@ -413,6 +416,8 @@ def read_line(fd):
             chunk = os.read(fd, 65536)
         except InterruptedError:
             continue
+        except BlockingIOError:
+            chunk = b""
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
@@ -488,6 +493,30 @@ def wait_status(pid):
             continue
 
 
+def wait_answer(pid, notice):
+    """Wait until the running child's answer is there or the child is
+    gone.  End of file on the notice pipe is not enough: processes the job
+    forked (os.fork) hold its write end, and a child that died without an
+    answer would leave the server waiting for them.  A pidfd says when the
+    child itself exited; then whatever it wrote is in the pipe, and the
+    pipe is read without blocking."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return                          # older kernel: end of file only
+    try:
+        while True:
+            try:
+                ready = select.select([notice, pidfd], [], [])[0]
+                break
+            except InterruptedError:
+                continue
+        if notice not in ready:
+            os.set_blocking(notice, False)
+    finally:
+        os.close(pidfd)
+
+
 def kill_group(pgid):
     try:
         os.killpg(pgid, signal.SIGKILL)
@@ -516,6 +545,7 @@ def fork_loop(module):
             continue
         running, running_notice = spare, notice
         spare, notice = fork_spare(module, parent)
+        wait_answer(running, running_notice)
         answer = read_line(running_notice)
         os.close(running_notice)
         # The job is over (answered, or the child died): whatever it left
