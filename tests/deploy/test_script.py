@@ -366,6 +366,11 @@ def check_log_aliases(e):
 
 
 def run_failures(e):
+    # COMMAND --help prints the usage and does nothing else.
+    for cmd in ("up", "down", "scale", "logs", "invoke", "status"):
+        p = e.run(cmd, "--help")
+        check(p.returncode == 0 and p.stdout.startswith("usage: ./botmesh") and not e.pids(),
+              "%s --help: the usage, exit 0, nothing started" % cmd, show(p))
     # A bad value: the broker refuses to start; up names it and shows its log.
     p = e.run("up", env={"MAX_PYTHON_BOTS": "lots", "BOTMESH_UP_TIMEOUT": "20"})
     check(p.returncode != 0, "up fails when the broker cannot start", show(p))
