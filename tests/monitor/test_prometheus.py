@@ -11,6 +11,7 @@ metrics`.
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.parse
@@ -111,6 +112,10 @@ def test():
         check({"broker", "api-gateway", "webhook-manager", "mock-webhook"} <= {sc["job_name"] for sc in config["scrape_configs"]},
               "deploy/prometheus.yml scrapes broker, api-gateway, webhook manager and mock")
         config["scrape_configs"] = jobs
+        # deploy/alerts.yml, where the Compose file mounts it
+        check(config.get("rule_files") == ["alerts.yml"], "deploy/prometheus.yml loads the alerts",
+              config.get("rule_files"))
+        config["rule_files"] = [os.path.join(harness.ROOT, "deploy", "alerts.yml")]
         path = os.path.join(s.dir, "prometheus.yml")
         with open(path, "w") as f:
             yaml.safe_dump(config, f)
@@ -137,6 +142,28 @@ def test():
             return health if len(active) == len(jobs) and all(h == "up" for h in health.values()) else None
         health = wait_until(all_up, 30, "every target up in Prometheus", interval=0.25)
         log("targets", health)
+
+        # The alerting rules load, evaluate without error, and none fires on
+        # this healthy stack; the series they name are ones Prometheus scraped
+        # here (a misspelt name would make a rule that never fires).
+        def rules():
+            status, _, body = harness.http("GET", api + "rules")
+            if status != 200:
+                return None
+            got = [r for g in body["data"]["groups"] for r in g["rules"]]
+            return got if got and all(r.get("lastEvaluation", "").startswith("2") and
+                                      not r["lastEvaluation"].startswith("0001") for r in got) else None
+        loaded = wait_until(rules, 20, "the alerting rules evaluated", interval=0.25)
+        check(len(loaded) >= 10 and all(r["health"] == "ok" for r in loaded),
+              "deploy/alerts.yml: every rule loaded and evaluates", [(r["name"], r["health"]) for r in loaded])
+        firing = [r["name"] for r in loaded if r["state"] != "inactive"]
+        check(not firing, "no alert pending or firing on a healthy stack", firing)
+        exprs = " ".join(r["query"] for r in loaded)
+        named = set(re.findall(r"\b([a-z][a-z_]*_(?:total|up|leader|pending|connected|size))\b", exprs))
+        named.discard("bot_init_failures_total")              # a worker's: no worker is scraped here
+        scraped = {r["metric"]["__name__"] for r in query('group by (__name__) ({__name__=~".+"})') or []}
+        check(len(named) >= 7 and named <= scraped, "every series the alerts name is exported",
+              sorted(named - scraped), sorted(named))
 
         done = wait_until(lambda: query('bot_executions_total{job="broker",bot_type="python",status="completed"}'),
                           20, "bot_executions_total samples", interval=0.25)
