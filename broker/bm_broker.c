@@ -251,6 +251,92 @@ bm_broker_log_refusal (bm_broker_t *self, zframe_t *identity, bm_peer_t peer,
                  key, cut ? "..." : "", code, message);
 }
 
+//  libzmq's protocol error codes (zmq.h), as words.
+static const char *
+s_protocol_error_text (uint32_t code)
+{
+    if (code == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+        return "mechanism mismatch: the peer does not use CURVE (no CURVE_SERVER_KEY)";
+    if (code == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC)
+        return "cryptographic error: the peer's CURVE_SERVER_KEY is not this broker's public key";
+    if (code >= ZMQ_PROTOCOL_ERROR_ZMTP_UNSPECIFIED && code < ZMQ_PROTOCOL_ERROR_ZAP_UNSPECIFIED)
+        return "a malformed handshake";
+    return "a protocol error";
+}
+
+//  A handshake the router refused (CURVE): one WARN line, within the
+//  refusals' rate limit, and the counter by reason.
+static int
+s_auth_event (zloop_t *loop, zsock_t *events, void *arg)
+{
+    (void) loop;
+    bm_broker_t *self = (bm_broker_t *) arg;
+    //  Each event: a frame of 6 bytes (event number, 16 bits; value, 32
+    //  bits), then a frame with the address.
+    zmsg_t *msg = zmsg_recv (events);
+    if (!msg)
+        return 0;
+    zframe_t *head = zmsg_first (msg);
+    char *address = zmsg_size (msg) >= 2 ? zframe_strdup (zmsg_next (msg)) : NULL;
+    if (head && zframe_size (head) >= 6) {
+        uint16_t event;
+        uint32_t value;
+        memcpy (&event, zframe_data (head), sizeof event);
+        memcpy (&value, zframe_data (head) + 2, sizeof value);
+        const char *reason = event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "auth"
+                           : event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol"
+                           : "no_detail";
+        if (self->mf_handshakes)
+            bm_series_inc (bm_metric_series (self->mf_handshakes, reason));
+        s_refusal_log_flush (self, bm_mono_ms ());
+        if (self->refusal_lines >= BM_REFUSAL_LOG_PER_S)
+            self->refusal_dropped++;
+        else {
+            self->refusal_lines++;
+            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+                bm_warn (NULL, "refused a CURVE handshake on %s (auth): the peer's public key "
+                         "is not in CURVE_CLIENTS_DIR (ZAP status %u)",
+                         address ? address : "?", (unsigned) value);
+            else
+            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+                bm_warn (NULL, "refused a CURVE handshake on %s (protocol): %s",
+                         address ? address : "?", s_protocol_error_text (value));
+            else
+                bm_warn (NULL, "refused a CURVE handshake on %s (no_detail): the connection "
+                         "broke in the handshake (%s): a peer without CURVE?",
+                         address ? address : "?", zmq_strerror ((int) value));
+        }
+    }
+    zstr_free (&address);
+    zmsg_destroy (&msg);
+    return 0;
+}
+
+//  Watch the router's handshakes (a socket monitor on an inproc PAIR):
+//  a peer refused would otherwise leave no trace in the log.
+static void
+s_auth_watch (bm_broker_t *self)
+{
+    char endpoint [96];
+    snprintf (endpoint, sizeof endpoint, "inproc://bm-broker-auth-%d-%p", (int) getpid (), (void *) self);
+    if (zmq_socket_monitor (zsock_resolve (self->router), endpoint,
+                            ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                            | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0) {
+        bm_warn (NULL, "CURVE: cannot watch the handshakes (%s): refused peers are not logged",
+                 zmq_strerror (zmq_errno ()));
+        return;
+    }
+    self->auth_events = zsock_new (ZMQ_PAIR);
+    if (!self->auth_events || zsock_connect (self->auth_events, "%s", endpoint)) {
+        zmq_socket_monitor (zsock_resolve (self->router), NULL, 0);
+        zsock_destroy (&self->auth_events);
+        return;
+    }
+    zsock_set_linger (self->auth_events, 0);
+    zloop_reader (self->loop, self->auth_events, s_auth_event, self);
+    zloop_reader_set_tolerant (self->loop, self->auth_events);
+}
+
 void
 bm_broker_log_refusal_tick (bm_broker_t *self, int64_t now)
 {
@@ -601,6 +687,8 @@ s_broker_new (const bm_broker_config_t *config)
     self->loop = zloop_new ();
     zloop_set_nonstop (self->loop, true);
     zloop_reader (self->loop, self->router, s_router_handler, self);
+    if (self->auth)
+        s_auth_watch (self);
     int tick = (int) (config->heartbeat_ms < 100 ? config->heartbeat_ms : 100);
     zloop_timer (self->loop, tick, 0, s_tick, self);
     if (config->redis_url) {
@@ -658,6 +746,9 @@ s_broker_destroy (bm_broker_t **self_p)
         bm_ha_destroy (self);
         bm_batch_send_results (self);   //  RESULTs kept for RESULT_MANY
         zloop_destroy (&self->loop);
+        if (self->auth_events && self->router)
+            zmq_socket_monitor (zsock_resolve (self->router), NULL, 0);
+        zsock_destroy (&self->auth_events);
         zsock_destroy (&self->router);
         zactor_destroy (&self->auth);
         zhashx_destroy (&self->workers);

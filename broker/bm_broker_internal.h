@@ -140,6 +140,8 @@ struct _bm_broker_t {
     bm_broker_config_t config;  //  Settings
     zsock_t *router;            //  The one socket
     zactor_t *auth;             //  CURVE authenticator, or NULL
+    zsock_t *auth_events;       //  CURVE: the router's handshake failures
+                                //  (socket monitor), or NULL
     zloop_t *loop;              //  The one loop
     bm_store_t *store;          //  Redis, or NULL
     bm_live_t live;             //  Unfinished-set changes of this loop turn
@@ -188,6 +190,7 @@ struct _bm_broker_t {
     bm_metric_t *mf_executions, *mf_duration, *mf_queue, *mf_usage, *mf_waiting,
                 *mf_limit, *mf_submitted, *mf_wait, *mf_rejected, *mf_frames,
                 *mf_redispatched, *mf_dropped;
+    bm_metric_t *mf_handshakes;         //  broker_handshakes_failed_total{reason}
     bm_metric_t *mf_limit_kills;        //  bot_limit_kills_total{bot_type,limit}
     bm_metric_t *mf_delayed;            //  delayed_queue_size{queue_name}
     bm_metric_t *mf_retries;            //  bot_retries_total{bot_type}

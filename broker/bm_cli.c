@@ -192,6 +192,11 @@ s_request (bm_client_t *client, int command, bm_packer_t *packer, int timeout_ms
     else {
         reply = bm_client_request (client, command, packer->sbuf.data, packer->sbuf.size,
                                    timeout_ms);
+        const char *curve = reply ? NULL : bm_client_handshake_problem (client);
+        if (curve)
+            fprintf (stderr, "botmesh-client: no answer from the broker at %s within %d ms: "
+                     "%s\n", s_endpoint, timeout_ms, curve);
+        else
         if (!reply)
             fprintf (stderr, "botmesh-client: no answer from the broker at %s within %d ms "
                      "(is it running there? set the endpoint with --endpoint or "

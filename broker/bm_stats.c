@@ -188,6 +188,9 @@ bm_stats_setup_metrics (bm_broker_t *self)
         "Time jobs spent queued before they started", "bot_type", NULL, 0);
     self->mf_frames = bm_metrics_counter (m, "broker_frames_rejected_total",
         "Messages the broker could not accept, by reason", "reason");
+    self->mf_handshakes = bm_metrics_counter (m, "broker_handshakes_failed_total",
+        "Connections refused at the CURVE handshake (auth: key not accepted; "
+        "protocol, no_detail: e.g. a wrong server key or no CURVE)", "reason");
     self->mf_redispatched = bm_metrics_counter (m, "broker_jobs_requeued_total",
         "Running jobs put back in the queue, by reason", "reason");
     self->mf_dropped = bm_metrics_counter (m, "broker_messages_dropped_total",

@@ -4,6 +4,7 @@
 #include "bm_curve.h"
 #include "bm_endpoints.h"
 #include "bm_log.h"
+#include "bm_sock_watch.h"
 
 #include <errno.h>
 
@@ -12,20 +13,31 @@ struct _bm_client_t {
     zsock_t *dealer;            //  Our socket to the current one
     int64_t req;                //  Number of the last request sent
     zlist_t *results;           //  RESULT pushes not yet handed out (bm_msg_t)
+    bm_sock_watch_t *watch;     //  With CURVE: hears a refused handshake, or NULL
+    int handshake_failed;       //  The last failure heard (monitor event), or 0
 };
 
-//  A new socket to the current endpoint.  NULL on error.
+//  A new socket to the current endpoint, and with CURVE a watch on it
+//  (*watch_p, NULL else).  NULL on error.
 static zsock_t *
-s_connect (bm_client_t *self)
+s_connect (bm_client_t *self, bm_sock_watch_t **watch_p)
 {
+    *watch_p = NULL;
     zsock_t *dealer = zsock_new (ZMQ_DEALER);
     if (!dealer)
         return NULL;
     zsock_set_linger (dealer, 0);
     zsock_set_sndhwm (dealer, 100000);
     zsock_set_rcvhwm (dealer, 100000);
-    if (bm_curve_client_apply (dealer)
-    ||  zsock_connect (dealer, "%s", bm_endpoints_current (self->endpoints))) {
+    if (bm_curve_client_apply (dealer)) {
+        zsock_destroy (&dealer);
+        return NULL;
+    }
+    const char *curve = getenv ("CURVE_SERVER_KEY");
+    if (curve && *curve)
+        *watch_p = bm_sock_watch_new (dealer);
+    if (zsock_connect (dealer, "%s", bm_endpoints_current (self->endpoints))) {
+        bm_sock_watch_destroy (watch_p);
         zsock_destroy (&dealer);
         return NULL;
     }
@@ -37,13 +49,32 @@ bm_client_new (const char *endpoint)
 {
     bm_client_t *self = (bm_client_t *) zmalloc (sizeof (bm_client_t));
     self->endpoints = bm_endpoints_new (endpoint);
-    self->dealer = self->endpoints ? s_connect (self) : NULL;
+    self->dealer = self->endpoints ? s_connect (self, &self->watch) : NULL;
     if (!self->dealer) {
         bm_client_destroy (&self);
         return NULL;
     }
     self->results = zlist_new ();
     return self;
+}
+
+//  Take in what the watch heard (the failure stays until a reply comes).
+static void
+s_read_watch (bm_client_t *self)
+{
+    if (!self->watch)
+        return;
+    bm_sock_watch_gone (self->watch);
+    int failed = bm_sock_watch_handshake_failed (self->watch);
+    if (failed)
+        self->handshake_failed = failed;
+}
+
+const char *
+bm_client_handshake_problem (bm_client_t *self)
+{
+    s_read_watch (self);
+    return bm_sock_watch_handshake_text (self->handshake_failed);
 }
 
 //  On to the next broker (or the leader a standby named): a fresh socket,
@@ -56,11 +87,15 @@ s_switch (bm_client_t *self, const bm_msg_t *not_leader)
     const msgpack_object *leader = not_leader ? bm_obj_get (bm_msg_body (not_leader), "leader") : NULL;
     if (leader && leader->type == MSGPACK_OBJECT_STR)
         bm_endpoints_prefer (self->endpoints, leader->via.str.ptr, leader->via.str.size);
-    zsock_t *dealer = s_connect (self);
+    s_read_watch (self);
+    bm_sock_watch_t *watch;
+    zsock_t *dealer = s_connect (self, &watch);
     if (!dealer)
         return -1;
+    bm_sock_watch_destroy (&self->watch);      //  Before its socket closes
     zsock_destroy (&self->dealer);
     self->dealer = dealer;
+    self->watch = watch;
     bm_debug (NULL, "client: trying broker %s", bm_endpoints_current (self->endpoints));
     return delay;
 }
@@ -85,6 +120,7 @@ bm_client_destroy (bm_client_t **self_p)
         while (self->results && (msg = (bm_msg_t *) zlist_pop (self->results)))
             bm_msg_destroy (&msg);
         zlist_destroy (&self->results);
+        bm_sock_watch_destroy (&self->watch);   //  Before its socket closes
         zsock_destroy (&self->dealer);
         bm_endpoints_destroy (&self->endpoints);
         free (self);
@@ -180,6 +216,7 @@ bm_client_request (bm_client_t *self, int command,
         &&  reply.req == req) {
             if (!s_not_leader (msg)) {
                 bm_endpoints_served (self->endpoints);
+                self->handshake_failed = 0;
                 return msg;
             }
             //  A standby did nothing with it: the same request, to the

@@ -41,6 +41,11 @@ bm_msg_t *bm_client_ask (bm_client_t *self, int command, int timeout_ms);
 //  Wait up to timeout_ms for a RESULT push.  NULL on timeout.
 bm_msg_t *bm_client_recv_result (bm_client_t *self, int timeout_ms);
 
+//  With CURVE, after a request got no answer: what went wrong with the
+//  handshake (the broker refused this peer's key, or the server key is
+//  wrong), as a sentence for the operator; NULL if nothing was heard.
+const char *bm_client_handshake_problem (bm_client_t *self);
+
 //  The underlying socket (for polling), borrowed.
 zsock_t *bm_client_sock (bm_client_t *self);
 

@@ -9,6 +9,18 @@ s_set (const char *name)
     return value && *value;
 }
 
+//  A certificate loaded from a public file alone (no "_secret" next to it)
+//  has a secret key of zeros: it cannot do a handshake.
+static bool
+s_no_secret (zcert_t *cert)
+{
+    const byte *key = zcert_secret_key (cert);
+    for (int i = 0; i < 32; i++)
+        if (key [i])
+            return false;
+    return true;
+}
+
 int
 bm_curve_client_apply (zsock_t *sock)
 {
@@ -29,6 +41,12 @@ bm_curve_client_apply (zsock_t *sock)
     if (!cert) {
         bm_error (NULL, "configuration: CURVE_CLIENT_CERT: cannot read a certificate from '%s'",
                   getenv ("CURVE_CLIENT_CERT"));
+        return -1;
+    }
+    if (s_no_secret (cert)) {
+        bm_error (NULL, "configuration: CURVE_CLIENT_CERT: '%s' is a public certificate; give "
+                  "the .key_secret file", getenv ("CURVE_CLIENT_CERT"));
+        zcert_destroy (&cert);
         return -1;
     }
     zcert_apply (cert, sock);
@@ -52,6 +70,12 @@ bm_curve_server_apply (zsock_t *sock, zactor_t **auth_p)
     if (!cert) {
         bm_error (NULL, "configuration: CURVE_SERVER_CERT: cannot read a certificate from '%s'",
                   getenv ("CURVE_SERVER_CERT"));
+        return -1;
+    }
+    if (s_no_secret (cert)) {
+        bm_error (NULL, "configuration: CURVE_SERVER_CERT: '%s' is a public certificate; give "
+                  "the .key_secret file", getenv ("CURVE_SERVER_CERT"));
+        zcert_destroy (&cert);
         return -1;
     }
     if (!zsys_file_exists (getenv ("CURVE_CLIENTS_DIR"))) {

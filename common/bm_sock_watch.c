@@ -9,7 +9,12 @@
 struct _bm_sock_watch_t {
     void *watched;                      //  The socket's handle, NULL once stopped
     zsock_t *events;                    //  PAIR the monitor writes to
+    int handshake_failed;               //  Last failure event not yet read, or 0
 };
+
+//  The events read: disconnects, and the handshake's outcome (CURVE).
+#define BM_SOCK_WATCH_EVENTS (ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL \
+                              | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
 
 bm_sock_watch_t *
 bm_sock_watch_new (zsock_t *sock)
@@ -19,7 +24,7 @@ bm_sock_watch_new (zsock_t *sock)
     snprintf (endpoint, sizeof endpoint, "inproc://bm-sock-watch-%d-%u", (int) getpid (),
               atomic_fetch_add (&serial, 1));
     void *handle = zsock_resolve (sock);
-    if (zmq_socket_monitor (handle, endpoint, ZMQ_EVENT_DISCONNECTED) != 0) {
+    if (zmq_socket_monitor (handle, endpoint, BM_SOCK_WATCH_EVENTS) != 0) {
         bm_debug (NULL, "socket monitor not started (%s): heartbeats only", zmq_strerror (zmq_errno ()));
         return NULL;
     }
@@ -56,6 +61,26 @@ bm_sock_watch_destroy (bm_sock_watch_t **self_p)
     }
 }
 
+int
+bm_sock_watch_handshake_failed (bm_sock_watch_t *self)
+{
+    int event = self->handshake_failed;
+    self->handshake_failed = 0;
+    return event;
+}
+
+const char *
+bm_sock_watch_handshake_text (int event)
+{
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+        return "the broker refused this peer's CURVE key (its public key is not in the "
+               "broker's CURVE_CLIENTS_DIR)";
+    if (event)
+        return "CURVE handshake with the broker failed: check CURVE_SERVER_KEY "
+               "(the broker's public key)";
+    return NULL;
+}
+
 zsock_t *
 bm_sock_watch_socket (bm_sock_watch_t *self)
 {
@@ -81,6 +106,12 @@ bm_sock_watch_gone (bm_sock_watch_t *self)
             memcpy (&event, zmq_msg_data (&frame), sizeof event);
             if (event == ZMQ_EVENT_DISCONNECTED)
                 gone = true;
+            else
+            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+            ||  (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                 && self->handshake_failed != ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+            ||  (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && !self->handshake_failed))
+                self->handshake_failed = event;
         }
         bool more = zmq_msg_more (&frame);
         zmq_msg_close (&frame);

@@ -35,7 +35,11 @@ struct _bm_worker_link_t {
                                         //  freed at the next one, when no
                                         //  loop pass can refer to it
     bm_sock_watch_t *watch;             //  Hears the broker's connection close
-                                        //  (several endpoints only), or NULL
+                                        //  (acted on with several endpoints)
+                                        //  and a failed CURVE handshake, or NULL
+    bool handshake_said;                //  This socket's handshake failure logged
+    bool send_warned;                   //  A send failed since the broker last
+                                        //  spoke: the next ones at debug level
     bm_sock_watch_t *old_watch;         //  Stopped, kept as old_dealer is
     int timer;                          //  zloop mode: tick timer id
     bm_msg_t *msg;                      //  Parsed into again and again
@@ -153,8 +157,11 @@ s_open (bm_worker_link_t *self)
     }
     //  With several brokers, a leader that dies (its connection closes)
     //  is left at once for the standby, not after HEARTBEAT_LIVENESS
-    //  silent intervals.
-    if (bm_endpoints_size (self->endpoints) > 1) {
+    //  silent intervals.  With CURVE, the watch also hears a handshake
+    //  the broker refused (else only silence would tell).
+    self->handshake_said = false;
+    const char *curve = getenv ("CURVE_SERVER_KEY");
+    if (bm_endpoints_size (self->endpoints) > 1 || (curve && *curve)) {
         self->watch = bm_sock_watch_new (self->dealer);
         if (self->watch && self->loop) {
             zloop_reader (self->loop, bm_sock_watch_socket (self->watch), s_on_watch, self);
@@ -245,6 +252,7 @@ s_recv (bm_worker_link_t *self)
         return 0;
     self->last_recv = bm_mono_ms ();
     atomic_store (&self->connected, true);
+    self->send_warned = false;
     int rc = -1;
     const char *code = NULL;
     char reason [128];
@@ -439,6 +447,21 @@ s_broker_closed (bm_worker_link_t *self)
     s_reconnect (self, delay);
 }
 
+//  Read the watch's events: a failed handshake is logged, once for this
+//  socket (libzmq retries it every reconnect interval); true if the
+//  broker's connection closed and there are other brokers to try.
+static bool
+s_watch_gone (bm_worker_link_t *self)
+{
+    bool gone = bm_sock_watch_gone (self->watch);
+    int failed = bm_sock_watch_handshake_failed (self->watch);
+    if (failed && !self->handshake_said) {
+        self->handshake_said = true;
+        bm_error (NULL, "%s (broker %s)", bm_sock_watch_handshake_text (failed), self->endpoint);
+    }
+    return gone && bm_endpoints_size (self->endpoints) > 1;
+}
+
 void
 bm_worker_link_tick (bm_worker_link_t *self)
 {
@@ -453,7 +476,7 @@ bm_worker_link_tick (bm_worker_link_t *self)
         }
         return;
     }
-    if (self->watch && bm_sock_watch_gone (self->watch)) {
+    if (self->watch && s_watch_gone (self)) {
         s_broker_closed (self);
         return;
     }
@@ -492,7 +515,7 @@ s_on_watch (zloop_t *loop, zsock_t *reader, void *arg)
     bm_worker_link_t *self = (bm_worker_link_t *) arg;
     if (!self->watch || reader != bm_sock_watch_socket (self->watch))
         return 0;                       //  A stale pass: the old one
-    if (bm_sock_watch_gone (self->watch))
+    if (s_watch_gone (self))
         s_broker_closed (self);
     return 0;
 }
@@ -671,9 +694,14 @@ s_send_raw (bm_worker_link_t *self, int command, const char *body, size_t size,
 {
     if (!self->dealer
     ||  bm_msg_send (self->dealer, NULL, BM_WORKER_HEADER, command, body, size)) {
-        bm_warn (job_id, "could not send %s to the broker (%s)",
-                 bm_command_name (BM_PEER_WORKER, command),
-                 self->dealer ? zmq_strerror (zmq_errno ()) : "no socket");
+        //  A broker away makes every HEARTBEAT fail: one warning for the
+        //  outage (until the broker speaks again); a job's message always.
+        bm_log (job_id || !self->send_warned ? BM_WARN : BM_DEBUG, job_id,
+                "could not send %s to the broker (%s)",
+                bm_command_name (BM_PEER_WORKER, command),
+                self->dealer ? zmq_strerror (zmq_errno ()) : "no socket");
+        if (!job_id)
+            self->send_warned = true;
         return -1;
     }
     self->last_send = bm_mono_ms ();

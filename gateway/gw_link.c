@@ -88,6 +88,7 @@
 #include "bm_config.h"
 #include "bm_endpoints.h"
 #include "bm_log.h"
+#include "bm_sock_watch.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -133,6 +134,9 @@ struct _gw_link_t {
     int64_t group_sent_ms;              //  Last SUBMIT_MANY sent; link thread
     size_t groups_in_flight;            //  Hold at this many groups (0: never)
 
+    bool handshake_said;                //  A failed CURVE handshake logged (once
+                                        //  until one succeeds or the endpoint
+                                        //  changes)
     pthread_mutex_t lock;               //  Guards all below
     gw_calls_t *calls;                  //  Queued and sent calls
     bool sleeping;                      //  Link thread waits in zmq_poll...
@@ -203,6 +207,7 @@ s_switch_tick (gw_link_t *self)
             self->endpoint = endpoint;
             self->switch_at = 0;
             self->connect_by = now + GW_LINK_HANDSHAKE_MS;
+            self->handshake_said = false;
         }
         else {
             free (endpoint);
@@ -388,7 +393,16 @@ s_monitor_event (gw_link_t *self, void *monitor, void *dealer)
         self->connected = true;
         pthread_mutex_unlock (&self->lock);
         self->connect_by = 0;
+        self->handshake_said = false;
         bm_info (NULL, "connected to the broker at %s", self->endpoint);
+    }
+    else
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH || event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+    ||  event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+        //  libzmq tries again every reconnect interval: one line.
+        if (!self->handshake_said)
+            bm_error (NULL, "%s (broker %s)", bm_sock_watch_handshake_text (event), self->endpoint);
+        self->handshake_said = true;
     }
     else
     if (event == ZMQ_EVENT_DISCONNECTED) {

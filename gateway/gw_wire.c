@@ -37,7 +37,9 @@ gw_wire_dealer_new (const void *name, zsock_t **monitor)
     char monitor_ep [64];
     snprintf (monitor_ep, sizeof monitor_ep, "inproc://gw-link-%p", name);
     if (zmq_socket_monitor (handle, monitor_ep,
-                            ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED)
+                            ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED
+                            | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                            | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
     ||  zsock_connect (*monitor, "%s", monitor_ep)) {
         bm_error (NULL, "cannot monitor the broker link: %s", zmq_strerror (errno));
         goto fail;

@@ -36,7 +36,7 @@ def main():
         wait_until(lambda: "CURVE on" in broker.output(), 10, "the broker to say CURVE is on")
 
         # A worker with an unknown key never gets in; one with a known key does.
-        s.worker("--type", "python", "--name", "w-intruder",
+        intruder = s.worker("--type", "python", "--name", "w-intruder",
                  env={"CURVE_SERVER_KEY": server_pub,
                       "CURVE_CLIENT_CERT": os.path.join(secrets, "intruder.key_secret")})
         s.worker("--type", "python", "--name", "w-known",
@@ -59,11 +59,28 @@ def main():
         names = [w["name"] for w in json.loads(out)["workers"]]
         check(names == ["w-known"], "the worker with an unknown key never registered", names, workers)
 
+        # The refused worker and the broker say why, in their logs.
+        refused = "the broker refused this peer's CURVE key (its public key is not in the broker's CURVE_CLIENTS_DIR)"
+        wait_until(lambda: refused in intruder.output(), 15, "the intruder to log that its key was refused")
+        wait_until(lambda: "refused a CURVE handshake on %s (auth)" % s.endpoint in broker.output(), 10,
+                   "the broker to log the refused key")
+        # Once per connection attempt, not a line per heartbeat: HEARTBEAT send
+        # failures are one warning per outage.
+        out = intruder.output()
+        sends = out.count("could not send HEARTBEAT")
+        check(sends <= 1, "one heartbeat-send warning per outage", sends, out[-1500:])
+        check(out.count(refused) <= 2, "the refused key logged once per connection attempt",
+              out.count(refused), out[-1500:])
+
         # Bad CURVE configuration: exit 2 at start, naming the variable.
         for env, name in (({"CURVE_SERVER_KEY": "short"}, "CURVE_SERVER_KEY"),
                           ({"CURVE_SERVER_KEY": server_pub}, "CURVE_CLIENT_CERT"),
                           ({"CURVE_SERVER_KEY": server_pub,
-                            "CURVE_CLIENT_CERT": os.path.join(secrets, "missing")}, "CURVE_CLIENT_CERT")):
+                            "CURVE_CLIENT_CERT": os.path.join(secrets, "missing")}, "CURVE_CLIENT_CERT"),
+                          ({"CURVE_SERVER_KEY": server_pub,
+                            "CURVE_CLIENT_CERT": os.path.join(allowed, "worker1.key")},
+                           "CURVE_CLIENT_CERT: '%s' is a public certificate; give the .key_secret file"
+                           % os.path.join(allowed, "worker1.key"))):
             out = subprocess.run([s.bin("botmesh-worker"), "--type", "python"], capture_output=True,
                                  text=True, timeout=10, env=dict(os.environ, **env))
             check(out.returncode == 2 and name in out.stderr, "bad CURVE config stops the worker naming %s" % name,
