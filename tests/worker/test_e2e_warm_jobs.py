@@ -17,7 +17,6 @@ tests/worker/bots/warmbot.py under workers/bots/python/forkserver.py.
   "output"); the next job runs in another process.
 """
 import os
-import re
 import tempfile
 import time
 
@@ -33,21 +32,6 @@ while read -r frame; do
     echo '{"results": {"ok": true}, "note": 1}'
 done
 """
-
-
-def metric(port, name, **labels):
-    status, _, text = harness.http("GET", "http://127.0.0.1:%d/metrics" % port)
-    check(status == 200, "GET /metrics answers 200", status)
-    want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
-    for line in text.splitlines():
-        m = re.match(r"^(\w+)\{([^}]*)\} (\S+)$", line)
-        if m and m.group(1) == name and ",".join(sorted(m.group(2).split(","))) == want:
-            return float(m.group(3))
-    return 0.0
-
-
-def run(c, bot_type, payload, timeout=30, **opts):
-    return c.wait(c.submit(bot_type, payload, **opts), timeout=timeout)
 
 
 def gone(pid):
@@ -79,37 +63,37 @@ def main():
         enforced = "MAX_PIDS is not enforced" not in w.output()
 
         # 1. Fork mode: a job's processes end with it.
-        rec = run(c, "fkids", {"forkKids": 6, "kidSleep": 5})
+        rec = wlib.run_job(c, "fkids", {"forkKids": 6, "kidSleep": 5})
         check(rec["state"] == "completed", "fork: a job that forks 6 sleepers completes", rec)
         started = time.monotonic()
-        rec = run(c, "fkids", {"forkKids": 3, "kidSleep": 0})
+        rec = wlib.run_job(c, "fkids", {"forkKids": 3, "kidSleep": 0})
         check(rec["state"] == "completed",
               "fork: the next job forks 3 under MAX_PIDS=10 (the 6 sleepers went with their job)"
               + ("" if enforced else " [MAX_PIDS not enforced here]"), rec)
         check(time.monotonic() - started < 4.5, "fork: and did not wait for the sleepers")
-        rec = run(c, "fkids", {"popen": True})
+        rec = wlib.run_job(c, "fkids", {"popen": True})
         check(rec["state"] == "completed", "fork: a job that Popens sleep 301 completes", rec)
         sleeper = rec["result"]["popenPid"]
         wait_until(lambda: gone(sleeper), 10, "the job's sleep 301 (pid %d) is killed with its job" % sleeper)
         # A child that crashes while a process it forked holds on: its job
         # fails at once (the server does not wait for that process).
         started = time.monotonic()
-        rec = run(c, "fkids", {"forkKids": 1, "kidSleep": 60, "crash": "SIGSEGV"}, timeoutMs=20000,
-                  attempts=1)
+        rec = wlib.run_job(c, "fkids", {"forkKids": 1, "kidSleep": 60, "crash": "SIGSEGV"}, timeoutMs=20000,
+                           attempts=1)
         err = rec.get("error") or {}
         check(rec["state"] == "failed" and err.get("code") == "bot_failed"
               and "SIGSEGV" in err.get("message", ""),
               "fork: a child that crashes with a forked sleeper alive fails bot_failed", rec)
         check(time.monotonic() - started < 10, "fork: at once, not at its 20 s timeout",
               time.monotonic() - started)
-        check(run(c, "fkids", {})["state"] == "completed", "fork: the next job completes")
+        check(wlib.run_job(c, "fkids", {})["state"] == "completed", "fork: the next job completes")
 
         # 3. A .buffer on stdin and stdout, in fork and pool mode.
         for bot_type in ("fkids", "warm"):
-            rec = run(c, bot_type, {"binary": b'{"bin": "\xc3\x9f"}\n'.hex()})
+            rec = wlib.run_job(c, bot_type, {"binary": b'{"bin": "\xc3\x9f"}\n'.hex()})
             check(rec["state"] == "completed" and rec["result"] == {"bin": "\u00df"},
                   "%s: sys.stdout.buffer.write of JSON completes" % bot_type, rec)
-            rec = run(c, bot_type, {"binary": b'{"bin": "\xff"}\n'.hex()})
+            rec = wlib.run_job(c, bot_type, {"binary": b'{"bin": "\xff"}\n'.hex()})
             err = rec.get("error") or {}
             check(rec["state"] == "failed" and err.get("code") == "bad_output"
                   and "not UTF-8" in err.get("message", ""),
@@ -117,7 +101,7 @@ def main():
 
         # 2. An answer with no known key fails at once, naming it.
         started = time.monotonic()
-        rec = run(c, "typo", {}, timeoutMs=20000)
+        rec = wlib.run_job(c, "typo", {}, timeoutMs=20000)
         err = rec.get("error") or {}
         check(rec["state"] == "failed" and err.get("code") == "bad_output"
               and '"results"' in err.get("message", "") and '"result"' in err.get("message", ""),
@@ -126,19 +110,19 @@ def main():
         check("unknown keys" in w.output(), "typo: the worker logs it")
 
         # 4. Pool mode: output over the cap replaces the process.
-        first = run(c, "warm", {})
+        first = wlib.run_job(c, "warm", {})
         check(first["state"] == "completed", "warm: a job completes", first)
-        rec = run(c, "warm", {"bigBytes": 150000})
+        rec = wlib.run_job(c, "warm", {"bigBytes": 150000})
         err = rec.get("error") or {}
         check(rec["state"] == "failed" and err.get("code") == "bad_output"
               and "more than 100000 bytes" in err.get("message", ""),
               "warm: output over the cap fails with bad_output", rec)
-        after = run(c, "warm", {})
+        after = wlib.run_job(c, "warm", {})
         check(after["state"] == "completed" and after["result"]["pid"] != first["result"]["pid"],
               "warm: the next job runs in a new process (the one over the cap was killed)",
               first["result"]["pid"], after)
         check(gone(first["result"]["pid"]), "warm: the old process is gone")
-        check(metric(port, "bot_recycles_total", bot_type="warm", reason="output") >= 1,
+        check(wlib.metric(port, "bot_recycles_total", bot_type="warm", reason="output") >= 1,
               "bot_recycles_total{reason=\"output\"} counts it")
         check(w.alive(), "worker still running")
         log("ok")

@@ -20,7 +20,6 @@ under workers/bots/python/forkserver.py.
   own) and bot_init_failures_total.
 """
 import os
-import re
 import tempfile
 import time
 
@@ -47,22 +46,6 @@ def pool_pids(worker_pid, bot_type):
     return sorted(out)
 
 
-def metric(port, name, **labels):
-    """A sample's value from the worker's GET /metrics (0 if absent)."""
-    status, _, text = harness.http("GET", "http://127.0.0.1:%d/metrics" % port)
-    check(status == 200, "GET /metrics answers 200", status)
-    want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
-    for line in text.splitlines():
-        m = re.match(r"^(\w+)\{([^}]*)\} (\S+)$", line)
-        if m and m.group(1) == name and ",".join(sorted(m.group(2).split(","))) == want:
-            return float(m.group(3))
-    return 0.0
-
-
-def run(c, bot_type, payload, timeout=30, **opts):
-    return c.wait(c.submit(bot_type, payload, **opts), timeout=timeout)
-
-
 def wait_progress(c, job_id, what):
     wait_until(lambda: (c.status(job_id) or {}).get("progress", 0) >= 10, 15, what)
 
@@ -87,10 +70,10 @@ def main():
         wait_until(lambda: len(pool_pids(w.pid, "warm")) == 2, 15, "MIN_PROCS=2 warm processes")
 
         # State: pool keeps module state, fork never; the environment never leaks.
-        first = run(c, "warm", {"setEnv": True})["result"]
+        first = wlib.run_job(c, "warm", {"setEnv": True})["result"]
         seen = [first]
         for _ in range(3):
-            seen.append(run(c, "warm", {})["result"])
+            seen.append(wlib.run_job(c, "warm", {})["result"])
         by_pid = {}
         for r in seen:
             by_pid.setdefault(r["pid"], []).append(r["jobs"])
@@ -98,7 +81,7 @@ def main():
               "pool mode: a process counts the jobs it ran (module state persists)", by_pid)
         check(all(r["leakedEnv"] is None for r in seen),
               "pool mode: os.environ set by a job does not reach the next job", seen)
-        forked = [run(c, "forked", {"setEnv": True})["result"] for _ in range(3)]
+        forked = [wlib.run_job(c, "forked", {"setEnv": True})["result"] for _ in range(3)]
         check([r["jobs"] for r in forked] == [1, 1, 1], "fork mode: no state across jobs", forked)
         check(len({r["pid"] for r in forked}) == 3, "fork mode: a process per job", forked)
         check(all(r["leakedEnv"] is None for r in forked), "fork mode: no environment leak", forked)
@@ -107,7 +90,7 @@ def main():
         check(not any(r["warmedUp"] for r in forked), "fork mode: no warm-up run unless asked", forked)
         # BOT_<TYPE>_FORK_WARMUP: main() ran once in the server on that
         # payload before the first fork; every child starts from there.
-        primed = [run(c, "primed", {})["result"] for _ in range(3)]
+        primed = [wlib.run_job(c, "primed", {})["result"] for _ in range(3)]
         check(all(r["warmedUp"] and r["jobs"] == 2 for r in primed),
               "FORK_WARMUP: each child inherits the server's warm-up run (its count 1, the job's 2)", primed)
         check(len({r["pid"] for r in primed}) == 3 and len({r["random"] for r in primed}) == 3,
@@ -116,11 +99,11 @@ def main():
               "FORK_WARMUP: the job's own variables, not the warm-up's", primed)
 
         # A leaking bot is recycled at MAX_RSS_MB (100): it holds 40 MiB more per job.
-        leak = [run(c, "leak", {"leakMb": 40})["result"] for _ in range(5)]
+        leak = [wlib.run_job(c, "leak", {"leakMb": 40})["result"] for _ in range(5)]
         log("leak: (pid, heldMb) per job:", [(r["pid"], r["heldMb"]) for r in leak])
         check(len({r["pid"] for r in leak}) >= 2, "the leaking process was replaced", leak)
         check(max(r["heldMb"] for r in leak) <= 120, "it never held much more than the limit", leak)
-        wait_until(lambda: metric(port, "bot_recycles_total", bot_type="leak", reason="max_rss") >= 1,
+        wait_until(lambda: wlib.metric(port, "bot_recycles_total", bot_type="leak", reason="max_rss") >= 1,
                    5, "bot_recycles_total{reason=max_rss} on the worker's /metrics")
 
         # kill -9 of a pool process mid-job: attempt 2 on a new process; pool refills.
@@ -144,8 +127,8 @@ def main():
         for bot_type, sig, num, attempts in (("warm", "SIGSEGV", 11, 1), ("warm", "SIGABRT", 6, 2),
                                              ("forked", "SIGSEGV", 11, 1)):
             runs = os.path.join(tmp, "%s-%s-%d" % (bot_type, sig, attempts))
-            rec = run(c, bot_type, {"crash": sig, "runLog": runs}, attempts=attempts,
-                      backoff={"type": "fixed", "delayMs": 100})
+            rec = wlib.run_job(c, bot_type, {"crash": sig, "runLog": runs}, attempts=attempts,
+                               backoff={"type": "fixed", "delayMs": 100})
             what = "%s mode, %s, attempts %d" % (bot_type, sig, attempts)
             err = rec.get("error") or {}
             check(rec["state"] == "failed" and err.get("code") == "bot_failed",
@@ -161,8 +144,8 @@ def main():
             check(rec.get("attempts") == attempts, "%s: the record's attempts" % what, rec)
         wait_until(lambda: len(pool_pids(w.pid, "warm")) == 2, 15, "the pool to refill after the crashes")
         check(len(pool_pids(w.pid, "forked")) == 1, "the fork server survived its child's crash")
-        check(run(c, "warm", {})["state"] == "completed", "the next pooled job completes")
-        check(run(c, "forked", {})["state"] == "completed", "the next forked job completes")
+        check(wlib.run_job(c, "warm", {})["state"] == "completed", "the next pooled job completes")
+        check(wlib.run_job(c, "forked", {})["state"] == "completed", "the next forked job completes")
 
         # Timeout and cancel of a pooled job kill only that job's process.
         slow = c.submit("warm", {"sleepMs": 4000})
@@ -186,17 +169,17 @@ def main():
         # Fork mode: a timeout kills the job's child, not the fork server.
         server = pool_pids(w.pid, "forked")
         check(len(server) == 1, "one fork server", server)
-        rec = run(c, "forked", {"sleepMs": 60000}, timeoutMs=1000)
+        rec = wlib.run_job(c, "forked", {"sleepMs": 60000}, timeoutMs=1000)
         check(rec["state"] == "failed" and rec["error"]["code"] == "timeout",
               "fork mode: timeout", rec.get("error"))
         check(pool_pids(w.pid, "forked") == server, "the fork server lives on", server)
-        check(run(c, "forked", {})["state"] == "completed", "and runs the next job")
-        wait_until(lambda: metric(port, "bot_processes", bot_type="warm", mode="pool") == 2
-                   and metric(port, "bot_processes", bot_type="forked", mode="fork") == 1,
+        check(wlib.run_job(c, "forked", {})["state"] == "completed", "and runs the next job")
+        wait_until(lambda: wlib.metric(port, "bot_processes", bot_type="warm", mode="pool") == 2
+                   and wlib.metric(port, "bot_processes", bot_type="forked", mode="fork") == 1,
                    10, "bot_processes on /metrics: 2 pooled warm processes, 1 fork server")
-        check(metric(port, "bot_recycles_total", bot_type="warm", reason="killed") >= 2,
+        check(wlib.metric(port, "bot_recycles_total", bot_type="warm", reason="killed") >= 2,
               "bot_recycles_total{reason=killed}: the processes the worker stopped (timeout, cancel)")
-        check(metric(port, "bot_recycles_total", bot_type="warm", reason="died") >= 4,
+        check(wlib.metric(port, "bot_recycles_total", bot_type="warm", reason="died") >= 4,
               "bot_recycles_total{reason=died}: those that died on their own (kill -9, 3 crashes)")
         check("stopped by the worker for its job" in w.output(),
               "a pool process stopped for a timeout or cancel is logged as such")
@@ -235,7 +218,7 @@ def main():
         gaps = [round(b - a, 3) for a, b in zip(starts, starts[1:])]
         log("loads: %d, gaps (s): %s" % (len(starts), gaps))
         check(4 <= len(starts) <= 10, "a few restarts in 4 s, no spawn storm", len(starts))
-        check(metric(port, "bot_init_failures_total", bot_type="crash") >= 4,
+        check(wlib.metric(port, "bot_init_failures_total", bot_type="crash") >= 4,
               "bot_init_failures_total on the worker's /metrics")
         check(gaps[-1] > 2 * gaps[0] and gaps[-1] >= 0.35, "restart intervals grow", gaps)
         c.close()

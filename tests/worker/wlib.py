@@ -8,6 +8,7 @@ worker does not reconnect unless the test wants it to (quiet=True).
 Also: start a worker, find a process's children, max overlap of intervals.
 """
 import os
+import re
 import signal
 import time
 
@@ -184,3 +185,20 @@ def read_pids(path):
 
 def sigterm(proc):
     proc.signal(signal.SIGTERM)
+
+
+def metric(port, name, **labels):
+    """A sample's value from the worker's GET /metrics (0 if absent)."""
+    status, _, text = harness.http("GET", "http://127.0.0.1:%d/metrics" % port)
+    check(status == 200, "GET /metrics answers 200", status)
+    want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
+    for line in text.splitlines():
+        m = re.match(r"^(\w+)\{([^}]*)\} (\S+)$", line)
+        if m and m.group(1) == name and ",".join(sorted(m.group(2).split(","))) == want:
+            return float(m.group(3))
+    return 0.0
+
+
+def run_job(c, bot_type, payload, timeout=30, **opts):
+    """Submit a job with client c and wait for its final record."""
+    return c.wait(c.submit(bot_type, payload, **opts), timeout=timeout)
