@@ -12,31 +12,18 @@ workers followed).  `down` leaves no process behind.
 import os
 import re
 import signal
-import socket
 import time
 
 import deploylib as d
-from harness import check, log, main, wait_until
+from harness import check, free_port, log, main, wait_until
 
 import test_script as ts
 
 
 def free_pair():
-    """A port p with p + 1 free too (the brokers', the metrics ports)."""
-    for _ in range(200):
-        a = socket.socket()
-        a.bind(("127.0.0.1", 0))
-        port = a.getsockname()[1]
-        b = socket.socket()
-        try:
-            b.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-        finally:
-            a.close()
-            b.close()
-    raise RuntimeError("no two free ports in a row")
+    """A port p with p + 1 free too (the brokers', the metrics ports),
+    neither of them given to anything else in this test."""
+    return free_port(run=2)
 
 
 def status_rows(e):

@@ -22,6 +22,7 @@ Binaries come from $BOTMESH_BIN (set by CTest), the tree from $BOTMESH_ROOT.
 import atexit
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -78,13 +79,50 @@ def wait_until(fn, timeout, what, interval=0.02):
     raise TestFailure("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
 
 
-def free_port():
+_PORTS_GIVEN = set()
+
+
+def _ephemeral_low():
+    """The first port of the kernel's ephemeral range (32768 by default)."""
+    try:
+        return int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port(run=1):
     """A port free right now, for what cannot bind port 0 itself (a
     redis-server) or an address nobody listens on.  Services of ours bind
-    port 0 and report the port instead: Proc.listening."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    port 0 and report the port instead: Proc.listening.  With run=N, the
+    N ports from the one returned up are all free.
+
+    The port is drawn at random from below the kernel's ephemeral range:
+    a port of that range can be handed, between this call and the
+    service's bind, to any outgoing connection (a client of Redis) or to
+    anything binding port 0, and the service would then fail to start.
+    A port is never returned twice in one test."""
+    low = 10000
+    high = max(low + 1000, _ephemeral_low()) - run
+    rng = random.SystemRandom()
+    for _ in range(1000):
+        port = rng.randrange(low, high)
+        wanted = range(port, port + run)
+        if any(p in _PORTS_GIVEN for p in wanted):
+            continue
+        held = []
+        try:
+            for p in wanted:
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", p))
+            _PORTS_GIVEN.update(wanted)
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError("no run of %d free ports found below %d" % (run, high + run))
 
 
 def pack(obj):
