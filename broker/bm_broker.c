@@ -218,17 +218,27 @@ s_refusal_log_flush (bm_broker_t *self, int64_t now)
     self->refusal_dropped = 0;
 }
 
+//  Whether a refusal may be logged now (at most BM_REFUSAL_LOG_PER_S lines
+//  a second): counts the line, or the one dropped.
+static bool
+s_refusal_allowed (bm_broker_t *self)
+{
+    s_refusal_log_flush (self, bm_mono_ms ());
+    if (self->refusal_lines >= BM_REFUSAL_LOG_PER_S) {
+        self->refusal_dropped++;
+        return false;
+    }
+    self->refusal_lines++;
+    return true;
+}
+
 void
 bm_broker_log_refusal (bm_broker_t *self, zframe_t *identity, bm_peer_t peer,
                        const char *worker_name, int command, const char *job_id,
                        const char *code, const char *message)
 {
-    s_refusal_log_flush (self, bm_mono_ms ());
-    if (self->refusal_lines >= BM_REFUSAL_LOG_PER_S) {
-        self->refusal_dropped++;
+    if (!s_refusal_allowed (self))
         return;
-    }
-    self->refusal_lines++;
     char key [2 * 256 + 1];
     bm_broker_peer_key (identity, key);
     //  A routing id a peer chose can be long: its first 32 bytes say enough.
@@ -288,11 +298,7 @@ s_auth_event (zloop_t *loop, zsock_t *events, void *arg)
                            : "no_detail";
         if (self->mf_handshakes)
             bm_series_inc (bm_metric_series (self->mf_handshakes, reason));
-        s_refusal_log_flush (self, bm_mono_ms ());
-        if (self->refusal_lines >= BM_REFUSAL_LOG_PER_S)
-            self->refusal_dropped++;
-        else {
-            self->refusal_lines++;
+        if (s_refusal_allowed (self)) {
             if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
                 bm_warn (NULL, "refused a CURVE handshake on %s (auth): the peer's public key "
                          "is not in CURVE_CLIENTS_DIR (ZAP status %u)",
