@@ -11,6 +11,8 @@ static void
 s_begin_shutdown (bm_broker_t *self);
 static void
 s_broker_destroy (bm_broker_t **self_p);
+static int
+s_ready (void *arg, void *answer_p);
 
 char *
 bm_memdup (const void *data, size_t size)
@@ -716,9 +718,10 @@ s_broker_new (const bm_broker_config_t *config)
     }
     if (config->metrics_port != 0) {
         //  -1: any free port (the "listening metrics=" line says which).
-        self->metrics_http = bm_metrics_http_new (self->metrics, config->metrics_addr,
-                                                  config->metrics_port < 0 ? 0
-                                                  : (int) config->metrics_port);
+        self->metrics_http = bm_metrics_http_new_ready (self->metrics, config->metrics_addr,
+                                                        config->metrics_port < 0 ? 0
+                                                        : (int) config->metrics_port,
+                                                        s_ready, self);
         //  Fatal, as a busy port of any service: Prometheus would scrape
         //  whatever holds the port, and nothing would say so.
         if (!self->metrics_http) {
@@ -730,6 +733,38 @@ s_broker_new (const bm_broker_config_t *config)
         }
     }
     return self;
+}
+
+//  GET /ready on the metrics port, on an HTTP thread: 200 while this broker
+//  serves clients (it leads, or runs alone, and its Redis, if it has one, is
+//  writable and its queues recovered), else 503 naming why.  What a load
+//  balancer or a Kubernetes readiness probe should ask: of two brokers in
+//  HA mode, only the leader is ready.  Reads gauges only (atomic) and the
+//  store pointer, fixed before the server starts.
+static int
+s_ready (void *arg, void *answer_p)
+{
+    bm_broker_t *self = (bm_broker_t *) arg;
+    json_t *answer = (json_t *) answer_p;
+    bool leader = bm_series_value (self->m_leader) > 0.5;
+    bool redis = !self->store || bm_series_value (self->m_redis_up) > 0.5;
+    json_object_set_new (answer, "leader", json_boolean (leader));
+    json_object_set_new (answer, "redis", self->store ? json_boolean (redis) : json_null ());
+    const char *code = NULL, *message = NULL;
+    if (!leader) {
+        code = "standby";
+        message = "this broker is a standby: another broker holds the lease";
+    }
+    else
+    if (!redis) {
+        code = "redis_unavailable";
+        message = "Redis is not writable, or the queues are not recovered yet";
+    }
+    json_object_set_new (answer, "status", json_string (code ? "not_ready" : "ready"));
+    if (code)
+        json_object_set_new (answer, "error", json_pack ("{s:s,s:s}", "code", code,
+                                                         "message", message));
+    return code ? 503 : 200;
 }
 
 static void

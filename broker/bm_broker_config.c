@@ -11,7 +11,7 @@ const bm_setting_t bm_broker_settings [] = {
     BM_SETTING_STR ("BROKER_ENDPOINT", bm_broker_config_t, endpoint, "tcp://*:5555", 512,
                     "ROUTER endpoint to bind (--endpoint)"),
     ROW_INT ("BROKER_METRICS_PORT", metrics_port, 9555, -1, 65535,
-             "HTTP port of GET /metrics and /health, 0 = off, -1 = any free port"),
+             "HTTP port of GET /metrics, /health and /ready, 0 = off, -1 = any free port"),
     BM_SETTING_STR ("BROKER_METRICS_ADDR", bm_broker_config_t, metrics_addr, "0.0.0.0", 64,
                     "address of the metrics server"),
     BM_SETTING_REDIS_PREFIX (bm_broker_config_t, redis_prefix),

@@ -112,6 +112,15 @@ extern const size_t bm_buckets_latency_count;
 //  Returns NULL if the server cannot listen.
 typedef struct _bm_metrics_http_t bm_metrics_http_t;
 bm_metrics_http_t *bm_metrics_http_new (bm_metrics_t *metrics, const char *listen_addr, int port);
+
+//  GET /ready: the process says whether it serves.  The function runs on an
+//  HTTP thread: it must read only what is safe there (bm_series_value,
+//  settings fixed at start).  It returns 200 when ready, else 503, and
+//  fills answer (a JSON object, jansson's json_t) with what a probe should
+//  see.  Without one, /ready is 404.
+typedef int (bm_metrics_ready_fn) (void *arg, void *answer);
+bm_metrics_http_t *bm_metrics_http_new_ready (bm_metrics_t *metrics, const char *listen_addr, int port,
+                                             bm_metrics_ready_fn *ready, void *ready_arg);
 int bm_metrics_http_port (bm_metrics_http_t *self);
 void bm_metrics_http_destroy (bm_metrics_http_t **self_p);   //  takes ~2 s (mg_stop)
 

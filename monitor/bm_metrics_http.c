@@ -1,4 +1,5 @@
-/*  bm_metrics_http.c - a tiny civetweb server: GET /metrics, GET /health.
+/*  bm_metrics_http.c - a tiny civetweb server: GET /metrics, GET /health,
+    and GET /ready when its owner says how.
 
     For processes that have no HTTP server of their own (the broker).
     Answers go through bm_http (one write each, the common headers).
@@ -10,6 +11,7 @@
 #include "bm_http.h"
 
 #include <assert.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,18 +22,28 @@ struct _bm_metrics_http_t {
     bm_metrics_t *metrics;              //  Registry rendered on /metrics (borrowed)
     int port;                           //  Port we listen on
     int64_t started_ms;                 //  For uptimeMs
+    bm_metrics_ready_fn *ready;         //  For /ready, or NULL (fixed at start)
+    void *ready_arg;
     char listen_addr [64];              //  As given, for bm_http_stop
 };
+
+//  True for GET and HEAD; else answers 405 and returns false.
+static bool
+s_get_or_head (struct mg_connection *conn)
+{
+    const struct mg_request_info *info = mg_get_request_info (conn);
+    if (strcmp (info->request_method, "GET") == 0 || strcmp (info->request_method, "HEAD") == 0)
+        return true;
+    bm_http_reply_error (conn, 405, "method_not_allowed", "use GET");
+    return false;
+}
 
 static int
 s_handle_metrics (struct mg_connection *conn, void *cbdata)
 {
     bm_metrics_http_t *self = (bm_metrics_http_t *) cbdata;
-    const struct mg_request_info *info = mg_get_request_info (conn);
-    if (strcmp (info->request_method, "GET") != 0 && strcmp (info->request_method, "HEAD") != 0) {
-        bm_http_reply_error (conn, 405, "method_not_allowed", "use GET");
+    if (!s_get_or_head (conn))
         return 405;
-    }
     bm_http_reply_metrics (conn, bm_metrics_render (self->metrics));
     return 200;
 }
@@ -41,18 +53,32 @@ static int
 s_handle_health (struct mg_connection *conn, void *cbdata)
 {
     bm_metrics_http_t *self = (bm_metrics_http_t *) cbdata;
-    const struct mg_request_info *info = mg_get_request_info (conn);
-    if (strcmp (info->request_method, "GET") != 0 && strcmp (info->request_method, "HEAD") != 0) {
-        bm_http_reply_error (conn, 405, "method_not_allowed", "use GET");
+    if (!s_get_or_head (conn))
         return 405;
-    }
     json_t *health = bm_http_health ();
     json_object_set_new (health, "uptimeMs", json_integer (bm_now_ms () - self->started_ms));
     bm_http_reply_json (conn, 200, health, NULL);
     return 200;
 }
 
-//  Every path: /metrics, /health, else 404 (with the common headers).
+//  /ready: what the owner's function says, 200 or 503.
+static int
+s_handle_ready (struct mg_connection *conn, void *cbdata)
+{
+    bm_metrics_http_t *self = (bm_metrics_http_t *) cbdata;
+    if (!s_get_or_head (conn))
+        return 405;
+    if (!self->ready) {
+        bm_http_reply_error (conn, 404, "not_found", "no /ready here: GET /metrics or /health");
+        return 404;
+    }
+    json_t *answer = json_object ();
+    int status = self->ready (self->ready_arg, answer) == 200 ? 200 : 503;
+    bm_http_reply_json (conn, status, answer, status == 200 ? NULL : "Retry-After: 1\r\n");
+    return status;
+}
+
+//  Every path: /metrics, /health, /ready, else 404 (with the common headers).
 static int
 s_handle (struct mg_connection *conn, void *cbdata)
 {
@@ -62,6 +88,8 @@ s_handle (struct mg_connection *conn, void *cbdata)
         return s_handle_metrics (conn, cbdata);
     if (strcmp (path, "/health") == 0)
         return s_handle_health (conn, cbdata);
+    if (strcmp (path, "/ready") == 0)
+        return s_handle_ready (conn, cbdata);
     bm_http_reply_error (conn, 404, "not_found", "GET /metrics or /health");
     return 404;
 }
@@ -78,6 +106,13 @@ s_log_message (const struct mg_connection *conn, const char *message)
 bm_metrics_http_t *
 bm_metrics_http_new (bm_metrics_t *metrics, const char *listen_addr, int port)
 {
+    return bm_metrics_http_new_ready (metrics, listen_addr, port, NULL, NULL);
+}
+
+bm_metrics_http_t *
+bm_metrics_http_new_ready (bm_metrics_t *metrics, const char *listen_addr, int port,
+                           bm_metrics_ready_fn *ready, void *ready_arg)
+{
     assert (metrics);
     if (port < 0 || port > 65535)
         return NULL;
@@ -85,6 +120,8 @@ bm_metrics_http_new (bm_metrics_t *metrics, const char *listen_addr, int port)
     if (!self)
         return NULL;
     self->metrics = metrics;
+    self->ready = ready;
+    self->ready_arg = ready_arg;
     self->started_ms = bm_now_ms ();
     snprintf (self->listen_addr, sizeof self->listen_addr, "%s", listen_addr ? listen_addr : "");
     const char *options [] = {

@@ -16,6 +16,10 @@ from fakeworker import FakeWorker
 N = 200
 
 
+def ready_url(pair, name):
+    return "http://127.0.0.1:%d/ready" % pair.procs[name].metrics_port
+
+
 def test():
     with h.Stack("ha-kill") as s:
         s.redis()
@@ -29,6 +33,14 @@ def test():
             hatest.ping(pair.endpoint(second))), 10, "the standby to learn the leader")
         h.check(cmd == h.REJECTED and r["code"] == "not_leader", "standby answers PING not_leader", r)
         h.check(r["leader"] == pair.endpoint(first), "not_leader names the leader's endpoint", r)
+        # GET /ready on the metrics ports: only the leader is ready.
+        st, _, body = h.http("GET", ready_url(pair, second))
+        h.check(st == 503 and body["error"]["code"] == "standby" and body["leader"] is False,
+                "the standby's /ready: 503 standby", (st, body))
+        st, _, body = h.wait_until(lambda: (lambda r: r if r[0] == 200 else None)(
+            h.http("GET", ready_url(pair, first))), 10, "the leader's /ready to answer 200")
+        h.check(body == {"status": "ready", "leader": True, "redis": True},
+                "the leader's /ready: ready, leader, redis", body)
         sc = h.Client(pair.endpoint(second))
         cmd, r = sc.try_submit("python", {"n": 0})
         h.check(cmd == h.REJECTED and r["code"] == "not_leader", "standby refuses SUBMIT", r)
@@ -53,6 +65,8 @@ def test():
         h.log("failover time: %.2f s" % took)
         h.check(took <= 3.0, "the standby leads within 3 s (%.2f s)" % took)
         h.check(s.redis_cli("GET", "botmesh:{bm}:epoch") == "2", "the new reign is epoch 2")
+        h.wait_until(lambda: h.http("GET", ready_url(pair, second))[0] == 200, 10,
+                     "the new leader's /ready to answer 200")
 
         c = h.Client(pair.endpoint(second))
         st = c.stats()["types"]["python"]

@@ -22,6 +22,11 @@ def test():
         broker = s.broker(env=env)
         c = s.client()
         h.wait_until(lambda: c.request(h.PING)[1]["redis"], 10, "broker connected to redis")
+        ready = "http://127.0.0.1:%d/ready" % broker.metrics_port
+        st, _, body = h.wait_until(lambda: (lambda r: r if r[0] == 200 else None)(h.http("GET", ready)),
+                                   10, "the broker's /ready to answer 200")
+        h.check(body == {"status": "ready", "leader": True, "redis": True},
+                "GET /ready on the metrics port: ready, leader, redis", body)
 
         # The record is in Redis when SUBMIT is acknowledged.
         jid = c.submit("python", {"task": "data_analysis"}, priority=2, webhookUrl="http://127.0.0.1:9/x")
@@ -93,6 +98,13 @@ def test():
         redis_proc = [p for p in s.procs if p.name == "redis"][0]
         redis_proc.kill()
         h.wait_until(lambda: not c.request(h.PING)[1]["redis"], 10, "broker noticed redis is gone")
+        ready = "http://127.0.0.1:%d/ready" % broker.metrics_port      # the restarted broker's
+        st, hdrs, body = h.wait_until(lambda: (lambda r: r if r[0] == 503 else None)(h.http("GET", ready)),
+                                      10, "the broker's /ready to answer 503 without Redis")
+        h.check(body.get("status") == "not_ready" and body.get("redis") is False
+                and body["error"]["code"] == "redis_unavailable",
+                "/ready without Redis: 503 redis_unavailable", body)
+        h.check(hdrs.get("Retry-After") == "1", "/ready's 503 says Retry-After", dict(hdrs))
         cmd, r = c.try_submit("python", {"x": 1})
         h.check(cmd == h.REJECTED and r["code"] == "store_unavailable", "SUBMIT during the outage: store_unavailable", r)
         w3.done(pending, {"finished": "while redis was away"})
@@ -100,6 +112,7 @@ def test():
         w3.recv(timeout=0.3)        # heartbeat
         s.redis()
         h.wait_until(lambda: c.request(h.PING)[1]["redis"], 15, "broker reconnected")
+        h.wait_until(lambda: h.http("GET", ready)[0] == 200, 10, "/ready to answer 200 again")
         h.wait_until(lambda: s.redis_cli("HGET", key(pending), "state") == "completed", 10,
                      "the buffered state change reached Redis after the outage")
         h.check(h.job_record(s.redis_port, failed)["errorMessage"] == "exit 1",
