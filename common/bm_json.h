@@ -29,4 +29,8 @@ int bm_json_text_to_msgpack (const char *text, size_t len, char **data, size_t *
 //  Containers a payload or result may nest (what a REPLY can still carry).
 #define BM_JSON_MAX_DEPTH BM_MAX_NESTING
 
+//  The UTF-8 byte order mark (U+FEFF) some writers put before JSON text:
+//  not JSON, and 3 bytes long.
+#define BM_UTF8_BOM "\xEF\xBB\xBF"
+
 #endif

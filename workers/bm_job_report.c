@@ -17,6 +17,13 @@ int
 bm_job_report_parse_result (const char *text, size_t size, int64_t max_payload,
                             char **data, size_t *data_size, char *error, size_t error_size)
 {
+    //  One leading UTF-8 byte order mark (EF BB BF), as Windows tools and
+    //  some JSON writers put before what they write, is not part of the
+    //  JSON: skip it.
+    if (size >= 3 && memcmp (text, BM_UTF8_BOM, 3) == 0) {
+        text += 3;
+        size -= 3;
+    }
     json_error_t jerr;
     const int flags = JSON_DECODE_ANY | JSON_ALLOW_NUL;
     json_t *value = json_loadb (text, size, flags, &jerr);
@@ -323,6 +330,34 @@ bm_job_report_test (bool verbose)
     bm_job_report_verdict (&lines, NULL, &limits, 1024, 1024, &verdict);
     assert (streq (verdict.code, "bad_output")
         &&  strstr (verdict.message, "nor is its last non-empty line, line 2 (column 5:"));
+    bm_job_verdict_clear (&verdict);
+
+    //  One leading UTF-8 byte order mark is skipped, with or without log
+    //  lines before the JSON; a second one is not JSON.
+    const char *bom = "\xEF\xBB\xBF{\"n\": 1}";
+    bm_pool_outcome_t with_bom = { .exit_code = 0, .output = bom, .output_size = strlen (bom) };
+    bm_job_report_verdict (&with_bom, NULL, &limits, 1024, 1024, &verdict);
+    assert (verdict.code == NULL && verdict.result && verdict.result_size == 4
+        &&  memcmp (verdict.result, "\x81\xA1n\x01", 4) == 0);
+    bm_job_verdict_clear (&verdict);
+    const char *bom_lines = "\xEF\xBB\xBFloading...\n[true]\n";
+    with_bom.output = bom_lines;
+    with_bom.output_size = strlen (bom_lines);
+    bm_job_report_verdict (&with_bom, NULL, &limits, 1024, 1024, &verdict);
+    assert (verdict.code == NULL && verdict.result_size == 2
+        &&  memcmp (verdict.result, "\x91\xC3", 2) == 0);
+    bm_job_verdict_clear (&verdict);
+    const char *two_boms = "\xEF\xBB\xBF\xEF\xBB\xBF{}";
+    with_bom.output = two_boms;
+    with_bom.output_size = strlen (two_boms);
+    bm_job_report_verdict (&with_bom, NULL, &limits, 1024, 1024, &verdict);
+    assert (streq (verdict.code, "bad_output") && strstr (verdict.message, "not JSON"));
+    bm_job_verdict_clear (&verdict);
+    //  A BOM alone: nothing after it.
+    with_bom.output = "\xEF\xBB\xBF";
+    with_bom.output_size = 3;
+    bm_job_report_verdict (&with_bom, NULL, &limits, 1024, 1024, &verdict);
+    assert (streq (verdict.code, "bad_output") && strstr (verdict.message, "wrote nothing"));
     bm_job_verdict_clear (&verdict);
 
     //  A result over max_payload: bad_output.

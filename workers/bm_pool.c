@@ -5,6 +5,7 @@
 #include "bm_capture.h"
 #include "bm_progress.h"
 #include "bm_config.h"
+#include "bm_json.h"
 #include "bm_log.h"
 
 #include <errno.h>
@@ -216,6 +217,12 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
     bm_pool_t *self = proc->pool;
     while (size > 0 && (line [size - 1] == '\r' || line [size - 1] == ' '))
         size--;
+    //  A byte order mark a bot wrote on stdout before the runtime's frame
+    //  (a stream opened by a Windows-minded writer) is not part of it.
+    if (size >= 3 && memcmp (line, BM_UTF8_BOM, 3) == 0) {
+        line += 3;
+        size -= 3;
+    }
     if (size == 0)
         return;
     json_error_t jerr;
@@ -840,6 +847,19 @@ bm_pool_test (bool verbose)
     free (text);
     bm_pool_destroy (&test.pool);
     bm_metrics_destroy (&metrics);
+
+    //  Frames after a byte order mark (a bot that wrote one on stdout
+    //  before the runtime's frame) are read as frames.
+    char *bom [] = { (char *) "/bin/sh", (char *) "-c", (char *)
+        "printf '\\357\\273\\277{\"ready\": true}\\n'; while read line; do"
+        " printf '\\357\\273\\277{\"result\": [1]}\\n'; done", NULL };
+    config.argv = bom;
+    memset (&test, 0, sizeof test);
+    test.pool = bm_pool_new (loop, &config, envp, s_test_done, s_test_progress, &test);
+    assert (bm_pool_submit (test.pool, (void *) 1, "{\"job\": \"x\"}", 12, error, sizeof error) == 0);
+    s_test_run (loop, &test, 1);
+    assert (streq (test.outputs [0], "[1]") && !test.init_failed [0]);
+    bm_pool_destroy (&test.pool);
 
     //  A bot that fails while loading: the waiting job fails with
     //  bot_init_failed, later submits fail at once, restarts back off.

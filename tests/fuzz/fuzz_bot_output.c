@@ -31,7 +31,8 @@
       independent reading of the rule in bm_progress.h;
     - bm_job_report_parse_result either fails with a message, or returns msgpack that
       bm_msgpack_check accepts, within max_payload, that converts back to
-      the JSON jansson reads from the same stdout (or its last line).  */
+      the JSON jansson reads from the same stdout, less one leading UTF-8
+      byte order mark (or from its last line).  */
 #include "bm_job_report.h"
 #include "bm_capture.h"
 #include "bm_json.h"
@@ -260,7 +261,8 @@ s_check_result (const uint8_t *data, size_t size)
     json_t *value = bm_json_from_msgpack (&result.data, BM_JSON_MAX_DEPTH + 1);
     FUZZ_CHECK (value != NULL);
     const int flags = JSON_DECODE_ANY | JSON_ALLOW_NUL;
-    json_t *whole = json_loadb (text, size, flags, NULL);
+    size_t bom = size >= 3 && memcmp (text, BM_UTF8_BOM, 3) == 0 ? 3 : 0;
+    json_t *whole = json_loadb (text + bom, size - bom, flags, NULL);
     if (whole)
         FUZZ_CHECK (fuzz_json_same (value, whole));
     json_decref (whole);

@@ -233,6 +233,9 @@ bo = {
     "two_json": bot('{"a":1}\n{"b":2}\n'),
     "nan": bot("NaN"),
     "ints": bot("[18446744073709551615, -9223372036854775809, 1e400]"),
+    "bom": bot(b"\xef\xbb\xbf{\"ok\": true}\r\n"),
+    "two_boms": bot(b"\xef\xbb\xbf\xef\xbb\xbf[1]"),
+    "bom_then_log": bot(b"\xef\xbb\xbfloading\n\xef\xbb\xbf{}\n"),
 }
 for name, data in bo.items():
     write("bot_output", name, data)

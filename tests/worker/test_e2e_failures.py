@@ -6,7 +6,7 @@ the worker's READY.
   - past its timeout (SUBMIT timeoutMs): killed, failed with `timeout`
   - exit 1: failed `bot_failed`, its stderr is the error message
   - exit 3 without stderr, killed by a signal, a huge stderr (tail kept)
-  - stdout not JSON: `bad_output`
+  - stdout not JSON: `bad_output`; JSON after a UTF-8 byte order mark: the result
   - prints 100 MB: capped, killed, `bad_output`, quickly
   - forks children and exits: completes at once, the children are killed
   - ignores SIGTERM (children too): SIGKILL after the kill grace, whole group
@@ -92,6 +92,12 @@ def main():
         rec = c.wait(c.submit("tbot", {"stdout": "starting...\nworking...\n{\"answer\": 42}\n"}), timeout=20)
         check(rec["state"] == "completed" and rec["result"] == {"answer": 42},
               "log lines before a JSON last line: the last line is the result", rec.get("result"))
+
+        # A UTF-8 byte order mark before the JSON (Windows tools write one): skipped.
+        rec = c.wait(c.submit("tbot", {"stdout": "\ufeff{\"answer\": 43}\r\n"}), timeout=20)
+        check(rec["state"] == "completed" and rec["result"] == {"answer": 43},
+              "stdout starting with a UTF-8 byte order mark: the JSON after it is the result",
+              rec.get("result"), rec.get("error"))
 
         # Nesting: 30 levels go through (the C client can read them back), 31 are bad_output.
         rec = c.wait(c.submit("tbot", {"stdout": "[" * 30 + "1" + "]" * 30}), timeout=20)
