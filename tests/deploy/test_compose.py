@@ -4,7 +4,7 @@ deploy/Dockerfile, offline.
 No Docker engine runs here: Debian's docker-compose (v1) validates the files
 (`config -q`) and resolves them (`config`), in a copy of the root as a user
 has it: without a .env, and with `cp env.example .env` (Compose reads it:
-a port changed there is the published port).  The test then checks the
+each port variable changed there is the published port).  The test then checks the
 resolved services against the BullMQ-based system botmesh replaces (its
 service names, ports, Grafana's admin/admin123, the gateway's 100 requests
 per 15 minutes), that `--scale workers=N` can work (no container_name, no
@@ -36,6 +36,13 @@ DOCKERFILE = os.path.join(d.ROOT, "deploy", "Dockerfile")
 # service -> (host port, container port) the seed's README promises.
 SEED_PORTS = {"api-gateway": (3000, 3000), "webhook-manager": (4000, 4000),
               "mock-webhook": (5000, 5000), "prometheus": (9090, 9090), "grafana": (3001, 3000)}
+# env.example's port variables: (variable, service, its port in the
+# container and on the host by default, a host port to set in .env).
+DOTENV_PORTS = [("API_GATEWAY_PORT", "api-gateway", 3000, 3100),
+                ("WEBHOOK_MANAGER_PORT", "webhook-manager", 4000, 4100),
+                ("MOCK_WEBHOOK_PORT", "mock-webhook", 5000, 5100),
+                ("BROKER_PORT", "orchestrator", 5555, 6555),
+                ("BROKER_METRICS_PORT", "orchestrator", 9555, 9655)]
 SERVICES = {"redis", "orchestrator", "api-gateway", "workers", "webhook-manager", "mock-webhook",
             "prometheus", "grafana"}
 SIMPLE_SERVICES = {"redis", "orchestrator", "api-gateway", "workers", "webhook-manager", "mock-webhook"}
@@ -303,17 +310,24 @@ def test():
     finally:
         bare.cleanup()
 
-    # cp env.example .env, as the quick start says, with one port changed:
-    # Compose reads that .env at the root.
-    changed = example.replace("\nAPI_GATEWAY_PORT=3000\n", "\nAPI_GATEWAY_PORT=3100\n")
-    check(changed != example, "env.example sets API_GATEWAY_PORT=3000")
+    # cp env.example .env, as the quick start says, with every port changed:
+    # Compose reads that .env at the root and publishes those host ports.
+    changed = example
+    for var, service, default, port in DOTENV_PORTS:
+        edited = changed.replace("\n%s=%d\n" % (var, default), "\n%s=%d\n" % (var, port))
+        check(edited != changed, "env.example sets %s=%d" % (var, default))
+        changed = edited
     dotenv = Root(changed)
     try:
         for f in ("docker-compose.yml", "docker-compose.simple.yml"):
             services = dotenv.resolved(f)
-            check((3100, 3000) in ports_of(services["api-gateway"]),
-                  "%s reads .env: API_GATEWAY_PORT=3100 there publishes 3100" % f,
-                  ports_of(services["api-gateway"]))
+            for var, service, default, port in DOTENV_PORTS:
+                # The simple file publishes fewer ports: those it does.
+                if f == "docker-compose.yml" or default in [t for _, t in ports_of(services[service])]:
+                    check((port, default) in ports_of(services[service])
+                          and not any(p == default for p, _ in ports_of(services[service])),
+                          "%s reads .env: %s=%d there publishes %s on %d" % (f, var, port, service, port),
+                          ports_of(services[service]))
             check_seed_rate(services, "%s with env.example as .env" % f)
     finally:
         dotenv.cleanup()

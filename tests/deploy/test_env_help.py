@@ -4,6 +4,8 @@
   programs that read it; the seed's variables are there with the seed's
   defaults.
 - ./botmesh --help names every variable env.example gives to "botmesh".
+- docker-compose.yml interpolates every variable env.example gives to
+  "compose" (${NAME:-default}, the same default).
 - Each built binary's --help exits 0 and names every variable env.example
   gives to it; every NAME_LIKE_THIS variable its --help names is in
   env.example (binaries not built yet are reported and skipped).
@@ -95,7 +97,13 @@ def test():
     missing = [v.name for v in want if v.name not in text]
     check(not missing, "./botmesh --help names its %d variables" % len(want), missing)
 
-    users = sorted({u for v in env.values() for u in v.users} - {"botmesh"})
+    compose = open(os.path.join(d.ROOT, "docker-compose.yml")).read()
+    for v in env.values():
+        if "compose" in v.users:
+            check("${%s:-%s}" % (v.name, v.default) in compose,
+                  "docker-compose.yml reads %s with env.example's default %s" % (v.name, v.default))
+
+    users = sorted({u for v in env.values() for u in v.users} - {"botmesh", "compose"})
     for u in users:
         check(u in [b.split("-", 1)[1] for b in d.BINARIES], "tag [%s] names a botmesh binary" % u)
 
