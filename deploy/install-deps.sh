@@ -74,6 +74,9 @@ fi
 echo "install-deps: installing (${set_name} set) ${filtered[*]}"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-$SUDO apt-get update -qq
+# A mirror that drops a connection now and then (a fresh CI machine) is
+# tried again rather than failing the install.
+$SUDO apt-get update -qq -o Acquire::Retries=3
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends --no-upgrade \
+  -o Acquire::Retries=3 \
   "${filtered[@]}"

@@ -14,7 +14,11 @@ if [ ! -d "$NODE_DIR/node_modules/zeromq" ] || [ ! -d "$NODE_DIR/node_modules/@m
         flock 9
         if [ ! -d "$NODE_DIR/node_modules/zeromq" ] || [ ! -d "$NODE_DIR/node_modules/@msgpack/msgpack" ]; then
             echo "installing Node dependencies: npm ci --prefix $NODE_DIR"
-            npm ci --prefix "$NODE_DIR" --no-audit --no-fund >"${TMPDIR:-/tmp}/botmesh-npm-ci.log" 2>&1 || {
+            #  Bounded: npm waits up to 5 min on a stalled download by
+            #  default, past the test's own CTest timeout (a failure, where
+            #  a registry out of reach should give a skip).
+            timeout 150 npm ci --prefix "$NODE_DIR" --no-audit --no-fund --fetch-timeout=60000 \
+                >"${TMPDIR:-/tmp}/botmesh-npm-ci.log" 2>&1 || {
                 tail -20 "${TMPDIR:-/tmp}/botmesh-npm-ci.log"; exit 77; }
         fi
     ) 9>"${TMPDIR:-/tmp}/botmesh-npm-ci.lock" || { echo "SKIP: npm ci failed"; exit 77; }
