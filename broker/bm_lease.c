@@ -430,30 +430,108 @@ s_test_change (bool held, void *arg)
     ((s_test_t *) arg)->changes++;
 }
 
+//  A redis-server for the self-test, daemonized, with its pid file and log
+//  in dir; returns its port once it answers (aborts after 20 tries).  The
+//  port is drawn at random from below the kernel's ephemeral range, free
+//  when drawn: a port of that range (what bind to port 0 gives) can be
+//  handed to anything binding port 0 or connecting out between the probe
+//  and redis-server's own bind.  A port taken meanwhile all the same makes
+//  redis-server exit ("Could not create server TCP listening socket"): the
+//  next try draws another.  It is ours only when it answers CONFIG GET dir
+//  with dir (another test's server may sit on a port drawn here).
+static bool
+s_test_redis_ours (int port, const char *dir)
+{
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    BM_CHECK (fd >= 0);
+    struct timeval tv = { .tv_sec = 2 };
+    setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons (port),
+                                .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+    bool ours = false;
+    if (connect (fd, (struct sockaddr *) &addr, sizeof addr) == 0) {
+        const char ask [] = "*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$3\r\ndir\r\n";
+        char reply [1024];
+        size_t got = 0;
+        if (write (fd, ask, sizeof ask - 1) == (ssize_t) (sizeof ask - 1))
+            while (got < sizeof reply - 1 && !ours) {
+                ssize_t n = read (fd, reply + got, sizeof reply - 1 - got);
+                if (n <= 0)
+                    break;
+                got += (size_t) n;
+                reply [got] = 0;
+                ours = strstr (reply, dir) != NULL;
+            }
+    }
+    close (fd);
+    return ours;
+}
+
+static int
+s_test_redis_start (const char *dir)
+{
+    int low = 32768;
+    FILE *range = fopen ("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (range) {
+        if (fscanf (range, "%d", &low) != 1)
+            low = 32768;
+        fclose (range);
+    }
+    if (low < 11000)
+        low = 11000;
+    srandom ((unsigned) (getpid () ^ bm_mono_ms ()));
+    for (int attempt = 0; attempt < 20; attempt++) {
+        int port = 10000 + (int) (random () % (low - 10000));
+        int probe = socket (AF_INET, SOCK_STREAM, 0);
+        BM_CHECK (probe >= 0);
+        struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons (port),
+                                    .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+        int taken = bind (probe, (struct sockaddr *) &addr, sizeof addr);
+        close (probe);
+        if (taken)
+            continue;
+        char command [512], path [256];
+        snprintf (command, sizeof command,
+                  "redis-server --port %d --bind 127.0.0.1 --dir %s --save '' --appendonly no "
+                  "--daemonize yes --pidfile %s/redis.pid --logfile %s/redis.log", port, dir, dir, dir);
+        BM_CHECK (system (command) == 0);
+        snprintf (path, sizeof path, "%s/redis.log", dir);
+        //  Up to 15 s for it to answer (a loaded machine, a sanitizer run).
+        int64_t until = bm_mono_ms () + 15000;
+        bool failed = false;
+        while (!failed && bm_mono_ms () < until) {
+            if (s_test_redis_ours (port, dir))
+                return port;
+            //  Its log says so when the port was taken.
+            char log [8192];
+            size_t log_size = 0;
+            FILE *f = fopen (path, "r");
+            if (f) {
+                log_size = fread (log, 1, sizeof log - 1, f);
+                fclose (f);
+            }
+            log [log_size] = 0;
+            failed = strstr (log, "Could not create server TCP listening socket") != NULL;
+            if (!failed)
+                zclock_sleep (20);
+        }
+        BM_CHECK (failed);          //  Neither up nor failing after 15 s
+        unlink (path);
+    }
+    BM_CHECK (!"no port for the self-test's redis-server after 20 tries");
+    return -1;
+}
+
 void
 bm_lease_test (bool verbose)
 {
     if (verbose)
         printf (" * bm_lease: ");
-    //  A throwaway redis-server on a port free now, picked by the kernel
-    //  (at random), not by czmq's "*" (the lowest free one from 49152
-    //  up, which a test running beside this one binds next).
-    int probe = socket (AF_INET, SOCK_STREAM, 0);
-    BM_CHECK (probe >= 0);
-    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
-    socklen_t addr_len = sizeof addr;
-    BM_CHECK (bind (probe, (struct sockaddr *) &addr, sizeof addr) == 0);
-    BM_CHECK (getsockname (probe, (struct sockaddr *) &addr, &addr_len) == 0);
-    int port = ntohs (addr.sin_port);
-    close (probe);
-    BM_CHECK (port > 0);
+    //  A throwaway redis-server of this test's own (s_test_redis_start).
     char dir [] = "/tmp/bm_lease_test.XXXXXX";
     BM_CHECK (mkdtemp (dir));
+    int port = s_test_redis_start (dir);
     char command [512];
-    snprintf (command, sizeof command,
-              "redis-server --port %d --dir %s --save '' --appendonly no --daemonize yes "
-              "--pidfile %s/redis.pid --logfile %s/redis.log", port, dir, dir, dir);
-    BM_CHECK (system (command) == 0);
     char url [64];
     snprintf (url, sizeof url, "redis://127.0.0.1:%d/0", port);
 
