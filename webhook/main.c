@@ -25,7 +25,7 @@ s_usage (FILE *out)
 "{jobId, botType, status, success, result and data | error and errorCode,\n"
 "attempts, durationMs, createdAt, finishedAt, timestamp} to it, with Standard\n"
 "Webhooks headers (webhook-id, the same on every attempt; webhook-timestamp;\n"
-"webhook-signature when WEBHOOK_SECRET is set), X-Bot-Job-Id (the job id) and\n"
+"webhook-signature only when WEBHOOK_SECRET is set), X-Bot-Job-Id (the job id) and\n"
 "X-Delivery-Attempt (1 on the first attempt).\n"
 "It is a worker of the broker's \"webhook\" bot type: deliveries survive its\n"
 "crashes (the broker re-dispatches them, and attempts keep counting).\n"

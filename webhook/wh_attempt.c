@@ -129,14 +129,17 @@ wh_attempt_start (wh_engine_t *self, delivery_t *d)
     S_ADD (line);
     snprintf (line, sizeof line, "X-Delivery-Attempt: %" PRId64, d->status.attempts + 1);
     S_ADD (line);
+    //  Standard Webhooks: webhook-id and webhook-timestamp on every
+    //  delivery; only the signature needs the secret.
+    char timestamp [24];
+    snprintf (timestamp, sizeof timestamp, "%" PRId64, bm_now_ms () / 1000);
+    snprintf (line, sizeof line, "webhook-timestamp: %s", timestamp);
+    S_ADD (line);
     if (self->signer) {
-        char timestamp [24], signature [WH_SIGNATURE_SIZE];
-        snprintf (timestamp, sizeof timestamp, "%" PRId64, bm_now_ms () / 1000);
+        char signature [WH_SIGNATURE_SIZE];
         if (wh_signer_sign (self->signer, d->webhook_id, timestamp, d->body, d->body_len,
                             signature, sizeof signature))
             goto fail;
-        snprintf (line, sizeof line, "webhook-timestamp: %s", timestamp);
-        S_ADD (line);
         snprintf (line, sizeof line, "webhook-signature: %s", signature);
         S_ADD (line);
     }
