@@ -22,6 +22,7 @@ s_remove (bm_broker_t *self, bm_job_t *job)
     bm_service_t *service = job->service;
     bm_job_delete (self, job);
     bm_series_set (service->m_queue, (double) bm_heap_size (service->queue));
+    bm_series_set (service->m_waiting, (double) bm_service_waiting_for_permit (service));
 }
 
 void

@@ -43,6 +43,7 @@ s_service_gauges (bm_service_t *service)
 {
     bm_series_set (service->m_queue, (double) bm_heap_size (service->queue));
     bm_series_set (service->m_usage, (double) service->usage);
+    bm_series_set (service->m_waiting, (double) bm_service_waiting_for_permit (service));
 }
 
 //  Create the service; limit from MAX_<TYPE>_BOTS (read at start) or the
@@ -82,16 +83,10 @@ bm_service_require (bm_broker_t *self, const char *name)
 int64_t
 bm_service_waiting_for_permit (bm_service_t *service)
 {
-    if (service->usage < service->limit)
-        return 0;
-    int64_t free_credit = 0;
-    bm_worker_entry_t *worker = (bm_worker_entry_t *) zlistx_first (service->workers);
-    while (worker) {
-        free_credit += bm_worker_entry_free_credit (worker);
-        worker = (bm_worker_entry_t *) zlistx_next (service->workers);
-    }
-    int64_t queued = (int64_t) bm_heap_size (service->queue);
-    return queued < free_credit ? queued : free_credit;
+    //  Ready jobs (the delayed ones are not in the queue) that cannot start
+    //  because every permit is held: what "waiting for a semaphore" means
+    //  to an operator, whatever credit the workers have.
+    return service->usage >= service->limit? (int64_t) bm_heap_size (service->queue): 0;
 }
 
 //  The queue and its per-priority counts change together.
@@ -332,7 +327,6 @@ bm_dispatch (bm_broker_t *self, bm_service_t *service)
             s_job_start (self, bm_service_queue_pop (service), worker);
     }
     s_service_gauges (service);
-    bm_series_set (service->m_waiting, (double) bm_service_waiting_for_permit (service));
 }
 
 void
@@ -471,8 +465,8 @@ bm_service_test (bool verbose)
     BM_CHECK (bm_service_queue_pop (service) == jobs [2]);
     BM_CHECK (bm_service_queue_pop (service) == NULL && bm_rank_upto (service->rank, 3) == 0);
 
-    //  Waiting for a permit: queued jobs that free credit could take, only
-    //  while every permit is held.
+    //  Waiting for a permit: every queued job, while every permit is held,
+    //  whatever credit the workers have.
     for (int i = 0; i < 3; i++)
         bm_service_queue_push (service, jobs [i]);
     zframe_t *identity = zframe_new ("w", 1);
@@ -481,10 +475,10 @@ bm_service_test (bool verbose)
     zlistx_add_end (service->workers, worker);
     BM_CHECK (bm_service_waiting_for_permit (service) == 0);   //  A permit is free
     service->usage = 1;
-    BM_CHECK (bm_service_waiting_for_permit (service) == 2);   //  min (3 queued, 2 credit)
+    BM_CHECK (bm_service_waiting_for_permit (service) == 3);   //  All 3 queued
     worker->running = 2;
-    BM_CHECK (bm_service_waiting_for_permit (service) == 0);   //  No free credit
-
+    BM_CHECK (bm_service_waiting_for_permit (service) == 3);   //  Credit does not matter
+    service->usage = 0;
     while (bm_service_queue_pop (service))
         ;
     bm_worker_entry_destroy (&worker);

@@ -64,7 +64,8 @@ void bm_service_queue_remove (bm_service_t *self, bm_job_t *job);
 size_t bm_service_queue_size (const bm_service_t *self);
 //  A queued job's place, 1 = next (a scan: for RETRY, not every SUBMIT).
 int64_t bm_service_queue_position (bm_service_t *self, const bm_job_t *job);
-//  Queued jobs a worker with free credit could take, but no permit is free.
+//  Ready queued jobs that cannot start because every permit is held
+//  (usage >= limit), else 0.
 int64_t bm_service_waiting_for_permit (bm_service_t *self);
 //  Configured, served by a worker since start, or ever submitted to.
 bool bm_service_known (const bm_service_t *self);

@@ -174,7 +174,7 @@ bm_stats_setup_metrics (bm_broker_t *self)
     self->mf_usage = bm_metrics_gauge (m, "semaphore_usage",
         "Permits of the bot type's semaphore in use (jobs running)", "semaphore_name");
     self->mf_waiting = bm_metrics_gauge (m, "semaphore_waiting",
-        "Queued jobs that have a worker with credit but wait for a permit", "semaphore_name");
+        "Tasks waiting for semaphores: ready queued jobs of the bot type while all its permits are in use", "semaphore_name");
     self->mf_limit = bm_metrics_gauge (m, "semaphore_limit",
         "Size of the bot type's semaphore (MAX_<TYPE>_BOTS)", "semaphore_name");
     self->mf_limit_kills = bm_metrics_counter (m, "bot_limit_kills_total",
