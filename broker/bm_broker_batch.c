@@ -28,6 +28,7 @@ typedef struct {
     const char *state;          //  A duplicate's state now (a static name), or NULL
     size_t first;               //  1 + the slot of an earlier item of this batch
                                 //  with the same idempotencyKey; 0: none
+    uint64_t fingerprint;       //  Its bot type and payload, when it has a key
 } bm_batch_slot_t;
 
 struct _bm_batch_t {
@@ -186,6 +187,25 @@ bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *m
         bool has_key = bm_obj_strcpy (bm_msg_body (item), "idempotencyKey", key, sizeof key)
                     && *key;
         size_t first = has_key && keys ? (size_t) (uintptr_t) zhashx_lookup (keys, key) : 0;
+        if (has_key) {
+            const msgpack_object *type = bm_obj_get (bm_msg_body (item), "botType");
+            char bot_type [BM_MAX_ID_LEN + 1] = "";
+            if (type && type->type == MSGPACK_OBJECT_STR && type->via.str.size < sizeof bot_type)
+                memcpy (bot_type, type->via.str.ptr, type->via.str.size);
+            slot->fingerprint = bm_idem_fingerprint (bot_type,
+                                                     bm_obj_get (bm_msg_body (item), "payload"));
+        }
+        if (first && !batch->slots [first - 1].code
+        &&  batch->slots [first - 1].fingerprint != slot->fingerprint) {
+            //  The key of an earlier item, for another job: as a SUBMIT
+            //  after that item's would be answered.
+            char message [sizeof slot->message];
+            snprintf (message, sizeof message, BM_IDEM_REUSED_FMT, batch->slots [first - 1].id);
+            self->rejected++;
+            bm_series_inc (bm_metric_series (self->mf_rejected, "idempotency_key_reused"));
+            s_slot_refuse (slot, "idempotency_key_reused", message);
+            continue;
+        }
         if (first && !batch->slots [first - 1].code) {
             slot->first = first;
             memcpy (slot->id, batch->slots [first - 1].id, sizeof slot->id);

@@ -256,11 +256,22 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
         s_refuse (self, admit, "unknown_bot_type", message);
         return;
     }
-    //  Idempotency: the first job with this key, while the key lives.
+    //  Idempotency: the first job with this key, while the key lives, if
+    //  this SUBMIT asks for the same job (bot type and payload).
+    uint64_t fingerprint = 0;
     if (idem) {
-        const char *first_id = bm_idem_lookup (self->idem, idem, bm_now_ms ());
+        fingerprint = bm_idem_fingerprint (bot_type, submit.payload.obj);
+        uint64_t first_fingerprint = 0;
+        const char *first_id = bm_idem_lookup (self->idem, idem, bm_now_ms (), &first_fingerprint);
         if (first_id) {
             bm_job_t *first = (bm_job_t *) bm_jobtab_lookup (self->jobs, first_id);
+            if ((!first || first->durable)
+            &&  first_fingerprint && first_fingerprint != fingerprint) {
+                char message [256];
+                snprintf (message, sizeof message, BM_IDEM_REUSED_FMT, first_id);
+                s_refuse (self, admit, "idempotency_key_reused", message);
+                return;
+            }
             if (!first || first->durable) {
                 admit->duplicate = true;
                 admit->state = first ? bm_job_state_names [first->state] : NULL;
@@ -314,7 +325,8 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
         job->webhook_url = strndup (url, url_len);
     if (idem) {
         job->idem_key = strdup (idem);
-        bm_idem_put (self->idem, idem, job->id, bm_now_ms () + self->config.idempotency_ttl_ms);
+        bm_idem_put (self->idem, idem, job->id, fingerprint,
+                     bm_now_ms () + self->config.idempotency_ttl_ms);
     }
     if (notify) {
         //  The broker holds the last client's: the jobs it submits in a

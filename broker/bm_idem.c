@@ -4,9 +4,11 @@
 #include "bm_selftest.h"
 
 #include <czmq.h>
+#include <string.h>
 
 typedef struct {
     char job_id [BM_MAX_ID_LEN + 1];    //  The first job with the key
+    uint64_t fingerprint;               //  Its bot type and payload (0: unknown)
     int64_t expires;                    //  Epoch ms
 } s_entry_t;
 
@@ -46,17 +48,23 @@ bm_idem_destroy (bm_idem_t **self_p)
 }
 
 const char *
-bm_idem_lookup (bm_idem_t *self, const char *key, int64_t now)
+bm_idem_lookup (bm_idem_t *self, const char *key, int64_t now, uint64_t *fingerprint_p)
 {
     s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->entries, key);
-    return entry && entry->expires > now ? entry->job_id : NULL;
+    if (!entry || entry->expires <= now)
+        return NULL;
+    if (fingerprint_p)
+        *fingerprint_p = entry->fingerprint;
+    return entry->job_id;
 }
 
 void
-bm_idem_put (bm_idem_t *self, const char *key, const char *job_id, int64_t expires)
+bm_idem_put (bm_idem_t *self, const char *key, const char *job_id, uint64_t fingerprint,
+             int64_t expires)
 {
     s_entry_t *entry = (s_entry_t *) zmalloc (sizeof (s_entry_t));
     snprintf (entry->job_id, sizeof entry->job_id, "%s", job_id);
+    entry->fingerprint = fingerprint;
     entry->expires = expires;
     zhashx_update (self->entries, key, entry);
     zlistx_add_end (self->order, strdup (key));
@@ -90,6 +98,47 @@ bm_idem_size (bm_idem_t *self)
     return zhashx_size (self->entries);
 }
 
+static uint64_t
+s_fnv1a (uint64_t hash, const void *data, size_t size)
+{
+    const unsigned char *byte = (const unsigned char *) data;
+    for (size_t i = 0; i < size; i++) {
+        hash ^= byte [i];
+        hash *= 1099511628211ULL;
+    }
+    return hash;
+}
+
+uint64_t
+bm_idem_fingerprint (const char *bot_type, const msgpack_object *payload)
+{
+    uint64_t hash = s_fnv1a (14695981039346656037ULL, bot_type, strlen (bot_type) + 1);
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    if (payload)
+        msgpack_pack_object (&pk, *payload);
+    else
+        msgpack_pack_nil (&pk);
+    hash = s_fnv1a (hash, sbuf.data, sbuf.size);
+    msgpack_sbuffer_destroy (&sbuf);
+    return hash ? hash : 1;
+}
+
+uint64_t
+bm_idem_fingerprint_bytes (const char *bot_type, const char *payload, size_t size)
+{
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    size_t offset = 0;
+    uint64_t hash = 0;
+    if (payload && msgpack_unpack_next (&unpacked, payload, size, &offset) == MSGPACK_UNPACK_SUCCESS)
+        hash = bm_idem_fingerprint (bot_type, &unpacked.data);
+    msgpack_unpacked_destroy (&unpacked);
+    return hash;
+}
+
 //  --------------------------------------------------------------------------
 //  Self-test
 
@@ -99,14 +148,14 @@ bm_idem_test (bool verbose)
     if (verbose)
         printf (" * bm_idem: ");
     bm_idem_t *idem = bm_idem_new ();
-    BM_CHECK (bm_idem_lookup (idem, "k1", 0) == NULL);
+    BM_CHECK (bm_idem_lookup (idem, "k1", 0, NULL) == NULL);
 
     //  k1 -> j1 until 100; k2 -> j2 until 200.
-    bm_idem_put (idem, "k1", "j1", 100);
-    bm_idem_put (idem, "k2", "j2", 200);
-    BM_CHECK (streq (bm_idem_lookup (idem, "k1", 99), "j1"));
-    BM_CHECK (bm_idem_lookup (idem, "k1", 100) == NULL);     //  Expired at 100
-    BM_CHECK (streq (bm_idem_lookup (idem, "k2", 150), "j2"));
+    bm_idem_put (idem, "k1", "j1", 0, 100);
+    bm_idem_put (idem, "k2", "j2", 0, 200);
+    BM_CHECK (streq (bm_idem_lookup (idem, "k1", 99, NULL), "j1"));
+    BM_CHECK (bm_idem_lookup (idem, "k1", 100, NULL) == NULL);     //  Expired at 100
+    BM_CHECK (streq (bm_idem_lookup (idem, "k2", 150, NULL), "j2"));
 
     //  Forgetting with a job id: only that job's key, and only once expired.
     bm_idem_forget (idem, "k2", "other", 300);
@@ -117,10 +166,10 @@ bm_idem_test (bool verbose)
     BM_CHECK (bm_idem_size (idem) == 1);
 
     //  Expiry, oldest first: at 150, k1 goes; k3 (until 500) stays.
-    bm_idem_put (idem, "k3", "j3", 500);
+    bm_idem_put (idem, "k3", "j3", 0, 500);
     bm_idem_expire (idem, 150);
-    BM_CHECK (bm_idem_lookup (idem, "k1", 0) == NULL);
-    BM_CHECK (streq (bm_idem_lookup (idem, "k3", 150), "j3"));
+    BM_CHECK (bm_idem_lookup (idem, "k1", 0, NULL) == NULL);
+    BM_CHECK (streq (bm_idem_lookup (idem, "k3", 150, NULL), "j3"));
     BM_CHECK (bm_idem_size (idem) == 1);
 
     //  Forgetting without a job id: at once (a SUBMIT Redis refused).
@@ -128,12 +177,29 @@ bm_idem_test (bool verbose)
     BM_CHECK (bm_idem_size (idem) == 0);
 
     //  A key put again keeps its newer expiry.
-    bm_idem_put (idem, "k4", "j4", 100);
-    bm_idem_put (idem, "k4", "j5", 1000);
+    bm_idem_put (idem, "k4", "j4", 0, 100);
+    bm_idem_put (idem, "k4", "j5", 0, 1000);
     bm_idem_expire (idem, 500);
-    BM_CHECK (streq (bm_idem_lookup (idem, "k4", 500), "j5"));
+    BM_CHECK (streq (bm_idem_lookup (idem, "k4", 500, NULL), "j5"));
     bm_idem_expire (idem, 2000);
     BM_CHECK (bm_idem_size (idem) == 0);
+
+    //  The fingerprint comes back with the job id.
+    uint64_t fingerprint = 0;
+    bm_idem_put (idem, "k5", "j6", 42, 100);
+    BM_CHECK (streq (bm_idem_lookup (idem, "k5", 50, &fingerprint), "j6") && fingerprint == 42);
+
+    //  Fingerprints: by bot type and payload value, not by its encoding.
+    msgpack_object small = { .type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = 5 };
+    uint64_t python5 = bm_idem_fingerprint ("python", &small);
+    BM_CHECK (python5 != 0 && python5 == bm_idem_fingerprint ("python", &small));
+    BM_CHECK (python5 != bm_idem_fingerprint ("node", &small));
+    BM_CHECK (python5 != bm_idem_fingerprint ("python", NULL));
+    BM_CHECK (bm_idem_fingerprint_bytes ("python", "\x05", 1) == python5);
+    BM_CHECK (bm_idem_fingerprint_bytes ("python", "\xcc\x05", 2) == python5);   //  uint8 5
+    BM_CHECK (bm_idem_fingerprint_bytes ("python", "\x06", 1) != python5);
+    BM_CHECK (bm_idem_fingerprint_bytes ("python", "\xc1", 1) == 0);             //  never used
+    BM_CHECK (bm_idem_fingerprint_bytes ("python", "", 0) == 0);
 
     bm_idem_destroy (&idem);
     bm_idem_destroy (&idem);

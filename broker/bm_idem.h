@@ -1,7 +1,9 @@
 /*  bm_idem.h - the idempotency index: idempotencyKey -> first job id.
 
     A SUBMIT with a key seen within IDEMPOTENCY_TTL_MS answers the first
-    job (protocol.md section 4).  Entries expire oldest first: the index
+    job (protocol.md section 4), if it asks for the same job: each key
+    keeps a fingerprint of its job's botType and payload, and a SUBMIT
+    whose fingerprint differs is refused (idempotency_key_reused).  Entries expire oldest first: the index
     keeps the keys in insertion order, so bm_idem_expire stops at the first
     live one (Majordomo's waiting list).  Times are epoch ms: the window
     survives a broker restart (recovery puts the keys back with their jobs'
@@ -12,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <msgpack.h>
 
 typedef struct _bm_idem_t bm_idem_t;
 
@@ -19,11 +22,29 @@ bm_idem_t *bm_idem_new (void);
 void bm_idem_destroy (bm_idem_t **self_p);
 
 //  The job id key maps to while now is before its expiry, or NULL.  The
-//  string is borrowed: valid until the index next changes.
-const char *bm_idem_lookup (bm_idem_t *self, const char *key, int64_t now);
+//  string is borrowed: valid until the index next changes.  With
+//  fingerprint_p, sets it to the fingerprint the key was put with.
+const char *bm_idem_lookup (bm_idem_t *self, const char *key, int64_t now,
+                            uint64_t *fingerprint_p);
 
-//  Map key to job_id until expires, replacing what it mapped to.
-void bm_idem_put (bm_idem_t *self, const char *key, const char *job_id, int64_t expires);
+//  Map key to job_id (and the job's fingerprint) until expires, replacing
+//  what it mapped to.
+void bm_idem_put (bm_idem_t *self, const char *key, const char *job_id, uint64_t fingerprint,
+                  int64_t expires);
+
+//  What identifies a job's request: 64-bit FNV-1a of the bot type and the
+//  payload in msgpack's shortest encoding (payload NULL: nil), so that the
+//  same JSON sent again, or sent once singly and once in a batch, gives
+//  the same value however its bytes were encoded.  Never 0.
+uint64_t bm_idem_fingerprint (const char *bot_type, const msgpack_object *payload);
+
+//  The message of idempotency_key_reused, given the first job's id.
+#define BM_IDEM_REUSED_FMT \
+    "idempotencyKey was used for job %s with another botType or payload; use a new key for a new job"
+
+//  The same from a payload's encoded bytes (a recovered job's); a payload
+//  that does not decode gives 0, which matches any fingerprint.
+uint64_t bm_idem_fingerprint_bytes (const char *bot_type, const char *payload, size_t size);
 
 //  Forget key.  With job_id, only if key maps to that job and has expired
 //  by now (a job that is forgotten takes its expired key with it).

@@ -545,6 +545,8 @@ s_on_recovered_job (redisReply *reply, void *arg)
         bool was_running = job->state == JOB_RUNNING;
         if (job->idem_key)
             bm_idem_put (self->idem, job->idem_key, job->id,
+                         bm_idem_fingerprint_bytes (job->service->name, job->payload,
+                                                    job->payload_size),
                          job->created_at + self->config.idempotency_ttl_ms);
         if (job->state == JOB_DELAYED) {
             if (job->run_at <= 0)

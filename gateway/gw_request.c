@@ -382,6 +382,9 @@ static const s_rejection_t s_rejections [] = {
     { "payload_too_large", 413, "payload_too_large", "payload is too large", NULL, 0 },
     { "not_found", 404, "other", "no job with this id", NULL, 0 },
     { "conflict", 409, "other", NULL, "the job is not in a state that allows this", 0 },
+    //  422: the request is well-formed, but its key names another job.
+    { "idempotency_key_reused", 422, "idempotency_key_reused", NULL,
+      "idempotencyKey was used for another job", 0 },
     //  503, not 429: the system is full, not this client too fast.
     { "queue_full", 503, "queue_full", "the queue for this bot type is full; retry later", NULL,
       GW_RETRY_QUEUE_FULL },

@@ -85,7 +85,7 @@ static const char *s_reasons [] = {
     "invalid_max_attempts", "payload_too_large", "body_too_large", "unsupported_media_type",
     "unauthorized", "rate_limited", "bad_request", "queue_full", "store_unavailable",
     "shutting_down", "broker_timeout", "broker_unavailable", "broker_error", "request_timeout",
-    "other"
+    "idempotency_key_reused", "other"
 };
 _Static_assert (sizeof s_reasons / sizeof s_reasons [0] == GW_NREASONS, "GW_NREASONS");
 

@@ -36,8 +36,9 @@ def test():
             42,
             {"botType": "nope", "payload": {}},
             {"botType": "python", "priority": "high"},
-            {"botType": "python", "payload": {"n": 2}, "idempotencyKey": "batch-key-1"},
+            {"botType": "python", "payload": {"n": 0}, "idempotencyKey": "batch-key-1"},
             {"botType": "python", "payload": {"n": 3}, "priority": 1, "notify": True},
+            {"botType": "python", "payload": {"n": 2}, "idempotencyKey": "batch-key-1"},
         ]
         cmd, r = submit_many(c, items)
         h.check(cmd == ACCEPTED_MANY, "SUBMIT_MANY answered ACCEPTED_MANY", cmd, r)
@@ -61,6 +62,8 @@ def test():
                 "item 4 (known idempotencyKey) answers the first job, duplicate", out[4])
         h.check("jobId" in out[5] and out[5]["position"] == 1,
                 "item 5 (priority 1) accepted, first in its queue", out[5])
+        h.check(out[6].get("code") == "idempotency_key_reused" and first in out[6].get("message", ""),
+                "item 6 (the key with another payload) refused, naming the first job", out[6])
         accepted = [out[0]["jobId"], out[5]["jobId"]]
         for jid in accepted:
             h.check(s.redis_cli("HGET", key(jid), "state") == "queued",

@@ -12,8 +12,8 @@ from fakeworker import FakeWorker
 SUBMIT_MANY, ACCEPTED_MANY = 0x0A, 0x85
 
 
-def dup(c, key):
-    cmd, r = c.try_submit("python", {"again": True}, idempotencyKey=key)
+def dup(c, key, n):
+    cmd, r = c.try_submit("python", {"n": n}, idempotencyKey=key)
     h.check(cmd == h.ACCEPTED and r["duplicate"] is True, "SUBMIT with key %s is a duplicate" % key, r)
     return r
 
@@ -26,19 +26,19 @@ def test():
         h.wait_until(lambda: c.request(h.PING)[1]["redis"], 10, "broker connected to redis")
 
         first = c.submit("python", {"n": 1}, idempotencyKey="order-1")
-        r = dup(c, "order-1")
+        r = dup(c, "order-1", 1)
         h.check(r["jobId"] == first and r.get("state") == "queued",
                 "no worker yet: the duplicate answers the first job, queued", r)
 
         w = FakeWorker(s.endpoint, "fw", ["python"], 1)
         job = w.recv_job(10)
         h.check(job["jobId"] == first, "the worker runs the first job", job)
-        r = dup(c, "order-1")
+        r = dup(c, "order-1", 1)
         h.check(r.get("state") == "running", "while it runs: running", r)
 
         w.done(first, result={"ok": 1})
         c.wait(first)
-        r = dup(c, "order-1")
+        r = dup(c, "order-1", 1)
         h.check(r["jobId"] == first and r.get("state") == "completed",
                 "after it ran: completed (the broker holds it)", r)
 
@@ -50,16 +50,16 @@ def test():
         third = c.submit("python", {"n": 3})
         w.done(w.recv_job(10)["jobId"], result=3)
         c.wait(third)
-        r = dup(c, "order-1")
+        r = dup(c, "order-1", 1)
         h.check(r["jobId"] == first and r.get("state") == "completed",
                 "out of the broker's memory: completed, read from Redis", r)
-        r = dup(c, "order-2")
+        r = dup(c, "order-2", 2)
         h.check(r["jobId"] == second and r.get("state") == "failed", "a failed job: failed", r)
 
         # The same in a SUBMIT_MANY: each duplicate item with its state.
         cmd, r = c.request(SUBMIT_MANY, {"jobs": [
-            {"botType": "python", "payload": {}, "idempotencyKey": "order-1"},
-            {"botType": "python", "payload": {}, "idempotencyKey": "order-2"},
+            {"botType": "python", "payload": {"n": 1}, "idempotencyKey": "order-1"},
+            {"botType": "python", "payload": {"n": 2}, "idempotencyKey": "order-2"},
             {"botType": "python", "payload": {}, "idempotencyKey": "order-9"},
             {"botType": "python", "payload": {}, "idempotencyKey": "order-9"}]})
         h.check(cmd == ACCEPTED_MANY, "SUBMIT_MANY answered", cmd, r)

@@ -40,10 +40,25 @@ def test():
         h.check(cmd == h.REJECTED and r["code"] == "queue_full", "4th job past MAX_QUEUE_PYTHON=3 is queue_full", r)
 
         # Idempotency: same key, same job.
-        a = c.submit("custom", {"x": 1}, idempotencyKey="order-42")
-        cmd, r = c.try_submit("custom", {"x": 2}, idempotencyKey="order-42")
+        a = c.submit("custom", {"x": 1, "y": [1.5, "z"]}, idempotencyKey="order-42")
+        cmd, r = c.try_submit("custom", {"x": 1, "y": [1.5, "z"]}, idempotencyKey="order-42")
         h.check(cmd == h.ACCEPTED and r["jobId"] == a and r["duplicate"] is True,
                 "same idempotencyKey answers the first job with duplicate: true", r)
+        # The payload compared by value: 1 sent as a uint16 is the same 1.
+        body = {"req": 9001, "botType": "custom", "idempotencyKey": "order-42",
+                "payload": {"x": 1, "y": [1.5, "z"]}}
+        raw = h.pack(body).replace(b"\xa1x\x01", b"\xa1x\xcd\x00\x01")
+        h.check(raw != h.pack(body), "the payload re-encoded with a wider integer")
+        c.sock.send_multipart([h.CLIENT, bytes([h.SUBMIT]), raw])
+        cmd, r = c.recv(5)
+        h.check(cmd == h.ACCEPTED and r["jobId"] == a and r["duplicate"] is True,
+                "the same payload in another encoding is the same job", r)
+        # The same key for another job: refused, naming the first.
+        for other in (("custom", {"x": 2, "y": [1.5, "z"]}), ("python", {"x": 1, "y": [1.5, "z"]})):
+            cmd, r = c.try_submit(other[0], other[1], idempotencyKey="order-42")
+            h.check(cmd == h.REJECTED and r["code"] == "idempotency_key_reused" and a in r["message"],
+                    "the key reused with another %s: idempotency_key_reused naming the first job"
+                    % ("payload" if other[0] == "custom" else "botType"), r)
 
         # STATUS / CANCEL / RETRY / LIST
         rec = c.status(ids[0])

@@ -29,7 +29,7 @@ def main():
         check(isinstance(out[2], botmesh.Rejected) and out[2].code == "bad_request"
               and "priority" in out[2].message, "job 2 refused bad_request naming priority", out[2])
         check(isinstance(out[3], botmesh.JobId), "job 3 accepted", out[3])
-        again = c.submit_many([{"bot_type": "python", "idempotency_key": "k-batch"}])
+        again = c.submit_many([{"bot_type": "python", "payload": {"n": 2}, "idempotency_key": "k-batch"}])
         check(again[0] == out[3] and again[0].duplicate is True,
               "the same idempotency key in a later batch is the first job, duplicate", again)
         rec = c.wait(out[3], timeout=30)

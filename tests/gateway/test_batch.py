@@ -32,9 +32,10 @@ def main():
             {"botType": "node"},                                    # no payload
             {"botType": "nope", "payload": {}},                     # the broker's refusal
             {"botType": "node", "payload": [1, 2], "idempotencyKey": "batch-k1"},
-            {"botType": "node", "payload": [3], "idempotencyKey": "batch-k1"},   # duplicate
+            {"botType": "node", "payload": [1, 2], "idempotencyKey": "batch-k1"},   # duplicate
             {"botType": "python", "payload": 5, "timeoutMs": 0},    # bad timeoutMs
             {"botType": "python", "payload": {"later": True}, "delayMs": 60000},
+            {"botType": "node", "payload": [3], "idempotencyKey": "batch-k1"},   # another job
         ]
         r = post_json(u, items)
         check(r.status == 207 and r.headers.get("content-type", "").startswith("application/json"),
@@ -42,7 +43,7 @@ def main():
         out = r.json["jobs"]
         check(len(out) == len(items) and [o["index"] for o in out] == list(range(len(items))),
               "one outcome per item, in the items' order", out)
-        check(r.json["accepted"] == 4 and r.json["rejected"] == 5, "4 accepted, 5 refused", r.json)
+        check(r.json["accepted"] == 4 and r.json["rejected"] == 6, "4 accepted, 6 refused", r.json)
         ok = [o for o in out if o["httpStatus"] == 202]
         check(all(o["jobId"] and o["status"] in ("queued", "delayed") for o in ok),
               "accepted items carry a jobId", ok)
@@ -61,6 +62,9 @@ def main():
               and "duplicate" not in out[5], "same idempotencyKey: the first job, duplicate", out[5:7])
         check(out[8]["status"] == "delayed" and out[8]["estimatedPosition"] is None,
               "delayMs: delayed", out[8])
+        check(out[9]["httpStatus"] == 422 and out[9]["error"]["code"] == "idempotency_key_reused"
+              and out[5]["jobId"] in out[9]["error"]["message"],
+              "the key again with another payload: 422 idempotency_key_reused naming the job", out[9])
         for i in (0, 5):
             wait_until(lambda: job(g.url, out[i]["jobId"])["state"] == "completed", 30,
                        "batch item %d to complete" % i)
