@@ -7,7 +7,8 @@ give createdAt, startedAt and finishedAt as ISO 8601 UTC strings with
 milliseconds (not ms numbers), the same strings as GET /job/{id}, under the
 same field names; the rest of the record is as the broker sent it.
 `submit TYPE -` and `submit TYPE @FILE` take a payload too large for one
-command-line argument (128 KiB on Linux).
+command-line argument (128 KiB on Linux).  A wait that runs out exits 3, a
+job that ends without completing 1.
 """
 import json
 import os
@@ -77,6 +78,24 @@ def main():
                               "@" + path], capture_output=True, text=True, timeout=60)
         check(out.returncode == 2 and "cannot open the payload file" in out.stderr and path in out.stderr,
               "a missing payload file: exit 2 naming it", out.returncode, out.stderr)
+
+        # Exit codes of a wait: 3 when it runs out (a java job: no worker here),
+        # 1 for a job that ends without completing (cancelled).
+        def run(*args):
+            return subprocess.run([s.bin("botmesh-client"), "--endpoint", s.endpoint] + list(args),
+                                  capture_output=True, text=True, timeout=60)
+        out = run("--timeout-ms", "1500", "submit", "java", "{}", "--wait")
+        check(out.returncode == 3 and "did not end within 1500 ms" in out.stderr,
+              "submit --wait past --timeout-ms: exit 3 (a timeout), not 1", out.returncode, out.stderr)
+        late = re.search(r"job (\S+) did not end", out.stderr)
+        check(late, "the message names the job", out.stderr)
+        out = run("--timeout-ms", "300", "wait", late.group(1))
+        check(out.returncode == 3 and "did not end within 300 ms" in out.stderr,
+              "wait past --timeout-ms: exit 3", out.returncode, out.stderr)
+        cli(s, "cancel", late.group(1))
+        out = run("wait", late.group(1))
+        check(out.returncode == 1 and json.loads(out.stdout).get("state") == "cancelled",
+              "wait on a cancelled job: exit 1", out.returncode, out.stdout, out.stderr)
         c.close()
         check(w.stop(timeout=10), "the worker stops")
 

@@ -5,7 +5,8 @@ simulated bots: `up` starts what is built and answers its health checks,
 reads the env file (the environment wins over it), is harmless the second
 time; `status` shows each service healthy; `scale` grows and shrinks the
 workers of a type (checked in the broker's own list); `invoke --wait`
-prints the completed record; `logs` shows a service's log, by its name or
+prints the completed record, and exits 1 for a job that did not complete
+and 3 when its --timeout runs out; `logs` shows a service's log, by its name or
 its Docker Compose name (orchestrator, api-gateway, workers); `down` stops
 everything gracefully and leaves no process behind.  Then the failures a
 user meets: a bad value and a busy port make `up` fail naming the service,
@@ -14,6 +15,7 @@ the log; an `up` stopped by SIGTERM half-way says what it left running.
 """
 import json
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -104,6 +106,37 @@ class Env:
             except ProcessLookupError:
                 pass
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def check_wait_status(e, gw):
+    """invoke --wait: exit 3 when --timeout runs out (a job delayed a
+    minute, waited for 1 s), 1 for a job that ends without completing (one
+    cancelled while the command waits)."""
+    p = e.run("invoke", "python", '{"task":"data_analysis"}', "--delay-ms", "60000",
+              "--wait", "--timeout", "1")
+    check(p.returncode == 3 and "not finished after 1s (state: delayed)" in p.stderr,
+          "invoke --wait --timeout 1 on a job delayed 60 s exits 3 (a timeout, not a failed job)", show(p))
+    late = json.loads(p.stderr.strip().splitlines()[0]).get("jobId")
+    st, _, body = http("POST", "%s/job/%s/cancel" % (gw, late))
+    check(st == 200, "the delayed job is cancelled", st, body)
+
+    proc = subprocess.Popen([SCRIPT, "invoke", "python", '{"task":"data_analysis"}', "--delay-ms", "60000",
+                             "--wait", "--timeout", "60"], env=e.env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # The gateway's answer (with the jobId) is its first line on stderr.
+        ready, _, _ = select.select([proc.stderr], [], [], 30)
+        check(ready, "invoke --wait prints the gateway's answer within 30 s")
+        job = json.loads(proc.stderr.readline()).get("jobId")
+        st, _, body = http("POST", "%s/job/%s/cancel" % (gw, job))
+        check(st == 200, "a job invoke --wait waits for is cancelled", st, body)
+        out, err = proc.communicate(timeout=30)
+        check(proc.returncode == 1 and json.loads(out).get("state") == "cancelled",
+              "invoke --wait exits 1 for a cancelled job", proc.returncode, out, err)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def alive(pid):
@@ -284,6 +317,7 @@ def run_stack(e, have_gw):
         rec = json.loads(p.stdout)
         check(rec.get("state") == "completed" and rec.get("runAttempts") == 1,
               "invoke --attempts 1: the record allows one run", rec)
+        check_wait_status(e, gw)
         p = e.run("invoke", "python", "--attempts", "0")
         check(p.returncode != 0 and "--attempts" in p.stderr, "invoke refuses --attempts 0", show(p))
         p = e.run("invoke", "python", "{not json")
