@@ -18,12 +18,14 @@ def main():
         c = botmesh.Client(s.endpoint, timeout=5)
         wait_worker(c, "py-iso")
 
-        hung = c.submit("pywork", {"hang": True}, timeout_ms=1000, max_attempts=1, notify=True)
+        # A timeout the job's process surely starts within, even on a loaded
+        # machine (a fresh interpreter per job): the test needs its pid.
+        hung = c.submit("pywork", {"hang": True}, timeout_ms=4000, max_attempts=1, notify=True)
         pid = int(wait_until(lambda: (lambda line: line[0].rsplit(" ", 1)[1] if line else None)(
-            [l for l in w.output().splitlines() if l.startswith("START " + hung)]), 10,
+            [l for l in w.output().splitlines() if l.startswith("START " + hung)]), 20,
             "the hanging job to start in its own process"))
         check(pid != w.p.pid, "the job runs in a process other than the worker's", pid)
-        rec = c.wait(hung, timeout=10)
+        rec = c.wait(hung, timeout=20)
         check(rec["state"] == "failed" and rec["error"]["code"] == "timeout",
               "the hanging job fails with timeout", rec)
         wait_until(lambda: not os.path.exists("/proc/%d" % pid), 5, "the hung job's process to be killed")
