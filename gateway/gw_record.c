@@ -19,12 +19,18 @@ gw_record_job (const msgpack_object *job)
     if (!record)
         return NULL;
     //  BullMQ's names, for clients of BullMQ-based bot systems: id, data
-    //  (the payload), processedOn and finishedOn (ms since the epoch),
-    //  failedReason (the error message of a failed or cancelled job).
+    //  (the payload), returnvalue (the result, null until completed),
+    //  attemptsMade (attempts), processedOn and finishedOn (ms since the
+    //  epoch), failedReason (the error message of a failed or cancelled job).
     json_object_set (record, "id", json_object_get (record, "jobId"));
     json_t *payload = json_object_get (record, "payload");
     if (payload)
         json_object_set (record, "data", payload);
+    json_t *result = json_object_get (record, "result");
+    json_object_set_new (record, "returnvalue", result? json_incref (result): json_null ());
+    json_t *attempts = json_object_get (record, "attempts");
+    json_object_set_new (record, "attemptsMade", json_integer (json_is_integer (attempts)
+                         ? json_integer_value (attempts) : 0));
     json_t *started = json_object_get (record, "startedAt");
     json_t *finished = json_object_get (record, "finishedAt");
     json_object_set_new (record, "processedOn", json_is_integer (started)
@@ -241,6 +247,8 @@ gw_record_test (bool verbose)
     CHECK (json_integer_value (json_object_get (record, "processedOn")) == 1795898401200LL);
     CHECK (json_is_null (json_object_get (record, "finishedOn")));
     CHECK (json_is_null (json_object_get (record, "failedReason")));
+    CHECK (json_integer_value (json_object_get (json_object_get (record, "returnvalue"), "x")) == 1);
+    CHECK (json_integer_value (json_object_get (record, "attemptsMade")) == 0);     //  No attempts
     json_t *webhook = json_object_get (record, "webhook");
     CHECK (streq (json_string_value (json_object_get (webhook, "nextAttemptAt")),
                   "2026-11-28T20:40:02.000Z"));

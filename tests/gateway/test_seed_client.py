@@ -5,7 +5,8 @@ headers its webhook receivers read.
 
 - POST /invoke answers botType, priority, estimatedPosition; no priority
   means 3.
-- GET /job/{id} carries id, data, processedOn, finishedOn, failedReason.
+- GET /job/{id} carries id, data, returnvalue, attemptsMade, processedOn, finishedOn,
+  failedReason.
 - GET /stats carries botQueue and webhookQueue {waiting, active, completed,
   failed}.
 - The webhook body carries success, botType, data, error (a string),
@@ -108,10 +109,15 @@ def main():
               and isinstance(rec["processedOn"], int) and isinstance(rec["finishedOn"], int)
               and rec["finishedOn"] >= rec["processedOn"] > 0 and rec["failedReason"] is None,
               "GET /job: id, data, processedOn, finishedOn (ms), failedReason null", rec)
+        check(rec["returnvalue"] == rec["result"] and rec["returnvalue"] is not None
+              and rec["attemptsMade"] == rec["attempts"] == 1,
+              "GET /job: returnvalue (= result), attemptsMade (= attempts, 1)", rec)
         bad = wait_until(lambda: job_done(gw, bad_id), 20, "the java job to end")
         check(bad["state"] == "failed" and isinstance(bad["failedReason"], str)
               and bad["failedReason"] and isinstance(bad["finishedOn"], int),
               "GET /job of a failed job: failedReason is its error message", bad)
+        check(bad["returnvalue"] is None and bad["attemptsMade"] == bad["attempts"] >= 1,
+              "GET /job of a failed job: returnvalue null, attemptsMade = attempts", bad)
         wait_until(lambda: job_done(gw, node_id), 20, "the node job to end")
 
         # The webhooks, as a receiver of the seed reads them.
