@@ -8,6 +8,16 @@ ConfigMap key is in env.example, kustomization.yaml lists every file.
 The broker runs two replicas with BROKER_HA=redis, each announcing its own
 stable name, and the peers' BROKER_ENDPOINT lists both.
 With kubectl installed, `kubectl kustomize` renders the set as well.
+
+The optional CURVE overlay (deploy/k8s-curve/) patches workloads of the
+base: the broker gets CURVE_SERVER_CERT and CURVE_CLIENTS_DIR, every
+ZeroMQ peer (worker, gateway, webhook manager) CURVE_SERVER_KEY and its own
+CURVE_CLIENT_CERT, from Secrets mounted readable by the pods' group.  The
+shell commands in its kustomization.yaml are run as written (with a
+stand-in kubectl that writes each Secret's keys as files), the files laid
+out where the patches mount them, and a real broker started with the
+broker's patched variables answers botmesh-client run with each peer's,
+and not one with a key it was not given.
 """
 import glob
 import os
@@ -17,9 +27,32 @@ import subprocess
 import yaml
 
 import deploylib as d
-from harness import check, log, main
+from harness import Stack, check, log, main, wait_until
 
 K8S = os.path.join(d.ROOT, "deploy", "k8s")
+K8S_CURVE = os.path.join(d.ROOT, "deploy", "k8s-curve")
+# The binaries that connect to the broker (CURVE peers).
+PEERS = ("botmesh-worker", "botmesh-gateway", "botmesh-webhook")
+# kubectl for the overlay's commands: `create secret generic NAME` writes
+# each key of the Secret as a file under $SECRETS/NAME (as a secret volume
+# shows them); anything else (apply) does nothing.
+FAKE_KUBECTL = r"""
+kubectl() {
+  case "$*" in *"create secret generic "*) ;; *) return 0 ;; esac
+  while [ "$1" != generic ]; do shift; done
+  local dir="$SECRETS/$2" a p kv; shift 2
+  mkdir -p "$dir"
+  for a; do
+    case $a in
+      --from-file=*) p=${a#--from-file=}
+                     if [ -d "$p" ]; then cp "$p"/* "$dir"/; else cp "$p" "$dir"/; fi ;;
+      --from-literal=*) kv=${a#--from-literal=}; printf %s "${kv#*=}" > "$dir/${kv%%=*}" ;;
+      *) echo "kubectl stand-in: unexpected argument $a" >&2; return 1 ;;
+    esac
+  done
+}
+set -e
+"""
 
 
 def load():
@@ -129,6 +162,118 @@ def test():
         else:
             log("kubectl kustomize did not run here (%s): not checked" % p.stderr.strip()[:200])
     log("%d objects checked" % len(docs))
+    check_curve(docs)
+
+
+def overlay_commands(text):
+    """The shell commands of kustomization.yaml's comment: each run of
+    indented comment lines that follows an empty comment line."""
+    out, run, prev = [], False, None
+    for line in text.splitlines():
+        if line.startswith("#   ") and (run or prev == "#"):
+            out.append(line[4:])
+            run = True
+        else:
+            run = False
+        prev = line.rstrip()
+    return "\n".join(out)
+
+
+def check_curve(docs):
+    base = {(x["kind"], x["metadata"]["name"]): x for x in docs}
+    kust_text = open(os.path.join(K8S_CURVE, "kustomization.yaml")).read()
+    kust = yaml.safe_load(kust_text)
+    check(kust.get("resources") == ["../k8s"], "k8s-curve is an overlay of deploy/k8s", kust.get("resources"))
+    files = {os.path.basename(p) for p in glob.glob(os.path.join(K8S_CURVE, "*.yaml"))} - {"kustomization.yaml"}
+    listed = {p.get("path") for p in kust.get("patches", [])}
+    check(listed == files, "k8s-curve/kustomization.yaml lists every patch", sorted(files ^ listed))
+    env_example, _ = d.parse_env_example()
+    patched = {}
+    for f in sorted(files):
+        patch = yaml.safe_load(open(os.path.join(K8S_CURVE, f)))
+        key = (patch["kind"], patch["metadata"]["name"])
+        check(key in base, "%s patches a workload of the base" % f, key)
+        spec, bspec = patch["spec"]["template"]["spec"], base[key]["spec"]["template"]["spec"]
+        check(spec.get("securityContext", {}).get("fsGroup") == bspec["securityContext"]["runAsUser"],
+              "%s: the pods' group (fsGroup) is their user's, so they read the Secret files" % f)
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for c in spec["containers"]:
+            bc = [x for x in bspec["containers"] if x["name"] == c["name"]]
+            check(bc, "%s: container %s is in the base" % (f, c["name"]))
+            for e in c.get("env", []):
+                check(e["name"] in env_example, "%s: %s is in env.example" % (f, e["name"]))
+            mounts = {m["mountPath"]: volumes.get(m["name"]) for m in c.get("volumeMounts", [])}
+            check(all(mounts.values()), "%s: every mount names a volume of the patch" % f, mounts)
+            patched[bc[0]["command"][0]] = (f, {e["name"]: e for e in c.get("env", [])}, mounts)
+    check(set(patched) == {"botmesh-broker"} | set(PEERS), "the broker and every peer are patched",
+          sorted(patched))
+    keys = [i["key"] for b in PEERS for v in patched[b][2].values() for i in v["secret"].get("items") or []]
+    check(len(keys) == len(PEERS) and len(set(keys)) == len(keys), "each peer mounts its own secret certificate", keys)
+
+    if shutil.which("kubectl"):
+        p = subprocess.run(["kubectl", "kustomize", K8S_CURVE], capture_output=True, text=True, timeout=60)
+        if p.returncode == 0:
+            n = len([x for x in yaml.safe_load_all(p.stdout) if x])
+            check(n == len(docs), "kubectl kustomize renders the CURVE overlay's %d objects" % len(docs), n)
+        else:
+            log("kubectl kustomize did not run here (%s): not checked" % p.stderr.strip()[:200])
+    if not d.binary("botmesh-broker") or not d.binary("botmesh-client"):
+        d.skip("botmesh-broker or botmesh-client not built: the CURVE overlay's keys were not tried")
+
+    with Stack("k8s-curve") as s:
+        # The commands as documented, from a root where build/bin is the build's.
+        os.makedirs(os.path.join(s.dir, "build"))
+        os.symlink(d.BIN, os.path.join(s.dir, "build", "bin"))
+        secrets = os.path.join(s.dir, "secrets")
+        script = FAKE_KUBECTL + overlay_commands(kust_text)
+        p = subprocess.run(["bash", "-c", script], cwd=s.dir, capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, SECRETS=secrets))
+        check(p.returncode == 0, "the overlay's documented commands run", script, p.stdout, p.stderr)
+
+        def pod(binary):
+            """Its patched variables, with the Secret files laid out under
+            a root of its own where the patch mounts them."""
+            f, env, mounts = patched[binary]
+            root = os.path.join(s.dir, "pods", binary)
+            for path, v in mounts.items():
+                src = os.path.join(secrets, v["secret"]["secretName"])
+                check(os.path.isdir(src), "%s: the commands make Secret %s" % (f, v["secret"]["secretName"]))
+                os.makedirs(root + path)
+                for it in v["secret"].get("items") or [{"key": k, "path": k} for k in os.listdir(src)]:
+                    check(os.path.isfile(os.path.join(src, it["key"])),
+                          "%s: Secret %s holds %s" % (f, v["secret"]["secretName"], it["key"]))
+                    shutil.copy(os.path.join(src, it["key"]), os.path.join(root + path, it["path"]))
+            out = {}
+            for name, e in env.items():
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    out[name] = open(os.path.join(secrets, ref["name"], ref["key"])).read()
+                else:
+                    check(any(e["value"].startswith(m) for m in mounts), "%s: %s lies in a mounted Secret"
+                          % (f, name), e["value"])
+                    out[name] = root + e["value"]
+            return out
+
+        broker = s.spawn("broker", [s.bin("botmesh-broker")],
+                         dict(pod("botmesh-broker"), BROKER_ENDPOINT="tcp://127.0.0.1:0", REDIS_URL="none",
+                              BROKER_METRICS_PORT="0"))
+        endpoint = "tcp://127.0.0.1:%d" % broker.listening("zmq")
+        wait_until(lambda: "CURVE on" in broker.output(), 10, "the broker to say CURVE is on")
+
+        def ping(env, timeout_ms):
+            return subprocess.run([s.bin("botmesh-client"), "--endpoint", endpoint, "--timeout-ms",
+                                   str(timeout_ms), "ping"], capture_output=True, text=True, timeout=30,
+                                  env=dict(os.environ, **env))
+        for binary in PEERS:
+            env = pod(binary)
+            r = ping(env, 10000)
+            check(r.returncode == 0, "the broker answers a peer with %s's keys" % binary, r.stderr)
+        subprocess.run([s.bin("botmesh-client"), "keygen", os.path.join(s.dir, "other"), "intruder"],
+                       capture_output=True, timeout=10, check=True)
+        env = dict(env, CURVE_CLIENT_CERT=os.path.join(s.dir, "other", "intruder.key_secret"))
+        r = ping(env, 1000)
+        check(r.returncode == 3 and "refused this peer's CURVE key" in r.stderr,
+              "and not a peer whose key the Secrets do not hold", r.returncode, r.stderr)
 
 
 if __name__ == "__main__":
