@@ -69,6 +69,7 @@ static const struct {
     [R_STATS]         = { "/stats",               "GET",  true,  true  },
     [R_ADMIN]         = { "/admin/queues",        "GET",  false, false },
     [R_HISTORY]       = { "/api/history",         "GET",  true,  true  },
+    [R_INDEX]         = { "/",                    "GET",  false, false },
     [R_OTHER]         = { "other",                NULL,   false, false },
 };
 
@@ -182,6 +183,7 @@ static gw_route_t
 s_route (gw_request_t *r, const char *path)
 {
     if (streq (path, "/invoke"))        return R_INVOKE;
+    if (streq (path, "/"))              return R_INDEX;
     if (streq (path, "/invoke/batch"))  return R_INVOKE_BATCH;
     if (streq (path, "/health"))        return R_HEALTH;
     if (streq (path, "/ready"))         return R_READY;
@@ -234,6 +236,26 @@ s_route (gw_request_t *r, const char *path)
         if (streq (slash, "/clean"))    return R_QUEUE_CLEAN;
     }
     return R_OTHER;
+}
+
+//  GET /: what this service is and where to go, for a person who opens
+//  the gateway's address in a browser.  Open like /health (no API key,
+//  no rate limit): it says nothing the route table does not.
+static void
+s_index (gw_request_t *r)
+{
+    json_t *endpoints = json_array ();
+    for (int i = 0; i < R_COUNT; i++) {
+        if (i == R_OTHER)
+            continue;
+        char line [64];
+        snprintf (line, sizeof line, "%s %s", s_routes [i].method, s_routes [i].label);
+        json_array_append_new (endpoints, json_string (line));
+    }
+    json_t *index = json_pack ("{s:s, s:s, s:s, s:s, s:s, s:o}",
+        "service", "botmesh-gateway", "version", GW_VERSION, "dashboard", BM_ASSETS_PREFIX,
+        "health", "/health", "metrics", "/metrics", "endpoints", endpoints);
+    gw_request_send_json (r, 200, index, NULL);
 }
 
 //  Check the API key; returns the rate-limit key for this client into buf
@@ -354,6 +376,7 @@ s_handler (struct mg_connection *conn, void *cbdata)
             case R_STATS:           gw_routes_stats (r); break;
             case R_ADMIN:           gw_routes_admin (r); break;
             case R_HISTORY:         gw_routes_history (r); break;
+            case R_INDEX:           s_index (r); break;
             default:                gw_request_error (r, 404, "not_found", "no such endpoint", NULL);
         }
     }

@@ -51,7 +51,7 @@ def keys(s, fake):
     r = curl(u + "/stats", "-H", "X-API-Key: alpha-key")
     check(r.status == 200, "/stats with a key", r)
     # Open: health, ready, metrics (METRICS_REQUIRE_KEY unset), the page shell.
-    for path in ("/health", "/ready", "/metrics", "/admin/queues", "/admin/queues/app.js"):
+    for path in ("/", "/health", "/ready", "/metrics", "/admin/queues", "/admin/queues/app.js"):
         r = curl(u + path, show=path != "/metrics" and not path.endswith(".js"))
         check(r.status == 200, "open without a key: " + path, r.status)
     # Error bodies never echo the key.
@@ -88,7 +88,7 @@ def limits(s, fake):
     check(r.status == 429, "the bucket covers every limited endpoint", r)
     r = post_json(u + "/invoke", BODY, "-H", "X-API-Key: beta-key")
     check(r.status == 202, "another key has its own bucket", r)
-    for path in ("/health", "/ready", "/metrics"):
+    for path in ("/", "/health", "/ready", "/metrics"):
         r = curl(u + path, *a, show=False)
         check(r.status == 200, "not rate-limited: " + path, r.status)
     r = curl(u + "/metrics", show=False)

@@ -160,11 +160,32 @@ def run(u, fake):
           and r.json["jobs"][0]["createdAt"] == "2026-11-28T20:40:01.123Z", "GET /jobs", r)
     check(sent["state"] == "failed" and sent["botType"] == "python" and sent["limit"] == 7,
           "LIST carries the filters", sent)
+    # BullMQ's names of the states, as /stats reports them, are read as ours.
+    for alias, ours in (("waiting", "queued"), ("wait", "queued"), ("active", "running")):
+        r = curl(u + "/jobs?state=" + alias)
+        sent = [b for c, b in fake.seen if c == LIST][-1]
+        check(r.status == 200 and sent["state"] == ours, "/jobs?state=%s asks LIST for %s" % (alias, ours),
+              r, sent)
+    r = curl(u + "/jobs?state=bogus")
+    check("waiting" in r.json["error"]["message"] and "active" in r.json["error"]["message"],
+          "the invalid_state message names the aliases too", r)
     for q, code in (("state=bogus", "invalid_state"), ("limit=0", "invalid_limit"),
                     ("limit=501", "invalid_limit"), ("limit=x", "invalid_limit"),
                     ("botType=BAD!", "invalid_bot_type")):
         r = curl(u + "/jobs?" + q)
         check(r.status == 400 and r.error_code() == code, "/jobs?%s -> 400" % q, r)
+
+    # GET /: a small index (what a browser opening the gateway's address sees).
+    r = curl(u + "/")
+    eps = r.json.get("endpoints", []) if isinstance(r.json, dict) else []
+    check(r.status == 200 and r.json["service"] == "botmesh-gateway" and r.json["version"]
+          and r.json["dashboard"] == "/admin/queues" and r.json["health"] == "/health"
+          and {"GET /", "GET /health", "POST /invoke", "GET /job/{id}", "GET /jobs", "GET /stats",
+               "GET /admin/queues"} <= set(eps), "GET / -> 200 {service, version, dashboard, endpoints}", r)
+    r = curl("-I", u + "/")
+    check(r.status == 200, "HEAD / -> 200", r)
+    r = curl("-X", "POST", u + "/")
+    check(r.status == 405, "POST / -> 405", r)
 
     # GET /stats: running is also "active"; workers get an ISO heartbeat.
     r = curl(u + "/stats")
