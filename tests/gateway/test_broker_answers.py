@@ -76,7 +76,11 @@ def main():
     fake = FakeBroker(handler)
     try:
         with harness.Stack("gw-answers") as s:
-            g = gateway(s, endpoint=fake.endpoint, env={"BROKER_TIMEOUT_MS": "400"})
+            # Every answer but "slow" must arrive within BROKER_TIMEOUT_MS:
+            # 400 ms was too short for the fake broker's thread and a
+            # gateway under TSan on a loaded machine (a 504 on the first
+            # SUBMIT); 3 s costs the one "slow" case 3 s.
+            g = gateway(s, endpoint=fake.endpoint, env={"BROKER_TIMEOUT_MS": "3000"})
             run(g.url, fake)
             stop_clean(g)
     finally:
