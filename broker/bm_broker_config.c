@@ -197,8 +197,10 @@ bm_broker_config_load_types (bm_broker_t *self)
             bm_series_set (service->m_limit, (double) value);
         }
         else
-        if (var == S_QUEUE)
+        if (var == S_QUEUE) {
             service->max_queue = value;
+            bm_series_set (service->m_queue_limit, (double) value);
+        }
         else
         if (var == S_RETRY_ATTEMPTS)
             service->retry_attempts = value;

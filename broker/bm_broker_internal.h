@@ -195,7 +195,10 @@ struct _bm_broker_t {
     bm_metric_t *mf_delayed;            //  delayed_queue_size{queue_name}
     bm_metric_t *mf_retries;            //  bot_retries_total{bot_type}
     bm_metric_t *mf_schedule_runs;      //  schedule_runs_total{schedule}
+    bm_metric_t *mf_type_workers;       //  broker_workers{bot_type}
+    bm_metric_t *mf_queue_limit;        //  queue_limit{queue_name}
     bm_series_t *m_workers, *m_redis_up, *m_store_pending;
+    int64_t bot_workers;                //  broker_workers_connected
     msgpack_sbuffer body_pool [BM_BODY_POOL];   //  Buffers kept for bodies
     int body_pool_size;         //  How many the pool holds
     msgpack_sbuffer body_big;   //  The larger buffer kept, or none (data NULL)
@@ -430,6 +433,7 @@ void bm_stats_pack (bm_broker_t *self, msgpack_packer *pk);
 bool bm_stats_redis_ok (bm_broker_t *self);
 void bm_stats_snapshot (bm_broker_t *self);
 void bm_stats_setup_metrics (bm_broker_t *self);
+void bm_stats_worker_counted (bm_broker_t *self, const bm_worker_entry_t *worker, int delta);
 
 //  bm_broker_config.c: settings
 int bm_broker_config_load_types (bm_broker_t *self);

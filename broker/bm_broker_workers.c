@@ -27,8 +27,8 @@ bm_workers_delete (bm_broker_t *self, bm_worker_entry_t *worker, const char *rea
     bm_service_t *services [BM_MAX_WORKER_TYPES];
     int count = worker->service_count;
     memcpy (services, worker->services, sizeof services);
+    bm_stats_worker_counted (self, worker, -1);
     zhashx_delete (self->workers, worker->key);     //  Frees it
-    bm_series_set (self->m_workers, (double) zhashx_size (self->workers));
     for (int i = 0; i < count; i++)
         bm_dispatch (self, services [i]);
 }
@@ -202,7 +202,7 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
     worker->heartbeat_at = bm_mono_ms () + self->config.heartbeat_ms;
     worker->last_seen = bm_now_ms ();
     zhashx_insert (self->workers, key, worker);
-    bm_series_set (self->m_workers, (double) zhashx_size (self->workers));
+    bm_stats_worker_counted (self, worker, +1);
     char types_text [BM_MAX_WORKER_TYPES * (BM_MAX_BOT_TYPE_LEN + 1) + 1] = "";
     for (int i = 0; i < worker->service_count; i++) {
         if (i)

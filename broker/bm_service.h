@@ -47,6 +47,7 @@ struct _bm_service_t {
     bm_series_t *m_queue, *m_usage, *m_waiting, *m_limit, *m_submitted;
     bm_series_t *m_completed, *m_failed, *m_cancelled, *m_duration, *m_wait;
     bm_series_t *m_delayed, *m_retries;
+    bm_series_t *m_workers, *m_queue_limit;
 };
 
 //  A service with an empty queue and no workers; its metric series are

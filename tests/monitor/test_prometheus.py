@@ -7,6 +7,12 @@ and its HTTP API must show bot_executions_total and semaphore_usage samples
 with the right values, every target up, and every metric the Grafana
 dashboard queries.  Each service's /metrics also passes `promtool check
 metrics`.
+
+deploy/alerts.yml loads, evaluates, and stays silent on the healthy stack;
+then incidents are staged (jobs of a type no worker serves, its queue at
+its bound, queue_full rejections, the webhook manager stopped) and the rules
+for them must go pending (their `for` is minutes: promtool test rules in
+alerts_test.yml covers firing).
 """
 import glob
 import json
@@ -34,7 +40,8 @@ def promtool_metrics(text):
 def test():
     with harness.Stack("prometheus") as s:
         s.redis()
-        broker = s.broker(env={"METRICS_SNAPSHOT_INTERVAL": "1"})
+        # node: a known bot type no worker serves here, with a small bound
+        broker = s.broker(env={"METRICS_SNAPSHOT_INTERVAL": "1", "MAX_QUEUE_NODE": "3"})
         s.spawn("pyworker", [sys.executable, os.path.join(HERE, "pyworker.py"), s.endpoint, "python", "2"])
         s.wait_workers(1, "python")
         gw_proc = s.spawn("gateway", [s.bin("botmesh-gateway")],
@@ -46,6 +53,7 @@ def test():
 
         # Services and their /metrics addresses, by Prometheus job name
         targets = {"broker": "127.0.0.1:%d" % broker.metrics_port, "api-gateway": "127.0.0.1:%d" % gw_port}
+        procs = {}
         for job, binary, env in (
                 ("webhook-manager", "botmesh-webhook",
                  {"WEBHOOK_MANAGER_PORT": "{port}", "WEBHOOK_LISTEN_ADDR": "127.0.0.1",
@@ -57,6 +65,7 @@ def test():
                 continue
             proc = s.spawn(job, [s.bin(binary)], {k: v.replace("{port}", "0") for k, v in env.items()})
             port = proc.listening("http")
+            procs[job] = proc
             wait_until(lambda: harness.http("GET", "http://127.0.0.1:%d/health" % port)[0] == 200,
                        15, "%s /health" % job)
             targets[job] = "127.0.0.1:%d" % port
@@ -159,10 +168,10 @@ def test():
         firing = [r["name"] for r in loaded if r["state"] != "inactive"]
         check(not firing, "no alert pending or firing on a healthy stack", firing)
         exprs = " ".join(r["query"] for r in loaded)
-        named = set(re.findall(r"\b([a-z][a-z_]*_(?:total|up|leader|pending|connected|size))\b", exprs))
+        named = set(re.findall(r"\b([a-z][a-z_]*_(?:total|up|leader|pending|connected|size|limit|workers))\b", exprs))
         named.discard("bot_init_failures_total")              # a worker's: no worker is scraped here
         scraped = {r["metric"]["__name__"] for r in query('group by (__name__) ({__name__=~".+"})') or []}
-        check(len(named) >= 7 and named <= scraped, "every series the alerts name is exported",
+        check(len(named) >= 9 and named <= scraped, "every series the alerts name is exported",
               sorted(named - scraped), sorted(named))
 
         done = wait_until(lambda: query('bot_executions_total{job="broker",bot_type="python",status="completed"}'),
@@ -195,6 +204,76 @@ def test():
             if not query('count({__name__="%s"})' % name):
                 missing.append(name)
         check(not missing, "every metric of the Grafana dashboard has samples (%d names)" % len(names), missing)
+
+        # Worker counts: the webhook manager is no bot worker
+        def value(q):
+            r = query(q)
+            return float(r[0]["value"][1]) if r else None
+        check(value('broker_workers_connected{job="broker"}') == 1,
+              "broker_workers_connected = 1 (one Python worker; the webhook manager not counted)",
+              query('broker_workers_connected'))
+        check(value('broker_workers{job="broker",bot_type="python"}') == 1, "broker_workers{python} = 1",
+              query('broker_workers'))
+        check(value('broker_workers{job="broker",bot_type="node"}') == 0,
+              "broker_workers{node} = 0 (present for a type no worker serves)", query('broker_workers'))
+        if webhooks:
+            check(value('broker_workers{job="broker",bot_type="webhook"}') == 1,
+                  "broker_workers{webhook} = 1 (the webhook manager)", query('broker_workers'))
+        check(value('queue_limit{job="broker",queue_name="node"}') == 3, "queue_limit{node} = MAX_QUEUE_NODE",
+              query('queue_limit'))
+        check(value('queue_limit{job="broker",queue_name="python"}') == 100000, "queue_limit{python} = MAX_QUEUE",
+              query('queue_limit'))
+
+        # Staged: node jobs and no node worker, the node queue at its bound,
+        # submissions rejected queue_full (twice, a scrape apart, so the
+        # counter has a rate)
+        def alert_states():
+            status, _, body = harness.http("GET", api + "rules?type=alert")
+            if status != 200:
+                return {}
+            return {r["name"]: r for g in body["data"]["groups"] for r in g["rules"]}
+
+        def active(name, **labels):
+            rule = alert_states().get(name)
+            if not rule or rule["health"] != "ok":
+                return None
+            return [a for a in rule.get("alerts", [])
+                    if a["state"] in ("pending", "firing") and
+                    all(a["labels"].get(k) == v for k, v in labels.items())] or None
+
+        c = s.client()
+        try:
+            for i in range(3):
+                c.submit("node", {"n": i})
+            cmd, reply = c.try_submit("node", {"n": 3})
+            check(cmd == harness.REJECTED and reply.get("code") == "queue_full",
+                  "the fourth node job is rejected queue_full", reply)
+            wait_until(lambda: value('broker_jobs_rejected_total{job="broker",reason="queue_full"}') == 1, 15,
+                       "Prometheus to scrape the first queue_full rejection", interval=0.25)
+            cmd, reply = c.try_submit("node", {"n": 4})
+            check(cmd == harness.REJECTED and reply.get("code") == "queue_full", "node job rejected again", reply)
+        finally:
+            c.close()
+        got = wait_until(lambda: active("BotmeshBotTypeNoWorkers", queue_name="node"), 20,
+                         "BotmeshBotTypeNoWorkers pending for node", interval=0.25)
+        check(float(got[0]["value"]) == 3, "BotmeshBotTypeNoWorkers's value is node's 3 queued jobs", got)
+        wait_until(lambda: active("BotmeshQueueNearLimit", queue_name="node"), 20,
+                   "BotmeshQueueNearLimit pending for node (3 of 3)", interval=0.25)
+        wait_until(lambda: active("BotmeshJobsRejected", reason="queue_full"), 20,
+                   "BotmeshJobsRejected pending for queue_full", interval=0.25)
+        check(not active("BotmeshBotTypeNoWorkers", queue_name="python"), "python has a worker: no alert for it")
+        check(not active("BotmeshNoWorkers"), "BotmeshNoWorkers silent: a bot worker is connected")
+
+        # Staged: the webhook manager stops (its own gauge vanishes with it;
+        # the broker's count of webhook managers goes to 0)
+        if webhooks:
+            check(not active("BotmeshWebhookManagerDisconnected"), "webhook manager connected: no alert")
+            procs["webhook-manager"].stop()
+            wait_until(lambda: active("BotmeshWebhookManagerDisconnected"), 30,
+                       "BotmeshWebhookManagerDisconnected pending after the webhook manager stopped",
+                       interval=0.25)
+            check(value('broker_workers{job="broker",bot_type="webhook"}') == 0,
+                  "broker_workers{webhook} = 0 once the webhook manager is gone", query('broker_workers'))
 
 
 if __name__ == "__main__":
