@@ -3,7 +3,8 @@ be, end to end with the real broker (no Redis), a real worker and
 tests/worker/bots/warmbot.py under workers/bots/python/forkserver.py.
 
 - fork mode: the processes a job starts (os.fork children, a Popen'd
-  `sleep 301`) end with the job; under BOT_<TYPE>_MAX_PIDS=10 a job that
+  `sleep 301`, and those that left its process group: a sleep started
+  with start_new_session=True, a daemonised one) end with the job; under BOT_<TYPE>_MAX_PIDS=10 a job that
   forked 6 sleepers does not make the next job that forks 3 fail on pids;
   a child that crashes while a process it forked lives fails its job at
   once;
@@ -75,6 +76,15 @@ def main():
         check(rec["state"] == "completed", "fork: a job that Popens sleep 301 completes", rec)
         sleeper = rec["result"]["popenPid"]
         wait_until(lambda: gone(sleeper), 10, "the job's sleep 301 (pid %d) is killed with its job" % sleeper)
+        # Processes that left the job's process group go too: one started
+        # in a session of its own, one daemonised (its parent gone at once).
+        rec = wlib.run_job(c, "fkids", {"session": True, "daemon": True})
+        check(rec["state"] == "completed", "fork: a job that starts a setsid sleep and a daemon completes", rec)
+        for key in ("sessionPid", "daemonPid"):
+            pid = rec["result"][key]
+            wait_until(lambda: gone(pid), 10, "the job's %s (pid %d, out of its process group) to be killed "
+                       "with its job" % (key, pid))
+        check(wlib.run_job(c, "fkids", {})["state"] == "completed", "fork: the next job completes")
         # A child that crashes while a process it forked holds on: its job
         # fails at once (the server does not wait for that process).
         started = time.monotonic()

@@ -17,6 +17,10 @@ before it was forked.
     forkKids  fork that many children (os.fork) that sleep kidSleep s (5)
     popen     start `sleep 301` (subprocess.Popen) and put its pid in the
               result as popenPid
+    session   start `sleep 302` in a session of its own
+              (start_new_session=True): its pid is sessionPid
+    daemon    daemonise `sleep 303` (fork, setsid, fork, the middle process
+              exits at once): its pid is daemonPid
     binary    write these bytes (hex) with sys.stdout.buffer and nothing else
     bigBytes  write a result of about that many bytes
 The payload is read with sys.stdin.buffer (a spawned bot's stdin has one).
@@ -63,6 +67,21 @@ def main():
     if payload.get("popen"):
         import subprocess
         extra["popenPid"] = subprocess.Popen(["sleep", "301"]).pid
+    if payload.get("session"):
+        import subprocess
+        extra["sessionPid"] = subprocess.Popen(["sleep", "302"], start_new_session=True).pid
+    if payload.get("daemon"):
+        r, w = os.pipe()
+        if os.fork() == 0:
+            os.setsid()
+            pid = os.fork()
+            if pid == 0:
+                os.execvp("sleep", ["sleep", "303"])
+            os.write(w, b"%d" % pid)
+            os._exit(0)
+        os.close(w)
+        extra["daemonPid"] = int(os.read(r, 32))
+        os.close(r)
     STATE["jobs"] += 1
     if os.environ.get("BOT_JOB_ID") == "warmup":
         STATE["warmedUp"] = True

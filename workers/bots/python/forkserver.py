@@ -524,13 +524,66 @@ def kill_group(pgid):
         pass
 
 
+PR_SET_CHILD_SUBREAPER = 36
+SUBREAPER = False       # set: orphans of a job are reparented to the server
+
+
+def children(pid=None):
+    """The child processes of pid (default: the server), which has one
+    thread: its task's list (empty for a process gone)."""
+    pid = pid or os.getpid()
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid), "rb") as f:
+            return [int(child) for child in f.read().split()]
+    except OSError:
+        return []
+
+
+def left_processes(running, spare):
+    """Whether the job that ran in `running` (answered: it runs no more
+    code) may have left processes: it has children, or the server has
+    others than the spare (reparented orphans).  Read in that order, a
+    child that exits in between hands its children to the server first."""
+    if children(running):
+        return True
+    return any(pid != spare for pid in children())
+
+
+def kill_orphans(spare):
+    """Processes of the job that left its process group (setsid,
+    start_new_session=True, a daemon's double fork) and lost their parent
+    were reparented to the server, a child subreaper: kill and reap them,
+    and whatever they leave in turn, until the spare is its only child.
+    Run once the job's child is reaped: its orphans are the server's by
+    then."""
+    if not SUBREAPER:
+        return
+    while True:
+        orphans = [pid for pid in children() if pid != spare]
+        if not orphans:
+            return
+        for pid in orphans:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for pid in orphans:
+            try:
+                wait_status(pid)
+            except ChildProcessError:
+                pass
+
+
 def fork_loop(module):
     """The fork server: one spare child at a time reads stdin; when it
     takes a job, the next spare is forked, and the running child's answer
     is passed on (or, for a child that died without one, its exit
     status).  Nothing else per job runs in the server: every page it
     writes while a child shares it costs a copy-on-write fault."""
+    global SUBREAPER
     parent = os.getpid()
+    if PRCTL is not None:
+        SUBREAPER = PRCTL(PR_SET_CHILD_SUBREAPER, 1) == 0
     spare, notice = fork_spare(module, parent)
     while True:
         took = os.read(notice, 1)
@@ -549,15 +602,27 @@ def fork_loop(module):
         answer = read_line(running_notice)
         os.close(running_notice)
         # The job is over (answered, or the child died): whatever it left
-        # running in its process group goes too, before the answer, so
-        # that the next job starts without it (the group's id cannot be
-        # reused while the child is not reaped).
+        # running in its process group goes too (the group's id cannot be
+        # reused while the child is not reaped), and then, the child
+        # reaped, what left the group and was reparented to the server:
+        # all before the answer, so that the next job starts without them.
+        # A job that left nothing (the common case) is answered at once,
+        # its child reaped after.
+        answered = answer.endswith(b"\n")
+        if answered and SUBREAPER and not left_processes(running, spare):
+            write_all(OUT_FD, answer)
+            wait_status(running)
+            continue
         kill_group(running)
-        if answer.endswith(b"\n"):
+        if answered and not SUBREAPER:
             write_all(OUT_FD, answer)
             wait_status(running)
             continue
         status = wait_status(running)
+        kill_orphans(spare)
+        if answered:
+            write_all(OUT_FD, answer)
+            continue
         if os.WIFSIGNALED(status):
             send({"signal": os.WTERMSIG(status)})
         else:
