@@ -568,6 +568,7 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
         bm_job_finish (self, job, JOB_FAILED, "timeout", message);
     }
     bm_jobstore_save_running (self, now);
+    bm_jobstore_hold_tick (self, now);
     //  Workers: expire the silent, heartbeat the rest.
     bm_worker_entry_t *worker = (bm_worker_entry_t *) zhashx_first (self->workers);
     zlistx_t *dead = NULL;
@@ -796,6 +797,7 @@ s_broker_destroy (bm_broker_t **self_p)
         if (self->jobs)
             bm_jobtab_purge (self->jobs, s_free_job);
         bm_jobtab_destroy (&self->jobs);
+        bm_jobstore_hold_free (self);
         bm_notify_unref (&self->notify_last);
         zhashx_destroy (&self->batch_clients);
         self->results_last = NULL;

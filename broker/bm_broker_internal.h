@@ -153,6 +153,11 @@ struct _bm_broker_t {
     int recovery_pending;       //  HGETALLs not answered
     char **recovery_old;        //  Ids in the earlier layout's sorted set
     size_t recovery_old_count;  //  "live", kept until the unfinished set's arrive
+    zlistx_t *held;             //  Ids of the jobs recovered as running that
+                                //  wait for their worker to report them
+                                //  (bm_jobstore_hold), or NULL
+    int64_t held_until;         //  Mono ms: when they join their queues
+                                //  (0 until the recovery ends)
     zhashx_t *services;         //  name -> bm_service_t (owned)
     zhashx_t *workers;          //  key -> bm_worker_entry_t (owned)
     bm_jobtab_t *jobs;          //  id -> bm_job_t (owned)
@@ -305,6 +310,8 @@ void bm_jobstore_forget (bm_broker_t *self, const char *id);
 void bm_jobstore_persist_webhook (bm_broker_t *self, const char *job_id, const char *wh, size_t wh_size);
 bm_job_t *bm_jobstore_job_from_hash (bm_broker_t *self, const char *id, redisReply *reply);
 void bm_jobstore_save_running (bm_broker_t *self, int64_t now);
+void bm_jobstore_hold_tick (bm_broker_t *self, int64_t now);
+void bm_jobstore_hold_free (bm_broker_t *self);
 void bm_jobstore_on_store_state (bool up, void *arg);
 
 //  bm_service.c: the broker's bot types, dispatch (the class: bm_service.h)

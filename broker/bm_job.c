@@ -288,6 +288,7 @@ bm_job_finish (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
 {
     bm_service_queue_remove (job->service, job);
     bm_delayed_remove (self, job);
+    job->held = false;
     bm_worker_entry_t *worker = job->worker;
     bm_job_unassign (self, job);
     //  A failed run with runs left waits out its backoff instead; the

@@ -91,6 +91,9 @@ struct _bm_job_t {
     int64_t deadline;           //  Mono ms, when running
     int64_t started_mono;       //  When the attempt started (mono ms)
     bool running_saved;         //  This attempt's running state is in Redis
+    bool held;                  //  Queued, but out of its queue: recovered as
+                                //  running, it waits for its worker to report
+                                //  it (bm_jobstore_hold)
     int64_t run_at;             //  Epoch ms, while delayed: when it is due
     size_t due_index;           //  In broker->delayed
     int64_t run_attempts;       //  Runs allowed (SUBMIT attempts)

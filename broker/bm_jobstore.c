@@ -494,9 +494,77 @@ bm_jobstore_save_running (bm_broker_t *self, int64_t now)
     }
 }
 
-typedef struct {
-    bm_broker_t *broker;
-} s_recovery_t;
+//  A job recovered as running may still run on a live worker that has not
+//  registered with this broker yet: it notices the old broker is gone
+//  (within HEARTBEAT_LIVENESS intervals, sooner when the connection
+//  closes), then sends READY listing the jobs it runs, then the DONEs of
+//  the runs that ended meanwhile.  Dispatching such a job at once would
+//  run it a second time, or answer a run that already completed with a
+//  needless second dispatch.  So it is held: queued, but out of its queue,
+//  until its worker reports it (adopted), a DONE for it comes (taken), or
+//  the hold ends, 2 x HEARTBEAT_INTERVAL_MS x HEARTBEAT_LIVENESS after the
+//  recovery (as long as a worker keeps its DONEs to send them again).
+static int64_t
+s_hold_ms (bm_broker_t *self)
+{
+    return 2 * self->config.heartbeat_ms * self->config.liveness;
+}
+
+static void
+s_hold (bm_broker_t *self, bm_job_t *job)
+{
+    job->state = JOB_QUEUED;
+    job->worker = NULL;
+    job->queued_mono = bm_mono_ms ();
+    job->held = true;
+    if (!self->held) {
+        self->held = zlistx_new ();
+        zlistx_set_destructor (self->held, (zlistx_destructor_fn *) zstr_free);
+        zlistx_set_duplicator (self->held, (zlistx_duplicator_fn *) strdup);
+    }
+    zlistx_add_end (self->held, job->id);
+}
+
+//  The hold is over: the held jobs no worker reported join their queues.
+void
+bm_jobstore_hold_tick (bm_broker_t *self, int64_t now)
+{
+    if (!self->held || self->held_until == 0 || now < self->held_until)
+        return;
+    zlistx_t *held = self->held;
+    self->held = NULL;
+    self->held_until = 0;
+    zlistx_t *services = zlistx_new ();
+    size_t released = 0;
+    for (const char *id = (const char *) zlistx_first (held); id;
+         id = (const char *) zlistx_next (held)) {
+        bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
+        if (!job || !job->held || job->state != JOB_QUEUED)
+            continue;           //  Adopted, taken, cancelled or queued since
+        job->held = false;
+        bm_info (job->id, "not reported by %s within %" PRId64 " ms of the recovery: "
+                 "dispatched again", job->worker_name ? job->worker_name : "its worker",
+                 s_hold_ms (self));
+        bm_service_queue_push (job->service, job);
+        if (!zlistx_find (services, job->service))
+            zlistx_add_end (services, job->service);
+        released++;
+    }
+    zlistx_destroy (&held);
+    if (released)
+        bm_info (NULL, "%zu recovered job(s) no worker reported are queued for dispatch",
+                 released);
+    bm_service_t *service;
+    while ((service = (bm_service_t *) zlistx_detach (services, NULL)))
+        bm_dispatch (self, service);
+    zlistx_destroy (&services);
+}
+
+void
+bm_jobstore_hold_free (bm_broker_t *self)
+{
+    zlistx_destroy (&self->held);
+}
 
 static void
 s_recovery_finish (bm_broker_t *self)
@@ -509,9 +577,17 @@ s_recovery_finish (bm_broker_t *self)
         queued += bm_heap_size (service->queue);
         service = (bm_service_t *) zhashx_next (self->services);
     }
-    bm_info (NULL, "recovered %zu unfinished jobs from redis (%zu queued, %zu delayed)",
-             queued + bm_heap_size (self->delayed), queued, bm_heap_size (self->delayed));
+    size_t held = self->held ? zlistx_size (self->held) : 0;
+    bm_info (NULL, "recovered %zu unfinished jobs from redis (%zu queued, %zu delayed, "
+             "%zu were running)", queued + held + bm_heap_size (self->delayed), queued,
+             bm_heap_size (self->delayed), held);
     bm_workers_recovery_done (self);
+    if (self->held) {
+        self->held_until = bm_mono_ms () + s_hold_ms (self);
+        bm_info (NULL, "the jobs that were running and no worker reported yet wait up to "
+                 "%" PRId64 " ms for their workers before they are dispatched again",
+                 s_hold_ms (self));
+    }
     service = (bm_service_t *) zhashx_first (self->services);
     zlistx_t *all = zlistx_new ();
     while (service) {
@@ -560,12 +636,15 @@ s_on_recovered_job (redisReply *reply, void *arg)
                           "the broker restarted while the last allowed attempt ran");
         }
         else {
-            bm_job_enqueue (self, job);
             if (was_running) {
-                bm_info (job->id, "recovered: was running (attempt %" PRId64 "), queued again",
-                         job->attempts);
+                s_hold (self, job);
+                bm_info (job->id, "recovered: was running (attempt %" PRId64 ") on %s, queued "
+                         "again; held for its worker to report it", job->attempts,
+                         job->worker_name ? job->worker_name : "a worker");
                 bm_jobstore_persist_state (self, job);
             }
+            else
+                bm_job_enqueue (self, job);
             //  A worker that said it runs it takes it back.
             bm_workers_claim_recovered (self, job);
         }

@@ -185,6 +185,7 @@ void
 bm_job_adopt (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
 {
     bm_service_queue_remove (job->service, job);
+    job->held = false;
     int64_t attempts = job->attempts;
     s_job_assign (self, job, worker);
     //  The attempt the worker runs: the one recorded, or the first when its
@@ -369,6 +370,7 @@ bm_job_enqueue (bm_broker_t *self, bm_job_t *job)
     (void) self;
     job->state = JOB_QUEUED;
     job->worker = NULL;
+    job->held = false;
     job->queued_mono = bm_mono_ms ();
     bm_service_queue_push (job->service, job);
 }
