@@ -23,6 +23,7 @@
   var POLL_MS = 2000;             // stats, jobs and the open job
   var HISTORY_MS = 5000;          // snapshots change every METRICS_SNAPSHOT_INTERVAL
   var HISTORY_LIMIT = 360;        // one hour at 10 s
+  var WEBHOOK_ALERT_MS = 300000;  // failed webhook deliveries flagged for 5 min
   var KEY_STORE = "botmesh.apiKey";
   var PALETTE = ["#2f6fdf", "#e07b00", "#1d8a4f", "#b83280", "#6b46c1",
                  "#c53030", "#008c95", "#8a6d00", "#4a5568", "#d53f8c"];
@@ -254,7 +255,11 @@
       el("td", { "class": "num", "data-field": "completed" }, sums.completed),
       el("td", { "class": "num", "data-field": "failed" }, sums.failed),
       el("td", { "class": "num", "data-field": "cancelled" }, sums.cancelled),
-      el("td", { "class": "num", "data-field": "workers" }, (stats.workers || []).length),
+      //  Bot workers, as broker_workers_connected: a webhook manager (a
+      //  worker of the webhook type only) is on the webhook row.
+      el("td", { "class": "num", "data-field": "workers" }, (stats.workers || []).filter(function (w) {
+        return (w.types || []).some(function (t) { return t !== "webhook"; });
+      }).length),
       el("td", { "class": "num", "data-field": "limitKills" }, sums.limitKills),
       el("td", null, ""),
       el("td", { "class": "num", "data-field": "warmProcesses" }, sums.warmProcesses),
@@ -294,13 +299,27 @@
     } else { leader.textContent = "leader ?"; leader.dataset.state = "unknown"; }
   }
 
+  //  Jobs wait and nothing can take them: no worker serves the type (for
+  //  the webhook type: no webhook manager is connected).
+  function typeAlert(name, t) {
+    if (num(t.waiting) > 0 && num(t.workers) === 0)
+      return { code: "no-workers", text: name === "webhook" ? "no webhook manager" : "no workers",
+               title: num(t.waiting) + " queued, and no " + (name === "webhook" ? "webhook manager is" : "worker serving " + name + " is") +
+                      " connected: they wait until one is" };
+    return null;
+  }
+
   function typeRow(name, t) {
     var usage = t.usage !== undefined ? t.usage : t.running;
     var id = function (f) { return "type-" + name + "-" + f; };
-    return el("tr", { "data-type": name, "data-paused": t.paused ? "1" : "0" },
+    var alert = typeAlert(name, t);
+    var attrs = { "data-type": name, "data-paused": t.paused ? "1" : "0" };
+    if (alert) { attrs["class"] = "alerting"; attrs["data-alert"] = alert.code; }
+    return el("tr", attrs,
       el("td", { "class": "type" },
          el("span", { "class": "swatch", style: "background:" + colorOf(name) }), name,
-         t.paused ? el("span", { "class": "state state-paused", id: id("paused") }, "paused") : null),
+         t.paused ? el("span", { "class": "state state-paused", id: id("paused") }, "paused") : null,
+         alert ? el("span", { "class": "state state-alert", id: id("alert"), title: alert.title }, alert.text) : null),
       el("td", { "class": "num", "data-field": "waiting", id: id("waiting") }, num(t.waiting)),
       el("td", { "class": "num", "data-field": "delayed", id: id("delayed") }, num(t.delayed)),
       el("td", null, usageCell(num(t.running), num(t.limit), num(usage), name)),
@@ -799,10 +818,32 @@
         return [snap.t, delta];
       });
     };
+    var failedPoints = hook("failed");
     drawChart($("chart-webhook"), [
       { name: "delivered", color: "#1d8a4f", points: hook("delivered") },
-      { name: "failed", color: "#c53030", points: hook("failed") }
+      { name: "failed", color: "#c53030", points: failedPoints }
     ], "legend-webhook", range);
+    renderWebhookAlert(failedPoints);
+  }
+
+  //  Webhook deliveries that failed (after all their retries) within the
+  //  last WEBHOOK_ALERT_MS of history: a badge on the header and on the
+  //  chart, not only a spike in it.
+  function renderWebhookAlert(failedPoints) {
+    var last = failedPoints.length ? failedPoints[failedPoints.length - 1][0] : 0;
+    var failed = 0;
+    failedPoints.forEach(function (p) {
+      if (p[0] > last - WEBHOOK_ALERT_MS && typeof p[1] === "number") failed += p[1];
+    });
+    var minutes = Math.round(WEBHOOK_ALERT_MS / 60000);
+    var text = failed + " webhook deliver" + (failed === 1 ? "y" : "ies") + " failed in the last " + minutes + " min";
+    [$("webhook-alert"), $("webhook-chart-alert")].forEach(function (badge) {
+      badge.hidden = failed === 0;
+      badge.textContent = failed ? text : "";
+      badge.dataset.failed = String(failed);
+      badge.title = failed ? "deliveries that gave up after every retry: a job's detail shows its webhook's lastError" : "";
+    });
+    $("chart-webhook").parentNode.classList.toggle("alerting", failed > 0);
   }
 
   // ------------------------------------------------------------------
