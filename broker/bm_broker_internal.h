@@ -204,6 +204,8 @@ struct _bm_broker_t {
     bm_metric_t *mf_queue_limit;        //  queue_limit{queue_name}
     bm_series_t *m_workers, *m_redis_up, *m_store_pending;
     int64_t bot_workers;                //  broker_workers_connected
+    bm_series_t *m_webhook_managers;    //  broker_webhook_managers_connected
+    int64_t webhook_managers;
     msgpack_sbuffer body_pool [BM_BODY_POOL];   //  Buffers kept for bodies
     int body_pool_size;         //  How many the pool holds
     msgpack_sbuffer body_big;   //  The larger buffer kept, or none (data NULL)

@@ -62,14 +62,15 @@ bm_service_require (bm_broker_t *self, const char *name)
     service->m_waiting = bm_metric_series (self->mf_waiting, name);
     service->m_limit = bm_metric_series (self->mf_limit, name);
     service->m_delayed = bm_metric_series (self->mf_delayed, name);
-    //  Present from the start at 0: a type no worker serves shows as such.
-    service->m_workers = bm_metric_series (self->mf_type_workers, name);
     service->m_queue_limit = bm_metric_series (self->mf_queue_limit, name);
     bm_series_set (service->m_queue_limit, (double) service->max_queue);
     //  Webhook deliveries are no bot executions: the bot_type series
-    //  (executions, durations, submissions, waits, retries) leave them out
-    //  (NULL series ignore updates); the webhook service counts them.
+    //  (executions, durations, submissions, waits, retries, workers) leave
+    //  them out (NULL series ignore updates); the webhook service counts
+    //  them, broker_webhook_managers_connected its workers.
     if (!streq (name, BM_WEBHOOK_TYPE)) {
+        //  Present from the start at 0: a type no worker serves shows so.
+        service->m_workers = bm_metric_series (self->mf_type_workers, name);
         service->m_submitted = bm_metric_series (self->mf_submitted, name);
         service->m_completed = bm_metric_series (self->mf_executions, name, "completed");
         service->m_failed = bm_metric_series (self->mf_executions, name, "failed");

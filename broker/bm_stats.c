@@ -197,11 +197,13 @@ bm_stats_setup_metrics (bm_broker_t *self)
         "Messages not sent because the peer was gone or its queue full", "reason");
     self->m_workers = bm_metric_series (bm_metrics_gauge (m, "broker_workers_connected",
         "Bot workers connected to the broker (webhook managers, which connect as workers "
-        "of the webhook type only, are not counted: see broker_workers{bot_type=\"webhook\"})",
+        "of the webhook type only, are not counted: broker_webhook_managers_connected)",
         NULL));
+    self->m_webhook_managers = bm_metric_series (bm_metrics_gauge (m,
+        "broker_webhook_managers_connected",
+        "Webhook managers connected to the broker (to take webhook deliveries)", NULL));
     self->mf_type_workers = bm_metrics_gauge (m, "broker_workers",
-        "Workers connected to the broker that serve the bot type (bot_type=\"webhook\": "
-        "webhook managers)", "bot_type");
+        "Workers connected to the broker that serve the bot type", "bot_type");
     self->mf_queue_limit = bm_metrics_gauge (m, "queue_limit",
         "Bound of the queue (MAX_QUEUE, MAX_QUEUE_<TYPE>): submissions beyond it are "
         "rejected queue_full", "queue_name");
@@ -212,21 +214,28 @@ bm_stats_setup_metrics (bm_broker_t *self)
 }
 
 //  A worker registered (delta +1) or is being deleted (-1, after it left
-//  its services' lists): broker_workers_connected counts the bot workers
-//  (a webhook manager serves the webhook type only and is left out),
-//  broker_workers{bot_type} the workers serving each of its types.
+//  its services' lists): broker_workers_connected counts the bot workers,
+//  broker_webhook_managers_connected the workers of the webhook type (a
+//  webhook manager serves that type only), broker_workers{bot_type} the
+//  workers serving each bot type.
 void
 bm_stats_worker_counted (bm_broker_t *self, const bm_worker_entry_t *worker, int delta)
 {
-    bool bot_worker = false;
+    bool bot_worker = false, webhook_manager = false;
     for (int i = 0; i < worker->service_count; i++) {
         bm_service_t *service = worker->services [i];
         bm_series_set (service->m_workers, (double) zlistx_size (service->workers));
-        if (!streq (service->name, BM_WEBHOOK_TYPE))
+        if (streq (service->name, BM_WEBHOOK_TYPE))
+            webhook_manager = true;
+        else
             bot_worker = true;
     }
     if (bot_worker) {
         self->bot_workers += delta;
         bm_series_set (self->m_workers, (double) self->bot_workers);
+    }
+    if (webhook_manager) {
+        self->webhook_managers += delta;
+        bm_series_set (self->m_webhook_managers, (double) self->webhook_managers);
     }
 }

@@ -217,8 +217,10 @@ def test():
         check(value('broker_workers{job="broker",bot_type="node"}') == 0,
               "broker_workers{node} = 0 (present for a type no worker serves)", query('broker_workers'))
         if webhooks:
-            check(value('broker_workers{job="broker",bot_type="webhook"}') == 1,
-                  "broker_workers{webhook} = 1 (the webhook manager)", query('broker_workers'))
+            check(value('broker_webhook_managers_connected{job="broker"}') == 1,
+                  "broker_webhook_managers_connected = 1", query('broker_webhook_managers_connected'))
+        check(not query('broker_workers{bot_type="webhook"}'), "no broker_workers{bot_type=\"webhook\"}: "
+              "deliveries are no bot type", query('broker_workers'))
         check(value('queue_limit{job="broker",queue_name="node"}') == 3, "queue_limit{node} = MAX_QUEUE_NODE",
               query('queue_limit'))
         check(value('queue_limit{job="broker",queue_name="python"}') == 100000, "queue_limit{python} = MAX_QUEUE",
@@ -272,8 +274,9 @@ def test():
             wait_until(lambda: active("BotmeshWebhookManagerDisconnected"), 30,
                        "BotmeshWebhookManagerDisconnected pending after the webhook manager stopped",
                        interval=0.25)
-            check(value('broker_workers{job="broker",bot_type="webhook"}') == 0,
-                  "broker_workers{webhook} = 0 once the webhook manager is gone", query('broker_workers'))
+            check(value('broker_webhook_managers_connected{job="broker"}') == 0,
+                  "broker_webhook_managers_connected = 0 once the webhook manager is gone",
+                  query('broker_webhook_managers_connected'))
 
 
 if __name__ == "__main__":
