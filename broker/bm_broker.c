@@ -173,8 +173,10 @@ s_route (bm_broker_t *self, zframe_t *identity, const char *header, int command,
     unsigned char byte = (unsigned char) command;
     if (zmq_send (handle, zframe_data (identity), zframe_size (identity),
                   ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
+        int error = zmq_errno ();
         bm_series_inc (bm_metric_series (self->mf_dropped,
-                                         zmq_errno () == EAGAIN ? "peer_queue_full" : "peer_gone"));
+                                         error == EAGAIN ? "peer_queue_full" : "peer_gone"));
+        errno = error;          //  For the caller: EAGAIN or EHOSTUNREACH
         return -1;
     }
     zmq_send (handle, header, BM_HEADER_LEN, ZMQ_SNDMORE | ZMQ_DONTWAIT);
@@ -384,8 +386,13 @@ bm_broker_reject (bm_broker_t *self, zframe_t *identity, const msgpack_object *r
     s_reject_send (self, identity, request, code, message);
 }
 
-//  Returns 0, or -1 when the worker's queue is full (it is then marked
-//  congested: no JOB goes to it until it is heard from again).
+//  Returns 0, or -1 when the message could not be queued for the worker:
+//  its queue is full (EAGAIN: it does not read fast enough), or its
+//  connection is gone (EHOSTUNREACH: the process died or the link
+//  closed; ZeroMQ has no peer of that routing id any more).  Either way it
+//  is marked congested: no JOB goes to it until it is heard from again
+//  (a worker that is gone is declared lost after HEARTBEAT_LIVENESS
+//  intervals, and its jobs re-queued).
 int
 bm_broker_send_worker (bm_broker_t *self, bm_worker_entry_t *worker, int command, bm_body_t *body)
 {
@@ -393,9 +400,17 @@ bm_broker_send_worker (bm_broker_t *self, bm_worker_entry_t *worker, int command
     size_t size = body ? body->sbuf.size : 1;
     worker->heartbeat_at = bm_mono_ms () + self->config.heartbeat_ms;
     if (s_route (self, worker->identity, BM_WORKER_HEADER, command, data, size)) {
-        if (!worker->congested)
-            bm_warn (NULL, "worker %s does not read its messages fast enough: "
-                     "no jobs for it until it is heard from", worker->name);
+        if (!worker->congested) {
+            if (errno == EAGAIN)
+                bm_warn (NULL, "worker %s does not read its messages fast enough (its queue of "
+                         "%" PRId64 " messages is full): no jobs for it until it is heard from",
+                         worker->name, self->config.peer_hwm);
+            else
+                bm_warn (NULL, "worker %s is not connected (its connection closed: the process "
+                         "ended or the link dropped): no jobs for it until it is heard from; "
+                         "lost after %" PRId64 " ms of silence", worker->name,
+                         self->config.heartbeat_ms * self->config.liveness);
+        }
         worker->congested = true;
         return -1;
     }

@@ -6,7 +6,9 @@ A real broker (no Redis) and fake workers the test drives step by step:
 - a worker declared dead that reconnects (new socket, same name, READY)
   and sends DONE for the job it was running has that DONE taken, as long
   as the job was not given to another worker meanwhile; if it was, NACK
-  not_owner and the other worker's outcome counts.
+  not_owner and the other worker's outcome counts;
+- a worker whose connection closed (its process died) is logged as not
+  connected when a send to it fails, not as a worker that reads too slowly.
 """
 import harness as h
 from fakeworker import FakeWorker
@@ -81,6 +83,24 @@ def test():
                 "the job ends with the outcome of the worker it was given to", rec)
         for wk in (back, other, late):
             wk.close()
+    gone_peer()
+
+
+def gone_peer():
+    # Liveness 5 s: the broker's heartbeats to the closed worker (every
+    # 100 ms) fail long before it is declared lost.
+    env = {"HEARTBEAT_INTERVAL_MS": "100", "HEARTBEAT_LIVENESS": "50"}
+    with h.Stack("worker_gone_peer") as s:
+        broker = s.broker(redis=False, env=env)
+        c = s.client()
+        w = FakeWorker(s.endpoint, "w-killed", ["python"], 1)
+        s.wait_workers(1, "python")
+        w.close()                       # as kill -9 does: the TCP connection closes
+        h.wait_until(lambda: "worker w-killed is not connected" in broker.output(), 4,
+                     "the broker to log that w-killed is not connected")
+        h.check("fast enough" not in broker.output(),
+                "a closed connection is not logged as a slow reader", broker.output()[-1500:])
+        h.check(workers_named(c, "w-killed"), "w-killed is not declared lost before its liveness")
 
 
 if __name__ == "__main__":
