@@ -457,16 +457,35 @@ s_on_cancel (bm_worker_t *self, const bm_codec_job_notice_t *body)
 {
     const char *job_id = body->job_id;
     job_t *job = (job_t *) zhashx_lookup (self->jobs, job_id);
+    char reason [32] = "cancelled";
+    if (body->reason.ptr && body->reason.len > 0)
+        snprintf (reason, sizeof reason, "%.*s", (int) body->reason.len, body->reason.ptr);
+    size_t kept_size;
+    if (!job && bm_done_replay_completed (self->recent_done, job_id, &kept_size)) {
+        //  We completed it moments ago, but the broker had taken us for
+        //  lost (we were paused, or cut off) and given the job to another
+        //  worker: our result does not count.
+        bm_warn (job_id, "result discarded: CANCEL from the broker (%s) for the run we completed: "
+                 "%s", reason,
+                 streq (reason, "finished") ? "the broker had given the job to another worker, "
+                                              "which finished it"
+                 : streq (reason, "duplicate") ? "the broker had given the job to another "
+                                                 "worker, which runs it"
+                 : streq (reason, "unknown") ? "the broker does not know the job"
+                 : "the broker did not take our result");
+        return;
+    }
     if (!job) {
         bm_debug (job_id, "CANCEL for a job we do not run: ignored");
         return;
     }
-    char reason [32] = "cancelled";
-    if (body->reason.ptr && body->reason.len > 0)
-        snprintf (reason, sizeof reason, "%.*s", (int) body->reason.len, body->reason.ptr);
     snprintf (job->cancel_code, sizeof job->cancel_code, "%s",
               streq (reason, "timeout") ? "timeout" : "cancelled");
-    bm_info (job_id, "CANCEL from the broker (%s): stopping the bot", reason);
+    if (streq (reason, "duplicate") || streq (reason, "finished"))
+        bm_warn (job_id, "CANCEL from the broker (%s): the broker had given the job to another "
+                 "worker; stopping the bot, its result will not count", reason);
+    else
+        bm_info (job_id, "CANCEL from the broker (%s): stopping the bot", reason);
     bm_job_stop (job, STOP_CANCEL);
 }
 

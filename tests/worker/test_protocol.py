@@ -4,6 +4,7 @@ this test), transcript style: what the worker must send for what it gets.
 Scenarios: READY and heartbeats; JOB -> PROGRESS + DONE with the bot's
 result; credit exceeded -> RELEASE; unknown bot type -> DONE spawn_failed;
 CANCEL -> DONE cancelled (and the NACK not_owner that follows is ignored);
+CANCEL for a run just completed -> a log line saying its result was discarded;
 local timeout; a JOB dispatched again while it runs; hostile frames;
 DISCONNECT and silence -> a new socket and READY (whole credit, running:
 the jobs still running), the running bot's DONE on the new socket; a broker that
@@ -127,6 +128,18 @@ def scenario_basic(s):
     fb.send(ident, JOB, job("j-after", payload={"size": 3}))
     _, _, body = fb.recv(10, want=DONE)
     check(body["ok"] is True and body["result"]["stats"]["count"] == 3, "next job runs fine", body)
+
+    # CANCEL for the run we just completed (the broker had taken the worker
+    # for lost and given the job to another): the log says the result was
+    # discarded, instead of leaving "completed" as the last word.
+    fb.send(ident, WCANCEL, {"jobId": "j-after", "reason": "finished"})
+    wait_until(lambda: "result discarded" in w.output(), 5,
+               "the worker to log that its result was discarded")
+    line = [l for l in w.output().splitlines() if "result discarded" in l][0]
+    check("job=j-after" in line and "another worker" in line and "WARN" in line,
+          "one WARN line names the job and says another worker had it", line)
+    later = fb.idle(0.3)
+    check(not [m for m in later if m[2] in (DONE, RELEASE)], "nothing is sent for that CANCEL", later)
     check(w.alive(), "worker alive")
     fb.close()
     w.stop()
