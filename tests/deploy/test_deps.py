@@ -88,8 +88,15 @@ def installed_by(calls):
         words = line.split()
         if "install" in words:
             rest = words[words.index("install") + 1:]
-            pkgs |= {w for w in rest if not w.startswith("-")}
-            opts |= {w for w in rest if w.startswith("-")}
+            i = 0
+            while i < len(rest):
+                w = rest[i]
+                if w in ("-o", "--option") and i + 1 < len(rest):
+                    opts.add("%s %s" % (w, rest[i + 1]))     # -o NAME=VALUE: one option
+                    i += 2
+                    continue
+                (opts if w.startswith("-") else pkgs).add(w)
+                i += 1
     return pkgs, opts
 
 
