@@ -1,0 +1,124 @@
+"""deploy.status - ./botmesh status tells the truth during an incident.
+
+The local stack (ephemeral ports, private var directory, simulated bots,
+env file with API keys, as deploy.script): `status` run without the env file
+`up` read finds the services on the ports recorded in var/run and says
+those differ from its own settings; a worker killed with SIGKILL stays DOWN
+(exit 1) in every `status` until `up` starts it again; a worker stopped
+with SIGSTOP shows STOPPED (exit 1), and its type's row says the broker
+lists fewer workers than run; `scale python=2` is kept across `down` and
+`up` (var/scale), and `scale python=1` sets it back.
+"""
+import os
+import signal
+import subprocess
+import time
+
+from harness import check, log, main, wait_until
+from test_script import Env, alive, show
+import deploylib as d
+
+
+def row(p, name):
+    return next((l for l in p.stdout.splitlines() if l.split()[:1] == [name]), "")
+
+
+def type_row(p, t):
+    return next((l for l in p.stdout.splitlines() if l.strip().startswith("%s workers" % t)), "")
+
+
+def test():
+    for b in ("botmesh-broker", "botmesh-worker", "botmesh-gateway"):
+        if not d.binary(b):
+            d.skip("%s not built yet" % b)
+    e = Env()
+    try:
+        run(e)
+    finally:
+        e.cleanup()
+
+
+def run(e):
+    p = e.run("up")
+    check(p.returncode == 0, "up", show(p))
+    p = e.run("scale", "python=2")
+    check(p.returncode == 0, "scale python=2", show(p))
+    p = e.run("status")
+    check(p.returncode == 0 and "1 registered" not in type_row(p, "python")
+          and "2 registered with the broker" in type_row(p, "python"),
+          "status: everything up, 2 python workers registered", show(p))
+
+    # status without the env file up read (and without the port variables):
+    # the ports recorded in var/run, and a note saying they differ.
+    empty = os.path.join(e.dir, "empty.env")
+    open(empty, "w").close()
+    env = dict(e.env, BOTMESH_ENV_FILE=empty)
+    for k in ("API_GATEWAY_PORT", "BROKER_ENDPOINT", "BROKER_METRICS_PORT", "WEBHOOK_MANAGER_PORT",
+              "BOTMESH_REDIS_PORT"):
+        env.pop(k, None)
+    q = subprocess.run([os.path.join(d.ROOT, "botmesh"), "status"], capture_output=True, text=True,
+                       timeout=120, env=env)
+    log("$ ./botmesh status (no env file) -> rc %d\n%s%s" % (q.returncode, q.stdout, q.stderr))
+    check(q.returncode == 0, "status without the env file: every service up (exit 0)", show(q))
+    check("up (/health)" in row(q, "gateway") and str(e.ports["gw"]) in row(q, "gateway"),
+          "status without the env file finds the gateway on its recorded port", show(q))
+    check("up (PING)" in row(q, "redis"), "... and Redis on its recorded port", show(q))
+    check("gateway runs on port %d" % e.ports["gw"] in q.stderr and "not 3000" in q.stderr,
+          "... and says the recorded gateway port differs from the configured one", q.stderr)
+    check("2 registered with the broker" in type_row(q, "python"),
+          "... and the broker's workers through the gateway on its recorded port", show(q))
+
+    # SIGKILL: DOWN in the first status and in the next ones.
+    pids = e.pids()
+    os.kill(pids["worker-java-1"], signal.SIGKILL)
+    wait_until(lambda: not alive(pids["worker-java-1"]), 10, "the killed worker to be gone")
+    for i in (1, 2):
+        p = e.run("status")
+        check(p.returncode == 1 and "DOWN" in row(p, "worker-java-1"),
+              "status #%d after kill -9: worker-java-1 DOWN, exit 1" % i, show(p))
+    check("worker-java-1" in e.pids(), "the dead worker's pid file is kept")
+
+    # SIGSTOP: STOPPED, and the broker soon lists fewer than run.
+    node = pids["worker-node-1"]
+    os.kill(node, signal.SIGSTOP)
+    try:
+        p = e.run("status")
+        check(p.returncode == 1 and "STOPPED" in row(p, "worker-node-1"),
+              "status: a SIGSTOPped worker is STOPPED, exit 1", show(p))
+
+        def fewer():
+            q = e.run("status")
+            return "FEWER than the 1 running" in type_row(q, "node") and q
+        t0 = time.monotonic()
+        q = wait_until(fewer, 60, "status to say the broker lists fewer node workers than run", interval=0.5)
+        log("fewer after %.1f s" % (time.monotonic() - t0))
+        check(q.returncode == 1, "status exits 1 when fewer workers are registered than run", show(q))
+    finally:
+        os.kill(node, signal.SIGCONT)
+
+    # up starts the dead worker again; the stopped one registers again.
+    p = e.run("up")
+    check(p.returncode == 0 and "worker-java-1: started" in p.stdout, "up starts the killed worker again",
+          show(p))
+    wait_until(lambda: e.run("status").returncode == 0, 60, "status to be healthy again after up", interval=0.5)
+
+    # The scale survives down and up.
+    p = e.run("down", timeout=120)
+    check(p.returncode == 0, "down", show(p))
+    p = e.run("up")
+    check(p.returncode == 0 and "worker-python-2: started" in p.stdout
+          and "python=2" in p.stdout, "up after down starts the 2 python workers scale asked for, and says so",
+          show(p))
+    p = e.run("status")
+    check(p.returncode == 0 and row(p, "worker-python-2") and "2 registered" in type_row(p, "python"),
+          "status: 2 python workers after down and up", show(p))
+    p = e.run("scale", "python=1")
+    check(p.returncode == 0, "scale python=1", show(p))
+    p = e.run("down", timeout=120)
+    p = e.run("up")
+    check(p.returncode == 0 and "worker-python-2" not in p.stdout, "after scale python=1, up starts one",
+          show(p))
+
+
+if __name__ == "__main__":
+    main(test)
