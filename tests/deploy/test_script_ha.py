@@ -7,7 +7,8 @@ next port) with BROKER_HA=redis and gives every peer both endpoints;
 leader line; a job runs end to end.  The leader is killed with SIGKILL:
 `status` names the other broker as leader within a few seconds, with the
 next epoch, and a job submitted then runs end to end too (gateway and
-workers followed).  `down` leaves no process behind.
+workers followed), and `logs broker` shows both brokers' logs.  `down` leaves
+no process behind.
 """
 import os
 import re
@@ -92,6 +93,12 @@ def test():
         check(leader.startswith("%s (" % second) and leader.endswith("epoch 2)"),
               "the leader line names %s at epoch 2" % second, leader)
         invoke_ok(e, "after the failover")
+        # logs broker follows both brokers, whichever leads; each block of
+        # lines under the name of its log.
+        p = e.run("logs", "broker", "--no-follow", "-n", "3")
+        heads = sorted(l for l in p.stdout.splitlines() if l.startswith("==> "))
+        check(p.returncode == 0 and [os.path.basename(h[4:-4].strip()) for h in heads]
+              == ["broker-2.log", "broker.log"], "logs broker shows broker.log and broker-2.log", ts.show(p))
 
         p = e.run("down", timeout=120)
         check(p.returncode == 0, "down succeeds", ts.show(p))
