@@ -293,7 +293,7 @@ s_worker_reclaim (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
 {
     bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
     if (job && job->state == JOB_QUEUED && job->durable && job->attempts > 0
-    &&  job->worker_name && streq (job->worker_name, worker->name)) {
+    &&  job->last_worker && streq (job->last_worker, worker->name)) {
         bm_info (job->id, "DONE from %s, which ran attempt %" PRId64 " before it was lost: taken",
                  worker->name, job->attempts);
         return job;
@@ -400,8 +400,13 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
     bm_job_t *job = s_worker_job (self, worker, done.job_id);
     if (!job)
         job = s_worker_reclaim (self, worker, done.job_id);
-    if (job && job->state == JOB_QUEUED && done.started_at > 0)
-        job->started_at = done.started_at;     //  Reclaimed: when its run began
+    if (job && job->state == JOB_QUEUED) {
+        //  Reclaimed: the run that was lost is the job's again.
+        bm_set_str (&job->worker_name, job->last_worker);
+        bm_set_str (&job->last_worker, NULL);
+        if (done.started_at > 0)
+            job->started_at = done.started_at;
+    }
     if (!job) {
         bm_job_t *other = (bm_job_t *) bm_jobtab_lookup (self->jobs, done.job_id);
         if (s_done_of_earlier_run (&done, other))

@@ -85,6 +85,7 @@ bm_job_destroy (bm_job_t **job_p)
         free (job->error_code);
         free (job->error_message);
         free (job->worker_name);
+        free (job->last_worker);
         free (job->wh);
         free (job->parent);
         free (job->attempt_errors);
@@ -131,6 +132,24 @@ bm_job_reset_outcome (bm_job_t *job)
     job->exit_code = 0;
     bm_job_set_error (job, NULL, NULL);
     bm_job_set_result (job, NULL, 0);
+}
+
+//  A job that goes back to waiting (queued or delayed) sheds the fields of
+//  the run it had: progress, startedAt and worker (the worker's name is
+//  kept apart, as last_worker, for its DONE that may still come).  True
+//  if anything changed.
+bool
+bm_job_clear_run (bm_job_t *job)
+{
+    bool changed = job->progress != 0 || job->started_at != 0 || job->worker_name;
+    job->progress = 0;
+    job->started_at = 0;
+    if (job->worker_name) {
+        free (job->last_worker);
+        job->last_worker = job->worker_name;
+        job->worker_name = NULL;
+    }
+    return changed;
 }
 
 //  Pack a job's record (protocol.md section 3).  full = with payload and

@@ -78,7 +78,11 @@ struct _bm_job_t {
     char *error_message;
     int64_t exit_code;          //  The bot's exit status, when its worker said
     bool has_exit_code;
-    char *worker_name;          //  Who ran the last attempt
+    char *worker_name;          //  Who runs (or ran) the attempt; NULL
+                                //  while queued or delayed
+    char *last_worker;          //  While queued or delayed: who ran the
+                                //  attempt that was lost (its DONE may
+                                //  still come), or NULL
     bm_worker_entry_t *worker;           //  Running on, or NULL
     int64_t progress;
     int64_t attempts;
@@ -132,6 +136,9 @@ void bm_job_set_result (bm_job_t *self, char *result, size_t size);
 //  Forget the last run's outcome before the job runs again (RETRY):
 //  attempts, progress, times, error and result.
 void bm_job_reset_outcome (bm_job_t *self);
+//  Back to waiting: progress, startedAt and worker go (the worker's name
+//  to last_worker).  True if anything changed.
+bool bm_job_clear_run (bm_job_t *self);
 //  Pack its record; full: with payload and result.
 void bm_job_pack_record (msgpack_packer *pk, const bm_job_t *self, bool full);
 //  Queue order (priority, then submission) and deadline order, with the

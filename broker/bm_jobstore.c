@@ -515,6 +515,7 @@ s_hold (bm_broker_t *self, bm_job_t *job)
 {
     job->state = JOB_QUEUED;
     job->worker = NULL;
+    bm_job_clear_run (job);
     job->queued_mono = bm_mono_ms ();
     job->held = true;
     if (!self->held) {
@@ -543,7 +544,7 @@ bm_jobstore_hold_tick (bm_broker_t *self, int64_t now)
             continue;           //  Adopted, taken, cancelled or queued since
         job->held = false;
         bm_info (job->id, "not reported by %s within %" PRId64 " ms of the recovery: "
-                 "dispatched again", job->worker_name ? job->worker_name : "its worker",
+                 "dispatched again", job->last_worker ? job->last_worker : "its worker",
                  s_hold_ms (self));
         bm_service_queue_push (job->service, job);
         if (!zlistx_find (services, job->service))
@@ -640,11 +641,17 @@ s_on_recovered_job (redisReply *reply, void *arg)
                 s_hold (self, job);
                 bm_info (job->id, "recovered: was running (attempt %" PRId64 ") on %s, queued "
                          "again; held for its worker to report it", job->attempts,
-                         job->worker_name ? job->worker_name : "a worker");
+                         job->last_worker ? job->last_worker : "a worker");
                 bm_jobstore_persist_state (self, job);
             }
-            else
+            else {
+                //  A record written before queued jobs shed their run's
+                //  fields is tidied.
+                bool stale = job->progress || job->started_at || job->worker_name;
                 bm_job_enqueue (self, job);
+                if (stale)
+                    bm_jobstore_persist_state (self, job);
+            }
             //  A worker that said it runs it takes it back.
             bm_workers_claim_recovered (self, job);
         }

@@ -21,6 +21,7 @@
 #define X_STARTED       "s"
 #define X_FINISHED      "f"
 #define X_WORKER        "w"
+#define X_LAST_WORKER   "lw"
 #define X_RESULT        "r"
 #define X_ERROR_CODE    "ec"
 #define X_ERROR_MESSAGE "em"
@@ -101,7 +102,7 @@ bool
 bm_record_has_run (const bm_job_t *job)
 {
     return job->attempts || job->progress || job->started_at || job->finished_at
-        || job->worker_name || job->result || job->error_code || job->deliveries
+        || job->worker_name || job->last_worker || job->result || job->error_code || job->deliveries
         || job->run_at > 0 || job->attempt_errors_size;
 }
 
@@ -110,7 +111,8 @@ bm_record_pack_run (msgpack_packer *pk, const bm_job_t *job)
 {
     bool error = job->error_code != NULL;
     size_t count = (job->attempts != 0) + (job->progress != 0) + (job->started_at != 0)
-                 + (job->finished_at != 0) + (job->worker_name != NULL) + (job->result != NULL)
+                 + (job->finished_at != 0) + (job->worker_name != NULL)
+                 + (job->last_worker != NULL) + (job->result != NULL)
                  + (error ? 2 + job->has_exit_code : 0) + (job->deliveries != 0)
                  + (job->run_at > 0) + (job->attempt_errors_size > 0);
     msgpack_pack_map (pk, count);
@@ -124,6 +126,8 @@ bm_record_pack_run (msgpack_packer *pk, const bm_job_t *job)
         BM_PACK_KV_INT (pk, X_FINISHED, job->finished_at);
     if (job->worker_name)
         BM_PACK_KV_STR (pk, X_WORKER, job->worker_name);
+    if (job->last_worker)
+        BM_PACK_KV_STR (pk, X_LAST_WORKER, job->last_worker);
     if (job->result)
         s_pack_bin (pk, X_RESULT, job->result, job->result_size);
     if (error) {
@@ -236,6 +240,7 @@ s_read_run_entry (bm_job_t *job, const msgpack_object *key, const msgpack_object
     if (s_key_is (key, X_STARTED))      return s_read_int (value, &job->started_at);
     if (s_key_is (key, X_FINISHED))     return s_read_int (value, &job->finished_at);
     if (s_key_is (key, X_WORKER))       return s_read_str (value, &job->worker_name);
+    if (s_key_is (key, X_LAST_WORKER))  return s_read_str (value, &job->last_worker);
     if (s_key_is (key, X_RESULT))       return s_read_bin (value, &job->result, &job->result_size);
     if (s_key_is (key, X_ERROR_CODE))   return s_read_str (value, &job->error_code);
     if (s_key_is (key, X_ERROR_MESSAGE)) return s_read_str (value, &job->error_message);
@@ -430,6 +435,7 @@ bm_record_test (bool verbose)
     job->started_at = 1764360000100;
     job->finished_at = 1764360000200;
     job->worker_name = strdup ("w1");
+    job->last_worker = strdup ("w0");
     job->result = bm_memdup ("\x81\xa2ok\xc3", 5);       //  {ok: true}
     job->result_size = 5;
     job->deliveries = 1;
@@ -458,6 +464,7 @@ bm_record_test (bool verbose)
     BM_CHECK (back->payload_size == 4 && memcmp (back->payload, job->payload, 4) == 0);
     BM_CHECK (back->result_size == 5 && memcmp (back->result, job->result, 5) == 0);
     BM_CHECK (streq (back->webhook_url, job->webhook_url) && streq (back->worker_name, "w1"));
+    BM_CHECK (back->last_worker && streq (back->last_worker, "w0"));
     BM_CHECK (back->attempts == 1 && back->progress == 100 && back->deliveries == 1
               && back->started_at == 1764360000100 && back->finished_at == 1764360000200);
     BM_CHECK (!meta.has_run_attempts && meta.has_backoff && back->backoff.type == BM_BACKOFF_FIXED

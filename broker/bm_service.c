@@ -174,6 +174,7 @@ s_job_assign (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
     job->has_exit_code = false;
     job->worker = worker;
     bm_set_str (&job->worker_name, worker->name);
+    bm_set_str (&job->last_worker, NULL);
     job->started_at = bm_now_ms ();
     job->deadline = bm_mono_ms () + job->timeout_ms;
     bm_heap_push (self->deadlines, job);
@@ -209,6 +210,8 @@ s_job_sent (bm_broker_t *self, bm_job_t *job, bool sent)
         bm_job_unassign (self, job);
         job->attempts--;
         job->state = JOB_QUEUED;
+        job->progress = job->started_at = 0;
+        bm_set_str (&job->worker_name, NULL);
         bm_service_queue_push (job->service, job);
         return;
     }
@@ -372,6 +375,7 @@ bm_job_enqueue (bm_broker_t *self, bm_job_t *job)
     job->state = JOB_QUEUED;
     job->worker = NULL;
     job->held = false;
+    bm_job_clear_run (job);
     job->queued_mono = bm_mono_ms ();
     bm_service_queue_push (job->service, job);
 }

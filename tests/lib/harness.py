@@ -197,7 +197,7 @@ RECORD_SUBMIT_KEYS = {"t": "botType", "p": "payload", "y": "priority", "q": "seq
                       "o": "timeoutMs", "c": "createdAt", "u": "webhookUrl", "k": "idempotencyKey",
                       "a": "parent", "n": "runAttempts", "b": "backoff"}
 RECORD_RUN_KEYS = {"a": "attempts", "g": "progress", "s": "startedAt", "f": "finishedAt", "w": "worker",
-                   "r": "result", "ec": "errorCode", "em": "errorMessage", "ex": "errorExitCode",
+                   "lw": "lastWorker", "r": "result", "ec": "errorCode", "em": "errorMessage", "ex": "errorExitCode",
                    "d": "deliveries", "t": "runAt", "e": "attemptErrors"}
 
 
