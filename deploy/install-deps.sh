@@ -76,7 +76,6 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 # A mirror that drops a connection now and then (a fresh CI machine) is
 # tried again rather than failing the install.
-$SUDO apt-get update -qq -o Acquire::Retries=3
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends --no-upgrade \
-  -o Acquire::Retries=3 \
+$SUDO apt-get -o Acquire::Retries=3 update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o Acquire::Retries=3 install -y -qq --no-install-recommends --no-upgrade \
   "${filtered[@]}"
