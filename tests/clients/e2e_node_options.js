@@ -105,7 +105,12 @@ async function until(fn, ms, what) {
   const ended = await until(async () => (await c.schedules()).find((x) => x.key === 'node-every' && x.ended), 15000,
     'the schedule to make its 3 runs');
   check(ended.runs === 3, 'node client: schedules() lists it ended after 3 runs', ended);
-  const runs = (await c.list({ botType: 'pywork', limit: 100 })).filter((j) => j.jobId.startsWith('node-every@'));
+  // The schedule counts a run when it submits it; the run's job is listed
+  // once it is durable (a moment later on a loaded machine).
+  const runs = await until(async () => {
+    const found = (await c.list({ botType: 'pywork', limit: 100 })).filter((j) => j.jobId.startsWith('node-every@'));
+    return found.length >= 3 ? found : null;
+  }, 10000, 'the 3 run jobs to be listed');
   const dues = runs.map((j) => Number(j.jobId.split('@')[1])).sort((a, b) => a - b);
   check(dues.length === 3 && dues[1] - dues[0] === 300 && dues[2] - dues[1] === 300,
     'node client: 3 run jobs <key>@<due ms>, 300 ms apart', dues);
