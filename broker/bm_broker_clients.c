@@ -172,7 +172,9 @@ s_on_state_load (redisReply *reply, void *arg)
         state = bm_job_state_names [job->state];
     else
     if (reply && (job = bm_jobstore_job_from_hash (self, load->id, reply)) != NULL) {
-        state = bm_job_state_names [job->state];
+        //  Past its retention: gone, whether or not the sweep got to it
+        if (!bm_finished_expired (self, job, bm_now_ms ()))
+            state = bm_job_state_names [job->state];
         bm_job_destroy (&job);
     }
     load->done (state, load->arg);
@@ -411,6 +413,10 @@ s_on_load (redisReply *reply, void *arg)
             s_client_act (self, pending->identity, pending, NULL, load->command, job);
         else {
             job = bm_jobstore_job_from_hash (self, pending->id, reply);
+            //  A record past its retention is gone, whether or not the
+            //  sweep (bm_finished.c) deleted it yet.
+            if (job && bm_finished_expired (self, job, bm_now_ms ()))
+                bm_job_destroy (&job);
             if (!job)
                 s_pending_reject (pending, "not_found", "no job with that id");
             else

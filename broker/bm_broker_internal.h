@@ -377,6 +377,7 @@ void bm_finished_destroy (bm_finished_t **self_p);
 int bm_finished_which (bm_job_state_t state);
 void bm_finished_key (bm_broker_t *self, const char *bot_type, int which, char *key, size_t size);
 int64_t bm_finished_ttl_ms (bm_broker_t *self, int which);
+bool bm_finished_expired (bm_broker_t *self, const bm_job_t *job, int64_t now);
 void bm_finished_add (bm_broker_t *self, const bm_job_t *job);
 void bm_finished_flush (bm_broker_t *self);
 void bm_finished_forget (bm_broker_t *self, const bm_job_t *job);

@@ -1,25 +1,41 @@
 /*  bm_finished.c - the finished jobs of each bot type in Redis, by finish
-    time, so that clean and the retention by count reach the finished jobs
-    that live only in Redis (after a restart, or pushed out of memory by
-    KEEP_FINISHED_JOBS).
+    time: they delete the records whose retention ran out, and let clean and
+    the retention by count reach the finished jobs that live only in Redis
+    (after a restart, or pushed out of memory by KEEP_FINISHED_JOBS).
 
     Two sorted sets per bot type, {bm}:finished:completed:<type> and
     {bm}:finished:failed:<type>: member the job id, score its finishedAt
     (ms since the epoch).  A job that ends completed or failed is added in
     the group of its terminal write (one ZADD per set a loop turn, like the
     live set's); a job removed (REMOVE, clean, retention) leaves its set.
-    The sets are trimmed by age (records whose TTL has passed, every
-    BM_FINISHED_AGE_TRIM_MS) and, for a type with KEEP_COMPLETED_<TYPE> /
-    KEEP_FAILED_<TYPE>, by count (the oldest beyond N, after the tick that
-    follows a job's end).  Webhook deliveries and cancelled jobs are not
-    kept in them: clean and the retention act on completed and failed
-    client jobs only.  */
+    The types that have sets are listed in {bm}:finished:types (one SADD
+    per type and broker process, ahead of the type's first ZADD).
+
+    Such a record carries no TTL: the leading broker's sweep (every
+    BM_FINISHED_SWEEP_MS, more often for a retention under 20 s) reads each
+    set's ids older than COMPLETED_JOB_TTL / FAILED_JOB_TTL a page at a
+    time and deletes their records with one UNLINK and one ZREM a page.  A
+    sweep starts from the types set, so it reaches the records of types no
+    worker or client has named since a restart.  Until the sweep deletes a
+    record, STATUS already answers not_found for it (the broker checks
+    finishedAt against the retention when it reads a record).  Sets are
+    also trimmed by count for a type with KEEP_COMPLETED_<TYPE> /
+    KEEP_FAILED_<TYPE> (the oldest beyond N, after the tick that follows a
+    job's end).  Webhook deliveries and cancelled jobs are not kept in
+    them: a cancelled job's record gets FAILED_JOB_TTL as a Redis TTL, and
+    a delivery's is deleted when it ends.  */
 #include "bm_broker_internal.h"
 
-//  How often the sets lose the ids whose records expired: a set may hold
-//  up to this much of ids already gone from Redis (clean's query skips
-//  them by score, so they are never counted as removed).
-#define BM_FINISHED_AGE_TRIM_MS 10000
+//  How often the leader sweeps the records whose retention ran out: a
+//  record outlives its retention by at most this much (plus the sweep's
+//  own time); half the shorter retention when that is less, at least
+//  BM_FINISHED_SWEEP_MIN_MS.  Clean's query skips such ids by score, and
+//  STATUS answers not_found for them meanwhile.
+#define BM_FINISHED_SWEEP_MS 10000
+#define BM_FINISHED_SWEEP_MIN_MS 1000
+
+//  Ids a sweep reads (and deletes) per query.
+#define BM_FINISHED_SWEEP_PAGE 1000
 
 //  An id and finish time waiting for this turn's ZADD of its set.
 typedef struct {
@@ -33,7 +49,9 @@ struct _bm_finished_t {
     s_add_t *adds;              //  This turn's additions, in order
     size_t count, alloc;
     zhashx_t *dirty;            //  "<which>:<type>" -> "" for the count trim
-    int64_t age_trim_at;        //  Mono ms of the next age trim
+    zhashx_t *listed;           //  Types this process added to the types set
+    int64_t sweep_at;           //  Mono ms of the next sweep
+    bool sweeping;              //  A sweep's query is out
 };
 
 static const char *s_state_names [2] = { "completed", "failed" };
@@ -44,6 +62,7 @@ s_sets (bm_broker_t *self)
     if (!self->finished_sets) {
         self->finished_sets = (bm_finished_t *) zmalloc (sizeof (bm_finished_t));
         self->finished_sets->dirty = zhashx_new ();
+        self->finished_sets->listed = zhashx_new ();
     }
     return self->finished_sets;
 }
@@ -54,6 +73,7 @@ bm_finished_destroy (bm_finished_t **self_p)
     if (*self_p) {
         free ((*self_p)->adds);
         zhashx_destroy (&(*self_p)->dirty);
+        zhashx_destroy (&(*self_p)->listed);
         free (*self_p);
         *self_p = NULL;
     }
@@ -126,12 +146,30 @@ bm_finished_flush (bm_broker_t *self)
     bool *sent = (bool *) bm_realloc_or_abort (NULL, sets->count * sizeof (bool), "a finished-set ZADD");
     memset (sent, 0, sets->count * sizeof (bool));
     char key [BM_FINISHED_KEY_SLOT];
+    //  A type's first finished job in this process: the type joins the
+    //  types set ahead of its ZADD, so that a sweep after a restart finds
+    //  its sets.
+    size_t argc = 0;
+    for (size_t i = 0; i < sets->count; i++) {
+        const char *name = sets->adds [i].service->name;
+        if (zhashx_lookup (sets->listed, name))
+            continue;
+        zhashx_insert (sets->listed, name, (void *) "");
+        if (argc == 0) {
+            snprintf (key, sizeof key, "%s{bm}:finished:types", self->config.redis_prefix);
+            argv [argc++] = "SADD";
+            argv [argc++] = key;
+        }
+        argv [argc++] = name;
+    }
+    if (argc)
+        s_write (self, argc, argv);
     for (size_t i = 0; i < sets->count; i++) {
         if (sent [i])
             continue;
         const s_add_t *first = &sets->adds [i];
         bm_finished_key (self, first->service->name, first->which, key, sizeof key);
-        size_t argc = 0;
+        argc = 0;
         argv [argc++] = "ZADD";
         argv [argc++] = key;
         for (size_t j = i; j < sets->count; j++) {
@@ -187,6 +225,16 @@ int64_t
 bm_finished_ttl_ms (bm_broker_t *self, int which)
 {
     return 1000 * (which == 0 ? self->config.completed_ttl_s : self->config.failed_ttl_s);
+}
+
+//  True for a completed or failed client job whose retention ran out by
+//  now (ms since the epoch): its record is gone, or about to be swept.
+bool
+bm_finished_expired (bm_broker_t *self, const bm_job_t *job, int64_t now)
+{
+    int which = bm_finished_which (job->state);
+    return which >= 0 && !bm_job_is_delivery (job) && job->finished_at > 0
+        && job->finished_at + bm_finished_ttl_ms (self, which) <= now;
 }
 
 //  The ids of one set that a query read (bot_type's jobs in state which):
@@ -247,8 +295,178 @@ s_on_trim (redisReply *reply, void *arg)
     free (trim);
 }
 
+//  The sweep interval: BM_FINISHED_SWEEP_MS, or half the shorter
+//  retention when that is less (at least BM_FINISHED_SWEEP_MIN_MS).
+static int64_t
+s_sweep_interval (bm_broker_t *self)
+{
+    int64_t shorter = bm_finished_ttl_ms (self, 0) < bm_finished_ttl_ms (self, 1)
+                    ? bm_finished_ttl_ms (self, 0) : bm_finished_ttl_ms (self, 1);
+    int64_t interval = shorter / 2;
+    return interval > BM_FINISHED_SWEEP_MS ? BM_FINISHED_SWEEP_MS
+         : interval < BM_FINISHED_SWEEP_MIN_MS ? BM_FINISHED_SWEEP_MIN_MS : interval;
+}
+
+//  A sweep under way: the types to visit, in order, both sets of each.
+typedef struct {
+    bm_broker_t *broker;
+    char (*types) [BM_MAX_BOT_TYPE_LEN + 1];
+    size_t count;               //  Types
+    size_t index;               //  The type being swept
+    int which;                  //  Its set being swept
+    int64_t bound [2];          //  Ended at or before it: retention over
+    int64_t skipped;            //  Ids of this set left alone (in use)
+    int64_t deleted;            //  Records deleted so far
+} s_sweep_t;
+
+static void s_on_sweep_page (redisReply *reply, void *arg);
+
+static void
+s_sweep_end (s_sweep_t *sweep)
+{
+    if (sweep->deleted)
+        bm_debug (NULL, "sweep: %" PRId64 " finished job records past their retention deleted "
+                  "from redis", sweep->deleted);
+    if (sweep->broker->finished_sets)
+        sweep->broker->finished_sets->sweeping = false;
+    free (sweep->types);
+    free (sweep);
+}
+
+//  The next page of the set being swept, or of the next set; the sweep
+//  ends after the last.
+static void
+s_sweep_next (s_sweep_t *sweep)
+{
+    bm_broker_t *self = sweep->broker;
+    if (sweep->index >= sweep->count || !self->serving || !self->store || !bm_store_up (self->store)) {
+        s_sweep_end (sweep);
+        return;
+    }
+    bm_finished_flush (self);           //  The query sees this turn's ends
+    bm_cmd_t cmd;
+    bm_cmd_start (self, &cmd, "ZRANGEBYSCORE", sweep->which ? "finished:failed:" : "finished:completed:",
+                  sweep->types [sweep->index]);
+    bm_cmd_arg_str (&cmd, "-inf");
+    bm_cmd_arg_int (&cmd, sweep->bound [sweep->which]);
+    bm_cmd_arg_str (&cmd, "LIMIT");
+    bm_cmd_arg_int (&cmd, sweep->skipped);
+    bm_cmd_arg_int (&cmd, BM_FINISHED_SWEEP_PAGE);
+    bm_jobstore_query (self, &cmd, s_on_sweep_page, sweep);
+}
+
+//  One page of ids past their retention: their records go with one
+//  UNLINK, then the ids with one ZREM (in this order, so that a crash
+//  between them leaves an id whose record is gone, swept again next time,
+//  never a record no set lists).  A job in memory that ended again since
+//  (its new ZADD is on its way) or is being written is left alone; one
+//  that runs again (RETRY) keeps its record and leaves the set.
+static void
+s_on_sweep_page (redisReply *reply, void *arg)
+{
+    s_sweep_t *sweep = (s_sweep_t *) arg;
+    bm_broker_t *self = sweep->broker;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || !self->serving) {
+        if (reply && reply->type == REDIS_REPLY_ERROR)
+            bm_warn (NULL, "sweep of bot type %s: redis refused the query: %s",
+                     sweep->types [sweep->index], reply->str);
+        s_sweep_end (sweep);
+        return;
+    }
+    int which = sweep->which;
+    int64_t now = bm_now_ms ();
+    size_t count = reply->elements;
+    const char **ids = (const char **) bm_realloc_or_abort (NULL, (count + 2) * sizeof (char *),
+                                                            "a sweep's ids");
+    const char **keys = (const char **) bm_realloc_or_abort (NULL, (count + 1) * sizeof (char *),
+                                                             "a sweep's keys");
+    char (*names) [BM_FINISHED_KEY_SLOT] = bm_realloc_or_abort (NULL, (count + 1) * BM_FINISHED_KEY_SLOT,
+                                                                "a sweep's keys");
+    size_t n_ids = 0, n_keys = 0;
+    keys [n_keys++] = "UNLINK";
+    for (size_t i = 0; i < count; i++) {
+        const redisReply *el = reply->element [i];
+        if (el->type != REDIS_REPLY_STRING || el->len == 0 || el->len > BM_MAX_ID_LEN + 15) {
+            sweep->skipped++;
+            continue;
+        }
+        bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, el->str);
+        if (job && (job->confirming
+                 || (bm_finished_which (job->state) == which && !bm_finished_expired (self, job, now)))) {
+            sweep->skipped++;
+            continue;
+        }
+        if (job && bm_finished_which (job->state) != which) {
+            ids [n_ids++] = el->str;    //  Run again since: the record stays
+            continue;
+        }
+        if (job)
+            bm_job_delete (self, job);  //  Ended, retention over
+        snprintf (names [n_keys], BM_FINISHED_KEY_SLOT, "%s{bm}:job:%s", self->config.redis_prefix,
+                  el->str);
+        keys [n_keys] = names [n_keys];
+        n_keys++;
+        ids [n_ids++] = el->str;
+    }
+    if (n_keys > 1) {
+        s_write (self, n_keys, keys);
+        sweep->deleted += (int64_t) n_keys - 1;
+    }
+    char key [BM_FINISHED_KEY_SLOT];
+    bm_finished_key (self, sweep->types [sweep->index], which, key, sizeof key);
+    bm_finished_remove_ids (self, key, ids, n_ids);
+    free (ids);
+    free (keys);
+    free (names);
+    if (count < BM_FINISHED_SWEEP_PAGE) {
+        sweep->skipped = 0;
+        if (++sweep->which == 2) {
+            sweep->which = 0;
+            sweep->index++;
+        }
+    }
+    s_sweep_next (sweep);
+}
+
+//  The types set read: the sweep visits those types and every type in
+//  memory (sets a broker before the types set wrote).
+static void
+s_on_sweep_types (redisReply *reply, void *arg)
+{
+    bm_broker_t *self = (bm_broker_t *) arg;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || !self->serving || !self->store) {
+        if (self->finished_sets)
+            self->finished_sets->sweeping = false;
+        return;
+    }
+    zhashx_t *seen = zhashx_new ();
+    s_sweep_t *sweep = (s_sweep_t *) zmalloc (sizeof (s_sweep_t));
+    sweep->broker = self;
+    size_t room = reply->elements + zhashx_size (self->services) + 1;
+    sweep->types = bm_realloc_or_abort (NULL, room * sizeof *sweep->types, "a sweep's types");
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *el = reply->element [i];
+        if (el->type == REDIS_REPLY_STRING && el->len > 0 && el->len <= BM_MAX_BOT_TYPE_LEN
+        &&  memchr (el->str, 0, el->len) == NULL && !zhashx_lookup (seen, el->str)) {
+            zhashx_insert (seen, el->str, (void *) "");
+            snprintf (sweep->types [sweep->count++], BM_MAX_BOT_TYPE_LEN + 1, "%s", el->str);
+        }
+    }
+    for (bm_service_t *service = (bm_service_t *) zhashx_first (self->services); service;
+         service = (bm_service_t *) zhashx_next (self->services))
+        if (!zhashx_lookup (seen, service->name)) {
+            zhashx_insert (seen, service->name, (void *) "");
+            snprintf (sweep->types [sweep->count++], BM_MAX_BOT_TYPE_LEN + 1, "%s", service->name);
+        }
+    zhashx_destroy (&seen);
+    int64_t now = bm_now_ms ();
+    sweep->bound [0] = now - bm_finished_ttl_ms (self, 0);
+    sweep->bound [1] = now - bm_finished_ttl_ms (self, 1);
+    s_sweep_next (sweep);
+}
+
 //  From the broker's tick: the count trim of the sets that grew, and now
-//  and then the age trim of every set.
+//  and then the sweep of the records whose retention ran out.
 void
 bm_finished_tick (bm_broker_t *self, int64_t now_mono)
 {
@@ -275,21 +493,11 @@ bm_finished_tick (bm_broker_t *self, int64_t now_mono)
         bm_jobstore_query (self, &cmd, s_on_trim, trim);
     }
     zhashx_purge (sets->dirty);
-    if (now_mono < sets->age_trim_at)
+    if (now_mono < sets->sweep_at || sets->sweeping)
         return;
-    sets->age_trim_at = now_mono + BM_FINISHED_AGE_TRIM_MS;
-    int64_t now = bm_now_ms ();
-    for (bm_service_t *service = (bm_service_t *) zhashx_first (self->services); service;
-         service = (bm_service_t *) zhashx_next (self->services)) {
-        for (int which = 0; which < 2; which++) {
-            bm_cmd_t cmd;
-            bm_cmd_start (self, &cmd, "ZREMRANGEBYSCORE",
-                          which ? "finished:failed:" : "finished:completed:", service->name);
-            bm_cmd_arg_str (&cmd, "-inf");
-            char bound [32];            //  "(<ms>": up to, not including
-            snprintf (bound, sizeof bound, "(%" PRId64, now - bm_finished_ttl_ms (self, which));
-            bm_cmd_arg_str (&cmd, bound);
-            bm_jobstore_issue (self, &cmd, true, NULL, NULL);
-        }
-    }
+    sets->sweep_at = now_mono + s_sweep_interval (self);
+    sets->sweeping = true;
+    bm_cmd_t cmd;
+    bm_cmd_start (self, &cmd, "SMEMBERS", "finished:types", NULL);
+    bm_jobstore_query (self, &cmd, s_on_sweep_types, self);
 }

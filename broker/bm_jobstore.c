@@ -319,9 +319,13 @@ typedef struct {
 } s_job_ref_t;
 
 //  Terminal: the whole outcome (with the webhook state of a delivery just
-//  made), out of the unfinished set, with its TTL.  A delivery job's record is
-//  deleted instead: its outcome is in the webhook state of the job it
-//  delivered, and nothing reads it once it ended.
+//  made), out of the unfinished set.  A completed or failed job's record
+//  gets no TTL: its id joins its type's finished set (bm_finished_add) and
+//  the leader's sweep deletes the record when its retention ran out
+//  (bm_finished.c), which spares Redis a PEXPIRE a job.  A cancelled job's
+//  record is in no such set: it gets FAILED_JOB_TTL as a Redis TTL.  A
+//  delivery job's record is deleted instead: its outcome is in the webhook
+//  state of the job it delivered, and nothing reads it once it ended.
 void
 bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job)
 {
@@ -338,6 +342,9 @@ bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job)
         bm_cmd_start (self, &cmd, "DEL", "job:", job->id);
         bm_jobstore_issue (self, &cmd, true, s_on_terminal_durable, ref);
     }
+    else
+    if (bm_finished_which (job->state) >= 0)
+        s_persist_run (self, job, true, s_on_terminal_durable, ref);
     else {
         s_persist_run (self, job, true, NULL, NULL);
         bm_cmd_start (self, &cmd, "PEXPIRE", "job:", job->id);

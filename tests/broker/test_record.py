@@ -9,6 +9,7 @@ unfinished set), a completed one answers STATUS.
 Real redis, broker, webhook manager and mock webhook receiver; a fake
 worker runs the jobs.
 """
+import time
 import harness as h
 from fakeworker import FakeWorker
 
@@ -56,7 +57,9 @@ def test():
         h.wait_until(lambda: s.redis_cli("EXISTS", key(jid + ".wh1")) == "0", 5,
                      "the delivery job's record to be deleted once it ended")
         h.check(s.redis_cli("SCARD", PREFIX + "unfinished") == "0", "nothing left in the unfinished set")
-        h.check(int(s.redis_cli("PTTL", key(jid))) > 0, "the record expires")
+        h.check(s.redis_cli("PTTL", key(jid)) == "-1"
+                and s.redis_cli("ZSCORE", PREFIX + "finished:completed:python", jid) != "",
+                "the record has no Redis TTL: its id is in the finished set the broker sweeps")
         used = int(s.redis_cli("MEMORY", "USAGE", key(jid), "SAMPLES", "0"))
         inner = len(h.pack(payload)) + len(h.pack(result))
         h.log("record: %d bytes in Redis, %d of them payload and result" % (used, inner))
@@ -75,13 +78,15 @@ def test():
             h.check(after.get(field) == before.get(field), "after a restart, %s reads as before" % field,
                     before.get(field), after.get(field))
 
-        # The earlier layout: a queued job in the live set, a completed one.
+        # The earlier layout: a queued job in the live set, a completed one
+        # (ended a minute ago: within COMPLETED_JOB_TTL, or it reads as gone).
         old_payload, old_result = {"old": True}, {"answer": 42}
+        t0 = int(time.time() * 1000) - 60000
         flat = {"jobId": "old-queued", "botType": "python", "state": "queued", "priority": "0",
                 "seq": "900", "attempts": "0", "maxAttempts": "3", "timeoutMs": "60000", "progress": "0",
-                "createdAt": "1764360000000", "payload": h.pack(old_payload)}
+                "createdAt": str(t0), "payload": h.pack(old_payload)}
         done = dict(flat, jobId="old-done", state="completed", attempts="1", seq="899",
-                    startedAt="1764360000100", finishedAt="1764360000200", worker="w-old",
+                    startedAt=str(t0 + 100), finishedAt=str(t0 + 200), worker="w-old",
                     result=h.pack(old_result))
         commands = [["HSET", key(r["jobId"])] + [x for kv in r.items() for x in kv] for r in (flat, done)]
         commands.append(["ZADD", PREFIX + "live", "900", "old-queued"])
@@ -92,7 +97,7 @@ def test():
         c = s.client()
         got = c.status("old-done")
         h.check(got["state"] == "completed" and got["result"] == old_result and got["worker"] == "w-old"
-                and got["finishedAt"] == 1764360000200, "a completed record of the earlier layout reads", got)
+                and got["finishedAt"] == t0 + 200, "a completed record of the earlier layout reads", got)
         w = FakeWorker(s.endpoint, "fw2", ["python"], 1)
         job = w.recv_job(10)
         h.check(job and job["jobId"] == "old-queued" and job["payload"] == old_payload,
