@@ -9,7 +9,8 @@ AOF is the incremental AOF file of a redis-server that served a benchmark
 and sent, as one group bracketed by CLIENT REPLY OFF/ON like the broker's,
 to a fresh redis-server (AOF everysec, no RDB) per variant and run; the
 variants alternate run by run.  Prints, per variant, redis-server's CPU
-time per job (utime + stime from /proc, jobs = the PEXPIREATs in the AOF),
+time per job (utime + stime from /proc, jobs = the ids the finished sets'
+ZADDs add, or the PEXPIREATs of an AOF from before the finished sets),
 used_memory per job and the encoding of the first job record.
 
 Variants (joined with +, e.g. nolive+nofin):
@@ -17,7 +18,8 @@ Variants (joined with +, e.g. nolive+nofin):
   set      the sorted set "live" as a plain set (SADD/SREM "unfinished")
   nolive   without the writes of the unfinished set (or of "live")
   nofin    without the ZADDs of the finished sets
-  nopexp   without the records' TTLs (PEXPIREAT)
+  nopexp   without the records' TTLs (PEXPIREAT; an AOF of the broker
+           before the sweep of the finished sets has one a job)
 
 Extra redis-server arguments after "--" apply to every run, e.g.
 `-- --hash-max-listpack-value 1024`.  The machine's load moves the figures:
@@ -92,6 +94,8 @@ def read_reply(sock, buf=b""):
     if line[:1] != b"$":
         return line, rest
     size = int(line[1:])
+    if size < 0:
+        return None, rest               # nil: no such key
     while len(rest) < size + 2:
         rest += sock.recv(65536)
     return rest[:size], rest[size + 2:]
@@ -131,7 +135,7 @@ def run(cmds, jobs, extra):
         key = next(x[1] for x in cmds if x[0].upper() == b"HSET")
         c.sendall(resp([b"OBJECT", b"ENCODING", key]))
         enc, _ = read_reply(c, rest)
-        return (t1 - t0) * 1e6 / jobs, mem / jobs, enc.decode()
+        return (t1 - t0) * 1e6 / jobs, mem / jobs, enc.decode() if enc else "gone (expired)"
     finally:
         p.terminate()
         p.wait()
@@ -148,9 +152,13 @@ def main(argv):
     names = argv[1].split(",")
     runs = int(argv[2]) if len(argv) > 2 else 3
     cmds = parse(argv[0])
-    jobs = sum(1 for c in cmds if c[0].upper() == b"PEXPIREAT")
+    # Finished jobs: the ids the finished sets' ZADDs add (their records
+    # carry no TTL any more), or one PEXPIREAT each in an older AOF.
+    added = sum((len(c) - 2) // 2 for c in cmds if c[0].upper() == b"ZADD" and b":finished:" in c[1])
+    jobs = max(added, sum(1 for c in cmds if c[0].upper() == b"PEXPIREAT"))
     if jobs == 0:
-        raise SystemExit("aof_replay: no PEXPIREAT in %s: no finished job to count" % argv[0])
+        raise SystemExit("aof_replay: no finished-set ZADD or PEXPIREAT in %s: no finished job to count"
+                         % argv[0])
     print("%d jobs, %d commands; load %.2f %.2f %.2f" % ((jobs, len(cmds)) + os.getloadavg()))
     built = {v: variant(cmds, set(v.split("+"))) for v in names}
     res = {v: [] for v in names}
