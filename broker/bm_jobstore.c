@@ -1,6 +1,6 @@
 /*  bm_jobstore.c - the Redis record schema of jobs (docs/redis.md).
 
-    Builds the HSET/SADD/PEXPIRE commands that make a job durable, the
+    Builds the HSET/SADD commands (and a cancelled job's PEXPIRE) that make a job durable, the
     unfinished set written once a loop turn, the terminal writes, and recovery: the
     queues rebuilt from Redis when the store first connects.  bm_store.c
     does the I/O.  */
