@@ -480,12 +480,7 @@ bm_worker_link_tick (bm_worker_link_t *self)
         s_broker_closed (self);
         return;
     }
-    //  Messages waiting on the socket mean the broker spoke: this process
-    //  is the one that was late (its loop stalled: a slow start, a loaded
-    //  machine), and the reader takes them next.  Reconnecting then would
-    //  drop whatever the broker sent to this socket meanwhile (a JOB).
-    if (now - self->last_recv > self->heartbeat_ms * self->liveness
-    &&  !(zsock_events (self->dealer) & ZMQ_POLLIN)) {
+    if (now - self->last_recv > self->heartbeat_ms * self->liveness) {
         //  One broker: at once, as Majordomo's worker does; several: the
         //  next one, with the list's backoff.
         int64_t delay = bm_endpoints_size (self->endpoints) > 1
