@@ -122,7 +122,8 @@ void bm_limits_run_destroy (bm_limits_run_t **self_p);
 
 //  Remove the cgroups of ended runs whose processes were still dying when
 //  their run was destroyed (they are retried at every new run); wait up to
-//  wait_ms for them.  Returns how many are left.  For the worker's exit.
+//  wait_ms for them.  Returns how many are left.  For the worker's exit
+//  (with a wait) and its heartbeat (0: one try, no wait).
 int bm_limits_sweep (int64_t wait_ms);
 
 //  A pooled process starts a job: its soft CPU limit becomes the CPU time

@@ -521,6 +521,10 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
         if (job->progress_pending >= 0)
             s_send_progress (self, job, job->progress_pending);
     s_prune_done (self);
+    //  cgroups whose processes were still dying when tried (a run's end,
+    //  or the start-up sweep of those a worker killed with -9 left): an
+    //  idle worker must not keep them until its next run.
+    bm_limits_sweep (0);
     if (self->link && !self->stopped)
         s_report_bots (self, false);
     return self->stopped ? -1 : 0;
