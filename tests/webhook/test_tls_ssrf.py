@@ -57,7 +57,11 @@ def main():
         broker = FakeBroker()
         s.endpoint = broker.endpoint
         mgr = whlib.manager(s, {
-            "HEARTBEAT_INTERVAL_MS": str(whlib.HB), "WEBHOOK_ALLOW_PRIVATE": "0",
+            # Liveness is not under test here: 10 intervals (2 s), so that a
+            # manager whose loop starts late (TSan, a loaded machine) does
+            # not take the fake broker for silent, reconnect, and lose the
+            # first JOB on the socket it left.
+            "HEARTBEAT_INTERVAL_MS": str(whlib.HB), "HEARTBEAT_LIVENESS": "10", "WEBHOOK_ALLOW_PRIVATE": "0",
             "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1", "WEBHOOK_CA_FILE": trusted_cert,
             "WEBHOOK_MAX_RETRIES": "1", "WEBHOOK_RETRY_DELAY": "50", "WEBHOOK_JITTER": "none"}, wait=False)
         broker.expect_cmd(READY, what="READY")
