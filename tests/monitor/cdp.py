@@ -182,17 +182,20 @@ class Page:
             time.sleep(interval)
         raise CdpError("timed out after %ss waiting for %s (last: %r)" % (timeout, what or expression, last))
 
-    def click(self, selector):
-        """Click the centre of the first element matching selector, like a user."""
-        box = self.eval("""(function(){
+    def click(self, selector, timeout=10):
+        """Click the centre of the first element matching selector, like a
+        user.  The point is taken only once the element itself is what a
+        click there hits (not another element laid over it or moved into
+        its place by a re-render), waiting up to timeout seconds for that."""
+        box = self.wait_for("""(function(){
             var e = document.querySelector(%s);
             if (!e) return null;
             e.scrollIntoView({block: 'center'});
             var r = e.getBoundingClientRect();
-            return [r.left + r.width / 2, r.top + r.height / 2];
-        })()""" % json.dumps(selector))
-        if not box:
-            raise CdpError("nothing matches %s" % selector)
+            var x = r.left + r.width / 2, y = r.top + r.height / 2;
+            var hit = document.elementFromPoint(x, y);
+            return hit && (hit === e || e.contains(hit)) ? [x, y] : null;
+        })()""" % json.dumps(selector), timeout, "%s to be there to click" % selector)
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", {"type": kind, "x": box[0], "y": box[1],
                                                    "button": "left", "clickCount": 1})

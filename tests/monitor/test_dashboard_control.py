@@ -42,9 +42,10 @@ def test():
         finished = {}
         for ok in (True, False, False):
             _, _, r = call("POST", "/invoke", {"botType": "python", "payload": {"ok": ok}, "attempts": 1})
-            j = w.recv_job(5)
+            j = w.recv_job(15)
+            check(j is not None, "the fake worker gets the python job", r)
             w.done(j["jobId"], result=1) if ok else w.done(j["jobId"], ok=False)
-            wait_until(lambda: (job(r["jobId"]) or {}).get("state") in harness.TERMINAL, 5, "job to end")
+            wait_until(lambda: (job(r["jobId"]) or {}).get("state") in harness.TERMINAL, 15, "job to end")
             finished[r["jobId"]] = ok
         _, _, r = call("POST", "/invoke", {"botType": "node", "payload": {}, "delayMs": 600000})
         delayed = r["jobId"]
@@ -54,6 +55,11 @@ def test():
             page = browser.new_page(1440, 1000)
             # 1. Promote a delayed job from its detail
             page.goto(base + "/admin/queues#/job/" + delayed)
+            # The sections above the job's detail fill in as their first
+            # answers arrive, moving the buttons down: click once they did.
+            page.wait_for("Number(document.body.dataset.statsUpdates || 0) >= 1"
+                          " && Number(document.body.dataset.jobsUpdates || 0) >= 1"
+                          " && Number(document.body.dataset.schedulesUpdates || 0) >= 1", 20, "the page's first data")
             page.wait_for("document.body.dataset.detailJob === %s" % json.dumps(delayed), 10, "the delayed job's detail")
             page.wait_for("document.querySelector('#job-detail [data-field=state]').dataset.value === 'delayed'"
                           " && !document.getElementById('action-promote').disabled", 10, "promote enabled")
@@ -65,7 +71,8 @@ def test():
                           " && document.getElementById('action-promote').disabled"
                           " && !document.getElementById('action-remove').disabled", 10, "page: queued, remove enabled")
 
-            # 2. Remove it
+            # 2. Remove it (the message still says promote's 'ok' until cleared)
+            page.eval("document.getElementById('action-message').dataset.result = ''")
             page.click("#action-remove")
             page.wait_for("document.getElementById('action-message').dataset.result === 'ok'", 10, "remove to succeed")
             check(job(delayed) is None, "GET /job of the removed job: 404")
