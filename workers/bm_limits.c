@@ -338,17 +338,29 @@ s_cgroup_remove (const char *dir)
 {
     if (rmdir (dir) == 0 || errno == ENOENT)
         return 0;
-    //  Whatever escaped the bot's process group (setsid) is still counted
-    //  here.  Dead processes leave a cgroup at once, before they are reaped.
-    char path [PATH_MAX + 32];
-    snprintf (path, sizeof path, "%s/cgroup.procs", dir);
-    FILE *file = fopen (path, "r");
-    int pid;
-    while (file && fscanf (file, "%d", &pid) == 1)
-        if (pid > 0)
-            kill (pid, SIGKILL);
-    if (file)
-        fclose (file);
+    //  Whatever escaped the bot's process group (setsid, a daemon's double
+    //  fork) is still counted here.  Dead processes leave a cgroup at once,
+    //  before they are reaped.  cgroup v2 on Linux 5.14 or later kills
+    //  them all in one write, those forking meanwhile included; elsewhere
+    //  each pid gets SIGKILL, the list read again while it still names
+    //  processes (a child forked between the read and the kill), a few
+    //  passes at most: what is still dying after that is tried again later.
+    if (s_write_file (dir, "cgroup.kill", "1") != 0) {
+        char path [PATH_MAX + 32];
+        snprintf (path, sizeof path, "%s/cgroup.procs", dir);
+        for (int pass = 0; pass < 4; pass++) {
+            FILE *file = fopen (path, "r");
+            if (!file)
+                break;
+            int pid, found = 0;
+            while (fscanf (file, "%d", &pid) == 1)
+                if (pid > 0 && kill (pid, SIGKILL) == 0)
+                    found++;
+            fclose (file);
+            if (found == 0)
+                break;
+        }
+    }
     return rmdir (dir) == 0 || errno == ENOENT ? 0 : -1;
 }
 

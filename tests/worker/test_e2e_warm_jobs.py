@@ -36,11 +36,7 @@ done
 
 
 def gone(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(") ", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+    return not wlib.alive(pid)
 
 
 def main():

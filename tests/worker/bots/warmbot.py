@@ -21,6 +21,8 @@ before it was forked.
               (start_new_session=True): its pid is sessionPid
     daemon    daemonise `sleep 303` (fork, setsid, fork, the middle process
               exits at once): its pid is daemonPid
+    extraFile write sessionPid and daemonPid (JSON) to that file once they
+              are started, before sleepMs (a job that never answers)
     binary    write these bytes (hex) with sys.stdout.buffer and nothing else
     bigBytes  write a result of about that many bytes
 The payload is read with sys.stdin.buffer (a spawned bot's stdin has one).
@@ -82,6 +84,10 @@ def main():
         os.close(w)
         extra["daemonPid"] = int(os.read(r, 32))
         os.close(r)
+    if payload.get("extraFile"):
+        with open(payload["extraFile"] + ".tmp", "w") as f:
+            json.dump(extra, f)
+        os.rename(payload["extraFile"] + ".tmp", payload["extraFile"])
     STATE["jobs"] += 1
     if os.environ.get("BOT_JOB_ID") == "warmup":
         STATE["warmedUp"] = True
