@@ -131,9 +131,25 @@ def test():
         h.check(rec["progress"] == 40, "PROGRESS 150 and -1 ignored: progress stays 40", rec)
         h.check(rec["state"] == "failed" and rec["error"]["code"] == "bot_failed",
                 "DONE ok:1 (not a boolean) fails the job; a 64-byte code reads as bot_failed", rec)
-        # DONE ok:false is final: no other attempt even with attempts left.
-        h.check(rec["attempts"] == 1 and rec["maxAttempts"] == 3, "ok:false ends the job on attempt 1 of 3", rec)
+        # DONE ok:false ends the job when no runs are left (attempts 1, the
+        # harness's RETRY_ATTEMPTS); maxAttempts only bounds lost workers.
+        h.check(rec["attempts"] == 1 and rec["maxAttempts"] == 3 and rec["runAttempts"] == 1,
+                "ok:false ends the job on its last run (1 of 1), maxAttempts 3 unused", rec)
         h.check(w.recv(timeout=0.5) is None, "the failed job is not dispatched again")
+        # With runs left, DONE ok:false re-runs the job after its backoff;
+        # permanent_failure ends it at once, whatever runs are left.
+        jid = c.submit("python", {"n": 1}, attempts=3, backoff={"type": "fixed", "delayMs": 50})
+        job = w.recv_job()
+        w.done(jid, ok=False, error={"code": "bot_failed", "message": "first"})
+        job = w.recv_job()
+        h.check(job is not None and job["jobId"] == jid and job["attempt"] == 2,
+                "ok:false with runs left: the job runs again (attempt 2)", job)
+        w.done(jid, ok=False, error={"code": "permanent_failure", "message": "stop"})
+        rec = c.wait(jid, timeout=5)
+        h.check(rec["state"] == "failed" and rec["error"]["code"] == "permanent_failure"
+                and len(rec["attemptErrors"]) == 2,
+                "permanent_failure ends the job on run 2 of 3", rec)
+        h.check(w.recv(timeout=0.5) is None, "no run after permanent_failure")
 
         # RELEASE gives the job back without counting the attempt.
         jid = c.submit("python", {"n": 2})
