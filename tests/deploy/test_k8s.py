@@ -154,15 +154,22 @@ def test():
     check(set(kust.get("resources", [])) == files, "kustomization.yaml lists every manifest",
           sorted(files ^ set(kust.get("resources", []))))
 
-    if shutil.which("kubectl"):
-        p = subprocess.run(["kubectl", "kustomize", K8S], capture_output=True, text=True, timeout=60)
-        if p.returncode == 0:
-            n = len([x for x in yaml.safe_load_all(p.stdout) if x])
-            check(n == len(docs), "kubectl kustomize renders all %d objects" % len(docs), n)
-        else:
-            log("kubectl kustomize did not run here (%s): not checked" % p.stderr.strip()[:200])
+    check_kustomize(K8S, "all %d objects" % len(docs), len(docs))
     log("%d objects checked" % len(docs))
     check_curve(docs)
+
+
+def check_kustomize(directory, what, expected):
+    """`kubectl kustomize DIRECTORY` renders `expected` objects (where
+    kubectl is installed and runs)."""
+    if not shutil.which("kubectl"):
+        return
+    p = subprocess.run(["kubectl", "kustomize", directory], capture_output=True, text=True, timeout=60)
+    if p.returncode == 0:
+        n = len([x for x in yaml.safe_load_all(p.stdout) if x])
+        check(n == expected, "kubectl kustomize renders %s" % what, n)
+    else:
+        log("kubectl kustomize did not run here (%s): not checked" % p.stderr.strip()[:200])
 
 
 def overlay_commands(text):
@@ -210,13 +217,7 @@ def check_curve(docs):
     keys = [i["key"] for b in PEERS for v in patched[b][2].values() for i in v["secret"].get("items") or []]
     check(len(keys) == len(PEERS) and len(set(keys)) == len(keys), "each peer mounts its own secret certificate", keys)
 
-    if shutil.which("kubectl"):
-        p = subprocess.run(["kubectl", "kustomize", K8S_CURVE], capture_output=True, text=True, timeout=60)
-        if p.returncode == 0:
-            n = len([x for x in yaml.safe_load_all(p.stdout) if x])
-            check(n == len(docs), "kubectl kustomize renders the CURVE overlay's %d objects" % len(docs), n)
-        else:
-            log("kubectl kustomize did not run here (%s): not checked" % p.stderr.strip()[:200])
+    check_kustomize(K8S_CURVE, "the CURVE overlay's %d objects" % len(docs), len(docs))
     if not d.binary("botmesh-broker") or not d.binary("botmesh-client"):
         d.skip("botmesh-broker or botmesh-client not built: the CURVE overlay's keys were not tried")
 

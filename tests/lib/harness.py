@@ -125,6 +125,19 @@ def free_port(run=1):
     raise RuntimeError("no run of %d free ports found below %d" % (run, high + run))
 
 
+def artifact(name):
+    """The path a test saves a file it keeps (a screenshot) under:
+    $BOTMESH_ARTIFACTS, else build/artifacts of the tree, made if need be;
+    a file of that name left by an earlier run is removed first, so what
+    is found there after the test is this run's."""
+    directory = os.environ.get("BOTMESH_ARTIFACTS") or os.path.join(ROOT, "build", "artifacts")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, name)
+    if os.path.exists(path):
+        os.unlink(path)
+    return path
+
+
 def pack(obj):
     return msgpack.packb(obj, use_bin_type=True)
 

@@ -53,11 +53,7 @@ def page_type_numbers(page):
 
 
 def test():
-    artifacts = os.environ.get("BOTMESH_ARTIFACTS") or os.path.join(harness.ROOT, "build", "artifacts")
-    os.makedirs(artifacts, exist_ok=True)
-    shot = os.path.join(artifacts, "dashboard.png")
-    if os.path.exists(shot):
-        os.unlink(shot)
+    shot = harness.artifact("dashboard.png")
 
     with harness.Stack("dashboard") as s:
         s.redis()

@@ -39,11 +39,7 @@ WEBHOOK_STATE = """(function(){
 
 
 def test():
-    artifacts = os.environ.get("BOTMESH_ARTIFACTS") or os.path.join(harness.ROOT, "build", "artifacts")
-    os.makedirs(artifacts, exist_ok=True)
-    shot = os.path.join(artifacts, "dashboard_alerts.png")
-    if os.path.exists(shot):
-        os.unlink(shot)
+    shot = harness.artifact("dashboard_alerts.png")
     if not os.path.exists(os.path.join(harness.BIN, "botmesh-webhook")):
         raise harness.TestFailure("botmesh-webhook is not built")
 

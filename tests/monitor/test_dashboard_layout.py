@@ -40,8 +40,6 @@ MEASURE = """(function(){
 
 
 def test():
-    artifacts = os.environ.get("BOTMESH_ARTIFACTS") or os.path.join(harness.ROOT, "build", "artifacts")
-    os.makedirs(artifacts, exist_ok=True)
     with harness.Stack("dashboard-layout") as s:
         s.broker(redis=False)
         for t in TYPES:
@@ -57,7 +55,7 @@ def test():
                               % len(TYPES), 15, "the bot types' rows")
                 m = page.eval(MEASURE)
                 log("%d px: %r" % (width, m))
-                shot = page.screenshot(os.path.join(artifacts, "dashboard-%d.png" % width))
+                shot = page.screenshot(harness.artifact("dashboard-%d.png" % width))
                 log("screenshot: %s" % shot)
                 check(m["pageWidth"] <= m["window"],
                       "%d px: the page is no wider than the window" % width, m)
