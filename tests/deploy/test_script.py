@@ -425,6 +425,7 @@ def run_failures(e):
 
     run_interrupted_up(e)
     run_foreign_redis(e)
+    run_outside_redis(e)
 
     # A bad port number in the env: refused before anything starts.
     p = e.run("up", env={"API_GATEWAY_PORT": "70000"})
@@ -501,6 +502,58 @@ def run_foreign_redis(e):
         check("up (PING; not started by botmesh)" in line, "status shows the foreign Redis up", p.stdout)
         e.run("down", timeout=90, env=env)
         check(ping(), "down leaves the Redis it did not start alone")
+    finally:
+        r.terminate()
+        r.wait(timeout=30)
+
+
+def run_outside_redis(e):
+    """A stack started with an outside REDIS_URL (with a password): `status`
+    run without it (no env file naming it) checks that Redis, not a local
+    one; the URL is recorded in var/run/redis.url with mode 0600, and the
+    password is never printed."""
+    port, password = free_port(), "pw-%d-secret" % os.getpid()
+    rdir = os.path.join(e.dir, "outside-redis")
+    os.makedirs(rdir)
+    r = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", rdir,
+                          "--requirepass", password, "--save", ""],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = "redis://default:%s@127.0.0.1:%d/0" % (password, port)
+    try:
+        ping = lambda: subprocess.run(["redis-cli", "-u", url, "ping"], capture_output=True,
+                                      text=True).stdout.strip() == "PONG"
+        wait_until(ping, 20, "the outside redis-server to answer PING")
+        # The gateway's port is busy: up stops after the broker, which runs
+        # on, given that Redis.
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", e.ports["gw"]))
+            s.listen(1)
+            p = e.run("up", env={"REDIS_URL": url})
+        check("broker" in e.pids() and alive(e.pids()["broker"]) and "redis" not in e.pids(),
+              "up with REDIS_URL started the broker and no Redis of its own", e.pids(), show(p))
+        check(password not in p.stdout + p.stderr and "redis://default:****@127.0.0.1:%d/0" % port in p.stdout,
+              "up names the outside Redis with its password masked", show(p))
+        rec = os.path.join(e.var, "run", "redis.url")
+        check(os.path.exists(rec) and open(rec).read().strip() == url
+              and (os.stat(rec).st_mode & 0o777) == 0o600,
+              "up records the URL in var/run/redis.url, mode 0600",
+              os.path.exists(rec) and oct(os.stat(rec).st_mode))
+        for what, env in (("without REDIS_URL", {}), ("with another REDIS_URL", {"REDIS_URL": "redis://127.0.0.1:1/0"})):
+            p = e.run("status", env=env)
+            line = next((l for l in p.stdout.splitlines() if l.startswith("redis ")), "")
+            check("external" in line and "up (PING redis://default:****@127.0.0.1:%d/0)" % port in line,
+                  "status %s checks the Redis the stack was started with" % what, show(p))
+            check("the running services use REDIS_URL=redis://default:****@127.0.0.1:%d/0" % port in p.stderr,
+                  "status %s says it uses the recorded Redis" % what, show(p))
+            check(password not in p.stdout + p.stderr, "status %s never prints the password" % what, show(p))
+        p = e.run("down", timeout=90)
+        check(p.returncode == 0 and not os.path.exists(rec), "down removes var/run/redis.url", show(p))
+        check(ping(), "down leaves the outside Redis alone")
+        # Nothing runs: status goes by this shell's settings again.
+        p = e.run("status")
+        line = next((l for l in p.stdout.splitlines() if l.startswith("redis ")), "")
+        check("external" not in line, "status after down: no recorded Redis", show(p))
     finally:
         r.terminate()
         r.wait(timeout=30)
