@@ -15,7 +15,9 @@ def key(job_id):
 
 
 def test():
-    env = {"HEARTBEAT_INTERVAL_MS": "200", "HEARTBEAT_LIVENESS": "5",
+    # A worker is gone after 2 s without a message; the jobs recovered as
+    # running are held 4 s for their worker.
+    env = {"HEARTBEAT_INTERVAL_MS": "200", "HEARTBEAT_LIVENESS": "10",
            "COMPLETED_JOB_TTL": "6", "METRICS_SNAPSHOT_INTERVAL": "1"}
     with h.Stack("redis") as s:
         s.redis()
@@ -34,32 +36,46 @@ def test():
         h.check(s.redis_cli("SISMEMBER", "botmesh:{bm}:unfinished", jid) == "1", "and in the unfinished set")
 
         # Running, then completed: the result is durable, the record expires.
+        # w1 must stay live (2 s without a message ends it) until the
+        # restart below: it heartbeats in every wait and between the checks.
         w = FakeWorker(s.endpoint, "w1", ["python"], 2)
+
+        def beating(fn):
+            return lambda: w.heartbeat() or fn()
+
         job = w.recv_job()
-        h.wait_until(lambda: s.redis_cli("HGET", key(jid), "state") == "running", 5, "running in Redis")
+        h.wait_until(beating(lambda: s.redis_cli("HGET", key(jid), "state") == "running"), 5, "running in Redis")
         h.check(h.job_record(s.redis_port, jid)["worker"] == "w1", "Redis names the worker")
         w.done(jid, {"mean": 4.2})
-        rec = c.wait(jid)
+        rec = h.wait_until(beating(lambda: (lambda r: r if r["state"] in h.TERMINAL else None)(c.status(jid))),
+                           30, "job %s to end" % jid)
         h.check(rec["state"] == "completed" and rec["result"] == {"mean": 4.2}, "completed", rec)
-        h.wait_until(lambda: s.redis_cli("HGET", key(jid), "state") == "completed", 5, "completed in Redis")
+        h.wait_until(beating(lambda: s.redis_cli("HGET", key(jid), "state") == "completed"), 5, "completed in Redis")
         # No Redis TTL: its id in the type's finished set, which the broker
         # sweeps after COMPLETED_JOB_TTL.
+        w.heartbeat()
         h.check(s.redis_cli("PTTL", key(jid)) == "-1", "a completed record carries no Redis TTL")
         h.check(s.redis_cli("ZSCORE", "botmesh:{bm}:finished:completed:python", jid) != "",
                 "its id is in the finished set, which the broker sweeps after COMPLETED_JOB_TTL")
+        w.heartbeat()
         h.check(s.redis_cli("SISMEMBER", "botmesh:{bm}:unfinished", jid) == "0", "and left the unfinished set")
         # Its webhook delivery became a job of the built-in webhook type.
         h.check(s.redis_cli("SISMEMBER", "botmesh:{bm}:unfinished", jid + ".wh1") == "1", "its webhook delivery is an unfinished job")
+        w.heartbeat()
 
         # Restart: queued and running jobs come back; running ones count an
         # attempt.  w1 (credit 2) takes the first two python jobs at once: they
         # run at the restart, with the node job on w2.
         queued = [c.submit("python", {"n": i}, priority=5 - (i % 2)) for i in range(4)]
+        got = [w.recv_job(), w.recv_job()]
+        h.check([j and j["jobId"] for j in got] == queued[:2], "w1 runs the first two python jobs", got)
         w2 = FakeWorker(s.endpoint, "w2", ["node"], 1)
         running = c.submit("node", {"r": 1})
         job = w2.recv_job()
         h.check(job["jobId"] == running and job["attempt"] == 1, "node job running, attempt 1", job)
-        h.wait_until(lambda: s.redis_cli("HGET", key(running), "state") == "running", 5, "running in Redis")
+        h.wait_until(lambda: w.heartbeat() or w2.heartbeat() or all(
+            s.redis_cli("HGET", key(j), "state") == "running" for j in queued[:2] + [running]),
+            5, "the three running states in Redis")
         w.close()
         w2.close()
         broker.kill()
@@ -76,7 +92,7 @@ def test():
         w3 = FakeWorker(s.endpoint, "w3", ["python", "node"], 10)
         got = {}
         for _ in range(5):
-            j = w3.recv_job()
+            j = w3.recv_job(15)
             got[j["jobId"]] = j
             w3.done(j["jobId"], {"ok": True})
         h.check(got[running]["attempt"] == 2, "the interrupted job runs again as attempt 2", got[running])
