@@ -50,6 +50,12 @@ const W = {
   CANCEL: 0x07, RELEASE: 0x08, NACK: 0x09,
 };
 const TERMINAL_STATES = new Set(['completed', 'failed', 'cancelled']);
+// The states list() filters on, and BullMQ's names of them (as GET /jobs reads them).
+const JOB_STATES = new Set(['queued', 'running', 'delayed', 'completed', 'failed', 'cancelled']);
+const STATE_ALIASES = { waiting: 'queued', wait: 'queued', active: 'running' };
+const INVALID_STATE_MESSAGE = 'state must be one of: queued (or waiting, wait), running (or active), delayed, '
+  + 'completed, failed, cancelled';
+const ENDPOINT_RE = /^(tcp:\/\/(\[[0-9A-Fa-f:.]+\]|[^\s:/[\]]+):(\d{1,5}|\*)|ipc:\/\/\S+|inproc:\/\/\S+)$/;
 const BOT_TYPE_RE = /^[a-z0-9_-]{1,32}$/;
 const MAX_PAYLOAD_BYTES = 1 << 20;
 const REQ_WRAP = 2 ** 31;
@@ -154,8 +160,15 @@ function defaultEndpoint() {
  */
 class Endpoints {
   constructor(spec) {
-    this.items = String(spec).split(',').map((e) => e.trim());
+    if (typeof spec !== 'string') throw new TypeError(`endpoint must be a string like tcp://host:port, got ${show(spec)}`);
+    this.items = spec.split(',').map((e) => e.trim());
     if (this.items.some((e) => !e)) throw new TypeError(`bad broker endpoint list ${JSON.stringify(spec)}`);
+    for (const e of this.items) {
+      if (!ENDPOINT_RE.test(e)) {
+        throw new TypeError(`bad broker endpoint ${JSON.stringify(e)}: expected tcp://host:port `
+          + '(e.g. tcp://127.0.0.1:5555; several brokers: tcp://b1:5555,tcp://b2:5555)');
+      }
+    }
     this.index = 0;
     this.backoffMs = 100;
     this.silent = -1;   // the one that went silent last (a standby names it until its lease ends)
@@ -206,6 +219,85 @@ function socketOptions(curve, extra) {
 
 const delay = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// --- argument checks ------------------------------------------------------------
+
+// Names a user of BullMQ, of Celery or of the Python client may give for ours.
+const OPTION_ALIASES = {
+  delay: 'delayMs', jobId: 'idempotencyKey', timeout: 'timeoutMs', countdown: 'delayMs', eta: 'runAt',
+  webhook_url: 'webhookUrl', idempotency_key: 'idempotencyKey', timeout_ms: 'timeoutMs',
+  max_attempts: 'maxAttempts', delay_ms: 'delayMs', run_at: 'runAt', bot_type: 'botType',
+  heartbeat_ms: 'heartbeatMs', stop_grace: 'stopGraceMs', max_result_bytes: 'maxResultBytes',
+  older_than_ms: 'olderThanMs', poll_interval: 'pollMs',
+};
+
+function show(v) {
+  if (typeof v === 'bigint') return `${v}n`;
+  try { return JSON.stringify(v) ?? String(v); } catch (e) { return String(v); }
+}
+
+/**
+ * opts as an object of known options (undefined/null: {}); else a TypeError
+ * naming the call, the unknown option and, for a known mistake, its name here.
+ * aliases: {wrong: right} beyond OPTION_ALIASES (e.g. timeout -> requestTimeoutMs).
+ */
+function checkOptions(where, opts, known, aliases = {}) {
+  if (opts === undefined || opts === null) return {};
+  if (typeof opts !== 'object' || Array.isArray(opts)) {
+    throw new TypeError(`${where}: options must be an object {${known.join(', ')}}, got ${show(opts)}`);
+  }
+  for (const k of Object.keys(opts)) {
+    if (known.includes(k)) continue;
+    const right = aliases[k] || OPTION_ALIASES[k];
+    if (right && known.includes(right)) {
+      throw new TypeError(`${where}: unknown option '${k}': the name here is '${right}'`
+        + (right.endsWith('Ms') ? ' (milliseconds)' : ''));
+    }
+    throw new TypeError(`${where}: unknown option '${k}' (known: ${known.join(', ')})`);
+  }
+  return opts;
+}
+
+/** A TypeError unless v (when given) is of the kind; kinds: ms, int, string, bool, object, number. */
+function checkType(where, name, v, kind) {
+  if (v === undefined || v === null) return;
+  const ok = {
+    ms: () => typeof v === 'number' && Number.isFinite(v) && v > 0,
+    int: () => (typeof v === 'number' && Number.isInteger(v)) || typeof v === 'bigint',
+    number: () => typeof v === 'number' && Number.isFinite(v),
+    string: () => typeof v === 'string',
+    bool: () => typeof v === 'boolean',
+    object: () => typeof v === 'object' && !Array.isArray(v),
+  }[kind]();
+  if (!ok) {
+    const what = { ms: 'a number of milliseconds > 0', int: 'an integer', number: 'a number', string: 'a string',
+      bool: 'a boolean', object: 'an object' }[kind];
+    throw new TypeError(`${where}: ${name} must be ${what}, got ${show(v)}`);
+  }
+}
+
+/** The backoff as the broker reads it: BullMQ's {type, delay} becomes {type, delayMs}, as the HTTP API reads it. */
+function wireBackoff(backoff) {
+  if (!backoff || typeof backoff !== 'object' || !('delay' in backoff)) return backoff;
+  if ('delayMs' in backoff) {
+    throw new Rejected('bad_request', 'backoff.delay and backoff.delayMs are the same field: give one');
+  }
+  const { delay: ms, ...rest } = backoff;
+  return { ...rest, delayMs: ms };
+}
+
+/** list()'s state as the broker filters on it; Rejected invalid_state for a state no job can have. */
+function listState(state) {
+  if (typeof state !== 'string' || state === '') return state;
+  const s = STATE_ALIASES[state] || state;
+  if (!JOB_STATES.has(s)) throw new Rejected('invalid_state', INVALID_STATE_MESSAGE);
+  return s;
+}
+
+const SUBMIT_OPTIONS = {
+  webhookUrl: 'string', priority: 'int', idempotencyKey: 'string', timeoutMs: 'int', maxAttempts: 'int',
+  notify: 'bool', attempts: 'int', backoff: 'object', delayMs: 'int', runAt: 'int', requestTimeoutMs: 'ms',
+};
+
 // --- client -------------------------------------------------------------------
 
 /**
@@ -215,6 +307,8 @@ const delay = (ms) => new Promise((r) => setTimeout(r, ms));
 class Client {
   constructor(opts = {}) {
     if (typeof opts === 'string') opts = { endpoint: opts };
+    opts = checkOptions('new Client', opts, ['endpoint', 'timeoutMs', 'curve']);
+    checkType('new Client', 'timeoutMs', opts.timeoutMs, 'ms');
     this.endpoint = opts.endpoint || defaultEndpoint();
     this._eps = new Endpoints(this.endpoint);
     this.timeoutMs = opts.timeoutMs || 10000;
@@ -302,6 +396,7 @@ class Client {
    * one (the request is sent again there: give a SUBMIT an idempotencyKey).
    */
   async request(command, body = {}, timeoutMs) {
+    checkType('request', 'timeoutMs', timeoutMs, 'ms');
     timeoutMs = timeoutMs || this.timeoutMs;
     const deadline = Date.now() + timeoutMs;
     const n = this._eps.size;
@@ -376,12 +471,17 @@ class Client {
     return (await this.submitFull(botType, payload, opts)).jobId;
   }
 
-  static _submitBody(botType, payload, opts) {
+  /** The SUBMIT body; TypeError for an unknown option or one of the wrong type. */
+  static _submitBody(botType, payload, opts, where = 'submit', extra = []) {
+    opts = checkOptions(where, opts, Object.keys(SUBMIT_OPTIONS).concat(extra), { timeout: 'requestTimeoutMs' });
+    checkType(where, 'botType', botType, 'string');
+    for (const [k, kind] of Object.entries(SUBMIT_OPTIONS)) checkType(where, k, opts[k], kind);
     const body = { botType, payload: payload === undefined ? null : payload };
     for (const k of ['webhookUrl', 'priority', 'idempotencyKey', 'timeoutMs', 'maxAttempts',
                      'attempts', 'backoff', 'delayMs', 'runAt']) {
       if (opts[k] !== undefined && opts[k] !== null) body[k] = opts[k];
     }
+    if (body.backoff) body.backoff = wireBackoff(body.backoff);
     if (opts.notify) body.notify = true;
     return body;
   }
@@ -395,7 +495,8 @@ class Client {
 
   /** SUBMIT; resolves {jobId, duplicate, delayed} (delayed: waits for its delayMs/runAt). */
   async submitFull(botType, payload = null, opts = {}) {
-    const body = Client._submitBody(botType, payload, opts);
+    const body = Client._submitBody(botType, payload, opts, 'submit');
+    opts = opts || {};
     const reply = await this._reply(C.SUBMIT, body, opts.requestTimeoutMs, C.ACCEPTED);
     return this._accepted(reply, opts.notify);
   }
@@ -407,6 +508,7 @@ class Client {
    * why that job was refused. A fault of the whole message (no jobs) rejects.
    */
   async submitMany(jobs, opts = {}) {
+    opts = checkOptions('submitMany', opts, ['requestTimeoutMs'], { timeout: 'requestTimeoutMs' });
     if (!Array.isArray(jobs) || jobs.length === 0) {
       throw new Rejected('bad_request', 'submitMany needs an array of at least one job');
     }
@@ -414,7 +516,7 @@ class Client {
       if (!job || typeof job !== 'object' || job.botType === undefined) {
         throw new TypeError(`jobs[${i}] must be an object with a botType`);
       }
-      return Client._submitBody(job.botType, job.payload, job);
+      return Client._submitBody(job.botType, job.payload, job, `submitMany jobs[${i}]`, ['botType', 'payload']);
     });
     const chunks = [];
     let chunk = [];
@@ -508,11 +610,35 @@ class Client {
   /** Remove the schedule key; rejects not_found. */
   async removeSchedule(key, timeoutMs) { await this._reply(C.SCHEDULE, { action: 'remove', key }, timeoutMs); }
 
-  /** Recent jobs, newest first: list({state, botType, limit}). */
-  async list(filter = {}, timeoutMs) {
+  /**
+   * Recent jobs, newest first: list(state, botType, limit, timeoutMs) or
+   * list({state, botType, limit, timeoutMs}) (list(filter, timeoutMs) too).
+   * state: queued (or waiting, wait), running (or active), delayed,
+   * completed, failed or cancelled; another rejects Rejected invalid_state.
+   */
+  async list(state, botType, limit, timeoutMs) {
+    let filter;
+    if (state !== null && typeof state === 'object') {
+      filter = checkOptions('list', state, ['state', 'botType', 'limit', 'timeoutMs'],
+        { bot_type: 'botType', timeout: 'timeoutMs' });
+      if (botType !== undefined) {
+        checkType('list', 'timeoutMs', botType, 'ms');
+        if (filter.timeoutMs === undefined) filter = { ...filter, timeoutMs: botType };
+      }
+      if (limit !== undefined || timeoutMs !== undefined) {
+        throw new TypeError('list: give list(state, botType, limit, timeoutMs) or list({state, botType, limit, timeoutMs})');
+      }
+    } else {
+      filter = { state, botType, limit, timeoutMs };
+    }
+    checkType('list', 'state', filter.state, 'string');
+    checkType('list', 'botType', filter.botType, 'string');
+    checkType('list', 'limit', filter.limit, 'int');
+    checkType('list', 'timeoutMs', filter.timeoutMs, 'ms');
     const body = {};
-    for (const k of ['state', 'botType', 'limit']) if (filter[k] !== undefined) body[k] = filter[k];
-    return (await this._reply(C.LIST, body, timeoutMs)).jobs || [];
+    if (filter.state !== undefined && filter.state !== null && filter.state !== '') body.state = listState(filter.state);
+    for (const k of ['botType', 'limit']) if (filter[k] !== undefined && filter[k] !== null) body[k] = filter[k];
+    return (await this._reply(C.LIST, body, filter.timeoutMs)).jobs || [];
   }
 
   ping(timeoutMs) { return this._reply(C.PING, {}, timeoutMs); }
@@ -539,7 +665,12 @@ class Client {
    * (submitted here with notify) and STATUS polling otherwise, and as a
    * fallback. Rejects WaitTimeout / BrokerTimeout after timeoutMs.
    */
-  async wait(jobId, { timeoutMs = 60000, pollMs = 500 } = {}) {
+  async wait(jobId, opts = {}) {
+    const o = checkOptions('wait', opts, ['timeoutMs', 'pollMs']);
+    checkType('wait', 'timeoutMs', o.timeoutMs, 'ms');
+    checkType('wait', 'pollMs', o.pollMs, 'ms');
+    const timeoutMs = o.timeoutMs ?? 60000;
+    const pollMs = o.pollMs ?? 500;
     const deadline = Date.now() + timeoutMs;
     let last = null;
     let lastErr = null;
@@ -582,9 +713,12 @@ class Client {
 
   /** Submit with notify, wait, resolve the result; rejects JobFailed if it failed. */
   async run(botType, payload, opts = {}) {
-    const o = Object.assign({ notify: true }, opts);
-    const jobId = await this.submit(botType, payload, o);
-    const rec = await this.wait(jobId, { timeoutMs: o.waitMs || 60000 });
+    const o = Object.assign({ notify: true }, checkOptions('run', opts,
+      Object.keys(SUBMIT_OPTIONS).concat(['waitMs']), { timeout: 'waitMs' }));
+    checkType('run', 'waitMs', o.waitMs, 'ms');
+    const { waitMs, ...submitOpts } = o;
+    const jobId = await this.submit(botType, payload, submitOpts);
+    const rec = await this.wait(jobId, { timeoutMs: waitMs || 60000 });
     if (rec.state !== 'completed') {
       const err = rec.error || {};
       throw new JobFailed(err.code || rec.state, err.message || `job ${jobId} ${rec.state}`, rec);
@@ -621,6 +755,13 @@ function nowMs() { return Date.now(); }
 class Worker extends EventEmitter {
   constructor(opts) {
     super();
+    opts = checkOptions('new Worker', opts, ['types', 'handler', 'credit', 'endpoint', 'name', 'heartbeatMs',
+      'liveness', 'stopGraceMs', 'maxResultBytes', 'curve', 'log']);
+    for (const [k, kind] of [['heartbeatMs', 'ms'], ['liveness', 'int'], ['stopGraceMs', 'number'],
+      ['maxResultBytes', 'int'], ['name', 'string']]) checkType('new Worker', k, opts[k], kind);
+    if (opts.log !== undefined && opts.log !== false && typeof opts.log !== 'function') {
+      throw new TypeError(`new Worker: log must be a function (level, message) or false, got ${show(opts.log)}`);
+    }
     const types = typeof opts.types === 'string' ? [opts.types] : (opts.types || []);
     if (!types.length) throw new TypeError('a worker needs at least one bot type');
     for (const t of types) {
@@ -641,6 +782,10 @@ class Worker extends EventEmitter {
     this.maxResultBytes = opts.maxResultBytes || MAX_PAYLOAD_BYTES;
     this.stopGraceMs = opts.stopGraceMs === undefined ? 10000 : opts.stopGraceMs;
     this.curve = opts.curve;
+    // One line per event, as the Python worker logs them: to stderr unless
+    // log is a function (level, message) or false (silent).
+    this._logFn = opts.log === undefined ? stderrLog : opts.log;
+    this._answered = false;             // the broker answered on the current socket
     this.jobs = new Map();
     this.connects = 0;
     this.jobsDone = 0;
@@ -692,6 +837,7 @@ class Worker extends EventEmitter {
       this._stopping = { until: nowMs() + grace };
       this.credit = 0;
       this._queue(W.READY, this._readyBody());
+      this._log('info', `stopping (credit 0, ${this.jobs.size} jobs running)`);
       this._checkStop();
     }
     return this.done;
@@ -703,6 +849,10 @@ class Worker extends EventEmitter {
     // (or restarted) adopts them instead of running them again.
     if (running && this.jobs.size > 0) body.running = [...this.jobs.keys()].slice(0, 10000);
     return body;
+  }
+
+  _log(level, message) {
+    if (this._logFn) this._logFn(level, `botmesh worker ${this.name}: ${message}`);
   }
 
   _connect() {
@@ -719,11 +869,14 @@ class Worker extends EventEmitter {
     if (this._eps.size > 1) {
       sock.events.on('disconnect', () => {
         if (sock !== this._sock || this._stopped) return;
+        this._log('warning', `the broker at ${this._eps.current} closed the connection; moving on`);
         this.emit('closed', this._eps.current);
         this._switch(undefined, true);
       });
     }
     this.connects += 1;
+    this._answered = false;
+    if (this.connects > 1) this._log('info', `sent READY again to ${this._eps.current}; waiting for the broker`);
     // READY first on every new socket (HEARTBEATs queued for the old one are
     // stale), then the recent DONEs the broker may have missed, oldest first
     // (one it already has is answered NACK not_owner), then what still waits.
@@ -749,6 +902,10 @@ class Worker extends EventEmitter {
       for await (const frames of sock) {
         if (sock !== this._sock) return;
         this._lastRecv = nowMs();
+        if (!this._answered) {
+          this._answered = true;
+          this._log('info', `connected to ${this._eps.current} (the broker answered)`);
+        }
         const msg = decode(frames, WORKER_HEADER);
         if (!msg) continue;
         this._onMessage(msg[0], msg[1]);
@@ -783,11 +940,17 @@ class Worker extends EventEmitter {
         break;
       }
       case W.DISCONNECT:
+        this._log('info', `broker sent DISCONNECT (${body.reason}), reconnecting`);
         if (!this._stopped) this._connect();
         break;
       case W.NACK:
-        if (body.code === 'not_leader') this._switch(body.leader);
-        else this.emit('nack', body.code, body.message);
+        if (body.code === 'not_leader') {
+          this._log('info', `a standby answered at ${this._eps.current}; moving to the leader`);
+          this._switch(body.leader);
+        } else {
+          if (body.code !== 'not_owner') this._log('warning', `NACK ${body.code}: ${body.message}`);
+          this.emit('nack', body.code, body.message);
+        }
         break;
       case W.HEARTBEAT:
       default:
@@ -835,8 +998,11 @@ class Worker extends EventEmitter {
       _abort: abort,
       _doneAttempt: body.attempt === undefined ? 1 : body.attempt,   // the attempt its DONE ends
       progress: (n) => {
+        if (typeof n !== 'number' || Number.isNaN(n)) {
+          throw new TypeError(`progress must be a number from 0 to 100, got ${show(n)}`);
+        }
         if (this.jobs.get(id) !== job) return;
-        this._queue(W.PROGRESS, { jobId: id, progress: Math.max(0, Math.min(100, Math.trunc(Number(n) || 0))) });
+        this._queue(W.PROGRESS, { jobId: id, progress: Math.max(0, Math.min(100, Math.trunc(n))) });
       },
     };
     this.jobs.set(id, job);
@@ -936,6 +1102,12 @@ class Worker extends EventEmitter {
     const now = nowMs();
     if (this._switching) return;
     if (now - this._lastRecv > this.heartbeatMs * this.liveness) {
+      const silent = ((now - this._lastRecv) / 1000).toFixed(1);
+      if (this._answered) this._log('warning', `broker at ${this._eps.current} silent for ${silent}s, reconnecting`);
+      else {
+        this._log('warning', `no answer from the broker at ${this._eps.current} for ${silent}s `
+          + '(is it running there?); trying again');
+      }
       this.emit('reconnect', now - this._lastRecv);
       if (this._eps.size > 1) this._switch(undefined, true);
       else this._connect();
@@ -968,6 +1140,10 @@ class Worker extends EventEmitter {
       this._resolveDone();
     });
   }
+}
+
+function stderrLog(level, message) {
+  process.stderr.write(`${new Date().toISOString()} ${level.toUpperCase()} ${message}\n`);
 }
 
 function envInt(name, dflt, lo, hi) {

@@ -89,6 +89,12 @@ W_READY, W_JOB, W_PROGRESS, W_DONE, W_HEARTBEAT, W_DISCONNECT, W_CANCEL, W_RELEA
     range(0x01, 0x0A)
 
 TERMINAL_STATES = frozenset(("completed", "failed", "cancelled"))
+# The states list() filters on, and BullMQ's names of them (as GET /jobs reads them).
+JOB_STATES = ("queued", "running", "delayed", "completed", "failed", "cancelled")
+STATE_ALIASES = {"waiting": "queued", "wait": "queued", "active": "running"}
+INVALID_STATE_MESSAGE = ("state must be one of: queued (or waiting, wait), running (or active), delayed, "
+                         "completed, failed, cancelled")
+ENDPOINT_RE = re.compile(r"^(tcp://(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(\d{1,5}|\*)|ipc://\S+|inproc://\S+)$")
 
 BOT_TYPE_RE = re.compile(r"^[a-z0-9_-]{1,32}$")
 MAX_PAYLOAD_BYTES = 1 << 20          # protocol default of MAX_PAYLOAD_BYTES
@@ -181,9 +187,15 @@ class Endpoints:
     QUICK_TRIES = 40
 
     def __init__(self, spec):
+        if not isinstance(spec, str):
+            raise TypeError("endpoint must be a string like tcp://host:port, not %r" % (spec,))
         items = [e.strip() for e in spec.split(",")]
         if not items or any(not e for e in items):
             raise ValueError("bad broker endpoint list %r" % (spec,))
+        for e in items:
+            if not ENDPOINT_RE.match(e):
+                raise ValueError("bad broker endpoint %r: expected tcp://host:port (e.g. tcp://127.0.0.1:5555; "
+                                 "several brokers: tcp://b1:5555,tcp://b2:5555)" % (e,))
         self.items = items
         self.index = 0
         self.backoff = self.BACKOFF
@@ -275,6 +287,30 @@ def _env_int(name, default, lo, hi):
     if not lo <= val <= hi:
         raise ValueError("%s must be in %d..%d, got %d" % (name, lo, hi, val))
     return val
+
+
+def _wire_backoff(backoff):
+    """The backoff as the broker reads it: BullMQ's {"type", "delay"} becomes
+    {"type", "delayMs"}, as the HTTP API reads it; other shapes go as given
+    (the broker names what is wrong with them)."""
+    if not isinstance(backoff, dict) or "delay" not in backoff:
+        return backoff
+    if "delayMs" in backoff:
+        raise Rejected("bad_request", "backoff.delay and backoff.delayMs are the same field: give one")
+    out = {k: v for k, v in backoff.items() if k != "delay"}
+    out["delayMs"] = backoff["delay"]
+    return out
+
+
+def _list_state(state):
+    """list()'s state as the broker filters on it (BullMQ's names read as
+    ours); Rejected invalid_state for a state no job can have."""
+    if not isinstance(state, str) or state == "":
+        return state
+    state = STATE_ALIASES.get(state, state)
+    if state not in JOB_STATES:
+        raise Rejected("invalid_state", INVALID_STATE_MESSAGE)
+    return state
 
 
 # --- client -------------------------------------------------------------------
@@ -455,6 +491,7 @@ class Client:
             body["timeoutMs"] = timeout_ms
         if max_attempts is not None:
             body["maxAttempts"] = max_attempts
+        backoff = _wire_backoff(backoff)
         for key, value in (("attempts", attempts), ("backoff", backoff), ("delayMs", delay_ms),
                            ("runAt", run_at)):
             if value is not None:
@@ -564,10 +601,14 @@ class Client:
         return self._reply(STATS, None, timeout)
 
     def list(self, state=None, bot_type=None, limit=None, timeout=None):
-        """Recent jobs, newest first (records without payload and result)."""
+        """Recent jobs, newest first (records without payload and result).
+
+        state: queued (or waiting, wait), running (or active), delayed,
+        completed, failed or cancelled; any other raises Rejected
+        ("invalid_state"), as GET /jobs answers 400."""
         body = {}
-        if state is not None:
-            body["state"] = state
+        if state is not None and state != "":
+            body["state"] = _list_state(state)
         if bot_type is not None:
             body["botType"] = bot_type
         if limit is not None:
@@ -717,8 +758,9 @@ class Job:
         self.released = False                    # handed back to the broker (worker stopping)
 
     def progress(self, percent):
-        """Report progress (0..100) to the broker."""
-        self._worker._emit(W_PROGRESS, {"jobId": self.id, "progress": max(0, min(100, int(percent)))})
+        """Report progress to the broker: a number 0..100 (outside: clamped).
+        Anything else raises TypeError."""
+        self._worker._emit(W_PROGRESS, {"jobId": self.id, "progress": _percent(percent)})
 
     def is_cancelled(self):
         return self.cancelled.is_set()
@@ -731,6 +773,13 @@ class Job:
 
     def __repr__(self):
         return "<Job %s %s attempt %s>" % (self.id, self.bot_type, self.attempt)
+
+
+def _percent(percent):
+    """job.progress()'s argument as the wire's integer 0..100."""
+    if isinstance(percent, bool) or not isinstance(percent, (int, float)) or percent != percent:
+        raise TypeError("progress must be a number from 0 to 100, not %r" % (percent,))
+    return int(max(0, min(100, percent)))
 
 
 class _ProcessJob:
@@ -750,7 +799,7 @@ class _ProcessJob:
         self._conn = None
 
     def progress(self, percent):
-        self._conn.send(("progress", max(0, min(100, int(percent)))))
+        self._conn.send(("progress", _percent(percent)))
 
     def is_cancelled(self):
         return False
@@ -855,6 +904,7 @@ class Worker:
         self._thread = None
         self._done = threading.Event()
         self._pending_credit = None
+        self._answered = False                # the broker answered on the current socket
         # Recent DONEs, to send again after READY on a new socket (the broker
         # may have missed them: it restarted, or the old socket closed with
         # them queued): [monotonic time, body], oldest first, those of the
@@ -1001,8 +1051,10 @@ class Worker:
         now = time.monotonic()
         self._last_recv = now
         self._last_send = now
+        self._answered = False                # "connected" once the broker answers on this socket
         if self.connects > 1:
-            log.info("botmesh worker %s: reconnected to %s (READY again)", self.name, self._eps.current)
+            log.info("botmesh worker %s: sent READY again to %s; waiting for the broker", self.name,
+                     self._eps.current)
 
     def _keep_done(self, body, now):
         entry = [now, body]
@@ -1085,8 +1137,13 @@ class Worker:
                     self._connect(poller)
                 now = time.monotonic()
                 if now - self._last_recv > expiry:
-                    log.warning("botmesh worker %s: broker silent for %.1fs, reconnecting",
-                                self.name, now - self._last_recv)
+                    if self._answered:
+                        log.warning("botmesh worker %s: broker at %s silent for %.1fs, reconnecting",
+                                    self.name, self._eps.current, now - self._last_recv)
+                    else:
+                        log.warning("botmesh worker %s: no answer from the broker at %s for %.1fs (is it "
+                                    "running there?); trying again", self.name, self._eps.current,
+                                    now - self._last_recv)
                     if len(self._eps) > 1:
                         self._stop.wait(self._eps.next(silent=True))
                     self._connect(poller)
@@ -1151,6 +1208,10 @@ class Worker:
             except zmq.Again:
                 return
             self._last_recv = time.monotonic()    # any message is a sign of life
+            if not self._answered:
+                self._answered = True
+                log.info("botmesh worker %s: connected to %s (the broker answered)", self.name,
+                         self._eps.current)
             msg = _decode(frames, WORKER_HEADER)
             if msg is None:
                 log.warning("botmesh worker %s: ignoring a malformed message (%d frames)", self.name, len(frames))
