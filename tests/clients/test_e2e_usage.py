@@ -90,6 +90,19 @@ def main():
               "python job.progress({...}) raises TypeError", outcome)
         w.stop()
 
+        # --- JobError("permanent_failure"): no retry; another code: retried ---
+        def perm(payload, job):
+            raise botmesh.JobError(payload["code"], "asked to fail")
+
+        w = botmesh.Worker(["pyperm"], perm, endpoint=s.endpoint, name="py-perm").start()
+        wait_worker(c, "py-perm")
+        for code, runs in (("permanent_failure", 1), ("bad_input", 3)):
+            rec = c.wait(c.submit("pyperm", {"code": code}, attempts=3, backoff={"type": "fixed", "delay": 50}),
+                         timeout=30, poll_interval=0.1)
+            check(rec["state"] == "failed" and rec["error"]["code"] == code and len(rec["attemptErrors"]) == runs,
+                  "JobError(%r) with attempts 3: %d run(s)" % (code, runs), rec)
+        w.stop()
+
         # --- workers pointed at a dead broker: only what is true ---------------
         dead = "tcp://127.0.0.1:%d" % harness.free_port()
         fast = {"HEARTBEAT_INTERVAL_MS": "100", "HEARTBEAT_LIVENESS": "3"}
