@@ -108,6 +108,20 @@ s_timing (const json_t *body, bm_codec_submit_t *submit, gw_invoke_error_t *erro
         return s_fail (error, 400, "invalid_delay",
                        "delayMs must be an integer from 0 to %lld (a year)",
                        (long long) BM_MAX_DELAY_MS);
+    //  BullMQ's name, delay (ms), reads as delayMs; both must agree.
+    int64_t alias = 0;
+    int has_alias = s_opt_int (body, "delay", 0, BM_MAX_DELAY_MS, &alias);
+    if (has_alias < 0)
+        return s_fail (error, 400, "invalid_delay",
+                       "delay (delayMs) must be an integer from 0 to %lld (a year)",
+                       (long long) BM_MAX_DELAY_MS);
+    if (has_alias > 0 && has > 0 && alias != submit->delay_ms)
+        return s_fail (error, 400, "invalid_delay",
+                       "delay and delayMs are the same field and differ: give one");
+    if (has_alias > 0 && has == 0) {
+        submit->delay_ms = alias;
+        has = 1;
+    }
     submit->has_delay_ms = has > 0;
     has = s_opt_int (body, "runAt", 0, INT64_MAX, &submit->run_at);
     if (has < 0)
@@ -115,7 +129,8 @@ s_timing (const json_t *body, bm_codec_submit_t *submit, gw_invoke_error_t *erro
                        "runAt must be an integer: ms since the epoch");
     submit->has_run_at = has > 0;
     if (submit->has_run_at && submit->has_delay_ms)
-        return s_fail (error, 400, "invalid_run_at", "runAt and delayMs exclude each other: give one");
+        return s_fail (error, 400, "invalid_run_at",
+                       "runAt and delayMs (or delay) exclude each other: give one");
 
     const json_t *backoff = json_object_get (body, "backoff");
     if (!backoff || json_is_null (backoff))
@@ -150,13 +165,47 @@ s_timing (const json_t *body, bm_codec_submit_t *submit, gw_invoke_error_t *erro
 }
 
 //  --------------------------------------------------------------------------
+//  The top-level keys the gateway reads; any other is ignored and named
+//  back to the client (gw_invoke_ignored).
+
+static const char *s_known_keys [] = {
+    "botType", "payload", "webhookUrl", "priority", "idempotencyKey", "jobId",
+    "timeoutMs", "maxAttempts", "attempts", "backoff", "delayMs", "delay", "runAt"
+};
+
+json_t *
+gw_invoke_ignored (const json_t *body)
+{
+    if (!json_is_object (body))
+        return NULL;
+    json_t *names = NULL;
+    const char *key;
+    const json_t *member;
+    json_object_foreach ((json_t *) body, key, member) {
+        bool known = false;
+        for (size_t i = 0; i < sizeof s_known_keys / sizeof s_known_keys [0] && !known; i++)
+            known = streq (key, s_known_keys [i]);
+        if (known)
+            continue;
+        if (!names && !(names = json_array ()))
+            return NULL;
+        if (json_array_size (names) == GW_INVOKE_MAX_IGNORED)
+            break;
+        json_array_append_new (names, json_string (key));
+    }
+    return names;
+}
+
+//  --------------------------------------------------------------------------
 //  Validate the parsed body and pack it.  Returns 0 or -1 with *error set.
 
 int
 gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, size_t max_payload,
                            bm_packer_t *packer, char *bot_type_out, int64_t *priority_out,
-                           gw_invoke_error_t *error)
+                           json_t **ignored, gw_invoke_error_t *error)
 {
+    if (ignored)
+        *ignored = NULL;
     if (!json_is_object (body))
         return s_fail (error, 400, "invalid_body", "the body must be a JSON object");
 
@@ -202,6 +251,24 @@ gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, size_t
         return s_fail (error, 400, "invalid_idempotency_key",
                        "idempotencyKey must be 1 to %d printable ASCII characters without spaces",
                        BM_MAX_ID_LEN);
+    //  BullMQ's jobId (a client-chosen id that de-duplicates adds) reads
+    //  as idempotencyKey; both must agree.
+    const char *job_key = NULL;
+    size_t job_key_len = 0;
+    int has_job_key = s_opt_str (body, "jobId", &job_key, &job_key_len);
+    if (has_job_key < 0 || (has_job_key && !bm_valid_id (job_key, job_key_len)))
+        return s_fail (error, 400, "invalid_idempotency_key",
+                       "jobId (idempotencyKey) must be 1 to %d printable ASCII characters "
+                       "without spaces", BM_MAX_ID_LEN);
+    if (has_job_key > 0 && has_key > 0
+    &&  (job_key_len != key_len || memcmp (job_key, key, key_len) != 0))
+        return s_fail (error, 400, "invalid_idempotency_key",
+                       "jobId and idempotencyKey are the same field and differ: give one");
+    if (has_job_key > 0 && has_key == 0) {
+        key = job_key;
+        key_len = job_key_len;
+        has_key = 1;
+    }
 
     int64_t timeout_ms = 0;
     int has_timeout = s_opt_int (body, "timeoutMs", 1, GW_INVOKE_MAX_TIMEOUT_MS, &timeout_ms);
@@ -257,6 +324,8 @@ gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, size_t
 
     if (priority_out)
         *priority_out = priority;
+    if (ignored)
+        *ignored = gw_invoke_ignored (body);
     if (bot_type_out) {
         memcpy (bot_type_out, bot_type, bot_type_len);
         bot_type_out [bot_type_len] = 0;
@@ -330,17 +399,19 @@ gw_invoke_parse (const char *body, size_t size, int extra_depth, gw_invoke_error
 int
 gw_invoke_translate (const char *body, size_t size, int64_t req, size_t max_payload,
                      char **out, size_t *out_size, char *bot_type, int64_t *priority,
-                     gw_invoke_error_t *error)
+                     json_t **ignored, gw_invoke_error_t *error)
 {
     *out = NULL;
     *out_size = 0;
+    if (ignored)
+        *ignored = NULL;
     json_t *root = gw_invoke_parse (body, size, 0, error);
     if (!root)
         return -1;
     bm_packer_t packer;
     bm_packer_init (&packer);
     int rc = gw_invoke_translate_value (root, true, req, max_payload, &packer, bot_type, priority,
-                                        error);
+                                        ignored, error);
     json_decref (root);
     if (rc) {
         bm_packer_destroy (&packer);
@@ -365,7 +436,7 @@ s_try (const char *body, size_t max_payload, gw_invoke_error_t *error, msgpack_u
     size_t out_size;
     char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
     if (gw_invoke_translate (body, strlen (body), 7, max_payload, &out, &out_size, bot_type, NULL,
-                             error))
+                             NULL, error))
         return error->code;
     s_last_out = out;
     if (bm_msgpack_check (out, out_size) != 0)
@@ -431,6 +502,44 @@ gw_invoke_test (bool verbose)
     CHECK (streq (s_try ("{\"botType\":\"java\",\"payload\":1,"
                          "\"backoff\":{\"type\":\"fixed\",\"delay\":1,\"delayMs\":1}}",
                          1 << 20, &error, &result), "invalid_backoff"));
+
+    //  BullMQ's delay and jobId read as delayMs and idempotencyKey; given
+    //  with those, they must agree.
+    CHECK (streq (s_try ("{\"botType\":\"java\",\"payload\":1,\"delay\":5000,"
+                         "\"jobId\":\"my-own-id\"}", 1 << 20, &error, &result), "ok"));
+    CHECK (bm_obj_int (&result.data, "delayMs", &value) && value == 5000);
+    CHECK (bm_obj_strcpy (&result.data, "idempotencyKey", buf, sizeof buf)
+           && streq (buf, "my-own-id"));
+    msgpack_unpacked_destroy (&result);
+    CHECK (streq (s_try ("{\"botType\":\"java\",\"payload\":1,\"delay\":5,\"delayMs\":5,"
+                         "\"jobId\":\"k\",\"idempotencyKey\":\"k\"}", 1 << 20, &error, &result), "ok"));
+    CHECK (bm_obj_int (&result.data, "delayMs", &value) && value == 5);
+    msgpack_unpacked_destroy (&result);
+    CHECK (streq (s_try ("{\"botType\":\"java\",\"payload\":1,\"delay\":5,\"delayMs\":6}",
+                         1 << 20, &error, &result), "invalid_delay"));
+    CHECK (strstr (error.message, "delay and delayMs"));
+    CHECK (streq (s_try ("{\"botType\":\"java\",\"payload\":1,\"jobId\":\"a\","
+                         "\"idempotencyKey\":\"b\"}", 1 << 20, &error, &result),
+                  "invalid_idempotency_key"));
+    CHECK (strstr (error.message, "jobId and idempotencyKey"));
+    CHECK (streq (s_try ("{\"botType\":\"java\",\"payload\":1,\"delay\":1,\"runAt\":1}",
+                         1 << 20, &error, &result), "invalid_run_at"));
+    CHECK (streq (s_try ("{\"botType\":\"java\",\"payload\":1,\"jobId\":5}",
+                         1 << 20, &error, &result), "invalid_idempotency_key"));
+
+    //  Unknown top-level keys are named, in order; known ones never.
+    json_t *parsed = json_loads ("{\"botType\":\"java\",\"payload\":{\"x\":1},\"delay\":1,"
+                                 "\"removeOnComplete\":true,\"jobId\":\"j\",\"lifo\":false}",
+                                 0, NULL);
+    json_t *names = gw_invoke_ignored (parsed);
+    CHECK (names && json_array_size (names) == 2);
+    CHECK (streq (json_string_value (json_array_get (names, 0)), "removeOnComplete"));
+    CHECK (streq (json_string_value (json_array_get (names, 1)), "lifo"));
+    json_decref (names);
+    json_decref (parsed);
+    parsed = json_loads ("{\"botType\":\"java\",\"payload\":1,\"priority\":1}", 0, NULL);
+    CHECK (gw_invoke_ignored (parsed) == NULL);
+    json_decref (parsed);
 
     //  Minimal body: defaults, nulls as absent, any payload type.
     CHECK (streq (s_try ("{\"botType\":\"node\",\"payload\":null,\"webhookUrl\":null,"

@@ -22,9 +22,12 @@
          "delayMs": 5000,                      optional, 0..a year; or
          "runAt": 1790000000000}               optional, epoch ms
 
-    An optional field given as null counts as absent.  Unknown keys are
-    ignored (protocol.md: forward compatibility); duplicate keys are an
-    error (which of the two was meant is not knowable).  */
+    BullMQ's names are read too: "delay" as delayMs and "jobId" as
+    idempotencyKey (given with the other name, both must be equal).  An
+    optional field given as null counts as absent.  Unknown keys are
+    ignored (protocol.md: forward compatibility) and named back to the
+    client (gw_invoke_ignored); duplicate keys are an error (which of the
+    two was meant is not knowable).  */
 #ifndef GW_INVOKE_H
 #define GW_INVOKE_H
 
@@ -51,6 +54,8 @@
 //  limit so that a payload 31..63 deep gets the precise invalid_payload
 //  message, far below what a civetweb thread's ~100 KB stack holds.
 #define GW_INVOKE_MAX_TEXT_DEPTH    64
+//  Unknown keys named in an answer's "ignored" list, at most.
+#define GW_INVOKE_MAX_IGNORED       32
 
 //  Why a body was refused: the HTTP status, a stable code for clients and a
 //  message naming the field (never internal details).
@@ -65,11 +70,12 @@ typedef struct {
 //  MAX_PAYLOAD_BYTES).  On success returns 0 and sets *out / *out_size (a
 //  malloc'ed msgpack map; caller frees *out) and, when bot_type is not NULL,
 //  copies the bot type into bot_type[33], and when priority is not NULL,
-//  sets it to the job's priority.  On failure returns -1 and fills *error;
-//  *out is left NULL.
+//  sets it to the job's priority, and when ignored is not NULL, sets it to
+//  gw_invoke_ignored's list (NULL when none; caller decrefs).  On failure
+//  returns -1 and fills *error; *out is left NULL.
 int gw_invoke_translate (const char *body, size_t size, int64_t req, size_t max_payload,
                          char **out, size_t *out_size, char *bot_type, int64_t *priority,
-                         gw_invoke_error_t *error);
+                         json_t **ignored, gw_invoke_error_t *error);
 
 //  Parse JSON text for the translations: nesting beyond
 //  GW_INVOKE_MAX_TEXT_DEPTH + extra_depth is refused before parsing (a
@@ -80,12 +86,17 @@ json_t *gw_invoke_parse (const char *body, size_t size, int extra_depth,
 
 //  Translate one parsed body (any JSON value: not an object is
 //  invalid_body) into a SUBMIT body appended to packer, with "req" = req
-//  when has_req (a batch's items carry none).  bot_type and priority as in
-//  gw_invoke_translate.  0, or -1 with *error (packer then holds part of an
-//  item: the caller drops it).
+//  when has_req (a batch's items carry none).  bot_type, priority and
+//  ignored as in gw_invoke_translate.  0, or -1 with *error (packer then
+//  holds part of an item: the caller drops it).
 int gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, size_t max_payload,
                                bm_packer_t *packer, char *bot_type, int64_t *priority,
-                               gw_invoke_error_t *error);
+                               json_t **ignored, gw_invoke_error_t *error);
+
+//  The top-level keys of body the translation does not read (BullMQ's
+//  removeOnComplete, ...), in body order, at most GW_INVOKE_MAX_IGNORED:
+//  a JSON array of strings (caller decrefs), or NULL when there is none.
+json_t *gw_invoke_ignored (const json_t *body);
 
 //  Self test.
 void gw_invoke_test (bool verbose);

@@ -16,6 +16,7 @@ typedef struct {
     size_t size;                        //  ...and its size
     char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
     int64_t priority;
+    json_t *ignored;                    //  Its unknown keys, or NULL
 } s_item_t;
 
 struct _gw_invoke_batch_t {
@@ -68,7 +69,7 @@ gw_invoke_batch_new (const char *body, size_t size, size_t max_batch, size_t max
         size_t mark = self->items.sbuf.size;
         if (gw_invoke_translate_value (json_array_get (root, i), false, 0, max_payload,
                                        &self->items, item->bot_type, &item->priority,
-                                       &item->error)) {
+                                       &item->ignored, &item->error)) {
             self->items.sbuf.size = mark;       //  Drop what it wrote
             continue;
         }
@@ -91,6 +92,8 @@ gw_invoke_batch_destroy (gw_invoke_batch_t **self_p)
     if (*self_p) {
         gw_invoke_batch_t *self = *self_p;
         bm_packer_destroy (&self->items);
+        for (size_t i = 0; i < self->count; i++)
+            json_decref (self->item [i].ignored);
         free (self->item);
         free (self);
         *self_p = NULL;
@@ -125,6 +128,12 @@ int64_t
 gw_invoke_batch_priority (gw_invoke_batch_t *self, size_t index)
 {
     return index < self->count ? self->item [index].priority : 0;
+}
+
+json_t *
+gw_invoke_batch_ignored (gw_invoke_batch_t *self, size_t index)
+{
+    return index < self->count ? self->item [index].ignored : NULL;
 }
 
 char *
@@ -215,6 +224,7 @@ gw_invoke_batch_test (bool verbose)
     CHECK (streq (gw_invoke_batch_bot_type (batch, 3), "node"));
     CHECK (gw_invoke_batch_priority (batch, 0) == 1);
     CHECK (gw_invoke_batch_priority (batch, 3) == GW_INVOKE_DEFAULT_PRIORITY);
+    CHECK (gw_invoke_batch_ignored (batch, 0) == NULL);
 
     //  One SUBMIT_MANY of the two passed items, read back with the codec.
     size_t next = 0, count = 0, size = 0;
@@ -256,6 +266,17 @@ gw_invoke_batch_test (bool verbose)
     CHECK (gw_invoke_batch_message (batch, &next, 46, 1, indexes, &count, &size) == NULL);
     gw_invoke_batch_destroy (&batch);
     gw_invoke_batch_destroy (&batch);          //  Idempotent
+
+    //  Items read BullMQ's names and name their unknown keys, each its own.
+    body = "[{\"botType\":\"python\",\"payload\":1,\"jobId\":\"j1\",\"removeOnFail\":1},"
+           " {\"botType\":\"node\",\"payload\":1,\"delay\":10}]";
+    batch = gw_invoke_batch_new (body, strlen (body), 10, 1024, &error);
+    CHECK (batch && gw_invoke_batch_valid (batch) == 2);
+    json_t *names = gw_invoke_batch_ignored (batch, 0);
+    CHECK (names && json_array_size (names) == 1
+           && streq (json_string_value (json_array_get (names, 0)), "removeOnFail"));
+    CHECK (gw_invoke_batch_ignored (batch, 1) == NULL);
+    gw_invoke_batch_destroy (&batch);
 
     if (verbose)
         printf ("OK\n");

@@ -37,6 +37,10 @@ const gw_invoke_error_t *gw_invoke_batch_error (gw_invoke_batch_t *self, size_t 
 const char *gw_invoke_batch_bot_type (gw_invoke_batch_t *self, size_t index);
 int64_t gw_invoke_batch_priority (gw_invoke_batch_t *self, size_t index);
 
+//  A passed item's unknown top-level keys (gw_invoke_ignored), or NULL.
+//  Borrowed.
+json_t *gw_invoke_batch_ignored (gw_invoke_batch_t *self, size_t index);
+
 //  The next SUBMIT_MANY body {req, jobs: [...]}: the passed items from
 //  index *next on, as many as fit max_bytes of items (at least one) and
 //  BM_MAX_BATCH; their indexes go to indexes[] (room for BM_MAX_BATCH),

@@ -97,13 +97,22 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     size_t out_size = 0;
     char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
     gw_invoke_error_t error;
+    json_t *ignored = NULL;
     if (gw_invoke_translate ((const char *) data, size, 42, 4096, &out, &out_size, bot_type,
-                             NULL, &error)) {
+                             NULL, &ignored, &error)) {
+        if (ignored)
+            abort ();
         if ((error.status != 400 && error.status != 413) || !error.code || !error.message [0]
         ||  out != NULL)
             abort ();
         return 0;
     }
+    //  The ignored keys: a non-empty array of strings, bounded.
+    if (ignored && (!json_is_array (ignored) || json_array_size (ignored) == 0
+                    || json_array_size (ignored) > GW_INVOKE_MAX_IGNORED
+                    || !json_is_string (json_array_get (ignored, 0))))
+        abort ();
+    json_decref (ignored);
     if (bm_msgpack_check (out, out_size))
         abort ();
     msgpack_unpacked result;

@@ -134,8 +134,9 @@ gw_routes_invoke (gw_request_t *r)
     int64_t req = gw_link_next_req (server->link);
     char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
     int64_t priority = 0;
+    json_t *ignored = NULL;
     int rc = gw_invoke_translate (body, size, req, (size_t) server->config.max_payload,
-                                  &submit, &submit_size, bot_type, &priority, &error);
+                                  &submit, &submit_size, bot_type, &priority, &ignored, &error);
     free (body);
     if (rc) {
         r->reason = error.code;
@@ -143,8 +144,10 @@ gw_routes_invoke (gw_request_t *r)
         return;
     }
     bm_msg_t *reply = gw_request_broker (r, req, BM_SUBMIT, submit, submit_size, true);
-    if (!reply)
+    if (!reply) {
+        json_decref (ignored);
         return;
+    }
     char job_id [BM_MAX_ID_LEN + 1];
     if (bm_msg_command (reply) == BM_ACCEPTED
     &&  bm_obj_strcpy (bm_msg_body (reply), "jobId", job_id, sizeof job_id)
@@ -166,10 +169,15 @@ gw_routes_invoke (gw_request_t *r)
         const char *status = *state ? state : delayed ? "delayed" : "queued";
         char extra [200];
         snprintf (extra, sizeof extra, "Location: /job/%s\r\n", job_id);
-        bm_debug (job_id, "accepted%s", duplicate ? " (duplicate)" : "");
+        //  Keys the gateway does not read (BullMQ's removeOnComplete, ...)
+        //  are named back: the client learns they had no effect.
+        char *names = ignored ? json_dumps (ignored, JSON_COMPACT) : NULL;
+        bm_debug (job_id, "accepted%s%s%s", duplicate ? " (duplicate)" : "",
+                  names ? "; unknown fields ignored: " : "", names ? names : "");
+        free (names);
         char text [512];
-        int n = s_accepted_text (text, sizeof text, job_id, status, bot_type, priority,
-                                 has_position, position, duplicate);
+        int n = ignored ? -1 : s_accepted_text (text, sizeof text, job_id, status, bot_type,
+                                                priority, has_position, position, duplicate);
         if (n > 0)
             gw_request_send (r, 202, "application/json", extra, text, (size_t) n);
         else {
@@ -179,6 +187,8 @@ gw_routes_invoke (gw_request_t *r)
                                        ? json_integer ((json_int_t) position) : json_null ());
             if (duplicate)
                 json_object_set_new (value, "duplicate", json_true ());
+            if (ignored)
+                json_object_set (value, "ignored", ignored);
             gw_request_send_json (r, 202, value, extra);
         }
     }
@@ -188,6 +198,7 @@ gw_routes_invoke (gw_request_t *r)
     else
         gw_request_bad_reply (r, reply);
     bm_msg_destroy (&reply);
+    json_decref (ignored);
 }
 
 //  The end of most handlers: the reply the route expects (`want`) is

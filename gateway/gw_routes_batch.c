@@ -41,6 +41,15 @@ s_unanswered (size_t index, const char *reason)
     return s_item_error (index, 503, "broker_unavailable", "the broker is not reachable");
 }
 
+//  One debug line for a job accepted with keys the gateway does not read.
+static void
+s_log_ignored (const char *job_id, const json_t *ignored)
+{
+    char *names = json_dumps (ignored, JSON_COMPACT);
+    bm_debug (job_id, "accepted; unknown fields ignored: %s", names ? names : "?");
+    free (names);
+}
+
 //  One item's ACCEPTED_MANY outcome as its /invoke answer would be.
 static json_t *
 s_item_outcome (gw_request_t *r, gw_invoke_batch_t *batch, size_t index, bm_msg_t *item,
@@ -74,6 +83,11 @@ s_item_outcome (gw_request_t *r, gw_invoke_batch_t *batch, size_t index, bm_msg_
             ? json_integer ((json_int_t) outcome.ok.position) : json_null ());
     if (value && outcome.ok.duplicate)
         json_object_set_new (value, "duplicate", json_true ());
+    json_t *ignored = gw_invoke_batch_ignored (batch, index);
+    if (value && ignored) {
+        json_object_set (value, "ignored", ignored);
+        s_log_ignored (outcome.ok.job_id, ignored);
+    }
     return value;
 }
 

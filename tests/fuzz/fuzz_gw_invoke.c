@@ -104,9 +104,9 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     memset (&error, 0, sizeof error);
     memset (&error2, 0, sizeof error2);
     int rc = gw_invoke_translate (body, size, 1234, FUZZ_MAX_PAYLOAD, &out, &out_size,
-                                  bot_type, NULL, &error);
+                                  bot_type, NULL, NULL, &error);
     int rc2 = gw_invoke_translate (body, size, 1234, FUZZ_MAX_PAYLOAD, &out2, &out2_size,
-                                   NULL, NULL, &error2);
+                                   NULL, NULL, NULL, &error2);
     //  Deterministic.
     FUZZ_CHECK (rc == rc2);
     if (rc == 0)

@@ -114,6 +114,40 @@ def main():
               and r3.json["status"] == "completed",
               "the same key after the job ran: its status now, completed (not queued)", r3)
 
+        # A BullMQ user's body: delay (ms) is delayMs, jobId is idempotencyKey,
+        # other unknown fields are accepted and named in "ignored".
+        body = {"botType": "python", "payload": {}, "delay": 5000, "jobId": "my-own-id",
+                "removeOnComplete": True}
+        r1 = post_json(u + "/invoke", body)
+        check(r1.status == 202 and r1.json["status"] == "delayed"
+              and r1.json.get("ignored") == ["removeOnComplete"],
+              "BullMQ body: delay honoured (delayed), removeOnComplete named as ignored", r1)
+        rec = job(u, r1.json["jobId"])
+        check(rec["state"] == "delayed", "the job waits for its delay", rec)
+        r2 = post_json(u + "/invoke", body)
+        check(r2.status == 202 and r2.json["jobId"] == r1.json["jobId"] and r2.json.get("duplicate") is True,
+              "the same jobId again: the same job, duplicate: true", r2)
+        r = post_json(u + "/invoke", dict(body, jobId="other-id", idempotencyKey="my-own-id"))
+        check(r.status == 400 and r.error_code() == "invalid_idempotency_key"
+              and "jobId" in r.json["error"]["message"] and "idempotencyKey" in r.json["error"]["message"],
+              "jobId and idempotencyKey differing: 400 naming both", r)
+        r = post_json(u + "/invoke", dict(body, delayMs=1000))
+        check(r.status == 400 and r.error_code() == "invalid_delay"
+              and "delayMs" in r.json["error"]["message"] and "delay " in r.json["error"]["message"],
+              "delay and delayMs differing: 400 naming both", r)
+        r = post_json(u + "/invoke", {"botType": "python", "payload": {}})
+        check(r.status == 202 and "ignored" not in r.json, "no unknown field: no ignored list", r)
+        r = post_json(u + "/invoke/batch", [
+            {"botType": "python", "payload": {}, "jobId": "my-own-id", "attemptsMade": 0},
+            {"botType": "python", "payload": {}, "delay": 60000, "lifo": True, "removeOnFail": 5},
+            {"botType": "python", "payload": {}}])
+        items = r.json["jobs"] if r.status == 207 else []
+        check(len(items) == 3 and items[0]["jobId"] == r1.json["jobId"] and items[0].get("duplicate") is True
+              and items[0].get("ignored") == ["attemptsMade"]
+              and items[1]["status"] == "delayed" and items[1].get("ignored") == ["lifo", "removeOnFail"]
+              and items[2]["httpStatus"] == 202 and "ignored" not in items[2],
+              "/invoke/batch items: the same aliases and ignored lists", r)
+
         # Cancel a queued job (slowpoke has a limit but no worker), conflicts.
         r = post_json(u + "/invoke", {"botType": "slowpoke", "payload": {}, "priority": 5})
         check(r.status == 202, "slowpoke job queued", r)
