@@ -19,7 +19,7 @@ import urllib.request
 import json
 
 import deploylib as d
-from harness import Stack, check, http, log, main, wait_until
+from harness import Stack, check, free_port, http, log, main, wait_until
 
 GRACE_S = 20        # a service must exit within this after SIGTERM
 
@@ -87,7 +87,7 @@ def test():
     with Stack("shutdown") as s:
         s.redis()
         s.broker()
-        gw_port = 0         # any free port at first; a restart takes the same one again
+        gw_port = free_port()   # a restart takes the same one again
 
         def gateway():
             nonlocal gw_port

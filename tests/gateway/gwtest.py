@@ -18,9 +18,11 @@ from harness import check, log, wait_until, free_port   # noqa: F401  (re-export
 
 
 def gateway(s, *args, env=None, name=None, port=None, endpoint=None):
-    """Start botmesh-gateway on port 0 (any free port; or on port, for a
-    restart) and read the port it reports; waits until /health answers."""
-    e = {"API_GATEWAY_PORT": str(port or 0), "GATEWAY_LISTEN": "127.0.0.1",
+    """Start botmesh-gateway on a free_port() (or on port, for a restart:
+    never a port the kernel gave, of its ephemeral range, which an outgoing
+    connection may take meanwhile) and read the port it reports; waits
+    until /health answers."""
+    e = {"API_GATEWAY_PORT": str(port or free_port()), "GATEWAY_LISTEN": "127.0.0.1",
          "BROKER_ENDPOINT": endpoint or s.endpoint or "tcp://127.0.0.1:%d" % free_port(),
          "GATEWAY_THREADS": "32"}
     if not s.redis_url:

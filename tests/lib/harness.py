@@ -478,10 +478,12 @@ class Stack:
         return out.stdout.strip()
 
     def broker(self, *args, env=None, port=None, name="broker", redis=True):
-        """Start botmesh-broker on port 0 (any free port), or on port, or,
-        when this stack had a broker, on its port again (a restart); waits
-        until it answers PING.  Sets self.endpoint."""
-        port = port or (int(self.endpoint.rsplit(":", 1)[1]) if self.endpoint else 0)
+        """Start botmesh-broker on a free_port(), or on port, or, when this
+        stack had a broker, on its port again (a restart); waits until it
+        answers PING.  Sets self.endpoint.  Not port 0: a port the kernel
+        gives is of its ephemeral range, which an outgoing connection may
+        take while the broker is down between a kill and its restart."""
+        port = port or (int(self.endpoint.rsplit(":", 1)[1]) if self.endpoint else free_port())
         e = {"BROKER_ENDPOINT": "tcp://127.0.0.1:%d" % port, "BROKER_METRICS_PORT": "-1"}
         if not redis:
             e["REDIS_URL"] = "none"
