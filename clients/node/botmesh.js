@@ -585,7 +585,8 @@ class Client {
   drain(botType, timeoutMs) { return this._queue(botType, 'drain', {}, timeoutMs); }
 
   /** Remove botType's jobs that ended in state ('completed'|'failed') more than olderThanMs ago. */
-  clean(botType, state, olderThanMs = 0, timeoutMs) {
+  async clean(botType, state, olderThanMs = 0, timeoutMs) {
+    checkType('clean', 'olderThanMs', olderThanMs, 'number');
     return this._queue(botType, 'clean', { state, olderThanMs }, timeoutMs);
   }
 
@@ -600,6 +601,9 @@ class Client {
    * schedule: {key, botType, payload, cron (with tz) or everyMs, limit, startAt, endAt, priority, webhookUrl}.
    */
   async addSchedule(schedule, timeoutMs) {
+    checkOptions('addSchedule', schedule, ['key', 'botType', 'payload', 'cron', 'tz', 'everyMs', 'limit', 'startAt',
+      'endAt', 'priority', 'webhookUrl'], { every: 'everyMs', pattern: 'cron', every_ms: 'everyMs', start_at: 'startAt',
+      end_at: 'endAt', jobId: 'key' });
     const reply = await this._reply(C.SCHEDULE, { ...schedule, action: 'add' }, timeoutMs);
     return reply.schedule;
   }

@@ -86,11 +86,14 @@ function thrown(fn) { try { fn(); } catch (e) { return e; } return null; }
     [() => c.submitMany([{ botType: 'pywork', delay: 1 }]), /jobs\[0\].*unknown option 'delay'.*'delayMs'/],
     [() => c.run('pywork', {}, { timeout: 5 }), /unknown option 'timeout'.*'waitMs'/],
     [() => c.wait(failing, { timeout: 5 }), /unknown option 'timeout'.*'timeoutMs'/],
+    [() => c.addSchedule({ key: 'k', botType: 'pywork', every: 1000 }), /unknown option 'every'.*'everyMs'/],
+    [() => c.clean('pywork', 'failed', '1h'), /olderThanMs must be a number/],
   ]) {
     e = await rejection(call());
     check(e instanceof TypeError && re.test(e.message), `rejects TypeError ${re}`, e && e.message);
   }
   check((await c.list('delayed')).length === 0, 'nothing refused was submitted (no delayed job)');
+  check((await c.schedules()).length === 0, 'no schedule was added by a refused addSchedule');
   e = thrown(() => new bm.Client({ endpoint, timeout: 5 }));
   check(e instanceof TypeError && /'timeout'.*'timeoutMs' \(milliseconds\)/.test(e.message),
     'new Client({timeout}) throws naming timeoutMs', e && e.message);
