@@ -10,8 +10,93 @@ extern char **environ;
 
 struct _bm_job_env_t {
     char **base;                //  Our environment minus BOT_* job keys
+                                //  and minus what bots never get
     size_t count;               //  Entries in base
+    size_t withheld;            //  Variables of ours not given to bots
 };
+
+//  botmesh's own configuration that is secret, never given to a bot in any
+//  mode: a name, or a prefix when it ends in '*'.  docs/bots.md
+//  ("Environment") lists the same; BOT_ENV_DENY adds to it.
+static const char *s_withheld [] = {
+    "REDIS_*",                  //  REDIS_URL (with its password), REDIS_PASSWORD,
+                                //  REDIS_HOST, REDIS_SENTINELS, ...
+    "WEBHOOK_SECRET",           //  The webhook signatures' key
+    "MOCK_WEBHOOK_SECRET",      //  The mock receiver's copy of it
+    "API_KEYS",                 //  The gateway's API keys
+    "BOTMESH_API_KEY",          //  The key ./botmesh sends
+    "CURVE_*",                  //  Secret certificates and their paths
+    NULL
+};
+
+//  Whether "NAME=VALUE" matches pattern (a name, or a prefix ending in
+//  '*'), pattern being length bytes long.
+static bool
+s_matches (const char *entry, const char *pattern, size_t length)
+{
+    if (length == 0)
+        return false;
+    if (pattern [length - 1] == '*')
+        return strncmp (entry, pattern, length - 1) == 0;
+    return strncmp (entry, pattern, length) == 0 && entry [length] == '=';
+}
+
+bool
+bm_job_env_is_withheld (const char *entry, const char *deny)
+{
+    for (int i = 0; s_withheld [i]; i++)
+        if (s_matches (entry, s_withheld [i], strlen (s_withheld [i])))
+            return true;
+    while (deny && *deny) {
+        size_t length = strcspn (deny, ",");
+        //  Spaces around a name are not part of it.
+        const char *name = deny;
+        size_t n = length;
+        while (n && *name == ' ') {
+            name++;
+            n--;
+        }
+        while (n && name [n - 1] == ' ')
+            n--;
+        if (s_matches (entry, name, n))
+            return true;
+        deny += length;
+        if (*deny == ',')
+            deny++;
+    }
+    return false;
+}
+
+int
+bm_job_env_deny_check (const char *deny, char *error, size_t error_size)
+{
+    while (deny && *deny) {
+        size_t length = strcspn (deny, ",");
+        const char *name = deny;
+        size_t n = length;
+        while (n && *name == ' ') {
+            name++;
+            n--;
+        }
+        while (n && name [n - 1] == ' ')
+            n--;
+        bool good = n > 0 && !(n == 1 && name [0] == '*');
+        for (size_t i = 0; good && i < n; i++) {
+            char c = name [i];
+            good = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+                   || c == '_' || (c == '*' && i == n - 1);
+        }
+        if (!good) {
+            snprintf (error, error_size, "BOT_ENV_DENY: '%.*s' is not a variable name or a "
+                      "prefix ending in * (names are separated by commas)", (int) (n < 64 ? n : 64), name);
+            return -1;
+        }
+        deny += length;
+        if (*deny == ',')
+            deny++;
+    }
+    return 0;
+}
 
 static bool
 s_is_job_key (const char *entry)
@@ -36,12 +121,24 @@ bm_job_env_new (void)
         free (self);
         return NULL;
     }
+    const char *deny = getenv ("BOT_ENV_DENY");
     size_t n = 0;
-    for (char **e = environ; *e; e++)
-        if (!s_is_job_key (*e))
+    for (char **e = environ; *e; e++) {
+        if (s_is_job_key (*e))
+            continue;
+        if (bm_job_env_is_withheld (*e, deny))
+            self->withheld++;
+        else
             self->base [n++] = strdup (*e);
+    }
     self->count = n;
     return self;
+}
+
+size_t
+bm_job_env_withheld (bm_job_env_t *self)
+{
+    return self->withheld;
 }
 
 void
@@ -223,6 +320,25 @@ bm_job_env_test (bool verbose)
     type.sandboxed = false;
     json_decref (payload);
     free (frame);
+
+    //  botmesh's secrets and BOT_ENV_DENY's names and prefixes are withheld.
+    assert (bm_job_env_is_withheld ("REDIS_URL=redis://:pw@h", NULL));
+    assert (bm_job_env_is_withheld ("REDIS_PASSWORD=pw", NULL));
+    assert (bm_job_env_is_withheld ("WEBHOOK_SECRET=s", NULL));
+    assert (bm_job_env_is_withheld ("API_KEYS=a,b", NULL));
+    assert (bm_job_env_is_withheld ("CURVE_CLIENT_CERT=/k", NULL));
+    assert (!bm_job_env_is_withheld ("WEBHOOK_SECRETS=x", NULL));    //  Names are whole
+    assert (!bm_job_env_is_withheld ("PATH=/usr/bin", NULL));
+    assert (!bm_job_env_is_withheld ("MY_TOKEN=t", "ACME_*, OTHER"));
+    assert (bm_job_env_is_withheld ("MY_TOKEN=t", "ACME_*, MY_TOKEN"));
+    assert (bm_job_env_is_withheld ("ACME_KEY=k", "ACME_*, OTHER"));
+    assert (!bm_job_env_is_withheld ("MY_TOKENS=t", "MY_TOKEN"));
+    char error [160];
+    assert (bm_job_env_deny_check ("A, B_*,c1", error, sizeof error) == 0);
+    assert (bm_job_env_deny_check (NULL, error, sizeof error) == 0);
+    assert (bm_job_env_deny_check ("A,B=1", error, sizeof error) == -1 && strstr (error, "'B=1'"));
+    assert (bm_job_env_deny_check ("A,,B", error, sizeof error) == -1);
+    assert (bm_job_env_deny_check ("*", error, sizeof error) == -1);
 
     envp = bm_job_env_pool (env, &type, "w1", true);
     bool mode = false;

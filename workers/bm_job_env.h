@@ -1,7 +1,10 @@
 /*  bm_job_env.h - the environment a bot gets, and a pooled job's frame.
 
     Built once from the worker's own environment, minus the BOT_* keys the
-    worker sets itself.  A spawned bot gets that plus its job's BOT_JOB_ID,
+    worker sets itself and minus botmesh's own secrets (REDIS_*,
+    WEBHOOK_SECRET, MOCK_WEBHOOK_SECRET, API_KEYS, BOTMESH_API_KEY,
+    CURVE_*) and the names and prefixes of BOT_ENV_DENY: no bot gets those,
+    in any mode.  A spawned bot gets that plus its job's BOT_JOB_ID,
     BOT_TYPE, BOT_ATTEMPT, BOT_TIMEOUT_MS, BOT_DEADLINE, BOT_PROGRESS_FD=3
     and BOT_WORKER; a pool or fork process gets it plus BOT_TYPE,
     BOT_WORKER, BOT_MODE and BOT_PROGRESS_FD, and each job's own variables
@@ -19,9 +22,21 @@
 
 typedef struct _bm_job_env_t bm_job_env_t;
 
-//  The base environment: environ minus the job keys (copied).
+//  The base environment: environ minus the job keys and the withheld
+//  variables (copied).
 bm_job_env_t *bm_job_env_new (void);
 void bm_job_env_destroy (bm_job_env_t **self_p);
+
+//  How many variables of the worker's environment bots do not get.
+size_t bm_job_env_withheld (bm_job_env_t *self);
+
+//  Whether bots never get entry ("NAME=VALUE"): one of botmesh's secrets,
+//  or a name or prefix ("NAME*") of deny (BOT_ENV_DENY's comma-separated
+//  list, may be NULL).
+bool bm_job_env_is_withheld (const char *entry, const char *deny);
+
+//  Check BOT_ENV_DENY's value: 0, or -1 with the problem in error.
+int bm_job_env_deny_check (const char *deny, char *error, size_t error_size);
 
 //  The environment of a spawned bot for a job (caller frees it with
 //  bm_bot_argv_free).

@@ -679,6 +679,9 @@ bm_worker_new (const bm_worker_config_t *config)
     zhashx_set_destructor (self->jobs, s_job_free_fn);
     self->recent_done = bm_done_replay_new (BM_DONE_REPLAY_MAX);
     self->env = bm_job_env_new ();
+    if (self->env && self->config->mode == BM_WORKER_BOTS)
+        bm_info (NULL, "bot environment: %zu variables of the worker withheld from bots "
+                 "(botmesh's secrets and BOT_ENV_DENY)", bm_job_env_withheld (self->env));
     self->runner = bm_runner_new (self->loop, config, self->env, &self->stopped, s_on_job_end,
                                   s_on_job_progress, self);
     //  Children of our bots that outlive them are reparented to us (not to

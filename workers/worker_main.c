@@ -7,6 +7,7 @@
 #include "bm_settings.h"
 #include "bm_log.h"
 #include "bm_sandbox.h"
+#include "bm_job_env.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -159,6 +160,10 @@ s_usage (FILE *out)
 "                         (default 0: a network namespace of its own)\n"
 "  BOT_USER               when the worker runs as root, run every bot as this\n"
 "                         unprivileged user (default: none, bots run as root)\n"
+"  BOT_ENV_DENY           more variables bots do not get: names, or prefixes\n"
+"                         ending in *, comma-separated (bots never get\n"
+"                         botmesh's own secrets: REDIS_*, CURVE_*, the\n"
+"                         webhook secrets, the API keys; docs/bots.md)\n"
 "  SIM_DURATION_MS        simulated run time, \"MIN-MAX\" or \"MS\" (default 100-1000);\n"
 "                         SIM_<TYPE>_DURATION_MS for one type\n"
 "  SIM_FAIL_RATE          share of simulated runs that fail, 0-1 (default 0);\n"
@@ -170,8 +175,9 @@ s_usage (FILE *out)
 "                         (botmesh-client keygen)\n"
 "  LOG_LEVEL              debug, info, warn or error (default info)\n"
 "\n"
-"A bot gets BOT_JOB_ID, BOT_TYPE, BOT_ATTEMPT, BOT_TIMEOUT_MS, BOT_DEADLINE,\n"
-"BOT_WORKER and BOT_PROGRESS_FD=3 in its environment and may write lines\n"
+"A bot's environment is the worker's minus those secrets, plus BOT_JOB_ID,\n"
+"BOT_TYPE, BOT_ATTEMPT, BOT_TIMEOUT_MS, BOT_DEADLINE, BOT_WORKER and\n"
+"BOT_PROGRESS_FD=3; it may write lines\n"
 "\"PROGRESS <0-100>\" to fd 3.  Exit 0 with JSON on stdout: completed; exit\n"
 "non-zero: failed (bot_failed) with the tail of stderr as the message.\n"
 "SIGTERM/SIGINT: stop taking jobs, let running ones end within the grace\n"
@@ -674,6 +680,13 @@ main (int argc, char *argv [])
     int64_t bot_uid = -1, bot_gid = -1;
     if (config.mode == BM_WORKER_BOTS && s_bot_user (&bot_uid, &bot_gid))
         goto done;
+    {
+        char error [160];
+        if (bm_job_env_deny_check (getenv ("BOT_ENV_DENY"), error, sizeof error)) {
+            bm_error (NULL, "configuration: %s", error);
+            goto done;
+        }
+    }
     for (int i = 0; i < config.type_count; i++) {
         if (config.mode == BM_WORKER_BOTS
         &&  (s_bot_mode (&config.types [i], config.concurrency)

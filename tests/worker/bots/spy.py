@@ -1,9 +1,13 @@
 #!/usr/bin/python3
 """spy.py - a bot that looks around, for the sandbox tests.
 
-Payload: {"read": PATH, "connect": [HOST, PORT]}.  Writes what it could do:
-{"read": "ok: <text>" | "error: ...", "connect": "ok" | "error: ...",
- "env": [names], "uid": N, "tmp": "ok" | "error: ...", "home": $HOME}
+Payload: {"read": PATH, "connect": [HOST, PORT], "fill": MiB}.  Writes what
+it could do: {"read": "ok: <text>" | "error: ...", "connect": "ok" | "error:
+...", "env": [names], "parentEnv": [names in its parent's /proc environ],
+"uid": N, "tmp": "ok" | "error: ...", "home": $HOME, "fill": "ok: N" |
+"error: ..."}; fill writes that many MiB to a file in $TMPDIR (the error
+says how many MiB were written first).  With a main() it also runs under
+forkserver.py (pool and fork modes).
 """
 import json
 import os
@@ -22,6 +26,12 @@ def attempt(fn):
 def main():
     payload = json.loads(sys.stdin.read() or "{}")
     out = {"env": sorted(os.environ), "uid": os.getuid(), "home": os.environ.get("HOME")}
+    try:
+        with open("/proc/%d/environ" % os.getppid(), "rb") as f:
+            out["parentEnv"] = sorted(e.split(b"=", 1)[0].decode(errors="replace")
+                                      for e in f.read().split(b"\0") if e)
+    except OSError as e:
+        out["parentEnv"] = "error: %s" % e
     if payload.get("read"):
         out["read"] = attempt(lambda: open(payload["read"]).read().strip())
 
@@ -37,6 +47,27 @@ def main():
             f.write("x")
         os.unlink(path)
     out["tmp"] = attempt(tmp)
+
+    def fill():
+        path = os.path.join(os.environ.get("TMPDIR", "/tmp"), "fill-%d" % os.getpid())
+        written = 0
+        chunk = b"x" * (1 << 20)
+        try:
+            with open(path, "wb") as f:
+                for _ in range(int(payload["fill"])):
+                    f.write(chunk)
+                    f.flush()
+                    written += 1
+        except OSError as e:
+            raise OSError(e.errno, "%s after %d MiB" % (e.strerror, written)) from None
+        finally:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        return written
+    if payload.get("fill"):
+        out["fill"] = attempt(fill)
     print(json.dumps(out))
 
 

@@ -1,0 +1,104 @@
+"""What a bot's environment holds, in every mode (spawn, pool, fork), with
+a real worker, a fake broker and a real bot that looks around
+(tests/worker/bots/spy.py; under workers/bots/python/forkserver.py for pool
+and fork):
+
+- botmesh's own secrets in the worker's environment (REDIS_URL with a
+  password, REDIS_PASSWORD, WEBHOOK_SECRET, MOCK_WEBHOOK_SECRET, API_KEYS,
+  BOTMESH_API_KEY, CURVE_*) never reach a bot: not the job's process, not
+  the pool process, not the fork server the job's child was forked from;
+- BOT_ENV_DENY withholds more (a name, a prefix ending in *), and only
+  those (a longer name with the same start is kept);
+- everything else is passed on (PATH, HOME, the user's own variables);
+- the worker logs at start how many variables it withholds;
+- a bad BOT_ENV_DENY stops the worker at start, naming it.
+"""
+import os
+import re
+
+import harness
+from harness import check, log
+from wlib import JOB, DONE, PY, FakeBroker, job, worker_env, start_worker, wait_exit, HERE
+
+SPY = os.path.join(HERE, "bots", "spy.py")
+SERVER = os.path.join(harness.ROOT, "workers", "bots", "python", "forkserver.py")
+HEARTBEAT_MS = 500
+RELAXED = {"HEARTBEAT_INTERVAL_MS": str(HEARTBEAT_MS), "HEARTBEAT_LIVENESS": "10"}
+
+SECRETS = {
+    "REDIS_URL": "redis://:hunter2@127.0.0.1:6390/0",
+    "REDIS_PASSWORD": "hunter2",
+    "REDIS_HOST": "127.0.0.1",
+    "WEBHOOK_SECRET": "whsec_c2VjcmV0",
+    "MOCK_WEBHOOK_SECRET": "whsec_bW9jaw==",
+    "API_KEYS": "key-one,key-two",
+    "BOTMESH_API_KEY": "key-one",
+    "CURVE_SERVER_CERT": "/etc/botmesh/keys/broker.key_secret",
+    "CURVE_CLIENTS_DIR": "/etc/botmesh/clients",
+    "ACME_SECRET_KEY": "acme",      # BOT_ENV_DENY: a prefix
+    "MY_TOKEN": "tok",              # BOT_ENV_DENY: a name
+}
+KEPT = {"MY_TOKENS": "kept", "USER_SETTING": "kept", "HOME": os.environ.get("HOME", "/root")}
+
+
+def run(fb, ident, job_id, bot_type):
+    fb.send(ident, JOB, job(job_id, bot_type=bot_type, payload={}, timeout_ms=20000))
+    _, _, body = fb.recv(25, want=DONE)
+    check(body["jobId"] == job_id and body["ok"] is True, "%s: the spy bot ran" % bot_type, body)
+    return body["result"]
+
+
+def scenario_modes(s):
+    env = worker_env({**RELAXED, **SECRETS, **KEPT, "BOT_ENV_DENY": "ACME_*, MY_TOKEN",
+                      "BOT_SPAWN_CMD": "%s %s" % (PY, SPY),
+                      "BOT_POOL_CMD": "%s %s --pool %s" % (PY, SERVER, SPY), "BOT_POOL_MODE": "pool",
+                      "BOT_POOL_MAX_PROCS": "1",
+                      "BOT_FORK_CMD": "%s %s %s" % (PY, SERVER, SPY), "BOT_FORK_MODE": "fork",
+                      "BOT_FORK_MAX_PROCS": "1"})
+    fb = FakeBroker(heartbeat_ms=HEARTBEAT_MS)
+    w = start_worker(s, fb.endpoint, "--type", "spawn,pool,fork", "--concurrency", "1", env=env)
+    ident, _ = fb.ready()
+    m = re.search(r"bot environment: (\d+) variables of the worker withheld from bots", w.output())
+    check(m is not None, "the worker logs how many variables bots do not get", w.output()[-600:])
+    check(int(m.group(1)) >= len(SECRETS), "at least the %d secrets set here" % len(SECRETS), m.group(1))
+    check(not any(v in w.output() for v in ("hunter2", "whsec_", "key-one")),
+          "the log line names no value")
+    for bot_type in ("spawn", "pool", "fork"):
+        seen = run(fb, ident, "j-" + bot_type, bot_type)
+        log("%s bot sees:" % bot_type, seen["env"])
+        leaked = sorted(set(SECRETS) & set(seen["env"]))
+        check(not leaked, "%s: no secret of botmesh's in the bot's environment" % bot_type, leaked)
+        missing = sorted((set(KEPT) | {"PATH", "BOT_JOB_ID"}) - set(seen["env"]))
+        check(not missing, "%s: everything else is passed on (PATH, HOME, the user's own)" % bot_type,
+              missing)
+        if bot_type != "spawn":
+            # The process the job ran in (pool) or was forked from (fork).
+            parent = seen["parentEnv"] if bot_type == "fork" else seen["env"]
+            check(isinstance(parent, list), "%s: the bot read its parent's environment" % bot_type, parent)
+            leaked = sorted(set(SECRETS) & set(parent))
+            check(not leaked, "%s: nor in the %s process's" % (bot_type, "fork server" if bot_type == "fork"
+                                                                 else "pool"), leaked)
+            check("BOT_MODE" in parent, "%s: (that is the warm process's environment)" % bot_type, parent)
+    w.stop()
+    fb.close()
+
+
+def scenario_bad_deny(s):
+    fb = FakeBroker(heartbeat_ms=HEARTBEAT_MS)
+    w = start_worker(s, fb.endpoint, "--type", "spawn", name="w-baddeny",
+                     env=worker_env({**RELAXED, "BOT_SPAWN_CMD": "%s %s" % (PY, SPY),
+                                     "BOT_ENV_DENY": "GOOD,BAD=1"}))
+    check(wait_exit(w, 10) == 2, "a bad BOT_ENV_DENY: the worker does not start (exit 2)")
+    check("BOT_ENV_DENY: 'BAD=1' is not a variable name" in w.output(), "and says why", w.output()[-400:])
+    fb.close()
+
+
+def main():
+    with harness.Stack("worker-bot-env") as s:
+        for scenario in (scenario_bad_deny, scenario_modes):
+            log("=== %s" % scenario.__name__)
+            scenario(s)
+
+
+if __name__ == "__main__":
+    harness.main(main)
