@@ -116,6 +116,30 @@ s_on_item_state (const char *state, void *arg)
     s_batch_release (&batch);
 }
 
+//  An item waited for the job its idempotencyKey names to be confirmed.
+static void
+s_on_item_woken (bm_broker_t *self, const char *code, const char *message, const char *state,
+                 void *arg)
+{
+    bm_batch_slot_t *slot = (bm_batch_slot_t *) arg;
+    bm_batch_t *batch = slot->batch;
+    if (!self) {
+        //  The broker is gone: the batch goes with its last wait
+        if (--batch->unconfirmed == 0) {
+            zframe_destroy (&batch->identity);
+            free (batch);
+        }
+        return;
+    }
+    if (code)
+        s_slot_refuse (slot, code, message);
+    else {
+        slot->duplicate = true;
+        slot->state = state;
+    }
+    s_batch_release (&batch);
+}
+
 //  One job's SUBMIT write came back.
 static void
 s_on_item_durable (redisReply *reply, void *arg)
@@ -219,6 +243,10 @@ bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *m
             continue;
         }
         bm_id_copy (slot->id, sizeof slot->id, admit.id);
+        if (admit.wait) {
+            batch->unconfirmed++;
+            bm_idem_wait (self, admit.wait, admit.reused, s_on_item_woken, slot);
+        }
         slot->duplicate = admit.duplicate;
         slot->state = admit.state;
         if (admit.duplicate && !admit.state && self->store) {
@@ -231,6 +259,7 @@ bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *m
             zhashx_insert (keys, key, (void *) (uintptr_t) (items.index));
         if (admit.job) {
             batch->unconfirmed++;
+            bm_jobstore_persist_idem (self, admit.job, admit.fingerprint);
             bm_jobstore_persist_full (self, admit.job, false, s_on_item_durable, slot);
         }
     }

@@ -102,8 +102,10 @@ bm_submit_confirmed (bm_broker_t *self, bm_job_t *job, redisReply *reply, int64_
         bm_series_inc (bm_metric_series (self->mf_rejected, "store_unavailable"));
         //  The write may have reached Redis: undo it (best effort).
         bm_jobstore_forget (self, job->id);
-        if (job->idem_key)
+        if (job->idem_key) {
             bm_idem_forget (self->idem, job->idem_key, NULL, 0);
+            bm_jobstore_forget_idem (self, job->idem_key);
+        }
         job->service->submitted--;
         bm_job_delete (self, job);
         return -1;
@@ -119,7 +121,91 @@ bm_submit_confirmed (bm_broker_t *self, bm_job_t *job, redisReply *reply, int64_
         *position = bm_rank_upto (job->service->rank, job->priority);
     }
     bm_dispatch (self, job->service);
+    if (job->idem_waiters)
+        bm_idem_wake (self, job, NULL, NULL);
     return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  SUBMITs waiting for the job their idempotencyKey names to be confirmed
+
+struct _bm_idem_waiter_t {
+    bm_idem_waiter_t *next;
+    bm_idem_wait_fn *fn;
+    void *arg;
+    bool reused;                //  Asks for another job than the first
+};
+
+void
+bm_idem_wait (bm_broker_t *self, bm_job_t *first, bool reused, bm_idem_wait_fn *fn, void *arg)
+{
+    (void) self;
+    bm_idem_waiter_t *waiter = (bm_idem_waiter_t *) zmalloc (sizeof (bm_idem_waiter_t));
+    waiter->fn = fn;
+    waiter->arg = arg;
+    waiter->reused = reused;
+    //  Answered in arrival order
+    bm_idem_waiter_t **tail = &first->idem_waiters;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = waiter;
+}
+
+void
+bm_idem_wake (bm_broker_t *self, bm_job_t *job, const char *code, const char *message)
+{
+    bm_idem_waiter_t *waiter = job->idem_waiters;
+    job->idem_waiters = NULL;
+    while (waiter) {
+        bm_idem_waiter_t *next = waiter->next;
+        if (code) {
+            self->rejected++;
+            bm_series_inc (bm_metric_series (self->mf_rejected, code));
+            waiter->fn (self, code, message, NULL, waiter->arg);
+        }
+        else
+        if (waiter->reused) {
+            char reused [256];
+            snprintf (reused, sizeof reused, BM_IDEM_REUSED_FMT, job->id);
+            self->rejected++;
+            bm_series_inc (bm_metric_series (self->mf_rejected, "idempotency_key_reused"));
+            waiter->fn (self, "idempotency_key_reused", reused, NULL, waiter->arg);
+        }
+        else
+            waiter->fn (self, NULL, NULL, bm_job_state_names [job->state], waiter->arg);
+        free (waiter);
+        waiter = next;
+    }
+}
+
+void
+bm_idem_waiters_discard (bm_job_t *job)
+{
+    bm_idem_waiter_t *waiter = job->idem_waiters;
+    job->idem_waiters = NULL;
+    while (waiter) {
+        bm_idem_waiter_t *next = waiter->next;
+        waiter->fn (NULL, NULL, NULL, NULL, waiter->arg);
+        free (waiter);
+        waiter = next;
+    }
+}
+
+//  A SUBMIT's wait ended.
+static void
+s_on_idem_woken (bm_broker_t *self, const char *code, const char *message, const char *state,
+                 void *arg)
+{
+    bm_pending_t *pending = (bm_pending_t *) arg;
+    if (!self)
+        ;
+    else
+    if (code)
+        s_pending_reject (pending, code, message);
+    else
+        s_send_accepted (self, pending->identity, pending, NULL, pending->id, true, 0, false,
+                         state);
+    s_pending_destroy (&pending);
 }
 
 //  The SUBMIT write came back.
@@ -267,19 +353,23 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
         const char *first_id = bm_idem_lookup (self->idem, idem, bm_now_ms (), &first_fingerprint);
         if (first_id) {
             bm_job_t *first = (bm_job_t *) bm_jobtab_lookup (self->jobs, first_id);
-            if ((!first || first->durable)
-            &&  first_fingerprint && first_fingerprint != fingerprint) {
+            if (first && !first->durable) {
+                //  Its write is in flight: its outcome answers this one too.
+                admit->wait = first;
+                admit->reused = first_fingerprint && first_fingerprint != fingerprint;
+                snprintf (admit->id, sizeof admit->id, "%s", first_id);
+                return;
+            }
+            if (first_fingerprint && first_fingerprint != fingerprint) {
                 char message [256];
                 snprintf (message, sizeof message, BM_IDEM_REUSED_FMT, first_id);
                 s_refuse (self, admit, "idempotency_key_reused", message);
                 return;
             }
-            if (!first || first->durable) {
-                admit->duplicate = true;
-                admit->state = first ? bm_job_state_names [first->state] : NULL;
-                snprintf (admit->id, sizeof admit->id, "%s", first_id);
-                return;
-            }
+            admit->duplicate = true;
+            admit->state = first ? bm_job_state_names [first->state] : NULL;
+            snprintf (admit->id, sizeof admit->id, "%s", first_id);
+            return;
         }
     }
     bm_service_t *service = bm_service_require (self, bot_type);
@@ -327,6 +417,7 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
         job->webhook_url = strndup (url, url_len);
     if (idem) {
         job->idem_key = strdup (idem);
+        admit->fingerprint = fingerprint;
         bm_idem_put (self->idem, idem, job->id, fingerprint,
                      bm_now_ms () + self->config.idempotency_ttl_ms);
     }
@@ -357,6 +448,10 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
     if (admit.code)
         bm_broker_reject (self, identity, body, admit.code, admit.message);
     else
+    if (admit.wait)
+        bm_idem_wait (self, admit.wait, admit.reused, s_on_idem_woken,
+                      s_pending_new (self, identity, body, admit.id));
+    else
     if (admit.duplicate && !admit.state && self->store) {
         bm_pending_t *pending = s_pending_new (self, identity, body, admit.id);
         bm_submit_duplicate_state (self, admit.id, s_on_duplicate_state, pending);
@@ -366,6 +461,7 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
         s_send_accepted (self, identity, NULL, body, admit.id, true, 0, false, admit.state);
     else {
         bm_pending_t *pending = s_pending_new (self, identity, body, admit.id);
+        bm_jobstore_persist_idem (self, admit.job, admit.fingerprint);
         bm_jobstore_persist_full (self, admit.job, false, s_on_submit_durable, pending);
     }
 }
@@ -559,20 +655,18 @@ s_client_simple (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
     bm_body_init (self, &reply);
     int req = bm_req_count (body);
     if (command == BM_STATS) {
-        msgpack_pack_map (&reply.pk, req + 7);
+        msgpack_pack_map (&reply.pk, req + 6);
         bm_pack_req (&reply.pk, body);
         bm_stats_pack (self, &reply.pk);
         bm_ha_pack (self, &reply.pk);
         bm_pack_kv_bool (&reply.pk, "redis", bm_stats_redis_ok (self));
-        bm_pack_kv_bool (&reply.pk, "recovering", bm_stats_recovering (self));
         bm_pack_kv_int (&reply.pk, "uptimeMs", bm_mono_ms () - self->started_mono);
     }
     else
     if (command == BM_PING) {
-        msgpack_pack_map (&reply.pk, req + 3);
+        msgpack_pack_map (&reply.pk, req + 2);
         bm_pack_req (&reply.pk, body);
         bm_pack_kv_bool (&reply.pk, "redis", bm_stats_redis_ok (self));
-        bm_pack_kv_bool (&reply.pk, "recovering", bm_stats_recovering (self));
         bm_pack_kv_int (&reply.pk, "uptimeMs", bm_mono_ms () - self->started_mono);
     }
     else

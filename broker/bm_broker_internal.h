@@ -202,7 +202,7 @@ struct _bm_broker_t {
     bm_metric_t *mf_schedule_runs;      //  schedule_runs_total{schedule}
     bm_metric_t *mf_type_workers;       //  broker_workers{bot_type}
     bm_metric_t *mf_queue_limit;        //  queue_limit{queue_name}
-    bm_series_t *m_workers, *m_redis_up, *m_recovering, *m_store_pending;
+    bm_series_t *m_workers, *m_redis_up, *m_store_pending;
     int64_t bot_workers;                //  broker_workers_connected
     bm_series_t *m_webhook_managers;    //  broker_webhook_managers_connected
     int64_t webhook_managers;
@@ -211,8 +211,6 @@ struct _bm_broker_t {
     msgpack_sbuffer body_big;   //  The larger buffer kept, or none (data NULL)
     zsock_t *pipe;              //  The actor's command pipe
     bool verbose;               //  VERBOSE: debug lines for this actor
-    bool bound;                 //  An endpoint is bound
-    bool bind_failed;           //  The first BIND failed: no loop, no Redis
     struct _bm_lease_t *lease;  //  BROKER_HA=redis: the leadership lease, or NULL
     bool serving;               //  Handles messages (alone, or leading)
     bool leading;               //  Holds the lease (HA)
@@ -311,6 +309,14 @@ void bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_
 void bm_jobstore_persist_state (bm_broker_t *self, bm_job_t *job);
 void bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job);
 void bm_jobstore_forget (bm_broker_t *self, const char *id);
+//  bm_idem_store.c: the idempotency keys in Redis ("{bm}:idem").  HSET a
+//  new job's key (in the group of its SUBMIT write), HDEL a key, drop the
+//  expired keys from the index and from Redis (the leader's tick), and
+//  read them back at recovery.
+void bm_jobstore_persist_idem (bm_broker_t *self, bm_job_t *job, uint64_t fingerprint);
+void bm_jobstore_forget_idem (bm_broker_t *self, const char *key);
+void bm_idem_store_tick (bm_broker_t *self, int64_t now);
+void bm_idem_store_recover (bm_broker_t *self);
 void bm_jobstore_persist_webhook (bm_broker_t *self, const char *job_id, const char *wh, size_t wh_size);
 bm_job_t *bm_jobstore_job_from_hash (bm_broker_t *self, const char *id, redisReply *reply);
 void bm_jobstore_save_running (bm_broker_t *self, int64_t now);
@@ -423,6 +429,12 @@ typedef struct {
                                 //  NULL when only Redis holds the job
     char id [BM_ID_SLOT];
     bm_job_t *job;              //  A new job (not a duplicate)
+    bm_job_t *wait;             //  The idempotencyKey names this job, whose
+                                //  SUBMIT write is not confirmed yet: the
+                                //  caller waits for it (bm_idem_wait)
+    bool reused;                //  With wait: asks for another job (botType
+                                //  or payload differ)
+    uint64_t fingerprint;       //  A new job's, when it has a key
 } bm_admit_t;
 void bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_admit_t *admit);
 //  A duplicate whose job only Redis holds (admit.state NULL): its state is
@@ -431,6 +443,22 @@ typedef void (bm_duplicate_state_fn) (const char *state, void *arg);
 void bm_submit_duplicate_state (bm_broker_t *self, const char *id, bm_duplicate_state_fn *done,
                                 void *arg);
 int bm_submit_confirmed (bm_broker_t *self, bm_job_t *job, redisReply *reply, int64_t *position);
+//  A SUBMIT whose idempotencyKey names a job being confirmed (admit.wait)
+//  waits for that job's outcome, never makes a second job: fn gets code
+//  NULL and the job's state once it is durable (a duplicate of it; reused
+//  gets idempotency_key_reused instead), or the first SUBMIT's refusal
+//  when the job is not confirmed.  fn with self NULL: the broker is gone,
+//  free arg only.  The wait lasts as long as the first job's write, which
+//  the store bounds (refused or lost, and failed at the broker's end).
+typedef void (bm_idem_wait_fn) (bm_broker_t *self, const char *code, const char *message,
+                                const char *state, void *arg);
+typedef struct _bm_idem_waiter_t bm_idem_waiter_t;
+void bm_idem_wait (bm_broker_t *self, bm_job_t *first, bool reused, bm_idem_wait_fn *fn,
+                   void *arg);
+//  Answer every SUBMIT waiting on job: code NULL, it is durable; else refused.
+void bm_idem_wake (bm_broker_t *self, bm_job_t *job, const char *code, const char *message);
+//  Free the waiters of a job destroyed with the broker (no answer sent).
+void bm_idem_waiters_discard (bm_job_t *job);
 
 //  bm_broker_batch.c: SUBMIT_MANY
 void bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg);
@@ -443,11 +471,6 @@ void bm_batch_send_results (bm_broker_t *self);
 //  bm_stats.c: STATS, metrics, snapshots
 void bm_stats_pack (bm_broker_t *self, msgpack_packer *pk);
 bool bm_stats_redis_ok (bm_broker_t *self);
-//  True while this broker serves and reads its queues back from Redis.
-bool bm_stats_recovering (bm_broker_t *self);
-//  redis_up and broker_recovering from the state now (GET /ready reads them
-//  on an HTTP thread): at each tick and as soon as the state changes.
-void bm_stats_ready_gauges (bm_broker_t *self);
 void bm_stats_snapshot (bm_broker_t *self);
 void bm_stats_setup_metrics (bm_broker_t *self);
 void bm_stats_worker_counted (bm_broker_t *self, const bm_worker_entry_t *worker, int delta);

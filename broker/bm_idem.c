@@ -12,11 +12,24 @@ typedef struct {
     int64_t expires;                    //  Epoch ms
 } s_entry_t;
 
+//  A key's place in the expiry order.
+typedef struct {
+    int64_t expires;            //  As it was put
+    char key [];
+} s_order_t;
+
 struct _bm_idem_t {
     zhashx_t *entries;          //  key -> s_entry_t (owned)
-    zlistx_t *order;            //  keys by insertion (owned strings); a key
-                                //  put again appears again
+    zlistx_t *order;            //  s_order_t by expiry (owned); a key put
+                                //  again appears again
 };
+
+static int
+s_by_expiry (const void *a, const void *b)
+{
+    int64_t x = ((const s_order_t *) a)->expires, y = ((const s_order_t *) b)->expires;
+    return (x > y) - (x < y);
+}
 
 static void
 s_free (void **item)
@@ -33,6 +46,7 @@ bm_idem_new (void)
     zhashx_set_destructor (self->entries, s_free);
     self->order = zlistx_new ();
     zlistx_set_destructor (self->order, s_free);
+    zlistx_set_comparator (self->order, s_by_expiry);
     return self;
 }
 
@@ -67,7 +81,13 @@ bm_idem_put (bm_idem_t *self, const char *key, const char *job_id, uint64_t fing
     entry->fingerprint = fingerprint;
     entry->expires = expires;
     zhashx_update (self->entries, key, entry);
-    zlistx_add_end (self->order, strdup (key));
+    //  In expiry order, searched from the newest: with one window for all
+    //  keys, a new key goes last at once.
+    size_t size = strlen (key) + 1;
+    s_order_t *order = (s_order_t *) zmalloc (sizeof (s_order_t) + size);
+    order->expires = expires;
+    memcpy (order->key, key, size);
+    zlistx_insert (self->order, order, false);
 }
 
 void
@@ -79,15 +99,18 @@ bm_idem_forget (bm_idem_t *self, const char *key, const char *job_id, int64_t no
 }
 
 void
-bm_idem_expire (bm_idem_t *self, int64_t now)
+bm_idem_expire (bm_idem_t *self, int64_t now, bm_idem_gone_fn *gone, void *arg)
 {
-    char *key;
-    while ((key = (char *) zlistx_first (self->order))) {
-        s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->entries, key);
-        if (entry && entry->expires > now)
-            break;
-        if (entry)
-            zhashx_delete (self->entries, key);
+    s_order_t *order;
+    while ((order = (s_order_t *) zlistx_first (self->order)) && order->expires <= now) {
+        s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->entries, order->key);
+        //  A key put again since lives on (its later place comes later)
+        if (!entry || entry->expires <= now) {
+            if (entry)
+                zhashx_delete (self->entries, order->key);
+            if (gone)
+                gone (order->key, arg);
+        }
         zlistx_delete (self->order, zlistx_cursor (self->order));
     }
 }
@@ -167,7 +190,7 @@ bm_idem_test (bool verbose)
 
     //  Expiry, oldest first: at 150, k1 goes; k3 (until 500) stays.
     bm_idem_put (idem, "k3", "j3", 0, 500);
-    bm_idem_expire (idem, 150);
+    bm_idem_expire (idem, 150, NULL, NULL);
     BM_CHECK (bm_idem_lookup (idem, "k1", 0, NULL) == NULL);
     BM_CHECK (streq (bm_idem_lookup (idem, "k3", 150, NULL), "j3"));
     BM_CHECK (bm_idem_size (idem) == 1);
@@ -179,10 +202,19 @@ bm_idem_test (bool verbose)
     //  A key put again keeps its newer expiry.
     bm_idem_put (idem, "k4", "j4", 0, 100);
     bm_idem_put (idem, "k4", "j5", 0, 1000);
-    bm_idem_expire (idem, 500);
+    bm_idem_expire (idem, 500, NULL, NULL);
     BM_CHECK (streq (bm_idem_lookup (idem, "k4", 500, NULL), "j5"));
-    bm_idem_expire (idem, 2000);
+    bm_idem_expire (idem, 2000, NULL, NULL);
     BM_CHECK (bm_idem_size (idem) == 0);
+
+    //  Expiry follows the keys' windows, not their insertion order (the
+    //  window changed across a restart): k7 (until 100) goes before k6.
+    bm_idem_put (idem, "k6", "j6", 0, 1000);
+    bm_idem_put (idem, "k7", "j7", 0, 100);
+    bm_idem_expire (idem, 500, NULL, NULL);
+    BM_CHECK (bm_idem_lookup (idem, "k7", 0, NULL) == NULL);
+    BM_CHECK (bm_idem_size (idem) == 1);
+    bm_idem_forget (idem, "k6", NULL, 0);
 
     //  The fingerprint comes back with the job id.
     uint64_t fingerprint = 0;

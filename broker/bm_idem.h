@@ -3,11 +3,12 @@
     A SUBMIT with a key seen within IDEMPOTENCY_TTL_MS answers the first
     job (protocol.md section 4), if it asks for the same job: each key
     keeps a fingerprint of its job's botType and payload, and a SUBMIT
-    whose fingerprint differs is refused (idempotency_key_reused).  Entries expire oldest first: the index
-    keeps the keys in insertion order, so bm_idem_expire stops at the first
-    live one (Majordomo's waiting list).  Times are epoch ms: the window
-    survives a broker restart (recovery puts the keys back with their jobs'
-    creation times).  One thread only, like the broker.  */
+    whose fingerprint differs is refused (idempotency_key_reused).  Entries
+    expire oldest first: the index keeps the keys in expiry order (a new
+    key, with the one window, goes last at once), so bm_idem_expire stops
+    at the first live one.  Times are epoch ms: the window survives a
+    broker restart (recovery puts the keys back with their expiries, kept
+    in Redis).  One thread only, like the broker.  */
 #ifndef BM_IDEM_H
 #define BM_IDEM_H
 
@@ -50,8 +51,10 @@ uint64_t bm_idem_fingerprint_bytes (const char *bot_type, const char *payload, s
 //  by now (a job that is forgotten takes its expired key with it).
 void bm_idem_forget (bm_idem_t *self, const char *key, const char *job_id, int64_t now);
 
-//  Drop the keys expired by now, oldest first.
-void bm_idem_expire (bm_idem_t *self, int64_t now);
+//  Drop the keys expired by now, oldest first; gone (if not NULL) is
+//  called with each key dropped, or found dropped already (forgotten).
+typedef void (bm_idem_gone_fn) (const char *key, void *arg);
+void bm_idem_expire (bm_idem_t *self, int64_t now, bm_idem_gone_fn *gone, void *arg);
 
 //  Keys held.
 size_t bm_idem_size (bm_idem_t *self);

@@ -78,6 +78,7 @@ bm_job_destroy (bm_job_t **job_p)
 {
     if (*job_p) {
         bm_job_t *job = *job_p;
+        bm_idem_waiters_discard (job);
         free (job->payload);
         free (job->result);
         free (job->webhook_url);
@@ -245,6 +246,11 @@ bm_job_delete (bm_broker_t *self, bm_job_t *job)
         bm_heap_remove (self->deadlines, job->deadline_index);
     if (job->idem_key)
         bm_idem_forget (self->idem, job->idem_key, job->id, bm_now_ms ());
+    //  Gone before it was confirmed: the SUBMITs waiting on it are refused
+    //  as it is (they retry).
+    if (job->idem_waiters)
+        bm_idem_wake (self, job, "store_unavailable",
+                      "the job store (Redis) is unavailable; retry later");
     //  Whatever the table holds under its id goes (and is freed)
     bm_job_t *held = (bm_job_t *) bm_jobtab_remove (self->jobs, job->id);
     bm_job_destroy (&held);

@@ -74,6 +74,8 @@ struct _bm_job_t {
     size_t result_size;
     char *webhook_url;          //  Or NULL
     char *idem_key;             //  Or NULL
+    struct _bm_idem_waiter_t *idem_waiters;     //  SUBMITs with its key waiting
+                                //  for its SUBMIT write to be confirmed
     char *error_code;           //  When failed or cancelled
     char *error_message;
     int64_t exit_code;          //  The bot's exit status, when its worker said

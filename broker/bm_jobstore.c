@@ -579,7 +579,6 @@ s_recovery_finish (bm_broker_t *self)
 {
     self->recovering = false;
     self->recovered = true;
-    bm_stats_ready_gauges (self);
     size_t queued = 0;
     bm_service_t *service = (bm_service_t *) zhashx_first (self->services);
     while (service) {
@@ -628,7 +627,11 @@ s_on_recovered_job (redisReply *reply, void *arg)
             self->seq = job->seq;
         bm_job_insert (self, job);
         bool was_running = job->state == JOB_RUNNING;
-        if (job->idem_key)
+        //  Its key, unless the idempotency hash gave it already (a record
+        //  of the earlier layout, with no hash entry)
+        const char *known = job->idem_key ? bm_idem_lookup (self->idem, job->idem_key,
+                                                            bm_now_ms (), NULL) : NULL;
+        if (job->idem_key && !(known && streq (known, job->id)))
             bm_idem_put (self->idem, job->idem_key, job->id,
                          bm_idem_fingerprint_bytes (job->service->name, job->payload,
                                                     job->payload_size),
@@ -803,6 +806,7 @@ void
 bm_jobstore_on_store_state (bool up, void *arg)
 {
     bm_broker_t *self = (bm_broker_t *) arg;
+    bm_series_set (self->m_redis_up, up ? 1 : 0);
     //  A standby recovers only once it leads (bm_broker_ha.c).
     if (up && !self->recovered && !self->recovering && bm_ha_may_recover (self)) {
         self->recovering = true;
@@ -817,15 +821,11 @@ bm_jobstore_on_store_state (bool up, void *arg)
         bm_cmd_arg_str (&cmd, "0");
         bm_cmd_arg_str (&cmd, "-1");
         bm_jobstore_query (self, &cmd, s_on_old_live_ids, self);
+        //  The idempotency keys before the jobs: a recovered job's key is
+        //  then known already.
+        bm_idem_store_recover (self);
         bm_cmd_start (self, &cmd, "SMEMBERS", "unfinished", NULL);
         bm_jobstore_query (self, &cmd, s_on_live_ids, self);
         bm_schedule_recover (self);
-    }
-    //  GET /ready: never "ready" between the connection and the recovery.
-    if (up)
-        bm_stats_ready_gauges (self);
-    else {
-        bm_series_set (self->m_redis_up, 0);
-        bm_series_set (self->m_recovering, 0);
     }
 }
