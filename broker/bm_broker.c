@@ -612,7 +612,7 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
         self->last_snapshot = now;
         bm_stats_snapshot (self);
     }
-    bm_series_set (self->m_redis_up, bm_stats_redis_ok (self) ? 1 : 0);
+    bm_stats_ready_gauges (self);
     if (self->store)
         bm_store_flush (self->store);
     return 0;
@@ -772,6 +772,11 @@ s_ready (void *arg, void *answer_p)
         message = "this broker is a standby: another broker holds the lease";
     }
     else
+    if (!redis && bm_series_value (self->m_recovering) > 0.5) {
+        code = "recovering";
+        message = "this broker is reading its queues back from Redis";
+    }
+    else
     if (!redis) {
         code = "redis_unavailable";
         message = "Redis is not writable, or the queues are not recovered yet";
@@ -849,9 +854,12 @@ s_bind (bm_broker_t *self, const char *endpoint)
     if (!endpoint || zsock_bind (self->router, "%s", endpoint) == -1) {
         bm_error (NULL, "cannot bind %s: %s", endpoint ? endpoint : "(no endpoint)",
                   zmq_strerror (zmq_errno ()));
+        if (!self->bound)
+            self->bind_failed = true;
         zstr_send (self->pipe, "-1");
         return;
     }
+    self->bound = true;
     bm_ha_bound (self);
     //  The endpoint bound, port 0 or * resolved: tcp://ADDR:PORT.
     char *bound = zsock_last_endpoint (self->router);
@@ -941,6 +949,15 @@ bm_broker_actor (zsock_t *pipe, void *args)
         return;
     }
     self->pipe = pipe;
+    //  The first command (main's BIND) before the loop runs: a broker that
+    //  cannot bind its endpoint never reads or writes Redis (no recovery of
+    //  the queues another broker serves, no lease), it only waits for $TERM.
+    s_pipe_handler (self->loop, pipe, self);
+    if (self->bind_failed) {
+        s_failed (pipe);
+        s_broker_destroy (&self);
+        return;
+    }
     zloop_reader (self->loop, pipe, s_pipe_handler, self);
     //  zloop_start also returns when a signal interrupts its poll; the tick
     //  timer ends the loop (self->done) once the shutdown has flushed.

@@ -655,18 +655,20 @@ s_client_simple (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
     bm_body_init (self, &reply);
     int req = bm_req_count (body);
     if (command == BM_STATS) {
-        msgpack_pack_map (&reply.pk, req + 6);
+        msgpack_pack_map (&reply.pk, req + 7);
         bm_pack_req (&reply.pk, body);
         bm_stats_pack (self, &reply.pk);
         bm_ha_pack (self, &reply.pk);
         bm_pack_kv_bool (&reply.pk, "redis", bm_stats_redis_ok (self));
+        bm_pack_kv_bool (&reply.pk, "recovering", bm_stats_recovering (self));
         bm_pack_kv_int (&reply.pk, "uptimeMs", bm_mono_ms () - self->started_mono);
     }
     else
     if (command == BM_PING) {
-        msgpack_pack_map (&reply.pk, req + 2);
+        msgpack_pack_map (&reply.pk, req + 3);
         bm_pack_req (&reply.pk, body);
         bm_pack_kv_bool (&reply.pk, "redis", bm_stats_redis_ok (self));
+        bm_pack_kv_bool (&reply.pk, "recovering", bm_stats_recovering (self));
         bm_pack_kv_int (&reply.pk, "uptimeMs", bm_mono_ms () - self->started_mono);
     }
     else

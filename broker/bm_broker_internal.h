@@ -202,7 +202,7 @@ struct _bm_broker_t {
     bm_metric_t *mf_schedule_runs;      //  schedule_runs_total{schedule}
     bm_metric_t *mf_type_workers;       //  broker_workers{bot_type}
     bm_metric_t *mf_queue_limit;        //  queue_limit{queue_name}
-    bm_series_t *m_workers, *m_redis_up, *m_store_pending;
+    bm_series_t *m_workers, *m_redis_up, *m_recovering, *m_store_pending;
     int64_t bot_workers;                //  broker_workers_connected
     bm_series_t *m_webhook_managers;    //  broker_webhook_managers_connected
     int64_t webhook_managers;
@@ -211,6 +211,8 @@ struct _bm_broker_t {
     msgpack_sbuffer body_big;   //  The larger buffer kept, or none (data NULL)
     zsock_t *pipe;              //  The actor's command pipe
     bool verbose;               //  VERBOSE: debug lines for this actor
+    bool bound;                 //  An endpoint is bound
+    bool bind_failed;           //  The first BIND failed: no loop, no Redis
     struct _bm_lease_t *lease;  //  BROKER_HA=redis: the leadership lease, or NULL
     bool serving;               //  Handles messages (alone, or leading)
     bool leading;               //  Holds the lease (HA)
@@ -471,6 +473,11 @@ void bm_batch_send_results (bm_broker_t *self);
 //  bm_stats.c: STATS, metrics, snapshots
 void bm_stats_pack (bm_broker_t *self, msgpack_packer *pk);
 bool bm_stats_redis_ok (bm_broker_t *self);
+//  True while this broker serves and reads its queues back from Redis.
+bool bm_stats_recovering (bm_broker_t *self);
+//  redis_up and broker_recovering from the state now (GET /ready reads them
+//  on an HTTP thread): at each tick and as soon as the state changes.
+void bm_stats_ready_gauges (bm_broker_t *self);
 void bm_stats_snapshot (bm_broker_t *self);
 void bm_stats_setup_metrics (bm_broker_t *self);
 void bm_stats_worker_counted (bm_broker_t *self, const bm_worker_entry_t *worker, int delta);

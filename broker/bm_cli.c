@@ -21,11 +21,16 @@ s_usage (FILE *out)
 "\n"
 "Commands:\n"
 "  submit TYPE [PAYLOAD_JSON] [--priority N] [--webhook URL] [--key IDEMPOTENCY_KEY]\n"
-"         [--job-timeout-ms N] [--max-attempts N] [--wait]\n"
+"         [--job-timeout-ms N] [--attempts N] [--delay-ms N] [--max-attempts N] [--wait]\n"
 "                       submit a job; prints {\"jobId\":...}; with --wait, waits\n"
 "                       for the job to end and prints its record; PAYLOAD_JSON\n"
 "                       - reads the payload from stdin, @FILE from FILE (a\n"
-"                       large payload does not fit in an argument)\n"
+"                       large payload does not fit in an argument).\n"
+"                       --attempts: runs allowed when the bot fails (1-100;\n"
+"                       default RETRY_ATTEMPTS); --delay-ms: run no sooner than\n"
+"                       this many ms from now (0 to a year; the job is delayed);\n"
+"                       --max-attempts: dispatches lost to crashed workers\n"
+"                       allowed (1-100; default JOB_MAX_ATTEMPTS)\n"
 "  status JOB_ID        the job's record\n"
 "  wait JOB_ID          wait until the job ends; prints its record\n"
 "  cancel JOB_ID        cancel a queued or running job\n"
@@ -295,6 +300,7 @@ main (int argc, char *argv [])
         endpoint = derived;
     }
     int64_t timeout_ms = 5000, wait_ms = 600000, priority = -1, job_timeout = -1, attempts = -1;
+    int64_t run_attempts = -1, delay_ms = -1;
     int64_t limit = 50;
     bool wait = false, timeout_set = false;
     const char *webhook = NULL, *key = NULL, *state = NULL, *type = NULL;
@@ -320,6 +326,8 @@ main (int argc, char *argv [])
         INT_FLAG ("--priority", priority, 0, BM_MAX_PRIORITY)
         INT_FLAG ("--job-timeout-ms", job_timeout, 1, BM_MAX_TIMEOUT_MS)
         INT_FLAG ("--max-attempts", attempts, 1, BM_MAX_ATTEMPTS)
+        INT_FLAG ("--attempts", run_attempts, 1, BM_MAX_ATTEMPTS)
+        INT_FLAG ("--delay-ms", delay_ms, 0, BM_MAX_DELAY_MS)
         INT_FLAG ("--limit", limit, 1, BM_LIST_MAX_LIMIT)
         if (streq (arg, "--webhook") && next) { webhook = next; i++; continue; }
         if (streq (arg, "--key") && next) { key = next; i++; continue; }
@@ -412,6 +420,8 @@ main (int argc, char *argv [])
             .has_priority = priority >= 0, .priority = priority,
             .has_timeout_ms = job_timeout > 0, .timeout_ms = job_timeout,
             .has_max_attempts = attempts > 0, .max_attempts = attempts,
+            .has_attempts = run_attempts > 0, .attempts = run_attempts,
+            .has_delay_ms = delay_ms >= 0, .delay_ms = delay_ms,
             .notify = wait };
         snprintf (submit.bot_type, sizeof submit.bot_type, "%s", positional [1]);
         snprintf (submit.idempotency_key, sizeof submit.idempotency_key, "%s", key ? key : "");

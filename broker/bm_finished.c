@@ -52,6 +52,7 @@ struct _bm_finished_t {
     zhashx_t *listed;           //  Types this process added to the types set
     int64_t sweep_at;           //  Mono ms of the next sweep
     bool sweeping;              //  A sweep's query is out
+    bool scanned;               //  The SCAN for unlisted sets began
 };
 
 static const char *s_state_names [2] = { "completed", "failed" };
@@ -465,6 +466,72 @@ s_on_sweep_types (redisReply *reply, void *arg)
     s_sweep_next (sweep);
 }
 
+//  Sets of types missing from the types set: a broker of an earlier
+//  version wrote finished sets but no types set, and a type that finished
+//  jobs only then would never be swept.  Once per process, the leader
+//  walks the keyspace (SCAN ... MATCH <prefix>{bm}:finished:*, a page of
+//  1,000 keys a reply) and adds the types of the sets it finds.
+static void s_scan_next (bm_broker_t *self, const char *cursor);
+
+static void
+s_on_scan (redisReply *reply, void *arg)
+{
+    bm_broker_t *self = (bm_broker_t *) arg;
+    if (!reply || !self->serving || !self->store) {
+        if (self->finished_sets)
+            self->finished_sets->scanned = false;      //  Again once Redis is back
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+    ||  reply->element [0]->type != REDIS_REPLY_STRING
+    ||  reply->element [1]->type != REDIS_REPLY_ARRAY) {
+        bm_warn (NULL, "redis: cannot list the finished sets (SCAN: %s): a bot type that "
+                 "finished jobs only under an earlier version is not swept",
+                 reply->type == REDIS_REPLY_ERROR ? reply->str : "an unexpected reply");
+        return;
+    }
+    const redisReply *keys = reply->element [1];
+    size_t skip = strlen (self->config.redis_prefix) + strlen ("{bm}:finished:");
+    bm_cmd_t cmd;
+    bm_cmd_start (self, &cmd, "SADD", "finished:types", NULL);
+    for (size_t i = 0; i < keys->elements; i++) {
+        const redisReply *key = keys->element [i];
+        if (key->type != REDIS_REPLY_STRING || key->len <= skip)
+            continue;
+        const char *rest = key->str + skip;
+        const char *type = strncmp (rest, "completed:", 10) == 0 ? rest + 10
+                         : strncmp (rest, "failed:", 7) == 0 ? rest + 7 : NULL;
+        size_t len = type ? key->len - (size_t) (type - key->str) : 0;
+        if (len == 0 || len > BM_MAX_BOT_TYPE_LEN || memchr (type, 0, len))
+            continue;
+        bm_cmd_arg_str (&cmd, type);
+        if (cmd.argc == BM_CMD_MAX_ARGS) {
+            bm_jobstore_issue (self, &cmd, false, NULL, NULL);
+            bm_cmd_start (self, &cmd, "SADD", "finished:types", NULL);
+        }
+    }
+    if (cmd.argc > 2)
+        bm_jobstore_issue (self, &cmd, false, NULL, NULL);
+    if (!streq (reply->element [0]->str, "0"))
+        s_scan_next (self, reply->element [0]->str);
+}
+
+static void
+s_scan_next (bm_broker_t *self, const char *cursor)
+{
+    char pattern [256];
+    snprintf (pattern, sizeof pattern, "%s{bm}:finished:*", self->config.redis_prefix);
+    bm_cmd_t cmd;
+    cmd.argc = 0;
+    bm_cmd_arg_str (&cmd, "SCAN");
+    bm_cmd_arg_str (&cmd, cursor);
+    bm_cmd_arg_str (&cmd, "MATCH");
+    bm_cmd_arg_str (&cmd, pattern);
+    bm_cmd_arg_str (&cmd, "COUNT");
+    bm_cmd_arg_str (&cmd, "1000");
+    bm_jobstore_query (self, &cmd, s_on_scan, self);
+}
+
 //  From the broker's tick: the count trim of the sets that grew, and now
 //  and then the sweep of the records whose retention ran out.
 void
@@ -493,6 +560,10 @@ bm_finished_tick (bm_broker_t *self, int64_t now_mono)
         bm_jobstore_query (self, &cmd, s_on_trim, trim);
     }
     zhashx_purge (sets->dirty);
+    if (!sets->scanned) {
+        sets->scanned = true;
+        s_scan_next (self, "0");
+    }
     if (now_mono < sets->sweep_at || sets->sweeping)
         return;
     sets->sweep_at = now_mono + s_sweep_interval (self);

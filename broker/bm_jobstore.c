@@ -579,6 +579,7 @@ s_recovery_finish (bm_broker_t *self)
 {
     self->recovering = false;
     self->recovered = true;
+    bm_stats_ready_gauges (self);
     size_t queued = 0;
     bm_service_t *service = (bm_service_t *) zhashx_first (self->services);
     while (service) {
@@ -806,7 +807,6 @@ void
 bm_jobstore_on_store_state (bool up, void *arg)
 {
     bm_broker_t *self = (bm_broker_t *) arg;
-    bm_series_set (self->m_redis_up, up ? 1 : 0);
     //  A standby recovers only once it leads (bm_broker_ha.c).
     if (up && !self->recovered && !self->recovering && bm_ha_may_recover (self)) {
         self->recovering = true;
@@ -827,5 +827,12 @@ bm_jobstore_on_store_state (bool up, void *arg)
         bm_cmd_start (self, &cmd, "SMEMBERS", "unfinished", NULL);
         bm_jobstore_query (self, &cmd, s_on_live_ids, self);
         bm_schedule_recover (self);
+    }
+    //  GET /ready: never "ready" between the connection and the recovery.
+    if (up)
+        bm_stats_ready_gauges (self);
+    else {
+        bm_series_set (self->m_redis_up, 0);
+        bm_series_set (self->m_recovering, 0);
     }
 }

@@ -82,6 +82,19 @@ bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
 }
 
 bool
+bm_stats_recovering (bm_broker_t *self)
+{
+    return self->store && self->serving && !self->recovered && bm_store_writable (self->store);
+}
+
+void
+bm_stats_ready_gauges (bm_broker_t *self)
+{
+    bm_series_set (self->m_redis_up, bm_stats_redis_ok (self) ? 1 : 0);
+    bm_series_set (self->m_recovering, bm_stats_recovering (self) ? 1 : 0);
+}
+
+bool
 bm_stats_redis_ok (bm_broker_t *self)
 {
     //  As SUBMIT's admission: writable, not merely connected.
@@ -209,6 +222,9 @@ bm_stats_setup_metrics (bm_broker_t *self)
         "rejected queue_full", "queue_name");
     self->m_redis_up = bm_metric_series (bm_metrics_gauge (m, "redis_up",
         "1 when the broker's job store (Redis) is connected and recovered", NULL));
+    self->m_recovering = bm_metric_series (bm_metrics_gauge (m, "broker_recovering",
+        "1 while the broker reads its queues back from Redis (after a start or a failover)",
+        NULL));
     self->m_store_pending = bm_metric_series (bm_metrics_gauge (m, "broker_store_pending",
         "Redis writes buffered or in flight", NULL));
 }

@@ -4,6 +4,7 @@
 #include "bm_json.h"
 #include "bm_config.h"
 
+#include <math.h>
 #include <assert.h>
 #include <stdio.h>
 #include <string.h>
@@ -131,6 +132,56 @@ test_json (void)
     memset (nested, '[', 100);
     memset (nested + 100, ']', 100);
     CHECK (bm_json_text_to_msgpack (nested, 200, &data, &size, error, sizeof error) == -1);
+
+    //  What JSON cannot hold, as a JSON bot receives it: a map of
+    //  {"b": bin, "e": ext, "n": NaN, "i": -Infinity, "u": 2^64-1, 1: 7,
+    //   1.5: 8, "s": "\xff", "ok": 1}
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 9);
+    msgpack_pack_str_with_body (&pk, "b", 1);
+    msgpack_pack_bin_with_body (&pk, "\x00\x01", 2);
+    msgpack_pack_str_with_body (&pk, "e", 1);
+    msgpack_pack_ext_with_body (&pk, "x", 1, 5);
+    msgpack_pack_str_with_body (&pk, "n", 1);
+    msgpack_pack_double (&pk, NAN);
+    msgpack_pack_str_with_body (&pk, "i", 1);
+    msgpack_pack_double (&pk, -INFINITY);
+    msgpack_pack_str_with_body (&pk, "u", 1);
+    msgpack_pack_uint64 (&pk, UINT64_MAX);
+    msgpack_pack_int (&pk, 1);
+    msgpack_pack_int (&pk, 7);
+    msgpack_pack_double (&pk, 1.5);
+    msgpack_pack_int (&pk, 8);
+    msgpack_pack_str_with_body (&pk, "s", 1);
+    msgpack_pack_str_with_body (&pk, "\xff", 1);
+    msgpack_pack_str_with_body (&pk, "ok", 2);
+    msgpack_pack_int (&pk, 1);
+    msgpack_zone_init (&zone, 256);
+    off = 0;
+    CHECK (msgpack_unpack (sbuf.data, sbuf.size, &off, &zone, &obj) == MSGPACK_UNPACK_SUCCESS);
+    unsigned lost = 0;
+    back = bm_json_from_msgpack_lossy (&obj, BM_JSON_MAX_DEPTH, &lost);
+    char *dumped = back ? json_dumps (back, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    CHECK (dumped && streq (dumped, "{\"1\":7,\"b\":null,\"e\":null,\"i\":null,\"n\":null,"
+                                    "\"ok\":1,\"s\":null,\"u\":1.8446744073709552e19}"));
+    free (dumped);
+    json_decref (back);
+    CHECK (lost == (BM_JSON_LOST_BIN | BM_JSON_LOST_EXT | BM_JSON_LOST_NONFINITE
+                    | BM_JSON_LOST_BAD_UTF8 | BM_JSON_LOST_BIG_UINT | BM_JSON_LOST_INT_KEY
+                    | BM_JSON_LOST_KEY));
+    char kinds [256];
+    CHECK (bm_json_lost_text (lost, kinds, sizeof kinds) > 0 && strstr (kinds, "bin as null")
+           && strstr (kinds, "other map keys left out"));
+    CHECK (bm_json_lost_text (0, kinds, sizeof kinds) == 0 && kinds [0] == 0);
+    //  A plain value loses nothing.
+    back = bm_json_from_msgpack_lossy (&obj.via.map.ptr [8].val, BM_JSON_MAX_DEPTH, &lost);
+    CHECK (back && lost == 0);
+    json_decref (back);
+    msgpack_zone_destroy (&zone);
+    msgpack_sbuffer_destroy (&sbuf);
 }
 
 static void

@@ -61,8 +61,8 @@ bm_json_pack (msgpack_packer *pk, const json_t *value, int max_depth)
     }
 }
 
-json_t *
-bm_json_from_msgpack (const msgpack_object *obj, int max_depth)
+static json_t *
+s_from_msgpack (const msgpack_object *obj, int max_depth, unsigned *lost)
 {
     //  Containers nest at most max_depth levels, as in bm_json_pack.
     bool container = obj->type == MSGPACK_OBJECT_ARRAY || obj->type == MSGPACK_OBJECT_MAP;
@@ -74,16 +74,20 @@ bm_json_from_msgpack (const msgpack_object *obj, int max_depth)
         case MSGPACK_OBJECT_BOOLEAN:
             return json_boolean (obj->via.boolean);
         case MSGPACK_OBJECT_POSITIVE_INTEGER:
-            if (obj->via.u64 > INT64_MAX)
+            if (obj->via.u64 > INT64_MAX) {
+                *lost |= BM_JSON_LOST_BIG_UINT;
                 return json_real ((double) obj->via.u64);
+            }
             return json_integer ((json_int_t) obj->via.u64);
         case MSGPACK_OBJECT_NEGATIVE_INTEGER:
             return json_integer ((json_int_t) obj->via.i64);
         case MSGPACK_OBJECT_FLOAT32:
         case MSGPACK_OBJECT_FLOAT64:
             //  JSON has no NaN or infinity.
-            if (!isfinite (obj->via.f64))
+            if (!isfinite (obj->via.f64)) {
+                *lost |= BM_JSON_LOST_NONFINITE;
                 return json_null ();
+            }
             return json_real (obj->via.f64);
         case MSGPACK_OBJECT_STR: {
             //  msgpack-c may leave ptr NULL for an empty string (a fixstr of
@@ -92,12 +96,14 @@ bm_json_from_msgpack (const msgpack_object *obj, int max_depth)
             json_t *str = json_stringn (obj->via.str.size ? obj->via.str.ptr : "",
                                         obj->via.str.size);
             //  Invalid UTF-8 cannot be JSON: say so rather than drop it.
+            if (!str)
+                *lost |= BM_JSON_LOST_BAD_UTF8;
             return str ? str : json_null ();
         }
         case MSGPACK_OBJECT_ARRAY: {
             json_t *array = json_array ();
             for (uint32_t i = 0; i < obj->via.array.size; i++) {
-                json_t *item = bm_json_from_msgpack (&obj->via.array.ptr [i], max_depth - 1);
+                json_t *item = s_from_msgpack (&obj->via.array.ptr [i], max_depth - 1, lost);
                 if (!item) {
                     json_decref (array);
                     return NULL;
@@ -123,20 +129,71 @@ bm_json_from_msgpack (const msgpack_object *obj, int max_depth)
                 else
                 if (k->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
                     key_len = snprintf (key, sizeof key, "%" PRId64, k->via.i64);
-                else
+                else {
+                    *lost |= BM_JSON_LOST_KEY;
                     continue;       //  No JSON form for this key
-                json_t *item = bm_json_from_msgpack (&obj->via.map.ptr [i].val, max_depth - 1);
+                }
+                if (k->type != MSGPACK_OBJECT_STR)
+                    *lost |= BM_JSON_LOST_INT_KEY;
+                json_t *item = s_from_msgpack (&obj->via.map.ptr [i].val, max_depth - 1, lost);
                 if (!item) {
                     json_decref (map);
                     return NULL;
                 }
-                json_object_setn_new (map, key_ptr, key_len, item);
+                if (json_object_setn_new (map, key_ptr, key_len, item))
+                    *lost |= BM_JSON_LOST_KEY;      //  Not UTF-8: left out
             }
             return map;
         }
+        case MSGPACK_OBJECT_BIN:
+            *lost |= BM_JSON_LOST_BIN;
+            return json_null ();
         default:
-            return json_null ();    //  bin, ext
+            *lost |= BM_JSON_LOST_EXT;
+            return json_null ();
     }
+}
+
+json_t *
+bm_json_from_msgpack_lossy (const msgpack_object *obj, int max_depth, unsigned *lost)
+{
+    unsigned ignored = 0;
+    if (!lost)
+        lost = &ignored;
+    *lost = 0;
+    return s_from_msgpack (obj, max_depth, lost);
+}
+
+json_t *
+bm_json_from_msgpack (const msgpack_object *obj, int max_depth)
+{
+    return bm_json_from_msgpack_lossy (obj, max_depth, NULL);
+}
+
+size_t
+bm_json_lost_text (unsigned lost, char *buf, size_t size)
+{
+    static const struct { unsigned bit; const char *text; } kinds [] = {
+        { BM_JSON_LOST_BIN,       "bin as null" },
+        { BM_JSON_LOST_EXT,       "ext as null" },
+        { BM_JSON_LOST_NONFINITE, "NaN/Infinity as null" },
+        { BM_JSON_LOST_BAD_UTF8,  "a string that is not UTF-8 as null" },
+        { BM_JSON_LOST_BIG_UINT,  "an integer above 2^63-1 as a float" },
+        { BM_JSON_LOST_INT_KEY,   "integer map keys as strings" },
+        { BM_JSON_LOST_KEY,       "other map keys left out" },
+    };
+    size_t n = 0;
+    if (size)
+        buf [0] = 0;
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds [0]; i++) {
+        if (!(lost & kinds [i].bit))
+            continue;
+        int more = snprintf (buf + n, size - n, "%s%s", n ? ", " : "", kinds [i].text);
+        if (more < 0 || (size_t) more >= size - n)
+            break;
+        n += (size_t) more;
+    }
+    return n;
 }
 
 int

@@ -3,6 +3,7 @@
     delayed one (PROMOTE).  See gateway/README.md for each one's contract.  */
 #include "gw_routes.h"
 #include "gw_record.h"
+#include "gw_invoke.h"
 
 #include "bm_codec_control.h"
 #include "bm_json.h"
@@ -195,6 +196,15 @@ gw_routes_schedules (gw_request_t *r)
             bm_packer_destroy (&packer);
             gw_request_error (r, 400, "invalid_body", "the body must be a JSON object {\"key\", "
                               "\"botType\", \"payload\", \"cron\" or \"everyMs\", ...}", NULL);
+            return;
+        }
+        //  The fields it shares with /invoke get /invoke's error codes.
+        gw_invoke_error_t error;
+        if (gw_invoke_check_schedule (body, &error)) {
+            json_decref (body);
+            bm_packer_destroy (&packer);
+            r->reason = error.code;
+            gw_request_error (r, error.status, error.code, error.message, NULL);
             return;
         }
         json_object_set_new (body, "action", json_string ("add"));

@@ -197,6 +197,79 @@ gw_invoke_ignored (const json_t *body)
 }
 
 //  --------------------------------------------------------------------------
+//  The fields POST /invoke shares with POST /schedules, checked alike (the
+//  same codes and messages).  Each returns 0, or -1 with *error.
+
+//  botType: required, [a-z0-9_-]{1,32}.  Whether the broker knows the
+//  type is the broker's answer (unknown_bot_type).
+static int
+s_bot_type (const json_t *body, const char **bot_type, size_t *len, gw_invoke_error_t *error)
+{
+    const json_t *item = json_object_get (body, "botType");
+    if (!item)
+        return s_fail (error, 400, "missing_field", "botType is required");
+    if (!json_is_string (item)
+    ||  !bm_valid_bot_type (json_string_value (item), json_string_length (item)))
+        return s_fail (error, 400, "invalid_bot_type",
+                       "botType must be a string of 1 to %d characters from [a-z0-9_-]",
+                       BM_MAX_BOT_TYPE_LEN);
+    *bot_type = json_string_value (item);
+    *len = json_string_length (item);
+    if (streq (*bot_type, BM_WEBHOOK_TYPE))
+        return s_fail (error, 400, "invalid_bot_type",
+                       "botType %s is reserved for webhook deliveries", BM_WEBHOOK_TYPE);
+    return 0;
+}
+
+static int
+s_webhook_url (const json_t *body, const char **url, size_t *len, int *has,
+               gw_invoke_error_t *error)
+{
+    *has = s_opt_str (body, "webhookUrl", url, len);
+    if (*has < 0 || (*has && !bm_valid_url (*url, *len)))
+        return s_fail (error, 400, "invalid_webhook_url",
+                       "webhookUrl must be an http:// or https:// URL of at most %d characters",
+                       BM_MAX_URL_LEN);
+    return 0;
+}
+
+static int
+s_priority (const json_t *body, int64_t *priority, gw_invoke_error_t *error)
+{
+    if (s_opt_int (body, "priority", 0, BM_MAX_PRIORITY, priority) < 0)
+        return s_fail (error, 400, "invalid_priority",
+                       "priority must be an integer from 0 to %d (lower runs first)",
+                       BM_MAX_PRIORITY);
+    return 0;
+}
+
+//  A payload: at most GW_INVOKE_MAX_DEPTH nested containers.
+static int
+s_payload_depth (const json_t *payload, gw_invoke_error_t *error)
+{
+    if (s_containers (payload, GW_INVOKE_MAX_DEPTH) > GW_INVOKE_MAX_DEPTH)
+        return s_fail (error, 400, "invalid_payload",
+                       "payload nests deeper than %d levels", GW_INVOKE_MAX_DEPTH);
+    return 0;
+}
+
+int
+gw_invoke_check_schedule (const json_t *body, gw_invoke_error_t *error)
+{
+    const char *str;
+    size_t len;
+    int has;
+    int64_t priority;
+    const json_t *payload = json_object_get (body, "payload");
+    if (s_bot_type (body, &str, &len, error)
+    ||  (payload && s_payload_depth (payload, error))
+    ||  s_webhook_url (body, &str, &len, &has, error)
+    ||  s_priority (body, &priority, error))
+        return -1;
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
 //  Validate the parsed body and pack it.  Returns 0 or -1 with *error set.
 
 int
@@ -209,21 +282,10 @@ gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, size_t
     if (!json_is_object (body))
         return s_fail (error, 400, "invalid_body", "the body must be a JSON object");
 
-    //  botType: required, [a-z0-9_-]{1,32}.  Whether the broker knows the
-    //  type is the broker's answer (unknown_bot_type).
-    const json_t *item = json_object_get (body, "botType");
-    if (!item)
-        return s_fail (error, 400, "missing_field", "botType is required");
-    if (!json_is_string (item)
-    ||  !bm_valid_bot_type (json_string_value (item), json_string_length (item)))
-        return s_fail (error, 400, "invalid_bot_type",
-                       "botType must be a string of 1 to %d characters from [a-z0-9_-]",
-                       BM_MAX_BOT_TYPE_LEN);
-    const char *bot_type = json_string_value (item);
-    size_t bot_type_len = json_string_length (item);
-    if (streq (bot_type, BM_WEBHOOK_TYPE))
-        return s_fail (error, 400, "invalid_bot_type",
-                       "botType %s is reserved for webhook deliveries", BM_WEBHOOK_TYPE);
+    const char *bot_type;
+    size_t bot_type_len;
+    if (s_bot_type (body, &bot_type, &bot_type_len, error))
+        return -1;
 
     //  payload: required (the seed's examples always send it), any value.
     const json_t *payload = json_object_get (body, "payload");
@@ -232,17 +294,11 @@ gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, size_t
 
     const char *url = NULL;
     size_t url_len = 0;
-    int has_url = s_opt_str (body, "webhookUrl", &url, &url_len);
-    if (has_url < 0 || (has_url && !bm_valid_url (url, url_len)))
-        return s_fail (error, 400, "invalid_webhook_url",
-                       "webhookUrl must be an http:// or https:// URL of at most %d characters",
-                       BM_MAX_URL_LEN);
-
+    int has_url = 0;
     int64_t priority = GW_INVOKE_DEFAULT_PRIORITY;
-    if (s_opt_int (body, "priority", 0, BM_MAX_PRIORITY, &priority) < 0)
-        return s_fail (error, 400, "invalid_priority",
-                       "priority must be an integer from 0 to %d (lower runs first)",
-                       BM_MAX_PRIORITY);
+    if (s_webhook_url (body, &url, &url_len, &has_url, error)
+    ||  s_priority (body, &priority, error))
+        return -1;
 
     const char *key = NULL;
     size_t key_len = 0;
@@ -291,7 +347,7 @@ gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, size_t
     //  the SUBMIT body carries those bytes as they are.
     bm_packer_t payload_buf;
     bm_packer_init (&payload_buf);
-    if (s_containers (payload, GW_INVOKE_MAX_DEPTH) > GW_INVOKE_MAX_DEPTH
+    if (s_payload_depth (payload, error)
     ||  bm_json_pack (&payload_buf.pk, payload, GW_INVOKE_MAX_DEPTH)) {
         bm_packer_destroy (&payload_buf);
         return s_fail (error, 400, "invalid_payload",
@@ -540,6 +596,25 @@ gw_invoke_test (bool verbose)
     parsed = json_loads ("{\"botType\":\"java\",\"payload\":1,\"priority\":1}", 0, NULL);
     CHECK (gw_invoke_ignored (parsed) == NULL);
     json_decref (parsed);
+
+    //  A schedule's shared fields get /invoke's codes; its own are left
+    //  to the broker.
+    struct { const char *body; const char *code; } sched [] = {
+        { "{\"key\":\"k\",\"botType\":\"java\",\"everyMs\":1000}", "ok" },
+        { "{\"key\":\"k\",\"botType\":\"java\",\"cron\":\"bad\",\"unknown\":1}", "ok" },
+        { "{\"key\":\"k\",\"everyMs\":1000}", "missing_field" },
+        { "{\"key\":\"k\",\"botType\":\"Java\"}", "invalid_bot_type" },
+        { "{\"key\":\"k\",\"botType\":\"java\",\"priority\":-1}", "invalid_priority" },
+        { "{\"key\":\"k\",\"botType\":\"java\",\"webhookUrl\":\"ftp://x\"}", "invalid_webhook_url" },
+    };
+    for (size_t i = 0; i < sizeof sched / sizeof sched [0]; i++) {
+        json_t *parsed = json_loads (sched [i].body, 0, NULL);
+        CHECK (parsed);
+        int rc = gw_invoke_check_schedule (parsed, &error);
+        CHECK (rc == 0 ? streq (sched [i].code, "ok")
+                       : streq (error.code, sched [i].code) && error.status == 400);
+        json_decref (parsed);
+    }
 
     //  Minimal body: defaults, nulls as absent, any payload type.
     CHECK (streq (s_try ("{\"botType\":\"node\",\"payload\":null,\"webhookUrl\":null,"

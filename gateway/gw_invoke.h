@@ -98,6 +98,13 @@ int gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, si
 //  a JSON array of strings (caller decrefs), or NULL when there is none.
 json_t *gw_invoke_ignored (const json_t *body);
 
+//  The fields a POST /schedules body shares with POST /invoke (botType,
+//  payload, webhookUrl, priority), checked with the same codes and
+//  messages (missing_field, invalid_bot_type, invalid_payload,
+//  invalid_webhook_url, invalid_priority).  The schedule's own fields are
+//  the broker's to check.  0, or -1 with *error.
+int gw_invoke_check_schedule (const json_t *body, gw_invoke_error_t *error);
+
 //  Self test.
 void gw_invoke_test (bool verbose);
 

@@ -29,17 +29,25 @@ gw_routes_ready (gw_request_t *r)
         gw_request_send_json (r, 503, value, extra);
         return;
     }
-    bool redis = false;
+    bool redis = false, recovering = false;
     bm_obj_bool (bm_msg_body (reply), "redis", &redis);
+    bm_obj_bool (bm_msg_body (reply), "recovering", &recovering);
     bm_msg_destroy (&reply);
     if (redis) {
         gw_request_send_json (r, 200, json_pack ("{s:s,s:b,s:b}", "status", "ready",
                                         "broker", 1, "redis", 1), NULL);
         return;
     }
-    json_t *value = json_pack ("{s:{s:s,s:s},s:s,s:b,s:b}",
-        "error", "code", "redis_unavailable", "message", "the broker cannot reach Redis",
-        "status", "not_ready", "broker", 1, "redis", 0);
+    //  Redis answers, and the broker is reading its queues back (a start
+    //  or a failover): not Redis's fault, and soon over.
+    json_t *value = recovering
+        ? json_pack ("{s:{s:s,s:s},s:s,s:b,s:b,s:b}",
+              "error", "code", "recovering",
+              "message", "the broker is reading its queues back from Redis",
+              "status", "not_ready", "broker", 1, "redis", 0, "recovering", 1)
+        : json_pack ("{s:{s:s,s:s},s:s,s:b,s:b}",
+              "error", "code", "redis_unavailable", "message", "the broker cannot reach Redis",
+              "status", "not_ready", "broker", 1, "redis", 0);
     char extra [64];
     snprintf (extra, sizeof extra, "Retry-After: %d\r\n", GW_RETRY_STORE_DOWN);
     gw_request_send_json (r, 503, value, extra);

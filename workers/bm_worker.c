@@ -407,7 +407,15 @@ s_on_job (bm_worker_t *self, const bm_codec_job_t *body)
     const msgpack_object *payload = body->payload.obj;
     msgpack_object nil;
     nil.type = MSGPACK_OBJECT_NIL;
-    json_t *json = bm_json_from_msgpack (payload ? payload : &nil, BM_JSON_MAX_DEPTH);
+    unsigned lost = 0;
+    json_t *json = bm_json_from_msgpack_lossy (payload ? payload : &nil, BM_JSON_MAX_DEPTH, &lost);
+    if (json && lost) {
+        //  Values JSON cannot hold (a client's bytes, NaN, ...): the bot
+        //  sees them changed; one line says how.
+        char kinds [256];
+        bm_json_lost_text (lost, kinds, sizeof kinds);
+        bm_info (job_id, "payload has values JSON cannot hold; the bot gets %s", kinds);
+    }
     char *input = json ? json_dumps (json, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION (16)) : NULL;
     if (!input) {
         json_decref (json);

@@ -41,6 +41,7 @@ carrying .code and .message:
 import collections
 import logging
 import multiprocessing
+import numbers
 import os
 import pickle
 import re
@@ -777,7 +778,7 @@ class Job:
 
 def _percent(percent):
     """job.progress()'s argument as the wire's integer 0..100."""
-    if isinstance(percent, bool) or not isinstance(percent, (int, float)) or percent != percent:
+    if isinstance(percent, bool) or not isinstance(percent, numbers.Real) or percent != percent:
         raise TypeError("progress must be a number from 0 to 100, not %r" % (percent,))
     return int(max(0, min(100, percent)))
 

@@ -11,7 +11,11 @@ if it comes back before the job is dispatched again.
 import harness as h
 from fakeworker import FakeWorker
 
-ENV = {"HEARTBEAT_INTERVAL_MS": "100", "HEARTBEAT_LIVENESS": "5"}
+# A worker is gone after 1 s without a message: the fake workers heartbeat
+# before every request of the test while their job must stay theirs.
+# The failed run's retry waits 60 s: the test reads the delayed state
+# (STATUS, then Redis) well within that, however slow the machine.
+ENV = {"HEARTBEAT_INTERVAL_MS": "100", "HEARTBEAT_LIVENESS": "10", "RETRY_BACKOFF_MS": "60000"}
 
 
 def run_with_progress(s, c, bot_type, name, **opts):
@@ -31,9 +35,11 @@ def run_with_progress(s, c, bot_type, name, **opts):
     saved = h.wait_until(saved, 10, "the running state with progress 20 in Redis")
     h.check(saved.get("worker") == name and saved.get("startedAt"),
             "the Redis record names the worker and the start while it runs", saved)
+    w.heartbeat()
     rec = c.status(jid)
     h.check(rec["state"] == "running" and rec["progress"] == 20 and rec["worker"] == name
             and rec.get("startedAt"), "STATUS shows the run", rec)
+    w.heartbeat()
     return w, jid
 
 

@@ -7,7 +7,8 @@ keeps FAILED_JOB_TTL as a Redis TTL (it is in no finished set).
 
 A real redis-server and broker; a fake worker of an own bot type ends the
 jobs; the broker is killed (SIGKILL) before the retention runs out and a
-new one, with no worker of that type, must still delete the record.
+new one, with no worker of that type, must still delete the record, and
+those of a type whose set an earlier version wrote without listing it.
 """
 import time
 import harness as h
@@ -64,6 +65,13 @@ def test():
         # Killed within the retention; the next broker sees no worker of
         # the type, only Redis names it.
         h.check(time.monotonic() - t_ok < TTL_S - 1, "killed before the retention ran out (slow machine)")
+        # A set as a broker of an earlier version left it: a type that
+        # finished jobs only then, in no types set.
+        old = "01a0000000aa-0000-00000001"
+        s.redis_cli("HSET", key(old), "r", "an earlier version's record")
+        s.redis_cli("ZADD", P + "finished:completed:retired", str(int(time.time() * 1000) - 3600000), old)
+        h.check(s.redis_cli("SISMEMBER", P + "finished:types", "retired") == "0",
+                "an earlier version's set: its type is not listed")
         broker.kill()
         h.log("broker killed with SIGKILL")
         s.broker(env=env)
@@ -82,6 +90,15 @@ def test():
             h.wait_until(lambda: s.redis_cli("ZSCORE", P + "finished:%s:sweeptype" % which, jid) == "",
                          5, "the id of %s to leave finished:%s" % (jid, which))
         h.check(c.status(ok) is None, "STATUS answers not_found")
+
+        # The earlier version's set was found (SCAN), its type listed, and
+        # its record, an hour past its retention, swept.
+        h.wait_until(lambda: s.redis_cli("SISMEMBER", P + "finished:types", "retired") == "1", 10,
+                     "the type of an earlier version's set to be listed in finished:types")
+        h.wait_until(lambda: s.redis_cli("EXISTS", key(old)) == "0", TTL_S + 15,
+                     "the earlier version's record to be swept")
+        h.check(s.redis_cli("ZCARD", P + "finished:completed:retired") == "0",
+                "and its id out of the set")
 
 
 if __name__ == "__main__":

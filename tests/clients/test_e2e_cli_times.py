@@ -7,8 +7,9 @@ give createdAt, startedAt and finishedAt as ISO 8601 UTC strings with
 milliseconds (not ms numbers), the same strings as GET /job/{id}, under the
 same field names; the rest of the record is as the broker sent it.
 `submit TYPE -` and `submit TYPE @FILE` take a payload too large for one
-command-line argument (128 KiB on Linux).  A wait that runs out exits 3, a
-job that ends without completing 1.
+command-line argument (128 KiB on Linux).  `submit --attempts N
+--delay-ms MS` give the job's runs and delay.  A wait that runs out exits 3,
+a job that ends without completing 1.
 """
 import json
 import os
@@ -78,6 +79,21 @@ def main():
                               "@" + path], capture_output=True, text=True, timeout=60)
         check(out.returncode == 2 and "cannot open the payload file" in out.stderr and path in out.stderr,
               "a missing payload file: exit 2 naming it", out.returncode, out.stderr)
+
+        # submit --attempts and --delay-ms, as ./botmesh invoke has them.
+        out = subprocess.run([s.bin("botmesh-client"), "--help"], capture_output=True, text=True, timeout=10)
+        check(out.returncode == 0 and "--attempts N" in out.stdout and "--delay-ms N" in out.stdout,
+              "--help lists submit's --attempts and --delay-ms", out.stdout)
+        sub = cli(s, "submit", "clitime", '{"later":1}', "--attempts", "4", "--delay-ms", "60000")
+        rec = cli(s, "status", sub["jobId"])
+        check(rec["state"] == "delayed" and rec["runAttempts"] == 4,
+              "submit --attempts 4 --delay-ms 60000: a delayed job with 4 runs", rec)
+        cli(s, "cancel", sub["jobId"])
+        for flag, value in (("--attempts", "0"), ("--attempts", "101"), ("--delay-ms", "-1")):
+            out = subprocess.run([s.bin("botmesh-client"), "--endpoint", s.endpoint, "submit", "clitime",
+                                  "{}", flag, value], capture_output=True, text=True, timeout=60)
+            check(out.returncode == 2 and flag in out.stderr,
+                  "submit %s %s: exit 2 naming the flag" % (flag, value), out.returncode, out.stderr)
 
         # Exit codes of a wait: 3 when it runs out (a java job: no worker here),
         # 1 for a job that ends without completing (cancelled).

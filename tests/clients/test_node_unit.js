@@ -237,7 +237,8 @@ tests.workerJobs = async () => {
   const fb = await workerBroker();
   const seen = [];
   const w = new bm.Worker({
-    types: ['pywork', 'other'], credit: 2, endpoint: fb.endpoint, name: 'w-node', heartbeatMs: 100, maxResultBytes: 1000,
+    // liveness 50 (5 s): a stall of this process under load must not read as a silent broker.
+    types: ['pywork', 'other'], credit: 2, endpoint: fb.endpoint, name: 'w-node', heartbeatMs: 100, liveness: 50, maxResultBytes: 1000,
     handler: async (payload, job) => {
       seen.push(job);
       if (payload === 'boom') throw new Error('it broke');

@@ -253,8 +253,9 @@ def test_worker_jobs():
         return {"echo": payload, "big": BIG_TS}
 
     fb = worker_fb()
+    # liveness 50 (5 s): a stall of this process under load must not read as a silent broker.
     w = botmesh.Worker(["pywork", "other"], handler, credit=2, endpoint=fb.endpoint, name="w-unit",
-                       heartbeat_ms=100, max_result_bytes=1000).start()
+                       heartbeat_ms=100, liveness=50, max_result_bytes=1000).start()
     try:
         ready = fb.wait_for(lambda m: m.cmd == botmesh.W_READY, what="READY")
         check(ready.frames[0] == W and ready.frames[1] == b"\x01", "READY has header BMW01 and command 0x01")

@@ -5,6 +5,7 @@ POST /job/{id}/promote, and POST /invoke's retry and timing options
 (attempts, backoff, delayMs, runAt): each exchange is printed as a curl
 transcript; bad input is a 400 naming the field.
 """
+import json
 import os
 import sys
 import time
@@ -119,6 +120,20 @@ def test():
                            ({"botType": "python", "everyMs": 1000}, "key")):
             r = post_json(u + "/schedules", body)
             h.check(r.status == 400 and word in r.body, "POST /schedules %r: 400 naming %s" % (body, word), r)
+        # The fields a schedule shares with /invoke get /invoke's codes (and statuses).
+        for body, code in (({"key": "x", "everyMs": 1000}, "missing_field"),
+                           ({"key": "x", "botType": "Py", "everyMs": 1000}, "invalid_bot_type"),
+                           ({"key": "x", "botType": "nosuch", "everyMs": 1000}, "invalid_bot_type"),
+                           ({"key": "x", "botType": "python", "everyMs": 1000, "priority": -1},
+                            "invalid_priority"),
+                           ({"key": "x", "botType": "python", "everyMs": 1000, "webhookUrl": "ftp://h"},
+                            "invalid_webhook_url"),
+                           ({"key": "x", "botType": "python", "everyMs": 1000,
+                             "payload": json.loads("[" * 40 + "]" * 40)}, "invalid_payload")):
+            inv = post_json(u + "/invoke", dict(body, payload=body.get("payload", {})), show=False)
+            r = post_json(u + "/schedules", body)
+            h.check(r.status == 400 and r.error_code() == code and inv.error_code() == code,
+                    "POST /schedules %s: 400 %s, as /invoke answers" % (sorted(body), code), r, inv)
         # A 6-field cron (seconds first, as BullMQ takes): the 400 says to use everyMs.
         r = post_json(u + "/schedules", {"key": "x", "botType": "python", "cron": "*/10 * * * * *"})
         h.check(r.status == 400 and "seconds are not supported" in r.body and "everyMs" in r.body,

@@ -5,7 +5,8 @@ comes back through `botmesh-client submit ... --wait`.
 Checks the bots' real work (statistics of a deterministic dataset, records
 transformed, batch checksums), that progress reached the broker, and that
 each bot saw its job id and attempt; a bad payload fails the job at once
-(exit 78, never retried).
+(exit 78, never retried).  A payload with values JSON cannot hold (bytes,
+NaN, non-string keys) reaches a JSON bot as docs/protocol.md 7a says.
 """
 import json
 import subprocess
@@ -26,7 +27,9 @@ def client(s, *args, timeout=60):
 def main():
     with harness.Stack("worker-e2e-bots") as s:
         s.broker(redis=False)
-        w = s.worker("--type", "python", "--type", "node,java", "--concurrency", "3")
+        # echo: /bin/cat, so its result is the JSON it got on stdin.
+        w = s.worker("--type", "python", "--type", "node,java,echo", "--concurrency", "3",
+                     env={"BOT_ECHO_CMD": "/bin/cat"})
         s.wait_workers(1)
 
         # python: data_analysis over a dataset generated from its name.
@@ -97,6 +100,28 @@ def main():
                   and err.get("exitCode") == 78 and "bad input" in err.get("message", "")
                   and len(rec.get("attemptErrors") or []) == 1,
                   "%s bot on bad input -> exit 78, failed once, not retried" % bot_type, rec)
+
+        # Values JSON cannot hold, sent by a msgpack client: what a JSON bot
+        # reads on stdin (docs/protocol.md 7a), and one worker log line.
+        c = s.client()
+        jid = c.submit("echo", {"b": b"\x00\x01", "n": float("nan"), "i": float("-inf"), 1: "one",
+                                 1.5: "dropped", "ok": [1, "x"]})
+        rec = c.wait(jid, timeout=30)
+        check(rec["state"] == "completed"
+              and rec["result"] == {"b": None, "n": None, "i": None, "1": "one", "ok": [1, "x"]},
+              "a JSON bot gets bytes and NaN/Infinity as null, the key 1 as \"1\", a float key left out",
+              rec)
+        lines = [ln for ln in w.output().splitlines() if "values JSON cannot hold" in ln]
+        check(len(lines) == 1 and jid in lines[0] and "bin as null" in lines[0]
+              and "NaN/Infinity as null" in lines[0] and "integer map keys as strings" in lines[0]
+              and "other map keys left out" in lines[0],
+              "the worker logs one line with the job id naming what it converted", lines)
+        jid = c.submit("echo", {"plain": [1, 2.5, "s", None, True]})
+        rec = c.wait(jid, timeout=30)
+        check(rec["result"] == {"plain": [1, 2.5, "s", None, True]}, "a JSON-only payload arrives as sent", rec)
+        check(not any(jid in ln and "values JSON cannot hold" in ln for ln in w.output().splitlines()),
+              "no such line for a payload JSON holds")
+        c.close()
 
         stats = client(s, "stats")
         log("stats totals:", stats["totals"])
