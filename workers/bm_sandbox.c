@@ -59,9 +59,17 @@ bm_sandbox_argv (const bm_sandbox_spec_t *spec, char *const bot_argv [])
     s_add (&args, "--die-with-parent");
     //  The private /tmp first: bwrap mounts in order, so a bot directory
     //  under /tmp (a checkout in /tmp) is bound on top of it, not hidden.
-    const char *first [] = { "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", NULL };
+    const char *first [] = { "--dev", "/dev", "--proc", "/proc", NULL };
     for (int i = 0; first [i]; i++)
         s_add (&args, first [i]);
+    if (spec->tmp_bytes > 0) {
+        char size [32];
+        snprintf (size, sizeof size, "%lld", (long long) spec->tmp_bytes);
+        s_add (&args, "--size");
+        s_add (&args, size);
+    }
+    s_add (&args, "--tmpfs");
+    s_add (&args, "/tmp");
     for (const char *const *dir = spec->ro_dirs; dir && *dir; dir++) {
         s_add (&args, "--ro-bind");
         s_add (&args, *dir);
@@ -71,6 +79,18 @@ bm_sandbox_argv (const bm_sandbox_spec_t *spec, char *const bot_argv [])
         s_add (&args, "--symlink");
         s_add (&args, link [0]);
         s_add (&args, link [1]);
+    }
+    //  Secrets of the host under what is bound: hidden, after the binds.
+    for (const char *const *dir = spec->hidden_dirs; dir && *dir; dir++) {
+        s_add (&args, "--tmpfs");
+        s_add (&args, *dir);
+        s_add (&args, "--remount-ro");
+        s_add (&args, *dir);
+    }
+    for (const char *const *file = spec->hidden_files; file && *file; file++) {
+        s_add (&args, "--ro-bind");
+        s_add (&args, "/dev/null");
+        s_add (&args, *file);
     }
     const char *rest [] = { "--chdir", "/tmp", "--", NULL };
     for (int i = 0; rest [i]; i++)
@@ -107,6 +127,99 @@ bm_sandbox_env (char *const envp [])
 //  --------------------------------------------------------------------------
 //  From the environment
 
+#define BM_SANDBOX_TMP_MB       256     //  /tmp without BOT_<TYPE>_MEMORY_MB
+#define BM_SANDBOX_MAX_HIDDEN   16      //  Hidden directories or files
+
+//  Files of the host's /etc that no bot may read.
+static const char *s_hidden_files [] = { "/etc/shadow", "/etc/gshadow", "/etc/shadow-",
+                                         "/etc/gshadow-", NULL };
+
+//  Whether path is dir or under it.
+static bool
+s_under (const char *path, const char *dir)
+{
+    size_t n = strlen (dir);
+    if (streq (dir, "/"))
+        return true;
+    return strncmp (path, dir, n) == 0 && (path [n] == 0 || path [n] == '/');
+}
+
+//  Add a copy of path to list (no duplicates).
+static void
+s_add_unique (const char **list, int *count, const char *path)
+{
+    for (int i = 0; i < *count; i++)
+        if (streq (list [i], path))
+            return;
+    if (*count < BM_SANDBOX_MAX_HIDDEN)
+        list [(*count)++] = strdup (path);
+}
+
+//  What of the host's secrets the bound directories would show: secret
+//  directories strictly under one of them (and holding none) into dirs,
+//  secret files whose directory cannot be hidden so into files.
+static void
+s_hidden (const char *const *bound, const char **dirs, int *dir_count, const char **files,
+          int *file_count)
+{
+    //  Candidates: /etc/botmesh, the directory of each CURVE_* secret
+    //  certificate (with the file, in case the directory cannot be hidden),
+    //  CURVE_CLIENTS_DIR.
+    const char *vars [] = { "CURVE_SERVER_CERT", "CURVE_CLIENT_CERT", "CURVE_CLIENTS_DIR", NULL };
+    char candidates [4][PATH_MAX];
+    char secret_files [3][PATH_MAX];
+    int candidate_count = 0, secret_count = 0;
+    snprintf (candidates [candidate_count++], PATH_MAX, "/etc/botmesh");
+    for (int i = 0; vars [i]; i++) {
+        const char *value = getenv (vars [i]);
+        char real [PATH_MAX];
+        struct stat st;
+        if (!value || !*value || !realpath (value, real) || stat (real, &st))
+            continue;
+        if (S_ISREG (st.st_mode)) {
+            snprintf (secret_files [secret_count++], PATH_MAX, "%s", real);
+            char *slash = strrchr (real, '/');
+            if (slash && slash != real)
+                *slash = 0;
+        }
+        snprintf (candidates [candidate_count++], PATH_MAX, "%s", real);
+    }
+    bool unhidden_dir = false;
+    for (int i = 0; i < candidate_count; i++) {
+        const char *dir = candidates [i];
+        struct stat st;
+        if (stat (dir, &st) || !S_ISDIR (st.st_mode))
+            continue;
+        bool visible = false, hideable = true;
+        for (int j = 0; bound [j]; j++) {
+            visible |= s_under (dir, bound [j]);
+            //  Not a bound directory itself, nor one holding one.
+            hideable &= !s_under (bound [j], dir);
+        }
+        if (visible && hideable)
+            s_add_unique (dirs, dir_count, dir);
+        else
+        if (visible)
+            unhidden_dir = true;
+    }
+    //  Files: those of /etc always; the certificates where their directory
+    //  stays visible.
+    for (int i = 0; s_hidden_files [i]; i++) {
+        struct stat st;
+        if (lstat (s_hidden_files [i], &st) == 0 && S_ISREG (st.st_mode))
+            s_add_unique (files, file_count, s_hidden_files [i]);
+    }
+    for (int i = 0; unhidden_dir && i < secret_count; i++) {
+        bool visible = false, hidden = false;
+        for (int j = 0; bound [j]; j++)
+            visible |= s_under (secret_files [i], bound [j]);
+        for (int j = 0; j < *dir_count; j++)
+            hidden |= s_under (secret_files [i], dirs [j]);
+        if (visible && !hidden)
+            s_add_unique (files, file_count, secret_files [i]);
+    }
+}
+
 //  Add dir to a list (no duplicates, nothing under /usr or /etc: they are
 //  bound already).
 static void
@@ -142,6 +255,22 @@ bm_sandbox_from_env (const char *type, char *const bot_argv [], char ***argv_p,
     bool network;
     if (bm_env_bool (network_var, false, &network)) {
         snprintf (error, error_size, "%s must be 0 or 1", network_var);
+        return -1;
+    }
+    //  The private /tmp's size: BOT_<TYPE>_TMP_MB, else the memory limit
+    //  when one is set, else 256 MiB; 0: no limit.
+    char tmp_var [96], memory_var [96];
+    snprintf (tmp_var, sizeof tmp_var, "BOT_%s_TMP_MB", upper);
+    snprintf (memory_var, sizeof memory_var, "BOT_%s_MEMORY_MB", upper);
+    int64_t tmp_mb = BM_SANDBOX_TMP_MB, memory_mb = 0;
+    const char *memory = getenv (memory_var);
+    if (memory && *memory && bm_parse_int (memory, 0, INT64_C (1) << 24, &memory_mb) == 0
+    &&  memory_mb > 0)
+        tmp_mb = memory_mb;
+    const char *tmp = getenv (tmp_var);
+    if (tmp && *tmp && bm_parse_int (tmp, 0, INT64_C (1) << 24, &tmp_mb)) {
+        snprintf (error, error_size, "%s must be an integer from 0 (no limit) to %lld MiB "
+                  "(got '%.40s')", tmp_var, (long long) (INT64_C (1) << 24), tmp);
         return -1;
     }
     char *bwrap = bm_bot_which ("bwrap");
@@ -192,10 +321,38 @@ bm_sandbox_from_env (const char *type, char *const bot_argv [], char ***argv_p,
         s_add_dir (dirs, &dir_count, real);
     }
     dirs [dir_count] = NULL;
-    bm_sandbox_spec_t spec = { bwrap, network, dirs, links };
+    //  Never /root, the worker's HOME, or a directory holding them.
+    const char *homes [] = { "/root", getenv ("HOME"), NULL };
+    for (int i = 0; homes [i]; i++) {
+        char home [PATH_MAX];
+        if (!*homes [i] || !realpath (homes [i], home) || streq (home, "/"))
+            continue;
+        for (int j = 0; j < dir_count; j++)
+            if (s_under (home, dirs [j]) && !streq (dirs [j], "/")) {
+                snprintf (error, error_size, "%s=bwrap: the bot's directory %s would bring "
+                          "the worker's home %s into the sandbox; move the bot program out of it",
+                          sandbox_var, dirs [j], home);
+                for (int k = 0; k < dir_count; k++)
+                    free ((char *) dirs [k]);
+                free (bwrap);
+                return -1;
+            }
+    }
+    const char *hidden_dirs [BM_SANDBOX_MAX_HIDDEN + 1];
+    const char *hidden_files [BM_SANDBOX_MAX_HIDDEN + 1];
+    int hidden_dir_count = 0, hidden_file_count = 0;
+    s_hidden (dirs, hidden_dirs, &hidden_dir_count, hidden_files, &hidden_file_count);
+    hidden_dirs [hidden_dir_count] = NULL;
+    hidden_files [hidden_file_count] = NULL;
+    bm_sandbox_spec_t spec = { bwrap, network, dirs, links, tmp_mb * 1024 * 1024,
+                               hidden_dirs, hidden_files };
     *argv_p = bm_sandbox_argv (&spec, bot_argv);
     for (int i = 0; i < dir_count; i++)
         free ((char *) dirs [i]);
+    for (int i = 0; i < hidden_dir_count; i++)
+        free ((char *) hidden_dirs [i]);
+    for (int i = 0; i < hidden_file_count; i++)
+        free ((char *) hidden_files [i]);
     free (bwrap);
     return 1;
 }
@@ -308,7 +465,10 @@ bm_sandbox_test (bool verbose)
     //  The argv, as a pure function.
     const char *dirs [] = { "/usr", "/etc", "/srv/bots/py", NULL };
     const char *links [] = { "usr/bin", "/bin", NULL };
-    bm_sandbox_spec_t spec = { "/usr/bin/bwrap", false, dirs, links };
+    const char *hidden_dirs [] = { "/etc/botmesh", NULL };
+    const char *hidden_files [] = { "/etc/shadow", NULL };
+    bm_sandbox_spec_t spec = { "/usr/bin/bwrap", false, dirs, links, 64 << 20, hidden_dirs,
+                               hidden_files };
     char *bot [] = { (char *) "/usr/bin/python3", (char *) "/srv/bots/py/bot.py", (char *) "--x", NULL };
     char **argv = bm_sandbox_argv (&spec, bot);
     assert (streq (argv [0], "/usr/bin/bwrap") && streq (argv [1], "--unshare-all"));
@@ -322,14 +482,25 @@ bm_sandbox_test (bool verbose)
     at = s_find (argv, "--tmpfs", 0);
     assert (at > 0 && streq (argv [at + 1], "/tmp"));
     assert (at < s_find (argv, "/srv/bots/py", 0));            //  Binds go over the tmpfs
+    assert (streq (argv [at - 2], "--size") && streq (argv [at - 1], "67108864"));
+    //  Secrets hidden after the binds: an empty read-only directory, a file
+    //  as /dev/null.
+    at = s_find (argv, "/etc/botmesh", 0);
+    assert (at > s_find (argv, "/srv/bots/py", 0) && streq (argv [at - 1], "--tmpfs")
+            && streq (argv [at + 1], "--remount-ro") && streq (argv [at + 2], "/etc/botmesh"));
+    at = s_find (argv, "/etc/shadow", 0);
+    assert (at > s_find (argv, "/srv/bots/py", 0) && streq (argv [at - 1], "/dev/null")
+            && streq (argv [at - 2], "--ro-bind"));
     assert (s_find (argv, "--bind", 0) == -1);                 //  Nothing writable from the host
     at = s_find (argv, "--", 0);
     assert (at > 0 && streq (argv [at + 1], "/usr/bin/python3") && streq (argv [at + 3], "--x")
             && argv [at + 4] == NULL);
     bm_bot_argv_free (&argv);
     spec.network = true;
+    spec.tmp_bytes = 0;                                        //  No limit
     argv = bm_sandbox_argv (&spec, bot);
     assert (s_find (argv, "--share-net", 0) == 2);
+    assert (s_find (argv, "--size", 0) == -1);
     bm_bot_argv_free (&argv);
 
     //  The environment: the job's keys and the basics, nothing else.
@@ -359,6 +530,14 @@ bm_sandbox_test (bool verbose)
     unsetenv ("BOT_SB_TEST_SANDBOX");
     if (rc == 1) {
         assert (s_find (wrapped, "--unshare-all", 0) == 1);
+        //  /tmp: 256 MiB by default, the shadow files hidden.
+        int size = s_find (wrapped, "--size", 0);
+        assert (size > 0 && streq (wrapped [size + 1], "268435456")
+                && streq (wrapped [size + 2], "--tmpfs") && streq (wrapped [size + 3], "/tmp"));
+        if (access ("/etc/shadow", F_OK) == 0) {
+            int at = s_find (wrapped, "/etc/shadow", 0);
+            assert (at > 0 && streq (wrapped [at - 1], "/dev/null"));
+        }
         //  It runs here (bwrap installed and user namespaces available).
         rc = bm_sandbox_probe (wrapped, (uid_t) -1, (gid_t) -1, error, sizeof error);
         if (rc)
@@ -370,6 +549,32 @@ bm_sandbox_test (bool verbose)
         assert (rc == -1 && strstr (error, "bubblewrap"));
         printf ("(bwrap not installed) ");
     }
+    //  The /tmp size: the memory limit when set, TMP_MB over it, 0 none,
+    //  a bad one refused.
+    setenv ("BOT_SB_TEST_SANDBOX", "bwrap", 1);
+    setenv ("BOT_SB_TEST_MEMORY_MB", "100", 1);
+    if (bm_sandbox_from_env ("sb-test", sh, &wrapped, error, sizeof error) == 1) {
+        int size = s_find (wrapped, "--size", 0);
+        assert (size > 0 && streq (wrapped [size + 1], "104857600"));
+        bm_bot_argv_free (&wrapped);
+        setenv ("BOT_SB_TEST_TMP_MB", "0", 1);
+        assert (bm_sandbox_from_env ("sb-test", sh, &wrapped, error, sizeof error) == 1);
+        assert (s_find (wrapped, "--size", 0) == -1);
+        bm_bot_argv_free (&wrapped);
+        //  Never the worker's home.
+        char *home [] = { (char *) "/bin/sh", (char *) "/root", NULL };
+        unsetenv ("BOT_SB_TEST_TMP_MB");
+        if (access ("/root", F_OK) == 0) {
+            assert (bm_sandbox_from_env ("sb-test", home, &wrapped, error, sizeof error) == -1);
+            assert (strstr (error, "would bring the worker's home /root into the sandbox"));
+        }
+    }
+    setenv ("BOT_SB_TEST_TMP_MB", "lots", 1);
+    assert (bm_sandbox_from_env ("sb-test", sh, &wrapped, error, sizeof error) == -1);
+    assert (strstr (error, "BOT_SB_TEST_TMP_MB must be an integer"));
+    unsetenv ("BOT_SB_TEST_TMP_MB");
+    unsetenv ("BOT_SB_TEST_MEMORY_MB");
+    unsetenv ("BOT_SB_TEST_SANDBOX");
     //  A probe that fails says why.
     char *broken [] = { (char *) "/bin/sh", (char *) "-c", (char *) "echo no namespaces >&2; exit 1",
                         (char *) "--", (char *) "bot", NULL };

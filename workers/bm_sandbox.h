@@ -13,12 +13,28 @@
                                 absolute path in its command line: a file's
                                 directory, or the directory itself), at the
                                 same path, read-only
-        --tmpfs /tmp            a private writable /tmp per run (HOME and
-                                TMPDIR point there)
+        --size N --tmpfs /tmp   a private writable /tmp per run (HOME and
+                                TMPDIR point there) of BOT_<TYPE>_TMP_MB
+                                (default BOT_<TYPE>_MEMORY_MB when that is
+                                set and not 0, else 256; 0: no limit): a bot
+                                that fills it gets ENOSPC
+        --tmpfs DIR --remount-ro DIR
+                                the host's secrets under what is bound
+                                hidden by an empty read-only directory:
+                                /etc/botmesh, and the directories of the
+                                worker's CURVE_* certificates (CURVE_SERVER_CERT,
+                                CURVE_CLIENT_CERT, CURVE_CLIENTS_DIR)
+        --ro-bind /dev/null F   and files: /etc/shadow, /etc/gshadow (and
+                                their "-" backups), a CURVE_* certificate in
+                                a directory that cannot be hidden whole
         --dev /dev --proc /proc --die-with-parent
 
     Nothing else of the host is visible: not the worker's files or working
-    directory, not its credentials.  The environment is cut down to what
+    directory, not its credentials.  /root, the worker's HOME and their
+    parents are never bound: a bot program there stops the worker at start.
+    A worker running as root without BOT_USER runs its sandboxed bots (bwrap
+    and all in it) as nobody (uid and gid 65534), so that root-owned host
+    files stay out of their reach.  The environment is cut down to what
     the job is given (bm_sandbox_env).  The bot stays in the worker's process
     group (no --new-session), so timeouts and cancel kill it as before; the
     run's resource limits (bm_limits) are set before bwrap starts and apply
@@ -34,6 +50,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 //  What goes into the bwrap command line.  All strings borrowed.
@@ -43,6 +60,11 @@ typedef struct {
     const char *const *ro_dirs;     //  Bound read-only at the same path;
                                     //  NULL-terminated
     const char *const *symlinks;    //  Pairs: target, link path; NULL-terminated
+    int64_t tmp_bytes;              //  Size of the private /tmp, 0: no limit
+    const char *const *hidden_dirs; //  Replaced by an empty read-only tmpfs
+                                    //  (after the binds); NULL-terminated
+    const char *const *hidden_files;//  /dev/null bound over them (last);
+                                    //  NULL-terminated
 } bm_sandbox_spec_t;
 
 //  The command line that runs bot_argv under bwrap as spec says (a pure
@@ -54,7 +76,7 @@ char **bm_sandbox_argv (const bm_sandbox_spec_t *spec, char *const bot_argv []);
 //  function).  Free with bm_bot_argv_free.
 char **bm_sandbox_env (char *const envp []);
 
-//  Read BOT_<TYPE>_SANDBOX and BOT_<TYPE>_NETWORK.  Returns 1 and the
+//  Read BOT_<TYPE>_SANDBOX, BOT_<TYPE>_NETWORK and BOT_<TYPE>_TMP_MB.  Returns 1 and the
 //  wrapped command line in *argv_p (caller frees) when the type is
 //  sandboxed, 0 when it is not, -1 with the problem in error (a bad value,
 //  bwrap not installed).

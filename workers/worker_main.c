@@ -158,8 +158,12 @@ s_usage (FILE *out)
 "                         (default none)\n"
 "  BOT_<TYPE>_NETWORK     1: a sandboxed bot shares the host's network\n"
 "                         (default 0: a network namespace of its own)\n"
+"  BOT_<TYPE>_TMP_MB      size of a sandboxed bot's private /tmp, MiB (default:\n"
+"                         BOT_<TYPE>_MEMORY_MB when set and not 0, else 256;\n"
+"                         0 no limit); a bot that fills it gets ENOSPC\n"
 "  BOT_USER               when the worker runs as root, run every bot as this\n"
-"                         unprivileged user (default: none, bots run as root)\n"
+"                         unprivileged user (default: none: unsandboxed bots\n"
+"                         run as root, sandboxed ones as nobody)\n"
 "  BOT_ENV_DENY           more variables bots do not get: names, or prefixes\n"
 "                         ending in *, comma-separated (bots never get\n"
 "                         botmesh's own secrets: REDIS_*, CURVE_*, the\n"
@@ -420,6 +424,22 @@ s_bot_user (int64_t *uid, int64_t *gid)
     return 0;
 }
 
+//  Whether we hold CAP_SYS_RESOURCE (root in a container may not).
+static bool
+s_has_sys_resource (void)
+{
+    FILE *file = fopen ("/proc/self/status", "r");
+    if (!file)
+        return false;
+    char line [256];
+    unsigned long long caps = 0;
+    bool found = false;
+    while (!found && fgets (line, sizeof line, file))
+        found = sscanf (line, "CapEff: %llx", &caps) == 1;
+    fclose (file);
+    return found && (caps & (1ULL << 24));      //  CAP_SYS_RESOURCE
+}
+
 //  BOT_<TYPE>_SANDBOX=bwrap: wrap the type's command line, and check once
 //  that the sandbox works here; if it does not, we do not start.
 static int
@@ -434,6 +454,20 @@ s_bot_sandbox (bm_worker_type_t *type)
     }
     if (rc == 0)
         return 0;
+    //  A root worker without BOT_USER: bwrap and its bot run as nobody, or
+    //  every root-owned host file bound into the sandbox (/etc and all)
+    //  would stay readable to the bot.
+    //  But a pool process's CPU limit is moved at each of its jobs by the
+    //  worker (prlimit), which takes CAP_SYS_RESOURCE for a process of
+    //  another user: without it, such a type keeps root's uid.
+    bool as_nobody = false;
+    bool pool_stays_root = type->bot_mode == BM_BOT_POOL && !s_has_sys_resource ();
+    if (geteuid () == 0 && type->limits.uid < 0 && !pool_stays_root) {
+        struct passwd *nobody = getpwnam ("nobody");
+        type->limits.uid = nobody && nobody->pw_uid ? (int64_t) nobody->pw_uid : 65534;
+        type->limits.gid = nobody && nobody->pw_uid ? (int64_t) nobody->pw_gid : 65534;
+        as_nobody = true;
+    }
     if (bm_sandbox_probe (wrapped, (uid_t) type->limits.uid, (gid_t) type->limits.gid,
                           error, sizeof error)) {
         bm_error (NULL, "%s bots: the bwrap sandbox does not work on this machine (%s); refusing "
@@ -449,9 +483,15 @@ s_bot_sandbox (bm_worker_type_t *type)
     s_env_name (var, sizeof var, "BOT_", type->name, "_NETWORK");
     bm_env_bool (var, false, &network);
     bm_info (NULL, "%s bots: sandboxed with bwrap (network %s)", type->name, network ? "shared" : "none");
+    if (as_nobody)
+        bm_info (NULL, "%s bots: sandboxed as uid %d, gid %d (nobody): the worker runs as root "
+                 "and BOT_USER is not set", type->name, (int) type->limits.uid, (int) type->limits.gid);
+    else
     if (geteuid () == 0 && type->limits.uid < 0)
-        bm_warn (NULL, "%s bots: sandboxed, but with root's uid outside the sandbox: set BOT_USER "
-                 "to run them as an unprivileged user", type->name);
+        bm_warn (NULL, "%s bots: sandboxed with root's uid outside the sandbox: in pool mode the "
+                 "worker sets each job's CPU limit, which it cannot do for another user without "
+                 "CAP_SYS_RESOURCE; root-owned files bound into the sandbox stay readable",
+                 type->name);
     return 0;
 }
 

@@ -8,6 +8,11 @@ style against a fake broker, with a real bot that looks around
 - sandboxed, it cannot read that file, does not see the secret, cannot
   connect with the network off, and can with BOT_<TYPE>_NETWORK=1; it has a
   private writable /tmp (HOME and TMPDIR) and runs as BOT_USER (nobody);
+- a worker running as root without BOT_USER runs its sandboxed bots as
+  nobody; /etc/shadow is /dev/null's node (unreadable) and the directory of the worker's CURVE
+  secret certificate is empty inside (an unsandboxed control reads both);
+  the private /tmp has BOT_<TYPE>_TMP_MB (default 256): a bot filling it
+  gets ENOSPC;
 - a worker whose sandbox cannot work (bwrap missing, or failing its probe)
   refuses to start, naming the type, rather than run bots unsandboxed.
 
@@ -16,6 +21,7 @@ their own under /var/tmp that nobody can reach (a checkout under a 0700
 directory, as mktemp -d makes, is not).
 """
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -119,6 +125,66 @@ def scenario_sandbox(s):
         listener.sock.close()
 
 
+def scenario_root_secrets(s):
+    # A root worker without BOT_USER (as ./botmesh up runs it): the
+    # sandboxed bot runs as nobody, the host's shadow files are /dev/null, the
+    # directory of the worker's CURVE secret certificate (here inside the
+    # bot's own bound directory) is an empty one, and /tmp has its size.
+    if os.geteuid() != 0:
+        log("(not root: the root worker's defaults are not tested here)")
+        return
+    box = tempfile.mkdtemp(prefix="bm-sandbox-", dir="/var/tmp")
+    os.chmod(box, 0o755)
+    bots = os.path.join(box, "bots")
+    keys = os.path.join(bots, "keys")
+    os.makedirs(keys, 0o755)
+    shutil.copy(os.path.join(HERE, "bots", "spy.py"), os.path.join(bots, "spy.py"))
+    os.chmod(os.path.join(bots, "spy.py"), 0o644)
+    cert = os.path.join(keys, "broker.key_secret")
+    with open(cert, "w") as f:
+        f.write("secret-key = \"0123456789\"\n")
+    os.chmod(cert, 0o644)
+    spy = "%s %s" % (PY, os.path.join(bots, "spy.py"))
+    try:
+        env = worker_env({**RELAXED, "BOT_USER": "", "CURVE_SERVER_CERT": cert,
+                          "BOT_OPEN_CMD": spy,
+                          "BOT_BOXED_CMD": spy, "BOT_BOXED_SANDBOX": "bwrap",
+                          "BOT_SMALL_CMD": spy, "BOT_SMALL_SANDBOX": "bwrap", "BOT_SMALL_TMP_MB": "16"})
+        fb = FakeBroker(heartbeat_ms=HEARTBEAT_MS)
+        w = start_worker(s, fb.endpoint, "--type", "open,boxed,small", "--concurrency", "1",
+                         env=env, name="w-root")
+        ident, _ = fb.ready()
+        check("boxed bots: sandboxed as uid 65534, gid 65534 (nobody)" in w.output(),
+              "the worker says its sandboxed bots run as nobody", w.output()[-800:])
+        payload = {"reads": ["/etc/shadow", cert], "stats": ["/etc/shadow", keys], "fill": 40}
+
+        seen = run(fb, ident, "j-open", "open", payload)
+        check(seen["uid"] == 0, "control: an unsandboxed bot of a root worker runs as root", seen["uid"])
+        check(seen["reads"]["/etc/shadow"].startswith("ok: root:") and seen["stats"]["/etc/shadow"] == "file",
+              "control: it reads /etc/shadow", seen["reads"]["/etc/shadow"][:20])
+        check(seen["reads"][cert].startswith("ok: secret-key"), "control: and the CURVE secret key")
+
+        seen = run(fb, ident, "j-boxed", "boxed", payload)
+        check(seen["uid"] == NOBODY, "sandboxed, no BOT_USER: the bot runs as nobody", seen["uid"])
+        check(seen["stats"]["/etc/shadow"] == "chardev" and seen["reads"]["/etc/shadow"].startswith("error:"),
+              "sandboxed: /etc/shadow is /dev/null's node (which cannot be opened there)",
+              seen["stats"], seen["reads"]["/etc/shadow"])
+        check(seen["stats"][keys] == "dir", "sandboxed: the certificate's directory is there", seen["stats"])
+        check(seen["reads"][cert].startswith("error: FileNotFoundError"),
+              "sandboxed: the CURVE certificate's directory is empty", seen["reads"][cert])
+        check(seen["fill"] == "ok: 40", "sandboxed, default /tmp (256 MiB): 40 MiB fit", seen["fill"])
+
+        seen = run(fb, ident, "j-small", "small", payload)
+        check(seen["fill"].startswith("error: OSError: [Errno 28]"),
+              "BOT_<TYPE>_TMP_MB=16: the bot filling /tmp gets ENOSPC", seen["fill"])
+        m = re.search(r"after (\d+) MiB", seen["fill"])
+        check(m is not None and int(m.group(1)) <= 16, "after at most 16 MiB", seen["fill"])
+        w.stop()
+        fb.close()
+    finally:
+        shutil.rmtree(box, ignore_errors=True)
+
+
 def scenario_refuses(s):
     # bwrap not on PATH at all.
     fb = FakeBroker(heartbeat_ms=HEARTBEAT_MS)
@@ -146,7 +212,7 @@ def scenario_refuses(s):
 
 def main():
     with harness.Stack("worker-sandbox") as s:
-        for scenario in (scenario_refuses, scenario_sandbox):
+        for scenario in (scenario_refuses, scenario_sandbox, scenario_root_secrets):
             log("=== %s" % scenario.__name__)
             scenario(s)
 

@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """spy.py - a bot that looks around, for the sandbox tests.
 
-Payload: {"read": PATH, "connect": [HOST, PORT], "fill": MiB}.  Writes what
+Payload: {"read": PATH, "reads": [PATH...], "connect": [HOST, PORT], "fill":
+MiB, "stats": [PATH...]}; "reads" answers {PATH: "ok: <text>" | "error:
+..."}, "stats" {PATH: "file" | "dir" | "chardev" | "other" | "missing"}.  Writes what
 it could do: {"read": "ok: <text>" | "error: ...", "connect": "ok" | "error:
 ...", "env": [names], "parentEnv": [names in its parent's /proc environ],
 "uid": N, "tmp": "ok" | "error: ...", "home": $HOME, "fill": "ok: N" |
@@ -12,6 +14,7 @@ forkserver.py (pool and fork modes).
 import json
 import os
 import socket
+import stat
 import sys
 
 
@@ -21,6 +24,17 @@ def attempt(fn):
         return "ok" + (": %s" % value if value is not None else "")
     except Exception as e:  # noqa: BLE001 - any failure is the answer
         return "error: %s: %s" % (type(e).__name__, e)
+
+
+def kind(path):
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as e:
+        return "error: %s" % e
+    return ("file" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode)
+            else "chardev" if stat.S_ISCHR(mode) else "other")
 
 
 def main():
@@ -34,6 +48,10 @@ def main():
         out["parentEnv"] = "error: %s" % e
     if payload.get("read"):
         out["read"] = attempt(lambda: open(payload["read"]).read().strip())
+    if payload.get("stats"):
+        out["stats"] = {p: kind(p) for p in payload["stats"]}
+    if payload.get("reads"):
+        out["reads"] = {p: attempt(lambda p=p: open(p).read().strip()) for p in payload["reads"]}
 
     def connect():
         with socket.create_connection(tuple(payload["connect"]), timeout=3) as s:
