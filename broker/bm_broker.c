@@ -532,10 +532,17 @@ s_router_handler (zloop_t *loop, zsock_t *router, void *arg)
         for (int j = 0; j < (count > 5 ? 5 : count); j++)
             zmq_msg_close (&frames [j]);
     }
-    //  One group commit for everything this turn wrote.
+    //  One group commit for everything this turn wrote, on the socket now.
     if (self->store)
-        bm_store_flush (self->store);
+        bm_store_push (self->store, 0);
     return 0;
+}
+
+void
+bm_broker_push_writes (bm_broker_t *self)
+{
+    if (self->store)
+        bm_store_push (self->store, BM_PUSH_WRITES);
 }
 
 //  The store's flush hook: this turn's batched writes (the unfinished set's

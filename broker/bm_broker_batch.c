@@ -261,6 +261,7 @@ bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *m
             batch->unconfirmed++;
             bm_jobstore_persist_idem (self, admit.job, admit.fingerprint);
             bm_jobstore_persist_full (self, admit.job, false, s_on_item_durable, slot);
+            bm_broker_push_writes (self);
         }
     }
     bm_msg_destroy (&item);

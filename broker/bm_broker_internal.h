@@ -337,6 +337,14 @@ void bm_dispatch_worker (bm_broker_t *self, bm_worker_entry_t *worker);
 //  JOB_MANY instead of a JOB for each job as it comes.  Holds nest.
 void bm_dispatch_hold (bm_broker_t *self);
 void bm_dispatch_release (bm_broker_t *self);
+
+//  A batch's Redis writes leave in groups of BM_PUSH_WRITES while the rest
+//  of the batch is read (SUBMIT_MANY, DONE_MANY): Redis runs the first
+//  items' writes while the broker decodes the next ones, instead of the
+//  whole batch's after it.  Called between items: sends the open group
+//  (with the turn's batched set writes) once it holds that many writes.
+#define BM_PUSH_WRITES  256
+void bm_broker_push_writes (bm_broker_t *self);
 void bm_job_enqueue (bm_broker_t *self, bm_job_t *job);
 void bm_job_unassign (bm_broker_t *self, bm_job_t *job);
 void bm_job_requeue (bm_broker_t *self, bm_job_t *job, const char *reason);

@@ -506,8 +506,10 @@ s_worker_done_many (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t
     while ((rc = bm_codec_batch_next (&items, item, &error)) != 0) {
         if (rc < 0)
             s_worker_refuse (self, worker->identity, worker->name, BM_DONE_MANY, &error);
-        else
+        else {
             s_worker_done (self, worker, item);
+            bm_broker_push_writes (self);
+        }
     }
     bm_msg_destroy (&item);
     worker->holding = false;

@@ -654,6 +654,29 @@ bm_store_flush (bm_store_t *self)
     }
 }
 
+void
+bm_store_push (bm_store_t *self, size_t writes)
+{
+    if (writes && (!self->open || self->open->count < writes))
+        return;
+    bm_store_flush (self);
+    redisAsyncContext *ac = self->ac;
+    if (!self->connected || !ac || ac->c.err
+    ||  (ac->c.flags & (REDIS_IN_CALLBACK | REDIS_DISCONNECTING | REDIS_FREEING)))
+        return;
+    //  What redisAsyncHandleWrite does, but an error does not disconnect
+    //  here (that would call back into whoever is pushing): the socket
+    //  stays polled for writing, and the loop's redisAsyncHandleWrite
+    //  finds the error and disconnects.
+    int done = 0;
+    if (redisBufferWrite (&ac->c, &done) == REDIS_OK && done) {
+        if (ac->ev.delWrite)
+            ac->ev.delWrite (ac->ev.data);
+        if (ac->ev.addRead)
+            ac->ev.addRead (ac->ev.data);
+    }
+}
+
 int
 bm_store_write_kept (bm_store_t *self, bm_store_fn *fn, bm_store_kept_fn *kept, void *arg,
                      int argc, const char **argv, const size_t *argvlen)

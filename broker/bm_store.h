@@ -9,8 +9,12 @@
     REPLY OFF / CLIENT REPLY ON, so Redis answers the whole group once
     ("OK" to the ON) and that single answer proves, since Redis runs one
     connection's commands in order, that every write of the group ran.
-    The broker calls bm_store_flush at the end of each of its handlers; the
-    store flushes after handling Redis's replies too.
+    The broker calls bm_store_flush at the end of each of its handlers
+    (bm_store_push at the end of a turn of its ROUTER, which also writes
+    the group to the socket at once, and between the items of a large
+    batch, so that Redis works on the batch's first writes while the
+    broker reads the rest); the store flushes after handling Redis's
+    replies too.
 
     Two kinds of write:
     - durable (retry = true): state changes.  While Redis is away they wait
@@ -90,6 +94,14 @@ int bm_store_query (bm_store_t *self, bm_store_fn *fn, void *arg,
 
 //  Send the open group, if any.  Calls the flush hook first.
 void bm_store_flush (bm_store_t *self);
+
+//  Send the open group (bm_store_flush) once it holds at least `writes`
+//  writes (0: any), and write what the connection has queued to its socket
+//  at once instead of at the loop's next poll, so that Redis runs a group
+//  while the broker goes on with the rest of a message or a turn.  Not
+//  from within a reply callback (it only flushes there).  A failed write
+//  is left to the loop, which sees the socket's error and reconnects.
+void bm_store_push (bm_store_t *self, size_t writes);
 
 //  A hook run at the start of every flush, so the owner can add the writes
 //  it batches over a loop turn (the broker's live-set ZADD/ZREM).

@@ -105,6 +105,16 @@ def test():
         ids = [o.get("jobId") for o in r["jobs"]]
         h.check(all(ids) and len(set(ids)) == 1000, "1,000 distinct jobs accepted",
                 [o for o in r["jobs"] if "jobId" not in o][:3])
+        # The broker sends such a batch's writes as several groups (every
+        # 256 jobs) while it reads the rest: ACCEPTED_MANY still waits for
+        # all of them, so every record and unfinished-set entry is there.
+        members = s.redis_cli("SMISMEMBER", "botmesh:{bm}:unfinished", *ids).split()
+        h.check(members == ["1"] * 1000, "all 1,000 jobs in the unfinished set at ACCEPTED_MANY",
+                members.count("1"))
+        states = s.redis_cli("EVAL", "local n = 0 for i, k in ipairs(KEYS) do "
+                             "if redis.call('HGET', k, 'state') == 'queued' then n = n + 1 end end "
+                             "return n", "1000", *[key(j) for j in ids])
+        h.check(states == "1000", "all 1,000 records durable (queued) at ACCEPTED_MANY", states)
         positions = [o["position"] for o in r["jobs"]]
         h.check(positions == sorted(positions) and positions[0] == 4,
                 "positions follow the items' order behind the 3 jobs queued before",
