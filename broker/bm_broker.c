@@ -876,8 +876,11 @@ s_bind (bm_broker_t *self, const char *endpoint)
         snprintf (address, sizeof address, "%.*s", (int) (colon - bound - 6), bound + 6);
         bm_main_listening ("zmq", address, atoi (colon + 1));
     }
+    char redis_shown [1024];
     bm_info (NULL, "bound %s; redis %s; metrics port %d", bound ? bound : endpoint,
-             self->config.redis_url ? self->config.redis_url : "off (no durability)",
+             self->config.redis_url
+                 ? bm_redis_url_masked (self->config.redis_url, redis_shown, sizeof redis_shown)
+                 : "off (no durability)",
              self->metrics_http ? bm_metrics_http_port (self->metrics_http) : 0);
     zstr_free (&bound);
     zstr_send (self->pipe, "0");

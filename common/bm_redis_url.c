@@ -64,6 +64,30 @@ bm_redis_url_parse (const char *url, bm_redis_url_t *out)
     return 0;
 }
 
+const char *
+bm_redis_url_masked (const char *url, char *buf, size_t size)
+{
+    if (!size)
+        return buf;
+    if (!url) {
+        snprintf (buf, size, "(none)");
+        return buf;
+    }
+    //  The same reading as bm_redis_url_parse: the credentials run from
+    //  after the scheme to the last '@'.
+    const char *at = strncasecmp (url, "redis://", 8) == 0 ? strrchr (url + 8, '@') : NULL;
+    if (!at) {
+        snprintf (buf, size, "%s", url);
+        return buf;
+    }
+    const char *p = url + 8;
+    const char *colon = memchr (p, ':', (size_t) (at - p));
+    //  "user:" is kept (it names no secret); the password becomes ***.
+    int user_len = colon ? (int) (colon - p + 1) : 0;
+    snprintf (buf, size, "%.8s%.*s***%s", url, user_len, p, at);
+    return buf;
+}
+
 int
 bm_redis_url_from_env (bool allow_none, char *buf, size_t size, char *error, size_t error_size)
 {
@@ -75,8 +99,10 @@ bm_redis_url_from_env (bool allow_none, char *buf, size_t size, char *error, siz
         }
         bm_redis_url_t parsed;
         if (bm_redis_url_parse (url, &parsed) || strlen (url) >= size) {
+            char masked [1024];
             snprintf (error, error_size, "REDIS_URL must be redis://[:password@]host[:port][/db]%s "
-                      "(got '%s')", allow_none ? " or none" : "", url);
+                      "(got '%s')", allow_none ? " or none" : "",
+                      bm_redis_url_masked (url, masked, sizeof masked));
             return -1;
         }
         snprintf (buf, size, "%s", url);
@@ -186,8 +212,31 @@ bm_redis_url_test (bool verbose)
     BM_CHECK (!strcmp (buf, "none"));
     BM_CHECK (bm_redis_url_from_env (false, buf, sizeof buf, error, sizeof error) == -1);
     BM_CHECK (strstr (error, "REDIS_URL"));
+    //  A bad REDIS_URL is named in the error without its password.
+    setenv ("REDIS_URL", "redis://default:S3cretPw@host:99999/0", 1);
+    BM_CHECK (bm_redis_url_from_env (false, buf, sizeof buf, error, sizeof error) == -1);
+    BM_CHECK (strstr (error, "redis://default:***@host:99999/0") && !strstr (error, "S3cretPw"));
     for (size_t i = 0; i < sizeof vars / sizeof vars [0]; i++)
         unsetenv (vars [i]);
+
+    //  Masking: the password never shows, the rest does.
+    char masked [128];
+    BM_CHECK (!strcmp (bm_redis_url_masked ("redis://default:S3cretRedisPw@127.0.0.1:13179/0",
+                                            masked, sizeof masked),
+                       "redis://default:***@127.0.0.1:13179/0"));
+    BM_CHECK (!strcmp (bm_redis_url_masked ("redis://:pw@redis:6390/3", masked, sizeof masked),
+                       "redis://:***@redis:6390/3"));
+    BM_CHECK (!strcmp (bm_redis_url_masked ("REDIS://secret@x", masked, sizeof masked),
+                       "REDIS://***@x"));
+    BM_CHECK (!strcmp (bm_redis_url_masked ("redis://:p@ss@host/1", masked, sizeof masked),
+                       "redis://:***@host/1"));
+    BM_CHECK (!strcmp (bm_redis_url_masked ("redis://127.0.0.1:6379/0", masked, sizeof masked),
+                       "redis://127.0.0.1:6379/0"));
+    BM_CHECK (!strcmp (bm_redis_url_masked ("none", masked, sizeof masked), "none"));
+    BM_CHECK (!strcmp (bm_redis_url_masked (NULL, masked, sizeof masked), "(none)"));
+    char small [12];
+    bm_redis_url_masked ("redis://:longpassword@h", small, sizeof small);
+    BM_CHECK (!strstr (small, "longpass") && strlen (small) == sizeof small - 1);
     if (verbose)
         printf ("OK\n");
 }

@@ -46,6 +46,13 @@ int bm_redis_url_from_env (bool allow_none, char *buf, size_t size,
 //  value.  Returns 0 or -1.
 int bm_redis_env_load (bool allow_none, char *url, size_t url_size, const char **prefix);
 
+//  url as it may be shown or logged: a password is replaced by "***"
+//  ("redis://default:***@host:6379/0", "redis://***@host" for a password
+//  without a user name); anything else is copied as it is.  Writes into buf
+//  (cut to size) and returns buf.  Every log line or message that shows a
+//  Redis URL goes through this.
+const char *bm_redis_url_masked (const char *url, char *buf, size_t size);
+
 //  Self test.
 void bm_redis_url_test (bool verbose);
 

@@ -532,7 +532,7 @@ def run_outside_redis(e):
             p = e.run("up", env={"REDIS_URL": url})
         check("broker" in e.pids() and alive(e.pids()["broker"]) and "redis" not in e.pids(),
               "up with REDIS_URL started the broker and no Redis of its own", e.pids(), show(p))
-        check(password not in p.stdout + p.stderr and "redis://default:****@127.0.0.1:%d/0" % port in p.stdout,
+        check(password not in p.stdout + p.stderr and "redis://default:***@127.0.0.1:%d/0" % port in p.stdout,
               "up names the outside Redis with its password masked", show(p))
         rec = os.path.join(e.var, "run", "redis.url")
         check(os.path.exists(rec) and open(rec).read().strip() == url
@@ -542,9 +542,9 @@ def run_outside_redis(e):
         for what, env in (("without REDIS_URL", {}), ("with another REDIS_URL", {"REDIS_URL": "redis://127.0.0.1:1/0"})):
             p = e.run("status", env=env)
             line = next((l for l in p.stdout.splitlines() if l.startswith("redis ")), "")
-            check("external" in line and "up (PING redis://default:****@127.0.0.1:%d/0)" % port in line,
+            check("external" in line and "up (PING redis://default:***@127.0.0.1:%d/0)" % port in line,
                   "status %s checks the Redis the stack was started with" % what, show(p))
-            check("the running services use REDIS_URL=redis://default:****@127.0.0.1:%d/0" % port in p.stderr,
+            check("the running services use REDIS_URL=redis://default:***@127.0.0.1:%d/0" % port in p.stderr,
                   "status %s says it uses the recorded Redis" % what, show(p))
             check(password not in p.stdout + p.stderr, "status %s never prints the password" % what, show(p))
         p = e.run("down", timeout=90)
