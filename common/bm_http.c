@@ -335,10 +335,90 @@ bm_http_port_flag (const char *port_flag, int64_t *port)
     return 0;
 }
 
+//  A Content-Length value as RFC 9112 has it: digits, nothing else (spaces
+//  around them aside).  Returns true and the text of the digits.
+static bool
+s_content_length_value (const char *value, const char **digits, size_t *len)
+{
+    while (*value == ' ' || *value == '\t')
+        value++;
+    size_t n = strspn (value, "0123456789");
+    const char *rest = value + n;
+    while (*rest == ' ' || *rest == '\t')
+        rest++;
+    *digits = value;
+    *len = n;
+    return n > 0 && *rest == 0;
+}
+
+const char *
+bm_http_framing_error (const struct mg_request_info *info)
+{
+    if (!info)
+        return NULL;
+    const char *first = NULL;
+    size_t first_len = 0;
+    bool chunked = false;
+    for (int i = 0; i < info->num_headers && i < (int) (sizeof info->http_headers
+                                                      / sizeof info->http_headers [0]); i++) {
+        const char *name = info->http_headers [i].name;
+        const char *value = info->http_headers [i].value;
+        if (!name || !value)
+            continue;
+        if (strcasecmp (name, "Transfer-Encoding") == 0) {
+            chunked = true;
+            continue;
+        }
+        if (strcasecmp (name, "Content-Length") != 0)
+            continue;
+        const char *digits;
+        size_t len;
+        if (!s_content_length_value (value, &digits, &len))
+            return "Content-Length must be one decimal number";
+        //  Leading zeros aside, the same number is the same length.
+        while (len > 1 && *digits == '0') {
+            digits++;
+            len--;
+        }
+        if (!first) {
+            first = digits;
+            first_len = len;
+        }
+        else
+        if (len != first_len || memcmp (digits, first, len) != 0)
+            return "conflicting Content-Length headers (a request has one length)";
+    }
+    if (first && chunked)
+        return "Content-Length and Transfer-Encoding together (a request has one framing)";
+    return NULL;
+}
+
 int
 bm_http_begin_request (struct mg_connection *conn)
 {
     const struct mg_request_info *info = mg_get_request_info (conn);
+    //  A request whose length two readers may read differently (civetweb
+    //  takes the first Content-Length, a proxy in front may take another):
+    //  refused, and the connection closed, before any handler sees it.
+    const char *framing = bm_http_framing_error (info);
+    if (framing) {
+        bm_warn (NULL, "http: refused %s %s from %s: %s",
+                 info->request_method ? info->request_method : "?",
+                 info->local_uri ? info->local_uri : "?", info->remote_addr, framing);
+        char body [256];
+        int len = snprintf (body, sizeof body,
+                            "{\"error\":{\"code\":\"bad_framing\",\"message\":\"%s\"}}",
+                            framing);
+        char buf [BM_HTTP_HEAD_MAX + 256];
+        int n = bm_http_head (conn, 400, "application/json", (size_t) len, "close", NULL,
+                              buf, sizeof buf);
+        mg_disable_connection_keep_alive (conn);
+        if (n >= 0) {
+            memcpy (buf + n, body, (size_t) len);
+            mg_write (conn, buf, (size_t) (n + len));
+        }
+        return 400;
+    }
     if (!info || !info->request_method || strcmp (info->request_method, "OPTIONS") != 0)
         return 0;
     //  Allow what the browser asks for: the methods every route may use,

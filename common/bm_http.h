@@ -73,10 +73,21 @@ struct mg_context *bm_http_start (const char *listen_addr, int port, const char 
 //  bm_http_start (NULL, "" or 0.0.0.0: 127.0.0.1 is dialled).
 void bm_http_stop (struct mg_context *ctx, const char *listen_addr);
 
-//  civetweb's begin_request callback: answers an OPTIONS request (a CORS
-//  preflight) with 204 and the CORS headers, and returns 204; returns 0 for
-//  every other request (the handlers answer it).
+//  civetweb's begin_request callback: refuses a request with ambiguous
+//  framing (bm_http_framing_error) with 400 and returns 400; answers an
+//  OPTIONS request (a CORS preflight) with 204 and the CORS headers, and
+//  returns 204; returns 0 for every other request (the handlers answer it).
 int bm_http_begin_request (struct mg_connection *conn);
+
+//  Why a request's framing is refused, or NULL when it is not: two
+//  Content-Length headers with different values, a Content-Length that is
+//  not one decimal number ("2, 40"), or Content-Length with
+//  Transfer-Encoding.  Readers that pick different lengths (civetweb takes
+//  the first header) would split the stream differently: request
+//  smuggling.  The same value twice is accepted.  bm_http_begin_request
+//  answers such a request 400 {"error": {"code": "bad_framing", ...}} and
+//  closes the connection.
+const char *bm_http_framing_error (const struct mg_request_info *info);
 
 //  The start of main for a server taking only "--help"/"-h" (usage to
 //  stdout) and "--port N": logging set up for component (bm_log_init),
