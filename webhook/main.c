@@ -38,7 +38,7 @@ s_usage (FILE *out)
 "Permanent (no retry): other 4xx, every 3xx (redirects are never followed),\n"
 "and targets the SSRF guard refuses (loopback, private, link-local, unique-local,\n"
 "shared, multicast, reserved addresses) unless WEBHOOK_ALLOW_PRIVATE=1 or the host\n"
-"is in WEBHOOK_ALLOWED_HOSTS.\n"
+"(or host:port) is in WEBHOOK_ALLOWED_HOSTS.\n"
 "\n"
 "HTTP API: GET /health, GET /stats, GET /metrics, POST /deliveries/{jobId}/retry\n"
 "(redelivers a finished job's webhook; 404 unknown job, 409 no webhook or not ended).\n"

@@ -1,5 +1,6 @@
 /*  wh_config.c - botmesh-webhook's configuration from the environment.  */
 #include "wh_config.h"
+#include "wh_ssrf.h"
 #include "bm_config.h"
 #include "bm_log.h"
 #include "bm_settings.h"
@@ -40,7 +41,8 @@ const bm_setting_t wh_settings [] = {
     BM_SETTING_BOOL ("WEBHOOK_ALLOW_PRIVATE", wh_config_t, allow_private, false,
                      "1: allow loopback, private and link-local targets (SSRF guard off)"),
     ROW_STR ("WEBHOOK_ALLOWED_HOSTS", allowed_hosts, "",
-             "comma list of host names allowed whatever they resolve to"),
+             "comma list of host, host:port or [IPv6]:port allowed whatever they resolve to "
+             "(an entry without a port allows every port)"),
     ROW_STR ("WEBHOOK_CA_FILE", ca_file, NULL, "CA bundle for https targets (empty: the system's)"),
     ROW_STR ("WEBHOOK_CONNECT_TO", connect_to_text, "",
              "comma list of HOST:PORT:TO-HOST:TO-PORT: connect there instead (curl's --connect-to), "
@@ -98,6 +100,11 @@ wh_config_load (wh_config_t *c)
         c->ca_file = NULL;
     if (c->ca_file && access (c->ca_file, R_OK)) {
         bm_error (NULL, "configuration: WEBHOOK_CA_FILE '%s' cannot be read", c->ca_file);
+        rc = -1;
+    }
+    char list_error [300];
+    if (wh_ssrf_list_check (c->allowed_hosts, list_error, sizeof list_error)) {
+        bm_error (NULL, "configuration: WEBHOOK_ALLOWED_HOSTS: %s", list_error);
         rc = -1;
     }
     //  WEBHOOK_CONNECT_TO: the local stack maps the seed's mock-webhook:5000

@@ -499,7 +499,7 @@ wh_engine_destroy (wh_engine_t **self_p)
 
 //  The host of an http(s) URL, checked; NULL with a reason otherwise.
 static char *
-s_url_host (const char *url, char *error, size_t error_size)
+s_url_host (const char *url, int *port, char *error, size_t error_size)
 {
     for (const char *p = url; *p; p++)
         if ((unsigned char) *p < 0x21 || *p == 0x7F) {
@@ -511,7 +511,7 @@ s_url_host (const char *url, char *error, size_t error_size)
         snprintf (error, error_size, "out of memory");
         return NULL;
     }
-    char *scheme = NULL, *host = NULL, *result = NULL;
+    char *scheme = NULL, *host = NULL, *port_text = NULL, *result = NULL;
     if (curl_url_set (handle, CURLUPART_URL, url, 0) != CURLUE_OK)
         snprintf (error, error_size, "the URL cannot be parsed");
     else
@@ -522,9 +522,15 @@ s_url_host (const char *url, char *error, size_t error_size)
     if (curl_url_get (handle, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host)
         snprintf (error, error_size, "the URL has no host");
     else
+    if (curl_url_get (handle, CURLUPART_PORT, &port_text, CURLU_DEFAULT_PORT) != CURLUE_OK)
+        snprintf (error, error_size, "the URL has no port");
+    else {
+        *port = atoi (port_text);
         result = strdup (host);
+    }
     curl_free (scheme);
     curl_free (host);
+    curl_free (port_text);
     curl_url_cleanup (handle);
     return result;
 }
@@ -541,7 +547,8 @@ wh_engine_add (wh_engine_t *self, const char *job_id, const char *url,
         snprintf (error, error_size, "webhookId must be 1-128 printable characters without spaces");
         return -1;
     }
-    char *host = s_url_host (url, error, error_size);
+    int port = 0;
+    char *host = s_url_host (url, &port, error, error_size);
     if (!host)
         return -1;
     delivery_t *d = (delivery_t *) calloc (1, sizeof (delivery_t));
@@ -568,7 +575,7 @@ wh_engine_add (wh_engine_t *self, const char *job_id, const char *url,
     d->body_len = body_len;
     d->engine = self;
     d->ssrf_exempt = self->config->allow_private
-                  || wh_ssrf_host_listed (self->config->allowed_hosts, host);
+                  || wh_ssrf_target_listed (self->config->allowed_hosts, host, port);
     free (host);
     d->deadline_ms = deadline_ms;
     d->received_mono = bm_mono_ms ();

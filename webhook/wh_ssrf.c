@@ -126,18 +126,67 @@ wh_addr_class_name (wh_addr_class_t cls)
     }
 }
 
-bool
-wh_ssrf_host_listed (const char *list, const char *host)
+//  One entry of an allow-list, s..e (spaces trimmed): its host (brackets
+//  removed) and port (0 when it names none).  Returns 0, or -1 when the
+//  entry is malformed (an empty host, a port that is not 1-65535).
+static int
+s_entry (const char *s, const char *e, const char **host, size_t *host_len, int *port)
 {
-    if (!list || !host || !*host)
-        return false;
-    size_t host_len = strlen (host);
-    if (host [0] == '[' && host_len > 2 && host [host_len - 1] == ']') {
-        host++;
-        host_len -= 2;
+    *port = 0;
+    const char *port_text = NULL;
+    if (s < e && *s == '[') {
+        const char *close = memchr (s, ']', (size_t) (e - s));
+        if (!close)
+            return -1;
+        *host = s + 1;
+        *host_len = (size_t) (close - s - 1);
+        if (close + 1 < e) {
+            if (close [1] != ':')
+                return -1;
+            port_text = close + 2;
+        }
     }
+    else {
+        const char *colon = memchr (s, ':', (size_t) (e - s));
+        //  One colon: host:port; more: an IPv6 address without brackets.
+        if (colon && !memchr (colon + 1, ':', (size_t) (e - colon - 1))) {
+            *host = s;
+            *host_len = (size_t) (colon - s);
+            port_text = colon + 1;
+        }
+        else {
+            *host = s;
+            *host_len = (size_t) (e - s);
+        }
+    }
+    if (*host_len == 0)
+        return -1;
+    if (port_text) {
+        if (port_text >= e || e - port_text > 5)
+            return -1;
+        int value = 0;
+        for (const char *p = port_text; p < e; p++) {
+            if (*p < '0' || *p > '9')
+                return -1;
+            value = value * 10 + (*p - '0');
+        }
+        if (value < 1 || value > 65535)
+            return -1;
+        *port = value;
+    }
+    return 0;
+}
+
+//  Calls fn on each entry of list; stops at the first that returns true.
+//  Returns true if one did.  A malformed entry is passed with host NULL.
+typedef bool (s_entry_fn) (const char *host, size_t host_len, int port,
+                           const char *entry, size_t entry_len, void *arg);
+
+static bool
+s_each_entry (const char *list, s_entry_fn *fn, void *arg)
+{
     const char *p = list;
-    while (*p) {
+    while (p && *p) {
         while (*p == ' ' || *p == ',')
             p++;
         const char *start = p;
@@ -146,15 +195,79 @@ wh_ssrf_host_listed (const char *list, const char *host)
         const char *end = p;
         while (end > start && end [-1] == ' ')
             end--;
-        if (end - start > 2 && *start == '[' && end [-1] == ']') {
-            start++;
-            end--;
-        }
-        if ((size_t) (end - start) == host_len && host_len
-        &&  strncasecmp (start, host, host_len) == 0)
+        if (end == start)
+            continue;
+        const char *host;
+        size_t host_len;
+        int port;
+        if (s_entry (start, end, &host, &host_len, &port))
+            host = NULL, host_len = 0, port = 0;
+        if (fn (host, host_len, port, start, (size_t) (end - start), arg))
             return true;
     }
     return false;
+}
+
+typedef struct {
+    const char *host;
+    size_t host_len;
+    int port;
+} s_target_t;
+
+static bool
+s_matches (const char *host, size_t host_len, int port, const char *entry, size_t entry_len,
+           void *arg)
+{
+    (void) entry;
+    (void) entry_len;
+    const s_target_t *t = (const s_target_t *) arg;
+    return host && host_len == t->host_len && strncasecmp (host, t->host, host_len) == 0
+        && (port == 0 || port == t->port);
+}
+
+bool
+wh_ssrf_target_listed (const char *list, const char *host, int port)
+{
+    if (!list || !host || !*host)
+        return false;
+    s_target_t t = { host, strlen (host), port };
+    if (host [0] == '[' && t.host_len > 2 && host [t.host_len - 1] == ']') {
+        t.host++;
+        t.host_len -= 2;
+    }
+    return s_each_entry (list, s_matches, &t);
+}
+
+bool
+wh_ssrf_host_listed (const char *list, const char *host)
+{
+    //  Port 0 matches only entries without a port.
+    return wh_ssrf_target_listed (list, host, 0);
+}
+
+typedef struct {
+    char *error;
+    size_t size;
+} s_check_t;
+
+static bool
+s_bad (const char *host, size_t host_len, int port, const char *entry, size_t entry_len, void *arg)
+{
+    (void) host_len;
+    (void) port;
+    if (host)
+        return false;
+    s_check_t *c = (s_check_t *) arg;
+    snprintf (c->error, c->size, "'%.*s' is not host, host:port or [IPv6]:port (port 1-65535)",
+              (int) (entry_len > 200 ? 200 : entry_len), entry);
+    return true;
+}
+
+int
+wh_ssrf_list_check (const char *list, char *error, size_t error_size)
+{
+    s_check_t c = { error, error_size };
+    return s_each_entry (list, s_bad, &c) ? -1 : 0;
 }
 
 //  --------------------------------------------------------------------------
@@ -259,5 +372,28 @@ wh_ssrf_test (bool verbose)
     BM_CHECK (!wh_ssrf_host_listed (",,", "localhost"));
     BM_CHECK (!wh_ssrf_host_listed (NULL, "localhost"));
     BM_CHECK (!wh_ssrf_host_listed ("a", ""));
+
+    //  Entries with a port match that port only; without, any port.
+    BM_CHECK (wh_ssrf_target_listed ("mock-webhook:5000,127.0.0.1:5001", "mock-webhook", 5000));
+    BM_CHECK (!wh_ssrf_target_listed ("mock-webhook:5000,127.0.0.1:5001", "mock-webhook", 6379));
+    BM_CHECK (wh_ssrf_target_listed ("mock-webhook:5000,127.0.0.1:5001", "127.0.0.1", 5001));
+    BM_CHECK (!wh_ssrf_target_listed ("mock-webhook:5000,127.0.0.1:5001", "127.0.0.1", 5000));
+    BM_CHECK (wh_ssrf_target_listed ("localhost", "localhost", 6379));
+    BM_CHECK (wh_ssrf_target_listed ("[::1]:8080", "[::1]", 8080));
+    BM_CHECK (wh_ssrf_target_listed ("[::1]:8080", "::1", 8080));
+    BM_CHECK (!wh_ssrf_target_listed ("[::1]:8080", "::1", 80));
+    BM_CHECK (wh_ssrf_target_listed ("::1", "::1", 80));
+    BM_CHECK (wh_ssrf_target_listed ("[::1]", "[::1]", 443));
+    BM_CHECK (!wh_ssrf_host_listed ("localhost:5000", "localhost"));
+    char error [300];
+    BM_CHECK (wh_ssrf_list_check ("localhost, 127.0.0.1:5000, [::1]:1, ::1, mock-webhook:65535", error,
+                                  sizeof error) == 0);
+    BM_CHECK (wh_ssrf_list_check ("", error, sizeof error) == 0);
+    BM_CHECK (wh_ssrf_list_check ("localhost:0", error, sizeof error) == -1 && strstr (error, "localhost:0"));
+    BM_CHECK (wh_ssrf_list_check ("a,localhost:70000", error, sizeof error) == -1);
+    BM_CHECK (wh_ssrf_list_check ("localhost:http", error, sizeof error) == -1);
+    BM_CHECK (wh_ssrf_list_check (":5000", error, sizeof error) == -1);
+    BM_CHECK (wh_ssrf_list_check ("[::1]x", error, sizeof error) == -1);
+    BM_CHECK (wh_ssrf_list_check ("[::1", error, sizeof error) == -1);
     printf ("OK\n");
 }

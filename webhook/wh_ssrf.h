@@ -44,10 +44,20 @@ wh_addr_class_t wh_ssrf_classify (const struct sockaddr *addr, size_t addr_len);
 //  A name for logs and errors ("loopback", "private", ...).
 const char *wh_addr_class_name (wh_addr_class_t cls);
 
-//  True if host matches an entry of list (comma-separated, spaces
-//  ignored, ASCII case-insensitive, exact names: no wildcards).  A host in
-//  brackets ([::1]) matches the entry with or without them.
+//  True if host, reached on port, matches an entry of list
+//  (WEBHOOK_ALLOWED_HOSTS: comma-separated, spaces ignored, ASCII
+//  case-insensitive, exact names: no wildcards).  An entry is host (any
+//  port), host:port, [IPv6] or [IPv6]:port (an IPv6 address without
+//  brackets names no port).  A host in brackets ([::1]) matches the entry
+//  with or without them.
+bool wh_ssrf_target_listed (const char *list, const char *host, int port);
+
+//  wh_ssrf_target_listed for port 0: only entries that name no port match.
 bool wh_ssrf_host_listed (const char *list, const char *host);
+
+//  0 if every entry of list is well formed, else -1 with a message naming
+//  the first bad one.
+int wh_ssrf_list_check (const char *list, char *error, size_t error_size);
 
 void wh_ssrf_test (bool verbose);
 
