@@ -170,6 +170,11 @@ wh_attempt_start (wh_engine_t *self, delivery_t *d)
     curl_easy_setopt (easy, CURLOPT_PRIVATE, d);
     if (config->connect_to)
         curl_easy_setopt (easy, CURLOPT_CONNECT_TO, config->connect_to);
+    //  The last attempt failed on a connection an earlier delivery left
+    //  open (a receiver that wrote past its Content-Length leaves bytes
+    //  that read as the next answer): this one starts clean.
+    if (d->fresh_connect)
+        curl_easy_setopt (easy, CURLOPT_FRESH_CONNECT, 1L);
     if (config->ca_file)
         curl_easy_setopt (easy, CURLOPT_CAINFO, config->ca_file);
 

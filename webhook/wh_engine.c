@@ -302,6 +302,18 @@ s_attempt_done (wh_engine_t *self, delivery_t *d, CURLcode result)
     }
     else {
         verdict = wh_classify_curl (result);
+        //  No new connection: the request went on one kept from an earlier
+        //  transfer.  What came back on it may be the garbage a previous
+        //  receiver left ("Received HTTP/0.9 when not allowed", a weird
+        //  reply): not this target's fault, so retryable, on a connection
+        //  of its own.
+        long connects = -1;
+        curl_easy_getinfo (attempt->easy, CURLINFO_NUM_CONNECTS, &connects);
+        if (connects == 0) {
+            d->fresh_connect = true;
+            if (wh_classify_reused_curl (result) == WH_RETRYABLE)
+                verdict = WH_RETRYABLE;
+        }
         if (result == CURLE_OPERATION_TIMEDOUT)
             snprintf (d->status.last_error, sizeof d->status.last_error,
                       "timed out after %" PRId64 " ms (%s)", self->config->timeout_ms,

@@ -40,6 +40,8 @@ typedef struct {
     char *body;                 //  JSON text to POST
     size_t body_len;
     bool ssrf_exempt;           //  Host in WEBHOOK_ALLOWED_HOSTS, or private allowed
+    bool fresh_connect;         //  The next attempt opens a new connection (the
+                                //  last failed on a reused one)
     int64_t deadline_ms;        //  Broker's deadline (epoch ms), 0: none
     int64_t received_mono;      //  When we took it
     wh_status_t status;         //  What we report

@@ -38,6 +38,23 @@ wh_classify_curl (int curl_code)
     }
 }
 
+wh_verdict_t
+wh_classify_reused_curl (int curl_code)
+{
+    switch (curl_code) {
+        //  Protocol garbage: on a reused connection, likely bytes an
+        //  earlier answer left behind.
+        case CURLE_UNSUPPORTED_PROTOCOL:    //  "Received HTTP/0.9 when not allowed"
+        case CURLE_WEIRD_SERVER_REPLY:
+        case CURLE_HTTP2:
+        case CURLE_HTTP2_STREAM:
+        case CURLE_BAD_CONTENT_ENCODING:
+            return WH_RETRYABLE;
+        default:
+            return wh_classify_curl (curl_code);
+    }
+}
+
 const char *
 wh_verdict_name (wh_verdict_t verdict)
 {
@@ -84,5 +101,9 @@ wh_outcome_test (bool verbose)
     BM_CHECK (wh_classify_curl (CURLE_UNSUPPORTED_PROTOCOL) == WH_PERMANENT);
     BM_CHECK (wh_classify_curl (CURLE_URL_MALFORMAT) == WH_PERMANENT);
     BM_CHECK (wh_classify_curl (CURLE_OK) == WH_SUCCESS);
+    BM_CHECK (wh_classify_reused_curl (CURLE_UNSUPPORTED_PROTOCOL) == WH_RETRYABLE);
+    BM_CHECK (wh_classify_reused_curl (CURLE_WEIRD_SERVER_REPLY) == WH_RETRYABLE);
+    BM_CHECK (wh_classify_reused_curl (CURLE_URL_MALFORMAT) == WH_PERMANENT);
+    BM_CHECK (wh_classify_reused_curl (CURLE_OK) == WH_SUCCESS);
     printf ("OK\n");
 }

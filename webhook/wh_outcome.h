@@ -30,6 +30,12 @@ wh_verdict_t wh_classify_status (long status);
 //  libcurl's CURLcode (not CURLE_OK).
 wh_verdict_t wh_classify_curl (int curl_code);
 
+//  The verdict for a libcurl result on a connection kept from an earlier
+//  transfer: protocol garbage (an HTTP/0.9 answer, a weird reply) may be
+//  what an earlier receiver left on it, so it is retryable (on a new
+//  connection); otherwise as wh_classify_curl.
+wh_verdict_t wh_classify_reused_curl (int curl_code);
+
 const char *wh_verdict_name (wh_verdict_t verdict);
 
 void wh_outcome_test (bool verbose);
