@@ -68,7 +68,8 @@ bm_codec_submit_decode (const bm_msg_t *msg, bm_codec_submit_t *self, bm_codec_e
     const msgpack_object *o = bm_field_opt (body, "webhookUrl");
     if (o && (o->type != MSGPACK_OBJECT_STR || !bm_valid_url (o->via.str.ptr, o->via.str.size)))
         return bm_field_fail (error, "webhookUrl",
-                       "webhookUrl must be an http:// or https:// URL of at most %d characters",
+                       "webhookUrl must be an http:// or https:// URL of at most %d printable ASCII "
+                       "characters (percent-encode others)",
                        BM_MAX_URL_LEN);
     url.ptr = o ? o->via.str.ptr : NULL;
     url.len = o ? o->via.str.size : 0;

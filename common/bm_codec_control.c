@@ -101,7 +101,8 @@ bm_codec_schedule_decode (const bm_msg_t *msg, bm_codec_schedule_t *self, bm_cod
     const msgpack_object *o = bm_field_opt (body, "webhookUrl");
     if (o && (o->type != MSGPACK_OBJECT_STR || !bm_valid_url (o->via.str.ptr, o->via.str.size)))
         return bm_field_fail (error, "webhookUrl",
-                              "webhookUrl must be an http:// or https:// URL of at most %d characters",
+                              "webhookUrl must be an http:// or https:// URL of at most %d "
+                              "printable ASCII characters (percent-encode others)",
                               BM_MAX_URL_LEN);
     self->webhook_url.ptr = o ? o->via.str.ptr : NULL;
     self->webhook_url.len = o ? o->via.str.size : 0;

@@ -497,6 +497,8 @@ test_rejections (void)
         { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"webhookUrl\":\"ftp://x\"}", "webhookUrl" },
         { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"webhookUrl\":\"http://\"}", "webhookUrl" },
         { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"webhookUrl\":5}", "webhookUrl" },
+        { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"webhookUrl\":\"http://x/\\u2028\"}", "webhookUrl" },
+        { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"webhookUrl\":\"http://x/\\u202e\"}", "webhookUrl" },
         { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"idempotencyKey\":\"a b\"}", "idempotencyKey" },
         { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"idempotencyKey\":\"\"}", "idempotencyKey" },
         { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"idempotencyKey\":7}", "idempotencyKey" },

@@ -12,6 +12,7 @@
 #include "bm_sentinel.h"
 #include "bm_codec_control.h"
 #include "bm_cron.h"
+#include "bm_log.h"
 #include "bm_redis_url.h"
 #include "bm_selftest.h"
 #include "bm_settings.h"
@@ -21,6 +22,7 @@
 static const bm_selftest_t s_tests [] = {
     { "settings",  bm_settings_test },
     { "redis_url", bm_redis_url_test },
+    { "log",       bm_log_test },
     { "codec",     bm_codec_test },
     { "codec_batch", bm_codec_batch_test },
     { "worker_link", bm_worker_link_test },

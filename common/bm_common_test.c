@@ -195,6 +195,11 @@ test_validation (void)
     CHECK (!bm_valid_url ("ftp://x", 7));
     CHECK (!bm_valid_url ("http://", 7));
     CHECK (!bm_valid_url ("http://a b", 10));
+    CHECK (!bm_valid_url ("http://a/\xe2\x80\xa8", 12));       //  U+2028
+    CHECK (!bm_valid_url ("http://a/\xe2\x80\xae", 12));       //  U+202E
+    CHECK (!bm_valid_url ("http://\xc3\xa9.fr/", 12));          //  raw UTF-8 host
+    CHECK (!bm_valid_url ("http://a/\x7f", 10));
+    CHECK (bm_valid_url ("http://a/%E2%80%A8", 18));
     int64_t v;
     CHECK (bm_parse_int ("42", 0, 100, &v) == 0 && v == 42);
     CHECK (bm_parse_int ("4x", 0, 100, &v) == -1);

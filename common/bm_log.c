@@ -1,5 +1,6 @@
 /*  bm_log.c - one line per event, with time, level, component and job id.  */
 #include "bm_log.h"
+#include "bm_selftest.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -36,6 +37,55 @@ bm_log_enabled (bm_level_t level)
     return level >= s_level;
 }
 
+size_t
+bm_log_escape (const char *in, size_t len, char *out, size_t size)
+{
+    const unsigned char *p = (const unsigned char *) in;
+    size_t n = 0;
+    if (!size)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char esc [8] = "";
+        size_t skip = 0;            //  Further input bytes the escape covers
+        unsigned char c = p [i];
+        if (c == '\n' || c == '\r')
+            snprintf (esc, sizeof esc, " ");
+        else
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            snprintf (esc, sizeof esc, "\\x%02x", c);
+        else
+        if (c == 0xc2 && i + 1 < len && p [i + 1] == 0x85) {
+            snprintf (esc, sizeof esc, "\\u0085");
+            skip = 1;
+        }
+        else
+        if (c == 0xe2 && i + 2 < len) {
+            //  U+2028..U+202E: E2 80 A8..AE; U+2066..U+2069: E2 81 A6..A9.
+            unsigned int cp = 0x2000 + ((unsigned) (p [i + 1] & 0x3f) << 6) + (p [i + 2] & 0x3f);
+            if ((p [i + 1] == 0x80 && p [i + 2] >= 0xa8 && p [i + 2] <= 0xae)
+            ||  (p [i + 1] == 0x81 && p [i + 2] >= 0xa6 && p [i + 2] <= 0xa9)) {
+                snprintf (esc, sizeof esc, "\\u%04X", cp);
+                skip = 2;
+            }
+        }
+        size_t esc_len = strlen (esc);
+        if (esc_len) {
+            if (n + esc_len >= size)
+                break;
+            memcpy (out + n, esc, esc_len);
+            n += esc_len;
+            i += skip;
+        }
+        else {
+            if (n + 1 >= size)
+                break;
+            out [n++] = (char) c;
+        }
+    }
+    out [n] = 0;
+    return n;
+}
+
 //  Write one line, whatever the level.
 static void
 s_write_line (bm_level_t level, const char *job_id, const char *fmt, va_list args)
@@ -58,12 +108,14 @@ s_write_line (bm_level_t level, const char *job_id, const char *fmt, va_list arg
         n += vsnprintf (line + n, sizeof line - n, fmt, args);
     if (n >= (int) sizeof line - 1)
         n = sizeof line - 2;
-    //  One event, one line: fold any newline a message carried.
-    for (int i = 0; i < n; i++)
-        if (line [i] == '\n' || line [i] == '\r')
-            line [i] = ' ';
-    line [n++] = '\n';
-    fwrite (line, 1, n, stderr);
+    if (n < 0)
+        n = 0;
+    //  One event, one line, and nothing that moves a terminal's cursor or
+    //  reorders what a reader sees (see bm_log_escape).
+    char safe [sizeof line * 2 + 2];
+    size_t len = bm_log_escape (line, (size_t) n, safe, sizeof safe - 1);
+    safe [len++] = '\n';
+    fwrite (safe, 1, len, stderr);
 }
 
 void
@@ -111,4 +163,34 @@ bm_calloc_or_abort (size_t size, const char *what)
         abort ();
     }
     return block;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+void
+bm_log_test (bool verbose)
+{
+    if (verbose)
+        printf (" * bm_log: ");
+    char out [256];
+    const char *in = "a\nb\rc\x1b[31md\te";
+    BM_CHECK (bm_log_escape (in, strlen (in), out, sizeof out) == strlen ("a b c\\x1b[31md\te"));
+    BM_CHECK (!strcmp (out, "a b c\\x1b[31md\te"));
+    //  Bidi controls, line and paragraph separators, NEL: escaped.
+    in = "x\xe2\x80\xaey \xe2\x80\xaa\xe2\x81\xa6\xe2\x81\xa9 \xe2\x80\xa8\xe2\x80\xa9 \xc2\x85z";
+    bm_log_escape (in, strlen (in), out, sizeof out);
+    BM_CHECK (!strcmp (out, "x\\u202Ey \\u202A\\u2066\\u2069 \\u2028\\u2029 \\u0085z"));
+    //  Other UTF-8 is kept: e acute, the euro sign, U+2027, U+202F, U+2065.
+    in = "\xc3\xa9 \xe2\x82\xac \xe2\x80\xa7\xe2\x80\xaf\xe2\x81\xa5";
+    bm_log_escape (in, strlen (in), out, sizeof out);
+    BM_CHECK (!strcmp (out, in));
+    //  A cut sequence at the end is kept as bytes; the output is bounded.
+    in = "ab\xe2\x80";
+    BM_CHECK (bm_log_escape (in, strlen (in), out, sizeof out) == 4);
+    char small [6];
+    in = "\x01\x02\x03";
+    BM_CHECK (bm_log_escape (in, strlen (in), small, sizeof small) == 4 && !strcmp (small, "\\x01"));
+    if (verbose)
+        printf ("OK\n");
 }

@@ -10,6 +10,7 @@
 #define BM_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef enum { BM_DEBUG = 0, BM_INFO = 1, BM_WARN = 2, BM_ERROR = 3 } bm_level_t;
@@ -39,6 +40,17 @@ void bm_log_always (bm_level_t level, const char *fmt, ...)
 //  realloc for a buffer whose owner has no sane way on without it (a
 //  queue, a write batch): out of memory is one ERROR line naming what
 //  grew and by how much, then abort, as czmq's zmalloc does.  Never NULL.
+//  Copy len bytes of in to out (size bytes, always terminated) as a log
+//  line may show them: CR and LF become spaces (one event, one line), other
+//  C0 controls and DEL become \xHH (ESC cannot drive a terminal), and the
+//  bidi controls U+202A..U+202E and U+2066..U+2069, U+2028, U+2029 and
+//  U+0085 become \uXXXX (they would reorder or break what a reader sees).
+//  Stops before an escape that does not fit.  Returns the length written.
+size_t bm_log_escape (const char *in, size_t len, char *out, size_t size);
+
+//  Self test.
+void bm_log_test (bool verbose);
+
 void *bm_realloc_or_abort (void *ptr, size_t size, const char *what);
 //  The same for a new zeroed object.
 void *bm_calloc_or_abort (size_t size, const char *what);

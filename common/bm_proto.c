@@ -746,11 +746,13 @@ bm_valid_url (const char *str, size_t len)
         scheme = 8;
     else
         return false;
-    //  A host must follow the scheme; no spaces or control bytes anywhere.
+    //  A host must follow the scheme; printable ASCII only (no spaces,
+    //  control bytes or raw UTF-8 such as U+2028 or bidi controls: a URL
+    //  carries anything else percent-encoded).
     if (str [scheme] == '/' || str [scheme] == '?' || str [scheme] == '#')
         return false;
     for (size_t i = 0; i < len; i++)
-        if ((unsigned char) str [i] <= 0x20 || (unsigned char) str [i] == 0x7f)
+        if ((unsigned char) str [i] <= 0x20 || (unsigned char) str [i] >= 0x7f)
             return false;
     return true;
 }

@@ -227,6 +227,8 @@ const char *bm_command_name (bm_peer_t peer, int command);
 //  Validation of fields shared by the broker, the gateway and the clients.
 bool bm_valid_bot_type (const char *str, size_t len);
 bool bm_valid_id (const char *str, size_t len);
+//  An http:// or https:// URL with a host, at most BM_MAX_URL_LEN bytes of
+//  printable ASCII (0x21-0x7E: anything else must be percent-encoded).
 bool bm_valid_url (const char *str, size_t len);
 
 #endif

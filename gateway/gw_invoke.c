@@ -228,7 +228,8 @@ s_webhook_url (const json_t *body, const char **url, size_t *len, int *has,
     *has = s_opt_str (body, "webhookUrl", url, len);
     if (*has < 0 || (*has && !bm_valid_url (*url, *len)))
         return s_fail (error, 400, "invalid_webhook_url",
-                       "webhookUrl must be an http:// or https:// URL of at most %d characters",
+                       "webhookUrl must be an http:// or https:// URL of at most %d printable ASCII "
+                       "characters (percent-encode others)",
                        BM_MAX_URL_LEN);
     return 0;
 }
@@ -648,6 +649,8 @@ gw_invoke_test (bool verbose)
         { "{\"botType\":\"python\",\"payload\":1,\"webhookUrl\":\"ftp://x\"}", 400, "invalid_webhook_url" },
         { "{\"botType\":\"python\",\"payload\":1,\"webhookUrl\":\"http://\"}", 400, "invalid_webhook_url" },
         { "{\"botType\":\"python\",\"payload\":1,\"webhookUrl\":5}", 400, "invalid_webhook_url" },
+        { "{\"botType\":\"python\",\"payload\":1,\"webhookUrl\":\"http://x/\\u2028\"}", 400, "invalid_webhook_url" },
+        { "{\"botType\":\"python\",\"payload\":1,\"webhookUrl\":\"http://x/\\u202e\"}", 400, "invalid_webhook_url" },
         { "{\"botType\":\"python\",\"payload\":1,\"timeoutMs\":0}", 400, "invalid_timeout" },
         { "{\"botType\":\"python\",\"payload\":1,\"timeoutMs\":86400001}", 400, "invalid_timeout" },
         { "{\"botType\":\"python\",\"payload\":1,\"maxAttempts\":101}", 400, "invalid_max_attempts" },
