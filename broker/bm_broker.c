@@ -7,6 +7,33 @@
 #include "bm_broker_internal.h"
 #include "bm_main.h"
 
+//  CURVE_WORKERS_DIR: a folder of the public certificates allowed to act as
+//  workers (READY); others are refused (NACK not_a_worker).  It only means
+//  something with CURVE on: set without it, a configuration error.
+static int
+s_workers_dir_load (bm_broker_t *self)
+{
+    const char *dir = getenv ("CURVE_WORKERS_DIR");
+    if (!dir || !*dir)
+        return 0;
+    if (!self->auth) {
+        bm_error (NULL, "configuration: CURVE_WORKERS_DIR is set but CURVE is off "
+                  "(no CURVE_SERVER_CERT): workers cannot be told apart without keys");
+        return -1;
+    }
+    if (!zsys_file_exists (dir)) {
+        bm_error (NULL, "configuration: CURVE_WORKERS_DIR: no folder '%s'", dir);
+        return -1;
+    }
+    self->worker_certs = zcertstore_new (dir);
+    if (!self->worker_certs) {
+        bm_error (NULL, "configuration: CURVE_WORKERS_DIR: cannot read '%s'", dir);
+        return -1;
+    }
+    bm_info (NULL, "CURVE_WORKERS_DIR %s: only its keys may register as workers", dir);
+    return 0;
+}
+
 static void
 s_begin_shutdown (bm_broker_t *self);
 static void
@@ -497,6 +524,14 @@ s_handle_frames (bm_broker_t *self, zmq_msg_t *frames, int count)
             s_reject_send (self, identity, NULL, code, reason);
         return;
     }
+    //  With CURVE, the authenticator names the sender's public key (Z85)
+    //  in each message's User-Id: a worker name is bound to it.
+    self->peer_key [0] = 0;
+    if (self->auth) {
+        const char *user_id = zmq_msg_gets (&frames [count - 1], "User-Id");
+        if (user_id)
+            snprintf (self->peer_key, sizeof self->peer_key, "%s", user_id);
+    }
     //  The command being handled, for the log line of a refusal (-1 in
     //  the answers that come later, from Redis).
     self->command = bm_msg_command (self->msg);
@@ -715,6 +750,13 @@ s_broker_new (const bm_broker_config_t *config)
         s_broker_destroy (&self);
         return NULL;
     }
+    if (s_workers_dir_load (self)) {
+        s_broker_destroy (&self);
+        return NULL;
+    }
+    self->takeovers = zhashx_new ();
+    zhashx_set_duplicator (self->takeovers, (zhashx_duplicator_fn *) strdup);
+    zhashx_set_destructor (self->takeovers, (zhashx_destructor_fn *) zstr_free);
     self->loop = zloop_new ();
     zloop_set_nonstop (self->loop, true);
     zloop_reader (self->loop, self->router, s_router_handler, self);
@@ -820,6 +862,8 @@ s_broker_destroy (bm_broker_t **self_p)
         zsock_destroy (&self->auth_events);
         zsock_destroy (&self->router);
         zactor_destroy (&self->auth);
+        zcertstore_destroy (&self->worker_certs);
+        zhashx_destroy (&self->takeovers);
         zhashx_destroy (&self->workers);
         if (self->jobs)
             bm_jobtab_purge (self->jobs, s_free_job);

@@ -148,6 +148,14 @@ struct _bm_broker_t {
     bm_finished_t *finished_sets;   //  Finished-set additions, trims (bm_finished.c)
     bm_msg_t *msg;              //  The message being handled (reused)
     zframe_t *identity;         //  Its sender's routing id (reused)
+    char peer_key [41];         //  CURVE: its sender's public key (Z85,
+                                //  from the authenticator's User-Id),
+                                //  else ""
+    zcertstore_t *worker_certs; //  CURVE_WORKERS_DIR: the keys that may
+                                //  act as workers, or NULL (any key)
+    zhashx_t *takeovers;        //  Job id -> the routing key (hex) of the
+                                //  live connection its run was taken from
+                                //  (a DONE from it is logged as discarded)
     bool recovered;             //  Queues rebuilt from Redis
     bool recovering;            //  Recovery reads in flight
     int recovery_pending;       //  HGETALLs not answered

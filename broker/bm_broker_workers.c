@@ -156,6 +156,60 @@ bm_workers_recovery_done (bm_broker_t *self)
     zlistx_destroy (&all);
 }
 
+//  A CURVE key as the logs show it: its first 8 characters.
+static const char *
+s_short_key (const char *key, char *buf, size_t size)
+{
+    snprintf (buf, size, "%.8s", key && *key ? key : "(none)");
+    return buf;
+}
+
+//  A live worker entry (another connection) that goes by this name, or NULL.
+static bm_worker_entry_t *
+s_worker_named (bm_broker_t *self, const char *name, const char *key)
+{
+    bm_worker_entry_t *other = (bm_worker_entry_t *) zhashx_first (self->workers);
+    for (; other; other = (bm_worker_entry_t *) zhashx_next (self->workers))
+        if (streq (other->name, name) && !streq (other->key, key))
+            return other;
+    return NULL;
+}
+
+//  A worker's first READY, with CURVE: refused (NACK, logged, counted)
+//  when its key is not in CURVE_WORKERS_DIR (not_a_worker) or when a live
+//  worker registered the same name with another key (name_in_use): a
+//  worker name is bound to the key that registered it, and only that key
+//  finishes its jobs.  True if refused.
+static bool
+s_ready_refused (bm_broker_t *self, zframe_t *identity, const char *name)
+{
+    if (!self->peer_key [0])
+        return false;                   //  No CURVE: names are not bound
+    const char *code = NULL;
+    char message [200];
+    if (self->worker_certs && !zcertstore_lookup (self->worker_certs, self->peer_key)) {
+        code = "not_a_worker";
+        snprintf (message, sizeof message, "this key (%.8s) is not in the broker's "
+                  "CURVE_WORKERS_DIR: it may not act as a worker", self->peer_key);
+    }
+    else {
+        char key [2 * 256 + 1];
+        bm_broker_peer_key (identity, key);
+        bm_worker_entry_t *other = s_worker_named (self, name, key);
+        if (!other || streq (other->pubkey, self->peer_key))
+            return false;
+        char theirs [16];
+        code = "name_in_use";
+        snprintf (message, sizeof message, "worker name %s is registered by another key "
+                  "(%s), still connected; this key is %.8s", name,
+                  s_short_key (other->pubkey, theirs, sizeof theirs), self->peer_key);
+    }
+    bm_broker_log_refusal (self, identity, BM_PEER_WORKER, name, BM_READY, NULL, code, message);
+    bm_series_inc (bm_metric_series (self->mf_frames, code));
+    bm_broker_send_worker_simple (self, identity, BM_NACK, code, message);
+    return true;
+}
+
 //  READY {name, types, credit, pid?, batch?, running?}
 static void
 s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
@@ -180,6 +234,8 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
         type [ready.type_lens [i]] = 0;
         services [count++] = bm_service_require (self, type);
     }
+    if (!worker && s_ready_refused (self, identity, name))
+        return;
     int64_t credit = ready.credit;
     if (worker) {
         //  A second READY changes the credit only.
@@ -190,6 +246,7 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
         return;
     }
     worker = bm_worker_entry_new (key, identity, name, credit);
+    snprintf (worker->pubkey, sizeof worker->pubkey, "%s", self->peer_key);
     if (ready.has_pid)
         worker->pid = ready.pid;
     worker->batch = ready.batch;
@@ -248,6 +305,14 @@ bm_workers_stop_job (bm_broker_t *self, bm_job_t *job, const char *reason)
     bm_body_free (&body);
 }
 
+//  A routing key (hex) as the logs show it: its first 16 characters.
+static const char *
+s_id_short (const char *key, char buf [33])
+{
+    snprintf (buf, 33, "%.16s", key);
+    return buf;
+}
+
 //  The job a worker names in DONE/PROGRESS/RELEASE, if it is its own.
 static bm_job_t *
 s_worker_job (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
@@ -261,6 +326,27 @@ s_worker_job (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
     //  ran before; the job moves to its new entry.
     if (job->worker && job->worker_name && streq (job->worker_name, worker->name)) {
         bm_worker_entry_t *old = job->worker;
+        //  With CURVE the name is bound to a key: another key's connection
+        //  never takes the job.  A connection its run was taken from does
+        //  not take it back.
+        if (!streq (old->pubkey, worker->pubkey))
+            return NULL;
+        const char *from = (const char *) zhashx_lookup (self->takeovers, id);
+        if (from && streq (from, worker->key))
+            return NULL;
+        //  Without CURVE a stranger can use the name: a takeover while the
+        //  old connection is still heard from is worth a warning.
+        int64_t quiet_ms = bm_now_ms () - old->last_seen;
+        if (quiet_ms < self->config.heartbeat_ms * self->config.liveness) {
+            char old_id [33], new_id [33];
+            bm_warn (id, "worker %s: connection %s takes over the job from connection %s, "
+                     "heard from %" PRId64 " ms ago (a reconnect, or another process "
+                     "using the name)", worker->name, s_id_short (worker->key, new_id),
+                     s_id_short (old->key, old_id), quiet_ms);
+            if (zhashx_size (self->takeovers) >= 10000)
+                zhashx_purge (self->takeovers);
+            zhashx_update (self->takeovers, id, old->key);
+        }
         bm_joblist_remove (&old->jobs, job);
         old->running--;
         job->worker = worker;
@@ -371,6 +457,18 @@ s_on_unheld_state (const char *state, void *arg)
 static void
 s_done_unheld (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
 {
+    const char *from = (const char *) zhashx_lookup (self->takeovers, id);
+    if (from && streq (from, worker->key)) {
+        char conn [33];
+        bm_job_t *taken = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
+        bm_warn (id, "DONE from worker %s (connection %s) discarded: another connection under "
+                 "that name took the job over (it is %s)", worker->name,
+                 s_id_short (worker->key, conn),
+                 taken ? bm_job_state_names [taken->state] : "no longer in memory");
+        bm_series_inc (bm_metric_series (self->mf_frames, "not_owner"));
+        zhashx_delete (self->takeovers, id);
+        return;
+    }
     bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
     if (job && bm_job_terminal (job))
         bm_debug (id, "DONE from %s sent again for a job that has ended (%s)", worker->name,

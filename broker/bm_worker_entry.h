@@ -18,6 +18,8 @@ struct _bm_worker_entry_t {
     char *key;                  //  Routing identity as hex
     zframe_t *identity;         //  Routing identity
     char *name;                 //  As the worker calls itself
+    char pubkey [41];           //  CURVE: the public key (Z85) of the
+                                //  connection that registered it, else ""
     bm_service_t *services [BM_MAX_WORKER_TYPES];
     int service_count;
     int64_t credit;             //  Jobs it may run at once

@@ -12,9 +12,10 @@ import harness as h
 
 
 class FakeWorker:
-    def __init__(self, endpoint, name, types, credit, ready=True, routing_id=None):
+    def __init__(self, endpoint, name, types, credit, ready=True, routing_id=None, curve=None):
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        h.curve_apply(self.sock, curve)     # (broker public key, secret cert path)
         if routing_id:                  # the broker's log names it (in hex)
             self.sock.setsockopt(zmq.ROUTING_ID, routing_id)
         self.sock.connect(endpoint)

@@ -241,13 +241,26 @@ def job_record(port, job_id, prefix="botmesh:"):
     return record_from_hash(pairs) if pairs else None
 
 
+def curve_apply(sock, curve):
+    """curve: None, or (the broker's public key in Z85, the path of this
+    peer's secret certificate as `botmesh-client keygen` writes it)."""
+    if not curve:
+        return
+    import zmq.auth
+    public, secret = zmq.auth.load_certificate(curve[1])
+    sock.curve_serverkey = curve[0].encode() if isinstance(curve[0], str) else curve[0]
+    sock.curve_publickey = public
+    sock.curve_secretkey = secret
+
+
 class Client:
     """A minimal BMC01 client over a DEALER socket (protocol.md section 4)."""
 
-    def __init__(self, endpoint, ctx=None):
+    def __init__(self, endpoint, ctx=None, curve=None):
         self.ctx = ctx or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        curve_apply(self.sock, curve)
         self.sock.connect(endpoint)
         self.req = 0
         self.results = {}

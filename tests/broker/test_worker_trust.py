@@ -1,0 +1,152 @@
+"""Who may act as a worker, and who may finish a running job.
+
+A real broker and raw DEALER workers the test drives step by step:
+- with CURVE, a worker name is bound to the key that registered it: a
+  READY from another key under that live name (even one naming the job in
+  its running list) is refused NACK name_in_use, logged with both keys'
+  short forms, and never takes the job: the real worker's DONE completes it;
+- with CURVE_WORKERS_DIR, a key not in it is refused NACK not_a_worker (a
+  client's key cannot register as a worker); set without CURVE, the broker
+  does not start;
+- without CURVE, a takeover of a running job by another connection under
+  the same name while the old one is still heard from is logged as a WARN
+  naming both connections, and the old connection's later DONE for it is
+  logged as discarded.
+"""
+import os
+import re
+import subprocess
+import harness as h
+from fakeworker import FakeWorker
+
+
+def keygen(d, name):
+    out = subprocess.run([os.path.join(h.BIN, "botmesh-client"), "keygen", d, name],
+                         capture_output=True, text=True, timeout=10)
+    h.check(out.returncode == 0, "keygen %s" % name, out.stderr)
+    return re.search(r"public key:\s+(\S+)", out.stdout).group(1)
+
+
+def named(c, name):
+    return [w for w in c.stats()["workers"] if w["name"] == name]
+
+
+def curve_broker(s, name, env):
+    broker = s.spawn(name, [s.bin("botmesh-broker")],
+                     dict(env, BROKER_ENDPOINT="tcp://127.0.0.1:0", REDIS_URL="none",
+                          BROKER_METRICS_PORT="-1"))
+    endpoint = "tcp://127.0.0.1:%d" % broker.listening("zmq")
+    h.wait_until(lambda: "CURVE on" in broker.output(), 10, "%s says CURVE is on" % name)
+    return broker, endpoint
+
+
+def test():
+    with h.Stack("worker_trust") as s:
+        allowed = os.path.join(s.dir, "allowed")       # CURVE_CLIENTS_DIR
+        workers = os.path.join(s.dir, "workers")       # CURVE_WORKERS_DIR
+        secrets = os.path.join(s.dir, "secrets")
+        server_pub = keygen(secrets, "broker")
+        keys = {n: keygen(allowed, n) for n in ("worker1", "stranger", "client")}
+        for n in keys:
+            os.rename(os.path.join(allowed, n + ".key_secret"), os.path.join(secrets, n + ".key_secret"))
+        os.makedirs(workers)
+        with open(os.path.join(allowed, "worker1.key")) as src, \
+                open(os.path.join(workers, "worker1.key"), "w") as dst:
+            dst.write(src.read())
+
+        def cred(n):
+            return (server_pub, os.path.join(secrets, n + ".key_secret"))
+        env = {"CURVE_SERVER_CERT": os.path.join(secrets, "broker.key_secret"),
+               "CURVE_CLIENTS_DIR": allowed}
+
+        # 1. CURVE: a name is bound to its key.
+        broker, endpoint = curve_broker(s, "broker", env)
+        c = h.Client(endpoint, curve=cred("client"))
+        real = FakeWorker(endpoint, "vm-1047", ["python"], 1, curve=cred("worker1"))
+        h.wait_until(lambda: named(c, "vm-1047"), 10, "vm-1047 to register")
+        job_id = c.submit("python", {"n": 1})
+        job = real.recv_job()
+        h.check(job and job["jobId"] == job_id, "vm-1047 runs the job", job)
+        evil = FakeWorker(endpoint, "vm-1047", ["evil"], 1, ready=False, curve=cred("stranger"))
+        evil.send(h.READY, {"name": "vm-1047", "types": ["evil"], "credit": 1, "running": [job_id]})
+        msg = evil.recv(timeout=5)
+        h.check(msg and msg[0] == h.NACK and msg[1].get("code") == "name_in_use",
+                "a READY under a live name from another key: NACK name_in_use", msg)
+        h.wait_until(lambda: "name_in_use" in broker.output(), 5, "the refusal to be logged")
+        line = [l for l in broker.output().splitlines() if "name_in_use" in l][0]
+        h.check(keys["worker1"][:8] in line and keys["stranger"][:8] in line,
+                "the refusal names both keys' short forms", line)
+        evil.done(job_id, {"forged": True})
+        msg = evil.recv(timeout=5)
+        h.check(msg and msg[0] in (h.DISCONNECT, h.NACK),
+                "the stranger's DONE is not taken (it is not a registered worker)", msg)
+        rec = c.status(job_id)
+        h.check(rec["state"] == "running", "the job still runs on the real worker", rec)
+        h.check(len(named(c, "vm-1047")) == 1 and named(c, "vm-1047")[0]["types"] == ["python"],
+                "only the real vm-1047 is registered", c.stats()["workers"])
+        real.done(job_id, {"real": 1})
+        rec = c.wait(job_id, timeout=10)
+        h.check(rec["state"] == "completed" and rec["result"] == {"real": 1},
+                "the real worker's result completes the job", rec)
+        # The same key reconnecting (new socket, same name) is not refused.
+        again = FakeWorker(endpoint, "vm-1047", ["python"], 0, curve=cred("worker1"))
+        h.wait_until(lambda: len(named(c, "vm-1047")) == 2, 10, "vm-1047 registers again with its key")
+        for w in (real, evil, again):
+            w.close()
+        c.close()
+
+        # 2. CURVE_WORKERS_DIR: only its keys register as workers.
+        broker2, endpoint2 = curve_broker(s, "broker2", dict(env, CURVE_WORKERS_DIR=workers))
+        c = h.Client(endpoint2, curve=cred("client"))
+        sneaky = FakeWorker(endpoint2, "w-client", ["python"], 1, curve=cred("client"))
+        msg = sneaky.recv(timeout=5)
+        h.check(msg and msg[0] == h.NACK and msg[1].get("code") == "not_a_worker"
+                and "CURVE_WORKERS_DIR" in msg[1].get("message", ""),
+                "a client's key READY: NACK not_a_worker naming CURVE_WORKERS_DIR", msg)
+        good = FakeWorker(endpoint2, "w-good", ["python"], 1, curve=cred("worker1"))
+        h.wait_until(lambda: named(c, "w-good"), 10, "a key in CURVE_WORKERS_DIR registers")
+        h.check(not named(c, "w-client"), "the client's key is not a worker", c.stats()["workers"])
+        job_id = c.submit("python", {"n": 2})
+        job = good.recv_job()
+        h.check(job and job["jobId"] == job_id, "the allowed worker gets the job", job)
+        for w in (sneaky, good):
+            w.close()
+        c.close()
+        out = subprocess.run([s.bin("botmesh-broker")], capture_output=True, text=True, timeout=30,
+                             env=dict(os.environ, CURVE_WORKERS_DIR=workers, REDIS_URL="none",
+                                      BROKER_ENDPOINT="tcp://127.0.0.1:0", BROKER_METRICS_PORT="-1"))
+        h.check(out.returncode != 0 and "CURVE_WORKERS_DIR" in out.stdout + out.stderr,
+                "CURVE_WORKERS_DIR without CURVE: the broker does not start, naming it",
+                (out.returncode, out.stderr[-400:]))
+
+        # 3. No CURVE: a takeover from a live connection is a WARN; the
+        # old connection's DONE is logged as discarded.
+        plain = s.broker(redis=False, env={"HEARTBEAT_INTERVAL_MS": "1000", "HEARTBEAT_LIVENESS": "5"},
+                         name="plain")
+        c = s.client()
+        real = FakeWorker(s.endpoint, "vm-1047", ["python"], 1, routing_id=b"REAL-CONN")
+        s.wait_workers(1, "python")
+        job_id = c.submit("python", {"n": 3})
+        job = real.recv_job()
+        h.check(job and job["jobId"] == job_id, "vm-1047 runs the job", job)
+        evil = FakeWorker(s.endpoint, "vm-1047", ["evil"], 1, ready=False, routing_id=b"EVIL-CONN")
+        evil.send(h.READY, {"name": "vm-1047", "types": ["evil"], "credit": 1, "running": [job_id]})
+        real_hex, evil_hex = b"REAL-CONN".hex().upper(), b"EVIL-CONN".hex().upper()
+        h.wait_until(lambda: [l for l in plain.output().splitlines()
+                              if "WARN" in l and "takes over" in l and job_id in l
+                              and real_hex[:16] in l and evil_hex[:16] in l], 5,
+                     "a WARN naming both connections for the takeover")
+        evil.done(job_id, {"forged": True})
+        rec = c.wait(job_id, timeout=10)
+        h.check(rec["state"] == "completed", "without CURVE the takeover's DONE is taken", rec)
+        real.done(job_id, {"real": 1})
+        h.wait_until(lambda: [l for l in plain.output().splitlines()
+                              if "WARN" in l and "discarded" in l and job_id in l and real_hex[:16] in l],
+                     5, "the old connection's DONE logged as discarded")
+        for w in (real, evil):
+            w.close()
+        c.close()
+
+
+if __name__ == "__main__":
+    h.main(test)
