@@ -49,6 +49,9 @@ static const bm_setting_t s_settings [] = {
     BM_SETTING_STR ("API_KEYS", gw_config_t, api_keys, NULL, 0,
                     "comma-separated keys; when set, data endpoints need 'Authorization: Bearer KEY' "
                     "or 'X-API-Key: KEY' (empty: no keys)"),
+    BM_SETTING_STR ("ADMIN_API_KEYS", gw_config_t, admin_api_keys, NULL, 0,
+                    "comma-separated keys, each one of API_KEYS; when set, only these may pause, "
+                    "resume, drain and clean queues and create or delete schedules (others: 403)"),
     BM_SETTING_BOOL ("METRICS_REQUIRE_KEY", gw_config_t, metrics_require_key, false,
                      "1: /metrics needs a key too"),
     ROW_INT ("BROKER_TIMEOUT_MS", broker_timeout_ms, 5000, 1, 3600000,

@@ -74,7 +74,7 @@ static const struct {
 };
 
 //  The status codes we answer with, for the per-code series cache.
-static const int s_codes [] = { 200, 202, 207, 400, 401, 404, 405, 408, 409, 413, 415, 429,
+static const int s_codes [] = { 200, 202, 207, 400, 401, 403, 404, 405, 408, 409, 413, 415, 429,
                                 500, 502, 503, 504 };
 _Static_assert (sizeof s_codes / sizeof s_codes [0] == GW_NCODES, "GW_NCODES");
 
@@ -258,8 +258,48 @@ s_index (gw_request_t *r)
     gw_request_send_json (r, 200, index, NULL);
 }
 
+//  The queue and admin endpoints ADMIN_API_KEYS keeps to its keys.
+static bool
+s_admin_route (int route)
+{
+    return route == R_QUEUE_PAUSE || route == R_QUEUE_RESUME || route == R_QUEUE_DRAIN
+        || route == R_QUEUE_CLEAN || route == R_SCHEDULE_ADD || route == R_SCHEDULE_DELETE;
+}
+
+//  ADMIN_API_KEYS: parsed as API_KEYS is; each key must be one of API_KEYS
+//  (an admin key is an API key with more rights).  0, or -1 logged.
+static int
+s_admin_keys_load (gw_server_t *self)
+{
+    const char *keys = self->config.admin_api_keys;
+    if (!keys || !*keys)
+        return 0;
+    if (!gw_auth_enabled (self->auth)) {
+        bm_error (NULL, "configuration: ADMIN_API_KEYS is set but API_KEYS is not");
+        return -1;
+    }
+    char error [200];
+    self->admin = gw_auth_new (keys, error, sizeof error);
+    if (!self->admin) {
+        bm_error (NULL, "configuration: ADMIN_API_KEYS: %s", error);
+        return -1;
+    }
+    for (const char *at = keys; *at; ) {
+        while (*at == ',' || *at == ' ')
+            at++;
+        size_t len = strcspn (at, ", ");
+        if (len && gw_auth_check (self->auth, at, len) < 0) {
+            bm_error (NULL, "configuration: ADMIN_API_KEYS holds a key that is not in API_KEYS");
+            return -1;
+        }
+        at += len;
+    }
+    return 0;
+}
+
 //  Check the API key; returns the rate-limit key for this client into buf
-//  and 0, or -1 after answering 401.
+//  and 0, or -1 after answering 401 (no valid key) or 403 (a key that is
+//  not in ADMIN_API_KEYS on a queue or admin endpoint).
 static int
 s_authenticate (gw_request_t *r, char *limit_key, size_t size)
 {
@@ -282,6 +322,14 @@ s_authenticate (gw_request_t *r, char *limit_key, size_t size)
                  key ? "the API key is not valid"
                      : "an API key is required (Authorization: Bearer KEY or X-API-Key)",
                  "WWW-Authenticate: Bearer\r\n");
+        return -1;
+    }
+    if (index >= 0 && server->admin && s_admin_route (r->route)
+    &&  gw_auth_check (server->admin, key, len) < 0) {
+        r->reason = "forbidden";
+        gw_request_error (r, 403, "forbidden",
+                          "this API key may not use the queue and admin endpoints "
+                          "(ADMIN_API_KEYS)", NULL);
         return -1;
     }
     //  Keys on: one bucket per key (clients sharing a key share it).
@@ -450,6 +498,8 @@ gw_server_new (const gw_config_t *config)
         bm_error (NULL, "configuration: %s", error);
         goto fail;
     }
+    if (s_admin_keys_load (self))
+        goto fail;
     if (config->rate_rps > 0) {
         double burst = config->rate_burst > 0 ? config->rate_burst
                      : (config->rate_rps < 1 ? 1 : config->rate_rps);
@@ -565,6 +615,7 @@ gw_server_destroy (gw_server_t **self_p)
         bm_metrics_destroy (&self->metrics);
         gw_ratelimit_destroy (&self->limiter);
         gw_auth_destroy (&self->auth);
+        gw_auth_destroy (&self->admin);
         pthread_mutex_destroy (&self->types_lock);
         pthread_mutex_destroy (&self->refused_lock);
         free (self);

@@ -31,6 +31,7 @@ typedef struct {
     double rate_burst;              //  RATE_LIMIT_BURST
     int64_t rate_max_keys;          //  RATE_LIMIT_MAX_KEYS
     const char *api_keys;           //  API_KEYS
+    const char *admin_api_keys;     //  ADMIN_API_KEYS (NULL: every key is admin)
     bool metrics_require_key;       //  METRICS_REQUIRE_KEY
     int64_t broker_timeout_ms;      //  BROKER_TIMEOUT_MS
     int64_t connect_timeout_ms;     //  BROKER_CONNECT_TIMEOUT_MS

@@ -32,7 +32,7 @@
 
 //  The status codes we answer with (gw_server.c's s_codes) and the reasons
 //  an /invoke is refused (its s_reasons): sizes of the per-series caches.
-#define GW_NCODES               16
+#define GW_NCODES               17
 #define GW_NREASONS             25
 
 //  --------------------------------------------------------------------------
@@ -52,6 +52,7 @@ struct _gw_server_t {
     struct mg_context *ctx;             //  civetweb
     int port;                           //  Port we listen on
     gw_auth_t *auth;                    //  API keys (maybe none)
+    gw_auth_t *admin;                   //  ADMIN_API_KEYS (maybe none)
     gw_ratelimit_t *limiter;            //  Token buckets, NULL when off
     gw_link_t *link;                    //  To the broker, shared by all threads
     bool history_on;                    //  REDIS_URL given

@@ -25,9 +25,47 @@ def main():
     try:
         with harness.Stack("gw-auth") as s:
             keys(s, fake)
+            admin_keys(s, fake)
             limits(s, fake)
     finally:
         fake.close()
+
+
+def admin_keys(s, fake):
+    """ADMIN_API_KEYS: only its keys may use the queue and admin endpoints
+    (403 forbidden for the others); all keys still read."""
+    g = gateway(s, endpoint=fake.endpoint, name="gateway-admin",
+                env={"API_KEYS": "alpha-key,beta-key", "ADMIN_API_KEYS": "alpha-key",
+                     "BROKER_TIMEOUT_MS": "300"})
+    u = g.url
+    beta = ("-H", "X-API-Key: beta-key")
+    for path in ("/queues/python/pause", "/queues/python/resume", "/queues/python/drain",
+                 "/queues/python/clean", "/schedules"):
+        r = post_json(u + path, {"key": "k", "cron": "* * * * *", "botType": "python"}, *beta)
+        check(r.status == 403 and r.error_code() == "forbidden"
+              and "ADMIN_API_KEYS" in r.json["error"]["message"], "403 forbidden for a non-admin key: " + path, r)
+    r = curl(u + "/schedules/k", "-X", "DELETE", *beta)
+    check(r.status == 403, "403 for a non-admin key: DELETE /schedules/{key}", r)
+    r = curl(u + "/stats", *beta)
+    check(r.status == 200, "a non-admin key still reads /stats", r)
+    r = post_json(u + "/invoke", BODY, *beta)
+    check(r.status == 202, "a non-admin key still submits", r)
+    r = post_json(u + "/queues/python/pause", {}, "-H", "X-API-Key: alpha-key")
+    check(r.status not in (401, 403), "an admin key passes to the broker", r)
+    r = post_json(u + "/queues/python/pause", {})
+    check(r.status == 401, "no key: 401 as before", r)
+    bad = gateway_start_fails(s, fake, {"API_KEYS": "alpha-key", "ADMIN_API_KEYS": "gamma-key"})
+    check("ADMIN_API_KEYS" in bad, "an admin key not in API_KEYS: the gateway does not start", bad)
+
+
+def gateway_start_fails(s, fake, env):
+    import os
+    import subprocess
+    e = dict(os.environ, BROKER_ENDPOINT=fake.endpoint, API_GATEWAY_PORT="0",
+             GATEWAY_LISTEN="127.0.0.1", REDIS_URL="none", **env)
+    out = subprocess.run([s.bin("botmesh-gateway")], env=e, capture_output=True, text=True, timeout=30)
+    check(out.returncode != 0, "the gateway exits", out.returncode)
+    return out.stdout + out.stderr
 
 
 def keys(s, fake):
