@@ -513,9 +513,12 @@ wh_engine_destroy (wh_engine_t **self_p)
 static char *
 s_url_host (const char *url, int *port, char *error, size_t error_size)
 {
+    //  Printable ASCII only, as the broker and the gateway check: raw
+    //  UTF-8 (U+2028, bidi controls) must come percent-encoded.
     for (const char *p = url; *p; p++)
-        if ((unsigned char) *p < 0x21 || *p == 0x7F) {
-            snprintf (error, error_size, "the URL holds a space or control character");
+        if ((unsigned char) *p < 0x21 || (unsigned char) *p >= 0x7F) {
+            snprintf (error, error_size, "the URL holds a space, control or non-ASCII character "
+                      "(percent-encode it)");
             return NULL;
         }
     CURLU *handle = curl_url ();

@@ -136,6 +136,10 @@ def main():
         broker.send(JOB, job("j8.wh1", "ftp://localhost/x", "{}"))
         _, _, d8 = broker.expect_cmd(DONE, "j8.wh1")
         check(d8["ok"] is False and "http" in d8["error"]["message"], "ftp:// URL: DONE failed", d8)
+        broker.send(JOB, job("j8b.wh1", "http://localhost:%d/a\u2028b" % mock.port, "{}"))
+        _, _, d8b = broker.expect_cmd(DONE, "j8b.wh1")
+        check(d8b["ok"] is False and "non-ASCII" in d8b["error"]["message"],
+              "a URL with raw U+2028: DONE failed, asking for percent-encoding", d8b)
         broker.send_raw(broker.worker, [W, bytes([JOB]), b"\xdf\xff\xff\xff\xff"])
         broker.send_raw(broker.worker, [W, b"\x02"])
         broker.pump(0.3)
