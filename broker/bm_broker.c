@@ -757,6 +757,9 @@ s_broker_new (const bm_broker_config_t *config)
     self->takeovers = zhashx_new ();
     zhashx_set_duplicator (self->takeovers, (zhashx_duplicator_fn *) strdup);
     zhashx_set_destructor (self->takeovers, (zhashx_destructor_fn *) zstr_free);
+    self->lost_keys = zhashx_new ();
+    zhashx_set_duplicator (self->lost_keys, (zhashx_duplicator_fn *) strdup);
+    zhashx_set_destructor (self->lost_keys, (zhashx_destructor_fn *) zstr_free);
     self->loop = zloop_new ();
     zloop_set_nonstop (self->loop, true);
     zloop_reader (self->loop, self->router, s_router_handler, self);
@@ -864,6 +867,7 @@ s_broker_destroy (bm_broker_t **self_p)
         zactor_destroy (&self->auth);
         zcertstore_destroy (&self->worker_certs);
         zhashx_destroy (&self->takeovers);
+        zhashx_destroy (&self->lost_keys);
         zhashx_destroy (&self->workers);
         if (self->jobs)
             bm_jobtab_purge (self->jobs, s_free_job);

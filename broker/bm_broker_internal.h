@@ -153,6 +153,9 @@ struct _bm_broker_t {
                                 //  else ""
     zcertstore_t *worker_certs; //  CURVE_WORKERS_DIR: the keys that may
                                 //  act as workers, or NULL (any key)
+    zhashx_t *lost_keys;        //  CURVE: job id -> the key of the worker
+                                //  that was lost running it (only that key
+                                //  may reclaim the run)
     zhashx_t *takeovers;        //  Job id -> the routing key (hex) of the
                                 //  live connection its run was taken from
                                 //  (a DONE from it is logged as discarded)

@@ -5,6 +5,8 @@ A real broker and raw DEALER workers the test drives step by step:
   READY from another key under that live name (even one naming the job in
   its running list) is refused NACK name_in_use, logged with both keys'
   short forms, and never takes the job: the real worker's DONE completes it;
+- with CURVE and Redis, a run lost with its worker (declared dead) is
+  reclaimed only by the key that ran it, not by another key under the name;
 - with CURVE_WORKERS_DIR, a key not in it is refused NACK not_a_worker (a
   client's key cannot register as a worker); set without CURVE, the broker
   does not start;
@@ -33,7 +35,7 @@ def named(c, name):
 
 def curve_broker(s, name, env):
     broker = s.spawn(name, [s.bin("botmesh-broker")],
-                     dict(env, BROKER_ENDPOINT="tcp://127.0.0.1:0", REDIS_URL="none",
+                     dict({"REDIS_URL": "none"}, **env, BROKER_ENDPOINT="tcp://127.0.0.1:0",
                           BROKER_METRICS_PORT="-1"))
     endpoint = "tcp://127.0.0.1:%d" % broker.listening("zmq")
     h.wait_until(lambda: "CURVE on" in broker.output(), 10, "%s says CURVE is on" % name)
@@ -93,6 +95,38 @@ def test():
         h.wait_until(lambda: len(named(c, "vm-1047")) == 2, 10, "vm-1047 registers again with its key")
         for w in (real, evil, again):
             w.close()
+        c.close()
+
+        # 1b. CURVE, Redis: a worker declared dead; another key under its
+        # name cannot reclaim the lost run, its own key (reconnecting) can.
+        s.redis()
+        broker1b, endpoint = curve_broker(s, "broker1b", dict(env, REDIS_URL=s.redis_url,
+                                          HEARTBEAT_INTERVAL_MS="100", HEARTBEAT_LIVENESS="3"))
+        c = h.Client(endpoint, curve=cred("client"))
+        real = FakeWorker(endpoint, "vm-2000", ["python"], 1, curve=cred("worker1"))
+        h.wait_until(lambda: named(c, "vm-2000"), 10, "vm-2000 to register")
+        job_id = c.submit("python", {"n": 4})
+        job = real.recv_job()
+        h.check(job and job["jobId"] == job_id, "vm-2000 runs the job", job)
+        h.wait_until(lambda: not named(c, "vm-2000"), 10, "the silent vm-2000 to be declared dead")
+        real.close()
+        evil = FakeWorker(endpoint, "vm-2000", ["evil"], 0, curve=cred("stranger"))
+        h.wait_until(lambda: named(c, "vm-2000"), 10, "the stranger registers the free name")
+        evil.done(job_id, {"forged": True})
+        msg = evil.recv(timeout=5)
+        h.check(msg and msg[0] == h.NACK and msg[1].get("code") == "not_owner",
+                "another key cannot reclaim the lost run: NACK not_owner", msg)
+        h.check(c.status(job_id)["state"] == "queued", "the job is still queued", c.status(job_id))
+        evil.send(h.DISCONNECT, {})
+        evil.close()
+        h.wait_until(lambda: not named(c, "vm-2000"), 10, "the stranger to leave")
+        back = FakeWorker(endpoint, "vm-2000", ["python"], 0, curve=cred("worker1"))
+        h.wait_until(lambda: named(c, "vm-2000"), 10, "vm-2000 back with its key")
+        back.done(job_id, {"real": 2})
+        rec = c.wait(job_id, timeout=10)
+        h.check(rec["state"] == "completed" and rec["result"] == {"real": 2},
+                "its own key reclaims the lost run", rec)
+        back.close()
         c.close()
 
         # 2. CURVE_WORKERS_DIR: only its keys register as workers.
