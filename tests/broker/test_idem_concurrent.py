@@ -11,6 +11,8 @@ first job still being confirmed:
    REJECTED idempotency_key_reused naming that job.
 3. A SUBMIT_MANY and SUBMITs with the same keys at once: one job per key.
 Redis holds exactly one record and one idempotency entry per key.
+4. Redis dies while the first job's write is held: the SUBMITs waiting on
+   it get its refusal, store_unavailable (none is lost, none hangs).
 """
 import harness as h
 
@@ -38,7 +40,7 @@ def pause_writes(s, ms=400):
 
 def test():
     with h.Stack("idem_concurrent") as s:
-        s.redis()
+        redis = s.redis()
         s.broker()
         clients = [s.client() for _ in range(CLIENTS)]
         h.wait_until(lambda: clients[0].request(h.PING)[1]["redis"], 10, "broker connected to redis")
@@ -107,6 +109,24 @@ def test():
                 s.redis_cli("SCARD", unfinished))
         h.check(int(s.redis_cli("HLEN", "botmesh:{bm}:idem")) == 3 * KEYS,
                 "one idempotency entry per key in Redis", s.redis_cli("HLEN", "botmesh:{bm}:idem"))
+
+        # 4. The first job is refused: so are the SUBMITs waiting on it.
+        pause_writes(s, 5000)
+        for i, c in enumerate(clients):
+            c.send(h.SUBMIT, {"req": 400, "botType": "python", "payload": {"lost": 1},
+                              "idempotencyKey": "lost-1"})
+        # Every SUBMIT is in the broker (a PING behind each is answered)
+        for c in clients:
+            c.send(h.PING, {"req": 401})
+        out = collect(clients, [1] * CLIENTS)
+        h.check(all(list(out[i]) == [401] for i in range(CLIENTS)),
+                "the SUBMITs wait while the first job's write is held", out)
+        redis.kill()
+        h.log("redis killed while the first job's write was held")
+        out = collect(clients, [1] * CLIENTS)
+        answers = [out[i][400] for i in range(CLIENTS)]
+        h.check(all(cmd == h.REJECTED and r["code"] == "store_unavailable" for cmd, r in answers),
+                "every SUBMIT with key lost-1 is refused store_unavailable", answers)
         for c in clients:
             c.close()
 
