@@ -41,45 +41,53 @@ s_matches (const char *entry, const char *pattern, size_t length)
     return strncmp (entry, pattern, length) == 0 && entry [length] == '=';
 }
 
+//  The next name of a comma-separated list at *list_p: *name_p and *n_p
+//  set (spaces around a name are not part of it, n may be 0), *list_p
+//  moved past it.  False at the list's end.
+static bool
+s_next_name (const char **list_p, const char **name_p, size_t *n_p)
+{
+    const char *list = *list_p;
+    if (!list || !*list)
+        return false;
+    size_t length = strcspn (list, ",");
+    const char *name = list;
+    size_t n = length;
+    while (n && *name == ' ') {
+        name++;
+        n--;
+    }
+    while (n && name [n - 1] == ' ')
+        n--;
+    list += length;
+    if (*list == ',')
+        list++;
+    *list_p = list;
+    *name_p = name;
+    *n_p = n;
+    return true;
+}
+
 bool
 bm_job_env_is_withheld (const char *entry, const char *deny)
 {
     for (int i = 0; s_withheld [i]; i++)
         if (s_matches (entry, s_withheld [i], strlen (s_withheld [i])))
             return true;
-    while (deny && *deny) {
-        size_t length = strcspn (deny, ",");
-        //  Spaces around a name are not part of it.
-        const char *name = deny;
-        size_t n = length;
-        while (n && *name == ' ') {
-            name++;
-            n--;
-        }
-        while (n && name [n - 1] == ' ')
-            n--;
+    const char *name;
+    size_t n;
+    while (s_next_name (&deny, &name, &n))
         if (s_matches (entry, name, n))
             return true;
-        deny += length;
-        if (*deny == ',')
-            deny++;
-    }
     return false;
 }
 
 int
 bm_job_env_deny_check (const char *deny, char *error, size_t error_size)
 {
-    while (deny && *deny) {
-        size_t length = strcspn (deny, ",");
-        const char *name = deny;
-        size_t n = length;
-        while (n && *name == ' ') {
-            name++;
-            n--;
-        }
-        while (n && name [n - 1] == ' ')
-            n--;
+    const char *name;
+    size_t n;
+    while (s_next_name (&deny, &name, &n)) {
         bool good = n > 0 && !(n == 1 && name [0] == '*');
         for (size_t i = 0; good && i < n; i++) {
             char c = name [i];
@@ -91,9 +99,6 @@ bm_job_env_deny_check (const char *deny, char *error, size_t error_size)
                       "prefix ending in * (names are separated by commas)", (int) (n < 64 ? n : 64), name);
             return -1;
         }
-        deny += length;
-        if (*deny == ',')
-            deny++;
     }
     return 0;
 }
