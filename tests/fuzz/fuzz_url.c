@@ -89,6 +89,19 @@ s_check_embedded (uint32_t v4)
     FUZZ_CHECK (s_classify_v6 (a) == expected);
 }
 
+//  Whether an allow-list entry names a port: "[v6]:port", or one colon
+//  outside brackets (more than one is an IPv6 address without them).
+static bool
+s_names_port (const char *entry)
+{
+    if (entry [0] == '[') {
+        const char *close = strchr (entry, ']');
+        return close && close [1] == ':';
+    }
+    const char *colon = strchr (entry, ':');
+    return colon && !strchr (colon + 1, ':');
+}
+
 static void
 s_check_host (const char *host)
 {
@@ -106,16 +119,29 @@ s_check_host (const char *host)
         if (inet_pton (AF_INET6, bare, &in6) == 1)
             s_classify_v6 (in6.s6_addr);
     }
-    //  The host is always listed in a list that names it.
-    if (len && len < 512 && !strchr (host, ',') && host [0] != ' ' && host [len - 1] != ' ') {
+    //  A host that is a well-formed allow-list entry naming no port is
+    //  listed, on any port, in a list that names it.  (An entry may carry
+    //  a port: "name:80", "[::1]:80"; "a:b" or "[" is no entry at all.)
+    char error [256];
+    if (len && len < 512 && !strchr (host, ',') && host [0] != ' ' && host [len - 1] != ' '
+    &&  wh_ssrf_list_check (host, error, sizeof error) == 0 && !s_names_port (host)) {
         char list [1200];
         char upper [512];
         for (size_t i = 0; i <= len; i++)
             upper [i] = (char) toupper ((unsigned char) host [i]);
         snprintf (list, sizeof list, "example.org , %s ,other", upper);
         FUZZ_CHECK (wh_ssrf_host_listed (list, host));
+        FUZZ_CHECK (wh_ssrf_target_listed (list, host, 8080));
         snprintf (list, sizeof list, "%s", host);
         FUZZ_CHECK (wh_ssrf_host_listed (list, host));
+        //  The same host with a port: listed on that port only.
+        snprintf (list, sizeof list, "%s%s%s:8080", host [0] == '[' || !strchr (host, ':') ? "" : "[",
+                  host, host [0] == '[' || !strchr (host, ':') ? "" : "]");
+        if (wh_ssrf_list_check (list, error, sizeof error) == 0) {
+            FUZZ_CHECK (wh_ssrf_target_listed (list, host, 8080));
+            FUZZ_CHECK (!wh_ssrf_target_listed (list, host, 8081));
+            FUZZ_CHECK (!wh_ssrf_host_listed (list, host));
+        }
     }
 }
 
