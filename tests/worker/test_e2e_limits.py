@@ -21,10 +21,13 @@ bots that run into each limit (tests/worker/bots/hog.py):
   the broker counts it per type (STATS types.<type>.limitKills, which the
   dashboard shows, and bot_limit_kills_total{bot_type,limit} on /metrics).
 """
+import atexit
 import glob
 import os
 import re
+import shutil
 import signal
+import tempfile
 import time
 
 import harness
@@ -48,6 +51,19 @@ HOGS = {
 }
 
 
+def readable_by_all(path):
+    """A copy of path in a directory everyone may enter: a sandboxed bot of
+    a root worker without BOT_USER runs as nobody, who cannot reach a
+    checkout under a private directory (a CI clone in mktemp -d's 0700)."""
+    box = tempfile.mkdtemp(prefix="bm-limits-", dir="/var/tmp")
+    atexit.register(shutil.rmtree, box, True)
+    os.chmod(box, 0o755)
+    copy = os.path.join(box, os.path.basename(path))
+    shutil.copyfile(path, copy)
+    os.chmod(copy, 0o644)
+    return copy
+
+
 def env_name(bot_type, suffix):
     return "BOT_%s_%s" % (bot_type.upper().replace("-", "_"), suffix)
 
@@ -58,6 +74,7 @@ def scenario_each_limit(s):
         env[env_name(bot_type, "CMD")] = "%s %s %s" % (PY, HOG, arg)
         env[env_name(bot_type, suffix)] = value
     env[env_name("hog-boxed-cpu", "SANDBOX")] = "bwrap"
+    env[env_name("hog-boxed-cpu", "CMD")] = "%s %s cpu" % (PY, readable_by_all(HOG))
     env["WORKER_METRICS_PORT"] = "-1"          # any free port, read from its log
     fb = FakeBroker(heartbeat_ms=HEARTBEAT_MS)
     types = ",".join(["python"] + list(HOGS))
