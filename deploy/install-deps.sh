@@ -26,12 +26,12 @@ RUNTIME=(
 )
 # Tests, fuzzers, sanitizers, benchmarks (Celery and redis-py for the bots
 # group's comparison), the Python client and the tools the tests drive
-# (Prometheus, headless Chromium, docker-compose config).
+# (Prometheus, headless Chromium, docker-compose config, capsh).
 TESTING=(
   git clang libclang-rt-14-dev valgrind
   python3-zmq python3-msgpack python3-yaml npm
   prometheus chromium wrk psmisc docker-compose time linux-perf
-  python3-celery python3-redis
+  python3-celery python3-redis libcap2-bin
 )
 
 set_name=all print=0

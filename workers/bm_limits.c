@@ -12,11 +12,13 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -543,6 +545,44 @@ bm_limits_run_apply (const bm_limits_run_t *self)
     return 0;
 }
 
+//  prlimit of RLIMIT_CPU on a bot process.  One of another user (BOT_USER,
+//  or nobody for the sandboxed bots of a root worker) takes
+//  CAP_SYS_RESOURCE, which root in a container often lacks; the kernel
+//  also lets a caller whose real uid and gid are the target's (its real,
+//  effective and saved ones) read its limits and set them, the hard one
+//  only down.  So on EPERM a root worker tries again with this thread's
+//  real uid and gid switched to the bot's for the one call: the raw
+//  system calls change the calling thread's credentials only (glibc's
+//  wrappers would change every thread's), and the effective uid, still 0,
+//  lets it switch back.
+static int
+s_prlimit_cpu (pid_t pid, const bm_limits_t *limits, const struct rlimit *set, struct rlimit *get)
+{
+    if (prlimit (pid, RLIMIT_CPU, set, get) == 0)
+        return 0;
+    if (errno != EPERM || geteuid () != 0 || limits->uid <= 0)
+        return -1;
+    uid_t our_uid = getuid ();
+    gid_t our_gid = getgid ();
+    gid_t gid = limits->gid >= 0 ? (gid_t) limits->gid : our_gid;
+    if (syscall (SYS_setresgid, gid, (gid_t) -1, (gid_t) -1))
+        return -1;
+    int rc = (int) syscall (SYS_setresuid, (uid_t) limits->uid, (uid_t) -1, (uid_t) -1);
+    int saved = errno;
+    if (rc == 0) {
+        rc = prlimit (pid, RLIMIT_CPU, set, get);
+        saved = errno;
+        if (syscall (SYS_setresuid, our_uid, (uid_t) -1, (uid_t) -1))
+            bm_error (NULL, "cannot take back our real uid after setting a bot's CPU limit: %s",
+                      strerror (errno));
+    }
+    if (syscall (SYS_setresgid, our_gid, (gid_t) -1, (gid_t) -1))
+        bm_error (NULL, "cannot take back our real gid after setting a bot's CPU limit: %s",
+                  strerror (errno));
+    errno = saved;
+    return rc;
+}
+
 int
 bm_limits_cpu_job_start (pid_t pid, const bm_limits_t *limits)
 {
@@ -556,7 +596,7 @@ bm_limits_cpu_job_start (pid_t pid, const bm_limits_t *limits)
     long hz = sysconf (_SC_CLK_TCK);
     rlim_t used = (rlim_t) ((utime + stime + (unsigned long long) hz - 1) / (unsigned long long) hz);
     struct rlimit now;
-    if (prlimit (pid, RLIMIT_CPU, NULL, &now))
+    if (s_prlimit_cpu (pid, limits, NULL, &now))
         return -1;
     //  The hard limit a second above the budget (SIGKILL for a bot that
     //  catches SIGXCPU) only where it can be raised again for the next
@@ -570,7 +610,7 @@ bm_limits_cpu_job_start (pid_t pid, const bm_limits_t *limits)
     else
     if (limit.rlim_cur > now.rlim_max)
         limit.rlim_cur = now.rlim_max;
-    return prlimit (pid, RLIMIT_CPU, &limit, NULL);
+    return s_prlimit_cpu (pid, limits, &limit, NULL);
 }
 
 //  --------------------------------------------------------------------------
@@ -741,6 +781,69 @@ s_test_child (bm_limits_run_t *run, const char *script, struct rusage *usage)
     return status;
 }
 
+//  Root without CAP_SYS_RESOURCE (a container's): the CPU budget of a
+//  process of another user is set all the same, and this thread's real
+//  ids are its own again after it.  In a child, which drops the capability.
+static void
+s_test_cpu_budget_without_cap (void)
+{
+    pid_t tester = fork ();
+    assert (tester >= 0);
+    if (tester == 0) {
+        pid_t sleeper = fork ();
+        if (sleeper == 0) {
+            gid_t nogroup = 65534;
+            if (setgroups (1, &nogroup) || setgid (65534) || setuid (65534))
+                _exit (126);
+            execl ("/bin/sleep", "sleep", "30", (char *) NULL);
+            _exit (127);
+        }
+        struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+        struct __user_cap_data_struct caps [2];
+        if (sleeper < 0 || syscall (SYS_capget, &header, caps))
+            _exit (2);
+        caps [CAP_SYS_RESOURCE / 32].effective &= ~(1U << (CAP_SYS_RESOURCE % 32));
+        if (syscall (SYS_capset, &header, caps))
+            _exit (3);
+        s_raise_ok = -1;                //  Probe again, without it
+        //  Wait for the sleeper to be nobody (it was root before its setuid).
+        struct rlimit cpu;
+        for (int tries = 0; tries < 500 && prlimit (sleeper, RLIMIT_CPU, NULL, &cpu) == 0; tries++)
+            usleep (10000);
+        int status = 0;
+        if (prlimit (sleeper, RLIMIT_CPU, NULL, &cpu) == 0 || errno != EPERM)
+            status = 4;                 //  The case is not the one tested
+        bm_limits_t budget = { .cpu_seconds = 7, .cpu_per_job = true, .uid = 65534, .gid = 65534 };
+        if (!status && bm_limits_cpu_job_start (sleeper, &budget))
+            status = 5;
+        char path [64], line [256];
+        snprintf (path, sizeof path, "/proc/%d/limits", (int) sleeper);
+        FILE *file = fopen (path, "r");
+        bool seven = false;
+        while (file && fgets (line, sizeof line, file))
+            if (strncmp (line, "Max cpu time", 12) == 0)
+                seven = atoi (line + 26) == 7;
+        if (file)
+            fclose (file);
+        if (!status && !seven)
+            status = 6;
+        uid_t ruid, euid, suid;
+        gid_t rgid, egid, sgid;
+        if (!status && (getresuid (&ruid, &euid, &suid) || getresgid (&rgid, &egid, &sgid)
+                    ||  ruid || euid || suid || rgid || egid || sgid))
+            status = 7;
+        kill (sleeper, SIGKILL);
+        waitpid (sleeper, NULL, 0);
+        _exit (status);
+    }
+    int status = 0;
+    assert (waitpid (tester, &status, 0) == tester);
+    if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
+        fprintf (stderr, "the CPU budget without CAP_SYS_RESOURCE: step %d failed\n",
+                 WIFEXITED (status) ? WEXITSTATUS (status) : -1);
+    assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+}
+
 void
 bm_limits_test (bool verbose)
 {
@@ -878,6 +981,8 @@ bm_limits_test (bool verbose)
     waitpid (sleeper, NULL, 0);
     budget.cpu_seconds = 5;
     assert (bm_limits_cpu_job_start (sleeper, &budget) == -1);     //  Gone
+    if (geteuid () == 0)
+        s_test_cpu_budget_without_cap ();
     if (verbose)
         printf ("OK (pids: %s%s)\n", method, effective ? "" : ", not enforced");
 }

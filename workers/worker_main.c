@@ -424,22 +424,6 @@ s_bot_user (int64_t *uid, int64_t *gid)
     return 0;
 }
 
-//  Whether we hold CAP_SYS_RESOURCE (root in a container may not).
-static bool
-s_has_sys_resource (void)
-{
-    FILE *file = fopen ("/proc/self/status", "r");
-    if (!file)
-        return false;
-    char line [256];
-    unsigned long long caps = 0;
-    bool found = false;
-    while (!found && fgets (line, sizeof line, file))
-        found = sscanf (line, "CapEff: %llx", &caps) == 1;
-    fclose (file);
-    return found && (caps & (1ULL << 24));      //  CAP_SYS_RESOURCE
-}
-
 //  BOT_<TYPE>_SANDBOX=bwrap: wrap the type's command line, and check once
 //  that the sandbox works here; if it does not, we do not start.
 static int
@@ -457,12 +441,8 @@ s_bot_sandbox (bm_worker_type_t *type)
     //  A root worker without BOT_USER: bwrap and its bot run as nobody, or
     //  every root-owned host file bound into the sandbox (/etc and all)
     //  would stay readable to the bot.
-    //  But a pool process's CPU limit is moved at each of its jobs by the
-    //  worker (prlimit), which takes CAP_SYS_RESOURCE for a process of
-    //  another user: without it, such a type keeps root's uid.
     bool as_nobody = false;
-    bool pool_stays_root = type->bot_mode == BM_BOT_POOL && !s_has_sys_resource ();
-    if (geteuid () == 0 && type->limits.uid < 0 && !pool_stays_root) {
+    if (geteuid () == 0 && type->limits.uid < 0) {
         struct passwd *nobody = getpwnam ("nobody");
         type->limits.uid = nobody && nobody->pw_uid ? (int64_t) nobody->pw_uid : 65534;
         type->limits.gid = nobody && nobody->pw_uid ? (int64_t) nobody->pw_gid : 65534;
@@ -486,12 +466,6 @@ s_bot_sandbox (bm_worker_type_t *type)
     if (as_nobody)
         bm_info (NULL, "%s bots: sandboxed as uid %d, gid %d (nobody): the worker runs as root "
                  "and BOT_USER is not set", type->name, (int) type->limits.uid, (int) type->limits.gid);
-    else
-    if (geteuid () == 0 && type->limits.uid < 0)
-        bm_warn (NULL, "%s bots: sandboxed with root's uid outside the sandbox: in pool mode the "
-                 "worker sets each job's CPU limit, which it cannot do for another user without "
-                 "CAP_SYS_RESOURCE; root-owned files bound into the sandbox stay readable",
-                 type->name);
     return 0;
 }
 

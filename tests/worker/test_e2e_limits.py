@@ -232,6 +232,57 @@ def scenario_warm_limits(s):
     fb.close()
 
 
+def scenario_pool_without_cap_sys_resource(s):
+    """A root worker without CAP_SYS_RESOURCE (a container's default): its
+    sandboxed pool type still runs as nobody, and each job still gets its
+    own CPU budget (set with the bot's real ids, not the capability)."""
+    if os.geteuid() != 0 or not shutil.which("capsh"):
+        log("skipped: needs root and capsh (libcap2-bin)")
+        return
+    boxed = "hogpool-nocap"
+    env = worker_env(RELAXED)
+    env[env_name(boxed, "CMD")] = "%s %s --pool %s" % (PY, readable_by_all(SERVER), readable_by_all(HOG))
+    env[env_name(boxed, "MODE")] = "pool"
+    env[env_name(boxed, "MAX_PROCS")] = "1"
+    env[env_name(boxed, "CPU_SECONDS")] = "1"
+    env[env_name(boxed, "SANDBOX")] = "bwrap"
+    fb = FakeBroker(heartbeat_ms=HEARTBEAT_MS)
+    env["BROKER_ENDPOINT"] = fb.endpoint
+    # capsh drops the capability from the bounding set; bash's exec of the
+    # worker then leaves it out of root's effective set.
+    w = s.spawn("worker-nocap", ["capsh", "--drop=cap_sys_resource", "--", "-c", 'exec "$0" "$@"',
+                                 s.bin("botmesh-worker"), "--type", boxed, "--name", "w-nocap"], env)
+    ident, _ = fb.ready()
+    with open("/proc/%d/status" % w.pid) as f:
+        cap_eff = int([line for line in f if line.startswith("CapEff:")][0].split()[1], 16)
+    check(not cap_eff & (1 << 24), "the worker runs without CAP_SYS_RESOURCE", hex(cap_eff))
+    check("%s bots: sandboxed as uid 65534" % boxed in w.output(),
+          "its sandboxed pool type runs as nobody all the same", w.output()[-2000:])
+    seq = iter(range(100))
+
+    def run(payload):
+        job_id = "nocap-%d" % next(seq)
+        fb.send(ident, JOB, job(job_id, bot_type=boxed, payload=payload, timeout_ms=20000))
+        while True:
+            _, _, body = fb.recv(25, want=DONE)
+            if body["jobId"] == job_id:
+                return body
+
+    first, second = run({"hog": "cpu", "cpuMs": 600}), run({"hog": "cpu", "cpuMs": 600})
+    check(first["ok"] and second["ok"] and first["result"]["pid"] == second["result"]["pid"],
+          "two jobs of 600 ms CPU each on one pool process under CPU_SECONDS=1 both complete",
+          [first, second])
+    body = run({"hog": "cpu"})
+    err = body.get("error") or {}
+    check(body["ok"] is False and err.get("code") == "resource_limit" and err.get("limit") == "cpu",
+          "a CPU spinner fails with resource_limit (cpu): its budget was set", body)
+    check("cannot set the CPU limit" not in w.output(), "no job went without its CPU limit",
+          w.output()[-2000:])
+    sigterm(w)
+    check(wait_exit(w, 10) == 0, "the worker stops cleanly")
+    fb.close()
+
+
 def run_cgroups(pid):
     """Per-run cgroup directories a worker made (botmesh-PID-SEQ-NAME)."""
     return glob.glob("/sys/fs/cgroup/**/botmesh-%d-*" % pid, recursive=True)
@@ -365,7 +416,8 @@ def scenario_through_broker(s):
 def main():
     with harness.Stack("worker-limits") as s:
         for scenario in (scenario_bad_config, scenario_each_limit, scenario_warm_limits,
-                         scenario_stale_cgroups, scenario_through_broker):
+                         scenario_pool_without_cap_sys_resource, scenario_stale_cgroups,
+                         scenario_through_broker):
             log("=== %s" % scenario.__name__)
             scenario(s)
 
