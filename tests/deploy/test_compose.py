@@ -155,8 +155,9 @@ def check_compose(services):
         unknown = sorted(k for k in (svc.get("environment") or {}) if k not in env)
         check(not unknown, "every variable %s sets is in env.example" % name, unknown)
     dc = services["webhook-manager"]["environment"]
-    check("mock-webhook" in dc.get("WEBHOOK_ALLOWED_HOSTS", "") or dc.get("WEBHOOK_ALLOW_PRIVATE") == "1",
-          "the webhook manager may call http://mock-webhook:5000 (the seed's webhookUrl)", dc)
+    check(dc.get("WEBHOOK_ALLOWED_HOSTS") == "mock-webhook:5000",
+          "the webhook manager may call http://mock-webhook:5000 (the seed's webhookUrl), "
+          "and no other port of that host", dc)
 
 
 def check_dockerfile():
