@@ -576,7 +576,7 @@ s_router_handler (zloop_t *loop, zsock_t *router, void *arg)
 void
 bm_broker_push_writes (bm_broker_t *self)
 {
-    if (self->store)
+    if (self->store && bm_store_in_flight (self->store) < BM_PUSH_IN_FLIGHT)
         bm_store_push (self->store, BM_PUSH_WRITES);
 }
 

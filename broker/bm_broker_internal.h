@@ -353,8 +353,14 @@ void bm_dispatch_release (bm_broker_t *self);
 //  of the batch is read (SUBMIT_MANY, DONE_MANY): Redis runs the first
 //  items' writes while the broker decodes the next ones, instead of the
 //  whole batch's after it.  Called between items: sends the open group
-//  (with the turn's batched set writes) once it holds that many writes.
-#define BM_PUSH_WRITES  256
+//  (with the turn's batched set writes) once it holds that many writes,
+//  while fewer than BM_PUSH_IN_FLIGHT writes wait for Redis's answer.
+//  With more waiting (many batches at once, as the gateway's), Redis has
+//  work queued already: smaller groups then only cost both sides more
+//  (wake-ups, reads) for no gain, and the group goes at the end of the
+//  turn instead.
+#define BM_PUSH_WRITES     256
+#define BM_PUSH_IN_FLIGHT  2048
 void bm_broker_push_writes (bm_broker_t *self);
 void bm_job_enqueue (bm_broker_t *self, bm_job_t *job);
 void bm_job_unassign (bm_broker_t *self, bm_job_t *job);

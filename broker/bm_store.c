@@ -848,3 +848,9 @@ bm_store_pending (bm_store_t *self)
 {
     return s_kept (self) + (self->open ? self->open->count : 0) + self->in_flight;
 }
+
+size_t
+bm_store_in_flight (bm_store_t *self)
+{
+    return self->in_flight;
+}

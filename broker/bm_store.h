@@ -123,5 +123,7 @@ bool bm_store_fenced (bm_store_t *self);
 //  Writes waiting (buffered, grouped or in flight), for shutdown and
 //  metrics.
 size_t bm_store_pending (bm_store_t *self);
+//  Writes sent to Redis and not yet answered.
+size_t bm_store_in_flight (bm_store_t *self);
 
 #endif
