@@ -22,12 +22,11 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 
 import yaml
 
 import deploylib as d
-from harness import check, log, main
+from harness import check, log, main, tempdir
 
 COMPOSE = os.path.join(d.ROOT, "docker-compose.yml")
 SIMPLE = os.path.join(d.ROOT, "docker-compose.simple.yml")
@@ -67,7 +66,7 @@ class Root:
     files, deploy/ linked), with or without a .env."""
 
     def __init__(self, dotenv=None):
-        self.dir = tempfile.mkdtemp(prefix="botmesh-compose-")
+        self.dir = tempdir("botmesh-compose-")
         for f in (COMPOSE, SIMPLE):
             shutil.copy(f, self.dir)
         os.symlink(os.path.join(d.ROOT, "deploy"), os.path.join(self.dir, "deploy"))
@@ -88,9 +87,6 @@ class Root:
         p = self.compose(*(args + ["config"]))
         check(p.returncode == 0, "docker-compose %s config resolves it" % " ".join(args), p.stderr)
         return yaml.safe_load(p.stdout)["services"]
-
-    def cleanup(self):
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def ports_of(svc):
@@ -295,21 +291,18 @@ def test():
 
     # No .env: the defaults of the files.
     bare = Root()
-    try:
-        full = bare.resolved("docker-compose.yml")
-        check_compose(full)
-        check_seed_rate(full, "without a .env")
-        simple = bare.resolved("docker-compose.simple.yml")
-        check_simple(simple, full)
-        cache = {("docker-compose.yml",): full, ("docker-compose.simple.yml",): simple}
+    full = bare.resolved("docker-compose.yml")
+    check_compose(full)
+    check_seed_rate(full, "without a .env")
+    simple = bare.resolved("docker-compose.simple.yml")
+    check_simple(simple, full)
+    cache = {("docker-compose.yml",): full, ("docker-compose.simple.yml",): simple}
 
-        def services_of(files):
-            if files not in cache:
-                cache[files] = bare.resolved(*files)
-            return cache[files]
-        check_seed_commands(bare, services_of)
-    finally:
-        bare.cleanup()
+    def services_of(files):
+        if files not in cache:
+            cache[files] = bare.resolved(*files)
+        return cache[files]
+    check_seed_commands(bare, services_of)
 
     # cp env.example .env, as the quick start says, with every port changed:
     # Compose reads that .env at the root and publishes those host ports.
@@ -319,25 +312,19 @@ def test():
         check(edited != changed, "env.example sets %s=%d" % (var, default))
         changed = edited
     dotenv = Root(changed)
-    try:
-        for f in ("docker-compose.yml", "docker-compose.simple.yml"):
-            services = dotenv.resolved(f)
-            for var, service, default, port in DOTENV_PORTS:
-                # The simple file publishes fewer ports: those it does.
-                if f == "docker-compose.yml" or default in [t for _, t in ports_of(services[service])]:
-                    check((port, default) in ports_of(services[service])
-                          and not any(p == default for p, _ in ports_of(services[service])),
-                          "%s reads .env: %s=%d there publishes %s on %d" % (f, var, port, service, port),
-                          ports_of(services[service]))
-            check_seed_rate(services, "%s with env.example as .env" % f)
-    finally:
-        dotenv.cleanup()
+    for f in ("docker-compose.yml", "docker-compose.simple.yml"):
+        services = dotenv.resolved(f)
+        for var, service, default, port in DOTENV_PORTS:
+            # The simple file publishes fewer ports: those it does.
+            if f == "docker-compose.yml" or default in [t for _, t in ports_of(services[service])]:
+                check((port, default) in ports_of(services[service])
+                      and not any(p == default for p, _ in ports_of(services[service])),
+                      "%s reads .env: %s=%d there publishes %s on %d" % (f, var, port, service, port),
+                      ports_of(services[service]))
+        check_seed_rate(services, "%s with env.example as .env" % f)
     # A limit set in .env replaces the default (0 turns it off).
     off = Root(example + "\nRATE_LIMIT_RPS=0\n")
-    try:
-        check(rate_limit(off.resolved("docker-compose.yml"))[0] == 0, "RATE_LIMIT_RPS=0 in .env turns the limit off")
-    finally:
-        off.cleanup()
+    check(rate_limit(off.resolved("docker-compose.yml"))[0] == 0, "RATE_LIMIT_RPS=0 in .env turns the limit off")
 
 
 if __name__ == "__main__":

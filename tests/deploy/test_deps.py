@@ -14,13 +14,11 @@ the build, and checks what apt-get was asked:
   --no-upgrade, and no upgrade command is ever run.
 """
 import os
-import shutil
 import stat
 import subprocess
-import tempfile
 
 import deploylib as d
-from harness import check, log, main
+from harness import check, log, main, tempdir
 
 SCRIPT = os.path.join(d.ROOT, "botmesh")
 DEPS = os.path.join(d.ROOT, "deploy", "install-deps.sh")
@@ -46,7 +44,7 @@ class Fakes:
     """A PATH directory whose apt-get, dpkg-query and cmake record and stop."""
 
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="botmesh-deps-")
+        self.dir = tempdir("botmesh-deps-")
         self.bin = os.path.join(self.dir, "bin")
         self.apt_log = os.path.join(self.dir, "apt.log")
         os.mkdir(self.bin)
@@ -76,9 +74,6 @@ class Fakes:
         calls = open(self.apt_log).read().splitlines() if os.path.exists(self.apt_log) else []
         log("$ %s -> rc %d; apt-get: %s" % (" ".join(os.path.basename(a) for a in argv), p.returncode, calls))
         return p, calls
-
-    def cleanup(self):
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def installed_by(calls):
@@ -127,22 +122,19 @@ def test():
           ".ci/run installs the full set", ci_lines)
 
     f = Fakes()
-    try:
-        for cmd in (["up"], ["build"]):
-            p, calls = f.run([SCRIPT] + cmd)
-            check(p.returncode != 0 and "cmake stand-in" in p.stderr,
-                  "./botmesh %s installs, then builds (stopped by the stand-in)" % cmd[0], p.stdout, p.stderr)
-            check_calls("./botmesh %s" % cmd[0], calls, runtime, {"redis-server", "cmake"})
-        for cmd in (["test"], ["bench", "--quick"]):
-            p, calls = f.run([SCRIPT] + cmd)
-            check(p.returncode != 0 and "cmake stand-in" in p.stderr,
-                  "./botmesh %s installs, then builds (stopped by the stand-in)" % cmd[0], p.stdout, p.stderr)
-            check_calls("./botmesh %s" % cmd[0], calls, full, {"chromium", "prometheus", "docker-compose", "wrk"})
-        p, calls = f.run(["bash", DEPS])
-        check(p.returncode == 0, "install-deps.sh as .ci/run calls it", p.stderr)
-        check_calls("install-deps.sh (CI)", calls, full, {"chromium", "prometheus", "docker-compose", "wrk"})
-    finally:
-        f.cleanup()
+    for cmd in (["up"], ["build"]):
+        p, calls = f.run([SCRIPT] + cmd)
+        check(p.returncode != 0 and "cmake stand-in" in p.stderr,
+              "./botmesh %s installs, then builds (stopped by the stand-in)" % cmd[0], p.stdout, p.stderr)
+        check_calls("./botmesh %s" % cmd[0], calls, runtime, {"redis-server", "cmake"})
+    for cmd in (["test"], ["bench", "--quick"]):
+        p, calls = f.run([SCRIPT] + cmd)
+        check(p.returncode != 0 and "cmake stand-in" in p.stderr,
+              "./botmesh %s installs, then builds (stopped by the stand-in)" % cmd[0], p.stdout, p.stderr)
+        check_calls("./botmesh %s" % cmd[0], calls, full, {"chromium", "prometheus", "docker-compose", "wrk"})
+    p, calls = f.run(["bash", DEPS])
+    check(p.returncode == 0, "install-deps.sh as .ci/run calls it", p.stderr)
+    check_calls("install-deps.sh (CI)", calls, full, {"chromium", "prometheus", "docker-compose", "wrk"})
 
 
 if __name__ == "__main__":

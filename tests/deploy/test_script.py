@@ -19,11 +19,10 @@ import select
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 
 import deploylib as d
-from harness import check, free_port, http as http_plain, log, main, wait_until
+from harness import check, free_port, http as http_plain, log, main, tempdir, wait_until
 
 SCRIPT = os.path.join(d.ROOT, "botmesh")
 # The env file turns API keys on, as README's Security section says a user
@@ -37,7 +36,7 @@ def http(method, url, body=None):
 
 class Env:
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="botmesh-script-")
+        self.dir = tempdir("botmesh-script-")
         self.var = os.path.join(self.dir, "var")
         self.envfile = os.path.join(self.dir, "env")
         self.ports = {k: free_port() for k in
@@ -105,7 +104,6 @@ class Env:
                 log("killed leftover %s" % name)
             except ProcessLookupError:
                 pass
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def check_wait_status(e, gw):

@@ -13,10 +13,9 @@ import os
 import shutil
 import stat
 import subprocess
-import tempfile
 
 import deploylib as d
-from harness import check, free_port, log, main, wait_until
+from harness import check, free_port, log, main, tempdir, wait_until
 
 SCRIPT = os.path.join(d.ROOT, "botmesh")
 PASSWORD = "S3cretRedisPw"
@@ -36,7 +35,7 @@ def wrapper(bindir, name, record):
 
 
 def test():
-    top = tempfile.mkdtemp(prefix="botmesh-secrets-")
+    top = tempdir("botmesh-secrets-")
     var = os.path.join(top, "var")
     bindir = os.path.join(top, "bin")
     os.makedirs(bindir)
@@ -112,7 +111,6 @@ def test():
     check(any(l.startswith("env ") for l in lines), "./botmesh started services through env", lines[:10])
     bad = [l for l in lines if PASSWORD in l]
     check(not bad, "no redis-cli or env command line holds the password (ps would show it)", bad[:5])
-    shutil.rmtree(top, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,9 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 
 import deploylib as d
-from harness import check, log, main
+from harness import check, log, main, tempdir
 
 SYSTEMD = os.path.join(d.ROOT, "deploy", "systemd")
 
@@ -75,24 +74,21 @@ def test():
     if not shutil.which("systemd-analyze"):
         log("systemd-analyze is not installed: verify not run")
         return
-    tmp = tempfile.mkdtemp(prefix="botmesh-systemd-")
-    try:
-        files = []
-        for path in units + [os.path.join(SYSTEMD, "botmesh.target")]:
-            text = open(path).read()
-            text = re.sub(r"/usr/local/bin/(botmesh-[a-z]+)", lambda m: os.path.join(d.BIN, m.group(1)), text)
-            dst = os.path.join(tmp, os.path.basename(path))
-            open(dst, "w").write(text)
-            files.append(dst.replace("@.service", "@python.service") if "@" in dst else dst)
-        for f in files:
-            if "@python" in f:
-                shutil.copy(f.replace("@python.service", "@.service"), f)
-        p = subprocess.run(["systemd-analyze", "verify"] + files, capture_output=True, text=True,
-                           timeout=60, cwd=tmp)
-        ours = [l for l in (p.stdout + p.stderr).splitlines() if tmp in l or "botmesh" in l]
-        check(p.returncode == 0 and not ours, "systemd-analyze verify finds nothing to say", p.returncode, ours)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    tmp = tempdir("botmesh-systemd-")
+    files = []
+    for path in units + [os.path.join(SYSTEMD, "botmesh.target")]:
+        text = open(path).read()
+        text = re.sub(r"/usr/local/bin/(botmesh-[a-z]+)", lambda m: os.path.join(d.BIN, m.group(1)), text)
+        dst = os.path.join(tmp, os.path.basename(path))
+        open(dst, "w").write(text)
+        files.append(dst.replace("@.service", "@python.service") if "@" in dst else dst)
+    for f in files:
+        if "@python" in f:
+            shutil.copy(f.replace("@python.service", "@.service"), f)
+    p = subprocess.run(["systemd-analyze", "verify"] + files, capture_output=True, text=True,
+                       timeout=60, cwd=tmp)
+    ours = [l for l in (p.stdout + p.stderr).splitlines() if tmp in l or "botmesh" in l]
+    check(p.returncode == 0 and not ours, "systemd-analyze verify finds nothing to say", p.returncode, ours)
 
 
 if __name__ == "__main__":

@@ -18,17 +18,25 @@ Synchronise on events (wait_until with a deadline), never on sleeps.
 Services bind port 0 (any free port) and the tests read the port each one
 reports: the line "listening KIND=ADDR:PORT" on its stderr (Proc.listening).
 Binaries come from $BOTMESH_BIN (set by CTest), the tree from $BOTMESH_ROOT.
+
+Nothing a test makes outlives it.  Its temp dirs (tempdir, a Stack's dir)
+are removed when it passes and kept when it fails, their paths printed
+(BOTMESH_KEEP_TMP=1 keeps them always).  Every process it starts, through
+a Stack or any subprocess call, ends with it, even when the test itself is
+SIGKILLed (a CTest timeout): see Watchdog.
 """
 import atexit
 import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import urllib.error
@@ -51,6 +59,122 @@ TERMINAL = ("completed", "failed", "cancelled")
 
 class TestFailure(Exception):
     pass
+
+
+# --- temp dirs: removed when the test passes, kept when it fails ------------
+
+KEEP_TMP = os.environ.get("BOTMESH_KEEP_TMP", "") not in ("", "0")
+_TMPDIRS = []                   # (path, keep) of every tempdir() of this run
+_FAILED = []                    # non-empty once the test is known to have failed
+SKIP = 77                       # the exit code CTest reads as "skipped" (SKIP_RETURN_CODE)
+
+
+def tempdir(prefix="botmesh-", dir=None, keep=False):
+    """A new private directory, removed when this process ends if the test
+    passed; kept, and its path printed, if it failed (or with keep, or
+    BOTMESH_KEEP_TMP=1)."""
+    path = tempfile.mkdtemp(prefix=prefix, dir=dir)
+    _TMPDIRS.append((path, keep))
+    return path
+
+
+def mark_failed(why):
+    """Record that the test failed: its temp dirs are kept."""
+    _FAILED.append(why)
+
+
+def _tmpdirs_at_exit():
+    kept = [path for path, keep in _TMPDIRS if keep or KEEP_TMP or _FAILED]
+    for path, _ in _TMPDIRS:
+        if path not in kept:
+            shutil.rmtree(path, ignore_errors=True)
+    if kept:
+        why = "the test failed" if _FAILED else "BOTMESH_KEEP_TMP" if KEEP_TMP else "keep"
+        print("test directories kept (%s): %s" % (why, " ".join(kept)), flush=True)
+
+
+def _excepthook(kind, value, tb):
+    mark_failed(kind.__name__)
+    _previous_excepthook(kind, value, tb)
+
+
+#  Registered first, so it runs last: after every Stack has stopped its
+#  processes (atexit runs handlers in reverse order).
+atexit.register(_tmpdirs_at_exit)
+_previous_excepthook, sys.excepthook = sys.excepthook, _excepthook
+
+
+# --- the watchdog: whatever the test starts ends with it -------------------
+
+class Watchdog:
+    """A helper process that outlives the test by a moment, to end what it
+    started.  The test holds the write end of the helper's stdin; when the
+    test ends, however (a return, an exception, a SIGKILL from CTest's
+    timeout), the helper reads EOF and SIGKILLs:
+    - every process group still registered (each Proc runs in its own
+      session, so its group holds what it forked: a worker's bots, the
+      children of a shell);
+    - every process whose environment carries OWNER=<this test's id>: the
+      variable is set in os.environ when harness is imported, so whatever
+      the test starts, by a Stack or by subprocess directly, inherits it,
+      and so do their children, through setsid, shells and daemonising.
+    PR_SET_PDEATHSIG does not do here: it fires when the *thread* that
+    forked the child ends (tests start services from threads), and a
+    fork clears it, so grandchildren would live on."""
+
+    OWNER = "BOTMESH_TEST_OWNER"
+    SOURCE = r'''
+import os, signal, sys
+for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(s, signal.SIG_IGN)
+tag, groups = sys.argv[1].encode(), set()
+for line in sys.stdin:                      # until the test ends
+    (groups.add if line[0] == "+" else groups.discard)(int(line[1:]))
+for g in groups:
+    try:
+        os.killpg(g, signal.SIGKILL)
+    except OSError:
+        pass
+for _ in range(10):                         # again while some were forking
+    killed = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if tag in open("/proc/%s/environ" % pid, "rb").read().split(b"\0"):
+                os.kill(int(pid), signal.SIGKILL)
+                killed += 1
+        except OSError:
+            pass
+    if not killed:
+        break
+'''
+
+    def __init__(self):
+        self.owner = "%d.%d" % (os.getpid(), time.time_ns())
+        env = {k: v for k, v in os.environ.items() if k != self.OWNER}
+        self.p = subprocess.Popen(["/usr/bin/python3", "-c", self.SOURCE, self.OWNER + "=" + self.owner],
+                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env,
+                                  start_new_session=True, text=True)
+        self.lock = threading.Lock()        # tests start processes from threads too
+        os.environ[self.OWNER] = self.owner
+
+    def _tell(self, line):
+        with self.lock:
+            try:
+                self.p.stdin.write(line + "\n")
+                self.p.stdin.flush()
+            except (OSError, ValueError):   # the watchdog is gone: nothing to tell
+                pass
+
+    def watch(self, pgid):
+        """Kill process group pgid when the test ends."""
+        self._tell("+%d" % pgid)
+
+    def forget(self, pgid):
+        """Process group pgid is gone (its id may be reused)."""
+        self._tell("-%d" % pgid)
+
+
+WATCHDOG = Watchdog()
 
 
 def log(*args):
@@ -332,6 +456,7 @@ class Proc:
         self.log_start = self.logfile.tell()    # a restart appends to the same log
         self.p = subprocess.Popen(args, env=env, stdout=self.logfile, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        WATCHDOG.watch(self.p.pid)
 
     @property
     def pid(self):
@@ -368,6 +493,7 @@ class Proc:
             os.killpg(self.p.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        WATCHDOG.forget(self.p.pid)
 
     def output(self):
         self.logfile.flush()
@@ -400,7 +526,8 @@ class Stack:
     """A set of processes for one test, torn down on exit."""
 
     def __init__(self, name=None, keep=False):
-        self.dir = tempfile.mkdtemp(prefix="botmesh-%s-" % (name or "test"))
+        self.dir = tempdir("botmesh-%s-" % (name or "test"), keep=keep)
+        log("test directory", self.dir)
         self.procs = []
         self.env = dict(os.environ)
         self.env.setdefault("LOG_LEVEL", "info")
@@ -419,6 +546,7 @@ class Stack:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
+            mark_failed(exc_type.__name__)
             self.dump()
             try:
                 self.close()
@@ -441,6 +569,7 @@ class Stack:
         reports = self.sanitizer_reports()
         self.procs = []
         if reports:
+            mark_failed("sanitizer reports")
             for name, text in reports:
                 print("----- %s: sanitizer report -----\n%s" % (name, text))
             raise TestFailure("FAILED: sanitizer reports in %s" % ", ".join(n for n, _ in reports))
@@ -566,7 +695,12 @@ def main(fn):
     try:
         fn()
     except TestFailure as e:
+        mark_failed("TestFailure")
         print(e, flush=True)
         sys.exit(1)
+    except SystemExit as e:
+        if e.code not in (None, 0, SKIP):
+            mark_failed("exit %s" % e.code)
+        raise
     print("PASS", flush=True)
     sys.exit(0)

@@ -19,7 +19,6 @@ control), only the process group is killed and the escapees live on
 import json
 import os
 import signal
-import tempfile
 import time
 
 import harness
@@ -66,7 +65,7 @@ def kill_all(pids):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="bm-escapees-")
+    tmp = harness.tempdir("bm-escapees-")
     survivors = []
     try:
         run(tmp, survivors)

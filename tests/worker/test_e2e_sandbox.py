@@ -195,7 +195,7 @@ def scenario_refuses(s):
     check("BOT_BOXED_SANDBOX=bwrap: bwrap is not installed" in w.output()
           and "refusing to run these bots unsandboxed" in w.output(), "and says why", w.output()[-400:])
     # A bwrap that fails, as one does without user namespaces.
-    fake = tempfile.mkdtemp(prefix="fake-bwrap-")
+    fake = harness.tempdir("fake-bwrap-")
     with open(os.path.join(fake, "bwrap"), "w") as f:
         f.write("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
     os.chmod(os.path.join(fake, "bwrap"), 0o755)

@@ -18,7 +18,6 @@ tests/worker/bots/warmbot.py under workers/bots/python/forkserver.py.
   "output"); the next job runs in another process.
 """
 import os
-import tempfile
 import time
 
 import harness
@@ -40,7 +39,7 @@ def gone(pid):
 
 
 def main():
-    typo = os.path.join(tempfile.mkdtemp(prefix="bm-typo-"), "typo.sh")
+    typo = os.path.join(harness.tempdir("bm-typo-"), "typo.sh")
     with open(typo, "w") as f:
         f.write(TYPO)
     with harness.Stack("worker-e2e-warm-jobs") as s:

@@ -20,7 +20,6 @@ under workers/bots/python/forkserver.py.
   own) and bot_init_failures_total.
 """
 import os
-import tempfile
 import time
 
 import harness
@@ -107,7 +106,7 @@ def main():
                    5, "bot_recycles_total{reason=max_rss} on the worker's /metrics")
 
         # kill -9 of a pool process mid-job: attempt 2 on a new process; pool refills.
-        pid_file = os.path.join(tempfile.mkdtemp(prefix="warm-kill-"), "pid")
+        pid_file = os.path.join(harness.tempdir("warm-kill-"), "pid")
         job = c.submit("warm", {"sleepMs": 1500, "pidFile": pid_file})
         wait_progress(c, job, "the job to start")
         target = int(open(pid_file).read())
@@ -123,7 +122,7 @@ def main():
 
         # A crash of the bot's own making is the job's failure, not a lost
         # attempt: one run (attempts 1), bot_failed, signal and stderr tail.
-        tmp = tempfile.mkdtemp(prefix="warm-crash-")
+        tmp = harness.tempdir("warm-crash-")
         for bot_type, sig, num, attempts in (("warm", "SIGSEGV", 11, 1), ("warm", "SIGABRT", 6, 2),
                                              ("forked", "SIGSEGV", 11, 1)):
             runs = os.path.join(tmp, "%s-%s-%d" % (bot_type, sig, attempts))
@@ -191,7 +190,7 @@ def main():
     # A bot that crashes while loading.
     with harness.Stack("worker-e2e-warm-init") as s:
         s.broker(redis=False)
-        load_log = os.path.join(tempfile.mkdtemp(prefix="warm-init-"), "loads")
+        load_log = os.path.join(harness.tempdir("warm-init-"), "loads")
         env = {"BOT_CRASH_CMD": "/usr/bin/python3 %s --pool %s" % (SERVER, WARMBOT),
                "BOT_CRASH_MODE": "pool", "BOT_CRASH_MAX_PROCS": "2", "BOT_CRASH_MIN_PROCS": "1",
                "WARMBOT_CRASH_AT_LOAD": "1", "WARMBOT_LOAD_LOG": load_log,
