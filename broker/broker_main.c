@@ -1,4 +1,5 @@
 /*  broker_main.c - botmesh-broker: parse flags, load settings, run.  */
+#include "bm_env_check.h"
 #include "bm_main.h"
 #include "bm_http.h"
 #include "bm_broker.h"
@@ -81,6 +82,7 @@ main (int argc, char *argv [])
     if (bm_log_init ("broker"))
         return 2;
     bm_settings_warn_foreign ();
+    bm_env_check_warn ("broker", environ);
     if (bm_settings_print_env_flag (argc, argv, bm_broker_settings))
         return 0;
     for (int i = 1; i < argc; i++) {

@@ -7,6 +7,7 @@
 #include "bm_codec.h"
 #include "bm_codec_batch.h"
 #include "bm_endpoints.h"
+#include "bm_env_check.h"
 #include "bm_sock_watch.h"
 #include "bm_main.h"
 #include "bm_sentinel.h"
@@ -21,6 +22,7 @@
 
 static const bm_selftest_t s_tests [] = {
     { "settings",  bm_settings_test },
+    { "env_check", bm_env_check_test },
     { "redis_url", bm_redis_url_test },
     { "log",       bm_log_test },
     { "codec",     bm_codec_test },

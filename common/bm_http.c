@@ -1,5 +1,6 @@
 /*  bm_http.c - the HTTP layer of botmesh's civetweb servers.  */
 #include "bm_http.h"
+#include "bm_env_check.h"
 #include "bm_config.h"
 #include "bm_settings.h"
 #include "bm_log.h"
@@ -305,6 +306,7 @@ bm_http_args (int argc, char *argv [], const char *component, void (*usage) (FIL
     if (bm_log_init (component))
         return 1;
     bm_settings_warn_foreign ();
+    bm_env_check_warn (component, environ);
     for (int i = 1; i < argc; i++) {
         if (strcmp (argv [i], "--help") == 0 || strcmp (argv [i], "-h") == 0) {
             usage (stdout);

@@ -3,6 +3,7 @@
     Parses flags and the environment, starts the server (gw_server), waits
     for SIGTERM or SIGINT, then stops gracefully: the listening socket
     closes, requests in flight finish, the process exits 0.  */
+#include "bm_env_check.h"
 #include "bm_main.h"
 #include "gw_server.h"
 #include "gw_history.h"
@@ -106,6 +107,7 @@ main (int argc, char *argv [])
     if (bm_log_init ("gateway"))
         return 1;
     bm_settings_warn_foreign ();
+    bm_env_check_warn ("gateway", environ);
     if (bm_settings_print_env_flag (argc, argv, s_settings))
         return 0;
     gw_config_t config = { 0 };

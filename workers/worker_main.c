@@ -1,4 +1,5 @@
 /*  worker_main.c - botmesh-worker: arguments and environment, then run.  */
+#include "bm_env_check.h"
 #include "bm_worker.h"
 #include "bm_bot.h"
 #include "bm_config.h"
@@ -525,6 +526,7 @@ main (int argc, char *argv [])
     if (bm_log_init ("worker"))
         return 2;
     bm_settings_warn_foreign ();
+    bm_env_check_warn ("worker", environ);
 
     if (bm_settings_print_env_flag (argc, argv, s_settings))
         return 0;

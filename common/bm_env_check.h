@@ -1,0 +1,52 @@
+/*  bm_env_check.h - misspelt configuration names, named at start.
+
+    One environment file feeds every botmesh service, so a variable set for
+    one service is unknown to the others: only a name that no botmesh
+    program reads is suspect.  Which names botmesh programs read, and which
+    program reads which, comes from env.example, embedded at build time:
+    every variable with the programs that read it in [brackets], and the
+    per-bot-type patterns its comments spell out (BOT_<TYPE>_MODE); a name
+    of a built-in type (BOT_PYTHON_MODE) stands for its pattern too.
+    deploy.env_help holds env.example to each program's settings table and
+    --help, so the catalogue is the tables.
+
+    At start each service calls bm_env_check_warn.  A variable is doubtful
+    when it starts with the first word of a catalogue name (BOT_, BROKER_,
+    REDIS_, ...) and either
+    - no program reads it, and it is a small edit away from a name this
+      program reads:  unknown setting BROKER_ENDPIONT (did you mean
+      BROKER_ENDPOINT?); or
+    - it fits a per-type pattern this program reads with a type a small
+      edit away from a built-in one: MAX_PYTON_BOTS (did you mean
+      MAX_PYTHON_BOTS?).
+    Each doubtful variable gets one WARN line; the service starts anyway.  */
+#ifndef BM_ENV_CHECK_H
+#define BM_ENV_CHECK_H
+
+#include <stdbool.h>
+
+//  The process's environment (POSIX), to pass to bm_env_check_warn.
+extern char **environ;
+
+typedef struct _bm_env_check_t bm_env_check_t;
+
+//  Read a catalogue in env.example's format (borrowed for the call only).
+bm_env_check_t *bm_env_check_new (const char *catalogue);
+
+//  Destroy the catalogue; nulls *self_p.
+void bm_env_check_destroy (bm_env_check_t **self_p);
+
+//  The name program (a tag of the catalogue: broker, worker, gateway,
+//  webhook, mock, client) reads that name is likely a misspelling of, as a
+//  new string the caller frees; NULL when name raises no doubt.
+char *bm_env_check_suggest (bm_env_check_t *self, const char *program, const char *name);
+
+//  Check every NAME=value of env (NULL-terminated, as environ) against the
+//  embedded env.example; log one WARN line per doubtful variable and
+//  return how many there were.
+int bm_env_check_warn (const char *program, char **env);
+
+//  Self test.
+void bm_env_check_test (bool verbose);
+
+#endif
