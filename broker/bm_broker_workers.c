@@ -217,6 +217,36 @@ s_ready_refused (bm_broker_t *self, zframe_t *identity, const char *name)
     return true;
 }
 
+//  A name for a worker whose READY gave none: "worker-" and its whole
+//  routing id in hex, which no other connection has while this one is
+//  connected.  A routing id too long for a name, or a name a live worker
+//  chose for itself, gets a numbered suffix: two live workers never share
+//  a name the broker made.
+static void
+s_generated_name (bm_broker_t *self, const char *key, char *name, size_t size)
+{
+    bool whole = strlen ("worker-") + strlen (key) < size;
+    snprintf (name, size, "worker-%s", key);
+    for (unsigned n = 2; !whole || s_worker_named (self, name, key); n++) {
+        snprintf (name, size, "worker-%.100s-%u", key, n);
+        whole = true;
+    }
+}
+
+//  Tell a worker the name the broker gave it: HEARTBEAT {name}, sent as
+//  its READY is taken, so that it can READY under that name when it
+//  reconnects (and have its running jobs back).
+static void
+s_tell_name (bm_broker_t *self, bm_worker_entry_t *worker)
+{
+    bm_body_t body;
+    bm_body_init (self, &body);
+    msgpack_pack_map (&body.pk, 1);
+    bm_pack_kv_str (&body.pk, "name", worker->name);
+    bm_broker_send_worker (self, worker, BM_HEARTBEAT, &body);
+    bm_body_free (&body);
+}
+
 //  READY {name, types, credit, pid?, batch?, running?}
 static void
 s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
@@ -229,10 +259,11 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
         return;
     }
     char name [BM_MAX_ID_LEN + 1];
-    if (ready.name [0])
+    bool named = ready.name [0] != 0;
+    if (named)
         snprintf (name, sizeof name, "%s", ready.name);
     else
-        snprintf (name, sizeof name, "worker-%.8s", key);
+        s_generated_name (self, key, name, sizeof name);
     bm_service_t *services [BM_MAX_WORKER_TYPES];
     int count = 0;
     for (int i = 0; i < ready.type_count; i++) {
@@ -273,8 +304,11 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
             strcat (types_text, ",");
         strcat (types_text, worker->services [i]->name);
     }
-    bm_info (NULL, "worker %s ready: types %s, credit %" PRId64 ", running %d",
-             name, types_text, credit, ready.running_count);
+    bm_info (NULL, "worker %s ready: types %s, credit %" PRId64 ", running %d%s",
+             name, types_text, credit, ready.running_count,
+             named ? "" : " (named by the broker: its READY gave no name)");
+    if (!named)
+        s_tell_name (self, worker);
     s_worker_reported (self, worker, &ready);
     bm_dispatch_worker (self, worker);
 }

@@ -321,8 +321,8 @@ int bm_codec_stats_reply_worker (const bm_codec_stats_reply_t *self, size_t inde
 //  Worker side (BMW01)
 
 //  READY {name, types, credit, pid?, batch?, running?}.  A name that is
-//  absent or not a valid id leaves name "" (the broker names the worker
-//  itself).  running: the ids of the jobs the worker runs (sent on a new
+//  absent (or nil) leaves name "" (the broker names the worker itself);
+//  one that is not a valid id is refused.  running: the ids of the jobs the worker runs (sent on a new
 //  connection), 0..BM_MAX_READY_RUNNING valid ids.
 typedef struct {
     char name [BM_MAX_ID_LEN + 1];

@@ -650,12 +650,17 @@ test_tolerant_reads (void)
                && list.limit == limits [i].limit && !list.state [0] && !list.bot_type [0]);
         bm_msg_destroy (&msg);
     }
-    //  READY: a name that is not a valid id leaves the broker to name it.
+    //  READY: no name leaves the broker to name the worker; a name that
+    //  is not a valid id is refused, naming the field.
     bm_codec_ready_t ready;
-    msg = s_json_msg (BM_WORKER_HEADER, BM_READY,
-                      "{\"name\":\"has space\",\"types\":[\"python\"],\"credit\":0}");
+    msg = s_json_msg (BM_WORKER_HEADER, BM_READY, "{\"types\":[\"python\"],\"credit\":0}");
     CHECK (msg && bm_codec_ready_decode (msg, &ready, &error) == 0
            && ready.name [0] == 0 && ready.credit == 0 && !ready.has_pid);
+    bm_msg_destroy (&msg);
+    msg = s_json_msg (BM_WORKER_HEADER, BM_READY,
+                      "{\"name\":\"has space\",\"types\":[\"python\"],\"credit\":0}");
+    CHECK (msg && bm_codec_ready_decode (msg, &ready, &error) == -1
+           && streq (error.code, "bad_request") && strstr (error.message, "name"));
     bm_msg_destroy (&msg);
     //  PROGRESS outside 0..100 is ignored.
     bm_codec_progress_t progress;

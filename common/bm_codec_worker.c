@@ -43,11 +43,9 @@ bm_codec_ready_decode (const bm_msg_t *msg, bm_codec_ready_t *self, bm_codec_err
         self->running = running;
         self->running_count = (int) running->via.array.size;
     }
-    //  A name that is not a valid id is replaced by the broker's own.
-    bm_codec_error_t ignored;
-    if (bm_field_id (body, "name", false, self->name, &ignored))
-        self->name [0] = 0;
-    return 0;
+    //  No name (absent or nil): the broker names the worker itself.  A
+    //  name that does not read is refused, like any field.
+    return bm_field_id (body, "name", false, self->name, error);
 }
 
 void

@@ -1,0 +1,89 @@
+"""Worker names and READY, as protocol.md section 5 settles them.
+
+A real broker (no Redis) and raw DEALER workers the test drives step by step:
+- a READY without a name is taken under a name the broker makes from the
+  whole routing id, told to the worker at once in a HEARTBEAT {name}: two
+  connections whose routing ids share a prefix get two names, and a DONE
+  from the one that does not hold a job never completes it;
+- a READY whose name does not read is refused, NACK bad_request naming
+  `name`, and registers nothing.
+"""
+import harness as h
+from fakeworker import FakeWorker
+
+
+def names(c):
+    return sorted(w["name"] for w in c.stats()["workers"])
+
+
+def unnamed(endpoint, routing_id, types=("python",), credit=1):
+    """A worker whose READY gives no name; returns it and the name the
+    broker told it (the first message it gets, a HEARTBEAT {name})."""
+    w = FakeWorker(endpoint, None, list(types), credit, ready=False, routing_id=routing_id)
+    w.send(h.READY, {"types": list(types), "credit": credit})
+    msg = w.recv(timeout=5, skip_heartbeats=False)
+    h.check(msg and msg[0] == h.HEARTBEAT and "name" in msg[1],
+            "a READY without a name is answered HEARTBEAT {name}", msg)
+    return w, msg[1]["name"]
+
+
+def test():
+    with h.Stack("worker_names") as s:
+        broker = s.broker(redis=False, env={"HEARTBEAT_INTERVAL_MS": "200", "HEARTBEAT_LIVENESS": "5"})
+        c = s.client()
+
+        # 1. Names the broker makes: the whole routing id, never shared.
+        # These two routing ids share their first 8 hex digits (00B69579).
+        one, one_name = unnamed(s.endpoint, b"\x00\xb6\x95\x79\x01")
+        two, two_name = unnamed(s.endpoint, b"\x00\xb6\x95\x79\x02")
+        h.check(one_name == "worker-00B6957901" and two_name == "worker-00B6957902",
+                "each generated name holds the whole routing id in hex", (one_name, two_name))
+        h.check(names(c) == [one_name, two_name], "STATS lists both workers under their own names",
+                c.stats()["workers"])
+        h.wait_until(lambda: "worker %s ready" % one_name in broker.output(), 5,
+                     "the ready line to name the generated name")
+        job_id = c.submit("python", {"n": 1})
+        holder, other = None, None
+        for w in (one, two):
+            msg = w.recv(timeout=0.5)
+            if msg and msg[0] == h.JOB:
+                holder, other = w, (two if w is one else one)
+        h.check(holder is not None and other is not None, "one of them runs the job")
+        other.done(job_id, {"forged": True})
+        msg = other.recv(timeout=5)
+        h.check(msg and msg[0] == h.NACK and msg[1]["code"] == "not_owner",
+                "a DONE from the worker that does not hold the job: NACK not_owner", msg)
+        h.check(c.status(job_id)["state"] == "running", "the job still runs on its worker",
+                c.status(job_id))
+        holder.done(job_id, {"real": True})
+        rec = c.wait(job_id, timeout=5)
+        h.check(rec["state"] == "completed" and rec["result"] == {"real": True},
+                "the holder's DONE completes it", rec)
+
+        # A name a live worker chose for itself is not made again: the
+        # generated one gets a suffix.
+        chooser = FakeWorker(s.endpoint, "worker-00B6957903", ["python"], 0)
+        h.wait_until(lambda: "worker-00B6957903" in names(c), 5, "the chooser to register")
+        three, three_name = unnamed(s.endpoint, b"\x00\xb6\x95\x79\x03")
+        h.check(three_name == "worker-00B6957903-2",
+                "a generated name a live worker holds gets a suffix", three_name)
+        h.check(names(c).count("worker-00B6957903") == 1, "no two live workers share it", names(c))
+
+        # 2. A name that does not read is refused, naming the field.
+        for bad in ("has space", "n" * 200, 42, ""):
+            w = FakeWorker(s.endpoint, None, ["python"], 1, ready=False)
+            w.send(h.READY, {"name": bad, "types": ["python"], "credit": 1})
+            msg = w.recv(timeout=5, skip_heartbeats=False)
+            h.check(msg and msg[0] == h.NACK and msg[1]["code"] == "bad_request"
+                    and "name" in msg[1]["message"],
+                    "READY with name %r: NACK bad_request naming name" % (bad,), msg)
+            w.close()
+        h.check(len(c.stats()["workers"]) == 4, "the refused READYs registered nothing",
+                c.stats()["workers"])
+        for w in (one, two, chooser, three):
+            w.close()
+        c.close()
+
+
+if __name__ == "__main__":
+    h.main(test)
