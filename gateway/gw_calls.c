@@ -28,6 +28,7 @@
 struct _gw_calls_t {
     gw_call_t *queue_head;              //  Not sent yet, oldest first
     gw_call_t *queue_tail;
+    size_t queued_count;                //  Calls in the queue
     gw_call_t *pending [GW_CALLS_BUCKETS];  //  Sent, by req
     size_t pending_count;               //  Calls in `pending`
 };
@@ -125,6 +126,7 @@ gw_calls_enqueue (gw_calls_t *self, gw_call_t *call)
     else
         self->queue_head = call;
     self->queue_tail = call;
+    self->queued_count++;
 }
 
 void
@@ -139,6 +141,7 @@ gw_calls_unqueue (gw_calls_t *self, gw_call_t *call)
                 self->queue_head = call->next;
             if (self->queue_tail == call)
                 self->queue_tail = prev;
+            self->queued_count--;
             return;
         }
 }
@@ -147,6 +150,12 @@ bool
 gw_calls_queued (gw_calls_t *self)
 {
     return self->queue_head != NULL;
+}
+
+size_t
+gw_calls_queued_count (gw_calls_t *self)
+{
+    return self->queued_count;
 }
 
 gw_call_t *
@@ -158,6 +167,7 @@ gw_calls_send_next (gw_calls_t *self, zmq_msg_t *body, int64_t now_ms)
     self->queue_head = call->next;
     if (!self->queue_head)
         self->queue_tail = NULL;
+    self->queued_count--;
     zmq_msg_init (body);
     zmq_msg_move (body, &call->body);
     zmq_msg_close (&call->body);
@@ -228,8 +238,10 @@ gw_calls_fail (gw_calls_t *self, int error, bool queued_too, size_t *count)
         zmq_msg_close (&call->body);
         s_wake_later (&wake, &size, count, gw_call_finish (call, NULL, error));
     }
-    if (queued_too)
+    if (queued_too) {
         self->queue_tail = NULL;
+        self->queued_count = 0;
+    }
     return wake;
 }
 
@@ -263,7 +275,9 @@ gw_calls_test (bool verbose)
     gw_calls_enqueue (calls, &a);
     gw_calls_enqueue (calls, &b);
     gw_calls_enqueue (calls, &c);
+    CHECK (gw_calls_queued_count (calls) == 3);
     gw_calls_unqueue (calls, &b);
+    CHECK (gw_calls_queued_count (calls) == 2);
     zmq_msg_close (&b.body);
     zmq_msg_t body;
     CHECK (gw_calls_send_next (calls, &body, 10) == &a);
@@ -274,6 +288,7 @@ gw_calls_test (bool verbose)
     zmq_msg_close (&body);
     CHECK (gw_calls_send_next (calls, &body, 12) == NULL);
     CHECK (!gw_calls_queued (calls) && gw_calls_pending (calls) == 2);
+    CHECK (gw_calls_queued_count (calls) == 0);
 
     //  Found by req, once; an unknown req finds nothing.
     CHECK (gw_calls_take (calls, 1025) == &c);
@@ -298,7 +313,7 @@ gw_calls_test (bool verbose)
     CHECK (count == 1 && words [0] == &b.state && b.error == ESHUTDOWN);
     CHECK (atomic_load (&b.state) == GW_CALL_DONE);
     gw_call_wake_all (&words, count);
-    CHECK (!gw_calls_queued (calls));
+    CHECK (!gw_calls_queued (calls) && gw_calls_queued_count (calls) == 0);
 
     gw_calls_destroy (&calls);
     CHECK (calls == NULL);

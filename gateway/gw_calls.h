@@ -77,6 +77,9 @@ void gw_calls_unqueue (gw_calls_t *self, gw_call_t *call);
 //  Is a call waiting in the queue?
 bool gw_calls_queued (gw_calls_t *self);
 
+//  How many calls wait in the queue.
+size_t gw_calls_queued_count (gw_calls_t *self);
+
 //  Move the oldest queued call to pending, as sent at now_ms: its body
 //  moves into `body` (initialised here; the caller sends or closes it).
 //  Returns the call, or NULL when the queue is empty.

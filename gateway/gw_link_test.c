@@ -243,6 +243,14 @@ gw_link_test (bool verbose)
     if (verbose)
         printf ("(%d SUBMIT_MANY for 3200 SUBMITs) ", atomic_load (&fake.groups));
 
+    //  The last group's answer starts a gather for its callers' next
+    //  SUBMITs; they do not come (the threads are gone): a lone SUBMIT is
+    //  still sent, within the gather's bound, long before any timeout.
+    s_client_t lone = { link, BM_SUBMIT, 1 };
+    int64_t t_lone = bm_mono_ms ();
+    s_client_thread (&lone);
+    CHECK (bm_mono_ms () - t_lone < S_CONNECT_MS);
+
     //  No answer: ETIMEDOUT after the timeout, not before; the link still
     //  works.
     int64_t t0 = bm_mono_ms ();
