@@ -754,9 +754,6 @@ s_broker_new (const bm_broker_config_t *config)
         s_broker_destroy (&self);
         return NULL;
     }
-    self->takeovers = zhashx_new ();
-    zhashx_set_duplicator (self->takeovers, (zhashx_duplicator_fn *) strdup);
-    zhashx_set_destructor (self->takeovers, (zhashx_destructor_fn *) zstr_free);
     self->lost_keys = zhashx_new ();
     zhashx_set_duplicator (self->lost_keys, (zhashx_duplicator_fn *) strdup);
     zhashx_set_destructor (self->lost_keys, (zhashx_destructor_fn *) zstr_free);
@@ -866,7 +863,6 @@ s_broker_destroy (bm_broker_t **self_p)
         zsock_destroy (&self->router);
         zactor_destroy (&self->auth);
         zcertstore_destroy (&self->worker_certs);
-        zhashx_destroy (&self->takeovers);
         zhashx_destroy (&self->lost_keys);
         zhashx_destroy (&self->workers);
         if (self->jobs)

@@ -156,9 +156,6 @@ struct _bm_broker_t {
     zhashx_t *lost_keys;        //  CURVE: job id -> the key of the worker
                                 //  that was lost running it (only that key
                                 //  may reclaim the run)
-    zhashx_t *takeovers;        //  Job id -> the routing key (hex) of the
-                                //  live connection its run was taken from
-                                //  (a DONE from it is logged as discarded)
     bool recovered;             //  Queues rebuilt from Redis
     bool recovering;            //  Recovery reads in flight
     int recovery_pending;       //  HGETALLs not answered

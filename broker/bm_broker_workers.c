@@ -247,6 +247,61 @@ s_tell_name (bm_broker_t *self, bm_worker_entry_t *worker)
     bm_body_free (&body);
 }
 
+//  A routing key (hex) as the logs show it: its first 16 characters.
+static const char *
+s_id_short (const char *key, char buf [33])
+{
+    snprintf (buf, 33, "%.16s", key);
+    return buf;
+}
+
+//  A new connection under a live worker's name replaces the old one (a
+//  reconnect; or another process using the name, which the WARN shows).
+//  The jobs the new READY lists in running move to the new entry as they
+//  run; the old connection is told DISCONNECT {reason: "replaced"} and
+//  deleted as if it died: the jobs left on it are queued again.
+static void
+s_worker_replace (bm_broker_t *self, bm_worker_entry_t *old, bm_worker_entry_t *worker,
+                  const bm_codec_ready_t *ready)
+{
+    size_t moved = 0;
+    for (int i = 0; i < ready->running_count; i++) {
+        const msgpack_object_str *str = &ready->running->via.array.ptr [i].via.str;
+        char id [BM_MAX_ID_LEN + 1];
+        memcpy (id, str->ptr, str->size);
+        id [str->size] = 0;
+        bm_job_t *job = s_worker_job (self, old, id);
+        if (job) {
+            bm_joblist_remove (&old->jobs, job);
+            old->running--;
+            job->worker = worker;
+            bm_joblist_append (&worker->jobs, job);
+            worker->running++;
+            moved++;
+        }
+    }
+    int64_t quiet_ms = bm_now_ms () - old->last_seen;
+    char old_id [33], new_id [33];
+    char text [400];
+    snprintf (text, sizeof text, "worker %s: connection %s replaces connection %s, heard from %"
+              PRId64 " ms ago: %zu running job(s) listed move over, %zu re-queued",
+              worker->name, s_id_short (worker->key, new_id), s_id_short (old->key, old_id),
+              quiet_ms, moved, bm_joblist_size (&old->jobs));
+    //  Heard from lately, the old connection may be another live process
+    //  under the same name: worth a warning.
+    if (quiet_ms < self->config.heartbeat_ms * self->config.liveness)
+        bm_warn (NULL, "%s (a reconnect, or another process using the name)", text);
+    else
+        bm_info (NULL, "%s", text);
+    bm_body_t body;
+    bm_body_init (self, &body);
+    msgpack_pack_map (&body.pk, 1);
+    bm_pack_kv_str (&body.pk, "reason", "replaced");
+    bm_broker_send_worker (self, old, BM_DISCONNECT, &body);
+    bm_body_free (&body);
+    bm_workers_delete (self, old, "replaced by a new connection under its name");
+}
+
 //  READY {name, types, credit, pid?, batch?, running?}
 static void
 s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
@@ -283,6 +338,10 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
         bm_dispatch_worker (self, worker);
         return;
     }
+    //  Names are unique among live workers: one that holds this name is
+    //  replaced once the new entry is in (the CURVE check above refused
+    //  another key's).
+    bm_worker_entry_t *old = named ? s_worker_named (self, name, key) : NULL;
     worker = bm_worker_entry_new (key, identity, name, credit);
     snprintf (worker->pubkey, sizeof worker->pubkey, "%s", self->peer_key);
     if (ready.has_pid)
@@ -309,6 +368,8 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
              named ? "" : " (named by the broker: its READY gave no name)");
     if (!named)
         s_tell_name (self, worker);
+    if (old)
+        s_worker_replace (self, old, worker, &ready);
     s_worker_reported (self, worker, &ready);
     bm_dispatch_worker (self, worker);
 }
@@ -346,56 +407,12 @@ bm_workers_stop_job (bm_broker_t *self, bm_job_t *job, const char *reason)
     bm_body_free (&body);
 }
 
-//  A routing key (hex) as the logs show it: its first 16 characters.
-static const char *
-s_id_short (const char *key, char buf [33])
-{
-    snprintf (buf, 33, "%.16s", key);
-    return buf;
-}
-
 //  The job a worker names in DONE/PROGRESS/RELEASE, if it is its own.
 static bm_job_t *
 s_worker_job (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
 {
     bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
-    if (!job || job->state != JOB_RUNNING)
-        return NULL;
-    if (job->worker == worker)
-        return job;
-    //  A worker that reconnected (new identity, same name) finishes what it
-    //  ran before; the job moves to its new entry.
-    if (job->worker && job->worker_name && streq (job->worker_name, worker->name)) {
-        bm_worker_entry_t *old = job->worker;
-        //  With CURVE the name is bound to a key: another key's connection
-        //  never takes the job.  A connection its run was taken from does
-        //  not take it back.
-        if (!streq (old->pubkey, worker->pubkey))
-            return NULL;
-        const char *from = (const char *) zhashx_lookup (self->takeovers, id);
-        if (from && streq (from, worker->key))
-            return NULL;
-        //  Without CURVE a stranger can use the name: a takeover while the
-        //  old connection is still heard from is worth a warning.
-        int64_t quiet_ms = bm_now_ms () - old->last_seen;
-        if (quiet_ms < self->config.heartbeat_ms * self->config.liveness) {
-            char old_id [33], new_id [33];
-            bm_warn (id, "worker %s: connection %s takes over the job from connection %s, "
-                     "heard from %" PRId64 " ms ago (a reconnect, or another process "
-                     "using the name)", worker->name, s_id_short (worker->key, new_id),
-                     s_id_short (old->key, old_id), quiet_ms);
-            if (zhashx_size (self->takeovers) >= 10000)
-                zhashx_purge (self->takeovers);
-            zhashx_update (self->takeovers, id, old->key);
-        }
-        bm_joblist_remove (&old->jobs, job);
-        old->running--;
-        job->worker = worker;
-        bm_joblist_append (&worker->jobs, job);
-        worker->running++;
-        return job;
-    }
-    return NULL;
+    return job && job->state == JOB_RUNNING && job->worker == worker ? job : NULL;
 }
 
 //  A worker reported a run that hit a resource limit.  The limit's name
@@ -502,18 +519,6 @@ s_on_unheld_state (const char *state, void *arg)
 static void
 s_done_unheld (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
 {
-    const char *from = (const char *) zhashx_lookup (self->takeovers, id);
-    if (from && streq (from, worker->key)) {
-        char conn [33];
-        bm_job_t *taken = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
-        bm_warn (id, "DONE from worker %s (connection %s) discarded: another connection under "
-                 "that name took the job over (it is %s)", worker->name,
-                 s_id_short (worker->key, conn),
-                 taken ? bm_job_state_names [taken->state] : "no longer in memory");
-        bm_series_inc (bm_metric_series (self->mf_frames, "not_owner"));
-        zhashx_delete (self->takeovers, id);
-        return;
-    }
     bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
     if (job && bm_job_terminal (job))
         bm_debug (id, "DONE from %s sent again for a job that has ended (%s)", worker->name,

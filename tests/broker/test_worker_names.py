@@ -6,7 +6,12 @@ A real broker (no Redis) and raw DEALER workers the test drives step by step:
   connections whose routing ids share a prefix get two names, and a DONE
   from the one that does not hold a job never completes it;
 - a READY whose name does not read is refused, NACK bad_request naming
-  `name`, and registers nothing.
+  `name`, and registers nothing;
+- a new connection under a live worker's name replaces the old one: the
+  jobs its READY lists in running move over, the old connection is told
+  DISCONNECT {reason: replaced} and its other jobs are queued again (here
+  dispatched again to the new one as attempt 2); a WARN names both
+  connections; the old connection's DONE is not taken.
 """
 import harness as h
 from fakeworker import FakeWorker
@@ -81,6 +86,43 @@ def test():
         h.check(len(c.stats()["workers"]) == 4, "the refused READYs registered nothing",
                 c.stats()["workers"])
         for w in (one, two, chooser, three):
+            w.close()
+
+        # 3. One name, one live worker: a new connection replaces the old.
+        first = FakeWorker(s.endpoint, "vm-7", ["node"], 2, routing_id=b"OLD-CONN")
+        h.wait_until(lambda: "vm-7" in names(c), 5, "vm-7 to register")
+        listed, unlisted = c.submit("node", {"n": 1}), c.submit("node", {"n": 2})
+        got = {first.recv_job()["jobId"], first.recv_job()["jobId"]}
+        h.check(got == {listed, unlisted}, "the old connection runs both jobs", got)
+        second = FakeWorker(s.endpoint, "vm-7", ["node"], 2, ready=False, routing_id=b"NEW-CONN")
+        second.send(h.READY, {"name": "vm-7", "types": ["node"], "credit": 2, "running": [listed]})
+        msg = first.recv(timeout=5)
+        h.check(msg and msg[0] == h.DISCONNECT and msg[1].get("reason") == "replaced",
+                "the old connection is told DISCONNECT {reason: replaced}", msg)
+        workers = [w for w in c.stats()["workers"] if w["name"] == "vm-7"]
+        h.check(len(workers) == 1, "one live worker under the name", c.stats()["workers"])
+        job = second.recv_job()
+        h.check(job and job["jobId"] == unlisted and job["attempt"] == 2,
+                "the job the new READY did not list is queued again: attempt 2, on the new one", job)
+        rec = c.status(listed)
+        h.check(rec["state"] == "running" and rec["attempts"] == 1,
+                "the listed job runs on, attempt 1", rec)
+        old_hex, new_hex = b"OLD-CONN".hex().upper(), b"NEW-CONN".hex().upper()
+        h.wait_until(lambda: [l for l in broker.output().splitlines()
+                              if "WARN" in l and "replaces connection" in l
+                              and old_hex in l and new_hex in l], 5,
+                     "a WARN naming both connections")
+        first.done(listed, {"from": "old"})
+        msg = first.recv(timeout=5)
+        h.check(msg and msg[0] == h.DISCONNECT, "the old connection's DONE: DISCONNECT (not known)", msg)
+        h.check(c.status(listed)["state"] == "running", "and it is not taken", c.status(listed))
+        second.done(listed, {"from": "new"})
+        second.done(unlisted, {"from": "new"})
+        for jid in (listed, unlisted):
+            rec = c.wait(jid, timeout=5)
+            h.check(rec["state"] == "completed" and rec["result"] == {"from": "new"},
+                    "the new connection's DONE completes %s" % jid, rec)
+        for w in (first, second):
             w.close()
         c.close()
 
