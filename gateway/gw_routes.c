@@ -96,10 +96,10 @@ s_json_str (char *buf, size_t size, int len, const char *str)
 //  writes it, without building the JSON value: per request that was a
 //  dozen allocations and two passes.  Returns its length, or -1: the
 //  caller builds it with jansson then.
-static int
-s_accepted_text (char *buf, size_t size, const char *job_id, const char *status,
-                 const char *bot_type, int64_t priority, bool has_position, int64_t position,
-                 bool duplicate)
+int
+gw_routes_accepted_text (char *buf, size_t size, const char *job_id, const char *status,
+                         const char *bot_type, int64_t priority, bool has_position,
+                         int64_t position, bool duplicate)
 {
     int n = snprintf (buf, size, "{\"jobId\":");
     n = s_json_str (buf, size, n, job_id);
@@ -184,8 +184,9 @@ gw_routes_invoke (gw_request_t *r)
                   names ? "; unknown fields ignored: " : "", names ? names : "");
         free (names);
         char text [512];
-        int n = ignored ? -1 : s_accepted_text (text, sizeof text, job_id, status, bot_type,
-                                                priority, has_position, position, duplicate);
+        int n = ignored ? -1 : gw_routes_accepted_text (text, sizeof text, job_id, status,
+                                                        bot_type, priority, has_position,
+                                                        position, duplicate);
         if (n > 0)
             gw_request_send (r, 202, "application/json", extra, text, (size_t) n);
         else {

@@ -24,6 +24,14 @@ void gw_routes_ready (gw_request_t *r);
 void gw_routes_metrics (gw_request_t *r);
 //  POST /invoke: validate, SUBMIT, 202 with the job id.
 void gw_routes_invoke (gw_request_t *r);
+//  The 202 body of an accepted job into buf, byte for byte as jansson's
+//  JSON_COMPACT writes {jobId, status, botType, priority,
+//  estimatedPosition (null when !has_position)[, duplicate: true]}.
+//  Returns its length, or -1 when it does not fit or a string holds a byte
+//  jansson would escape: the caller builds the value with jansson then.
+int gw_routes_accepted_text (char *buf, size_t size, const char *job_id, const char *status,
+                             const char *bot_type, int64_t priority, bool has_position,
+                             int64_t position, bool duplicate);
 //  POST /invoke/batch (gw_routes_batch.c): an array of /invoke bodies,
 //  SUBMIT_MANY, 207 with each item's outcome.
 void gw_routes_invoke_batch (gw_request_t *r);
