@@ -504,6 +504,11 @@ s_handle_frames (bm_broker_t *self, zmq_msg_t *frames, int count)
         snprintf (reason, sizeof reason, "a message must have exactly 3 frames");
     }
     if (rc) {
+        //  A worker's DISCONNECT is acted on whatever its body.
+        if (count == 4 && bm_workers_parting (self, identity,
+                                              zmq_msg_data (&frames [1]), zmq_msg_size (&frames [1]),
+                                              zmq_msg_data (&frames [2]), zmq_msg_size (&frames [2])))
+            return;
         bm_series_inc (bm_metric_series (self->mf_frames, code));
         //  Answer in the peer's own language when we can tell it: "BMW"
         //  and any version is a worker's, which gets a NACK.

@@ -433,6 +433,10 @@ void bm_workers_destroy (bm_worker_entry_t **self_p);
 void bm_workers_delete (bm_broker_t *self, bm_worker_entry_t *worker, const char *reason);
 void bm_workers_stop_job (bm_broker_t *self, bm_job_t *job, const char *reason);
 void bm_workers_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg);
+//  A message whose body did not parse: true (and acted on) when it is a
+//  worker's DISCONNECT, which needs no body.
+bool bm_workers_parting (bm_broker_t *self, zframe_t *identity, const void *header,
+                         size_t header_size, const void *command, size_t command_size);
 //  Recovery from Redis brought back this job: a worker that reported it
 //  running (READY running, before recovery ended) adopts it.
 void bm_workers_claim_recovered (bm_broker_t *self, bm_job_t *job);

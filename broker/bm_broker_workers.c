@@ -744,6 +744,26 @@ s_worker_disconnect (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_
     bm_workers_delete (self, worker, reason);
 }
 
+//  A DISCONNECT whose body did not parse (not a map, not msgpack, too
+//  large): the worker leaves all the same, as with any body; from a peer
+//  that is not registered it is ignored, as any DISCONNECT is.
+bool
+bm_workers_parting (bm_broker_t *self, zframe_t *identity, const void *header, size_t header_size,
+                    const void *command, size_t command_size)
+{
+    if (header_size != BM_HEADER_LEN || memcmp (header, BM_WORKER_HEADER, BM_HEADER_LEN) != 0
+    ||  command_size != 1 || *(const unsigned char *) command != BM_DISCONNECT)
+        return false;
+    if (!self->serving)
+        return false;                   //  A standby answers not_leader
+    char key [2 * 256 + 1];
+    bm_broker_peer_key (identity, key);
+    bm_worker_entry_t *worker = (bm_worker_entry_t *) zhashx_lookup (self->workers, key);
+    if (worker)
+        bm_workers_delete (self, worker, "disconnected (its body did not read)");
+    return true;
+}
+
 void
 bm_workers_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
 {

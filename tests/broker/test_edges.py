@@ -259,6 +259,35 @@ def test():
         for wk in (w, hook):
             wk.close()
 
+        # A DISCONNECT is acted on whatever its body (an array, a byte that
+        # is no msgpack): the worker leaves and its job is queued again; no
+        # NACK, not counted as a rejected frame.
+        before = frames_rejected(c, "bad_frame")
+        leave_id = None
+        for attempt, body in ((1, b"\x91\x01"), (2, b"\xc1")):
+            leaver = FakeWorker(s.endpoint, "w-leaver", ["leave"], 1)
+            h.wait_until(lambda: any(x["name"] == "w-leaver" for x in c.stats()["workers"]), 5,
+                         "w-leaver to register")
+            leave_id = leave_id or c.submit("leave", {"n": 1})
+            job = leaver.recv_job()
+            h.check(job["jobId"] == leave_id and job["attempt"] == attempt, "w-leaver runs the job", job)
+            leaver.sock.send_multipart([h.WORKER, bytes([h.DISCONNECT]), body])
+            h.wait_until(lambda: not any(x["name"] == "w-leaver" for x in c.stats()["workers"]), 5,
+                         "a DISCONNECT with body %r to unregister the worker" % body)
+            h.wait_until(lambda: broker.output().count("worker w-leaver gone (disconnected") == attempt,
+                         5, "the broker to log that w-leaver left by its DISCONNECT")
+            rec = c.status(leave_id)
+            h.check(rec["state"] == "queued" and rec["attempts"] == attempt,
+                    "its job is queued again", rec)
+            answers = []
+            while leaver.sock.poll(300):
+                answers.append(leaver.sock.recv_multipart()[1][0])
+            h.check(h.NACK not in answers, "no NACK for a DISCONNECT with body %r" % body, answers)
+            leaver.close()
+        h.check(frames_rejected(c, "bad_frame") == before, "nor is it counted as a bad_frame")
+        cmd, r = c.request(h.CANCEL, {"jobId": leave_id})
+        h.check(cmd == h.REPLY and r["job"]["state"] == "cancelled", "the left job cancelled", r)
+
 
 if __name__ == "__main__":
     h.main(test)
