@@ -302,6 +302,40 @@ s_worker_replace (bm_broker_t *self, bm_worker_entry_t *old, bm_worker_entry_t *
     bm_workers_delete (self, old, "replaced by a new connection under its name");
 }
 
+//  The bot types a worker serves, comma-separated, into text.
+static void
+s_types_text (bm_worker_entry_t *worker, char text [BM_MAX_WORKER_TYPES * (BM_MAX_BOT_TYPE_LEN + 1) + 1])
+{
+    text [0] = 0;
+    for (int i = 0; i < worker->service_count; i++) {
+        if (i)
+            strcat (text, ",");
+        strcat (text, worker->services [i]->name);
+    }
+}
+
+//  True if a READY names the same set of bot types the worker serves (in
+//  any order, a type named twice counting once).
+static bool
+s_same_types (bm_worker_entry_t *worker, const bm_codec_ready_t *ready)
+{
+    bool seen [BM_MAX_WORKER_TYPES] = { false };
+    for (int i = 0; i < ready->type_count; i++) {
+        int found = -1;
+        for (int j = 0; j < worker->service_count && found < 0; j++)
+            if (strlen (worker->services [j]->name) == ready->type_lens [i]
+            &&  memcmp (worker->services [j]->name, ready->types [i], ready->type_lens [i]) == 0)
+                found = j;
+        if (found < 0)
+            return false;
+        seen [found] = true;
+    }
+    for (int j = 0; j < worker->service_count; j++)
+        if (!seen [j])
+            return false;
+    return true;
+}
+
 //  READY {name, types, credit, pid?, batch?, running?}
 static void
 s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
@@ -319,13 +353,16 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
         snprintf (name, sizeof name, "%s", ready.name);
     else
         s_generated_name (self, key, name, sizeof name);
-    bm_service_t *services [BM_MAX_WORKER_TYPES];
-    int count = 0;
-    for (int i = 0; i < ready.type_count; i++) {
-        char type [BM_MAX_BOT_TYPE_LEN + 1];
-        memcpy (type, ready.types [i], ready.type_lens [i]);
-        type [ready.type_lens [i]] = 0;
-        services [count++] = bm_service_require (self, type);
+    char types_text [BM_MAX_WORKER_TYPES * (BM_MAX_BOT_TYPE_LEN + 1) + 1];
+    if (worker && !s_same_types (worker, &ready)) {
+        s_types_text (worker, types_text);
+        error.code = "types_changed";
+        error.field = "types";
+        snprintf (error.message, sizeof error.message, "READY again with other types: this "
+                  "connection serves %s; to serve other types, READY on a new socket",
+                  types_text);
+        s_worker_refuse (self, identity, worker->name, BM_READY, &error);
+        return;
     }
     if (!worker && s_ready_refused (self, identity, name))
         return;
@@ -347,22 +384,22 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
     if (ready.has_pid)
         worker->pid = ready.pid;
     worker->batch = ready.batch;
-    for (int i = 0; i < count; i++)
-        if (bm_worker_entry_add_service (worker, services [i])) {
-            zlistx_add_end (services [i]->workers, worker);
-            services [i]->served = true;
+    for (int i = 0; i < ready.type_count; i++) {
+        char type [BM_MAX_BOT_TYPE_LEN + 1];
+        memcpy (type, ready.types [i], ready.type_lens [i]);
+        type [ready.type_lens [i]] = 0;
+        bm_service_t *service = bm_service_require (self, type);
+        if (bm_worker_entry_add_service (worker, service)) {
+            zlistx_add_end (service->workers, worker);
+            service->served = true;
         }
+    }
     worker->expiry = bm_mono_ms () + self->config.heartbeat_ms * self->config.liveness;
     worker->heartbeat_at = bm_mono_ms () + self->config.heartbeat_ms;
     worker->last_seen = bm_now_ms ();
     zhashx_insert (self->workers, key, worker);
     bm_stats_worker_counted (self, worker, +1);
-    char types_text [BM_MAX_WORKER_TYPES * (BM_MAX_BOT_TYPE_LEN + 1) + 1] = "";
-    for (int i = 0; i < worker->service_count; i++) {
-        if (i)
-            strcat (types_text, ",");
-        strcat (types_text, worker->services [i]->name);
-    }
+    s_types_text (worker, types_text);
     bm_info (NULL, "worker %s ready: types %s, credit %" PRId64 ", running %d%s",
              name, types_text, credit, ready.running_count,
              named ? "" : " (named by the broker: its READY gave no name)");

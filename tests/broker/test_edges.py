@@ -113,10 +113,25 @@ def test():
             job = w.recv_job()
             w.done(job["jobId"], {"ok": 1})
 
-        # READY again with other types: only the credit changes.
-        w.send(h.READY, {"name": "w-edge", "types": ["node"], "credit": 1})
-        h.wait_until(lambda: c.stats()["workers"][0]["types"] == ["python"], 5,
-                     "the worker to keep its first types")
+        # READY again with other types is refused (NACK types_changed naming
+        # the types it serves): the credit stays, and the new type is not
+        # known (no phantom row in STATS, SUBMIT to it unknown_bot_type).
+        w.send(h.READY, {"name": "w-edge", "types": ["python", "phantom"], "credit": 7})
+        msg = w.recv(timeout=5)
+        h.check(msg and msg[0] == h.NACK and msg[1]["code"] == "types_changed"
+                and "python" in msg[1]["message"],
+                "READY again with other types -> NACK types_changed naming the types served", msg)
+        st = c.stats()
+        h.check(st["workers"][0]["types"] == ["python"] and st["workers"][0]["credit"] == 1,
+                "the worker keeps its types and its credit", st["workers"])
+        h.check("phantom" not in st["types"], "no phantom type in STATS", st["types"].keys())
+        h.check(c.try_submit("phantom", {})[1].get("code") == "unknown_bot_type",
+                "the refused type stays unknown")
+        # The same types (a type named twice counts once) change the credit.
+        w.send(h.READY, {"name": "w-edge", "types": ["python", "python"], "credit": 2})
+        h.wait_until(lambda: c.stats()["workers"][0]["credit"] == 2, 5, "READY again: credit 2")
+        w.ready(1)
+        h.wait_until(lambda: c.stats()["workers"][0]["credit"] == 1, 5, "READY again: credit 1")
 
         # PROGRESS outside 0..100 is ignored; the last good value stays.
         jid = c.submit("python", {"n": 1})
