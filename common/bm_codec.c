@@ -180,8 +180,9 @@ bm_codec_list_decode (const bm_msg_t *msg, bm_codec_list_t *self, bm_codec_error
     o = bm_field_opt (body, "limit");
     int64_t limit = BM_LIST_DEFAULT_LIMIT;
     if (o && !bm_field_as_int (o, &limit))
-        return bm_field_fail (error, "limit", "limit must be an integer (at most %d)",
-                       BM_LIST_MAX_LIMIT);
+        return bm_field_fail (error, "limit", "limit must be an integer (below 1 reads as %d, "
+                              "above %d as %d)", BM_LIST_DEFAULT_LIMIT, BM_LIST_MAX_LIMIT,
+                              BM_LIST_MAX_LIMIT);
     if (limit < 1)
         limit = BM_LIST_DEFAULT_LIMIT;
     self->limit = limit > BM_LIST_MAX_LIMIT ? BM_LIST_MAX_LIMIT : limit;

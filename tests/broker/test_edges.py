@@ -100,6 +100,8 @@ def test():
         for body, what in (({"state": 3}, "state not a string"), ({"limit": "5"}, "limit not an integer")):
             cmd, r = c.request(h.LIST, body)
             h.check(cmd == h.REJECTED and r["code"] == "bad_request", "LIST with %s -> bad_request" % what, r)
+        h.check("above 500 as 500" in r["message"] and "at most" not in r["message"],
+                "the limit message says what a large limit does (reads as 500), as the document does", r)
         cmd, r = c.request(h.LIST, {"state": "bogus"})
         h.check(cmd == h.REPLY and r["jobs"] == [], "LIST with an unknown state: no job", r)
         cmd, r = c.request(h.LIST, {"limit": 0, "state": "queued"})
