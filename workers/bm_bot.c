@@ -169,6 +169,8 @@ s_read_progress (bm_bot_t *self, int rounds, bool report)
             break;
         }
         int value = bm_progress_feed (self->progress, buffer, n);
+        if (report && self->on_progress && bm_progress_news (self->progress))
+            self->on_progress (self, BM_PROGRESS_BAD, self->arg);
         if (value >= 0 && report && self->on_progress)
             self->on_progress (self, value, self->arg);
     }
@@ -349,6 +351,12 @@ bm_bot_pid (bm_bot_t *self)
     return self->pid;
 }
 
+const char *
+bm_bot_progress_bad (bm_bot_t *self)
+{
+    return bm_progress_bad_line (self->progress);
+}
+
 bool
 bm_bot_running (bm_bot_t *self)
 {
@@ -454,6 +462,8 @@ s_test_on_progress (bm_bot_t *bot, int progress, void *arg)
 {
     (void) bot;
     s_test_run_t *run = (s_test_run_t *) arg;
+    if (progress == BM_PROGRESS_BAD)
+        return;
     run->last_progress = progress;
     run->progress_calls++;
 }

@@ -36,7 +36,8 @@ typedef struct _bm_bot_t bm_bot_t;
 
 //  The bot ended: its process exited and its output was read.
 typedef void (bm_bot_exit_fn) (bm_bot_t *bot, void *arg);
-//  The bot reported progress (0..100).
+//  The bot reported progress (0..100), or wrote its first line on fd 3
+//  that is not valid (BM_PROGRESS_BAD: see bm_bot_progress_bad).
 typedef void (bm_bot_progress_fn) (bm_bot_t *bot, int progress, void *arg);
 
 //  A new bot run on this loop.  Nothing starts until bm_bot_start.
@@ -67,6 +68,10 @@ int bm_bot_signal (bm_bot_t *self, int signum);
 
 //  The bot's pid (also its process group id), 0 before start.
 pid_t bm_bot_pid (bm_bot_t *self);
+
+//  The first line the bot wrote on fd 3 that is not PROGRESS 0-100
+//  (borrowed), or "".
+const char *bm_bot_progress_bad (bm_bot_t *self);
 //  True between a successful start and the reap.
 bool bm_bot_running (bm_bot_t *self);
 

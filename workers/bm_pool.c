@@ -44,6 +44,13 @@ struct _bm_pool_t {
 static void s_maintain (bm_pool_t *self, bool may_fail);
 static void s_dispatch (bm_pool_t *self);
 
+//  The variable that sets the start deadline, for messages.
+static const char *
+s_ready_var (bm_pool_t *self)
+{
+    return self->config.ready_var ? self->config.ready_var : "BOT_<TYPE>_READY_TIMEOUT_MS";
+}
+
 //  --------------------------------------------------------------------------
 
 static proc_t *
@@ -112,6 +119,10 @@ s_end_job (proc_t *proc, bm_pool_outcome_t *outcome, bool process_alive)
 {
     bm_pool_t *self = proc->pool;
     bm_pool_proc_drain (proc, false);
+    //  A bad progress line read only now (the answer came first) is still
+    //  this job's.
+    if (bm_progress_news (proc->progress) && self->on_progress)
+        self->on_progress (proc->job->owner, BM_PROGRESS_BAD, self->arg);
     char *tail = bm_capture_text (proc->err);
     if (!outcome->message)
         outcome->message = tail;
@@ -211,6 +222,55 @@ s_unknown_frame (proc_t *proc, json_t *frame)
     s_dispatch (self);
 }
 
+//  The first bytes of a line, printable, for a message.
+static void
+s_excerpt (const char *line, size_t size, char *text, size_t text_size)
+{
+    size_t shown = size < 60 ? size : 60, used = 0;
+    for (size_t i = 0; i < shown && used + 1 < text_size; i++) {
+        unsigned char c = (unsigned char) line [i];
+        text [used++] = c < 0x20 || c == 0x7f || c == '\'' ? '?' : (char) c;
+    }
+    text [used] = 0;
+    if (shown < size && used + 4 < text_size)
+        strcat (text, "...");
+}
+
+//  A stdout line that is not a JSON object.  In pool mode, while the
+//  process runs a job, it is that job's answer gone wrong (a missing
+//  brace, pretty-printed JSON over several lines, a print() on stdout):
+//  the job fails at once with bad_output, and the process, whose framing
+//  can no longer be trusted, is killed and replaced.  Otherwise (while it
+//  loads, or a fork server's line: its children may share its stdout) the
+//  line is ignored, with one WARN per process.
+static void
+s_bad_line (proc_t *proc, const char *line, size_t size)
+{
+    bm_pool_t *self = proc->pool;
+    char excerpt [80];
+    s_excerpt (line, size, excerpt, sizeof excerpt);
+    if (!self->config.fork && proc->job && proc->state == PROC_BUSY) {
+        char message [256];
+        snprintf (message, sizeof message, "the bot wrote a line that is not a JSON object on its "
+                  "stdout while it ran the job: '%s' (a pooled bot answers with one compact JSON "
+                  "object per line; log on stderr)", excerpt);
+        s_kill_bad (proc, "a line that is not a JSON object while it runs a job");
+        bm_pool_outcome_t outcome = { .exit_code = -1, .bad_output = message };
+        s_end_job (proc, &outcome, true);
+        s_dispatch (self);
+        return;
+    }
+    if (!proc->warned_bad_line) {
+        proc->warned_bad_line = true;
+        bm_warn (NULL, "%s process pid=%d wrote a line that is not a JSON object on its stdout"
+                 "%s: '%s' (ignored; further ones are logged at debug level)", self->config.type,
+                 (int) proc->pid, proc->state == PROC_STARTING ? " before it was ready" : "", excerpt);
+    }
+    else
+        bm_debug (NULL, "%s process pid=%d wrote a line that is not a frame: '%s'",
+                  self->config.type, (int) proc->pid, excerpt);
+}
+
 static void
 s_on_frame (proc_t *proc, const char *line, size_t size)
 {
@@ -229,10 +289,7 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
     json_t *frame = json_loadb (line, size, 0, &jerr);
     if (!frame || !json_is_object (frame)) {
         json_decref (frame);
-        //  Not a frame: a bot that prints while it loads or works.  Keep
-        //  it as stdout of the job (so it shows in a bad_output message).
-        bm_debug (NULL, "%s process pid=%d wrote a line that is not a frame: %.80s",
-                  self->config.type, (int) proc->pid, line);
+        s_bad_line (proc, line, size);
         return;
     }
     json_t *value;
@@ -265,8 +322,10 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
         }
     }
     else
-    if (!proc->job)
-        s_kill_bad (proc, "a job frame while it runs no job");
+    if (!proc->job) {
+        if (proc->state != PROC_RETIRING)       //  Not one being killed already
+            s_kill_bad (proc, "an answer frame while it runs no job");
+    }
     else
     if ((value = json_object_get (frame, "result"))) {
         char *text = json_dumps (value, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -387,6 +446,7 @@ s_dispatch (bm_pool_t *self)
         proc->state = PROC_BUSY;
         proc->stopping = false;
         self->stats.busy++;
+        bm_progress_rearm (proc->progress);
         bm_capture_t *err = bm_capture_new ((size_t) self->config.stderr_tail, true);
         if (err) {
             //  The stderr of this job only.
@@ -425,6 +485,18 @@ s_maintain (bm_pool_t *self, bool may_fail)
         &&  proc->retire_since > 0) {
             bm_pool_proc_kill (proc, SIGKILL);
             proc->retire_since = 0;         //  Once
+        }
+        //  Never ready (it waits for end of file on stdin, as a spawn
+        //  bot does; it hangs while loading): its jobs would wait for it
+        //  until their timeout.  Killed, it counts as an init failure.
+        if (proc->state == PROC_STARTING && !proc->ready_expired && self->config.ready_timeout_ms > 0
+        &&  now - proc->started_at >= self->config.ready_timeout_ms) {
+            proc->ready_expired = true;
+            bm_warn (NULL, "%s %s process pid=%d is not ready after %lld ms (no {\"ready\": true} "
+                     "line on its stdout; %s): killed", self->config.type,
+                     self->config.fork ? "fork server" : "pool", (int) proc->pid,
+                     (long long) self->config.ready_timeout_ms, s_ready_var (self));
+            bm_pool_proc_kill (proc, SIGKILL);
         }
     }
     //  Idle ones beyond the minimum, oldest idle first.
@@ -542,10 +614,18 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         self->stats.init_failures++;
         self->failures++;
         zstr_free (&self->init_error);
-        self->init_error = *tail ? zsys_sprintf ("the %s bot failed while loading (%s): %s",
-                                                 self->config.type, how, tail)
-                                 : zsys_sprintf ("the %s bot failed while loading (%s)",
-                                                 self->config.type, how);
+        if (proc->ready_expired)
+            self->init_error = zsys_sprintf ("the %s bot did not get ready within %s=%lld ms "
+                                             "(it never wrote {\"ready\": true} on its stdout) "
+                                             "and was killed%s%s", self->config.type,
+                                             s_ready_var (self),
+                                             (long long) self->config.ready_timeout_ms,
+                                             *tail ? "; its stderr: " : "", tail);
+        else
+            self->init_error = *tail ? zsys_sprintf ("the %s bot failed while loading (%s): %s",
+                                                     self->config.type, how, tail)
+                                     : zsys_sprintf ("the %s bot failed while loading (%s)",
+                                                     self->config.type, how);
         free (tail);
         int64_t backoff = s_backoff_ms (self->failures);
         self->next_start = bm_mono_ms () + backoff;
@@ -729,6 +809,13 @@ bm_pool_job_pid (bm_pool_t *self, void *owner)
     return self->config.fork ? proc->child : proc->pid;
 }
 
+const char *
+bm_pool_progress_bad (bm_pool_t *self, void *owner)
+{
+    proc_t *proc = s_find_proc_of (self, owner);
+    return proc ? bm_progress_bad_line (proc->progress) : "";
+}
+
 void
 bm_pool_stats (bm_pool_t *self, bm_pool_stats_t *stats)
 {
@@ -778,7 +865,8 @@ static void
 s_test_progress (void *job, int progress, void *arg)
 {
     s_test_t *test = (s_test_t *) arg;
-    test->progress [(intptr_t) job - 1] = progress;
+    if (progress != BM_PROGRESS_BAD)
+        test->progress [(intptr_t) job - 1] = progress;
 }
 
 static int

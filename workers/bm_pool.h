@@ -26,7 +26,8 @@
     passes max_rss_mb after a job, or (pool mode) when its job failed on a
     resource limit; idle processes beyond min_procs exit
     after idle_ms; never more than max_procs exist (retiring ones count).
-    A process that exits before it said ready failed at init: the jobs
+    A process that exits before it said ready, or is still not ready
+    ready_timeout_ms after its start (then killed), failed at init: the jobs
     waiting for a process fail with bot_init_failed (the tail of its
     stderr), and the next start waits 100 ms, 200 ms, ... up to 30 s, until
     a process gets ready again.
@@ -57,6 +58,11 @@ typedef struct {
     int64_t max_jobs;           //  Recycle after this many jobs
     int64_t max_rss_mb;         //  Recycle past this RSS (0: never)
     int64_t idle_ms;            //  Idle processes above min_procs exit
+    int64_t ready_timeout_ms;   //  A process not ready this long after its
+                                //  start is killed: an init failure (0: no
+                                //  deadline)
+    const char *ready_var;      //  The variable that sets it, for messages
+                                //  (BOT_<TYPE>_READY_TIMEOUT_MS; borrowed)
     int64_t output_max;         //  Cap on a job's stdout (bytes)
     int64_t stderr_tail;        //  Bytes of stderr kept per job
     int64_t kill_grace_ms;      //  SIGTERM to SIGKILL when retiring
@@ -86,7 +92,8 @@ typedef struct {
 
 //  The job ended.  job is the owner's pointer given to bm_pool_submit.
 typedef void (bm_pool_done_fn) (void *job, const bm_pool_outcome_t *outcome, void *arg);
-//  The job reported progress (0..100).
+//  The job reported progress (0..100), or its first line on fd 3 that is
+//  not valid came (BM_PROGRESS_BAD: see bm_pool_progress_bad).
 typedef void (bm_pool_progress_fn) (void *job, int progress, void *arg);
 
 //  A pool on this loop; envp is the processes' environment (copied).
@@ -111,6 +118,10 @@ int bm_pool_signal (bm_pool_t *self, void *job, int signum);
 
 //  The pid of what runs the job (0 if it waits or is unknown).
 pid_t bm_pool_job_pid (bm_pool_t *self, void *job);
+
+//  The first line the job wrote on fd 3 that is not PROGRESS 0-100
+//  (borrowed), or "".
+const char *bm_pool_progress_bad (bm_pool_t *self, void *job);
 
 //  If pid is one of our processes: reap it, end its job if it had one, and
 //  return true.  Else false (not ours).

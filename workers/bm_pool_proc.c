@@ -215,6 +215,8 @@ s_read_progress (proc_t *proc, int rounds, bool report)
             break;
         }
         int value = bm_progress_feed (proc->progress, buffer, n);
+        if (report && proc->job && bm_progress_news (proc->progress))
+            proc->on_progress (proc, BM_PROGRESS_BAD);
         if (value >= 0 && report && proc->job)
             proc->on_progress (proc, value);
     }
@@ -428,6 +430,7 @@ bm_pool_proc_new (struct _bm_pool_t *pool, zloop_t *loop, const bm_pool_config_t
     proc->on_progress = on_progress;
     proc->pid = pid;
     proc->state = PROC_STARTING;
+    proc->started_at = bm_mono_ms ();
     proc->fd_in = in [1];
     proc->fd_out = out [0];
     proc->fd_err = err [0];

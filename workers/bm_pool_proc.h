@@ -71,6 +71,9 @@ struct _proc_t {
     bool overflowed;            //  The job's stdout was too large
     int64_t jobs_done;          //  Jobs it ran
     int64_t idle_since;         //  Monotonic ms
+    int64_t started_at;         //  Monotonic ms of its start
+    bool ready_expired;         //  Killed for not being ready in time
+    bool warned_bad_line;       //  Logged a line that is no frame
     int64_t retire_since;       //  Monotonic ms
     bm_limits_run_t *limits;    //  Its resource limits (its cgroup), or NULL
     pid_t inner;                //  Sandboxed: the bot's process inside

@@ -11,7 +11,51 @@ struct _bm_progress_t {
     size_t size;                        //  Bytes in line
     bool skipping;                      //  Current line is too long: skip
                                         //  to its end
+    char bad [BM_PROGRESS_MAX_LINE + 4];    //  First bad line, printable
+    bool bad_seen;                      //  bad holds one
+    bool bad_told;                      //  bm_progress_news said so
 };
+
+//  Keep the first bad line (the size bytes assembled; cut: too long).
+static void
+s_keep_bad (bm_progress_t *self, bool cut)
+{
+    size_t size = self->size;
+    while (size > 0 && self->line [size - 1] == '\r')
+        size--;
+    if (self->bad_seen || (size == 0 && !cut))
+        return;
+    for (size_t i = 0; i < size; i++) {
+        unsigned char c = (unsigned char) self->line [i];
+        self->bad [i] = c < 0x20 || c == 0x7f ? '?' : (char) c;
+    }
+    self->bad [size] = 0;
+    if (cut)
+        strcat (self->bad, "...");
+    self->bad_seen = true;
+}
+
+bool
+bm_progress_news (bm_progress_t *self)
+{
+    if (!self->bad_seen || self->bad_told)
+        return false;
+    self->bad_told = true;
+    return true;
+}
+
+const char *
+bm_progress_bad_line (bm_progress_t *self)
+{
+    return self->bad_seen ? self->bad : "";
+}
+
+void
+bm_progress_rearm (bm_progress_t *self)
+{
+    self->bad_seen = self->bad_told = false;
+    self->bad [0] = 0;
+}
 
 bm_progress_t *
 bm_progress_new (void)
@@ -71,7 +115,11 @@ bm_progress_feed (bm_progress_t *self, const char *data, size_t size)
                 int value = bm_progress_parse (self->line, self->size);
                 if (value >= 0)
                     last = value;
+                else
+                    s_keep_bad (self, false);
             }
+            else
+                s_keep_bad (self, true);
             self->size = 0;
             self->skipping = false;
         }
@@ -131,6 +179,14 @@ bm_progress_test (bool verbose)
     assert (bm_progress_feed (progress, "\n", 1) == 80);
     //  NUL bytes make a line invalid, not the parser confused.
     assert (bm_progress_feed (progress, "PROGRESS \0" "90\n", 13) == -1);
+    bm_progress_rearm (progress);
+    assert (!bm_progress_news (progress) && strcmp (bm_progress_bad_line (progress), "") == 0);
+    assert (bm_progress_feed (progress, "\n\r\nPROGRESS 150\nprogress 40\n", 28) == -1);
+    assert (bm_progress_news (progress) && !bm_progress_news (progress));
+    assert (strcmp (bm_progress_bad_line (progress), "PROGRESS 150") == 0);
+    bm_progress_rearm (progress);
+    assert (bm_progress_feed (progress, "PROGRESS 30%\n", 13) == -1 && bm_progress_news (progress));
+    assert (strcmp (bm_progress_bad_line (progress), "PROGRESS 30%") == 0);
     bm_progress_destroy (&progress);
     assert (progress == NULL);
 

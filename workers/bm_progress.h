@@ -8,8 +8,9 @@
     optional trailing spaces and an optional \r.  Anything else (other
     text, values out of range, lines longer than BM_PROGRESS_MAX_LINE
     bytes) is ignored: the channel is advisory and never fails a job.
-    This class splits the byte stream into lines and parses them; it does
-    no I/O.  */
+    The first such line is kept (until bm_progress_rearm) so that the
+    caller can log it once per job.  This class splits the byte stream
+    into lines and parses them; it does no I/O.  */
 #ifndef BM_PROGRESS_H
 #define BM_PROGRESS_H
 
@@ -29,6 +30,21 @@ int bm_progress_feed (bm_progress_t *self, const char *data, size_t size);
 
 //  Parse one line (without its \n).  Returns 0..100, or -1.
 int bm_progress_parse (const char *line, size_t size);
+
+//  The caller's progress callbacks get this value for "a line that is not
+//  PROGRESS 0-100 came" (bm_progress_news tells them).
+#define BM_PROGRESS_BAD  (-1)
+
+//  True once after the first line that is not empty and not valid was
+//  fed since the start (or bm_progress_rearm): time to log it.
+bool bm_progress_news (bm_progress_t *self);
+
+//  That first bad line (printable, cut at BM_PROGRESS_MAX_LINE bytes), or
+//  "" if none came.
+const char *bm_progress_bad_line (bm_progress_t *self);
+
+//  Forget the bad line: the next job's first one is news again.
+void bm_progress_rearm (bm_progress_t *self);
 
 //  Self-test; built only into bm_worker_selftest (BM_SELFTEST).
 void bm_progress_test (bool verbose);

@@ -2,6 +2,7 @@
 #include "bm_runner.h"
 #include "bm_config.h"
 #include "bm_log.h"
+#include "bm_progress.h"
 
 #include <signal.h>
 #include <string.h>
@@ -213,8 +214,13 @@ s_on_bot_exit (bm_bot_t *bot, void *arg)
 static void
 s_on_bot_progress (bm_bot_t *bot, int progress, void *arg)
 {
-    (void) bot;
     job_t *job = (job_t *) arg;
+    if (progress == BM_PROGRESS_BAD) {
+        bm_warn (job->id, "the bot wrote a progress line that is not 'PROGRESS <0-100>' on fd 3: "
+                 "'%s' (ignored, as are this job's further bad lines)",
+                 bot ? bm_bot_progress_bad (bot) : bm_pool_progress_bad (job->pool, job));
+        return;
+    }
     if (progress == job->progress_sent) {
         job->progress_pending = -1;
         return;

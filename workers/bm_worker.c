@@ -739,6 +739,7 @@ s_start_pools (bm_worker_t *self)
             .type = type->name, .argv = type->argv, .fork = fork,
             .min_procs = type->min_procs, .max_procs = type->max_procs,
             .max_jobs = type->max_jobs, .max_rss_mb = type->max_rss_mb, .idle_ms = type->idle_ms,
+            .ready_timeout_ms = type->ready_timeout_ms, .ready_var = type->ready_var,
             .output_max = config->output_max, .stderr_tail = config->stderr_tail,
             .kill_grace_ms = config->kill_grace_ms, .sandboxed = type->sandboxed,
             .limits = &type->limits };

@@ -139,6 +139,11 @@ s_usage (FILE *out)
 "                         passes this after a job (default 1024; 0: never)\n"
 "  BOT_<TYPE>_IDLE_MS     pool/fork: idle processes above the minimum exit\n"
 "                         after this long (default 60000)\n"
+"  BOT_<TYPE>_READY_TIMEOUT_MS\n"
+"                         pool/fork: a process that has not written its\n"
+"                         ready line this long after its start is killed\n"
+"                         and counts as an init failure (default 30000;\n"
+"                         0: no deadline)\n"
 "  BOT_<TYPE>_PRELOAD     fork (python): modules the fork server imports\n"
 "                         once, comma-separated\n"
 "  BOT_<TYPE>_FORK_WARMUP fork (python): 1 or a JSON payload: the fork server\n"
@@ -252,6 +257,33 @@ s_argv (const char *first, ...)
     return argv;
 }
 
+//  Words of BOT_<TYPE>_CMD that are relative paths of files (a program
+//  with a '/', or a script argument such as workers/bots/mybot.py) become
+//  absolute, from the worker's working directory at start: a bot then
+//  finds them whatever its own working directory (under bwrap it starts in
+//  its private /tmp, and the sandbox binds the directories of absolute
+//  paths only).  Options (-x) and words that name no file stay as they are.
+static void
+s_absolute_paths (char **argv, const char *var)
+{
+    for (int i = 0; argv [i]; i++) {
+        const char *word = argv [i];
+        struct stat st;
+        if (*word == '/' || *word == '-' || (i == 0 && !strchr (word, '/'))
+        ||  stat (word, &st) != 0 || !S_ISREG (st.st_mode))
+            continue;
+        char cwd [PATH_MAX];
+        if (!getcwd (cwd, sizeof cwd))
+            return;
+        //  Not realpath: a symlink's name may matter to its program.
+        char *absolute = zsys_sprintf ("%s/%s", streq (cwd, "/") ? "" : cwd,
+                                       strncmp (word, "./", 2) == 0 ? word + 2 : word);
+        bm_info (NULL, "configuration: %s: '%s' read as %s", var, word, absolute);
+        free (argv [i]);
+        argv [i] = absolute;
+    }
+}
+
 //  The program of one bot type: BOT_<TYPE>_CMD, or the default bot.
 static int
 s_bot_command (bm_worker_type_t *type, const char *root)
@@ -326,6 +358,8 @@ s_bot_command (bm_worker_type_t *type, const char *root)
         }
         zstr_free (&script);
     }
+    if (line && *line)
+        s_absolute_paths (argv, var);
     char *path = bm_bot_which (argv [0]);
     if (!path || access (path, X_OK) != 0) {
         bm_error (NULL, "configuration: %s: program '%s' not found or not executable",
@@ -365,6 +399,7 @@ s_bot_mode (bm_worker_type_t *type, int64_t concurrency)
         { "_MAX_JOBS", 1000, 1, 1000000000, &type->max_jobs },
         { "_MAX_RSS_MB", 1024, 0, 1 << 20, &type->max_rss_mb },
         { "_IDLE_MS", 60000, 0, 86400000, &type->idle_ms },
+        { "_READY_TIMEOUT_MS", 30000, 0, 3600000, &type->ready_timeout_ms },
     };
     for (size_t i = 0; i < sizeof knobs / sizeof knobs [0]; i++) {
         s_env_name (var, sizeof var, "BOT_", type->name, knobs [i].suffix);
@@ -373,6 +408,7 @@ s_bot_mode (bm_worker_type_t *type, int64_t concurrency)
     }
     if (type->min_procs > type->max_procs)
         type->min_procs = type->max_procs;
+    s_env_name (type->ready_var, sizeof type->ready_var, "BOT_", type->name, "_READY_TIMEOUT_MS");
     return 0;
 }
 

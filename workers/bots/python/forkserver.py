@@ -88,7 +88,11 @@ def load(path):
     kind = os.environ.get("BOT_TYPE", "").upper().replace("-", "_")
     for name in os.environ.get("BOT_%s_PRELOAD" % kind, "").split(","):
         if name.strip():
-            importlib.import_module(name.strip())
+            try:
+                importlib.import_module(name.strip())
+            except Exception as exc:
+                raise SystemExit("BOT_%s_PRELOAD names the module %r, which cannot be imported: "
+                                 "%s: %s" % (kind, name.strip(), type(exc).__name__, exc))
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     spec = importlib.util.spec_from_file_location("bot", path)
     module = importlib.util.module_from_spec(spec)
@@ -109,13 +113,16 @@ def job_stream(data=b""):
 
 
 def run_main(module, job):
-    """Run one job in this process: (exit status, its stdout as bytes)."""
+    """Run one job in this process: (exit status, its stdout as bytes).
+    A main() that wrote nothing on stdout and returned a value other than
+    None has that value, as JSON, for its stdout (its result)."""
     sys.stdin = job_stream(json.dumps(job.get("payload")).encode("utf-8"))
     captured = job_stream()
     sys.stdout = captured
     code = 0
+    returned = None
     try:
-        module.main()
+        returned = module.main()
     except SystemExit as exc:
         if exc.code is None:
             code = 0
@@ -134,8 +141,15 @@ def run_main(module, job):
             pass                        # closed by the bot: what it wrote is kept
         sys.stdout = sys.__stdout__
         sys.stdin = sys.__stdin__
-        sys.stderr.flush()
-    return code, captured.buffer.getvalue() if not captured.buffer.closed else b""
+    output = captured.buffer.getvalue() if not captured.buffer.closed else b""
+    if code == 0 and returned is not None and not output.strip():
+        try:
+            output = json.dumps(returned, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            sys.stderr.write("forkserver: main() returned a value that is not JSON (%s) and "
+                             "wrote nothing on stdout\n" % exc)
+    sys.stderr.flush()
+    return code, output
 
 
 def answer_frame(code, output):
