@@ -15,7 +15,8 @@ Each service still starts, and logs exactly its lines: one WARN each,
 "unknown setting NAME (did you mean NAME?)".  Then every variable
 env.example lists, set at once, with a custom bot type's (BOT_REPORT_CMD,
 MAX_REPORT_BOTS): no program warns about any (the check runs at start,
-before --help answers).
+before --help answers).  Last, ./botmesh up says the same of its env file
+before it starts anything, once per name.
 """
 import os
 import re
@@ -36,6 +37,8 @@ EXPECTED = {
     "mock": {("MOCK_WEBHOOK_PROT", "MOCK_WEBHOOK_PORT")},
 }
 WARNING = re.compile(r" WARN +(\S+) +unknown setting (\S+) \(did you mean (\S+)\?\)$", re.M)
+UP_WARNING = re.compile(r"^botmesh: warning: unknown setting (\S+) \(did you mean (\S+)\?\) "
+                        r"\(the environment or (.+)\)$")
 
 
 def warnings(text):
@@ -81,6 +84,21 @@ def test():
               p.returncode, lines)
     log("checked %d variables against 5 programs" % len(env))
 
+    # ./botmesh up, with the misspellings in its env file; a var directory
+    # it cannot make stops it right after the check, before any start.
+    top = harness.tempdir("botmesh-env-typos-")
+    env_file = os.path.join(top, "typos.env")
+    with open(env_file, "w") as f:
+        f.write("".join("%s=%s\n" % kv for kv in TYPOS.items()) + "API_GATEWAY_PORT=3000\n")
+    clean = {k: v for k, v in os.environ.items() if k not in TYPOS}
+    p = subprocess.run([os.path.join(d.ROOT, "botmesh"), "up", "--no-build"], capture_output=True, text=True,
+                       timeout=60, env=dict(clean, BOTMESH_ENV_FILE=env_file, BOTMESH_VAR_DIR="/dev/null/var",
+                                            BOTMESH_BUILD_DIR=os.path.dirname(d.BIN)))
+    said = [UP_WARNING.match(l) for l in p.stderr.splitlines() if "unknown setting" in l]
+    want = sorted(set().union(*EXPECTED.values()))
+    check(all(said) and sorted((m.group(1), m.group(2)) for m in said) == want,
+          "./botmesh up names each misspelling of its env file once, as a warning", want, p.stderr[-1500:])
+    check(all(m.group(3) == env_file for m in said), "and names the env file", p.stderr[-1500:])
 
 if __name__ == "__main__":
     main(test)
