@@ -9,6 +9,9 @@ import harness as h
 from fakeworker import FakeWorker
 
 
+DONE_MANY, SCHEDULE = 0x0B, 0x0E        # protocol.md sections 5a and 4
+
+
 def frames_rejected(c, reason):
     text = c.request(h.METRICS)[1]["text"]
     for line in text.splitlines():
@@ -304,6 +307,54 @@ def test():
         h.check(frames_rejected(c, "bad_frame") == before, "nor is it counted as a bad_frame")
         cmd, r = c.request(h.CANCEL, {"jobId": leave_id})
         h.check(cmd == h.REPLY and r["job"]["state"] == "cancelled", "the left job cancelled", r)
+
+        # req: any integer from -2^63 to 2^63-1; 2^63 is refused, naming req.
+        c.send(h.PING, {"req": -5})
+        cmd, r = c.recv()
+        h.check(cmd == h.REPLY and r["req"] == -5, "a negative req is taken and echoed", r)
+        c.send(h.PING, {"req": 2 ** 63})
+        cmd, r = c.recv()
+        h.check(cmd == h.REJECTED and r["code"] == "bad_request" and "req" in r["message"],
+                "req 2^63 -> bad_request naming req", r)
+        # A body that is not a map: REJECTED bad_frame without req.
+        c.sock.send_multipart([h.CLIENT, bytes([h.PING]), b"\x90"])
+        cmd, r = c.recv()
+        h.check(cmd == h.REJECTED and r["code"] == "bad_frame" and "req" not in r,
+                "a body the broker cannot read: REJECTED bad_frame without req", r)
+
+        # CANCEL stops a delayed job too.
+        later_id = c.submit("python", {"n": 5}, delayMs=3600000)
+        cmd, r = c.request(h.CANCEL, {"jobId": later_id})
+        h.check(cmd == h.REPLY and r["job"]["state"] == "cancelled", "CANCEL of a delayed job", r)
+
+        # DONE_MANY from a worker that never got a JOB_MANY (no batch: true)
+        # is taken; RETRY then starts the job afresh, history cleared.
+        last = FakeWorker(s.endpoint, "w-last", ["last"], 1)
+        h.wait_until(lambda: any(x["name"] == "w-last" for x in c.stats()["workers"]), 5,
+                     "w-last to register")
+        last_id = c.submit("last", {"n": 6})
+        h.check(last.recv_job()["jobId"] == last_id, "w-last runs the job")
+        last.send(DONE_MANY, {"jobs": [{"jobId": last_id, "ok": False,
+                                        "error": {"code": "bot_failed", "message": "m", "exitCode": 3}}]})
+        rec = c.wait(last_id, timeout=5)
+        h.check(rec["state"] == "failed" and rec["attemptErrors"] and rec["error"]["exitCode"] == 3,
+                "DONE_MANY without a JOB_MANY first is taken: the job failed", rec)
+        last.ready(0)
+        cmd, r = c.request(h.RETRY, {"jobId": last_id})
+        h.check(cmd == h.ACCEPTED, "RETRY of the failed job", r)
+        rec = c.status(last_id)
+        h.check(rec["state"] == "queued" and rec["attempts"] == 0 and "attemptErrors" not in rec
+                and "error" not in rec and "finishedAt" not in rec,
+                "RETRY clears attempts, attemptErrors, error and finishedAt", rec)
+        c.request(h.CANCEL, {"jobId": last_id})
+        last.close()
+
+        # A schedule record names the prefix of its runs' ids.
+        cmd, r = c.request(SCHEDULE, {"action": "add", "key": "s-edge", "botType": "python",
+                                      "payload": {}, "everyMs": 3600000})
+        h.check(cmd == h.REPLY and r["schedule"]["runIdPrefix"] == "s-edge",
+                "a schedule record's runIdPrefix is its key", r)
+        c.request(SCHEDULE, {"action": "remove", "key": "s-edge"})
 
 
 if __name__ == "__main__":
