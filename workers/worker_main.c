@@ -714,8 +714,10 @@ main (int argc, char *argv [])
     snprintf (default_name, sizeof default_name, "%s-%d", host, (int) getpid ());
     if (!name)
         name = config.name ? config.name : default_name;
-    if (strlen (name) == 0 || strlen (name) > 128) {
-        bm_error (NULL, "configuration: the worker name must have 1 to 128 characters");
+    //  The broker refuses a READY whose name is not an id (NACK bad_request).
+    if (!bm_valid_id (name, strlen (name))) {
+        bm_error (NULL, "configuration: the worker name (--name, WORKER_NAME) must be 1 to 128 "
+                  "printable characters without spaces (got '%s')", name);
         goto done;
     }
     config.name = name;

@@ -33,6 +33,8 @@ def main():
         ([], {"WORKER_CONCURRENCY": "-3"}, "WORKER_CONCURRENCY"),
         (["--type", "Python!"], {}, "--type"),
         ([], {"WORKER_TYPES": "python,Bad Type"}, "WORKER_TYPES"),
+        (["--name", "has space"], {}, "WORKER_NAME"),
+        ([], {"WORKER_NAME": "n" * 129}, "WORKER_NAME"),
         (["--grace-ms", "soon"], {}, "--grace-ms"),
         ([], {"WORKER_GRACE_MS": "-1"}, "WORKER_GRACE_MS"),
         ([], {"HEARTBEAT_INTERVAL_MS": "abc"}, "HEARTBEAT_INTERVAL_MS"),
