@@ -297,6 +297,9 @@ s_worker_replace (bm_broker_t *self, bm_worker_entry_t *old, bm_worker_entry_t *
     bm_body_init (self, &body);
     msgpack_pack_map (&body.pk, 1);
     bm_pack_kv_str (&body.pk, "reason", "replaced");
+    //  Its socket is often closed already (a reconnect): the send then
+    //  fails, and a congested entry's failure is not logged.
+    old->congested = true;
     bm_broker_send_worker (self, old, BM_DISCONNECT, &body);
     bm_body_free (&body);
     bm_workers_delete (self, old, "replaced by a new connection under its name");
