@@ -7,7 +7,9 @@ those differ from its own settings; a worker killed with SIGKILL stays DOWN
 (exit 1) in every `status` until `up` starts it again; a worker stopped
 with SIGSTOP shows STOPPED (exit 1), and its type's row says the broker
 lists fewer workers than run; `scale python=2` is kept across `down` and
-`up` (var/scale), and `scale python=1` sets it back.
+`up` (var/scale), and `scale python=1` sets it back; a worker of a type
+whose bot processes fail at every start shows "running, BOTS FAIL AT
+INIT" with the last failure.
 """
 import os
 import signal
@@ -118,6 +120,19 @@ def run(e):
     p = e.run("up")
     check(p.returncode == 0 and "worker-python-2" not in p.stdout, "after scale python=1, up starts one",
           show(p))
+
+    # A worker whose bot processes fail at every start (a pool bot that
+    # exits at once): running, but status says its bots fail at init.
+    broken = {"BOTMESH_WORKER_ARGS": "", "BOT_BROKEN_CMD": "/bin/false", "BOT_BROKEN_MODE": "pool"}
+    p = e.run("scale", "broken=1", env=broken)
+    check(p.returncode == 0, "scale broken=1 (a type of our own, its bot fails at init)", show(p))
+    q = wait_until(lambda: (lambda q: "BOTS FAIL AT INIT" in row(q, "worker-broken-1") and q)(e.run("status")),
+                   30, "status to say worker-broken-1's bots fail at init", interval=0.5)
+    check("failed at init" in row(q, "worker-broken-1") and "./botmesh logs worker-broken-1" in row(q, "worker-broken-1"),
+          "... quoting the last init failure and where to read more", show(q))
+    check("FAIL AT INIT" not in row(q, "worker-python-1"), "a worker whose bots load says running", show(q))
+    p = e.run("scale", "broken=0")
+    check(p.returncode == 0, "scale broken=0", show(p))
 
 
 if __name__ == "__main__":
