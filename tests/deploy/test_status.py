@@ -41,6 +41,9 @@ def test():
 
 
 def run(e):
+    # One WORKER_NAME for all: each worker gets its instance's suffix (the
+    # broker keeps one live worker a name).
+    e.env["WORKER_NAME"] = "box"
     p = e.run("up")
     check(p.returncode == 0, "up", show(p))
     p = e.run("scale", "python=2")
@@ -49,6 +52,9 @@ def run(e):
     check(p.returncode == 0 and "1 registered" not in type_row(p, "python")
           and "2 registered with the broker" in type_row(p, "python"),
           "status: everything up, 2 python workers registered", show(p))
+    with open(os.path.join(e.var, "log", "worker-python-2.log")) as f:
+        text = f.read()
+    check("box-python-2" in text, "WORKER_NAME=box: the second python worker is box-python-2", text[-1500:])
 
     # status without the env file up read (and without the port variables):
     # the ports recorded in var/run, and a note saying they differ.
