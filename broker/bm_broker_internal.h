@@ -361,7 +361,10 @@ void bm_dispatch_release (bm_broker_t *self);
 void bm_broker_push_writes (bm_broker_t *self);
 void bm_job_enqueue (bm_broker_t *self, bm_job_t *job);
 void bm_job_unassign (bm_broker_t *self, bm_job_t *job);
-void bm_job_requeue (bm_broker_t *self, bm_job_t *job, const char *reason);
+//  A running job goes back to the queue, or past its maxAttempts fails
+//  with worker_lost, its message saying how the dispatch was lost (loss,
+//  e.g. "the worker running the job was lost") and which one it was.
+void bm_job_requeue (bm_broker_t *self, bm_job_t *job, const char *reason, const char *loss);
 //  A queued job that a worker reports running (READY running) becomes its
 //  running job, for the attempt it runs (no new attempt, no JOB sent).
 void bm_job_adopt (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker);

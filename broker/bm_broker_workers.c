@@ -26,7 +26,7 @@ bm_workers_delete (bm_broker_t *self, bm_worker_entry_t *worker, const char *rea
                 zhashx_purge (self->lost_keys);
             zhashx_update (self->lost_keys, job->id, worker->pubkey);
         }
-        bm_job_requeue (self, job, "worker_lost");
+        bm_job_requeue (self, job, "worker_lost", "the worker running the job was lost");
     }
     bm_stopping_t *stop;
     while ((stop = (bm_stopping_t *) zlistx_first (worker->stopping)))
@@ -727,6 +727,27 @@ s_worker_progress (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t 
         bm_delivery_update (self, job, &progress.webhook);
 }
 
+//  How the dispatch of a released job was lost, for its worker_lost
+//  message: the worker's bot process killed from outside, by the signal
+//  the RELEASE names when it names one.  The number is the worker's; its
+//  name, as this host spells it, is only a hint.
+static void
+s_release_loss (const bm_codec_job_notice_t *release, char *loss, size_t size)
+{
+    if (!release->lost)
+        snprintf (loss, size, "the worker released the job");
+    else
+    if (!release->signal)
+        snprintf (loss, size, "the bot process running the job was killed from outside the worker");
+    else {
+        const char *name = sigabbrev_np ((int) release->signal);
+        snprintf (loss, size, "the bot process running the job was killed by signal %" PRId64
+                  "%s%s%s from outside the worker%s", release->signal,
+                  name ? " (SIG" : "", name ? name : "", name ? ")" : "",
+                  release->signal == SIGKILL ? " (kill -9, the OOM killer)" : "");
+    }
+}
+
 static void
 s_worker_release (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg)
 {
@@ -747,7 +768,9 @@ s_worker_release (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *
     //  counts, as if the worker had died under it.
     if (!release.lost)
         job->attempts--;
-    bm_job_requeue (self, job, release.lost ? "process_lost" : "released");
+    char loss [160];
+    s_release_loss (&release, loss, sizeof loss);
+    bm_job_requeue (self, job, release.lost ? "process_lost" : "released", loss);
     bm_dispatch_worker (self, worker);
     bm_dispatch (self, job->service);
 }

@@ -397,16 +397,15 @@ bm_job_unassign (bm_broker_t *self, bm_job_t *job)
 
 //  A running job goes back to the queue (its worker died, or released it).
 void
-bm_job_requeue (bm_broker_t *self, bm_job_t *job, const char *reason)
+bm_job_requeue (bm_broker_t *self, bm_job_t *job, const char *reason, const char *loss)
 {
     bm_job_unassign (self, job);
     //  maxAttempts bounds the dispatches lost to workers; runs whose bot
     //  failed count against attempts instead (protocol.md section 4).
     if (job->attempts - job->failed_runs >= job->max_attempts) {
-        char message [160];
-        snprintf (message, sizeof message,
-                  "the worker running the job was lost on dispatch %" PRId64 " of %" PRId64,
-                  job->attempts - job->failed_runs, job->max_attempts);
+        char message [256];
+        snprintf (message, sizeof message, "%s on dispatch %" PRId64 " of %" PRId64,
+                  loss, job->attempts - job->failed_runs, job->max_attempts);
         bm_job_finish (self, job, JOB_FAILED, "worker_lost", message);
         return;
     }

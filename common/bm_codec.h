@@ -405,14 +405,18 @@ typedef struct {
 int bm_codec_done_decode (const bm_msg_t *msg, bm_codec_done_t *self, bm_codec_error_t *error);
 void bm_codec_done_encode (const bm_codec_done_t *self, bm_packer_t *packer);
 
-//  CANCEL (broker to worker) {jobId, reason}; RELEASE {jobId, lost?}
-//  (reason "").
+//  CANCEL (broker to worker) {jobId, reason}; RELEASE {jobId, lost?,
+//  signal?} (reason "").
 typedef struct {
     char job_id [BM_MAX_ID_LEN + 1];
     bm_codec_str_t reason;              //  ptr NULL when absent
     bool lost;                          //  RELEASE: the process running the
                                         //  job was lost (an attempt that
                                         //  counts); absent: false
+    int64_t signal;                     //  RELEASE with lost: the signal
+                                        //  that killed that process from
+                                        //  outside; 0: absent (one that
+                                        //  does not read is ignored)
 } bm_codec_job_notice_t;
 
 int bm_codec_job_notice_decode (const bm_msg_t *msg, bm_codec_job_notice_t *self,

@@ -419,6 +419,25 @@ test_worker_round_trips (void)
     CHECK (msg && bm_codec_job_notice_decode (msg, &notice_back, &error) == 0
            && streq (notice_back.job_id, "j-1") && s_str_is (notice_back.reason, "timeout"));
     bm_msg_destroy (&msg);
+    //  RELEASE {jobId, lost, signal}: the signal that killed the bot
+    //  process comes back; one that does not read is ignored, never refused
+    //  (the job would stay with a worker that no longer runs it).
+    bm_codec_job_notice_t lost = { .job_id = "j-2", .lost = true, .signal = 9 };
+    bm_codec_job_notice_encode (&lost, &packer);
+    msg = s_packed_msg (BM_WORKER_HEADER, BM_RELEASE, &packer);
+    CHECK (msg && bm_codec_job_notice_decode (msg, &notice_back, &error) == 0
+           && notice_back.lost && notice_back.signal == 9 && !notice_back.reason.ptr);
+    bm_msg_destroy (&msg);
+    const char *odd_signals [] = { "0", "128", "-9", "\"KILL\"", "9.5", "null" };
+    for (size_t index = 0; index < sizeof odd_signals / sizeof *odd_signals; index++) {
+        char json [96];
+        snprintf (json, sizeof json, "{\"jobId\":\"j-2\",\"lost\":true,\"signal\":%s,\"later\":1}",
+                  odd_signals [index]);
+        msg = s_json_msg (BM_WORKER_HEADER, BM_RELEASE, json);
+        CHECK (msg && bm_codec_job_notice_decode (msg, &notice_back, &error) == 0
+               && notice_back.lost && notice_back.signal == 0);
+        bm_msg_destroy (&msg);
+    }
 
     bm_codec_disconnect_t bye = { .reason = { "shutting down", 13 } };
     bm_codec_disconnect_encode (&bye, &packer);

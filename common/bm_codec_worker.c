@@ -207,13 +207,20 @@ bm_codec_job_notice_decode (const bm_msg_t *msg, bm_codec_job_notice_t *self,
     ||  bm_field_opt_str (body, "reason", BM_MAX_REASON_LEN, &self->reason, error)
     ||  bm_field_opt_bool (body, "lost", &self->lost, error))
         return -1;
+    //  Lenient: refusing a RELEASE for its signal would leave the job with
+    //  a worker that no longer runs it.
+    bool has;
+    bm_codec_error_t ignored;
+    if (bm_field_opt_int (body, "signal", 1, BM_MAX_SIGNAL, &has, &self->signal, &ignored))
+        self->signal = 0;
     return 0;
 }
 
 void
 bm_codec_job_notice_encode (const bm_codec_job_notice_t *self, bm_packer_t *packer)
 {
-    msgpack_pack_map (&packer->pk, 1 + (self->reason.ptr != NULL) + self->lost);
+    msgpack_pack_map (&packer->pk, 1 + (self->reason.ptr != NULL) + self->lost
+                                   + (self->signal > 0));
     bm_pack_kv_str (&packer->pk, "jobId", self->job_id);
     if (self->reason.ptr)
         bm_field_pack_strn (packer, "reason", self->reason.ptr, self->reason.len);
@@ -221,6 +228,8 @@ bm_codec_job_notice_encode (const bm_codec_job_notice_t *self, bm_packer_t *pack
         msgpack_pack_str_with_body (&packer->pk, "lost", 4);
         msgpack_pack_true (&packer->pk);
     }
+    if (self->signal > 0)
+        bm_field_pack_int (packer, "signal", self->signal);
 }
 
 int

@@ -748,9 +748,9 @@ bm_worker_link_send_progress (bm_worker_link_t *self, const bm_codec_progress_t 
 }
 
 static int
-s_send_release (bm_worker_link_t *self, const char *job_id, bool lost)
+s_send_release (bm_worker_link_t *self, const char *job_id, bool lost, int signal)
 {
-    bm_codec_job_notice_t release = { .reason = { NULL, 0 }, .lost = lost };
+    bm_codec_job_notice_t release = { .reason = { NULL, 0 }, .lost = lost, .signal = signal };
     s_send_held (self);
     snprintf (release.job_id, sizeof release.job_id, "%s", job_id);
     bm_codec_job_notice_encode (&release, &self->packer);
@@ -760,13 +760,13 @@ s_send_release (bm_worker_link_t *self, const char *job_id, bool lost)
 int
 bm_worker_link_send_release (bm_worker_link_t *self, const char *job_id)
 {
-    return s_send_release (self, job_id, false);
+    return s_send_release (self, job_id, false, 0);
 }
 
 int
-bm_worker_link_send_lost (bm_worker_link_t *self, const char *job_id)
+bm_worker_link_send_lost (bm_worker_link_t *self, const char *job_id, int signal)
 {
-    return s_send_release (self, job_id, true);
+    return s_send_release (self, job_id, true, signal);
 }
 
 int

@@ -148,9 +148,10 @@ void bm_worker_link_flush (bm_worker_link_t *self);
 int bm_worker_link_send_done (bm_worker_link_t *self, const bm_codec_done_t *done);
 int bm_worker_link_send_progress (bm_worker_link_t *self, const bm_codec_progress_t *progress);
 int bm_worker_link_send_release (bm_worker_link_t *self, const char *job_id);
-//  RELEASE {jobId, lost: true}: the process that ran the job was killed
-//  from outside; the broker counts the attempt and runs the job again.
-int bm_worker_link_send_lost (bm_worker_link_t *self, const char *job_id);
+//  RELEASE {jobId, lost: true, signal}: the process that ran the job was
+//  killed from outside by signal (0: unknown, not sent); the broker counts
+//  the attempt and runs the job again.
+int bm_worker_link_send_lost (bm_worker_link_t *self, const char *job_id, int signal);
 //  HEARTBEAT {bots}: the worker's warm bots per type (sent besides the
 //  link's own heartbeats, when they changed).
 int bm_worker_link_send_heartbeat (bm_worker_link_t *self, const bm_codec_heartbeat_t *heartbeat);

@@ -155,7 +155,7 @@ bm_worker_link_test (bool verbose)
                                  .result = { NULL, "\xa2ok", 3 } };
     BM_CHECK (bm_worker_link_send_done (link, &finished) == 0);
     BM_CHECK (bm_worker_link_send_release (link, "job-2") == 0);
-    BM_CHECK (bm_worker_link_send_lost (link, "job-3") == 0);
+    BM_CHECK (bm_worker_link_send_lost (link, "job-3", 9) == 0);
     zframe_destroy (&identity);
     msg = s_test_recv (router, &identity);
     bm_codec_progress_t progress_back;
@@ -174,13 +174,14 @@ bm_worker_link_test (bool verbose)
     bm_codec_job_notice_t release;
     BM_CHECK (bm_msg_command (msg) == BM_RELEASE
               && bm_codec_job_notice_decode (msg, &release, &error) == 0
-              && streq (release.job_id, "job-2") && !release.reason.ptr && !release.lost);
+              && streq (release.job_id, "job-2") && !release.reason.ptr && !release.lost
+              && release.signal == 0);
     bm_msg_destroy (&msg);
     zframe_destroy (&identity);
     msg = s_test_recv (router, &identity);
     BM_CHECK (bm_msg_command (msg) == BM_RELEASE
               && bm_codec_job_notice_decode (msg, &release, &error) == 0
-              && streq (release.job_id, "job-3") && release.lost);
+              && streq (release.job_id, "job-3") && release.lost && release.signal == 9);
     bm_msg_destroy (&msg);
 
     //  JOB_MANY: each job as if alone (the good one reaches the handler);

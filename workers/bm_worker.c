@@ -249,8 +249,8 @@ s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome)
     else
     if (job->stop == STOP_LOST)
         //  The broker counts the attempt and runs the job again (or fails
-        //  it with worker_lost past its maxAttempts).
-        bm_worker_link_send_lost (self->link, job->id);
+        //  it with worker_lost past its maxAttempts, naming the signal).
+        bm_worker_link_send_lost (self->link, job->id, outcome ? outcome->signal : 0);
     else
     if (job->stop == STOP_CANCEL) {
         char message [96];

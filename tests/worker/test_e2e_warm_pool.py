@@ -7,7 +7,9 @@ under workers/bots/python/forkserver.py.
 - a bot that leaks memory is recycled at BOT_<TYPE>_MAX_RSS_MB;
 - kill -9 of a pool process mid-job: the worker hands the job back as a
   lost attempt (RELEASE lost), it runs again as attempt 2 (BOT_ATTEMPT and
-  the broker's attempts agree) and the pool refills;
+  the broker's attempts agree) and the pool refills; on the job's last
+  allowed dispatch (maxAttempts 1) it fails worker_lost, the message naming
+  the signal and that it came from outside the worker (RELEASE signal);
 - a bot that kills itself with a crash signal (SIGSEGV, SIGABRT) in pool or
   fork mode fails its job as in spawn mode: one run, bot_failed naming the
   signal with the stderr tail; attempts 2 runs it twice; the pool refills;
@@ -119,6 +121,18 @@ def main():
         check(rec.get("attempts") == 2,
               "the broker's record counts that attempt too (attempts 2, as BOT_ATTEMPT said)", rec)
         wait_until(lambda: len(pool_pids(w.pid, "warm")) == 2, 15, "the pool to refill to 2")
+        pid_file = os.path.join(harness.tempdir("warm-kill-last-"), "pid")
+        job = c.submit("warm", {"sleepMs": 1500, "pidFile": pid_file}, maxAttempts=1)
+        wait_progress(c, job, "the job with maxAttempts 1 to start")
+        os.kill(int(open(pid_file).read()), 9)
+        rec = c.wait(job, timeout=30)
+        err = rec.get("error") or {}
+        check(rec["state"] == "failed" and err.get("code") == "worker_lost",
+              "kill -9 of the pool process on the last allowed dispatch -> worker_lost", rec)
+        check(err.get("message") == "the bot process running the job was killed by signal 9 (SIGKILL) "
+              "from outside the worker (kill -9, the OOM killer) on dispatch 1 of 1",
+              "worker_lost names the signal and says the worker itself was fine", err)
+        wait_until(lambda: len(pool_pids(w.pid, "warm")) == 2, 15, "the pool to refill to 2 again")
 
         # A crash of the bot's own making is the job's failure, not a lost
         # attempt: one run (attempts 1), bot_failed, signal and stderr tail.
