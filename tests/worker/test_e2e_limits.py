@@ -156,7 +156,7 @@ def scenario_warm_limits(s):
     # inside the sandbox (rlimits are per process; bwrap's own use none).
     boxed = "hogpool-boxed-cpu"
     types[("pool-bwrap", "cpu")] = boxed
-    env[env_name(boxed, "CMD")] = "%s %s --pool %s" % (PY, SERVER, HOG)
+    env[env_name(boxed, "CMD")] = "%s %s --pool %s" % (PY, readable_by_all(SERVER), readable_by_all(HOG))
     env[env_name(boxed, "MODE")] = "pool"
     env[env_name(boxed, "MAX_PROCS")] = "1"
     env[env_name(boxed, "CPU_SECONDS")] = "1"

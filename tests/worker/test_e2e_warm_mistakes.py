@@ -23,6 +23,7 @@ never in a job that waits for its timeout.
   finds it.
 """
 import os
+import shutil
 import time
 
 import harness
@@ -93,9 +94,19 @@ def main():
     badline = write(bots, "badline.py", BADLINE)
     prog = write(bots, "prog.sh", PROG)
     returns = write(bots, "returns.py", RETURNS)
-    # The worker starts in the repository root: BOT_REL_CMD names the fork
-    # server by a path relative to it, as docs/bots.md's example does.
-    os.chdir(ROOT)
+    # The worker starts in a tree laid out as the repository's root:
+    # BOT_REL_CMD names the fork server by a path relative to it, as
+    # docs/bots.md's example does.  A copy everyone may read, not the
+    # checkout itself: the sandboxed bot runs as nobody, who cannot reach a
+    # checkout under a private directory (a CI clone in mktemp -d's 0700).
+    tree = os.path.join(bots, "tree")
+    shutil.copytree(os.path.join(ROOT, "workers", "bots", "python"),
+                    os.path.join(tree, "workers", "bots", "python"))
+    for path, dirs, files in os.walk(tree):
+        os.chmod(path, 0o755)
+        for name in files:
+            os.chmod(os.path.join(path, name), 0o644)
+    os.chdir(tree)
     with harness.Stack("worker-e2e-warm-mistakes") as s:
         s.broker(redis=False)
         env = {"BOT_STUCK_CMD": "/bin/sh %s" % stuck, "BOT_STUCK_MODE": "pool",
@@ -190,7 +201,7 @@ def main():
                   and rec["result"].get("n") == 7,
                   "%s: main()'s returned value is the result when it printed nothing" % bot_type, rec)
         check("'workers/bots/python/forkserver.py' read as %s/workers/bots/python/forkserver.py"
-              % ROOT in w.output(), "the relative path of BOT_REL_CMD is logged as read, absolute")
+              % tree in w.output(), "the relative path of BOT_REL_CMD is logged as read, absolute")
         c.close()
         check(w.alive(), "worker still running")
 
