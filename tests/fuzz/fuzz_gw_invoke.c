@@ -159,6 +159,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     bool valid = json_is_object (root)
               && json_is_string (type)
               && bm_valid_bot_type (json_string_value (type), json_string_length (type))
+              && strcmp (json_string_value (type), BM_WEBHOOK_TYPE) != 0    //  Reserved
               && payload != NULL
               && s_rule_str (root, "webhookUrl", bm_valid_url) >= 0
               && s_rule_int (root, "priority", 0, BM_MAX_PRIORITY) >= 0
