@@ -134,6 +134,16 @@ def scenario_each_limit(s):
 SERVER = os.path.join(harness.ROOT, "workers", "bots", "python", "forkserver.py")
 
 
+def boxed_pool_spinner(env, bot_type):
+    """bot_type: the hog under the fork server in pool mode, one process,
+    CPU_SECONDS=1, under bwrap (from copies everyone may read)."""
+    env[env_name(bot_type, "CMD")] = "%s %s --pool %s" % (PY, readable_by_all(SERVER), readable_by_all(HOG))
+    env[env_name(bot_type, "MODE")] = "pool"
+    env[env_name(bot_type, "MAX_PROCS")] = "1"
+    env[env_name(bot_type, "CPU_SECONDS")] = "1"
+    env[env_name(bot_type, "SANDBOX")] = "bwrap"
+
+
 def scenario_warm_limits(s):
     """Pool and fork modes: a memory hog and a CPU spinner fail with
     resource_limit, a pool process that hit a limit is replaced, the worker
@@ -156,11 +166,7 @@ def scenario_warm_limits(s):
     # inside the sandbox (rlimits are per process; bwrap's own use none).
     boxed = "hogpool-boxed-cpu"
     types[("pool-bwrap", "cpu")] = boxed
-    env[env_name(boxed, "CMD")] = "%s %s --pool %s" % (PY, readable_by_all(SERVER), readable_by_all(HOG))
-    env[env_name(boxed, "MODE")] = "pool"
-    env[env_name(boxed, "MAX_PROCS")] = "1"
-    env[env_name(boxed, "CPU_SECONDS")] = "1"
-    env[env_name(boxed, "SANDBOX")] = "bwrap"
+    boxed_pool_spinner(env, boxed)
     fb = FakeBroker(heartbeat_ms=HEARTBEAT_MS)
     w = start_worker(s, fb.endpoint, "--type", ",".join(types.values()), "--concurrency", "2",
                      "--name", "w-warm-limits", env=env)
@@ -241,11 +247,7 @@ def scenario_pool_without_cap_sys_resource(s):
         return
     boxed = "hogpool-nocap"
     env = worker_env(RELAXED)
-    env[env_name(boxed, "CMD")] = "%s %s --pool %s" % (PY, readable_by_all(SERVER), readable_by_all(HOG))
-    env[env_name(boxed, "MODE")] = "pool"
-    env[env_name(boxed, "MAX_PROCS")] = "1"
-    env[env_name(boxed, "CPU_SECONDS")] = "1"
-    env[env_name(boxed, "SANDBOX")] = "bwrap"
+    boxed_pool_spinner(env, boxed)
     fb = FakeBroker(heartbeat_ms=HEARTBEAT_MS)
     env["BROKER_ENDPOINT"] = fb.endpoint
     # capsh drops the capability from the bounding set; bash's exec of the
