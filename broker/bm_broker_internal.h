@@ -326,7 +326,10 @@ void bm_jobstore_forget (bm_broker_t *self, const char *id);
 void bm_jobstore_persist_idem (bm_broker_t *self, bm_job_t *job, uint64_t fingerprint);
 void bm_jobstore_forget_idem (bm_broker_t *self, const char *key);
 void bm_idem_store_tick (bm_broker_t *self, int64_t now);
-void bm_idem_store_recover (bm_broker_t *self);
+//  Recovery reads the hash page by page (HSCAN), then calls done once:
+//  read false when Redis went away meanwhile (the recovery starts over).
+typedef void (bm_idem_store_done_fn) (bm_broker_t *self, bool read);
+void bm_idem_store_recover (bm_broker_t *self, bm_idem_store_done_fn *done);
 void bm_jobstore_persist_webhook (bm_broker_t *self, const char *job_id, const char *wh, size_t wh_size);
 bm_job_t *bm_jobstore_job_from_hash (bm_broker_t *self, const char *id, redisReply *reply);
 void bm_jobstore_save_running (bm_broker_t *self, int64_t now);

@@ -72,22 +72,62 @@ bm_idem_lookup (bm_idem_t *self, const char *key, int64_t now, uint64_t *fingerp
     return entry->job_id;
 }
 
-void
-bm_idem_put (bm_idem_t *self, const char *key, const char *job_id, uint64_t fingerprint,
-             int64_t expires)
+//  The key's entry, and a new s_order_t for it (the caller places it).
+static s_order_t *
+s_put (bm_idem_t *self, const char *key, const char *job_id, uint64_t fingerprint,
+       int64_t expires)
 {
     s_entry_t *entry = (s_entry_t *) zmalloc (sizeof (s_entry_t));
     snprintf (entry->job_id, sizeof entry->job_id, "%s", job_id);
     entry->fingerprint = fingerprint;
     entry->expires = expires;
     zhashx_update (self->entries, key, entry);
-    //  In expiry order, searched from the newest: with one window for all
-    //  keys, a new key goes last at once.
     size_t size = strlen (key) + 1;
     s_order_t *order = (s_order_t *) zmalloc (sizeof (s_order_t) + size);
     order->expires = expires;
     memcpy (order->key, key, size);
-    zlistx_insert (self->order, order, false);
+    return order;
+}
+
+void
+bm_idem_put (bm_idem_t *self, const char *key, const char *job_id, uint64_t fingerprint,
+             int64_t expires)
+{
+    //  In expiry order, searched from the newest: with one window for all
+    //  keys, a new key goes last at once.
+    zlistx_insert (self->order, s_put (self, key, job_id, fingerprint, expires), false);
+}
+
+void
+bm_idem_put_unsorted (bm_idem_t *self, const char *key, const char *job_id,
+                      uint64_t fingerprint, int64_t expires)
+{
+    zlistx_add_end (self->order, s_put (self, key, job_id, fingerprint, expires));
+}
+
+static int
+s_by_expiry_p (const void *a, const void *b)
+{
+    return s_by_expiry (*(const void **) a, *(const void **) b);
+}
+
+void
+bm_idem_sort (bm_idem_t *self)
+{
+    //  Out of the list into an array, qsort, back in (zlistx_sort is a comb
+    //  sort walking the links: slow for millions of keys).
+    size_t size = zlistx_size (self->order);
+    if (size < 2)
+        return;
+    void **items = (void **) malloc (size * sizeof (void *));
+    if (!items)
+        return;             //  Left as it is: keys then expire late, not early
+    for (size_t i = 0; i < size; i++)
+        items [i] = zlistx_detach (self->order, NULL);
+    qsort (items, size, sizeof (void *), s_by_expiry_p);
+    for (size_t i = 0; i < size; i++)
+        zlistx_add_end (self->order, items [i]);
+    free (items);
 }
 
 void
@@ -215,6 +255,22 @@ bm_idem_test (bool verbose)
     BM_CHECK (bm_idem_lookup (idem, "k7", 0, NULL) == NULL);
     BM_CHECK (bm_idem_size (idem) == 1);
     bm_idem_forget (idem, "k6", NULL, 0);
+
+    //  Keys put in no order, then sorted: they expire oldest first, and a
+    //  key put again keeps its later expiry.
+    bm_idem_put_unsorted (idem, "u3", "j3", 0, 300);
+    bm_idem_put_unsorted (idem, "u1", "j1", 0, 100);
+    bm_idem_put_unsorted (idem, "u2", "j2", 0, 200);
+    bm_idem_put_unsorted (idem, "u1", "j1", 0, 400);
+    bm_idem_sort (idem);
+    bm_idem_expire (idem, 250, NULL, NULL);
+    BM_CHECK (bm_idem_size (idem) == 2);
+    BM_CHECK (bm_idem_lookup (idem, "u2", 0, NULL) == NULL);
+    BM_CHECK (streq (bm_idem_lookup (idem, "u1", 250, NULL), "j1"));
+    bm_idem_expire (idem, 350, NULL, NULL);
+    BM_CHECK (bm_idem_size (idem) == 1 && bm_idem_lookup (idem, "u3", 0, NULL) == NULL);
+    bm_idem_expire (idem, 500, NULL, NULL);
+    BM_CHECK (bm_idem_size (idem) == 0);
 
     //  The fingerprint comes back with the job id.
     uint64_t fingerprint = 0;

@@ -33,6 +33,17 @@ const char *bm_idem_lookup (bm_idem_t *self, const char *key, int64_t now,
 void bm_idem_put (bm_idem_t *self, const char *key, const char *job_id, uint64_t fingerprint,
                   int64_t expires);
 
+//  The same, for many keys at once in no particular order (a recovery
+//  reading Redis page by page): the key is not put in its place in the
+//  expiry order but last, in O(1).  Call bm_idem_sort once after the last
+//  one; until then the keys expire late, never early.
+void bm_idem_put_unsorted (bm_idem_t *self, const char *key, const char *job_id,
+                           uint64_t fingerprint, int64_t expires);
+
+//  Put the keys back in expiry order, in O(n log n) (after
+//  bm_idem_put_unsorted).
+void bm_idem_sort (bm_idem_t *self);
+
 //  What identifies a job's request: 64-bit FNV-1a of the bot type and the
 //  payload in msgpack's shortest encoding (payload NULL: nil), so that the
 //  same JSON sent again, or sent once singly and once in a batch, gives

@@ -803,6 +803,24 @@ s_on_live_ids (redisReply *reply, void *arg)
         s_recovery_finish (self);
 }
 
+//  After the idempotency keys (bm_idem_store_recover): the unfinished
+//  jobs, then the schedules (their runs' checks then see the jobs).
+static void
+s_recover_jobs (bm_broker_t *self, bool read)
+{
+    if (!read) {
+        //  Redis went away: the replies still due say so too; recovery
+        //  starts over when it is back.
+        bm_jobstore_recovery_old_free (self);
+        self->recovering = false;
+        return;
+    }
+    bm_cmd_t cmd;
+    bm_cmd_start (self, &cmd, "SMEMBERS", "unfinished", NULL);
+    bm_jobstore_query (self, &cmd, s_on_live_ids, self);
+    bm_schedule_recover (self);
+}
+
 void
 bm_jobstore_on_store_state (bool up, void *arg)
 {
@@ -821,12 +839,9 @@ bm_jobstore_on_store_state (bool up, void *arg)
         bm_cmd_arg_str (&cmd, "0");
         bm_cmd_arg_str (&cmd, "-1");
         bm_jobstore_query (self, &cmd, s_on_old_live_ids, self);
-        //  The idempotency keys before the jobs: a recovered job's key is
-        //  then known already.
-        bm_idem_store_recover (self);
-        bm_cmd_start (self, &cmd, "SMEMBERS", "unfinished", NULL);
-        bm_jobstore_query (self, &cmd, s_on_live_ids, self);
-        bm_schedule_recover (self);
+        //  The idempotency keys before the jobs (a recovered job's key is
+        //  then known already), page by page; then the jobs.
+        bm_idem_store_recover (self, s_recover_jobs);
     }
     //  GET /ready: never "ready" between the connection and the recovery.
     if (up)

@@ -11,6 +11,13 @@ test drives completes the keyed job.
    broker was down is deleted from Redis at recovery, and a key that
    expires while the broker runs is deleted from Redis then; the same
    body with either key makes a new job.
+3. A day's worth of keys: 50,000 live fields in the hash (as a busy
+   broker leaves it), 2,000 expired ones and 20 that expire 8 s
+   after the restart.  The restarted broker reads the hash in HSCAN pages
+   (Redis's own command counts say so, and the broker's log), deletes the
+   expired fields, answers a duplicate of a key it read with that key's
+   job, and deletes the 20 short ones from Redis as they expire (the keys
+   it read page by page in no order expire oldest first).
 """
 import time
 import harness as h
@@ -43,6 +50,31 @@ def expiry(s, key):
     value = s.redis_cli("HGET", IDEM, key)
     h.check(len(value.split()) == 3, "Redis keeps key %s: <jobId> <fingerprint> <expiry>" % key, value)
     return int(value.split()[2])
+
+
+def bulk_keys(s, first, fingerprint):
+    """Fill the hash as a busy day would: 50,000 live keys (one of them the
+    real job's), 2,000 expired, 20 that expire ~8 s from now."""
+    now = int(time.time() * 1000)
+    fields = []
+    for i in range(50000):
+        fields += ["bulk-%d" % i, "bulk-job-%d %016x %d" % (i, i + 1, now + 3600000 + i)]
+    for i in range(2000):
+        fields += ["old-%d" % i, "old-job-%d %016x %d" % (i, i + 1, now - 1000 - i)]
+    for i in range(20):
+        fields += ["soon-%d" % i, "soon-job-%d %016x %d" % (i, i + 1, now + 8000 + i)]
+    fields += ["real", "%s %s %d" % (first, fingerprint, now + 3600000)]
+    commands = [["HSET", IDEM] + fields[j:j + 2000] for j in range(0, len(fields), 2000)]
+    h.redis_pipeline(s.redis_port, commands)
+    h.check(s.redis_cli("HLEN", IDEM) == str(50000 + 2000 + 20 + 1), "the hash holds 52,021 fields")
+
+
+def hscan_calls(s):
+    stats = s.redis_cli("INFO", "commandstats")
+    for line in stats.splitlines():
+        if line.startswith("cmdstat_hscan:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
 
 
 def test():
@@ -110,6 +142,42 @@ def test():
         cmd, r = c.try_submit("python", {"n": 2}, idempotencyKey="short-live")
         h.check(cmd == h.ACCEPTED and r["duplicate"] is False and r["jobId"] != live,
                 "expired while the broker ran: the same body makes a new job", r)
+        c.close()
+        broker.stop()
+
+        # 3. 50,000 keys, read back page by page.
+        broker = s.broker()
+        c = connected(s)
+        first = c.submit("python", {"bulk": 1}, idempotencyKey="real")
+        fingerprint = s.redis_cli("HGET", IDEM, "real").split()[1]
+        c.close()
+        broker.stop()
+        s.redis_cli("DEL", IDEM)
+        bulk_keys(s, first, fingerprint)
+        s.redis_cli("CONFIG", "RESETSTAT")
+        broker = s.broker()
+        c = connected(s)
+        h.wait_until(lambda: "recovered 50021 idempotency keys" in broker.output(), 30,
+                     "the broker to recover the 50,021 live keys")
+        line = [l for l in broker.output().splitlines() if "idempotency keys from redis" in l][-1]
+        pages = int(line.split(" in ")[1].split()[0])
+        h.check(pages >= 40 and "(2000 expired deleted)" in line,
+                "read in HSCAN pages of ~1,000 (%d pages), the 2,000 expired deleted" % pages, line)
+        h.check(hscan_calls(s) == pages, "Redis counts one HSCAN per page", hscan_calls(s), pages)
+        cmd, r = c.try_submit("python", {"bulk": 1}, idempotencyKey="real")
+        h.check(cmd == h.ACCEPTED and r["duplicate"] is True and r["jobId"] == first,
+                "a key read among 50,000: the same body is a duplicate of its job", r)
+        cmd, r = c.try_submit("python", {"other": 1}, idempotencyKey="bulk-31337")
+        h.check(cmd == h.REJECTED and r.get("code") == "idempotency_key_reused"
+                and "bulk-job-31337" in r["message"],
+                "any key read: another body is refused naming its job", r)
+        h.check(s.redis_cli("HEXISTS", IDEM, "old-0") == "0" and s.redis_cli("HEXISTS", IDEM, "old-1999") == "0",
+                "the expired fields left Redis")
+        h.wait_until(lambda: s.redis_cli("HLEN", IDEM) == "50001", 30,
+                     "the 20 short keys to leave Redis as they expire (oldest first)")
+        cmd, r = c.try_submit("python", {"n": 1}, idempotencyKey="bulk-49999")
+        h.check(cmd == h.REJECTED and r.get("code") == "idempotency_key_reused",
+                "the keys with later windows are still held", r)
         c.close()
 
 
