@@ -7,6 +7,22 @@
 #include "bm_broker_internal.h"
 #include "bm_main.h"
 
+//  A lost run's key dropped from the bounded lost_keys: that run is then
+//  reclaimed by no key (rather than by any key under the worker's name),
+//  and its job runs again.  Nothing to do once it was dispatched again.
+static void
+s_lost_key_dropped (const char *job_id, void *arg)
+{
+    bm_broker_t *self = (bm_broker_t *) arg;
+    bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, job_id);
+    if (job && job->state == JOB_QUEUED && job->last_worker) {
+        bm_info (job->id, "the key of %s, which ran its lost attempt, is no longer kept (over "
+                 "%d lost runs wait): that run's DONE will not be taken, the job runs again",
+                 job->last_worker, BM_LOST_KEYS_MAX);
+        bm_set_str (&job->last_worker, NULL);
+    }
+}
+
 //  CURVE_WORKERS_DIR: a folder of the public certificates allowed to act as
 //  workers (READY); others are refused (NACK not_a_worker).  It only means
 //  something with CURVE on: set without it, a configuration error.
@@ -759,9 +775,7 @@ s_broker_new (const bm_broker_config_t *config)
         s_broker_destroy (&self);
         return NULL;
     }
-    self->lost_keys = zhashx_new ();
-    zhashx_set_duplicator (self->lost_keys, (zhashx_duplicator_fn *) strdup);
-    zhashx_set_destructor (self->lost_keys, (zhashx_destructor_fn *) zstr_free);
+    self->lost_keys = bm_lost_keys_new (BM_LOST_KEYS_MAX, s_lost_key_dropped, self);
     self->loop = zloop_new ();
     zloop_set_nonstop (self->loop, true);
     zloop_reader (self->loop, self->router, s_router_handler, self);
@@ -868,7 +882,7 @@ s_broker_destroy (bm_broker_t **self_p)
         zsock_destroy (&self->router);
         zactor_destroy (&self->auth);
         zcertstore_destroy (&self->worker_certs);
-        zhashx_destroy (&self->lost_keys);
+        bm_lost_keys_destroy (&self->lost_keys);
         zhashx_destroy (&self->workers);
         if (self->jobs)
             bm_jobtab_purge (self->jobs, s_free_job);

@@ -16,6 +16,7 @@
 #include "bm_codec_control.h"
 #include "bm_heap.h"
 #include "bm_idem.h"
+#include "bm_lost_keys.h"
 #include "bm_rank.h"
 #include "bm_redis_url.h"
 #include "bm_sentinel.h"
@@ -41,6 +42,10 @@
 //  A runAt this far behind the broker's clock still runs (at once): the
 //  client's clock may be a little behind; further back is refused.
 #define BM_RUN_AT_TOLERANCE_MS 60000
+//  CURVE: lost runs whose worker key is kept for their reclaim (bm_lost_keys;
+//  ~150 bytes each).  More lost runs waiting at once than this is a mass
+//  failure: the oldest of them then run again rather than be reclaimed.
+#define BM_LOST_KEYS_MAX 10000
 
 typedef struct _bm_schedule_t bm_schedule_t;
 
@@ -153,7 +158,7 @@ struct _bm_broker_t {
                                 //  else ""
     zcertstore_t *worker_certs; //  CURVE_WORKERS_DIR: the keys that may
                                 //  act as workers, or NULL (any key)
-    zhashx_t *lost_keys;        //  CURVE: job id -> the key of the worker
+    bm_lost_keys_t *lost_keys;  //  CURVE: job id -> the key of the worker
                                 //  that was lost running it (only that key
                                 //  may reclaim the run)
     bool recovered;             //  Queues rebuilt from Redis

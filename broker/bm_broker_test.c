@@ -7,6 +7,7 @@
 #include "bm_store_group.h"
 #include "bm_record.h"
 #include "bm_idem.h"
+#include "bm_lost_keys.h"
 #include "bm_lease.h"
 #include "bm_job.h"
 #include "bm_jobtab.h"
@@ -21,6 +22,7 @@ static const bm_selftest_t s_tests [] = {
     { "record", bm_record_test },
     { "rank", bm_rank_test },
     { "idem", bm_idem_test },
+    { "lost_keys", bm_lost_keys_test },
     { "job", bm_job_test },
     { "jobtab", bm_jobtab_test },
     { "service", bm_service_test },

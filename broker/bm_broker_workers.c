@@ -21,11 +21,8 @@ bm_workers_delete (bm_broker_t *self, bm_worker_entry_t *worker, const char *rea
     bm_job_t *job;
     while ((job = bm_joblist_first (&worker->jobs))) {
         //  With CURVE, only the key that ran it may reclaim the lost run.
-        if (worker->pubkey [0]) {
-            if (zhashx_size (self->lost_keys) >= 10000)
-                zhashx_purge (self->lost_keys);
-            zhashx_update (self->lost_keys, job->id, worker->pubkey);
-        }
+        if (worker->pubkey [0])
+            bm_lost_keys_put (self->lost_keys, job->id, worker->pubkey);
         bm_job_requeue (self, job, "worker_lost", "the worker running the job was lost");
     }
     bm_stopping_t *stop;
@@ -476,12 +473,12 @@ static bm_job_t *
 s_worker_reclaim (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
 {
     bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
-    const char *ran_key = job ? (const char *) zhashx_lookup (self->lost_keys, id) : NULL;
+    const char *ran_key = job ? bm_lost_keys_lookup (self->lost_keys, id) : NULL;
     if (ran_key && !streq (ran_key, worker->pubkey))
         return NULL;                    //  Same name, another CURVE key
     if (job && job->state == JOB_QUEUED && job->durable && job->attempts > 0
     &&  job->last_worker && streq (job->last_worker, worker->name)) {
-        zhashx_delete (self->lost_keys, id);
+        bm_lost_keys_delete (self->lost_keys, id);
         bm_info (job->id, "DONE from %s, which ran attempt %" PRId64 " before it was lost: taken",
                  worker->name, job->attempts);
         return job;

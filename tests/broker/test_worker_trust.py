@@ -7,6 +7,9 @@ A real broker and raw DEALER workers the test drives step by step:
   short forms, and never takes the job: the real worker's DONE completes it;
 - with CURVE and Redis, a run lost with its worker (declared dead) is
   reclaimed only by the key that ran it, not by another key under the name;
+  and when more runs are lost at once than the broker keeps keys for
+  (10,000), the oldest runs' keys are dropped, one by one: such a run is
+  then reclaimed by no key (it runs again), never by any key;
 - with CURVE_WORKERS_DIR, a key not in it is refused NACK not_a_worker (a
   client's key cannot register as a worker); set without CURVE, the broker
   does not start.
@@ -18,6 +21,8 @@ import re
 import subprocess
 import harness as h
 from fakeworker import FakeWorker
+
+SUBMIT_MANY, ACCEPTED_MANY = 0x0A, 0x85
 
 
 def keygen(d, name):
@@ -128,6 +133,66 @@ def test():
                 "its own key reclaims the lost run", rec)
         back.close()
         c.close()
+
+        # 1c. CURVE, Redis: 10,001 runs lost at once, one more than the
+        # broker keeps keys for.  A stranger under the dead worker's name
+        # reclaims none of them; the worker's own key reclaims the runs
+        # whose key is kept, not the oldest one's (dropped: it runs again).
+        broker1c, endpoint = curve_broker(s, "broker1c", dict(env, REDIS_URL=s.redis_url,
+                                          HEARTBEAT_INTERVAL_MS="200", HEARTBEAT_LIVENESS="10",
+                                          MAX_PYTHON_BOTS="20000"))
+        c = h.Client(endpoint, curve=cred("client"))
+        total = 10001
+        ids = []
+        for first in range(0, total, 1000):
+            cmd, r = c.request(SUBMIT_MANY, {"jobs": [{"botType": "python", "payload": {"n": n}}
+                                                      for n in range(first, min(first + 1000, total))]},
+                               timeout=30)
+            h.check(cmd == ACCEPTED_MANY and all("jobId" in j for j in r["jobs"]),
+                    "a batch of jobs accepted", cmd, [j for j in r.get("jobs", []) if "jobId" not in j][:3])
+            ids += [j["jobId"] for j in r["jobs"]]
+        real = FakeWorker(endpoint, "vm-3000", ["python"], total, curve=cred("worker1"))
+        taken = set()
+        while len(taken) < total:
+            msg = real.recv(10)
+            if not msg or msg[0] != h.JOB:      # (one check line, not 10,001)
+                h.check(False, "vm-3000 receives all %d jobs (%d so far)" % (total, len(taken)), msg)
+            taken.add(msg[1]["jobId"])
+            if len(taken) % 200 == 0:
+                real.heartbeat()            # alive while the jobs stream in
+        h.check(taken == set(ids), "vm-3000 runs every job")
+        h.wait_until(lambda: not named(c, "vm-3000"), 15, "the silent vm-3000 to be declared dead")
+        real.close()
+        h.wait_until(lambda: "is no longer kept" in broker1c.output(), 10,
+                     "the broker to say it dropped the oldest lost run's key")
+        oldest, middle, newest = ids[0], ids[5000], ids[-1]
+        evil = FakeWorker(endpoint, "vm-3000", ["evil"], 0, curve=cred("stranger"))
+        h.wait_until(lambda: named(c, "vm-3000"), 10, "the stranger registers the free name")
+        for job_id, which in ((oldest, "the oldest lost run (its key dropped)"),
+                              (middle, "a lost run in the middle"), (newest, "the newest lost run")):
+            evil.done(job_id, {"forged": True})
+            msg = evil.recv(timeout=5)
+            h.check(msg and msg[0] == h.NACK and msg[1].get("code") == "not_owner",
+                    "another key cannot reclaim %s: NACK not_owner" % which, msg)
+            rec = c.status(job_id)
+            h.check(rec["state"] == "queued", "that job is still queued", rec)
+        evil.send(h.DISCONNECT, {})
+        evil.close()
+        h.wait_until(lambda: not named(c, "vm-3000"), 10, "the stranger to leave")
+        back = FakeWorker(endpoint, "vm-3000", ["python"], 0, curve=cred("worker1"))
+        h.wait_until(lambda: named(c, "vm-3000"), 10, "vm-3000 back with its key")
+        back.done(newest, {"real": 3})
+        rec = c.wait(newest, timeout=10)
+        h.check(rec["state"] == "completed" and rec["result"] == {"real": 3},
+                "its own key reclaims a lost run whose key is kept", rec)
+        back.done(oldest, {"real": 4})
+        msg = back.recv(timeout=5)
+        h.check(msg and msg[0] == h.NACK and msg[1].get("code") == "not_owner",
+                "the oldest run, its key dropped, is reclaimed by no key: NACK not_owner", msg)
+        h.check(c.status(oldest)["state"] == "queued", "it waits to run again", c.status(oldest))
+        back.close()
+        c.close()
+        broker1c.stop()
 
         # 2. CURVE_WORKERS_DIR: only its keys register as workers.
         broker2, endpoint2 = curve_broker(s, "broker2", dict(env, CURVE_WORKERS_DIR=workers))
