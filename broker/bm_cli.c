@@ -7,6 +7,7 @@
 #include "bm_codec.h"
 #include "bm_config.h"
 #include "bm_curve.h"
+#include "bm_env_check.h"
 #include "bm_http.h"
 #include "bm_json.h"
 #include "bm_log.h"
@@ -287,6 +288,9 @@ int
 main (int argc, char *argv [])
 {
     bm_log_init ("client");
+    //  A misspelt BROKER_CLIENT_ENDPOINT or CURVE_* would leave the client
+    //  talking to the default broker, or without CURVE: say so.
+    bm_env_check_warn ("client", environ);
     const char *endpoint = bm_env_str ("BROKER_CLIENT_ENDPOINT", NULL);
     char derived [256];
     if (!endpoint) {

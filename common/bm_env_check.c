@@ -277,12 +277,60 @@ s_looks_ours (bm_env_check_t *self, const char *name)
     return false;
 }
 
+//  A name whose first word is not ours, misspelt in that word only
+//  (BROKR_ENDPOINT, REDSI_URL, WEBHOK_MAX_RETRIES): the name this program
+//  reads with the same rest and a first word a typo away, or NULL.  Other
+//  programs and users have variables of their own (PATH, APP_KEYS,
+//  NODE_ENV), so this asks more than a name that starts like ours: the
+//  whole rest the same, one edit in the first word (two in a word of
+//  S_LONG_WORD letters or more), and for a first word of three letters or
+//  less (API, LOG, MAX) a rest of two words or more.
+#define S_LONG_WORD 8
+
+static char *
+s_suggest_first_word (bm_env_check_t *self, const char *program, const char *name)
+{
+    const char *underscore = strchr (name, '_');
+    if (!underscore || underscore == name || !underscore [1])
+        return NULL;
+    size_t word = (size_t) (underscore - name);
+    const char *rest = underscore + 1;
+    bool long_rest = strchr (rest, '_') != NULL;
+    char best [S_NAME_MAX + 1] = "";
+    size_t nearest = (size_t) -1;
+    for (size_t i = 0; i < self->count; i++) {
+        const s_entry_t *entry = &self->entries [i];
+        const char *ours = strchr (entry->name, '_');
+        if (!ours || !s_reads (entry, program))
+            continue;
+        size_t ours_len = (size_t) (ours - entry->name);
+        if (ours_len <= 3 && !long_rest)
+            continue;
+        //  The name with our first word: is it this entry?
+        char candidate [S_NAME_MAX + 1];
+        int n = snprintf (candidate, sizeof candidate, "%.*s_%s", (int) ours_len, entry->name, rest);
+        if (n < 0 || (size_t) n >= sizeof candidate)
+            continue;
+        const char *type;
+        if (entry->pattern ? !s_fit (entry->name, candidate, &type) : strcmp (entry->name, candidate))
+            continue;
+        size_t d = s_distance (name, word, entry->name, ours_len);
+        if (d == 0 || d > (ours_len >= S_LONG_WORD ? 2u : 1u) || d >= nearest)
+            continue;
+        nearest = d;
+        memcpy (best, candidate, sizeof best);
+    }
+    return *best ? strdup (best) : NULL;
+}
+
 char *
 bm_env_check_suggest (bm_env_check_t *self, const char *program, const char *name)
 {
     size_t len = strlen (name);
-    if (len > S_NAME_MAX || !s_looks_ours (self, name))
+    if (len > S_NAME_MAX)
         return NULL;
+    if (!s_looks_ours (self, name))
+        return s_suggest_first_word (self, program, name);
     //  A name some program reads, or an instance of a pattern with a type
     //  of its own, is no misspelling; a pattern's instance with a type one
     //  edit from a built-in one is, for the programs that read the pattern.
@@ -407,6 +455,38 @@ static const struct {
     { "broker",  "BROKER_ENDPOINTS_FILE", NULL },           //  too far from any
     { "broker",  "LOG_LEVL",         "LOG_LEVEL" },
     { "broker",  "MAX_BOTS",         NULL },                //  short: 2 edits too many
+    //  The first word misspelt, whatever it becomes.
+    { "broker",  "BROKR_ENDPOINT",   "BROKER_ENDPOINT" },
+    { "gateway", "BORKER_ENDPOINT",  "BROKER_ENDPOINT" },   //  two letters swapped
+    { "mock",    "BROKR_ENDPOINT",   NULL },                //  not read by mock
+    { "broker",  "MAXX_PYTHON_BOTS", "MAX_PYTHON_BOTS" },   //  a short word: a long rest
+    { "broker",  "MXA_REPORT_BOTS",  "MAX_REPORT_BOTS" },   //  a pattern's instance
+    { "broker",  "LGO_LEVEL",        NULL },                //  a short word, a short rest
+    { "gateway", "GATEWY_THREADS",   "GATEWAY_THREADS" },
+    { "broker",  "BRKR_ENDPOINT",    NULL },                //  two edits in a short word
+    { "broker",  "FOO_BAR",          NULL },                //  nothing like ours
+    { "broker",  "PATH",             NULL },
+    { "broker",  "MIN_PYTHON_BOTS",  NULL },                //  MIN is not MAX misspelt
+};
+
+//  Variables of other programs and of the system, as a shell or a
+//  container has them: no botmesh program may warn about any of them
+//  (checked against the real env.example).
+static char *s_foreign [] = {
+    "PATH=/usr/bin", "HOME=/root", "LANG=C.UTF-8", "LANGUAGE=en", "LC_ALL=C", "TERM=xterm",
+    "SHELL=/bin/bash", "USER=u", "LOGNAME=u", "HOSTNAME=h", "PWD=/", "OLDPWD=/", "SHLVL=1",
+    "TZ=UTC", "TMPDIR=/tmp", "EDITOR=vi", "PAGER=less", "MAIL=/var/mail/u", "DISPLAY=:0",
+    "FOO_BAR=1", "MY_SETTING=1", "APP_KEYS=a,b", "APP_KEY=k", "APP_ENV=prod", "APP_PORT=3000",
+    "NODE_ENV=production", "NODE_PATH=/n", "NODE_OPTIONS=--x", "JAVA_HOME=/j", "JAVA_OPTS=-X",
+    "PYTHONPATH=/p", "PYTHONUNBUFFERED=1", "VIRTUAL_ENV=/v", "PYENV_ROOT=/p", "NVM_DIR=/n",
+    "GOPATH=/g", "CARGO_HOME=/c", "LD_LIBRARY_PATH=/l", "XDG_RUNTIME_DIR=/x",
+    "XDG_CONFIG_HOME=/x", "SSH_AUTH_SOCK=/s", "DBUS_SESSION_BUS_ADDRESS=x", "HTTP_PROXY=x",
+    "HTTPS_PROXY=x", "NO_PROXY=x", "DEBIAN_FRONTEND=noninteractive", "CI=true",
+    "GITHUB_ACTIONS=true", "GITHUB_TOKEN=t", "RUNNER_OS=Linux", "KUBERNETES_SERVICE_HOST=h",
+    "KUBERNETES_SERVICE_PORT=443", "KUBERNETES_PORT=tcp://h:443", "DOCKER_HOST=x",
+    "AWS_ACCESS_KEY_ID=x", "AWS_REGION=x", "DATABASE_URL=x", "DB_HOST=x", "DB_PORT=5432",
+    "SECRET_KEY=x", "LOG_DIR=/l", "LOGS_DIR=/l", "SERVER_PORT=1", "PORT=1", "HOST=h",
+    "MAX_CONNECTIONS=1", "MIN_PYTHON_BOTS=1", "WORKERS=4", "TIMEOUT=1", "DEBUG=1", NULL
 };
 
 void
@@ -460,6 +540,17 @@ bm_env_check_test (bool verbose)
     BM_CHECK (bm_env_check_warn ("broker", env) == 0);
     char *typo [] = { "BROKER_ENDPIONT=tcp://127.0.0.1:5555", "PATH=/usr/bin", NULL };
     BM_CHECK (bm_env_check_warn ("broker", typo) == 1);
+    char *first_word [] = { "BROKR_ENDPOINT=x", "REDSI_URL=x", "WEBHOK_MAX_RETRIES=1", NULL };
+    BM_CHECK (bm_env_check_warn ("webhook", first_word) == 2);     //  BROKR_, WEBHOK_
+    BM_CHECK (bm_env_check_warn ("broker", first_word) == 2);      //  BROKR_, REDSI_
+    BM_CHECK (bm_env_check_warn ("client", first_word) == 1);
+    const char *programs [] = { "broker", "worker", "gateway", "webhook", "mock", "client", NULL };
+    for (int i = 0; programs [i]; i++) {
+        int found = bm_env_check_warn (programs [i], s_foreign);
+        if (found)
+            fprintf (stderr, "\n%s warned about %d variables that are not ours\n", programs [i], found);
+        BM_CHECK (found == 0);
+    }
     if (verbose)
         printf ("OK\n");
 }

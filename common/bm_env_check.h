@@ -10,15 +10,19 @@
     deploy.env_help holds env.example to each program's settings table and
     --help, so the catalogue is the tables.
 
-    At start each service calls bm_env_check_warn.  A variable is doubtful
-    when it starts with the first word of a catalogue name (BOT_, BROKER_,
-    REDIS_, ...) and either
-    - no program reads it, and it is a small edit away from a name this
-      program reads:  unknown setting BROKER_ENDPIONT (did you mean
-      BROKER_ENDPOINT?); or
+    At start each service (and botmesh-client) calls bm_env_check_warn.  A
+    variable is doubtful when
+    - it starts with the first word of a catalogue name (BOT_, BROKER_,
+      REDIS_, ...), no program reads it, and it is a small edit away from a
+      name this program reads:  unknown setting BROKER_ENDPIONT (did you
+      mean BROKER_ENDPOINT?);
     - it fits a per-type pattern this program reads with a type a small
       edit away from a built-in one: MAX_PYTON_BOTS (did you mean
-      MAX_PYTHON_BOTS?).
+      MAX_PYTHON_BOTS?); or
+    - its first word is not ours but a typo of ours, the rest of the name
+      being exactly the rest of a name this program reads:  BROKR_ENDPOINT,
+      REDSI_URL (stricter, as the environment holds the variables of other
+      programs: PATH, APP_KEYS, a user's FOO_BAR never warn).
     Each doubtful variable gets one WARN line; the service starts anyway.  */
 #ifndef BM_ENV_CHECK_H
 #define BM_ENV_CHECK_H

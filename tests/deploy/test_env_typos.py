@@ -10,9 +10,15 @@ webhook manager and the mock), with a misspelling for each service:
     GATEWAY_THREDS      gateway: GATEWAY_THREADS?
     WEBHOOK_MAX_RETRIS  webhook: WEBHOOK_MAX_RETRIES?
     MOCK_WEBHOOK_PROT   mock: MOCK_WEBHOOK_PORT?
+    BROKR_ENDPOINT      broker, worker, gateway, webhook (a misspelt first word): BROKER_ENDPOINT?
+    REDSI_URL           broker, gateway: REDIS_URL?
+    WEBHOK_MAX_RETRIES  webhook: WEBHOOK_MAX_RETRIES?
 
+and variables of other programs and of the system that no service may
+warn about (FOO_BAR, APP_KEYS, NODE_ENV, JAVA_HOME, MIN_PYTHON_BOTS...).
 Each service still starts, and logs exactly its lines: one WARN each,
-"unknown setting NAME (did you mean NAME?)".  Then every variable
+"unknown setting NAME (did you mean NAME?)"; botmesh-client says the same
+of the names it reads (BROKER_ENDPIONT, BROKR_ENDPOINT) and nothing else.  Then every variable
 env.example lists, set at once, with a custom bot type's (BOT_REPORT_CMD,
 MAX_REPORT_BOTS): no program warns about any (the check runs at start,
 before --help answers).  Last, ./botmesh up says the same of its env file
@@ -27,15 +33,26 @@ import harness
 from harness import check, log, main
 
 TYPOS = {"BROKER_ENDPIONT": "tcp://127.0.0.1:1", "MAX_PYTON_BOTS": "3", "BOT_PYTHON_MODEE": "pool",
-         "GATEWAY_THREDS": "8", "WEBHOOK_MAX_RETRIS": "2", "MOCK_WEBHOOK_PROT": "5000"}
+         "GATEWAY_THREDS": "8", "WEBHOOK_MAX_RETRIS": "2", "MOCK_WEBHOOK_PROT": "5000",
+         "BROKR_ENDPOINT": "tcp://127.0.0.1:1", "REDSI_URL": "redis://127.0.0.1:1",
+         "WEBHOK_MAX_RETRIES": "2"}
+BROKR = ("BROKR_ENDPOINT", "BROKER_ENDPOINT")
 EXPECTED = {
-    "broker": {("BROKER_ENDPIONT", "BROKER_ENDPOINT"), ("MAX_PYTON_BOTS", "MAX_PYTHON_BOTS")},
+    "broker": {("BROKER_ENDPIONT", "BROKER_ENDPOINT"), ("MAX_PYTON_BOTS", "MAX_PYTHON_BOTS"), BROKR,
+               ("REDSI_URL", "REDIS_URL")},
     "worker": {("BROKER_ENDPIONT", "BROKER_ENDPOINT"), ("MAX_PYTON_BOTS", "MAX_PYTHON_BOTS"),
-               ("BOT_PYTHON_MODEE", "BOT_PYTHON_MODE")},
-    "gateway": {("BROKER_ENDPIONT", "BROKER_ENDPOINT"), ("GATEWAY_THREDS", "GATEWAY_THREADS")},
-    "webhook": {("BROKER_ENDPIONT", "BROKER_ENDPOINT"), ("WEBHOOK_MAX_RETRIS", "WEBHOOK_MAX_RETRIES")},
+               ("BOT_PYTHON_MODEE", "BOT_PYTHON_MODE"), BROKR},
+    "gateway": {("BROKER_ENDPIONT", "BROKER_ENDPOINT"), ("GATEWAY_THREDS", "GATEWAY_THREADS"), BROKR,
+                ("REDSI_URL", "REDIS_URL")},
+    "webhook": {("BROKER_ENDPIONT", "BROKER_ENDPOINT"), ("WEBHOOK_MAX_RETRIS", "WEBHOOK_MAX_RETRIES"), BROKR,
+                ("WEBHOK_MAX_RETRIES", "WEBHOOK_MAX_RETRIES")},
     "mock": {("MOCK_WEBHOOK_PROT", "MOCK_WEBHOOK_PORT")},
 }
+CLIENT_EXPECTED = {("BROKER_ENDPIONT", "BROKER_ENDPOINT"), BROKR}
+# Other programs' and the system's variables: never a warning.
+FOREIGN = {"FOO_BAR": "1", "APP_KEYS": "a,b", "NODE_ENV": "production", "JAVA_HOME": "/usr/lib/jvm",
+           "MIN_PYTHON_BOTS": "1", "LOGS_DIR": "/tmp", "KUBERNETES_SERVICE_HOST": "10.0.0.1",
+           "DATABASE_URL": "postgres://db/x", "LANG": "C.UTF-8"}
 WARNING = re.compile(r" WARN +(\S+) +unknown setting (\S+) \(did you mean (\S+)\?\)$", re.M)
 UP_WARNING = re.compile(r"^botmesh: warning: unknown setting (\S+) \(did you mean (\S+)\?\) "
                         r"\(the environment or (.+)\)$")
@@ -49,6 +66,7 @@ def warnings(text):
 def test():
     with harness.Stack("env-typos") as s:
         s.env.update(TYPOS)
+        s.env.update(FOREIGN)
         procs = {"broker": s.broker(redis=False)}
         procs["worker"] = s.worker("--type", "python", "--concurrency", "1", name="worker")
         s.wait_workers(1, "python")
@@ -64,6 +82,12 @@ def test():
             check(got == EXPECTED[name], "%s names exactly its misspellings: %s" % (
                 name, ", ".join("%s -> %s" % w for w in sorted(EXPECTED[name]))), sorted(got),
                 [l for l in p.output().splitlines() if "unknown setting" in l])
+        p = subprocess.run([s.bin("botmesh-client"), "--help"], capture_output=True, text=True, timeout=20,
+                           env=dict(os.environ, **TYPOS, **FOREIGN))
+        got = warnings(p.stdout + p.stderr)
+        check(p.returncode == 0 and got == CLIENT_EXPECTED,
+              "botmesh-client names exactly the misspellings of what it reads (BROKER_ENDPOINT)",
+              sorted(got), p.stderr[-800:])
         line = [l for l in procs["broker"].output().splitlines() if "BROKER_ENDPIONT" in l]
         check(line and "WARN" in line[0] and "broker" in line[0]
               and line[0].endswith("unknown setting BROKER_ENDPIONT (did you mean BROKER_ENDPOINT?)"),
@@ -75,14 +99,15 @@ def test():
     catalogue = dict(os.environ, BOT_REPORT_CMD="/bin/true", MAX_REPORT_BOTS="2", BOT_REPORT_MODE="pool",
                      KEEP_COMPLETED_REPORT="5", RETRY_REPORT_ATTEMPTS="2")
     catalogue.update((v.name, v.default) for v in env.values())
-    for b in ("botmesh-broker", "botmesh-worker", "botmesh-gateway", "botmesh-webhook", "botmesh-mock"):
+    for b in ("botmesh-broker", "botmesh-worker", "botmesh-gateway", "botmesh-webhook", "botmesh-mock",
+              "botmesh-client"):
         p = subprocess.run([os.path.join(d.BIN, b), "--help"], capture_output=True, text=True,
                            timeout=20, env=catalogue)
         lines = [l for l in (p.stdout + p.stderr).splitlines() if "unknown setting" in l]
         check(p.returncode == 0 and not lines,
               "%s, every env.example variable set (%d): no unknown-setting line" % (b, len(env)),
               p.returncode, lines)
-    log("checked %d variables against 5 programs" % len(env))
+    log("checked %d variables against 6 programs" % len(env))
 
     # ./botmesh up, with the misspellings in its env file; a var directory
     # it cannot make stops it right after the check, before any start.
