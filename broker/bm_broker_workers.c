@@ -583,7 +583,10 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
         return;
     }
     bm_job_t *job = s_worker_job (self, worker, done.job_id);
-    if (!job)
+    //  A DONE for a run this connection was told to stop (timeout, cancel)
+    //  is that run's, even when the job is queued again after it: it frees
+    //  the slot (below) and is not taken as the job's outcome.
+    if (!job && !bm_worker_entry_stopping_holds (worker, done.job_id))
         job = s_worker_reclaim (self, worker, done.job_id);
     if (job && job->state == JOB_QUEUED) {
         //  Reclaimed: the run that was lost is the job's again.

@@ -70,6 +70,18 @@ bm_worker_entry_stopping_add (bm_worker_entry_t *self, const char *job_id, bm_se
     zlistx_add_end (self->stopping, stop);
 }
 
+bool
+bm_worker_entry_stopping_holds (bm_worker_entry_t *self, const char *job_id)
+{
+    bm_stopping_t *stop = (bm_stopping_t *) zlistx_first (self->stopping);
+    while (stop) {
+        if (streq (stop->id, job_id))
+            return true;
+        stop = (bm_stopping_t *) zlistx_next (self->stopping);
+    }
+    return false;
+}
+
 bm_service_t *
 bm_worker_entry_stopping_take (bm_worker_entry_t *self, const char *job_id)
 {
@@ -121,7 +133,10 @@ bm_worker_entry_test (bool verbose)
     bm_worker_entry_stopping_add (worker, "j-1", python);
     bm_worker_entry_stopping_add (worker, "j-2", node);
     BM_CHECK (zlistx_size (worker->stopping) == 2);
+    BM_CHECK (bm_worker_entry_stopping_holds (worker, "j-2"));
     BM_CHECK (bm_worker_entry_stopping_take (worker, "j-2") == node);
+    BM_CHECK (!bm_worker_entry_stopping_holds (worker, "j-2"));
+    BM_CHECK (bm_worker_entry_stopping_holds (worker, "j-1"));
     BM_CHECK (bm_worker_entry_stopping_take (worker, "j-2") == NULL);
     BM_CHECK (bm_worker_entry_stopping_take (worker, "j-3") == NULL);
     BM_CHECK (zlistx_size (worker->stopping) == 1);

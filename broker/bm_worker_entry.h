@@ -63,6 +63,8 @@ int64_t bm_worker_entry_free_credit (const bm_worker_entry_t *self);
 //  worker's DONE or RELEASE for it.
 void bm_worker_entry_stopping_add (bm_worker_entry_t *self, const char *job_id,
                                    bm_service_t *service);
+//  True if the job is on the list (the worker was told to stop it).
+bool bm_worker_entry_stopping_holds (bm_worker_entry_t *self, const char *job_id);
 //  Take a stopping job off the list; its service (whose permit to give
 //  back), or NULL if the job is not on it.
 bm_service_t *bm_worker_entry_stopping_take (bm_worker_entry_t *self, const char *job_id);

@@ -935,14 +935,7 @@ class Worker extends EventEmitter {
     if (cmd !== W.NACK) this._eps.served();
     switch (cmd) {
       case W.JOB: this._onJob(body); break;
-      case W.CANCEL: {
-        const job = this.jobs.get(body.jobId);
-        if (job) {
-          job.cancelReason = body.reason || 'cancelled';
-          job._abort.abort(job.cancelReason);
-        }
-        break;
-      }
+      case W.CANCEL: this._onCancel(body); break;
       case W.DISCONNECT:
         this._log('info', `broker sent DISCONNECT (${body.reason}), reconnecting`);
         if (!this._stopped) this._connect();
@@ -959,6 +952,27 @@ class Worker extends EventEmitter {
       case W.HEARTBEAT:
       default:
         break;
+    }
+  }
+
+  _onCancel(body) {
+    const reason = body.reason || 'cancelled';
+    const job = this.jobs.get(body.jobId);
+    if (job) {
+      job.cancelReason = reason;
+      job._abort.abort(reason);
+      this._log('info', `job ${job.id} cancelled by the broker (${reason})`);
+      return;
+    }
+    const kept = this._keptCompleted.get(body.jobId);
+    if (kept) {
+      // Our DONE left before the CANCEL crossed it: the broker did not take
+      // it, so it is neither sent again nor answers a later JOB.
+      this._keptCompleted.delete(body.jobId);
+      const i = this._kept.indexOf(kept, this._keptHead);
+      if (i >= 0) this._kept.splice(i, 1);
+      this._log('warning', `job ${body.jobId}: result discarded: CANCEL from the broker (${reason}) `
+        + 'for the run we completed');
     }
   }
 
@@ -1024,6 +1038,12 @@ class Worker extends EventEmitter {
     } catch (e) {
       if (e instanceof JobError) error = { code: String(e.code), message: String(e.message).slice(-4000) };
       else error = { code: 'bot_failed', message: String((e && e.stack) ? `${e.name}: ${e.message}` : e).slice(-4000) };
+    }
+    if (job.cancelReason) {
+      // The broker stopped this run (timeout, cancel): a result the handler
+      // returned anyway is not the job's, and is not kept.
+      result = undefined;
+      error = stoppedError(job.cancelReason);
     }
     if (!error) {
       try {
@@ -1144,6 +1164,15 @@ class Worker extends EventEmitter {
       this._resolveDone();
     });
   }
+}
+
+/**
+ * The DONE error of a run the broker stopped with CANCEL (timeout, cancelled,
+ * duplicate, ...): what the handler returned does not count, and the job's
+ * next dispatch runs the handler again.
+ */
+function stoppedError(reason) {
+  return { code: reason === 'timeout' ? 'timeout' : 'cancelled', message: `stopped by the broker (${reason})` };
 }
 
 function stderrLog(level, message) {

@@ -303,6 +303,15 @@ def _wire_backoff(backoff):
     return out
 
 
+def _stopped_error(reason):
+    """The DONE error of a run the broker stopped with CANCEL (timeout,
+    cancelled, duplicate, ...): what the handler returned does not count,
+    and the job's next dispatch runs the handler again."""
+    reason = reason or "cancelled"
+    return {"code": "timeout" if reason == "timeout" else "cancelled",
+            "message": "stopped by the broker (%s)" % reason}
+
+
 def _list_state(state):
     """list()'s state as the broker filters on it (BullMQ's names read as
     ours); Rejected invalid_state for a state no job can have."""
@@ -786,9 +795,11 @@ def _percent(percent):
 class _ProcessJob:
     """The job as a handler sees it in its own process (isolation="process"):
     the same attributes as Job; progress goes to the worker through a pipe.
-    is_cancelled() is always False there: a cancelled job's process is killed."""
+    cancelled is a multiprocessing Event the worker sets on CANCEL, just
+    before it sends the process SIGTERM (a handler that wants to clean up
+    handles SIGTERM; by default the process just ends)."""
 
-    def __init__(self, job):
+    def __init__(self, job, cancelled):
         self.id = job.id
         self.bot_type = job.bot_type
         self.payload = job.payload
@@ -797,13 +808,14 @@ class _ProcessJob:
         self.deadline = job.deadline
         self.received_at = job.received_at
         self.expires_mono = job.expires_mono
+        self.cancelled = cancelled
         self._conn = None
 
     def progress(self, percent):
         self._conn.send(("progress", _percent(percent)))
 
     def is_cancelled(self):
-        return False
+        return self.cancelled.is_set()
 
     time_left = Job.time_left
 
@@ -1198,6 +1210,11 @@ class Worker:
                     job = self._jobs.pop(body["jobId"], None)
                 if job is not None:
                     body["attempt"] = job.done_attempt   # the broker's latest JOB for it
+                    if job.cancelled.is_set() and body.get("ok") is True:
+                        # CANCEL came after the handler returned: its result does not count
+                        body.pop("result", None)
+                        body["ok"] = False
+                        body["error"] = _stopped_error(job.cancel_reason)
                 self.jobs_done += 1
                 self._keep_done(body, time.monotonic())
             self._queue(command, body)
@@ -1289,18 +1306,30 @@ class Worker:
         threading.Thread(target=self._run_job, args=(job,), name="botmesh-job-" + job_id, daemon=True).start()
 
     def _on_cancel(self, body):
+        job_id = body.get("jobId")
+        reason = body.get("reason") or "cancelled"
         with self._lock:
-            job = self._jobs.get(body.get("jobId"))
+            job = self._jobs.get(job_id)
         if job is not None:
-            job.cancel_reason = body.get("reason") or "cancelled"
+            job.cancel_reason = reason
             job.cancelled.set()
-            log.info("botmesh worker %s: job %s cancelled by the broker (%s)", self.name, job.id, job.cancel_reason)
+            log.info("botmesh worker %s: job %s cancelled by the broker (%s)", self.name, job.id, reason)
+            return
+        kept = self._kept_completed.pop(job_id, None)
+        if kept is not None:
+            # Our DONE left before the CANCEL crossed it: the broker did not
+            # take it, so it is neither sent again nor answers a later JOB.
+            self._kept.remove(kept)
+            log.warning("botmesh worker %s: job %s: result discarded: CANCEL from the broker (%s) for the "
+                        "run we completed", self.name, job_id, reason)
 
     def _run_in_process(self, job):
         """isolation="process": run the handler in its own process and wait
         for its outcome, a cancel, or its death. Returns (result, error)."""
         reader, writer = self._mp.Pipe(duplex=False)
-        proc = self._mp.Process(target=_process_job_main, args=(self.handler, _ProcessJob(job), writer),
+        cancelled = self._mp.Event()
+        proc = self._mp.Process(target=_process_job_main,
+                                args=(self.handler, _ProcessJob(job, cancelled), writer),
                                 name="botmesh-job-" + job.id, daemon=True)
         try:
             proc.start()
@@ -1312,9 +1341,9 @@ class Worker:
         try:
             while True:
                 if job.cancelled.is_set():
+                    cancelled.set()
                     self._kill(proc)
-                    return None, {"code": job.cancel_reason or "cancelled",
-                                  "message": "the job's process was stopped (%s)" % (job.cancel_reason or "cancelled")}
+                    return None, _stopped_error(job.cancel_reason)
                 if reader.poll(0.05):
                     try:
                         message = reader.recv()
@@ -1357,6 +1386,10 @@ class Worker:
                 error = {"code": "bot_failed", "message": ("%s: %s" % (type(exc).__name__, exc))[-4000:]}
         if job.released:
             return                                 # handed back to the broker at stop: no DONE
+        if job.cancelled.is_set():
+            # The broker stopped this run (timeout, cancel): a result the
+            # handler returned anyway is not the job's, and is not kept.
+            result, error = None, _stopped_error(job.cancel_reason)
         if error is None:
             try:
                 size = len(msgpack.packb(result, use_bin_type=True))

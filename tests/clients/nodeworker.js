@@ -4,7 +4,10 @@
       sh run_node.sh nodeworker.js --types nodework --credit 2 --name node-1 [--endpoint EP]
 
     Each job: payload {sleepMs, fail, progress} -> result {worker, start, end
-    (ms, wall clock), attempt, echo}.  SIGTERM: graceful stop.  */
+    (ms, wall clock), attempt, run, echo}.  The sleep ends early on a CANCEL
+    (job.signal), and the handler then returns as usual; sleepFirstRun: true
+    sleeps only in the first run of the job here; run counts the runs of the
+    job in this worker (1, 2, ...).  SIGTERM: graceful stop.  */
 const path = require('path');
 const ROOT = process.env.BOTMESH_ROOT || path.resolve(__dirname, '..', '..');
 const { Worker, JobError } = require(path.join(ROOT, 'clients', 'node', 'botmesh.js'));
@@ -17,6 +20,7 @@ const sleep = (ms, signal) => new Promise((resolve) => {
   signal.addEventListener('abort', () => { clearTimeout(t); resolve(); });
 });
 
+const runs = new Map();
 const w = new Worker({
   types: args.types.split(','),
   credit: Number(args.credit),
@@ -25,13 +29,15 @@ const w = new Worker({
   handler: async (payload, job) => {
     const p = payload && typeof payload === 'object' && !Array.isArray(payload) ? payload : { value: payload };
     const start = Date.now();
-    console.log(`START ${job.id} attempt ${job.attempt}`);
+    const run = (runs.get(job.id) || 0) + 1;
+    runs.set(job.id, run);
+    console.log(`START ${job.id} attempt ${job.attempt} run ${run}`);
     if (p.progress) job.progress(50);
-    if (p.sleepMs) await sleep(p.sleepMs, job.signal);
+    if (p.sleepMs && (run === 1 || !p.sleepFirstRun)) await sleep(p.sleepMs, job.signal);
     if (p.fail) throw new JobError('bot_failed', `asked to fail by ${args.name}`);
     const end = Date.now();
     console.log(`END ${job.id}`);
-    return { worker: args.name, start, end, attempt: job.attempt, echo: p };
+    return { worker: args.name, start, end, attempt: job.attempt, run, echo: p };
   },
 });
 w.on('connect', (n) => console.log(`nodeworker ${args.name} connected (${n})`));

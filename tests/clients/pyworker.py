@@ -3,17 +3,22 @@
     /usr/bin/python3 pyworker.py --types pywork --credit 2 --name py-1 [--endpoint EP]
 
 Each job: payload {"sleepMs": N, "fail": bool, "progress": bool} ->
-result {"worker", "start", "end" (ms, wall clock), "attempt", "echo"}.
+result {"worker", "start", "end" (ms, wall clock), "attempt", "run", "echo"}.
+The sleep ends early on a CANCEL (job.cancelled), and the handler then
+returns as usual; "sleepFirstRun": true sleeps only in the first run of the
+job here; "run" counts the runs of the job in this worker (1, 2, ...).
 SIGTERM: graceful stop (credit 0, finish, RELEASE, DISCONNECT).
 
 --isolation process: each job in its own process (handle_isolated):
 payload {"hang": true} sleeps forever, {"crash": N} exits with code N,
-{"progress": true} reports 50 %; result {"worker", "pid", "attempt", "echo"}.
+{"progress": true} reports 50 %; result {"worker", "pid", "attempt", "cancelled"
+(job.cancelled.is_set()), "echo"}.
 """
 import argparse
 import logging
 import os
 import sys
+import threading
 import time
 
 ROOT = os.environ.get("BOTMESH_ROOT") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -29,11 +34,11 @@ def handle_isolated(payload, job):
     if payload.get("progress"):
         job.progress(50)
     if payload.get("hang"):
-        time.sleep(3600)
+        job.cancelled.wait(3600)
     if payload.get("crash"):
         os._exit(int(payload["crash"]))
     return {"worker": os.environ.get("PYWORKER_NAME"), "pid": os.getpid(), "attempt": job.attempt,
-            "echo": payload}
+            "cancelled": job.cancelled.is_set(), "echo": payload}
 
 
 def main():
@@ -46,20 +51,23 @@ def main():
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s pyworker %(message)s")
     name = args.name or "py-%d" % os.getpid()
+    runs, runs_lock = {}, threading.Lock()
 
     def handle(payload, job):
         payload = payload if isinstance(payload, dict) else {"value": payload}
         start = time.time() * 1000.0
-        print("START %s attempt %s" % (job.id, job.attempt), flush=True)
+        with runs_lock:
+            run = runs[job.id] = runs.get(job.id, 0) + 1
+        print("START %s attempt %s run %d" % (job.id, job.attempt, run), flush=True)
         if payload.get("progress"):
             job.progress(50)
-        if payload.get("sleepMs"):
+        if payload.get("sleepMs") and (run == 1 or not payload.get("sleepFirstRun")):
             job.cancelled.wait(payload["sleepMs"] / 1000.0)
         if payload.get("fail"):
             raise botmesh.JobError("bot_failed", "asked to fail by %s" % name)
         end = time.time() * 1000.0
         print("END %s" % job.id, flush=True)
-        return {"worker": name, "start": start, "end": end, "attempt": job.attempt, "echo": payload}
+        return {"worker": name, "start": start, "end": end, "attempt": job.attempt, "run": run, "echo": payload}
 
     os.environ["PYWORKER_NAME"] = name
     w = botmesh.Worker(args.types.split(","), handle if args.isolation == "thread" else handle_isolated,

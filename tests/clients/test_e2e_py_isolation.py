@@ -2,7 +2,8 @@
 its own, so what a thread cannot do, it can: a job that hangs past its
 timeout is killed and its credit comes back at once (the next job runs on
 the same worker of credit 1); a job whose process dies fails with
-bot_crashed; a job's progress still reaches the broker.
+bot_crashed; a job's progress still reaches the broker.  The job in its
+process has job.cancelled as in a thread (the hanging job waits on it).
 """
 import os
 
@@ -38,6 +39,8 @@ def main():
         check(rec["result"]["worker"] == "py-iso" and rec["result"]["pid"] not in (w.p.pid, pid),
               "it ran in a new process of py-iso", rec["result"])
         check(rec["progress"] == 100, "progress reached the broker", rec)
+        check(rec["result"]["cancelled"] is False, "job.cancelled is there in the job's process, not set",
+              rec["result"])
 
         crash = c.submit("pywork", {"crash": 3}, max_attempts=1, notify=True)
         rec = c.wait(crash, timeout=10)

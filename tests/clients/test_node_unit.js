@@ -289,6 +289,8 @@ tests.workerJobs = async () => {
 
 tests.workerCreditCancelStop = async () => {
   const fb = await workerBroker();
+  const sawCancel = [];
+  const js = (o) => JSON.stringify(o);
   let release;
   const gate = new Promise((r) => { release = r; });
   const started = [];
@@ -298,7 +300,8 @@ tests.workerCreditCancelStop = async () => {
       started.push(job.id);
       if (payload === 'wait-cancel') {
         await new Promise((r) => job.signal.addEventListener('abort', r));
-        return { cancelled: job.signal.aborted, reason: job.cancelReason };
+        sawCancel.push([job.signal.aborted, job.cancelReason]);
+        return { returned: 'anyway' };
       }
       await gate;
       return 'finished';
@@ -313,7 +316,10 @@ tests.workerCreditCancelStop = async () => {
     check(r.body.jobId === 'c3', 'a JOB beyond the credit is RELEASEd');
     await fb.send(ident, 0x07, { jobId: 'c1', reason: 'timeout' });
     const d = await fb.waitFor((m) => m.cmd === 0x04 && m.body.jobId === 'c1', 3000, 'DONE c1');
-    check(d.body.result.cancelled === true && d.body.result.reason === 'timeout', 'CANCEL aborts job.signal', d.body);
+    check(js(sawCancel) === js([[true, 'timeout']]), 'CANCEL aborts job.signal', sawCancel);
+    check(d.body.ok === false && d.body.result === undefined
+      && js(d.body.error) === js({ code: 'timeout', message: 'stopped by the broker (timeout)' }),
+    'the stopped run ends failed with timeout, whatever its handler returned', d.body);
     await fb.send(ident, 0x02, { jobId: 'c2', botType: 'pywork', payload: 'x', attempt: 2 });
     for (const id of ['c4', 'c5']) await fb.send(ident, 0x02, { jobId: id, botType: 'pywork', payload: 'x', attempt: 1 });
     await fb.waitFor((m) => m.cmd === 0x08 && m.body.jobId === 'c5', 3000, 'RELEASE c5');
@@ -393,6 +399,36 @@ tests.workerReconnects = async () => {
 // most 1,000, those of the last 2 x heartbeat x liveness); a JOB for a job
 // completed here is answered with its DONE, attempt set to the JOB's, and the
 // handler does not run again; a failed job runs again.
+// A CANCEL that crosses the DONE of a completed run: the broker did not take
+// that result, so it does not answer the job's next JOB (the handler runs again).
+tests.workerCancelAfterDone = async () => {
+  const runs = {};
+  const fb = await workerBroker();
+  const w = new bm.Worker({
+    types: ['pywork'], credit: 1, endpoint: fb.endpoint, heartbeatMs: 100, liveness: 50, log: false,
+    handler: async (payload, job) => {
+      runs[job.id] = (runs[job.id] || 0) + 1;
+      return { run: runs[job.id], attempt: job.attempt };
+    },
+  }).start();
+  try {
+    const ready = await fb.waitFor((m) => m.cmd === 0x01, 3000, 'READY');
+    const job = { jobId: 'x1', botType: 'pywork', payload: {}, timeoutMs: 10000 };
+    await fb.send(ready.ident, 0x02, { ...job, attempt: 1 });
+    const d1 = await fb.waitFor((m) => m.cmd === 0x04 && m.body.attempt === 1, 3000, 'DONE x1#1');
+    check(d1.body.ok === true, "x1's first run completed", d1.body);
+    await fb.send(ready.ident, 0x07, { jobId: 'x1', reason: 'timeout' });
+    await fb.send(ready.ident, 0x02, { ...job, attempt: 2 });
+    const d2 = await fb.waitFor((m) => m.cmd === 0x04 && m.body.attempt === 2, 3000, 'DONE x1#2');
+    check(d2.body.ok === true && d2.body.result.run === 2 && d2.body.result.attempt === 2 && runs.x1 === 2,
+      'after a CANCEL for the run it completed, the worker runs the handler again for attempt 2', d2.body, runs);
+    check(w.jobsAnsweredAgain === 0, 'no JOB answered with the discarded DONE', w.jobsAnsweredAgain);
+  } finally {
+    await w.stop({ graceMs: 0 });
+    fb.close();
+  }
+};
+
 tests.workerKeepsDones = async () => {
   const runs = {};
   let open;

@@ -310,13 +310,14 @@ def test_worker_jobs():
 def test_worker_credit_cancel_stop():
     import threading
     gate = threading.Event()
-    started = []
+    started, saw_cancel = [], []
 
     def handler(payload, job):
         started.append(job.id)
         if payload == "wait-cancel":
             job.cancelled.wait(5)
-            return {"cancelled": job.is_cancelled(), "reason": job.cancel_reason}
+            saw_cancel.append((job.is_cancelled(), job.cancel_reason))
+            return {"returned": "anyway"}
         gate.wait(10)
         return "finished"
 
@@ -332,7 +333,10 @@ def test_worker_credit_cancel_stop():
         wait_until(lambda: len(started) == 2, 3, "2 jobs to start")
         fb.send(ident, 0x07, {"jobId": "c1", "reason": "timeout"})
         d = fb.wait_for(lambda m: m.cmd == botmesh.W_DONE and m.body["jobId"] == "c1", what="DONE c1")
-        check(d.body["result"] == {"cancelled": True, "reason": "timeout"}, "CANCEL reaches the handler", d.body)
+        check(saw_cancel == [(True, "timeout")], "CANCEL reaches the handler", saw_cancel)
+        check(d.body["ok"] is False and "result" not in d.body
+              and d.body["error"] == {"code": "timeout", "message": "stopped by the broker (timeout)"},
+              "the stopped run ends failed with timeout, whatever its handler returned", d.body)
         # a duplicate JOB for a running job does not start it twice
         fb.send(ident, 0x02, {"jobId": "c2", "botType": "pywork", "payload": "x", "attempt": 2})
         # then two more: c4 takes the free credit, c5 is beyond it; its RELEASE shows all were read
@@ -432,6 +436,36 @@ def test_worker_reconnects():
               "malformed JOBs are ignored, the next good one runs", w.connects, n)
     finally:
         done_gate.set()
+        w.stop(timeout=5)
+        fb.close()
+
+
+def test_worker_cancel_after_done():
+    """A CANCEL that crosses the DONE of a completed run: the broker did not
+    take that result, so it does not answer the job's next JOB (the handler
+    runs again) and is not sent again after a reconnect."""
+    runs = {}
+
+    def handler(payload, job):
+        runs[job.id] = runs.get(job.id, 0) + 1
+        return {"run": runs[job.id], "attempt": job.attempt}
+
+    fb = worker_fb()
+    w = botmesh.Worker("pywork", handler, credit=1, endpoint=fb.endpoint, heartbeat_ms=100, liveness=50).start()
+    try:
+        ready = fb.wait_for(lambda m: m.cmd == botmesh.W_READY, what="READY")
+        job = {"jobId": "x1", "botType": "pywork", "payload": {}, "timeoutMs": 10000}
+        fb.send(ready.ident, 0x02, dict(job, attempt=1))
+        d1 = fb.wait_for(lambda m: m.cmd == botmesh.W_DONE and m.body.get("attempt") == 1, what="DONE x1#1")
+        check(d1.body["ok"] is True, "x1's first run completed", d1.body)
+        fb.send(ready.ident, 0x07, {"jobId": "x1", "reason": "timeout"})
+        fb.send(ready.ident, 0x02, dict(job, attempt=2))
+        d2 = fb.wait_for(lambda m: m.cmd == botmesh.W_DONE and m.body.get("attempt") == 2, what="DONE x1#2")
+        check(d2.body["ok"] is True and d2.body["result"] == {"run": 2, "attempt": 2} and runs == {"x1": 2},
+              "after a CANCEL for the run it completed, the worker runs the handler again for attempt 2",
+              d2.body, runs)
+        check(w.jobs_answered_again == 0, "no JOB answered with the discarded DONE", w.jobs_answered_again)
+    finally:
         w.stop(timeout=5)
         fb.close()
 
