@@ -125,6 +125,8 @@ s_readers (const char *line, size_t len, char *readers, size_t size)
 bm_env_check_t *
 bm_env_check_new (const char *catalogue)
 {
+    if (!catalogue)
+        catalogue = bm_env_example;
     bm_env_check_t *self = calloc (1, sizeof *self);
     //  The patterns a comment block spells out (MAX_<TYPE>_BOTS) belong to
     //  the programs its [tags] name, on its last line.
@@ -400,10 +402,30 @@ bm_env_check_suggest (bm_env_check_t *self, const char *program, const char *nam
     return strdup (best);
 }
 
+char *
+bm_env_check_type_of (bm_env_check_t *self, const char *program, const char *name)
+{
+    const char *best = NULL;
+    size_t best_len = 0, best_own = 0;
+    for (size_t i = 0; i < self->count; i++) {
+        const s_entry_t *entry = &self->entries [i];
+        const char *type;
+        size_t type_len = entry->pattern && s_reads (entry, program)
+                        ? s_fit (entry->name, name, &type) : 0;
+        size_t own = strlen (entry->name) - strlen (S_TYPE);
+        if (type_len && (!best || own > best_own)) {
+            best = type;
+            best_len = type_len;
+            best_own = own;
+        }
+    }
+    return best ? strndup (best, best_len) : NULL;
+}
+
 int
 bm_env_check_warn (const char *program, char **env)
 {
-    bm_env_check_t *self = bm_env_check_new (bm_env_example);
+    bm_env_check_t *self = bm_env_check_new (NULL);
     int found = 0;
     for (char **var = env; var && *var; var++) {
         const char *equals = strchr (*var, '=');
@@ -528,6 +550,21 @@ bm_env_check_test (bool verbose)
                      instead ? instead : "nothing", s_cases [i].instead ? s_cases [i].instead : "nothing");
         BM_CHECK (ok);
         free (instead);
+    }
+    //  The type a per-type setting names, by the patterns a program reads.
+    const struct { const char *program, *name, *type; } types [] = {
+        { "worker", "BOT_NODE_MODE",          "NODE" },
+        { "worker", "BOT_MY_BOT_NETWORK",     "MY_BOT" },
+        { "worker", "MAX_REPORT_BOTS",        "REPORT" },
+        { "worker", "BOT_PYTHON",             NULL },     //  no setting's suffix
+        { "worker", "LOG_LEVEL",              NULL },
+        { "worker", "KEEP_COMPLETED_PYTHON",  NULL },     //  read by the broker only
+        { "broker", "KEEP_COMPLETED_PYTHON",  "PYTHON" },
+    };
+    for (size_t i = 0; i < sizeof types / sizeof types [0]; i++) {
+        char *type = bm_env_check_type_of (self, types [i].program, types [i].name);
+        BM_CHECK (types [i].type ? type && !strcmp (type, types [i].type) : !type);
+        free (type);
     }
     bm_env_check_destroy (&self);
     BM_CHECK (self == NULL);

@@ -34,7 +34,8 @@ extern char **environ;
 
 typedef struct _bm_env_check_t bm_env_check_t;
 
-//  Read a catalogue in env.example's format (borrowed for the call only).
+//  Read a catalogue in env.example's format (borrowed for the call only);
+//  NULL: the embedded env.example.
 bm_env_check_t *bm_env_check_new (const char *catalogue);
 
 //  Destroy the catalogue; nulls *self_p.
@@ -44,6 +45,13 @@ void bm_env_check_destroy (bm_env_check_t **self_p);
 //  webhook, mock, client) reads that name is likely a misspelling of, as a
 //  new string the caller frees; NULL when name raises no doubt.
 char *bm_env_check_suggest (bm_env_check_t *self, const char *program, const char *name);
+
+//  The bot type name is a setting of for program, by the per-type patterns
+//  program reads (BOT_<TYPE>_CMD, MAX_<TYPE>_BOTS): "NODE" for
+//  BOT_NODE_CMD, "MY_BOT" for BOT_MY_BOT_MEMORY_MB, as a new string the
+//  caller frees; NULL for a name that fits none.  Of several fits, the
+//  pattern with the most letters of its own decides.
+char *bm_env_check_type_of (bm_env_check_t *self, const char *program, const char *name);
 
 //  Check every NAME=value of env (NULL-terminated, as environ) against the
 //  embedded env.example; log one WARN line per doubtful variable and

@@ -1,9 +1,11 @@
 /*  bm_job_env.c - the environment a bot gets, and a pooled job's frame.  */
 #include "bm_job_env.h"
 #include "bm_bot.h"
+#include "bm_env_check.h"
 #include "bm_sandbox.h"
 
 #include <czmq.h>
+#include <ctype.h>
 #include <string.h>
 
 extern char **environ;
@@ -11,6 +13,9 @@ extern char **environ;
 struct _bm_job_env_t {
     char **base;                //  Our environment minus BOT_* job keys
                                 //  and minus what bots never get
+    char **owner;               //  For each of base: the bot type (as in
+                                //  variable names: MY_BOT) it is a setting
+                                //  of, or NULL; only that type's bots get it
     size_t count;               //  Entries in base
     size_t withheld;            //  Variables of ours not given to bots
 };
@@ -24,6 +29,7 @@ static const char *s_withheld [] = {
     "WEBHOOK_SECRET",           //  The webhook signatures' key
     "MOCK_WEBHOOK_SECRET",      //  The mock receiver's copy of it
     "API_KEYS",                 //  The gateway's API keys
+    "ADMIN_API_KEYS",           //  Those of them that may change queues
     "BOTMESH_API_KEY",          //  The key ./botmesh sends
     "CURVE_*",                  //  Secret certificates and their paths
     NULL
@@ -122,20 +128,35 @@ bm_job_env_new (void)
     for (char **e = environ; *e; e++)
         count++;
     self->base = (char **) calloc (count + 1, sizeof (char *));
-    if (!self->base) {
+    self->owner = (char **) calloc (count + 1, sizeof (char *));
+    if (!self->base || !self->owner) {
+        free (self->base);
+        free (self->owner);
         free (self);
         return NULL;
     }
+    //  A bot type's settings (BOT_<TYPE>_*, MAX_<TYPE>_BOTS: the per-type
+    //  names the worker reads, env.example's) go to that type's bots only.
+    bm_env_check_t *catalogue = bm_env_check_new (NULL);
     const char *deny = getenv ("BOT_ENV_DENY");
     size_t n = 0;
     for (char **e = environ; *e; e++) {
         if (s_is_job_key (*e))
             continue;
-        if (bm_job_env_is_withheld (*e, deny))
+        if (bm_job_env_is_withheld (*e, deny)) {
             self->withheld++;
-        else
-            self->base [n++] = strdup (*e);
+            continue;
+        }
+        char name [128];
+        size_t name_len = strcspn (*e, "=");
+        if (name_len < sizeof name) {
+            memcpy (name, *e, name_len);
+            name [name_len] = 0;
+            self->owner [n] = bm_env_check_type_of (catalogue, "worker", name);
+        }
+        self->base [n++] = strdup (*e);
     }
+    bm_env_check_destroy (&catalogue);
     self->count = n;
     return self;
 }
@@ -146,12 +167,51 @@ bm_job_env_withheld (bm_job_env_t *self)
     return self->withheld;
 }
 
+//  Whether the bots of type get base entry i: not another type's setting.
+//  A type's name as variable names spell it: upper case, '-' as '_'.
+static bool
+s_for_type (bm_job_env_t *self, size_t i, const char *type)
+{
+    const char *owner = self->owner [i];
+    if (!owner)
+        return true;
+    for (; *owner && *type; owner++, type++) {
+        char c = *type == '-' ? '_' : (char) toupper ((unsigned char) *type);
+        if (*owner != c)
+            return false;
+    }
+    return !*owner && !*type;
+}
+
+size_t
+bm_job_env_other_types (bm_job_env_t *self, const char *type)
+{
+    size_t others = 0;
+    for (size_t i = 0; i < self->count; i++)
+        others += !s_for_type (self, i, type);
+    return others;
+}
+
+//  Copies of the base entries type's bots get into envp; how many.
+static size_t
+s_copy_base (bm_job_env_t *self, const char *type, char **envp)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < self->count; i++)
+        if (s_for_type (self, i, type))
+            envp [n++] = strdup (self->base [i]);
+    return n;
+}
+
 void
 bm_job_env_destroy (bm_job_env_t **self_p)
 {
     if (*self_p) {
         bm_job_env_t *self = *self_p;
         bm_bot_argv_free (&self->base);
+        for (size_t i = 0; i < self->count; i++)
+            free (self->owner [i]);
+        free (self->owner);
         free (self);
         *self_p = NULL;
     }
@@ -178,13 +238,10 @@ char **
 bm_job_env_bot (bm_job_env_t *self, const char *job_id, const bm_worker_type_t *type,
                 int64_t attempt, int64_t limit_ms, int64_t deadline, const char *worker)
 {
-    size_t count = self->count;
-    char **envp = (char **) calloc (count + 8, sizeof (char *));
+    char **envp = (char **) calloc (self->count + BM_JOB_ENV_VARS + 1, sizeof (char *));
     if (!envp)
         return NULL;
-    size_t n = 0;
-    for (size_t i = 0; i < count; i++)
-        envp [n++] = strdup (self->base [i]);
+    size_t n = s_copy_base (self, type->name, envp);
     s_job_vars (envp + n, job_id, type, attempt, limit_ms, deadline, worker);
     if (type->sandboxed) {
         //  Only what the job is given: not the worker's credentials.
@@ -198,12 +255,10 @@ bm_job_env_bot (bm_job_env_t *self, const char *job_id, const bm_worker_type_t *
 char **
 bm_job_env_pool (bm_job_env_t *self, const bm_worker_type_t *type, const char *worker, bool fork)
 {
-    size_t base = self->count;
-    char **envp = (char **) calloc (base + 5, sizeof (char *));
+    char **envp = (char **) calloc (self->count + 5, sizeof (char *));
     if (!envp)
         return NULL;
-    for (size_t n = 0; n < base; n++)
-        envp [n] = strdup (self->base [n]);
+    size_t base = s_copy_base (self, type->name, envp);
     envp [base] = zsys_sprintf ("BOT_TYPE=%s", type->name);
     envp [base + 1] = zsys_sprintf ("BOT_WORKER=%s", worker);
     envp [base + 2] = zsys_sprintf ("BOT_MODE=%s", fork ? "fork" : "pool");
@@ -331,6 +386,7 @@ bm_job_env_test (bool verbose)
     assert (bm_job_env_is_withheld ("REDIS_PASSWORD=pw", NULL));
     assert (bm_job_env_is_withheld ("WEBHOOK_SECRET=s", NULL));
     assert (bm_job_env_is_withheld ("API_KEYS=a,b", NULL));
+    assert (bm_job_env_is_withheld ("ADMIN_API_KEYS=a", NULL));
     assert (bm_job_env_is_withheld ("CURVE_CLIENT_CERT=/k", NULL));
     assert (!bm_job_env_is_withheld ("WEBHOOK_SECRETS=x", NULL));    //  Names are whole
     assert (!bm_job_env_is_withheld ("PATH=/usr/bin", NULL));
@@ -354,6 +410,41 @@ bm_job_env_test (bool verbose)
     bm_job_env_destroy (&env);
     assert (env == NULL);
     unsetenv ("BOT_JOB_ID");
+
+    //  Each type's bots get their own type's settings, not the others'.
+    setenv ("BOT_MY_BOT_CMD", "/bin/mine", 1);
+    setenv ("BOT_NODE_MEMORY_MB", "512", 1);
+    setenv ("MAX_JAVA_BOTS", "2", 1);
+    setenv ("BOT_OUTPUT_MAX_BYTES", "100", 1);      //  Every type's
+    env = bm_job_env_new ();
+    snprintf (type.name, sizeof type.name, "my-bot");
+    assert (bm_job_env_other_types (env, "my-bot") >= 2);
+    for (int pool = 0; pool < 2; pool++) {
+        envp = pool ? bm_job_env_pool (env, &type, "w1", false)
+                    : bm_job_env_bot (env, "j4", &type, 1, 500, 1000, "w1");
+        bool own = false, output = false;
+        for (char **e = envp; *e; e++) {
+            own |= streq (*e, "BOT_MY_BOT_CMD=/bin/mine");
+            output |= streq (*e, "BOT_OUTPUT_MAX_BYTES=100");
+            assert (strncmp (*e, "BOT_NODE_MEMORY_MB=", 19) && strncmp (*e, "MAX_JAVA_BOTS=", 14));
+        }
+        assert (own && output);
+        bm_bot_argv_free (&envp);
+    }
+    snprintf (type.name, sizeof type.name, "node");
+    envp = bm_job_env_bot (env, "j5", &type, 1, 500, 1000, "w1");
+    bool node = false;
+    for (char **e = envp; *e; e++) {
+        node |= streq (*e, "BOT_NODE_MEMORY_MB=512");
+        assert (strncmp (*e, "BOT_MY_BOT_CMD=", 15));
+    }
+    assert (node);
+    bm_bot_argv_free (&envp);
+    bm_job_env_destroy (&env);
+    unsetenv ("BOT_MY_BOT_CMD");
+    unsetenv ("BOT_NODE_MEMORY_MB");
+    unsetenv ("MAX_JAVA_BOTS");
+    unsetenv ("BOT_OUTPUT_MAX_BYTES");
     printf ("OK\n");
 }
 #endif

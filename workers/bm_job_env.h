@@ -2,9 +2,12 @@
 
     Built once from the worker's own environment, minus the BOT_* keys the
     worker sets itself and minus botmesh's own secrets (REDIS_*,
-    WEBHOOK_SECRET, MOCK_WEBHOOK_SECRET, API_KEYS, BOTMESH_API_KEY,
-    CURVE_*) and the names and prefixes of BOT_ENV_DENY: no bot gets those,
-    in any mode.  A spawned bot gets that plus its job's BOT_JOB_ID,
+    WEBHOOK_SECRET, MOCK_WEBHOOK_SECRET, API_KEYS, ADMIN_API_KEYS,
+    BOTMESH_API_KEY, CURVE_*) and the names and prefixes of BOT_ENV_DENY:
+    no bot gets those, in any mode.  The settings of a bot type (the
+    worker's per-type names of env.example: BOT_<TYPE>_CMD,
+    BOT_<TYPE>_MEMORY_MB, MAX_<TYPE>_BOTS, ...) go to that type's bots
+    only.  A spawned bot gets that plus its job's BOT_JOB_ID,
     BOT_TYPE, BOT_ATTEMPT, BOT_TIMEOUT_MS, BOT_DEADLINE, BOT_PROGRESS_FD=3
     and BOT_WORKER; a pool or fork process gets it plus BOT_TYPE,
     BOT_WORKER, BOT_MODE and BOT_PROGRESS_FD, and each job's own variables
@@ -29,6 +32,10 @@ void bm_job_env_destroy (bm_job_env_t **self_p);
 
 //  How many variables of the worker's environment bots do not get.
 size_t bm_job_env_withheld (bm_job_env_t *self);
+
+//  How many more the bots of type do not get: the settings of other bot
+//  types (BOT_<TYPE>_*, MAX_<TYPE>_BOTS, ... for another TYPE).
+size_t bm_job_env_other_types (bm_job_env_t *self, const char *type);
 
 //  Whether bots never get entry ("NAME=VALUE"): one of botmesh's secrets,
 //  or a name or prefix ("NAME*") of deny (BOT_ENV_DENY's comma-separated

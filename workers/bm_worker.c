@@ -687,9 +687,20 @@ bm_worker_new (const bm_worker_config_t *config)
     zhashx_set_destructor (self->jobs, s_job_free_fn);
     self->recent_done = bm_done_replay_new (BM_DONE_REPLAY_MAX);
     self->env = bm_job_env_new ();
-    if (self->env && self->config->mode == BM_WORKER_BOTS)
+    if (self->env && self->config->mode == BM_WORKER_BOTS) {
+        //  And from each type's bots, the other types' settings.
+        char others [256] = "";
+        size_t used = 0;
+        for (int i = 0; i < config->type_count && used < sizeof others; i++) {
+            int n = snprintf (others + used, sizeof others - used, "%s%s %zu", i ? ", " : "",
+                              config->types [i].name,
+                              bm_job_env_other_types (self->env, config->types [i].name));
+            used += n > 0 ? (size_t) n : 0;
+        }
         bm_info (NULL, "bot environment: %zu variables of the worker withheld from bots "
-                 "(botmesh's secrets and BOT_ENV_DENY)", bm_job_env_withheld (self->env));
+                 "(botmesh's secrets and BOT_ENV_DENY), and from each type's bots the other "
+                 "types' settings (%s)", bm_job_env_withheld (self->env), others);
+    }
     self->runner = bm_runner_new (self->loop, config, self->env, &self->stopped, s_on_job_end,
                                   s_on_job_progress, self);
     //  Children of our bots that outlive them are reparented to us (not to

@@ -9,6 +9,11 @@ and fork):
   the pool process, not the fork server the job's child was forked from;
 - BOT_ENV_DENY withholds more (a name, a prefix ending in *), and only
   those (a longer name with the same start is kept);
+- a bot type's settings go to its own bots only: the spawn bot does not
+  see the pool and fork types' BOT_POOL_CMD, BOT_FORK_MODE..., nor a type
+  this worker does not serve (BOT_JAVA_MEMORY_MB, BOT_REPORT_CMD,
+  MAX_NODE_BOTS); each sees its own (BOT_SPAWN_CMD, MAX_SPAWN_BOTS) and
+  the settings of every type (BOT_OUTPUT_MAX_BYTES);
 - everything else is passed on (PATH, HOME, the user's own variables);
 - the worker logs at start how many variables it withholds;
 - a bad BOT_ENV_DENY stops the worker at start, naming it.
@@ -32,13 +37,18 @@ SECRETS = {
     "WEBHOOK_SECRET": "whsec_c2VjcmV0",
     "MOCK_WEBHOOK_SECRET": "whsec_bW9jaw==",
     "API_KEYS": "key-one,key-two",
+    "ADMIN_API_KEYS": "key-one",
     "BOTMESH_API_KEY": "key-one",
     "CURVE_SERVER_CERT": "/etc/botmesh/keys/broker.key_secret",
     "CURVE_CLIENTS_DIR": "/etc/botmesh/clients",
     "ACME_SECRET_KEY": "acme",      # BOT_ENV_DENY: a prefix
     "MY_TOKEN": "tok",              # BOT_ENV_DENY: a name
 }
-KEPT = {"MY_TOKENS": "kept", "USER_SETTING": "kept", "HOME": os.environ.get("HOME", "/root")}
+KEPT = {"MY_TOKENS": "kept", "USER_SETTING": "kept", "HOME": os.environ.get("HOME", "/root"),
+        "BOT_OUTPUT_MAX_BYTES": "1048576", "BOT_KILL_GRACE_MS": "2000"}
+# Settings of types this worker does not serve: no bot of it sees them.
+UNSERVED = {"BOT_JAVA_MEMORY_MB": "3072", "BOT_REPORT_CMD": "/srv/report", "MAX_NODE_BOTS": "4",
+            "BOT_NODE_MODE": "pool"}
 
 
 def run(fb, ident, job_id, bot_type):
@@ -49,7 +59,8 @@ def run(fb, ident, job_id, bot_type):
 
 
 def scenario_modes(s):
-    env = worker_env({**RELAXED, **SECRETS, **KEPT, "BOT_ENV_DENY": "ACME_*, MY_TOKEN",
+    env = worker_env({**RELAXED, **SECRETS, **KEPT, **UNSERVED, "BOT_ENV_DENY": "ACME_*, MY_TOKEN",
+                      "MAX_SPAWN_BOTS": "1", "BOT_SPAWN_MEMORY_MB": "2048",
                       "BOT_SPAWN_CMD": "%s %s" % (PY, SPY),
                       "BOT_POOL_CMD": "%s %s --pool %s" % (PY, SERVER, SPY), "BOT_POOL_MODE": "pool",
                       "BOT_POOL_MAX_PROCS": "1",
@@ -63,6 +74,10 @@ def scenario_modes(s):
     check(int(m.group(1)) >= len(SECRETS), "at least the %d secrets set here" % len(SECRETS), m.group(1))
     check(not any(v in w.output() for v in ("hunter2", "whsec_", "key-one")),
           "the log line names no value")
+    m = re.search(r"and from each type's bots the other types' settings \(spawn (\d+), pool (\d+), fork (\d+)\)",
+                  w.output())
+    check(m and all(int(n) >= len(UNSERVED) + 3 for n in m.groups()),
+          "and says how many other types' settings each type's bots do not get", w.output()[-600:])
     for bot_type in ("spawn", "pool", "fork"):
         seen = run(fb, ident, "j-" + bot_type, bot_type)
         log("%s bot sees:" % bot_type, seen["env"])
@@ -71,13 +86,20 @@ def scenario_modes(s):
         missing = sorted((set(KEPT) | {"PATH", "BOT_JOB_ID"}) - set(seen["env"]))
         check(not missing, "%s: everything else is passed on (PATH, HOME, the user's own)" % bot_type,
               missing)
+        own = "BOT_%s_CMD" % bot_type.upper()
+        others = sorted(n for n in seen["env"] if n.startswith(("BOT_SPAWN_", "BOT_POOL_", "BOT_FORK_", "MAX_SPAWN_"))
+                        and not n.startswith(("BOT_%s_" % bot_type.upper(), "MAX_%s_" % bot_type.upper())))
+        check(own in seen["env"] and not others,
+              "%s: its own type's settings (%s), not the other types' of this worker" % (bot_type, own), others)
+        leaked = sorted(set(UNSERVED) & set(seen["env"]))
+        check(not leaked, "%s: nor those of types the worker does not serve" % bot_type, leaked)
         if bot_type != "spawn":
             # The process the job ran in (pool) or was forked from (fork).
             parent = seen["parentEnv"] if bot_type == "fork" else seen["env"]
             check(isinstance(parent, list), "%s: the bot read its parent's environment" % bot_type, parent)
-            leaked = sorted(set(SECRETS) & set(parent))
-            check(not leaked, "%s: nor in the %s process's" % (bot_type, "fork server" if bot_type == "fork"
-                                                                 else "pool"), leaked)
+            leaked = sorted((set(SECRETS) | set(UNSERVED) | {"BOT_SPAWN_CMD"}) & set(parent))
+            check(not leaked, "%s: nor in the %s process's (secrets, other types' settings)"
+                  % (bot_type, "fork server" if bot_type == "fork" else "pool"), leaked)
             check("BOT_MODE" in parent, "%s: (that is the warm process's environment)" % bot_type, parent)
     w.stop()
     fb.close()
