@@ -7,6 +7,7 @@
 #include "bm_main.h"
 #include "gw_server.h"
 #include "gw_history.h"
+#include "gw_arena.h"
 
 #include "bm_config.h"
 #include "bm_endpoints.h"
@@ -104,6 +105,8 @@ s_usage (FILE *out)
 int
 main (int argc, char *argv [])
 {
+    //  Before anything uses jansson, and before any thread starts
+    gw_arena_install ();
     if (bm_log_init ("gateway"))
         return 1;
     bm_settings_warn_foreign ();

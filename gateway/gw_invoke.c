@@ -275,8 +275,8 @@ gw_invoke_check_schedule (const json_t *body, gw_invoke_error_t *error)
 
 int
 gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, size_t max_payload,
-                           bm_packer_t *packer, char *bot_type_out, int64_t *priority_out,
-                           json_t **ignored, gw_invoke_error_t *error)
+                           bm_packer_t *packer, bm_packer_t *scratch, char *bot_type_out,
+                           int64_t *priority_out, json_t **ignored, gw_invoke_error_t *error)
 {
     if (ignored)
         *ignored = NULL;
@@ -345,24 +345,31 @@ gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, size_t
         return -1;
 
     //  The payload first, on its own: its encoded size is the limit, and
-    //  the SUBMIT body carries those bytes as they are.
-    bm_packer_t payload_buf;
-    bm_packer_init (&payload_buf);
-    if (s_payload_depth (payload, error)
-    ||  bm_json_pack (&payload_buf.pk, payload, GW_INVOKE_MAX_DEPTH)) {
-        bm_packer_destroy (&payload_buf);
+    //  the SUBMIT body carries those bytes as they are.  bm_json_pack
+    //  refuses the depth s_payload_depth would (GW_INVOKE_MAX_DEPTH
+    //  containers), in the same walk.
+    bm_packer_t own;
+    bm_packer_t *payload_buf = scratch ? scratch : &own;
+    if (scratch)
+        bm_packer_reset (scratch);
+    else
+        bm_packer_init (&own);
+    if (bm_json_pack (&payload_buf->pk, payload, GW_INVOKE_MAX_DEPTH)) {
+        if (!scratch)
+            bm_packer_destroy (&own);
         return s_fail (error, 400, "invalid_payload",
                        "payload nests deeper than %d levels", GW_INVOKE_MAX_DEPTH);
     }
-    if (payload_buf.sbuf.size > max_payload) {
-        bm_packer_destroy (&payload_buf);
+    if (payload_buf->sbuf.size > max_payload) {
+        if (!scratch)
+            bm_packer_destroy (&own);
         return s_fail (error, 413, "payload_too_large",
                        "payload is larger than %zu bytes once encoded", max_payload);
     }
     //  SUBMIT body (protocol.md section 4):
     //  {req, botType, payload, priority, webhookUrl?, idempotencyKey?,
     //   timeoutMs?, maxAttempts?, attempts?, backoff?, delayMs?, runAt?}
-    submit.payload = (bm_codec_value_t) { NULL, payload_buf.sbuf.data, payload_buf.sbuf.size };
+    submit.payload = (bm_codec_value_t) { NULL, payload_buf->sbuf.data, payload_buf->sbuf.size };
     submit.webhook_url = (bm_codec_str_t) { has_url > 0 ? url : NULL, has_url > 0 ? url_len : 0 };
     submit.has_priority = true;
     submit.priority = priority;
@@ -374,8 +381,9 @@ gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, size_t
     if (has_key > 0)
         memcpy (submit.idempotency_key, key, key_len);
     bm_codec_submit_encode (&submit, packer);
-    bool failed = bm_packer_failed (&payload_buf) || bm_packer_failed (packer);
-    bm_packer_destroy (&payload_buf);
+    bool failed = bm_packer_failed (payload_buf) || bm_packer_failed (packer);
+    if (!scratch)
+        bm_packer_destroy (&own);
     if (failed)
         return s_fail (error, 503, "out_of_memory", "no memory to encode the job");
 
@@ -467,8 +475,8 @@ gw_invoke_translate (const char *body, size_t size, int64_t req, size_t max_payl
         return -1;
     bm_packer_t packer;
     bm_packer_init (&packer);
-    int rc = gw_invoke_translate_value (root, true, req, max_payload, &packer, bot_type, priority,
-                                        ignored, error);
+    int rc = gw_invoke_translate_value (root, true, req, max_payload, &packer, NULL, bot_type,
+                                        priority, ignored, error);
     json_decref (root);
     if (rc) {
         bm_packer_destroy (&packer);

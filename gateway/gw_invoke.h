@@ -86,12 +86,14 @@ json_t *gw_invoke_parse (const char *body, size_t size, int extra_depth,
 
 //  Translate one parsed body (any JSON value: not an object is
 //  invalid_body) into a SUBMIT body appended to packer, with "req" = req
-//  when has_req (a batch's items carry none).  bot_type, priority and
-//  ignored as in gw_invoke_translate.  0, or -1 with *error (packer then
-//  holds part of an item: the caller drops it).
+//  when has_req (a batch's items carry none).  scratch: a packer the
+//  payload is encoded in on its own first (emptied here, its memory kept
+//  for the next call: a batch's items share one), or NULL for one of its
+//  own.  bot_type, priority and ignored as in gw_invoke_translate.  0, or
+//  -1 with *error (packer then holds part of an item: the caller drops it).
 int gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, size_t max_payload,
-                               bm_packer_t *packer, char *bot_type, int64_t *priority,
-                               json_t **ignored, gw_invoke_error_t *error);
+                               bm_packer_t *packer, bm_packer_t *scratch, char *bot_type,
+                               int64_t *priority, json_t **ignored, gw_invoke_error_t *error);
 
 //  The top-level keys of body the translation does not read (BullMQ's
 //  removeOnComplete, ...), in body order, at most GW_INVOKE_MAX_IGNORED:

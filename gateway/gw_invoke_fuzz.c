@@ -22,6 +22,7 @@
       item as a SUBMIT with a valid botType.  */
 #include "gw_invoke.h"
 #include "gw_invoke_batch.h"
+#include "gw_arena.h"
 #include "bm_codec_batch.h"
 #include "bm_proto.h"
 
@@ -83,6 +84,12 @@ s_check_batch (const char *body, size_t size)
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
+    //  jansson's allocator as the gateway runs it (batches parse in arenas)
+    static bool installed = false;
+    if (!installed) {
+        gw_arena_install ();
+        installed = true;
+    }
     s_check_batch ((const char *) data, size);
     char *wrapped = (char *) malloc (size + 2);
     if (wrapped) {

@@ -3,6 +3,7 @@
         gw_selftest [--test NAME] [-v]
 
     With no --test, runs them all.  CTest runs one entry per class.  */
+#include "gw_arena.h"
 #include "gw_auth.h"
 #include "gw_calls.h"
 #include "gw_group.h"
@@ -16,6 +17,7 @@
 #include "bm_selftest.h"
 
 static const bm_selftest_t s_tests [] = {
+    { "gw_arena", gw_arena_test },
     { "gw_invoke", gw_invoke_test },
     { "gw_invoke_batch", gw_invoke_batch_test },
     { "gw_record", gw_record_test },
