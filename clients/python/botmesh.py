@@ -823,6 +823,18 @@ class _ProcessJob:
         return "<Job %s %s attempt %s (process %d)>" % (self.id, self.bot_type, self.attempt, os.getpid())
 
 
+# The signals that mean a job's process was killed from outside (as the C
+# worker reads them): a crash of its own (SIGSEGV, SIGABRT) fails the job.
+_LOST_SIGNALS = (signal.SIGKILL, signal.SIGTERM)
+
+
+class _Lost:
+    """_run_in_process's error for a process killed from outside."""
+
+    def __init__(self, signum):
+        self.signal = int(signum)
+
+
 def _process_job_main(handler, job, conn):
     """Entry point of a job's process: run the handler, send its outcome."""
     job._conn = conn
@@ -929,6 +941,7 @@ class Worker:
         # counters, for tests and monitoring
         self.connects = 0
         self.jobs_done = 0
+        self.jobs_lost = 0                    # runs whose process was killed from outside (RELEASE lost)
         self.dones_sent_again = 0             # kept DONEs sent again after a reconnect
         self.jobs_answered_again = 0          # JOBs answered with a kept DONE (handler not run)
         self.nacks = []
@@ -1205,6 +1218,10 @@ class Worker:
     def _drain_inbox(self):
         while self._inbox:
             command, body = self._inbox.popleft()
+            if command == W_RELEASE:              # a lost run handed back: its credit returns
+                with self._lock:
+                    self._jobs.pop(body["jobId"], None)
+                self.jobs_lost += 1
             if command == W_DONE:
                 with self._lock:
                     job = self._jobs.pop(body["jobId"], None)
@@ -1349,6 +1366,12 @@ class Worker:
                         message = reader.recv()
                     except (EOFError, OSError):
                         proc.join(self.kill_grace)
+                        # Killed from outside (kill -9, the OOM killer, a
+                        # stray SIGTERM): not the job's failure, a lost
+                        # attempt (docs/protocol.md section 5, RELEASE lost).
+                        signum = -proc.exitcode if proc.exitcode is not None and proc.exitcode < 0 else 0
+                        if signum in _LOST_SIGNALS and not job.cancelled.is_set():
+                            return None, _Lost(signum)
                         return None, {"code": "bot_crashed",
                                       "message": "the job's process ended without an answer (exit code %s)"
                                       % proc.exitcode}
@@ -1390,6 +1413,14 @@ class Worker:
             # The broker stopped this run (timeout, cancel): a result the
             # handler returned anyway is not the job's, and is not kept.
             result, error = None, _stopped_error(job.cancel_reason)
+        elif isinstance(error, _Lost):
+            # Its process was killed from outside: the broker runs the job
+            # again as its next attempt (past maxAttempts: worker_lost).
+            log.warning("botmesh worker %s: job %s: its process was killed by signal %d from outside the "
+                        "worker: handed back to the broker as a lost attempt (%s)", self.name, job.id,
+                        error.signal, job.attempt)
+            self._emit(W_RELEASE, {"jobId": job.id, "lost": True, "signal": error.signal})
+            return
         if error is None:
             try:
                 size = len(msgpack.packb(result, use_bin_type=True))

@@ -4,8 +4,13 @@ timeout is killed and its credit comes back at once (the next job runs on
 the same worker of credit 1); a job whose process dies fails with
 bot_crashed; a job's progress still reaches the broker.  The job in its
 process has job.cancelled as in a thread (the hanging job waits on it).
+A job whose process is killed from outside (kill -9, as the OOM killer
+does) is no failure of the job: the worker hands it back (RELEASE lost,
+signal 9) and the broker counts a lost dispatch; past its maxAttempts it
+fails worker_lost naming the signal.
 """
 import os
+import signal
 
 from e2elib import harness, botmesh, pyworker, wait_worker
 from harness import check, wait_until
@@ -47,6 +52,25 @@ def main():
         check(rec["state"] == "failed" and rec["error"]["code"] == "bot_crashed"
               and "exit code 3" in rec["error"]["message"], "a process that dies fails the job with bot_crashed",
               rec)
+        check(w.alive(), "the worker itself is still running")
+
+        # kill -9 of the job's process, from outside the worker.
+        killed = c.submit("pywork", {"hang": True}, timeout_ms=60000, max_attempts=1, notify=True)
+        pid = int(wait_until(lambda: (lambda line: line[0].rsplit(" ", 1)[1] if line else None)(
+            [l for l in w.output().splitlines() if l.startswith("START " + killed)]), 20,
+            "the job to start in its own process"))
+        os.kill(pid, signal.SIGKILL)
+        rec = c.wait(killed, timeout=15)
+        check(rec["state"] == "failed" and rec["error"]["code"] == "worker_lost"
+              and "killed by signal 9 (SIGKILL) from outside the worker" in rec["error"]["message"],
+              "a job process killed from outside: a lost dispatch (RELEASE lost), worker_lost past "
+              "maxAttempts 1, naming the signal", rec)
+        check([e["code"] for e in rec.get("attemptErrors", [])] == ["worker_lost"],
+              "no bot_crashed run: its one dispatch is the lost one", rec.get("attemptErrors"))
+        check("killed by signal 9 from outside the worker: handed back to the broker" in w.output(),
+              "the worker logs it", w.output()[-800:])
+        after = c.submit("pywork", {"n": 2}, notify=True)
+        check(c.wait(after, timeout=10)["state"] == "completed", "its credit came back: the next job runs")
         check(w.alive(), "the worker itself is still running")
         c.close()
 
