@@ -428,7 +428,7 @@ def main():
         if cpu_rows:
             md += ["## Where the CPU goes", "",
                    "CPU time per job in µs (median of the runs), by process, from /proc/PID/stat"
-                   " (broker, redis-server, workers) and the driver's rusage (with its children: for BullMQ"
+                   " (broker, redis-server with its AOF rewrites, workers) and the driver's rusage (with its children: for BullMQ"
                    " the producer and the worker processes). \"broker\" is the relay process in the relay case."
                    " \"cores busy\" is all of it divided by the wall time: this machine has %s." % meta.get("cores"),
                    "", md_table(cpu_rows, cpu_header), ""]

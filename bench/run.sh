@@ -153,9 +153,12 @@ record_cmd() {
 
 # CPU_WATCH="role:pid ...": processes whose CPU time measure() reports for
 # the next case, as cpu_<role>_s (summed by role); the driver's own CPU time
-# (with its children) is cpu_driver_s.
+# (with its children) is cpu_driver_s.  A process's CPU time includes the
+# children it has reaped: redis-server's AOF rewrites (a fork that writes the
+# whole dataset, ~6 µs a key, each time the AOF has doubled) took 0.35-0.5 of
+# the 2 cores unseen in the HTTP batch case.
 CPU_WATCH=""
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+cpu_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 HZ=$(getconf CLK_TCK)
 
 # cpu_watch_start / cpu_watch_end: CPU time of the CPU_WATCH processes in
