@@ -76,15 +76,23 @@ def run(e):
     check("2 registered with the broker" in type_row(q, "python"),
           "... and the broker's workers through the gateway on its recorded port", show(q))
 
-    # SIGKILL: DOWN in the first status and in the next ones.
+    # SIGKILL: DOWN in the first status and in the next ones; a scaled
+    # worker too (worker-python-2 of scale python=2).
     pids = e.pids()
-    os.kill(pids["worker-java-1"], signal.SIGKILL)
-    wait_until(lambda: not alive(pids["worker-java-1"]), 10, "the killed worker to be gone")
+    for w in ("worker-java-1", "worker-python-2"):
+        os.kill(pids[w], signal.SIGKILL)
+        wait_until(lambda: not alive(pids[w]), 10, "the killed %s to be gone" % w)
     for i in (1, 2):
         p = e.run("status")
-        check(p.returncode == 1 and "DOWN" in row(p, "worker-java-1"),
-              "status #%d after kill -9: worker-java-1 DOWN, exit 1" % i, show(p))
+        check(p.returncode == 1 and "DOWN" in row(p, "worker-java-1") and "DOWN" in row(p, "worker-python-2"),
+              "status #%d after kill -9: worker-java-1 and worker-python-2 DOWN, exit 1" % i, show(p))
     check("worker-java-1" in e.pids(), "the dead worker's pid file is kept")
+    # Its pid file gone (as an earlier up removed it): the type's row says
+    # fewer run than scale asked for.
+    os.unlink(os.path.join(e.var, "run", "worker-python-2.pid"))
+    p = e.run("status")
+    check(p.returncode == 1 and "1 running, FEWER than the 2 up starts" in p.stdout,
+          "status: python has 1 worker running of the 2 scale set, exit 1", show(p))
 
     # SIGSTOP: STOPPED, and the broker soon lists fewer than run.
     node = pids["worker-node-1"]
@@ -108,6 +116,8 @@ def run(e):
     p = e.run("up")
     check(p.returncode == 0 and "worker-java-1: started" in p.stdout, "up starts the killed worker again",
           show(p))
+    check("worker-python: 1 of 2 running" in p.stdout and "worker-python-2: started" in p.stdout,
+          "... and the scaled python worker that died, to the count scale set", show(p))
     wait_until(lambda: e.run("status").returncode == 0, 60, "status to be healthy again after up", interval=0.5)
 
     # The scale survives down and up.
