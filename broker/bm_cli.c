@@ -13,6 +13,8 @@
 #include "bm_log.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <unistd.h>
 
 static void
 s_usage (FILE *out)
@@ -36,13 +38,19 @@ s_usage (FILE *out)
 "  wait JOB_ID          wait until the job ends; prints its record\n"
 "  cancel JOB_ID        cancel a queued or running job\n"
 "  retry JOB_ID         run a failed or cancelled job again\n"
-"  redeliver JOB_ID     deliver a finished job's webhook again\n"
-"  list [--state S] [--type T] [--limit N]   recent jobs, newest first\n"
+"  redeliver JOB_ID     deliver a finished job's webhook again; prints {\"jobId\":...}\n"
+"  list [--state S] [--type T] [--limit N]   recent jobs, newest first: those\n"
+"                       the broker holds in memory (none after it restarted;\n"
+"                       status JOB_ID reads Redis too). S: queued (or waiting,\n"
+"                       wait), running (or active), delayed, completed, failed,\n"
+"                       cancelled\n"
 "  stats                queues, semaphores, workers, totals\n"
 "  ping                 is the broker up (and its Redis)?\n"
 "  metrics              the broker's metrics (Prometheus text)\n"
-"  keygen DIR NAME      write a CURVE certificate pair: DIR/NAME.key (public, give\n"
-"                       it to the broker's CURVE_CLIENTS_DIR) and DIR/NAME.key_secret\n"
+"  keygen DIR NAME [--force]\n"
+"                       write a CURVE certificate pair: DIR/NAME.key (public, give\n"
+"                       it to the broker's CURVE_CLIENTS_DIR) and DIR/NAME.key_secret;\n"
+"                       refuses (exit 1) when either exists, unless --force\n"
 "\n"
 "Flags:\n"
 "  --endpoint E         broker endpoint (BROKER_CLIENT_ENDPOINT, then\n"
@@ -120,10 +128,17 @@ s_payload_text (const char *arg, size_t *size)
     return text;
 }
 
+//  Print a reply body without the protocol's req (a request's number, no
+//  business of the user's), and without the field drop if not NULL (the
+//  SUBMIT-only duplicate flag in the ACCEPTED of a RETRY or REDELIVER).
 static void
-s_print_object (const msgpack_object *obj)
+s_print_reply (const msgpack_object *obj, const char *drop)
 {
-    s_print_json (bm_json_from_msgpack (obj, 64));
+    json_t *json = bm_json_from_msgpack (obj, 64);
+    json_object_del (json, "req");
+    if (drop)
+        json_object_del (json, drop);
+    s_print_json (json);
 }
 
 //  A job record as JSON, its times (createdAt, startedAt, finishedAt,
@@ -159,6 +174,7 @@ static void
 s_print_list (const msgpack_object *obj)
 {
     json_t *json = bm_json_from_msgpack (obj, 64);
+    json_object_del (json, "req");
     json_t *jobs = json_object_get (json, "jobs");
     size_t i;
     json_t *job;
@@ -284,6 +300,25 @@ s_wait (bm_client_t *client, const char *id, int wait_ms, int timeout_ms)
     return 3;
 }
 
+//  keygen DIR NAME: a new CURVE pair, never over an existing one unless
+//  force (a key given out would stop working).  Exit code: 0, or 1.
+static int
+s_keygen (const char *dir, const char *name, bool force)
+{
+    const char *suffixes [] = { ".key", ".key_secret" };
+    for (size_t i = 0; !force && i < sizeof suffixes / sizeof suffixes [0]; i++) {
+        char path [PATH_MAX];
+        snprintf (path, sizeof path, "%s/%s%s", dir, name, suffixes [i]);
+        if (access (path, F_OK) == 0) {
+            fprintf (stderr, "botmesh-client: keygen: %s exists: not overwritten (--force replaces "
+                     "the pair; a client or worker holding the old one can no longer connect)\n",
+                     path);
+            return 1;
+        }
+    }
+    return bm_curve_keygen (dir, name) ? 1 : 0;
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -306,7 +341,7 @@ main (int argc, char *argv [])
     int64_t timeout_ms = 5000, wait_ms = 600000, priority = -1, job_timeout = -1, attempts = -1;
     int64_t run_attempts = -1, delay_ms = -1;
     int64_t limit = 50;
-    bool wait = false, timeout_set = false;
+    bool wait = false, timeout_set = false, force = false;
     const char *webhook = NULL, *key = NULL, *state = NULL, *type = NULL;
     const char *positional [3] = { NULL, NULL, NULL };
     int npos = 0;
@@ -338,6 +373,7 @@ main (int argc, char *argv [])
         if (streq (arg, "--state") && next) { state = next; i++; continue; }
         if (streq (arg, "--type") && next) { type = next; i++; continue; }
         if (streq (arg, "--wait")) { wait = true; continue; }
+        if (streq (arg, "--force")) { force = true; continue; }
         if (arg [0] == '-' && arg [1] == '-') {
             fprintf (stderr, "botmesh-client: unknown flag '%s' (see --help)\n", arg);
             return 2;
@@ -365,8 +401,8 @@ main (int argc, char *argv [])
     if (key && !bm_valid_id (key, strlen (key)))
         bad = "--key must be 1-128 printable characters without spaces";
     else
-    if (state && (!*state || strlen (state) > BM_MAX_STATE_LEN))
-        bad = "--state must be queued, running, completed, failed or cancelled";
+    if (state && !bm_list_state (state))
+        bad = "--" BM_LIST_STATE_ERROR;
     else
     if (type && !bm_valid_bot_type (type, strlen (type)))
         bad = "--type must be 1-32 characters of a-z, 0-9, _ and -";
@@ -384,7 +420,7 @@ main (int argc, char *argv [])
             fprintf (stderr, "botmesh-client: keygen needs DIR and NAME\n");
             return 2;
         }
-        return bm_curve_keygen (positional [1], positional [2]) ? 1 : 0;
+        return s_keygen (positional [1], positional [2], force);
     }
     s_endpoint = endpoint;
     bm_client_t *client = bm_client_new (endpoint);
@@ -451,7 +487,7 @@ main (int argc, char *argv [])
             if (wait)
                 rc = s_wait (client, accepted.job_id, (int) wait_ms, request_ms);
             else
-                s_print_object (bm_msg_body (reply));
+                s_print_reply (bm_msg_body (reply), NULL);
         }
         bm_msg_destroy (&reply);
     }
@@ -484,7 +520,7 @@ main (int argc, char *argv [])
                 &&  bm_codec_job_reply_decode (reply, &reply_body, &error) == 0)
                     s_print_record (reply_body.job.obj);
                 else
-                    s_print_object (bm_msg_body (reply));
+                    s_print_reply (bm_msg_body (reply), "duplicate");
             }
             bm_msg_destroy (&reply);
         }
@@ -500,7 +536,7 @@ main (int argc, char *argv [])
         if (cmd == BM_LIST) {
             bm_codec_list_t list = { .has_req = true, .req = bm_client_next_req (client),
                                      .limit = limit };
-            snprintf (list.state, sizeof list.state, "%s", state ? state : "");
+            snprintf (list.state, sizeof list.state, "%s", state ? bm_list_state (state) : "");
             snprintf (list.bot_type, sizeof list.bot_type, "%s", type ? type : "");
             bm_codec_list_encode (&list, &packer);
         }
@@ -525,7 +561,7 @@ main (int argc, char *argv [])
         if (cmd == BM_LIST)
             s_print_list (bm_msg_body (reply));
         else
-            s_print_object (bm_msg_body (reply));
+            s_print_reply (bm_msg_body (reply), NULL);
         bm_msg_destroy (&reply);
     }
     else {

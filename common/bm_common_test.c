@@ -190,6 +190,10 @@ test_validation (void)
     CHECK (bm_valid_bot_type ("python", 6));
     CHECK (!bm_valid_bot_type ("Py thon", 7));
     CHECK (!bm_valid_bot_type ("", 0));
+    CHECK (streq (bm_list_state ("failed"), "failed"));
+    CHECK (streq (bm_list_state ("waiting"), "queued") && streq (bm_list_state ("wait"), "queued"));
+    CHECK (streq (bm_list_state ("active"), "running"));
+    CHECK (!bm_list_state ("bogus") && !bm_list_state ("") && !bm_list_state (NULL));
     CHECK (bm_valid_url ("http://mock-webhook:5000", 24));
     CHECK (bm_valid_url ("https://a.b/c?d", 15));
     CHECK (!bm_valid_url ("ftp://x", 7));

@@ -722,6 +722,19 @@ bm_valid_bot_type (const char *str, size_t len)
     return true;
 }
 
+const char *
+bm_list_state (const char *state)
+{
+    static const char *states [][2] = {
+        { "queued", "queued" }, { "running", "running" }, { "delayed", "delayed" },
+        { "completed", "completed" }, { "failed", "failed" }, { "cancelled", "cancelled" },
+        { "waiting", "queued" }, { "wait", "queued" }, { "active", "running" } };
+    for (size_t i = 0; state && i < sizeof states / sizeof states [0]; i++)
+        if (streq (state, states [i][0]))
+            return states [i][1];
+    return NULL;
+}
+
 bool
 bm_valid_id (const char *str, size_t len)
 {

@@ -232,5 +232,12 @@ bool bm_valid_id (const char *str, size_t len);
 //  An http:// or https:// URL with a host, at most BM_MAX_URL_LEN bytes of
 //  printable ASCII (0x21-0x7E: anything else must be percent-encoded).
 bool bm_valid_url (const char *str, size_t len);
+//  A state a job list filters on (LIST, GET /jobs), as the broker names it:
+//  queued, running, delayed, completed, failed or cancelled, or BullMQ's
+//  name of one (waiting and wait: queued; active: running).  NULL for
+//  anything else, which is refused with BM_LIST_STATE_ERROR.
+const char *bm_list_state (const char *state);
+#define BM_LIST_STATE_ERROR "state must be one of: queued (or waiting, wait), running (or active), " \
+                            "delayed, completed, failed, cancelled"
 
 #endif

@@ -264,31 +264,18 @@ gw_routes_job_action (gw_request_t *r, int command)
 void
 gw_routes_jobs (gw_request_t *r)
 {
-    static const char *states [] = { "queued", "running", "delayed", "completed", "failed",
-                                     "cancelled" };
-    //  BullMQ's names of the same states, as /stats reports them (waiting,
+    //  The state, or BullMQ's name of it, as /stats reports them (waiting,
     //  active) and as BullMQ's getJobs takes them (wait).
-    static const char *aliases [][2] = { { "waiting", "queued" }, { "wait", "queued" },
-                                         { "active", "running" } };
     char state [16], bot_type [BM_MAX_BOT_TYPE_LEN + 1], limit_text [16];
     int has_state = gw_request_query (r, "state", state, sizeof state);
-    for (size_t i = 0; has_state > 0 && i < sizeof aliases / sizeof aliases [0]; i++)
-        if (streq (state, aliases [i][0])) {
-            snprintf (state, sizeof state, "%s", aliases [i][1]);
-            break;
-        }
     int has_type = gw_request_query (r, "botType", bot_type, sizeof bot_type);
     int has_limit = gw_request_query (r, "limit", limit_text, sizeof limit_text);
-    bool state_ok = has_state == 0 || (has_state > 0 && !*state);
-    for (size_t i = 0; has_state > 0 && *state && i < sizeof states / sizeof states [0]; i++)
-        if (streq (state, states [i]))
-            state_ok = true;
-    if (!state_ok) {
-        gw_request_error (r, 400, "invalid_state",
-                 "state must be one of: queued (or waiting, wait), running (or active), delayed, "
-                 "completed, failed, cancelled", NULL);
+    const char *listed = has_state > 0 && *state ? bm_list_state (state) : "";
+    if (has_state < 0 || !listed) {
+        gw_request_error (r, 400, "invalid_state", BM_LIST_STATE_ERROR, NULL);
         return;
     }
+    snprintf (state, sizeof state, "%s", listed);
     if (has_type < 0 || (has_type > 0 && *bot_type && !bm_valid_bot_type (bot_type, strlen (bot_type)))) {
         gw_request_error (r, 400, "invalid_bot_type", "botType must be 1 to 32 characters from [a-z0-9_-]",
                  NULL);

@@ -371,6 +371,7 @@ class Client {
     }
     if (!p) return;                                  // late answer to a timed-out request
     this._pending.delete(req);
+    delete body.req;                                 // the protocol's, not the caller's
     clearTimeout(p.timer);
     if (cmd === C.REJECTED) {
       p.reject(new Rejected(typeof body.code === 'string' ? body.code : 'rejected',

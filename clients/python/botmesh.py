@@ -468,6 +468,7 @@ class Client:
             # with one request in flight, it is ours.
             if rreq != req and not (cmd == REJECTED and rreq is None):
                 continue                    # a late answer to an earlier, timed-out request
+            reply.pop("req", None)          # the protocol's, not the caller's
             if cmd == REJECTED and reply.get("code") == "not_leader" and switch(reply.get("leader")):
                 attempt_deadline = send()       # a standby did nothing with it
                 continue

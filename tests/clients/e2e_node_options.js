@@ -123,7 +123,8 @@ async function until(fn, ms, what) {
     'node client: a cron schedule in a zone gets its next due time', cron);
   e = await rejection(c.addSchedule({ key: 'node-bad', botType: 'pywork', cron: '61 * * * *' }));
   check(e && e.code === 'bad_request' && /cron/.test(e.message), 'node client: a bad cron rejects naming cron', e && [e.code, e.message]);
-  await c.removeSchedule('node-cron');
+  // removeSchedule resolves undefined (nothing to return), as remove and redeliver do.
+  check(await c.removeSchedule('node-cron') === undefined, 'node client: removeSchedule resolves (undefined)');
   await c.removeSchedule('node-every');
   check((await c.schedules()).every((x) => !x.key.startsWith('node-')), 'node client: removeSchedule removes them');
   e = await rejection(c.removeSchedule('node-cron'));

@@ -1,4 +1,5 @@
 """e2elib.py - shared pieces of the end-to-end tests of the botmesh clients."""
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,20 @@ import botmesh            # noqa: E402
 
 PY = "/usr/bin/python3"
 RUN_NODE = os.path.join(HERE, "run_node.sh")
+
+
+def cli_run(stack, *args, stdin=None):
+    """botmesh-client ARGS against the stack's broker: the finished process."""
+    return subprocess.run([stack.bin("botmesh-client"), "--endpoint", stack.endpoint] + list(args),
+                          capture_output=True, text=True, timeout=60, input=stdin)
+
+
+def cli(stack, *args, stdin=None):
+    """botmesh-client ARGS, which must exit 0: the JSON it printed."""
+    out = cli_run(stack, *args, stdin=stdin)
+    harness.check(out.returncode == 0, "botmesh-client %s exits 0" % " ".join(args[:2]), out.returncode,
+                  out.stdout, out.stderr)
+    return json.loads(out.stdout)
 
 
 def need_node():

@@ -16,19 +16,11 @@ import os
 import re
 import subprocess
 
-from e2elib import harness, botmesh, gateway, wait_worker
+from e2elib import harness, botmesh, cli, gateway, wait_worker
 from harness import check
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 TIMES = ("createdAt", "startedAt", "finishedAt")
-
-
-def cli(s, *args, stdin=None):
-    out = subprocess.run([s.bin("botmesh-client"), "--endpoint", s.endpoint] + list(args),
-                         capture_output=True, text=True, timeout=60, input=stdin)
-    check(out.returncode == 0, "botmesh-client %s exits 0" % " ".join(args[:2]), out.returncode, out.stdout,
-          out.stderr)
-    return json.loads(out.stdout)
 
 
 def main():

@@ -140,7 +140,11 @@ tests.clientEncodingAndErrors = async () => {
     check((await c.list({ state: 'failed', botType: 'python', limit: 3 }))[0].jobId === 'a', 'list');
     const lm = fb.got(0x07)[0].body;
     check(lm.state === 'failed' && lm.botType === 'python' && lm.limit === 3, 'LIST body', lm);
-    check((await c.ping()).uptimeMs === BIG_TS, 'ping');
+    const ping = await c.ping();
+    check(ping.uptimeMs === BIG_TS && !('req' in ping), 'ping answers the reply without the protocol\'s req', ping);
+    check(!('req' in await c.stats()), 'so does stats');
+    e = await rejects(c.redeliver('x'));
+    check(!('req' in e.body), 'and a Rejected\'s body', e.body);
     check((await c.metrics()).startsWith('# HELP'), 'metrics');
     // several requests in flight at once, matched by req
     const many = await Promise.all([c.status('a'), c.status('b'), c.stats(), c.status('c')]);

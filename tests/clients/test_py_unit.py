@@ -115,7 +115,11 @@ def test_client_rejected_and_replies():
             lm = fb.got(botmesh.LIST)[0]
             check(lm.body == {"req": lm.body["req"], "state": "failed", "botType": "python", "limit": 3},
                   "LIST body", lm.body)
-            check(c.ping()["uptimeMs"] == BIG_TS, "ping")
+            check(c.ping() == {"redis": False, "uptimeMs": BIG_TS}, "ping answers the reply without the protocol's req")
+            check(c.stats() == {"types": {}, "workers": [], "totals": {}, "redis": True, "uptimeMs": 5},
+                  "so does stats")
+            e = raises(lambda: c.redeliver("j9"), botmesh.Rejected)
+            check("req" not in e.body, "and a Rejected's body", e.body)
             check(c.metrics().startswith("# HELP"), "metrics")
             cmds = sorted({m.cmd for m in fb.got()})
             check(cmds == list(range(1, 10)), "every client command byte 0x01..0x09 was used", cmds)
