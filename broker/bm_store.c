@@ -3,6 +3,7 @@
 #include "bm_config.h"
 #include "bm_store_group.h"
 #include "bm_redis_url.h"
+#include "bm_redis_setup.h"
 #include "bm_log.h"
 #include "bm_sentinel.h"
 #include "bm_redis_zloop.h"
@@ -34,6 +35,9 @@ struct _bm_store_t {
     int reconnect_timer;        //  zloop timer id, or -1
     bool outage_logged;         //  One log line per outage
     bool loading_logged;        //  One log line while Redis loads
+    bool setup_refused;         //  Redis refused this connection's AUTH or
+                                //  SELECT: never used, dropped
+    bool setup_logged;          //  One log line per outage for a refusal
     int ping_timer;             //  Readiness re-check, or -1
     bm_store_state_fn *state_fn;
     void *state_arg;
@@ -157,8 +161,8 @@ s_on_ping (redisAsyncContext *ac, void *r, void *privdata)
     (void) ac;
     bm_store_t *self = (bm_store_t *) privdata;
     redisReply *reply = (redisReply *) r;
-    if (!reply || self->destroying)
-        return;                 //  Connection gone: the reconnect path runs
+    if (!reply || self->destroying || self->setup_refused)
+        return;                 //  Connection gone, or going: the reconnect path runs
     if (reply->type == REDIS_REPLY_ERROR) {
         if (!self->loading_logged)
             bm_warn (NULL, "redis %s:%d is not ready (%s); waiting", self->host, self->port,
@@ -176,6 +180,45 @@ static void
 s_ping (bm_store_t *self)
 {
     redisAsyncCommand (self->ac, s_on_ping, self, "PING");
+}
+
+//  Redis's answer to the AUTH or the SELECT that open a connection.  A
+//  refusal (a database it does not have, a wrong password) makes the
+//  connection useless: it is never taken as connected (whatever PING says
+//  next; it would read and write database 0), the refusal is logged as an
+//  ERROR once per outage, and the connection is dropped and tried again
+//  with backoff, as a lost one.
+static void
+s_on_setup (bm_store_t *self, redisAsyncContext *ac, redisReply *reply, const char *command)
+{
+    char error [400];
+    if (self->destroying || self->setup_refused
+    ||  !bm_redis_setup_refused (reply, self->host, self->port, command, error, sizeof error))
+        return;
+    self->setup_refused = true;
+    //  Logged even when the outage was (Redis went away and came back
+    //  without the database): this is what to fix.
+    if (!self->setup_logged)
+        bm_error (NULL, "%s: check %s; not ready (never falling back to database 0), retrying "
+                  "with backoff", error, bm_redis_setup_var (command));
+    self->setup_logged = true;
+    self->outage_logged = true;
+    redisAsyncDisconnect (ac);
+}
+
+static void
+s_on_auth (redisAsyncContext *ac, void *r, void *privdata)
+{
+    s_on_setup ((bm_store_t *) privdata, ac, (redisReply *) r, "AUTH");
+}
+
+static void
+s_on_select (redisAsyncContext *ac, void *r, void *privdata)
+{
+    bm_store_t *self = (bm_store_t *) privdata;
+    char command [32];
+    snprintf (command, sizeof command, "SELECT %d", self->db);
+    s_on_setup (self, ac, (redisReply *) r, command);
 }
 
 static void
@@ -238,6 +281,7 @@ s_became_ready (bm_store_t *self)
     else
         bm_info (NULL, "redis %s:%d connected", self->host, self->port);
     self->outage_logged = false;
+    self->setup_logged = false;
     if (self->state_fn)
         self->state_fn (true, self->state_arg);
     bm_store_flush (self);
@@ -314,6 +358,7 @@ s_connect (bm_store_t *self)
             self->port = port;
         }
     }
+    self->setup_refused = false;
     redisAsyncContext *ac = redisAsyncConnect (self->host, self->port);
     if (!ac || ac->err) {
         const char *why = ac ? ac->errstr : "out of memory";
@@ -332,11 +377,11 @@ s_connect (bm_store_t *self)
     redisAsyncSetConnectCallback (ac, s_on_connect);
     redisAsyncSetDisconnectCallback (ac, s_on_disconnect);
     //  Commands queued before the connect completes are sent once it does;
-    //  AUTH and SELECT go first.
+    //  AUTH and SELECT go first; their answers are checked (s_on_setup).
     if (self->password)
-        redisAsyncCommand (ac, NULL, NULL, "AUTH %s", self->password);
+        redisAsyncCommand (ac, s_on_auth, self, "AUTH %s", self->password);
     if (self->db)
-        redisAsyncCommand (ac, NULL, NULL, "SELECT %d", self->db);
+        redisAsyncCommand (ac, s_on_select, self, "SELECT %d", self->db);
 }
 
 //  --------------------------------------------------------------------------

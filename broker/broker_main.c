@@ -6,6 +6,7 @@
 #include "bm_config.h"
 #include "bm_settings.h"
 #include "bm_log.h"
+#include "bm_redis_setup.h"
 
 #include <czmq.h>
 #include <pthread.h>
@@ -107,6 +108,11 @@ main (int argc, char *argv [])
 
     bm_broker_config_t config;
     if (bm_broker_config_load (&config) || bm_http_cors_from_env ())
+        return 2;
+    //  A database Redis does not have, a password it refuses: a bad value,
+    //  found now rather than by a broker that is never ready.
+    if (config.redis_url && bm_redis_setup_check (config.redis_url, config.redis_sentinels,
+                                                  config.redis_master_name))
         return 2;
     //  A leader that loses its lease starts over as a standby by running
     //  this program again (bm_broker_ha.c).

@@ -15,6 +15,7 @@
 #include "bm_cron.h"
 #include "bm_log.h"
 #include "bm_redis_url.h"
+#include "bm_redis_setup.h"
 #include "bm_selftest.h"
 #include "bm_settings.h"
 #include "bm_tz.h"
@@ -24,6 +25,7 @@ static const bm_selftest_t s_tests [] = {
     { "settings",  bm_settings_test },
     { "env_check", bm_env_check_test },
     { "redis_url", bm_redis_url_test },
+    { "redis_setup", bm_redis_setup_test },
     { "log",       bm_log_test },
     { "codec",     bm_codec_test },
     { "codec_batch", bm_codec_batch_test },

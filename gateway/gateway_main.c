@@ -12,6 +12,7 @@
 #include "bm_config.h"
 #include "bm_endpoints.h"
 #include "bm_sentinel.h"
+#include "bm_redis_setup.h"
 #include "bm_http.h"
 #include "bm_settings.h"
 #include "bm_log.h"
@@ -194,6 +195,11 @@ main (int argc, char *argv [])
     }
     if (bad)
         return 1;
+    //  A database Redis does not have, a password it refuses: a bad value,
+    //  found now rather than at the first GET /api/history.
+    if (*redis_url && !streq (redis_url, "none")
+    &&  bm_redis_setup_check (redis_url, config.redis_sentinels, config.redis_master_name))
+        return 2;
     //  The broker's own default, tcp://*:5555, is a bind address: when the
     //  gateway shares its environment, "*" means this host.
     char endpoint [512];

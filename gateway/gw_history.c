@@ -1,6 +1,7 @@
 /*  gw_history.c - metric snapshots from Redis for GET /api/history.  */
 #include "gw_history.h"
 #include "bm_sentinel.h"
+#include "bm_redis_setup.h"
 #include "bm_selftest.h"
 #include "bm_config.h"
 #include "bm_log.h"
@@ -27,6 +28,7 @@ struct _gw_history_t {
     int64_t next_try_ms;        //  No connection attempt before this (mono)
     gw_history_watch_t *watch;  //  Borrowed, or NULL
     unsigned switches;          //  The watch's count when we connected
+    bool refusal_logged;        //  Redis refused AUTH or SELECT, said once
 };
 
 void
@@ -65,19 +67,20 @@ gw_history_destroy (gw_history_t **self_p)
     }
 }
 
-//  Run one command that must not fail; returns the reply or NULL.
-static redisReply *
-s_command (gw_history_t *self, const char *fmt, ...)
+//  Send AUTH or SELECT (command, for messages): true when Redis took it.
+//  Its refusal goes to refused; no answer leaves refused as it is.
+static bool
+s_setup (gw_history_t *self, const char *command, char *refused, size_t refused_size,
+         const char *format, ...)
 {
     va_list args;
-    va_start (args, fmt);
-    redisReply *reply = (redisReply *) redisvCommand (self->redis, fmt, args);
+    va_start (args, format);
+    redisReply *reply = (redisReply *) redisvCommand (self->redis, format, args);
     va_end (args);
-    if (reply && reply->type == REDIS_REPLY_ERROR) {
-        freeReplyObject (reply);
-        return NULL;
-    }
-    return reply;
+    bool taken = reply && !bm_redis_setup_refused (reply, self->url.host, self->url.port,
+                                                   command, refused, refused_size);
+    freeReplyObject (reply);
+    return taken;
 }
 
 //  Make sure we hold a working connection.  0 or -1.
@@ -114,24 +117,35 @@ s_connect (gw_history_t *self)
     }
     struct timeval tv = { self->timeout_ms / 1000, (self->timeout_ms % 1000) * 1000 };
     self->redis = redisConnectWithTimeout (self->url.host, self->url.port, tv);
+    char refused [400] = "", select [32];
+    const char *command = NULL;         //  The one Redis refused
+    snprintf (select, sizeof select, "SELECT %d", self->url.db);
     if (self->redis && !self->redis->err && redisSetTimeout (self->redis, tv) == REDIS_OK) {
-        redisReply *reply = NULL;
         bool ok = true;
-        if (*self->url.password) {
-            reply = s_command (self, "AUTH %s", self->url.password);
-            ok = reply != NULL;
-            freeReplyObject (reply);
-        }
-        if (ok && self->url.db) {
-            reply = s_command (self, "SELECT %d", self->url.db);
-            ok = reply != NULL;
-            freeReplyObject (reply);
-        }
-        if (ok)
+        if (*self->url.password && !(ok = s_setup (self, "AUTH", refused, sizeof refused,
+                                                   "AUTH %s", self->url.password)))
+            command = "AUTH";
+        if (ok && self->url.db && !(ok = s_setup (self, select, refused, sizeof refused,
+                                                  "SELECT %d", self->url.db)))
+            command = select;
+        if (ok) {
+            self->refusal_logged = false;
             return 0;
+        }
     }
-    bm_warn (NULL, "history: cannot reach Redis at %s:%d%s%s", self->url.host, self->url.port,
-             self->redis ? ": " : "", self->redis ? self->redis->errstr : "");
+    //  A refused AUTH or SELECT: never read another database instead.
+    if (command && *refused) {
+        if (!self->refusal_logged)
+            bm_error (NULL, "history: %s: check %s; GET /api/history answers 503 until Redis "
+                      "takes it", refused, bm_redis_setup_var (command));
+        else
+            bm_debug (NULL, "history: %s", refused);
+        self->refusal_logged = true;
+    }
+    else
+        bm_warn (NULL, "history: cannot reach Redis at %s:%d%s%s", self->url.host, self->url.port,
+                 self->redis && *self->redis->errstr ? ": " : "",
+                 self->redis ? self->redis->errstr : "");
     if (self->redis) {
         redisFree (self->redis);
         self->redis = NULL;

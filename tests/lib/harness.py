@@ -602,12 +602,13 @@ class Stack:
 
     # --- services -------------------------------------------------------
 
-    def redis(self, appendonly=True, port=None):
-        """Start a real redis-server on a free port; sets REDIS_URL."""
+    def redis(self, appendonly=True, port=None, args=()):
+        """Start a real redis-server on a free port (or port, as before: a
+        restart), with more of its flags in args; sets REDIS_URL."""
         self.redis_port = port or self.redis_port or free_port()
         args = ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
                 "--dir", self.dir, "--save", "", "--daemonize", "no",
-                "--appendonly", "yes" if appendonly else "no", "--appendfsync", "everysec"]
+                "--appendonly", "yes" if appendonly else "no", "--appendfsync", "everysec"] + list(args)
         p = self.spawn("redis", args)
         self.redis_url = "redis://127.0.0.1:%d/0" % self.redis_port
         self.env["REDIS_URL"] = self.redis_url
