@@ -61,7 +61,7 @@ s_usage (FILE *out)
 "  GET  /deliveries?jobId=ID[&limit=N]   what arrived for a job, oldest first\n"
 "  GET  /mode, POST /mode   the failure mode, e.g. {\"failRate\": 0.3, \"status\": 503,\n"
 "                           \"delayMs\": 2000, \"failFirst\": 2, \"retryAfter\": 1, \"dropRate\": 0}\n"
-"  GET  /metrics, GET /health\n"
+"  GET  /metrics, GET /health, GET /ready (always 200)\n"
 "\n"
 "Flags:\n"
 "  --port N                 overrides MOCK_WEBHOOK_PORT (0: any free port; the line\n"

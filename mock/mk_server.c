@@ -399,6 +399,9 @@ s_handle (struct mg_connection *conn, void *cbdata)
     if (strcmp (path, "/health") == 0 && get)
         bm_http_reply_json (conn, 200, bm_http_health (), NULL);
     else
+    if (strcmp (path, "/ready") == 0 && get)       //  Nothing to wait for
+        bm_http_reply_json (conn, 200, json_pack ("{s:s}", "status", "ready"), NULL);
+    else
     if (strcmp (path, "/stats") == 0 && get)
         s_get_stats (self, conn);
     else
@@ -441,7 +444,7 @@ s_handle (struct mg_connection *conn, void *cbdata)
     else
         bm_http_reply_error (conn, 404, "not_found",
                         "deliveries are POSTed; GET /stats, /webhooks, /webhooks/{id}, /deliveries, "
-                        "/mode, /metrics, /health; DELETE /webhooks");
+                        "/mode, /metrics, /health, /ready; DELETE /webhooks");
     return 1;
 }
 

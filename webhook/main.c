@@ -41,7 +41,7 @@ s_usage (FILE *out)
 "shared, multicast, reserved addresses) unless WEBHOOK_ALLOW_PRIVATE=1 or the host\n"
 "(or host:port) is in WEBHOOK_ALLOWED_HOSTS.\n"
 "\n"
-"HTTP API: GET /health, GET /stats, GET /metrics, POST /deliveries/{jobId}/retry\n"
+"HTTP API: GET /health, GET /ready (503 while the broker does not answer), GET /stats, GET /metrics, POST /deliveries/{jobId}/retry\n"
 "(redelivers a finished job's webhook; 404 unknown job, 409 no webhook or not ended).\n"
 "\n"
 "SIGTERM/SIGINT: stop taking deliveries, give back those waiting for a retry,\n"

@@ -166,17 +166,27 @@ s_handle (struct mg_connection *conn, void *cbdata)
         bm_http_reply_json (conn, 200, health, NULL);
     }
     else
+    if (strcmp (path, "/ready") == 0 && get) {
+        //  Ready while the broker link is up: deliveries come from it.
+        if (bm_worker_link_connected (self->link))
+            bm_http_reply_json (conn, 200, json_pack ("{s:s}", "status", "ready"), NULL);
+        else
+            bm_http_reply_error (conn, 503, "broker_unavailable",
+                                 "the webhook manager has no answer from the broker at BROKER_ENDPOINT");
+    }
+    else
     if (strcmp (path, "/stats") == 0 && get)
         s_stats (self, conn);
     else
     if (strcmp (path, "/metrics") == 0 && get)
         bm_http_reply_metrics (conn, bm_metrics_render (self->metrics));
     else
-    if (strcmp (path, "/health") == 0 || strcmp (path, "/stats") == 0 || strcmp (path, "/metrics") == 0)
+    if (strcmp (path, "/health") == 0 || strcmp (path, "/ready") == 0 || strcmp (path, "/stats") == 0
+    ||  strcmp (path, "/metrics") == 0)
         bm_http_reply_error (conn, 405, "method_not_allowed", "use GET");
     else
         bm_http_reply_error (conn, 404, "not_found",
-                        "GET /health, /stats, /metrics; POST /deliveries/{jobId}/retry");
+                        "GET /health, /ready, /stats, /metrics; POST /deliveries/{jobId}/retry");
     return 1;
 }
 

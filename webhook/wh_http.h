@@ -1,6 +1,7 @@
 /*  wh_http.h - botmesh-webhook's HTTP API (civetweb, its own threads).
 
         GET  /health                      {"status": "ok", "broker": {"connected": bool}}
+        GET  /ready                       200 while the broker answers, else 503 broker_unavailable
         GET  /stats                       delivered, failed, retrying, inFlight, ...
         GET  /metrics                     Prometheus text
         POST /deliveries/{jobId}/retry    redeliver a job's webhook (REDELIVER)

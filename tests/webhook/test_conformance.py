@@ -46,6 +46,8 @@ def main():
               "READY {name, types: [webhook], credit: 10000, pid}", ready)
         wait_until(lambda: http("GET", mgr.url + "/health")[2]["broker"]["connected"], 5,
                    "manager to count the broker as connected")
+        st, _, body = http("GET", mgr.url + "/ready")
+        check(st == 200 and body == {"status": "ready"}, "GET /ready: 200 while the broker answers", body)
 
         # Heartbeats flow when idle.
         broker.expect(lambda h, c, b: h == W and c == HEARTBEAT, 2, "a HEARTBEAT from the manager")
@@ -168,9 +170,14 @@ def main():
         # 9. Broker silence: the manager reconnects with a new socket and READY.
         old = broker.worker
         broker.heartbeats = False
+        st, _, body = wait_until(lambda: (lambda r: r[0] == 503 and r)(http("GET", mgr.url + "/ready")), 5,
+                                 "GET /ready to answer 503 while the broker is silent")
+        check(body["error"]["code"] == "broker_unavailable" and "BROKER_ENDPOINT" in body["error"]["message"],
+              "... broker_unavailable, naming BROKER_ENDPOINT", body)
         ident, _, again = broker.expect_cmd(READY, timeout=5, what="READY after silence")
         check(ident != old and again["name"] == "webhook", "silent broker: new socket, READY again", again)
         broker.heartbeats = True
+        wait_until(lambda: http("GET", mgr.url + "/ready")[0] == 200, 5, "GET /ready 200 again once the broker answers")
         # DISCONNECT from the broker: READY again.
         old = broker.worker
         broker.send(DISCONNECT, {})

@@ -36,6 +36,9 @@ def main():
                               "MOCK_TIMEOUT_DELAY_MS": "300"})
         u = mock.url
 
+        st, _, body = http("GET", u + "/ready")
+        check(st == 200 and body == {"status": "ready"}, "GET /ready: 200 (the mock waits for nothing)", body)
+
         # Seed endpoints.
         check(http("POST", u + "/test/success", {})[0] == 200, "POST /test/success: 200")
         check(http("POST", u + "/test/error", {})[0] == 500, "POST /test/error: 500")
