@@ -18,13 +18,16 @@ s_pack_pending_req (msgpack_packer *pk, bm_pending_t *pending)
     }
 }
 
-static bm_pending_t *
-s_pending_new (bm_broker_t *self, zframe_t *identity, const msgpack_object *request, const char *id)
+//  A pending answer filled in: the request's req, the job id, identity as
+//  given (the caller decides whether it is a copy).
+static void
+s_pending_fill (bm_pending_t *pending, bm_broker_t *self, zframe_t *identity,
+                const msgpack_object *request, const char *id)
 {
-    bm_pending_t *pending = (bm_pending_t *) zmalloc (sizeof (bm_pending_t));
+    memset (pending, 0, sizeof *pending);
     pending->broker = self;
-    pending->identity = zframe_dup (identity);
-    snprintf (pending->id, sizeof pending->id, "%s", id);
+    pending->identity = identity;
+    bm_id_copy (pending->id, sizeof pending->id, id);
     const msgpack_object *req = bm_obj_get (request, "req");
     //  Only scalars are kept (they hold no pointers into the message).
     if (req && req->type != MSGPACK_OBJECT_STR && req->type != MSGPACK_OBJECT_BIN
@@ -33,6 +36,14 @@ s_pending_new (bm_broker_t *self, zframe_t *identity, const msgpack_object *requ
         pending->req = *req;
         pending->has_req = true;
     }
+}
+
+//  A pending answer that waits for Redis: it holds a copy of the routing id.
+static bm_pending_t *
+s_pending_new (bm_broker_t *self, zframe_t *identity, const msgpack_object *request, const char *id)
+{
+    bm_pending_t *pending = (bm_pending_t *) zmalloc (sizeof (bm_pending_t));
+    s_pending_fill (pending, self, zframe_dup (identity), request, id);
     return pending;
 }
 
@@ -208,9 +219,10 @@ s_on_idem_woken (bm_broker_t *self, const char *code, const char *message, const
     s_pending_destroy (&pending);
 }
 
-//  The SUBMIT write came back.
+//  The SUBMIT write came back (without Redis: at once): ACCEPTED, or
+//  REJECTED store_unavailable.
 static void
-s_on_submit_durable (redisReply *reply, void *arg)
+s_on_submit_answer (redisReply *reply, void *arg)
 {
     bm_pending_t *pending = (bm_pending_t *) arg;
     bm_broker_t *self = pending->broker;
@@ -225,6 +237,14 @@ s_on_submit_durable (redisReply *reply, void *arg)
     else
         s_send_accepted (self, pending->identity, pending, NULL, pending->id, false, position,
                          job->state == JOB_DELAYED, NULL);
+}
+
+//  The same for a pending answer that waited for Redis: it goes after.
+static void
+s_on_submit_durable (redisReply *reply, void *arg)
+{
+    bm_pending_t *pending = (bm_pending_t *) arg;
+    s_on_submit_answer (reply, pending);
     s_pending_destroy (&pending);
 }
 
@@ -459,6 +479,15 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
     else
     if (admit.duplicate)
         s_send_accepted (self, identity, NULL, body, admit.id, true, 0, false, admit.state);
+    else
+    if (!self->store) {
+        //  No Redis: bm_jobstore_persist_full answers before it returns,
+        //  so the answer waits on the stack, the routing id borrowed (no
+        //  allocation and no copy a job).
+        bm_pending_t pending;
+        s_pending_fill (&pending, self, identity, body, admit.id);
+        bm_jobstore_persist_full (self, admit.job, false, s_on_submit_answer, &pending);
+    }
     else {
         bm_pending_t *pending = s_pending_new (self, identity, body, admit.id);
         bm_jobstore_persist_idem (self, admit.job, admit.fingerprint);

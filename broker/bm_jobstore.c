@@ -9,6 +9,8 @@
 
 static void
 s_on_terminal_durable (redisReply *reply, void *arg);
+static void
+s_terminal_confirmed (bm_broker_t *self, bm_job_t *job);
 
 static void
 s_arg (bm_cmd_t *cmd, const char *data, size_t len)
@@ -330,13 +332,15 @@ void
 bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job)
 {
     job->confirming = true;
+    if (!self->store) {
+        //  Nothing to wait for: counted (and RESULT sent) now, without a
+        //  reference to look the job up by.
+        s_terminal_confirmed (self, job);
+        return;
+    }
     s_job_ref_t *ref = (s_job_ref_t *) zmalloc (sizeof (s_job_ref_t));
     ref->broker = self;
     bm_id_copy (ref->id, sizeof ref->id, job->id);
-    if (!self->store) {
-        s_on_terminal_durable (&s_ok_reply, ref);
-        return;
-    }
     bm_cmd_t cmd;
     if (bm_job_is_delivery (job)) {
         bm_cmd_start (self, &cmd, "DEL", "job:", job->id);
@@ -382,15 +386,11 @@ bm_jobstore_persist_webhook (bm_broker_t *self, const char *job_id, const char *
     bm_jobstore_issue (self, &cmd, true, NULL, NULL);
 }
 
-//  The terminal state is in Redis: now the job counts.
+//  The terminal state is in Redis (or there is no Redis): now the job
+//  counts.  job is NULL when it was forgotten meanwhile.
 static void
-s_on_terminal_durable (redisReply *reply, void *arg)
+s_terminal_confirmed (bm_broker_t *self, bm_job_t *job)
 {
-    s_job_ref_t *ref = (s_job_ref_t *) arg;
-    bm_broker_t *self = ref->broker;
-    bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, ref->id);
-    if (!reply)
-        bm_error (ref->id, "terminal state not confirmed by redis");
     if (job)
         job->confirming = false;
     if (job && bm_job_terminal (job)) {
@@ -425,6 +425,15 @@ s_on_terminal_durable (redisReply *reply, void *arg)
         if (client_job)
             bm_control_retain (self, job);
     }
+}
+
+static void
+s_on_terminal_durable (redisReply *reply, void *arg)
+{
+    s_job_ref_t *ref = (s_job_ref_t *) arg;
+    if (!reply)
+        bm_error (ref->id, "terminal state not confirmed by redis");
+    s_terminal_confirmed (ref->broker, (bm_job_t *) bm_jobtab_lookup (ref->broker->jobs, ref->id));
     free (ref);
 }
 
