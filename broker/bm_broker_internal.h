@@ -71,19 +71,6 @@ typedef struct {
 
 #define BM_ID_SLOT (BM_MAX_ID_LEN + 16)
 
-//  A job id (or any C string) into a slot of size bytes, cut to fit: what
-//  snprintf (dst, size, "%s", src) does, without its format parsing
-//  (several copies a job).
-static inline void
-bm_id_copy (char *dst, size_t size, const char *src)
-{
-    size_t len = strlen (src);
-    if (len >= size)
-        len = size - 1;
-    memcpy (dst, src, len);
-    dst [len] = 0;
-}
-
 //  A map key that is a string literal of at most 31 bytes (a fixstr): its
 //  header and bytes in one write, its length known when compiled.  The
 //  records and JOB bodies pack some twenty keys a job.

@@ -226,6 +226,19 @@ int bm_msg_send_to (zsock_t *sock, const void *identity, size_t identity_size,
 //  A name for a command, for logs ("SUBMIT", "DONE", "0x7f").
 const char *bm_command_name (bm_peer_t peer, int command);
 
+//  A job id (or any C string) into a slot of size bytes, cut to fit: what
+//  snprintf (dst, size, "%s", src) does, without its format parsing
+//  (several copies a job in the broker and the workers).
+static inline void
+bm_id_copy (char *dst, size_t size, const char *src)
+{
+    size_t len = strlen (src);
+    if (len >= size)
+        len = size - 1;
+    memcpy (dst, src, len);
+    dst [len] = 0;
+}
+
 //  Validation of fields shared by the broker, the gateway and the clients.
 bool bm_valid_bot_type (const char *str, size_t len);
 bool bm_valid_id (const char *str, size_t len);

@@ -11,13 +11,15 @@ typedef struct {
     int64_t sent_mono;                  //  When it was sent
     size_t size;                        //  Bytes of its msgpack body
     char *job_id;                       //  Its job, in data, when it completed; else NULL
+    bool indexed;                       //  completed maps job_id to it (no newer
+                                        //  DONE of the job replaced it there)
     char data [];                       //  The body, then the job id
 } done_t;
 
 struct _bm_done_replay_t {
-    zlistx_t *recent;                   //  done_t, oldest first, owned
-    zhashx_t *completed;                //  job id -> its completed done_t in recent
-    size_t max;                         //  Most DONEs kept
+    done_t **ring;                      //  max slots: count DONEs, oldest at
+    size_t first, count, max;           //  first, owned (no list node each)
+    zhashx_t *completed;                //  job id -> its completed done_t in ring
 };
 
 static void
@@ -29,13 +31,24 @@ s_done_destroy (done_t **done_p)
     }
 }
 
+//  Take the oldest DONE out of the ring and the index; the caller owns it.
+static done_t *
+s_take_oldest (bm_done_replay_t *self)
+{
+    done_t *done = self->ring [self->first];
+    self->ring [self->first] = NULL;
+    self->first = (self->first + 1) % self->max;
+    self->count--;
+    if (done->indexed)
+        zhashx_delete (self->completed, done->job_id);
+    return done;
+}
+
 //  Drop the oldest DONE kept.
 static void
 s_drop_oldest (bm_done_replay_t *self)
 {
-    done_t *done = (done_t *) zlistx_detach (self->recent, NULL);
-    if (done && done->job_id && zhashx_lookup (self->completed, done->job_id) == done)
-        zhashx_delete (self->completed, done->job_id);
+    done_t *done = s_take_oldest (self);
     s_done_destroy (&done);
 }
 
@@ -43,12 +56,12 @@ bm_done_replay_t *
 bm_done_replay_new (size_t max)
 {
     bm_done_replay_t *self = (bm_done_replay_t *) zmalloc (sizeof (bm_done_replay_t));
-    self->recent = zlistx_new ();
-    //  Neither keys nor values are owned: each is a done_t in recent
+    self->max = max;
+    self->ring = max ? (done_t **) zmalloc (max * sizeof (done_t *)) : NULL;
+    //  Neither keys nor values are owned: each is a done_t in ring
     self->completed = zhashx_new ();
     zhashx_set_key_duplicator (self->completed, NULL);
     zhashx_set_key_destructor (self->completed, NULL);
-    self->max = max;
     return self;
 }
 
@@ -57,9 +70,9 @@ bm_done_replay_destroy (bm_done_replay_t **self_p)
 {
     if (*self_p) {
         bm_done_replay_t *self = *self_p;
-        while (zlistx_size (self->recent))
+        while (self->count)
             s_drop_oldest (self);
-        zlistx_destroy (&self->recent);
+        free (self->ring);
         zhashx_destroy (&self->completed);
         free (self);
         *self_p = NULL;
@@ -70,25 +83,37 @@ void
 bm_done_replay_remember (bm_done_replay_t *self, const char *body, size_t size,
                          const char *completed_job_id, int64_t now_mono)
 {
+    if (self->max == 0)
+        return;
     size_t id_size = completed_job_id? strlen (completed_job_id) + 1: 0;
-    done_t *done = (done_t *) malloc (sizeof (done_t) + size + id_size);
-    if (!done)
+    //  Full (a worker that keeps busy always is): the oldest's memory is
+    //  reused for this one, one realloc instead of a free and a malloc.
+    done_t *reuse = self->count == self->max ? s_take_oldest (self) : NULL;
+    done_t *done = (done_t *) realloc (reuse, sizeof (done_t) + size + id_size);
+    if (!done) {
+        free (reuse);
         return;                         //  Not kept: a replay is best effort
+    }
     done->sent_mono = now_mono;
     done->size = size;
     memcpy (done->data, body, size);
     done->job_id = NULL;
+    done->indexed = false;
     if (completed_job_id) {
         done->job_id = done->data + size;
         memcpy (done->job_id, completed_job_id, id_size);
-        //  The newer entry replaces an older one of the same job (whose key,
-        //  its own string, is then no longer the table's)
-        zhashx_delete (self->completed, done->job_id);
-        zhashx_insert (self->completed, done->job_id, done);
+        done->indexed = true;
+        if (zhashx_insert (self->completed, done->job_id, done)) {
+            //  The newer entry replaces an older one of the same job (whose
+            //  key, its own string, is then no longer the table's)
+            done_t *older = (done_t *) zhashx_lookup (self->completed, done->job_id);
+            older->indexed = false;
+            zhashx_delete (self->completed, done->job_id);
+            zhashx_insert (self->completed, done->job_id, done);
+        }
     }
-    zlistx_add_end (self->recent, done);
-    while (zlistx_size (self->recent) > self->max)
-        s_drop_oldest (self);
+    self->ring [(self->first + self->count) % self->max] = done;
+    self->count++;
 }
 
 const char *
@@ -104,24 +129,23 @@ bm_done_replay_completed (bm_done_replay_t *self, const char *job_id, size_t *si
 void
 bm_done_replay_prune (bm_done_replay_t *self, int64_t horizon_mono)
 {
-    done_t *done;
-    while ((done = (done_t *) zlistx_first (self->recent)) && done->sent_mono < horizon_mono)
+    while (self->count && self->ring [self->first]->sent_mono < horizon_mono)
         s_drop_oldest (self);
 }
 
 void
 bm_done_replay_send (bm_done_replay_t *self, bm_worker_link_t *link)
 {
-    done_t *done;
-    for (done = (done_t *) zlistx_first (self->recent); done;
-         done = (done_t *) zlistx_next (self->recent))
+    for (size_t i = 0; i < self->count; i++) {
+        const done_t *done = self->ring [(self->first + i) % self->max];
         bm_worker_link_send (link, BM_DONE, done->data, done->size, NULL);
+    }
 }
 
 size_t
 bm_done_replay_size (bm_done_replay_t *self)
 {
-    return zlistx_size (self->recent);
+    return self->count;
 }
 
 #ifdef BM_SELFTEST
@@ -160,6 +184,26 @@ bm_done_replay_test (bool verbose)
     bm_done_replay_destroy (&replay);
     assert (replay == NULL);
     bm_done_replay_destroy (&replay);                   //  Idempotent
+
+    //  Round and round the ring: the last three stay, pruned oldest first.
+    replay = bm_done_replay_new (3);
+    const char *ids [] = { "k1", "k2", "k3", "k4", "k5", "k6", "k7" };
+    for (int i = 0; i < 7; i++)
+        bm_done_replay_remember (replay, ids [i], 2, ids [i], 100 + i);
+    assert (bm_done_replay_size (replay) == 3);
+    assert (!bm_done_replay_completed (replay, "k4", &size));
+    body = bm_done_replay_completed (replay, "k5", &size);
+    assert (body && size == 2 && memcmp (body, "k5", 2) == 0);
+    bm_done_replay_prune (replay, 106);                 //  k5 and k6 go
+    assert (bm_done_replay_size (replay) == 1);
+    assert (!bm_done_replay_completed (replay, "k6", &size));
+    assert (bm_done_replay_completed (replay, "k7", &size));
+    bm_done_replay_destroy (&replay);
+    //  Keeping none keeps none.
+    replay = bm_done_replay_new (0);
+    bm_done_replay_remember (replay, "a", 1, "j1", 10);
+    assert (bm_done_replay_size (replay) == 0 && !bm_done_replay_completed (replay, "j1", &size));
+    bm_done_replay_destroy (&replay);
     printf ("OK\n");
 }
 #endif

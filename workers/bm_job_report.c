@@ -205,7 +205,7 @@ bm_job_report_progress (msgpack_sbuffer *sbuf, const char *job_id, int progress)
 }
 
 void
-bm_job_report_done (msgpack_sbuffer *sbuf, const char *job_id,
+bm_job_report_done (bm_packer_t *packer, const char *job_id,
                     const char *result_data, size_t result_size,
                     const char *code, const char *message, int exit_code,
                     const char *limit, int64_t attempt, int64_t started_at,
@@ -213,7 +213,7 @@ bm_job_report_done (msgpack_sbuffer *sbuf, const char *job_id,
 {
     bm_codec_done_t body = { .ok = code == NULL, .started_at = started_at,
                              .finished_at = finished_at, .attempt = attempt };
-    snprintf (body.job_id, sizeof body.job_id, "%s", job_id);
+    bm_id_copy (body.job_id, sizeof body.job_id, job_id);
     if (body.ok) {
         body.result.data = result_data;
         body.result.size = result_size;
@@ -226,10 +226,7 @@ bm_job_report_done (msgpack_sbuffer *sbuf, const char *job_id,
         body.error.exit_code = exit_code;
         snprintf (body.error.limit, sizeof body.error.limit, "%s", limit ? limit : "");
     }
-    bm_packer_t packer;
-    bm_packer_init (&packer);
-    bm_codec_done_encode (&body, &packer);
-    s_hand_over (&packer, sbuf, job_id);
+    bm_codec_done_encode (&body, packer);
 }
 
 static bool
@@ -284,17 +281,15 @@ bm_job_report_simulated (msgpack_sbuffer *sbuf, const char *bot_type, const char
 }
 
 void
-bm_job_report_noop (msgpack_sbuffer *sbuf, const char *bot_type, const char *job_id,
+bm_job_report_noop (bm_packer_t *packer, const char *bot_type, const char *job_id,
                     int64_t attempt)
 {
-    msgpack_sbuffer_init (sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 4);
-    bm_pack_kv_bool (&pk, "noop", true);
-    bm_pack_kv_str (&pk, "botType", bot_type);
-    bm_pack_kv_str (&pk, "jobId", job_id);
-    bm_pack_kv_int (&pk, "attempt", attempt);
+    msgpack_packer *pk = &packer->pk;
+    msgpack_pack_map (pk, 4);
+    bm_pack_kv_bool (pk, "noop", true);
+    bm_pack_kv_str (pk, "botType", bot_type);
+    bm_pack_kv_str (pk, "jobId", job_id);
+    bm_pack_kv_int (pk, "attempt", attempt);
 }
 
 #ifdef BM_SELFTEST
@@ -414,8 +409,11 @@ bm_job_report_test (bool verbose)
     assert (streq (text, "xy"));
 
     //  A DONE with an error carries exitCode and limit only when set.
-    msgpack_sbuffer sbuf;
-    bm_job_report_done (&sbuf, "j1", NULL, 0, "resource_limit", "m", -1, "memory", 1, 1, 2);
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    bm_job_report_done (&packer, "j1", NULL, 0, "resource_limit", "m", -1, "memory", 1, 1, 2);
+    assert (!bm_packer_failed (&packer));
+    msgpack_sbuffer sbuf = packer.sbuf;
     msgpack_unpacked unpacked;
     msgpack_unpacked_init (&unpacked);
     assert (msgpack_unpack_next (&unpacked, sbuf.data, sbuf.size, NULL) == MSGPACK_UNPACK_SUCCESS);
@@ -436,7 +434,32 @@ bm_job_report_test (bool verbose)
     msgpack_unpacked_destroy (&unpacked);
     msgpack_sbuffer_destroy (&again);
     assert (bm_job_report_done_again (&again, "\xc0", 1, 2) == -1);     //  nil: not a map
-    msgpack_sbuffer_destroy (&sbuf);
+
+    //  The packer is reused: a no-op result, then a DONE carrying it, each
+    //  from an empty packer, as the worker builds them for every job.
+    bm_packer_t result;
+    bm_packer_init (&result);
+    bm_job_report_noop (&result, "python", "j2", 3);
+    bm_packer_reset (&packer);
+    bm_job_report_done (&packer, "j2", result.sbuf.data, result.sbuf.size, NULL, NULL, -1, NULL,
+                        3, 10, 11);
+    assert (!bm_packer_failed (&packer) && !bm_packer_failed (&result));
+    msgpack_unpacked_init (&unpacked);
+    assert (msgpack_unpack_next (&unpacked, packer.sbuf.data, packer.sbuf.size, NULL)
+            == MSGPACK_UNPACK_SUCCESS);
+    bool done_ok = false, noop = false;
+    const char *id = NULL;
+    size_t id_len = 0;
+    const msgpack_object *done_result = bm_obj_get (&unpacked.data, "result");
+    assert (bm_obj_bool (&unpacked.data, "ok", &done_ok) && done_ok);
+    assert (bm_obj_str (&unpacked.data, "jobId", &id, &id_len) && id_len == 2 && memcmp (id, "j2", 2) == 0);
+    assert (bm_obj_int (&unpacked.data, "attempt", &attempt) && attempt == 3);
+    assert (bm_obj_bool (done_result, "noop", &noop) && noop);
+    assert (bm_obj_int (done_result, "attempt", &attempt) && attempt == 3);
+    assert (!bm_obj_get (&unpacked.data, "error"));
+    msgpack_unpacked_destroy (&unpacked);
+    bm_packer_destroy (&result);
+    bm_packer_destroy (&packer);
     printf ("OK\n");
 }
 #endif

@@ -12,6 +12,7 @@
 #include "bm_bot.h"
 #include "bm_limits.h"
 #include "bm_pool.h"
+#include "bm_proto.h"
 
 #include <msgpack.h>
 #include <stdbool.h>
@@ -55,16 +56,18 @@ int bm_job_report_parse_result (const char *text, size_t size, int64_t max_paylo
 void bm_job_report_keep_end (char *text, size_t max);
 
 //  The bodies below are packed into sbuf, which they initialise; the
-//  caller destroys it (msgpack_sbuffer_destroy).
+//  caller destroys it (msgpack_sbuffer_destroy).  DONE and the no-op
+//  result are packed into a bm_packer_t the caller keeps instead (one
+//  buffer reused for every job: a worker sends one DONE a job).
 
 //  PROGRESS {jobId, progress}
 void bm_job_report_progress (msgpack_sbuffer *sbuf, const char *job_id, int progress);
 
 //  DONE {jobId, ok, result | error {code, message, exitCode?, limit?},
-//        startedAt, finishedAt, attempt}.  ok when code is NULL; result_data is then a
-//  msgpack value (result_size bytes).  exit_code < 0 and limit NULL are left
-//  out.
-void bm_job_report_done (msgpack_sbuffer *sbuf, const char *job_id,
+//        startedAt, finishedAt, attempt}, appended to packer.  ok when
+//  code is NULL; result_data is then a msgpack value (result_size bytes).
+//  exit_code < 0 and limit NULL are left out.
+void bm_job_report_done (bm_packer_t *packer, const char *job_id,
                          const char *result_data, size_t result_size,
                          const char *code, const char *message, int exit_code,
                          const char *limit, int64_t attempt, int64_t started_at,
@@ -81,8 +84,9 @@ int bm_job_report_done_again (msgpack_sbuffer *sbuf, const char *body, size_t si
 void bm_job_report_simulated (msgpack_sbuffer *sbuf, const char *bot_type, const char *job_id,
                               int64_t attempt, int64_t duration_ms);
 
-//  The result of a no-op run: {noop, botType, jobId, attempt}.
-void bm_job_report_noop (msgpack_sbuffer *sbuf, const char *bot_type, const char *job_id,
+//  The result of a no-op run: {noop, botType, jobId, attempt}, appended
+//  to packer.
+void bm_job_report_noop (bm_packer_t *packer, const char *bot_type, const char *job_id,
                          int64_t attempt);
 
 //  Self-test; built only into bm_worker_selftest (BM_SELFTEST).

@@ -47,6 +47,9 @@ struct _bm_worker_t {
     int settle_timer;                   //  Settle period timer, or 0
     bool stopped;                       //  DISCONNECT sent: leave the loop
     bm_codec_heartbeat_t bots_sent;     //  Warm bots as last told the broker
+    bm_packer_t done;                   //  The DONE being sent (one buffer
+                                        //  kept for every job)
+    bm_packer_t noop_result;            //  --noop: the result it carries
 };
 
 static void s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome);
@@ -131,15 +134,23 @@ s_send_done (bm_worker_t *self, job_t *job, const char *result_data, size_t resu
              const char *code, const char *message, int exit_code, int64_t finished_at)
 {
     bool ok = code == NULL;
-    msgpack_sbuffer sbuf;
-    bm_job_report_done (&sbuf, job->id, result_data, result_size, code, message, exit_code,
+    bm_packer_t *done = &self->done;
+    bm_packer_reset (done);
+    bm_job_report_done (done, job->id, result_data, result_size, code, message, exit_code,
                         job->limit_hit, job->attempt, job->started_at, finished_at);
-    s_send (self, BM_DONE, &sbuf, job->id);
-    bm_done_replay_remember (self->recent_done, sbuf.data, sbuf.size, ok ? job->id : NULL,
-                             bm_mono_ms ());
-    msgpack_sbuffer_destroy (&sbuf);
+    int64_t now_mono = bm_mono_ms ();
+    if (bm_packer_failed (done))
+        bm_error (job->id, "no memory to build its DONE: not sent");
+    else {
+        s_send (self, BM_DONE, &done->sbuf, job->id);
+        bm_done_replay_remember (self->recent_done, done->sbuf.data, done->sbuf.size,
+                                 ok ? job->id : NULL, now_mono);
+    }
+    //  A large result leaves a large buffer: let it go.
+    if (done->sbuf.alloc > 65536)
+        bm_packer_destroy (done);
 
-    int64_t took = bm_mono_ms () - job->started_mono;
+    int64_t took = now_mono - job->started_mono;
     if (ok && self->config->mode == BM_WORKER_NOOP)
         bm_debug (job->id, "completed (noop)");     //  Thousands a second
     else
@@ -336,7 +347,7 @@ s_on_job (bm_worker_t *self, const bm_codec_job_t *body)
 
     //  The broker gave us again a job we still run (it lost track of us,
     //  for instance after a reconnect): carry on with the same bot.
-    job_t *job = (job_t *) zhashx_lookup (self->jobs, job_id);
+    job_t *job = zhashx_size (self->jobs) ? (job_t *) zhashx_lookup (self->jobs, job_id) : NULL;
     if (job) {
         bm_info (job_id, "dispatched again (attempt %lld) while still running: carrying on",
                  (long long) attempt);
@@ -384,14 +395,14 @@ s_on_job (bm_worker_t *self, const bm_codec_job_t *body)
     if (self->config->mode == BM_WORKER_NOOP) {
         job_t noop;
         memset (&noop, 0, sizeof noop);
-        snprintf (noop.id, sizeof noop.id, "%s", job_id);
+        bm_id_copy (noop.id, sizeof noop.id, job_id);
         noop.attempt = attempt;
         noop.started_at = now;
         noop.started_mono = bm_mono_ms ();
-        msgpack_sbuffer sbuf;
-        bm_job_report_noop (&sbuf, type->name, job_id, attempt);
-        s_send_done (self, &noop, sbuf.data, sbuf.size, NULL, NULL, -1, now);
-        msgpack_sbuffer_destroy (&sbuf);
+        bm_packer_reset (&self->noop_result);
+        bm_job_report_noop (&self->noop_result, type->name, job_id, attempt);
+        s_send_done (self, &noop, self->noop_result.sbuf.data, self->noop_result.sbuf.size,
+                     NULL, NULL, -1, now);
         return;
     }
 
@@ -686,6 +697,8 @@ bm_worker_new (const bm_worker_config_t *config)
     self->jobs = zhashx_new ();
     zhashx_set_destructor (self->jobs, s_job_free_fn);
     self->recent_done = bm_done_replay_new (BM_DONE_REPLAY_MAX);
+    bm_packer_init (&self->done);
+    bm_packer_init (&self->noop_result);
     self->env = bm_job_env_new ();
     if (self->env && self->config->mode == BM_WORKER_BOTS) {
         //  And from each type's bots, the other types' settings.
@@ -726,6 +739,8 @@ bm_worker_destroy (bm_worker_t **self_p)
         bm_worker_link_destroy (&self->link, 0);
         zloop_destroy (&self->loop);
         bm_job_env_destroy (&self->env);
+        bm_packer_destroy (&self->done);
+        bm_packer_destroy (&self->noop_result);
         close (self->signal_fd);
         free (self);
         *self_p = NULL;
