@@ -359,11 +359,15 @@ s_connect (bm_store_t *self)
         }
     }
     self->setup_refused = false;
+    //  hiredis resolves the host name here, in the loop's thread: a name
+    //  that does not resolve (yet: a container not started) fails at once,
+    //  and is tried again like a refused connection.
     redisAsyncContext *ac = redisAsyncConnect (self->host, self->port);
     if (!ac || ac->err) {
         const char *why = ac ? ac->errstr : "out of memory";
         if (!self->outage_logged) {
-            bm_error (NULL, "redis %s:%d: cannot connect (%s)", self->host, self->port, why);
+            bm_error (NULL, "redis %s:%d: cannot connect (%s); reconnecting with backoff",
+                      self->host, self->port, why);
             self->outage_logged = true;
         }
         if (ac)

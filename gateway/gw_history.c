@@ -143,9 +143,10 @@ s_connect (gw_history_t *self)
         self->refusal_logged = true;
     }
     else
-        bm_warn (NULL, "history: cannot reach Redis at %s:%d%s%s", self->url.host, self->url.port,
+        bm_warn (NULL, "history: cannot reach Redis at %s:%d%s%s; tried again at a later GET "
+                 "/api/history (at most every %d ms)", self->url.host, self->url.port,
                  self->redis && *self->redis->errstr ? ": " : "",
-                 self->redis ? self->redis->errstr : "");
+                 self->redis ? self->redis->errstr : "", GW_HISTORY_RETRY_MS);
     if (self->redis) {
         redisFree (self->redis);
         self->redis = NULL;
