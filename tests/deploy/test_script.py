@@ -212,6 +212,9 @@ def run_stack(e, have_gw):
     redis_cfg = subprocess.run(["redis-cli", "-p", str(e.ports["redis"]), "config", "get", "appendonly"],
                                capture_output=True, text=True).stdout.split()
     check(redis_cfg[-1:] == ["yes"], "the local Redis runs with AOF on", redis_cfg)
+    redis_cfg = subprocess.run(["redis-cli", "-p", str(e.ports["redis"]), "config", "get", "hash-max-listpack-value"],
+                               capture_output=True, text=True).stdout.split()
+    check(redis_cfg[-1:] == ["1024"], "... and job records as listpacks (hash-max-listpack-value 1024)", redis_cfg)
     check(os.path.isdir(os.path.join(e.var, "redis")), "Redis keeps its data in var/redis")
     if have_gw:
         check("http://localhost:%d/admin/queues" % e.ports["gw"] in p.stdout, "up prints the dashboard URL",
