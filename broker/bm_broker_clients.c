@@ -410,7 +410,10 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
     char *packed = bm_keep_codec_value (msg, "payload", &submit.payload, &payload_size);
     if ((int64_t) payload_size > self->config.max_payload) {
         free (packed);
-        s_refuse (self, admit, "payload_too_large", "the payload is larger than MAX_PAYLOAD_BYTES");
+        char message [128];
+        snprintf (message, sizeof message, "the payload is %zu bytes encoded, larger than "
+                  "MAX_PAYLOAD_BYTES (%" PRId64 " bytes)", payload_size, self->config.max_payload);
+        s_refuse (self, admit, "payload_too_large", message);
         return;
     }
     bm_job_t *job = bm_job_new ();

@@ -708,12 +708,21 @@ class Client {
       }
       await this._waitPush(jobId, Math.min(nextPoll, deadline) - now);
     }
+    if (!last && !lastErr) {
+      // Only the push was awaited (notify): ask once where the job is, to say so.
+      try {
+        last = await this.status(jobId, Math.min(this.timeoutMs, 2000));
+        if (TERMINAL_STATES.has(last.state)) return last;
+      } catch (e) {
+        if (!(e instanceof BrokerTimeout)) throw e;
+        lastErr = e;
+      }
+    }
     if (lastErr) {
       throw new BrokerTimeout('broker_timeout',
         `waiting for job ${jobId}: no reply from the broker at ${this.endpoint} (is it running?)`);
     }
-    throw new WaitTimeout('wait_timeout',
-      `job ${jobId} did not end within ${timeoutMs} ms (state: ${last ? last.state : 'unknown'})`, last);
+    throw new WaitTimeout('wait_timeout', `job ${jobId} did not end within ${timeoutMs} ms (state: ${last.state})`, last);
   }
 
   /** Submit with notify, wait, resolve the result; rejects JobFailed if it failed. */

@@ -541,7 +541,7 @@ class Client:
     def submit_many(self, jobs, timeout=None):
         """SUBMIT_MANY: several jobs, MAX_BATCH to a message (protocol.md 4a).
 
-        jobs: dicts with submit()'s keywords (bot_type, payload, webhook_url,
+        jobs: dicts with submit()'s keywords (bot_type or botType, payload, webhook_url,
         priority, idempotency_key, timeout_ms, max_attempts, notify, attempts,
         backoff, delay_ms, run_at).  A
         message holds at most MAX_BATCH jobs and BATCH_BYTES of them.
@@ -555,8 +555,12 @@ class Client:
             raise Rejected("bad_request", "submit_many needs at least one job")
         bodies = []
         for i, job in enumerate(jobs):
+            if isinstance(job, dict) and "botType" in job:
+                if "bot_type" in job:
+                    raise TypeError("jobs[%d] gives both bot_type and botType: give one" % i)
+                job = {("bot_type" if k == "botType" else k): v for k, v in job.items()}
             if not isinstance(job, dict) or "bot_type" not in job:
-                raise TypeError("jobs[%d] must be a dict with a bot_type" % i)
+                raise TypeError("jobs[%d] must be a dict with a bot_type (or botType)" % i)
             bodies.append(self._submit_body(**job))
         chunks, chunk, size = [], [], 0
         for body in bodies:
@@ -725,10 +729,19 @@ class Client:
                 for item in got[1].get("jobs") or ():
                     if isinstance(item, dict):
                         self._stash(item)
+        if last is None and last_err is None:
+            # Only the push was awaited (notify): ask once where the job is, to say so.
+            try:
+                last = self.status(job_id, timeout=min(self.timeout, 2.0))
+            except BrokerTimeout as exc:
+                last_err = exc
+            else:
+                if last.get("state") in TERMINAL_STATES:
+                    return last
         if last_err is not None:
             raise BrokerTimeout("broker_timeout", "waiting for job %s: no reply from the broker at %s "
                                 "(is it running?)" % (job_id, self.endpoint))
-        state = last.get("state") if last else "unknown"
+        state = last.get("state")
         raise WaitTimeout("wait_timeout", "job %s did not end within %gs (state: %s)" % (job_id, timeout, state),
                           job=last)
 

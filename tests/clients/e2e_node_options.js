@@ -88,8 +88,12 @@ async function until(fn, ms, what) {
   check(q.paused === false, 'node client: resume', q);
   rec = await c.wait(held, { timeoutMs: 20000, pollMs: 100 });
   check(rec.state === 'completed', 'node client: the held job runs after resume', rec);
+  // run() past its waitMs: the wait timeout says where the job is (queued: no pyhold worker).
+  e = await rejection(c.run('pyhold', {}, { waitMs: 300 }));
+  check(e && e.code === 'wait_timeout' && /\(state: queued\)/.test(e.message) && e.job.state === 'queued',
+    'node client: run() past waitMs rejects wait_timeout naming the job\'s last known state', e && e.message);
   q = await c.drain('pyhold');
-  check(q.removed === 1, 'node client: drain removes the queued pyhold job', q);
+  check(q.removed === 2, 'node client: drain removes the queued pyhold jobs', q);
   q = await c.clean('pywork', 'failed', 0);
   check(q.removed === 2, 'node client: clean failed removes the two failed jobs', q);
   e = await rejection(c.status(failing));

@@ -61,6 +61,8 @@ def main():
         # a large payload over the limit
         e = expect(lambda: c.submit("pywork", "x" * ((1 << 20) + 100)), "payload_too_large")
         check(e.code == "payload_too_large", "python: a payload over 1 MiB raises payload_too_large", e.code, e.message)
+        check("1048681 bytes encoded" in e.message and "MAX_PAYLOAD_BYTES (1048576 bytes)" in e.message,
+              "python: the message names the payload's size and the limit in bytes", e.message)
 
         # the Node client against the same broker, and against a dead one
         dead = "tcp://127.0.0.1:%d" % harness.free_port()

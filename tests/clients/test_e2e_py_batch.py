@@ -21,14 +21,17 @@ def main():
             {"bot_type": "nope", "payload": {}},
             {"bot_type": "python", "priority": -1},
             {"bot_type": "python", "payload": {"n": 2}, "notify": True, "idempotency_key": "k-batch"},
+            {"botType": "python", "payload": {"n": 3}},
         ])
-        check(len(out) == 4, "one outcome per job", out)
+        check(len(out) == 5, "one outcome per job", out)
         check(isinstance(out[0], botmesh.JobId) and out[0].duplicate is False, "job 0 accepted", out[0])
         check(isinstance(out[1], botmesh.Rejected) and out[1].code == "unknown_bot_type",
               "job 1 refused unknown_bot_type, returned not raised", out[1])
         check(isinstance(out[2], botmesh.Rejected) and out[2].code == "bad_request"
               and "priority" in out[2].message, "job 2 refused bad_request naming priority", out[2])
         check(isinstance(out[3], botmesh.JobId), "job 3 accepted", out[3])
+        check(isinstance(out[4], botmesh.JobId) and c.status(out[4])["botType"] == "python",
+              "job 4, given botType as the Node client names it, accepted", out[4])
         again = c.submit_many([{"bot_type": "python", "payload": {"n": 2}, "idempotency_key": "k-batch"}])
         check(again[0] == out[3] and again[0].duplicate is True,
               "the same idempotency key in a later batch is the first job, duplicate", again)
@@ -40,11 +43,11 @@ def main():
         ids = [j for j in many if isinstance(j, botmesh.JobId)]
         check(len(ids) == 2500 and len(set(ids)) == 2500, "2,500 distinct jobs accepted",
               [j for j in many if not isinstance(j, botmesh.JobId)][:3])
-        harness.wait_until(lambda: c.stats()["types"]["python"]["completed"] >= 2502, 60,
+        harness.wait_until(lambda: c.stats()["types"]["python"]["completed"] >= 2503, 60,
                            "every accepted job to complete")
         st = c.stats()["types"]["python"]
-        check(st["completed"] == 2502 and st["failed"] == 0 and st["waiting"] == 0,
-              "2,502 completed, none failed, none left waiting", st)
+        check(st["completed"] == 2503 and st["failed"] == 0 and st["waiting"] == 0,
+              "2,503 completed (3 + 2,500), none failed, none left waiting", st)
         rec = c.status(ids[-1])
         check(rec["payload"] == {"i": 2499}, "the last job kept its own payload", rec["payload"])
 

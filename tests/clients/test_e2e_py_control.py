@@ -1,7 +1,8 @@
 """The Python client's control and schedule calls end to end: a real
 redis-server and broker, a Python worker serving 'pywork' ('pyhold' has no
 worker).  delay_ms marks the id delayed; promote runs it now; remove,
-pause/resume, drain, clean (completed and failed); add_schedule with
+pause/resume, drain, clean (completed and failed); run() past its wait
+names the job's state; add_schedule with
 every_ms and a limit makes exactly its runs, ids "<key>@<due ms>";
 schedules() lists it ended; remove_schedule; bad input raises Rejected
 naming the field.
@@ -45,7 +46,13 @@ def main():
         check(c.resume("pywork")["paused"] is False, "resume")
         check(c.wait(held, timeout=20)["state"] == "completed", "the held job runs after resume")
         c.submit("pyhold", {})
-        check(c.drain("pyhold")["removed"] == 1, "drain removes the queued pyhold job")
+        try:
+            c.run("pyhold", {}, timeout=0.3)
+            raise harness.TestFailure("run() past its timeout should raise WaitTimeout")
+        except botmesh.WaitTimeout as e:
+            check("(state: queued)" in e.message and e.job["state"] == "queued",
+                  "run() past its timeout: WaitTimeout names the job's last known state", e.message)
+        check(c.drain("pyhold")["removed"] == 2, "drain removes the queued pyhold jobs")
         failed = c.submit("pywork", {"fail": True}, attempts=1)
         check(c.wait(failed, timeout=20)["state"] == "failed", "a failing job fails")
         check(c.clean("pywork", "failed")["removed"] == 1, "clean failed removes the one failed job")
