@@ -199,12 +199,43 @@ s_http_error (struct mg_connection *conn, int status, const char *message)
     return 0;
 }
 
+//  civetweb's messages while bm_http_start runs mg_start, on this thread:
+//  kept, so that a port that cannot be bound makes one ERROR line of the
+//  caller's (its WARN lines would come first and say less), and logged as
+//  warnings when the server started after all.
+static __thread char *tl_start_log;
+#define BM_HTTP_START_LOG_MAX   512
+
 static int
 s_log_message (const struct mg_connection *conn, const char *message)
 {
     (void) conn;
-    bm_warn (NULL, "civetweb: %s", message);
+    if (tl_start_log) {
+        size_t used = strlen (tl_start_log);
+        snprintf (tl_start_log + used, BM_HTTP_START_LOG_MAX - used, "%s%s", used ? "; " : "",
+                  message);
+    }
+    else
+        bm_warn (NULL, "civetweb: %s", message);
     return 1;
+}
+
+//  Why civetweb could not start, from its first message: the text of the
+//  last parentheses ("cannot bind to 0.0.0.0:3000: 98 (Address already in
+//  use)" gives "Address already in use"), else the whole message.
+static void
+s_start_reason (const char *log, char *reason, size_t size)
+{
+    size_t first = strcspn (log, ";");
+    const char *open = NULL;
+    for (const char *p = log; p < log + first; p++)
+        if (*p == '(')
+            open = p;
+    const char *close = open ? memchr (open, ')', (size_t) (log + first - open)) : NULL;
+    if (open && close)
+        snprintf (reason, size, "%.*s", (int) (close - open - 1), open + 1);
+    else
+        snprintf (reason, size, "%.*s", (int) first, log);
 }
 
 struct mg_context *
@@ -235,11 +266,20 @@ bm_http_start (const char *listen_addr, int port, const char *const *options,
         cb.begin_request = bm_http_begin_request;
     if (!cb.http_error)
         cb.http_error = s_http_error;
+    char start_log [BM_HTTP_START_LOG_MAX] = "";
+    if (cb.log_message == s_log_message)
+        tl_start_log = start_log;
     struct mg_context *ctx = mg_start (&cb, user_data, all);
+    tl_start_log = NULL;
     if (!ctx) {
-        snprintf (error, error_size, "cannot listen on %s (port in use?)", ports);
+        char reason [200] = "port in use?";
+        if (*start_log)
+            s_start_reason (start_log, reason, sizeof reason);
+        snprintf (error, error_size, "cannot listen on %s (%s)", ports, reason);
         return NULL;
     }
+    if (*start_log)
+        bm_warn (NULL, "civetweb: %s", start_log);
     struct mg_server_port bound_ports [4];
     int found = mg_get_server_ports (ctx, 4, bound_ports);
     if (found < 1) {
@@ -249,6 +289,15 @@ bm_http_start (const char *listen_addr, int port, const char *const *options,
     }
     *bound = bound_ports [0].port;
     return ctx;
+}
+
+void
+bm_http_start_failed (const char *error, const char *port_var)
+{
+    if (strncmp (error, "cannot listen", 13) == 0)
+        bm_error (NULL, "%s: set %s (or --port) to a free port, or 0 for any", error, port_var);
+    else
+        bm_error (NULL, "cannot start the HTTP server: %s", error);
 }
 
 //  The helper of bm_http_stop: connects to the server until told to end.

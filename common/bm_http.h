@@ -60,10 +60,17 @@ int bm_http_cors_from_env (void);
 //  answers CORS preflights.  Request handlers are the caller's to set.
 //  Returns the context and sets *bound to the port it listens on, or
 //  returns NULL with a message in error ("cannot listen on ADDR:PORT
-//  (port in use?)").
+//  (Address already in use)": civetweb's own messages while it starts go
+//  into it, not to the log).
 struct mg_context *bm_http_start (const char *listen_addr, int port, const char *const *options,
                                   const struct mg_callbacks *callbacks, void *user_data,
                                   int *bound, char *error, size_t error_size);
+
+//  Log why a server could not start (error from bm_http_start) as one
+//  ERROR line that names the variable setting its port (port_var, e.g.
+//  "API_GATEWAY_PORT"): "cannot listen on 0.0.0.0:3000 (Address already
+//  in use): set API_GATEWAY_PORT (or --port) to a free port, or 0 for any".
+void bm_http_start_failed (const char *error, const char *port_var);
 
 //  Stop civetweb promptly: mg_stop, while a helper thread connects to the
 //  server's own port every 10 ms until it returns.  civetweb's listening

@@ -528,13 +528,6 @@ gw_server_new (const gw_config_t *config)
         bm_error (NULL, "cannot register the gateway's metrics");
         goto fail;
     }
-    //  The broker link first: handler threads use it from their first
-    //  request.  It connects in the background; a request meanwhile waits
-    //  up to BROKER_CONNECT_TIMEOUT_MS for the connection.
-    self->link = gw_link_new (config->broker_endpoint, config->connect_timeout_ms);
-    if (!self->link)
-        goto fail;
-
     char threads [16], keepalive [16], request_timeout [16], header_size [16];
     snprintf (threads, sizeof threads, "%d", (int) config->threads);
     snprintf (keepalive, sizeof keepalive, "%d", (int) config->keepalive_ms);
@@ -565,9 +558,17 @@ gw_server_new (const gw_config_t *config)
     self->ctx = bm_http_start (config->listen_addr, (int) config->port, options, &callbacks, self,
                                &self->port, error, sizeof error);
     if (!self->ctx) {
-        bm_error (NULL, "cannot start the HTTP server: %s", error);
+        bm_http_start_failed (error, "API_GATEWAY_PORT");
         goto fail;
     }
+    //  The port is ours: now the broker link, before the handlers (they
+    //  use it from their first request).  It connects in the background;
+    //  a request meanwhile waits up to BROKER_CONNECT_TIMEOUT_MS for the
+    //  connection.  A port that cannot be bound stops the gateway above,
+    //  before it ever spoke to the broker.
+    self->link = gw_link_new (config->broker_endpoint, config->connect_timeout_ms);
+    if (!self->link)
+        goto fail;
     mg_set_request_handler (self->ctx, "/", s_handler, self);
     mg_set_auth_handler (self->ctx, "/", s_authorize, NULL);
     return self;

@@ -122,7 +122,7 @@ main (int argc, char *argv [])
     char error [256];
     mk_server_t *server = mk_server_new (&config, error, sizeof error);
     if (!server) {
-        bm_error (NULL, "cannot start: %s", error);
+        bm_http_start_failed (error, "MOCK_WEBHOOK_PORT");
         return 1;
     }
     bm_main_listening ("http", config.listen_addr, mk_server_port (server));

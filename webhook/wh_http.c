@@ -192,7 +192,7 @@ s_handle (struct mg_connection *conn, void *cbdata)
 
 wh_http_t *
 wh_http_new (const wh_config_t *config, bm_metrics_t *metrics,
-             wh_engine_t *engine, bm_worker_link_t *link, char *error, size_t error_size)
+             wh_engine_t *engine, char *error, size_t error_size)
 {
     wh_http_t *self = (wh_http_t *) calloc (1, sizeof (wh_http_t));
     if (!self) {
@@ -201,7 +201,6 @@ wh_http_new (const wh_config_t *config, bm_metrics_t *metrics,
     }
     self->config = config;
     self->engine = engine;
-    self->link = link;
     self->metrics = metrics;
     self->started_ms = bm_now_ms ();
     self->m_connected = bm_metric_series (bm_metrics_gauge (metrics, "webhook_broker_connected",
@@ -210,7 +209,6 @@ wh_http_new (const wh_config_t *config, bm_metrics_t *metrics,
         "webhook_broker_reconnects_total", "Reconnections to a silent or forgetful broker", NULL));
     self->m_redeliver = bm_metrics_counter (metrics, "webhook_redeliver_requests_total",
         "POST /deliveries/{jobId}/retry requests, by outcome", "result");
-    bm_metrics_set_collect (metrics, s_collect, self);
 
     char threads [16];
     snprintf (threads, sizeof threads, "%d", (int) config->http_threads);
@@ -226,12 +224,18 @@ wh_http_new (const wh_config_t *config, bm_metrics_t *metrics,
     self->ctx = bm_http_start (config->listen_addr, (int) config->port, options, &callbacks, self,
                                &self->port, error, error_size);
     if (!self->ctx) {
-        bm_metrics_set_collect (metrics, NULL, NULL);
         free (self);
         return NULL;
     }
-    mg_set_request_handler (self->ctx, "/", s_handle, self);
     return self;
+}
+
+void
+wh_http_serve (wh_http_t *self, bm_worker_link_t *link)
+{
+    self->link = link;
+    bm_metrics_set_collect (self->metrics, s_collect, self);
+    mg_set_request_handler (self->ctx, "/", s_handle, self);
 }
 
 void

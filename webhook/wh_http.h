@@ -19,10 +19,13 @@
 
 typedef struct _wh_http_t wh_http_t;
 
-//  Start serving; everything borrowed must outlive the server.  NULL with
-//  a reason in error if the port cannot be bound.
+//  Bind the port; no request is served before wh_http_serve.  Everything
+//  borrowed must outlive the server.  NULL with a reason in error if the
+//  port cannot be bound.
 wh_http_t *wh_http_new (const wh_config_t *config, bm_metrics_t *metrics,
-                        wh_engine_t *engine, bm_worker_link_t *link, char *error, size_t error_size);
+                        wh_engine_t *engine, char *error, size_t error_size);
+//  Serve requests, with the link to the broker (borrowed) they read.
+void wh_http_serve (wh_http_t *self, bm_worker_link_t *link);
 void wh_http_destroy (wh_http_t **self_p);      //  ~2 s (mg_stop)
 int wh_http_port (wh_http_t *self);
 

@@ -5,6 +5,7 @@
 #include "bm_worker_link.h"
 #include "bm_codec.h"
 #include "bm_config.h"
+#include "bm_http.h"
 #include "bm_log.h"
 #include "bm_main.h"
 #include "bm_metrics.h"
@@ -392,6 +393,13 @@ wh_manager_run (const wh_config_t *config)
         bm_error (NULL, "cannot start: %s", error);
         goto done;
     }
+    //  The port first: one that cannot be bound stops the manager before
+    //  it ever spoke to the broker.
+    http = wh_http_new (config, self->metrics, self->engine, error, sizeof error);
+    if (!http) {
+        bm_http_start_failed (error, "WEBHOOK_MANAGER_PORT");
+        goto done;
+    }
     const char *types [] = { BM_WEBHOOK_TYPE };
     bm_worker_link_config_t link_config = {
         .endpoint = config->broker_endpoint, .name = config->name,
@@ -407,11 +415,7 @@ wh_manager_run (const wh_config_t *config)
     self->link = bm_worker_link_new (&link_config, self->loop, &handlers, self);
     if (!self->link)
         goto done;
-    http = wh_http_new (config, self->metrics, self->engine, self->link, error, sizeof error);
-    if (!http) {
-        bm_error (NULL, "cannot start the HTTP server: %s", error);
-        goto done;
-    }
+    wh_http_serve (http, self->link);
     zmq_pollitem_t item = { NULL, self->signal_fd, ZMQ_POLLIN, 0 };
     zloop_poller (self->loop, &item, s_on_signal, self);
 

@@ -50,7 +50,8 @@ def main():
     with harness.Stack("gw-config") as s:
         g = gateway(s)
         rc, out = run([], {"API_GATEWAY_PORT": str(g.port)})
-        check(rc != 0 and "cannot start" in out, "a busy port stops the second gateway", rc, out[-300:])
+        check(rc == 1 and "API_GATEWAY_PORT" in out and "Address already in use" in out,
+              "a busy port stops the second gateway, naming API_GATEWAY_PORT", rc, out[-300:])
         stop_clean(g)
 
 
