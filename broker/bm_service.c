@@ -241,6 +241,16 @@ s_job_start (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
     s_job_sent (self, job, rc == 0);
 }
 
+//  True if the worker was told to stop a run of this job that has not
+//  ended yet: a JOB for it would be taken for that run, whose DONE would
+//  end the new attempt.
+static bool
+s_worker_stopping (bm_worker_entry_t *worker, const bm_job_t *job)
+{
+    return zlistx_size (worker->stopping) > 0
+        && bm_worker_entry_stopping_holds (worker, job->id);
+}
+
 //  Start as many queued jobs on a worker that takes batches as its free
 //  credit, the type's permits, BM_MAX_BATCH and the frame size allow, in
 //  one JOB_MANY {jobs: [JOB body, ...]}; one job goes as a JOB.
@@ -263,7 +273,7 @@ s_job_start_many (bm_broker_t *self, bm_service_t *service, bm_worker_entry_t *w
     while (taken < count) {
         const bm_job_t *next = (const bm_job_t *) bm_heap_peek (service->queue);
         size_t need = next->payload_size + next->wh_size + 512;
-        if (taken > 0 && size + need > room)
+        if ((taken > 0 && size + need > room) || s_worker_stopping (worker, next))
             break;
         jobs [taken++] = bm_service_queue_pop (service);
         size += need;
@@ -288,9 +298,10 @@ s_job_start_many (bm_broker_t *self, bm_service_t *service, bm_worker_entry_t *w
         s_job_sent (self, jobs [i], rc == 0);
 }
 
-//  The worker of this service with the most free credit, or NULL.
+//  The worker of this service with the most free credit that is not still
+//  stopping a run of job (if not NULL), or NULL.
 static bm_worker_entry_t *
-s_pick_worker (bm_service_t *service)
+s_pick_worker (bm_service_t *service, const bm_job_t *job)
 {
     bm_worker_entry_t *best = NULL;
     int64_t best_free = 0;
@@ -298,7 +309,7 @@ s_pick_worker (bm_service_t *service)
     while (worker) {
         int64_t free_credit = worker->congested || worker->holding ? 0
                             : worker->credit - worker->running;
-        if (free_credit > best_free) {
+        if (free_credit > best_free && !(job && s_worker_stopping (worker, job))) {
             best = worker;
             best_free = free_credit;
         }
@@ -325,16 +336,27 @@ bm_dispatch (bm_broker_t *self, bm_service_t *service)
         }
         return;
     }
+    //  A job whose only workers with credit are still stopping a run of it
+    //  waits aside (until their DONE or RELEASE) while the jobs behind it go.
+    bm_job_t *aside [BM_MAX_BATCH];
+    size_t aside_count = 0;
     while (bm_heap_size (service->queue) && service->usage < service->limit && !self->stopping
            && !service->paused) {
-        bm_worker_entry_t *worker = s_pick_worker (service);
-        if (!worker)
-            break;
+        bm_job_t *next = (bm_job_t *) bm_heap_peek (service->queue);
+        bm_worker_entry_t *worker = s_pick_worker (service, next);
+        if (!worker) {
+            if (aside_count == BM_MAX_BATCH || !s_pick_worker (service, NULL))
+                break;
+            aside [aside_count++] = bm_service_queue_pop (service);
+            continue;
+        }
         if (worker->batch)
             s_job_start_many (self, service, worker);
         else
             s_job_start (self, bm_service_queue_pop (service), worker);
     }
+    for (size_t i = 0; i < aside_count; i++)
+        bm_service_queue_push (service, aside [i]);
     s_service_gauges (service);
 }
 

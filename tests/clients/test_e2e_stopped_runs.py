@@ -4,7 +4,9 @@ job on a Python or Node worker, even when its handler returns normally.
     test_e2e_stopped_runs.py python|node
 
 Real redis-server and broker, and the client library's worker as a process
-(tests/clients/pyworker.py, thread isolation, or nodeworker.js), credit 1.
+(tests/clients/pyworker.py, thread isolation, or nodeworker.js), credit 2:
+the broker dispatches a job again to that worker only once the stopped run's
+DONE has freed it, whatever credit is spare.
 Its handler sleeps until the job's CANCEL (job.cancelled / job.signal) and
 then returns a result as usual; with sleepFirstRun it sleeps only in the
 job's first run here, and its result says which run it is ("run").
@@ -41,9 +43,9 @@ def main():
     bot_type = "pystop" if which == "python" else "nodestop"
     with harness.Stack("clients-stopped-runs-" + which) as s:
         s.redis()
-        s.broker(env={"MAX_%s_BOTS" % bot_type.upper(): "1"})
+        s.broker()
         name = bot_type + "-1"
-        w = (pyworker if which == "python" else nodeworker)(s, name, types=bot_type, credit=1)
+        w = (pyworker if which == "python" else nodeworker)(s, name, types=bot_type, credit=2)
         c = botmesh.Client(s.endpoint, timeout=5)
         wait_worker(c, name)
 

@@ -11,6 +11,8 @@ Flags (fixed per bot type through BOT_<TYPE>_CMD):
 
 Without a flag that decides, the payload (JSON on stdin) drives it:
   sleepMs   sleep first          exit     exit with this code
+  stallAttempt  on this attempt (BOT_ATTEMPT) only: ignore SIGTERM and sleep
+            until killed
   stderr    write this to stderr stdout   write this instead of the result
   signal    kill itself with this signal name ("SEGV")
   progress  list of values to write as PROGRESS lines on BOT_PROGRESS_FD
@@ -104,6 +106,10 @@ def main():
             payload = {}
         if not isinstance(payload, dict):
             payload = {}
+    if payload.get("stallAttempt") == int(os.environ.get("BOT_ATTEMPT", "0")):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            time.sleep(1)
     fd = os.environ.get("BOT_PROGRESS_FD")
     for value in payload.get("progress", []):
         if fd:
