@@ -13,12 +13,14 @@ typedef struct {
     char *job_id;                       //  Its job, in data, when it completed; else NULL
     bool indexed;                       //  completed maps job_id to it (no newer
                                         //  DONE of the job replaced it there)
+    bool discarded;                     //  A CANCEL crossed it: not sent again
     char data [];                       //  The body, then the job id
 } done_t;
 
 struct _bm_done_replay_t {
     done_t **ring;                      //  max slots: count DONEs, oldest at
     size_t first, count, max;           //  first, owned (no list node each)
+    size_t discarded;                   //  Of count, those not sent again
     zhashx_t *completed;                //  job id -> its completed done_t in ring
 };
 
@@ -39,6 +41,8 @@ s_take_oldest (bm_done_replay_t *self)
     self->ring [self->first] = NULL;
     self->first = (self->first + 1) % self->max;
     self->count--;
+    if (done->discarded)
+        self->discarded--;
     if (done->indexed)
         zhashx_delete (self->completed, done->job_id);
     return done;
@@ -99,6 +103,7 @@ bm_done_replay_remember (bm_done_replay_t *self, const char *body, size_t size,
     memcpy (done->data, body, size);
     done->job_id = NULL;
     done->indexed = false;
+    done->discarded = false;
     if (completed_job_id) {
         done->job_id = done->data + size;
         memcpy (done->job_id, completed_job_id, id_size);
@@ -126,6 +131,20 @@ bm_done_replay_completed (bm_done_replay_t *self, const char *job_id, size_t *si
     return done->data;
 }
 
+bool
+bm_done_replay_discard (bm_done_replay_t *self, const char *job_id)
+{
+    done_t *done = (done_t *) zhashx_lookup (self->completed, job_id);
+    if (!done)
+        return false;
+    //  It stays in the ring, skipped, until it is the oldest
+    done->discarded = true;
+    done->indexed = false;
+    self->discarded++;
+    zhashx_delete (self->completed, job_id);
+    return true;
+}
+
 void
 bm_done_replay_prune (bm_done_replay_t *self, int64_t horizon_mono)
 {
@@ -138,19 +157,21 @@ bm_done_replay_send (bm_done_replay_t *self, bm_worker_link_t *link)
 {
     for (size_t i = 0; i < self->count; i++) {
         const done_t *done = self->ring [(self->first + i) % self->max];
-        bm_worker_link_send (link, BM_DONE, done->data, done->size, NULL);
+        if (!done->discarded)
+            bm_worker_link_send (link, BM_DONE, done->data, done->size, NULL);
     }
 }
 
 size_t
 bm_done_replay_size (bm_done_replay_t *self)
 {
-    return self->count;
+    return self->count - self->discarded;
 }
 
 #ifdef BM_SELFTEST
 //  --------------------------------------------------------------------------
-//  Self-test: the cap drops the oldest, pruning drops the old.
+//  Self-test: the cap drops the oldest, pruning drops the old, a CANCEL
+//  discards.
 
 void
 bm_done_replay_test (bool verbose)
@@ -198,6 +219,27 @@ bm_done_replay_test (bool verbose)
     assert (bm_done_replay_size (replay) == 1);
     assert (!bm_done_replay_completed (replay, "k6", &size));
     assert (bm_done_replay_completed (replay, "k7", &size));
+    bm_done_replay_destroy (&replay);
+
+    //  A CANCEL crossed a completed DONE: it answers no JOB and is not sent
+    //  again; a failed DONE is not found, a later completed one is.
+    replay = bm_done_replay_new (3);
+    bm_done_replay_remember (replay, "m1", 2, "m1", 200);
+    bm_done_replay_remember (replay, "xx", 2, NULL, 201);          //  A failed run of m2
+    assert (bm_done_replay_discard (replay, "m1"));
+    assert (!bm_done_replay_completed (replay, "m1", &size));
+    assert (bm_done_replay_size (replay) == 1);                     //  Only "xx" goes again
+    assert (!bm_done_replay_discard (replay, "m1"));
+    assert (!bm_done_replay_discard (replay, "m2"));
+    assert (!bm_done_replay_discard (replay, "nope"));
+    bm_done_replay_remember (replay, "M1", 2, "m1", 202);          //  Its retry completed
+    body = bm_done_replay_completed (replay, "m1", &size);
+    assert (body && memcmp (body, "M1", 2) == 0 && bm_done_replay_size (replay) == 2);
+    bm_done_replay_remember (replay, "n1", 2, "n1", 203);          //  The discarded one goes
+    assert (bm_done_replay_size (replay) == 3);
+    assert (bm_done_replay_discard (replay, "n1") && bm_done_replay_size (replay) == 2);
+    bm_done_replay_prune (replay, 204);
+    assert (bm_done_replay_size (replay) == 0 && !bm_done_replay_completed (replay, "m1", &size));
     bm_done_replay_destroy (&replay);
     //  Keeping none keeps none.
     replay = bm_done_replay_new (0);

@@ -6,7 +6,8 @@
     DONE the broker already has is answered NACK not_owner.  The completed
     ones are also found by job id: a JOB for a job we completed moments
     ago (the broker lost our DONE and dispatched it again) is answered
-    with that DONE instead of running the bot a second time.  */
+    with that DONE instead of running the bot a second time, unless a
+    CANCEL for the job came after it (bm_done_replay_discard).  */
 #ifndef BM_DONE_REPLAY_H
 #define BM_DONE_REPLAY_H
 
@@ -31,13 +32,18 @@ void bm_done_replay_remember (bm_done_replay_t *self, const char *body, size_t s
 const char *bm_done_replay_completed (bm_done_replay_t *self, const char *job_id,
                                       size_t *size);
 
+//  Forget the completed DONE kept for job_id: a CANCEL for its job crossed
+//  it, so the broker did not take it; it is neither sent again nor found by
+//  bm_done_replay_completed.  False if none was kept.
+bool bm_done_replay_discard (bm_done_replay_t *self, const char *job_id);
+
 //  Forget the DONEs sent before horizon_mono.
 void bm_done_replay_prune (bm_done_replay_t *self, int64_t horizon_mono);
 
 //  Send every DONE kept, oldest first, on link.
 void bm_done_replay_send (bm_done_replay_t *self, bm_worker_link_t *link);
 
-//  How many DONEs are kept.
+//  How many DONEs are kept to send again.
 size_t bm_done_replay_size (bm_done_replay_t *self);
 
 //  Self-test; built only into bm_worker_selftest (BM_SELFTEST).

@@ -479,11 +479,12 @@ s_on_cancel (bm_worker_t *self, const bm_codec_job_notice_t *body)
     char reason [32] = "cancelled";
     if (body->reason.ptr && body->reason.len > 0)
         snprintf (reason, sizeof reason, "%.*s", (int) body->reason.len, body->reason.ptr);
-    size_t kept_size;
-    if (!job && bm_done_replay_completed (self->recent_done, job_id, &kept_size)) {
-        //  We completed it moments ago, but the broker had taken us for
-        //  lost (we were paused, or cut off) and given the job to another
-        //  worker: our result does not count.
+    if (!job && bm_done_replay_discard (self->recent_done, job_id)) {
+        //  We completed it moments ago, but the CANCEL crossed our DONE (a
+        //  timeout or a cancel), or the broker had taken us for lost (we
+        //  were paused, or cut off) and given the job to another worker:
+        //  our result does not count, so it is neither sent again nor the
+        //  answer to a later JOB for the job.
         bm_warn (job_id, "result discarded: CANCEL from the broker (%s) for the run we completed: "
                  "%s", reason,
                  streq (reason, "finished") ? "the broker had given the job to another worker, "

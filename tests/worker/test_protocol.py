@@ -140,6 +140,12 @@ def scenario_basic(s):
           "one WARN line names the job and says another worker had it", line)
     later = fb.idle(0.3)
     check(not [m for m in later if m[2] in (DONE, RELEASE)], "nothing is sent for that CANCEL", later)
+    # The discarded result is gone: a later JOB for the job (its retry) runs
+    # the bot again instead of being answered with it.
+    fb.send(ident, JOB, job("j-after", payload={"size": 4}, attempt=2))
+    _, _, body = fb.recv(10, want=DONE)
+    check(body["ok"] is True and body["attempt"] == 2 and body["result"]["stats"]["count"] == 4,
+          "the retry runs the bot again: its own result, not the discarded one", body)
     check(w.alive(), "worker alive")
     fb.close()
     w.stop()
