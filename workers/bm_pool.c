@@ -34,6 +34,7 @@ struct _bm_pool_t {
     int failures;               //  Init failures since the last ready
     int64_t next_start;         //  No start before (monotonic ms)
     char *init_error;           //  Last init failure's message
+    bool stopping;              //  bm_pool_stop: no more warm starts
     bm_pool_stats_t stats;
     bm_pool_stats_t exported;   //  Counters as last exported
     bm_series_t *m_processes;   //  Metrics (NULL: none)
@@ -507,8 +508,10 @@ s_maintain (bm_pool_t *self, bool may_fail)
             s_retire (proc, "idle");
             serving--;
         }
+    //  Stopping, processes start only for jobs that wait for one.
+    int64_t warm = self->stopping ? 0 : self->config.min_procs;
     while (alive < self->config.max_procs && now >= self->next_start
-    &&  (serving < self->config.min_procs || starting < (int64_t) zlistx_size (self->waiting))) {
+    &&  (serving < warm || starting < (int64_t) zlistx_size (self->waiting))) {
         if (s_start (self)) {
             bm_error (NULL, "%s: cannot start a process: %s", self->config.type, self->init_error);
             self->next_start = now + s_backoff_ms (self->failures);
@@ -742,6 +745,12 @@ bm_pool_destroy (bm_pool_t **self_p)
         free (self);
         *self_p = NULL;
     }
+}
+
+void
+bm_pool_stop (bm_pool_t *self)
+{
+    self->stopping = true;
 }
 
 int

@@ -103,6 +103,11 @@ bm_pool_t *bm_pool_new (zloop_t *loop, const bm_pool_config_t *config, char *con
 //  Kill every process (SIGKILL to each group) and reap them; no callback.
 void bm_pool_destroy (bm_pool_t **self_p);
 
+//  The worker is stopping: from now on no process is started to keep
+//  min_procs warm (one is still started for a job that waits for one);
+//  what is left is killed by bm_pool_destroy.
+void bm_pool_stop (bm_pool_t *self);
+
 //  Run a job: frame is its job frame (one line of JSON, without the
 //  newline; copied).  It waits for a free process if none is.  Returns 0,
 //  or -1 with a reason when the bot cannot load (bot_init_failed, while

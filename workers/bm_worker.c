@@ -633,6 +633,9 @@ s_shutdown (bm_worker_t *self, int signum)
     }
     self->draining = true;
     s_send_ready (self);                        //  credit 0: no more jobs
+    for (int i = 0; i < BM_WORKER_MAX_TYPES; i++)
+        if (self->pools [i])
+            bm_pool_stop (self->pools [i]);     //  No more warm starts
     size_t running = zhashx_size (self->jobs);
     bm_info (NULL, "SIG%s: stopping; %zu job(s) running, grace period %lld ms",
              sigabbrev_np (signum), running, (long long) self->config->grace_ms);
