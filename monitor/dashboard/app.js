@@ -267,16 +267,32 @@
       el("td", { "class": "num", "data-field": "initFailures" }, sums.initFailures),
       el("td", null));
     foot.appendChild(totalRow);
+    //  The broker's totals count what happened in this broker process:
+    //  jobs read back from Redis at its start were not submitted to it,
+    //  yet count as completed here when they end.  Each label says what
+    //  it counts.
     var totals = stats.totals || {};
     var line = el("td", { colspan: "15", "class": "muted", id: "totals-line" });
-    ["submitted", "completed", "failed", "cancelled", "rejected", "retried"].forEach(function (k, i) {
-      if (totals[k] === undefined) return;
-      if (i) line.appendChild(document.createTextNode("  ·  "));
-      line.appendChild(document.createTextNode(k + " "));
-      line.appendChild(el("b", { id: "total-" + k, "data-total": k }, num(totals[k])));
-    });
+    var since = "since this broker started";
     if (typeof stats.uptimeMs === "number")
-      line.appendChild(document.createTextNode("  ·  broker up " + fmtDuration(stats.uptimeMs)));
+      since += " (up " + fmtDuration(stats.uptimeMs) + ")";
+    line.appendChild(el("span", { id: "totals-since" }, since + ":  "));
+    var retries = 0;
+    names.forEach(function (name) { if (name !== "webhook") retries += num((stats.types[name] || {}).retries); });
+    var shown = [
+      ["submitted", "submitted", totals.submitted, "jobs clients submitted to this broker process; jobs it read back from Redis when it started are not counted"],
+      ["completed", "completed", totals.completed, "jobs that completed in this broker process, those read back from Redis at its start included"],
+      ["failed", "failed", totals.failed, "jobs that failed in this broker process (after their retries)"],
+      ["cancelled", "cancelled", totals.cancelled, "jobs cancelled in this broker process"],
+      ["rejected", "rejected", totals.rejected, "submissions this broker process refused (queue_full, store_unavailable, ...)"],
+      ["retried", "retried by request", totals.retried, "RETRY requests (POST /job/{id}/retry, the Retry button) that put a failed or cancelled job back in its queue"],
+      ["retries", "retried automatically", retries, "failed runs sent back to wait their backoff (attempts left): bot_retries_total on /metrics"]];
+    shown.forEach(function (item, i) {
+      if (item[2] === undefined) return;
+      if (i) line.appendChild(document.createTextNode("  ·  "));
+      line.appendChild(el("span", { title: item[3] }, item[1] + " "));
+      line.appendChild(el("b", { id: "total-" + item[0], "data-total": item[0], title: item[3] }, num(item[2])));
+    });
     foot.appendChild(el("tr", null, line));
 
     renderWorkers(stats.workers || []);
