@@ -73,6 +73,23 @@ s_reported_cancel (bm_broker_t *self, bm_worker_entry_t *worker, const char *id,
     bm_body_free (&body);
 }
 
+//  With CURVE, only the key that ran a job's lost run (bm_lost_keys) may
+//  speak for that run: its DONE, or its READY running.  When no key is
+//  kept (the broker restarted or took over, from Redis) the job's record
+//  must name this worker as the one that ran it; a run whose key was
+//  dropped, or a job dispatched again since, names none.  Without CURVE
+//  any worker is trusted.
+static bool
+s_key_ran_lost_run (bm_broker_t *self, bm_worker_entry_t *worker, const bm_job_t *job)
+{
+    if (!worker->pubkey [0])
+        return true;
+    const char *ran_key = bm_lost_keys_lookup (self->lost_keys, job->id);
+    if (ran_key)
+        return streq (ran_key, worker->pubkey);
+    return job->last_worker && streq (job->last_worker, worker->name);
+}
+
 //  A job the worker reports running, once the queues are recovered:
 //  adopted when queued (the new leader recovered it from Redis, or the
 //  worker was declared dead meanwhile and it waits for another run),
@@ -90,8 +107,16 @@ s_reported_resolve (bm_broker_t *self, bm_worker_entry_t *worker, const char *id
         s_reported_cancel (self, worker, id, job, "duplicate");
     }
     else
-    if (job && job->state == JOB_QUEUED)
+    if (job && job->state == JOB_QUEUED && s_key_ran_lost_run (self, worker, job)) {
+        bm_lost_keys_delete (self->lost_keys, id);
         bm_job_adopt (self, job, worker);
+    }
+    else
+    if (job && job->state == JOB_QUEUED) {
+        bm_warn (id, "%s reports running a queued job whose lost run its CURVE key did not run: "
+                 "not adopted; CANCEL", worker->name);
+        s_reported_cancel (self, worker, id, job, "not_owner");
+    }
     else {
         bm_warn (id, "%s reports running a job that is %s: CANCEL", worker->name,
                  !job ? "not known" : bm_job_terminal (job) ? "finished" : "not due yet");
@@ -473,8 +498,7 @@ static bm_job_t *
 s_worker_reclaim (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
 {
     bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
-    const char *ran_key = job ? bm_lost_keys_lookup (self->lost_keys, id) : NULL;
-    if (ran_key && !streq (ran_key, worker->pubkey))
+    if (job && !s_key_ran_lost_run (self, worker, job))
         return NULL;                    //  Same name, another CURVE key
     if (job && job->state == JOB_QUEUED && job->durable && job->attempts > 0
     &&  job->last_worker && streq (job->last_worker, worker->name)) {
@@ -597,7 +621,7 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
     }
     if (!job) {
         bm_job_t *other = (bm_job_t *) bm_jobtab_lookup (self->jobs, done.job_id);
-        if (s_done_of_earlier_run (&done, other))
+        if (s_done_of_earlier_run (&done, other) && s_key_ran_lost_run (self, worker, other))
             job = other;                        //  Runs again on another worker
     }
     if (s_done_of_earlier_run (&done, job)) {

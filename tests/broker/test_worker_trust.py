@@ -10,6 +10,10 @@ A real broker and raw DEALER workers the test drives step by step:
   and when more runs are lost at once than the broker keeps keys for
   (10,000), the oldest runs' keys are dropped, one by one: such a run is
   then reclaimed by no key (it runs again), never by any key;
+- with CURVE, once such a job runs again on another worker, the DONE of the
+  lost run (its `attempt` the earlier one) is taken only from the key that
+  ran it; and a READY listing a queued job in `running` adopts it only from
+  that key: another key's is answered CANCEL not_owner and the job waits;
 - with CURVE_WORKERS_DIR, a key not in it is refused NACK not_a_worker (a
   client's key cannot register as a worker); set without CURVE, the broker
   does not start.
@@ -36,6 +40,19 @@ def named(c, name):
     return [w for w in c.stats()["workers"] if w["name"] == name]
 
 
+def lost_run(c, endpoint, name, bot_type, payload, curve):
+    """A worker under name (CURVE key curve) takes a job, then goes silent
+    until the broker declares it dead: the job's id and its JOB."""
+    w = FakeWorker(endpoint, name, [bot_type], 1, curve=curve)
+    h.wait_until(lambda: named(c, name), 10, "%s to register" % name)
+    job_id = c.submit(bot_type, payload)
+    job = w.recv_job()
+    h.check(job and job["jobId"] == job_id, "%s runs the job" % name, job)
+    h.wait_until(lambda: not named(c, name), 10, "the silent %s to be declared dead" % name)
+    w.close()
+    return job_id, job
+
+
 def curve_broker(s, name, env):
     broker = s.spawn(name, [s.bin("botmesh-broker")],
                      dict({"REDIS_URL": "none"}, **env, BROKER_ENDPOINT="tcp://127.0.0.1:0",
@@ -51,7 +68,7 @@ def test():
         workers = os.path.join(s.dir, "workers")       # CURVE_WORKERS_DIR
         secrets = os.path.join(s.dir, "secrets")
         server_pub = keygen(secrets, "broker")
-        keys = {n: keygen(allowed, n) for n in ("worker1", "stranger", "client")}
+        keys = {n: keygen(allowed, n) for n in ("worker1", "worker2", "stranger", "client")}
         for n in keys:
             os.rename(os.path.join(allowed, n + ".key_secret"), os.path.join(secrets, n + ".key_secret"))
         os.makedirs(workers)
@@ -108,13 +125,7 @@ def test():
         broker1b, endpoint = curve_broker(s, "broker1b", dict(env, REDIS_URL=s.redis_url,
                                           HEARTBEAT_INTERVAL_MS="100", HEARTBEAT_LIVENESS="3"))
         c = h.Client(endpoint, curve=cred("client"))
-        real = FakeWorker(endpoint, "vm-2000", ["python"], 1, curve=cred("worker1"))
-        h.wait_until(lambda: named(c, "vm-2000"), 10, "vm-2000 to register")
-        job_id = c.submit("python", {"n": 4})
-        job = real.recv_job()
-        h.check(job and job["jobId"] == job_id, "vm-2000 runs the job", job)
-        h.wait_until(lambda: not named(c, "vm-2000"), 10, "the silent vm-2000 to be declared dead")
-        real.close()
+        job_id, _ = lost_run(c, endpoint, "vm-2000", "python", {"n": 4}, cred("worker1"))
         evil = FakeWorker(endpoint, "vm-2000", ["evil"], 0, curve=cred("stranger"))
         h.wait_until(lambda: named(c, "vm-2000"), 10, "the stranger registers the free name")
         evil.done(job_id, {"forged": True})
@@ -133,6 +144,68 @@ def test():
                 "its own key reclaims the lost run", rec)
         back.close()
         c.close()
+
+        # 1d. CURVE: a lost run's job runs again on vm-4001; a stranger's
+        # DONE for the lost attempt is not taken, the key that ran it is.
+        broker1d, endpoint = curve_broker(s, "broker1d", dict(env, REDIS_URL=s.redis_url,
+                                          HEARTBEAT_INTERVAL_MS="200", HEARTBEAT_LIVENESS="5"))
+        c = h.Client(endpoint, curve=cred("client"))
+        job_id, job = lost_run(c, endpoint, "vm-4000", "python", {"n": 5}, cred("worker1"))
+        h.check(job["attempt"] == 1, "vm-4000 ran attempt 1", job)
+        second = FakeWorker(endpoint, "vm-4001", ["python"], 1, curve=cred("worker2"))
+        job = second.recv_job()
+        h.check(job and job["jobId"] == job_id and job["attempt"] == 2, "vm-4001 runs attempt 2", job)
+        evil = FakeWorker(endpoint, "vm-4002", ["evil"], 0, curve=cred("stranger"))
+        h.wait_until(lambda: named(c, "vm-4002"), 10, "a stranger registers")
+        second.heartbeat()
+        evil.send(h.DONE, {"jobId": job_id, "ok": True, "result": {"forged": True}, "attempt": 1})
+        msg = evil.recv(timeout=5)
+        h.check(msg and msg[0] == h.NACK and msg[1].get("code") == "not_owner",
+                "another key's DONE for the lost attempt 1: NACK not_owner", msg)
+        rec = c.status(job_id)
+        h.check(rec["state"] == "running" and rec["worker"] == "vm-4001" and rec["attempts"] == 2,
+                "attempt 2 still runs on vm-4001", rec)
+        back = FakeWorker(endpoint, "vm-4000", ["python"], 0, curve=cred("worker1"))
+        h.wait_until(lambda: named(c, "vm-4000"), 10, "vm-4000 back with its key")
+        back.send(h.DONE, {"jobId": job_id, "ok": True, "result": {"real": 5}, "attempt": 1})
+        rec = c.wait(job_id, timeout=10)
+        h.check(rec["state"] == "completed" and rec["result"] == {"real": 5},
+                "the key that ran attempt 1 has its result taken", rec)
+        msg = second.recv(timeout=5)
+        h.check(msg and msg[0] == h.WCANCEL and msg[1] == {"jobId": job_id, "reason": "duplicate"},
+                "vm-4001 is told to stop attempt 2 (CANCEL duplicate)", msg)
+        for w in (second, evil, back):
+            w.send(h.DISCONNECT, {})
+            w.close()
+
+        # READY running: a queued job whose lost run vm-5000 ran is not
+        # adopted by a stranger's READY (CANCEL not_owner: it waits), and is
+        # by vm-5000's key.
+        job_id, _ = lost_run(c, endpoint, "vm-5000", "trust", {"n": 6}, cred("worker1"))
+        h.check(c.status(job_id)["state"] == "queued", "its job waits", c.status(job_id))
+        evil = FakeWorker(endpoint, "vm-5001", ["trust"], 1, ready=False, curve=cred("stranger"))
+        evil.send(h.READY, {"name": "vm-5001", "types": ["trust"], "credit": 1, "running": [job_id]})
+        msg = evil.recv(timeout=5)
+        h.check(msg and msg[0] == h.WCANCEL and msg[1] == {"jobId": job_id, "reason": "not_owner"},
+                "a stranger's READY running the queued job: CANCEL not_owner", msg)
+        rec = c.status(job_id)
+        h.check(rec["state"] == "queued" and rec["attempts"] == 1, "the job is not adopted: it waits", rec)
+        h.wait_until(lambda: "not adopted" in broker1d.output(), 5, "the refusal to be logged")
+        evil.send(h.DISCONNECT, {})
+        evil.close()
+        h.wait_until(lambda: not named(c, "vm-5001"), 10, "the stranger to leave")
+        back = FakeWorker(endpoint, "vm-5000", ["trust"], 1, ready=False, curve=cred("worker1"))
+        back.send(h.READY, {"name": "vm-5000", "types": ["trust"], "credit": 1, "running": [job_id]})
+        h.wait_until(lambda: c.status(job_id)["state"] == "running", 10, "vm-5000's READY to adopt it")
+        rec = c.status(job_id)
+        h.check(rec["worker"] == "vm-5000" and rec["attempts"] == 1,
+                "adopted by the key that ran it, same attempt", rec)
+        back.done(job_id, {"real": 6})
+        rec = c.wait(job_id, timeout=10)
+        h.check(rec["state"] == "completed" and rec["result"] == {"real": 6}, "its DONE completes it", rec)
+        back.close()
+        c.close()
+        broker1d.stop()
 
         # 1c. CURVE, Redis: 10,001 runs lost at once, one more than the
         # broker keeps keys for.  A stranger under the dead worker's name
