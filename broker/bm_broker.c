@@ -719,9 +719,10 @@ s_free_worker (void **item)
 }
 
 //  Create the broker's state, its socket (not bound yet), its loop and its
-//  store.  NULL (logged) on failure.
+//  store.  NULL (logged) on failure: a bad setting (then *bad_config is
+//  set true), or a metrics port that cannot be bound.
 static bm_broker_t *
-s_broker_new (const bm_broker_config_t *config)
+s_broker_new (const bm_broker_config_t *config, bool *bad_config)
 {
     bm_broker_t *self = (bm_broker_t *) zmalloc (sizeof (bm_broker_t));
     self->config = *config;
@@ -756,6 +757,7 @@ s_broker_new (const bm_broker_config_t *config)
     snprintf (self->instance, sizeof self->instance, "%04x",
               (unsigned) (((unsigned) getpid () * 2654435761u) ^ (unsigned) bm_now_ms ()) & 0xffff);
     if (bm_broker_config_load_types (self)) {
+        *bad_config = true;
         s_broker_destroy (&self);
         return NULL;
     }
@@ -768,10 +770,12 @@ s_broker_new (const bm_broker_config_t *config)
     zsock_set_rcvhwm (self->router, 1000000);
     zsock_set_linger (self->router, 1000);
     if (bm_curve_server_apply (self->router, &self->auth)) {
+        *bad_config = true;
         s_broker_destroy (&self);
         return NULL;
     }
     if (s_workers_dir_load (self)) {
+        *bad_config = true;
         s_broker_destroy (&self);
         return NULL;
     }
@@ -788,6 +792,7 @@ s_broker_new (const bm_broker_config_t *config)
                                     config->redis_master_name, (size_t) config->store_buffer);
         if (!self->store) {
             bm_error (NULL, "configuration: REDIS_URL is not a valid redis:// URL");
+            *bad_config = true;
             s_broker_destroy (&self);
             return NULL;
         }
@@ -797,6 +802,7 @@ s_broker_new (const bm_broker_config_t *config)
     else
         self->recovered = true;
     if (bm_ha_setup (self)) {
+        *bad_config = true;
         s_broker_destroy (&self);
         return NULL;
     }
@@ -997,9 +1003,10 @@ s_pipe_handler (zloop_t *loop, zsock_t *pipe, void *arg)
     return 0;
 }
 
-//  A broker whose set-up failed answers "-1" to every command until $TERM.
+//  A broker whose set-up failed answers answer ("-1", or "-2" for a bad
+//  setting) to every command until $TERM.
 static void
-s_failed (zsock_t *pipe)
+s_failed (zsock_t *pipe, const char *answer)
 {
     while (true) {
         char *command = zstr_recv (pipe);
@@ -1008,17 +1015,18 @@ s_failed (zsock_t *pipe)
             break;
         }
         zstr_free (&command);
-        zstr_send (pipe, "-1");
+        zstr_send (pipe, answer);
     }
 }
 
 void
 bm_broker_actor (zsock_t *pipe, void *args)
 {
-    bm_broker_t *self = s_broker_new ((const bm_broker_config_t *) args);
+    bool bad_config = false;
+    bm_broker_t *self = s_broker_new ((const bm_broker_config_t *) args, &bad_config);
     zsock_signal (pipe, 0);
     if (!self) {
-        s_failed (pipe);
+        s_failed (pipe, bad_config ? "-2" : "-1");
         return;
     }
     self->pipe = pipe;
@@ -1027,7 +1035,7 @@ bm_broker_actor (zsock_t *pipe, void *args)
     //  the queues another broker serves, no lease), it only waits for $TERM.
     s_pipe_handler (self->loop, pipe, self);
     if (self->bind_failed) {
-        s_failed (pipe);
+        s_failed (pipe, "-1");
         s_broker_destroy (&self);
         return;
     }

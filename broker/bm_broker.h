@@ -79,8 +79,9 @@ extern const bm_setting_t bm_broker_settings [];
 //                      new SUBMIT, Redis writes flushed for up to
 //                      BROKER_SHUTDOWN_MS, then the actor ends
 //
-//  A broker whose set-up failed (bad limits, bad REDIS_URL, CURVE) logs why
-//  and answers "-1" to every command.
+//  A broker whose set-up failed logs why and answers "-2" to every command
+//  when a setting was bad (limits, REDIS_URL, CURVE), else "-1" (its
+//  metrics port could not be bound).
 void bm_broker_actor (zsock_t *pipe, void *args);
 
 //  Self-test: an actor bound to tcp://127.0.0.1:*, driven through real

@@ -1,5 +1,6 @@
 /*  bm_broker_config.c - the broker's settings from the environment.  */
 #include "bm_broker_internal.h"
+#include "bm_endpoints.h"
 
 extern char **environ;
 
@@ -86,6 +87,11 @@ bm_broker_config_load (bm_broker_config_t *c)
     }
     if (c->redis_sentinels && !*c->redis_sentinels)
         c->redis_sentinels = NULL;
+    if (!bm_endpoints_valid (c->endpoint)) {
+        bm_error (NULL, "configuration: BROKER_ENDPOINT must be tcp://host:port or ipc://path "
+                  "(got '%s')", c->endpoint ? c->endpoint : "");
+        rc = -1;
+    }
     if (rc == 0 && !streq (c->ha, "off") && !streq (c->ha, "redis")) {
         bm_error (NULL, "configuration: BROKER_HA must be off or redis, got '%s'", c->ha);
         rc = -1;

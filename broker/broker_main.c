@@ -81,7 +81,7 @@ main (int argc, char *argv [])
 {
     s_name_after_restart ();
     if (bm_log_init ("broker"))
-        return 2;
+        return BM_EXIT_CONFIG;
     bm_settings_warn_foreign ();
     bm_env_check_warn ("broker", environ);
     if (bm_settings_print_env_flag (argc, argv, bm_broker_settings))
@@ -96,7 +96,7 @@ main (int argc, char *argv [])
             setenv ("BROKER_ENDPOINT", argv [++i], 1);
         else {
             fprintf (stderr, "botmesh-broker: unknown argument '%s' (see --help)\n", argv [i]);
-            return 2;
+            return BM_EXIT_CONFIG;
         }
     }
     //  SIGTERM and SIGINT are blocked in every thread (the actor's and
@@ -107,22 +107,25 @@ main (int argc, char *argv [])
     zsys_init ();
 
     bm_broker_config_t config;
-    if (bm_broker_config_load (&config) || bm_http_cors_from_env ())
-        return 2;
+    if (bm_broker_config_load (&config) || bm_http_cors_from_env ()
+    ||  bm_http_listen_check ("BROKER_METRICS_ADDR", config.metrics_addr))
+        return BM_EXIT_CONFIG;
     //  A database Redis does not have, a password it refuses: a bad value,
     //  found now rather than by a broker that is never ready.
     if (config.redis_url && bm_redis_setup_check (config.redis_url, config.redis_sentinels,
                                                   config.redis_master_name))
-        return 2;
+        return BM_EXIT_CONFIG;
     //  A leader that loses its lease starts over as a standby by running
     //  this program again (bm_broker_ha.c).
     config.restart_argv = argv;
     zactor_t *broker = zactor_new (bm_broker_actor, &config);
     if (!broker)
-        return 1;
+        return BM_EXIT_FAILED;
     zstr_sendx (broker, "BIND", config.endpoint, NULL);
     char *reply = zstr_recv (broker);
     bool bound = reply && streq (reply, "0");
+    //  "-2": a setting the actor checks (a bot type's limits, CURVE) is bad.
+    int failed = reply && streq (reply, "-2") ? BM_EXIT_CONFIG : BM_EXIT_FAILED;
     zstr_free (&reply);
     if (bound) {
         int signum = 0;
@@ -130,5 +133,5 @@ main (int argc, char *argv [])
         bm_info (NULL, "%s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
     }
     zactor_destroy (&broker);       //  $TERM: flush, then the actor ends
-    return bound ? 0 : 1;
+    return bound ? BM_EXIT_OK : failed;
 }

@@ -120,6 +120,18 @@ bm_endpoints_served (bm_endpoints_t *self)
     self->silent = -1;
 }
 
+bool
+bm_endpoints_valid (const char *list)
+{
+    bm_endpoints_t *self = bm_endpoints_new (list);
+    for (size_t i = 0; self && i < self->count; i++)
+        if (strncmp (self->items [i], "tcp://", 6) != 0 && strncmp (self->items [i], "ipc://", 6) != 0)
+            bm_endpoints_destroy (&self);
+    bool valid = self != NULL;
+    bm_endpoints_destroy (&self);
+    return valid;
+}
+
 void
 bm_endpoints_test (bool verbose)
 {
@@ -127,6 +139,9 @@ bm_endpoints_test (bool verbose)
         printf (" * bm_endpoints: ");
     BM_CHECK (bm_endpoints_new (NULL) == NULL);
     BM_CHECK (bm_endpoints_new ("") == NULL);
+    BM_CHECK (bm_endpoints_valid ("tcp://*:5555") && bm_endpoints_valid ("tcp://a:1, ipc:///tmp/b"));
+    BM_CHECK (!bm_endpoints_valid ("abc") && !bm_endpoints_valid ("tcp://a:1,localhost:5555")
+              && !bm_endpoints_valid (NULL));
     BM_CHECK (bm_endpoints_new ("tcp://a:1,,tcp://b:2") == NULL);
     BM_CHECK (bm_endpoints_new ("tcp://a:1, ") == NULL);
 

@@ -33,6 +33,11 @@ typedef struct _bm_endpoints_t bm_endpoints_t;
 bm_endpoints_t *bm_endpoints_new (const char *list);
 void bm_endpoints_destroy (bm_endpoints_t **self_p);
 
+//  True when list is such a list and each endpoint is tcp://... or
+//  ipc://... (what BROKER_ENDPOINT may hold, as BM_ENDPOINTS_RULE says).
+bool bm_endpoints_valid (const char *list);
+#define BM_ENDPOINTS_RULE "tcp://host:port or ipc://path, or a comma-separated list of them"
+
 size_t bm_endpoints_size (bm_endpoints_t *self);
 
 //  The endpoint to connect to now (borrowed, valid until destroy).

@@ -1,5 +1,6 @@
 /*  bm_http.c - the HTTP layer of botmesh's civetweb servers.  */
 #include "bm_http.h"
+#include "bm_main.h"
 #include "bm_env_check.h"
 #include "bm_config.h"
 #include "bm_settings.h"
@@ -291,6 +292,17 @@ bm_http_start (const char *listen_addr, int port, const char *const *options,
     return ctx;
 }
 
+int
+bm_http_listen_check (const char *var, const char *addr)
+{
+    struct in_addr parsed;
+    if (!addr || !*addr || inet_pton (AF_INET, addr, &parsed) == 1)
+        return 0;
+    bm_error (NULL, "configuration: %s must be an IPv4 address such as 0.0.0.0 (every "
+              "interface) or 127.0.0.1 (got '%s')", var, addr);
+    return -1;
+}
+
 void
 bm_http_start_failed (const char *error, const char *port_var)
 {
@@ -353,7 +365,7 @@ bm_http_args (int argc, char *argv [], const char *component, void (*usage) (FIL
 {
     *port_flag = NULL;
     if (bm_log_init (component))
-        return 1;
+        return BM_EXIT_CONFIG;
     bm_settings_warn_foreign ();
     bm_env_check_warn (component, environ);
     for (int i = 1; i < argc; i++) {
@@ -367,11 +379,11 @@ bm_http_args (int argc, char *argv [], const char *component, void (*usage) (FIL
         else {
             fprintf (stderr, "botmesh-%s: unknown argument '%s'\n\n", component, argv [i]);
             usage (stderr);
-            return 2;
+            return BM_EXIT_CONFIG;
         }
     }
     if (bm_http_cors_from_env ())
-        return 1;
+        return BM_EXIT_CONFIG;
     return -1;
 }
 

@@ -66,6 +66,11 @@ struct mg_context *bm_http_start (const char *listen_addr, int port, const char 
                                   const struct mg_callbacks *callbacks, void *user_data,
                                   int *bound, char *error, size_t error_size);
 
+//  0 when addr may be given to bm_http_start (NULL or "": every
+//  interface; else an IPv4 address: civetweb 1.15 listens on no other),
+//  else -1, having logged a configuration error naming var.
+int bm_http_listen_check (const char *var, const char *addr);
+
 //  Log why a server could not start (error from bm_http_start) as one
 //  ERROR line that names the variable setting its port (port_var, e.g.
 //  "API_GATEWAY_PORT"): "cannot listen on 0.0.0.0:3000 (Address already
@@ -100,8 +105,8 @@ const char *bm_http_framing_error (const struct mg_request_info *info);
 //  stdout) and "--port N": logging set up for component (bm_log_init),
 //  then the arguments, then CORS_ORIGINS.  Returns -1 to go on, with
 //  *port_flag the value of --port or NULL; else the exit code: 0 after
-//  --help, 2 after an unknown argument (named on stderr, then the usage),
-//  1 if logging or CORS_ORIGINS is misconfigured.
+//  --help, 2 (BM_EXIT_CONFIG) after an unknown argument (named on stderr,
+//  then the usage) or if LOG_LEVEL or CORS_ORIGINS is bad.
 int bm_http_args (int argc, char *argv [], const char *component, void (*usage) (FILE *out),
                   const char **port_flag);
 

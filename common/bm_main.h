@@ -17,6 +17,13 @@
 #ifndef BM_MAIN_H
 #define BM_MAIN_H
 
+//  Exit codes, the same for every botmesh program (README, Configuration):
+#define BM_EXIT_OK      0   //  Stopped on request (SIGTERM, SIGINT), or --help
+#define BM_EXIT_FAILED  1   //  Could not run with valid settings: a port in
+                            //  use, no resources; or failed while running
+#define BM_EXIT_CONFIG  2   //  Usage or configuration: an unknown flag, a bad
+                            //  value of a flag or variable (named in the log)
+
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>

@@ -109,7 +109,7 @@ main (int argc, char *argv [])
     //  Before anything uses jansson, and before any thread starts
     gw_arena_install ();
     if (bm_log_init ("gateway"))
-        return 1;
+        return BM_EXIT_CONFIG;
     bm_settings_warn_foreign ();
     bm_env_check_warn ("gateway", environ);
     if (bm_settings_print_env_flag (argc, argv, s_settings))
@@ -171,22 +171,12 @@ main (int argc, char *argv [])
         bm_error (NULL, "configuration: RATE_LIMIT_BURST must be 0 (default) or at least 1");
         bad = -1;
     }
+    bad |= bm_http_listen_check ("GATEWAY_LISTEN", config.listen_addr);
     //  One endpoint, or a comma-separated list of brokers (one leading).
-    bm_endpoints_t *brokers = bm_endpoints_new (config.broker_endpoint);
-    for (size_t i = 0; brokers && i < bm_endpoints_size (brokers); i++) {
-        const char *one = bm_endpoints_current (brokers);
-        if (strncmp (one, "tcp://", 6) != 0 && strncmp (one, "ipc://", 6) != 0) {
-            bm_endpoints_destroy (&brokers);
-            break;
-        }
-        bm_endpoints_next (brokers, false);
-    }
-    if (!brokers) {
-        bm_error (NULL, "configuration: BROKER_ENDPOINT must be tcp://host:port or ipc://path, "
-                  "or a comma-separated list of them");
+    if (!bm_endpoints_valid (config.broker_endpoint)) {
+        bm_error (NULL, "configuration: BROKER_ENDPOINT must be " BM_ENDPOINTS_RULE);
         bad = -1;
     }
-    bm_endpoints_destroy (&brokers);
     if (config.redis_sentinels && !*config.redis_sentinels)
         config.redis_sentinels = NULL;
     if (config.redis_sentinels && !bm_sentinel_list_valid (config.redis_sentinels)) {
@@ -194,12 +184,12 @@ main (int argc, char *argv [])
         bad = -1;
     }
     if (bad)
-        return 1;
+        return BM_EXIT_CONFIG;
     //  A database Redis does not have, a password it refuses: a bad value,
     //  found now rather than at the first GET /api/history.
     if (*redis_url && !streq (redis_url, "none")
     &&  bm_redis_setup_check (redis_url, config.redis_sentinels, config.redis_master_name))
-        return 2;
+        return BM_EXIT_CONFIG;
     //  The broker's own default, tcp://*:5555, is a bind address: when the
     //  gateway shares its environment, "*" means this host.
     char endpoint [512];
@@ -217,9 +207,10 @@ main (int argc, char *argv [])
     zsys_set_linger (0);
     mg_init_library (0);
 
-    gw_server_t *server = gw_server_new (&config);
+    bool bad_config = false;
+    gw_server_t *server = gw_server_new (&config, &bad_config);
     if (!server)
-        return 1;
+        return bad_config ? BM_EXIT_CONFIG : BM_EXIT_FAILED;
     bm_main_listening ("http", config.listen_addr, gw_server_port (server));
     bm_info (NULL, "broker %s, %d threads, keys %s, rate limit %s", config.broker_endpoint,
              (int) config.threads, config.api_keys && *config.api_keys ? "on" : "off",

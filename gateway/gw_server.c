@@ -485,7 +485,7 @@ s_exit_thread (const struct mg_context *ctx, int thread_type, void *pointer)
 //  Lifecycle
 
 gw_server_t *
-gw_server_new (const gw_config_t *config)
+gw_server_new (const gw_config_t *config, bool *bad_config)
 {
     gw_server_t *self = (gw_server_t *) zmalloc (sizeof (gw_server_t));
     self->config = *config;
@@ -496,23 +496,23 @@ gw_server_new (const gw_config_t *config)
     self->auth = gw_auth_new (config->api_keys, error, sizeof error);
     if (!self->auth) {
         bm_error (NULL, "configuration: %s", error);
-        goto fail;
+        goto bad;
     }
     if (s_admin_keys_load (self))
-        goto fail;
+        goto bad;
     if (config->rate_rps > 0) {
         double burst = config->rate_burst > 0 ? config->rate_burst
                      : (config->rate_rps < 1 ? 1 : config->rate_rps);
         self->limiter = gw_ratelimit_new (config->rate_rps, burst, (size_t) config->rate_max_keys);
         if (!self->limiter) {
             bm_error (NULL, "configuration: RATE_LIMIT_BURST must be at least 1");
-            goto fail;
+            goto bad;
         }
     }
     if (config->redis_url && *config->redis_url && !streq (config->redis_url, "none")) {
         if (bm_redis_url_parse (config->redis_url, &self->redis)) {
             bm_error (NULL, "configuration: REDIS_URL must be redis://[:password@]host[:port][/db] or none");
-            goto fail;
+            goto bad;
         }
         self->history_on = true;
         if (config->redis_sentinels) {
@@ -572,6 +572,8 @@ gw_server_new (const gw_config_t *config)
     mg_set_request_handler (self->ctx, "/", s_handler, self);
     mg_set_auth_handler (self->ctx, "/", s_authorize, NULL);
     return self;
+bad:
+    *bad_config = true;
 fail:
     gw_server_destroy (&self);
     return NULL;

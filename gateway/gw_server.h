@@ -46,8 +46,9 @@ typedef struct {
 typedef struct _gw_server_t gw_server_t;
 
 //  Start serving.  Returns NULL (logged) if the configuration is invalid
-//  or the port cannot be bound.
-gw_server_t *gw_server_new (const gw_config_t *config);
+//  (then *bad_config is set true) or the server cannot start (the port
+//  cannot be bound).
+gw_server_t *gw_server_new (const gw_config_t *config, bool *bad_config);
 
 //  The port we listen on (useful with port 0).
 int gw_server_port (gw_server_t *self);

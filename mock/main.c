@@ -96,13 +96,14 @@ main (int argc, char *argv [])
         return rc;
     s_settings_t settings;
     if (bm_settings_load (s_settings, &settings)
-    ||  bm_http_port_flag (port_flag, &settings.port))
-        return 1;
+    ||  bm_http_port_flag (port_flag, &settings.port)
+    ||  bm_http_listen_check ("MOCK_LISTEN_ADDR", settings.listen_addr))
+        return BM_EXIT_CONFIG;
     mk_config_t config;
     memset (&config, 0, sizeof config);
     mk_mode_defaults (&config.mode);
     if (mk_mode_from_env (&config.mode))
-        return 1;
+        return BM_EXIT_CONFIG;
     config.listen_addr = settings.listen_addr;
     config.port = (int) settings.port;
     config.threads = (int) settings.threads;

@@ -66,13 +66,10 @@ main (int argc, char *argv [])
     if (rc >= 0)
         return rc;
     wh_config_t config;
-    if (wh_config_load (&config)) {
+    if (wh_config_load (&config) || bm_http_port_flag (port_flag, &config.port)
+    ||  bm_http_listen_check ("WEBHOOK_LISTEN_ADDR", config.listen_addr)) {
         wh_config_free (&config);
-        return 1;
-    }
-    if (bm_http_port_flag (port_flag, &config.port)) {
-        wh_config_free (&config);
-        return 1;
+        return BM_EXIT_CONFIG;
     }
 
     //  Signals: czmq's handler off; SIGTERM/SIGINT blocked before any

@@ -2,6 +2,7 @@
 #include "wh_config.h"
 #include "wh_ssrf.h"
 #include "bm_config.h"
+#include "bm_endpoints.h"
 #include "bm_log.h"
 #include "bm_settings.h"
 
@@ -92,6 +93,11 @@ wh_config_load (wh_config_t *c)
     if (wh_jitter_parse (c->jitter_name, &c->jitter)) {
         bm_error (NULL, "configuration: WEBHOOK_JITTER must be full, equal or none (got '%s')",
                   c->jitter_name);
+        rc = -1;
+    }
+    if (!bm_endpoints_valid (c->broker_endpoint)) {
+        bm_error (NULL, "configuration: BROKER_ENDPOINT must be " BM_ENDPOINTS_RULE " (got '%s')",
+                  c->broker_endpoint);
         rc = -1;
     }
     if (c->secret && !*c->secret)

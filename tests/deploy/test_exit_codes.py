@@ -1,0 +1,73 @@
+"""Every service exits with the same codes (README, Configuration):
+0 stopped on request or --help, 1 could not run with valid settings (a
+port in use), 2 usage or configuration (an unknown flag, a bad value).
+
+For each service, a table of bad values, each of a kind that stopped a
+service with 1 before (a bot type's limit the broker checks late, a bad
+listen address, a webhook manager's BROKER_ENDPOINT, ...): each exits 2
+and names its variable; an unknown flag exits 2; a port in use exits 1.
+"""
+import os
+import socket
+import subprocess
+import harness as h
+
+BASE = {"PATH": "/usr/bin:/bin", "REDIS_URL": "none", "LOG_LEVEL": "info",
+        "BROKER_ENDPOINT": "tcp://127.0.0.1:1", "BROKER_METRICS_PORT": "0",
+        "API_GATEWAY_PORT": "0", "WEBHOOK_MANAGER_PORT": "0", "MOCK_WEBHOOK_PORT": "0"}
+
+BAD = {
+    "botmesh-broker": [("MAX_PYTHON_BOTS", "abc"), ("MAX_QUEUE_PYTHON", "-1"),
+                       ("RETRY_PYTHON_ATTEMPTS", "abc"), ("CURVE_SERVER_CERT", "/nonexistent"),
+                       ("BROKER_ENDPOINT", "abc"), ("BROKER_METRICS_ADDR", "abc"),
+                       ("MAX_QUEUE", "abc"), ("REDIS_URL", "http://x"), ("LOG_LEVEL", "chatty")],
+    "botmesh-gateway": [("GATEWAY_THREADS", "abc"), ("API_KEYS", "a,,b"), ("GATEWAY_LISTEN", "abc"),
+                        ("REDIS_URL", "http://x"), ("BROKER_ENDPOINT", "abc"), ("LOG_LEVEL", "chatty"),
+                        ("RATE_LIMIT_BURST", "0.5")],
+    "botmesh-webhook": [("WEBHOOK_MAX_RETRIES", "abc"), ("WEBHOOK_JITTER", "abc"),
+                        ("BROKER_ENDPOINT", "abc"), ("WEBHOOK_LISTEN_ADDR", "abc"),
+                        ("CORS_ORIGINS", "not an origin"), ("LOG_LEVEL", "chatty")],
+    "botmesh-mock": [("MOCK_THREADS", "abc"), ("MOCK_LISTEN_ADDR", "abc"),
+                     ("MOCK_WEBHOOK_PORT", "70000"), ("LOG_LEVEL", "chatty")],
+    "botmesh-worker": [("WORKER_CONCURRENCY", "abc"), ("BOT_PYTHON_MODE", "abc"),
+                       ("LOG_LEVEL", "chatty")],
+}
+ARGS = {"botmesh-worker": ["--type", "python"]}
+PORT_VAR = {"botmesh-gateway": "API_GATEWAY_PORT", "botmesh-webhook": "WEBHOOK_MANAGER_PORT",
+            "botmesh-mock": "MOCK_WEBHOOK_PORT"}
+
+
+def run(binary, env=None, args=None):
+    e = dict(BASE, **(env or {}))
+    p = subprocess.run([os.path.join(h.BIN, binary)] + (ARGS.get(binary, []) if args is None else args),
+                       env=e, capture_output=True, text=True, timeout=30)
+    return p.returncode, p.stderr
+
+
+def test():
+    for binary, cases in BAD.items():
+        for var, value in cases:
+            rc, err = run(binary, {var: value})
+            h.check(rc == 2 and var in err, "%s with %s=%s exits 2 naming it" % (binary, var, value),
+                    rc, err[-600:])
+        rc, err = run(binary, args=["--bogus"])
+        h.check(rc == 2, "%s --bogus exits 2 (usage)" % binary, rc, err[-300:])
+        rc, _ = run(binary, args=["--help"])
+        h.check(rc == 0, "%s --help exits 0" % binary, rc)
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = str(busy.getsockname()[1])
+        for binary, var in PORT_VAR.items():
+            rc, err = run(binary, {var: port, "GATEWAY_LISTEN": "127.0.0.1",
+                                   "WEBHOOK_LISTEN_ADDR": "127.0.0.1", "MOCK_LISTEN_ADDR": "127.0.0.1"})
+            h.check(rc == 1 and var in err, "%s with %s in use exits 1 naming it" % (binary, var),
+                    rc, err[-300:])
+        rc, err = run("botmesh-broker", {"BROKER_METRICS_PORT": port, "BROKER_METRICS_ADDR": "127.0.0.1"})
+        h.check(rc == 1 and "BROKER_METRICS_PORT" in err, "the broker with its metrics port in use exits 1",
+                rc, err[-300:])
+
+
+if __name__ == "__main__":
+    h.main(test)
