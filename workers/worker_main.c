@@ -4,6 +4,7 @@
 #include "bm_bot.h"
 #include "bm_config.h"
 #include "bm_endpoints.h"
+#include "bm_http.h"
 #include "bm_curve.h"
 #include "bm_settings.h"
 #include "bm_log.h"
@@ -622,6 +623,8 @@ main (int argc, char *argv [])
     }
     else
     if (s_add_types (&config, settings.types, "WORKER_TYPES"))
+        return 2;
+    if (bm_http_listen_check ("WORKER_METRICS_ADDR", config.metrics_addr))
         return 2;
 
     //  Mode.

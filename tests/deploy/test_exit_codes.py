@@ -14,7 +14,8 @@ import harness as h
 
 BASE = {"PATH": "/usr/bin:/bin", "REDIS_URL": "none", "LOG_LEVEL": "info",
         "BROKER_ENDPOINT": "tcp://127.0.0.1:1", "BROKER_METRICS_PORT": "0",
-        "API_GATEWAY_PORT": "0", "WEBHOOK_MANAGER_PORT": "0", "MOCK_WEBHOOK_PORT": "0"}
+        "API_GATEWAY_PORT": "0", "WEBHOOK_MANAGER_PORT": "0", "MOCK_WEBHOOK_PORT": "0",
+        "WORKER_METRICS_PORT": "-1"}
 
 BAD = {
     "botmesh-broker": [("MAX_PYTHON_BOTS", "abc"), ("MAX_QUEUE_PYTHON", "-1"),
@@ -30,7 +31,7 @@ BAD = {
     "botmesh-mock": [("MOCK_THREADS", "abc"), ("MOCK_LISTEN_ADDR", "abc"),
                      ("MOCK_WEBHOOK_PORT", "70000"), ("LOG_LEVEL", "chatty")],
     "botmesh-worker": [("WORKER_CONCURRENCY", "abc"), ("BOT_PYTHON_MODE", "abc"),
-                       ("LOG_LEVEL", "chatty")],
+                       ("WORKER_METRICS_ADDR", "abc"), ("LOG_LEVEL", "chatty")],
 }
 ARGS = {"botmesh-worker": ["--type", "python"]}
 PORT_VAR = {"botmesh-gateway": "API_GATEWAY_PORT", "botmesh-webhook": "WEBHOOK_MANAGER_PORT",
