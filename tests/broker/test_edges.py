@@ -340,6 +340,10 @@ def test():
         h.check(rec["state"] == "failed" and rec["attemptErrors"] and rec["error"]["exitCode"] == 3,
                 "DONE_MANY without a JOB_MANY first is taken: the job failed", rec)
         last.ready(0)
+        # The worker's socket and the client's are not ordered: the RETRY
+        # must not reach the broker before the credit of 0 does.
+        h.wait_until(lambda: any(x["name"] == "w-last" and x["credit"] == 0 for x in c.stats()["workers"]), 5,
+                     "w-last's credit to drop to 0")
         cmd, r = c.request(h.RETRY, {"jobId": last_id})
         h.check(cmd == h.ACCEPTED, "RETRY of the failed job", r)
         rec = c.status(last_id)
