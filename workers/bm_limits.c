@@ -583,18 +583,29 @@ s_prlimit_cpu (pid_t pid, const bm_limits_t *limits, const struct rlimit *set, s
     return rc;
 }
 
-int
-bm_limits_cpu_job_start (pid_t pid, const bm_limits_t *limits)
+//  The CPU time a process used so far, in whole seconds rounded up (what
+//  RLIMIT_CPU counts against).  0, or -1 if its /proc entry does not read.
+static int
+s_cpu_seconds_used (pid_t pid, rlim_t *used)
 {
-    if (!limits->cpu_seconds)
-        return 0;
     char text [1024];
     unsigned long long utime, stime;
     if (bm_bot_proc_stat (pid, text, sizeof text)
     ||  sscanf (text, "%*c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu", &utime, &stime) != 2)
         return -1;
-    long hz = sysconf (_SC_CLK_TCK);
-    rlim_t used = (rlim_t) ((utime + stime + (unsigned long long) hz - 1) / (unsigned long long) hz);
+    unsigned long long hz = (unsigned long long) sysconf (_SC_CLK_TCK);
+    *used = (rlim_t) ((utime + stime + hz - 1) / hz);
+    return 0;
+}
+
+int
+bm_limits_cpu_job_start (pid_t pid, const bm_limits_t *limits)
+{
+    if (!limits->cpu_seconds)
+        return 0;
+    rlim_t used;
+    if (s_cpu_seconds_used (pid, &used))
+        return -1;
     struct rlimit now;
     if (s_prlimit_cpu (pid, limits, NULL, &now))
         return -1;
@@ -819,13 +830,11 @@ s_test_cpu_budget_without_cap (void)
         //  The budget is 7 s beyond the CPU the sleeper used already (whole
         //  seconds, rounded up): its fork before exec can take a tick or
         //  more (a sanitizer's fork does), which makes the limit 8.
-        char path [64], line [1024];
-        unsigned long long utime = 0, stime = 0;
-        long hz = sysconf (_SC_CLK_TCK);
-        if (bm_bot_proc_stat (sleeper, line, sizeof line)
-        ||  sscanf (line, "%*c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu", &utime, &stime) != 2)
-            utime = stime = 0;
-        int expected = 7 + (int) ((utime + stime + (unsigned long long) hz - 1) / (unsigned long long) hz);
+        char path [64], line [256];
+        rlim_t used = 0;
+        if (!status && s_cpu_seconds_used (sleeper, &used))
+            status = 6;
+        int expected = 7 + (int) used;
         snprintf (path, sizeof path, "/proc/%d/limits", (int) sleeper);
         FILE *file = fopen (path, "r");
         bool seven = false;
