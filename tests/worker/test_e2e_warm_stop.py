@@ -37,8 +37,10 @@ def main():
 
         c = s.client()
         job = c.submit("python", {"dataset": "long", "sleepMs": 3000})
-        busy = wait_until(lambda: next((p for p in servers if children(p)), None), 10,
-                          "a fork server to run the job in a child")
+        # A fork server always has one spare child; the one running the job
+        # has two: the child that took the job and the next spare it forked.
+        busy = wait_until(lambda: next((p for p in servers if len(children(p)) >= 2), None), 10,
+                          "a fork server to run the job in a child (its spare and the runner)")
         idle = next(p for p in servers if p != busy)
 
         w.signal(signal.SIGTERM)
