@@ -21,31 +21,39 @@ s_no_secret (zcert_t *cert)
     return true;
 }
 
-int
-bm_curve_client_apply (zsock_t *sock)
+bm_curve_peer_t
+bm_curve_peer_from_env (void)
 {
-    if (!s_set ("CURVE_SERVER_KEY"))
+    bm_curve_peer_t peer = { getenv ("CURVE_SERVER_KEY"), getenv ("CURVE_CLIENT_CERT") };
+    return peer;
+}
+
+int
+bm_curve_peer_apply (const bm_curve_peer_t *peer, zsock_t *sock)
+{
+    const char *server_key = peer->server_key;
+    const char *client_cert = peer->client_cert;
+    if (!server_key || !*server_key)
         return 0;
-    const char *server_key = getenv ("CURVE_SERVER_KEY");
     if (strlen (server_key) != 40) {
         bm_error (NULL, "configuration: CURVE_SERVER_KEY must be the broker's public key, "
                   "40 characters of Z85");
         return -1;
     }
-    if (!s_set ("CURVE_CLIENT_CERT")) {
+    if (!client_cert || !*client_cert) {
         bm_error (NULL, "configuration: CURVE_SERVER_KEY is set, so CURVE_CLIENT_CERT must "
                   "name this peer's secret certificate (botmesh-client keygen)");
         return -1;
     }
-    zcert_t *cert = zcert_load (getenv ("CURVE_CLIENT_CERT"));
+    zcert_t *cert = zcert_load (client_cert);
     if (!cert) {
         bm_error (NULL, "configuration: CURVE_CLIENT_CERT: cannot read a certificate from '%s'",
-                  getenv ("CURVE_CLIENT_CERT"));
+                  client_cert);
         return -1;
     }
     if (s_no_secret (cert)) {
         bm_error (NULL, "configuration: CURVE_CLIENT_CERT: '%s' is a public certificate; give "
-                  "the .key_secret file", getenv ("CURVE_CLIENT_CERT"));
+                  "the .key_secret file", client_cert);
         zcert_destroy (&cert);
         return -1;
     }
@@ -53,6 +61,13 @@ bm_curve_client_apply (zsock_t *sock)
     zsock_set_curve_serverkey (sock, server_key);
     zcert_destroy (&cert);
     return 0;
+}
+
+int
+bm_curve_client_apply (zsock_t *sock)
+{
+    bm_curve_peer_t peer = bm_curve_peer_from_env ();
+    return bm_curve_peer_apply (&peer, sock);
 }
 
 int

@@ -12,8 +12,23 @@
 
 #include <czmq.h>
 
-//  Configure a peer's socket before it connects.  Returns 0 (also when
-//  CURVE is not configured) or -1, logged, naming the variable at fault.
+//  A peer's CURVE settings: the broker's public key (CURVE_SERVER_KEY)
+//  and this peer's secret certificate file (CURVE_CLIENT_CERT); CURVE is
+//  off when server_key is NULL or empty.
+typedef struct {
+    const char *server_key;
+    const char *client_cert;
+} bm_curve_peer_t;
+
+//  The settings in the environment (borrowed from it).
+bm_curve_peer_t bm_curve_peer_from_env (void);
+
+//  Configure a peer's socket before it connects, with the settings given.
+//  Returns 0 (also when CURVE is off) or -1, logged, naming the variable
+//  at fault.
+int bm_curve_peer_apply (const bm_curve_peer_t *peer, zsock_t *sock);
+
+//  The same with the environment's settings.
 int bm_curve_client_apply (zsock_t *sock);
 
 //  Broker side: start the authenticator and make sock a CURVE server.

@@ -22,6 +22,9 @@ struct _bm_worker_link_t {
     char *endpoint;                     //  The one the socket connects to
     int64_t reopen_at;                  //  Mono ms: open the next socket then
     char *name;
+    bool curve_given;                   //  config.curve was set: use curve
+    char *curve_server_key;             //  Copies of config.curve's strings
+    char *curve_client_cert;
     char *types [BM_WORKER_LINK_MAX_TYPES];
     int type_count;
     int64_t credit;                     //  Announced in READY
@@ -146,7 +149,10 @@ s_open (bm_worker_link_t *self)
         zsock_set_maxmsgsize (self->dealer, (int) self->max_frame + 4096);
     free (self->endpoint);
     self->endpoint = strdup (bm_endpoints_current (self->endpoints));
-    if (!self->endpoint || bm_curve_client_apply (self->dealer)
+    bm_curve_peer_t curve = { self->curve_server_key, self->curve_client_cert };
+    if (!self->curve_given)
+        curve = bm_curve_peer_from_env ();
+    if (!self->endpoint || bm_curve_peer_apply (&curve, self->dealer)
     ||  zsock_connect (self->dealer, "%s", self->endpoint)) {
         zsock_destroy (&self->dealer);
         return -1;
@@ -160,8 +166,7 @@ s_open (bm_worker_link_t *self)
     //  silent intervals.  With CURVE, the watch also hears a handshake
     //  the broker refused (else only silence would tell).
     self->handshake_said = false;
-    const char *curve = getenv ("CURVE_SERVER_KEY");
-    if (bm_endpoints_size (self->endpoints) > 1 || (curve && *curve)) {
+    if (bm_endpoints_size (self->endpoints) > 1 || (curve.server_key && *curve.server_key)) {
         self->watch = bm_sock_watch_new (self->dealer);
         if (self->watch && self->loop) {
             zloop_reader (self->loop, bm_sock_watch_socket (self->watch), s_on_watch, self);
@@ -545,6 +550,13 @@ bm_worker_link_new (const bm_worker_link_config_t *config, zloop_t *loop,
     self->arg = arg;
     self->endpoints = bm_endpoints_new (config->endpoint);
     self->name = strdup (config->name);
+    if (config->curve) {
+        self->curve_given = true;
+        if (config->curve->server_key)
+            self->curve_server_key = strdup (config->curve->server_key);
+        if (config->curve->client_cert)
+            self->curve_client_cert = strdup (config->curve->client_cert);
+    }
     for (int i = 0; i < config->type_count; i++)
         self->types [i] = strdup (config->types [i]);
     self->type_count = config->type_count;
@@ -599,6 +611,8 @@ bm_worker_link_destroy (bm_worker_link_t **self_p, int linger_ms)
         for (int i = 0; i < self->type_count; i++)
             free (self->types [i]);
         free (self->endpoint);
+        free (self->curve_server_key);
+        free (self->curve_client_cert);
         bm_endpoints_destroy (&self->endpoints);
         free (self->name);
         free (self);

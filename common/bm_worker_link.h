@@ -51,6 +51,7 @@
 #define BM_WORKER_LINK_H
 
 #include "bm_codec.h"
+#include "bm_curve.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -73,6 +74,10 @@ typedef struct {
                                 //  (0: 10000)
     bool batch;                 //  READY says batch: true; the broker may
                                 //  send JOB_MANY (protocol.md 5a)
+    const bm_curve_peer_t *curve;   //  CURVE settings (copied), for a
+                                //  process that cleared them from its
+                                //  environment; NULL: the environment's,
+                                //  read at each connect
 } bm_worker_link_config_t;
 
 //  A JOB, decoded and checked by bm_codec_job_decode (borrowed for the

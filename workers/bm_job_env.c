@@ -6,6 +6,8 @@
 
 #include <czmq.h>
 #include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
 #include <string.h>
 
 extern char **environ;
@@ -107,6 +109,93 @@ bm_job_env_deny_check (const char *deny, char *error, size_t error_size)
         }
     }
     return 0;
+}
+
+//  The bounds of a process's environment block: env_start and env_end,
+//  fields 50 and 51 of its /proc/PID/stat line.  Returns 0 or -1.
+static int
+s_stat_env_bounds (const char *stat, uintptr_t *start, uintptr_t *end)
+{
+    //  Field 2, the command name, is in parentheses and may hold spaces
+    //  and parentheses itself: the fields from 3 on follow the last ')'.
+    const char *cursor = strrchr (stat, ')');
+    unsigned long long bounds [2] = { 0, 0 };
+    int field = 2;
+    while (cursor && field < 51) {
+        cursor = strchr (cursor, ' ');
+        if (!cursor)
+            return -1;
+        cursor++;
+        field++;
+        if (field >= 50) {
+            char *tail;
+            errno = 0;
+            bounds [field - 50] = strtoull (cursor, &tail, 10);
+            if (tail == cursor || errno)
+                return -1;
+        }
+    }
+    if (field != 51 || bounds [0] == 0 || bounds [1] < bounds [0])
+        return -1;
+    *start = (uintptr_t) bounds [0];
+    *end = (uintptr_t) bounds [1];
+    return 0;
+}
+
+//  Overwrite with zeros each entry of the block [start, end) (NUL-ended
+//  "NAME=VALUE" strings) that bots never get.  Returns how many.
+static int
+s_wipe_block (char *start, char *end, const char *deny)
+{
+    int wiped = 0;
+    char *entry = start;
+    while (entry < end) {
+        size_t length = strnlen (entry, (size_t) (end - entry));
+        if (length == (size_t) (end - entry))
+            break;                      //  Not NUL-ended: not an entry
+        if (length && bm_job_env_is_withheld (entry, deny)) {
+            memset (entry, 0, length);
+            wiped++;
+        }
+        entry += length + 1;
+    }
+    return wiped;
+}
+
+int
+bm_job_env_scrub (size_t *removed_p)
+{
+    //  A copy: BOT_ENV_DENY may name itself, and its bytes go too.
+    const char *deny_var = getenv ("BOT_ENV_DENY");
+    char *deny = deny_var ? strdup (deny_var) : NULL;
+    //  The names first, then unset them (unsetenv moves environ's entries).
+    size_t count = 0;
+    for (char **e = environ; *e; e++)
+        count++;
+    char **names = (char **) calloc (count + 1, sizeof (char *));
+    size_t removed = 0;
+    for (char **e = environ; names && *e; e++)
+        if (bm_job_env_is_withheld (*e, deny) && strchr (*e, '='))
+            names [removed++] = strndup (*e, strcspn (*e, "="));
+    for (size_t i = 0; i < removed; i++) {
+        if (names [i])
+            unsetenv (names [i]);
+        free (names [i]);
+    }
+    free (names);
+    *removed_p = removed;
+
+    int wiped = -1;
+    char line [4096];
+    FILE *file = fopen ("/proc/self/stat", "r");
+    uintptr_t start, end;
+    if (file && fgets (line, sizeof line, file)
+    &&  s_stat_env_bounds (line, &start, &end) == 0)
+        wiped = s_wipe_block ((char *) start, (char *) end, deny);
+    if (file)
+        fclose (file);
+    free (deny);
+    return wiped;
 }
 
 static bool
@@ -400,6 +489,34 @@ bm_job_env_test (bool verbose)
     assert (bm_job_env_deny_check ("A,B=1", error, sizeof error) == -1 && strstr (error, "'B=1'"));
     assert (bm_job_env_deny_check ("A,,B", error, sizeof error) == -1);
     assert (bm_job_env_deny_check ("*", error, sizeof error) == -1);
+
+    //  The environment block's bounds, from a /proc/PID/stat line whose
+    //  command name holds spaces and a parenthesis.
+    char stat [600] = "4242 (a) b (c) S";
+    for (int field = 4; field <= 52; field++)
+        snprintf (stat + strlen (stat), sizeof stat - strlen (stat), " %d",
+                  field == 50 ? 140000 : field == 51 ? 140064 : field);
+    uintptr_t start = 0, end = 0;
+    assert (s_stat_env_bounds (stat, &start, &end) == 0 && start == 140000 && end == 140064);
+    assert (s_stat_env_bounds ("4242 (a) S 1 2 3", &start, &end) == -1);        //  Too short
+    assert (s_stat_env_bounds ("no parenthesis", &start, &end) == -1);
+    //  The block's secret entries become zeros, the rest stays.
+    char block [] = "PATH=/bin\0API_KEYS=k1\0MY_TOKEN=t\0HOME=/root\0WEBHOOK_SECRET=whsec_x";
+    char *block_end = block + sizeof block;        //  Past the last NUL
+    assert (s_wipe_block (block, block_end, "MY_TOKEN") == 3);
+    //  PATH=/bin at 0, API_KEYS=k1 at 10, MY_TOKEN=t at 22, HOME=/root at
+    //  33, WEBHOOK_SECRET=whsec_x at 44.
+    assert (streq (block, "PATH=/bin") && streq (block + 33, "HOME=/root"));
+    for (char *c = block + 10; c < block_end; c++)
+        assert (*c == 0 || (c >= block + 33 && c < block + 44));
+    //  And in our own environment: unset.
+    setenv ("WEBHOOK_SECRET", "whsec_test", 1);
+    setenv ("SCRUB_KEPT", "kept", 1);
+    size_t removed = 0;
+    int wiped = bm_job_env_scrub (&removed);
+    assert (wiped >= 0 && removed >= 1);
+    assert (getenv ("WEBHOOK_SECRET") == NULL && streq (getenv ("SCRUB_KEPT"), "kept"));
+    unsetenv ("SCRUB_KEPT");
 
     envp = bm_job_env_pool (env, &type, "w1", true);
     bool mode = false;

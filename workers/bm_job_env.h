@@ -42,6 +42,18 @@ size_t bm_job_env_other_types (bm_job_env_t *self, const char *type);
 //  list, may be NULL).
 bool bm_job_env_is_withheld (const char *entry, const char *deny);
 
+//  Remove what bots never get (botmesh's secrets, BOT_ENV_DENY's names)
+//  from our own environment too, so that a bot cannot read it in
+//  /proc/<worker>/environ: unset it, and overwrite its bytes with zeros
+//  in the environment block the kernel gave us at exec (what that file
+//  shows; unsetenv does not touch it).  Call it once, after the
+//  configuration is read and bm_job_env_new has taken its copy: nothing
+//  may read those variables afterwards, or keep their values borrowed
+//  (copy what is still needed).  Returns how many entries of the block
+//  were overwritten, or -1 if the block cannot be found (no /proc: they
+//  are still unset); *removed_p gets how many variables were unset.
+int bm_job_env_scrub (size_t *removed_p);
+
 //  Check BOT_ENV_DENY's value: 0, or -1 with the problem in error.
 int bm_job_env_deny_check (const char *deny, char *error, size_t error_size);
 

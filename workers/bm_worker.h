@@ -23,6 +23,7 @@
 #ifndef BM_WORKER_H
 #define BM_WORKER_H
 
+#include "bm_curve.h"
 #include "bm_limits.h"
 #include "bm_proto.h"
 
@@ -84,6 +85,9 @@ typedef struct {
     int64_t max_frame;          //  Largest frame accepted from the broker
     int64_t metrics_port;       //  WORKER_METRICS_PORT: GET /metrics, 0 = off, -1 = any free port
     const char *metrics_addr;   //  WORKER_METRICS_ADDR
+    bm_curve_peer_t curve;      //  CURVE_SERVER_KEY, CURVE_CLIENT_CERT:
+                                //  copies, as the worker's environment no
+                                //  longer holds them (bm_job_env_scrub)
 } bm_worker_config_t;
 
 typedef struct _bm_worker_t bm_worker_t;

@@ -12,6 +12,7 @@
 #include "bm_job_env.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <getopt.h>
 #include <pwd.h>
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -555,6 +557,29 @@ s_sim_duration (bm_worker_type_t *type)
     return 0;
 }
 
+//  Once our configuration is read and the bots' environment built: a bot
+//  (not sandboxed, of our uid) must not read botmesh's secrets out of us.
+//  They leave our environment and its block in /proc/<worker>/environ,
+//  and we become not dumpable, so that a process of our uid without
+//  CAP_SYS_PTRACE can neither read our /proc/PID/environ or mem nor
+//  ptrace us (nor does a core dump of ours hold them).  A bot running as
+//  root can still read anything: BOT_USER or a bwrap sandbox is the way.
+static void
+s_hide_secrets (void)
+{
+    size_t removed = 0;
+    int wiped = bm_job_env_scrub (&removed);
+    if (wiped < 0)
+        bm_warn (NULL, "secrets: %zu variables removed from the worker's environment, but its "
+                 "environment block was not found in /proc/self/stat: their bytes stay in "
+                 "/proc/<worker>/environ", removed);
+    if (prctl (PR_SET_DUMPABLE, 0) != 0)
+        bm_warn (NULL, "secrets: cannot make the worker not dumpable: %s", strerror (errno));
+    bm_info (NULL, "secrets: %zu variables removed from the worker's own environment (%d entries "
+             "overwritten in /proc/<worker>/environ); the worker is not dumpable", removed,
+             wiped < 0 ? 0 : wiped);
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -685,12 +710,23 @@ main (int argc, char *argv [])
     }
     else
         connect_to = strdup (endpoint);
+    //  Copies of what we keep of botmesh's secrets and of the settings we
+    //  borrow: bm_job_env_scrub clears the environment of the former, and
+    //  BOT_ENV_DENY may name the latter.
+    bm_curve_peer_t curve = bm_curve_peer_from_env ();
+    char *curve_server_key = curve.server_key ? strdup (curve.server_key) : NULL;
+    char *curve_client_cert = curve.client_cert ? strdup (curve.client_cert) : NULL;
+    config.curve.server_key = curve_server_key;
+    config.curve.client_cert = curve_client_cert;
+    char *metrics_addr = strdup (config.metrics_addr);
+    config.metrics_addr = metrics_addr;
+    char *name_copy = NULL;
     {
         //  Check the endpoint's syntax now rather than at the first connect.
         zsys_handler_set (NULL);
         zsock_t *probe = zsock_new (ZMQ_DEALER);
         //  CURVE_SERVER_KEY / CURVE_CLIENT_CERT: a bad one stops us now.
-        if (probe && bm_curve_client_apply (probe)) {
+        if (probe && bm_curve_peer_apply (&config.curve, probe)) {
             zsock_destroy (&probe);
             goto done;
         }
@@ -723,7 +759,8 @@ main (int argc, char *argv [])
                   "printable characters without spaces (got '%s')", name);
         goto done;
     }
-    config.name = name;
+    name_copy = strdup (name);
+    config.name = name_copy;
 
     if (grace_arg) {
         if (bm_parse_int (grace_arg, 0, 3600000, &config.grace_ms)) {
@@ -761,6 +798,7 @@ main (int argc, char *argv [])
 
     bm_worker_t *worker = bm_worker_new (&config);
     if (worker) {
+        s_hide_secrets ();
         status = bm_worker_run (worker) ? 1 : 0;
         bm_worker_destroy (&worker);
     }
@@ -770,5 +808,9 @@ done:
     for (int i = 0; i < config.type_count; i++)
         bm_bot_argv_free (&config.types [i].argv);
     zstr_free (&connect_to);
+    free (curve_server_key);
+    free (curve_client_cert);
+    free (metrics_addr);
+    free (name_copy);
     return status;
 }

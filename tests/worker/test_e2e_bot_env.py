@@ -16,10 +16,19 @@ and fork):
   the settings of every type (BOT_OUTPUT_MAX_BYTES);
 - everything else is passed on (PATH, HOME, the user's own variables);
 - the worker logs at start how many variables it withholds;
+- nor can a bot read them out of the worker: they are gone from the
+  worker's own environment, /proc/<worker>/environ included (a bot of a
+  root worker reads that file: it holds none of them; a bot of the
+  worker's uid, not root, cannot read it at all: the worker is not
+  dumpable);
 - a bad BOT_ENV_DENY stops the worker at start, naming it.
 """
+import atexit
+import json
 import os
 import re
+import shutil
+import tempfile
 
 import harness
 from harness import check, log
@@ -105,6 +114,72 @@ def scenario_modes(s):
     fb.close()
 
 
+PEEK = """#!/usr/bin/python3
+import json, os, sys
+payload = json.loads(sys.stdin.read() or "{}")
+def peek(pid):
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            return f.read().replace(b"\\0", b"\\n").decode(errors="replace")
+    except OSError as e:
+        return "error: %s: %s" % (type(e).__name__, e)
+print(json.dumps({"ppid": os.getppid(), "parent": peek(os.getppid()), "worker": peek(payload["pid"])}))
+"""
+
+
+def peek_bot():
+    """A bot that reads its parent's /proc/PID/environ and the worker's (the
+    payload's pid), in a directory everyone may enter (a CI checkout may be
+    0700)."""
+    box = tempfile.mkdtemp(prefix="bm-peek-", dir="/var/tmp")
+    atexit.register(shutil.rmtree, box, True)
+    os.chmod(box, 0o755)
+    path = os.path.join(box, "peek.py")
+    with open(path, "w") as f:
+        f.write(PEEK)
+    os.chmod(path, 0o755)
+    return path
+
+
+def scenario_worker_environ(s):
+    env = worker_env({**RELAXED, **SECRETS, "BOT_ENV_DENY": "ACME_*, MY_TOKEN",
+                      "BOT_PEEK_CMD": "%s %s" % (PY, peek_bot())})
+    fb = FakeBroker(heartbeat_ms=HEARTBEAT_MS)
+    w = start_worker(s, fb.endpoint, "--type", "peek", "--concurrency", "1", env=env)
+    ident, _ = fb.ready()
+    fb.send(ident, JOB, job("j-peek", bot_type="peek", payload={"pid": w.pid}, timeout_ms=20000))
+    _, _, body = fb.recv(25, want=DONE)
+    check(body["jobId"] == "j-peek" and body["ok"] is True, "the peeking bot ran", body)
+    found = body["result"]
+    # REDIS_HOST's 127.0.0.1 is the broker's address too: its name is checked, not its value.
+    values = {name: value for name, value in SECRETS.items() if name != "REDIS_HOST"}
+    log("the bot read %d variables in /proc/%d/environ (its parent)"
+        % (found["parent"].count("\n") + 1, found["ppid"]))
+    check(found["ppid"] == w.pid, "a spawned bot's parent is the worker", found["ppid"], w.pid)
+    for what in ("parent", "worker"):
+        text = found[what]
+        if os.geteuid() == 0:
+            # Root reads any process's environ: what it holds is what is checked.
+            check("PATH=" in text and "BOT_PEEK_CMD=" in text,
+                  "a bot of a root worker reads the worker's environ (%s)" % what, text[:200])
+        else:
+            check(text.startswith("error: PermissionError"),
+                  "a bot of the worker's uid cannot read it: the worker is not dumpable (%s)" % what, text)
+        leaked = sorted(name for name, value in SECRETS.items()
+                        if ("\n%s=" % name) in "\n" + text or (name in values and value in text))
+        check(not leaked, "no secret's name or value in the worker's environ as the bot reads it (%s)"
+              % what, leaked)
+    check(all(value not in json.dumps(found) for value in values.values()),
+          "the job's result holds none of the secrets' values")
+    m = re.search(r"secrets: (\d+) variables removed from the worker's own environment \((\d+) entries "
+                  r"overwritten", w.output())
+    check(m is not None and int(m.group(1)) >= len(SECRETS) and int(m.group(2)) >= len(SECRETS),
+          "the worker logs that it removed the %d secrets from its own environment" % len(SECRETS),
+          w.output()[-600:])
+    w.stop()
+    fb.close()
+
+
 def scenario_bad_deny(s):
     fb = FakeBroker(heartbeat_ms=HEARTBEAT_MS)
     w = start_worker(s, fb.endpoint, "--type", "spawn", name="w-baddeny",
@@ -117,7 +192,7 @@ def scenario_bad_deny(s):
 
 def main():
     with harness.Stack("worker-bot-env") as s:
-        for scenario in (scenario_bad_deny, scenario_modes):
+        for scenario in (scenario_bad_deny, scenario_modes, scenario_worker_environ):
             log("=== %s" % scenario.__name__)
             scenario(s)
 
