@@ -169,7 +169,8 @@ bm_text_sanitize (const char *data, size_t size)
     while (size > 0 && (p [size - 1] == ' ' || p [size - 1] == '\n'
                      || p [size - 1] == '\r' || p [size - 1] == '\t'))
         size--;
-    char *text = (char *) malloc (size + 1);
+    //  A control byte takes four bytes (\x1b), anything else at most one.
+    char *text = (char *) malloc (size * 4 + 1);
     if (!text)
         return NULL;
     size_t out = 0;
@@ -182,8 +183,13 @@ bm_text_sanitize (const char *data, size_t size)
         }
         else
         if (length == 1) {
+            //  Control bytes as the logs show them (ESC as \x1b): visible,
+            //  and unable to move a terminal's cursor or colour the text.
             unsigned char c = p [pos++];
-            text [out++] = (c < 0x20 && c != '\n' && c != '\t') || c == 0x7f ? ' ' : (char) c;
+            if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f)
+                out += (size_t) sprintf (text + out, "\\x%02x", c);
+            else
+                text [out++] = (char) c;
         }
         else {
             memcpy (text + out, p + pos, length);
@@ -260,9 +266,13 @@ bm_capture_test (bool verbose)
     free (text);
     bm_capture_destroy (&empty);
 
-    //  Text: trimmed, control characters and broken UTF-8 replaced.
+    //  Text: trimmed, control characters escaped, broken UTF-8 replaced.
     text = bm_text_sanitize ("\n  boom\x01\tat \xc3\xa9t\xc3 line 3\n\n", 25);
-    assert (strcmp (text, "boom \tat \xc3\xa9t? line 3") == 0);
+    assert (strcmp (text, "boom\\x01\tat \xc3\xa9t? line 3") == 0);
+    free (text);
+    //  An ANSI colour: ESC as the four characters \x1b, DEL as \x7f.
+    text = bm_text_sanitize ("\x1b[31mred\x1b[0m\x7f\x1b", 14);
+    assert (strcmp (text, "\\x1b[31mred\\x1b[0m\\x7f\\x1b") == 0);
     free (text);
     //  A tail that cut a multibyte sequence in half.
     text = bm_text_sanitize ("\xa9\xe2\x82\xac ok \xf0\x9f", 10);

@@ -33,7 +33,8 @@ bool bm_capture_overflowed (bm_capture_t *self);
 
 //  The bytes kept as printable UTF-8 text (caller frees): invalid UTF-8
 //  sequences (including a sequence cut by the tail) become '?', control
-//  characters other than newline and tab become spaces, and surrounding
+//  characters other than newline and tab become \xHH (ESC: \x1b, as in
+//  the logs), and surrounding
 //  whitespace is trimmed.
 char *bm_capture_text (bm_capture_t *self);
 

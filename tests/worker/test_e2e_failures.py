@@ -4,7 +4,8 @@ tests/worker/bots/testbot.py with a flag); the broker learns the types from
 the worker's READY.
 
   - past its timeout (SUBMIT timeoutMs): killed, failed with `timeout`
-  - exit 1: failed `bot_failed`, its stderr is the error message
+  - exit 1: failed `bot_failed`, its stderr is the error message (an ESC in
+    it shows as \x1b, there and in the worker's log)
   - exit 3 without stderr, killed by a signal, a huge stderr (tail kept)
   - stdout not JSON: `bad_output`; JSON after a UTF-8 byte order mark: the result
   - prints 100 MB: capped, killed, `bad_output`, quickly
@@ -66,6 +67,16 @@ def main():
         check(rec["state"] == "failed" and rec["error"]["code"] == "bot_failed"
               and rec["error"]["message"] == err.strip(),
               "exit 1 -> bot_failed with its stderr as the message", rec.get("error"))
+
+        # A terminal escape on stderr (ANSI colour): shown as the four characters \x1b, in the
+        # error message as in the worker's log, never as the ESC byte (nor a space).
+        rec = c.wait(c.submit("tbot", {"exit": 1, "stderr": "\x1b[31mred alert\x1b[0m\n"}), timeout=20)
+        check(rec["error"]["code"] == "bot_failed"
+              and rec["error"]["message"] == "\\x1b[31mred alert\\x1b[0m",
+              "an ESC on stderr is \\x1b in the error message", rec.get("error"))
+        wait_until(lambda: "\\x1b[31mred alert" in w.output(), 5, "the worker to log that job's end")
+        check("\x1b" not in w.output() and " [31mred alert" not in w.output(),
+              "and \\x1b in the worker's log too (not the byte, not a space)", w.output()[-300:])
 
         rec = c.wait(c.submit("tbot", {"exit": 3}), timeout=20)
         check(rec["error"]["code"] == "bot_failed" and "status 3" in rec["error"]["message"],
