@@ -7,8 +7,16 @@
 #include "bm_log.h"
 #include "bm_sentinel.h"
 #include "bm_redis_zloop.h"
+#include "bm_resolve.h"
 
 #include <hiredis/async.h>
+
+//  A name that takes longer to resolve is given up on, and tried again
+//  after the usual backoff (the resolution itself may go on, on its own
+//  thread, until the resolver's timeout: bm_resolve.h).  Under glibc's
+//  default timeout of 5 s, a DNS server that is only slow still answers
+//  a later try from its cache.
+#define STORE_RESOLVE_TIMEOUT_MS  3000
 
 //  A read, sent on its own.
 typedef struct {
@@ -33,6 +41,9 @@ struct _bm_store_t {
     size_t last_group_size;     //  Bytes of the last group sent (a size hint)
     int backoff_ms;             //  Next reconnect delay
     int reconnect_timer;        //  zloop timer id, or -1
+    bm_resolve_t *resolve;      //  The host name being resolved, or NULL
+    zmq_pollitem_t resolve_item;//  Our poller on its descriptor
+    int resolve_timer;          //  Gives up on it, or -1
     bool outage_logged;         //  One log line per outage
     bool loading_logged;        //  One log line while Redis loads
     bool setup_refused;         //  Redis refused this connection's AUTH or
@@ -334,9 +345,76 @@ s_on_switch (const bm_sentinel_switch_t *sw, void *arg)
     self->backoff_ms = 100;
 }
 
+//  A connect that failed before reaching Redis (a name that does not
+//  resolve, no socket): logged once per outage, tried again with backoff.
+static void
+s_cannot_connect (bm_store_t *self, const char *why)
+{
+    if (!self->outage_logged) {
+        bm_error (NULL, "redis %s:%d: cannot connect (%s); reconnecting with backoff",
+                  self->host, self->port, why);
+        self->outage_logged = true;
+    }
+    s_schedule_reconnect (self);
+}
+
+//  Stop waiting for the resolution in flight, if any; a resolution still
+//  running finishes on its own thread (bm_resolve_destroy never blocks).
+static void
+s_resolve_end (bm_store_t *self)
+{
+    if (!self->resolve)
+        return;
+    zloop_poller_end (self->loop, &self->resolve_item);
+    if (self->resolve_timer != -1) {
+        zloop_timer_end (self->loop, self->resolve_timer);
+        self->resolve_timer = -1;
+    }
+    bm_resolve_destroy (&self->resolve);
+}
+
+static void s_connect_to (bm_store_t *self, const char *addr);
+
+//  The resolver answered: connect to the address, or try again later.
+static int
+s_on_resolved (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void) loop; (void) item;
+    bm_store_t *self = (bm_store_t *) arg;
+    char addr [64], why [256];
+    int rc = self->resolve
+           ? bm_resolve_result (self->resolve, addr, sizeof addr, why, sizeof why) : 1;
+    if (rc == 1)
+        return 0;               //  Not yet (or no longer ours)
+    s_resolve_end (self);
+    if (rc == 0)
+        s_connect_to (self, addr);
+    else
+        s_cannot_connect (self, why);
+    return 0;
+}
+
+//  The resolver took too long: give up on it and try again with backoff.
+static int
+s_resolve_expired (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop; (void) timer_id;
+    bm_store_t *self = (bm_store_t *) arg;
+    self->resolve_timer = -1;
+    s_resolve_end (self);
+    if (!self->outage_logged) {
+        bm_error (NULL, "redis %s:%d: name not resolved after %d ms; reconnecting with backoff",
+                  self->host, self->port, STORE_RESOLVE_TIMEOUT_MS);
+        self->outage_logged = true;
+    }
+    s_schedule_reconnect (self);
+    return 0;
+}
+
 static void
 s_connect (bm_store_t *self)
 {
+    s_resolve_end (self);
     if (self->sentinels) {
         char host [256], why [512];
         int port;
@@ -358,21 +436,42 @@ s_connect (bm_store_t *self)
             self->port = port;
         }
     }
+    //  hiredis would resolve a host name itself, in the loop's thread, for
+    //  as long as the resolver waits: a name goes to a thread of its own
+    //  first (bm_resolve), and hiredis gets its address.
+    if (bm_resolve_numeric (self->host)) {
+        s_connect_to (self, self->host);
+        return;
+    }
+    char why [256];
+    self->resolve = bm_resolve_new (self->host, why, sizeof why);
+    if (!self->resolve) {
+        s_cannot_connect (self, why);
+        return;
+    }
+    self->resolve_item = (zmq_pollitem_t) { NULL, bm_resolve_fd (self->resolve), ZMQ_POLLIN, 0 };
+    self->resolve_timer = zloop_timer (self->loop, STORE_RESOLVE_TIMEOUT_MS, 1,
+                                       s_resolve_expired, self);
+    if (zloop_poller (self->loop, &self->resolve_item, s_on_resolved, self)) {
+        s_resolve_end (self);
+        s_cannot_connect (self, "cannot poll the resolver");
+        return;
+    }
+    //  The pipe's hang-up comes with its byte: not an error to drop it for.
+    zloop_poller_set_tolerant (self->loop, &self->resolve_item);
+}
+
+//  Connect to addr (the host's address, or the host itself when it needs
+//  no resolving); logs name the host.
+static void
+s_connect_to (bm_store_t *self, const char *addr)
+{
     self->setup_refused = false;
-    //  hiredis resolves the host name here, in the loop's thread: a name
-    //  that does not resolve (yet: a container not started) fails at once,
-    //  and is tried again like a refused connection.
-    redisAsyncContext *ac = redisAsyncConnect (self->host, self->port);
+    redisAsyncContext *ac = redisAsyncConnect (addr, self->port);
     if (!ac || ac->err) {
-        const char *why = ac ? ac->errstr : "out of memory";
-        if (!self->outage_logged) {
-            bm_error (NULL, "redis %s:%d: cannot connect (%s); reconnecting with backoff",
-                      self->host, self->port, why);
-            self->outage_logged = true;
-        }
+        s_cannot_connect (self, ac ? ac->errstr : "out of memory");
         if (ac)
             redisAsyncFree (ac);
-        s_schedule_reconnect (self);
         return;
     }
     ac->data = self;
@@ -826,6 +925,7 @@ bm_store_new (zloop_t *loop, const char *url, const char *sentinels, const char 
     }
     self->backoff_ms = 100;
     self->reconnect_timer = -1;
+    self->resolve_timer = -1;
     self->ping_timer = -1;
     if (self->sentinels)
         self->watch = bm_sentinel_watch_new (loop, self->sentinels, self->master_name,
@@ -843,6 +943,7 @@ bm_store_destroy (bm_store_t **self_p)
         bm_sentinel_watch_destroy (&self->watch);
         if (self->reconnect_timer != -1)
             zloop_timer_end (self->loop, self->reconnect_timer);
+        s_resolve_end (self);
         if (self->ping_timer != -1)
             zloop_timer_end (self->loop, self->ping_timer);
         if (self->ac) {

@@ -16,6 +16,7 @@
 #include "bm_log.h"
 #include "bm_redis_url.h"
 #include "bm_redis_setup.h"
+#include "bm_resolve.h"
 #include "bm_selftest.h"
 #include "bm_settings.h"
 #include "bm_tz.h"
@@ -38,6 +39,7 @@ static const bm_selftest_t s_tests [] = {
     { "cron",      bm_cron_test },
     { "backoff",   bm_backoff_test },
     { "codec_control", bm_codec_control_test },
+    { "resolve",   bm_resolve_test },
     { NULL, NULL }
 };
 

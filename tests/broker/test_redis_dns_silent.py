@@ -1,0 +1,204 @@
+"""A Redis host name whose DNS server never answers does not stop the
+broker: it resolves the name off its event loop, and gives up on a try
+after a few seconds.
+
+- REDIS_URL names redis-silent, which no hosts file knows; the broker's
+  resolv.conf names a DNS server on 127.0.0.1:53 that swallows every
+  query (timeout:3 attempts:2: a lookup in the broker's loop would hold
+  it 6 s and more at each try).
+- For 8 s a client PINGs the broker and a worker heartbeats: every PING
+  is answered within 300 ms, and the broker's own HEARTBEATs keep coming
+  (never more than 300 ms late).  The broker logs one ERROR, "name not
+  resolved after N ms; reconnecting with backoff".
+- A second broker, stopped (SIGTERM) while a resolution is in flight,
+  exits at once and cleanly (and, under the sanitizers, with no report:
+  the resolution left running frees its own memory).
+- Once the name resolves (it appears in the broker's /etc/hosts), the
+  broker connects by itself ("available again"), and a job submitted
+  then is in that Redis.
+
+The brokers run in a user and mount namespace of their own (unshare -Urm)
+whose /etc/hosts, /etc/resolv.conf and /etc/nsswitch.conf are files the
+test writes; the DNS server is a UDP socket of the test's.  A real
+redis-server; the broker's log as an operator reads it.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zmq
+import harness as h
+from fakeworker import FakeWorker
+from test_redis_dns import ready        # /ready as (status, error code)
+
+NAME = "redis-silent"
+INTERVAL_MS = 200           # the broker's heartbeat interval here
+LATE_MS = 300               # how late an answer may be
+MEASURE_S = 8.0
+
+
+class SilentDns:
+    """A DNS server on 127.0.0.1:53 that reads every query and answers
+    none; counts them."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 53))
+        self.sock.settimeout(0.2)
+        self.queries = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._swallow, daemon=True)
+        self.thread.start()
+
+    def _swallow(self):
+        while self.running:
+            try:
+                self.sock.recvfrom(4096)
+                self.queries += 1
+            except socket.timeout:
+                pass
+
+    def close(self):
+        self.running = False
+        self.thread.join()
+        self.sock.close()
+
+
+def spawn_broker(s, name, files, port):
+    """A broker in its own namespace, with the test's hosts, resolv.conf
+    and nsswitch.conf."""
+    env = dict(s.env, REDIS_URL="redis://%s:%d/0" % (NAME, s.redis_port),
+               BROKER_ENDPOINT="tcp://127.0.0.1:%d" % port, BROKER_METRICS_PORT="-1",
+               HEARTBEAT_INTERVAL_MS=str(INTERVAL_MS))
+    script = ('mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/resolv.conf'
+              ' && mount --bind "$2" /etc/nsswitch.conf && exec "$3"')
+    return s.spawn(name, ["unshare", "-Urm", "sh", "-c", script, files["hosts"],
+                          files["resolv"], files["nsswitch"], s.bin("botmesh-broker")], env)
+
+
+def measure(endpoint, seconds):
+    """PING the broker every 100 ms and heartbeat as a worker, for
+    seconds; returns (the slowest PING's round trip, the longest gap
+    between the broker's HEARTBEATs, PINGs answered), in ms."""
+    c = h.Client(endpoint)
+    w = FakeWorker(endpoint, "dns-w1", ["python"], 0)
+    poller = zmq.Poller()
+    poller.register(c.sock, zmq.POLLIN)
+    poller.register(w.sock, zmq.POLLIN)
+    start = time.monotonic()
+    sent_at, answered, worst_ping = None, 0, 0.0
+    beats, next_ping, next_beat = [], start, start
+    while True:
+        now = time.monotonic()
+        if now - start >= seconds:
+            break
+        if sent_at is None and now >= next_ping:
+            c.req += 1
+            c.send(h.PING, {"req": c.req})
+            sent_at = now
+        if now >= next_beat:
+            w.heartbeat()
+            next_beat = now + INTERVAL_MS / 1000.0
+        for sock, _ in poller.poll(10):
+            frames = sock.recv_multipart()
+            cmd, body = frames[1][0], h.unpack(frames[2])
+            at = time.monotonic()
+            if sock is c.sock and cmd == h.REPLY and body.get("req") == c.req and sent_at:
+                worst_ping = max(worst_ping, at - sent_at)
+                answered += 1
+                sent_at, next_ping = None, at + 0.1
+            elif sock is w.sock and cmd == h.HEARTBEAT:
+                beats.append(at)
+    end = time.monotonic()
+    if sent_at is not None:         # unanswered so far: as late as that
+        worst_ping = max(worst_ping, end - sent_at)
+    marks = [start] + beats + [end]
+    worst_gap = max(b - a for a, b in zip(marks, marks[1:]))
+    c.close()
+    w.close()
+    return worst_ping * 1000, worst_gap * 1000, answered
+
+
+def test():
+    probe = subprocess.run(["unshare", "-Urm", "true"], capture_output=True)
+    if probe.returncode != 0:
+        print("SKIP: no user and mount namespaces here (unshare -Urm: %s)" % probe.stderr.decode().strip())
+        sys.exit(77)
+    try:
+        dns = SilentDns()
+    except OSError as e:
+        print("SKIP: cannot bind a DNS server on 127.0.0.1:53 (%s)" % e)
+        sys.exit(77)
+    try:
+        with h.Stack("redis-dns-silent") as s:
+            s.redis()
+            files = {k: os.path.join(s.dir, k) for k in ("hosts", "resolv", "nsswitch")}
+            with open("/etc/hosts") as f, open(files["hosts"], "w") as out:
+                out.write(f.read())
+            with open(files["resolv"], "w") as out:
+                out.write("nameserver 127.0.0.1\noptions timeout:3 attempts:2\n")
+            with open(files["nsswitch"], "w") as out:
+                out.write("hosts: files dns\n")
+
+            port = h.free_port()
+            broker = spawn_broker(s, "broker", files, port)
+            broker.metrics_port = broker.listening("metrics")
+            s.endpoint = "tcp://127.0.0.1:%d" % port
+            s.wait_ping()
+
+            worst_ping, worst_gap, answered = measure(s.endpoint, MEASURE_S)
+            h.log("over %.0f s: %d PINGs answered, the slowest in %.0f ms; the broker's "
+                  "heartbeats at most %.0f ms apart; %d DNS queries swallowed"
+                  % (MEASURE_S, answered, worst_ping, worst_gap, dns.queries))
+            h.check(dns.queries > 0, "the broker asked the silent DNS server for %s" % NAME)
+            h.check(worst_ping < LATE_MS, "every PING answered within %d ms" % LATE_MS,
+                    "%.0f ms" % worst_ping, broker.output()[-1500:])
+            h.check(worst_gap < INTERVAL_MS + LATE_MS,
+                    "the broker's heartbeats kept coming, every %d ms" % INTERVAL_MS,
+                    "%.0f ms gap" % worst_gap)
+            lines = [l for l in broker.output().splitlines() if NAME in l and " ERROR " in l]
+            h.log("the broker said:", *lines)
+            h.check(len(lines) == 1 and "name not resolved after" in lines[0]
+                    and "reconnecting with backoff" in lines[0],
+                    "one ERROR for the outage: the name not resolved in time, "
+                    "reconnecting with backoff", lines)
+
+            # A broker stopped while it waits for the DNS server stops at once.
+            other = spawn_broker(s, "broker-stopped", files, h.free_port())
+            other.listening("metrics")
+            # Its first resolution, begun as it started, has a few seconds
+            # before it is given up on.
+            h.check("not resolved" not in other.output(),
+                    "the second broker is still resolving %s" % NAME, other.output()[-1500:])
+            t0 = time.monotonic()
+            other.signal(signal.SIGTERM)
+            h.wait_until(lambda: not other.alive(), 5, "the second broker to exit on SIGTERM")
+            took = time.monotonic() - t0
+            h.log("the second broker exited %.0f ms after SIGTERM, rc %s"
+                  % (took * 1000, other.p.returncode))
+            # (Waiting for the resolution would take the resolver's 6 s.)
+            h.check(other.p.returncode == 0 and took < 3,
+                    "at once (< 3 s, well before the resolver would give up) and cleanly (rc 0)",
+                    other.output()[-1500:])
+
+            # The name appears: the broker connects without being told.
+            with open(files["hosts"], "a") as out:
+                out.write("127.0.0.1 %s\n" % NAME)
+            h.wait_until(lambda: ready(broker) == (200, None), 15,
+                         "the broker to connect (and be ready) once %s resolves" % NAME)
+            h.check("redis %s:%d available again" % (NAME, s.redis_port) in broker.output(),
+                    "and say Redis is available again", broker.output()[-1500:])
+            c = s.client()
+            jid = c.submit("python", {"n": 1})
+            h.check(s.redis_cli("HGET", "botmesh:{bm}:job:" + jid, "state") == "queued",
+                    "a job submitted now is in that Redis")
+            c.close()
+    finally:
+        dns.close()
+
+
+if __name__ == "__main__":
+    h.main(test)
