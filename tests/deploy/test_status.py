@@ -4,7 +4,8 @@ The local stack (ephemeral ports, private var directory, simulated bots,
 env file with API keys, as deploy.script): `status` run without the env file
 `up` read finds the services on the ports recorded in var/run and says
 those differ from its own settings; a worker killed with SIGKILL stays DOWN
-(exit 1) in every `status` until `up` starts it again; a worker stopped
+(exit 1) in every `status` until `up` starts it again, and `status` says so
+without shell errors about its /proc entries being gone; a worker stopped
 with SIGSTOP shows STOPPED (exit 1), and its type's row says the broker
 lists fewer workers than run; `scale python=2` is kept across `down` and
 `up` (var/scale), and `scale python=1` sets it back; a worker of a type
@@ -86,6 +87,8 @@ def run(e):
         p = e.run("status")
         check(p.returncode == 1 and "DOWN" in row(p, "worker-java-1") and "DOWN" in row(p, "worker-python-2"),
               "status #%d after kill -9: worker-java-1 and worker-python-2 DOWN, exit 1" % i, show(p))
+        check("/proc/" not in p.stderr and "No such file" not in p.stderr,
+              "status #%d: no shell error about the dead workers' /proc entries" % i, p.stderr)
     check("worker-java-1" in e.pids(), "the dead worker's pid file is kept")
     # Its pid file gone (as an earlier up removed it): the type's row says
     # fewer run than scale asked for.
