@@ -20,9 +20,11 @@
 #include "bm_selftest.h"
 #include "bm_settings.h"
 #include "bm_tz.h"
+#include "bm_url.h"
 #include "bm_worker_link.h"
 
 static const bm_selftest_t s_tests [] = {
+    { "url",       bm_url_test },
     { "settings",  bm_settings_test },
     { "env_check", bm_env_check_test },
     { "redis_url", bm_redis_url_test },

@@ -166,30 +166,149 @@ s_cors_lines (const char *origin, char *buf, size_t size)
 //  --------------------------------------------------------------------------
 //  Starting a server
 
+//  What a refusal of civetweb's own is, from what it tells: its status,
+//  its message and what it had parsed of the request line when it gave
+//  up.  (civetweb 1.15 says "Bad request" for a bad Content-Length, a
+//  method it does not know, a request line it cannot split and a header
+//  line without a colon; "Malformed message" for a head over
+//  max_request_size or holding a control byte, which it does not tell
+//  apart, nor a long URL from long headers.)
+typedef struct {
+    int status;                 //  Our status
+    const char *code;           //  Our error code
+    char message [160];         //  Our message: never raw request bytes
+} s_refusal_t;
+
+//  The methods civetweb knows (it refuses TRACE) and whether HTTP
+//  itself (RFC 9110, PATCH) defines each.
+static const struct {
+    const char *name;
+    bool http;                  //  Defined by HTTP, not WebDAV
+    bool taken;                 //  civetweb passes it on
+} s_methods [] = {
+    { "GET", true, true },      { "HEAD", true, true },     { "POST", true, true },
+    { "PUT", true, true },      { "DELETE", true, true },   { "CONNECT", true, true },
+    { "OPTIONS", true, true },  { "PATCH", true, true },    { "TRACE", true, false },
+    { "PROPFIND", false, true }, { "PROPPATCH", false, true }, { "MKCOL", false, true },
+    { "LOCK", false, true },    { "UNLOCK", false, true },  { "MOVE", false, true },
+    { "COPY", false, true },    { "REPORT", false, true },  { "MKACTIVITY", false, true },
+    { "CHECKOUT", false, true },
+};
+
+//  The method's row in s_methods, or -1.
+static int
+s_method_row (const char *method)
+{
+    for (size_t i = 0; i < sizeof s_methods / sizeof s_methods [0]; i++)
+        if (strcmp (method, s_methods [i].name) == 0)
+            return (int) i;
+    return -1;
+}
+
+//  A method civetweb refused, if that is what the request line holds: a
+//  token (RFC 9110) of 1 to 32 characters, so it can be named back.
+static bool
+s_method_token (const char *method)
+{
+    size_t len = method ? strlen (method) : 0;
+    return len > 0 && len <= 32
+        && strspn (method, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                           "!#$%&'*+-.^_`|~") == len;
+}
+
+static void
+s_refusal (struct mg_connection *conn, int status, const char *message, s_refusal_t *out)
+{
+    const struct mg_request_info *info = mg_get_request_info (conn);
+    const char *method = info ? info->request_method : NULL;
+    int row = method ? s_method_row (method) : -1;
+    const char *version = info ? info->http_version : NULL;
+    bool line_parsed = version && (strcmp (version, "1.0") == 0 || strcmp (version, "1.1") == 0);
+    out->status = status;
+    out->code = status >= 500 ? "internal" : "bad_request";
+    snprintf (out->message, sizeof out->message, "the request could not be handled (HTTP %d)",
+              status);
+    if (status == 411) {
+        //  Content-Length not a number, or negative: a framing error, as
+        //  bm_http_framing_error answers the other ill-formed lengths.
+        out->status = 400;
+        out->code = "bad_framing";
+        snprintf (out->message, sizeof out->message, "Content-Length must be one decimal number");
+    }
+    else
+    if (status == 400 && message && strcmp (message, "Malformed message") == 0) {
+        const char *limit = mg_get_option (mg_get_context (conn), "max_request_size");
+        out->status = 431;
+        out->code = "headers_too_large";
+        snprintf (out->message, sizeof out->message,
+                  "the request line and headers are larger than %s bytes, or hold a control "
+                  "character", limit && *limit ? limit : "max_request_size");
+    }
+    else
+    if (status == 400 && message && strcmp (message, "Invalid URI") == 0) {
+        out->code = "bad_path";
+        snprintf (out->message, sizeof out->message, "the path must begin with /");
+    }
+    else
+    if (status == 400 && method && (row < 0 || !s_methods [row].taken)) {
+        if (s_method_token (method)) {
+            //  405 for a method of HTTP's that no route here takes,
+            //  501 for one HTTP does not define.
+            out->status = row >= 0 && s_methods [row].http ? 405 : 501;
+            out->code = "method_not_allowed";
+            snprintf (out->message, sizeof out->message,
+                      "the method %s is not allowed: use GET, HEAD, POST, DELETE or OPTIONS",
+                      method);
+        }
+        else
+            snprintf (out->message, sizeof out->message,
+                      "the request line must be METHOD /path HTTP/1.1");
+    }
+    else
+    if (status == 400 && method && !line_parsed) {
+        out->code = "bad_path";
+        snprintf (out->message, sizeof out->message,
+                  "the path holds a space or a byte outside printable ASCII (percent-encode it)");
+    }
+    else
+    if (status == 400 && method && info->num_headers < 0) {
+        out->code = "bad_header";
+        snprintf (out->message, sizeof out->message, "a header line is not Name: value");
+    }
+    else
+    if (status == 505) {
+        out->code = "http_version_not_supported";
+        snprintf (out->message, sizeof out->message, "the HTTP version must be 1.0 or 1.1");
+    }
+    else
+    if (status == 408)
+        out->code = "request_timeout";
+    else
+    if (status == 413)
+        out->code = "request_too_large";
+}
+
 //  Errors civetweb answers itself (a request it cannot parse, a head too
 //  large, an unknown HTTP version...): JSON like ours, with the common
-//  headers, and the connection closes, since what follows on it cannot be
-//  trusted.  Written into one buffer: no allocation on this path.
+//  headers, a code and message naming the problem as far as civetweb
+//  tells it (s_refusal), and the connection closes, since what follows
+//  on it cannot be trusted.  Written into one buffer: no allocation on
+//  this path.
 static int
 s_http_error (struct mg_connection *conn, int status, const char *message)
 {
-    (void) message;                 //  May hold request bytes: not echoed
-    const char *code = "bad_request";
-    switch (status) {
-        case 408: code = "request_timeout"; break;
-        case 411: code = "length_required"; break;
-        case 413: code = "request_too_large"; break;
-        case 414: code = "uri_too_long"; break;
-        case 431: code = "headers_too_large"; break;
-        case 505: code = "http_version_not_supported"; break;
-        default:  if (status >= 500) code = "internal"; break;
-    }
-    char body [160];
-    int len = snprintf (body, sizeof body,
-                        "{\"error\":{\"code\":\"%s\",\"message\":\"the request could not be "
-                        "handled (HTTP %d)\"}}", code, status);
-    char buf [BM_HTTP_HEAD_MAX + 160];
-    int n = bm_http_head (conn, status, "application/json", (size_t) len, "close", NULL,
+    s_refusal_t refusal;
+    s_refusal (conn, status, message, &refusal);
+    const struct mg_request_info *info = mg_get_request_info (conn);
+    bm_info (NULL, "http: refused %d %s from %s: %s", refusal.status, refusal.code,
+             info && info->remote_addr [0] ? info->remote_addr : "?", refusal.message);
+    char body [256];
+    int len = snprintf (body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
+                        refusal.code, refusal.message);
+    if (len < 0 || (size_t) len >= sizeof body)
+        return 0;
+    char buf [BM_HTTP_HEAD_MAX + 256];
+    int n = bm_http_head (conn, refusal.status, "application/json", (size_t) len, "close", NULL,
                           buf, sizeof buf);
     if (n < 0)
         return 0;
@@ -516,6 +635,7 @@ bm_http_reason (int status)
         case 201: return "Created";
         case 202: return "Accepted";
         case 204: return "No Content";
+        case 207: return "Multi-Status";
         case 301: return "Moved Permanently";
         case 302: return "Found";
         case 400: return "Bad Request";
@@ -530,10 +650,12 @@ bm_http_reason (int status)
         case 413: return "Payload Too Large";
         case 414: return "URI Too Long";
         case 415: return "Unsupported Media Type";
+        case 422: return "Unprocessable Entity";
         case 425: return "Too Early";
         case 429: return "Too Many Requests";
         case 431: return "Request Header Fields Too Large";
         case 500: return "Internal Server Error";
+        case 501: return "Not Implemented";
         case 502: return "Bad Gateway";
         case 503: return "Service Unavailable";
         case 504: return "Gateway Timeout";

@@ -3,6 +3,7 @@
 #include "bm_selftest.h"
 #include "bm_codec.h"
 #include "bm_json.h"
+#include "bm_url.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -150,13 +151,21 @@ s_timing (const json_t *body, bm_codec_submit_t *submit, gw_invoke_error_t *erro
     if (json_object_get (backoff, "delayMs") && json_object_get (backoff, "delay"))
         return s_fail (error, 400, "invalid_backoff",
                        "backoff.delay and backoff.delayMs are the same field: give one");
-    if (s_opt_int (backoff, delay_key, 0, BM_BACKOFF_MAX_MS, &delay) <= 0)
+    //  The type first: a wrong one is the mistake to name, whatever
+    //  else the object lacks.
+    char message [128];
+    bm_backoff_t type_check;
+    if (bm_backoff_set (&type_check, type, type_len, 0, false, message, sizeof message))
+        return bm_valid_bot_type (type, type_len)
+             ? s_fail (error, 400, "invalid_backoff", "%s, not \"%s\"", message, type)
+             : s_fail (error, 400, "invalid_backoff", "%s", message);
+    int has_delay = s_opt_int (backoff, delay_key, 0, BM_BACKOFF_MAX_MS, &delay);
+    if (has_delay <= 0)
         return s_fail (error, 400, "invalid_backoff",
-                       "backoff.%s is required: an integer from 0 to %lld", delay_key,
-                       (long long) BM_BACKOFF_MAX_MS);
+                       "backoff.%s %s an integer from 0 to %lld", delay_key,
+                       has_delay == 0 ? "is required:" : "must be", (long long) BM_BACKOFF_MAX_MS);
     if (jitter && !json_is_null (jitter) && !json_is_boolean (jitter))
         return s_fail (error, 400, "invalid_backoff", "backoff.jitter must be a boolean");
-    char message [128];
     if (bm_backoff_set (&submit->backoff, type, type_len, delay, jitter && json_is_true (jitter),
                         message, sizeof message))
         return s_fail (error, 400, "invalid_backoff", "%s", message);
@@ -231,6 +240,17 @@ s_webhook_url (const json_t *body, const char **url, size_t *len, int *has,
                        "webhookUrl must be an http:// or https:// URL of at most %d printable ASCII "
                        "characters (percent-encode others)",
                        BM_MAX_URL_LEN);
+    //  Read as the webhook manager will read it: a URL it cannot use is
+    //  refused now, not at delivery.
+    int port;
+    char *host = *has ? bm_url_host (*url, "webhookUrl", &port, error->message,
+                                     sizeof error->message) : NULL;
+    if (*has && !host) {
+        error->status = 400;
+        error->code = "invalid_webhook_url";
+        return -1;
+    }
+    free (host);
     return 0;
 }
 
@@ -252,6 +272,25 @@ s_payload_depth (const json_t *payload, gw_invoke_error_t *error)
         return s_fail (error, 400, "invalid_payload",
                        "payload nests deeper than %d levels", GW_INVOKE_MAX_DEPTH);
     return 0;
+}
+
+//  The numeric fields but priority: timeoutMs, maxAttempts and the
+//  timing options (s_timing), into submit.
+static int
+s_numbers (const json_t *body, bm_codec_submit_t *submit, gw_invoke_error_t *error)
+{
+    int has = s_opt_int (body, "timeoutMs", 1, GW_INVOKE_MAX_TIMEOUT_MS, &submit->timeout_ms);
+    if (has < 0)
+        return s_fail (error, 400, "invalid_timeout",
+                       "timeoutMs must be an integer from 1 to %lld",
+                       (long long) GW_INVOKE_MAX_TIMEOUT_MS);
+    submit->has_timeout_ms = has > 0;
+    has = s_opt_int (body, "maxAttempts", 1, GW_INVOKE_MAX_ATTEMPTS, &submit->max_attempts);
+    if (has < 0)
+        return s_fail (error, 400, "invalid_max_attempts",
+                       "maxAttempts must be an integer from 1 to %d", GW_INVOKE_MAX_ATTEMPTS);
+    submit->has_max_attempts = has > 0;
+    return s_timing (body, submit, error);
 }
 
 int
@@ -327,21 +366,8 @@ gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, size_t
         has_key = 1;
     }
 
-    int64_t timeout_ms = 0;
-    int has_timeout = s_opt_int (body, "timeoutMs", 1, GW_INVOKE_MAX_TIMEOUT_MS, &timeout_ms);
-    if (has_timeout < 0)
-        return s_fail (error, 400, "invalid_timeout",
-                       "timeoutMs must be an integer from 1 to %lld",
-                       (long long) GW_INVOKE_MAX_TIMEOUT_MS);
-
-    int64_t max_attempts = 0;
-    int has_attempts = s_opt_int (body, "maxAttempts", 1, GW_INVOKE_MAX_ATTEMPTS, &max_attempts);
-    if (has_attempts < 0)
-        return s_fail (error, 400, "invalid_max_attempts",
-                       "maxAttempts must be an integer from 1 to %d", GW_INVOKE_MAX_ATTEMPTS);
-
     bm_codec_submit_t submit = { .has_req = has_req, .req = req };
-    if (s_timing (body, &submit, error))
+    if (s_numbers (body, &submit, error))
         return -1;
 
     //  The payload first, on its own: its encoded size is the limit, and
@@ -373,10 +399,6 @@ gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, size_t
     submit.webhook_url = (bm_codec_str_t) { has_url > 0 ? url : NULL, has_url > 0 ? url_len : 0 };
     submit.has_priority = true;
     submit.priority = priority;
-    submit.has_timeout_ms = has_timeout > 0;
-    submit.timeout_ms = timeout_ms;
-    submit.has_max_attempts = has_attempts > 0;
-    submit.max_attempts = max_attempts;
     memcpy (submit.bot_type, bot_type, bot_type_len);
     if (has_key > 0)
         memcpy (submit.idempotency_key, key, key_len);
@@ -437,6 +459,87 @@ s_nesting (const char *text, size_t size, size_t limit)
     return deepest;
 }
 
+//  The member names that lead to byte offset at of JSON text (that
+//  parsed up to there): names [i] is the name within the object at depth
+//  i + 1, "" where that depth is an array.  Returns the depth.
+#define S_PATH_MAX  4
+
+static int
+s_path_at (const char *text, size_t at, char names [S_PATH_MAX][40])
+{
+    int depth = 0;
+    bool is_object [S_PATH_MAX + 1] = { false };
+    bool expect_name [S_PATH_MAX + 1] = { false };
+    const char *start = NULL;
+    for (size_t i = 0; i < at; i++) {
+        char c = text [i];
+        if (start) {
+            if (c == '\\')
+                i++;
+            else
+            if (c == '"') {
+                if (depth >= 1 && depth <= S_PATH_MAX && expect_name [depth]) {
+                    snprintf (names [depth - 1], sizeof names [0], "%.*s",
+                              (int) (text + i - start), start);
+                    expect_name [depth] = false;
+                }
+                start = NULL;
+            }
+        }
+        else
+        if (c == '"')
+            start = text + i + 1;
+        else
+        if (c == '{' || c == '[') {
+            depth++;
+            if (depth <= S_PATH_MAX) {
+                names [depth - 1][0] = 0;
+                is_object [depth] = expect_name [depth] = c == '{';
+            }
+        }
+        else
+        if ((c == '}' || c == ']') && depth > 0)
+            depth--;
+        else
+        if (c == ',' && depth >= 1 && depth <= S_PATH_MAX)
+            expect_name [depth] = is_object [depth];
+    }
+    return depth;
+}
+
+//  An integer past 64 bits, which jansson refuses while parsing: named
+//  by its field, with the code and message an out-of-range value of that
+//  field gets (a real number in its place fails the same checks).
+static void
+s_too_big (const char *text, size_t at, int extra_depth, const json_error_t *jerr,
+           gw_invoke_error_t *error)
+{
+    char names [S_PATH_MAX][40];
+    int depth = s_path_at (text, at, names);
+    const char *field = depth > extra_depth ? names [extra_depth] : "";
+    const char *member = depth > extra_depth + 1 ? names [extra_depth + 1] : "";
+    json_t *probe = NULL;
+    if (depth == extra_depth + 1 && *field)
+        probe = json_pack ("{s:f}", field, 1e30);
+    else
+    if (depth == extra_depth + 2 && streq (field, "backoff") && *member)
+        probe = json_pack ("{s:{s:s, s:f}}", "backoff", "type", "fixed", member, 1e30);
+    int64_t priority;
+    bm_codec_submit_t submit;
+    memset (&submit, 0, sizeof submit);
+    bool named = probe && (s_priority (probe, &priority, error) || s_numbers (probe, &submit, error));
+    json_decref (probe);
+    if (named)
+        return;
+    if (streq (field, "payload"))
+        s_fail (error, 400, "invalid_payload", "payload holds an integer too big for a 64-bit "
+                "integer (line %d column %d): send such numbers as strings",
+                jerr->line, jerr->column);
+    else
+        s_fail (error, 400, "invalid_json", "malformed JSON at line %d column %d: an integer too "
+                "big for a 64-bit integer", jerr->line, jerr->column);
+}
+
 json_t *
 gw_invoke_parse (const char *body, size_t size, int extra_depth, gw_invoke_error_t *error)
 {
@@ -455,10 +558,19 @@ gw_invoke_parse (const char *body, size_t size, int extra_depth, gw_invoke_error
     //  here with a message, not a deep recursion.
     json_error_t jerr;
     json_t *root = json_loadb (body, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-    if (!root)
+    if (root)
+        return root;
+    if (json_error_code (&jerr) == json_error_null_character)
+        s_fail (error, 400, "invalid_json", "the body contains a NUL character (\\u0000), which "
+                "is not allowed (line %d column %d)", jerr.line, jerr.column);
+    else
+    if (json_error_code (&jerr) == json_error_numeric_overflow)
+        s_too_big (body, jerr.position < 0 || (size_t) jerr.position > size
+                   ? size : (size_t) jerr.position, extra_depth, &jerr, error);
+    else
         s_fail (error, 400, "invalid_json", "malformed JSON at line %d column %d: %s",
                 jerr.line, jerr.column, jerr.text);
-    return root;
+    return NULL;
 }
 
 int
@@ -659,6 +771,7 @@ gw_invoke_test (bool verbose)
         { "{\"botType\":\"python\",\"payload\":1,\"webhookUrl\":5}", 400, "invalid_webhook_url" },
         { "{\"botType\":\"python\",\"payload\":1,\"webhookUrl\":\"http://x/\\u2028\"}", 400, "invalid_webhook_url" },
         { "{\"botType\":\"python\",\"payload\":1,\"webhookUrl\":\"http://x/\\u202e\"}", 400, "invalid_webhook_url" },
+        { "{\"botType\":\"python\",\"payload\":1,\"webhookUrl\":\"http://[::1\"}", 400, "invalid_webhook_url" },
         { "{\"botType\":\"python\",\"payload\":1,\"timeoutMs\":0}", 400, "invalid_timeout" },
         { "{\"botType\":\"python\",\"payload\":1,\"timeoutMs\":86400001}", 400, "invalid_timeout" },
         { "{\"botType\":\"python\",\"payload\":1,\"maxAttempts\":101}", 400, "invalid_max_attempts" },

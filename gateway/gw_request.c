@@ -442,6 +442,11 @@ gw_request_rejection (gw_request_t *r, const msgpack_object *body, gw_rejection_
             s_copy (out->message, sizeof out->message, rule->message);
         else
             s_safe_message (body, out->message, sizeof out->message, rule->fallback);
+        //  runAt is the one field whose range only the broker can check
+        //  (its clock): its refusal gets the code the gateway gives a
+        //  runAt of the wrong type.
+        if (streq (code, "bad_request") && strncmp (out->message, "runAt ", 6) == 0)
+            out->code = "invalid_run_at";
     }
     else {
         //  bad_frame, bad_header...: our own request was wrong.  Log it,
@@ -584,6 +589,17 @@ gw_request_read_body (gw_request_t *r, char **body, size_t *size)
         }
         size_t want = cap - got < step ? cap - got : step;
         int n = mg_read (r->conn, buf + got, want);
+        if (n < 0 && declared < 0 && bm_mono_ms () < deadline) {
+            //  civetweb could not read a chunk's size line (not
+            //  hexadecimal, or cut short): the body's framing is broken.
+            free (buf);
+            r->must_close = true;
+            r->reason = "bad_request";
+            gw_request_error (r, 400, "bad_framing",
+                              "the chunked body is malformed: each chunk must begin with its "
+                              "size in hexadecimal and CRLF", NULL);
+            return -1;
+        }
         if (n <= 0) {
             //  A read that gave up at its own timeout (civetweb's
             //  request_timeout_ms, the same as ours) ends at our deadline:
@@ -622,17 +638,34 @@ gw_request_read_body (gw_request_t *r, char **body, size_t *size)
 }
 
 //  A query-string parameter into buf.  1 if present, 0 if absent, -1 if
-//  longer than buf.
+//  longer than buf; -2 once answered 400 with code, when the parameter is
+//  given twice or holds a NUL or control character once decoded.
 int
-gw_request_query (gw_request_t *r, const char *name, char *buf, size_t size)
+gw_request_query (gw_request_t *r, const char *name, char *buf, size_t size, const char *code)
 {
     const char *qs = r->ri->query_string;
     if (!qs)
         return 0;
-    int n = mg_get_var (qs, strlen (qs), name, buf, size);
+    size_t qs_len = strlen (qs);
+    int n = mg_get_var (qs, qs_len, name, buf, size);
     if (n == -1)
         return 0;
     if (n < 0)
         return -1;
+    char second [8];
+    int again = mg_get_var2 (qs, qs_len, name, second, sizeof second, 1);
+    const char *why = NULL;
+    if (again != -1)
+        why = "given twice: give it once";
+    else
+    for (int i = 0; i < n && !why; i++)
+        if ((unsigned char) buf [i] < 0x20 || buf [i] == 0x7f)
+            why = "holds a NUL or control character";
+    if (why) {
+        char message [96];
+        snprintf (message, sizeof message, "%s %s", name, why);
+        gw_request_error (r, 400, code, message, NULL);
+        return -2;
+    }
     return 1;
 }

@@ -92,7 +92,9 @@ bool gw_request_is_json (const char *content_type);
 int gw_request_read_body (gw_request_t *r, char **body, size_t *size);
 
 //  A query-string parameter into buf.  1 if present, 0 if absent, -1 if
-//  longer than buf.
-int gw_request_query (gw_request_t *r, const char *name, char *buf, size_t size);
+//  longer than buf; -2 once answered 400 with code, when the parameter is
+//  given twice or holds a NUL or control character once decoded.
+int gw_request_query (gw_request_t *r, const char *name, char *buf, size_t size,
+                      const char *code);
 
 #endif

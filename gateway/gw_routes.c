@@ -267,9 +267,15 @@ gw_routes_jobs (gw_request_t *r)
     //  The state, or BullMQ's name of it, as /stats reports them (waiting,
     //  active) and as BullMQ's getJobs takes them (wait).
     char state [16], bot_type [BM_MAX_BOT_TYPE_LEN + 1], limit_text [16];
-    int has_state = gw_request_query (r, "state", state, sizeof state);
-    int has_type = gw_request_query (r, "botType", bot_type, sizeof bot_type);
-    int has_limit = gw_request_query (r, "limit", limit_text, sizeof limit_text);
+    int has_state = gw_request_query (r, "state", state, sizeof state, "invalid_state");
+    if (has_state == -2)
+        return;
+    int has_type = gw_request_query (r, "botType", bot_type, sizeof bot_type, "invalid_bot_type");
+    if (has_type == -2)
+        return;
+    int has_limit = gw_request_query (r, "limit", limit_text, sizeof limit_text, "invalid_limit");
+    if (has_limit == -2)
+        return;
     const char *listed = has_state > 0 && *state ? bm_list_state (state) : "";
     if (has_state < 0 || !listed) {
         gw_request_error (r, 400, "invalid_state", BM_LIST_STATE_ERROR, NULL);
@@ -332,7 +338,9 @@ gw_routes_history (gw_request_t *r)
     gw_server_t *server = r->server;
     char limit_text [16];
     int64_t limit = 360;        //  1 h at the default 10 s interval
-    int has_limit = gw_request_query (r, "limit", limit_text, sizeof limit_text);
+    int has_limit = gw_request_query (r, "limit", limit_text, sizeof limit_text, "invalid_limit");
+    if (has_limit == -2)
+        return;
     if (has_limit < 0
     || (has_limit > 0 && bm_parse_int (limit_text, 1, GW_HISTORY_MAX_LIMIT, &limit))) {
         char message [80];

@@ -140,6 +140,9 @@ s_delivery (mk_server_t *self, struct mg_connection *conn, const char *path)
     size_t len;
     int rc = bm_http_read_body (conn, self->config.max_request, &body, &len);
     if (rc == -1) {
+        //  The rest of the body is not read: the connection closes, or
+        //  civetweb would read and drop it all before the next request.
+        mg_disable_connection_keep_alive (conn);
         bm_http_reply_error (conn, 413, "payload_too_large", "the body is larger than %zu bytes",
                         self->config.max_request);
         return;
@@ -349,6 +352,7 @@ s_post_mode (mk_server_t *self, struct mg_connection *conn)
     char *body;
     size_t len;
     if (bm_http_read_body (conn, 65536, &body, &len)) {
+        mg_disable_connection_keep_alive (conn);
         bm_http_reply_error (conn, 413, "payload_too_large", "a mode is at most 64 KiB");
         return;
     }

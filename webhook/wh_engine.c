@@ -12,6 +12,7 @@
 #include "bm_config.h"
 #include "bm_log.h"
 #include "bm_proto.h"
+#include "bm_url.h"
 
 #include <curl/curl.h>
 #include <stdatomic.h>
@@ -509,47 +510,6 @@ wh_engine_destroy (wh_engine_t **self_p)
     }
 }
 
-//  The host of an http(s) URL, checked; NULL with a reason otherwise.
-static char *
-s_url_host (const char *url, int *port, char *error, size_t error_size)
-{
-    //  Printable ASCII only, as the broker and the gateway check: raw
-    //  UTF-8 (U+2028, bidi controls) must come percent-encoded.
-    for (const char *p = url; *p; p++)
-        if ((unsigned char) *p < 0x21 || (unsigned char) *p >= 0x7F) {
-            snprintf (error, error_size, "the URL holds a space, control or non-ASCII character "
-                      "(percent-encode it)");
-            return NULL;
-        }
-    CURLU *handle = curl_url ();
-    if (!handle) {
-        snprintf (error, error_size, "out of memory");
-        return NULL;
-    }
-    char *scheme = NULL, *host = NULL, *port_text = NULL, *result = NULL;
-    if (curl_url_set (handle, CURLUPART_URL, url, 0) != CURLUE_OK)
-        snprintf (error, error_size, "the URL cannot be parsed");
-    else
-    if (curl_url_get (handle, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK
-    ||  (strcasecmp (scheme, "http") != 0 && strcasecmp (scheme, "https") != 0))
-        snprintf (error, error_size, "the URL must be http:// or https://");
-    else
-    if (curl_url_get (handle, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host)
-        snprintf (error, error_size, "the URL has no host");
-    else
-    if (curl_url_get (handle, CURLUPART_PORT, &port_text, CURLU_DEFAULT_PORT) != CURLUE_OK)
-        snprintf (error, error_size, "the URL has no port");
-    else {
-        *port = atoi (port_text);
-        result = strdup (host);
-    }
-    curl_free (scheme);
-    curl_free (host);
-    curl_free (port_text);
-    curl_url_cleanup (handle);
-    return result;
-}
-
 int
 wh_engine_add (wh_engine_t *self, const char *job_id, const char *url,
                const char *webhook_id, const char *body, size_t body_len,
@@ -563,7 +523,7 @@ wh_engine_add (wh_engine_t *self, const char *job_id, const char *url,
         return -1;
     }
     int port = 0;
-    char *host = s_url_host (url, &port, error, error_size);
+    char *host = bm_url_host (url, "the URL", &port, error, error_size);
     if (!host)
         return -1;
     delivery_t *d = (delivery_t *) calloc (1, sizeof (delivery_t));
