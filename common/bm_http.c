@@ -288,6 +288,28 @@ s_refusal (struct mg_connection *conn, int status, const char *message, s_refusa
         out->code = "request_too_large";
 }
 
+//  At most S_REFUSED_LOG_RATE lines a second for requests civetweb
+//  refused: a client sending junk in a loop cannot make the log the
+//  bottleneck.  The lines past it are counted into the next one logged.
+#define S_REFUSED_LOG_RATE  10
+
+static atomic_llong s_refused_second;
+static atomic_int s_refused_lines;
+static atomic_int s_refused_dropped;
+
+static bool
+s_refused_log_allowed (void)
+{
+    long long second = (long long) time (NULL);
+    long long logged = atomic_load (&s_refused_second);
+    if (logged != second && atomic_compare_exchange_strong (&s_refused_second, &logged, second))
+        atomic_store (&s_refused_lines, 0);
+    if (atomic_fetch_add (&s_refused_lines, 1) < S_REFUSED_LOG_RATE)
+        return true;
+    atomic_fetch_add (&s_refused_dropped, 1);
+    return false;
+}
+
 //  Errors civetweb answers itself (a request it cannot parse, a head too
 //  large, an unknown HTTP version...): JSON like ours, with the common
 //  headers, a code and message naming the problem as far as civetweb
@@ -300,8 +322,15 @@ s_http_error (struct mg_connection *conn, int status, const char *message)
     s_refusal_t refusal;
     s_refusal (conn, status, message, &refusal);
     const struct mg_request_info *info = mg_get_request_info (conn);
-    bm_info (NULL, "http: refused %d %s from %s: %s", refusal.status, refusal.code,
-             info && info->remote_addr [0] ? info->remote_addr : "?", refusal.message);
+    if (s_refused_log_allowed ()) {
+        char dropped [64] = "";
+        int count = atomic_exchange (&s_refused_dropped, 0);
+        if (count)
+            snprintf (dropped, sizeof dropped, " (and %d more not logged)", count);
+        bm_info (NULL, "http: refused %d %s from %s: %s%s", refusal.status, refusal.code,
+                 info && info->remote_addr [0] ? info->remote_addr : "?", refusal.message,
+                 dropped);
+    }
     char body [256];
     int len = snprintf (body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
                         refusal.code, refusal.message);
@@ -584,9 +613,10 @@ bm_http_begin_request (struct mg_connection *conn)
     //  refused, and the connection closed, before any handler sees it.
     const char *framing = bm_http_framing_error (info);
     if (framing) {
-        bm_warn (NULL, "http: refused %s %s from %s: %s",
-                 info->request_method ? info->request_method : "?",
-                 info->local_uri ? info->local_uri : "?", info->remote_addr, framing);
+        if (s_refused_log_allowed ())
+            bm_warn (NULL, "http: refused %s %s from %s: %s",
+                     info->request_method ? info->request_method : "?",
+                     info->local_uri ? info->local_uri : "?", info->remote_addr, framing);
         char body [256];
         int len = snprintf (body, sizeof body,
                             "{\"error\":{\"code\":\"bad_framing\",\"message\":\"%s\"}}",

@@ -142,6 +142,9 @@ def main():
 
         check(post_json(u + "/invoke", VALID).status == 202, "a valid request after all that")
         stop_clean(g)
+        line = "http: refused 431 headers_too_large from 127.0.0.1: the request line and headers"
+        check(line in g.output(), "civetweb's refusals are logged, naming the problem",
+              g.output()[-1500:])
 
         # 6. botmesh-mock: a 413 from Content-Length alone closes the connection.
         mock = s.spawn("mock", [s.bin("botmesh-mock")],
