@@ -536,6 +536,11 @@ s_too_big (const char *text, size_t at, int extra_depth, const json_error_t *jer
                 "integer (line %d column %d): send such numbers as strings",
                 jerr->line, jerr->column);
     else
+    if (*field && bm_valid_id (field, strlen (field))
+    &&  (!*member || bm_valid_id (member, strlen (member))))
+        s_fail (error, 400, "invalid_json", "%s%s%s holds an integer too big for a 64-bit integer "
+                "(line %d column %d)", field, *member ? "." : "", member, jerr->line, jerr->column);
+    else
         s_fail (error, 400, "invalid_json", "malformed JSON at line %d column %d: an integer too "
                 "big for a 64-bit integer", jerr->line, jerr->column);
 }
@@ -772,6 +777,11 @@ gw_invoke_test (bool verbose)
         { "{\"botType\":\"python\",\"payload\":1,\"webhookUrl\":\"http://x/\\u2028\"}", 400, "invalid_webhook_url" },
         { "{\"botType\":\"python\",\"payload\":1,\"webhookUrl\":\"http://x/\\u202e\"}", 400, "invalid_webhook_url" },
         { "{\"botType\":\"python\",\"payload\":1,\"webhookUrl\":\"http://[::1\"}", 400, "invalid_webhook_url" },
+        { "{\"botType\":\"python\",\"payload\":1,\"priority\":99999999999999999999}", 400, "invalid_priority" },
+        { "{\"botType\":\"python\",\"payload\":{\"a\":[1,{\"b\":-99999999999999999999}]}}", 400, "invalid_payload" },
+        { "{\"botType\":\"python\",\"payload\":1,\"backoff\":{\"delay\":99999999999999999999}}", 400, "invalid_backoff" },
+        { "{\"botType\":\"python\",\"payload\":1,\"backoff\":{\"type\":\"weird\"}}", 400, "invalid_backoff" },
+        { "{\"botType\":\"python\",\"payload\":1,\"x\":{\"y\":99999999999999999999}}", 400, "invalid_json" },
         { "{\"botType\":\"python\",\"payload\":1,\"timeoutMs\":0}", 400, "invalid_timeout" },
         { "{\"botType\":\"python\",\"payload\":1,\"timeoutMs\":86400001}", 400, "invalid_timeout" },
         { "{\"botType\":\"python\",\"payload\":1,\"maxAttempts\":101}", 400, "invalid_max_attempts" },

@@ -111,6 +111,8 @@ def main():
                 400, "invalid_backoff", "backoff.delayMs")
         refused(post_json(u + "/invoke", '{"botType":"python","payload":{"n":%s}}' % big),
                 400, "invalid_payload", "payload", "64-bit")
+        refused(post_json(u + "/invoke", '{"botType":"python","payload":{},"other":%s}' % big),
+                400, "invalid_json", "other holds an integer too big for a 64-bit integer")
         r = post_json(u + "/invoke/batch", '[{"botType":"python","payload":{},"priority":%s}]' % big)
         refused(r, 400, "invalid_priority", "priority")
 
