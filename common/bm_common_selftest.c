@@ -3,6 +3,7 @@
         bm_common_selftest [--test NAME] [-v]
 
     CTest runs one entry per class.  */
+#include "bm_auth.h"
 #include "bm_backoff.h"
 #include "bm_codec.h"
 #include "bm_codec_batch.h"
@@ -25,6 +26,7 @@
 
 static const bm_selftest_t s_tests [] = {
     { "url",       bm_url_test },
+    { "auth",      bm_auth_test },
     { "settings",  bm_settings_test },
     { "env_check", bm_env_check_test },
     { "redis_url", bm_redis_url_test },

@@ -123,10 +123,31 @@ bm_http_cors_from_env (void)
     return 0;
 }
 
+bool
+bm_http_origin_listed (const char *origin)
+{
+    if (origin)
+        for (size_t i = 0; i < s_cors.count; i++)
+            if (strcmp (origin, s_cors.origins [i]) == 0)
+                return true;
+    return false;
+}
+
+//  Set by bm_http_cors_off: this thread's replies leave CORS out.
+static __thread bool tl_cors_off;
+
+void
+bm_http_cors_off (bool off)
+{
+    tl_cors_off = off;
+}
+
 //  The CORS header lines for a request from origin (NULL: none sent).
 static const char *
 s_cors_lines (const char *origin, char *buf, size_t size)
 {
+    if (tl_cors_off)
+        return "Vary: Origin\r\n";
     if (s_cors.any)
         return "Access-Control-Allow-Origin: *\r\n";
     if (origin)

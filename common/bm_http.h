@@ -45,6 +45,16 @@
 //  message in error (nothing changes).
 int bm_http_set_cors (const char *origins, char *error, size_t error_size);
 
+//  True when origin is one of the origins CORS_ORIGINS lists by name (never
+//  under "*": any origin is then allowed to read, none is trusted to act).
+bool bm_http_origin_listed (const char *origin);
+
+//  Replies this thread writes while off is true carry no
+//  Access-Control-Allow-Origin (only "Vary: Origin"): for endpoints that
+//  change state, whose answers a page of another origin must not read.
+//  A handler turns it on for its request and off before it returns.
+void bm_http_cors_off (bool off);
+
 //  bm_http_set_cors from the CORS_ORIGINS variable.  Returns 0, or -1 after
 //  logging "configuration: CORS_ORIGINS ...".
 int bm_http_cors_from_env (void);

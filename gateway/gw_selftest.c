@@ -4,7 +4,6 @@
 
     With no --test, runs them all.  CTest runs one entry per class.  */
 #include "gw_arena.h"
-#include "gw_auth.h"
 #include "gw_calls.h"
 #include "gw_group.h"
 #include "gw_history.h"
@@ -22,7 +21,6 @@ static const bm_selftest_t s_tests [] = {
     { "gw_invoke_batch", gw_invoke_batch_test },
     { "gw_record", gw_record_test },
     { "gw_ratelimit", gw_ratelimit_test },
-    { "gw_auth", gw_auth_test },
     { "gw_history", gw_history_test },
     { "gw_calls", gw_calls_test },
     { "gw_group", gw_group_test },

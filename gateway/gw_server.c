@@ -266,33 +266,15 @@ s_admin_route (int route)
         || route == R_QUEUE_CLEAN || route == R_SCHEDULE_ADD || route == R_SCHEDULE_DELETE;
 }
 
-//  ADMIN_API_KEYS: parsed as API_KEYS is; each key must be one of API_KEYS
-//  (an admin key is an API key with more rights).  0, or -1 logged.
+//  ADMIN_API_KEYS (each one of API_KEYS).  0, or -1 logged.
 static int
 s_admin_keys_load (gw_server_t *self)
 {
-    const char *keys = self->config.admin_api_keys;
-    if (!keys || !*keys)
-        return 0;
-    if (!gw_auth_enabled (self->auth)) {
-        bm_error (NULL, "configuration: ADMIN_API_KEYS is set but API_KEYS is not");
-        return -1;
-    }
     char error [200];
-    self->admin = gw_auth_new (keys, error, sizeof error);
-    if (!self->admin) {
-        bm_error (NULL, "configuration: ADMIN_API_KEYS: %s", error);
+    if (bm_auth_admin_new (self->auth, self->config.admin_api_keys, &self->admin,
+                           error, sizeof error)) {
+        bm_error (NULL, "configuration: %s", error);
         return -1;
-    }
-    for (const char *at = keys; *at; ) {
-        while (*at == ',' || *at == ' ')
-            at++;
-        size_t len = strcspn (at, ", ");
-        if (len && gw_auth_check (self->auth, at, len) < 0) {
-            bm_error (NULL, "configuration: ADMIN_API_KEYS holds a key that is not in API_KEYS");
-            return -1;
-        }
-        at += len;
     }
     return 0;
 }
@@ -306,15 +288,15 @@ s_authenticate (gw_request_t *r, char *limit_key, size_t size)
     gw_server_t *server = r->server;
     bool needs_key = s_routes [r->route].needs_key
                   || (r->route == R_METRICS && server->config.metrics_require_key);
-    if (!gw_auth_enabled (server->auth)) {
+    if (!bm_auth_enabled (server->auth)) {
         if (server->limiter)            //  Else not used: spare the snprintf
             snprintf (limit_key, size, "a:%s", r->ri->remote_addr);
         return 0;
     }
     size_t len = 0;
-    const char *key = gw_auth_presented (mg_get_header (r->conn, "Authorization"),
+    const char *key = bm_auth_presented (mg_get_header (r->conn, "Authorization"),
                                          mg_get_header (r->conn, "X-API-Key"), &len);
-    int index = gw_auth_check (server->auth, key, len);
+    int index = bm_auth_check (server->auth, key, len);
     if (index < 0 && needs_key) {
         bm_series_inc (server->auth_failures);
         r->reason = "unauthorized";
@@ -325,7 +307,7 @@ s_authenticate (gw_request_t *r, char *limit_key, size_t size)
         return -1;
     }
     if (index >= 0 && server->admin && s_admin_route (r->route)
-    &&  gw_auth_check (server->admin, key, len) < 0) {
+    &&  bm_auth_check (server->admin, key, len) < 0) {
         r->reason = "forbidden";
         gw_request_error (r, 403, "forbidden",
                           "this API key may not use the queue and admin endpoints "
@@ -493,7 +475,7 @@ gw_server_new (const gw_config_t *config, bool *bad_config)
     pthread_mutex_init (&self->refused_lock, NULL);
 
     char error [200];
-    self->auth = gw_auth_new (config->api_keys, error, sizeof error);
+    self->auth = bm_auth_new (config->api_keys, error, sizeof error);
     if (!self->auth) {
         bm_error (NULL, "configuration: %s", error);
         goto bad;
@@ -617,8 +599,8 @@ gw_server_destroy (gw_server_t **self_p)
         gw_history_watch_destroy (&self->history_watch);
         bm_metrics_destroy (&self->metrics);
         gw_ratelimit_destroy (&self->limiter);
-        gw_auth_destroy (&self->auth);
-        gw_auth_destroy (&self->admin);
+        bm_auth_destroy (&self->auth);
+        bm_auth_destroy (&self->admin);
         pthread_mutex_destroy (&self->types_lock);
         pthread_mutex_destroy (&self->refused_lock);
         free (self);

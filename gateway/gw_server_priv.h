@@ -7,7 +7,7 @@
 #define GW_SERVER_PRIV_H
 
 #include "gw_server.h"
-#include "gw_auth.h"
+#include "bm_auth.h"
 #include "gw_history.h"
 #include "gw_link.h"
 #include "gw_ratelimit.h"
@@ -51,8 +51,8 @@ struct _gw_server_t {
     gw_config_t config;                 //  Settings (strings borrowed from env/argv)
     struct mg_context *ctx;             //  civetweb
     int port;                           //  Port we listen on
-    gw_auth_t *auth;                    //  API keys (maybe none)
-    gw_auth_t *admin;                   //  ADMIN_API_KEYS (maybe none)
+    bm_auth_t *auth;                    //  API keys (maybe none)
+    bm_auth_t *admin;                   //  ADMIN_API_KEYS (maybe none)
     gw_ratelimit_t *limiter;            //  Token buckets, NULL when off
     gw_link_t *link;                    //  To the broker, shared by all threads
     bool history_on;                    //  REDIS_URL given

@@ -1,6 +1,7 @@
 /*  wh_config.c - botmesh-webhook's configuration from the environment.  */
 #include "wh_config.h"
 #include "wh_ssrf.h"
+#include "bm_auth.h"
 #include "bm_config.h"
 #include "bm_endpoints.h"
 #include "bm_log.h"
@@ -55,6 +56,14 @@ const bm_setting_t wh_settings [] = {
              "HTTP port of /stats, /metrics, /health, /deliveries (0: any free port)"),
     ROW_STR ("WEBHOOK_LISTEN_ADDR", listen_addr, "0.0.0.0", "IPv4 address the HTTP server binds"),
     ROW_INT ("WEBHOOK_HTTP_THREADS", http_threads, 8, 1, 1024, "HTTP server threads"),
+    ROW_STR ("API_KEYS", api_keys, NULL,
+             "comma-separated keys, as the gateway's; when set, POST /deliveries/{jobId}/retry and "
+             "GET /stats need 'Authorization: Bearer KEY' or 'X-API-Key: KEY' (empty: no keys)"),
+    ROW_STR ("ADMIN_API_KEYS", admin_api_keys, NULL,
+             "comma-separated keys, each one of API_KEYS; when set, only these may ask for a "
+             "redelivery (others: 403)"),
+    BM_SETTING_BOOL ("METRICS_REQUIRE_KEY", wh_config_t, metrics_require_key, false,
+                     "1: /metrics needs a key too"),
     BM_SETTING_HEARTBEAT_INTERVAL_MS (wh_config_t, heartbeat_ms),
     BM_SETTING_HEARTBEAT_LIVENESS (wh_config_t, liveness),
     BM_SETTINGS_END
@@ -108,6 +117,16 @@ wh_config_load (wh_config_t *c)
         bm_error (NULL, "configuration: WEBHOOK_CA_FILE '%s' cannot be read", c->ca_file);
         rc = -1;
     }
+    //  The keys are parsed again by the HTTP server: checked here, so that
+    //  a bad list stops the manager as a configuration error.
+    char key_error [200];
+    bm_auth_t *keys = bm_auth_new (c->api_keys, key_error, sizeof key_error), *admin = NULL;
+    if (!keys || bm_auth_admin_new (keys, c->admin_api_keys, &admin, key_error, sizeof key_error)) {
+        bm_error (NULL, "configuration: %s", key_error);
+        rc = -1;
+    }
+    bm_auth_destroy (&keys);
+    bm_auth_destroy (&admin);
     char list_error [300];
     if (wh_ssrf_list_check (c->allowed_hosts, list_error, sizeof list_error)) {
         bm_error (NULL, "configuration: WEBHOOK_ALLOWED_HOSTS: %s", list_error);

@@ -43,6 +43,9 @@ typedef struct {
     const char *listen_addr;        //  WEBHOOK_LISTEN_ADDR
     int64_t port;                   //  WEBHOOK_MANAGER_PORT
     int64_t http_threads;           //  WEBHOOK_HTTP_THREADS
+    const char *api_keys;           //  API_KEYS (NULL or "": none)
+    const char *admin_api_keys;     //  ADMIN_API_KEYS (NULL or "": none)
+    bool metrics_require_key;       //  METRICS_REQUIRE_KEY
 } wh_config_t;
 
 //  Fill config from the environment.  Returns 0, or -1 after logging which

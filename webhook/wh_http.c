@@ -1,5 +1,6 @@
 /*  wh_http.c - botmesh-webhook's HTTP API (civetweb, its own threads).  */
 #include "wh_http.h"
+#include "bm_auth.h"
 #include "bm_client.h"
 #include "bm_codec.h"
 #include "bm_config.h"
@@ -20,6 +21,8 @@ struct _wh_http_t {
     bm_metrics_t *metrics;      //  Borrowed
     int port;                   //  Bound port
     int64_t started_ms;
+    bm_auth_t *auth;            //  API_KEYS (maybe none)
+    bm_auth_t *admin;           //  ADMIN_API_KEYS (maybe none)
     bm_series_t *m_connected;           //  webhook_broker_connected
     bm_series_t *m_reconnects;          //  webhook_broker_reconnects_total
     bm_metric_t *m_redeliver;           //  webhook_redeliver_requests_total{result}
@@ -73,6 +76,41 @@ s_stats (wh_http_t *self, struct mg_connection *conn)
         "signed", c->secret != NULL,
         "allowPrivate", c->allow_private));
     bm_http_reply_json (conn, 200, stats, NULL);
+}
+
+//  Who may use an endpoint when API_KEYS is set.
+typedef enum {
+    S_OPEN,         //  Anyone: /health, /ready (and /metrics unless METRICS_REQUIRE_KEY)
+    S_KEY,          //  Any key of API_KEYS: /stats
+    S_ADMIN         //  A key of ADMIN_API_KEYS when set, else any key: the redelivery
+} s_access_t;
+
+//  Check the request's API key as the gateway does.  0, or -1 after
+//  answering 401 (no valid key) or 403 (a key not in ADMIN_API_KEYS).
+static int
+s_authenticate (wh_http_t *self, struct mg_connection *conn, s_access_t access)
+{
+    if (access == S_OPEN || !bm_auth_enabled (self->auth))
+        return 0;
+    size_t len = 0;
+    const char *key = bm_auth_presented (mg_get_header (conn, "Authorization"),
+                                         mg_get_header (conn, "X-API-Key"), &len);
+    if (bm_auth_check (self->auth, key, len) < 0) {
+        if (access == S_ADMIN)
+            bm_series_inc (bm_metric_series (self->m_redeliver, "unauthorized"));
+        bm_http_reply_json (conn, 401, json_pack ("{s:{s:s, s:s}}", "error", "code", "unauthorized",
+            "message", key ? "the API key is not valid"
+                           : "an API key is required (Authorization: Bearer KEY or X-API-Key)"),
+            "WWW-Authenticate: Bearer\r\n");
+        return -1;
+    }
+    if (access == S_ADMIN && self->admin && bm_auth_check (self->admin, key, len) < 0) {
+        bm_series_inc (bm_metric_series (self->m_redeliver, "forbidden"));
+        bm_http_reply_error (conn, 403, "forbidden",
+                             "this API key may not ask for redeliveries (ADMIN_API_KEYS)");
+        return -1;
+    }
+    return 0;
 }
 
 //  POST /deliveries/{jobId}/retry: REDELIVER {req, jobId} to the broker.
@@ -130,10 +168,28 @@ s_retry (wh_http_t *self, struct mg_connection *conn, const char *job_id)
     bm_msg_destroy (&reply);
 }
 
-static int
-s_handle (struct mg_connection *conn, void *cbdata)
+//  The paths under which requests change state: their answers (and
+//  their CORS preflights) carry no Access-Control-Allow-Origin.
+static bool
+s_state_changing (const char *path)
 {
-    wh_http_t *self = (wh_http_t *) cbdata;
+    return path && strncmp (path, "/deliveries/", 12) == 0;
+}
+
+//  civetweb's begin_request: bm_http_begin_request (framing, preflights),
+//  with CORS off for the state-changing paths.
+static int
+s_begin_request (struct mg_connection *conn)
+{
+    bm_http_cors_off (s_state_changing (mg_get_request_info (conn)->local_uri));
+    int rc = bm_http_begin_request (conn);
+    bm_http_cors_off (false);
+    return rc;
+}
+
+static void
+s_dispatch (wh_http_t *self, struct mg_connection *conn)
+{
     const struct mg_request_info *info = mg_get_request_info (conn);
     const char *method = info->request_method;
     const char *path = info->local_uri? info->local_uri: "/";
@@ -146,13 +202,26 @@ s_handle (struct mg_connection *conn, void *cbdata)
     &&  strcmp (path + path_len - suffix_len, suffix) == 0) {
         if (strcmp (method, "POST") != 0) {
             bm_http_reply_error (conn, 405, "method_not_allowed", "use POST");
-            return 1;
+            return;
         }
+        //  A page of another origin must not make a browser replay webhooks
+        //  (a form POST needs no preflight): refused unless CORS_ORIGINS
+        //  names its origin.  Clients that are not browsers send no Origin.
+        const char *origin = mg_get_header (conn, "Origin");
+        if (origin && !bm_http_origin_listed (origin)) {
+            bm_series_inc (bm_metric_series (self->m_redeliver, "forbidden"));
+            bm_http_reply_error (conn, 403, "forbidden_origin",
+                                 "requests from browser pages of another origin may not ask for "
+                                 "redeliveries (CORS_ORIGINS does not list it)");
+            return;
+        }
+        if (s_authenticate (self, conn, S_ADMIN))
+            return;
         char job_id [BM_MAX_ID_LEN + 2];
         size_t id_len = path_len - prefix_len - suffix_len;
         if (id_len >= sizeof job_id) {
             bm_http_reply_error (conn, 400, "bad_request", "jobId is longer than %d bytes", BM_MAX_ID_LEN);
-            return 1;
+            return;
         }
         memcpy (job_id, path + prefix_len, id_len);
         job_id [id_len] = 0;
@@ -175,11 +244,15 @@ s_handle (struct mg_connection *conn, void *cbdata)
                                  "the webhook manager has no answer from the broker at BROKER_ENDPOINT");
     }
     else
-    if (strcmp (path, "/stats") == 0 && get)
-        s_stats (self, conn);
+    if (strcmp (path, "/stats") == 0 && get) {
+        if (!s_authenticate (self, conn, S_KEY))
+            s_stats (self, conn);
+    }
     else
-    if (strcmp (path, "/metrics") == 0 && get)
-        bm_http_reply_metrics (conn, bm_metrics_render (self->metrics));
+    if (strcmp (path, "/metrics") == 0 && get) {
+        if (!s_authenticate (self, conn, self->config->metrics_require_key ? S_KEY : S_OPEN))
+            bm_http_reply_metrics (conn, bm_metrics_render (self->metrics));
+    }
     else
     if (strcmp (path, "/health") == 0 || strcmp (path, "/ready") == 0 || strcmp (path, "/stats") == 0
     ||  strcmp (path, "/metrics") == 0)
@@ -187,6 +260,14 @@ s_handle (struct mg_connection *conn, void *cbdata)
     else
         bm_http_reply_error (conn, 404, "not_found",
                         "GET /health, /ready, /stats, /metrics; POST /deliveries/{jobId}/retry");
+}
+
+static int
+s_handle (struct mg_connection *conn, void *cbdata)
+{
+    bm_http_cors_off (s_state_changing (mg_get_request_info (conn)->local_uri));
+    s_dispatch ((wh_http_t *) cbdata, conn);
+    bm_http_cors_off (false);
     return 1;
 }
 
@@ -203,6 +284,15 @@ wh_http_new (const wh_config_t *config, bm_metrics_t *metrics,
     self->engine = engine;
     self->metrics = metrics;
     self->started_ms = bm_now_ms ();
+    char reason [200];
+    self->auth = bm_auth_new (config->api_keys, reason, sizeof reason);
+    if (!self->auth
+    ||  bm_auth_admin_new (self->auth, config->admin_api_keys, &self->admin, reason, sizeof reason)) {
+        snprintf (error, error_size, "configuration: %s", reason);
+        bm_auth_destroy (&self->auth);
+        free (self);
+        return NULL;
+    }
     self->m_connected = bm_metric_series (bm_metrics_gauge (metrics, "webhook_broker_connected",
         "1 when the broker spoke within the heartbeat liveness window", NULL));
     self->m_reconnects = bm_metric_series (bm_metrics_counter (metrics,
@@ -221,9 +311,12 @@ wh_http_new (const wh_config_t *config, bm_metrics_t *metrics,
     struct mg_callbacks callbacks;
     memset (&callbacks, 0, sizeof callbacks);
     callbacks.exit_thread = s_exit_thread;
+    callbacks.begin_request = s_begin_request;
     self->ctx = bm_http_start (config->listen_addr, (int) config->port, options, &callbacks, self,
                                &self->port, error, error_size);
     if (!self->ctx) {
+        bm_auth_destroy (&self->auth);
+        bm_auth_destroy (&self->admin);
         free (self);
         return NULL;
     }
@@ -245,6 +338,8 @@ wh_http_destroy (wh_http_t **self_p)
         wh_http_t *self = *self_p;
         bm_http_stop (self->ctx, self->config->listen_addr);    //  mg_stop, promptly
         bm_metrics_set_collect (self->metrics, NULL, NULL);
+        bm_auth_destroy (&self->auth);
+        bm_auth_destroy (&self->admin);
         free (self);
         *self_p = NULL;
     }
