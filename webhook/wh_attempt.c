@@ -64,14 +64,39 @@ s_opensocket (void *clientp, curlsocktype purpose, struct curl_sockaddr *address
     return fd;
 }
 
-//  Response headers: remember Retry-After of the final response.
+//  Response headers: remember Retry-After of the final response, note
+//  when its headers have all arrived, and stop past WH_HEADERS_MAX.
 static size_t
 s_header (char *buffer, size_t size, size_t count, void *userdata)
 {
     attempt_t *attempt = (attempt_t *) userdata;
     size_t len = size * count;
-    if (len >= 5 && strncmp (buffer, "HTTP/", 5) == 0)
+    attempt->header_bytes += len;
+    if (attempt->header_bytes > WH_HEADERS_MAX) {
+        attempt->headers_too_large = true;
+        return 0;                           //  Stops the transfer
+    }
+    if (len >= 5 && strncmp (buffer, "HTTP/", 5) == 0) {
         attempt->retry_after_ms = -1;       //  A new response (after a 1xx)
+        attempt->status_line = true;
+    }
+    else
+    if ((len == 2 && buffer [0] == '\r' && buffer [1] == '\n') || (len == 1 && buffer [0] == '\n')) {
+        //  The end of a response's headers: the final one's status is the
+        //  outcome, whatever happens to its body.
+        long status = 0;
+        curl_easy_getinfo (attempt->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 200) {
+            attempt->answered = true;
+            //  A body longer than we read: no use reading any of it.
+            curl_off_t length = -1;
+            curl_easy_getinfo (attempt->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+            if (length > WH_BODY_READ_MAX && status >= 200 && status <= 299) {
+                attempt->body_cut = true;
+                return 0;
+            }
+        }
+    }
     else
     if (len > 12 && strncasecmp (buffer, "Retry-After:", 12) == 0) {
         size_t value_len = len - 12;
@@ -85,13 +110,26 @@ s_header (char *buffer, size_t size, size_t count, void *userdata)
     return len;
 }
 
-//  Response bodies are not needed: discard them.
+//  Response bodies: the first bytes kept, read up to WH_BODY_READ_MAX
+//  (so that a small answer leaves the connection reusable), then stopped.
 static size_t
-s_discard (char *buffer, size_t size, size_t count, void *userdata)
+s_body (char *buffer, size_t size, size_t count, void *userdata)
 {
-    (void) buffer;
-    (void) userdata;
-    return size * count;
+    attempt_t *attempt = (attempt_t *) userdata;
+    size_t len = size * count;
+    if (attempt->body_kept < WH_BODY_KEEP) {
+        size_t take = WH_BODY_KEEP - attempt->body_kept;
+        if (take > len)
+            take = len;
+        memcpy (attempt->body_head + attempt->body_kept, buffer, take);
+        attempt->body_kept += take;
+    }
+    attempt->body_read += len;
+    if (attempt->body_read > WH_BODY_READ_MAX) {
+        attempt->body_cut = true;
+        return 0;                           //  Stops the transfer
+    }
+    return len;
 }
 
 //  Build and start one attempt.  Returns 0, or -1 (d is untouched).
@@ -165,7 +203,8 @@ wh_attempt_start (wh_engine_t *self, delivery_t *d)
     curl_easy_setopt (easy, CURLOPT_OPENSOCKETDATA, d);
     curl_easy_setopt (easy, CURLOPT_HEADERFUNCTION, s_header);
     curl_easy_setopt (easy, CURLOPT_HEADERDATA, attempt);
-    curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_discard);
+    curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_body);
+    curl_easy_setopt (easy, CURLOPT_WRITEDATA, attempt);
     curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, attempt->errbuf);
     curl_easy_setopt (easy, CURLOPT_PRIVATE, d);
     if (config->connect_to)
@@ -185,7 +224,7 @@ wh_attempt_start (wh_engine_t *self, delivery_t *d)
     }
     d->where = WHERE_INFLIGHT;
     self->inflight++;
-    bm_debug (d->job_id, "attempt %" PRId64 " to %s", d->status.attempts + 1, d->url);
+    bm_debug (d->job_id, "attempt %" PRId64 " to %s", d->status.attempts + 1, d->url_shown);
     return 0;
 
 fail:

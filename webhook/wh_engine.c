@@ -5,6 +5,7 @@
     wh_attempt.c builds and frees one HTTP attempt, wh_multi.c runs
     libcurl's sockets and timer on the zloop.  */
 #include "wh_engine_priv.h"
+#include "wh_url.h"
 #include "wh_attempt.h"
 #include "wh_multi.h"
 #include "wh_outcome.h"
@@ -98,6 +99,7 @@ s_delivery_destroy (wh_engine_t *self, delivery_t **d_p)
     zhashx_delete (self->deliveries, d->job_id);
     free (d->job_id);
     free (d->url);
+    free (d->url_shown);
     free (d->webhook_id);
     free (d->body);
     free (d);
@@ -123,13 +125,13 @@ s_finish (wh_engine_t *self, delivery_t *d, wh_state_t state)
         bm_series_observe (self->m_time_to_deliver,
                            (bm_mono_ms () - d->received_mono) / 1000.0);
         bm_info (d->job_id, "delivered to %s after %" PRId64 " attempt%s (HTTP %d)",
-                 d->url, d->status.attempts, d->status.attempts == 1? "": "s", d->status.last_status);
+                 d->url_shown, d->status.attempts, d->status.attempts == 1? "": "s", d->status.last_status);
     }
     else {
         atomic_fetch_add (&self->counters.failed, 1);
         bm_series_inc (self->m_failed);
         bm_warn (d->job_id, "delivery to %s failed after %" PRId64 " attempt%s: %s",
-                 d->url, d->status.attempts, d->status.attempts == 1? "": "s", d->status.last_error);
+                 d->url_shown, d->status.attempts, d->status.attempts == 1? "": "s", d->status.last_error);
     }
     s_unlink (self, d);
     s_event (self, WH_EVENT_DONE, d);
@@ -255,6 +257,43 @@ s_pump (wh_engine_t *self)
 //  --------------------------------------------------------------------------
 //  Outcomes
 
+//  The first bytes of an answer's body as an error message shows them:
+//  printable ASCII, runs of white space and control bytes as one space,
+//  other bytes as '?', "..." when there was more.
+static void
+s_excerpt (const char *data, size_t len, bool more, char *out, size_t size)
+{
+    size_t used = 0;
+    bool space = true;              //  No leading space
+    for (size_t i = 0; i < len && used + 4 < size; i++) {
+        unsigned char c = (unsigned char) data [i];
+        if (c <= ' ' || c == 0x7f) {
+            if (!space)
+                out [used++] = ' ';
+            space = true;
+            continue;
+        }
+        out [used++] = c < 0x7f? (char) c: '?';
+        space = false;
+    }
+    while (used > 0 && out [used - 1] == ' ')
+        used--;
+    if (used > 0 && more && used + 3 < size) {
+        memcpy (out + used, "...", 3);
+        used += 3;
+    }
+    out [used] = 0;
+}
+
+//  libcurl refused a response header line longer than it takes (100 KiB):
+//  it reports that as out of memory, between the status line and the end
+//  of the headers.
+static bool
+s_curl_header_overflow (CURLcode result, const attempt_t *attempt)
+{
+    return result == CURLE_OUT_OF_MEMORY && attempt->status_line && !attempt->answered;
+}
+
 //  An attempt ended: decide what happens to the delivery.
 static void
 s_attempt_done (wh_engine_t *self, delivery_t *d, CURLcode result)
@@ -267,11 +306,14 @@ s_attempt_done (wh_engine_t *self, delivery_t *d, CURLcode result)
 
     d->status.attempts++;
     atomic_fetch_add (&self->counters.attempts, 1);
-    d->status.last_status = result == CURLE_OK? (int) status: 0;
+    //  The outcome is the status once a final answer's headers all came,
+    //  whatever became of its body (cut short, a timeout, a reset).
+    bool answered = (result == CURLE_OK || attempt->answered) && !attempt->headers_too_large;
+    d->status.last_status = answered? (int) status: 0;
     d->status.last_error [0] = 0;
 
     //  Count the answer by status (0: none).
-    int code = result == CURLE_OK && status > 0 && status <= 600? (int) status: 0;
+    int code = answered && status > 0 && status <= 600? (int) status: 0;
     atomic_fetch_add (&self->counters.responses [code], 1);
     if (!self->m_response_series [code]) {
         char name [8];
@@ -284,15 +326,26 @@ s_attempt_done (wh_engine_t *self, delivery_t *d, CURLcode result)
     bm_series_inc (self->m_response_series [code]);
 
     wh_verdict_t verdict;
-    if (result == CURLE_OK) {
+    if (answered) {
         verdict = wh_classify_status (status);
+        if (result != CURLE_OK)
+            bm_debug (d->job_id, "HTTP %ld: %s after %zu body bytes; the status decides",
+                      status, attempt->body_cut? "stopped reading": "the body ended badly",
+                      attempt->body_read);
         if (verdict != WH_SUCCESS) {
-            if (status >= 300 && status < 400)
-                snprintf (d->status.last_error, sizeof d->status.last_error,
-                          "HTTP %ld (redirects are not followed)", status);
-            else
-                snprintf (d->status.last_error, sizeof d->status.last_error, "HTTP %ld", status);
+            char excerpt [WH_BODY_KEEP + 4];
+            s_excerpt (attempt->body_head, attempt->body_kept, attempt->body_cut
+                       || attempt->body_read > attempt->body_kept, excerpt, sizeof excerpt);
+            snprintf (d->status.last_error, sizeof d->status.last_error, "HTTP %ld%s%s%s", status,
+                      status >= 300 && status < 400? " (redirects are not followed)": "",
+                      *excerpt? ": ": "", excerpt);
         }
+    }
+    else
+    if (attempt->headers_too_large || s_curl_header_overflow (result, attempt)) {
+        verdict = WH_RETRYABLE;
+        snprintf (d->status.last_error, sizeof d->status.last_error,
+                  "the receiver's response headers are too large (over %d KiB)", WH_HEADERS_MAX / 1024);
     }
     else
     if (attempt->refused [0] && !attempt->opened) {
@@ -306,15 +359,11 @@ s_attempt_done (wh_engine_t *self, delivery_t *d, CURLcode result)
         //  No new connection: the request went on one kept from an earlier
         //  transfer.  What came back on it may be the garbage a previous
         //  receiver left ("Received HTTP/0.9 when not allowed", a weird
-        //  reply): not this target's fault, so retryable, on a connection
-        //  of its own.
+        //  reply): the next attempt opens a connection of its own.
         long connects = -1;
         curl_easy_getinfo (attempt->easy, CURLINFO_NUM_CONNECTS, &connects);
-        if (connects == 0) {
+        if (connects == 0)
             d->fresh_connect = true;
-            if (wh_classify_reused_curl (result) == WH_RETRYABLE)
-                verdict = WH_RETRYABLE;
-        }
         if (result == CURLE_OPERATION_TIMEDOUT)
             snprintf (d->status.last_error, sizeof d->status.last_error,
                       "timed out after %" PRId64 " ms (%s)", self->config->timeout_ms,
@@ -364,7 +413,7 @@ s_attempt_done (wh_engine_t *self, delivery_t *d, CURLcode result)
     atomic_fetch_add (&self->counters.retries, 1);
     bm_series_inc (self->m_retries);
     bm_info (d->job_id, "attempt %" PRId64 " to %s failed (%s); retry in %" PRId64 " ms%s",
-             d->status.attempts, d->url, d->status.last_error, delay,
+             d->status.attempts, d->url_shown, d->status.last_error, delay,
              retry_after >= 0? " (Retry-After)": "");
     s_event (self, WH_EVENT_PROGRESS, d);
     if (self->draining)
@@ -530,13 +579,15 @@ wh_engine_add (wh_engine_t *self, const char *job_id, const char *url,
     if (d) {
         d->job_id = strdup (job_id);
         d->url = strdup (url);
+        d->url_shown = wh_url_redacted (url);
         d->webhook_id = strdup (webhook_id);
         d->body = (char *) malloc (body_len + 1);
     }
-    if (!d || !d->job_id || !d->url || !d->webhook_id || !d->body) {
+    if (!d || !d->job_id || !d->url || !d->url_shown || !d->webhook_id || !d->body) {
         if (d) {
             free (d->job_id);
             free (d->url);
+            free (d->url_shown);
             free (d->webhook_id);
             free (d->body);
             free (d);
@@ -570,11 +621,11 @@ wh_engine_add (wh_engine_t *self, const char *job_id, const char *url,
         int64_t wait = prior->next_attempt_at - bm_now_ms ();
         if (prior->next_attempt_at > 0 && wait > 0)
             due += wait < self->config->max_delay_ms? wait: self->config->max_delay_ms;
-        bm_info (job_id, "resuming delivery to %s after %" PRId64 " attempts", url,
+        bm_info (job_id, "resuming delivery to %s after %" PRId64 " attempts", d->url_shown,
                  d->status.attempts);
     }
     else
-        bm_debug (job_id, "new delivery to %s", url);
+        bm_debug (job_id, "new delivery to %s", d->url_shown);
     if (self->draining) {
         s_release (self, d);
         return 0;
@@ -629,7 +680,7 @@ wh_engine_abort (wh_engine_t *self)
     }
     while ((d = (delivery_t *) zlist_pop (out))) {
         if (d->where == WHERE_INFLIGHT)
-            bm_warn (d->job_id, "request to %s aborted at shutdown; the broker will redeliver it", d->url);
+            bm_warn (d->job_id, "request to %s aborted at shutdown; the broker will redeliver it", d->url_shown);
         s_release (self, d);
     }
     zlist_destroy (&out);

@@ -18,6 +18,15 @@
 
 typedef enum { WHERE_WAITING, WHERE_READY, WHERE_INFLIGHT } where_t;
 
+//  What an attempt reads of an answer.  A delivery's outcome is the
+//  status: the body is read only so that the connection can be kept, up
+//  to WH_BODY_READ_MAX (then the transfer stops and the connection is
+//  closed), and its first WH_BODY_KEEP bytes are kept for the error of a
+//  non-2xx answer.  Headers past WH_HEADERS_MAX stop the transfer.
+#define WH_BODY_KEEP        200
+#define WH_BODY_READ_MAX    (64 * 1024)
+#define WH_HEADERS_MAX      (64 * 1024)
+
 //  One HTTP attempt in flight.  Allocated only while it runs, so a
 //  delivery waiting for a retry costs little.
 typedef struct {
@@ -27,6 +36,14 @@ typedef struct {
     int64_t retry_after_ms;     //  Retry-After of the last response, -1 if none
     bool opened;                //  A socket was opened (an address passed the guard)
     char refused [200];         //  Why the SSRF guard refused an address, "" if none
+    size_t header_bytes;        //  Response header bytes so far
+    bool headers_too_large;     //  Over WH_HEADERS_MAX: stopped
+    bool status_line;           //  An answer's status line arrived
+    bool answered;              //  A final (non-1xx) answer's headers all arrived
+    size_t body_read;           //  Body bytes read
+    bool body_cut;              //  Stopped reading the body (too long)
+    size_t body_kept;           //  Bytes in body_head
+    char body_head [WH_BODY_KEEP];  //  The body's first bytes
     char errbuf [CURL_ERROR_SIZE];  //  libcurl's error text
 } attempt_t;
 
@@ -36,6 +53,7 @@ typedef struct {
     struct _wh_engine_t *engine;    //  Back pointer for libcurl callbacks
     char *job_id;               //  The delivery job ("<parent>.whN")
     char *url;                  //  Target
+    char *url_shown;            //  Target as logs show it: secrets masked (wh_url)
     char *webhook_id;           //  webhook-id header, same on every attempt
     char *body;                 //  JSON text to POST
     size_t body_len;

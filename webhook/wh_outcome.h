@@ -2,8 +2,11 @@
     or final?
 
         success     any 2xx
-        retryable   no answer (connection, DNS, TLS errors, timeouts), 408,
-                    425, 429, every 5xx, and anything outside 100..599
+        retryable   no answer (connection, DNS, TLS errors, timeouts), an
+                    answer that is not HTTP (the wrong service on the port,
+                    for now, or bytes an earlier answer left on a kept
+                    connection), 408, 425, 429, every 5xx, and anything
+                    outside 100..599
         permanent   every other 4xx, every 3xx (redirects are never
                     followed: a webhook URL that moved is a configuration
                     error, and following it would bypass the SSRF guard's
@@ -29,12 +32,6 @@ wh_verdict_t wh_classify_status (long status);
 //  The verdict on a transfer that got no usable answer: curl_code is
 //  libcurl's CURLcode (not CURLE_OK).
 wh_verdict_t wh_classify_curl (int curl_code);
-
-//  The verdict for a libcurl result on a connection kept from an earlier
-//  transfer: protocol garbage (an HTTP/0.9 answer, a weird reply) may be
-//  what an earlier receiver left on it, so it is retryable (on a new
-//  connection); otherwise as wh_classify_curl.
-wh_verdict_t wh_classify_reused_curl (int curl_code);
 
 const char *wh_verdict_name (wh_verdict_t verdict);
 

@@ -8,6 +8,7 @@
 #include "wh_ssrf.h"
 #include "wh_heap.h"
 #include "wh_outcome.h"
+#include "wh_url.h"
 #include "bm_selftest.h"
 
 static const bm_selftest_t s_tests [] = {
@@ -17,6 +18,7 @@ static const bm_selftest_t s_tests [] = {
     { "ssrf", wh_ssrf_test },
     { "heap", wh_heap_test },
     { "outcome", wh_outcome_test },
+    { "url", wh_url_test },
     { NULL, NULL }
 };
 

@@ -83,8 +83,10 @@ def main():
         _, _, p1 = broker.expect_cmd(PROGRESS, "j2.wh1")
         w1 = p1["webhook"]
         check(w1["state"] == "retrying" and w1["attempts"] == 1 and w1["lastStatus"] == 503
-              and w1["lastError"] == "HTTP 503" and w1["nextAttemptAt"] > 0,
-              "PROGRESS {webhook: retrying, attempts 1, lastStatus 503, nextAttemptAt}", p1)
+              and w1["lastError"].startswith("HTTP 503: ") and "mock_failure" in w1["lastError"]
+              and w1["nextAttemptAt"] > 0,
+              "PROGRESS {webhook: retrying, attempts 1, lastStatus 503, lastError 'HTTP 503: <the answer's "
+              "first bytes>', nextAttemptAt}", p1)
         _, _, p2 = broker.expect_cmd(PROGRESS, "j2.wh1")
         check(p2["webhook"]["attempts"] == 2, "PROGRESS attempts 2", p2)
         check(p2["webhook"]["nextAttemptAt"] - int(time.time() * 1000) <= 250,

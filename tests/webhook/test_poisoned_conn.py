@@ -1,7 +1,7 @@
 """A receiver that writes past its Content-Length must not break the next
 delivery to the same host:port.
 
-The receiver here is a small Python socket server: on the first keep-alive
+The receiver here is a raw socket server (whlib.RawReceiver): on the first keep-alive
 connection it answers the first request 200 with Content-Length: 2 and then
 writes bytes past that length (they reach the manager before the next answer
 on that connection, as a real receiver's overrun does).  libcurl keeps the
@@ -11,9 +11,7 @@ failure, and the retry, on a fresh connection, is delivered.  Real Redis,
 broker, python worker (--noop) and webhook manager.
 """
 import os
-import socket
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness
@@ -23,105 +21,50 @@ import whlib
 GARBAGE = b"trailing bytes the receiver wrote past its Content-Length\r\n"
 
 
-class Receiver:
-    """Answers every request 200; the first connection's second answer is
+def answer(receiver, path, conn, number):
+    """200 to every request; the first connection's second answer is
     preceded by GARBAGE (the overrun of the first answer)."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.lock = threading.Lock()
-        self.connections = 0
-        self.requests = []          # (connection number, request line)
-        self.stopped = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while not self.stopped:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-                number = self.connections
-            threading.Thread(target=self._serve, args=(conn, number), daemon=True).start()
-
-    def _serve(self, conn, number):
-        buf = b""
-        served = 0
-        with conn:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                while len(buf) < length:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                buf = buf[length:]
-                with self.lock:
-                    self.requests.append((number, head.split(b"\r\n")[0].decode()))
-                served += 1
-                answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
-                if number == 1 and served == 2:
-                    answer = GARBAGE + answer
-                conn.sendall(answer)
-
-    def close(self):
-        self.stopped = True
-        self.sock.close()
+    with receiver.lock:
+        served = sum(1 for n, _ in receiver.requests if n == number)
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
+    conn.sendall(GARBAGE + reply if number == 1 and served == 2 else reply)
+    return True
 
 
 def main():
-    receiver = Receiver()
-    try:
-        with harness.Stack("wh-poisoned") as s:
-            s.redis()
-            s.broker()
-            s.worker("--noop", "--type", "python")
-            whlib.manager(s, {"WEBHOOK_ALLOW_PRIVATE": "1", "WEBHOOK_RETRY_DELAY": "50",
-                              "WEBHOOK_MAX_RETRIES": "3"})
-            s.wait_workers(1, "webhook")
-            c = s.client()
+    with whlib.RawReceiver(answer) as receiver, harness.Stack("wh-poisoned") as s:
+        s.redis()
+        s.broker()
+        s.worker("--noop", "--type", "python")
+        whlib.manager(s, {"WEBHOOK_ALLOW_PRIVATE": "1", "WEBHOOK_RETRY_DELAY": "50",
+                          "WEBHOOK_MAX_RETRIES": "3"})
+        s.wait_workers(1, "webhook")
+        c = s.client()
 
-            def ended(job):
-                def done():
-                    rec = c.status(job) or {}
-                    return rec if rec.get("webhook", {}).get("state") in ("delivered", "failed") else None
-                return wait_until(done, 30, "job %s's webhook to end" % job)["webhook"]
+        def ended(job):
+            def done():
+                rec = c.status(job) or {}
+                return rec if rec.get("webhook", {}).get("state") in ("delivered", "failed") else None
+            return wait_until(done, 30, "job %s's webhook to end" % job)["webhook"]
 
-            url = "http://127.0.0.1:%d/hook" % receiver.port
-            first = ended(c.submit("python", {"n": 1}, webhookUrl=url))
-            check(first["state"] == "delivered" and first["attempts"] == 1,
-                  "the first delivery is answered 200 (the overrun follows it)", first)
-            second = ended(c.submit("python", {"n": 2}, webhookUrl=url))
-            check(second["state"] == "delivered",
-                  "the next delivery to the same host:port is delivered despite the overrun", second)
-            check(second["attempts"] == 2,
-                  "... after one retryable failure on the reused connection", second)
-            with receiver.lock:
-                requests = list(receiver.requests)
-                connections = receiver.connections
-            check(connections >= 2 and requests[-1][0] != 1,
-                  "the retry went on a fresh connection", connections, requests)
-            third = ended(c.submit("python", {"n": 3}, webhookUrl=url))
-            check(third["state"] == "delivered" and third["attempts"] == 1,
-                  "later deliveries to the host go through at once", third)
-            c.close()
-    finally:
-        receiver.close()
+        url = "http://127.0.0.1:%d/hook" % receiver.port
+        first = ended(c.submit("python", {"n": 1}, webhookUrl=url))
+        check(first["state"] == "delivered" and first["attempts"] == 1,
+              "the first delivery is answered 200 (the overrun follows it)", first)
+        second = ended(c.submit("python", {"n": 2}, webhookUrl=url))
+        check(second["state"] == "delivered",
+              "the next delivery to the same host:port is delivered despite the overrun", second)
+        check(second["attempts"] == 2,
+              "... after one retryable failure on the reused connection", second)
+        with receiver.lock:
+            requests = list(receiver.requests)
+            connections = receiver.connections
+        check(connections >= 2 and requests[-1][0] != 1,
+              "the retry went on a fresh connection", connections, requests)
+        third = ended(c.submit("python", {"n": 3}, webhookUrl=url))
+        check(third["state"] == "delivered" and third["attempts"] == 1,
+              "later deliveries to the host go through at once", third)
+        c.close()
 
 
 if __name__ == "__main__":

@@ -137,6 +137,18 @@ class FakeBroker(fakebroker.FakeBroker):
                            timeout, what or "command %d for %s" % (command, job_id))
 
 
+def manager_on_fake_broker(stack, env=None):
+    """A FakeBroker and botmesh-webhook connected to it (heartbeats every HB
+    ms), once its READY arrived; returns (broker, manager)."""
+    broker = FakeBroker()
+    stack.endpoint = broker.endpoint
+    e = {"HEARTBEAT_INTERVAL_MS": str(HB)}
+    e.update(env or {})
+    mgr = manager(stack, e)
+    broker.expect_cmd(READY, what="the manager's READY")
+    return broker, mgr
+
+
 def job(job_id, url, body, webhook=None, deadline_in=3600000):
     msg = {"jobId": job_id, "botType": "webhook",
            "payload": {"url": url, "webhookId": job_id.split(".wh")[0], "body": body},
@@ -144,3 +156,88 @@ def job(job_id, url, body, webhook=None, deadline_in=3600000):
     if webhook is not None:
         msg["webhook"] = webhook
     return msg
+
+
+# --- A receiver that answers whatever a test scripts, byte for byte.
+
+class RawReceiver:
+    """A TCP server on 127.0.0.1 (.port) that reads each request (head and
+    Content-Length body) and hands it to answer(receiver, path, conn, number):
+    the function writes what it likes on the socket (garbage, endless
+    bodies...) and returns True to keep the connection for another request.
+    .requests lists (connection number, path); .sent[number] counts the
+    bytes answer() reported with note_sent.  A context manager: closes on exit."""
+
+    def __init__(self, answer):
+        import socket
+        import threading
+        self.answer = answer
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.requests = []
+        self.sent = {}
+        self.closed = {}            # connection number -> True once the peer closed it
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+                number = self.connections
+            threading.Thread(target=self._serve, args=(conn, number), daemon=True).start()
+
+    def _serve(self, conn, number):
+        buf = b""
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(buf) < length:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                buf = buf[length:]
+                path = head.split(b"\r\n")[0].split(b" ")[1].decode()
+                with self.lock:
+                    self.requests.append((number, path))
+                try:
+                    keep = self.answer(self, path, conn, number)
+                except OSError:     # the manager closed the connection on us
+                    with self.lock:
+                        self.closed[number] = True
+                    return
+                if not keep:
+                    return
+
+    def note_sent(self, number, count):
+        with self.lock:
+            self.sent[number] = self.sent.get(number, 0) + count
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
