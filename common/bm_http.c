@@ -133,7 +133,7 @@ bm_http_origin_listed (const char *origin)
     return false;
 }
 
-//  Set by bm_http_cors_off: this thread's replies leave CORS out.
+//  Set by bm_http_cors_off: this thread's replies grant no origin under "*".
 static __thread bool tl_cors_off;
 
 void
@@ -146,10 +146,8 @@ bm_http_cors_off (bool off)
 static const char *
 s_cors_lines (const char *origin, char *buf, size_t size)
 {
-    if (tl_cors_off)
-        return "Vary: Origin\r\n";
     if (s_cors.any)
-        return "Access-Control-Allow-Origin: *\r\n";
+        return tl_cors_off ? "Vary: Origin\r\n" : "Access-Control-Allow-Origin: *\r\n";
     if (origin)
         for (size_t i = 0; i < s_cors.count; i++)
             if (strcmp (origin, s_cors.origins [i]) == 0) {

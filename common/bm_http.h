@@ -50,9 +50,10 @@ int bm_http_set_cors (const char *origins, char *error, size_t error_size);
 bool bm_http_origin_listed (const char *origin);
 
 //  Replies this thread writes while off is true carry no
-//  Access-Control-Allow-Origin (only "Vary: Origin"): for endpoints that
-//  change state, whose answers a page of another origin must not read.
-//  A handler turns it on for its request and off before it returns.
+//  "Access-Control-Allow-Origin: *" (under "*" only "Vary: Origin"; an
+//  origin CORS_ORIGINS names is still granted): for endpoints that change
+//  state, whose answers any page must not read.  A handler turns it on for
+//  its request and off before it returns.
 void bm_http_cors_off (bool off);
 
 //  bm_http_set_cors from the CORS_ORIGINS variable.  Returns 0, or -1 after

@@ -169,7 +169,8 @@ s_retry (wh_http_t *self, struct mg_connection *conn, const char *job_id)
 }
 
 //  The paths under which requests change state: their answers (and
-//  their CORS preflights) carry no Access-Control-Allow-Origin.
+//  their CORS preflights) carry no "Access-Control-Allow-Origin: *", only
+//  the origins CORS_ORIGINS names.
 static bool
 s_state_changing (const char *path)
 {
@@ -177,7 +178,7 @@ s_state_changing (const char *path)
 }
 
 //  civetweb's begin_request: bm_http_begin_request (framing, preflights),
-//  with CORS off for the state-changing paths.
+//  with no wildcard CORS for the state-changing paths.
 static int
 s_begin_request (struct mg_connection *conn)
 {

@@ -6,6 +6,12 @@
         GET  /metrics                     Prometheus text
         POST /deliveries/{jobId}/retry    redeliver a job's webhook (REDELIVER)
 
+    With API_KEYS set, /stats (and /metrics under METRICS_REQUIRE_KEY) need
+    a key, /retry a key of ADMIN_API_KEYS (any key when that is unset), as
+    the gateway checks them (bm_auth); /retry refuses browser pages of
+    origins CORS_ORIGINS does not name and never answers with
+    "Access-Control-Allow-Origin: *".
+
     The handlers never touch the loop's sockets: they read the engine's and
     the link's atomics, and /retry speaks to the broker through a
     synchronous client of its own, one per civetweb thread.  */

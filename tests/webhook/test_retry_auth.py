@@ -4,8 +4,9 @@ redelivery (POST /deliveries/{jobId}/retry) needs a key of ADMIN_API_KEYS
 /health and /ready none, /metrics none unless METRICS_REQUIRE_KEY=1.
 Refused requests never reach the broker, and 401 looks the same whether
 the job exists or not.  A redelivery's answers carry no
-Access-Control-Allow-Origin, its CORS preflight neither, and a browser
-page of an origin CORS_ORIGINS does not list is refused.  A bad key list
+"Access-Control-Allow-Origin: *", its CORS preflight neither, and a
+browser page of an origin CORS_ORIGINS does not list is refused (one it
+lists is served, and granted).  A bad key list
 stops the manager at start.  A fake broker (tests/lib/fakebroker.py)
 answers REDELIVER; the manager is the real process.
 """
@@ -90,6 +91,22 @@ def main():
               and 'webhook_redeliver_requests_total{result="forbidden"} 2' in text,
               "GET /metrics with a key: 200; the refusals counted (4 unauthorized, 2 forbidden)", text[-1500:])
         whlib.stop_clean(mgr)
+
+        # An origin CORS_ORIGINS names may ask (with a key), and gets itself back.
+        ops = whlib.manager(s, {"API_KEYS": ADMIN, "CORS_ORIGINS": "http://ops.example",
+                                "HEARTBEAT_INTERVAL_MS": str(whlib.HB)}, name="webhook-ops")
+        st, hdrs, body = http("POST", "%s/deliveries/job-1/retry" % ops.url, b"",
+                              {"X-API-Key": ADMIN, "Origin": "http://ops.example"})
+        check(st == 202 and hdrs.get("Access-Control-Allow-Origin") == "http://ops.example",
+              "retry from a page of a listed origin: 202, Access-Control-Allow-Origin: that origin", st, hdrs)
+        st, hdrs, _ = http("OPTIONS", "%s/deliveries/job-1/retry" % ops.url, None,
+                           {"Origin": "http://ops.example", "Access-Control-Request-Method": "POST"})
+        check(st == 204 and hdrs.get("Access-Control-Allow-Origin") == "http://ops.example",
+              "... and its preflight grants that origin", st, hdrs)
+        st, _, body = http("POST", "%s/deliveries/job-1/retry" % ops.url, b"",
+                           {"X-API-Key": ADMIN, "Origin": "http://evil.example"})
+        check(st == 403 and body["error"]["code"] == "forbidden_origin", "another origin: 403", st, body)
+        whlib.stop_clean(ops)
 
         # A bad key list is a configuration error: exit 2, naming it.
         bad = whlib.manager(s, {"API_KEYS": USER, "ADMIN_API_KEYS": "someone-else"}, name="webhook-bad",
