@@ -329,6 +329,21 @@ s_refused_log_allowed (void)
     return false;
 }
 
+//  The INFO line of a request refused before any handler.
+static void
+s_log_refused (const struct mg_request_info *info, int status, const char *code,
+               const char *message)
+{
+    if (!s_refused_log_allowed ())
+        return;
+    char dropped [64] = "";
+    int count = atomic_exchange (&s_refused_dropped, 0);
+    if (count)
+        snprintf (dropped, sizeof dropped, " (and %d more not logged)", count);
+    bm_info (NULL, "http: refused %d %s from %s: %s%s", status, code,
+             info && info->remote_addr [0] ? info->remote_addr : "?", message, dropped);
+}
+
 //  Errors civetweb answers itself (a request it cannot parse, a head too
 //  large, an unknown HTTP version...): JSON like ours, with the common
 //  headers, a code and message naming the problem as far as civetweb
@@ -341,15 +356,7 @@ s_http_error (struct mg_connection *conn, int status, const char *message)
     s_refusal_t refusal;
     s_refusal (conn, status, message, &refusal);
     const struct mg_request_info *info = mg_get_request_info (conn);
-    if (s_refused_log_allowed ()) {
-        char dropped [64] = "";
-        int count = atomic_exchange (&s_refused_dropped, 0);
-        if (count)
-            snprintf (dropped, sizeof dropped, " (and %d more not logged)", count);
-        bm_info (NULL, "http: refused %d %s from %s: %s%s", refusal.status, refusal.code,
-                 info && info->remote_addr [0] ? info->remote_addr : "?", refusal.message,
-                 dropped);
-    }
+    s_log_refused (info, refusal.status, refusal.code, refusal.message);
     char body [256];
     int len = snprintf (body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
                         refusal.code, refusal.message);
@@ -785,6 +792,14 @@ bm_http_reply_json (struct mg_connection *conn, int status, json_t *json, const 
     free (text);
 }
 
+static void
+s_reply_error (struct mg_connection *conn, int status, const char *code, const char *message)
+{
+    bm_http_reply_json (conn, status,
+                        json_pack ("{s:{s:s, s:s}}", "error", "code", code, "message", message),
+                        NULL);
+}
+
 void
 bm_http_reply_error (struct mg_connection *conn, int status, const char *code, const char *fmt, ...)
 {
@@ -793,9 +808,15 @@ bm_http_reply_error (struct mg_connection *conn, int status, const char *code, c
     va_start (args, fmt);
     vsnprintf (message, sizeof message, fmt, args);
     va_end (args);
-    bm_http_reply_json (conn, status,
-                        json_pack ("{s:{s:s, s:s}}", "error", "code", code, "message", message),
-                        NULL);
+    s_reply_error (conn, status, code, message);
+}
+
+void
+bm_http_refuse (struct mg_connection *conn, int status, const char *code, const char *message)
+{
+    s_log_refused (mg_get_request_info (conn), status, code, message);
+    mg_disable_connection_keep_alive (conn);
+    s_reply_error (conn, status, code, message);
 }
 
 void

@@ -151,6 +151,12 @@ void bm_http_reply_json (struct mg_connection *conn, int status, json_t *json,
 void bm_http_reply_error (struct mg_connection *conn, int status, const char *code,
                           const char *fmt, ...) __attribute__ ((format (printf, 4, 5)));
 
+//  Refuse a request before any handler: log it (one INFO line, at most
+//  10 a second for all such refusals, the rest counted into the next),
+//  reply {"error": {"code", "message"}} and close the connection.
+void bm_http_refuse (struct mg_connection *conn, int status, const char *code,
+                     const char *message);
+
 //  Reply with a Prometheus text exposition (takes text; NULL, when it
 //  could not be rendered, answers 500).
 void bm_http_reply_metrics (struct mg_connection *conn, char *text);

@@ -440,6 +440,34 @@ s_authorize (struct mg_connection *conn, void *cbdata)
     return 1;
 }
 
+//  The head limit, GATEWAY_MAX_HEADER_BYTES, checked here rather than by
+//  civetweb: civetweb refuses a head past its own max_request_size with
+//  one message whatever the cause, so it is given twice the limit, and a
+//  head between the two gets an answer that says which part is too long
+//  (a URL: 414, the headers: 431).  civetweb counts at most 64 headers:
+//  the bytes of more count only against its own, larger limit.
+static int
+s_begin_request (struct mg_connection *conn)
+{
+    gw_server_t *self = (gw_server_t *) mg_get_user_data (mg_get_context (conn));
+    const struct mg_request_info *info = mg_get_request_info (conn);
+    size_t limit = (size_t) self->config.max_header_bytes;
+    size_t url = (info->request_uri ? strlen (info->request_uri) : 0)
+               + (info->query_string ? strlen (info->query_string) + 1 : 0);
+    size_t head = url + strlen (info->request_method) + sizeof " HTTP/1.1\r\n\r\n";
+    for (int i = 0; i < info->num_headers && i < (int) (sizeof info->http_headers
+                                                      / sizeof info->http_headers [0]); i++)
+        head += strlen (info->http_headers [i].name) + strlen (info->http_headers [i].value) + 4;
+    if (url <= limit && head <= limit)
+        return bm_http_begin_request (conn);
+    char message [128];
+    snprintf (message, sizeof message, "%s larger than %zu bytes (GATEWAY_MAX_HEADER_BYTES)",
+              url > limit ? "the URL is" : "the request line and headers are", limit);
+    bm_http_refuse (conn, url > limit ? 414 : 431,
+                    url > limit ? "uri_too_long" : "headers_too_large", message);
+    return url > limit ? 414 : 431;
+}
+
 static void *
 s_init_thread (const struct mg_context *ctx, int thread_type)
 {
@@ -514,7 +542,7 @@ gw_server_new (const gw_config_t *config, bool *bad_config)
     snprintf (threads, sizeof threads, "%d", (int) config->threads);
     snprintf (keepalive, sizeof keepalive, "%d", (int) config->keepalive_ms);
     snprintf (request_timeout, sizeof request_timeout, "%d", (int) config->request_timeout_ms);
-    snprintf (header_size, sizeof header_size, "%d", (int) config->max_header_bytes);
+    snprintf (header_size, sizeof header_size, "%d", 2 * (int) config->max_header_bytes);
     const char *options [] = {
         "num_threads", threads,
         //  Keep-alive on: most of a request's cost is TCP set-up otherwise.
@@ -525,6 +553,7 @@ gw_server_new (const gw_config_t *config, bool *bad_config)
         //  A client must deliver its headers and body within this time:
         //  slow clients cannot hold threads for ever.
         "request_timeout_ms", request_timeout,
+        //  Twice GATEWAY_MAX_HEADER_BYTES: s_begin_request checks it.
         "max_request_size", header_size,
         //  Accepted sockets waiting for a free thread.
         "connection_queue", "1024",
@@ -537,6 +566,7 @@ gw_server_new (const gw_config_t *config, bool *bad_config)
     memset (&callbacks, 0, sizeof callbacks);
     callbacks.init_thread = s_init_thread;
     callbacks.exit_thread = s_exit_thread;
+    callbacks.begin_request = s_begin_request;
     self->ctx = bm_http_start (config->listen_addr, (int) config->port, options, &callbacks, self,
                                &self->port, error, sizeof error);
     if (!self->ctx) {

@@ -80,10 +80,13 @@ def main():
 
         # 3. civetweb's own refusals, named.
         raw_refused(port, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 17000 + b"\r\n\r\n",
-                    431, "headers_too_large", "16384")
-        # civetweb does not tell a long URL from long headers: the same answer.
+                    431, "headers_too_large", "16384", "GATEWAY_MAX_HEADER_BYTES")
         raw_refused(port, b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-                    431, "headers_too_large", "16384")
+                    414, "uri_too_long", "URL", "16384")
+        # Past twice the limit civetweb refuses the head itself, and does
+        # not tell a long URL from long headers (nor from a control byte).
+        raw_refused(port, b"GET /" + b"a" * 40000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+                    431, "headers_too_large", "32768", "control character")
         # A method HTTP defines that no route takes: 405; one it does not: 501.
         for method, status in ((b"TRACE", 405), (b"FOO", 501)):
             raw_refused(port, method + b" /health HTTP/1.1\r\nHost: x\r\n\r\n",
