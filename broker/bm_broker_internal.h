@@ -382,6 +382,8 @@ void bm_delivery_set_state (bm_job_t *job, const char *wh, size_t size);
 char *bm_delivery_simple_state (bm_broker_t *self, const char *state, int64_t attempts, const char *error, size_t *size);
 void bm_delivery_create (bm_broker_t *self, bm_job_t *parent);
 void bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_codec_webhook_t *state);
+void bm_delivery_release (bm_broker_t *self, bm_job_t *parent);
+void bm_delivery_lost (bm_broker_t *self, bm_job_t *delivery);
 
 //  bm_delayed.c: delayed jobs (SUBMIT delayMs/runAt, waits between runs)
 bool bm_job_due_less (const void *a, const void *b);

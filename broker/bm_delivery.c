@@ -126,6 +126,9 @@ s_delivery_new (bm_broker_t *self, bm_job_t *parent)
 //  Make the delivery job of a terminal job with a webhook URL.  The job's
 //  terminal record is written here, in the same HSET as its pending
 //  webhook state and delivery count, ahead of the delivery's own record.
+//  The delivery is withheld until Redis confirms that write: a receiver
+//  never hears of an outcome a failover could still undo (the job run
+//  again by the next leader, and delivered again as a first try).
 void
 bm_delivery_create (bm_broker_t *self, bm_job_t *parent)
 {
@@ -133,8 +136,29 @@ bm_delivery_create (bm_broker_t *self, bm_job_t *parent)
     bm_jobstore_persist_terminal (self, parent);
     bm_job_insert (self, job);
     bm_jobstore_persist_full (self, job, true, NULL, NULL);
-    bm_job_enqueue (self, job);
-    bm_dispatch (self, job->service);
+    job->withheld = true;
+    if (!parent->confirming)        //  No Redis: confirmed already
+        bm_delivery_release (self, parent);
+}
+
+//  The terminal state of parent is durable (or will never be: no Redis,
+//  or the write was dropped): its withheld deliveries join their queue.
+void
+bm_delivery_release (bm_broker_t *self, bm_job_t *parent)
+{
+    bm_service_t *service = NULL;
+    for (int64_t n = parent->deliveries; n > 0; n--) {
+        char id [sizeof parent->id + 32];
+        snprintf (id, sizeof id, "%s.wh%" PRId64, parent->id, n);
+        bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
+        if (!job || !job->withheld)
+            break;                  //  The earlier ones went before it
+        job->withheld = false;
+        bm_job_enqueue (self, job);
+        service = job->service;
+    }
+    if (service)
+        bm_dispatch (self, service);
 }
 
 //  A delivery job reported its state: copy it to the job it delivers.
@@ -156,4 +180,41 @@ bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_codec_webhoo
         bm_delivery_set_state (parent, wh, size);
     bm_jobstore_persist_webhook (self, delivery->parent, wh, size);
     free (wh);
+}
+
+//  A delivery's dispatch was lost with its manager (killed, cut off): an
+//  HTTP attempt it had under way may have reached the receiver without
+//  being reported.  It counts, as the run of a lost worker counts: the
+//  next manager's first try says attempt N + 2 (X-Delivery-Attempt), and
+//  the job's webhook state says N + 1 now.  Not when the state last
+//  reported has the delivery waiting for a retry time still to come: no
+//  attempt was under way.
+void
+bm_delivery_lost (bm_broker_t *self, bm_job_t *delivery)
+{
+    bm_codec_webhook_t state = { .attempts = 0 };
+    msgpack_zone zone;
+    msgpack_zone_init (&zone, 256);
+    msgpack_object obj;
+    size_t offset = 0;
+    bm_codec_error_t error;
+    if (!delivery->wh
+    ||  msgpack_unpack (delivery->wh, delivery->wh_size, &offset, &zone, &obj) != MSGPACK_UNPACK_SUCCESS
+    ||  bm_codec_webhook_decode (&obj, &state, &error))
+        memset (&state, 0, sizeof state);   //  Nothing reported: not tried yet
+    bool waiting = state.next_attempt_at > bm_now_ms ();
+    bool final = streq (state.state, "delivered") || streq (state.state, "failed");
+    msgpack_zone_destroy (&zone);
+    if (waiting || final)
+        return;
+    state.obj = NULL;
+    snprintf (state.state, sizeof state.state, "retrying");
+    state.attempts++;
+    state.last_status = 0;
+    const char *lost = "the webhook manager was lost during this attempt";
+    state.last_error = (bm_codec_str_t) { lost, strlen (lost) };
+    state.next_attempt_at = 0;
+    bm_info (delivery->id, "its manager was lost: counted as attempt %" PRId64
+             " (it may have reached the receiver)", state.attempts);
+    bm_delivery_update (self, delivery, &state);
 }

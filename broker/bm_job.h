@@ -112,6 +112,8 @@ struct _bm_job_t {
     char *wh;                   //  Webhook delivery state (msgpack map)
     size_t wh_size;
     bool wh_final;              //  A delivery job's DONE carried its final state
+    bool withheld;              //  A delivery job out of its queue until the
+                                //  outcome it carries is durable
     int64_t deliveries;         //  Delivery jobs made for this job
     char *parent;               //  For a delivery job: the job it delivers
     bm_notify_t *notify;        //  Client to send RESULT to, or NULL

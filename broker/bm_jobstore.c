@@ -424,6 +424,8 @@ s_terminal_confirmed (bm_broker_t *self, bm_job_t *job)
             bm_job_send_result (self, job);
         if (client_job)
             bm_control_retain (self, job);
+        if (client_job && job->deliveries)
+            bm_delivery_release (self, job);
     }
 }
 

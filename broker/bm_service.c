@@ -433,6 +433,8 @@ bm_job_requeue (bm_broker_t *self, bm_job_t *job, const char *reason, const char
     }
     bm_info (job->id, "re-queued (%s) after attempt %" PRId64, reason, job->attempts);
     bm_series_inc (bm_metric_series (self->mf_redispatched, reason));
+    if (bm_job_is_delivery (job) && !streq (reason, "released"))
+        bm_delivery_lost (self, job);
     bm_job_enqueue (self, job);
     bm_jobstore_persist_state (self, job);
 }

@@ -16,10 +16,7 @@ def test():
         c = s.client()
         w = FakeWorker(s.endpoint, "fw", ["python"], 1)
         s.wait_workers(1, "python")
-
-        def deliveries(jid):
-            status, _, body = h.http("GET", mock + "/deliveries?jobId=" + jid)
-            return body["deliveries"] if status == 200 else []
+        deliveries = lambda jid: h.mock_deliveries(mock, jid)
 
         for outcomes in ((False, False, True), (False, False, False)):
             jid = c.submit("python", {"o": list(outcomes)}, attempts=3, webhookUrl=mock + "/hook",

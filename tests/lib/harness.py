@@ -691,6 +691,16 @@ class Stack:
             c.close()
 
 
+def mock_deliveries(mock, job_id):
+    """What the mock webhook receiver at base URL mock got for job_id
+    (oldest first), each with its headers keyed in lower case in "hdr"."""
+    status, _, body = http("GET", mock + "/deliveries?jobId=" + job_id)
+    check(status == 200, "the mock lists the deliveries of %s" % job_id, body)
+    for d in body["deliveries"]:
+        d["hdr"] = {k.lower(): v for k, v in d["headers"].items()}
+    return body["deliveries"]
+
+
 def main(fn):
     """Run one test function; exit 0/1 with a clear closing line."""
     try:

@@ -1,7 +1,9 @@
 """kill -9 of the webhook manager while deliveries wait for a retry and
 others are in flight: after a new manager starts, every delivery arrives
 at least once, duplicates share one webhook-id, and attempts keep counting
-from the state the dead manager had reported."""
+from the state the dead manager had reported.  A delivery that was in
+flight when its manager died may have reached the receiver: its next try
+says X-Delivery-Attempt 2 and the job's webhook.attempts counts it."""
 import os
 import signal
 import sys
@@ -10,6 +12,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness
 from harness import check, wait_until
 import whlib
+
+
+def attempt_header(delivery):
+    hdr = {k.lower(): v for k, v in delivery["headers"].items()}
+    return int(hdr.get("x-delivery-attempt", 0))
 
 HB = {"HEARTBEAT_INTERVAL_MS": "200", "HEARTBEAT_LIVENESS": "3"}
 N = 20
@@ -64,6 +71,16 @@ def main():
         check(len(carried) == N, "the waiting deliveries kept counting (attempts >= 2: the "
               "first attempt the dead manager had reported, then the new one)",
               {j: records[j] for j in waiting if j not in carried})
+        # The in-flight ones reached the mock once from the dead manager
+        # (attempt 1) and once from the new one: that one says attempt 2.
+        wrong = {}
+        for j in flying:
+            got = whlib.mock_deliveries(mock, j)
+            seen = [attempt_header(d) for d in got]
+            if seen != [1, 2] or records[j]["attempts"] != 2:
+                wrong[j] = {"X-Delivery-Attempt": seen, "webhook": records[j]}
+        check(not wrong, "each of the %d deliveries in flight at the kill arrived twice, "
+              "X-Delivery-Attempt 1 then 2, and its record says webhook.attempts 2" % N, wrong)
         ms = whlib.get_json(mock.url + "/stats")
         check(ms["uniqueIds"] == 2 * N, "the mock saw exactly the %d webhook ids" % (2 * N), ms)
         ws = whlib.get_json(second.url + "/stats")
