@@ -796,6 +796,7 @@ s_broker_new (const bm_broker_config_t *config, bool *bad_config)
             s_broker_destroy (&self);
             return NULL;
         }
+        bm_store_set_timeout (self->store, (int) config->redis_timeout_ms);
         bm_store_set_state_fn (self->store, bm_jobstore_on_store_state, self);
         bm_store_set_flush_fn (self->store, s_on_store_flush, self);
     }

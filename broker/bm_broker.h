@@ -41,6 +41,7 @@ typedef struct {
     int64_t snapshot_interval_s;    //  METRICS_SNAPSHOT_INTERVAL
     int64_t snapshot_history;       //  METRICS_SNAPSHOT_HISTORY
     int64_t store_buffer;           //  STORE_BUFFER_MAX
+    int64_t redis_timeout_ms;       //  REDIS_TIMEOUT_MS
     int64_t webhook_timeout_ms;     //  WEBHOOK_JOB_TIMEOUT_MS
     int64_t webhook_attempts;       //  WEBHOOK_JOB_MAX_ATTEMPTS
     int64_t shutdown_ms;            //  BROKER_SHUTDOWN_MS

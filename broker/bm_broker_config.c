@@ -46,6 +46,9 @@ const bm_setting_t bm_broker_settings [] = {
     ROW_INT ("METRICS_SNAPSHOT_INTERVAL", snapshot_interval_s, 10, 0, 86400,
              "seconds between metric snapshots in Redis, 0 = off"),
     ROW_INT ("METRICS_SNAPSHOT_HISTORY", snapshot_history, 8640, 1, 1000000, "snapshots kept (8640: 24 h at 10 s)"),
+    ROW_INT ("REDIS_TIMEOUT_MS", redis_timeout_ms, 5000, 0, 600000,
+             "Redis silent this long (ms) while it owes an answer: the connection is dropped "
+             "and the broker reconnects, not ready meanwhile (0 = never)"),
     ROW_INT ("STORE_BUFFER_MAX", store_buffer, 1000000, 1000, 100000000,
              "state changes buffered while Redis is away"),
     ROW_INT ("WEBHOOK_JOB_TIMEOUT_MS", webhook_timeout_ms, 3600000, 1000, BM_MAX_TIMEOUT_MS,

@@ -64,7 +64,10 @@ struct _bm_store_t {
     char *sentinels;            //  REDIS_SENTINELS, or NULL
     char *master_name;          //  REDIS_MASTER_NAME
     bm_sentinel_watch_t *watch; //  +switch-master subscription, or NULL
-    bool switched;              //  Dropped the connection for a switch
+    const char *dropping;       //  Why we are dropping the connection, or NULL
+    int timeout_ms;             //  Bound on Redis's silence (0: none)
+    int watchdog_timer;         //  Checks that bound, or -1
+    int64_t asked_at;           //  When Redis last came to owe an answer
     char *eval_buf;             //  A fenced group's EVAL, rebuilt per group
     char *marker_key;           //  Fencing: <epoch key>:group, set by each group
     char *verdict_cmd;          //  "MGET <marker_key> <fence_key>" as RESP
@@ -88,6 +91,15 @@ static void
 s_after_io (void *arg)
 {
     bm_store_flush ((bm_store_t *) arg);
+}
+
+//  A command is about to go out: if Redis owed no answer, the wait for one
+//  starts now (else it started with the oldest command unanswered).
+static void
+s_asking (bm_store_t *self)
+{
+    if (self->ac && !self->ac->replies.head)
+        self->asked_at = zclock_mono ();
 }
 
 //  --------------------------------------------------------------------------
@@ -190,6 +202,7 @@ s_on_ping (redisAsyncContext *ac, void *r, void *privdata)
 static void
 s_ping (bm_store_t *self)
 {
+    s_asking (self);
     redisAsyncCommand (self->ac, s_on_ping, self, "PING");
 }
 
@@ -279,6 +292,7 @@ s_became_ready (bm_store_t *self)
 {
     self->connected = true;
     //  Before the first group (its replies may be off): is Redis durable?
+    s_asking (self);
     redisAsyncCommand (self->ac, s_on_config, self, "CONFIG GET appendonly");
     redisAsyncCommand (self->ac, s_on_config, self, "CONFIG GET maxmemory-policy");
     //  Nothing to send again: writes count as going through until a group
@@ -303,8 +317,69 @@ s_on_disconnect (const redisAsyncContext *ac, int status)
 {
     bm_store_t *self = (bm_store_t *) ac->data;
     (void) status;
-    s_went_down (self, self->switched ? "the sentinels switched the master"
+    s_went_down (self, self->dropping ? self->dropping
                      : ac->errstr [0] ? ac->errstr : "connection closed");
+}
+
+//  Drop the connection now, as if it were lost: every pending callback
+//  gets NULL (the writes in flight are kept, to be sent again in order),
+//  then s_went_down runs and a reconnect is scheduled.
+static void
+s_drop (bm_store_t *self, const char *why)
+{
+    redisAsyncContext *ac = self->ac;
+    self->dropping = why;
+    //  Calls the disconnect callback (s_went_down) if ac was connected.
+    redisAsyncFree (ac);
+    self->dropping = NULL;
+    if (self->ac == ac)
+        s_went_down (self, why);
+}
+
+//  Redis owes an answer (a command sent, or the connect itself) and has
+//  sent nothing for timeout_ms: a Redis that is stopped (SIGSTOP, a VM
+//  paused) or cut off keeps the TCP connection open and would hold every
+//  write forever.  Dropped as a lost connection: the writes not confirmed
+//  are sent again on the next one, and a connection to a Redis still
+//  frozen (its kernel accepts the connect) times out the same way, with
+//  backoff and no more log lines.
+static int
+s_watchdog (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop; (void) timer_id;
+    bm_store_t *self = (bm_store_t *) arg;
+    redisAsyncContext *ac = self->ac;
+    if (!ac || self->timeout_ms <= 0 || self->destroying
+    ||  (ac->c.flags & (REDIS_IN_CALLBACK | REDIS_DISCONNECTING | REDIS_FREEING)))
+        return 0;
+    if (!ac->replies.head && (ac->c.flags & REDIS_CONNECTED))
+        return 0;               //  Nothing owed
+    int64_t since = self->asked_at > self->io.last_read ? self->asked_at : self->io.last_read;
+    int64_t silent = zclock_mono () - since;
+    if (silent < self->timeout_ms)
+        return 0;
+    if (!self->outage_logged)
+        bm_error (NULL, "redis %s:%d: no answer for %" PRId64 " ms; reconnecting with backoff",
+                  self->host, self->port, silent);
+    self->outage_logged = true;
+    s_drop (self, "no answer");
+    return 0;
+}
+
+void
+bm_store_set_timeout (bm_store_t *self, int timeout_ms)
+{
+    if (self->watchdog_timer != -1) {
+        zloop_timer_end (self->loop, self->watchdog_timer);
+        self->watchdog_timer = -1;
+    }
+    self->timeout_ms = timeout_ms > 0 ? timeout_ms : 0;
+    if (self->timeout_ms == 0)
+        return;
+    //  Checked a few times per bound: noticed within timeout_ms + a quarter.
+    int every = self->timeout_ms / 4;
+    every = every < 10 ? 10 : every > 250 ? 250 : every;
+    self->watchdog_timer = zloop_timer (self->loop, (size_t) every, 0, s_watchdog, self);
 }
 
 //  The sentinels announced a new master: drop the connection at once, as
@@ -324,16 +399,8 @@ s_on_switch (const bm_sentinel_switch_t *sw, void *arg)
              there ? "connected there already" : "reconnecting");
     if (there)
         return;
-    if (self->ac) {
-        redisAsyncContext *ac = self->ac;
-        self->switched = true;
-        //  Runs every pending callback with NULL, then the disconnect
-        //  callback if ac was connected (s_went_down).
-        redisAsyncFree (ac);
-        self->switched = false;
-        if (self->ac == ac)
-            s_went_down (self, "the sentinels switched the master");
-    }
+    if (self->ac)
+        s_drop (self, "the sentinels switched the master");
     //  Reconnect now (on the next loop turn), whatever backoff an outage
     //  had reached; the backoff starts over.
     if (self->reconnect_timer != -1) {
@@ -476,6 +543,7 @@ s_connect_to (bm_store_t *self, const char *addr)
     }
     ac->data = self;
     self->ac = ac;
+    self->asked_at = zclock_mono ();    //  The connect itself is owed an answer
     bm_redis_zloop_attach (&self->io, ac);
     redisAsyncSetConnectCallback (ac, s_on_connect);
     redisAsyncSetDisconnectCallback (ac, s_on_disconnect);
@@ -744,6 +812,7 @@ s_send_scripted (bm_store_t *self, bm_store_group_t *group)
         if (group->waited)
             first = s_on_group_eval;
     }
+    s_asking (self);
     if (size == 0
     ||  redisAsyncFormattedCommand (self->ac, first, group, self->eval_buf, size) != REDIS_OK
     ||  (self->fence_key && redisAsyncFormattedCommand (self->ac, s_on_group_verdict, group,
@@ -791,6 +860,7 @@ bm_store_flush (bm_store_t *self)
         //  Capped: one huge group (a flush after an outage) must not make
         //  every later group reserve as much.
         self->last_group_size = send_size + 1 < 4 * 1024 * 1024 ? send_size + 1 : 4 * 1024 * 1024;
+        s_asking (self);
         if (redisAsyncFormattedCommand (self->ac, s_on_group_reply, group, group->buf,
                                         send_size) != REDIS_OK) {
             //  The connection is going away: keep what must be kept.
@@ -888,6 +958,7 @@ bm_store_query (bm_store_t *self, bm_store_fn *fn, void *arg,
     s_query_t *query = (s_query_t *) zmalloc (sizeof (s_query_t));
     query->fn = fn;
     query->arg = arg;
+    s_asking (self);
     int rc = redisAsyncFormattedCommand (self->ac, s_on_query_reply, query,
                                          scratch.buf, scratch.size);
     free (scratch.buf);
@@ -927,6 +998,7 @@ bm_store_new (zloop_t *loop, const char *url, const char *sentinels, const char 
     self->reconnect_timer = -1;
     self->resolve_timer = -1;
     self->ping_timer = -1;
+    self->watchdog_timer = -1;
     if (self->sentinels)
         self->watch = bm_sentinel_watch_new (loop, self->sentinels, self->master_name,
                                              s_on_switch, self);
@@ -946,6 +1018,8 @@ bm_store_destroy (bm_store_t **self_p)
         s_resolve_end (self);
         if (self->ping_timer != -1)
             zloop_timer_end (self->loop, self->ping_timer);
+        if (self->watchdog_timer != -1)
+            zloop_timer_end (self->loop, self->watchdog_timer);
         if (self->ac) {
             //  Calls every pending callback with NULL and the disconnect
             //  callback.

@@ -68,6 +68,13 @@ bm_store_t *bm_store_new (zloop_t *loop, const char *url, const char *sentinels,
 void bm_store_destroy (bm_store_t **self_p);
 
 void bm_store_set_state_fn (bm_store_t *self, bm_store_state_fn *fn, void *arg);
+//  Bound on Redis's silence (REDIS_TIMEOUT_MS): once the oldest command
+//  unanswered (a group, a read, the connect, AUTH, SELECT, PING) has
+//  waited timeout_ms with nothing read from Redis, the store logs an ERROR
+//  once per outage, goes down and drops the connection as a lost one
+//  (writes kept and sent again after the reconnect).  0: no bound (the
+//  default).
+void bm_store_set_timeout (bm_store_t *self, int timeout_ms);
 //  Connected (PING answered PONG).
 bool bm_store_up (bm_store_t *self);
 //  Connected, not fenced, and no sign that writes would wait: false from
