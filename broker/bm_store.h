@@ -34,7 +34,9 @@
 
     If a call returns -1, its callback will never be called.  The store
     reconnects with backoff (100 ms doubling to 5 s) and logs once per
-    outage.  A host name is resolved off the loop (bm_resolve.h), each try
+    outage.  A Redis that keeps the connection open and stops answering
+    counts as an outage too, once its silence passes a bound
+    (bm_store_set_timeout).  A host name is resolved off the loop (bm_resolve.h), each try
     given up on after STORE_RESOLVE_TIMEOUT_MS: the loop never waits for
     DNS.  A connection whose AUTH or SELECT Redis refuses (a database
     it does not have) is never used: it counts as an outage, logged as an

@@ -1,6 +1,9 @@
 """A Redis that stops answering (SIGSTOP) with its TCP connection open is
 noticed: the broker gives it REDIS_TIMEOUT_MS, then counts it as down.
 
+- REDIS_TIMEOUT_MS not a number or out of range: the broker exits 2 at
+  start, naming it.
+
 - A client submits python jobs one after another, without pause.  Once
   40 are accepted, redis-server is stopped (SIGSTOP): its kernel keeps
   the connection open and accepts new ones, and nothing answers.
@@ -20,6 +23,7 @@ A real redis-server and a real broker; a fake worker the test drives.
 """
 import re
 import signal
+import subprocess
 import threading
 import time
 import harness as h
@@ -100,8 +104,20 @@ def frozen(broker, sub, ready):
     return before
 
 
+def bad_values(s):
+    """A value out of range or not a number stops the broker at start:
+    exit 2, naming the variable."""
+    for value in ("abc", "-1", "600001"):
+        p = subprocess.run([s.bin("botmesh-broker")], capture_output=True, text=True, timeout=20,
+                           env=dict(s.env, REDIS_URL="none", REDIS_TIMEOUT_MS=value,
+                                    BROKER_ENDPOINT="tcp://127.0.0.1:0", BROKER_METRICS_PORT="0"))
+        h.check(p.returncode == 2 and "REDIS_TIMEOUT_MS must be an integer from 0 to 600000" in p.stderr,
+                "REDIS_TIMEOUT_MS=%s: exit 2 naming the variable" % value, p.returncode, p.stderr[-300:])
+
+
 def test():
     with h.Stack("redis-frozen") as s:
+        bad_values(s)
         redis = s.redis()
         broker = s.broker(env={"REDIS_TIMEOUT_MS": str(TIMEOUT_MS), "HEARTBEAT_INTERVAL_MS": "200"})
         ready = "http://127.0.0.1:%d/ready" % broker.metrics_port
