@@ -617,6 +617,7 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
     bm_broker_t *self = (bm_broker_t *) arg;
     int64_t now = bm_mono_ms ();
     bm_ha_tick (self, now);
+    atomic_store (&self->redis_reached, self->store && bm_store_up (self->store));
     if (self->stopping) {
         bool flushed = !self->store || !bm_store_up (self->store)
                     || (bm_store_pending (self->store) == 0 && self->live.adds == 0
@@ -842,9 +843,17 @@ s_ready (void *arg, void *answer_p)
     json_object_set_new (answer, "leader", json_boolean (leader));
     json_object_set_new (answer, "redis", self->store ? json_boolean (redis) : json_null ());
     const char *code = NULL, *message = NULL;
-    if (!leader) {
+    if (!leader && atomic_load (&self->redis_reached)) {
         code = "standby";
         message = "this broker is a standby: another broker holds the lease";
+    }
+    else
+    if (!leader) {
+        //  The lease lives in Redis: without it nothing tells whether
+        //  another broker (that reaches Redis) holds it.
+        code = "standby";
+        message = "this broker does not hold the lease and cannot reach Redis: another "
+                  "broker holds it, or none can while Redis is unreachable";
     }
     else
     if (!redis && bm_series_value (self->m_recovering) > 0.5) {

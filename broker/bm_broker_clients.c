@@ -401,8 +401,7 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
     //  Sentinel switch) and none has gone through since.  Refused now
     //  rather than held until Redis takes writes again.
     if (self->store && (!bm_store_writable (self->store) || !self->recovered)) {
-        s_refuse (self, admit, "store_unavailable",
-                  "the job store (Redis) is unavailable; retry later");
+        s_refuse (self, admit, "store_unavailable", bm_stats_store_refusal (self));
         return;
     }
     //  The payload's bytes as the client encoded them, not re-encoded.

@@ -29,6 +29,8 @@
 #include "bm_metrics.h"
 #include "bm_selftest.h"
 
+#include <stdatomic.h>
+
 #include <czmq.h>
 #include <ctype.h>
 #include <inttypes.h>
@@ -203,6 +205,8 @@ struct _bm_broker_t {
     bm_metric_t *mf_type_workers;       //  broker_workers{bot_type}
     bm_metric_t *mf_queue_limit;        //  queue_limit{queue_name}
     bm_series_t *m_workers, *m_redis_up, *m_recovering, *m_store_pending;
+    atomic_bool redis_reached;          //  The store is connected (a standby's
+                                        //  too): GET /ready reads it
     int64_t bot_workers;                //  broker_workers_connected
     bm_series_t *m_webhook_managers;    //  broker_webhook_managers_connected
     int64_t webhook_managers;
@@ -296,6 +300,10 @@ void bm_job_evict (bm_broker_t *self);
 void bm_job_expire (bm_broker_t *self, int64_t now);
 void bm_job_finish (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
                     const char *code, const char *message);
+//  The same, the run having ended at finished_at (ms since the epoch)
+//  rather than now: a DONE that carries an earlier run's times.
+void bm_job_finish_at (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
+                       const char *code, const char *message, int64_t finished_at);
 void bm_job_make_id (bm_broker_t *self, char *id, size_t size);
 
 //  bm_jobstore.c: Redis commands and the record schema
@@ -501,6 +509,10 @@ void bm_stats_pack (bm_broker_t *self, msgpack_packer *pk);
 bool bm_stats_redis_ok (bm_broker_t *self);
 //  True while this broker serves and reads its queues back from Redis.
 bool bm_stats_recovering (bm_broker_t *self);
+//  Why a SUBMIT is refused store_unavailable now, for its REJECTED's
+//  message: the queues are being read back from Redis (a start or a
+//  failover: Redis is fine, soon over), or Redis does not take writes.
+const char *bm_stats_store_refusal (bm_broker_t *self);
 //  redis_up and broker_recovering from the state now (GET /ready reads them
 //  on an HTTP thread): at each tick and as soon as the state changes.
 void bm_stats_ready_gauges (bm_broker_t *self);

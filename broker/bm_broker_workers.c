@@ -530,6 +530,25 @@ s_done_of_earlier_run (const bm_codec_done_t *done, const bm_job_t *job)
     return job && job->state == JOB_RUNNING && done->attempt > 0 && done->attempt < job->attempts;
 }
 
+//  When the run a DONE ends finished: the DONE's own startedAt and
+//  finishedAt (the worker's clock) when they are of a run that began
+//  before this dispatch, i.e. a run the broker had counted as lost (
+//  earlier_run: reclaimed, or an earlier attempt's), or one that ended
+//  before the job was dispatched again (a JOB answered with the DONE the
+//  worker kept: a broker restart, or a DONE the broker missed); the
+//  job's startedAt is then the run's too.  Else the broker's clock: the
+//  dispatch's startedAt and now.
+static int64_t
+s_run_finished_at (bm_job_t *job, const bm_codec_done_t *done, bool earlier_run)
+{
+    if (done->started_at <= 0 || done->finished_at < done->started_at)
+        return bm_now_ms ();
+    if (!earlier_run && done->finished_at >= job->started_at)
+        return bm_now_ms ();            //  This dispatch's run
+    job->started_at = done->started_at;
+    return done->finished_at;
+}
+
 //  A DONE, PROGRESS or RELEASE for a job the worker does not hold:
 //  logged, counted (broker_frames_rejected_total{reason="not_owner"}),
 //  answered NACK not_owner.
@@ -556,6 +575,7 @@ typedef struct {
     zframe_t *identity;
     char name [BM_MAX_ID_LEN + 1];
     char id [BM_MAX_ID_LEN + 1];
+    bool early;                         //  Came while the queues were recovered
 } s_unheld_t;
 
 static void
@@ -567,6 +587,13 @@ s_on_unheld_state (const char *state, void *arg)
                   || streq (state, "cancelled")))
         bm_debug (unheld->id, "DONE from %s sent again for a job that has ended (%s)",
                   unheld->name, state);
+    else
+    if (unheld->early)
+        //  Expected after a start or a failover: workers send their DONEs
+        //  again at once, the recovery reaches their jobs later.
+        bm_info (unheld->id, "DONE from %s before the recovery reached the job: not taken "
+                 "(NACK not_owner); the worker answers with it again when the job is "
+                 "dispatched to it", unheld->name);
     else
         s_not_owner_log (self, unheld->identity, unheld->name, BM_DONE, unheld->id);
     zframe_destroy (&unheld->identity);
@@ -593,6 +620,7 @@ s_done_unheld (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
         unheld->identity = zframe_dup (worker->identity);
         snprintf (unheld->name, sizeof unheld->name, "%s", worker->name);
         snprintf (unheld->id, sizeof unheld->id, "%s", id);
+        unheld->early = !s_recovered (self);
         bm_submit_duplicate_state (self, id, s_on_unheld_state, unheld);
     }
 }
@@ -612,12 +640,14 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
     //  the slot (below) and is not taken as the job's outcome.
     if (!job && !bm_worker_entry_stopping_holds (worker, done.job_id))
         job = s_worker_reclaim (self, worker, done.job_id);
+    bool earlier_run = false;
     if (job && job->state == JOB_QUEUED) {
         //  Reclaimed: the run that was lost is the job's again.
         bm_set_str (&job->worker_name, job->last_worker);
         bm_set_str (&job->last_worker, NULL);
         if (done.started_at > 0)
             job->started_at = done.started_at;
+        earlier_run = true;
     }
     if (!job) {
         bm_job_t *other = (bm_job_t *) bm_jobtab_lookup (self->jobs, done.job_id);
@@ -641,6 +671,7 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
         bm_workers_stop_job (self, job, "duplicate");
         if (done.started_at > 0)
             job->started_at = done.started_at;
+        earlier_run = true;
     }
     if (!job) {
         //  A DONE for a job it was told to stop is expected (it frees the
@@ -661,25 +692,26 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
     }
     if (done.has_progress)
         job->progress = done.progress;
+    int64_t finished_at = s_run_finished_at (job, &done, earlier_run);
     if (done.ok) {
         if (done.result_too_deep) {
             char message [64];
             snprintf (message, sizeof message, "the result nests deeper than %d levels",
                       BM_MAX_NESTING);
-            bm_job_finish (self, job, JOB_FAILED, "bad_output", message);
+            bm_job_finish_at (self, job, JOB_FAILED, "bad_output", message, finished_at);
             return;
         }
         size_t size;
         char *packed = bm_keep_codec_value (msg, "result", &done.result, &size);
         if ((int64_t) size > self->config.max_payload) {
             free (packed);
-            bm_job_finish (self, job, JOB_FAILED, "bad_output",
-                          "the result is larger than MAX_PAYLOAD_BYTES");
+            bm_job_finish_at (self, job, JOB_FAILED, "bad_output",
+                              "the result is larger than MAX_PAYLOAD_BYTES", finished_at);
             return;
         }
         bm_job_set_result (job, packed, size);
         job->progress = 100;
-        bm_job_finish (self, job, JOB_COMPLETED, NULL, NULL);
+        bm_job_finish_at (self, job, JOB_COMPLETED, NULL, NULL, finished_at);
     }
     else {
         if (done.error.has_exit_code) {
@@ -690,7 +722,7 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
             s_count_limit_kill (self, job->service, done.error.limit);
         char message [BM_MAX_ERROR_MESSAGE_LEN + 1];
         s_error_message (&done.error, message, sizeof message);
-        bm_job_finish (self, job, JOB_FAILED, done.error.code, message);
+        bm_job_finish_at (self, job, JOB_FAILED, done.error.code, message, finished_at);
     }
 }
 

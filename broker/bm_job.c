@@ -311,6 +311,14 @@ void
 bm_job_finish (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
                const char *code, const char *message)
 {
+    bm_job_finish_at (self, job, state, code, message, bm_now_ms ());
+}
+
+//  The same, the run having ended at finished_at (ms since the epoch).
+void
+bm_job_finish_at (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
+                  const char *code, const char *message, int64_t finished_at)
+{
     bm_service_queue_remove (job->service, job);
     bm_delayed_remove (self, job);
     job->held = false;
@@ -326,7 +334,7 @@ bm_job_finish (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
     }
     job->run_at = 0;
     job->state = state;
-    job->finished_at = bm_now_ms ();
+    job->finished_at = finished_at;
     if (state == JOB_COMPLETED) {
         bm_job_set_error (job, NULL, NULL);
         if (job->started_at) {

@@ -860,5 +860,6 @@ bm_jobstore_on_store_state (bool up, void *arg)
     else {
         bm_series_set (self->m_redis_up, 0);
         bm_series_set (self->m_recovering, 0);
+        atomic_store (&self->redis_reached, false);
     }
 }

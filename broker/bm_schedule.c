@@ -396,7 +396,7 @@ bm_schedule_command (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
         if (self->store && (!bm_store_up (self->store) || !self->recovered)) {
             bm_body_free (&reply);
             bm_broker_reject (self, identity, body, "store_unavailable",
-                              "the job store (Redis) is unavailable; retry later");
+                              bm_stats_store_refusal (self));
             return;
         }
         char message [160];

@@ -87,11 +87,20 @@ bm_stats_recovering (bm_broker_t *self)
     return self->store && self->serving && !self->recovered && bm_store_writable (self->store);
 }
 
+const char *
+bm_stats_store_refusal (bm_broker_t *self)
+{
+    if (self->store && !self->recovered && bm_store_writable (self->store))
+        return BM_TEXT_RECOVERING;
+    return "the job store (Redis) is unavailable; retry later";
+}
+
 void
 bm_stats_ready_gauges (bm_broker_t *self)
 {
     bm_series_set (self->m_redis_up, bm_stats_redis_ok (self) ? 1 : 0);
     bm_series_set (self->m_recovering, bm_stats_recovering (self) ? 1 : 0);
+    atomic_store (&self->redis_reached, self->store && bm_store_up (self->store));
 }
 
 bool

@@ -57,6 +57,11 @@
 #define BM_JOB_MANY         0x0a        //  Batches (section 5a)
 #define BM_DONE_MANY        0x0b
 
+//  REJECTED store_unavailable's message while the broker reads its queues
+//  back from Redis (a start or a failover: Redis itself is fine).  The
+//  gateway passes this one on, any other store_unavailable message not.
+#define BM_TEXT_RECOVERING  "the broker is reading its queues back from Redis; try again shortly"
+
 //  The limits of docs/protocol.md, each named once.  Every component reads
 //  them from here; a range a variable accepts (JOB_TIMEOUT_MS...) is
 //  written with these names too.

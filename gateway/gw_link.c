@@ -166,6 +166,8 @@ struct _gw_link_t {
     size_t gather_target;               //  Gathering: wake it when this many queue
     bool connected;                     //  Handshake done, not disconnected
     int64_t down_since;                 //  When it went down (mono ms)
+    bool standbys_only;                 //  A broker answered not_leader, and
+                                        //  none has answered as leader since
     bool stopping;                      //  gw_link_destroy has begun
 };
 
@@ -357,6 +359,18 @@ s_send_submits (gw_link_t *self, void *dealer, zmq_msg_t *bodies, const int64_t 
     }
 }
 
+//  What the answers just read say of the brokers: one answered not_leader
+//  (a standby), or answers came and none was not_leader (a leader).
+static void
+s_note_leader (gw_link_t *self, bool not_leader, bool answered)
+{
+    if (!not_leader && !answered)
+        return;
+    pthread_mutex_lock (&self->lock);
+    self->standbys_only = not_leader;
+    pthread_mutex_unlock (&self->lock);
+}
+
 //  Read up to GW_LINK_RECV_MAX messages and hand each reply to its caller.
 //  Returns how many messages it read.
 static int
@@ -380,6 +394,7 @@ s_receive (gw_link_t *self, void *dealer)
             count++;
     }
     if (count == 0) {
+        s_note_leader (self, not_leader, read > 0);
         if (not_leader && bm_endpoints_size (self->endpoints) > 1)
             s_switch (self, false, leader);
         return read;
@@ -397,6 +412,7 @@ s_receive (gw_link_t *self, void *dealer)
         }
     }
     pthread_mutex_unlock (&self->lock);
+    s_note_leader (self, not_leader, true);
     for (int i = 0; i < woken; i++)
         gw_call_wake (wake [i]);
     for (int i = 0; i < count; i++)
@@ -672,6 +688,15 @@ gw_link_connected (gw_link_t *self)
     bool connected = self->connected;
     pthread_mutex_unlock (&self->lock);
     return connected;
+}
+
+bool
+gw_link_standbys_only (gw_link_t *self)
+{
+    pthread_mutex_lock (&self->lock);
+    bool standbys_only = self->standbys_only;
+    pthread_mutex_unlock (&self->lock);
+    return standbys_only;
 }
 
 static bm_msg_t *s_request_once (gw_link_t *self, int64_t req, int command,

@@ -57,6 +57,11 @@ bm_msg_t *gw_link_request (gw_link_t *self, int64_t req, int command,
 //  Is the broker connected right now (as the socket monitor last said)?
 bool gw_link_connected (gw_link_t *self);
 
+//  Did the last broker to answer answer not_leader (a standby), with no
+//  answer from a leader since?  Then "no broker leads", not "the broker is
+//  not reachable", is why requests fail.
+bool gw_link_standbys_only (gw_link_t *self);
+
 //  Self test (an in-process ROUTER plays the broker).
 void gw_link_test (bool verbose);
 

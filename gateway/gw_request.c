@@ -263,6 +263,16 @@ s_pack_simple (gw_server_t *server, const char *job_id, char **data, size_t *siz
     return req;
 }
 
+#define GW_TEXT_NO_LEADER "no broker leads: the brokers answer as standbys (none holds the " \
+                          "lease, or they cannot reach Redis); retry later"
+
+const char *
+gw_request_unavailable_text (gw_server_t *server)
+{
+    return gw_link_standbys_only (server->link) ? GW_TEXT_NO_LEADER
+                                                : "the broker is not reachable";
+}
+
 //  Send one request (body holds "req" = req; taken) to the broker and wait
 //  for its answer.  On no answer, answers the HTTP request (503
 //  unreachable / 504 too slow) when `answer` is true, and returns NULL.
@@ -299,8 +309,8 @@ gw_request_broker (gw_request_t *r, int64_t req, int command, char *body, size_t
         bm_debug (NULL, "broker unreachable for %s", bm_command_name (BM_PEER_CLIENT, command));
         r->reason = "broker_unavailable";
         if (answer)
-            gw_request_error_retry (r, 503, "broker_unavailable", "the broker is not reachable",
-                           GW_RETRY_BROKER_DOWN);
+            gw_request_error_retry (r, 503, "broker_unavailable",
+                                    gw_request_unavailable_text (server), GW_RETRY_BROKER_DOWN);
     }
     return NULL;
 }
@@ -388,6 +398,7 @@ static const s_rejection_t s_rejections [] = {
     //  503, not 429: the system is full, not this client too fast.
     { "queue_full", 503, "queue_full", "the queue for this bot type is full; retry later", NULL,
       GW_RETRY_QUEUE_FULL },
+    //  But for the broker's words while it recovers (gw_request_rejection).
     { "store_unavailable", 503, "store_unavailable", "job storage is unavailable; retry later",
       NULL, GW_RETRY_STORE_DOWN },
     { "shutting_down", 503, "shutting_down", "the broker is shutting down; retry later", NULL,
@@ -433,6 +444,14 @@ gw_request_rejection (gw_request_t *r, const msgpack_object *body, gw_rejection_
                       "botType is not a bot type the broker knows");
     }
     else
+    if (streq (code, "not_leader")) {
+        //  Every broker tried within the connect timeout was a standby.
+        out->status = 503;
+        out->code = out->reason = "broker_unavailable";
+        out->retry_after = GW_RETRY_BROKER_DOWN;
+        s_copy (out->message, sizeof out->message, GW_TEXT_NO_LEADER);
+    }
+    else
     if ((rule = s_rejection (code))) {
         out->status = rule->status;
         out->code = rule->code;
@@ -447,6 +466,14 @@ gw_request_rejection (gw_request_t *r, const msgpack_object *body, gw_rejection_
         //  runAt of the wrong type.
         if (streq (code, "bad_request") && strncmp (out->message, "runAt ", 6) == 0)
             out->code = "invalid_run_at";
+        //  Redis is fine, the broker reads its queues back (a start or a
+        //  failover): said as the broker says it, nothing else it says.
+        const char *said;
+        size_t said_len;
+        if (streq (code, "store_unavailable") && bm_obj_str (body, "message", &said, &said_len)
+        &&  said_len == strlen (BM_TEXT_RECOVERING)
+        &&  memcmp (said, BM_TEXT_RECOVERING, said_len) == 0)
+            s_copy (out->message, sizeof out->message, BM_TEXT_RECOVERING);
     }
     else {
         //  bad_frame, bad_header...: our own request was wrong.  Log it,

@@ -60,6 +60,11 @@ void gw_request_error_retry (gw_request_t *r, int status, const char *code, cons
 bm_msg_t *gw_request_broker (gw_request_t *r, int64_t req, int command, char *body, size_t size,
                              bool answer);
 
+//  Why the broker did not answer (code broker_unavailable), in the words
+//  /ready, /invoke and /invoke/batch all use: no broker leads (the brokers
+//  answer as standbys), or the broker is not reachable.
+const char *gw_request_unavailable_text (gw_server_t *server);
+
 //  A simple request {req, jobId?} (job_id may be NULL): pack, send, wait.
 bm_msg_t *gw_request_broker_simple (gw_request_t *r, int command, const char *job_id,
                                     bool answer);

@@ -20,9 +20,17 @@ gw_routes_ready (gw_request_t *r)
 {
     bm_msg_t *reply = gw_request_broker_simple (r, BM_PING, NULL, false);
     if (!reply || bm_msg_command (reply) != BM_REPLY) {
+        //  A standby's REJECTED not_leader: no broker leads (the words of
+        //  /invoke's 503 for it); else the broker did not answer.
+        gw_rejection_t rejection = { .status = 0 };
+        if (reply && bm_msg_command (reply) == BM_REJECTED)
+            gw_request_rejection (r, bm_msg_body (reply), &rejection);
         bm_msg_destroy (&reply);
+        const char *message = rejection.status == 503
+                            && streq (rejection.code, "broker_unavailable")
+                            ? rejection.message : gw_request_unavailable_text (r->server);
         json_t *value = json_pack ("{s:{s:s,s:s},s:s,s:b,s:n}",
-            "error", "code", "broker_unavailable", "message", "the broker is not answering",
+            "error", "code", "broker_unavailable", "message", message,
             "status", "not_ready", "broker", 0, "redis");
         char extra [64];
         snprintf (extra, sizeof extra, "Retry-After: %d\r\n", GW_RETRY_BROKER_DOWN);

@@ -67,7 +67,7 @@ s_item_error (size_t index, int status, const char *code, const char *message)
 //  The items of a message the broker did not answer: the error its
 //  single-job request would have had (gw_request_broker's reasons).
 static json_t *
-s_unanswered (size_t index, const char *reason)
+s_unanswered (gw_server_t *server, size_t index, const char *reason)
 {
     if (streq (reason, "broker_connection_lost"))
         return s_item_error (index, 504, reason, "the connection to the broker dropped after the "
@@ -75,7 +75,7 @@ s_unanswered (size_t index, const char *reason)
                              "idempotencyKey to be safe)");
     if (streq (reason, "broker_timeout"))
         return s_item_error (index, 504, reason, "the broker did not answer in time");
-    return s_item_error (index, 503, "broker_unavailable", "the broker is not reachable");
+    return s_item_error (index, 503, "broker_unavailable", gw_request_unavailable_text (server));
 }
 
 //  One debug line for a job accepted with keys the gateway does not read.
@@ -170,7 +170,7 @@ s_send (gw_request_t *r, gw_invoke_batch_t *batch, char *body, size_t size, int6
         if (errno != ENOTCONN)
             *settled += count;          //  Sent: the broker may have taken them
         for (size_t i = 0; i < count; i++)
-            outcome [indexes [i]] = s_unanswered (indexes [i], r->reason ? r->reason : "");
+            outcome [indexes [i]] = s_unanswered (r->server, indexes [i], r->reason ? r->reason : "");
         return;
     }
     bm_codec_batch_t items;

@@ -7,11 +7,21 @@ queued), the leader is killed with SIGKILL: the standby must lead within
 3 s (BROKER_LEASE_MS 2000), with all 200 jobs recovered from Redis; a
 worker then runs every one of them.  The killed broker, started again, is
 a standby naming the new leader; the lease epoch went up by one.
+
+Then Redis is killed: no broker can hold the lease.  Neither broker's
+/ready says another broker holds it (each says it cannot reach Redis),
+and a gateway given both brokers answers 503 broker_unavailable saying no
+broker leads, not that the broker is not reachable: both answer.
 """
+import os
+import sys
 import time
 import harness as h
 import hatest
 from fakeworker import FakeWorker
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
+import gwtest                       # noqa: E402
 
 N = 200
 
@@ -20,9 +30,18 @@ def ready_url(pair, name):
     return "http://127.0.0.1:%d/ready" % pair.procs[name].metrics_port
 
 
+def ready(pair, name):
+    """The broker's /ready, or None while it restarts (a leader that lost
+    its lease executes itself again as a standby)."""
+    try:
+        return h.http("GET", ready_url(pair, name), timeout=2)
+    except OSError:
+        return None
+
+
 def test():
     with h.Stack("ha-kill") as s:
-        s.redis()
+        redis = s.redis()
         pair = hatest.HaPair(s)
         first = pair.wait_leader()
         second = pair.other(first)
@@ -100,6 +119,30 @@ def test():
         h.check("broker_leader 0" in metrics, "broker_leader is 0 on the standby")
         w.sock.close()
         c.close()
+
+        # Redis dies: the leader's lease runs out, no broker can take it.
+        g = gwtest.gateway(s, endpoint=pair.endpoints(),
+                           env={"BROKER_CONNECT_TIMEOUT_MS": "1500"})
+        redis.kill()
+        h.log("redis killed with SIGKILL")
+        for name in (first, second):
+            st, _, body = h.wait_until(lambda: (lambda r: r if r and r[2].get("leader") is False
+                                                and "Redis" in r[2]["error"]["message"]
+                                                else None)(ready(pair, name)),
+                                       15, "broker %s's /ready to say it cannot reach Redis" % name)
+            h.log("broker %s /ready: %d %s" % (name, st, body))
+            h.check(st == 503 and body["error"]["code"] == "standby"
+                    and "another broker holds the lease" not in body["error"]["message"],
+                    "broker %s does not claim another broker holds the lease" % name, body)
+        st, hdrs, body = h.http("POST", g.url + "/invoke", {"botType": "python", "payload": {}})
+        h.check(st == 503 and body["error"]["code"] == "broker_unavailable"
+                and body["error"]["message"].startswith("no broker leads")
+                and hdrs.get("Retry-After") == "1",
+                "the gateway: 503 broker_unavailable, no broker leads (both brokers answer)",
+                (st, hdrs, body))
+        st, _, body = h.http("GET", g.url + "/ready")
+        h.check(st == 503 and body["error"]["message"].startswith("no broker leads"),
+                "the gateway's /ready says the same", (st, body))
 
 
 if __name__ == "__main__":

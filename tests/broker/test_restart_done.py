@@ -14,13 +14,17 @@ when it ends, with the attempt it ran.
    attempt 2 with that DONE rather than run the bot again.  Each job
    completes with attempt 1's result, its bot starts and ends once, and
    the worker never gets a job it has no room for (the broker's count of
-   its free slots stays right).
+   its free slots stays right).  Each record keeps the times of the run
+   that ended while the broker was down (its DONE carries them), not the
+   time the DONE reached the new broker; and the DONEs the worker sends
+   before the recovery reached their jobs are no warnings.
 2. A worker stopped with SIGTERM while a job runs finishes it: its DONE
    reaches the broker before its DISCONNECT, so the job is not counted as
    lost and run again.
 """
 import os
 import signal
+import time
 import harness as h
 
 BOT = r'''
@@ -28,7 +32,7 @@ import json, os, sys, time
 job, attempt = os.environ["BOT_JOB_ID"], os.environ.get("BOT_ATTEMPT", "?")
 def note(what):
     with open(%r, "a") as f:
-        f.write("%%s %%s %%s\n" %% (what, job, attempt))
+        f.write("%%s %%s %%s %%d\n" %% (what, job, attempt, time.time() * 1000))
 note("start")
 payload = json.load(sys.stdin)
 time.sleep(payload.get("sleepMs", 0) / 1000.0)
@@ -42,6 +46,10 @@ def notes(path, what):
         return []
     with open(path) as f:
         return [l.split()[1:] for l in f if l.startswith(what + " ")]
+
+
+def note_ms(path, what, job):
+    return [int(e[2]) for e in notes(path, what) if e[0] == job][0]
 
 
 def test():
@@ -69,12 +77,21 @@ def test():
         h.log("broker killed with SIGKILL, three jobs running")
         h.wait_until(lambda: len(notes(notes_file, "end")) == 3, 15,
                      "the three bots to end while the broker is down")
+        h.wait_until(lambda: worker.output().count(" completed in ") == 3, 15,
+                     "the worker to record the three runs' ends")
+        restart_ms = int(time.time() * 1000)
         broker = s.broker(env=benv)
         c = s.client()
         recs = [c.wait(j, timeout=30) for j in jobs]
         for rec in recs:
             h.check(rec["state"] == "completed" and rec["result"]["attempt"] == "1",
                     "job %s completed with the result of attempt 1" % rec["jobId"], rec)
+            start, end = (note_ms(notes_file, w, rec["jobId"]) for w in ("start", "end"))
+            h.log("job %s: bot ran %d..%d, record says startedAt %d finishedAt %d (%d ms); "
+                  "the new broker started at %d" % (rec["jobId"], start, end, rec["startedAt"],
+                  rec["finishedAt"], rec["finishedAt"] - rec["startedAt"], restart_ms))
+            h.check(rec["startedAt"] <= start and end <= rec["finishedAt"] < restart_ms,
+                    "job %s keeps its run's times, not the restart's" % rec["jobId"], rec)
         h.wait_until(lambda: c.stats()["types"]["slow"]["running"] == 0, 15,
                      "no job of the worker left running (a stopped second attempt ended)")
         starts, ends = notes(notes_file, "start"), notes(notes_file, "end")
@@ -85,6 +102,11 @@ def test():
         h.log("broker took %d result(s) of attempt 1 while attempt 2 was dispatched; "
               "the worker answered %d JOB(s) of a job it had completed with its DONE"
               % (blog.count("which completed: taken"), wlog.count("after we completed it")))
+        early = [l for l in blog.splitlines() if "before the recovery reached the job" in l]
+        h.log("DONEs that came before the recovery reached their job: %d (INFO)" % len(early))
+        h.check(not [l for l in blog.splitlines() if "rejected DONE" in l],
+                "no DONE of the restart is logged as rejected",
+                [l for l in blog.splitlines() if "rejected DONE" in l][:5])
         h.check("no credit left" not in wlog,
                 "the broker never sent the worker a job it had no room for",
                 [l for l in wlog.splitlines() if "no credit left" in l][:5])
@@ -98,7 +120,8 @@ def test():
 
         # 2. SIGTERM to the worker while a job runs: DONE before DISCONNECT.
         last = c.submit("slow", {"sleepMs": 1000})
-        h.wait_until(lambda: [last, "1"] in notes(notes_file, "start"), 15, "the last job to start")
+        h.wait_until(lambda: any(e[:2] == [last, "1"] for e in notes(notes_file, "start")), 15,
+                     "the last job to start")
         worker.signal(signal.SIGTERM)
         rec = c.wait(last, timeout=20)
         h.check(rec["state"] == "completed" and rec["attempts"] == 1,

@@ -18,7 +18,10 @@ RECORD = {"jobId": "j-1", "botType": "python", "state": "completed", "priority":
                       "lastError": "HTTP 500", "nextAttemptAt": T0 + 5000}}
 BROKER_METRICS = ("# HELP queue_size Jobs waiting per bot type\n# TYPE queue_size gauge\n"
                   'queue_size{queue_name="python"} 3\n')
-state = {"redis": True, "metrics": True}
+state = {"redis": True, "metrics": True, "standby": False}
+RECOVERING = "the broker is reading its queues back from Redis; try again shortly"
+NO_LEADER = ("no broker leads: the brokers answer as standbys (none holds the lease, "
+             "or they cannot reach Redis); retry later")
 
 
 def handler(cmd, body):
@@ -34,6 +37,8 @@ def handler(cmd, body):
                  "huge": ("payload_too_large", "payload is 2000000 bytes"),
                  "full": ("queue_full", "queue of full is full"),
                  "nostore": ("store_unavailable", "redis down at 10.0.0.7:6379"),
+                 "recovering": ("store_unavailable", RECOVERING),
+                 "standby": ("not_leader", "this broker is a standby; no leader is known yet"),
                  "closing": ("shutting_down", "bye"),
                  "frame": ("bad_frame", "internal detail /src/x.c:12")}
         code, message = codes[bt]
@@ -66,6 +71,8 @@ def handler(cmd, body):
                                   "rejected": 1, "retried": 0},
                        "redis": state["redis"], "uptimeMs": 1000}
     if cmd == PING:
+        if state["standby"]:
+            return REJECTED, {"code": "not_leader", "message": "standby", "leader": ""}
         return REPLY, {"redis": state["redis"], "uptimeMs": 1000}
     if cmd == METRICS:
         return (REPLY, {"text": BROKER_METRICS}) if state["metrics"] else None
@@ -122,6 +129,18 @@ def run(u, fake):
         check(r.status == 503 and r.error_code() == code and r.headers.get("retry-after") == retry,
               "%s -> 503 Retry-After %s" % (code, retry), r)
     check("10.0.0.7" not in r.body, "no internal detail leaks", r)
+    # The broker reads its queues back from Redis (a start, a failover):
+    # still store_unavailable, in words that say so.
+    r = post_json(u + "/invoke", {"botType": "recovering", "payload": {}})
+    check(r.status == 503 and r.error_code() == "store_unavailable"
+          and r.json["error"]["message"] == RECOVERING and r.headers.get("retry-after") == "2",
+          "store_unavailable while recovering -> 503 Retry-After 2, saying the broker recovers", r)
+    # A standby answered (no broker leads): 503 broker_unavailable saying so,
+    # not 502.
+    r = post_json(u + "/invoke", {"botType": "standby", "payload": {}})
+    check(r.status == 503 and r.error_code() == "broker_unavailable"
+          and r.json["error"]["message"] == NO_LEADER and r.headers.get("retry-after") == "1",
+          "not_leader -> 503 broker_unavailable: no broker leads", r)
     r = post_json(u + "/invoke", {"botType": "frame", "payload": {}})
     check(r.status == 502 and "src/x.c" not in r.body, "bad_frame -> 502, details hidden", r)
     r = post_json(u + "/invoke", {"botType": "slow", "payload": {}})
@@ -206,6 +225,11 @@ def run(u, fake):
     r = curl(u + "/ready")
     check(r.status == 503 and r.error_code() == "redis_unavailable" and r.json["broker"] is True
           and r.json["redis"] is False, "/ready 503 names Redis", r)
+    state["standby"] = True
+    r = curl(u + "/ready")
+    check(r.status == 503 and r.error_code() == "broker_unavailable" and r.json["broker"] is False
+          and r.json["error"]["message"] == NO_LEADER, "/ready 503: no broker leads", r)
+    state["standby"] = False
 
     # /metrics: the gateway's own series only (the broker serves its own).
     r = curl(u + "/metrics", show=False)

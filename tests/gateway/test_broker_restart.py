@@ -1,6 +1,6 @@
 """The broker goes away and comes back: the gateway answers 503
 broker_unavailable fast (not 504 after the full timeout) while it is down,
-/ready says so, and every handler thread's socket reconnects by itself."""
+/ready says so (in /invoke's words), and every handler thread's socket reconnects by itself."""
 import time
 
 import harness
@@ -23,8 +23,11 @@ def main():
         took = time.monotonic() - t0
         check(r.status == 503 and r.error_code() == "broker_unavailable" and took < 2,
               "503 broker_unavailable in %.2f s while the broker is down" % took, r)
+        said = r.json["error"]["message"]
         r = curl(g.url + "/ready")
         check(r.status == 503 and r.json["broker"] is False, "/ready says the broker is down", r)
+        check(said == r.json["error"]["message"] == "the broker is not reachable",
+              "/invoke and /ready say it in the same words", said, r)
         check(curl(g.url + "/health").status == 200, "/health still 200")
         s.broker()                                   # same endpoint
         wait_until(lambda: post_json(g.url + "/invoke", BODY, show=False).status == 202, 15,
