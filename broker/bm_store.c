@@ -10,6 +10,9 @@
 #include "bm_resolve.h"
 
 #include <hiredis/async.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 //  A name that takes longer to resolve is given up on, and tried again
 //  after the usual backoff (the resolution itself may go on, on its own
@@ -68,6 +71,10 @@ struct _bm_store_t {
     int timeout_ms;             //  Bound on Redis's silence (0: none)
     int watchdog_timer;         //  Checks that bound, or -1
     int64_t asked_at;           //  When Redis last came to owe an answer
+    char local_addr [64];       //  This connection's end as Redis names it
+    char stale_addr [64];       //  A connection dropped unanswered, to be
+                                //  killed before the next one writes, or ""
+    bool kill_warned;           //  Its CLIENT KILL was refused: said once
     char *eval_buf;             //  A fenced group's EVAL, rebuilt per group
     char *marker_key;           //  Fencing: <epoch key>:group, set by each group
     char *verdict_cmd;          //  "MGET <marker_key> <fence_key>" as RESP
@@ -254,6 +261,30 @@ s_on_connect (const redisAsyncContext *ac, int status)
         s_went_down (self, ac->errstr);
         return;
     }
+    //  How Redis names this client (CLIENT LIST's addr): "ip:port", an
+    //  IPv6 address in brackets.
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    char ip [INET6_ADDRSTRLEN] = "";
+    int port = 0;
+    if (getsockname (ac->c.fd, (struct sockaddr *) &sa, &len) == 0) {
+        if (sa.ss_family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *) &sa;
+            inet_ntop (AF_INET, &in->sin_addr, ip, sizeof ip);
+            port = ntohs (in->sin_port);
+        }
+        else
+        if (sa.ss_family == AF_INET6) {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &sa;
+            inet_ntop (AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+            port = ntohs (in6->sin6_port);
+        }
+    }
+    if (*ip)
+        snprintf (self->local_addr, sizeof self->local_addr,
+                  strchr (ip, ':') ? "[%s]:%d" : "%s:%d", ip, port);
+    else
+        self->local_addr [0] = 0;
     s_ping (self);
 }
 
@@ -362,6 +393,13 @@ s_watchdog (zloop_t *loop, int timer_id, void *arg)
         bm_error (NULL, "redis %s:%d: no answer for %" PRId64 " ms; reconnecting with backoff",
                   self->host, self->port, silent);
     self->outage_logged = true;
+    //  What it was sent stays in its socket and Redis runs it when it
+    //  wakes up, while the writes are sent again on the next connection:
+    //  that one first kills this one (s_connect_to), so that all of the
+    //  old one's writes that ever run, run before any of the new one's.
+    //  A connection never ready carried no writes.
+    if (self->connected && *self->local_addr)
+        snprintf (self->stale_addr, sizeof self->stale_addr, "%s", self->local_addr);
     s_drop (self, "no answer");
     return 0;
 }
@@ -528,6 +566,27 @@ s_connect (bm_store_t *self)
     zloop_poller_set_tolerant (self->loop, &self->resolve_item);
 }
 
+//  The answer to CLIENT KILL ADDR of a connection dropped unanswered: the
+//  old connection is gone (or was already), its writes can no longer run
+//  after the new connection's.  Refused (an ACL without CLIENT, a renamed
+//  command): said once; its writes may then run late, after newer ones.
+static void
+s_on_kill (redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void) ac;
+    bm_store_t *self = (bm_store_t *) privdata;
+    redisReply *reply = (redisReply *) r;
+    if (!reply || self->destroying)
+        return;                 //  Not run: the next connection asks again
+    if (reply->type == REDIS_REPLY_ERROR && !self->kill_warned) {
+        bm_warn (NULL, "redis %s:%d refused CLIENT KILL ADDR %s (%s): what that connection sent "
+                 "before it stopped answering may still run after newer writes", self->host,
+                 self->port, self->stale_addr, reply->str);
+        self->kill_warned = true;
+    }
+    self->stale_addr [0] = 0;
+}
+
 //  Connect to addr (the host's address, or the host itself when it needs
 //  no resolving); logs name the host.
 static void
@@ -553,6 +612,9 @@ s_connect_to (bm_store_t *self, const char *addr)
         redisAsyncCommand (ac, s_on_auth, self, "AUTH %s", self->password);
     if (self->db)
         redisAsyncCommand (ac, s_on_select, self, "SELECT %d", self->db);
+    //  Before PING, hence before any write of this connection.
+    if (*self->stale_addr)
+        redisAsyncCommand (ac, s_on_kill, self, "CLIENT KILL ADDR %s SKIPME yes", self->stale_addr);
 }
 
 //  --------------------------------------------------------------------------

@@ -36,7 +36,9 @@
     reconnects with backoff (100 ms doubling to 5 s) and logs once per
     outage.  A Redis that keeps the connection open and stops answering
     counts as an outage too, once its silence passes a bound
-    (bm_store_set_timeout).  A host name is resolved off the loop (bm_resolve.h), each try
+    (bm_store_set_timeout); the next connection kills that one (CLIENT
+    KILL ADDR) before it writes, so that what the old one had sent never
+    runs after the writes sent again.  A host name is resolved off the loop (bm_resolve.h), each try
     given up on after STORE_RESOLVE_TIMEOUT_MS: the loop never waits for
     DNS.  A connection whose AUTH or SELECT Redis refuses (a database
     it does not have) is never used: it counts as an outage, logged as an

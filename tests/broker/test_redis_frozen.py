@@ -15,7 +15,8 @@ noticed: the broker gives it REDIS_TIMEOUT_MS, then counts it as down.
 - Frozen for 3 s more (several reconnects to a Redis that still does not
   answer): still that one line.
 - SIGCONT: the broker reconnects ("available again"), /ready answers 200,
-  redis_up is 1.
+  redis_up is 1; the new connection killed the old one (CLIENT KILL ADDR)
+  before it wrote, so what the old one had sent cannot run after it.
 - Then a worker runs everything: every job accepted, before or during the
   freeze, is in Redis and runs once, and no refused one runs.
 
@@ -135,6 +136,13 @@ def test():
         h.wait_until(lambda: "available again" in broker.output(), 10, "the broker to reconnect")
         h.wait_until(lambda: h.http("GET", ready)[0] == 200, 10, "/ready to answer 200 again")
         h.check(redis_up(broker) == 1, "redis_up is 1 again")
+        # What the dropped connection had sent waited in its socket and ran
+        # when Redis woke up: the new connection killed it first, before
+        # sending anything again (so none of it can run after newer writes).
+        stats = s.redis_cli("INFO", "commandstats")
+        kills = re.search(r"cmdstat_client\|kill:calls=(\d+)", stats)
+        h.check(kills and int(kills.group(1)) >= 1 and "refused CLIENT KILL" not in broker.output(),
+                "the new connection killed the old one (CLIENT KILL ADDR)", kills and kills.group(0))
         h.wait_until(lambda: len(sub.accepted) >= before + 20, 15, "SUBMITs accepted again")
         sub.stop()
         accepted = list(sub.accepted)
