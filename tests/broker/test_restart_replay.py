@@ -7,8 +7,15 @@ broker_frames_rejected_total.  A DONE for a job it does not know, or one
 that another worker runs, is refused: NACK not_owner, counted
 (reason="not_owner") and logged as a WARN line naming the job, the worker
 and its routing id; the other worker's run stands.
+
+A DONE that comes before the recovery of a new broker reached its job (a
+worker sends its DONEs again at once, the recovery may take seconds) is
+expected too: NACK not_owner, one INFO line saying so, not counted nor
+logged as a rejection; the job, recovered as running and held for its
+worker, is dispatched to it again and completes.
 """
 import re
+import time
 import harness as h
 from fakeworker import FakeWorker
 
@@ -91,7 +98,53 @@ def test():
         h.check(c.wait(other, 10)["result"] == {"r": "w2"}, "w2's result stands")
         w1.done(running, {"r": 2})
         h.check(c.wait(running, 10)["result"] == {"r": 2}, "the adopted job completes with w1's DONE")
-        for w in (w1, w2):
+
+        # w2 runs a fourth job; the broker dies.  Redis holds 200,000
+        # idempotency keys, which the new broker reads back before the
+        # jobs: its recovery takes a while.
+        last = c.submit("python", {"n": 4})
+        h.check(w2.recv_job()["jobId"] == last, "w2 runs a fourth job")
+        h.wait_until(lambda: (h.job_record(s.redis_port, last) or {}).get("state") == "running",
+                     10, "its running state in Redis")
+        far = int(time.time() * 1000) + 3600000
+        fields = []
+        for i in range(200000):
+            fields += ["bulk-%d" % i, "bulk-job-%d %016x %d" % (i, i + 1, far)]
+        h.redis_pipeline(s.redis_port, [["HSET", "botmesh:{bm}:idem"] + fields[j:j + 2000]
+                                        for j in range(0, len(fields), 2000)])
+        broker.kill()
+        broker = s.broker(env=env)
+        c.close()
+        c = s.client()
+        w2b = FakeWorker(s.endpoint, "w2", ["python"], 1, ready=False, routing_id=b"w2-b")
+        w2b.send(h.READY, {"name": "w2", "types": ["python"], "credit": 1})
+        h.check(c.request(h.PING)[1].get("recovering") is True, "the new broker is still recovering")
+        w2b.done(last, {"r": "early"})
+        msg = w2b.recv(timeout=5)
+        h.check(msg and msg[0] == h.NACK and msg[1]["code"] == "not_owner",
+                "w2's DONE sent again before the recovery reached the job: NACK not_owner", msg)
+        def said_early():
+            w2b.send(h.HEARTBEAT, {})       # w2 stays alive meanwhile
+            return re.search(r"INFO +broker job=%s DONE from w2 before the recovery reached "
+                             r"the job" % last, broker.output())
+        h.wait_until(said_early, 15, "the INFO line of the early DONE")
+
+        def recovered():
+            w2b.send(h.HEARTBEAT, {})
+            return c.request(h.PING)[1]["redis"]
+        h.wait_until(recovered, 30, "the new broker to recover")
+        rejected = [l for l in broker.output().splitlines() if "rejected DONE" in l and last in l]
+        h.check(not rejected, "the early DONE is not logged as a rejection", rejected)
+        h.check(not_owner(c) == 0, "nor counted as a rejected frame")
+        def dispatched():
+            w2b.send(h.HEARTBEAT, {})
+            msg = w2b.recv(timeout=0.2)
+            return msg if msg and msg[0] == h.JOB else None
+        job = h.wait_until(dispatched, 20, "the job, held for w2, to be dispatched again")[1]
+        h.check(job["jobId"] == last, "the job, held for w2, is dispatched to it again", job)
+        w2b.done(last, {"r": "early"})
+        h.check(c.wait(last, 10)["result"] == {"r": "early"}, "and completes with w2's DONE")
+        for w in (w1, w2, w2b):
             w.close()
 
 
