@@ -167,7 +167,8 @@ struct _gw_link_t {
     bool connected;                     //  Handshake done, not disconnected
     int64_t down_since;                 //  When it went down (mono ms)
     bool standbys_only;                 //  A broker answered not_leader, and
-                                        //  none has answered as leader since
+                                        //  none has answered as leader (nor
+                                        //  dropped the connection) since
     bool stopping;                      //  gw_link_destroy has begun
 };
 
@@ -467,8 +468,11 @@ s_monitor_event (gw_link_t *self, void *monitor, void *dealer)
         self->connected = false;
         //  Down since the connection was lost, not since the last failed
         //  attempt (a handshake that fails is DISCONNECTED too, every retry).
-        if (was)
+        //  A broker that went away says nothing of who leads any more.
+        if (was) {
             self->down_since = bm_mono_ms ();
+            self->standbys_only = false;
+        }
         pthread_mutex_unlock (&self->lock);
         //  Sent, unanswered: the broker may have taken them (ECONNRESET:
         //  outcome unknown, not "never sent").
