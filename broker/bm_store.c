@@ -368,7 +368,7 @@ s_drop (bm_store_t *self, const char *why)
 }
 
 //  Redis owes an answer (a command sent, or the connect itself) and has
-//  sent nothing for timeout_ms: a Redis that is stopped (SIGSTOP, a VM
+//  neither sent anything nor read what we had to send for timeout_ms: a Redis that is stopped (SIGSTOP, a VM
 //  paused) or cut off keeps the TCP connection open and would hold every
 //  write forever.  Dropped as a lost connection: the writes not confirmed
 //  are sent again on the next one, and a connection to a Redis still
@@ -385,7 +385,12 @@ s_watchdog (zloop_t *loop, int timer_id, void *arg)
         return 0;
     if (!ac->replies.head && (ac->c.flags & REDIS_CONNECTED))
         return 0;               //  Nothing owed
-    int64_t since = self->asked_at > self->io.last_read ? self->asked_at : self->io.last_read;
+    //  Redis reading what we send counts as much as Redis answering: a
+    //  large group (the backlog of an outage, with replies off) takes long
+    //  to run and is answered once, at its end, but our socket drains
+    //  while Redis reads it; what stays in the buffers after its last
+    //  byte goes runs in well under a second.
+    int64_t since = self->asked_at > self->io.last_io ? self->asked_at : self->io.last_io;
     int64_t silent = zclock_mono () - since;
     if (silent < self->timeout_ms)
         return 0;

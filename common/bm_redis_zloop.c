@@ -7,10 +7,10 @@ s_io_handler (zloop_t *loop, zmq_pollitem_t *item, void *arg)
     (void) loop;
     bm_redis_zloop_t *self = (bm_redis_zloop_t *) arg;
     //  Either call may free the context (on error); check it between them.
-    if (*self->ac && (item->revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
-        self->last_read = zclock_mono ();
+    if (item->revents & (ZMQ_POLLIN | ZMQ_POLLOUT | ZMQ_POLLERR))
+        self->last_io = zclock_mono ();
+    if (*self->ac && (item->revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
         redisAsyncHandleRead (*self->ac);
-    }
     if (*self->ac && (item->revents & ZMQ_POLLOUT))
         redisAsyncHandleWrite (*self->ac);
     if (self->after_io)

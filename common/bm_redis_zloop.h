@@ -25,8 +25,10 @@ typedef struct {
     bool polling;               //  Poller registered
     bool want_read;             //  hiredis wants read events
     bool want_write;            //  hiredis wants write events
-    int64_t last_read;          //  zclock_mono () when the socket was last
-                                //  readable (Redis sent something), or 0
+    int64_t last_io;            //  zclock_mono () when the socket was last
+                                //  readable (Redis sent something) or
+                                //  writable while hiredis had bytes to send
+                                //  (Redis read some), or 0
 } bm_redis_zloop_t;
 
 //  Set up an adapter for the contexts that *ac will hold.
