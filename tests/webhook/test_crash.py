@@ -44,6 +44,11 @@ def main():
         flying = [c.submit("python", {"i": N + i}, webhookUrl=hook) for i in range(N)]
         wait_until(lambda: whlib.get_json(first.url + "/stats")["inFlight"] == N, 15,
                    "the second batch to be in flight")
+        # In flight at the manager is not yet at the receiver (a slow
+        # machine may still be connecting): the kill comes once the mock
+        # holds every one of them, so each has had its attempt 1.
+        wait_until(lambda: all(len(whlib.mock_deliveries(mock, j)) == 1 for j in flying), 15,
+                   "each in-flight delivery to reach the mock (held there 5 s)")
         stats = whlib.get_json(first.url + "/stats")
         check(stats["held"] == 2 * N and stats["delivered"] == 0, "the manager holds all 40, none delivered", stats)
 
