@@ -7,6 +7,9 @@ they declare, every container runs a binary the build produces, every
 ConfigMap key is in env.example, kustomization.yaml lists every file.
 The broker runs two replicas with BROKER_HA=redis, each announcing its own
 stable name, and the peers' BROKER_ENDPOINT lists both.
+The gateway and the webhook manager take API_KEYS and ADMIN_API_KEYS from
+the Secret botmesh-api-keys, optional (no Secret, no keys: the pods still
+start); the command deploy/README.md gives makes that Secret with both keys.
 With kubectl installed, `kubectl kustomize` renders the set as well.
 
 The optional CURVE overlay (deploy/k8s-curve/) patches workloads of the
@@ -27,7 +30,7 @@ import subprocess
 import yaml
 
 import deploylib as d
-from harness import Stack, check, log, main, wait_until
+from harness import Stack, check, log, main, tempdir, wait_until
 
 K8S = os.path.join(d.ROOT, "deploy", "k8s")
 K8S_CURVE = os.path.join(d.ROOT, "deploy", "k8s-curve")
@@ -154,9 +157,42 @@ def test():
     check(set(kust.get("resources", [])) == files, "kustomization.yaml lists every manifest",
           sorted(files ^ set(kust.get("resources", []))))
 
+    check_api_keys(deps)
     check_kustomize(K8S, "all %d objects" % len(docs), len(docs))
     log("%d objects checked" % len(docs))
     check_curve(docs)
+
+
+def check_api_keys(deps):
+    """API_KEYS and ADMIN_API_KEYS reach the gateway and the webhook
+    manager from one optional Secret, which deploy/README.md's command makes."""
+    refs = set()
+    for name in ("api-gateway", "webhook-manager"):
+        c = deps[name]["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e for e in c.get("env", [])}
+        for var in ("API_KEYS", "ADMIN_API_KEYS"):
+            ref = env.get(var, {}).get("valueFrom", {}).get("secretKeyRef")
+            check(ref, "%s: %s comes from a Secret" % (name, var), env.get(var))
+            check(ref.get("optional") is True, "%s: %s's Secret is optional (the pods start without it)"
+                  % (name, var), ref)
+            check(ref["key"] == var, "%s: %s is the Secret's key of that name" % (name, var), ref)
+            refs.add(ref["name"])
+    check(refs == {"botmesh-api-keys"}, "both read the one Secret botmesh-api-keys", sorted(refs))
+
+    readme = open(os.path.join(d.ROOT, "deploy", "README.md")).read()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```bash\n")[1:]]
+    made = [b for b in blocks if "create secret generic botmesh-api-keys" in b]
+    check(len(made) == 1, "deploy/README.md gives the command that makes botmesh-api-keys", len(made))
+    secrets = tempdir("botmesh-k8s-keys-")
+    p = subprocess.run(["bash", "-c", FAKE_KUBECTL + made[0]], capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, SECRETS=secrets))
+    check(p.returncode == 0, "the documented commands run", made[0], p.stderr)
+    held = sorted(os.listdir(os.path.join(secrets, "botmesh-api-keys")))
+    check(held == ["ADMIN_API_KEYS", "API_KEYS"], "the Secret it makes holds both keys", held)
+    keys = open(os.path.join(secrets, "botmesh-api-keys", "API_KEYS")).read().split(",")
+    admin = open(os.path.join(secrets, "botmesh-api-keys", "ADMIN_API_KEYS")).read().split(",")
+    check(set(admin) <= set(keys), "its admin keys are among its API keys", admin, keys)
+    log("API keys: from the optional Secret botmesh-api-keys (%d keys, %d admin)" % (len(keys), len(admin)))
 
 
 def check_kustomize(directory, what, expected):
