@@ -44,6 +44,7 @@ typedef struct {
     int64_t redis_timeout_ms;       //  REDIS_TIMEOUT_MS
     int64_t webhook_timeout_ms;     //  WEBHOOK_JOB_TIMEOUT_MS
     int64_t webhook_attempts;       //  WEBHOOK_JOB_MAX_ATTEMPTS
+    int64_t webhook_withheld_max;   //  WEBHOOK_WITHHELD_MAX
     int64_t shutdown_ms;            //  BROKER_SHUTDOWN_MS
     int64_t peer_hwm;               //  BROKER_PEER_HWM
     int64_t save_running_ms;        //  BROKER_SAVE_RUNNING_MS

@@ -54,6 +54,9 @@ const bm_setting_t bm_broker_settings [] = {
     ROW_INT ("WEBHOOK_JOB_TIMEOUT_MS", webhook_timeout_ms, 3600000, 1000, BM_MAX_TIMEOUT_MS,
              "run-time limit of one webhook delivery job, in ms"),
     ROW_INT ("WEBHOOK_JOB_MAX_ATTEMPTS", webhook_attempts, 10, 1, 100, "delivery job dispatches before it fails"),
+    ROW_INT ("WEBHOOK_WITHHELD_MAX", webhook_withheld_max, 1000000, 1, 100000000,
+             "webhook deliveries withheld at once until their job's outcome is in Redis; beyond it the "
+             "oldest is dropped (its webhook fails, not sent)"),
     ROW_INT ("BROKER_SHUTDOWN_MS", shutdown_ms, 5000, 0, 600000, "time allowed to flush Redis writes on SIGTERM"),
     ROW_INT ("BROKER_PEER_HWM", peer_hwm, 10000, 10, 10000000,
              "messages queued for one peer before sends to it fail (a client's answers are dropped; "

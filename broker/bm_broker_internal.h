@@ -173,6 +173,7 @@ struct _bm_broker_t {
     size_t dispatch_pending_count, dispatch_pending_alloc;
     bm_joblist_t recent;        //  Jobs by creation (not owned)
     bm_joblist_t finished;      //  Terminal jobs by end, for eviction
+    bm_joblist_t withheld;      //  Delivery jobs withheld, oldest first
     bm_heap_t *deadlines;       //  Running jobs by deadline
     bm_heap_t *delayed;         //  Delayed jobs by due time (run_at)
     int due_timer;              //  zloop timer for the earliest, or -1
@@ -391,6 +392,7 @@ char *bm_delivery_simple_state (bm_broker_t *self, const char *state, int64_t at
 void bm_delivery_create (bm_broker_t *self, bm_job_t *parent);
 void bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_codec_webhook_t *state);
 void bm_delivery_release (bm_broker_t *self, bm_job_t *parent);
+void bm_delivery_drop_withheld (bm_broker_t *self, bm_job_t *parent);
 void bm_delivery_lost (bm_broker_t *self, bm_job_t *delivery);
 
 //  bm_delayed.c: delayed jobs (SUBMIT delayMs/runAt, waits between runs)

@@ -123,6 +123,61 @@ s_delivery_new (bm_broker_t *self, bm_job_t *parent)
     return job;
 }
 
+//  The delivery number n of parent if it is withheld, else NULL.  Its
+//  withheld deliveries are its latest: a walk down from its last one ends
+//  at the first that is not (the earlier ones went before it).
+static bm_job_t *
+s_withheld (bm_broker_t *self, const bm_job_t *parent, int64_t n)
+{
+    char id [sizeof parent->id + 32];
+    snprintf (id, sizeof id, "%s.wh%" PRId64, parent->id, n);
+    bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
+    return job && job->withheld ? job : NULL;
+}
+
+//  Forget a withheld delivery job: from memory and from Redis (a broker
+//  started on that Redis would send it).
+static void
+s_withheld_forget (bm_broker_t *self, bm_job_t *delivery)
+{
+    bm_jobstore_forget (self, delivery->id);
+    bm_job_delete (self, delivery);
+}
+
+//  Withhold a delivery job until the outcome it carries is durable.  The
+//  broker holds at most WEBHOOK_WITHHELD_MAX of them: the oldest beyond it
+//  is dropped and its job's webhook fails, unsent.  Redis confirms writes
+//  in order, so the oldest is the one waiting longest for Redis.
+static void
+s_withhold (bm_broker_t *self, bm_job_t *delivery)
+{
+    delivery->withheld = true;
+    bm_joblist_append (&self->withheld, delivery);
+    while ((int64_t) bm_joblist_size (&self->withheld) > self->config.webhook_withheld_max) {
+        bm_job_t *oldest = bm_joblist_first (&self->withheld);
+        const char *why = "not sent: more deliveries withheld than WEBHOOK_WITHHELD_MAX "
+                          "while the job's outcome waited for redis";
+        bm_warn (oldest->parent, "delivery %s dropped, unsent: %zu deliveries withheld "
+                 "(WEBHOOK_WITHHELD_MAX %" PRId64 ") while their jobs' outcomes wait for redis",
+                 oldest->id, bm_joblist_size (&self->withheld), self->config.webhook_withheld_max);
+        //  The job's webhook state is this delivery's unless a newer one
+        //  (a redelivery) was made since.
+        bm_job_t *parent = (bm_job_t *) bm_jobtab_lookup (self->jobs, oldest->parent);
+        char latest [sizeof oldest->id + 32] = "";
+        if (parent)
+            snprintf (latest, sizeof latest, "%s.wh%" PRId64, parent->id, parent->deliveries);
+        if (streq (latest, oldest->id)) {
+            size_t size;
+            char *wh = bm_delivery_simple_state (self, "failed", 0, why, &size);
+            bm_delivery_set_state (parent, wh, size);
+            bm_jobstore_persist_webhook (self, parent->id, wh, size);
+            free (wh);
+        }
+        self->wh_failed++;
+        s_withheld_forget (self, oldest);
+    }
+}
+
 //  Make the delivery job of a terminal job with a webhook URL.  The job's
 //  terminal record is written here, in the same HSET as its pending
 //  webhook state and delivery count, ahead of the delivery's own record.
@@ -136,7 +191,7 @@ bm_delivery_create (bm_broker_t *self, bm_job_t *parent)
     bm_jobstore_persist_terminal (self, parent);
     bm_job_insert (self, job);
     bm_jobstore_persist_full (self, job, true, NULL, NULL);
-    job->withheld = true;
+    s_withhold (self, job);
     if (!parent->confirming)        //  No Redis: confirmed already
         bm_delivery_release (self, parent);
 }
@@ -147,18 +202,28 @@ void
 bm_delivery_release (bm_broker_t *self, bm_job_t *parent)
 {
     bm_service_t *service = NULL;
-    for (int64_t n = parent->deliveries; n > 0; n--) {
-        char id [sizeof parent->id + 32];
-        snprintf (id, sizeof id, "%s.wh%" PRId64, parent->id, n);
-        bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
-        if (!job || !job->withheld)
-            break;                  //  The earlier ones went before it
+    bm_job_t *job;
+    for (int64_t n = parent->deliveries; n > 0 && (job = s_withheld (self, parent, n)); n--) {
         job->withheld = false;
+        bm_joblist_remove (&self->withheld, job);
         bm_job_enqueue (self, job);
         service = job->service;
     }
     if (service)
         bm_dispatch (self, service);
+}
+
+//  parent is being removed (a job retried before its outcome was durable
+//  keeps that outcome's delivery withheld until it ends again): its
+//  withheld deliveries go with it, unsent.
+void
+bm_delivery_drop_withheld (bm_broker_t *self, bm_job_t *parent)
+{
+    bm_job_t *job;
+    for (int64_t n = parent->deliveries; n > 0 && (job = s_withheld (self, parent, n)); n--) {
+        bm_info (parent->id, "withheld delivery %s dropped, unsent: its job is removed", job->id);
+        s_withheld_forget (self, job);
+    }
 }
 
 //  A delivery job reported its state: copy it to the job it delivers.

@@ -238,7 +238,10 @@ bm_job_insert (bm_broker_t *self, bm_job_t *job)
 void
 bm_job_delete (bm_broker_t *self, bm_job_t *job)
 {
+    if (job->deliveries && !bm_job_is_delivery (job))
+        bm_delivery_drop_withheld (self, job);
     bm_joblist_remove (&self->recent, job);
+    bm_joblist_remove (&self->withheld, job);
     bm_joblist_remove (&self->finished, job);
     bm_service_queue_remove (job->service, job);
     bm_delayed_remove (self, job);

@@ -47,6 +47,7 @@ typedef enum {
     BM_JOBLIST_RECENT,          //  The broker's jobs by creation
     BM_JOBLIST_FINISHED,        //  Its terminal jobs by end, for eviction
     BM_JOBLIST_WORKER,          //  The jobs a worker runs
+    BM_JOBLIST_WITHHELD,        //  Withheld delivery jobs, oldest first
     BM_JOBLISTS
 } bm_joblist_which_t;
 
