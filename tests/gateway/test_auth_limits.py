@@ -2,7 +2,7 @@
 rule) and the token-bucket rate limiter (429 with Retry-After, per key),
 against a fake broker that accepts everything."""
 import harness
-from harness import ACCEPTED, REPLY, SUBMIT, PING, METRICS, STATS
+from harness import ACCEPTED, REPLY, SUBMIT, PING, METRICS, STATS, REDELIVER
 
 QUEUE = 0x0B
 from gwtest import FakeBroker, check, curl, gateway, post_json, stop_clean
@@ -19,6 +19,8 @@ def handler(cmd, body):
         return REPLY, {"text": ""}
     if cmd == STATS:
         return REPLY, {"types": {}, "workers": [], "totals": {}, "redis": True}
+    if cmd == REDELIVER:
+        return ACCEPTED, {"jobId": body["jobId"], "duplicate": False}
     if cmd == QUEUE:
         return REPLY, {"botType": body["botType"], "paused": body["action"] == "pause", "removed": 0}
     return None
@@ -37,7 +39,9 @@ def main():
 
 def admin_keys(s, fake):
     """ADMIN_API_KEYS: only its keys may use the queue and admin endpoints
-    (403 forbidden for the others); all keys still read."""
+    (403 forbidden for the others); all keys still read, submit and act on
+    a job, its redelivery included (the webhook manager's own redelivery
+    endpoint takes admin keys only: webhook.retry_auth)."""
     g = gateway(s, endpoint=fake.endpoint, name="gateway-admin",
                 env={"API_KEYS": "alpha-key,beta-key", "ADMIN_API_KEYS": "alpha-key"})
     u = g.url
@@ -53,6 +57,9 @@ def admin_keys(s, fake):
     check(r.status == 200, "a non-admin key still reads /stats", r)
     r = post_json(u + "/invoke", BODY, *beta)
     check(r.status == 202, "a non-admin key still submits", r)
+    r = post_json(u + "/job/job-1/redeliver", {}, *beta)
+    check(r.status == 202 and r.json.get("jobId") == "job-1",
+          "a non-admin key still redelivers a job's webhook (acting on a job)", r)
     r = post_json(u + "/queues/python/pause", {}, "-H", "X-API-Key: alpha-key")
     check(r.status == 200 and r.json.get("paused") is True, "an admin key passes to the broker", r)
     r = post_json(u + "/queues/python/pause", {})
