@@ -154,8 +154,9 @@ s_end_job (proc_t *proc, bm_pool_outcome_t *outcome, bool process_alive)
         else {
             int64_t rss = self->config.max_rss_mb > 0 ? bm_pool_proc_rss_mb (proc->pid) : -1;
             if (rss > self->config.max_rss_mb) {
-                bm_info (NULL, "%s process pid=%d uses %lld MiB, over %s_MAX_RSS_MB=%lld",
-                         self->config.type, (int) proc->pid, (long long) rss, "BOT_<TYPE>",
+                bm_info (NULL, "%s process pid=%d uses %lld MiB, over %s=%lld",
+                         self->config.type, (int) proc->pid, (long long) rss,
+                         self->config.rss_var ? self->config.rss_var : "BOT_<TYPE>_MAX_RSS_MB",
                          (long long) self->config.max_rss_mb);
                 s_retire (proc, "max_rss");
             }

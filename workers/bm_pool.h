@@ -57,6 +57,8 @@ typedef struct {
     int64_t max_procs;          //  Never more processes than this
     int64_t max_jobs;           //  Recycle after this many jobs
     int64_t max_rss_mb;         //  Recycle past this RSS (0: never)
+    const char *rss_var;        //  The variable that sets it, for messages
+                                //  (BOT_<TYPE>_MAX_RSS_MB; borrowed)
     int64_t idle_ms;            //  Idle processes above min_procs exit
     int64_t ready_timeout_ms;   //  A process not ready this long after its
                                 //  start is killed: an init failure (0: no

@@ -768,7 +768,8 @@ s_start_pools (bm_worker_t *self)
         bm_pool_config_t pool_config = {
             .type = type->name, .argv = type->argv, .fork = fork,
             .min_procs = type->min_procs, .max_procs = type->max_procs,
-            .max_jobs = type->max_jobs, .max_rss_mb = type->max_rss_mb, .idle_ms = type->idle_ms,
+            .max_jobs = type->max_jobs, .max_rss_mb = type->max_rss_mb,
+            .rss_var = type->rss_var, .idle_ms = type->idle_ms,
             .ready_timeout_ms = type->ready_timeout_ms, .ready_var = type->ready_var,
             .output_max = config->output_max, .stderr_tail = config->stderr_tail,
             .kill_grace_ms = config->kill_grace_ms, .sandboxed = type->sandboxed,
@@ -778,10 +779,13 @@ s_start_pools (bm_worker_t *self)
         if (self->metrics)
             bm_pool_export (self->pools [i], self->metrics);
         bm_bot_argv_free (&envp);
+        char past_rss [BM_MAX_BOT_TYPE_LEN + 64] = "";
+        if (type->max_rss_mb > 0)
+            snprintf (past_rss, sizeof past_rss, " or past %s=%lld", type->rss_var,
+                      (long long) type->max_rss_mb);
         bm_info (NULL, "%s bots in %s mode: %lld-%lld processes, recycled after %lld jobs%s",
                  type->name, fork ? "fork" : "pool", (long long) type->min_procs,
-                 (long long) type->max_procs, (long long) type->max_jobs,
-                 type->max_rss_mb > 0 ? " or past BOT_<TYPE>_MAX_RSS_MB" : "");
+                 (long long) type->max_procs, (long long) type->max_jobs, past_rss);
     }
 }
 

@@ -113,6 +113,11 @@ def main():
                           "BOT_NODE_MAX_PROCS": "2", "BOT_JAVA_MAX_PROCS": "2"})
         s.wait_workers(1)
         c = s.client()
+        out = w.output()
+        check("node bots in pool mode: 1-2 processes, recycled after 1000 jobs or past "
+              "BOT_NODE_MAX_RSS_MB=1024" in out,
+              "the start-up line names each type's own recycle variable and its value",
+              [l for l in out.splitlines() if "bots in" in l])
 
         for bot_type, payloads in PAYLOADS.items():
             for payload in payloads:
