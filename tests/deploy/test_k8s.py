@@ -9,7 +9,9 @@ The broker runs two replicas with BROKER_HA=redis, each announcing its own
 stable name, and the peers' BROKER_ENDPOINT lists both.
 The gateway and the webhook manager take API_KEYS and ADMIN_API_KEYS from
 the Secret botmesh-api-keys, optional (no Secret, no keys: the pods still
-start); the command deploy/README.md gives makes that Secret with both keys.
+start), and the webhook manager and the mock WEBHOOK_SECRET from it, as
+Compose passes it to both; the command deploy/README.md gives makes that
+Secret with the three keys, its WEBHOOK_SECRET one the manager can use.
 With kubectl installed, `kubectl kustomize` renders the set as well.
 
 The optional CURVE overlay (deploy/k8s-curve/) patches workloads of the
@@ -22,6 +24,7 @@ out where the patches mount them, and a real broker started with the
 broker's patched variables answers botmesh-client run with each peer's,
 and not one with a key it was not given.
 """
+import base64
 import glob
 import os
 import shutil
@@ -165,12 +168,22 @@ def test():
 
 def check_api_keys(deps):
     """API_KEYS and ADMIN_API_KEYS reach the gateway and the webhook
-    manager from one optional Secret, which deploy/README.md's command makes."""
+    manager, WEBHOOK_SECRET the webhook manager and the mock (the services
+    Compose passes it to), from one optional Secret, which deploy/README.md's
+    command makes."""
     refs = set()
-    for name in ("api-gateway", "webhook-manager"):
+    compose = yaml.safe_load(open(os.path.join(d.ROOT, "docker-compose.yml")))
+    signed = sorted(n for n, s in compose["services"].items()
+                    if "WEBHOOK_SECRET" in (s.get("environment") or {}))
+    check(signed == ["mock-webhook", "webhook-manager"], "Compose passes WEBHOOK_SECRET to the "
+          "webhook manager and the mock", signed)
+    wanted = {"api-gateway": ("API_KEYS", "ADMIN_API_KEYS"),
+              "webhook-manager": ("API_KEYS", "ADMIN_API_KEYS", "WEBHOOK_SECRET"),
+              "mock-webhook": ("WEBHOOK_SECRET",)}
+    for name, variables in wanted.items():
         c = deps[name]["spec"]["template"]["spec"]["containers"][0]
         env = {e["name"]: e for e in c.get("env", [])}
-        for var in ("API_KEYS", "ADMIN_API_KEYS"):
+        for var in variables:
             ref = env.get(var, {}).get("valueFrom", {}).get("secretKeyRef")
             check(ref, "%s: %s comes from a Secret" % (name, var), env.get(var))
             check(ref.get("optional") is True, "%s: %s's Secret is optional (the pods start without it)"
@@ -188,7 +201,11 @@ def check_api_keys(deps):
                        env=dict(os.environ, SECRETS=secrets))
     check(p.returncode == 0, "the documented commands run", made[0], p.stderr)
     held = sorted(os.listdir(os.path.join(secrets, "botmesh-api-keys")))
-    check(held == ["ADMIN_API_KEYS", "API_KEYS"], "the Secret it makes holds both keys", held)
+    check(held == ["ADMIN_API_KEYS", "API_KEYS", "WEBHOOK_SECRET"], "the Secret it makes holds the three keys",
+          held)
+    secret = open(os.path.join(secrets, "botmesh-api-keys", "WEBHOOK_SECRET")).read()
+    check(secret.startswith("whsec_") and len(base64.b64decode(secret[6:], validate=True)) >= 24,
+          "its WEBHOOK_SECRET is a whsec_ secret of 24 random bytes or more", secret)
     keys = open(os.path.join(secrets, "botmesh-api-keys", "API_KEYS")).read().split(",")
     admin = open(os.path.join(secrets, "botmesh-api-keys", "ADMIN_API_KEYS")).read().split(",")
     check(set(admin) <= set(keys), "its admin keys are among its API keys", admin, keys)
