@@ -258,14 +258,17 @@ gw_routes_job (gw_request_t *r, int command)
               true);
 }
 
-//  POST /job/{id}/retry and /redeliver: ACCEPTED -> 202.
+//  POST /job/{id}/retry and /redeliver: ACCEPTED -> 202.  A redelivery
+//  answers as the webhook manager's POST /deliveries/{jobId}/retry does:
+//  the job's new webhook state and the same status.
 void
 gw_routes_job_action (gw_request_t *r, int command)
 {
     bm_msg_t *reply = gw_request_broker_simple (r, command, r->job_id, true);
     json_t *value = command == BM_RETRY
         ? json_pack ("{s:s,s:s}", "jobId", r->job_id, "status", "queued")
-        : json_pack ("{s:s,s:s}", "jobId", r->job_id, "webhook", "pending");
+        : json_pack ("{s:s,s:s,s:s}", "jobId", r->job_id, "webhook", "pending",
+                     "status", "redelivery queued");
     gw_routes_answer (r, reply, BM_ACCEPTED, 202, NULL, value, true);
 }
 

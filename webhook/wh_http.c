@@ -147,8 +147,10 @@ s_retry (wh_http_t *self, struct mg_connection *conn, const char *job_id)
     if (bm_msg_command (reply) == BM_ACCEPTED) {
         bm_series_inc (bm_metric_series (self->m_redeliver, "accepted"));
         bm_info (job_id, "redelivery requested over HTTP");
-        bm_http_reply_json (conn, 202, json_pack ("{s:s, s:s}", "jobId", job_id,
-                                             "status", "redelivery queued"), NULL);
+        //  The same fields as the gateway's POST /job/{id}/redeliver.
+        bm_http_reply_json (conn, 202, json_pack ("{s:s, s:s, s:s}", "jobId", job_id,
+                                             "status", "redelivery queued",
+                                             "webhook", "pending"), NULL);
     }
     else
     if (bm_msg_command (reply) == BM_REJECTED) {

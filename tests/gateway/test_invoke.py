@@ -167,6 +167,8 @@ def main():
         check(r.status == 409, "redeliver without webhook -> 409", r)
         r = curl("-X", "POST", u + "/job/%s/redeliver" % ids[0])
         check(r.status == 202, "redeliver a finished job's webhook -> 202", r)
+        check(r.json == {"jobId": ids[0], "webhook": "pending", "status": "redelivery queued"},
+              "it answers with the fields of the webhook manager's POST /deliveries/{jobId}/retry", r.json)
         r = curl(u + "/job/0000000000-none-00000000")
         check(r.status == 404 and r.error_code() == "not_found", "unknown job -> 404", r)
         r = curl("-X", "POST", u + "/job/0000000000-none-00000000/cancel")

@@ -88,6 +88,8 @@ def main():
         # Redelivery on demand: same webhook-id, the receiver counts a duplicate.
         status, _, reply = http("POST", "%s/deliveries/%s/retry" % (mgr.url, job), b"")
         check(status == 202, "POST /deliveries/{jobId}/retry: 202", reply)
+        check(reply == {"jobId": job, "status": "redelivery queued", "webhook": "pending"},
+              "it answers with the fields of the gateway's POST /job/{id}/redeliver", reply)
         wait_until(lambda: len(whlib.mock_deliveries(mock, job)) == 2, 15, "the redelivery to arrive")
         got = whlib.mock_deliveries(mock, job)
         check(got[1]["webhookId"] == job and got[1]["signature"] == "valid", "redelivery: same webhook-id, signed", got[1])
