@@ -1,16 +1,17 @@
 /*  bm_done_replay.c - recent DONEs, kept to send again after a reconnect.  */
 #include "bm_done_replay.h"
+#include "bm_log.h"
 #include "bm_proto.h"
 
 #include <czmq.h>
 #include <string.h>
 
 //  A DONE recently sent, to send again after a reconnect. One allocation:
-//  the body, then the job id's string when the run completed.
+//  the body, then the job id's string.
 typedef struct {
     int64_t sent_mono;                  //  When it was sent
     size_t size;                        //  Bytes of its msgpack body
-    char *job_id;                       //  Its job, in data, when it completed; else NULL
+    char *job_id;                       //  Its job, in data
     bool indexed;                       //  completed maps job_id to it (no newer
                                         //  DONE of the job replaced it there)
     bool discarded;                     //  A CANCEL crossed it: not sent again
@@ -22,7 +23,28 @@ struct _bm_done_replay_t {
     size_t first, count, max;           //  first, owned (no list node each)
     size_t discarded;                   //  Of count, those not sent again
     zhashx_t *completed;                //  job id -> its completed done_t in ring
+    int64_t live_ms;                    //  Broker silence that ends a connection
+    bool link_up;                       //  A connection to a broker is up
+    int64_t up_since;                   //  When it said READY (every DONE kept
+                                        //  was sent again then)
 };
+
+//  When the DONE was last sent: at its run's end, or again on the
+//  current connection.
+static int64_t
+s_last_sent (bm_done_replay_t *self, const done_t *done)
+{
+    return done->sent_mono > self->up_since ? done->sent_mono : self->up_since;
+}
+
+//  Whether a live broker got the DONE, as far as we can tell: the
+//  connection it was last sent on has stayed up for a whole liveness
+//  period since (the broker spoke after it, or the link would have ended).
+static bool
+s_reached (bm_done_replay_t *self, const done_t *done, int64_t now_mono)
+{
+    return self->link_up && now_mono - s_last_sent (self, done) >= self->live_ms;
+}
 
 static void
 s_done_destroy (done_t **done_p)
@@ -48,19 +70,25 @@ s_take_oldest (bm_done_replay_t *self)
     return done;
 }
 
-//  Drop the oldest DONE kept.
+//  Drop the oldest DONE kept; WARN when no live broker got it (why: the
+//  cap, or its age).
 static void
-s_drop_oldest (bm_done_replay_t *self)
+s_drop_oldest (bm_done_replay_t *self, int64_t now_mono, const char *why)
 {
     done_t *done = s_take_oldest (self);
+    if (why && !done->discarded && !s_reached (self, done, now_mono))
+        bm_warn (done->job_id, "its DONE is dropped (%s) before a broker confirmed it: the job "
+                 "may run again", why);
     s_done_destroy (&done);
 }
 
 bm_done_replay_t *
-bm_done_replay_new (size_t max)
+bm_done_replay_new (size_t max, int64_t live_ms)
 {
     bm_done_replay_t *self = (bm_done_replay_t *) zmalloc (sizeof (bm_done_replay_t));
     self->max = max;
+    self->live_ms = live_ms;
+    self->link_up = true;
     self->ring = max ? (done_t **) zmalloc (max * sizeof (done_t *)) : NULL;
     //  Neither keys nor values are owned: each is a done_t in ring
     self->completed = zhashx_new ();
@@ -75,7 +103,7 @@ bm_done_replay_destroy (bm_done_replay_t **self_p)
     if (*self_p) {
         bm_done_replay_t *self = *self_p;
         while (self->count)
-            s_drop_oldest (self);
+            s_drop_oldest (self, 0, NULL);
         free (self->ring);
         zhashx_destroy (&self->completed);
         free (self);
@@ -85,14 +113,20 @@ bm_done_replay_destroy (bm_done_replay_t **self_p)
 
 void
 bm_done_replay_remember (bm_done_replay_t *self, const char *body, size_t size,
-                         const char *completed_job_id, int64_t now_mono)
+                         const char *job_id, bool completed, int64_t now_mono)
 {
     if (self->max == 0)
         return;
-    size_t id_size = completed_job_id? strlen (completed_job_id) + 1: 0;
+    size_t id_size = strlen (job_id) + 1;
     //  Full (a worker that keeps busy always is): the oldest's memory is
     //  reused for this one, one realloc instead of a free and a malloc.
-    done_t *reuse = self->count == self->max ? s_take_oldest (self) : NULL;
+    done_t *reuse = NULL;
+    if (self->count == self->max) {
+        reuse = s_take_oldest (self);
+        if (!reuse->discarded && !s_reached (self, reuse, now_mono))
+            bm_warn (reuse->job_id, "its DONE is dropped (more than %zu kept) before a broker "
+                     "confirmed it: the job may run again", self->max);
+    }
     done_t *done = (done_t *) realloc (reuse, sizeof (done_t) + size + id_size);
     if (!done) {
         free (reuse);
@@ -101,12 +135,11 @@ bm_done_replay_remember (bm_done_replay_t *self, const char *body, size_t size,
     done->sent_mono = now_mono;
     done->size = size;
     memcpy (done->data, body, size);
-    done->job_id = NULL;
+    done->job_id = done->data + size;
+    memcpy (done->job_id, job_id, id_size);
     done->indexed = false;
     done->discarded = false;
-    if (completed_job_id) {
-        done->job_id = done->data + size;
-        memcpy (done->job_id, completed_job_id, id_size);
+    if (completed) {
         done->indexed = true;
         if (zhashx_insert (self->completed, done->job_id, done)) {
             //  The newer entry replaces an older one of the same job (whose
@@ -146,10 +179,25 @@ bm_done_replay_discard (bm_done_replay_t *self, const char *job_id)
 }
 
 void
-bm_done_replay_prune (bm_done_replay_t *self, int64_t horizon_mono)
+bm_done_replay_link_down (bm_done_replay_t *self)
 {
-    while (self->count && self->ring [self->first]->sent_mono < horizon_mono)
-        s_drop_oldest (self);
+    self->link_up = false;
+}
+
+void
+bm_done_replay_link_up (bm_done_replay_t *self, int64_t now_mono)
+{
+    self->link_up = true;
+    self->up_since = now_mono;
+}
+
+void
+bm_done_replay_prune (bm_done_replay_t *self, int64_t now_mono, int64_t age_ms)
+{
+    if (!self->link_up)
+        return;                         //  No broker to ask for them: they wait
+    while (self->count && s_last_sent (self, self->ring [self->first]) < now_mono - age_ms)
+        s_drop_oldest (self, now_mono, "too old");
 }
 
 void
@@ -178,44 +226,44 @@ bm_done_replay_test (bool verbose)
 {
     (void) verbose;
     printf (" * bm_done_replay: ");
-    bm_done_replay_t *replay = bm_done_replay_new (2);
+    bm_done_replay_t *replay = bm_done_replay_new (2, 5);
     size_t size = 0;
-    bm_done_replay_remember (replay, "a", 1, "j1", 10);
+    bm_done_replay_remember (replay, "a", 1, "j1", true, 10);
     assert (bm_done_replay_completed (replay, "j1", &size) && size == 1);
-    bm_done_replay_remember (replay, "bb", 2, NULL, 20);        //  A failed run
+    bm_done_replay_remember (replay, "bb", 2, "j2", false, 20);        //  A failed run
     assert (!bm_done_replay_completed (replay, "j2", &size));
-    bm_done_replay_remember (replay, "ccc", 3, "j3", 30);
+    bm_done_replay_remember (replay, "ccc", 3, "j3", true, 30);
     assert (bm_done_replay_size (replay) == 2);         //  "a" dropped
     assert (!bm_done_replay_completed (replay, "j1", &size));
     const char *body = bm_done_replay_completed (replay, "j3", &size);
     assert (body && size == 3 && memcmp (body, "ccc", 3) == 0);
-    bm_done_replay_prune (replay, 25);
+    bm_done_replay_prune (replay, 25, 0);
     assert (bm_done_replay_size (replay) == 1);         //  "bb" too old
-    bm_done_replay_prune (replay, 31);
+    bm_done_replay_prune (replay, 31, 0);
     assert (bm_done_replay_size (replay) == 0);
     assert (!bm_done_replay_completed (replay, "j3", &size));
     //  The same job twice: the newer entry is the one found, and dropping
     //  the older one keeps it.
-    bm_done_replay_remember (replay, "e", 1, "j4", 40);
-    bm_done_replay_remember (replay, "ff", 2, "j4", 41);
-    bm_done_replay_remember (replay, "g", 1, NULL, 42);
+    bm_done_replay_remember (replay, "e", 1, "j4", true, 40);
+    bm_done_replay_remember (replay, "ff", 2, "j4", true, 41);
+    bm_done_replay_remember (replay, "g", 1, "f2", false, 42);
     assert (bm_done_replay_completed (replay, "j4", &size) && size == 2);
-    bm_done_replay_remember (replay, "d", 1, NULL, 43);
+    bm_done_replay_remember (replay, "d", 1, "f3", false, 43);
     assert (!bm_done_replay_completed (replay, "j4", &size));
     bm_done_replay_destroy (&replay);
     assert (replay == NULL);
     bm_done_replay_destroy (&replay);                   //  Idempotent
 
     //  Round and round the ring: the last three stay, pruned oldest first.
-    replay = bm_done_replay_new (3);
+    replay = bm_done_replay_new (3, 5);
     const char *ids [] = { "k1", "k2", "k3", "k4", "k5", "k6", "k7" };
     for (int i = 0; i < 7; i++)
-        bm_done_replay_remember (replay, ids [i], 2, ids [i], 100 + i);
+        bm_done_replay_remember (replay, ids [i], 2, ids [i], true, 100 + i);
     assert (bm_done_replay_size (replay) == 3);
     assert (!bm_done_replay_completed (replay, "k4", &size));
     body = bm_done_replay_completed (replay, "k5", &size);
     assert (body && size == 2 && memcmp (body, "k5", 2) == 0);
-    bm_done_replay_prune (replay, 106);                 //  k5 and k6 go
+    bm_done_replay_prune (replay, 106, 0);                 //  k5 and k6 go
     assert (bm_done_replay_size (replay) == 1);
     assert (!bm_done_replay_completed (replay, "k6", &size));
     assert (bm_done_replay_completed (replay, "k7", &size));
@@ -223,27 +271,46 @@ bm_done_replay_test (bool verbose)
 
     //  A CANCEL crossed a completed DONE: it answers no JOB and is not sent
     //  again; a failed DONE is not found, a later completed one is.
-    replay = bm_done_replay_new (3);
-    bm_done_replay_remember (replay, "m1", 2, "m1", 200);
-    bm_done_replay_remember (replay, "xx", 2, NULL, 201);          //  A failed run of m2
+    replay = bm_done_replay_new (3, 5);
+    bm_done_replay_remember (replay, "m1", 2, "m1", true, 200);
+    bm_done_replay_remember (replay, "xx", 2, "m2", false, 201);          //  A failed run of m2
     assert (bm_done_replay_discard (replay, "m1"));
     assert (!bm_done_replay_completed (replay, "m1", &size));
     assert (bm_done_replay_size (replay) == 1);                     //  Only "xx" goes again
     assert (!bm_done_replay_discard (replay, "m1"));
     assert (!bm_done_replay_discard (replay, "m2"));
     assert (!bm_done_replay_discard (replay, "nope"));
-    bm_done_replay_remember (replay, "M1", 2, "m1", 202);          //  Its retry completed
+    bm_done_replay_remember (replay, "M1", 2, "m1", true, 202);          //  Its retry completed
     body = bm_done_replay_completed (replay, "m1", &size);
     assert (body && memcmp (body, "M1", 2) == 0 && bm_done_replay_size (replay) == 2);
-    bm_done_replay_remember (replay, "n1", 2, "n1", 203);          //  The discarded one goes
+    bm_done_replay_remember (replay, "n1", 2, "n1", true, 203);          //  The discarded one goes
     assert (bm_done_replay_size (replay) == 3);
     assert (bm_done_replay_discard (replay, "n1") && bm_done_replay_size (replay) == 2);
-    bm_done_replay_prune (replay, 204);
+    bm_done_replay_prune (replay, 204, 0);
     assert (bm_done_replay_size (replay) == 0 && !bm_done_replay_completed (replay, "m1", &size));
     bm_done_replay_destroy (&replay);
+    //  While no broker is connected, no DONE ages; once one is, each ages
+    //  from that READY (when it was sent again), not from its run's end.
+    replay = bm_done_replay_new (3, 5);
+    bm_done_replay_link_up (replay, 300);
+    bm_done_replay_remember (replay, "p1", 2, "p1", true, 301);
+    bm_done_replay_link_down (replay);
+    bm_done_replay_prune (replay, 10000, 10);
+    assert (bm_done_replay_completed (replay, "p1", &size));
+    bm_done_replay_link_up (replay, 10000);
+    bm_done_replay_prune (replay, 10009, 10);
+    assert (bm_done_replay_completed (replay, "p1", &size));
+    bm_done_replay_prune (replay, 10011, 10);
+    assert (!bm_done_replay_completed (replay, "p1", &size) && bm_done_replay_size (replay) == 0);
+    //  The cap still drops the oldest while no broker is connected.
+    bm_done_replay_link_down (replay);
+    for (int i = 0; i < 4; i++)
+        bm_done_replay_remember (replay, ids [i], 2, ids [i], true, 20000 + i);
+    assert (bm_done_replay_size (replay) == 3 && !bm_done_replay_completed (replay, "k1", &size));
+    bm_done_replay_destroy (&replay);
     //  Keeping none keeps none.
-    replay = bm_done_replay_new (0);
-    bm_done_replay_remember (replay, "a", 1, "j1", 10);
+    replay = bm_done_replay_new (0, 5);
+    bm_done_replay_remember (replay, "a", 1, "j1", true, 10);
     assert (bm_done_replay_size (replay) == 0 && !bm_done_replay_completed (replay, "j1", &size));
     bm_done_replay_destroy (&replay);
     printf ("OK\n");

@@ -3,6 +3,11 @@
     DONEs sent just before the broker went away may be lost; the worker
     keeps a copy of each (at most `max`, oldest dropped first) and, once a
     new connection said READY, sends those still young enough again.  A
+    DONE ages only while a connection is up, from its run's end or from
+    the last READY, whichever is later: a broker that is away for long,
+    then recovers from Redis, still gets the DONEs of the runs that ended
+    meanwhile.  Dropping a DONE no live broker got (the cap, or its age)
+    is logged as a WARN naming its job.  A
     DONE the broker already has is answered NACK not_owner.  The completed
     ones are also found by job id: a JOB for a job we completed moments
     ago (the broker lost our DONE and dispatched it again) is answered
@@ -18,14 +23,17 @@
 
 typedef struct _bm_done_replay_t bm_done_replay_t;
 
-//  Keep at most max DONEs.
-bm_done_replay_t *bm_done_replay_new (size_t max);
+//  Keep at most max DONEs.  live_ms: the broker silence that ends a
+//  connection (HEARTBEAT_INTERVAL_MS x HEARTBEAT_LIVENESS); a DONE whose
+//  connection stayed up that long after it was sent reached a live broker.
+//  The link starts up, at time 0.
+bm_done_replay_t *bm_done_replay_new (size_t max, int64_t live_ms);
 void bm_done_replay_destroy (bm_done_replay_t **self_p);
 
-//  Keep a copy of a DONE body (msgpack, size bytes), sent at now_mono;
-//  completed_job_id names its job when the run completed (else NULL).
+//  Keep a copy of a DONE body (msgpack, size bytes) of job_id, sent at
+//  now_mono; completed when the run completed (then found by job id).
 void bm_done_replay_remember (bm_done_replay_t *self, const char *body, size_t size,
-                              const char *completed_job_id, int64_t now_mono);
+                              const char *job_id, bool completed, int64_t now_mono);
 
 //  The body of the completed DONE kept for job_id (its size in *size), or
 //  NULL.  Valid until the next call that changes self.
@@ -37,8 +45,17 @@ const char *bm_done_replay_completed (bm_done_replay_t *self, const char *job_id
 //  bm_done_replay_completed.  False if none was kept.
 bool bm_done_replay_discard (bm_done_replay_t *self, const char *job_id);
 
-//  Forget the DONEs sent before horizon_mono.
-void bm_done_replay_prune (bm_done_replay_t *self, int64_t horizon_mono);
+//  The connection to the broker was lost: until the next is up, no DONE
+//  ages.
+void bm_done_replay_link_down (bm_done_replay_t *self);
+
+//  A new connection said READY at now_mono (and every DONE kept is sent
+//  on it again): each ages from then at the earliest.
+void bm_done_replay_link_up (bm_done_replay_t *self, int64_t now_mono);
+
+//  While the link is up, forget the DONEs last sent (at their run's end,
+//  or again at the last READY) more than age_ms before now_mono.
+void bm_done_replay_prune (bm_done_replay_t *self, int64_t now_mono, int64_t age_ms);
 
 //  Send every DONE kept, oldest first, on link.
 void bm_done_replay_send (bm_done_replay_t *self, bm_worker_link_t *link);

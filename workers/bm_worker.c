@@ -118,13 +118,15 @@ s_send_progress (bm_worker_t *self, job_t *job, int progress)
     job->progress_pending = -1;
 }
 
-//  Forget DONEs older than the time the broker takes to notice a lost
-//  worker: past that, a replay could not help.
+//  Forget DONEs older than the time a broker takes to give up on a lost
+//  worker's jobs (after our loss, or after its own recovery from Redis):
+//  past that, a replay could not help.  They age only while a broker
+//  connection is up (bm_done_replay).
 static void
 s_prune_done (bm_worker_t *self)
 {
-    int64_t horizon = bm_mono_ms () - 2 * self->config->heartbeat_ms * self->config->liveness;
-    bm_done_replay_prune (self->recent_done, horizon);
+    bm_done_replay_prune (self->recent_done, bm_mono_ms (),
+                          2 * self->config->heartbeat_ms * self->config->liveness);
 }
 
 //  DONE (bm_job_report_done) for a job: result_data is a msgpack value
@@ -144,7 +146,7 @@ s_send_done (bm_worker_t *self, job_t *job, const char *result_data, size_t resu
     else {
         s_send (self, BM_DONE, &done->sbuf, job->id);
         bm_done_replay_remember (self->recent_done, done->sbuf.data, done->sbuf.size,
-                                 ok ? job->id : NULL, now_mono);
+                                 job->id, ok, now_mono);
     }
     //  A large result leaves a large buffer: let it go.
     if (done->sbuf.alloc > 65536)
@@ -188,6 +190,7 @@ s_on_link_lost (void *arg)
 {
     bm_worker_t *self = (bm_worker_t *) arg;
     bm_worker_link_set_credit (self->link, s_credit (self));
+    bm_done_replay_link_down (self->recent_done);
 }
 
 //  READY running: the ids of the jobs we run.
@@ -226,7 +229,7 @@ static void
 s_on_link_reconnected (void *arg)
 {
     bm_worker_t *self = (bm_worker_t *) arg;
-    s_prune_done (self);
+    bm_done_replay_link_up (self->recent_done, bm_mono_ms ());
     bm_done_replay_send (self->recent_done, self->link);
     s_report_bots (self, true);
 }
@@ -700,7 +703,9 @@ bm_worker_new (const bm_worker_config_t *config)
     self->loop = zloop_new ();
     self->jobs = zhashx_new ();
     zhashx_set_destructor (self->jobs, s_job_free_fn);
-    self->recent_done = bm_done_replay_new (BM_DONE_REPLAY_MAX);
+    self->recent_done = bm_done_replay_new (BM_DONE_REPLAY_MAX,
+                                            self->config->heartbeat_ms * self->config->liveness);
+    bm_done_replay_link_up (self->recent_done, bm_mono_ms ());
     bm_packer_init (&self->done);
     bm_packer_init (&self->noop_result);
     self->env = bm_job_env_new ();
