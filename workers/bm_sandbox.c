@@ -19,6 +19,8 @@
 
 #define BM_SANDBOX_MAX_DIRS     32      //  Read-only binds of one type
 #define BM_SANDBOX_PROBE_MS     10000   //  A probe that takes longer failed
+#define BM_SANDBOX_UNREADABLE   125     //  Probe's exit: the sandbox user
+                                        //  cannot read a path bound
 
 //  The system, read-only.  Top-level entries that are symlinks on the host
 //  (Debian's merged /usr) are made the same symlinks inside.
@@ -357,6 +359,34 @@ bm_sandbox_from_env (const char *type, char *const bot_argv [], char ***argv_p,
     return 1;
 }
 
+//  In the probe's child, as the sandbox user: the first source path of a
+//  bind in argv (up to "--") that this user cannot read, with the first
+//  directory on its way it may not enter (or the path itself), written to
+//  fd as "PATH\tDENIED".  True if one was found.
+static bool
+s_unreadable_bind (char *const argv [], int count, int fd)
+{
+    for (int i = 0; i + 1 < count; i++) {
+        if (!streq (argv [i], "--ro-bind") && !streq (argv [i], "--bind"))
+            continue;
+        const char *path = argv [++i];
+        if (access (path, R_OK) == 0 || errno != EACCES)
+            continue;
+        char denied [PATH_MAX];
+        snprintf (denied, sizeof denied, "%s", path);
+        for (char *slash = strchr (denied + 1, '/'); slash; slash = strchr (slash + 1, '/')) {
+            *slash = 0;
+            bool closed = access (denied, X_OK) != 0;
+            if (closed)
+                break;
+            *slash = '/';
+        }
+        dprintf (fd, "%s\t%s\n", path, denied);
+        return true;
+    }
+    return false;
+}
+
 int
 bm_sandbox_probe (char *const argv [], uid_t uid, gid_t gid, char *error, size_t error_size)
 {
@@ -394,6 +424,8 @@ bm_sandbox_probe (char *const argv [], uid_t uid, gid_t gid, char *error, size_t
             _exit (126);
         if (uid != (uid_t) -1 && setuid (uid))
             _exit (126);
+        if (s_unreadable_bind (probe, count, 2))
+            _exit (BM_SANDBOX_UNREADABLE);
         char *envp [] = { (char *) "PATH=/usr/bin:/bin", NULL };
         execve (probe [0], probe, envp);
         _exit (127);
@@ -435,6 +467,17 @@ bm_sandbox_probe (char *const argv [], uid_t uid, gid_t gid, char *error, size_t
     said [strcspn (said, "\n")] = 0;
     if (ended && WIFEXITED (status) && WEXITSTATUS (status) == 0)
         return 0;
+    char *tab = strchr (said, '\t');
+    if (ended && WIFEXITED (status) && WEXITSTATUS (status) == BM_SANDBOX_UNREADABLE && tab) {
+        *tab = 0;
+        const char *denied = tab + 1;
+        if (streq (denied, said))
+            snprintf (error, error_size, "cannot read %s (permission denied)", said);
+        else
+            snprintf (error, error_size, "cannot read %s: the directory %s is closed to it",
+                      said, denied);
+        return -2;
+    }
     snprintf (error, error_size, "%s: %s", argv [0],
               *said ? said : WIFEXITED (status) && WEXITSTATUS (status) == 126
                                  ? "cannot switch to BOT_USER" : "failed");

@@ -84,8 +84,10 @@ int bm_sandbox_from_env (const char *type, char *const bot_argv [], char ***argv
                          char *error, size_t error_size);
 
 //  Run argv (a wrapped command line) with /bin/true in place of the bot,
-//  as uid/gid (-1: ours), and check it works.  Returns 0, or -1 with what
-//  bwrap said in error.
+//  as uid/gid (-1: ours), and check it works.  Returns 0; -2 when that
+//  user cannot read a path bound into the sandbox (the bot's directory,
+//  say), with the path and the directory closed to it in error; or -1
+//  with what bwrap said in error (bwrap cannot run here).
 int bm_sandbox_probe (char *const argv [], uid_t uid, gid_t gid, char *error, size_t error_size);
 
 //  Self-test; built only into bm_worker_selftest (BM_SELFTEST).

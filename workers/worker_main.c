@@ -489,10 +489,21 @@ s_bot_sandbox (bm_worker_type_t *type)
         type->limits.gid = nobody && nobody->pw_uid ? (int64_t) nobody->pw_gid : 65534;
         as_nobody = true;
     }
-    if (bm_sandbox_probe (wrapped, (uid_t) type->limits.uid, (gid_t) type->limits.gid,
-                          error, sizeof error)) {
+    rc = bm_sandbox_probe (wrapped, (uid_t) type->limits.uid, (gid_t) type->limits.gid,
+                           error, sizeof error);
+    if (rc == -2) {
+        uid_t uid = type->limits.uid < 0 ? geteuid () : (uid_t) type->limits.uid;
+        struct passwd *user = getpwuid (uid);
+        bm_error (NULL, "%s bots: the sandbox user %s (uid %d) %s; give that user access "
+                  "(chmod o+rx on each directory of the path) or set BOT_USER to a user who "
+                  "can read it; refusing to start", type->name, user ? user->pw_name : "?",
+                  (int) uid, error);
+    }
+    else
+    if (rc)
         bm_error (NULL, "%s bots: the bwrap sandbox does not work on this machine (%s); refusing "
                   "to start rather than run them unsandboxed", type->name, error);
+    if (rc) {
         bm_bot_argv_free (&wrapped);
         return -1;
     }

@@ -14,7 +14,11 @@ style against a fake broker, with a real bot that looks around
   the private /tmp has BOT_<TYPE>_TMP_MB (default 256): a bot filling it
   gets ENOSPC;
 - a worker whose sandbox cannot work (bwrap missing, or failing its probe)
-  refuses to start, naming the type, rather than run bots unsandboxed.
+  refuses to start, naming the type, rather than run bots unsandboxed;
+- a root worker whose sandbox user (nobody) cannot read the bot's directory
+  (a clone under a 0700 mktemp directory) refuses to start saying so: the
+  path, the user, the directory closed to it and the fix (chmod o+rx, or
+  BOT_USER), not that bwrap does not work here; once opened, it starts.
 
 The bot runs as nobody, so it and the host file live in a directory of
 their own under /var/tmp that nobody can reach (a checkout under a 0700
@@ -23,6 +27,7 @@ directory, as mktemp -d makes, is not).
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -210,9 +215,41 @@ def scenario_refuses(s):
     fb.close()
 
 
+def scenario_unreadable(s):
+    if os.geteuid() != 0:
+        log("(not root: the sandbox user is the worker's own, nobody is not tested here)")
+        return
+    fb = FakeBroker(heartbeat_ms=HEARTBEAT_MS)
+    closed = harness.tempdir("closed-")
+    check(os.stat(closed).st_mode & 0o777 == 0o700, "mkdtemp makes a 0700 directory")
+    bots = os.path.join(closed, "mybots")
+    os.mkdir(bots)
+    os.chmod(bots, 0o755)
+    shutil.copy(os.path.join(HERE, "bots", "spy.py"), bots)
+    env = worker_env({**RELAXED, "BOT_BOXED_CMD": "%s %s" % (PY, os.path.join(bots, "spy.py")),
+                      "BOT_BOXED_SANDBOX": "bwrap"})
+    w = start_worker(s, fb.endpoint, "--type", "boxed", name="w-closed", env=env)
+    check(wait_exit(w, 15) == 2, "a bot directory nobody cannot reach: the worker does not start")
+    out = w.output()
+    said = "boxed bots: the sandbox user nobody (uid %d) cannot read %s: the directory %s is closed to it" % (
+        NOBODY, bots, closed)
+    check(said in out, "it names the user, the path and the directory closed to it", out[-600:])
+    check("chmod o+rx on each directory" in out and "set BOT_USER" in out, "and the fix", out[-600:])
+    check("does not work on this machine" not in out, "it does not blame bwrap", out[-600:])
+
+    os.chmod(closed, 0o755)
+    w = start_worker(s, fb.endpoint, "--type", "boxed", name="w-opened", env=env)
+    harness.wait_until(lambda: "boxed bots: sandboxed with bwrap" in w.output(), 15,
+                       "the worker to start once the directory is open to others")
+    check(w.alive(), "the same worker starts once the directory is open to others", w.output()[-400:])
+    w.signal(signal.SIGTERM)
+    wait_exit(w, 15)
+    fb.close()
+
+
 def main():
     with harness.Stack("worker-sandbox") as s:
-        for scenario in (scenario_refuses, scenario_sandbox, scenario_root_secrets):
+        for scenario in (scenario_refuses, scenario_unreadable, scenario_sandbox, scenario_root_secrets):
             log("=== %s" % scenario.__name__)
             scenario(s)
 
