@@ -52,9 +52,15 @@ if [ $print = 1 ]; then
   exit 0
 fi
 
+# One dpkg-query for the whole set (one a package cost ~0.1 s each, 2 s
+# of every `./botmesh up`); a package it does not know is missing.
+declare -A have=()
+while read -r p status; do
+  [ "$status" != "install ok installed" ] || have[${p%%:*}]=1
+done < <(dpkg-query -W -f='${Package} ${Status}\n' "${PACKAGES[@]}" 2>/dev/null || true)
 missing=()
 for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  [ -n "${have[$p]:-}" ] || missing+=("$p")
 done
 # A machine may already have node or java from elsewhere (not from apt):
 # then their Debian packages are not needed.

@@ -52,7 +52,7 @@ class Fakes:
                    '#!/bin/sh\necho "$*" >>"%s"\nexit 0\n' % self.apt_log)
         executable(os.path.join(self.bin, "dpkg-query"),
                    "#!/bin/sh\nfor a in \"$@\"; do for p in %s; do\n"
-                   '  [ "$p" = "$a" ] && { printf "install ok installed"; exit 0; }\n'
+                   '  [ "$p" = "$a" ] && printf "%%s install ok installed\\n" "$p"\n'
                    "done; done\nexit 1\n" % " ".join(sorted(INSTALLED)))
         executable(os.path.join(self.bin, "cmake"),
                    '#!/bin/sh\necho "cmake stand-in: the build stops here" >&2\nexit 3\n')
