@@ -1,0 +1,175 @@
+"""deploy.restart - ./botmesh restart applies env file edits to a running stack.
+
+The stack of deploy.script (ephemeral ports, a private var directory,
+simulated bots, env.example as the env file), started by `up` with the
+workers' metrics pinned (WORKER_METRICS_PORT a base: one port each, from it
+up) and every metrics port kept local (BROKER_METRICS_ADDR and
+WORKER_METRICS_ADDR 127.0.0.1).  Then the env file is edited and:
+`restart gateway` makes the gateway take the new API_KEYS and leaves the
+rest running; `restart mock` moves the mock to its new port;
+`restart python` restarts that worker alone, on the metrics port it had;
+`restart` (all) stops intake first and the broker last, starts the broker
+first, and a job accepted before it completes after it; an unknown name is
+refused naming the services.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import deploylib as d
+from harness import check, free_port, http as http_plain, log, main, wait_until
+from test_script import Env, alive, show
+
+NEW_KEY = "key-three"
+
+
+def set_env(e, key, value):
+    """The env file with KEY=VALUE in place of its line for KEY (the first
+    line of a name is the one read), or appended."""
+    lines = open(e.envfile).read().splitlines()
+    pat = re.compile(r"^\s*(export\s+)?%s\s*=" % key)
+    out, done = [], False
+    for l in lines:
+        if pat.match(l):
+            if not done:
+                out.append("%s=%s" % (key, value))
+            done = True
+        else:
+            out.append(l)
+    if not done:
+        out.append("%s=%s" % (key, value))
+    with open(e.envfile, "w") as f:
+        f.write("\n".join(out) + "\n")
+    log("env file: %s=%s" % (key, value))
+
+
+def http(method, url, key, body=None):
+    return http_plain(method, url, body, headers={"Authorization": "Bearer " + key})
+
+
+def listeners(port):
+    out = subprocess.run(["ss", "-ltnH", "( sport = :%d )" % port], capture_output=True, text=True).stdout
+    return sorted({l.split()[3].rsplit(":", 1)[0] for l in out.splitlines() if l.strip()})
+
+
+def order(text, *marks):
+    """The positions of marks in text (-1 when absent)."""
+    return [text.find(m) for m in marks]
+
+
+def test():
+    if not d.binary("botmesh-broker") or not d.binary("botmesh-worker") or not d.binary("botmesh-gateway"):
+        d.skip("botmesh-broker, botmesh-worker or botmesh-gateway not built yet")
+    for tool in ("redis-server", "redis-cli", "curl", "jq", "ss"):
+        if not shutil.which(tool):
+            d.skip("%s is not installed (bash deploy/install-deps.sh)" % tool)
+    e = Env()
+    base = free_port(run=8)
+    set_env(e, "WORKER_METRICS_PORT", base)
+    set_env(e, "WORKER_METRICS_ADDR", "127.0.0.1")
+    set_env(e, "BROKER_METRICS_ADDR", "127.0.0.1")
+    try:
+        run(e, base)
+    finally:
+        e.cleanup()
+
+
+def run(e, base):
+    gw = "http://127.0.0.1:%d" % e.ports["gw"]
+    p = e.run("help")
+    check(p.returncode == 0 and "restart [SERVICE...]" in p.stdout, "./botmesh help lists restart", show(p))
+    p = e.run("restart")
+    check(p.returncode != 0 and "nothing is running" in p.stderr, "restart with nothing running says so",
+          show(p))
+
+    p = e.run("up")
+    check(p.returncode == 0, "up", show(p))
+    pids = e.pids()
+    run_dir = os.path.join(e.var, "run")
+    ports = {t: int(open(os.path.join(run_dir, "worker-%s-1.metrics-port" % t)).read())
+             for t in ("python", "node", "java")}
+    check(sorted(ports.values()) == [base, base + 1, base + 2],
+          "up gives the workers' metrics the ports from WORKER_METRICS_PORT up, one each", ports, base)
+    for t, port in ports.items():
+        check(listeners(port) == ["127.0.0.1"], "worker-%s-1's metrics listen on 127.0.0.1 only" % t,
+              listeners(port))
+    check(listeners(e.ports["metrics"]) == ["127.0.0.1"], "the broker's metrics listen on 127.0.0.1 only",
+          listeners(e.ports["metrics"]))
+    p = e.run("status")
+    check(all("metrics %d" % port in p.stdout for port in ports.values()),
+          "status shows each worker's metrics port", p.stdout)
+
+    # A new API key in the env file: only the gateway restarts, and takes it.
+    set_env(e, "API_KEYS", NEW_KEY)
+    p = e.run("restart", "gateway")
+    check(p.returncode == 0 and "gateway: stopped" in p.stdout and "gateway: up" in p.stdout,
+          "restart gateway stops and starts it", show(p))
+    now = e.pids()
+    check(now["gateway"] != pids["gateway"] and alive(now["gateway"]), "the gateway runs as a new process",
+          pids["gateway"], now["gateway"])
+    check({k: v for k, v in now.items() if k != "gateway"} == {k: v for k, v in pids.items() if k != "gateway"},
+          "every other service runs on untouched", pids, now)
+    st, _, _ = http("GET", gw + "/stats", "key-two")
+    check(st == 401, "the gateway refuses the old key", st)
+    st, _, body = http("GET", gw + "/stats", NEW_KEY)
+    check(st == 200, "the gateway takes the new key from the env file", st, body)
+    e.env["BOTMESH_API_KEY"] = NEW_KEY
+
+    # A new port for the mock (by its Compose name).
+    old_mock, new_mock = e.ports["mock"], free_port()
+    set_env(e, "MOCK_WEBHOOK_PORT", new_mock)
+    p = e.run("restart", "mock")
+    check(p.returncode == 0 and "mock-webhook: up (http://localhost:%d)" % new_mock in p.stdout,
+          "restart mock starts the mock on its new port", show(p))
+    st, _, _ = http_plain("GET", "http://127.0.0.1:%d/health" % new_mock)
+    check(st == 200, "the mock answers on MOCK_WEBHOOK_PORT's new value", st)
+    check(not listeners(old_mock), "nothing listens on the mock's old port", listeners(old_mock))
+
+    # One bot type's workers: that worker alone, on the metrics port it had.
+    before = e.pids()
+    p = e.run("restart", "python")
+    check(p.returncode == 0 and "worker-python: up" in p.stdout, "restart python", show(p))
+    now = e.pids()
+    check(now["worker-python-1"] != before["worker-python-1"]
+          and all(now[k] == v for k, v in before.items() if k != "worker-python-1"),
+          "restart python restarted worker-python-1 alone", before, now)
+    check(int(open(os.path.join(run_dir, "worker-python-1.metrics-port")).read()) == ports["python"],
+          "the python worker keeps its metrics port", ports)
+
+    # Everything: a job accepted before completes after; the broker stops
+    # last and starts first.
+    p = e.run("invoke", "python", '{"task":"data_analysis"}', "--delay-ms", "2000")
+    check(p.returncode == 0, "a delayed job is accepted", show(p))
+    job = json.loads(p.stdout)["jobId"]
+    before = e.pids()
+    p = e.run("restart")
+    check(p.returncode == 0 and "botmesh: restarted" in p.stdout, "restart (all)", show(p))
+    out = p.stdout
+    gw_stop, worker_stop, broker_stop = order(out, "gateway: stopped", "worker-python-1: stopped",
+                                              "broker: stopped")
+    check(-1 < gw_stop < worker_stop < broker_stop,
+          "restart stops the gateway, then the workers, the broker last", out)
+    broker_start, gw_start, worker_start = order(out, "broker: started", "gateway: started",
+                                                 "worker-python-1: started")
+    check(broker_stop < broker_start < gw_start < worker_start,
+          "... and starts the broker first, then the gateway and the workers", out)
+    now = e.pids()
+    check(now["redis"] == before["redis"], "restart (all) leaves Redis running", before, now)
+    check(set(now) == set(before) and all(now[k] != v for k, v in before.items() if k != "redis")
+          and all(alive(pid) for pid in now.values()),
+          "every other service runs as a new process", before, now)
+    wait_until(lambda: http("GET", "%s/job/%s" % (gw, job), NEW_KEY)[2].get("state") == "completed", 60,
+               "the job accepted before the restart to complete")
+    p = e.run("invoke", "python", '{"task":"data_analysis"}', "--wait")
+    check(p.returncode == 0, "a job submitted after the restart completes", show(p))
+
+    p = e.run("restart", "nosuch")
+    check(p.returncode != 0 and "'nosuch' is no service" in p.stderr and "gateway" in p.stderr,
+          "restart of an unknown name is refused, naming the services", show(p))
+    check(e.pids() == now, "... and touches nothing", now, e.pids())
+
+
+if __name__ == "__main__":
+    main(test)
