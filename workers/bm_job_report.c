@@ -124,7 +124,8 @@ bm_job_report_verdict (const bm_pool_outcome_t *outcome, bm_bot_t *bot,
     else
     if (outcome->init_failed) {
         bm_job_report_keep_end (tail, BM_MESSAGE_MAX);
-        verdict->code = "bot_init_failed";
+        verdict->code = outcome->init_limit ? "resource_limit" : "bot_init_failed";
+        verdict->limit = outcome->init_limit;
         verdict->message = strdup (tail);
     }
     else
@@ -401,6 +402,14 @@ bm_job_report_test (bool verbose)
     bm_pool_outcome_t init = { .init_failed = true, .exit_code = -1, .message = "ImportError" };
     bm_job_report_verdict (&init, NULL, &limits, 1024, 1024, &verdict);
     assert (streq (verdict.code, "bot_init_failed") && streq (verdict.message, "ImportError"));
+    assert (verdict.limit == NULL);
+    bm_job_verdict_clear (&verdict);
+    //  Out of memory at start, under the memory limit: resource_limit.
+    bm_pool_outcome_t oom = { .init_failed = true, .init_limit = "memory", .exit_code = -1,
+                              .message = "ran out of memory while loading" };
+    bm_job_report_verdict (&oom, NULL, &limits, 1024, 1024, &verdict);
+    assert (streq (verdict.code, "resource_limit") && streq (verdict.limit, "memory"));
+    assert (streq (verdict.message, "ran out of memory while loading"));
     bm_job_verdict_clear (&verdict);
 
     //  keep_end cuts at a character boundary: "é" is two bytes.

@@ -641,6 +641,7 @@ static const s_sign_t s_signs [] = {
     { "memory", "ENOMEM" },
     { "memory", "std::bad_alloc" },                     //  C++
     { "memory", "out of memory" },                      //  V8, glibc, shells
+    { "memory", "Fatal process OOM" },                  //  V8 (Node 18+)
     { "memory", "Out of memory" },
     { "memory", "OutOfMemoryError" },                   //  Java
     { "memory", "Could not reserve enough space" },     //  JVM start

@@ -34,6 +34,7 @@ struct _bm_pool_t {
     int failures;               //  Init failures since the last ready
     int64_t next_start;         //  No start before (monotonic ms)
     char *init_error;           //  Last init failure's message
+    const char *init_limit;     //  The limit behind it ("memory"), or NULL
     bool stopping;              //  bm_pool_stop: no more warm starts
     bm_pool_stats_t stats;
     bm_pool_stats_t exported;   //  Counters as last exported
@@ -301,6 +302,7 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
             proc->idle_since = bm_mono_ms ();
             self->failures = 0;
             zstr_free (&self->init_error);
+            self->init_limit = NULL;
             bm_info (NULL, "%s %s process pid=%d ready", self->config.type,
                      self->config.fork ? "fork server" : "pool", (int) proc->pid);
             s_dispatch (self);
@@ -402,6 +404,7 @@ s_start (bm_pool_t *self)
         self->failures++;
         zstr_free (&self->init_error);
         self->init_error = strdup (errstr);
+        self->init_limit = NULL;
         return -1;
     }
     zlistx_add_end (self->procs, proc);
@@ -417,7 +420,8 @@ s_fail_waiting (bm_pool_t *self)
 {
     pjob_t *job;
     while ((job = (pjob_t *) zlistx_detach (self->waiting, NULL))) {
-        bm_pool_outcome_t outcome = { .init_failed = true, .exit_code = -1,
+        bm_pool_outcome_t outcome = { .init_failed = true, .init_limit = self->init_limit,
+                                      .exit_code = -1,
                                       .message = self->init_error ? self->init_error : "the bot failed to load",
                                       .output = "" };
         self->on_done (job->owner, &outcome, self->arg);
@@ -618,6 +622,25 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         self->stats.init_failures++;
         self->failures++;
         zstr_free (&self->init_error);
+        //  Out of memory at start under its memory limit (V8's "Fatal
+        //  process OOM", MemoryError, OutOfMemoryError, its cgroup's
+        //  oom_kill): a resource limit, not a bot that cannot load.
+        char seen [256];
+        self->init_limit = NULL;
+        if (proc->limits && !proc->ready_expired) {
+            const char *limit = bm_limits_run_verdict (proc->limits, status, NULL, tail, seen,
+                                                       sizeof seen);
+            if (limit && streq (limit, "memory"))
+                self->init_limit = "memory";
+        }
+        if (self->init_limit)
+            self->init_error = zsys_sprintf ("the %s bot ran out of memory while loading (%s), "
+                                             "under its %s=%lld: raise it; %s%s%s", self->config.type,
+                                             how, self->config.memory_var ? self->config.memory_var
+                                                                          : "BOT_<TYPE>_MEMORY_MB",
+                                             (long long) self->config.limits->memory_mb, seen,
+                                             *tail ? "; its stderr: " : "", tail);
+        else
         if (proc->ready_expired)
             self->init_error = zsys_sprintf ("the %s bot did not get ready within %s=%lld ms "
                                              "(it never wrote {\"ready\": true} on its stdout) "
@@ -746,6 +769,12 @@ bm_pool_destroy (bm_pool_t **self_p)
         free (self);
         *self_p = NULL;
     }
+}
+
+const char *
+bm_pool_init_limit (bm_pool_t *self)
+{
+    return self->failures > 0 ? self->init_limit : NULL;
 }
 
 void

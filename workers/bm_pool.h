@@ -69,6 +69,8 @@ typedef struct {
     int64_t stderr_tail;        //  Bytes of stderr kept per job
     int64_t kill_grace_ms;      //  SIGTERM to SIGKILL when retiring
     bool sandboxed;             //  argv runs the bot under bwrap
+    const char *memory_var;     //  The variable of limits->memory_mb, for
+                                //  messages (BOT_<TYPE>_MEMORY_MB; borrowed)
     const bm_limits_t *limits;  //  Resource limits of each process
                                 //  (borrowed; NULL: none).  A pool process
                                 //  gets the CPU budget anew at each job
@@ -79,6 +81,9 @@ typedef struct {
 //  How a job ended, in the terms of a spawned bot.
 typedef struct {
     bool init_failed;           //  No process could start (bot_init_failed)
+    const char *init_limit;     //  With init_failed: the limit that killed
+                                //  it at start ("memory": resource_limit),
+                                //  or NULL
     bool lost;                  //  Its pool process died under it by a
                                 //  SIGKILL or SIGTERM nobody in the worker
                                 //  sent (a crash signal is no loss)
@@ -116,6 +121,12 @@ void bm_pool_stop (bm_pool_t *self);
 //  restarts back off); if this returns -1, on_done is never called for it.
 int bm_pool_submit (bm_pool_t *self, void *job, const char *frame, size_t size,
                     char *error, size_t error_size);
+
+//  The limit that killed the last process at start, while restarts back
+//  off ("memory": it ran out of memory under BOT_<TYPE>_MEMORY_MB, as its
+//  stderr, its signal or its cgroup's oom_kill showed), or NULL (another
+//  init failure, or none).
+const char *bm_pool_init_limit (bm_pool_t *self);
 
 //  Send a signal to what runs the job: its child (fork), or its process
 //  group (pool; that process takes no more jobs).  Returns 0, or 1 if the

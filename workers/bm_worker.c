@@ -164,15 +164,17 @@ s_send_done (bm_worker_t *self, job_t *job, const char *result_data, size_t resu
                  (long long) job->attempt, code, message);
 }
 
-//  A DONE for a job we never started (bad bot type, payload, spawn).
+//  A DONE for a job we never started (bad bot type, payload, spawn, a
+//  bot that cannot start; limit: the resource limit that stops it, or NULL).
 static void
 s_send_done_early (bm_worker_t *self, const char *job_id, int64_t attempt,
-                   const char *code, const char *message)
+                   const char *code, const char *limit, const char *message)
 {
     job_t job;
     memset (&job, 0, sizeof job);
     snprintf (job.id, sizeof job.id, "%s", job_id);
     job.attempt = attempt;
+    job.limit_hit = limit;
     job.started_at = bm_now_ms ();
     job.started_mono = bm_mono_ms ();
     s_send_done (self, &job, NULL, 0, code, message, -1, job.started_at);
@@ -384,7 +386,7 @@ s_on_job (bm_worker_t *self, const bm_codec_job_t *body)
         char message [128];
         snprintf (message, sizeof message, "this worker does not serve bot type '%.40s'", type_name);
         bm_warn (job_id, "%s", message);
-        s_send_done_early (self, job_id, attempt, "spawn_failed", message);
+        s_send_done_early (self, job_id, attempt, "spawn_failed", NULL, message);
         return;
     }
     //  The run-time limit: timeoutMs, measured from now on this worker's own
@@ -433,7 +435,7 @@ s_on_job (bm_worker_t *self, const bm_codec_job_t *body)
     char *input = json ? json_dumps (json, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION (16)) : NULL;
     if (!input) {
         json_decref (json);
-        s_send_done_early (self, job_id, attempt, "spawn_failed",
+        s_send_done_early (self, job_id, attempt, "spawn_failed", NULL,
                            "the payload cannot be given to the bot as JSON (nested too deeply)");
         free (job);
         return;
@@ -447,7 +449,9 @@ s_on_job (bm_worker_t *self, const bm_codec_job_t *body)
         zhashx_insert (self->jobs, job->id, job);
         if (bm_runner_submit (self->runner, job, error, sizeof error)) {
             bool init = strstr (error, "failed while loading") != NULL;
-            s_send_done_early (self, job_id, attempt, init ? "bot_init_failed" : "spawn_failed", error);
+            const char *limit = bm_pool_init_limit (job->pool);
+            s_send_done_early (self, job_id, attempt, limit ? "resource_limit"
+                               : init ? "bot_init_failed" : "spawn_failed", limit, error);
             zhashx_delete (self->jobs, job_id);
             return;
         }
@@ -461,7 +465,7 @@ s_on_job (bm_worker_t *self, const bm_codec_job_t *body)
     free (input);
     if (rc) {
         bm_error (job_id, "cannot start the %s bot: %s", type->name, bm_bot_errstr (job->bot));
-        s_send_done_early (self, job_id, attempt, "spawn_failed", bm_bot_errstr (job->bot));
+        s_send_done_early (self, job_id, attempt, "spawn_failed", NULL, bm_bot_errstr (job->bot));
         bm_job_destroy (&job);
         return;
     }
@@ -774,7 +778,7 @@ s_start_pools (bm_worker_t *self)
             .type = type->name, .argv = type->argv, .fork = fork,
             .min_procs = type->min_procs, .max_procs = type->max_procs,
             .max_jobs = type->max_jobs, .max_rss_mb = type->max_rss_mb,
-            .rss_var = type->rss_var, .idle_ms = type->idle_ms,
+            .rss_var = type->rss_var, .memory_var = type->memory_var, .idle_ms = type->idle_ms,
             .ready_timeout_ms = type->ready_timeout_ms, .ready_var = type->ready_var,
             .output_max = config->output_max, .stderr_tail = config->stderr_tail,
             .kill_grace_ms = config->kill_grace_ms, .sandboxed = type->sandboxed,

@@ -56,6 +56,7 @@ typedef struct {
     int64_t max_jobs;           //  BOT_<TYPE>_MAX_JOBS
     int64_t max_rss_mb;         //  BOT_<TYPE>_MAX_RSS_MB (0: no limit)
     char rss_var [BM_MAX_BOT_TYPE_LEN + 32];    //  That variable's name
+    char memory_var [BM_MAX_BOT_TYPE_LEN + 32]; //  BOT_<TYPE>_MEMORY_MB's name
     int64_t idle_ms;            //  BOT_<TYPE>_IDLE_MS
     int64_t ready_timeout_ms;   //  BOT_<TYPE>_READY_TIMEOUT_MS (0: none)
     char ready_var [BM_MAX_BOT_TYPE_LEN + 32];  //  That variable's name

@@ -413,6 +413,7 @@ s_bot_mode (bm_worker_type_t *type, int64_t concurrency)
         type->min_procs = type->max_procs;
     s_env_name (type->ready_var, sizeof type->ready_var, "BOT_", type->name, "_READY_TIMEOUT_MS");
     s_env_name (type->rss_var, sizeof type->rss_var, "BOT_", type->name, "_MAX_RSS_MB");
+    s_env_name (type->memory_var, sizeof type->memory_var, "BOT_", type->name, "_MEMORY_MB");
     return 0;
 }
 

@@ -16,6 +16,11 @@ never in a job that waits for its timeout.
   one WARN per job, with its job id and the first bad line;
 - BOT_<TYPE>_PRELOAD naming a module that does not exist: bot_init_failed
   naming the variable and the module;
+- a pool bot that runs out of memory while loading, under its
+  BOT_<TYPE>_MEMORY_MB (Python's MemoryError, or its cgroup's OOM kill):
+  its jobs fail as resource_limit naming the variable and its value, the
+  one that waited for the process and one submitted while restarts back
+  off; it still counts as an init failure;
 - a fork or pool bot whose main() returns its result instead of printing
   it: the returned value is the result;
 - a relative path in BOT_<TYPE>_CMD is read from the worker's working
@@ -68,6 +73,13 @@ cat > /dev/null
 echo '{"done": true}'
 """
 
+HUNGRY = """import json, sys
+BALLAST = b"\\x01" * (400 << 20)      # a model too big for the memory limit
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:
+    print(json.dumps({"result": {}}), flush=True)
+"""
+
 RETURNS = """import json, os, sys
 def main():
     payload = json.load(sys.stdin)
@@ -94,6 +106,7 @@ def main():
     badline = write(bots, "badline.py", BADLINE)
     prog = write(bots, "prog.sh", PROG)
     returns = write(bots, "returns.py", RETURNS)
+    hungry = write(bots, "hungry.py", HUNGRY)
     # The worker starts in a tree laid out as the repository's root:
     # BOT_REL_CMD names the fork server by a path relative to it, as
     # docs/bots.md's example does.  A copy everyone may read, not the
@@ -121,8 +134,11 @@ def main():
                "BOT_REL_MODE": "fork", "BOT_REL_MAX_PROCS": "1", "BOT_REL_SANDBOX": "bwrap",
                "BOT_RETPOOL_CMD": "%s ./workers/bots/python/forkserver.py --pool %s" % (PY, returns),
                "BOT_RETPOOL_MODE": "pool", "BOT_RETPOOL_MAX_PROCS": "1",
+               "BOT_HUNGRY_CMD": "%s %s" % (PY, hungry), "BOT_HUNGRY_MODE": "pool",
+               "BOT_HUNGRY_MAX_PROCS": "1", "BOT_HUNGRY_MIN_PROCS": "0", "BOT_HUNGRY_MEMORY_MB": "100",
                "BOT_KILL_GRACE_MS": "500", "WORKER_METRICS_PORT": "-1"}
-        w = s.worker("--type", "stuck,badline,prog,heavy,rel,retpool", "--concurrency", "6", env=env)
+        w = s.worker("--type", "stuck,badline,prog,heavy,rel,retpool,hungry", "--concurrency", "7",
+                     env=env)
         port = w.listening("metrics")
         s.wait_workers(1)
         c = s.client()
@@ -193,6 +209,19 @@ def main():
               and "BOT_HEAVY_PRELOAD" in err.get("message", "")
               and "no_such_module_for_the_test" in err.get("message", ""),
               "a bad BOT_<TYPE>_PRELOAD -> bot_init_failed naming the variable and the module", err)
+
+        # 6. Out of memory while loading, under BOT_HUNGRY_MEMORY_MB.
+        for when in ("waiting for the process", "while restarts back off"):
+            rec = wlib.run_job(c, "hungry", {}, attempts=1, timeout=30)
+            err = rec.get("error") or {}
+            log("hungry (%s): %r" % (when, err))
+            check(rec["state"] == "failed" and err.get("code") == "resource_limit",
+                  "a bot out of memory at start -> resource_limit, not bot_init_failed (%s)" % when, rec)
+            check("BOT_HUNGRY_MEMORY_MB=100" in err.get("message", "")
+                  and "ran out of memory while loading" in err.get("message", ""),
+                  "the message names the variable and its value", err)
+        check(wlib.metric(port, "bot_init_failures_total", bot_type="hungry") >= 1,
+              "it still counts as an init failure")
 
         # 7 and 3. main() returns its result; a relative path in the command.
         for bot_type in ("rel", "retpool"):
