@@ -8,6 +8,8 @@ WORKER_METRICS_ADDR 127.0.0.1).  Then the env file is edited and:
 `restart gateway` makes the gateway take the new API_KEYS and leaves the
 rest running; `restart mock` moves the mock to its new port;
 `restart python` restarts that worker alone, on the metrics port it had;
+`restart orchestrator` restarts the broker alone and returns once the
+workers are back in its list;
 `restart` (all) stops intake first and the broker last, starts the broker
 first, and a job accepted before it completes after it; an unknown name is
 refused naming the services.
@@ -137,6 +139,19 @@ def run(e, base):
           "restart python restarted worker-python-1 alone", before, now)
     check(int(open(os.path.join(run_dir, "worker-python-1.metrics-port")).read()) == ports["python"],
           "the python worker keeps its metrics port", ports)
+
+    # The broker alone (by its Compose name): the workers that ran on are
+    # back in its list when restart returns.
+    before = e.pids()
+    p = e.run("restart", "orchestrator")
+    check(p.returncode == 0 and all("worker-%s: up" % t in p.stdout for t in ports),
+          "restart orchestrator restarts the broker and waits for the workers to register again", show(p))
+    now = e.pids()
+    check(now["broker"] != before["broker"] and all(now[k] == v for k, v in before.items() if k != "broker"),
+          "restart orchestrator restarted the broker alone", before, now)
+    st, _, body = http("GET", gw + "/stats", NEW_KEY)
+    listed = sorted(t for w in body.get("workers", []) for t in w.get("types", []) if t != "webhook")
+    check(st == 200 and listed == sorted(ports), "the broker lists a worker of each type at once", st, body)
 
     # Everything: a job accepted before completes after; the broker stops
     # last and starts first.
