@@ -220,8 +220,8 @@ def main():
             check("BOT_HUNGRY_MEMORY_MB=100" in err.get("message", "")
                   and "ran out of memory while loading" in err.get("message", ""),
                   "the message names the variable and its value", err)
-        check(wlib.metric(port, "bot_init_failures_total", bot_type="hungry") >= 1,
-              "it still counts as an init failure")
+        wait_until(lambda: wlib.metric(port, "bot_init_failures_total", bot_type="hungry") >= 1,
+                   15, "bot_init_failures_total{bot_type=hungry} >= 1: it still counts as an init failure")
 
         # 7 and 3. main() returns its result; a relative path in the command.
         for bot_type in ("rel", "retpool"):
