@@ -901,6 +901,10 @@ bm_limits_test (bool verbose)
     assert (streq (bm_limits_verdict (&limits, exit1, &usage, "Traceback...\nMemoryError\n",
                                       message, sizeof message), "memory"));
     assert (strstr (message, "memory limit of 4096 MiB") && strstr (message, "MemoryError"));
+    //  Node killed at start under its limit: V8's own words, by SIGTRAP.
+    assert (streq (bm_limits_verdict (&limits, SIGTRAP, NULL, "\n#\n# Fatal process OOM in "
+                                      "Failed to reserve virtual memory for CodeRange\n#\n",
+                                      message, sizeof message), "memory"));
     //  The last sign wins.
     assert (streq (bm_limits_verdict (&limits, exit1, &usage,
                                       "Too many open files\n... MemoryError\n", message, sizeof message),
