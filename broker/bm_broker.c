@@ -740,6 +740,8 @@ s_broker_new (const bm_broker_config_t *config, bool *bad_config)
     bm_joblist_init (&self->recent, BM_JOBLIST_RECENT);
     bm_joblist_init (&self->finished, BM_JOBLIST_FINISHED);
     bm_joblist_init (&self->withheld, BM_JOBLIST_WITHHELD);
+    for (int i = 0; i < BM_WEBHOOK_STATES; i++)
+        bm_joblist_init (&self->webhooks [i], BM_JOBLIST_WEBHOOK);
     self->deadlines = bm_heap_new (bm_job_deadline_less, bm_job_deadline_index);
     self->delayed = bm_heap_new (bm_job_due_less, bm_job_due_index);
     self->due_timer = -1;

@@ -712,16 +712,20 @@ s_client_simple (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
         free (text);
     }
     else {      //  LIST
-        //  Newest first; a state no job has matches none.
+        //  Newest first; a state no job has matches none.  With a webhook
+        //  state, the walk is over the jobs whose webhook is in it (newest
+        //  to reach it first), not over every job the broker holds.
         const char *state = list.state, *type = list.bot_type;
+        int webhook = bm_webhook_state (list.webhook);
+        const bm_joblist_t *walked = webhook >= 0 ? &self->webhooks [webhook] : &self->recent;
         bm_job_t *matches [BM_LIST_MAX_LIMIT];
         int64_t count = 0;
-        bm_job_t *job = bm_joblist_last (&self->recent);
+        bm_job_t *job = bm_joblist_last (walked);
         while (job && count < list.limit) {
             if ((!*state || streq (state, bm_job_state_names [job->state]))
             &&  (!*type || streq (type, job->service->name)))
                 matches [count++] = job;
-            job = bm_joblist_prev (&self->recent, job);
+            job = bm_joblist_prev (walked, job);
         }
         msgpack_pack_map (&reply.pk, req + 1);
         bm_pack_req (&reply.pk, body);

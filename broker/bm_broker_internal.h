@@ -174,6 +174,10 @@ struct _bm_broker_t {
     bm_joblist_t recent;        //  Jobs by creation (not owned)
     bm_joblist_t finished;      //  Terminal jobs by end, for eviction
     bm_joblist_t withheld;      //  Delivery jobs withheld, oldest first
+    bm_joblist_t webhooks [BM_WEBHOOK_STATES];  //  Jobs (not deliveries) by
+                                //  their webhook state, each list by when
+                                //  the job's webhook reached it: LIST
+                                //  webhook= walks one, not every job
     bm_heap_t *deadlines;       //  Running jobs by deadline
     bm_heap_t *delayed;         //  Delayed jobs by due time (run_at)
     int due_timer;              //  zloop timer for the earliest, or -1
@@ -388,6 +392,8 @@ int bm_ha_end_loop (zloop_t *loop, int timer_id, void *arg);
 
 //  bm_delivery.c: webhook deliveries
 void bm_delivery_set_state (bm_job_t *job, const char *wh, size_t size);
+//  After its webhook state is set: the job joins the list of that state.
+void bm_delivery_index (bm_broker_t *self, bm_job_t *job);
 char *bm_delivery_simple_state (bm_broker_t *self, const char *state, int64_t attempts, const char *error, size_t *size);
 void bm_delivery_create (bm_broker_t *self, bm_job_t *parent);
 void bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_codec_webhook_t *state);

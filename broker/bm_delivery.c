@@ -70,6 +70,43 @@ bm_delivery_set_state (bm_job_t *job, const char *wh, size_t size)
     job->wh_size = size;
 }
 
+//  The state a webhook state map (msgpack) names, or -1.
+static int
+s_webhook_state (const char *wh, size_t size)
+{
+    if (!wh)
+        return -1;
+    msgpack_zone zone;
+    msgpack_zone_init (&zone, 256);
+    msgpack_object obj;
+    size_t offset = 0;
+    char name [BM_MAX_STATE_LEN + 1] = "";
+    if (msgpack_unpack (wh, size, &offset, &zone, &obj) == MSGPACK_UNPACK_SUCCESS)
+        bm_obj_strcpy (&obj, "state", name, sizeof name);
+    msgpack_zone_destroy (&zone);
+    return bm_webhook_state (name);
+}
+
+//  Keep a job in the list of its webhook's state (self->webhooks): moved
+//  to the end of another list when its state changes, left in place while
+//  it does not, taken out when it has none.  Delivery jobs and jobs not
+//  in the broker's tables are in none.
+void
+bm_delivery_index (bm_broker_t *self, bm_job_t *job)
+{
+    if (bm_job_is_delivery (job) || !bm_joblist_has (&self->recent, job))
+        return;
+    int state = s_webhook_state (job->wh, job->wh_size);
+    bm_joblist_t *now = job->links [BM_JOBLIST_WEBHOOK].list;
+    bm_joblist_t *next = state >= 0 ? &self->webhooks [state] : NULL;
+    if (now == next)
+        return;
+    if (now)
+        bm_joblist_remove (now, job);
+    if (next)
+        bm_joblist_append (next, job);
+}
+
 //  A webhook state map with just a state and optional error.
 char *
 bm_delivery_simple_state (bm_broker_t *self, const char *state, int64_t attempts, const char *error, size_t *size)
@@ -119,6 +156,7 @@ s_delivery_new (bm_broker_t *self, bm_job_t *parent)
     size_t wh_size;
     char *wh = bm_delivery_simple_state (self, "pending", 0, NULL, &wh_size);
     bm_delivery_set_state (parent, wh, wh_size);
+    bm_delivery_index (self, parent);
     free (wh);
     return job;
 }
@@ -170,6 +208,7 @@ s_withhold (bm_broker_t *self, bm_job_t *delivery)
             size_t size;
             char *wh = bm_delivery_simple_state (self, "failed", 0, why, &size);
             bm_delivery_set_state (parent, wh, size);
+            bm_delivery_index (self, parent);
             bm_jobstore_persist_webhook (self, parent->id, wh, size);
             free (wh);
         }
@@ -241,8 +280,10 @@ bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_codec_webhoo
     }
     bm_delivery_set_state (delivery, wh, size);
     bm_job_t *parent = (bm_job_t *) bm_jobtab_lookup (self->jobs, delivery->parent);
-    if (parent)
+    if (parent) {
         bm_delivery_set_state (parent, wh, size);
+        bm_delivery_index (self, parent);
+    }
     bm_jobstore_persist_webhook (self, delivery->parent, wh, size);
     free (wh);
 }

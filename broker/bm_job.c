@@ -229,8 +229,10 @@ bm_job_t *
 bm_job_insert (bm_broker_t *self, bm_job_t *job)
 {
     bm_jobtab_insert (self->jobs, job);
-    if (!bm_job_is_delivery (job))
+    if (!bm_job_is_delivery (job)) {
         bm_joblist_append (&self->recent, job);
+        bm_delivery_index (self, job);
+    }
     return job;
 }
 
@@ -243,6 +245,8 @@ bm_job_delete (bm_broker_t *self, bm_job_t *job)
     bm_joblist_remove (&self->recent, job);
     bm_joblist_remove (&self->withheld, job);
     bm_joblist_remove (&self->finished, job);
+    if (job->links [BM_JOBLIST_WEBHOOK].list)
+        bm_joblist_remove (job->links [BM_JOBLIST_WEBHOOK].list, job);
     bm_service_queue_remove (job->service, job);
     bm_delayed_remove (self, job);
     if (job->deadline_index != SIZE_MAX)
@@ -363,8 +367,10 @@ bm_job_finish_at (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
             size_t size;
             char *wh = bm_delivery_simple_state (self, "failed", job->attempts, message ? message : code, &size);
             bm_delivery_set_state (job, wh, size);
-            if (parent)
+            if (parent) {
                 bm_delivery_set_state (parent, wh, size);
+                bm_delivery_index (self, parent);
+            }
             bm_jobstore_persist_webhook (self, job->parent, wh, size);
             free (wh);
         }

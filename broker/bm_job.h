@@ -48,6 +48,8 @@ typedef enum {
     BM_JOBLIST_FINISHED,        //  Its terminal jobs by end, for eviction
     BM_JOBLIST_WORKER,          //  The jobs a worker runs
     BM_JOBLIST_WITHHELD,        //  Withheld delivery jobs, oldest first
+    BM_JOBLIST_WEBHOOK,         //  The jobs whose webhook is in one state,
+                                //  by when it reached it
     BM_JOBLISTS
 } bm_joblist_which_t;
 

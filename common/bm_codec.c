@@ -177,6 +177,14 @@ bm_codec_list_decode (const bm_msg_t *msg, bm_codec_list_t *self, bm_codec_error
         bm_field_copy (self->state, o->via.str.ptr, o->via.str.size);
     if (bm_field_bot_type (body, "botType", false, self->bot_type, error))
         return -1;
+    o = bm_field_opt (body, "webhook");
+    if (o) {
+        if (o->type == MSGPACK_OBJECT_STR && o->via.str.size <= BM_MAX_STATE_LEN)
+            bm_field_copy (self->webhook, o->via.str.ptr, o->via.str.size);
+        if (o->type != MSGPACK_OBJECT_STR || strlen (self->webhook) != o->via.str.size
+        ||  bm_webhook_state (self->webhook) < 0)
+            return bm_field_fail (error, "webhook", BM_LIST_WEBHOOK_ERROR);
+    }
     o = bm_field_opt (body, "limit");
     int64_t limit = BM_LIST_DEFAULT_LIMIT;
     if (o && !bm_field_as_int (o, &limit))
@@ -193,13 +201,15 @@ void
 bm_codec_list_encode (const bm_codec_list_t *self, bm_packer_t *packer)
 {
     msgpack_pack_map (&packer->pk, 1 + self->has_req + (self->state [0] != 0)
-                                   + (self->bot_type [0] != 0));
+                                   + (self->bot_type [0] != 0) + (self->webhook [0] != 0));
     if (self->has_req)
         bm_field_pack_int (packer, "req", self->req);
     if (self->state [0])
         bm_pack_kv_str (&packer->pk, "state", self->state);
     if (self->bot_type [0])
         bm_pack_kv_str (&packer->pk, "botType", self->bot_type);
+    if (self->webhook [0])
+        bm_pack_kv_str (&packer->pk, "webhook", self->webhook);
     bm_field_pack_int (packer, "limit", self->limit);
 }
 

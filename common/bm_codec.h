@@ -126,14 +126,17 @@ typedef struct {
 int bm_codec_request_decode (const bm_msg_t *msg, bm_codec_request_t *self, bm_codec_error_t *error);
 void bm_codec_request_encode (const bm_codec_request_t *self, bm_packer_t *packer);
 
-//  LIST {req, state?, botType?, limit?}.  A state that is not a short
-//  string or a botType that is not a valid bot type is refused; a state
-//  no job has matches no job; the limit is clamped (BM_LIST_*).
+//  LIST {req, state?, botType?, webhook?, limit?}.  A state that is not a
+//  short string, a botType that is not a valid bot type or a webhook that
+//  is not a webhook state is refused; a state no job has matches no job;
+//  the limit is clamped (BM_LIST_*).
 typedef struct {
     bool has_req;
     int64_t req;
     char state [BM_MAX_STATE_LEN + 1];  //  "" when absent: any state
     char bot_type [BM_MAX_BOT_TYPE_LEN + 1];    //  "" when absent: any type
+    char webhook [BM_MAX_STATE_LEN + 1];    //  A webhook state; "" when
+                                            //  absent: any (or no) webhook
     int64_t limit;                      //  1..BM_LIST_MAX_LIMIT
 } bm_codec_list_t;
 

@@ -134,13 +134,13 @@ test_client_round_trips (void)
     bm_msg_destroy (&msg);
 
     bm_codec_list_t list = { .has_req = true, .req = 1, .state = "failed", .bot_type = "java",
-                             .limit = 20 };
+                             .webhook = "failed", .limit = 20 };
     bm_codec_list_encode (&list, &packer);
     msg = s_packed_msg (BM_CLIENT_HEADER, BM_LIST, &packer);
     bm_codec_list_t list_back;
     CHECK (msg && bm_codec_list_decode (msg, &list_back, &error) == 0
            && streq (list_back.state, "failed") && streq (list_back.bot_type, "java")
-           && list_back.limit == 20);
+           && streq (list_back.webhook, "failed") && list_back.limit == 20);
     bm_msg_destroy (&msg);
 
     bm_codec_accepted_t accepted = { .has_req = true, .req = 2, .job_id = "j-1",
@@ -666,7 +666,17 @@ test_tolerant_reads (void)
         bm_codec_list_t list;
         msg = s_json_msg (BM_CLIENT_HEADER, BM_LIST, limits [i].body);
         CHECK (msg && bm_codec_list_decode (msg, &list, &error) == 0
-               && list.limit == limits [i].limit && !list.state [0] && !list.bot_type [0]);
+               && list.limit == limits [i].limit && !list.state [0] && !list.bot_type [0]
+               && !list.webhook [0]);
+        bm_msg_destroy (&msg);
+    }
+    //  LIST webhook: a webhook state, else refused naming the field.
+    const char *webhooks [] = { "{\"webhook\":\"Failed\"}", "{\"webhook\":\"\"}", "{\"webhook\":3}",
+                                "{\"webhook\":\"failed-and-more-than-fifteen\"}" };
+    for (size_t i = 0; i < sizeof webhooks / sizeof webhooks [0]; i++) {
+        bm_codec_list_t list;
+        msg = s_json_msg (BM_CLIENT_HEADER, BM_LIST, webhooks [i]);
+        CHECK (msg && bm_codec_list_decode (msg, &list, &error) == -1 && streq (error.field, "webhook"));
         bm_msg_destroy (&msg);
     }
     //  READY: no name leaves the broker to name the worker; a name that

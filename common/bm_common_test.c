@@ -193,6 +193,8 @@ test_validation (void)
     CHECK (streq (bm_list_state ("failed"), "failed"));
     CHECK (streq (bm_list_state ("waiting"), "queued") && streq (bm_list_state ("wait"), "queued"));
     CHECK (streq (bm_list_state ("active"), "running"));
+    CHECK (bm_webhook_state ("failed") == BM_WEBHOOK_FAILED && bm_webhook_state ("pending") == BM_WEBHOOK_PENDING);
+    CHECK (bm_webhook_state ("Failed") == -1 && bm_webhook_state ("") == -1 && bm_webhook_state (NULL) == -1);
     CHECK (!bm_list_state ("bogus") && !bm_list_state ("") && !bm_list_state (NULL));
     CHECK (bm_valid_url ("http://mock-webhook:5000", 24));
     CHECK (bm_valid_url ("https://a.b/c?d", 15));

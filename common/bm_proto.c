@@ -735,6 +735,17 @@ bm_list_state (const char *state)
     return NULL;
 }
 
+const char *bm_webhook_state_names [] = { "pending", "retrying", "delivered", "failed" };
+
+int
+bm_webhook_state (const char *state)
+{
+    for (int i = 0; state && i < BM_WEBHOOK_STATES; i++)
+        if (streq (state, bm_webhook_state_names [i]))
+            return i;
+    return -1;
+}
+
 bool
 bm_valid_id (const char *str, size_t len)
 {

@@ -257,5 +257,20 @@ bool bm_valid_url (const char *str, size_t len);
 const char *bm_list_state (const char *state);
 #define BM_LIST_STATE_ERROR "state must be one of: queued (or waiting, wait), running (or active), " \
                             "delayed, completed, failed, cancelled"
+//  The states of a job's webhook (its record's webhook.state), in the
+//  order of bm_webhook_state_names; a job list filters on them (LIST
+//  webhook, GET /jobs?webhook=).
+typedef enum {
+    BM_WEBHOOK_PENDING,         //  A delivery is made, not yet tried
+    BM_WEBHOOK_RETRYING,        //  Tried, waiting for its next attempt
+    BM_WEBHOOK_DELIVERED,       //  The receiver answered 2xx
+    BM_WEBHOOK_FAILED,          //  Given up (attempts spent, or not sendable)
+    BM_WEBHOOK_STATES
+} bm_webhook_state_t;
+extern const char *bm_webhook_state_names [];
+//  The webhook state named state, or -1 for anything else, which is
+//  refused with BM_LIST_WEBHOOK_ERROR.
+int bm_webhook_state (const char *state);
+#define BM_LIST_WEBHOOK_ERROR "webhook must be one of: pending, retrying, delivered, failed"
 
 #endif

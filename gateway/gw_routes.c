@@ -287,6 +287,12 @@ gw_routes_jobs (gw_request_t *r)
     int has_limit = gw_request_query (r, "limit", limit_text, sizeof limit_text, "invalid_limit");
     if (has_limit == -2)
         return;
+    //  webhook: the state of the jobs' webhooks (failed: the failed
+    //  webhooks list).
+    char webhook [16];
+    int has_webhook = gw_request_query (r, "webhook", webhook, sizeof webhook, "invalid_webhook");
+    if (has_webhook == -2)
+        return;
     const char *listed = has_state > 0 && *state ? bm_list_state (state) : "";
     if (has_state < 0 || !listed) {
         gw_request_error (r, 400, "invalid_state", BM_LIST_STATE_ERROR, NULL);
@@ -303,7 +309,11 @@ gw_routes_jobs (gw_request_t *r)
         gw_request_error (r, 400, "invalid_limit", "limit must be an integer from 1 to 500", NULL);
         return;
     }
-    //  LIST body: {req, limit, state?, botType?}
+    if (has_webhook < 0 || (has_webhook > 0 && *webhook && bm_webhook_state (webhook) < 0)) {
+        gw_request_error (r, 400, "invalid_webhook", BM_LIST_WEBHOOK_ERROR, NULL);
+        return;
+    }
+    //  LIST body: {req, limit, state?, botType?, webhook?}
     int64_t req = gw_link_next_req (r->server->link);
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
@@ -311,13 +321,16 @@ gw_routes_jobs (gw_request_t *r)
     msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
     bool with_state = has_state > 0 && *state;
     bool with_type = has_type > 0 && *bot_type;
-    msgpack_pack_map (&pk, 2 + with_state + with_type);
+    bool with_webhook = has_webhook > 0 && *webhook;
+    msgpack_pack_map (&pk, 2 + with_state + with_type + with_webhook);
     bm_pack_kv_int (&pk, "req", req);
     bm_pack_kv_int (&pk, "limit", limit);
     if (with_state)
         bm_pack_kv_str (&pk, "state", state);
     if (with_type)
         bm_pack_kv_str (&pk, "botType", bot_type);
+    if (with_webhook)
+        bm_pack_kv_str (&pk, "webhook", webhook);
     gw_routes_answer (r, gw_request_broker (r, req, BM_LIST, sbuf.data, sbuf.size, true), BM_REPLY, 200,
               gw_record_list, NULL, true);
 }
