@@ -817,6 +817,12 @@ bm_worker_link_connected (bm_worker_link_t *self)
     return atomic_load (&self->connected);
 }
 
+int64_t
+bm_worker_link_heard (bm_worker_link_t *self)
+{
+    return self->last_recv;
+}
+
 uint64_t
 bm_worker_link_reconnects (bm_worker_link_t *self)
 {

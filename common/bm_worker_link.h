@@ -177,6 +177,10 @@ void bm_worker_link_tick (bm_worker_link_t *self);
 //  True if the broker spoke within the liveness window.  Any thread.
 bool bm_worker_link_connected (bm_worker_link_t *self);
 
+//  Monotonic ms of the broker's last message on the current socket (its
+//  opening, before the first).  The thread that drives the link.
+int64_t bm_worker_link_heard (bm_worker_link_t *self);
+
 //  Reconnections since start.  Any thread.
 uint64_t bm_worker_link_reconnects (bm_worker_link_t *self);
 

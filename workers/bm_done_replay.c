@@ -23,7 +23,7 @@ struct _bm_done_replay_t {
     size_t first, count, max;           //  first, owned (no list node each)
     size_t discarded;                   //  Of count, those not sent again
     zhashx_t *completed;                //  job id -> its completed done_t in ring
-    int64_t live_ms;                    //  Broker silence that ends a connection
+    int64_t heard_mono;                 //  When the broker last spoke
     bool link_up;                       //  A connection to a broker is up
     int64_t up_since;                   //  When it said READY (every DONE kept
                                         //  was sent again then)
@@ -37,13 +37,12 @@ s_last_sent (bm_done_replay_t *self, const done_t *done)
     return done->sent_mono > self->up_since ? done->sent_mono : self->up_since;
 }
 
-//  Whether a live broker got the DONE, as far as we can tell: the
-//  connection it was last sent on has stayed up for a whole liveness
-//  period since (the broker spoke after it, or the link would have ended).
+//  Whether a live broker got the DONE, as far as we can tell: the broker
+//  spoke on the connection it was last sent on, after it was sent.
 static bool
-s_reached (bm_done_replay_t *self, const done_t *done, int64_t now_mono)
+s_reached (bm_done_replay_t *self, const done_t *done)
 {
-    return self->link_up && now_mono - s_last_sent (self, done) >= self->live_ms;
+    return self->link_up && self->heard_mono > s_last_sent (self, done);
 }
 
 static void
@@ -73,21 +72,20 @@ s_take_oldest (bm_done_replay_t *self)
 //  Drop the oldest DONE kept; WARN when no live broker got it (why: the
 //  cap, or its age).
 static void
-s_drop_oldest (bm_done_replay_t *self, int64_t now_mono, const char *why)
+s_drop_oldest (bm_done_replay_t *self, const char *why)
 {
     done_t *done = s_take_oldest (self);
-    if (why && !done->discarded && !s_reached (self, done, now_mono))
+    if (why && !done->discarded && !s_reached (self, done))
         bm_warn (done->job_id, "its DONE is dropped (%s) before a broker confirmed it: the job "
                  "may run again", why);
     s_done_destroy (&done);
 }
 
 bm_done_replay_t *
-bm_done_replay_new (size_t max, int64_t live_ms)
+bm_done_replay_new (size_t max)
 {
     bm_done_replay_t *self = (bm_done_replay_t *) zmalloc (sizeof (bm_done_replay_t));
     self->max = max;
-    self->live_ms = live_ms;
     self->link_up = true;
     self->ring = max ? (done_t **) zmalloc (max * sizeof (done_t *)) : NULL;
     //  Neither keys nor values are owned: each is a done_t in ring
@@ -103,7 +101,7 @@ bm_done_replay_destroy (bm_done_replay_t **self_p)
     if (*self_p) {
         bm_done_replay_t *self = *self_p;
         while (self->count)
-            s_drop_oldest (self, 0, NULL);
+            s_drop_oldest (self, NULL);
         free (self->ring);
         zhashx_destroy (&self->completed);
         free (self);
@@ -123,7 +121,7 @@ bm_done_replay_remember (bm_done_replay_t *self, const char *body, size_t size,
     done_t *reuse = NULL;
     if (self->count == self->max) {
         reuse = s_take_oldest (self);
-        if (!reuse->discarded && !s_reached (self, reuse, now_mono))
+        if (!reuse->discarded && !s_reached (self, reuse))
             bm_warn (reuse->job_id, "its DONE is dropped (more than %zu kept) before a broker "
                      "confirmed it: the job may run again", self->max);
     }
@@ -179,6 +177,12 @@ bm_done_replay_discard (bm_done_replay_t *self, const char *job_id)
 }
 
 void
+bm_done_replay_heard (bm_done_replay_t *self, int64_t heard_mono)
+{
+    self->heard_mono = heard_mono;
+}
+
+void
 bm_done_replay_link_down (bm_done_replay_t *self)
 {
     self->link_up = false;
@@ -197,7 +201,7 @@ bm_done_replay_prune (bm_done_replay_t *self, int64_t now_mono, int64_t age_ms)
     if (!self->link_up)
         return;                         //  No broker to ask for them: they wait
     while (self->count && s_last_sent (self, self->ring [self->first]) < now_mono - age_ms)
-        s_drop_oldest (self, now_mono, "too old");
+        s_drop_oldest (self, "too old");
 }
 
 void
@@ -226,7 +230,7 @@ bm_done_replay_test (bool verbose)
 {
     (void) verbose;
     printf (" * bm_done_replay: ");
-    bm_done_replay_t *replay = bm_done_replay_new (2, 5);
+    bm_done_replay_t *replay = bm_done_replay_new (2);
     size_t size = 0;
     bm_done_replay_remember (replay, "a", 1, "j1", true, 10);
     assert (bm_done_replay_completed (replay, "j1", &size) && size == 1);
@@ -255,7 +259,7 @@ bm_done_replay_test (bool verbose)
     bm_done_replay_destroy (&replay);                   //  Idempotent
 
     //  Round and round the ring: the last three stay, pruned oldest first.
-    replay = bm_done_replay_new (3, 5);
+    replay = bm_done_replay_new (3);
     const char *ids [] = { "k1", "k2", "k3", "k4", "k5", "k6", "k7" };
     for (int i = 0; i < 7; i++)
         bm_done_replay_remember (replay, ids [i], 2, ids [i], true, 100 + i);
@@ -271,7 +275,7 @@ bm_done_replay_test (bool verbose)
 
     //  A CANCEL crossed a completed DONE: it answers no JOB and is not sent
     //  again; a failed DONE is not found, a later completed one is.
-    replay = bm_done_replay_new (3, 5);
+    replay = bm_done_replay_new (3);
     bm_done_replay_remember (replay, "m1", 2, "m1", true, 200);
     bm_done_replay_remember (replay, "xx", 2, "m2", false, 201);          //  A failed run of m2
     assert (bm_done_replay_discard (replay, "m1"));
@@ -291,7 +295,7 @@ bm_done_replay_test (bool verbose)
     bm_done_replay_destroy (&replay);
     //  While no broker is connected, no DONE ages; once one is, each ages
     //  from that READY (when it was sent again), not from its run's end.
-    replay = bm_done_replay_new (3, 5);
+    replay = bm_done_replay_new (3);
     bm_done_replay_link_up (replay, 300);
     bm_done_replay_remember (replay, "p1", 2, "p1", true, 301);
     bm_done_replay_link_down (replay);
@@ -309,7 +313,7 @@ bm_done_replay_test (bool verbose)
     assert (bm_done_replay_size (replay) == 3 && !bm_done_replay_completed (replay, "k1", &size));
     bm_done_replay_destroy (&replay);
     //  Keeping none keeps none.
-    replay = bm_done_replay_new (0, 5);
+    replay = bm_done_replay_new (0);
     bm_done_replay_remember (replay, "a", 1, "j1", true, 10);
     assert (bm_done_replay_size (replay) == 0 && !bm_done_replay_completed (replay, "j1", &size));
     bm_done_replay_destroy (&replay);

@@ -23,11 +23,8 @@
 
 typedef struct _bm_done_replay_t bm_done_replay_t;
 
-//  Keep at most max DONEs.  live_ms: the broker silence that ends a
-//  connection (HEARTBEAT_INTERVAL_MS x HEARTBEAT_LIVENESS); a DONE whose
-//  connection stayed up that long after it was sent reached a live broker.
-//  The link starts up, at time 0.
-bm_done_replay_t *bm_done_replay_new (size_t max, int64_t live_ms);
+//  Keep at most max DONEs.  The link starts up, at time 0.
+bm_done_replay_t *bm_done_replay_new (size_t max);
 void bm_done_replay_destroy (bm_done_replay_t **self_p);
 
 //  Keep a copy of a DONE body (msgpack, size bytes) of job_id, sent at
@@ -44,6 +41,11 @@ const char *bm_done_replay_completed (bm_done_replay_t *self, const char *job_id
 //  it, so the broker did not take it; it is neither sent again nor found by
 //  bm_done_replay_completed.  False if none was kept.
 bool bm_done_replay_discard (bm_done_replay_t *self, const char *job_id);
+
+//  The broker last spoke at heard_mono: a DONE sent on this connection
+//  before that reached a live broker (dropping one that did not is
+//  logged).
+void bm_done_replay_heard (bm_done_replay_t *self, int64_t heard_mono);
 
 //  The connection to the broker was lost: until the next is up, no DONE
 //  ages.

@@ -125,6 +125,7 @@ s_send_progress (bm_worker_t *self, job_t *job, int progress)
 static void
 s_prune_done (bm_worker_t *self)
 {
+    bm_done_replay_heard (self->recent_done, bm_worker_link_heard (self->link));
     bm_done_replay_prune (self->recent_done, bm_mono_ms (),
                           2 * self->config->heartbeat_ms * self->config->liveness);
 }
@@ -145,6 +146,7 @@ s_send_done (bm_worker_t *self, job_t *job, const char *result_data, size_t resu
         bm_error (job->id, "no memory to build its DONE: not sent");
     else {
         s_send (self, BM_DONE, &done->sbuf, job->id);
+        bm_done_replay_heard (self->recent_done, bm_worker_link_heard (self->link));
         bm_done_replay_remember (self->recent_done, done->sbuf.data, done->sbuf.size,
                                  job->id, ok, now_mono);
     }
@@ -707,8 +709,7 @@ bm_worker_new (const bm_worker_config_t *config)
     self->loop = zloop_new ();
     self->jobs = zhashx_new ();
     zhashx_set_destructor (self->jobs, s_job_free_fn);
-    self->recent_done = bm_done_replay_new (BM_DONE_REPLAY_MAX,
-                                            self->config->heartbeat_ms * self->config->liveness);
+    self->recent_done = bm_done_replay_new (BM_DONE_REPLAY_MAX);
     bm_done_replay_link_up (self->recent_done, bm_mono_ms ());
     bm_packer_init (&self->done);
     bm_packer_init (&self->noop_result);
