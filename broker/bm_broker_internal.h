@@ -394,6 +394,9 @@ int bm_ha_end_loop (zloop_t *loop, int timer_id, void *arg);
 void bm_delivery_set_state (bm_job_t *job, const char *wh, size_t size);
 //  After its webhook state is set: the job joins the list of that state.
 void bm_delivery_index (bm_broker_t *self, bm_job_t *job);
+//  A delivery's webhook state (wh) becomes its job's, in memory and in
+//  Redis, with the job's redeliveries and previousError added.
+void bm_delivery_to_parent (bm_broker_t *self, const bm_job_t *delivery, const char *wh, size_t size);
 char *bm_delivery_simple_state (bm_broker_t *self, const char *state, int64_t attempts, const char *error, size_t *size);
 void bm_delivery_create (bm_broker_t *self, bm_job_t *parent);
 void bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_codec_webhook_t *state);

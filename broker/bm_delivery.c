@@ -107,6 +107,109 @@ bm_delivery_index (bm_broker_t *self, bm_job_t *job)
         bm_joblist_append (next, job);
 }
 
+//  Whether a map key is the string key.
+static bool
+s_key_is (const msgpack_object *obj, const char *key)
+{
+    return obj->type == MSGPACK_OBJECT_STR && obj->via.str.size == strlen (key)
+        && memcmp (obj->via.str.ptr, key, obj->via.str.size) == 0;
+}
+
+//  The string value of key in a msgpack map (copied), or NULL.
+static char *
+s_map_str (const char *map, size_t size, const char *key)
+{
+    if (!map)
+        return NULL;
+    msgpack_zone zone;
+    msgpack_zone_init (&zone, 256);
+    msgpack_object obj;
+    size_t offset = 0;
+    char *value = NULL;
+    if (msgpack_unpack (map, size, &offset, &zone, &obj) == MSGPACK_UNPACK_SUCCESS) {
+        const msgpack_object *o = bm_obj_get (&obj, key);
+        if (o && o->type == MSGPACK_OBJECT_STR)
+            value = strndup (o->via.str.ptr, o->via.str.size);
+    }
+    msgpack_zone_destroy (&zone);
+    return value;
+}
+
+//  What a redelivery keeps of a job's webhook state before it: the
+//  lastError of its latest delivery that gave up (this state's when it
+//  is failed, else the one it kept itself).  NULL: none gave up.
+static char *
+s_previous_error (const bm_job_t *parent)
+{
+    char *state = s_map_str (parent->wh, parent->wh_size, "state");
+    bool failed = state && streq (state, "failed");
+    free (state);
+    return s_map_str (parent->wh, parent->wh_size, failed ? "lastError" : "previousError");
+}
+
+//  The webhook state of the job a delivery delivers, from the delivery's
+//  own (wh): the same map and what the delivery's state does not carry:
+//  redeliveries, the deliveries of the job before this one (each made by
+//  a REDELIVER; absent for the first), and previousError, the lastError
+//  of the latest one that gave up before it (kept in the delivery's
+//  payload, so it outlives a broker restart).  NULL (no memory, or wh is
+//  not a map): use wh as it is.
+static char *
+s_parent_state (const bm_job_t *delivery, const char *wh, size_t size, size_t *out_size)
+{
+    const char *dot = strrchr (delivery->id, '.');
+    int64_t number = dot && strncmp (dot, ".wh", 3) == 0 ? strtoll (dot + 3, NULL, 10) : 0;
+    char *previous = s_map_str (delivery->payload, delivery->payload_size, "previousError");
+    msgpack_zone zone;
+    msgpack_zone_init (&zone, 256);
+    msgpack_object obj;
+    size_t offset = 0;
+    char *full = NULL;
+    if (msgpack_unpack (wh, size, &offset, &zone, &obj) == MSGPACK_UNPACK_SUCCESS
+    &&  obj.type == MSGPACK_OBJECT_MAP) {
+        bm_packer_t packer;
+        bm_packer_init (&packer);
+        uint32_t kept = 0;
+        for (uint32_t i = 0; i < obj.via.map.size; i++)
+            kept += !s_key_is (&obj.via.map.ptr [i].key, "redeliveries")
+                 && !s_key_is (&obj.via.map.ptr [i].key, "previousError");
+        msgpack_pack_map (&packer.pk, kept + (number > 1) + (previous != NULL));
+        for (uint32_t i = 0; i < obj.via.map.size; i++) {
+            const msgpack_object_kv *kv = &obj.via.map.ptr [i];
+            if (s_key_is (&kv->key, "redeliveries") || s_key_is (&kv->key, "previousError"))
+                continue;
+            msgpack_pack_object (&packer.pk, kv->key);
+            msgpack_pack_object (&packer.pk, kv->val);
+        }
+        if (number > 1)
+            bm_pack_kv_int (&packer.pk, "redeliveries", number - 1);
+        if (previous)
+            bm_pack_kv_str (&packer.pk, "previousError", previous);
+        full = bm_packer_detach (&packer, out_size);
+    }
+    msgpack_zone_destroy (&zone);
+    free (previous);
+    return full;
+}
+
+//  A delivery's webhook state becomes that of the job it delivers (with
+//  s_parent_state's fields), in memory when the job is there, and in
+//  Redis.
+void
+bm_delivery_to_parent (bm_broker_t *self, const bm_job_t *delivery, const char *wh, size_t size)
+{
+    size_t full_size = size;
+    char *full = s_parent_state (delivery, wh, size, &full_size);
+    const char *state = full ? full : wh;
+    bm_job_t *parent = (bm_job_t *) bm_jobtab_lookup (self->jobs, delivery->parent);
+    if (parent) {
+        bm_delivery_set_state (parent, state, full_size);
+        bm_delivery_index (self, parent);
+    }
+    bm_jobstore_persist_webhook (self, delivery->parent, state, full_size);
+    free (full);
+}
+
 //  A webhook state map with just a state and optional error.
 char *
 bm_delivery_simple_state (bm_broker_t *self, const char *state, int64_t attempts, const char *error, size_t *size)
@@ -130,6 +233,7 @@ static bm_job_t *
 s_delivery_new (bm_broker_t *self, bm_job_t *parent)
 {
     bm_job_t *job = bm_job_new ();
+    char *previous = parent->deliveries ? s_previous_error (parent) : NULL;
     parent->deliveries++;
     snprintf (job->id, sizeof job->id, "%s.wh%" PRId64, parent->id, parent->deliveries);
     job->service = bm_service_require (self, BM_WEBHOOK_TYPE);
@@ -141,22 +245,29 @@ s_delivery_new (bm_broker_t *self, bm_job_t *parent)
     job->parent = strdup (parent->id);
     job->durable = true;
     job->service->submitted++;
-    //  Payload: {url, webhookId, body}
+    //  Payload: {url, webhookId, body, previousError?} (the manager reads
+    //  the first three; the last is for the job's record, s_parent_state)
     char *text = s_webhook_body (parent);
     bm_body_t body;
     bm_body_init (self, &body);
-    msgpack_pack_map (&body.pk, 3);
+    msgpack_pack_map (&body.pk, 3 + (previous != NULL));
     bm_pack_kv_str (&body.pk, "url", parent->webhook_url);
     bm_pack_kv_str (&body.pk, "webhookId", parent->id);
     bm_pack_kv_str (&body.pk, "body", text);
+    if (previous)
+        bm_pack_kv_str (&body.pk, "previousError", previous);
+    free (previous);
     free (text);
     job->payload = bm_memdup (body.sbuf.data, body.sbuf.size);
     job->payload_size = body.sbuf.size;
     bm_body_free (&body);
     size_t wh_size;
     char *wh = bm_delivery_simple_state (self, "pending", 0, NULL, &wh_size);
-    bm_delivery_set_state (parent, wh, wh_size);
+    size_t full_size = wh_size;
+    char *full = s_parent_state (job, wh, wh_size, &full_size);
+    bm_delivery_set_state (parent, full ? full : wh, full_size);
     bm_delivery_index (self, parent);
+    free (full);
     free (wh);
     return job;
 }
@@ -207,9 +318,7 @@ s_withhold (bm_broker_t *self, bm_job_t *delivery)
         if (streq (latest, oldest->id)) {
             size_t size;
             char *wh = bm_delivery_simple_state (self, "failed", 0, why, &size);
-            bm_delivery_set_state (parent, wh, size);
-            bm_delivery_index (self, parent);
-            bm_jobstore_persist_webhook (self, parent->id, wh, size);
+            bm_delivery_to_parent (self, oldest, wh, size);
             free (wh);
         }
         self->wh_failed++;
@@ -279,12 +388,7 @@ bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_codec_webhoo
         return;
     }
     bm_delivery_set_state (delivery, wh, size);
-    bm_job_t *parent = (bm_job_t *) bm_jobtab_lookup (self->jobs, delivery->parent);
-    if (parent) {
-        bm_delivery_set_state (parent, wh, size);
-        bm_delivery_index (self, parent);
-    }
-    bm_jobstore_persist_webhook (self, delivery->parent, wh, size);
+    bm_delivery_to_parent (self, delivery, wh, size);
     free (wh);
 }
 

@@ -362,16 +362,11 @@ bm_job_finish_at (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
     bm_finished_add (self, job);
     if (bm_job_is_delivery (job) && state != JOB_COMPLETED) {
         //  Make sure the job it delivers says the delivery failed.
-        bm_job_t *parent = (bm_job_t *) bm_jobtab_lookup (self->jobs, job->parent);
         if (!job->wh_final) {
             size_t size;
             char *wh = bm_delivery_simple_state (self, "failed", job->attempts, message ? message : code, &size);
             bm_delivery_set_state (job, wh, size);
-            if (parent) {
-                bm_delivery_set_state (parent, wh, size);
-                bm_delivery_index (self, parent);
-            }
-            bm_jobstore_persist_webhook (self, job->parent, wh, size);
+            bm_delivery_to_parent (self, job, wh, size);
             free (wh);
         }
     }

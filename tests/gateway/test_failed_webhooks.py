@@ -4,7 +4,11 @@ GET /jobs?webhook=failed lists the jobs whose webhook gave up (newest to
 give up first) and no other; webhook=delivered those delivered; it combines
 with botType and limit; a redelivery (POST /job/{id}/redeliver) takes the
 job off the list once delivered.  A webhook value that is not a webhook
-state, given twice or holding a NUL is a 400 invalid_webhook naming it."""
+state, given twice or holding a NUL is a 400 invalid_webhook naming it.
+A redelivered job's record keeps its history: webhook.redeliveries counts
+the redeliveries and webhook.previousError is the lastError of the latest
+delivery that gave up, in memory and in Redis, while webhook.attempts
+counts the latest delivery's attempts."""
 import os
 import sys
 
@@ -54,10 +58,12 @@ def main():
         whlib.mock_mode(mock, failFirst=1, status=404)
         first = invoke()
         rec = webhook_state(u, first, "failed")
-        check(rec["webhook"]["lastStatus"] == 404, "the first gave up on a 404", rec["webhook"])
+        check(rec["webhook"]["lastStatus"] == 404 and "redeliveries" not in rec["webhook"],
+              "the first gave up on a 404 (no redeliveries yet)", rec["webhook"])
+        gave_up = rec["webhook"]["lastError"]
         whlib.mock_mode(mock, failFirst=1, status=404)
         second = invoke()
-        webhook_state(u, second, "failed")
+        second_gave_up = webhook_state(u, second, "failed")["webhook"]["lastError"]
         plain = invoke(webhook=False)
         wait_until(lambda: curl(u + "/job/" + plain, show=False).json.get("state") == "completed", 20,
                    "the job without a webhook to complete")
@@ -83,6 +89,33 @@ def main():
         webhook_state(u, first, "delivered")
         check(listed(u, "webhook=failed") == [second], "webhook=failed: the one still failed")
         check(listed(u, "webhook=delivered") == [first, ok], "webhook=delivered: the redelivered one first")
+
+        # The record keeps what a redelivery would otherwise lose.
+        rec = curl(u + "/job/" + first).json["webhook"]
+        check(rec["attempts"] == 1 and rec["redeliveries"] == 1 and rec["previousError"] == gave_up,
+              "redelivered once: attempts 1 (this delivery's), redeliveries 1, previousError the 404's", rec)
+        check("redeliveries" not in curl(u + "/job/" + ok).json["webhook"]
+              and "previousError" not in curl(u + "/job/" + ok).json["webhook"],
+              "a job never redelivered has neither field")
+        # The second gives up again, then gets through on a third delivery.
+        whlib.mock_mode(mock, failFirst=2, status=410)     # per webhook-id: its 2nd arrival fails
+        r = curl("-X", "POST", u + "/job/%s/redeliver" % second)
+        check(r.status == 202, "redeliver the second (the receiver answers 410 this time)", r)
+        wait_until(lambda: curl(u + "/job/" + second, show=False).json["webhook"].get("lastStatus") == 410, 20,
+                   "the second's redelivery to give up on a 410")
+        rec = curl(u + "/job/" + second).json["webhook"]
+        check(rec["state"] == "failed" and rec["redeliveries"] == 1 and rec["previousError"] == second_gave_up,
+              "failed again: redeliveries 1, previousError its first give-up's (the 404)", rec)
+        check(listed(u, "webhook=failed") == [second], "still on the failed webhooks list")
+        again = rec["lastError"]
+        r = curl("-X", "POST", u + "/job/%s/redeliver" % second)
+        rec = webhook_state(u, second, "delivered")["webhook"]
+        check(rec["redeliveries"] == 2 and rec["previousError"] == again and rec["attempts"] == 1,
+              "third delivery: redeliveries 2, previousError the 410's, attempts 1", rec)
+        stored = harness.job_record(s.redis_port, second)["webhook"]
+        check(stored.get("redeliveries") == 2 and stored.get("previousError") == again
+              and stored.get("state") == "delivered", "Redis holds the same webhook state", stored)
+        check(listed(u, "webhook=failed") == [], "the failed webhooks list is empty")
 
         # Bad values: 400 invalid_webhook, naming the parameter.
         for query, why in (("webhook=Failed", "not a webhook state (names are lower case)"),
