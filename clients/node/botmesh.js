@@ -807,13 +807,19 @@ class Worker extends EventEmitter {
     this.jobsAnsweredAgain = 0;         // JOBs answered with a kept DONE (handler not run)
     // Recent DONEs, to send again after READY on a new socket (the broker may
     // have missed them: it restarted, or the old socket closed with them
-    // queued): {at, body}, oldest first, those of the last 2 x heartbeat x
-    // liveness and at most DONE_KEEP_MAX. The completed ones are found by job
-    // id: a JOB for a job completed here is answered with its DONE instead of
-    // running the handler again.
+    // queued): {at (when sent), body}, oldest first, at most DONE_KEEP_MAX.
+    // One ages only while a broker connection is up, from when it was sent or
+    // the last READY on a new socket, whichever is later, and goes after 2 x
+    // heartbeat x liveness of that: a broker away for long still gets the
+    // DONEs of the runs that ended meanwhile. The completed ones are found by
+    // job id: a JOB for a job completed here is answered with its DONE
+    // instead of running the handler again.
     this._kept = [];
     this._keptHead = 0;                 // _kept[0.._keptHead) are dropped
     this._keptCompleted = new Map();    // jobId -> its completed entry in _kept
+    this._linkUp = true;                // a socket to a broker is open (not between two)
+    this._upSince = performance.now();  // the last READY on a new socket
+    this._heard = -Infinity;            // when the broker last sent anything
     this._keepMax = DONE_KEEP_MAX;
     this._outbox = [];
     this._sock = null;
@@ -890,12 +896,14 @@ class Worker extends EventEmitter {
     }
     this.connects += 1;
     this._answered = false;
+    this._pruneKept(performance.now());   // what aged on the connection just closed
+    this._linkUp = true;
+    this._upSince = performance.now();
     if (this.connects > 1) this._log('info', `sent READY again to ${this._eps.current}; waiting for the broker`);
     // READY first on every new socket (HEARTBEATs queued for the old one are
     // stale), then the recent DONEs the broker may have missed, oldest first
     // (one it already has is answered NACK not_owner), then what still waits.
     const pending = this._outbox.filter(([c]) => c !== W.READY && c !== W.HEARTBEAT);
-    this._pruneKept(performance.now());
     const waiting = new Set(pending.filter(([c]) => c === W.DONE).map(([, b]) => b));
     const again = [];
     for (let i = this._keptHead; i < this._kept.length; i++) {
@@ -916,6 +924,7 @@ class Worker extends EventEmitter {
       for await (const frames of sock) {
         if (sock !== this._sock) return;
         this._lastRecv = nowMs();
+        this._heard = performance.now();
         if (!this._answered) {
           this._answered = true;
           this._log('info', `connected to ${this._eps.current} (the broker answered)`);
@@ -935,6 +944,9 @@ class Worker extends EventEmitter {
     if (this._switching || this._stopped) return;
     const wait = this._eps.next(leader, silent);
     this.emit('switch', this._eps.current, wait);
+    // No kept DONE ages until the next socket is open.
+    this._pruneKept(performance.now());
+    this._linkUp = false;
     this._switching = setTimeout(() => {
       this._switching = null;
       if (!this._stopped) this._connect();
@@ -1081,24 +1093,42 @@ class Worker extends EventEmitter {
     const entry = { at: now, body };
     this._kept.push(entry);
     if (body.ok === true) this._keptCompleted.set(body.jobId, entry);
-    while (this._kept.length - this._keptHead > this._keepMax) this._dropKept();
+    while (this._kept.length - this._keptHead > this._keepMax) this._dropKept(`more than ${this._keepMax} kept`);
     this._pruneKept(now);
   }
 
-  _dropKept() {
+  /** When a kept DONE was last sent: at its run's end, or again after the last READY on a new socket. */
+  _lastSent(entry) {
+    return Math.max(entry.at, this._upSince);
+  }
+
+  /** Forget the oldest kept DONE; a warning names its job when no live broker got it. */
+  _dropKept(why) {
     const entry = this._kept[this._keptHead];
     this._kept[this._keptHead++] = undefined;
     if (this._keptCompleted.get(entry.body.jobId) === entry) this._keptCompleted.delete(entry.body.jobId);
+    if (!(this._linkUp && this._heard > this._lastSent(entry))) {
+      this._log('warning', `job ${entry.body.jobId}: its DONE is dropped (${why}) before a broker confirmed it: `
+        + 'the job may run again');
+    }
     if (this._keptHead >= 1024 && this._keptHead * 2 >= this._kept.length) {
       this._kept = this._kept.slice(this._keptHead);
       this._keptHead = 0;
     }
   }
 
-  /** Forget the DONEs older than the time the broker takes to declare a worker lost. */
+  /**
+   * While a broker connection is up, forget the DONEs last sent more than the
+   * time a broker holds a lost worker's jobs (or those it recovered from
+   * Redis) ago: past that, sending them again could not help. Between
+   * connections none ages.
+   */
   _pruneKept(now) {
+    if (!this._linkUp) return;
     const horizon = now - 2 * this.heartbeatMs * this.liveness;
-    while (this._keptHead < this._kept.length && this._kept[this._keptHead].at < horizon) this._dropKept();
+    while (this._keptHead < this._kept.length && this._lastSent(this._kept[this._keptHead]) < horizon) {
+      this._dropKept('too old');
+    }
   }
 
   _queue(cmd, body) {
@@ -1147,7 +1177,10 @@ class Worker extends EventEmitter {
       else this._connect();
       return;
     }
-    if (!this._outbox.length && now - this._lastSend >= this.heartbeatMs) this._queue(W.HEARTBEAT, {});
+    if (!this._outbox.length && now - this._lastSend >= this.heartbeatMs) {
+      this._pruneKept(performance.now());
+      this._queue(W.HEARTBEAT, {});
+    }
     this._checkStop();
   }
 

@@ -946,12 +946,19 @@ class Worker:
         self._answered = False                # the broker answered on the current socket
         # Recent DONEs, to send again after READY on a new socket (the broker
         # may have missed them: it restarted, or the old socket closed with
-        # them queued): [monotonic time, body], oldest first, those of the
-        # last 2 x heartbeat x liveness and at most DONE_KEEP_MAX. The
-        # completed ones are found by job id: a JOB for a job completed here
-        # is answered with its DONE instead of running the handler again.
+        # them queued): [monotonic time sent, body], oldest first, at most
+        # DONE_KEEP_MAX. One ages only while a broker connection is up, from
+        # when it was sent or the last READY on a new socket, whichever is
+        # later, and goes after 2 x heartbeat x liveness of that: a broker
+        # away for long still gets the DONEs of the runs that ended
+        # meanwhile. The completed ones are found by job id: a JOB for a job
+        # completed here is answered with its DONE instead of running the
+        # handler again.
         self._kept = collections.deque()
         self._kept_completed = {}             # jobId -> its completed entry in _kept
+        self._link_up = True                  # a socket to a broker is open (not between two)
+        self._up_since = time.monotonic()     # the last READY on a new socket
+        self._heard = None                    # when the broker last sent anything
         # counters, for tests and monitoring
         self.connects = 0
         self.jobs_done = 0
@@ -1076,13 +1083,14 @@ class Worker:
                 log.debug("botmesh worker %s: no socket monitor (%s): heartbeats only", self.name, exc)
                 self._watch = None
         self.connects += 1
+        self._prune_kept(time.monotonic())    # what aged on the connection just closed
+        self._link_up, self._up_since = True, time.monotonic()
         # READY first on every new socket; HEARTBEATs queued for the old one are stale.
         pending = [m for m in self._outbox if m[0] not in (W_HEARTBEAT, W_READY)]
         self._outbox.clear()
         self._outbox.append((W_READY, self._ready_body(running=True)))
         # Then the recent DONEs the broker may have missed, oldest first (one
         # it already has is answered NACK not_owner), and what still waits.
-        self._prune_kept(time.monotonic())
         waiting = {id(body) for command, body in pending if command == W_DONE}
         again = [(W_DONE, body) for _, body in self._kept if id(body) not in waiting]
         self._outbox.extend(again)
@@ -1102,21 +1110,43 @@ class Worker:
         if body.get("ok") is True:
             self._kept_completed[body["jobId"]] = entry
         while len(self._kept) > DONE_KEEP_MAX:
-            self._drop_kept()
+            self._drop_kept("more than %d kept" % DONE_KEEP_MAX)
         self._prune_kept(now)
 
-    def _drop_kept(self):
+    def _last_sent(self, entry):
+        """When the kept DONE was last sent: at its run's end, or again
+        after the last READY on a new socket."""
+        return max(entry[0], self._up_since)
+
+    def _drop_kept(self, why):
+        """Forget the oldest kept DONE; a WARN names its job when no live
+        broker got it (the broker said nothing on its socket since)."""
         entry = self._kept.popleft()
         job_id = entry[1].get("jobId")
         if self._kept_completed.get(job_id) is entry:
             del self._kept_completed[job_id]
+        if not (self._link_up and self._heard is not None and self._heard > self._last_sent(entry)):
+            log.warning("botmesh worker %s: job %s: its DONE is dropped (%s) before a broker confirmed it: "
+                        "the job may run again", self.name, job_id, why)
 
     def _prune_kept(self, now):
-        """Forget the DONEs older than the time the broker takes to declare
-        a worker lost: past that, sending them again could not help."""
+        """While a broker connection is up, forget the DONEs last sent more
+        than the time a broker holds a lost worker's jobs (or those it
+        recovered from Redis) ago: past that, sending them again could not
+        help. Between connections none ages."""
+        if not self._link_up:
+            return
         horizon = now - 2 * self.heartbeat_ms * self.liveness / 1000.0
-        while self._kept and self._kept[0][0] < horizon:
-            self._drop_kept()
+        while self._kept and self._last_sent(self._kept[0]) < horizon:
+            self._drop_kept("too old")
+
+    def _reconnect(self, poller, wait=0.0):
+        """A new socket after wait seconds, during which no kept DONE ages."""
+        if wait > 0:
+            self._prune_kept(time.monotonic())
+            self._link_up = False
+            self._stop.wait(wait)
+        self._connect(poller)
 
     def _queue(self, command, body):
         if command == W_PROGRESS and len(self._outbox) > 1000:
@@ -1173,8 +1203,7 @@ class Worker:
                     wait = self._eps.next(silent=True)
                     log.warning("botmesh worker %s: the broker closed the connection; trying %s in %.1fs",
                                 self.name, self._eps.current, wait)
-                    self._stop.wait(wait)
-                    self._connect(poller)
+                    self._reconnect(poller, wait)
                 now = time.monotonic()
                 if now - self._last_recv > expiry:
                     if self._answered:
@@ -1184,9 +1213,7 @@ class Worker:
                         log.warning("botmesh worker %s: no answer from the broker at %s for %.1fs (is it "
                                     "running there?); trying again", self.name, self._eps.current,
                                     now - self._last_recv)
-                    if len(self._eps) > 1:
-                        self._stop.wait(self._eps.next(silent=True))
-                    self._connect(poller)
+                    self._reconnect(poller, self._eps.next(silent=True) if len(self._eps) > 1 else 0.0)
                 if self._pending_credit is not None and stopping_since is None:
                     self.credit, self._pending_credit = self._pending_credit, None
                     self._queue(W_READY, self._ready_body())
@@ -1200,6 +1227,7 @@ class Worker:
                         self._finish_stop()
                         return
                 if not self._outbox and now - self._last_send >= interval:
+                    self._prune_kept(now)
                     self._queue(W_HEARTBEAT, {})
                 if self._outbox:
                     self._flush()
@@ -1256,7 +1284,7 @@ class Worker:
                 frames = self._sock.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self._last_recv = time.monotonic()    # any message is a sign of life
+            self._last_recv = self._heard = time.monotonic()    # any message is a sign of life
             if not self._answered:
                 self._answered = True
                 log.info("botmesh worker %s: connected to %s (the broker answered)", self.name,
@@ -1281,8 +1309,7 @@ class Worker:
                 wait = self._eps.next(body.get("leader"))
                 log.info("botmesh worker %s: a standby answered; trying %s in %.1fs",
                          self.name, self._eps.current, wait)
-                self._stop.wait(wait)
-                self._connect(poller)
+                self._reconnect(poller, wait)
                 return
             elif command == W_NACK:
                 code, message = body.get("code"), body.get("message")
