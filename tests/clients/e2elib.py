@@ -44,9 +44,10 @@ def pyworker(stack, name, types="pywork", credit=1, env=None, isolation="thread"
                               "--name", name, "--endpoint", stack.endpoint, "--isolation", isolation], env)
 
 
-def nodeworker(stack, name, types="nodework", credit=1, env=None):
+def nodeworker(stack, name, types="nodework", credit=1, env=None, endpoint=None):
     return stack.spawn(name, ["sh", RUN_NODE, os.path.join(HERE, "nodeworker.js"), "--types", types,
-                              "--credit", str(credit), "--name", name, "--endpoint", stack.endpoint], env)
+                              "--credit", str(credit), "--name", name, "--endpoint", endpoint or stack.endpoint],
+                       env)
 
 
 def gateway(stack):
