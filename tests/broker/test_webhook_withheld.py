@@ -51,6 +51,15 @@ def test():
             c.req += 1
             retry_req = c.req
             c.send(h.RETRY, {"jobId": jid, "req": retry_req})
+            # Redis continues only once the broker has taken the RETRY (the
+            # job queued again in its memory): a broker that read Redis's
+            # answer first would confirm the failure and send its webhook
+            # before the retry, and nothing would be withheld.  Asked on a
+            # second connection, so that c keeps the RETRY's answer.
+            watcher = s.client()
+            h.wait_until(lambda: watcher.status(jid)["state"] != "failed", 5,
+                         "the broker to take the RETRY (the job no longer failed)")
+            h.check(watcher.status(jid)["state"] == "queued", "the retried job is queued again (python paused)")
         finally:
             redis.signal(signal.SIGCONT)
         h.log("redis continued (SIGCONT)")
