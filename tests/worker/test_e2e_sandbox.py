@@ -205,8 +205,12 @@ def scenario_refuses(s):
         f.write("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
     os.chmod(os.path.join(fake, "bwrap"), 0o755)
     os.chmod(fake, 0o755)
+    # The bot where its sandbox user can read it (a checkout under a 0700
+    # mktemp directory is not): the probe is the only thing that fails.
+    shutil.copy(os.path.join(HERE, "bots", "spy.py"), fake)
+    spy = "%s %s" % (PY, os.path.join(fake, "spy.py"))
     w = start_worker(s, fb.endpoint, "--type", "boxed", name="w-nons",
-                     env=worker_env({**RELAXED, "BOT_BOXED_CMD": SPY, "BOT_BOXED_SANDBOX": "bwrap",
+                     env=worker_env({**RELAXED, "BOT_BOXED_CMD": spy, "BOT_BOXED_SANDBOX": "bwrap",
                                      "PATH": fake + ":/usr/bin:/bin"}))
     check(wait_exit(w, 15) == 2, "a sandbox that fails its probe: the worker does not start")
     check("boxed bots: the bwrap sandbox does not work on this machine" in w.output()
