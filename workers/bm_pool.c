@@ -414,7 +414,8 @@ s_start (bm_pool_t *self)
     return 0;
 }
 
-//  Fail every waiting job with bot_init_failed.
+//  Fail every waiting job: bot_init_failed, or resource_limit when the
+//  process ran out of memory under its limit while loading (init_limit).
 static void
 s_fail_waiting (bm_pool_t *self)
 {
