@@ -16,6 +16,10 @@
 #include <limits.h>
 #include <unistd.h>
 
+//  list --webhook-state: a value that is not a webhook state (what GET
+//  /jobs?webhook= answers 400 invalid_webhook), named by the flag.
+#define WEBHOOK_STATE_ERROR "--webhook-state must be one of: pending, retrying, delivered, failed"
+
 static void
 s_usage (FILE *out)
 {
@@ -39,11 +43,15 @@ s_usage (FILE *out)
 "  cancel JOB_ID        cancel a queued or running job\n"
 "  retry JOB_ID         run a failed or cancelled job again\n"
 "  redeliver JOB_ID     deliver a finished job's webhook again; prints {\"jobId\":...}\n"
-"  list [--state S] [--type T] [--limit N]   recent jobs, newest first: those\n"
+"  list [--state S] [--type T] [--webhook-state W] [--limit N]\n"
+"                       recent jobs, newest first: those\n"
 "                       the broker holds in memory (none after it restarted;\n"
 "                       status JOB_ID reads Redis too). S: queued (or waiting,\n"
 "                       wait), running (or active), delayed, completed, failed,\n"
-"                       cancelled\n"
+"                       cancelled. W: the jobs whose webhook is in that state,\n"
+"                       newest to reach it first: pending, retrying, delivered,\n"
+"                       failed (list --webhook-state failed: the failed webhooks\n"
+"                       list, each redelivered with redeliver JOB_ID)\n"
 "  stats                queues, semaphores, workers, totals\n"
 "  ping                 is the broker up (and its Redis)?\n"
 "  metrics              the broker's metrics (Prometheus text)\n"
@@ -342,7 +350,7 @@ main (int argc, char *argv [])
     int64_t run_attempts = -1, delay_ms = -1;
     int64_t limit = 50;
     bool wait = false, timeout_set = false, force = false;
-    const char *webhook = NULL, *key = NULL, *state = NULL, *type = NULL;
+    const char *webhook = NULL, *key = NULL, *state = NULL, *type = NULL, *webhook_state = NULL;
     const char *positional [3] = { NULL, NULL, NULL };
     int npos = 0;
     for (int i = 1; i < argc; i++) {
@@ -372,6 +380,12 @@ main (int argc, char *argv [])
         if (streq (arg, "--key") && next) { key = next; i++; continue; }
         if (streq (arg, "--state") && next) { state = next; i++; continue; }
         if (streq (arg, "--type") && next) { type = next; i++; continue; }
+        if (streq (arg, "--webhook-state")) {
+            if (!next) {
+                fprintf (stderr, "botmesh-client: %s\n", WEBHOOK_STATE_ERROR);
+                return 2;
+            }
+            webhook_state = next; i++; continue; }
         if (streq (arg, "--wait")) { wait = true; continue; }
         if (streq (arg, "--force")) { force = true; continue; }
         if (arg [0] == '-' && arg [1] == '-') {
@@ -403,6 +417,9 @@ main (int argc, char *argv [])
     else
     if (state && !bm_list_state (state))
         bad = "--" BM_LIST_STATE_ERROR;
+    else
+    if (webhook_state && bm_webhook_state (webhook_state) < 0)
+        bad = WEBHOOK_STATE_ERROR;
     else
     if (type && !bm_valid_bot_type (type, strlen (type)))
         bad = "--type must be 1-32 characters of a-z, 0-9, _ and -";
@@ -538,6 +555,7 @@ main (int argc, char *argv [])
                                      .limit = limit };
             snprintf (list.state, sizeof list.state, "%s", state ? bm_list_state (state) : "");
             snprintf (list.bot_type, sizeof list.bot_type, "%s", type ? type : "");
+            snprintf (list.webhook, sizeof list.webhook, "%s", webhook_state ? webhook_state : "");
             bm_codec_list_encode (&list, &packer);
         }
         else {

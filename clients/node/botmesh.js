@@ -55,6 +55,9 @@ const JOB_STATES = new Set(['queued', 'running', 'delayed', 'completed', 'failed
 const STATE_ALIASES = { waiting: 'queued', wait: 'queued', active: 'running' };
 const INVALID_STATE_MESSAGE = 'state must be one of: queued (or waiting, wait), running (or active), delayed, '
   + 'completed, failed, cancelled';
+// The states of a job's webhook list() filters on (as GET /jobs?webhook= reads them).
+const WEBHOOK_STATES = new Set(['pending', 'retrying', 'delivered', 'failed']);
+const INVALID_WEBHOOK_MESSAGE = 'webhook must be one of: pending, retrying, delivered, failed';
 const ENDPOINT_RE = /^(tcp:\/\/(\[[0-9A-Fa-f:.]+\]|[^\s:/[\]]+):(\d{1,5}|\*)|ipc:\/\/\S+|inproc:\/\/\S+)$/;
 const BOT_TYPE_RE = /^[a-z0-9_-]{1,32}$/;
 const MAX_PAYLOAD_BYTES = 1 << 20;
@@ -617,31 +620,40 @@ class Client {
 
   /**
    * Recent jobs, newest first: list(state, botType, limit, timeoutMs) or
-   * list({state, botType, limit, timeoutMs}) (list(filter, timeoutMs) too).
+   * list({state, botType, webhook, limit, timeoutMs}) (list(filter, timeoutMs) too).
    * state: queued (or waiting, wait), running (or active), delayed,
    * completed, failed or cancelled; another rejects Rejected invalid_state.
+   * webhook: pending, retrying, delivered or failed, the jobs whose webhook
+   * is in that state, newest to reach it first (failed: the failed webhooks
+   * list); another rejects Rejected invalid_webhook.
    */
   async list(state, botType, limit, timeoutMs) {
     let filter;
     if (state !== null && typeof state === 'object') {
-      filter = checkOptions('list', state, ['state', 'botType', 'limit', 'timeoutMs'],
+      filter = checkOptions('list', state, ['state', 'botType', 'webhook', 'limit', 'timeoutMs'],
         { bot_type: 'botType', timeout: 'timeoutMs' });
       if (botType !== undefined) {
         checkType('list', 'timeoutMs', botType, 'ms');
         if (filter.timeoutMs === undefined) filter = { ...filter, timeoutMs: botType };
       }
       if (limit !== undefined || timeoutMs !== undefined) {
-        throw new TypeError('list: give list(state, botType, limit, timeoutMs) or list({state, botType, limit, timeoutMs})');
+        throw new TypeError('list: give list(state, botType, limit, timeoutMs) or '
+          + 'list({state, botType, webhook, limit, timeoutMs})');
       }
     } else {
       filter = { state, botType, limit, timeoutMs };
     }
     checkType('list', 'state', filter.state, 'string');
     checkType('list', 'botType', filter.botType, 'string');
+    checkType('list', 'webhook', filter.webhook, 'string');
     checkType('list', 'limit', filter.limit, 'int');
     checkType('list', 'timeoutMs', filter.timeoutMs, 'ms');
     const body = {};
     if (filter.state !== undefined && filter.state !== null && filter.state !== '') body.state = listState(filter.state);
+    if (filter.webhook !== undefined && filter.webhook !== null && filter.webhook !== '') {
+      if (!WEBHOOK_STATES.has(filter.webhook)) throw new Rejected('invalid_webhook', INVALID_WEBHOOK_MESSAGE);
+      body.webhook = filter.webhook;
+    }
     for (const k of ['botType', 'limit']) if (filter[k] !== undefined && filter[k] !== null) body[k] = filter[k];
     return (await this._reply(C.LIST, body, filter.timeoutMs)).jobs || [];
   }

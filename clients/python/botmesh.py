@@ -95,6 +95,9 @@ JOB_STATES = ("queued", "running", "delayed", "completed", "failed", "cancelled"
 STATE_ALIASES = {"waiting": "queued", "wait": "queued", "active": "running"}
 INVALID_STATE_MESSAGE = ("state must be one of: queued (or waiting, wait), running (or active), delayed, "
                          "completed, failed, cancelled")
+# The states of a job's webhook list() filters on (as GET /jobs?webhook= reads them).
+WEBHOOK_STATES = ("pending", "retrying", "delivered", "failed")
+INVALID_WEBHOOK_MESSAGE = "webhook must be one of: pending, retrying, delivered, failed"
 ENDPOINT_RE = re.compile(r"^(tcp://(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(\d{1,5}|\*)|ipc://\S+|inproc://\S+)$")
 
 BOT_TYPE_RE = re.compile(r"^[a-z0-9_-]{1,32}$")
@@ -615,15 +618,22 @@ class Client:
         """STATS: {types, workers, totals, redis, uptimeMs}."""
         return self._reply(STATS, None, timeout)
 
-    def list(self, state=None, bot_type=None, limit=None, timeout=None):
+    def list(self, state=None, bot_type=None, limit=None, timeout=None, webhook=None):
         """Recent jobs, newest first (records without payload and result).
 
         state: queued (or waiting, wait), running (or active), delayed,
         completed, failed or cancelled; any other raises Rejected
-        ("invalid_state"), as GET /jobs answers 400."""
+        ("invalid_state"), as GET /jobs answers 400.  webhook: pending,
+        retrying, delivered or failed, the jobs whose webhook is in that
+        state, newest to reach it first (failed: the failed webhooks list);
+        any other raises Rejected("invalid_webhook")."""
         body = {}
         if state is not None and state != "":
             body["state"] = _list_state(state)
+        if webhook is not None and webhook != "":
+            if webhook not in WEBHOOK_STATES:
+                raise Rejected("invalid_webhook", INVALID_WEBHOOK_MESSAGE)
+            body["webhook"] = webhook
         if bot_type is not None:
             body["botType"] = bot_type
         if limit is not None:

@@ -61,6 +61,25 @@ function thrown(fn) { try { fn(); } catch (e) { return e; } return null; }
   }
   e = await rejection(c.list({ state: 'bogus' }));
   check(e && e.code === 'invalid_state', "list({state: 'bogus'}) rejects invalid_state", e && e.code);
+  // list({webhook}): no webhook manager runs here, so a finished job's webhook stays pending.
+  const hooked = await c.submit('pywork', { hook: 1 }, { webhookUrl: 'http://127.0.0.1:9/hook', notify: true });
+  check((await c.wait(hooked, { timeoutMs: 30000, pollMs: 100 })).state === 'completed',
+    'the job with a webhook completed');
+  jobs = await c.list({ webhook: 'pending' });
+  check(jobs.length === 1 && jobs[0].jobId === hooked, "list({webhook: 'pending'}): the job with a webhook only", jobs);
+  jobs = await c.list({ webhook: 'pending', state: 'completed', botType: 'pywork' }, 3000);
+  check(jobs.length === 1 && jobs[0].jobId === hooked, 'list({webhook, state, botType}, timeoutMs)', jobs);
+  jobs = await c.list({ webhook: 'failed' });
+  check(jobs.length === 0, "list({webhook: 'failed'}): none", jobs);
+  for (const bad of ['Pending', 'gaveup']) {
+    e = await rejection(c.list({ webhook: bad }));
+    check(e instanceof bm.Rejected && e.code === 'invalid_webhook'
+      && e.message.includes('pending, retrying, delivered, failed'),
+      `list({webhook: '${bad}'}) rejects invalid_webhook naming the states`, e && [e.code, e.message]);
+  }
+  e = await rejection(c.list({ webhook: 3 }));
+  check(e instanceof TypeError && /webhook/.test(e.message), 'list({webhook: 3}): a TypeError naming webhook',
+    e && e.message);
   // A wrong-typed argument is a TypeError naming it, never "NaN ms".
   for (const [call, name] of [[() => c.list('completed', 'pywork', '2'), 'limit'],
     [() => c.list('completed', 7), 'botType'], [() => c.list('completed', 'pywork', 2, 'soon'), 'timeoutMs'],

@@ -9,6 +9,10 @@ Real redis-server and broker, and a Python client worker in this process.
 - list --state takes the states GET /jobs takes, BullMQ's names too
   (waiting: queued), and refuses any other with exit 2 naming them, as
   the clients (invalid_state) and GET /jobs (400) do.
+- list --webhook-state takes the webhook states GET /jobs?webhook= takes
+  (no webhook manager runs here: a finished job's webhook stays pending)
+  and refuses any other with exit 2 naming the flag and the states; the
+  Python client's list(webhook=) the same (invalid_webhook).
 - keygen DIR NAME refuses (exit 1, naming the file) to overwrite an
   existing pair, and replaces it with --force.
 """
@@ -53,10 +57,39 @@ def main():
         check(out.returncode == 2 and "--state must be one of: queued" in out.stderr and out.stdout == "",
               "list --state bogus: exit 2 naming the states, nothing on stdout", out.returncode, out.stdout,
               out.stderr)
+
+        # --- list --webhook-state: the job with a webhook, not the one without --------
+        listed = cli(s, "list", "--webhook-state", "pending")
+        check([j["jobId"] for j in listed["jobs"]] == [sub["jobId"]],
+              "list --webhook-state pending: the job with a webhook (pending: no manager runs), not clihold's",
+              listed)
+        listed = cli(s, "list", "--webhook-state", "pending", "--state", "completed", "--type", "cliout")
+        check([j["jobId"] for j in listed["jobs"]] == [sub["jobId"]], "with --state and --type too", listed)
+        for other in ("retrying", "delivered", "failed"):
+            check(cli(s, "list", "--webhook-state", other)["jobs"] == [], "list --webhook-state %s: none" % other)
+        check(cli(s, "list", "--webhook-state", "pending", "--type", "clihold")["jobs"] == [],
+              "list --webhook-state pending --type clihold: none")
+        for bad in (["Pending"], ["gaveup"], []):
+            out = run(s, "list", "--webhook-state", *bad)
+            check(out.returncode == 2 and "--webhook-state must be one of: pending, retrying, delivered, failed"
+                  in out.stderr and out.stdout == "",
+                  "list --webhook-state %s: exit 2 naming the flag and the states" % (bad or ["(no value)"])[0],
+                  out.returncode, out.stdout, out.stderr)
+        check([j["jobId"] for j in c.list(webhook="pending")] == [sub["jobId"]] and c.list(webhook="failed") == [],
+              "python list(webhook='pending'): the same job; webhook='failed': none")
+        for bad in ("Pending", "gaveup", 3):
+            try:
+                c.list(webhook=bad)
+                check(False, "python list(webhook=%r) raises" % bad)
+            except botmesh.Rejected as exc:
+                check(exc.code == "invalid_webhook" and "pending, retrying, delivered, failed" in exc.message,
+                      "python list(webhook=%r): invalid_webhook naming the states" % bad, exc.code, exc.message)
+
         out = run(s, "--help")
         check("refuses (exit 1) when either exists, unless --force" in out.stdout
-              and "those\n" in out.stdout and "holds in memory" in out.stdout,
-              "--help says keygen refuses to overwrite, and what list lists", out.stdout)
+              and "those\n" in out.stdout and "holds in memory" in out.stdout
+              and "[--webhook-state W]" in out.stdout and "pending, retrying, delivered,\n" in out.stdout,
+              "--help says keygen refuses to overwrite, and what list lists (--webhook-state too)", out.stdout)
 
         keys = os.path.join(s.dir, "keys")
         check(run(s, "keygen", keys, "me").returncode == 0, "keygen writes a pair")
