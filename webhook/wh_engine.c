@@ -29,20 +29,14 @@ static void s_pump (wh_engine_t *self);
 const char *
 wh_state_name (wh_state_t state)
 {
-    switch (state) {
-        case WH_STATE_PENDING:   return "pending";
-        case WH_STATE_RETRYING:  return "retrying";
-        case WH_STATE_DELIVERED: return "delivered";
-        case WH_STATE_FAILED:    return "failed";
-        default:                 return "pending";
-    }
+    return (int) state >= 0 && (int) state < BM_WEBHOOK_STATES ? bm_webhook_state_names [state] : "pending";
 }
 
 int
 wh_state_parse (const char *name, size_t len)
 {
-    for (int state = WH_STATE_PENDING; state <= WH_STATE_FAILED; state++) {
-        const char *candidate = wh_state_name ((wh_state_t) state);
+    for (int state = 0; state < BM_WEBHOOK_STATES; state++) {
+        const char *candidate = bm_webhook_state_names [state];
         if (strlen (candidate) == len && memcmp (candidate, name, len) == 0)
             return state;
     }

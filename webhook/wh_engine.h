@@ -31,15 +31,17 @@
 
 #include "wh_config.h"
 #include "bm_metrics.h"
+#include "bm_proto.h"
 
 #include <czmq.h>
 #include <jansson.h>
 
+//  The shared webhook states: wh_state_name gives bm_webhook_state_names.
 typedef enum {
-    WH_STATE_PENDING = 0,
-    WH_STATE_RETRYING = 1,
-    WH_STATE_DELIVERED = 2,
-    WH_STATE_FAILED = 3
+    WH_STATE_PENDING = BM_WEBHOOK_PENDING,
+    WH_STATE_RETRYING = BM_WEBHOOK_RETRYING,
+    WH_STATE_DELIVERED = BM_WEBHOOK_DELIVERED,
+    WH_STATE_FAILED = BM_WEBHOOK_FAILED
 } wh_state_t;
 
 #define WH_LAST_ERROR_MAX 256
