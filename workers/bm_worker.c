@@ -118,16 +118,18 @@ s_send_progress (bm_worker_t *self, job_t *job, int progress)
     job->progress_pending = -1;
 }
 
-//  Forget DONEs older than the time a broker takes to give up on a lost
-//  worker's jobs (after our loss, or after its own recovery from Redis):
-//  past that, a replay could not help.  They age only while a broker
-//  connection is up (bm_done_replay).
+//  Forget DONEs older than twice the time a broker holds a lost worker's
+//  jobs (after our loss, or after its own recovery from Redis), 2 x
+//  heartbeat x liveness, before it dispatches them again: the JOB it then
+//  sends us for one must still find its DONE here (a broker that recovered
+//  just after our READY dispatches them the hold's length after it, not
+//  before).  They age only while a broker connection is up (bm_done_replay).
 static void
 s_prune_done (bm_worker_t *self)
 {
     bm_done_replay_heard (self->recent_done, bm_worker_link_heard (self->link));
     bm_done_replay_prune (self->recent_done, bm_mono_ms (),
-                          2 * self->config->heartbeat_ms * self->config->liveness);
+                          2 * 2 * self->config->heartbeat_ms * self->config->liveness);
 }
 
 //  DONE (bm_job_report_done) for a job: result_data is a msgpack value

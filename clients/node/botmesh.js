@@ -1137,7 +1137,9 @@ class Worker extends EventEmitter {
    */
   _pruneKept(now) {
     if (!this._linkUp) return;
-    const horizon = now - 2 * this.heartbeatMs * this.liveness;
+    // Twice a broker's hold (2 x heartbeat x liveness) of a lost worker's jobs:
+    // the JOB it sends after the hold must still find the DONE.
+    const horizon = now - 2 * 2 * this.heartbeatMs * this.liveness;
     while (this._keptHead < this._kept.length && this._lastSent(this._kept[this._keptHead]) < horizon) {
       this._dropKept('too old');
     }

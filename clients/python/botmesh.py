@@ -959,7 +959,9 @@ class Worker:
         # them queued): [monotonic time sent, body], oldest first, at most
         # DONE_KEEP_MAX. One ages only while a broker connection is up, from
         # when it was sent or the last READY on a new socket, whichever is
-        # later, and goes after 2 x heartbeat x liveness of that: a broker
+        # later, and goes after 4 x heartbeat x liveness of that (twice a
+        # broker's hold of a lost worker's jobs, so that the JOB it sends
+        # after the hold still finds the DONE): a broker
         # away for long still gets the DONEs of the runs that ended
         # meanwhile. The completed ones are found by job id: a JOB for a job
         # completed here is answered with its DONE instead of running the
@@ -1146,7 +1148,7 @@ class Worker:
         help. Between connections none ages."""
         if not self._link_up:
             return
-        horizon = now - 2 * self.heartbeat_ms * self.liveness / 1000.0
+        horizon = now - 2 * 2 * self.heartbeat_ms * self.liveness / 1000.0
         while self._kept and self._last_sent(self._kept[0]) < horizon:
             self._drop_kept("too old")
 
