@@ -391,13 +391,18 @@ void bm_ha_pack (bm_broker_t *self, msgpack_packer *pk);
 int bm_ha_end_loop (zloop_t *loop, int timer_id, void *arg);
 
 //  bm_delivery.c: webhook deliveries
-void bm_delivery_set_state (bm_job_t *job, const char *wh, size_t size);
+//  The one writer of a job's webhook state: the msgpack map wh (copied),
+//  and state, the state it names (bm_webhook_state_t, or -1: none).
+void bm_delivery_set_state (bm_job_t *job, const char *wh, size_t size, int state);
 //  After its webhook state is set: the job joins the list of that state.
 void bm_delivery_index (bm_broker_t *self, bm_job_t *job);
-//  A delivery's webhook state (wh) becomes its job's, in memory and in
-//  Redis, with the job's redeliveries and previousError added.
-void bm_delivery_to_parent (bm_broker_t *self, const bm_job_t *delivery, const char *wh, size_t size);
-char *bm_delivery_simple_state (bm_broker_t *self, const char *state, int64_t attempts, const char *error, size_t *size);
+//  A delivery's webhook state (wh, naming state) becomes its job's, in
+//  memory and in Redis, with the job's redeliveries and previousError
+//  added.
+void bm_delivery_to_parent (bm_broker_t *self, const bm_job_t *delivery, const char *wh, size_t size,
+                            int state);
+char *bm_delivery_simple_state (bm_broker_t *self, bm_webhook_state_t state, int64_t attempts,
+                                const char *error, size_t *size);
 void bm_delivery_create (bm_broker_t *self, bm_job_t *parent);
 void bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_codec_webhook_t *state);
 void bm_delivery_release (bm_broker_t *self, bm_job_t *parent);

@@ -62,29 +62,17 @@ s_webhook_body (const bm_job_t *job)
     return text;
 }
 
+//  The map and the state it names are set together, here only: every
+//  writer knows the state it writes (or, reading a record, reads it once),
+//  so that the webhook lists need no unpack of the map.
 void
-bm_delivery_set_state (bm_job_t *job, const char *wh, size_t size)
+bm_delivery_set_state (bm_job_t *job, const char *wh, size_t size, int state)
 {
+    assert (state >= -1 && state < BM_WEBHOOK_STATES);
     free (job->wh);
     job->wh = bm_memdup (wh, size);
     job->wh_size = size;
-}
-
-//  The state a webhook state map (msgpack) names, or -1.
-static int
-s_webhook_state (const char *wh, size_t size)
-{
-    if (!wh)
-        return -1;
-    msgpack_zone zone;
-    msgpack_zone_init (&zone, 256);
-    msgpack_object obj;
-    size_t offset = 0;
-    char name [BM_MAX_STATE_LEN + 1] = "";
-    if (msgpack_unpack (wh, size, &offset, &zone, &obj) == MSGPACK_UNPACK_SUCCESS)
-        bm_obj_strcpy (&obj, "state", name, sizeof name);
-    msgpack_zone_destroy (&zone);
-    return bm_webhook_state (name);
+    job->wh_state = (int8_t) state;
 }
 
 //  Keep a job in the list of its webhook's state (self->webhooks): moved
@@ -96,7 +84,7 @@ bm_delivery_index (bm_broker_t *self, bm_job_t *job)
 {
     if (bm_job_is_delivery (job) || !bm_joblist_has (&self->recent, job))
         return;
-    int state = s_webhook_state (job->wh, job->wh_size);
+    int state = job->wh_state;
     bm_joblist_t *now = job->links [BM_JOBLIST_WEBHOOK].list;
     bm_joblist_t *next = state >= 0 ? &self->webhooks [state] : NULL;
     if (now == next)
@@ -141,9 +129,7 @@ s_map_str (const char *map, size_t size, const char *key)
 static char *
 s_previous_error (const bm_job_t *parent)
 {
-    char *state = s_map_str (parent->wh, parent->wh_size, "state");
-    bool failed = state && streq (state, "failed");
-    free (state);
+    bool failed = parent->wh_state == BM_WEBHOOK_FAILED;
     return s_map_str (parent->wh, parent->wh_size, failed ? "lastError" : "previousError");
 }
 
@@ -196,28 +182,30 @@ s_parent_state (const bm_job_t *delivery, const char *wh, size_t size, size_t *o
 //  s_parent_state's fields), in memory when the job is there, and in
 //  Redis.
 void
-bm_delivery_to_parent (bm_broker_t *self, const bm_job_t *delivery, const char *wh, size_t size)
+bm_delivery_to_parent (bm_broker_t *self, const bm_job_t *delivery, const char *wh, size_t size,
+                       int state)
 {
     size_t full_size = size;
     char *full = s_parent_state (delivery, wh, size, &full_size);
-    const char *state = full ? full : wh;
+    const char *map = full ? full : wh;
     bm_job_t *parent = (bm_job_t *) bm_jobtab_lookup (self->jobs, delivery->parent);
     if (parent) {
-        bm_delivery_set_state (parent, state, full_size);
+        bm_delivery_set_state (parent, map, full_size, state);
         bm_delivery_index (self, parent);
     }
-    bm_jobstore_persist_webhook (self, delivery->parent, state, full_size);
+    bm_jobstore_persist_webhook (self, delivery->parent, map, full_size);
     free (full);
 }
 
 //  A webhook state map with just a state and optional error.
 char *
-bm_delivery_simple_state (bm_broker_t *self, const char *state, int64_t attempts, const char *error, size_t *size)
+bm_delivery_simple_state (bm_broker_t *self, bm_webhook_state_t state, int64_t attempts,
+                          const char *error, size_t *size)
 {
     bm_body_t body;
     bm_body_init (self, &body);
     msgpack_pack_map (&body.pk, 2 + (error != NULL));
-    bm_pack_kv_str (&body.pk, "state", state);
+    bm_pack_kv_str (&body.pk, "state", bm_webhook_state_names [state]);
     bm_pack_kv_int (&body.pk, "attempts", attempts);
     if (error)
         bm_pack_kv_str (&body.pk, "lastError", error);
@@ -262,10 +250,10 @@ s_delivery_new (bm_broker_t *self, bm_job_t *parent)
     job->payload_size = body.sbuf.size;
     bm_body_free (&body);
     size_t wh_size;
-    char *wh = bm_delivery_simple_state (self, "pending", 0, NULL, &wh_size);
+    char *wh = bm_delivery_simple_state (self, BM_WEBHOOK_PENDING, 0, NULL, &wh_size);
     size_t full_size = wh_size;
     char *full = s_parent_state (job, wh, wh_size, &full_size);
-    bm_delivery_set_state (parent, full ? full : wh, full_size);
+    bm_delivery_set_state (parent, full ? full : wh, full_size, BM_WEBHOOK_PENDING);
     bm_delivery_index (self, parent);
     free (full);
     free (wh);
@@ -317,8 +305,8 @@ s_withhold (bm_broker_t *self, bm_job_t *delivery)
             snprintf (latest, sizeof latest, "%s.wh%" PRId64, parent->id, parent->deliveries);
         if (streq (latest, oldest->id)) {
             size_t size;
-            char *wh = bm_delivery_simple_state (self, "failed", 0, why, &size);
-            bm_delivery_to_parent (self, oldest, wh, size);
+            char *wh = bm_delivery_simple_state (self, BM_WEBHOOK_FAILED, 0, why, &size);
+            bm_delivery_to_parent (self, oldest, wh, size, BM_WEBHOOK_FAILED);
             free (wh);
         }
         self->wh_failed++;
@@ -387,8 +375,9 @@ bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_codec_webhoo
         bm_error (delivery->id, "no memory for the webhook state: not recorded");
         return;
     }
-    bm_delivery_set_state (delivery, wh, size);
-    bm_delivery_to_parent (self, delivery, wh, size);
+    int named = bm_webhook_state (state->state);
+    bm_delivery_set_state (delivery, wh, size, named);
+    bm_delivery_to_parent (self, delivery, wh, size, named);
     free (wh);
 }
 

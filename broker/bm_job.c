@@ -70,6 +70,7 @@ bm_job_new (void)
     job->deadline_index = SIZE_MAX;
     job->due_index = SIZE_MAX;
     job->run_attempts = 1;
+    job->wh_state = -1;
     return job;
 }
 
@@ -364,9 +365,10 @@ bm_job_finish_at (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
         //  Make sure the job it delivers says the delivery failed.
         if (!job->wh_final) {
             size_t size;
-            char *wh = bm_delivery_simple_state (self, "failed", job->attempts, message ? message : code, &size);
-            bm_delivery_set_state (job, wh, size);
-            bm_delivery_to_parent (self, job, wh, size);
+            char *wh = bm_delivery_simple_state (self, BM_WEBHOOK_FAILED, job->attempts,
+                                                 message ? message : code, &size);
+            bm_delivery_set_state (job, wh, size, BM_WEBHOOK_FAILED);
+            bm_delivery_to_parent (self, job, wh, size, BM_WEBHOOK_FAILED);
             free (wh);
         }
     }
@@ -549,7 +551,8 @@ bm_job_test (bool verbose)
     bm_service_t *service = bm_service_new ("python", 1, 10);
     bm_job_t *job = bm_job_new ();
     BM_CHECK (job && job->state == JOB_QUEUED && job->queue_index == SIZE_MAX
-              && job->deadline_index == SIZE_MAX && !bm_job_terminal (job));
+              && job->deadline_index == SIZE_MAX && !bm_job_terminal (job)
+              && !job->wh && job->wh_state == -1);     //  No webhook state: in no webhook list
     snprintf (job->id, sizeof job->id, "j-1");
     job->service = service;
     job->priority = 3;

@@ -114,6 +114,9 @@ struct _bm_job_t {
     size_t deadline_index;      //  In broker->deadlines
     char *wh;                   //  Webhook delivery state (msgpack map)
     size_t wh_size;
+    int8_t wh_state;            //  The state wh names (bm_webhook_state_t),
+                                //  or -1: none; written with wh, by
+                                //  bm_delivery_set_state only
     bool wh_final;              //  A delivery job's DONE carried its final state
     bool withheld;              //  A delivery job out of its queue until the
                                 //  outcome it carries is durable

@@ -274,6 +274,25 @@ s_read_map (bm_job_t *job, const redisReply *value, bool submit, bm_record_meta_
     return ok;
 }
 
+//  A record's webhook state map and the state it names (-1: none, or
+//  bytes that are not msgpack: bm_jobstore refuses those records).  The
+//  one unpack of the map a record costs; the broker keeps the state.
+static void
+s_read_webhook (bm_job_t *job, const redisReply *v)
+{
+    char name [BM_MAX_STATE_LEN + 1] = "";
+    if (bm_msgpack_check (v->str, v->len) == 0) {
+        msgpack_zone zone;
+        msgpack_zone_init (&zone, 256);
+        msgpack_object obj;
+        size_t offset = 0;
+        if (msgpack_unpack (v->str, v->len, &offset, &zone, &obj) == MSGPACK_UNPACK_SUCCESS)
+            bm_obj_strcpy (&obj, "state", name, sizeof name);
+        msgpack_zone_destroy (&zone);
+    }
+    bm_delivery_set_state (job, v->str, v->len, bm_webhook_state (name));
+}
+
 //  One field of the earlier layout (a hash field per job field).
 static void
 s_read_flat_field (bm_job_t *job, const char *name, const redisReply *v, bm_record_meta_t *meta)
@@ -318,7 +337,7 @@ s_read_flat_field (bm_job_t *job, const char *name, const redisReply *v, bm_reco
         job->result = bm_memdup (v->str, v->len);
         job->result_size = v->len;
     }
-    else if (streq (name, "webhook")) bm_delivery_set_state (job, v->str, v->len);
+    else if (streq (name, "webhook")) s_read_webhook (job, v);
     else if (streq (name, "webhookUrl")) bm_set_str (&job->webhook_url, v->str);
     else if (streq (name, "idempotencyKey")) bm_set_str (&job->idem_key, v->str);
     else if (streq (name, "parent")) bm_set_str (&job->parent, v->str);
@@ -358,7 +377,7 @@ bm_record_read (bm_job_t *job, const char *id, const redisReply *reply, bm_recor
     ||  (run && !s_read_map (job, run, false, meta)))
         return -1;
     if (webhook)
-        bm_delivery_set_state (job, webhook->str, webhook->len);
+        s_read_webhook (job, webhook);
     if (!job->id [0] && id && strlen (id) < sizeof job->id)
         snprintf (job->id, sizeof job->id, "%s", id);
     int state_index = -1;
@@ -469,8 +488,24 @@ bm_record_test (bool verbose)
               && back->started_at == 1764360000100 && back->finished_at == 1764360000200);
     BM_CHECK (!meta.has_run_attempts && meta.has_backoff && back->backoff.type == BM_BACKOFF_FIXED
               && back->backoff.delay_ms == 500 && back->backoff.jitter);
-    BM_CHECK (back->wh_size == 17 && !back->error_code);
+    BM_CHECK (back->wh_size == 17 && back->wh_state == BM_WEBHOOK_DELIVERED && !back->error_code);
     bm_job_destroy (&back);
+    //  The webhook state the map names is read with it: none for a map
+    //  without one, or bytes that are not msgpack (a size claimed beyond
+    //  them), kept as they are for bm_jobstore to refuse.
+    const char *maps [][2] = { { "\x81\xa5" "state\xa6" "failed", "failed" },
+                               { "\x81\xa5" "state\xa4" "gone", NULL },
+                               { "\x81\xa8" "attempts\x01", NULL },
+                               { "\x81\xa5" "state\xdb\x7f\xff\xff\xff", NULL } };
+    for (size_t i = 0; i < sizeof maps / sizeof maps [0]; i++) {
+        hash.cells [7].str = (char *) maps [i][0], hash.cells [7].len = strlen (maps [i][0]);
+        back = bm_job_new ();
+        BM_CHECK (bm_record_read (back, "j-1", &hash.reply, &meta) == 0);
+        BM_CHECK (back->wh_size == strlen (maps [i][0])
+                  && back->wh_state == bm_webhook_state (maps [i][1]));
+        bm_job_destroy (&back);
+    }
+    hash.cells [7].str = "\x81\xa5" "state\xa9" "delivered", hash.cells [7].len = 17;
 
     //  A failed one: error, exit code, attempt errors.
     bm_job_set_error (job, "bot_failed", "exit 1");
