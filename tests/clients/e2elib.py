@@ -1,5 +1,6 @@
 """e2elib.py - shared pieces of the end-to-end tests of the botmesh clients."""
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -37,6 +38,44 @@ def need_node():
         print(r.stdout, r.stderr)
         print("SKIP: the Node client's dependencies cannot be installed", flush=True)
         sys.exit(77)
+
+
+def client_side():
+    """The client library a test of both runs with, from its argument:
+    python (the default) or node, whose dependencies are then installed
+    (or the test skipped).  Another argument exits with the usage."""
+    which = sys.argv[1] if len(sys.argv) > 1 else "python"
+    if which not in ("python", "node"):
+        raise SystemExit("usage: %s python|node" % os.path.basename(sys.argv[0]))
+    if which == "node":
+        need_node()
+    return which
+
+
+class ClientLog(logging.Handler):
+    """The messages the Python client library logs (INFO and up) from now
+    until close(), in order; with `holding`, only those that hold that
+    text.  Any thread may log while a test reads lines()."""
+
+    def __init__(self, holding=None):
+        super().__init__(logging.INFO)
+        self.holding = holding
+        self.kept = []
+        logging.getLogger("botmesh").addHandler(self)
+        logging.getLogger("botmesh").setLevel(logging.INFO)
+
+    def emit(self, record):             # called with the handler's lock held
+        message = record.getMessage()
+        if self.holding is None or self.holding in message:
+            self.kept.append(message)
+
+    def lines(self):
+        with self.lock:
+            return list(self.kept)
+
+    def close(self):
+        logging.getLogger("botmesh").removeHandler(self)
+        super().close()
 
 
 def pyworker(stack, name, types="pywork", credit=1, env=None, isolation="thread"):

@@ -22,14 +22,13 @@ and a socket to the standby is a live connection), so only DONEs that
 age from the last READY, not from the run's end, are still there for the
 new leader.
 """
-import logging
 import os
 import signal
 import sys
 import threading
 import time
 
-from e2elib import HERE, harness, botmesh, need_node, nodeworker, wait_worker
+from e2elib import HERE, ClientLog, harness, botmesh, client_side, nodeworker, wait_worker
 from harness import check, log, wait_until
 
 sys.path.insert(0, os.path.join(HERE, "..", "broker"))
@@ -49,16 +48,8 @@ class PythonSide:
 
     def __init__(self, stack, endpoint):
         self.lock = threading.Lock()
-        self.starts, self.ends, self.lines = [], [], []
-
-        class Lines(logging.Handler):
-            def emit(inner, record):
-                with self.lock:
-                    self.lines.append(record.getMessage())
-
-        self.log_handler = Lines()
-        logging.getLogger("botmesh").addHandler(self.log_handler)
-        logging.getLogger("botmesh").setLevel(logging.INFO)
+        self.starts, self.ends = [], []
+        self.log = ClientLog()
 
         def handle(payload, job):
             with self.lock:
@@ -77,12 +68,11 @@ class PythonSide:
             return list(self.starts if what == "start" else self.ends)
 
     def output(self):
-        with self.lock:
-            return "\n".join(self.lines)
+        return "\n".join(self.log.lines())
 
     def close(self):
         check(self.w.stop(timeout=15), "the Python worker stops")
-        logging.getLogger("botmesh").removeHandler(self.log_handler)
+        self.log.close()
 
 
 class NodeSide:
@@ -192,11 +182,7 @@ def scenario_standby(which):
 
 
 def main():
-    which = sys.argv[1] if len(sys.argv) > 1 else "python"
-    if which not in ("python", "node"):
-        raise SystemExit("usage: test_e2e_broker_away.py python|node")
-    if which == "node":
-        need_node()
+    which = client_side()
     scenario_restart(which)
     scenario_standby(which)
 

@@ -19,11 +19,9 @@ each job completes with attempt 1's result and the handler runs exactly once
 per job; the worker's slots stay right (new jobs run once, nothing is left
 counted as running).
 """
-import logging
-import sys
 import threading
 
-from e2elib import harness, botmesh, need_node, nodeworker, wait_worker
+from e2elib import ClientLog, harness, botmesh, client_side, nodeworker, wait_worker
 from harness import check, wait_until
 
 HB = {"HEARTBEAT_INTERVAL_MS": "200", "HEARTBEAT_LIVENESS": "10"}
@@ -37,16 +35,7 @@ class PythonSide:
     def __init__(self, stack):
         self.lock = threading.Lock()
         self.starts, self.ends = [], []
-        self.released = []
-
-        class Releases(logging.Handler):
-            def emit(inner, record):
-                if "beyond credit" in record.getMessage():
-                    self.released.append(record.getMessage())
-
-        self.log_handler = Releases()
-        logging.getLogger("botmesh").addHandler(self.log_handler)
-        logging.getLogger("botmesh").setLevel(logging.INFO)
+        self.released = ClientLog(holding="beyond credit")
 
         def handle(payload, job):
             with self.lock:
@@ -69,11 +58,12 @@ class PythonSide:
                 "it had completed with its DONE" % (self.w.dones_sent_again, self.w.jobs_answered_again))
 
     def no_overcommit(self):
-        check(not self.released, "the broker never sent the worker a job it had no room for", self.released[:5])
+        released = self.released.lines()
+        check(not released, "the broker never sent the worker a job it had no room for", released[:5])
 
     def close(self):
         check(self.w.stop(timeout=15), "the Python worker stops")
-        logging.getLogger("botmesh").removeHandler(self.log_handler)
+        self.released.close()
 
 
 class NodeSide:
@@ -102,11 +92,7 @@ class NodeSide:
 
 
 def main():
-    which = sys.argv[1] if len(sys.argv) > 1 else "python"
-    if which not in ("python", "node"):
-        raise SystemExit("usage: test_e2e_restart_done.py python|node")
-    if which == "node":
-        need_node()
+    which = client_side()
     benv = dict(HB, BROKER_SAVE_RUNNING_MS="0", MAX_PYDONE_BOTS="4", MAX_NODEDONE_BOTS="4")
     with harness.Stack("clients-restart-done-" + which) as s:
         s.redis()

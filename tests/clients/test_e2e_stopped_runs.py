@@ -18,9 +18,8 @@ job's first run here, and its result says which run it is ("run").
 - cancel, then retry: the cancelled run's return value is not kept either;
   the retry runs the handler again and completes with run 2's result.
 """
-import sys
 
-from e2elib import harness, botmesh, need_node, nodeworker, pyworker, wait_worker
+from e2elib import harness, botmesh, client_side, nodeworker, pyworker, wait_worker
 from harness import check, wait_until
 
 
@@ -35,11 +34,7 @@ def starts(worker, job_id):
 
 
 def main():
-    which = sys.argv[1] if len(sys.argv) > 1 else "python"
-    if which not in ("python", "node"):
-        raise SystemExit("usage: test_e2e_stopped_runs.py python|node")
-    if which == "node":
-        need_node()
+    which = client_side()
     bot_type = "pystop" if which == "python" else "nodestop"
     with harness.Stack("clients-stopped-runs-" + which) as s:
         s.redis()
