@@ -243,20 +243,6 @@ s_on_link_reconnected (void *arg)
 //  --------------------------------------------------------------------------
 //  Ending jobs
 
-//  One more run of this type that hit this limit: bot_limit_kills_total
-//  on our /metrics (when WORKER_METRICS_PORT is set; the broker counts them
-//  too, from DONE error.limit).
-static void
-s_count_limit_kill (bm_worker_t *self, const char *type, const char *limit)
-{
-    if (!self->metrics)
-        return;
-    bm_metric_t *kills = bm_metrics_counter (self->metrics, "bot_limit_kills_total",
-        "Bot runs that hit a resource limit of their type (memory, cpu, pids, files)",
-        "bot_type,limit");
-    bm_series_inc (bm_metric_series (kills, type, limit));
-}
-
 //  Send what ends the job (DONE or RELEASE) and forget it.
 static void
 s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome)
@@ -306,8 +292,10 @@ s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome)
                                self->config->max_payload, &verdict);
         if (verdict.limit) {
             bm_warn (job->id, "the %s bot hit its %s limit", job->type->name, verdict.limit);
+            //  DONE error.limit carries it to the broker, which counts it
+            //  (bot_limit_kills_total on its /metrics, limitKills in STATS):
+            //  one count per run for the whole mesh.
             job->limit_hit = verdict.limit;
-            s_count_limit_kill (self, job->type->name, verdict.limit);
         }
         s_send_done (self, job, verdict.result, verdict.result_size, verdict.code,
                      verdict.message, verdict.exit_code, finished_at);

@@ -74,8 +74,8 @@ static const bm_setting_t s_settings [] = {
     BM_SETTING_MAX_PAYLOAD_BYTES (s_settings_t, config.max_payload),
     BM_SETTING_MAX_FRAME_BYTES (s_settings_t, config.max_frame),
     ROW_INT ("WORKER_METRICS_PORT", config.metrics_port, 0, -1, 65535,
-             "HTTP port of GET /metrics (bot_processes, bot_recycles_total, bot_init_failures_total, "
-             "bot_limit_kills_total), 0 = off, -1 = any free port"),
+             "HTTP port of GET /metrics (bot_processes, bot_recycles_total, bot_init_failures_total; "
+             "the broker counts bot_limit_kills_total), 0 = off, -1 = any free port"),
     ROW_STR ("WORKER_METRICS_ADDR", config.metrics_addr, "0.0.0.0", 64, "its listen address"),
     ROW_STR ("BOTMESH_ROOT", root, BM_SOURCE_DIR, 0,
              "source tree holding workers/bots (default: the tree this binary was built from)"),

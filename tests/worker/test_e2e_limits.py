@@ -9,7 +9,8 @@ bots that run into each limit (tests/worker/bots/hog.py):
 - a job of the default Python bot running at the same time completes, and
   the worker runs the next job after each hog;
 - no core dump is left; the per-run pids cgroups are removed; the
-  worker's /metrics counts bot_limit_kills_total{bot_type,limit};
+  worker's /metrics has no bot_limit_kills_total (the broker alone counts
+  limit kills, so a sum() over every scraped job counts each once);
 - pool and fork modes (forkserver.py running hog.py): the memory hog and
   the CPU spinner fail with resource_limit, a pool process that hit a
   limit is replaced (bot_recycles_total{reason="limit"}), the worker runs
@@ -117,11 +118,10 @@ def scenario_each_limit(s):
         check(body["ok"] is True and w.alive(), "after the %s hog the worker runs the next job" % bot_type, body)
 
     check("hit its memory limit" in w.output(), "a limit kill is logged (warn, with the job id)")
-    _, _, text = harness.http("GET", "http://127.0.0.1:%d/metrics" % metrics_port)
-    kills = [line for line in str(text).splitlines() if line.startswith("bot_limit_kills_total{")]
-    check('bot_limit_kills_total{bot_type="hog-memory",limit="memory"} 1' in kills
-          and 'bot_limit_kills_total{bot_type="hog-boxed-cpu",limit="cpu"} 1' in kills,
-          "the worker's /metrics: bot_limit_kills_total{bot_type,limit}", kills)
+    status, _, text = harness.http("GET", "http://127.0.0.1:%d/metrics" % metrics_port)
+    kills = [line for line in str(text).splitlines() if "bot_limit_kills_total" in line]
+    check(status == 200 and not kills,
+          "the worker's /metrics has no bot_limit_kills_total: the broker counts limit kills", kills)
     check(not glob.glob(os.path.join(s.dir, "core*")) and not glob.glob("core*"), "no core dump")
     sigterm(w)
     check(wait_exit(w, 10) == 0, "the worker stops cleanly")
