@@ -534,6 +534,8 @@ const char *bm_stats_store_refusal (bm_broker_t *self);
 void bm_stats_ready_gauges (bm_broker_t *self);
 void bm_stats_snapshot (bm_broker_t *self);
 void bm_stats_setup_metrics (bm_broker_t *self);
+//  "memory", "cpu", "pids", "files", then NULL: the limits DONE error.limit names.
+extern const char *bm_stats_limit_names [];
 void bm_stats_worker_counted (bm_broker_t *self, const bm_worker_entry_t *worker, int delta);
 
 //  bm_broker_config.c: settings

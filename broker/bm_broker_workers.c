@@ -482,11 +482,10 @@ s_worker_job (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
 static void
 s_count_limit_kill (bm_broker_t *self, bm_service_t *service, const char *limit)
 {
-    static const char *known [] = { "memory", "cpu", "pids", "files", NULL };
     const char *label = "other";
-    for (int i = 0; known [i]; i++)
-        if (streq (limit, known [i]))
-            label = known [i];
+    for (int i = 0; bm_stats_limit_names [i]; i++)
+        if (streq (limit, bm_stats_limit_names [i]))
+            label = bm_stats_limit_names [i];
     service->limit_kills++;
     bm_series_inc (bm_metric_series (self->mf_limit_kills, service->name, label));
 }

@@ -78,6 +78,8 @@ bm_service_require (bm_broker_t *self, const char *name)
         service->m_duration = bm_metric_series (self->mf_duration, name);
         service->m_wait = bm_metric_series (self->mf_wait, name);
         service->m_retries = bm_metric_series (self->mf_retries, name);
+        for (int i = 0; bm_stats_limit_names [i]; i++)
+            bm_metric_series (self->mf_limit_kills, name, bm_stats_limit_names [i]);
     }
     bm_series_set (service->m_limit, (double) service->limit);
     zhashx_insert (self->services, name, service);

@@ -175,6 +175,34 @@ bm_stats_snapshot (bm_broker_t *self)
     free (text);
 }
 
+//  The label values of the broker's labelled counters that are a closed
+//  set.  Each series is made at 0 when its family is registered, so
+//  Prometheus has a sample before the first event and rate() or increase()
+//  sees that event (a series that appears at 1 has no increase).  A code
+//  added where a counter is incremented belongs in its list too.
+static const char *s_rejected_reasons [] = {         //  SUBMIT refusals (bm_broker_clients.c)
+    "bad_request", "shutting_down", "unknown_bot_type", "idempotency_key_reused",
+    "queue_full", "store_unavailable", "payload_too_large", NULL
+};
+static const char *s_frame_reasons [] = {            //  protocol.md section 7a
+    "bad_header", "bad_command", "bad_frame", "bad_request", "not_owner",
+    "name_in_use", "not_a_worker", "types_changed", NULL
+};
+static const char *s_requeue_reasons [] = { "worker_lost", "process_lost", "released", NULL };
+static const char *s_drop_reasons [] = { "peer_queue_full", "peer_gone", NULL };
+static const char *s_handshake_reasons [] = { "auth", "protocol", "no_detail", NULL };
+
+//  The resource limits a worker names in DONE error.limit; any other name
+//  is counted as "other".
+const char *bm_stats_limit_names [] = { "memory", "cpu", "pids", "files", NULL };
+
+static void
+s_series_at_zero (bm_metric_t *family, const char **values)
+{
+    for (int i = 0; values [i]; i++)
+        bm_metric_series (family, values [i]);
+}
+
 void
 bm_stats_setup_metrics (bm_broker_t *self)
 {
@@ -236,6 +264,11 @@ bm_stats_setup_metrics (bm_broker_t *self)
         NULL));
     self->m_store_pending = bm_metric_series (bm_metrics_gauge (m, "broker_store_pending",
         "Redis writes buffered or in flight", NULL));
+    s_series_at_zero (self->mf_rejected, s_rejected_reasons);
+    s_series_at_zero (self->mf_frames, s_frame_reasons);
+    s_series_at_zero (self->mf_redispatched, s_requeue_reasons);
+    s_series_at_zero (self->mf_dropped, s_drop_reasons);
+    s_series_at_zero (self->mf_handshakes, s_handshake_reasons);
 }
 
 //  A worker registered (delta +1) or is being deleted (-1, after it left

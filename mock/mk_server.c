@@ -132,6 +132,27 @@ s_check_signature (mk_server_t *self, struct mg_connection *conn,
            MK_SIG_VALID: MK_SIG_INVALID;
 }
 
+//  The mock_webhook_deliveries_total series of an answered status (0 or
+//  out of range: "dropped"), made on first use.  Call under lock.
+static bm_series_t *
+s_status_series (mk_server_t *self, int status)
+{
+    return bm_metric_series_status (self->received, self->by_status,
+                                    sizeof self->by_status / sizeof self->by_status [0],
+                                    status, "dropped");
+}
+
+//  The series of every answer the mode can give, at 0 until the first
+//  one, so rate() and increase() see the first delivery of each.  Call
+//  under lock (or before the server starts).
+static void
+s_mode_series (mk_server_t *self)
+{
+    s_status_series (self, self->mode.success_status);
+    s_status_series (self, self->mode.fail_status);
+    s_status_series (self, 0);
+}
+
 //  A delivery: POST on any path but the API's.
 static void
 s_delivery (mk_server_t *self, struct mg_connection *conn, const char *path)
@@ -189,20 +210,7 @@ s_delivery (mk_server_t *self, struct mg_connection *conn, const char *path)
                             *bot_type? bot_type: NULL };
     bool duplicate;
     uint64_t seq = mk_store_add (self->store, &record, &duplicate);
-    bm_series_t *status_series = NULL;
-    if (answer.status > 0 && answer.status < 600) {
-        if (!self->by_status [answer.status]) {
-            char name [8];
-            snprintf (name, sizeof name, "%d", answer.status);
-            self->by_status [answer.status] = bm_metric_series (self->received, name);
-        }
-        status_series = self->by_status [answer.status];
-    }
-    else {
-        if (!self->by_status [0])
-            self->by_status [0] = bm_metric_series (self->received, "dropped");
-        status_series = self->by_status [0];
-    }
+    bm_series_t *status_series = s_status_series (self, answer.status);
     pthread_mutex_unlock (&self->lock);
     free (headers);
     free (body);
@@ -366,6 +374,8 @@ s_post_mode (mk_server_t *self, struct mg_connection *conn)
     char error [256];
     pthread_mutex_lock (&self->lock);
     int rc = mk_mode_apply_json (&self->mode, json, error, sizeof error);
+    if (rc == 0)
+        s_mode_series (self);
     json_t *mode = mk_mode_to_json (&self->mode);
     pthread_mutex_unlock (&self->lock);
     json_decref (json);
@@ -494,6 +504,7 @@ mk_server_new (const mk_config_t *config, char *error, size_t error_size)
     self->sig_valid = bm_metric_series (signatures, "valid");
     self->sig_invalid = bm_metric_series (signatures, "invalid");
     self->sig_unchecked = bm_metric_series (signatures, "unchecked");
+    s_mode_series (self);
     self->duplicates = bm_metric_series (bm_metrics_counter (self->metrics,
         "mock_webhook_duplicates_total",
         "2xx-answered deliveries whose webhook-id had already been answered 2xx", NULL));

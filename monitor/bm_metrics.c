@@ -472,6 +472,22 @@ bm_metric_series (bm_metric_t *metric, ...)
     return bm_metric_series_v (metric, values);
 }
 
+bm_series_t *
+bm_metric_series_status (bm_metric_t *metric, bm_series_t **cache, size_t size,
+                         int status, const char *none_name)
+{
+    assert (size > 0);
+    if (status < 0 || (size_t) status >= size)
+        status = 0;
+    if (!cache [status]) {
+        char name [16];
+        if (status)
+            snprintf (name, sizeof name, "%d", status);
+        cache [status] = bm_metric_series (metric, status? name: none_name);
+    }
+    return cache [status];
+}
+
 void
 bm_series_inc (bm_series_t *s)
 {

@@ -66,6 +66,13 @@ bm_metric_t *bm_metrics_histogram (bm_metrics_t *self, const char *name, const c
 bm_series_t *bm_metric_series (bm_metric_t *metric, ...);
 bm_series_t *bm_metric_series_v (bm_metric_t *metric, const char *const *values);
 
+//  The series of an HTTP status in a family labelled by status alone,
+//  cached in cache [status] (cache has size entries, NULL at first): the
+//  status as its decimal value, or none_name for 0 and any status from
+//  size up.  The caller serialises calls that share a cache.
+bm_series_t *bm_metric_series_status (bm_metric_t *metric, bm_series_t **cache, size_t size,
+                                      int status, const char *none_name);
+
 //  Updates: lock-free, no allocation.  Counters ignore negative or NaN adds.
 void bm_series_inc (bm_series_t *s);                //  counter / gauge +1
 void bm_series_dec (bm_series_t *s);                //  gauge -1

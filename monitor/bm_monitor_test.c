@@ -131,6 +131,22 @@ test_render (bool verbose)
     CHECK_CONTAINS (text, "queue_size{bot_type=\"node\"} 1e+21\n");
     free (text);
 
+    //  Series by HTTP status, cached: a status past the cache, or 0, is
+    //  the none series
+    bm_metric_t *answers = bm_metrics_counter (metrics, "answers_total", "Answers", "code");
+    bm_series_t *cache [600] = { NULL };
+    bm_series_t *ok = bm_metric_series_status (answers, cache, 600, 200, "none");
+    CHECK (ok && cache [200] == ok);
+    CHECK (bm_metric_series_status (answers, cache, 600, 200, "none") == ok);
+    bm_series_t *none = bm_metric_series_status (answers, cache, 600, 0, "none");
+    CHECK (none && none != ok);
+    CHECK (bm_metric_series_status (answers, cache, 600, 600, "none") == none);
+    CHECK (bm_metric_series_status (answers, cache, 600, -1, "none") == none);
+    bm_series_inc (ok);
+    text = s_render (metrics);
+    CHECK_CONTAINS (text, "answers_total{code=\"200\"} 1\nanswers_total{code=\"none\"} 0\n");
+    free (text);
+
     //  The collect callback runs before every render
     bm_metrics_set_collect (metrics, (bm_metrics_collect_fn *) NULL, NULL);
     bm_metrics_destroy (&metrics);

@@ -288,6 +288,17 @@ s_curl_header_overflow (CURLcode result, const attempt_t *attempt)
     return result == CURLE_OUT_OF_MEMORY && attempt->status_line && !attempt->answered;
 }
 
+//  The webhook_responses_total series of an HTTP status (0: "none", no
+//  answer), made on first use.  Call from the engine's thread.
+static bm_series_t *
+s_response_series (wh_engine_t *self, int code)
+{
+    return bm_metric_series_status (self->m_responses, self->m_response_series,
+                                    sizeof self->m_response_series
+                                    / sizeof self->m_response_series [0],
+                                    code, "none");
+}
+
 //  An attempt ended: decide what happens to the delivery.
 static void
 s_attempt_done (wh_engine_t *self, delivery_t *d, CURLcode result)
@@ -309,15 +320,7 @@ s_attempt_done (wh_engine_t *self, delivery_t *d, CURLcode result)
     //  Count the answer by status (0: none).
     int code = answered && status > 0 && status <= 600? (int) status: 0;
     atomic_fetch_add (&self->counters.responses [code], 1);
-    if (!self->m_response_series [code]) {
-        char name [8];
-        if (code)
-            snprintf (name, sizeof name, "%d", code);
-        else
-            snprintf (name, sizeof name, "none");
-        self->m_response_series [code] = bm_metric_series (self->m_responses, name);
-    }
-    bm_series_inc (self->m_response_series [code]);
+    bm_series_inc (s_response_series (self, code));
 
     wh_verdict_t verdict;
     if (answered) {
@@ -501,6 +504,14 @@ wh_engine_new (zloop_t *loop, const wh_config_t *config, bm_metrics_t *metrics,
     self->m_attempt_permanent = bm_metric_series (attempts, "permanent");
     self->m_responses = bm_metrics_counter (metrics, "webhook_responses_total",
         "Answers to delivery attempts by HTTP status (none: no answer)", "code");
+    //  At 0 from the start, so rate() and increase() see the first answer
+    //  of each: no answer, success, and the statuses a receiver usually
+    //  answers when it refuses (permanent) or cannot take a delivery now
+    //  (retried).  Others appear with their first answer.
+    static const int usual [] = { 0, 200, 201, 202, 204, 400, 401, 403, 404, 408, 410, 413,
+                                  429, 500, 502, 503, 504 };
+    for (size_t i = 0; i < sizeof usual / sizeof usual [0]; i++)
+        s_response_series (self, usual [i]);
     self->m_duration = bm_metric_series (bm_metrics_histogram (metrics,
         "webhook_delivery_duration_seconds",
         "Duration of one HTTP delivery attempt", NULL, NULL, 0));

@@ -302,6 +302,11 @@ wh_http_new (const wh_config_t *config, bm_metrics_t *metrics,
         "webhook_broker_reconnects_total", "Reconnections to a silent or forgetful broker", NULL));
     self->m_redeliver = bm_metrics_counter (metrics, "webhook_redeliver_requests_total",
         "POST /deliveries/{jobId}/retry requests, by outcome", "result");
+    //  Every outcome at 0 from the start, so rate() sees the first of each.
+    static const char *results [] = { "accepted", "unauthorized", "forbidden", "not_found",
+                                      "conflict", "bad_request", "timeout", "error" };
+    for (size_t i = 0; i < sizeof results / sizeof results [0]; i++)
+        bm_metric_series (self->m_redeliver, results [i]);
 
     char threads [16];
     snprintf (threads, sizeof threads, "%d", (int) config->http_threads);

@@ -6,7 +6,10 @@ targets (ephemeral ports) and intervals; Prometheus runs for a few seconds
 and its HTTP API must show bot_executions_total and semaphore_usage samples
 with the right values, every target up, and every metric the Grafana
 dashboard queries.  Each service's /metrics also passes `promtool check
-metrics`.
+metrics`, and before any event has each known label value of its
+counters at 0 (rejection reasons, webhook answers...), so rate() and
+increase() see the first event; no metric family is exported by two
+services.
 
 deploy/alerts.yml loads, evaluates, and stays silent on the healthy stack;
 then incidents are staged (jobs of a type no worker serves, its queue at
@@ -70,6 +73,39 @@ def test():
                        15, "%s /health" % job)
             targets[job] = "127.0.0.1:%d" % port
         webhooks = "webhook-manager" in targets and "mock-webhook" in targets
+
+        # Before any event: counters whose label values are a closed set are
+        # there at 0, so rate() and increase() see their first event (a
+        # series that appears at 1 has no increase).
+        at_start = {"broker": ['broker_jobs_rejected_total{reason="queue_full"}',
+                               'broker_jobs_rejected_total{reason="store_unavailable"}',
+                               'broker_jobs_rejected_total{reason="unknown_bot_type"}',
+                               'broker_frames_rejected_total{reason="bad_header"}',
+                               'broker_frames_rejected_total{reason="not_owner"}',
+                               'broker_jobs_requeued_total{reason="worker_lost"}',
+                               'broker_messages_dropped_total{reason="peer_gone"}',
+                               'bot_limit_kills_total{bot_type="python",limit="memory"}',
+                               'bot_executions_total{bot_type="python",status="failed"}'],
+                    "webhook-manager": ['webhook_responses_total{code="200"}',
+                                        'webhook_responses_total{code="503"}',
+                                        'webhook_responses_total{code="none"}',
+                                        'webhook_redeliver_requests_total{result="accepted"}'],
+                    "mock-webhook": ['mock_webhook_deliveries_total{status="200"}',
+                                     'mock_webhook_deliveries_total{status="503"}',
+                                     'mock_webhook_deliveries_total{status="dropped"}']}
+        families = {}
+        for job, target in sorted(targets.items()):
+            _, _, text = harness.http("GET", "http://%s/metrics" % target)
+            samples = dict(line.rsplit(" ", 1) for line in str(text).splitlines()
+                           if line and not line.startswith("#"))
+            missing = [name for name in at_start.get(job, []) if samples.get(name) != "0"]
+            check(not missing, "%s /metrics at start: each known reason's series at 0" % job, missing)
+            families[job] = {line.split()[2] for line in str(text).splitlines() if line.startswith("# TYPE ")}
+        # Each service exposes only its own families: a sum() over every job
+        # counts each event once.
+        shared = {f: [j for j in families if f in families[j]] for f in set().union(*families.values())}
+        shared = {f: jobs for f, jobs in shared.items() if len(jobs) > 1}
+        check(not shared, "no metric family is exported by two services", shared)
 
         # Work, a rejection and a bad frame, so labelled families have series
         for i in range(3):
@@ -252,6 +288,9 @@ def test():
                   "the fourth node job is rejected queue_full", reply)
             wait_until(lambda: value('broker_jobs_rejected_total{job="broker",reason="queue_full"}') == 1, 15,
                        "Prometheus to scrape the first queue_full rejection", interval=0.25)
+            # The series was there at 0 before: the first rejection is an increase.
+            first = value('increase(broker_jobs_rejected_total{job="broker",reason="queue_full"}[5m])')
+            check(first is not None and first > 0, "increase() sees the first queue_full rejection", first)
             cmd, reply = c.try_submit("node", {"n": 4})
             check(cmd == harness.REJECTED and reply.get("code") == "queue_full", "node job rejected again", reply)
         finally:
