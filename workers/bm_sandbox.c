@@ -420,10 +420,13 @@ bm_sandbox_probe (char *const argv [], uid_t uid, gid_t gid, char *error, size_t
         sigset_t none;
         sigemptyset (&none);
         sigprocmask (SIG_SETMASK, &none, NULL);
-        if (gid != (gid_t) -1 && (setgroups (1, &gid) || setgid (gid)))
+        //  The bots' user: BOT_USER, or nobody for a root worker.
+        if ((gid != (gid_t) -1 && (setgroups (1, &gid) || setgid (gid)))
+        ||  (uid != (uid_t) -1 && setuid (uid))) {
+            dprintf (2, "cannot switch to the bots' user (uid %u, gid %u: BOT_USER, or nobody "
+                        "for a root worker): %s\n", (unsigned) uid, (unsigned) gid, strerror (errno));
             _exit (126);
-        if (uid != (uid_t) -1 && setuid (uid))
-            _exit (126);
+        }
         if (s_unreadable_bind (probe, count, 2))
             _exit (BM_SANDBOX_UNREADABLE);
         char *envp [] = { (char *) "PATH=/usr/bin:/bin", NULL };
@@ -478,9 +481,10 @@ bm_sandbox_probe (char *const argv [], uid_t uid, gid_t gid, char *error, size_t
                       said, denied);
         return -2;
     }
-    snprintf (error, error_size, "%s: %s", argv [0],
-              *said ? said : WIFEXITED (status) && WEXITSTATUS (status) == 126
-                                 ? "cannot switch to BOT_USER" : "failed");
+    if (ended && WIFEXITED (status) && WEXITSTATUS (status) == 126 && *said)
+        snprintf (error, error_size, "%s", said);        //  Before bwrap ran
+    else
+        snprintf (error, error_size, "%s: %s", argv [0], *said ? said : "failed");
     return -1;
 }
 
