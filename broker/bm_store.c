@@ -21,6 +21,12 @@
 //  a later try from its cache.
 #define STORE_RESOLVE_TIMEOUT_MS  3000
 
+//  Under REDIS_SENTINELS, how long each sentinel has to take the connection
+//  and say where the master is, before the next one is asked: a sentinel
+//  on a live host answers in a millisecond or two; one frozen or behind a
+//  partition costs this much of each reconnect (the loop serves on).
+#define STORE_SENTINEL_TIMEOUT_MS 300
+
 //  A read, sent on its own.
 typedef struct {
     bm_store_fn *fn;
@@ -67,6 +73,7 @@ struct _bm_store_t {
     char *sentinels;            //  REDIS_SENTINELS, or NULL
     char *master_name;          //  REDIS_MASTER_NAME
     bm_sentinel_watch_t *watch; //  +switch-master subscription, or NULL
+    bm_sentinel_lookup_t *lookup;   //  Asks the sentinels where the master is, or NULL
     const char *dropping;       //  Why we are dropping the connection, or NULL
     int timeout_ms;             //  Bound on Redis's silence (0: none)
     int watchdog_timer;         //  Checks that bound, or -1
@@ -521,31 +528,56 @@ s_resolve_expired (zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+static void s_connect_host (bm_store_t *self);
+static void s_on_master (int rc, const char *host, int port, const char *why, void *arg);
+
+//  A connect: under REDIS_SENTINELS, ask them where the master is first
+//  (s_on_master), on the loop; a lookup in progress (a +switch-master came
+//  meanwhile) starts over.
 static void
 s_connect (bm_store_t *self)
 {
     s_resolve_end (self);
-    if (self->sentinels) {
-        char host [256], why [512];
-        int port;
-        if (bm_sentinel_master (self->sentinels, self->master_name, 300, host, sizeof host,
-                                &port, why, sizeof why)) {
-            if (!self->outage_logged) {
-                bm_error (NULL, "redis: no master from the sentinels (%s)", why);
-                self->outage_logged = true;
-            }
-            s_schedule_reconnect (self);
-            return;
+    if (self->lookup)
+        bm_sentinel_lookup_start (self->lookup);
+    else
+    if (self->sentinels)        //  No lookup: not a list (the configuration checks it)
+        s_on_master (-1, NULL, 0, "REDIS_SENTINELS is not a list of host:port", self);
+    else
+        s_connect_host (self);
+}
+
+//  The sentinels' answer: connect to the master they name, or try again
+//  with backoff.
+static void
+s_on_master (int rc, const char *host, int port, const char *why, void *arg)
+{
+    bm_store_t *self = (bm_store_t *) arg;
+    if (self->destroying)
+        return;
+    if (rc) {
+        if (!self->outage_logged) {
+            bm_error (NULL, "redis: no master from the sentinels (%s)", why);
+            self->outage_logged = true;
         }
-        if (strcmp (host, self->host) || port != self->port)
-            bm_info (NULL, "redis: sentinels name master '%s' at %s:%d", self->master_name, host, port);
-        char *copy = strdup (host);
-        if (copy) {
-            free (self->host);
-            self->host = copy;
-            self->port = port;
-        }
+        s_schedule_reconnect (self);
+        return;
     }
+    if (strcmp (host, self->host) || port != self->port)
+        bm_info (NULL, "redis: sentinels name master '%s' at %s:%d", self->master_name, host, port);
+    char *copy = strdup (host);
+    if (copy) {
+        free (self->host);
+        self->host = copy;
+        self->port = port;
+    }
+    s_connect_host (self);
+}
+
+//  Connect to self->host.
+static void
+s_connect_host (bm_store_t *self)
+{
     //  hiredis would resolve a host name itself, in the loop's thread, for
     //  as long as the resolver waits: a name goes to a thread of its own
     //  first (bm_resolve), and hiredis gets its address.
@@ -1066,9 +1098,12 @@ bm_store_new (zloop_t *loop, const char *url, const char *sentinels, const char 
     self->resolve_timer = -1;
     self->ping_timer = -1;
     self->watchdog_timer = -1;
-    if (self->sentinels)
+    if (self->sentinels) {
         self->watch = bm_sentinel_watch_new (loop, self->sentinels, self->master_name,
                                              s_on_switch, self);
+        self->lookup = bm_sentinel_lookup_new (loop, self->sentinels, self->master_name,
+                                               STORE_SENTINEL_TIMEOUT_MS, s_on_master, self);
+    }
     s_connect (self);
     return self;
 }
@@ -1080,6 +1115,7 @@ bm_store_destroy (bm_store_t **self_p)
         bm_store_t *self = *self_p;
         self->destroying = true;
         bm_sentinel_watch_destroy (&self->watch);
+        bm_sentinel_lookup_destroy (&self->lookup);
         if (self->reconnect_timer != -1)
             zloop_timer_end (self->loop, self->reconnect_timer);
         s_resolve_end (self);

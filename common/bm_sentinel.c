@@ -48,6 +48,28 @@ bm_sentinel_list_valid (const char *sentinels)
 }
 
 int
+bm_sentinel_parse_master (const redisReply *reply, const char *sentinel, const char *name,
+                          char *host, size_t host_size, int *port, char *why, size_t why_size)
+{
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+    &&  reply->element [0]->type == REDIS_REPLY_STRING
+    &&  reply->element [1]->type == REDIS_REPLY_STRING
+    &&  reply->element [0]->len > 0 && reply->element [0]->len < host_size) {
+        char *end;
+        long value = strtol (reply->element [1]->str, &end, 10);
+        if (end != reply->element [1]->str && !*end && value > 0 && value <= 65535) {
+            snprintf (host, host_size, "%s", reply->element [0]->str);
+            *port = (int) value;
+            return 0;
+        }
+    }
+    snprintf (why, why_size, "sentinel %s does not know master '%s'%s%s", sentinel, name,
+              reply && reply->type == REDIS_REPLY_ERROR ? ": " : "",
+              reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+    return -1;
+}
+
+int
 bm_sentinel_master (const char *sentinels, const char *name, int timeout_ms,
                     char *host, size_t host_size, int *port, char *why, size_t why_size)
 {
@@ -71,18 +93,7 @@ bm_sentinel_master (const char *sentinels, const char *name, int timeout_ms,
         }
         redisSetTimeout (c, tv);
         redisReply *reply = (redisReply *) redisCommand (c, "SENTINEL get-master-addr-by-name %s", name);
-        if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
-        &&  reply->element [0]->type == REDIS_REPLY_STRING
-        &&  reply->element [1]->type == REDIS_REPLY_STRING
-        &&  reply->element [0]->len < host_size) {
-            snprintf (host, host_size, "%s", reply->element [0]->str);
-            *port = atoi (reply->element [1]->str);
-            rc = *port > 0 ? 0 : -1;
-        }
-        if (rc)
-            snprintf (why, why_size, "sentinel %s does not know master '%s'%s%s", one, name,
-                      reply && reply->type == REDIS_REPLY_ERROR ? ": " : "",
-                      reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+        rc = bm_sentinel_parse_master (reply, one, name, host, host_size, port, why, why_size);
         freeReplyObject (reply);
         redisFree (c);
     }
@@ -121,6 +132,36 @@ bm_sentinel_test (bool verbose)
     BM_CHECK (bm_sentinel_master ("127.0.0.1:1", "mymaster", 200, host, sizeof host, &port,
                                   why, sizeof why) == -1);
     BM_CHECK (strstr (why, "127.0.0.1:1"));
+
+    //  Answers to SENTINEL get-master-addr-by-name
+    redisReply h = { .type = REDIS_REPLY_STRING, .str = (char *) "10.0.0.3", .len = 8 };
+    redisReply p = { .type = REDIS_REPLY_STRING, .str = (char *) "6380", .len = 4 };
+    redisReply *pair [2] = { &h, &p };
+    redisReply answer = { .type = REDIS_REPLY_ARRAY, .elements = 2, .element = pair };
+    BM_CHECK (bm_sentinel_parse_master (&answer, "s:1", "m", host, sizeof host, &port,
+                                        why, sizeof why) == 0);
+    BM_CHECK (streq (host, "10.0.0.3") && port == 6380);
+    redisReply nil = { .type = REDIS_REPLY_NIL };
+    BM_CHECK (bm_sentinel_parse_master (&nil, "s:1", "m", host, sizeof host, &port,
+                                        why, sizeof why) == -1);
+    BM_CHECK (streq (why, "sentinel s:1 does not know master 'm'"));
+    redisReply error = { .type = REDIS_REPLY_ERROR, .str = (char *) "ERR no such", .len = 11 };
+    BM_CHECK (bm_sentinel_parse_master (&error, "s:1", "m", host, sizeof host, &port,
+                                        why, sizeof why) == -1);
+    BM_CHECK (streq (why, "sentinel s:1 does not know master 'm': ERR no such"));
+    BM_CHECK (bm_sentinel_parse_master (NULL, "s:1", "m", host, sizeof host, &port,
+                                        why, sizeof why) == -1);
+    const char *bad_ports [] = { "0", "65536", "63x", "", "-1" };
+    for (size_t i = 0; i < sizeof bad_ports / sizeof bad_ports [0]; i++) {
+        p.str = (char *) bad_ports [i];
+        p.len = strlen (bad_ports [i]);
+        BM_CHECK (bm_sentinel_parse_master (&answer, "s:1", "m", host, sizeof host, &port,
+                                            why, sizeof why) == -1);
+    }
+    p = (redisReply) { .type = REDIS_REPLY_INTEGER, .integer = 6380 };
+    BM_CHECK (bm_sentinel_parse_master (&answer, "s:1", "m", host, sizeof host, &port,
+                                        why, sizeof why) == -1);
+    bm_sentinel_lookup_test (verbose);
 
     //  +switch-master messages
     bm_sentinel_switch_t sw;

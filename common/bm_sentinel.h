@@ -25,9 +25,49 @@ bool bm_sentinel_list_valid (const char *sentinels);
 
 //  Ask the sentinels (in order) where the master called name is: 0 with
 //  host and *port set, or -1 when none answered with an address (why goes
-//  to why, one line).
+//  to why, one line).  Blocks for up to timeout_ms per sentinel to
+//  connect, and as long again for its answer: for start-up checks and
+//  threads of their own; an event loop asks with bm_sentinel_lookup.
 int bm_sentinel_master (const char *sentinels, const char *name, int timeout_ms,
                         char *host, size_t host_size, int *port, char *why, size_t why_size);
+
+//  Read sentinel's (host:port, for why) answer to SENTINEL
+//  get-master-addr-by-name name: 0 with host and *port set, or -1 with why
+//  (one line).  reply may be NULL (no answer).  No I/O.
+struct redisReply;
+int bm_sentinel_parse_master (const struct redisReply *reply, const char *sentinel,
+                              const char *name, char *host, size_t host_size, int *port,
+                              char *why, size_t why_size);
+
+//  The end of a lookup, on its loop: rc 0 with the master's host and port,
+//  or -1 with why (one line: the last sentinel's reason, as
+//  bm_sentinel_master says it) when no sentinel named one.
+typedef void (bm_sentinel_found_fn) (int rc, const char *host, int port, const char *why,
+                                     void *arg);
+
+typedef struct _bm_sentinel_lookup_t bm_sentinel_lookup_t;
+
+//  bm_sentinel_master's question, asked on loop without ever blocking it:
+//  the sentinels (a valid list, copied) in order, each given timeout_ms to
+//  connect and answer; the first that names a master ends the lookup.
+//  Each lookup calls fn once.  NULL when sentinels is not such a list.
+bm_sentinel_lookup_t *bm_sentinel_lookup_new (zloop_t *loop, const char *sentinels,
+                                              const char *name, int timeout_ms,
+                                              bm_sentinel_found_fn *fn, void *arg);
+//  Drops a lookup in progress (its fn is not called).
+void bm_sentinel_lookup_destroy (bm_sentinel_lookup_t **self_p);
+
+//  Start a lookup from the first sentinel; one in progress is dropped (its
+//  fn is not called) and the question asked again.  fn may run before this
+//  returns (every sentinel refused the connect at once).  fn must not
+//  destroy the lookup; it may start the next one.
+void bm_sentinel_lookup_start (bm_sentinel_lookup_t *self);
+
+//  True while a lookup is in progress.
+bool bm_sentinel_lookup_busy (bm_sentinel_lookup_t *self);
+
+//  Self test (run by bm_sentinel_test).
+void bm_sentinel_lookup_test (bool verbose);
 
 //  A +switch-master message: "<name> <old-ip> <old-port> <new-ip> <new-port>".
 typedef struct {
@@ -59,7 +99,8 @@ void bm_sentinel_watch_destroy (bm_sentinel_watch_t **self_p);
 //  True while subscribed on some sentinel.
 bool bm_sentinel_watch_subscribed (bm_sentinel_watch_t *self);
 
-//  Self test (parsing; a real sentinel is tested in tests/chaos).
+//  Self test (parsing, lookups of sentinels that refuse or never answer;
+//  a real sentinel is tested in tests/chaos and tests/broker).
 void bm_sentinel_test (bool verbose);
 
 #endif

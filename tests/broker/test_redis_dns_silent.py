@@ -79,42 +79,46 @@ def spawn_broker(s, name, files, port):
                           files["resolv"], files["nsswitch"], s.bin("botmesh-broker")], env)
 
 
-def measure(endpoint, seconds):
-    """PING the broker every 100 ms and heartbeat as a worker, for
-    seconds; returns (the slowest PING's round trip, the longest gap
-    between the broker's HEARTBEATs, PINGs answered), in ms."""
+def measure(endpoint, seconds, interval_ms=INTERVAL_MS, ping_every=0.1, pipelined=False):
+    """PING the broker every ping_every seconds (after the previous answer,
+    or, pipelined, without waiting for answers) and heartbeat as a worker
+    (the broker's interval_ms apart), for seconds; returns (the slowest
+    PING's round trip, the longest gap between the broker's HEARTBEATs,
+    PINGs answered), in ms."""
     c = h.Client(endpoint)
-    w = FakeWorker(endpoint, "dns-w1", ["python"], 0)
+    w = FakeWorker(endpoint, "measure-w1", ["python"], 0)
     poller = zmq.Poller()
     poller.register(c.sock, zmq.POLLIN)
     poller.register(w.sock, zmq.POLLIN)
     start = time.monotonic()
-    sent_at, answered, worst_ping = None, 0, 0.0
+    sent, worst_ping, answered = {}, 0.0, 0     # sent: req -> when, unanswered
     beats, next_ping, next_beat = [], start, start
     while True:
         now = time.monotonic()
         if now - start >= seconds:
             break
-        if sent_at is None and now >= next_ping:
+        if now >= next_ping and (pipelined or not sent):
             c.req += 1
             c.send(h.PING, {"req": c.req})
-            sent_at = now
+            sent[c.req] = now
+            next_ping = now + ping_every
         if now >= next_beat:
             w.heartbeat()
-            next_beat = now + INTERVAL_MS / 1000.0
-        for sock, _ in poller.poll(10):
+            next_beat = now + interval_ms / 1000.0
+        for sock, _ in poller.poll(5 if pipelined else 10):
             frames = sock.recv_multipart()
             cmd, body = frames[1][0], h.unpack(frames[2])
             at = time.monotonic()
-            if sock is c.sock and cmd == h.REPLY and body.get("req") == c.req and sent_at:
-                worst_ping = max(worst_ping, at - sent_at)
+            if sock is c.sock and cmd == h.REPLY and body.get("req") in sent:
+                worst_ping = max(worst_ping, at - sent.pop(body["req"]))
                 answered += 1
-                sent_at, next_ping = None, at + 0.1
+                if not pipelined:
+                    next_ping = at + ping_every
             elif sock is w.sock and cmd == h.HEARTBEAT:
                 beats.append(at)
     end = time.monotonic()
-    if sent_at is not None:         # unanswered so far: as late as that
-        worst_ping = max(worst_ping, end - sent_at)
+    for at in sent.values():        # unanswered so far: as late as that
+        worst_ping = max(worst_ping, end - at)
     marks = [start] + beats + [end]
     worst_gap = max(b - a for a, b in zip(marks, marks[1:]))
     c.close()
