@@ -135,9 +135,9 @@ def webhook_matcher(expr, name):
 
 
 def check_webhooks_apart(files):
-    check(webhook_matcher('sum(queue_size{job="broker",queue_name!="webhook"})', "queue_size") == "!=",
+    check(webhook_matcher('sum(queue_size{job="orchestrator",queue_name!="webhook"})', "queue_size") == "!=",
           "the matcher parser finds queue_name!=\"webhook\"")
-    check(webhook_matcher('sum(semaphore_limit{job="broker"})', "semaphore_limit") is None,
+    check(webhook_matcher('sum(semaphore_limit{job="orchestrator"})', "semaphore_limit") is None,
           "the matcher parser sees a query without one")
     hook_delivery = hook_limit = False
     for path in files:

@@ -54,8 +54,9 @@ def test():
         gw = "http://127.0.0.1:%d" % gw_port
         wait_until(lambda: harness.http("GET", gw + "/health")[0] == 200, 15, "gateway /health")
 
-        # Services and their /metrics addresses, by Prometheus job name
-        targets = {"broker": "127.0.0.1:%d" % broker.metrics_port, "api-gateway": "127.0.0.1:%d" % gw_port}
+        # Services and their /metrics addresses, by Prometheus job name (the
+        # broker's is orchestrator, its Compose service)
+        targets = {"orchestrator": "127.0.0.1:%d" % broker.metrics_port, "api-gateway": "127.0.0.1:%d" % gw_port}
         procs = {}
         for job, binary, env in (
                 ("webhook-manager", "botmesh-webhook",
@@ -77,7 +78,7 @@ def test():
         # Before any event: counters whose label values are a closed set are
         # there at 0, so rate() and increase() see their first event (a
         # series that appears at 1 has no increase).
-        at_start = {"broker": ['broker_jobs_rejected_total{reason="queue_full"}',
+        at_start = {"orchestrator": ['broker_jobs_rejected_total{reason="queue_full"}',
                                'broker_jobs_rejected_total{reason="store_unavailable"}',
                                'broker_jobs_rejected_total{reason="unknown_bot_type"}',
                                'broker_frames_rejected_total{reason="bad_header"}',
@@ -154,8 +155,12 @@ def test():
             else:
                 continue
             jobs.append(sc)
-        check({"broker", "api-gateway", "webhook-manager", "mock-webhook"} <= {sc["job_name"] for sc in config["scrape_configs"]},
-              "deploy/prometheus.yml scrapes broker, api-gateway, webhook manager and mock")
+        # The job names are the Compose service names, the seed's (the
+        # broker is the orchestrator service).
+        check({"orchestrator", "api-gateway", "workers", "webhook-manager", "mock-webhook"}
+              == {sc["job_name"] for sc in config["scrape_configs"]} - {"prometheus"},
+              "deploy/prometheus.yml scrapes orchestrator (the broker), api-gateway, workers, "
+              "webhook-manager and mock-webhook", [sc["job_name"] for sc in config["scrape_configs"]])
         config["scrape_configs"] = jobs
         # deploy/alerts.yml, where the Compose file mounts it
         check(config.get("rule_files") == ["alerts.yml"], "deploy/prometheus.yml loads the alerts",
@@ -210,15 +215,15 @@ def test():
         check(len(named) >= 9 and named <= scraped, "every series the alerts name is exported",
               sorted(named - scraped), sorted(named))
 
-        done = wait_until(lambda: query('bot_executions_total{job="broker",bot_type="python",status="completed"}'),
+        done = wait_until(lambda: query('bot_executions_total{job="orchestrator",bot_type="python",status="completed"}'),
                           20, "bot_executions_total samples", interval=0.25)
         check(float(done[0]["value"][1]) == completed, "bot_executions_total{python,completed} = %d" % completed, done)
-        failed = query('bot_executions_total{job="broker",bot_type="python",status="failed"}')
+        failed = query('bot_executions_total{job="orchestrator",bot_type="python",status="failed"}')
         check(failed and float(failed[0]["value"][1]) == 1, "bot_executions_total{python,failed} = 1", failed)
-        usage = wait_until(lambda: query('semaphore_usage{job="broker"}'), 10, "semaphore_usage samples", interval=0.25)
+        usage = wait_until(lambda: query('semaphore_usage{job="orchestrator"}'), 10, "semaphore_usage samples", interval=0.25)
         types = {r["metric"]["semaphore_name"] for r in usage}
         check({"python", "node", "java"} <= types, "semaphore_usage for python, node, java", types)
-        limit = query('semaphore_limit{job="broker",semaphore_name="python"}')
+        limit = query('semaphore_limit{job="orchestrator",semaphore_name="python"}')
         check(limit and float(limit[0]["value"][1]) == 5, "semaphore_limit{python} = 5", limit)
 
         if webhooks:
@@ -245,21 +250,21 @@ def test():
         def value(q):
             r = query(q)
             return float(r[0]["value"][1]) if r else None
-        check(value('broker_workers_connected{job="broker"}') == 1,
+        check(value('broker_workers_connected{job="orchestrator"}') == 1,
               "broker_workers_connected = 1 (one Python worker; the webhook manager not counted)",
               query('broker_workers_connected'))
-        check(value('broker_workers{job="broker",bot_type="python"}') == 1, "broker_workers{python} = 1",
+        check(value('broker_workers{job="orchestrator",bot_type="python"}') == 1, "broker_workers{python} = 1",
               query('broker_workers'))
-        check(value('broker_workers{job="broker",bot_type="node"}') == 0,
+        check(value('broker_workers{job="orchestrator",bot_type="node"}') == 0,
               "broker_workers{node} = 0 (present for a type no worker serves)", query('broker_workers'))
         if webhooks:
-            check(value('broker_webhook_managers_connected{job="broker"}') == 1,
+            check(value('broker_webhook_managers_connected{job="orchestrator"}') == 1,
                   "broker_webhook_managers_connected = 1", query('broker_webhook_managers_connected'))
         check(not query('broker_workers{bot_type="webhook"}'), "no broker_workers{bot_type=\"webhook\"}: "
               "deliveries are no bot type", query('broker_workers'))
-        check(value('queue_limit{job="broker",queue_name="node"}') == 3, "queue_limit{node} = MAX_QUEUE_NODE",
+        check(value('queue_limit{job="orchestrator",queue_name="node"}') == 3, "queue_limit{node} = MAX_QUEUE_NODE",
               query('queue_limit'))
-        check(value('queue_limit{job="broker",queue_name="python"}') == 100000, "queue_limit{python} = MAX_QUEUE",
+        check(value('queue_limit{job="orchestrator",queue_name="python"}') == 100000, "queue_limit{python} = MAX_QUEUE",
               query('queue_limit'))
 
         # Staged: node jobs and no node worker, the node queue at its bound,
@@ -286,10 +291,10 @@ def test():
             cmd, reply = c.try_submit("node", {"n": 3})
             check(cmd == harness.REJECTED and reply.get("code") == "queue_full",
                   "the fourth node job is rejected queue_full", reply)
-            wait_until(lambda: value('broker_jobs_rejected_total{job="broker",reason="queue_full"}') == 1, 15,
+            wait_until(lambda: value('broker_jobs_rejected_total{job="orchestrator",reason="queue_full"}') == 1, 15,
                        "Prometheus to scrape the first queue_full rejection", interval=0.25)
             # The series was there at 0 before: the first rejection is an increase.
-            first = value('increase(broker_jobs_rejected_total{job="broker",reason="queue_full"}[5m])')
+            first = value('increase(broker_jobs_rejected_total{job="orchestrator",reason="queue_full"}[5m])')
             check(first is not None and first > 0, "increase() sees the first queue_full rejection", first)
             cmd, reply = c.try_submit("node", {"n": 4})
             check(cmd == harness.REJECTED and reply.get("code") == "queue_full", "node job rejected again", reply)
@@ -313,7 +318,7 @@ def test():
             wait_until(lambda: active("BotmeshWebhookManagerDisconnected"), 30,
                        "BotmeshWebhookManagerDisconnected pending after the webhook manager stopped",
                        interval=0.25)
-            check(value('broker_webhook_managers_connected{job="broker"}') == 0,
+            check(value('broker_webhook_managers_connected{job="orchestrator"}') == 0,
                   "broker_webhook_managers_connected = 0 once the webhook manager is gone",
                   query('broker_webhook_managers_connected'))
 
