@@ -49,7 +49,8 @@ typedef struct _bm_sentinel_lookup_t bm_sentinel_lookup_t;
 
 //  bm_sentinel_master's question, asked on loop without ever blocking it:
 //  the sentinels (a valid list, copied) in order, each given timeout_ms to
-//  connect and answer; the first that names a master ends the lookup.
+//  connect and answer (a host name is resolved first, on a thread of its
+//  own, within 3 s); the first that names a master ends the lookup.
 //  Each lookup calls fn once.  NULL when sentinels is not such a list.
 bm_sentinel_lookup_t *bm_sentinel_lookup_new (zloop_t *loop, const char *sentinels,
                                               const char *name, int timeout_ms,

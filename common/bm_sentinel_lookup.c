@@ -2,8 +2,9 @@
     sentinels on the caller's zloop, never blocking it.
 
     bm_sentinel_master's question and answers, one sentinel at a time: a
-    non-blocking connect, SENTINEL get-master-addr-by-name, and a deadline
-    (a zloop timer) for both.  A sentinel that refuses, closes, does not
+    host name resolved on a thread of its own (bm_resolve), a non-blocking
+    connect, SENTINEL get-master-addr-by-name, and a deadline (a zloop
+    timer) for the name, and one for the connect and answer.  A sentinel that refuses, closes, does not
     know the master or stays silent past the deadline hands over to the
     next one; the loop goes on serving everything else meanwhile.  The
     owner's callback always runs from a timer of ours, never from inside a
@@ -13,8 +14,15 @@
 #include "bm_sentinel.h"
 #include "bm_endpoints.h"
 #include "bm_redis_zloop.h"
+#include "bm_resolve.h"
 
 #include <hiredis/async.h>
+
+//  A sentinel's name that takes longer to resolve is given up on for this
+//  lookup (its resolution may go on, on its thread, until the resolver's
+//  own timeout): a DNS server that is only slow answers a later lookup
+//  from its cache.  The broker's store gives its Redis host's name as long.
+#define S_RESOLVE_MS    3000
 
 struct _bm_sentinel_lookup_t {
     zloop_t *loop;
@@ -26,9 +34,13 @@ struct _bm_sentinel_lookup_t {
     bm_endpoints_t *list;       //  This lookup's walk: current = next to ask
     size_t asked;               //  Sentinels asked so far in this lookup
     char sentinel [300];        //  The one being asked (host:port)
+    int sentinel_port;          //  Its port
+    bm_resolve_t *resolve;      //  Its host name being resolved, or NULL
+    zmq_pollitem_t resolve_item;//  Our poller on the resolver's descriptor
     redisAsyncContext *ac;      //  Connection to it, or NULL
     bm_redis_zloop_t io;        //  Drives ac from the loop
-    int timer;                  //  The sentinel's deadline, or the next step, or -1
+    int timer;                  //  The sentinel's deadline (or its name's), or the
+                                //  next step, or -1
     bool busy;                  //  A lookup is in progress
     bool done;                  //  ... and has its outcome, told at the next step
     int rc;                     //  The outcome: 0 (host, port) or -1 (why)
@@ -119,6 +131,71 @@ s_on_reply (redisAsyncContext *ac, void *r, void *privdata)
     s_finish (self, 0);
 }
 
+static void s_ask_next (bm_sentinel_lookup_t *self);
+
+//  (Re)arm the one timer as the current sentinel's deadline.
+static void
+s_deadline (bm_sentinel_lookup_t *self, int ms)
+{
+    if (self->timer != -1)
+        zloop_timer_end (self->loop, self->timer);
+    self->timer = zloop_timer (self->loop, (size_t) ms, 1, s_on_timer, self);
+}
+
+//  Stop waiting for the resolution in flight, if any (it may finish on
+//  its thread: bm_resolve_destroy never blocks).
+static void
+s_resolve_end (bm_sentinel_lookup_t *self)
+{
+    if (self->resolve) {
+        zloop_poller_end (self->loop, &self->resolve_item);
+        bm_resolve_destroy (&self->resolve);
+    }
+}
+
+//  Connect to the current sentinel at addr (numeric) and ask it: 0, or
+//  -1 with why set when the connect failed at once (a loopback connect is
+//  refused at once).
+static int
+s_ask (bm_sentinel_lookup_t *self, const char *addr)
+{
+    redisAsyncContext *ac = redisAsyncConnect (addr, self->sentinel_port);
+    if (!ac || ac->err) {
+        snprintf (self->why, sizeof self->why, "sentinel %s: %s", self->sentinel,
+                  ac ? ac->errstr : "out of memory");
+        if (ac)
+            redisAsyncFree (ac);
+        return -1;
+    }
+    ac->data = self;
+    self->ac = ac;
+    bm_redis_zloop_attach (&self->io, ac);
+    redisAsyncSetConnectCallback (ac, s_on_connect);
+    redisAsyncSetDisconnectCallback (ac, s_on_disconnect);
+    redisAsyncCommand (ac, s_on_reply, self, "SENTINEL get-master-addr-by-name %s", self->name);
+    s_deadline (self, self->timeout_ms);
+    return 0;
+}
+
+//  The resolver answered: ask the sentinel at that address, or the next.
+static int
+s_on_resolved (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void) loop; (void) item;
+    bm_sentinel_lookup_t *self = (bm_sentinel_lookup_t *) arg;
+    char addr [64], why [256];
+    int rc = self->resolve
+           ? bm_resolve_result (self->resolve, addr, sizeof addr, why, sizeof why) : 1;
+    if (rc == 1)
+        return 0;               //  Not yet (or no longer ours)
+    s_resolve_end (self);
+    if (rc)
+        snprintf (self->why, sizeof self->why, "sentinel %s: %s", self->sentinel, why);
+    if (rc || s_ask (self, addr))
+        s_ask_next (self);
+    return 0;
+}
+
 //  Ask the next sentinel of the list; after the last, the lookup failed.
 //  Not from a hiredis callback (s_step).
 static void
@@ -130,29 +207,31 @@ s_ask_next (bm_sentinel_lookup_t *self)
         bm_endpoints_next (self->list, false);
         self->asked++;
         char host [256];
-        int port;
         if (bm_sentinel_parse_addr (self->sentinel, strlen (self->sentinel), host, sizeof host,
-                                    &port))
+                                    &self->sentinel_port))
             continue;
-        //  A loopback connect is refused at once: then the next one.
-        redisAsyncContext *ac = redisAsyncConnect (host, port);
-        if (!ac || ac->err) {
-            snprintf (self->why, sizeof self->why, "sentinel %s: %s", self->sentinel,
-                      ac ? ac->errstr : "out of memory");
-            if (ac)
-                redisAsyncFree (ac);
+        if (bm_resolve_numeric (host)) {
+            if (s_ask (self, host) == 0)
+                return;
             continue;
         }
-        ac->data = self;
-        self->ac = ac;
-        bm_redis_zloop_attach (&self->io, ac);
-        redisAsyncSetConnectCallback (ac, s_on_connect);
-        redisAsyncSetDisconnectCallback (ac, s_on_disconnect);
-        redisAsyncCommand (ac, s_on_reply, self, "SENTINEL get-master-addr-by-name %s", self->name);
-        if (self->timer != -1)
-            zloop_timer_end (self->loop, self->timer);
-        self->timer = zloop_timer (self->loop, (size_t) self->timeout_ms, 1, s_on_timer, self);
-        return;
+        //  hiredis would resolve a name in the loop's thread, for as long
+        //  as the resolver waits.
+        char why [256];
+        self->resolve = bm_resolve_new (host, why, sizeof why);
+        if (self->resolve) {
+            self->resolve_item = (zmq_pollitem_t) { NULL, bm_resolve_fd (self->resolve),
+                                                    ZMQ_POLLIN, 0 };
+            if (zloop_poller (self->loop, &self->resolve_item, s_on_resolved, self) == 0) {
+                //  The pipe's hang-up comes with its byte: not an error.
+                zloop_poller_set_tolerant (self->loop, &self->resolve_item);
+                s_deadline (self, S_RESOLVE_MS);
+                return;
+            }
+            bm_resolve_destroy (&self->resolve);
+            snprintf (why, sizeof why, "cannot poll the resolver");
+        }
+        snprintf (self->why, sizeof self->why, "sentinel %s: %s", self->sentinel, why);
     }
     s_finish (self, -1);
 }
@@ -163,6 +242,13 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
     (void) loop; (void) timer_id;
     bm_sentinel_lookup_t *self = (bm_sentinel_lookup_t *) arg;
     self->timer = -1;
+    if (self->resolve) {
+        snprintf (self->why, sizeof self->why, "sentinel %s: name not resolved within %d ms",
+                  self->sentinel, S_RESOLVE_MS);
+        s_resolve_end (self);
+        s_ask_next (self);
+    }
+    else
     if (self->ac) {
         //  The sentinel's deadline: connected or not, it has not answered
         //  (frozen, or behind a partition that keeps the connection open).
@@ -212,6 +298,7 @@ bm_sentinel_lookup_destroy (bm_sentinel_lookup_t **self_p)
         bm_sentinel_lookup_t *self = *self_p;
         if (self->timer != -1)
             zloop_timer_end (self->loop, self->timer);
+        s_resolve_end (self);
         s_release (self);
         bm_endpoints_destroy (&self->list);
         free (self->sentinels);
@@ -228,6 +315,7 @@ bm_sentinel_lookup_start (bm_sentinel_lookup_t *self)
         zloop_timer_end (self->loop, self->timer);
         self->timer = -1;
     }
+    s_resolve_end (self);
     s_release (self);
     //  From the first sentinel each time, as bm_sentinel_master asks.
     bm_endpoints_destroy (&self->list);
@@ -267,6 +355,7 @@ typedef struct {
     char host [256];
     int port;
     char why [512];
+    int64_t started;            //  When the lookup started
     int64_t at;                 //  When fn ran
     int ticks;                  //  The loop's 10 ms ticks meanwhile
     int fd;                     //  A fake sentinel's accepted connection, or -1
@@ -347,65 +436,75 @@ s_test_run (zloop_t *loop, s_test_t *t)
     zloop_timer_end (loop, tick);
 }
 
+//  One lookup of list (timeout_ms a sentinel), the answering sentinel
+//  served meanwhile: its outcome in *t.
+static void
+s_test_ask (zloop_t *loop, int answering, const char *list, int timeout_ms, s_test_t *t)
+{
+    *t = (s_test_t) { .fd = -1 };
+    zmq_pollitem_t item = { NULL, answering, ZMQ_POLLIN, 0 };
+    BM_CHECK (zloop_poller (loop, &item, s_test_answer, t) == 0);
+    bm_sentinel_lookup_t *lookup = bm_sentinel_lookup_new (loop, list, "m", timeout_ms,
+                                                           s_test_found, t);
+    BM_CHECK (lookup);
+    t->started = zclock_mono ();
+    bm_sentinel_lookup_start (lookup);
+    BM_CHECK (t->calls == 0 && bm_sentinel_lookup_busy (lookup));   //  Never inside start
+    s_test_run (loop, t);
+    BM_CHECK (!bm_sentinel_lookup_busy (lookup));
+    zloop_poller_end (loop, &item);
+    if (t->fd != -1) {
+        zmq_pollitem_t conn = { NULL, t->fd, ZMQ_POLLIN, 0 };
+        zloop_poller_end (loop, &conn);
+        close (t->fd);
+    }
+    bm_sentinel_lookup_destroy (&lookup);
+    BM_CHECK (lookup == NULL);
+}
+
 void
 bm_sentinel_lookup_test (bool verbose)
 {
     (void) verbose;
     zloop_t *loop = zloop_new ();
-    s_test_t t = { .fd = -1 };
+    s_test_t t;
     BM_CHECK (bm_sentinel_lookup_new (loop, "nohost", "m", 100, s_test_found, &t) == NULL);
+    int silent_port, answer_port;
+    int silent = s_test_listener (&silent_port);
+    int answering = s_test_listener (&answer_port);
 
-    //  Refused at once: told at the next loop turn, not inside start.
-    bm_sentinel_lookup_t *lookup = bm_sentinel_lookup_new (loop, "127.0.0.1:1", "m", 100,
-                                                           s_test_found, &t);
-    BM_CHECK (lookup);
-    bm_sentinel_lookup_start (lookup);
-    BM_CHECK (t.calls == 0 && bm_sentinel_lookup_busy (lookup));
-    s_test_run (loop, &t);
+    //  Refused at once: told at the next loop turn.
+    s_test_ask (loop, answering, "127.0.0.1:1", 100, &t);
     BM_CHECK (t.calls == 1 && t.rc == -1 && strstr (t.why, "sentinel 127.0.0.1:1: "));
-    BM_CHECK (!bm_sentinel_lookup_busy (lookup));
-    bm_sentinel_lookup_destroy (&lookup);
-    BM_CHECK (lookup == NULL);
 
     //  A refusal, a sentinel that never answers, one that names the
     //  master: the third answers, after the second's 200 ms, and the loop
     //  kept ticking all along.
-    int silent_port, answer_port;
-    int silent = s_test_listener (&silent_port);
-    int answering = s_test_listener (&answer_port);
-    zmq_pollitem_t item = { NULL, answering, ZMQ_POLLIN, 0 };
-    BM_CHECK (zloop_poller (loop, &item, s_test_answer, &t) == 0);
     char list [128];
     snprintf (list, sizeof list, "127.0.0.1:1, 127.0.0.1:%d, 127.0.0.1:%d", silent_port, answer_port);
-    lookup = bm_sentinel_lookup_new (loop, list, "m", 200, s_test_found, &t);
-    t = (s_test_t) { .fd = -1 };
-    int64_t started = zclock_mono ();
-    bm_sentinel_lookup_start (lookup);
-    s_test_run (loop, &t);
+    s_test_ask (loop, answering, list, 200, &t);
     BM_CHECK (t.calls == 1 && t.rc == 0 && streq (t.host, "10.0.0.7") && t.port == 6390);
-    BM_CHECK (t.at - started >= 200);
+    BM_CHECK (t.at - t.started >= 200);
     BM_CHECK (t.ticks >= 10);           //  Not held by the silent one
-    zloop_poller_end (loop, &item);
-    if (t.fd != -1) {
-        zmq_pollitem_t conn = { NULL, t.fd, ZMQ_POLLIN, 0 };
-        zloop_poller_end (loop, &conn);
-        close (t.fd);
-    }
-    bm_sentinel_lookup_destroy (&lookup);
+
+    //  A sentinel named by host name (resolved off the loop).
+    snprintf (list, sizeof list, "localhost:%d", answer_port);
+    s_test_ask (loop, answering, list, 200, &t);
+    BM_CHECK (t.calls == 1 && t.rc == 0 && streq (t.host, "10.0.0.7") && t.port == 6390);
 
     //  Only the silent one: its deadline is the reason.
     snprintf (list, sizeof list, "127.0.0.1:%d", silent_port);
-    lookup = bm_sentinel_lookup_new (loop, list, "m", 100, s_test_found, &t);
-    t = (s_test_t) { .fd = -1 };
-    bm_sentinel_lookup_start (lookup);
-    s_test_run (loop, &t);
+    s_test_ask (loop, answering, list, 100, &t);
     char expected [128];
     snprintf (expected, sizeof expected, "sentinel 127.0.0.1:%d: no answer within 100 ms",
               silent_port);
     BM_CHECK (t.calls == 1 && t.rc == -1 && streq (t.why, expected));
 
-    //  Started again while asking, then destroyed while asking: no call.
+    //  Started again while resolving, then destroyed while resolving: no
+    //  call.
+    snprintf (list, sizeof list, "localhost:%d", silent_port);
     t = (s_test_t) { .fd = -1 };
+    bm_sentinel_lookup_t *lookup = bm_sentinel_lookup_new (loop, list, "m", 100, s_test_found, &t);
     bm_sentinel_lookup_start (lookup);
     bm_sentinel_lookup_start (lookup);
     BM_CHECK (bm_sentinel_lookup_busy (lookup));
