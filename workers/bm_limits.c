@@ -255,6 +255,13 @@ bm_limits_pids_method (bool *effective)
     return s_place.version == 2 ? "cgroup v2" : s_place.version == 1 ? "cgroup v1" : "RLIMIT_NPROC";
 }
 
+const char *
+bm_limits_memory_method (const bm_limits_t *self)
+{
+    s_probe ();
+    return s_place.version == 2 && s_place.memory && self->max_pids ? "cgroup v2 memory.max" : "RLIMIT_AS";
+}
+
 //  Write a short text to a file; 0 or -1.
 static int
 s_write_file (const char *dir, const char *name, const char *text)
@@ -891,6 +898,9 @@ bm_limits_test (bool verbose)
     bm_limits_default (&limits);
     bm_limits_describe (&limits, message, sizeof message);
     assert (strstr (message, "memory 4096 MiB") && strstr (message, "files 1024"));
+    //  A memory.max only in a run's own cgroup, which a pids limit makes.
+    limits.max_pids = 0;
+    assert (streq (bm_limits_memory_method (&limits), "RLIMIT_AS"));
 
     //  Classification from what a run left (no cgroup involved).
     bm_limits_default (&limits);

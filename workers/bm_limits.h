@@ -107,6 +107,12 @@ void bm_limits_describe (const bm_limits_t *self, char *buffer, size_t size);
 //  root (the kernel exempts root from it).
 const char *bm_limits_pids_method (bool *effective);
 
+//  What holds a process run with these limits to its memory limit (a
+//  spawned bot, a pool process): "cgroup v2 memory.max" where each run
+//  gets a cgroup of its own (it does for a pids limit) on a cgroup v2 with
+//  the memory controller delegated, else "RLIMIT_AS".
+const char *bm_limits_memory_method (const bm_limits_t *self);
+
 //  --------------------------------------------------------------------------
 //  One run.
 

@@ -433,7 +433,14 @@ s_bot_limits (bm_worker_type_t *type)
     if (type->limits.max_pids && !effective)
         bm_warn (NULL, "%s bots: MAX_PIDS is not enforced: the worker runs as root and cannot "
                  "make a pids cgroup (RLIMIT_NPROC does not apply to root)", type->name);
-    bm_info (NULL, "%s bots: limits %s", type->name, text);
+    //  A fork server runs with no memory limit of its own: it sets each
+    //  child's address space from the job frame.
+    if (type->limits.memory_mb)
+        bm_info (NULL, "%s bots: limits %s; memory held by %s", type->name, text,
+                 type->bot_mode == BM_BOT_FORK ? "RLIMIT_AS, set by the fork server in each child"
+                                               : bm_limits_memory_method (&type->limits));
+    else
+        bm_info (NULL, "%s bots: limits %s", type->name, text);
     return 0;
 }
 
