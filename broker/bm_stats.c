@@ -37,7 +37,10 @@ bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
     bm_service_t *service = (bm_service_t *) zhashx_first (self->services);
     while (service) {
         bm_pack_str (pk, service->name);
-        msgpack_pack_map (pk, 18);      //  14 here, 4 in s_pack_bots
+        //  Webhook deliveries are no bot processes: their type has no mode
+        //  nor warm processes.
+        bool bots = !streq (service->name, BM_WEBHOOK_TYPE);
+        msgpack_pack_map (pk, bots? 18: 14);    //  14 here, 4 in s_pack_bots
         bm_pack_kv_bool (pk, "paused", service->paused);
         bm_pack_kv_int (pk, "waiting", (int64_t) bm_heap_size (service->queue));
         bm_pack_kv_int (pk, "delayed", service->delayed);
@@ -52,7 +55,8 @@ bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
         bm_pack_kv_int (pk, "workers", (int64_t) zlistx_size (service->workers));
         bm_pack_kv_int (pk, "submitted", (int64_t) service->submitted);
         bm_pack_kv_int (pk, "limitKills", (int64_t) service->limit_kills);
-        s_pack_bots (service, pk);
+        if (bots)
+            s_pack_bots (service, pk);
         service = (bm_service_t *) zhashx_next (self->services);
     }
     bm_pack_str (pk, "workers");

@@ -34,6 +34,7 @@
     schedules: [],          // last /schedules answer
     history: [],            // snapshots, oldest first
     historyError: "",       // why the gateway has no history, when it said so
+    historyCode: "",        // its error code (history_unavailable: none is kept)
     historyAt: 0,           // when history was last fetched (ms)
     selected: null,         // job id shown in the detail panel
     detail: null,           // its record
@@ -64,6 +65,7 @@
     for (var i = 2; i < arguments.length; i++) {
       var child = arguments[i];
       if (child === undefined || child === null) continue;
+      if (Array.isArray(child)) { child.forEach(function (c) { node.appendChild(c); }); continue; }
       node.appendChild(typeof child === "object" ? child : document.createTextNode(String(child)));
     }
     return node;
@@ -345,15 +347,27 @@
       el("td", { "class": "num", "data-field": "cancelled", id: id("cancelled") }, num(t.cancelled)),
       el("td", { "class": "num", "data-field": "workers", id: id("workers") }, num(t.workers)),
       el("td", { "class": "num", "data-field": "limitKills", id: id("limitKills") }, num(t.limitKills)),
-      el("td", { "data-field": "mode", id: id("mode") }, t.mode || "spawn"),
-      el("td", { "class": "num", "data-field": "warmProcesses", id: id("warmProcesses") }, num(t.warmProcesses)),
-      el("td", { "class": "num", "data-field": "recycles", id: id("recycles") }, num(t.recycles)),
-      el("td", { "class": "num", "data-field": "initFailures", id: id("initFailures") }, num(t.initFailures)),
+      botCells(name, t, id),
       el("td", { "class": "queue-actions" },
         queueButton(name, t.paused ? "resume" : "pause", t.paused ? "Resume" : "Pause"),
         queueButton(name, "drain", "Drain"),
         queueButton(name, "clean-completed", "Clean completed"),
         queueButton(name, "clean-failed", "Clean failed")));
+  }
+
+  //  How the type's bots run: mode, warm processes, recycles, init
+  //  failures.  Webhook deliveries are no bot processes: their row leaves
+  //  the four cells blank (the broker sends none of them for it).
+  function botCells(name, t, id) {
+    if (name === "webhook") {
+      var why = "webhook deliveries are HTTP requests of the webhook manager, not bot processes";
+      return [0, 1, 2, 3].map(function () { return el("td", { "class": "muted", title: why }, ""); });
+    }
+    return [
+      el("td", { "data-field": "mode", id: id("mode") }, t.mode || "spawn"),
+      el("td", { "class": "num", "data-field": "warmProcesses", id: id("warmProcesses") }, num(t.warmProcesses)),
+      el("td", { "class": "num", "data-field": "recycles", id: id("recycles") }, num(t.recycles)),
+      el("td", { "class": "num", "data-field": "initFailures", id: id("initFailures") }, num(t.initFailures))];
   }
 
   //  A bot type's queue action: POST /queues/{type}/{pause|resume|drain|clean}.
@@ -846,6 +860,22 @@
   //  last WEBHOOK_ALERT_MS of history: a badge on the header and on the
   //  chart, not only a spike in it.
   function renderWebhookAlert(failedPoints) {
+    var badges = [$("webhook-alert"), $("webhook-chart-alert")];
+    if (state.historyError && state.historyCode !== "history_unavailable") {
+      //  No history to count from right now (the gateway cannot read it:
+      //  Redis away): the count is unknown, which is not 0.  A gateway that
+      //  keeps no history at all (history_unavailable) shows no badge.
+      badges.forEach(function (badge) {
+        badge.hidden = false;
+        badge.textContent = "failed webhook deliveries: unknown (no history)";
+        badge.dataset.failed = "unknown";
+        badge.title = "the gateway cannot read the history (" + state.historyError +
+                      "): deliveries that failed in the last " + Math.round(WEBHOOK_ALERT_MS / 60000) +
+                      " min cannot be counted; GET /jobs?webhook=failed lists those the broker holds";
+      });
+      $("chart-webhook").parentNode.classList.remove("alerting");
+      return;
+    }
     var last = failedPoints.length ? failedPoints[failedPoints.length - 1][0] : 0;
     var failed = 0;
     failedPoints.forEach(function (p) {
@@ -853,7 +883,7 @@
     });
     var minutes = Math.round(WEBHOOK_ALERT_MS / 60000);
     var text = failed + " webhook deliver" + (failed === 1 ? "y" : "ies") + " failed in the last " + minutes + " min";
-    [$("webhook-alert"), $("webhook-chart-alert")].forEach(function (badge) {
+    badges.forEach(function (badge) {
       badge.hidden = failed === 0;
       badge.textContent = failed ? text : "";
       badge.dataset.failed = String(failed);
@@ -886,12 +916,14 @@
     return api("GET", "/api/history?limit=" + HISTORY_LIMIT).then(function (body) {
       state.history = Array.isArray(body.snapshots) ? body.snapshots : [];
       state.historyError = "";
+      state.historyCode = "";
       renderCharts();
     }, function (err) {
       //  Charts are optional: a gateway without history still shows the rest
       if (err.status === 404 || err.status === 503) {
         state.history = [];
         state.historyError = (err.code || "") + (err.message ? ": " + err.message : "");
+        state.historyCode = err.code || "";
         renderCharts();
         return;
       }

@@ -20,8 +20,8 @@ import cdp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEY = "dash-key-7f3a"
-FIELDS = ("waiting", "delayed", "running", "limit", "waitingForPermit", "completed", "failed", "cancelled", "workers", "limitKills",
-          "warmProcesses", "recycles", "initFailures")
+WARM = ("warmProcesses", "recycles", "initFailures")
+FIELDS = ("waiting", "delayed", "running", "limit", "waitingForPermit", "completed", "failed", "cancelled", "workers", "limitKills") + WARM
 SERVER = os.path.join(harness.ROOT, "workers", "bots", "python", "forkserver.py")
 PYBOT = os.path.join(harness.ROOT, "workers", "bots", "python", "bot.py")
 
@@ -140,7 +140,9 @@ def test():
             def same_as_stats():
                 stats = get("/stats")
                 shown = page_type_numbers(page)
+                # The webhook row: deliveries are no bot processes, no mode nor warm cells
                 want = {t: dict({f: v.get(f, 0) for f in FIELDS}, mode=v.get("mode", "spawn"))
+                        if t != "webhook" else {f: v.get(f, 0) for f in FIELDS if f not in WARM}
                         for t, v in stats["types"].items()}
                 return shown if shown == want else None
             wait_until(lambda: get("/stats")["types"].get("warm", {}).get("warmProcesses") == 2, 20,
@@ -155,6 +157,12 @@ def test():
                   "warm bots per type: mode pool, 2 warm processes, no recycles or init failures", shown["warm"])
             check(shown["python"]["mode"] == "spawn" and shown["python"]["warmProcesses"] == 0,
                   "a type nobody runs warm: mode spawn, no warm processes", shown["python"])
+            hooks = get("/stats")["types"]["webhook"]
+            check(not {"mode", "warmProcesses", "recycles", "initFailures"} & set(hooks),
+                  "/stats: the webhook row has no mode nor warm processes (deliveries are no bot "
+                  "processes)", hooks)
+            check("mode" not in shown["webhook"] and not set(WARM) & set(shown["webhook"]),
+                  "the page's webhook row has no mode nor warm cells", shown["webhook"])
             totals = get("/stats")["totals"]
             check(page.eval("Number(document.getElementById('total-submitted').textContent)") == totals["submitted"],
                   "total submitted matches", totals)
@@ -265,8 +273,9 @@ def test():
             lone = start_gateway(s, {"REDIS_URL": "redis://127.0.0.1:%d/0" % harness.free_port()})
             page.goto("about:blank")
             page.goto(lone + "/admin/queues")
-            page.wait_for("document.getElementById('chart-queue').dataset.historyError", 15,
-                          "the charts to say why there is no history")
+            page.wait_for("document.getElementById('chart-queue').dataset.historyError"
+                          " && document.getElementById('redis').textContent !== 'redis ?'", 15,
+                          "the charts to say why there is no history, and the first /stats")
             why = page.eval("[document.getElementById('chart-queue').dataset.historyError,"
                             " document.getElementById('redis').textContent]")
             check(why[0].startswith("redis_unavailable") and why[1] == "redis up",

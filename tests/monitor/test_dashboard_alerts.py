@@ -6,7 +6,9 @@ no worker serves it) wait: the node row is flagged "no workers" (row class
 alerting, data-alert, a badge) while the python row is not; once a node
 worker connects and runs them the flag goes.  A webhook delivery that fails
 after its retries (a refused connection, WEBHOOK_MAX_RETRIES=0) shows as a
-badge in the header and on the webhook chart, not only in the chart.
+badge in the header and on the webhook chart, not only in the chart.  With
+Redis stopped the gateway cannot read the history: the badges then say the
+count is unknown (data-failed="unknown"), never 0 nor hidden.
 Keeps a screenshot in $BOTMESH_ARTIFACTS/dashboard_alerts.png.
 """
 import os
@@ -33,7 +35,7 @@ ROW_STATE = """(function(){
 WEBHOOK_STATE = """(function(){
     var h = document.getElementById('webhook-alert'), c = document.getElementById('webhook-chart-alert');
     return {header: h.hidden ? null : h.textContent, chart: c.hidden ? null : c.textContent,
-            failed: Number(h.dataset.failed),
+            failed: Number(h.dataset.failed), raw: h.dataset.failed, chartRaw: c.dataset.failed,
             box: document.getElementById('chart-webhook').parentNode.classList.contains('alerting')};
 })()"""
 
@@ -44,7 +46,7 @@ def test():
         raise harness.TestFailure("botmesh-webhook is not built")
 
     with harness.Stack("dashboard-alerts") as s:
-        s.redis()
+        redis = s.redis()
         s.broker(env={"METRICS_SNAPSHOT_INTERVAL": "1"})
         s.spawn("pyworker", [sys.executable, os.path.join(HERE, "pyworker.py"), s.endpoint, "python", "2"])
         s.wait_workers(1, "python")
@@ -124,6 +126,19 @@ def test():
             check(not rows["node"]["badge"] and "alerting" not in rows["node"]["cls"], "node row no longer flagged",
                   rows["node"])
             log("jobs", first, node_jobs, hooked)
+
+            # Redis goes away: the history cannot be read, so the number of
+            # failed deliveries is unknown, and the badges say so.
+            redis.stop()
+            wait_until(lambda: harness.http("GET", base + "/api/history")[0] == 503, 15,
+                       "the gateway's /api/history to answer 503 without Redis")
+            page.wait_for("document.getElementById('webhook-alert').dataset.failed === 'unknown'", 20,
+                          "the webhook badge to say the count is unknown")
+            hooks = page.eval(WEBHOOK_STATE)
+            check(hooks["raw"] == "unknown" and hooks["chartRaw"] == "unknown"
+                  and hooks["header"] == "failed webhook deliveries: unknown (no history)"
+                  and hooks["chart"] == hooks["header"] and not hooks["box"],
+                  "during a Redis outage both badges say the count is unknown (not hidden at 0)", hooks)
 
 
 if __name__ == "__main__":
