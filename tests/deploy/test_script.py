@@ -3,7 +3,8 @@
 The whole local stack on ephemeral ports, in a private var directory, with
 simulated bots: `up` starts what is built and answers its health checks,
 reads the env file (the environment wins over it), is harmless the second
-time; `status` shows each service healthy; `scale` grows and shrinks the
+time, and its summary names every metrics address (each worker's too,
+which serves /metrics there); `status` shows each service healthy; `scale` grows and shrinks the
 workers of a type (checked in the broker's own list); `invoke --wait`
 prints the completed record, and exits 1 for a job that did not complete
 and 3 when its --timeout runs out; `logs` shows a service's log, by its name or
@@ -15,6 +16,7 @@ the log; an `up` stopped by SIGTERM half-way says what it left running.
 """
 import json
 import os
+import re
 import select
 import shutil
 import socket
@@ -191,6 +193,15 @@ def run_stack(e, have_gw):
     check("already running" in p.stdout + out2, "one of them found the stack running", show(p), out2)
     pids = e.pids()
     check({"redis", "broker"} <= set(pids), "up started redis and the broker", pids)
+    # up's summary names every metrics address, the workers' too
+    workers = re.findall(r"^  Worker +(worker-\S+) metrics (http://localhost:\d+/metrics)$", p.stdout, re.M)
+    check(sorted(w for w, _ in workers) == sorted(n for n in pids if n.startswith("worker-")) and workers,
+          "up's summary lists each worker's metrics address", show(p))
+    for name, url in workers:
+        status, headers, _ = http("GET", url.replace("localhost", "127.0.0.1"))
+        ctype = {k.lower(): v for k, v in headers.items()}.get("content-type", "")
+        check(status == 200 and "version=0.0.4" in ctype, "%s serves its /metrics at %s" % (name, url),
+              status, ctype)
     for t in ("python", "node", "java"):
         check("worker-%s-1" % t in pids, "up started a %s worker" % t, pids)
     check(all(alive(p) for p in pids.values()), "every started process is alive", pids)
