@@ -739,6 +739,7 @@ s_broker_new (const bm_broker_config_t *config, bool *bad_config)
     }
     bm_joblist_init (&self->recent, BM_JOBLIST_RECENT);
     bm_joblist_init (&self->finished, BM_JOBLIST_FINISHED);
+    bm_joblist_init (&self->finished_deliveries, BM_JOBLIST_FINISHED);
     bm_joblist_init (&self->withheld, BM_JOBLIST_WITHHELD);
     for (int i = 0; i < BM_WEBHOOK_STATES; i++)
         bm_joblist_init (&self->webhooks [i], BM_JOBLIST_WEBHOOK);

@@ -559,9 +559,8 @@ s_on_load (redisReply *reply, void *arg)
             else {
                 //  Keep it in memory like any finished job.
                 bm_job_insert (self, job);
-                bm_joblist_append (&self->finished, job);
+                bm_job_keep_finished (self, job);
                 s_client_act (self, pending->identity, pending, NULL, load->command, job);
-                bm_job_evict (self);
             }
         }
     }

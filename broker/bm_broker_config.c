@@ -42,7 +42,7 @@ const bm_setting_t bm_broker_settings [] = {
     ROW_INT ("IDEMPOTENCY_TTL_MS", idempotency_ttl_ms, 86400000, 1, 2592000000LL,
              "window of an idempotencyKey, in ms"),
     ROW_INT ("KEEP_FINISHED_JOBS", keep_finished, 10000, 1, 10000000,
-             "finished jobs kept in memory for LIST/STATUS"),
+             "finished jobs kept in memory for LIST/STATUS (webhook deliveries apart)"),
     ROW_INT ("METRICS_SNAPSHOT_INTERVAL", snapshot_interval_s, 10, 0, 86400,
              "seconds between metric snapshots in Redis, 0 = off"),
     ROW_INT ("METRICS_SNAPSHOT_HISTORY", snapshot_history, 8640, 1, 1000000, "snapshots kept (8640: 24 h at 10 s)"),

@@ -172,7 +172,10 @@ struct _bm_broker_t {
     bm_service_t **dispatch_pending;    //  Services to dispatch at the release
     size_t dispatch_pending_count, dispatch_pending_alloc;
     bm_joblist_t recent;        //  Jobs by creation (not owned)
-    bm_joblist_t finished;      //  Terminal jobs by end, for eviction
+    bm_joblist_t finished;      //  Terminal jobs (not deliveries) by end,
+                                //  for eviction: KEEP_FINISHED_JOBS of them
+    bm_joblist_t finished_deliveries;   //  Terminal delivery jobs by end,
+                                //  bounded apart (bm_job_keep_finished)
     bm_joblist_t withheld;      //  Delivery jobs withheld, oldest first
     bm_joblist_t webhooks [BM_WEBHOOK_STATES];  //  Jobs (not deliveries) by
                                 //  their webhook state, each list by when
@@ -301,7 +304,7 @@ void bm_broker_send_worker_simple (bm_broker_t *self, zframe_t *identity, int co
 bm_job_t *bm_job_insert (bm_broker_t *self, bm_job_t *job);
 void bm_job_delete (bm_broker_t *self, bm_job_t *job);
 void bm_job_send_result (bm_broker_t *self, bm_job_t *job);
-void bm_job_evict (bm_broker_t *self);
+void bm_job_keep_finished (bm_broker_t *self, bm_job_t *job);
 void bm_job_expire (bm_broker_t *self, int64_t now);
 void bm_job_finish (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
                     const char *code, const char *message);

@@ -120,7 +120,8 @@ s_drain (bm_broker_t *self, bm_service_t *service)
 
 //  Clean, in memory: remove the type's finished jobs in state that ended
 //  at or before cutoff (ms since the epoch), among those the broker holds
-//  (KEEP_FINISHED_JOBS).  The older ones, only in Redis, are found in the
+//  (KEEP_FINISHED_JOBS; its finished deliveries are in a list apart, never
+//  cleaned).  The older ones, only in Redis, are found in the
 //  type's finished set (s_clean_query).
 static int64_t
 s_clean (bm_broker_t *self, bm_service_t *service, bm_job_state_t state, int64_t cutoff)
@@ -130,7 +131,7 @@ s_clean (bm_broker_t *self, bm_service_t *service, bm_job_state_t state, int64_t
     while (job) {
         bm_job_t *next = bm_joblist_next (&self->finished, job);
         if (job->service == service && job->state == state && !job->confirming
-        &&  !bm_job_is_delivery (job) && job->finished_at <= cutoff) {
+        &&  job->finished_at <= cutoff) {
             s_remove (self, job);
             removed++;
         }

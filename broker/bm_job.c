@@ -246,6 +246,7 @@ bm_job_delete (bm_broker_t *self, bm_job_t *job)
     bm_joblist_remove (&self->recent, job);
     bm_joblist_remove (&self->withheld, job);
     bm_joblist_remove (&self->finished, job);
+    bm_joblist_remove (&self->finished_deliveries, job);
     if (job->links [BM_JOBLIST_WEBHOOK].list)
         bm_joblist_remove (job->links [BM_JOBLIST_WEBHOOK].list, job);
     bm_service_queue_remove (job->service, job);
@@ -279,39 +280,83 @@ bm_job_send_result (bm_broker_t *self, bm_job_t *job)
     bm_notify_unref (&job->notify);
 }
 
-//  Evict the oldest terminal jobs beyond KEEP_FINISHED_JOBS.
-void
-bm_job_evict (bm_broker_t *self)
+//  Finished delivery jobs kept in memory: as many as KEEP_FINISHED_JOBS,
+//  at most this.  A delivery's outcome lives on in its job's webhook state
+//  (memory and Redis) and its own record leaves Redis as it ends, so only
+//  a late word about it looks it up: a DONE that comes after its end (from
+//  a manager it was taken from), a STATUS of its id.  The newest 1,000
+//  answer those; users' jobs keep their KEEP_FINISHED_JOBS.
+#define BM_KEEP_FINISHED_DELIVERIES     1000
+
+//  How many finished deliveries the broker keeps.
+static int64_t
+s_deliveries_bound (bm_broker_t *self)
 {
-    while ((int64_t) bm_joblist_size (&self->finished) > self->config.keep_finished) {
-        bm_job_t *job = bm_joblist_first (&self->finished);
+    return self->config.keep_finished < BM_KEEP_FINISHED_DELIVERIES
+         ? self->config.keep_finished : BM_KEEP_FINISHED_DELIVERIES;
+}
+
+//  Evict the oldest jobs of a finished list beyond bound.
+static void
+s_evict (bm_broker_t *self, bm_joblist_t *list, int64_t bound)
+{
+    while ((int64_t) bm_joblist_size (list) > bound) {
+        bm_job_t *oldest = bm_joblist_first (list);
         //  Not before Redis has its outcome: the confirmation still needs
-        //  it (counts, RESULT).  Jobs end in order, so later ones wait too.
-        if (job->confirming)
+        //  it (counts, RESULT).  Jobs end in order, so later ones wait too
+        //  (until the next job ends, or bm_job_expire).
+        if (oldest->confirming)
             break;
-        bm_job_delete (self, job);
+        bm_job_delete (self, oldest);
+    }
+}
+
+//  Keep a terminal job in memory, the newest of its list (users' jobs, or
+//  deliveries), and evict the oldest of that list beyond its bound.  A
+//  delivery never pushes a user's job out.
+void
+bm_job_keep_finished (bm_broker_t *self, bm_job_t *job)
+{
+    bool delivery = bm_job_is_delivery (job);
+    bm_joblist_t *list = delivery ? &self->finished_deliveries : &self->finished;
+    bm_joblist_append (list, job);
+    s_evict (self, list, delivery ? s_deliveries_bound (self) : self->config.keep_finished);
+}
+
+//  Forget the finished jobs of one list whose retention has run out (see
+//  bm_job_expire).
+static void
+s_expire_list (bm_broker_t *self, bm_joblist_t *list, int64_t now)
+{
+    int64_t completed_ms = self->config.completed_ttl_s * 1000;
+    int64_t failed_ms = self->config.failed_ttl_s * 1000;
+    int64_t shorter = completed_ms < failed_ms ? completed_ms : failed_ms;
+    bm_job_t *job = bm_joblist_first (list);
+    while (job && job->finished_at + shorter <= now) {
+        bm_job_t *next = bm_joblist_next (list, job);
+        int64_t ttl = job->state == JOB_COMPLETED ? completed_ms : failed_ms;
+        if (!job->confirming && job->finished_at + ttl <= now)
+            bm_job_delete (self, job);
+        job = next;
     }
 }
 
 //  Forget the finished jobs whose Redis record has expired
 //  (COMPLETED_JOB_TTL, FAILED_JOB_TTL): the memory cache answers no longer
 //  than Redis keeps the record, so a TTL set to stop keeping results holds
-//  for STATUS and GET /job too.  The list runs by end time: the scan stops
-//  at the first job younger than the shorter TTL.
+//  for STATUS and GET /job too.  Each list runs by end time: its scan stops
+//  at the first job younger than the shorter TTL.  Finished deliveries
+//  (their records gone from Redis as they end) last no longer than a job's.
+//  First, the jobs beyond a list's bound that waited for their Redis
+//  confirmation when the last job ended go: a burst of ends (a DONE_MANY)
+//  followed by quiet leaves no list above its bound.
 void
 bm_job_expire (bm_broker_t *self, int64_t now)
 {
-    int64_t completed_ms = self->config.completed_ttl_s * 1000;
-    int64_t failed_ms = self->config.failed_ttl_s * 1000;
-    int64_t shorter = completed_ms < failed_ms ? completed_ms : failed_ms;
-    bm_job_t *job = bm_joblist_first (&self->finished);
-    while (job && job->finished_at + shorter <= now) {
-        bm_job_t *next = bm_joblist_next (&self->finished, job);
-        int64_t ttl = job->state == JOB_COMPLETED ? completed_ms : failed_ms;
-        if (!job->confirming && job->finished_at + ttl <= now)
-            bm_job_delete (self, job);
-        job = next;
-    }
+    s_evict (self, &self->finished, self->config.keep_finished);
+    s_evict (self, &self->finished_deliveries, s_deliveries_bound (self));
+    s_expire_list (self, &self->finished, now);
+    s_expire_list (self, &self->finished_deliveries, now);
 }
 
 //  End a job: record the outcome, release its slot, persist, notify.
@@ -372,11 +417,10 @@ bm_job_finish_at (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
             free (wh);
         }
     }
-    bm_joblist_append (&self->finished, job);
+    bm_job_keep_finished (self, job);
     bm_dispatch (self, job->service);
     if (worker)
         bm_dispatch_worker (self, worker);
-    bm_job_evict (self);
 }
 
 void
