@@ -649,6 +649,7 @@ static const s_sign_t s_signs [] = {
     { "memory", "std::bad_alloc" },                     //  C++
     { "memory", "out of memory" },                      //  V8, glibc, shells
     { "memory", "Fatal process OOM" },                  //  V8 (Node 18+)
+    { "memory", "Fatal javascript OOM" },               //  V8's heap at start
     { "memory", "Out of memory" },
     { "memory", "OutOfMemoryError" },                   //  Java
     { "memory", "Could not reserve enough space" },     //  JVM start
@@ -915,6 +916,9 @@ bm_limits_test (bool verbose)
     assert (streq (bm_limits_verdict (&limits, SIGTRAP, NULL, "\n#\n# Fatal process OOM in "
                                       "Failed to reserve virtual memory for CodeRange\n#\n",
                                       message, sizeof message), "memory"));
+    //  Node whose heap ran out while it deserialised its start-up snapshot.
+    assert (streq (bm_limits_verdict (&limits, SIGTRAP, NULL, "\n#\n# Fatal javascript OOM in GC "
+                                      "during deserialization\n#\n", message, sizeof message), "memory"));
     //  The last sign wins.
     assert (streq (bm_limits_verdict (&limits, exit1, &usage,
                                       "Too many open files\n... MemoryError\n", message, sizeof message),
