@@ -556,11 +556,25 @@ s_on_load (redisReply *reply, void *arg)
                     s_pending_reject (pending, "conflict", "the job is being recovered; retry");
                 bm_job_destroy (&job);
             }
-            else {
-                //  Keep it in memory like any finished job.
-                bm_job_insert (self, job);
-                bm_job_keep_finished (self, job);
+            else
+            if (load->command == BM_STATUS || load->command == BM_CANCEL
+            ||  bm_job_is_delivery (job)) {
+                //  Answered from the record alone (CANCEL and a delivery's
+                //  RETRY or REDELIVER are refused), not kept: a client
+                //  polling old jobs would evict newer ones and list old
+                //  ones as recent.  A later action reads it again.
                 s_client_act (self, pending->identity, pending, NULL, load->command, job);
+                bm_job_destroy (&job);
+            }
+            else {
+                //  A RETRY queues it again; a REDELIVER's delivery is
+                //  withheld until its record's rewrite is confirmed, which
+                //  releases it from the job in memory.  Refused, the job
+                //  is not kept either.
+                bm_job_restore (self, job);
+                s_client_act (self, pending->identity, pending, NULL, load->command, job);
+                if (bm_job_terminal (job) && !job->confirming)
+                    bm_job_delete (self, job);
             }
         }
     }

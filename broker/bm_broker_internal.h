@@ -302,6 +302,7 @@ void bm_broker_send_worker_simple (bm_broker_t *self, zframe_t *identity, int co
 
 //  bm_job.c: the job table, the end of a job (the class: bm_job.h)
 bm_job_t *bm_job_insert (bm_broker_t *self, bm_job_t *job);
+void bm_job_restore (bm_broker_t *self, bm_job_t *job);
 void bm_job_delete (bm_broker_t *self, bm_job_t *job);
 void bm_job_send_result (bm_broker_t *self, bm_job_t *job);
 void bm_job_keep_finished (bm_broker_t *self, bm_job_t *job);

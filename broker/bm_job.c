@@ -237,6 +237,38 @@ bm_job_insert (bm_broker_t *self, bm_job_t *job)
     return job;
 }
 
+//  The first job of list that was created (by_end: ended) after at: where
+//  a job of that time goes, the list being in that order.  Walked from the
+//  oldest: the jobs placed so are old, most often older than all.
+static bm_job_t *
+s_first_after (const bm_joblist_t *list, int64_t at, bool by_end)
+{
+    bm_job_t *job = bm_joblist_first (list);
+    while (job && (by_end ? job->finished_at : job->created_at) <= at)
+        job = bm_joblist_next (list, job);
+    return job;
+}
+
+//  Take a finished job read back from Redis into the tables (takes
+//  ownership) for an action that needs it in memory (RETRY, REDELIVER),
+//  placed by its own times as though it had never left: among the recent
+//  jobs by creation, the finished ones by end, and the first of its webhook
+//  state's list (it reached that state before it left).  It pushes no job
+//  out: beyond KEEP_FINISHED_JOBS it is the oldest, the one to go once its
+//  action no longer holds it (bm_job_expire).
+void
+bm_job_restore (bm_broker_t *self, bm_job_t *job)
+{
+    assert (!bm_job_is_delivery (job) && bm_job_terminal (job));
+    bm_jobtab_insert (self->jobs, job);
+    bm_joblist_insert (&self->recent, job, s_first_after (&self->recent, job->created_at, false));
+    bm_joblist_insert (&self->finished, job, s_first_after (&self->finished, job->finished_at, true));
+    if (job->wh_state >= 0) {
+        bm_joblist_t *list = &self->webhooks [job->wh_state];
+        bm_joblist_insert (list, job, bm_joblist_first (list));
+    }
+}
+
 //  Forget a job (frees it).
 void
 bm_job_delete (bm_broker_t *self, bm_job_t *job)
@@ -481,17 +513,27 @@ bm_joblist_remove (bm_joblist_t *self, bm_job_t *job)
 void
 bm_joblist_append (bm_joblist_t *self, bm_job_t *job)
 {
+    bm_joblist_insert (self, job, NULL);
+}
+
+void
+bm_joblist_insert (bm_joblist_t *self, bm_job_t *job, bm_job_t *next)
+{
     bm_joblink_t *link = &job->links [self->which];
     if (link->list)
         bm_joblist_remove (link->list, job);
+    bm_job_t *prev = next ? next->links [self->which].prev : self->last;
     link->list = self;
-    link->prev = self->last;
-    link->next = NULL;
-    if (self->last)
-        self->last->links [self->which].next = job;
+    link->prev = prev;
+    link->next = next;
+    if (prev)
+        prev->links [self->which].next = job;
     else
         self->first = job;
-    self->last = job;
+    if (next)
+        next->links [self->which].prev = job;
+    else
+        self->last = job;
     self->size++;
 }
 
@@ -578,6 +620,25 @@ s_joblist_test (void)
     BM_CHECK (bm_joblist_size (&finished) == 1 && bm_joblist_first (&finished) == jobs [2]
               && bm_joblist_has (&other, jobs [0]));
     bm_joblist_remove (&other, jobs [0]);
+    //  Inserting: before the first, in the middle, at the end (NULL); a
+    //  job of the list moves to its new place.
+    bm_joblist_insert (&recent, jobs [0], jobs [2]);
+    bm_joblist_insert (&recent, jobs [1], jobs [2]);
+    bm_joblist_insert (&recent, jobs [3], NULL);
+    BM_CHECK (bm_joblist_size (&recent) == 4 && bm_joblist_first (&recent) == jobs [0]
+              && bm_joblist_next (&recent, jobs [0]) == jobs [1]
+              && bm_joblist_next (&recent, jobs [1]) == jobs [2]
+              && bm_joblist_prev (&recent, jobs [2]) == jobs [1]
+              && bm_joblist_last (&recent) == jobs [3]
+              && bm_joblist_prev (&recent, jobs [3]) == jobs [2]);
+    bm_joblist_insert (&recent, jobs [3], jobs [0]);
+    BM_CHECK (bm_joblist_size (&recent) == 4 && bm_joblist_first (&recent) == jobs [3]
+              && bm_joblist_next (&recent, jobs [3]) == jobs [0]
+              && bm_joblist_prev (&recent, jobs [0]) == jobs [3]
+              && bm_joblist_last (&recent) == jobs [2] && !bm_joblist_next (&recent, jobs [2]));
+    bm_joblist_remove (&recent, jobs [0]);
+    bm_joblist_remove (&recent, jobs [1]);
+    bm_joblist_remove (&recent, jobs [3]);
     bm_joblist_remove (&finished, jobs [2]);
     bm_joblist_remove (&recent, jobs [2]);
     BM_CHECK (!bm_joblist_first (&recent) && !bm_joblist_last (&finished)

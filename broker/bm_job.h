@@ -162,6 +162,9 @@ void bm_job_deadline_index (void *item, size_t index);
 void bm_joblist_init (bm_joblist_t *self, bm_joblist_which_t which);
 //  Append a job (one in the list already moves to its end).
 void bm_joblist_append (bm_joblist_t *self, bm_job_t *job);
+//  Insert a job before next, a job of this list (at the end when next is
+//  NULL; one in the list already moves there).
+void bm_joblist_insert (bm_joblist_t *self, bm_job_t *job, bm_job_t *next);
 //  Take a job out; nothing when it is not in this list.
 void bm_joblist_remove (bm_joblist_t *self, bm_job_t *job);
 //  The job is in this list.

@@ -203,6 +203,22 @@ def wait_until(fn, timeout, what, interval=0.02):
     raise TestFailure("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
 
 
+def wait_equal(fn, want, timeout, what, interval=0.05):
+    """Poll fn until it returns want (a state that settles, such as a list
+    the broker trims at its next tick); fail after timeout seconds showing
+    the last value and the one wanted."""
+    got = []
+
+    def equal():
+        got[:] = [fn()]
+        return got[0] == want
+    try:
+        wait_until(equal, timeout, what, interval=interval)
+    except TestFailure:
+        check(False, what, got[0] if got else None, want)
+    log("ok:", what)
+
+
 _PORTS_GIVEN = set()
 
 
@@ -438,6 +454,13 @@ class Client:
 
     def stats(self):
         return self.request(STATS)[1]
+
+    def listed(self, **filters):
+        """The ids LIST answers with these filters (up to 500), in its
+        order."""
+        cmd, reply = self.request(LIST, dict(filters, limit=500))
+        check(cmd == REPLY, "LIST %r answered" % (filters,), reply)
+        return [job["jobId"] for job in reply["jobs"]]
 
     def wait(self, job_id, timeout=30):
         """Wait until the job is terminal; returns its record."""
