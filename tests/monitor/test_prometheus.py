@@ -74,6 +74,11 @@ def test():
                        15, "%s /health" % job)
             targets[job] = "127.0.0.1:%d" % port
         webhooks = "webhook-manager" in targets and "mock-webhook" in targets
+        # A botmesh-worker with its metrics port (warm-process series), for
+        # a type the jobs below do not use
+        worker = s.worker("--type", "java", "--noop", env={"WORKER_METRICS_PORT": "-1"})
+        targets["workers"] = "127.0.0.1:%d" % worker.listening("metrics")
+        s.wait_workers(1, "java")
 
         # Before any event: counters whose label values are a closed set are
         # there at 0, so rate() and increase() see their first event (a
@@ -250,8 +255,8 @@ def test():
         def value(q):
             r = query(q)
             return float(r[0]["value"][1]) if r else None
-        check(value('broker_workers_connected{job="orchestrator"}') == 1,
-              "broker_workers_connected = 1 (one Python worker; the webhook manager not counted)",
+        check(value('broker_workers_connected{job="orchestrator"}') == 2,
+              "broker_workers_connected = 2 (the Python and the Java worker; the webhook manager not counted)",
               query('broker_workers_connected'))
         check(value('broker_workers{job="orchestrator",bot_type="python"}') == 1, "broker_workers{python} = 1",
               query('broker_workers'))

@@ -91,6 +91,7 @@ class MemoryCgroupPlace:
         self.mounts = cgroup_mounts()
         self.root = self.mounts.get("cgroup2")
         self.home = None
+        self.enabled = None     # "+memory +pids" as this test wrote them, or None
         self.why_not = None
 
     def _explain(self, offered):
@@ -128,6 +129,7 @@ class MemoryCgroupPlace:
             if wanted:
                 with open(os.path.join(self.root, "cgroup.subtree_control"), "w") as f:
                     f.write(wanted)
+                self.enabled = wanted
                 log("enabled %s in %s/cgroup.subtree_control" % (wanted, self.root))
             if own_dir != self.root:
                 with open(os.path.join(self.root, "cgroup.procs"), "w") as f:
@@ -147,6 +149,15 @@ class MemoryCgroupPlace:
 
     def __exit__(self, *exc):
         self.leave()
+        if self.enabled:        # as the machine was: the controllers this test turned on, off
+            undo = self.enabled.replace("+", "-")
+            try:
+                with open(os.path.join(self.root, "cgroup.subtree_control"), "w") as f:
+                    f.write(undo)
+                log("disabled %s in %s/cgroup.subtree_control again" % (undo, self.root))
+            except OSError as exc:
+                log("could not disable %s in %s/cgroup.subtree_control again (%s)" % (undo, self.root, exc))
+            self.enabled = None
 
 
 def out_of_memory_at_load(s, broker, w, bot_type, variable, value, shown_by):
