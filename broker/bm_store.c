@@ -8,18 +8,12 @@
 #include "bm_sentinel.h"
 #include "bm_redis_zloop.h"
 #include "bm_resolve.h"
+#include "bm_resolve_zloop.h"
 
 #include <hiredis/async.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-
-//  A name that takes longer to resolve is given up on, and tried again
-//  after the usual backoff (the resolution itself may go on, on its own
-//  thread, until the resolver's timeout: bm_resolve.h).  Under glibc's
-//  default timeout of 5 s, a DNS server that is only slow still answers
-//  a later try from its cache.
-#define STORE_RESOLVE_TIMEOUT_MS  3000
 
 //  Under REDIS_SENTINELS, how long each sentinel has to take the connection
 //  and say where the master is, before the next one is asked: a sentinel
@@ -50,9 +44,7 @@ struct _bm_store_t {
     size_t last_group_size;     //  Bytes of the last group sent (a size hint)
     int backoff_ms;             //  Next reconnect delay
     int reconnect_timer;        //  zloop timer id, or -1
-    bm_resolve_t *resolve;      //  The host name being resolved, or NULL
-    zmq_pollitem_t resolve_item;//  Our poller on its descriptor
-    int resolve_timer;          //  Gives up on it, or -1
+    bm_resolve_zloop_t *resolver;   //  Resolves the host's name, off the loop
     bool outage_logged;         //  One log line per outage
     bool loading_logged;        //  One log line while Redis loads
     bool setup_refused;         //  Redis refused this connection's AUTH or
@@ -475,57 +467,18 @@ s_cannot_connect (bm_store_t *self, const char *why)
     s_schedule_reconnect (self);
 }
 
-//  Stop waiting for the resolution in flight, if any; a resolution still
-//  running finishes on its own thread (bm_resolve_destroy never blocks).
-static void
-s_resolve_end (bm_store_t *self)
-{
-    if (!self->resolve)
-        return;
-    zloop_poller_end (self->loop, &self->resolve_item);
-    if (self->resolve_timer != -1) {
-        zloop_timer_end (self->loop, self->resolve_timer);
-        self->resolve_timer = -1;
-    }
-    bm_resolve_destroy (&self->resolve);
-}
-
 static void s_connect_to (bm_store_t *self, const char *addr);
 
-//  The resolver answered: connect to the address, or try again later.
-static int
-s_on_resolved (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+//  The host's name resolved (connect to the address), or not in time, or
+//  not at all (try again with backoff).
+static void
+s_on_resolved (int rc, const char *addr, const char *why, void *arg)
 {
-    (void) loop; (void) item;
     bm_store_t *self = (bm_store_t *) arg;
-    char addr [64], why [256];
-    int rc = self->resolve
-           ? bm_resolve_result (self->resolve, addr, sizeof addr, why, sizeof why) : 1;
-    if (rc == 1)
-        return 0;               //  Not yet (or no longer ours)
-    s_resolve_end (self);
     if (rc == 0)
         s_connect_to (self, addr);
     else
         s_cannot_connect (self, why);
-    return 0;
-}
-
-//  The resolver took too long: give up on it and try again with backoff.
-static int
-s_resolve_expired (zloop_t *loop, int timer_id, void *arg)
-{
-    (void) loop; (void) timer_id;
-    bm_store_t *self = (bm_store_t *) arg;
-    self->resolve_timer = -1;
-    s_resolve_end (self);
-    if (!self->outage_logged) {
-        bm_error (NULL, "redis %s:%d: name not resolved after %d ms; reconnecting with backoff",
-                  self->host, self->port, STORE_RESOLVE_TIMEOUT_MS);
-        self->outage_logged = true;
-    }
-    s_schedule_reconnect (self);
-    return 0;
 }
 
 static void s_connect_host (bm_store_t *self);
@@ -537,7 +490,7 @@ static void s_on_master (int rc, const char *host, int port, const char *why, vo
 static void
 s_connect (bm_store_t *self)
 {
-    s_resolve_end (self);
+    bm_resolve_zloop_cancel (self->resolver);
     if (self->lookup)
         bm_sentinel_lookup_start (self->lookup);
     else
@@ -579,28 +532,14 @@ static void
 s_connect_host (bm_store_t *self)
 {
     //  hiredis would resolve a host name itself, in the loop's thread, for
-    //  as long as the resolver waits: a name goes to a thread of its own
-    //  first (bm_resolve), and hiredis gets its address.
-    if (bm_resolve_numeric (self->host)) {
-        s_connect_to (self, self->host);
-        return;
-    }
+    //  as long as the resolver waits: a name is resolved off the loop
+    //  first (s_on_resolved), and hiredis gets its address.
     char why [256];
-    self->resolve = bm_resolve_new (self->host, why, sizeof why);
-    if (!self->resolve) {
+    if (bm_resolve_numeric (self->host))
+        s_connect_to (self, self->host);
+    else
+    if (bm_resolve_zloop_start (self->resolver, self->host, why, sizeof why))
         s_cannot_connect (self, why);
-        return;
-    }
-    self->resolve_item = (zmq_pollitem_t) { NULL, bm_resolve_fd (self->resolve), ZMQ_POLLIN, 0 };
-    self->resolve_timer = zloop_timer (self->loop, STORE_RESOLVE_TIMEOUT_MS, 1,
-                                       s_resolve_expired, self);
-    if (zloop_poller (self->loop, &self->resolve_item, s_on_resolved, self)) {
-        s_resolve_end (self);
-        s_cannot_connect (self, "cannot poll the resolver");
-        return;
-    }
-    //  The pipe's hang-up comes with its byte: not an error to drop it for.
-    zloop_poller_set_tolerant (self->loop, &self->resolve_item);
 }
 
 //  The answer to CLIENT KILL ADDR of a connection dropped unanswered: the
@@ -1095,7 +1034,7 @@ bm_store_new (zloop_t *loop, const char *url, const char *sentinels, const char 
     }
     self->backoff_ms = 100;
     self->reconnect_timer = -1;
-    self->resolve_timer = -1;
+    self->resolver = bm_resolve_zloop_new (loop, BM_RESOLVE_WAIT_MS, s_on_resolved, self);
     self->ping_timer = -1;
     self->watchdog_timer = -1;
     if (self->sentinels) {
@@ -1118,7 +1057,7 @@ bm_store_destroy (bm_store_t **self_p)
         bm_sentinel_lookup_destroy (&self->lookup);
         if (self->reconnect_timer != -1)
             zloop_timer_end (self->loop, self->reconnect_timer);
-        s_resolve_end (self);
+        bm_resolve_zloop_destroy (&self->resolver);
         if (self->ping_timer != -1)
             zloop_timer_end (self->loop, self->ping_timer);
         if (self->watchdog_timer != -1)

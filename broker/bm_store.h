@@ -38,9 +38,8 @@
     counts as an outage too, once its silence passes a bound
     (bm_store_set_timeout); the next connection kills that one (CLIENT
     KILL ADDR) before it writes, so that what the old one had sent never
-    runs after the writes sent again.  A host name is resolved off the loop (bm_resolve.h), each try
-    given up on after STORE_RESOLVE_TIMEOUT_MS: the loop never waits for
-    DNS.  A connection whose AUTH or SELECT Redis refuses (a database
+    runs after the writes sent again.  A host name is resolved off the loop (bm_resolve_zloop.h), each try
+    given up on after BM_RESOLVE_WAIT_MS: the loop never waits for DNS.  A connection whose AUTH or SELECT Redis refuses (a database
     it does not have) is never used: it counts as an outage, logged as an
     ERROR naming the variable to fix (bm_redis_setup.h).  A write Redis refuses (an OOM error under maxmemory, say) is
     not seen with replies off: run Redis with enough memory and no

@@ -18,6 +18,7 @@
 #include "bm_redis_url.h"
 #include "bm_redis_setup.h"
 #include "bm_resolve.h"
+#include "bm_resolve_zloop.h"
 #include "bm_selftest.h"
 #include "bm_settings.h"
 #include "bm_tz.h"
@@ -44,6 +45,7 @@ static const bm_selftest_t s_tests [] = {
     { "backoff",   bm_backoff_test },
     { "codec_control", bm_codec_control_test },
     { "resolve",   bm_resolve_test },
+    { "resolve_zloop", bm_resolve_zloop_test },
     { NULL, NULL }
 };
 

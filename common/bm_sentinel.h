@@ -90,7 +90,8 @@ typedef struct _bm_sentinel_watch_t bm_sentinel_watch_t;
 
 //  Subscribe to +switch-master on the sentinels (a valid list, copied), on
 //  loop; fn is told of each switch of the master called name.
-//  Never blocks: connects asynchronously, and moves to the next sentinel
+//  Never blocks: connects asynchronously (a host name is resolved first,
+//  on a thread of its own, within 3 s), and moves to the next sentinel
 //  with backoff (100 ms doubling to 5 s) when one is lost or does not
 //  answer within a second.
 bm_sentinel_watch_t *bm_sentinel_watch_new (zloop_t *loop, const char *sentinels, const char *name,

@@ -2,9 +2,10 @@
     sentinels on the caller's zloop, never blocking it.
 
     bm_sentinel_master's question and answers, one sentinel at a time: a
-    host name resolved on a thread of its own (bm_resolve), a non-blocking
-    connect, SENTINEL get-master-addr-by-name, and a deadline (a zloop
-    timer) for the name, and one for the connect and answer.  A sentinel that refuses, closes, does not
+    host name resolved off the loop (bm_resolve_zloop, given up on after
+    BM_RESOLVE_WAIT_MS), a non-blocking connect, SENTINEL
+    get-master-addr-by-name, and a deadline (a zloop timer) for the
+    connect and answer.  A sentinel that refuses, closes, does not
     know the master or stays silent past the deadline hands over to the
     next one; the loop goes on serving everything else meanwhile.  The
     owner's callback always runs from a timer of ours, never from inside a
@@ -15,14 +16,9 @@
 #include "bm_endpoints.h"
 #include "bm_redis_zloop.h"
 #include "bm_resolve.h"
+#include "bm_resolve_zloop.h"
 
 #include <hiredis/async.h>
-
-//  A sentinel's name that takes longer to resolve is given up on for this
-//  lookup (its resolution may go on, on its thread, until the resolver's
-//  own timeout): a DNS server that is only slow answers a later lookup
-//  from its cache.  The broker's store gives its Redis host's name as long.
-#define S_RESOLVE_MS    3000
 
 struct _bm_sentinel_lookup_t {
     zloop_t *loop;
@@ -35,12 +31,10 @@ struct _bm_sentinel_lookup_t {
     size_t asked;               //  Sentinels asked so far in this lookup
     char sentinel [300];        //  The one being asked (host:port)
     int sentinel_port;          //  Its port
-    bm_resolve_t *resolve;      //  Its host name being resolved, or NULL
-    zmq_pollitem_t resolve_item;//  Our poller on the resolver's descriptor
+    bm_resolve_zloop_t *resolver;   //  Resolves its host name
     redisAsyncContext *ac;      //  Connection to it, or NULL
     bm_redis_zloop_t io;        //  Drives ac from the loop
-    int timer;                  //  The sentinel's deadline (or its name's), or the
-                                //  next step, or -1
+    int timer;                  //  The sentinel's deadline, or the next step, or -1
     bool busy;                  //  A lookup is in progress
     bool done;                  //  ... and has its outcome, told at the next step
     int rc;                     //  The outcome: 0 (host, port) or -1 (why)
@@ -142,17 +136,6 @@ s_deadline (bm_sentinel_lookup_t *self, int ms)
     self->timer = zloop_timer (self->loop, (size_t) ms, 1, s_on_timer, self);
 }
 
-//  Stop waiting for the resolution in flight, if any (it may finish on
-//  its thread: bm_resolve_destroy never blocks).
-static void
-s_resolve_end (bm_sentinel_lookup_t *self)
-{
-    if (self->resolve) {
-        zloop_poller_end (self->loop, &self->resolve_item);
-        bm_resolve_destroy (&self->resolve);
-    }
-}
-
 //  Connect to the current sentinel at addr (numeric) and ask it: 0, or
 //  -1 with why set when the connect failed at once (a loopback connect is
 //  refused at once).
@@ -177,23 +160,16 @@ s_ask (bm_sentinel_lookup_t *self, const char *addr)
     return 0;
 }
 
-//  The resolver answered: ask the sentinel at that address, or the next.
-static int
-s_on_resolved (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+//  The sentinel's name resolved (ask it at that address), or not (ask
+//  the next).
+static void
+s_on_resolved (int rc, const char *addr, const char *why, void *arg)
 {
-    (void) loop; (void) item;
     bm_sentinel_lookup_t *self = (bm_sentinel_lookup_t *) arg;
-    char addr [64], why [256];
-    int rc = self->resolve
-           ? bm_resolve_result (self->resolve, addr, sizeof addr, why, sizeof why) : 1;
-    if (rc == 1)
-        return 0;               //  Not yet (or no longer ours)
-    s_resolve_end (self);
     if (rc)
         snprintf (self->why, sizeof self->why, "sentinel %s: %s", self->sentinel, why);
     if (rc || s_ask (self, addr))
         s_ask_next (self);
-    return 0;
 }
 
 //  Ask the next sentinel of the list; after the last, the lookup failed.
@@ -218,19 +194,8 @@ s_ask_next (bm_sentinel_lookup_t *self)
         //  hiredis would resolve a name in the loop's thread, for as long
         //  as the resolver waits.
         char why [256];
-        self->resolve = bm_resolve_new (host, why, sizeof why);
-        if (self->resolve) {
-            self->resolve_item = (zmq_pollitem_t) { NULL, bm_resolve_fd (self->resolve),
-                                                    ZMQ_POLLIN, 0 };
-            if (zloop_poller (self->loop, &self->resolve_item, s_on_resolved, self) == 0) {
-                //  The pipe's hang-up comes with its byte: not an error.
-                zloop_poller_set_tolerant (self->loop, &self->resolve_item);
-                s_deadline (self, S_RESOLVE_MS);
-                return;
-            }
-            bm_resolve_destroy (&self->resolve);
-            snprintf (why, sizeof why, "cannot poll the resolver");
-        }
+        if (bm_resolve_zloop_start (self->resolver, host, why, sizeof why) == 0)
+            return;             //  On to s_on_resolved
         snprintf (self->why, sizeof self->why, "sentinel %s: %s", self->sentinel, why);
     }
     s_finish (self, -1);
@@ -242,13 +207,6 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
     (void) loop; (void) timer_id;
     bm_sentinel_lookup_t *self = (bm_sentinel_lookup_t *) arg;
     self->timer = -1;
-    if (self->resolve) {
-        snprintf (self->why, sizeof self->why, "sentinel %s: name not resolved within %d ms",
-                  self->sentinel, S_RESOLVE_MS);
-        s_resolve_end (self);
-        s_ask_next (self);
-    }
-    else
     if (self->ac) {
         //  The sentinel's deadline: connected or not, it has not answered
         //  (frozen, or behind a partition that keeps the connection open).
@@ -285,6 +243,7 @@ bm_sentinel_lookup_new (zloop_t *loop, const char *sentinels, const char *name, 
     self->fn = fn;
     self->arg = arg;
     self->timer = -1;
+    self->resolver = bm_resolve_zloop_new (loop, BM_RESOLVE_WAIT_MS, s_on_resolved, self);
     bm_redis_zloop_init (&self->io, loop, &self->ac, NULL, NULL);
     if (!self->sentinels || !self->name)
         bm_sentinel_lookup_destroy (&self);
@@ -298,7 +257,7 @@ bm_sentinel_lookup_destroy (bm_sentinel_lookup_t **self_p)
         bm_sentinel_lookup_t *self = *self_p;
         if (self->timer != -1)
             zloop_timer_end (self->loop, self->timer);
-        s_resolve_end (self);
+        bm_resolve_zloop_destroy (&self->resolver);
         s_release (self);
         bm_endpoints_destroy (&self->list);
         free (self->sentinels);
@@ -315,7 +274,7 @@ bm_sentinel_lookup_start (bm_sentinel_lookup_t *self)
         zloop_timer_end (self->loop, self->timer);
         self->timer = -1;
     }
-    s_resolve_end (self);
+    bm_resolve_zloop_cancel (self->resolver);
     s_release (self);
     //  From the first sentinel each time, as bm_sentinel_master asks.
     bm_endpoints_destroy (&self->list);

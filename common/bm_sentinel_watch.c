@@ -6,11 +6,16 @@
     connection open) would go unnoticed, and its switches with it.  So
     every S_CHECK_MS the subscription is asked again (SUBSCRIBE of the same
     channel, which a live sentinel confirms at once); no confirmation
-    within S_SUBSCRIBE_MS and the next sentinel is tried.  */
+    within S_SUBSCRIBE_MS and the next sentinel is tried.  A sentinel named
+    by host name is resolved off the loop first (bm_resolve_zloop), given
+    up on after BM_RESOLVE_WAIT_MS: hiredis would resolve it in the loop's
+    thread, for as long as the resolver waits.  */
 #include "bm_sentinel.h"
 #include "bm_endpoints.h"
 #include "bm_log.h"
 #include "bm_redis_zloop.h"
+#include "bm_resolve.h"
+#include "bm_resolve_zloop.h"
 
 #include <hiredis/async.h>
 
@@ -25,6 +30,8 @@ struct _bm_sentinel_watch_t {
     char *name;                 //  The master watched
     bm_sentinel_switch_fn *fn;
     void *arg;
+    bm_resolve_zloop_t *resolver;   //  Resolves the current sentinel's host name
+    int port;                   //  The current sentinel's port
     redisAsyncContext *ac;      //  Connection to the current sentinel, or NULL
     bm_redis_zloop_t io;        //  Drives ac from the loop
     int timer;                  //  Reconnect or subscribe deadline, or -1
@@ -39,6 +46,19 @@ static void s_connect (bm_sentinel_watch_t *self);
 
 //  --------------------------------------------------------------------------
 //  Connection life
+
+static int s_on_timer (zloop_t *loop, int timer_id, void *arg);
+
+//  Move on to the next sentinel, connected to after the backoff, which
+//  doubles for the time after.
+static void
+s_next_later (bm_sentinel_watch_t *self)
+{
+    bm_endpoints_next (self->list, false);
+    self->timer = zloop_timer (self->loop, self->backoff_ms, 1, s_on_timer, self);
+    self->backoff_ms = self->backoff_ms * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS
+                                                              : self->backoff_ms * 2;
+}
 
 static int
 s_on_timer (zloop_t *loop, int timer_id, void *arg)
@@ -65,10 +85,7 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
         self->down_logged = true;
         self->subscribed = false;
         self->confirming = false;
-        bm_endpoints_next (self->list, false);
-        self->timer = zloop_timer (self->loop, self->backoff_ms, 1, s_on_timer, self);
-        self->backoff_ms = self->backoff_ms * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS
-                                                                  : self->backoff_ms * 2;
+        s_next_later (self);
     }
     else
         s_connect (self);
@@ -92,10 +109,7 @@ s_lost (bm_sentinel_watch_t *self, const char *why)
         bm_warn (NULL, "sentinel %s: +switch-master subscription lost (%s); trying the next "
                  "sentinel with backoff", which, why);
     self->down_logged = true;
-    bm_endpoints_next (self->list, false);
-    self->timer = zloop_timer (self->loop, self->backoff_ms, 1, s_on_timer, self);
-    self->backoff_ms = self->backoff_ms * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS
-                                                              : self->backoff_ms * 2;
+    s_next_later (self);
 }
 
 static void
@@ -175,26 +189,27 @@ s_on_message (redisAsyncContext *ac, void *r, void *privdata)
     self->fn (&sw, self->arg);
 }
 
+//  The current sentinel cannot be reached (why): the next one after the
+//  backoff.
 static void
-s_connect (bm_sentinel_watch_t *self)
+s_cannot_connect (bm_sentinel_watch_t *self, const char *why)
 {
-    const char *one = bm_endpoints_current (self->list);
-    char host [256];
-    int port;
-    redisAsyncContext *ac = NULL;
-    if (bm_sentinel_parse_addr (one, strlen (one), host, sizeof host, &port) == 0)
-        ac = redisAsyncConnect (host, port);
+    if (!self->down_logged)
+        bm_warn (NULL, "sentinel %s: cannot connect (%s); trying the next sentinel with "
+                 "backoff", bm_endpoints_current (self->list), why);
+    self->down_logged = true;
+    s_next_later (self);
+}
+
+//  Connect to the current sentinel at addr (numeric) and subscribe.
+static void
+s_connect_to (bm_sentinel_watch_t *self, const char *addr)
+{
+    redisAsyncContext *ac = redisAsyncConnect (addr, self->port);
     if (!ac || ac->err) {
-        if (!self->down_logged)
-            bm_warn (NULL, "sentinel %s: cannot connect (%s); trying the next sentinel with "
-                     "backoff", one, ac ? ac->errstr : "not host:port, or out of memory");
-        self->down_logged = true;
+        s_cannot_connect (self, ac ? ac->errstr : "out of memory");
         if (ac)
             redisAsyncFree (ac);
-        bm_endpoints_next (self->list, false);
-        self->timer = zloop_timer (self->loop, self->backoff_ms, 1, s_on_timer, self);
-        self->backoff_ms = self->backoff_ms * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS
-                                                                  : self->backoff_ms * 2;
         return;
     }
     ac->data = self;
@@ -206,6 +221,33 @@ s_connect (bm_sentinel_watch_t *self)
     //  A sentinel that neither answers nor refuses (a partition) is
     //  dropped after S_SUBSCRIBE_MS.
     self->timer = zloop_timer (self->loop, S_SUBSCRIBE_MS, 1, s_on_timer, self);
+}
+
+//  The current sentinel's name resolved (connect to it), or not (the next).
+static void
+s_on_resolved (int rc, const char *addr, const char *why, void *arg)
+{
+    bm_sentinel_watch_t *self = (bm_sentinel_watch_t *) arg;
+    if (rc == 0)
+        s_connect_to (self, addr);
+    else
+        s_cannot_connect (self, why);
+}
+
+//  Connect to the current sentinel; a host name is resolved first.
+static void
+s_connect (bm_sentinel_watch_t *self)
+{
+    const char *one = bm_endpoints_current (self->list);
+    char host [256], why [256];
+    if (bm_sentinel_parse_addr (one, strlen (one), host, sizeof host, &self->port))
+        s_cannot_connect (self, "not host:port");
+    else
+    if (bm_resolve_numeric (host))
+        s_connect_to (self, host);
+    else
+    if (bm_resolve_zloop_start (self->resolver, host, why, sizeof why))
+        s_cannot_connect (self, why);
 }
 
 //  Every S_CHECK_MS: a subscribed sentinel confirms its subscription again.
@@ -282,6 +324,7 @@ bm_sentinel_watch_new (zloop_t *loop, const char *sentinels, const char *name,
         return NULL;
     bm_sentinel_watch_t *self = (bm_sentinel_watch_t *) zmalloc (sizeof (bm_sentinel_watch_t));
     self->loop = loop;
+    self->resolver = bm_resolve_zloop_new (loop, BM_RESOLVE_WAIT_MS, s_on_resolved, self);
     bm_redis_zloop_init (&self->io, loop, &self->ac, NULL, NULL);
     self->list = list;
     self->name = strdup (name ? name : BM_SENTINEL_DEFAULT_MASTER);
@@ -303,6 +346,7 @@ bm_sentinel_watch_destroy (bm_sentinel_watch_t **self_p)
             zloop_timer_end (self->loop, self->timer);
         if (self->check_timer != -1)
             zloop_timer_end (self->loop, self->check_timer);
+        bm_resolve_zloop_destroy (&self->resolver);
         if (self->ac) {
             redisAsyncContext *ac = self->ac;
             self->ac = NULL;

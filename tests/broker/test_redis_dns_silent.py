@@ -41,12 +41,13 @@ MEASURE_S = 8.0
 
 
 class SilentDns:
-    """A DNS server on 127.0.0.1:53 that reads every query and answers
-    none; counts them."""
+    """A DNS server on addr:53 that reads every query and answers none;
+    counts them."""
 
-    def __init__(self):
+    def __init__(self, addr):
+        self.addr = addr
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 53))
+        self.sock.bind((addr, 53))
         self.sock.settimeout(0.2)
         self.queries = 0
         self.running = True
@@ -67,16 +68,53 @@ class SilentDns:
         self.sock.close()
 
 
-def spawn_broker(s, name, files, port):
-    """A broker in its own namespace, with the test's hosts, resolv.conf
-    and nsswitch.conf."""
-    env = dict(s.env, REDIS_URL="redis://%s:%d/0" % (NAME, s.redis_port),
-               BROKER_ENDPOINT="tcp://127.0.0.1:%d" % port, BROKER_METRICS_PORT="-1",
-               HEARTBEAT_INTERVAL_MS=str(INTERVAL_MS))
+def silent_dns_or_skip(addr="127.0.0.1"):
+    """The silent DNS server on addr (a test of its own on each, so that
+    they may run at once), or exit 77 (skipped) where this machine has no
+    user and mount namespaces or port 53 cannot be bound."""
+    probe = subprocess.run(["unshare", "-Urm", "true"], capture_output=True)
+    if probe.returncode != 0:
+        print("SKIP: no user and mount namespaces here (unshare -Urm: %s)" % probe.stderr.decode().strip())
+        sys.exit(77)
+    try:
+        return SilentDns(addr)
+    except OSError as e:
+        print("SKIP: cannot bind a DNS server on %s:53 (%s)" % (addr, e))
+        sys.exit(77)
+
+
+def resolver_files(s, dns):
+    """The hosts (this host's), resolv.conf (the silent server, which a
+    resolver asks for 3 s, twice) and nsswitch.conf (files, then DNS) the
+    namespaces use, written in the test's directory."""
+    files = {k: os.path.join(s.dir, k) for k in ("hosts", "resolv", "nsswitch")}
+    with open("/etc/hosts") as f, open(files["hosts"], "w") as out:
+        out.write(f.read())
+    with open(files["resolv"], "w") as out:
+        out.write("nameserver %s\noptions timeout:3 attempts:2\n" % dns.addr)
+    with open(files["nsswitch"], "w") as out:
+        out.write("hosts: files dns\n")
+    return files
+
+
+def spawn_resolving(s, name, files, binary, env):
+    """binary (botmesh-broker, botmesh-gateway) in a user and mount
+    namespace of its own, with the test's hosts, resolv.conf and
+    nsswitch.conf."""
     script = ('mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/resolv.conf'
               ' && mount --bind "$2" /etc/nsswitch.conf && exec "$3"')
     return s.spawn(name, ["unshare", "-Urm", "sh", "-c", script, files["hosts"],
-                          files["resolv"], files["nsswitch"], s.bin("botmesh-broker")], env)
+                          files["resolv"], files["nsswitch"], s.bin(binary)], env)
+
+
+def spawn_broker(s, name, files, port, env=None):
+    """A broker resolving through the silent server (REDIS_URL names
+    NAME unless env says otherwise)."""
+    e = dict(s.env, REDIS_URL="redis://%s:%d/0" % (NAME, s.redis_port),
+             BROKER_ENDPOINT="tcp://127.0.0.1:%d" % port, BROKER_METRICS_PORT="-1",
+             HEARTBEAT_INTERVAL_MS=str(INTERVAL_MS))
+    e.update(env or {})
+    return spawn_resolving(s, name, files, "botmesh-broker", e)
 
 
 def measure(endpoint, seconds, interval_ms=INTERVAL_MS, ping_every=0.1, pipelined=False):
@@ -126,26 +164,40 @@ def measure(endpoint, seconds, interval_ms=INTERVAL_MS, ping_every=0.1, pipeline
     return worst_ping * 1000, worst_gap * 1000, answered
 
 
+def check_serving(endpoint, broker, dns, name):
+    """For MEASURE_S, while the broker cannot resolve name: every PING
+    answered within LATE_MS, and its HEARTBEATs kept coming."""
+    worst_ping, worst_gap, answered = measure(endpoint, MEASURE_S)
+    h.log("over %.0f s: %d PINGs answered, the slowest in %.0f ms; the broker's "
+          "heartbeats at most %.0f ms apart; %d DNS queries swallowed"
+          % (MEASURE_S, answered, worst_ping, worst_gap, dns.queries))
+    h.check(dns.queries > 0, "the broker asked the silent DNS server for %s" % name)
+    h.check(worst_ping < LATE_MS, "every PING answered within %d ms" % LATE_MS,
+            "%.0f ms" % worst_ping, broker.output()[-1500:])
+    h.check(worst_gap < INTERVAL_MS + LATE_MS,
+            "the broker's heartbeats kept coming, every %d ms" % INTERVAL_MS,
+            "%.0f ms gap" % worst_gap)
+
+
+def check_quick_stop(proc, who):
+    """SIGTERM to proc, resolving a name meanwhile: it exits at once (well
+    before the resolver's 6 s would end) and cleanly (rc 0)."""
+    t0 = time.monotonic()
+    proc.signal(signal.SIGTERM)
+    h.wait_until(lambda: not proc.alive(), 15, "%s to exit on SIGTERM" % who)
+    took = time.monotonic() - t0
+    h.log("%s exited %.0f ms after SIGTERM, rc %s" % (who, took * 1000, proc.p.returncode))
+    h.check(proc.p.returncode == 0 and took < 3,
+            "at once (< 3 s, well before the resolver would give up) and cleanly (rc 0)",
+            proc.output()[-1500:])
+
+
 def test():
-    probe = subprocess.run(["unshare", "-Urm", "true"], capture_output=True)
-    if probe.returncode != 0:
-        print("SKIP: no user and mount namespaces here (unshare -Urm: %s)" % probe.stderr.decode().strip())
-        sys.exit(77)
-    try:
-        dns = SilentDns()
-    except OSError as e:
-        print("SKIP: cannot bind a DNS server on 127.0.0.1:53 (%s)" % e)
-        sys.exit(77)
+    dns = silent_dns_or_skip()
     try:
         with h.Stack("redis-dns-silent") as s:
             s.redis()
-            files = {k: os.path.join(s.dir, k) for k in ("hosts", "resolv", "nsswitch")}
-            with open("/etc/hosts") as f, open(files["hosts"], "w") as out:
-                out.write(f.read())
-            with open(files["resolv"], "w") as out:
-                out.write("nameserver 127.0.0.1\noptions timeout:3 attempts:2\n")
-            with open(files["nsswitch"], "w") as out:
-                out.write("hosts: files dns\n")
+            files = resolver_files(s, dns)
 
             port = h.free_port()
             broker = spawn_broker(s, "broker", files, port)
@@ -153,16 +205,7 @@ def test():
             s.endpoint = "tcp://127.0.0.1:%d" % port
             s.wait_ping()
 
-            worst_ping, worst_gap, answered = measure(s.endpoint, MEASURE_S)
-            h.log("over %.0f s: %d PINGs answered, the slowest in %.0f ms; the broker's "
-                  "heartbeats at most %.0f ms apart; %d DNS queries swallowed"
-                  % (MEASURE_S, answered, worst_ping, worst_gap, dns.queries))
-            h.check(dns.queries > 0, "the broker asked the silent DNS server for %s" % NAME)
-            h.check(worst_ping < LATE_MS, "every PING answered within %d ms" % LATE_MS,
-                    "%.0f ms" % worst_ping, broker.output()[-1500:])
-            h.check(worst_gap < INTERVAL_MS + LATE_MS,
-                    "the broker's heartbeats kept coming, every %d ms" % INTERVAL_MS,
-                    "%.0f ms gap" % worst_gap)
+            check_serving(s.endpoint, broker, dns, NAME)
             lines = [l for l in broker.output().splitlines() if NAME in l and " ERROR " in l]
             h.log("the broker said:", *lines)
             h.check(len(lines) == 1 and "name not resolved after" in lines[0]
@@ -177,16 +220,7 @@ def test():
             # before it is given up on.
             h.check("not resolved" not in other.output(),
                     "the second broker is still resolving %s" % NAME, other.output()[-1500:])
-            t0 = time.monotonic()
-            other.signal(signal.SIGTERM)
-            h.wait_until(lambda: not other.alive(), 5, "the second broker to exit on SIGTERM")
-            took = time.monotonic() - t0
-            h.log("the second broker exited %.0f ms after SIGTERM, rc %s"
-                  % (took * 1000, other.p.returncode))
-            # (Waiting for the resolution would take the resolver's 6 s.)
-            h.check(other.p.returncode == 0 and took < 3,
-                    "at once (< 3 s, well before the resolver would give up) and cleanly (rc 0)",
-                    other.output()[-1500:])
+            check_quick_stop(other, "the second broker")
 
             # The name appears: the broker connects without being told.
             with open(files["hosts"], "a") as out:
