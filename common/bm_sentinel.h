@@ -59,9 +59,10 @@ bm_sentinel_lookup_t *bm_sentinel_lookup_new (zloop_t *loop, const char *sentine
 void bm_sentinel_lookup_destroy (bm_sentinel_lookup_t **self_p);
 
 //  Start a lookup from the first sentinel; one in progress is dropped (its
-//  fn is not called) and the question asked again.  fn may run before this
-//  returns (every sentinel refused the connect at once).  fn must not
-//  destroy the lookup; it may start the next one.
+//  fn is not called) and the question asked again.  fn never runs before
+//  this returns (it runs from a timer of the lookup's, even when every
+//  sentinel refused the connect at once); it may start the next lookup or
+//  destroy this one.
 void bm_sentinel_lookup_start (bm_sentinel_lookup_t *self);
 
 //  True while a lookup is in progress.
