@@ -134,6 +134,7 @@ bm_job_reset_outcome (bm_job_t *job)
     job->exit_code = 0;
     bm_job_set_error (job, NULL, NULL);
     bm_job_set_result (job, NULL, 0);
+    job->counted = false;
 }
 
 //  A job that goes back to waiting (queued or delayed) sheds the fields of
@@ -255,11 +256,14 @@ s_first_after (const bm_joblist_t *list, int64_t at, bool by_end)
 //  jobs by creation, the finished ones by end, and the first of its webhook
 //  state's list (it reached that state before it left).  It pushes no job
 //  out: beyond KEEP_FINISHED_JOBS it is the oldest, the one to go once its
-//  action no longer holds it (bm_job_expire).
+//  action no longer holds it (bm_job_expire).  Its outcome was counted by
+//  the broker that finished it (this one or an earlier one): a REDELIVER's
+//  rewrite of its record does not count it again.
 void
 bm_job_restore (bm_broker_t *self, bm_job_t *job)
 {
     assert (!bm_job_is_delivery (job) && bm_job_terminal (job));
+    job->counted = true;
     bm_jobtab_insert (self->jobs, job);
     bm_joblist_insert (&self->recent, job, s_first_after (&self->recent, job->created_at, false));
     bm_joblist_insert (&self->finished, job, s_first_after (&self->finished, job->finished_at, true));

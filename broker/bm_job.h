@@ -125,6 +125,10 @@ struct _bm_job_t {
     bm_notify_t *notify;        //  Client to send RESULT to, or NULL
     bool durable;               //  Redis confirmed the SUBMIT write
     bool confirming;            //  Terminal write sent, not yet confirmed
+    bool counted;               //  Its terminal outcome is counted (totals,
+                                //  bot_executions_total, retention by
+                                //  count): once a run, not again when a
+                                //  REDELIVER rewrites its record
     bm_joblink_t links [BM_JOBLISTS];   //  Its places in the lists of jobs
 };
 
@@ -144,7 +148,7 @@ void bm_job_set_error (bm_job_t *self, const char *code, const char *message);
 //  Its result: msgpack bytes the job takes over (NULL: none).
 void bm_job_set_result (bm_job_t *self, char *result, size_t size);
 //  Forget the last run's outcome before the job runs again (RETRY):
-//  attempts, progress, times, error and result.
+//  attempts, progress, times, error and result; the next outcome counts.
 void bm_job_reset_outcome (bm_job_t *self);
 //  Back to waiting: progress, startedAt and worker go (the worker's name
 //  to last_worker).  True if anything changed.

@@ -386,43 +386,56 @@ bm_jobstore_persist_webhook (bm_broker_t *self, const char *job_id, const char *
     bm_jobstore_issue (self, &cmd, true, NULL, NULL);
 }
 
+//  A terminal job's outcome into its type's and the broker's counts, and
+//  retention by count.
+static void
+s_count_outcome (bm_broker_t *self, bm_job_t *job, bool client_job)
+{
+    bm_service_t *service = job->service;
+    if (job->state == JOB_COMPLETED) {
+        service->completed++;
+        self->completed += client_job;
+        bm_series_inc (service->m_completed);
+    }
+    else
+    if (job->state == JOB_FAILED) {
+        service->failed++;
+        self->failed += client_job;
+        bm_series_inc (service->m_failed);
+    }
+    else {
+        service->cancelled++;
+        self->cancelled += client_job;
+        bm_series_inc (service->m_cancelled);
+    }
+    if (!client_job) {
+        if (job->state == JOB_COMPLETED)
+            self->wh_delivered++;
+        else
+            self->wh_failed++;
+    }
+}
+
 //  The terminal state is in Redis (or there is no Redis): now the job
-//  counts.  job is NULL when it was forgotten meanwhile.
+//  counts, once a run: a REDELIVER writes the record again, and that
+//  confirmation only releases the delivery.  job is NULL when it was
+//  forgotten meanwhile.
 static void
 s_terminal_confirmed (bm_broker_t *self, bm_job_t *job)
 {
     if (job)
         job->confirming = false;
     if (job && bm_job_terminal (job)) {
-        bm_service_t *service = job->service;
         //  Totals count the jobs clients submitted; webhook deliveries
         //  count under their own type.
         bool client_job = !bm_job_is_delivery (job);
-        if (job->state == JOB_COMPLETED) {
-            service->completed++;
-            self->completed += client_job;
-            bm_series_inc (service->m_completed);
-        }
-        else
-        if (job->state == JOB_FAILED) {
-            service->failed++;
-            self->failed += client_job;
-            bm_series_inc (service->m_failed);
-        }
-        else {
-            service->cancelled++;
-            self->cancelled += client_job;
-            bm_series_inc (service->m_cancelled);
-        }
-        if (bm_job_is_delivery (job)) {
-            if (job->state == JOB_COMPLETED)
-                self->wh_delivered++;
-            else
-                self->wh_failed++;
-        }
+        bool first = !job->counted;
+        job->counted = true;
+        if (first)
+            s_count_outcome (self, job, client_job);
         if (job->notify)
             bm_job_send_result (self, job);
-        if (client_job)
+        if (client_job && first)
             bm_control_retain (self, job);
         if (client_job && job->deliveries)
             bm_delivery_release (self, job);
