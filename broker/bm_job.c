@@ -135,6 +135,7 @@ bm_job_reset_outcome (bm_job_t *job)
     bm_job_set_error (job, NULL, NULL);
     bm_job_set_result (job, NULL, 0);
     job->counted = false;
+    job->outcome_gen++;
 }
 
 //  A job that goes back to waiting (queued or delayed) sheds the fields of

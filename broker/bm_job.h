@@ -128,7 +128,12 @@ struct _bm_job_t {
     bool counted;               //  Its terminal outcome is counted (totals,
                                 //  bot_executions_total, retention by
                                 //  count): once a run, not again when a
-                                //  REDELIVER rewrites its record
+                                //  REDELIVER rewrites its record; set as
+                                //  the terminal write goes out, which
+                                //  counts it once confirmed
+    uint32_t outcome_gen;       //  Which outcome: RETRY starts another, so
+                                //  that a confirmation of the one before
+                                //  counts that one, not the new run's
     bm_joblink_t links [BM_JOBLISTS];   //  Its places in the lists of jobs
 };
 

@@ -10,7 +10,8 @@
 static void
 s_on_terminal_durable (redisReply *reply, void *arg);
 static void
-s_terminal_confirmed (bm_broker_t *self, bm_job_t *job);
+s_terminal_confirmed (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
+                      uint32_t outcome_gen, bool count);
 
 static void
 s_arg (bm_cmd_t *cmd, const char *data, size_t len)
@@ -315,9 +316,14 @@ bm_jobstore_persist_state (bm_broker_t *self, bm_job_t *job)
     s_persist_run (self, job, false, NULL, NULL);
 }
 
+//  A terminal write waiting for Redis: the outcome it carries, and whether
+//  its confirmation counts that outcome (the first write of a run's).
 typedef struct {
     bm_broker_t *broker;
     char id [BM_MAX_ID_LEN + 16];
+    bm_job_state_t state;
+    uint32_t outcome_gen;
+    bool count;
 } s_job_ref_t;
 
 //  Terminal: the whole outcome (with the webhook state of a delivery just
@@ -332,15 +338,22 @@ void
 bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job)
 {
     job->confirming = true;
+    //  The outcome is counted by the confirmation of this write, even when
+    //  a RETRY overtakes it; a later rewrite (REDELIVER) counts nothing.
+    bool count = !job->counted;
+    job->counted = true;
     if (!self->store) {
         //  Nothing to wait for: counted (and RESULT sent) now, without a
         //  reference to look the job up by.
-        s_terminal_confirmed (self, job);
+        s_terminal_confirmed (self, job, job->state, job->outcome_gen, count);
         return;
     }
     s_job_ref_t *ref = (s_job_ref_t *) zmalloc (sizeof (s_job_ref_t));
     ref->broker = self;
     bm_id_copy (ref->id, sizeof ref->id, job->id);
+    ref->state = job->state;
+    ref->outcome_gen = job->outcome_gen;
+    ref->count = count;
     bm_cmd_t cmd;
     if (bm_job_is_delivery (job)) {
         bm_cmd_start (self, &cmd, "DEL", "job:", job->id);
@@ -386,19 +399,21 @@ bm_jobstore_persist_webhook (bm_broker_t *self, const char *job_id, const char *
     bm_jobstore_issue (self, &cmd, true, NULL, NULL);
 }
 
-//  A terminal job's outcome into its type's and the broker's counts, and
-//  retention by count.
+//  An outcome into its job's type's and the broker's counts.
 static void
-s_count_outcome (bm_broker_t *self, bm_job_t *job, bool client_job)
+s_count_outcome (bm_broker_t *self, bm_job_t *job, bm_job_state_t state)
 {
+    //  Totals count the jobs clients submitted; webhook deliveries count
+    //  under their own type.
+    bool client_job = !bm_job_is_delivery (job);
     bm_service_t *service = job->service;
-    if (job->state == JOB_COMPLETED) {
+    if (state == JOB_COMPLETED) {
         service->completed++;
         self->completed += client_job;
         bm_series_inc (service->m_completed);
     }
     else
-    if (job->state == JOB_FAILED) {
+    if (state == JOB_FAILED) {
         service->failed++;
         self->failed += client_job;
         bm_series_inc (service->m_failed);
@@ -409,33 +424,37 @@ s_count_outcome (bm_broker_t *self, bm_job_t *job, bool client_job)
         bm_series_inc (service->m_cancelled);
     }
     if (!client_job) {
-        if (job->state == JOB_COMPLETED)
+        if (state == JOB_COMPLETED)
             self->wh_delivered++;
         else
             self->wh_failed++;
     }
 }
 
-//  The terminal state is in Redis (or there is no Redis): now the job
-//  counts, once a run: a REDELIVER writes the record again, and that
-//  confirmation only releases the delivery.  job is NULL when it was
-//  forgotten meanwhile.
+//  A terminal write of the job (state, of outcome outcome_gen) is in Redis
+//  (or there is no Redis): the outcome counts now if count (the run's
+//  first write: a REDELIVER writes the record again, and that confirmation
+//  only releases the delivery).  An outcome a RETRY overtook (the job
+//  queued or run again meanwhile) is counted all the same, and nothing
+//  else: the RESULT, retention and withheld deliveries belong to the
+//  job's current outcome, whose own write is confirmed later.  job is NULL
+//  when it was forgotten meanwhile.
 static void
-s_terminal_confirmed (bm_broker_t *self, bm_job_t *job)
+s_terminal_confirmed (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
+                      uint32_t outcome_gen, bool count)
 {
-    if (job)
-        job->confirming = false;
-    if (job && bm_job_terminal (job)) {
-        //  Totals count the jobs clients submitted; webhook deliveries
-        //  count under their own type.
+    if (!job)
+        return;
+    bool current = job->outcome_gen == outcome_gen;
+    if (current || !bm_job_terminal (job))
+        job->confirming = false;        //  No later terminal write pending
+    if (count)
+        s_count_outcome (self, job, state);
+    if (current && bm_job_terminal (job)) {
         bool client_job = !bm_job_is_delivery (job);
-        bool first = !job->counted;
-        job->counted = true;
-        if (first)
-            s_count_outcome (self, job, client_job);
         if (job->notify)
             bm_job_send_result (self, job);
-        if (client_job && first)
+        if (client_job && count)
             bm_control_retain (self, job);
         if (client_job && job->deliveries)
             bm_delivery_release (self, job);
@@ -448,7 +467,8 @@ s_on_terminal_durable (redisReply *reply, void *arg)
     s_job_ref_t *ref = (s_job_ref_t *) arg;
     if (!reply)
         bm_error (ref->id, "terminal state not confirmed by redis");
-    s_terminal_confirmed (ref->broker, (bm_job_t *) bm_jobtab_lookup (ref->broker->jobs, ref->id));
+    s_terminal_confirmed (ref->broker, (bm_job_t *) bm_jobtab_lookup (ref->broker->jobs, ref->id),
+                          ref->state, ref->outcome_gen, ref->count);
     free (ref);
 }
 

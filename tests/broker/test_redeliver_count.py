@@ -11,7 +11,6 @@ receiver; a fake python worker completes or fails each run on command.
 Counts: STATS types.python (what GET /stats shows) and the broker's
 bot_executions_total{bot_type="python",status=...} on its /metrics.
 """
-import re
 import harness as h
 from fakeworker import FakeWorker
 
@@ -29,14 +28,9 @@ def test():
         w = FakeWorker(s.endpoint, "fw", ["python"], 1)
         s.wait_workers(1, "python")
         hook = mock + "/hook"
-        metrics_url = "http://127.0.0.1:%d/metrics" % broker.metrics_port
 
         def executions(status):
-            code, _, body = h.http("GET", metrics_url)
-            h.check(code == 200, "broker /metrics answers", code)
-            m = re.search(r'^bot_executions_total\{bot_type="python",status="%s"\} (\d+)$' % status,
-                          body, re.M)
-            return int(m.group(1)) if m else 0
+            return h.executions(broker.metrics_port, "python", status)
 
         def check_counts(completed, failed, when):
             t = c.stats()["types"]["python"]

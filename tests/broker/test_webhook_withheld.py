@@ -48,9 +48,7 @@ def test():
             w.done(jid, ok=False, error={"code": "bot_failed", "message": "run failed"})
             h.wait_until(lambda: c.status(jid)["state"] == "failed", 5, "the job to fail in memory")
             h.check(c.status(jid + ".wh1") is not None, "its delivery exists, withheld", jid + ".wh1")
-            c.req += 1
-            retry_req = c.req
-            c.send(h.RETRY, {"jobId": jid, "req": retry_req})
+            retry_req = c.send_request(h.RETRY, {"jobId": jid})
             # Redis continues only once the broker has taken the RETRY (the
             # job queued again in its memory): a broker that read Redis's
             # answer first would confirm the failure and send its webhook
@@ -63,8 +61,7 @@ def test():
         finally:
             redis.signal(signal.SIGCONT)
         h.log("redis continued (SIGCONT)")
-        cmd, r = h.wait_until(lambda: (lambda a: a if a[1].get("req") == retry_req else None)(c.recv(10)),
-                              15, "the answer to RETRY")
+        cmd, r = c.reply_to(retry_req)
         h.check(cmd == h.ACCEPTED, "RETRY accepted: the job is queued again", r)
         h.wait_until(lambda: delivery_exists(s, jid), 10, "the withheld delivery's record in redis")
 

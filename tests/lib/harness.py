@@ -203,6 +203,16 @@ def wait_until(fn, timeout, what, interval=0.02):
     raise TestFailure("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
 
 
+def executions(metrics_port, bot_type, status):
+    """The broker's bot_executions_total{bot_type,status} on its /metrics
+    (0 before the series exists)."""
+    code, _, body = http("GET", "http://127.0.0.1:%d/metrics" % metrics_port)
+    check(code == 200, "broker /metrics answers", code)
+    m = re.search(r'^bot_executions_total\{bot_type="%s",status="%s"\} (\d+)$' % (bot_type, status),
+                  body, re.M)
+    return int(m.group(1)) if m else 0
+
+
 def wait_equal(fn, want, timeout, what, interval=0.05):
     """Poll fn until it returns want (a state that settles, such as a list
     the broker trims at its next tick); fail after timeout seconds showing
@@ -435,6 +445,18 @@ class Client:
                 continue
             if reply.get("req") == self.req:
                 return cmd_in, reply
+
+    def send_request(self, cmd, body=None):
+        """Send a command without waiting for its answer (reply_to takes
+        it); returns its req."""
+        self.req += 1
+        self.send(cmd, dict(body or {}, req=self.req))
+        return self.req
+
+    def reply_to(self, req, timeout=15):
+        """The answer (command, body) to the request sent with req."""
+        return wait_until(lambda: (lambda a: a if a[1].get("req") == req else None)(self.recv(timeout)),
+                          timeout, "the answer to request %d" % req)
 
     def submit(self, bot_type, payload=None, **opts):
         """Submit a job; returns its id, or raises with the REJECTED code."""

@@ -1,0 +1,68 @@
+"""A failure a RETRY overtakes is counted once: the job fails, Redis has
+not yet confirmed the failure's write when a RETRY queues the job again,
+and the confirmation, which arrives for a job no longer failed, counts the
+failure all the same.  The retried run's completion counts once more.
+
+Real redis and broker; a fake python worker fails or completes each run on
+command.  Redis is stopped (SIGSTOP: connected, answering nothing) from the
+failure's DONE until the broker has taken the RETRY, asked on a second
+connection so that the first keeps the RETRY's answer.  Counts: STATS
+types.python (what GET /stats shows) and the broker's
+bot_executions_total{bot_type="python",status=...} on its /metrics.
+"""
+import signal
+import harness as h
+from fakeworker import FakeWorker
+
+
+def test():
+    with h.Stack("retry-overtaken") as s:
+        redis = s.redis()
+        broker = s.broker(env={"HEARTBEAT_LIVENESS": "20"})
+        w = FakeWorker(s.endpoint, "fw", ["python"], 1)
+        s.wait_workers(1, "python")
+        c = s.client()
+
+        def counts():
+            """(STATS completed, failed, bot_executions_total completed, failed)"""
+            t = c.stats()["types"]["python"]
+            return (t["completed"], t["failed"],
+                    h.executions(broker.metrics_port, "python", "completed"),
+                    h.executions(broker.metrics_port, "python", "failed"))
+
+        jid = c.submit("python", {"n": 1}, attempts=1)
+        job = w.recv_job(5)
+        h.check(job and job["jobId"] == jid, "the job is dispatched to the fake worker", job)
+
+        redis.signal(signal.SIGSTOP)
+        h.log("redis stopped (SIGSTOP)")
+        try:
+            w.done(jid, ok=False, error={"code": "bot_failed", "message": "run failed"})
+            h.wait_until(lambda: c.status(jid)["state"] == "failed", 5, "the job to fail in memory")
+            h.check(counts() == (0, 0, 0, 0), "the failure is not counted before redis has it")
+            retry_req = c.send_request(h.RETRY, {"jobId": jid})
+            watcher = s.client()
+            h.wait_until(lambda: watcher.status(jid)["state"] != "failed", 5,
+                         "the broker to take the RETRY (the job no longer failed)")
+            h.check(watcher.status(jid)["state"] in ("queued", "running"),
+                    "the retried job runs again", watcher.status(jid))
+        finally:
+            redis.signal(signal.SIGCONT)
+        h.log("redis continued (SIGCONT)")
+        cmd, r = c.reply_to(retry_req)
+        h.check(cmd == h.ACCEPTED, "RETRY accepted: the job is queued again", r)
+        h.wait_equal(counts, (0, 1, 0, 1), 10, "the overtaken failure counted once redis confirms it: "
+                     "STATS python failed 1, bot_executions_total failed 1")
+
+        job = w.recv_job(10)
+        h.check(job and job["jobId"] == jid, "the retried run is dispatched to the fake worker", job)
+        w.done(jid, result={"done": True})
+        rec = c.wait(jid)
+        h.check(rec["state"] == "completed", "the retried run completes", rec)
+        h.wait_equal(counts, (1, 1, 1, 1), 10, "the retried run's completion counted: "
+                     "STATS python completed 1, failed 1, bot_executions_total the same")
+        w.close()
+
+
+if __name__ == "__main__":
+    h.main(test)
