@@ -274,7 +274,7 @@ s_on_state_load (redisReply *reply, void *arg)
     bm_broker_t *self = load->broker;
     const char *state = NULL;
     bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, load->id);
-    if (job)            //  Arrived meanwhile (a STATUS loaded it)
+    if (job)            //  Arrived meanwhile (a RETRY or REDELIVER restored it)
         state = bm_job_state_names [job->state];
     else
     if (reply && (job = bm_jobstore_job_from_hash (self, load->id, reply)) != NULL) {

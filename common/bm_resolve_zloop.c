@@ -50,8 +50,13 @@ s_on_readable (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 static int
 s_on_deadline (zloop_t *loop, int timer_id, void *arg)
 {
-    (void) loop; (void) timer_id;
+    (void) loop;
     bm_resolve_zloop_t *self = (bm_resolve_zloop_t *) arg;
+    //  zloop_timer_end only queues a timer's removal: one due in the same
+    //  pass still fires.  A deadline ended since (cancel, start again) is
+    //  not the one in force.
+    if (timer_id != self->timer)
+        return 0;
     self->timer = -1;
     s_end (self);
     char why [64];

@@ -41,6 +41,10 @@ bm_resolve_zloop_t *bm_resolve_zloop_new (zloop_t *loop, int timeout_ms,
                                           bm_resolve_zloop_fn *fn, void *arg);
 
 //  Drops a resolution in flight (its fn is not called).  Nulls *self_p.
+//  Not from a zloop timer handler while a resolution is in flight: zloop
+//  ends a timer only at the end of the pass, so a deadline due in the same
+//  pass would still fire on the freed object (from fn, a poller, or after
+//  the loop has ended, it is safe).
 void bm_resolve_zloop_destroy (bm_resolve_zloop_t **self_p);
 
 //  Start resolving host; one in flight is dropped first (its fn is not
