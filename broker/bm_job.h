@@ -124,7 +124,7 @@ struct _bm_job_t {
     char *parent;               //  For a delivery job: the job it delivers
     bm_notify_t *notify;        //  Client to send RESULT to, or NULL
     bool durable;               //  Redis confirmed the SUBMIT write
-    bool confirming;            //  Terminal write sent, not yet confirmed
+    uint16_t confirming;        //  Terminal writes sent, not yet confirmed
     bool counted;               //  Its terminal outcome is counted (totals,
                                 //  bot_executions_total, retention by
                                 //  count): once a run, not again when a

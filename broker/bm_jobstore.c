@@ -10,8 +10,9 @@
 static void
 s_on_terminal_durable (redisReply *reply, void *arg);
 static void
-s_terminal_confirmed (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
-                      uint32_t outcome_gen, bool count);
+s_terminal_confirmed (bm_broker_t *self, bm_job_t *job, uint32_t outcome_gen, bool count);
+static void
+s_count_outcome (bm_broker_t *self, bm_service_t *service, bool client_job, bm_job_state_t state);
 
 static void
 s_arg (bm_cmd_t *cmd, const char *data, size_t len)
@@ -317,13 +318,17 @@ bm_jobstore_persist_state (bm_broker_t *self, bm_job_t *job)
 }
 
 //  A terminal write waiting for Redis: the outcome it carries, and whether
-//  its confirmation counts that outcome (the first write of a run's).
+//  its confirmation counts that outcome (the first write of a run's).  The
+//  service (services outlive the store) and the kind of job are kept, so
+//  the outcome counts even when the job was removed meanwhile (a drain).
 typedef struct {
     bm_broker_t *broker;
     char id [BM_MAX_ID_LEN + 16];
     bm_job_state_t state;
     uint32_t outcome_gen;
     bool count;
+    bm_service_t *service;
+    bool client_job;
 } s_job_ref_t;
 
 //  Terminal: the whole outcome (with the webhook state of a delivery just
@@ -337,15 +342,19 @@ typedef struct {
 void
 bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job)
 {
-    job->confirming = true;
+    job->confirming++;
     //  The outcome is counted by the confirmation of this write, even when
-    //  a RETRY overtakes it; a later rewrite (REDELIVER) counts nothing.
+    //  a RETRY overtakes it or the job is removed meanwhile; a later
+    //  rewrite (REDELIVER) counts nothing.
     bool count = !job->counted;
     job->counted = true;
+    bool client_job = !bm_job_is_delivery (job);
     if (!self->store) {
         //  Nothing to wait for: counted (and RESULT sent) now, without a
         //  reference to look the job up by.
-        s_terminal_confirmed (self, job, job->state, job->outcome_gen, count);
+        if (count)
+            s_count_outcome (self, job->service, client_job, job->state);
+        s_terminal_confirmed (self, job, job->outcome_gen, count);
         return;
     }
     s_job_ref_t *ref = (s_job_ref_t *) zmalloc (sizeof (s_job_ref_t));
@@ -354,6 +363,8 @@ bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job)
     ref->state = job->state;
     ref->outcome_gen = job->outcome_gen;
     ref->count = count;
+    ref->service = job->service;
+    ref->client_job = client_job;
     bm_cmd_t cmd;
     if (bm_job_is_delivery (job)) {
         bm_cmd_start (self, &cmd, "DEL", "job:", job->id);
@@ -401,12 +412,10 @@ bm_jobstore_persist_webhook (bm_broker_t *self, const char *job_id, const char *
 
 //  An outcome into its job's type's and the broker's counts.
 static void
-s_count_outcome (bm_broker_t *self, bm_job_t *job, bm_job_state_t state)
+s_count_outcome (bm_broker_t *self, bm_service_t *service, bool client_job, bm_job_state_t state)
 {
     //  Totals count the jobs clients submitted; webhook deliveries count
     //  under their own type.
-    bool client_job = !bm_job_is_delivery (job);
-    bm_service_t *service = job->service;
     if (state == JOB_COMPLETED) {
         service->completed++;
         self->completed += client_job;
@@ -431,25 +440,22 @@ s_count_outcome (bm_broker_t *self, bm_job_t *job, bm_job_state_t state)
     }
 }
 
-//  A terminal write of the job (state, of outcome outcome_gen) is in Redis
-//  (or there is no Redis): the outcome counts now if count (the run's
+//  A terminal write of the job (of outcome outcome_gen) is in Redis (or
+//  there is no Redis), its outcome counted already if count (the run's
 //  first write: a REDELIVER writes the record again, and that confirmation
 //  only releases the delivery).  An outcome a RETRY overtook (the job
-//  queued or run again meanwhile) is counted all the same, and nothing
-//  else: the RESULT, retention and withheld deliveries belong to the
-//  job's current outcome, whose own write is confirmed later.  job is NULL
-//  when it was forgotten meanwhile.
+//  queued or run again meanwhile) is counted, and nothing else: the
+//  RESULT, retention and withheld deliveries belong to the job's current
+//  outcome, whose own write is confirmed later.  job is NULL when it was
+//  forgotten meanwhile.
 static void
-s_terminal_confirmed (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
-                      uint32_t outcome_gen, bool count)
+s_terminal_confirmed (bm_broker_t *self, bm_job_t *job, uint32_t outcome_gen, bool count)
 {
     if (!job)
         return;
+    if (job->confirming)        //  0 for a job read back from Redis since
+        job->confirming--;
     bool current = job->outcome_gen == outcome_gen;
-    if (current || !bm_job_terminal (job))
-        job->confirming = false;        //  No later terminal write pending
-    if (count)
-        s_count_outcome (self, job, state);
     if (current && bm_job_terminal (job)) {
         bool client_job = !bm_job_is_delivery (job);
         if (job->notify)
@@ -467,8 +473,10 @@ s_on_terminal_durable (redisReply *reply, void *arg)
     s_job_ref_t *ref = (s_job_ref_t *) arg;
     if (!reply)
         bm_error (ref->id, "terminal state not confirmed by redis");
+    if (ref->count)
+        s_count_outcome (ref->broker, ref->service, ref->client_job, ref->state);
     s_terminal_confirmed (ref->broker, (bm_job_t *) bm_jobtab_lookup (ref->broker->jobs, ref->id),
-                          ref->state, ref->outcome_gen, ref->count);
+                          ref->outcome_gen, ref->count);
     free (ref);
 }
 

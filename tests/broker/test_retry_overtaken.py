@@ -2,6 +2,8 @@
 not yet confirmed the failure's write when a RETRY queues the job again,
 and the confirmation, which arrives for a job no longer failed, counts the
 failure all the same.  The retried run's completion counts once more.
+So does the failure of a job that, retried so, is removed (a drain)
+before Redis confirms the failure.
 
 Real redis and broker; a fake python worker fails or completes each run on
 command.  Redis is stopped (SIGSTOP: connected, answering nothing) from the
@@ -13,6 +15,8 @@ bot_executions_total{bot_type="python",status=...} on its /metrics.
 import signal
 import harness as h
 from fakeworker import FakeWorker
+
+QUEUE = 0x0B
 
 
 def test():
@@ -61,6 +65,32 @@ def test():
         h.check(rec["state"] == "completed", "the retried run completes", rec)
         h.wait_equal(counts, (1, 1, 1, 1), 10, "the retried run's completion counted: "
                      "STATS python completed 1, failed 1, bot_executions_total the same")
+
+        # Overtaken, then removed before redis confirms: python paused, so
+        # that the retried job waits in its queue, where a drain removes it.
+        jid = c.submit("python", {"n": 2}, attempts=1)
+        job = w.recv_job(5)
+        h.check(job and job["jobId"] == jid, "the second job is dispatched to the fake worker", job)
+        cmd, r = c.request(QUEUE, {"botType": "python", "action": "pause"})
+        h.check(cmd == h.REPLY, "QUEUE pause python answered", cmd, r)
+        redis.signal(signal.SIGSTOP)
+        h.log("redis stopped (SIGSTOP)")
+        try:
+            w.done(jid, ok=False, error={"code": "bot_failed", "message": "run failed"})
+            h.wait_until(lambda: c.status(jid)["state"] == "failed", 5, "the second job to fail in memory")
+            retry_req = c.send_request(h.RETRY, {"jobId": jid})
+            watcher = s.client()
+            h.wait_until(lambda: watcher.status(jid)["state"] == "queued", 5,
+                         "the broker to take the RETRY (the job queued, python paused)")
+            cmd, r = watcher.request(QUEUE, {"botType": "python", "action": "drain"})
+            h.check(cmd == h.REPLY and r.get("removed") == 1, "QUEUE drain removes the retried job", cmd, r)
+        finally:
+            redis.signal(signal.SIGCONT)
+        h.log("redis continued (SIGCONT)")
+        cmd, r = c.reply_to(retry_req)
+        h.check(cmd == h.ACCEPTED, "the second RETRY accepted", r)
+        h.wait_equal(counts, (1, 2, 1, 2), 10, "the failure of a job removed before redis confirmed it "
+                     "counted all the same: STATS python failed 2, bot_executions_total failed 2")
         w.close()
 
 
