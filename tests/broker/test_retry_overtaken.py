@@ -19,6 +19,28 @@ from fakeworker import FakeWorker
 QUEUE = 0x0B
 
 
+def fail_and_retry_while_redis_stopped(s, redis, c, w, jid, retried_state, while_stopped=None):
+    """Redis stopped, the fake worker fails `jid`'s run and the client asks
+    for a RETRY; once a second connection sees the job in `retried_state`
+    (the broker took the RETRY), `while_stopped(watcher)` runs, still with
+    redis stopped.  Redis continues; returns the RETRY's reply."""
+    redis.signal(signal.SIGSTOP)
+    h.log("redis stopped (SIGSTOP)")
+    try:
+        w.done(jid, ok=False, error={"code": "bot_failed", "message": "run failed"})
+        h.wait_until(lambda: c.status(jid)["state"] == "failed", 5, "the job to fail in memory")
+        retry_req = c.send_request(h.RETRY, {"jobId": jid})
+        watcher = s.client()
+        h.wait_until(lambda: watcher.status(jid)["state"] in retried_state, 5,
+                     "the broker to take the RETRY (the job %s)" % " or ".join(retried_state))
+        if while_stopped:
+            while_stopped(watcher)
+    finally:
+        redis.signal(signal.SIGCONT)
+    h.log("redis continued (SIGCONT)")
+    return c.reply_to(retry_req)
+
+
 def test():
     with h.Stack("retry-overtaken") as s:
         redis = s.redis()
@@ -27,9 +49,9 @@ def test():
         s.wait_workers(1, "python")
         c = s.client()
 
-        def counts():
+        def counts(client=c):
             """(STATS completed, failed, bot_executions_total completed, failed)"""
-            t = c.stats()["types"]["python"]
+            t = client.stats()["types"]["python"]
             return (t["completed"], t["failed"],
                     h.executions(broker.metrics_port, "python", "completed"),
                     h.executions(broker.metrics_port, "python", "failed"))
@@ -38,22 +60,11 @@ def test():
         job = w.recv_job(5)
         h.check(job and job["jobId"] == jid, "the job is dispatched to the fake worker", job)
 
-        redis.signal(signal.SIGSTOP)
-        h.log("redis stopped (SIGSTOP)")
-        try:
-            w.done(jid, ok=False, error={"code": "bot_failed", "message": "run failed"})
-            h.wait_until(lambda: c.status(jid)["state"] == "failed", 5, "the job to fail in memory")
-            h.check(counts() == (0, 0, 0, 0), "the failure is not counted before redis has it")
-            retry_req = c.send_request(h.RETRY, {"jobId": jid})
-            watcher = s.client()
-            h.wait_until(lambda: watcher.status(jid)["state"] != "failed", 5,
-                         "the broker to take the RETRY (the job no longer failed)")
-            h.check(watcher.status(jid)["state"] in ("queued", "running"),
-                    "the retried job runs again", watcher.status(jid))
-        finally:
-            redis.signal(signal.SIGCONT)
-        h.log("redis continued (SIGCONT)")
-        cmd, r = c.reply_to(retry_req)
+        def not_counted_yet(watcher):
+            h.check(counts(watcher) == (0, 0, 0, 0), "the failure is not counted before redis has it")
+
+        cmd, r = fail_and_retry_while_redis_stopped(s, redis, c, w, jid, ("queued", "running"),
+                                                    not_counted_yet)
         h.check(cmd == h.ACCEPTED, "RETRY accepted: the job is queued again", r)
         h.wait_equal(counts, (0, 1, 0, 1), 10, "the overtaken failure counted once redis confirms it: "
                      "STATS python failed 1, bot_executions_total failed 1")
@@ -73,21 +84,12 @@ def test():
         h.check(job and job["jobId"] == jid, "the second job is dispatched to the fake worker", job)
         cmd, r = c.request(QUEUE, {"botType": "python", "action": "pause"})
         h.check(cmd == h.REPLY, "QUEUE pause python answered", cmd, r)
-        redis.signal(signal.SIGSTOP)
-        h.log("redis stopped (SIGSTOP)")
-        try:
-            w.done(jid, ok=False, error={"code": "bot_failed", "message": "run failed"})
-            h.wait_until(lambda: c.status(jid)["state"] == "failed", 5, "the second job to fail in memory")
-            retry_req = c.send_request(h.RETRY, {"jobId": jid})
-            watcher = s.client()
-            h.wait_until(lambda: watcher.status(jid)["state"] == "queued", 5,
-                         "the broker to take the RETRY (the job queued, python paused)")
+
+        def drain(watcher):
             cmd, r = watcher.request(QUEUE, {"botType": "python", "action": "drain"})
             h.check(cmd == h.REPLY and r.get("removed") == 1, "QUEUE drain removes the retried job", cmd, r)
-        finally:
-            redis.signal(signal.SIGCONT)
-        h.log("redis continued (SIGCONT)")
-        cmd, r = c.reply_to(retry_req)
+
+        cmd, r = fail_and_retry_while_redis_stopped(s, redis, c, w, jid, ("queued",), drain)
         h.check(cmd == h.ACCEPTED, "the second RETRY accepted", r)
         h.wait_equal(counts, (1, 2, 1, 2), 10, "the failure of a job removed before redis confirmed it "
                      "counted all the same: STATS python failed 2, bot_executions_total failed 2")
