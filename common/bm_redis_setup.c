@@ -2,6 +2,7 @@
     and SELECT, with their answers checked, and the check of them at start.  */
 #include "bm_redis_setup.h"
 #include "bm_redis_url.h"
+#include "bm_resolve.h"
 #include "bm_sentinel.h"
 #include "bm_log.h"
 #include "bm_selftest.h"
@@ -80,8 +81,12 @@ bm_redis_setup_check (const char *url, const char *sentinels, const char *master
                                 &parsed.port, why, sizeof why))
             return 0;           //  Not known yet: the service asks again
     }
+    //  hiredis's connect timeout does not cover the name's lookup.
+    char addr [64], why [256];
+    if (bm_resolve_wait (parsed.host, BM_REDIS_SETUP_TIMEOUT_MS, addr, sizeof addr, why, sizeof why))
+        return 0;               //  Not resolved yet: the service retries
     struct timeval tv = { BM_REDIS_SETUP_TIMEOUT_MS / 1000, (BM_REDIS_SETUP_TIMEOUT_MS % 1000) * 1000 };
-    redisContext *c = redisConnectWithTimeout (parsed.host, parsed.port, tv);
+    redisContext *c = redisConnectWithTimeout (addr, parsed.port, tv);
     if (!c || c->err || redisSetTimeout (c, tv) != REDIS_OK) {
         if (c)
             redisFree (c);

@@ -185,6 +185,43 @@ bm_resolve_destroy (bm_resolve_t **self_p)
 //  Self-test
 
 //  Wait (bounded) until the descriptor is readable.
+int
+bm_resolve_wait (const char *host, int timeout_ms, char *addr, size_t addr_size,
+                 char *why, size_t why_size)
+{
+    size_t len = strlen (host);
+    char bare [INET6_ADDRSTRLEN];
+    if (len > 2 && host [0] == '[' && host [len - 1] == ']' && len - 2 < sizeof bare) {
+        memcpy (bare, host + 1, len - 2);
+        bare [len - 2] = 0;
+        if (bm_resolve_numeric (bare))
+            host = bare;
+    }
+    if (bm_resolve_numeric (host)) {
+        snprintf (addr, addr_size, "%s", host);
+        return 0;
+    }
+    bm_resolve_t *self = bm_resolve_new (host, why, why_size);
+    if (!self)
+        return -1;
+    struct timespec start, now;
+    clock_gettime (CLOCK_MONOTONIC, &start);
+    int rc = 1;
+    for (int left = timeout_ms; rc == 1 && left > 0; ) {
+        struct pollfd item = { .fd = bm_resolve_fd (self), .events = POLLIN };
+        if (poll (&item, 1, left) < 0 && errno != EINTR)
+            break;
+        rc = bm_resolve_result (self, addr, addr_size, why, why_size);
+        clock_gettime (CLOCK_MONOTONIC, &now);
+        left = timeout_ms - (int) ((now.tv_sec - start.tv_sec) * 1000
+                                   + (now.tv_nsec - start.tv_nsec) / 1000000);
+    }
+    if (rc == 1)
+        snprintf (why, why_size, "name not resolved after %d ms", timeout_ms);
+    bm_resolve_destroy (&self);
+    return rc == 0 ? 0 : -1;
+}
+
 static bool
 s_readable (int fd, int timeout_ms)
 {
@@ -223,6 +260,23 @@ bm_resolve_test (bool verbose)
         bm_resolve_destroy (&resolve);
     }
     //  The abandoned threads end: the count of running ones goes back to 0.
+    for (int waited = 0; atomic_load (&s_running) > 0 && waited < 10000; waited += 10) {
+        struct timespec ten_ms = { 0, 10 * 1000 * 1000 };
+        nanosleep (&ten_ms, NULL);
+    }
+    BM_CHECK (atomic_load (&s_running) == 0);
+
+    //  Waiting, with a deadline: numeric text as it is, brackets taken off
+    //  an IPv6 address; a name resolved; a name unknown says why.
+    BM_CHECK (bm_resolve_wait ("10.1.2.3", 1000, addr, sizeof addr, why, sizeof why) == 0);
+    BM_CHECK (strcmp (addr, "10.1.2.3") == 0);
+    BM_CHECK (bm_resolve_wait ("[::1]", 1000, addr, sizeof addr, why, sizeof why) == 0);
+    BM_CHECK (strcmp (addr, "::1") == 0);
+    BM_CHECK (bm_resolve_wait ("localhost", 10000, addr, sizeof addr, why, sizeof why) == 0);
+    BM_CHECK (strcmp (addr, "127.0.0.1") == 0);
+    BM_CHECK (bm_resolve_wait ("no-such-host.invalid", 10000, addr, sizeof addr,
+                               why, sizeof why) == -1);
+    BM_CHECK (*why);
     for (int waited = 0; atomic_load (&s_running) > 0 && waited < 10000; waited += 10) {
         struct timespec ten_ms = { 0, 10 * 1000 * 1000 };
         nanosleep (&ten_ms, NULL);

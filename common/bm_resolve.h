@@ -54,6 +54,16 @@ int bm_resolve_result (bm_resolve_t *self, char *addr, size_t addr_size,
 //  Give up or clean up: never blocks.  Nulls *self_p.
 void bm_resolve_destroy (bm_resolve_t **self_p);
 
+//  For a caller that may block, but not for the resolver's own timeouts
+//  (a connect with a deadline, on a thread of its own): resolve host,
+//  waiting at most timeout_ms.  0 with the address in addr as numeric
+//  text (host itself if numeric, brackets of "[::1]" taken off); -1 with
+//  the reason in why ("name not resolved after 3000 ms", or the
+//  resolver's).  A resolution that runs out of time is left to finish on
+//  its thread, as bm_resolve_destroy does.
+int bm_resolve_wait (const char *host, int timeout_ms, char *addr, size_t addr_size,
+                     char *why, size_t why_size);
+
 void bm_resolve_test (bool verbose);
 
 #endif

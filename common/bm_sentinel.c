@@ -1,6 +1,7 @@
 /*  bm_sentinel.c - where the Redis master is, according to Redis Sentinel.  */
 #include "bm_sentinel.h"
 #include "bm_endpoints.h"
+#include "bm_resolve.h"
 #include "bm_selftest.h"
 
 #include <czmq.h>
@@ -83,8 +84,16 @@ bm_sentinel_master (const char *sentinels, const char *name, int timeout_ms,
         int sport;
         if (bm_sentinel_parse_addr (one, strlen (one), shost, sizeof shost, &sport))
             continue;
+        //  hiredis's connect timeout does not cover the name's lookup.
+        char saddr [64];
+        if (bm_resolve_wait (shost, timeout_ms, saddr, sizeof saddr, why, why_size)) {
+            char reason [128];
+            snprintf (reason, sizeof reason, "%s", why);
+            snprintf (why, why_size, "sentinel %s: %s", one, reason);
+            continue;
+        }
         struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
-        redisContext *c = redisConnectWithTimeout (shost, sport, tv);
+        redisContext *c = redisConnectWithTimeout (saddr, sport, tv);
         if (!c || c->err) {
             snprintf (why, why_size, "sentinel %s: %s", one, c ? c->errstr : "out of memory");
             if (c)

@@ -2,6 +2,7 @@
 #include "gw_history.h"
 #include "bm_sentinel.h"
 #include "bm_redis_setup.h"
+#include "bm_resolve.h"
 #include "bm_selftest.h"
 #include "bm_config.h"
 #include "bm_log.h"
@@ -115,8 +116,18 @@ s_connect (gw_history_t *self)
             return -1;
         }
     }
+    //  hiredis's connect timeout does not cover the name's lookup, which
+    //  would hold this request's thread for the resolver's own timeouts.
+    char addr [64], why [256];
+    if (bm_resolve_wait (self->url.host, self->timeout_ms, addr, sizeof addr, why, sizeof why)) {
+        bm_warn (NULL, "history: cannot reach Redis at %s:%d: %s; tried again at a later GET "
+                 "/api/history (at most every %d ms)", self->url.host, self->url.port, why,
+                 GW_HISTORY_RETRY_MS);
+        self->next_try_ms = bm_mono_ms () + GW_HISTORY_RETRY_MS;
+        return -1;
+    }
     struct timeval tv = { self->timeout_ms / 1000, (self->timeout_ms % 1000) * 1000 };
-    self->redis = redisConnectWithTimeout (self->url.host, self->url.port, tv);
+    self->redis = redisConnectWithTimeout (addr, self->url.port, tv);
     char refused [400] = "", select [32];
     const char *command = NULL;         //  The one Redis refused
     snprintf (select, sizeof select, "SELECT %d", self->url.db);

@@ -17,7 +17,9 @@ neither the broker nor the gateway: both follow the sentinels'
   port at once (within 5 s of starting: not after the resolver gave up, 6 s
   for each address family hiredis asks), answers every GET /health of 4 s
   within 300 ms, logs the same WARN, and stops at once and cleanly on
-  SIGTERM while it resolves the name again.
+  SIGTERM while it resolves the name again.  A GET /api/history, which
+  reads Redis on its request's thread, waits for the name no longer than
+  REDIS_TIMEOUT_MS, and answers 503.
 - Once the name resolves (to a real redis-sentinel watching the Redis),
   the broker follows that sentinel's +switch-master and connects to the
   master it names ("available again"), by itself.
@@ -102,6 +104,21 @@ def test():
                     times, gateway.output()[-1500:])
             h.check(named + "cannot connect (name not resolved after 3000 ms)" in gateway.output(),
                     "the gateway's watch gave up on the name after 3 s, and went on",
+                    gateway.output()[-1500:])
+            # GET /api/history reads Redis on the request's own thread: it
+            # waits for the sentinel's name no longer than the gateway's
+            # REDIS_TIMEOUT_MS (1 s by default), then answers 503.
+            t0 = time.monotonic()
+            status, _, body = h.http("GET", "http://127.0.0.1:%d/api/history" % http, timeout=20)
+            took = time.monotonic() - t0
+            h.log("GET /api/history: %d %s in %.0f ms" % (status, body, took * 1000))
+            h.check(status == 503 and isinstance(body, dict)
+                    and body.get("error", {}).get("code") == "redis_unavailable",
+                    "GET /api/history answers 503 redis_unavailable", status, body)
+            h.check(took < 3, "in about REDIS_TIMEOUT_MS, not after the resolver's 6 s",
+                    "%.0f ms" % (took * 1000))
+            h.check(named + "name not resolved after 1000 ms" in gateway.output(),
+                    "the gateway says the sentinel's name was not resolved in time",
                     gateway.output()[-1500:])
             check_quick_stop(gateway, "the gateway")
 
