@@ -21,8 +21,13 @@ static void
 s_child (const int fds [4], int error_fd, pid_t parent, const bm_limits_run_t *limits,
          char *const argv [], char *const envp [])
 {
-    //  A group of its own, so that one signal reaches everything it starts.
-    setpgid (0, 0);
+    //  A session of its own, and so a group of its own (one signal reaches
+    //  everything it starts) and no controlling terminal: a bot cannot
+    //  open /dev/tty and push input (TIOCSTI) into the terminal of the
+    //  shell that started the worker.  The parent leaves the child's group
+    //  alone, as setsid fails in a process that already leads one.
+    if (setsid () < 0)
+        setpgid (0, 0);
     //  If the worker dies (kill -9), the bot goes with it.
     prctl (PR_SET_PDEATHSIG, SIGKILL);
     if (getppid () != parent)
@@ -94,10 +99,9 @@ bm_bot_launch (char *const argv [], char *const envp [], const int fds [4],
         close (report [0]);
         s_child (fds, report [1], parent, limits, argv, envp);
     }
-    //  Also here, so that killpg works even before the child ran.
-    setpgid (pid, pid);
     close (report [1]);
-    //  The report pipe closes at exec (success), or carries errno first.
+    //  The report pipe closes at exec (success), or carries errno first:
+    //  when this returns, the child leads its own session and group.
     int error = 0;
     ssize_t n;
     while ((n = read (report [0], &error, sizeof error)) < 0 && errno == EINTR)
@@ -321,15 +325,16 @@ bm_launch_test (bool verbose)
     assert (bm_bot_split_command ("node \"oops", error, sizeof error) == NULL);
 
 
-    //  A launch: fds 0..3 in place, nothing else of ours open, a group of
-    //  its own; a program that cannot be executed is refused.
+    //  A launch: fds 0..3 in place, nothing else of ours open, a session
+    //  and group of its own, no controlling terminal; a program that
+    //  cannot be executed is refused.
     int out [2];
     assert (pipe (out) == 0);
     int null = open ("/dev/null", O_RDWR);
     assert (null >= 0);
     int fds [4] = { null, out [1], null, null };
     char *argv [] = { (char *) "/bin/sh", (char *) "-c",
-                      (char *) "echo $(ls /proc/self/fd | wc -l) $(cut -d' ' -f5 /proc/self/stat) $$", NULL };
+                      (char *) "echo $(ls /proc/self/fd | wc -l) $(cut -d' ' -f5-7 /proc/self/stat) $$", NULL };
     char *envp [] = { (char *) "PATH=/usr/bin:/bin", NULL };
     char errstr [256];
     pid_t pid = bm_bot_launch (argv, envp, fds, NULL, errstr, sizeof errstr);
@@ -339,11 +344,12 @@ bm_launch_test (bool verbose)
     ssize_t n = read (out [0], text, sizeof text - 1);
     assert (n > 0);
     text [n] = 0;
-    int open_fds = 0, pgid = 0, self = 0;
-    assert (sscanf (text, "%d %d %d", &open_fds, &pgid, &self) == 3);
+    int open_fds = 0, pgid = 0, session = 0, tty = -1, self = 0;
+    assert (sscanf (text, "%d %d %d %d %d", &open_fds, &pgid, &session, &tty, &self) == 5);
     //  ls sees 0..3 and its own directory fd.
     assert (open_fds == 5);
     assert (pgid == self && pgid == (int) pid);
+    assert (session == (int) pid && tty == 0);
     int status;
     assert (waitpid (pid, &status, 0) == pid && WIFEXITED (status) && WEXITSTATUS (status) == 0);
     char *missing [] = { (char *) "/nonexistent/bot", NULL };
