@@ -153,7 +153,9 @@ s_end_job (proc_t *proc, bm_pool_outcome_t *outcome, bool process_alive)
         if (self->config.max_jobs > 0 && proc->jobs_done >= self->config.max_jobs)
             s_retire (proc, "max_jobs");
         else {
-            int64_t rss = self->config.max_rss_mb > 0 ? bm_pool_proc_rss_mb (proc->pid) : -1;
+            //  The bot's own memory: under bwrap, the process inside.
+            pid_t bot = self->config.max_rss_mb > 0 ? bm_pool_proc_bot (proc, self->config.sandboxed) : 0;
+            int64_t rss = bot > 0 ? bm_pool_proc_rss_mb (bot) : -1;
             if (rss > self->config.max_rss_mb) {
                 bm_info (NULL, "%s process pid=%d uses %lld MiB, over %s=%lld",
                          self->config.type, (int) proc->pid, (long long) rss,
@@ -317,10 +319,14 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
     }
     else
     if ((value = json_object_get (frame, "started"))) {
+        //  Under bwrap the pid is the child's in the sandbox's namespace.
+        pid_t child = 0;
         if (proc->job && json_is_integer (value) && json_integer_value (value) > 1
-        &&  json_integer_value (value) < INT32_MAX
-        &&  bm_pool_proc_parent_of ((pid_t) json_integer_value (value)) == proc->pid) {
-            proc->child = (pid_t) json_integer_value (value);
+        &&  json_integer_value (value) < INT32_MAX)
+            child = bm_pool_proc_child_named (proc, (pid_t) json_integer_value (value),
+                                              self->config.sandboxed);
+        if (child > 0) {
+            proc->child = child;
             if (proc->pending_signal)
                 killpg (proc->child, proc->pending_signal);
         }
@@ -462,7 +468,7 @@ s_dispatch (bm_pool_t *self)
         }
         if (!self->config.fork && self->config.limits && self->config.limits->cpu_seconds) {
             //  Under bwrap the budget goes to the bot inside, not to bwrap.
-            pid_t target = self->config.sandboxed ? bm_pool_proc_inner (proc) : proc->pid;
+            pid_t target = bm_pool_proc_bot (proc, self->config.sandboxed);
             if (target <= 0 || bm_limits_cpu_job_start (target, self->config.limits))
                 bm_warn (NULL, "%s process pid=%d: cannot set the CPU limit of its job: %s",
                          self->config.type, (int) proc->pid,

@@ -165,6 +165,81 @@ bm_pool_proc_inner (proc_t *proc)
     return proc->inner;
 }
 
+pid_t
+bm_pool_proc_bot (proc_t *proc, bool sandboxed)
+{
+    return sandboxed ? bm_pool_proc_inner (proc) : proc->pid;
+}
+
+//  The pid of a process in the innermost pid namespace it is in (the
+//  last field of NSpid), -1 if unknown.
+static pid_t
+s_innermost_pid (pid_t pid)
+{
+    char path [64], line [256];
+    snprintf (path, sizeof path, "/proc/%d/status", (int) pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    long innermost = -1;
+    while (fgets (line, sizeof line, file)) {
+        if (strncmp (line, "NSpid:", 6))
+            continue;
+        char *cursor = line + 6, *end;
+        for (long value = strtol (cursor, &end, 10); end > cursor; value = strtol (cursor, &end, 10)) {
+            innermost = value;
+            cursor = end;
+        }
+        break;
+    }
+    fclose (file);
+    return innermost > 0 && innermost <= INT32_MAX ? (pid_t) innermost : -1;
+}
+
+//  The children of a process of one thread, from /proc/PID/task/PID/children
+//  (else, on a kernel without it, from every process's parent); up to max
+//  of them in pids.  Returns how many.
+static size_t
+s_children_of (pid_t parent, pid_t *pids, size_t max)
+{
+    char path [80];
+    snprintf (path, sizeof path, "/proc/%d/task/%d/children", (int) parent, (int) parent);
+    size_t found = 0;
+    FILE *file = fopen (path, "r");
+    if (file) {
+        int pid;
+        while (found < max && fscanf (file, "%d", &pid) == 1)
+            pids [found++] = (pid_t) pid;
+        fclose (file);
+        return found;
+    }
+    size_t count;
+    pid_t *table = s_process_table (&count);
+    for (size_t i = 0; table && i < count && found < max; i++)
+        if (table [2 * i + 1] == parent)
+            pids [found++] = table [2 * i];
+    free (table);
+    return found;
+}
+
+pid_t
+bm_pool_proc_child_named (proc_t *proc, pid_t named, bool sandboxed)
+{
+    if (!sandboxed)
+        return bm_pool_proc_parent_of (named) == proc->pid ? named : 0;
+    pid_t server = bm_pool_proc_inner (proc);
+    if (server <= 0)
+        return 0;
+    //  Its spare and the child that runs the job, and the orphans of a job
+    //  it has not reaped yet: a few.
+    pid_t children [64];
+    size_t count = s_children_of (server, children, sizeof children / sizeof children [0]);
+    for (size_t i = 0; i < count; i++)
+        if (s_innermost_pid (children [i]) == named)
+            return children [i];
+    return 0;
+}
+
 //  Resident set size of a process in MiB, -1 if unknown.
 int64_t
 bm_pool_proc_rss_mb (pid_t pid)

@@ -124,6 +124,18 @@ pid_t bm_pool_proc_parent_of (pid_t pid);
 //  bwrap's own use no CPU.
 pid_t bm_pool_proc_inner (proc_t *proc);
 
+//  The process that runs the bot: bm_pool_proc_inner when sandboxed, else
+//  the process itself.  0 if not found (yet).
+pid_t bm_pool_proc_bot (proc_t *proc, bool sandboxed);
+
+//  The fork server's child that the server names `named` in {"started":
+//  PID}, as the worker sees it (its pid to signal); 0 if the server has no
+//  such child.  Unsandboxed, that is `named` itself when the server is its
+//  parent.  Under bwrap the server has a pid namespace of its own and
+//  names the child by its pid in there: the child is the server's child
+//  whose innermost pid (the last of NSpid in /proc/PID/status) is `named`.
+pid_t bm_pool_proc_child_named (proc_t *proc, pid_t named, bool sandboxed);
+
 //  Resident set size of a process in MiB, -1 if unknown.
 int64_t bm_pool_proc_rss_mb (pid_t pid);
 

@@ -22,16 +22,15 @@ bots that run into each limit (tests/worker/bots/hog.py):
   the broker counts it per type (STATS types.<type>.limitKills, which the
   dashboard shows, and bot_limit_kills_total{bot_type,limit} on /metrics).
 """
-import atexit
 import glob
 import os
 import re
 import shutil
 import signal
-import tempfile
 import time
 
 import harness
+import wlib
 from harness import check, log, wait_until
 from wlib import (JOB, DONE, PY, FakeBroker, job, worker_env, start_worker, wait_exit, sigterm,
                   HERE)
@@ -52,19 +51,6 @@ HOGS = {
 }
 
 
-def readable_by_all(path):
-    """A copy of path in a directory everyone may enter: a sandboxed bot of
-    a root worker without BOT_USER runs as nobody, who cannot reach a
-    checkout under a private directory (a CI clone in mktemp -d's 0700)."""
-    box = tempfile.mkdtemp(prefix="bm-limits-", dir="/var/tmp")
-    atexit.register(shutil.rmtree, box, True)
-    os.chmod(box, 0o755)
-    copy = os.path.join(box, os.path.basename(path))
-    shutil.copyfile(path, copy)
-    os.chmod(copy, 0o644)
-    return copy
-
-
 def env_name(bot_type, suffix):
     return "BOT_%s_%s" % (bot_type.upper().replace("-", "_"), suffix)
 
@@ -75,7 +61,7 @@ def scenario_each_limit(s):
         env[env_name(bot_type, "CMD")] = "%s %s %s" % (PY, HOG, arg)
         env[env_name(bot_type, suffix)] = value
     env[env_name("hog-boxed-cpu", "SANDBOX")] = "bwrap"
-    env[env_name("hog-boxed-cpu", "CMD")] = "%s %s cpu" % (PY, readable_by_all(HOG))
+    env[env_name("hog-boxed-cpu", "CMD")] = "%s %s cpu" % (PY, wlib.readable_by_all(HOG))
     env["WORKER_METRICS_PORT"] = "-1"          # any free port, read from its log
     fb = FakeBroker(heartbeat_ms=HEARTBEAT_MS)
     types = ",".join(["python"] + list(HOGS))
@@ -137,7 +123,7 @@ SERVER = os.path.join(harness.ROOT, "workers", "bots", "python", "forkserver.py"
 def boxed_pool_spinner(env, bot_type):
     """bot_type: the hog under the fork server in pool mode, one process,
     CPU_SECONDS=1, under bwrap (from copies everyone may read)."""
-    env[env_name(bot_type, "CMD")] = "%s %s --pool %s" % (PY, readable_by_all(SERVER), readable_by_all(HOG))
+    env[env_name(bot_type, "CMD")] = "%s %s --pool %s" % (PY, wlib.readable_by_all(SERVER), wlib.readable_by_all(HOG))
     env[env_name(bot_type, "MODE")] = "pool"
     env[env_name(bot_type, "MAX_PROCS")] = "1"
     env[env_name(bot_type, "CPU_SECONDS")] = "1"

@@ -7,9 +7,12 @@ worker does not reconnect unless the test wants it to (quiet=True).
 
 Also: start a worker, find a process's children, max overlap of intervals.
 """
+import atexit
 import os
 import re
+import shutil
 import signal
+import tempfile
 import time
 
 import fakebroker
@@ -197,6 +200,19 @@ def metric(port, name, **labels):
         if m and m.group(1) == name and ",".join(sorted(m.group(2).split(","))) == want:
             return float(m.group(3))
     return 0.0
+
+
+def readable_by_all(path):
+    """A copy of path in a directory everyone may enter: a sandboxed bot of
+    a root worker without BOT_USER runs as nobody, who cannot reach a
+    checkout under a private directory (a CI clone in mktemp -d's 0700)."""
+    box = tempfile.mkdtemp(prefix="bm-readable-", dir="/var/tmp")
+    atexit.register(shutil.rmtree, box, True)
+    os.chmod(box, 0o755)
+    copy = os.path.join(box, os.path.basename(path))
+    shutil.copyfile(path, copy)
+    os.chmod(copy, 0o644)
+    return copy
 
 
 def run_job(c, bot_type, payload, timeout=30, **opts):

@@ -25,6 +25,10 @@ before it was forked.
               are started, before sleepMs (a job that never answers)
     binary    write these bytes (hex) with sys.stdout.buffer and nothing else
     bigBytes  write a result of about that many bytes
+    shell     run that shell command (os.system: it inherits fd 0 and fd 1,
+              as a spawned bot's subprocess does) before the result; its
+              exit status is the result's shellStatus; with quiet, the
+              bot writes nothing itself (the command's output is all)
 The payload is read with sys.stdin.buffer (a spawned bot's stdin has one).
 With WARMBOT_LOAD_LOG set, each load appends "time pid" to that file; with
 WARMBOT_CRASH_AT_LOAD also set, loading fails (a missing model, say).
@@ -89,6 +93,10 @@ def main():
             json.dump(extra, f)
         os.rename(payload["extraFile"] + ".tmp", payload["extraFile"])
     STATE["jobs"] += 1
+    if payload.get("shell"):
+        extra["shellStatus"] = os.waitstatus_to_exitcode(os.system(payload["shell"]))
+        if payload.get("quiet"):
+            return
     if os.environ.get("BOT_JOB_ID") == "warmup":
         STATE["warmedUp"] = True
     if payload.get("leakMb"):

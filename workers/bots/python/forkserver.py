@@ -15,7 +15,11 @@ BOT_<TYPE>_PRELOAD (comma-separated).  Each job then runs main() with:
 sys.stdin holding the payload, os.environ holding the job's variables
 (BOT_JOB_ID, BOT_ATTEMPT, ...), sys.stdout captured; stderr and fd 3
 (progress) are the process's own.  The worker protocol (docs/bots.md) is
-one JSON document per line on stdin/stdout.
+one JSON document per line on stdin/stdout, which the server moves off
+fd 0 and fd 1 at start: a job's subprocesses (os.system, subprocess with
+the defaults) get /dev/null on fd 0 and the job's own capture on fd 1, as
+a spawned bot's get end of file and its stdout, never the protocol's
+pipes.  Outside a job, fd 1 is stderr (a print() while the bot loads).
 
 Fork mode: the server forks one spare child ahead of its job (after
 gc.freeze(), so the child shares the loaded interpreter copy-on-write).
@@ -77,6 +81,7 @@ import traceback            # noqa: E402
 
 OUT = None          # the protocol's stdout (a binary file)
 OUT_FD = -1         # its descriptor
+IN_FD = -1          # the protocol's stdin (job frames)
 
 
 def send(frame):
@@ -103,21 +108,52 @@ def load(path):
     return module
 
 
-def job_stream(data=b""):
-    """A text stream over bytes, like a spawned bot's stdin or stdout
-    (same encoding, error handler and newline translation, and a
-    .buffer for binary reads and writes)."""
+def job_stdin(data):
+    """A text stream over bytes, like a spawned bot's stdin (same
+    encoding, error handler and newline translation, and a .buffer for
+    binary reads)."""
     like = sys.__stdout__
     return io.TextIOWrapper(io.BytesIO(data), encoding=like.encoding if like else "utf-8",
                             errors=like.errors if like else "strict", write_through=True)
+
+
+def job_stdout():
+    """fd 1 for one job: a fresh anonymous file, so that what the job's
+    subprocesses write on their stdout is the job's output, in order with
+    its own, as a spawned bot's is.  Returns (sys.stdout for the job: a
+    text stream over fd 1, buffered as a spawned bot's is on a pipe; a
+    descriptor of the file, to read the output back)."""
+    try:
+        fd = os.memfd_create("job-stdout", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        import tempfile
+        with tempfile.TemporaryFile() as f:
+            fd = os.dup(f.fileno())
+    os.dup2(fd, 1)
+    like = sys.__stdout__
+    stream = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False)),
+                              encoding=like.encoding if like else "utf-8",
+                              errors=like.errors if like else "strict")
+    return stream, fd
+
+
+def read_all(fd):
+    """The whole content of the file fd (from its start)."""
+    chunks, offset = [], 0
+    while True:
+        chunk = os.pread(fd, 1 << 20, offset)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        offset += len(chunk)
 
 
 def run_main(module, job):
     """Run one job in this process: (exit status, its stdout as bytes).
     A main() that wrote nothing on stdout and returned a value other than
     None has that value, as JSON, for its stdout (its result)."""
-    sys.stdin = job_stream(json.dumps(job.get("payload")).encode("utf-8"))
-    captured = job_stream()
+    sys.stdin = job_stdin(json.dumps(job.get("payload")).encode("utf-8"))
+    captured, capture_fd = job_stdout()
     sys.stdout = captured
     code = 0
     returned = None
@@ -141,7 +177,9 @@ def run_main(module, job):
             pass                        # closed by the bot: what it wrote is kept
         sys.stdout = sys.__stdout__
         sys.stdin = sys.__stdin__
-    output = captured.buffer.getvalue() if not captured.buffer.closed else b""
+        output = read_all(capture_fd)
+        os.dup2(2, 1)                   # fd 1 between jobs: stderr
+        os.close(capture_fd)
     if code == 0 and returned is not None and not output.strip():
         try:
             output = json.dumps(returned, separators=(",", ":"), allow_nan=False).encode("utf-8")
@@ -477,11 +515,15 @@ def child_main(module, parent, notice_w):
             PRCTL(1, signal.SIGKILL)        # PR_SET_PDEATHSIG: go with the server
         if os.getppid() != parent:
             os._exit(1)
-        line = read_line(0)
+        line = read_line(IN_FD)
         if not line.endswith(b"\n"):
             os._exit(0)                 # end of input: the server exits too
         os.write(notice_w, b"T")
         write_all(OUT_FD, b'{"started":%d}\n' % os.getpid())
+        # The job reaches the worker only through its answer, on the notice
+        # pipe: the protocol's pipes are not its to read or write.
+        os.close(IN_FD)
+        os.close(OUT_FD)
         job = json.loads(line)
         apply_limits(job.get("limits") or {})
         os.environ.update(job.get("env") or {})
@@ -513,11 +555,14 @@ def wait_answer(pid, notice):
     forked (os.fork) hold its write end, and a child that died without an
     answer would leave the server waiting for them.  A pidfd says when the
     child itself exited; then whatever it wrote is in the pipe, and the
-    pipe is read without blocking."""
+    pipe is read without blocking.  Without pidfds (a kernel before 5.3,
+    Python before 3.9) the child's exit is polled for, unreaped, every
+    POLL_EXIT_S while the pipe stays empty."""
     try:
         pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):
-        return                          # older kernel: end of file only
+        poll_exit(pid, notice)
+        return
     try:
         while True:
             try:
@@ -529,6 +574,26 @@ def wait_answer(pid, notice):
             os.set_blocking(notice, False)
     finally:
         os.close(pidfd)
+
+
+POLL_EXIT_S = 0.05
+
+
+def poll_exit(pid, notice):
+    """wait_answer without a pidfd: until the notice pipe has something
+    (the answer, or end of file) or the child exited (waitid with WNOWAIT:
+    the server reaps it later, as usual)."""
+    while True:
+        try:
+            if select.select([notice], [], [], POLL_EXIT_S)[0]:
+                return
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                os.set_blocking(notice, False)
+                return
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return
 
 
 def kill_group(pgid):
@@ -688,7 +753,7 @@ def warm_up(module):
 
 
 def main():
-    global OUT, OUT_FD, PRCTL, LIBC_FORK
+    global OUT, OUT_FD, IN_FD, PRCTL, LIBC_FORK
     args = sys.argv[1:]
     options = set()
     while args and args[0] in ("--pool", "--no-huge-text", "--no-anon-text"):
@@ -697,21 +762,29 @@ def main():
     if len(args) != 1:
         sys.stderr.write("usage: forkserver.py [--pool] [--no-huge-text] [--no-anon-text] BOT.py\n")
         sys.exit(2)
-    # The protocol owns fd 1; a bot's print() goes to the job's capture.
+    # The protocol's pipes move off fd 0 and fd 1 (to descriptors no
+    # subprocess inherits): fd 0 is /dev/null, fd 1 a job's capture while
+    # it runs (job_stdout) and stderr otherwise.
+    IN_FD = os.dup(0)
     OUT_FD = os.dup(1)
     OUT = os.fdopen(OUT_FD, "wb")
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(2, 1)
     module = load(args[0])
     if pool:
         send({"ready": True, "pid": os.getpid(), "mode": "pool"})
-        for line in sys.stdin.buffer:
-            if not line.strip():
-                continue
-            try:
-                job = json.loads(line)
-            except ValueError as exc:
-                sys.stderr.write("forkserver: a frame that is not JSON: %s\n" % exc)
-                sys.exit(2)
-            pool_job(module, job)
+        with open(IN_FD, "rb", closefd=False) as frames:
+            for line in frames:
+                if not line.strip():
+                    continue
+                try:
+                    job = json.loads(line)
+                except ValueError as exc:
+                    sys.stderr.write("forkserver: a frame that is not JSON: %s\n" % exc)
+                    sys.exit(2)
+                pool_job(module, job)
         return
     warm_up(module)
     PRCTL, LIBC_FORK = find_libc()
