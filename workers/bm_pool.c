@@ -196,6 +196,31 @@ s_kill_bad (proc_t *proc, const char *why)
     }
 }
 
+//  The process broke the framing of its stdout (a line past the cap, no
+//  memory for one): it is killed.  Its job, if it runs one, fails now
+//  with bad_output (past the cap: "wrote more than N bytes"), once, rather
+//  than as a lost attempt when the process is reaped; the process counts
+//  as recycled for its output, in fork mode too (the line was the
+//  server's, whose framing is lost).
+static void
+s_broke_framing (proc_t *proc, const char *why)
+{
+    if (!proc->job) {
+        s_kill_bad (proc, why);
+        return;
+    }
+    bm_pool_t *self = proc->pool;
+    bm_warn (NULL, "%s process pid=%d: %s while it ran a job: killed", self->config.type,
+             (int) proc->pid, why);
+    s_retire (proc, "output");
+    bm_pool_proc_kill (proc, SIGKILL);
+    char message [160];
+    snprintf (message, sizeof message, "the worker could not read the bot's stdout: %s", why);
+    bm_pool_outcome_t outcome = { .exit_code = -1, .bad_output = proc->overflowed ? NULL : message };
+    s_end_job (proc, &outcome, true);
+    s_dispatch (self);
+}
+
 //  A frame (a JSON object) with none of the keys of the protocol while a
 //  job runs, e.g. {"results": ...}: its job fails with bad_output naming
 //  them, rather than wait for its timeout.
@@ -392,14 +417,22 @@ s_on_proc_progress (proc_t *proc, int progress)
         self->on_progress (proc->job->owner, progress, self->arg);
 }
 
+//  Every line of one read of a process's stdout was handled: if an answer
+//  in it left the process idle, it may take the next job now.
+static void
+s_on_proc_read (proc_t *proc)
+{
+    s_dispatch (proc->pool);
+}
+
 static int
 s_start (bm_pool_t *self)
 {
     char errstr [256] = "";
     bool launched;
     proc_t *proc = bm_pool_proc_new (self, self->loop, &self->config, self->envp, s_on_frame,
-                                     s_kill_bad, s_on_proc_progress, &launched,
-                                     errstr, sizeof errstr);
+                                     s_broke_framing, s_on_proc_read, s_on_proc_progress,
+                                     &launched, errstr, sizeof errstr);
     if (!launched) {
         bm_error (NULL, "%s: %s", self->config.type, errstr);
         return -1;
@@ -452,7 +485,7 @@ s_dispatch (bm_pool_t *self)
     proc_t *proc;
     for (proc = (proc_t *) zlistx_first (self->procs); proc && zlistx_size (self->waiting);
          proc = (proc_t *) zlistx_next (self->procs)) {
-        if (proc->state != PROC_IDLE || proc->fd_in < 0)
+        if (proc->state != PROC_IDLE || proc->fd_in < 0 || proc->reading)
             continue;
         pjob_t *job = (pjob_t *) zlistx_detach (self->waiting, NULL);
         proc->job = job;
@@ -678,6 +711,7 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
     else
     if (proc->job) {
         bm_pool_outcome_t outcome = { .exit_code = -1 };
+        char unanswered [256];
         if (WIFSIGNALED (status)) {
             outcome.signal = WTERMSIG (status);
             //  Lost only if killed from outside (kill -9, the OOM killer,
@@ -689,7 +723,16 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
                         && (outcome.signal == SIGKILL || outcome.signal == SIGTERM);
         }
         else
-            outcome.exit_code = WEXITSTATUS (status) ? WEXITSTATUS (status) : 1;
+        if (WEXITSTATUS (status))
+            outcome.exit_code = WEXITSTATUS (status);
+        else {
+            //  Status 0 says nothing failed, yet the job has no answer:
+            //  its answer is what is wrong.
+            snprintf (unanswered, sizeof unanswered, "the bot's %s exited with status 0 while "
+                      "it ran the job, without answering it (an answer frame per job; exit only "
+                      "at end of file on stdin)", self->config.fork ? "fork server" : "pool process");
+            outcome.bad_output = unanswered;
+        }
         if (proc->stopping)
             //  Stopped by the worker for its job (timeout, cancel,
             //  shutdown): the job's own log line says which.
@@ -994,6 +1037,26 @@ bm_pool_test (bool verbose)
     s_test_run (loop, &test, 1);
     assert (streq (test.outputs [0], "[1]") && !test.init_failed [0]);
     bm_pool_destroy (&test.pool);
+
+    //  Two answers in one write while the next job waits for the only
+    //  process: the second kills it, and the next job runs on a new one
+    //  with its own answer, never the second answer of the job before.
+    char *twice [] = { (char *) "/bin/sh", (char *) "-c", (char *)
+        "echo '{\"ready\": true}'; while read line; do"
+        " printf '{\"result\": \"%s\"}\\n{\"result\": \"again\"}\\n' \"$line\"; done", NULL };
+    config.argv = twice;
+    config.max_jobs = 0;
+    memset (&test, 0, sizeof test);
+    test.pool = bm_pool_new (loop, &config, envp, s_test_done, s_test_progress, &test);
+    assert (bm_pool_submit (test.pool, (void *) 1, "a", 1, error, sizeof error) == 0);
+    assert (bm_pool_submit (test.pool, (void *) 2, "b", 1, error, sizeof error) == 0);
+    s_test_run (loop, &test, 2);
+    assert (streq (test.outputs [0], "\"a\""));
+    assert (streq (test.outputs [1], "\"b\""));
+    bm_pool_stats (test.pool, &stats);
+    assert (stats.recycled_killed == 2);        //  Each process answered twice
+    bm_pool_destroy (&test.pool);
+    config.max_jobs = 2;
 
     //  A bot that fails while loading: the waiting job fails with
     //  bot_init_failed, later submits fail at once, restarts back off.

@@ -326,14 +326,18 @@ bm_pool_proc_set_output (proc_t *proc, const char *text, size_t size)
     proc->output_size = size;
 }
 
-//  Its stdout: frames, one per line.  A line longer than the cap on a
-//  job's output (twice, for JSON escapes) ends the process.
+//  Its stdout: frames, one per line.  The lines of a read all go to
+//  on_frame before on_read, while it takes no job: two answers written at
+//  once end one job, and the second is a mistake of the process, never
+//  the answer of the job that waits for it.  A line longer than the cap on
+//  a job's output (twice, for JSON escapes) ends the process.
 static int
 s_on_stdout (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 {
     (void) loop, (void) item;
     proc_t *proc = (proc_t *) arg;
     size_t line_max = 2 * (size_t) proc->config->output_max + 65536;
+    proc->reading = true;
     for (int rounds = 4; proc->fd_out >= 0 && rounds > 0; rounds--) {
         if (proc->line_cap - proc->line_size < BM_POOL_READ_CHUNK) {
             size_t cap = proc->line_cap ? proc->line_cap * 2 : 2 * BM_POOL_READ_CHUNK;
@@ -341,7 +345,7 @@ s_on_stdout (zloop_t *loop, zmq_pollitem_t *item, void *arg)
             if (!line) {
                 proc->on_bad (proc, "out of memory for its output");
                 bm_pool_proc_close_fd (proc, &proc->fd_out);
-                return 0;
+                break;
             }
             proc->line = line;
             proc->line_cap = cap;
@@ -363,16 +367,20 @@ s_on_stdout (zloop_t *loop, zmq_pollitem_t *item, void *arg)
                 start = i + 1;
             }
         if (proc->fd_out < 0)
-            return 0;
+            break;
         memmove (proc->line, proc->line + start, proc->line_size - start);
         proc->line_size -= start;
         if (proc->line_size > line_max) {
+            //  What follows is the rest of that line: no frame either.
             if (proc->job)
                 proc->overflowed = true;
             proc->line_size = 0;
             proc->on_bad (proc, "a frame longer than the output cap");
+            bm_pool_proc_close_fd (proc, &proc->fd_out);
         }
     }
+    proc->reading = false;
+    proc->on_read (proc);
     return 0;
 }
 
@@ -452,7 +460,8 @@ bm_pool_proc_read_stdout (proc_t *proc)
 proc_t *
 bm_pool_proc_new (struct _bm_pool_t *pool, zloop_t *loop, const bm_pool_config_t *config,
                   char *const envp [], bm_pool_proc_frame_fn *on_frame,
-                  bm_pool_proc_bad_fn *on_bad, bm_pool_proc_progress_fn *on_progress,
+                  bm_pool_proc_bad_fn *on_bad, bm_pool_proc_read_fn *on_read,
+                  bm_pool_proc_progress_fn *on_progress,
                   bool *launched, char *errstr, size_t errstr_size)
 {
     *launched = false;
@@ -502,6 +511,7 @@ bm_pool_proc_new (struct _bm_pool_t *pool, zloop_t *loop, const bm_pool_config_t
     proc->config = config;
     proc->on_frame = on_frame;
     proc->on_bad = on_bad;
+    proc->on_read = on_read;
     proc->on_progress = on_progress;
     proc->pid = pid;
     proc->state = PROC_STARTING;

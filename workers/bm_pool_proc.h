@@ -2,13 +2,14 @@
 
     A process started with bm_bot_launch in its own process group, with
     four non-blocking pipes on the pool's loop: stdin (job frames written as
-    room allows), stdout (frames, one per line, handed whole to on_frame),
-    stderr (a tail kept per job) and fd 3 (progress lines).  A stdout line
-    longer than twice the output cap (JSON escapes), plus 64 KiB, is no
-    frame: on_bad kills the process.  The record is shared with bm_pool,
-    which keeps the process's state (idle, busy, retiring), its job and its
-    counters in it and decides what a frame means.  Everything runs on the
-    loop's thread.  */
+    room allows), stdout (frames, one per line, handed whole to on_frame;
+    on_read once every line of a read was), stderr (a tail kept per job)
+    and fd 3 (progress lines).  A stdout line longer than twice the output
+    cap (JSON escapes), plus 64 KiB, is no frame: its job overflowed,
+    on_bad kills the process, and its stdout is read no more.  The record
+    is shared with bm_pool, which keeps the process's state (idle, busy,
+    retiring), its job and its counters in it and decides what a frame
+    means.  Everything runs on the loop's thread.  */
 #ifndef BM_POOL_PROC_H
 #define BM_POOL_PROC_H
 
@@ -35,8 +36,14 @@ typedef struct _proc_t proc_t;
 
 //  A whole stdout line of the process (NUL-terminated at size).
 typedef void (bm_pool_proc_frame_fn) (proc_t *proc, const char *line, size_t size);
-//  The process misbehaved (why: static text): kill it.
+//  The process broke the framing of its stdout (why: static text; a line
+//  past the cap sets overflowed, if it runs a job): kill it, and end its
+//  job, if it runs one.
 typedef void (bm_pool_proc_bad_fn) (proc_t *proc, const char *why);
+//  Every whole line of one read of its stdout went to on_frame (reading
+//  is false again): a process that an answer in it left idle may take the
+//  next job now.
+typedef void (bm_pool_proc_read_fn) (proc_t *proc);
 //  Its job reported progress on fd 3.
 typedef void (bm_pool_proc_progress_fn) (proc_t *proc, int progress);
 
@@ -47,6 +54,7 @@ struct _proc_t {
     const bm_pool_config_t *config;     //  Its configuration (borrowed)
     bm_pool_proc_frame_fn *on_frame;
     bm_pool_proc_bad_fn *on_bad;
+    bm_pool_proc_read_fn *on_read;
     bm_pool_proc_progress_fn *on_progress;
     pid_t pid;                  //  Its pid = its process group
     bool reaped;                //  Its pid is gone: never signal it
@@ -60,6 +68,10 @@ struct _proc_t {
     size_t wsize, wsent;
     char *line;                 //  Its stdout line being assembled
     size_t line_size, line_cap;
+    bool reading;               //  Handing the lines of one read to
+                                //  on_frame: it takes no job meanwhile
+                                //  (what follows an answer in the same
+                                //  read is still the answered job's)
     bm_capture_t *err;          //  Its stderr tail (since the job began)
     bm_progress_t *progress;    //  Parser of its fd 3 lines
     pjob_t *job;                //  The job it runs, or NULL
@@ -87,7 +99,8 @@ void bm_pool_pjob_destroy (pjob_t **job_p);
 //  (*launched: whether the launch itself failed, rather than the pipes).
 proc_t *bm_pool_proc_new (struct _bm_pool_t *pool, zloop_t *loop, const bm_pool_config_t *config,
                           char *const envp [], bm_pool_proc_frame_fn *on_frame,
-                          bm_pool_proc_bad_fn *on_bad, bm_pool_proc_progress_fn *on_progress,
+                          bm_pool_proc_bad_fn *on_bad, bm_pool_proc_read_fn *on_read,
+                          bm_pool_proc_progress_fn *on_progress,
                           bool *launched, char *errstr, size_t errstr_size);
 //  Close its pipes and free it (the process itself is the caller's).
 void bm_pool_proc_destroy (proc_t **proc_p);
@@ -102,7 +115,7 @@ void bm_pool_proc_kill (proc_t *proc, int signum);
 //  Write frame (taken: freed when written) to its stdin, as room allows.
 void bm_pool_proc_write (proc_t *proc, char *frame, size_t size);
 
-//  Read what its stdout holds now (frames go to on_frame).
+//  Read what its stdout holds now (frames go to on_frame, then on_read).
 void bm_pool_proc_read_stdout (proc_t *proc);
 
 //  Read what is in its stderr and fd 3 now (written before the frame that
