@@ -108,7 +108,7 @@ bm_job_report_verdict (const bm_pool_outcome_t *outcome, bm_bot_t *bot,
     int status = outcome->signal ? outcome->signal : (outcome->exit_code & 0xff) << 8;
     const char *limit = outcome->init_failed ? NULL
                       : bot ? bm_bot_limit_verdict (bot, message, sizeof message)
-                      : bm_limits_verdict (limits, status, NULL, tail, message, sizeof message);
+                      : bm_limits_verdict (limits, status, outcome->usage, tail, message, sizeof message);
     if (outcome->overflowed) {
         snprintf (message, sizeof message,
                   "the bot wrote more than %lld bytes on stdout and was killed",

@@ -590,19 +590,45 @@ s_prlimit_cpu (pid_t pid, const bm_limits_t *limits, const struct rlimit *set, s
     return rc;
 }
 
+//  The CPU time a process used so far, in clock ticks: its own (what
+//  RLIMIT_CPU counts against) and its reaped children's.  0, or -1 if its
+//  /proc entry does not read.
+static int
+s_cpu_ticks (pid_t pid, unsigned long long *own, unsigned long long *children)
+{
+    char text [1024];
+    unsigned long long utime, stime;
+    long long cutime, cstime;
+    if (bm_bot_proc_stat (pid, text, sizeof text)
+    ||  sscanf (text, "%*c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu %lld %lld",
+                &utime, &stime, &cutime, &cstime) != 4)
+        return -1;
+    *own = utime + stime;
+    *children = (unsigned long long) (cutime > 0 ? cutime : 0) + (unsigned long long) (cstime > 0 ? cstime : 0);
+    return 0;
+}
+
 //  The CPU time a process used so far, in whole seconds rounded up (what
 //  RLIMIT_CPU counts against).  0, or -1 if its /proc entry does not read.
 static int
 s_cpu_seconds_used (pid_t pid, rlim_t *used)
 {
-    char text [1024];
-    unsigned long long utime, stime;
-    if (bm_bot_proc_stat (pid, text, sizeof text)
-    ||  sscanf (text, "%*c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu", &utime, &stime) != 2)
+    unsigned long long own, children;
+    if (s_cpu_ticks (pid, &own, &children))
         return -1;
     unsigned long long hz = (unsigned long long) sysconf (_SC_CLK_TCK);
-    *used = (rlim_t) ((utime + stime + hz - 1) / hz);
+    *used = (rlim_t) ((own + hz - 1) / hz);
     return 0;
+}
+
+int64_t
+bm_limits_cpu_used_ms (pid_t pid)
+{
+    unsigned long long own, children;
+    if (s_cpu_ticks (pid, &own, &children))
+        return -1;
+    long hz = sysconf (_SC_CLK_TCK);
+    return (int64_t) ((own + children) * 1000 / (unsigned long long) (hz > 0 ? hz : 100));
 }
 
 int
@@ -1014,8 +1040,12 @@ bm_limits_test (bool verbose)
     assert (cpu.rlim_cur == 5);
     budget.cpu_seconds = 0;             //  No limit: left alone
     assert (bm_limits_cpu_job_start (sleeper, &budget) == 0);
+    //  What it used, as wait4 counts it at its exit (a sleeper: little).
+    int64_t used_ms = bm_limits_cpu_used_ms (sleeper);
+    assert (used_ms >= 0 && used_ms < 1000);
     kill (sleeper, SIGKILL);
     waitpid (sleeper, NULL, 0);
+    assert (bm_limits_cpu_used_ms (sleeper) == -1);                //  Gone
     budget.cpu_seconds = 5;
     assert (bm_limits_cpu_job_start (sleeper, &budget) == -1);     //  Gone
     if (geteuid () == 0)

@@ -139,6 +139,11 @@ int bm_limits_sweep (int64_t wait_ms);
 //  second later (SIGKILL for a bot that catches SIGXCPU).  Returns 0 or -1.
 int bm_limits_cpu_job_start (pid_t pid, const bm_limits_t *limits);
 
+//  The CPU time a process used so far, in ms: its own and that of the
+//  children it reaped, as wait4's rusage counts it when it exits.  -1 if
+//  it cannot be read (the process is gone).
+int64_t bm_limits_cpu_used_ms (pid_t pid);
+
 //  In the child, after fork and before exec: join the cgroup and set the
 //  rlimits.  Async-signal-safe.  Returns 0, or -1 with errno set.
 int bm_limits_run_apply (const bm_limits_run_t *self);

@@ -434,7 +434,10 @@ s_start (bm_pool_t *self)
                                      s_broke_framing, s_on_proc_read, s_on_proc_progress,
                                      &launched, errstr, sizeof errstr);
     if (!launched) {
-        bm_error (NULL, "%s: %s", self->config.type, errstr);
+        //  Not the bot's doing (no pipes: the worker is out of fds).
+        zstr_free (&self->init_error);
+        self->init_error = strdup (errstr);
+        self->init_limit = NULL;
         return -1;
     }
     self->stats.started++;
@@ -453,11 +456,26 @@ s_start (bm_pool_t *self)
     return 0;
 }
 
+//  Whether a process is ready (idle, or busy with a job it will be done
+//  with): waiting jobs can go to it, whatever starts fail meanwhile.
+static bool
+s_any_ready (bm_pool_t *self)
+{
+    for (proc_t *proc = (proc_t *) zlistx_first (self->procs); proc;
+         proc = (proc_t *) zlistx_next (self->procs))
+        if (proc->state == PROC_IDLE || proc->state == PROC_BUSY)
+            return true;
+    return false;
+}
+
 //  Fail every waiting job: bot_init_failed, or resource_limit when the
 //  process ran out of memory under its limit while loading (init_limit).
+//  Only while no process is ready: one that is takes them in turn.
 static void
 s_fail_waiting (bm_pool_t *self)
 {
+    if (s_any_ready (self))
+        return;
     pjob_t *job;
     while ((job = (pjob_t *) zlistx_detach (self->waiting, NULL))) {
         bm_pool_outcome_t outcome = { .init_failed = true, .init_limit = self->init_limit,
@@ -499,9 +517,12 @@ s_dispatch (bm_pool_t *self)
             bm_capture_destroy (&proc->err);
             proc->err = err;
         }
+        proc->cpu_before_ms = -1;
         if (!self->config.fork && self->config.limits && self->config.limits->cpu_seconds) {
             //  Under bwrap the budget goes to the bot inside, not to bwrap.
             pid_t target = bm_pool_proc_bot (proc, self->config.sandboxed);
+            if (!self->config.sandboxed)
+                proc->cpu_before_ms = bm_limits_cpu_used_ms (proc->pid);
             if (target <= 0 || bm_limits_cpu_job_start (target, self->config.limits))
                 bm_warn (NULL, "%s process pid=%d: cannot set the CPU limit of its job: %s",
                          self->config.type, (int) proc->pid,
@@ -614,16 +635,42 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
     s_maintain (self, true);
     s_export (self);
     //  Jobs left waiting by a start that failed in bm_pool_submit.
-    if (self->failures > 0 && zlistx_size (self->waiting)) {
-        bool ready = false;
-        for (proc_t *proc = (proc_t *) zlistx_first (self->procs); proc;
-             proc = (proc_t *) zlistx_next (self->procs))
-            if (proc->state == PROC_IDLE || proc->state == PROC_BUSY)
-                ready = true;
-        if (!ready)
-            s_fail_waiting (self);
-    }
+    if (self->failures > 0)
+        s_fail_waiting (self);
     return 0;
+}
+
+//  The CPU time the job of proc used, from its process's rusage at exit
+//  (pool mode under a CPU limit, unsandboxed).  False if unknown.
+static bool
+s_job_usage (proc_t *proc, const struct rusage *usage, struct rusage *job_usage)
+{
+    if (proc->cpu_before_ms < 0)
+        return false;
+    int64_t ms = (int64_t) usage->ru_utime.tv_sec * 1000 + usage->ru_utime.tv_usec / 1000
+               + (int64_t) usage->ru_stime.tv_sec * 1000 + usage->ru_stime.tv_usec / 1000
+               - proc->cpu_before_ms;
+    if (ms < 0)
+        ms = 0;
+    memset (job_usage, 0, sizeof *job_usage);
+    job_usage->ru_utime.tv_sec = (time_t) (ms / 1000);
+    job_usage->ru_utime.tv_usec = (suseconds_t) (ms % 1000) * 1000;
+    return true;
+}
+
+//  Whether a job that ended so, having used that much CPU, hit its CPU
+//  limit: the SIGKILL of the hard limit, a second past the job's budget
+//  (a bot that ignores SIGXCPU), is the job's failure on its limit, not a
+//  kill from outside.
+static bool
+s_cpu_verdict (bm_pool_t *self, int status, const struct rusage *job_usage)
+{
+    if (!self->config.limits)
+        return false;
+    char message [256];
+    const char *limit = bm_limits_verdict (self->config.limits, status, job_usage, NULL,
+                                           message, sizeof message);
+    return limit && streq (limit, "cpu");
 }
 
 bool
@@ -641,7 +688,9 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
     //  Kill what it left in its group (a fork server's child, say).
     killpg (pid, SIGKILL);
     int status = 0;
-    while (waitpid (pid, &status, 0) < 0 && errno == EINTR)
+    struct rusage usage;
+    memset (&usage, 0, sizeof usage);
+    while (wait4 (pid, &status, 0, &usage) < 0 && errno == EINTR)
         ;
     proc->reaped = true;
     //  Frames it wrote before it died (they may end its job, but it takes
@@ -700,26 +749,26 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
                   self->config.type, (int) pid, how, (long long) backoff);
         //  Nobody ready: the waiting jobs would wait for a bot that
         //  cannot load.
-        bool ready = false;
-        proc_t *other;
-        for (other = (proc_t *) zlistx_first (self->procs); other; other = (proc_t *) zlistx_next (self->procs))
-            if (other->state == PROC_IDLE || other->state == PROC_BUSY)
-                ready = true;
-        if (!ready)
-            s_fail_waiting (self);
+        s_fail_waiting (self);
     }
     else
     if (proc->job) {
         bm_pool_outcome_t outcome = { .exit_code = -1 };
         char unanswered [256];
+        struct rusage job_usage;
+        bool cpu_kill = false;
         if (WIFSIGNALED (status)) {
             outcome.signal = WTERMSIG (status);
+            if (s_job_usage (proc, &usage, &job_usage)) {
+                outcome.usage = &job_usage;
+                cpu_kill = outcome.signal == SIGKILL && s_cpu_verdict (self, status, &job_usage);
+            }
             //  Lost only if killed from outside (kill -9, the OOM killer,
             //  a stray SIGTERM): maybe by an earlier job's doing.  Not
             //  lost: stopped by us, or a signal of its own making (a
             //  crash such as SIGSEGV or SIGABRT, its CPU budget used up),
             //  which fails the job as it would a spawned bot.
-            outcome.lost = !proc->stopping
+            outcome.lost = !proc->stopping && !cpu_kill
                         && (outcome.signal == SIGKILL || outcome.signal == SIGTERM);
         }
         else
@@ -741,7 +790,7 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         else
             bm_warn (NULL, "%s process pid=%d %s while running a job", self->config.type, (int) pid, how);
         //  bwrap passes on its bot's death by signal N as exit 128 + N.
-        bool cpu = outcome.signal == SIGXCPU
+        bool cpu = outcome.signal == SIGXCPU || cpu_kill
                 || (self->config.sandboxed && outcome.exit_code == 128 + SIGXCPU);
         if (state != PROC_RETIRING && cpu)
             self->stats.recycled_limit++;
@@ -837,11 +886,12 @@ int
 bm_pool_submit (bm_pool_t *self, void *owner, const char *frame, size_t size,
                 char *error, size_t error_size)
 {
-    //  The bot failed at init and has not loaded since: fail at once
-    //  rather than queue jobs for it (restarts go on, backing off).
-    if (self->failures > 0) {
+    //  The bot failed at init and has not loaded since, and no process
+    //  is ready: fail at once rather than queue jobs for it (restarts go
+    //  on, backing off).
+    if (self->failures > 0 && !s_any_ready (self)) {
         snprintf (error, error_size, "%s", self->init_error ? self->init_error : "the bot failed to load");
-        return -1;
+        return 1;
     }
     pjob_t *job = (pjob_t *) zmalloc (sizeof (pjob_t));
     job->owner = owner;
@@ -1068,7 +1118,7 @@ bm_pool_test (bool verbose)
     assert (bm_pool_submit (test.pool, (void *) 1, "{}", 2, error, sizeof error) == 0);
     s_test_run (loop, &test, 1);
     assert (test.init_failed [0]);
-    assert (bm_pool_submit (test.pool, (void *) 2, "{}", 2, error, sizeof error) == -1);
+    assert (bm_pool_submit (test.pool, (void *) 2, "{}", 2, error, sizeof error) == 1);
     assert (strstr (error, "no module x"));
     assert (strstr (error, "failed while loading"));
     bm_pool_stats (test.pool, &stats);

@@ -27,10 +27,11 @@
     resource limit; idle processes beyond min_procs exit
     after idle_ms; never more than max_procs exist (retiring ones count).
     A process that exits before it said ready, or is still not ready
-    ready_timeout_ms after its start (then killed), failed at init: the jobs
-    waiting for a process fail with bot_init_failed (the tail of its
-    stderr), and the next start waits 100 ms, 200 ms, ... up to 30 s, until
-    a process gets ready again.
+    ready_timeout_ms after its start (then killed), or that cannot be
+    started, failed at init: while no other process is ready (idle or
+    busy), the jobs waiting for a process fail with bot_init_failed (the
+    tail of its stderr), and the next start waits 100 ms, 200 ms, ... up to
+    30 s, until a process gets ready again.
 
     Each callback may destroy the job's owner state, but not the pool.
     Processes are reaped by the owner: it calls bm_pool_reap for each
@@ -45,6 +46,7 @@
 #include "bm_metrics.h"
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 typedef struct _bm_pool_t bm_pool_t;
@@ -95,6 +97,9 @@ typedef struct {
     const char *output;         //  Its stdout (borrowed), for a result
     size_t output_size;
     const char *message;        //  Its stderr tail or error text (borrowed)
+    const struct rusage *usage; //  Pool mode, its process killed under it by
+                                //  a signal: the CPU time the job used
+                                //  (ru_utime; borrowed), or NULL
 } bm_pool_outcome_t;
 
 //  The job ended.  job is the owner's pointer given to bm_pool_submit.
@@ -116,9 +121,12 @@ void bm_pool_destroy (bm_pool_t **self_p);
 void bm_pool_stop (bm_pool_t *self);
 
 //  Run a job: frame is its job frame (one line of JSON, without the
-//  newline; copied).  It waits for a free process if none is.  Returns 0,
-//  or -1 with a reason when the bot cannot load (bot_init_failed, while
-//  restarts back off); if this returns -1, on_done is never called for it.
+//  newline; copied).  It waits for a free process if none is.  Returns 0;
+//  1 with the init failure's message in error when the bot cannot load
+//  (the last start failed at init and no process is ready: bot_init_failed,
+//  or resource_limit per bm_pool_init_limit; restarts go on, backing off);
+//  -1 with a reason when the job cannot be queued (out of memory).  If this
+//  does not return 0, on_done is never called for it.
 int bm_pool_submit (bm_pool_t *self, void *job, const char *frame, size_t size,
                     char *error, size_t error_size);
 

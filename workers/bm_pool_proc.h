@@ -90,6 +90,9 @@ struct _proc_t {
     bm_limits_run_t *limits;    //  Its resource limits (its cgroup), or NULL
     pid_t inner;                //  Sandboxed: the bot's process inside
                                 //  bwrap, 0 until found
+    int64_t cpu_before_ms;      //  Pool mode under a CPU limit: the CPU time
+                                //  it had used when its job began (as wait4
+                                //  counts it), or -1
 };
 
 void bm_pool_pjob_destroy (pjob_t **job_p);

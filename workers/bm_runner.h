@@ -96,8 +96,9 @@ void bm_runner_simulate (bm_runner_t *self, job_t *job);
 int bm_runner_spawn (bm_runner_t *self, job_t *job, const char *input, size_t size);
 
 //  Give the job to its pool (job->pool, job->payload, job->deadline set):
-//  the job frame {job, env, payload} (docs/bots.md).  Returns 0, or -1
-//  with a reason (if so, on_end is never called for it).
+//  the job frame {job, env, payload} (docs/bots.md).  Returns 0; 1 with
+//  the init failure's message when the bot cannot load (bm_pool_submit);
+//  or -1 with a reason (if not 0, on_end is never called for it).
 int bm_runner_submit (bm_runner_t *self, job_t *job, char *error, size_t error_size);
 
 //  Arm the job's one timer (replacing any).

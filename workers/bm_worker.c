@@ -439,9 +439,10 @@ s_on_job (bm_worker_t *self, const bm_codec_job_t *body)
         job->payload = json;
         free (input);
         zhashx_insert (self->jobs, job->id, job);
-        if (bm_runner_submit (self->runner, job, error, sizeof error)) {
-            bool init = strstr (error, "failed while loading") != NULL;
-            const char *limit = bm_pool_init_limit (job->pool);
+        int rc = bm_runner_submit (self->runner, job, error, sizeof error);
+        if (rc) {
+            bool init = rc == 1;
+            const char *limit = init ? bm_pool_init_limit (job->pool) : NULL;
             s_send_done_early (self, job_id, attempt, limit ? "resource_limit"
                                : init ? "bot_init_failed" : "spawn_failed", limit, error);
             zhashx_delete (self->jobs, job_id);

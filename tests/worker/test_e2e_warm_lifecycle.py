@@ -1,0 +1,240 @@
+"""A pool's processes over their lives: starts that fail while others
+serve, a process that never gets ready, a process the hard CPU limit
+kills.  End to end with the real broker (no Redis), a real worker and real
+pool bots (scripts below, speaking docs/bots.md's protocol).  One scenario
+per run (the argument):
+
+- ready: MIN_PROCS=MAX_PROCS=2, MAX_JOBS=1, a bot whose third load fails.
+  After the first job its process retires and the replacement fails at
+  init, while the other process sits ready: the next job runs on that one
+  (it is not failed with bot_init_failed); once no process is ready, a job
+  fails with bot_init_failed naming the load error;
+- timeout: a bot that never writes its ready line, READY_TIMEOUT_MS=1000:
+  the job waiting for it fails with bot_init_failed, and so does the next
+  one, refused at once while restarts back off (not spawn_failed), both
+  naming the deadline and its variable;
+- launch: two ready processes, then the bot's program is gone, so a
+  process that replaces one cannot even be executed.  One process crashes
+  under its job while the other is busy and a third job waits: the waiting
+  job is not failed, it runs on the busy process once that one is free;
+- cpu: a pool bot that ignores SIGXCPU under CPU_SECONDS=1 is killed by
+  the kernel's SIGKILL at its hard CPU limit, a second past its budget.
+  Its job fails once with resource_limit (cpu), naming the CPU time used;
+  it is not taken for a process killed from outside and run again as a
+  lost attempt.  The worker sets that hard limit itself only where it may
+  raise it again (CAP_SYS_RESOURCE), which a container often lacks: the
+  bot lowers its own hard limit to the budget plus one second, as the
+  worker would have set it, so the kernel's kill happens on any machine.
+"""
+import os
+import sys
+
+import harness
+from harness import check, log, wait_until
+import wlib
+
+PY = "/usr/bin/python3"
+
+#  Loads twice (two mkdirs succeed), then every load fails.
+FLAKY = """#!/bin/sh
+if mkdir "$FLAKY_DIR/a" 2>/dev/null || mkdir "$FLAKY_DIR/b" 2>/dev/null; then
+  echo '{"ready": true}'
+  while read -r line; do echo "{\\"result\\": {\\"pid\\": $$}}"; done
+else
+  echo "flaky: cannot load the model (load 3)" >&2; exit 3
+fi
+"""
+
+#  A spawn-mode bot: waits for end of file on stdin, never ready.
+STUCK = """#!/bin/sh
+echo "stuck: reading the payload until end of file" >&2
+cat > /dev/null
+"""
+
+#  Payload: mark (a file written as the job starts), go (a file it waits
+#  for), crash (then exit 1 instead of answering).
+LAZY = """#!/usr/bin/python3
+import json, os, sys, time
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:
+    payload = json.loads(line).get("payload") or {}
+    if payload.get("mark"):
+        open(payload["mark"], "w").close()
+    while payload.get("go") and not os.path.exists(payload["go"]):
+        time.sleep(0.02)
+    if payload.get("crash"):
+        sys.stderr.write("lazy: crashing as asked\\n")
+        sys.exit(1)
+    print(json.dumps({"result": {"pid": os.getpid()}}), flush=True)
+"""
+
+#  Ignores SIGXCPU and spins; its hard RLIMIT_CPU a second above the soft
+#  limit the worker set for the job (payload: runLog, a file it appends
+#  its pid to).
+SPIN = """import json, os, resource, signal, sys
+signal.signal(signal.SIGXCPU, signal.SIG_IGN)
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:
+    payload = json.loads(line).get("payload") or {}
+    with open(payload["runLog"], "a") as f:
+        f.write("%d\\n" % os.getpid())
+    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > soft + 1):
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 1))
+    sys.stderr.write("spin: RLIMIT_CPU %s/%s, spinning past SIGXCPU\\n"
+                     % resource.getrlimit(resource.RLIMIT_CPU))
+    sys.stderr.flush()
+    while True:
+        pass
+"""
+
+
+def write(directory, name, text, mode=0o644):
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+    return path
+
+
+def lines(w, *words):
+    return [line for line in w.output().splitlines() if all(word in line for word in words)]
+
+
+def error_of(rec):
+    return rec.get("error") or {}
+
+
+def scenario_ready(s, bots):
+    flaky = write(bots, "flaky.sh", FLAKY)
+    env = {"BOT_FLAKY_CMD": "/bin/sh %s" % flaky, "BOT_FLAKY_MODE": "pool", "FLAKY_DIR": bots,
+           "BOT_FLAKY_MIN_PROCS": "2", "BOT_FLAKY_MAX_PROCS": "2", "BOT_FLAKY_MAX_JOBS": "1"}
+    w = s.worker("--type", "flaky", "--concurrency", "2", env=env)
+    s.wait_workers(1)
+    c = s.client()
+    wait_until(lambda: len(lines(w, "flaky pool process", "ready")) == 2, 15, "two ready processes")
+    first = wlib.run_job(c, "flaky", {}, attempts=1)
+    check(first["state"] == "completed", "job 1 completes", first)
+    wait_until(lambda: lines(w, "flaky process", "failed at init"), 15,
+               "the replacement of job 1's process to fail at init")
+    log("worker: %s" % lines(w, "failed at init")[0])
+    second = wlib.run_job(c, "flaky", {}, attempts=1)
+    check(second["state"] == "completed",
+          "job 2, submitted after the failed start while the other process was ready, completes",
+          second)
+    check(second["state"] == "completed" and second["result"]["pid"] != first["result"]["pid"],
+          "on the other process", first.get("result"), second.get("result"))
+    wait_until(lambda: lines(w, "flaky pool process", "retired (max_jobs"), 15,
+               "job 2's process to retire too")
+    third = wlib.run_job(c, "flaky", {}, attempts=1)
+    check(third["state"] == "failed" and error_of(third).get("code") == "bot_init_failed"
+          and "cannot load the model" in error_of(third).get("message", ""),
+          "job 3, with no process ready, fails with bot_init_failed naming the load error", third)
+    c.close()
+    check(w.alive(), "worker still running")
+
+
+def scenario_timeout(s, bots):
+    stuck = write(bots, "stuck.sh", STUCK)
+    env = {"BOT_STUCK_CMD": "/bin/sh %s" % stuck, "BOT_STUCK_MODE": "pool",
+           "BOT_STUCK_MAX_PROCS": "1", "BOT_STUCK_READY_TIMEOUT_MS": "1000"}
+    w = s.worker("--type", "stuck", "--concurrency", "2", env=env)
+    s.wait_workers(1)
+    c = s.client()
+    want = "did not get ready within BOT_STUCK_READY_TIMEOUT_MS=1000 ms"
+    for n in (1, 2):
+        rec = wlib.run_job(c, "stuck", {}, attempts=1)
+        log("job %d: %s %s" % (n, rec["state"], error_of(rec)))
+        check(rec["state"] == "failed" and error_of(rec).get("code") == "bot_init_failed",
+              "job %d fails with bot_init_failed" % n, rec)
+        check(want in error_of(rec).get("message", "")
+              and "reading the payload until end of file" in error_of(rec).get("message", ""),
+              "job %d's message names the deadline, its variable and the stderr tail" % n, rec)
+        if n == 1:
+            check(lines(w, "WARN", "is not ready after 1000 ms"), "a WARN line says it was killed")
+    c.close()
+    check(w.alive(), "worker still running")
+
+
+def scenario_launch(s, bots):
+    lazy = write(bots, "lazy.py", LAZY, 0o755)
+    env = {"BOT_LAZY_CMD": lazy, "BOT_LAZY_MODE": "pool",
+           "BOT_LAZY_MIN_PROCS": "2", "BOT_LAZY_MAX_PROCS": "2"}
+    w = s.worker("--type", "lazy", "--concurrency", "4", env=env)
+    s.wait_workers(1)
+    c = s.client()
+    wait_until(lambda: len(lines(w, "lazy pool process", "ready")) == 2, 15, "two ready processes")
+    os.rename(lazy, lazy + ".gone")
+    log("the bot's program is gone: a new process cannot be executed")
+    mark = {n: os.path.join(bots, "started-%d" % n) for n in (1, 2)}
+    go = {n: os.path.join(bots, "go-%d" % n) for n in (1, 2)}
+    slow = c.submit("lazy", {"mark": mark[1], "go": go[1]}, attempts=1)
+    doomed = c.submit("lazy", {"mark": mark[2], "go": go[2], "crash": True}, attempts=1)
+    wait_until(lambda: os.path.exists(mark[1]) and os.path.exists(mark[2]), 15,
+               "jobs 1 and 2 running, one on each process")
+    waiting = c.submit("lazy", {}, attempts=1)
+    wait_until(lambda: (c.status(waiting) or {}).get("state") == "running", 15,
+               "job 3 at the worker, waiting for a process")
+    open(go[2], "w").close()
+    rec = c.wait(doomed, timeout=15)
+    check(rec["state"] == "failed" and error_of(rec).get("code") == "bot_failed",
+          "job 2's process exited under it: bot_failed", rec)
+    wait_until(lambda: lines(w, "cannot start a process", "cannot execute"), 15,
+               "the worker's attempt to replace it to fail")
+    log("worker: %s" % lines(w, "cannot start a process")[0])
+    rec = c.status(waiting)
+    check(rec["state"] == "running",
+          "job 3 still waits: the busy process can take it (it is not failed)", rec)
+    open(go[1], "w").close()
+    first = c.wait(slow, timeout=15)
+    check(first["state"] == "completed", "job 1 completes", first)
+    rec = c.wait(waiting, timeout=15)
+    check(rec["state"] == "completed" and rec["result"]["pid"] == first["result"]["pid"],
+          "job 3 completes, on job 1's process", rec, first.get("result"))
+    c.close()
+    check(w.alive(), "worker still running")
+
+
+def scenario_cpu(s, bots):
+    spin = write(bots, "spin.py", SPIN)
+    runs = os.path.join(bots, "runs")
+    env = {"BOT_SPIN_CMD": "%s %s" % (PY, spin), "BOT_SPIN_MODE": "pool",
+           "BOT_SPIN_MAX_PROCS": "1", "BOT_SPIN_CPU_SECONDS": "1", "WORKER_METRICS_PORT": "-1"}
+    w = s.worker("--type", "spin", "--concurrency", "2", env=env)
+    port = w.listening("metrics")
+    s.wait_workers(1)
+    c = s.client()
+    rec = wlib.run_job(c, "spin", {"runLog": runs}, timeout=90, timeoutMs=60000)
+    err = error_of(rec)
+    log("job: %s attempts=%s %s" % (rec["state"], rec.get("attempts"), err))
+    log("worker: %s" % lines(w, "spin process", "while running a job"))
+    with open(runs) as f:
+        count = len(f.read().split())
+    check(count == 1, "the bot ran once: its kill was not taken for a lost attempt", count)
+    check(rec["state"] == "failed" and err.get("code") == "resource_limit"
+          and err.get("message", "").startswith("resource limit hit: cpu (CPU time limit of 1 s)"),
+          "the job fails with resource_limit, naming cpu and its limit", rec)
+    check("killed by SIGKILL with" in err.get("message", ""), "and the CPU time it used", err)
+    check(not lines(w, "lost attempt"), "the worker handed nothing back as lost",
+          lines(w, "lost attempt"))
+    wait_until(lambda: wlib.metric(port, "bot_recycles_total", bot_type="spin", reason="limit") == 1,
+               5, "bot_recycles_total{reason=limit} 1 on the worker's /metrics")
+    c.close()
+    check(w.alive(), "worker still running")
+
+
+SCENARIOS = {"ready": scenario_ready, "timeout": scenario_timeout, "launch": scenario_launch,
+             "cpu": scenario_cpu}
+
+
+def main():
+    which = sys.argv[1]
+    bots = harness.tempdir("warm-life-")
+    os.chmod(bots, 0o755)
+    with harness.Stack("worker-e2e-warm-life-" + which) as s:
+        s.broker(redis=False)
+        SCENARIOS[which](s, bots)
+
+
+if __name__ == "__main__":
+    harness.main(main)
