@@ -5,6 +5,7 @@
     timer drives heartbeats, deadlines, idempotency expiry, snapshots and
     the graceful shutdown.  */
 #include "bm_broker_internal.h"
+#include "bm_endpoints.h"
 #include "bm_main.h"
 
 //  A lost run's key dropped from the bounded lost_keys: that run is then
@@ -553,6 +554,7 @@ s_handle_frames (bm_broker_t *self, zmq_msg_t *frames, int count)
         if (user_id)
             snprintf (self->peer_key, sizeof self->peer_key, "%s", user_id);
     }
+    self->peer_frame = &frames [count - 1];
     //  The command being handled, for the log line of a refusal (-1 in
     //  the answers that come later, from Redis).
     self->command = bm_msg_command (self->msg);
@@ -564,6 +566,7 @@ s_handle_frames (bm_broker_t *self, zmq_msg_t *frames, int count)
     else
         bm_clients_handle (self, identity, self->msg);
     self->command = -1;
+    self->peer_frame = NULL;
 }
 
 static int
@@ -959,6 +962,16 @@ s_bind (bm_broker_t *self, const char *endpoint)
         snprintf (address, sizeof address, "%.*s", (int) (colon - bound - 6), bound + 6);
         bm_main_listening ("zmq", address, atoi (colon + 1));
     }
+    //  Without CURVE the port is the whole mesh: say so once, at start,
+    //  when it is open to the network (the default binds every interface).
+    if (!self->auth && bm_endpoint_network_open (bound ? bound : endpoint))
+        bm_warn (NULL, "%s is open to the network without CURVE: anyone who reaches this "
+                 "port can act as a client (list jobs with their payloads and webhook URLs, "
+                 "submit, cancel, retry; the gateway's API_KEYS do not apply here) or as a "
+                 "worker (take jobs and report their results). Close it: turn CURVE on "
+                 "(CURVE_SERVER_CERT and CURVE_CLIENTS_DIR, README Security), or bind "
+                 "BROKER_ENDPOINT=tcp://127.0.0.1%s when every service runs on this host",
+                 bound ? bound : endpoint, colon ? colon : ":PORT");
     char redis_shown [1024];
     bm_info (NULL, "bound %s; redis %s; metrics port %d", bound ? bound : endpoint,
              self->config.redis_url

@@ -145,6 +145,9 @@ struct _bm_broker_t {
     char peer_key [41];         //  CURVE: its sender's public key (Z85,
                                 //  from the authenticator's User-Id),
                                 //  else ""
+    zmq_msg_t *peer_frame;      //  The message's last frame, for its
+                                //  sender's Peer-Address (borrowed while
+                                //  it is handled), or NULL
     zcertstore_t *worker_certs; //  CURVE_WORKERS_DIR: the keys that may
                                 //  act as workers, or NULL (any key)
     bm_lost_keys_t *lost_keys;  //  CURVE: job id -> the key of the worker
@@ -204,7 +207,7 @@ struct _bm_broker_t {
     bm_metrics_http_t *metrics_http;    //  /metrics server
     bm_metric_t *mf_executions, *mf_duration, *mf_queue, *mf_usage, *mf_waiting,
                 *mf_limit, *mf_submitted, *mf_wait, *mf_rejected, *mf_frames,
-                *mf_redispatched, *mf_dropped;
+                *mf_redispatched, *mf_dropped, *mf_replaced;
     bm_metric_t *mf_handshakes;         //  broker_handshakes_failed_total{reason}
     bm_metric_t *mf_limit_kills;        //  bot_limit_kills_total{bot_type,limit}
     bm_metric_t *mf_delayed;            //  delayed_queue_size{queue_name}

@@ -10,8 +10,8 @@
 void
 bm_workers_delete (bm_broker_t *self, bm_worker_entry_t *worker, const char *reason)
 {
-    bm_info (NULL, "worker %s gone (%s), %zu jobs re-queued", worker->name, reason,
-             bm_joblist_size (&worker->jobs));
+    bm_log (worker->hushed ? BM_DEBUG : BM_INFO, NULL, "worker %s gone (%s), %zu jobs re-queued",
+            worker->name, reason, bm_joblist_size (&worker->jobs));
     for (int i = 0; i < worker->service_count; i++) {
         bm_service_t *service = worker->services [i];
         void *handle = zlistx_find (service->workers, worker);
@@ -277,11 +277,30 @@ s_id_short (const char *key, char buf [33])
     return buf;
 }
 
+//  Who a worker connection is, for the logs and DISCONNECT's by: "pid N
+//  at ADDRESS" ("pid N" when the address is unknown), "" when its READY
+//  gave no pid.
+static const char *
+s_who (const bm_worker_entry_t *worker, char who [BM_NAME_WHO_LEN])
+{
+    if (!worker->pid)
+        who [0] = 0;
+    else
+    if (worker->peer [0])
+        snprintf (who, BM_NAME_WHO_LEN, "pid %" PRId64 " at %s", worker->pid, worker->peer);
+    else
+        snprintf (who, BM_NAME_WHO_LEN, "pid %" PRId64, worker->pid);
+    return who;
+}
+
 //  A new connection under a live worker's name replaces the old one (a
-//  reconnect; or another process using the name, which the WARN shows).
-//  The jobs the new READY lists in running move to the new entry as they
-//  run; the old connection is told DISCONNECT {reason: "replaced"} and
-//  deleted as if it died: the jobs left on it are queued again.
+//  reconnect or a restart; or another process using the name).  The jobs
+//  the new READY lists in running move to the new entry as they run; the
+//  old connection is told DISCONNECT {reason: "replaced", by} and deleted
+//  as if it died: the jobs left on it are queued again.  Two live
+//  processes under one name take it from each other again and again: the
+//  name's streak tells (a replaced process came back), and the streak
+//  logs one ERROR and then debug lines, not a line a replacement.
 static void
 s_worker_replace (bm_broker_t *self, bm_worker_entry_t *old, bm_worker_entry_t *worker,
                   const bm_codec_ready_t *ready)
@@ -302,28 +321,58 @@ s_worker_replace (bm_broker_t *self, bm_worker_entry_t *old, bm_worker_entry_t *
             moved++;
         }
     }
+    char who [BM_NAME_WHO_LEN], old_who [BM_NAME_WHO_LEN];
+    s_who (worker, who);
+    s_who (old, old_who);
+    worker->streak = old->streak;
+    int64_t since_ms = worker->streak.last_ms ? bm_mono_ms () - worker->streak.last_ms : -1;
+    bool flaps = bm_name_streak_replace (&worker->streak, bm_mono_ms (), who, old_who);
+    bm_series_inc (bm_metric_series (self->mf_replaced, flaps ? "duplicate_name" : "reconnect"));
     int64_t quiet_ms = bm_now_ms () - old->last_seen;
     char old_id [33], new_id [33];
-    char text [400];
-    snprintf (text, sizeof text, "worker %s: connection %s replaces connection %s, heard from %"
-              PRId64 " ms ago: %zu running job(s) listed move over, %zu re-queued",
-              worker->name, s_id_short (worker->key, new_id), s_id_short (old->key, old_id),
+    char text [600];
+    snprintf (text, sizeof text, "worker %s: connection %s%s%s%s replaces connection %s%s%s%s, "
+              "heard from %" PRId64 " ms ago: %zu running job(s) listed move over, %zu re-queued",
+              worker->name, s_id_short (worker->key, new_id),
+              *who ? " (" : "", who, *who ? ")" : "",
+              s_id_short (old->key, old_id), *old_who ? " (" : "", old_who, *old_who ? ")" : "",
               quiet_ms, moved, bm_joblist_size (&old->jobs));
+    if (flaps && !worker->streak.said) {
+        //  Once a streak: the cause and the fix.
+        worker->streak.said = true;
+        bm_error (NULL, "%s. Two live processes use the worker name %s and keep replacing "
+                  "each other (%s%s took it back %" PRId64 " ms after it was replaced; "
+                  "replaced %" PRId64 " times in a row); their running jobs are queued "
+                  "again each time. Give each worker a distinct WORKER_NAME. Further "
+                  "replacements of this name are logged at debug level until none for %d s "
+                  "(broker_workers_replaced_total{reason=\"duplicate_name\"} counts them)",
+                  text, worker->name, *who ? who : "a connection with no pid",
+                  *who ? "" : "", since_ms, worker->streak.count,
+                  BM_NAME_STREAK_QUIET_MS / 1000);
+    }
+    else
+    if (flaps || worker->streak.said)
+        bm_debug (NULL, "%s", text);
+    else
     //  Heard from lately, the old connection may be another live process
     //  under the same name: worth a warning.
     if (quiet_ms < self->config.heartbeat_ms * self->config.liveness)
-        bm_warn (NULL, "%s (a reconnect, or another process using the name)", text);
+        bm_warn (NULL, "%s (a reconnect or restart, or another process using the name)", text);
     else
         bm_info (NULL, "%s", text);
     bm_body_t body;
     bm_body_init (self, &body);
-    msgpack_pack_map (&body.pk, 1);
+    //  Frame 2: {reason: "replaced", by?: who took the name}
+    msgpack_pack_map (&body.pk, *who ? 2 : 1);
     bm_pack_kv_str (&body.pk, "reason", "replaced");
+    if (*who)
+        bm_pack_kv_str (&body.pk, "by", who);
     //  Its socket is often closed already (a reconnect): the send then
     //  fails, and a congested entry's failure is not logged.
     old->congested = true;
     bm_broker_send_worker (self, old, BM_DISCONNECT, &body);
     bm_body_free (&body);
+    old->hushed = worker->streak.said;
     bm_workers_delete (self, old, "replaced by a new connection under its name");
 }
 
@@ -408,6 +457,10 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
     snprintf (worker->pubkey, sizeof worker->pubkey, "%s", self->peer_key);
     if (ready.has_pid)
         worker->pid = ready.pid;
+    const char *address = self->peer_frame ? zmq_msg_gets (self->peer_frame, "Peer-Address")
+                                            : NULL;
+    if (address)
+        snprintf (worker->peer, sizeof worker->peer, "%s", address);
     worker->batch = ready.batch;
     for (int i = 0; i < ready.type_count; i++) {
         char type [BM_MAX_BOT_TYPE_LEN + 1];
@@ -425,9 +478,13 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
     zhashx_insert (self->workers, key, worker);
     bm_stats_worker_counted (self, worker, +1);
     s_types_text (worker, types_text);
-    bm_info (NULL, "worker %s ready: types %s, credit %" PRId64 ", running %d%s",
-             name, types_text, credit, ready.running_count,
-             named ? "" : " (named by the broker: its READY gave no name)");
+    //  A name that flaps (its ERROR said, s_worker_replace): at debug level.
+    bool hushed = old && old->streak.said
+               && bm_mono_ms () - old->streak.last_ms <= BM_NAME_STREAK_QUIET_MS;
+    bm_log (hushed ? BM_DEBUG : BM_INFO, NULL,
+            "worker %s ready: types %s, credit %" PRId64 ", running %d%s",
+            name, types_text, credit, ready.running_count,
+            named ? "" : " (named by the broker: its READY gave no name)");
     if (!named)
         s_tell_name (self, worker);
     if (old)

@@ -193,6 +193,9 @@ static const char *s_frame_reasons [] = {            //  protocol.md section 7a
     "name_in_use", "not_a_worker", "types_changed", NULL
 };
 static const char *s_requeue_reasons [] = { "worker_lost", "process_lost", "released", NULL };
+//  A worker name taken over by a new connection: a reconnect or restart,
+//  or two live processes sharing the name (bm_broker_workers.c).
+static const char *s_replace_reasons [] = { "reconnect", "duplicate_name", NULL };
 static const char *s_drop_reasons [] = { "peer_queue_full", "peer_gone", NULL };
 static const char *s_handshake_reasons [] = { "auth", "protocol", "no_detail", NULL };
 
@@ -247,6 +250,9 @@ bm_stats_setup_metrics (bm_broker_t *self)
         "protocol, no_detail: e.g. a wrong server key or no CURVE)", "reason");
     self->mf_redispatched = bm_metrics_counter (m, "broker_jobs_requeued_total",
         "Running jobs put back in the queue, by reason", "reason");
+    self->mf_replaced = bm_metrics_counter (m, "broker_workers_replaced_total",
+        "Worker connections replaced by a new one under the same name (reconnect: a "
+        "reconnect or restart; duplicate_name: two live processes share the name)", "reason");
     self->mf_dropped = bm_metrics_counter (m, "broker_messages_dropped_total",
         "Messages not sent because the peer was gone or its queue full", "reason");
     self->m_workers = bm_metric_series (bm_metrics_gauge (m, "broker_workers_connected",
@@ -272,6 +278,7 @@ bm_stats_setup_metrics (bm_broker_t *self)
     s_series_at_zero (self->mf_frames, s_frame_reasons);
     s_series_at_zero (self->mf_redispatched, s_requeue_reasons);
     s_series_at_zero (self->mf_dropped, s_drop_reasons);
+    s_series_at_zero (self->mf_replaced, s_replace_reasons);
     s_series_at_zero (self->mf_handshakes, s_handshake_reasons);
 }
 

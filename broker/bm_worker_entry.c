@@ -97,6 +97,27 @@ bm_worker_entry_stopping_take (bm_worker_entry_t *self, const char *job_id)
     return NULL;
 }
 
+bool
+bm_name_streak_replace (bm_name_streak_t *self, int64_t now_ms, const char *who,
+                        const char *old_who)
+{
+    if (!self->last_ms || now_ms - self->last_ms > BM_NAME_STREAK_QUIET_MS)
+        memset (self, 0, sizeof *self);
+    bool flaps = false;
+    if (*who) {
+        for (int i = 0; i < BM_NAME_GONE_MAX; i++)
+            if (streq (self->gone [i], who))
+                flaps = true;
+    }
+    else
+        flaps = self->last_ms && now_ms - self->last_ms <= BM_NAME_FLAP_MS;
+    snprintf (self->gone [self->gone_next], BM_NAME_WHO_LEN, "%s", old_who);
+    self->gone_next = (self->gone_next + 1) % BM_NAME_GONE_MAX;
+    self->count++;
+    self->last_ms = now_ms;
+    return flaps;
+}
+
 //  --------------------------------------------------------------------------
 //  Self test
 
@@ -148,5 +169,26 @@ bm_worker_entry_test (bool verbose)
     bm_service_destroy (&python);
     bm_service_destroy (&node);
     bm_service_destroy (&more);
+    //  A name's streak: a restart (a new pid each time) never flaps; a
+    //  replaced process that comes back does, and so does a name replaced
+    //  twice within BM_NAME_FLAP_MS by connections with no pid; the
+    //  streak ends after BM_NAME_STREAK_QUIET_MS with no replacement.
+    bm_name_streak_t streak = { 0 };
+    BM_CHECK (!bm_name_streak_replace (&streak, 1000, "pid 2 at 10.0.0.1", "pid 1 at 10.0.0.1"));
+    BM_CHECK (!bm_name_streak_replace (&streak, 1500, "pid 3 at 10.0.0.1", "pid 2 at 10.0.0.1"));
+    BM_CHECK (streak.count == 2);
+    BM_CHECK (bm_name_streak_replace (&streak, 2500, "pid 2 at 10.0.0.1", "pid 3 at 10.0.0.1"));
+    BM_CHECK (bm_name_streak_replace (&streak, 40000, "pid 3 at 10.0.0.1", "pid 2 at 10.0.0.1"));
+    BM_CHECK (streak.count == 4);
+    //  The same pid from another host is another process.
+    BM_CHECK (!bm_name_streak_replace (&streak, 41000, "pid 3 at 10.0.0.2", "pid 3 at 10.0.0.1"));
+    BM_CHECK (!bm_name_streak_replace (&streak, 41000 + BM_NAME_STREAK_QUIET_MS + 1,
+                                       "pid 3 at 10.0.0.1", "pid 3 at 10.0.0.2"));
+    BM_CHECK (streak.count == 1);
+    bm_name_streak_t anonymous = { 0 };
+    BM_CHECK (!bm_name_streak_replace (&anonymous, 1000, "", ""));
+    BM_CHECK (bm_name_streak_replace (&anonymous, 1000 + BM_NAME_FLAP_MS, "", ""));
+    BM_CHECK (!bm_name_streak_replace (&anonymous, 1001 + 2 * BM_NAME_FLAP_MS, "", ""));
+
     printf ("OK\n");
 }

@@ -14,6 +14,40 @@
 #include "bm_codec.h"
 #include "bm_job.h"
 
+//  A name's replacements in a row (protocol.md section 5, "One name, one
+//  live worker"), carried from each entry to the one that replaces it: how
+//  the broker tells two live processes sharing a name (they keep taking it
+//  from each other) from a worker that reconnects or restarts.
+#define BM_NAME_GONE_MAX        4       //  Replaced connections remembered
+#define BM_NAME_WHO_LEN         80      //  "pid N at ADDRESS"
+//  A streak ends after this long with no replacement: longer than a
+//  botmesh-worker waits after it was replaced (30 s at most), so a
+//  flapping pair stays one streak, and one ERROR.
+#define BM_NAME_STREAK_QUIET_MS 60000
+//  With no pid to recognise a connection by, a name replaced again this
+//  soon is taken as flapping.
+#define BM_NAME_FLAP_MS         10000
+
+typedef struct {
+    int64_t last_ms;            //  Mono ms of its last replacement, 0: none
+    int64_t count;              //  Replacements in the streak
+    char gone [BM_NAME_GONE_MAX][BM_NAME_WHO_LEN];
+                                //  The connections it replaced, by who
+                                //  (ring; "" unused or unknown)
+    int gone_next;              //  The ring's next slot
+    bool said;                  //  Its ERROR was logged
+} bm_name_streak_t;
+
+//  Update the old entry's streak (in place, to become the new entry's)
+//  for a replacement at now_ms of the connection old_who by the one who
+//  ("pid N at ADDRESS", "" when its READY gave no pid).  True when the
+//  name flaps: who is a connection replaced earlier in the streak (a
+//  replaced process came back: two live processes share the name), or,
+//  with who unknown, the name was last replaced BM_NAME_FLAP_MS ago or
+//  less.  Pure.
+bool bm_name_streak_replace (bm_name_streak_t *self, int64_t now_ms, const char *who,
+                             const char *old_who);
+
 struct _bm_worker_entry_t {
     char *key;                  //  Routing identity as hex
     zframe_t *identity;         //  Routing identity
@@ -31,6 +65,11 @@ struct _bm_worker_entry_t {
     int64_t heartbeat_at;       //  Mono ms: next heartbeat to send
     int64_t last_seen;          //  Epoch ms of its last message
     int64_t pid;
+    char peer [48];             //  The address its READY came from (TCP),
+                                //  else ""
+    bm_name_streak_t streak;    //  Its name's replacements in a row
+    bool hushed;                //  Replaced while its name flaps: its
+                                //  "gone" line at debug level
     bool congested;             //  Its queue was full: no JOBs until heard from
     bool batch;                 //  READY said batch: JOB_MANY to it (protocol.md 5a)
     bool holding;               //  Its DONE_MANY is being read: no JOB until its end

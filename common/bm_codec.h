@@ -426,9 +426,12 @@ int bm_codec_job_notice_decode (const bm_msg_t *msg, bm_codec_job_notice_t *self
                                 bm_codec_error_t *error);
 void bm_codec_job_notice_encode (const bm_codec_job_notice_t *self, bm_packer_t *packer);
 
-//  DISCONNECT {reason?}; HEARTBEAT {} (reason ptr NULL).
+//  DISCONNECT {reason?, by?}; HEARTBEAT {} (reason ptr NULL).  by, with
+//  reason "replaced": who took the worker's name ("pid N at ADDRESS"), a
+//  compatible extension.
 typedef struct {
     bm_codec_str_t reason;
+    bm_codec_str_t by;
 } bm_codec_disconnect_t;
 
 int bm_codec_disconnect_decode (const bm_msg_t *msg, bm_codec_disconnect_t *self,

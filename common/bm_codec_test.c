@@ -444,7 +444,14 @@ test_worker_round_trips (void)
     msg = s_packed_msg (BM_WORKER_HEADER, BM_DISCONNECT, &packer);
     bm_codec_disconnect_t bye_back;
     CHECK (msg && bm_codec_disconnect_decode (msg, &bye_back, &error) == 0
-           && s_str_is (bye_back.reason, "shutting down"));
+           && s_str_is (bye_back.reason, "shutting down") && !bye_back.by.ptr);
+    bm_msg_destroy (&msg);
+    //  DISCONNECT replaced, naming who took the name.
+    bm_codec_disconnect_t replaced = { .reason = { "replaced", 8 }, .by = { "pid 7 at 10.0.0.2", 17 } };
+    bm_codec_disconnect_encode (&replaced, &packer);
+    msg = s_packed_msg (BM_WORKER_HEADER, BM_DISCONNECT, &packer);
+    CHECK (msg && bm_codec_disconnect_decode (msg, &bye_back, &error) == 0
+           && s_str_is (bye_back.reason, "replaced") && s_str_is (bye_back.by, "pid 7 at 10.0.0.2"));
     bm_msg_destroy (&msg);
     //  HEARTBEAT: the empty map.
     bye.reason.ptr = NULL;

@@ -237,15 +237,19 @@ bm_codec_disconnect_decode (const bm_msg_t *msg, bm_codec_disconnect_t *self,
                             bm_codec_error_t *error)
 {
     memset (self, 0, sizeof *self);
-    return bm_field_opt_str (bm_field_body (msg), "reason", BM_MAX_REASON_LEN, &self->reason, error);
+    if (bm_field_opt_str (bm_field_body (msg), "reason", BM_MAX_REASON_LEN, &self->reason, error))
+        return -1;
+    return bm_field_opt_str (bm_field_body (msg), "by", BM_MAX_REASON_LEN, &self->by, error);
 }
 
 void
 bm_codec_disconnect_encode (const bm_codec_disconnect_t *self, bm_packer_t *packer)
 {
-    msgpack_pack_map (&packer->pk, self->reason.ptr != NULL);
+    msgpack_pack_map (&packer->pk, (self->reason.ptr != NULL) + (self->by.ptr != NULL));
     if (self->reason.ptr)
         bm_field_pack_strn (packer, "reason", self->reason.ptr, self->reason.len);
+    if (self->by.ptr)
+        bm_field_pack_strn (packer, "by", self->by.ptr, self->by.len);
 }
 
 //  --------------------------------------------------------------------------

@@ -132,6 +132,19 @@ bm_endpoints_valid (const char *list)
     return valid;
 }
 
+bool
+bm_endpoint_network_open (const char *endpoint)
+{
+    if (!endpoint || strncmp (endpoint, "tcp://", 6) != 0)
+        return false;
+    const char *host = endpoint + 6;
+    const char *semicolon = strchr (host, ';');         //  tcp://SOURCE;HOST:PORT
+    if (semicolon)
+        host = semicolon + 1;
+    return strncmp (host, "127.", 4) != 0 && strncmp (host, "localhost:", 10) != 0
+        && strncmp (host, "[::1]:", 6) != 0 && strncmp (host, "lo:", 3) != 0;
+}
+
 void
 bm_endpoints_test (bool verbose)
 {
@@ -143,6 +156,18 @@ bm_endpoints_test (bool verbose)
     BM_CHECK (!bm_endpoints_valid ("abc") && !bm_endpoints_valid ("tcp://a:1,localhost:5555")
               && !bm_endpoints_valid (NULL));
     BM_CHECK (bm_endpoints_new ("tcp://a:1,,tcp://b:2") == NULL);
+    //  Open to the network: every interface or an outside address.
+    BM_CHECK (bm_endpoint_network_open ("tcp://*:5555")
+              && bm_endpoint_network_open ("tcp://0.0.0.0:5555")
+              && bm_endpoint_network_open ("tcp://10.1.2.3:5555")
+              && bm_endpoint_network_open ("tcp://[::]:5555")
+              && bm_endpoint_network_open ("tcp://eth0:5555"));
+    BM_CHECK (!bm_endpoint_network_open ("tcp://127.0.0.1:5555")
+              && !bm_endpoint_network_open ("tcp://localhost:5555")
+              && !bm_endpoint_network_open ("tcp://[::1]:5555")
+              && !bm_endpoint_network_open ("tcp://lo:5555")
+              && !bm_endpoint_network_open ("ipc:///tmp/broker")
+              && !bm_endpoint_network_open ("inproc://x") && !bm_endpoint_network_open (NULL));
     BM_CHECK (bm_endpoints_new ("tcp://a:1, ") == NULL);
 
     //  One endpoint: it stays; the backoff still grows.

@@ -38,6 +38,12 @@ void bm_endpoints_destroy (bm_endpoints_t **self_p);
 bool bm_endpoints_valid (const char *list);
 #define BM_ENDPOINTS_RULE "tcp://host:port or ipc://path, or a comma-separated list of them"
 
+//  True when a bound endpoint is reachable from the network: tcp:// on
+//  any address but loopback (127.x.x.x, localhost, ::1, the lo
+//  interface); "*" and 0.0.0.0 are every interface.  ipc:// and
+//  inproc:// are not.
+bool bm_endpoint_network_open (const char *endpoint);
+
 size_t bm_endpoints_size (bm_endpoints_t *self);
 
 //  The endpoint to connect to now (borrowed, valid until destroy).

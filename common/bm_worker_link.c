@@ -1,5 +1,6 @@
 /*  bm_worker_link.c - a worker's BMW01 connection to the broker.  */
 #include "bm_worker_link.h"
+#include "bm_backoff.h"
 #include "bm_codec_batch.h"
 #include "bm_config.h"
 #include "bm_curve.h"
@@ -9,10 +10,19 @@
 
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #define BM_LINK_BATCH       100         //  Messages handled per readable event
 #define BM_LINK_HWM         10000       //  Default high-water marks
+//  Replaced by another connection under our name (DISCONNECT replaced): a
+//  live process elsewhere uses it.  Registering again at once, both would
+//  take the name from each other thousands of times a second; so the
+//  wait doubles from 1 s to 30 s while it goes on, and a streak ends
+//  after 90 s unreplaced (more than both processes' longest waits).
+#define BM_LINK_REPLACED_FIRST_MS   1000
+#define BM_LINK_REPLACED_MAX_MS     30000
+#define BM_LINK_REPLACED_QUIET_MS   90000
 
 struct _bm_worker_link_t {
     zloop_t *loop;                      //  Owner's reactor (borrowed), or NULL
@@ -57,6 +67,8 @@ struct _bm_worker_link_t {
     bm_packer_t packer;                 //  Bodies we send, encoded here
     int64_t last_recv;                  //  Monotonic ms of the broker's last message
     int64_t last_send;                  //  Monotonic ms of our last message
+    int64_t replaced_count;             //  Replaced in a row (the streak)
+    int64_t replaced_at;                //  Mono ms of the last, 0: never
     atomic_bool connected;              //  Heard from the broker lately
     atomic_uint_fast64_t reconnects;
 };
@@ -367,6 +379,46 @@ s_on_cancel (bm_worker_link_t *self)
     return 0;
 }
 
+//  DISCONNECT {reason: "replaced", by?}: another connection registered
+//  under our name while we were live.  A restarted worker takes its dead
+//  connection's name at once, and never hears this; a live one does when
+//  another live process uses its name.  Logs ERROR once a streak (the
+//  cause, the fix), then debug lines; returns how long to wait before
+//  registering again: half the doubling wait, plus up to half at random,
+//  so that two such processes drift apart.
+static int64_t
+s_replaced (bm_worker_link_t *self, const bm_codec_disconnect_t *disconnect)
+{
+    int64_t now = bm_mono_ms ();
+    if (!self->replaced_at || now - self->replaced_at > BM_LINK_REPLACED_QUIET_MS)
+        self->replaced_count = 0;
+    self->replaced_count++;
+    self->replaced_at = now;
+    bm_backoff_t doubling = { BM_BACKOFF_EXPONENTIAL, BM_LINK_REPLACED_FIRST_MS, false };
+    int64_t wait = bm_backoff_delay (&doubling, self->replaced_count, 0);
+    if (wait > BM_LINK_REPLACED_MAX_MS)
+        wait = BM_LINK_REPLACED_MAX_MS;
+    uint64_t random = 0;
+    if (getrandom (&random, sizeof random, GRND_NONBLOCK) != sizeof random)
+        random = (uint64_t) now ^ ((uint64_t) getpid () << 20);
+    wait = wait / 2 + (int64_t) (random % (uint64_t) (wait / 2 + 1));
+    int by_len = disconnect->by.ptr ? (int) disconnect->by.len : 0;
+    if (self->replaced_count == 1)
+        bm_error (NULL, "the broker at %s replaced this worker's connection: another worker "
+                  "registered with the same name WORKER_NAME=%s (%.*s%s); give each worker a "
+                  "distinct WORKER_NAME. Registering again in %lld ms, waiting longer each "
+                  "time while this goes on (up to %d s; logged at debug level)",
+                  self->endpoint, self->name, by_len, by_len ? disconnect->by.ptr : "",
+                  by_len ? ", as the broker says" : "the broker does not say which process",
+                  (long long) wait, BM_LINK_REPLACED_MAX_MS / 1000);
+    else
+        bm_debug (NULL, "replaced again under the name %s by %.*s (%lld times in a row): "
+                  "registering again in %lld ms", self->name, by_len,
+                  by_len ? disconnect->by.ptr : "", (long long) self->replaced_count,
+                  (long long) wait);
+    return wait;
+}
+
 int
 bm_worker_link_dispatch (bm_worker_link_t *self)
 {
@@ -388,6 +440,11 @@ bm_worker_link_dispatch (bm_worker_link_t *self)
             bm_codec_error_t error;
             if (bm_codec_disconnect_decode (self->msg, &disconnect, &error))
                 disconnect.reason.ptr = NULL;
+            if (disconnect.reason.ptr && disconnect.reason.len == 8
+            &&  memcmp (disconnect.reason.ptr, "replaced", 8) == 0) {
+                s_reconnect (self, s_replaced (self, &disconnect));
+                break;
+            }
             bm_info (NULL, "DISCONNECT from the broker%s%.*s: registering again",
                      disconnect.reason.ptr ? ": " : "",
                      disconnect.reason.ptr ? (int) disconnect.reason.len : 0,
@@ -475,7 +532,10 @@ bm_worker_link_tick (bm_worker_link_t *self)
         if (now < self->reopen_at)
             return;
         if (s_open (self) == 0) {
-            bm_info (NULL, "connected to %s", self->endpoint);
+            //  Back after being replaced again: the streak's ERROR said it.
+            bool streak = self->replaced_count > 1
+                       && now - self->replaced_at <= BM_LINK_REPLACED_QUIET_MS;
+            bm_log (streak ? BM_DEBUG : BM_INFO, NULL, "connected to %s", self->endpoint);
             if (self->handlers.reconnected)
                 self->handlers.reconnected (self->arg);
         }

@@ -15,6 +15,12 @@
         replaced by a new one and READY sent again (Majordomo's worker
         recovery).  The owner hears of it (lost, then reconnected) so that
         it can adjust its credit and send again what may have been missed;
+      - a DISCONNECT {reason: "replaced"} on a live connection means
+        another live process registered under the same name: the link
+        waits before it registers again (1 s doubling to 30 s while it
+        goes on, jittered) and logs one ERROR a streak naming the name
+        and the process that took it (the DISCONNECT's by), so that two
+        such processes do not replace each other in a loop;
       - several brokers (BROKER_ENDPOINT a list): a NACK not_leader (a
         standby) or a silent broker moves the link to the leader the
         standby names, or the next endpoint, after the list's backoff,

@@ -90,6 +90,7 @@ def test():
                                'broker_frames_rejected_total{reason="not_owner"}',
                                'broker_jobs_requeued_total{reason="worker_lost"}',
                                'broker_messages_dropped_total{reason="peer_gone"}',
+                               'broker_workers_replaced_total{reason="duplicate_name"}',
                                'bot_limit_kills_total{bot_type="python",limit="memory"}',
                                'bot_executions_total{bot_type="python",status="failed"}'],
                     "webhook-manager": ['webhook_responses_total{code="200"}',

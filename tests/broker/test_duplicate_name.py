@@ -1,0 +1,124 @@
+"""Two live workers under one name, a worker restarted under its name, and
+the broker's port open to the network (protocol.md section 5, "One name,
+one live worker"; README Security).
+
+A real broker (no Redis) and real botmesh-worker processes (--simulate):
+- two workers started with the same WORKER_NAME for about 5 s: each,
+  replaced by the other, waits before it registers again (1 s doubling to
+  30 s), so the broker logs a handful of replacement lines, not thousands,
+  and one ERROR naming the name and both processes; each worker logs one
+  ERROR naming WORKER_NAME and the fix; jobs submitted meanwhile complete;
+  broker_workers_replaced_total{reason="duplicate_name"} counts the flaps;
+- a worker killed with SIGKILL and started again under its name replaces
+  its dead connection at once: a job submitted as it starts is served
+  within 1 s (counted as reason="reconnect");
+- a broker bound to every interface without CURVE logs one WARN saying
+  what anyone reaching the port can do and how to close it; one bound to
+  127.0.0.1 logs none.
+"""
+import re
+import signal
+import time
+
+import harness as h
+
+OPEN_WARN = "is open to the network without CURVE"
+
+
+def replaced_total(port, reason):
+    code, _, body = h.http("GET", "http://127.0.0.1:%d/metrics" % port)
+    h.check(code == 200, "broker /metrics answers", code)
+    m = re.search(r'^broker_workers_replaced_total\{reason="%s"\} (\d+)$' % reason, body, re.M)
+    h.check(m, "broker_workers_replaced_total{reason=%s} is exported" % reason, body[:2000])
+    return int(m.group(1))
+
+
+def lines(text, *words):
+    return [l for l in text.splitlines() if all(w in l for w in words)]
+
+
+def test():
+    with h.Stack("duplicate_name") as s:
+        # 1. The open port: one WARN at start, naming the fix; none on loopback.
+        port = h.free_port()
+        wide = s.broker(redis=False, name="broker-wide",
+                        env={"BROKER_ENDPOINT": "tcp://*:%d" % port})
+        warns = lines(wide.output(), "WARN", OPEN_WARN)
+        h.check(len(warns) == 1, "a broker bound to every interface without CURVE warns once",
+                wide.output())
+        h.check("tcp://0.0.0.0:%d" % port in warns[0] and "or as a worker (take jobs" in warns[0]
+                and "API_KEYS" in warns[0] and "CURVE_SERVER_CERT" in warns[0]
+                and "BROKER_ENDPOINT=tcp://127.0.0.1:%d" % port in warns[0],
+                "the WARN says what anyone can do, and both ways to close the port", warns[0])
+        h.check(wide.stop() == 0, "the wide broker stops on SIGTERM")
+        s.endpoint = None
+        broker = s.broker(redis=False, port=h.free_port())
+        h.check(not lines(broker.output(), OPEN_WARN), "a broker bound to 127.0.0.1 does not warn",
+                broker.output())
+
+        # 2. Two live workers under one name, for about 5 s.
+        wenv = {"SIM_DURATION_MS": "20-60", "WORKER_NAME": "twin"}
+        a = s.worker("--simulate", "--type", "python", "--concurrency", "2", env=wenv, name="twin-a")
+        s.wait_workers(1, "python")
+        c = s.client()
+        base = replaced_total(broker.metrics_port, "duplicate_name")
+        started = time.monotonic()
+        b = s.worker("--simulate", "--type", "python", "--concurrency", "2", env=wenv, name="twin-b")
+        states = []
+        while time.monotonic() - started < 5:
+            states.append(c.wait(c.submit("python", {"n": len(states)}), timeout=40)["state"])
+        h.check(states and set(states) == {"completed"},
+                "the %d jobs submitted one after the other while the twins flap all complete"
+                % len(states), states)
+        h.wait_until(lambda: lines(broker.output(), "ERROR", "worker name twin"), 30,
+                     "the broker's ERROR on the name twin")
+        out = broker.output()
+        errors = lines(out, "ERROR", "Two live processes use the worker name twin")
+        h.check(len(errors) == 1, "one ERROR for the streak", errors)
+        h.check("pid %d at 127.0.0.1" % a.pid in errors[0] and "pid %d at 127.0.0.1" % b.pid in errors[0]
+                and "distinct WORKER_NAME" in errors[0],
+                "it names both processes (pid and address) and the fix", errors[0])
+        replacing = lines(out, "replaces connection")
+        h.check(len(replacing) < 20, "the broker logged %d replacement lines (< 20)" % len(replacing),
+                replacing)
+        h.check(len(out) < 64 * 1024, "the broker's log stays small (%d bytes)" % len(out))
+        flaps = replaced_total(broker.metrics_port, "duplicate_name") - base
+        h.check(flaps >= 1, "broker_workers_replaced_total{reason=duplicate_name} counts the flaps",
+                flaps)
+        for w in (a, b):
+            wout = w.output()
+            said = lines(wout, "ERROR", "another worker registered with the same name WORKER_NAME=twin")
+            h.check(len(said) <= 1 and "distinct WORKER_NAME" in "".join(said),
+                    "%s logs at most one ERROR naming WORKER_NAME and the fix" % w.name, said)
+            h.check(len(lines(wout, "replaced")) <= 2 and len(wout) < 64 * 1024,
+                    "%s's log stays small (%d bytes)" % (w.name, len(wout)), wout[-3000:])
+        h.check(lines(a.output() + b.output(), "ERROR", "WORKER_NAME=twin"),
+                "a replaced worker said why")
+        h.check(b.stop() == 0, "the second twin stops on SIGTERM")
+        h.wait_until(lambda: len(c.stats()["workers"]) == 1 and a.alive(), 40,
+                     "the first twin to hold the name alone")
+
+        # 3. A restart under the same name replaces the dead connection at once.
+        job = c.submit("python", {"warm": 1})
+        h.check(c.wait(job, timeout=10)["state"] == "completed", "the first twin serves")
+        reconnects = replaced_total(broker.metrics_port, "reconnect")
+        a.signal(signal.SIGKILL)
+        a.p.wait()
+        started = time.monotonic()
+        again = s.worker("--simulate", "--type", "python", "--concurrency", "2", env=wenv,
+                         name="twin-again")
+        job = c.submit("python", {"after": "restart"})
+        rec = c.wait(job, timeout=10)
+        served = time.monotonic() - started
+        h.check(rec["state"] == "completed" and served < 1.0,
+                "a job submitted as the restarted worker starts is served in %.3f s (< 1 s)" % served,
+                rec)
+        h.check(replaced_total(broker.metrics_port, "reconnect") == reconnects + 1,
+                "the restart counts as reason=reconnect")
+        h.check(not lines(again.output(), "ERROR"), "the restarted worker logs no ERROR",
+                again.output())
+        c.close()
+
+
+if __name__ == "__main__":
+    h.main(test)
