@@ -124,7 +124,7 @@ def scenario_ready(s, bots):
           second)
     check(second["state"] == "completed" and second["result"]["pid"] != first["result"]["pid"],
           "on the other process", first.get("result"), second.get("result"))
-    wait_until(lambda: lines(w, "flaky pool process", "retired (max_jobs"), 15,
+    wait_until(lambda: len(lines(w, "flaky pool process", "retired (max_jobs")) == 2, 15,
                "job 2's process to retire too")
     third = wlib.run_job(c, "flaky", {}, attempts=1)
     check(third["state"] == "failed" and error_of(third).get("code") == "bot_init_failed"
