@@ -523,9 +523,16 @@ s_bot_sandbox (bm_worker_type_t *type)
     s_env_name (var, sizeof var, "BOT_", type->name, "_NETWORK");
     bm_env_bool (var, false, &network);
     bm_info (NULL, "%s bots: sandboxed with bwrap (network %s)", type->name, network ? "shared" : "none");
+    //  nobody is shared: other daemons, and the bots of any type or worker
+    //  left to the same fallback, run as it too, and a process can read the
+    //  /proc entries (environ, root, so the private /tmp) of another of its
+    //  uid, and signal it.  The fallback stays (root is worse); the WARN
+    //  names the remedy.
     if (as_nobody)
-        bm_info (NULL, "%s bots: sandboxed as uid %d, gid %d (nobody): the worker runs as root "
-                 "and BOT_USER is not set", type->name, (int) type->limits.uid, (int) type->limits.gid);
+        bm_warn (NULL, "%s bots: sandboxed as uid %d, gid %d (nobody): the worker runs as root "
+                 "and BOT_USER is not set; bots of type %s run as nobody; any process of nobody "
+                 "on this host can read and signal them: set BOT_USER to a user of their own",
+                 type->name, (int) type->limits.uid, (int) type->limits.gid, type->name);
     return 0;
 }
 

@@ -9,7 +9,8 @@ style against a fake broker, with a real bot that looks around
   connect with the network off, and can with BOT_<TYPE>_NETWORK=1; it has a
   private writable /tmp (HOME and TMPDIR) and runs as BOT_USER (nobody);
 - a worker running as root without BOT_USER runs its sandboxed bots as
-  nobody; /etc/shadow is /dev/null's node (unreadable) and the directory of the worker's CURVE
+  nobody, and logs one WARN a sandboxed type that every process of nobody
+  can read and signal them (none with BOT_USER=nobody set on purpose); /etc/shadow is /dev/null's node (unreadable) and the directory of the worker's CURVE
   secret certificate is empty inside (an unsandboxed control reads both);
   the private /tmp has BOT_<TYPE>_TMP_MB (default 256): a bot filling it
   gets ENOSPC;
@@ -64,6 +65,13 @@ class Listener:
             conn.close()
 
 
+def nobody_warnings(output, bot_type):
+    """The worker's WARN lines that bot_type's bots fell back to nobody."""
+    tail = ("bots of type %s run as nobody; any process of nobody on this host can read and "
+            "signal them: set BOT_USER to a user of their own" % bot_type)
+    return [l for l in output.splitlines() if " WARN " in l and l.endswith(tail)]
+
+
 def run(fb, ident, job_id, bot_type, payload):
     fb.send(ident, JOB, job(job_id, bot_type=bot_type, payload=payload, timeout_ms=20000))
     _, _, body = fb.recv(25, want=DONE)
@@ -99,6 +107,8 @@ def scenario_sandbox(s):
         check("boxed bots: sandboxed with bwrap (network none)" in w.output()
               and "boxed-net bots: sandboxed with bwrap (network shared)" in w.output(),
               "the worker logs which types are sandboxed")
+        check(not nobody_warnings(w.output(), "boxed"),
+              "BOT_USER=nobody set on purpose: no WARN of a fallback to nobody", w.output()[-1500:])
         payload = {"read": secret_path, "connect": ["127.0.0.1", listener.port]}
 
         seen = run(fb, ident, "j-open", "open", payload)
@@ -161,6 +171,12 @@ def scenario_root_secrets(s):
         ident, _ = fb.ready()
         check("boxed bots: sandboxed as uid 65534, gid 65534 (nobody)" in w.output(),
               "the worker says its sandboxed bots run as nobody", w.output()[-800:])
+        # Every process of nobody on the host can read and signal them: one
+        # WARN a sandboxed type, naming the remedy; none for the open type.
+        for t, want in (("boxed", 1), ("small", 1), ("open", 0)):
+            warns = nobody_warnings(w.output(), t)
+            check(len(warns) == want, "%s: %d WARN that its bots run as nobody, shared with every "
+                  "process of nobody, and to set BOT_USER" % (t, want), warns or w.output()[-1500:])
         payload = {"reads": ["/etc/shadow", cert], "stats": ["/etc/shadow", keys], "fill": 40}
 
         seen = run(fb, ident, "j-open", "open", payload)
