@@ -9,7 +9,12 @@ workers of a type (checked in the broker's own list); `invoke --wait`
 prints the completed record, and exits 1 for a job that did not complete
 and 3 when its --timeout runs out; `logs` shows a service's log, by its name or
 its Docker Compose name (orchestrator, api-gateway, workers); `down` stops
-everything gracefully and leaves no process behind.  Then the failures a
+everything gracefully and leaves no process behind.  What up leaves to
+other local users: var and all in it private (0700, 0600; a log an older
+version left 0644 made private, a link never followed; Redis under umask
+077, the workers under the user's own umask), one warning per up for an
+env file others can read, the mock on 127.0.0.1 only, and the local Redis
+without a password (a bare redis-cli is the contract).  Then the failures a
 user meets: a bad value and a busy port make `up` fail naming the service,
 the variable or the port (and the setting that moves it), with the tail of
 the log; an `up` stopped by SIGTERM half-way says what it left running.
@@ -20,6 +25,7 @@ import re
 import select
 import shutil
 import socket
+import stat
 import subprocess
 import time
 
@@ -77,6 +83,8 @@ class Env:
                     "WEBHOOK_MAX_RETRIES=5   # a comment after the value\n"
                     "\n"
                     "  MAX_JAVA_BOTS = \"3\"\n" % (self.ports["envonly"], self.ports["mock"], API_KEY))
+        # As cp env.example .env leaves it under the usual umask 022.
+        os.chmod(self.envfile, 0o644)
 
     def run(self, *args, timeout=120, env=None):
         e = dict(self.env)
@@ -158,6 +166,8 @@ def test():
         if not shutil.which(tool):
             d.skip("%s is not installed (bash deploy/install-deps.sh)" % tool)
     have_gw = bool(d.binary("botmesh-gateway"))
+    # The usual umask: up must make var private whatever the user's is.
+    os.umask(0o022)
     e = Env()
     try:
         run_stack(e, have_gw)
@@ -181,8 +191,82 @@ def sanitizer_reports(logdir):
     return found
 
 
+ENV_WARNING = "is readable by other users (mode 0644)"
+
+
+def old_var(e):
+    """var as an older version left it: readable by all, a log in it, and a
+    link to a file of someone else's that up must not follow."""
+    for sub in ("", "log", "run"):
+        os.makedirs(os.path.join(e.var, sub), exist_ok=True)
+        os.chmod(os.path.join(e.var, sub), 0o755)
+    old_log = os.path.join(e.var, "log", "broker.log")
+    with open(old_log, "w") as f:
+        f.write("an older run's line\n")
+    os.chmod(old_log, 0o644)
+    outside = os.path.join(e.dir, "outside.txt")
+    with open(outside, "w") as f:
+        f.write("not botmesh's\n")
+    os.chmod(outside, 0o644)
+    os.symlink(outside, os.path.join(e.var, "log", "outside-link"))
+    return outside
+
+
+def not_private(var):
+    """Every directory and file under var with a group or other bit, with
+    its mode (links are not followed: their own mode means nothing)."""
+    bad = []
+    for top, dirs, files in os.walk(var):
+        for name in [top] + [os.path.join(top, f) for f in files]:
+            st = os.lstat(name)
+            if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o077:
+                bad.append("%s %o" % (os.path.relpath(name, var), st.st_mode & 0o777))
+    return bad
+
+
+def umask_of(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return next(l.split()[1] for l in f if l.startswith("Umask:"))
+
+
+def listen_addrs(port):
+    out = subprocess.run(["ss", "-ltnH", "( sport = :%d )" % port], capture_output=True, text=True).stdout
+    return sorted({l.split()[3] for l in out.splitlines() if len(l.split()) > 3})
+
+
+def check_private(e, p, out2, pids, outside):
+    """What the first up leaves to other local users."""
+    for who, text in (("up", p.stderr), ("the other up", out2)):
+        check(text.count(ENV_WARNING) == 1 and "chmod 600 %s" % e.envfile in text,
+              "%s warns once that the env file (0644) is readable by others, and says chmod 600" % who, text)
+    check(not not_private(e.var), "var and every directory and file in it are private (0700, 0600)",
+          not_private(e.var))
+    aof = os.path.join(e.var, "redis", "appendonlydir")
+    check(os.path.isdir(aof) and os.listdir(aof), "Redis wrote its AOF under var/redis (checked above)",
+          os.path.isdir(aof) and os.listdir(aof))
+    check(open(os.path.join(e.var, "log", "broker.log")).read().startswith("an older run's line"),
+          "the older version's broker.log (0644, now private) is the one the broker appends to")
+    check(stat.S_IMODE(os.stat(outside).st_mode) == 0o644, "up did not follow a link out of var/log",
+          oct(os.stat(outside).st_mode))
+    check(umask_of(pids["redis"]) == "0077", "Redis runs with umask 077 (its AOF files)",
+          umask_of(pids["redis"]))
+    check(umask_of(pids["worker-python-1"]) == "0022",
+          "a worker (and its bots) keeps the user's umask, 022 here", umask_of(pids["worker-python-1"]))
+    # The local Redis keeps no password: a bare redis-cli reads and writes it.
+    rcli = lambda *a: subprocess.run(["redis-cli", "-p", str(e.ports["redis"])] + list(a),
+                                     capture_output=True, text=True, env={"PATH": os.environ["PATH"]}).stdout.split()
+    check(rcli("config", "get", "requirepass") == ["requirepass"] and rcli("ping") == ["PONG"],
+          "the local Redis has no password: a bare redis-cli gets PONG (README says so)",
+          rcli("config", "get", "requirepass"))
+    if d.binary("botmesh-mock"):
+        addrs = listen_addrs(e.ports["mock"])
+        check(addrs == ["127.0.0.1:%d" % e.ports["mock"]],
+              "the mock listens on 127.0.0.1 only (MOCK_LISTEN_ADDR not set)", addrs)
+
+
 def run_stack(e, have_gw):
     gw = "http://127.0.0.1:%d" % e.ports["gw"]
+    outside = old_var(e)
     # Two at once: the second waits for the first and finds everything up.
     other = subprocess.Popen([SCRIPT, "up"], env=e.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
@@ -205,6 +289,7 @@ def run_stack(e, have_gw):
     for t in ("python", "node", "java"):
         check("worker-%s-1" % t in pids, "up started a %s worker" % t, pids)
     check(all(alive(p) for p in pids.values()), "every started process is alive", pids)
+    check_private(e, p, out2, pids, outside)
     if "mock-webhook" in pids and "webhook-manager" in pids:
         def started(pid):
             with open("/proc/%d/stat" % pid) as f:
@@ -253,14 +338,17 @@ def run_stack(e, have_gw):
     p = e.run("status")
     unbuilt = [l for l in p.stdout.splitlines() if l.endswith("not built")]
     check(p.returncode == (1 if unbuilt else 0), "status: everything built is healthy", show(p))
+    check(ENV_WARNING not in p.stderr, "status does not warn of the env file's mode (up does)", show(p))
     for name, pid in pids.items():
         check(any(l.split()[:2] == [name, str(pid)] for l in p.stdout.splitlines()),
               "status lists %s with its pid" % name, p.stdout)
 
     # The original system's REDIS_HOST/REDIS_PORT (say, from its .env):
     # up keeps its own Redis and says how to use that server instead.
+    os.chmod(e.envfile, 0o600)
     p = e.run("up", env={"REDIS_HOST": "redis", "REDIS_PORT": "6380"})
     check(p.returncode == 0 and "already running" in p.stdout, "a second up is harmless", show(p))
+    check("readable by other users" not in p.stderr, "an env file of mode 0600: no warning", show(p))
     check("REDIS_HOST/REDIS_PORT are not used" in p.stdout and "REDIS_URL=redis://redis:6380/0" in p.stdout,
           "up says REDIS_HOST/REDIS_PORT are not used and names the REDIS_URL to set", show(p))
     check(e.pids() == pids, "a second up leaves the running services alone", e.pids(), pids)
@@ -342,6 +430,16 @@ def run_stack(e, have_gw):
     check(p.returncode != 0 and "broker" in p.stderr, "logs of an unknown service lists the known ones",
           show(p))
     check_log_aliases(e)
+
+    check(os.path.exists(os.path.join(e.var, "scale")) or not have_gw, "scale wrote var/scale")
+    check(not not_private(e.var), "after scale, invokes and logs, all in var is still private",
+          not_private(e.var))
+    if d.binary("botmesh-mock"):
+        # A user who wants the mock on every interface says so.
+        p = e.run("restart", "mock", env={"MOCK_LISTEN_ADDR": "0.0.0.0"})
+        check(p.returncode == 0, "restart mock with MOCK_LISTEN_ADDR=0.0.0.0", show(p))
+        addrs = listen_addrs(e.ports["mock"])
+        check(addrs == ["0.0.0.0:%d" % e.ports["mock"]], "MOCK_LISTEN_ADDR set: up binds the mock there", addrs)
 
     slow_job = start_slow_job(e, gw) if have_gw else None
     pids = e.pids()
