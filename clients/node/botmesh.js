@@ -42,6 +42,14 @@ const C = {
   QUEUE: 0x0b, REMOVE: 0x0c, PROMOTE: 0x0d, SCHEDULE: 0x0e,
 };
 const DONE_KEEP_MAX = 1000;             // recent DONEs a worker keeps for a reconnect (as the C worker)
+// Replaced (DISCONNECT replaced): another live process registered under this
+// worker's name.  Registering again at once, both would take the name from
+// each other in a loop; the wait doubles from 1 s to 30 s while it goes on
+// (half of it plus up to half at random), and a streak ends after 90 s
+// unreplaced (protocol.md section 5, as the C worker).
+const REPLACED_FIRST_MS = 1000;
+const REPLACED_MAX_MS = 30000;
+const REPLACED_QUIET_MS = 90000;
 const MAX_BATCH = 1000;                 // items of one batch message
 const BATCH_BYTES = 1 << 20;            // a batch message's jobs, encoded: at most this much
                                         // (half of MAX_FRAME_BYTES' default), one large job alone
@@ -802,6 +810,8 @@ class Worker extends EventEmitter {
     this.endpoint = opts.endpoint || defaultEndpoint();
     this._eps = new Endpoints(this.endpoint);
     this._switching = null;             // timer of a move to another broker
+    this._replacedCount = 0;            // replaced in a row (DISCONNECT replaced)
+    this._replacedAt = 0;               // performance.now() of the last
     this.name = opts.name || `${os.hostname()}-${process.pid}-node`;
     this.heartbeatMs = opts.heartbeatMs || envInt('HEARTBEAT_INTERVAL_MS', 1000, 10, 3600000);
     this.liveness = opts.liveness || envInt('HEARTBEAT_LIVENESS', 3, 1, 1000);
@@ -956,7 +966,11 @@ class Worker extends EventEmitter {
     if (this._switching || this._stopped) return;
     const wait = this._eps.next(leader, silent);
     this.emit('switch', this._eps.current, wait);
-    // No kept DONE ages until the next socket is open.
+    this._connectIn(wait);
+  }
+
+  /** A new socket and READY after wait ms; no kept DONE ages meanwhile. */
+  _connectIn(wait) {
     this._pruneKept(performance.now());
     this._linkUp = false;
     this._switching = setTimeout(() => {
@@ -965,12 +979,37 @@ class Worker extends EventEmitter {
     }, wait);
   }
 
+  /** Another live process took our name: how long to wait before
+   *  registering again; one error a streak (the cause, the fix). */
+  _replacedWait(by) {
+    const now = performance.now();
+    if (!this._replacedAt || now - this._replacedAt > REPLACED_QUIET_MS) this._replacedCount = 0;
+    this._replacedCount += 1;
+    this._replacedAt = now;
+    const full = Math.min(REPLACED_MAX_MS, REPLACED_FIRST_MS * 2 ** Math.min(this._replacedCount - 1, 16));
+    const wait = Math.round(full / 2 + Math.random() * (full / 2));
+    const who = typeof by === 'string' && by ? by : 'the broker does not say which process';
+    if (this._replacedCount === 1) {
+      this._log('error', `the broker replaced this worker's connection: another worker registered `
+        + `with the same name ${this.name} (${who}); give each worker a distinct name. Registering `
+        + `again in ${wait} ms, waiting longer each time while this goes on (up to ${REPLACED_MAX_MS / 1000} s)`);
+    } else {
+      this._log('debug', `replaced again by ${who} (${this._replacedCount} times in a row); `
+        + `registering again in ${wait} ms`);
+    }
+    return wait;
+  }
+
   _onMessage(cmd, body) {
     if (cmd !== W.NACK) this._eps.served();
     switch (cmd) {
       case W.JOB: this._onJob(body); break;
       case W.CANCEL: this._onCancel(body); break;
       case W.DISCONNECT:
+        if (body.reason === 'replaced') {
+          if (!this._switching && !this._stopped) this._connectIn(this._replacedWait(body.by));
+          break;
+        }
         this._log('info', `broker sent DISCONNECT (${body.reason}), reconnecting`);
         if (!this._stopped) this._connect();
         break;
@@ -1233,6 +1272,7 @@ function stoppedError(reason) {
 }
 
 function stderrLog(level, message) {
+  if (level === 'debug') return;        // a log function of the caller's sees them
   process.stderr.write(`${new Date().toISOString()} ${level.toUpperCase()} ${message}\n`);
 }
 

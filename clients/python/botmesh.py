@@ -44,6 +44,7 @@ import multiprocessing
 import numbers
 import os
 import pickle
+import random
 import re
 import signal
 import socket as _socket
@@ -105,6 +106,12 @@ MAX_PAYLOAD_BYTES = 1 << 20          # protocol default of MAX_PAYLOAD_BYTES
 DEFAULT_HEARTBEAT_MS = 1000          # protocol default of HEARTBEAT_INTERVAL_MS
 DEFAULT_LIVENESS = 3                 # protocol default of HEARTBEAT_LIVENESS
 DONE_KEEP_MAX = 1000                 # recent DONEs a worker keeps for a reconnect (as the C worker)
+# Replaced (DISCONNECT replaced): another live process registered under this
+# worker's name.  Registering again at once, both would take the name from
+# each other in a loop; the wait doubles from 1 s to 30 s while it goes on
+# (half of it plus up to half at random), and a streak ends after 90 s
+# unreplaced (protocol.md section 5, as the C worker).
+REPLACED_FIRST_S, REPLACED_MAX_S, REPLACED_QUIET_S = 1.0, 30.0, 90.0
 REQ_WRAP = 1 << 31                   # keep req a small positive integer
 
 
@@ -969,6 +976,8 @@ class Worker:
         self._kept = collections.deque()
         self._kept_completed = {}             # jobId -> its completed entry in _kept
         self._link_up = True                  # a socket to a broker is open (not between two)
+        self._replaced_count = 0              # replaced in a row (DISCONNECT replaced)
+        self._replaced_at = 0.0               # monotonic time of the last
         self._up_since = time.monotonic()     # the last READY on a new socket
         self._heard = None                    # when the broker last sent anything
         # counters, for tests and monitoring
@@ -1152,6 +1161,27 @@ class Worker:
         while self._kept and self._last_sent(self._kept[0]) < horizon:
             self._drop_kept("too old")
 
+    def _replaced_wait(self, by):
+        """Another live process took our name: how long to wait before
+        registering again; one ERROR a streak (the cause, the fix)."""
+        now = time.monotonic()
+        if not self._replaced_at or now - self._replaced_at > REPLACED_QUIET_S:
+            self._replaced_count = 0
+        self._replaced_count += 1
+        self._replaced_at = now
+        full = min(REPLACED_MAX_S, REPLACED_FIRST_S * 2 ** min(self._replaced_count - 1, 16))
+        wait = full / 2 + random.uniform(0, full / 2)
+        who = by if isinstance(by, str) and by else "the broker does not say which process"
+        if self._replaced_count == 1:
+            log.error("botmesh worker %s: the broker replaced this worker's connection: another worker "
+                      "registered with the same name %s (%s); give each worker a distinct name. "
+                      "Registering again in %.1fs, waiting longer each time while this goes on (up to %ds)",
+                      self.name, self.name, who, wait, REPLACED_MAX_S)
+        else:
+            log.debug("botmesh worker %s: replaced again by %s (%d times in a row); registering again in %.1fs",
+                      self.name, who, self._replaced_count, wait)
+        return wait
+
     def _reconnect(self, poller, wait=0.0):
         """A new socket after wait seconds, during which no kept DONE ages."""
         if wait > 0:
@@ -1312,6 +1342,9 @@ class Worker:
                 self._on_job(body)
             elif command == W_CANCEL:
                 self._on_cancel(body)
+            elif command == W_DISCONNECT and body.get("reason") == "replaced":
+                self._reconnect(poller, self._replaced_wait(body.get("by")))
+                return
             elif command == W_DISCONNECT:
                 log.info("botmesh worker %s: broker sent DISCONNECT (%s), reconnecting",
                          self.name, body.get("reason"))
