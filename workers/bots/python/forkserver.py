@@ -117,11 +117,27 @@ def job_stdin(data):
                             errors=like.errors if like else "strict", write_through=True)
 
 
+STDOUT = None       # a job's sys.stdout: a text stream over fd 1
+
+
+def stdout_stream():
+    """The text stream over fd 1 that a job's sys.stdout is, like a
+    spawned bot's on a pipe (the same encoding and error handler,
+    buffered, a .buffer).  Built once in the server, not in each child:
+    the objects a child builds are pages it faults in."""
+    global STDOUT
+    if STDOUT is None or STDOUT.closed:
+        like = sys.__stdout__
+        STDOUT = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False)),
+                                  encoding=like.encoding if like else "utf-8",
+                                  errors=like.errors if like else "strict")
+    return STDOUT
+
+
 def job_stdout():
     """fd 1 for one job: a fresh anonymous file, so that what the job's
     subprocesses write on their stdout is the job's output, in order with
-    its own, as a spawned bot's is.  Returns (sys.stdout for the job: a
-    text stream over fd 1, buffered as a spawned bot's is on a pipe; a
+    its own, as a spawned bot's is.  Returns (sys.stdout for the job, a
     descriptor of the file, to read the output back)."""
     try:
         fd = os.memfd_create("job-stdout", os.MFD_CLOEXEC)
@@ -130,28 +146,27 @@ def job_stdout():
         with tempfile.TemporaryFile() as f:
             fd = os.dup(f.fileno())
     os.dup2(fd, 1)
-    like = sys.__stdout__
-    stream = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False)),
-                              encoding=like.encoding if like else "utf-8",
-                              errors=like.errors if like else "strict")
-    return stream, fd
+    return stdout_stream(), fd
 
 
 def read_all(fd):
-    """The whole content of the file fd (from its start)."""
+    """What the job wrote on fd 1: the whole file."""
+    size = os.lseek(fd, 0, os.SEEK_END)
     chunks, offset = [], 0
-    while True:
-        chunk = os.pread(fd, 1 << 20, offset)
+    while offset < size:
+        chunk = os.pread(fd, size - offset, offset)
         if not chunk:
-            return b"".join(chunks)
+            break
         chunks.append(chunk)
         offset += len(chunk)
+    return b"".join(chunks)
 
 
 def run_main(module, job):
     """Run one job in this process: (exit status, its stdout as bytes).
     A main() that wrote nothing on stdout and returned a value other than
     None has that value, as JSON, for its stdout (its result)."""
+    global STDOUT
     sys.stdin = job_stdin(json.dumps(job.get("payload")).encode("utf-8"))
     captured, capture_fd = job_stdout()
     sys.stdout = captured
@@ -174,7 +189,7 @@ def run_main(module, job):
         try:
             captured.flush()
         except (OSError, ValueError):
-            pass                        # closed by the bot: what it wrote is kept
+            STDOUT = None               # closed or broken by the bot: a new one next
         sys.stdout = sys.__stdout__
         sys.stdin = sys.__stdin__
         output = read_all(capture_fd)
@@ -807,6 +822,7 @@ def main():
     # dispositions (a job is stopped with SIGTERM/SIGINT).
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    stdout_stream()
     gc.collect()
     gc.freeze()
     send({"ready": True, "pid": os.getpid(), "mode": "fork"})
