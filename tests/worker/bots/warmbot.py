@@ -29,6 +29,9 @@ before it was forked.
               as a spawned bot's subprocess does) before the result; its
               exit status is the result's shellStatus; with quiet, the
               bot writes nothing itself (the command's output is all)
+    importStdout  write the result through IMPORT_STDOUT, the sys.stdout of
+              the import (as `from sys import stdout` at the top of a bot
+              does; under a fork server, not the job's), with no flush
 The payload is read with sys.stdin.buffer (a spawned bot's stdin has one).
 With WARMBOT_LOAD_LOG set, each load appends "time pid" to that file; with
 WARMBOT_CRASH_AT_LOAD also set, loading fails (a missing model, say).
@@ -42,6 +45,7 @@ import time
 
 STATE = {"jobs": 0, "warmedUp": False}
 HELD = []
+IMPORT_STDOUT = sys.stdout
 
 if os.environ.get("WARMBOT_LOAD_LOG"):
     with open(os.environ["WARMBOT_LOAD_LOG"], "a") as log:
@@ -118,11 +122,12 @@ def main():
         progress(10)
         time.sleep(payload["sleepMs"] / 1000.0)
     progress(90)
-    print(json.dumps({"jobs": STATE["jobs"], "pid": os.getpid(), "leakedEnv": leaked,
-                      "heldMb": sum(len(h) for h in HELD) >> 20,
-                      "jobId": os.environ.get("BOT_JOB_ID"),
-                      "attempt": int(os.environ.get("BOT_ATTEMPT", "0")),
-                      "random": random.random(), "warmedUp": STATE["warmedUp"], **extra}))
+    out = IMPORT_STDOUT if payload.get("importStdout") else sys.stdout
+    out.write(json.dumps({"jobs": STATE["jobs"], "pid": os.getpid(), "leakedEnv": leaked,
+                          "heldMb": sum(len(h) for h in HELD) >> 20,
+                          "jobId": os.environ.get("BOT_JOB_ID"),
+                          "attempt": int(os.environ.get("BOT_ATTEMPT", "0")),
+                          "random": random.random(), "warmedUp": STATE["warmedUp"], **extra}) + "\n")
 
 
 if __name__ == "__main__":

@@ -145,8 +145,23 @@ def job_stdout():
         import tempfile
         with tempfile.TemporaryFile() as f:
             fd = os.dup(f.fileno())
+    flush_import_stdout()               # what was written between jobs: stderr's
     os.dup2(fd, 1)
     return stdout_stream(), fd
+
+
+def flush_import_stdout():
+    """Write out what waits in the buffer of sys.__stdout__ (over fd 1 too)
+    to where fd 1 points now.  A bot that kept the sys.stdout of its
+    import (`from sys import stdout` at its top: the server's, not a
+    job's) writes into that buffer: flushed when fd 1 changes hands, its
+    text goes where it would have gone at once, never into a later job's
+    output."""
+    try:
+        if sys.__stdout__ is not None:
+            sys.__stdout__.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def read_all(fd):
@@ -186,6 +201,7 @@ def run_main(module, job):
         traceback.print_exc()
         code = 1
     finally:
+        flush_import_stdout()           # most likely written before the job's own
         try:
             captured.flush()
         except (OSError, ValueError):
