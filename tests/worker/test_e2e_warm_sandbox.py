@@ -12,7 +12,7 @@ why, where bwrap cannot run):
 - fork mode: the server has a PID namespace of its own, so the pid in its
   {"started": PID} is the child's pid in there.  A job past its timeout,
   and a cancelled one, are stopped by SIGTERM to that child, at once, with
-  BOT_KILL_GRACE_MS=8000: the fork server lives on (one server ready in
+  BOT_KILL_GRACE_MS=20000: the fork server lives on (one server ready in
   the whole run) and runs the next job.  Before, the worker did not know
   the child, waited the grace and killed the whole server.
 
@@ -28,7 +28,7 @@ import harness
 import wlib
 from harness import CANCEL, check, log, wait_until
 
-GRACE_MS = 8000
+GRACE_MS = 20000
 READY = "bx-fork fork server process pid="
 
 
