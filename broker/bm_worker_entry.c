@@ -103,6 +103,11 @@ bm_name_streak_replace (bm_name_streak_t *self, int64_t now_ms, const char *who,
 {
     if (!self->last_ms || now_ms - self->last_ms > BM_NAME_STREAK_QUIET_MS)
         memset (self, 0, sizeof *self);
+    //  The same process on a new connection (its TCP connection reset): a
+    //  reconnect, not a second process.  Kept out of the ring, or its next
+    //  reconnect would find itself there.
+    if (*who && streq (who, old_who))
+        return false;
     bool flaps = false;
     if (*who) {
         for (int i = 0; i < BM_NAME_GONE_MAX; i++)
@@ -189,6 +194,16 @@ bm_worker_entry_test (bool verbose)
     BM_CHECK (!bm_name_streak_replace (&anonymous, 1000, "", ""));
     BM_CHECK (bm_name_streak_replace (&anonymous, 1000 + BM_NAME_FLAP_MS, "", ""));
     BM_CHECK (!bm_name_streak_replace (&anonymous, 1001 + 2 * BM_NAME_FLAP_MS, "", ""));
+    //  One process whose connection is reset again and again (same pid,
+    //  same address) reconnects each time: never a flap, never in the
+    //  ring, so a second process taking the name later is judged alone.
+    bm_name_streak_t resets = { 0 };
+    for (int i = 0; i < 3; i++)
+        BM_CHECK (!bm_name_streak_replace (&resets, 1000 + i * 100, "pid 5 at 10.0.0.1",
+                                           "pid 5 at 10.0.0.1"));
+    BM_CHECK (!bm_name_streak_replace (&resets, 2000, "pid 6 at 10.0.0.2", "pid 5 at 10.0.0.1"));
+    BM_CHECK (!bm_name_streak_replace (&resets, 2100, "pid 6 at 10.0.0.2", "pid 6 at 10.0.0.2"));
+    BM_CHECK (bm_name_streak_replace (&resets, 3000, "pid 5 at 10.0.0.1", "pid 6 at 10.0.0.2"));
 
     printf ("OK\n");
 }

@@ -44,7 +44,9 @@ typedef struct {
 //  name flaps: who is a connection replaced earlier in the streak (a
 //  replaced process came back: two live processes share the name), or,
 //  with who unknown, the name was last replaced BM_NAME_FLAP_MS ago or
-//  less.  Pure.
+//  less.  When who is old_who (and known), the same process came back on
+//  a new connection (a reset): a reconnect, false, and the streak is left
+//  as it is.  Pure.
 bool bm_name_streak_replace (bm_name_streak_t *self, int64_t now_ms, const char *who,
                              const char *old_who);
 
