@@ -104,11 +104,13 @@ bm_job_report_verdict (const bm_pool_outcome_t *outcome, bm_bot_t *bot,
     char message [512];
     char *tail = strdup (outcome->message ? outcome->message : "");
     //  A resource limit: the spawned run knows its rusage and cgroup;
-    //  for a pooled one, what its exit and stderr show.
+    //  for a pooled one, what its exit, stderr, CPU time and its process's
+    //  cgroup (since the job began) show.
     int status = outcome->signal ? outcome->signal : (outcome->exit_code & 0xff) << 8;
     const char *limit = outcome->init_failed ? NULL
                       : bot ? bm_bot_limit_verdict (bot, message, sizeof message)
-                      : bm_limits_verdict (limits, status, outcome->usage, tail, message, sizeof message);
+                      : bm_limits_pool_verdict (limits, outcome->run, status, outcome->usage, tail,
+                                                message, sizeof message);
     if (outcome->overflowed) {
         snprintf (message, sizeof message,
                   "the bot wrote more than %lld bytes on stdout and was killed",

@@ -22,10 +22,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-//  A SIGKILL counts as the CPU limit
-//  when the run used at least 3/4 of it: the rusage figures lag the precise
-//  runtime RLIMIT_CPU is checked against (880 ms seen at a 1 s limit).
-#define BM_LIMITS_CPU_SHARE(limit_ms)   ((limit_ms) * 3 / 4)
+//  A SIGKILL counts as the CPU limit when the run used, of its own CPU
+//  time, its whole budget (the soft limit), or 7/8 of the hard limit (a
+//  second past it) if that is less.  The kernel kills at the hard limit
+//  as its tick samples count it, while rusage and /proc give the precise
+//  runtime, which reads lower on a VM where the samples run ahead (1940
+//  ms at a 2 s hard limit here, 880 ms at 1 s seen): with a budget of 7 s
+//  or less the second's slack covers that, and past it (3600 s by
+//  default) a share of the hard limit does.  Earlier than that, the
+//  SIGKILL is not the limit's (kill -9, the host's OOM killer).
+#define BM_LIMITS_CPU_KILL_MS(limits) \
+    ((limits)->cpu_seconds <= 7 ? (int64_t) (limits)->cpu_seconds * 1000 \
+                                : ((int64_t) (limits)->cpu_seconds + 1) * 1000 * 7 / 8)
 
 static bool s_may_raise_hard (void);
 
@@ -35,6 +43,8 @@ struct _bm_limits_run_t {
     int cgroup_procs;           //  Open cgroup.procs of it (close-on-exec),
                                 //  or -1: the child writes "0" to join
     bool cgroup_memory;         //  memory.max is set there (cgroup v2)
+    int64_t oom_kills_before;   //  Its counters when its current job began
+    int64_t pids_refused_before;//  (pool mode: one cgroup, many jobs), or 0
 };
 
 //  --------------------------------------------------------------------------
@@ -628,7 +638,18 @@ bm_limits_cpu_used_ms (pid_t pid)
     if (s_cpu_ticks (pid, &own, &children))
         return -1;
     long hz = sysconf (_SC_CLK_TCK);
-    return (int64_t) ((own + children) * 1000 / (unsigned long long) (hz > 0 ? hz : 100));
+    return (int64_t) (own * 1000 / (unsigned long long) (hz > 0 ? hz : 100));
+}
+
+void
+bm_limits_run_job_start (bm_limits_run_t *self)
+{
+    if (!*self->cgroup)
+        return;
+    int64_t refused = s_read_key (self->cgroup, "pids.events", "max");
+    self->pids_refused_before = refused > 0 ? refused : 0;
+    int64_t kills = self->cgroup_memory ? s_read_key (self->cgroup, "memory.events", "oom_kill") : 0;
+    self->oom_kills_before = kills > 0 ? kills : 0;
 }
 
 int
@@ -730,9 +751,13 @@ s_verdict (const bm_limits_t *limits, const bm_limits_run_t *run, int status,
     int64_t cpu_ms = usage ? (int64_t) usage->ru_utime.tv_sec * 1000 + usage->ru_utime.tv_usec / 1000
                              + (int64_t) usage->ru_stime.tv_sec * 1000 + usage->ru_stime.tv_usec / 1000
                            : -1;
-    if (limits->cpu_seconds
-    &&  (signum == SIGXCPU
-         || (signum == SIGKILL && cpu_ms >= BM_LIMITS_CPU_SHARE (limits->cpu_seconds * 1000)))) {
+    //  The OOM killer of its cgroup sends SIGKILL too: a kill it recorded
+    //  during the run (this job's, in pool mode) is memory, whatever CPU
+    //  time the run had used by then.
+    bool oom_killed = run && *run->cgroup && run->cgroup_memory
+                   && s_read_key (run->cgroup, "memory.events", "oom_kill") > run->oom_kills_before;
+    if (limits->cpu_seconds && !(signum == SIGKILL && oom_killed)
+    &&  (signum == SIGXCPU || (signum == SIGKILL && cpu_ms >= BM_LIMITS_CPU_KILL_MS (limits)))) {
         s_describe_limit (limits, "cpu", what, sizeof what);
         //  SIGXCPU comes from the kernel at the limit: no figure (rusage
         //  is counted another way and may read below the limit).  A
@@ -746,14 +771,14 @@ s_verdict (const bm_limits_t *limits, const bm_limits_run_t *run, int status,
         return "cpu";
     }
     if (run && *run->cgroup) {
-        int64_t refused = s_read_key (run->cgroup, "pids.events", "max");
+        int64_t refused = s_read_key (run->cgroup, "pids.events", "max") - run->pids_refused_before;
         if (refused > 0) {
             s_describe_limit (limits, "pids", what, sizeof what);
             snprintf (message, size, "resource limit hit: pids (%s): %lld fork/clone call(s) refused",
                       what, (long long) refused);
             return "pids";
         }
-        if (run->cgroup_memory && s_read_key (run->cgroup, "memory.events", "oom_kill") > 0) {
+        if (oom_killed) {
             s_describe_limit (limits, "memory", what, sizeof what);
             snprintf (message, size, "resource limit hit: memory (%s): killed by the OOM killer "
                       "of its cgroup", what);
@@ -792,6 +817,14 @@ bm_limits_run_verdict (const bm_limits_run_t *self, int status, const struct rus
 }
 
 const char *
+bm_limits_pool_verdict (const bm_limits_t *limits, const bm_limits_run_t *run, int status,
+                        const struct rusage *usage, const char *stderr_tail,
+                        char *message, size_t message_size)
+{
+    return s_verdict (limits, run, status, usage, stderr_tail, message, message_size);
+}
+
+const char *
 bm_limits_verdict (const bm_limits_t *limits, int status, const struct rusage *usage,
                    const char *stderr_tail, char *message, size_t message_size)
 {
@@ -805,6 +838,16 @@ bm_limits_verdict (const bm_limits_t *limits, int status, const struct rusage *u
 
 #include <assert.h>
 #include <sys/wait.h>
+
+//  A memory.events file as the kernel writes it.
+static void
+s_test_events (const char *path, const char *text)
+{
+    FILE *file = fopen (path, "w");
+    assert (file);
+    assert (fputs (text, file) >= 0);
+    assert (fclose (file) == 0);
+}
 
 //  Fork a child that applies the run's limits and runs `script` with
 //  /bin/sh; its wait status and rusage.
@@ -967,9 +1010,59 @@ bm_limits_test (bool verbose)
     assert (streq (bm_limits_verdict (&limits, SIGXCPU, &usage, "", message, sizeof message), "cpu"));
     assert (strstr (message, "the kernel sent SIGXCPU at the limit") && !strstr (message, " ms "));
     assert (!bm_limits_verdict (&limits, SIGKILL, &usage, "", message, sizeof message));
+    //  Less than the budget is a kill from outside (kill -9, the OOM
+    //  killer): the kernel's own comes a second past the whole of it.
+    usage.ru_utime.tv_sec = 1;
+    usage.ru_stime.tv_usec = 999000;
+    assert (!bm_limits_verdict (&limits, SIGKILL, &usage, "", message, sizeof message));
+    usage.ru_stime.tv_usec = 0;
     usage.ru_utime.tv_sec = 2;
     assert (streq (bm_limits_verdict (&limits, SIGKILL, &usage, "", message, sizeof message), "cpu"));
     assert (strstr (message, "2000 ms of CPU"));
+    //  A long budget: 7/8 of the hard limit, as the figures lag the
+    //  kernel's samples (3600 s: 3150.875 s), where 3/4 of it was taken.
+    limits.cpu_seconds = 3600;
+    usage.ru_utime.tv_sec = 2700;
+    assert (!bm_limits_verdict (&limits, SIGKILL, &usage, "", message, sizeof message));
+    usage.ru_utime.tv_sec = 3150;
+    assert (!bm_limits_verdict (&limits, SIGKILL, &usage, "", message, sizeof message));
+    usage.ru_utime.tv_sec = 3151;
+    assert (streq (bm_limits_verdict (&limits, SIGKILL, &usage, "", message, sizeof message), "cpu"));
+    limits.cpu_seconds = 2;
+    usage.ru_utime.tv_sec = 2;
+    //  Its cgroup's OOM killer struck during the run (the counter past
+    //  where the job began): memory, whatever CPU time it used.  A cgroup
+    //  directory of files, as the kernel keeps them.
+    char events [] = "/tmp/bm-limits-test-XXXXXX";
+    assert (mkdtemp (events));
+    bm_limits_run_t fake;
+    memset (&fake, 0, sizeof fake);
+    fake.limits = limits;
+    fake.cgroup_procs = -1;
+    fake.cgroup_memory = true;
+    snprintf (fake.cgroup, sizeof fake.cgroup, "%s", events);
+    char events_path [PATH_MAX + 32];
+    snprintf (events_path, sizeof events_path, "%s/memory.events", events);
+    s_test_events (events_path, "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n");
+    bm_limits_run_job_start (&fake);                    //  An earlier job's kill
+    assert (fake.oom_kills_before == 1);
+    assert (streq (bm_limits_run_verdict (&fake, SIGKILL, &usage, NULL, message, sizeof message), "cpu"));
+    //  A pooled job: the type's budget, not the run's (a warm process has
+    //  no CPU limit of its own).
+    fake.limits.cpu_seconds = 0;
+    assert (!bm_limits_run_verdict (&fake, SIGKILL, &usage, NULL, message, sizeof message));
+    assert (streq (bm_limits_pool_verdict (&limits, &fake, SIGKILL, &usage, NULL, message, sizeof message),
+                   "cpu"));
+    fake.limits = limits;
+    s_test_events (events_path, "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\n");
+    assert (streq (bm_limits_run_verdict (&fake, SIGKILL, &usage, NULL, message, sizeof message), "memory"));
+    assert (strstr (message, "OOM killer"));
+    //  A run of its own (spawn mode): counted from 0.
+    fake.oom_kills_before = 0;
+    usage.ru_utime.tv_sec = 0;
+    assert (streq (bm_limits_run_verdict (&fake, SIGKILL, &usage, NULL, message, sizeof message), "memory"));
+    unlink (events_path);
+    rmdir (events);
     //  Under bwrap: exit 128 + SIGXCPU (its rusage misses the bot's CPU).
     usage.ru_utime.tv_sec = 0;
     assert (streq (bm_limits_verdict (&limits, (128 + SIGXCPU) << 8, &usage, "", message, sizeof message),

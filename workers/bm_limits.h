@@ -43,8 +43,9 @@
 
     Detection after the run (bm_limits_run_verdict) is honest about what it
     can see.  Certain: SIGXCPU (exit 128+SIGXCPU from bwrap), SIGKILL after
-    at least 3/4 of the CPU limit of CPU time, and the pids cgroup's "max"
-    event counter.  Inferred from the
+    its whole CPU limit of CPU time of its own (the kernel kills a second
+    past it; past 7 s, 7/8 of that hard limit, as the figures may lag the
+    kernel's) unless its cgroup's OOM killer struck meanwhile (memory), and the pids cgroup's "max" event counter.  Inferred from the
     tail of stderr of a bot that failed: the messages runtimes print when an
     allocation, a fork/thread creation or an open fails (MemoryError,
     std::bad_alloc, "out of memory", "Cannot allocate memory", "Resource
@@ -139,10 +140,15 @@ int bm_limits_sweep (int64_t wait_ms);
 //  second later (SIGKILL for a bot that catches SIGXCPU).  Returns 0 or -1.
 int bm_limits_cpu_job_start (pid_t pid, const bm_limits_t *limits);
 
-//  The CPU time a process used so far, in ms: its own and that of the
-//  children it reaped, as wait4's rusage counts it when it exits.  -1 if
-//  it cannot be read (the process is gone).
+//  The CPU time a process used so far, in ms: its own, as RLIMIT_CPU
+//  counts it (not that of the children it reaped).  Readable until the
+//  process is reaped (a zombie's too); -1 if it cannot be read (gone).
 int64_t bm_limits_cpu_used_ms (pid_t pid);
+
+//  A pooled process (or fork server) starts a job: its cgroup's counters
+//  (oom_kill, pids refused) as they are now, so that the verdict counts
+//  only what this job's run adds.  Nothing without a cgroup.
+void bm_limits_run_job_start (bm_limits_run_t *self);
 
 //  In the child, after fork and before exec: join the cgroup and set the
 //  rlimits.  Async-signal-safe.  Returns 0, or -1 with errno set.
@@ -156,11 +162,19 @@ const char *bm_limits_run_verdict (const bm_limits_run_t *self, int status,
                                    const struct rusage *usage, const char *stderr_tail,
                                    char *message, size_t message_size);
 
-//  The same classification without a run (no cgroup counter): for pool
-//  processes that run several jobs under one set of limits.
+//  The same classification without a run (no cgroup counter).
 const char *bm_limits_verdict (const bm_limits_t *limits, int status,
                                const struct rusage *usage, const char *stderr_tail,
                                char *message, size_t message_size);
+
+//  A pooled job (pool or fork mode): the type's limits, with the cgroup
+//  counters of the run its process lives in (run, or NULL) counted since
+//  the job began (bm_limits_run_job_start).  The run's own limits are not
+//  the job's (a warm process has no CPU limit of its own, a fork server no
+//  memory limit: its child takes them from the job frame).
+const char *bm_limits_pool_verdict (const bm_limits_t *limits, const bm_limits_run_t *run,
+                                    int status, const struct rusage *usage,
+                                    const char *stderr_tail, char *message, size_t message_size);
 
 //  Self-test; built only into bm_worker_selftest (BM_SELFTEST).
 void bm_limits_test (bool verbose);

@@ -183,6 +183,16 @@ s_end_job (proc_t *proc, bm_pool_outcome_t *outcome, bool process_alive)
 //  --------------------------------------------------------------------------
 //  Frames from the bot
 
+//  usage, cleared, holding ms of CPU time (as ru_utime).  Returns usage.
+static const struct rusage *
+s_usage_of_ms (int64_t ms, struct rusage *usage)
+{
+    memset (usage, 0, sizeof *usage);
+    usage->ru_utime.tv_sec = (time_t) (ms / 1000);
+    usage->ru_utime.tv_usec = (suseconds_t) (ms % 1000) * 1000;
+    return usage;
+}
+
 static void
 s_kill_bad (proc_t *proc, const char *why)
 {
@@ -386,8 +396,16 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
         json_t *bad = json_object_get (frame, "badOutput");
         if (json_is_string (bad) && json_string_length (bad) > 0)
             outcome.bad_output = json_string_value (bad);
-        if (json_is_integer (json_object_get (frame, "signal")))
+        outcome.run = proc->limits;
+        struct rusage child_usage;
+        if (json_is_integer (json_object_get (frame, "signal"))) {
             outcome.signal = (int) json_integer_value (json_object_get (frame, "signal"));
+            //  The fork server's child: the CPU time of its own it used
+            //  (the verdict tells its hard CPU limit's SIGKILL from others).
+            json_t *cpu_ms = json_object_get (frame, "cpuMs");
+            if (json_is_integer (cpu_ms) && json_integer_value (cpu_ms) >= 0)
+                outcome.usage = s_usage_of_ms (json_integer_value (cpu_ms), &child_usage);
+        }
         else {
             json_int_t code = json_integer_value (json_object_get (frame, "exit"));
             outcome.exit_code = code < 0 || code > 255 ? 1 : (int) code;
@@ -517,6 +535,8 @@ s_dispatch (bm_pool_t *self)
             bm_capture_destroy (&proc->err);
             proc->err = err;
         }
+        if (proc->limits)
+            bm_limits_run_job_start (proc->limits);
         proc->cpu_before_ms = -1;
         if (!self->config.fork && self->config.limits && self->config.limits->cpu_seconds) {
             //  Under bwrap the budget goes to the bot inside, not to bwrap.
@@ -640,37 +660,32 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
-//  The CPU time the job of proc used, from its process's rusage at exit
-//  (pool mode under a CPU limit, unsandboxed).  False if unknown.
-static bool
-s_job_usage (proc_t *proc, const struct rusage *usage, struct rusage *job_usage)
+//  The CPU time of its own the job of proc used: its process's at exit
+//  (cpu_after_ms, read before the reap) less what it had used when the
+//  job began (pool mode under a CPU limit, unsandboxed).  NULL if unknown.
+static const struct rusage *
+s_job_usage (proc_t *proc, int64_t cpu_after_ms, struct rusage *job_usage)
 {
-    if (proc->cpu_before_ms < 0)
-        return false;
-    int64_t ms = (int64_t) usage->ru_utime.tv_sec * 1000 + usage->ru_utime.tv_usec / 1000
-               + (int64_t) usage->ru_stime.tv_sec * 1000 + usage->ru_stime.tv_usec / 1000
-               - proc->cpu_before_ms;
-    if (ms < 0)
-        ms = 0;
-    memset (job_usage, 0, sizeof *job_usage);
-    job_usage->ru_utime.tv_sec = (time_t) (ms / 1000);
-    job_usage->ru_utime.tv_usec = (suseconds_t) (ms % 1000) * 1000;
-    return true;
+    if (proc->cpu_before_ms < 0 || cpu_after_ms < 0)
+        return NULL;
+    int64_t ms = cpu_after_ms - proc->cpu_before_ms;
+    return s_usage_of_ms (ms < 0 ? 0 : ms, job_usage);
 }
 
-//  Whether a job that ended so, having used that much CPU, hit its CPU
-//  limit: the SIGKILL of the hard limit, a second past the job's budget
-//  (a bot that ignores SIGXCPU), is the job's failure on its limit, not a
-//  kill from outside.
-static bool
-s_cpu_verdict (bm_pool_t *self, int status, const struct rusage *job_usage)
+//  Whether the SIGKILL of a job's process was its limit's: "cpu" (the hard
+//  CPU limit, a second past the job's budget, for a bot that ignores
+//  SIGXCPU) or "memory" (its cgroup's OOM killer during the job), which
+//  fail the job as they would a spawned bot's; else NULL (a kill from
+//  outside).
+static const char *
+s_kill_verdict (bm_pool_t *self, proc_t *proc, int status, const struct rusage *job_usage)
 {
     if (!self->config.limits)
-        return false;
+        return NULL;
     char message [256];
-    const char *limit = bm_limits_verdict (self->config.limits, status, job_usage, NULL,
-                                           message, sizeof message);
-    return limit && streq (limit, "cpu");
+    const char *limit = bm_limits_pool_verdict (self->config.limits, proc->limits, status, job_usage,
+                                                NULL, message, sizeof message);
+    return limit && (streq (limit, "cpu") || streq (limit, "memory")) ? limit : NULL;
 }
 
 bool
@@ -685,12 +700,14 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
     void *cursor = zlistx_cursor (self->procs);
     zlistx_detach (self->procs, cursor);
     self->stats.processes--;
+    //  The CPU time of its own, read while it is unreaped (wait4's rusage
+    //  would add that of the children it reaped, which RLIMIT_CPU does not
+    //  count).
+    int64_t cpu_after_ms = proc->cpu_before_ms >= 0 ? bm_limits_cpu_used_ms (pid) : -1;
     //  Kill what it left in its group (a fork server's child, say).
     killpg (pid, SIGKILL);
     int status = 0;
-    struct rusage usage;
-    memset (&usage, 0, sizeof usage);
-    while (wait4 (pid, &status, 0, &usage) < 0 && errno == EINTR)
+    while (waitpid (pid, &status, 0) < 0 && errno == EINTR)
         ;
     proc->reaped = true;
     //  Frames it wrote before it died (they may end its job, but it takes
@@ -756,19 +773,20 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         bm_pool_outcome_t outcome = { .exit_code = -1 };
         char unanswered [256];
         struct rusage job_usage;
-        bool cpu_kill = false;
+        const char *kill_limit = NULL;
         if (WIFSIGNALED (status)) {
             outcome.signal = WTERMSIG (status);
-            if (s_job_usage (proc, &usage, &job_usage)) {
-                outcome.usage = &job_usage;
-                cpu_kill = outcome.signal == SIGKILL && s_cpu_verdict (self, status, &job_usage);
-            }
-            //  Lost only if killed from outside (kill -9, the OOM killer,
-            //  a stray SIGTERM): maybe by an earlier job's doing.  Not
-            //  lost: stopped by us, or a signal of its own making (a
-            //  crash such as SIGSEGV or SIGABRT, its CPU budget used up),
-            //  which fails the job as it would a spawned bot.
-            outcome.lost = !proc->stopping && !cpu_kill
+            outcome.run = proc->limits;
+            outcome.usage = s_job_usage (proc, cpu_after_ms, &job_usage);
+            if (outcome.signal == SIGKILL)
+                kill_limit = s_kill_verdict (self, proc, status, outcome.usage);
+            //  Lost only if killed from outside (kill -9, a stray SIGTERM,
+            //  the OOM killer of the host): maybe by an earlier job's
+            //  doing.  Not lost: stopped by us, or a signal of its own
+            //  making (a crash such as SIGSEGV or SIGABRT, its CPU budget
+            //  used up, its cgroup's memory limit hit), which fails the
+            //  job as it would a spawned bot.
+            outcome.lost = !proc->stopping && !kill_limit
                         && (outcome.signal == SIGKILL || outcome.signal == SIGTERM);
         }
         else
@@ -790,7 +808,7 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         else
             bm_warn (NULL, "%s process pid=%d %s while running a job", self->config.type, (int) pid, how);
         //  bwrap passes on its bot's death by signal N as exit 128 + N.
-        bool cpu = outcome.signal == SIGXCPU || cpu_kill
+        bool cpu = outcome.signal == SIGXCPU || kill_limit
                 || (self->config.sandboxed && outcome.exit_code == 128 + SIGXCPU);
         if (state != PROC_RETIRING && cpu)
             self->stats.recycled_limit++;

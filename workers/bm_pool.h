@@ -97,9 +97,13 @@ typedef struct {
     const char *output;         //  Its stdout (borrowed), for a result
     size_t output_size;
     const char *message;        //  Its stderr tail or error text (borrowed)
-    const struct rusage *usage; //  Pool mode, its process killed under it by
-                                //  a signal: the CPU time the job used
-                                //  (ru_utime; borrowed), or NULL
+    const struct rusage *usage; //  Killed by a signal: the CPU time the job
+                                //  used of its own (pool mode: its process,
+                                //  since the job began; fork mode: its
+                                //  child, the fork server's "cpuMs"), as
+                                //  ru_utime (borrowed), or NULL
+    const bm_limits_run_t *run; //  Its process's limits (cgroup counters
+                                //  taken as the job began), or NULL
 } bm_pool_outcome_t;
 
 //  The job ended.  job is the owner's pointer given to bm_pool_submit.

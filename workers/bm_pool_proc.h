@@ -91,8 +91,8 @@ struct _proc_t {
     pid_t inner;                //  Sandboxed: the bot's process inside
                                 //  bwrap, 0 until found
     int64_t cpu_before_ms;      //  Pool mode under a CPU limit: the CPU time
-                                //  it had used when its job began (as wait4
-                                //  counts it), or -1
+                                //  of its own it had used when its job
+                                //  began (as RLIMIT_CPU counts it), or -1
 };
 
 void bm_pool_pjob_destroy (pjob_t **job_p);

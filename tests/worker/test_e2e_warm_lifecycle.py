@@ -25,6 +25,12 @@ per run (the argument):
   raise it again (CAP_SYS_RESOURCE), which a container often lacks: the
   bot lowers its own hard limit to the budget plus one second, as the
   worker would have set it, so the kernel's kill happens on any machine.
+- cpu_fork: the same bot's main() under forkserver.py in fork mode (each
+  job in a child of its own, whose hard limit the child sets itself from
+  the job frame: the budget plus a second).  The server reports the
+  child's death with the CPU time it used, and the job fails once with
+  resource_limit (cpu), not bot_failed "killed by signal SIGKILL"; and
+  so under BOT_<TYPE>_SANDBOX=bwrap too, where bubblewrap runs.
 """
 import os
 import sys
@@ -32,8 +38,10 @@ import sys
 import harness
 from harness import check, log, wait_until
 import wlib
+from test_e2e_warm_sandbox import bwrap_works
 
 PY = "/usr/bin/python3"
+SERVER = os.path.join(harness.ROOT, "workers", "bots", "python", "forkserver.py")
 
 #  Loads twice (two mkdirs succeed), then every load fails.
 FLAKY = """#!/bin/sh
@@ -81,6 +89,23 @@ for line in sys.stdin:
     soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
     if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > soft + 1):
         resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 1))
+    sys.stderr.write("spin: RLIMIT_CPU %s/%s, spinning past SIGXCPU\\n"
+                     % resource.getrlimit(resource.RLIMIT_CPU))
+    sys.stderr.flush()
+    while True:
+        pass
+"""
+
+#  A bot for forkserver.py: main() ignores SIGXCPU and spins (payload:
+#  runLog, as SPIN's).
+SPIN_MAIN = """import json, os, resource, signal, sys
+
+
+def main():
+    payload = json.load(sys.stdin)
+    with open(payload["runLog"], "a") as f:
+        f.write("%d\\n" % os.getpid())
+    signal.signal(signal.SIGXCPU, signal.SIG_IGN)
     sys.stderr.write("spin: RLIMIT_CPU %s/%s, spinning past SIGXCPU\\n"
                      % resource.getrlimit(resource.RLIMIT_CPU))
     sys.stderr.flush()
@@ -223,8 +248,46 @@ def scenario_cpu(s, bots):
     check(w.alive(), "worker still running")
 
 
+def scenario_cpu_fork(s, bots):
+    spin = write(bots, "spin_main.py", SPIN_MAIN)
+    runs = os.path.join(bots, "runs")
+    env = {"BOT_SPIN_CMD": "%s %s %s" % (PY, SERVER, spin), "BOT_SPIN_MODE": "fork",
+           "BOT_SPIN_CPU_SECONDS": "1"}
+    why = bwrap_works()
+    if not why:
+        #  The same under bwrap: the server reads its child's CPU time in
+        #  the sandbox's pid namespace (runLog in the sandbox's own /tmp).
+        env.update({"BOT_SPINBX_CMD": env["BOT_SPIN_CMD"], "BOT_SPINBX_MODE": "fork",
+                    "BOT_SPINBX_CPU_SECONDS": "1", "BOT_SPINBX_SANDBOX": "bwrap"})
+    w = s.worker("--type", "spin,spinbx" if not why else "spin", "--concurrency", "2", env=env)
+    s.wait_workers(1)
+    c = s.client()
+    for bot_type, run_log in (("spin", runs), ("spinbx", "/tmp/runs")):
+        if bot_type == "spinbx" and why:
+            log("SKIP the sandboxed case: bubblewrap cannot run here: %s" % why)
+            continue
+        for n in (1, 2):
+            rec = wlib.run_job(c, bot_type, {"runLog": run_log}, timeout=90, timeoutMs=60000)
+            err = error_of(rec)
+            log("%s job %d: %s attempts=%s %s" % (bot_type, n, rec["state"], rec.get("attempts"), err))
+            #  Job 2: the fork server serves on, and its next child is
+            #  judged the same way.
+            check(rec["state"] == "failed" and err.get("code") == "resource_limit"
+                  and err.get("message", "").startswith("resource limit hit: cpu (CPU time limit of 1 s)"),
+                  "%s job %d fails with resource_limit, naming cpu and its limit (not bot_failed)"
+                  % (bot_type, n), rec)
+            check("killed by SIGKILL with" in err.get("message", ""), "and the CPU time it used", err)
+        check(len(lines(w, "WARN", "the %s bot hit its cpu limit" % bot_type)) == 2,
+              "the worker logs each limit hit", lines(w, "hit its"))
+    with open(runs) as f:
+        count = len(f.read().split())
+    check(count == 2, "the unsandboxed bot ran once a job", count)
+    c.close()
+    check(w.alive(), "worker still running")
+
+
 SCENARIOS = {"ready": scenario_ready, "timeout": scenario_timeout, "launch": scenario_launch,
-             "cpu": scenario_cpu}
+             "cpu": scenario_cpu, "cpu_fork": scenario_cpu_fork}
 
 
 def main():

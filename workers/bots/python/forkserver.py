@@ -28,7 +28,8 @@ The spare reads the next job frame from stdin itself, tells the server
 PID}, so the worker can stop exactly that child), runs the job and hands
 its answer ({"exit": N, "output": TEXT}) to the server, which passes it on;
 for a child that died without one, the server reports how it ended
-({"exit": N} or {"signal": N}).  The child applies the job frame's
+({"exit": N}, or {"signal": N, "cpuMs": MS} with the CPU time of its
+own it used).  The child applies the job frame's
 "limits" (setrlimit) before it runs.  Nothing a job does survives it.
 
 What a job costs here is mostly the pages the child touches: on a VM
@@ -580,6 +581,37 @@ def wait_status(pid):
             continue
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_ms(pid):
+    """The CPU time of its own (utime + stime: what RLIMIT_CPU counts,
+    not its reaped children's) that the child pid used, in ms: readable
+    until it is reaped.  None if its /proc entry does not read."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * 1000 // CLOCK_TICKS
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def reap_died(pid):
+    """Reap the job's child that died without an answer: its wait status
+    and the CPU time of its own it used (ms), from its /proc entry before
+    the reap, else from wait4's rusage (which adds its reaped children's)."""
+    cpu_ms = own_cpu_ms(pid)
+    while True:
+        try:
+            _, status, usage = os.wait4(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    if cpu_ms is None:
+        cpu_ms = int((usage.ru_utime + usage.ru_stime) * 1000)
+    return status, cpu_ms
+
+
 def wait_answer(pid, notice):
     """Wait until the running child's answer is there or the child is
     gone.  End of file on the notice pipe is not enough: processes the job
@@ -728,13 +760,15 @@ def fork_loop(module):
             write_all(OUT_FD, answer)
             wait_status(running)
             continue
-        status = wait_status(running)
+        status, cpu_ms = reap_died(running)
         kill_orphans(spare)
         if answered:
             write_all(OUT_FD, answer)
             continue
         if os.WIFSIGNALED(status):
-            send({"signal": os.WTERMSIG(status)})
+            # With its CPU time: the worker tells the SIGKILL of its hard
+            # CPU limit (a job that ignores SIGXCPU) from a kill from outside.
+            send({"signal": os.WTERMSIG(status), "cpuMs": cpu_ms})
         else:
             send({"exit": os.WEXITSTATUS(status)})
 
