@@ -428,7 +428,9 @@ void bm_codec_job_notice_encode (const bm_codec_job_notice_t *self, bm_packer_t 
 
 //  DISCONNECT {reason?, by?}; HEARTBEAT {} (reason ptr NULL).  by, with
 //  reason "replaced": who took the worker's name ("pid N at ADDRESS"), a
-//  compatible extension.
+//  compatible extension, informational: decoded best effort (one that is
+//  not a string or is over BM_MAX_DISCONNECT_BY_LEN bytes reads as
+//  absent; the message still decodes).
 typedef struct {
     bm_codec_str_t reason;
     bm_codec_str_t by;

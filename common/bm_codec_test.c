@@ -6,6 +6,7 @@
     Bodies are written as JSON text (bm_json_text_to_msgpack) so that each
     case reads like the message on the wire.  */
 #include "bm_codec.h"
+#include "bm_codec_field.h"
 #include "bm_json.h"
 #include "bm_selftest.h"
 
@@ -452,6 +453,32 @@ test_worker_round_trips (void)
     msg = s_packed_msg (BM_WORKER_HEADER, BM_DISCONNECT, &packer);
     CHECK (msg && bm_codec_disconnect_decode (msg, &bye_back, &error) == 0
            && s_str_is (bye_back.reason, "replaced") && s_str_is (bye_back.by, "pid 7 at 10.0.0.2"));
+    bm_msg_destroy (&msg);
+    //  A by that is not a string, or is over 255 bytes, is left out: the
+    //  DISCONNECT replaced still decodes (a worker must not take it for a
+    //  plain DISCONNECT and register again at once).
+    char long_by [300];
+    memset (long_by, 'x', sizeof long_by);
+    for (int bad = 0; bad < 2; bad++) {
+        msgpack_pack_map (&packer.pk, 2);
+        bm_field_pack_strn (&packer, "reason", "replaced", 8);
+        if (bad == 0) {
+            msgpack_pack_str_with_body (&packer.pk, "by", 2);
+            msgpack_pack_int64 (&packer.pk, 7);
+        }
+        else
+            bm_field_pack_strn (&packer, "by", long_by, sizeof long_by);
+        msg = s_packed_msg (BM_WORKER_HEADER, BM_DISCONNECT, &packer);
+        CHECK (msg && bm_codec_disconnect_decode (msg, &bye_back, &error) == 0
+               && s_str_is (bye_back.reason, "replaced") && !bye_back.by.ptr && !bye_back.by.len);
+        bm_msg_destroy (&msg);
+    }
+    //  255 bytes is still a by.
+    replaced.by = (bm_codec_str_t) { long_by, BM_MAX_DISCONNECT_BY_LEN };
+    bm_codec_disconnect_encode (&replaced, &packer);
+    msg = s_packed_msg (BM_WORKER_HEADER, BM_DISCONNECT, &packer);
+    CHECK (msg && bm_codec_disconnect_decode (msg, &bye_back, &error) == 0
+           && bye_back.by.len == BM_MAX_DISCONNECT_BY_LEN);
     bm_msg_destroy (&msg);
     //  HEARTBEAT: the empty map.
     bye.reason.ptr = NULL;

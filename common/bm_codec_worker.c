@@ -239,7 +239,13 @@ bm_codec_disconnect_decode (const bm_msg_t *msg, bm_codec_disconnect_t *self,
     memset (self, 0, sizeof *self);
     if (bm_field_opt_str (bm_field_body (msg), "reason", BM_MAX_REASON_LEN, &self->reason, error))
         return -1;
-    return bm_field_opt_str (bm_field_body (msg), "by", BM_MAX_REASON_LEN, &self->by, error);
+    //  by is informational, best effort: one that is not a string or is
+    //  too long is left out, and the DISCONNECT (a "replaced" above all,
+    //  which a worker must not answer with READY at once) still decodes.
+    bm_codec_error_t ignored;
+    if (bm_field_opt_str (bm_field_body (msg), "by", BM_MAX_DISCONNECT_BY_LEN, &self->by, &ignored))
+        self->by = (bm_codec_str_t) { NULL, 0 };
+    return 0;
 }
 
 void

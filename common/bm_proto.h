@@ -90,6 +90,7 @@
 #define BM_MAX_STATE_LEN        15          //  A job state name ("completed")
 #define BM_MAX_LIMIT_NAME_LEN   15          //  DONE error.limit ("memory"); longer is dropped
 #define BM_MAX_REASON_LEN       255         //  CANCEL / DISCONNECT reason
+#define BM_MAX_DISCONNECT_BY_LEN 255        //  DISCONNECT by: longer is left out
 #define BM_MAX_SIGNAL           127         //  RELEASE signal: 1..127, what a
                                             //  wait status can hold
 #define BM_MAX_BATCH            1000        //  Items of a batch message: 1..1000

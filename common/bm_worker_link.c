@@ -32,6 +32,7 @@ struct _bm_worker_link_t {
     char *endpoint;                     //  The one the socket connects to
     int64_t reopen_at;                  //  Mono ms: open the next socket then
     char *name;
+    char name_setting [64];             //  WORKER_NAME, WEBHOOK_NAME...: for the logs
     bool curve_given;                   //  config.curve was set: use curve
     char *curve_server_key;             //  Copies of config.curve's strings
     char *curve_client_cert;
@@ -69,6 +70,9 @@ struct _bm_worker_link_t {
     int64_t last_send;                  //  Monotonic ms of our last message
     int64_t replaced_count;             //  Replaced in a row (the streak)
     int64_t replaced_at;                //  Mono ms of the last, 0: never
+    bool stopping;                      //  The owner is shutting down
+    bool retired;                       //  Replaced while stopping: the socket
+                                        //  is closed for good, no READY again
     atomic_bool connected;              //  Heard from the broker lately
     atomic_uint_fast64_t reconnects;
 };
@@ -190,7 +194,8 @@ s_open (bm_worker_link_t *self)
     return 0;
 }
 
-//  The broker is gone: a new socket, READY again, after delay_ms (0: now).
+//  The broker is gone: a new socket, READY again, after delay_ms (0: now);
+//  retired: the socket closes, and no other opens.
 static void
 s_reconnect (bm_worker_link_t *self, int64_t delay_ms)
 {
@@ -228,6 +233,8 @@ s_reconnect (bm_worker_link_t *self, int64_t delay_ms)
     }
     if (self->handlers.lost)
         self->handlers.lost (self->arg);
+    if (self->retired)
+        return;
     if (delay_ms > 0) {
         //  bm_worker_link_tick opens it when the time comes.
         self->reopen_at = bm_mono_ms () + delay_ms;
@@ -405,18 +412,35 @@ s_replaced (bm_worker_link_t *self, const bm_codec_disconnect_t *disconnect)
     int by_len = disconnect->by.ptr ? (int) disconnect->by.len : 0;
     if (self->replaced_count == 1)
         bm_error (NULL, "the broker at %s replaced this worker's connection: another worker "
-                  "registered with the same name WORKER_NAME=%s (%.*s%s); give each worker a "
-                  "distinct WORKER_NAME. Registering again in %lld ms, waiting longer each "
+                  "registered with the same name %s=%s (%.*s%s); give each worker a "
+                  "distinct %s. Registering again in %lld ms, waiting longer each "
                   "time while this goes on (up to %d s; logged at debug level)",
-                  self->endpoint, self->name, by_len, by_len ? disconnect->by.ptr : "",
+                  self->endpoint, self->name_setting, self->name, by_len,
+                  by_len ? disconnect->by.ptr : "",
                   by_len ? ", as the broker says" : "the broker does not say which process",
-                  (long long) wait, BM_LINK_REPLACED_MAX_MS / 1000);
+                  self->name_setting, (long long) wait, BM_LINK_REPLACED_MAX_MS / 1000);
     else
         bm_debug (NULL, "replaced again under the name %s by %.*s (%lld times in a row): "
                   "registering again in %lld ms", self->name, by_len,
                   by_len ? disconnect->by.ptr : "", (long long) self->replaced_count,
                   (long long) wait);
     return wait;
+}
+
+//  DISCONNECT replaced while the owner shuts down: another process holds
+//  the name now.  Registering again would replace it and queue its jobs
+//  again, for a process about to exit: the socket closes for good.
+static void
+s_retire (bm_worker_link_t *self, const bm_codec_disconnect_t *disconnect)
+{
+    int by_len = disconnect->by.ptr ? (int) disconnect->by.len : 0;
+    bm_warn (NULL, "the broker at %s replaced this worker's connection while it shuts down: "
+             "another process registered with the same name %s=%s (%.*s%s); not registering "
+             "again (the broker queued this worker's running jobs again; their outcomes "
+             "cannot be sent)", self->endpoint, self->name_setting, self->name, by_len,
+             by_len ? disconnect->by.ptr : "", by_len ? ", as the broker says" : "unknown");
+    self->retired = true;
+    s_reconnect (self, 0);
 }
 
 int
@@ -442,7 +466,10 @@ bm_worker_link_dispatch (bm_worker_link_t *self)
                 disconnect.reason.ptr = NULL;
             if (disconnect.reason.ptr && disconnect.reason.len == 8
             &&  memcmp (disconnect.reason.ptr, "replaced", 8) == 0) {
-                s_reconnect (self, s_replaced (self, &disconnect));
+                if (self->stopping)
+                    s_retire (self, &disconnect);
+                else
+                    s_reconnect (self, s_replaced (self, &disconnect));
                 break;
             }
             bm_info (NULL, "DISCONNECT from the broker%s%.*s: registering again",
@@ -529,7 +556,7 @@ bm_worker_link_tick (bm_worker_link_t *self)
 {
     int64_t now = bm_mono_ms ();
     if (!self->dealer) {
-        if (now < self->reopen_at)
+        if (self->retired || now < self->reopen_at)
             return;
         if (s_open (self) == 0) {
             //  Back after being replaced again: the streak's ERROR said it.
@@ -610,6 +637,8 @@ bm_worker_link_new (const bm_worker_link_config_t *config, zloop_t *loop,
     self->arg = arg;
     self->endpoints = bm_endpoints_new (config->endpoint);
     self->name = strdup (config->name);
+    snprintf (self->name_setting, sizeof self->name_setting, "%s",
+              config->name_setting ? config->name_setting : "WORKER_NAME");
     if (config->curve) {
         self->curve_given = true;
         if (config->curve->server_key)
@@ -849,6 +878,12 @@ bm_worker_link_send_heartbeat (bm_worker_link_t *self, const bm_codec_heartbeat_
     s_send_held (self);
     bm_codec_heartbeat_encode (heartbeat, &self->packer);
     return s_send_packed (self, BM_HEARTBEAT, NULL);
+}
+
+void
+bm_worker_link_stopping (bm_worker_link_t *self)
+{
+    self->stopping = true;
 }
 
 void

@@ -18,9 +18,12 @@
       - a DISCONNECT {reason: "replaced"} on a live connection means
         another live process registered under the same name: the link
         waits before it registers again (1 s doubling to 30 s while it
-        goes on, jittered) and logs one ERROR a streak naming the name
-        and the process that took it (the DISCONNECT's by), so that two
-        such processes do not replace each other in a loop;
+        goes on, jittered) and logs one ERROR a streak naming the name,
+        the setting it comes from (config.name_setting) and the process
+        that took it (the DISCONNECT's by), so that two
+        such processes do not replace each other in a loop; once the
+        owner said it is stopping (bm_worker_link_stopping), it closes
+        for good instead;
       - several brokers (BROKER_ENDPOINT a list): a NACK not_leader (a
         standby) or a silent broker moves the link to the leader the
         standby names, or the next endpoint, after the list's backoff,
@@ -68,6 +71,9 @@ typedef struct {
     const char *endpoint;       //  Broker, e.g. "tcp://127.0.0.1:5555", or a
                                 //  comma-separated list (bm_endpoints.h)
     const char *name;           //  Worker name (stable across reconnects)
+    const char *name_setting;   //  The setting name comes from, for the
+                                //  logs (copied, 63 bytes at most; NULL:
+                                //  "WORKER_NAME")
     const char *const *types;   //  Bot types served (copied)
     int type_count;             //  1 .. BM_WORKER_LINK_MAX_TYPES
     int64_t credit;             //  Credit announced in the first READY
@@ -166,6 +172,13 @@ int bm_worker_link_send_lost (bm_worker_link_t *self, const char *job_id, int si
 //  HEARTBEAT {bots}: the worker's warm bots per type (sent besides the
 //  link's own heartbeats, when they changed).
 int bm_worker_link_send_heartbeat (bm_worker_link_t *self, const bm_codec_heartbeat_t *heartbeat);
+
+//  The owner is shutting down (its grace period): a DISCONNECT replaced
+//  from now on closes the connection for good, logged, with no READY
+//  again (another process holds the name; registering again would replace
+//  it and queue its jobs again).  A plain DISCONNECT or a silent broker
+//  still reconnects, so that the outcomes of running jobs get through.
+void bm_worker_link_stopping (bm_worker_link_t *self);
 
 //  Announce a new credit: READY now (on the next socket while it is being
 //  replaced).

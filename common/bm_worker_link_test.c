@@ -70,6 +70,36 @@ s_test_pump (bm_worker_link_t *link, s_test_state_t *state, int jobs, int cancel
     BM_CHECK (state->jobs == jobs && state->cancels == cancels);
 }
 
+//  Tick and dispatch the link until the broker's side has a message, or
+//  ms pass: that message (its identity in *identity), or NULL.
+static bm_msg_t *
+s_test_tick_recv (bm_worker_link_t *link, zsock_t *router, int64_t ms, zframe_t **identity)
+{
+    int64_t deadline = bm_mono_ms () + ms;
+    zpoller_t *poller = zpoller_new (router, NULL);
+    bool ready = false;
+    while (!ready && bm_mono_ms () < deadline) {
+        bm_worker_link_tick (link);
+        if (bm_worker_link_socket (link))
+            bm_worker_link_dispatch (link);
+        ready = zpoller_wait (poller, 20) != NULL;
+    }
+    zpoller_destroy (&poller);
+    return ready ? s_test_recv (router, identity) : NULL;
+}
+
+//  Broker -> worker: DISCONNECT {reason: "replaced", by}.
+static void
+s_test_replace (zsock_t *router, zframe_t *identity, bm_packer_t *packer)
+{
+    bm_codec_disconnect_t replaced = { .reason = { "replaced", 8 },
+                                       .by = { "pid 7 at 10.0.0.2", 17 } };
+    bm_codec_disconnect_encode (&replaced, packer);
+    BM_CHECK (bm_msg_send (router, identity, BM_WORKER_HEADER, BM_DISCONNECT,
+                           packer->sbuf.data, packer->sbuf.size) == 0);
+    bm_packer_reset (packer);
+}
+
 void
 bm_worker_link_test (bool verbose)
 {
@@ -243,6 +273,26 @@ bm_worker_link_test (bool verbose)
     bm_msg_destroy (&item);
     bm_msg_destroy (&msg);
     zframe_destroy (&identity);
+
+    //  DISCONNECT replaced on a live link: READY again on a new socket,
+    //  after a wait (1 s at most the first time).
+    BM_CHECK (bm_worker_link_send_simple (link, BM_HEARTBEAT, NULL, NULL) == 0);
+    msg = s_test_recv (router, &identity);
+    bm_msg_destroy (&msg);
+    s_test_replace (router, identity, &packer);
+    zframe_destroy (&identity);
+    msg = s_test_tick_recv (link, router, 5000, &identity);
+    BM_CHECK (msg && bm_msg_command (msg) == BM_READY);
+    bm_msg_destroy (&msg);
+    //  The owner shuts down, and is replaced again: no READY any more (it
+    //  would take the name back from the process that holds it now), and
+    //  no socket, past the 2 s a second replacement waits at most.
+    bm_worker_link_stopping (link);
+    s_test_replace (router, identity, &packer);
+    zframe_destroy (&identity);
+    msg = s_test_tick_recv (link, router, 2500, &identity);
+    BM_CHECK (msg == NULL);
+    BM_CHECK (bm_worker_link_socket (link) == NULL);
 
     bm_packer_destroy (&packer);
     bm_worker_link_destroy (&link, 0);

@@ -345,6 +345,7 @@ s_on_signal (zloop_t *loop, zmq_pollitem_t *item, void *arg)
     bm_info (NULL, "%s: draining (credit 0; %zu delivery(ies) held, %zu in flight, grace %" PRId64 " ms)",
              name, wh_engine_held (self->engine), wh_engine_inflight (self->engine),
              self->config->grace_ms);
+    bm_worker_link_stopping (self->link);       //  Replaced now: gone for good
     bm_worker_link_set_credit (self->link, 0);
     wh_engine_drain (self->engine);
     if (wh_engine_inflight (self->engine) == 0)
@@ -402,7 +403,7 @@ wh_manager_run (const wh_config_t *config)
     }
     const char *types [] = { BM_WEBHOOK_TYPE };
     bm_worker_link_config_t link_config = {
-        .endpoint = config->broker_endpoint, .name = config->name,
+        .endpoint = config->broker_endpoint, .name = config->name, .name_setting = "WEBHOOK_NAME",
         .types = types, .type_count = 1, .credit = config->credit,
         .heartbeat_ms = config->heartbeat_ms, .liveness = config->liveness,
         //  Enough room for every report of a full credit, and then some.

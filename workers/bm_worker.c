@@ -632,6 +632,7 @@ s_shutdown (bm_worker_t *self, int signum)
         return;
     }
     self->draining = true;
+    bm_worker_link_stopping (self->link);       //  Replaced now: gone for good
     s_send_ready (self);                        //  credit 0: no more jobs
     for (int i = 0; i < BM_WORKER_MAX_TYPES; i++)
         if (self->pools [i])

@@ -16,6 +16,10 @@ A real broker (no Redis) and real botmesh-worker processes (--simulate):
 - one worker whose TCP connection is reset twice (ss -K) reconnects twice
   under its name from the same pid and address: reason="reconnect" counts
   2, no ERROR, no duplicate_name;
+- a worker in its SIGTERM grace replaced by a new process under its name
+  does not register again (one WARN; the name is taken once, never back);
+- two webhook managers under one WEBHOOK_NAME: the ERROR names
+  WEBHOOK_NAME, not WORKER_NAME;
 - a broker bound to every interface without CURVE logs one WARN saying
   what anyone reaching the port can do and how to close it; one bound to
   127.0.0.1 logs none.
@@ -204,6 +208,51 @@ def test():
             job = c.submit("python", {"after": "resets"})
             h.check(c.wait(job, timeout=10)["state"] == "completed",
                     "a job submitted after the resets completes")
+
+        # 5. A worker in its SIGTERM grace, replaced by a new process under
+        # its name, does not register again: it would take the name back
+        # and have the new process's jobs queued again.
+        lenv = dict(hb, WORKER_NAME="leaver", SIM_DURATION_MS="3000", WORKER_GRACE_MS="20000")
+        old = s.worker("--simulate", "--type", "java", "--concurrency", "1", env=lenv,
+                       name="leaver-old")
+        h.wait_until(lambda: "leaver" in [w.get("name") for w in c.stats()["workers"]], 15,
+                     "the worker leaver to register")
+        job = c.submit("java", {"long": 1})
+        h.wait_until(lambda: c.status(job).get("state") == "running", 10, "leaver's job to start")
+        old.signal(signal.SIGTERM)
+        h.wait_until(lambda: lines(old.output(), "SIGTERM: stopping"), 10, "leaver's grace to begin")
+        flaps = replaced_total(broker.metrics_port, "duplicate_name")
+        new = s.worker("--simulate", "--type", "java", "--concurrency", "1",
+                       env=dict(lenv, SIM_DURATION_MS="20"), name="leaver-new")
+        h.check(old.p.wait(timeout=30) == 0, "the stopping worker exits when its job ends")
+        h.check(c.wait(job, timeout=20)["state"] == "completed",
+                "its job, queued again by the broker, completes on the new process")
+        takes = lines(broker.output(), "worker leaver: connection")
+        h.check(len(takes) == 1 and "pid %d" % new.pid in takes[0].split("replaces")[0],
+                "the name was taken once, by the new process, never back", takes)
+        said = lines(old.output(), "WARN", "while it shuts down")
+        h.check(len(said) == 1 and "WORKER_NAME=leaver" in said[0]
+                and "pid %d at 127.0.0.1" % new.pid in said[0] and "not registering again" in said[0],
+                "it says once that it does not register again, naming the process that took the name",
+                said)
+        h.check(replaced_total(broker.metrics_port, "duplicate_name") == flaps,
+                "no duplicate_name counted")
+        h.check([w.get("pid") for w in c.stats()["workers"] if w.get("name") == "leaver"]
+                == [new.pid], "the new process holds the name")
+
+        # 6. Two webhook managers under one WEBHOOK_NAME: the replaced one
+        # names its own setting, not WORKER_NAME.
+        managers = [s.spawn("hooks-%d" % i, [s.bin("botmesh-webhook")], dict(
+            hb, WEBHOOK_NAME="hooks", WEBHOOK_MANAGER_PORT=str(h.free_port()),
+            WEBHOOK_LISTEN_ADDR="127.0.0.1", BROKER_ENDPOINT=s.endpoint)) for i in (1, 2)]
+        h.wait_until(lambda: lines("".join(m.output() for m in managers), "ERROR", "same name"),
+                     15, "a replaced webhook manager's ERROR")
+        said = lines("".join(m.output() for m in managers), "ERROR", "same name")
+        h.check("WEBHOOK_NAME=hooks" in said[0] and "distinct WEBHOOK_NAME" in said[0]
+                and "WORKER_NAME" not in said[0],
+                "it names WEBHOOK_NAME=hooks and asks for a distinct WEBHOOK_NAME", said)
+        for m in managers:
+            h.check(m.stop() == 0, "%s stops on SIGTERM" % m.name)
         c.close()
 
 
