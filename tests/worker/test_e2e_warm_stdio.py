@@ -24,6 +24,11 @@ with os.system, which inherits the bot's fd 0 and fd 1:
   is its own (before: the text waited in that buffer, the job failed for
   want of output, and the buffer went out later into another job's).
 
+- a fork server whose bot printed a line while it loaded: that line is not
+  in a job's stderr (before: each child inherited it in the buffer and
+  wrote it out into its job's stderr, the tail that a failed job's error
+  message is).
+
 The bots run with PYTHONUNBUFFERED empty (unset for Python), so that
 their stdout is block-buffered as it is for a bot in production.
 """
@@ -81,6 +86,19 @@ def main():
                 check(rec["state"] == "completed" and rec["result"]["jobId"] == rec["jobId"],
                       "%s: a result written through the import's stdout, unflushed, is the job's own "
                       "(job %d of 3)" % (mode, n + 1), rec.get("result"), rec.get("error"))
+        log("=== fork mode, a line printed at import")
+        s.worker("--type", "fi", "--concurrency", "1",
+                 env={"BOT_FI_CMD": "%s %s %s" % (wlib.PY, SERVER, BOT), "BOT_FI_MODE": "fork",
+                      "BOT_FI_MAX_PROCS": "1", "PYTHONUNBUFFERED": "",
+                      "WARMBOT_IMPORT_PRINT": "a line printed at import"})
+        s.wait_workers(2)
+        for n in range(2):
+            rec = wlib.run_job(c, "fi", {"crash": "SIGSEGV"}, attempts=1)
+            message = (rec.get("error") or {}).get("message", "")
+            check(rec["state"] == "failed" and "about to crash" in message,
+                  "fork: a job that crashes fails with its stderr's tail (job %d of 2)" % (n + 1), rec.get("error"))
+            check("printed at import" not in message,
+                  "fork: the line the bot printed at import is not in the job's stderr", message)
         check("a line of a subprocess" not in w.output(),
               "no subprocess's line reached the worker's protocol (nor its log)")
         check("killed" not in w.output(), "no bot process was killed", w.output()[-2000:])

@@ -33,6 +33,7 @@ before it was forked.
               the import (as `from sys import stdout` at the top of a bot
               does; under a fork server, not the job's), with no flush
 The payload is read with sys.stdin.buffer (a spawned bot's stdin has one).
+With WARMBOT_IMPORT_PRINT set, the bot prints its value while it loads.
 With WARMBOT_LOAD_LOG set, each load appends "time pid" to that file; with
 WARMBOT_CRASH_AT_LOAD also set, loading fails (a missing model, say).
 """
@@ -47,6 +48,8 @@ STATE = {"jobs": 0, "warmedUp": False}
 HELD = []
 IMPORT_STDOUT = sys.stdout
 
+if os.environ.get("WARMBOT_IMPORT_PRINT"):
+    print(os.environ["WARMBOT_IMPORT_PRINT"])
 if os.environ.get("WARMBOT_LOAD_LOG"):
     with open(os.environ["WARMBOT_LOAD_LOG"], "a") as log:
         log.write("%.3f %d\n" % (time.time(), os.getpid()))

@@ -873,6 +873,9 @@ def main():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     stdout_stream()
+    # What the bot printed while it loaded goes out once, from here, and
+    # not from each child that would inherit it in the buffer.
+    flush_import_stdout()
     gc.collect()
     gc.freeze()
     send({"ready": True, "pid": os.getpid(), "mode": "fork"})
