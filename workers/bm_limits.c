@@ -44,7 +44,8 @@ struct _bm_limits_run_t {
                                 //  or -1: the child writes "0" to join
     bool cgroup_memory;         //  memory.max is set there (cgroup v2)
     int64_t oom_kills_before;   //  Its counters when its current job began
-    int64_t pids_refused_before;//  (pool mode: one cgroup, many jobs), or 0
+    int64_t ooms_before;        //  (pool mode: one cgroup, many jobs), or 0
+    int64_t pids_refused_before;
 };
 
 //  --------------------------------------------------------------------------
@@ -650,6 +651,8 @@ bm_limits_run_job_start (bm_limits_run_t *self)
     self->pids_refused_before = refused > 0 ? refused : 0;
     int64_t kills = self->cgroup_memory ? s_read_key (self->cgroup, "memory.events", "oom_kill") : 0;
     self->oom_kills_before = kills > 0 ? kills : 0;
+    int64_t ooms = self->cgroup_memory ? s_read_key (self->cgroup, "memory.events", "oom") : 0;
+    self->ooms_before = ooms > 0 ? ooms : 0;
 }
 
 int
@@ -753,9 +756,13 @@ s_verdict (const bm_limits_t *limits, const bm_limits_run_t *run, int status,
                            : -1;
     //  The OOM killer of its cgroup sends SIGKILL too: a kill it recorded
     //  during the run (this job's, in pool mode) is memory, whatever CPU
-    //  time the run had used by then.
+    //  time the run had used by then.  oom_kill counts the kills of any OOM
+    //  killer, the host's too (out of memory as a whole, not this run's
+    //  fault: a lost attempt); oom counts the times the cgroup reached its
+    //  own memory.max: both must have grown.
     bool oom_killed = run && *run->cgroup && run->cgroup_memory
-                   && s_read_key (run->cgroup, "memory.events", "oom_kill") > run->oom_kills_before;
+                   && s_read_key (run->cgroup, "memory.events", "oom_kill") > run->oom_kills_before
+                   && s_read_key (run->cgroup, "memory.events", "oom") > run->ooms_before;
     if (limits->cpu_seconds && !(signum == SIGKILL && oom_killed)
     &&  (signum == SIGXCPU || (signum == SIGKILL && cpu_ms >= BM_LIMITS_CPU_KILL_MS (limits)))) {
         s_describe_limit (limits, "cpu", what, sizeof what);
@@ -1050,7 +1057,7 @@ bm_limits_test (bool verbose)
     snprintf (events_path, sizeof events_path, "%s/memory.events", events);
     s_test_events (events_path, "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n");
     bm_limits_run_job_start (&fake);                    //  An earlier job's kill
-    assert (fake.oom_kills_before == 1);
+    assert (fake.oom_kills_before == 1 && fake.ooms_before == 1);
     assert (streq (bm_limits_run_verdict (&fake, SIGKILL, &usage, NULL, message, sizeof message), "cpu"));
     //  A pooled job: the type's budget, not the run's (a warm process has
     //  no CPU limit of its own).
@@ -1059,11 +1066,19 @@ bm_limits_test (bool verbose)
     assert (streq (bm_limits_pool_verdict (&limits, &fake, SIGKILL, &usage, NULL, message, sizeof message),
                    "cpu"));
     fake.limits = limits;
+    //  The host's OOM killer (out of memory as a whole): oom_kill grows,
+    //  oom (the cgroup at its own memory.max) does not: not this run's
+    //  limit (with little CPU used: no verdict, a lost attempt).
+    usage.ru_utime.tv_sec = 0;
+    s_test_events (events_path, "low 0\nhigh 0\nmax 3\noom 1\noom_kill 2\n");
+    assert (!bm_limits_run_verdict (&fake, SIGKILL, &usage, NULL, message, sizeof message));
+    usage.ru_utime.tv_sec = 2;
     s_test_events (events_path, "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\n");
     assert (streq (bm_limits_run_verdict (&fake, SIGKILL, &usage, NULL, message, sizeof message), "memory"));
     assert (strstr (message, "OOM killer"));
     //  A run of its own (spawn mode): counted from 0.
     fake.oom_kills_before = 0;
+    fake.ooms_before = 0;
     usage.ru_utime.tv_sec = 0;
     assert (streq (bm_limits_run_verdict (&fake, SIGKILL, &usage, NULL, message, sizeof message), "memory"));
     unlink (events_path);

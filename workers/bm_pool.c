@@ -103,16 +103,18 @@ s_retire (proc_t *proc, const char *reason)
 //  Ending a job
 
 //  A pool process whose job failed on a resource limit (a MemoryError it
-//  survived, say) is not trusted with another job.
+//  survived, say, or a subprocess its cgroup's OOM killer or pids limit
+//  struck) is not trusted with another job: its cgroup may be near full.
 static bool
-s_hit_limit (bm_pool_t *self, const bm_pool_outcome_t *outcome)
+s_hit_limit (proc_t *proc, const bm_pool_outcome_t *outcome)
 {
+    bm_pool_t *self = proc->pool;
     if (self->config.fork || !self->config.limits || (!outcome->signal && outcome->exit_code == 0))
         return false;
     char message [256];
     int status = outcome->signal ? outcome->signal : (outcome->exit_code & 0xff) << 8;
-    return bm_limits_verdict (self->config.limits, status, NULL, outcome->message,
-                              message, sizeof message) != NULL;
+    return bm_limits_pool_verdict (self->config.limits, proc->limits, status, NULL, outcome->message,
+                                   message, sizeof message) != NULL;
 }
 
 //  The job of proc ended: tell the owner, make proc idle (or retire it).
@@ -147,7 +149,7 @@ s_end_job (proc_t *proc, bm_pool_outcome_t *outcome, bool process_alive)
             bm_pool_proc_kill (proc, SIGKILL);
         }
         else
-        if (s_hit_limit (self, outcome))
+        if (s_hit_limit (proc, outcome))
             s_retire (proc, "limit");
         else
         if (self->config.max_jobs > 0 && proc->jobs_done >= self->config.max_jobs)
