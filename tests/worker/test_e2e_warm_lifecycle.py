@@ -257,7 +257,11 @@ def scenario_cpu_fork(s, bots):
     if not why:
         #  The same under bwrap: the server reads its child's CPU time in
         #  the sandbox's pid namespace (runLog in the sandbox's own /tmp).
-        env.update({"BOT_SPINBX_CMD": env["BOT_SPIN_CMD"], "BOT_SPINBX_MODE": "fork",
+        #  The server and the bot are copies everyone may read: a root
+        #  worker runs sandboxed bots as nobody, and a CI clone lies under
+        #  a 0700 directory.
+        boxed = "%s %s %s" % (PY, wlib.readable_by_all(SERVER), wlib.readable_by_all(spin))
+        env.update({"BOT_SPINBX_CMD": boxed, "BOT_SPINBX_MODE": "fork",
                     "BOT_SPINBX_CPU_SECONDS": "1", "BOT_SPINBX_SANDBOX": "bwrap"})
     w = s.worker("--type", "spin,spinbx" if not why else "spin", "--concurrency", "2", env=env)
     s.wait_workers(1)
