@@ -338,17 +338,20 @@ s_worker_replace (bm_broker_t *self, bm_worker_entry_t *old, bm_worker_entry_t *
               s_id_short (old->key, old_id), *old_who ? " (" : "", old_who, *old_who ? ")" : "",
               quiet_ms, moved, bm_joblist_size (&old->jobs));
     if (flaps && !worker->streak.said) {
-        //  Once a streak: the cause and the fix.
+        //  Once a streak: the cause and the fix.  A webhook manager takes
+        //  its name from WEBHOOK_NAME, a worker from WORKER_NAME.
         worker->streak.said = true;
+        bool manager = worker->service_count == 1
+                    && streq (worker->services [0]->name, BM_WEBHOOK_TYPE);
         bm_error (NULL, "%s. Two live processes use the worker name %s and keep replacing "
                   "each other (%s%s took it back %" PRId64 " ms after it was replaced; "
                   "replaced %" PRId64 " times in a row); their running jobs are queued "
-                  "again each time. Give each worker a distinct WORKER_NAME. Further "
+                  "again each time. Give each one a distinct %s. Further "
                   "replacements of this name are logged at debug level until none for %d s "
                   "(broker_workers_replaced_total{reason=\"duplicate_name\"} counts them)",
                   text, worker->name, *who ? who : "a connection with no pid",
                   *who ? "" : "", since_ms, worker->streak.count,
-                  BM_NAME_STREAK_QUIET_MS / 1000);
+                  manager ? "WEBHOOK_NAME" : "WORKER_NAME", BM_NAME_STREAK_QUIET_MS / 1000);
     }
     else
     if (flaps || worker->streak.said)

@@ -18,8 +18,8 @@ A real broker (no Redis) and real botmesh-worker processes (--simulate):
   2, no ERROR, no duplicate_name;
 - a worker in its SIGTERM grace replaced by a new process under its name
   does not register again (one WARN; the name is taken once, never back);
-- two webhook managers under one WEBHOOK_NAME: the ERROR names
-  WEBHOOK_NAME, not WORKER_NAME;
+- two webhook managers under one WEBHOOK_NAME: their ERROR and the
+  broker's name WEBHOOK_NAME, not WORKER_NAME;
 - a broker bound to every interface without CURVE logs one WARN saying
   what anyone reaching the port can do and how to close it; one bound to
   127.0.0.1 logs none.
@@ -251,6 +251,11 @@ def test():
         h.check("WEBHOOK_NAME=hooks" in said[0] and "distinct WEBHOOK_NAME" in said[0]
                 and "WORKER_NAME" not in said[0],
                 "it names WEBHOOK_NAME=hooks and asks for a distinct WEBHOOK_NAME", said)
+        h.wait_until(lambda: lines(broker.output(), "ERROR", "worker name hooks"), 30,
+                     "the broker's ERROR on the name hooks")
+        said = lines(broker.output(), "ERROR", "worker name hooks")
+        h.check(len(said) == 1 and "distinct WEBHOOK_NAME" in said[0] and "WORKER_NAME" not in said[0],
+                "the broker's ERROR asks the webhook managers for a distinct WEBHOOK_NAME", said)
         for m in managers:
             h.check(m.stop() == 0, "%s stops on SIGTERM" % m.name)
         c.close()
