@@ -444,6 +444,9 @@ def run_stack(e, have_gw):
         # A user who wants the mock on every interface says so.
         p = e.run("restart", "mock", env={"MOCK_LISTEN_ADDR": "0.0.0.0"})
         check(p.returncode == 0, "restart mock with MOCK_LISTEN_ADDR=0.0.0.0", show(p))
+        check("WARNING: the mock webhook receiver listens on 0.0.0.0:%d" % e.ports["mock"] in p.stdout
+              and "Unset MOCK_LISTEN_ADDR" in p.stdout,
+              "the restart warns that every delivery is readable from the network", p.stdout)
         addrs = listen_addrs(e.ports["mock"])
         check(addrs == ["0.0.0.0:%d" % e.ports["mock"]], "MOCK_LISTEN_ADDR set: up binds the mock there", addrs)
 
