@@ -337,6 +337,12 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
     json_t *value;
     if (json_object_get (frame, "ready")) {
         if (proc->state == PROC_STARTING) {
+            //  What it wrote on stderr before this line (a fork server
+            //  flushes what its bot printed while loading just before it)
+            //  is in the pipe now, maybe unread yet if the worker was slow:
+            //  read it into its start-up tail before it gets a job, whose
+            //  stderr tail (a failed job's message) starts afresh.
+            bm_pool_proc_drain_stderr (proc);
             proc->state = PROC_IDLE;
             proc->idle_since = bm_mono_ms ();
             self->failures = 0;

@@ -12,6 +12,9 @@
 #include <unistd.h>
 
 #define BM_POOL_READ_CHUNK      65536
+#define BM_POOL_DRAIN_ROUNDS    64      //  Reads of a chunk to empty a pipe:
+                                        //  4 MiB, more than a pipe holds
+                                        //  (fs.pipe-max-size: 1 MiB)
 
 //  --------------------------------------------------------------------------
 
@@ -302,8 +305,15 @@ s_read_progress (proc_t *proc, int rounds, bool report)
 void
 bm_pool_proc_drain (proc_t *proc, bool report)
 {
-    s_read_stderr (proc, 64);
+    bm_pool_proc_drain_stderr (proc);
     s_read_progress (proc, 16, report);
+}
+
+//  Read its stderr until the pipe is empty (EAGAIN), or closed.
+void
+bm_pool_proc_drain_stderr (proc_t *proc)
+{
+    s_read_stderr (proc, BM_POOL_DRAIN_ROUNDS);
 }
 
 //  Keep the job's stdout text; past the cap it is worthless.

@@ -125,6 +125,13 @@ void bm_pool_proc_read_stdout (proc_t *proc);
 //  ended the job, so already in the pipes); progress reported if report.
 void bm_pool_proc_drain (proc_t *proc, bool report);
 
+//  Read what is in its stderr now, until the pipe is empty, into the tail
+//  it keeps now.  Called as its ready line is handled: what it wrote on
+//  stderr before that line is in the pipe by then (a write to a pipe
+//  returns once its bytes are in it), and it is its start-up output, not
+//  the stderr of the job it is about to get.
+void bm_pool_proc_drain_stderr (proc_t *proc);
+
 //  Keep the job's stdout text; past the cap it is worthless.
 void bm_pool_proc_set_output (proc_t *proc, const char *text, size_t size);
 
