@@ -54,20 +54,10 @@ s_make_queue (const msgpack_object *body)
 static int
 s_read_clean (gw_request_t *r, bm_codec_queue_t *q)
 {
-    char *text;
-    size_t size;
-    if (gw_request_read_body (r, &text, &size))
+    json_t *body = gw_request_read_object (r, "the body must be a JSON object {\"state\": "
+                                           "\"completed\"|\"failed\", \"olderThanMs\": N}");
+    if (!body)
         return -1;
-    json_error_t jerr;
-    json_t *body = size ? json_loadb (text, size, JSON_REJECT_DUPLICATES, &jerr) : NULL;
-    free (text);
-    if (!json_is_object (body)) {
-        json_decref (body);
-        gw_request_error (r, 400, "invalid_body",
-                          "the body must be a JSON object {\"state\": \"completed\"|\"failed\", "
-                          "\"olderThanMs\": N}", NULL);
-        return -1;
-    }
     const char *state = json_string_value (json_object_get (body, "state"));
     json_t *older = json_object_get (body, "olderThanMs");
     int rc = 0;
@@ -117,17 +107,11 @@ s_make_removed (const msgpack_object *body)
     return json_pack ("{s:s%,s:b}", "jobId", id, id_len, "removed", removed);
 }
 
-static json_t *
-s_make_job (const msgpack_object *body)
-{
-    return gw_record_job (bm_obj_get (body, "job"));
-}
-
 void
 gw_routes_job_control (gw_request_t *r, int command)
 {
     s_answer (r, gw_request_broker_simple (r, command, r->job_id, true),
-              command == BM_REMOVE ? s_make_removed : s_make_job);
+              command == BM_REMOVE ? s_make_removed : gw_routes_make_job);
 }
 
 //  --------------------------------------------------------------------------
@@ -182,20 +166,11 @@ gw_routes_schedules (gw_request_t *r)
     bm_packer_t packer;
     bm_packer_init (&packer);
     if (r->route == R_SCHEDULE_ADD) {
-        char *text;
-        size_t size;
-        if (gw_request_read_body (r, &text, &size)) {
+        json_t *body = gw_request_read_object (r, "the body must be a JSON object {\"key\", "
+                                               "\"botType\", \"payload\", \"cron\" or "
+                                               "\"everyMs\", ...}");
+        if (!body) {
             bm_packer_destroy (&packer);
-            return;
-        }
-        json_error_t jerr;
-        json_t *body = size ? json_loadb (text, size, JSON_REJECT_DUPLICATES, &jerr) : NULL;
-        free (text);
-        if (!json_is_object (body)) {
-            json_decref (body);
-            bm_packer_destroy (&packer);
-            gw_request_error (r, 400, "invalid_body", "the body must be a JSON object {\"key\", "
-                              "\"botType\", \"payload\", \"cron\" or \"everyMs\", ...}", NULL);
             return;
         }
         //  The fields it shares with /invoke get /invoke's error codes.
@@ -212,8 +187,9 @@ gw_routes_schedules (gw_request_t *r)
         int rc = bm_json_pack (&packer.pk, body, BM_MAX_NESTING);
         json_decref (body);
         if (rc) {
+            //  gw_invoke_check_schedule bounded every field: our bug.
             bm_packer_destroy (&packer);
-            gw_request_error (r, 400, "invalid_payload", "payload nests too deeply", NULL);
+            gw_request_error (r, 500, "internal", "internal error", NULL);
             return;
         }
     }

@@ -306,6 +306,18 @@ gw_invoke_check_schedule (const json_t *body, gw_invoke_error_t *error)
     ||  s_webhook_url (body, &str, &len, &has, error)
     ||  s_priority (body, &priority, error))
         return -1;
+    //  The SCHEDULE body is the object itself (one level), so each field
+    //  holds at most GW_INVOKE_MAX_DEPTH - 1 containers: a deeper one is
+    //  named, payload with payload's code, any other as the body's fault.
+    const char *key;
+    const json_t *member;
+    json_object_foreach ((json_t *) body, key, member)
+        if (s_containers (member, GW_INVOKE_MAX_DEPTH) > GW_INVOKE_MAX_DEPTH - 1)
+            return streq (key, "payload")
+                 ? s_fail (error, 400, "invalid_payload", "payload nests deeper than %d levels "
+                           "in a schedule", GW_INVOKE_MAX_DEPTH - 1)
+                 : s_fail (error, 400, "invalid_body", "%.40s nests deeper than %d levels",
+                           key, GW_INVOKE_MAX_DEPTH - 1);
     return 0;
 }
 
@@ -732,6 +744,10 @@ gw_invoke_test (bool verbose)
         { "{\"key\":\"k\",\"botType\":\"Java\"}", "invalid_bot_type" },
         { "{\"key\":\"k\",\"botType\":\"java\",\"priority\":-1}", "invalid_priority" },
         { "{\"key\":\"k\",\"botType\":\"java\",\"webhookUrl\":\"ftp://x\"}", "invalid_webhook_url" },
+        { "{\"key\":\"k\",\"botType\":\"java\",\"x\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+          "invalid_body" },
+        { "{\"key\":\"k\",\"botType\":\"java\",\"x\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+          "ok" },
     };
     for (size_t i = 0; i < sizeof sched / sizeof sched [0]; i++) {
         json_t *parsed = json_loads (sched [i].body, 0, NULL);

@@ -4,6 +4,7 @@
     throughput on this kind of machine), and asking the broker.  */
 #include "gw_request.h"
 #include "gw_record.h"
+#include "gw_invoke.h"
 
 #include "bm_http.h"
 #include "bm_log.h"
@@ -662,6 +663,50 @@ gw_request_read_body (gw_request_t *r, char **body, size_t *size)
     *body = buf;
     *size = got;
     return 0;
+}
+
+//  Read a JSON body's text: 415 when Content-Type names another type
+//  (none at all is read as JSON), then the body (413, 408, ...).
+int
+gw_request_read_json_text (gw_request_t *r, char **body, size_t *size)
+{
+    *body = NULL;
+    *size = 0;
+    if (!gw_request_is_json (mg_get_header (r->conn, "Content-Type"))) {
+        r->reason = "unsupported_media_type";
+        gw_request_error (r, 415, "unsupported_media_type",
+                          "Content-Type must be application/json", NULL);
+        return -1;
+    }
+    return gw_request_read_body (r, body, size);
+}
+
+//  Read a JSON object body: the text (gw_request_read_json_text), parsed
+//  as /invoke parses it (gw_invoke_parse: nesting bounded before jansson
+//  recurses, duplicate keys, NUL, malformed text named by line and
+//  column), and an object, else 400 invalid_body with `shape`.
+json_t *
+gw_request_read_object (gw_request_t *r, const char *shape)
+{
+    char *text;
+    size_t size;
+    if (gw_request_read_json_text (r, &text, &size))
+        return NULL;
+    gw_invoke_error_t error;
+    json_t *body = gw_invoke_parse (text, size, 0, &error);
+    free (text);
+    if (body && !json_is_object (body)) {
+        json_decref (body);
+        body = NULL;
+        error.status = 400;
+        error.code = "invalid_body";
+        snprintf (error.message, sizeof error.message, "%s", shape);
+    }
+    if (!body) {
+        r->reason = error.code;
+        gw_request_error (r, error.status, error.code, error.message, NULL);
+    }
+    return body;
 }
 
 //  A query-string parameter into buf.  1 if present, 0 if absent, -1 if

@@ -96,6 +96,19 @@ bool gw_request_is_json (const char *content_type);
 //  (caller frees; NUL-terminated) and *size, or -1 after answering.
 int gw_request_read_body (gw_request_t *r, char **body, size_t *size);
 
+//  Read a JSON body's text: 415 unsupported_media_type unless the
+//  Content-Type is JSON (or absent), then gw_request_read_body.  0 with
+//  *body (caller frees) and *size, or -1 after answering.
+int gw_request_read_json_text (gw_request_t *r, char **body, size_t *size);
+
+//  Read a body that must be one JSON object, checked alike on every route
+//  that takes one: 415 as above, 400 invalid_json (malformed text named by
+//  line and column, duplicate keys, a NUL, an empty body, nesting past 64
+//  levels refused before it is parsed), 400 invalid_body with the message
+//  `shape` when it is another JSON value.  The object (caller decrefs), or
+//  NULL after answering (r->reason set).
+json_t *gw_request_read_object (gw_request_t *r, const char *shape);
+
 //  A query-string parameter into buf.  1 if present, 0 if absent, -1 if
 //  longer than buf; -2 once answered 400 with code, when the parameter is
 //  given twice or holds a NUL or control character once decoded.

@@ -135,30 +135,27 @@ void
 gw_routes_invoke (gw_request_t *r)
 {
     gw_server_t *server = r->server;
-    if (!gw_request_is_json (mg_get_header (r->conn, "Content-Type"))) {
-        r->reason = "unsupported_media_type";
-        gw_request_error (r, 415, "unsupported_media_type", "Content-Type must be application/json", NULL);
+    json_t *body = gw_request_read_object (r, "the body must be a JSON object");
+    if (!body)
         return;
-    }
-    char *body;
-    size_t size;
-    if (gw_request_read_body (r, &body, &size))
-        return;
-    char *submit;
-    size_t submit_size;
     gw_invoke_error_t error;
     int64_t req = gw_link_next_req (server->link);
     char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
     int64_t priority = 0;
     json_t *ignored = NULL;
-    int rc = gw_invoke_translate (body, size, req, (size_t) server->config.max_payload,
-                                  &submit, &submit_size, bot_type, &priority, &ignored, &error);
-    free (body);
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    int rc = gw_invoke_translate_value (body, true, req, (size_t) server->config.max_payload,
+                                        &packer, NULL, bot_type, &priority, &ignored, &error);
+    json_decref (body);
     if (rc) {
+        bm_packer_destroy (&packer);
         r->reason = error.code;
         gw_request_error (r, error.status, error.code, error.message, NULL);
         return;
     }
+    size_t submit_size;
+    char *submit = bm_packer_detach (&packer, &submit_size);
     bm_msg_t *reply = gw_request_broker (r, req, BM_SUBMIT, submit, submit_size, true);
     if (!reply) {
         json_decref (ignored);
@@ -244,8 +241,8 @@ gw_routes_answer (gw_request_t *r, bm_msg_t *reply, int want, int status, gw_rou
     bm_msg_destroy (&reply);
 }
 
-static json_t *
-s_make_job (const msgpack_object *body)
+json_t *
+gw_routes_make_job (const msgpack_object *body)
 {
     return gw_record_job (bm_obj_get (body, "job"));
 }
@@ -254,7 +251,7 @@ s_make_job (const msgpack_object *body)
 void
 gw_routes_job (gw_request_t *r, int command)
 {
-    gw_routes_answer (r, gw_request_broker_simple (r, command, r->job_id, true), BM_REPLY, 200, s_make_job, NULL,
+    gw_routes_answer (r, gw_request_broker_simple (r, command, r->job_id, true), BM_REPLY, 200, gw_routes_make_job, NULL,
               true);
 }
 

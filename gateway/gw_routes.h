@@ -16,6 +16,9 @@ typedef json_t *(gw_routes_make_fn) (const msgpack_object *body);
 void gw_routes_answer (gw_request_t *r, bm_msg_t *reply, int want, int status,
                        gw_routes_make_fn *make, json_t *fixed, bool rejections);
 
+//  REPLY {job} -> the job record as JSON (gw_record_job).
+json_t *gw_routes_make_job (const msgpack_object *body);
+
 //  GET /health: always 200 while the process serves.
 void gw_routes_health (gw_request_t *r);
 //  GET /ready: 200 when the broker answers PING and reaches Redis, else 503.

@@ -89,7 +89,8 @@ def test():
             h.wait_until(lambda: curl(u + "/job/" + jid, show=False).json["state"] in h.TERMINAL, 5,
                          "job %s to end" % jid)
             done.append(jid)
-        for body, code in (("", "invalid_body"), ({"state": "queued"}, "invalid_state"),
+        for body, code in (("", "invalid_json"), ("[1]", "invalid_body"),
+                           ({"state": "queued"}, "invalid_state"),
                            ({"state": "failed", "olderThanMs": -1}, "invalid_older_than")):
             r = post_json(u + "/queues/python/clean", body)
             h.check(r.status == 400 and r.error_code() == code, "clean %r: 400 %s" % (body, code), r)
