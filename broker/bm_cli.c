@@ -164,7 +164,7 @@ s_record_json (const msgpack_object *obj)
 static void
 s_print_json (json_t *json)
 {
-    char *text = json ? json_dumps (json, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION (16)) : NULL;
+    char *text = bm_json_dumps (json, JSON_COMPACT | JSON_ENCODE_ANY);
     printf ("%s\n", text ? text : "null");
     free (text);
     json_decref (json);

@@ -4,6 +4,7 @@
     webhook carries its body to botmesh-webhook; the delivery state it
     reports is copied into the parent job.  */
 #include "bm_broker_internal.h"
+#include "bm_json.h"
 
 static void
 s_iso_time (int64_t ms, char *buf, size_t size)
@@ -57,7 +58,7 @@ s_webhook_body (const bm_job_t *job)
     s_iso_time (job->finished_at, when, sizeof when);
     json_object_set_new (body, "finishedAt", json_string (when));
     json_object_set_new (body, "timestamp", json_string (when));
-    char *text = json_dumps (body, JSON_COMPACT | JSON_REAL_PRECISION (16));
+    char *text = bm_json_dumps (body, JSON_COMPACT);
     json_decref (body);
     return text;
 }

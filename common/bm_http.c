@@ -1,5 +1,6 @@
 /*  bm_http.c - the HTTP layer of botmesh's civetweb servers.  */
 #include "bm_http.h"
+#include "bm_json.h"
 #include "bm_main.h"
 #include "bm_env_check.h"
 #include "bm_config.h"
@@ -775,7 +776,7 @@ bm_http_reply (struct mg_connection *conn, int status, const char *content_type,
 char *
 bm_http_json_text (const json_t *json)
 {
-    return json ? json_dumps (json, JSON_COMPACT | JSON_REAL_PRECISION (16)) : NULL;
+    return bm_json_dumps (json, JSON_COMPACT);
 }
 
 void

@@ -5,6 +5,8 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int
@@ -222,4 +224,44 @@ bm_json_text_to_msgpack (const char *text, size_t len, char **data, size_t *size
         return -1;
     }
     return 0;
+}
+
+//  True when every real in value reads back exactly from 16 significant
+//  digits ("0.1" does; 0.1 + 0.2 = 0.30000000000000004 does not).  Deeper
+//  than depth: false, as if one did not.
+static bool
+s_reals_fit_16 (const json_t *value, int depth)
+{
+    if (depth < 0)
+        return false;
+    if (json_is_real (value)) {
+        double real = json_real_value (value);
+        char text [40];
+        snprintf (text, sizeof text, "%.16g", real);
+        return strtod (text, NULL) == real;
+    }
+    if (json_is_array (value)) {
+        for (size_t i = 0; i < json_array_size (value); i++)
+            if (!s_reals_fit_16 (json_array_get (value, i), depth - 1))
+                return false;
+    }
+    else
+    if (json_is_object (value)) {
+        const char *key;
+        json_t *member;
+        //  jansson's iteration macros take a non-const object; reading only.
+        json_object_foreach ((json_t *) value, key, member)
+            if (!s_reals_fit_16 (member, depth - 1))
+                return false;
+    }
+    return true;
+}
+
+char *
+bm_json_dumps (const json_t *value, size_t flags)
+{
+    if (!value)
+        return NULL;
+    int digits = s_reals_fit_16 (value, 4 * BM_JSON_MAX_DEPTH) ? 16 : 17;
+    return json_dumps (value, flags | JSON_REAL_PRECISION (digits));
 }

@@ -1,5 +1,6 @@
 /*  bm_job_env.c - the environment a bot gets, and a pooled job's frame.  */
 #include "bm_job_env.h"
+#include "bm_json.h"
 #include "bm_bot.h"
 #include "bm_env_check.h"
 #include "bm_sandbox.h"
@@ -399,7 +400,7 @@ bm_job_env_frame (bm_job_env_t *self, const char *job_id, const bm_worker_type_t
                 json_object_set_new (own, keys [i], json_integer ((json_int_t) values [i]));
         json_object_set_new (frame, "limits", own);
     }
-    char *text = json_dumps (frame, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION (16));
+    char *text = bm_json_dumps (frame, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref (frame);
     return text;
 }

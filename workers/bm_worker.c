@@ -424,7 +424,7 @@ s_on_job (bm_worker_t *self, const bm_codec_job_t *body)
         bm_json_lost_text (lost, kinds, sizeof kinds);
         bm_info (job_id, "payload has values JSON cannot hold; the bot gets %s", kinds);
     }
-    char *input = json ? json_dumps (json, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION (16)) : NULL;
+    char *input = bm_json_dumps (json, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!input) {
         json_decref (json);
         s_send_done_early (self, job_id, attempt, "spawn_failed", NULL,
