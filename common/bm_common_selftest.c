@@ -13,6 +13,7 @@
 #include "bm_main.h"
 #include "bm_sentinel.h"
 #include "bm_codec_control.h"
+#include "bm_done_replay.h"
 #include "bm_cron.h"
 #include "bm_log.h"
 #include "bm_redis_url.h"
@@ -36,6 +37,7 @@ static const bm_selftest_t s_tests [] = {
     { "codec",     bm_codec_test },
     { "codec_batch", bm_codec_batch_test },
     { "worker_link", bm_worker_link_test },
+    { "done_replay", bm_done_replay_test },
     { "endpoints", bm_endpoints_test },
     { "sock_watch", bm_sock_watch_test },
     { "main",      bm_main_test },

@@ -705,6 +705,16 @@ wh_engine_inflight (wh_engine_t *self)
     return self->inflight;
 }
 
+int
+wh_engine_held_ids (wh_engine_t *self, const char **ids, int max)
+{
+    int count = 0;
+    for (delivery_t *d = (delivery_t *) zhashx_first (self->deliveries); d && count < max;
+         d = (delivery_t *) zhashx_next (self->deliveries))
+        ids [count++] = d->job_id;
+    return count;
+}
+
 json_t *
 wh_engine_stats (wh_engine_t *self)
 {

@@ -101,6 +101,11 @@ void wh_engine_abort (wh_engine_t *self);
 size_t wh_engine_held (wh_engine_t *self);
 size_t wh_engine_inflight (wh_engine_t *self);
 
+//  The job ids of the deliveries held (waiting, ready or in flight), for
+//  the READY of a new broker connection: fills ids (borrowed until the
+//  engine changes) with at most max, returns how many.
+int wh_engine_held_ids (wh_engine_t *self, const char **ids, int max);
+
 //  Counters and gauges as a JSON object (new reference).  Any thread.
 json_t *wh_engine_stats (wh_engine_t *self);
 

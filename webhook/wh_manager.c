@@ -4,6 +4,7 @@
 #include "wh_http.h"
 #include "bm_worker_link.h"
 #include "bm_codec.h"
+#include "bm_done_replay.h"
 #include "bm_config.h"
 #include "bm_http.h"
 #include "bm_log.h"
@@ -13,6 +14,8 @@
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
+
+#define WH_DONE_REPLAY_MAX  10000   //  Recent DONEs kept for a reconnect
 
 typedef struct {
     const wh_config_t *config;  //  Borrowed
@@ -27,6 +30,7 @@ typedef struct {
     int64_t drain_started;      //  Monotonic ms of the shutdown signal
     int settle_timer;           //  Waits out the settle period, -1 if none
     bm_series_t *m_bad_jobs;    //  JOBs refused as invalid
+    bm_done_replay_t *recent_done;  //  DONEs to send again after a reconnect
 } s_manager_t;
 
 //  --------------------------------------------------------------------------
@@ -72,10 +76,13 @@ s_send_release (s_manager_t *self, const char *job_id)
 }
 
 //  DONE {jobId, ok, webhook, result: {status, attempts} | error: {code,
-//  message}, finishedAt}: ok when code is NULL.
+//  message}, finishedAt}: ok when code is NULL.  A copy is kept to send
+//  again after a reconnect (the broker may have gone before it got it);
+//  final: the delivery's own outcome (delivered, or failed for good), then
+//  also the answer to a JOB that dispatches the delivery again.
 static void
 s_send_done (s_manager_t *self, const char *job_id, const wh_status_t *status,
-             const char *code, const char *message)
+             const char *code, const char *message, bool final)
 {
     bm_codec_done_t done = { .ok = code == NULL, .finished_at = bm_now_ms (),
                              .has_webhook = true };
@@ -101,6 +108,11 @@ s_send_done (s_manager_t *self, const char *job_id, const wh_status_t *status,
     else
         bm_codec_done_encode (&done, &packer);
     bm_packer_destroy (&result);
+    if (!bm_packer_failed (&packer)) {
+        bm_done_replay_heard (self->recent_done, bm_worker_link_heard (self->link));
+        bm_done_replay_remember (self->recent_done, packer.sbuf.data, packer.sbuf.size, job_id,
+                                 final, bm_mono_ms ());
+    }
     s_send (self, BM_DONE, &packer, job_id);
 }
 
@@ -171,10 +183,10 @@ s_on_event (void *arg, wh_event_t event, const char *job_id, const wh_status_t *
     }
     else
     if (event == WH_EVENT_DONE && status->state == WH_STATE_DELIVERED)
-        s_send_done (self, job_id, status, NULL, NULL);
+        s_send_done (self, job_id, status, NULL, NULL, true);
     else
     if (event == WH_EVENT_DONE)
-        s_send_done (self, job_id, status, "webhook_failed", status->last_error);
+        s_send_done (self, job_id, status, "webhook_failed", status->last_error, true);
     else
         s_send_release (self, job_id);
     if (self->draining && event != WH_EVENT_PROGRESS && wh_engine_inflight (self->engine) == 0)
@@ -237,6 +249,17 @@ s_on_job (void *arg, const bm_codec_job_t *job)
 {
     s_manager_t *self = (s_manager_t *) arg;
     const char *job_id = job->job_id;
+    //  A delivery that ended here moments ago: the broker lost our DONE
+    //  (it restarted, or took us for lost) and dispatched it again.  Our
+    //  DONE answers for it; the receiver is not sent the webhook again.
+    size_t kept_size;
+    const char *kept = bm_done_replay_completed (self->recent_done, job_id, &kept_size);
+    if (kept) {
+        bm_info (job_id, "dispatched again after it ended here: our DONE answers for it, "
+                 "not sent again");
+        bm_worker_link_send (self->link, BM_DONE, kept, kept_size, job_id);
+        return 0;
+    }
     if (self->draining) {
         //  Raced with our READY credit 0: give it straight back.
         s_send_release (self, job_id);
@@ -255,7 +278,7 @@ s_on_job (void *arg, const bm_codec_job_t *job)
         bm_series_inc (self->m_bad_jobs);
         snprintf (failed.last_error, sizeof failed.last_error, "invalid delivery: %s", reason);
         bm_warn (job_id, "%s", failed.last_error);
-        s_send_done (self, job_id, &failed, "webhook_failed", failed.last_error);
+        s_send_done (self, job_id, &failed, "webhook_failed", failed.last_error, false);
         return 0;
     }
     wh_status_t prior;
@@ -271,7 +294,7 @@ s_on_job (void *arg, const bm_codec_job_t *job)
         bm_series_inc (self->m_bad_jobs);
         snprintf (failed.last_error, sizeof failed.last_error, "invalid delivery: %s", error);
         bm_warn (job_id, "%s", failed.last_error);
-        s_send_done (self, job_id, &failed, "webhook_failed", failed.last_error);
+        s_send_done (self, job_id, &failed, "webhook_failed", failed.last_error, false);
     }
     return 0;
 }
@@ -289,7 +312,13 @@ s_on_cancel (void *arg, const bm_codec_job_notice_t *cancel)
         reason [len] = 0;
     }
     if (wh_engine_cancel (self->engine, job_id)) {
-        bm_debug (job_id, "CANCEL (%s) for a delivery not held here", reason);
+        if (bm_done_replay_discard (self->recent_done, job_id))
+            //  The CANCEL crossed our DONE: the broker did not take it, so
+            //  it is neither sent again nor the answer to a later JOB.
+            bm_warn (job_id, "CANCEL from the broker (%s) for the delivery that ended here: "
+                     "its outcome is discarded", reason);
+        else
+            bm_debug (job_id, "CANCEL (%s) for a delivery not held here", reason);
         return 0;
     }
     bm_info (job_id, "delivery stopped: the broker cancelled it (%s)", reason);
@@ -298,9 +327,56 @@ s_on_cancel (void *arg, const bm_codec_job_notice_t *cancel)
     memset (&status, 0, sizeof status);
     status.state = WH_STATE_FAILED;
     snprintf (status.last_error, sizeof status.last_error, "stopped by the broker (%s)", reason);
-    s_send_done (self, job_id, &status, reason, status.last_error);
+    s_send_done (self, job_id, &status, reason, status.last_error, false);
     if (self->draining && wh_engine_inflight (self->engine) == 0)
         s_finish (self);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Connection to the broker (docs/protocol.md section 5: READY running,
+//  DONEs sent again after a reconnect)
+
+//  The connection was lost: the DONEs kept do not age until the next one.
+static void
+s_on_link_lost (void *arg)
+{
+    s_manager_t *self = (s_manager_t *) arg;
+    bm_done_replay_link_down (self->recent_done);
+}
+
+//  READY running: every delivery held (waiting for a retry, due or in
+//  flight), so that a broker that restarted or took over adopts them
+//  instead of dispatching them again (to us or to another manager).
+static int
+s_on_link_running (void *arg, const char **ids, int max)
+{
+    s_manager_t *self = (s_manager_t *) arg;
+    return wh_engine_held_ids (self->engine, ids, max);
+}
+
+//  The new connection said READY: send again the DONEs the old one may
+//  have dropped (one the broker already has is answered NACK not_owner).
+static void
+s_on_link_reconnected (void *arg)
+{
+    s_manager_t *self = (s_manager_t *) arg;
+    bm_done_replay_link_up (self->recent_done, bm_mono_ms ());
+    bm_done_replay_send (self->recent_done, self->link);
+}
+
+//  Every heartbeat interval: forget the DONEs older than twice the time a
+//  broker holds a lost worker's jobs (2 x heartbeat x liveness) before it
+//  dispatches them again; they age only while a connection is up.
+static int
+s_on_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    s_manager_t *self = (s_manager_t *) arg;
+    bm_done_replay_heard (self->recent_done, bm_worker_link_heard (self->link));
+    bm_done_replay_prune (self->recent_done, bm_mono_ms (),
+                          2 * 2 * self->config->heartbeat_ms * self->config->liveness);
     return 0;
 }
 
@@ -379,6 +455,7 @@ wh_manager_run (const wh_config_t *config)
     self->signal_fd = signalfd (-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
     self->loop = zloop_new ();
     self->metrics = bm_metrics_new ();
+    self->recent_done = bm_done_replay_new (WH_DONE_REPLAY_MAX);
     if (self->signal_fd < 0 || !self->loop || !self->metrics) {
         bm_error (NULL, "cannot start: out of resources");
         goto done;
@@ -411,14 +488,16 @@ wh_manager_run (const wh_config_t *config)
         //  JOB_MANY in, DONE_MANY out: the outcomes one pass over libcurl's
         //  finished transfers reports go together.
         .batch = true };
-    bm_worker_link_handlers_t handlers = { .job_decoded = s_on_job,
-                                           .cancel_decoded = s_on_cancel };
+    bm_worker_link_handlers_t handlers = {
+        .job_decoded = s_on_job, .cancel_decoded = s_on_cancel, .lost = s_on_link_lost,
+        .reconnected = s_on_link_reconnected, .running = s_on_link_running };
     self->link = bm_worker_link_new (&link_config, self->loop, &handlers, self);
     if (!self->link)
         goto done;
     wh_http_serve (http, self->link);
     zmq_pollitem_t item = { NULL, self->signal_fd, ZMQ_POLLIN, 0 };
     zloop_poller (self->loop, &item, s_on_signal, self);
+    zloop_timer (self->loop, (size_t) config->heartbeat_ms, 0, s_on_tick, self);
 
     bm_main_listening ("http", config->listen_addr, wh_http_port (http));
     bm_info (NULL, "%s: broker %s, credit %" PRId64 ", up to %" PRId64 " attempts "
@@ -437,6 +516,7 @@ done:
     //  Reports queued for the broker get a moment to leave.
     bm_worker_link_destroy (&self->link, 2000);
     wh_engine_destroy (&self->engine);
+    bm_done_replay_destroy (&self->recent_done);
     zloop_destroy (&self->loop);
     bm_metrics_destroy (&self->metrics);
     if (self->signal_fd >= 0)

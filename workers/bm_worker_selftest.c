@@ -9,7 +9,6 @@
 #include "bm_bot.h"
 #include "bm_pool.h"
 #include "bm_job_report.h"
-#include "bm_done_replay.h"
 #include "bm_job_env.h"
 
 #include "bm_selftest.h"
@@ -23,7 +22,6 @@ static const bm_selftest_t s_tests [] = {
     { "bot", bm_bot_test },
     { "pool", bm_pool_test },
     { "job_report", bm_job_report_test },
-    { "done_replay", bm_done_replay_test },
     { "job_env", bm_job_env_test },
     { NULL, NULL }
 };

@@ -65,7 +65,7 @@ void bm_done_replay_send (bm_done_replay_t *self, bm_worker_link_t *link);
 //  How many DONEs are kept to send again.
 size_t bm_done_replay_size (bm_done_replay_t *self);
 
-//  Self-test; built only into bm_worker_selftest (BM_SELFTEST).
+//  Self-test.
 void bm_done_replay_test (bool verbose);
 
 #endif

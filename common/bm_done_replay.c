@@ -2,6 +2,7 @@
 #include "bm_done_replay.h"
 #include "bm_log.h"
 #include "bm_proto.h"
+#include "bm_selftest.h"
 
 #include <czmq.h>
 #include <string.h>
@@ -220,7 +221,7 @@ bm_done_replay_size (bm_done_replay_t *self)
     return self->count - self->discarded;
 }
 
-#ifdef BM_SELFTEST
+
 //  --------------------------------------------------------------------------
 //  Self-test: the cap drops the oldest, pruning drops the old, a CANCEL
 //  discards.
@@ -233,29 +234,29 @@ bm_done_replay_test (bool verbose)
     bm_done_replay_t *replay = bm_done_replay_new (2);
     size_t size = 0;
     bm_done_replay_remember (replay, "a", 1, "j1", true, 10);
-    assert (bm_done_replay_completed (replay, "j1", &size) && size == 1);
+    BM_CHECK (bm_done_replay_completed (replay, "j1", &size) && size == 1);
     bm_done_replay_remember (replay, "bb", 2, "j2", false, 20);        //  A failed run
-    assert (!bm_done_replay_completed (replay, "j2", &size));
+    BM_CHECK (!bm_done_replay_completed (replay, "j2", &size));
     bm_done_replay_remember (replay, "ccc", 3, "j3", true, 30);
-    assert (bm_done_replay_size (replay) == 2);         //  "a" dropped
-    assert (!bm_done_replay_completed (replay, "j1", &size));
+    BM_CHECK (bm_done_replay_size (replay) == 2);         //  "a" dropped
+    BM_CHECK (!bm_done_replay_completed (replay, "j1", &size));
     const char *body = bm_done_replay_completed (replay, "j3", &size);
-    assert (body && size == 3 && memcmp (body, "ccc", 3) == 0);
+    BM_CHECK (body && size == 3 && memcmp (body, "ccc", 3) == 0);
     bm_done_replay_prune (replay, 25, 0);
-    assert (bm_done_replay_size (replay) == 1);         //  "bb" too old
+    BM_CHECK (bm_done_replay_size (replay) == 1);         //  "bb" too old
     bm_done_replay_prune (replay, 31, 0);
-    assert (bm_done_replay_size (replay) == 0);
-    assert (!bm_done_replay_completed (replay, "j3", &size));
+    BM_CHECK (bm_done_replay_size (replay) == 0);
+    BM_CHECK (!bm_done_replay_completed (replay, "j3", &size));
     //  The same job twice: the newer entry is the one found, and dropping
     //  the older one keeps it.
     bm_done_replay_remember (replay, "e", 1, "j4", true, 40);
     bm_done_replay_remember (replay, "ff", 2, "j4", true, 41);
     bm_done_replay_remember (replay, "g", 1, "f2", false, 42);
-    assert (bm_done_replay_completed (replay, "j4", &size) && size == 2);
+    BM_CHECK (bm_done_replay_completed (replay, "j4", &size) && size == 2);
     bm_done_replay_remember (replay, "d", 1, "f3", false, 43);
-    assert (!bm_done_replay_completed (replay, "j4", &size));
+    BM_CHECK (!bm_done_replay_completed (replay, "j4", &size));
     bm_done_replay_destroy (&replay);
-    assert (replay == NULL);
+    BM_CHECK (replay == NULL);
     bm_done_replay_destroy (&replay);                   //  Idempotent
 
     //  Round and round the ring: the last three stay, pruned oldest first.
@@ -263,14 +264,14 @@ bm_done_replay_test (bool verbose)
     const char *ids [] = { "k1", "k2", "k3", "k4", "k5", "k6", "k7" };
     for (int i = 0; i < 7; i++)
         bm_done_replay_remember (replay, ids [i], 2, ids [i], true, 100 + i);
-    assert (bm_done_replay_size (replay) == 3);
-    assert (!bm_done_replay_completed (replay, "k4", &size));
+    BM_CHECK (bm_done_replay_size (replay) == 3);
+    BM_CHECK (!bm_done_replay_completed (replay, "k4", &size));
     body = bm_done_replay_completed (replay, "k5", &size);
-    assert (body && size == 2 && memcmp (body, "k5", 2) == 0);
+    BM_CHECK (body && size == 2 && memcmp (body, "k5", 2) == 0);
     bm_done_replay_prune (replay, 106, 0);                 //  k5 and k6 go
-    assert (bm_done_replay_size (replay) == 1);
-    assert (!bm_done_replay_completed (replay, "k6", &size));
-    assert (bm_done_replay_completed (replay, "k7", &size));
+    BM_CHECK (bm_done_replay_size (replay) == 1);
+    BM_CHECK (!bm_done_replay_completed (replay, "k6", &size));
+    BM_CHECK (bm_done_replay_completed (replay, "k7", &size));
     bm_done_replay_destroy (&replay);
 
     //  A CANCEL crossed a completed DONE: it answers no JOB and is not sent
@@ -278,20 +279,20 @@ bm_done_replay_test (bool verbose)
     replay = bm_done_replay_new (3);
     bm_done_replay_remember (replay, "m1", 2, "m1", true, 200);
     bm_done_replay_remember (replay, "xx", 2, "m2", false, 201);          //  A failed run of m2
-    assert (bm_done_replay_discard (replay, "m1"));
-    assert (!bm_done_replay_completed (replay, "m1", &size));
-    assert (bm_done_replay_size (replay) == 1);                     //  Only "xx" goes again
-    assert (!bm_done_replay_discard (replay, "m1"));
-    assert (!bm_done_replay_discard (replay, "m2"));
-    assert (!bm_done_replay_discard (replay, "nope"));
+    BM_CHECK (bm_done_replay_discard (replay, "m1"));
+    BM_CHECK (!bm_done_replay_completed (replay, "m1", &size));
+    BM_CHECK (bm_done_replay_size (replay) == 1);                     //  Only "xx" goes again
+    BM_CHECK (!bm_done_replay_discard (replay, "m1"));
+    BM_CHECK (!bm_done_replay_discard (replay, "m2"));
+    BM_CHECK (!bm_done_replay_discard (replay, "nope"));
     bm_done_replay_remember (replay, "M1", 2, "m1", true, 202);          //  Its retry completed
     body = bm_done_replay_completed (replay, "m1", &size);
-    assert (body && memcmp (body, "M1", 2) == 0 && bm_done_replay_size (replay) == 2);
+    BM_CHECK (body && memcmp (body, "M1", 2) == 0 && bm_done_replay_size (replay) == 2);
     bm_done_replay_remember (replay, "n1", 2, "n1", true, 203);          //  The discarded one goes
-    assert (bm_done_replay_size (replay) == 3);
-    assert (bm_done_replay_discard (replay, "n1") && bm_done_replay_size (replay) == 2);
+    BM_CHECK (bm_done_replay_size (replay) == 3);
+    BM_CHECK (bm_done_replay_discard (replay, "n1") && bm_done_replay_size (replay) == 2);
     bm_done_replay_prune (replay, 204, 0);
-    assert (bm_done_replay_size (replay) == 0 && !bm_done_replay_completed (replay, "m1", &size));
+    BM_CHECK (bm_done_replay_size (replay) == 0 && !bm_done_replay_completed (replay, "m1", &size));
     bm_done_replay_destroy (&replay);
     //  While no broker is connected, no DONE ages; once one is, each ages
     //  from that READY (when it was sent again), not from its run's end.
@@ -300,23 +301,22 @@ bm_done_replay_test (bool verbose)
     bm_done_replay_remember (replay, "p1", 2, "p1", true, 301);
     bm_done_replay_link_down (replay);
     bm_done_replay_prune (replay, 10000, 10);
-    assert (bm_done_replay_completed (replay, "p1", &size));
+    BM_CHECK (bm_done_replay_completed (replay, "p1", &size));
     bm_done_replay_link_up (replay, 10000);
     bm_done_replay_prune (replay, 10009, 10);
-    assert (bm_done_replay_completed (replay, "p1", &size));
+    BM_CHECK (bm_done_replay_completed (replay, "p1", &size));
     bm_done_replay_prune (replay, 10011, 10);
-    assert (!bm_done_replay_completed (replay, "p1", &size) && bm_done_replay_size (replay) == 0);
+    BM_CHECK (!bm_done_replay_completed (replay, "p1", &size) && bm_done_replay_size (replay) == 0);
     //  The cap still drops the oldest while no broker is connected.
     bm_done_replay_link_down (replay);
     for (int i = 0; i < 4; i++)
         bm_done_replay_remember (replay, ids [i], 2, ids [i], true, 20000 + i);
-    assert (bm_done_replay_size (replay) == 3 && !bm_done_replay_completed (replay, "k1", &size));
+    BM_CHECK (bm_done_replay_size (replay) == 3 && !bm_done_replay_completed (replay, "k1", &size));
     bm_done_replay_destroy (&replay);
     //  Keeping none keeps none.
     replay = bm_done_replay_new (0);
     bm_done_replay_remember (replay, "a", 1, "j1", true, 10);
-    assert (bm_done_replay_size (replay) == 0 && !bm_done_replay_completed (replay, "j1", &size));
+    BM_CHECK (bm_done_replay_size (replay) == 0 && !bm_done_replay_completed (replay, "j1", &size));
     bm_done_replay_destroy (&replay);
     printf ("OK\n");
 }
-#endif
