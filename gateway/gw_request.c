@@ -217,7 +217,7 @@ s_log_refused (gw_request_t *r, int status, const char *code)
     char what [64], method [24], path [256], client [64];
     s_log_safe (what, sizeof what, code);
     s_log_safe (method, sizeof method, r->ri->request_method);
-    s_log_safe (path, sizeof path, r->ri->local_uri);
+    s_log_safe (path, sizeof path, r->path && *r->path ? r->path : r->ri->local_uri);
     s_log_safe (client, sizeof client, r->ri->remote_addr);
     bool job = r->job_id [0] && r->ri->local_uri && strncmp (r->ri->local_uri, "/job/", 5) == 0;
     bm_log (level, job ? r->job_id : NULL, "refused %d %s %s %s from %s", status,

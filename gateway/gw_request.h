@@ -23,6 +23,7 @@ typedef struct {
     gw_server_t *server;
     gw_thread_t *thread;
     gw_route_t route;
+    const char *path;                   //  The path, percent-decoded
     char job_id [BM_MAX_ID_LEN + 1];    //  For /job/{id}...
     char bot_type [BM_MAX_BOT_TYPE_LEN + 1];    //  For /queues/{botType}/...
     int status;                         //  Status answered, 0 until then

@@ -346,7 +346,7 @@ gw_routes_admin (gw_request_t *r)
     const unsigned char *data;
     size_t size;
     const char *content_type;
-    if (bm_assets_find (r->ri->local_uri, &data, &size, &content_type)) {
+    if (bm_assets_find (r->path, &data, &size, &content_type)) {
         gw_request_error (r, 404, "not_found", "no such page", NULL);
         return;
     }

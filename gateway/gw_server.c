@@ -178,10 +178,56 @@ s_metrics_init (gw_server_t *self)
 //  --------------------------------------------------------------------------
 //  Routing, authentication, rate limiting
 
-//  Match the path to a route; fills r->job_id for /job/{id}...
-static gw_route_t
-s_route (gw_request_t *r, const char *path)
+//  The longest path routed (decoded): longer ones are no route's.
+#define GW_PATH_MAX     2048
+
+//  Percent-decode src[0..len) into dest[size] ('+' stays '+': a path is no
+//  form).  Its length, or -1 when it does not fit or decodes to a NUL.
+static int
+s_decode (const char *src, size_t len, char *dest, size_t size)
 {
+    if (len >= size * 3)
+        return -1;
+    int n = mg_url_decode (src, (int) len, dest, (int) size, 0);
+    if (n < 0 || strlen (dest) != (size_t) n)
+        return -1;
+    return n;
+}
+
+//  /job/{id}[/action] on the path as sent, still percent-encoded: the id
+//  is one segment, decoded alone, so that an id holding '/' (a schedule's
+//  run "<key>@<ms>" whose key holds one) is reached as %2F.  Fills
+//  r->job_id.
+static gw_route_t
+s_route_job (gw_request_t *r, const char *raw)
+{
+    const char *id = raw + 5;
+    const char *slash = strchr (id, '/');
+    size_t len = slash ? (size_t) (slash - id) : strlen (id);
+    char action [16];
+    int n = s_decode (id, len, r->job_id, sizeof r->job_id);
+    if (n < 0 || !bm_valid_id (r->job_id, (size_t) n)) {
+        r->job_id [0] = 0;
+        return R_OTHER;
+    }
+    if (!slash)
+        return streq (r->ri->request_method, "DELETE") ? R_JOB_DELETE : R_JOB;
+    if (s_decode (slash, strlen (slash), action, sizeof action) < 0)
+        return R_OTHER;
+    if (streq (action, "/cancel"))      return R_JOB_CANCEL;
+    if (streq (action, "/retry"))       return R_JOB_RETRY;
+    if (streq (action, "/redeliver"))   return R_JOB_REDELIVER;
+    if (streq (action, "/promote"))     return R_JOB_PROMOTE;
+    return R_OTHER;
+}
+
+//  Match the path to a route: raw as sent (civetweb leaves it encoded,
+//  decode_url=no), path decoded.  Fills r->job_id for /job/{id}...
+static gw_route_t
+s_route (gw_request_t *r, const char *raw, const char *path)
+{
+    if (strncmp (raw, "/job/", 5) == 0)
+        return s_route_job (r, raw);
     if (streq (path, "/invoke"))        return R_INVOKE;
     if (streq (path, "/"))              return R_INDEX;
     if (streq (path, "/invoke/batch"))  return R_INVOKE_BATCH;
@@ -206,21 +252,6 @@ s_route (gw_request_t *r, const char *path)
         if (next == 0 || next == '/')
             return R_ADMIN;
         return R_OTHER;
-    }
-    if (strncmp (path, "/job/", 5) == 0) {
-        const char *id = path + 5;
-        const char *slash = strchr (id, '/');
-        size_t len = slash ? (size_t) (slash - id) : strlen (id);
-        if (!bm_valid_id (id, len))
-            return R_OTHER;
-        memcpy (r->job_id, id, len);
-        r->job_id [len] = 0;
-        if (!slash)
-            return streq (r->ri->request_method, "DELETE") ? R_JOB_DELETE : R_JOB;
-        if (streq (slash, "/cancel"))   return R_JOB_CANCEL;
-        if (streq (slash, "/retry"))    return R_JOB_RETRY;
-        if (streq (slash, "/redeliver")) return R_JOB_REDELIVER;
-        if (streq (slash, "/promote"))  return R_JOB_PROMOTE;
     }
     if (strncmp (path, "/queues/", 8) == 0) {
         const char *type = path + 8;
@@ -339,8 +370,12 @@ s_handler (struct mg_connection *conn, void *cbdata)
     const char *expect = mg_get_header (conn, "Expect");
     r->expect_continue = r->body_pending && expect && strcasestr (expect, "100-continue");
     r->head = streq (r->ri->request_method, "HEAD");
-    const char *path = r->ri->local_uri ? r->ri->local_uri : "";
-    r->route = s_route (r, path);
+    const char *raw = r->ri->local_uri ? r->ri->local_uri : "";
+    char path [GW_PATH_MAX];
+    if (s_decode (raw, strlen (raw), path, sizeof path) < 0)
+        path [0] = 0;                   //  No route's
+    r->path = path;
+    r->route = *path ? s_route (r, raw, path) : R_OTHER;
 
     bool draining = atomic_load (&server->draining);
     if (draining)
@@ -545,6 +580,9 @@ gw_server_new (const gw_config_t *config, bool *bad_config)
     snprintf (header_size, sizeof header_size, "%d", 2 * (int) config->max_header_bytes);
     const char *options [] = {
         "num_threads", threads,
+        //  The path as sent: the router decodes it (s_route), each job id
+        //  on its own, so that an id holding '/' is reached as %2F.
+        "decode_url", "no",
         //  Keep-alive on: most of a request's cost is TCP set-up otherwise.
         //  Each open connection holds a civetweb thread, so idle ones
         //  are closed after GATEWAY_KEEPALIVE_MS.
