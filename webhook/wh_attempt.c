@@ -22,6 +22,11 @@ wh_attempt_free (wh_engine_t *self, attempt_t **attempt_p)
         curl_multi_remove_handle (self->multi, attempt->easy);
         curl_easy_cleanup (attempt->easy);
     }
+    if (attempt->resolving && !attempt->resolved) {
+        self->resolving--;
+        if (!attempt->resolve_failed)
+            wh_engine_dns_abandoned (self);
+    }
     curl_slist_free_all (attempt->headers);
     free (attempt);
     *attempt_p = NULL;
@@ -38,6 +43,10 @@ s_opensocket (void *clientp, curlsocktype purpose, struct curl_sockaddr *address
 {
     delivery_t *d = (delivery_t *) clientp;
     attempt_t *attempt = d->attempt;
+    if (attempt && attempt->resolving && !attempt->resolved) {
+        attempt->resolved = true;           //  An address: the lookup answered
+        d->engine->resolving--;
+    }
     if (purpose == CURLSOCKTYPE_IPCXN && !d->ssrf_exempt) {
         wh_addr_class_t cls = wh_ssrf_classify (&address->addr, address->addrlen);
         if (cls != WH_ADDR_PUBLIC) {
@@ -62,6 +71,31 @@ s_opensocket (void *clientp, curlsocktype purpose, struct curl_sockaddr *address
     if (fd != CURL_SOCKET_BAD && attempt)
         attempt->opened = true;
     return fd;
+}
+
+//  A lookup is about to start (no cached address, no connection to
+//  reuse).  While a DNS server does not answer, lookups pile up, each a
+//  thread: past WEBHOOK_MAX_RESOLVING pending, once one was abandoned (the
+//  sign of a server that does not answer), a host name is not looked up
+//  and the attempt fails, retryable.  An IP literal needs no lookup.
+static int
+s_resolver_start (void *resolver_state, void *reserved, void *userdata)
+{
+    (void) resolver_state;
+    (void) reserved;
+    delivery_t *d = (delivery_t *) userdata;
+    attempt_t *attempt = d->attempt;
+    wh_engine_t *self = d->engine;
+    if (!attempt || d->host_literal || attempt->resolving)
+        return 0;
+    size_t pending = wh_engine_dns_pending (self);
+    if (pending > self->resolving && pending >= (size_t) self->config->max_resolving) {
+        attempt->dns_refused = true;
+        return 1;                           //  The transfer fails: not looked up
+    }
+    attempt->resolving = true;
+    self->resolving++;
+    return 0;
 }
 
 //  Response headers: remember Retry-After of the final response, note
@@ -194,6 +228,13 @@ wh_attempt_start (wh_engine_t *self, delivery_t *d)
     curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, (long) config->timeout_ms);
     curl_easy_setopt (easy, CURLOPT_CONNECTTIMEOUT_MS, (long) config->connect_timeout_ms);
     curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
+    //  An attempt that ends (timeout, cancel, shutdown) while its host name
+    //  is still being looked up leaves the resolver thread to finish on its
+    //  own: without this, libcurl waits for it, and a DNS server that does
+    //  not answer would stop the whole loop for as long (10-30 s).
+    curl_easy_setopt (easy, CURLOPT_QUICK_EXIT, 1L);
+    curl_easy_setopt (easy, CURLOPT_RESOLVER_START_FUNCTION, s_resolver_start);
+    curl_easy_setopt (easy, CURLOPT_RESOLVER_START_DATA, d);
     curl_easy_setopt (easy, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt (easy, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt (easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");

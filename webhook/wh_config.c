@@ -25,6 +25,10 @@ const bm_setting_t wh_settings [] = {
              "deliveries held at once (the worker credit), including those waiting for a retry"),
     ROW_INT ("WEBHOOK_MAX_INFLIGHT", max_inflight, 64, 1, 10000,
              "HTTP requests in flight at once; more due deliveries queue"),
+    ROW_INT ("WEBHOOK_MAX_RESOLVING", max_resolving, 32, 1, 10000,
+             "host name lookups that may wait for a DNS server that does not answer (those of "
+             "ended attempts count until the resolver gives up); past it, while one such lookup "
+             "was abandoned, an attempt to a host name is not made (retryable)"),
     ROW_INT ("WEBHOOK_MAX_RETRIES", max_retries, 5, 0, 100,
              "retries after the first attempt: a delivery makes at most 1 + WEBHOOK_MAX_RETRIES attempts"),
     ROW_INT ("WEBHOOK_RETRY_DELAY", retry_delay_ms, 1000, 0, 86400000,

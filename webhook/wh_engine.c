@@ -15,7 +15,9 @@
 #include "bm_proto.h"
 #include "bm_url.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <resolv.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <strings.h>
@@ -44,6 +46,54 @@ wh_state_parse (const char *name, size_t len)
 }
 
 //  --------------------------------------------------------------------------
+//  Host name lookups
+
+size_t
+wh_engine_dns_pending (wh_engine_t *self)
+{
+    int64_t now = bm_mono_ms ();
+    while (self->abandoned_count && self->abandoned [self->abandoned_first] <= now) {
+        self->abandoned_first = (self->abandoned_first + 1) % self->abandoned_max;
+        self->abandoned_count--;
+    }
+    return self->resolving + self->abandoned_count;
+}
+
+void
+wh_engine_dns_abandoned (wh_engine_t *self)
+{
+    if (self->abandoned_count == self->abandoned_max) {
+        //  Full: the oldest, the first to end, makes room
+        self->abandoned_first = (self->abandoned_first + 1) % self->abandoned_max;
+        self->abandoned_count--;
+    }
+    size_t slot = (self->abandoned_first + self->abandoned_count) % self->abandoned_max;
+    self->abandoned [slot] = bm_mono_ms () + self->lookup_life_ms;
+    self->abandoned_count++;
+    bm_debug (NULL, "a host name lookup was abandoned (its attempt ended first); %zu pending",
+              self->resolving + self->abandoned_count);
+}
+
+//  How long the system resolver may take over a lookup that gets no
+//  answer: /etc/resolv.conf's timeout x attempts x name servers, and a
+//  second more (glibc's defaults: 5 s x 2 x 1).
+static int64_t
+s_lookup_life_ms (void)
+{
+    struct __res_state state;
+    memset (&state, 0, sizeof state);
+    int64_t life = 5 * 2 * 1000;
+    if (res_ninit (&state) == 0) {
+        int servers = state.nscount > 0? state.nscount: 1;
+        life = (int64_t) (state.retrans > 0? state.retrans: 5) * (state.retry > 0? state.retry: 2)
+             * servers * 1000;
+        res_nclose (&state);
+    }
+    life += 1000;
+    return life < 300000? life: 300000;
+}
+
+//  --------------------------------------------------------------------------
 //  Gauges
 
 static void
@@ -57,6 +107,9 @@ s_gauges (wh_engine_t *self)
     atomic_store (&self->counters.waiting, waiting);
     atomic_store (&self->counters.ready, ready);
     atomic_store (&self->counters.inflight, inflight);
+    int64_t dns_pending = (int64_t) wh_engine_dns_pending (self);
+    atomic_store (&self->counters.dns_pending, dns_pending);
+    bm_series_set (self->m_dns_pending, (double) dns_pending);
     bm_series_set (self->m_held, (double) held);
     bm_series_set (self->m_waiting, (double) waiting);
     bm_series_set (self->m_ready, (double) ready);
@@ -345,6 +398,14 @@ s_attempt_done (wh_engine_t *self, delivery_t *d, CURLcode result)
                   "the receiver's response headers are too large (over %d KiB)", WH_HEADERS_MAX / 1024);
     }
     else
+    if (attempt->dns_refused) {
+        verdict = WH_RETRYABLE;
+        snprintf (d->status.last_error, sizeof d->status.last_error,
+                  "not tried: %zu host name lookups are waiting for a DNS server that does not "
+                  "answer (WEBHOOK_MAX_RESOLVING=%" PRId64 ")", wh_engine_dns_pending (self),
+                  self->config->max_resolving);
+    }
+    else
     if (attempt->refused [0] && !attempt->opened) {
         verdict = WH_PERMANENT;
         snprintf (d->status.last_error, sizeof d->status.last_error, "%s", attempt->refused);
@@ -369,6 +430,8 @@ s_attempt_done (wh_engine_t *self, delivery_t *d, CURLcode result)
             snprintf (d->status.last_error, sizeof d->status.last_error, "%s",
                       attempt->errbuf [0]? attempt->errbuf: curl_easy_strerror (result));
     }
+    if (result == CURLE_COULDNT_RESOLVE_HOST)
+        attempt->resolve_failed = true;     //  The lookup ended: not abandoned
     int64_t retry_after = attempt->retry_after_ms;
 
     //  The request is over: free its slot.
@@ -480,7 +543,13 @@ wh_engine_new (zloop_t *loop, const wh_config_t *config, bm_metrics_t *metrics,
     self->waiting = wh_heap_new ();
     self->ready = zlistx_new ();
     self->multi = curl_multi_init ();
-    if (!self->backoff || !self->deliveries || !self->waiting || !self->ready || !self->multi) {
+    //  Abandoned lookups: at most max_inflight while none was (then every
+    //  attempt may be looking up), max_resolving after.
+    self->abandoned_max = (size_t) (config->max_inflight + config->max_resolving);
+    self->abandoned = (int64_t *) calloc (self->abandoned_max, sizeof (int64_t));
+    self->lookup_life_ms = s_lookup_life_ms ();
+    if (!self->backoff || !self->deliveries || !self->waiting || !self->ready || !self->multi
+    ||  !self->abandoned) {
         snprintf (error, error_size, "out of memory or libcurl failed to start");
         wh_engine_destroy (&self);
         return NULL;
@@ -535,6 +604,8 @@ wh_engine_new (zloop_t *loop, const wh_config_t *config, bm_metrics_t *metrics,
         "Deliveries due, waiting for a free HTTP slot (WEBHOOK_MAX_INFLIGHT)", NULL));
     self->m_inflight = bm_metric_series (bm_metrics_gauge (metrics, "webhook_deliveries_in_flight",
         "HTTP delivery attempts in progress", NULL));
+    self->m_dns_pending = bm_metric_series (bm_metrics_gauge (metrics, "webhook_dns_lookups_pending",
+        "Host name lookups not answered yet, abandoned ones included (WEBHOOK_MAX_RESOLVING)", NULL));
     return self;
 }
 
@@ -557,6 +628,7 @@ wh_engine_destroy (wh_engine_t **self_p)
             curl_multi_cleanup (self->multi);
         wh_heap_destroy (&self->waiting);
         zlistx_destroy (&self->ready);
+        free (self->abandoned);
         wh_backoff_destroy (&self->backoff);
         wh_signer_destroy (&self->signer);
         free (self);
@@ -607,6 +679,15 @@ wh_engine_add (wh_engine_t *self, const char *job_id, const char *url,
     d->engine = self;
     d->ssrf_exempt = self->config->allow_private
                   || wh_ssrf_target_listed (self->config->allowed_hosts, host, port);
+    //  An IP literal ("[::1]" for IPv6) needs no lookup.
+    unsigned char addr [sizeof (struct in6_addr)];
+    size_t host_len = strlen (host);
+    if (host_len > 2 && host [0] == '[' && host [host_len - 1] == ']') {
+        host [host_len - 1] = 0;
+        d->host_literal = inet_pton (AF_INET6, host + 1, addr) == 1;
+    }
+    else
+        d->host_literal = inet_pton (AF_INET, host, addr) == 1;
     free (host);
     d->deadline_ms = deadline_ms;
     d->received_mono = bm_mono_ms ();
@@ -731,7 +812,7 @@ wh_engine_stats (wh_engine_t *self)
             json_object_set_new (responses, name, json_integer ((json_int_t) count));
         }
     }
-    return json_pack ("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+    return json_pack ("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
         "delivered", (json_int_t) atomic_load (&c->delivered),
         "failed", (json_int_t) atomic_load (&c->failed),
         "retrying", (json_int_t) atomic_load (&c->waiting),
@@ -744,5 +825,6 @@ wh_engine_stats (wh_engine_t *self)
         "released", (json_int_t) atomic_load (&c->released),
         "cancelled", (json_int_t) atomic_load (&c->cancelled),
         "refused", (json_int_t) atomic_load (&c->refused),
+        "dnsPending", (json_int_t) atomic_load (&c->dns_pending),
         "responses", responses);
 }

@@ -35,6 +35,10 @@ typedef struct {
     int64_t started_mono;       //  For the duration histogram
     int64_t retry_after_ms;     //  Retry-After of the last response, -1 if none
     bool opened;                //  A socket was opened (an address passed the guard)
+    bool resolving;             //  A host name lookup started (a resolver thread)
+    bool resolved;              //  ... and answered (an address came to be opened)
+    bool resolve_failed;        //  ... or failed (the thread ended): not abandoned
+    bool dns_refused;           //  Not looked up: too many lookups pending
     char refused [200];         //  Why the SSRF guard refused an address, "" if none
     size_t header_bytes;        //  Response header bytes so far
     bool headers_too_large;     //  Over WH_HEADERS_MAX: stopped
@@ -58,6 +62,7 @@ typedef struct {
     char *body;                 //  JSON text to POST
     size_t body_len;
     bool ssrf_exempt;           //  Host in WEBHOOK_ALLOWED_HOSTS, or private allowed
+    bool host_literal;          //  The URL's host is an IP address (no DNS lookup)
     bool fresh_connect;         //  The next attempt opens a new connection (the
                                 //  last failed on a reused one)
     int64_t deadline_ms;        //  Broker's deadline (epoch ms), 0: none
@@ -83,6 +88,7 @@ typedef struct {
     atomic_int_fast64_t waiting;
     atomic_int_fast64_t ready;
     atomic_int_fast64_t inflight;
+    atomic_int_fast64_t dns_pending;    //  Host name lookups not answered
 } counters_t;
 
 struct _wh_engine_t {
@@ -103,6 +109,13 @@ struct _wh_engine_t {
     int wait_timer;             //  zloop timer for the heap's head, -1 if none
     int64_t wait_timer_due;     //  Monotonic ms it fires at
     bool draining;              //  Shutting down: release instead of retrying
+    //  Host name lookups: libcurl's resolver thread of an attempt that ends
+    //  before its lookup answered is left to finish on its own
+    //  (CURLOPT_QUICK_EXIT); it lives until the resolver gives up.
+    size_t resolving;           //  Lookups of attempts in flight, not answered
+    int64_t *abandoned;         //  Ring: when each abandoned lookup is presumed
+    size_t abandoned_first, abandoned_count, abandoned_max;    //  over (monotonic ms)
+    int64_t lookup_life_ms;     //  How long a lookup may take (resolv.conf)
     counters_t counters;
     //  Metrics
     bm_metric_t *m_responses;           //  webhook_responses_total{code}
@@ -113,10 +126,18 @@ struct _wh_engine_t {
     bm_series_t *m_time_to_deliver;     //  webhook_delivery_latency_seconds
     bm_series_t *m_retries, *m_released, *m_cancelled, *m_refused;
     bm_series_t *m_held, *m_waiting, *m_ready, *m_inflight;
+    bm_series_t *m_dns_pending;         //  webhook_dns_lookups_pending
 };
 
 //  Collect the transfers libcurl has finished and decide each delivery's
 //  fate (retry, DONE, RELEASE).  Called after every curl_multi_socket_action.
 void wh_engine_check_done (wh_engine_t *self);
+
+//  Host name lookups not answered yet: those of attempts in flight and the
+//  abandoned ones presumed still running (forgets those presumed over).
+size_t wh_engine_dns_pending (wh_engine_t *self);
+
+//  An attempt's lookup was abandoned (its attempt ended first).
+void wh_engine_dns_abandoned (wh_engine_t *self);
 
 #endif

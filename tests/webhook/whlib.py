@@ -23,14 +23,15 @@ def mock(stack, env=None, name="mock"):
     return p
 
 
-def manager(stack, env=None, name="webhook", wait=True):
+def manager(stack, env=None, name="webhook", wait=True, wrap=()):
     """Start botmesh-webhook with test-friendly defaults; returns the Proc
-    with .port and .url set (waits for /health unless wait is False)."""
+    with .port and .url set (waits for /health unless wait is False).
+    wrap: a command line that execs the manager (its argv follows it)."""
     e = {"WEBHOOK_MANAGER_PORT": "0", "WEBHOOK_LISTEN_ADDR": "127.0.0.1",
          "WEBHOOK_ALLOW_PRIVATE": "1", "BROKER_ENDPOINT": stack.endpoint or "tcp://127.0.0.1:1",
          "WEBHOOK_NAME": name}
     e.update(env or {})
-    p = stack.spawn(name, [stack.bin("botmesh-webhook")], e)
+    p = stack.spawn(name, list(wrap) + [stack.bin("botmesh-webhook")], e)
     try:
         p.port = p.listening("http")
         p.url = "http://127.0.0.1:%d" % p.port
