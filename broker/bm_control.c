@@ -271,6 +271,11 @@ bm_control_queue (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
         bm_broker_reject (self, identity, body, "unknown_bot_type", "botType is not a known bot type");
         return;
     }
+    if (streq (q.bot_type, BM_WEBHOOK_TYPE) && !streq (q.action, "pause")
+    &&  !streq (q.action, "resume")) {
+        bm_broker_reject (self, identity, body, "bad_request", BM_TEXT_WEBHOOK_QUEUE);
+        return;
+    }
     bm_service_t *service = bm_service_require (self, q.bot_type);
     if (streq (q.action, "clean")) {
         s_clean_start (self, identity, body, service,

@@ -60,6 +60,13 @@
 //  REJECTED store_unavailable's message while the broker reads its queues
 //  back from Redis (a start or a failover: Redis itself is fine).  The
 //  gateway passes this one on, any other store_unavailable message not.
+//  Why drain and clean of the webhook type are refused (the broker's
+//  bad_request, the gateway's invalid_bot_type): its queue holds the
+//  deliveries of finished jobs' webhooks, and a dropped one would leave its
+//  job's webhook.state pending for ever.  Pause and resume hold them back.
+#define BM_TEXT_WEBHOOK_QUEUE "botType webhook is the queue of webhook deliveries: drain and " \
+                              "clean would drop them (their jobs' webhooks would stay pending " \
+                              "for ever); pause and resume it instead"
 #define BM_TEXT_RECOVERING  "the broker is reading its queues back from Redis; try again shortly"
 
 //  The limits of docs/protocol.md, each named once.  Every component reads

@@ -86,6 +86,10 @@ gw_routes_queue (gw_request_t *r, const char *action)
     bm_codec_queue_t q = { .has_req = true };
     snprintf (q.bot_type, sizeof q.bot_type, "%s", r->bot_type);
     snprintf (q.action, sizeof q.action, "%s", action);
+    if (streq (r->bot_type, BM_WEBHOOK_TYPE) && (streq (action, "drain") || streq (action, "clean"))) {
+        gw_request_error (r, 400, "invalid_bot_type", BM_TEXT_WEBHOOK_QUEUE, NULL);
+        return;
+    }
     if (streq (action, "clean") && s_read_clean (r, &q))
         return;
     q.req = gw_link_next_req (r->server->link);

@@ -350,9 +350,11 @@
       botCells(name, t, id),
       el("td", { "class": "queue-actions" },
         queueButton(name, t.paused ? "resume" : "pause", t.paused ? "Resume" : "Pause"),
-        queueButton(name, "drain", "Drain"),
-        queueButton(name, "clean-completed", "Clean completed"),
-        queueButton(name, "clean-failed", "Clean failed")));
+        //  Webhook deliveries are paused and resumed, never dropped: the
+        //  gateway refuses drain and clean of that queue.
+        name === "webhook" ? null : queueButton(name, "drain", "Drain"),
+        name === "webhook" ? null : queueButton(name, "clean-completed", "Clean completed"),
+        name === "webhook" ? null : queueButton(name, "clean-failed", "Clean failed")));
   }
 
   //  How the type's bots run: mode, warm processes, recycles, init
