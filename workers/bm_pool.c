@@ -313,6 +313,78 @@ s_bad_line (proc_t *proc, const char *line, size_t size)
                   self->config.type, (int) proc->pid, excerpt);
 }
 
+//  Whether a progress or answer frame names ("job") another job than the
+//  one proc runs.  A frame without "job" (or with null) names none: it is
+//  taken as it comes, as every bot written before frames named their job
+//  is read.  While proc runs no job, the rules of such frames apply.
+static bool
+s_names_another_job (proc_t *proc, json_t *frame)
+{
+    json_t *id = json_object_get (frame, "job");
+    if (!proc->job || !id || json_is_null (id))
+        return false;
+    if (!json_object_get (frame, "progress") && !json_object_get (frame, "result")
+    &&  !json_object_get (frame, "exit") && !json_object_get (frame, "signal"))
+        return false;
+    return !json_is_string (id) || !streq (json_string_value (id), proc->job->id);
+}
+
+//  A progress or answer frame for another job than the one proc runs (a
+//  second answer of its job before, written later than the first): not
+//  taken for its job.  The process, out of step with its jobs, is killed;
+//  its job goes back to the head of the queue, for the process that
+//  replaces it, as a job that waited for it would (the same dispatch: it
+//  did nothing wrong).  Once: a job whose second process does the same
+//  fails with bad_output, as it would for ever.  A job being stopped (a
+//  timeout, a cancel) ends with the process instead, as it would have.
+static void
+s_another_job (proc_t *proc, json_t *frame)
+{
+    bm_pool_t *self = proc->pool;
+    if (proc->state == PROC_RETIRING)
+        return;             //  Killed already: its end ends its job
+    json_t *id = json_object_get (frame, "job");
+    char *text = json_is_string (id) ? strdup (json_string_value (id))
+                                     : json_dumps (id, JSON_COMPACT | JSON_ENCODE_ANY);
+    char named [80];
+    s_excerpt (text ? text : "?", text ? strlen (text) : 1, named, sizeof named);
+    free (text);
+    char why [256];
+    snprintf (why, sizeof why, "%s for job %s while it runs job %s",
+              json_object_get (frame, "progress") ? "a progress frame" : "an answer", named,
+              proc->job->id);
+    s_kill_bad (proc, why);
+    pjob_t *job = proc->job;
+    if (proc->stopping)
+        return;             //  Its reap ends it as stopped
+    if (job->taken_back || !job->frame) {
+        char message [400];
+        snprintf (message, sizeof message, "the bot's %s wrote a frame for job %s while it ran "
+                  "this job (a frame's \"job\" names the job it is for)%s",
+                  self->config.fork ? "fork server" : "pool process", named,
+                  job->taken_back ? ", as the process before it did: the job is not run a third time"
+                                  : ": killed");
+        bm_pool_outcome_t outcome = { .exit_code = -1, .bad_output = message };
+        s_end_job (proc, &outcome, true);
+        s_dispatch (self);
+        return;
+    }
+    proc->job = NULL;
+    proc->child = 0;
+    proc->pending_signal = 0;
+    self->stats.busy--;
+    free (proc->output);
+    proc->output = NULL;
+    proc->output_size = 0;
+    proc->overflowed = false;
+    job->taken_back = true;
+    zlistx_add_start (self->waiting, job);
+    bm_info (job->id, "its %s process pid=%d wrote %s: the job goes to the process that "
+             "replaces it", self->config.type, (int) proc->pid, why);
+    s_maintain (self, false);
+    s_dispatch (self);
+}
+
 static void
 s_on_frame (proc_t *proc, const char *line, size_t size)
 {
@@ -335,6 +407,9 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
         return;
     }
     json_t *value;
+    if (s_names_another_job (proc, frame))
+        s_another_job (proc, frame);
+    else
     if (json_object_get (frame, "ready")) {
         if (proc->state == PROC_STARTING) {
             //  What it wrote on stderr before this line (a fork server
@@ -556,8 +631,17 @@ s_dispatch (bm_pool_t *self)
                          self->config.type, (int) proc->pid,
                          target <= 0 ? "no bot process found inside the sandbox" : strerror (errno));
         }
-        bm_pool_proc_write (proc, job->frame, job->size);
-        job->frame = NULL;
+        //  The process gets a copy: the job keeps its frame while it
+        //  runs, to run again if its process is killed for a frame of
+        //  another job (without memory for a copy, it gives its own).
+        char *copy = (char *) malloc (job->size);
+        if (copy)
+            memcpy (copy, job->frame, job->size);
+        else {
+            copy = job->frame;
+            job->frame = NULL;
+        }
+        bm_pool_proc_write (proc, copy, job->size);
     }
 }
 
@@ -909,7 +993,7 @@ bm_pool_stop (bm_pool_t *self)
 }
 
 int
-bm_pool_submit (bm_pool_t *self, void *owner, const char *frame, size_t size,
+bm_pool_submit (bm_pool_t *self, void *owner, const char *id, const char *frame, size_t size,
                 char *error, size_t error_size)
 {
     //  The bot failed at init and has not loaded since, and no process
@@ -921,9 +1005,10 @@ bm_pool_submit (bm_pool_t *self, void *owner, const char *frame, size_t size,
     }
     pjob_t *job = (pjob_t *) zmalloc (sizeof (pjob_t));
     job->owner = owner;
+    job->id = strdup (id);
     job->frame = (char *) malloc (size + 1);
-    if (!job->frame) {
-        free (job);
+    if (!job->id || !job->frame) {
+        bm_pool_pjob_destroy (&job);
         snprintf (error, error_size, "out of memory for the job frame");
         return -1;
     }
@@ -1011,6 +1096,7 @@ typedef struct {
     int done;                   //  Jobs ended
     int want;                   //  Leave the loop at this many
     char outputs [8][64];       //  Each job's output (job i is owner i+1)
+    char bad_output [8][256];   //  Its bad_output message, or ""
     bool init_failed [8];
     int progress [8];
 } s_test_t;
@@ -1022,6 +1108,8 @@ s_test_done (void *job, const bm_pool_outcome_t *outcome, void *arg)
     int i = (int) (intptr_t) job - 1;
     snprintf (test->outputs [i], sizeof test->outputs [i], "%.*s", (int) outcome->output_size,
               outcome->output);
+    snprintf (test->bad_output [i], sizeof test->bad_output [i], "%s",
+              outcome->bad_output ? outcome->bad_output : "");
     test->init_failed [i] = outcome->init_failed;
     test->done++;
 }
@@ -1079,7 +1167,7 @@ bm_pool_test (bool verbose)
     test.pool = bm_pool_new (loop, &config, envp, s_test_done, s_test_progress, &test);
     char error [256];
     for (intptr_t i = 1; i <= 3; i++)
-        assert (bm_pool_submit (test.pool, (void *) i, "{\"job\": \"x\"}", 12, error, sizeof error) == 0);
+        assert (bm_pool_submit (test.pool, (void *) i, "x", "{\"job\": \"x\"}", 12, error, sizeof error) == 0);
     s_test_run (loop, &test, 3);
     assert (streq (test.outputs [0], "{\"n\":1}"));
     assert (streq (test.outputs [1], "{\"n\":2}"));
@@ -1109,7 +1197,7 @@ bm_pool_test (bool verbose)
     config.argv = bom;
     memset (&test, 0, sizeof test);
     test.pool = bm_pool_new (loop, &config, envp, s_test_done, s_test_progress, &test);
-    assert (bm_pool_submit (test.pool, (void *) 1, "{\"job\": \"x\"}", 12, error, sizeof error) == 0);
+    assert (bm_pool_submit (test.pool, (void *) 1, "x", "{\"job\": \"x\"}", 12, error, sizeof error) == 0);
     s_test_run (loop, &test, 1);
     assert (streq (test.outputs [0], "[1]") && !test.init_failed [0]);
     bm_pool_destroy (&test.pool);
@@ -1124,13 +1212,35 @@ bm_pool_test (bool verbose)
     config.max_jobs = 0;
     memset (&test, 0, sizeof test);
     test.pool = bm_pool_new (loop, &config, envp, s_test_done, s_test_progress, &test);
-    assert (bm_pool_submit (test.pool, (void *) 1, "a", 1, error, sizeof error) == 0);
-    assert (bm_pool_submit (test.pool, (void *) 2, "b", 1, error, sizeof error) == 0);
+    assert (bm_pool_submit (test.pool, (void *) 1, "a", "a", 1, error, sizeof error) == 0);
+    assert (bm_pool_submit (test.pool, (void *) 2, "b", "b", 1, error, sizeof error) == 0);
     s_test_run (loop, &test, 2);
     assert (streq (test.outputs [0], "\"a\""));
     assert (streq (test.outputs [1], "\"b\""));
     bm_pool_stats (test.pool, &stats);
     assert (stats.recycled_killed == 2);        //  Each process answered twice
+    bm_pool_destroy (&test.pool);
+
+    //  Answers that name their job (here: the frame): the right one is
+    //  taken; one for another job kills the process, the job runs on the
+    //  next process, and fails with bad_output when that one does the same.
+    char *named [] = { (char *) "/bin/sh", (char *) "-c", (char *)
+        "echo '{\"ready\": true}'; while read line; do"
+        " printf '{\"result\": \"%s\", \"job\": \"%s\"}\\n' \"$line\" \"$line\"; done",
+        NULL };
+    config.argv = named;
+    memset (&test, 0, sizeof test);
+    test.pool = bm_pool_new (loop, &config, envp, s_test_done, s_test_progress, &test);
+    assert (bm_pool_submit (test.pool, (void *) 1, "a", "a", 1, error, sizeof error) == 0);
+    assert (bm_pool_submit (test.pool, (void *) 2, "b", "wrong", 5, error, sizeof error) == 0);
+    assert (bm_pool_submit (test.pool, (void *) 3, "c", "c", 1, error, sizeof error) == 0);
+    s_test_run (loop, &test, 3);
+    assert (streq (test.outputs [0], "\"a\"") && !*test.bad_output [0]);
+    assert (strstr (test.bad_output [1], "a frame for job wrong while it ran this job"));
+    assert (strstr (test.bad_output [1], "not run a third time"));
+    assert (streq (test.outputs [2], "\"c\"") && !*test.bad_output [2]);
+    bm_pool_stats (test.pool, &stats);
+    assert (stats.recycled_killed == 2);        //  Both processes job 2 ran on
     bm_pool_destroy (&test.pool);
     config.max_jobs = 2;
 
@@ -1141,10 +1251,10 @@ bm_pool_test (bool verbose)
     config.min_procs = 0;
     memset (&test, 0, sizeof test);
     test.pool = bm_pool_new (loop, &config, envp, s_test_done, s_test_progress, &test);
-    assert (bm_pool_submit (test.pool, (void *) 1, "{}", 2, error, sizeof error) == 0);
+    assert (bm_pool_submit (test.pool, (void *) 1, "x", "{}", 2, error, sizeof error) == 0);
     s_test_run (loop, &test, 1);
     assert (test.init_failed [0]);
-    assert (bm_pool_submit (test.pool, (void *) 2, "{}", 2, error, sizeof error) == 1);
+    assert (bm_pool_submit (test.pool, (void *) 2, "y", "{}", 2, error, sizeof error) == 1);
     assert (strstr (error, "no module x"));
     assert (strstr (error, "failed while loading"));
     bm_pool_stats (test.pool, &stats);

@@ -16,6 +16,12 @@
                         {"signal": N}                   the job ended like a
                                                         spawned bot would
 
+    A progress or answer frame may name its job ("job": ID).  One that
+    names another job than the one its process runs is not taken for it:
+    the process is killed, and its job goes back to the head of the queue,
+    to run on a process that replaces it (once: a job taken back twice
+    fails with bad_output).  Without "job", frames are taken as they come.
+
     In fork mode each process is a fork server: it forks one child per job,
     names its pid ("started"), and reports how it ended ("exit"/"signal"),
     so the worker can stop exactly that child.  In pool mode the process
@@ -124,14 +130,15 @@ void bm_pool_destroy (bm_pool_t **self_p);
 //  what is left is killed by bm_pool_destroy.
 void bm_pool_stop (bm_pool_t *self);
 
-//  Run a job: frame is its job frame (one line of JSON, without the
-//  newline; copied).  It waits for a free process if none is.  Returns 0;
+//  Run a job: id is its id (copied), frame its job frame (one line of
+//  JSON, without the newline; copied).  It waits for a free process if
+//  none is.  Returns 0;
 //  1 with the init failure's message in error when the bot cannot load
 //  (the last start failed at init and no process is ready: bot_init_failed,
 //  or resource_limit per bm_pool_init_limit; restarts go on, backing off);
 //  -1 with a reason when the job cannot be queued (out of memory).  If this
 //  does not return 0, on_done is never called for it.
-int bm_pool_submit (bm_pool_t *self, void *job, const char *frame, size_t size,
+int bm_pool_submit (bm_pool_t *self, void *job, const char *id, const char *frame, size_t size,
                     char *error, size_t error_size);
 
 //  The limit that killed the last process at start, while restarts back

@@ -22,6 +22,7 @@ void
 bm_pool_pjob_destroy (pjob_t **job_p)
 {
     if (*job_p) {
+        free ((*job_p)->id);
         free ((*job_p)->frame);
         free (*job_p);
         *job_p = NULL;

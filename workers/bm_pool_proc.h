@@ -28,8 +28,13 @@ typedef enum { PROC_STARTING, PROC_IDLE, PROC_BUSY, PROC_RETIRING } proc_state_t
 //  A job handed to a pool.
 typedef struct {
     void *owner;                //  The owner's job pointer
-    char *frame;                //  Its frame, newline-terminated
+    char *id;                   //  Its id, which a frame may name ("job")
+    char *frame;                //  Its frame, newline-terminated (kept
+                                //  while it runs: it may run again), or
+                                //  NULL once given away
     size_t size;                //  Bytes in frame
+    bool taken_back;            //  Taken back once from a process killed
+                                //  for a frame of another job
 } pjob_t;
 
 typedef struct _proc_t proc_t;

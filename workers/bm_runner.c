@@ -269,7 +269,7 @@ bm_runner_submit (bm_runner_t *self, job_t *job, char *error, size_t error_size)
         snprintf (error, error_size, "the payload cannot be given to the bot as JSON");
         return -1;
     }
-    int rc = bm_pool_submit (job->pool, job, text, strlen (text), error, error_size);
+    int rc = bm_pool_submit (job->pool, job, job->id, text, strlen (text), error, error_size);
     free (text);
     return rc;
 }

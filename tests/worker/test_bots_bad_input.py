@@ -1,6 +1,8 @@
 """The default bots (workers/bots/) on bad input: every mode answers the
 permanent failure status 78 (docs/bots.md) with a message naming the
 problem, and a pooled or forking process carries on with the next job.
+Every answer of a pooled or forking bot names its job ("job": the job
+frame's).
 
 Runs the real bot programs over their real protocols, without a worker:
 spawn mode (payload on stdin, exit status), pool mode (python under
@@ -119,6 +121,7 @@ def check_warm(kind, mode, cmd):
                 continue        # the worker only sends JSON payloads
             f = bot.answer("j%d" % i, json.loads(payload))
             check(f.get("exit") == 78, "%s %s: %s -> exit 78" % (kind, mode, payload.decode()), f)
+            check(f.get("job") == "j%d" % i, "%s %s: the answer names its job" % (kind, mode), f)
             if "error" in f:    # node/java answer the message; python's goes to stderr
                 check(words in f["error"], "%s %s: the answer names the problem" % (kind, mode), f)
         # Payloads of the wrong shape are wrapped, not a crash.
@@ -128,6 +131,7 @@ def check_warm(kind, mode, cmd):
         f = bot.answer("jgood", GOOD[kind])
         check("result" in f or f.get("exit") == 0,
               "%s %s: the same process runs a good job after the bad ones" % (kind, mode), f)
+        check(f.get("job") == "jgood", "%s %s: its answer names its job" % (kind, mode), f)
     finally:
         rc = bot.close()
     check(rc == 0, "%s %s: exits 0 at end of input" % (kind, mode), rc)

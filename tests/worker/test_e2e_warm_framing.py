@@ -15,7 +15,13 @@ once, with a clear error, and is replaced.
   counted in bot_recycles_total{reason="output"}, not "killed";
 - a pool process that exits with status 0 while it runs a job, without an
   answer: the job fails with bad_output saying it exited with status 0
-  (not "status 1").
+  (not "status 1");
+- a pool bot that answers a job, then once more in a later write, naming
+  the job ("job": ID), while the next job runs on the process: the second
+  answer is not taken for the next job (before: that job completed with
+  the first job's second answer); the process is killed (WARN "an answer
+  for job X while it runs job Y: killed") and the next job runs on the
+  process that replaces it, on the same dispatch, with its own answer.
 """
 import os
 import sys
@@ -34,7 +40,8 @@ CAP = 100000
 #   gate   a FIFO: block until the test writes to it
 #   how    "twice": two answers in one write; "huge": a result of `bytes`
 #          bytes on one line; "exit0": exit with status 0 unanswered;
-#          else one answer
+#          "late": an answer naming its job, and once the FIFO `after`
+#          is written to, a second one; else one answer
 FRAMER = """import json, os, sys
 print(json.dumps({"ready": True}), flush=True)
 for line in sys.stdin:
@@ -54,6 +61,11 @@ for line in sys.stdin:
         sys.stdout.flush()
     elif how == "exit0":
         sys.exit(0)
+    elif how == "late":
+        print(json.dumps({"result": dict(answer, n=1), "job": frame["job"]}), flush=True)
+        with open(payload["after"]) as gate:
+            gate.read()
+        print(json.dumps({"result": dict(answer, n=2), "job": frame["job"]}), flush=True)
     else:
         print(json.dumps({"result": answer}), flush=True)
 """
@@ -167,7 +179,36 @@ def exit0(w, c, port, gate):
     check(after["state"] == "completed", "the next job completes on a new process", after)
 
 
-SCENARIOS = {"twice": twice, "overlong": overlong, "exit0": exit0}
+def late(w, c, port, gate):
+    """A second answer written later, naming its job, while the next job
+    runs on the process: not that job's answer."""
+    killed = recycles(port, "frame", "killed")
+    first = c.submit("frame", {"how": "late", "after": gate})
+    one = c.wait(first, timeout=15)
+    check(one["state"] == "completed" and one["result"].get("for") == first
+          and one["result"].get("n") == 1, "the first job completed with its first answer (n=1)", one)
+    second = c.submit("frame", {})
+    wait_until(lambda: queued(w, second), 10, "the second job to reach the pool's only process, idle")
+    with open(gate, "w") as g:      # the first job's second answer, naming it
+        g.write("go")
+    two = c.wait(second, timeout=15)
+    log("second: %r %r" % (two.get("result"), two.get("error")))
+    check(two["state"] == "completed" and two["result"].get("for") == second,
+          "the second job completed with its own answer, not the first job's second", two)
+    check(two["result"].get("pid") != one["result"].get("pid"),
+          "it ran on a new process (the one that answered the first job again was killed)", one, two)
+    check(two.get("attempts") == 1, "on the same dispatch: not a lost attempt", two)
+    check(warn_lines(w, "frame process pid=%d" % one["result"]["pid"],
+                     "an answer for job %s while it runs job %s: killed" % (first, second)),
+          "a WARN 'an answer for job <first> while it runs job <second>: killed'")
+    check([l for l in w.output().splitlines() if "job=%s" % second in l
+           and "the job goes to the process that replaces it" in l],
+          "the second job's log says it goes to the process that replaces the killed one")
+    wait_until(lambda: recycles(port, "frame", "killed") >= killed + 1, 10,
+               "bot_recycles_total{bot_type=frame,reason=killed} to count it")
+
+
+SCENARIOS = {"twice": twice, "overlong": overlong, "exit0": exit0, "late": late}
 
 if __name__ == "__main__":
     harness.main(main)

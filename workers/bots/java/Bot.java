@@ -26,8 +26,8 @@
 //
 // `java Bot --pool` runs in pool mode (docs/bots.md): it stays up and reads
 // one job frame per line on stdin, {"job", "env", "payload"}, and answers
-// {"result": ...} or {"exit": N, "error": ...} on stdout, after
-// {"ready": true} once loaded.  The job's variables come in the frame's env.
+// {"result": ..., "job": ID} or {"exit": N, "error": ..., "job": ID} on stdout
+// (ID: the frame's "job"), after {"ready": true} once loaded.  The job's variables come in the frame's env.
 
 import java.io.BufferedReader;
 import java.io.ByteArrayOutputStream;
@@ -118,10 +118,12 @@ public class Bot {
         while ((line = in.readLine()) != null) {
             if (line.isBlank()) continue;
             Map<String, Object> answer = new LinkedHashMap<>();
+            Object job = null;
             try {
                 Object frame = new Json(line).parseDocument();
                 if (!(frame instanceof Map)) throw new Failure("a job frame must be an object", 1);
                 Map<?, ?> map = (Map<?, ?>) frame;
+                job = map.get("job");
                 Map<String, String> env = new LinkedHashMap<>(System.getenv());
                 if (map.get("env") instanceof Map) {
                     for (Map.Entry<?, ?> e : ((Map<?, ?>) map.get("env")).entrySet())
@@ -141,6 +143,8 @@ public class Bot {
                 answer.put("exit", 1L);
                 answer.put("error", e.toString());
             }
+            // The answer names its job (the frame's "job"): never taken for another's.
+            if (job instanceof String) answer.put("job", job);
             out.print(Json.write(answer) + "\n");
             out.flush();
         }

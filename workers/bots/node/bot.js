@@ -28,8 +28,8 @@
 //
 // `node bot.js --pool` runs in pool mode (docs/bots.md): it stays up and
 // reads one job frame per line on stdin, {"job", "env", "payload"}, and
-// answers {"result": ...} or {"exit": N, "error": ...} on stdout, after
-// {"ready": true} once loaded.  The job's variables (BOT_JOB_ID, ...) come
+// answers {"result": ..., "job": ID} or {"exit": N, "error": ..., "job": ID}
+// on stdout (ID: the frame's "job"), after {"ready": true} once loaded.  The job's variables (BOT_JOB_ID, ...) come
 // in the frame's env.
 'use strict';
 const crypto = require('crypto');
@@ -253,10 +253,11 @@ function poolMode() {
       // As in spawn mode, where the payload is the JSON text on stdin.
       let payload = frame.payload === undefined ? null : frame.payload;
       if (!payload || typeof payload !== 'object' || Array.isArray(payload)) payload = { value: payload };
-      send({ result: await run(payload, env) });
+      // Each answer names its job (the frame's "job"): never taken for another's.
+      send({ result: await run(payload, env), job: frame.job });
     } catch (e) {
       const [code, text] = failureOf(e);
-      send({ exit: code, error: text });
+      send({ exit: code, error: text, job: frame.job });
     }
     busy = false;
     next();

@@ -26,10 +26,11 @@ gc.freeze(), so the child shares the loaded interpreter copy-on-write).
 The spare reads the next job frame from stdin itself, tells the server
 (which forks the next spare), names itself to the worker ({"started":
 PID}, so the worker can stop exactly that child), runs the job and hands
-its answer ({"exit": N, "output": TEXT}) to the server, which passes it on;
-for a child that died without one, the server reports how it ended
-({"exit": N}, or {"signal": N, "cpuMs": MS} with the CPU time of its
-own it used).  The child applies the job frame's
+its answer ({"exit": N, "output": TEXT, "job": ID}, naming the job frame's
+"job") to the server, which passes it on; for a child that died without
+one, the server reports how it ended ({"exit": N}, or {"signal": N,
+"cpuMs": MS} with the CPU time of its own it used: without "job", which
+the server never reads).  The child applies the job frame's
 "limits" (setrlimit) before it runs.  Nothing a job does survives it.
 
 What a job costs here is mostly the pages the child touches: on a VM
@@ -222,16 +223,25 @@ def run_main(module, job):
     return code, output
 
 
-def answer_frame(code, output):
-    """The answer for a job that wrote output (bytes) and ended with code.
-    Output that is not UTF-8 cannot travel as a JSON string: the job
-    fails with bad_output, as a spawned bot's would."""
+def answer_frame(code, output, job_id):
+    """The answer for a job that wrote output (bytes) and ended with code,
+    naming the job (job_id: its frame's "job") so that the worker never
+    takes it for another's.  Output that is not UTF-8 cannot travel as a
+    JSON string: the job fails with bad_output, as a spawned bot's would."""
     try:
-        return {"exit": code, "output": output.decode("utf-8")}
+        answer = {"exit": code, "output": output.decode("utf-8")}
     except UnicodeDecodeError as exc:
-        return {"exit": code, "output": "",
-                "badOutput": "the bot's stdout is not UTF-8 (byte 0x%02x at offset %d)"
-                             % (output[exc.start], exc.start)}
+        answer = {"exit": code, "output": "",
+                  "badOutput": "the bot's stdout is not UTF-8 (byte 0x%02x at offset %d)"
+                               % (output[exc.start], exc.start)}
+    return with_job(answer, job_id)
+
+
+def with_job(answer, job_id):
+    """answer with the job it is for, when the job frame named one."""
+    if job_id is not None:
+        answer["job"] = job_id
+    return answer
 
 
 def apply_limits(limits):
@@ -541,6 +551,7 @@ def child_main(module, parent, notice_w):
     gc.disable()
     code = 1
     answer = None
+    job_id = None
     try:
         os.setpgid(0, 0)
         if PRCTL is not None:
@@ -557,13 +568,14 @@ def child_main(module, parent, notice_w):
         os.close(IN_FD)
         os.close(OUT_FD)
         job = json.loads(line)
+        job_id = job.get("job")
         apply_limits(job.get("limits") or {})
         os.environ.update(job.get("env") or {})
         code, output = run_main(module, job)
-        answer = answer_frame(code, output)
+        answer = answer_frame(code, output, job_id)
     except BaseException:
         traceback.print_exc()
-        answer = {"exit": code}
+        answer = with_job({"exit": code}, job_id)
     finally:
         sys.stderr.flush()
         try:
@@ -792,7 +804,7 @@ def pool_job(module, job):
         code, output = run_main(module, job)
     finally:
         restore_environ(saved)
-    send(answer_frame(code, output))
+    send(answer_frame(code, output, job.get("job")))
 
 
 def warm_up(module):
