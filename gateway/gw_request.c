@@ -466,7 +466,7 @@ gw_request_rejection (gw_request_t *r, const msgpack_object *body, gw_rejection_
         //  (its clock): its refusal gets the code the gateway gives a
         //  runAt of the wrong type.
         if (streq (code, "bad_request") && strncmp (out->message, "runAt ", 6) == 0)
-            out->code = "invalid_run_at";
+            out->code = out->reason = "invalid_run_at";
         //  Redis is fine, the broker reads its queues back (a start or a
         //  failover): said as the broker says it, nothing else it says.
         const char *said;

@@ -310,6 +310,13 @@ gw_routes_invoke_batch (gw_request_t *r)
         }
         s_texts_write (&body, "]}", 2);
         bm_debug (NULL, "batch of %zu jobs: %zu accepted", count, accepted);
+        //  Each refused item counts as a refused /invoke would.
+        for (size_t i = 0; i < count; i++) {
+            const char *code = json_string_value (json_object_get (
+                json_object_get (outcome [i], "error"), "code"));
+            if (code)
+                gw_server_count_rejected (server, code);
+        }
         if (body.failed || texts.failed)
             gw_request_send_json (r, 500, NULL, NULL);      //  Its fallback body
         else

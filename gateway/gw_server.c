@@ -78,15 +78,23 @@ static const int s_codes [] = { 200, 202, 207, 400, 401, 403, 404, 405, 408, 409
                                 500, 502, 503, 504 };
 _Static_assert (sizeof s_codes / sizeof s_codes [0] == GW_NCODES, "GW_NCODES");
 
-//  Reasons an /invoke is refused (gateway_invoke_rejected_total{reason}):
-//  a fixed list, so label values never come from the peer.
+//  Reasons a job is refused on POST /invoke or /invoke/batch (a request,
+//  or a batch's item): gateway_invoke_rejected_total{reason}.  A fixed
+//  list, so that label values never come from the peer: the error codes
+//  those routes answer with (gw_invoke.c, gw_invoke_batch.c, the body
+//  reader, the broker's REJECTED codes as gw_request_rejection maps them,
+//  authentication, the rate limiter, drain), each counted under its own
+//  name; "other" for the rest (not_found, conflict: no job is refused so).
+//  gateway.invoke_rejected checks the list against the sources.
 static const char *s_reasons [] = {
     "invalid_json", "invalid_body", "missing_field", "invalid_bot_type", "invalid_payload",
     "invalid_webhook_url", "invalid_priority", "invalid_idempotency_key", "invalid_timeout",
-    "invalid_max_attempts", "payload_too_large", "body_too_large", "unsupported_media_type",
-    "unauthorized", "rate_limited", "bad_request", "queue_full", "store_unavailable",
-    "shutting_down", "broker_timeout", "broker_unavailable", "broker_error", "request_timeout",
-    "idempotency_key_reused", "other"
+    "invalid_max_attempts", "invalid_attempts", "invalid_backoff", "invalid_delay",
+    "invalid_run_at", "payload_too_large", "body_too_large", "too_many_jobs",
+    "unsupported_media_type", "unauthorized", "rate_limited", "bad_request", "queue_full",
+    "store_unavailable", "shutting_down", "broker_timeout", "broker_unavailable",
+    "broker_connection_lost", "broker_error", "request_timeout", "idempotency_key_reused",
+    "out_of_memory", "other"
 };
 _Static_assert (sizeof s_reasons / sizeof s_reasons [0] == GW_NREASONS, "GW_NREASONS");
 
@@ -114,8 +122,8 @@ s_requests_series (gw_server_t *self, gw_route_t route, int status)
     return bm_metric_series (self->m_requests, s_routes [route].label, code);
 }
 
-static void
-s_count_rejected (gw_server_t *self, const char *reason)
+void
+gw_server_count_rejected (gw_server_t *self, const char *reason)
 {
     int index = GW_NREASONS - 1;             //  "other"
     for (int i = 0; i < GW_NREASONS - 1; i++)
@@ -135,7 +143,8 @@ s_metrics_init (gw_server_t *self)
     self->m_duration = bm_metrics_histogram (m, "gateway_http_request_duration_seconds",
         "Time from request to response, by route", "route", NULL, 0);
     self->m_rejected = bm_metrics_counter (m, "gateway_invoke_rejected_total",
-        "POST /invoke requests refused, by reason", "reason");
+        "Jobs refused on POST /invoke and /invoke/batch (a request, or an item of a batch), by reason",
+        "reason");
     bm_metric_t *accepted = bm_metrics_counter (m, "gateway_invoke_accepted_total",
         "Jobs the broker accepted through this gateway", NULL);
     bm_metric_t *duplicates = bm_metrics_counter (m, "gateway_invoke_duplicates_total",
@@ -449,7 +458,7 @@ s_handler (struct mg_connection *conn, void *cbdata)
         gw_request_error (r, 500, "internal", "internal error", NULL);
 
     if ((r->route == R_INVOKE || r->route == R_INVOKE_BATCH) && r->status >= 400)
-        s_count_rejected (server, r->reason ? r->reason : "other");
+        gw_server_count_rejected (server, r->reason ? r->reason : "other");
     struct timespec t1;
     clock_gettime (CLOCK_MONOTONIC, &t1);
     double seconds = (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9;

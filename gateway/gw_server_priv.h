@@ -33,7 +33,7 @@
 //  The status codes we answer with (gw_server.c's s_codes) and the reasons
 //  an /invoke is refused (its s_reasons): sizes of the per-series caches.
 #define GW_NCODES               17
-#define GW_NREASONS             25
+#define GW_NREASONS             32
 
 //  --------------------------------------------------------------------------
 //  Routes
@@ -105,5 +105,9 @@ typedef struct {
     gw_server_t *server;                //  Borrowed
     gw_history_t *history;              //  Our Redis reader, lazily made
 } gw_thread_t;
+
+//  Count a job refused on POST /invoke or /invoke/batch under reason (an
+//  error code; one not in the list counts as "other").
+void gw_server_count_rejected (gw_server_t *self, const char *reason);
 
 #endif
