@@ -362,6 +362,26 @@ s_authenticate (gw_request_t *r, char *limit_key, size_t size)
     return 0;
 }
 
+//  Every method the route's path takes ("GET, HEAD, DELETE" for
+//  /job/{id}): the methods of the routes that share its template, HEAD
+//  beside GET (HEAD is GET without the body; load balancers probe with it).
+static void
+s_allow (gw_route_t route, char *buf, size_t size)
+{
+    size_t n = 0;
+    buf [0] = 0;
+    for (int i = 0; i < R_COUNT; i++) {
+        if (!s_routes [i].method || !streq (s_routes [i].label, s_routes [route].label))
+            continue;
+        bool get = streq (s_routes [i].method, "GET");
+        int more = snprintf (buf + n, size - n, "%s%s%s", n ? ", " : "", s_routes [i].method,
+                             get ? ", HEAD" : "");
+        if (more < 0 || (size_t) more >= size - n)
+            break;
+        n += (size_t) more;
+    }
+}
+
 static int
 s_handler (struct mg_connection *conn, void *cbdata)
 {
@@ -405,12 +425,12 @@ s_handler (struct mg_connection *conn, void *cbdata)
     else
     if (strcmp (r->ri->request_method, s_routes [r->route].method) != 0
     &&  !(r->head && streq (s_routes [r->route].method, "GET"))) {
-        //  HEAD is GET without the body (load balancers probe with it).
-        bool get = streq (s_routes [r->route].method, "GET");
-        char extra [64];
-        snprintf (extra, sizeof extra, "Allow: %s\r\n", get ? "GET, HEAD" : s_routes [r->route].method);
-        char message [80];
-        snprintf (message, sizeof message, "use %s for this endpoint", s_routes [r->route].method);
+        char allow [64];
+        s_allow (r->route, allow, sizeof allow);
+        char extra [96];
+        snprintf (extra, sizeof extra, "Allow: %s\r\n", allow);
+        char message [96];
+        snprintf (message, sizeof message, "use %s for this endpoint", allow);
         gw_request_error (r, 405, "method_not_allowed", message, extra);
     }
     else {

@@ -92,9 +92,18 @@ def main():
             check(r.status == 404 and r.error_code() == "not_found", "404 " + path, r)
         r = curl(u + "/invoke")
         check(r.status == 405 and r.headers.get("allow") == "POST", "405 GET /invoke", r)
-        # DELETE /job/{id} removes a job (gateway.control); other methods: 405.
-        r = curl("-X", "PUT", u + "/job/abc")
-        check(r.status == 405 and r.headers.get("allow") == "GET, HEAD", "405 PUT /job/{id}", r)
+        # Allow lists every method the path takes: DELETE /job/{id} removes
+        # a job, POST /schedules adds a schedule (gateway.control); each one
+        # listed is answered by its route (503 here: no broker; 400 for a
+        # POST without a body), never 405.
+        for path, allow in (("/job/abc", "GET, HEAD, DELETE"), ("/schedules", "POST, GET, HEAD"),
+                            ("/schedules/k", "DELETE")):
+            r = curl("-X", "PUT", u + path)
+            check(r.status == 405 and r.headers.get("allow") == allow
+                  and allow in r.json["error"]["message"], "405 PUT %s: Allow: %s" % (path, allow), r)
+            for method in allow.split(", "):
+                r = curl("-I" if method == "HEAD" else "-X" + method, u + path, show=False)
+                check(r.status in (400, 503), "%s %s is a route's (not 405)" % (method, path), r)
         r = curl("-X", "POST", u + "/stats")
         check(r.status == 405 and r.headers.get("allow") == "GET, HEAD", "405 POST /stats", r)
         r = curl(u + "/job/abc/cancel")
