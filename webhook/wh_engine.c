@@ -107,6 +107,7 @@ s_gauges (wh_engine_t *self)
     atomic_store (&self->counters.waiting, waiting);
     atomic_store (&self->counters.ready, ready);
     atomic_store (&self->counters.inflight, inflight);
+    atomic_store (&self->counters.held_bytes, (int64_t) self->held_bytes);
     int64_t dns_pending = (int64_t) wh_engine_dns_pending (self);
     atomic_store (&self->counters.dns_pending, dns_pending);
     bm_series_set (self->m_dns_pending, (double) dns_pending);
@@ -144,6 +145,7 @@ s_delivery_destroy (wh_engine_t *self, delivery_t **d_p)
     delivery_t *d = *d_p;
     s_unlink (self, d);
     zhashx_delete (self->deliveries, d->job_id);
+    self->held_bytes -= d->body_len;
     free (d->job_id);
     free (d->url);
     free (d->url_shown);
@@ -694,6 +696,7 @@ wh_engine_add (wh_engine_t *self, const char *job_id, const char *url,
     wh_heap_node_init (&d->node);
     d->status.state = WH_STATE_PENDING;
     zhashx_insert (self->deliveries, d->job_id, d);
+    self->held_bytes += body_len;
     atomic_fetch_add (&self->counters.received, 1);
 
     int64_t due = bm_mono_ms ();
@@ -786,6 +789,18 @@ wh_engine_inflight (wh_engine_t *self)
     return self->inflight;
 }
 
+size_t
+wh_engine_held_bytes (wh_engine_t *self)
+{
+    return self->held_bytes;
+}
+
+bool
+wh_engine_holds (wh_engine_t *self, const char *job_id)
+{
+    return zhashx_lookup (self->deliveries, job_id) != NULL;
+}
+
 int
 wh_engine_held_ids (wh_engine_t *self, const char **ids, int max)
 {
@@ -812,13 +827,14 @@ wh_engine_stats (wh_engine_t *self)
             json_object_set_new (responses, name, json_integer ((json_int_t) count));
         }
     }
-    return json_pack ("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+    return json_pack ("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
         "delivered", (json_int_t) atomic_load (&c->delivered),
         "failed", (json_int_t) atomic_load (&c->failed),
         "retrying", (json_int_t) atomic_load (&c->waiting),
         "inFlight", (json_int_t) atomic_load (&c->inflight),
         "queued", (json_int_t) atomic_load (&c->ready),
         "held", (json_int_t) atomic_load (&c->held),
+        "heldBytes", (json_int_t) atomic_load (&c->held_bytes),
         "received", (json_int_t) atomic_load (&c->received),
         "attempts", (json_int_t) atomic_load (&c->attempts),
         "retriesScheduled", (json_int_t) atomic_load (&c->retries),

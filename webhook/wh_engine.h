@@ -101,6 +101,12 @@ void wh_engine_abort (wh_engine_t *self);
 size_t wh_engine_held (wh_engine_t *self);
 size_t wh_engine_inflight (wh_engine_t *self);
 
+//  Bytes of the bodies of the deliveries held.
+size_t wh_engine_held_bytes (wh_engine_t *self);
+
+//  True if the delivery of job_id is held.
+bool wh_engine_holds (wh_engine_t *self, const char *job_id);
+
 //  The job ids of the deliveries held (waiting, ready or in flight), for
 //  the READY of a new broker connection: fills ids (borrowed until the
 //  engine changes) with at most max, returns how many.

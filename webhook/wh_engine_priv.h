@@ -89,6 +89,7 @@ typedef struct {
     atomic_int_fast64_t ready;
     atomic_int_fast64_t inflight;
     atomic_int_fast64_t dns_pending;    //  Host name lookups not answered
+    atomic_int_fast64_t held_bytes;     //  Bytes of the bodies held
 } counters_t;
 
 struct _wh_engine_t {
@@ -103,6 +104,7 @@ struct _wh_engine_t {
     wh_heap_t *waiting;         //  Deliveries waiting for a retry
     zlistx_t *ready;            //  Due deliveries waiting for a slot, FIFO
     size_t inflight;            //  Attempts in flight
+    size_t held_bytes;          //  Bytes of the bodies of the deliveries held
     int curl_timer;             //  zloop timer for libcurl, -1 if none
     int64_t curl_armed;         //  Monotonic ms curl_timer fires at
     int64_t curl_due;           //  Monotonic ms libcurl wants its timeout call, -1: never

@@ -24,6 +24,7 @@ struct _wh_http_t {
     bm_auth_t *auth;            //  API_KEYS (maybe none)
     bm_auth_t *admin;           //  ADMIN_API_KEYS (maybe none)
     bm_series_t *m_connected;           //  webhook_broker_connected
+    bm_series_t *m_credit;              //  webhook_credit (the manager sets it)
     bm_series_t *m_reconnects;          //  webhook_broker_reconnects_total
     bm_metric_t *m_redeliver;           //  webhook_redeliver_requests_total{result}
 };
@@ -58,7 +59,7 @@ s_stats (wh_http_t *self, struct mg_connection *conn)
     const wh_config_t *c = self->config;
     json_t *stats = wh_engine_stats (self->engine);
     json_object_set_new (stats, "name", json_string (c->name));
-    json_object_set_new (stats, "credit", json_integer (c->credit));
+    json_object_set_new (stats, "credit", json_integer ((json_int_t) bm_series_value (self->m_credit)));
     json_object_set_new (stats, "uptimeMs", json_integer (bm_now_ms () - self->started_ms));
     json_object_set_new (stats, "broker", json_pack ("{s:s, s:b, s:I}",
         "endpoint", c->broker_endpoint,
@@ -296,6 +297,7 @@ wh_http_new (const wh_config_t *config, bm_metrics_t *metrics,
         free (self);
         return NULL;
     }
+    self->m_credit = bm_metric_series (bm_metrics_gauge (metrics, WH_CREDIT_METRIC, WH_CREDIT_HELP, NULL));
     self->m_connected = bm_metric_series (bm_metrics_gauge (metrics, "webhook_broker_connected",
         "1 when the broker spoke within the heartbeat liveness window", NULL));
     self->m_reconnects = bm_metric_series (bm_metrics_counter (metrics,

@@ -23,6 +23,13 @@
 #include "bm_worker_link.h"
 #include "bm_metrics.h"
 
+//  The gauge of the credit the manager announces (0 while it takes no
+//  more: shutting down, or WEBHOOK_MAX_HELD_BYTES reached); /stats credit
+//  reads it.
+#define WH_CREDIT_METRIC    "webhook_credit"
+#define WH_CREDIT_HELP      "Deliveries this manager takes at once now: WEBHOOK_CONCURRENCY, " \
+                            "0 while draining or past WEBHOOK_MAX_HELD_BYTES"
+
 typedef struct _wh_http_t wh_http_t;
 
 //  Bind the port; no request is served before wh_http_serve.  Everything

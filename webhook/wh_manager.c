@@ -31,6 +31,9 @@ typedef struct {
     int settle_timer;           //  Waits out the settle period, -1 if none
     bm_series_t *m_bad_jobs;    //  JOBs refused as invalid
     bm_done_replay_t *recent_done;  //  DONEs to send again after a reconnect
+    bm_series_t *m_credit;      //  webhook_credit: the credit announced
+    bool full;                  //  WEBHOOK_MAX_HELD_BYTES reached: credit 0
+    size_t room_wanted;         //  Largest body handed back for lack of room
 } s_manager_t;
 
 //  --------------------------------------------------------------------------
@@ -116,6 +119,39 @@ s_send_done (s_manager_t *self, const char *job_id, const wh_status_t *status,
     s_send (self, BM_DONE, &packer, job_id);
 }
 
+//  Announce the credit we have now: WEBHOOK_CONCURRENCY, or 0 while
+//  draining or while the bodies held reach WEBHOOK_MAX_HELD_BYTES.  Once
+//  full, the manager takes deliveries again when there is room for the
+//  largest body it handed back (the whole budget for one larger than it:
+//  nothing else held) and a quarter of the budget at least, so that the
+//  credit does not flap with every delivery that ends.
+static void
+s_update_credit (s_manager_t *self)
+{
+    size_t budget = (size_t) self->config->max_held_bytes;
+    size_t bytes = wh_engine_held_bytes (self->engine);
+    if (!self->full && bytes >= budget)
+        self->full = true;
+    else
+    if (self->full) {
+        size_t room = self->room_wanted > budget / 4? self->room_wanted: budget / 4;
+        if (room > budget)
+            room = budget;
+        if (bytes + room <= budget) {
+            self->full = false;
+            self->room_wanted = 0;
+        }
+    }
+    int64_t credit = self->draining || self->full? 0: self->config->credit;
+    if (credit != bm_worker_link_credit (self->link)) {
+        if (!self->draining)
+            bm_info (NULL, "%zu bytes of bodies held (WEBHOOK_MAX_HELD_BYTES %zu): credit %" PRId64,
+                     bytes, budget, credit);
+        bm_worker_link_set_credit (self->link, credit);
+    }
+    bm_series_set (self->m_credit, (double) credit);
+}
+
 static int s_end_loop (zloop_t *loop, int timer_id, void *arg);
 static int s_settled (zloop_t *loop, int timer_id, void *arg);
 
@@ -189,6 +225,8 @@ s_on_event (void *arg, wh_event_t event, const char *job_id, const wh_status_t *
         s_send_done (self, job_id, status, "webhook_failed", status->last_error, true);
     else
         s_send_release (self, job_id);
+    if (event != WH_EVENT_PROGRESS && self->link)
+        s_update_credit (self);
     if (self->draining && event != WH_EVENT_PROGRESS && wh_engine_inflight (self->engine) == 0)
         s_finish (self);
 }
@@ -281,12 +319,31 @@ s_on_job (void *arg, const bm_codec_job_t *job)
         s_send_done (self, job_id, &failed, "webhook_failed", failed.last_error, false);
         return 0;
     }
+    //  No room for its body under WEBHOOK_MAX_HELD_BYTES (JOBs the broker
+    //  sent before it saw our credit 0): give it back; one larger than the
+    //  whole budget is taken when nothing else is held.
+    size_t held_bytes = wh_engine_held_bytes (self->engine);
+    if (wh_engine_held (self->engine) > 0 && !wh_engine_holds (self->engine, job_id)
+    &&  held_bytes + size > (size_t) self->config->max_held_bytes) {
+        bm_debug (job_id, "released: its %zu-byte body does not fit (%zu bytes held, "
+                  "WEBHOOK_MAX_HELD_BYTES %" PRId64 ")", size, held_bytes,
+                  self->config->max_held_bytes);
+        if (size > self->room_wanted)
+            self->room_wanted = size;
+        self->full = true;
+        s_send_release (self, job_id);
+        s_update_credit (self);
+        return 0;
+    }
     wh_status_t prior;
     bool has_prior = job->has_webhook && s_prior (&job->webhook, &prior);
     char error [200];
     int rc = wh_engine_add (self->engine, job_id, url, webhook_id, data, size,
                             has_prior? &prior: NULL, job->deadline > 0? job->deadline: 0,
                             error, sizeof error);
+    if (rc == 0)
+        s_update_credit (self);
+    else
     if (rc == 1)
         bm_info (job_id, "JOB for a delivery already in progress here: carrying on with it");
     else
@@ -422,7 +479,7 @@ s_on_signal (zloop_t *loop, zmq_pollitem_t *item, void *arg)
              name, wh_engine_held (self->engine), wh_engine_inflight (self->engine),
              self->config->grace_ms);
     bm_worker_link_stopping (self->link);       //  Replaced now: gone for good
-    bm_worker_link_set_credit (self->link, 0);
+    s_update_credit (self);                     //  0 from now on
     wh_engine_drain (self->engine);
     if (wh_engine_inflight (self->engine) == 0)
         s_finish (self);
@@ -462,9 +519,9 @@ wh_manager_run (const wh_config_t *config)
     }
     self->m_bad_jobs = bm_metric_series (bm_metrics_counter (self->metrics, "webhook_bad_jobs_total",
         "JOB messages refused as invalid (bad url, webhookId or body)", NULL));
-    bm_series_set (bm_metric_series (bm_metrics_gauge (self->metrics, "webhook_credit",
-        "Deliveries this manager may hold at once (WEBHOOK_CONCURRENCY)", NULL)),
-        (double) config->credit);
+    self->m_credit = bm_metric_series (bm_metrics_gauge (self->metrics, WH_CREDIT_METRIC,
+                                                         WH_CREDIT_HELP, NULL));
+    bm_series_set (self->m_credit, (double) config->credit);
     self->engine = wh_engine_new (self->loop, config, self->metrics, s_on_event, self,
                                   error, sizeof error);
     if (!self->engine) {
