@@ -51,10 +51,19 @@ wh_url_redacted (const char *url)
         else
             at = authority;
     }
-    //  Host, port and path, as they are.
+    //  Host, port and the path's first segment, as they are; the rest of
+    //  the path is masked (Slack's /services/T../B../TOKEN, Discord's
+    //  /api/webhooks/ID/TOKEN: a token in the path).
     const char *query = memchr (at, '?', (size_t) (fragment - at));
     const char *path_end = query ? query : fragment;
-    s_put (&out, at, (size_t) (path_end - at));
+    const char *path = memchr (at, '/', (size_t) (path_end - at));
+    const char *second = path ? memchr (path + 1, '/', (size_t) (path_end - path - 1)) : NULL;
+    if (second && path_end - second > 1) {
+        s_put (&out, at, (size_t) (second + 1 - at));
+        s_put (&out, MASK, strlen (MASK));
+    }
+    else
+        s_put (&out, at, (size_t) (path_end - at));
 
     //  The query: names kept, values masked.
     if (query) {
@@ -119,5 +128,13 @@ wh_url_test (bool verbose)
     BM_CHECK (s_shown_as ("http://example.com?a&b&c", "http://example.com?***&***&***"));
     BM_CHECK (s_shown_as ("", ""));
     BM_CHECK (s_shown_as ("no-scheme?x=1", "no-scheme?x=***"));
+    //  The path past its first segment: a token there is masked.
+    BM_CHECK (s_shown_as ("https://hooks.slack.com/services/T000/B000/XXXXXXXX",
+                          "https://hooks.slack.com/services/***"));
+    BM_CHECK (s_shown_as ("https://discord.com/api/webhooks/123/tok-en?wait=true",
+                          "https://discord.com/api/***?wait=***"));
+    BM_CHECK (s_shown_as ("http://[::1]:8080/a/b#c", "http://[::1]:8080/a/***#***"));
+    BM_CHECK (s_shown_as ("http://example.com/hook/", "http://example.com/hook/"));
+    BM_CHECK (s_shown_as ("http://example.com//", "http://example.com//"));
     printf ("OK\n");
 }

@@ -4,9 +4,11 @@
     (http://user:pw@host/) or a token in its query string (?token=...).
     Those never reach a log line: the password is masked (user:***@), a
     userinfo without a password is masked whole (a bare token: ***@), and
-    every query value and the fragment are masked (?token=***&x=***#***).
-    Scheme, host, port, path and the query's names are kept, so a line
-    still says where a delivery went.  Pure: no I/O.  */
+    every query value and the fragment are masked (?token=***&x=***#***),
+    and so is the path past its first segment, where Slack and Discord put
+    their tokens (/services/ then ***).  Scheme, host, port, the path's
+    first segment and the query's names are kept, so a line still says
+    where a delivery went.  Pure: no I/O.  */
 #ifndef WH_URL_H
 #define WH_URL_H
 

@@ -18,7 +18,7 @@ from harness import check
 import whlib
 from whlib import JOB, PROGRESS, DONE, job
 
-PASSWORD, TOKEN, BARE = "s3cretPassw0rd", "t0kenValue42", "ghpBareToken77"
+PASSWORD, TOKEN, BARE, PATH = "s3cretPassw0rd", "t0kenValue42", "ghpBareToken77", "pathT0ken99"
 
 
 def closed_port():
@@ -55,9 +55,15 @@ def main():
                                       "lastError": "HTTP 503", "nextAttemptAt": 1}))
         broker.expect_cmd(DONE, "s3.wh1")
 
+        # A token in the path (Slack's /services/T/B/TOKEN, Discord's
+        # /api/webhooks/ID/TOKEN): only the path's first segment shows.
+        slack = "http://127.0.0.1:%d/services/T01/B02/%s" % (closed_port(), PATH)
+        broker.send(JOB, job("s4.wh1", slack, '{"jobId":"s4"}'))
+        _, _, in_path = broker.expect_cmd(DONE, "s4.wh1")
+
         log = mgr.output()
-        reported = repr([progress, done, failed])
-        for secret in (PASSWORD, TOKEN, BARE):
+        reported = repr([progress, done, failed, in_path])
+        for secret in (PASSWORD, TOKEN, BARE, PATH):
             check(secret not in log, "the manager's log never holds %s" % secret,
                   [line for line in log.splitlines() if secret in line][:3])
             check(secret not in reported, "no PROGRESS or DONE it sent holds %s" % secret)
@@ -68,6 +74,8 @@ def main():
               "the retry, delivery and resume lines show the URL as " + shown, lines)
         check(any("delivery to http://***@127.0.0.1" in line and "key=***" in line for line in log.splitlines()),
               "a bare userinfo shows as ***@, the key's value as ***")
+        check(any("/services/***" in line for line in log.splitlines()),
+              "a path shows its first segment, then ***")
         broker.close()
 
 
