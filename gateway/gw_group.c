@@ -140,8 +140,12 @@ gw_group_split (gw_group_t *self, int64_t group_req, const bm_msg_t *reply,
         return true;                    //  Every answer NULL: the calls fail
     bm_codec_batch_t items;
     bm_codec_error_t error;
-    if (bm_msg_command (reply) == BM_ACCEPTED_MANY
-    &&  bm_codec_batch_decode (reply, &items, &error) == 0) {
+    //  An ACCEPTED_MANY that does not decode, or holds fewer outcomes
+    //  than the group's requests, leaves those answers NULL: the calls
+    //  end EPROTO (sent, outcome unknown).
+    if (bm_msg_command (reply) == BM_ACCEPTED_MANY) {
+        if (bm_codec_batch_decode (reply, &items, &error) != 0)
+            return true;
         bm_msg_t *item = bm_msg_new ();
         for (size_t i = 0; item && i < group.count; i++)
             if (bm_codec_batch_next (&items, item, &error) == 1) {
@@ -300,6 +304,22 @@ gw_group_test (bool verbose)
            && streq (leader, "tcp://10.0.0.2:5555"));
     for (size_t i = 0; i < count; i++)
         bm_msg_destroy (&answers [i]);
+    free (answers);
+    free (split_reqs);
+    bm_msg_destroy (&reply);
+
+    //  An ACCEPTED_MANY that does not decode: no answer for any request
+    //  (their outcome is unknown), never the ACCEPTED_MANY itself.
+    CHECK (gw_group_remember (self, 201, reqs, 2, 2000) == 0);
+    bm_packer_init (&packer);
+    msgpack_pack_map (&packer.pk, 2);
+    bm_pack_kv_int (&packer.pk, "req", 201);
+    bm_pack_kv_int (&packer.pk, "jobs", 5);
+    reply = s_decode (BM_ACCEPTED_MANY, packer.sbuf.data, packer.sbuf.size);
+    bm_packer_destroy (&packer);
+    CHECK (reply);
+    CHECK (gw_group_split (self, 201, reply, &answers, &split_reqs, &count) && count == 2);
+    CHECK (answers [0] == NULL && answers [1] == NULL);
     free (answers);
     free (split_reqs);
     bm_msg_destroy (&reply);

@@ -264,6 +264,10 @@ s_pack_simple (gw_server_t *server, const char *job_id, char **data, size_t *siz
     return req;
 }
 
+#define GW_TEXT_OUTCOME_UNKNOWN "the broker's answer could not be read: the request was sent " \
+    "and its outcome is unknown (the job may have been accepted: send it again with the same " \
+    "idempotencyKey, or look for it with GET /jobs)"
+
 #define GW_TEXT_NO_LEADER "no broker leads: the brokers answer as standbys (none holds the " \
                           "lease, or they cannot reach Redis); retry later"
 
@@ -304,6 +308,17 @@ gw_request_broker (gw_request_t *r, int64_t req, int command, char *body, size_t
         r->reason = "broker_timeout";
         if (answer)
             gw_request_error (r, 504, "broker_timeout", "the broker did not answer in time", NULL);
+    }
+    else
+    if (errno == EPROTO) {
+        //  The request went in a group (SUBMIT_MANY) whose answer could
+        //  not be split into one per request: sent, perhaps accepted.
+        bm_series_inc (server->broker_bad_replies);
+        bm_error (NULL, "the broker's answer to a group holding a %s could not be split: "
+                  "its outcome is unknown", bm_command_name (BM_PEER_CLIENT, command));
+        r->reason = "broker_error";
+        if (answer)
+            gw_request_error (r, 502, "broker_error", GW_TEXT_OUTCOME_UNKNOWN, NULL);
     }
     else {
         bm_series_inc (server->broker_unavailable);
