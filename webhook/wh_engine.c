@@ -344,14 +344,18 @@ s_curl_header_overflow (CURLcode result, const attempt_t *attempt)
 }
 
 //  The webhook_responses_total series of an HTTP status (0: "none", no
-//  answer), made on first use.  Call from the engine's thread.
+//  answer; WH_RESPONSE_OTHER: "other"), made on first use.  Call from the
+//  engine's thread.
 static bm_series_t *
 s_response_series (wh_engine_t *self, int code)
 {
+    if (code == WH_RESPONSE_OTHER) {
+        if (!self->m_response_series [code])
+            self->m_response_series [code] = bm_metric_series (self->m_responses, "other");
+        return self->m_response_series [code];
+    }
     return bm_metric_series_status (self->m_responses, self->m_response_series,
-                                    sizeof self->m_response_series
-                                    / sizeof self->m_response_series [0],
-                                    code, "none");
+                                    WH_RESPONSE_OTHER, code, "none");
 }
 
 //  An attempt ended: decide what happens to the delivery.
@@ -373,7 +377,7 @@ s_attempt_done (wh_engine_t *self, delivery_t *d, CURLcode result)
     d->status.last_error [0] = 0;
 
     //  Count the answer by status (0: none).
-    int code = answered && status > 0 && status <= 600? (int) status: 0;
+    int code = !answered? 0: status >= 100 && status <= 599? (int) status: WH_RESPONSE_OTHER;
     atomic_fetch_add (&self->counters.responses [code], 1);
     bm_series_inc (s_response_series (self, code));
 
@@ -816,14 +820,14 @@ wh_engine_stats (wh_engine_t *self)
 {
     counters_t *c = &self->counters;
     json_t *responses = json_object ();
-    for (int code = 0; code <= 600; code++) {
+    for (int code = 0; code <= WH_RESPONSE_OTHER; code++) {
         uint64_t count = atomic_load (&c->responses [code]);
         if (count) {
             char name [8];
-            if (code)
-                snprintf (name, sizeof name, "%d", code);
+            if (code == 0 || code == WH_RESPONSE_OTHER)
+                snprintf (name, sizeof name, "%s", code? "other": "none");
             else
-                snprintf (name, sizeof name, "none");
+                snprintf (name, sizeof name, "%d", code);
             json_object_set_new (responses, name, json_integer ((json_int_t) count));
         }
     }

@@ -18,6 +18,11 @@
 
 typedef enum { WHERE_WAITING, WHERE_READY, WHERE_INFLIGHT } where_t;
 
+//  Where answers are counted by status: 100-599 under their own, 0 for no
+//  answer ("none"), this one for any other status ("other": libcurl takes
+//  up to 999).
+#define WH_RESPONSE_OTHER   600
+
 //  What an attempt reads of an answer.  A delivery's outcome is the
 //  status: the body is read only so that the connection can be kept, up
 //  to WH_BODY_READ_MAX (then the transfer stops and the connection is
@@ -83,7 +88,9 @@ typedef struct {
     atomic_uint_fast64_t cancelled;     //  Cancelled by the broker
     atomic_uint_fast64_t refused;       //  Attempts the SSRF guard refused
     atomic_uint_fast64_t received;      //  Deliveries taken
-    atomic_uint_fast64_t responses [601];   //  By HTTP status; [0]: no answer
+    atomic_uint_fast64_t responses [WH_RESPONSE_OTHER + 1];     //  By HTTP status;
+                                        //  [0]: no answer, [WH_RESPONSE_OTHER]:
+                                        //  a status outside 100-599
     atomic_int_fast64_t held;           //  Gauges
     atomic_int_fast64_t waiting;
     atomic_int_fast64_t ready;
@@ -121,7 +128,7 @@ struct _wh_engine_t {
     counters_t counters;
     //  Metrics
     bm_metric_t *m_responses;           //  webhook_responses_total{code}
-    bm_series_t *m_response_series [601];
+    bm_series_t *m_response_series [WH_RESPONSE_OTHER + 1];
     bm_series_t *m_delivered, *m_failed;    //  webhook_deliveries_total{status}
     bm_series_t *m_attempt_success, *m_attempt_retryable, *m_attempt_permanent;
     bm_series_t *m_duration;            //  webhook_delivery_duration_seconds
