@@ -793,6 +793,13 @@ wh_engine_inflight (wh_engine_t *self)
     return self->inflight;
 }
 
+void
+wh_engine_count_failed (wh_engine_t *self)
+{
+    atomic_fetch_add (&self->counters.failed, 1);
+    bm_series_inc (self->m_failed);
+}
+
 size_t
 wh_engine_held_bytes (wh_engine_t *self)
 {

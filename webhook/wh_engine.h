@@ -86,6 +86,11 @@ int wh_engine_add (wh_engine_t *self, const char *job_id, const char *url,
                    const wh_status_t *prior, int64_t deadline_ms,
                    char *error, size_t error_size);
 
+//  Count a delivery that failed without being taken (a JOB refused as
+//  invalid, answered DONE webhook_failed by the owner) among the failed:
+//  /stats failed and webhook_deliveries_total{status="failed"}.
+void wh_engine_count_failed (wh_engine_t *self);
+
 //  Forget a delivery wherever it is (an in-flight request is aborted).  No
 //  event.  Returns 0, or -1 if not held.
 int wh_engine_cancel (wh_engine_t *self, const char *job_id);

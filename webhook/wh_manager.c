@@ -280,6 +280,21 @@ s_delivery_parse (const msgpack_object *payload, char *url, size_t url_size,
     return NULL;
 }
 
+//  A JOB whose delivery is invalid: DONE webhook_failed, counted among the
+//  bad JOBs and the failed deliveries.
+static void
+s_refuse_job (s_manager_t *self, const char *job_id, const char *reason)
+{
+    wh_status_t failed;
+    memset (&failed, 0, sizeof failed);
+    failed.state = WH_STATE_FAILED;
+    snprintf (failed.last_error, sizeof failed.last_error, "invalid delivery: %s", reason);
+    bm_warn (job_id, "%s", failed.last_error);
+    bm_series_inc (self->m_bad_jobs);
+    wh_engine_count_failed (self->engine);
+    s_send_done (self, job_id, &failed, "webhook_failed", failed.last_error, false);
+}
+
 //  JOB, decoded and checked by the codec (a JOB that does not decode is
 //  answered by the link itself, DONE bad_request).
 static int
@@ -303,9 +318,6 @@ s_on_job (void *arg, const bm_codec_job_t *job)
         s_send_release (self, job_id);
         return 0;
     }
-    wh_status_t failed;
-    memset (&failed, 0, sizeof failed);
-    failed.state = WH_STATE_FAILED;
     char url [BM_MAX_URL_LEN + 1];
     char webhook_id [BM_MAX_ID_LEN + 1];
     const char *data = NULL;
@@ -313,10 +325,7 @@ s_on_job (void *arg, const bm_codec_job_t *job)
     const char *reason = s_delivery_parse (job->payload.obj, url, sizeof url,
                                            webhook_id, sizeof webhook_id, &data, &size);
     if (reason) {
-        bm_series_inc (self->m_bad_jobs);
-        snprintf (failed.last_error, sizeof failed.last_error, "invalid delivery: %s", reason);
-        bm_warn (job_id, "%s", failed.last_error);
-        s_send_done (self, job_id, &failed, "webhook_failed", failed.last_error, false);
+        s_refuse_job (self, job_id, reason);
         return 0;
     }
     //  No room for its body under WEBHOOK_MAX_HELD_BYTES (JOBs the broker
@@ -347,12 +356,8 @@ s_on_job (void *arg, const bm_codec_job_t *job)
     if (rc == 1)
         bm_info (job_id, "JOB for a delivery already in progress here: carrying on with it");
     else
-    if (rc == -1) {
-        bm_series_inc (self->m_bad_jobs);
-        snprintf (failed.last_error, sizeof failed.last_error, "invalid delivery: %s", error);
-        bm_warn (job_id, "%s", failed.last_error);
-        s_send_done (self, job_id, &failed, "webhook_failed", failed.last_error, false);
-    }
+    if (rc == -1)
+        s_refuse_job (self, job_id, error);
     return 0;
 }
 
