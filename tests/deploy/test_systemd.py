@@ -3,12 +3,18 @@
 Each service unit: ExecStart runs a binary the build produces, reads its
 settings from an EnvironmentFile, restarts on failure, stops with SIGTERM
 within TimeoutStopSec, runs as a non-root user; botmesh.target pulls in
-every unit.  With systemd-analyze installed, `systemd-analyze verify` checks
+every unit.  A configuration error (exit status 2) is not restarted.
+The environment a unit gets when its EnvironmentFile is a copy of
+env.example (as README.md says to install it; systemd lets the file
+override Environment=) keeps every value the unit sets itself: an empty
+BOTMESH_ROOT= there sent the workers to the build tree's bots, which a host
+does not have.  With systemd-analyze installed, `systemd-analyze verify` checks
 copies whose ExecStart points into the build, and must print nothing.
 """
 import glob
 import os
 import re
+import shlex
 import shutil
 import subprocess
 
@@ -38,6 +44,19 @@ def parse(path):
     return u
 
 
+def env_file(path):
+    """{name: value} of an EnvironmentFile as systemd reads it: NAME=VALUE
+    lines, '#' and ';' comments, optional quotes around the value."""
+    out = {}
+    for line in open(path):
+        line = line.strip()
+        if not line or line[0] in "#;" or "=" not in line:
+            continue
+        k, v = (x.strip() for x in line.split("=", 1))
+        out[k] = shlex.split(v)[0] if v[:1] in "'\"" and v else v
+    return out
+
+
 def test():
     units = sorted(glob.glob(os.path.join(SYSTEMD, "*.service")))
     names = [os.path.basename(u) for u in units]
@@ -59,6 +78,15 @@ def test():
               s.get("TimeoutStopSec"))
         check(s.get("User") not in (None, "root", "0"), "%s: runs as a non-root user" % u, s.get("User"))
         check("%i" in " ".join(exe) if "@" in u else True, "%s: a template passes its instance" % u)
+        check("2" in s.get("RestartPreventExitStatus", "").split(),
+              "%s: a configuration error (exit 2) is not restarted in a loop" % u,
+              s.get("RestartPreventExitStatus"))
+        # Environment= first, then the EnvironmentFile overrides it.
+        own = dict(w.split("=", 1) for w in shlex.split(s.get("Environment", "")))
+        got = dict(own, **env_file(os.path.join(d.ROOT, "env.example")))
+        changed = {k: (v, got[k]) for k, v in own.items() if got[k] != v}
+        check(not changed, "%s: env.example as its EnvironmentFile keeps the unit's Environment= "
+              "(unit, file)" % u, changed)
     check({"botmesh-broker", "botmesh-worker", "botmesh-gateway", "botmesh-webhook", "botmesh-mock"} <= binaries,
           "every service has a unit", sorted(binaries))
 
