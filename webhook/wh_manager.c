@@ -62,7 +62,7 @@ s_send (s_manager_t *self, int command, bm_packer_t *packer, const char *job_id)
         bm_error (job_id, "no memory to build %s: not sent",
                   bm_command_name (BM_PEER_WORKER, command));
     else
-        bm_worker_link_send (self->link, command, packer->sbuf.data, packer->sbuf.size, NULL);
+        bm_worker_link_send (self->link, command, packer->sbuf.data, packer->sbuf.size, job_id);
     bm_packer_destroy (packer);
 }
 
