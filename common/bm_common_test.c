@@ -2,6 +2,7 @@
 #include "bm_proto.h"
 #include "bm_selftest.h"
 #include "bm_json.h"
+#include "bm_utf8.h"
 #include "bm_config.h"
 
 #include <math.h>
@@ -144,6 +145,19 @@ test_json (void)
     json_decref (read);
     json_decref (reals);
     CHECK (bm_json_dumps (NULL, 0) == NULL);
+
+    //  UTF-8 from outside: a cut inside "\xc3\xa9" (e acute) drops its
+    //  lead byte; stray bytes become '?', and a cut keeps whole characters.
+    CHECK (bm_utf8_valid ("a\xc3\xa9", 3) && !bm_utf8_valid ("a\xc3", 2)
+        && !bm_utf8_valid ("\xff", 1) && !bm_utf8_valid ("\xed\xa0\x80", 3));
+    CHECK (bm_utf8_whole ("a\xc3\xa9", 3) == 3 && bm_utf8_whole ("a\xc3", 2) == 1
+        && bm_utf8_whole ("a\xe2\x82", 3) == 1 && bm_utf8_whole ("ab", 2) == 2);
+    char *clean = bm_utf8_sanitised ("a\xff\xc3\xa9" "b", 5, 64);
+    CHECK (clean && streq (clean, "a?\xc3\xa9" "b"));
+    free (clean);
+    clean = bm_utf8_sanitised ("a\xc3\xa9" "b", 4, 2);
+    CHECK (clean && streq (clean, "a"));
+    free (clean);
     char nested [200];
     memset (nested, '[', 100);
     memset (nested + 100, ']', 100);

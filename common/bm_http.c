@@ -1,6 +1,7 @@
 /*  bm_http.c - the HTTP layer of botmesh's civetweb servers.  */
 #include "bm_http.h"
 #include "bm_json.h"
+#include "bm_utf8.h"
 #include "bm_main.h"
 #include "bm_env_check.h"
 #include "bm_config.h"
@@ -796,9 +797,14 @@ bm_http_reply_json (struct mg_connection *conn, int status, json_t *json, const 
 static void
 s_reply_error (struct mg_connection *conn, int status, const char *code, const char *message)
 {
+    //  A message quoting the client's text (a key, a path cut at a byte
+    //  count) may not be UTF-8: JSON cannot hold it as it is.
+    char *text = bm_utf8_sanitised (message, strlen (message), strlen (message));
     bm_http_reply_json (conn, status,
-                        json_pack ("{s:{s:s, s:s}}", "error", "code", code, "message", message),
+                        json_pack ("{s:{s:s, s:s}}", "error", "code", code,
+                                   "message", text ? text : "(no memory)"),
                         NULL);
+    free (text);
 }
 
 void

@@ -2,8 +2,11 @@
 #include "mk_store.h"
 #include "bm_selftest.h"
 #include "bm_http.h"
+#include "bm_utf8.h"
 
 #include <czmq.h>
+#include <openssl/evp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,7 +181,6 @@ mk_store_add (mk_store_t *self, const mk_arrival_t *arrival, bool *duplicate)
         *duplicate = false;
     uint64_t seq = ++self->seq;
     size_t slot = (size_t) (seq % self->max_records);
-    s_evict (self, slot);
 
     //  Counters first: they never depend on memory being available.
     self->received++;
@@ -251,10 +253,15 @@ mk_store_add (mk_store_t *self, const mk_arrival_t *arrival, bool *duplicate)
         if (state) {
             state->arrivals++;
             state->successes += success;
+            //  Held by this arrival's record (released if it cannot be
+            //  kept), before the ring's oldest record goes: when that was
+            //  this delivery's last, its state stays.
+            state->live++;
         }
     }
     else
         self->keyless++;
+    s_evict (self, slot);
 
     //  The record, in one allocation.
     const char *path = arrival->path? arrival->path: "";
@@ -267,7 +274,7 @@ mk_store_add (mk_store_t *self, const mk_arrival_t *arrival, bool *duplicate)
     s_record_t *record = (s_record_t *) malloc (size);
     if (!record) {
         //  Counted, not kept; a state with no record left goes too.
-        if (state && state->live == 0)
+        if (state && --state->live == 0)
             zhashx_delete (self->keys, key);
         return seq;
     }
@@ -283,9 +290,7 @@ mk_store_add (mk_store_t *self, const mk_arrival_t *arrival, bool *duplicate)
     record->body = s_copy (&cursor, arrival->body? arrival->body: "", body_len);
     record->webhook_id = arrival->webhook_id? s_copy (&cursor, arrival->webhook_id, id_len): NULL;
     record->job_id = arrival->job_id? s_copy (&cursor, arrival->job_id, job_len): NULL;
-    if (state)
-        state->live++;      //  Released by s_evict through the same key
-    self->ring [slot] = record;
+    self->ring [slot] = record;     //  Its state's hold: released by s_evict
     self->count++;
     return seq;
 }
@@ -344,32 +349,64 @@ mk_store_stats (mk_store_t *self, int64_t now_ms)
     return stats;
 }
 
+//  bytes [0..len) in base64, as a JSON string (NULL for no memory).
+static json_t *
+s_base64 (const char *bytes, size_t len)
+{
+    char *text = (char *) malloc (4 * ((len + 2) / 3) + 1);
+    if (!text)
+        return NULL;
+    int written = EVP_EncodeBlock ((unsigned char *) text, (const unsigned char *) bytes, (int) len);
+    json_t *json = json_stringn (text, (size_t) written);
+    free (text);
+    return json;
+}
+
 static json_t *
 s_record_json (const s_record_t *record)
 {
     static const char *sig_names [] = { "unchecked", "valid", "invalid" };
     json_t *headers = json_loads (record->headers_json, 0, NULL);
     json_t *body = record->truncated? NULL: json_loadb (record->body, record->body_len, 0, NULL);
-    if (!body)
-        body = json_stringn_nocheck (record->body, record->body_len);
-    if (!body)
-        body = json_null ();    //  Not UTF-8: not representable
+    bool base64 = false;
+    if (!body) {
+        //  Not JSON, or cut at MOCK_MAX_BODY_STORED (perhaps inside a
+        //  character): the text, else the bytes in base64.
+        size_t len = record->truncated? bm_utf8_whole (record->body, record->body_len)
+                                      : record->body_len;
+        if (bm_utf8_valid (record->body, len))
+            body = json_stringn_nocheck (record->body, len);
+        else {
+            body = s_base64 (record->body, record->body_len);
+            base64 = body != NULL;
+        }
+    }
     char id [24], timestamp [40];
     snprintf (id, sizeof id, "%llu", (unsigned long long) record->seq);
     bm_http_iso_time (record->time_ms, timestamp, sizeof timestamp);
-    return json_pack ("{s:s, s:s, s:I, s:I, s:s, s:o, s:o, s:i, s:s, s:o, s:o, s:b}",
+    //  A path or webhook-id that is not UTF-8: its bad bytes as '?'.
+    char *path = bm_utf8_sanitised (record->path, strlen (record->path), SIZE_MAX);
+    char *webhook_id = record->webhook_id
+                     ? bm_utf8_sanitised (record->webhook_id, strlen (record->webhook_id), SIZE_MAX)
+                     : NULL;
+    json_t *json = json_pack ("{s:s, s:s, s:I, s:I, s:s*, s:o, s:o, s:i, s:s, s:o, s:o, s:b}",
         "id", id,
         "timestamp", timestamp,
         "seq", (json_int_t) record->seq,
         "time", (json_int_t) record->time_ms,
-        "path", record->path,
-        "webhookId", record->webhook_id? json_string (record->webhook_id): json_null (),
+        "path", path,
+        "webhookId", webhook_id? json_string (webhook_id): json_null (),
         "jobId", record->job_id? json_string (record->job_id): json_null (),
         "status", record->status,
         "signature", sig_names [record->signature],
         "headers", headers? headers: json_object (),
-        "body", body,
+        "body", body? body: json_null (),
         "bodyTruncated", record->truncated);
+    if (json && base64)
+        json_object_set_new (json, "bodyEncoding", json_string ("base64"));
+    free (path);
+    free (webhook_id);
+    return json;
 }
 
 json_t *

@@ -11,6 +11,7 @@
     bucket) plus its sum; the renderer accumulates the buckets and derives
     _count from them, so _count always equals the +Inf bucket. */
 #include "bm_metrics.h"
+#include "bm_utf8.h"
 
 #include <assert.h>
 #include <math.h>
@@ -128,70 +129,6 @@ s_valid_label_name (const char *name, size_t len)
     }
     return true;
 }
-
-//  Length of the valid UTF-8 sequence at p (at most avail bytes), or 0.
-static size_t
-s_utf8_seq (const unsigned char *p, size_t avail)
-{
-    unsigned char c = p [0];
-    size_t len;
-    uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    else
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
-    else
-    if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
-    else
-    if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
-    else
-        return 0;
-    if (len > avail)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p [i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p [i] & 0x3F);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)
-    ||  cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
-//  Copy value, replacing invalid UTF-8 bytes by '?' and cutting it at
-//  BM_METRICS_MAX_VALUE_LEN bytes on a character boundary.
-static char *
-s_sanitise_value (const char *value)
-{
-    size_t avail = strlen (value);
-    char *copy = malloc (BM_METRICS_MAX_VALUE_LEN + 1);
-    if (!copy)
-        return NULL;
-    const unsigned char *p = (const unsigned char *) value;
-    size_t out = 0;
-    while (avail) {
-        size_t len = s_utf8_seq (p, avail);
-        if (len == 0) {
-            if (out + 1 > BM_METRICS_MAX_VALUE_LEN)
-                break;
-            copy [out++] = '?';
-            p++;
-            avail--;
-        }
-        else {
-            if (out + len > BM_METRICS_MAX_VALUE_LEN)
-                break;
-            memcpy (copy + out, p, len);
-            out += len;
-            p += len;
-            avail -= len;
-        }
-    }
-    copy [out] = 0;
-    return copy;
-}
-
 
 //  --------------------------------------------------------------------------
 //  Registry
@@ -402,7 +339,8 @@ s_series_require (bm_metric_t *metric, const char *const *values)
 {
     char *clean [BM_METRICS_MAX_LABELS] = { NULL };
     for (size_t i = 0; i < metric->label_count; i++) {
-        clean [i] = s_sanitise_value (values [i]);
+        //  Invalid UTF-8 bytes as '?', cut on a character boundary.
+        clean [i] = bm_utf8_sanitised (values [i], strlen (values [i]), BM_METRICS_MAX_VALUE_LEN);
         if (!clean [i])
             goto fail;
     }
