@@ -7,6 +7,7 @@
 #include "bm_log.h"
 #include "bm_settings.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +57,7 @@ const bm_setting_t wh_settings [] = {
     ROW_STR ("WEBHOOK_CA_FILE", ca_file, NULL, "CA bundle for https targets (empty: the system's)"),
     ROW_STR ("WEBHOOK_CONNECT_TO", connect_to_text, "",
              "comma list of HOST:PORT:TO-HOST:TO-PORT: connect there instead (curl's --connect-to), "
-             "e.g. mock-webhook:5000:127.0.0.1:5000"),
+             "e.g. mock-webhook:5000:127.0.0.1:5000; an IPv6 address in brackets, [::1]"),
     ROW_STR ("WEBHOOK_USER_AGENT", user_agent, "botmesh-webhook/0.1", "User-Agent header"),
     ROW_INT ("WEBHOOK_SHUTDOWN_GRACE_MS", grace_ms, 15000, 0, 3600000,
              "on SIGTERM, how long in-flight requests may finish, in ms"),
@@ -85,6 +86,27 @@ static const char *s_more_help =
 "  CORS_ORIGINS               origins browsers may call from: * (any) or a comma\n"
 "                             list (https://app.example.com,...) [*]\n"
 "  LOG_LEVEL                  debug, info, warn, error [info]\n";
+
+//  A WEBHOOK_CONNECT_TO entry reads HOST:PORT:TO-HOST:TO-PORT, as curl's
+//  CURLOPT_CONNECT_TO does: four fields split at the colons outside
+//  brackets (an IPv6 address is written [::1]), HOST not empty.
+static bool
+s_connect_to_valid (const char *entry)
+{
+    int fields = 1;
+    bool bracket = false;
+    for (const char *p = entry; *p; p++) {
+        if (*p == '[' && !bracket)
+            bracket = true;
+        else
+        if (*p == ']' && bracket)
+            bracket = false;
+        else
+        if (*p == ':' && !bracket)
+            fields++;
+    }
+    return fields == 4 && !bracket && entry [0] != ':';
+}
 
 void
 wh_config_help (FILE *out)
@@ -147,10 +169,7 @@ wh_config_load (wh_config_t *c)
         return -1;
     for (char *save = NULL, *entry = strtok_r (copy, ",", &save); entry;
          entry = strtok_r (NULL, ",", &save)) {
-        int colons = 0;
-        for (const char *p = entry; *p; p++)
-            colons += *p == ':';
-        if (colons != 3 || entry [0] == ':') {
+        if (!s_connect_to_valid (entry)) {
             bm_error (NULL, "configuration: WEBHOOK_CONNECT_TO entries must be "
                       "HOST:PORT:TO-HOST:TO-PORT (got '%s')", entry);
             rc = -1;

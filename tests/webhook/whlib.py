@@ -167,15 +167,16 @@ class RawReceiver:
     the function writes what it likes on the socket (garbage, endless
     bodies...) and returns True to keep the connection for another request.
     .requests lists (connection number, path); .sent[number] counts the
-    bytes answer() reported with note_sent.  A context manager: closes on exit."""
+    bytes answer() reported with note_sent.  host: the address it listens
+    on ("::1" for IPv6).  A context manager: closes on exit."""
 
-    def __init__(self, answer):
+    def __init__(self, answer, host="127.0.0.1"):
         import socket
         import threading
         self.answer = answer
-        self.sock = socket.socket()
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.lock = threading.Lock()
