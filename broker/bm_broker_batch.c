@@ -26,6 +26,8 @@ typedef struct {
     int64_t position;           //  0: none given
     bool delayed;               //  Waits for its due time
     const char *state;          //  A duplicate's state now (a static name), or NULL
+    int64_t priority;           //  Its job's priority (a duplicate's: the first
+                                //  job's), -1 when not known
     size_t first;               //  1 + the slot of an earlier item of this batch
                                 //  with the same idempotencyKey; 0: none
     uint64_t fingerprint;       //  Its bot type and payload, when it has a key
@@ -75,6 +77,11 @@ s_batch_answer (bm_batch_t *batch)
                                              : slot->delayed;
             if (slot->state)
                 snprintf (outcome.ok.state, sizeof outcome.ok.state, "%s", slot->state);
+            //  A duplicate's job's priority (of an item of this batch: that item's)
+            int64_t priority = slot->first ? batch->slots [slot->first - 1].priority
+                                           : slot->priority;
+            outcome.ok.has_priority = slot->duplicate && priority >= 0;
+            outcome.ok.priority = priority;
         }
         else {
             snprintf (outcome.rejected.code, sizeof outcome.rejected.code, "%s", slot->code);
@@ -108,11 +115,12 @@ s_batch_release (bm_batch_t **batch_p)
 
 //  A duplicate's state came back from Redis.
 static void
-s_on_item_state (const char *state, void *arg)
+s_on_item_state (const char *state, int64_t priority, void *arg)
 {
     bm_batch_slot_t *slot = (bm_batch_slot_t *) arg;
     bm_batch_t *batch = slot->batch;
     slot->state = state;
+    slot->priority = priority;
     s_batch_release (&batch);
 }
 
@@ -249,6 +257,8 @@ bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *m
         }
         slot->duplicate = admit.duplicate;
         slot->state = admit.state;
+        slot->priority = admit.job ? admit.job->priority
+                       : admit.has_priority ? admit.priority : -1;
         if (admit.duplicate && !admit.state && self->store) {
             batch->unconfirmed++;
             bm_submit_duplicate_state (self, admit.id, s_on_item_state, slot);

@@ -70,17 +70,18 @@ s_pending_reject (bm_pending_t *pending, const char *code, const char *message)
     bm_body_free (&body);
 }
 
-//  Frame 2: {req?, jobId, duplicate, position?, delayed?, state?}; position
-//  is left out when 0 (duplicates, REDELIVER, delayed jobs), delayed unless
-//  true, state unless given (a duplicate's state now).
+//  Frame 2: {req?, jobId, duplicate, position?, delayed?, state?,
+//  priority?}; position is left out when 0 (duplicates, REDELIVER, delayed
+//  jobs), delayed unless true, state and priority unless given (a
+//  duplicate's state now, and its job's priority: priority < 0, none).
 static void
 s_send_accepted (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
                  const msgpack_object *request, const char *id, bool duplicate,
-                 int64_t position, bool delayed, const char *state)
+                 int64_t position, bool delayed, const char *state, int64_t priority)
 {
     bm_body_t body;
     bm_body_init (self, &body);
-    int keys = 2 + (position > 0) + delayed + (state != NULL);
+    int keys = 2 + (position > 0) + delayed + (state != NULL) + (priority >= 0);
     if (pending) {
         msgpack_pack_map (&body.pk, keys + pending->has_req);
         s_pack_pending_req (&body.pk, pending);
@@ -97,6 +98,8 @@ s_send_accepted (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
         bm_pack_kv_bool (&body.pk, "delayed", true);
     if (state)
         bm_pack_kv_str (&body.pk, "state", state);
+    if (priority >= 0)
+        bm_pack_kv_int (&body.pk, "priority", priority);
     bm_broker_send_client (self, identity, BM_ACCEPTED, &body);
     bm_body_free (&body);
 }
@@ -215,7 +218,7 @@ s_on_idem_woken (bm_broker_t *self, const char *code, const char *message, const
         s_pending_reject (pending, code, message);
     else
         s_send_accepted (self, pending->identity, pending, NULL, pending->id, true, 0, false,
-                         state);
+                         state, pending->has_priority ? pending->priority : -1);
     s_pending_destroy (&pending);
 }
 
@@ -236,7 +239,7 @@ s_on_submit_answer (redisReply *reply, void *arg)
                           "the job store (Redis) is unavailable; retry later");
     else
         s_send_accepted (self, pending->identity, pending, NULL, pending->id, false, position,
-                         job->state == JOB_DELAYED, NULL);
+                         job->state == JOB_DELAYED, NULL, -1);
 }
 
 //  The same for a pending answer that waited for Redis: it goes after.
@@ -251,11 +254,11 @@ s_on_submit_durable (redisReply *reply, void *arg)
 //  A duplicate's state, read from Redis (only Redis holds the job): the
 //  first job's id is answered with it, or without it when Redis cannot say.
 static void
-s_on_duplicate_state (const char *state, void *arg)
+s_on_duplicate_state (const char *state, int64_t priority, void *arg)
 {
     bm_pending_t *pending = (bm_pending_t *) arg;
     s_send_accepted (pending->broker, pending->identity, pending, NULL, pending->id, true, 0,
-                     false, state);
+                     false, state, priority);
     s_pending_destroy (&pending);
 }
 
@@ -273,17 +276,22 @@ s_on_state_load (redisReply *reply, void *arg)
     s_state_load_t *load = (s_state_load_t *) arg;
     bm_broker_t *self = load->broker;
     const char *state = NULL;
+    int64_t priority = -1;
     bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, load->id);
-    if (job)            //  Arrived meanwhile (a RETRY or REDELIVER restored it)
+    if (job) {          //  Arrived meanwhile (a RETRY or REDELIVER restored it)
         state = bm_job_state_names [job->state];
+        priority = job->priority;
+    }
     else
     if (reply && (job = bm_jobstore_job_from_hash (self, load->id, reply)) != NULL) {
         //  Past its retention: gone, whether or not the sweep got to it
-        if (!bm_finished_expired (self, job, bm_now_ms ()))
+        if (!bm_finished_expired (self, job, bm_now_ms ())) {
             state = bm_job_state_names [job->state];
+            priority = job->priority;
+        }
         bm_job_destroy (&job);
     }
-    load->done (state, load->arg);
+    load->done (state, priority, load->arg);
     free (load);
 }
 
@@ -377,6 +385,8 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
                 //  Its write is in flight: its outcome answers this one too.
                 admit->wait = first;
                 admit->reused = first_fingerprint && first_fingerprint != fingerprint;
+                admit->has_priority = true;
+                admit->priority = first->priority;
                 snprintf (admit->id, sizeof admit->id, "%s", first_id);
                 return;
             }
@@ -388,6 +398,8 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
             }
             admit->duplicate = true;
             admit->state = first ? bm_job_state_names [first->state] : NULL;
+            admit->has_priority = first != NULL;
+            admit->priority = first ? first->priority : 0;
             snprintf (admit->id, sizeof admit->id, "%s", first_id);
             return;
         }
@@ -470,9 +482,12 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
     if (admit.code)
         bm_broker_reject (self, identity, body, admit.code, admit.message);
     else
-    if (admit.wait)
-        bm_idem_wait (self, admit.wait, admit.reused, s_on_idem_woken,
-                      s_pending_new (self, identity, body, admit.id));
+    if (admit.wait) {
+        bm_pending_t *pending = s_pending_new (self, identity, body, admit.id);
+        pending->has_priority = admit.has_priority;
+        pending->priority = admit.priority;
+        bm_idem_wait (self, admit.wait, admit.reused, s_on_idem_woken, pending);
+    }
     else
     if (admit.duplicate && !admit.state && self->store) {
         bm_pending_t *pending = s_pending_new (self, identity, body, admit.id);
@@ -480,7 +495,8 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
     }
     else
     if (admit.duplicate)
-        s_send_accepted (self, identity, NULL, body, admit.id, true, 0, false, admit.state);
+        s_send_accepted (self, identity, NULL, body, admit.id, true, 0, false, admit.state,
+                         admit.has_priority ? admit.priority : -1);
     else
     if (!self->store) {
         //  No Redis: bm_jobstore_persist_full answers before it returns,
@@ -637,7 +653,7 @@ s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
             self->retried++;
             bm_jobstore_persist_full (self, job, true, NULL, NULL);
             s_send_accepted (self, identity, pending, request, job->id, false,
-                             bm_service_queue_position (job->service, job), false, NULL);
+                             bm_service_queue_position (job->service, job), false, NULL, -1);
             bm_dispatch (self, job->service);
         }
     }
@@ -647,7 +663,8 @@ s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
             REJECT ("conflict", "the job has no webhook or has not ended");
         else {
             bm_delivery_create (self, job);       //  Writes its record again, with the count
-            s_send_accepted (self, identity, pending, request, job->id, false, 0, false, NULL);
+            s_send_accepted (self, identity, pending, request, job->id, false, 0, false, NULL,
+                             -1);
         }
     }
     #undef REJECT

@@ -267,6 +267,8 @@ typedef struct {
     zframe_t *identity;
     msgpack_object req;         //  Copy of the request's req (scalar), or nil
     bool has_req;
+    bool has_priority;          //  A duplicate's job's priority is known...
+    int64_t priority;           //  ...and is this
 } bm_pending_t;
 
 
@@ -486,6 +488,8 @@ typedef struct {
     bool duplicate;             //  An idempotencyKey matched: id is that job's
     const char *state;          //  A duplicate's state now (a static name), or
                                 //  NULL when only Redis holds the job
+    bool has_priority;          //  A duplicate's (or waited-for) job's
+    int64_t priority;           //  priority, when in memory
     char id [BM_ID_SLOT];
     bm_job_t *job;              //  A new job (not a duplicate)
     bm_job_t *wait;             //  The idempotencyKey names this job, whose
@@ -496,9 +500,10 @@ typedef struct {
     uint64_t fingerprint;       //  A new job's, when it has a key
 } bm_admit_t;
 void bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_admit_t *admit);
-//  A duplicate whose job only Redis holds (admit.state NULL): its state is
-//  read (HGETALL) and given to done, NULL when Redis cannot say.
-typedef void (bm_duplicate_state_fn) (const char *state, void *arg);
+//  A duplicate whose job only Redis holds (admit.state NULL): its state and
+//  priority are read (HGETALL) and given to done, state NULL (priority -1)
+//  when Redis cannot say.
+typedef void (bm_duplicate_state_fn) (const char *state, int64_t priority, void *arg);
 void bm_submit_duplicate_state (bm_broker_t *self, const char *id, bm_duplicate_state_fn *done,
                                 void *arg);
 int bm_submit_confirmed (bm_broker_t *self, bm_job_t *job, redisReply *reply, int64_t *position);

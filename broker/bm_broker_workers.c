@@ -638,8 +638,9 @@ typedef struct {
 } s_unheld_t;
 
 static void
-s_on_unheld_state (const char *state, void *arg)
+s_on_unheld_state (const char *state, int64_t priority, void *arg)
 {
+    (void) priority;
     s_unheld_t *unheld = (s_unheld_t *) arg;
     bm_broker_t *self = unheld->broker;
     if (state && (streq (state, "completed") || streq (state, "failed")

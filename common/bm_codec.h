@@ -146,10 +146,11 @@ void bm_codec_list_encode (const bm_codec_list_t *self, bm_packer_t *packer);
 //  --------------------------------------------------------------------------
 //  Client side (BMC01), replies
 
-//  ACCEPTED {req, jobId, duplicate, position?, delayed?, state?}: position is
-//  the job's estimated place in its bot type's queue (1: next), when the
-//  broker gives it; state is the job's state now, on a duplicate (the job
-//  may have run since), when the broker knows it.
+//  ACCEPTED {req, jobId, duplicate, position?, delayed?, state?, priority?}:
+//  position is the job's estimated place in its bot type's queue (1: next),
+//  when the broker gives it; state and priority are the job's, on a
+//  duplicate (the job may have run since; the request that matched it may
+//  have asked for another priority), when the broker knows them.
 typedef struct {
     bool has_req;
     int64_t req;
@@ -159,6 +160,8 @@ typedef struct {
     int64_t position;                   //  >= 1
     bool delayed;                       //  Waits for its due time (sent when true)
     char state [BM_MAX_STATE_LEN + 1];  //  A duplicate's state now; "" when not given
+    bool has_priority;
+    int64_t priority;                   //  A duplicate's job's priority
 } bm_codec_accepted_t;
 
 int bm_codec_accepted_decode (const bm_msg_t *msg, bm_codec_accepted_t *self, bm_codec_error_t *error);

@@ -131,6 +131,19 @@ gw_routes_accepted_text (char *buf, size_t size, const char *job_id, const char 
     return n + more;
 }
 
+json_t *
+gw_routes_accepted_value (const char *job_id, const char *status, const char *bot_type,
+                          int64_t priority, bool has_position, int64_t position, bool duplicate)
+{
+    json_t *value = json_pack ("{s:s,s:s,s:s,s:I,s:o}", "jobId", job_id, "status", status,
+                               "botType", bot_type, "priority", (json_int_t) priority,
+                               "estimatedPosition", has_position
+                               ? json_integer ((json_int_t) position) : json_null ());
+    if (value && duplicate)
+        json_object_set_new (value, "duplicate", json_true ());
+    return value;
+}
+
 void
 gw_routes_invoke (gw_request_t *r)
 {
@@ -180,6 +193,10 @@ gw_routes_invoke (gw_request_t *r)
         char state [BM_MAX_STATE_LEN + 1] = "";
         bm_obj_strcpy (bm_msg_body (reply), "state", state, sizeof state);
         const char *status = *state ? state : delayed ? "delayed" : "queued";
+        //  A duplicate's priority is its job's, when the broker says (this
+        //  request may have asked for another).
+        if (duplicate)
+            bm_obj_int (bm_msg_body (reply), "priority", &priority);
         char extra [200];
         snprintf (extra, sizeof extra, "Location: /job/%s\r\n", job_id);
         //  Keys the gateway does not read (BullMQ's removeOnComplete, ...)
@@ -195,13 +212,9 @@ gw_routes_invoke (gw_request_t *r)
         if (n > 0)
             gw_request_send (r, 202, "application/json", extra, text, (size_t) n);
         else {
-            json_t *value = json_pack ("{s:s,s:s,s:s,s:I,s:o}", "jobId", job_id, "status", status,
-                                       "botType", bot_type, "priority", (json_int_t) priority,
-                                       "estimatedPosition", has_position
-                                       ? json_integer ((json_int_t) position) : json_null ());
-            if (duplicate)
-                json_object_set_new (value, "duplicate", json_true ());
-            if (ignored)
+            json_t *value = gw_routes_accepted_value (job_id, status, bot_type, priority,
+                                                      has_position, position, duplicate);
+            if (value && ignored)
                 json_object_set (value, "ignored", ignored);
             gw_request_send_json (r, 202, value, extra);
         }

@@ -35,6 +35,10 @@ void gw_routes_invoke (gw_request_t *r);
 int gw_routes_accepted_text (char *buf, size_t size, const char *job_id, const char *status,
                              const char *bot_type, int64_t priority, bool has_position,
                              int64_t position, bool duplicate);
+//  The same as a JSON value (caller decrefs), for answers that carry more.
+json_t *gw_routes_accepted_value (const char *job_id, const char *status, const char *bot_type,
+                                  int64_t priority, bool has_position, int64_t position,
+                                  bool duplicate);
 //  POST /invoke/batch (gw_routes_batch.c): an array of /invoke bodies,
 //  SUBMIT_MANY, 207 with each item's outcome.
 void gw_routes_invoke_batch (gw_request_t *r);

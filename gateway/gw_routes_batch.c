@@ -114,6 +114,9 @@ s_item_outcome (gw_request_t *r, gw_invoke_batch_t *batch, size_t index, bm_msg_
     const char *status = outcome.ok.state [0] ? outcome.ok.state
                        : outcome.ok.delayed ? "delayed" : "queued";
     json_t *ignored = gw_invoke_batch_ignored (batch, index);
+    //  A duplicate's priority is its job's, when the broker says.
+    int64_t priority = outcome.ok.duplicate && outcome.ok.has_priority
+                     ? outcome.ok.priority : gw_invoke_batch_priority (batch, index);
     if (!ignored) {
         //  {"index":I,"httpStatus":202 then the 202 body with its "{"
         //  made a ","; as jansson wrote it (gw_routes_accepted_text)
@@ -121,7 +124,7 @@ s_item_outcome (gw_request_t *r, gw_invoke_batch_t *batch, size_t index, bm_msg_
         int n = snprintf (text, sizeof text, "{\"index\":%zu,\"httpStatus\":202", index);
         int more = gw_routes_accepted_text (text + n, sizeof text - (size_t) n,
             outcome.ok.job_id, status, gw_invoke_batch_bot_type (batch, index),
-            gw_invoke_batch_priority (batch, index), outcome.ok.has_position,
+            priority, outcome.ok.has_position,
             outcome.ok.position, outcome.ok.duplicate);
         size_t at = texts->size;
         if (more > 0) {
@@ -133,14 +136,16 @@ s_item_outcome (gw_request_t *r, gw_invoke_batch_t *batch, size_t index, bm_msg_
             return NULL;
         }
     }
-    json_t *value = json_pack ("{s:I,s:i,s:s,s:s,s:s,s:I,s:o}", "index", (json_int_t) index,
-        "httpStatus", 202, "jobId", outcome.ok.job_id, "status", status,
-        "botType", gw_invoke_batch_bot_type (batch, index),
-        "priority", (json_int_t) gw_invoke_batch_priority (batch, index),
-        "estimatedPosition", outcome.ok.has_position
-            ? json_integer ((json_int_t) outcome.ok.position) : json_null ());
-    if (value && outcome.ok.duplicate)
-        json_object_set_new (value, "duplicate", json_true ());
+    json_t *value = gw_routes_accepted_value (outcome.ok.job_id, status,
+        gw_invoke_batch_bot_type (batch, index), priority, outcome.ok.has_position,
+        outcome.ok.position, outcome.ok.duplicate);
+    if (value) {
+        //  {index, httpStatus} first, as the text written at once has them
+        json_t *item = json_pack ("{s:I,s:i}", "index", (json_int_t) index, "httpStatus", 202);
+        json_object_update (item, value);
+        json_decref (value);
+        value = item;
+    }
     if (value && ignored) {
         json_object_set (value, "ignored", ignored);
         s_log_ignored (outcome.ok.job_id, ignored);
