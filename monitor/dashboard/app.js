@@ -558,7 +558,10 @@
 
   function fromHash() {
     var m = /^#\/job\/(.+)$/.exec(location.hash);
-    if (m) showJob(decodeURIComponent(m[1]));
+    var id = null;
+    // A link with a broken escape (%E0%A4%A) names no job: the page goes on.
+    if (m) { try { id = decodeURIComponent(m[1]); } catch (e) { id = null; } }
+    if (id) showJob(id);
     else if (state.selected) { state.selected = null; $("job-detail").hidden = true; renderJobs(); }
   }
 

@@ -281,6 +281,14 @@ def test():
             check(why[0].startswith("redis_unavailable") and why[1] == "redis up",
                   "no history: redis_unavailable named on the charts; the badge is the broker's Redis", why)
 
+            # 8c. A link with a broken escape names no job: the page goes on
+            # refreshing (decodeURIComponent threw, and the page stopped).
+            page.goto("about:blank")
+            page.goto(base + "/admin/queues#/job/%E0%A4%A")
+            page.wait_for("Number(document.body.dataset.statsUpdates) >= 2", 15,
+                          "the page to refresh under the link #/job/%E0%A4%A")
+            check(page.eval("document.getElementById('job-detail').hidden"), "it shows no job's detail")
+
             # 9. No script errors; the screenshot
             errors = [e for e in browser.events if e.get("method") == "Runtime.exceptionThrown"]
             check(not errors, "no JavaScript exceptions", errors[:3])
