@@ -40,7 +40,7 @@ const bm_setting_t wh_settings [] = {
              "backoff base in ms: the wait after attempt n is drawn from "
              "[0, min(WEBHOOK_MAX_DELAY, WEBHOOK_RETRY_DELAY * 2^(n-1))]"),
     ROW_INT ("WEBHOOK_MAX_DELAY", max_delay_ms, 60000, 0, 86400000,
-             "cap of every wait in ms, Retry-After included"),
+             "cap of every wait in ms, Retry-After included (at least 1)"),
     ROW_STR ("WEBHOOK_JITTER", jitter_name, "full",
              "full (random in [0, ceiling]), equal ([ceiling/2, ceiling]) or none (the ceiling)"),
     ROW_INT ("WEBHOOK_TIMEOUT_MS", timeout_ms, 10000, 1, 3600000,
@@ -128,6 +128,13 @@ wh_config_load (wh_config_t *c)
         gethostname (host, sizeof host);
         host [sizeof host - 1] = 0;
         snprintf (c->name, sizeof c->name, "webhook-%s-%d", host, (int) getpid ());
+    }
+    //  0 would cap every wait at nothing: no backoff, Retry-After ignored.
+    if (c->max_delay_ms == 0) {
+        bm_error (NULL, "configuration: WEBHOOK_MAX_DELAY must be at least 1 ms (0 would make "
+                  "every retry immediate and ignore Retry-After; lower WEBHOOK_RETRY_DELAY "
+                  "for quick retries)");
+        rc = -1;
     }
     if (wh_jitter_parse (c->jitter_name, &c->jitter)) {
         bm_error (NULL, "configuration: WEBHOOK_JITTER must be full, equal or none (got '%s')",
