@@ -23,6 +23,7 @@
 #include <strings.h>
 
 static void s_schedule (wh_engine_t *self, delivery_t *d, int64_t due_mono);
+static void s_retry (wh_engine_t *self, delivery_t *d, int64_t retry_after, int64_t min_delay_ms);
 static void s_pump (wh_engine_t *self);
 
 //  --------------------------------------------------------------------------
@@ -284,21 +285,14 @@ s_pump (wh_engine_t *self)
         zlistx_delete (self->ready, d->ready_handle);
         d->ready_handle = NULL;
         if (wh_attempt_start (self, d)) {
-            //  Out of memory or libcurl refused: count it as a failed attempt.
+            //  Out of memory or libcurl refused: a failed attempt, retried
+            //  as any retryable one (1 ms at least: into the waiting heap,
+            //  not straight back into this loop).
             d->status.attempts++;
             snprintf (d->status.last_error, sizeof d->status.last_error,
                       "could not start the request (out of memory?)");
             d->status.last_status = 0;
-            if (d->status.attempts > self->config->max_retries)
-                s_finish (self, d, WH_STATE_FAILED);
-            else {
-                d->where = WHERE_WAITING;
-                d->node.key = bm_mono_ms () + 1000;
-                if (wh_heap_push (self->waiting, &d->node))
-                    s_finish (self, d, WH_STATE_FAILED);
-                else
-                    s_arm_wait_timer (self);
-            }
+            s_retry (self, d, -1, 1);
         }
     }
 }
@@ -454,6 +448,16 @@ s_attempt_done (wh_engine_t *self, delivery_t *d, CURLcode result)
         s_finish (self, d, WH_STATE_FAILED);
         return;
     }
+    s_retry (self, d, retry_after, 0);
+}
+
+//  An attempt failed, retryable (its error in d->status): another after
+//  the backoff policy's wait (retry_after_ms: the receiver's Retry-After,
+//  -1 if none; at least min_delay_ms), or failed for good past the last
+//  attempt or the job's deadline.
+static void
+s_retry (wh_engine_t *self, delivery_t *d, int64_t retry_after, int64_t min_delay_ms)
+{
     bm_series_inc (self->m_attempt_retryable);
     if (d->status.attempts > self->config->max_retries) {
         char last [WH_LAST_ERROR_MAX];
@@ -465,6 +469,8 @@ s_attempt_done (wh_engine_t *self, delivery_t *d, CURLcode result)
     }
     int64_t delay = wh_backoff_delay (self->backoff, (int) (d->status.attempts < 1000? d->status.attempts: 1000),
                                       retry_after);
+    if (delay < min_delay_ms)
+        delay = min_delay_ms;
     int64_t now = bm_now_ms ();
     if (d->deadline_ms && now + delay + self->config->timeout_ms > d->deadline_ms) {
         char last [WH_LAST_ERROR_MAX];
