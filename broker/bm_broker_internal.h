@@ -203,6 +203,7 @@ struct _bm_broker_t {
     uint64_t submitted, completed, failed, cancelled, rejected, retried;
     uint64_t wh_delivered, wh_failed, snap_wh_delivered, snap_wh_failed;
     int64_t last_snapshot;      //  Mono ms
+    int64_t snap_written;       //  Mono ms of the last snapshot written (0: none yet)
     bm_metrics_t *metrics;      //  Registry
     bm_metrics_http_t *metrics_http;    //  /metrics server
     bm_metric_t *mf_executions, *mf_duration, *mf_queue, *mf_usage, *mf_waiting,

@@ -127,7 +127,14 @@ bm_stats_snapshot (bm_broker_t *self)
 {
     if (!self->store || !bm_store_up (self->store))
         return;
-    double interval = (double) self->config.snapshot_interval_s;
+    //  Rates over the time since the last snapshot written: after one or
+    //  more skipped (Redis away), the jobs that ended meanwhile are spread
+    //  over that whole time, not counted as one interval's.
+    int64_t now = bm_mono_ms ();
+    double interval = self->snap_written && now > self->snap_written
+                    ? (double) (now - self->snap_written) / 1000.0
+                    : (double) self->config.snapshot_interval_s;
+    self->snap_written = now;
     json_t *snap = json_object ();
     json_object_set_new (snap, "t", json_integer (bm_now_ms ()));
     json_t *types = json_object ();
