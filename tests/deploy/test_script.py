@@ -77,9 +77,9 @@ class Env:
             f.write("\n".join(example) + "\n")
             f.write("# written by deploy.script\n"
                     "API_GATEWAY_PORT=%d\n"
-                    "export MOCK_WEBHOOK_PORT='%d'\n"
-                    "LOG_LEVEL=info\n"
-                    "API_KEYS=key-one,%s\n"
+                    "export  MOCK_WEBHOOK_PORT='%d'\n"
+                    "export\tLOG_LEVEL=info\n"
+                    "API_KEYS=\"key-one,%s\"  # the second is the test's\n"
                     "WEBHOOK_MAX_RETRIES=5   # a comment after the value\n"
                     "\n"
                     "  MAX_JAVA_BOTS = \"3\"\n" % (self.ports["envonly"], self.ports["mock"], API_KEY))
@@ -276,6 +276,8 @@ def run_stack(e, have_gw):
     check(p.returncode == 0 and other.returncode == 0, "two ./botmesh up at once both succeed", show(p), out2)
     check("botmesh is up" in p.stdout and "botmesh is up" in out2, "up says the stack is up", show(p))
     check("already running" in p.stdout + out2, "one of them found the stack running", show(p), out2)
+    check("ignoring" not in p.stderr + out2, "up takes every line of the env file (export and blanks, a "
+          "quoted value and a comment)", show(p), out2)
     pids = e.pids()
     check({"redis", "broker"} <= set(pids), "up started redis and the broker", pids)
     # up's summary names every metrics address, the workers' too
@@ -387,6 +389,24 @@ def run_stack(e, have_gw):
         check(len([n for n in e.pids() if n.startswith("worker-python-")]) == 1, "1 python worker process left")
         wait_until(lambda: workers("python") == 1 and workers("node") == 1, 30,
                    "the broker to list 1 python and 1 node worker")
+        # A type whose name starts with another's: python-gpu's workers are
+        # not python's, for scale, status and logs.
+        p = e.run("scale", "python-gpu=1")
+        check(p.returncode == 0, "scale python-gpu=1", show(p))
+        before = e.pids()
+        p = e.run("scale", "python=1")
+        check(p.returncode == 0 and "worker-python: 1 process(es) running" in p.stdout,
+              "scale python=1 with python-gpu running counts python's worker alone", show(p))
+        check(e.pids() == before and all(alive(x) for x in before.values()),
+              "... and stops nothing", before, e.pids())
+        p = e.run("status")
+        check("FEWER" not in p.stdout and re.search(r"^  python workers +1 registered", p.stdout, re.M)
+              and re.search(r"^  python-gpu workers +1 registered", p.stdout, re.M),
+              "status counts the python and python-gpu workers apart", show(p))
+        check_log_aliases(e)
+        p = e.run("scale", "python-gpu=0")
+        check(p.returncode == 0 and "worker-python-1" in e.pids(), "scale python-gpu=0 leaves python's worker",
+              show(p), e.pids())
         p = e.run("scale", "python=two")
         check(p.returncode != 0 and "python=two" in p.stderr, "scale rejects a bad count clearly", show(p))
 
@@ -497,7 +517,8 @@ def check_log_aliases(e):
     workers = [f for f in logs if f.startswith("worker-")]
     for name, want in (("orchestrator", ["broker.log"]), ("broker", ["broker.log"]),
                        ("api-gateway", ["gateway.log"]), ("workers", workers),
-                       ("python", [f for f in workers if f.startswith("worker-python-")]),
+                       ("python", [f for f in workers if re.fullmatch(r"worker-python-\d+\.log", f)]),
+                       ("python-gpu", [f for f in workers if re.fullmatch(r"worker-python-gpu-\d+\.log", f)]),
                        ("webhook-manager", ["webhook-manager.log"]), ("mock-webhook", ["mock-webhook.log"])):
         want = [f for f in want if f in logs]
         if not want:
