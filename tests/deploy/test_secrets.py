@@ -1,12 +1,16 @@
 """deploy.secrets - a Redis password never shows: not in the logs, not in
-what ./botmesh up and status print, not on a command line ps can read.
+what ./botmesh up and status print, not on a command line ps can read; nor
+does an API key on a command line (curl's, as invoke --wait polls).
 
 A real redis-server with requirepass, started here; ./botmesh up on it with
 REDIS_URL=redis://default:PASSWORD@127.0.0.1:PORT/0 (simulated bots), then
 status and down.  redis-cli and env are wrapped on PATH by scripts that
 record their command lines and run the real ones: no recorded line may hold
 the password, and the redis-cli calls must still reach Redis (status says
-PING answers, which needs the password).  Every log file under var/log is
+PING answers, which needs the password).  status from a shell whose
+REDIS_URL names another Redis, with another password, notes both URLs
+masked.  API_KEYS is set: curl, wrapped too, must get the key some other
+way than its arguments, and still reach the gateway.  Every log file under var/log is
 read for the password; the broker's start line shows the URL masked.
 """
 import os
@@ -19,6 +23,8 @@ from harness import check, free_port, log, main, tempdir, wait_until
 
 SCRIPT = os.path.join(d.ROOT, "botmesh")
 PASSWORD = "S3cretRedisPw"
+OTHER_PASSWORD = "0therRedisPw"
+API_KEY = "AdminKeyS3cret"
 
 
 def show(p):
@@ -42,6 +48,7 @@ def test():
     record = os.path.join(top, "argv.log")
     wrapper(bindir, "redis-cli", record)
     wrapper(bindir, "env", record)
+    wrapper(bindir, "curl", record)
     ports = {k: free_port() for k in ("gw", "wh", "mock", "broker", "metrics", "redis", "ownredis")}
     url = "redis://default:%s@127.0.0.1:%d/0" % (PASSWORD, ports["redis"])
     env = {k: v for k, v in os.environ.items()
@@ -62,10 +69,12 @@ def test():
         "WEBHOOK_MANAGER_PORT": str(ports["wh"]),
         "API_GATEWAY_PORT": str(ports["gw"]),
         "MOCK_WEBHOOK_PORT": str(ports["mock"]),
+        "API_KEYS": API_KEY + ",another-key",
     })
 
-    def run(*args, timeout=180):
-        p = subprocess.run([SCRIPT] + list(args), capture_output=True, text=True, timeout=timeout, env=env)
+    def run(*args, timeout=180, more=None):
+        p = subprocess.run([SCRIPT] + list(args), capture_output=True, text=True, timeout=timeout,
+                           env=dict(env, **(more or {})))
         log("$ ./botmesh %s -> rc %d" % (" ".join(args), p.returncode))
         return p
 
@@ -90,6 +99,19 @@ def test():
         check("up (PING %s)" % masked in line, "status shows Redis answering PING, the URL masked", show(p))
         check(PASSWORD not in p.stdout + p.stderr, "status never prints the Redis password", show(p))
 
+        # This shell names another Redis: status notes both, masked.
+        other = "redis://default:%s@127.0.0.1:%d/0" % (OTHER_PASSWORD, ports["ownredis"])
+        p = run("status", more={"REDIS_URL": other})
+        check("REDIS_URL=%s (" % masked in p.stderr
+              and "not REDIS_URL=redis://default:***@127.0.0.1:%d/0 as configured" % ports["ownredis"] in p.stderr,
+              "status with another REDIS_URL notes both URLs, masked", show(p))
+        check(OTHER_PASSWORD not in p.stdout + p.stderr and PASSWORD not in p.stdout + p.stderr,
+              "... and prints neither password", show(p))
+
+        p = run("invoke", "python", '{"task":"data_analysis"}', "--wait")
+        check(p.returncode == 0 and '"completed"' in p.stdout,
+              "invoke --wait with API_KEYS set: the job completes (curl sent the key)", show(p))
+
         broker_log = open(os.path.join(var, "log", "broker.log"), errors="replace").read()
         check("redis %s" % masked in broker_log, "the broker logs the Redis URL masked", broker_log[-2000:])
     finally:
@@ -111,6 +133,10 @@ def test():
     check(any(l.startswith("env ") for l in lines), "./botmesh started services through env", lines[:10])
     bad = [l for l in lines if PASSWORD in l]
     check(not bad, "no redis-cli or env command line holds the password (ps would show it)", bad[:5])
+    calls = [l for l in lines if l.startswith("curl ") and "/job/" in l]
+    check(calls, "invoke --wait polled GET /job/ with curl (through the recording wrapper)", lines[-10:])
+    bad = [l for l in lines if API_KEY in l]
+    check(not bad, "no curl command line holds the API key (ps would show it)", bad[:5])
 
 
 if __name__ == "__main__":
