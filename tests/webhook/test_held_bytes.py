@@ -29,6 +29,14 @@ def body(job_id, size):
     return head + "x" * (size - len(head) - 2) + '"}'
 
 
+def expect_credit(broker, credit, what):
+    """The READY that changes the credit to credit (a READY of a new socket,
+    after a reconnect on a loaded machine, lists running and is not it)."""
+    _, _, ready = broker.expect(lambda h, c, b: c == READY and isinstance(b, dict)
+                                and b.get("credit") == credit and "running" not in b, 10, what)
+    return ready
+
+
 def credit_metric(mgr):
     _, _, text = http("GET", mgr.url + "/metrics")
     for line in text.splitlines():
@@ -52,8 +60,8 @@ def main():
         broker.send(JOB, whlib.job("b3.wh1", hook, body("b3.wh1", 40000)))
         broker.expect_cmd(RELEASE, "b3.wh1", what="the third handed back (RELEASE)")
         check(True, "the third delivery, past the budget, is RELEASEd")
-        _, _, ready = broker.expect_cmd(READY, what="READY with a lower credit")
-        check(ready["credit"] == 0, "READY announces credit 0", ready)
+        expect_credit(broker, 0, "READY with credit 0")
+        check(True, "READY announces credit 0")
         stats = whlib.get_json(mgr.url + "/stats")
         check(stats["credit"] == 0 and stats["held"] == 2 and 80000 <= stats["heldBytes"] <= BUDGET,
               "/stats: credit 0, 2 held, their bytes under the budget", stats)
@@ -63,8 +71,8 @@ def main():
         for j in ("b1.wh1", "b2.wh1"):
             _, _, done = broker.expect_cmd(DONE, j, what="the DONE of " + j)
             check(done["ok"], j + " delivered", done)
-        _, _, ready = broker.expect_cmd(READY, what="READY with the whole credit again")
-        check(ready["credit"] == 10000, "READY announces credit 10000 again", ready)
+        expect_credit(broker, 10000, "READY with the whole credit again")
+        check(True, "READY announces credit 10000 again")
         check(whlib.get_json(mgr.url + "/stats")["credit"] == 10000, "/stats credit 10000")
 
         log("part 3: one body larger than the budget, nothing else held")
