@@ -12,7 +12,10 @@ rest running; `restart mock` moves the mock to its new port;
 workers are back in its list;
 `restart` (all) stops intake first and the broker last, starts the broker
 first, and a job accepted before it completes after it; an unknown name is
-refused naming the services.
+refused naming the services.  Then a REDIS_URL naming another Redis (a
+redis-server started here): `restart gateway` is refused, naming those that
+would keep the old Redis, and stops nothing; `restart` (all) moves the
+services that use Redis (broker, gateway) to the new one, where the next job is written.
 """
 import json
 import os
@@ -22,7 +25,7 @@ import subprocess
 
 import deploylib as d
 from harness import check, free_port, http as http_plain, log, main, wait_until
-from test_script import Env, alive, show
+from test_script import Env, alive, show, start_redis
 
 NEW_KEY = "key-three"
 
@@ -184,6 +187,46 @@ def run(e, base):
     check(p.returncode != 0 and "'nosuch' is no service" in p.stderr and "gateway" in p.stderr,
           "restart of an unknown name is refused, naming the services", show(p))
     check(e.pids() == now, "... and touches nothing", now, e.pids())
+    run_new_redis(e)
+
+
+def environ(pid):
+    with open("/proc/%d/environ" % pid, "rb") as f:
+        return dict(v.split("=", 1) for v in f.read().decode(errors="replace").split("\0") if "=" in v)
+
+
+def run_new_redis(e):
+    redis, port = start_redis(e, "redis-2")
+    cli = lambda *a: subprocess.run(["redis-cli", "-p", str(port)] + list(a), capture_output=True,
+                                    text=True).stdout.split()
+    try:
+        wait_until(lambda: cli("ping") == ["PONG"], 20, "the test's second redis-server to answer PING")
+        url = "redis://127.0.0.1:%d/0" % port
+        set_env(e, "REDIS_URL", url)
+        before = e.pids()
+        p = e.run("restart", "gateway")
+        check(p.returncode != 0 and "REDIS_URL=%s" % url in p.stderr and ": broker would keep" in p.stderr,
+              "restart gateway with a new REDIS_URL is refused, naming the services that would keep the "
+              "old Redis", show(p))
+        check(e.pids() == before, "... and stops nothing", before, e.pids())
+        p = e.run("restart")
+        check(p.returncode == 0 and "botmesh: restarted" in p.stdout, "restart (all) with a new REDIS_URL",
+              show(p))
+        now = e.pids()
+        for name, pid in sorted(now.items()):
+            if name in ("broker", "gateway"):
+                check(environ(pid).get("REDIS_URL") == url, "%s runs on the new REDIS_URL" % name,
+                      environ(pid).get("REDIS_URL"))
+        p = e.run("invoke", "python", '{"task":"data_analysis"}', "--wait")
+        check(p.returncode == 0, "a job submitted after the move completes", show(p))
+        job = json.loads(p.stdout)["jobId"]
+        keys = cli("--scan", "--pattern", "*%s*" % job)
+        check(keys, "the job's record is in the new Redis", keys)
+        p = e.run("down", timeout=120)
+        check(p.returncode == 0, "down", show(p))
+    finally:
+        redis.terminate()
+        redis.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -612,16 +612,23 @@ def run_interrupted_up(e):
     wait_until(lambda: not any(alive(p) for p in pids.values()), 10, "every process to be gone")
 
 
-def run_foreign_redis(e):
-    """A Redis up did not start already answers on BOTMESH_REDIS_PORT (a
-    distribution's redis-server service): up uses it and warns that its AOF
-    is off; status counts it as up."""
+def start_redis(e, name):
+    """A redis-server of the test's own on a free port (no AOF, no RDB),
+    its data in e.dir/NAME: (process, port)."""
     port = free_port()
-    rdir = os.path.join(e.dir, "foreign-redis")
+    rdir = os.path.join(e.dir, name)
     os.makedirs(rdir)
     r = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", rdir,
                           "--appendonly", "no", "--save", ""],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return r, port
+
+
+def run_foreign_redis(e):
+    """A Redis up did not start already answers on BOTMESH_REDIS_PORT (a
+    distribution's redis-server service): up uses it and warns that its AOF
+    is off; status counts it as up."""
+    r, port = start_redis(e, "foreign-redis")
     try:
         ping = lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
                                       text=True).stdout.strip() == "PONG"
