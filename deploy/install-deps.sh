@@ -79,7 +79,14 @@ if [ ${#filtered[@]} -eq 0 ]; then
 fi
 echo "install-deps: installing (${set_name} set) ${filtered[*]}"
 SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || {
+    echo "install-deps: installing packages needs root, and sudo is not installed: run as root" \
+         "bash deploy/install-deps.sh $*, or install them yourself: ${filtered[*]}" >&2
+    exit 1
+  }
+  SUDO="sudo"
+fi
 # A mirror that drops a connection now and then (a fresh CI machine) is
 # tried again rather than failing the install.
 $SUDO apt-get -o Acquire::Retries=3 update -qq

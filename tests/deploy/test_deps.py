@@ -11,9 +11,12 @@ the build, and checks what apt-get was asked:
   docker-compose, wrk, sanitizer runtime or valgrind on a user's machine;
 - `test`, `bench` and CI ask for the test tools as well;
 - a package already installed is never named, apt-get install carries
-  --no-upgrade, and no upgrade command is ever run.
+  --no-upgrade, and no upgrade command is ever run;
+- a user who is not root, on a machine without sudo, is told to run it as
+  root (not "sudo: command not found").
 """
 import os
+import shutil
 import stat
 import subprocess
 
@@ -132,6 +135,17 @@ def test():
         check(p.returncode != 0 and "cmake stand-in" in p.stderr,
               "./botmesh %s installs, then builds (stopped by the stand-in)" % cmd[0], p.stdout, p.stderr)
         check_calls("./botmesh %s" % cmd[0], calls, full, {"chromium", "prometheus", "docker-compose", "wrk"})
+    # Not root, and no sudo to become it: one clear line, apt-get not run.
+    if shutil.which("sudo"):
+        log("sudo is installed here: the case without it is not run")
+    else:
+        fake_id = os.path.join(f.bin, "id")
+        executable(fake_id, '#!/bin/sh\n[ "$1" = -u ] && { echo 1000; exit 0; }\nexec /usr/bin/id "$@"\n')
+        p, calls = f.run(["bash", DEPS, "--runtime"])
+        os.unlink(fake_id)
+        check(p.returncode == 1 and "sudo is not installed" in p.stderr and "as root" in p.stderr
+              and "command not found" not in p.stderr and not calls,
+              "install-deps.sh as a user without sudo says to run it as root", p.returncode, p.stderr, calls)
     p, calls = f.run(["bash", DEPS])
     check(p.returncode == 0, "install-deps.sh as .ci/run calls it", p.stderr)
     check_calls("install-deps.sh (CI)", calls, full, {"chromium", "prometheus", "docker-compose", "wrk"})

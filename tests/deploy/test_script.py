@@ -19,6 +19,7 @@ user meets: a bad value and a busy port make `up` fail naming the service,
 the variable or the port (and the setting that moves it), with the tail of
 the log; an `up` stopped by SIGTERM half-way says what it left running.
 """
+import fcntl
 import json
 import os
 import re
@@ -561,7 +562,10 @@ def run_failures(e):
     check(p.returncode != 0 and "port %d is already in use" % e.ports["broker"] in p.stderr
           and "broker" in p.stderr, "up names the busy port and the service that needs it", show(p))
     check("BROKER_ENDPOINT" in p.stderr, "up names the setting that moves the busy port", show(p))
+    check("MAX_PYTHON_BOTS" not in p.stderr and "last lines of" not in p.stderr,
+          "... without the broker log's tail, which is the previous run's", show(p))
     e.run("down", timeout=90)
+    run_lock_wait(e)
 
     run_interrupted_up(e)
     run_foreign_redis(e)
@@ -575,6 +579,25 @@ def run_failures(e):
     # BOTMESH_JOBS (ninja -j) is checked before anything is built.
     p = e.run("build", env={"BOTMESH_JOBS": "two"})
     check(p.returncode != 0 and "BOTMESH_JOBS='two'" in p.stderr, "build refuses BOTMESH_JOBS=two", show(p))
+
+
+def run_lock_wait(e):
+    """down while another command holds var/run/.lock (here: this test)
+    says whom it waits for, then runs once the lock is free."""
+    lock = open(os.path.join(e.var, "run", ".lock"), "a")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        p = subprocess.Popen([SCRIPT, "down"], env=e.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        ready = select.select([p.stderr], [], [], 30)[0]
+        first = p.stderr.readline() if ready else "(nothing within 30 s)"
+        check("waiting for pid %d" % os.getpid() in first and p.poll() is None,
+              "down names the process holding the lock and waits", first)
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+    out, err = p.communicate(timeout=90)
+    check(p.returncode == 0, "... and runs once the lock is free", out, err)
 
 
 def run_interrupted_up(e):
