@@ -187,7 +187,27 @@ def run(e, base):
     check(p.returncode != 0 and "'nosuch' is no service" in p.stderr and "gateway" in p.stderr,
           "restart of an unknown name is refused, naming the services", show(p))
     check(e.pids() == now, "... and touches nothing", now, e.pids())
+    run_other_address(e)
     run_new_redis(e)
+
+
+def run_other_address(e):
+    """The gateway and the mock bound to another loopback address
+    (GATEWAY_LISTEN, MOCK_LISTEN_ADDR): restart and status check their
+    health there, not on 127.0.0.1."""
+    addr = {"GATEWAY_LISTEN": "127.0.0.2", "MOCK_LISTEN_ADDR": "127.0.0.2"}
+    p = e.run("restart", "gateway", "mock", env=addr)
+    check(p.returncode == 0 and "gateway: up" in p.stdout and "mock-webhook: up" in p.stdout,
+          "restart gateway mock on 127.0.0.2 passes their health checks there", show(p))
+    check(listeners(e.ports["gw"]) == ["127.0.0.2"], "the gateway listens on 127.0.0.2 alone",
+          listeners(e.ports["gw"]))
+    p = e.run("status", env=addr)
+    rows = [l for l in p.stdout.splitlines() if l.startswith(("gateway ", "mock-webhook "))]
+    check(len(rows) == 2 and all("up (/health)" in l for l in rows) and p.returncode == 0,
+          "status finds both up on 127.0.0.2", show(p))
+    p = e.run("restart", "gateway", "mock")
+    check(p.returncode == 0 and listeners(e.ports["gw"]) == ["0.0.0.0"],
+          "restart gateway mock without those settings: back on every interface", show(p))
 
 
 def environ(pid):
