@@ -126,6 +126,14 @@ bm_submit_confirmed (bm_broker_t *self, bm_job_t *job, redisReply *reply, int64_
     }
     job->durable = true;
     *position = 0;
+    if ((job->state != JOB_QUEUED && job->state != JOB_DELAYED)
+    ||  job->queue_index != SIZE_MAX || job->due_index != SIZE_MAX) {
+        //  No job action is taken before this: a job that left its
+        //  admitted state is left as it is, never queued a second time.
+        bm_warn (job->id, "submit confirmed for a job now %s: not queued again",
+                 bm_job_state_names [job->state]);
+        return 0;
+    }
     if (job->run_at > bm_now_ms ())
         bm_delayed_add (self, job);
     else {
@@ -610,12 +618,13 @@ s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
     if (command == BM_STATUS)
         s_reply_record (self, identity, pending, request, job);
     else
+    if (!job->durable)
+        //  Its SUBMIT is not confirmed yet: the confirmation queues it.
+        REJECT ("conflict", "the job is being written; try again");
+    else
     if (command == BM_CANCEL) {
         if (bm_job_terminal (job))
             REJECT ("conflict", "the job has already ended");
-        else
-        if (job->state == JOB_QUEUED && !job->durable)
-            REJECT ("conflict", "the job is not accepted yet");
         else {
             if (job->state == JOB_RUNNING && job->worker)
                 bm_workers_stop_job (self, job, "cancelled");

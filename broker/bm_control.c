@@ -315,11 +315,17 @@ bm_control_job (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
         bm_broker_reject (self, identity, body, "not_found", "no job with that id");
         return;
     }
+    if (!job->durable) {
+        //  Its SUBMIT is not confirmed yet: it is neither queued nor
+        //  delayed until Redis answers.
+        bm_broker_reject (self, identity, body, "conflict", "the job is being written; try again");
+        return;
+    }
     if (promote && job->state != JOB_DELAYED) {
         bm_broker_reject (self, identity, body, "conflict", "only a delayed job can be promoted");
         return;
     }
-    if (!promote && (job->state == JOB_RUNNING || job->confirming || !job->durable)) {
+    if (!promote && (job->state == JOB_RUNNING || job->confirming)) {
         bm_broker_reject (self, identity, body, "conflict", job->state == JOB_RUNNING
                           ? "a running job cannot be removed; cancel it first"
                           : "the job is being written; try again");

@@ -171,6 +171,12 @@ s_pack_job (bm_body_t *body, const bm_job_t *job)
 static void
 s_job_assign (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
 {
+    if (job->deadline_index != SIZE_MAX) {
+        //  Already running: a second deadline would outlive the job.
+        bm_error (job->id, "dispatched while it still runs (state %s): its old deadline dropped",
+                  bm_job_state_names [job->state]);
+        bm_heap_remove (self->deadlines, job->deadline_index);
+    }
     job->state = JOB_RUNNING;
     job->attempts++;
     job->has_exit_code = false;
