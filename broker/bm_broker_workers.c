@@ -697,8 +697,10 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
     bm_job_t *job = s_worker_job (self, worker, done.job_id);
     //  A DONE for a run this connection was told to stop (timeout, cancel)
     //  is that run's, even when the job is queued again after it: it frees
-    //  the slot (below) and is not taken as the job's outcome.
-    if (!job && !bm_worker_entry_stopping_holds (worker, done.job_id))
+    //  the slot (below) and is not taken as the job's outcome, even when
+    //  the job runs again elsewhere (a timed-out run's DONE, late).
+    bool told_to_stop = !job && bm_worker_entry_stopping_holds (worker, done.job_id);
+    if (!job && !told_to_stop)
         job = s_worker_reclaim (self, worker, done.job_id);
     bool earlier_run = false;
     if (job && job->state == JOB_QUEUED) {
@@ -709,7 +711,7 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
             job->started_at = done.started_at;
         earlier_run = true;
     }
-    if (!job) {
+    if (!job && !told_to_stop) {
         bm_job_t *other = (bm_job_t *) bm_jobtab_lookup (self->jobs, done.job_id);
         if (s_done_of_earlier_run (&done, other) && s_key_ran_lost_run (self, worker, other))
             job = other;                        //  Runs again on another worker
