@@ -97,6 +97,11 @@ s_key_ran_lost_run (bm_broker_t *self, bm_worker_entry_t *worker, const bm_job_t
 static void
 s_reported_resolve (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
 {
+    if (bm_worker_entry_stopping_holds (worker, id)) {
+        //  Told to stop already (a READY again): its slot is held once.
+        bm_debug (id, "%s reports running a job it was told to stop", worker->name);
+        return;
+    }
     bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
     if (job && job->state == JOB_RUNNING) {
         if (s_worker_job (self, worker, id))

@@ -75,8 +75,37 @@ def test_timed_out_run_done_late(s, c):
     w2.close()
 
 
+def test_ready_again_lists_stopped_run(s, c):
+    w1 = FakeWorker(s.endpoint, "w1", ["python"], 2)
+    s.wait_workers(1, "python")
+    jid = c.submit("python", {"n": 1})
+    job = w1.recv_job()
+    h.check(job and job["jobId"] == jid, "the job is dispatched to w1", job)
+    cmd, r = c.request(h.CANCEL, {"jobId": jid})
+    h.check(cmd == h.REPLY and r["job"]["state"] == "cancelled", "CANCEL answered: cancelled", r)
+    msg = w1.recv()
+    h.check(msg and msg[0] == h.WCANCEL and msg[1] == {"jobId": jid, "reason": "cancelled"},
+            "w1 is told to stop the run (CANCEL cancelled)", msg)
+    h.wait_equal(lambda: python_usage(c), (1, [1]), 5, "the stopped run holds its slot: usage 1")
+
+    for credit in (1, 2):       # READY again (a credit change) listing what it runs
+        w1.send(h.READY, {"name": "w1", "types": ["python"], "credit": credit, "running": [jid]})
+        h.wait_until(lambda: c.stats()["workers"][0]["credit"] == credit, 5,
+                     "the broker to take the READY with credit %d" % credit)
+        h.check(python_usage(c) == (1, [1]),
+                "READY again listing the stopped run: still one slot held", python_usage(c))
+
+    w1.send(h.DONE, {"jobId": jid, "ok": False, "attempt": 1,
+                     "error": {"code": "cancelled", "message": "stopped"}})
+    msg = w1.recv()
+    h.check(msg and msg[0] == h.NACK and msg[1].get("code") == "not_owner",
+            "the stopped run's DONE is answered NACK not_owner", msg)
+    h.wait_equal(lambda: python_usage(c), (0, [0]), 5, "python usage back to 0, w1 running 0")
+    w1.close()
+
+
 def test():
-    for case in (test_timed_out_run_done_late,):
+    for case in (test_timed_out_run_done_late, test_ready_again_lists_stopped_run):
         with h.Stack("stopped-runs") as s:
             s.redis()
             s.broker()
