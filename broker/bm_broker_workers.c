@@ -558,13 +558,17 @@ s_count_limit_kill (bm_broker_t *self, bm_service_t *service, const char *limit)
 //  A DONE from a worker that was declared dead and came back (new socket,
 //  same name) for the job it ran then: the job was queued again but not
 //  given to anyone else, so the outcome is taken (protocol.md section 5).
+//  Only a lost run: a run that failed was counted when its DONE came, and
+//  that DONE sent again is not the job's (attempt: the DONE's, 0 if none).
 static bm_job_t *
-s_worker_reclaim (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
+s_worker_reclaim (bm_broker_t *self, bm_worker_entry_t *worker, const char *id,
+                  int64_t attempt)
 {
     bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
     if (job && !s_key_ran_lost_run (self, worker, job))
         return NULL;                    //  Same name, another CURVE key
-    if (job && job->state == JOB_QUEUED && job->durable && job->attempts > 0
+    if (job && job->state == JOB_QUEUED && job->durable && job->lost && job->attempts > 0
+    &&  (attempt <= 0 || attempt == job->attempts)
     &&  job->last_worker && streq (job->last_worker, worker->name)) {
         bm_lost_keys_delete (self->lost_keys, id);
         bm_info (job->id, "DONE from %s, which ran attempt %" PRId64 " before it was lost: taken",
@@ -706,10 +710,11 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
     //  the job runs again elsewhere (a timed-out run's DONE, late).
     bool told_to_stop = !job && bm_worker_entry_stopping_holds (worker, done.job_id);
     if (!job && !told_to_stop)
-        job = s_worker_reclaim (self, worker, done.job_id);
+        job = s_worker_reclaim (self, worker, done.job_id, done.attempt);
     bool earlier_run = false;
     if (job && job->state == JOB_QUEUED) {
         //  Reclaimed: the run that was lost is the job's again.
+        job->lost = false;
         bm_set_str (&job->worker_name, job->last_worker);
         bm_set_str (&job->last_worker, NULL);
         if (done.started_at > 0)

@@ -201,6 +201,7 @@ bm_delayed_retry (bm_broker_t *self, bm_job_t *job, const char *code, const char
     int64_t wait = bm_backoff_delay (&job->backoff, job->failed_runs, random);
     job->run_at = bm_now_ms () + wait;
     bm_job_clear_run (job);
+    job->lost = false;          //  Its DONE came: last_worker's run is counted
     job->service->retries++;
     bm_series_inc (job->service->m_retries);
     bm_info (job->id, "run %" PRId64 " of %" PRId64 " failed (%s): runs again in %" PRId64 " ms",

@@ -88,6 +88,9 @@ struct _bm_job_t {
     char *last_worker;          //  While queued or delayed: who ran the
                                 //  attempt that was lost (its DONE may
                                 //  still come), or NULL
+    bool lost;                  //  Queued because its run was lost (not
+                                //  released, not failed): last_worker's
+                                //  DONE for that run is still the job's
     bm_worker_entry_t *worker;           //  Running on, or NULL
     int64_t progress;
     int64_t attempts;

@@ -701,6 +701,10 @@ s_on_recovered_job (redisReply *reply, void *arg)
                           "the broker restarted while the last allowed attempt ran");
         }
         else {
+            //  A queued job's worker may still send the DONE of the run
+            //  it lost (a record keeps no flag: one that names its
+            //  worker is taken as lost).
+            job->lost = was_running || job->last_worker;
             if (was_running) {
                 s_hold (self, job);
                 bm_info (job->id, "recovered: was running (attempt %" PRId64 ") on %s, queued "

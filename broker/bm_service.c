@@ -183,6 +183,7 @@ s_job_assign (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
     job->worker = worker;
     bm_set_str (&job->worker_name, worker->name);
     bm_set_str (&job->last_worker, NULL);
+    job->lost = false;
     job->started_at = bm_now_ms ();
     job->deadline = bm_mono_ms () + job->timeout_ms;
     bm_heap_push (self->deadlines, job);
@@ -440,6 +441,7 @@ bm_job_requeue (bm_broker_t *self, bm_job_t *job, const char *reason, const char
         return;
     }
     bm_info (job->id, "re-queued (%s) after attempt %" PRId64, reason, job->attempts);
+    job->lost = !streq (reason, "released");
     bm_series_inc (bm_metric_series (self->mf_redispatched, reason));
     if (bm_job_is_delivery (job) && !streq (reason, "released"))
         bm_delivery_lost (self, job);
