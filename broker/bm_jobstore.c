@@ -602,6 +602,16 @@ bm_jobstore_hold_tick (bm_broker_t *self, int64_t now)
         if (!job || !job->held || job->state != JOB_QUEUED)
             continue;           //  Adopted, taken, cancelled or queued since
         job->held = false;
+        if (job->attempts - job->failed_runs >= job->max_attempts) {
+            //  Its last allowed dispatch ran when the broker restarted.
+            bm_info (job->id, "not reported by %s within %" PRId64 " ms of the recovery: "
+                     "lost on its last allowed dispatch",
+                     job->last_worker ? job->last_worker : "its worker", s_hold_ms (self));
+            bm_job_finish (self, job, JOB_FAILED, "worker_lost",
+                           "the broker restarted while the last allowed attempt ran, and "
+                           "its worker did not report it");
+            continue;
+        }
         bm_info (job->id, "not reported by %s within %" PRId64 " ms of the recovery: "
                  "dispatched again", job->last_worker ? job->last_worker : "its worker",
                  s_hold_ms (self));
@@ -693,12 +703,6 @@ s_on_recovered_job (redisReply *reply, void *arg)
             if (job->run_at <= 0)
                 job->run_at = bm_now_ms ();
             bm_delayed_add (self, job);
-        }
-        else
-        if (was_running && job->attempts - job->failed_runs >= job->max_attempts) {
-            job->state = JOB_RUNNING;
-            bm_job_finish (self, job, JOB_FAILED, "worker_lost",
-                          "the broker restarted while the last allowed attempt ran");
         }
         else {
             //  A queued job's worker may still send the DONE of the run
