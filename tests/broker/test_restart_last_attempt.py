@@ -33,6 +33,8 @@ def test():
             job = w1.recv_job()
             h.check(job and job["jobId"] == jid and job["attempt"] == 1,
                     "w1 runs attempt 1 of %s" % jid, job)
+        h.wait_until(lambda: all(s.redis_cli("HGET", "botmesh:{bm}:job:" + j, "state") == "running"
+                                 for j in (kept, lost)), 5, "redis to record both jobs running")
         c.close()
         w1.close()
 
