@@ -97,17 +97,29 @@ class JobError extends Error {
 
 // --- codec --------------------------------------------------------------------
 
+// A string with a lone surrogate has no UTF-8 form: @msgpack/msgpack would
+// write invalid bytes, which the peer cannot read.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?:^|[^\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+function wellFormed(s) {
+  if (LONE_SURROGATE.test(s)) {
+    throw new TypeError(`string ${JSON.stringify(s.slice(0, 40))} holds a lone surrogate (not valid UTF-8); `
+      + 'use s.toWellFormed() or drop it');
+  }
+  return s;
+}
+
 // @msgpack/msgpack with useBigInt64 encodes integer Numbers beyond 32 bits
 // as float64: turn them into BigInt first so they go out as int64/uint64.
 function toWire(v) {
   if (typeof v === 'number') {
     return (Number.isSafeInteger(v) && (v > 0xffffffff || v < -0x80000000)) ? BigInt(v) : v;
   }
+  if (typeof v === 'string') return wellFormed(v);
   if (Array.isArray(v)) return v.map(toWire);
   if (v && typeof v === 'object' && !(v instanceof Uint8Array) && !(v instanceof Date)) {
     if (typeof v.toJSON === 'function') return toWire(v.toJSON());
     const out = {};
-    for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = toWire(x);
+    for (const [k, x] of Object.entries(v)) if (x !== undefined) out[wellFormed(k)] = toWire(x);
     return out;
   }
   return v;
@@ -126,26 +138,115 @@ function fromWire(v) {
 }
 
 function pack(obj) {
+  let wire;
   try {
-    return Buffer.from(msgpack.encode(toWire(obj), { useBigInt64: true }));
+    wire = toWire(obj);
+    return Buffer.from(msgpack.encode(wire, { useBigInt64: true }));
   } catch (e) {
+    if (wire === undefined && e instanceof TypeError) throw e;   // a lone surrogate: the caller's mistake
     throw new BotmeshError('bad_request', `cannot encode message as msgpack: ${e.message}`);
   }
 }
 
-function unpackMap(buf) {
+// Any map key becomes a string key: a number or a BigInt as its decimal
+// text, true/false/null as their names, an array or a map as its JSON text.
+function keyText(key) {
+  if (typeof key === 'string' || typeof key === 'number') return key;
+  if (typeof key === 'bigint') return key.toString();
+  try {
+    return JSON.stringify(key, (k, x) => (typeof x === 'bigint' ? x.toString() : x)) ?? String(key);
+  } catch (e) {
+    return String(key);
+  }
+}
+
+// @msgpack/msgpack decodes short strings in JavaScript, which reads a byte
+// that is not UTF-8 as the start of a longer character and runs on into the
+// next value: a string that is not all ASCII is read here by TextDecoder,
+// each invalid byte becoming U+FFFD.
+const UTF8 = new TextDecoder('utf-8');
+class LenientDecoder extends msgpack.Decoder {
+  decodeUtf8String(byteLength, headerOffset) {
+    const start = this.pos + headerOffset;
+    if (byteLength <= this.maxStrLength && start + byteLength <= this.bytes.byteLength) {
+      for (let i = start; i < start + byteLength; i++) {
+        if (this.bytes[i] >= 0x80) {
+          this.pos = start + byteLength;
+          return UTF8.decode(this.bytes.subarray(start, start + byteLength));
+        }
+      }
+    }
+    return super.decodeUtf8String(byteLength, headerOffset);
+  }
+}
+
+function unpack(buf) {
   const n = buf.length;
+  // No container or string can declare more items than there are bytes.
+  return new LenientDecoder({
+    useBigInt64: true, maxStrLength: n, maxBinLength: n, maxArrayLength: n, maxMapLength: n, maxExtLength: n,
+    mapKeyConverter: keyText,
+  }).decode(buf);
+}
+
+function unpackMap(buf) {
   let obj;
   try {
-    // No container or string can declare more items than there are bytes.
-    obj = msgpack.decode(buf, {
-      useBigInt64: true, maxStrLength: n, maxBinLength: n, maxArrayLength: n, maxMapLength: n, maxExtLength: n,
-    });
+    obj = unpack(buf);
   } catch (e) {
     return null;
   }
   if (!obj || typeof obj !== 'object' || Array.isArray(obj) || obj instanceof Uint8Array) return null;
   return fromWire(obj);
+}
+
+// Where the msgpack value at buf[i] ends (it is not decoded), or throws.
+function skipValue(buf, i) {
+  const len = (at, size) => (size === 1 ? buf.readUInt8(at) : size === 2 ? buf.readUInt16BE(at) : buf.readUInt32BE(at));
+  for (let left = 1; left > 0; left--) {
+    const b = buf.readUInt8(i);
+    if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) i += 1;
+    else if (b <= 0x8f) { left += 2 * (b & 0x0f); i += 1; }
+    else if (b <= 0x9f) { left += b & 0x0f; i += 1; }
+    else if (b <= 0xbf) i += 1 + (b & 0x1f);
+    else if (b >= 0xc4 && b <= 0xc6) { const s = 1 << (b - 0xc4); i += 1 + s + len(i + 1, s); }          // bin
+    else if (b >= 0xc7 && b <= 0xc9) { const s = 1 << (b - 0xc7); i += 2 + s + len(i + 1, s); }          // ext
+    else if (b >= 0xca && b <= 0xd3) i += 1 + [4, 8, 1, 2, 4, 8, 1, 2, 4, 8][b - 0xca];                   // numbers
+    else if (b >= 0xd4 && b <= 0xd8) i += 2 + (1 << (b - 0xd4));                                         // fixext
+    else if (b >= 0xd9 && b <= 0xdb) { const s = 1 << (b - 0xd9); i += 1 + s + len(i + 1, s); }          // str
+    else if (b === 0xdc || b === 0xdd) { const s = b === 0xdc ? 2 : 4; left += len(i + 1, s); i += 1 + s; }
+    else if (b === 0xde || b === 0xdf) { const s = b === 0xde ? 2 : 4; left += 2 * len(i + 1, s); i += 1 + s; }
+    else throw new RangeError(`not msgpack: 0x${b.toString(16)} at ${i}`);
+  }
+  if (i > buf.length) throw new RangeError('truncated');
+  return i;
+}
+
+/** The jobId of a body frame that does not decode as a whole, or null. */
+function jobIdOf(buf) {
+  try {
+    const b = buf.readUInt8(0);
+    let count;
+    let i;
+    if (b >= 0x80 && b <= 0x8f) { count = b & 0x0f; i = 1; }
+    else if (b === 0xde) { count = buf.readUInt16BE(1); i = 3; }
+    else if (b === 0xdf) { count = buf.readUInt32BE(1); i = 5; }
+    else return null;
+    for (let k = 0; k < count; k++) {
+      const keyEnd = skipValue(buf, i);
+      const valueEnd = skipValue(buf, keyEnd);
+      let key;
+      try { key = unpack(buf.subarray(i, keyEnd)); } catch (e) { key = null; }
+      if (key === 'jobId') {
+        const id = msgpack.decode(buf.subarray(keyEnd, valueEnd));
+        return typeof id === 'string' && id ? id : null;
+      }
+      i = valueEnd;
+    }
+  } catch (e) {
+    // not msgpack: nothing to answer
+  }
+  return null;
 }
 
 /** [command, body] of a well-formed message, or null. */
@@ -952,7 +1053,7 @@ class Worker extends EventEmitter {
           this._log('info', `connected to ${this._eps.current} (the broker answered)`);
         }
         const msg = decode(frames, WORKER_HEADER);
-        if (!msg) continue;
+        if (!msg) { this._onMalformed(frames); continue; }
         this._onMessage(msg[0], msg[1]);
         if (sock !== this._sock) return;          // reconnected (DISCONNECT)
       }
@@ -1047,6 +1148,23 @@ class Worker extends EventEmitter {
       this._log('warning', `job ${body.jobId}: result discarded: CANCEL from the broker (${reason}) `
         + 'for the run we completed');
     }
+  }
+
+  /** A message that does not decode. A JOB among them is answered DONE
+   *  ok:false bad_request (else its slot here and there stays taken). */
+  _onMalformed(frames) {
+    const id = frames.length === 3 && WORKER_HEADER.equals(frames[0]) && frames[1].length === 1
+      && frames[1][0] === W.JOB ? jobIdOf(frames[2]) : null;
+    if (!id) {
+      this._log('warning', `ignoring a malformed message (${frames.length} frames)`);
+      return;
+    }
+    this._log('warning', `job ${id}: its JOB does not decode as msgpack: failed bad_request`);
+    const now = nowMs();
+    this._queue(W.DONE, {
+      jobId: id, ok: false, startedAt: now, finishedAt: now,
+      error: { code: 'bad_request', message: 'the worker cannot decode the job\'s message (msgpack)' },
+    });
   }
 
   _onJob(body) {
@@ -1289,5 +1407,5 @@ module.exports = {
   Client, Worker, JobError,
   BotmeshError, Rejected, BrokerTimeout, WaitTimeout, JobFailed, ProtocolError,
   TERMINAL_STATES, CLIENT_COMMANDS: C, WORKER_COMMANDS: W, defaultEndpoint, Endpoints,
-  _codec: { pack, unpackMap, toWire, fromWire, decode },
+  _codec: { pack, unpackMap, toWire, fromWire, decode, jobIdOf },
 };

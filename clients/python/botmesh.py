@@ -246,20 +246,64 @@ class Endpoints:
 
 def _pack(obj):
     try:
-        return msgpack.packb(obj, use_bin_type=True)
+        # surrogateescape: a str decoded from non-UTF-8 bytes goes out as those bytes again
+        return msgpack.packb(obj, use_bin_type=True, unicode_errors="surrogateescape")
     except (TypeError, ValueError, OverflowError) as exc:
         raise BotmeshError("bad_request", "cannot encode message as msgpack: %s" % exc) from None
 
 
+def _hashable(key):
+    """A map key Python can hold: an array key as a tuple (its items the
+    same way), a map key as its text (str of the dict)."""
+    if isinstance(key, list):
+        return tuple(_hashable(k) for k in key)
+    if isinstance(key, dict):
+        return str(key)
+    return key
+
+
+def _lenient_map(pairs):
+    out = {}
+    for key, value in pairs:
+        try:
+            out[key] = value
+        except TypeError:                 # unhashable: a list or dict key
+            out[_hashable(key)] = value
+    return out
+
+
+def _unpack(data):
+    """Decode any msgpack value leniently: a str that is not UTF-8 keeps its
+    bytes as surrogate escapes (sent back byte for byte), any map key is kept
+    (_hashable). Raises on input that is not msgpack."""
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, unicode_errors="surrogateescape",
+                           object_pairs_hook=_lenient_map)
+
+
 def _unpack_map(data):
-    """Decode a body frame; None if it is not a msgpack map with string keys."""
+    """Decode a body frame; None if it is not a msgpack map."""
     try:
-        obj = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        obj = _unpack(data)
     except Exception:                 # any malformed input: ignore the message
         return None
     if not isinstance(obj, dict):
         return None
     return obj
+
+
+def _job_id_of(data):
+    """The jobId of a body frame that does not decode as a whole, or None."""
+    try:
+        unpacker = msgpack.Unpacker(raw=True, strict_map_key=False)
+        unpacker.feed(data)
+        for _ in range(unpacker.read_map_header()):
+            if unpacker.unpack() == b"jobId":
+                job_id = unpacker.unpack()
+                return job_id.decode() if isinstance(job_id, bytes) and job_id else None
+            unpacker.skip()
+    except Exception:
+        pass
+    return None
 
 
 def _decode(frames, header):
@@ -1333,7 +1377,7 @@ class Worker:
                          self._eps.current)
             msg = _decode(frames, WORKER_HEADER)
             if msg is None:
-                log.warning("botmesh worker %s: ignoring a malformed message (%d frames)", self.name, len(frames))
+                self._on_malformed(frames)
                 continue
             command, body = msg
             if command != W_NACK:
@@ -1366,6 +1410,22 @@ class Worker:
                 pass
             else:
                 log.warning("botmesh worker %s: ignoring unknown command 0x%02x", self.name, command)
+
+    def _on_malformed(self, frames):
+        """A message that does not decode. A JOB among them is answered DONE
+        ok:false bad_request (else its slot here and there stays taken)."""
+        job_id = None
+        if len(frames) == 3 and frames[0] == WORKER_HEADER and frames[1] == bytes([W_JOB]):
+            job_id = _job_id_of(frames[2])
+        if job_id is None:
+            log.warning("botmesh worker %s: ignoring a malformed message (%d frames)", self.name, len(frames))
+            return
+        log.warning("botmesh worker %s: job %s: its JOB does not decode as msgpack: failed bad_request",
+                    self.name, job_id)
+        stamp = now_ms()
+        self._queue(W_DONE, {"jobId": job_id, "ok": False, "startedAt": stamp, "finishedAt": stamp,
+                             "error": {"code": "bad_request",
+                                       "message": "the worker cannot decode the job's message (msgpack)"}})
 
     def _on_job(self, body):
         job_id = body.get("jobId")
@@ -1509,7 +1569,7 @@ class Worker:
             return
         if error is None:
             try:
-                size = len(msgpack.packb(result, use_bin_type=True))
+                size = len(msgpack.packb(result, use_bin_type=True, unicode_errors="surrogateescape"))
             except Exception as exc:
                 error = {"code": "bad_output", "message": "result cannot be encoded as msgpack: %s" % exc}
             else:
