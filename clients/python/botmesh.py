@@ -1551,7 +1551,7 @@ class Worker:
                 result = self.handler(job.payload, job)
             except JobError as exc:
                 error = {"code": str(exc.code), "message": str(exc.message)[-4000:]}
-            except Exception as exc:               # the handler's failure is the job's failure
+            except BaseException as exc:           # the handler's failure (sys.exit() too) is the job's failure
                 error = {"code": "bot_failed", "message": ("%s: %s" % (type(exc).__name__, exc))[-4000:]}
         if job.released:
             return                                 # handed back to the broker at stop: no DONE

@@ -2,7 +2,7 @@
 
     /usr/bin/python3 pyworker.py --types pywork --credit 2 --name py-1 [--endpoint EP]
 
-Each job: payload {"sleepMs": N, "fail": bool, "progress": bool} ->
+Each job: payload {"sleepMs": N, "fail": bool, "progress": bool, "exit": text (sys.exit)} ->
 result {"worker", "start", "end" (ms, wall clock), "attempt", "run", "echo"}.
 The sleep ends early on a CANCEL (job.cancelled), and the handler then
 returns as usual; "sleepFirstRun": true sleeps only in the first run of the
@@ -65,6 +65,8 @@ def main():
             job.cancelled.wait(payload["sleepMs"] / 1000.0)
         if payload.get("fail"):
             raise botmesh.JobError("bot_failed", "asked to fail by %s" % name)
+        if payload.get("exit"):
+            sys.exit(payload["exit"])               # SystemExit: not an Exception
         end = time.time() * 1000.0
         print("END %s" % job.id, flush=True)
         return {"worker": name, "start": start, "end": end, "attempt": job.attempt, "run": run, "echo": payload}
