@@ -1070,14 +1070,47 @@ class Worker extends EventEmitter {
     this._connectIn(wait);
   }
 
-  /** A new socket and READY after wait ms; no kept DONE ages meanwhile. */
-  _connectIn(wait) {
+  /** A new socket and READY after wait ms; no kept DONE ages meanwhile.
+   *  Replaced (replacedBy: the DISCONNECT's `by`) and told to stop
+   *  meanwhile: no new socket (_retire). */
+  _connectIn(wait, replacedBy = false) {
     this._pruneKept(performance.now());
     this._linkUp = false;
     this._switching = setTimeout(() => {
       this._switching = null;
-      if (!this._stopped) this._connect();
+      if (this._stopped) return;
+      if (replacedBy !== false && this._stopping) this._retire(replacedBy);
+      else this._connect();
     }, wait);
+  }
+
+  /** DISCONNECT replaced while stopping: another process holds the name
+   *  now. Registering again would replace it and queue its jobs again, for
+   *  a worker about to exit: nothing more is sent, the worker is done. */
+  _retire(by) {
+    const who = typeof by === 'string' && by ? by : 'the broker does not say which process';
+    this._log('warning', `the broker replaced this worker's connection while it stops: another process `
+      + `registered with the same name ${this.name} (${who}); not registering again (the broker queued this `
+      + `worker's ${this.jobs.size} running jobs again; their outcomes cannot be sent)`);
+    const held = [...this.jobs.values()];
+    this.jobs.clear();                  // no DONE: the broker has them back
+    for (const job of held) job._abort.abort('replaced');
+    this._outbox = [];
+    this._close(0);
+  }
+
+  /** The end: no more timers, the socket closed (after linger ms for what it holds). */
+  _close(linger) {
+    this._stopped = true;
+    clearInterval(this._timer);
+    clearTimeout(this._switching);
+    const sock = this._sock;
+    this._sock = null;
+    if (sock) {
+      try { sock.linger = linger; } catch (e) { /* closed already */ }
+      sock.close();
+    }
+    this._resolveDone();
   }
 
   /** Another live process took our name: how long to wait before
@@ -1107,12 +1140,18 @@ class Worker extends EventEmitter {
       case W.JOB: this._onJob(body); break;
       case W.CANCEL: this._onCancel(body); break;
       case W.DISCONNECT:
+        // Waiting to connect again (a backoff): nothing to do, the wait goes on.
+        if (this._switching || this._stopped) break;
         if (body.reason === 'replaced') {
-          if (!this._switching && !this._stopped) this._connectIn(this._replacedWait(body.by));
+          if (this._stopping) { this._retire(body.by); break; }
+          // The old socket is done with: nothing more is read from it or sent on it.
+          this._sock.close();
+          this._sock = null;
+          this._connectIn(this._replacedWait(body.by), body.by);
           break;
         }
         this._log('info', `broker sent DISCONNECT (${body.reason}), reconnecting`);
-        if (!this._stopped) this._connect();
+        this._connect();
         break;
       case W.NACK:
         if (body.code === 'not_leader') {
@@ -1364,19 +1403,8 @@ class Worker extends EventEmitter {
     this._outbox.push([W.DISCONNECT, { reason: 'shutdown' }]);
     this._kick();
     const flushed = new Promise((r) => { this._flushWaiter = r; if (!this._outbox.length) r(); });
-    Promise.race([flushed, delay(1000)]).then(() => {
-      this._stopped = true;
-      clearInterval(this._timer);
-      clearTimeout(this._switching);
-      const sock = this._sock;
-      this._sock = null;
-      // linger lets the last messages reach the wire after close
-      if (sock) {
-        try { sock.linger = 1000; } catch (e) { /* closed already */ }
-        sock.close();
-      }
-      this._resolveDone();
-    });
+    // linger lets the last messages reach the wire after close
+    Promise.race([flushed, delay(1000)]).then(() => this._close(1000));
   }
 }
 

@@ -1000,6 +1000,7 @@ class Worker:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._stop = threading.Event()
+        self._retired = False                 # replaced while stopping: run() ends, nothing sent
         self._stop_grace = stop_grace
         self._thread = None
         self._done = threading.Event()
@@ -1226,13 +1227,37 @@ class Worker:
                       self.name, who, self._replaced_count, wait)
         return wait
 
-    def _reconnect(self, poller, wait=0.0):
-        """A new socket after wait seconds, during which no kept DONE ages."""
+    def _reconnect(self, poller, wait=0.0, replaced_by=False):
+        """A new socket after wait seconds, during which no kept DONE ages.
+        Replaced (replaced_by: the DISCONNECT's `by`) and told to stop
+        meanwhile: no new socket (_retire)."""
         if wait > 0:
             self._prune_kept(time.monotonic())
             self._link_up = False
             self._stop.wait(wait)
+        if replaced_by is not False and self._stop.is_set():
+            self._retire(replaced_by)
+            return
         self._connect(poller)
+
+    def _retire(self, by):
+        """DISCONNECT replaced while stopping: another process holds the name
+        now. Registering again would replace it and queue its jobs again,
+        for a worker about to exit: nothing more is sent, run() returns."""
+        who = by if isinstance(by, str) and by else "the broker does not say which process"
+        log.warning("botmesh worker %s: the broker replaced this worker's connection while it stops: another "
+                    "process registered with the same name %s (%s); not registering again (the broker queued "
+                    "this worker's %d running jobs again; their outcomes cannot be sent)",
+                    self.name, self.name, who, self.running)
+        with self._lock:
+            held = list(self._jobs.values())
+            self._jobs.clear()
+        for job in held:                          # no DONE: the broker has them back
+            job.released = True
+            job.cancel_reason = "replaced"
+            job.cancelled.set()
+        self._outbox.clear()
+        self._retired = True
 
     def _queue(self, command, body):
         if command == W_PROGRESS and len(self._outbox) > 1000:
@@ -1285,6 +1310,8 @@ class Worker:
                 self._drain_inbox()
                 if self._sock in events and events[self._sock] & zmq.POLLIN:
                     self._read_socket(poller)
+                    if self._retired:
+                        return
                 if self._watch is not None and self._watch in events and self._broker_closed():
                     wait = self._eps.next(silent=True)
                     log.warning("botmesh worker %s: the broker closed the connection; trying %s in %.1fs",
@@ -1387,7 +1414,10 @@ class Worker:
             elif command == W_CANCEL:
                 self._on_cancel(body)
             elif command == W_DISCONNECT and body.get("reason") == "replaced":
-                self._reconnect(poller, self._replaced_wait(body.get("by")))
+                if self._stop.is_set():
+                    self._retire(body.get("by"))
+                else:
+                    self._reconnect(poller, self._replaced_wait(body.get("by")), replaced_by=body.get("by"))
                 return
             elif command == W_DISCONNECT:
                 log.info("botmesh worker %s: broker sent DISCONNECT (%s), reconnecting",

@@ -89,6 +89,16 @@ def nodeworker(stack, name, types="nodework", credit=1, env=None, endpoint=None)
                        env)
 
 
+def side_worker(stack, side, proc_name, name, credit):
+    """A python (pyworker.py, type pywork) or node (nodeworker.js, type
+    nodework) worker with this name, its output in PROC_NAME.log."""
+    if side == "python":
+        args = [PY, os.path.join(HERE, "pyworker.py"), "--types", "pywork"]
+    else:
+        args = ["sh", RUN_NODE, os.path.join(HERE, "nodeworker.js"), "--types", "nodework"]
+    return stack.spawn(proc_name, args + ["--credit", str(credit), "--name", name, "--endpoint", stack.endpoint])
+
+
 def gateway(stack):
     """Start botmesh-gateway on a free port; returns its base URL once /ready answers 200."""
     p = stack.spawn("gateway", [stack.bin("botmesh-gateway"), "--port", "0", "--listen", "127.0.0.1",

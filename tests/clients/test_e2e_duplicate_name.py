@@ -11,21 +11,15 @@ process that took it and waits (1 s doubling to 30 s) before it registers
 again, so each connects a handful of times, not thousands; the broker logs
 one ERROR; jobs submitted meanwhile complete.
 """
-import os
 import re
 import time
 
-from e2elib import HERE, PY, RUN_NODE, harness, botmesh, client_side, wait_worker
+from e2elib import harness, botmesh, client_side, side_worker, wait_worker
 from harness import check, wait_until
 
 
 def twin(stack, side, proc_name):
-    """A client-library worker named twin, its output in PROC_NAME.log."""
-    if side == "python":
-        args = [PY, os.path.join(HERE, "pyworker.py"), "--types", "pywork"]
-    else:
-        args = ["sh", RUN_NODE, os.path.join(HERE, "nodeworker.js"), "--types", "nodework"]
-    return stack.spawn(proc_name, args + ["--credit", "2", "--name", "twin", "--endpoint", stack.endpoint])
+    return side_worker(stack, side, proc_name, "twin", 2)
 
 
 def main():
