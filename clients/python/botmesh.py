@@ -912,6 +912,9 @@ class _Lost:
 
 def _process_job_main(handler, job, conn):
     """Entry point of a job's process: run the handler, send its outcome."""
+    # Ctrl-C reaches the whole process group: the worker stops gracefully,
+    # and the job goes on in its grace rather than dying of KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     job._conn = conn
     try:
         outcome = ("ok", handler(job.payload, job))

@@ -10,7 +10,7 @@ job here; "run" counts the runs of the job in this worker (1, 2, ...).
 SIGTERM: graceful stop (credit 0, finish, RELEASE, DISCONNECT).
 
 --isolation process: each job in its own process (handle_isolated):
-payload {"hang": true} sleeps forever, {"crash": N} exits with code N,
+payload {"hang": true} sleeps forever, {"sleepMs": N} sleeps N ms (not told of a cancel), {"crash": N} exits with code N,
 {"progress": true} reports 50 %; result {"worker", "pid", "attempt", "cancelled"
 (job.cancelled.is_set()), "echo"}.
 """
@@ -35,6 +35,8 @@ def handle_isolated(payload, job):
         job.progress(50)
     if payload.get("hang"):
         job.cancelled.wait(3600)
+    if payload.get("sleepMs"):
+        time.sleep(payload["sleepMs"] / 1000.0)
     if payload.get("crash"):
         os._exit(int(payload["crash"]))
     return {"worker": os.environ.get("PYWORKER_NAME"), "pid": os.getpid(), "attempt": job.attempt,
