@@ -378,6 +378,7 @@ void bm_dispatch_release (bm_broker_t *self);
 #define BM_PUSH_IN_FLIGHT  2048
 void bm_broker_push_writes (bm_broker_t *self);
 void bm_job_enqueue (bm_broker_t *self, bm_job_t *job);
+void bm_job_set_held (bm_job_t *job, bool held);
 void bm_job_unassign (bm_broker_t *self, bm_job_t *job);
 //  A running job goes back to the queue, or past its maxAttempts fails
 //  with worker_lost, its message saying how the dispatch was lost (loss,

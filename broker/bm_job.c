@@ -288,6 +288,7 @@ bm_job_delete (bm_broker_t *self, bm_job_t *job)
         bm_joblist_remove (job->links [BM_JOBLIST_WEBHOOK].list, job);
     bm_service_queue_remove (job->service, job);
     bm_delayed_remove (self, job);
+    bm_job_set_held (job, false);
     if (job->deadline_index != SIZE_MAX)
         bm_heap_remove (self->deadlines, job->deadline_index);
     if (job->idem_key)
@@ -411,7 +412,7 @@ bm_job_finish_at (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
 {
     bm_service_queue_remove (job->service, job);
     bm_delayed_remove (self, job);
-    job->held = false;
+    bm_job_set_held (job, false);
     bm_worker_entry_t *worker = job->worker;
     bm_job_unassign (self, job);
     //  A failed run with runs left waits out its backoff instead; the

@@ -576,7 +576,7 @@ s_hold (bm_broker_t *self, bm_job_t *job)
     job->worker = NULL;
     bm_job_clear_run (job);
     job->queued_mono = bm_mono_ms ();
-    job->held = true;
+    bm_job_set_held (job, true);
     if (!self->held) {
         self->held = zlistx_new ();
         zlistx_set_destructor (self->held, (zlistx_destructor_fn *) zstr_free);
@@ -601,7 +601,9 @@ bm_jobstore_hold_tick (bm_broker_t *self, int64_t now)
         bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
         if (!job || !job->held || job->state != JOB_QUEUED)
             continue;           //  Adopted, taken, cancelled or queued since
-        job->held = false;
+        bm_job_set_held (job, false);
+        if (!zlistx_find (services, job->service))
+            zlistx_add_end (services, job->service);
         if (job->attempts - job->failed_runs >= job->max_attempts) {
             //  Its last allowed dispatch ran when the broker restarted.
             bm_info (job->id, "not reported by %s within %" PRId64 " ms of the recovery: "
@@ -616,8 +618,6 @@ bm_jobstore_hold_tick (bm_broker_t *self, int64_t now)
                  "dispatched again", job->last_worker ? job->last_worker : "its worker",
                  s_hold_ms (self));
         bm_service_queue_push (job->service, job);
-        if (!zlistx_find (services, job->service))
-            zlistx_add_end (services, job->service);
         released++;
     }
     zlistx_destroy (&held);

@@ -86,6 +86,14 @@ bm_service_require (bm_broker_t *self, const char *name)
     return service;
 }
 
+//  A job recovered as running and held for its worker keeps a permit:
+//  adopted, it becomes usage; released or ended, the permit frees.
+int64_t
+bm_service_permits_free (const bm_service_t *service)
+{
+    return service->limit - service->usage - service->held;
+}
+
 //  Queued jobs that have a worker with free credit but no permit.
 int64_t
 bm_service_waiting_for_permit (bm_service_t *service)
@@ -93,7 +101,7 @@ bm_service_waiting_for_permit (bm_service_t *service)
     //  Ready jobs (the delayed ones are not in the queue) that cannot start
     //  because every permit is held: what "waiting for a semaphore" means
     //  to an operator, whatever credit the workers have.
-    return service->usage >= service->limit? (int64_t) bm_heap_size (service->queue): 0;
+    return bm_service_permits_free (service) <= 0? (int64_t) bm_heap_size (service->queue): 0;
 }
 
 //  The queue and its per-priority counts change together.
@@ -196,7 +204,7 @@ void
 bm_job_adopt (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
 {
     bm_service_queue_remove (job->service, job);
-    job->held = false;
+    bm_job_set_held (job, false);
     int64_t attempts = job->attempts;
     s_job_assign (self, job, worker);
     //  The attempt the worker runs: the one recorded, or the first when its
@@ -269,8 +277,8 @@ s_job_start_many (bm_broker_t *self, bm_service_t *service, bm_worker_entry_t *w
     int64_t count = worker->credit - worker->running;
     if (count > (int64_t) bm_heap_size (service->queue))
         count = (int64_t) bm_heap_size (service->queue);
-    if (count > service->limit - service->usage)
-        count = service->limit - service->usage;
+    if (count > bm_service_permits_free (service))
+        count = bm_service_permits_free (service);
     if (count > BM_MAX_BATCH)
         count = BM_MAX_BATCH;
     //  The body stays within the frame size the worker reads (MAX_FRAME_BYTES
@@ -349,7 +357,7 @@ bm_dispatch (bm_broker_t *self, bm_service_t *service)
     //  waits aside (until their DONE or RELEASE) while the jobs behind it go.
     bm_job_t *aside [BM_MAX_BATCH];
     size_t aside_count = 0;
-    while (bm_heap_size (service->queue) && service->usage < service->limit && !self->stopping
+    while (bm_heap_size (service->queue) && bm_service_permits_free (service) > 0 && !self->stopping
            && !service->paused) {
         bm_job_t *next = (bm_job_t *) bm_heap_peek (service->queue);
         bm_worker_entry_t *worker = s_pick_worker (service, next);
@@ -398,6 +406,16 @@ bm_dispatch_worker (bm_broker_t *self, bm_worker_entry_t *worker)
         bm_dispatch (self, worker->services [i]);
 }
 
+//  Hold a job for its worker, or end its hold: the held jobs of a type
+//  keep permits of its semaphore.
+void
+bm_job_set_held (bm_job_t *job, bool held)
+{
+    if (job->held != held)
+        job->service->held += held ? 1 : -1;
+    job->held = held;
+}
+
 //  Put a job (back) in its queue.
 void
 bm_job_enqueue (bm_broker_t *self, bm_job_t *job)
@@ -405,7 +423,7 @@ bm_job_enqueue (bm_broker_t *self, bm_job_t *job)
     (void) self;
     job->state = JOB_QUEUED;
     job->worker = NULL;
-    job->held = false;
+    bm_job_set_held (job, false);
     bm_job_clear_run (job);
     job->queued_mono = bm_mono_ms ();
     bm_service_queue_push (job->service, job);
@@ -523,6 +541,10 @@ bm_service_test (bool verbose)
     worker->running = 2;
     BM_CHECK (bm_service_waiting_for_permit (service) == 3);   //  Credit does not matter
     service->usage = 0;
+    service->held = 1;          //  A recovered job held for its worker
+    BM_CHECK (bm_service_permits_free (service) == 0);
+    BM_CHECK (bm_service_waiting_for_permit (service) == 3);
+    service->held = 0;
     while (bm_service_queue_pop (service))
         ;
     bm_worker_entry_destroy (&worker);

@@ -20,7 +20,9 @@
 struct _bm_service_t {
     char *name;                 //  Bot type
     int64_t limit;              //  Semaphore size
-    int64_t usage;              //  Permits held
+    int64_t usage;              //  Permits held by running jobs
+    int64_t held;               //  Permits kept for its jobs recovered as
+                                //  running and held for their workers
     int64_t max_queue;          //  Queue bound
     bm_heap_t *queue;           //  Queued jobs
     bm_rank_t *rank;            //  Queued jobs per priority (ACCEPTED position)
@@ -65,8 +67,10 @@ void bm_service_queue_remove (bm_service_t *self, bm_job_t *job);
 size_t bm_service_queue_size (const bm_service_t *self);
 //  A queued job's place, 1 = next (a scan: for RETRY, not every SUBMIT).
 int64_t bm_service_queue_position (bm_service_t *self, const bm_job_t *job);
+//  Permits free: neither running jobs nor held ones take them.
+int64_t bm_service_permits_free (const bm_service_t *self);
 //  Ready queued jobs that cannot start because every permit is held
-//  (usage >= limit), else 0.
+//  (by running or held jobs), else 0.
 int64_t bm_service_waiting_for_permit (bm_service_t *self);
 //  Configured, served by a worker since start, or ever submitted to.
 bool bm_service_known (const bm_service_t *self);
