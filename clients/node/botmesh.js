@@ -116,7 +116,20 @@ function toWire(v) {
   }
   if (typeof v === 'string') return wellFormed(v);
   if (Array.isArray(v)) return v.map(toWire);
-  if (v && typeof v === 'object' && !(v instanceof Uint8Array) && !(v instanceof Date)) {
+  if (v instanceof ArrayBuffer) return new Uint8Array(v);               // bin
+  if (ArrayBuffer.isView(v)) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  if (v instanceof Map) {
+    const out = {};
+    for (const [k, x] of v) {
+      if (typeof k !== 'string' && typeof k !== 'number') {
+        throw new TypeError(`cannot encode a Map with a ${typeof k} key: msgpack maps here have string or number keys`);
+      }
+      if (x !== undefined) out[wellFormed(String(k))] = toWire(x);
+    }
+    return out;
+  }
+  if (v instanceof Set) throw new TypeError('cannot encode a Set: send an array ([...set])');
+  if (v && typeof v === 'object' && !(v instanceof Date)) {
     if (typeof v.toJSON === 'function') return toWire(v.toJSON());
     const out = {};
     for (const [k, x] of Object.entries(v)) if (x !== undefined) out[wellFormed(k)] = toWire(x);
@@ -932,7 +945,7 @@ class Worker extends EventEmitter {
     // have missed them: it restarted, or the old socket closed with them
     // queued): {at (when sent), body}, oldest first, at most DONE_KEEP_MAX.
     // One ages only while a broker connection is up, from when it was sent or
-    // the last READY on a new socket, whichever is later, and goes after 2 x
+    // the last READY on a new socket, whichever is later, and goes after 4 x
     // heartbeat x liveness of that: a broker away for long still gets the
     // DONEs of the runs that ended meanwhile. The completed ones are found by
     // job id: a JOB for a job completed here is answered with its DONE
@@ -1398,8 +1411,12 @@ class Worker extends EventEmitter {
     if (!this._stopping || this._stopped || this._stopping.finishing) return;
     if (this.jobs.size && nowMs() < this._stopping.until) return;
     this._stopping.finishing = true;
-    for (const id of this.jobs.keys()) this._outbox.push([W.RELEASE, { jobId: id }]);
-    this.jobs.clear();
+    const held = [...this.jobs.values()];
+    this.jobs.clear();                   // their outcome is not sent: the broker has them back
+    for (const job of held) {
+      this._outbox.push([W.RELEASE, { jobId: job.id }]);
+      job._abort.abort('released');      // the handler is told (job.signal)
+    }
     this._outbox.push([W.DISCONNECT, { reason: 'shutdown' }]);
     this._kick();
     const flushed = new Promise((r) => { this._flushWaiter = r; if (!this._outbox.length) r(); });

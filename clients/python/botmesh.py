@@ -1355,6 +1355,9 @@ class Worker:
             self._done.set()
 
     def _finish_stop(self):
+        # A job that ended just now has its DONE in the inbox: sent as such,
+        # not released below.
+        self._drain_inbox()
         with self._lock:
             held = list(self._jobs.values())
             self._jobs.clear()

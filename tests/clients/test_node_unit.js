@@ -343,9 +343,30 @@ tests.workerCreditCancelStop = async () => {
   }
 };
 
+tests.codecValuesSent = async () => {
+  const { toWire, pack } = bm._codec;
+  const back = (v) => unpack(pack({ v })).v;
+  check(JSON.stringify(back(new Map([['a', 1], [2, 'b']]))) === '{"2":"b","a":1}', 'a Map goes as a map',
+    back(new Map([['a', 1]])));
+  const bytes = back(new Float64Array([1.5]));
+  check(bytes instanceof Uint8Array && bytes.length === 8 && Buffer.from(bytes).readDoubleLE(0) === 1.5,
+    'a typed array goes as bin, its bytes', bytes);
+  check(Buffer.from(back(new Uint8Array([7, 8]).buffer)).equals(Buffer.from([7, 8])), 'an ArrayBuffer goes as bin');
+  for (const [what, v, says] of [['a Set', new Set([1]), 'Set'], ['a Map with an object key', new Map([[{}, 1]]), 'object key'],
+    ['a lone surrogate', 'a\ud800b', 'lone surrogate']]) {
+    let e = null;
+    try { toWire({ v }); } catch (err) { e = err; }
+    check(e instanceof TypeError && e.message.includes(says), `${what} is refused (TypeError naming it)`, e && e.message);
+  }
+  let e = null;
+  try { pack({ s: 'a\ud800b' }); } catch (err) { e = err; }
+  check(e instanceof TypeError, 'pack refuses a lone surrogate with a TypeError', e && e.message);
+};
+
 tests.workerStopGraceReleases = async () => {
   const fb = await workerBroker();
-  const w = new bm.Worker({ types: ['pywork'], endpoint: fb.endpoint, heartbeatMs: 100, handler: () => new Promise(() => {}) }).start();
+  let seen = null;
+  const w = new bm.Worker({ types: ['pywork'], endpoint: fb.endpoint, heartbeatMs: 100, handler: (p, job) => { seen = job; return new Promise(() => {}); } }).start();
   try {
     const ident = (await fb.waitFor((m) => m.cmd === 0x01, 3000, 'READY')).ident;
     await fb.send(ident, 0x02, { jobId: 'g1', botType: 'pywork', payload: null, attempt: 1 });
@@ -353,6 +374,8 @@ tests.workerStopGraceReleases = async () => {
     const t0 = Date.now();
     await w.stop({ graceMs: 300 });
     check(Date.now() - t0 < 2500, 'stop is bounded by the grace period');
+    check(seen.signal.aborted && seen.signal.reason === 'released', 'the released job\'s signal is aborted (released)',
+      seen.signal.reason);
     await fb.waitFor((m) => m.cmd === 0x06, 3000, 'DISCONNECT');
     const order = fb.got().filter((m) => [0x06, 0x08].includes(m.cmd)).map((m) => [m.cmd, m.body]);
     check(order.length === 2 && order[0][0] === 0x08 && order[0][1].jobId === 'g1' && order[1][0] === 0x06,

@@ -386,6 +386,35 @@ def test_worker_stop_grace_releases():
         fb.close()
 
 
+def test_worker_stop_sends_a_done_that_just_came():
+    """A job that ends as the stop's grace runs out (its DONE queued by its
+    thread, not yet taken by the socket's) is answered DONE, not RELEASEd."""
+    gate = threading.Event()
+
+    class EndsLate(botmesh.Worker):
+        def _finish_stop(self):
+            gate.set()                                  # the job ends now
+            wait_until(lambda: self._inbox, 3, "the job's DONE queued by its thread")
+            super()._finish_stop()
+
+    fb = worker_fb()
+    w = EndsLate("pywork", lambda p, j: gate.wait(10) and "late", credit=1, endpoint=fb.endpoint,
+                 heartbeat_ms=100).start()
+    try:
+        ident = fb.wait_for(lambda m: m.cmd == botmesh.W_READY, what="READY").ident
+        fb.send(ident, 0x02, {"jobId": "g2", "botType": "pywork", "payload": None, "attempt": 1})
+        wait_until(lambda: w.running == 1, 3, "job to run")
+        check(w.stop(grace=0.2, timeout=5), "stop returns")
+        fb.wait_for(lambda m: m.cmd == botmesh.W_DISCONNECT, what="DISCONNECT")
+        order = [(m.cmd, m.body.get("jobId"), m.body.get("result"))
+                 for m in fb.got() if m.cmd in (botmesh.W_DONE, botmesh.W_RELEASE, botmesh.W_DISCONNECT)]
+        check(order == [(botmesh.W_DONE, "g2", "late"), (botmesh.W_DISCONNECT, None, None)],
+              "the job that ended at the grace's end: its DONE, then DISCONNECT (no RELEASE)", order)
+    finally:
+        gate.set()
+        fb.close()
+
+
 def w_last_ident(fb):
     return fb.got(botmesh.W_READY)[-1].ident
 
