@@ -175,7 +175,9 @@ s_pack_job (bm_body_t *body, const bm_job_t *job)
 }
 
 //  A queued job (already out of the queue) given to a worker: its slot,
-//  permit and deadline, before the JOB is sent.
+//  permit and deadline, before the JOB is sent.  The run it lost (lost,
+//  last_worker) stays the job's until the JOB goes out: a JOB that
+//  cannot be sent leaves it queued, that run's DONE still to be taken.
 static void
 s_job_assign (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
 {
@@ -190,14 +192,21 @@ s_job_assign (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
     job->has_exit_code = false;
     job->worker = worker;
     bm_set_str (&job->worker_name, worker->name);
-    bm_set_str (&job->last_worker, NULL);
-    job->lost = false;
     job->started_at = bm_now_ms ();
     job->deadline = bm_mono_ms () + job->timeout_ms;
     bm_heap_push (self->deadlines, job);
     bm_joblist_append (&worker->jobs, job);
     worker->running++;
     job->service->usage++;
+}
+
+//  The job runs on its worker now: an earlier run it lost is no longer
+//  its own.
+static void
+s_job_run_taken (bm_job_t *job)
+{
+    bm_set_str (&job->last_worker, NULL);
+    job->lost = false;
 }
 
 void
@@ -210,6 +219,7 @@ bm_job_adopt (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
     //  The attempt the worker runs: the one recorded, or the first when its
     //  dispatch had not reached Redis yet.
     job->attempts = attempts > 0 ? attempts : 1;
+    s_job_run_taken (job);
     job->started_mono = bm_mono_ms ();
     job->running_saved = false;
     bm_jobstore_persist_state (self, job);
@@ -232,6 +242,7 @@ s_job_sent (bm_broker_t *self, bm_job_t *job, bool sent)
         bm_service_queue_push (job->service, job);
         return;
     }
+    s_job_run_taken (job);
     int64_t now = bm_mono_ms ();
     bm_series_observe (job->service->m_wait, (now - job->queued_mono) / 1000.0);
     //  Most jobs end sooner than BROKER_SAVE_RUNNING_MS: their running
