@@ -926,7 +926,11 @@ class Worker extends EventEmitter {
     this._switching = null;             // timer of a move to another broker
     this._replacedCount = 0;            // replaced in a row (DISCONNECT replaced)
     this._replacedAt = 0;               // performance.now() of the last
-    this.name = opts.name || `${os.hostname()}-${process.pid}-node`;
+    this.name = opts.name == null ? `${os.hostname()}-${process.pid}-node` : opts.name;
+    if (typeof this.name !== 'string' || !/^[\x21-\x7e]{1,128}$/.test(this.name)) {
+      throw new TypeError(`worker name ${show(this.name)}: 1 to 128 printable ASCII characters without spaces`);
+    }
+    this.error = null;                  // the broker refused READY: the BotmeshError done rejects with
     this.heartbeatMs = opts.heartbeatMs || envInt('HEARTBEAT_INTERVAL_MS', 1000, 10, 3600000);
     this.liveness = opts.liveness || envInt('HEARTBEAT_LIVENESS', 3, 1, 1000);
     this.maxResultBytes = opts.maxResultBytes || MAX_PAYLOAD_BYTES;
@@ -963,7 +967,7 @@ class Worker extends EventEmitter {
     this._stopping = null;
     this._stopped = false;
     this._timer = null;
-    this.done = new Promise((r) => { this._resolveDone = r; });
+    this.done = new Promise((resolve, reject) => { this._resolveDone = resolve; this._rejectDone = reject; });
   }
 
   get running() { return this.jobs.size; }
@@ -1032,6 +1036,7 @@ class Worker extends EventEmitter {
     }
     this.connects += 1;
     this._answered = false;
+    this._registered = false;           // the broker sent something but NACK/DISCONNECT on this socket
     this._pruneKept(performance.now());   // what aged on the connection just closed
     this._linkUp = true;
     this._upSince = performance.now();
@@ -1113,7 +1118,7 @@ class Worker extends EventEmitter {
   }
 
   /** The end: no more timers, the socket closed (after linger ms for what it holds). */
-  _close(linger) {
+  _close(linger, error) {
     this._stopped = true;
     clearInterval(this._timer);
     clearTimeout(this._switching);
@@ -1123,7 +1128,8 @@ class Worker extends EventEmitter {
       try { sock.linger = linger; } catch (e) { /* closed already */ }
       sock.close();
     }
-    this._resolveDone();
+    if (error) this._rejectDone(error);
+    else this._resolveDone();
   }
 
   /** Another live process took our name: how long to wait before
@@ -1149,6 +1155,14 @@ class Worker extends EventEmitter {
 
   _onMessage(cmd, body) {
     if (cmd !== W.NACK) this._eps.served();
+    if (cmd !== W.NACK && cmd !== W.DISCONNECT) this._registered = true;
+    else if (cmd === W.NACK && body.code === 'bad_request' && !this._registered && !this._stopped) {
+      // Our READY refused: sending it again would be refused again.
+      this.error = new BotmeshError('bad_request', `the broker refused this worker's READY: ${body.message}`);
+      this._log('error', `${this.error.message}; the worker ends`);
+      this._close(0, this.error);
+      return;
+    }
     switch (cmd) {
       case W.JOB: this._onJob(body); break;
       case W.CANCEL: this._onCancel(body); break;

@@ -986,7 +986,10 @@ class Worker:
                 Worker._count += 1
                 n = Worker._count
             name = "%s-%d-py%s" % (_socket.gethostname(), os.getpid(), "" if n == 1 else n)
+        if not isinstance(name, str) or not re.fullmatch(r"[\x21-\x7e]{1,128}", name):
+            raise ValueError("worker name %r: 1 to 128 printable ASCII characters without spaces" % (name,))
         self.name = name
+        self.error = None                     # the broker refused READY: the BotmeshError run() raised
         self.heartbeat_ms = heartbeat_ms or _env_int("HEARTBEAT_INTERVAL_MS", DEFAULT_HEARTBEAT_MS, 10, 3600000)
         self.liveness = liveness or _env_int("HEARTBEAT_LIVENESS", DEFAULT_LIVENESS, 1, 1000)
         self.curve = curve
@@ -1169,6 +1172,7 @@ class Worker:
         self._last_recv = now
         self._last_send = now
         self._answered = False                # "connected" once the broker answers on this socket
+        self._registered = False              # the broker sent something but NACK/DISCONNECT on it
         if self.connects > 1:
             log.info("botmesh worker %s: sent READY again to %s; waiting for the broker", self.name,
                      self._eps.current)
@@ -1415,6 +1419,14 @@ class Worker:
             command, body = msg
             if command != W_NACK:
                 self._eps.served()
+            if command not in (W_NACK, W_DISCONNECT):
+                self._registered = True
+            elif command == W_NACK and body.get("code") == "bad_request" and not self._registered:
+                # Our READY refused: sending it again would be refused again.
+                self.error = BotmeshError("bad_request", "the broker refused this worker's READY: %s"
+                                          % body.get("message"))
+                log.error("botmesh worker %s: %s; the worker ends", self.name, self.error.message)
+                raise self.error
             if command == W_JOB:
                 self._on_job(body)
             elif command == W_CANCEL:

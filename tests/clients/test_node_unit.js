@@ -578,6 +578,33 @@ tests.workerBadConfig = async () => {
   let e;
   try { new bm.Worker({ types: ['Bad Type'], handler: () => null }); } catch (x) { e = x; }
   check(e && /Bad Type/.test(e.message), 'a bad bot type is refused');
+  for (const name of ['has space', '', 'x'.repeat(129), 'caf\u00e9', 7]) {
+    e = null;
+    try { new bm.Worker({ types: ['pywork'], name, handler: () => null }); } catch (x) { e = x; }
+    check(e instanceof TypeError && /name/.test(e.message), `the worker name ${JSON.stringify(name)} is refused up front`,
+      e && e.message);
+  }
+};
+
+// READY refused (NACK bad_request before the broker sent anything else): fatal, not a loop.
+tests.workerReadyRefused = async () => {
+  const fb = await workerBroker();
+  fb.heartbeats = false;
+  const lines = [];
+  const w = new bm.Worker({ types: ['pywork'], endpoint: fb.endpoint, heartbeatMs: 50, liveness: 2,
+    handler: () => null, log: (level, m) => lines.push(`${level} ${m}`) }).start();
+  try {
+    const ident = (await fb.waitFor((m) => m.cmd === 0x01, 3000, 'READY')).ident;
+    await fb.send(ident, 0x09, { code: 'bad_request', message: 'name must be 1-128 printable characters' });
+    const e = await rejects(w.done);
+    check(e instanceof bm.BotmeshError && e.code === 'bad_request' && /refused this worker's READY: name must/.test(e.message),
+      'worker.done rejects with the broker\'s reason', e.message);
+    check(lines.some((l) => /^error .*refused this worker's READY/.test(l)), 'one error line says so', lines);
+    await delay(300);                     // three heartbeat windows: a looping worker would READY again
+    check(fb.got().filter((m) => m.cmd === 0x01).length === 1, 'READY was sent once');
+  } finally {
+    fb.close();
+  }
 };
 
 // A silent leader, then the standby about to lead: asked every 100 ms, as the C peers do.

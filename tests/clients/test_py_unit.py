@@ -615,6 +615,28 @@ def test_worker_bad_config():
     raises(lambda: botmesh.Worker("x", lambda p, j: None, isolation="fork"), ValueError)
     e = raises(lambda: botmesh.Worker("x", lambda p, j: None, isolation="process"), TypeError)
     check("module-level function" in str(e), "a handler that cannot be pickled is refused up front", e)
+    for name in ("has space", "x" * 129, "caf\u00e9", 7):
+        e = raises(lambda: botmesh.Worker("x", lambda p, j: None, name=name), ValueError)
+        check("worker name" in str(e), "the worker name %r is refused up front" % (name,), e)
+
+
+def test_worker_ready_refused():
+    """READY refused (NACK bad_request before the broker sent anything else):
+    run() raises it, not a loop of READYs."""
+    fb = worker_fb(heartbeats=False)
+    w = botmesh.Worker("pywork", lambda p, j: None, endpoint=fb.endpoint, heartbeat_ms=50, liveness=2).start()
+    try:
+        ident = fb.wait_for(lambda m: m.cmd == botmesh.W_READY, what="READY").ident
+        fb.send(ident, 0x09, {"code": "bad_request", "message": "name must be 1-128 printable characters"})
+        w._thread.join(5)
+        check(not w._thread.is_alive(), "the worker's run() ends")
+        check(isinstance(w.error, botmesh.BotmeshError) and w.error.code == "bad_request"
+              and "refused this worker's READY: name must" in w.error.message,
+              "worker.error holds the broker's reason", w.error)
+        time.sleep(0.3)             # three heartbeat windows: a looping worker would READY again
+        check(len(fb.got(botmesh.W_READY)) == 1, "READY was sent once", len(fb.got(botmesh.W_READY)))
+    finally:
+        fb.close()
 
 
 
