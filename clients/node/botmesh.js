@@ -16,6 +16,7 @@
       WaitTimeout    code 'wait_timeout': the job did not end in time
       JobFailed      client.run(): the job failed/was cancelled (its error code)
 */
+const crypto = require('crypto');
 const os = require('os');
 const { EventEmitter } = require('events');
 let zmq, msgpack;
@@ -621,10 +622,20 @@ class Client {
 
   /** SUBMIT; resolves {jobId, duplicate, delayed} (delayed: waits for its delayMs/runAt). */
   async submitFull(botType, payload = null, opts = {}) {
-    const body = Client._submitBody(botType, payload, opts, 'submit');
+    const body = this._keyed(Client._submitBody(botType, payload, opts, 'submit'));
     opts = opts || {};
     const reply = await this._reply(C.SUBMIT, body, opts.requestTimeoutMs, C.ACCEPTED);
     return this._accepted(reply, opts.notify);
+  }
+
+  /** With several brokers a request with no answer is sent again to the next
+   *  one: a SUBMIT without an idempotencyKey gets a random one first, so that
+   *  both sends make one job. */
+  _keyed(body) {
+    if (this._eps.size > 1 && body.idempotencyKey === undefined) {
+      body.idempotencyKey = `auto-${crypto.randomBytes(16).toString('hex')}`;
+    }
+    return body;
   }
 
   /**
@@ -642,7 +653,7 @@ class Client {
       if (!job || typeof job !== 'object' || job.botType === undefined) {
         throw new TypeError(`jobs[${i}] must be an object with a botType`);
       }
-      return Client._submitBody(job.botType, job.payload, job, `submitMany jobs[${i}]`, ['botType', 'payload']);
+      return this._keyed(Client._submitBody(job.botType, job.payload, job, `submitMany jobs[${i}]`, ['botType', 'payload']));
     });
     const chunks = [];
     let chunk = [];

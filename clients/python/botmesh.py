@@ -590,7 +590,15 @@ class Client:
                                  idempotency_key=idempotency_key, timeout_ms=timeout_ms,
                                  max_attempts=max_attempts, notify=notify, attempts=attempts,
                                  backoff=backoff, delay_ms=delay_ms, run_at=run_at)
-        return self._accepted(self._reply(SUBMIT, body, timeout, expect=ACCEPTED), notify)
+        return self._accepted(self._reply(SUBMIT, self._keyed(body), timeout, expect=ACCEPTED), notify)
+
+    def _keyed(self, body):
+        """With several brokers a request with no answer is sent again to the
+        next one: a SUBMIT without an idempotency key gets a random one first,
+        so that both sends make one job."""
+        if len(self._eps) > 1 and "idempotencyKey" not in body:
+            body["idempotencyKey"] = "auto-" + os.urandom(16).hex()
+        return body
 
     def submit_many(self, jobs, timeout=None):
         """SUBMIT_MANY: several jobs, MAX_BATCH to a message (protocol.md 4a).
@@ -615,7 +623,7 @@ class Client:
                 job = {("bot_type" if k == "botType" else k): v for k, v in job.items()}
             if not isinstance(job, dict) or "bot_type" not in job:
                 raise TypeError("jobs[%d] must be a dict with a bot_type (or botType)" % i)
-            bodies.append(self._submit_body(**job))
+            bodies.append(self._keyed(self._submit_body(**job)))
         chunks, chunk, size = [], [], 0
         for body in bodies:
             n = len(_pack(body))
