@@ -8,7 +8,11 @@ both brokers in BROKER_ENDPOINT.  A steady load (HA_RATE jobs/s, default
 times (default 1; CTest runs 10 kills 5 s apart, the bench 10) the leader is
 killed with SIGKILL and started again (as a standby).
 
-What must hold: after each kill the other broker leads within 3 s; every
+What must hold: after each kill the other broker leads, at the latest
+FAILOVER_BOUND_S (6 s) after the kill: the lease is 2 s and a standby tries
+for it every eighth of a lease, so a bound well past that catches a standby that missed
+the expiry or a recovery that stalls, without failing on a slow machine (the
+failover time itself is a benchmark: bench/failover.py); every
 job that got a 202 is in Redis, terminal, with its webhook delivered to the
 mock; Redis's live set is empty.  Printed: each failover time (kill to the
 new leader answering PING), jobs run more than once, extra webhook
@@ -36,6 +40,7 @@ import test_chaos as chaos          # noqa: E402
 
 HA_ENV = dict(chaos.BROKER_ENV, BROKER_HA="redis", BROKER_LEASE_MS="2000")
 GATEWAY_ENV = dict(chaos.GATEWAY_ENV, BROKER_CONNECT_TIMEOUT_MS="3000")
+FAILOVER_BOUND_S = 6.0
 
 
 def main():
@@ -109,7 +114,8 @@ def main():
         print("LOST               0 (checked below)")
         print("===============================\n", flush=True)
         check(all(r is not None for r in recs.values()), "LOST: no accepted job missing from Redis")
-        check(all(f <= 3.0 for f in failovers), "every failover within 3 s", failovers)
+        check(all(f <= FAILOVER_BOUND_S for f in failovers),
+              "every failover within %g s" % FAILOVER_BOUND_S, failovers)
         check(live == 0, "Redis's live set (unfinished jobs) is empty", live)
         for p in workers + [wh] + gws:
             check(p.alive(), "%s is still running" % p.name)
