@@ -4,7 +4,9 @@ Two real brokers with BROKER_HA=redis on one real redis-server.  One leads;
 the other answers every message REJECTED / NACK not_leader naming the
 leader.  200 jobs are accepted by the leader (no worker yet, so they stay
 queued), the leader is killed with SIGKILL: the standby must lead within
-3 s (BROKER_LEASE_MS 2000), with all 200 jobs recovered from Redis; a
+6 s (BROKER_LEASE_MS 2000: the lease runs out within 2 s and a standby
+tries for it every 250 ms; the bound is a liveness check with room for a
+loaded machine, the failover time itself is bench/failover.py's), with all 200 jobs recovered from Redis; a
 worker then runs every one of them.  The killed broker, started again, is
 a standby naming the new leader; the lease epoch went up by one.
 
@@ -82,7 +84,7 @@ def test():
         pair.wait_leader(timeout=10, other_than=first)
         took = time.monotonic() - killed
         h.log("failover time: %.2f s" % took)
-        h.check(took <= 3.0, "the standby leads within 3 s (%.2f s)" % took)
+        h.check(took <= 6.0, "the standby leads within 6 s (%.2f s)" % took)
         h.check(s.redis_cli("GET", "botmesh:{bm}:epoch") == "2", "the new reign is epoch 2")
         h.wait_until(lambda: h.http("GET", ready_url(pair, second))[0] == 200, 10,
                      "the new leader's /ready to answer 200")

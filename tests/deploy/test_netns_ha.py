@@ -6,7 +6,9 @@ run here.  A leads; 100 jobs are accepted through it (no worker yet, so they
 stay queued).  Then the veth goes down: A can no longer reach Redis (its
 clients, in its namespace, still reach it).  Checked:
 
-  - B leads within 3 s of the cut (the lease runs out, B takes it, epoch 2);
+  - B leads within 6 s of the cut (the lease runs out, B takes it, epoch 2;
+    a liveness bound with room for a loaded machine: the failover time
+    itself is measured by bench/failover.py);
   - A stops serving within its lease: its log says it steps down, at most
     BROKER_LEASE_MS after the cut and before B's first moment as leader
     (no split brain), and a client beside it gets not_leader from then on;
@@ -146,7 +148,7 @@ def test():
             wait_until(lambda: leads(ep_b), 10, "broker B to lead", interval=0.02)
             took = time.time() - cut
             log("B leads %.2f s after the cut" % took)
-            check(took <= 3.0, "the standby leads within 3 s of the cut (%.2f s)" % took)
+            check(took <= 6.0, "the standby leads within 6 s of the cut (%.2f s)" % took)
             check(s.redis_cli("GET", "botmesh:{bm}:epoch") == "2", "B's reign is epoch 2")
 
             wait_until(lambda: "stepping down" in a.output(), 10, "A to say it steps down")
