@@ -911,6 +911,7 @@ s_broker_destroy (bm_broker_t **self_p)
             bm_jobtab_purge (self->jobs, s_free_job);
         bm_jobtab_destroy (&self->jobs);
         bm_jobstore_hold_free (self);
+        bm_workers_early_free (self);
         bm_notify_unref (&self->notify_last);
         zhashx_destroy (&self->batch_clients);
         self->results_last = NULL;

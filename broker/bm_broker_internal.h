@@ -163,6 +163,10 @@ struct _bm_broker_t {
                                 //  (bm_jobstore_hold), or NULL
     int64_t held_until;         //  Mono ms: when they join their queues
                                 //  (0 until the recovery ends)
+    zhashx_t *early_dones;      //  Job id -> a DONE that came before the
+                                //  recovery reached its job, kept until it
+                                //  does (bm_broker_workers.c), or NULL
+    size_t early_done_bytes;    //  Their bodies' bytes
     zhashx_t *services;         //  name -> bm_service_t (owned)
     zhashx_t *workers;          //  key -> bm_worker_entry_t (owned)
     bm_jobtab_t *jobs;          //  id -> bm_job_t (owned)
@@ -473,10 +477,14 @@ void bm_workers_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg);
 bool bm_workers_parting (bm_broker_t *self, zframe_t *identity, const void *header,
                          size_t header_size, const void *command, size_t command_size);
 //  Recovery from Redis brought back this job: a worker that reported it
-//  running (READY running, before recovery ended) adopts it.
+//  running (READY running, before recovery ended) adopts it, then a DONE
+//  kept for it (it came before the recovery reached the job) is taken.
 void bm_workers_claim_recovered (bm_broker_t *self, bm_job_t *job);
-//  Recovery ended: the reported jobs still unknown are answered (CANCEL).
+//  Recovery ended: the reported jobs still unknown are answered (CANCEL),
+//  the DONEs still kept are handled as DONEs that come now.
 void bm_workers_recovery_done (bm_broker_t *self);
+//  Free the DONEs kept while the recovery runs (the broker's end).
+void bm_workers_early_free (bm_broker_t *self);
 
 //  bm_broker_clients.c: BMC01
 void bm_clients_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg);

@@ -159,6 +159,8 @@ s_worker_reported (bm_broker_t *self, bm_worker_entry_t *worker, const bm_codec_
                  worker->name, zhashx_size (worker->reported));
 }
 
+static void s_early_done_take (bm_broker_t *self, const char *id);
+
 void
 bm_workers_claim_recovered (bm_broker_t *self, bm_job_t *job)
 {
@@ -167,8 +169,9 @@ bm_workers_claim_recovered (bm_broker_t *self, bm_job_t *job)
         if (worker->reported && zhashx_lookup (worker->reported, job->id)) {
             zhashx_delete (worker->reported, job->id);
             s_reported_resolve (self, worker, job->id);
-            return;
+            break;
         }
+    s_early_done_take (self, job->id);
 }
 
 void
@@ -188,6 +191,14 @@ bm_workers_recovery_done (bm_broker_t *self)
         zlistx_destroy (&ids);
     }
     zlistx_destroy (&all);
+    //  The DONEs of jobs the recovery did not bring back (they had ended,
+    //  or Redis never had them): handled as DONEs that come now.
+    zlistx_t *ids = self->early_dones ? zhashx_keys (self->early_dones) : NULL;
+    for (const char *id = ids ? (const char *) zlistx_first (ids) : NULL; id;
+         id = (const char *) zlistx_next (ids))
+        s_early_done_take (self, id);
+    zlistx_destroy (&ids);
+    zhashx_destroy (&self->early_dones);
 }
 
 //  A CURVE key as the logs show it: its first 8 characters.
@@ -694,6 +705,156 @@ s_done_unheld (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
     }
 }
 
+//  A DONE that came before the recovery reached its job (a start or a
+//  failover: workers send their recent DONEs again at once, the recovery
+//  reads the unfinished jobs back one by one).  Refused at once, the job
+//  would be recovered as running on a worker that no longer lists it,
+//  held, dispatched again and answered with the worker's kept DONE: one
+//  run counted as two.  So it is kept, by job id, and taken as a DONE when
+//  the recovery reaches the job (bm_workers_claim_recovered), or when the
+//  recovery ends without it.  At most BM_EARLY_DONES_MAX of them, of
+//  BM_EARLY_DONE_BYTES: one past the bound is answered NACK not_owner at
+//  once, logged, and so is another worker's DONE for a job that has one.
+#define BM_EARLY_DONES_MAX      10000
+#define BM_EARLY_DONE_BYTES     (64 * 1024 * 1024)
+
+typedef struct {
+    char *key;                          //  The connection that sent it (hex)
+    zframe_t *identity;                 //  Its routing identity
+    char name [BM_MAX_ID_LEN + 1];      //  Its worker's name
+    char pubkey [41];                   //  Its CURVE key, "" without CURVE
+    msgpack_sbuffer body;               //  The DONE's body, msgpack
+} s_early_done_t;
+
+static void
+s_early_done_free (s_early_done_t **self_p)
+{
+    s_early_done_t *self = *self_p;
+    if (!self)
+        return;
+    free (self->key);
+    zframe_destroy (&self->identity);
+    msgpack_sbuffer_destroy (&self->body);
+    free (self);
+    *self_p = NULL;
+}
+
+//  1 if kept (nothing is answered now), -1 if it is not (logged; the
+//  caller answers NACK not_owner), 0 if it is not early.
+static int
+s_early_done_keep (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg,
+                   const char *id)
+{
+    if (s_recovered (self) || bm_jobtab_lookup (self->jobs, id))
+        return 0;
+    s_early_done_t *old = self->early_dones
+                        ? (s_early_done_t *) zhashx_lookup (self->early_dones, id) : NULL;
+    if (old && !streq (old->name, worker->name)) {
+        bm_warn (id, "DONE from %s before the recovery reached the job, which keeps the DONE "
+                 "%s sent already: not kept (NACK not_owner)", worker->name, old->name);
+        return -1;
+    }
+    s_early_done_t *kept = (s_early_done_t *) bm_calloc_or_abort (sizeof (s_early_done_t),
+                                                                  "a DONE kept for the recovery");
+    msgpack_sbuffer_init (&kept->body);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &kept->body, msgpack_sbuffer_write);
+    msgpack_pack_object (&pk, *bm_msg_body (msg));
+    size_t count = self->early_dones ? zhashx_size (self->early_dones) : 0;
+    size_t bytes = self->early_done_bytes - (old ? old->body.size : 0) + kept->body.size;
+    if ((!old && count >= BM_EARLY_DONES_MAX) || bytes > BM_EARLY_DONE_BYTES) {
+        bm_warn (id, "DONE from %s before the recovery reached the job: not kept, %zu DONEs "
+                 "of %zu bytes are kept already (at most %d, of %d bytes); NACK not_owner, "
+                 "and the job may run again", worker->name, count, self->early_done_bytes,
+                 BM_EARLY_DONES_MAX, BM_EARLY_DONE_BYTES);
+        s_early_done_free (&kept);
+        return -1;
+    }
+    kept->key = strdup (worker->key);
+    kept->identity = zframe_dup (worker->identity);
+    snprintf (kept->name, sizeof kept->name, "%s", worker->name);
+    snprintf (kept->pubkey, sizeof kept->pubkey, "%s", worker->pubkey);
+    if (!kept->key || !kept->identity) {
+        bm_error (id, "out of memory keeping the DONE from %s: NACK not_owner", worker->name);
+        s_early_done_free (&kept);
+        return -1;
+    }
+    if (!self->early_dones)
+        self->early_dones = zhashx_new ();
+    if (old) {
+        //  Sent again (a reconnect): the newer connection's is kept.
+        self->early_done_bytes -= old->body.size;
+        s_early_done_free (&old);
+    }
+    zhashx_update (self->early_dones, id, kept);
+    self->early_done_bytes += kept->body.size;
+    bm_info (id, "DONE from %s before the recovery reached the job: kept until the recovery "
+             "reaches it (%zu kept)", worker->name, zhashx_size (self->early_dones));
+    return 1;
+}
+
+static void s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg);
+
+//  The recovery reached the job of a kept DONE (or ended): the DONE is
+//  taken as if it came now, from its connection or, when that one is
+//  gone, from the live one under its worker's name and key (the worker
+//  reconnected).  A worker with none (it left since) is still the one
+//  that sent it: its run is the job's all the same.
+static void
+s_early_done_take (bm_broker_t *self, const char *id)
+{
+    s_early_done_t *kept = self->early_dones
+                         ? (s_early_done_t *) zhashx_lookup (self->early_dones, id) : NULL;
+    if (!kept)
+        return;
+    zhashx_delete (self->early_dones, id);
+    self->early_done_bytes -= kept->body.size;
+    bm_worker_entry_t *worker = (bm_worker_entry_t *) zhashx_lookup (self->workers, kept->key);
+    for (bm_worker_entry_t *other = worker ? NULL : (bm_worker_entry_t *) zhashx_first (self->workers);
+         other && !worker; other = (bm_worker_entry_t *) zhashx_next (self->workers))
+        if (streq (other->name, kept->name) && streq (other->pubkey, kept->pubkey))
+            worker = other;
+    bm_worker_entry_t *gone = NULL;
+    if (!worker) {
+        gone = worker = bm_worker_entry_new (kept->key, kept->identity, kept->name, 0);
+        if (!gone) {
+            bm_error (id, "out of memory taking the DONE %s sent before the recovery reached "
+                      "the job: dropped", kept->name);
+            s_early_done_free (&kept);
+            return;
+        }
+        snprintf (gone->pubkey, sizeof gone->pubkey, "%s", kept->pubkey);
+    }
+    bm_debug (id, "the DONE %s sent before the recovery reached the job is taken now%s",
+              kept->name, gone ? " (its worker has left since)" : "");
+    const char *code;
+    char reason [256];
+    unsigned char command = BM_DONE;
+    bm_msg_t *msg = bm_msg_decode_raw (BM_WORKER_HEADER, BM_HEADER_LEN, &command, 1,
+                                       kept->body.data, kept->body.size, kept->body.size,
+                                       &code, reason, sizeof reason);
+    if (msg)
+        s_worker_done (self, worker, msg);
+    else
+        bm_error (id, "the DONE %s sent before the recovery reached the job does not read "
+                  "back (%s): dropped", kept->name, reason);
+    bm_msg_destroy (&msg);
+    bm_worker_entry_destroy (&gone);
+    s_early_done_free (&kept);
+}
+
+void
+bm_workers_early_free (bm_broker_t *self)
+{
+    if (!self->early_dones)
+        return;
+    s_early_done_t *kept = (s_early_done_t *) zhashx_first (self->early_dones);
+    for (; kept; kept = (s_early_done_t *) zhashx_next (self->early_dones))
+        s_early_done_free (&kept);
+    zhashx_destroy (&self->early_dones);
+    self->early_done_bytes = 0;
+}
+
 static void
 s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg)
 {
@@ -749,10 +910,16 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
         //  A DONE for a job it was told to stop is expected (it frees the
         //  slot), and so is one sent again for a job that has ended (after
         //  a reconnect or a broker restart: section 5).  Anything else is
-        //  refused, logged and counted.
+        //  refused, logged and counted.  One that came before the recovery
+        //  reached its job is kept until it does.
+        int early = 0;
         if (s_worker_release_stopping (self, worker, done.job_id))
             bm_debug (done.job_id, "DONE from %s for a job it was told to stop", worker->name);
         else
+        if ((early = s_early_done_keep (self, worker, msg, done.job_id)) > 0)
+            return;                     //  Answered when the recovery reaches it
+        else
+        if (early == 0)
             s_done_unheld (self, worker, done.job_id);
         bm_broker_send_worker_simple (self, worker->identity, BM_NACK, "not_owner",
                               "this worker does not hold that job");
