@@ -40,7 +40,7 @@ bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
         //  Webhook deliveries are no bot processes: their type has no mode
         //  nor warm processes.
         bool bots = !streq (service->name, BM_WEBHOOK_TYPE);
-        msgpack_pack_map (pk, bots? 18: 14);    //  14 here, 4 in s_pack_bots
+        msgpack_pack_map (pk, bots? 19: 15);    //  15 here, 4 in s_pack_bots
         bm_pack_kv_bool (pk, "paused", service->paused);
         bm_pack_kv_int (pk, "waiting", (int64_t) bm_heap_size (service->queue));
         bm_pack_kv_int (pk, "delayed", service->delayed);
@@ -52,6 +52,7 @@ bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
         bm_pack_kv_int (pk, "limit", service->limit);
         bm_pack_kv_int (pk, "usage", service->usage);
         bm_pack_kv_int (pk, "waitingForPermit", bm_service_waiting_for_permit (service));
+        bm_pack_kv_int (pk, "held", service->held);
         bm_pack_kv_int (pk, "workers", (int64_t) zlistx_size (service->workers));
         bm_pack_kv_int (pk, "submitted", (int64_t) service->submitted);
         bm_pack_kv_int (pk, "limitKills", (int64_t) service->limit_kills);

@@ -1,7 +1,8 @@
 """After a broker restart, a job recovered as running and held for its
 worker keeps its permit: with MAX_PYTHON_BOTS=1, the queued job behind it
 waits until the held job is adopted and ends, or the hold ends without
-it.  The type never runs more than its limit, even for a moment.
+it.  The type never runs more than its limit, even for a moment.  STATS
+says how many jobs of the type are held (`held`: 1 while a is, 0 after).
 
 Real redis (AOF) and broker, killed (SIGKILL) and started again on the
 same port; fake python workers whose every frame the test sends.  Hold:
@@ -16,7 +17,7 @@ ENV = {"HEARTBEAT_INTERVAL_MS": "200", "HEARTBEAT_LIVENESS": "5", "BROKER_SAVE_R
 
 def python(c):
     st = c.stats()["types"]["python"]
-    return {k: st[k] for k in ("usage", "limit", "waiting", "waitingForPermit")}
+    return {k: st.get(k) for k in ("usage", "limit", "waiting", "waitingForPermit", "held")}
 
 
 def one_running_one_queued(s, **fields):
@@ -30,7 +31,8 @@ def one_running_one_queued(s, **fields):
     b = c.submit("python", {"n": "b"})
     h.wait_until(lambda: s.redis_cli("HGET", "botmesh:{bm}:job:" + a, "state") == "running", 5,
                  "redis to record a running")
-    h.check(python(c) == {"usage": 1, "limit": 1, "waiting": 1, "waitingForPermit": 1},
+    h.check(python(c) == {"usage": 1, "limit": 1, "waiting": 1, "waitingForPermit": 1,
+                          "held": 0},
             "before the restart: a runs, b waits for the permit", python(c))
     c.close()
     w1.close()
@@ -61,7 +63,8 @@ def next_job(workers, what):
 
 def b_runs_then_completes(c, w, b):
     """b holds the one permit; w's DONE completes it and frees it."""
-    h.check(python(c) == {"usage": 1, "limit": 1, "waiting": 0, "waitingForPermit": 0},
+    h.check(python(c) == {"usage": 1, "limit": 1, "waiting": 0, "waitingForPermit": 0,
+                          "held": 0},
             "b runs: usage 1 of 1", python(c))
     w.done(b, {"n": "b"})
     h.check(c.wait(b, 10)["state"] == "completed", "b completes")
@@ -78,7 +81,8 @@ def adopted_keeps_limit():
         # w2 registers first: the permit is a's, held for w1, so b stays queued.
         w2 = FakeWorker(s.endpoint, "w2", ["python"], 1)
         s.wait_workers(1, "python")
-        h.check(python(c) == {"usage": 0, "limit": 1, "waiting": 1, "waitingForPermit": 1},
+        h.check(python(c) == {"usage": 0, "limit": 1, "waiting": 1, "waitingForPermit": 1,
+                              "held": 1},
                 "w2 registered while a is held: b still waits for the permit", python(c))
         h.check(w2.recv(timeout=0.3) is None, "w2 receives no JOB")
 
@@ -89,7 +93,8 @@ def adopted_keeps_limit():
             c.status(a)), 5, "a to be adopted (running)")
         h.check(rec["attempts"] == 1 and rec.get("worker") == "w1", "a adopted by w1, attempt 1",
                 rec)
-        h.check(python(c) == {"usage": 1, "limit": 1, "waiting": 1, "waitingForPermit": 1},
+        h.check(python(c) == {"usage": 1, "limit": 1, "waiting": 1, "waitingForPermit": 1,
+                              "held": 0},
                 "a adopted: usage 1 of 1, b still queued", python(c))
         h.check(c.status(b)["state"] == "queued", "b queued")
 
@@ -113,7 +118,8 @@ def unreported_hold_frees_permit():
 
         w2 = FakeWorker(s.endpoint, "w2", ["python"], 1)
         s.wait_workers(1, "python")
-        h.check(python(c) == {"usage": 0, "limit": 1, "waiting": 1, "waitingForPermit": 1},
+        h.check(python(c) == {"usage": 0, "limit": 1, "waiting": 1, "waitingForPermit": 1,
+                              "held": 1},
                 "w2 registered while a is held: b waits for the permit", python(c))
 
         # No worker reports a: when the hold ends it fails (its last allowed
