@@ -23,9 +23,8 @@ wh_attempt_free (wh_engine_t *self, attempt_t **attempt_p)
         curl_easy_cleanup (attempt->easy);
     }
     if (attempt->resolving && !attempt->resolved) {
-        self->resolving--;
-        if (!attempt->resolve_failed)
-            wh_engine_dns_abandoned (self);
+        attempt->resolved = true;
+        wh_engine_dns_ended (self, attempt->host, !attempt->resolve_failed);
     }
     curl_slist_free_all (attempt->headers);
     free (attempt);
@@ -45,7 +44,8 @@ s_opensocket (void *clientp, curlsocktype purpose, struct curl_sockaddr *address
     attempt_t *attempt = d->attempt;
     if (attempt && attempt->resolving && !attempt->resolved) {
         attempt->resolved = true;           //  An address: the lookup answered
-        d->engine->resolving--;
+        wh_engine_dns_ended (d->engine, attempt->host, false);
+        attempt->host = NULL;
     }
     if (purpose == CURLSOCKTYPE_IPCXN && !d->ssrf_exempt) {
         wh_addr_class_t cls = wh_ssrf_classify (&address->addr, address->addrlen);
@@ -75,9 +75,15 @@ s_opensocket (void *clientp, curlsocktype purpose, struct curl_sockaddr *address
 
 //  A lookup is about to start (no cached address, no connection to
 //  reuse).  While a DNS server does not answer, lookups pile up, each a
-//  thread: past WEBHOOK_MAX_RESOLVING pending, once one was abandoned (the
-//  sign of a server that does not answer), a host name is not looked up
-//  and the attempt fails, retryable.  An IP literal needs no lookup.
+//  thread.  Per name: past WEBHOOK_MAX_RESOLVING_PER_HOST pending, the
+//  attempt is not made; once one of them was abandoned (the sign of a
+//  server that does not answer for it) it fails, retryable, else it waits
+//  for one of them to end (parked, not counted as an attempt).  In all:
+//  past WEBHOOK_MAX_RESOLVING pending, once one was abandoned, a name is
+//  not looked up and the attempt fails, retryable.  So one name whose DNS
+//  hangs holds at most WEBHOOK_MAX_RESOLVING_PER_HOST lookups, and the
+//  other names go on.  An IP address or localhost needs no lookup (libcurl
+//  still calls this for them): not counted.
 static int
 s_resolver_start (void *resolver_state, void *reserved, void *userdata)
 {
@@ -86,14 +92,29 @@ s_resolver_start (void *resolver_state, void *reserved, void *userdata)
     delivery_t *d = (delivery_t *) userdata;
     attempt_t *attempt = d->attempt;
     wh_engine_t *self = d->engine;
-    if (!attempt || d->host_literal || attempt->resolving)
+    if (!attempt || !d->lookup_host || attempt->resolving)
         return 0;
     size_t pending = wh_engine_dns_pending (self);
-    if (pending > self->resolving && pending >= (size_t) self->config->max_resolving) {
-        attempt->dns_refused = true;
+    dns_host_t *host = (dns_host_t *) zhashx_lookup (self->dns_hosts, d->lookup_host);
+    if (host && host->resolving + host->abandoned >= (size_t) self->config->max_resolving_per_host) {
+        if (host->abandoned) {
+            attempt->dns_refused = true;
+            attempt->dns_refused_host = true;
+            attempt->dns_refused_pending = host->resolving + host->abandoned;
+        }
+        else
+            attempt->dns_deferred = true;
         return 1;                           //  The transfer fails: not looked up
     }
+    if ((pending > self->resolving && pending >= (size_t) self->config->max_resolving)
+    ||  !(host = wh_engine_dns_host (self, d->lookup_host))) {
+        attempt->dns_refused = true;
+        attempt->dns_refused_pending = pending;
+        return 1;
+    }
     attempt->resolving = true;
+    attempt->host = host;
+    host->resolving++;
     self->resolving++;
     return 0;
 }

@@ -34,6 +34,11 @@ const bm_setting_t wh_settings [] = {
              "host name lookups that may wait for a DNS server that does not answer (those of "
              "ended attempts count until the resolver gives up); past it, while one such lookup "
              "was abandoned, an attempt to a host name is not made (retryable)"),
+    ROW_INT ("WEBHOOK_MAX_RESOLVING_PER_HOST", max_resolving_per_host, 4, 1, 10000,
+             "host name lookups of one name pending at once (at most WEBHOOK_MAX_RESOLVING): "
+             "more attempts to it wait for one of them to end; once one of its lookups was "
+             "abandoned, an attempt past it is not made (retryable), so that one name whose "
+             "DNS does not answer leaves room for the others"),
     ROW_INT ("WEBHOOK_MAX_RETRIES", max_retries, 5, 0, 100,
              "retries after the first attempt: a delivery makes at most 1 + WEBHOOK_MAX_RETRIES attempts"),
     ROW_INT ("WEBHOOK_RETRY_DELAY", retry_delay_ms, 1000, 0, 86400000,
@@ -185,6 +190,8 @@ wh_config_load (wh_config_t *c)
         c->connect_to = curl_slist_append (c->connect_to, entry);
     }
     free (copy);
+    if (c->max_resolving_per_host > c->max_resolving)
+        c->max_resolving_per_host = c->max_resolving;
     if (c->connect_timeout_ms > c->timeout_ms)
         c->connect_timeout_ms = c->timeout_ms;
     return rc? -1: 0;

@@ -24,6 +24,7 @@ typedef struct {
     //  Delivery
     int64_t max_inflight;           //  WEBHOOK_MAX_INFLIGHT: HTTP requests at once
     int64_t max_resolving;          //  WEBHOOK_MAX_RESOLVING: DNS lookups pending at once
+    int64_t max_resolving_per_host; //  WEBHOOK_MAX_RESOLVING_PER_HOST: ... of one name
     int64_t max_retries;            //  WEBHOOK_MAX_RETRIES: attempts = 1 + retries
     int64_t retry_delay_ms;         //  WEBHOOK_RETRY_DELAY: backoff base
     int64_t max_delay_ms;           //  WEBHOOK_MAX_DELAY: backoff and Retry-After cap

@@ -16,6 +16,7 @@
 #include "bm_url.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <curl/curl.h>
 #include <resolv.h>
 #include <stdatomic.h>
@@ -49,30 +50,149 @@ wh_state_parse (const char *name, size_t len)
 //  --------------------------------------------------------------------------
 //  Host name lookups
 
+dns_host_t *
+wh_engine_dns_host (wh_engine_t *self, const char *name)
+{
+    dns_host_t *host = (dns_host_t *) zhashx_lookup (self->dns_hosts, name);
+    if (host)
+        return host;
+    host = (dns_host_t *) calloc (1, sizeof (dns_host_t));
+    if (host) {
+        host->name = strdup (name);
+        host->parked = zlistx_new ();
+    }
+    if (!host || !host->name || !host->parked || zhashx_insert (self->dns_hosts, name, host)) {
+        if (host) {
+            free (host->name);
+            zlistx_destroy (&host->parked);
+            free (host);
+        }
+        return NULL;
+    }
+    return host;
+}
+
+//  Forget a name with no lookup pending and nothing parked.
+static void
+s_dns_host_drop (wh_engine_t *self, dns_host_t *host)
+{
+    if (host->resolving || host->abandoned || zlistx_size (host->parked))
+        return;
+    zhashx_delete (self->dns_hosts, host->name);
+    free (host->name);
+    zlistx_destroy (&host->parked);
+    free (host);
+}
+
+//  The oldest abandoned lookup is over (or makes room in a full ring).
+static void
+s_dns_forget_oldest (wh_engine_t *self)
+{
+    dns_host_t *host = self->abandoned [self->abandoned_first].host;
+    self->abandoned_first = (self->abandoned_first + 1) % self->abandoned_max;
+    self->abandoned_count--;
+    host->abandoned--;
+    s_dns_host_drop (self, host);
+}
+
 size_t
 wh_engine_dns_pending (wh_engine_t *self)
 {
     int64_t now = bm_mono_ms ();
-    while (self->abandoned_count && self->abandoned [self->abandoned_first] <= now) {
-        self->abandoned_first = (self->abandoned_first + 1) % self->abandoned_max;
-        self->abandoned_count--;
-    }
+    while (self->abandoned_count && self->abandoned [self->abandoned_first].over <= now)
+        s_dns_forget_oldest (self);
     return self->resolving + self->abandoned_count;
 }
 
 void
-wh_engine_dns_abandoned (wh_engine_t *self)
+wh_engine_dns_ended (wh_engine_t *self, dns_host_t *host, bool abandoned)
 {
-    if (self->abandoned_count == self->abandoned_max) {
-        //  Full: the oldest, the first to end, makes room
-        self->abandoned_first = (self->abandoned_first + 1) % self->abandoned_max;
-        self->abandoned_count--;
+    self->resolving--;
+    host->resolving--;
+    if (abandoned) {
+        host->abandoned++;          //  Before a full ring drops one: host stays
+        if (self->abandoned_count == self->abandoned_max)
+            s_dns_forget_oldest (self);     //  The first to end makes room
+        size_t slot = (self->abandoned_first + self->abandoned_count) % self->abandoned_max;
+        self->abandoned [slot].over = bm_mono_ms () + self->lookup_life_ms;
+        self->abandoned [slot].host = host;
+        self->abandoned_count++;
+        bm_debug (NULL, "a lookup of %s was abandoned (its attempt ended first); %zu pending, "
+                  "%zu of it", host->name, self->resolving + self->abandoned_count,
+                  host->resolving + host->abandoned);
     }
-    size_t slot = (self->abandoned_first + self->abandoned_count) % self->abandoned_max;
-    self->abandoned [slot] = bm_mono_ms () + self->lookup_life_ms;
-    self->abandoned_count++;
-    bm_debug (NULL, "a host name lookup was abandoned (its attempt ended first); %zu pending",
-              self->resolving + self->abandoned_count);
+    //  The deliveries parked on it go first (they were due first); the
+    //  loop starts them once libcurl's call returns.
+    delivery_t *d;
+    while ((d = (delivery_t *) zlistx_last (host->parked))) {
+        zlistx_delete (host->parked, d->ready_handle);
+        self->parked--;
+        d->where = WHERE_READY;
+        d->ready_handle = zlistx_add_start (self->ready, d);
+        self->unparked = true;
+    }
+    s_dns_host_drop (self, host);
+}
+
+//  The name libcurl looks up to connect to a URL's host and port (host as
+//  bm_url_host gives it, [brackets] around IPv6), in lower case: the
+//  TO-HOST of the first WEBHOOK_CONNECT_TO entry that maps them, as curl
+//  takes it (HOST compared without case, an empty PORT matches any, an
+//  entry with neither TO-HOST nor TO-PORT maps nothing), else the host.
+//  *name is NULL when no lookup is made: an IP address, or localhost and
+//  names under it (libcurl answers them itself).  -1 if out of memory.
+static int
+s_lookup_host (const struct curl_slist *connect_to, const char *host, int port, char **name)
+{
+    char target [BM_MAX_URL_LEN + 1];
+    snprintf (target, sizeof target, "%s", host);
+    for (const struct curl_slist *item = connect_to; item; item = item->next) {
+        //  HOST:PORT:TO-HOST:TO-PORT, split at the colons outside brackets
+        //  (wh_config checked there are four fields).
+        char entry [BM_MAX_URL_LEN + 1];
+        snprintf (entry, sizeof entry, "%s", item->data);
+        char *field [4] = { entry, NULL, NULL, NULL };
+        int fields = 1;
+        bool bracket = false;
+        for (char *p = entry; *p && fields < 4; p++) {
+            if (*p == '[')
+                bracket = true;
+            else
+            if (*p == ']')
+                bracket = false;
+            else
+            if (*p == ':' && !bracket) {
+                *p = 0;
+                field [fields++] = p + 1;
+            }
+        }
+        if (fields < 4 || strcasecmp (field [0], host) != 0
+        ||  (*field [1] && atoi (field [1]) != port))
+            continue;
+        if (!*field [2] && !*field [3])
+            continue;
+        if (*field [2])
+            snprintf (target, sizeof target, "%s", field [2]);
+        break;
+    }
+    *name = NULL;
+    size_t len = strlen (target);
+    unsigned char addr [sizeof (struct in6_addr)];
+    if (len > 2 && target [0] == '[' && target [len - 1] == ']') {
+        target [len - 1] = 0;
+        if (inet_pton (AF_INET6, target + 1, addr) == 1)
+            return 0;
+    }
+    if (inet_pton (AF_INET, target, addr) == 1)
+        return 0;
+    for (char *p = target; *p; p++)
+        *p = (char) tolower ((unsigned char) *p);
+    len = strlen (target);
+    if (strcmp (target, "localhost") == 0
+    ||  (len > 10 && strcmp (target + len - 10, ".localhost") == 0))
+        return 0;
+    *name = strdup (target);
+    return *name? 0: -1;
 }
 
 //  How long the system resolver may take over a lookup that gets no
@@ -102,7 +222,7 @@ s_gauges (wh_engine_t *self)
 {
     int64_t held = (int64_t) zhashx_size (self->deliveries);
     int64_t waiting = (int64_t) wh_heap_size (self->waiting);
-    int64_t ready = (int64_t) zlistx_size (self->ready);
+    int64_t ready = (int64_t) (zlistx_size (self->ready) + self->parked);
     int64_t inflight = (int64_t) self->inflight;
     atomic_store (&self->counters.held, held);
     atomic_store (&self->counters.waiting, waiting);
@@ -133,6 +253,14 @@ s_unlink (wh_engine_t *self, delivery_t *d)
         d->ready_handle = NULL;
     }
     else
+    if (d->where == WHERE_PARKED && d->ready_handle) {
+        dns_host_t *host = (dns_host_t *) zhashx_lookup (self->dns_hosts, d->lookup_host);
+        zlistx_delete (host->parked, d->ready_handle);
+        d->ready_handle = NULL;
+        self->parked--;
+        s_dns_host_drop (self, host);
+    }
+    else
     if (d->where == WHERE_INFLIGHT && d->attempt) {
         wh_attempt_free (self, &d->attempt);
         self->inflight--;
@@ -150,6 +278,7 @@ s_delivery_destroy (wh_engine_t *self, delivery_t **d_p)
     free (d->job_id);
     free (d->url);
     free (d->url_shown);
+    free (d->lookup_host);
     free (d->webhook_id);
     free (d->body);
     free (d);
@@ -352,11 +481,43 @@ s_response_series (wh_engine_t *self, int code)
                                     WH_RESPONSE_OTHER, code, "none");
 }
 
+//  An attempt was not made: WEBHOOK_MAX_RESOLVING_PER_HOST lookups of its
+//  name are under way and none was abandoned.  Not counted as an attempt:
+//  the delivery waits, parked on the name, for one of those lookups to end
+//  (answered, failed or abandoned: at most WEBHOOK_TIMEOUT_MS), then goes
+//  first in the ready list; if they all ended meanwhile, it goes there now.
+static void
+s_park (wh_engine_t *self, delivery_t *d)
+{
+    wh_attempt_free (self, &d->attempt);
+    self->inflight--;
+    if (self->draining) {
+        s_release (self, d);
+        return;
+    }
+    dns_host_t *host = (dns_host_t *) zhashx_lookup (self->dns_hosts, d->lookup_host);
+    if (host && host->resolving > 0 && (d->ready_handle = zlistx_add_end (host->parked, d))) {
+        d->where = WHERE_PARKED;
+        self->parked++;
+        bm_debug (d->job_id, "waits for one of the %zu lookups of %s under way "
+                  "(WEBHOOK_MAX_RESOLVING_PER_HOST=%" PRId64 ")", host->resolving, host->name,
+                  self->config->max_resolving_per_host);
+    }
+    else {
+        d->where = WHERE_READY;
+        d->ready_handle = zlistx_add_start (self->ready, d);
+    }
+}
+
 //  An attempt ended: decide what happens to the delivery.
 static void
 s_attempt_done (wh_engine_t *self, delivery_t *d, CURLcode result)
 {
     attempt_t *attempt = d->attempt;
+    if (attempt->dns_deferred) {
+        s_park (self, d);
+        return;
+    }
     long status = 0;
     curl_easy_getinfo (attempt->easy, CURLINFO_RESPONSE_CODE, &status);
     double seconds = (bm_mono_ms () - attempt->started_mono) / 1000.0;
@@ -398,11 +559,19 @@ s_attempt_done (wh_engine_t *self, delivery_t *d, CURLcode result)
                   "the receiver's response headers are too large (over %d KiB)", WH_HEADERS_MAX / 1024);
     }
     else
+    if (attempt->dns_refused && attempt->dns_refused_host) {
+        verdict = WH_RETRYABLE;
+        snprintf (d->status.last_error, sizeof d->status.last_error,
+                  "not tried: %zu lookups of %.100s are waiting for a DNS server that does not "
+                  "answer (WEBHOOK_MAX_RESOLVING_PER_HOST=%" PRId64 ")", attempt->dns_refused_pending,
+                  d->lookup_host, self->config->max_resolving_per_host);
+    }
+    else
     if (attempt->dns_refused) {
         verdict = WH_RETRYABLE;
         snprintf (d->status.last_error, sizeof d->status.last_error,
                   "not tried: %zu host name lookups are waiting for a DNS server that does not "
-                  "answer (WEBHOOK_MAX_RESOLVING=%" PRId64 ")", wh_engine_dns_pending (self),
+                  "answer (WEBHOOK_MAX_RESOLVING=%" PRId64 ")", attempt->dns_refused_pending,
                   self->config->max_resolving);
     }
     else
@@ -516,7 +685,8 @@ wh_engine_check_done (wh_engine_t *self)
         s_attempt_done (self, d, result);
         any = true;
     }
-    if (any) {
+    if (any || self->unparked) {
+        self->unparked = false;
         s_pump (self);
         s_gauges (self);
     }
@@ -558,10 +728,11 @@ wh_engine_new (zloop_t *loop, const wh_config_t *config, bm_metrics_t *metrics,
     //  Abandoned lookups: at most max_inflight while none was (then every
     //  attempt may be looking up), max_resolving after.
     self->abandoned_max = (size_t) (config->max_inflight + config->max_resolving);
-    self->abandoned = (int64_t *) calloc (self->abandoned_max, sizeof (int64_t));
+    self->abandoned = (abandoned_t *) calloc (self->abandoned_max, sizeof (abandoned_t));
+    self->dns_hosts = zhashx_new ();
     self->lookup_life_ms = s_lookup_life_ms ();
     if (!self->backoff || !self->deliveries || !self->waiting || !self->ready || !self->multi
-    ||  !self->abandoned) {
+    ||  !self->abandoned || !self->dns_hosts) {
         snprintf (error, error_size, "out of memory or libcurl failed to start");
         wh_engine_destroy (&self);
         return NULL;
@@ -613,7 +784,7 @@ wh_engine_new (zloop_t *loop, const wh_config_t *config, bm_metrics_t *metrics,
     self->m_waiting = bm_metric_series (bm_metrics_gauge (metrics, "webhook_deliveries_waiting_retry",
         "Deliveries waiting for their next attempt", NULL));
     self->m_ready = bm_metric_series (bm_metrics_gauge (metrics, "webhook_deliveries_queued",
-        "Deliveries due, waiting for a free HTTP slot (WEBHOOK_MAX_INFLIGHT)", NULL));
+        "Deliveries due, waiting for a free HTTP slot (WEBHOOK_MAX_INFLIGHT) or a lookup of their host", NULL));
     self->m_inflight = bm_metric_series (bm_metrics_gauge (metrics, "webhook_deliveries_in_flight",
         "HTTP delivery attempts in progress", NULL));
     self->m_dns_pending = bm_metric_series (bm_metrics_gauge (metrics, "webhook_dns_lookups_pending",
@@ -640,6 +811,12 @@ wh_engine_destroy (wh_engine_t **self_p)
             curl_multi_cleanup (self->multi);
         wh_heap_destroy (&self->waiting);
         zlistx_destroy (&self->ready);
+        if (self->dns_hosts) {
+            //  Names with abandoned lookups (nothing is parked any more)
+            while (self->abandoned_count)
+                s_dns_forget_oldest (self);
+            zhashx_destroy (&self->dns_hosts);
+        }
         free (self->abandoned);
         wh_backoff_destroy (&self->backoff);
         wh_signer_destroy (&self->signer);
@@ -665,23 +842,28 @@ wh_engine_add (wh_engine_t *self, const char *job_id, const char *url,
     if (!host)
         return -1;
     delivery_t *d = (delivery_t *) calloc (1, sizeof (delivery_t));
+    int lookup_rc = -1;
     if (d) {
         d->job_id = strdup (job_id);
         d->url = strdup (url);
         d->url_shown = wh_url_redacted (url);
         d->webhook_id = strdup (webhook_id);
         d->body = (char *) malloc (body_len + 1);
+        lookup_rc = s_lookup_host (self->config->connect_to, host, port, &d->lookup_host);
+        d->ssrf_exempt = self->config->allow_private
+                      || wh_ssrf_target_listed (self->config->allowed_hosts, host, port);
     }
-    if (!d || !d->job_id || !d->url || !d->url_shown || !d->webhook_id || !d->body) {
+    free (host);
+    if (!d || !d->job_id || !d->url || !d->url_shown || !d->webhook_id || !d->body || lookup_rc) {
         if (d) {
             free (d->job_id);
             free (d->url);
             free (d->url_shown);
             free (d->webhook_id);
             free (d->body);
+            free (d->lookup_host);
             free (d);
         }
-        free (host);
         snprintf (error, error_size, "out of memory");
         return -1;
     }
@@ -689,18 +871,6 @@ wh_engine_add (wh_engine_t *self, const char *job_id, const char *url,
     d->body [body_len] = 0;
     d->body_len = body_len;
     d->engine = self;
-    d->ssrf_exempt = self->config->allow_private
-                  || wh_ssrf_target_listed (self->config->allowed_hosts, host, port);
-    //  An IP literal ("[::1]" for IPv6) needs no lookup.
-    unsigned char addr [sizeof (struct in6_addr)];
-    size_t host_len = strlen (host);
-    if (host_len > 2 && host [0] == '[' && host [host_len - 1] == ']') {
-        host [host_len - 1] = 0;
-        d->host_literal = inet_pton (AF_INET6, host + 1, addr) == 1;
-    }
-    else
-        d->host_literal = inet_pton (AF_INET, host, addr) == 1;
-    free (host);
     d->deadline_ms = deadline_ms;
     d->received_mono = bm_mono_ms ();
     wh_heap_node_init (&d->node);

@@ -16,7 +16,24 @@
 #include <curl/curl.h>
 #include <stdatomic.h>
 
-typedef enum { WHERE_WAITING, WHERE_READY, WHERE_INFLIGHT } where_t;
+typedef enum { WHERE_WAITING, WHERE_READY, WHERE_PARKED, WHERE_INFLIGHT } where_t;
+
+//  A host name being looked up: the name libcurl resolves for a delivery
+//  (the URL's host, or the host WEBHOOK_CONNECT_TO maps it to).  Lives
+//  while it has lookups pending or deliveries parked.
+typedef struct {
+    char *name;                 //  Lower case
+    size_t resolving;           //  Lookups of attempts in flight, not answered
+    size_t abandoned;           //  Lookups abandoned, presumed still running
+    zlistx_t *parked;           //  Due deliveries waiting for one of its
+                                //  lookups to end (WEBHOOK_MAX_RESOLVING_PER_HOST)
+} dns_host_t;
+
+//  An abandoned lookup: when the resolver gives up on it (monotonic ms).
+typedef struct {
+    int64_t over;
+    dns_host_t *host;
+} abandoned_t;
 
 //  Where answers are counted by status: 100-599 under their own, 0 for no
 //  answer ("none"), this one for any other status ("other": libcurl takes
@@ -41,9 +58,13 @@ typedef struct {
     int64_t retry_after_ms;     //  Retry-After of the last response, -1 if none
     bool opened;                //  A socket was opened (an address passed the guard)
     bool resolving;             //  A host name lookup started (a resolver thread)
+    dns_host_t *host;           //  ... of this name
     bool resolved;              //  ... and answered (an address came to be opened)
     bool resolve_failed;        //  ... or failed (the thread ended): not abandoned
-    bool dns_refused;           //  Not looked up: too many lookups pending
+    bool dns_refused;           //  Not looked up: too many lookups pending,
+    bool dns_refused_host;      //  ... of its name (else in all)
+    size_t dns_refused_pending; //  ... how many
+    bool dns_deferred;          //  Not looked up: wait for a lookup of the name to end
     char refused [200];         //  Why the SSRF guard refused an address, "" if none
     size_t header_bytes;        //  Response header bytes so far
     bool headers_too_large;     //  Over WH_HEADERS_MAX: stopped
@@ -67,14 +88,15 @@ typedef struct {
     char *body;                 //  JSON text to POST
     size_t body_len;
     bool ssrf_exempt;           //  Host in WEBHOOK_ALLOWED_HOSTS, or private allowed
-    bool host_literal;          //  The URL's host is an IP address (no DNS lookup)
+    char *lookup_host;          //  The name looked up to connect, lower case;
+                                //  NULL: none (an IP address, localhost)
     bool fresh_connect;         //  The next attempt opens a new connection (the
                                 //  last failed on a reused one)
     int64_t deadline_ms;        //  Broker's deadline (epoch ms), 0: none
     int64_t received_mono;      //  When we took it
     wh_status_t status;         //  What we report
     where_t where;              //  Waiting, ready or in flight
-    void *ready_handle;         //  Handle in the ready list
+    void *ready_handle;         //  Handle in the ready list, or its host's parked list
     attempt_t *attempt;         //  The attempt in flight, or NULL
 } delivery_t;
 
@@ -122,8 +144,11 @@ struct _wh_engine_t {
     //  before its lookup answered is left to finish on its own
     //  (CURLOPT_QUICK_EXIT); it lives until the resolver gives up.
     size_t resolving;           //  Lookups of attempts in flight, not answered
-    int64_t *abandoned;         //  Ring: when each abandoned lookup is presumed
-    size_t abandoned_first, abandoned_count, abandoned_max;    //  over (monotonic ms)
+    abandoned_t *abandoned;     //  Ring: when each abandoned lookup is presumed over
+    size_t abandoned_first, abandoned_count, abandoned_max;
+    zhashx_t *dns_hosts;        //  name -> dns_host_t, those with lookups pending
+    size_t parked;              //  Deliveries parked on a host
+    bool unparked;              //  Some moved to the ready list: pump
     int64_t lookup_life_ms;     //  How long a lookup may take (resolv.conf)
     counters_t counters;
     //  Metrics
@@ -146,7 +171,12 @@ void wh_engine_check_done (wh_engine_t *self);
 //  abandoned ones presumed still running (forgets those presumed over).
 size_t wh_engine_dns_pending (wh_engine_t *self);
 
-//  An attempt's lookup was abandoned (its attempt ended first).
-void wh_engine_dns_abandoned (wh_engine_t *self);
+//  The record of a name looked up, made on first use; NULL if out of memory.
+dns_host_t *wh_engine_dns_host (wh_engine_t *self, const char *name);
+
+//  A lookup of host ended: answered, failed, or abandoned (its attempt
+//  ended first: then it stays pending until the resolver gives up).  The
+//  deliveries parked on host go back to the front of the ready list.
+void wh_engine_dns_ended (wh_engine_t *self, dns_host_t *host, bool abandoned);
 
 #endif

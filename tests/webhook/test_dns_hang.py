@@ -18,10 +18,7 @@ outcome only after ~10 s, and no message for as long (the broker would
 have dropped the manager).  Skipped (exit 77, with a log line) where the
 test cannot bind port 53 or unshare -m is not allowed."""
 import os
-import socket
-import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -33,25 +30,6 @@ from whlib import DONE, JOB
 DNS = "127.0.0.77"
 TIMEOUT_MS = 1000
 SLACK_S = 2.0
-
-
-def skip(why):
-    log("SKIP:", why)
-    sys.exit(harness.SKIP)
-
-
-def blackhole():
-    """A name server that reads every query and never answers."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        s.bind((DNS, 53))
-    except OSError as e:
-        skip("cannot bind %s:53 for a silent name server (%s)" % (DNS, e))
-
-    def run():
-        while True:
-            s.recvfrom(4096)
-    threading.Thread(target=run, daemon=True).start()
 
 
 def largest_gap(broker, since):
@@ -66,16 +44,11 @@ def outcome(broker, job_id):
 
 
 def main():
-    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
-        skip("unshare -m is not allowed here")
-    blackhole()
+    whlib.silent_name_server(DNS)
     with harness.Stack("wh-dns-hang") as s:
-        resolv = os.path.join(s.dir, "resolv.conf")
-        with open(resolv, "w") as f:
-            f.write("nameserver %s\noptions timeout:5 attempts:2\n" % DNS)
         env = {"WEBHOOK_TIMEOUT_MS": str(TIMEOUT_MS), "WEBHOOK_CONNECT_TIMEOUT_MS": str(TIMEOUT_MS),
                "WEBHOOK_MAX_RETRIES": "0", "WEBHOOK_MAX_RESOLVING": "2"}
-        wrap = ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv]
+        wrap = whlib.dns_wrap(s, DNS)
         broker = whlib.FakeBroker()
         s.endpoint = broker.endpoint
         mgr = whlib.manager(s, dict(env, HEARTBEAT_INTERVAL_MS=str(whlib.HB)), wrap=wrap)

@@ -2,6 +2,10 @@
 botmesh-webhook under a harness.Stack, talk to their HTTP APIs."""
 import json
 import os
+import socket
+import subprocess
+import sys
+import threading
 import time
 
 import fakebroker
@@ -68,6 +72,47 @@ def stop_clean(*procs):
     for p in procs:
         rc = p.stop(timeout=30)
         check(rc == 0, "%s stopped cleanly on SIGTERM (exit %s)" % (p.name, rc), p.output()[-2000:])
+
+
+# --- A DNS server that never answers, for a manager in its own mount namespace.
+
+def silent_name_server(address):
+    """A name server on address:53 (a daemon thread) that reads every query
+    and never answers.  The test is skipped (exit 77, with a log line) where
+    the port cannot be bound or unshare -m (to bind a resolv.conf naming it
+    over /etc/resolv.conf, see dns_wrap) is not allowed."""
+    def skip(why):
+        log("SKIP:", why)
+        sys.exit(harness.SKIP)
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        skip("unshare -m is not allowed here")
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind((address, 53))
+    except OSError as e:
+        skip("cannot bind %s:53 for a silent name server (%s)" % (address, e))
+
+    def run():
+        while True:
+            s.recvfrom(4096)
+    threading.Thread(target=run, daemon=True).start()
+
+
+def dns_wrap(stack, address, hosts=None, timeout=5):
+    """The wrap (see manager) that runs the manager in its own mount
+    namespace with /etc/resolv.conf naming only address (timeout s x 2
+    tries), and /etc/hosts holding only the text hosts when it is given."""
+    resolv = os.path.join(stack.dir, "resolv.conf")
+    with open(resolv, "w") as f:
+        f.write("nameserver %s\noptions timeout:%d attempts:2\n" % (address, timeout))
+    script = 'mount --bind "$0" /etc/resolv.conf && exec "$@"'
+    files = [resolv]
+    if hosts is not None:
+        files.append(os.path.join(stack.dir, "hosts"))
+        with open(files[1], "w") as f:
+            f.write(hosts)
+        script = 'mount --bind "$0" /etc/resolv.conf && mount --bind "$1" /etc/hosts && shift && exec "$@"'
+    return ["unshare", "-m", "sh", "-c", script] + files
 
 
 # --- A fake broker (docs/protocol.md sections 5, 6), for tests without the real one.
