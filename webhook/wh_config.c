@@ -25,9 +25,9 @@ const bm_setting_t wh_settings [] = {
     ROW_INT ("WEBHOOK_CONCURRENCY", credit, 10000, 1, 1000000,
              "deliveries held at once (the worker credit), including those waiting for a retry"),
     ROW_INT ("WEBHOOK_MAX_HELD_BYTES", max_held_bytes, 268435456, 1, INT64_C (1) << 40,
-             "bytes of delivery bodies held at once; past it the manager takes no more "
-             "deliveries (credit 0) until bodies are released (one larger alone is taken "
-             "when nothing else is held)"),
+             "bytes the deliveries held at once hold (record, body, URL, ids); past it the "
+             "manager takes no more deliveries (credit 0) until some are released (one larger "
+             "alone is taken when nothing else is held)"),
     ROW_INT ("WEBHOOK_MAX_INFLIGHT", max_inflight, 64, 1, 10000,
              "HTTP requests in flight at once; more due deliveries queue"),
     ROW_INT ("WEBHOOK_MAX_RESOLVING", max_resolving, 32, 1, 10000,

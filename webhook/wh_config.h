@@ -18,7 +18,7 @@ typedef struct {
     const char *name_text;          //  WEBHOOK_NAME as set, or NULL
     char name [128];                //  WEBHOOK_NAME, default webhook-<host>-<pid>
     int64_t credit;                 //  WEBHOOK_CONCURRENCY: deliveries held at once
-    int64_t max_held_bytes;         //  WEBHOOK_MAX_HELD_BYTES: their bodies' bytes
+    int64_t max_held_bytes;         //  WEBHOOK_MAX_HELD_BYTES: the bytes they hold
     int64_t heartbeat_ms;           //  HEARTBEAT_INTERVAL_MS
     int64_t liveness;               //  HEARTBEAT_LIVENESS
     //  Delivery

@@ -274,7 +274,7 @@ s_delivery_destroy (wh_engine_t *self, delivery_t **d_p)
     delivery_t *d = *d_p;
     s_unlink (self, d);
     zhashx_delete (self->deliveries, d->job_id);
-    self->held_bytes -= d->body_len;
+    self->held_bytes -= d->cost;
     free (d->job_id);
     free (d->url);
     free (d->url_shown);
@@ -825,6 +825,39 @@ wh_engine_destroy (wh_engine_t **self_p)
     }
 }
 
+//  What a delivery holds while it is held: its record (its reported state,
+//  lastError included) and the strings it keeps.  An attempt in flight
+//  holds more (libcurl's handle and buffers, the request's headers) for
+//  its duration only: WEBHOOK_MAX_INFLIGHT bounds those.
+static size_t
+s_cost (const delivery_t *d)
+{
+    return sizeof (delivery_t) + strlen (d->job_id) + 1 + strlen (d->url) + 1
+         + strlen (d->url_shown) + 1 + strlen (d->webhook_id) + 1 + d->body_len + 1
+         + (d->lookup_host? strlen (d->lookup_host) + 1: 0);
+}
+
+size_t
+wh_engine_cost (wh_engine_t *self, const char *job_id, const char *url,
+                const char *webhook_id, size_t body_len)
+{
+    char *shown = wh_url_redacted (url);
+    char *lookup_host = NULL;
+    int port = 0;
+    char error [8];
+    char *host = bm_url_host (url, "the URL", &port, error, sizeof error);
+    if (host && s_lookup_host (self->config->connect_to, host, port, &lookup_host))
+        lookup_host = NULL;
+    free (host);
+    delivery_t d = { .job_id = (char *) job_id, .url = (char *) url,
+                     .url_shown = shown? shown: (char *) url, .webhook_id = (char *) webhook_id,
+                     .body_len = body_len, .lookup_host = lookup_host };
+    size_t cost = s_cost (&d);
+    free (shown);
+    free (lookup_host);
+    return cost;
+}
+
 int
 wh_engine_add (wh_engine_t *self, const char *job_id, const char *url,
                const char *webhook_id, const char *body, size_t body_len,
@@ -871,12 +904,13 @@ wh_engine_add (wh_engine_t *self, const char *job_id, const char *url,
     d->body [body_len] = 0;
     d->body_len = body_len;
     d->engine = self;
+    d->cost = s_cost (d);
     d->deadline_ms = deadline_ms;
     d->received_mono = bm_mono_ms ();
     wh_heap_node_init (&d->node);
     d->status.state = WH_STATE_PENDING;
     zhashx_insert (self->deliveries, d->job_id, d);
-    self->held_bytes += body_len;
+    self->held_bytes += d->cost;
     atomic_fetch_add (&self->counters.received, 1);
 
     int64_t due = bm_mono_ms ();

@@ -106,8 +106,17 @@ void wh_engine_abort (wh_engine_t *self);
 size_t wh_engine_held (wh_engine_t *self);
 size_t wh_engine_inflight (wh_engine_t *self);
 
-//  Bytes of the bodies of the deliveries held.
+//  Bytes the deliveries held hold: the sum of their wh_engine_cost.
 size_t wh_engine_held_bytes (wh_engine_t *self);
+
+//  The bytes a delivery holds while it is held (what WEBHOOK_MAX_HELD_BYTES
+//  counts): its record, lastError included, and its strings (body, URL as
+//  given and as logs show it, job id, webhook-id, the name looked up).
+//  Not counted: an attempt in flight (libcurl's handle and buffers, the
+//  request headers, WEBHOOK_MAX_INFLIGHT of them at most) and the
+//  allocator's and tables' overhead.
+size_t wh_engine_cost (wh_engine_t *self, const char *job_id, const char *url,
+                       const char *webhook_id, size_t body_len);
 
 //  True if the delivery of job_id is held.
 bool wh_engine_holds (wh_engine_t *self, const char *job_id);

@@ -90,6 +90,7 @@ typedef struct {
     bool ssrf_exempt;           //  Host in WEBHOOK_ALLOWED_HOSTS, or private allowed
     char *lookup_host;          //  The name looked up to connect, lower case;
                                 //  NULL: none (an IP address, localhost)
+    size_t cost;                //  Bytes it holds (wh_engine_cost)
     bool fresh_connect;         //  The next attempt opens a new connection (the
                                 //  last failed on a reused one)
     int64_t deadline_ms;        //  Broker's deadline (epoch ms), 0: none
@@ -118,7 +119,7 @@ typedef struct {
     atomic_int_fast64_t ready;
     atomic_int_fast64_t inflight;
     atomic_int_fast64_t dns_pending;    //  Host name lookups not answered
-    atomic_int_fast64_t held_bytes;     //  Bytes of the bodies held
+    atomic_int_fast64_t held_bytes;     //  Bytes the deliveries held hold (wh_engine_cost)
 } counters_t;
 
 struct _wh_engine_t {
@@ -133,7 +134,7 @@ struct _wh_engine_t {
     wh_heap_t *waiting;         //  Deliveries waiting for a retry
     zlistx_t *ready;            //  Due deliveries waiting for a slot, FIFO
     size_t inflight;            //  Attempts in flight
-    size_t held_bytes;          //  Bytes of the bodies of the deliveries held
+    size_t held_bytes;          //  Bytes the deliveries held hold (wh_engine_cost)
     int curl_timer;             //  zloop timer for libcurl, -1 if none
     int64_t curl_armed;         //  Monotonic ms curl_timer fires at
     int64_t curl_due;           //  Monotonic ms libcurl wants its timeout call, -1: never

@@ -33,7 +33,7 @@ typedef struct {
     bm_done_replay_t *recent_done;  //  DONEs to send again after a reconnect
     bm_series_t *m_credit;      //  webhook_credit: the credit announced
     bool full;                  //  WEBHOOK_MAX_HELD_BYTES reached: credit 0
-    size_t room_wanted;         //  Largest body handed back for lack of room
+    size_t room_wanted;         //  Largest delivery handed back for lack of room
 } s_manager_t;
 
 //  --------------------------------------------------------------------------
@@ -120,11 +120,11 @@ s_send_done (s_manager_t *self, const char *job_id, const wh_status_t *status,
 }
 
 //  Announce the credit we have now: WEBHOOK_CONCURRENCY, or 0 while
-//  draining or while the bodies held reach WEBHOOK_MAX_HELD_BYTES.  Once
-//  full, the manager takes deliveries again when there is room for the
-//  largest body it handed back (the whole budget for one larger than it:
-//  nothing else held) and a quarter of the budget at least, so that the
-//  credit does not flap with every delivery that ends.
+//  draining or while the deliveries held reach WEBHOOK_MAX_HELD_BYTES
+//  (wh_engine_cost).  Once full, the manager takes deliveries again when
+//  there is room for the largest it handed back (the whole budget for one
+//  larger than it: nothing else held) and a quarter of the budget at
+//  least, so that the credit does not flap with every delivery that ends.
 static void
 s_update_credit (s_manager_t *self)
 {
@@ -145,7 +145,7 @@ s_update_credit (s_manager_t *self)
     int64_t credit = self->draining || self->full? 0: self->config->credit;
     if (credit != bm_worker_link_credit (self->link)) {
         if (!self->draining)
-            bm_info (NULL, "%zu bytes of bodies held (WEBHOOK_MAX_HELD_BYTES %zu): credit %" PRId64,
+            bm_info (NULL, "%zu bytes held (WEBHOOK_MAX_HELD_BYTES %zu): credit %" PRId64,
                      bytes, budget, credit);
         bm_worker_link_set_credit (self->link, credit);
     }
@@ -328,21 +328,23 @@ s_on_job (void *arg, const bm_codec_job_t *job)
         s_refuse_job (self, job_id, reason);
         return 0;
     }
-    //  No room for its body under WEBHOOK_MAX_HELD_BYTES (JOBs the broker
-    //  sent before it saw our credit 0): give it back; one larger than the
+    //  No room for it under WEBHOOK_MAX_HELD_BYTES (JOBs the broker sent
+    //  before it saw our credit 0): give it back; one larger than the
     //  whole budget is taken when nothing else is held.
     size_t held_bytes = wh_engine_held_bytes (self->engine);
-    if (wh_engine_held (self->engine) > 0 && !wh_engine_holds (self->engine, job_id)
-    &&  held_bytes + size > (size_t) self->config->max_held_bytes) {
-        bm_debug (job_id, "released: its %zu-byte body does not fit (%zu bytes held, "
-                  "WEBHOOK_MAX_HELD_BYTES %" PRId64 ")", size, held_bytes,
-                  self->config->max_held_bytes);
-        if (size > self->room_wanted)
-            self->room_wanted = size;
-        self->full = true;
-        s_send_release (self, job_id);
-        s_update_credit (self);
-        return 0;
+    if (wh_engine_held (self->engine) > 0 && !wh_engine_holds (self->engine, job_id)) {
+        size_t cost = wh_engine_cost (self->engine, job_id, url, webhook_id, size);
+        if (held_bytes + cost > (size_t) self->config->max_held_bytes) {
+            bm_debug (job_id, "released: its %zu bytes do not fit (%zu bytes held, "
+                      "WEBHOOK_MAX_HELD_BYTES %" PRId64 ")", cost, held_bytes,
+                      self->config->max_held_bytes);
+            if (cost > self->room_wanted)
+                self->room_wanted = cost;
+            self->full = true;
+            s_send_release (self, job_id);
+            s_update_credit (self);
+            return 0;
+        }
     }
     wh_status_t prior;
     bool has_prior = job->has_webhook && s_prior (&job->webhook, &prior);

@@ -91,7 +91,9 @@ wh_url_redacted (const char *url)
     if (fragment < end)
         s_put (&out, "#" MASK, 1 + strlen (MASK));
     *out = 0;
-    return result;
+    //  Give back what the worst case reserved: a delivery keeps it.
+    char *fitted = (char *) realloc (result, (size_t) (out - result) + 1);
+    return fitted? fitted: result;
 }
 
 //  --------------------------------------------------------------------------

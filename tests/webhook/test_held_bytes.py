@@ -8,10 +8,16 @@ holds each request 1.5 s:
    webhook_credit say 0;
 2. once both are delivered the credit comes back (READY 10000);
 3. a 150 KB body, larger than the whole budget, is taken when nothing else
-   is held (never a stuck delivery), and delivered.
+   is held (never a stuck delivery), and delivered;
+4. the budget counts what a delivery holds, not only its body: with a
+   budget of 10,000 bytes, of eight deliveries with 2,000-byte URLs and
+   30-byte bodies some are handed back (RELEASE, READY credit 0), and
+   /stats heldBytes counts the URLs of those held.
 
 Before the budget the manager took the third delivery (no RELEASE, no
-READY credit 0): 100 held 1.5 MB bodies took its RSS from 15.6 to 200 MB."""
+READY credit 0): 100 held 1.5 MB bodies took its RSS from 15.6 to 200 MB.
+Before the budget counted URLs (bodies only), part 4 took all eight: no
+RELEASE within 10 s."""
 import os
 import sys
 
@@ -83,6 +89,27 @@ def main():
         got = whlib.mock_deliveries(receiver, "b4")
         check(len(got) == 1, "the receiver got it once", len(got))
         check(not [m for m in broker.inbox if m[2] == RELEASE], "nothing else was handed back")
+        whlib.stop_clean(mgr, receiver)
+
+    with harness.Stack("wh-held-cost") as s:
+        log("part 4: long URLs, small bodies: the URLs count")
+        receiver = whlib.mock(s)
+        broker, mgr = whlib.manager_on_fake_broker(s, {"WEBHOOK_MAX_HELD_BYTES": "10000"})
+        whlib.mock_mode(receiver, delayMs=1500)
+        path = "/hook/" + "a" * (2000 - len(receiver.url) - 6)
+        jobs = ["u%d.wh1" % i for i in range(1, 9)]
+        for j in jobs:
+            broker.send(JOB, whlib.job(j, receiver.url + path, body(j, 30)))
+        _, _, released = broker.expect_cmd(RELEASE, what="a delivery handed back (RELEASE)")
+        check(True, "a delivery past the budget is RELEASEd: %s" % released["jobId"])
+        expect_credit(broker, 0, "READY with credit 0")
+        check(True, "READY announces credit 0")
+        stats = whlib.get_json(mgr.url + "/stats")
+        check(0 < stats["held"] < len(jobs) and stats["held"] * 2000 <= stats["heldBytes"] <= 10000,
+              "/stats: some held, heldBytes counts their 2,000-byte URLs, under the budget", stats)
+        held = stats["held"]
+        done = [broker.expect_cmd(DONE, what="a DONE")[2] for _ in range(held)]
+        check(all(d["ok"] for d in done), "the %d held are delivered" % held, done)
         whlib.stop_clean(mgr, receiver)
 
 
