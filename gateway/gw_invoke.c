@@ -27,6 +27,27 @@ s_fail (gw_invoke_error_t *error, int status, const char *code, const char *fmt,
 }
 
 //  --------------------------------------------------------------------------
+//  The value of an integer given as JSON text: an integer, or a real with
+//  an integral value (1.0: what Python's json.dumps writes for a float, and
+//  JavaScript clients for a computed number).  0, or -1 when item is
+//  neither (1.5, a string, past 64 bits).
+static int
+s_integral (const json_t *item, int64_t *value)
+{
+    if (json_is_integer (item)) {
+        *value = json_integer_value (item);
+        return 0;
+    }
+    if (!json_is_real (item))
+        return -1;
+    double d = json_real_value (item);
+    //  -2^63 <= d < 2^63: in range of int64_t, NaN and infinities fail.
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) || d != (double) (int64_t) d)
+        return -1;
+    *value = (int64_t) d;
+    return 0;
+}
+
 //  An optional integer field in [min, max].  Returns 1 when present (value
 //  set), 0 when absent or null, -1 when of the wrong type or out of range.
 
@@ -36,9 +57,9 @@ s_opt_int (const json_t *body, const char *key, int64_t min, int64_t max, int64_
     const json_t *item = json_object_get (body, key);
     if (!item || json_is_null (item))
         return 0;
-    if (!json_is_integer (item))
+    int64_t v;
+    if (s_integral (item, &v))
         return -1;
-    json_int_t v = json_integer_value (item);
     if (v < min || v > max)
         return -1;
     *value = v;
@@ -235,6 +256,9 @@ s_webhook_url (const json_t *body, const char **url, size_t *len, int *has,
                gw_invoke_error_t *error)
 {
     *has = s_opt_str (body, "webhookUrl", url, len);
+    //  "" is how seed clients say "no webhook", like null.
+    if (*has > 0 && *len == 0)
+        *has = 0;
     if (*has < 0 || (*has && !bm_valid_url (*url, *len)))
         return s_fail (error, 400, "invalid_webhook_url",
                        "webhookUrl must be an http:// or https:// URL of at most %d printable ASCII "
@@ -294,18 +318,24 @@ s_numbers (const json_t *body, bm_codec_submit_t *submit, gw_invoke_error_t *err
 }
 
 int
-gw_invoke_check_schedule (const json_t *body, gw_invoke_error_t *error)
+gw_invoke_check_schedule (json_t *body, gw_invoke_error_t *error)
 {
     const char *str;
     size_t len;
     int has;
-    int64_t priority;
+    int64_t priority = -1;
     const json_t *payload = json_object_get (body, "payload");
     if (s_bot_type (body, &str, &len, error)
     ||  (payload && s_payload_depth (payload, error))
     ||  s_webhook_url (body, &str, &len, &has, error)
     ||  s_priority (body, &priority, error))
         return -1;
+    //  The body goes to the broker as it is: written as /invoke reads
+    //  them, a priority of 1.0 as 1, a webhookUrl of "" as none.
+    if (!has)
+        json_object_del (body, "webhookUrl");
+    if (json_is_real (json_object_get (body, "priority")))
+        json_object_set_new (body, "priority", json_integer ((json_int_t) priority));
     //  The SCHEDULE body is the object itself (one level), so each field
     //  holds at most GW_INVOKE_MAX_DEPTH - 1 containers: a deeper one is
     //  named, payload with payload's code, any other as the body's fault.
@@ -743,6 +773,7 @@ gw_invoke_test (bool verbose)
         { "{\"key\":\"k\",\"everyMs\":1000}", "missing_field" },
         { "{\"key\":\"k\",\"botType\":\"Java\"}", "invalid_bot_type" },
         { "{\"key\":\"k\",\"botType\":\"java\",\"priority\":-1}", "invalid_priority" },
+        { "{\"key\":\"k\",\"botType\":\"java\",\"priority\":1.5}", "invalid_priority" },
         { "{\"key\":\"k\",\"botType\":\"java\",\"webhookUrl\":\"ftp://x\"}", "invalid_webhook_url" },
         { "{\"key\":\"k\",\"botType\":\"java\",\"x\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
           "invalid_body" },
@@ -763,6 +794,26 @@ gw_invoke_test (bool verbose)
                          "\"priority\":null}", 1 << 20, &error, &result), "ok"));
     CHECK (result.data.via.map.size == 4);
     CHECK (bm_obj_int (&result.data, "priority", &value) && value == GW_INVOKE_DEFAULT_PRIORITY);
+    msgpack_unpacked_destroy (&result);
+
+    //  Integer fields given as reals with an integral value (json.dumps of
+    //  a float) read as those integers; a webhookUrl of "" as none.
+    CHECK (streq (s_try ("{\"botType\":\"java\",\"payload\":1,\"priority\":1.0,"
+                         "\"timeoutMs\":1000.0,\"maxAttempts\":2.0,\"attempts\":4.0,"
+                         "\"delay\":5e3,\"backoff\":{\"type\":\"fixed\",\"delay\":100.0},"
+                         "\"webhookUrl\":\"\"}", 1 << 20, &error, &result), "ok"));
+    CHECK (bm_obj_int (&result.data, "priority", &value) && value == 1);
+    CHECK (bm_obj_int (&result.data, "timeoutMs", &value) && value == 1000);
+    CHECK (bm_obj_int (&result.data, "maxAttempts", &value) && value == 2);
+    CHECK (bm_obj_int (&result.data, "attempts", &value) && value == 4);
+    CHECK (bm_obj_int (&result.data, "delayMs", &value) && value == 5000);
+    backoff = bm_obj_get (&result.data, "backoff");
+    CHECK (backoff && bm_obj_int (backoff, "delayMs", &value) && value == 100);
+    CHECK (!bm_obj_get (&result.data, "webhookUrl"));
+    msgpack_unpacked_destroy (&result);
+    CHECK (streq (s_try ("{\"botType\":\"java\",\"payload\":1,\"runAt\":1790000000000.0}",
+                         1 << 20, &error, &result), "ok"));
+    CHECK (bm_obj_int (&result.data, "runAt", &value) && value == 1790000000000LL);
     msgpack_unpacked_destroy (&result);
 
     //  Errors, each with its code and status.
@@ -786,6 +837,11 @@ gw_invoke_test (bool verbose)
         { "{\"botType\":\"python\",\"payload\":1,\"priority\":2097153}", 400, "invalid_priority" },
         { "{\"botType\":\"python\",\"payload\":1,\"priority\":1.5}", 400, "invalid_priority" },
         { "{\"botType\":\"python\",\"payload\":1,\"priority\":\"1\"}", 400, "invalid_priority" },
+        { "{\"botType\":\"python\",\"payload\":1,\"priority\":1e300}", 400, "invalid_priority" },
+        { "{\"botType\":\"python\",\"payload\":1,\"priority\":-0.5}", 400, "invalid_priority" },
+        { "{\"botType\":\"python\",\"payload\":1,\"timeoutMs\":1000.5}", 400, "invalid_timeout" },
+        { "{\"botType\":\"python\",\"payload\":1,\"attempts\":1.5}", 400, "invalid_attempts" },
+        { "{\"botType\":\"python\",\"payload\":1,\"runAt\":9.3e18}", 400, "invalid_run_at" },
         { "{\"botType\":\"python\",\"payload\":1,\"priority\":true}", 400, "invalid_priority" },
         { "{\"botType\":\"python\",\"payload\":1,\"webhookUrl\":\"ftp://x\"}", 400, "invalid_webhook_url" },
         { "{\"botType\":\"python\",\"payload\":1,\"webhookUrl\":\"http://\"}", 400, "invalid_webhook_url" },

@@ -24,10 +24,12 @@
 
     BullMQ's names are read too: "delay" as delayMs and "jobId" as
     idempotencyKey (given with the other name, both must be equal).  An
-    optional field given as null counts as absent.  Unknown keys are
-    ignored (protocol.md: forward compatibility) and named back to the
-    client (gw_invoke_ignored); duplicate keys are an error (which of the
-    two was meant is not knowable).  */
+    optional field given as null counts as absent, and so does a webhookUrl
+    of "".  An integer field may be given as a real with an integral value
+    (1.0, as Python's json.dumps writes a float); 1.5 is refused.  Unknown
+    keys are ignored (protocol.md: forward compatibility) and named back to
+    the client (gw_invoke_ignored); duplicate keys are an error (which of
+    the two was meant is not knowable).  */
 #ifndef GW_INVOKE_H
 #define GW_INVOKE_H
 
@@ -104,8 +106,10 @@ json_t *gw_invoke_ignored (const json_t *body);
 //  payload, webhookUrl, priority), checked with the same codes and
 //  messages (missing_field, invalid_bot_type, invalid_payload,
 //  invalid_webhook_url, invalid_priority).  The schedule's own fields are
-//  the broker's to check.  0, or -1 with *error.
-int gw_invoke_check_schedule (const json_t *body, gw_invoke_error_t *error);
+//  the broker's to check.  0, or -1 with *error.  On success, the shared
+//  fields are rewritten as the broker reads them: an integral real
+//  priority (1.0) as an integer, a webhookUrl of "" removed.
+int gw_invoke_check_schedule (json_t *body, gw_invoke_error_t *error);
 
 //  Self test.
 void gw_invoke_test (bool verbose);
