@@ -10,6 +10,23 @@
 #include <string.h>
 #include <time.h>
 
+//  BullMQ's name for a job state, as its Job.getState() answers: queued
+//  is waiting, running active; BullMQ has no cancelled (a cancelled job
+//  carries a failedReason, as a failed one).  NULL for a state this
+//  gateway does not know.
+static const char *
+s_bullmq_state (const char *state)
+{
+    static const char *names [][2] = {
+        { "queued", "waiting" }, { "running", "active" }, { "delayed", "delayed" },
+        { "completed", "completed" }, { "failed", "failed" }, { "cancelled", "failed" }
+    };
+    for (size_t i = 0; state && i < sizeof names / sizeof names [0]; i++)
+        if (streq (state, names [i][0]))
+            return names [i][1];
+    return NULL;
+}
+
 json_t *
 gw_record_job (const msgpack_object *job)
 {
@@ -21,8 +38,11 @@ gw_record_job (const msgpack_object *job)
     //  BullMQ's names, for clients of BullMQ-based bot systems: id, data
     //  (the payload), returnvalue (the result, null until completed),
     //  attemptsMade (attempts), processedOn and finishedOn (ms since the
-    //  epoch), failedReason (the error message of a failed or cancelled job).
+    //  epoch), failedReason (the error message of a failed or cancelled job),
+    //  and bullmqState, the state as BullMQ names it (state keeps ours).
     json_object_set (record, "id", json_object_get (record, "jobId"));
+    const char *bullmq = s_bullmq_state (json_string_value (json_object_get (record, "state")));
+    json_object_set_new (record, "bullmqState", bullmq ? json_string (bullmq) : json_null ());
     json_t *payload = json_object_get (record, "payload");
     if (payload)
         json_object_set (record, "data", payload);
@@ -199,7 +219,7 @@ gw_record_sort_names (char *list)
 #define CHECK(cond) BM_CHECK (cond)
 
 //  Unpacked objects point into the packed bytes: keep them until the end.
-static char *s_buffers [8];
+static char *s_buffers [16];
 static int s_nbuffers;
 
 static msgpack_unpacked
@@ -213,7 +233,7 @@ s_pack_json (const char *text)
     msgpack_unpacked_init (&result);
     size_t offset = 0;
     CHECK (msgpack_unpack_next (&result, data, size, &offset) == MSGPACK_UNPACK_SUCCESS);
-    CHECK (s_nbuffers < 8);
+    CHECK (s_nbuffers < 16);
     s_buffers [s_nbuffers++] = data;
     return result;
 }
@@ -244,6 +264,7 @@ gw_record_test (bool verbose)
                   "2026-11-28T20:40:01.200Z"));
     CHECK (json_integer_value (json_object_get (record, "priority")) == 3);
     CHECK (streq (json_string_value (json_object_get (record, "id")), "j1"));
+    CHECK (streq (json_string_value (json_object_get (record, "bullmqState")), "completed"));
     CHECK (json_integer_value (json_object_get (record, "processedOn")) == 1795898401200LL);
     CHECK (json_is_null (json_object_get (record, "finishedOn")));
     CHECK (json_is_null (json_object_get (record, "failedReason")));
@@ -259,6 +280,21 @@ gw_record_test (bool verbose)
     CHECK (json_integer_value (json_object_get (failure, "attempt")) == 1);
     json_decref (record);
     msgpack_unpacked_destroy (&job);
+    //  Each state by BullMQ's name; one it does not know, null.
+    const char *states [][2] = {
+        { "queued", "waiting" }, { "running", "active" }, { "delayed", "delayed" },
+        { "failed", "failed" }, { "cancelled", "failed" }, { "paused", NULL }
+    };
+    for (size_t i = 0; i < sizeof states / sizeof states [0]; i++) {
+        char text [80];
+        snprintf (text, sizeof text, "{\"jobId\":\"j\",\"state\":\"%s\"}", states [i][0]);
+        job = s_pack_json (text);
+        record = gw_record_job (&job.data);
+        json_t *name = json_object_get (record, "bullmqState");
+        CHECK (states [i][1] ? streq (json_string_value (name), states [i][1]) : json_is_null (name));
+        json_decref (record);
+        msgpack_unpacked_destroy (&job);
+    }
 
     msgpack_unpacked stats = s_pack_json (
         "{\"req\":4,\"types\":{\"python\":{\"waiting\":1,\"running\":2,\"limit\":5},"
