@@ -499,6 +499,26 @@
   // ------------------------------------------------------------------
   // Rendering: jobs
 
+  // The runs of a job against the runs it is allowed (runAttempts, the
+  // request's "attempts"): one per failed run (attemptErrors) and the one
+  // that runs or completed.  attempts counts dispatches, runs lost to
+  // crashes too, and maxAttempts bounds only those: neither is the runs.
+  function jobRuns(job) {
+    var failed = Array.isArray(job.attemptErrors) ? job.attemptErrors.length : 0;
+    return failed + (job.state === "running" || job.state === "completed" ? 1 : 0);
+  }
+
+  function runsText(job, sep) {
+    if (job.attempts === undefined && job.runAttempts === undefined) return "";
+    return jobRuns(job) + (job.runAttempts ? sep + job.runAttempts : "");
+  }
+
+  function dispatchNote(job) {
+    if (job.attempts === undefined) return "";
+    return "runs of the runs allowed; dispatched " + job.attempts + " time" + (job.attempts === 1 ? "" : "s") +
+      (job.maxAttempts ? " (at most " + job.maxAttempts + " lost to crashes)" : "");
+  }
+
   function renderJobs() {
     var body = $("jobs-body");
     clear(body);
@@ -514,8 +534,8 @@
         el("td", { "data-field": "state" }, stateBadge(job.state)),
         el("td", { "class": "num", "data-field": "priority" }, job.priority !== undefined ? job.priority : ""),
         el("td", { "class": "num", "data-field": "progress" }, job.progress !== undefined ? job.progress + "%" : ""),
-        el("td", { "class": "num", "data-field": "attempts" },
-           num(job.attempts) + (job.maxAttempts ? "/" + job.maxAttempts : "")),
+        el("td", { "class": "num", "data-field": "attempts", title: dispatchNote(job) },
+           runsText(job, "/")),
         el("td", { "data-field": "createdAt", title: isoTitle(job.createdAt) }, fmtTime(job.createdAt)),
         el("td", { "class": "num", "data-field": "duration" }, fmtDuration(jobDuration(job))),
         el("td", { "data-field": "webhook" }, hook && hook.state ? stateBadge(hook.state) : ""));
@@ -621,7 +641,9 @@
     setField(root, "botType", j.botType);
     setField(root, "priority", j.priority);
     setField(root, "progress", j.progress !== undefined ? j.progress + "%" : "");
-    setField(root, "attempts", j.attempts !== undefined ? j.attempts + (j.maxAttempts ? " of " + j.maxAttempts : "") : "");
+    var runs = runsText(j, " of ");
+    setField(root, "attempts", runs && runs + " runs" + (j.attempts !== undefined && j.attempts !== jobRuns(j)
+      ? ", dispatched " + j.attempts : ""), dispatchNote(j));
     setField(root, "worker", j.worker);
     setField(root, "createdAt", fmtTime(j.createdAt), isoTitle(j.createdAt));
     setField(root, "startedAt", fmtTime(j.startedAt), isoTitle(j.startedAt));

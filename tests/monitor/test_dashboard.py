@@ -3,7 +3,9 @@
 redis + broker + a Python worker + the gateway with API keys on.  The page:
 asks for the key (401), then shows per-type numbers equal to /stats, the
 worker, the jobs; filters by state; opens a failed job (payload, error) and
-retries it; finds a queued job by id and cancels it; redelivers a webhook;
+retries it; finds a queued job by id and cancels it; shows a job's runs
+against the runs it is allowed (5/5 for a job allowed 5 runs that failed
+them all); redelivers a webhook;
 shows per type the mode, warm processes, recycles and init failures that a
 real worker running a type in pool mode reports in its HEARTBEAT;
 draws charts from the snapshots.  Keeps a screenshot in
@@ -241,6 +243,28 @@ def test():
             page.click("#action-retry")
             page.wait_for("document.getElementById('action-message').dataset.result === 'ok'", 10, "retry to succeed")
             check(get("/job/" + queued)["state"] == "queued", "the cancelled job is queued again")
+
+            # 6b. The attempts column: runs against the runs the job is
+            # allowed (runAttempts), not against maxAttempts (dispatches lost
+            # to crashes, 3): a job allowed 5 runs that failed 5 times is 5/5
+            # (it was 5/3), one completed on its one allowed run 1/1.
+            five = invoke("python", {"fail": "again"}, attempts=5, backoff={"type": "fixed", "delay": 0})
+            wait_until(lambda: get("/job/" + five)["state"] == "failed", 30, "the job allowed 5 runs to fail")
+            record = get("/job/" + five)
+            check(record["runAttempts"] == 5 and len(record["attemptErrors"]) == 5 and record["maxAttempts"] == 3,
+                  "the record: 5 runs allowed, 5 failed, maxAttempts 3", record)
+            page.eval("document.getElementById('search-id').value = ''")
+            cell = "document.querySelector('#jobs-body tr[data-job-id=\"%s\"] [data-field=attempts]')"
+            page.wait_for("%s && %s.textContent === '5/5'" % (cell % five, cell % five), 15,
+                          "the failed job's attempts cell to read 5/5")
+            shown = page.eval("[%s.textContent, %s.textContent, %s.textContent]"
+                              % (cell % five, cell % done[0], cell % queued))
+            check(shown == ["5/5", "1/1", "0/1"],
+                  "attempts cells: 5/5 (5 failed runs of 5), 1/1 (completed), 0/1 (queued)", shown)
+            page.click('#jobs-body tr[data-job-id="%s"]' % five)
+            page.wait_for("document.body.dataset.detailJob === %s" % json.dumps(five), 10, "its detail")
+            runs = page.eval("document.querySelector('#job-detail [data-field=attempts]').textContent")
+            check(runs == "5 of 5 runs", "the detail says 5 of 5 runs", runs)
 
             # 7. Redeliver the webhook of an ended job
             page.goto("about:blank")                  # a real reload, not a hash change
