@@ -6,12 +6,14 @@ workers' metrics pinned (WORKER_METRICS_PORT a base: one port each, from it
 up) and every metrics port kept local (BROKER_METRICS_ADDR and
 WORKER_METRICS_ADDR 127.0.0.1).  Then the env file is edited and:
 `restart gateway` makes the gateway take the new API_KEYS and leaves the
-rest running; `restart mock` moves the mock to its new port;
+rest running, and names a misspelt setting of the env file as up does; `restart mock` moves the mock to its new port;
 `restart python` restarts that worker alone, on the metrics port it had;
 `restart orchestrator` restarts the broker alone and returns once the
 workers are back in its list;
 `restart` (all) stops intake first and the broker last, starts the broker
-first, and a job accepted before it completes after it; an unknown name is
+first, gives each worker the metrics port it had (it starts them in
+another order than up: java first), which that worker then serves, and a
+job accepted before it completes after it; an unknown name is
 refused naming the services.  Then a REDIS_URL naming another Redis (a
 redis-server started here): `restart gateway` is refused, naming those that
 would keep the old Redis, and stops nothing; `restart` (all) moves the
@@ -57,6 +59,31 @@ def http(method, url, key, body=None):
 def listeners(port):
     out = subprocess.run(["ss", "-ltnH", "( sport = :%d )" % port], capture_output=True, text=True).stdout
     return sorted({l.split()[3].rsplit(":", 1)[0] for l in out.splitlines() if l.strip()})
+
+
+def served_metrics(e, inst):
+    """The metrics port a worker's last start serves, from its log (the
+    part after the launcher's last start marker): "listening metrics=ADDR:PORT",
+    or the line saying it cannot; None before either."""
+    text = open(os.path.join(e.var, "log", inst + ".log"), errors="replace").read()
+    text = text[text.rfind("botmesh: starting "):]
+    m = re.search(r"listening metrics=\S+:(\d+)|(cannot serve metrics.*)", text)
+    if not m:
+        return None
+    return int(m.group(1)) if m.group(1) else m.group(2)
+
+
+def check_metrics_ports(e, ports, what):
+    """Each worker has the metrics port of ports (its var/run file) and
+    serves it."""
+    run_dir = os.path.join(e.var, "run")
+    now = {t: int(open(os.path.join(run_dir, "worker-%s-1.metrics-port" % t)).read()) for t in ports}
+    check(now == ports, "%s: each worker keeps its metrics port" % what, ports, now)
+    for t, port in sorted(ports.items()):
+        wait_until(lambda: served_metrics(e, "worker-%s-1" % t) is not None, 30,
+                   "worker-%s-1 to log its metrics port" % t)
+        check(served_metrics(e, "worker-%s-1" % t) == port,
+              "%s: worker-%s-1 serves its metrics on %d" % (what, t, port), served_metrics(e, "worker-%s-1" % t))
 
 
 def order(text, *marks):
@@ -140,8 +167,7 @@ def run(e, base):
     check(now["worker-python-1"] != before["worker-python-1"]
           and all(now[k] == v for k, v in before.items() if k != "worker-python-1"),
           "restart python restarted worker-python-1 alone", before, now)
-    check(int(open(os.path.join(run_dir, "worker-python-1.metrics-port")).read()) == ports["python"],
-          "the python worker keeps its metrics port", ports)
+    check_metrics_ports(e, ports, "restart python")
 
     # The broker alone (by its Compose name): the workers that ran on are
     # back in its list when restart returns.
@@ -178,6 +204,7 @@ def run(e, base):
     check(set(now) == set(before) and all(now[k] != v for k, v in before.items() if k != "redis")
           and all(alive(pid) for pid in now.values()),
           "every other service runs as a new process", before, now)
+    check_metrics_ports(e, ports, "restart (all)")
     wait_until(lambda: http("GET", "%s/job/%s" % (gw, job), NEW_KEY)[2].get("state") == "completed", 60,
                "the job accepted before the restart to complete")
     p = e.run("invoke", "python", '{"task":"data_analysis"}', "--wait")
