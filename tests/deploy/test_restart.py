@@ -134,10 +134,14 @@ def run(e, base):
           "status shows each worker's metrics port", p.stdout)
 
     # A new API key in the env file: only the gateway restarts, and takes it.
+    # A misspelt name there is named, as up names it.
     set_env(e, "API_KEYS", NEW_KEY)
+    set_env(e, "GATEWAY_THREDS", "4")
     p = e.run("restart", "gateway")
     check(p.returncode == 0 and "gateway: stopped" in p.stdout and "gateway: up" in p.stdout,
           "restart gateway stops and starts it", show(p))
+    check("botmesh: warning: unknown setting GATEWAY_THREDS (did you mean GATEWAY_THREADS?) (the environment "
+          "or %s)" % e.envfile in p.stderr, "restart warns of the misspelt setting in the env file", show(p))
     now = e.pids()
     check(now["gateway"] != pids["gateway"] and alive(now["gateway"]), "the gateway runs as a new process",
           pids["gateway"], now["gateway"])
