@@ -33,6 +33,16 @@ def skip(why):
     sys.exit(SKIP)
 
 
+def require(binaries=(), tools=()):
+    """SKIP unless each of binaries is built and each of tools installed."""
+    for b in binaries:
+        if not binary(b):
+            skip("%s not built yet" % b)
+    for tool in tools:
+        if not shutil.which(tool):
+            skip("%s is not installed (bash deploy/install-deps.sh)" % tool)
+
+
 def ip(*args, check_rc=True):
     """iproute2's ip; raises on failure unless check_rc is False."""
     p = subprocess.run(["ip"] + list(args), capture_output=True, text=True, timeout=20)

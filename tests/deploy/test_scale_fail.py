@@ -1,0 +1,91 @@
+"""deploy.scale_fail - a scale that fails is not remembered, and up starts
+every service it can.
+
+The stack of deploy.script (ephemeral ports, a private var directory,
+simulated bots).  `scale ruby=1` with real bots and no BOT_RUBY_CMD: its
+worker exits at start, scale exits 1 saying it was not applied, var/scale
+has no ruby line and no ruby worker is left (status is clean).  `scale
+python=0` is remembered: after down, up says it starts no python worker
+and names var/scale and `./botmesh scale python=N`.  Then a count of a type
+whose worker fails at start in var/scale (ruby=1, as a hand edit or an
+older launcher leaves it; SIM_RUBY_DURATION_MS=bogus makes that worker
+exit): up reports worker-ruby, naming var/scale, still starts the mock
+and the webhook manager, which come after the workers, and exits 1 naming
+what failed; `scale ruby=0` and up again: exit 0.
+"""
+import os
+
+import deploylib as d
+from harness import check, main
+from test_script import Env, alive, show
+
+
+def scale_file(e):
+    path = os.path.join(e.var, "scale")
+    return open(path).read().split() if os.path.exists(path) else []
+
+
+def test():
+    d.require(binaries=("botmesh-broker", "botmesh-worker", "botmesh-gateway", "botmesh-webhook", "botmesh-mock"),
+              tools=("redis-server", "redis-cli", "curl", "jq", "ss"))
+    e = Env()
+    try:
+        run(e)
+    finally:
+        e.cleanup()
+
+
+def run(e):
+    p = e.run("up")
+    check(p.returncode == 0, "up", show(p))
+
+    # Real bots (no --simulate) and no BOT_RUBY_CMD: the worker exits.
+    p = e.run("scale", "ruby=1", env={"BOTMESH_WORKER_ARGS": ""})
+    check(p.returncode == 1 and "exited during start-up" in p.stderr and "not applied" in p.stderr,
+          "scale ruby=1 without BOT_RUBY_CMD fails and says it was not applied", show(p))
+    check(not any(l.startswith("ruby=") for l in scale_file(e)), "var/scale remembers no ruby count",
+          scale_file(e))
+    check(not any(k.startswith("worker-ruby-") for k in e.pids()), "no ruby worker is left behind", e.pids())
+    p = e.run("status")
+    check(p.returncode == 0 and "worker-ruby" not in p.stdout, "status is clean after the failed scale", show(p))
+
+    # A remembered 0: up says so.
+    p = e.run("scale", "python=0")
+    check(p.returncode == 0 and "python=0" in scale_file(e), "scale python=0 is remembered", show(p),
+          scale_file(e))
+    check(e.run("down", timeout=120).returncode == 0, "down")
+    p = e.run("up")
+    scale_path = os.path.join(e.var, "scale")
+    check(p.returncode == 0 and "worker-python: no worker, as ./botmesh scale python=0 set (%s" % scale_path
+          in p.stdout and "./botmesh scale python=N" in p.stdout,
+          "up says it starts no python worker, naming var/scale and ./botmesh scale", show(p))
+    check(not any(k.startswith("worker-python-") for k in e.pids()), "... and starts none", e.pids())
+    check(e.run("scale", "python=1").returncode == 0, "scale python=1")
+
+    # A count in var/scale whose worker fails at start: up starts the rest.
+    with open(scale_path, "a") as f:
+        f.write("ruby=1\n")
+    check(e.run("down", timeout=120).returncode == 0, "down")
+    p = e.run("up", env={"SIM_RUBY_DURATION_MS": "bogus"})
+    check(p.returncode == 1 and "FAILED: worker-ruby-1 did not come up" in p.stderr,
+          "up with a ruby worker that fails at start reports it and exits 1", show(p))
+    check("./botmesh scale ruby=1 set in %s" % scale_path in p.stderr and "./botmesh scale ruby=N" in p.stderr,
+          "... naming var/scale and ./botmesh scale as where its count comes from", show(p))
+    check("FAILED: up: worker-ruby did not come up" in p.stderr, "... and, at the end, what failed", show(p))
+    pids = e.pids()
+    for name in ("mock-webhook", "webhook-manager", "gateway", "worker-python-1", "worker-node-1",
+                 "worker-java-1"):
+        check(name in pids and alive(pids[name]) and "%s: " % name in p.stdout,
+              "up started %s all the same" % name, pids, show(p))
+    check("mock-webhook: up" in p.stdout and "webhook-manager: up" in p.stdout,
+          "the mock and the webhook manager pass their health checks", show(p))
+
+    p = e.run("scale", "ruby=0")
+    check(p.returncode == 0 and "ruby=0" in scale_file(e), "scale ruby=0", show(p))
+    p = e.run("up")
+    check(p.returncode == 0 and "worker-ruby" not in p.stdout,
+          "up after scale ruby=0 exits 0 and starts no ruby worker", show(p))
+
+
+if __name__ == "__main__":
+    main(test)
