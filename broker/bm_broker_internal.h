@@ -423,6 +423,8 @@ void bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_codec_w
 void bm_delivery_release (bm_broker_t *self, bm_job_t *parent);
 void bm_delivery_drop_withheld (bm_broker_t *self, bm_job_t *parent);
 void bm_delivery_lost (bm_broker_t *self, bm_job_t *delivery);
+//  The HTTP attempts a delivery's managers reported (0: none yet).
+int64_t bm_delivery_attempts (const bm_job_t *delivery);
 
 //  bm_delayed.c: delayed jobs (SUBMIT delayMs/runAt, waits between runs)
 bool bm_job_due_less (const void *a, const void *b);

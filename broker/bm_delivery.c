@@ -379,7 +379,41 @@ bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_codec_webhoo
     int named = bm_webhook_state (state->state);
     bm_delivery_set_state (delivery, wh, size, named);
     bm_delivery_to_parent (self, delivery, wh, size, named);
+    //  The delivery's own record keeps the state too, while it goes on: a
+    //  broker started from Redis dispatches it with that state, and the
+    //  next manager counts on from its attempts.  A final state is not
+    //  written: the record is deleted as the delivery ends.
+    if (named != BM_WEBHOOK_DELIVERED && named != BM_WEBHOOK_FAILED)
+        bm_jobstore_persist_webhook (self, delivery->id, wh, size);
     free (wh);
+}
+
+//  The state a delivery's manager reported last (attempts 0, no state:
+//  nothing reported, or a state that does not decode).
+static void
+s_reported (const bm_job_t *delivery, bm_codec_webhook_t *state)
+{
+    memset (state, 0, sizeof *state);
+    msgpack_zone zone;
+    msgpack_zone_init (&zone, 256);
+    msgpack_object obj;
+    size_t offset = 0;
+    bm_codec_error_t error;
+    if (!delivery->wh
+    ||  msgpack_unpack (delivery->wh, delivery->wh_size, &offset, &zone, &obj) != MSGPACK_UNPACK_SUCCESS
+    ||  bm_codec_webhook_decode (&obj, state, &error))
+        memset (state, 0, sizeof *state);
+    state->obj = NULL;              //  Its zone is gone
+    state->last_error = (bm_codec_str_t) { NULL, 0 };
+    msgpack_zone_destroy (&zone);
+}
+
+int64_t
+bm_delivery_attempts (const bm_job_t *delivery)
+{
+    bm_codec_webhook_t state;
+    s_reported (delivery, &state);
+    return state.attempts;
 }
 
 //  A delivery's dispatch was lost with its manager (killed, cut off): an
@@ -392,22 +426,12 @@ bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_codec_webhoo
 void
 bm_delivery_lost (bm_broker_t *self, bm_job_t *delivery)
 {
-    bm_codec_webhook_t state = { .attempts = 0 };
-    msgpack_zone zone;
-    msgpack_zone_init (&zone, 256);
-    msgpack_object obj;
-    size_t offset = 0;
-    bm_codec_error_t error;
-    if (!delivery->wh
-    ||  msgpack_unpack (delivery->wh, delivery->wh_size, &offset, &zone, &obj) != MSGPACK_UNPACK_SUCCESS
-    ||  bm_codec_webhook_decode (&obj, &state, &error))
-        memset (&state, 0, sizeof state);   //  Nothing reported: not tried yet
+    bm_codec_webhook_t state;
+    s_reported (delivery, &state);      //  Nothing reported: not tried yet
     bool waiting = state.next_attempt_at > bm_now_ms ();
     bool final = streq (state.state, "delivered") || streq (state.state, "failed");
-    msgpack_zone_destroy (&zone);
     if (waiting || final)
         return;
-    state.obj = NULL;
     snprintf (state.state, sizeof state.state, "retrying");
     state.attempts++;
     state.last_status = 0;

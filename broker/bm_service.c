@@ -469,11 +469,23 @@ bm_job_requeue (bm_broker_t *self, bm_job_t *job, const char *reason, const char
         bm_job_finish (self, job, JOB_FAILED, "worker_lost", message);
         return;
     }
-    bm_info (job->id, "re-queued (%s) after attempt %" PRId64, reason, job->attempts);
     job->lost = !streq (reason, "released");
-    bm_series_inc (bm_metric_series (self->mf_redispatched, reason));
-    if (bm_job_is_delivery (job) && !streq (reason, "released"))
+    if (bm_job_is_delivery (job) && job->lost)
         bm_delivery_lost (self, job);
+    //  A released dispatch was taken back (not counted): the attempts
+    //  named are those that count, of a delivery its HTTP attempts.
+    if (bm_job_is_delivery (job)) {
+        int64_t tried = bm_delivery_attempts (job);
+        bm_info (job->id, "re-queued (%s) after %" PRId64 " delivery attempt%s", reason,
+                 tried, tried == 1 ? "" : "s");
+    }
+    else
+    if (job->lost)
+        bm_info (job->id, "re-queued (%s) after attempt %" PRId64, reason, job->attempts);
+    else
+        bm_info (job->id, "re-queued (released), not counted: %" PRId64 " attempt%s so far",
+                 job->attempts, job->attempts == 1 ? "" : "s");
+    bm_series_inc (bm_metric_series (self->mf_redispatched, reason));
     bm_job_enqueue (self, job);
     bm_jobstore_persist_state (self, job);
 }
