@@ -53,6 +53,8 @@ typedef struct {
     const char *ha;                 //  BROKER_HA: off or redis
     int64_t lease_ms;               //  BROKER_LEASE_MS
     const char *advertise;          //  BROKER_ADVERTISE_ENDPOINT, or NULL
+    const char *new_types;          //  BROKER_NEW_TYPES: types one edit from a
+                                    //  built-in one, meant as types of their own
     char *const *restart_argv;      //  HA: how to start over as a standby
                                     //  (execv; NULL: the actor ends instead)
 } bm_broker_config_t;

@@ -1,6 +1,8 @@
 /*  bm_broker_config.c - the broker's settings from the environment.  */
 #include "bm_broker_internal.h"
 #include "bm_endpoints.h"
+#include "bm_env_check.h"
+#include <strings.h>
 
 extern char **environ;
 
@@ -19,6 +21,10 @@ const bm_setting_t bm_broker_settings [] = {
     BM_SETTING_REDIS_SENTINELS (bm_broker_config_t, redis_sentinels),
     BM_SETTING_REDIS_MASTER_NAME (bm_broker_config_t, redis_master_name),
     BM_SETTING_MAX_BOTS_DEFAULT (bm_broker_config_t, default_limit),
+    BM_SETTING_STR ("BROKER_NEW_TYPES", bm_broker_config_t, new_types, "", 1024,
+                    "bot types meant as types of their own though their names are one edit from "
+                    "a built-in one (python, node, java, webhook), comma-separated; a per-type variable "
+                    "of such a type not listed stops the broker at start as a misspelling"),
     ROW_INT ("MAX_QUEUE", max_queue, 100000, 1, 100000000, "queued jobs per bot type before queue_full"),
     ROW_INT ("JOB_TIMEOUT_MS", job_timeout_ms, 300000, 1, BM_MAX_TIMEOUT_MS,
              "default run-time limit of an attempt, in ms"),
@@ -146,6 +152,45 @@ s_type_var (const char *name, size_t name_len, const char **type, size_t *type_l
     return -1;
 }
 
+//  Whether type is in list (BROKER_NEW_TYPES: comma-separated, blanks
+//  around the names allowed, any case).
+static bool
+s_listed (const char *list, const char *type)
+{
+    size_t len = strlen (type);
+    while (list && *list) {
+        list += strspn (list, ", \t");
+        size_t n = strcspn (list, ", \t");
+        if (n && n == len && strncasecmp (list, type, n) == 0)
+            return true;
+        list += n;
+    }
+    return false;
+}
+
+//  A per-type variable whose type is a small edit from a built-in one
+//  (MAX_PYTON_BOTS) would make a type no worker serves, whose jobs wait
+//  for ever: unless BROKER_NEW_TYPES lists the type, it is refused, naming
+//  the variable it misspells.  0: not such a variable.
+static int
+s_misspelt_type (bm_broker_t *self, bm_env_check_t *names, const char *name, int var,
+                 const char *type)
+{
+    if (s_listed (self->config.new_types, type))
+        return 0;
+    char *instead = bm_env_check_suggest (names, "broker", name);
+    const char *other_type;
+    size_t other_len;
+    bool same_kind = instead
+                  && s_type_var (instead, strlen (instead), &other_type, &other_len) == var;
+    if (same_kind)
+        bm_error (NULL, "configuration: %s makes a new bot type '%s', one edit from a "
+                  "built-in one: did you mean %s? (if '%s' is a type of its own, list it in "
+                  "BROKER_NEW_TYPES)", name, type, instead, type);
+    free (instead);
+    return same_kind ? -1 : 0;
+}
+
 //  MAX_<TYPE>_BOTS, MAX_QUEUE_<TYPE>, RETRY_<TYPE>_ATTEMPTS,
 //  RETRY_<TYPE>_BACKOFF_MS, KEEP_COMPLETED_<TYPE> and KEEP_FAILED_<TYPE> for
 //  any type, from the environment.
@@ -166,6 +211,7 @@ bm_broker_config_load_types (bm_broker_t *self)
     webhook->limit = 10000;
     webhook->configured = true;
     bm_series_set (webhook->m_limit, (double) webhook->limit);
+    bm_env_check_t *names = bm_env_check_new (NULL);
     for (char **env = environ; *env; env++) {
         const char *entry = *env;
         const char *eq = strchr (entry, '=');
@@ -197,6 +243,10 @@ bm_broker_config_load_types (bm_broker_t *self)
             rc = -1;
             continue;
         }
+        if (names && s_misspelt_type (self, names, name, var, type)) {
+            rc = -1;
+            continue;
+        }
         int64_t value;
         if (bm_env_int (name, 0, s_type_vars [var].min, s_type_vars [var].max, &value)) {
             rc = -1;
@@ -225,5 +275,6 @@ bm_broker_config_load_types (bm_broker_t *self)
         else
             service->keep [1] = value;
     }
+    bm_env_check_destroy (&names);
     return rc;
 }
