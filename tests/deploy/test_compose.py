@@ -3,7 +3,7 @@ deploy/Dockerfile, offline.
 
 No Docker engine runs here: Debian's docker-compose (v1) validates the files
 (`config -q`) and resolves them (`config`), in a copy of the root as a user
-has it: without a .env, and with `cp env.example .env` (Compose reads it:
+has it: without a .env, and with env.example as .env (Compose reads it:
 each port variable changed there is the published port).  The test then checks the
 resolved services against the BullMQ-based system botmesh replaces (its
 service names, ports, Grafana's admin/admin123, the gateway's 100 requests
@@ -304,7 +304,7 @@ def test():
         return cache[files]
     check_seed_commands(bare, services_of)
 
-    # cp env.example .env, as the quick start says, with every port changed:
+    # env.example as .env, as the quick start says, with every port changed:
     # Compose reads that .env at the root and publishes those host ports.
     changed = example
     for var, service, default, port in DOTENV_PORTS:

@@ -9,12 +9,17 @@
 - Each built binary's --help exits 0 and names every variable env.example
   gives to it; every NAME_LIKE_THIS variable its --help names is in
   env.example (binaries not built yet are reported and skipped).
+- The documents make .env with `install -m 600 env.example .env` (it holds
+  secrets), never a plain cp, and that command makes a 0600 file.
 """
 import os
 import re
+import shutil
+import stat
 import subprocess
 
 import deploylib as d
+import harness
 from harness import check, log, main
 
 # Upper-case words in --help texts that are not environment variables the
@@ -129,6 +134,33 @@ def test():
         check(not wrong, "env.example tags those variables with [%s]" % tag, wrong)
         check_print_env(b, path, env)
     log("%d of %d binaries built and checked" % (built, len(d.BINARIES)))
+    check_copy_instruction()
+
+
+# The documents that tell the user how to make .env from env.example.
+COPY_DOCS = ["README.md", "env.example", "TROUBLESHOOTING.md", "docker-compose.yml", "deploy/README.md",
+             "deploy/systemd/README.md"]
+COPY = "install -m 600 env.example .env"
+
+
+def check_copy_instruction():
+    """.env holds secrets (API_KEYS, WEBHOOK_SECRET, REDIS_URL's password):
+    the documents copy env.example with a mode of 0600, never with a plain
+    cp (0644 under the usual umask, which up then warns about); README and
+    env.example's header give the command, and it makes a 0600 file."""
+    plain = []
+    for doc in COPY_DOCS:
+        for n, line in enumerate(open(os.path.join(d.ROOT, doc)), 1):
+            if re.search(r"\bcp\s+(\S+/)?env\.example\b", line):
+                plain.append("%s:%d: %s" % (doc, n, line.strip()))
+    check(not plain, "no document copies env.example with a plain cp", plain)
+    for doc in ("README.md", "env.example"):
+        check(COPY in open(os.path.join(d.ROOT, doc)).read(), "%s says %s" % (doc, COPY))
+    top = harness.tempdir("botmesh-env-copy-")
+    shutil.copy(os.path.join(d.ROOT, "env.example"), top)
+    p = subprocess.run(["sh", "-c", "umask 022 && " + COPY], cwd=top, capture_output=True, text=True, timeout=20)
+    mode = stat.S_IMODE(os.stat(os.path.join(top, ".env")).st_mode) if p.returncode == 0 else None
+    check(mode == 0o600, "%s under umask 022 makes a 0600 .env" % COPY, p.returncode, p.stderr, mode)
 
 
 if __name__ == "__main__":

@@ -70,8 +70,8 @@ class Env:
             # In the environment and in the env file: the environment wins.
             "API_GATEWAY_PORT": str(self.ports["gw"]),
         })
-        # The env file is env.example as a user copies it (cp env.example
-        # .env), with two edits and a few lines of other shapes at the end.
+        # The env file is env.example as a user copies it (a plain cp),
+        # with two edits and a few lines of other shapes at the end.
         example = open(os.path.join(d.ROOT, "env.example")).read().splitlines()
         example = [l for l in example if not l.startswith(("API_GATEWAY_PORT=", "MOCK_WEBHOOK_PORT="))]
         with open(self.envfile, "w") as f:
@@ -84,7 +84,7 @@ class Env:
                     "WEBHOOK_MAX_RETRIES=5   # a comment after the value\n"
                     "\n"
                     "  MAX_JAVA_BOTS = \"3\"\n" % (self.ports["envonly"], self.ports["mock"], API_KEY))
-        # As cp env.example .env leaves it under the usual umask 022.
+        # As a plain cp leaves it under the usual umask 022 (README says install -m 600).
         os.chmod(self.envfile, 0o644)
 
     def run(self, *args, timeout=120, env=None):
