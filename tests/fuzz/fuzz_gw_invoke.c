@@ -9,7 +9,8 @@
     - an acceptance happens exactly when the body follows the documented
       rules (README "The HTTP API", gw_invoke.h), as re-checked here from
       jansson's own parse: an object, botType [a-z0-9_-]{1,32}, a payload,
-      optional fields null or valid;
+      optional fields null or valid (an integer field may be a real with an
+      integral value; a webhookUrl of "" is none);
     - an accepted body's SUBMIT carries the same botType, payload (JSON
       equality after msgpack -> JSON), priority (GW_INVOKE_DEFAULT_PRIORITY by default), webhookUrl,
       idempotencyKey, timeoutMs and maxAttempts as the JSON did;
@@ -22,6 +23,8 @@
 #include "bm_url.h"
 #include "gw_invoke.h"
 #include "fuzz_common.h"
+
+#include <math.h>
 
 #define FUZZ_MAX_PAYLOAD    2048    //  Small, so that 413 is within -max_len
 
@@ -52,16 +55,30 @@ s_depth (const json_t *value)
     return 0;
 }
 
-//  An optional integer: 0 absent/null, 1 valid, -1 invalid.
+//  An optional integer (or a real with an integral value, 1.0): 0
+//  absent/null, 1 valid, -1 invalid.
 static int
 s_rule_int (const json_t *root, const char *key, int64_t min, int64_t max)
 {
     json_t *v = json_object_get (root, key);
     if (!v || json_is_null (v))
         return 0;
+    if (json_is_real (v)) {
+        double d = json_real_value (v);
+        return d == floor (d) && d >= (double) min && d <= (double) max ? 1 : -1;
+    }
     if (!json_is_integer (v) || json_integer_value (v) < min || json_integer_value (v) > max)
         return -1;
     return 1;
+}
+
+//  The value a valid integer field is sent as: an integral real as an
+//  integer (a new reference).
+static json_t *
+s_as_sent (json_t *value)
+{
+    return json_is_real (value) ? json_integer ((json_int_t) json_real_value (value))
+                                : json_incref (value);
 }
 
 //  A webhook URL the gateway takes: bm_valid_url's shape, and one the
@@ -83,7 +100,8 @@ static int
 s_rule_str (const json_t *root, const char *key, bool (*valid) (const char *, size_t))
 {
     json_t *v = json_object_get (root, key);
-    if (!v || json_is_null (v))
+    if (!v || json_is_null (v) || (strcmp (key, "webhookUrl") == 0 && json_is_string (v)
+                                   && json_string_length (v) == 0))
         return 0;
     if (!json_is_string (v) || !valid (json_string_value (v), json_string_length (v)))
         return -1;
@@ -224,13 +242,21 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     FUZZ_CHECK (bm_obj_depth (bm_obj_get (map, "payload")) <= BM_MAX_NESTING);
     json_t *priority = json_object_get (root, "priority");
     json_t *fallback = json_integer (GW_INVOKE_DEFAULT_PRIORITY);
-    s_check_field (map, "priority", priority && !json_is_null (priority)? priority: fallback,
-                   false);
+    json_t *sent = s_as_sent (priority && !json_is_null (priority)? priority: fallback);
+    s_check_field (map, "priority", sent, false);
+    json_decref (sent);
     json_decref (fallback);
-    s_check_field (map, "webhookUrl", json_object_get (root, "webhookUrl"), true);
+    json_t *url = json_object_get (root, "webhookUrl");
+    s_check_field (map, "webhookUrl", json_is_string (url) && json_string_length (url) == 0
+                                      ? NULL : url, true);
     s_check_field (map, "idempotencyKey", json_object_get (root, "idempotencyKey"), true);
-    s_check_field (map, "timeoutMs", json_object_get (root, "timeoutMs"), true);
-    s_check_field (map, "maxAttempts", json_object_get (root, "maxAttempts"), true);
+    const char *numbers [] = { "timeoutMs", "maxAttempts" };
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers [0]; i++) {
+        json_t *number_value = json_object_get (root, numbers [i]);
+        sent = number_value ? s_as_sent (number_value) : NULL;
+        s_check_field (map, numbers [i], sent, true);
+        json_decref (sent);
+    }
     bm_msg_destroy (&msg);
     json_decref (root);
     free (out);
