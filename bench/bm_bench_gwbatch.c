@@ -61,7 +61,7 @@ static bool
 s_read (const char *body, size_t size)
 {
     gw_invoke_error_t error;
-    gw_invoke_batch_t *batch = gw_invoke_batch_new (body, size, S_JOBS, 1 << 20, &error);
+    gw_invoke_batch_t *batch = gw_invoke_batch_new (body, size, S_JOBS, &(gw_invoke_limits_t) { .max_payload = 1 << 20 }, &error);
     if (!batch)
         return false;
     bool ok = gw_invoke_batch_valid (batch) == S_JOBS;

@@ -105,6 +105,17 @@ typedef struct {
     BM_SETTING_STR ("REDIS_MASTER_NAME", type, field, "mymaster", 128, \
                     "Redis Sentinel: name of the master the sentinels watch")
 
+//  The webhook manager's rule for private targets (common/bm_ssrf.h): the
+//  manager refuses to deliver to them, and the gateway refuses a webhookUrl
+//  it can tell is one without a lookup (an IP address, localhost).
+#define BM_SETTING_WEBHOOK_ALLOW_PRIVATE(type, field) \
+    BM_SETTING_BOOL ("WEBHOOK_ALLOW_PRIVATE", type, field, false, \
+                     "1: allow loopback, private and link-local webhook targets (SSRF guard off)")
+#define BM_SETTING_WEBHOOK_ALLOWED_HOSTS(type, field) \
+    BM_SETTING_STR ("WEBHOOK_ALLOWED_HOSTS", type, field, "", 0, \
+                    "comma list of host, host:port or [IPv6]:port webhooks may go to whatever " \
+                    "they resolve to (an entry without a port allows every port)")
+
 //  Read every row of the table into config.  Every bad value is logged
 //  (one line each, naming the variable); returns 0, or -1 if any was bad.
 int bm_settings_load (const bm_setting_t *table, void *config);

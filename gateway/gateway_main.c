@@ -68,6 +68,11 @@ static const bm_setting_t s_settings [] = {
     ROW_INT ("GATEWAY_SHUTDOWN_MS", shutdown_ms, 10000, 0, 3600000,
              "at SIGTERM, how long requests in flight may take to finish; new ones get 503 "
              "shutting_down meanwhile"),
+    //  The webhook manager's rule for private targets: a webhookUrl it would
+    //  refuse before any lookup (an IP address, localhost) is refused at
+    //  submit, not failed at delivery.
+    BM_SETTING_WEBHOOK_ALLOW_PRIVATE (gw_config_t, webhook_allow_private),
+    BM_SETTING_WEBHOOK_ALLOWED_HOSTS (gw_config_t, webhook_allowed_hosts),
     BM_SETTINGS_END
 };
 

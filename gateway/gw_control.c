@@ -179,7 +179,7 @@ gw_routes_schedules (gw_request_t *r)
         }
         //  The fields it shares with /invoke get /invoke's error codes.
         gw_invoke_error_t error;
-        if (gw_invoke_check_schedule (body, &error)) {
+        if (gw_invoke_check_schedule (body, &r->server->limits, &error)) {
             json_decref (body);
             bm_packer_destroy (&packer);
             r->reason = error.code;

@@ -3,6 +3,7 @@
 #include "bm_selftest.h"
 #include "bm_codec.h"
 #include "bm_json.h"
+#include "bm_ssrf.h"
 #include "bm_url.h"
 
 #include <stdarg.h>
@@ -252,8 +253,8 @@ s_bot_type (const json_t *body, const char **bot_type, size_t *len, gw_invoke_er
 }
 
 static int
-s_webhook_url (const json_t *body, const char **url, size_t *len, int *has,
-               gw_invoke_error_t *error)
+s_webhook_url (const json_t *body, const gw_invoke_limits_t *limits, const char **url, size_t *len,
+               int *has, gw_invoke_error_t *error)
 {
     *has = s_opt_str (body, "webhookUrl", url, len);
     //  "" is how seed clients say "no webhook", like null.
@@ -274,8 +275,18 @@ s_webhook_url (const json_t *body, const char **url, size_t *len, int *has,
         error->code = "invalid_webhook_url";
         return -1;
     }
+    //  A target the manager's SSRF guard refuses before any lookup (an IP
+    //  address, localhost): refused now, not failed at delivery.  A name
+    //  is looked up at delivery, by the manager.
+    const char *refused = host ? bm_ssrf_literal_refused (host, port, limits->allow_private,
+                                                          limits->allowed_hosts) : NULL;
+    if (refused)
+        s_fail (error, 400, "invalid_webhook_url",
+                "webhookUrl host %.64s is %s: the webhook manager refuses such targets "
+                "(set WEBHOOK_ALLOW_PRIVATE=1 or list the host in WEBHOOK_ALLOWED_HOSTS)",
+                host, refused);
     free (host);
-    return 0;
+    return refused ? -1 : 0;
 }
 
 static int
@@ -318,7 +329,7 @@ s_numbers (const json_t *body, bm_codec_submit_t *submit, gw_invoke_error_t *err
 }
 
 int
-gw_invoke_check_schedule (json_t *body, gw_invoke_error_t *error)
+gw_invoke_check_schedule (json_t *body, const gw_invoke_limits_t *limits, gw_invoke_error_t *error)
 {
     const char *str;
     size_t len;
@@ -327,7 +338,7 @@ gw_invoke_check_schedule (json_t *body, gw_invoke_error_t *error)
     const json_t *payload = json_object_get (body, "payload");
     if (s_bot_type (body, &str, &len, error)
     ||  (payload && s_payload_depth (payload, error))
-    ||  s_webhook_url (body, &str, &len, &has, error)
+    ||  s_webhook_url (body, limits, &str, &len, &has, error)
     ||  s_priority (body, &priority, error))
         return -1;
     //  The body goes to the broker as it is: written as /invoke reads
@@ -355,7 +366,8 @@ gw_invoke_check_schedule (json_t *body, gw_invoke_error_t *error)
 //  Validate the parsed body and pack it.  Returns 0 or -1 with *error set.
 
 int
-gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, size_t max_payload,
+gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req,
+                           const gw_invoke_limits_t *limits,
                            bm_packer_t *packer, bm_packer_t *scratch, char *bot_type_out,
                            int64_t *priority_out, json_t **ignored, gw_invoke_error_t *error)
 {
@@ -378,7 +390,7 @@ gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, size_t
     size_t url_len = 0;
     int has_url = 0;
     int64_t priority = GW_INVOKE_DEFAULT_PRIORITY;
-    if (s_webhook_url (body, &url, &url_len, &has_url, error)
+    if (s_webhook_url (body, limits, &url, &url_len, &has_url, error)
     ||  s_priority (body, &priority, error))
         return -1;
 
@@ -428,11 +440,11 @@ gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, size_t
         return s_fail (error, 400, "invalid_payload",
                        "payload nests deeper than %d levels", GW_INVOKE_MAX_DEPTH);
     }
-    if (payload_buf->sbuf.size > max_payload) {
+    if (payload_buf->sbuf.size > limits->max_payload) {
         if (!scratch)
             bm_packer_destroy (&own);
         return s_fail (error, 413, "payload_too_large",
-                       "payload is larger than %zu bytes once encoded", max_payload);
+                       "payload is larger than %zu bytes once encoded", limits->max_payload);
     }
     //  SUBMIT body (protocol.md section 4):
     //  {req, botType, payload, priority, webhookUrl?, idempotencyKey?,
@@ -621,7 +633,7 @@ gw_invoke_parse (const char *body, size_t size, int extra_depth, gw_invoke_error
 }
 
 int
-gw_invoke_translate (const char *body, size_t size, int64_t req, size_t max_payload,
+gw_invoke_translate (const char *body, size_t size, int64_t req, const gw_invoke_limits_t *limits,
                      char **out, size_t *out_size, char *bot_type, int64_t *priority,
                      json_t **ignored, gw_invoke_error_t *error)
 {
@@ -634,7 +646,7 @@ gw_invoke_translate (const char *body, size_t size, int64_t req, size_t max_payl
         return -1;
     bm_packer_t packer;
     bm_packer_init (&packer);
-    int rc = gw_invoke_translate_value (root, true, req, max_payload, &packer, NULL, bot_type,
+    int rc = gw_invoke_translate_value (root, true, req, limits, &packer, NULL, bot_type,
                                         priority, ignored, error);
     json_decref (root);
     if (rc) {
@@ -651,15 +663,19 @@ gw_invoke_translate (const char *body, size_t size, int64_t req, size_t max_payl
 //  The last translation's bytes: the unpacked result points into them.
 static char *s_last_out;
 
+//  The rule for private targets the self test runs under.
+static gw_invoke_limits_t s_limits;
+
 static const char *
 s_try (const char *body, size_t max_payload, gw_invoke_error_t *error, msgpack_unpacked *result)
 {
+    s_limits.max_payload = max_payload;
     free (s_last_out);
     s_last_out = NULL;
     char *out;
     size_t out_size;
     char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
-    if (gw_invoke_translate (body, strlen (body), 7, max_payload, &out, &out_size, bot_type, NULL,
+    if (gw_invoke_translate (body, strlen (body), 7, &s_limits, &out, &out_size, bot_type, NULL,
                              NULL, error))
         return error->code;
     s_last_out = out;
@@ -783,7 +799,7 @@ gw_invoke_test (bool verbose)
     for (size_t i = 0; i < sizeof sched / sizeof sched [0]; i++) {
         json_t *parsed = json_loads (sched [i].body, 0, NULL);
         CHECK (parsed);
-        int rc = gw_invoke_check_schedule (parsed, &error);
+        int rc = gw_invoke_check_schedule (parsed, &s_limits, &error);
         CHECK (rc == 0 ? streq (sched [i].code, "ok")
                        : streq (error.code, sched [i].code) && error.status == 400);
         json_decref (parsed);
@@ -815,6 +831,56 @@ gw_invoke_test (bool verbose)
                          1 << 20, &error, &result), "ok"));
     CHECK (bm_obj_int (&result.data, "runAt", &value) && value == 1790000000000LL);
     msgpack_unpacked_destroy (&result);
+
+    //  A webhookUrl the webhook manager refuses before any lookup (an IP
+    //  address, localhost) is refused, naming the reason and the settings;
+    //  a name is the manager's to look up.  Allowed, or listed with its
+    //  port, it passes.
+    struct { const char *url; const char *says; } private_urls [] = {
+        { "http://127.0.0.1:5000/hook",   "host 127.0.0.1 is loopback" },
+        { "http://localhost:5000/hook",   "host localhost is loopback" },
+        { "http://10.1.2.3:8080/hook",    "host 10.1.2.3 is private" },
+        { "http://169.254.169.254/",      "is link-local" },
+        { "https://[::1]/hook",           "host [::1] is loopback" },
+        { "http://127.1:5000/",           "host 127.0.0.1 is loopback" },
+        { "http://192.0.2.1:81/hook",     "is reserved" },
+    };
+    for (size_t i = 0; i < sizeof private_urls / sizeof private_urls [0]; i++) {
+        char body [200];
+        snprintf (body, sizeof body, "{\"botType\":\"java\",\"payload\":1,\"webhookUrl\":\"%s\"}",
+                  private_urls [i].url);
+        CHECK (streq (s_try (body, 1 << 20, &error, &result), "invalid_webhook_url"));
+        if (!strstr (error.message, private_urls [i].says)
+        ||  !strstr (error.message, "WEBHOOK_ALLOW_PRIVATE=1")
+        ||  !strstr (error.message, "WEBHOOK_ALLOWED_HOSTS")) {
+            fprintf (stderr, "gw_invoke_test: %s: %s\n", private_urls [i].url, error.message);
+            abort ();
+        }
+        json_t *parsed = json_pack ("{s:s, s:s}", "botType", "java", "webhookUrl", private_urls [i].url);
+        CHECK (gw_invoke_check_schedule (parsed, &s_limits, &error) == -1
+               && streq (error.code, "invalid_webhook_url"));
+        json_decref (parsed);
+    }
+    const char *passes [] = {
+        "{\"botType\":\"java\",\"payload\":1,\"webhookUrl\":\"http://internal.example/x\"}",
+        "{\"botType\":\"java\",\"payload\":1,\"webhookUrl\":\"https://1.1.1.1/x\"}",
+    };
+    for (size_t i = 0; i < sizeof passes / sizeof passes [0]; i++) {
+        CHECK (streq (s_try (passes [i], 1 << 20, &error, &result), "ok"));
+        msgpack_unpacked_destroy (&result);
+    }
+    const char *mock = "{\"botType\":\"java\",\"payload\":1,\"webhookUrl\":\"http://127.0.0.1:5000/x\"}";
+    s_limits.allowed_hosts = "localhost:5000,127.0.0.1:5000";
+    CHECK (streq (s_try (mock, 1 << 20, &error, &result), "ok"));
+    msgpack_unpacked_destroy (&result);
+    CHECK (streq (s_try ("{\"botType\":\"java\",\"payload\":1,"
+                         "\"webhookUrl\":\"http://127.0.0.1:6379/\"}", 1 << 20, &error, &result),
+                  "invalid_webhook_url"));
+    s_limits.allowed_hosts = NULL;
+    s_limits.allow_private = true;
+    CHECK (streq (s_try (mock, 1 << 20, &error, &result), "ok"));
+    msgpack_unpacked_destroy (&result);
+    s_limits.allow_private = false;
 
     //  Errors, each with its code and status.
     struct { const char *body; int status; const char *code; } cases [] = {

@@ -64,18 +64,27 @@
 typedef struct {
     int status;                 //  400 or 413 (503: no memory)
     const char *code;           //  "invalid_json", "invalid_bot_type", ...
-    char message [160];         //  For humans; names the field
+    char message [256];         //  For humans; names the field
 } gw_invoke_error_t;
 
-//  Translate body[0..size) into a SUBMIT body carrying "req" = req.
-//  max_payload is the largest encoded payload accepted (the broker's
-//  MAX_PAYLOAD_BYTES).  On success returns 0 and sets *out / *out_size (a
+//  What a translation checks beyond the body itself.
+typedef struct {
+    size_t max_payload;         //  Largest encoded payload (MAX_PAYLOAD_BYTES)
+    //  The webhook manager's rule for private targets, read from the same
+    //  settings: a webhookUrl whose host needs no lookup (an IP address,
+    //  localhost) and that the manager would refuse is refused here.
+    bool allow_private;         //  WEBHOOK_ALLOW_PRIVATE
+    const char *allowed_hosts;  //  WEBHOOK_ALLOWED_HOSTS, or NULL
+} gw_invoke_limits_t;
+
+//  Translate body[0..size) into a SUBMIT body carrying "req" = req, under
+//  limits.  On success returns 0 and sets *out / *out_size (a
 //  malloc'ed msgpack map; caller frees *out) and, when bot_type is not NULL,
 //  copies the bot type into bot_type[33], and when priority is not NULL,
 //  sets it to the job's priority, and when ignored is not NULL, sets it to
 //  gw_invoke_ignored's list (NULL when none; caller decrefs).  On failure
 //  returns -1 and fills *error; *out is left NULL.
-int gw_invoke_translate (const char *body, size_t size, int64_t req, size_t max_payload,
+int gw_invoke_translate (const char *body, size_t size, int64_t req, const gw_invoke_limits_t *limits,
                          char **out, size_t *out_size, char *bot_type, int64_t *priority,
                          json_t **ignored, gw_invoke_error_t *error);
 
@@ -93,7 +102,8 @@ json_t *gw_invoke_parse (const char *body, size_t size, int extra_depth,
 //  for the next call: a batch's items share one), or NULL for one of its
 //  own.  bot_type, priority and ignored as in gw_invoke_translate.  0, or
 //  -1 with *error (packer then holds part of an item: the caller drops it).
-int gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, size_t max_payload,
+int gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req,
+                               const gw_invoke_limits_t *limits,
                                bm_packer_t *packer, bm_packer_t *scratch, char *bot_type,
                                int64_t *priority, json_t **ignored, gw_invoke_error_t *error);
 
@@ -103,13 +113,15 @@ int gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req, si
 json_t *gw_invoke_ignored (const json_t *body);
 
 //  The fields a POST /schedules body shares with POST /invoke (botType,
-//  payload, webhookUrl, priority), checked with the same codes and
+//  payload, webhookUrl, priority), checked with the same codes (webhookUrl
+//  under limits' rule for private targets) and
 //  messages (missing_field, invalid_bot_type, invalid_payload,
 //  invalid_webhook_url, invalid_priority).  The schedule's own fields are
 //  the broker's to check.  0, or -1 with *error.  On success, the shared
 //  fields are rewritten as the broker reads them: an integral real
 //  priority (1.0) as an integer, a webhookUrl of "" removed.
-int gw_invoke_check_schedule (json_t *body, gw_invoke_error_t *error);
+int gw_invoke_check_schedule (json_t *body, const gw_invoke_limits_t *limits,
+                              gw_invoke_error_t *error);
 
 //  Self test.
 void gw_invoke_test (bool verbose);

@@ -47,8 +47,8 @@ s_drop (gw_arena_t **arena_p, json_t *root)
 }
 
 gw_invoke_batch_t *
-gw_invoke_batch_new (const char *body, size_t size, size_t max_batch, size_t max_payload,
-                     gw_invoke_error_t *error)
+gw_invoke_batch_new (const char *body, size_t size, size_t max_batch,
+                     const gw_invoke_limits_t *limits, gw_invoke_error_t *error)
 {
     //  The parse's values come from an arena (gw_arena.h), one chunk for
     //  bodies like the benchmark's (jansson's tree takes ~9 bytes a byte
@@ -91,7 +91,7 @@ gw_invoke_batch_new (const char *body, size_t size, size_t max_batch, size_t max
     for (size_t i = 0; i < self->count; i++) {
         s_item_t *item = &self->item [i];
         size_t mark = self->items.sbuf.size;
-        if (gw_invoke_translate_value (json_array_get (root, i), false, 0, max_payload,
+        if (gw_invoke_translate_value (json_array_get (root, i), false, 0, limits,
                                        &self->items, &payload, item->bot_type, &item->priority,
                                        &item->ignored, &item->error)) {
             self->items.sbuf.size = mark;       //  Drop what it wrote
@@ -201,7 +201,7 @@ static const char *
 s_code (const char *body, size_t max_batch)
 {
     gw_invoke_error_t error;
-    gw_invoke_batch_t *batch = gw_invoke_batch_new (body, strlen (body), max_batch, 1024, &error);
+    gw_invoke_batch_t *batch = gw_invoke_batch_new (body, strlen (body), max_batch, &(gw_invoke_limits_t) { .max_payload = 1024 }, &error);
     if (batch) {
         gw_invoke_batch_destroy (&batch);
         return "ok";
@@ -234,7 +234,7 @@ gw_invoke_batch_test (bool verbose)
                        "0123456789012345678901234567890123456789012345678901234567890123"
                        "\"}]";
     gw_invoke_error_t error;
-    gw_invoke_batch_t *batch = gw_invoke_batch_new (body, strlen (body), 10, 32, &error);
+    gw_invoke_batch_t *batch = gw_invoke_batch_new (body, strlen (body), 10, &(gw_invoke_limits_t) { .max_payload = 32 }, &error);
     CHECK (batch);
     CHECK (gw_invoke_batch_size (batch) == 6);
     CHECK (gw_invoke_batch_valid (batch) == 2);
@@ -295,7 +295,7 @@ gw_invoke_batch_test (bool verbose)
     //  Items read BullMQ's names and name their unknown keys, each its own.
     body = "[{\"botType\":\"python\",\"payload\":1,\"jobId\":\"j1\",\"removeOnFail\":1},"
            " {\"botType\":\"node\",\"payload\":1,\"delay\":10}]";
-    batch = gw_invoke_batch_new (body, strlen (body), 10, 1024, &error);
+    batch = gw_invoke_batch_new (body, strlen (body), 10, &(gw_invoke_limits_t) { .max_payload = 1024 }, &error);
     CHECK (batch && gw_invoke_batch_valid (batch) == 2);
     json_t *names = gw_invoke_batch_ignored (batch, 0);
     CHECK (names && json_array_size (names) == 1

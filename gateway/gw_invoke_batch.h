@@ -19,10 +19,10 @@
 typedef struct _gw_invoke_batch_t gw_invoke_batch_t;
 
 //  Read body[0..size).  max_batch: the most items (MAX_BATCH, at most
-//  BM_MAX_BATCH); max_payload as in gw_invoke_translate.  NULL with *error
+//  BM_MAX_BATCH); limits as in gw_invoke_translate.  NULL with *error
 //  when the body as a whole is refused.
 gw_invoke_batch_t *gw_invoke_batch_new (const char *body, size_t size, size_t max_batch,
-                                        size_t max_payload, gw_invoke_error_t *error);
+                                        const gw_invoke_limits_t *limits, gw_invoke_error_t *error);
 
 void gw_invoke_batch_destroy (gw_invoke_batch_t **self_p);
 

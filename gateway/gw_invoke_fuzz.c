@@ -38,7 +38,7 @@ static void
 s_check_batch (const char *body, size_t size)
 {
     gw_invoke_error_t error;
-    gw_invoke_batch_t *batch = gw_invoke_batch_new (body, size, 1000, 4096, &error);
+    gw_invoke_batch_t *batch = gw_invoke_batch_new (body, size, 1000, &(gw_invoke_limits_t) { .max_payload = 4096 }, &error);
     if (!batch) {
         if ((error.status != 400 && error.status != 413) || !error.code || !error.message [0])
             abort ();
@@ -105,7 +105,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
     gw_invoke_error_t error;
     json_t *ignored = NULL;
-    if (gw_invoke_translate ((const char *) data, size, 42, 4096, &out, &out_size, bot_type,
+    if (gw_invoke_translate ((const char *) data, size, 42, &(gw_invoke_limits_t) { .max_payload = 4096 }, &out, &out_size, bot_type,
                              NULL, &ignored, &error)) {
         if (ignored)
             abort ();

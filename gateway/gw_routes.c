@@ -158,7 +158,7 @@ gw_routes_invoke (gw_request_t *r)
     json_t *ignored = NULL;
     bm_packer_t packer;
     bm_packer_init (&packer);
-    int rc = gw_invoke_translate_value (body, true, req, (size_t) server->config.max_payload,
+    int rc = gw_invoke_translate_value (body, true, req, &server->limits,
                                         &packer, NULL, bot_type, &priority, &ignored, &error);
     json_decref (body);
     if (rc) {

@@ -232,7 +232,7 @@ gw_routes_invoke_batch (gw_request_t *r)
         return;
     gw_invoke_error_t error;
     gw_invoke_batch_t *batch = gw_invoke_batch_new (body, size, (size_t) server->config.max_batch,
-                                                    (size_t) server->config.max_payload, &error);
+                                                    &server->limits, &error);
     free (body);
     if (!batch) {
         r->reason = error.code;

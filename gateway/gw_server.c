@@ -28,6 +28,7 @@
 #include "bm_log.h"
 #include "bm_metrics.h"
 #include "bm_proto.h"
+#include "bm_ssrf.h"
 #include "bm_codec_control.h"
 
 #include <civetweb.h>
@@ -574,6 +575,15 @@ gw_server_new (const gw_config_t *config, bool *bad_config)
     }
     if (s_admin_keys_load (self))
         goto bad;
+    if (bm_ssrf_list_check (config->webhook_allowed_hosts, error, sizeof error)) {
+        bm_error (NULL, "configuration: WEBHOOK_ALLOWED_HOSTS: %s", error);
+        goto bad;
+    }
+    self->limits = (gw_invoke_limits_t) {
+        .max_payload = (size_t) config->max_payload,
+        .allow_private = config->webhook_allow_private,
+        .allowed_hosts = config->webhook_allowed_hosts
+    };
     if (config->rate_rps > 0) {
         double burst = config->rate_burst > 0 ? config->rate_burst
                      : (config->rate_rps < 1 ? 1 : config->rate_rps);

@@ -9,6 +9,7 @@
 #include "gw_server.h"
 #include "bm_auth.h"
 #include "gw_history.h"
+#include "gw_invoke.h"
 #include "gw_link.h"
 #include "gw_ratelimit.h"
 
@@ -49,6 +50,7 @@ typedef enum {
 
 struct _gw_server_t {
     gw_config_t config;                 //  Settings (strings borrowed from env/argv)
+    gw_invoke_limits_t limits;          //  What a job's fields are checked against
     struct mg_context *ctx;             //  civetweb
     int port;                           //  Port we listen on
     bm_auth_t *auth;                    //  API keys (maybe none)

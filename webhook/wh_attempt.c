@@ -1,7 +1,7 @@
 /*  wh_attempt.c - one HTTP attempt of a delivery (see wh_attempt.h).  */
 #include "wh_attempt.h"
 #include "wh_retry_after.h"
-#include "wh_ssrf.h"
+#include "bm_ssrf.h"
 #include "bm_config.h"
 #include "bm_log.h"
 
@@ -48,8 +48,8 @@ s_opensocket (void *clientp, curlsocktype purpose, struct curl_sockaddr *address
         attempt->host = NULL;
     }
     if (purpose == CURLSOCKTYPE_IPCXN && !d->ssrf_exempt) {
-        wh_addr_class_t cls = wh_ssrf_classify (&address->addr, address->addrlen);
-        if (cls != WH_ADDR_PUBLIC) {
+        bm_addr_class_t cls = bm_ssrf_classify (&address->addr, address->addrlen);
+        if (cls != BM_ADDR_PUBLIC) {
             char text [INET6_ADDRSTRLEN] = "?";
             struct sockaddr_storage ss;
             memset (&ss, 0, sizeof ss);
@@ -63,7 +63,7 @@ s_opensocket (void *clientp, curlsocktype purpose, struct curl_sockaddr *address
             if (attempt)
                 snprintf (attempt->refused, sizeof attempt->refused,
                           "refused by the SSRF guard: %s is %s (set WEBHOOK_ALLOW_PRIVATE=1 "
-                          "or list the host in WEBHOOK_ALLOWED_HOSTS)", text, wh_addr_class_name (cls));
+                          "or list the host in WEBHOOK_ALLOWED_HOSTS)", text, bm_addr_class_name (cls));
             return CURL_SOCKET_BAD;
         }
     }

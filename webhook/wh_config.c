@@ -1,6 +1,6 @@
 /*  wh_config.c - botmesh-webhook's configuration from the environment.  */
 #include "wh_config.h"
-#include "wh_ssrf.h"
+#include "bm_ssrf.h"
 #include "bm_auth.h"
 #include "bm_config.h"
 #include "bm_endpoints.h"
@@ -54,11 +54,8 @@ const bm_setting_t wh_settings [] = {
              "limit of the connection phase in ms (at most WEBHOOK_TIMEOUT_MS)"),
     ROW_STR ("WEBHOOK_SECRET", secret, NULL,
              "sign deliveries (Standard Webhooks; \"whsec_<base64>\" or a raw key; empty: unsigned)"),
-    BM_SETTING_BOOL ("WEBHOOK_ALLOW_PRIVATE", wh_config_t, allow_private, false,
-                     "1: allow loopback, private and link-local targets (SSRF guard off)"),
-    ROW_STR ("WEBHOOK_ALLOWED_HOSTS", allowed_hosts, "",
-             "comma list of host, host:port or [IPv6]:port allowed whatever they resolve to "
-             "(an entry without a port allows every port)"),
+    BM_SETTING_WEBHOOK_ALLOW_PRIVATE (wh_config_t, allow_private),
+    BM_SETTING_WEBHOOK_ALLOWED_HOSTS (wh_config_t, allowed_hosts),
     ROW_STR ("WEBHOOK_CA_FILE", ca_file, NULL, "CA bundle for https targets (empty: the system's)"),
     ROW_STR ("WEBHOOK_CONNECT_TO", connect_to_text, "",
              "comma list of HOST:PORT:TO-HOST:TO-PORT: connect there instead (curl's --connect-to), "
@@ -170,7 +167,7 @@ wh_config_load (wh_config_t *c)
     bm_auth_destroy (&keys);
     bm_auth_destroy (&admin);
     char list_error [300];
-    if (wh_ssrf_list_check (c->allowed_hosts, list_error, sizeof list_error)) {
+    if (bm_ssrf_list_check (c->allowed_hosts, list_error, sizeof list_error)) {
         bm_error (NULL, "configuration: WEBHOOK_ALLOWED_HOSTS: %s", list_error);
         rc = -1;
     }

@@ -9,7 +9,7 @@
 #include "wh_attempt.h"
 #include "wh_multi.h"
 #include "wh_outcome.h"
-#include "wh_ssrf.h"
+#include "bm_ssrf.h"
 #include "bm_config.h"
 #include "bm_log.h"
 #include "bm_proto.h"
@@ -884,7 +884,7 @@ wh_engine_add (wh_engine_t *self, const char *job_id, const char *url,
         d->body = (char *) malloc (body_len + 1);
         lookup_rc = s_lookup_host (self->config->connect_to, host, port, &d->lookup_host);
         d->ssrf_exempt = self->config->allow_private
-                      || wh_ssrf_target_listed (self->config->allowed_hosts, host, port);
+                      || bm_ssrf_target_listed (self->config->allowed_hosts, host, port);
     }
     free (host);
     if (!d || !d->job_id || !d->url || !d->url_shown || !d->webhook_id || !d->body || lookup_rc) {

@@ -5,7 +5,7 @@
 #include "wh_retry_after.h"
 #include "wh_backoff.h"
 #include "wh_signature.h"
-#include "wh_ssrf.h"
+#include "bm_ssrf.h"
 #include "wh_heap.h"
 #include "wh_outcome.h"
 #include "wh_url.h"
@@ -15,7 +15,7 @@ static const bm_selftest_t s_tests [] = {
     { "retry_after", wh_retry_after_test },
     { "backoff", wh_backoff_test },
     { "signature", wh_signature_test },
-    { "ssrf", wh_ssrf_test },
+    { "ssrf", bm_ssrf_test },
     { "heap", wh_heap_test },
     { "outcome", wh_outcome_test },
     { "url", wh_url_test },

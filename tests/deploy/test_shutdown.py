@@ -93,7 +93,8 @@ def test():
             nonlocal gw_port
             p = s.spawn("gateway", [s.bin("botmesh-gateway")],
                         {"API_GATEWAY_PORT": str(gw_port), "GATEWAY_LISTEN": "127.0.0.1",
-                         "BROKER_ENDPOINT": s.endpoint, "GATEWAY_THREADS": "32"})
+                         "BROKER_ENDPOINT": s.endpoint, "GATEWAY_THREADS": "32",
+                         "WEBHOOK_ALLOW_PRIVATE": "1"})    # as the webhook manager below
             gw_port = p.listening("http")
             wait_until(lambda: http("GET", "http://127.0.0.1:%d/ready" % gw_port, timeout=2)[0] == 200,
                        20, "the gateway to be ready")

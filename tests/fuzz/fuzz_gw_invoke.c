@@ -10,7 +10,9 @@
       rules (README "The HTTP API", gw_invoke.h), as re-checked here from
       jansson's own parse: an object, botType [a-z0-9_-]{1,32}, a payload,
       optional fields null or valid (an integer field may be a real with an
-      integral value; a webhookUrl of "" is none);
+      integral value; a webhookUrl of "" is none; a webhookUrl whose host
+      is an address or localhost in a range the webhook manager refuses is
+      refused, private targets not being allowed here);
     - an accepted body's SUBMIT carries the same botType, payload (JSON
       equality after msgpack -> JSON), priority (GW_INVOKE_DEFAULT_PRIORITY by default), webhookUrl,
       idempotencyKey, timeoutMs and maxAttempts as the JSON did;
@@ -20,6 +22,7 @@
       broker's bad_request rule).  */
 #include "bm_json.h"
 #include "bm_proto.h"
+#include "bm_ssrf.h"
 #include "bm_url.h"
 #include "gw_invoke.h"
 #include "fuzz_common.h"
@@ -27,6 +30,7 @@
 #include <math.h>
 
 #define FUZZ_MAX_PAYLOAD    2048    //  Small, so that 413 is within -max_len
+static const gw_invoke_limits_t s_limits = { .max_payload = FUZZ_MAX_PAYLOAD };
 
 //  The deepest nesting of containers in value (value itself counts).
 static int
@@ -90,7 +94,8 @@ s_valid_webhook_url (const char *str, size_t len)
     int port;
     char *host = bm_valid_url (str, len) ? bm_url_host (str, "webhookUrl", &port, error,
                                                         sizeof error) : NULL;
-    bool ok = host != NULL;
+    bool ok = host != NULL && !bm_ssrf_literal_refused (host, port, s_limits.allow_private,
+                                                        s_limits.allowed_hosts);
     free (host);
     return ok;
 }
@@ -136,9 +141,9 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     gw_invoke_error_t error, error2;
     memset (&error, 0, sizeof error);
     memset (&error2, 0, sizeof error2);
-    int rc = gw_invoke_translate (body, size, 1234, FUZZ_MAX_PAYLOAD, &out, &out_size,
+    int rc = gw_invoke_translate (body, size, 1234, &s_limits, &out, &out_size,
                                   bot_type, NULL, NULL, &error);
-    int rc2 = gw_invoke_translate (body, size, 1234, FUZZ_MAX_PAYLOAD, &out2, &out2_size,
+    int rc2 = gw_invoke_translate (body, size, 1234, &s_limits, &out2, &out2_size,
                                    NULL, NULL, NULL, &error2);
     //  Deterministic.
     FUZZ_CHECK (rc == rc2);

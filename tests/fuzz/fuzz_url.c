@@ -1,12 +1,12 @@
 /*  fuzz_url.c - webhook URL checks and the SSRF address classifier
-    (common/bm_proto.h bm_valid_url, webhook/wh_ssrf.h) under libFuzzer.
+    (common/bm_proto.h bm_valid_url, common/bm_ssrf.h) under libFuzzer.
 
     The input is used three ways:
     1. As a webhook URL: bm_valid_url (what the gateway and broker accept)
        and libcurl's URL parser (what the webhook manager does with it,
        as wh_engine.c's s_url_host: scheme http(s), a host).  When the host
-       is a numeric IPv4 or IPv6 address, wh_ssrf_classify on its sockaddr
-       must agree with wh_ssrf_classify_ipv4 / _ipv6, and an IPv4 address
+       is a numeric IPv4 or IPv6 address, bm_ssrf_classify on its sockaddr
+       must agree with bm_ssrf_classify_ipv4 / _ipv6, and an IPv4 address
        must get the same class in its IPv6-mapped (::ffff:a.b.c.d) form: a
        mapped loopback must not pass as public.
     2. As raw address bytes: the first 4 as IPv4, the first 16 as IPv6;
@@ -14,13 +14,13 @@
        take the class of the IPv4 address they embed; a sockaddr of any
        length (even shorter than its family needs) is classified without
        reading past it.
-    3. As WEBHOOK_ALLOWED_HOSTS and a host: wh_ssrf_host_listed never
+    3. As WEBHOOK_ALLOWED_HOSTS and a host: bm_ssrf_host_listed never
        reads past either string, and a host always matches a list that
        names it (with other entries, spaces and case changes around).
 
     Properties: no crash, no out-of-bounds read, every class has a name.  */
 #include "bm_proto.h"
-#include "wh_ssrf.h"
+#include "bm_ssrf.h"
 #include "fuzz_common.h"
 
 #include <arpa/inet.h>
@@ -29,35 +29,35 @@
 #include <netinet/in.h>
 
 static void
-s_check_class (wh_addr_class_t cls)
+s_check_class (bm_addr_class_t cls)
 {
-    FUZZ_CHECK (cls >= WH_ADDR_PUBLIC && cls <= WH_ADDR_UNKNOWN);
-    const char *name = wh_addr_class_name (cls);
+    FUZZ_CHECK (cls >= BM_ADDR_PUBLIC && cls <= BM_ADDR_UNKNOWN);
+    const char *name = bm_addr_class_name (cls);
     FUZZ_CHECK (name && name [0]);
 }
 
-static wh_addr_class_t
+static bm_addr_class_t
 s_classify_v4 (uint32_t addr)
 {
     struct sockaddr_in sa;
     memset (&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl (addr);
-    wh_addr_class_t cls = wh_ssrf_classify ((struct sockaddr *) &sa, sizeof sa);
-    FUZZ_CHECK (cls == wh_ssrf_classify_ipv4 (addr));
+    bm_addr_class_t cls = bm_ssrf_classify ((struct sockaddr *) &sa, sizeof sa);
+    FUZZ_CHECK (cls == bm_ssrf_classify_ipv4 (addr));
     s_check_class (cls);
     return cls;
 }
 
-static wh_addr_class_t
+static bm_addr_class_t
 s_classify_v6 (const uint8_t *addr)
 {
     struct sockaddr_in6 sa;
     memset (&sa, 0, sizeof sa);
     sa.sin6_family = AF_INET6;
     memcpy (sa.sin6_addr.s6_addr, addr, 16);
-    wh_addr_class_t cls = wh_ssrf_classify ((struct sockaddr *) &sa, sizeof sa);
-    FUZZ_CHECK (cls == wh_ssrf_classify_ipv6 (addr));
+    bm_addr_class_t cls = bm_ssrf_classify ((struct sockaddr *) &sa, sizeof sa);
+    FUZZ_CHECK (cls == bm_ssrf_classify_ipv6 (addr));
     s_check_class (cls);
     return cls;
 }
@@ -66,7 +66,7 @@ s_classify_v6 (const uint8_t *addr)
 static void
 s_check_embedded (uint32_t v4)
 {
-    wh_addr_class_t expected = s_classify_v4 (v4);
+    bm_addr_class_t expected = s_classify_v4 (v4);
     uint8_t bytes [4] = { v4 >> 24, v4 >> 16, v4 >> 8, v4 };
     uint8_t a [16];
     //  ::ffff:a.b.c.d
@@ -124,23 +124,23 @@ s_check_host (const char *host)
     //  a port: "name:80", "[::1]:80"; "a:b" or "[" is no entry at all.)
     char error [256];
     if (len && len < 512 && !strchr (host, ',') && host [0] != ' ' && host [len - 1] != ' '
-    &&  wh_ssrf_list_check (host, error, sizeof error) == 0 && !s_names_port (host)) {
+    &&  bm_ssrf_list_check (host, error, sizeof error) == 0 && !s_names_port (host)) {
         char list [1200];
         char upper [512];
         for (size_t i = 0; i <= len; i++)
             upper [i] = (char) toupper ((unsigned char) host [i]);
         snprintf (list, sizeof list, "example.org , %s ,other", upper);
-        FUZZ_CHECK (wh_ssrf_host_listed (list, host));
-        FUZZ_CHECK (wh_ssrf_target_listed (list, host, 8080));
+        FUZZ_CHECK (bm_ssrf_host_listed (list, host));
+        FUZZ_CHECK (bm_ssrf_target_listed (list, host, 8080));
         snprintf (list, sizeof list, "%s", host);
-        FUZZ_CHECK (wh_ssrf_host_listed (list, host));
+        FUZZ_CHECK (bm_ssrf_host_listed (list, host));
         //  The same host with a port: listed on that port only.
         snprintf (list, sizeof list, "%s%s%s:8080", host [0] == '[' || !strchr (host, ':') ? "" : "[",
                   host, host [0] == '[' || !strchr (host, ':') ? "" : "]");
-        if (wh_ssrf_list_check (list, error, sizeof error) == 0) {
-            FUZZ_CHECK (wh_ssrf_target_listed (list, host, 8080));
-            FUZZ_CHECK (!wh_ssrf_target_listed (list, host, 8081));
-            FUZZ_CHECK (!wh_ssrf_host_listed (list, host));
+        if (bm_ssrf_list_check (list, error, sizeof error) == 0) {
+            FUZZ_CHECK (bm_ssrf_target_listed (list, host, 8080));
+            FUZZ_CHECK (!bm_ssrf_target_listed (list, host, 8081));
+            FUZZ_CHECK (!bm_ssrf_host_listed (list, host));
         }
     }
 }
@@ -175,7 +175,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     if (size >= 16)
         s_classify_v6 (data);
     //  A sockaddr of exactly the input's bytes (ASan: no read past them).
-    s_check_class (wh_ssrf_classify ((const struct sockaddr *) data, size));
+    s_check_class (bm_ssrf_classify ((const struct sockaddr *) data, size));
 
     //  1. As a URL (C string: up to the first NUL, as the manager gets it).
     char *text = (char *) malloc (size + 1);
@@ -187,7 +187,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     char *split = strchr (text, '\x01');
     if (split) {
         *split = 0;
-        wh_ssrf_host_listed (text, split + 1);
+        bm_ssrf_host_listed (text, split + 1);
         s_check_host (split + 1);
     }
     else

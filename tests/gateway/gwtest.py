@@ -24,7 +24,11 @@ def gateway(s, *args, env=None, name=None, port=None, endpoint=None):
     until /health answers."""
     e = {"API_GATEWAY_PORT": str(port or free_port()), "GATEWAY_LISTEN": "127.0.0.1",
          "BROKER_ENDPOINT": endpoint or s.endpoint or "tcp://127.0.0.1:%d" % free_port(),
-         "GATEWAY_THREADS": "32"}
+         "GATEWAY_THREADS": "32",
+         # The tests' receivers listen on 127.0.0.1, and their webhook
+         # manager allows private targets (harness.Stack.webhooks): the
+         # gateway reads the same setting.
+         "WEBHOOK_ALLOW_PRIVATE": "1"}
     if not s.redis_url:
         e["REDIS_URL"] = "none"
     e.update(env or {})

@@ -11,7 +11,7 @@ VARIABLES = ["API_GATEWAY_PORT", "GATEWAY_LISTEN", "BROKER_ENDPOINT", "GATEWAY_T
              "MAX_BODY_BYTES", "MAX_PAYLOAD_BYTES", "RATE_LIMIT_RPS", "RATE_LIMIT_BURST",
              "RATE_LIMIT_MAX_KEYS", "API_KEYS", "METRICS_REQUIRE_KEY", "BROKER_TIMEOUT_MS",
              "BROKER_CONNECT_TIMEOUT_MS", "REDIS_URL", "REDIS_PREFIX", "REDIS_TIMEOUT_MS",
-             "GATEWAY_SHUTDOWN_MS", "LOG_LEVEL"]
+             "GATEWAY_SHUTDOWN_MS", "LOG_LEVEL", "WEBHOOK_ALLOW_PRIVATE", "WEBHOOK_ALLOWED_HOSTS"]
 
 
 def run(args, env=None):
@@ -38,6 +38,8 @@ def main():
            ({"BROKER_TIMEOUT_MS": "0"}, [], "BROKER_TIMEOUT_MS"),
            ({"METRICS_REQUIRE_KEY": "maybe"}, [], "METRICS_REQUIRE_KEY"),
            ({"API_KEYS": "a,,b"}, [], "API_KEYS"),
+           ({"WEBHOOK_ALLOWED_HOSTS": "localhost:0"}, [], "WEBHOOK_ALLOWED_HOSTS"),
+           ({"WEBHOOK_ALLOW_PRIVATE": "perhaps"}, [], "WEBHOOK_ALLOW_PRIVATE"),
            ({"API_KEYS": "has space"}, [], "API_KEYS"),
            ({"REDIS_URL": "http://localhost"}, [], "REDIS_URL"),
            ({"BROKER_ENDPOINT": "localhost:5555"}, [], "BROKER_ENDPOINT"),

@@ -30,7 +30,8 @@ PYBOT = os.path.join(harness.ROOT, "workers", "bots", "python", "bot.py")
 
 def start_gateway(s, env=None):
     e = {"API_GATEWAY_PORT": "0", "GATEWAY_LISTEN": "127.0.0.1",
-         "BROKER_ENDPOINT": s.endpoint, "GATEWAY_THREADS": "16"}
+         "BROKER_ENDPOINT": s.endpoint, "GATEWAY_THREADS": "16",
+         "WEBHOOK_ALLOW_PRIVATE": "1"}       # as the webhook manager: the mock is on 127.0.0.1
     e.update(env or {})
     p = s.spawn("gateway", [s.bin("botmesh-gateway")], e)
     base = "http://127.0.0.1:%d" % p.listening("http")

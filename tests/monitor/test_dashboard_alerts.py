@@ -56,7 +56,8 @@ def test():
         wh.listening("http")
         s.wait_workers(1, "webhook")
         gw = s.spawn("gateway", [s.bin("botmesh-gateway")], {
-            "API_GATEWAY_PORT": "0", "GATEWAY_LISTEN": "127.0.0.1", "BROKER_ENDPOINT": s.endpoint})
+            "API_GATEWAY_PORT": "0", "GATEWAY_LISTEN": "127.0.0.1", "BROKER_ENDPOINT": s.endpoint,
+            "WEBHOOK_ALLOW_PRIVATE": "1"})      # as the webhook manager: receivers on 127.0.0.1
         base = "http://127.0.0.1:%d" % gw.listening("http")
         wait_until(lambda: harness.http("GET", base + "/health")[0] == 200, 15, "gateway /health")
 

@@ -49,7 +49,8 @@ def test():
         s.wait_workers(1, "python")
         gw_proc = s.spawn("gateway", [s.bin("botmesh-gateway")],
                           {"API_GATEWAY_PORT": "0", "GATEWAY_LISTEN": "127.0.0.1",
-                           "BROKER_ENDPOINT": s.endpoint, "GATEWAY_THREADS": "16"})
+                           "BROKER_ENDPOINT": s.endpoint, "GATEWAY_THREADS": "16",
+                           "WEBHOOK_ALLOW_PRIVATE": "1"})   # as the webhook manager: the mock is local
         gw_port = gw_proc.listening("http")
         gw = "http://127.0.0.1:%d" % gw_port
         wait_until(lambda: harness.http("GET", gw + "/health")[0] == 200, 15, "gateway /health")
