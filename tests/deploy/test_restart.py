@@ -9,7 +9,8 @@ WORKER_METRICS_ADDR 127.0.0.1).  Then the env file is edited and:
 rest running, and names a misspelt setting of the env file as up does; `restart mock` moves the mock to its new port;
 `restart python` restarts that worker alone, on the metrics port it had;
 `restart orchestrator` restarts the broker alone and returns once the
-workers are back in its list;
+workers are back in its list, each under its name HOST-worker-TYPE-1 (the
+name of status, after the host's), as after `restart` (all);
 `restart` (all) stops intake first and the broker last, starts the broker
 first, gives each worker the metrics port it had (it starts them in
 another order than up: java first), which that worker then serves, and a
@@ -23,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 
 import deploylib as d
@@ -84,6 +86,13 @@ def check_metrics_ports(e, ports, what):
                    "worker-%s-1 to log its metrics port" % t)
         check(served_metrics(e, "worker-%s-1" % t) == port,
               "%s: worker-%s-1 serves its metrics on %d" % (what, t, port), served_metrics(e, "worker-%s-1" % t))
+
+
+def worker_names(gw):
+    """The names of the bot workers the broker lists (gateway /stats)."""
+    st, _, body = http("GET", gw + "/stats", NEW_KEY)
+    check(st == 200, "GET /stats", st, body)
+    return sorted(w.get("name") for w in body.get("workers", []) if w.get("types") != ["webhook"])
 
 
 def order(text, *marks):
@@ -185,6 +194,9 @@ def run(e, base):
     st, _, body = http("GET", gw + "/stats", NEW_KEY)
     listed = sorted(t for w in body.get("workers", []) for t in w.get("types", []) if t != "webhook")
     check(st == 200 and listed == sorted(ports), "the broker lists a worker of each type at once", st, body)
+    names = ["%s-worker-%s-1" % (socket.gethostname(), t) for t in sorted(ports)]
+    check(worker_names(gw) == names, "the workers are named HOST-worker-TYPE-1 as status names them", names,
+          worker_names(gw))
 
     # Everything: a job accepted before completes after; the broker stops
     # last and starts first.
@@ -194,6 +206,9 @@ def run(e, base):
     before = e.pids()
     p = e.run("restart")
     check(p.returncode == 0 and "botmesh: restarted" in p.stdout, "restart (all)", show(p))
+    names = ["%s-worker-%s-1" % (socket.gethostname(), t) for t in sorted(ports)]
+    check(worker_names(gw) == names, "the broker lists each worker under its name HOST-worker-TYPE-1, as before "
+          "the restart, once", names, worker_names(gw))
     out = p.stdout
     gw_stop, worker_stop, broker_stop = order(out, "gateway: stopped", "worker-python-1: stopped",
                                               "broker: stopped")
