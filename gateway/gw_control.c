@@ -186,6 +186,9 @@ gw_routes_schedules (gw_request_t *r)
             gw_request_error (r, error.status, error.code, error.message, NULL);
             return;
         }
+        if (error.warning [0])
+            bm_warn (NULL, "schedule %.64s accepted with a warning: %s",
+                     json_string_value (json_object_get (body, "key")) ?: "?", error.warning);
         json_object_set_new (body, "action", json_string ("add"));
         json_object_set_new (body, "req", json_integer ((json_int_t) req));
         int rc = bm_json_pack (&packer.pk, body, BM_MAX_NESTING);

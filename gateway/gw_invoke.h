@@ -65,6 +65,10 @@ typedef struct {
     int status;                 //  400 or 413 (503: no memory)
     const char *code;           //  "invalid_json", "invalid_bot_type", ...
     char message [256];         //  For humans; names the field
+    //  Set ("" when none) by a translation or check that passed: what the
+    //  caller is told beside its 202 (a webhookUrl the webhook manager
+    //  would refuse under the gateway's settings).
+    char warning [320];
 } gw_invoke_error_t;
 
 //  What a translation checks beyond the body itself.
@@ -72,7 +76,7 @@ typedef struct {
     size_t max_payload;         //  Largest encoded payload (MAX_PAYLOAD_BYTES)
     //  The webhook manager's rule for private targets, read from the same
     //  settings: a webhookUrl whose host needs no lookup (an IP address,
-    //  localhost) and that the manager would refuse is refused here.
+    //  localhost) and that the manager would refuse gets a warning.
     bool allow_private;         //  WEBHOOK_ALLOW_PRIVATE
     const char *allowed_hosts;  //  WEBHOOK_ALLOWED_HOSTS, or NULL
 } gw_invoke_limits_t;

@@ -144,6 +144,13 @@ gw_invoke_batch_error (gw_invoke_batch_t *self, size_t index)
 }
 
 const char *
+gw_invoke_batch_warning (gw_invoke_batch_t *self, size_t index)
+{
+    return index < self->count && self->item [index].passed && self->item [index].error.warning [0]
+         ? self->item [index].error.warning : NULL;
+}
+
+const char *
 gw_invoke_batch_bot_type (gw_invoke_batch_t *self, size_t index)
 {
     return index < self->count ? self->item [index].bot_type : "";

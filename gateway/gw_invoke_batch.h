@@ -33,6 +33,10 @@ size_t gw_invoke_batch_valid (gw_invoke_batch_t *self);
 //  Item index's refusal, or NULL when it passed.  Borrowed.
 const gw_invoke_error_t *gw_invoke_batch_error (gw_invoke_batch_t *self, size_t index);
 
+//  The warning of item index that passed (see gw_invoke_error_t), or NULL.
+//  Borrowed.
+const char *gw_invoke_batch_warning (gw_invoke_batch_t *self, size_t index);
+
 //  A passed item's bot type (borrowed) and priority.
 const char *gw_invoke_batch_bot_type (gw_invoke_batch_t *self, size_t index);
 int64_t gw_invoke_batch_priority (gw_invoke_batch_t *self, size_t index);

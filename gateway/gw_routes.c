@@ -205,8 +205,11 @@ gw_routes_invoke (gw_request_t *r)
         bm_debug (job_id, "accepted%s%s%s", duplicate ? " (duplicate)" : "",
                   names ? "; unknown fields ignored: " : "", names ? names : "");
         free (names);
+        if (error.warning [0])
+            bm_warn (job_id, "accepted with a warning: %s", error.warning);
         char text [512];
-        int n = ignored ? -1 : gw_routes_accepted_text (text, sizeof text, job_id, status,
+        int n = ignored || error.warning [0] ? -1
+              : gw_routes_accepted_text (text, sizeof text, job_id, status,
                                                         bot_type, priority, has_position,
                                                         position, duplicate);
         if (n > 0)
@@ -216,6 +219,8 @@ gw_routes_invoke (gw_request_t *r)
                                                       has_position, position, duplicate);
             if (value && ignored)
                 json_object_set (value, "ignored", ignored);
+            if (value && error.warning [0])
+                json_object_set_new (value, "warning", json_string (error.warning));
             gw_request_send_json (r, 202, value, extra);
         }
     }

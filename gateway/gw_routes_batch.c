@@ -114,10 +114,13 @@ s_item_outcome (gw_request_t *r, gw_invoke_batch_t *batch, size_t index, bm_msg_
     const char *status = outcome.ok.state [0] ? outcome.ok.state
                        : outcome.ok.delayed ? "delayed" : "queued";
     json_t *ignored = gw_invoke_batch_ignored (batch, index);
+    const char *warning = gw_invoke_batch_warning (batch, index);
+    if (warning)
+        bm_warn (outcome.ok.job_id, "accepted with a warning: %s", warning);
     //  A duplicate's priority is its job's, when the broker says.
     int64_t priority = outcome.ok.duplicate && outcome.ok.has_priority
                      ? outcome.ok.priority : gw_invoke_batch_priority (batch, index);
-    if (!ignored) {
+    if (!ignored && !warning) {
         //  {"index":I,"httpStatus":202 then the 202 body with its "{"
         //  made a ","; as jansson wrote it (gw_routes_accepted_text)
         char text [600];
@@ -146,6 +149,8 @@ s_item_outcome (gw_request_t *r, gw_invoke_batch_t *batch, size_t index, bm_msg_
         json_decref (value);
         value = item;
     }
+    if (value && warning)
+        json_object_set_new (value, "warning", json_string (warning));
     if (value && ignored) {
         json_object_set (value, "ignored", ignored);
         s_log_ignored (outcome.ok.job_id, ignored);
