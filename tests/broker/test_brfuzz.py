@@ -5,7 +5,7 @@ speak BMW01/BMC01 over ZeroMQ themselves, driven by a seeded random sequence
 of operations: SUBMIT (priorities, delays, idempotency keys, retries and
 timeouts), worker DONE (ok, failed, for jobs it holds or not, twice, late),
 PROGRESS, workers that leave, crash, go silent or reconnect under their name,
-CANCEL, PROMOTE, RETRY, STATUS, pause and resume, malformed messages, Redis
+CANCEL, PROMOTE, RETRY, STATUS, REMOVE, pause, resume and drain, malformed messages, Redis
 holding writes a moment (CLIENT PAUSE WRITE), and broker restarts (SIGTERM
 and SIGKILL) in the middle.  The fake workers follow the
 worker's side of protocol.md section 5 (they heartbeat, keep their recent
@@ -62,7 +62,7 @@ HB_MS, LIVENESS = 250, 4
 HB_S = HB_MS / 1000.0
 KEEP_DONE_S = 4 * HB_S * LIVENESS          # how long a worker keeps its DONEs (protocol.md section 5)
 LIMITS = {"python": 2, "node": 1}
-QUEUE_CMD, PROMOTE = 0x0B, 0x0D     # BMC01 commands harness does not name
+QUEUE_CMD, REMOVE, PROMOTE = 0x0B, 0x0C, 0x0D     # BMC01 commands harness does not name
 GRACE = 0.3                                 # the age of an answer before a frame contradicting it counts
 BROKER_ENV = {"HEARTBEAT_INTERVAL_MS": str(HB_MS), "HEARTBEAT_LIVENESS": str(LIVENESS),
               "MAX_PYTHON_BOTS": str(LIMITS["python"]), "MAX_NODE_BOTS": str(LIMITS["node"]),
@@ -72,7 +72,7 @@ OPS = ["submit"] * 8 + ["done_ok"] * 5 + ["done_fail"] * 2 + ["finish_stop"] * 2
     "progress", "cancel", "cancel", "promote", "retry", "pause", "resume", "done_foreign",
     "done_twice", "worker_disconnect", "worker_crash", "worker_silent", "worker_wake",
     "worker_reconnect", "worker_credit", "release", "malformed_worker", "malformed_client",
-    "wait", "redis_pause", "redis_pause", "status", "status"] + ["wait"] * 3
+    "wait", "redis_pause", "redis_pause", "status", "status", "remove", "drain"] + ["wait"] * 3
 RARE_OPS = ["restart_term", "restart_kill"]
 
 
@@ -94,6 +94,9 @@ RARE_OPS = ["restart_term", "restart_kill"]
 #    failure counted per restart, the job failing having run once.  Guard:
 #    a worker connecting to a restarted broker does not send its failed
 #    DONEs again.
+#  - remove_redis_only: REMOVE of a finished job only Redis holds (it ended
+#    before a restart) answers not_found, though STATUS finds it.  Guard:
+#    noted, not failed.
 #  - listed_stopped_run_slot: a READY on a new socket listing a run the old
 #    connection was told to stop (its job cancelled or ended meanwhile) is
 #    answered CANCEL finished, but that run's slot is not kept: the worker
@@ -122,6 +125,8 @@ class Job:
         self.pushes = 0                     # RESULT pushes received
         self.pushed = None                  # (state, retries then) of the latest RESULT
         self.terminal = None                # (state, retries then) of the latest terminal state seen
+        self.removed_at = None              # when REMOVE answered removed
+        self.accepted_at = now()
 
 
 class Conn:
@@ -140,7 +145,6 @@ class Conn:
         self.last_heard = now()
         self.expect_bad = 0                 # malformed messages sent, not yet answered
         self.stopping = {}                  # job id -> (attempt, reason): runs told to stop
-        self.unlisted = set()               # runs its READY did not list
         self.listed = set()                 # runs its READY listed
 
     def send(self, cmd, body, header=h.WORKER):
@@ -162,21 +166,21 @@ class FakeWorker:
         self.max_credit = credit
         self.broker_epoch = 0               # the broker restarts when it last connected
 
-    def connect(self, listing=True):
+    def connect(self):
+        """A new socket and READY listing the runs it has (a READY that does
+        not list them voids the credit and limit guarantees, section 5),
+        then its kept DONEs again, oldest first."""
         if self.conn:
             self.conn.close()
         self.conn = Conn(self, self.fz.endpoint)
         self.down = False
         self.silent = False
         body = {"name": self.name, "types": self.types, "credit": self.credit, "pid": 4242}
-        if listing and self.running:
+        if self.running:
             body["running"] = sorted(self.running)
         self.max_credit = max(self.max_credit, self.credit)
         self.conn.max_credit = self.credit
-        if not listing:     # the broker may send JOBs beyond the credit then (section 5)
-            self.conn.unlisted = set(self.running)
-        else:
-            self.conn.listed = set(self.running)
+        self.conn.listed = set(self.running)
         self.conn.send(h.READY, body)
         if GUARDS and self.broker_epoch != self.fz.restarts:
             for jid in [j for j, (b, _) in self.kept.items() if b.get("ok") is not True]:
@@ -189,8 +193,7 @@ class FakeWorker:
             self.conn.send(h.DONE, body)
 
     def held(self):
-        unlisted = self.conn.unlisted if self.conn else set()
-        return len(set(self.running) - unlisted) + (len(self.conn.stopping) if self.conn else 0)
+        return len(self.running) + (len(self.conn.stopping) if self.conn else 0)
 
 
 class Fuzz:
@@ -204,6 +207,8 @@ class Fuzz:
         self.trace = []
         self.nacks = []
         self.pending = {}                   # req -> SUBMIT context, answer not read yet
+        self.drains = {}                    # type -> jobs QUEUE drain said it removed
+        self.drained_at = {}                # type -> when the latest drain was answered
         self.lost_submits = 0
         self.odd = set()                    # answers that differ from protocol.md but break no invariant
         self.draining = False
@@ -361,6 +366,8 @@ class Fuzz:
                 self.fail("JOB %s attempt %d past attempts + maxAttempts - 1 = %d" % (jid, attempt, bound), body)
             if j.cancelled_at is not None and t - j.cancelled_at > GRACE:
                 self.fail("JOB for job %s, cancelled %.2fs ago" % (jid, t - j.cancelled_at), body)
+            if j.removed_at is not None and t - j.removed_at > GRACE:
+                self.fail("JOB for job %s, removed %.2fs ago" % (jid, t - j.removed_at), body)
         paused = self.paused.get(body["botType"])
         if paused is not None and t - paused > GRACE:
             self.fail("JOB of paused type %s (paused %.2fs ago)" % (body["botType"], t - paused), body)
@@ -380,6 +387,10 @@ class Fuzz:
         fw.running[jid] = (attempt, body["botType"])
         if self.draining:
             self.done(fw, jid, True)
+
+    def gone(self, j):
+        """Job j was removed, or may have been drained."""
+        return j.removed_at is not None or (j.type in self.drained_at and j.accepted_at < self.drained_at[j.type])
 
     def ended(self, jid):
         """The model knows job jid cancelled or ended (since its last RETRY)."""
@@ -574,7 +585,7 @@ class Fuzz:
         if w:
             self.note("worker", w.name, "reconnects (new socket)", sorted(w.running))
             old = w.conn
-            w.connect(listing=p2 % 4 != 0)
+            w.connect()
             old.stopping.clear()        # those runs' DONEs went with the old socket
 
     def op_worker_credit(self, p1, p2, p3):
@@ -591,8 +602,10 @@ class Fuzz:
         if not jid:
             return None, None, None
         c, r = self.request(cmd, {"jobId": jid})
-        if c == h.REJECTED and r.get("code") == "not_found":
+        if c == h.REJECTED and r.get("code") == "not_found" and cmd != REMOVE:
             rec = self.status(jid)
+            if rec is None and self.gone(self.jobs[jid]):
+                return jid, c, dict(r, code="conflict")
             if rec is None:
                 self.fail("job %s accepted, now unknown to STATUS" % jid)
             # A job only Redis holds (ended before a restart): the action is
@@ -633,6 +646,36 @@ class Fuzz:
                 j.failed_sent = set()
             elif r.get("code") != "conflict":
                 self.fail("RETRY refused", jid, r)
+
+    def op_remove(self, p1, p2, p3):
+        jid, c, r = self.job_request(REMOVE, p1)
+        if jid:
+            self.note("REMOVE", jid, "->", c, r.get("code"), r.get("removed"))
+            j = self.jobs[jid]
+            if c == h.REPLY:
+                if r.get("removed") is not True:
+                    self.fail("REMOVE answered without removed: true", r)
+                if j.removed_at is None:
+                    j.removed_at = now()
+            elif r.get("code") == "not_found":
+                rec = self.status(jid) if j.removed_at is None else None
+                if rec is not None:
+                    if not GUARDS:
+                        self.fail("REMOVE: job %s not found, STATUS finds it" % jid, rec)
+                    self.odd.add("REMOVE of a %s job only Redis holds: not_found" % rec["state"])
+                elif j.removed_at is None and not self.gone(j):
+                    self.fail("REMOVE: job %s not found, never removed" % jid, r)
+            elif r.get("code") != "conflict":
+                self.fail("REMOVE refused", jid, r)
+
+    def op_drain(self, p1, p2, p3):
+        btype = ("python", "node")[p1 % 2]
+        c, r = self.request(QUEUE_CMD, {"botType": btype, "action": "drain"})
+        if c != h.REPLY:
+            self.fail("QUEUE drain %s" % btype, r)
+        self.note("drain", btype, "removed", r.get("removed"))
+        self.drains[btype] = self.drains.get(btype, 0) + r.get("removed", 0)
+        self.drained_at[btype] = now()
 
     def queue_action(self, p1, pause):
         btype = ("python", "node")[p1 % 2]
@@ -790,7 +833,7 @@ class Fuzz:
             self.check_stats()
             jid = pending[0]
             rec = self.status(jid)
-            if rec and rec["state"] in h.TERMINAL:
+            if rec and rec["state"] in h.TERMINAL or rec is None and self.gone(self.jobs[jid]):
                 pending.pop(0)
             elif rec and rec["state"] == "delayed":
                 self.request(PROMOTE, {"jobId": jid})
@@ -836,6 +879,8 @@ class Fuzz:
         if jid:
             rec = self.status(jid)
             if rec is None:
+                if self.gone(self.jobs[jid]):
+                    return
                 self.fail("job %s accepted, STATUS does not find it" % jid)
             j = self.jobs[jid]
             if rec["attempts"] > j.spec["attempts"] + j.spec["maxAttempts"] - 1:
@@ -845,7 +890,16 @@ class Fuzz:
         port = self.stack.redis_port
         keys = h.redis_pipeline(port, [["KEYS", "botmesh:{bm}:job:*"], ["SMEMBERS", "botmesh:{bm}:unfinished"]])
         ids = sorted(k.decode().rsplit(":", 1)[1] for k in keys[0])
-        extra, missing = sorted(set(ids) - set(self.order)), sorted(set(self.order) - set(ids))
+        removed = [j for j in self.order if self.jobs[j].removed_at is not None]
+        for jid in removed:
+            if jid in ids:
+                self.fail("job %s: REMOVE answered removed, its record is still in Redis" % jid)
+        missing = sorted(set(self.order) - set(ids) - set(removed))
+        for btype in LIMITS:
+            gone = [j for j in missing if self.jobs[j].type == btype and self.gone(self.jobs[j])]
+            if len(gone) <= self.drains.get(btype, 0):
+                missing = [j for j in missing if j not in gone]
+        extra = sorted(set(ids) - set(self.order))
         if missing or len(extra) > self.lost_submits:
             self.fail("Redis job records differ from the accepted jobs (%d SUBMIT answers lost in restarts)"
                       % self.lost_submits, extra, missing)
@@ -854,6 +908,8 @@ class Fuzz:
         for jid in self.order:
             j = self.jobs[jid]
             rec = self.status(jid)
+            if rec is None and jid not in ids:
+                continue                    # removed or drained (checked above)
             red = h.job_record(port, jid)
             if rec is None or rec["state"] not in h.TERMINAL:
                 self.fail("job %s not terminal" % jid, rec)
