@@ -183,6 +183,11 @@ s_misspelt_type (bm_broker_t *self, bm_env_check_t *names, const char *name, int
     size_t other_len;
     bool same_kind = instead
                   && s_type_var (instead, strlen (instead), &other_type, &other_len) == var;
+    //  A built-in name with more after it (python3, java-11, nodes) is
+    //  taken as a type of its own, as meant: a misspelling drops, swaps or
+    //  changes a letter of the name.  The warning still names it.
+    if (same_kind && strlen (type) > other_len && strncasecmp (type, other_type, other_len) == 0)
+        same_kind = false;
     if (same_kind)
         bm_error (NULL, "configuration: %s makes a new bot type '%s', one edit from a "
                   "built-in one: did you mean %s? (if '%s' is a type of its own, list it in "

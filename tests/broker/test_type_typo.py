@@ -4,10 +4,12 @@ the type is meant.
 
 1. MAX_PYTON_BOTS=4: the broker exits 2 without binding, with an ERROR
    line naming the variable, the one it misspells (MAX_PYTHON_BOTS) and
-   BROKER_NEW_TYPES; RETRY_NODES_ATTEMPTS=2 likewise (RETRY_NODE_ATTEMPTS).
+   BROKER_NEW_TYPES; RETRY_NOD_ATTEMPTS=2 likewise (RETRY_NODE_ATTEMPTS).
 2. The same with BROKER_NEW_TYPES=pyton: the broker starts, and STATS
    lists the type pyton with limit 4.
-3. A type of its own (MAX_REPORT_BOTS=2) needs no declaration.
+3. A type of its own (MAX_REPORT_BOTS=2) needs no declaration, nor does
+   a built-in name with more after it (MAX_PYTHON3_BOTS=3,
+   MAX_NODES_BOTS=5: a name made longer on purpose, not misspelt).
 
 Before, the broker only warned "unknown setting MAX_PYTON_BOTS (did you
 mean MAX_PYTHON_BOTS?)", started, and made the type pyton with limit 4: a
@@ -46,8 +48,8 @@ def types(s, env):
 def test():
     with h.Stack("type-typo") as s:
         refused(s, "broker-pyton", {"MAX_PYTON_BOTS": "4"}, "MAX_PYTON_BOTS", "MAX_PYTHON_BOTS", "pyton")
-        refused(s, "broker-nodes", {"RETRY_NODES_ATTEMPTS": "2"}, "RETRY_NODES_ATTEMPTS",
-                "RETRY_NODE_ATTEMPTS", "nodes")
+        refused(s, "broker-nod", {"RETRY_NOD_ATTEMPTS": "2"}, "RETRY_NOD_ATTEMPTS",
+                "RETRY_NODE_ATTEMPTS", "nod")
 
         got = types(s, {"MAX_PYTON_BOTS": "4", "BROKER_NEW_TYPES": "report, pyton"})
         h.check("pyton" in got and got["pyton"].get("limit") == 4,
@@ -57,6 +59,12 @@ def test():
         got = types(s, {"MAX_REPORT_BOTS": "2"})
         h.check("report" in got and got["report"].get("limit") == 2,
                 "MAX_REPORT_BOTS=2, a type of its own: made without a declaration", sorted(got))
+
+        s.endpoint = None
+        got = types(s, {"MAX_PYTHON3_BOTS": "3", "MAX_NODES_BOTS": "5"})
+        h.check(got.get("python3", {}).get("limit") == 3 and got.get("nodes", {}).get("limit") == 5,
+                "MAX_PYTHON3_BOTS=3, MAX_NODES_BOTS=5 (a built-in name made longer): made "
+                "without a declaration", sorted(got))
 
 
 if __name__ == "__main__":
