@@ -317,6 +317,11 @@ def test():
             # 9. No script errors; the screenshot
             errors = [e for e in browser.events if e.get("method") == "Runtime.exceptionThrown"]
             check(not errors, "no JavaScript exceptions", errors[:3])
+            # The page names its icon (none): no request for /favicon.ico,
+            # which every load logged as a refused 404.
+            gw_logs = "".join(p.output() for p in s.procs if p.name == "gateway")
+            check("favicon" not in gw_logs, "the gateways logged no request for /favicon.ico",
+                  [l for l in gw_logs.splitlines() if "favicon" in l][:3])
             page.goto("about:blank")
             page.goto(base + "/admin/queues#/job/" + failing)
             page.wait_for("document.body.dataset.detailJob && Number(document.body.dataset.historyPoints) >= 2", 10, "page ready")
