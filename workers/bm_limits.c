@@ -46,6 +46,9 @@ struct _bm_limits_run_t {
     int64_t oom_kills_before;   //  Its counters when its current job began
     int64_t ooms_before;        //  (pool mode: one cgroup, many jobs), or 0
     int64_t pids_refused_before;
+    bool cpu_killed;            //  The worker killed its process for the
+    int64_t cpu_killed_ms;      //  CPU budget of its current job, after
+                                //  this much CPU time in the job
 };
 
 //  --------------------------------------------------------------------------
@@ -645,6 +648,7 @@ bm_limits_cpu_used_ms (pid_t pid)
 void
 bm_limits_run_job_start (bm_limits_run_t *self)
 {
+    self->cpu_killed = false;
     if (!*self->cgroup)
         return;
     int64_t refused = s_read_key (self->cgroup, "pids.events", "max");
@@ -653,6 +657,19 @@ bm_limits_run_job_start (bm_limits_run_t *self)
     self->oom_kills_before = kills > 0 ? kills : 0;
     int64_t ooms = self->cgroup_memory ? s_read_key (self->cgroup, "memory.events", "oom") : 0;
     self->ooms_before = ooms > 0 ? ooms : 0;
+}
+
+void
+bm_limits_run_cpu_killed (bm_limits_run_t *self, int64_t used_ms)
+{
+    self->cpu_killed = true;
+    self->cpu_killed_ms = used_ms;
+}
+
+bool
+bm_limits_cpu_hard_per_job (void)
+{
+    return s_may_raise_hard ();
 }
 
 int
@@ -671,7 +688,8 @@ bm_limits_cpu_job_start (pid_t pid, const bm_limits_t *limits)
     //  job: the process's CPU time grows from job to job, and a hard limit
     //  lowered once and never raised would cap every later budget (and
     //  the raise fails with EPERM).  Elsewhere the soft limit alone, and
-    //  the job's timeout stops a bot that ignores SIGXCPU.
+    //  the pool's own check of the job's CPU time stops a bot that ignores
+    //  SIGXCPU (bm_limits_cpu_hard_per_job).
     struct rlimit limit = { used + (rlim_t) limits->cpu_seconds, now.rlim_max };
     if (s_may_raise_hard ())
         limit.rlim_max = limit.rlim_cur + 1;
@@ -744,6 +762,16 @@ s_verdict (const bm_limits_t *limits, const bm_limits_run_t *run, int status,
     if (WIFEXITED (status) && WEXITSTATUS (status) == 0)
         return NULL;
     char what [64];
+    //  Killed by the worker for its job's CPU budget (the hard limit could
+    //  not follow the job): certain, however its process ended.
+    if (run && run->cpu_killed) {
+        s_describe_limit (limits, "cpu", what, sizeof what);
+        snprintf (message, size, "resource limit hit: cpu (%s): killed by SIGKILL with %lld ms of "
+                  "CPU time used in the job, by the worker at the limit plus %d ms of grace (the "
+                  "hard RLIMIT_CPU cannot follow the job without CAP_SYS_RESOURCE)", what,
+                  (long long) run->cpu_killed_ms, BM_LIMITS_CPU_GRACE_MS);
+        return "cpu";
+    }
     int signum = WIFSIGNALED (status) ? WTERMSIG (status) : 0;
     //  bwrap (a sandboxed run) passes on a death by signal N as exit 128+N,
     //  and its rusage leaves out the bot's CPU time (bwrap exits before its
@@ -1083,6 +1111,14 @@ bm_limits_test (bool verbose)
     assert (streq (bm_limits_run_verdict (&fake, SIGKILL, &usage, NULL, message, sizeof message), "memory"));
     unlink (events_path);
     rmdir (events);
+    //  Killed by the worker for its job's CPU budget: cpu, even from
+    //  bwrap's exit 137, until the process's next job begins.
+    bm_limits_run_cpu_killed (&fake, 2100);
+    assert (streq (bm_limits_pool_verdict (&limits, &fake, 137 << 8, NULL, "", message, sizeof message),
+                   "cpu"));
+    assert (strstr (message, "2100 ms of CPU time used in the job, by the worker"));
+    bm_limits_run_job_start (&fake);
+    assert (!bm_limits_pool_verdict (&limits, &fake, 137 << 8, NULL, "", message, sizeof message));
     //  Under bwrap: exit 128 + SIGXCPU (its rusage misses the bot's CPU).
     usage.ru_utime.tv_sec = 0;
     assert (streq (bm_limits_verdict (&limits, (128 + SIGXCPU) << 8, &usage, "", message, sizeof message),

@@ -140,6 +140,25 @@ int bm_limits_sweep (int64_t wait_ms);
 //  second later (SIGKILL for a bot that catches SIGXCPU).  Returns 0 or -1.
 int bm_limits_cpu_job_start (pid_t pid, const bm_limits_t *limits);
 
+//  Whether bm_limits_cpu_job_start moves the hard limit too (the worker
+//  may raise it again for the next job: CAP_SYS_RESOURCE, probed once).
+//  Where it does not, the kernel's SIGKILL a second past the budget never
+//  comes for a bot that ignores SIGXCPU: the pool checks its jobs' CPU time
+//  itself and kills a process past the budget plus BM_LIMITS_CPU_GRACE_MS.
+bool bm_limits_cpu_hard_per_job (void);
+
+//  The grace past a pool job's CPU budget before the worker kills its
+//  process (where the hard limit does not follow the job): the second the
+//  kernel's hard limit would give.
+#define BM_LIMITS_CPU_GRACE_MS  1000
+
+//  The worker killed the run's process (SIGKILL) during its current job for
+//  its CPU budget, after used_ms of CPU time in the job: the verdict on that
+//  job is the CPU limit, whatever status its process ends with (bwrap
+//  reports its bot's SIGKILL as exit 137).  Cleared by
+//  bm_limits_run_job_start.
+void bm_limits_run_cpu_killed (bm_limits_run_t *self, int64_t used_ms);
+
 //  The CPU time a process used so far, in ms: its own, as RLIMIT_CPU
 //  counts it (not that of the children it reaped).  Readable until the
 //  process is reaped (a zombie's too); -1 if it cannot be read (gone).

@@ -20,6 +20,9 @@
                                         //  restarts after a back-off
 #define BM_POOL_BACKOFF_MIN_MS  100     //  First restart after an init failure
 #define BM_POOL_BACKOFF_MAX_MS  30000   //  Longest wait between restarts
+#define BM_POOL_CPU_CHECK_MS    200     //  The CPU time of busy processes,
+                                        //  where the pool enforces the CPU
+                                        //  budget itself (at the tick)
 
 struct _bm_pool_t {
     zloop_t *loop;              //  Our loop (borrowed)
@@ -36,6 +39,11 @@ struct _bm_pool_t {
     char *init_error;           //  Last init failure's message
     const char *init_limit;     //  The limit behind it ("memory"), or NULL
     bool stopping;              //  bm_pool_stop: no more warm starts
+    bool cpu_watch;             //  Pool mode under a CPU limit whose hard
+                                //  RLIMIT_CPU cannot follow each job: the
+                                //  pool kills a process past its job's
+                                //  budget plus BM_LIMITS_CPU_GRACE_MS
+    int64_t cpu_checked_at;     //  Monotonic ms of the last such check
     bm_pool_stats_t stats;
     bm_pool_stats_t exported;   //  Counters as last exported
     bm_series_t *m_processes;   //  Metrics (NULL: none)
@@ -621,11 +629,14 @@ s_dispatch (bm_pool_t *self)
         if (proc->limits)
             bm_limits_run_job_start (proc->limits);
         proc->cpu_before_ms = -1;
+        proc->cpu_watch_ms = -1;
         if (!self->config.fork && self->config.limits && self->config.limits->cpu_seconds) {
             //  Under bwrap the budget goes to the bot inside, not to bwrap.
             pid_t target = bm_pool_proc_bot (proc, self->config.sandboxed);
             if (!self->config.sandboxed)
                 proc->cpu_before_ms = bm_limits_cpu_used_ms (proc->pid);
+            if (self->cpu_watch && target > 0)
+                proc->cpu_watch_ms = bm_limits_cpu_used_ms (target);
             if (target <= 0 || bm_limits_cpu_job_start (target, self->config.limits))
                 bm_warn (NULL, "%s process pid=%d: cannot set the CPU limit of its job: %s",
                          self->config.type, (int) proc->pid,
@@ -739,11 +750,66 @@ bm_pool_export (bm_pool_t *self, bm_metrics_t *metrics)
     s_export (self);
 }
 
+//  The busy process whose bot used more CPU time in its job than the
+//  budget plus the grace (the figure in *used_ms), or NULL.
+static proc_t *
+s_over_cpu_budget (bm_pool_t *self, int64_t *used_ms)
+{
+    int64_t allowed = self->config.limits->cpu_seconds * 1000 + BM_LIMITS_CPU_GRACE_MS;
+    for (proc_t *proc = (proc_t *) zlistx_first (self->procs); proc;
+         proc = (proc_t *) zlistx_next (self->procs)) {
+        if (proc->state != PROC_BUSY || !proc->job || proc->stopping || proc->cpu_watch_ms < 0)
+            continue;
+        pid_t bot = bm_pool_proc_bot (proc, self->config.sandboxed);
+        int64_t now = bot > 0 ? bm_limits_cpu_used_ms (bot) : -1;
+        if (now >= 0 && now - proc->cpu_watch_ms >= allowed) {
+            *used_ms = now - proc->cpu_watch_ms;
+            return proc;
+        }
+    }
+    return NULL;
+}
+
+//  Where the hard RLIMIT_CPU cannot follow each job (no CAP_SYS_RESOURCE),
+//  a bot that ignores SIGXCPU would spin until its job's timeout: every
+//  BM_POOL_CPU_CHECK_MS the pool reads the CPU time of its busy bots, and
+//  one past its job's budget plus the grace is killed (SIGKILL to its
+//  group) and replaced, its job failed now as the CPU limit's
+//  (resource_limit cpu), as the kernel's kill at the hard limit would.
+static void
+s_check_cpu (bm_pool_t *self)
+{
+    int64_t now = bm_mono_ms ();
+    if (!self->cpu_watch || now - self->cpu_checked_at < BM_POOL_CPU_CHECK_MS)
+        return;
+    self->cpu_checked_at = now;
+    int64_t used_ms;
+    proc_t *proc;
+    //  One at a time: ending a job may dispatch the next (which walks the
+    //  list of processes).
+    while ((proc = s_over_cpu_budget (self, &used_ms))) {
+        bm_warn (proc->job->id, "%s process pid=%d used %lld ms of CPU time in its job, past its "
+                 "CPU time limit of %lld s plus %d ms of grace: killed", self->config.type,
+                 (int) proc->pid, (long long) used_ms, (long long) self->config.limits->cpu_seconds,
+                 BM_LIMITS_CPU_GRACE_MS);
+        s_retire (proc, "limit");
+        bm_pool_proc_kill (proc, SIGKILL);
+        struct rusage usage;
+        bm_pool_outcome_t outcome = { .exit_code = -1, .signal = SIGKILL, .run = proc->limits,
+                                      .usage = s_usage_of_ms (used_ms, &usage) };
+        if (proc->limits)
+            bm_limits_run_cpu_killed (proc->limits, used_ms);
+        s_end_job (proc, &outcome, true);
+        s_dispatch (self);
+    }
+}
+
 static int
 s_on_tick (zloop_t *loop, int timer_id, void *arg)
 {
     (void) loop, (void) timer_id;
     bm_pool_t *self = (bm_pool_t *) arg;
+    s_check_cpu (self);
     s_maintain (self, true);
     s_export (self);
     //  Jobs left waiting by a start that failed in bm_pool_submit.
@@ -949,6 +1015,16 @@ bm_pool_new (zloop_t *loop, const bm_pool_config_t *config, char *const envp [],
     self->procs = zlistx_new ();
     self->waiting = zlistx_new ();
     self->tick = zloop_timer (loop, BM_POOL_TICK_MS, 0, s_on_tick, self);
+    if (!self->config.fork && self->config.limits && self->config.limits->cpu_seconds
+    &&  !bm_limits_cpu_hard_per_job ()) {
+        self->cpu_watch = true;
+        bm_info (NULL, "%s pool processes: the CPU time limit of %lld s per job is held by the "
+                 "worker (SIGXCPU at the soft RLIMIT_CPU; SIGKILL from the worker %d ms past it, "
+                 "checked every %d ms), as the hard limit cannot be raised again between jobs "
+                 "without CAP_SYS_RESOURCE", self->config.type,
+                 (long long) self->config.limits->cpu_seconds, BM_LIMITS_CPU_GRACE_MS,
+                 BM_POOL_CPU_CHECK_MS);
+    }
     s_maintain (self, false);
     return self;
 }

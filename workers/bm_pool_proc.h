@@ -98,6 +98,10 @@ struct _proc_t {
     int64_t cpu_before_ms;      //  Pool mode under a CPU limit: the CPU time
                                 //  of its own it had used when its job
                                 //  began (as RLIMIT_CPU counts it), or -1
+    int64_t cpu_watch_ms;       //  Pool mode, where the pool checks its
+                                //  jobs' CPU time itself: the CPU time of
+                                //  its bot (under bwrap, the process
+                                //  inside) when its job began, or -1
 };
 
 void bm_pool_pjob_destroy (pjob_t **job_p);

@@ -31,8 +31,24 @@ per run (the argument):
   child's death with the CPU time it used, and the job fails once with
   resource_limit (cpu), not bot_failed "killed by signal SIGKILL"; and
   so under BOT_<TYPE>_SANDBOX=bwrap too, where bubblewrap runs.
+- cpu_watch: a pool bot that ignores SIGXCPU and leaves its hard limit
+  alone, CPU_SECONDS=1, plain and under bwrap (where bubblewrap runs).
+  Where the worker cannot raise a hard limit again (no CAP_SYS_RESOURCE:
+  a container's root, a worker not root) it sets none, and checks the
+  job's CPU time itself: the worker logs so at start, and kills the
+  process past the budget plus a second of grace.  The job fails once
+  with resource_limit (cpu), the message saying the worker killed it and
+  the CPU time used, long before its 20 s timeout; the sandboxed one too
+  (not bot_failed for bwrap's exit 137); the broker counts the kill
+  (bot_limit_kills_total{limit="cpu"}), the process is replaced (recycle
+  reason limit), and jobs that stay within the budget complete, two of
+  700 ms of CPU on one process (the budget is per job), before and after.
+  Where the hard limit does follow each job, the kernel kills the
+  unsandboxed bot (resource_limit as well), and the sandboxed case is
+  skipped (bwrap reports that kill as exit 137: bot_failed, documented).
 """
 import os
+import resource
 import sys
 
 import harness
@@ -112,6 +128,40 @@ def main():
     while True:
         pass
 """
+
+
+#  Ignores SIGXCPU and leaves its CPU limits as the worker set them.
+#  Payload: runLog (a file it appends its pid to), spinMs (the CPU time of
+#  its own to use, then it answers with a name of its process: under bwrap
+#  every pool process has the same pid), or forever (spins until killed).
+SPIN_FREE = """import json, os, signal, sys, time
+signal.signal(signal.SIGXCPU, signal.SIG_IGN)
+name = os.urandom(8).hex()
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:
+    payload = json.loads(line).get("payload") or {}
+    with open(payload["runLog"], "a") as f:
+        f.write("%d\\n" % os.getpid())
+    start = time.process_time()
+    while payload.get("forever") or time.process_time() - start < payload["spinMs"] / 1000.0:
+        pass
+    print(json.dumps({"result": {"process": name}}), flush=True)
+"""
+
+
+def hard_limit_follows():
+    """Whether this process may raise a hard limit it lowered (what the
+    worker probes before it moves a pool process's hard RLIMIT_CPU)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            resource.setrlimit(resource.RLIMIT_CPU, (100000, 100000))
+            resource.setrlimit(resource.RLIMIT_CPU, (100001, 100001))
+            code = 0
+        finally:
+            os._exit(code)
+    return os.waitpid(pid, 0)[1] == 0
 
 
 def write(directory, name, text, mode=0o644):
@@ -290,8 +340,73 @@ def scenario_cpu_fork(s, bots):
     check(w.alive(), "worker still running")
 
 
+def scenario_cpu_watch(s, bots):
+    spin = write(bots, "spin_free.py", SPIN_FREE)
+    follows = hard_limit_follows()
+    why = bwrap_works()
+    if follows:
+        log("the hard CPU limit follows each job here: the kernel kills the bot")
+    env = {"BOT_FREE_CMD": "%s %s" % (PY, spin), "BOT_FREE_MODE": "pool",
+           "BOT_FREE_MAX_PROCS": "1", "BOT_FREE_CPU_SECONDS": "1", "WORKER_METRICS_PORT": "-1"}
+    types = [("free", os.path.join(bots, "runs"))]
+    if why or follows:
+        log("SKIP the sandboxed case: %s" % (why or "its kill at the hard limit reads as bot_failed"))
+    else:
+        #  runLog in the sandbox's own /tmp; the bot a copy nobody may read.
+        env.update({"BOT_FREEBX_CMD": "%s %s" % (PY, wlib.readable_by_all(spin)),
+                    "BOT_FREEBX_MODE": "pool", "BOT_FREEBX_MAX_PROCS": "1",
+                    "BOT_FREEBX_CPU_SECONDS": "1", "BOT_FREEBX_SANDBOX": "bwrap"})
+        types.append(("freebx", "/tmp/runs"))
+    w = s.worker("--type", ",".join(t for t, _ in types), "--concurrency", "2", env=env)
+    port = w.listening("metrics")
+    s.wait_workers(1)
+    c = s.client()
+    for bot_type, run_log in types:
+        if not follows:
+            check(lines(w, "INFO", "%s pool processes: the CPU time limit of 1 s per job is held by "
+                        "the worker" % bot_type),
+                  "the worker says at start that it holds %s's CPU limit itself" % bot_type,
+                  lines(w, "pool processes"))
+        pids = set()
+        for n in (1, 2):
+            rec = wlib.run_job(c, bot_type, {"runLog": run_log, "spinMs": 700}, timeout=30)
+            check(rec["state"] == "completed", "%s: job %d of 700 ms of CPU completes (the budget "
+                  "is per job)" % (bot_type, n), rec.get("error"))
+            pids.add(rec["result"]["process"])
+        check(len(pids) == 1, "%s: both on one process" % bot_type, pids)
+        rec = wlib.run_job(c, bot_type, {"runLog": run_log, "forever": True}, timeout=60,
+                           timeoutMs=20000)
+        err = error_of(rec)
+        log("%s spinner: %s attempts=%s %s" % (bot_type, rec["state"], rec.get("attempts"), err))
+        check(rec["state"] == "failed" and err.get("code") == "resource_limit"
+              and err.get("message", "").startswith("resource limit hit: cpu (CPU time limit of 1 s)"),
+              "%s: the spinner fails with resource_limit, naming cpu and its limit (not timeout)"
+              % bot_type, rec)
+        check("killed by SIGKILL with" in err.get("message", ""), "%s: and the CPU time it used"
+              % bot_type, err)
+        if not follows:
+            check("by the worker at the limit plus 1000 ms of grace" in err.get("message", ""),
+                  "%s: the message says the worker killed it" % bot_type, err)
+        check(rec.get("attempts") == 1, "%s: once, not run again as a lost attempt" % bot_type, rec)
+        wait_until(lambda: wlib.metric(port, "bot_recycles_total", bot_type=bot_type,
+                                       reason="limit") == 1,
+                   5, "bot_recycles_total{bot_type=%s,reason=limit} 1 on the worker's /metrics" % bot_type)
+        rec = wlib.run_job(c, bot_type, {"runLog": run_log, "spinMs": 100}, timeout=30)
+        check(rec["state"] == "completed" and rec["result"]["process"] not in pids,
+              "%s: the next job completes, on a new process" % bot_type, rec)
+        _, _, text = harness.http("GET", "http://127.0.0.1:%d/metrics" % s.main_broker.metrics_port)
+        check('bot_limit_kills_total{bot_type="%s",limit="cpu"} 1' % bot_type in text,
+              "%s: the broker counts the kill in bot_limit_kills_total" % bot_type,
+              [line for line in text.splitlines() if "limit_kills" in line and bot_type in line])
+    with open(types[0][1]) as f:
+        count = len(f.read().split())
+    check(count == 4, "the unsandboxed bot ran each of its four jobs once", count)
+    c.close()
+    check(w.alive(), "worker still running")
+
+
 SCENARIOS = {"ready": scenario_ready, "timeout": scenario_timeout, "launch": scenario_launch,
-             "cpu": scenario_cpu, "cpu_fork": scenario_cpu_fork}
+             "cpu": scenario_cpu, "cpu_fork": scenario_cpu_fork, "cpu_watch": scenario_cpu_watch}
 
 
 def main():
@@ -299,7 +414,7 @@ def main():
     bots = harness.tempdir("warm-life-")
     os.chmod(bots, 0o755)
     with harness.Stack("worker-e2e-warm-life-" + which) as s:
-        s.broker(redis=False)
+        s.main_broker = s.broker(redis=False)
         SCENARIOS[which](s, bots)
 
 
