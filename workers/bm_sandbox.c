@@ -59,19 +59,25 @@ bm_sandbox_argv (const bm_sandbox_spec_t *spec, char *const bot_argv [])
     if (spec->network)
         s_add (&args, "--share-net");
     s_add (&args, "--die-with-parent");
-    //  The private /tmp first: bwrap mounts in order, so a bot directory
-    //  under /tmp (a checkout in /tmp) is bound on top of it, not hidden.
-    const char *first [] = { "--dev", "/dev", "--proc", "/proc", NULL };
+    //  /dev read-only but for a /dev/shm of its own, sized as /tmp: the
+    //  device nodes stay usable, and a bot cannot fill the host's memory
+    //  through /dev or /dev/shm.  The private /tmp next: bwrap mounts in
+    //  order, so a bot directory under /tmp (a checkout in /tmp) is bound
+    //  on top of it, not hidden.
+    const char *first [] = { "--dev", "/dev", "--remount-ro", "/dev", "--proc", "/proc", NULL };
     for (int i = 0; first [i]; i++)
         s_add (&args, first [i]);
-    if (spec->tmp_bytes > 0) {
-        char size [32];
-        snprintf (size, sizeof size, "%lld", (long long) spec->tmp_bytes);
-        s_add (&args, "--size");
-        s_add (&args, size);
+    const char *tmpfs [] = { "/dev/shm", "/tmp", NULL };
+    for (int i = 0; tmpfs [i]; i++) {
+        if (spec->tmp_bytes > 0) {
+            char size [32];
+            snprintf (size, sizeof size, "%lld", (long long) spec->tmp_bytes);
+            s_add (&args, "--size");
+            s_add (&args, size);
+        }
+        s_add (&args, "--tmpfs");
+        s_add (&args, tmpfs [i]);
     }
-    s_add (&args, "--tmpfs");
-    s_add (&args, "/tmp");
     for (const char *const *dir = spec->ro_dirs; dir && *dir; dir++) {
         s_add (&args, "--ro-bind");
         s_add (&args, *dir);
@@ -526,8 +532,16 @@ bm_sandbox_test (bool verbose)
     assert (at > 0 && streq (argv [at - 1], "--ro-bind") && streq (argv [at + 1], "/srv/bots/py"));
     at = s_find (argv, "--symlink", 0);
     assert (at > 0 && streq (argv [at + 1], "usr/bin") && streq (argv [at + 2], "/bin"));
-    at = s_find (argv, "--tmpfs", 0);
-    assert (at > 0 && streq (argv [at + 1], "/tmp"));
+    //  /dev read-only, /dev/shm and /tmp tmpfs of the same size.
+    at = s_find (argv, "--remount-ro", 0);
+    assert (at > 0 && streq (argv [at + 1], "/dev") && streq (argv [at - 1], "/dev")
+            && streq (argv [at - 2], "--dev"));
+    at = s_find (argv, "/dev/shm", 0);
+    assert (at > s_find (argv, "--remount-ro", 0) && streq (argv [at - 1], "--tmpfs")
+            && streq (argv [at - 3], "--size") && streq (argv [at - 2], "67108864"));
+    at = s_find (argv, "/tmp", 0);
+    assert (at > 0 && streq (argv [at - 1], "--tmpfs"));
+    at--;
     assert (at < s_find (argv, "/srv/bots/py", 0));            //  Binds go over the tmpfs
     assert (streq (argv [at - 2], "--size") && streq (argv [at - 1], "67108864"));
     //  Secrets hidden after the binds: an empty read-only directory, a file
@@ -577,8 +591,11 @@ bm_sandbox_test (bool verbose)
     unsetenv ("BOT_SB_TEST_SANDBOX");
     if (rc == 1) {
         assert (s_find (wrapped, "--unshare-all", 0) == 1);
-        //  /tmp: 256 MiB by default, the shadow files hidden.
+        //  /dev/shm and /tmp: 256 MiB by default, the shadow files hidden.
         int size = s_find (wrapped, "--size", 0);
+        assert (size > 0 && streq (wrapped [size + 1], "268435456")
+                && streq (wrapped [size + 2], "--tmpfs") && streq (wrapped [size + 3], "/dev/shm"));
+        size = s_find (wrapped, "--size", size + 1);
         assert (size > 0 && streq (wrapped [size + 1], "268435456")
                 && streq (wrapped [size + 2], "--tmpfs") && streq (wrapped [size + 3], "/tmp"));
         if (access ("/etc/shadow", F_OK) == 0) {

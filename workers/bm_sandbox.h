@@ -13,11 +13,16 @@
                                 absolute path in its command line: a file's
                                 directory, or the directory itself), at the
                                 same path, read-only
-        --size N --tmpfs /tmp   a private writable /tmp per run (HOME and
-                                TMPDIR point there) of BOT_<TYPE>_TMP_MB
-                                (default BOT_<TYPE>_MEMORY_MB when that is
-                                set and not 0, else 256; 0: no limit): a bot
-                                that fills it gets ENOSPC
+        --dev /dev --remount-ro /dev
+                                /dev of its own (the usual device nodes),
+                                read-only
+        --size N --tmpfs /dev/shm
+        --size N --tmpfs /tmp   a private writable /dev/shm and /tmp per run
+                                (HOME and TMPDIR point there), each of
+                                BOT_<TYPE>_TMP_MB (default
+                                BOT_<TYPE>_MEMORY_MB when that is set and
+                                not 0, else 256; 0: no limit): a bot that
+                                fills one gets ENOSPC
         --tmpfs DIR --remount-ro DIR
                                 the host's secrets under what is bound
                                 hidden by an empty read-only directory:
@@ -27,7 +32,7 @@
         --ro-bind /dev/null F   and files: /etc/shadow, /etc/gshadow (and
                                 their "-" backups), a CURVE_* certificate in
                                 a directory that cannot be hidden whole
-        --dev /dev --proc /proc --die-with-parent
+        --proc /proc --die-with-parent
 
     Nothing else of the host is visible: not the worker's files or working
     directory, not its credentials.  /root, the worker's HOME and their

@@ -2,12 +2,16 @@
 """spy.py - a bot that looks around, for the sandbox tests.
 
 Payload: {"read": PATH, "reads": [PATH...], "connect": [HOST, PORT], "fill":
-MiB, "stats": [PATH...]}; "reads" answers {PATH: "ok: <text>" | "error:
-..."}, "stats" {PATH: "file" | "dir" | "chardev" | "other" | "missing"}.  Writes what
+MiB, "fillDir": DIR, "stats": [PATH...], "create": [PATH...], "semaphore":
+true}; "reads" answers {PATH: "ok: <text>" | "error:
+..."}, "stats" {PATH: "file" | "dir" | "chardev" | "other" | "missing"},
+"create" {PATH: "ok" | "error: ..."} (a file opened for writing and
+removed again, /dev/null but written), "semaphore" whether a
+multiprocessing lock can be made.  Writes what
 it could do: {"read": "ok: <text>" | "error: ...", "connect": "ok" | "error:
 ...", "env": [names], "parentEnv": [names in its parent's /proc environ],
 "uid": N, "tmp": "ok" | "error: ...", "home": $HOME, "fill": "ok: N" |
-"error: ..."}; fill writes that many MiB to a file in $TMPDIR (the error
+"error: ..."}; fill writes that many MiB to a file in $TMPDIR or fillDir (the error
 says how many MiB were written first).  With a main() it also runs under
 forkserver.py (pool and fork modes).
 """
@@ -67,7 +71,8 @@ def main():
     out["tmp"] = attempt(tmp)
 
     def fill():
-        path = os.path.join(os.environ.get("TMPDIR", "/tmp"), "fill-%d" % os.getpid())
+        path = os.path.join(payload.get("fillDir") or os.environ.get("TMPDIR", "/tmp"),
+                            "fill-%d" % os.getpid())
         written = 0
         chunk = b"x" * (1 << 20)
         try:
@@ -86,6 +91,20 @@ def main():
         return written
     if payload.get("fill"):
         out["fill"] = attempt(fill)
+
+    def create(path):
+        with open(path, "w") as f:
+            f.write("x")
+        if path != "/dev/null":
+            os.unlink(path)
+    if payload.get("create"):
+        out["create"] = {p: attempt(lambda p=p: create(p)) for p in payload["create"]}
+
+    def semaphore():
+        import multiprocessing
+        multiprocessing.Lock()
+    if payload.get("semaphore"):
+        out["semaphore"] = attempt(semaphore)
     print(json.dumps(out))
 
 
