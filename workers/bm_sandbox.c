@@ -242,6 +242,55 @@ s_add_dir (const char **dirs, int *count, const char *dir)
         dirs [(*count)++] = strdup (dir);
 }
 
+//  Whether dir, bound for the word of the bot's command line, would show
+//  the bot what is the worker's: its working directory (its .env, its
+//  logs; a bot beside them, python3 mybot.py, is read from there) or a
+//  directory holding it, the directory of its env file (BOTMESH_ENV_FILE,
+//  else BOTMESH_ROOT/.env), or the host's /tmp, /dev or /proc over the
+//  sandbox's own.  If so, says why in error.
+static bool
+s_refused (const char *sandbox_var, const char *word, const char *dir, char *error,
+           size_t error_size)
+{
+    if (streq (dir, "/"))
+        return false;                   //  Never bound (s_add_dir)
+    const char *own [] = { "/tmp", "/dev", "/proc", NULL };
+    for (int i = 0; own [i]; i++)
+        if (streq (dir, own [i])) {
+            snprintf (error, error_size, "%s=bwrap: '%s' in the bot's command line would bind "
+                      "the host's %s into the sandbox, over the sandbox's own (all of the host's "
+                      "%s readable to the bot); name a directory of the bot's own instead",
+                      sandbox_var, word, dir, dir);
+            return true;
+        }
+    char cwd [PATH_MAX];
+    if (getcwd (cwd, sizeof cwd) && s_under (cwd, dir)) {
+        snprintf (error, error_size, "%s=bwrap: the directory %s (of '%s' in the bot's command "
+                  "line) %s the worker's working directory %s, which the sandbox would then show "
+                  "the bot (the worker's .env and files); move the bot program to a directory of "
+                  "its own, or start the worker elsewhere", sandbox_var, dir, word,
+                  streq (cwd, dir) ? "is" : "holds", cwd);
+        return true;
+    }
+    char env_file [PATH_MAX] = "";
+    const char *named = getenv ("BOTMESH_ENV_FILE");
+    const char *root = getenv ("BOTMESH_ROOT");
+    if (named && *named)
+        snprintf (env_file, sizeof env_file, "%s", named);
+    else
+    if (root && *root)
+        snprintf (env_file, sizeof env_file, "%s/.env", root);
+    char real [PATH_MAX];
+    if (*env_file && realpath (env_file, real) && s_under (real, dir)) {
+        snprintf (error, error_size, "%s=bwrap: the directory %s (of '%s' in the bot's command "
+                  "line) holds the worker's env file %s, which the sandbox would then show the "
+                  "bot; move the bot program to a directory of its own", sandbox_var, dir, word,
+                  real);
+        return true;
+    }
+    return false;
+}
+
 int
 bm_sandbox_from_env (const char *type, char *const bot_argv [], char ***argv_p,
                      char *error, size_t error_size)
@@ -312,7 +361,8 @@ bm_sandbox_from_env (const char *type, char *const bot_argv [], char ***argv_p,
     }
     links [link_count] = NULL;
     //  The bot program's own directories: each absolute path in its
-    //  command line (java -cp DIR, python3 /srv/bot.py).
+    //  command line (java -cp DIR, python3 /srv/bot.py).  Never one that
+    //  would show the bot the worker's own files (see s_refused).
     for (int i = 0; bot_argv [i]; i++) {
         const char *word = bot_argv [i];
         if (word [0] != '/')
@@ -325,6 +375,12 @@ bm_sandbox_from_env (const char *type, char *const bot_argv [], char ***argv_p,
             char *slash = strrchr (real, '/');
             if (slash && slash != real)
                 *slash = 0;
+        }
+        if (s_refused (sandbox_var, word, real, error, error_size)) {
+            for (int k = 0; k < dir_count; k++)
+                free ((char *) dirs [k]);
+            free (bwrap);
+            return -1;
         }
         s_add_dir (dirs, &dir_count, real);
     }

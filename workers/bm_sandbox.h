@@ -35,8 +35,10 @@
         --proc /proc --die-with-parent
 
     Nothing else of the host is visible: not the worker's files or working
-    directory, not its credentials.  /root, the worker's HOME and their
-    parents are never bound: a bot program there stops the worker at start.
+    directory, not its credentials.  /root, the worker's HOME, its working
+    directory, its env file's directory, their parents, and the host's
+    /tmp, /dev and /proc are never bound: a bot program (or an absolute
+    path in its command line) there stops the worker at start.
     A worker running as root without BOT_USER runs its sandboxed bots (bwrap
     and all in it) as nobody (uid and gid 65534), so that root-owned host
     files stay out of their reach.  The environment is cut down to what

@@ -8,14 +8,23 @@ naming why, where bwrap cannot run):
   ENOSPC after at most 16, a file made in /dev fails (read-only), and
   /dev/null and a multiprocessing lock (a semaphore in /dev/shm) still
   work.  Before, /dev/shm and /dev were tmpfs without a size (half the
-  host's memory).
+  host's memory);
+- cwd: a worker whose sandboxed bot would show it the worker's own files
+  refuses to start (exit 2), naming the directory and what to do: a bot
+  in its working directory (python3 mybot.py, started from there, where
+  the .env is), an argument /tmp (the host's /tmp bound over the private
+  one, holding that working directory), a bot directory holding
+  BOTMESH_ENV_FILE.  The same bot started from another directory runs.
+  Before, each of these started and the bot read the .env.
 
 The bots are copies everyone may read: a root worker runs sandboxed bots
 as nobody.
 """
 import os
 import re
+import shutil
 import sys
+import tempfile
 
 import harness
 import wlib
@@ -49,7 +58,66 @@ def scenario_shm(s):
     c.close()
 
 
-SCENARIOS = {"shm": scenario_shm}
+def refused(s, fb, name, env, said):
+    """Start a worker with env from the current directory: it must exit 2
+    saying said."""
+    w = wlib.start_worker(s, fb.endpoint, "--type", "cw", name=name, env=env)
+    check(wlib.wait_exit(w, 15) == 2, "%s: the worker does not start (exit 2)" % name, w.output()[-600:])
+    check(said in w.output(), "%s: it says why" % name, said, w.output()[-600:])
+    return w
+
+
+def scenario_cwd(s):
+    # The worker's working directory, with its .env, open to all (so that
+    # only the sandbox stands between the bot and it).
+    wd = tempfile.mkdtemp(prefix="bm-wd-", dir="/tmp")
+    other = tempfile.mkdtemp(prefix="bm-elsewhere-", dir="/var/tmp")
+    home = os.getcwd()
+    try:
+        for d in (wd, other):
+            os.chmod(d, 0o755)
+        with open(os.path.join(wd, ".env"), "w") as f:
+            f.write("REDIS_URL=redis://:topsecret@127.0.0.1:6379\n")
+        os.chmod(os.path.join(wd, ".env"), 0o644)
+        shutil.copy(SPY, os.path.join(wd, "mybot.py"))
+        os.chmod(os.path.join(wd, "mybot.py"), 0o644)
+        spy = wlib.readable_by_all(SPY)
+        fb = wlib.FakeBroker()
+        base = {"BOT_CW_SANDBOX": "bwrap", "BOTMESH_ENV_FILE": "", "BOTMESH_ROOT": ""}
+        os.chdir(wd)
+        try:
+            refused(s, fb, "w-beside", {**base, "BOT_CW_CMD": "%s mybot.py" % wlib.PY},
+                    "BOT_CW_SANDBOX=bwrap: the directory %s (of '%s/mybot.py' in the bot's command line) "
+                    "is the worker's working directory %s" % (wd, wd, wd))
+            refused(s, fb, "w-tmp-arg", {**base, "BOT_CW_CMD": "%s %s /tmp" % (wlib.PY, spy)},
+                    "BOT_CW_SANDBOX=bwrap: '/tmp' in the bot's command line would bind the host's /tmp "
+                    "into the sandbox")
+        finally:
+            os.chdir(home)
+        # From elsewhere: a bot directory holding the env file.
+        os.chdir(other)
+        try:
+            refused(s, fb, "w-env-file", {**base, "BOT_CW_CMD": "%s %s/mybot.py" % (wlib.PY, wd),
+                                          "BOTMESH_ENV_FILE": os.path.join(wd, ".env")},
+                    "BOT_CW_SANDBOX=bwrap: the directory %s (of '%s/mybot.py' in the bot's command line) "
+                    "holds the worker's env file %s/.env" % (wd, wd, wd))
+            # The control: the same bot, the worker elsewhere, no env file there.
+            w = wlib.start_worker(s, fb.endpoint, "--type", "cw", name="w-control",
+                                  env={**base, "BOT_CW_CMD": "%s %s/mybot.py" % (wlib.PY, wd)})
+            harness.wait_until(lambda: "cw bots: sandboxed with bwrap" in w.output() or not w.alive(), 15,
+                               "the control worker to start")
+            check(w.alive(), "control: the same bot, the worker started elsewhere: it starts",
+                  w.output()[-600:])
+            w.stop()
+        finally:
+            os.chdir(home)
+        fb.close()
+    finally:
+        shutil.rmtree(wd, ignore_errors=True)
+        shutil.rmtree(other, ignore_errors=True)
+
+
+SCENARIOS = {"shm": scenario_shm, "cwd": scenario_cwd}
 
 
 def main():

@@ -112,7 +112,9 @@ def main():
     # docs/bots.md's example does.  A copy everyone may read, not the
     # checkout itself: the sandboxed bot runs as nobody, who cannot reach a
     # checkout under a private directory (a CI clone in mktemp -d's 0700).
-    tree = os.path.join(bots, "tree")
+    # Beside the bots' directory, not in it: a sandboxed bot's directory
+    # that holds the worker's working directory stops the worker.
+    tree = harness.tempdir("warm-mistakes-tree-")
     shutil.copytree(os.path.join(ROOT, "workers", "bots", "python"),
                     os.path.join(tree, "workers", "bots", "python"))
     for path, dirs, files in os.walk(tree):
