@@ -363,7 +363,7 @@ bm_job_env_pool (bm_job_env_t *self, const bm_worker_type_t *type, const char *w
 }
 
 //  The job frame {job, env, payload}, env holding the job's own BOT_*
-//  variables.
+//  variables (and, sandboxed, its TMPDIR and HOME).
 char *
 bm_job_env_frame (bm_job_env_t *self, const char *job_id, const bm_worker_type_t *type,
                   int64_t attempt, int64_t limit_ms, int64_t deadline, const char *worker,
@@ -382,6 +382,14 @@ bm_job_env_frame (bm_job_env_t *self, const char *job_id, const bm_worker_type_t
             json_object_set_new (env, vars [i], json_string (eq + 1));
         }
         free (vars [i]);
+    }
+    //  Sandboxed, the job's own temporary directory in the process's /tmp
+    //  (the pool makes it before the job and removes it after).
+    if (type->sandboxed) {
+        char tmp [96];
+        bm_sandbox_job_tmp (job_id, tmp, sizeof tmp);
+        json_object_set_new (env, "TMPDIR", json_string (tmp));
+        json_object_set_new (env, "HOME", json_string (tmp));
     }
     json_t *frame = json_object ();
     json_object_set_new (frame, "job", json_string (job_id));
@@ -459,13 +467,16 @@ bm_job_env_test (bool verbose)
     json_decref (parsed);
     free (frame);
     //  A sandboxed type: the frame still holds the job's variables (its
-    //  process's environment is cut down, not the job's).
+    //  process's environment is cut down, not the job's), and its own
+    //  temporary directory (the job id's safe characters only).
     type.sandboxed = true;
-    frame = bm_job_env_frame (env, "j3", &type, 1, 500, 1000, "w1", payload);
+    frame = bm_job_env_frame (env, "j3/../x", &type, 1, 500, 1000, "w1", payload);
     parsed = json_loads (frame, 0, NULL);
     vars = json_object_get (parsed, "env");
-    assert (json_object_size (vars) == 7);
-    assert (streq (json_string_value (json_object_get (vars, "BOT_JOB_ID")), "j3"));
+    assert (json_object_size (vars) == 9);
+    assert (streq (json_string_value (json_object_get (vars, "BOT_JOB_ID")), "j3/../x"));
+    assert (streq (json_string_value (json_object_get (vars, "TMPDIR")), "/tmp/job-j3..x"));
+    assert (streq (json_string_value (json_object_get (vars, "HOME")), "/tmp/job-j3..x"));
     json_decref (parsed);
     type.sandboxed = false;
     json_decref (payload);

@@ -7,6 +7,7 @@
 #include "bm_config.h"
 #include "bm_json.h"
 #include "bm_log.h"
+#include "bm_sandbox.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -125,6 +126,37 @@ s_hit_limit (proc_t *proc, const bm_pool_outcome_t *outcome)
                                    message, sizeof message) != NULL;
 }
 
+//  Sandboxed: the job's own directory in the process's /tmp (its TMPDIR
+//  and HOME in the frame), and, before its first job, what the process
+//  made there itself (kept when its /tmp is emptied after each job).
+static void
+s_job_tmp (proc_t *proc, const char *job_id)
+{
+    bm_pool_t *self = proc->pool;
+    pid_t bot = bm_pool_proc_bot (proc, true);
+    if (bot > 0 && !proc->tmp_kept)
+        proc->tmp_kept = bm_sandbox_tmp_names (bot);
+    const bm_limits_t *limits = self->config.limits;
+    if (bot <= 0 || bm_sandbox_job_tmp_make (bot, job_id, limits ? limits->uid : -1,
+                                             limits ? limits->gid : -1))
+        bm_warn (job_id, "%s process pid=%d: cannot make the job's temporary directory: %s",
+                 self->config.type, (int) proc->pid,
+                 bot <= 0 ? "no bot process found inside the sandbox" : strerror (errno));
+}
+
+//  Sandboxed: the job is over and its process idle: its /tmp loses what
+//  the job left there (its own directory and all), but what the process
+//  made before its first job.
+static void
+s_job_tmp_clean (proc_t *proc, const char *job_id)
+{
+    bm_pool_t *self = proc->pool;
+    pid_t bot = bm_pool_proc_bot (proc, true);
+    if (bot > 0 && bm_sandbox_tmp_clean (bot, proc->tmp_kept) < 0 && errno != ENOENT)
+        bm_warn (job_id, "%s process pid=%d: cannot empty its /tmp after the job: %s",
+                 self->config.type, (int) proc->pid, strerror (errno));
+}
+
 //  The job of proc ended: tell the owner, make proc idle (or retire it).
 static void
 s_end_job (proc_t *proc, bm_pool_outcome_t *outcome, bool process_alive)
@@ -180,6 +212,8 @@ s_end_job (proc_t *proc, bm_pool_outcome_t *outcome, bool process_alive)
         }
     }
     proc->stopping = false;
+    if (process_alive && proc->state == PROC_IDLE && self->config.sandboxed)
+        s_job_tmp_clean (proc, job->id);
     self->stats.busy--;
     self->on_done (job->owner, outcome, self->arg);
     free (tail);
@@ -628,6 +662,8 @@ s_dispatch (bm_pool_t *self)
         }
         if (proc->limits)
             bm_limits_run_job_start (proc->limits);
+        if (self->config.sandboxed)
+            s_job_tmp (proc, job->id);
         proc->cpu_before_ms = -1;
         proc->cpu_watch_ms = -1;
         if (!self->config.fork && self->config.limits && self->config.limits->cpu_seconds) {

@@ -59,6 +59,7 @@ bm_pool_proc_destroy (proc_t **proc_p)
         bm_progress_destroy (&proc->progress);
         bm_limits_run_destroy (&proc->limits);
         bm_pool_pjob_destroy (&proc->job);
+        bm_bot_argv_free (&proc->tmp_kept);
         free (proc->wbuf);
         free (proc->line);
         free (proc->output);

@@ -95,6 +95,8 @@ struct _proc_t {
     bm_limits_run_t *limits;    //  Its resource limits (its cgroup), or NULL
     pid_t inner;                //  Sandboxed: the bot's process inside
                                 //  bwrap, 0 until found
+    char **tmp_kept;            //  Sandboxed: the names in its /tmp before
+                                //  its first job, NULL until then
     int64_t cpu_before_ms;      //  Pool mode under a CPU limit: the CPU time
                                 //  of its own it had used when its job
                                 //  began (as RLIMIT_CPU counts it), or -1

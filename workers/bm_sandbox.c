@@ -6,6 +6,7 @@
 
 #include <czmq.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -13,6 +14,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -548,6 +550,154 @@ bm_sandbox_probe (char *const argv [], uid_t uid, gid_t gid, char *error, size_t
     else
         snprintf (error, error_size, "%s: %s", argv [0], *said ? said : "failed");
     return -1;
+}
+
+//  --------------------------------------------------------------------------
+//  The /tmp of a warm process
+
+#define BM_SANDBOX_TMP_DEPTH    64      //  Deeper trees are left in place
+
+void
+bm_sandbox_job_tmp (const char *job_id, char *path, size_t size)
+{
+    char name [65];
+    size_t n = 0;
+    for (const char *p = job_id; *p && n < sizeof name - 1; p++)
+        if (isalnum ((unsigned char) *p) || *p == '.' || *p == '_' || *p == '-')
+            name [n++] = *p;
+    name [n] = 0;
+    snprintf (path, size, "/tmp/job-%s", name);
+}
+
+//  The sandbox's /tmp of pid, open (a directory descriptor), or -1.
+static int
+s_open_tmp (pid_t pid)
+{
+    char path [64];
+    snprintf (path, sizeof path, "/proc/%d/root/tmp", (int) pid);
+    return open (path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+static int s_empty_at (int fd, char *const keep [], int depth);
+
+//  Remove name in directory dir and all below it; symlinks are removed,
+//  not followed.  0, or -1 with errno.
+static int
+s_remove_at (int dir, const char *name, int depth)
+{
+    if (unlinkat (dir, name, 0) == 0)
+        return 0;
+    if (errno != EISDIR && errno != EPERM)
+        return errno == ENOENT ? 0 : -1;
+    if (depth >= BM_SANDBOX_TMP_DEPTH) {
+        errno = ELOOP;
+        return -1;
+    }
+    int fd = openat (dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    //  A directory the bot closed to itself (0500) is opened back up (if
+    //  that fails, what is in it may still go).
+    fchmod (fd, 0700);
+    int rc = s_empty_at (fd, NULL, depth + 1);
+    if (rc >= 0)
+        rc = unlinkat (dir, name, AT_REMOVEDIR);
+    return rc < 0 ? -1 : 0;
+}
+
+//  Remove everything in directory fd (closed here) but the names in keep.
+//  How many entries went, or -1.
+static int
+s_empty_at (int fd, char *const keep [], int depth)
+{
+    DIR *dir = fdopendir (fd);
+    if (!dir) {
+        close (fd);
+        return -1;
+    }
+    int removed = 0, failed = 0, err = 0;
+    struct dirent *entry;
+    while ((entry = readdir (dir))) {
+        const char *name = entry->d_name;
+        if (streq (name, ".") || streq (name, ".."))
+            continue;
+        bool kept = false;
+        for (int i = 0; keep && keep [i] && !kept; i++)
+            kept = streq (keep [i], name);
+        if (kept)
+            continue;
+        if (s_remove_at (dirfd (dir), name, depth) == 0)
+            removed++;
+        else {
+            failed++;
+            err = errno;
+        }
+    }
+    closedir (dir);
+    if (failed) {
+        errno = err;
+        return -1;
+    }
+    return removed;
+}
+
+int
+bm_sandbox_job_tmp_make (pid_t pid, const char *job_id, int64_t uid, int64_t gid)
+{
+    char path [96];
+    bm_sandbox_job_tmp (job_id, path, sizeof path);
+    const char *name = path + strlen ("/tmp/");
+    int tmp = s_open_tmp (pid);
+    if (tmp < 0)
+        return -1;
+    int rc = s_remove_at (tmp, name, 0);
+    //  Made as the bot's user: the sandbox's tmpfs belongs to its user
+    //  namespace, where no other uid (root's) exists to own a new file
+    //  (EOVERFLOW).  The file system ids are this thread's alone.
+    bool switched = uid >= 0 && (uid_t) uid != geteuid ();
+    if (switched) {
+        setfsgid (gid >= 0 ? (gid_t) gid : getegid ());
+        setfsuid ((uid_t) uid);
+    }
+    if (rc == 0)
+        rc = mkdirat (tmp, name, 0700);
+    int err = errno;
+    if (switched) {
+        setfsuid (geteuid ());
+        setfsgid (getegid ());
+    }
+    close (tmp);
+    errno = err;
+    return rc;
+}
+
+char **
+bm_sandbox_tmp_names (pid_t pid)
+{
+    int tmp = s_open_tmp (pid);
+    DIR *dir = tmp < 0 ? NULL : fdopendir (tmp);
+    if (!dir) {
+        if (tmp >= 0)
+            close (tmp);
+        return NULL;
+    }
+    s_args_t names = { NULL, 0, 0 };
+    s_add (&names, ".");                //  Never empty, never NULL
+    struct dirent *entry;
+    while ((entry = readdir (dir)))
+        if (!streq (entry->d_name, ".") && !streq (entry->d_name, ".."))
+            s_add (&names, entry->d_name);
+    closedir (dir);
+    return names.argv;
+}
+
+int
+bm_sandbox_tmp_clean (pid_t pid, char *const keep [])
+{
+    int tmp = s_open_tmp (pid);
+    if (tmp < 0)
+        return -1;
+    return s_empty_at (tmp, keep, 0);
 }
 
 #ifdef BM_SELFTEST

@@ -97,6 +97,32 @@ int bm_sandbox_from_env (const char *type, char *const bot_argv [], char ***argv
 //  with what bwrap said in error (bwrap cannot run here).
 int bm_sandbox_probe (char *const argv [], uid_t uid, gid_t gid, char *error, size_t error_size);
 
+//  Warm processes (pool and fork modes) live through many jobs, and their
+//  /tmp with them.  The worker gives each job a directory of its own there,
+//  HOME and TMPDIR in the job frame's env, and empties the process's /tmp
+//  of what the job left (but what the process made before its first job)
+//  once the job is over and the process idle.  The worker reaches that
+//  /tmp as /proc/PID/root/tmp, PID the bot's process inside the sandbox.
+
+//  The job's directory in the sandbox: /tmp/job-ID (the job id's letters,
+//  digits, '.', '_' and '-', at most 64 of them).
+void bm_sandbox_job_tmp (const char *job_id, char *path, size_t size);
+
+//  Make the job's directory in the /tmp of process pid, 0700, as uid/gid
+//  (the bots' user; -1: ours); one left by an earlier run of the job goes
+//  first.
+//  0, or -1 with errno.
+int bm_sandbox_job_tmp_make (pid_t pid, const char *job_id, int64_t uid, int64_t gid);
+
+//  The names in the /tmp of process pid now (NULL-terminated, free with
+//  bm_bot_argv_free), or NULL (errno) if it cannot be read.
+char **bm_sandbox_tmp_names (pid_t pid);
+
+//  Remove from the /tmp of process pid everything but the names in keep
+//  (NULL: nothing kept), never following a symlink.  Returns how many
+//  entries of /tmp went, or -1 with errno.
+int bm_sandbox_tmp_clean (pid_t pid, char *const keep []);
+
 //  Self-test; built only into bm_worker_selftest (BM_SELFTEST).
 void bm_sandbox_test (bool verbose);
 

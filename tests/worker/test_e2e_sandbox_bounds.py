@@ -15,7 +15,12 @@ naming why, where bwrap cannot run):
   the .env is), an argument /tmp (the host's /tmp bound over the private
   one, holding that working directory), a bot directory holding
   BOTMESH_ENV_FILE.  The same bot started from another directory runs.
-  Before, each of these started and the bot read the .env.
+  Before, each of these started and the bot read the .env;
+- tmp: warm processes (pool and fork mode, one process each): job 1
+  leaves a file in /tmp and one in its TMPDIR; job 2, in the same
+  process, sees neither, and each job has a TMPDIR (and HOME) of its own
+  under /tmp, which Python's tempfile uses.  Before, job 2 saw job 1's
+  files (TMPDIR was /tmp for every job of the process).
 
 The bots are copies everyone may read: a root worker runs sandboxed bots
 as nobody.
@@ -117,7 +122,47 @@ def scenario_cwd(s):
         shutil.rmtree(other, ignore_errors=True)
 
 
-SCENARIOS = {"shm": scenario_shm, "cwd": scenario_cwd}
+def scenario_tmp(s):
+    server = wlib.readable_by_all(os.path.join(harness.ROOT, "workers", "bots", "python", "forkserver.py"))
+    spy = wlib.readable_by_all(SPY)
+    s.broker(redis=False)
+    env = {}
+    for t, mode in (("tp", "pool"), ("tf", "fork")):
+        up = t.upper()
+        env.update({"BOT_%s_CMD" % up: "%s %s %s%s" % (wlib.PY, server, "--pool " if mode == "pool" else "", spy),
+                    "BOT_%s_MODE" % up: mode, "BOT_%s_MAX_PROCS" % up: "1", "BOT_%s_SANDBOX" % up: "bwrap"})
+    w = s.worker("--type", "tp,tf", "--concurrency", "1", env=env)
+    s.wait_workers(1)
+    c = s.client()
+    for t, mode, same in (("tp", "pool", "pid"), ("tf", "fork", "ppid")):
+        first = wlib.run_job(c, t, {"leave": "job1", "tempfile": True}, attempts=1)
+        check(first["state"] == "completed", "%s: job 1 ran" % mode, first.get("error"))
+        one = first["result"]
+        log("%s job 1 sees:" % mode, {k: one.get(k) for k in ("tmpdir", "home", "found", "tempfile", same)})
+        second = wlib.run_job(c, t, {"tempfile": True, "stats": [one["tmpdir"]]}, attempts=1)
+        check(second["state"] == "completed", "%s: job 2 ran" % mode, second.get("error"))
+        two = second["result"]
+        log("%s job 2 sees:" % mode, {k: two.get(k) for k in ("tmpdir", "home", "found", "tempfile", same)})
+        check(two[same] == one[same], "%s: both jobs ran in the same process (%s)" % (mode, same),
+              one[same], two[same])
+        check(two["found"]["/tmp"] == [], "%s: job 2 does not see the file job 1 left in /tmp" % mode,
+              two["found"])
+        check(two["found"][two["tmpdir"]] == [] and two["stats"][one["tmpdir"]] == "missing",
+              "%s: nor the one it left in its temporary directory, which is gone" % mode,
+              two["found"], two["stats"])
+        check(one["tmpdir"].startswith("/tmp/job-") and two["tmpdir"].startswith("/tmp/job-")
+              and one["tmpdir"] != two["tmpdir"], "%s: each job has a TMPDIR of its own" % mode,
+              one["tmpdir"], two["tmpdir"])
+        check(one["home"] == one["tmpdir"] and two["home"] == two["tmpdir"], "%s: HOME is it too" % mode)
+        check(two["tmp"] == "ok", "%s: job 2 writes in its TMPDIR" % mode, two["tmp"])
+        check(one["tempfile"] == "ok: " + one["tmpdir"] and two["tempfile"] == "ok: " + two["tmpdir"],
+              "%s: Python's tempfile uses each job's TMPDIR" % mode, one["tempfile"], two["tempfile"])
+    check(not [l for l in w.output().splitlines() if " WARN " in l and "temporary directory" in l
+               or "cannot empty" in l], "no WARN about the jobs' temporary directories", w.output()[-1500:])
+    c.close()
+
+
+SCENARIOS = {"shm": scenario_shm, "cwd": scenario_cwd, "tmp": scenario_tmp}
 
 
 def main():

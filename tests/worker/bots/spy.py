@@ -3,11 +3,14 @@
 
 Payload: {"read": PATH, "reads": [PATH...], "connect": [HOST, PORT], "fill":
 MiB, "fillDir": DIR, "stats": [PATH...], "create": [PATH...], "semaphore":
-true}; "reads" answers {PATH: "ok: <text>" | "error:
+true, "leave": NAME, "tempfile": true}; "reads" answers {PATH: "ok: <text>" | "error:
 ..."}, "stats" {PATH: "file" | "dir" | "chardev" | "other" | "missing"},
 "create" {PATH: "ok" | "error: ..."} (a file opened for writing and
 removed again, /dev/null but written), "semaphore" whether a
-multiprocessing lock can be made.  Writes what
+multiprocessing lock can be made, "found" {DIR: [names]} the files
+named left-by-* in /tmp and in $TMPDIR ("tmpdir"), which "leave" writes
+there (left-by-NAME) after looking, "tempfile" the directory of a file
+tempfile.mkstemp() made ("ok: DIR"); "pid" and "ppid" its own.  Writes what
 it could do: {"read": "ok: <text>" | "error: ...", "connect": "ok" | "error:
 ...", "env": [names], "parentEnv": [names in its parent's /proc environ],
 "uid": N, "tmp": "ok" | "error: ...", "home": $HOME, "fill": "ok: N" |
@@ -43,7 +46,8 @@ def kind(path):
 
 def main():
     payload = json.loads(sys.stdin.read() or "{}")
-    out = {"env": sorted(os.environ), "uid": os.getuid(), "home": os.environ.get("HOME")}
+    out = {"env": sorted(os.environ), "uid": os.getuid(), "home": os.environ.get("HOME"),
+           "pid": os.getpid(), "ppid": os.getppid()}
     try:
         with open("/proc/%d/environ" % os.getppid(), "rb") as f:
             out["parentEnv"] = sorted(e.split(b"=", 1)[0].decode(errors="replace")
@@ -105,6 +109,28 @@ def main():
         multiprocessing.Lock()
     if payload.get("semaphore"):
         out["semaphore"] = attempt(semaphore)
+    def mkstemp():
+        import tempfile
+        fd, path = tempfile.mkstemp()
+        os.close(fd)
+        os.unlink(path)
+        return os.path.dirname(path)
+    if payload.get("tempfile"):
+        out["tempfile"] = attempt(mkstemp)
+    # What a job leaves behind: a file in $TMPDIR and one in /tmp, named
+    # by "leave"; and what it finds there from jobs before it.
+    tmpdir = os.environ.get("TMPDIR", "/tmp")
+    out["tmpdir"] = tmpdir
+    for d in ("/tmp", tmpdir):
+        try:
+            names = sorted(n for n in os.listdir(d) if n.startswith("left-by-"))
+        except OSError as e:
+            names = "error: %s" % e
+        out.setdefault("found", {})[d] = names
+    if payload.get("leave"):
+        for d in ("/tmp", tmpdir):
+            with open(os.path.join(d, "left-by-" + payload["leave"]), "w") as f:
+                f.write("x")
     print(json.dumps(out))
 
 

@@ -51,6 +51,9 @@ shared rather than built again in every child.
 Pool mode: main() runs in this process, so module-level state persists
 from one job to the next (the worker recycles the process after
 BOT_<TYPE>_MAX_JOBS jobs); os.environ is restored after each job.
+
+A job whose env has TMPDIR (sandboxed: a directory of its own, docs/bots.md)
+has tempfile.tempdir reset, in either mode, so that tempfile uses it.
 """
 import os
 import sys
@@ -179,11 +182,22 @@ def read_all(fd):
     return b"".join(chunks)
 
 
+def fresh_tempdir(job):
+    """A job that has a TMPDIR of its own (a sandboxed one: the worker
+    gives each job its own directory, and removes it after) gets it from
+    tempfile too, which keeps the first directory it found (an earlier
+    job's, gone by now) in tempfile.tempdir."""
+    tempfile = sys.modules.get("tempfile")
+    if tempfile is not None and "TMPDIR" in (job.get("env") or {}):
+        tempfile.tempdir = None
+
+
 def run_main(module, job):
     """Run one job in this process: (exit status, its stdout as bytes).
     A main() that wrote nothing on stdout and returned a value other than
     None has that value, as JSON, for its stdout (its result)."""
     global STDOUT
+    fresh_tempdir(job)
     sys.stdin = job_stdin(json.dumps(job.get("payload")).encode("utf-8"))
     captured, capture_fd = job_stdout()
     sys.stdout = captured
