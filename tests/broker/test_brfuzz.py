@@ -193,7 +193,11 @@ class FakeWorker:
             self.conn.send(h.DONE, body)
 
     def held(self):
-        return len(self.running) + (len(self.conn.stopping) if self.conn else 0)
+        """The slots this worker's runs take: its runs, and those it was told
+        to stop but for a job the broker does not know (CANCEL unknown: no
+        slot, section 5)."""
+        stopping = [r for _, r in self.conn.stopping.values() if r != "unknown"] if self.conn else []
+        return len(self.running) + len(stopping)
 
 
 class Fuzz:
@@ -330,6 +334,11 @@ class Fuzz:
         elif cmd == h.WCANCEL:
             jid = body.get("jobId")
             self.note("worker", fw.name, "CANCEL", jid, body.get("reason"))
+            j = self.jobs.get(jid)
+            if body.get("reason") == "unknown" and j is not None and not self.gone(j):
+                # Every job the broker accepted is known to it (STATUS finds it in memory or Redis).
+                self.fail("CANCEL unknown to worker %s for job %s, which the broker accepted" % (fw.name, jid),
+                          self.status(jid))
             fw.kept.pop(jid, None)
             if jid in fw.running:
                 attempt, _ = fw.running.pop(jid)
