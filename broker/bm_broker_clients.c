@@ -291,7 +291,7 @@ s_on_state_load (redisReply *reply, void *arg)
         priority = job->priority;
     }
     else
-    if (reply && (job = bm_jobstore_job_from_hash (self, load->id, reply)) != NULL) {
+    if (reply && (job = bm_jobstore_job_from_hash (self, load->id, reply, NULL)) != NULL) {
         //  Past its retention: gone, whether or not the sweep got to it
         if (!bm_finished_expired (self, job, bm_now_ms ())) {
             state = bm_job_state_names [job->state];
@@ -563,7 +563,7 @@ s_on_load (redisReply *reply, void *arg)
         if (job)        //  Arrived meanwhile (e.g. recovery)
             s_client_act (self, pending->identity, pending, NULL, load->command, job);
         else {
-            job = bm_jobstore_job_from_hash (self, pending->id, reply);
+            job = bm_jobstore_job_from_hash (self, pending->id, reply, NULL);
             //  A record past its retention is gone, whether or not the
             //  sweep (bm_finished.c) deleted it yet.
             if (job && bm_finished_expired (self, job, bm_now_ms ()))

@@ -350,7 +350,8 @@ void bm_idem_store_tick (bm_broker_t *self, int64_t now);
 typedef void (bm_idem_store_done_fn) (bm_broker_t *self, bool read);
 void bm_idem_store_recover (bm_broker_t *self, bm_idem_store_done_fn *done);
 void bm_jobstore_persist_webhook (bm_broker_t *self, const char *job_id, const char *wh, size_t wh_size);
-bm_job_t *bm_jobstore_job_from_hash (bm_broker_t *self, const char *id, redisReply *reply);
+bm_job_t *bm_jobstore_job_from_hash (bm_broker_t *self, const char *id, redisReply *reply,
+                                     bool *held);
 void bm_jobstore_save_running (bm_broker_t *self, int64_t now);
 void bm_jobstore_hold_tick (bm_broker_t *self, int64_t now);
 void bm_jobstore_hold_free (bm_broker_t *self);

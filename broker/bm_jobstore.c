@@ -500,9 +500,10 @@ s_attempt_errors_ok (bm_job_t *job)
 }
 
 //  Build the job of id from its Redis hash (HGETALL reply, either record
-//  layout: bm_record.h); NULL if it holds none or a damaged one.
+//  layout: bm_record.h); NULL if it holds none or a damaged one.  *held
+//  (if given) tells whether the record is of a job held for its worker.
 bm_job_t *
-bm_jobstore_job_from_hash (bm_broker_t *self, const char *id, redisReply *reply)
+bm_jobstore_job_from_hash (bm_broker_t *self, const char *id, redisReply *reply, bool *held)
 {
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2)
         return NULL;
@@ -529,6 +530,11 @@ bm_jobstore_job_from_hash (bm_broker_t *self, const char *id, redisReply *reply)
         job->run_attempts = bm_job_is_delivery (job) ? 1 : job->service->retry_attempts;
     if (!meta.has_backoff)
         job->backoff = (bm_backoff_t) { BM_BACKOFF_EXPONENTIAL, job->service->retry_backoff_ms, false };
+    //  A queued job's worker may still send the DONE of the run it lost,
+    //  unless that run was counted.
+    job->lost = job->last_worker && !meta.run_counted;
+    if (held)
+        *held = meta.held && job->state == JOB_QUEUED;
     job->durable = true;
     return job;
 }
@@ -618,6 +624,7 @@ bm_jobstore_hold_tick (bm_broker_t *self, int64_t now)
                  "dispatched again", job->last_worker ? job->last_worker : "its worker",
                  s_hold_ms (self));
         bm_service_queue_push (job->service, job);
+        bm_jobstore_persist_state (self, job);     //  No longer held
         released++;
     }
     zlistx_destroy (&held);
@@ -683,7 +690,8 @@ s_on_recovered_job (redisReply *reply, void *arg)
             self->recovering = false;
         return;
     }
-    bm_job_t *job = bm_jobstore_job_from_hash (self, ref->id, reply);
+    bool was_held = false;
+    bm_job_t *job = bm_jobstore_job_from_hash (self, ref->id, reply, &was_held);
     free (ref);
     if (job && !bm_jobtab_lookup (self->jobs, job->id) && !bm_job_terminal (job)) {
         if (job->seq > self->seq)
@@ -706,13 +714,14 @@ s_on_recovered_job (redisReply *reply, void *arg)
         }
         else {
             //  A queued job's worker may still send the DONE of the run
-            //  it lost (a record keeps no flag: one that names its
-            //  worker is taken as lost).
-            job->lost = was_running || job->last_worker;
-            if (was_running) {
+            //  it lost (bm_jobstore_job_from_hash); one that was running,
+            //  or held for its worker by the broker before, is held again.
+            job->lost = job->lost || was_running || was_held;
+            if (was_running || was_held) {
                 s_hold (self, job);
-                bm_info (job->id, "recovered: was running (attempt %" PRId64 ") on %s, queued "
-                         "again; held for its worker to report it", job->attempts,
+                bm_info (job->id, "recovered: %s (attempt %" PRId64 ") on %s, queued "
+                         "again; held for its worker to report it",
+                         was_running ? "was running" : "was held for its worker", job->attempts,
                          job->last_worker ? job->last_worker : "a worker");
                 bm_jobstore_persist_state (self, job);
             }

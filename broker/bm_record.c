@@ -29,6 +29,8 @@
 #define X_DELIVERIES    "d"
 #define X_RUN_AT        "t"
 #define X_ATTEMPT_ERRORS "e"
+#define X_HELD          "h"
+#define X_RUN_COUNTED   "lc"
 
 static void
 s_pack_bin (msgpack_packer *pk, const char *key, const char *data, size_t size)
@@ -103,7 +105,16 @@ bm_record_has_run (const bm_job_t *job)
 {
     return job->attempts || job->progress || job->started_at || job->finished_at
         || job->worker_name || job->last_worker || job->result || job->error_code || job->deliveries
-        || job->run_at > 0 || job->attempt_errors_size;
+        || job->run_at > 0 || job->attempt_errors_size || job->held;
+}
+
+//  last_worker's run was counted (its DONE came): that DONE, sent again,
+//  is not the job's.  Written as a flag of its own so a record without it
+//  (an older broker's) keeps reading as a lost run.
+static bool
+s_run_counted (const bm_job_t *job)
+{
+    return job->last_worker && !job->lost;
 }
 
 void
@@ -114,7 +125,8 @@ bm_record_pack_run (msgpack_packer *pk, const bm_job_t *job)
                  + (job->finished_at != 0) + (job->worker_name != NULL)
                  + (job->last_worker != NULL) + (job->result != NULL)
                  + (error ? 2 + job->has_exit_code : 0) + (job->deliveries != 0)
-                 + (job->run_at > 0) + (job->attempt_errors_size > 0);
+                 + (job->run_at > 0) + (job->attempt_errors_size > 0)
+                 + job->held + s_run_counted (job);
     msgpack_pack_map (pk, count);
     if (job->attempts)
         BM_PACK_KV_INT (pk, X_ATTEMPTS, job->attempts);
@@ -142,6 +154,10 @@ bm_record_pack_run (msgpack_packer *pk, const bm_job_t *job)
         BM_PACK_KV_INT (pk, X_RUN_AT, job->run_at);
     if (job->attempt_errors_size)
         s_pack_bin (pk, X_ATTEMPT_ERRORS, job->attempt_errors, job->attempt_errors_size);
+    if (job->held)
+        BM_PACK_KV_INT (pk, X_HELD, 1);
+    if (s_run_counted (job))
+        BM_PACK_KV_INT (pk, X_RUN_COUNTED, 1);
 }
 
 //  --- reading ------------------------------------------------------------
@@ -233,8 +249,17 @@ s_read_submit_entry (bm_job_t *job, const msgpack_object *key, const msgpack_obj
 }
 
 static bool
-s_read_run_entry (bm_job_t *job, const msgpack_object *key, const msgpack_object *value)
+s_read_run_entry (bm_job_t *job, const msgpack_object *key, const msgpack_object *value,
+                  bm_record_meta_t *meta)
 {
+    bool held = s_key_is (key, X_HELD);
+    if (held || s_key_is (key, X_RUN_COUNTED)) {
+        int64_t flag = 0;
+        if (!s_read_int (value, &flag))
+            return false;
+        *(held ? &meta->held : &meta->run_counted) = flag != 0;
+        return true;
+    }
     if (s_key_is (key, X_ATTEMPTS))     return s_read_int (value, &job->attempts);
     if (s_key_is (key, X_PROGRESS))     return s_read_int (value, &job->progress);
     if (s_key_is (key, X_STARTED))      return s_read_int (value, &job->started_at);
@@ -268,7 +293,7 @@ s_read_map (bm_job_t *job, const redisReply *value, bool submit, bm_record_meta_
     for (uint32_t i = 0; ok && i < unpacked.data.via.map.size; i++) {
         const msgpack_object_kv *kv = &unpacked.data.via.map.ptr [i];
         ok = submit ? s_read_submit_entry (job, &kv->key, &kv->val, meta)
-                    : s_read_run_entry (job, &kv->key, &kv->val);
+                    : s_read_run_entry (job, &kv->key, &kv->val, meta);
     }
     msgpack_unpacked_destroy (&unpacked);
     return ok;
@@ -478,6 +503,7 @@ bm_record_test (bool verbose)
     bm_record_meta_t meta;
     BM_CHECK (bm_record_read (back, "j-1", &hash.reply, &meta) == 0);
     BM_CHECK (streq (back->id, "j-1") && streq (meta.type, "python") && back->state == JOB_COMPLETED);
+    BM_CHECK (meta.run_counted && !meta.held);     //  w0's run was not lost: counted
     BM_CHECK (back->priority == 3 && back->seq == 7 && back->max_attempts == 3
               && back->timeout_ms == 300000 && back->created_at == 1764360000000);
     BM_CHECK (back->payload_size == 4 && memcmp (back->payload, job->payload, 4) == 0);

@@ -34,6 +34,11 @@ typedef struct {
     char type [BM_MAX_BOT_TYPE_LEN + 1];    //  Its bot type ("" if none)
     bool has_run_attempts;                  //  runAttempts was written
     bool has_backoff;                       //  backoff was written
+    bool held;                              //  Queued, held for the worker
+                                            //  that ran it (recovered as
+                                            //  running by the broker before)
+    bool run_counted;                       //  lastWorker's run was counted:
+                                            //  its DONE is not the job's
 } bm_record_meta_t;
 
 //  Pack the "r" map: bot type, order, limits, times, payload, webhook
@@ -41,7 +46,8 @@ typedef struct {
 //  differ from its type's defaults (job->service).
 void bm_record_pack_submit (msgpack_packer *pk, const bm_job_t *job);
 //  Pack the "x" map: attempts, progress, times, worker, result, error,
-//  deliveries, due time, attempt errors (an empty map when none).
+//  deliveries, due time, attempt errors, whether it is held and whether
+//  lastWorker's run was counted (an empty map when none).
 void bm_record_pack_run (msgpack_packer *pk, const bm_job_t *job);
 //  True if the "x" map has anything to say (a job just submitted has not).
 bool bm_record_has_run (const bm_job_t *job);

@@ -79,21 +79,10 @@ RARE_OPS = ["restart_term", "restart_kill"]
 #  Sequences that hit a broker bug already known are steered around it, so
 #  that the test keeps watching everything else; BRFUZZ_KNOWN_BUGS=1 drops
 #  the guards (to check a fix).
-#  - held_restart: a job recovered as running and held for its worker is
-#    recovered as plain queued by the next start when the broker restarts
-#    again within the hold: it runs at once on another worker (twice, its
-#    type over MAX_<TYPE>_BOTS, past maxAttempts).  Guard: a restart waits
-#    for the hold after the previous one to end.
 #  - unconfirmed_answers: CANCEL (and RETRY) are answered before Redis
 #    confirmed their writes; a SIGKILL in between loses them (the job told
 #    cancelled runs and completes).  Guard: no SIGKILL while Redis holds
 #    writes (CLIENT PAUSE) or shortly after.
-#  - failed_done_recounted: a failed run's DONE that a worker sends again
-#    after a broker restart is counted once more when the job waits queued
-#    for its retry (recovery takes it for a lost run of that worker): one
-#    failure counted per restart, the job failing having run once.  Guard:
-#    a worker connecting to a restarted broker does not send its failed
-#    DONEs again.
 #  - remove_redis_only: REMOVE of a finished job only Redis holds (it ended
 #    before a restart) answers not_found, though STATUS finds it.  Guard:
 #    noted, not failed.
@@ -103,7 +92,6 @@ RARE_OPS = ["restart_term", "restart_kill"]
 #    gets a JOB beyond its credit.  Guard: such a listed run does not count
 #    in the credit check.
 GUARDS = os.environ.get("BRFUZZ_KNOWN_BUGS", "") in ("", "0")
-HOLD_S = 2 * HB_S * LIVENESS
 
 
 class Violation(Exception):
@@ -164,7 +152,6 @@ class FakeWorker:
         self.silent = False
         self.down = True                    # no process (left, crashed)
         self.max_credit = credit
-        self.broker_epoch = 0               # the broker restarts when it last connected
 
     def connect(self):
         """A new socket and READY listing the runs it has (a READY that does
@@ -182,10 +169,6 @@ class FakeWorker:
         self.conn.max_credit = self.credit
         self.conn.listed = set(self.running)
         self.conn.send(h.READY, body)
-        if GUARDS and self.broker_epoch != self.fz.restarts:
-            for jid in [j for j, (b, _) in self.kept.items() if b.get("ok") is not True]:
-                del self.kept[jid]
-        self.broker_epoch = self.fz.restarts
         t = now()
         for jid in sorted(self.kept, key=lambda j: self.kept[j][1]):    # oldest first
             body, _ = self.kept[jid]
@@ -219,7 +202,6 @@ class Fuzz:
         self.endpoint = None
         self.broker = None
         self.restarts = 0
-        self.recovered_at = -1e9
         self.redis_free_at = -1e9
 
     # --- plumbing -----------------------------------------------------
@@ -758,10 +740,8 @@ class Fuzz:
     def restart(self, sig):
         self.note("broker restart", "SIGKILL" if sig == signal.SIGKILL else "SIGTERM")
         self.restarts += 1
-        if GUARDS:
-            settle = self.recovered_at + HOLD_S + 0.3
-            if sig == signal.SIGKILL:
-                settle = max(settle, self.redis_free_at + 0.3)
+        if GUARDS and sig == signal.SIGKILL:
+            settle = self.redis_free_at + 0.3
             if now() < settle:
                 self.note("known-bug guard: the restart waits %.2fs" % (settle - now()))
                 self.pump(settle - now())
@@ -779,7 +759,6 @@ class Fuzz:
         self.broker = self.stack.broker(env=BROKER_ENV)
         self.new_client()
         h.wait_until(lambda: self.request(h.PING)[1].get("redis") is True, 20, "the broker to recover")
-        self.recovered_at = now()
 
     def op_restart_term(self, p1, p2, p3):
         self.restart(signal.SIGTERM)
