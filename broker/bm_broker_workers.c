@@ -56,14 +56,8 @@ static bm_job_t *s_worker_job (bm_broker_t *self, bm_worker_entry_t *worker, con
 //  DONE is answered NACK not_owner.  For a job the broker knows, the
 //  slot stays taken until that DONE.
 static void
-s_reported_cancel (bm_broker_t *self, bm_worker_entry_t *worker, const char *id, bm_job_t *job,
-                   const char *reason)
+s_send_cancel (bm_broker_t *self, bm_worker_entry_t *worker, const char *id, const char *reason)
 {
-    if (job) {
-        bm_worker_entry_stopping_add (worker, id, job->service);
-        worker->running++;
-        job->service->usage++;
-    }
     bm_body_t body;
     bm_body_init (self, &body);
     msgpack_pack_map (&body.pk, 2);
@@ -71,6 +65,18 @@ s_reported_cancel (bm_broker_t *self, bm_worker_entry_t *worker, const char *id,
     bm_pack_kv_str (&body.pk, "reason", reason);
     bm_broker_send_worker (self, worker, BM_WCANCEL, &body);
     bm_body_free (&body);
+}
+
+static void
+s_reported_cancel (bm_broker_t *self, bm_worker_entry_t *worker, const char *id, bm_job_t *job,
+                   const char *reason)
+{
+    if (job) {
+        bm_worker_entry_stopping_add (worker, id, job->service, reason);
+        worker->running++;
+        job->service->usage++;
+    }
+    s_send_cancel (self, worker, id, reason);
 }
 
 //  With CURVE, only the key that ran a job's lost run (bm_lost_keys) may
@@ -328,12 +334,27 @@ s_worker_replace (bm_broker_t *self, bm_worker_entry_t *old, bm_worker_entry_t *
         memcpy (id, str->ptr, str->size);
         id [str->size] = 0;
         bm_job_t *job = s_worker_job (self, old, id);
+        const char *reason = job ? NULL : bm_worker_entry_stopping_reason (old, id);
         if (job) {
             bm_joblist_remove (&old->jobs, job);
             old->running--;
             job->worker = worker;
             bm_joblist_append (&worker->jobs, job);
             worker->running++;
+            moved++;
+        }
+        else
+        if (reason) {
+            //  A run the old connection was told to stop, its CANCEL
+            //  perhaps unread: its slot moves over (taken until its DONE)
+            //  and the new connection is told again.
+            char why [sizeof ((bm_stopping_t *) 0)->reason];
+            snprintf (why, sizeof why, "%s", reason);
+            bm_service_t *service = bm_worker_entry_stopping_take (old, id);
+            old->running--;
+            bm_worker_entry_stopping_add (worker, id, service, why);
+            worker->running++;
+            s_send_cancel (self, worker, id, why);
             moved++;
         }
     }
@@ -531,18 +552,12 @@ void
 bm_workers_stop_job (bm_broker_t *self, bm_job_t *job, const char *reason)
 {
     bm_worker_entry_t *worker = job->worker;
-    bm_worker_entry_stopping_add (worker, job->id, job->service);
+    bm_worker_entry_stopping_add (worker, job->id, job->service, reason);
     //  Keep the permit and the credit: bump them so bm_job_unassign's
     //  release leaves them held by the stopping entry.
     worker->running++;
     job->service->usage++;
-    bm_body_t body;
-    bm_body_init (self, &body);
-    msgpack_pack_map (&body.pk, 2);
-    bm_pack_kv_str (&body.pk, "jobId", job->id);
-    bm_pack_kv_str (&body.pk, "reason", reason);
-    bm_broker_send_worker (self, worker, BM_WCANCEL, &body);
-    bm_body_free (&body);
+    s_send_cancel (self, worker, job->id, reason);
 }
 
 //  The job a worker names in DONE/PROGRESS/RELEASE, if it is its own.

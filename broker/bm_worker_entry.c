@@ -62,24 +62,32 @@ bm_worker_entry_free_credit (const bm_worker_entry_t *self)
 }
 
 void
-bm_worker_entry_stopping_add (bm_worker_entry_t *self, const char *job_id, bm_service_t *service)
+bm_worker_entry_stopping_add (bm_worker_entry_t *self, const char *job_id, bm_service_t *service,
+                              const char *reason)
 {
     bm_stopping_t *stop = (bm_stopping_t *) zmalloc (sizeof (bm_stopping_t));
     snprintf (stop->id, sizeof stop->id, "%s", job_id);
     stop->service = service;
+    snprintf (stop->reason, sizeof stop->reason, "%s", reason);
     zlistx_add_end (self->stopping, stop);
+}
+
+const char *
+bm_worker_entry_stopping_reason (bm_worker_entry_t *self, const char *job_id)
+{
+    bm_stopping_t *stop = (bm_stopping_t *) zlistx_first (self->stopping);
+    while (stop) {
+        if (streq (stop->id, job_id))
+            return stop->reason;
+        stop = (bm_stopping_t *) zlistx_next (self->stopping);
+    }
+    return NULL;
 }
 
 bool
 bm_worker_entry_stopping_holds (bm_worker_entry_t *self, const char *job_id)
 {
-    bm_stopping_t *stop = (bm_stopping_t *) zlistx_first (self->stopping);
-    while (stop) {
-        if (streq (stop->id, job_id))
-            return true;
-        stop = (bm_stopping_t *) zlistx_next (self->stopping);
-    }
-    return false;
+    return bm_worker_entry_stopping_reason (self, job_id) != NULL;
 }
 
 bm_service_t *
@@ -156,10 +164,11 @@ bm_worker_entry_test (bool verbose)
     BM_CHECK (!bm_worker_entry_add_service (worker, more));
 
     //  Stopping jobs: taken once each, by id, with their service.
-    bm_worker_entry_stopping_add (worker, "j-1", python);
-    bm_worker_entry_stopping_add (worker, "j-2", node);
+    bm_worker_entry_stopping_add (worker, "j-1", python, "cancelled");
+    bm_worker_entry_stopping_add (worker, "j-2", node, "timeout");
     BM_CHECK (zlistx_size (worker->stopping) == 2);
     BM_CHECK (bm_worker_entry_stopping_holds (worker, "j-2"));
+    BM_CHECK (streq (bm_worker_entry_stopping_reason (worker, "j-2"), "timeout"));
     BM_CHECK (bm_worker_entry_stopping_take (worker, "j-2") == node);
     BM_CHECK (!bm_worker_entry_stopping_holds (worker, "j-2"));
     BM_CHECK (bm_worker_entry_stopping_holds (worker, "j-1"));

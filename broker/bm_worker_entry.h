@@ -87,6 +87,8 @@ struct _bm_worker_entry_t {
 typedef struct {
     char id [BM_MAX_ID_LEN + 16];
     bm_service_t *service;
+    char reason [24];           //  The CANCEL's reason (sent again to a
+                                //  new connection under its name)
 } bm_stopping_t;
 
 //  A worker that sent READY: key is its identity in hex (the table's key);
@@ -100,12 +102,14 @@ void bm_worker_entry_destroy (bm_worker_entry_t **self_p);
 bool bm_worker_entry_add_service (bm_worker_entry_t *self, bm_service_t *service);
 //  Credit it has free (never below 0).
 int64_t bm_worker_entry_free_credit (const bm_worker_entry_t *self);
-//  Remember a job it was told to stop: its slot stays taken until the
-//  worker's DONE or RELEASE for it.
+//  Remember a job it was told to stop (CANCEL reason): its slot stays
+//  taken until the worker's DONE or RELEASE for it.
 void bm_worker_entry_stopping_add (bm_worker_entry_t *self, const char *job_id,
-                                   bm_service_t *service);
+                                   bm_service_t *service, const char *reason);
 //  True if the job is on the list (the worker was told to stop it).
 bool bm_worker_entry_stopping_holds (bm_worker_entry_t *self, const char *job_id);
+//  The reason it was told to stop the job, or NULL if it was not.
+const char *bm_worker_entry_stopping_reason (bm_worker_entry_t *self, const char *job_id);
 //  Take a stopping job off the list; its service (whose permit to give
 //  back), or NULL if the job is not on it.
 bm_service_t *bm_worker_entry_stopping_take (bm_worker_entry_t *self, const char *job_id);

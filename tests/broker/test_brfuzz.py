@@ -86,11 +86,6 @@ RARE_OPS = ["restart_term", "restart_kill"]
 #  - remove_redis_only: REMOVE of a finished job only Redis holds (it ended
 #    before a restart) answers not_found, though STATUS finds it.  Guard:
 #    noted, not failed.
-#  - listed_stopped_run_slot: a READY on a new socket listing a run the old
-#    connection was told to stop (its job cancelled or ended meanwhile) is
-#    answered CANCEL finished, but that run's slot is not kept: the worker
-#    gets a JOB beyond its credit.  Guard: such a listed run does not count
-#    in the credit check.
 GUARDS = os.environ.get("BRFUZZ_KNOWN_BUGS", "") in ("", "0")
 
 
@@ -133,7 +128,6 @@ class Conn:
         self.last_heard = now()
         self.expect_bad = 0                 # malformed messages sent, not yet answered
         self.stopping = {}                  # job id -> (attempt, reason): runs told to stop
-        self.listed = set()                 # runs its READY listed
 
     def send(self, cmd, body, header=h.WORKER):
         self.sock.send_multipart([header, bytes([cmd]), h.pack(body)])
@@ -167,7 +161,6 @@ class FakeWorker:
             body["running"] = sorted(self.running)
         self.max_credit = max(self.max_credit, self.credit)
         self.conn.max_credit = self.credit
-        self.conn.listed = set(self.running)
         self.conn.send(h.READY, body)
         t = now()
         for jid in sorted(self.kept, key=lambda j: self.kept[j][1]):    # oldest first
@@ -370,8 +363,6 @@ class Fuzz:
             conn.send(h.DONE, done)
             return
         held = fw.held()
-        if GUARDS:
-            held -= len([x for x in fw.running if x in conn.listed and self.ended(x)])
         if jid not in fw.running and held + 1 > conn.max_credit:
             self.fail("JOB %s beyond worker %s's credit %d (holds %d)" % (jid, fw.name, conn.max_credit,
                                                                        fw.held()), body)
@@ -382,11 +373,6 @@ class Fuzz:
     def gone(self, j):
         """Job j was removed, or may have been drained."""
         return j.removed_at is not None or (j.type in self.drained_at and j.accepted_at < self.drained_at[j.type])
-
-    def ended(self, jid):
-        """The model knows job jid cancelled or ended (since its last RETRY)."""
-        j = self.jobs.get(jid)
-        return j is not None and (j.cancelled_at is not None or (j.terminal and j.terminal[1] == j.retries))
 
     # --- worker actions -------------------------------------------------
 
