@@ -24,7 +24,7 @@ const bm_setting_t bm_broker_settings [] = {
     BM_SETTING_STR ("BROKER_NEW_TYPES", bm_broker_config_t, new_types, "", 1024,
                     "bot types meant as types of their own though their names are one edit from "
                     "a built-in one (python, node, java, webhook), comma-separated; a per-type variable "
-                    "of such a type not listed stops the broker at start as a misspelling"),
+                    "of such a type not listed is ignored as a misspelling (an ERROR line)"),
     ROW_INT ("MAX_QUEUE", max_queue, 100000, 1, 100000000, "queued jobs per bot type before queue_full"),
     ROW_INT ("JOB_TIMEOUT_MS", job_timeout_ms, 300000, 1, BM_MAX_TIMEOUT_MS,
              "default run-time limit of an attempt, in ms"),
@@ -170,8 +170,10 @@ s_listed (const char *list, const char *type)
 
 //  A per-type variable whose type is a small edit from a built-in one
 //  (MAX_PYTON_BOTS) would make a type no worker serves, whose jobs wait
-//  for ever: unless BROKER_NEW_TYPES lists the type, it is refused, naming
-//  the variable it misspells.  0: not such a variable.
+//  for ever: unless BROKER_NEW_TYPES lists the type, it is ignored with an
+//  ERROR line naming the variable it misspells (the broker starts: a typo
+//  in a restart's settings must not take the whole stack down).  1: such
+//  a variable, 0: not.
 static int
 s_misspelt_type (bm_broker_t *self, bm_env_check_t *names, const char *name, int var,
                  const char *type)
@@ -189,11 +191,11 @@ s_misspelt_type (bm_broker_t *self, bm_env_check_t *names, const char *name, int
     if (same_kind && strlen (type) > other_len && strncasecmp (type, other_type, other_len) == 0)
         same_kind = false;
     if (same_kind)
-        bm_error (NULL, "configuration: %s makes a new bot type '%s', one edit from a "
-                  "built-in one: did you mean %s? (if '%s' is a type of its own, list it in "
-                  "BROKER_NEW_TYPES)", name, type, instead, type);
+        bm_error (NULL, "configuration: %s ignored: it would make a new bot type '%s', one edit "
+                  "from a built-in one: did you mean %s? (if '%s' is a type of its own, list it "
+                  "in BROKER_NEW_TYPES)", name, type, instead, type);
     free (instead);
-    return same_kind ? -1 : 0;
+    return same_kind ? 1 : 0;
 }
 
 //  MAX_<TYPE>_BOTS, MAX_QUEUE_<TYPE>, RETRY_<TYPE>_ATTEMPTS,
@@ -248,10 +250,8 @@ bm_broker_config_load_types (bm_broker_t *self)
             rc = -1;
             continue;
         }
-        if (names && s_misspelt_type (self, names, name, var, type)) {
-            rc = -1;
-            continue;
-        }
+        if (names && s_misspelt_type (self, names, name, var, type))
+            continue;                   //  Ignored, loudly
         int64_t value;
         if (bm_env_int (name, 0, s_type_vars [var].min, s_type_vars [var].max, &value)) {
             rc = -1;
