@@ -166,6 +166,7 @@ s_worker_reported (bm_broker_t *self, bm_worker_entry_t *worker, const bm_codec_
 }
 
 static void s_early_done_take (bm_broker_t *self, const char *id);
+static void s_early_done_unrecovered (bm_broker_t *self, const char *id);
 
 void
 bm_workers_claim_recovered (bm_broker_t *self, bm_job_t *job)
@@ -197,12 +198,12 @@ bm_workers_recovery_done (bm_broker_t *self)
         zlistx_destroy (&ids);
     }
     zlistx_destroy (&all);
-    //  The DONEs of jobs the recovery did not bring back (they had ended,
-    //  or Redis never had them): handled as DONEs that come now.
+    //  The DONEs of jobs the recovery did not bring back: they had ended
+    //  (a delivered webhook's record is deleted), or Redis never had them.
     zlistx_t *ids = self->early_dones ? zhashx_keys (self->early_dones) : NULL;
     for (const char *id = ids ? (const char *) zlistx_first (ids) : NULL; id;
          id = (const char *) zlistx_next (ids))
-        s_early_done_take (self, id);
+        s_early_done_unrecovered (self, id);
     zlistx_destroy (&ids);
     zhashx_destroy (&self->early_dones);
 }
@@ -754,6 +755,20 @@ s_early_done_free (s_early_done_t **self_p)
     *self_p = NULL;
 }
 
+//  The live connection of a kept DONE's worker: the one that sent it, or
+//  else the one under its worker's name and key (it reconnected); NULL
+//  when the worker has left.
+static bm_worker_entry_t *
+s_early_done_sender (bm_broker_t *self, const s_early_done_t *kept)
+{
+    bm_worker_entry_t *worker = (bm_worker_entry_t *) zhashx_lookup (self->workers, kept->key);
+    for (bm_worker_entry_t *other = worker ? NULL : (bm_worker_entry_t *) zhashx_first (self->workers);
+         other && !worker; other = (bm_worker_entry_t *) zhashx_next (self->workers))
+        if (streq (other->name, kept->name) && streq (other->pubkey, kept->pubkey))
+            worker = other;
+    return worker;
+}
+
 //  1 if kept (nothing is answered now), -1 if it is not (logged; the
 //  caller answers NACK not_owner), 0 if it is not early.
 static int
@@ -824,11 +839,7 @@ s_early_done_take (bm_broker_t *self, const char *id)
         return;
     zhashx_delete (self->early_dones, id);
     self->early_done_bytes -= kept->body.size;
-    bm_worker_entry_t *worker = (bm_worker_entry_t *) zhashx_lookup (self->workers, kept->key);
-    for (bm_worker_entry_t *other = worker ? NULL : (bm_worker_entry_t *) zhashx_first (self->workers);
-         other && !worker; other = (bm_worker_entry_t *) zhashx_next (self->workers))
-        if (streq (other->name, kept->name) && streq (other->pubkey, kept->pubkey))
-            worker = other;
+    bm_worker_entry_t *worker = s_early_done_sender (self, kept);
     bm_worker_entry_t *gone = NULL;
     if (!worker) {
         gone = worker = bm_worker_entry_new (kept->key, kept->identity, kept->name, 0);
@@ -855,6 +866,34 @@ s_early_done_take (bm_broker_t *self, const char *id)
                   "back (%s): dropped", kept->name, reason);
     bm_msg_destroy (&msg);
     bm_worker_entry_destroy (&gone);
+    s_early_done_free (&kept);
+}
+
+//  A kept DONE whose job the recovery did not bring back.  A job in
+//  memory now (submitted again since) takes it as a DONE that comes now;
+//  else the job had ended before the restart, and a worker sends its
+//  recent DONEs again after every reconnect: expected, so logged at debug
+//  level and not counted as a rejected frame, though answered NACK
+//  not_owner as before, so that the worker stops sending it.
+static void
+s_early_done_unrecovered (bm_broker_t *self, const char *id)
+{
+    if (bm_jobtab_lookup (self->jobs, id)) {
+        s_early_done_take (self, id);
+        return;
+    }
+    s_early_done_t *kept = self->early_dones
+                         ? (s_early_done_t *) zhashx_lookup (self->early_dones, id) : NULL;
+    if (!kept)
+        return;
+    zhashx_delete (self->early_dones, id);
+    self->early_done_bytes -= kept->body.size;
+    bm_debug (id, "DONE from %s sent again for a job the recovery did not bring back (it had "
+              "ended): not taken", kept->name);
+    bm_worker_entry_t *worker = s_early_done_sender (self, kept);
+    if (worker)
+        bm_broker_send_worker_simple (self, worker->identity, BM_NACK, "not_owner",
+                                      "this worker does not hold that job");
     s_early_done_free (&kept);
 }
 

@@ -19,7 +19,9 @@ running state in Redis.  While the recovery waits:
 Once Redis answers: j1, j2, j4 complete with attempt 1's result, attempts
 1, and no JOB is sent for them; j3's DONE is refused (NACK not_owner) and
 j3 runs again once the hold ends (attempt 2); the DONE of the unknown job
-is refused (NACK not_owner) when the recovery ends.  python usage is 0 at
+is refused (NACK not_owner) when the recovery ends, logged at debug level
+(a worker sends its recent DONEs again after every reconnect: not a WARN
+line, nor a rejected frame).  python usage is 0 at
 the end.  Hold: 2 x HEARTBEAT_INTERVAL_MS (200) x HEARTBEAT_LIVENESS (5).
 """
 import signal
@@ -136,6 +138,11 @@ def test():
         blog = broker.output()
         kept = [l for l in blog.splitlines() if "kept until the recovery reaches" in l]
         h.check(len(kept) == 5, "five DONEs kept while the recovery ran", kept)
+        # The unknown job's DONE is one a worker sends again after every
+        # reconnect (its job had ended): not a WARN, not a rejected frame.
+        warned = [l for l in blog.splitlines() if "nosuchjob" in l and " WARN " in l]
+        h.check(warned == [], "the DONE of a job the recovery did not bring back is no WARN",
+                warned)
         h.wait_until(lambda: c.stats()["types"]["python"]["usage"] == 0, 5, "python usage 0")
         c.close()
         w1b.close()
