@@ -83,7 +83,7 @@ class Env:
                     "API_KEYS=\"key-one,%s\"  # the second is the test's\n"
                     "WEBHOOK_MAX_RETRIES=5   # a comment after the value\n"
                     "\n"
-                    "  MAX_JAVA_BOTS = \"3\"\n" % (self.ports["envonly"], self.ports["mock"], API_KEY))
+                    "  MAX_JAVA_BOTS = \"2\"\n" % (self.ports["envonly"], self.ports["mock"], API_KEY))
         # As a plain cp leaves it under the usual umask 022 (README says install -m 600).
         os.chmod(self.envfile, 0o644)
 
@@ -324,6 +324,14 @@ def run_stack(e, have_gw):
         st, _, body = http("GET", gw + "/health")
         check(st == 200, "the gateway listens on API_GATEWAY_PORT from the environment, not the env file",
               st, body)
+        # Lines appended to the copy of env.example set names it sets
+        # already (API_KEYS=, MAX_JAVA_BOTS=3): the last line wins.
+        st, _, body = http_plain("GET", gw + "/stats")
+        check(st == 401, "API_KEYS appended to the env file is in force: /stats without a key is 401",
+              st, body)
+        st, _, body = http("GET", gw + "/stats")
+        limit = body["types"]["java"]["limit"] if st == 200 else None
+        check(limit == 2, "MAX_JAVA_BOTS appended (2) wins over env.example's line (3)", st, limit)
         # The curl example up prints works as printed.
         lines = p.stdout.split("Try it:\n", 1)[1].splitlines()
         cmd = []
