@@ -769,6 +769,20 @@ s_early_done_sender (bm_broker_t *self, const s_early_done_t *kept)
     return worker;
 }
 
+//  The DONE kept for job id, taken out of the table (the caller owns it),
+//  or NULL.
+static s_early_done_t *
+s_early_done_pop (bm_broker_t *self, const char *id)
+{
+    s_early_done_t *kept = self->early_dones
+                         ? (s_early_done_t *) zhashx_lookup (self->early_dones, id) : NULL;
+    if (kept) {
+        zhashx_delete (self->early_dones, id);
+        self->early_done_bytes -= kept->body.size;
+    }
+    return kept;
+}
+
 //  1 if kept (nothing is answered now), -1 if it is not (logged; the
 //  caller answers NACK not_owner), 0 if it is not early.
 static int
@@ -833,12 +847,9 @@ static void s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const b
 static void
 s_early_done_take (bm_broker_t *self, const char *id)
 {
-    s_early_done_t *kept = self->early_dones
-                         ? (s_early_done_t *) zhashx_lookup (self->early_dones, id) : NULL;
+    s_early_done_t *kept = s_early_done_pop (self, id);
     if (!kept)
         return;
-    zhashx_delete (self->early_dones, id);
-    self->early_done_bytes -= kept->body.size;
     bm_worker_entry_t *worker = s_early_done_sender (self, kept);
     bm_worker_entry_t *gone = NULL;
     if (!worker) {
@@ -882,12 +893,9 @@ s_early_done_unrecovered (bm_broker_t *self, const char *id)
         s_early_done_take (self, id);
         return;
     }
-    s_early_done_t *kept = self->early_dones
-                         ? (s_early_done_t *) zhashx_lookup (self->early_dones, id) : NULL;
+    s_early_done_t *kept = s_early_done_pop (self, id);
     if (!kept)
         return;
-    zhashx_delete (self->early_dones, id);
-    self->early_done_bytes -= kept->body.size;
     bm_debug (id, "DONE from %s sent again for a job the recovery did not bring back (it had "
               "ended): not taken", kept->name);
     bm_worker_entry_t *worker = s_early_done_sender (self, kept);
