@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 
@@ -181,6 +182,15 @@ def run(e, base):
           and all(now[k] == v for k, v in before.items() if k != "worker-python-1"),
           "restart python restarted worker-python-1 alone", before, now)
     check_metrics_ports(e, ports, "restart python")
+
+    # A worker that died (kill -9; status shows it DOWN) is restarted by
+    # the name status shows, not only by up.
+    os.kill(now["worker-node-1"], signal.SIGKILL)
+    wait_until(lambda: not alive(now["worker-node-1"]), 10, "worker-node-1 to die")
+    p = e.run("restart", "worker-node-1")
+    check(p.returncode == 0 and "worker-node: up" in p.stdout,
+          "restart worker-node-1 starts the worker that died (status showed it DOWN)", show(p))
+    check(alive(e.pids().get("worker-node-1", 0)), "worker-node-1 runs again", e.pids())
 
     # The broker alone (by its Compose name): the workers that ran on are
     # back in its list when restart returns.
