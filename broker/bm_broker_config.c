@@ -185,10 +185,12 @@ s_misspelt_type (bm_broker_t *self, bm_env_check_t *names, const char *name, int
     size_t other_len;
     bool same_kind = instead
                   && s_type_var (instead, strlen (instead), &other_type, &other_len) == var;
-    //  A built-in name with more after it (python3, java-11, nodes) is
-    //  taken as a type of its own, as meant: a misspelling drops, swaps or
-    //  changes a letter of the name.  The warning still names it.
-    if (same_kind && strlen (type) > other_len && strncasecmp (type, other_type, other_len) == 0)
+    //  A built-in name with a digit, '-' or '_' after it (python3, java-11,
+    //  node_v2) is taken as a type of its own, as meant: a misspelling
+    //  drops, swaps, changes or doubles a letter (pyton, pythonn).  The
+    //  warning still names it.
+    if (same_kind && strlen (type) > other_len && strncasecmp (type, other_type, other_len) == 0
+    &&  !isalpha ((unsigned char) type [other_len]))
         same_kind = false;
     if (same_kind)
         bm_error (NULL, "configuration: %s ignored: it would make a new bot type '%s', one edit "

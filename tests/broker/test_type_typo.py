@@ -11,8 +11,9 @@ BROKER_NEW_TYPES says the type is meant.
 2. The same with BROKER_NEW_TYPES=pyton: STATS lists the type pyton with
    limit 4.
 3. A type of its own (MAX_REPORT_BOTS=2) needs no declaration, nor does
-   a built-in name with more after it (MAX_PYTHON3_BOTS=3,
-   MAX_NODES_BOTS=5: a name made longer on purpose, not misspelt).
+   a built-in name with a digit, '-' or '_' after it (MAX_PYTHON3_BOTS=3,
+   MAX_NODE_V2_BOTS=5: a name made longer on purpose, not misspelt); a
+   doubled letter (MAX_PYTHONN_BOTS) is a misspelling.
 
 Before, the broker made the type pyton with limit 4 (a SUBMIT of botType
 pyton was accepted and waited for ever); then for a while it refused to
@@ -57,6 +58,8 @@ def test():
         ignored(s, {"MAX_PYTON_BOTS": "4"}, "MAX_PYTON_BOTS", "MAX_PYTHON_BOTS", "pyton")
         s.endpoint = None
         ignored(s, {"RETRY_NOD_ATTEMPTS": "2"}, "RETRY_NOD_ATTEMPTS", "RETRY_NODE_ATTEMPTS", "nod")
+        s.endpoint = None
+        ignored(s, {"MAX_PYTHONN_BOTS": "2"}, "MAX_PYTHONN_BOTS", "MAX_PYTHON_BOTS", "pythonn")
 
         s.endpoint = None
         broker, c, got = types(s, {"MAX_PYTON_BOTS": "4", "BROKER_NEW_TYPES": "report, pyton"},
@@ -72,9 +75,9 @@ def test():
         stop(broker)
 
         s.endpoint = None
-        broker, c, got = types(s, {"MAX_PYTHON3_BOTS": "3", "MAX_NODES_BOTS": "5"}, "broker-longer")
-        h.check(got.get("python3", {}).get("limit") == 3 and got.get("nodes", {}).get("limit") == 5,
-                "MAX_PYTHON3_BOTS=3, MAX_NODES_BOTS=5 (a built-in name made longer): made "
+        broker, c, got = types(s, {"MAX_PYTHON3_BOTS": "3", "MAX_NODE_V2_BOTS": "5"}, "broker-longer")
+        h.check(got.get("python3", {}).get("limit") == 3 and got.get("node_v2", {}).get("limit") == 5,
+                "MAX_PYTHON3_BOTS=3, MAX_NODE_V2_BOTS=5 (a built-in name made longer): made "
                 "without a declaration", sorted(got))
         stop(broker)
 
