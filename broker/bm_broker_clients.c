@@ -543,11 +543,28 @@ s_reply_record (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
 }
 
 //  A job that only Redis still holds: loaded for STATUS, CANCEL, RETRY,
-//  REDELIVER.
+//  REDELIVER, REMOVE, PROMOTE.
 typedef struct {
     bm_pending_t *pending;
     int command;
 } s_load_t;
+
+//  A loaded job's command: REMOVE and PROMOTE as bm_control_job does
+//  (given a request holding just the pending req), the others here.
+static void
+s_load_act (bm_broker_t *self, bm_pending_t *pending, int command, bm_job_t *job)
+{
+    if (command != BM_REMOVE && command != BM_PROMOTE) {
+        s_client_act (self, pending->identity, pending, NULL, command, job);
+        return;
+    }
+    msgpack_object_kv kv = { .key = { .type = MSGPACK_OBJECT_STR,
+                                      .via.str = { .size = 3, .ptr = "req" } },
+                             .val = pending->req };
+    msgpack_object request = { .type = MSGPACK_OBJECT_MAP,
+                               .via.map = { .size = pending->has_req, .ptr = &kv } };
+    bm_control_job_act (self, pending->identity, &request, command == BM_PROMOTE, job);
+}
 
 static void
 s_on_load (redisReply *reply, void *arg)
@@ -561,7 +578,7 @@ s_on_load (redisReply *reply, void *arg)
     else {
         bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, pending->id);
         if (job)        //  Arrived meanwhile (e.g. recovery)
-            s_client_act (self, pending->identity, pending, NULL, load->command, job);
+            s_load_act (self, pending, load->command, job);
         else {
             job = bm_jobstore_job_from_hash (self, pending->id, reply, NULL);
             //  A record past its retention is gone, whether or not the
@@ -581,13 +598,25 @@ s_on_load (redisReply *reply, void *arg)
                 bm_job_destroy (&job);
             }
             else
+            if ((load->command == BM_REMOVE || load->command == BM_PROMOTE)
+            &&  !bm_job_is_delivery (job)) {
+                //  In memory for the action; a REMOVE deletes it, a
+                //  refused PROMOTE leaves it to Redis again.
+                bm_job_restore (self, job);
+                s_load_act (self, pending, load->command, job);
+                job = (bm_job_t *) bm_jobtab_lookup (self->jobs, pending->id);
+                if (job && bm_job_terminal (job) && !job->confirming)
+                    bm_job_delete (self, job);
+            }
+            else
             if (load->command == BM_STATUS || load->command == BM_CANCEL
             ||  bm_job_is_delivery (job)) {
                 //  Answered from the record alone (CANCEL and a delivery's
-                //  RETRY or REDELIVER are refused), not kept: a client
-                //  polling old jobs would evict newer ones and list old
-                //  ones as recent.  A later action reads it again.
-                s_client_act (self, pending->identity, pending, NULL, load->command, job);
+                //  RETRY, REDELIVER, REMOVE or PROMOTE are refused), not
+                //  kept: a client polling old jobs would evict newer ones
+                //  and list old ones as recent.  A later action reads it
+                //  again.
+                s_load_act (self, pending, load->command, job);
                 bm_job_destroy (&job);
             }
             else {
@@ -700,6 +729,13 @@ s_client_job_command (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg
         bm_broker_reject (self, identity, body, "not_found", "no job with that id");
         return;
     }
+    bm_clients_job_load (self, identity, body, id, command);
+}
+
+void
+bm_clients_job_load (bm_broker_t *self, zframe_t *identity, const msgpack_object *body,
+                     const char *id, int command)
+{
     s_load_t *load = (s_load_t *) zmalloc (sizeof (s_load_t));
     load->pending = s_pending_new (self, identity, body, id);
     load->command = command;

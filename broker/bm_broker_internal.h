@@ -442,6 +442,8 @@ void bm_delayed_pack_errors (msgpack_packer *pk, const bm_job_t *job);
 //  bm_control.c: QUEUE, REMOVE, PROMOTE
 void bm_control_queue (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg);
 void bm_control_job (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg);
+void bm_control_job_act (bm_broker_t *self, zframe_t *identity, const msgpack_object *body,
+                         bool promote, bm_job_t *job);
 void bm_control_on_paused (redisReply *reply, void *arg);
 void bm_control_retain (bm_broker_t *self, bm_job_t *job);
 void bm_control_remove (bm_broker_t *self, bm_job_t *job);
@@ -491,6 +493,10 @@ void bm_workers_early_free (bm_broker_t *self);
 
 //  bm_broker_clients.c: BMC01
 void bm_clients_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg);
+//  A job command (STATUS, CANCEL, RETRY, REDELIVER, REMOVE, PROMOTE) for a
+//  job the broker does not hold: its record is read from Redis, then acted on.
+void bm_clients_job_load (bm_broker_t *self, zframe_t *identity, const msgpack_object *body,
+                          const char *id, int command);
 //  One SUBMIT body's admission, for SUBMIT and each item of SUBMIT_MANY:
 //  refused (code set, counted), a duplicate (id: the first job's), or a
 //  new job in the table whose Redis write the caller issues

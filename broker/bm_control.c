@@ -297,8 +297,9 @@ bm_control_queue (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
 }
 
 //  REMOVE {req, jobId} -> REPLY {req, jobId, removed}; PROMOTE {req, jobId}
-//  -> REPLY {req, job}.  The job must be in memory: every job that is not
-//  finished is, and so are the newest finished ones.
+//  -> REPLY {req, job}.  Every job that is not finished is in memory, and
+//  so are the newest finished ones; a finished job only Redis holds is read
+//  from there first (bm_clients_job_load), then acted on here.
 void
 bm_control_job (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
 {
@@ -310,7 +311,17 @@ bm_control_job (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
         return;
     }
     bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, ref.job_id);
-    bool promote = bm_msg_command (msg) == BM_PROMOTE;
+    if (!job && self->store)
+        bm_clients_job_load (self, identity, body, ref.job_id, bm_msg_command (msg));
+    else
+        bm_control_job_act (self, identity, body, bm_msg_command (msg) == BM_PROMOTE, job);
+}
+
+//  REMOVE or PROMOTE of job (NULL: not found), answered to identity.
+void
+bm_control_job_act (bm_broker_t *self, zframe_t *identity, const msgpack_object *body,
+                    bool promote, bm_job_t *job)
+{
     if (!job || bm_job_is_delivery (job)) {
         bm_broker_reject (self, identity, body, "not_found", "no job with that id");
         return;

@@ -83,9 +83,6 @@ RARE_OPS = ["restart_term", "restart_kill"]
 #    confirmed their writes; a SIGKILL in between loses them (the job told
 #    cancelled runs and completes).  Guard: no SIGKILL while Redis holds
 #    writes (CLIENT PAUSE) or shortly after.
-#  - remove_redis_only: REMOVE of a finished job only Redis holds (it ended
-#    before a restart) answers not_found, though STATUS finds it.  Guard:
-#    noted, not failed.
 GUARDS = os.environ.get("BRFUZZ_KNOWN_BUGS", "") in ("", "0")
 
 
@@ -585,11 +582,8 @@ class Fuzz:
                 return jid, c, dict(r, code="conflict")
             if rec is None:
                 self.fail("job %s accepted, now unknown to STATUS" % jid)
-            # A job only Redis holds (ended before a restart): the action is
-            # refused as for an unknown job. protocol.md says conflict for an
-            # ended job; noted, not failed.
-            self.odd.add("command %d of a %s job only Redis holds: not_found" % (cmd, rec["state"]))
-            r = dict(r, code="conflict")
+            # A job only Redis holds (ended before a restart) is acted on as one in memory.
+            self.fail("command %d of job %s: not found, STATUS finds it" % (cmd, jid), rec)
         return jid, c, r
 
     def op_cancel(self, p1, p2, p3):
@@ -637,9 +631,7 @@ class Fuzz:
             elif r.get("code") == "not_found":
                 rec = self.status(jid) if j.removed_at is None else None
                 if rec is not None:
-                    if not GUARDS:
-                        self.fail("REMOVE: job %s not found, STATUS finds it" % jid, rec)
-                    self.odd.add("REMOVE of a %s job only Redis holds: not_found" % rec["state"])
+                    self.fail("REMOVE: job %s not found, STATUS finds it" % jid, rec)
                 elif j.removed_at is None and not self.gone(j):
                     self.fail("REMOVE: job %s not found, never removed" % jid, r)
             elif r.get("code") != "conflict":
