@@ -39,6 +39,20 @@ s_pending_fill (bm_pending_t *pending, bm_broker_t *self, zframe_t *identity,
 }
 
 //  A pending answer that waits for Redis: it holds a copy of the routing id.
+//  An answer to send later, into kept: a copy of pending (a request read
+//  from Redis first), else made from the request; identity is copied.
+static void
+s_pending_keep (bm_pending_t *kept, bm_broker_t *self, zframe_t *identity,
+                const bm_pending_t *pending, const msgpack_object *request, const char *id)
+{
+    if (pending) {
+        *kept = *pending;
+        kept->identity = zframe_dup (identity);
+    }
+    else
+        s_pending_fill (kept, self, zframe_dup (identity), request, id);
+}
+
 static bm_pending_t *
 s_pending_new (bm_broker_t *self, zframe_t *identity, const msgpack_object *request, const char *id)
 {
@@ -197,6 +211,62 @@ bm_idem_wake (bm_broker_t *self, bm_job_t *job, const char *code, const char *me
             waiter->fn (self, NULL, NULL, bm_job_state_names [job->state], waiter->arg);
         free (waiter);
         waiter = next;
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  CANCELs waiting for the cancelled record to be confirmed
+
+struct _bm_cancel_answer_t {
+    bm_cancel_answer_t *next;
+    bm_pending_t pending;
+    uint32_t outcome_gen;
+};
+
+static void s_reply_record (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
+                            const msgpack_object *request, bm_job_t *job);
+
+static void
+s_cancel_answer_add (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
+                     const msgpack_object *request, bm_job_t *job)
+{
+    bm_cancel_answer_t *answer = (bm_cancel_answer_t *) zmalloc (sizeof (bm_cancel_answer_t));
+    s_pending_keep (&answer->pending, self, identity, pending, request, job->id);
+    answer->outcome_gen = job->outcome_gen;
+    answer->next = job->cancel_answers;
+    job->cancel_answers = answer;
+}
+
+void
+bm_cancel_answers_wake (bm_broker_t *self, bm_job_t *job, uint32_t outcome_gen, bool ok)
+{
+    bm_cancel_answer_t **link = &job->cancel_answers;
+    while (*link) {
+        bm_cancel_answer_t *answer = *link;
+        if (answer->outcome_gen != outcome_gen) {
+            link = &answer->next;
+            continue;
+        }
+        *link = answer->next;
+        if (ok)
+            s_reply_record (self, answer->pending.identity, &answer->pending, NULL, job);
+        else
+            s_pending_reject (&answer->pending, "store_unavailable",
+                              "the job store (Redis) did not confirm the cancel; STATUS tells "
+                              "whether it holds");
+        zframe_destroy (&answer->pending.identity);
+        free (answer);
+    }
+}
+
+void
+bm_cancel_answers_discard (bm_job_t *job)
+{
+    while (job->cancel_answers) {
+        bm_cancel_answer_t *answer = job->cancel_answers;
+        job->cancel_answers = answer->next;
+        zframe_destroy (&answer->pending.identity);
+        free (answer);
     }
 }
 
@@ -635,6 +705,28 @@ s_on_load (redisReply *reply, void *arg)
     free (load);
 }
 
+//  A RETRY's queued record is in Redis: ACCEPTED, with the job's queue
+//  position now (0 once dispatched); REJECTED store_unavailable if the
+//  write failed.
+static void
+s_on_retry_durable (redisReply *reply, void *arg)
+{
+    bm_pending_t *pending = (bm_pending_t *) arg;
+    bm_broker_t *self = pending->broker;
+    if (!reply)
+        s_pending_reject (pending, "store_unavailable",
+                          "the job store (Redis) did not confirm the retry; STATUS tells "
+                          "whether it holds");
+    else {
+        bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, pending->id);
+        int64_t position = job && job->state == JOB_QUEUED && !job->held
+                         ? bm_service_queue_position (job->service, job) : 0;
+        s_send_accepted (self, pending->identity, pending, NULL, pending->id, false, position,
+                         false, NULL, -1);
+    }
+    s_pending_destroy (&pending);
+}
+
 //  STATUS, CANCEL, RETRY, REDELIVER on a job we hold.
 static void
 s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
@@ -658,7 +750,12 @@ s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
             if (job->state == JOB_RUNNING && job->worker)
                 bm_workers_stop_job (self, job, "cancelled");
             bm_job_finish (self, job, JOB_CANCELLED, "cancelled", "cancelled by request");
-            s_reply_record (self, identity, pending, request, job);
+            //  Answered once Redis has the cancelled record (without
+            //  Redis, confirmed at once): a crash then cannot undo it.
+            if (job->confirming)
+                s_cancel_answer_add (self, identity, pending, request, job);
+            else
+                s_reply_record (self, identity, pending, request, job);
         }
     }
     else
@@ -689,9 +786,11 @@ s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
             job->attempt_errors_size = 0;
             bm_job_enqueue (self, job);
             self->retried++;
-            bm_jobstore_persist_full (self, job, true, NULL, NULL);
-            s_send_accepted (self, identity, pending, request, job->id, false,
-                             bm_service_queue_position (job->service, job), false, NULL, -1);
+            //  Answered once Redis has the queued record (without Redis,
+            //  at once): a crash then cannot undo it.
+            bm_pending_t *answer = (bm_pending_t *) zmalloc (sizeof (bm_pending_t));
+            s_pending_keep (answer, self, identity, pending, request, job->id);
+            bm_jobstore_persist_full (self, job, true, s_on_retry_durable, answer);
             bm_dispatch (self, job->service);
         }
     }

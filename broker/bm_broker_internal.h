@@ -542,6 +542,12 @@ void bm_idem_wait (bm_broker_t *self, bm_job_t *first, bool reused, bm_idem_wait
 void bm_idem_wake (bm_broker_t *self, bm_job_t *job, const char *code, const char *message);
 //  Free the waiters of a job destroyed with the broker (no answer sent).
 void bm_idem_waiters_discard (bm_job_t *job);
+//  A CANCEL's answer waits for Redis to confirm the job's cancelled record
+//  (of outcome outcome_gen): then REPLY {req, job}; REJECTED
+//  store_unavailable if that write failed.  Freed unanswered with the job.
+typedef struct _bm_cancel_answer_t bm_cancel_answer_t;
+void bm_cancel_answers_wake (bm_broker_t *self, bm_job_t *job, uint32_t outcome_gen, bool ok);
+void bm_cancel_answers_discard (bm_job_t *job);
 
 //  bm_broker_batch.c: SUBMIT_MANY
 void bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg);

@@ -80,6 +80,7 @@ bm_job_destroy (bm_job_t **job_p)
     if (*job_p) {
         bm_job_t *job = *job_p;
         bm_idem_waiters_discard (job);
+        bm_cancel_answers_discard (job);
         free (job->payload);
         free (job->result);
         free (job->webhook_url);

@@ -77,6 +77,8 @@ struct _bm_job_t {
     size_t result_size;
     char *webhook_url;          //  Or NULL
     char *idem_key;             //  Or NULL
+    struct _bm_cancel_answer_t *cancel_answers; //  CANCELs answered once their
+                                //  terminal write is confirmed
     struct _bm_idem_waiter_t *idem_waiters;     //  SUBMITs with its key waiting
                                 //  for its SUBMIT write to be confirmed
     char *error_code;           //  When failed or cancelled

@@ -10,7 +10,7 @@
 static void
 s_on_terminal_durable (redisReply *reply, void *arg);
 static void
-s_terminal_confirmed (bm_broker_t *self, bm_job_t *job, uint32_t outcome_gen, bool count);
+s_terminal_confirmed (bm_broker_t *self, bm_job_t *job, uint32_t outcome_gen, bool count, bool ok);
 static void
 s_count_outcome (bm_broker_t *self, bm_service_t *service, bool client_job, bm_job_state_t state);
 
@@ -354,7 +354,7 @@ bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job)
         //  reference to look the job up by.
         if (count)
             s_count_outcome (self, job->service, client_job, job->state);
-        s_terminal_confirmed (self, job, job->outcome_gen, count);
+        s_terminal_confirmed (self, job, job->outcome_gen, count, true);
         return;
     }
     s_job_ref_t *ref = (s_job_ref_t *) zmalloc (sizeof (s_job_ref_t));
@@ -449,12 +449,13 @@ s_count_outcome (bm_broker_t *self, bm_service_t *service, bool client_job, bm_j
 //  outcome, whose own write is confirmed later.  job is NULL when it was
 //  forgotten meanwhile.
 static void
-s_terminal_confirmed (bm_broker_t *self, bm_job_t *job, uint32_t outcome_gen, bool count)
+s_terminal_confirmed (bm_broker_t *self, bm_job_t *job, uint32_t outcome_gen, bool count, bool ok)
 {
     if (!job)
         return;
     if (job->confirming)        //  0 for a job read back from Redis since
         job->confirming--;
+    bm_cancel_answers_wake (self, job, outcome_gen, ok);
     bool current = job->outcome_gen == outcome_gen;
     if (current && bm_job_terminal (job)) {
         bool client_job = !bm_job_is_delivery (job);
@@ -476,7 +477,7 @@ s_on_terminal_durable (redisReply *reply, void *arg)
     if (ref->count)
         s_count_outcome (ref->broker, ref->service, ref->client_job, ref->state);
     s_terminal_confirmed (ref->broker, (bm_job_t *) bm_jobtab_lookup (ref->broker->jobs, ref->id),
-                          ref->outcome_gen, ref->count);
+                          ref->outcome_gen, ref->count, reply != NULL);
     free (ref);
 }
 

@@ -78,11 +78,7 @@ RARE_OPS = ["restart_term", "restart_kill"]
 
 #  Sequences that hit a broker bug already known are steered around it, so
 #  that the test keeps watching everything else; BRFUZZ_KNOWN_BUGS=1 drops
-#  the guards (to check a fix).
-#  - unconfirmed_answers: CANCEL (and RETRY) are answered before Redis
-#    confirmed their writes; a SIGKILL in between loses them (the job told
-#    cancelled runs and completes).  Guard: no SIGKILL while Redis holds
-#    writes (CLIENT PAUSE) or shortly after.
+#  the guards (to check a fix).  None at present.
 GUARDS = os.environ.get("BRFUZZ_KNOWN_BUGS", "") in ("", "0")
 
 
@@ -718,11 +714,6 @@ class Fuzz:
     def restart(self, sig):
         self.note("broker restart", "SIGKILL" if sig == signal.SIGKILL else "SIGTERM")
         self.restarts += 1
-        if GUARDS and sig == signal.SIGKILL:
-            settle = self.redis_free_at + 0.3
-            if now() < settle:
-                self.note("known-bug guard: the restart waits %.2fs" % (settle - now()))
-                self.pump(settle - now())
         if sig == signal.SIGKILL:
             self.broker.kill()
         else:
