@@ -18,7 +18,7 @@ import subprocess
 import time
 
 from harness import check, log, main, wait_until
-from test_script import Env, alive, show
+from test_script import API_KEY, Env, alive, show
 import deploylib as d
 
 
@@ -61,7 +61,8 @@ def run(e):
     # the ports recorded in var/run, and a note saying they differ.
     empty = os.path.join(e.dir, "empty.env")
     open(empty, "w").close()
-    env = dict(e.env, BOTMESH_ENV_FILE=empty)
+    # The env file's API_KEYS is in force: the key comes from the shell.
+    env = dict(e.env, BOTMESH_ENV_FILE=empty, BOTMESH_API_KEY=API_KEY)
     for k in ("API_GATEWAY_PORT", "BROKER_ENDPOINT", "BROKER_METRICS_PORT", "WEBHOOK_MANAGER_PORT",
               "BOTMESH_REDIS_PORT"):
         env.pop(k, None)
