@@ -332,6 +332,17 @@ def run_bullmq(tmp, jobs):
 
 def main():
     args = sys.argv[1:]
+    if "-h" in args or "--help" in args:
+        print(__doc__.strip())
+        return 0
+    known = {"--bin", "--jobs", "--write", "--cases", "--quick"}
+    for i, arg in enumerate(args):
+        if arg.startswith("-") and arg not in known:
+            print("bots.py: unknown option %s (--help lists them)" % arg, file=sys.stderr)
+            return 2
+        if arg in ("--bin", "--jobs", "--write", "--cases") and i + 1 >= len(args):
+            print("bots.py: %s needs a value" % arg, file=sys.stderr)
+            return 2
     bindir = args[args.index("--bin") + 1] if "--bin" in args else os.path.join(ROOT, "build", "bin")
     quick = "--quick" in args
     jobs = int(args[args.index("--jobs") + 1]) if "--jobs" in args else (20 if quick else 100)
