@@ -152,46 +152,22 @@ s_type_var (const char *name, size_t name_len, const char **type, size_t *type_l
     return -1;
 }
 
-//  Whether type is in list (BROKER_NEW_TYPES: comma-separated, blanks
-//  around the names allowed, any case).
-static bool
-s_listed (const char *list, const char *type)
-{
-    size_t len = strlen (type);
-    while (list && *list) {
-        list += strspn (list, ", \t");
-        size_t n = strcspn (list, ", \t");
-        if (n && n == len && strncasecmp (list, type, n) == 0)
-            return true;
-        list += n;
-    }
-    return false;
-}
-
 //  A per-type variable whose type is a small edit from a built-in one
 //  (MAX_PYTON_BOTS) would make a type no worker serves, whose jobs wait
 //  for ever: unless BROKER_NEW_TYPES lists the type, it is ignored with an
 //  ERROR line naming the variable it misspells (the broker starts: a typo
-//  in a restart's settings must not take the whole stack down).  1: such
-//  a variable, 0: not.
+//  in a restart's settings must not take the whole stack down).  Which
+//  types are misspelt is bm_env_check's rule, the one every program warns
+//  by (python3, java-11, node_v2 are types of their own).  1: such a
+//  variable, 0: not.
 static int
-s_misspelt_type (bm_broker_t *self, bm_env_check_t *names, const char *name, int var,
-                 const char *type)
+s_misspelt_type (bm_env_check_t *names, const char *name, int var, const char *type)
 {
-    if (s_listed (self->config.new_types, type))
-        return 0;
     char *instead = bm_env_check_suggest (names, "broker", name);
     const char *other_type;
     size_t other_len;
     bool same_kind = instead
                   && s_type_var (instead, strlen (instead), &other_type, &other_len) == var;
-    //  A built-in name with a digit, '-' or '_' after it (python3, java-11,
-    //  node_v2) is taken as a type of its own, as meant: a misspelling
-    //  drops, swaps, changes or doubles a letter (pyton, pythonn).  The
-    //  warning still names it.
-    if (same_kind && strlen (type) > other_len && strncasecmp (type, other_type, other_len) == 0
-    &&  !isalpha ((unsigned char) type [other_len]))
-        same_kind = false;
     if (same_kind)
         bm_error (NULL, "configuration: %s ignored: it would make a new bot type '%s', one edit "
                   "from a built-in one: did you mean %s? (if '%s' is a type of its own, list it "
@@ -221,6 +197,8 @@ bm_broker_config_load_types (bm_broker_t *self)
     webhook->configured = true;
     bm_series_set (webhook->m_limit, (double) webhook->limit);
     bm_env_check_t *names = bm_env_check_new (NULL);
+    if (names)
+        bm_env_check_declare (names, self->config.new_types);
     for (char **env = environ; *env; env++) {
         const char *entry = *env;
         const char *eq = strchr (entry, '=');
@@ -252,7 +230,7 @@ bm_broker_config_load_types (bm_broker_t *self)
             rc = -1;
             continue;
         }
-        if (names && s_misspelt_type (self, names, name, var, type))
+        if (names && s_misspelt_type (names, name, var, type))
             continue;                   //  Ignored, loudly
         int64_t value;
         if (bm_env_int (name, 0, s_type_vars [var].min, s_type_vars [var].max, &value)) {

@@ -16,9 +16,10 @@
       REDIS_, ...), no program reads it, and it is a small edit away from a
       name this program reads:  unknown setting BROKER_ENDPIONT (did you
       mean BROKER_ENDPOINT?);
-    - it fits a per-type pattern this program reads with a type a small
-      edit away from a built-in one: MAX_PYTON_BOTS (did you mean
-      MAX_PYTHON_BOTS?); or
+    - it fits a per-type pattern this program reads with a type one edit
+      away from a built-in one: MAX_PYTON_BOTS (did you mean
+      MAX_PYTHON_BOTS?), by bm_env_check_misspelt_type, the broker's rule
+      of which types it makes; or
     - its first word is not ours but a typo of ours, the rest of the name
       being exactly the rest of a name this program reads:  BROKR_ENDPOINT,
       REDSI_URL (stricter, as the environment holds the variables of other
@@ -28,6 +29,7 @@
 #define BM_ENV_CHECK_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 //  The process's environment (POSIX), to pass to bm_env_check_warn.
 extern char **environ;
@@ -53,9 +55,22 @@ char *bm_env_check_suggest (bm_env_check_t *self, const char *program, const cha
 //  pattern with the most letters of its own decides.
 char *bm_env_check_type_of (bm_env_check_t *self, const char *program, const char *name);
 
+//  Take the types of list (comma-separated, any case: BROKER_NEW_TYPES)
+//  as types of their own, never misspellings.
+void bm_env_check_declare (bm_env_check_t *self, const char *list);
+
+//  The built-in bot type ("PYTHON", "NODE", "JAVA", "WEBHOOK") that type
+//  (type_len characters, any case: "pyton" of MAX_PYTON_BOTS) misspells,
+//  or NULL: it is one edit from that built-in name, neither a built-in name
+//  with a digit, '-' or '_' after it (python3, java-11, node_v2: a type of
+//  its own) nor listed in declared (BROKER_NEW_TYPES; NULL: none).  The
+//  one rule of every program: the broker ignores a per-type variable of
+//  such a type, every program warns about it.
+const char *bm_env_check_misspelt_type (const char *type, size_t type_len, const char *declared);
+
 //  Check every NAME=value of env (NULL-terminated, as environ) against the
-//  embedded env.example; log one WARN line per doubtful variable and
-//  return how many there were.
+//  embedded env.example, the types env's BROKER_NEW_TYPES lists declared;
+//  log one WARN line per doubtful variable and return how many there were.
 int bm_env_check_warn (const char *program, char **env);
 
 //  Self test.
