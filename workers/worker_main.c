@@ -409,8 +409,20 @@ s_bot_mode (bm_worker_type_t *type, int64_t concurrency)
         if (bm_env_int (var, knobs [i].def, knobs [i].min, knobs [i].max, knobs [i].value))
             return -1;
     }
-    if (type->min_procs > type->max_procs)
+    if (type->min_procs > type->max_procs) {
+        //  More kept warm than may run: as many as may run, said once.
+        if (type->bot_mode != BM_BOT_SPAWN) {
+            char min_var [64], max_var [64];
+            s_env_name (min_var, sizeof min_var, "BOT_", type->name, "_MIN_PROCS");
+            s_env_name (max_var, sizeof max_var, "BOT_", type->name, "_MAX_PROCS");
+            bm_warn (NULL, "configuration: %s=%lld is more than %s=%lld%s: %s bots keep %lld "
+                     "processes warm (%s clamped to %s)", min_var, (long long) type->min_procs,
+                     max_var, (long long) type->max_procs,
+                     getenv (max_var) ? "" : " (unset: the worker's concurrency)", type->name,
+                     (long long) type->max_procs, min_var, max_var);
+        }
         type->min_procs = type->max_procs;
+    }
     s_env_name (type->ready_var, sizeof type->ready_var, "BOT_", type->name, "_READY_TIMEOUT_MS");
     s_env_name (type->rss_var, sizeof type->rss_var, "BOT_", type->name, "_MAX_RSS_MB");
     s_env_name (type->memory_var, sizeof type->memory_var, "BOT_", type->name, "_MEMORY_MB");
