@@ -20,7 +20,15 @@ naming why, where bwrap cannot run):
   leaves a file in /tmp and one in its TMPDIR; job 2, in the same
   process, sees neither, and each job has a TMPDIR (and HOME) of its own
   under /tmp, which Python's tempfile uses.  Before, job 2 saw job 1's
-  files (TMPDIR was /tmp for every job of the process).
+  files (TMPDIR was /tmp for every job of the process);
+- tmp_samples: the sample Node and Java bots in pool mode (one process
+  each, two jobs, payload tempFile): each job's temporary file is made in
+  that job's own TMPDIR (Node's os.tmpdir(), Java's by name, as
+  Files.createTempFile keeps the first java.io.tmpdir it read) and its
+  home is that directory (os.homedir(), user.home).  Before, the bots had
+  the frame's TMPDIR in a map of their own only: os.tmpdir() and
+  java.io.tmpdir stayed the process's /tmp, shared by all its jobs (and
+  the bots had no tempFile to show it).
 
 The bots are copies everyone may read: a root worker runs sandboxed bots
 as nobody.
@@ -162,7 +170,45 @@ def scenario_tmp(s):
     c.close()
 
 
-SCENARIOS = {"shm": scenario_shm, "cwd": scenario_cwd, "tmp": scenario_tmp}
+def scenario_tmp_samples(s):
+    node = wlib.readable_by_all(os.path.join(harness.ROOT, "workers", "bots", "node", "bot.js"))
+    java = wlib.readable_by_all(os.path.join(harness.ROOT, "workers", "bots", "java", "Bot.java"))
+    s.broker(redis=False)
+    # Java with the options the worker gives its default bot.
+    env = {"BOT_SN_CMD": "node %s --pool" % node,
+           "BOT_SJ_CMD": "java -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xshare:auto -XX:-UsePerfData %s --pool" % java}
+    for t in ("SN", "SJ"):
+        env.update({"BOT_%s_MODE" % t: "pool", "BOT_%s_MAX_PROCS" % t: "1", "BOT_%s_SANDBOX" % t: "bwrap",
+                    "BOT_%s_READY_TIMEOUT_MS" % t: "60000"})
+    w = s.worker("--type", "sn,sj", "--concurrency", "1", env=env)
+    s.wait_workers(1)
+    c = s.client()
+    for t, bot in (("sn", "node"), ("sj", "java")):
+        seen = []
+        for n in (1, 2):
+            rec = wlib.run_job(c, t, {"tempFile": True, "count": 3} if bot == "node"
+                               else {"tempFile": True, "records": 3}, attempts=1, timeout=60)
+            check(rec["state"] == "completed", "%s: job %d ran" % (bot, n), rec.get("error"))
+            seen.append(rec["result"])
+            log("%s job %d: pid %s, tempFile %s, homeDir %s" % (bot, n, rec["result"].get("pid"),
+                rec["result"].get("tempFile"), rec["result"].get("homeDir")))
+        one, two = seen
+        check(one.get("pid") == two.get("pid"), "%s: both jobs ran in the same process" % bot,
+              one.get("pid"), two.get("pid"))
+        dirs = []
+        for r in seen:
+            job_dir = "/tmp/job-%s" % r.get("jobId")
+            check(str(r.get("tempFile", "")).startswith(job_dir + "/"),
+                  "%s: job %s made its temporary file in its own TMPDIR (%s)" % (bot, r.get("jobId"), job_dir),
+                  r.get("tempFile"))
+            check(r.get("homeDir") == job_dir, "%s: its home is that directory too" % bot, r.get("homeDir"))
+            dirs.append(job_dir)
+        check(dirs[0] != dirs[1], "%s: the two jobs have directories of their own" % bot, dirs)
+    check(w.alive(), "worker still running")
+    c.close()
+
+
+SCENARIOS = {"shm": scenario_shm, "cwd": scenario_cwd, "tmp": scenario_tmp, "tmp_samples": scenario_tmp_samples}
 
 
 def main():

@@ -12,6 +12,9 @@
 //   sleepMs    sleep that long first (for tests), at most 3600000
 //   fail       true or a message: exit 1 with the message on stderr (a
 //              failure that is retried)
+//   tempFile   true: write the batch checksum to a temporary file in the
+//              job's temporary directory (tempDir) and remove it; the
+//              result names it (tempFile) and the job's home (homeDir)
 //
 // Bad input (a payload that is not JSON, an unknown operation, a field out
 // of range) exits 78, the "permanent failure, do not retry" status, with a
@@ -28,6 +31,11 @@
 // one job frame per line on stdin, {"job", "env", "payload"}, and answers
 // {"result": ..., "job": ID} or {"exit": N, "error": ..., "job": ID} on stdout
 // (ID: the frame's "job"), after {"ready": true} once loaded.  The job's variables come in the frame's env.
+// While a job runs, java.io.tmpdir and user.home are its TMPDIR and HOME
+// when the frame sets them (a sandboxed job's own directory, docs/bots.md);
+// File.createTempFile and Files.createTempFile keep the java.io.tmpdir
+// they first read, so a job makes its temporary files in tempDir(env) by
+// name, as tempFile below does.
 
 import java.io.BufferedReader;
 import java.io.ByteArrayOutputStream;
@@ -38,6 +46,8 @@ import java.io.InputStreamReader;
 import java.io.PrintStream;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -130,7 +140,15 @@ public class Bot {
                         env.put(String.valueOf(e.getKey()), String.valueOf(e.getValue()));
                 }
                 Object payload = map.get("payload");
-                answer.put("result", run(payload, env));
+                String tmpdir = System.getProperty("java.io.tmpdir"), home = System.getProperty("user.home");
+                try {
+                    if (env.get("TMPDIR") != null) System.setProperty("java.io.tmpdir", env.get("TMPDIR"));
+                    if (env.get("HOME") != null) System.setProperty("user.home", env.get("HOME"));
+                    answer.put("result", run(payload, env));
+                } finally {
+                    System.setProperty("java.io.tmpdir", tmpdir);
+                    System.setProperty("user.home", home);
+                }
             } catch (Failure e) {
                 answer.put("exit", (long) e.code);
                 answer.put("error", e.getMessage());
@@ -148,6 +166,13 @@ public class Bot {
             out.print(Json.write(answer) + "\n");
             out.flush();
         }
+    }
+
+    // The job's temporary directory: its TMPDIR (a sandboxed job's own),
+    // else java.io.tmpdir.
+    static Path tempDir(Map<String, String> env) {
+        String dir = env.get("TMPDIR");
+        return Path.of(dir != null && !dir.isEmpty() ? dir : System.getProperty("java.io.tmpdir"));
     }
 
     // One job: its result, or a Failure.  env holds the job's variables.
@@ -234,6 +259,17 @@ public class Bot {
         result.put("pid", ProcessHandle.current().pid());
         result.put("startedAt", startedAt);
         result.put("finishedAt", System.currentTimeMillis());
+        if (Boolean.TRUE.equals(payload.get("tempFile"))) {
+            try {
+                Path file = Files.createTempFile(tempDir(env), "bot-", ".txt");
+                Files.writeString(file, (String) result.get("batchChecksum"));
+                Files.delete(file);
+                result.put("tempFile", file.toString());
+                result.put("homeDir", System.getProperty("user.home"));
+            } catch (IOException e) {
+                fail("cannot write a temporary file in " + tempDir(env) + ": " + e);
+            }
+        }
         return result;
     }
 

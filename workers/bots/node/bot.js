@@ -13,6 +13,9 @@
 //   sleepMs   sleep that long first (for tests), at most 3600000
 //   fail      true or a message: exit 1 with the message on stderr (a
 //             failure that is retried)
+//   tempFile  true: write the result's summary to a temporary file in the
+//             job's temporary directory (os.tmpdir()) and remove it; the
+//             result names it (tempFile) and the job's home (homeDir)
 //
 // Bad input (a payload that is not JSON, an unknown action, a field out of
 // range) exits 78, the "permanent failure, do not retry" status, with a line
@@ -30,10 +33,14 @@
 // reads one job frame per line on stdin, {"job", "env", "payload"}, and
 // answers {"result": ..., "job": ID} or {"exit": N, "error": ..., "job": ID}
 // on stdout (ID: the frame's "job"), after {"ready": true} once loaded.  The job's variables (BOT_JOB_ID, ...) come
-// in the frame's env.
+// in the frame's env; they are in process.env while the job runs, so that
+// os.tmpdir() and os.homedir() give a sandboxed job's own directory (its
+// TMPDIR and HOME, docs/bots.md), and the process's own come back after.
 'use strict';
 const crypto = require('crypto');
 const fs = require('fs');
+const os = require('os');
+const path = require('path');
 
 // A job that fails: its message is what a spawned bot writes on stderr,
 // its code the exit status.
@@ -187,11 +194,19 @@ async function run(payload, env) {
     }
   });
   progress(100);
+  const summary = { count: out.length, fields: [...fields].sort(), totals };
+  let tempFile;
+  if (payload.tempFile === true) {
+    // os.tmpdir() reads TMPDIR now: the job's own directory when it has one.
+    tempFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bot-')), 'summary.json');
+    fs.writeFileSync(tempFile, JSON.stringify(summary));
+    fs.rmSync(path.dirname(tempFile), { recursive: true, force: true });
+  }
   const result = {
     bot: 'node',
     action: 'process_api',
     endpoint,
-    summary: { count: out.length, fields: [...fields].sort(), totals },
+    summary,
     records: out,
     jobId: env.BOT_JOB_ID || null,
     attempt: Number(env.BOT_ATTEMPT || 1),
@@ -199,6 +214,7 @@ async function run(payload, env) {
     startedAt,
     finishedAt: Date.now(),
   };
+  if (tempFile !== undefined) Object.assign(result, { tempFile, homeDir: os.homedir() });
   return result;
 }
 
@@ -231,6 +247,22 @@ function spawnMode() {
   });
 }
 
+// Put a job's variables in process.env (one job runs at a time); returns
+// what puts the process's own back.
+function jobEnv(vars) {
+  const saved = {};
+  for (const [k, v] of Object.entries(vars)) {
+    saved[k] = Object.prototype.hasOwnProperty.call(process.env, k) ? process.env[k] : undefined;
+    process.env[k] = String(v);
+  }
+  return () => {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  };
+}
+
 function poolMode() {
   const send = (frame) => fs.writeSync(1, JSON.stringify(frame) + '\n');
   const readline = require('readline');
@@ -249,6 +281,7 @@ function poolMode() {
       return;
     }
     const env = Object.assign({}, process.env, frame.env || {});
+    const restore = jobEnv(frame.env || {});
     try {
       // As in spawn mode, where the payload is the JSON text on stdin.
       let payload = frame.payload === undefined ? null : frame.payload;
@@ -258,6 +291,8 @@ function poolMode() {
     } catch (e) {
       const [code, text] = failureOf(e);
       send({ exit: code, error: text, job: frame.job });
+    } finally {
+      restore();
     }
     busy = false;
     next();
