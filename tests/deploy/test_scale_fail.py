@@ -6,7 +6,10 @@ simulated bots).  `scale ruby=1` with real bots and no BOT_RUBY_CMD: its
 worker exits at start, scale exits 1 saying it was not applied, var/scale
 has no ruby line and no ruby worker is left (status is clean).  `scale
 python=0` is remembered: after down, up says it starts no python worker
-and names var/scale and `./botmesh scale python=N`.  Then a count of a type
+and names var/scale and `./botmesh scale python=N`, and its "Try it"
+example is of node, which a worker serves (the printed curl answers a
+jobId, the printed invoke --wait completes), saying that no worker serves
+python (before, it printed a python example, whose job waited for ever).  Then a count of a type
 whose worker fails at start in var/scale (ruby=1, as a hand edit or an
 older launcher leaves it; SIM_RUBY_DURATION_MS=bogus makes that worker
 exit): up reports worker-ruby, naming var/scale, still starts the mock
@@ -14,10 +17,11 @@ and the webhook manager, which come after the workers, and exits 1 naming
 what failed; `scale ruby=0` and up again: exit 0.
 """
 import os
+import shlex
 
 import deploylib as d
 from harness import check, main
-from test_script import Env, alive, show
+from test_script import Env, alive, run_try_it, show
 
 
 def scale_file(e):
@@ -60,6 +64,16 @@ def run(e):
           in p.stdout and "./botmesh scale python=N" in p.stdout,
           "up says it starts no python worker, naming var/scale and ./botmesh scale", show(p))
     check(not any(k.startswith("worker-python-") for k in e.pids()), "... and starts none", e.pids())
+    try_it = p.stdout.split("Try it:\n", 1)[-1]
+    check("Try it:\n" in p.stdout and '"botType": "node"' in try_it and "./botmesh invoke node " in try_it
+          and '"python"' not in try_it and "invoke python" not in try_it
+          and "No worker serves python" in try_it,
+          "up's example is of a type a worker serves (node), saying no worker serves python", show(p))
+    run_try_it(p.stdout)
+    invoke = [l for l in try_it.splitlines() if l.strip().startswith("./botmesh invoke ")]
+    p = e.run(*shlex.split(invoke[0])[1:]) if invoke else None
+    check(p and p.returncode == 0 and '"completed"' in p.stdout,
+          "the printed ./botmesh invoke node ... --wait completes", invoke, p and show(p))
     check(e.run("scale", "python=1").returncode == 0, "scale python=1")
 
     # A count in var/scale whose worker fails at start: up starts the rest.

@@ -160,6 +160,20 @@ def show(p):
     return (p.stdout + "\n" + p.stderr)[-3000:]
 
 
+def run_try_it(stdout):
+    """Run the curl example of up's "Try it" block (stdout: up's); check
+    that it answers a jobId, and return that."""
+    cmd = []
+    for l in stdout.split("Try it:\n", 1)[-1].splitlines():
+        cmd.append(l)
+        if not l.rstrip().endswith("\\"):
+            break
+    out = subprocess.run(["bash", "-c", "\n".join(cmd)], capture_output=True, text=True, timeout=30)
+    job = json.loads(out.stdout or "{}").get("jobId")
+    check(out.returncode == 0 and job, "the printed curl example answers a jobId", cmd, out.stdout, out.stderr)
+    return job
+
+
 def test():
     if not d.binary("botmesh-broker") or not d.binary("botmesh-worker"):
         d.skip("botmesh-broker or botmesh-worker not built yet")
@@ -333,16 +347,7 @@ def run_stack(e, have_gw):
         limit = body["types"]["java"]["limit"] if st == 200 else None
         check(limit == 2, "MAX_JAVA_BOTS appended (2) wins over env.example's line (3)", st, limit)
         # The curl example up prints works as printed.
-        lines = p.stdout.split("Try it:\n", 1)[1].splitlines()
-        cmd = []
-        for l in lines:
-            cmd.append(l)
-            if not l.rstrip().endswith("\\"):
-                break
-        out = subprocess.run(["bash", "-c", "\n".join(cmd)], capture_output=True, text=True, timeout=30)
-        job = json.loads(out.stdout or "{}").get("jobId")
-        check(out.returncode == 0 and job, "the printed curl example answers a jobId", cmd, out.stdout, out.stderr)
-        printed_job = job
+        printed_job = run_try_it(p.stdout)
     if d.binary("botmesh-mock"):
         st, _, _ = http("GET", "http://127.0.0.1:%d/health" % e.ports["mock"])
         check(st == 200, "the mock listens on MOCK_WEBHOOK_PORT from the env file", st)
