@@ -336,19 +336,32 @@ def main():
         print(__doc__.strip())
         return 0
     known = {"--bin", "--jobs", "--write", "--cases", "--quick"}
-    for i, arg in enumerate(args):
+    i = 0
+    while i < len(args):
+        arg = args[i]
         if arg.startswith("-") and arg not in known:
             print("bots.py: unknown option %s (--help lists them)" % arg, file=sys.stderr)
             return 2
-        if arg in ("--bin", "--jobs", "--write", "--cases") and i + 1 >= len(args):
-            print("bots.py: %s needs a value" % arg, file=sys.stderr)
-            return 2
+        if arg in ("--bin", "--jobs", "--write", "--cases"):
+            if i + 1 >= len(args):
+                print("bots.py: %s needs a value" % arg, file=sys.stderr)
+                return 2
+            i += 1                      # its value, which may start with '-'
+        i += 1
     bindir = args[args.index("--bin") + 1] if "--bin" in args else os.path.join(ROOT, "build", "bin")
     quick = "--quick" in args
-    jobs = int(args[args.index("--jobs") + 1]) if "--jobs" in args else (20 if quick else 100)
+    jobs = args[args.index("--jobs") + 1] if "--jobs" in args else (20 if quick else 100)
+    if not str(jobs).isdigit() or int(jobs) < 1:
+        print("bots.py: --jobs takes a whole number of 1 or more (got %s)" % jobs, file=sys.stderr)
+        return 2
+    jobs = int(jobs)
     write = args[args.index("--write") + 1] if "--write" in args else None
-    help_text = subprocess.run([os.path.join(bindir, "botmesh-worker"), "--help"], capture_output=True,
-                               text=True).stdout
+    worker = os.path.join(bindir, "botmesh-worker")
+    if not os.access(worker, os.X_OK):
+        print("bots.py: %s is not built (--bin names the directory of the botmesh binaries)" % worker,
+              file=sys.stderr)
+        return 2
+    help_text = subprocess.run([worker, "--help"], capture_output=True, text=True).stdout
     has_modes = "BOT_<TYPE>_MODE" in help_text
     warm_jobs = jobs * 10
     nolimits = {"BOT_PYTHON_MEMORY_MB": "0", "BOT_PYTHON_CPU_SECONDS": "0", "BOT_PYTHON_MAX_PIDS": "0",
@@ -371,6 +384,12 @@ def main():
     peers = [("celery_python", run_celery, jobs * 4), ("bullmq_node", run_bullmq, jobs * 4)]
     if "--cases" in args:
         wanted = args[args.index("--cases") + 1].split(",")
+        # A misspelt name would run nothing, and --write would empty the table.
+        unknown = [w for w in wanted if w not in [c[0] for c in cases + peers]]
+        if unknown:
+            print("bots.py: --cases: no case %s (the cases: %s)" % (
+                ", ".join(unknown), ", ".join(c[0] for c in cases + peers)), file=sys.stderr)
+            return 2
         cases = [c for c in cases if c[0] in wanted]
         peers = [p for p in peers if p[0] in wanted]
     results = {}
