@@ -18,7 +18,7 @@ set -euo pipefail
 RUNTIME=(
   build-essential cmake ninja-build pkg-config
   libzmq3-dev libczmq-dev libmsgpack-dev libcurl4-openssl-dev libcivetweb-dev
-  libhiredis-dev libssl-dev libjansson-dev
+  libhiredis-dev libssl-dev libjansson-dev libseccomp-dev
   redis-server redis-tools
   python3 nodejs default-jdk-headless
   curl jq iproute2 procps util-linux

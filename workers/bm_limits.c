@@ -1,5 +1,6 @@
 /*  bm_limits.c - resource limits of a bot type, applied to each bot run.  */
 #include "bm_limits.h"
+#include "bm_seccomp.h"
 #include "bm_launch.h"
 #include "bm_config.h"
 #include "bm_log.h"
@@ -539,6 +540,10 @@ bm_limits_run_apply (const bm_limits_run_t *self)
     const bm_limits_t *limits = &self->limits;
     if (self->cgroup_procs >= 0 && write (self->cgroup_procs, "0", 1) != 1)
         return -1;
+    //  bwrap's copy of the filter, before the fd limit could refuse it.
+    if (limits->seccomp && limits->seccomp_for_bwrap
+    &&  bm_seccomp_child_fd (limits->seccomp, BM_SECCOMP_BWRAP_FD))
+        return -1;
     if (s_set (RLIMIT_CORE, 0, 0))
         return -1;
     if (limits->memory_mb && !self->cgroup_memory) {
@@ -562,6 +567,10 @@ bm_limits_run_apply (const bm_limits_run_t *self)
             return -1;
     }
     if (limits->uid >= 0 && setuid ((uid_t) limits->uid))
+        return -1;
+    //  Last: the filter refuses nothing the steps above need, but a
+    //  filter is better loaded by the user it constrains.
+    if (limits->seccomp && !limits->seccomp_for_bwrap && bm_seccomp_child_load (limits->seccomp))
         return -1;
     return 0;
 }

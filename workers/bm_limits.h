@@ -55,6 +55,8 @@
 #ifndef BM_LIMITS_H
 #define BM_LIMITS_H
 
+#include "bm_seccomp.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -83,6 +85,12 @@ typedef struct {
                                 //  start; each job gets the budget (pool:
                                 //  bm_limits_cpu_job_start; fork: the child
                                 //  sets it from the job frame)
+    const bm_seccomp_t *seccomp;
+                                //  The system calls refused (bm_seccomp.h,
+                                //  BOT_<TYPE>_SECCOMP), borrowed; NULL: none
+    bool seccomp_for_bwrap;     //  Handed to bwrap on BM_SECCOMP_BWRAP_FD
+                                //  (it loads it for the bot) rather than
+                                //  loaded on the process started
 } bm_limits_t;
 
 //  The limits a verdict can name, in a fixed order (for counters).

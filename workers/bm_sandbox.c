@@ -3,6 +3,7 @@
 #include "bm_bot.h"
 #include "bm_config.h"
 #include "bm_log.h"
+#include "bm_seccomp.h"
 
 #include <czmq.h>
 #include <ctype.h>
@@ -101,6 +102,14 @@ bm_sandbox_argv (const bm_sandbox_spec_t *spec, char *const bot_argv [])
         s_add (&args, "--ro-bind");
         s_add (&args, "/dev/null");
         s_add (&args, *file);
+    }
+    //  The system-call filter last: bwrap loads it just before it runs
+    //  the bot, after its own unshare and mounts.
+    if (spec->seccomp) {
+        char fd [16];
+        snprintf (fd, sizeof fd, "%d", BM_SECCOMP_BWRAP_FD);
+        s_add (&args, "--seccomp");
+        s_add (&args, fd);
     }
     const char *rest [] = { "--chdir", "/tmp", "--", NULL };
     for (int i = 0; rest [i]; i++)
@@ -295,8 +304,9 @@ s_refused (const char *sandbox_var, const char *word, const char *dir, char *err
 
 int
 bm_sandbox_from_env (const char *type, char *const bot_argv [], char ***argv_p,
-                     char *error, size_t error_size)
+                     bool *seccomp_p, char *error, size_t error_size)
 {
+    *seccomp_p = false;
     char upper [64];
     snprintf (upper, sizeof upper, "%s", type);
     for (char *p = upper; *p; p++)
@@ -332,6 +342,9 @@ bm_sandbox_from_env (const char *type, char *const bot_argv [], char ***argv_p,
                   "(got '%.40s')", tmp_var, (long long) (INT64_C (1) << 24), tmp);
         return -1;
     }
+    bool seccomp;
+    if (bm_seccomp_from_env (type, true, &seccomp, error, error_size))
+        return -1;
     char *bwrap = bm_bot_which ("bwrap");
     if (!bwrap || access (bwrap, X_OK)) {
         snprintf (error, error_size, "%s=bwrap: bwrap is not installed (Debian package "
@@ -411,8 +424,9 @@ bm_sandbox_from_env (const char *type, char *const bot_argv [], char ***argv_p,
     hidden_dirs [hidden_dir_count] = NULL;
     hidden_files [hidden_file_count] = NULL;
     bm_sandbox_spec_t spec = { bwrap, network, dirs, links, tmp_mb * 1024 * 1024,
-                               hidden_dirs, hidden_files };
+                               hidden_dirs, hidden_files, seccomp };
     *argv_p = bm_sandbox_argv (&spec, bot_argv);
+    *seccomp_p = seccomp;
     for (int i = 0; i < dir_count; i++)
         free ((char *) dirs [i]);
     for (int i = 0; i < hidden_dir_count; i++)
@@ -452,7 +466,8 @@ s_unreadable_bind (char *const argv [], int count, int fd)
 }
 
 int
-bm_sandbox_probe (char *const argv [], uid_t uid, gid_t gid, char *error, size_t error_size)
+bm_sandbox_probe (char *const argv [], uid_t uid, gid_t gid, const bm_seccomp_t *seccomp,
+                  char *error, size_t error_size)
 {
     //  The wrapped command line up to "--", then /bin/true.
     int count = 0;
@@ -484,6 +499,11 @@ bm_sandbox_probe (char *const argv [], uid_t uid, gid_t gid, char *error, size_t
         sigset_t none;
         sigemptyset (&none);
         sigprocmask (SIG_SETMASK, &none, NULL);
+        //  The filter where a bot's launch puts it (fd 2 is the pipe now).
+        if (seccomp && bm_seccomp_child_fd (seccomp, BM_SECCOMP_BWRAP_FD)) {
+            dprintf (2, "cannot hand the system-call filter to bwrap: %s\n", strerror (errno));
+            _exit (126);
+        }
         //  The bots' user: BOT_USER, or nobody for a root worker.
         if ((gid != (gid_t) -1 && (setgroups (1, &gid) || setgid (gid)))
         ||  (uid != (uid_t) -1 && setuid (uid))) {
@@ -727,7 +747,7 @@ bm_sandbox_test (bool verbose)
     const char *hidden_dirs [] = { "/etc/botmesh", NULL };
     const char *hidden_files [] = { "/etc/shadow", NULL };
     bm_sandbox_spec_t spec = { "/usr/bin/bwrap", false, dirs, links, 64 << 20, hidden_dirs,
-                               hidden_files };
+                               hidden_files, false };
     char *bot [] = { (char *) "/usr/bin/python3", (char *) "/srv/bots/py/bot.py", (char *) "--x", NULL };
     char **argv = bm_sandbox_argv (&spec, bot);
     assert (streq (argv [0], "/usr/bin/bwrap") && streq (argv [1], "--unshare-all"));
@@ -759,6 +779,7 @@ bm_sandbox_test (bool verbose)
     assert (at > s_find (argv, "/srv/bots/py", 0) && streq (argv [at - 1], "/dev/null")
             && streq (argv [at - 2], "--ro-bind"));
     assert (s_find (argv, "--bind", 0) == -1);                 //  Nothing writable from the host
+    assert (s_find (argv, "--seccomp", 0) == -1);              //  Not asked for
     at = s_find (argv, "--", 0);
     assert (at > 0 && streq (argv [at + 1], "/usr/bin/python3") && streq (argv [at + 3], "--x")
             && argv [at + 4] == NULL);
@@ -768,6 +789,13 @@ bm_sandbox_test (bool verbose)
     argv = bm_sandbox_argv (&spec, bot);
     assert (s_find (argv, "--share-net", 0) == 2);
     assert (s_find (argv, "--size", 0) == -1);
+    bm_bot_argv_free (&argv);
+    //  The system-call filter: bwrap reads it from fd 4, the last option.
+    spec.seccomp = true;
+    argv = bm_sandbox_argv (&spec, bot);
+    at = s_find (argv, "--seccomp", 0);
+    assert (at > s_find (argv, "/etc/shadow", 0) && streq (argv [at + 1], "4")
+            && at + 2 < s_find (argv, "--", 0) + 1);
     bm_bot_argv_free (&argv);
 
     //  The environment: the job's keys and the basics, nothing else.
@@ -786,14 +814,16 @@ bm_sandbox_test (bool verbose)
     //  From the environment: off, bad, on.
     char error [256];
     char **wrapped = NULL;
+    bool seccomp = true;
     unsetenv ("BOT_SB_TEST_SANDBOX");
-    assert (bm_sandbox_from_env ("sb-test", bot, &wrapped, error, sizeof error) == 0 && !wrapped);
+    unsetenv ("BOT_SB_TEST_SECCOMP");
+    assert (bm_sandbox_from_env ("sb-test", bot, &wrapped, &seccomp, error, sizeof error) == 0 && !wrapped);
     setenv ("BOT_SB_TEST_SANDBOX", "docker", 1);
-    assert (bm_sandbox_from_env ("sb-test", bot, &wrapped, error, sizeof error) == -1);
+    assert (bm_sandbox_from_env ("sb-test", bot, &wrapped, &seccomp, error, sizeof error) == -1);
     assert (strstr (error, "BOT_SB_TEST_SANDBOX must be bwrap"));
     setenv ("BOT_SB_TEST_SANDBOX", "bwrap", 1);
     char *sh [] = { (char *) "/bin/sh", (char *) "-c", (char *) "exit 0", NULL };
-    int rc = bm_sandbox_from_env ("sb-test", sh, &wrapped, error, sizeof error);
+    int rc = bm_sandbox_from_env ("sb-test", sh, &wrapped, &seccomp, error, sizeof error);
     unsetenv ("BOT_SB_TEST_SANDBOX");
     if (rc == 1) {
         assert (s_find (wrapped, "--unshare-all", 0) == 1);
@@ -808,12 +838,28 @@ bm_sandbox_test (bool verbose)
             int at = s_find (wrapped, "/etc/shadow", 0);
             assert (at > 0 && streq (wrapped [at - 1], "/dev/null"));
         }
+        //  The filter on by default, and bwrap takes it: the probe runs
+        //  with it.
+        assert (seccomp && s_find (wrapped, "--seccomp", 0) > 0);
+        const bm_seccomp_t *filter = bm_seccomp_shared (error, sizeof error);
+        assert (filter);
         //  It runs here (bwrap installed and user namespaces available).
-        rc = bm_sandbox_probe (wrapped, (uid_t) -1, (gid_t) -1, error, sizeof error);
+        rc = bm_sandbox_probe (wrapped, (uid_t) -1, (gid_t) -1, filter, error, sizeof error);
         if (rc)
             printf ("(probe failed: %s) ", error);
         assert (rc == 0);
         bm_bot_argv_free (&wrapped);
+        //  BOT_<TYPE>_SECCOMP=0: no filter.
+        setenv ("BOT_SB_TEST_SANDBOX", "bwrap", 1);
+        setenv ("BOT_SB_TEST_SECCOMP", "0", 1);
+        assert (bm_sandbox_from_env ("sb-test", sh, &wrapped, &seccomp, error, sizeof error) == 1);
+        assert (!seccomp && s_find (wrapped, "--seccomp", 0) == -1);
+        bm_bot_argv_free (&wrapped);
+        setenv ("BOT_SB_TEST_SECCOMP", "sometimes", 1);
+        assert (bm_sandbox_from_env ("sb-test", sh, &wrapped, &seccomp, error, sizeof error) == -1);
+        assert (strstr (error, "BOT_SB_TEST_SECCOMP must be 0 or 1"));
+        unsetenv ("BOT_SB_TEST_SECCOMP");
+        unsetenv ("BOT_SB_TEST_SANDBOX");
     }
     else {
         assert (rc == -1 && strstr (error, "bubblewrap"));
@@ -823,24 +869,24 @@ bm_sandbox_test (bool verbose)
     //  a bad one refused.
     setenv ("BOT_SB_TEST_SANDBOX", "bwrap", 1);
     setenv ("BOT_SB_TEST_MEMORY_MB", "100", 1);
-    if (bm_sandbox_from_env ("sb-test", sh, &wrapped, error, sizeof error) == 1) {
+    if (bm_sandbox_from_env ("sb-test", sh, &wrapped, &seccomp, error, sizeof error) == 1) {
         int size = s_find (wrapped, "--size", 0);
         assert (size > 0 && streq (wrapped [size + 1], "104857600"));
         bm_bot_argv_free (&wrapped);
         setenv ("BOT_SB_TEST_TMP_MB", "0", 1);
-        assert (bm_sandbox_from_env ("sb-test", sh, &wrapped, error, sizeof error) == 1);
+        assert (bm_sandbox_from_env ("sb-test", sh, &wrapped, &seccomp, error, sizeof error) == 1);
         assert (s_find (wrapped, "--size", 0) == -1);
         bm_bot_argv_free (&wrapped);
         //  Never the worker's home.
         char *home [] = { (char *) "/bin/sh", (char *) "/root", NULL };
         unsetenv ("BOT_SB_TEST_TMP_MB");
         if (access ("/root", F_OK) == 0) {
-            assert (bm_sandbox_from_env ("sb-test", home, &wrapped, error, sizeof error) == -1);
+            assert (bm_sandbox_from_env ("sb-test", home, &wrapped, &seccomp, error, sizeof error) == -1);
             assert (strstr (error, "would bring the worker's home /root into the sandbox"));
         }
     }
     setenv ("BOT_SB_TEST_TMP_MB", "lots", 1);
-    assert (bm_sandbox_from_env ("sb-test", sh, &wrapped, error, sizeof error) == -1);
+    assert (bm_sandbox_from_env ("sb-test", sh, &wrapped, &seccomp, error, sizeof error) == -1);
     assert (strstr (error, "BOT_SB_TEST_TMP_MB must be an integer"));
     unsetenv ("BOT_SB_TEST_TMP_MB");
     unsetenv ("BOT_SB_TEST_MEMORY_MB");
@@ -848,7 +894,7 @@ bm_sandbox_test (bool verbose)
     //  A probe that fails says why.
     char *broken [] = { (char *) "/bin/sh", (char *) "-c", (char *) "echo no namespaces >&2; exit 1",
                         (char *) "--", (char *) "bot", NULL };
-    assert (bm_sandbox_probe (broken, (uid_t) -1, (gid_t) -1, error, sizeof error) == -1);
+    assert (bm_sandbox_probe (broken, (uid_t) -1, (gid_t) -1, NULL, error, sizeof error) == -1);
     assert (strstr (error, "no namespaces"));
     if (verbose)
         printf ("OK\n");

@@ -55,6 +55,8 @@
 #ifndef BM_SANDBOX_H
 #define BM_SANDBOX_H
 
+#include "bm_seccomp.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -72,6 +74,8 @@ typedef struct {
                                     //  (after the binds); NULL-terminated
     const char *const *hidden_files;//  /dev/null bound over them (last);
                                     //  NULL-terminated
+    bool seccomp;                   //  bwrap loads the system-call filter
+                                    //  from BM_SECCOMP_BWRAP_FD for the bot
 } bm_sandbox_spec_t;
 
 //  The command line that runs bot_argv under bwrap as spec says (a pure
@@ -83,19 +87,23 @@ char **bm_sandbox_argv (const bm_sandbox_spec_t *spec, char *const bot_argv []);
 //  function).  Free with bm_bot_argv_free.
 char **bm_sandbox_env (char *const envp []);
 
-//  Read BOT_<TYPE>_SANDBOX, BOT_<TYPE>_NETWORK and BOT_<TYPE>_TMP_MB.  Returns 1 and the
-//  wrapped command line in *argv_p (caller frees) when the type is
-//  sandboxed, 0 when it is not, -1 with the problem in error (a bad value,
-//  bwrap not installed).
+//  Read BOT_<TYPE>_SANDBOX, BOT_<TYPE>_NETWORK, BOT_<TYPE>_TMP_MB and
+//  BOT_<TYPE>_SECCOMP.  Returns 1 and the wrapped command line in *argv_p
+//  (caller frees) when the type is sandboxed, with *seccomp_p true when
+//  that command line has bwrap load the system-call filter (bm_seccomp.h)
+//  from BM_SECCOMP_BWRAP_FD; 0 when it is not sandboxed; -1 with the
+//  problem in error (a bad value, bwrap not installed).
 int bm_sandbox_from_env (const char *type, char *const bot_argv [], char ***argv_p,
-                         char *error, size_t error_size);
+                         bool *seccomp_p, char *error, size_t error_size);
 
 //  Run argv (a wrapped command line) with /bin/true in place of the bot,
-//  as uid/gid (-1: ours), and check it works.  Returns 0; -2 when that
+//  as uid/gid (-1: ours), with seccomp's program on BM_SECCOMP_BWRAP_FD
+//  when it is not NULL, and check it works.  Returns 0; -2 when that
 //  user cannot read a path bound into the sandbox (the bot's directory,
 //  say), with the path and the directory closed to it in error; or -1
 //  with what bwrap said in error (bwrap cannot run here).
-int bm_sandbox_probe (char *const argv [], uid_t uid, gid_t gid, char *error, size_t error_size);
+int bm_sandbox_probe (char *const argv [], uid_t uid, gid_t gid, const bm_seccomp_t *seccomp,
+                      char *error, size_t error_size);
 
 //  Warm processes (pool and fork modes) live through many jobs, and their
 //  /tmp with them.  The worker gives each job a directory of its own there,

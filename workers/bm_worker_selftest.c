@@ -4,6 +4,7 @@
 #include "bm_capture.h"
 #include "bm_progress.h"
 #include "bm_limits.h"
+#include "bm_seccomp.h"
 #include "bm_sandbox.h"
 #include "bm_launch.h"
 #include "bm_bot.h"
@@ -17,6 +18,7 @@ static const bm_selftest_t s_tests [] = {
     { "capture", bm_capture_test },
     { "progress", bm_progress_test },
     { "limits", bm_limits_test },
+    { "seccomp", bm_seccomp_test },
     { "sandbox", bm_sandbox_test },
     { "launch", bm_launch_test },
     { "bot", bm_bot_test },

@@ -9,6 +9,7 @@
 #include "bm_settings.h"
 #include "bm_log.h"
 #include "bm_sandbox.h"
+#include "bm_seccomp.h"
 #include "bm_job_env.h"
 
 #include <ctype.h>
@@ -167,6 +168,11 @@ s_usage (FILE *out)
 "                         (default none)\n"
 "  BOT_<TYPE>_NETWORK     1: a sandboxed bot shares the host's network\n"
 "                         (default 0: a network namespace of its own)\n"
+"  BOT_<TYPE>_SECCOMP     1: TYPE's bots get EPERM for the system calls a bot has\n"
+"                         no use for and that widen the kernel's attack surface\n"
+"                         (new namespaces, mounts, keyctl, bpf, io_uring,\n"
+"                         perf_event_open, userfaultfd, modules, ...: docs/bots.md)\n"
+"                         (default 1 under BOT_<TYPE>_SANDBOX=bwrap, else 0)\n"
 "  BOT_<TYPE>_TMP_MB      size of a sandboxed bot's private /tmp, MiB (default:\n"
 "                         BOT_<TYPE>_MEMORY_MB when set and not 0, else 256;\n"
 "                         0 no limit); a bot that fills it gets ENOSPC\n"
@@ -485,6 +491,32 @@ s_bot_user (int64_t *uid, int64_t *gid)
     return 0;
 }
 
+//  BOT_<TYPE>_SECCOMP=1 for a type that is not sandboxed: the bot process
+//  loads the filter itself before its exec (no_new_privs with it: a
+//  set-user-ID program it runs gains nothing).
+static int
+s_bot_seccomp (bm_worker_type_t *type)
+{
+    char error [512];
+    bool on = false;
+    if (bm_seccomp_from_env (type->name, false, &on, error, sizeof error)) {
+        bm_error (NULL, "configuration: %s", error);
+        return -1;
+    }
+    if (!on)
+        return 0;
+    const bm_seccomp_t *filter = bm_seccomp_shared (error, sizeof error);
+    if (!filter) {
+        bm_error (NULL, "%s bots: %s; refusing to start rather than run them without the "
+                  "system-call filter", type->name, error);
+        return -1;
+    }
+    type->limits.seccomp = filter;
+    type->limits.seccomp_for_bwrap = false;
+    bm_info (NULL, "%s bots: system-call filter on (no sandbox)", type->name);
+    return 0;
+}
+
 //  BOT_<TYPE>_SANDBOX=bwrap: wrap the type's command line, and check once
 //  that the sandbox works here; if it does not, we do not start.
 static int
@@ -492,13 +524,23 @@ s_bot_sandbox (bm_worker_type_t *type)
 {
     char error [512];
     char **wrapped = NULL;
-    int rc = bm_sandbox_from_env (type->name, type->argv, &wrapped, error, sizeof error);
+    bool seccomp = false;
+    int rc = bm_sandbox_from_env (type->name, type->argv, &wrapped, &seccomp, error, sizeof error);
     if (rc < 0) {
         bm_error (NULL, "configuration: %s", error);
         return -1;
     }
     if (rc == 0)
-        return 0;
+        return s_bot_seccomp (type);
+    const bm_seccomp_t *filter = NULL;
+    if (seccomp && !(filter = bm_seccomp_shared (error, sizeof error))) {
+        char var [64];
+        s_env_name (var, sizeof var, "BOT_", type->name, "_SECCOMP");
+        bm_error (NULL, "%s bots: %s; refusing to start rather than run them without the "
+                  "system-call filter (%s=0 turns it off)", type->name, error, var);
+        bm_bot_argv_free (&wrapped);
+        return -1;
+    }
     //  A root worker without BOT_USER: bwrap and its bot run as nobody, or
     //  every root-owned host file bound into the sandbox (/etc and all)
     //  would stay readable to the bot.
@@ -509,7 +551,7 @@ s_bot_sandbox (bm_worker_type_t *type)
         type->limits.gid = nobody && nobody->pw_uid ? (int64_t) nobody->pw_gid : 65534;
         as_nobody = true;
     }
-    rc = bm_sandbox_probe (wrapped, (uid_t) type->limits.uid, (gid_t) type->limits.gid,
+    rc = bm_sandbox_probe (wrapped, (uid_t) type->limits.uid, (gid_t) type->limits.gid, filter,
                            error, sizeof error);
     if (rc == -2) {
         uid_t uid = type->limits.uid < 0 ? geteuid () : (uid_t) type->limits.uid;
@@ -530,11 +572,17 @@ s_bot_sandbox (bm_worker_type_t *type)
     bm_bot_argv_free (&type->argv);
     type->argv = wrapped;
     type->sandboxed = true;
+    type->limits.seccomp = filter;
+    type->limits.seccomp_for_bwrap = filter != NULL;
     bool network = false;
     char var [64];
     s_env_name (var, sizeof var, "BOT_", type->name, "_NETWORK");
     bm_env_bool (var, false, &network);
-    bm_info (NULL, "%s bots: sandboxed with bwrap (network %s)", type->name, network ? "shared" : "none");
+    char seccomp_var [64];
+    s_env_name (seccomp_var, sizeof seccomp_var, "BOT_", type->name, "_SECCOMP");
+    bm_info (NULL, "%s bots: sandboxed with bwrap (network %s), system calls %s%s%s", type->name,
+             network ? "shared" : "none", filter ? "filtered" : "not filtered (",
+             filter ? "" : seccomp_var, filter ? "" : "=0)");
     //  nobody is shared: other daemons, and the bots of any type or worker
     //  left to the same fallback, run as it too, and a process can read the
     //  /proc entries (environ, root, so the private /tmp) of another of its

@@ -1,0 +1,73 @@
+#!/usr/bin/python3
+"""syscalls.py - a bot that tries the system calls a bot's filter refuses,
+for the system-call filter tests (BOT_<TYPE>_SECCOMP).
+
+Writes {"unshare": R, "keyctl": R, "bpf": R, "io_uring_setup": R,
+"perf_event_open": R, "userfaultfd": R, "thread": R, "subprocess": R,
+"pid": N} where R is "ok" or the errno's name (EPERM, ENOSYS, ...):
+unshare(CLONE_NEWUSER) is the call a process without the filter can make
+(a control), the others are refused with the filter whatever the kernel
+would otherwise say; "thread" and "subprocess" (a thread started and
+joined, /bin/true run) must work with it.  With a main() it also runs
+under forkserver.py (pool and fork modes), x86-64 system call numbers.
+"""
+import ctypes
+import errno
+import json
+import os
+import subprocess
+import sys
+import threading
+
+LIBC = ctypes.CDLL(None, use_errno=True)
+LIBC.syscall.restype = ctypes.c_long
+CLONE_NEWUSER = 0x10000000
+NR = {"keyctl": 250, "perf_event_open": 298, "bpf": 321, "userfaultfd": 323, "io_uring_setup": 425}
+
+
+def result(rc):
+    if rc >= 0:
+        return "ok"
+    return errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno()))
+
+
+def main():
+    sys.stdin.read()
+    out = {"pid": os.getpid()}
+    # In a child of ours: unshare changes the caller, which in pool mode is
+    # the warm process itself.
+    pid = os.fork()
+    if pid == 0:
+        rc = LIBC.unshare(CLONE_NEWUSER)
+        os._exit(0 if rc == 0 else min(ctypes.get_errno(), 255))
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    out["unshare"] = "ok" if code == 0 else errno.errorcode.get(code, str(code))
+    # keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_PROCESS_KEYRING, 1)
+    out["keyctl"] = result(LIBC.syscall(NR["keyctl"], 0, ctypes.c_long(-2), 1))
+    out["bpf"] = result(LIBC.syscall(NR["bpf"], 0, None, 0))
+    params = ctypes.create_string_buffer(120)
+    rc = LIBC.syscall(NR["io_uring_setup"], 1, params)
+    out["io_uring_setup"] = result(rc)
+    if rc >= 0:
+        os.close(rc)
+    attr = ctypes.create_string_buffer(128)
+    out["perf_event_open"] = result(LIBC.syscall(NR["perf_event_open"], attr, 0, -1, -1, 0))
+    rc = LIBC.syscall(NR["userfaultfd"], 0)
+    out["userfaultfd"] = result(rc)
+    if rc >= 0:
+        os.close(rc)
+    box = []
+    t = threading.Thread(target=lambda: box.append(1))
+    t.start()
+    t.join()
+    out["thread"] = "ok" if box == [1] else "failed"
+    try:
+        out["subprocess"] = "ok" if subprocess.run(["/bin/true"]).returncode == 0 else "failed"
+    except OSError as e:
+        out["subprocess"] = "error: %s" % e
+    sys.stdout.write(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
