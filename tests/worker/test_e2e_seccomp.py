@@ -21,24 +21,14 @@ The bots are copies everyone may read: a root worker runs sandboxed bots
 as nobody.
 """
 import os
-import subprocess
 import sys
 
 import harness
 import wlib
 from harness import check, log
+from test_e2e_warm_sandbox import bwrap_works
 
 REFUSED = ("keyctl", "bpf", "io_uring_setup", "perf_event_open", "userfaultfd", "unshare")
-
-
-def bwrap_works():
-    """'' if bubblewrap runs here, else why not."""
-    try:
-        out = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                              "--unshare-all", "true"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return str(exc)
-    return "" if out.returncode == 0 else "bwrap exits %d: %s" % (out.returncode, out.stderr.strip())
 
 
 def calls(c, bot_type):
