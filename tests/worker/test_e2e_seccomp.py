@@ -67,10 +67,10 @@ def main():
                "BOT_SC_FORK_CMD": "%s %s %s" % (wlib.PY, server, bot), "BOT_SC_FORK_MODE": "fork",
                "BOT_SC_FORK_SANDBOX": "bwrap", "BOT_SC_FORK_MAX_PROCS": "1",
                "BOT_SC_NODE_CMD": "node %s" % node_bot, "BOT_SC_NODE_SANDBOX": "bwrap",
-               # The single-file launch compiles the bot first: more address
-               # space than the default limit leaves the JVM.
-               "BOT_SC_JAVA_CMD": "java %s" % java_bot, "BOT_SC_JAVA_SANDBOX": "bwrap",
-               "BOT_SC_JAVA_MEMORY_MB": "0"}
+               # The options env.example gives: the single-file launch within
+               # the default address-space limit.
+               "BOT_SC_JAVA_CMD": "java -XX:TieredStopAtLevel=1 -XX:+UseSerialGC %s" % java_bot,
+               "BOT_SC_JAVA_SANDBOX": "bwrap"}
         types = ["sc-open", "sc-filtered", "sc-boxed", "sc-boxed-off", "sc-pool", "sc-fork", "sc-node",
                  "sc-java"]
         w = s.worker("--type", ",".join(types), "--concurrency", "2", env=env)
