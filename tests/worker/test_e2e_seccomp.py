@@ -11,7 +11,8 @@ naming why, where bwrap cannot run), and a bot that tries the calls
 - sandboxed (the filter is on by default under bwrap), in spawn, pool and
   fork mode, and unsandboxed with BOT_<TYPE>_SECCOMP=1: unshare, keyctl,
   bpf, io_uring_setup, perf_event_open and userfaultfd answer EPERM, while
-  threads and subprocesses work;
+  threads and subprocesses work; a call of the 32-bit ABI (int 0x80) kills
+  the bot, and the job fails naming the filter;
 - the default Node and Java bots, sandboxed with the filter (their runtimes
   start threads: glibc's clone3 gets ENOSYS and falls back to clone),
   complete their jobs;
@@ -98,6 +99,16 @@ def main():
                   "%s: every refused call answers EPERM" % t, refused)
             check(seen["thread"] == "ok" and seen["subprocess"] == "ok",
                   "%s: threads and subprocesses work under the filter" % t, seen)
+
+        # A call of the 32-bit ABI, which the filter cannot read: the bot
+        # is killed (SIGSYS), and the job's error says by what.
+        for t in ("sc-boxed", "sc-filtered"):
+            rec = wlib.run_job(c, t, {"abi32": True}, timeout=60, attempts=1)
+            err = rec.get("error") or {}
+            log("%s, int 0x80: %s %s" % (t, rec["state"], err))
+            check(rec["state"] == "failed" and err.get("code") == "bot_failed"
+                  and "killed by its system-call filter (SIGSYS)" in err.get("message", ""),
+                  "%s: a 32-bit system call kills the bot, and the error names the filter" % t, rec)
 
         for t in ("sc-node", "sc-java"):
             rec = wlib.run_job(c, t, {}, timeout=90)

@@ -2,7 +2,9 @@
 """syscalls.py - a bot that tries the system calls a bot's filter refuses,
 for the system-call filter tests (BOT_<TYPE>_SECCOMP).
 
-Writes {"unshare": R, "keyctl": R, "bpf": R, "io_uring_setup": R,
+Payload {"abi32": true}: only a getpid through the 32-bit ABI (int 0x80),
+which the filter answers by killing the process (SIGSYS).  Otherwise writes
+{"unshare": R, "keyctl": R, "bpf": R, "io_uring_setup": R,
 "perf_event_open": R, "userfaultfd": R, "thread": R, "subprocess": R,
 "pid": N} where R is "ok" or the errno's name (EPERM, ENOSYS, ...):
 unshare(CLONE_NEWUSER) is the call a process without the filter can make
@@ -31,8 +33,24 @@ def result(rc):
     return errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno()))
 
 
+def abi32_getpid():
+    """getpid through the 32-bit ABI (int 0x80, i386 call 20): machine code
+    in an executable page, called through ctypes."""
+    import mmap
+    code = bytes([0xb8, 20, 0, 0, 0,       # mov eax, 20
+                  0xcd, 0x80,              # int 0x80
+                  0xc3])                   # ret
+    page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    page.write(code)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(page))
+    return ctypes.CFUNCTYPE(ctypes.c_int)(address)()
+
+
 def main():
-    sys.stdin.read()
+    payload = json.loads(sys.stdin.read() or "{}")
+    if payload.get("abi32"):
+        sys.stdout.write(json.dumps({"abi32": abi32_getpid()}) + "\n")
+        return
     out = {"pid": os.getpid()}
     # In a child of ours: unshare changes the caller, which in pool mode is
     # the warm process itself.
