@@ -141,19 +141,6 @@ bm_job_report_verdict (const bm_pool_outcome_t *outcome, bm_bot_t *bot,
         verdict->exit_code = outcome->signal || xcpu ? -1 : outcome->exit_code;
     }
     else
-    if (limits && limits->seccomp
-    &&  (outcome->signal == SIGSYS
-      || (limits->seccomp_for_bwrap && !outcome->signal && outcome->exit_code == 128 + SIGSYS))) {
-        //  The filter's one kill: a call of another ABI (bwrap reports a
-        //  bot killed by signal N as exit status 128 + N).
-        bm_job_report_keep_end (tail, BM_MESSAGE_MAX - 200);
-        verdict->code = "bot_failed";
-        verdict->message = zsys_sprintf ("the bot was killed by its system-call filter (SIGSYS): "
-                                         "it made a system call of another ABI (32-bit int 0x80 "
-                                         "or x32 on x86-64), which the filter refuses "
-                                         "(BOT_<TYPE>_SECCOMP)%s%s", *tail ? ": " : "", tail);
-    }
-    else
     if (outcome->signal) {
         bm_job_report_keep_end (tail, BM_MESSAGE_MAX - 64);
         const char *name = sigabbrev_np (outcome->signal);
@@ -397,26 +384,6 @@ bm_job_report_test (bool verbose)
     bm_job_verdict_clear (&verdict);
 
     //  Too much stdout wins over everything else.
-    //  SIGSYS from the system-call filter: said as such, unsandboxed (a
-    //  signal) and under bwrap (its exit status 128 + 31); without a filter,
-    //  a signal like any other.
-    bm_limits_t filtered;
-    memset (&filtered, 0, sizeof filtered);
-    filtered.seccomp = (const bm_seccomp_t *) &filtered;    //  Only compared with NULL here
-    bm_pool_outcome_t sys = { .exit_code = -1, .signal = SIGSYS, .output = "" };
-    bm_job_report_verdict (&sys, NULL, &filtered, 1024, 1024, &verdict);
-    assert (streq (verdict.code, "bot_failed")
-            && strstr (verdict.message, "killed by its system-call filter (SIGSYS)"));
-    bm_job_verdict_clear (&verdict);
-    filtered.seccomp_for_bwrap = true;
-    bm_pool_outcome_t sys_bwrap = { .exit_code = 128 + SIGSYS, .output = "" };
-    bm_job_report_verdict (&sys_bwrap, NULL, &filtered, 1024, 1024, &verdict);
-    assert (strstr (verdict.message, "killed by its system-call filter (SIGSYS)"));
-    bm_job_verdict_clear (&verdict);
-    bm_job_report_verdict (&sys, NULL, &limits, 1024, 1024, &verdict);
-    assert (streq (verdict.message, "the bot was killed by signal SIGSYS (31)"));
-    bm_job_verdict_clear (&verdict);
-
     bm_pool_outcome_t big = { .overflowed = true, .exit_code = -1, .signal = 9, .output = "" };
     bm_job_report_verdict (&big, NULL, &limits, 1024, 1024, &verdict);
     assert (streq (verdict.code, "bad_output") && strstr (verdict.message, "more than 1024 bytes"));

@@ -8,6 +8,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <seccomp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,39 +27,44 @@ struct _bm_seccomp_t {
     char path [32];                 //  /proc/self/fd/N of it, for a child
     struct sock_filter *filter;     //  The same program, in memory
     unsigned short count;           //  Its instructions
+    char skipped [256];             //  Calls this libseccomp cannot name
 };
 
-//  Refused with EPERM, whatever their arguments.  A name this libseccomp or
-//  architecture does not know is skipped.
+//  Refused with EPERM, whatever their arguments.  A name this libseccomp
+//  does not know is skipped (and said: bm_seccomp_skipped); one it knows
+//  on another ABI only (socketcall, on i386) is refused there.
 static const char *s_refused [] = {
-    //  Namespaces, mounts, the root directory
-    "unshare", "setns", "mount", "umount", "umount2", "pivot_root", "chroot",
+    //  Namespaces, mounts, the root directory (unshare and clone: by their
+    //  flags, below)
+    "setns", "mount", "umount", "umount2", "pivot_root", "chroot",
     "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
     //  The kernel keyring, eBPF, performance counters, page-fault handling
-    //  in user space, io_uring: the usual ways into kernel bugs
+    //  in user space, io_uring, fanotify: the usual ways into kernel bugs
     "add_key", "request_key", "keyctl", "bpf", "perf_event_open", "userfaultfd",
-    "io_uring_setup", "io_uring_enter", "io_uring_register",
-    //  Files by handle (the host's, past the sandbox's mounts)
-    "open_by_handle_at", "name_to_handle_at",
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "fanotify_init",
+    //  Files by handle (the host's, past the sandbox's mounts); another
+    //  process's descriptors
+    "open_by_handle_at", "name_to_handle_at", "kcmp", "pidfd_getfd",
     //  The machine itself
     "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
     "reboot", "swapon", "swapoff", "acct", "quotactl", "quotactl_fd", "syslog",
     "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "ioperm", "iopl",
-    "lookup_dcookie", "vhangup", "nfsservctl",
+    "modify_ldt", "lookup_dcookie", "vhangup", "nfsservctl", "sysfs", "ustat",
     NULL
 };
 
-//  clone with any of these flags makes a namespace.
+//  clone or unshare with any of these flags makes a namespace.
 static const unsigned long s_clone_new [] = {
     CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET,
     CLONE_NEWCGROUP
 };
 
 static const char *s_described =
-    "unshare, setns, mount and the mount API, pivot_root, chroot, clone with CLONE_NEW* "
-    "(clone3: ENOSYS), keyctl/add_key/request_key, bpf, perf_event_open, userfaultfd, "
-    "io_uring, open_by_handle_at, modules, kexec, reboot, swap, the clock, acct, quotactl, "
-    "syslog, ioperm/iopl, ioctl TIOCSTI/TIOCLINUX";
+    "unshare, clone with CLONE_NEW* (clone3: ENOSYS), setns, mount and the mount API, "
+    "pivot_root, chroot, keyctl/add_key/request_key, bpf, perf_event_open, userfaultfd, "
+    "io_uring, fanotify_init, open_by_handle_at, kcmp, pidfd_getfd, modules, kexec, reboot, "
+    "swap, the clock, acct, quotactl, syslog, ioperm/iopl, modify_ldt, sysfs, ustat, "
+    "vsock sockets (EAFNOSUPPORT; i386 socketcall: ENOSYS), ioctl TIOCSTI/TIOCLINUX";
 
 const char *
 bm_seccomp_refused (void)
@@ -66,42 +72,82 @@ bm_seccomp_refused (void)
     return s_described;
 }
 
-static int
-s_rules (scmp_filter_ctx ctx, char *error, size_t error_size)
+unsigned
+bm_seccomp_size (const bm_seccomp_t *self)
 {
-    int rc;
+    return self->count;
+}
+
+const char *
+bm_seccomp_skipped (const bm_seccomp_t *self)
+{
+    return self->skipped;
+}
+
+//  One rule; false with the reason in error.
+static bool
+s_rule (scmp_filter_ctx ctx, uint32_t action, int nr, const char *what, unsigned count,
+        const struct scmp_arg_cmp *cmp, char *error, size_t error_size)
+{
+    int rc = seccomp_rule_add_array (ctx, action, nr, count, cmp);
+    if (rc)
+        snprintf (error, error_size, "seccomp: cannot filter %s: %s", what, strerror (-rc));
+    return rc == 0;
+}
+
+static int
+s_rules (bm_seccomp_t *self, scmp_filter_ctx ctx, char *error, size_t error_size)
+{
+    size_t skipped = 0;
     for (int i = 0; s_refused [i]; i++) {
         int nr = seccomp_syscall_resolve_name (s_refused [i]);
-        if (nr == __NR_SCMP_ERROR)
+        if (nr == __NR_SCMP_ERROR) {
+            skipped += snprintf (self->skipped + skipped, sizeof self->skipped - skipped, "%s%s",
+                                 skipped ? ", " : "", s_refused [i]);
+            if (skipped >= sizeof self->skipped)
+                skipped = sizeof self->skipped - 1;
             continue;
-        if ((rc = seccomp_rule_add (ctx, SCMP_ACT_ERRNO (EPERM), nr, 0))) {
-            snprintf (error, error_size, "seccomp: cannot refuse %s: %s", s_refused [i],
-                      strerror (-rc));
-            return -1;
         }
+        if (!s_rule (ctx, SCMP_ACT_ERRNO (EPERM), nr, s_refused [i], 0, NULL, error, error_size))
+            return -1;
     }
-    for (size_t i = 0; i < sizeof s_clone_new / sizeof s_clone_new [0]; i++)
-        if ((rc = seccomp_rule_add (ctx, SCMP_ACT_ERRNO (EPERM), SCMP_SYS (clone), 1,
-                                    SCMP_A0 (SCMP_CMP_MASKED_EQ, s_clone_new [i], s_clone_new [i])))) {
-            snprintf (error, error_size, "seccomp: cannot filter clone's flags: %s", strerror (-rc));
+    for (size_t i = 0; i < sizeof s_clone_new / sizeof s_clone_new [0]; i++) {
+        struct scmp_arg_cmp flag = SCMP_A0 (SCMP_CMP_MASKED_EQ, s_clone_new [i], s_clone_new [i]);
+        if (!s_rule (ctx, SCMP_ACT_ERRNO (EPERM), SCMP_SYS (clone), "clone's flags", 1, &flag,
+                     error, error_size)
+        ||  !s_rule (ctx, SCMP_ACT_ERRNO (EPERM), SCMP_SYS (unshare), "unshare's flags", 1, &flag,
+                     error, error_size))
             return -1;
-        }
+    }
     //  clone3's flags are in memory, out of a filter's reach: ENOSYS makes
     //  glibc fall back to clone.
     int clone3 = seccomp_syscall_resolve_name ("clone3");
     if (clone3 != __NR_SCMP_ERROR
-    &&  (rc = seccomp_rule_add (ctx, SCMP_ACT_ERRNO (ENOSYS), clone3, 0))) {
-        snprintf (error, error_size, "seccomp: cannot refuse clone3: %s", strerror (-rc));
+    &&  !s_rule (ctx, SCMP_ACT_ERRNO (ENOSYS), clone3, "clone3", 0, NULL, error, error_size))
         return -1;
-    }
+    //  vsock reaches the hypervisor's host past the sandbox's network
+    //  namespace: refused as by a kernel without it.  i386's socketcall
+    //  carries its arguments in memory, where the filter cannot see the
+    //  family: ENOSYS, as for a kernel without it (glibc calls socket and
+    //  the rest directly).
+    struct scmp_arg_cmp vsock = SCMP_A0 (SCMP_CMP_EQ, AF_VSOCK);
+    if (!s_rule (ctx, SCMP_ACT_ERRNO (EAFNOSUPPORT), SCMP_SYS (socket), "socket", 1, &vsock,
+                 error, error_size)
+    ||  !s_rule (ctx, SCMP_ACT_ERRNO (EAFNOSUPPORT), SCMP_SYS (socketpair), "socketpair", 1, &vsock,
+                 error, error_size))
+        return -1;
+    int socketcall = seccomp_syscall_resolve_name ("socketcall");
+    if (socketcall != __NR_SCMP_ERROR
+    &&  !s_rule (ctx, SCMP_ACT_ERRNO (ENOSYS), socketcall, "socketcall", 0, NULL, error, error_size))
+        return -1;
     //  The kernel reads an ioctl's request as 32 bits.
     const unsigned long ioctls [] = { TIOCSTI, TIOCLINUX };
-    for (size_t i = 0; i < sizeof ioctls / sizeof ioctls [0]; i++)
-        if ((rc = seccomp_rule_add (ctx, SCMP_ACT_ERRNO (EPERM), SCMP_SYS (ioctl), 1,
-                                    SCMP_A1 (SCMP_CMP_MASKED_EQ, 0xffffffffUL, ioctls [i])))) {
-            snprintf (error, error_size, "seccomp: cannot filter ioctl: %s", strerror (-rc));
+    for (size_t i = 0; i < sizeof ioctls / sizeof ioctls [0]; i++) {
+        struct scmp_arg_cmp request = SCMP_A1 (SCMP_CMP_MASKED_EQ, 0xffffffffUL, ioctls [i]);
+        if (!s_rule (ctx, SCMP_ACT_ERRNO (EPERM), SCMP_SYS (ioctl), "ioctl", 1, &request,
+                     error, error_size))
             return -1;
-        }
+    }
     return 0;
 }
 
@@ -116,13 +162,22 @@ bm_seccomp_new (char *error, size_t error_size)
     bm_seccomp_t *self = (bm_seccomp_t *) calloc (1, sizeof *self);
     assert (self);
     self->memfd = -1;
+    //  The same rules for the other ABIs of an x86-64 kernel (32-bit
+    //  programs, x32), so that they run as they would unfiltered; a call of
+    //  an ABI the filter does not hold kills the process.
     int rc = seccomp_attr_set (ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+    if (!rc && seccomp_arch_native () == SCMP_ARCH_X86_64) {
+        rc = seccomp_arch_add (ctx, SCMP_ARCH_X86);
+        if (!rc || rc == -EEXIST)
+            rc = seccomp_arch_add (ctx, SCMP_ARCH_X32);
+        if (rc == -EEXIST)
+            rc = 0;
+    }
     if (rc) {
-        snprintf (error, error_size, "seccomp: cannot set the action for other ABIs: %s",
-                  strerror (-rc));
+        snprintf (error, error_size, "seccomp: cannot set up the filter's ABIs: %s", strerror (-rc));
         goto fail;
     }
-    if (s_rules (ctx, error, error_size))
+    if (s_rules (self, ctx, error, error_size))
         goto fail;
     self->memfd = memfd_create ("botmesh-seccomp", MFD_CLOEXEC);
     if (self->memfd < 0) {
@@ -254,7 +309,7 @@ s_probe_child (const bm_seccomp_t *self, int fd)
 {
     if (bm_seccomp_child_load (self))
         _exit (1);
-    unsigned char said [5];
+    unsigned char said [8];
     errno = 0;
     said [0] = unshare (CLONE_NEWUSER) ? (unsigned char) errno : 0;
     errno = 0;
@@ -266,6 +321,13 @@ s_probe_child (const bm_seccomp_t *self, int fd)
     said [3] = ioctl (fd, TIOCSTI, &c) < 0 ? (unsigned char) errno : 0;
     errno = 0;
     said [4] = getppid () > 0 ? 0 : 1;          //  Everything else works
+    errno = 0;
+    said [5] = unshare (CLONE_FS) ? (unsigned char) errno : 0;     //  No namespace: allowed
+    errno = 0;
+    int sock = socket (AF_VSOCK, SOCK_STREAM, 0);
+    said [6] = sock < 0 ? (unsigned char) errno : 0;
+    errno = 0;
+    said [7] = syscall (SYS_kcmp, getpid (), getpid (), 0, 0, 0) < 0 ? (unsigned char) errno : 0;
     ssize_t rc = write (fd, said, sizeof said);
     _exit (rc == sizeof said ? 0 : 2);
 }
@@ -295,7 +357,7 @@ bm_seccomp_test (bool verbose)
         s_probe_child (self, pipe_fds [1]);
     }
     close (pipe_fds [1]);
-    unsigned char said [5] = { 0 };
+    unsigned char said [8] = { 0 };
     assert (read (pipe_fds [0], said, sizeof said) == sizeof said);
     close (pipe_fds [0]);
     int status;
@@ -309,6 +371,10 @@ bm_seccomp_test (bool verbose)
     assert (said [2] == ENOSYS);
     assert (said [3] == EPERM);
     assert (said [4] == 0);
+    assert (said [5] == 0);
+    assert (said [6] == EAFNOSUPPORT);
+    assert (said [7] == EPERM);
+    assert (*bm_seccomp_skipped (self) == 0);       //  This libseccomp names them all
 
     //  For bwrap: every child gets the whole program on its descriptor,
     //  read from the start, however often it was read before.

@@ -2,15 +2,18 @@
 
     A seccomp filter, built once per worker with libseccomp, that answers
     EPERM to the calls a bot has no business making and that widen the
-    kernel's attack surface: new namespaces and mounts (unshare, setns,
-    mount and the new mount API, pivot_root, chroot, clone with a CLONE_NEW*
-    flag; clone3 answers ENOSYS so that libc falls back to clone, whose
+    kernel's attack surface: new namespaces and mounts (unshare and clone
+    with a CLONE_NEW* flag, setns, mount and the new mount API, pivot_root,
+    chroot; clone3 answers ENOSYS so that libc falls back to clone, whose
     flags the filter can read), the kernel keyring, bpf, perf_event_open,
-    userfaultfd, io_uring, open_by_handle_at, kernel modules, kexec, reboot,
-    swap, the clock, accounting, quotas, the kernel log, ioperm/iopl, and
-    the TIOCSTI and TIOCLINUX ioctls (pushing input into a terminal).  Every
-    other call is allowed; a call of another architecture's ABI (int 0x80
-    on x86-64) kills the process, as the filter could not read it.
+    userfaultfd, io_uring, fanotify, open_by_handle_at, kcmp, pidfd_getfd,
+    kernel modules, kexec, reboot, swap, the clock, accounting, quotas, the
+    kernel log, ioperm/iopl, modify_ldt, and the TIOCSTI and TIOCLINUX
+    ioctls (pushing input into a terminal); vsock sockets (which reach the
+    hypervisor's host past a network namespace) answer EAFNOSUPPORT.  Every
+    other call is allowed.  On x86-64 the same rules hold for 32-bit and x32
+    programs (i386's socketcall, whose arguments the filter cannot read,
+    answers ENOSYS); a call of any other ABI kills the process.
 
     It applies in either of two ways, both between fork and exec (only
     async-signal-safe calls):
@@ -53,8 +56,15 @@ int bm_seccomp_child_fd (const bm_seccomp_t *self, int target);
 //  process (and what it execs).  Returns 0 or -1 (errno set).
 int bm_seccomp_child_load (const bm_seccomp_t *self);
 
-//  The calls refused, for --help and logs: "unshare, setns, mount, ...".
+//  The calls refused, for the worker's log: "unshare, clone with ...".
 const char *bm_seccomp_refused (void);
+
+//  The compiled program's instructions.
+unsigned bm_seccomp_size (const bm_seccomp_t *self);
+
+//  The calls of the list that this libseccomp cannot name, and so are not
+//  refused (comma-separated; "" when none).
+const char *bm_seccomp_skipped (const bm_seccomp_t *self);
 
 //  Read BOT_<TYPE>_SECCOMP into *on (default: sandboxed).  Returns 0, or
 //  -1 with the problem in error (not 0 or 1).

@@ -491,6 +491,23 @@ s_bot_user (int64_t *uid, int64_t *gid)
     return 0;
 }
 
+//  The worker's one system-call filter, said once when it is first built.
+static const bm_seccomp_t *
+s_seccomp_filter (char *error, size_t error_size)
+{
+    static bool said = false;
+    const bm_seccomp_t *filter = bm_seccomp_shared (error, error_size);
+    if (filter && !said) {
+        said = true;
+        bm_info (NULL, "system-call filter (%u instructions): bots of the types that have it get "
+                 "EPERM for %s", bm_seccomp_size (filter), bm_seccomp_refused ());
+        if (*bm_seccomp_skipped (filter))
+            bm_warn (NULL, "system-call filter: this libseccomp cannot name %s: those calls are "
+                     "not refused", bm_seccomp_skipped (filter));
+    }
+    return filter;
+}
+
 //  BOT_<TYPE>_SECCOMP=1 for a type that is not sandboxed: the bot process
 //  loads the filter itself before its exec (no_new_privs with it: a
 //  set-user-ID program it runs gains nothing).
@@ -505,7 +522,7 @@ s_bot_seccomp (bm_worker_type_t *type)
     }
     if (!on)
         return 0;
-    const bm_seccomp_t *filter = bm_seccomp_shared (error, sizeof error);
+    const bm_seccomp_t *filter = s_seccomp_filter (error, sizeof error);
     if (!filter) {
         bm_error (NULL, "%s bots: %s; refusing to start rather than run them without the "
                   "system-call filter", type->name, error);
@@ -514,6 +531,16 @@ s_bot_seccomp (bm_worker_type_t *type)
     type->limits.seccomp = filter;
     type->limits.seccomp_for_bwrap = false;
     bm_info (NULL, "%s bots: system-call filter on (no sandbox)", type->name);
+    //  Root with every capability: the filter keeps it from some calls,
+    //  not from the worker (it may open /proc/<worker>/mem, or ptrace it).
+    if (geteuid () == 0 && type->limits.uid < 0) {
+        char var [64];
+        s_env_name (var, sizeof var, "BOT_", type->name, "_SANDBOX");
+        bm_warn (NULL, "%s bots: the system-call filter is no boundary for bots that run as root "
+                 "with every capability (the worker runs as root, BOT_USER is not set, no "
+                 "sandbox): they can still read and write the worker's memory; set BOT_USER or "
+                 "%s=bwrap", type->name, var);
+    }
     return 0;
 }
 
@@ -533,7 +560,7 @@ s_bot_sandbox (bm_worker_type_t *type)
     if (rc == 0)
         return s_bot_seccomp (type);
     const bm_seccomp_t *filter = NULL;
-    if (seccomp && !(filter = bm_seccomp_shared (error, sizeof error))) {
+    if (seccomp && !(filter = s_seccomp_filter (error, sizeof error))) {
         char var [64];
         s_env_name (var, sizeof var, "BOT_", type->name, "_SECCOMP");
         bm_error (NULL, "%s bots: %s; refusing to start rather than run them without the "
