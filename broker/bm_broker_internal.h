@@ -338,6 +338,7 @@ void bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_
 void bm_jobstore_persist_state (bm_broker_t *self, bm_job_t *job);
 void bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job);
 void bm_jobstore_forget (bm_broker_t *self, const char *id);
+void bm_jobstore_forget_then (bm_broker_t *self, const char *id, bm_store_fn *fn, void *arg);
 //  bm_idem_store.c: the idempotency keys in Redis ("{bm}:idem").  HSET a
 //  new job's key (in the group of its SUBMIT write), HDEL a key, drop the
 //  expired keys from the index and from Redis (the leader's tick), and

@@ -8,21 +8,70 @@
     back when the store connects, before the queues are rebuilt: a pause
     survives a restart.  Removing a job deletes it everywhere (memory, its
     queue or the due-time heap, its Redis record, the live set); a running
-    job cannot be removed (cancel it first).  */
+    job cannot be removed (cancel it first).  Pause, resume, drain and
+    REMOVE are answered once Redis has them (s_answer_t).  */
 #include "bm_broker_internal.h"
 
-//  Delete a job that is not running: out of every structure, its record out
-//  of Redis, freed.
-static void
-s_remove (bm_broker_t *self, bm_job_t *job)
+//  An answer sent once Redis has taken the writes issued before it (they
+//  go out in order on one connection): a pause, resume, drain or REMOVE is
+//  answered only when a broker crash can no longer undo it.  Its REPLY is
+//  packed at once; REJECTED store_unavailable goes instead if the write it
+//  waits for is dropped.
+typedef struct {
+    bm_broker_t *broker;
+    zframe_t *identity;         //  The client's
+    bm_body_t reply;            //  REPLY, packed
+    bm_body_t refusal;          //  REJECTED store_unavailable, packed
+} s_answer_t;
+
+static s_answer_t *
+s_answer_new (bm_broker_t *self, zframe_t *identity, const msgpack_object *request,
+              const char *what)
 {
-    bm_jobstore_forget (self, job->id);
+    s_answer_t *answer = (s_answer_t *) zmalloc (sizeof (s_answer_t));
+    answer->broker = self;
+    answer->identity = zframe_dup (identity);
+    bm_body_init (self, &answer->reply);
+    bm_body_init (self, &answer->refusal);
+    char message [96];
+    snprintf (message, sizeof message, "the job store (Redis) did not confirm the %s", what);
+    msgpack_pack_map (&answer->refusal.pk, 2 + bm_req_count (request));
+    bm_pack_req (&answer->refusal.pk, request);
+    bm_pack_kv_str (&answer->refusal.pk, "code", "store_unavailable");
+    bm_pack_kv_str (&answer->refusal.pk, "message", message);
+    return answer;
+}
+
+static void
+s_on_answer_durable (redisReply *reply, void *arg)
+{
+    s_answer_t *answer = (s_answer_t *) arg;
+    bm_broker_send_client (answer->broker, answer->identity, reply ? BM_REPLY : BM_REJECTED,
+                           reply ? &answer->reply : &answer->refusal);
+    bm_body_free (&answer->reply);
+    bm_body_free (&answer->refusal);
+    zframe_destroy (&answer->identity);
+    free (answer);
+}
+
+//  Delete a job that is not running: out of every structure, its record out
+//  of Redis (fn, if any, told when that is confirmed), freed.
+static void
+s_remove_then (bm_broker_t *self, bm_job_t *job, bm_store_fn *fn, void *arg)
+{
+    bm_jobstore_forget_then (self, job->id, fn, arg);
     bm_finished_forget (self, job);
     bm_debug (job->id, "removed");
     bm_service_t *service = job->service;
     bm_job_delete (self, job);
     bm_series_set (service->m_queue, (double) bm_heap_size (service->queue));
     bm_series_set (service->m_waiting, (double) bm_service_waiting_for_permit (service));
+}
+
+static void
+s_remove (bm_broker_t *self, bm_job_t *job)
+{
+    s_remove_then (self, job, NULL, NULL);
 }
 
 void
@@ -38,14 +87,19 @@ s_set_paused (bm_broker_t *self, bm_service_t *service, bool paused)
         return;
     service->paused = paused;
     bm_info (NULL, "bot type %s %s", service->name, paused ? "paused" : "resumed");
-    if (self->store) {
-        bm_cmd_t cmd;
-        bm_cmd_start (self, &cmd, paused ? "SADD" : "SREM", "paused", NULL);
-        bm_cmd_arg_str (&cmd, service->name);
-        bm_jobstore_issue (self, &cmd, true, NULL, NULL);
-    }
     if (!paused)
         bm_dispatch (self, service);
+}
+
+//  Whether the type is paused, into Redis (SADD or SREM, written even when
+//  it did not change: fn then learns that every write before it landed).
+static void
+s_persist_paused (bm_broker_t *self, bm_service_t *service, bm_store_fn *fn, void *arg)
+{
+    bm_cmd_t cmd;
+    bm_cmd_start (self, &cmd, service->paused ? "SADD" : "SREM", "paused", NULL);
+    bm_cmd_arg_str (&cmd, service->name);
+    bm_jobstore_issue (self, &cmd, true, fn, arg);
 }
 
 //  Retention by count: a type with KEEP_COMPLETED_<TYPE> (KEEP_FAILED_<TYPE>)
@@ -142,19 +196,26 @@ s_clean (bm_broker_t *self, bm_service_t *service, bm_job_state_t state, int64_t
 
 //  Frame 2: {req?, botType, paused, removed}
 static void
+s_queue_pack (msgpack_packer *pk, const msgpack_object *req, bm_service_t *service,
+              int64_t removed)
+{
+    msgpack_pack_map (pk, (req != NULL) + 3);
+    if (req) {
+        bm_pack_str (pk, "req");
+        msgpack_pack_object (pk, *req);
+    }
+    bm_pack_kv_str (pk, "botType", service->name);
+    bm_pack_kv_bool (pk, "paused", service->paused);
+    bm_pack_kv_int (pk, "removed", removed);
+}
+
+static void
 s_queue_reply (bm_broker_t *self, zframe_t *identity, const msgpack_object *req,
                bm_service_t *service, int64_t removed)
 {
     bm_body_t reply;
     bm_body_init (self, &reply);
-    msgpack_pack_map (&reply.pk, (req != NULL) + 3);
-    if (req) {
-        bm_pack_str (&reply.pk, "req");
-        msgpack_pack_object (&reply.pk, *req);
-    }
-    bm_pack_kv_str (&reply.pk, "botType", service->name);
-    bm_pack_kv_bool (&reply.pk, "paused", service->paused);
-    bm_pack_kv_int (&reply.pk, "removed", removed);
+    s_queue_pack (&reply.pk, req, service, removed);
     bm_broker_send_client (self, identity, BM_REPLY, &reply);
     bm_body_free (&reply);
 }
@@ -293,7 +354,11 @@ bm_control_queue (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
         removed = s_drain (self, service);
     if (removed)
         bm_info (NULL, "bot type %s: %s removed %" PRId64 " jobs", service->name, q.action, removed);
-    s_queue_reply (self, identity, bm_obj_get (body, "req"), service, removed);
+    //  Answered once Redis has the pause (and the drained jobs' deletions,
+    //  written before it): a crash then cannot undo it.
+    s_answer_t *answer = s_answer_new (self, identity, body, q.action);
+    s_queue_pack (&answer->reply.pk, bm_obj_get (body, "req"), service, removed);
+    s_persist_paused (self, service, s_on_answer_durable, answer);
 }
 
 //  REMOVE {req, jobId} -> REPLY {req, jobId, removed}; PROMOTE {req, jobId}
@@ -342,21 +407,25 @@ bm_control_job_act (bm_broker_t *self, zframe_t *identity, const msgpack_object 
                           : "the job is being written; try again");
         return;
     }
+    if (!promote) {
+        //  Answered once Redis has deleted its record: a crash then
+        //  cannot bring it back.
+        s_answer_t *answer = s_answer_new (self, identity, body, "removal");
+        msgpack_pack_map (&answer->reply.pk, bm_req_count (body) + 2);
+        bm_pack_req (&answer->reply.pk, body);
+        bm_pack_kv_str (&answer->reply.pk, "jobId", job->id);
+        bm_pack_kv_bool (&answer->reply.pk, "removed", true);
+        s_remove_then (self, job, s_on_answer_durable, answer);
+        return;
+    }
     bm_body_t reply;
     bm_body_init (self, &reply);
-    msgpack_pack_map (&reply.pk, bm_req_count (body) + (promote ? 1 : 2));
+    msgpack_pack_map (&reply.pk, bm_req_count (body) + 1);
     bm_pack_req (&reply.pk, body);
-    if (promote) {
-        bm_info (job->id, "promoted: due now");
-        bm_delayed_promote (self, job);
-        bm_pack_str (&reply.pk, "job");
-        bm_job_pack_record (&reply.pk, job, false);
-    }
-    else {
-        bm_pack_kv_str (&reply.pk, "jobId", job->id);
-        bm_pack_kv_bool (&reply.pk, "removed", true);
-        s_remove (self, job);
-    }
+    bm_info (job->id, "promoted: due now");
+    bm_delayed_promote (self, job);
+    bm_pack_str (&reply.pk, "job");
+    bm_job_pack_record (&reply.pk, job, false);
     bm_broker_send_client (self, identity, BM_REPLY, &reply);
     bm_body_free (&reply);
 }

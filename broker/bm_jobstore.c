@@ -387,14 +387,25 @@ bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job)
 void
 bm_jobstore_forget (bm_broker_t *self, const char *id)
 {
-    if (!self->store)
+    bm_jobstore_forget_then (self, id, NULL, NULL);
+}
+
+//  The same; fn (if any) gets the SREM's reply (both writes landed), NULL
+//  if it is dropped; at once without Redis.
+void
+bm_jobstore_forget_then (bm_broker_t *self, const char *id, bm_store_fn *fn, void *arg)
+{
+    if (!self->store) {
+        if (fn)
+            fn (&s_ok_reply, arg);
         return;
+    }
     bm_cmd_t cmd;
     bm_cmd_start (self, &cmd, "DEL", "job:", id);
     bm_jobstore_issue (self, &cmd, true, NULL, NULL);
     bm_cmd_start (self, &cmd, "SREM", "unfinished", NULL);
     bm_cmd_arg_str (&cmd, id);
-    bm_jobstore_issue (self, &cmd, true, NULL, NULL);
+    bm_jobstore_issue (self, &cmd, true, fn, arg);
 }
 
 //  The webhook state of a job, which may live only in Redis by now.

@@ -2,8 +2,8 @@
 not yet confirmed the failure's write when a RETRY queues the job again,
 and the confirmation, which arrives for a job no longer failed, counts the
 failure all the same.  The retried run's completion counts once more.
-So does the failure of a job that, retried so, is removed (a drain)
-before Redis confirms the failure.
+So does the failure of a job that, retried so, is removed (a drain, whose
+answer comes once Redis continues) before Redis confirms the failure.
 
 Real redis and broker; a fake python worker fails or completes each run on
 command.  Redis is stopped (SIGSTOP: connected, answering nothing) from the
@@ -85,12 +85,18 @@ def test():
         cmd, r = c.request(QUEUE, {"botType": "python", "action": "pause"})
         h.check(cmd == h.REPLY, "QUEUE pause python answered", cmd, r)
 
+        drains = []
+
         def drain(watcher):
-            cmd, r = watcher.request(QUEUE, {"botType": "python", "action": "drain"})
-            h.check(cmd == h.REPLY and r.get("removed") == 1, "QUEUE drain removes the retried job", cmd, r)
+            # Answered once Redis has the deletion, after it continues.
+            drains.append((watcher, watcher.send_request(QUEUE, {"botType": "python", "action": "drain"})))
+            h.wait_until(lambda: watcher.stats()["types"]["python"]["waiting"] == 0, 5,
+                         "the drain to remove the retried job (STATS python waiting 0)")
 
         cmd, r = fail_and_retry_while_redis_stopped(s, redis, c, w, jid, ("queued",), drain)
         h.check(cmd == h.ACCEPTED, "the second RETRY accepted", r)
+        cmd, r = drains[0][0].reply_to(drains[0][1])
+        h.check(cmd == h.REPLY and r.get("removed") == 1, "QUEUE drain removed the retried job", cmd, r)
         h.wait_equal(counts, (1, 2, 1, 2), 10, "the failure of a job removed before redis confirmed it "
                      "counted all the same: STATS python failed 2, bot_executions_total failed 2")
         w.close()
