@@ -59,13 +59,20 @@ bm_job_report_parse_result (const char *text, size_t size, int64_t max_payload,
                       jerr.text, jerr.line, jerr.column);
         return -1;
     }
+    int rc = bm_job_report_pack_result (value, max_payload, data, data_size, error, error_size);
+    json_decref (value);
+    return rc;
+}
+
+int
+bm_job_report_pack_result (const json_t *value, int64_t max_payload,
+                           char **data, size_t *data_size, char *error, size_t error_size)
+{
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
     msgpack_packer pk;
     msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    int rc = bm_json_pack (&pk, value, BM_RESULT_MAX_DEPTH);
-    json_decref (value);
-    if (rc) {
+    if (bm_json_pack (&pk, value, BM_RESULT_MAX_DEPTH)) {
         snprintf (error, error_size, "the bot's result nests deeper than %d levels", BM_RESULT_MAX_DEPTH);
         msgpack_sbuffer_destroy (&sbuf);
         return -1;
@@ -159,9 +166,11 @@ bm_job_report_verdict (const bm_pool_outcome_t *outcome, bm_bot_t *bot,
         verdict->exit_code = outcome->exit_code;
     }
     else
-    if (bm_job_report_parse_result (outcome->output, outcome->output_size, max_payload,
-                                    &verdict->result, &verdict->result_size,
-                                    message, sizeof message)) {
+    if (outcome->result ? bm_job_report_pack_result (outcome->result, max_payload, &verdict->result,
+                                                     &verdict->result_size, message, sizeof message)
+                        : bm_job_report_parse_result (outcome->output, outcome->output_size, max_payload,
+                                                      &verdict->result, &verdict->result_size,
+                                                      message, sizeof message)) {
         verdict->code = "bad_output";
         verdict->message = strdup (message);
     }
@@ -314,6 +323,26 @@ bm_job_report_test (bool verbose)
     bm_job_report_verdict (&ok, NULL, &limits, 1024, 1024, &verdict);
     assert (verdict.code == NULL && verdict.result && verdict.result_size == 4);
     bm_job_verdict_clear (&verdict);
+
+    //  A pooled bot's {"result": VALUE}: VALUE packed as it is, the same
+    //  bytes as its text parsed, and over max_payload the same error.
+    json_t *value = json_pack ("{s:i, s:[s, f, b]}", "n", 1, "list", "x", 0.1, true);
+    char *value_text = json_dumps (value, JSON_COMPACT);
+    bm_pool_outcome_t parsed = { .exit_code = 0, .output = value_text, .output_size = strlen (value_text) };
+    bm_pool_outcome_t direct = parsed;
+    direct.result = value;
+    bm_job_verdict_t from_text;
+    bm_job_report_verdict (&parsed, NULL, &limits, 1024, 1024, &from_text);
+    bm_job_report_verdict (&direct, NULL, &limits, 1024, 1024, &verdict);
+    assert (verdict.code == NULL && from_text.code == NULL && verdict.result_size == from_text.result_size
+        &&  memcmp (verdict.result, from_text.result, verdict.result_size) == 0);
+    bm_job_verdict_clear (&verdict);
+    bm_job_verdict_clear (&from_text);
+    bm_job_report_verdict (&direct, NULL, &limits, 1024, 8, &verdict);
+    assert (streq (verdict.code, "bad_output") && strstr (verdict.message, "more than the 8 allowed"));
+    bm_job_verdict_clear (&verdict);
+    free (value_text);
+    json_decref (value);
 
     //  Exit 0, stdout not JSON: bad_output naming the parse error.
     bm_pool_outcome_t junk = { .exit_code = 0, .output = "hello", .output_size = 5 };

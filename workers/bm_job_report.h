@@ -50,6 +50,10 @@ void bm_job_verdict_clear (bm_job_verdict_t *verdict);
 //  with a message.
 int bm_job_report_parse_result (const char *text, size_t size, int64_t max_payload,
                                 char **data, size_t *data_size, char *error, size_t error_size);
+//  Pack a result already parsed (a pooled bot's {"result": VALUE}), as
+//  bm_job_report_parse_result packs what it parsed.
+int bm_job_report_pack_result (const json_t *value, int64_t max_payload,
+                               char **data, size_t *data_size, char *error, size_t error_size);
 
 //  Keep the last `max` bytes of text (in place), starting at a UTF-8
 //  character boundary: the end of stderr is what explains a failure.

@@ -149,17 +149,39 @@ bm_bot_reap_other (pid_t pid)
         ;
 }
 
+ssize_t
+bm_bot_read_file (const char *path, char *text, size_t size)
+{
+    int fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t used = 0;
+    while (used + 1 < size) {
+        ssize_t n = read (fd, text + used, size - 1 - used);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int saved = errno;
+            close (fd);
+            errno = saved;
+            return -1;
+        }
+        if (n == 0)
+            break;
+        used += (size_t) n;
+    }
+    close (fd);
+    text [used] = 0;
+    return (ssize_t) used;
+}
+
 int
 bm_bot_proc_stat (pid_t pid, char *text, size_t size)
 {
     char path [64], line [1024];
     snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
-    FILE *file = fopen (path, "r");
-    if (!file)
+    if (bm_bot_read_file (path, line, sizeof line) < 0)
         return -1;
-    size_t n = fread (line, 1, sizeof line - 1, file);
-    fclose (file);
-    line [n] = 0;
     //  "pid (comm) state ppid ...": comm may hold anything, even ") ".
     char *close = strrchr (line, ')');
     if (!close || close [1] != ' ')

@@ -36,6 +36,12 @@ ssize_t bm_bot_read (int fd, char *buffer, size_t size);
 //  Make an fd nonblocking.  Returns 0 or -1.
 int bm_bot_nonblocking (int fd);
 
+//  The start of a small file (a /proc or cgroup file: read with one
+//  open, a read or two and a close, without stdio's buffer), at most
+//  size - 1 bytes, NUL-terminated, into text.  Returns its length, or -1
+//  if it cannot be opened or read.
+ssize_t bm_bot_read_file (const char *path, char *text, size_t size);
+
 //  The fields of /proc/PID/stat after the command name ("S 1234 ...":
 //  state, ppid, ..., utime and stime 12th and 13th after the state) into
 //  text.  Returns 0, or -1 if the process is gone.

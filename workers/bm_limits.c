@@ -297,16 +297,16 @@ s_read_key (const char *dir, const char *name, const char *key)
 {
     char path [PATH_MAX + 32];
     snprintf (path, sizeof path, "%s/%s", dir, name);
-    FILE *file = fopen (path, "r");
-    if (!file)
+    char text [4096];
+    if (bm_bot_read_file (path, text, sizeof text) < 0)
         return -1;
     char word [64];
     long long value;
     int64_t found = -1;
-    while (fscanf (file, "%63s %lld", word, &value) == 2)
+    int used;
+    for (const char *at = text; sscanf (at, "%63s %lld%n", word, &value, &used) == 2; at += used)
         if (streq (word, key))
             found = value;
-    fclose (file);
     return found;
 }
 
@@ -631,17 +631,22 @@ s_cpu_ticks (pid_t pid, unsigned long long *own, unsigned long long *children)
     return 0;
 }
 
-//  The CPU time a process used so far, in whole seconds rounded up (what
-//  RLIMIT_CPU counts against).  0, or -1 if its /proc entry does not read.
-static int
-s_cpu_seconds_used (pid_t pid, rlim_t *used)
+//  Clock ticks of CPU time in whole seconds, rounded up (what RLIMIT_CPU
+//  counts against).
+static rlim_t
+s_ticks_seconds (unsigned long long ticks)
 {
-    unsigned long long own, children;
-    if (s_cpu_ticks (pid, &own, &children))
-        return -1;
-    unsigned long long hz = (unsigned long long) sysconf (_SC_CLK_TCK);
-    *used = (rlim_t) ((own + hz - 1) / hz);
-    return 0;
+    long hz = sysconf (_SC_CLK_TCK);
+    unsigned long long per_second = (unsigned long long) (hz > 0 ? hz : 100);
+    return (rlim_t) ((ticks + per_second - 1) / per_second);
+}
+
+//  Clock ticks of CPU time in ms.
+static int64_t
+s_ticks_ms (unsigned long long ticks)
+{
+    long hz = sysconf (_SC_CLK_TCK);
+    return (int64_t) (ticks * 1000 / (unsigned long long) (hz > 0 ? hz : 100));
 }
 
 int64_t
@@ -650,8 +655,7 @@ bm_limits_cpu_used_ms (pid_t pid)
     unsigned long long own, children;
     if (s_cpu_ticks (pid, &own, &children))
         return -1;
-    long hz = sysconf (_SC_CLK_TCK);
-    return (int64_t) (own * 1000 / (unsigned long long) (hz > 0 ? hz : 100));
+    return s_ticks_ms (own);
 }
 
 void
@@ -682,13 +686,20 @@ bm_limits_cpu_hard_per_job (void)
 }
 
 int
-bm_limits_cpu_job_start (pid_t pid, const bm_limits_t *limits)
+bm_limits_cpu_job_start (pid_t pid, const bm_limits_t *limits, int64_t *used_ms)
 {
+    if (used_ms)
+        *used_ms = -1;
     if (!limits->cpu_seconds)
         return 0;
-    rlim_t used;
-    if (s_cpu_seconds_used (pid, &used))
+    //  One read of its /proc entry per job: the worker's pool reads the
+    //  same figure for the job's CPU time (used_ms).
+    unsigned long long own, children;
+    if (s_cpu_ticks (pid, &own, &children))
         return -1;
+    if (used_ms)
+        *used_ms = s_ticks_ms (own);
+    rlim_t used = s_ticks_seconds (own);
     struct rlimit now;
     if (s_prlimit_cpu (pid, limits, NULL, &now))
         return -1;
@@ -876,6 +887,18 @@ bm_limits_verdict (const bm_limits_t *limits, int status, const struct rusage *u
 }
 
 #ifdef BM_SELFTEST
+//  The CPU time a process used so far, in whole seconds rounded up.  0, or
+//  -1 if its /proc entry does not read.
+static int
+s_cpu_seconds_used (pid_t pid, rlim_t *used)
+{
+    unsigned long long own, children;
+    if (s_cpu_ticks (pid, &own, &children))
+        return -1;
+    *used = s_ticks_seconds (own);
+    return 0;
+}
+
 //  --------------------------------------------------------------------------
 //  Self test: configuration, classification, and real children under
 //  each limit.
@@ -955,7 +978,7 @@ s_test_cpu_budget_without_cap (void)
         if (!status && s_cpu_seconds_used (sleeper, &before))
             status = 6;
         bm_limits_t budget = { .cpu_seconds = 7, .cpu_per_job = true, .uid = 65534, .gid = 65534 };
-        if (!status && bm_limits_cpu_job_start (sleeper, &budget))
+        if (!status && bm_limits_cpu_job_start (sleeper, &budget, NULL))
             status = 5;
         char path [64], line [256];
         if (!status && s_cpu_seconds_used (sleeper, &after))
@@ -1182,7 +1205,9 @@ bm_limits_test (bool verbose)
     bm_limits_t budget = { .cpu_seconds = 5, .cpu_per_job = true };
     struct rlimit cpu, before;
     assert (prlimit (sleeper, RLIMIT_CPU, NULL, &before) == 0);
-    assert (bm_limits_cpu_job_start (sleeper, &budget) == 0);
+    int64_t start_ms = -2;
+    assert (bm_limits_cpu_job_start (sleeper, &budget, &start_ms) == 0);
+    assert (start_ms >= 0 && start_ms < 1000);          //  What it used: a sleeper's
     assert (prlimit (sleeper, RLIMIT_CPU, NULL, &cpu) == 0);
     assert (cpu.rlim_cur == 5);
     if (s_may_raise_hard ())
@@ -1193,11 +1218,11 @@ bm_limits_test (bool verbose)
     //  (a raise of the hard limit where allowed, never an EPERM).
     struct rlimit lower = { 3, s_may_raise_hard () ? 4 : before.rlim_max };
     assert (prlimit (sleeper, RLIMIT_CPU, &lower, NULL) == 0);
-    assert (bm_limits_cpu_job_start (sleeper, &budget) == 0);
+    assert (bm_limits_cpu_job_start (sleeper, &budget, NULL) == 0);
     assert (prlimit (sleeper, RLIMIT_CPU, NULL, &cpu) == 0);
     assert (cpu.rlim_cur == 5);
     budget.cpu_seconds = 0;             //  No limit: left alone
-    assert (bm_limits_cpu_job_start (sleeper, &budget) == 0);
+    assert (bm_limits_cpu_job_start (sleeper, &budget, NULL) == 0);
     //  What it used, as wait4 counts it at its exit (a sleeper: little).
     int64_t used_ms = bm_limits_cpu_used_ms (sleeper);
     assert (used_ms >= 0 && used_ms < 1000);
@@ -1205,7 +1230,8 @@ bm_limits_test (bool verbose)
     waitpid (sleeper, NULL, 0);
     assert (bm_limits_cpu_used_ms (sleeper) == -1);                //  Gone
     budget.cpu_seconds = 5;
-    assert (bm_limits_cpu_job_start (sleeper, &budget) == -1);     //  Gone
+    assert (bm_limits_cpu_job_start (sleeper, &budget, &start_ms) == -1);     //  Gone
+    assert (start_ms == -1);
     if (geteuid () == 0)
         s_test_cpu_budget_without_cap ();
     if (verbose)

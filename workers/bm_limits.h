@@ -146,7 +146,10 @@ int bm_limits_sweep (int64_t wait_ms);
 //  it up), so the limit is per job rather than spanning the jobs of the
 //  process until it is recycled.  Root also moves the hard limit to a
 //  second later (SIGKILL for a bot that catches SIGXCPU).  Returns 0 or -1.
-int bm_limits_cpu_job_start (pid_t pid, const bm_limits_t *limits);
+//  used_ms (if not NULL) gets the CPU time of its own the process had used
+//  as the job began, as bm_limits_cpu_used_ms gives it (from the same read
+//  of its /proc entry), or -1 if that did not read.
+int bm_limits_cpu_job_start (pid_t pid, const bm_limits_t *limits, int64_t *used_ms);
 
 //  Whether bm_limits_cpu_job_start moves the hard limit too (the worker
 //  may raise it again for the next job: CAP_SYS_RESOURCE, probed once).

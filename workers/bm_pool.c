@@ -498,14 +498,15 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
     }
     else
     if ((value = json_object_get (frame, "result"))) {
+        //  Its text: the cap on a job's output applies to it.
         char *text = json_dumps (value, JSON_COMPACT | JSON_ENCODE_ANY);
+        bm_pool_outcome_t outcome = { .exit_code = 0, .result = text ? value : NULL };
         if (text) {
             bm_pool_proc_set_output (proc, text, strlen (text));
             free (text);
         }
         else
             bm_pool_proc_set_output (proc, "", 0);
-        bm_pool_outcome_t outcome = { .exit_code = 0 };
         s_end_job (proc, &outcome, true);
         s_dispatch (self);
     }
@@ -668,15 +669,19 @@ s_dispatch (bm_pool_t *self)
         proc->cpu_watch_ms = -1;
         if (!self->config.fork && self->config.limits && self->config.limits->cpu_seconds) {
             //  Under bwrap the budget goes to the bot inside, not to bwrap.
+            //  Unsandboxed, the target is the process itself: the CPU time
+            //  it used so far (one read of its /proc entry) is where the
+            //  job's own begins, for the verdict and the pool's check.
             pid_t target = bm_pool_proc_bot (proc, self->config.sandboxed);
-            if (!self->config.sandboxed)
-                proc->cpu_before_ms = bm_limits_cpu_used_ms (proc->pid);
-            if (self->cpu_watch && target > 0)
-                proc->cpu_watch_ms = bm_limits_cpu_used_ms (target);
-            if (target <= 0 || bm_limits_cpu_job_start (target, self->config.limits))
+            int64_t used_ms = -1;
+            if (target <= 0 || bm_limits_cpu_job_start (target, self->config.limits, &used_ms))
                 bm_warn (NULL, "%s process pid=%d: cannot set the CPU limit of its job: %s",
                          self->config.type, (int) proc->pid,
                          target <= 0 ? "no bot process found inside the sandbox" : strerror (errno));
+            if (!self->config.sandboxed)
+                proc->cpu_before_ms = used_ms;
+            if (self->cpu_watch && target > 0)
+                proc->cpu_watch_ms = used_ms;
         }
         //  The process gets a copy: the job keeps its frame while it
         //  runs, to run again if its process is killed for a frame of

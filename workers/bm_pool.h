@@ -49,6 +49,7 @@
 #include "bm_limits.h"
 
 #include <czmq.h>
+#include <jansson.h>
 #include "bm_metrics.h"
 #include <stdbool.h>
 #include <stdint.h>
@@ -102,6 +103,10 @@ typedef struct {
     int signal;                 //  Killed by this signal, 0 if not
     const char *output;         //  Its stdout (borrowed), for a result
     size_t output_size;
+    const json_t *result;       //  Its answer was {"result": VALUE}: VALUE
+                                //  (borrowed; output holds its JSON text),
+                                //  packed as it is rather than parsed again
+                                //  from output; NULL otherwise
     const char *message;        //  Its stderr tail or error text (borrowed)
     const struct rusage *usage; //  Killed by a signal: the CPU time the job
                                 //  used of its own (pool mode: its process,

@@ -251,13 +251,10 @@ bm_pool_proc_rss_mb (pid_t pid)
 {
     char path [64];
     snprintf (path, sizeof path, "/proc/%d/statm", (int) pid);
-    FILE *file = fopen (path, "r");
-    if (!file)
-        return -1;
+    char text [256];
     long long size = 0, resident = 0;
-    int n = fscanf (file, "%lld %lld", &size, &resident);
-    fclose (file);
-    if (n != 2)
+    if (bm_bot_read_file (path, text, sizeof text) < 0
+    ||  sscanf (text, "%lld %lld", &size, &resident) != 2)
         return -1;
     return resident * (sysconf (_SC_PAGESIZE) / 1024) / 1024;
 }

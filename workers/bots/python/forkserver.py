@@ -799,20 +799,29 @@ def fork_loop(module):
             send({"exit": os.WEXITSTATUS(status)})
 
 
+def environ_saved():
+    """os.environ as it is now, for restore_environ: a copy of the
+    mapping of encoded names and values under it (one copy in C; dict(os.
+    environ) would decode every name and value, each job, through Python
+    code: most of what a pool job costs here beside main())."""
+    return os.environ._data.copy()
+
+
 def restore_environ(saved):
-    """os.environ back to `saved`, touching only what the job changed (a
-    clear and a rebuild would call putenv for every variable)."""
-    if os.environ == saved:
+    """os.environ back to `saved` (environ_saved), touching only what the
+    job changed (a clear and a rebuild would call putenv for every
+    variable)."""
+    data = os.environ._data
+    if data == saved:
         return
-    for name in [name for name in os.environ if name not in saved]:
-        del os.environ[name]
-    for name, value in saved.items():
-        if os.environ.get(name) != value:
-            os.environ[name] = value
+    for key in data.keys() - saved.keys():
+        del os.environ[os.environ.decodekey(key)]
+    for key, value in saved.items() - data.items():
+        os.environ[os.environ.decodekey(key)] = os.environ.decodevalue(value)
 
 
 def pool_job(module, job):
-    saved = dict(os.environ)
+    saved = environ_saved()
     os.environ.update(job.get("env") or {})
     try:
         code, output = run_main(module, job)
@@ -834,7 +843,7 @@ def warm_up(module):
         payload = {} if text == "1" else json.loads(text)
     except ValueError as exc:
         raise SystemExit("BOT_%s_FORK_WARMUP must be 0, 1 or a JSON payload: %s" % (kind, exc))
-    saved = dict(os.environ)
+    saved = environ_saved()
     os.environ.update({"BOT_JOB_ID": "warmup", "BOT_ATTEMPT": "1"})
     try:
         code, _ = run_main(module, {"payload": payload})
