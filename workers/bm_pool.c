@@ -724,7 +724,7 @@ s_maintain (bm_pool_t *self, bool may_fail)
         &&  now - proc->started_at >= self->config.ready_timeout_ms) {
             proc->ready_expired = true;
             bm_warn (NULL, "%s %s process pid=%d is not ready after %lld ms (no {\"ready\": true} "
-                     "line on its stdout; %s): killed", self->config.type,
+                     "line on its stdout, or not flushed; %s): killed", self->config.type,
                      self->config.fork ? "fork server" : "pool", (int) proc->pid,
                      (long long) self->config.ready_timeout_ms, s_ready_var (self));
             bm_pool_proc_kill (proc, SIGKILL);
@@ -948,8 +948,9 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         else
         if (proc->ready_expired)
             self->init_error = zsys_sprintf ("the %s bot did not get ready within %s=%lld ms "
-                                             "(it never wrote {\"ready\": true} on its stdout) "
-                                             "and was killed%s%s", self->config.type,
+                                             "(it never wrote {\"ready\": true} on its stdout, "
+                                             "or wrote it without flushing) and was killed%s%s",
+                                             self->config.type,
                                              s_ready_var (self),
                                              (long long) self->config.ready_timeout_ms,
                                              *tail ? "; its stderr: " : "", tail);

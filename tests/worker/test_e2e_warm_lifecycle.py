@@ -225,8 +225,11 @@ def scenario_timeout(s, bots):
         check(want in error_of(rec).get("message", "")
               and "reading the payload until end of file" in error_of(rec).get("message", ""),
               "job %d's message names the deadline, its variable and the stderr tail" % n, rec)
+        check("without flushing" in error_of(rec).get("message", ""),
+              "job %d's message says a ready line not flushed is not written" % n, rec)
         if n == 1:
             check(lines(w, "WARN", "is not ready after 1000 ms"), "a WARN line says it was killed")
+            check(lines(w, "WARN", "or not flushed"), "the WARN line hints at flushing")
     c.close()
     check(w.alive(), "worker still running")
 
