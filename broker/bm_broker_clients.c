@@ -397,6 +397,58 @@ s_refuse (bm_broker_t *self, bm_admit_t *admit, const char *code, const char *me
     snprintf (admit->message, sizeof admit->message, "%s", message);
 }
 
+//  The bot types a SUBMIT may name, for its refusal: the default bots'
+//  types first, then the others by name, whole names only, and "... and N
+//  more" for those past the room.  The message travels in buffers of 160
+//  bytes (a SUBMIT_MANY item's refusal), so the list keeps within them.
+static const char s_known_prefix [] = "botType must be one of: ";
+#define BM_KNOWN_TYPES_LEN  (160 - sizeof s_known_prefix)
+
+static int
+s_known_rank (const char *name)
+{
+    const char *builtin [] = { "java", "node", "python" };
+    for (int i = 0; i < 3; i++)
+        if (streq (name, builtin [i]))
+            return i;
+    return 3;
+}
+
+static int
+s_known_compare (const void *a, const void *b)
+{
+    const char *x = *(const char *const *) a, *y = *(const char *const *) b;
+    int rank = s_known_rank (x) - s_known_rank (y);
+    return rank ? rank : strcmp (x, y);
+}
+
+static void
+s_known_types (bm_broker_t *self, char *buf, size_t size)
+{
+    buf [0] = 0;
+    size_t count = 0;
+    const char **names = (const char **) malloc ((zhashx_size (self->services) + 1) * sizeof *names);
+    if (!names)
+        return;
+    for (bm_service_t *service = (bm_service_t *) zhashx_first (self->services); service;
+         service = (bm_service_t *) zhashx_next (self->services))
+        if (!streq (service->name, BM_WEBHOOK_TYPE) && bm_service_known (service))
+            names [count++] = service->name;
+    qsort (names, count, sizeof *names, s_known_compare);
+    size_t used = 0;
+    for (size_t i = 0; i < count; i++) {
+        char more [40] = "";
+        if (i + 1 < count)              //  Room kept to say what is left out
+            snprintf (more, sizeof more, ", ... and %zu more", count - i - 1);
+        if (used + (i ? 2 : 0) + strlen (names [i]) + strlen (more) + 1 > size) {
+            snprintf (buf + used, size - used, "%s... and %zu more", i ? ", " : "", count - i);
+            break;
+        }
+        used += (size_t) snprintf (buf + used, size - used, "%s%s", i ? ", " : "", names [i]);
+    }
+    free (names);
+}
+
 void
 bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_admit_t *admit)
 {
@@ -434,19 +486,9 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
         return;
     }
     if (!bm_service_type_known (self, bot_type)) {
-        char message [256];
-        char known [200] = "";
-        bm_service_t *service = (bm_service_t *) zhashx_first (self->services);
-        while (service) {
-            if (!streq (service->name, BM_WEBHOOK_TYPE) && bm_service_known (service)
-            &&  strlen (known) + strlen (service->name) + 3 < sizeof known) {
-                if (*known)
-                    strcat (known, ", ");
-                strcat (known, service->name);
-            }
-            service = (bm_service_t *) zhashx_next (self->services);
-        }
-        snprintf (message, sizeof message, "botType must be one of: %s", known);
+        char message [sizeof s_known_prefix + BM_KNOWN_TYPES_LEN];
+        memcpy (message, s_known_prefix, sizeof s_known_prefix);
+        s_known_types (self, message + strlen (s_known_prefix), BM_KNOWN_TYPES_LEN);
         s_refuse (self, admit, "unknown_bot_type", message);
         return;
     }

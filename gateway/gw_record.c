@@ -132,14 +132,67 @@ gw_record_list (const msgpack_object *reply)
     return json_pack ("{s:o}", "jobs", array);
 }
 
+//  Bot types are listed in one order everywhere: the default bots' types
+//  first (java, node, python), then the others by name.
+typedef struct {
+    const char *ptr;
+    size_t len;
+} s_name_t;
+
+#define S_NAMES_MAX 256
+
 static int
-s_compare (const void *a, const void *b)
+s_name_rank (const s_name_t *name)
 {
-    const msgpack_object_str *x = *(const msgpack_object_str *const *) a;
-    const msgpack_object_str *y = *(const msgpack_object_str *const *) b;
-    size_t n = x->size < y->size ? x->size : y->size;
+    static const char *builtin [] = { "java", "node", "python" };
+    for (int i = 0; i < 3; i++)
+        if (name->len == strlen (builtin [i]) && memcmp (name->ptr, builtin [i], name->len) == 0)
+            return i;
+    return 3;
+}
+
+static int
+s_name_compare (const void *a, const void *b)
+{
+    const s_name_t *x = (const s_name_t *) a;
+    const s_name_t *y = (const s_name_t *) b;
+    int rank = s_name_rank (x) - s_name_rank (y);
+    if (rank)
+        return rank;
+    size_t n = x->len < y->len ? x->len : y->len;
     int rc = memcmp (x->ptr, y->ptr, n);
-    return rc ? rc : (x->size > y->size) - (x->size < y->size);
+    return rc ? rc : (x->len > y->len) - (x->len < y->len);
+}
+
+//  The names in that order, whole, as "a, b, ... and N more": N counts the
+//  names past the room and `more` left out before.  Returns those shown.
+static int
+s_names_write (s_name_t *names, size_t count, size_t more, char *buf, size_t size)
+{
+    if (size == 0)
+        return 0;
+    buf [0] = 0;
+    qsort (names, count, sizeof names [0], s_name_compare);
+    size_t used = 0;
+    size_t shown = 0;
+    for (; shown < count; shown++) {
+        //  Room is kept for what is left out, should the next not fit.
+        char tail [48] = "";
+        if (count - shown - 1 + more)
+            snprintf (tail, sizeof tail, ", ... and %zu more", count - shown - 1 + more);
+        if (used + (shown ? 2 : 0) + names [shown].len + strlen (tail) + 1 > size)
+            break;
+        if (shown) {
+            memcpy (buf + used, ", ", 2);
+            used += 2;
+        }
+        memcpy (buf + used, names [shown].ptr, names [shown].len);
+        used += names [shown].len;
+        buf [used] = 0;
+    }
+    if (count - shown + more)
+        snprintf (buf + used, size - used, "%s... and %zu more", shown ? ", " : "", count - shown + more);
+    return (int) shown;
 }
 
 int
@@ -151,66 +204,57 @@ gw_record_bot_types (const msgpack_object *reply, char *buf, size_t size)
     const msgpack_object *types = bm_obj_get (reply, "types");
     if (!types || types->type != MSGPACK_OBJECT_MAP)
         return 0;
-    const msgpack_object_str *names [256];
+    s_name_t names [S_NAMES_MAX];
     size_t count = 0;
-    for (uint32_t i = 0; i < types->via.map.size && count < 256; i++) {
+    size_t more = 0;
+    for (uint32_t i = 0; i < types->via.map.size; i++) {
         const msgpack_object *k = &types->via.map.ptr [i].key;
+        //  Names are [a-z0-9_-]: safe to show.
         if (k->type != MSGPACK_OBJECT_STR
         ||  !bm_valid_bot_type (k->via.str.ptr, k->via.str.size)
         ||  (k->via.str.size == strlen (BM_WEBHOOK_TYPE)
              && memcmp (k->via.str.ptr, BM_WEBHOOK_TYPE, k->via.str.size) == 0))
             continue;
-        names [count++] = &k->via.str;
+        if (count < S_NAMES_MAX)
+            names [count++] = (s_name_t) { k->via.str.ptr, k->via.str.size };
+        else
+            more++;
     }
-    qsort (names, count, sizeof names [0], s_compare);
-    size_t used = 0;
-    int shown = 0;
-    for (size_t i = 0; i < count; i++) {
-        //  Names are [a-z0-9_-]: safe to show.  Stop before the buffer ends.
-        size_t need = names [i]->size + (shown ? 2 : 0);
-        if (used + need + 1 > size)
-            break;
-        if (shown) {
-            memcpy (buf + used, ", ", 2);
-            used += 2;
-        }
-        memcpy (buf + used, names [i]->ptr, names [i]->size);
-        used += names [i]->size;
-        buf [used] = 0;
-        shown++;
-    }
-    return shown;
-}
-
-static int
-s_compare_str (const void *a, const void *b)
-{
-    return strcmp (*(const char *const *) a, *(const char *const *) b);
+    return s_names_write (names, count, more, buf, size);
 }
 
 int
-gw_record_sort_names (char *list)
+gw_record_type_list (const char *list, char *buf, size_t size)
 {
-    size_t len = strlen (list);
+    if (size == 0)
+        return 0;
+    buf [0] = 0;
     char *copy = strdup (list);
     if (!copy)
-        return 0;                   //  Left as it was
-    char *names [256];
-    int count = 0;
+        return 0;
+    s_name_t names [S_NAMES_MAX];
+    size_t count = 0;
+    size_t more = 0;
     char *save = NULL;
-    for (char *name = strtok_r (copy, ", ", &save); name && count < 256;
-         name = strtok_r (NULL, ", ", &save))
-        names [count++] = name;
-    qsort (names, (size_t) count, sizeof names [0], s_compare_str);
-    size_t used = 0;
-    for (int i = 0; i < count; i++) {
-        //  The same bytes minus separators never grow: it fits.
-        used += (size_t) snprintf (list + used, len + 1 - used, "%s%s", i ? ", " : "", names [i]);
-        if (used > len)
-            break;
+    for (char *name = strtok_r (copy, ",", &save); name; name = strtok_r (NULL, ",", &save)) {
+        while (*name == ' ')
+            name++;
+        size_t n = 0;
+        int end = 0;
+        if (sscanf (name, "... and %zu more%n", &n, &end) == 1 && name [end] == 0)
+            more += n;
+        else
+        if (!bm_valid_bot_type (name, strlen (name)))
+            continue;                   //  Not a name: not shown
+        else
+        if (count < S_NAMES_MAX)
+            names [count++] = (s_name_t) { name, strlen (name) };
+        else
+            more++;
     }
+    int shown = s_names_write (names, count, more, buf, size);
     free (copy);
-    return count;
+    return shown;
 }
 
 //  --------------------------------------------------------------------------
@@ -316,13 +360,17 @@ gw_record_test (bool verbose)
     char types [64];
     CHECK (gw_record_bot_types (&stats.data, types, sizeof types) == 3);
     CHECK (streq (types, "java, node, python"));
-    CHECK (gw_record_bot_types (&stats.data, types, 12) == 2 && streq (types, "java, node"));
-    char names [] = "zeta, python, beta_2, alpha, node";
-    CHECK (gw_record_sort_names (names) == 5 && streq (names, "alpha, beta_2, node, python, zeta"));
-    char one [] = "java";
-    CHECK (gw_record_sort_names (one) == 1 && streq (one, "java"));
-    char none [] = "";
-    CHECK (gw_record_sort_names (none) == 0 && streq (none, ""));
+    //  Whole names, and a count of those past the room.
+    CHECK (gw_record_bot_types (&stats.data, types, 26) == 1 && streq (types, "java, ... and 2 more"));
+    CHECK (gw_record_bot_types (&stats.data, types, 20) == 0 && streq (types, "... and 3 more"));
+    CHECK (gw_record_type_list ("zeta, python, beta_2, alpha, node", types, sizeof types) == 5
+           && streq (types, "node, python, alpha, beta_2, zeta"));
+    CHECK (gw_record_type_list ("zeta, python, beta_2, alpha, node", types, 33) == 2
+           && streq (types, "node, python, ... and 3 more"));
+    CHECK (gw_record_type_list ("beta, java, ... and 7 more", types, sizeof types) == 2
+           && streq (types, "java, beta, ... and 7 more"));
+    CHECK (gw_record_type_list ("java, bad name!, ", types, sizeof types) == 1 && streq (types, "java"));
+    CHECK (gw_record_type_list ("", types, sizeof types) == 0 && streq (types, ""));
     msgpack_unpacked_destroy (&stats);
 
     msgpack_unpacked list = s_pack_json ("{\"req\":1,\"jobs\":[{\"jobId\":\"a\",\"finishedAt\":1000}]}");

@@ -31,14 +31,17 @@ json_t *gw_record_stats (const msgpack_object *reply);
 //  A LIST reply body as {"jobs": [...]} (caller owns), or NULL.
 json_t *gw_record_list (const msgpack_object *reply);
 
-//  The bot types a STATS reply names, sorted, without the built-in
-//  "webhook" type, as "java, node, python" into buf.  Returns the count.
+//  The bot types a STATS reply names, without the broker's own "webhook"
+//  type, into buf: the default bots' types first, then the others by name
+//  ("java, node, python, alpha, beta"), whole names only, ending "... and
+//  N more" when not all fit in size.  Returns the count shown.
 int gw_record_bot_types (const msgpack_object *reply, char *buf, size_t size);
 
-//  Sort a list of names "node, java, python" in place (by name, as
-//  gw_record_bot_types does), so that every error listing the bot types
-//  shows them in one order.  Returns the count.
-int gw_record_sort_names (char *list);
+//  A list of bot types "beta, node, ... and 3 more" (the broker's, in any
+//  order) into buf in that same order and form, so that every error
+//  listing the bot types shows them alike.  What is not a bot type name is
+//  left out.  Returns the count shown.
+int gw_record_type_list (const char *list, char *buf, size_t size);
 
 void gw_record_test (bool verbose);
 

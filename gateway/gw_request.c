@@ -442,20 +442,29 @@ gw_request_rejection (gw_request_t *r, const msgpack_object *body, gw_rejection_
     if (streq (code, "unknown_bot_type")) {
         out->status = 400;
         out->code = out->reason = "invalid_bot_type";
-        //  The broker names the types it knows; an older broker may not,
-        //  then a STATS reply does.
-        s_safe_message (body, out->message, sizeof out->message, "");
-        if (strncmp (out->message, "botType must be one of: ", 24) == 0 && out->message [24]) {
-            //  The broker lists them in its own (hash) order: show them in
-            //  one order everywhere, by name, as the STATS fallback does.
-            gw_record_sort_names (out->message + 24);
-            return;
+        //  The broker names the types it knows (an older one in its hash
+        //  order; not for every command), a few when there are many: else,
+        //  and then, a STATS reply does.  Shown in one order everywhere,
+        //  whole names, with a count of those past the message's room
+        //  (gw_record_type_list).
+        static const char prefix [] = "botType must be one of: ";
+        char types [GW_TYPES_LEN] = "";
+        const char *str;
+        size_t len;
+        if (bm_obj_str (body, "message", &str, &len) && len > strlen (prefix)
+        &&  len - strlen (prefix) < sizeof types && memcmp (str, prefix, strlen (prefix)) == 0) {
+            memcpy (types, str + strlen (prefix), len - strlen (prefix));
+            types [len - strlen (prefix)] = 0;
         }
-        char types [GW_TYPES_LEN];
-        s_bot_types (r, types, sizeof types);
-        if (*types)
-            snprintf (out->message, sizeof out->message, "botType must be one of: %s", types);
-        else
+        if (!*types || strstr (types, "... and ")) {
+            char stats [GW_TYPES_LEN];
+            s_bot_types (r, stats, sizeof stats);
+            if (*stats)
+                memcpy (types, stats, sizeof types);
+        }
+        size_t used = (size_t) snprintf (out->message, sizeof out->message, "%s", prefix);
+        gw_record_type_list (types, out->message + used, sizeof out->message - used);
+        if (!out->message [used])
             snprintf (out->message, sizeof out->message,
                       "botType is not a bot type the broker knows");
     }

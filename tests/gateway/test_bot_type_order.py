@@ -1,5 +1,6 @@
-"""invalid_bot_type lists the valid bot types in one order, sorted by name,
-whatever the endpoint: POST /invoke (the broker's refusal), POST
+"""invalid_bot_type lists the valid bot types in one order, the default
+bots' types (java, node, python) first, then the others by name, whatever
+the endpoint: POST /invoke (the broker's refusal), POST
 /invoke/batch (per item), POST /schedules, POST /queues/{type}/pause.
 
 Real stack: broker (no Redis), no-op workers serving types whose hash
@@ -26,7 +27,8 @@ def main():
         gwtest.start_workers(s, TYPES, credit=5)
         g = gwtest.gateway(s)
         u = g.url
-        want = ", ".join(sorted(TYPES))
+        builtin = ["java", "node", "python"]
+        want = ", ".join(builtin + sorted(t for t in TYPES if t not in builtin))
 
         lists = {
             "/invoke": listed(post_json(u + "/invoke", {"botType": "cobol", "payload": {}}), "/invoke"),
@@ -43,7 +45,7 @@ def main():
         lists["/queues/cobol/pause"] = listed(curl("-X", "POST", u + "/queues/cobol/pause"),
                                               "/queues/cobol/pause")
         for where, got in lists.items():
-            check(got == want, "%s lists the types sorted by name" % where, got, want)
+            check(got == want, "%s lists the default types, then the others by name" % where, got, want)
         gwtest.stop_clean(g)
 
 
