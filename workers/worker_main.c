@@ -136,7 +136,8 @@ s_usage (FILE *out)
 "                         mode must speak the protocol\n"
 "  BOT_<TYPE>_MIN_PROCS   pool/fork: processes kept warm (default 1)\n"
 "  BOT_<TYPE>_MAX_PROCS   pool/fork: never more processes (default: the\n"
-"                         worker's concurrency)\n"
+"                         worker's concurrency); when every type served is\n"
+"                         pool/fork, the credit is at most their sum\n"
 "  BOT_<TYPE>_MAX_JOBS    pool/fork: recycle a process after this many jobs\n"
 "                         (default 1000)\n"
 "  BOT_<TYPE>_MAX_RSS_MB  pool/fork: recycle a process whose resident memory\n"
@@ -433,6 +434,54 @@ s_bot_mode (bm_worker_type_t *type, int64_t concurrency)
     s_env_name (type->rss_var, sizeof type->rss_var, "BOT_", type->name, "_MAX_RSS_MB");
     s_env_name (type->memory_var, sizeof type->memory_var, "BOT_", type->name, "_MEMORY_MB");
     return 0;
+}
+
+//  The credit against what the bots can run at once.  A job the worker
+//  takes waits in it for a process while its type's BOT_<TYPE>_MAX_PROCS
+//  processes are busy: the broker counts it running, and its timeout runs
+//  (the broker's and the worker's, both from its dispatch).  When every
+//  type runs warm (pool or fork), the credit is at most their processes
+//  together, so that such jobs stay queued at the broker, free for other
+//  workers; with spawn types besides, the credit they share stays, and
+//  each warm type below it is named.  One WARN line either way.
+static void
+s_credit_fit (bm_worker_config_t *config, const char *source)
+{
+    if (config->mode != BM_WORKER_BOTS)
+        return;
+    int64_t warm = 0;
+    bool all_warm = true;
+    for (int i = 0; i < config->type_count; i++)
+        if (config->types [i].bot_mode == BM_BOT_SPAWN)
+            all_warm = false;
+        else
+            warm += config->types [i].max_procs;
+    char named [512] = "";
+    size_t used = 0;
+    for (int i = 0; i < config->type_count && used < sizeof named; i++) {
+        const bm_worker_type_t *type = &config->types [i];
+        if (type->bot_mode == BM_BOT_SPAWN || (!all_warm && type->max_procs >= config->concurrency))
+            continue;
+        char var [64];
+        s_env_name (var, sizeof var, "BOT_", type->name, "_MAX_PROCS");
+        int n = snprintf (named + used, sizeof named - used, "%s%s=%lld", used ? ", " : "", var,
+                          (long long) type->max_procs);
+        used += n > 0 ? (size_t) n : 0;
+    }
+    if (all_warm && warm < config->concurrency) {
+        bm_warn (NULL, "configuration: credit %lld instead of %lld (%s): every type served runs "
+                 "warm, at most %lld job(s) at once (%s); a job past them would wait in this "
+                 "worker for a process, its timeout running, so it stays queued at the broker",
+                 (long long) warm, (long long) config->concurrency, source, (long long) warm,
+                 named);
+        config->concurrency = warm;
+    }
+    else
+    if (!all_warm && *named)
+        bm_warn (NULL, "configuration: the credit of %lld (%s), shared with spawn types, is "
+                 "more than %s: jobs of that type past its processes may wait in this worker "
+                 "for one, counted as running, their timeout running (a worker of its own, or a "
+                 "credit no larger, avoids it)", (long long) config->concurrency, source, named);
 }
 
 //  BOT_<TYPE>_MEMORY_MB, _CPU_SECONDS, _MAX_PIDS, _MAX_FILES.
@@ -909,6 +958,9 @@ main (int argc, char *argv [])
         if (config.mode == BM_WORKER_SIMULATE && s_sim_duration (&config.types [i]))
             goto done;
     }
+
+    s_credit_fit (&config, concurrency_arg ? "--concurrency" : settings.concurrency
+                           ? "WORKER_CONCURRENCY" : "the sum of MAX_<TYPE>_BOTS");
 
     bm_worker_t *worker = bm_worker_new (&config);
     if (worker) {

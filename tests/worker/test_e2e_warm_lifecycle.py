@@ -15,8 +15,10 @@ per run (the argument):
   naming the deadline and its variable;
 - launch: two ready processes, then the bot's program is gone, so a
   process that replaces one cannot even be executed.  One process crashes
-  under its job while the other is busy and a third job waits: the waiting
-  job is not failed, it runs on the busy process once that one is free;
+  under its job while the other is busy; a third job, queued at the broker
+  until then (the worker's credit is its two processes), comes to the
+  worker and waits: it is not failed, it runs on the busy process once
+  that one is free;
 - cpu: a pool bot that ignores SIGXCPU under CPU_SECONDS=1 is killed by
   the kernel's SIGKILL at its hard CPU limit, a second past its budget.
   Its job fails once with resource_limit (cpu), naming the CPU time used;
@@ -250,9 +252,10 @@ def scenario_launch(s, bots):
     doomed = c.submit("lazy", {"mark": mark[2], "go": go[2], "crash": True}, attempts=1)
     wait_until(lambda: os.path.exists(mark[1]) and os.path.exists(mark[2]), 15,
                "jobs 1 and 2 running, one on each process")
+    #  Job 3 stays queued at the broker: the worker's credit is its two
+    #  processes.  Job 2's end frees it, and job 3 comes to the worker
+    #  while the process replacing job 2's cannot be started.
     waiting = c.submit("lazy", {}, attempts=1)
-    wait_until(lambda: (c.status(waiting) or {}).get("state") == "running", 15,
-               "job 3 at the worker, waiting for a process")
     open(go[2], "w").close()
     rec = c.wait(doomed, timeout=15)
     check(rec["state"] == "failed" and error_of(rec).get("code") == "bot_failed",
@@ -260,9 +263,11 @@ def scenario_launch(s, bots):
     wait_until(lambda: lines(w, "cannot start a process", "cannot execute"), 15,
                "the worker's attempt to replace it to fail")
     log("worker: %s" % lines(w, "cannot start a process")[0])
+    wait_until(lambda: (c.status(waiting) or {}).get("state") != "queued", 15,
+               "job 3 dispatched to the worker")
     rec = c.status(waiting)
     check(rec["state"] == "running",
-          "job 3 still waits: the busy process can take it (it is not failed)", rec)
+          "job 3 waits at the worker: the busy process can take it (it is not failed)", rec)
     open(go[1], "w").close()
     first = c.wait(slow, timeout=15)
     check(first["state"] == "completed", "job 1 completes", first)

@@ -1,0 +1,85 @@
+"""A worker takes no more jobs than its warm bots can run: when every type it
+serves runs in pool or fork mode, its credit is at most the sum of their
+BOT_<TYPE>_MAX_PROCS, with one WARN line at start naming the clamp; with
+spawn types besides, the credit stays, and one WARN line names the warm type
+whose MAX_PROCS is below it.
+
+A real broker (no Redis), real workers and a pool bot written by hand that
+sleeps the payload's "ms".  Type "one" has MAX_PROCS=1 under --concurrency 3:
+two jobs of 1.5 s, then a job of no time with timeoutMs 2000.  The third job
+completes: it stays queued at the broker until the process is free, its
+timeout counted from its dispatch.  The broker's STATS give the worker credit
+1.  A second worker serving a pool type with MAX_PROCS=1 and a spawn type
+under --concurrency 3 keeps credit 3 and names BOT_HALF_MAX_PROCS=1.
+
+Before, the worker took all three jobs and held the third waiting for the
+process while its timeout ran: it failed with timeout without ever running
+(the worker announced credit 3, no WARN).
+"""
+import os
+
+import harness
+from harness import check
+import wlib
+
+SLEEPBOT = """import json, sys, time
+sys.stdout.write('{"ready": true}\\n')
+sys.stdout.flush()
+for line in sys.stdin:
+    frame = json.loads(line)
+    time.sleep(frame["payload"].get("ms", 0) / 1000.0)
+    sys.stdout.write(json.dumps({"result": {"slept": frame["payload"].get("ms", 0)},
+                                 "job": frame["job"]}) + "\\n")
+    sys.stdout.flush()
+"""
+
+
+def main():
+    bots = harness.tempdir("warm-credit-")
+    bot = os.path.join(bots, "sleepbot.py")
+    with open(bot, "w") as f:
+        f.write(SLEEPBOT)
+    cmd = "%s %s" % (wlib.PY, bot)
+    with harness.Stack("worker-e2e-warm-credit") as s:
+        s.broker(redis=False)
+        w = s.worker("--type", "one", "--concurrency", "3", name="worker-one",
+                     env={"BOT_ONE_CMD": cmd, "BOT_ONE_MODE": "pool", "BOT_ONE_MAX_PROCS": "1"})
+        s.wait_workers(1, "one")
+        c = s.client()
+        workers = [x for x in c.stats()["workers"] if "one" in x["types"]]
+        check(len(workers) == 1 and workers[0]["credit"] == 1,
+              "the broker gives the worker of type one credit 1 (its MAX_PROCS), not 3", workers)
+        lines = [l for l in w.output().splitlines() if " WARN " in l and "credit" in l]
+        check(len(lines) == 1 and "credit 1 instead of 3 (--concurrency)" in lines[0]
+              and "BOT_ONE_MAX_PROCS=1" in lines[0],
+              "one WARN line names the clamp and the variable behind it", lines, w.output()[-2000:])
+
+        first = c.submit("one", {"ms": 1500}, attempts=1)
+        second = c.submit("one", {"ms": 1500}, attempts=1)
+        third = c.submit("one", {"ms": 0}, attempts=1, timeoutMs=2000)
+        rec = c.wait(third, timeout=30)
+        check(rec["state"] == "completed",
+              "the short job behind two 1.5 s jobs on the one process completes (timeoutMs 2000 "
+              "counted from its dispatch, not from a wait in the worker)", rec)
+        for job_id in (first, second):
+            other = c.wait(job_id, timeout=30)
+            check(other["state"] == "completed", "the 1.5 s jobs complete", other)
+
+        mixed = s.worker("--type", "half,spawned", "--concurrency", "3", name="worker-mixed",
+                         env={"BOT_HALF_CMD": cmd, "BOT_HALF_MODE": "pool", "BOT_HALF_MAX_PROCS": "1",
+                              "BOT_SPAWNED_CMD": "/bin/true"})
+        s.wait_workers(1, "half")
+        workers = [x for x in c.stats()["workers"] if "half" in x["types"]]
+        check(len(workers) == 1 and workers[0]["credit"] == 3,
+              "a worker with a spawn type besides keeps its credit 3", workers)
+        lines = [l for l in mixed.output().splitlines() if " WARN " in l and "credit" in l]
+        check(len(lines) == 1 and "BOT_HALF_MAX_PROCS=1" in lines[0]
+              and "may wait in this worker" in lines[0] and "credit of 3 (--concurrency)" in lines[0],
+              "one WARN line names the warm type below the credit and that its jobs may wait",
+              lines, mixed.output()[-2000:])
+        c.close()
+        check(w.alive() and mixed.alive(), "workers still running")
+
+
+if __name__ == "__main__":
+    harness.main(main)
