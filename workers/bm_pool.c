@@ -114,16 +114,23 @@ s_retire (proc_t *proc, const char *reason)
 //  A pool process whose job failed on a resource limit (a MemoryError it
 //  survived, say, or a subprocess its cgroup's OOM killer or pids limit
 //  struck) is not trusted with another job: its cgroup may be near full.
+//  Whether a job's outcome reads as a resource limit's (run: the limits
+//  of its process), as the job's own verdict reads it (resource_limit).
 static bool
-s_hit_limit (proc_t *proc, const bm_pool_outcome_t *outcome)
+s_limit_outcome (bm_pool_t *self, const bm_limits_run_t *run, const bm_pool_outcome_t *outcome)
 {
-    bm_pool_t *self = proc->pool;
-    if (self->config.fork || !self->config.limits || (!outcome->signal && outcome->exit_code == 0))
+    if (!self->config.limits || (!outcome->signal && outcome->exit_code == 0))
         return false;
     char message [256];
     int status = outcome->signal ? outcome->signal : (outcome->exit_code & 0xff) << 8;
-    return bm_limits_pool_verdict (self->config.limits, proc->limits, status, NULL, outcome->message,
-                                   message, sizeof message) != NULL;
+    return bm_limits_pool_verdict (self->config.limits, run, status, outcome->usage,
+                                   outcome->message, message, sizeof message) != NULL;
+}
+
+static bool
+s_hit_limit (proc_t *proc, const bm_pool_outcome_t *outcome)
+{
+    return !proc->pool->config.fork && s_limit_outcome (proc->pool, proc->limits, outcome);
 }
 
 //  Sandboxed: the job's own directory in the process's /tmp (its TMPDIR
@@ -1008,9 +1015,15 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         else
             bm_warn (NULL, "%s process pid=%d %s while running a job", self->config.type, (int) pid, how);
         //  bwrap passes on its bot's death by signal N as exit 128 + N.
-        bool cpu = outcome.signal == SIGXCPU || kill_limit
-                || (self->config.sandboxed && outcome.exit_code == 128 + SIGXCPU);
-        if (state != PROC_RETIRING && cpu)
+        //  A process that died of its limit (out of files: exit 24 on
+        //  EMFILE, a MemoryError) as its job's verdict reads it counts as
+        //  recycled for the limit, as one that survived it and is retired.
+        char *tail = bm_capture_text (proc->err);
+        outcome.message = tail;
+        bool limit = outcome.signal == SIGXCPU || kill_limit
+                  || (self->config.sandboxed && outcome.exit_code == 128 + SIGXCPU)
+                  || (!outcome.bad_output && s_limit_outcome (self, outcome.run, &outcome));
+        if (state != PROC_RETIRING && limit)
             self->stats.recycled_limit++;
         else
         if (state != PROC_RETIRING && proc->stopping)
@@ -1020,6 +1033,7 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
             self->stats.recycled_died++;
         proc->state = PROC_RETIRING;
         s_end_job (proc, &outcome, false);
+        free (tail);
     }
     else
     if (state != PROC_RETIRING) {

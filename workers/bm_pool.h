@@ -183,7 +183,8 @@ typedef struct {
                                 //  or cancel, a bad frame)
     int64_t recycled_died;      //  Exited or killed on its own (exit 3,
                                 //  SIGSEGV, kill -9 from outside)
-    int64_t recycled_limit;     //  Its job hit a resource limit
+    int64_t recycled_limit;     //  Its job hit a resource limit (the
+                                //  process survived it or died of it)
     int64_t recycled_output;    //  Its job wrote more than the output cap
 } bm_pool_stats_t;
 void bm_pool_stats (bm_pool_t *self, bm_pool_stats_t *stats);
