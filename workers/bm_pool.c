@@ -434,6 +434,75 @@ s_another_job (proc_t *proc, json_t *frame)
     s_dispatch (self);
 }
 
+//  A JSON value's kind, for messages ("got a string").
+static const char *
+s_json_kind (const json_t *value)
+{
+    switch (json_typeof (value)) {
+        case JSON_OBJECT:   return "an object";
+        case JSON_ARRAY:    return "an array";
+        case JSON_STRING:   return "a string";
+        case JSON_INTEGER:  return "an integer";
+        case JSON_REAL:     return "a number with a fraction or an exponent";
+        case JSON_TRUE:
+        case JSON_FALSE:    return "a boolean";
+        default:            return "null";
+    }
+}
+
+//  A value as JSON text, printable and cut short, for messages.
+static void
+s_value_excerpt (const json_t *value, char *text, size_t text_size)
+{
+    char *json = json_dumps (value, JSON_COMPACT | JSON_ENCODE_ANY);
+    s_excerpt (json ? json : "?", json ? strlen (json) : 1, text, text_size);
+    free (json);
+}
+
+//  An answer frame ({"exit"} or {"signal"}) whose fields are not of their
+//  types ("exit": "1", as a shell bot writing "$?" into a template does):
+//  returns true with a message naming the first such field, and the bot's
+//  own "error" text when it gave one; false when the frame is well formed.
+//  "exit", "signal" and "cpuMs" are integers; "output", "error" and
+//  "badOutput" strings; null is a field not given (but one of "exit" and
+//  "signal" is).
+static bool
+s_answer_invalid (json_t *frame, char *message, size_t size)
+{
+    static const struct { const char *key; bool integer; } fields [] = {
+        { "exit", true }, { "signal", true }, { "cpuMs", true },
+        { "output", false }, { "error", false }, { "badOutput", false } };
+    json_t *wrong = NULL;
+    size_t i;
+    for (i = 0; !wrong && i < sizeof fields / sizeof fields [0]; i++) {
+        json_t *value = json_object_get (frame, fields [i].key);
+        if (value && !json_is_null (value)
+        &&  !(fields [i].integer ? json_is_integer (value) : json_is_string (value)))
+            wrong = value;
+    }
+    if (wrong)
+        i--;
+    else
+    if (!json_is_integer (json_object_get (frame, "exit"))
+    &&  !json_is_integer (json_object_get (frame, "signal"))) {
+        i = 0;                  //  Both null
+        wrong = json_null ();
+    }
+    else
+        return false;
+    char got [80];
+    s_value_excerpt (wrong, got, sizeof got);
+    json_t *error = json_object_get (frame, "error");
+    bool said = json_is_string (error) && json_string_length (error) > 0;
+    snprintf (message, size, "the bot's answer frame is not valid: \"%s\" must be %s, got %s"
+              "%s%s%s%s%.*s", fields [i].key, fields [i].integer ? "an integer" : "a string",
+              s_json_kind (wrong), json_is_null (wrong) ? "" : " (",
+              json_is_null (wrong) ? "" : got, json_is_null (wrong) ? "" : ")",
+              said ? "; its \"error\": " : "",
+              said ? (int) (size / 2) : 0, said ? json_string_value (error) : "");
+    return true;
+}
+
 static void
 s_on_frame (proc_t *proc, const char *line, size_t size)
 {
@@ -456,6 +525,7 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
         return;
     }
     json_t *value;
+    char invalid [1024];
     if (s_names_another_job (proc, frame))
         s_another_job (proc, frame);
     else
@@ -514,6 +584,17 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
         }
         else
             bm_pool_proc_set_output (proc, "", 0);
+        s_end_job (proc, &outcome, true);
+        s_dispatch (self);
+    }
+    else
+    if ((json_object_get (frame, "exit") || json_object_get (frame, "signal"))
+    &&  s_answer_invalid (frame, invalid, sizeof invalid)) {
+        //  Its job fails with bad_output naming the field; the process,
+        //  whose framing holds, serves the next job.
+        bm_warn (proc->job->id, "%s process pid=%d: %s", self->config.type, (int) proc->pid,
+                 invalid);
+        bm_pool_outcome_t outcome = { .exit_code = -1, .bad_output = invalid };
         s_end_job (proc, &outcome, true);
         s_dispatch (self);
     }

@@ -27,6 +27,26 @@ NAMES = {READY: "READY", JOB: "JOB", PROGRESS: "PROGRESS", DONE: "DONE", HEARTBE
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTBOT = os.path.join(HERE, "bots", "testbot.py")
 PY = "/usr/bin/python3"
+# A pool bot (BOT_<TYPE>_MODE=pool) that writes, for each job, the lines its
+# payload's "lines" gives, "PID" in them replaced by its pid: the frames a
+# test wants a bot to answer with.
+LINEBOT = """import json, os, sys
+sys.stdout.write('{"ready": true}\\n')
+sys.stdout.flush()
+for line in sys.stdin:
+    frame = json.loads(line)
+    for out in frame["payload"]["lines"]:
+        sys.stdout.write(out.replace("PID", str(os.getpid())) + "\\n")
+        sys.stdout.flush()
+"""
+
+
+def linebot_cmd(directory):
+    """BOT_<TYPE>_CMD of LINEBOT, written in directory."""
+    path = os.path.join(directory, "linebot.py")
+    with open(path, "w") as f:
+        f.write(LINEBOT)
+    return "%s %s" % (PY, path)
 
 
 def testbot_cmd(*args):
