@@ -503,6 +503,29 @@ s_answer_invalid (json_t *frame, char *message, size_t size)
     return true;
 }
 
+//  A progress frame's value: an integer from 0 to 100 is the job's
+//  progress; any other ({"progress": 150}, -5, 40.5, "70", true) is
+//  ignored, as fd 3's bad lines are, with one WARN per job for the first.
+static void
+s_progress_frame (proc_t *proc, json_t *value)
+{
+    bm_pool_t *self = proc->pool;
+    if (!proc->job || !self->on_progress)
+        return;
+    if (json_is_integer (value) && json_integer_value (value) >= 0
+    &&  json_integer_value (value) <= 100) {
+        self->on_progress (proc->job->owner, (int) json_integer_value (value), self->arg);
+        return;
+    }
+    if (proc->warned_bad_progress)
+        return;
+    proc->warned_bad_progress = true;
+    char got [80];
+    s_value_excerpt (value, got, sizeof got);
+    bm_warn (proc->job->id, "the bot wrote a progress frame whose \"progress\" is not an integer "
+             "from 0 to 100: %s (ignored, as are this job's further bad progress frames)", got);
+}
+
 static void
 s_on_frame (proc_t *proc, const char *line, size_t size)
 {
@@ -548,12 +571,8 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
         }
     }
     else
-    if ((value = json_object_get (frame, "progress"))) {
-        if (proc->job && json_is_integer (value) && self->on_progress) {
-            json_int_t n = json_integer_value (value);
-            self->on_progress (proc->job->owner, n < 0 ? 0 : n > 100 ? 100 : (int) n, self->arg);
-        }
-    }
+    if ((value = json_object_get (frame, "progress")))
+        s_progress_frame (proc, value);
     else
     if ((value = json_object_get (frame, "started"))) {
         //  Under bwrap the pid is the child's in the sandbox's namespace.
@@ -743,6 +762,7 @@ s_dispatch (bm_pool_t *self)
         proc->stopping = false;
         self->stats.busy++;
         bm_progress_rearm (proc->progress);
+        proc->warned_bad_progress = false;
         bm_capture_t *err = bm_capture_new ((size_t) self->config.stderr_tail, true);
         if (err) {
             //  The stderr of this job only.

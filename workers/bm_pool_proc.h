@@ -91,6 +91,7 @@ struct _proc_t {
     int64_t started_at;         //  Monotonic ms of its start
     bool ready_expired;         //  Killed for not being ready in time
     bool warned_bad_line;       //  Logged a line that is no frame
+    bool warned_bad_progress;   //  Logged a bad progress frame of its job
     int64_t retire_since;       //  Monotonic ms
     bm_limits_run_t *limits;    //  Its resource limits (its cgroup), or NULL
     pid_t inner;                //  Sandboxed: the bot's process inside
