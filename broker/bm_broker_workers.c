@@ -917,6 +917,25 @@ bm_workers_early_free (bm_broker_t *self)
     self->early_done_bytes = 0;
 }
 
+//  A failed DONE as sent by its worker: its name, attempt and run times
+//  (the worker's clock) hashed; 0 for one without times (nothing tells it
+//  from another).  A worker sends the same DONE again after a reconnect.
+static int64_t
+s_failed_done_print (const bm_worker_entry_t *worker, const bm_codec_done_t *done)
+{
+    if (done->ok || (done->started_at <= 0 && done->finished_at <= 0))
+        return 0;
+    uint64_t hash = 14695981039346656037ULL;        //  FNV-1a
+    for (const char *c = worker->name; *c; c++)
+        hash = (hash ^ (uint8_t) *c) * 1099511628211ULL;
+    const int64_t fields [] = { done->attempt, done->started_at, done->finished_at };
+    for (size_t i = 0; i < sizeof fields / sizeof fields [0]; i++)
+        for (int byte = 0; byte < 8; byte++)
+            hash = (hash ^ (uint8_t) (fields [i] >> (8 * byte))) * 1099511628211ULL;
+    hash &= 0x3fffffffffffffffULL;                  //  A positive int64 in the record
+    return hash ? (int64_t) hash : 1;
+}
+
 static void
 s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg)
 {
@@ -934,6 +953,17 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
     bool told_to_stop = !job && bm_worker_entry_stopping_holds (worker, done.job_id);
     if (!job && !told_to_stop)
         job = s_worker_reclaim (self, worker, done.job_id, done.attempt);
+    int64_t print = s_failed_done_print (worker, &done);
+    if (job && print && print == job->failed_done) {
+        //  The failed DONE of a run already counted, sent again after a
+        //  reconnect, while the job runs again (a RETRY numbers its runs
+        //  from 1 again, so the attempt alone does not tell).
+        bm_info (job->id, "DONE from %s for attempt %" PRId64 " is the failed one taken before, "
+                 "sent again: not taken", worker->name, done.attempt);
+        bm_broker_send_worker_simple (self, worker->identity, BM_NACK, "not_owner",
+                                      "this worker does not hold that job");
+        return;
+    }
     bool earlier_run = false;
     if (job && job->state == JOB_QUEUED) {
         //  Reclaimed: the run that was lost is the job's again.
@@ -1023,6 +1053,7 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
             s_count_limit_kill (self, job->service, done.error.limit);
         char message [BM_MAX_ERROR_MESSAGE_LEN + 1];
         s_error_message (&done.error, message, sizeof message);
+        job->failed_done = print;
         bm_job_finish_at (self, job, JOB_FAILED, done.error.code, message, finished_at);
     }
 }

@@ -139,6 +139,11 @@ struct _bm_job_t {
     uint32_t outcome_gen;       //  Which outcome: RETRY starts another, so
                                 //  that a confirmation of the one before
                                 //  counts that one, not the new run's
+    int64_t failed_done;        //  The failed DONE last taken for it (its
+                                //  worker, attempt and run times hashed, in
+                                //  its record too; 0: none, or one without
+                                //  times): the same DONE sent again is not
+                                //  a later run's
     bm_joblink_t links [BM_JOBLISTS];   //  Its places in the lists of jobs
 };
 

@@ -31,6 +31,7 @@
 #define X_ATTEMPT_ERRORS "e"
 #define X_HELD          "h"
 #define X_RUN_COUNTED   "lc"
+#define X_FAILED_DONE   "fd"
 
 static void
 s_pack_bin (msgpack_packer *pk, const char *key, const char *data, size_t size)
@@ -105,7 +106,7 @@ bm_record_has_run (const bm_job_t *job)
 {
     return job->attempts || job->progress || job->started_at || job->finished_at
         || job->worker_name || job->last_worker || job->result || job->error_code || job->deliveries
-        || job->run_at > 0 || job->attempt_errors_size || job->held;
+        || job->run_at > 0 || job->attempt_errors_size || job->held || job->failed_done;
 }
 
 //  last_worker's run was counted (its DONE came): that DONE, sent again,
@@ -126,7 +127,7 @@ bm_record_pack_run (msgpack_packer *pk, const bm_job_t *job)
                  + (job->last_worker != NULL) + (job->result != NULL)
                  + (error ? 2 + job->has_exit_code : 0) + (job->deliveries != 0)
                  + (job->run_at > 0) + (job->attempt_errors_size > 0)
-                 + job->held + s_run_counted (job);
+                 + job->held + s_run_counted (job) + (job->failed_done != 0);
     msgpack_pack_map (pk, count);
     if (job->attempts)
         BM_PACK_KV_INT (pk, X_ATTEMPTS, job->attempts);
@@ -158,6 +159,8 @@ bm_record_pack_run (msgpack_packer *pk, const bm_job_t *job)
         BM_PACK_KV_INT (pk, X_HELD, 1);
     if (s_run_counted (job))
         BM_PACK_KV_INT (pk, X_RUN_COUNTED, 1);
+    if (job->failed_done)
+        BM_PACK_KV_INT (pk, X_FAILED_DONE, job->failed_done);
 }
 
 //  --- reading ------------------------------------------------------------
@@ -273,6 +276,7 @@ s_read_run_entry (bm_job_t *job, const msgpack_object *key, const msgpack_object
         return (job->has_exit_code = s_read_int (value, &job->exit_code));
     if (s_key_is (key, X_DELIVERIES))   return s_read_int (value, &job->deliveries);
     if (s_key_is (key, X_RUN_AT))       return s_read_int (value, &job->run_at);
+    if (s_key_is (key, X_FAILED_DONE))  return s_read_int (value, &job->failed_done);
     if (s_key_is (key, X_ATTEMPT_ERRORS))
         return s_read_bin (value, &job->attempt_errors, &job->attempt_errors_size);
     return true;
