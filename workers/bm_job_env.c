@@ -335,7 +335,7 @@ bm_job_env_bot (bm_job_env_t *self, const char *job_id, const bm_worker_type_t *
     s_job_vars (envp + n, job_id, type, attempt, limit_ms, deadline, worker);
     if (type->sandboxed) {
         //  Only what the job is given: not the worker's credentials.
-        char **confined = bm_sandbox_env (envp);
+        char **confined = bm_sandbox_env (envp, type->name);
         bm_bot_argv_free (&envp);
         return confined;
     }
@@ -355,7 +355,7 @@ bm_job_env_pool (bm_job_env_t *self, const bm_worker_type_t *type, const char *w
     envp [base + 3] = strdup ("BOT_PROGRESS_FD=3");
     if (type->sandboxed) {
         //  Only what the job is given: not the worker's credentials.
-        char **confined = bm_sandbox_env (envp);
+        char **confined = bm_sandbox_env (envp, type->name);
         bm_bot_argv_free (&envp);
         envp = confined;
     }

@@ -119,8 +119,12 @@ bm_sandbox_argv (const bm_sandbox_spec_t *spec, char *const bot_argv [])
     return args.argv;
 }
 
+//  The type's own settings its bot program reads at start (forkserver.py:
+//  the modules it imports, its warm-up): none of them a secret.
+static const char *s_type_settings [] = { "_PRELOAD=", "_FORK_WARMUP=", NULL };
+
 static bool
-s_keep (const char *entry)
+s_keep (const char *entry, const char *type)
 {
     static const char *prefixes [] = { "PATH=", "LANG=", "LC_", "TZ=", "BOT_JOB_ID=", "BOT_TYPE=",
                                        "BOT_ATTEMPT=", "BOT_TIMEOUT_MS=", "BOT_DEADLINE=",
@@ -128,15 +132,25 @@ s_keep (const char *entry)
     for (int i = 0; prefixes [i]; i++)
         if (strncmp (entry, prefixes [i], strlen (prefixes [i])) == 0)
             return true;
+    //  BOT_<TYPE>_<SETTING>=, the type as variable names spell it.
+    if (!type || strncmp (entry, "BOT_", 4) != 0)
+        return false;
+    const char *at = entry + 4;
+    for (; *type; type++, at++)
+        if (*at != (*type == '-' ? '_' : (char) toupper ((unsigned char) *type)))
+            return false;
+    for (int i = 0; s_type_settings [i]; i++)
+        if (strncmp (at, s_type_settings [i], strlen (s_type_settings [i])) == 0)
+            return true;
     return false;
 }
 
 char **
-bm_sandbox_env (char *const envp [])
+bm_sandbox_env (char *const envp [], const char *type)
 {
     s_args_t args = { NULL, 0, 0 };
     for (int i = 0; envp [i]; i++)
-        if (s_keep (envp [i]))
+        if (s_keep (envp [i], type))
             s_add (&args, envp [i]);
     s_add (&args, "HOME=/tmp");
     s_add (&args, "TMPDIR=/tmp");
@@ -802,13 +816,18 @@ bm_sandbox_test (bool verbose)
     char *envp [] = { (char *) "PATH=/usr/bin", (char *) "REDIS_URL=redis://secret@x",
                       (char *) "BOT_JOB_ID=j1", (char *) "AWS_SECRET_ACCESS_KEY=k",
                       (char *) "LC_ALL=C.UTF-8", (char *) "HOME=/root", (char *) "BOT_PROGRESS_FD=3",
-                      NULL };
-    char **env = bm_sandbox_env (envp);
+                      (char *) "BOT_DATA_X_PRELOAD=decimal", (char *) "BOT_DATA_X_FORK_WARMUP=1",
+                      (char *) "BOT_DATA_X_TOKEN=t", (char *) "BOT_OTHER_PRELOAD=json", NULL };
+    char **env = bm_sandbox_env (envp, "data-x");
     assert (s_find (env, "PATH=/usr/bin", 0) >= 0 && s_find (env, "BOT_JOB_ID=j1", 0) >= 0
             && s_find (env, "LC_ALL=C.UTF-8", 0) >= 0 && s_find (env, "BOT_PROGRESS_FD=3", 0) >= 0
             && s_find (env, "HOME=/tmp", 0) >= 0 && s_find (env, "TMPDIR=/tmp", 0) >= 0);
     assert (s_find (env, "HOME=/root", 0) == -1 && s_find (env, "AWS_SECRET_ACCESS_KEY=k", 0) == -1
             && s_find (env, "REDIS_URL=redis://secret@x", 0) == -1);
+    //  The type's own start-up settings, not its other ones nor another's.
+    assert (s_find (env, "BOT_DATA_X_PRELOAD=decimal", 0) >= 0
+            && s_find (env, "BOT_DATA_X_FORK_WARMUP=1", 0) >= 0
+            && s_find (env, "BOT_DATA_X_TOKEN=t", 0) == -1 && s_find (env, "BOT_OTHER_PRELOAD=json", 0) == -1);
     bm_bot_argv_free (&env);
 
     //  From the environment: off, bad, on.

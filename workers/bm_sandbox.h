@@ -82,10 +82,12 @@ typedef struct {
 //  function: no I/O).  NULL-terminated, free with bm_bot_argv_free.
 char **bm_sandbox_argv (const bm_sandbox_spec_t *spec, char *const bot_argv []);
 
-//  The environment of a sandboxed bot: from envp, only PATH, LANG, LC_*,
-//  TZ and the job's BOT_* keys, plus HOME=/tmp and TMPDIR=/tmp (a pure
-//  function).  Free with bm_bot_argv_free.
-char **bm_sandbox_env (char *const envp []);
+//  The environment of a sandboxed bot of type: from envp, only PATH, LANG,
+//  LC_*, TZ, the job's BOT_* keys and the type's BOT_<TYPE>_PRELOAD and
+//  BOT_<TYPE>_FORK_WARMUP (what forkserver.py reads at start), plus
+//  HOME=/tmp and TMPDIR=/tmp (a pure function).  Free with
+//  bm_bot_argv_free.
+char **bm_sandbox_env (char *const envp [], const char *type);
 
 //  Read BOT_<TYPE>_SANDBOX, BOT_<TYPE>_NETWORK, BOT_<TYPE>_TMP_MB and
 //  BOT_<TYPE>_SECCOMP.  Returns 1 and the wrapped command line in *argv_p

@@ -57,13 +57,19 @@ def next_job_at_once(c, when):
     check(took < GRACE_MS / 2000.0, "%s: at once, not after the %d ms kill grace" % (when, GRACE_MS), took)
 
 
-def main():
+def sandboxed_warmbot():
+    """Skip the test (exit) where bubblewrap cannot run; else copies of
+    forkserver.py and warmbot.py a sandboxed bot may read: (server, bot)."""
     why = bwrap_works()
     if why:
         print("SKIP: bubblewrap cannot run on this machine: %s" % why)
         sys.exit(harness.SKIP)
-    server = wlib.readable_by_all(os.path.join(harness.ROOT, "workers", "bots", "python", "forkserver.py"))
-    bot = wlib.readable_by_all(os.path.join(wlib.HERE, "bots", "warmbot.py"))
+    return (wlib.readable_by_all(os.path.join(harness.ROOT, "workers", "bots", "python", "forkserver.py")),
+            wlib.readable_by_all(os.path.join(wlib.HERE, "bots", "warmbot.py")))
+
+
+def main():
+    server, bot = sandboxed_warmbot()
     with harness.Stack("worker-e2e-warm-sandbox") as s:
         s.broker(redis=False)
         env = {"BOT_BX_POOL_CMD": "%s %s --pool %s" % (wlib.PY, server, bot), "BOT_BX_POOL_MODE": "pool",
