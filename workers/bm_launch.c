@@ -3,6 +3,7 @@
 #include "bm_launch.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -309,6 +310,15 @@ bm_bot_argv_free (char ***argv_p)
         free (*argv_p);
         *argv_p = NULL;
     }
+}
+
+const char *
+bm_bot_type_var (char *buffer, size_t size, const char *type, const char *suffix)
+{
+    int n = snprintf (buffer, size, "BOT_%s%s", type, suffix);
+    for (int i = 4; i < n && buffer [i] && i < 4 + (int) strlen (type); i++)
+        buffer [i] = buffer [i] == '-' ? '_' : (char) toupper ((unsigned char) buffer [i]);
+    return buffer;
 }
 
 #ifdef BM_SELFTEST

@@ -60,6 +60,10 @@ char *bm_bot_which (const char *program);
 char **bm_bot_split_command (const char *line, char *error, size_t error_size);
 void bm_bot_argv_free (char ***argv_p);
 
+//  The name of a bot type's setting, "BOT_<TYPE><suffix>" (the type upper
+//  case, '-' as '_'), into buffer; returns buffer.
+const char *bm_bot_type_var (char *buffer, size_t size, const char *type, const char *suffix);
+
 //  Self-test; built only into bm_worker_selftest (BM_SELFTEST).
 void bm_launch_test (bool verbose);
 

@@ -526,6 +526,14 @@ s_progress_frame (proc_t *proc, json_t *value)
              "from 0 to 100: %s (ignored, as are this job's further bad progress frames)", got);
 }
 
+//  Whether a ready frame is a fork server's: {"ready": true, "mode": "fork"}.
+static bool
+s_says_fork (json_t *frame)
+{
+    json_t *mode = json_object_get (frame, "mode");
+    return json_is_string (mode) && streq (json_string_value (mode), "fork");
+}
+
 static void
 s_on_frame (proc_t *proc, const char *line, size_t size)
 {
@@ -553,7 +561,18 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
         s_another_job (proc, frame);
     else
     if (json_object_get (frame, "ready")) {
-        if (proc->state == PROC_STARTING) {
+        if (proc->state == PROC_STARTING && self->config.fork && !proc->not_fork
+        &&  !s_says_fork (frame)) {
+            //  A pool bot (or any other program) run in fork mode: it would
+            //  run the jobs itself, without the limits each child of a fork
+            //  server applies.  Killed, it counts as an init failure.
+            proc->not_fork = true;
+            bm_warn (NULL, "%s fork server process pid=%d is not a fork server (its ready frame "
+                     "has no \"mode\": \"fork\"): killed", self->config.type, (int) proc->pid);
+            bm_pool_proc_kill (proc, SIGKILL);
+        }
+        else
+        if (proc->state == PROC_STARTING && !proc->not_fork) {
             //  What it wrote on stderr before this line (a fork server
             //  flushes what its bot printed while loading just before it)
             //  is in the pipe now, maybe unread yet if the worker was slow:
@@ -828,7 +847,8 @@ s_maintain (bm_pool_t *self, bool may_fail)
         //  Never ready (it waits for end of file on stdin, as a spawn
         //  bot does; it hangs while loading): its jobs would wait for it
         //  until their timeout.  Killed, it counts as an init failure.
-        if (proc->state == PROC_STARTING && !proc->ready_expired && self->config.ready_timeout_ms > 0
+        if (proc->state == PROC_STARTING && !proc->ready_expired && !proc->not_fork
+        &&  self->config.ready_timeout_ms > 0
         &&  now - proc->started_at >= self->config.ready_timeout_ms) {
             proc->ready_expired = true;
             bm_warn (NULL, "%s %s process pid=%d is not ready after %lld ms (no {\"ready\": true} "
@@ -1040,7 +1060,7 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         //  oom_kill): a resource limit, not a bot that cannot load.
         char seen [256];
         self->init_limit = NULL;
-        if (proc->limits && !proc->ready_expired) {
+        if (proc->limits && !proc->ready_expired && !proc->not_fork) {
             const char *limit = bm_limits_run_verdict (proc->limits, status, NULL, tail, seen,
                                                        sizeof seen);
             if (limit && streq (limit, "memory"))
@@ -1053,6 +1073,16 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
                                                                           : "BOT_<TYPE>_MEMORY_MB",
                                              (long long) self->config.limits->memory_mb, seen,
                                              *tail ? "; its stderr: " : "", tail);
+        else
+        if (proc->not_fork) {
+            char var [64];
+            bm_bot_type_var (var, sizeof var, self->config.type, "_MODE");
+            self->init_error = zsys_sprintf ("%s=fork but the program is not a fork server: its "
+                                             "ready frame has no \"mode\": \"fork\" (a pooled "
+                                             "bot wants %s=pool; a fork server such as "
+                                             "workers/bots/python/forkserver.py writes {\"ready\": "
+                                             "true, \"mode\": \"fork\"})", var, var);
+        }
         else
         if (proc->ready_expired)
             self->init_error = zsys_sprintf ("the %s bot did not get ready within %s=%lld ms "

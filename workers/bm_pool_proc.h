@@ -90,6 +90,8 @@ struct _proc_t {
     int64_t idle_since;         //  Monotonic ms
     int64_t started_at;         //  Monotonic ms of its start
     bool ready_expired;         //  Killed for not being ready in time
+    bool not_fork;              //  Fork mode: killed at start, its ready
+                                //  frame not a fork server's
     bool warned_bad_line;       //  Logged a line that is no frame
     bool warned_bad_progress;   //  Logged a bad progress frame of its job
     int64_t retire_since;       //  Monotonic ms

@@ -3,7 +3,8 @@ start-up output, never the stderr of the first job it runs.
 
 A real broker (no Redis), a real worker and a pool bot written by hand
 (READYBOT below), run as pool processes and as a fork server (the worker's
-side of both is the same: the bot answers each job itself).  Each job
+side of both is the same: the bot answers each job itself; its ready line
+carries its BOT_MODE, as a fork server's must).  Each job
 starts a process of its own (BOT_<TYPE>_MIN_PROCS=0: the job waits for it;
 BOT_<TYPE>_MAX_JOBS=1: retired after it), which writes a line on stderr
 while it loads, then its ready line; the job writes a line of its own on
@@ -61,7 +62,8 @@ if stop:
             sys.exit("readybot: the worker did not stop within 10 s")
         time.sleep(0.001)
 os.write(2, b"readybot: a line written while loading\\n")
-os.write(1, b'{"ready": true}\\n')
+# As a fork server says it is one: {"ready": true, "mode": "fork"}.
+os.write(1, json.dumps({"ready": True, "mode": os.environ["BOT_MODE"]}).encode() + b"\\n")
 if stop:
     os.kill(worker, signal.SIGCONT)
 for line in sys.stdin:
