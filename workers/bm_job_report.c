@@ -88,6 +88,35 @@ bm_job_report_pack_result (const json_t *value, int64_t max_payload,
     return 0;
 }
 
+bool
+bm_job_report_pool_ready (const char *text, size_t size)
+{
+    if (size >= 3 && memcmp (text, BM_UTF8_BOM, 3) == 0) {
+        text += 3;
+        size -= 3;
+    }
+    //  Its first non-empty line, which must name "ready" to be one.
+    size_t start = 0;
+    while (start < size && (text [start] == '\n' || text [start] == '\r' || text [start] == ' '
+                         || text [start] == '\t'))
+        start++;
+    if (start == size || text [start] != '{')
+        return false;
+    const char *eol = (const char *) memchr (text + start, '\n', size - start);
+    size_t len = eol ? (size_t) (eol - text) - start : size - start;
+    if (!memmem (text + start, len, "\"ready\"", 7))
+        return false;
+    json_t *frame = json_loadb (text + start, len, 0, NULL);
+    bool ready = json_is_object (frame) && json_is_true (json_object_get (frame, "ready"));
+    const char *key;
+    json_t *value;
+    json_object_foreach (frame, key, value)
+        if (!streq (key, "ready") && !streq (key, "pid") && !streq (key, "mode"))
+            ready = false;
+    json_decref (frame);
+    return ready;
+}
+
 void
 bm_job_report_keep_end (char *text, size_t max)
 {
@@ -343,6 +372,17 @@ bm_job_report_test (bool verbose)
     bm_job_verdict_clear (&verdict);
     free (value_text);
     json_decref (value);
+
+    //  A pooled bot's ready frame as stdout's first line: nothing else.
+    const char *ready [] = { "{\"ready\": true}", "\xef\xbb\xbf\n{\"ready\":true,\"pid\":7}\n{\"result\":1}\n",
+                             "{\"ready\": true, \"pid\": 9, \"mode\": \"pool\"}\r\n", NULL };
+    for (int i = 0; ready [i]; i++)
+        assert (bm_job_report_pool_ready (ready [i], strlen (ready [i])));
+    const char *not_ready [] = { "", "{\"ready\": false}", "{\"ready\": true, \"rows\": 3}",
+                                 "log\n{\"ready\": true}", "[{\"ready\": true}]", "{\"ready\": true",
+                                 "{\"n\": 1}\n{\"ready\": true}", NULL };
+    for (int i = 0; not_ready [i]; i++)
+        assert (!bm_job_report_pool_ready (not_ready [i], strlen (not_ready [i])));
 
     //  Exit 0, stdout not JSON: bad_output naming the parse error.
     bm_pool_outcome_t junk = { .exit_code = 0, .output = "hello", .output_size = 5 };

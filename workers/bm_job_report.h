@@ -55,6 +55,11 @@ int bm_job_report_parse_result (const char *text, size_t size, int64_t max_paylo
 int bm_job_report_pack_result (const json_t *value, int64_t max_payload,
                                char **data, size_t *data_size, char *error, size_t error_size);
 
+//  Whether a spawned bot's stdout begins with a pooled bot's ready frame: its
+//  first non-empty line an object {"ready": true} with no other key than
+//  "pid" and "mode" (what no result of a spawned bot looks like).
+bool bm_job_report_pool_ready (const char *text, size_t size);
+
 //  Keep the last `max` bytes of text (in place), starting at a UTF-8
 //  character boundary: the end of stderr is what explains a failure.
 void bm_job_report_keep_end (char *text, size_t max);

@@ -1,6 +1,7 @@
 /*  bm_runner.c - runs the worker's jobs: bots, pooled runs, simulations.  */
 #include "bm_runner.h"
 #include "bm_config.h"
+#include "bm_job_report.h"
 #include "bm_log.h"
 #include "bm_progress.h"
 
@@ -207,6 +208,16 @@ s_on_bot_exit (bm_bot_t *bot, void *arg)
         .signal = WIFSIGNALED (status) ? WTERMSIG (status) : 0,
         .message = tail };
     outcome.output = bm_bot_stdout (bot, &outcome.output_size);
+    //  A pooled bot run in spawn mode: its ready frame is no result.
+    char pooled [256];
+    if (outcome.exit_code == 0 && !outcome.overflowed
+    &&  bm_job_report_pool_ready (outcome.output, outcome.output_size)) {
+        char var [64];
+        snprintf (pooled, sizeof pooled, "the bot's stdout begins with a pooled bot's ready frame "
+                  "({\"ready\": true}): it speaks the pool protocol but runs in spawn mode (set "
+                  "%s=pool)", bm_bot_type_var (var, sizeof var, job->type->name, "_MODE"));
+        outcome.bad_output = pooled;
+    }
     self->on_end (job, &outcome, self->arg);
     free (tail);
 }

@@ -10,7 +10,14 @@ scenario per run (the argument):
   bot_init_failed, "BOT_NOTFORK_MODE=fork but the program is not a fork
   server ...", with a WARN that the process was killed; the same bot
   under MODE=pool runs the job.  Before, the worker logged "fork server
-  process ready" and the job completed, with no limit applied.
+  process ready" and the job completed, with no limit applied;
+- spawn: pooled bots with no BOT_<TYPE>_MODE (spawn): the docs' greet.sh,
+  whose only output in spawn mode is its ready line, and a bot that also
+  answers the payload it reads (its ready line, then an answer frame).
+  Both jobs fail bad_output pointing to BOT_<TYPE>_MODE=pool.  Before,
+  they completed with the result {"ready": true} and the whole answer
+  frame.  A spawned bot whose result merely has a "ready" key among
+  others completes.
 """
 import os
 import sys
@@ -27,6 +34,24 @@ print(json.dumps({"ready": True}), flush=True)
 for line in sys.stdin:
     frame = json.loads(line)
     print(json.dumps({"job": frame["job"], "result": {"ran": True}}), flush=True)
+"""
+
+GREET = """#!/bin/sh
+echo '{"ready": true}'
+while IFS= read -r frame; do
+    printf '%s\\n' "$frame" | jq -c '{result: {hello: (.payload.name? // "world")}, job: .job}'
+done
+"""
+
+ANSWERS = """import json, sys
+print(json.dumps({"ready": True, "pid": 1}), flush=True)
+for line in sys.stdin:
+    print(json.dumps({"job": None, "result": {"read": json.loads(line)}}), flush=True)
+"""
+
+SPAWNBOT = """import json, sys
+json.load(sys.stdin)
+print(json.dumps({"ready": True, "rows": 3}))
 """
 
 
@@ -57,7 +82,30 @@ def scenario_fork(s, bots):
     c.close()
 
 
-SCENARIOS = {"fork": scenario_fork}
+def scenario_spawn(s, bots):
+    env = {"BOT_GREET_CMD": "/bin/sh %s" % write(bots, "greet.sh", GREET),
+           "BOT_ANSWERS_CMD": "%s %s" % (PY, write(bots, "answers.py", ANSWERS)),
+           "BOT_REAL_CMD": "%s %s" % (PY, write(bots, "spawnbot.py", SPAWNBOT))}
+    s.worker("--type", "greet,answers,real", "--concurrency", "3", env=env)
+    s.wait_workers(1)
+    c = s.client()
+    for bot_type in ("greet", "answers"):
+        rec = wlib.run_job(c, bot_type, {"name": "Ada"}, attempts=1, timeout=30)
+        err = rec.get("error") or {}
+        log("%s: %s %r %r" % (bot_type, rec["state"], rec.get("result"), err))
+        check(rec["state"] == "failed" and err.get("code") == "bad_output",
+              "%s: a pooled bot in spawn mode -> bad_output" % bot_type, rec.get("result"), err)
+        check("ready frame" in err.get("message", "")
+              and "BOT_%s_MODE=pool" % bot_type.upper() in err.get("message", ""),
+              "%s: the message names the ready frame and BOT_%s_MODE=pool" % (bot_type, bot_type.upper()),
+              err)
+    rec = wlib.run_job(c, "real", {}, attempts=1, timeout=30)
+    check(rec["state"] == "completed" and rec.get("result") == {"ready": True, "rows": 3},
+          "a spawned bot's result with a \"ready\" key among others completes", rec)
+    c.close()
+
+
+SCENARIOS = {"fork": scenario_fork, "spawn": scenario_spawn}
 
 
 def main():
