@@ -484,6 +484,36 @@ s_credit_fit (bm_worker_config_t *config, const char *source)
                  "credit no larger, avoids it)", (long long) config->concurrency, source, named);
 }
 
+//  BOT_<TYPE>_PRELOAD and BOT_<TYPE>_FORK_WARMUP are forkserver.py's: on a
+//  type whose program does not read them they are ignored, said once.
+static void
+s_bot_fork_settings (const bm_worker_type_t *type)
+{
+    const char *mode = type->bot_mode == BM_BOT_POOL ? "pool" : "spawn";
+    if (type->bot_mode == BM_BOT_FORK)
+        return;
+    char var [64], mode_var [64];
+    s_env_name (mode_var, sizeof mode_var, "BOT_", type->name, "_MODE");
+    s_env_name (var, sizeof var, "BOT_", type->name, "_FORK_WARMUP");
+    const char *value = getenv (var);
+    if (value && *value && !streq (value, "0"))         //  0: off, as unset
+        bm_warn (NULL, "configuration: %s=%.60s is ignored: %s bots run in %s mode, and only a "
+                 "fork server (%s=fork) runs a warm-up", var, value, type->name, mode, mode_var);
+    //  forkserver.py reads PRELOAD in pool mode too (--pool).
+    bool forkserver = false;
+    for (char **arg = type->argv; arg && *arg && !forkserver; arg++) {
+        size_t n = strlen (*arg);
+        forkserver = n >= 13 && streq (*arg + n - 13, "forkserver.py");
+    }
+    s_env_name (var, sizeof var, "BOT_", type->name, "_PRELOAD");
+    value = getenv (var);
+    if (value && *value && !forkserver)
+        bm_warn (NULL, "configuration: %s=%.60s is ignored: %s bots run in %s mode%s; only "
+                 "forkserver.py imports it (fork mode, or pool mode with --pool)", var, value,
+                 type->name, mode, type->bot_mode == BM_BOT_POOL ? " with a program that is not "
+                 "forkserver.py" : "");
+}
+
 //  BOT_<TYPE>_MEMORY_MB, _CPU_SECONDS, _MAX_PIDS, _MAX_FILES.
 static int
 s_bot_limits (bm_worker_type_t *type)
@@ -949,6 +979,8 @@ main (int argc, char *argv [])
         &&  (s_bot_mode (&config.types [i], config.concurrency)
           || s_bot_command (&config.types [i], root)))
             goto done;
+        if (config.mode == BM_WORKER_BOTS)
+            s_bot_fork_settings (&config.types [i]);
         if (config.mode == BM_WORKER_BOTS && s_bot_limits (&config.types [i]))
             goto done;
         config.types [i].limits.uid = bot_uid;

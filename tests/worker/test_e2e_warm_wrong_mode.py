@@ -17,7 +17,13 @@ scenario per run (the argument):
   Both jobs fail bad_output pointing to BOT_<TYPE>_MODE=pool.  Before,
   they completed with the result {"ready": true} and the whole answer
   frame.  A spawned bot whose result merely has a "ready" key among
-  others completes.
+  others completes;
+- settings: BOT_<TYPE>_PRELOAD and BOT_<TYPE>_FORK_WARMUP, which only
+  forkserver.py reads, on types that do not run it: one WARN at start for
+  each, naming the setting and the mode (spawn; pool with a program of its
+  own), and none for the types that do read them (fork mode; PRELOAD in
+  pool mode under forkserver.py --pool).  Before, they were ignored
+  without a word.
 """
 import os
 import sys
@@ -105,7 +111,37 @@ def scenario_spawn(s, bots):
     c.close()
 
 
-SCENARIOS = {"fork": scenario_fork, "spawn": scenario_spawn}
+def scenario_settings(s, bots):
+    bot = write(bots, "poolbot.py", POOLBOT)
+    server = os.path.join(harness.ROOT, "workers", "bots", "python", "forkserver.py")
+    warm = os.path.join(wlib.HERE, "bots", "warmbot.py")
+    env = {"BOT_SPAWNED_CMD": "%s %s" % (PY, bot), "BOT_SPAWNED_PRELOAD": "numpy",
+           "BOT_SPAWNED_FORK_WARMUP": "1",
+           "BOT_POOLED_CMD": "%s %s" % (PY, bot), "BOT_POOLED_MODE": "pool", "BOT_POOLED_PRELOAD": "numpy",
+           "BOT_POOLED_FORK_WARMUP": "1",
+           "BOT_FSPOOL_CMD": "%s %s --pool %s" % (PY, server, warm), "BOT_FSPOOL_MODE": "pool",
+           "BOT_FSPOOL_PRELOAD": "json",
+           "BOT_FORKED_CMD": "%s %s %s" % (PY, server, warm), "BOT_FORKED_MODE": "fork",
+           "BOT_FORKED_PRELOAD": "json", "BOT_FORKED_FORK_WARMUP": "1"}
+    w = s.worker("--type", "spawned,pooled,fspool,forked", "--concurrency", "4", env=env)
+    s.wait_workers(1)
+    expected = (("BOT_SPAWNED_FORK_WARMUP=1 is ignored", "spawn mode"),
+                ("BOT_SPAWNED_PRELOAD=numpy is ignored", "spawn mode"),
+                ("BOT_POOLED_FORK_WARMUP=1 is ignored", "pool mode"),
+                ("BOT_POOLED_PRELOAD=numpy is ignored", "pool mode with a program that is not forkserver.py"))
+    for setting, mode in expected:
+        lines = warn_lines(w, setting, mode)
+        check(len(lines) == 1, "one WARN: %s, naming %s" % (setting, mode), lines, w.output()[-3000:])
+    check(not warn_lines(w, "BOT_FSPOOL_", "is ignored") and not warn_lines(w, "BOT_FORKED_", "is ignored"),
+          "no WARN for the types whose forkserver.py reads them", warn_lines(w, "is ignored"))
+    c = s.client()
+    for bot_type in ("pooled", "fspool", "forked"):
+        rec = wlib.run_job(c, bot_type, {}, attempts=1, timeout=30)
+        check(rec["state"] == "completed", "%s: its job completes" % bot_type, rec)
+    c.close()
+
+
+SCENARIOS = {"fork": scenario_fork, "spawn": scenario_spawn, "settings": scenario_settings}
 
 
 def main():
