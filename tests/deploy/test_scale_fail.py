@@ -1,5 +1,6 @@
 """deploy.scale_fail - a scale that fails is not remembered, and up starts
-every service it can.
+every service it can.  (And up gives python's fork warm-up only to a
+python worker that forks: one scaled with BOT_PYTHON_MODE=pool has none.)
 
 The stack of deploy.script (ephemeral ports, a private var directory,
 simulated bots).  `scale ruby=1` with real bots and no BOT_RUBY_CMD: its
@@ -39,9 +40,29 @@ def test():
         e.cleanup()
 
 
+def worker_environ(e, name):
+    pid = e.pids()[name]
+    with open("/proc/%d/environ" % pid) as f:
+        return dict(kv.split("=", 1) for kv in f.read().split("\0") if "=" in kv)
+
+
 def run(e):
     p = e.run("up")
     check(p.returncode == 0, "up", show(p))
+
+    # up's python warm-up (BOT_PYTHON_FORK_WARMUP=1) goes with fork mode
+    # only: a python worker in pool mode does not get it (the worker would
+    # ignore it with a WARN).
+    check(worker_environ(e, "worker-python-1").get("BOT_PYTHON_FORK_WARMUP") == "1",
+          "a python worker in up's default fork mode gets the warm-up")
+    p = e.run("scale", "python=2", env={"BOT_PYTHON_MODE": "pool"})
+    check(p.returncode == 0, "scale python=2 with BOT_PYTHON_MODE=pool", show(p))
+    wenv = worker_environ(e, "worker-python-2")
+    check(wenv.get("BOT_PYTHON_MODE") == "pool" and "BOT_PYTHON_FORK_WARMUP" not in wenv,
+          "a python worker in pool mode gets no BOT_PYTHON_FORK_WARMUP from up",
+          {k: v for k, v in wenv.items() if k.startswith("BOT_PYTHON")})
+    p = e.run("scale", "python=1")
+    check(p.returncode == 0, "scale python=1", show(p))
 
     # Real bots (no --simulate) and no BOT_RUBY_CMD: the worker exits.
     p = e.run("scale", "ruby=1", env={"BOTMESH_WORKER_ARGS": ""})
