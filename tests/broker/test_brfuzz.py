@@ -773,15 +773,18 @@ class Fuzz:
         c, st = self.request(h.STATS)
         for t, lim in LIMITS.items():
             ty = st["types"].get(t)
-            # A run told to stop as a duplicate (its job was dispatched again
-            # before its worker reported it: at least once, protocol.md
-            # section 3) keeps its slot and permit until its DONE, on top of
-            # the run now going.
-            dups = sum(1 for w in self.workers if w.conn for jid, (_, reason) in w.conn.stopping.items()
-                       if reason == "duplicate" and jid in self.jobs and self.jobs[jid].type == t)
-            if ty and ty["usage"] > lim + dups:
-                self.fail("type %s usage %d over its limit %d (%d duplicate runs stopping)"
-                          % (t, ty["usage"], lim, dups), ty)
+            # A run a worker reports in READY that the broker did not know
+            # of (its dispatch never reached Redis before a crash, or its job
+            # was dispatched again meanwhile: at least once, protocol.md
+            # section 3) is told to stop (duplicate, finished, not_owner) and
+            # keeps a slot and a permit until its DONE, on top of those the
+            # type's limit gave out meanwhile.
+            late = sum(1 for w in self.workers if w.conn for jid, (_, reason) in w.conn.stopping.items()
+                       if reason in ("duplicate", "finished", "not_owner") and jid in self.jobs
+                       and self.jobs[jid].type == t)
+            if ty and ty["usage"] > lim + late:
+                self.fail("type %s usage %d over its limit %d (%d reported runs told to stop)"
+                          % (t, ty["usage"], lim, late), ty)
         slots = sum(w["running"] for w in st["workers"])
         usage = sum(st["types"][t]["usage"] for t in LIMITS if t in st["types"])
         if slots != usage:
