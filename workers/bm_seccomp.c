@@ -130,7 +130,8 @@ s_rules (bm_seccomp_t *self, scmp_filter_ctx ctx, char *error, size_t error_size
     //  carries its arguments in memory, where the filter cannot see the
     //  family: ENOSYS, as for a kernel without it (glibc calls socket and
     //  the rest directly).
-    struct scmp_arg_cmp vsock = SCMP_A0 (SCMP_CMP_EQ, AF_VSOCK);
+    //  (Spelt out: SCMP_A0 with one datum leaves datum_b to the compiler.)
+    struct scmp_arg_cmp vsock = { .arg = 0, .op = SCMP_CMP_EQ, .datum_a = AF_VSOCK, .datum_b = 0 };
     if (!s_rule (ctx, SCMP_ACT_ERRNO (EAFNOSUPPORT), SCMP_SYS (socket), "socket", 1, &vsock,
                  error, error_size)
     ||  !s_rule (ctx, SCMP_ACT_ERRNO (EAFNOSUPPORT), SCMP_SYS (socketpair), "socketpair", 1, &vsock,
