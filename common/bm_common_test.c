@@ -8,6 +8,7 @@
 #include <math.h>
 #include <assert.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CHECK(cond) BM_CHECK (cond)
@@ -240,6 +241,28 @@ test_validation (void)
     CHECK (bm_parse_int ("42", 0, 100, &v) == 0 && v == 42);
     CHECK (bm_parse_int ("4x", 0, 100, &v) == -1);
     CHECK (bm_parse_int ("101", 0, 100, &v) == -1);
+    //  One boolean parse for bm_env_bool and the worker's BOT_<T>_SECCOMP.
+    const char *yes [] = { "1", "true", "TRUE", "yes", "Yes", "on", "ON" };
+    const char *no [] = { "0", "false", "False", "no", "NO", "off", "Off" };
+    for (size_t i = 0; i < sizeof yes / sizeof yes [0]; i++) {
+        bool b = false;
+        CHECK (bm_parse_bool (yes [i], &b) == 0 && b);
+        b = true;
+        CHECK (bm_parse_bool (no [i], &b) == 0 && !b);
+    }
+    bool b = true;
+    CHECK (bm_parse_bool ("", &b) == -1 && b);
+    CHECK (bm_parse_bool ("maybe", &b) == -1 && b);
+    CHECK (bm_parse_bool ("2", &b) == -1 && b);
+    CHECK (bm_parse_bool ("truex", &b) == -1 && b);
+    CHECK (bm_parse_bool (" 1", &b) == -1 && b);
+    CHECK (bm_parse_bool (NULL, &b) == -1 && b);
+    setenv ("BM_COMMON_TEST_BOOL", "Off", 1);
+    CHECK (bm_env_bool ("BM_COMMON_TEST_BOOL", true, &b) == 0 && !b);
+    setenv ("BM_COMMON_TEST_BOOL", "maybe", 1);
+    CHECK (bm_env_bool ("BM_COMMON_TEST_BOOL", false, &b) == -1);
+    unsetenv ("BM_COMMON_TEST_BOOL");
+    CHECK (bm_env_bool ("BM_COMMON_TEST_BOOL", true, &b) == 0 && b);
 }
 
 int

@@ -60,13 +60,10 @@ bm_env_double (const char *name, double def, double min, double max, double *out
 }
 
 int
-bm_env_bool (const char *name, bool def, bool *out)
+bm_parse_bool (const char *text, bool *out)
 {
-    const char *text = getenv (name);
-    if (!text || !*text) {
-        *out = def;
-        return 0;
-    }
+    if (!text)
+        return -1;
     if (!strcasecmp (text, "1") || !strcasecmp (text, "true")
     ||  !strcasecmp (text, "yes") || !strcasecmp (text, "on"))
         *out = true;
@@ -74,7 +71,20 @@ bm_env_bool (const char *name, bool def, bool *out)
     if (!strcasecmp (text, "0") || !strcasecmp (text, "false")
     ||  !strcasecmp (text, "no") || !strcasecmp (text, "off"))
         *out = false;
-    else {
+    else
+        return -1;
+    return 0;
+}
+
+int
+bm_env_bool (const char *name, bool def, bool *out)
+{
+    const char *text = getenv (name);
+    if (!text || !*text) {
+        *out = def;
+        return 0;
+    }
+    if (bm_parse_bool (text, out)) {
         bm_error (NULL, "configuration: %s must be true or false (got '%s')", name, text);
         return -1;
     }

@@ -25,6 +25,10 @@ const char *bm_env_str (const char *name, const char *def);
 //  Parse an integer in [min, max] from text; 0 or -1 (no logging).
 int bm_parse_int (const char *text, int64_t min, int64_t max, int64_t *out);
 
+//  Parse a boolean from text (1/0, true/false, yes/no, on/off, any case);
+//  0 or -1 (no logging).
+int bm_parse_bool (const char *text, bool *out);
+
 //  Milliseconds since the Unix epoch, and a monotonic clock in ms.
 int64_t bm_now_ms (void);
 int64_t bm_mono_ms (void);

@@ -1,5 +1,6 @@
 /*  bm_seccomp.c - the system calls a bot may not make (libseccomp).  */
 #include "bm_seccomp.h"
+#include "bm_config.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -14,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -285,14 +285,7 @@ bm_seccomp_from_env (const char *type, bool sandboxed, bool *on, char *error, si
     if (!text || !*text)
         *on = sandboxed;
     else
-    if (!strcmp (text, "1") || !strcasecmp (text, "true") || !strcasecmp (text, "yes")
-    ||  !strcasecmp (text, "on"))
-        *on = true;
-    else
-    if (!strcmp (text, "0") || !strcasecmp (text, "false") || !strcasecmp (text, "no")
-    ||  !strcasecmp (text, "off"))
-        *on = false;
-    else {
+    if (bm_parse_bool (text, on)) {
         snprintf (error, error_size, "%s must be 0 or 1 (got '%.40s')", var, text);
         return -1;
     }
