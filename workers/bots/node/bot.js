@@ -142,8 +142,9 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-// One job: its result, or a BotFailure.  env holds the job's variables.
-async function run(payload, env) {
+// One job: its result, or a BotFailure.  The job's variables are in
+// process.env while it runs (in pool mode: jobEnv).
+async function run(payload) {
   const startedAt = Date.now();
   progress(0);
   if (payload.fail) {
@@ -208,8 +209,8 @@ async function run(payload, env) {
     endpoint,
     summary,
     records: out,
-    jobId: env.BOT_JOB_ID || null,
-    attempt: Number(env.BOT_ATTEMPT || 1),
+    jobId: process.env.BOT_JOB_ID || null,
+    attempt: Number(process.env.BOT_ATTEMPT || 1),
     pid: process.pid,
     startedAt,
     finishedAt: Date.now(),
@@ -238,7 +239,7 @@ function spawnMode() {
                            () => process.exit(EX_CONFIG));
       return;
     }
-    run(payload, process.env).then(
+    run(payload).then(
       (result) => process.stdout.write(JSON.stringify(result) + '\n'),
       (e) => {
         const [code, text] = failureOf(e);
@@ -281,16 +282,12 @@ function poolMode() {
       return;
     }
     const restore = jobEnv(frame.env || {});
-    // The job's variables over the process's: process.env is looked up
-    // (through the prototype) only for a name the job does not set, rather
-    // than copied whole at every job, a call into the runtime per variable.
-    const env = Object.assign(Object.create(process.env), frame.env || {});
     try {
       // As in spawn mode, where the payload is the JSON text on stdin.
       let payload = frame.payload === undefined ? null : frame.payload;
       if (!payload || typeof payload !== 'object' || Array.isArray(payload)) payload = { value: payload };
       // Each answer names its job (the frame's "job"): never taken for another's.
-      send({ result: await run(payload, env), job: frame.job });
+      send({ result: await run(payload), job: frame.job });
     } catch (e) {
       const [code, text] = failureOf(e);
       send({ exit: code, error: text, job: frame.job });
