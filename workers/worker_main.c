@@ -456,8 +456,11 @@ s_credit_fit (bm_worker_config_t *config, const char *source)
             all_warm = false;
         else
             warm += config->types [i].max_procs;
-    char named [512] = "";
-    size_t used = 0;
+    //  named: each warm type whose processes are fewer than the credit,
+    //  with its MAX_PROCS ("BOT_X_MAX_PROCS=1, ..."); vars: the same names
+    //  alone, for what to raise.
+    char named [512] = "", vars [512] = "";
+    size_t used = 0, vars_used = 0;
     for (int i = 0; i < config->type_count && used < sizeof named; i++) {
         const bm_worker_type_t *type = &config->types [i];
         if (type->bot_mode == BM_BOT_SPAWN || (!all_warm && type->max_procs >= config->concurrency))
@@ -467,6 +470,11 @@ s_credit_fit (bm_worker_config_t *config, const char *source)
         int n = snprintf (named + used, sizeof named - used, "%s%s=%lld", used ? ", " : "", var,
                           (long long) type->max_procs);
         used += n > 0 ? (size_t) n : 0;
+        if (vars_used < sizeof vars) {
+            n = snprintf (vars + vars_used, sizeof vars - vars_used, "%s%s", vars_used ? ", " : "",
+                          var);
+            vars_used += n > 0 ? (size_t) n : 0;
+        }
     }
     if (all_warm && warm < config->concurrency) {
         bm_warn (NULL, "configuration: credit %lld instead of %lld (%s): every type served runs "
@@ -479,9 +487,11 @@ s_credit_fit (bm_worker_config_t *config, const char *source)
     else
     if (!all_warm && *named)
         bm_warn (NULL, "configuration: the credit of %lld (%s), shared with spawn types, is "
-                 "more than %s: jobs of that type past its processes may wait in this worker "
-                 "for one, counted as running, their timeout running (a worker of its own, or a "
-                 "credit no larger, avoids it)", (long long) config->concurrency, source, named);
+                 "more than %s: a job of a warm type past its MAX_PROCS waits in this worker "
+                 "for a process, counted as running, its timeout running; raise %s to %lld, or "
+                 "serve the warm types from a worker of their own",
+                 (long long) config->concurrency, source, named, vars,
+                 (long long) config->concurrency);
 }
 
 //  BOT_<TYPE>_PRELOAD and BOT_<TYPE>_FORK_WARMUP are forkserver.py's: on a

@@ -10,11 +10,15 @@ two jobs of 1.5 s, then a job of no time with timeoutMs 2000.  The third job
 completes: it stays queued at the broker until the process is free, its
 timeout counted from its dispatch.  The broker's STATS give the worker credit
 1.  A second worker serving a pool type with MAX_PROCS=1 and a spawn type
-under --concurrency 3 keeps credit 3 and names BOT_HALF_MAX_PROCS=1.
+under --concurrency 3 keeps credit 3 and names BOT_HALF_MAX_PROCS=1, saying
+that a job of it past that waits in the worker, its timeout running, and
+what to do: raise BOT_HALF_MAX_PROCS to 3, or a worker of its own.
 
 Before, the worker took all three jobs and held the third waiting for the
 process while its timeout ran: it failed with timeout without ever running
-(the worker announced credit 3, no WARN).
+(the worker announced credit 3, no WARN).  And the mixed worker's WARN
+said its jobs "may wait", advising "a credit no larger", not raising
+MAX_PROCS.
 """
 import os
 
@@ -74,9 +78,15 @@ def main():
               "a worker with a spawn type besides keeps its credit 3", workers)
         lines = [l for l in mixed.output().splitlines() if " WARN " in l and "credit" in l]
         check(len(lines) == 1 and "BOT_HALF_MAX_PROCS=1" in lines[0]
-              and "may wait in this worker" in lines[0] and "credit of 3 (--concurrency)" in lines[0],
-              "one WARN line names the warm type below the credit and that its jobs may wait",
-              lines, mixed.output()[-2000:])
+              and "credit of 3 (--concurrency)" in lines[0],
+              "one WARN line names the warm type below the credit", lines, mixed.output()[-2000:])
+        check("a job of a warm type past its MAX_PROCS waits in this worker for a process" in lines[0]
+              and "its timeout running" in lines[0],
+              "the WARN says a job past the warm type's processes waits in the worker, its "
+              "timeout running", lines[0])
+        check("raise BOT_HALF_MAX_PROCS to 3, or serve the warm types from a worker of their own"
+              in lines[0], "the WARN says what to do: raise MAX_PROCS to the credit, or a worker "
+              "of their own for the warm types", lines[0])
         c.close()
         check(w.alive() and mixed.alive(), "workers still running")
 
