@@ -10,7 +10,10 @@ with SIGSTOP shows STOPPED (exit 1), and its type's row says the broker
 lists fewer workers than run; `scale python=2` is kept across `down` and
 `up` (var/scale), and `scale python=1` sets it back; a worker of a type
 whose bot processes fail at every start shows "running, BOTS FAIL AT
-INIT" with the last failure.
+INIT" with the last failure; a worker of a long type name
+(image_resize_large) widens the table's first column, every row's columns
+under the header's (before, its rows pushed the PID, PORT and HEALTH
+columns right past the header's).
 """
 import os
 import signal
@@ -153,6 +156,31 @@ def run(e):
     check("FAIL AT INIT" not in row(q, "worker-python-1"), "a worker whose bots load says running", show(q))
     p = e.run("scale", "broken=0")
     check(p.returncode == 0, "scale broken=0", show(p))
+
+    # A long type name (a spawn worker of type image_resize_large): the
+    # table's first column is as wide as its longest name, every row's
+    # columns under the header's.
+    wide = {"BOTMESH_WORKER_ARGS": "", "BOT_IMAGE_RESIZE_LARGE_CMD": "/bin/true"}
+    p = e.run("scale", "image_resize_large=1", env=wide)
+    check(p.returncode == 0, "scale image_resize_large=1 (a spawn worker of a long type name)", show(p))
+    q = wait_until(lambda: (lambda q: "1 registered" in type_row(q, "image_resize_large") and q)(e.run("status")),
+                   30, "status to list the image_resize_large worker as registered", interval=0.5)
+    lines = q.stdout.splitlines()
+    head = lines[0]
+    pid_col, port_col, health_col = head.index("PID"), head.index("PORT"), head.index("HEALTH")
+    for line in lines[1:]:
+        check(len(line) > health_col and line[pid_col - 1] == " " and line[port_col - 1] == " "
+              and line[health_col - 1] == " " and line[health_col] != " ",
+              "status: each row's columns start under the header's", line, show(q))
+    inst = row(q, "worker-image_resize_large-1")
+    check(inst[:pid_col].rstrip() == "worker-image_resize_large-1"
+          and inst[pid_col:port_col].strip() == str(e.pids()["worker-image_resize_large-1"])
+          and inst[health_col:].startswith("running"),
+          "status: the long worker's row in its columns (name, pid, health)", show(q))
+    check(type_row(q, "image_resize_large")[health_col:].startswith("1 registered with the broker"),
+          "status: the long type's row says its worker is registered, under HEALTH", show(q))
+    p = e.run("scale", "image_resize_large=0")
+    check(p.returncode == 0, "scale image_resize_large=0", show(p))
 
 
 if __name__ == "__main__":
