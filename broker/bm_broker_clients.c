@@ -340,36 +340,59 @@ s_on_duplicate_state (const char *state, int64_t priority, void *arg)
     s_pending_destroy (&pending);
 }
 
-//  The state of a job that only Redis holds, for a duplicate SUBMIT.
+//  A job read for bm_job_read: from memory, else from its Redis record.
 typedef struct {
     bm_broker_t *broker;
     char id [BM_ID_SLOT];
+    bm_job_read_fn *done;
+    void *arg;
+} s_job_read_t;
+
+static void
+s_on_job_read (redisReply *reply, void *arg)
+{
+    s_job_read_t *read = (s_job_read_t *) arg;
+    bm_broker_t *self = read->broker;
+    bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, read->id);
+    if (job)            //  Arrived meanwhile (a RETRY or REDELIVER restored it)
+        read->done (self, job, true, read->arg);
+    else {
+        job = reply ? bm_jobstore_job_from_hash (self, read->id, reply, NULL) : NULL;
+        //  Past its retention: gone, whether or not the sweep got to it
+        if (job && bm_finished_expired (self, job, bm_now_ms ()))
+            bm_job_destroy (&job);
+        read->done (self, job, reply != NULL, read->arg);
+        bm_job_destroy (&job);
+    }
+    free (read);
+}
+
+void
+bm_job_read (bm_broker_t *self, const char *id, bm_job_read_fn *done, void *arg)
+{
+    s_job_read_t *read = (s_job_read_t *) zmalloc (sizeof (s_job_read_t));
+    read->broker = self;
+    bm_id_copy (read->id, sizeof read->id, id);
+    read->done = done;
+    read->arg = arg;
+    bm_cmd_t cmd;
+    bm_cmd_start (self, &cmd, "HGETALL", "job:", id);
+    bm_jobstore_query (self, &cmd, s_on_job_read, read);
+}
+
+//  The state of a job that only Redis holds, for a duplicate SUBMIT.
+typedef struct {
     bm_duplicate_state_fn *done;
     void *arg;
 } s_state_load_t;
 
 static void
-s_on_state_load (redisReply *reply, void *arg)
+s_on_state_load (bm_broker_t *self, const bm_job_t *job, bool answered, void *arg)
 {
+    (void) self;
+    (void) answered;
     s_state_load_t *load = (s_state_load_t *) arg;
-    bm_broker_t *self = load->broker;
-    const char *state = NULL;
-    int64_t priority = -1;
-    bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, load->id);
-    if (job) {          //  Arrived meanwhile (a RETRY or REDELIVER restored it)
-        state = bm_job_state_names [job->state];
-        priority = job->priority;
-    }
-    else
-    if (reply && (job = bm_jobstore_job_from_hash (self, load->id, reply, NULL)) != NULL) {
-        //  Past its retention: gone, whether or not the sweep got to it
-        if (!bm_finished_expired (self, job, bm_now_ms ())) {
-            state = bm_job_state_names [job->state];
-            priority = job->priority;
-        }
-        bm_job_destroy (&job);
-    }
-    load->done (state, priority, load->arg);
+    load->done (job ? bm_job_state_names [job->state] : NULL, job ? job->priority : -1, load->arg);
     free (load);
 }
 
@@ -378,13 +401,9 @@ bm_submit_duplicate_state (bm_broker_t *self, const char *id, bm_duplicate_state
                            void *arg)
 {
     s_state_load_t *load = (s_state_load_t *) zmalloc (sizeof (s_state_load_t));
-    load->broker = self;
-    bm_id_copy (load->id, sizeof load->id, id);
     load->done = done;
     load->arg = arg;
-    bm_cmd_t cmd;
-    bm_cmd_start (self, &cmd, "HGETALL", "job:", id);
-    bm_jobstore_query (self, &cmd, s_on_state_load, load);
+    bm_job_read (self, id, s_on_state_load, load);
 }
 
 //  Refuse an admission: counted by its code.

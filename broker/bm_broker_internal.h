@@ -520,6 +520,13 @@ typedef struct {
     uint64_t fingerprint;       //  A new job's, when it has a key
 } bm_admit_t;
 void bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_admit_t *admit);
+//  The job of id, read: the one in memory, else one built from its Redis
+//  record (HGETALL) for done only (not in the table, freed once done
+//  returns), else NULL (no record, a damaged one, or one past its
+//  retention).  answered is false when Redis could not say (the job is
+//  then NULL): no store, the store down, the read lost.
+typedef void (bm_job_read_fn) (bm_broker_t *self, const bm_job_t *job, bool answered, void *arg);
+void bm_job_read (bm_broker_t *self, const char *id, bm_job_read_fn *done, void *arg);
 //  A duplicate whose job only Redis holds (admit.state NULL): its state and
 //  priority are read (HGETALL) and given to done, state NULL (priority -1)
 //  when Redis cannot say.

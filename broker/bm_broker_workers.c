@@ -26,8 +26,11 @@ bm_workers_delete (bm_broker_t *self, bm_worker_entry_t *worker, const char *rea
         bm_job_requeue (self, job, "worker_lost", "the worker running the job was lost");
     }
     bm_stopping_t *stop;
-    while ((stop = (bm_stopping_t *) zlistx_first (worker->stopping)))
-        bm_worker_entry_stopping_take (worker, stop->id)->usage--;
+    while ((stop = (bm_stopping_t *) zlistx_first (worker->stopping))) {
+        bm_service_t *service = bm_worker_entry_stopping_take (worker, stop->id);
+        if (service)                    //  None: a job being looked up
+            service->usage--;
+    }
     bm_service_t *services [BM_MAX_WORKER_TYPES];
     int count = worker->service_count;
     memcpy (services, worker->services, sizeof services);
@@ -50,6 +53,7 @@ s_worker_refuse (bm_broker_t *self, zframe_t *identity, const char *name, int co
 }
 
 static bm_job_t *s_worker_job (bm_broker_t *self, bm_worker_entry_t *worker, const char *id);
+static void s_reported_lookup (bm_broker_t *self, bm_worker_entry_t *worker, const char *id);
 
 //  A job a worker says it runs (READY running) that the broker cannot let
 //  it finish: CANCEL {jobId, reason}; the worker stops the bot and its
@@ -68,8 +72,8 @@ s_send_cancel (bm_broker_t *self, bm_worker_entry_t *worker, const char *id, con
 }
 
 static void
-s_reported_cancel (bm_broker_t *self, bm_worker_entry_t *worker, const char *id, bm_job_t *job,
-                   const char *reason)
+s_reported_cancel (bm_broker_t *self, bm_worker_entry_t *worker, const char *id,
+                   const bm_job_t *job, const char *reason)
 {
     if (job) {
         bm_worker_entry_stopping_add (worker, id, job->service, reason);
@@ -128,11 +132,89 @@ s_reported_resolve (bm_broker_t *self, bm_worker_entry_t *worker, const char *id
                  "not adopted; CANCEL", worker->name);
         s_reported_cancel (self, worker, id, job, "not_owner");
     }
+    else
+    if (!job && self->store)
+        s_reported_lookup (self, worker, id);
     else {
         bm_warn (id, "%s reports running a job that is %s: CANCEL", worker->name,
                  !job ? "not known" : bm_job_terminal (job) ? "finished" : "not due yet");
         s_reported_cancel (self, worker, id, job, !job ? "unknown" : "finished");
     }
+}
+
+//  The live worker named name whose slot for id waits for a lookup, or NULL.
+static bm_worker_entry_t *
+s_lookup_holder (bm_broker_t *self, const char *name, const char *id)
+{
+    bm_worker_entry_t *worker = (bm_worker_entry_t *) zhashx_first (self->workers);
+    for (; worker; worker = (bm_worker_entry_t *) zhashx_next (self->workers)) {
+        const char *reason = streq (worker->name, name)
+                           ? bm_worker_entry_stopping_reason (worker, id) : NULL;
+        if (reason && !*reason)
+            return worker;
+    }
+    return NULL;
+}
+
+//  A reported job looked up: the worker that holds the slot for it, by name
+//  (a connection that replaces it under that name takes the slot over).
+typedef struct {
+    char name [BM_MAX_ID_LEN + 1];
+    char id [BM_MAX_ID_LEN + 1];
+} s_lookup_t;
+
+static void
+s_on_lookup (bm_broker_t *self, const bm_job_t *job, bool answered, void *arg)
+{
+    s_lookup_t *lookup = (s_lookup_t *) arg;
+    const char *id = lookup->id;
+    bm_worker_entry_t *worker = s_lookup_holder (self, lookup->name, id);
+    if (!worker)
+        //  Its DONE or RELEASE came first (the slot went with it), or the
+        //  worker is gone.
+        bm_debug (id, "looked up for %s, which no longer runs it", lookup->name);
+    else {
+        bm_worker_entry_stopping_take (worker, id);
+        worker->running--;
+        if (job && job == bm_jobtab_lookup (self->jobs, id))
+            s_reported_resolve (self, worker, id);      //  In memory now (a RETRY)
+        else
+        if (job && bm_job_terminal (job)) {
+            bm_warn (id, "%s reports running a job that is finished (%s; only Redis holds it): "
+                     "CANCEL", worker->name, bm_job_state_names [job->state]);
+            s_reported_cancel (self, worker, id, job, "finished");
+        }
+        else {
+            bm_warn (id, "%s reports running a job that is not known%s: CANCEL", worker->name,
+                     !answered ? " (Redis could not be asked)"
+                     : job ? " (its record is not of a finished job)" : "");
+            s_send_cancel (self, worker, id, "unknown");
+        }
+        //  Not while the store is gone (its reads are told NULL as it is
+        //  destroyed): a dispatch then waits for the next turn.
+        if (answered)
+            bm_dispatch_worker (self, worker);
+    }
+    free (lookup);
+}
+
+//  A job the worker reports running that the broker does not hold in
+//  memory: it may have finished before a restart, or left memory since,
+//  and only Redis holds it.  Its record is read (bm_job_read); meanwhile
+//  the worker's slot for it is held (a stopping entry with no type and an
+//  empty reason: no JOB takes it, and a DONE or RELEASE for the job frees
+//  it).  Then CANCEL finished for a job that has ended (its slot, and a
+//  permit of its type, taken until the worker's DONE, as for a finished
+//  job in memory), else CANCEL unknown (the slot is free).
+static void
+s_reported_lookup (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
+{
+    bm_worker_entry_stopping_add (worker, id, NULL, "");
+    worker->running++;
+    s_lookup_t *lookup = (s_lookup_t *) zmalloc (sizeof (s_lookup_t));
+    snprintf (lookup->name, sizeof lookup->name, "%s", worker->name);
+    snprintf (lookup->id, sizeof lookup->id, "%s", id);
+    bm_job_read (self, id, s_on_lookup, lookup);
 }
 
 //  The queues are rebuilt (or there is no Redis to rebuild them from).
@@ -355,7 +437,8 @@ s_worker_replace (bm_broker_t *self, bm_worker_entry_t *old, bm_worker_entry_t *
             old->running--;
             bm_worker_entry_stopping_add (worker, id, service, why);
             worker->running++;
-            s_send_cancel (self, worker, id, why);
+            if (*why)                   //  Else being looked up: the answer goes here
+                s_send_cancel (self, worker, id, why);
             moved++;
         }
     }
@@ -538,10 +621,11 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
 static bool
 s_worker_release_stopping (bm_broker_t *self, bm_worker_entry_t *worker, const char *id)
 {
-    bm_service_t *service = bm_worker_entry_stopping_take (worker, id);
-    if (!service)
+    if (!bm_worker_entry_stopping_holds (worker, id))
         return false;
-    service->usage--;
+    bm_service_t *service = bm_worker_entry_stopping_take (worker, id);
+    if (service)                        //  None: a job being looked up
+        service->usage--;
     worker->running--;
     bm_dispatch_worker (self, worker);
     return true;

@@ -83,12 +83,15 @@ struct _bm_worker_entry_t {
 };
 
 //  A job that ended while its bot still ran: the slot (credit and permit)
-//  stays taken until the worker's DONE for it arrives.
+//  stays taken until the worker's DONE for it arrives.  With no service and
+//  an empty reason: a job the worker's READY listed that the broker looks
+//  up in Redis (its credit slot, no permit, held until the answer says
+//  which CANCEL to send, or until the worker's DONE or RELEASE for it).
 typedef struct {
     char id [BM_MAX_ID_LEN + 16];
-    bm_service_t *service;
+    bm_service_t *service;      //  Whose permit it holds, or NULL
     char reason [24];           //  The CANCEL's reason (sent again to a
-                                //  new connection under its name)
+                                //  new connection under its name), or ""
 } bm_stopping_t;
 
 //  A worker that sent READY: key is its identity in hex (the table's key);
@@ -111,7 +114,7 @@ bool bm_worker_entry_stopping_holds (bm_worker_entry_t *self, const char *job_id
 //  The reason it was told to stop the job, or NULL if it was not.
 const char *bm_worker_entry_stopping_reason (bm_worker_entry_t *self, const char *job_id);
 //  Take a stopping job off the list; its service (whose permit to give
-//  back), or NULL if the job is not on it.
+//  back), or NULL if the job is not on it (or holds no permit).
 bm_service_t *bm_worker_entry_stopping_take (bm_worker_entry_t *self, const char *job_id);
 
 //  Self test.
