@@ -447,7 +447,9 @@ void bm_control_job_act (bm_broker_t *self, zframe_t *identity, const msgpack_ob
                          bool promote, bm_job_t *job);
 void bm_control_on_paused (redisReply *reply, void *arg);
 void bm_control_retain (bm_broker_t *self, bm_job_t *job);
-void bm_control_remove (bm_broker_t *self, bm_job_t *job);
+//  by: who asked ("REMOVE from client ..."), for its INFO log line; NULL
+//  for a retention trim (a debug line).
+void bm_control_remove (bm_broker_t *self, bm_job_t *job, const char *by);
 
 //  bm_finished.c: each type's completed and failed jobs in Redis, by end
 void bm_finished_destroy (bm_finished_t **self_p);
@@ -460,7 +462,7 @@ void bm_finished_flush (bm_broker_t *self);
 void bm_finished_forget (bm_broker_t *self, const bm_job_t *job);
 void bm_finished_remove_ids (bm_broker_t *self, const char *key, const char **ids, size_t count);
 int64_t bm_finished_remove_listed (bm_broker_t *self, const char *bot_type, int which,
-                                   const redisReply *reply);
+                                   const redisReply *reply, const char *by);
 void bm_finished_tick (bm_broker_t *self, int64_t now_mono);
 
 //  bm_schedule.c: repeatable jobs

@@ -54,14 +54,28 @@ s_on_answer_durable (redisReply *reply, void *arg)
     free (answer);
 }
 
-//  Delete a job that is not running: out of every structure, its record out
-//  of Redis (fn, if any, told when that is confirmed), freed.
+//  Who asked for a removal, for its log line: what, "from client" and the
+//  client's routing id (hex, its first 32 bytes), into by.
 static void
-s_remove_then (bm_broker_t *self, bm_job_t *job, bm_store_fn *fn, void *arg)
+s_asked_by (zframe_t *identity, const char *what, char *by, size_t size)
+{
+    char key [2 * 256 + 1];
+    bm_broker_peer_key (identity, key);
+    snprintf (by, size, "%s from client %.64s%s", what, key, strlen (key) > 64 ? "..." : "");
+}
+
+//  Delete a job that is not running: out of every structure, its record out
+//  of Redis (fn, if any, told when that is confirmed), freed.  One log
+//  line: INFO naming who asked (by), or, for a retention trim (by NULL),
+//  debug.
+static void
+s_remove_then (bm_broker_t *self, bm_job_t *job, const char *by, bm_store_fn *fn, void *arg)
 {
     bm_jobstore_forget_then (self, job->id, fn, arg);
     bm_finished_forget (self, job);
-    bm_debug (job->id, "removed");
+    bm_log (by ? BM_INFO : BM_DEBUG, job->id, "removed (%s, %s): by %s", job->service->name,
+            bm_job_state_names [job->state], by ? by : job->state == JOB_COMPLETED
+            ? "retention (KEEP_COMPLETED_<TYPE>)" : "retention (KEEP_FAILED_<TYPE>)");
     bm_service_t *service = job->service;
     bm_job_delete (self, job);
     bm_series_set (service->m_queue, (double) bm_heap_size (service->queue));
@@ -69,15 +83,15 @@ s_remove_then (bm_broker_t *self, bm_job_t *job, bm_store_fn *fn, void *arg)
 }
 
 static void
-s_remove (bm_broker_t *self, bm_job_t *job)
+s_remove (bm_broker_t *self, bm_job_t *job, const char *by)
 {
-    s_remove_then (self, job, NULL, NULL);
+    s_remove_then (self, job, by, NULL, NULL);
 }
 
 void
-bm_control_remove (bm_broker_t *self, bm_job_t *job)
+bm_control_remove (bm_broker_t *self, bm_job_t *job, const char *by)
 {
-    s_remove (self, job);
+    s_remove (self, job, by);
 }
 
 static void
@@ -125,7 +139,7 @@ bm_control_retain (bm_broker_t *self, bm_job_t *job)
         char *id = (char *) zlistx_first (kept);
         bm_job_t *old = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
         if (old && bm_job_terminal (old) && !old->confirming)
-            s_remove (self, old);
+            s_remove (self, old, NULL);
         else
         if (!old) {
             bm_jobstore_forget (self, id);
@@ -157,7 +171,7 @@ bm_control_on_paused (redisReply *reply, void *arg)
 
 //  Drain: remove the type's queued jobs (not the delayed or running ones).
 static int64_t
-s_drain (bm_broker_t *self, bm_service_t *service)
+s_drain (bm_broker_t *self, bm_service_t *service, const char *by)
 {
     int64_t removed = 0;
     bm_job_t *job;
@@ -166,7 +180,7 @@ s_drain (bm_broker_t *self, bm_service_t *service)
             //  Its SUBMIT is not confirmed yet: it is not the client's yet.
             break;
         }
-        s_remove (self, job);
+        s_remove (self, job, by);
         removed++;
     }
     return removed;
@@ -178,7 +192,8 @@ s_drain (bm_broker_t *self, bm_service_t *service)
 //  cleaned).  The older ones, only in Redis, are found in the
 //  type's finished set (s_clean_query).
 static int64_t
-s_clean (bm_broker_t *self, bm_service_t *service, bm_job_state_t state, int64_t cutoff)
+s_clean (bm_broker_t *self, bm_service_t *service, bm_job_state_t state, int64_t cutoff,
+         const char *by)
 {
     int64_t removed = 0;
     bm_job_t *job = bm_joblist_first (&self->finished);
@@ -186,7 +201,7 @@ s_clean (bm_broker_t *self, bm_service_t *service, bm_job_state_t state, int64_t
         bm_job_t *next = bm_joblist_next (&self->finished, job);
         if (job->service == service && job->state == state && !job->confirming
         &&  job->finished_at <= cutoff) {
-            s_remove (self, job);
+            s_remove (self, job, by);
             removed++;
         }
         job = next;
@@ -235,6 +250,7 @@ typedef struct {
     int64_t floor;              //  Records that ended before it have expired
     int64_t cutoff;             //  Ended at or before it: removed
     int64_t removed;            //  So far, memory included
+    char by [160];              //  Who asked, for the removals' log lines
 } s_clean_t;
 
 static void s_on_clean_page (redisReply *reply, void *arg);
@@ -266,7 +282,8 @@ s_on_clean_page (redisReply *reply, void *arg)
         bm_warn (NULL, "bot type %s: clean could not read its finished jobs from redis; "
                  "removed only the %" PRId64 " in memory", clean->service->name, clean->removed);
     else {
-        clean->removed += bm_finished_remove_listed (self, clean->service->name, clean->which, reply);
+        clean->removed += bm_finished_remove_listed (self, clean->service->name, clean->which, reply,
+                                                     clean->by);
         more = reply->elements == BM_CLEAN_PAGE;
     }
     if (more && bm_store_up (self->store)) {
@@ -289,7 +306,10 @@ s_clean_start (bm_broker_t *self, zframe_t *identity, const msgpack_object *requ
 {
     int64_t now = bm_now_ms ();
     int64_t cutoff = now - older_than;
-    int64_t removed = s_clean (self, service, state, cutoff);
+    char by [160];
+    s_asked_by (identity, state == JOB_COMPLETED ? "QUEUE clean completed" : "QUEUE clean failed",
+                by, sizeof by);
+    int64_t removed = s_clean (self, service, state, cutoff, by);
     const msgpack_object *req = bm_obj_get (request, "req");
     //  Only a scalar req is kept (it holds no pointer into the message).
     bool scalar = req && req->type != MSGPACK_OBJECT_STR && req->type != MSGPACK_OBJECT_BIN
@@ -313,6 +333,7 @@ s_clean_start (bm_broker_t *self, zframe_t *identity, const msgpack_object *requ
     clean->floor = now - bm_finished_ttl_ms (self, clean->which);
     clean->cutoff = cutoff;
     clean->removed = removed;
+    snprintf (clean->by, sizeof clean->by, "%s", by);
     s_clean_query (clean);
 }
 
@@ -350,8 +371,11 @@ bm_control_queue (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
     if (streq (q.action, "resume"))
         s_set_paused (self, service, false);
     else
-    if (streq (q.action, "drain"))
-        removed = s_drain (self, service);
+    if (streq (q.action, "drain")) {
+        char by [160];
+        s_asked_by (identity, "QUEUE drain", by, sizeof by);
+        removed = s_drain (self, service, by);
+    }
     if (removed)
         bm_info (NULL, "bot type %s: %s removed %" PRId64 " jobs", service->name, q.action, removed);
     //  Answered once Redis has the pause (and the drained jobs' deletions,
@@ -415,7 +439,9 @@ bm_control_job_act (bm_broker_t *self, zframe_t *identity, const msgpack_object 
         bm_pack_req (&answer->reply.pk, body);
         bm_pack_kv_str (&answer->reply.pk, "jobId", job->id);
         bm_pack_kv_bool (&answer->reply.pk, "removed", true);
-        s_remove_then (self, job, s_on_answer_durable, answer);
+        char by [160];
+        s_asked_by (identity, "REMOVE", by, sizeof by);
+        s_remove_then (self, job, by, s_on_answer_durable, answer);
         return;
     }
     bm_body_t reply;

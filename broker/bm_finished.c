@@ -241,9 +241,12 @@ bm_finished_expired (bm_broker_t *self, const bm_job_t *job, int64_t now)
 //  The ids of one set that a query read (bot_type's jobs in state which):
 //  each finished job deleted (a job in memory only if it is still finished
 //  in that state; one whose end is being written is left alone), and every
-//  id but those out of the set.  Returns how many jobs were removed.
+//  id but those out of the set.  Returns how many jobs were removed.  by:
+//  who asked (a clean), each removal logged at INFO naming it; NULL for a
+//  count trim.
 int64_t
-bm_finished_remove_listed (bm_broker_t *self, const char *bot_type, int which, const redisReply *reply)
+bm_finished_remove_listed (bm_broker_t *self, const char *bot_type, int which, const redisReply *reply,
+                           const char *by)
 {
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements == 0)
         return 0;
@@ -259,13 +262,16 @@ bm_finished_remove_listed (bm_broker_t *self, const char *bot_type, int which, c
         if (job && job->confirming)
             continue;
         if (job && bm_finished_which (job->state) == which) {
-            bm_control_remove (self, job);      //  Out of the set too
+            bm_control_remove (self, job, by);  //  Out of the set too
             removed++;
             continue;
         }
         if (!job) {
             //  Finished, and only in Redis
             bm_jobstore_forget (self, el->str);
+            if (by)
+                bm_info (el->str, "removed (%s, %s; only Redis held it): by %s", bot_type,
+                         s_state_names [which], by);
             removed++;
         }
         ids [count++] = el->str;                //  Else it was run again since
@@ -289,7 +295,8 @@ static void
 s_on_trim (redisReply *reply, void *arg)
 {
     s_trim_t *trim = (s_trim_t *) arg;
-    int64_t removed = bm_finished_remove_listed (trim->broker, trim->bot_type, trim->which, reply);
+    int64_t removed = bm_finished_remove_listed (trim->broker, trim->bot_type, trim->which, reply,
+                                                 NULL);
     if (removed)
         bm_debug (NULL, "bot type %s: %" PRId64 " %s jobs beyond its count removed from redis",
                   trim->bot_type, removed, s_state_names [trim->which]);
