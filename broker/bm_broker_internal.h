@@ -336,6 +336,9 @@ void bm_jobstore_live_flush (void *arg);
 void bm_jobstore_recovery_old_free (bm_broker_t *self);
 void bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_store_fn *fn, void *arg);
 void bm_jobstore_persist_state (bm_broker_t *self, bm_job_t *job);
+//  The same, fn told once Redis has it (NULL: it did not take it; without
+//  Redis at once, with an OK).
+void bm_jobstore_persist_state_then (bm_broker_t *self, bm_job_t *job, bm_store_fn *fn, void *arg);
 void bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job);
 void bm_jobstore_forget (bm_broker_t *self, const char *id);
 void bm_jobstore_forget_then (bm_broker_t *self, const char *id, bm_store_fn *fn, void *arg);

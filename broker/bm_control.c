@@ -8,15 +8,15 @@
     back when the store connects, before the queues are rebuilt: a pause
     survives a restart.  Removing a job deletes it everywhere (memory, its
     queue or the due-time heap, its Redis record, the live set); a running
-    job cannot be removed (cancel it first).  Pause, resume, drain and
-    REMOVE are answered once Redis has them (s_answer_t).  */
+    job cannot be removed (cancel it first).  Pause, resume, drain, REMOVE
+    and PROMOTE are answered once Redis has them (s_answer_t).  */
 #include "bm_broker_internal.h"
 
 //  An answer sent once Redis has taken the writes issued before it (they
-//  go out in order on one connection): a pause, resume, drain or REMOVE is
-//  answered only when a broker crash can no longer undo it.  Its REPLY is
-//  packed at once; REJECTED store_unavailable goes instead if the write it
-//  waits for is dropped.
+//  go out in order on one connection): a pause, resume, drain, REMOVE or
+//  PROMOTE is answered only when a broker crash can no longer undo it.  Its
+//  REPLY is packed at once; REJECTED store_unavailable goes instead if the
+//  write it waits for is dropped.
 typedef struct {
     bm_broker_t *broker;
     zframe_t *identity;         //  The client's
@@ -444,14 +444,15 @@ bm_control_job_act (bm_broker_t *self, zframe_t *identity, const msgpack_object 
         s_remove_then (self, job, by, s_on_answer_durable, answer);
         return;
     }
-    bm_body_t reply;
-    bm_body_init (self, &reply);
-    msgpack_pack_map (&reply.pk, bm_req_count (body) + 1);
-    bm_pack_req (&reply.pk, body);
     bm_info (job->id, "promoted: due now");
     bm_delayed_promote (self, job);
-    bm_pack_str (&reply.pk, "job");
-    bm_job_pack_record (&reply.pk, job, false);
-    bm_broker_send_client (self, identity, BM_REPLY, &reply);
-    bm_body_free (&reply);
+    //  Answered once Redis has it queued (its state written again, after
+    //  the promotion's own writes and the dispatch's, if any): a crash
+    //  then cannot leave it delayed.
+    s_answer_t *answer = s_answer_new (self, identity, body, "promotion");
+    msgpack_pack_map (&answer->reply.pk, bm_req_count (body) + 1);
+    bm_pack_req (&answer->reply.pk, body);
+    bm_pack_str (&answer->reply.pk, "job");
+    bm_job_pack_record (&answer->reply.pk, job, false);
+    bm_jobstore_persist_state_then (self, job, s_on_answer_durable, answer);
 }

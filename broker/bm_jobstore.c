@@ -310,11 +310,20 @@ s_persist_run (bm_broker_t *self, bm_job_t *job, bool with_webhook, bm_store_fn 
 void
 bm_jobstore_persist_state (bm_broker_t *self, bm_job_t *job)
 {
-    if (!self->store)
+    bm_jobstore_persist_state_then (self, job, NULL, NULL);
+}
+
+void
+bm_jobstore_persist_state_then (bm_broker_t *self, bm_job_t *job, bm_store_fn *fn, void *arg)
+{
+    if (!self->store) {
+        if (fn)
+            fn (&s_ok_reply, arg);
         return;
+    }
     if (job->state == JOB_RUNNING)
         job->running_saved = true;      //  bm_jobstore_save_running need not write it
-    s_persist_run (self, job, false, NULL, NULL);
+    s_persist_run (self, job, false, fn, arg);
 }
 
 //  A terminal write waiting for Redis: the outcome it carries, and whether
