@@ -42,6 +42,7 @@
     timer: null,            // pending poll
     busy: false,            // a refresh is running
     colors: {},             // bot type -> colour, stable while the page lives
+    modes: {},              // bot type -> the mode /stats gave while workers served it
     counts: { stats: 0, jobs: 0, detail: 0, schedules: 0 }
   };
 
@@ -366,10 +367,27 @@
       return [0, 1, 2, 3].map(function () { return el("td", { "class": "muted", title: why }, ""); });
     }
     return [
-      el("td", { "data-field": "mode", id: id("mode") }, t.mode || "spawn"),
+      modeCell(name, t, id),
       el("td", { "class": "num", "data-field": "warmProcesses", id: id("warmProcesses") }, num(t.warmProcesses)),
       el("td", { "class": "num", "data-field": "recycles", id: id("recycles") }, num(t.recycles)),
       el("td", { "class": "num", "data-field": "initFailures", id: id("initFailures") }, num(t.initFailures))];
+  }
+
+  //  The mode cell.  /stats says "spawn" for a type no worker runs warm,
+  //  which is also what it says when no worker serves it: with none, the
+  //  mode last seen while workers served it (this page's memory), or
+  //  "no workers".
+  function modeCell(name, t, id) {
+    var mode = t.mode || "spawn";
+    if (num(t.workers) > 0) {
+      state.modes[name] = mode;
+      return el("td", { "data-field": "mode", id: id("mode") }, mode);
+    }
+    var last = state.modes[name];
+    return el("td", { "data-field": "mode", id: id("mode"), "class": "muted",
+                      title: last ? "no worker serves " + name + " now; its workers last ran it in " + last + " mode"
+                                  : "no worker serves " + name + " now: its mode is not known" },
+              last ? last + " (no workers)" : "no workers");
   }
 
   //  A bot type's queue action: POST /queues/{type}/{pause|resume|drain|clean}.

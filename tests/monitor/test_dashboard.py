@@ -7,7 +7,9 @@ retries it; finds a queued job by id and cancels it; shows a job's runs
 against the runs it is allowed (5/5 for a job allowed 5 runs that failed
 them all); redelivers a webhook;
 shows per type the mode, warm processes, recycles and init failures that a
-real worker running a type in pool mode reports in its HEARTBEAT;
+real worker running a type in pool mode reports in its HEARTBEAT, and once
+that worker stopped the mode it last saw ("pool (no workers)"; "no workers"
+for a type never served, before: "spawn", as /stats says for either);
 draws charts from the snapshots.  Keeps a screenshot in
 $BOTMESH_ARTIFACTS/dashboard.png.
 """
@@ -65,7 +67,7 @@ def test():
         s.wait_workers(1, "python")
         # A real worker running a type warm (pool mode, 2 processes kept):
         # its HEARTBEAT tells the broker, STATS and the page show them.
-        s.worker("--type", "warm", "--concurrency", "2", env={
+        warm = s.worker("--type", "warm", "--concurrency", "2", env={
             "BOT_WARM_CMD": "/usr/bin/python3 %s --pool %s" % (SERVER, PYBOT), "BOT_WARM_MODE": "pool",
             "BOT_WARM_MIN_PROCS": "2", "BOT_WARM_MAX_PROCS": "2"})
         s.wait_workers(2)
@@ -144,7 +146,9 @@ def test():
                 stats = get("/stats")
                 shown = page_type_numbers(page)
                 # The webhook row: deliveries are no bot processes, no mode nor warm cells
-                want = {t: dict({f: v.get(f, 0) for f in FIELDS}, mode=v.get("mode", "spawn"))
+                # (a type no worker serves: "no workers", /stats says spawn)
+                want = {t: dict({f: v.get(f, 0) for f in FIELDS},
+                                mode=v.get("mode", "spawn") if v.get("workers") else "no workers")
                         if t != "webhook" else {f: v.get(f, 0) for f in FIELDS if f not in WARM}
                         for t, v in stats["types"].items()}
                 return shown if shown == want else None
@@ -160,6 +164,20 @@ def test():
                   "warm bots per type: mode pool, 2 warm processes, no recycles or init failures", shown["warm"])
             check(shown["python"]["mode"] == "spawn" and shown["python"]["warmProcesses"] == 0,
                   "a type nobody runs warm: mode spawn, no warm processes", shown["python"])
+            check(shown["java"]["mode"] == "no workers" and get("/stats")["types"]["java"]["mode"] == "spawn",
+                  "a type no worker serves: 'no workers', not the spawn /stats says", shown["java"])
+            # The warm type's worker leaves: the page shows the mode it last
+            # saw, not the spawn /stats now says for a type with no workers.
+            warm.stop()
+            wait_until(lambda: get("/stats")["types"]["warm"]["workers"] == 0, 20,
+                       "/stats: no worker serves the warm type after its worker stopped")
+            page.wait_for("document.getElementById('type-warm-workers').textContent === '0'", 10,
+                          "the page to show no warm workers")
+            left = page.eval("[document.getElementById('type-warm-mode').textContent,"
+                             " document.getElementById('type-warm-mode').title]")
+            check(left[0] == "pool (no workers)" and "last ran it in pool mode" in left[1],
+                  "a type whose warm workers all left: its last mode, pool (no workers), not spawn", left,
+                  get("/stats")["types"]["warm"])
             hooks = get("/stats")["types"]["webhook"]
             check(not {"mode", "warmProcesses", "recycles", "initFailures"} & set(hooks),
                   "/stats: the webhook row has no mode nor warm processes (deliveries are no bot "
