@@ -65,6 +65,9 @@ static const bm_setting_t s_settings [] = {
     BM_SETTING_REDIS_SENTINELS (gw_config_t, redis_sentinels),
     BM_SETTING_REDIS_MASTER_NAME (gw_config_t, redis_master_name),
     ROW_INT ("REDIS_TIMEOUT_MS", redis_timeout_ms, 1000, 1, 600000, "Redis connect and command timeout"),
+    ROW_INT ("GATEWAY_MAX_WAITERS", max_waiters, 0, 0, 4095,
+             "most requests waiting at once for a job to finish (?wait=MS), each holding an "
+             "HTTP thread; more get 503 too_many_waiters (0: GATEWAY_THREADS / 4)"),
     ROW_INT ("GATEWAY_SHUTDOWN_MS", shutdown_ms, 10000, 0, 3600000,
              "at SIGTERM, how long requests in flight may take to finish; new ones get 503 "
              "shutting_down meanwhile"),

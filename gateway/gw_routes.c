@@ -1,5 +1,6 @@
 /*  gw_routes.c - the gateway's route handlers.  */
 #include "gw_routes.h"
+#include "gw_wait.h"
 #include "gw_invoke.h"
 #include "gw_record.h"
 
@@ -144,8 +145,57 @@ gw_routes_accepted_value (const char *job_id, const char *status, const char *bo
     return value;
 }
 
+//  POST /invoke?wait=MS, once the job is accepted: wait for it to finish
+//  (gw_wait.h), then answer 200 with its record, or, when MS have passed
+//  first, 202 with the accepted body and the job's state now ("state",
+//  absent when the broker could not be asked: the job was accepted all
+//  the same, so that is no error).  Both carry `ignored` and `warning` as
+//  the 202 does.
+static void
+s_invoke_wait (gw_request_t *r, int64_t wait_ms, const char *job_id, json_t *accepted,
+               const char *extra, json_t *ignored, const char *warning)
+{
+    bool finished;
+    bm_msg_t *reply = gw_wait_status (r, job_id, bm_mono_ms () + wait_ms, false, &finished);
+    const msgpack_object *job = reply && bm_msg_command (reply) == BM_REPLY
+                              ? bm_obj_get (bm_msg_body (reply), "job") : NULL;
+    char state [BM_MAX_STATE_LEN + 1];
+    json_t *value = gw_wait_finished (job, state, sizeof state) ? gw_record_job (job) : NULL;
+    bool done = value != NULL;
+    if (done)
+        json_decref (accepted);
+    else {
+        value = accepted;
+        if (value && *state)
+            json_object_set_new (value, "state", json_string (state));
+    }
+    if (value && ignored)
+        json_object_set (value, "ignored", ignored);
+    if (value && *warning)
+        json_object_set_new (value, "warning", json_string (warning));
+    gw_request_send_json (r, done ? 200 : 202, value, extra);
+    bm_msg_destroy (&reply);
+}
+
+static void s_invoke (gw_request_t *r, int64_t wait_ms);
+
 void
 gw_routes_invoke (gw_request_t *r)
+{
+    int64_t wait_ms = 0;
+    if (gw_wait_param (r, &wait_ms))
+        return;
+    //  The waiter's place is taken before the job is submitted: a 503
+    //  too_many_waiters leaves no job behind.
+    if (wait_ms > 0 && !gw_wait_enter (r))
+        return;
+    s_invoke (r, wait_ms);
+    if (wait_ms > 0)
+        gw_wait_leave (r->server);
+}
+
+static void
+s_invoke (gw_request_t *r, int64_t wait_ms)
 {
     gw_server_t *server = r->server;
     json_t *body = gw_request_read_object (r, "the body must be a JSON object");
@@ -208,12 +258,18 @@ gw_routes_invoke (gw_request_t *r)
         if (error.warning [0])
             bm_warn (job_id, "accepted with a warning: %s", error.warning);
         char text [512];
-        int n = ignored || error.warning [0] ? -1
+        int n = ignored || error.warning [0] || wait_ms > 0 ? -1
               : gw_routes_accepted_text (text, sizeof text, job_id, status,
                                                         bot_type, priority, has_position,
                                                         position, duplicate);
         if (n > 0)
             gw_request_send (r, 202, "application/json", extra, text, (size_t) n);
+        else
+        if (wait_ms > 0)
+            s_invoke_wait (r, wait_ms, job_id,
+                           gw_routes_accepted_value (job_id, status, bot_type, priority,
+                                                     has_position, position, duplicate),
+                           extra, ignored, error.warning);
         else {
             json_t *value = gw_routes_accepted_value (job_id, status, bot_type, priority,
                                                       has_position, position, duplicate);
@@ -266,11 +322,25 @@ gw_routes_make_job (const msgpack_object *body)
 }
 
 //  GET /job/{id}, POST /job/{id}/cancel: answer with the job record.
+//  GET /job/{id}?wait=MS answers once the job has finished, or with its
+//  record as it is when MS have passed (gw_wait.h).
 void
 gw_routes_job (gw_request_t *r, int command)
 {
-    gw_routes_answer (r, gw_request_broker_simple (r, command, r->job_id, true), BM_REPLY, 200, gw_routes_make_job, NULL,
-              true);
+    int64_t wait_ms = 0;
+    if (command == BM_STATUS && gw_wait_param (r, &wait_ms))
+        return;
+    if (wait_ms == 0) {
+        gw_routes_answer (r, gw_request_broker_simple (r, command, r->job_id, true), BM_REPLY, 200,
+                          gw_routes_make_job, NULL, true);
+        return;
+    }
+    if (!gw_wait_enter (r))
+        return;
+    bool finished;
+    bm_msg_t *reply = gw_wait_status (r, r->job_id, bm_mono_ms () + wait_ms, true, &finished);
+    gw_wait_leave (r->server);
+    gw_routes_answer (r, reply, BM_REPLY, 200, gw_routes_make_job, NULL, true);
 }
 
 //  POST /job/{id}/retry and /redeliver: ACCEPTED -> 202.  A redelivery

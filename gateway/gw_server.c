@@ -21,6 +21,7 @@
 #include "gw_server_priv.h"
 #include "gw_request.h"
 #include "gw_routes.h"
+#include "gw_wait.h"
 
 #include "bm_assets.h"
 #include "bm_config.h"
@@ -95,7 +96,7 @@ static const char *s_reasons [] = {
     "unsupported_media_type", "unauthorized", "rate_limited", "bad_request", "queue_full",
     "store_unavailable", "shutting_down", "broker_timeout", "broker_unavailable",
     "broker_connection_lost", "broker_error", "request_timeout", "idempotency_key_reused",
-    "out_of_memory", "other"
+    "out_of_memory", "invalid_wait", "too_many_waiters", "other"
 };
 _Static_assert (sizeof s_reasons / sizeof s_reasons [0] == GW_NREASONS, "GW_NREASONS");
 
@@ -163,9 +164,11 @@ s_metrics_init (gw_server_t *self)
     bm_metric_t *threads = bm_metrics_gauge (m, "gateway_threads",
         "HTTP worker threads (GATEWAY_THREADS): the most keep-alive clients served at once",
         NULL);
+    bm_metric_t *waiting = bm_metrics_gauge (m, "gateway_waiters",
+        "Requests waiting for a job to finish (?wait=MS), at most GATEWAY_MAX_WAITERS", NULL);
     if (!self->m_requests || !self->m_duration || !self->m_rejected || !accepted
     ||  !duplicates || !broker_errors || !limited || !auth || !in_flight
-    ||  !history || !threads)
+    ||  !history || !threads || !waiting)
         return -1;
     for (int r = 0; r < R_COUNT; r++)
         self->duration [r] = bm_metric_series (self->m_duration, s_routes [r].label);
@@ -181,6 +184,7 @@ s_metrics_init (gw_server_t *self)
     self->in_flight = bm_metric_series (in_flight);
     self->history_errors = bm_metric_series (history);
     self->threads = bm_metric_series (threads);
+    self->waiting = bm_metric_series (waiting);
     bm_series_set (self->threads, (double) self->config.threads);
     return 0;
 }
@@ -566,6 +570,12 @@ gw_server_new (const gw_config_t *config, bool *bad_config)
     self->config = *config;
     pthread_mutex_init (&self->types_lock, NULL);
     pthread_mutex_init (&self->refused_lock, NULL);
+    pthread_mutex_init (&self->wait_lock, NULL);
+    pthread_condattr_t cond_attr;
+    pthread_condattr_init (&cond_attr);
+    pthread_condattr_setclock (&cond_attr, CLOCK_MONOTONIC);
+    pthread_cond_init (&self->wait_cond, &cond_attr);
+    pthread_condattr_destroy (&cond_attr);
 
     char error [200];
     self->auth = bm_auth_new (config->api_keys, error, sizeof error);
@@ -575,6 +585,17 @@ gw_server_new (const gw_config_t *config, bool *bad_config)
     }
     if (s_admin_keys_load (self))
         goto bad;
+    //  Waiters hold their threads: some must stay for every other request.
+    if (config->max_waiters >= config->threads) {
+        bm_error (NULL, "configuration: GATEWAY_MAX_WAITERS (%" PRId64 ") must be below "
+                  "GATEWAY_THREADS (%" PRId64 "): each waiting request holds a thread",
+                  config->max_waiters, config->threads);
+        goto bad;
+    }
+    self->max_waiters = config->max_waiters > 0 ? (int) config->max_waiters
+                      : config->threads >= 4 ? (int) (config->threads / 4) : 1;
+    if (self->max_waiters >= config->threads)
+        self->max_waiters = 0;          //  One thread: no waiting
     if (bm_ssrf_list_check (config->webhook_allowed_hosts, error, sizeof error)) {
         bm_error (NULL, "configuration: WEBHOOK_ALLOWED_HOSTS: %s", error);
         goto bad;
@@ -678,6 +699,7 @@ int
 gw_server_drain (gw_server_t *self, int64_t timeout_ms)
 {
     atomic_store (&self->draining, true);
+    gw_wait_wake_all (self);            //  Waiters answer now
     int64_t deadline = bm_mono_ms () + timeout_ms;
     while (atomic_load (&self->active) > 0) {
         if (bm_mono_ms () >= deadline) {
@@ -710,6 +732,8 @@ gw_server_destroy (gw_server_t **self_p)
         bm_auth_destroy (&self->admin);
         pthread_mutex_destroy (&self->types_lock);
         pthread_mutex_destroy (&self->refused_lock);
+        pthread_mutex_destroy (&self->wait_lock);
+        pthread_cond_destroy (&self->wait_cond);
         free (self);
         *self_p = NULL;
     }

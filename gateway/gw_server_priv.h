@@ -34,7 +34,7 @@
 //  The status codes we answer with (gw_server.c's s_codes) and the reasons
 //  an /invoke is refused (its s_reasons): sizes of the per-series caches.
 #define GW_NCODES               17
-#define GW_NREASONS             32
+#define GW_NREASONS             34
 
 //  --------------------------------------------------------------------------
 //  Routes
@@ -79,12 +79,21 @@ struct _gw_server_t {
     bm_series_t *in_flight;             //  gateway_requests_in_flight
     bm_series_t *history_errors;        //  gateway_history_errors_total
     bm_series_t *threads;               //  gateway_threads
+    bm_series_t *waiting;               //  gateway_waiters
 
     //  Graceful stop: civetweb's mg_stop makes every later mg_write fail
     //  (its writes stop with its stop flag), so requests in flight are
     //  waited for before it is called.
     atomic_bool draining;               //  SIGTERM seen: refuse new work
     atomic_int active;                  //  Requests inside s_handler now
+
+    //  Requests waiting for a job to finish (gw_wait.c): at most
+    //  max_waiters at once; each sleeps on wait_cond between its polls,
+    //  and the drain broadcasts it.
+    atomic_int waiters;
+    int max_waiters;                    //  GATEWAY_MAX_WAITERS, resolved
+    pthread_mutex_t wait_lock;
+    pthread_cond_t wait_cond;           //  On CLOCK_MONOTONIC
 
     //  Refused requests' log lines: at most GW_REFUSED_LOG_PER_SEC a second;
     //  past that they are counted, and the count is logged in one line

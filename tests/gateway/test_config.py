@@ -11,7 +11,8 @@ VARIABLES = ["API_GATEWAY_PORT", "GATEWAY_LISTEN", "BROKER_ENDPOINT", "GATEWAY_T
              "MAX_BODY_BYTES", "MAX_PAYLOAD_BYTES", "RATE_LIMIT_RPS", "RATE_LIMIT_BURST",
              "RATE_LIMIT_MAX_KEYS", "API_KEYS", "METRICS_REQUIRE_KEY", "BROKER_TIMEOUT_MS",
              "BROKER_CONNECT_TIMEOUT_MS", "REDIS_URL", "REDIS_PREFIX", "REDIS_TIMEOUT_MS",
-             "GATEWAY_SHUTDOWN_MS", "LOG_LEVEL", "WEBHOOK_ALLOW_PRIVATE", "WEBHOOK_ALLOWED_HOSTS"]
+             "GATEWAY_SHUTDOWN_MS", "LOG_LEVEL", "WEBHOOK_ALLOW_PRIVATE", "WEBHOOK_ALLOWED_HOSTS",
+             "GATEWAY_MAX_WAITERS"]
 
 
 def run(args, env=None):
@@ -44,6 +45,7 @@ def main():
            ({"REDIS_URL": "http://localhost"}, [], "REDIS_URL"),
            ({"BROKER_ENDPOINT": "localhost:5555"}, [], "BROKER_ENDPOINT"),
            ({"LOG_LEVEL": "chatty"}, [], "LOG_LEVEL"),
+           ({"GATEWAY_THREADS": "8", "GATEWAY_MAX_WAITERS": "8"}, [], "GATEWAY_MAX_WAITERS"),
            ({}, ["--bogus", "1"], "--bogus")]
     for env, args, name in bad:
         rc, out = run(args, env)
