@@ -134,19 +134,45 @@ s_previous_error (const bm_job_t *parent)
     return s_map_str (parent->wh, parent->wh_size, failed ? "lastError" : "previousError");
 }
 
+//  The number in a delivery job id, the N of "<jobId>.whN"; 0 if none.
+static int64_t
+s_delivery_number (const char *id)
+{
+    const char *dot = strrchr (id, '.');
+    return dot && strncmp (dot, ".wh", 3) == 0 ? strtoll (dot + 3, NULL, 10) : 0;
+}
+
+//  The webhook-id of parent's current outcome: the job id for its first
+//  outcome, else (after a RETRY) the id of the first delivery job made for
+//  that outcome, "<jobId>.whN".  Its redeliveries keep it; another outcome
+//  of the job has another.
+static void
+s_webhook_id (const bm_job_t *parent, char *buf, size_t size)
+{
+    if (parent->deliveries_before > 0)
+        snprintf (buf, size, "%s.wh%" PRId64, parent->id, parent->deliveries_before + 1);
+    else
+        snprintf (buf, size, "%s", parent->id);
+}
+
 //  The webhook state of the job a delivery delivers, from the delivery's
 //  own (wh): the same map and what the delivery's state does not carry:
-//  redeliveries, the deliveries of the job before this one (each made by
-//  a REDELIVER; absent for the first), and previousError, the lastError
-//  of the latest one that gave up before it (kept in the delivery's
-//  payload, so it outlives a broker restart).  NULL (no memory, or wh is
-//  not a map): use wh as it is.
+//  redeliveries, the deliveries of the job's current outcome before this
+//  one (each made by a REDELIVER; absent for the first), and
+//  previousError, the lastError of the latest one that gave up before it
+//  (kept in the delivery's payload, so it outlives a broker restart).
+//  The outcome's first delivery is the one its webhook-id names (the job
+//  id: the job's first).  NULL (no memory, or wh is not a map): use wh as
+//  it is.
 static char *
 s_parent_state (const bm_job_t *delivery, const char *wh, size_t size, size_t *out_size)
 {
-    const char *dot = strrchr (delivery->id, '.');
-    int64_t number = dot && strncmp (dot, ".wh", 3) == 0 ? strtoll (dot + 3, NULL, 10) : 0;
+    int64_t number = s_delivery_number (delivery->id);
     char *previous = s_map_str (delivery->payload, delivery->payload_size, "previousError");
+    char *webhook_id = s_map_str (delivery->payload, delivery->payload_size, "webhookId");
+    int64_t first = webhook_id ? s_delivery_number (webhook_id) : 0;
+    free (webhook_id);
+    int64_t redeliveries = number - (first > 0 ? first : 1);
     msgpack_zone zone;
     msgpack_zone_init (&zone, 256);
     msgpack_object obj;
@@ -160,7 +186,7 @@ s_parent_state (const bm_job_t *delivery, const char *wh, size_t size, size_t *o
         for (uint32_t i = 0; i < obj.via.map.size; i++)
             kept += !s_key_is (&obj.via.map.ptr [i].key, "redeliveries")
                  && !s_key_is (&obj.via.map.ptr [i].key, "previousError");
-        msgpack_pack_map (&packer.pk, kept + (number > 1) + (previous != NULL));
+        msgpack_pack_map (&packer.pk, kept + (redeliveries > 0) + (previous != NULL));
         for (uint32_t i = 0; i < obj.via.map.size; i++) {
             const msgpack_object_kv *kv = &obj.via.map.ptr [i];
             if (s_key_is (&kv->key, "redeliveries") || s_key_is (&kv->key, "previousError"))
@@ -168,8 +194,8 @@ s_parent_state (const bm_job_t *delivery, const char *wh, size_t size, size_t *o
             msgpack_pack_object (&packer.pk, kv->key);
             msgpack_pack_object (&packer.pk, kv->val);
         }
-        if (number > 1)
-            bm_pack_kv_int (&packer.pk, "redeliveries", number - 1);
+        if (redeliveries > 0)
+            bm_pack_kv_int (&packer.pk, "redeliveries", redeliveries);
         if (previous)
             bm_pack_kv_str (&packer.pk, "previousError", previous);
         full = bm_packer_detach (&packer, out_size);
@@ -217,12 +243,17 @@ bm_delivery_simple_state (bm_broker_t *self, bm_webhook_state_t state, int64_t a
 }
 
 //  The delivery job of a terminal job with a webhook URL; the job's
-//  webhook state says pending and its delivery count is one more.
+//  webhook state says pending and its delivery count is one more.  A
+//  redelivery keeps the previousError of the outcome's deliveries before
+//  it; the first delivery of an outcome has none.
 static bm_job_t *
 s_delivery_new (bm_broker_t *self, bm_job_t *parent)
 {
     bm_job_t *job = bm_job_new ();
-    char *previous = parent->deliveries ? s_previous_error (parent) : NULL;
+    char *previous = parent->deliveries > parent->deliveries_before
+                   ? s_previous_error (parent) : NULL;
+    char webhook_id [sizeof parent->id + 32];
+    s_webhook_id (parent, webhook_id, sizeof webhook_id);
     parent->deliveries++;
     snprintf (job->id, sizeof job->id, "%s.wh%" PRId64, parent->id, parent->deliveries);
     job->service = bm_service_require (self, BM_WEBHOOK_TYPE);
@@ -241,7 +272,7 @@ s_delivery_new (bm_broker_t *self, bm_job_t *parent)
     bm_body_init (self, &body);
     msgpack_pack_map (&body.pk, 3 + (previous != NULL));
     bm_pack_kv_str (&body.pk, "url", parent->webhook_url);
-    bm_pack_kv_str (&body.pk, "webhookId", parent->id);
+    bm_pack_kv_str (&body.pk, "webhookId", webhook_id);
     bm_pack_kv_str (&body.pk, "body", text);
     if (previous)
         bm_pack_kv_str (&body.pk, "previousError", previous);

@@ -137,6 +137,7 @@ bm_job_reset_outcome (bm_job_t *job)
     bm_job_set_result (job, NULL, 0);
     job->counted = false;
     job->outcome_gen++;
+    job->deliveries_before = job->deliveries;
 }
 
 //  A job that goes back to waiting (queued or delayed) sheds the fields of

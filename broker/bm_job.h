@@ -126,6 +126,9 @@ struct _bm_job_t {
     bool withheld;              //  A delivery job out of its queue until the
                                 //  outcome it carries is durable
     int64_t deliveries;         //  Delivery jobs made for this job
+    int64_t deliveries_before;  //  Those made for its outcomes before the
+                                //  current one (RETRY starts another): the
+                                //  current one's first is number this + 1
     char *parent;               //  For a delivery job: the job it delivers
     bm_notify_t *notify;        //  Client to send RESULT to, or NULL
     bool durable;               //  Redis confirmed the SUBMIT write

@@ -27,6 +27,7 @@
 #define X_ERROR_MESSAGE "em"
 #define X_EXIT_CODE     "ex"
 #define X_DELIVERIES    "d"
+#define X_DELIVERIES_BEFORE "db"
 #define X_RUN_AT        "t"
 #define X_ATTEMPT_ERRORS "e"
 #define X_HELD          "h"
@@ -126,6 +127,7 @@ bm_record_pack_run (msgpack_packer *pk, const bm_job_t *job)
                  + (job->finished_at != 0) + (job->worker_name != NULL)
                  + (job->last_worker != NULL) + (job->result != NULL)
                  + (error ? 2 + job->has_exit_code : 0) + (job->deliveries != 0)
+                 + (job->deliveries_before != 0)
                  + (job->run_at > 0) + (job->attempt_errors_size > 0)
                  + job->held + s_run_counted (job) + (job->failed_done != 0);
     msgpack_pack_map (pk, count);
@@ -151,6 +153,8 @@ bm_record_pack_run (msgpack_packer *pk, const bm_job_t *job)
     }
     if (job->deliveries)
         BM_PACK_KV_INT (pk, X_DELIVERIES, job->deliveries);
+    if (job->deliveries_before)
+        BM_PACK_KV_INT (pk, X_DELIVERIES_BEFORE, job->deliveries_before);
     if (job->run_at > 0)
         BM_PACK_KV_INT (pk, X_RUN_AT, job->run_at);
     if (job->attempt_errors_size)
@@ -275,6 +279,8 @@ s_read_run_entry (bm_job_t *job, const msgpack_object *key, const msgpack_object
     if (s_key_is (key, X_EXIT_CODE))
         return (job->has_exit_code = s_read_int (value, &job->exit_code));
     if (s_key_is (key, X_DELIVERIES))   return s_read_int (value, &job->deliveries);
+    if (s_key_is (key, X_DELIVERIES_BEFORE))
+        return s_read_int (value, &job->deliveries_before) && job->deliveries_before >= 0;
     if (s_key_is (key, X_RUN_AT))       return s_read_int (value, &job->run_at);
     if (s_key_is (key, X_FAILED_DONE))  return s_read_int (value, &job->failed_done);
     if (s_key_is (key, X_ATTEMPT_ERRORS))
@@ -486,11 +492,12 @@ bm_record_test (bool verbose)
     job->last_worker = strdup ("w0");
     job->result = bm_memdup ("\x81\xa2ok\xc3", 5);       //  {ok: true}
     job->result_size = 5;
-    job->deliveries = 1;
+    job->deliveries = 3;
+    job->deliveries_before = 2;
     BM_CHECK (bm_record_has_run (job));
     bm_packer_init (&x);
     bm_record_pack_run (&x.pk, job);
-    BM_CHECK (!bm_packer_failed (&x) && x.sbuf.size < 60);
+    BM_CHECK (!bm_packer_failed (&x) && x.sbuf.size < 64);
 
     //  Read back: every field, the id from the key.
     s_fake_hash_t hash;
@@ -514,7 +521,8 @@ bm_record_test (bool verbose)
     BM_CHECK (back->result_size == 5 && memcmp (back->result, job->result, 5) == 0);
     BM_CHECK (streq (back->webhook_url, job->webhook_url) && streq (back->worker_name, "w1"));
     BM_CHECK (back->last_worker && streq (back->last_worker, "w0"));
-    BM_CHECK (back->attempts == 1 && back->progress == 100 && back->deliveries == 1
+    BM_CHECK (back->attempts == 1 && back->progress == 100 && back->deliveries == 3
+              && back->deliveries_before == 2
               && back->started_at == 1764360000100 && back->finished_at == 1764360000200);
     BM_CHECK (!meta.has_run_attempts && meta.has_backoff && back->backoff.type == BM_BACKOFF_FIXED
               && back->backoff.delay_ms == 500 && back->backoff.jitter);

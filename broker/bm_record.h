@@ -46,9 +46,10 @@ typedef struct {
 //  differ from its type's defaults (job->service).
 void bm_record_pack_submit (msgpack_packer *pk, const bm_job_t *job);
 //  Pack the "x" map: attempts, progress, times, worker, result, error,
-//  deliveries, due time, attempt errors, whether it is held and whether
-//  lastWorker's run was counted, and the failed DONE last taken (hashed)
-//  (an empty map when none).
+//  deliveries (all, and those before the current outcome), due time,
+//  attempt errors, whether it is held and whether lastWorker's run was
+//  counted, and the failed DONE last taken (hashed) (an empty map when
+//  none).
 void bm_record_pack_run (msgpack_packer *pk, const bm_job_t *job);
 //  True if the "x" map has anything to say (a job just submitted has not).
 bool bm_record_has_run (const bm_job_t *job);

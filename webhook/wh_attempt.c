@@ -187,6 +187,18 @@ s_body (char *buffer, size_t size, size_t count, void *userdata)
     return len;
 }
 
+//  The length of the job id in a webhook-id: the broker's are the job id
+//  for its first outcome and "<jobId>.whN" for one after a RETRY.
+static size_t
+s_job_id_len (const char *webhook_id)
+{
+    const char *dot = strrchr (webhook_id, '.');
+    if (dot && dot > webhook_id && strncmp (dot, ".wh", 3) == 0 && dot [3]
+    &&  strspn (dot + 3, "0123456789") == strlen (dot + 3))
+        return (size_t) (dot - webhook_id);
+    return strlen (webhook_id);
+}
+
 //  Build and start one attempt.  Returns 0, or -1 (d is untouched).
 int
 wh_attempt_start (wh_engine_t *self, delivery_t *d)
@@ -218,7 +230,8 @@ wh_attempt_start (wh_engine_t *self, delivery_t *d)
     S_ADD (line);
     //  The job id and the attempt number (1 on the first), as receivers of
     //  BullMQ-based bot systems read them.
-    snprintf (line, sizeof line, "X-Bot-Job-Id: %s", d->webhook_id);
+    snprintf (line, sizeof line, "X-Bot-Job-Id: %.*s", (int) s_job_id_len (d->webhook_id),
+              d->webhook_id);
     S_ADD (line);
     snprintf (line, sizeof line, "X-Delivery-Attempt: %" PRId64, d->status.attempts + 1);
     S_ADD (line);
