@@ -114,7 +114,7 @@ bm_broker_config_load (bm_broker_config_t *c)
 //  The per-type variables: a prefix and a suffix around the type's name
 //  in capitals, and the range of the value.
 typedef enum {
-    S_BOTS, S_QUEUE, S_RETRY_ATTEMPTS, S_RETRY_BACKOFF, S_KEEP_COMPLETED, S_KEEP_FAILED
+    S_BOTS, S_QUEUE, S_RETRY_ATTEMPTS, S_RETRY_BACKOFF, S_KEEP_COMPLETED, S_KEEP_FAILED, S_RATE
 } s_type_var_t;
 static const struct {
     const char *prefix, *suffix;
@@ -126,6 +126,7 @@ static const struct {
     [S_RETRY_BACKOFF] = { "RETRY_", "_BACKOFF_MS", 0, BM_BACKOFF_MAX_MS },
     [S_KEEP_COMPLETED] = { "KEEP_COMPLETED_", "", 1, 100000000 },
     [S_KEEP_FAILED] = { "KEEP_FAILED_", "", 1, 100000000 },
+    [S_RATE] = { "RATE_", "", 0, 0 },           //  N/PERIOD, not a number
 };
 
 //  Which per-type variable a name is, with the type's part; -1 if none.
@@ -134,10 +135,14 @@ s_type_var (const char *name, size_t name_len, const char **type, size_t *type_l
 {
     if (streq (name, "MAX_BOTS_DEFAULT"))
         return -1;
+    //  The gateway's RATE_LIMIT_RPS, RATE_LIMIT_BURST, RATE_LIMIT_MAX_KEYS
+    //  (a shared .env): no RATE_<TYPE> (no type limit_* has a rate limit).
+    if (strncmp (name, "RATE_LIMIT_", 11) == 0)
+        return -1;
     //  MAX_QUEUE_<TYPE> before MAX_<TYPE>_BOTS: "MAX_QUEUE_X_BOTS" is the
     //  queue of type x_bots.
     static const s_type_var_t order [] = { S_QUEUE, S_BOTS, S_RETRY_BACKOFF, S_RETRY_ATTEMPTS,
-                                           S_KEEP_COMPLETED, S_KEEP_FAILED };
+                                           S_KEEP_COMPLETED, S_KEEP_FAILED, S_RATE };
     for (size_t i = 0; i < sizeof order / sizeof order [0]; i++) {
         const char *prefix = s_type_vars [order [i]].prefix;
         const char *suffix = s_type_vars [order [i]].suffix;
@@ -177,8 +182,8 @@ s_misspelt_type (bm_env_check_t *names, const char *name, int var, const char *t
 }
 
 //  MAX_<TYPE>_BOTS, MAX_QUEUE_<TYPE>, RETRY_<TYPE>_ATTEMPTS,
-//  RETRY_<TYPE>_BACKOFF_MS, KEEP_COMPLETED_<TYPE> and KEEP_FAILED_<TYPE> for
-//  any type, from the environment.
+//  RETRY_<TYPE>_BACKOFF_MS, KEEP_COMPLETED_<TYPE>, KEEP_FAILED_<TYPE> and
+//  RATE_<TYPE> for any type, from the environment.
 int
 bm_broker_config_load_types (bm_broker_t *self)
 {
@@ -232,6 +237,26 @@ bm_broker_config_load_types (bm_broker_t *self)
         }
         if (names && s_misspelt_type (names, name, var, type))
             continue;                   //  Ignored, loudly
+        if (var == S_RATE) {
+            int64_t max, period_ms;
+            char why [160];
+            const char *text = getenv (name);
+            if (streq (type, BM_WEBHOOK_TYPE))
+                snprintf (why, sizeof why, "is not a setting: webhook deliveries have no rate "
+                          "limit (MAX_WEBHOOK_BOTS bounds how many run at once)");
+            if (streq (type, BM_WEBHOOK_TYPE)
+            ||  bm_service_rate_parse (text, &max, &period_ms, why, sizeof why)) {
+                bm_error (NULL, "configuration: %s: %s, got '%s'", name, why, text ? text : "");
+                rc = -1;
+                continue;
+            }
+            if (max || zhashx_lookup (self->services, type))
+                bm_service_set_rate (bm_service_require (self, type), max, period_ms);
+            if (max)
+                bm_info (NULL, "%s: at most %" PRId64 " starts of %s in any %" PRId64 " ms",
+                         name, max, type, period_ms);
+            continue;
+        }
         int64_t value;
         if (bm_env_int (name, 0, s_type_vars [var].min, s_type_vars [var].max, &value)) {
             rc = -1;

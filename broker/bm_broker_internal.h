@@ -220,6 +220,7 @@ struct _bm_broker_t {
     bm_metric_t *mf_schedule_runs;      //  schedule_runs_total{schedule}
     bm_metric_t *mf_type_workers;       //  broker_workers{bot_type}
     bm_metric_t *mf_queue_limit;        //  queue_limit{queue_name}
+    bm_metric_t *mf_rate_limited;       //  bot_rate_limited_total{bot_type}
     bm_series_t *m_workers, *m_redis_up, *m_recovering, *m_store_pending;
     atomic_bool redis_reached;          //  The store is connected (a standby's
                                         //  too): GET /ready reads it

@@ -19,6 +19,7 @@ bm_service_new (const char *name, int64_t limit, int64_t max_queue)
     self->queue = bm_heap_new (bm_job_queue_less, bm_job_queue_index);
     self->rank = bm_rank_new ();
     self->workers = zlistx_new ();
+    self->rate_timer = -1;
     return self;
 }
 
@@ -33,6 +34,7 @@ bm_service_destroy (bm_service_t **self_p)
         zlistx_destroy (&service->workers);
         zlistx_destroy (&service->kept [0]);
         zlistx_destroy (&service->kept [1]);
+        free (service->rate_starts);
         free (service);
         *self_p = NULL;
     }
@@ -78,6 +80,7 @@ bm_service_require (bm_broker_t *self, const char *name)
         service->m_duration = bm_metric_series (self->mf_duration, name);
         service->m_wait = bm_metric_series (self->mf_wait, name);
         service->m_retries = bm_metric_series (self->mf_retries, name);
+        service->m_rate_limited = bm_metric_series (self->mf_rate_limited, name);
         for (int i = 0; bm_stats_limit_names [i]; i++)
             bm_metric_series (self->mf_limit_kills, name, bm_stats_limit_names [i]);
     }
@@ -102,6 +105,151 @@ bm_service_waiting_for_permit (bm_service_t *service)
     //  because every permit is held: what "waiting for a semaphore" means
     //  to an operator, whatever credit the workers have.
     return bm_service_permits_free (service) <= 0? (int64_t) bm_heap_size (service->queue): 0;
+}
+
+//  --------------------------------------------------------------------------
+//  The rate limit (RATE_<TYPE>): a sliding log of the last rate_max start
+//  times.  A start is allowed when fewer than rate_max starts happened in
+//  the rate_period_ms before it, so no window of that length ever holds
+//  more than rate_max starts (a token bucket of burst N would allow up to
+//  2N across a refill).  Each start is pushed once and dropped once: O(1)
+//  amortized, rate_max * 8 bytes.
+
+int
+bm_service_rate_parse (const char *text, int64_t *max, int64_t *period_ms, char *error,
+                       size_t error_size)
+{
+    *max = *period_ms = 0;
+    if (!text || !*text || streq (text, "0"))
+        return 0;                       //  Unlimited
+    const char *p = text;
+    int64_t n = 0;
+    if (!isdigit ((unsigned char) *p)) {
+        snprintf (error, error_size, "must be N/PERIOD, e.g. 10/s, 100/m, 5/200ms (0 = unlimited)");
+        return -1;
+    }
+    while (isdigit ((unsigned char) *p) && n <= BM_RATE_MAX_STARTS)
+        n = n * 10 + (*p++ - '0');
+    if (isdigit ((unsigned char) *p) || n > BM_RATE_MAX_STARTS || n < 1) {
+        snprintf (error, error_size, "N of N/PERIOD must be 1 to %d (0 alone = unlimited)",
+                  BM_RATE_MAX_STARTS);
+        return -1;
+    }
+    if (*p++ != '/') {
+        snprintf (error, error_size, "must be N/PERIOD, e.g. 10/s, 100/m, 5/200ms (0 = unlimited)");
+        return -1;
+    }
+    bool has_number = isdigit ((unsigned char) *p);
+    int64_t count = 0;
+    while (isdigit ((unsigned char) *p) && count <= BM_RATE_MAX_PERIOD_MS)
+        count = count * 10 + (*p++ - '0');
+    int64_t unit = 0;
+    if (streq (p, "ms") || (has_number && !*p))
+        unit = 1;
+    else
+    if (streq (p, "s"))
+        unit = 1000;
+    else
+    if (streq (p, "m"))
+        unit = 60000;
+    else
+    if (streq (p, "h"))
+        unit = 3600000;
+    if (!unit) {
+        snprintf (error, error_size, "PERIOD of N/PERIOD must be s, m, h, ms, a number with one "
+                  "of those (200ms, 2s) or a number of ms");
+        return -1;
+    }
+    if (!has_number)
+        count = 1;
+    if (count < 1 || count > BM_RATE_MAX_PERIOD_MS / unit) {
+        snprintf (error, error_size, "PERIOD of N/PERIOD must be 1 ms to 24 h");
+        return -1;
+    }
+    *max = n;
+    *period_ms = count * unit;
+    return 0;
+}
+
+void
+bm_service_set_rate (bm_service_t *service, int64_t max, int64_t period_ms)
+{
+    free (service->rate_starts);
+    service->rate_starts = max > 0
+        ? (int64_t *) bm_realloc_or_abort (NULL, (size_t) max * sizeof (int64_t), "a rate window")
+        : NULL;
+    service->rate_max = max > 0 ? max : 0;
+    service->rate_period_ms = max > 0 ? period_ms : 0;
+    service->rate_oldest = service->rate_count = 0;
+}
+
+int64_t
+bm_service_rate_room (bm_service_t *service, int64_t now)
+{
+    if (!service->rate_max)
+        return INT64_MAX;
+    while (service->rate_count > 0
+    &&     service->rate_starts [service->rate_oldest] <= now - service->rate_period_ms) {
+        service->rate_oldest = (service->rate_oldest + 1) % service->rate_max;
+        service->rate_count--;
+    }
+    return service->rate_max - service->rate_count;
+}
+
+void
+bm_service_rate_started (bm_service_t *service, int64_t now)
+{
+    if (!service->rate_max)
+        return;
+    if (service->rate_count == service->rate_max) {
+        //  Only when a start went past the limit (it never should): the
+        //  oldest start leaves early.
+        service->rate_oldest = (service->rate_oldest + 1) % service->rate_max;
+        service->rate_count--;
+    }
+    service->rate_starts [(service->rate_oldest + service->rate_count) % service->rate_max] = now;
+    service->rate_count++;
+}
+
+int64_t
+bm_service_rate_next (const bm_service_t *service)
+{
+    return service->rate_count ? service->rate_starts [service->rate_oldest] + service->rate_period_ms
+                               : 0;
+}
+
+//  The rate timer of a type fired: the window has room, dispatch again.
+static int
+s_on_rate_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    bm_broker_t *self = (bm_broker_t *) arg;
+    bm_service_t *service = (bm_service_t *) zhashx_first (self->services);
+    while (service) {
+        if (service->rate_timer == timer_id) {
+            service->rate_timer = -1;
+            bm_dispatch (self, service);
+            break;
+        }
+        service = (bm_service_t *) zhashx_next (self->services);
+    }
+    return 0;
+}
+
+//  Dispatch of a type stopped at its rate limit with a job, a permit and a
+//  worker's credit ready: wake when the window has room again.
+static void
+s_rate_wait (bm_broker_t *self, bm_service_t *service, int64_t now)
+{
+    service->rate_blocked = true;
+    int64_t at = bm_service_rate_next (service);
+    if (!self->loop || (service->rate_timer != -1 && service->rate_timer_at == at))
+        return;
+    if (service->rate_timer != -1)
+        zloop_timer_end (self->loop, service->rate_timer);
+    int64_t wait = at > now ? at - now : 0;
+    service->rate_timer = zloop_timer (self->loop, (size_t) wait, 1, s_on_rate_timer, self);
+    service->rate_timer_at = at;
 }
 
 //  The queue and its per-priority counts change together.
@@ -244,6 +392,13 @@ s_job_sent (bm_broker_t *self, bm_job_t *job, bool sent)
     }
     s_job_run_taken (job);
     int64_t now = bm_mono_ms ();
+    if (job->service->rate_max) {
+        bm_service_rate_started (job->service, bm_mono_ms_unheld ());
+        if (job->service->rate_blocked) {
+            job->service->rate_limited++;
+            bm_series_inc (job->service->m_rate_limited);
+        }
+    }
     bm_series_observe (job->service->m_wait, (now - job->queued_mono) / 1000.0);
     //  Most jobs end sooner than BROKER_SAVE_RUNNING_MS: their running
     //  state goes to Redis with their outcome; bm_jobstore_save_running writes it for
@@ -292,6 +447,8 @@ s_job_start_many (bm_broker_t *self, bm_service_t *service, bm_worker_entry_t *w
         count = bm_service_permits_free (service);
     if (count > BM_MAX_BATCH)
         count = BM_MAX_BATCH;
+    if (service->rate_max && count > bm_service_rate_room (service, bm_mono_ms_unheld ()))
+        count = bm_service_rate_room (service, bm_mono_ms_unheld ());
     //  The body stays within the frame size the worker reads (MAX_FRAME_BYTES
     //  on both sides): a job's body is its payload (and webhook state) plus
     //  at most 512 bytes of id, type, keys and numbers.
@@ -368,6 +525,7 @@ bm_dispatch (bm_broker_t *self, bm_service_t *service)
     //  waits aside (until their DONE or RELEASE) while the jobs behind it go.
     bm_job_t *aside [BM_MAX_BATCH];
     size_t aside_count = 0;
+    bool rate_blocked = false;
     while (bm_heap_size (service->queue) && bm_service_permits_free (service) > 0 && !self->stopping
            && !service->paused) {
         bm_job_t *next = (bm_job_t *) bm_heap_peek (service->queue);
@@ -378,6 +536,14 @@ bm_dispatch (bm_broker_t *self, bm_service_t *service)
             aside [aside_count++] = bm_service_queue_pop (service);
             continue;
         }
+        if (service->rate_max) {
+            int64_t now = bm_mono_ms_unheld ();
+            if (bm_service_rate_room (service, now) <= 0) {
+                s_rate_wait (self, service, now);
+                rate_blocked = true;
+                break;
+            }
+        }
         if (worker->batch)
             s_job_start_many (self, service, worker);
         else
@@ -385,6 +551,9 @@ bm_dispatch (bm_broker_t *self, bm_service_t *service)
     }
     for (size_t i = 0; i < aside_count; i++)
         bm_service_queue_push (service, aside [i]);
+    //  The starts made while the limit holds jobs back count as delayed by it.
+    if (!rate_blocked)
+        service->rate_blocked = false;
     s_service_gauges (service);
 }
 
@@ -573,6 +742,41 @@ bm_service_test (bool verbose)
     bm_worker_entry_destroy (&worker);
     for (int i = 0; i < 4; i++)
         bm_job_destroy (&jobs [i]);
+
+    //  RATE_<TYPE> values: N/PERIOD, 0 or empty unlimited, the rest refused.
+    const struct { const char *text; int64_t max, period_ms; int rc; } rates [] = {
+        { "10/s", 10, 1000, 0 }, { "100/m", 100, 60000, 0 }, { "5/200ms", 5, 200, 0 },
+        { "2/h", 2, 3600000, 0 }, { "3/1500", 3, 1500, 0 }, { "1/2s", 1, 2000, 0 },
+        { "0", 0, 0, 0 }, { "", 0, 0, 0 }, { "24/24h", 24, 86400000, 0 },
+        { "abc", 0, 0, -1 }, { "0/s", 0, 0, -1 }, { "-1/s", 0, 0, -1 }, { "5", 0, 0, -1 },
+        { "5/", 0, 0, -1 }, { "5/0s", 0, 0, -1 }, { "5/0", 0, 0, -1 }, { "5/x", 0, 0, -1 },
+        { "5/s ", 0, 0, -1 }, { "100001/s", 0, 0, -1 }, { "1/25h", 0, 0, -1 },
+        { "99999999999999999999/s", 0, 0, -1 }, { "1/99999999999999999999ms", 0, 0, -1 },
+    };
+    for (size_t i = 0; i < sizeof rates / sizeof rates [0]; i++) {
+        int64_t max = -1, period = -1;
+        char why [160] = "";
+        int rc = bm_service_rate_parse (rates [i].text, &max, &period, why, sizeof why);
+        if (rc != rates [i].rc || (rc == 0 && (max != rates [i].max || period != rates [i].period_ms)))
+            fprintf (stderr, "\nrate '%s': rc %d, %" PRId64 "/%" PRId64 " ms\n", rates [i].text, rc,
+                     max, period);
+        BM_CHECK (rc == rates [i].rc && (rc || (max == rates [i].max && period == rates [i].period_ms)));
+        BM_CHECK (rc == 0 || *why);
+    }
+    //  The sliding window: 3 starts in any 1000 ms.
+    BM_CHECK (bm_service_rate_room (service, 0) == INT64_MAX);
+    bm_service_set_rate (service, 3, 1000);
+    BM_CHECK (bm_service_rate_room (service, 5000) == 3);
+    bm_service_rate_started (service, 5000);
+    bm_service_rate_started (service, 5100);
+    bm_service_rate_started (service, 5200);
+    BM_CHECK (bm_service_rate_room (service, 5999) == 0 && bm_service_rate_next (service) == 6000);
+    BM_CHECK (bm_service_rate_room (service, 6000) == 1 && bm_service_rate_next (service) == 6100);
+    bm_service_rate_started (service, 6000);
+    BM_CHECK (bm_service_rate_room (service, 6099) == 0);
+    BM_CHECK (bm_service_rate_room (service, 7300) == 3);
+    bm_service_set_rate (service, 0, 0);
+    BM_CHECK (bm_service_rate_room (service, 7300) == INT64_MAX && !service->rate_starts);
     bm_service_destroy (&service);
     BM_CHECK (service == NULL);
     printf ("OK\n");

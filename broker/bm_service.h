@@ -50,6 +50,20 @@ struct _bm_service_t {
     bm_series_t *m_completed, *m_failed, *m_cancelled, *m_duration, *m_wait;
     bm_series_t *m_delayed, *m_retries;
     bm_series_t *m_workers, *m_queue_limit;
+    //  RATE_<TYPE>=N/PERIOD: at most rate_max starts in any window of
+    //  rate_period_ms (a sliding log: the start times of the last rate_max
+    //  starts, a ring on the monotonic clock); rate_max 0 = unlimited.
+    int64_t rate_max, rate_period_ms;
+    int64_t *rate_starts;       //  The ring, rate_max slots
+    int64_t rate_oldest;        //  Its oldest start's slot
+    int64_t rate_count;         //  Starts in it (still in the window, or
+                                //  not yet seen to have left it)
+    int rate_timer;             //  zloop timer waking dispatch when the next
+                                //  start is allowed, or -1
+    int64_t rate_timer_at;      //  Mono ms it fires at
+    bool rate_blocked;          //  The last dispatch stopped at the limit
+    uint64_t rate_limited;      //  Starts the limit delayed
+    bm_series_t *m_rate_limited;
 };
 
 //  A service with an empty queue and no workers; its metric series are
@@ -72,6 +86,21 @@ int64_t bm_service_permits_free (const bm_service_t *self);
 //  Ready queued jobs that cannot start because every permit is held
 //  (by running or held jobs), else 0.
 int64_t bm_service_waiting_for_permit (bm_service_t *self);
+//  RATE_<TYPE>'s value into starts and period: "N/PERIOD", PERIOD s, m,
+//  h, ms, a number and one of those (200ms, 2s), or a number of ms; "0" or
+//  "" is unlimited (0, 0).  0, or -1 with why in error.
+#define BM_RATE_MAX_STARTS 100000
+#define BM_RATE_MAX_PERIOD_MS 86400000LL
+int bm_service_rate_parse (const char *text, int64_t *max, int64_t *period_ms, char *error,
+                           size_t error_size);
+//  Set the limit (0: none); the window starts empty.
+void bm_service_set_rate (bm_service_t *self, int64_t max, int64_t period_ms);
+//  Starts the limit allows at now (mono ms); INT64_MAX when unlimited.
+int64_t bm_service_rate_room (bm_service_t *self, int64_t now);
+//  A start at now (mono ms), counted in the window.
+void bm_service_rate_started (bm_service_t *self, int64_t now);
+//  When (mono ms) the window has room again, while it is full.
+int64_t bm_service_rate_next (const bm_service_t *self);
 //  Configured, served by a worker since start, or ever submitted to.
 bool bm_service_known (const bm_service_t *self);
 

@@ -29,6 +29,41 @@ s_pack_bots (bm_service_t *service, msgpack_packer *pk)
     bm_pack_kv_int (pk, "initFailures", init_failures);
 }
 
+//  rate: {max, periodMs} (null: unlimited), and rateLimited: the starts
+//  the limit holds back now (its window is full while jobs, permits and
+//  workers' credit are ready: as many as could start but for it).
+static void
+s_pack_rate (bm_service_t *service, msgpack_packer *pk)
+{
+    bm_pack_str (pk, "rate");
+    if (!service->rate_max)
+        msgpack_pack_nil (pk);
+    else {
+        msgpack_pack_map (pk, 2);
+        bm_pack_kv_int (pk, "max", service->rate_max);
+        bm_pack_kv_int (pk, "periodMs", service->rate_period_ms);
+    }
+    int64_t held_back = 0;
+    if (service->rate_max && !service->paused
+    &&  bm_service_rate_room (service, bm_mono_ms_unheld ()) <= 0) {
+        int64_t credit = 0;
+        bm_worker_entry_t *worker = (bm_worker_entry_t *) zlistx_first (service->workers);
+        while (worker) {
+            if (!worker->congested && !worker->holding && worker->credit > worker->running)
+                credit += worker->credit - worker->running;
+            worker = (bm_worker_entry_t *) zlistx_next (service->workers);
+        }
+        held_back = (int64_t) bm_service_queue_size (service);
+        if (held_back > bm_service_permits_free (service))
+            held_back = bm_service_permits_free (service);
+        if (held_back > credit)
+            held_back = credit;
+        if (held_back < 0)
+            held_back = 0;
+    }
+    bm_pack_kv_int (pk, "rateLimited", held_back);
+}
+
 void
 bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
 {
@@ -40,7 +75,7 @@ bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
         //  Webhook deliveries are no bot processes: their type has no mode
         //  nor warm processes.
         bool bots = !streq (service->name, BM_WEBHOOK_TYPE);
-        msgpack_pack_map (pk, bots? 19: 15);    //  15 here, 4 in s_pack_bots
+        msgpack_pack_map (pk, bots? 21: 17);    //  17 here, 4 in s_pack_bots
         bm_pack_kv_bool (pk, "paused", service->paused);
         bm_pack_kv_int (pk, "waiting", (int64_t) bm_heap_size (service->queue));
         bm_pack_kv_int (pk, "delayed", service->delayed);
@@ -56,6 +91,7 @@ bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
         bm_pack_kv_int (pk, "workers", (int64_t) zlistx_size (service->workers));
         bm_pack_kv_int (pk, "submitted", (int64_t) service->submitted);
         bm_pack_kv_int (pk, "limitKills", (int64_t) service->limit_kills);
+        s_pack_rate (service, pk);
         if (bots)
             s_pack_bots (service, pk);
         service = (bm_service_t *) zhashx_next (self->services);
@@ -275,6 +311,9 @@ bm_stats_setup_metrics (bm_broker_t *self)
     self->mf_queue_limit = bm_metrics_gauge (m, "queue_limit",
         "Bound of the queue (MAX_QUEUE, MAX_QUEUE_<TYPE>): submissions beyond it are "
         "rejected queue_full", "queue_name");
+    self->mf_rate_limited = bm_metrics_counter (m, "bot_rate_limited_total",
+        "Job starts of the bot type its rate limit (RATE_<TYPE>) delayed: a job, a permit and "
+        "a worker's credit were ready but the window was full", "bot_type");
     self->m_redis_up = bm_metric_series (bm_metrics_gauge (m, "redis_up",
         "1 when the broker's job store (Redis) is connected and recovered", NULL));
     self->m_recovering = bm_metric_series (bm_metrics_gauge (m, "broker_recovering",

@@ -131,6 +131,12 @@ bm_mono_ms (void)
     return s_held_mono;
 }
 
+int64_t
+bm_mono_ms_unheld (void)
+{
+    return s_clock_ms (CLOCK_MONOTONIC);
+}
+
 void
 bm_clock_hold (void)
 {

@@ -39,6 +39,9 @@ int64_t bm_mono_ms (void);
 //  read per message instead of several per job.  Holds nest; only code
 //  that never waits on the clock runs while held.
 void bm_clock_hold (void);
+//  The monotonic clock read now, hold or not (a rate limit's window must
+//  not see a start earlier than it happened).
+int64_t bm_mono_ms_unheld (void);
 void bm_clock_release (void);
 
 #endif

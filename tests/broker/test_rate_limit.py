@@ -1,0 +1,175 @@
+"""RATE_<TYPE>=N/PERIOD: at most N job starts of a type in any window of PERIOD.
+
+A real redis-server and broker (RATE_PYTHON=5/1s, MAX_PYTHON_BOTS=20) and a
+fake worker of credit 20 that completes each job as it gets it.  20 python
+jobs of mixed priorities are queued before the worker connects; then:
+
+- no 1 s window holds more than 5 starts, by the broker's dispatch time
+  (each JOB's deadline less its timeoutMs) and by when the worker got it;
+- the broker wakes when the window has room (a timer), not a second later;
+- the jobs start in priority order (FIFO within a priority), all complete;
+- a worker that takes batches (JOB_MANY) gets no more at once than the
+  window has room for (RATE_JAVA=3/1s: batches of 3, 3, 1, a second apart);
+- STATS python says rate {max 5, periodMs 1000} and rateLimited > 0 while
+  jobs are held back; /metrics bot_rate_limited_total{bot_type="python"}
+  counts the 15 starts the limit delayed.
+
+Settings: other spellings are read (100/m, 5/200ms, 3/1500, 2/h), the
+gateway's RATE_LIMIT_* are no type's rate, and a bad value (abc, 0/s, a
+negative N, a zero period, 5 alone; RATE_WEBHOOK: deliveries have none)
+makes the broker exit 2 naming it.
+"""
+import re
+import subprocess
+import time
+
+import harness as h
+from fakeworker import FakeWorker
+
+JOBS, RATE, PERIOD = 20, 5, 1.0
+JOB_MANY, DONE_MANY = 0x0A, 0x0B
+
+
+def metric(port, name, bot_type):
+    status, _, text = h.http("GET", "http://127.0.0.1:%d/metrics" % port)
+    h.check(status == 200, "GET /metrics", status)
+    m = re.search(r'^%s\{bot_type="%s"\} (\d+)$' % (name, bot_type), text, re.M)
+    return int(m.group(1)) if m else None
+
+
+def windows(times, what, low, high):
+    """Every RATE+1 consecutive starts span at least low (no window of
+    PERIOD holds more than RATE) and at most high (the wake is prompt)."""
+    spans = [round(times[i + RATE] - times[i], 4) for i in range(len(times) - RATE)]
+    h.log("%s: spans of %d starts: %s" % (what, RATE + 1, spans))
+    h.check(all(span >= low for span in spans),
+            "%s: no %.0f s window holds more than %d starts" % (what, PERIOD, RATE), spans)
+    h.check(all(span <= high for span in spans),
+            "%s: each start waits no longer than its window needs (a timer wakes dispatch)" % what,
+            spans)
+
+
+def spaced_starts():
+    env = {"RATE_PYTHON": "5/1s", "MAX_PYTHON_BOTS": str(JOBS), "HEARTBEAT_LIVENESS": "30"}
+    with h.Stack("rate") as s:
+        s.redis()
+        broker = s.broker(env=env)
+        c = s.client()
+        h.wait_until(lambda: c.request(h.PING)[1]["redis"], 10, "broker connected to redis")
+        # Queued before any worker: priorities 2, 0, 1 in turn.
+        priorities = [(2, 0, 1)[i % 3] for i in range(JOBS)]
+        ids = [c.submit("python", {"n": i}, priority=priorities[i]) for i in range(JOBS)]
+        want = [ids[i] for i in sorted(range(JOBS), key=lambda i: (priorities[i], i))]
+
+        w = FakeWorker(s.endpoint, "w-rate", ["python"], JOBS)
+        got, at_worker, at_broker, held_back = [], [], [], []
+        deadline = time.monotonic() + 30
+        while len(got) < JOBS and time.monotonic() < deadline:
+            job = w.recv_job(timeout=max(0.1, deadline - time.monotonic()))
+            if job is None:
+                break
+            at_worker.append(time.monotonic())
+            at_broker.append((job["deadline"] - job["timeoutMs"]) / 1000.0)
+            got.append(job["jobId"])
+            w.done(job["jobId"], {"ok": 1})
+            if len(got) == RATE:
+                st = c.stats()["types"]["python"]
+                held_back.append(st.get("rateLimited"))
+                h.log("STATS python after %d starts: waiting %d, rateLimited %s"
+                      % (RATE, st["waiting"], st.get("rateLimited")))
+        h.check(len(got) == JOBS, "the worker got all %d jobs within 30 s" % JOBS, len(got))
+        # The broker stamps whole ms (wall and monotonic clocks: 2 ms apart
+        # at most); the worker's times carry the socket's delivery and this
+        # process's scheduling too (0.1 s allowed).
+        windows(at_broker, "dispatch times at the broker", PERIOD - 0.002, PERIOD + 0.5)
+        windows(at_worker, "receive times at the worker", PERIOD - 0.1, PERIOD + 0.5)
+        h.check(got == want, "jobs started in priority order, FIFO within one", got, want)
+        rate = c.stats()["types"]["python"].get("rate")
+        h.check(rate == {"max": RATE, "periodMs": 1000}, "STATS python rate: 5 per 1000 ms", rate)
+        h.check(held_back and held_back[0] > 0,
+                "STATS rateLimited > 0 while the window is full and jobs wait", held_back)
+        for job_id in ids:
+            h.check(c.wait(job_id, timeout=15)["state"] == "completed", "job %s completed" % job_id)
+        h.wait_equal(lambda: metric(broker.metrics_port, "bot_rate_limited_total", "python"),
+                     JOBS - RATE, 10, "bot_rate_limited_total{bot_type=\"python\"}: 15 starts delayed")
+        st = c.stats()["types"]["python"]
+        h.check(st["rateLimited"] == 0 and st["waiting"] == 0, "nothing held back at the end", st)
+        h.check(c.stats()["types"]["node"]["rate"] is None, "node has no rate limit: rate null")
+        w.close()
+        c.close()
+
+
+def batch_worker():
+    """A worker that takes batches gets JOB_MANYs of at most the window's
+    room: RATE_JAVA=3/1s, 7 queued jobs, credit 20: 3, then 3 a second
+    later, then 1."""
+    with h.Stack("ratebatch") as s:
+        s.redis()
+        s.broker(env={"RATE_JAVA": "3/1s", "MAX_JAVA_BOTS": "20", "HEARTBEAT_LIVENESS": "30"})
+        c = s.client()
+        h.wait_until(lambda: c.request(h.PING)[1]["redis"], 10, "broker connected to redis")
+        ids = [c.submit("java", {"n": i}) for i in range(7)]
+        w = FakeWorker(s.endpoint, "w-many", ["java"], 20, ready=False)
+        w.send(h.READY, {"name": "w-many", "types": ["java"], "credit": 20, "batch": True})
+        sizes, stamps, got = [], [], []
+        deadline = time.monotonic() + 20
+        while len(got) < 7 and time.monotonic() < deadline:
+            msg = w.recv(timeout=max(0.1, deadline - time.monotonic()))
+            h.check(msg is not None and msg[0] in (JOB_MANY, h.JOB), "jobs arrive", msg and msg[0])
+            jobs = msg[1]["jobs"] if msg[0] == JOB_MANY else [msg[1]]
+            sizes.append(len(jobs))
+            stamps.append(min(j["deadline"] - j["timeoutMs"] for j in jobs) / 1000.0)
+            got += [j["jobId"] for j in jobs]
+            w.send(DONE_MANY, {"jobs": [{"jobId": j["jobId"], "ok": True, "result": 1} for j in jobs]})
+        h.log("batch worker: messages of %s jobs at %s" % (sizes, [round(t - stamps[0], 3) for t in stamps]))
+        h.check(sizes == [3, 3, 1], "JOB_MANYs hold at most the window's room: 3, 3, 1", sizes)
+        h.check(all(b - a >= PERIOD - 0.002 for a, b in zip(stamps, stamps[1:])),
+                "each batch a window after the one before", stamps)
+        h.check(got == ids, "in queue order", got)
+        for job_id in ids:
+            h.check(c.wait(job_id, timeout=15)["state"] == "completed", "job %s completed" % job_id)
+        w.close()
+        c.close()
+
+
+def settings():
+    with h.Stack("rateconf") as s:
+        env = {"RATE_PYTHON": "100/m", "RATE_NODE": "5/200ms", "RATE_JAVA": "3/1500",
+               "RATE_REPORT": "2/h", "RATE_LIMIT_BURST": "100", "RATE_LIMIT_RPS": "50"}
+        s.broker(redis=False, env=env)
+        c = s.client()
+        types = c.stats()["types"]
+        got = {t: types.get(t, {}).get("rate") for t in ("python", "node", "java", "report")}
+        h.check(got == {"python": {"max": 100, "periodMs": 60000}, "node": {"max": 5, "periodMs": 200},
+                        "java": {"max": 3, "periodMs": 1500}, "report": {"max": 2, "periodMs": 3600000}},
+                "RATE_<TYPE> spellings read", got)
+        h.check(not any(t.startswith("limit") for t in types),
+                "the gateway's RATE_LIMIT_* make no type", sorted(types))
+        c.close()
+
+        bad = [("RATE_PYTHON", v) for v in ("abc", "0/s", "-1/s", "5/0s", "5")]
+        for name, value in bad + [("RATE_WEBHOOK", "10/s")]:
+            p = s.spawn("broker-bad", [s.bin("botmesh-broker")],
+                        {"BROKER_ENDPOINT": "tcp://127.0.0.1:%d" % h.free_port(),
+                         "BROKER_METRICS_PORT": "0", "REDIS_URL": "none", name: value})
+            try:
+                code = p.p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                raise h.TestFailure("FAILED: %s=%s: the broker started anyway" % (name, value))
+            out = p.output()
+            h.check(code == 2, "%s=%s: the broker exits 2" % (name, value), code, out[-1000:])
+            said = [l for l in out.splitlines() if name in l and ("'%s'" % value) in l]
+            h.check(said, "%s=%s: its log names the variable and the value" % (name, value),
+                    out[-1000:])
+            h.log("ok: %s=%s refused: %s" % (name, value, said[-1]))
+
+
+def test():
+    spaced_starts()
+    batch_worker()
+    settings()
+
+
+if __name__ == "__main__":
+    h.main(test)
