@@ -270,8 +270,13 @@ function decode(frames, header) {
   return body ? [frames[1][0], body] : null;
 }
 
-function defaultEndpoint() {
-  const ep = process.env.BROKER_ENDPOINT || 'tcp://127.0.0.1:5555';
+/**
+ * $BROKER_ENDPOINT (a bind address like tcp://*:5555 becomes 127.0.0.1) or tcp://127.0.0.1:5555;
+ * for a client (client true) $BROKER_CLIENT_ENDPOINT first, as botmesh-client reads it.
+ */
+function defaultEndpoint(client = false) {
+  const ep = (client && process.env.BROKER_CLIENT_ENDPOINT) || process.env.BROKER_ENDPOINT
+    || 'tcp://127.0.0.1:5555';
   return ep.replace('://*:', '://127.0.0.1:').replace('://0.0.0.0:', '://127.0.0.1:');
 }
 
@@ -435,7 +440,7 @@ class Client {
     if (typeof opts === 'string') opts = { endpoint: opts };
     opts = checkOptions('new Client', opts, ['endpoint', 'timeoutMs', 'curve']);
     checkType('new Client', 'timeoutMs', opts.timeoutMs, 'ms');
-    this.endpoint = opts.endpoint || defaultEndpoint();
+    this.endpoint = opts.endpoint || defaultEndpoint(true);
     this._eps = new Endpoints(this.endpoint);
     this.timeoutMs = opts.timeoutMs || 10000;
     this.curve = opts.curve;
@@ -566,7 +571,7 @@ class Client {
         if (this._pending.size === 0) this._resetSocket();
         reject(new BrokerTimeout('broker_timeout',
           `no reply from the broker at ${this.endpoint} within ${timeoutMs} ms (is it running `
-          + 'there? set the endpoint with new Client({endpoint}) or BROKER_ENDPOINT, the wait '
+          + 'there? set the endpoint with new Client({endpoint}) or BROKER_CLIENT_ENDPOINT, the wait '
           + 'with timeoutMs)'));
       }, timeoutMs);
       this._pending.set(req, { resolve, reject, timer });

@@ -177,9 +177,11 @@ def now_ms():
     return int(time.time() * 1000)
 
 
-def default_endpoint():
-    """$BROKER_ENDPOINT (a bind address like tcp://*:5555 becomes 127.0.0.1) or tcp://127.0.0.1:5555."""
-    ep = os.environ.get("BROKER_ENDPOINT") or "tcp://127.0.0.1:5555"
+def default_endpoint(client=False):
+    """$BROKER_ENDPOINT (a bind address like tcp://*:5555 becomes 127.0.0.1) or tcp://127.0.0.1:5555;
+    for a client (client=True) $BROKER_CLIENT_ENDPOINT first, as botmesh-client reads it."""
+    ep = ((client and os.environ.get("BROKER_CLIENT_ENDPOINT")) or os.environ.get("BROKER_ENDPOINT")
+          or "tcp://127.0.0.1:5555")
     return ep.replace("://*:", "://127.0.0.1:").replace("://0.0.0.0:", "://127.0.0.1:")
 
 
@@ -395,7 +397,7 @@ class Client:
     """
 
     def __init__(self, endpoint=None, timeout=10.0, context=None, curve=None, identity=None):
-        self.endpoint = endpoint or default_endpoint()
+        self.endpoint = endpoint or default_endpoint(client=True)
         self._eps = Endpoints(self.endpoint)
         self.timeout = float(timeout)
         self.curve = curve
@@ -503,7 +505,7 @@ class Client:
                 self._reset()
                 raise BrokerTimeout("broker_timeout", "no reply from the broker at %s within %gs "
                                     "(is it running there? set the endpoint with "
-                                    "Client(endpoint=...) or BROKER_ENDPOINT, the wait with "
+                                    "Client(endpoint=...) or BROKER_CLIENT_ENDPOINT, the wait with "
                                     "timeout=)" % (self.endpoint, timeout))
             got = self._recv(left)
             if got is None:

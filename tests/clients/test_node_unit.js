@@ -210,13 +210,47 @@ tests.clientDeadBroker = async () => {
     const el = Date.now() - t0;
     check(e instanceof bm.BrokerTimeout && e.code === 'broker_timeout' && e.message.includes(ep) && el >= 400 && el < 2000,
       'a dead broker rejects with broker_timeout naming the endpoint, in bounded time', e.message, el);
-    check(e.message.includes('BROKER_ENDPOINT') && e.message.includes('{endpoint}'),
+    check(e.message.includes('BROKER_CLIENT_ENDPOINT') && e.message.includes('{endpoint}'),
       'the timeout says how to change the endpoint', e.message);
     t0 = Date.now();
     const e2 = await rejects(c.wait('some-job', { timeoutMs: 1000, pollMs: 100 }));
     check(e2.code === 'broker_timeout' && Date.now() - t0 < 3000, 'wait() on a dead broker is bounded too', e2.message);
   } finally {
     c.close();
+  }
+};
+
+// BROKER_CLIENT_ENDPOINT, which the README says to export, is a Client's
+// default; it comes before BROKER_ENDPOINT; an explicit endpoint wins.
+tests.clientEndpointFromEnv = async () => {
+  const fb = await new FakeBroker((b, m) => (m.cmd === 0x01 ? [[0x81, { req: m.body.req, jobId: 'job-env' }]] : [])).bind();
+  const saved = { c: process.env.BROKER_CLIENT_ENDPOINT, b: process.env.BROKER_ENDPOINT };
+  const dead = 'tcp://127.0.0.1:1';
+  const restore = (k, v) => { if (v === undefined) delete process.env[k]; else process.env[k] = v; };
+  try {
+    process.env.BROKER_CLIENT_ENDPOINT = fb.endpoint;
+    process.env.BROKER_ENDPOINT = dead;
+    let c = new bm.Client({ timeoutMs: 2000 });
+    try {
+      check(c.endpoint === fb.endpoint, 'new Client() reads BROKER_CLIENT_ENDPOINT before BROKER_ENDPOINT', c.endpoint);
+      const id = await c.submit('python', 1);
+      check(String(id) === 'job-env', 'and submits there', id);
+    } finally { c.close(); }
+    c = new bm.Client({ endpoint: dead, timeoutMs: 2000 });
+    check(c.endpoint === dead, 'an explicit endpoint wins over BROKER_CLIENT_ENDPOINT', c.endpoint);
+    c.close();
+    process.env.BROKER_CLIENT_ENDPOINT = `tcp://*:${fb.endpoint.split(':').pop()}`;
+    c = new bm.Client({ timeoutMs: 2000 });
+    check(c.endpoint === fb.endpoint, 'a bind address in it reads as 127.0.0.1', c.endpoint);
+    c.close();
+    delete process.env.BROKER_CLIENT_ENDPOINT;
+    c = new bm.Client({ timeoutMs: 2000 });
+    check(c.endpoint === dead, 'without it, BROKER_ENDPOINT', c.endpoint);
+    c.close();
+  } finally {
+    restore('BROKER_CLIENT_ENDPOINT', saved.c);
+    restore('BROKER_ENDPOINT', saved.b);
+    fb.close();
   }
 };
 

@@ -194,12 +194,45 @@ def test_client_dead_broker():
     el = time.monotonic() - t0
     check(e.code == "broker_timeout" and ep in e.message and 0.4 < el < 2.0,
           "a dead broker gives BrokerTimeout naming the endpoint, in bounded time", str(e), el)
-    check("BROKER_ENDPOINT" in e.message and "endpoint=" in e.message,
+    check("BROKER_CLIENT_ENDPOINT" in e.message and "endpoint=" in e.message,
           "the timeout says how to change the endpoint", str(e))
     t0 = time.monotonic()
     e = raises(lambda: c.wait("some-job", timeout=1.0, poll_interval=0.1), botmesh.BrokerTimeout)
     check(time.monotonic() - t0 < 3.0 and "some-job" in e.message, "wait() on a dead broker is bounded too", str(e))
     c.close()
+
+
+def test_client_endpoint_from_env():
+    """BROKER_CLIENT_ENDPOINT, which the README says to export, is a Client's default; it
+    comes before BROKER_ENDPOINT; an explicit endpoint wins over both."""
+    def responder(b, m):
+        if m.cmd == botmesh.SUBMIT:
+            return [(0x81, {"req": m.body["req"], "jobId": "job-env"})]
+    fb = FakeBroker(responder)
+    dead = "tcp://127.0.0.1:%d" % harness.free_port()
+    saved = {k: os.environ.get(k) for k in ("BROKER_CLIENT_ENDPOINT", "BROKER_ENDPOINT")}
+    try:
+        os.environ["BROKER_CLIENT_ENDPOINT"] = fb.endpoint
+        os.environ["BROKER_ENDPOINT"] = dead
+        with botmesh.Client(timeout=2) as c:
+            check(c.endpoint == fb.endpoint, "Client() reads BROKER_CLIENT_ENDPOINT before BROKER_ENDPOINT",
+                  c.endpoint)
+            check(c.submit("python", 1) == "job-env", "and submits there")
+        with botmesh.Client(dead, timeout=2) as c:
+            check(c.endpoint == dead, "an explicit endpoint wins over BROKER_CLIENT_ENDPOINT", c.endpoint)
+        os.environ["BROKER_CLIENT_ENDPOINT"] = "tcp://*:%s" % fb.endpoint.rsplit(":", 1)[1]
+        with botmesh.Client(timeout=2) as c:
+            check(c.endpoint == fb.endpoint, "a bind address in it reads as 127.0.0.1", c.endpoint)
+        del os.environ["BROKER_CLIENT_ENDPOINT"]
+        with botmesh.Client(timeout=2) as c:
+            check(c.endpoint == dead, "without it, BROKER_ENDPOINT", c.endpoint)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        fb.close()
 
 
 def test_curve():
