@@ -189,10 +189,7 @@ bm_job_pack_record (msgpack_packer *pk, const bm_job_t *job, bool full)
     BM_PACK_KV_INT (pk, "createdAt", job->created_at);
     BM_PACK_KV_INT (pk, "runAttempts", job->run_attempts);
     BM_PACK_KEY (pk, "backoff");
-    msgpack_pack_map (pk, 3);
-    BM_PACK_KV_STR (pk, "type", bm_backoff_type_name (job->backoff.type));
-    BM_PACK_KV_INT (pk, "delayMs", job->backoff.delay_ms);
-    bm_pack_kv_bool (pk, "jitter", job->backoff.jitter);
+    bm_pack_backoff (pk, &job->backoff);
     if (job->run_at > 0)
         BM_PACK_KV_INT (pk, "runAt", job->run_at);
     if (job->failed_runs > 0) {

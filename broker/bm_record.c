@@ -42,13 +42,17 @@ s_pack_bin (msgpack_packer *pk, const char *key, const char *data, size_t size)
     msgpack_pack_bin_body (pk, data, size);
 }
 
-//  The backoff as one short text: "e2000", "f500", "e2000j" (type letter,
-//  delay in ms, j for jitter).
+//  The backoff as one short text: "e2000", "f500", "e2000j", "f500j200"
+//  (type letter, delay in ms, j for full jitter or j and the random
+//  fraction in 1/1000).
 static void
 s_backoff_text (const bm_backoff_t *backoff, char *buf, size_t size)
 {
-    snprintf (buf, size, "%c%" PRId64 "%s", backoff->type == BM_BACKOFF_FIXED ? 'f' : 'e',
-              backoff->delay_ms, backoff->jitter ? "j" : "");
+    int n = snprintf (buf, size, "%c%" PRId64 "%s", backoff->type == BM_BACKOFF_FIXED ? 'f' : 'e',
+                      backoff->delay_ms, backoff->jitter_pm ? "j" : "");
+    if (backoff->jitter_pm && backoff->jitter_pm != BM_BACKOFF_FULL_JITTER
+    &&  n > 0 && (size_t) n < size)
+        snprintf (buf + n, size - (size_t) n, "%d", backoff->jitter_pm);
 }
 
 static void
@@ -57,8 +61,13 @@ s_backoff_read (bm_backoff_t *backoff, const char *text)
     char *end;
     long long delay = strtoll (text + (*text ? 1 : 0), &end, 10);
     char error [128];
+    long jitter = 0;
+    if (*end == 'j')
+        jitter = end [1] ? strtol (end + 1, NULL, 10) : BM_BACKOFF_FULL_JITTER;
+    if (jitter < 0 || jitter > BM_BACKOFF_FULL_JITTER)
+        jitter = BM_BACKOFF_FULL_JITTER;     //  Not a fraction we write: full
     bm_backoff_set (backoff, *text == 'f' ? "fixed" : "exponential", *text == 'f' ? 5 : 11,
-                    delay, *end == 'j', error, sizeof error);
+                    delay, (int) jitter, error, sizeof error);
 }
 
 static bool
@@ -66,7 +75,7 @@ s_custom_retry (const bm_job_t *job, bool *attempts, bool *backoff)
 {
     const bm_service_t *service = job->service;
     *attempts = service && job->run_attempts != service->retry_attempts;
-    *backoff = service && (job->backoff.type != BM_BACKOFF_EXPONENTIAL || job->backoff.jitter
+    *backoff = service && (job->backoff.type != BM_BACKOFF_EXPONENTIAL || job->backoff.jitter_pm
                        ||  job->backoff.delay_ms != service->retry_backoff_ms);
     return *attempts || *backoff;
 }
@@ -471,7 +480,7 @@ bm_record_test (bool verbose)
     job->payload_size = 4;
     job->webhook_url = strdup ("http://127.0.0.1:9/hook");
     job->run_attempts = 3;
-    job->backoff = (bm_backoff_t) { BM_BACKOFF_FIXED, 500, true };
+    job->backoff = (bm_backoff_t) { BM_BACKOFF_FIXED, 500, 200 };
 
     //  Just submitted: nothing to say about its runs; the type's default
     //  runAttempts is left out, the custom backoff is not.
@@ -479,8 +488,15 @@ bm_record_test (bool verbose)
     bm_packer_t r, x;
     bm_packer_init (&r);
     bm_record_pack_submit (&r.pk, job);
-    BM_CHECK (!bm_packer_failed (&r) && r.sbuf.size < 80);
-    BM_CHECK (memmem (r.sbuf.data, r.sbuf.size, "f500j", 5));
+    BM_CHECK (!bm_packer_failed (&r) && r.sbuf.size < 84);
+    BM_CHECK (memmem (r.sbuf.data, r.sbuf.size, "f500j200", 8));
+    //  Full jitter is a bare j (as records written before fractions).
+    bm_backoff_t full;
+    s_backoff_read (&full, "e100j");
+    BM_CHECK (full.jitter_pm == BM_BACKOFF_FULL_JITTER && full.delay_ms == 100);
+    char text [32];
+    s_backoff_text (&full, text, sizeof text);
+    BM_CHECK (streq (text, "e100j"));
 
     //  Completed: the run map has the outcome.
     job->state = JOB_COMPLETED;
@@ -525,7 +541,7 @@ bm_record_test (bool verbose)
               && back->deliveries_before == 2
               && back->started_at == 1764360000100 && back->finished_at == 1764360000200);
     BM_CHECK (!meta.has_run_attempts && meta.has_backoff && back->backoff.type == BM_BACKOFF_FIXED
-              && back->backoff.delay_ms == 500 && back->backoff.jitter);
+              && back->backoff.delay_ms == 500 && back->backoff.jitter_pm == 200);
     BM_CHECK (back->wh_size == 17 && back->wh_state == BM_WEBHOOK_DELIVERED && !back->error_code);
     bm_job_destroy (&back);
     //  The webhook state the map names is read with it: none for a map

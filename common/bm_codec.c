@@ -27,7 +27,7 @@ s_submit_timing (const msgpack_object *body, bm_codec_submit_t *self, bm_codec_e
     if (backoff) {
         //  Nested fields are named from the body's top ("backoff.delayMs").
         bm_codec_str_t type = { NULL, 0 };
-        bool jitter = false;
+        int jitter = 0;
         int64_t delay = 0;
         char message [128];
         if (bm_field_opt_str (backoff, "type", 16, &type, error))
@@ -35,8 +35,17 @@ s_submit_timing (const msgpack_object *body, bm_codec_submit_t *self, bm_codec_e
         if (bm_field_int (backoff, "delayMs", 0, BM_BACKOFF_MAX_MS, &delay, error))
             return bm_field_fail (error, "backoff.delayMs", "backoff.delayMs is required: an integer from 0 to %lld",
                                   (long long) BM_BACKOFF_MAX_MS);
-        if (bm_field_opt_bool (backoff, "jitter", &jitter, error))
-            return bm_field_fail (error, "backoff.jitter", "backoff.jitter must be a boolean");
+        const msgpack_object *o = bm_field_opt (backoff, "jitter");
+        if (o) {
+            double number = o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64
+                          ? o->via.f64
+                          : o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (double) o->via.u64 : -1;
+            jitter = bm_backoff_jitter_pm (o->type == MSGPACK_OBJECT_BOOLEAN,
+                                           o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean, number);
+            if (jitter < 0)
+                return bm_field_fail (error, "backoff.jitter",
+                                      "backoff.jitter must be a boolean or a number from 0 to 1");
+        }
         if (bm_backoff_set (&self->backoff, type.ptr, type.len, delay, jitter,
                             message, sizeof message))
             return bm_field_fail (error, type.ptr && strncmp (message, "backoff.type", 12) == 0
@@ -112,10 +121,7 @@ bm_codec_submit_encode (const bm_codec_submit_t *self, bm_packer_t *packer)
     if (self->has_backoff) {
         //  backoff {type, delayMs, jitter}
         bm_field_pack_key (packer, "backoff");
-        msgpack_pack_map (&packer->pk, 3);
-        bm_pack_kv_str (&packer->pk, "type", bm_backoff_type_name (self->backoff.type));
-        bm_field_pack_int (packer, "delayMs", self->backoff.delay_ms);
-        bm_pack_kv_bool (&packer->pk, "jitter", self->backoff.jitter);
+        bm_pack_backoff (&packer->pk, &self->backoff);
     }
     if (self->has_delay_ms)
         bm_field_pack_int (packer, "delayMs", self->delay_ms);

@@ -81,7 +81,7 @@ test_client_round_trips (void)
         .idempotency_key = "order-42", .has_timeout_ms = true, .timeout_ms = BM_MAX_TIMEOUT_MS,
         .has_max_attempts = true, .max_attempts = BM_MAX_ATTEMPTS, .notify = true,
         .has_attempts = true, .attempts = 5, .has_backoff = true,
-        .backoff = { BM_BACKOFF_FIXED, 250, true }, .has_run_at = true, .run_at = 1790000000000 };
+        .backoff = { BM_BACKOFF_FIXED, 250, 250 }, .has_run_at = true, .run_at = 1790000000000 };
     bm_codec_submit_encode (&submit, &packer);
     bm_msg_t *msg = s_packed_msg (BM_CLIENT_HEADER, BM_SUBMIT, &packer);
     bm_codec_submit_t back;
@@ -94,7 +94,7 @@ test_client_round_trips (void)
     CHECK (back.has_max_attempts && back.max_attempts == BM_MAX_ATTEMPTS && back.notify);
     CHECK (back.has_attempts && back.attempts == 5 && back.has_backoff
            && back.backoff.type == BM_BACKOFF_FIXED && back.backoff.delay_ms == 250
-           && back.backoff.jitter && back.has_run_at && back.run_at == 1790000000000
+           && back.backoff.jitter_pm == 250 && back.has_run_at && back.run_at == 1790000000000
            && !back.has_delay_ms);
     //  The payload: the very bytes sent, and its decoded value.
     CHECK (back.payload.size == sizeof payload - 1
@@ -544,7 +544,9 @@ test_rejections (void)
           "backoff.type" },
         { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"backoff\":{\"type\":1,\"delayMs\":5}}",
           "backoff.type" },
-        { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"backoff\":{\"delayMs\":5,\"jitter\":1}}",
+        { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"backoff\":{\"delayMs\":5,\"jitter\":2}}",
+          "backoff.jitter" },
+        { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"backoff\":{\"delayMs\":5,\"jitter\":\"yes\"}}",
           "backoff.jitter" },
         { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"maxAttempts\":101}", "maxAttempts" },
         { BM_CODEC_SUBMIT, "{\"botType\":\"python\",\"webhookUrl\":\"ftp://x\"}", "webhookUrl" },

@@ -1,5 +1,6 @@
 /*  bm_proto.c - the botmesh wire protocol codec.  See docs/protocol.md.  */
 #include "bm_proto.h"
+#include "bm_backoff.h"
 
 #include <string.h>
 
@@ -647,6 +648,20 @@ bm_pack_kv_bool (msgpack_packer *pk, const char *key, bool value)
         msgpack_pack_true (pk);
     else
         msgpack_pack_false (pk);
+}
+
+void
+bm_pack_backoff (msgpack_packer *pk, const bm_backoff_t *backoff)
+{
+    msgpack_pack_map (pk, 3);
+    bm_pack_kv_str (pk, "type", bm_backoff_type_name (backoff->type));
+    bm_pack_kv_int (pk, "delayMs", backoff->delay_ms);
+    if (backoff->jitter_pm == 0 || backoff->jitter_pm == BM_BACKOFF_FULL_JITTER)
+        bm_pack_kv_bool (pk, "jitter", backoff->jitter_pm != 0);
+    else {
+        bm_pack_str (pk, "jitter");
+        msgpack_pack_double (pk, (double) backoff->jitter_pm / BM_BACKOFF_FULL_JITTER);
+    }
 }
 
 zmsg_t *

@@ -224,6 +224,10 @@ void bm_pack_strn (msgpack_packer *pk, const char *str, size_t len);
 void bm_pack_kv_str (msgpack_packer *pk, const char *key, const char *value);
 void bm_pack_kv_int (msgpack_packer *pk, const char *key, int64_t value);
 void bm_pack_kv_bool (msgpack_packer *pk, const char *key, bool value);
+//  A backoff as the map {type, delayMs, jitter}; jitter is false, true
+//  (full) or the fraction between.
+struct bm_backoff_t;
+void bm_pack_backoff (msgpack_packer *pk, const struct bm_backoff_t *backoff);
 
 //  Build the three frames.  Returns a new zmsg (caller owns it).
 zmsg_t *bm_msg_build (const char *header, int command, const char *body, size_t size);

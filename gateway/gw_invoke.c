@@ -158,9 +158,23 @@ s_timing (const json_t *body, bm_codec_submit_t *submit, gw_invoke_error_t *erro
     const json_t *backoff = json_object_get (body, "backoff");
     if (!backoff || json_is_null (backoff))
         return 0;
+    //  BullMQ's short form: a number is a fixed delay in ms.
+    if (json_is_number (backoff)) {
+        int64_t fixed = 0;
+        if (s_opt_int (body, "backoff", 0, BM_BACKOFF_MAX_MS, &fixed) < 0)
+            return s_fail (error, 400, "invalid_backoff",
+                           "backoff as a number is a fixed delay: an integer from 0 to %lld (ms)",
+                           (long long) BM_BACKOFF_MAX_MS);
+        char message [128];
+        if (bm_backoff_set (&submit->backoff, "fixed", 5, fixed, 0, message, sizeof message))
+            return s_fail (error, 400, "invalid_backoff", "%s", message);
+        submit->has_backoff = true;
+        return 0;
+    }
     if (!json_is_object (backoff))
         return s_fail (error, 400, "invalid_backoff",
-                       "backoff must be an object {\"type\": \"exponential\"|\"fixed\", \"delayMs\": N}");
+                       "backoff must be a number (a fixed delay in ms) or an object "
+                       "{\"type\": \"exponential\"|\"fixed\", \"delayMs\": N}");
     const char *type = NULL;
     size_t type_len = 0;
     int64_t delay = 0;
@@ -177,7 +191,7 @@ s_timing (const json_t *body, bm_codec_submit_t *submit, gw_invoke_error_t *erro
     //  else the object lacks.
     char message [128];
     bm_backoff_t type_check;
-    if (bm_backoff_set (&type_check, type, type_len, 0, false, message, sizeof message))
+    if (bm_backoff_set (&type_check, type, type_len, 0, 0, message, sizeof message))
         return bm_valid_bot_type (type, type_len)
              ? s_fail (error, 400, "invalid_backoff", "%s, not \"%s\"", message, type)
              : s_fail (error, 400, "invalid_backoff", "%s", message);
@@ -186,9 +200,19 @@ s_timing (const json_t *body, bm_codec_submit_t *submit, gw_invoke_error_t *erro
         return s_fail (error, 400, "invalid_backoff",
                        "backoff.%s %s an integer from 0 to %lld", delay_key,
                        has_delay == 0 ? "is required:" : "must be", (long long) BM_BACKOFF_MAX_MS);
-    if (jitter && !json_is_null (jitter) && !json_is_boolean (jitter))
-        return s_fail (error, 400, "invalid_backoff", "backoff.jitter must be a boolean");
-    if (bm_backoff_set (&submit->backoff, type, type_len, delay, jitter && json_is_true (jitter),
+    //  true is full jitter; a number is BullMQ's random fraction of the wait.
+    int jitter_pm = 0;
+    if (jitter && !json_is_null (jitter)) {
+        jitter_pm = json_is_boolean (jitter) || json_is_number (jitter)
+                  ? bm_backoff_jitter_pm (json_is_boolean (jitter), json_is_true (jitter),
+                                          json_number_value (jitter))
+                  : -1;
+        if (jitter_pm < 0)
+            return s_fail (error, 400, "invalid_backoff",
+                           "backoff.jitter must be a boolean or a number from 0 to 1 "
+                           "(the random fraction of the wait)");
+    }
+    if (bm_backoff_set (&submit->backoff, type, type_len, delay, jitter_pm,
                         message, sizeof message))
         return s_fail (error, 400, "invalid_backoff", "%s", message);
     submit->has_backoff = true;
@@ -735,6 +759,21 @@ gw_invoke_test (bool verbose)
     CHECK (bm_obj_strcpy (backoff, "type", buf, sizeof buf) && streq (buf, "fixed"));
     msgpack_unpacked_destroy (&result);
 
+    //  BullMQ's forms: a number is a fixed delay; jitter a random fraction.
+    CHECK (streq (s_try ("{\"botType\":\"java\",\"payload\":1,\"backoff\":1000}",
+                         1 << 20, &error, &result), "ok"));
+    backoff = bm_obj_get (&result.data, "backoff");
+    CHECK (backoff && bm_obj_int (backoff, "delayMs", &value) && value == 1000);
+    CHECK (bm_obj_strcpy (backoff, "type", buf, sizeof buf) && streq (buf, "fixed"));
+    msgpack_unpacked_destroy (&result);
+    CHECK (streq (s_try ("{\"botType\":\"java\",\"payload\":1,"
+                         "\"backoff\":{\"type\":\"exponential\",\"delay\":1000,\"jitter\":0.2}}",
+                         1 << 20, &error, &result), "ok"));
+    backoff = bm_obj_get (&result.data, "backoff");
+    const msgpack_object *jitter = backoff ? bm_obj_get (backoff, "jitter") : NULL;
+    CHECK (jitter && jitter->type == MSGPACK_OBJECT_FLOAT64 && jitter->via.f64 == 0.2);
+    msgpack_unpacked_destroy (&result);
+
     //  BullMQ's name of the backoff's delay, delay, reads as delayMs; both
     //  at once are refused.
     CHECK (streq (s_try ("{\"botType\":\"java\",\"payload\":1,"
@@ -938,7 +977,10 @@ gw_invoke_test (bool verbose)
         { "{\"botType\":\"python\",\"payload\":1,\"delayMs\":31536000001}", 400, "invalid_delay" },
         { "{\"botType\":\"python\",\"payload\":1,\"runAt\":1.5}", 400, "invalid_run_at" },
         { "{\"botType\":\"python\",\"payload\":1,\"runAt\":1,\"delayMs\":1}", 400, "invalid_run_at" },
-        { "{\"botType\":\"python\",\"payload\":1,\"backoff\":2000}", 400, "invalid_backoff" },
+        { "{\"botType\":\"python\",\"payload\":1,\"backoff\":-1}", 400, "invalid_backoff" },
+        { "{\"botType\":\"python\",\"payload\":1,\"backoff\":1.5}", 400, "invalid_backoff" },
+        { "{\"botType\":\"python\",\"payload\":1,\"backoff\":\"2000\"}", 400, "invalid_backoff" },
+        { "{\"botType\":\"python\",\"payload\":1,\"backoff\":{\"delayMs\":1,\"jitter\":1.5}}", 400, "invalid_backoff" },
         { "{\"botType\":\"python\",\"payload\":1,\"backoff\":{}}", 400, "invalid_backoff" },
         { "{\"botType\":\"python\",\"payload\":1,\"backoff\":{\"type\":\"linear\",\"delayMs\":1}}", 400, "invalid_backoff" },
         { "{\"botType\":\"python\",\"payload\":1,\"backoff\":{\"delayMs\":1,\"jitter\":\"yes\"}}", 400, "invalid_backoff" },

@@ -18,7 +18,10 @@
          "attempts": 3,                        optional, 1..100 (runs)
          "backoff": {"type": "exponential",    optional, type "exponential"
                      "delayMs": 2000,          or "fixed", delayMs 0..a day,
-                     "jitter": false},         jitter optional
+                     "jitter": false},         jitter optional: a bool
+                                               or BullMQ's 0..1 fraction;
+                                               or a number: BullMQ's fixed
+                                               delay in ms
          "delayMs": 5000,                      optional, 0..a year; or
          "runAt": 1790000000000}               optional, epoch ms
 

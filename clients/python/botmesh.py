@@ -585,7 +585,7 @@ class Client:
         """SUBMIT a job; returns its id (a str with .duplicate). Raises Rejected.
 
         attempts: runs allowed when the bot fails; backoff: {"type":
-        "exponential"|"fixed", "delayMs": N, "jitter": bool}; delay_ms or
+        "exponential"|"fixed", "delayMs": N, "jitter": bool or 0..1}; delay_ms or
         run_at (ms since the epoch, the broker's clock): the job is delayed
         until then."""
         body = self._submit_body(bot_type, payload, webhook_url=webhook_url, priority=priority,

@@ -80,7 +80,7 @@ def test():
 
         r = post_json(u + "/invoke/batch", [{"botType": "python", "payload": 1},
                                             {"botType": "python", "payload": 1, "attempts": 0},
-                                            {"botType": "python", "payload": 1, "backoff": 5}])
+                                            {"botType": "python", "payload": 1, "backoff": "5"}])
         h.check(r.status == 207 and r.json["accepted"] == 1 and r.json["rejected"] == 2,
                 "a batch with two bad items: 207, 1 accepted, 2 refused", r)
         expect({"invalid_attempts": 1, "invalid_backoff": 1}, "each refused item counted")
