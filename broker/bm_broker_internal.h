@@ -468,6 +468,9 @@ void bm_finished_remove_ids (bm_broker_t *self, const char *key, const char **id
 int64_t bm_finished_remove_listed (bm_broker_t *self, const char *bot_type, int which,
                                    const redisReply *reply, const char *by);
 void bm_finished_tick (bm_broker_t *self, int64_t now_mono);
+//  After a recovery: the newest finished jobs Redis holds back in memory,
+//  for the listings.
+void bm_finished_restore (bm_broker_t *self);
 
 //  bm_schedule.c: repeatable jobs
 void bm_schedule_free (void **item);

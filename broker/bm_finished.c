@@ -579,3 +579,181 @@ bm_finished_tick (bm_broker_t *self, int64_t now_mono)
     bm_cmd_start (self, &cmd, "SMEMBERS", "finished:types", NULL);
     bm_jobstore_query (self, &cmd, s_on_sweep_types, self);
 }
+
+//  --------------------------------------------------------------------------
+//  After a recovery (a start, a failover, Redis back), the newest finished
+//  jobs Redis holds come back into memory, so that LIST (GET
+//  /jobs?state=failed, ?webhook=failed) shows the jobs that finished before
+//  the restart as it showed them before it: the newest KEEP_FINISHED_JOBS
+//  ids of all the finished sets by finish time, each record read
+//  (HGETALL) and placed by its own times (bm_job_restore).  A job already
+//  in memory (a RETRY or REDELIVER that read it meanwhile, a job of this
+//  process) is left as it is.  A job whose webhook is on its way (pending,
+//  retrying) comes back only while its delivery, recovered with the
+//  unfinished jobs, is still under way: the delivery's end then finds it in
+//  memory.  One whose delivery ended meanwhile may have been read ahead of
+//  the delivery's write to its record: it is left to Redis.
+
+typedef struct {
+    char id [BM_ID_SLOT];
+    int64_t finished_at;
+} s_found_t;
+
+typedef struct {
+    bm_broker_t *broker;
+    s_found_t *found;           //  Ids the sets gave, with their scores
+    size_t count, alloc;
+    int pending;                //  Queries out
+    int64_t restored;
+} s_restore_t;
+
+typedef struct {
+    s_restore_t *restore;
+    size_t index;               //  In restore->found
+} s_restore_ref_t;
+
+static void
+s_restore_end (s_restore_t *restore)
+{
+    if (restore->restored)
+        bm_info (NULL, "%" PRId64 " finished jobs read back from redis for the job listings",
+                 restore->restored);
+    free (restore->found);
+    free (restore);
+}
+
+//  True unless job's webhook is on its way and its delivery not (still)
+//  under way in memory.
+static bool
+s_delivery_settled (bm_broker_t *self, const bm_job_t *job)
+{
+    if (job->wh_state != BM_WEBHOOK_PENDING && job->wh_state != BM_WEBHOOK_RETRYING)
+        return true;
+    char id [BM_ID_SLOT + 32];
+    snprintf (id, sizeof id, "%s.wh%" PRId64, job->id, job->deliveries);
+    const bm_job_t *delivery = (const bm_job_t *) bm_jobtab_lookup (self->jobs, id);
+    return delivery && !bm_job_terminal (delivery);
+}
+
+static void
+s_on_restore_job (redisReply *reply, void *arg)
+{
+    s_restore_ref_t *ref = (s_restore_ref_t *) arg;
+    s_restore_t *restore = ref->restore;
+    bm_broker_t *self = restore->broker;
+    const char *id = restore->found [ref->index].id;
+    free (ref);
+    if (reply && self->serving && !bm_jobtab_lookup (self->jobs, id)) {
+        bm_job_t *job = bm_jobstore_job_from_hash (self, id, reply, NULL);
+        if (job && bm_finished_which (job->state) >= 0 && !bm_job_is_delivery (job)
+        &&  !bm_finished_expired (self, job, bm_now_ms ()) && s_delivery_settled (self, job)) {
+            bm_job_restore (self, job);
+            restore->restored++;
+        }
+        else
+            bm_job_destroy (&job);
+    }
+    if (--restore->pending == 0)
+        s_restore_end (restore);
+}
+
+static int
+s_newest_first (const void *a, const void *b)
+{
+    const s_found_t *x = (const s_found_t *) a, *y = (const s_found_t *) b;
+    return x->finished_at < y->finished_at ? 1 : x->finished_at > y->finished_at ? -1 : 0;
+}
+
+//  Every set read: the newest ids, read back.
+static void
+s_restore_read (s_restore_t *restore)
+{
+    bm_broker_t *self = restore->broker;
+    qsort (restore->found, restore->count, sizeof (s_found_t), s_newest_first);
+    size_t count = restore->count;
+    if ((int64_t) count > self->config.keep_finished)
+        count = (size_t) self->config.keep_finished;
+    if (count == 0 || !self->serving || !self->store) {
+        s_restore_end (restore);
+        return;
+    }
+    restore->pending = (int) count + 1;     //  Held until every query is out
+    for (size_t i = 0; i < count; i++) {
+        s_restore_ref_t *ref = (s_restore_ref_t *) zmalloc (sizeof (s_restore_ref_t));
+        ref->restore = restore;
+        ref->index = i;
+        bm_cmd_t cmd;
+        bm_cmd_start (self, &cmd, "HGETALL", "job:", restore->found [i].id);
+        bm_jobstore_query (self, &cmd, s_on_restore_job, ref);
+    }
+    if (--restore->pending == 0)
+        s_restore_end (restore);
+}
+
+//  One set's newest ids (ZREVRANGE ... WITHSCORES).
+static void
+s_on_restore_ids (redisReply *reply, void *arg)
+{
+    s_restore_t *restore = (s_restore_t *) arg;
+    if (reply && reply->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+            const redisReply *el = reply->element [i], *score = reply->element [i + 1];
+            if (el->type != REDIS_REPLY_STRING || el->len == 0 || el->len > BM_MAX_ID_LEN + 15
+            ||  score->type != REDIS_REPLY_STRING)
+                continue;
+            if (restore->count == restore->alloc) {
+                restore->alloc = restore->alloc ? 2 * restore->alloc : 64;
+                restore->found = bm_realloc_or_abort (restore->found, restore->alloc * sizeof (s_found_t),
+                                                      "the finished jobs to read back");
+            }
+            s_found_t *found = &restore->found [restore->count++];
+            snprintf (found->id, sizeof found->id, "%s", el->str);
+            found->finished_at = strtoll (score->str, NULL, 10);
+        }
+    }
+    if (--restore->pending == 0)
+        s_restore_read (restore);
+}
+
+static void
+s_on_restore_types (redisReply *reply, void *arg)
+{
+    s_restore_t *restore = (s_restore_t *) arg;
+    bm_broker_t *self = restore->broker;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements == 0
+    ||  !self->serving || !self->store) {
+        s_restore_end (restore);
+        return;
+    }
+    restore->pending = 1;               //  Held until every query is out
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *el = reply->element [i];
+        if (el->type != REDIS_REPLY_STRING || el->len == 0 || el->len > BM_MAX_BOT_TYPE_LEN
+        ||  memchr (el->str, 0, el->len) || streq (el->str, BM_WEBHOOK_TYPE))
+            continue;
+        for (int which = 0; which < 2; which++) {
+            bm_cmd_t cmd;
+            bm_cmd_start (self, &cmd, "ZREVRANGE", which ? "finished:failed:" : "finished:completed:",
+                          el->str);
+            bm_cmd_arg_str (&cmd, "0");
+            bm_cmd_arg_int (&cmd, self->config.keep_finished - 1);
+            bm_cmd_arg_str (&cmd, "WITHSCORES");
+            restore->pending++;
+            bm_jobstore_query (self, &cmd, s_on_restore_ids, restore);
+        }
+    }
+    if (--restore->pending == 0)
+        s_restore_read (restore);
+}
+
+void
+bm_finished_restore (bm_broker_t *self)
+{
+    if (!self->store || self->config.keep_finished <= 0)
+        return;
+    s_restore_t *restore = (s_restore_t *) zmalloc (sizeof (s_restore_t));
+    restore->broker = self;
+    bm_cmd_t cmd;
+    bm_cmd_start (self, &cmd, "SMEMBERS", "finished:types", NULL);
+    bm_jobstore_query (self, &cmd, s_on_restore_types, restore);
+}

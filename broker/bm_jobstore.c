@@ -696,6 +696,7 @@ s_recovery_finish (bm_broker_t *self)
     while ((service = (bm_service_t *) zlistx_detach (all, NULL)))
         bm_dispatch (self, service);
     zlistx_destroy (&all);
+    bm_finished_restore (self);
 }
 
 static void

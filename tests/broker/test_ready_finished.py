@@ -4,8 +4,10 @@ CANCEL finished, an id Redis has no record of CANCEL unknown; the worker's
 slot for each is held until Redis answers, and a finished job's slot (and a
 permit of its type) stays taken until the worker's DONE for it.
 
-- w1 (credit 1) runs J and goes silent; J runs again on w2 and completes;
-  the broker restarts (SIGTERM): only Redis holds J.
+- w1 (credit 1) runs J and goes silent; J runs again on w2 and completes,
+  then a newer job N completes; the broker restarts (SIGTERM) with
+  KEEP_FINISHED_JOBS=1: it reads back N, the newest to finish, for the
+  listings, and only Redis holds J.
 - Redis stopped (SIGSTOP: connected, answering nothing), w1 READYs on a new
   socket, credit 2, running [J, X] (X never submitted): nothing is sent to
   w1 and STATS shows both its slots held.
@@ -55,11 +57,17 @@ def test():
         h.check(job and job["jobId"] == jid, "J runs again on w2", job)
         w2.done(jid, result={"ok": 1})
         h.check(c.wait(jid)["state"] == "completed", "J completed")
+        newer = c.submit("python", {"n": 0})
+        h.check(w2.recv_job()["jobId"] == newer, "N runs on w2")
+        w2.done(newer, result={"ok": 1})
+        h.check(c.wait(newer)["state"] == "completed", "N completed")
         w2.close()
         b.stop()
-        s.broker(env=ENV)
+        s.broker(env=dict(ENV, KEEP_FINISHED_JOBS="1"))
         c = s.client()
         h.wait_until(lambda: c.request(h.PING)[1].get("recovering") is False, 10, "the recovery to end")
+        h.wait_until(lambda: c.listed(state="completed") == [newer], 10,
+                     "N, the newest finished job, to be read back for the listings")
         h.check(c.status(jid)["state"] == "completed", "STATUS answers J from Redis")
         unknown = "000000000000-0000-00000042"      # never submitted
 
