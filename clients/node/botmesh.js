@@ -388,7 +388,7 @@ function checkOptions(where, opts, known, aliases = {}) {
   return opts;
 }
 
-/** A TypeError unless v (when given) is of the kind; kinds: ms, int, string, bool, object, number. */
+/** A TypeError unless v (when given) is of the kind; kinds: ms, int, string, bool, object, number, backoff. */
 function checkType(where, name, v, kind) {
   if (v === undefined || v === null) return;
   const ok = {
@@ -398,16 +398,21 @@ function checkType(where, name, v, kind) {
     string: () => typeof v === 'string',
     bool: () => typeof v === 'boolean',
     object: () => typeof v === 'object' && !Array.isArray(v),
+    backoff: () => (typeof v === 'number' && Number.isInteger(v)) || (typeof v === 'object' && !Array.isArray(v)),
   }[kind]();
   if (!ok) {
     const what = { ms: 'a number of milliseconds > 0', int: 'an integer', number: 'a number', string: 'a string',
-      bool: 'a boolean', object: 'an object' }[kind];
+      bool: 'a boolean', object: 'an object', backoff: 'an object or an integer (a fixed delay in ms)' }[kind];
     throw new TypeError(`${where}: ${name} must be ${what}, got ${show(v)}`);
   }
 }
 
-/** The backoff as the broker reads it: BullMQ's {type, delay} becomes {type, delayMs}, as the HTTP API reads it. */
+/**
+ * The backoff as the broker reads it, as the HTTP API reads BullMQ's forms: a number N (a fixed
+ * delay) becomes {type: 'fixed', delayMs: N}, {type, delay} becomes {type, delayMs}.
+ */
 function wireBackoff(backoff) {
+  if (typeof backoff === 'number') return { type: 'fixed', delayMs: backoff };
   if (!backoff || typeof backoff !== 'object' || !('delay' in backoff)) return backoff;
   if ('delayMs' in backoff) {
     throw new Rejected('bad_request', 'backoff.delay and backoff.delayMs are the same field: give one');
@@ -426,7 +431,7 @@ function listState(state) {
 
 const SUBMIT_OPTIONS = {
   webhookUrl: 'string', priority: 'int', idempotencyKey: 'string', timeoutMs: 'int', maxAttempts: 'int',
-  notify: 'bool', attempts: 'int', backoff: 'object', delayMs: 'int', runAt: 'int', requestTimeoutMs: 'ms',
+  notify: 'bool', attempts: 'int', backoff: 'backoff', delayMs: 'int', runAt: 'int', requestTimeoutMs: 'ms',
 };
 
 // --- client -------------------------------------------------------------------
@@ -613,7 +618,7 @@ class Client {
                      'attempts', 'backoff', 'delayMs', 'runAt']) {
       if (opts[k] !== undefined && opts[k] !== null) body[k] = opts[k];
     }
-    if (body.backoff) body.backoff = wireBackoff(body.backoff);
+    if (body.backoff !== undefined) body.backoff = wireBackoff(body.backoff);
     if (opts.notify) body.notify = true;
     return body;
   }

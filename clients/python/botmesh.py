@@ -347,9 +347,12 @@ def _env_int(name, default, lo, hi):
 
 
 def _wire_backoff(backoff):
-    """The backoff as the broker reads it: BullMQ's {"type", "delay"} becomes
-    {"type", "delayMs"}, as the HTTP API reads it; other shapes go as given
+    """The backoff as the broker reads it, as the HTTP API reads BullMQ's forms:
+    a number N (a fixed delay) becomes {"type": "fixed", "delayMs": N},
+    {"type", "delay"} becomes {"type", "delayMs"}; other shapes go as given
     (the broker names what is wrong with them)."""
+    if isinstance(backoff, int) and not isinstance(backoff, bool):
+        return {"type": "fixed", "delayMs": backoff}
     if not isinstance(backoff, dict) or "delay" not in backoff:
         return backoff
     if "delayMs" in backoff:

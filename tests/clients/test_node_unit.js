@@ -122,6 +122,15 @@ tests.clientEncodingAndErrors = async () => {
     const full = await c.submitFull('dup', null);
     check(full.duplicate === true && fb.got(0x01)[1].body.payload === null
       && Object.keys(fb.got(0x01)[1].body).sort().join(',') === 'botType,payload,req', 'defaults are left out; duplicate flag', full);
+    // BullMQ's backoff forms: a number is a fixed delay; delay and a jitter fraction.
+    await c.submit('python', 1, { attempts: 2, backoff: 1000 });
+    await c.submit('python', 1, { backoff: { type: 'exponential', delay: 1000, jitter: 0.2 } });
+    const [b3, b4] = fb.got(0x01).slice(2, 4).map((x) => x.body.backoff);
+    check(JSON.stringify(b3) === '{"type":"fixed","delayMs":1000}', 'backoff: 1000 is sent as a fixed delay of 1000 ms', b3);
+    check(b4.type === 'exponential' && b4.delayMs === 1000 && b4.jitter === 0.2 && !('delay' in b4),
+      "BullMQ's delay is sent as delayMs, the jitter fraction as it is", b4);
+    check((await rejects(Promise.resolve().then(() => c.submit('python', 1, { backoff: 1.5 })))) instanceof TypeError,
+      'backoff: 1.5 is a TypeError (an object or an integer)');
     let e = await rejects(c.submit('nope', {}));
     check(e instanceof bm.Rejected && e instanceof bm.BotmeshError && e.code === 'unknown_bot_type' && e.message === 'no bot type nope',
       'REJECTED rejects with code and message', e.code, e.message);

@@ -59,6 +59,14 @@ def test_client_submit_encoding():
             check(set(m2.body) == {"req", "botType", "payload"} and m2.body["payload"] is None,
                   "defaults are left out of the body", m2.body)
             check(m2.body["req"] != m.body["req"], "each request has its own req")
+            # BullMQ's backoff forms: a number is a fixed delay; delay and a jitter fraction.
+            c.submit("python", 1, attempts=2, backoff=1000)
+            c.submit("python", 1, backoff={"type": "exponential", "delay": 1000, "jitter": 0.2})
+            m3, m4 = fb.got(botmesh.SUBMIT)[2:4]
+            check(m3.body["backoff"] == {"type": "fixed", "delayMs": 1000},
+                  "backoff=1000 is sent as a fixed delay of 1000 ms", m3.body)
+            check(m4.body["backoff"] == {"type": "exponential", "delayMs": 1000, "jitter": 0.2},
+                  "BullMQ's delay is sent as delayMs, the jitter fraction as it is", m4.body)
     finally:
         fb.close()
 
