@@ -714,15 +714,16 @@ s_done_of_earlier_run (const bm_codec_done_t *done, const bm_job_t *job)
 //  before this dispatch, i.e. a run the broker had counted as lost (
 //  earlier_run: reclaimed, or an earlier attempt's), or one that ended
 //  before the job was dispatched again (a JOB answered with the DONE the
-//  worker kept: a broker restart, or a DONE the broker missed); the
-//  job's startedAt is then the run's too.  Else the broker's clock: the
-//  dispatch's startedAt and now.
+//  worker kept: a broker restart, or a DONE the broker missed), or of a
+//  run adopted (it began before the broker knew it); the job's startedAt
+//  is then the run's too.  Else the broker's clock: the dispatch's
+//  startedAt and now.
 static int64_t
 s_run_finished_at (bm_job_t *job, const bm_codec_done_t *done, bool earlier_run)
 {
     if (done->started_at <= 0 || done->finished_at < done->started_at)
         return bm_now_ms ();
-    if (!earlier_run && done->finished_at >= job->started_at)
+    if (!earlier_run && !job->adopted && done->finished_at >= job->started_at)
         return bm_now_ms ();            //  This dispatch's run
     job->started_at = done->started_at;
     return done->finished_at;

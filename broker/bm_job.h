@@ -108,6 +108,10 @@ struct _bm_job_t {
     bool held;                  //  Queued, but out of its queue: recovered as
                                 //  running, it waits for its worker to report
                                 //  it (bm_jobstore_hold)
+    int64_t held_started_at;    //  While held: the startedAt its record had for
+                                //  the run it waits for (0: none recorded)
+    bool adopted;               //  This run was adopted (bm_job_adopt): it
+                                //  began before its broker knew it
     int64_t run_at;             //  Epoch ms, while delayed: when it is due
     size_t due_index;           //  In broker->delayed
     int64_t run_attempts;       //  Runs allowed (SUBMIT attempts)

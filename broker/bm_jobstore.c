@@ -599,11 +599,15 @@ s_hold_ms (bm_broker_t *self)
 static void
 s_hold (bm_broker_t *self, bm_job_t *job)
 {
+    //  A record of it running has that run's startedAt: kept for the
+    //  worker that adopts it.
+    int64_t started_at = job->state == JOB_RUNNING ? job->started_at : 0;
     job->state = JOB_QUEUED;
     job->worker = NULL;
     bm_job_clear_run (job);
     job->queued_mono = bm_mono_ms ();
     bm_job_set_held (job, true);
+    job->held_started_at = started_at;
     if (!self->held) {
         self->held = zlistx_new ();
         zlistx_set_destructor (self->held, (zlistx_destructor_fn *) zstr_free);

@@ -341,6 +341,7 @@ s_job_assign (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
     job->worker = worker;
     bm_set_str (&job->worker_name, worker->name);
     job->started_at = bm_now_ms ();
+    job->adopted = false;
     job->deadline = bm_mono_ms () + job->timeout_ms;
     bm_heap_push (self->deadlines, job);
     bm_joblist_append (&worker->jobs, job);
@@ -361,12 +362,18 @@ void
 bm_job_adopt (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
 {
     bm_service_queue_remove (job->service, job);
+    int64_t recorded_start = job->held_started_at;
     bm_job_set_held (job, false);
     int64_t attempts = job->attempts;
     s_job_assign (self, job, worker);
     //  The attempt the worker runs: the one recorded, or the first when its
     //  dispatch had not reached Redis yet.
     job->attempts = attempts > 0 ? attempts : 1;
+    //  It began before now: when its record has that, until its DONE says
+    //  (s_run_finished_at).
+    if (recorded_start > 0)
+        job->started_at = recorded_start;
+    job->adopted = true;
     s_job_run_taken (job);
     job->started_mono = bm_mono_ms ();
     job->running_saved = false;
@@ -594,6 +601,8 @@ bm_job_set_held (bm_job_t *job, bool held)
     if (job->held != held)
         job->service->held += held ? 1 : -1;
     job->held = held;
+    if (!held)
+        job->held_started_at = 0;
 }
 
 //  Put a job (back) in its queue.
