@@ -307,15 +307,18 @@ s_clean_start (bm_broker_t *self, zframe_t *identity, const msgpack_object *requ
     int64_t now = bm_now_ms ();
     int64_t cutoff = now - older_than;
     char by [160];
-    s_asked_by (identity, state == JOB_COMPLETED ? "QUEUE clean completed" : "QUEUE clean failed",
-                by, sizeof by);
+    char what [40];
+    snprintf (what, sizeof what, "QUEUE clean %s", bm_job_state_names [state]);
+    s_asked_by (identity, what, by, sizeof by);
     int64_t removed = s_clean (self, service, state, cutoff, by);
     const msgpack_object *req = bm_obj_get (request, "req");
     //  Only a scalar req is kept (it holds no pointer into the message).
     bool scalar = req && req->type != MSGPACK_OBJECT_STR && req->type != MSGPACK_OBJECT_BIN
                && req->type != MSGPACK_OBJECT_ARRAY && req->type != MSGPACK_OBJECT_MAP
                && req->type != MSGPACK_OBJECT_EXT;
-    if (!self->store || !bm_store_up (self->store) || (req && !scalar)) {
+    //  Cancelled jobs are in no finished set: only those in memory.
+    if (!self->store || !bm_store_up (self->store) || (req && !scalar)
+    ||  bm_finished_which (state) < 0) {
         if (removed)
             bm_info (NULL, "bot type %s: clean removed %" PRId64 " jobs", service->name, removed);
         s_queue_reply (self, identity, req, service, removed);
@@ -360,8 +363,9 @@ bm_control_queue (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
     }
     bm_service_t *service = bm_service_require (self, q.bot_type);
     if (streq (q.action, "clean")) {
-        s_clean_start (self, identity, body, service,
-                       streq (q.state, "completed") ? JOB_COMPLETED : JOB_FAILED, q.older_than_ms);
+        bm_job_state_t state = streq (q.state, "completed") ? JOB_COMPLETED
+                             : streq (q.state, "failed") ? JOB_FAILED : JOB_CANCELLED;
+        s_clean_start (self, identity, body, service, state, q.older_than_ms);
         return;
     }
     int64_t removed = 0;

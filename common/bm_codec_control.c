@@ -22,8 +22,10 @@ bm_codec_queue_decode (const bm_msg_t *msg, bm_codec_queue_t *self, bm_codec_err
     if (!streq (self->action, "clean"))
         return 0;
     if (bm_field_name (body, "state", true, BM_MAX_STATE_LEN, self->state, error)
-    ||  !(streq (self->state, "completed") || streq (self->state, "failed")))
-        return bm_field_fail (error, "state", "state must be \"completed\" or \"failed\"");
+    ||  !(streq (self->state, "completed") || streq (self->state, "failed")
+          || streq (self->state, "cancelled")))
+        return bm_field_fail (error, "state",
+                              "state must be \"completed\", \"failed\" or \"cancelled\"");
     bool has;
     return bm_field_opt_int (body, "olderThanMs", 0, INT64_MAX / 2, &has, &self->older_than_ms,
                              error);

@@ -55,14 +55,17 @@ static int
 s_read_clean (gw_request_t *r, bm_codec_queue_t *q)
 {
     json_t *body = gw_request_read_object (r, "the body must be a JSON object {\"state\": "
-                                           "\"completed\"|\"failed\", \"olderThanMs\": N}");
+                                           "\"completed\"|\"failed\"|\"cancelled\", "
+                                           "\"olderThanMs\": N}");
     if (!body)
         return -1;
     const char *state = json_string_value (json_object_get (body, "state"));
     json_t *older = json_object_get (body, "olderThanMs");
     int rc = 0;
-    if (!state || !(streq (state, "completed") || streq (state, "failed"))) {
-        gw_request_error (r, 400, "invalid_state", "state must be \"completed\" or \"failed\"", NULL);
+    if (!state || !(streq (state, "completed") || streq (state, "failed")
+                    || streq (state, "cancelled"))) {
+        gw_request_error (r, 400, "invalid_state",
+                          "state must be \"completed\", \"failed\" or \"cancelled\"", NULL);
         rc = -1;
     }
     else

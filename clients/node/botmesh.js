@@ -731,7 +731,7 @@ class Client {
   /** Remove botType's queued jobs; resolves {removed}. */
   drain(botType, timeoutMs) { return this._queue(botType, 'drain', {}, timeoutMs); }
 
-  /** Remove botType's jobs that ended in state ('completed'|'failed') more than olderThanMs ago. */
+  /** Remove botType's jobs that ended in state ('completed'|'failed'|'cancelled') more than olderThanMs ago. */
   async clean(botType, state, olderThanMs = 0, timeoutMs) {
     checkType('clean', 'olderThanMs', olderThanMs, 'number');
     return this._queue(botType, 'clean', { state, olderThanMs }, timeoutMs);

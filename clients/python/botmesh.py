@@ -721,8 +721,9 @@ class Client:
         return self._queue(bot_type, "drain", timeout)
 
     def clean(self, bot_type, state, older_than_ms=0, timeout=None):
-        """Remove bot_type's jobs that ended in state ("completed" or "failed")
-        more than older_than_ms ago, in memory and in Redis; returns {removed, ...}."""
+        """Remove bot_type's jobs that ended in state ("completed", "failed" or
+        "cancelled") more than older_than_ms ago, in memory and in Redis (cancelled
+        ones: in the broker's memory only); returns {removed, ...}."""
         return self._queue(bot_type, "clean", timeout, state=state, olderThanMs=older_than_ms)
 
     def remove(self, job_id, timeout=None):

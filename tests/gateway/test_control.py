@@ -97,6 +97,18 @@ def test():
         r = post_json(u + "/queues/python/clean", {"state": "failed", "olderThanMs": 0})
         h.check(r.status == 200 and r.json["removed"] == 2, "clean failed: the 2 failed jobs", r)
         h.check(curl(u + "/job/" + done[0]).status == 200, "the completed job stays")
+        # Clean cancelled: the cancelled jobs the broker holds.
+        jid = post_json(u + "/invoke", {"botType": "python", "payload": 1, "delayMs": 60000},
+                        show=False).json["jobId"]
+        r = curl("-X", "POST", u + "/job/%s/cancel" % jid)
+        h.check(r.status == 200 and curl(u + "/job/" + jid, show=False).json["state"] == "cancelled",
+                "a delayed job cancelled", r)
+        r = post_json(u + "/queues/python/clean", {"state": "cancelled", "olderThanMs": 60000})
+        h.check(r.status == 200 and r.json["removed"] == 0, "clean cancelled older than 60 s: none", r)
+        r = post_json(u + "/queues/python/clean", {"state": "cancelled"})
+        h.check(r.status == 200 and r.json["removed"] == 1, "clean cancelled: the cancelled job", r)
+        h.check(curl(u + "/job/" + jid).status == 404, "the cleaned cancelled job: 404")
+        h.check(curl(u + "/job/" + done[0]).status == 200, "the completed job stays")
 
         # DELETE /job/{id}: a finished job, then again (404); a running job (409).
         r = curl("-X", "DELETE", u + "/job/" + done[0])
