@@ -1072,8 +1072,10 @@ bm_broker_actor (zsock_t *pipe, void *args)
     //  timer ends the loop (self->done) once the shutdown has flushed.
     while (!self->done)
         zloop_start (self->loop);
-    bm_info (NULL, "broker stopped");
+    //  Its Redis writes still pending end (and log) as it is destroyed:
+    //  "stopped" is the last line.
     s_broker_destroy (&self);
+    bm_info (NULL, "broker stopped");
 }
 
 //  --------------------------------------------------------------------------

@@ -492,6 +492,12 @@ static void
 s_on_terminal_durable (redisReply *reply, void *arg)
 {
     s_job_ref_t *ref = (s_job_ref_t *) arg;
+    if (!reply && ref->broker->stopping)
+        bm_warn (ref->id, "terminal state (%s) not written to redis before the broker stopped: "
+                 "its record still says it is unfinished, so the next broker recovers it and "
+                 "settles it again (from its worker's kept DONE, or by running it again)",
+                 bm_job_state_names [ref->state]);
+    else
     if (!reply)
         bm_error (ref->id, "terminal state not confirmed by redis");
     if (ref->count)
