@@ -43,6 +43,10 @@ bm_pool_proc_close_fd (proc_t *proc, int *fd)
 static void
 s_proc_close (proc_t *proc)
 {
+    if (proc->progress_timer) {
+        zloop_timer_end (proc->loop, proc->progress_timer);
+        proc->progress_timer = 0;
+    }
     bm_pool_proc_close_fd (proc, &proc->fd_in);
     bm_pool_proc_close_fd (proc, &proc->fd_out);
     bm_pool_proc_close_fd (proc, &proc->fd_err);
@@ -401,11 +405,39 @@ s_on_stderr (zloop_t *loop, zmq_pollitem_t *item, void *arg)
     return 0;
 }
 
+static void
+s_poll (proc_t *proc, int fd, short events, zloop_fn *handler);
+
+static int
+s_on_progress_resume (zloop_t *loop, int timer_id, void *arg);
+
+//  Its fd 3 has lines. A job's progress goes to the broker at most once
+//  every BM_PROGRESS_MIN_GAP_MS, the latest value, so while a job runs
+//  the pipe is read at that pace too: what the bot writes in between
+//  waits in the pipe (its last line is read when the job ends, by
+//  bm_pool_proc_drain) instead of waking the worker for each line.
 static int
 s_on_progress (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 {
-    (void) loop, (void) item;
-    s_read_progress ((proc_t *) arg, 4, true);
+    (void) item;
+    proc_t *proc = (proc_t *) arg;
+    s_read_progress (proc, 4, true);
+    if (proc->job && proc->fd_progress >= 0 && !proc->progress_timer) {
+        zmq_pollitem_t paused = { NULL, proc->fd_progress, 0, 0 };
+        zloop_poller_end (loop, &paused);
+        proc->progress_timer = zloop_timer (loop, BM_PROGRESS_MIN_GAP_MS, 1, s_on_progress_resume, proc);
+    }
+    return 0;
+}
+
+static int
+s_on_progress_resume (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop, (void) timer_id;
+    proc_t *proc = (proc_t *) arg;
+    proc->progress_timer = 0;
+    if (proc->fd_progress >= 0)
+        s_poll (proc, proc->fd_progress, ZMQ_POLLIN, s_on_progress);
     return 0;
 }
 
@@ -454,7 +486,11 @@ bm_pool_proc_write (proc_t *proc, char *frame, size_t size)
     proc->wsent = 0;
     zmq_pollitem_t stale = { NULL, proc->fd_in, 0, 0 };
     zloop_poller_end (proc->loop, &stale);      //  A bot that answered early
-    s_poll (proc, proc->fd_in, ZMQ_POLLOUT, s_on_stdin);
+    //  What fits in the pipe now (a whole frame, most often) goes at once;
+    //  the rest when it has room.
+    s_on_stdin (proc->loop, &stale, proc);
+    if (proc->fd_in >= 0 && proc->wbuf)
+        s_poll (proc, proc->fd_in, ZMQ_POLLOUT, s_on_stdin);
 }
 
 void

@@ -69,6 +69,7 @@ struct _proc_t {
     int fd_out;                 //  Our end of its stdout, or -1
     int fd_err;                 //  Our end of its stderr, or -1
     int fd_progress;            //  Our end of its fd 3, or -1
+    int progress_timer;         //  fd 3 unpolled until it fires, or 0
     char *wbuf;                 //  Frame being written to its stdin
     size_t wsize, wsent;
     char *line;                 //  Its stdout line being assembled

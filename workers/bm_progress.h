@@ -17,6 +17,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#define BM_PROGRESS_MIN_GAP_MS  100     //  Progress of one job: at most ten
+                                        //  messages a second
+
 #define BM_PROGRESS_MAX_LINE  64    //  Longer lines are skipped whole
 
 typedef struct _bm_progress_t bm_progress_t;

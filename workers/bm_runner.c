@@ -113,7 +113,7 @@ bm_runner_job (bm_runner_t *self, const char *id, const bm_worker_type_t *type,
     job->limit_ms = limit_ms;
     job->started_at = now;
     job->started_mono = bm_mono_ms ();
-    job->progress_sent = -1;
+    job->progress_sent = 0;             //  Where the broker starts each run
     job->progress_pending = -1;
     return job;
 }

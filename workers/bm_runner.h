@@ -30,9 +30,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define BM_PROGRESS_MIN_GAP_MS  100     //  Progress of one job: at most ten
-                                        //  messages a second
-
 typedef struct _bm_runner_t bm_runner_t;
 
 //  STOP_LOST: its pool process was killed from outside; the job goes back
@@ -62,7 +59,8 @@ typedef struct {
     char cancel_code [32];              //  Error code of a CANCEL ("cancelled")
     int timer_id;                       //  Its one pending timer, or 0
     jtimer_t timer_kind;                //  What that timer is for
-    int progress_sent;                  //  Last progress sent, -1 if none
+    int progress_sent;                  //  Last progress sent (0 at first:
+                                        //  the broker's value for a new run)
     int64_t progress_sent_mono;         //  When
     int progress_pending;               //  A newer value held back, or -1
     const char *limit_hit;              //  The resource limit it hit, or NULL
