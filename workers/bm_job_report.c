@@ -250,10 +250,11 @@ bm_job_report_done (bm_packer_t *packer, const char *job_id,
                     const char *result_data, size_t result_size,
                     const char *code, const char *message, int exit_code,
                     const char *limit, int64_t attempt, int64_t started_at,
-                    int64_t finished_at)
+                    int64_t finished_at, int progress)
 {
     bm_codec_done_t body = { .ok = code == NULL, .started_at = started_at,
-                             .finished_at = finished_at, .attempt = attempt };
+                             .finished_at = finished_at, .attempt = attempt,
+                             .has_progress = progress >= 0, .progress = progress };
     bm_id_copy (body.job_id, sizeof body.job_id, job_id);
     if (body.ok) {
         body.result.data = result_data;
@@ -491,7 +492,7 @@ bm_job_report_test (bool verbose)
     //  A DONE with an error carries exitCode and limit only when set.
     bm_packer_t packer;
     bm_packer_init (&packer);
-    bm_job_report_done (&packer, "j1", NULL, 0, "resource_limit", "m", -1, "memory", 1, 1, 2);
+    bm_job_report_done (&packer, "j1", NULL, 0, "resource_limit", "m", -1, "memory", 1, 1, 2, 40);
     assert (!bm_packer_failed (&packer));
     msgpack_sbuffer sbuf = packer.sbuf;
     msgpack_unpacked unpacked;
@@ -499,6 +500,8 @@ bm_job_report_test (bool verbose)
     assert (msgpack_unpack_next (&unpacked, sbuf.data, sbuf.size, NULL) == MSGPACK_UNPACK_SUCCESS);
     const msgpack_object *error = bm_obj_get (&unpacked.data, "error");
     assert (error && error->type == MSGPACK_OBJECT_MAP && error->via.map.size == 3);
+    int64_t progress = -1;              //  The job's last progress, held back
+    assert (bm_obj_int (&unpacked.data, "progress", &progress) && progress == 40);
     uint32_t fields = unpacked.data.via.map.size;
     msgpack_unpacked_destroy (&unpacked);
 
@@ -522,7 +525,7 @@ bm_job_report_test (bool verbose)
     bm_job_report_noop (&result, "python", "j2", 3);
     bm_packer_reset (&packer);
     bm_job_report_done (&packer, "j2", result.sbuf.data, result.sbuf.size, NULL, NULL, -1, NULL,
-                        3, 10, 11);
+                        3, 10, 11, -1);
     assert (!bm_packer_failed (&packer) && !bm_packer_failed (&result));
     msgpack_unpacked_init (&unpacked);
     assert (msgpack_unpack_next (&unpacked, packer.sbuf.data, packer.sbuf.size, NULL)
@@ -536,7 +539,7 @@ bm_job_report_test (bool verbose)
     assert (bm_obj_int (&unpacked.data, "attempt", &attempt) && attempt == 3);
     assert (bm_obj_bool (done_result, "noop", &noop) && noop);
     assert (bm_obj_int (done_result, "attempt", &attempt) && attempt == 3);
-    assert (!bm_obj_get (&unpacked.data, "error"));
+    assert (!bm_obj_get (&unpacked.data, "error") && !bm_obj_get (&unpacked.data, "progress"));
     msgpack_unpacked_destroy (&unpacked);
     bm_packer_destroy (&result);
     bm_packer_destroy (&packer);

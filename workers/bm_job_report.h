@@ -73,14 +73,15 @@ void bm_job_report_keep_end (char *text, size_t max);
 void bm_job_report_progress (msgpack_sbuffer *sbuf, const char *job_id, int progress);
 
 //  DONE {jobId, ok, result | error {code, message, exitCode?, limit?},
-//        startedAt, finishedAt, attempt}, appended to packer.  ok when
+//        startedAt, finishedAt, attempt, progress?}, appended to packer.  ok when
 //  code is NULL; result_data is then a msgpack value (result_size bytes).
-//  exit_code < 0 and limit NULL are left out.
+//  exit_code < 0, limit NULL and progress < 0 are left out (progress: the
+//  job's last progress, when PROGRESS has not carried it yet).
 void bm_job_report_done (bm_packer_t *packer, const char *job_id,
                          const char *result_data, size_t result_size,
                          const char *code, const char *message, int exit_code,
                          const char *limit, int64_t attempt, int64_t started_at,
-                         int64_t finished_at);
+                         int64_t finished_at, int progress);
 
 //  A DONE kept (body, size bytes) packed again for another attempt of its
 //  job: the same fields, attempt replaced.  0, or -1 when body is not a

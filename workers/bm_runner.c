@@ -114,6 +114,7 @@ bm_runner_job (bm_runner_t *self, const char *id, const bm_worker_type_t *type,
     job->started_at = now;
     job->started_mono = bm_mono_ms ();
     job->progress_sent = 0;             //  Where the broker starts each run
+    job->progress_sent_mono = job->started_mono;
     job->progress_pending = -1;
     return job;
 }
@@ -124,6 +125,10 @@ bm_job_destroy (job_t **job_p)
     if (*job_p) {
         job_t *job = *job_p;
         s_job_clear_timer (job->runner, job);
+        if (job->progress_timer) {
+            zloop_timer_end (job->runner->loop, job->progress_timer);
+            zhashx_delete (job->runner->timers, (void *) (intptr_t) job->progress_timer);
+        }
         bm_bot_destroy (&job->bot);
         json_decref (job->payload);
         free (job);
@@ -173,6 +178,13 @@ s_on_job_timer (zloop_t *loop, int timer_id, void *arg)
     if (!job)
         return *self->stopped ? -1 : 0;         //  Its job already ended
     zhashx_delete (self->timers, (void *) (intptr_t) timer_id);
+    if (timer_id == job->progress_timer) {
+        //  The gap since the last progress sent is over: the value held.
+        job->progress_timer = 0;
+        if (job->progress_pending >= 0)
+            self->on_progress (job, job->progress_pending, self->arg);
+        return *self->stopped ? -1 : 0;
+    }
     jtimer_t kind = job->timer_kind;
     job->timer_id = 0;
     job->timer_kind = TIMER_NONE;
@@ -236,10 +248,22 @@ s_on_bot_progress (bm_bot_t *bot, int progress, void *arg)
         job->progress_pending = -1;
         return;
     }
-    if (bm_mono_ms () - job->progress_sent_mono >= BM_PROGRESS_MIN_GAP_MS || progress == 100)
-        job->runner->on_progress (job, progress, job->runner->arg);
-    else
-        job->progress_pending = progress;       //  The heartbeat sends it
+    bm_runner_t *self = job->runner;
+    int64_t wait = job->progress_sent_mono + BM_PROGRESS_MIN_GAP_MS - bm_mono_ms ();
+    if (wait <= 0) {
+        self->on_progress (job, progress, self->arg);
+        return;
+    }
+    //  Held back until the gap is over, then sent (the latest value held):
+    //  a job that ends first carries it in its DONE instead.
+    job->progress_pending = progress;
+    if (!job->progress_timer) {
+        int id = zloop_timer (self->loop, (size_t) wait, 1, s_on_job_timer, self);
+        if (id > 0) {
+            job->progress_timer = id;
+            zhashx_insert (self->timers, (void *) (intptr_t) id, job);
+        }
+    }
 }
 
 //  A pooled job ended.  A pool process killed under it by someone else

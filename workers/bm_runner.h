@@ -63,6 +63,7 @@ typedef struct {
                                         //  the broker's value for a new run)
     int64_t progress_sent_mono;         //  When
     int progress_pending;               //  A newer value held back, or -1
+    int progress_timer;                 //  Sends it when the gap is over, or 0
     const char *limit_hit;              //  The resource limit it hit, or NULL
 } job_t;
 

@@ -142,7 +142,9 @@ s_send_done (bm_worker_t *self, job_t *job, const char *result_data, size_t resu
     bm_packer_t *done = &self->done;
     bm_packer_reset (done);
     bm_job_report_done (done, job->id, result_data, result_size, code, message, exit_code,
-                        job->limit_hit, job->attempt, job->started_at, finished_at);
+                        job->limit_hit, job->attempt, job->started_at, finished_at,
+                        job->progress_pending);
+    job->progress_pending = -1;         //  Sent with it
     int64_t now_mono = bm_mono_ms ();
     if (bm_packer_failed (done))
         bm_error (job->id, "no memory to build its DONE: not sent");
