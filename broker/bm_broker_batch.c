@@ -60,10 +60,16 @@ s_batch_answer (bm_batch_t *batch)
     bm_codec_batch_begin (&packer, batch->has_req, batch->req, batch->count);
     for (size_t i = 0; i < batch->count; i++) {
         bm_batch_slot_t *slot = &batch->slots [i];
-        //  A duplicate of an item of this batch has its outcome.
+        //  A duplicate of an item of this batch has its outcome, and its
+        //  job (a new one if that item's key named a job found gone).
         if (slot->first && batch->slots [slot->first - 1].code)
             s_slot_refuse (slot, batch->slots [slot->first - 1].code,
                            batch->slots [slot->first - 1].message);
+        if (slot->first && !slot->code) {
+            bm_batch_slot_t *first = &batch->slots [slot->first - 1];
+            memcpy (slot->id, first->id, sizeof slot->id);
+            slot->state = first->state ? first->state : first->delayed ? "delayed" : "queued";
+        }
         bm_codec_outcome_t outcome;
         memset (&outcome, 0, sizeof outcome);
         outcome.accepted = slot->code == NULL;
@@ -113,14 +119,44 @@ s_batch_release (bm_batch_t **batch_p)
     *batch_p = NULL;
 }
 
-//  A duplicate's state came back from Redis.
+static bool s_item_admit (bm_broker_t *self, bm_batch_slot_t *slot, const bm_msg_t *item);
+
+//  A duplicate item whose job only Redis may hold, while its record is
+//  read: the item is kept to be admitted again if the job is gone.
+typedef struct {
+    bm_batch_slot_t *slot;
+    bm_msg_t *item;             //  A copy
+    bool reused;                //  Asks for another job than the one found
+} s_item_check_t;
+
 static void
-s_on_item_state (const char *state, int64_t priority, void *arg)
+s_on_item_checked (bm_broker_t *self, const char *state, int64_t priority, bool gone, void *arg)
 {
-    bm_batch_slot_t *slot = (bm_batch_slot_t *) arg;
+    s_item_check_t *check = (s_item_check_t *) arg;
+    bm_batch_slot_t *slot = check->slot;
     bm_batch_t *batch = slot->batch;
-    slot->state = state;
-    slot->priority = priority;
+    if (state && check->reused) {
+        char message [sizeof slot->message];
+        snprintf (message, sizeof message, BM_IDEM_REUSED_FMT, slot->id);
+        self->rejected++;
+        bm_series_inc (bm_metric_series (self->mf_rejected, "idempotency_key_reused"));
+        s_slot_refuse (slot, "idempotency_key_reused", message);
+    }
+    else
+    if (state) {
+        slot->state = state;
+        slot->priority = priority;
+    }
+    else
+    if (gone)
+        s_item_admit (self, slot, check->item);
+    else {
+        self->rejected++;
+        bm_series_inc (bm_metric_series (self->mf_rejected, "store_unavailable"));
+        s_slot_refuse (slot, "store_unavailable", BM_TEXT_DUPLICATE_UNKNOWN);
+    }
+    bm_msg_destroy (&check->item);
+    free (check);
     s_batch_release (&batch);
 }
 
@@ -165,6 +201,52 @@ s_on_item_durable (redisReply *reply, void *arg)
     else
         slot->delayed = slot->position == 0;    //  A queued job has its place
     s_batch_release (&batch);
+}
+
+//  One item admitted as a SUBMIT would be: refused (false), a duplicate,
+//  or a new job whose write is issued.  The batch waits for what it waits
+//  for (a write, a wait, a record read).
+static bool
+s_item_admit (bm_broker_t *self, bm_batch_slot_t *slot, const bm_msg_t *item)
+{
+    bm_batch_t *batch = slot->batch;
+    bm_admit_t admit;
+    bm_submit_admit (self, batch->identity, item, &admit);
+    if (admit.code) {
+        s_slot_refuse (slot, admit.code, admit.message);
+        return false;
+    }
+    bm_id_copy (slot->id, sizeof slot->id, admit.id);
+    if (admit.wait) {
+        batch->unconfirmed++;
+        bm_idem_wait (self, admit.wait, admit.reused, s_on_item_woken, slot);
+    }
+    slot->duplicate = admit.duplicate;
+    slot->state = admit.state;
+    slot->priority = admit.job ? admit.job->priority
+                   : admit.has_priority ? admit.priority : -1;
+    if (admit.duplicate && !admit.state && self->store) {
+        s_item_check_t *check = (s_item_check_t *) zmalloc (sizeof (s_item_check_t));
+        check->slot = slot;
+        check->reused = admit.reused;
+        check->item = bm_msg_copy (item);
+        if (!check->item) {
+            free (check);
+            s_slot_refuse (slot, "store_unavailable", "the broker is out of memory; retry later");
+            return false;
+        }
+        char key [BM_MAX_ID_LEN + 1] = "";
+        bm_obj_strcpy (bm_msg_body (item), "idempotencyKey", key, sizeof key);
+        batch->unconfirmed++;
+        bm_submit_duplicate_check (self, admit.id, key, s_on_item_checked, check);
+    }
+    if (admit.job) {
+        batch->unconfirmed++;
+        bm_jobstore_persist_idem (self, admit.job, admit.fingerprint);
+        bm_jobstore_persist_full (self, admit.job, false, s_on_item_durable, slot);
+        bm_broker_push_writes (self);
+    }
+    return true;
 }
 
 void
@@ -244,35 +326,12 @@ bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *m
             slot->duplicate = true;
             continue;
         }
-        bm_admit_t admit;
-        bm_submit_admit (self, identity, item, &admit);
-        if (admit.code) {
-            s_slot_refuse (slot, admit.code, admit.message);
+        if (!s_item_admit (self, slot, item))
             continue;
-        }
-        bm_id_copy (slot->id, sizeof slot->id, admit.id);
-        if (admit.wait) {
-            batch->unconfirmed++;
-            bm_idem_wait (self, admit.wait, admit.reused, s_on_item_woken, slot);
-        }
-        slot->duplicate = admit.duplicate;
-        slot->state = admit.state;
-        slot->priority = admit.job ? admit.job->priority
-                       : admit.has_priority ? admit.priority : -1;
-        if (admit.duplicate && !admit.state && self->store) {
-            batch->unconfirmed++;
-            bm_submit_duplicate_state (self, admit.id, s_on_item_state, slot);
-        }
         if (has_key && !keys)
             keys = zhashx_new ();
         if (has_key && keys)
             zhashx_insert (keys, key, (void *) (uintptr_t) (items.index));
-        if (admit.job) {
-            batch->unconfirmed++;
-            bm_jobstore_persist_idem (self, admit.job, admit.fingerprint);
-            bm_jobstore_persist_full (self, admit.job, false, s_on_item_durable, slot);
-            bm_broker_push_writes (self);
-        }
     }
     bm_msg_destroy (&item);
     zhashx_destroy (&keys);

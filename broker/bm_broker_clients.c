@@ -329,17 +329,6 @@ s_on_submit_durable (redisReply *reply, void *arg)
     s_pending_destroy (&pending);
 }
 
-//  A duplicate's state, read from Redis (only Redis holds the job): the
-//  first job's id is answered with it, or without it when Redis cannot say.
-static void
-s_on_duplicate_state (const char *state, int64_t priority, void *arg)
-{
-    bm_pending_t *pending = (bm_pending_t *) arg;
-    s_send_accepted (pending->broker, pending->identity, pending, NULL, pending->id, true, 0,
-                     false, state, priority);
-    s_pending_destroy (&pending);
-}
-
 //  A job read for bm_job_read: from memory, else from its Redis record.
 typedef struct {
     bm_broker_t *broker;
@@ -404,6 +393,41 @@ bm_submit_duplicate_state (bm_broker_t *self, const char *id, bm_duplicate_state
     load->done = done;
     load->arg = arg;
     bm_job_read (self, id, s_on_state_load, load);
+}
+
+//  A duplicate's check: the key and the job it names.
+typedef struct {
+    bm_duplicate_check_fn *done;
+    void *arg;
+    char key [BM_MAX_ID_LEN + 1];
+    char id [BM_ID_SLOT];
+} s_check_t;
+
+static void
+s_on_check_read (bm_broker_t *self, const bm_job_t *job, bool answered, void *arg)
+{
+    s_check_t *check = (s_check_t *) arg;
+    bool gone = !job && answered;
+    if (gone) {
+        bm_info (check->id, "idempotencyKey %s named this job, which is gone (removed or past "
+                 "its retention): the SUBMIT makes a new job", check->key);
+        bm_idem_store_drop (self, check->key, check->id);
+    }
+    check->done (self, job ? bm_job_state_names [job->state] : NULL, job ? job->priority : -1,
+                 gone, check->arg);
+    free (check);
+}
+
+void
+bm_submit_duplicate_check (bm_broker_t *self, const char *id, const char *key,
+                           bm_duplicate_check_fn *done, void *arg)
+{
+    s_check_t *check = (s_check_t *) zmalloc (sizeof (s_check_t));
+    check->done = done;
+    check->arg = arg;
+    snprintf (check->key, sizeof check->key, "%s", key);
+    bm_id_copy (check->id, sizeof check->id, id);
+    bm_job_read (self, id, s_on_check_read, check);
 }
 
 //  Refuse an admission: counted by its code.
@@ -518,6 +542,12 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
         fingerprint = bm_idem_fingerprint (bot_type, submit.payload.obj);
         uint64_t first_fingerprint = 0;
         const char *first_id = bm_idem_lookup (self->idem, idem, bm_now_ms (), &first_fingerprint);
+        if (first_id && !self->store && !bm_jobtab_lookup (self->jobs, first_id)) {
+            //  Without Redis, a job the broker does not hold is gone
+            //  (removed, or past KEEP_FINISHED_JOBS): the key is free.
+            bm_idem_drop (self->idem, idem, first_id);
+            first_id = NULL;
+        }
         if (first_id) {
             bm_job_t *first = (bm_job_t *) bm_jobtab_lookup (self->jobs, first_id);
             if (first && !first->durable) {
@@ -529,16 +559,26 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
                 snprintf (admit->id, sizeof admit->id, "%s", first_id);
                 return;
             }
-            if (first_fingerprint && first_fingerprint != fingerprint) {
+            bool reused = first_fingerprint && first_fingerprint != fingerprint;
+            if (!first && self->store) {
+                //  Only Redis may hold it: the caller reads its record
+                //  (bm_submit_duplicate_check), then answers it, or refuses
+                //  a reuse, or admits this SUBMIT again if the job is gone.
+                admit->duplicate = true;
+                admit->reused = reused;
+                snprintf (admit->id, sizeof admit->id, "%s", first_id);
+                return;
+            }
+            if (reused) {
                 char message [256];
                 snprintf (message, sizeof message, BM_IDEM_REUSED_FMT, first_id);
                 s_refuse (self, admit, "idempotency_key_reused", message);
                 return;
             }
             admit->duplicate = true;
-            admit->state = first ? bm_job_state_names [first->state] : NULL;
-            admit->has_priority = first != NULL;
-            admit->priority = first ? first->priority : 0;
+            admit->state = bm_job_state_names [first->state];
+            admit->has_priority = true;
+            admit->priority = first->priority;
             snprintf (admit->id, sizeof admit->id, "%s", first_id);
             return;
         }
@@ -612,6 +652,48 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
     admit->job = job;
 }
 
+//  A duplicate SUBMIT whose job only Redis may hold, while its record is
+//  read: the SUBMIT is kept to be admitted again if the job is gone.
+typedef struct {
+    zframe_t *identity;         //  The client's
+    bm_msg_t *msg;              //  The SUBMIT (a copy)
+    char id [BM_ID_SLOT];       //  The job its key names
+    bool reused;                //  Asks for another job than that one
+} s_recheck_t;
+
+static void s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg);
+
+static void
+s_on_duplicate_checked (bm_broker_t *self, const char *state, int64_t priority, bool gone,
+                        void *arg)
+{
+    s_recheck_t *recheck = (s_recheck_t *) arg;
+    const msgpack_object *body = bm_msg_body (recheck->msg);
+    if (state && recheck->reused) {
+        char message [256];
+        snprintf (message, sizeof message, BM_IDEM_REUSED_FMT, recheck->id);
+        self->rejected++;
+        bm_series_inc (bm_metric_series (self->mf_rejected, "idempotency_key_reused"));
+        bm_broker_reject (self, recheck->identity, body, "idempotency_key_reused", message);
+    }
+    else
+    if (state)
+        s_send_accepted (self, recheck->identity, NULL, body, recheck->id, true, 0, false,
+                         state, priority);
+    else
+    if (gone)
+        s_client_submit (self, recheck->identity, recheck->msg);
+    else {
+        self->rejected++;
+        bm_series_inc (bm_metric_series (self->mf_rejected, "store_unavailable"));
+        bm_broker_reject (self, recheck->identity, body, "store_unavailable",
+                          BM_TEXT_DUPLICATE_UNKNOWN);
+    }
+    zframe_destroy (&recheck->identity);
+    bm_msg_destroy (&recheck->msg);
+    free (recheck);
+}
+
 static void
 s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
 {
@@ -629,8 +711,20 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
     }
     else
     if (admit.duplicate && !admit.state && self->store) {
-        bm_pending_t *pending = s_pending_new (self, identity, body, admit.id);
-        bm_submit_duplicate_state (self, admit.id, s_on_duplicate_state, pending);
+        s_recheck_t *recheck = (s_recheck_t *) zmalloc (sizeof (s_recheck_t));
+        recheck->msg = bm_msg_copy (msg);
+        if (!recheck->msg) {
+            free (recheck);
+            bm_broker_reject (self, identity, body, "store_unavailable",
+                              "the broker is out of memory; retry later");
+            return;
+        }
+        recheck->identity = zframe_dup (identity);
+        bm_id_copy (recheck->id, sizeof recheck->id, admit.id);
+        recheck->reused = admit.reused;
+        char key [BM_MAX_ID_LEN + 1] = "";
+        bm_obj_strcpy (body, "idempotencyKey", key, sizeof key);
+        bm_submit_duplicate_check (self, admit.id, key, s_on_duplicate_checked, recheck);
     }
     else
     if (admit.duplicate)

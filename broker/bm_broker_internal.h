@@ -342,13 +342,21 @@ void bm_jobstore_persist_state (bm_broker_t *self, bm_job_t *job);
 void bm_jobstore_persist_state_then (bm_broker_t *self, bm_job_t *job, bm_store_fn *fn, void *arg);
 void bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job);
 void bm_jobstore_forget (bm_broker_t *self, const char *id);
-void bm_jobstore_forget_then (bm_broker_t *self, const char *id, bm_store_fn *fn, void *arg);
+//  The same, fn told once both landed; with idem_key (the job's
+//  idempotencyKey, or NULL) that key too is dropped if it names the job
+//  (bm_idem_store_drop), its HDEL between the DEL and the SREM.
+void bm_jobstore_forget_then (bm_broker_t *self, const char *id, const char *idem_key,
+                              bm_store_fn *fn, void *arg);
 //  bm_idem_store.c: the idempotency keys in Redis ("{bm}:idem").  HSET a
 //  new job's key (in the group of its SUBMIT write), HDEL a key, drop the
 //  expired keys from the index and from Redis (the leader's tick), and
 //  read them back at recovery.
 void bm_jobstore_persist_idem (bm_broker_t *self, bm_job_t *job, uint64_t fingerprint);
 void bm_jobstore_forget_idem (bm_broker_t *self, const char *key);
+//  A job is gone (removed, or its record found gone): its key, if it still
+//  names that job, is dropped from the index and (HDEL) from Redis, so
+//  that the next SUBMIT with it makes a new job, after a restart too.
+void bm_idem_store_drop (bm_broker_t *self, const char *key, const char *job_id);
 void bm_idem_store_tick (bm_broker_t *self, int64_t now);
 //  Recovery reads the hash page by page (HSCAN), then calls done once:
 //  read false when Redis went away meanwhile (the recovery starts over).
@@ -516,7 +524,8 @@ typedef struct {
     char message [256];         //  Why not, naming the field
     bool duplicate;             //  An idempotencyKey matched: id is that job's
     const char *state;          //  A duplicate's state now (a static name), or
-                                //  NULL when only Redis holds the job
+                                //  NULL when only Redis may hold the job: the
+                                //  caller then checks it (bm_submit_duplicate_check)
     bool has_priority;          //  A duplicate's (or waited-for) job's
     int64_t priority;           //  priority, when in memory
     char id [BM_ID_SLOT];
@@ -524,7 +533,8 @@ typedef struct {
     bm_job_t *wait;             //  The idempotencyKey names this job, whose
                                 //  SUBMIT write is not confirmed yet: the
                                 //  caller waits for it (bm_idem_wait)
-    bool reused;                //  With wait: asks for another job (botType
+    bool reused;                //  With wait, or a duplicate whose state is
+                                //  NULL: asks for another job (botType
                                 //  or payload differ)
     uint64_t fingerprint;       //  A new job's, when it has a key
 } bm_admit_t;
@@ -542,6 +552,21 @@ void bm_job_read (bm_broker_t *self, const char *id, bm_job_read_fn *done, void 
 typedef void (bm_duplicate_state_fn) (const char *state, int64_t priority, void *arg);
 void bm_submit_duplicate_state (bm_broker_t *self, const char *id, bm_duplicate_state_fn *done,
                                 void *arg);
+//  The same for a duplicate SUBMIT whose idempotencyKey (key) names id:
+//  done gets the job's state and priority; or state NULL and gone true
+//  when the job no longer exists (no record, or one past its retention),
+//  the key then dropped (bm_idem_store_drop) so that the SUBMIT, admitted
+//  again, makes a new job; or state NULL and gone false when Redis cannot
+//  say (the SUBMIT is then refused, store_unavailable: never answered for a
+//  job that may not exist).
+typedef void (bm_duplicate_check_fn) (bm_broker_t *self, const char *state, int64_t priority,
+                                      bool gone, void *arg);
+void bm_submit_duplicate_check (bm_broker_t *self, const char *id, const char *key,
+                                bm_duplicate_check_fn *done, void *arg);
+//  Its refusal's message, when Redis cannot say.
+#define BM_TEXT_DUPLICATE_UNKNOWN \
+    "the job store (Redis) could not say whether the job of this idempotencyKey still exists; " \
+    "retry later"
 int bm_submit_confirmed (bm_broker_t *self, bm_job_t *job, redisReply *reply, int64_t *position);
 //  A SUBMIT whose idempotencyKey names a job being confirmed (admit.wait)
 //  waits for that job's outcome, never makes a second job: fn gets code

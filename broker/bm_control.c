@@ -7,7 +7,8 @@
     service->paused).  Paused types are the Redis set {bm}:paused, read
     back when the store connects, before the queues are rebuilt: a pause
     survives a restart.  Removing a job deletes it everywhere (memory, its
-    queue or the due-time heap, its Redis record, the live set); a running
+    queue or the due-time heap, its Redis record, the live set, its
+    idempotencyKey: the next SUBMIT with it makes a new job); a running
     job cannot be removed (cancel it first).  Pause, resume, drain, REMOVE
     and PROMOTE are answered once Redis has them (s_answer_t).  */
 #include "bm_broker_internal.h"
@@ -68,10 +69,12 @@ s_asked_by (zframe_t *identity, const char *what, char *by, size_t size)
 //  of Redis (fn, if any, told when that is confirmed), freed.  One log
 //  line: INFO naming who asked (by), or, for a retention trim (by NULL),
 //  debug.
+//  Its idempotencyKey goes with it (in memory and in Redis, in the same
+//  group of writes): the next SUBMIT with that key makes a new job.
 static void
 s_remove_then (bm_broker_t *self, bm_job_t *job, const char *by, bm_store_fn *fn, void *arg)
 {
-    bm_jobstore_forget_then (self, job->id, fn, arg);
+    bm_jobstore_forget_then (self, job->id, job->idem_key, fn, arg);
     bm_finished_forget (self, job);
     bm_log (by ? BM_INFO : BM_DEBUG, job->id, "removed (%s, %s): by %s", job->service->name,
             bm_job_state_names [job->state], by ? by : job->state == JOB_COMPLETED

@@ -138,6 +138,17 @@ bm_idem_forget (bm_idem_t *self, const char *key, const char *job_id, int64_t no
         zhashx_delete (self->entries, key);
 }
 
+bool
+bm_idem_drop (bm_idem_t *self, const char *key, const char *job_id)
+{
+    s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->entries, key);
+    if (!entry || !streq (entry->job_id, job_id))
+        return false;
+    //  Its place in the expiry order finds no entry, or a later one
+    zhashx_delete (self->entries, key);
+    return true;
+}
+
 void
 bm_idem_expire (bm_idem_t *self, int64_t now, bm_idem_gone_fn *gone, void *arg)
 {
@@ -234,6 +245,13 @@ bm_idem_test (bool verbose)
     BM_CHECK (bm_idem_lookup (idem, "k1", 0, NULL) == NULL);
     BM_CHECK (streq (bm_idem_lookup (idem, "k3", 150, NULL), "j3"));
     BM_CHECK (bm_idem_size (idem) == 1);
+
+    //  Dropping: only the key of that job, expired or not.
+    bm_idem_put (idem, "k8", "j8", 0, 1000);
+    BM_CHECK (!bm_idem_drop (idem, "k8", "other") && bm_idem_size (idem) == 2);
+    BM_CHECK (bm_idem_drop (idem, "k8", "j8") && bm_idem_size (idem) == 1);
+    BM_CHECK (!bm_idem_drop (idem, "k8", "j8"));
+    BM_CHECK (bm_idem_lookup (idem, "k8", 0, NULL) == NULL);
 
     //  Forgetting without a job id: at once (a SUBMIT Redis refused).
     bm_idem_forget (idem, "k3", NULL, 0);

@@ -1,7 +1,8 @@
 /*  bm_idem.h - the idempotency index: idempotencyKey -> first job id.
 
     A SUBMIT with a key seen within IDEMPOTENCY_TTL_MS answers the first
-    job (protocol.md section 4), if it asks for the same job: each key
+    job while that job exists (protocol.md section 4; a removed job's key
+    is dropped, bm_idem_drop), if it asks for the same job: each key
     keeps a fingerprint of its job's botType and payload, and a SUBMIT
     whose fingerprint differs is refused (idempotency_key_reused).  Entries
     expire oldest first: the index keeps the keys in expiry order (a new
@@ -61,6 +62,10 @@ uint64_t bm_idem_fingerprint_bytes (const char *bot_type, const char *payload, s
 //  Forget key.  With job_id, only if key maps to that job and has expired
 //  by now (a job that is forgotten takes its expired key with it).
 void bm_idem_forget (bm_idem_t *self, const char *key, const char *job_id, int64_t now);
+
+//  Forget key if it maps to job_id, expired or not (that job is gone: the
+//  key may name a new one).  True if it did.
+bool bm_idem_drop (bm_idem_t *self, const char *key, const char *job_id);
 
 //  Drop the keys expired by now, oldest first; gone (if not NULL) is
 //  called with each key dropped, or found dropped already (forgotten).

@@ -1,12 +1,14 @@
 /*  bm_idem_store.c - the idempotency keys in Redis (docs/redis.md).
 
-    The hash "{bm}:idem" keeps every key for IDEMPOTENCY_TTL_MS whatever
-    its job's state: field = the key, value = "<jobId> <fingerprint in
+    The hash "{bm}:idem" keeps every key for IDEMPOTENCY_TTL_MS while its
+    job exists, whatever the job's state: field = the key, value = "<jobId> <fingerprint in
     hex> <expiry in epoch ms>".  Written in the same group as the job's
     record at SUBMIT (only jobs with a key pay for it), read back at
     recovery into the broker's index (bm_idem), HSCAN page by page, and its
     fields deleted by
-    the leader as they expire: at recovery and as the index drops them.
+    the leader as they expire (at recovery and as the index drops them),
+    and as their jobs are removed (bm_idem_store_drop: with the record's
+    DEL, or when a duplicate SUBMIT finds the record gone).
     A standby never writes: recovery and the tick run only on the leader.  */
 #include "bm_broker_internal.h"
 
@@ -43,6 +45,15 @@ bm_jobstore_forget_idem (bm_broker_t *self, const char *key)
     bm_cmd_start (self, &cmd, "HDEL", "idem", NULL);
     bm_cmd_arg_str (&cmd, key);
     bm_jobstore_issue (self, &cmd, true, NULL, NULL);
+}
+
+void
+bm_idem_store_drop (bm_broker_t *self, const char *key, const char *job_id)
+{
+    if (bm_idem_drop (self->idem, key, job_id)) {
+        bm_debug (job_id, "idempotencyKey %s freed: its job is gone", key);
+        bm_jobstore_forget_idem (self, key);
+    }
 }
 
 //  bm_idem_expire's: a key the index dropped leaves Redis too.

@@ -396,15 +396,21 @@ bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job)
 void
 bm_jobstore_forget (bm_broker_t *self, const char *id)
 {
-    bm_jobstore_forget_then (self, id, NULL, NULL);
+    bm_jobstore_forget_then (self, id, NULL, NULL, NULL);
 }
 
-//  The same; fn (if any) gets the SREM's reply (both writes landed), NULL
-//  if it is dropped; at once without Redis.
+//  The same; fn (if any) gets the SREM's reply (the writes landed), NULL
+//  if it is dropped; at once without Redis.  The key's HDEL goes after the
+//  DEL: a crash between leaves a key naming no record, which a duplicate
+//  SUBMIT finds gone (bm_submit_duplicate_check), never a record without
+//  its key.
 void
-bm_jobstore_forget_then (bm_broker_t *self, const char *id, bm_store_fn *fn, void *arg)
+bm_jobstore_forget_then (bm_broker_t *self, const char *id, const char *idem_key,
+                         bm_store_fn *fn, void *arg)
 {
     if (!self->store) {
+        if (idem_key)
+            bm_idem_drop (self->idem, idem_key, id);
         if (fn)
             fn (&s_ok_reply, arg);
         return;
@@ -412,6 +418,8 @@ bm_jobstore_forget_then (bm_broker_t *self, const char *id, bm_store_fn *fn, voi
     bm_cmd_t cmd;
     bm_cmd_start (self, &cmd, "DEL", "job:", id);
     bm_jobstore_issue (self, &cmd, true, NULL, NULL);
+    if (idem_key)
+        bm_idem_store_drop (self, idem_key, id);
     bm_cmd_start (self, &cmd, "SREM", "unfinished", NULL);
     bm_cmd_arg_str (&cmd, id);
     bm_jobstore_issue (self, &cmd, true, fn, arg);

@@ -484,6 +484,17 @@ bm_msg_decode (zmsg_t *frames, size_t max_frame,
                               code, reason, reason_size);
 }
 
+bm_msg_t *
+bm_msg_copy (const bm_msg_t *self)
+{
+    const char *header = self->peer == BM_PEER_WORKER ? BM_WORKER_HEADER : BM_CLIENT_HEADER;
+    unsigned char command = (unsigned char) self->command;
+    const char *code;
+    char reason [128];
+    return bm_msg_decode_raw (header, BM_HEADER_LEN, &command, 1, self->data, self->size,
+                              self->size, &code, reason, sizeof reason);
+}
+
 void
 bm_msg_destroy (bm_msg_t **self_p)
 {

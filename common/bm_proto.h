@@ -132,6 +132,11 @@ bm_msg_t *bm_msg_decode_raw (const void *header, size_t header_size,
 
 void bm_msg_destroy (bm_msg_t **self_p);
 
+//  A message of its own with the same peer, command and body bytes (a
+//  batch's borrowed item included), for an answer that waits; NULL
+//  without memory.
+bm_msg_t *bm_msg_copy (const bm_msg_t *self);
+
 //  For hot loops: one message object, parsed into again and again; its
 //  buffer and msgpack zone are kept between messages (no allocation per
 //  message once warm).  bm_msg_parse returns 0, or -1 with *code and reason

@@ -100,6 +100,12 @@ s_json_str (char *buf, size_t size, int len, const char *str)
     return (int) n;
 }
 
+const char *
+gw_routes_accepted_status (const char *state, bool delayed, bool duplicate)
+{
+    return *state ? state : duplicate ? "unknown" : delayed ? "delayed" : "queued";
+}
+
 //  The 202 body of an accepted /invoke, as json_dumps (JSON_COMPACT) of
 //  {jobId, status, botType, priority, estimatedPosition[, duplicate]}
 //  writes it, without building the JSON value: per request that was a
@@ -238,11 +244,10 @@ s_invoke (gw_request_t *r, int64_t wait_ms)
         bool has_position = bm_obj_int (bm_msg_body (reply), "position", &position);
         bool delayed = false;
         bm_obj_bool (bm_msg_body (reply), "delayed", &delayed);
-        //  A duplicate's status is its job's now (it may have run since),
-        //  when the broker says.
+        //  A duplicate's status is its job's now (it may have run since).
         char state [BM_MAX_STATE_LEN + 1] = "";
         bm_obj_strcpy (bm_msg_body (reply), "state", state, sizeof state);
-        const char *status = *state ? state : delayed ? "delayed" : "queued";
+        const char *status = gw_routes_accepted_status (state, delayed, duplicate);
         //  A duplicate's priority is its job's, when the broker says (this
         //  request may have asked for another).
         if (duplicate)

@@ -27,6 +27,11 @@ void gw_routes_ready (gw_request_t *r);
 void gw_routes_metrics (gw_request_t *r);
 //  POST /invoke: validate, SUBMIT, 202 with the job id.
 void gw_routes_invoke (gw_request_t *r);
+//  The status of an accepted job: the state the broker gave (a
+//  duplicate's now); else a new job's, "delayed" or "queued"; a duplicate
+//  whose state the broker did not give is "unknown", never "queued" (its
+//  job may no longer exist).
+const char *gw_routes_accepted_status (const char *state, bool delayed, bool duplicate);
 //  The 202 body of an accepted job into buf, byte for byte as jansson's
 //  JSON_COMPACT writes {jobId, status, botType, priority,
 //  estimatedPosition (null when !has_position)[, duplicate: true]}.

@@ -111,8 +111,8 @@ s_item_outcome (gw_request_t *r, gw_invoke_batch_t *batch, size_t index, bm_msg_
     bm_series_inc (outcome.ok.duplicate ? server->duplicates : server->accepted);
     //  As POST /invoke's 202 answer: {jobId, status, botType, priority,
     //  estimatedPosition, duplicate?}; a duplicate's status is its job's now.
-    const char *status = outcome.ok.state [0] ? outcome.ok.state
-                       : outcome.ok.delayed ? "delayed" : "queued";
+    const char *status = gw_routes_accepted_status (outcome.ok.state, outcome.ok.delayed,
+                                                    outcome.ok.duplicate);
     json_t *ignored = gw_invoke_batch_ignored (batch, index);
     const char *warning = gw_invoke_batch_warning (batch, index);
     if (warning)

@@ -464,6 +464,10 @@ class Fuzz:
                 first = self.keys.get(key)
                 if not first or (first[0], first[1]) == (btype, payload):
                     self.fail("SUBMIT refused idempotency_key_reused for the same job", body, reply, first)
+                fj = self.jobs.get(first[2])
+                if fj and fj.removed_at is not None:
+                    self.fail("SUBMIT refused idempotency_key_reused for a key whose job was removed",
+                              body, reply, first)
                 return
             self.fail("SUBMIT refused", body, reply)
         if cmd != h.ACCEPTED:
@@ -471,11 +475,18 @@ class Fuzz:
         jid = reply["jobId"]
         if key and key in self.keys:
             first = self.keys[key]
-            if (first[0], first[1]) != (btype, payload):
-                self.fail("SUBMIT with a reused key for another job accepted", body, reply, first)
-            if not reply.get("duplicate") or jid != first[2]:
-                self.fail("SUBMIT with the same key and job: not its duplicate", body, reply, first)
-            return
+            # A key whose job was removed (or may have been drained) is free:
+            # the SUBMIT makes a new job, which the key names from then on.
+            fj = self.jobs.get(first[2])
+            freed = fj is not None and self.gone(fj) and jid != first[2]
+            if freed and reply.get("duplicate"):
+                self.fail("SUBMIT with a freed key: a duplicate of another job", body, reply, first)
+            if not freed:
+                if (first[0], first[1]) != (btype, payload):
+                    self.fail("SUBMIT with a reused key for another job accepted", body, reply, first)
+                if not reply.get("duplicate") or jid != first[2]:
+                    self.fail("SUBMIT with the same key and job: not its duplicate", body, reply, first)
+                return
         if reply.get("duplicate"):
             self.fail("SUBMIT without a known key answered duplicate", body, reply)
         if jid in self.jobs:

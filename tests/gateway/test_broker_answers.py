@@ -108,6 +108,9 @@ def run(u, fake):
     check(all(sent.get(k) == v for k, v in body.items()), "SUBMIT carries every field", sent)
     r = post_json(u + "/invoke", dict(body, idempotencyKey="seen-before"))
     check(r.status == 202 and r.json.get("duplicate") is True, "duplicate: true", r)
+    check(r.json["status"] == "unknown",
+          "a duplicate the broker gives no state for: status unknown, never queued "
+          "(its job may no longer exist)", r)
     r = post_json(u + "/invoke", {"botType": "python", "payload": None})
     sent = [b for c, b in fake.seen if c == SUBMIT][-1]
     check(r.status == 202 and sent["priority"] == 3 and "webhookUrl" not in sent
