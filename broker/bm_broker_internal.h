@@ -601,6 +601,8 @@ void bm_batch_send_results (bm_broker_t *self);
 
 //  bm_stats.c: STATS, metrics, snapshots
 void bm_stats_pack (bm_broker_t *self, msgpack_packer *pk);
+//  "rate": {max, periodMs}, or nil when the type has no rate limit.
+void bm_stats_pack_rate (const bm_service_t *service, msgpack_packer *pk);
 bool bm_stats_redis_ok (bm_broker_t *self);
 //  True while this broker serves and reads its queues back from Redis.
 bool bm_stats_recovering (bm_broker_t *self);

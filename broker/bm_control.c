@@ -217,7 +217,7 @@ static void
 s_queue_pack (msgpack_packer *pk, const msgpack_object *req, bm_service_t *service,
               int64_t removed)
 {
-    msgpack_pack_map (pk, (req != NULL) + 3);
+    msgpack_pack_map (pk, (req != NULL) + 4);
     if (req) {
         bm_pack_str (pk, "req");
         msgpack_pack_object (pk, *req);
@@ -225,6 +225,7 @@ s_queue_pack (msgpack_packer *pk, const msgpack_object *req, bm_service_t *servi
     bm_pack_kv_str (pk, "botType", service->name);
     bm_pack_kv_bool (pk, "paused", service->paused);
     bm_pack_kv_int (pk, "removed", removed);
+    bm_stats_pack_rate (service, pk);
 }
 
 static void
@@ -369,6 +370,28 @@ bm_control_queue (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
         bm_job_state_t state = streq (q.state, "completed") ? JOB_COMPLETED
                              : streq (q.state, "failed") ? JOB_FAILED : JOB_CANCELLED;
         s_clean_start (self, identity, body, service, state, q.older_than_ms);
+        return;
+    }
+    if (streq (q.action, "rate")) {
+        //  RATE_<TYPE> at run time, in memory: a restart or a failover
+        //  takes RATE_<TYPE> again.
+        int64_t max, period_ms;
+        char why [160], by [160];
+        if (bm_service_rate_parse (q.rate, &max, &period_ms, why, sizeof why)) {
+            char message [256];
+            snprintf (message, sizeof message, "rate %s, got '%s'", why, q.rate);
+            bm_broker_reject (self, identity, body, "bad_request", message);
+            return;
+        }
+        bm_service_set_rate (service, max, period_ms);
+        s_asked_by (identity, "QUEUE rate", by, sizeof by);
+        if (max)
+            bm_info (NULL, "bot type %s: at most %" PRId64 " starts in any %" PRId64 " ms (%s)",
+                     service->name, max, period_ms, by);
+        else
+            bm_info (NULL, "bot type %s: no rate limit (%s)", service->name, by);
+        s_queue_reply (self, identity, bm_obj_get (body, "req"), service, 0);
+        bm_dispatch (self, service);
         return;
     }
     int64_t removed = 0;

@@ -171,16 +171,24 @@ bm_service_rate_parse (const char *text, int64_t *max, int64_t *period_ms, char 
     return 0;
 }
 
+//  The newest starts recorded (up to the new max) stay in the window: a
+//  change at run time opens no fresh window.
 void
 bm_service_set_rate (bm_service_t *service, int64_t max, int64_t period_ms)
 {
-    free (service->rate_starts);
-    service->rate_starts = max > 0
+    int64_t *starts = max > 0
         ? (int64_t *) bm_realloc_or_abort (NULL, (size_t) max * sizeof (int64_t), "a rate window")
         : NULL;
+    int64_t keep = starts ? (service->rate_count < max ? service->rate_count : max) : 0;
+    for (int64_t i = 0; i < keep; i++)
+        starts [i] = service->rate_starts [(service->rate_oldest + service->rate_count - keep + i)
+                                           % service->rate_max];
+    free (service->rate_starts);
+    service->rate_starts = starts;
     service->rate_max = max > 0 ? max : 0;
     service->rate_period_ms = max > 0 ? period_ms : 0;
-    service->rate_oldest = service->rate_count = 0;
+    service->rate_oldest = 0;
+    service->rate_count = keep;
 }
 
 int64_t
@@ -784,6 +792,13 @@ bm_service_test (bool verbose)
     bm_service_rate_started (service, 6000);
     BM_CHECK (bm_service_rate_room (service, 6099) == 0);
     BM_CHECK (bm_service_rate_room (service, 7300) == 3);
+    //  A change keeps the newest starts: 7400 and 7500 stay under 2/1000.
+    bm_service_rate_started (service, 7300);
+    bm_service_rate_started (service, 7400);
+    bm_service_rate_started (service, 7500);
+    bm_service_set_rate (service, 2, 1000);
+    BM_CHECK (service->rate_count == 2 && bm_service_rate_room (service, 8399) == 0);
+    BM_CHECK (bm_service_rate_next (service) == 8400 && bm_service_rate_room (service, 8400) == 1);
     bm_service_set_rate (service, 0, 0);
     BM_CHECK (bm_service_rate_room (service, 7300) == INT64_MAX && !service->rate_starts);
     bm_service_destroy (&service);

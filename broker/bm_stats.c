@@ -32,8 +32,8 @@ s_pack_bots (bm_service_t *service, msgpack_packer *pk)
 //  rate: {max, periodMs} (null: unlimited), and rateLimited: the starts
 //  the limit holds back now (its window is full while jobs, permits and
 //  workers' credit are ready: as many as could start but for it).
-static void
-s_pack_rate (bm_service_t *service, msgpack_packer *pk)
+void
+bm_stats_pack_rate (const bm_service_t *service, msgpack_packer *pk)
 {
     bm_pack_str (pk, "rate");
     if (!service->rate_max)
@@ -43,6 +43,12 @@ s_pack_rate (bm_service_t *service, msgpack_packer *pk)
         bm_pack_kv_int (pk, "max", service->rate_max);
         bm_pack_kv_int (pk, "periodMs", service->rate_period_ms);
     }
+}
+
+static void
+s_pack_rate (bm_service_t *service, msgpack_packer *pk)
+{
+    bm_stats_pack_rate (service, pk);
     int64_t held_back = 0;
     if (service->rate_max && !service->paused
     &&  bm_service_rate_room (service, bm_mono_ms_unheld ()) <= 0) {

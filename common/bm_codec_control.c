@@ -17,8 +17,11 @@ bm_codec_queue_decode (const bm_msg_t *msg, bm_codec_queue_t *self, bm_codec_err
         return -1;
     if (bm_field_name (body, "action", true, sizeof self->action - 1, self->action, error)
     ||  !(streq (self->action, "pause") || streq (self->action, "resume")
-          || streq (self->action, "drain") || streq (self->action, "clean")))
-        return bm_field_fail (error, "action", "action must be pause, resume, drain or clean");
+          || streq (self->action, "drain") || streq (self->action, "clean")
+          || streq (self->action, "rate")))
+        return bm_field_fail (error, "action", "action must be pause, resume, drain, clean or rate");
+    if (streq (self->action, "rate"))
+        return bm_field_name (body, "rate", true, sizeof self->rate - 1, self->rate, error);
     if (!streq (self->action, "clean"))
         return 0;
     if (bm_field_name (body, "state", true, BM_MAX_STATE_LEN, self->state, error)
@@ -34,8 +37,8 @@ bm_codec_queue_decode (const bm_msg_t *msg, bm_codec_queue_t *self, bm_codec_err
 void
 bm_codec_queue_encode (const bm_codec_queue_t *self, bm_packer_t *packer)
 {
-    bool clean = streq (self->action, "clean");
-    msgpack_pack_map (&packer->pk, 2 + self->has_req + (clean ? 2 : 0));
+    bool clean = streq (self->action, "clean"), rate = streq (self->action, "rate");
+    msgpack_pack_map (&packer->pk, 2 + self->has_req + (clean ? 2 : 0) + rate);
     if (self->has_req)
         bm_field_pack_int (packer, "req", self->req);
     bm_pack_kv_str (&packer->pk, "botType", self->bot_type);
@@ -44,6 +47,8 @@ bm_codec_queue_encode (const bm_codec_queue_t *self, bm_packer_t *packer)
         bm_pack_kv_str (&packer->pk, "state", self->state);
         bm_field_pack_int (packer, "olderThanMs", self->older_than_ms);
     }
+    if (rate)
+        bm_pack_kv_str (&packer->pk, "rate", self->rate);
 }
 
 //  --------------------------------------------------------------------------
@@ -217,6 +222,14 @@ bm_codec_control_test (bool verbose)
     BM_CHECK (msg && bm_codec_queue_decode (msg, &back, &error) == 0);
     BM_CHECK (back.req == 4 && streq (back.bot_type, "python") && streq (back.action, "clean")
               && streq (back.state, "failed") && back.older_than_ms == 60000);
+    bm_msg_destroy (&msg);
+    bm_packer_destroy (&packer);
+    bm_codec_queue_t r = { .bot_type = "python", .action = "rate", .rate = "10/s" };
+    bm_packer_init (&packer);
+    bm_codec_queue_encode (&r, &packer);
+    msg = s_msg (BM_QUEUE, &packer);
+    BM_CHECK (msg && bm_codec_queue_decode (msg, &back, &error) == 0);
+    BM_CHECK (streq (back.action, "rate") && streq (back.rate, "10/s") && !back.has_req);
     bm_msg_destroy (&msg);
     bm_packer_destroy (&packer);
 

@@ -9,9 +9,10 @@
 #include "bm_codec.h"
 #include "bm_tz.h"
 
-//  QUEUE {req, botType, action, state?, olderThanMs?}
-//  action "pause", "resume", "drain" or "clean"; clean needs state
-//  ("completed" or "failed") and takes olderThanMs (>= 0, default 0).
+//  QUEUE {req, botType, action, state?, olderThanMs?, rate?}
+//  action "pause", "resume", "drain", "clean" or "rate"; clean needs state
+//  ("completed" or "failed") and takes olderThanMs (>= 0, default 0); rate
+//  needs rate (RATE_<TYPE>'s text, "N/PERIOD" or "0", read by the broker).
 typedef struct {
     bool has_req;
     int64_t req;
@@ -19,6 +20,7 @@ typedef struct {
     char action [8];
     char state [BM_MAX_STATE_LEN + 1];  //  "" unless clean
     int64_t older_than_ms;
+    char rate [32];                     //  "" unless rate
 } bm_codec_queue_t;
 
 int bm_codec_queue_decode (const bm_msg_t *msg, bm_codec_queue_t *self, bm_codec_error_t *error);

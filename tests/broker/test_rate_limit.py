@@ -14,6 +14,9 @@ jobs of mixed priorities are queued before the worker connects; then:
   jobs are held back; /metrics bot_rate_limited_total{bot_type="python"}
   counts the 15 starts the limit delayed.
 
+At run time: QUEUE {action: "rate", rate: "2/1s"} limits node (4 jobs: 2,
+then 2 a second later), "0" lifts it, "abc" is bad_request.
+
 Settings: other spellings are read (100/m, 5/200ms, 3/1500, 2/h), the
 gateway's RATE_LIMIT_* are no type's rate, and a bad value (abc, 0/s, a
 negative N, a zero period, 5 alone; RATE_WEBHOOK: deliveries have none)
@@ -28,6 +31,7 @@ from fakeworker import FakeWorker
 
 JOBS, RATE, PERIOD = 20, 5, 1.0
 JOB_MANY, DONE_MANY = 0x0A, 0x0B
+QUEUE = 0x0B
 
 
 def metric(port, name, bot_type):
@@ -132,6 +136,52 @@ def batch_worker():
         c.close()
 
 
+def at_run_time():
+    """QUEUE {action: rate, rate: "N/PERIOD"} sets a type's limit while the
+    broker runs (no RATE_NODE): 2/1s, then 4 node jobs start as 2, and 2 a
+    second later; "0" lifts it; a bad value is bad_request naming rate."""
+    with h.Stack("raterun") as s:
+        s.broker(redis=False, env={"HEARTBEAT_LIVENESS": "30", "MAX_NODE_BOTS": "10"})
+        c = s.client()
+        h.check(c.stats()["types"]["node"].get("rate", "absent") is None,
+                "node: no rate limit at start (STATS rate nil)")
+        cmd, r = c.request(QUEUE, {"botType": "node", "action": "rate", "rate": "2/1s"})
+        h.check(cmd == h.REPLY and r.get("rate") == {"max": 2, "periodMs": 1000},
+                "QUEUE rate 2/1s answered with the new rate", cmd, r)
+        h.check(c.stats()["types"]["node"]["rate"] == {"max": 2, "periodMs": 1000},
+                "STATS node rate: 2 per 1000 ms")
+        w = FakeWorker(s.endpoint, "w-node", ["node"], 10)
+
+        def run_four(what):
+            """Submit 4 node jobs, take and complete them: their dispatch times."""
+            ids = [c.submit("node", {"n": i}) for i in range(4)]
+            stamps = []
+            for _ in range(4):
+                job = w.recv_job(timeout=10)
+                h.check(job is not None, "%s: a node job arrives" % what, len(stamps))
+                stamps.append((job["deadline"] - job["timeoutMs"]) / 1000.0)
+                w.done(job["jobId"], {"ok": 1})
+            for job_id in ids:
+                h.check(c.wait(job_id, timeout=15)["state"] == "completed", "job %s completed" % job_id)
+            return stamps
+
+        stamps = run_four("2/1s")
+        h.log("node starts at %s" % [round(t - stamps[0], 3) for t in stamps])
+        h.check(stamps[2] - stamps[0] >= PERIOD - 0.002 and stamps[3] - stamps[1] >= PERIOD - 0.002,
+                "no 1 s window holds more than 2 node starts", stamps)
+        cmd, r = c.request(QUEUE, {"botType": "node", "action": "rate", "rate": "abc"})
+        h.check(cmd == h.REJECTED and r["code"] == "bad_request" and "rate" in r["message"],
+                "QUEUE rate abc: bad_request naming rate", cmd, r)
+        h.check(c.stats()["types"]["node"]["rate"] == {"max": 2, "periodMs": 1000},
+                "a refused value changes nothing")
+        cmd, r = c.request(QUEUE, {"botType": "node", "action": "rate", "rate": "0"})
+        h.check(cmd == h.REPLY and r.get("rate", 1) is None, "QUEUE rate 0 lifts the limit", cmd, r)
+        got = run_four("unlimited")
+        h.check(max(got) - min(got) < PERIOD / 2, "unlimited: the 4 start together", got)
+        w.close()
+        c.close()
+
+
 def settings():
     with h.Stack("rateconf") as s:
         env = {"RATE_PYTHON": "100/m", "RATE_NODE": "5/200ms", "RATE_JAVA": "3/1500",
@@ -168,6 +218,7 @@ def settings():
 def test():
     spaced_starts()
     batch_worker()
+    at_run_time()
     settings()
 
 
