@@ -346,11 +346,16 @@ s_on_job_read (redisReply *reply, void *arg)
     if (job)            //  Arrived meanwhile (a RETRY or REDELIVER restored it)
         read->done (self, job, true, read->arg);
     else {
-        job = reply ? bm_jobstore_job_from_hash (self, read->id, reply, NULL) : NULL;
+        //  An error (BUSY, LOADING, NOPERM, ...) says nothing of the
+        //  record: Redis could not say, as when it did not answer.
+        bool answered = reply && reply->type != REDIS_REPLY_ERROR;
+        if (reply && !answered)
+            bm_warn (read->id, "reading its record from redis failed: %s", reply->str);
+        job = answered ? bm_jobstore_job_from_hash (self, read->id, reply, NULL) : NULL;
         //  Past its retention: gone, whether or not the sweep got to it
         if (job && bm_finished_expired (self, job, bm_now_ms ()))
             bm_job_destroy (&job);
-        read->done (self, job, reply != NULL, read->arg);
+        read->done (self, job, answered, read->arg);
         bm_job_destroy (&job);
     }
     free (read);

@@ -543,7 +543,7 @@ void bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg
 //  record (HGETALL) for done only (not in the table, freed once done
 //  returns), else NULL (no record, a damaged one, or one past its
 //  retention).  answered is false when Redis could not say (the job is
-//  then NULL): no store, the store down, the read lost.
+//  then NULL): no store, the store down, the read lost, an error answer.
 typedef void (bm_job_read_fn) (bm_broker_t *self, const bm_job_t *job, bool answered, void *arg);
 void bm_job_read (bm_broker_t *self, const char *id, bm_job_read_fn *done, void *arg);
 //  A duplicate whose job only Redis holds (admit.state NULL): its state and
