@@ -809,6 +809,13 @@ s_on_load (redisReply *reply, void *arg)
         bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, pending->id);
         if (job)        //  Arrived meanwhile (e.g. recovery)
             s_load_act (self, pending, load->command, job);
+        else
+        if (reply->type == REDIS_REPLY_ERROR) {
+            //  BUSY, LOADING, NOPERM, ...: nothing said of the record
+            bm_warn (pending->id, "reading its record from redis failed: %s", reply->str);
+            s_pending_reject (pending, "store_unavailable",
+                              "the job store (Redis) is unavailable; retry later");
+        }
         else {
             job = bm_jobstore_job_from_hash (self, pending->id, reply, NULL);
             //  A record past its retention is gone, whether or not the

@@ -2,13 +2,14 @@
 when Redis answers that read with an error (here NOPERM: the broker's user
 may not HGETALL; BUSY, LOADING or MASTERDOWN answer the same way), Redis has
 not said the job is gone: the SUBMIT is refused store_unavailable, the key
-still names the job (in the index and in the Redis hash), and once Redis
-answers again the same SUBMIT is a duplicate of that job.
+still names the job (in the index and in the Redis hash), a STATUS of the
+job is store_unavailable too (not not_found), and once Redis answers again
+the same SUBMIT is a duplicate of that job.
 
 A real redis-server and broker (KEEP_FINISHED_JOBS=1, so that a finished
 job leaves the broker's memory and only Redis holds it); a fake worker the
 test drives.  Before, the error reply was taken for "no record": the key was
-dropped (HDEL) and the SUBMIT made a second job.
+dropped (HDEL) and the SUBMIT made a second job; the STATUS said not_found.
 """
 import harness as h
 from fakeworker import FakeWorker
@@ -51,6 +52,12 @@ def test():
                 "not a new job", cmd, r)
         h.check(key_job(s, "k-err") == first, "the key still names the job in Redis",
                 s.redis_cli("HGET", IDEM, "k-err"))
+        # STATUS of that job (a GET /job/{id}, a ?wait poll): Redis could not
+        # say, so no not_found (a 404 for a job that exists).
+        cmd, r = c.request(h.STATUS, {"jobId": first})
+        h.check(cmd == h.REJECTED and r.get("code") == "store_unavailable",
+                "STATUS of a job whose record Redis would not read: store_unavailable, "
+                "not not_found", cmd, r)
 
         # Redis reads again: the same SUBMIT is a duplicate of the job.
         h.check(s.redis_cli("ACL", "SETUSER", "default", "+hgetall") == "OK",
