@@ -229,6 +229,17 @@ void
 gw_routes_invoke_batch (gw_request_t *r)
 {
     gw_server_t *server = r->server;
+    //  A batch answers at once: a wait is refused rather than ignored (each
+    //  job is waited for on its own, with GET /job/{id}?wait=MS).
+    char wait [16];
+    int has = gw_request_query (r, "wait", wait, sizeof wait, "invalid_wait");
+    if (has != 0) {
+        r->reason = "invalid_wait";
+        if (has != -2)                  //  -2: answered already (given twice)
+            gw_request_error (r, 400, "invalid_wait", "/invoke/batch takes no wait: wait for "
+                              "each job with GET /job/{id}?wait=MS", NULL);
+        return;
+    }
     //  The text is parsed by gw_invoke_batch_new, in its arena, as
     //  gw_request_read_object parses an object (one level more: the array).
     char *body;

@@ -1,6 +1,7 @@
 """Long-polling a job: GET /job/{id}?wait=MS and POST /invoke?wait=MS answer
 once the job has finished (with its result), or with the record as it is
-when MS have passed; a bad wait is 400 invalid_wait; past
+when MS have passed; a bad wait, or any wait on POST /invoke/batch, is 400
+invalid_wait; past
 GATEWAY_MAX_WAITERS waiters, 503 too_many_waiters (and no job submitted);
 SIGTERM answers the waiters at once with their jobs' records.
 
@@ -71,6 +72,14 @@ def test():
         r = post_json(u + "/invoke?wait=forever", {"botType": "python", "payload": {"bad": 1}})
         h.check(r.status == 400 and r.error_code() == "invalid_wait",
                 "POST /invoke?wait=forever: 400 invalid_wait", r)
+        # POST /invoke/batch answers at once: any wait there is refused,
+        # not ignored (the jobs counted below show none was submitted).
+        for q in ("wait=5000", "wait=abc", "wait="):
+            r = post_json(u + "/invoke/batch?" + q, [{"botType": "python", "payload": {"b": 1}}])
+            h.check(r.status == 400 and r.error_code() == "invalid_wait"
+                    and "wait" in r.json["error"]["message"]
+                    and "GET /job/{id}?wait=MS" in r.json["error"]["message"],
+                    "POST /invoke/batch?%s: 400 invalid_wait naming wait" % q, r)
 
         # POST /invoke?wait that runs out: 202, the accepted body and the
         # state now (queued behind the running job).
