@@ -346,14 +346,26 @@ def _env_int(name, default, lo, hi):
     return val
 
 
+_BACKOFF_MAX_MS = 86400000       # the longest backoff delay the broker takes (a day)
+
+
 def _wire_backoff(backoff):
     """The backoff as the broker reads it, as the HTTP API reads BullMQ's forms:
     a number N (a fixed delay) becomes {"type": "fixed", "delayMs": N},
     {"type", "delay"} becomes {"type", "delayMs"}; other shapes go as given
-    (the broker names what is wrong with them)."""
-    if isinstance(backoff, int) and not isinstance(backoff, bool):
+    (the broker names what is wrong with them).  A number that is not such a
+    delay, or a value of another kind, is a ValueError naming backoff."""
+    if backoff is None:
+        return None
+    if isinstance(backoff, (int, float)) and not isinstance(backoff, bool):
+        if not isinstance(backoff, int) or not 0 <= backoff <= _BACKOFF_MAX_MS:
+            raise ValueError("backoff as a number is a fixed delay: an integer from 0 to %d (ms), not %r"
+                             % (_BACKOFF_MAX_MS, backoff))
         return {"type": "fixed", "delayMs": backoff}
-    if not isinstance(backoff, dict) or "delay" not in backoff:
+    if not isinstance(backoff, dict):
+        raise ValueError("backoff must be a dict ({\"type\", \"delayMs\" or \"delay\", \"jitter\"}) "
+                         "or an integer (a fixed delay in ms), not %r" % (backoff,))
+    if "delay" not in backoff:
         return backoff
     if "delayMs" in backoff:
         raise Rejected("bad_request", "backoff.delay and backoff.delayMs are the same field: give one")
@@ -615,7 +627,8 @@ class Client:
         Returns one outcome per job, in order: its JobId (with .duplicate)
         when accepted, or a Rejected (not raised) naming why not.  A fault
         of the whole message (e.g. no jobs) raises Rejected; a job that is
-        not a dict with a bot_type raises TypeError before anything is sent.
+        not a dict with a bot_type raises TypeError, a bad backoff ValueError,
+        before anything is sent.
         """
         jobs = list(jobs)
         if not jobs:

@@ -67,6 +67,19 @@ def test_client_submit_encoding():
                   "backoff=1000 is sent as a fixed delay of 1000 ms", m3.body)
             check(m4.body["backoff"] == {"type": "exponential", "delayMs": 1000, "jitter": 0.2},
                   "BullMQ's delay is sent as delayMs, the jitter fraction as it is", m4.body)
+            # A backoff that is no delay is refused here, naming backoff, and
+            # nothing is sent (the broker's "must be a map" or "delayMs is
+            # required" would not say what was wrong with the number).
+            for bad in (1.5, -3, 86400001, True, "1000", [1000]):
+                e = raises(lambda: c.submit("python", 1, backoff=bad), ValueError)
+                check("backoff" in str(e) and repr(bad) in str(e), "backoff=%r: ValueError naming it" % (bad,), e)
+            e = raises(lambda: c.submit_many([{"bot_type": "python", "backoff": -3}]), ValueError)
+            check("0 to 86400000" in str(e), "submit_many checks each job's backoff the same way", e)
+            check(len(fb.got(botmesh.SUBMIT)) == 4 and not fb.got(botmesh.SUBMIT_MANY),
+                  "nothing was sent for a bad backoff")
+            c.submit("python", 1, backoff=0)
+            check(fb.got(botmesh.SUBMIT)[4].body["backoff"] == {"type": "fixed", "delayMs": 0},
+                  "backoff=0 is a fixed delay of 0 ms", fb.got(botmesh.SUBMIT)[4].body)
     finally:
         fb.close()
 
