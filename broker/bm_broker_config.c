@@ -252,9 +252,11 @@ bm_broker_config_load_types (bm_broker_t *self)
             }
             if (max || zhashx_lookup (self->services, type))
                 bm_service_set_rate (bm_service_require (self, type), max, period_ms);
-            if (max)
-                bm_info (NULL, "%s: at most %" PRId64 " starts of %s in any %" PRId64 " ms",
-                         name, max, type, period_ms);
+            if (max) {
+                char rate [64];
+                bm_service_rate_text (max, period_ms, rate, sizeof rate);
+                bm_info (NULL, "%s: bot type %s: at most %s", name, type, rate);
+            }
             continue;
         }
         int64_t value;

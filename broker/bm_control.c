@@ -385,9 +385,11 @@ bm_control_queue (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
         }
         bm_service_set_rate (service, max, period_ms);
         s_asked_by (identity, "QUEUE rate", by, sizeof by);
-        if (max)
-            bm_info (NULL, "bot type %s: at most %" PRId64 " starts in any %" PRId64 " ms (%s)",
-                     service->name, max, period_ms, by);
+        if (max) {
+            char rate [64];
+            bm_service_rate_text (max, period_ms, rate, sizeof rate);
+            bm_info (NULL, "bot type %s: at most %s (%s)", service->name, rate, by);
+        }
         else
             bm_info (NULL, "bot type %s: no rate limit (%s)", service->name, by);
         s_queue_reply (self, identity, bm_obj_get (body, "req"), service, 0);

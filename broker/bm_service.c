@@ -171,6 +171,19 @@ bm_service_rate_parse (const char *text, int64_t *max, int64_t *period_ms, char 
     return 0;
 }
 
+void
+bm_service_rate_text (int64_t max, int64_t period_ms, char *buf, size_t size)
+{
+    const struct { int64_t ms; const char *name; } units [] = {
+        { 3600000, "h" }, { 60000, "min" }, { 1000, "s" }, { 1, "ms" }
+    };
+    size_t i = 0;
+    while (period_ms % units [i].ms)
+        i++;
+    snprintf (buf, size, "%" PRId64 " start%s in any %" PRId64 " %s", max, max == 1 ? "" : "s",
+              period_ms / units [i].ms, units [i].name);
+}
+
 //  The newest starts recorded (up to the new max) stay in the window: a
 //  change at run time opens no fresh window.
 void

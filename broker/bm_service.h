@@ -93,6 +93,9 @@ int64_t bm_service_waiting_for_permit (bm_service_t *self);
 #define BM_RATE_MAX_PERIOD_MS 86400000LL
 int bm_service_rate_parse (const char *text, int64_t *max, int64_t *period_ms, char *error,
                            size_t error_size);
+//  "N starts in any P" for a log line ("1 start in any 24 h", "5 starts in
+//  any 200 ms"): P in h, min or s when it is a whole number of them.
+void bm_service_rate_text (int64_t max, int64_t period_ms, char *buf, size_t size);
 //  Set the limit (0: none); the window starts empty.
 void bm_service_set_rate (bm_service_t *self, int64_t max, int64_t period_ms);
 //  Starts the limit allows at now (mono ms); INT64_MAX when unlimited.

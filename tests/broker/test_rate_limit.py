@@ -185,8 +185,9 @@ def at_run_time():
 def settings():
     with h.Stack("rateconf") as s:
         env = {"RATE_PYTHON": "100/m", "RATE_NODE": "5/200ms", "RATE_JAVA": "3/1500",
-               "RATE_REPORT": "2/h", "RATE_LIMIT_BURST": "100", "RATE_LIMIT_RPS": "50"}
-        s.broker(redis=False, env=env)
+               "RATE_REPORT": "2/h", "RATE_DAILY": "1/24h", "RATE_LIMIT_BURST": "100",
+               "RATE_LIMIT_RPS": "50"}
+        broker = s.broker(redis=False, env=env)
         c = s.client()
         types = c.stats()["types"]
         got = {t: types.get(t, {}).get("rate") for t in ("python", "node", "java", "report")}
@@ -196,6 +197,16 @@ def settings():
         h.check(not any(t.startswith("limit") for t in types),
                 "the gateway's RATE_LIMIT_* make no type", sorted(types))
         c.close()
+        # Each limit's log line says it in words: "1 start", the period in
+        # the largest unit it is a whole number of.
+        out = broker.output()
+        for line in ("RATE_DAILY: bot type daily: at most 1 start in any 24 h",
+                     "RATE_PYTHON: bot type python: at most 100 starts in any 1 min",
+                     "RATE_NODE: bot type node: at most 5 starts in any 200 ms",
+                     "RATE_JAVA: bot type java: at most 3 starts in any 1500 ms",
+                     "RATE_REPORT: bot type report: at most 2 starts in any 1 h"):
+            h.check(line in out, "the broker logs %r" % line,
+                    [l for l in out.splitlines() if "RATE_" in l])
 
         bad = [("RATE_PYTHON", v) for v in ("abc", "0/s", "-1/s", "5/0s", "5")]
         for name, value in bad + [("RATE_WEBHOOK", "10/s")]:
