@@ -355,7 +355,8 @@
         //  gateway refuses drain and clean of that queue.
         name === "webhook" ? null : queueButton(name, "drain", "Drain"),
         name === "webhook" ? null : queueButton(name, "clean-completed", "Clean completed"),
-        name === "webhook" ? null : queueButton(name, "clean-failed", "Clean failed")));
+        name === "webhook" ? null : queueButton(name, "clean-failed", "Clean failed"),
+        name === "webhook" ? null : queueButton(name, "clean-cancelled", "Clean cancelled")));
   }
 
   //  How the type's bots run: mode, warm processes, recycles, init

@@ -5,7 +5,8 @@ worker the test drives).
 Clicks, and checks each against the gateway's own answers: Promote on a
 delayed job (it is queued), Remove on it (404 after), Pause then Resume on
 the python row (/stats paused, the row marked), Clean failed (exactly the
-failed jobs go), Drain on java (its queued jobs go).
+failed jobs go), Clean cancelled on java (its cancelled job goes, not its
+queued ones), Drain on java (its queued jobs go).
 """
 import json
 import os
@@ -38,7 +39,8 @@ def test():
         w = FakeWorker(s.endpoint, "fw-dash", ["python"], 1)
         s.wait_workers(1, "python")
         # Jobs for the buttons: 1 completed and 2 failed python jobs, a
-        # delayed node job, 2 queued java jobs (no java worker).
+        # delayed node job, 2 queued java jobs (no java worker) and a
+        # cancelled one.
         finished = {}
         for ok in (True, False, False):
             _, _, r = call("POST", "/invoke", {"botType": "python", "payload": {"ok": ok}, "attempts": 1})
@@ -50,6 +52,9 @@ def test():
         _, _, r = call("POST", "/invoke", {"botType": "node", "payload": {}, "delayMs": 600000})
         delayed = r["jobId"]
         java = [call("POST", "/invoke", {"botType": "java", "payload": i})[2]["jobId"] for i in range(2)]
+        cancelled = call("POST", "/invoke", {"botType": "java", "payload": "c"})[2]["jobId"]
+        _, _, r = call("POST", "/job/%s/cancel" % cancelled)
+        check(r.get("state") == "cancelled", "a third java job, cancelled while queued", r)
 
         with cdp.Browser() as browser:
             page = browser.new_page(1440, 1000)
@@ -99,7 +104,19 @@ def test():
                 check((job(jid) is not None) == ok, "after clean failed: %s %s" % (
                     jid, "stays (completed)" if ok else "is gone (failed)"))
 
-            # 5. Drain java: its two queued jobs go
+            # 5. Clean cancelled java jobs: the cancelled one goes, the
+            # queued ones stay
+            page.wait_for("document.getElementById('type-java-clean-cancelled') !== null", 10,
+                          "Clean cancelled")
+            page.eval("document.getElementById('queue-message').dataset.result = ''")
+            page.click("#type-java-clean-cancelled")
+            page.wait_for("document.getElementById('queue-message').dataset.result === 'ok'", 10,
+                          "clean cancelled to succeed")
+            check(page.eval("document.getElementById('queue-message').dataset.removed") == "1", "1 removed")
+            check(job(cancelled) is None and all(job(jid) is not None for jid in java),
+                  "after clean cancelled: the cancelled java job is gone, the queued ones stay")
+
+            # 6. Drain java: its two queued jobs go
             page.eval("document.getElementById('queue-message').dataset.result = ''")
             page.click("#type-java-drain")
             page.wait_for("document.getElementById('queue-message').dataset.result === 'ok'", 10, "drain to succeed")
