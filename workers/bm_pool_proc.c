@@ -283,10 +283,12 @@ s_read_stderr (proc_t *proc, int rounds)
     }
 }
 
-static void
+//  Returns the bytes read from fd 3.
+static size_t
 s_read_progress (proc_t *proc, int rounds, bool report)
 {
     char buffer [4096];
+    size_t total = 0;
     for (; proc->fd_progress >= 0 && rounds > 0; rounds--) {
         ssize_t n = bm_bot_read (proc->fd_progress, buffer, sizeof buffer);
         if (n < 0)
@@ -295,12 +297,14 @@ s_read_progress (proc_t *proc, int rounds, bool report)
             bm_pool_proc_close_fd (proc, &proc->fd_progress);
             break;
         }
+        total += (size_t) n;
         int value = bm_progress_feed (proc->progress, buffer, n);
         if (report && proc->job && bm_progress_news (proc->progress))
             proc->on_progress (proc, BM_PROGRESS_BAD);
         if (value >= 0 && report && proc->job)
             proc->on_progress (proc, value);
     }
+    return total;
 }
 
 //  Read what is in its stderr and fd 3 now (written before the frame that
@@ -415,14 +419,21 @@ s_on_progress_resume (zloop_t *loop, int timer_id, void *arg);
 //  every BM_PROGRESS_MIN_GAP_MS, the latest value, so while a job runs
 //  the pipe is read at that pace too: what the bot writes in between
 //  waits in the pipe (its last line is read when the job ends, by
-//  bm_pool_proc_drain) instead of waking the worker for each line.
+//  bm_pool_proc_drain) instead of waking the worker for each line.  A
+//  process found to write a quarter of a pipe (16 KiB) between two reads
+//  is read as it writes from then on, as before the pause existed: it
+//  must not wait on a full pipe (at most once, for up to the pause).
+#define BM_POOL_PROGRESS_FAST   16384
+
 static int
 s_on_progress (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 {
     (void) item;
     proc_t *proc = (proc_t *) arg;
-    s_read_progress (proc, 4, true);
-    if (proc->job && proc->fd_progress >= 0 && !proc->progress_timer) {
+    if (s_read_progress (proc, 16, true) >= BM_POOL_PROGRESS_FAST)
+        proc->progress_fast = true;
+    if (!proc->progress_fast
+    &&  proc->job && proc->fd_progress >= 0 && !proc->progress_timer) {
         zmq_pollitem_t paused = { NULL, proc->fd_progress, 0, 0 };
         zloop_poller_end (loop, &paused);
         proc->progress_timer = zloop_timer (loop, BM_PROGRESS_MIN_GAP_MS, 1, s_on_progress_resume, proc);

@@ -70,6 +70,7 @@ struct _proc_t {
     int fd_err;                 //  Our end of its stderr, or -1
     int fd_progress;            //  Our end of its fd 3, or -1
     int progress_timer;         //  fd 3 unpolled until it fires, or 0
+    bool progress_fast;         //  Writes fd 3 fast: never unpolled
     char *wbuf;                 //  Frame being written to its stdin
     size_t wsize, wsent;
     char *line;                 //  Its stdout line being assembled
