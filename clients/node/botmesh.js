@@ -407,12 +407,21 @@ function checkType(where, name, v, kind) {
   }
 }
 
+/** The longest backoff delay the broker takes (a day), in ms. */
+const BACKOFF_MAX_MS = 86400000;
+
 /**
  * The backoff as the broker reads it, as the HTTP API reads BullMQ's forms: a number N (a fixed
- * delay) becomes {type: 'fixed', delayMs: N}, {type, delay} becomes {type, delayMs}.
+ * delay) becomes {type: 'fixed', delayMs: N}, {type, delay} becomes {type, delayMs}.  A number
+ * outside 0..BACKOFF_MAX_MS is a RangeError naming backoff.
  */
 function wireBackoff(backoff) {
-  if (typeof backoff === 'number') return { type: 'fixed', delayMs: backoff };
+  if (typeof backoff === 'number') {
+    if (!(backoff >= 0 && backoff <= BACKOFF_MAX_MS)) {
+      throw new RangeError(`backoff as a number is a fixed delay: an integer from 0 to ${BACKOFF_MAX_MS} (ms), got ${backoff}`);
+    }
+    return { type: 'fixed', delayMs: backoff };
+  }
   if (!backoff || typeof backoff !== 'object' || !('delay' in backoff)) return backoff;
   if ('delayMs' in backoff) {
     throw new Rejected('bad_request', 'backoff.delay and backoff.delayMs are the same field: give one');

@@ -131,6 +131,12 @@ tests.clientEncodingAndErrors = async () => {
       "BullMQ's delay is sent as delayMs, the jitter fraction as it is", b4);
     check((await rejects(Promise.resolve().then(() => c.submit('python', 1, { backoff: 1.5 })))) instanceof TypeError,
       'backoff: 1.5 is a TypeError (an object or an integer)');
+    for (const bad of [-3, 86400001]) {
+      const err = await rejects(Promise.resolve().then(() => c.submit('python', 1, { backoff: bad })));
+      check(err instanceof RangeError && /backoff/.test(err.message) && err.message.includes(String(bad)),
+        `backoff: ${bad} is a RangeError naming backoff`, err && err.message);
+    }
+    check(fb.got(0x01).length === 4, 'nothing was sent for a bad backoff', fb.got(0x01).length);
     let e = await rejects(c.submit('nope', {}));
     check(e instanceof bm.Rejected && e instanceof bm.BotmeshError && e.code === 'unknown_bot_type' && e.message === 'no bot type nope',
       'REJECTED rejects with code and message', e.code, e.message);
