@@ -974,6 +974,51 @@ s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
     #undef REJECT
 }
 
+//  A STATUS by idempotencyKey the index does not hold: the key's field
+//  in Redis names the job, whose record is then read as for its id.
+static void
+s_on_key_read (redisReply *reply, void *arg)
+{
+    bm_pending_t *pending = (bm_pending_t *) arg;
+    bm_broker_t *self = pending->broker;
+    char job_id [BM_MAX_ID_LEN + 1];
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        if (reply)
+            bm_warn (NULL, "reading idempotencyKey %s from redis failed: %s", pending->id, reply->str);
+        s_pending_reject (pending, "store_unavailable",
+                          "the job store (Redis) is unavailable; retry later");
+    }
+    else
+    if (!bm_idem_store_parse (reply, job_id, sizeof job_id))
+        s_pending_reject (pending, "not_found", "no job with that idempotencyKey");
+    else {
+        bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, job_id);
+        bm_id_copy (pending->id, sizeof pending->id, job_id);
+        if (job)
+            s_client_act (self, pending->identity, pending, NULL, BM_STATUS, job);
+        else {
+            s_load_t *load = (s_load_t *) zmalloc (sizeof (s_load_t));
+            load->pending = pending;
+            load->command = BM_STATUS;
+            bm_cmd_t cmd;
+            bm_cmd_start (self, &cmd, "HGETALL", "job:", job_id);
+            bm_jobstore_query (self, &cmd, s_on_load, load);
+            return;
+        }
+    }
+    s_pending_destroy (&pending);
+}
+
+static void
+s_key_read (bm_broker_t *self, zframe_t *identity, const msgpack_object *body, const char *key)
+{
+    bm_pending_t *pending = s_pending_new (self, identity, body, key);
+    bm_cmd_t cmd;
+    bm_cmd_start (self, &cmd, "HGET", "idem", NULL);
+    bm_cmd_arg_str (&cmd, key);
+    bm_jobstore_query (self, &cmd, s_on_key_read, pending);
+}
+
 static void
 s_client_job_command (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
 {
@@ -986,6 +1031,21 @@ s_client_job_command (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg
         return;
     }
     const char *id = ref.job_id;
+    if (ref.idempotency_key [0]) {
+        //  STATUS by the key the job was submitted with (global, as the
+        //  index is): the index, else (its recovery not done yet) Redis.
+        id = bm_idem_lookup (self->idem, ref.idempotency_key, bm_now_ms (), NULL);
+        if (!id && self->store) {
+            s_key_read (self, identity, body, ref.idempotency_key);
+            return;
+        }
+        if (!id) {
+            bm_broker_reject (self, identity, body, "not_found", "no job with that idempotencyKey");
+            return;
+        }
+        bm_id_copy (ref.job_id, sizeof ref.job_id, id);
+        id = ref.job_id;
+    }
     bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
     if (job) {
         s_client_act (self, identity, NULL, body, command, job);

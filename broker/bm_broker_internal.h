@@ -358,6 +358,9 @@ void bm_jobstore_forget_idem (bm_broker_t *self, const char *key);
 //  that the next SUBMIT with it makes a new job, after a restart too.
 void bm_idem_store_drop (bm_broker_t *self, const char *key, const char *job_id);
 void bm_idem_store_tick (bm_broker_t *self, int64_t now);
+//  A key's field value (HGET) read: its job id into job_id[size]; false
+//  when there is none, it does not read, or it has expired.
+bool bm_idem_store_parse (const redisReply *value, char *job_id, size_t size);
 //  Recovery reads the hash page by page (HSCAN), then calls done once:
 //  read false when Redis went away meanwhile (the recovery starts over).
 typedef void (bm_idem_store_done_fn) (bm_broker_t *self, bool read);

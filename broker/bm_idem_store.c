@@ -113,6 +113,19 @@ s_parse_value (const redisReply *value, uint64_t *fingerprint, int64_t *expires)
     return id_len;
 }
 
+bool
+bm_idem_store_parse (const redisReply *value, char *job_id, size_t size)
+{
+    uint64_t fingerprint = 0;
+    int64_t expires = 0;
+    size_t id_len = value->type == REDIS_REPLY_STRING
+                  ? s_parse_value (value, &fingerprint, &expires) : 0;
+    if (id_len == 0 || id_len >= size || expires <= bm_now_ms ())
+        return false;
+    snprintf (job_id, size, "%.*s", (int) id_len, value->str);
+    return true;
+}
+
 //  One HSCAN page: its live keys into the index (in no order: sorted once
 //  at the end), its expired fields deleted in one HDEL, then the next page.
 static void

@@ -137,10 +137,13 @@ bm_codec_job_ref_decode (const bm_msg_t *msg, bm_codec_job_ref_t *self, bm_codec
 {
     const msgpack_object *body = bm_field_body (msg);
     memset (self, 0, sizeof *self);
-    if (bm_field_req (body, &self->has_req, &self->req, error)
-    ||  bm_field_id (body, "jobId", true, self->job_id, error))
+    if (bm_field_req (body, &self->has_req, &self->req, error))
         return -1;
-    return 0;
+    //  A STATUS may name its job by the idempotencyKey it was submitted with
+    if (bm_msg_command (msg) == BM_STATUS && !bm_field_opt (body, "jobId")
+    &&  bm_field_opt (body, "idempotencyKey"))
+        return bm_field_id (body, "idempotencyKey", true, self->idempotency_key, error);
+    return bm_field_id (body, "jobId", true, self->job_id, error);
 }
 
 void
@@ -149,7 +152,10 @@ bm_codec_job_ref_encode (const bm_codec_job_ref_t *self, bm_packer_t *packer)
     msgpack_pack_map (&packer->pk, 1 + self->has_req);
     if (self->has_req)
         bm_field_pack_int (packer, "req", self->req);
-    bm_pack_kv_str (&packer->pk, "jobId", self->job_id);
+    if (self->idempotency_key [0])
+        bm_pack_kv_str (&packer->pk, "idempotencyKey", self->idempotency_key);
+    else
+        bm_pack_kv_str (&packer->pk, "jobId", self->job_id);
 }
 
 int

@@ -107,11 +107,13 @@ typedef struct {
 int bm_codec_submit_decode (const bm_msg_t *msg, bm_codec_submit_t *self, bm_codec_error_t *error);
 void bm_codec_submit_encode (const bm_codec_submit_t *self, bm_packer_t *packer);
 
-//  STATUS, CANCEL, RETRY, REDELIVER {req, jobId}
+//  STATUS, CANCEL, RETRY, REDELIVER {req, jobId}; STATUS also
+//  {req, idempotencyKey}: the job that key names (exactly one of the two).
 typedef struct {
     bool has_req;
     int64_t req;
-    char job_id [BM_MAX_ID_LEN + 1];
+    char job_id [BM_MAX_ID_LEN + 1];            //  "" when a STATUS names a key
+    char idempotency_key [BM_MAX_ID_LEN + 1];   //  "" when absent
 } bm_codec_job_ref_t;
 
 int bm_codec_job_ref_decode (const bm_msg_t *msg, bm_codec_job_ref_t *self, bm_codec_error_t *error);

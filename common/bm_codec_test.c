@@ -125,6 +125,18 @@ test_client_round_trips (void)
     CHECK (msg && bm_codec_job_ref_decode (msg, &ref_back, &error) == 0
            && ref_back.req == 9 && streq (ref_back.job_id, ref.job_id));
     bm_msg_destroy (&msg);
+    //  A STATUS may name the job by its idempotencyKey; nothing else may
+    bm_codec_job_ref_t by_key = { .has_req = true, .req = 10, .idempotency_key = "order-42" };
+    bm_codec_job_ref_encode (&by_key, &packer);
+    msg = s_packed_msg (BM_CLIENT_HEADER, BM_STATUS, &packer);
+    CHECK (msg && bm_codec_job_ref_decode (msg, &ref_back, &error) == 0
+           && !ref_back.job_id [0] && streq (ref_back.idempotency_key, "order-42"));
+    bm_msg_destroy (&msg);
+    bm_codec_job_ref_encode (&by_key, &packer);
+    msg = s_packed_msg (BM_CLIENT_HEADER, BM_CANCEL, &packer);
+    CHECK (msg && bm_codec_job_ref_decode (msg, &ref_back, &error) != 0
+           && strstr (error.message, "jobId"));
+    bm_msg_destroy (&msg);
 
     bm_codec_request_t request = { .has_req = true, .req = -5 };
     bm_codec_request_encode (&request, &packer);

@@ -248,7 +248,8 @@ gw_request_error_retry (gw_request_t *r, int status, const char *code, const cha
 //  Pack {req, jobId?} for the simple requests.  Returns its req; caller
 //  frees (or hands on) *data.
 static int64_t
-s_pack_simple (gw_server_t *server, const char *job_id, char **data, size_t *size)
+s_pack_simple_as (gw_server_t *server, const char *name, const char *job_id, char **data,
+                  size_t *size)
 {
     int64_t req = gw_link_next_req (server->link);
     msgpack_sbuffer sbuf;
@@ -258,10 +259,16 @@ s_pack_simple (gw_server_t *server, const char *job_id, char **data, size_t *siz
     msgpack_pack_map (&pk, job_id ? 2 : 1);
     bm_pack_kv_int (&pk, "req", req);
     if (job_id)
-        bm_pack_kv_str (&pk, "jobId", job_id);
+        bm_pack_kv_str (&pk, name, job_id);
     *data = sbuf.data;
     *size = sbuf.size;
     return req;
+}
+
+static int64_t
+s_pack_simple (gw_server_t *server, const char *job_id, char **data, size_t *size)
+{
+    return s_pack_simple_as (server, "jobId", job_id, data, size);
 }
 
 #define GW_TEXT_OUTCOME_UNKNOWN "the broker's answer could not be read: the request was sent " \
@@ -339,6 +346,22 @@ gw_request_broker_simple (gw_request_t *r, int command, const char *job_id, bool
     size_t size;
     int64_t req = s_pack_simple (r->server, job_id, &data, &size);
     return gw_request_broker (r, req, command, data, size, answer);
+}
+
+bm_msg_t *
+gw_request_status (gw_request_t *r, const char *id, bool or_key, bool answer)
+{
+    bm_msg_t *reply = gw_request_broker_simple (r, BM_STATUS, id, answer);
+    char code [32] = "";
+    if (!or_key || !reply || bm_msg_command (reply) != BM_REJECTED
+    ||  !bm_obj_strcpy (bm_msg_body (reply), "code", code, sizeof code)
+    ||  !streq (code, "not_found"))
+        return reply;
+    bm_msg_destroy (&reply);
+    char *data;
+    size_t size;
+    int64_t req = s_pack_simple_as (r->server, "idempotencyKey", id, &data, &size);
+    return gw_request_broker (r, req, BM_STATUS, data, size, answer);
 }
 
 //  Copy src into buf[size], cutting it if needed.

@@ -66,6 +66,11 @@ bm_msg_t *gw_request_broker (gw_request_t *r, int64_t req, int command, char *bo
 //  answer as standbys), or the broker is not reachable.
 const char *gw_request_unavailable_text (gw_server_t *server);
 
+//  STATUS of the job id names; when the broker knows no job with that id
+//  and or_key, a second STATUS {req, idempotencyKey: id}: the job submitted
+//  with that key (a BullMQ client's own jobId).  As gw_request_broker_simple.
+bm_msg_t *gw_request_status (gw_request_t *r, const char *id, bool or_key, bool answer);
+
 //  A simple request {req, jobId?} (job_id may be NULL): pack, send, wait.
 bm_msg_t *gw_request_broker_simple (gw_request_t *r, int command, const char *job_id,
                                     bool answer);

@@ -162,7 +162,7 @@ s_invoke_wait (gw_request_t *r, int64_t wait_ms, const char *job_id, json_t *acc
                const char *extra, json_t *ignored, const char *warning)
 {
     bool finished;
-    bm_msg_t *reply = gw_wait_status (r, job_id, bm_mono_ms () + wait_ms, false, &finished);
+    bm_msg_t *reply = gw_wait_status (r, job_id, false, bm_mono_ms () + wait_ms, false, &finished);
     const msgpack_object *job = reply && bm_msg_command (reply) == BM_REPLY
                               ? bm_obj_get (bm_msg_body (reply), "job") : NULL;
     char state [BM_MAX_STATE_LEN + 1];
@@ -336,14 +336,18 @@ gw_routes_job (gw_request_t *r, int command)
     if (command == BM_STATUS && gw_wait_param (r, &wait_ms))
         return;
     if (wait_ms == 0) {
-        gw_routes_answer (r, gw_request_broker_simple (r, command, r->job_id, true), BM_REPLY, 200,
-                          gw_routes_make_job, NULL, true);
+        //  GET /job/{id} finds a job by the idempotencyKey (BullMQ jobId) it
+        //  was submitted with too
+        bm_msg_t *reply = command == BM_STATUS ? gw_request_status (r, r->job_id, true, true)
+                                               : gw_request_broker_simple (r, command, r->job_id,
+                                                                           true);
+        gw_routes_answer (r, reply, BM_REPLY, 200, gw_routes_make_job, NULL, true);
         return;
     }
     if (!gw_wait_enter (r))
         return;
     bool finished;
-    bm_msg_t *reply = gw_wait_status (r, r->job_id, bm_mono_ms () + wait_ms, true, &finished);
+    bm_msg_t *reply = gw_wait_status (r, r->job_id, true, bm_mono_ms () + wait_ms, true, &finished);
     gw_wait_leave (r->server);
     gw_routes_answer (r, reply, BM_REPLY, 200, gw_routes_make_job, NULL, true);
 }

@@ -101,16 +101,22 @@ s_pause (gw_server_t *server, int64_t until)
 }
 
 bm_msg_t *
-gw_wait_status (gw_request_t *r, const char *job_id, int64_t deadline, bool answer,
-                bool *finished)
+gw_wait_status (gw_request_t *r, const char *job_id, bool or_key, int64_t deadline,
+                bool answer, bool *finished)
 {
     gw_server_t *server = r->server;
     int64_t pause = GW_WAIT_POLL_FIRST_MS;
+    char own_id [BM_MAX_ID_LEN + 1];
     *finished = false;
     while (true) {
-        bm_msg_t *reply = gw_request_broker_simple (r, BM_STATUS, job_id, answer);
+        bm_msg_t *reply = gw_request_status (r, job_id, or_key, answer);
         if (!reply || bm_msg_command (reply) != BM_REPLY)
             return reply;
+        //  Found (by id or by key): polled by its own id from now on
+        if (or_key && bm_obj_strcpy (bm_obj_get (bm_msg_body (reply), "job"), "jobId",
+                                     own_id, sizeof own_id))
+            job_id = own_id;
+        or_key = false;
         char state [BM_MAX_STATE_LEN + 1];
         *finished = gw_wait_finished (bm_obj_get (bm_msg_body (reply), "job"), state, sizeof state);
         int64_t now = bm_mono_ms ();

@@ -33,8 +33,11 @@ void gw_wait_leave (gw_server_t *server);
 //  has passed or the gateway drains.  Returns the last answer (REPLY, or
 //  a REJECTED such as not_found, returned at once; caller destroys), with
 //  *finished telling whether the job has ended; NULL when the broker
-//  could not be asked (answered 503/504 when `answer`).
-bm_msg_t *gw_wait_status (gw_request_t *r, const char *job_id, int64_t deadline, bool answer,
+//  could not be asked (answered 503/504 when `answer`).  With or_key, an
+//  id the broker knows no job by is looked up as an idempotencyKey
+//  (gw_request_status), and the job found polled by its own id.
+bm_msg_t *gw_wait_status (gw_request_t *r, const char *job_id, bool or_key, int64_t deadline,
+                          bool answer,
                           bool *finished);
 
 //  Has this job record's state ended (completed, failed, cancelled)?
