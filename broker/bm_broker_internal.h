@@ -482,6 +482,7 @@ void bm_finished_tick (bm_broker_t *self, int64_t now_mono);
 //  After a recovery: the newest finished jobs Redis holds back in memory,
 //  for the listings.
 void bm_finished_restore (bm_broker_t *self);
+void bm_finished_removed (bm_broker_t *self, const char *id);
 
 //  bm_schedule.c: repeatable jobs
 void bm_schedule_free (void **item);

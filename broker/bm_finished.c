@@ -53,6 +53,9 @@ struct _bm_finished_t {
     int64_t sweep_at;           //  Mono ms of the next sweep
     bool sweeping;              //  A sweep's query is out
     bool scanned;               //  The SCAN for unlisted sets began
+    int restoring;              //  Read-backs under way (bm_finished_restore)
+    zhashx_t *removed;          //  Ids whose records were deleted while one
+                                //  is: its reads may predate the deletion
 };
 
 static const char *s_state_names [2] = { "completed", "failed" };
@@ -64,6 +67,7 @@ s_sets (bm_broker_t *self)
         self->finished_sets = (bm_finished_t *) zmalloc (sizeof (bm_finished_t));
         self->finished_sets->dirty = zhashx_new ();
         self->finished_sets->listed = zhashx_new ();
+        self->finished_sets->removed = zhashx_new ();
     }
     return self->finished_sets;
 }
@@ -75,6 +79,7 @@ bm_finished_destroy (bm_finished_t **self_p)
         free ((*self_p)->adds);
         zhashx_destroy (&(*self_p)->dirty);
         zhashx_destroy (&(*self_p)->listed);
+        zhashx_destroy (&(*self_p)->removed);
         free (*self_p);
         *self_p = NULL;
     }
@@ -436,6 +441,17 @@ s_on_sweep_page (redisReply *reply, void *arg)
     s_sweep_next (sweep);
 }
 
+//  A job's record is being deleted (bm_jobstore_forget): while a
+//  read-back is under way, its id is kept, so that a read of the record
+//  sent before the deletion does not bring the job back.
+void
+bm_finished_removed (bm_broker_t *self, const char *id)
+{
+    bm_finished_t *sets = self->finished_sets;
+    if (sets && sets->restoring > 0)
+        zhashx_update (sets->removed, id, (void *) "");
+}
+
 //  The types set read: the sweep visits those types and every type in
 //  memory (sets a broker before the types set wrote).
 static void
@@ -592,7 +608,10 @@ bm_finished_tick (bm_broker_t *self, int64_t now_mono)
 //  retrying) comes back only while its delivery, recovered with the
 //  unfinished jobs, is still under way: the delivery's end then finds it in
 //  memory.  One whose delivery ended meanwhile may have been read ahead of
-//  the delivery's write to its record: it is left to Redis.
+//  the delivery's write to its record: it is left to Redis.  So is a job
+//  whose record was deleted (REMOVE, clean, a count trim) after the
+//  read-back began: its read may have gone out ahead of the deletion
+//  (bm_finished_removed).
 
 typedef struct {
     char id [BM_ID_SLOT];
@@ -615,6 +634,9 @@ typedef struct {
 static void
 s_restore_end (s_restore_t *restore)
 {
+    bm_finished_t *sets = restore->broker->finished_sets;
+    if (sets && --sets->restoring == 0)
+        zhashx_purge (sets->removed);
     if (restore->restored)
         bm_info (NULL, "%" PRId64 " finished jobs read back from redis for the job listings",
                  restore->restored);
@@ -643,7 +665,9 @@ s_on_restore_job (redisReply *reply, void *arg)
     bm_broker_t *self = restore->broker;
     const char *id = restore->found [ref->index].id;
     free (ref);
-    if (reply && self->serving && !bm_jobtab_lookup (self->jobs, id)) {
+    bm_finished_t *sets = self->finished_sets;
+    if (reply && self->serving && !bm_jobtab_lookup (self->jobs, id)
+    &&  !(sets && zhashx_lookup (sets->removed, id))) {
         bm_job_t *job = bm_jobstore_job_from_hash (self, id, reply, NULL);
         if (job && bm_finished_which (job->state) >= 0 && !bm_job_is_delivery (job)
         &&  !bm_finished_expired (self, job, bm_now_ms ()) && s_delivery_settled (self, job)) {
@@ -753,6 +777,7 @@ bm_finished_restore (bm_broker_t *self)
         return;
     s_restore_t *restore = (s_restore_t *) zmalloc (sizeof (s_restore_t));
     restore->broker = self;
+    s_sets (self)->restoring++;
     bm_cmd_t cmd;
     bm_cmd_start (self, &cmd, "SMEMBERS", "finished:types", NULL);
     bm_jobstore_query (self, &cmd, s_on_restore_types, restore);

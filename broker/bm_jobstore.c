@@ -415,6 +415,7 @@ bm_jobstore_forget_then (bm_broker_t *self, const char *id, const char *idem_key
             fn (&s_ok_reply, arg);
         return;
     }
+    bm_finished_removed (self, id);
     bm_cmd_t cmd;
     bm_cmd_start (self, &cmd, "DEL", "job:", id);
     bm_jobstore_issue (self, &cmd, true, NULL, NULL);
