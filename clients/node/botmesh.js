@@ -703,14 +703,22 @@ class Client {
     return out;
   }
 
-  async _job(command, jobId, timeoutMs) {
-    const reply = await this._reply(command, { jobId }, timeoutMs);
+  async _job(command, jobId, timeoutMs, body) {
+    const reply = await this._reply(command, body || { jobId }, timeoutMs);
     if (!reply.job || typeof reply.job !== 'object') throw new ProtocolError('protocol_error', 'REPLY without a job', reply);
     return reply.job;
   }
 
-  /** The job's record; rejects Rejected('not_found'). */
-  status(jobId, timeoutMs) { return this._job(C.STATUS, jobId, timeoutMs); }
+  /** The job's record: status(jobId), or status({ key }) by the idempotencyKey
+   *  (BullMQ's jobId) it was submitted with, while that job exists; rejects
+   *  Rejected('not_found'). */
+  status(jobId, timeoutMs) {
+    if (jobId && typeof jobId === 'object' && !(jobId instanceof String)) {
+      if (typeof jobId.key !== 'string') return Promise.reject(new TypeError('status({ key }): key must be a string'));
+      return this._job(C.STATUS, null, timeoutMs, { idempotencyKey: jobId.key });
+    }
+    return this._job(C.STATUS, jobId, timeoutMs);
+  }
 
   /** Cancel; resolves the record (state 'cancelled'); rejects not_found / conflict. */
   cancel(jobId, timeoutMs) { return this._job(C.CANCEL, jobId, timeoutMs); }

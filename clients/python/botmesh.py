@@ -666,8 +666,14 @@ class Client:
                     raise ProtocolError("protocol_error", "an ACCEPTED_MANY item is not a map", reply)
         return out
 
-    def status(self, job_id, timeout=None):
-        """The job's record (a dict). Raises Rejected('not_found')."""
+    def status(self, job_id=None, timeout=None, *, key=None):
+        """The job's record (a dict): by its id, or with key= by the
+        idempotency_key (BullMQ's jobId) it was submitted with, while that
+        job exists. Raises Rejected('not_found')."""
+        if (job_id is None) == (key is None):
+            raise TypeError("status() takes a job_id or key=, not both nor neither")
+        if key is not None:
+            return self._job_record(self._reply(STATUS, {"idempotencyKey": key}, timeout))
         return self._job_reply(STATUS, job_id, timeout)
 
     def cancel(self, job_id, timeout=None):
@@ -676,7 +682,10 @@ class Client:
         return self._job_reply(CANCEL, job_id, timeout)
 
     def _job_reply(self, command, job_id, timeout):
-        reply = self._reply(command, {"jobId": job_id}, timeout)
+        return self._job_record(self._reply(command, {"jobId": job_id}, timeout))
+
+    @staticmethod
+    def _job_record(reply):
         job = reply.get("job")
         if not isinstance(job, dict):
             raise ProtocolError("protocol_error", "REPLY without a job record", reply)

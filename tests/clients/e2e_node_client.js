@@ -53,6 +53,10 @@ async function rejection(p) { try { await p; } catch (e) { return e; } return nu
   check(e && e.code === 'bad_request', 'node client: a malformed botType rejects bad_request', e && [e.code, e.message]);
   e = await rejection(c.status('no-such-job'));
   check(e && e.code === 'not_found', 'node client: STATUS of an unknown job rejects not_found', e && e.code);
+  const byKey = await c.status({ key: 'node-key-1' });
+  check(byKey.jobId === first.jobId, 'node client: status({ key }) answers the job submitted with that idempotencyKey', byKey);
+  e = await rejection(c.status({ key: 'no-such-key' }));
+  check(e && e.code === 'not_found', 'node client: status({ key }) of an unknown key rejects not_found', e && e.code);
   e = await rejection(c.cancel(id));
   check(e && e.code === 'conflict', 'node client: CANCEL of a completed job rejects conflict', e && e.code);
   const st = await c.stats();

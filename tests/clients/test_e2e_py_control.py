@@ -1,6 +1,7 @@
 """The Python client's control and schedule calls end to end: a real
 redis-server and broker, a Python worker serving 'pywork' ('pyhold' has no
-worker).  delay_ms marks the id delayed; promote runs it now; remove,
+worker).  delay_ms marks the id delayed; promote runs it now; status(key=) finds a
+job by its idempotency_key until it is removed; remove,
 pause/resume, drain, clean (completed and failed); run() past its wait
 names the job's state; add_schedule with
 every_ms and a limit makes exactly its runs, ids "<key>@<due ms>";
@@ -34,9 +35,14 @@ def main():
         check(rec["jobId"] == later and rec["state"] != "delayed", "promote: due now", rec)
         check(c.wait(later, timeout=20)["state"] == "completed", "the promoted job ran")
         expect(lambda: c.promote(later), "conflict")
-        hold = c.submit("pyhold", {}, delay_ms=60000)
+        hold = c.submit("pyhold", {}, delay_ms=60000, idempotency_key="order-42")
+        rec = c.status(key="order-42")
+        check(rec["jobId"] == hold and rec["state"] == "delayed",
+              "status(key=): the job submitted with that idempotency_key", rec)
+        expect(lambda: c.status(key="no-such-key"), "not_found")
         c.remove(hold)
         expect(lambda: c.status(hold), "not_found")
+        expect(lambda: c.status(key="order-42"), "not_found")
 
         r = c.pause("pywork")
         check(r["paused"] is True, "pause", r)
