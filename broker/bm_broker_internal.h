@@ -365,7 +365,8 @@ bool bm_idem_store_parse (const redisReply *value, char *job_id, size_t size);
 //  read false when Redis went away meanwhile (the recovery starts over).
 typedef void (bm_idem_store_done_fn) (bm_broker_t *self, bool read);
 void bm_idem_store_recover (bm_broker_t *self, bm_idem_store_done_fn *done);
-void bm_jobstore_persist_webhook (bm_broker_t *self, const char *job_id, const char *wh, size_t wh_size);
+void bm_jobstore_persist_webhook (bm_broker_t *self, const char *job_id, const char *wh, size_t wh_size,
+                                  int64_t wh_at);
 bm_job_t *bm_jobstore_job_from_hash (bm_broker_t *self, const char *id, redisReply *reply,
                                      bool *held);
 void bm_jobstore_save_running (bm_broker_t *self, int64_t now);

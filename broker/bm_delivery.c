@@ -70,6 +70,11 @@ void
 bm_delivery_set_state (bm_job_t *job, const char *wh, size_t size, int state)
 {
     assert (state >= -1 && state < BM_WEBHOOK_STATES);
+    if (state < 0)
+        job->wh_at = 0;
+    else
+    if (state != job->wh_state)
+        job->wh_at = bm_now_ms ();
     free (job->wh);
     job->wh = bm_memdup (wh, size);
     job->wh_size = size;
@@ -220,7 +225,10 @@ bm_delivery_to_parent (bm_broker_t *self, const bm_job_t *delivery, const char *
         bm_delivery_set_state (parent, map, full_size, state);
         bm_delivery_index (self, parent);
     }
-    bm_jobstore_persist_webhook (self, delivery->parent, map, full_size);
+    //  The job's webhook reaches each state as its delivery does (the
+    //  delivery's state was set first).
+    bm_jobstore_persist_webhook (self, delivery->parent, map, full_size,
+                                 parent ? parent->wh_at : delivery->wh_at);
     free (full);
 }
 
@@ -415,7 +423,7 @@ bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_codec_webhoo
     //  next manager counts on from its attempts.  A final state is not
     //  written: the record is deleted as the delivery ends.
     if (named != BM_WEBHOOK_DELIVERED && named != BM_WEBHOOK_FAILED)
-        bm_jobstore_persist_webhook (self, delivery->id, wh, size);
+        bm_jobstore_persist_webhook (self, delivery->id, wh, size, delivery->wh_at);
     free (wh);
 }
 

@@ -250,11 +250,18 @@ s_first_after (const bm_joblist_t *list, int64_t at, bool by_end)
     return job;
 }
 
+//  When a job's webhook reached its state, or, not known, its end.
+static int64_t
+s_webhook_at (const bm_job_t *job)
+{
+    return job->wh_at > 0 ? job->wh_at : job->finished_at;
+}
+
 //  Take a finished job read back from Redis into the tables (takes
 //  ownership) for an action that needs it in memory (RETRY, REDELIVER),
 //  placed by its own times as though it had never left: among the recent
-//  jobs by creation, the finished ones by end, and the first of its webhook
-//  state's list (it reached that state before it left).  It pushes no job
+//  jobs by creation, the finished ones by end, and its webhook state's list
+//  by when it reached that state (a record that does not say: its end).  It pushes no job
 //  out: beyond KEEP_FINISHED_JOBS it is the oldest, the one to go once its
 //  action no longer holds it (bm_job_expire).  Its outcome was counted by
 //  the broker that finished it (this one or an earlier one): a REDELIVER's
@@ -269,7 +276,11 @@ bm_job_restore (bm_broker_t *self, bm_job_t *job)
     bm_joblist_insert (&self->finished, job, s_first_after (&self->finished, job->finished_at, true));
     if (job->wh_state >= 0) {
         bm_joblist_t *list = &self->webhooks [job->wh_state];
-        bm_joblist_insert (list, job, bm_joblist_first (list));
+        int64_t at = s_webhook_at (job);
+        bm_job_t *next = bm_joblist_first (list);
+        while (next && s_webhook_at (next) <= at)
+            next = bm_joblist_next (list, next);
+        bm_joblist_insert (list, job, next);
     }
 }
 

@@ -126,6 +126,8 @@ struct _bm_job_t {
     int8_t wh_state;            //  The state wh names (bm_webhook_state_t),
                                 //  or -1: none; written with wh, by
                                 //  bm_delivery_set_state only
+    int64_t wh_at;              //  Epoch ms when the webhook reached wh_state
+                                //  (0: not known: a record without it)
     bool wh_final;              //  A delivery job's DONE carried its final state
     bool withheld;              //  A delivery job out of its queue until the
                                 //  outcome it carries is durable

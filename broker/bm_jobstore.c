@@ -276,6 +276,10 @@ bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_store
     if (job->wh) {
         bm_cmd_arg_str (hset, BM_RECORD_WEBHOOK);
         s_arg (hset, job->wh, job->wh_size);
+        if (job->wh_at > 0) {
+            bm_cmd_arg_str (hset, BM_RECORD_WEBHOOK_AT);
+            bm_cmd_arg_int (hset, job->wh_at);
+        }
     }
     bm_jobstore_issue (self, hset, true, NULL, NULL);
     bm_body_free (&submit);
@@ -301,6 +305,10 @@ s_persist_run (bm_broker_t *self, bm_job_t *job, bool with_webhook, bm_store_fn 
     if (with_webhook && job->wh) {
         bm_cmd_arg_str (&cmd, BM_RECORD_WEBHOOK);
         s_arg (&cmd, job->wh, job->wh_size);
+        if (job->wh_at > 0) {
+            bm_cmd_arg_str (&cmd, BM_RECORD_WEBHOOK_AT);
+            bm_cmd_arg_int (&cmd, job->wh_at);
+        }
     }
     bm_jobstore_issue (self, &cmd, true, fn, arg);
     bm_body_free (&run);
@@ -426,9 +434,11 @@ bm_jobstore_forget_then (bm_broker_t *self, const char *id, const char *idem_key
     bm_jobstore_issue (self, &cmd, true, fn, arg);
 }
 
-//  The webhook state of a job, which may live only in Redis by now.
+//  The webhook state of a job, which may live only in Redis by now, and
+//  when it reached that state (wh_at; 0: not known, the record's is kept).
 void
-bm_jobstore_persist_webhook (bm_broker_t *self, const char *job_id, const char *wh, size_t wh_size)
+bm_jobstore_persist_webhook (bm_broker_t *self, const char *job_id, const char *wh, size_t wh_size,
+                             int64_t wh_at)
 {
     if (!self->store)
         return;
@@ -436,6 +446,10 @@ bm_jobstore_persist_webhook (bm_broker_t *self, const char *job_id, const char *
     bm_cmd_start (self, &cmd, "HSET", "job:", job_id);
     bm_cmd_arg_str (&cmd, BM_RECORD_WEBHOOK);
     s_arg (&cmd, wh, wh_size);
+    if (wh_at > 0) {
+        bm_cmd_arg_str (&cmd, BM_RECORD_WEBHOOK_AT);
+        bm_cmd_arg_int (&cmd, wh_at);
+    }
     bm_jobstore_issue (self, &cmd, true, NULL, NULL);
 }
 

@@ -401,6 +401,7 @@ bm_record_read (bm_job_t *job, const char *id, const redisReply *reply, bm_recor
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2)
         return -1;
     const redisReply *submit = NULL, *run = NULL, *webhook = NULL;
+    int64_t wh_at = 0;
     char state [16] = "";
     for (size_t i = 0; i + 1 < reply->elements; i += 2) {
         const redisReply *f = reply->element [i], *v = reply->element [i + 1];
@@ -413,6 +414,11 @@ bm_record_read (bm_job_t *job, const char *id, const redisReply *reply, bm_recor
         else if (streq (f->str, BM_RECORD_SUBMIT)) submit = v;
         else if (streq (f->str, BM_RECORD_RUN)) run = v;
         else if (streq (f->str, BM_RECORD_WEBHOOK)) webhook = v;
+        else if (streq (f->str, BM_RECORD_WEBHOOK_AT)) {
+            char *end;
+            long long n = strtoll (v->str, &end, 10);
+            wh_at = end != v->str && *end == 0 && n > 0 ? (int64_t) n : 0;
+        }
         else
             s_read_flat_field (job, f->str, v, meta);
     }
@@ -422,6 +428,7 @@ bm_record_read (bm_job_t *job, const char *id, const redisReply *reply, bm_recor
         return -1;
     if (webhook)
         s_read_webhook (job, webhook);
+    job->wh_at = job->wh_state >= 0 ? wh_at : 0;       //  Not the time of the read
     if (!job->id [0] && id && strlen (id) < sizeof job->id)
         snprintf (job->id, sizeof job->id, "%s", id);
     int state_index = -1;

@@ -28,6 +28,7 @@
 #define BM_RECORD_SUBMIT    "r"
 #define BM_RECORD_RUN       "x"
 #define BM_RECORD_WEBHOOK   "w"
+#define BM_RECORD_WEBHOOK_AT "wt"
 
 //  What a record says beyond the job's own fields.
 typedef struct {

@@ -1,4 +1,4 @@
-"""A job's record in Redis (docs/redis.md): four fields (state, r, x, w), at
+"""A job's record in Redis (docs/redis.md): five fields (state, r, x, w, wt), at
 most 1 KiB of Redis memory beyond its payload and result once it ended and
 its webhook was delivered, no record left of the delivery job; GET of it
 from Redis alone after a restart answers as before; records of the earlier
@@ -39,7 +39,7 @@ def test():
                 and rec["botType"] == "python" and rec["webhookUrl"] == mock + "/hook",
                 "the submit map holds the payload and the options", rec)
 
-        # Completed, webhook delivered: four fields, the delivery's record gone.
+        # Completed, webhook delivered: five fields, the delivery's record gone.
         result = {"mean": 4.2, "rows": list(range(40))}
         job = w.recv_job(5)
         h.check(job and job["jobId"] == jid, "the job was dispatched", job)
@@ -49,11 +49,12 @@ def test():
         h.wait_until(lambda: (h.job_record(s.redis_port, jid) or {}).get("webhook", {}).get("state")
                      == "delivered", 5, "the delivered state in Redis")
         fields = sorted(s.redis_cli("HKEYS", key(jid)).split("\n"))
-        h.check(fields == ["r", "state", "w", "x"], "a finished job's record has four fields", fields)
+        h.check(fields == ["r", "state", "w", "wt", "x"], "a finished job's record has five fields", fields)
         rec = h.job_record(s.redis_port, jid)
         h.check(rec["state"] == "completed" and rec["result"] == result and rec["worker"] == "fw"
                 and rec["attempts"] == 1 and rec["deliveries"] == 1 and rec["finishedAt"] > 0,
                 "the run map holds the outcome", rec)
+        h.check(int(rec["wt"]) >= rec["finishedAt"], "wt: when the webhook was delivered, after the end", rec)
         h.wait_until(lambda: s.redis_cli("EXISTS", key(jid + ".wh1")) == "0", 5,
                      "the delivery job's record to be deleted once it ended")
         h.check(s.redis_cli("SCARD", PREFIX + "unfinished") == "0", "nothing left in the unfinished set")
