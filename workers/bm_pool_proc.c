@@ -410,7 +410,12 @@ s_on_stderr (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 }
 
 static void
-s_poll (proc_t *proc, int fd, short events, zloop_fn *handler);
+s_poll (proc_t *proc, int fd, short events, zloop_fn *handler)
+{
+    zmq_pollitem_t item = { NULL, fd, events, 0 };
+    zloop_poller (proc->loop, &item, handler, proc);
+    zloop_poller_set_tolerant (proc->loop, &item);
+}
 
 static int
 s_on_progress_resume (zloop_t *loop, int timer_id, void *arg);
@@ -478,14 +483,6 @@ s_on_stdin (zloop_t *loop, zmq_pollitem_t *item, void *arg)
         proc->wsize = proc->wsent = 0;
     }
     return 0;
-}
-
-static void
-s_poll (proc_t *proc, int fd, short events, zloop_fn *handler)
-{
-    zmq_pollitem_t item = { NULL, fd, events, 0 };
-    zloop_poller (proc->loop, &item, handler, proc);
-    zloop_poller_set_tolerant (proc->loop, &item);
 }
 
 void

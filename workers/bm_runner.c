@@ -263,6 +263,8 @@ s_on_bot_progress (bm_bot_t *bot, int progress, void *arg)
             job->progress_timer = id;
             zhashx_insert (self->timers, (void *) (intptr_t) id, job);
         }
+        else
+            self->on_progress (job, progress, self->arg);  //  No timer: now
     }
 }
 

@@ -537,11 +537,6 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
 {
     (void) loop, (void) timer_id;
     bm_worker_t *self = (bm_worker_t *) arg;
-    //  Progress values the rate limit held back.
-    job_t *job;
-    for (job = (job_t *) zhashx_first (self->jobs); job; job = (job_t *) zhashx_next (self->jobs))
-        if (job->progress_pending >= 0)
-            s_send_progress (self, job, job->progress_pending);
     s_prune_done (self);
     //  cgroups whose processes were still dying when tried (a run's end,
     //  or the start-up sweep of those a worker killed with -9 left): an
