@@ -467,9 +467,12 @@ void bm_control_retain (bm_broker_t *self, bm_job_t *job);
 //  for a retention trim (a debug line).
 void bm_control_remove (bm_broker_t *self, bm_job_t *job, const char *by);
 
-//  bm_finished.c: each type's completed and failed jobs in Redis, by end
+//  bm_finished.c: each type's completed, failed and cancelled jobs in Redis, by end
 void bm_finished_destroy (bm_finished_t **self_p);
+//  The sets: 0 completed, 1 failed, 2 cancelled (bm_finished_which).
+#define BM_FINISHED_SETS 3
 int bm_finished_which (bm_job_state_t state);
+const char *bm_finished_what (int which);
 void bm_finished_key (bm_broker_t *self, const char *bot_type, int which, char *key, size_t size);
 int64_t bm_finished_ttl_ms (bm_broker_t *self, int which);
 bool bm_finished_expired (bm_broker_t *self, const bm_job_t *job, int64_t now);

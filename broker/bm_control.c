@@ -250,7 +250,7 @@ typedef struct {
     msgpack_object req;         //  The request's req (a scalar), if has_req
     bool has_req;
     bm_service_t *service;
-    int which;                  //  0 completed, 1 failed (bm_finished_which)
+    int which;                  //  0 completed, 1 failed, 2 cancelled (bm_finished_which)
     int64_t floor;              //  Records that ended before it have expired
     int64_t cutoff;             //  Ended at or before it: removed
     int64_t removed;            //  So far, memory included
@@ -264,8 +264,8 @@ s_clean_query (s_clean_t *clean)
 {
     bm_finished_flush (clean->broker);  //  The query sees this turn's ends
     bm_cmd_t cmd;
-    bm_cmd_start (clean->broker, &cmd, "ZRANGEBYSCORE",
-                  clean->which ? "finished:failed:" : "finished:completed:", clean->service->name);
+    bm_cmd_start (clean->broker, &cmd, "ZRANGEBYSCORE", bm_finished_what (clean->which),
+                  clean->service->name);
     bm_cmd_arg_int (&cmd, clean->floor);
     bm_cmd_arg_int (&cmd, clean->cutoff);
     bm_cmd_arg_str (&cmd, "LIMIT");
@@ -320,9 +320,7 @@ s_clean_start (bm_broker_t *self, zframe_t *identity, const msgpack_object *requ
     bool scalar = req && req->type != MSGPACK_OBJECT_STR && req->type != MSGPACK_OBJECT_BIN
                && req->type != MSGPACK_OBJECT_ARRAY && req->type != MSGPACK_OBJECT_MAP
                && req->type != MSGPACK_OBJECT_EXT;
-    //  Cancelled jobs are in no finished set: only those in memory.
-    if (!self->store || !bm_store_up (self->store) || (req && !scalar)
-    ||  bm_finished_which (state) < 0) {
+    if (!self->store || !bm_store_up (self->store) || (req && !scalar)) {
         if (removed)
             bm_info (NULL, "bot type %s: clean removed %" PRId64 " jobs", service->name, removed);
         s_queue_reply (self, identity, req, service, removed);

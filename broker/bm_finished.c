@@ -3,9 +3,10 @@
     the retention by count reach the finished jobs that live only in Redis
     (after a restart, or pushed out of memory by KEEP_FINISHED_JOBS).
 
-    Two sorted sets per bot type, {bm}:finished:completed:<type> and
-    {bm}:finished:failed:<type>: member the job id, score its finishedAt
-    (ms since the epoch).  A job that ends completed or failed is added in
+    Three sorted sets per bot type, {bm}:finished:completed:<type>,
+    {bm}:finished:failed:<type> and {bm}:finished:cancelled:<type>: member
+    the job id, score its finishedAt (ms since the epoch).  A job that ends
+    completed, failed or cancelled is added in
     the group of its terminal write (one ZADD per set a loop turn, like the
     live set's); a job removed (REMOVE, clean, retention) leaves its set.
     The types that have sets are listed in {bm}:finished:types (one SADD
@@ -13,7 +14,8 @@
 
     Such a record carries no TTL: the leading broker's sweep (every
     BM_FINISHED_SWEEP_MS, more often for a retention under 20 s) reads each
-    set's ids older than COMPLETED_JOB_TTL / FAILED_JOB_TTL a page at a
+    set's ids older than COMPLETED_JOB_TTL / FAILED_JOB_TTL (cancelled
+    jobs: FAILED_JOB_TTL) a page at a
     time and deletes their records with one UNLINK and one ZREM a page.  A
     sweep starts from the types set, so it reaches the records of types no
     worker or client has named since a restart.  Until the sweep deletes a
@@ -21,9 +23,8 @@
     finishedAt against the retention when it reads a record).  Sets are
     also trimmed by count for a type with KEEP_COMPLETED_<TYPE> /
     KEEP_FAILED_<TYPE> (the oldest beyond N, after the tick that follows a
-    job's end).  Webhook deliveries and cancelled jobs are not kept in
-    them: a cancelled job's record gets FAILED_JOB_TTL as a Redis TTL, and
-    a delivery's is deleted when it ends.  */
+    job's end; cancelled jobs have no count).  Webhook deliveries are not
+    kept in them: a delivery's record is deleted when it ends.  */
 #include "bm_broker_internal.h"
 
 //  How often the leader sweeps the records whose retention ran out: a
@@ -58,7 +59,7 @@ struct _bm_finished_t {
                                 //  is: its reads may predate the deletion
 };
 
-static const char *s_state_names [2] = { "completed", "failed" };
+static const char *s_state_names [BM_FINISHED_SETS] = { "completed", "failed", "cancelled" };
 
 static bm_finished_t *
 s_sets (bm_broker_t *self)
@@ -85,11 +86,19 @@ bm_finished_destroy (bm_finished_t **self_p)
     }
 }
 
-//  0 for completed, 1 for failed, -1 for a state the sets do not keep.
+//  0 for completed, 1 for failed, 2 for cancelled, -1 for a state the sets
+//  do not keep.
 int
 bm_finished_which (bm_job_state_t state)
 {
-    return state == JOB_COMPLETED ? 0 : state == JOB_FAILED ? 1 : -1;
+    return state == JOB_COMPLETED ? 0 : state == JOB_FAILED ? 1 : state == JOB_CANCELLED ? 2 : -1;
+}
+
+//  The key of a set (which) without its prefix and bot type, for bm_cmd_start.
+const char *
+bm_finished_what (int which)
+{
+    return which == 0 ? "finished:completed:" : which == 1 ? "finished:failed:" : "finished:cancelled:";
 }
 
 //  The set of a bot type's finished jobs in one state (which), into key.
@@ -112,7 +121,7 @@ s_write (bm_broker_t *self, size_t argc, const char **argv)
     free (lens);
 }
 
-//  A job ended completed or failed (its terminal write is in the open
+//  A job ended completed, failed or cancelled (its terminal write is in the open
 //  group): its id goes into its set with this turn's ZADD.
 void
 bm_finished_add (bm_broker_t *self, const bm_job_t *job)
@@ -131,7 +140,7 @@ bm_finished_add (bm_broker_t *self, const bm_job_t *job)
     add->which = which;
     bm_id_copy (add->id, sizeof add->id, job->id);
     add->finished_at = job->finished_at;
-    if (job->service->keep [which] > 0) {
+    if (which < 2 && job->service->keep [which] > 0) {
         char dirty [BM_MAX_BOT_TYPE_LEN + 8];
         snprintf (dirty, sizeof dirty, "%d:%s", which, job->service->name);
         zhashx_update (sets->dirty, dirty, (void *) "");
@@ -226,14 +235,15 @@ bm_finished_forget (bm_broker_t *self, const bm_job_t *job)
 }
 
 //  A finished job's record lives this long in Redis (COMPLETED_JOB_TTL,
-//  FAILED_JOB_TTL); the sets keep its id no longer.
+//  FAILED_JOB_TTL for failed and cancelled ones); the sets keep its id no
+//  longer.
 int64_t
 bm_finished_ttl_ms (bm_broker_t *self, int which)
 {
     return 1000 * (which == 0 ? self->config.completed_ttl_s : self->config.failed_ttl_s);
 }
 
-//  True for a completed or failed client job whose retention ran out by
+//  True for a completed, failed or cancelled client job whose retention ran out by
 //  now (ms since the epoch): its record is gone, or about to be swept.
 bool
 bm_finished_expired (bm_broker_t *self, const bm_job_t *job, int64_t now)
@@ -327,7 +337,7 @@ typedef struct {
     size_t count;               //  Types
     size_t index;               //  The type being swept
     int which;                  //  Its set being swept
-    int64_t bound [2];          //  Ended at or before it: retention over
+    int64_t bound [BM_FINISHED_SETS];   //  Ended at or before it: retention over
     int64_t skipped;            //  Ids of this set left alone (in use)
     int64_t deleted;            //  Records deleted so far
 } s_sweep_t;
@@ -358,7 +368,7 @@ s_sweep_next (s_sweep_t *sweep)
     }
     bm_finished_flush (self);           //  The query sees this turn's ends
     bm_cmd_t cmd;
-    bm_cmd_start (self, &cmd, "ZRANGEBYSCORE", sweep->which ? "finished:failed:" : "finished:completed:",
+    bm_cmd_start (self, &cmd, "ZRANGEBYSCORE", bm_finished_what (sweep->which),
                   sweep->types [sweep->index]);
     bm_cmd_arg_str (&cmd, "-inf");
     bm_cmd_arg_int (&cmd, sweep->bound [sweep->which]);
@@ -433,7 +443,7 @@ s_on_sweep_page (redisReply *reply, void *arg)
     free (names);
     if (count < BM_FINISHED_SWEEP_PAGE) {
         sweep->skipped = 0;
-        if (++sweep->which == 2) {
+        if (++sweep->which == BM_FINISHED_SETS) {
             sweep->which = 0;
             sweep->index++;
         }
@@ -484,8 +494,8 @@ s_on_sweep_types (redisReply *reply, void *arg)
         }
     zhashx_destroy (&seen);
     int64_t now = bm_now_ms ();
-    sweep->bound [0] = now - bm_finished_ttl_ms (self, 0);
-    sweep->bound [1] = now - bm_finished_ttl_ms (self, 1);
+    for (int which = 0; which < BM_FINISHED_SETS; which++)
+        sweep->bound [which] = now - bm_finished_ttl_ms (self, which);
     s_sweep_next (sweep);
 }
 
@@ -523,7 +533,8 @@ s_on_scan (redisReply *reply, void *arg)
             continue;
         const char *rest = key->str + skip;
         const char *type = strncmp (rest, "completed:", 10) == 0 ? rest + 10
-                         : strncmp (rest, "failed:", 7) == 0 ? rest + 7 : NULL;
+                         : strncmp (rest, "failed:", 7) == 0 ? rest + 7
+                         : strncmp (rest, "cancelled:", 10) == 0 ? rest + 10 : NULL;
         size_t len = type ? key->len - (size_t) (type - key->str) : 0;
         if (len == 0 || len > BM_MAX_BOT_TYPE_LEN || memchr (type, 0, len))
             continue;
@@ -576,8 +587,7 @@ bm_finished_tick (bm_broker_t *self, int64_t now_mono)
         trim->which = which;
         snprintf (trim->bot_type, sizeof trim->bot_type, "%s", service->name);
         bm_cmd_t cmd;
-        bm_cmd_start (self, &cmd, "ZRANGE", which ? "finished:failed:" : "finished:completed:",
-                      service->name);
+        bm_cmd_start (self, &cmd, "ZRANGE", bm_finished_what (which), service->name);
         bm_cmd_arg_str (&cmd, "0");
         bm_cmd_arg_int (&cmd, -(service->keep [which] + 1));
         bm_jobstore_query (self, &cmd, s_on_trim, trim);
@@ -755,10 +765,9 @@ s_on_restore_types (redisReply *reply, void *arg)
         if (el->type != REDIS_REPLY_STRING || el->len == 0 || el->len > BM_MAX_BOT_TYPE_LEN
         ||  memchr (el->str, 0, el->len) || streq (el->str, BM_WEBHOOK_TYPE))
             continue;
-        for (int which = 0; which < 2; which++) {
+        for (int which = 0; which < BM_FINISHED_SETS; which++) {
             bm_cmd_t cmd;
-            bm_cmd_start (self, &cmd, "ZREVRANGE", which ? "finished:failed:" : "finished:completed:",
-                          el->str);
+            bm_cmd_start (self, &cmd, "ZREVRANGE", bm_finished_what (which), el->str);
             bm_cmd_arg_str (&cmd, "0");
             bm_cmd_arg_int (&cmd, self->config.keep_finished - 1);
             bm_cmd_arg_str (&cmd, "WITHSCORES");

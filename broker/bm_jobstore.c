@@ -1,6 +1,6 @@
 /*  bm_jobstore.c - the Redis record schema of jobs (docs/redis.md).
 
-    Builds the HSET/SADD commands (and a cancelled job's PEXPIRE) that make a job durable, the
+    Builds the HSET/SADD commands that make a job durable, the
     unfinished set written once a loop turn, the terminal writes, and recovery: the
     queues rebuilt from Redis when the store first connects.  bm_store.c
     does the I/O.  */
@@ -349,12 +349,11 @@ typedef struct {
 } s_job_ref_t;
 
 //  Terminal: the whole outcome (with the webhook state of a delivery just
-//  made), out of the unfinished set.  A completed or failed job's record
-//  gets no TTL: its id joins its type's finished set (bm_finished_add) and
-//  the leader's sweep deletes the record when its retention ran out
-//  (bm_finished.c), which spares Redis a PEXPIRE a job.  A cancelled job's
-//  record is in no such set: it gets FAILED_JOB_TTL as a Redis TTL.  A
-//  delivery job's record is deleted instead: its outcome is in the webhook
+//  made), out of the unfinished set.  A completed, failed or cancelled
+//  job's record gets no TTL: its id joins its type's finished set
+//  (bm_finished_add) and the leader's sweep deletes the record when its
+//  retention ran out (bm_finished.c), which spares Redis a PEXPIRE a job.
+//  A delivery job's record is deleted instead: its outcome is in the webhook
 //  state of the job it delivered, and nothing reads it once it ended.
 void
 bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job)
@@ -388,15 +387,7 @@ bm_jobstore_persist_terminal (bm_broker_t *self, bm_job_t *job)
         bm_jobstore_issue (self, &cmd, true, s_on_terminal_durable, ref);
     }
     else
-    if (bm_finished_which (job->state) >= 0)
         s_persist_run (self, job, true, s_on_terminal_durable, ref);
-    else {
-        s_persist_run (self, job, true, NULL, NULL);
-        bm_cmd_start (self, &cmd, "PEXPIRE", "job:", job->id);
-        bm_cmd_arg_int (&cmd, 1000 * (job->state == JOB_COMPLETED
-                                 ? self->config.completed_ttl_s : self->config.failed_ttl_s));
-        bm_jobstore_issue (self, &cmd, true, s_on_terminal_durable, ref);
-    }
     s_live_remove (self, job->id);
 }
 
