@@ -894,6 +894,42 @@ s_on_retry_durable (redisReply *reply, void *arg)
     s_pending_destroy (&pending);
 }
 
+//  A failed or cancelled client job, durable, queued again afresh (RETRY,
+//  QUEUE retry): its outcome, attempts and attempt errors go, in Redis too;
+//  fn told once Redis has the queued record (at once without Redis).  The
+//  caller dispatches.
+void
+bm_clients_retry (bm_broker_t *self, bm_job_t *job, bm_store_fn *fn, void *arg)
+{
+    bool cancelled = job->state == JOB_CANCELLED;
+    bm_joblist_remove (&self->finished, job);
+    bm_finished_forget (self, job);     //  No longer failed (cancelled)
+    bm_job_reset_outcome (job);
+    //  A fresh set of runs: the last outcome and the attempt errors go
+    //  (the run map, and the fields of a record of the earlier layout).
+    if (self->store) {
+        bm_cmd_t cmd;
+        bm_cmd_start (self, &cmd, "HDEL", "job:", job->id);
+        bm_cmd_arg_str (&cmd, "x");
+        bm_cmd_arg_str (&cmd, "attemptErrors");
+        bm_cmd_arg_str (&cmd, "failedRuns");
+        bm_jobstore_issue (self, &cmd, true, NULL, NULL);
+        if (cancelled) {
+            //  An earlier version gave a cancelled record a Redis TTL:
+            //  a job that runs again keeps its record.
+            bm_cmd_start (self, &cmd, "PERSIST", "job:", job->id);
+            bm_jobstore_issue (self, &cmd, true, NULL, NULL);
+        }
+    }
+    job->failed_runs = 0;
+    free (job->attempt_errors);
+    job->attempt_errors = NULL;
+    job->attempt_errors_size = 0;
+    bm_job_enqueue (self, job);
+    self->retried++;
+    bm_jobstore_persist_full (self, job, true, fn, arg);
+}
+
 //  STATUS, CANCEL, RETRY, REDELIVER on a job we hold.
 static void
 s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
@@ -933,31 +969,11 @@ s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
         if (bm_job_is_delivery (job))
             REJECT ("conflict", "use REDELIVER for webhook deliveries");
         else {
-            bm_joblist_remove (&self->finished, job);
-            bm_finished_forget (self, job);     //  No longer failed (cancelled)
-            bm_job_reset_outcome (job);
-            //  A fresh set of runs: the last outcome and the attempt
-            //  errors go (the run map, and the fields of a record of the
-            //  earlier layout).
-            if (self->store) {
-                bm_cmd_t cmd;
-                bm_cmd_start (self, &cmd, "HDEL", "job:", job->id);
-                bm_cmd_arg_str (&cmd, "x");
-                bm_cmd_arg_str (&cmd, "attemptErrors");
-                bm_cmd_arg_str (&cmd, "failedRuns");
-                bm_jobstore_issue (self, &cmd, true, NULL, NULL);
-            }
-            job->failed_runs = 0;
-            free (job->attempt_errors);
-            job->attempt_errors = NULL;
-            job->attempt_errors_size = 0;
-            bm_job_enqueue (self, job);
-            self->retried++;
             //  Answered once Redis has the queued record (without Redis,
             //  at once): a crash then cannot undo it.
             bm_pending_t *answer = (bm_pending_t *) zmalloc (sizeof (bm_pending_t));
             s_pending_keep (answer, self, identity, pending, request, job->id);
-            bm_jobstore_persist_full (self, job, true, s_on_retry_durable, answer);
+            bm_clients_retry (self, job, s_on_retry_durable, answer);
             bm_dispatch (self, job->service);
         }
     }

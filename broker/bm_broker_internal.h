@@ -466,6 +466,9 @@ void bm_control_retain (bm_broker_t *self, bm_job_t *job);
 //  by: who asked ("REMOVE from client ..."), for its INFO log line; NULL
 //  for a retention trim (a debug line).
 void bm_control_remove (bm_broker_t *self, bm_job_t *job, const char *by);
+//  bm_retry.c: QUEUE retry, a bot type's failed (cancelled) jobs run again
+void bm_retry_start (bm_broker_t *self, zframe_t *identity, const bm_codec_queue_t *q,
+                     const char *by);
 
 //  bm_finished.c: each type's completed, failed and cancelled jobs in Redis, by end
 void bm_finished_destroy (bm_finished_t **self_p);
@@ -473,6 +476,9 @@ void bm_finished_destroy (bm_finished_t **self_p);
 #define BM_FINISHED_SETS 3
 int bm_finished_which (bm_job_state_t state);
 const char *bm_finished_what (int which);
+void bm_finished_reads_begin (bm_broker_t *self);
+void bm_finished_reads_end (bm_broker_t *self);
+bool bm_finished_deleted (bm_broker_t *self, const char *id);
 void bm_finished_key (bm_broker_t *self, const char *bot_type, int which, char *key, size_t size);
 int64_t bm_finished_ttl_ms (bm_broker_t *self, int which);
 bool bm_finished_expired (bm_broker_t *self, const bm_job_t *job, int64_t now);
@@ -523,6 +529,10 @@ void bm_clients_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg);
 //  job the broker does not hold: its record is read from Redis, then acted on.
 void bm_clients_job_load (bm_broker_t *self, zframe_t *identity, const msgpack_object *body,
                           const char *id, int command);
+//  RETRY's work on a failed or cancelled client job that is durable: queued
+//  again afresh; fn told once Redis has the queued record.  The caller
+//  dispatches.
+void bm_clients_retry (bm_broker_t *self, bm_job_t *job, bm_store_fn *fn, void *arg);
 //  One SUBMIT body's admission, for SUBMIT and each item of SUBMIT_MANY:
 //  refused (code set, counted), a duplicate (id: the first job's), or a
 //  new job in the table whose Redis write the caller issues

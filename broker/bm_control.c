@@ -1,5 +1,5 @@
 /*  bm_control.c - a bot type's queue under control (pause, resume, drain,
-    clean) and job actions (remove, promote): the QUEUE, REMOVE and PROMOTE
+    clean; retry is bm_retry.c) and job actions (remove, promote): the QUEUE, REMOVE and PROMOTE
     client commands (protocol.md section 4).
 
     A paused type keeps its queued and delayed jobs and lets its running
@@ -342,8 +342,9 @@ s_clean_start (bm_broker_t *self, zframe_t *identity, const msgpack_object *requ
     s_clean_query (clean);
 }
 
-//  QUEUE {req, botType, action, state?, olderThanMs?}
-//  -> REPLY {req, botType, paused, removed}
+//  QUEUE {req, botType, action, state?, olderThanMs?, limit?}
+//  -> REPLY {req, botType, paused, removed} (retry: {req, botType, paused,
+//  retried, more})
 void
 bm_control_queue (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
 {
@@ -360,7 +361,16 @@ bm_control_queue (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
     }
     if (streq (q.bot_type, BM_WEBHOOK_TYPE) && !streq (q.action, "pause")
     &&  !streq (q.action, "resume")) {
-        bm_broker_reject (self, identity, body, "bad_request", BM_TEXT_WEBHOOK_QUEUE);
+        bm_broker_reject (self, identity, body, "bad_request", streq (q.action, "retry")
+                          ? BM_TEXT_WEBHOOK_RETRY : BM_TEXT_WEBHOOK_QUEUE);
+        return;
+    }
+    if (streq (q.action, "retry")) {
+        char by [160];
+        char what [40];
+        snprintf (what, sizeof what, "QUEUE retry %s", q.state);
+        s_asked_by (identity, what, by, sizeof by);
+        bm_retry_start (self, identity, &q, by);
         return;
     }
     bm_service_t *service = bm_service_require (self, q.bot_type);

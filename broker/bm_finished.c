@@ -462,6 +462,30 @@ bm_finished_removed (bm_broker_t *self, const char *id)
         zhashx_update (sets->removed, id, (void *) "");
 }
 
+//  Reads of records that may race their deletion, outside the read-back
+//  (QUEUE retry): while one is under way, deleted ids are kept as for a
+//  read-back, and bm_finished_deleted tells them.
+void
+bm_finished_reads_begin (bm_broker_t *self)
+{
+    s_sets (self)->restoring++;
+}
+
+void
+bm_finished_reads_end (bm_broker_t *self)
+{
+    bm_finished_t *sets = self->finished_sets;
+    if (sets && --sets->restoring == 0)
+        zhashx_purge (sets->removed);
+}
+
+bool
+bm_finished_deleted (bm_broker_t *self, const char *id)
+{
+    bm_finished_t *sets = self->finished_sets;
+    return sets && zhashx_lookup (sets->removed, id) != NULL;
+}
+
 //  The types set read: the sweep visits those types and every type in
 //  memory (sets a broker before the types set wrote).
 static void

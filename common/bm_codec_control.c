@@ -18,10 +18,27 @@ bm_codec_queue_decode (const bm_msg_t *msg, bm_codec_queue_t *self, bm_codec_err
     if (bm_field_name (body, "action", true, sizeof self->action - 1, self->action, error)
     ||  !(streq (self->action, "pause") || streq (self->action, "resume")
           || streq (self->action, "drain") || streq (self->action, "clean")
-          || streq (self->action, "rate")))
-        return bm_field_fail (error, "action", "action must be pause, resume, drain, clean or rate");
+          || streq (self->action, "rate") || streq (self->action, "retry")))
+        return bm_field_fail (error, "action", "action must be pause, resume, drain, clean, rate "
+                              "or retry");
     if (streq (self->action, "rate"))
         return bm_field_name (body, "rate", true, sizeof self->rate - 1, self->rate, error);
+    bool has;
+    if (streq (self->action, "retry")) {
+        if (bm_field_name (body, "state", false, BM_MAX_STATE_LEN, self->state, error))
+            return bm_field_fail (error, "state", "state must be \"failed\" or \"cancelled\"");
+        if (!self->state [0])
+            snprintf (self->state, sizeof self->state, "failed");
+        if (!(streq (self->state, "failed") || streq (self->state, "cancelled")))
+            return bm_field_fail (error, "state", "state must be \"failed\" or \"cancelled\"");
+        if (bm_field_opt_int (body, "olderThanMs", 0, INT64_MAX / 2, &has, &self->older_than_ms,
+                              error)
+        ||  bm_field_opt_int (body, "limit", 1, BM_QUEUE_RETRY_MAX, &has, &self->limit, error))
+            return -1;
+        if (!has)
+            self->limit = BM_QUEUE_RETRY_MAX;
+        return 0;
+    }
     if (!streq (self->action, "clean"))
         return 0;
     if (bm_field_name (body, "state", true, BM_MAX_STATE_LEN, self->state, error)
@@ -29,7 +46,6 @@ bm_codec_queue_decode (const bm_msg_t *msg, bm_codec_queue_t *self, bm_codec_err
           || streq (self->state, "cancelled")))
         return bm_field_fail (error, "state",
                               "state must be \"completed\", \"failed\" or \"cancelled\"");
-    bool has;
     return bm_field_opt_int (body, "olderThanMs", 0, INT64_MAX / 2, &has, &self->older_than_ms,
                              error);
 }
@@ -38,15 +54,19 @@ void
 bm_codec_queue_encode (const bm_codec_queue_t *self, bm_packer_t *packer)
 {
     bool clean = streq (self->action, "clean"), rate = streq (self->action, "rate");
-    msgpack_pack_map (&packer->pk, 2 + self->has_req + (clean ? 2 : 0) + rate);
+    bool retry = streq (self->action, "retry");
+    msgpack_pack_map (&packer->pk, 2 + self->has_req + (clean || retry ? 2 : 0) + rate
+                                   + (retry && self->limit > 0));
     if (self->has_req)
         bm_field_pack_int (packer, "req", self->req);
     bm_pack_kv_str (&packer->pk, "botType", self->bot_type);
     bm_pack_kv_str (&packer->pk, "action", self->action);
-    if (clean) {
-        bm_pack_kv_str (&packer->pk, "state", self->state);
+    if (clean || retry) {
+        bm_pack_kv_str (&packer->pk, "state", self->state [0] ? self->state : "failed");
         bm_field_pack_int (packer, "olderThanMs", self->older_than_ms);
     }
+    if (retry && self->limit > 0)
+        bm_field_pack_int (packer, "limit", self->limit);
     if (rate)
         bm_pack_kv_str (&packer->pk, "rate", self->rate);
 }
@@ -233,6 +253,19 @@ bm_codec_control_test (bool verbose)
     bm_msg_destroy (&msg);
     bm_packer_destroy (&packer);
 
+    bm_codec_queue_t rt = { .has_req = true, .req = 5, .bot_type = "node", .action = "retry",
+                            .state = "cancelled", .older_than_ms = 10, .limit = 7 };
+    bm_packer_init (&packer);
+    bm_codec_queue_encode (&rt, &packer);
+    msg = s_msg (BM_QUEUE, &packer);
+    BM_CHECK (msg && bm_codec_queue_decode (msg, &back, &error) == 0);
+    BM_CHECK (streq (back.action, "retry") && streq (back.state, "cancelled")
+              && back.older_than_ms == 10 && back.limit == 7);
+    bm_msg_destroy (&msg);
+    bm_packer_destroy (&packer);
+    BM_CHECK (s_decode_json ("{\"botType\":\"node\",\"action\":\"retry\"}", &back, &error) == 0);
+    BM_CHECK (streq (back.state, "failed") && back.older_than_ms == 0
+              && back.limit == BM_QUEUE_RETRY_MAX);
     BM_CHECK (s_decode_json ("{\"botType\":\"node\",\"action\":\"pause\"}", &back, &error) == 0);
     BM_CHECK (streq (back.action, "pause") && back.state [0] == 0);
     struct { const char *json; const char *field; } bad [] = {
@@ -246,6 +279,11 @@ bm_codec_control_test (bool verbose)
           "olderThanMs" },
         { "{\"botType\":\"node\",\"action\":\"clean\",\"state\":\"failed\",\"olderThanMs\":\"1\"}",
           "olderThanMs" },
+        { "{\"botType\":\"node\",\"action\":\"retry\",\"state\":\"completed\"}", "state" },
+        { "{\"botType\":\"node\",\"action\":\"retry\",\"state\":3}", "state" },
+        { "{\"botType\":\"node\",\"action\":\"retry\",\"limit\":0}", "limit" },
+        { "{\"botType\":\"node\",\"action\":\"retry\",\"limit\":1001}", "limit" },
+        { "{\"botType\":\"node\",\"action\":\"retry\",\"olderThanMs\":-5}", "olderThanMs" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++) {
         if (s_decode_json (bad [i].json, &back, &error) != -1 || !streq (error.field, bad [i].field)

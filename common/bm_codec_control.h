@@ -9,17 +9,21 @@
 #include "bm_codec.h"
 #include "bm_tz.h"
 
-//  QUEUE {req, botType, action, state?, olderThanMs?, rate?}
-//  action "pause", "resume", "drain", "clean" or "rate"; clean needs state
-//  ("completed" or "failed") and takes olderThanMs (>= 0, default 0); rate
-//  needs rate (RATE_<TYPE>'s text, "N/PERIOD" or "0", read by the broker).
+//  QUEUE {req, botType, action, state?, olderThanMs?, rate?, limit?}
+//  action "pause", "resume", "drain", "clean", "rate" or "retry"; clean
+//  needs state ("completed", "failed" or "cancelled") and takes
+//  olderThanMs (>= 0, default 0); rate needs rate (RATE_<TYPE>'s text,
+//  "N/PERIOD" or "0", read by the broker); retry takes state ("failed",
+//  the default, or "cancelled"), olderThanMs and limit (1 to
+//  BM_QUEUE_RETRY_MAX, the default).
 typedef struct {
     bool has_req;
     int64_t req;
     char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
     char action [8];
-    char state [BM_MAX_STATE_LEN + 1];  //  "" unless clean
+    char state [BM_MAX_STATE_LEN + 1];  //  "" unless clean or retry
     int64_t older_than_ms;
+    int64_t limit;                      //  retry: jobs at most (0 unless retry)
     char rate [32];                     //  "" unless rate
 } bm_codec_queue_t;
 

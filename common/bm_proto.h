@@ -67,6 +67,11 @@
 #define BM_TEXT_WEBHOOK_QUEUE "botType webhook is the queue of webhook deliveries: drain and " \
                               "clean would drop them (their jobs' webhooks would stay pending " \
                               "for ever); pause and resume it instead"
+//  Why retry of the webhook type is refused (as drain and clean are): a
+//  delivery that gave up is sent again by redelivering its job.
+#define BM_TEXT_WEBHOOK_RETRY "botType webhook is the queue of webhook deliveries: a delivery " \
+                              "that gave up is sent again by redelivering its job (REDELIVER, " \
+                              "POST /job/{id}/redeliver), not by retry"
 #define BM_TEXT_RECOVERING  "the broker is reading its queues back from Redis; try again shortly"
 
 //  The limits of docs/protocol.md, each named once.  Every component reads
@@ -105,6 +110,9 @@
 //  as the maximum.
 #define BM_LIST_DEFAULT_LIMIT   50
 #define BM_LIST_MAX_LIMIT       500
+//  QUEUE retry: jobs retried by one request, at most and by default (a
+//  bigger backlog takes several requests: the answer says more).
+#define BM_QUEUE_RETRY_MAX      1000
 //  Containers a payload or result may nest: msgpack-c decodes at most 32
 //  levels, and a REPLY wraps a result two levels deeper (body, job).
 #define BM_MAX_NESTING          30
