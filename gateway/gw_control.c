@@ -1,5 +1,5 @@
 /*  gw_control.c - the routes that control queues and jobs: pause, resume,
-    drain and clean a bot type (QUEUE), remove a job (REMOVE), promote a
+    drain, clean and retry a bot type (QUEUE), remove a job (REMOVE), promote a
     delayed one (PROMOTE).  See gateway/README.md for each one's contract.  */
 #include "gw_routes.h"
 #include "gw_record.h"
@@ -83,23 +83,94 @@ s_read_clean (gw_request_t *r, bm_codec_queue_t *q)
     return rc;
 }
 
+//  REPLY {botType, retried, more} (QUEUE retry) -> the same as JSON.
+static json_t *
+s_make_retry (const msgpack_object *body)
+{
+    const char *type;
+    size_t type_len;
+    int64_t retried = 0;
+    bool more = false;
+    if (!bm_obj_str (body, "botType", &type, &type_len) || !bm_obj_int (body, "retried", &retried)
+    ||  !bm_obj_bool (body, "more", &more))
+        return NULL;
+    return json_pack ("{s:s%,s:I,s:b}", "botType", type, type_len, "retried", (json_int_t) retried,
+                      "more", more);
+}
+
+//  The body of POST /queues/{botType}/retry: {"state"?, "olderThanMs"?,
+//  "limit"?}, or none at all (the defaults).  Returns 0, or -1 after
+//  answering 400 naming the field.
+static int
+s_read_retry (gw_request_t *r, bm_codec_queue_t *q)
+{
+    snprintf (q->state, sizeof q->state, "failed");
+    q->limit = BM_QUEUE_RETRY_MAX;
+    if (r->ri->content_length == 0
+    ||  (r->ri->content_length < 0 && !mg_get_header (r->conn, "Content-Type")))
+        return 0;               //  No body: the defaults
+    json_t *body = gw_request_read_object (r, "the body must be a JSON object {\"state\": "
+                                           "\"failed\"|\"cancelled\", \"olderThanMs\": N, "
+                                           "\"limit\": N}, each optional");
+    if (!body)
+        return -1;
+    json_t *state = json_object_get (body, "state");
+    json_t *older = json_object_get (body, "olderThanMs");
+    json_t *limit = json_object_get (body, "limit");
+    int rc = -1;
+    if (state && !json_is_null (state)
+    &&  !(json_is_string (state) && (streq (json_string_value (state), "failed")
+                                     || streq (json_string_value (state), "cancelled"))))
+        gw_request_error (r, 400, "invalid_state", "state must be \"failed\" or \"cancelled\"",
+                          NULL);
+    else
+    if (older && !json_is_null (older)
+    &&  (!json_is_integer (older) || json_integer_value (older) < 0))
+        gw_request_error (r, 400, "invalid_older_than",
+                          "olderThanMs must be an integer of 0 or more (ms)", NULL);
+    else
+    if (limit && !json_is_null (limit)
+    &&  (!json_is_integer (limit) || json_integer_value (limit) < 1
+         || json_integer_value (limit) > BM_QUEUE_RETRY_MAX)) {
+        char message [80];
+        snprintf (message, sizeof message, "limit must be an integer from 1 to %d",
+                  BM_QUEUE_RETRY_MAX);
+        gw_request_error (r, 400, "invalid_limit", message, NULL);
+    }
+    else {
+        if (json_is_string (state))
+            snprintf (q->state, sizeof q->state, "%s", json_string_value (state));
+        q->older_than_ms = json_is_integer (older) ? json_integer_value (older) : 0;
+        if (json_is_integer (limit))
+            q->limit = json_integer_value (limit);
+        rc = 0;
+    }
+    json_decref (body);
+    return rc;
+}
+
 void
 gw_routes_queue (gw_request_t *r, const char *action)
 {
     bm_codec_queue_t q = { .has_req = true };
     snprintf (q.bot_type, sizeof q.bot_type, "%s", r->bot_type);
     snprintf (q.action, sizeof q.action, "%s", action);
-    if (streq (r->bot_type, BM_WEBHOOK_TYPE) && (streq (action, "drain") || streq (action, "clean"))) {
-        gw_request_error (r, 400, "invalid_bot_type", BM_TEXT_WEBHOOK_QUEUE, NULL);
+    bool retry = streq (action, "retry");
+    if (streq (r->bot_type, BM_WEBHOOK_TYPE)
+    &&  (streq (action, "drain") || streq (action, "clean") || retry)) {
+        gw_request_error (r, 400, "invalid_bot_type",
+                          retry ? BM_TEXT_WEBHOOK_RETRY : BM_TEXT_WEBHOOK_QUEUE, NULL);
         return;
     }
     if (streq (action, "clean") && s_read_clean (r, &q))
+        return;
+    if (retry && s_read_retry (r, &q))
         return;
     q.req = gw_link_next_req (r->server->link);
     bm_packer_t packer;
     bm_packer_init (&packer);
     bm_codec_queue_encode (&q, &packer);
-    s_answer (r, s_send (r, q.req, BM_QUEUE, &packer), s_make_queue);
+    s_answer (r, s_send (r, q.req, BM_QUEUE, &packer), retry ? s_make_retry : s_make_queue);
 }
 
 //  REPLY {jobId, removed} -> the same as JSON.

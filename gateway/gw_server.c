@@ -64,6 +64,7 @@ static const struct {
     [R_QUEUE_RESUME]  = { "/queues/{botType}/resume", "POST", true, true },
     [R_QUEUE_DRAIN]   = { "/queues/{botType}/drain",  "POST", true, true },
     [R_QUEUE_CLEAN]   = { "/queues/{botType}/clean",  "POST", true, true },
+    [R_QUEUE_RETRY]   = { "/queues/{botType}/retry",  "POST", true, true },
     [R_SCHEDULE_ADD]  = { "/schedules",           "POST", true,  true  },
     [R_SCHEDULES]     = { "/schedules",           "GET",  true,  true  },
     [R_SCHEDULE_DELETE] = { "/schedules/{key}",   "DELETE", true, true },
@@ -279,6 +280,7 @@ s_route (gw_request_t *r, const char *raw, const char *path)
         if (streq (slash, "/resume"))   return R_QUEUE_RESUME;
         if (streq (slash, "/drain"))    return R_QUEUE_DRAIN;
         if (streq (slash, "/clean"))    return R_QUEUE_CLEAN;
+        if (streq (slash, "/retry"))    return R_QUEUE_RETRY;
     }
     return R_OTHER;
 }
@@ -308,7 +310,7 @@ static bool
 s_admin_route (int route)
 {
     return route == R_QUEUE_PAUSE || route == R_QUEUE_RESUME || route == R_QUEUE_DRAIN
-        || route == R_QUEUE_CLEAN || route == R_SCHEDULE_ADD || route == R_SCHEDULE_DELETE;
+        || route == R_QUEUE_CLEAN || route == R_QUEUE_RETRY || route == R_SCHEDULE_ADD || route == R_SCHEDULE_DELETE;
 }
 
 //  ADMIN_API_KEYS (each one of API_KEYS).  0, or -1 logged.
@@ -468,6 +470,7 @@ s_handler (struct mg_connection *conn, void *cbdata)
             case R_QUEUE_RESUME:    gw_routes_queue (r, "resume"); break;
             case R_QUEUE_DRAIN:     gw_routes_queue (r, "drain"); break;
             case R_QUEUE_CLEAN:     gw_routes_queue (r, "clean"); break;
+            case R_QUEUE_RETRY:     gw_routes_queue (r, "retry"); break;
             case R_SCHEDULE_ADD:
             case R_SCHEDULES:
             case R_SCHEDULE_DELETE: gw_routes_schedules (r); break;

@@ -47,7 +47,7 @@ def admin_keys(s, fake):
     u = g.url
     beta = ("-H", "X-API-Key: beta-key")
     for path in ("/queues/python/pause", "/queues/python/resume", "/queues/python/drain",
-                 "/queues/python/clean", "/schedules"):
+                 "/queues/python/clean", "/queues/python/retry", "/schedules"):
         r = post_json(u + path, {"key": "k", "cron": "* * * * *", "botType": "python"}, *beta)
         check(r.status == 403 and r.error_code() == "forbidden"
               and "ADMIN_API_KEYS" in r.json["error"]["message"], "403 forbidden for a non-admin key: " + path, r)
