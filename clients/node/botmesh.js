@@ -754,6 +754,23 @@ class Client {
     return this._queue(botType, 'clean', { state, olderThanMs }, timeoutMs);
   }
 
+  /**
+   * Run botType's jobs that ended in state ('failed', the default, or 'cancelled') at least olderThanMs ago
+   * again, each as retry() does, the oldest first, at most limit (1..1000, default 1000) a call (BullMQ's
+   * queue.retryJobs); resolves {botType, retried, more, ...}: while more is true, call again.
+   * opts: {state, olderThanMs, limit}.
+   */
+  async retryJobs(botType, opts, timeoutMs) {
+    const o = checkOptions('retryJobs', opts, ['state', 'olderThanMs', 'limit'], { count: 'limit' });
+    checkType('retryJobs', 'state', o.state, 'string');
+    checkType('retryJobs', 'olderThanMs', o.olderThanMs, 'number');
+    checkType('retryJobs', 'limit', o.limit, 'int');
+    const extra = { state: o.state === undefined || o.state === null ? 'failed' : o.state };
+    if (o.olderThanMs !== undefined && o.olderThanMs !== null) extra.olderThanMs = o.olderThanMs;
+    if (o.limit !== undefined && o.limit !== null) extra.limit = o.limit;
+    return this._queue(botType, 'retry', extra, timeoutMs);
+  }
+
   /** Delete a job that is not running; rejects not_found / conflict. */
   async remove(jobId, timeoutMs) { await this._reply(C.REMOVE, { jobId }, timeoutMs); }
 

@@ -744,9 +744,21 @@ class Client:
 
     def clean(self, bot_type, state, older_than_ms=0, timeout=None):
         """Remove bot_type's jobs that ended in state ("completed", "failed" or
-        "cancelled") more than older_than_ms ago, in memory and in Redis (cancelled
-        ones: in the broker's memory only); returns {removed, ...}."""
+        "cancelled") more than older_than_ms ago, in memory and in Redis; returns
+        {removed, ...}."""
         return self._queue(bot_type, "clean", timeout, state=state, olderThanMs=older_than_ms)
+
+    def retry_jobs(self, bot_type, state="failed", older_than_ms=0, limit=None, timeout=None):
+        """Run bot_type's jobs that ended in state ("failed" or "cancelled") at least
+        older_than_ms ago again, each as retry() does, the oldest first, at most limit
+        (1..1000, default 1000) a call (BullMQ's queue.retryJobs); returns {botType,
+        retried, more, ...}: while more is true, call again. Raises Rejected:
+        bad_request naming the field (also for the webhook type), unknown_bot_type,
+        store_unavailable."""
+        extra = {"state": state, "olderThanMs": older_than_ms}
+        if limit is not None:
+            extra["limit"] = limit
+        return self._queue(bot_type, "retry", timeout, **extra)
 
     def remove(self, job_id, timeout=None):
         """Delete a job that is not running. Raises Rejected: not_found, conflict."""

@@ -101,6 +101,20 @@ async function until(fn, ms, what) {
   e = await rejection(c.clean('pywork', 'running', 0));
   check(e && e.code === 'bad_request' && /state/.test(e.message), 'node client: clean of a wrong state rejects naming state',
     e && [e.code, e.message]);
+  // retryJobs: the failed jobs run again (this one fails its first run only).
+  const again = await c.submit('pywork', { failFirstRun: true }, { attempts: 1 });
+  rec = await c.wait(again, { timeoutMs: 20000, pollMs: 100 });
+  check(rec.state === 'failed', 'node client: a job failing its first run fails', rec);
+  q = await c.retryJobs('pywork', { limit: 5 });
+  check(q.botType === 'pywork' && q.retried === 1 && q.more === false, 'node client: retryJobs runs the failed job again', q);
+  rec = await c.wait(again, { timeoutMs: 20000, pollMs: 100 });
+  check(rec.state === 'completed', 'node client: the retried job completes', rec);
+  e = await rejection(c.retryJobs('pywork', { limit: 0 }));
+  check(e && e.code === 'bad_request' && /limit/.test(e.message), 'node client: retryJobs with limit 0 rejects naming limit',
+    e && [e.code, e.message]);
+  e = await rejection(c.retryJobs('pywork', { count: 5 }));
+  check(e instanceof TypeError && /'limit'/.test(e.message), 'node client: retryJobs names limit for BullMQ\'s count',
+    e && e.message);
 
   // Schedules: every 300 ms, limit 3 -> exactly 3 runs with ids <key>@<due ms>.
   const s = await c.addSchedule({ key: 'node-every', botType: 'pywork', payload: { s: 1 }, everyMs: 300, limit: 3 });

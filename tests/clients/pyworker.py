@@ -6,7 +6,8 @@ Each job: payload {"sleepMs": N, "fail": bool, "progress": bool, "exit": text (s
 result {"worker", "start", "end" (ms, wall clock), "attempt", "run", "echo"}.
 The sleep ends early on a CANCEL (job.cancelled), and the handler then
 returns as usual; "sleepFirstRun": true sleeps only in the first run of the
-job here; "run" counts the runs of the job in this worker (1, 2, ...).
+job here; "failFirstRun": true fails only the first run of the job here;
+"run" counts the runs of the job in this worker (1, 2, ...).
 SIGTERM: graceful stop (credit 0, finish, RELEASE, DISCONNECT).
 
 --isolation process: each job in its own process (handle_isolated):
@@ -65,7 +66,7 @@ def main():
             job.progress(50)
         if payload.get("sleepMs") and (run == 1 or not payload.get("sleepFirstRun")):
             job.cancelled.wait(payload["sleepMs"] / 1000.0)
-        if payload.get("fail"):
+        if payload.get("fail") or (payload.get("failFirstRun") and run == 1):
             raise botmesh.JobError("bot_failed", "asked to fail by %s" % name)
         if payload.get("exit"):
             sys.exit(payload["exit"])               # SystemExit: not an Exception

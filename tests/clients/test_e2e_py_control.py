@@ -2,7 +2,7 @@
 redis-server and broker, a Python worker serving 'pywork' ('pyhold' has no
 worker).  delay_ms marks the id delayed; promote runs it now; status(key=) finds a
 job by its idempotency_key until it is removed; remove,
-pause/resume, drain, clean (completed and failed); run() past its wait
+pause/resume, drain, clean (completed and failed), retry_jobs; run() past its wait
 names the job's state; add_schedule with
 every_ms and a limit makes exactly its runs, ids "<key>@<due ms>";
 schedules() lists it ended; remove_schedule; bad input raises Rejected
@@ -65,6 +65,17 @@ def main():
         expect(lambda: c.status(failed), "not_found")
         check(c.clean("pywork", "completed")["removed"] == 2, "clean completed removes the 2 completed jobs")
         expect(lambda: c.clean("pywork", "running"), "bad_request")
+        again = c.submit("pywork", {"failFirstRun": True}, attempts=1)
+        check(c.wait(again, timeout=20)["state"] == "failed", "a job failing its first run fails")
+        r = c.retry_jobs("pywork", limit=5)
+        check(r["botType"] == "pywork" and r["retried"] == 1 and r["more"] is False,
+              "retry_jobs runs the one failed job again", r)
+        check(c.wait(again, timeout=20)["state"] == "completed", "the retried job completes")
+        check(c.retry_jobs("pywork")["retried"] == 0, "retry_jobs again: nothing failed is left")
+        e = expect(lambda: c.retry_jobs("pywork", state="completed"), "bad_request")
+        check("state" in e.message, "retry_jobs of a wrong state names state", e.message)
+        e = expect(lambda: c.retry_jobs("pywork", limit=0), "bad_request")
+        check("limit" in e.message, "retry_jobs with limit 0 names limit", e.message)
 
         sc = c.add_schedule("py-every", "pywork", {"s": 1}, every_ms=300, limit=3)
         check(sc["key"] == "py-every" and sc["limit"] == 3 and sc["nextAt"] > 0, "add_schedule", sc)
