@@ -288,7 +288,7 @@
       ["failed", "failed", totals.failed, "jobs that failed in this broker process (after their retries)"],
       ["cancelled", "cancelled", totals.cancelled, "jobs cancelled in this broker process"],
       ["rejected", "rejected", totals.rejected, "submissions this broker process refused (queue_full, store_unavailable, ...)"],
-      ["retried", "retried by request", totals.retried, "RETRY requests (POST /job/{id}/retry, the Retry button) that put a failed or cancelled job back in its queue"],
+      ["retried", "retried by request", totals.retried, "failed or cancelled jobs put back in their queue by request: RETRY (POST /job/{id}/retry, the Retry button) or QUEUE retry (POST /queues/{type}/retry, Retry failed), one each"],
       ["retries", "retried automatically", retries, "failed runs sent back to wait their backoff (attempts left): bot_retries_total on /metrics"]];
     shown.forEach(function (item, i) {
       if (item[2] === undefined) return;
@@ -352,8 +352,9 @@
       el("td", { "class": "queue-actions" },
         queueButton(name, t.paused ? "resume" : "pause", t.paused ? "Resume" : "Pause"),
         //  Webhook deliveries are paused and resumed, never dropped: the
-        //  gateway refuses drain and clean of that queue.
+        //  gateway refuses drain, clean and retry of that queue.
         name === "webhook" ? null : queueButton(name, "drain", "Drain"),
+        name === "webhook" ? null : queueButton(name, "retry-failed", "Retry failed"),
         name === "webhook" ? null : queueButton(name, "clean-completed", "Clean completed"),
         name === "webhook" ? null : queueButton(name, "clean-failed", "Clean failed"),
         name === "webhook" ? null : queueButton(name, "clean-cancelled", "Clean cancelled")));
@@ -391,7 +392,7 @@
               last ? last + " (no workers)" : "no workers");
   }
 
-  //  A bot type's queue action: POST /queues/{type}/{pause|resume|drain|clean}.
+  //  A bot type's queue action: POST /queues/{type}/{pause|resume|drain|clean|retry}.
   function queueButton(name, action, label) {
     var b = el("button", { type: "button", id: "type-" + name + "-" + action, "data-action": action }, label);
     b.addEventListener("click", function () { runQueueAction(name, action); });
@@ -401,15 +402,20 @@
   function runQueueAction(name, action) {
     var message = $("queue-message");
     var clean = action.indexOf("clean-") === 0;
-    var path = "/queues/" + encodeURIComponent(name) + "/" + (clean ? "clean" : action);
-    var body = clean ? { state: action.slice(6), olderThanMs: 0 } : undefined;
+    //  Retry failed: the oldest 1,000 failed jobs a click (the gateway's
+    //  limit); the message says when more are left.
+    var retry = action === "retry-failed";
+    var path = "/queues/" + encodeURIComponent(name) + "/" + (clean ? "clean" : retry ? "retry" : action);
+    var body = clean ? { state: action.slice(6), olderThanMs: 0 } : retry ? { state: "failed" } : undefined;
     message.textContent = name + ": " + action + "…";
     message.dataset.result = "pending";
     api("POST", path, body).then(function (r) {
       message.textContent = name + ": " + action + (r.removed ? ", " + r.removed + " jobs removed" : "") +
+        (retry ? ", " + num(r.retried) + " jobs retried" + (r.more ? " (more left: click again)" : "") : "") +
         (r.paused ? " (paused)" : "");
       message.dataset.result = "ok";
       message.dataset.removed = String(r.removed || 0);
+      message.dataset.retried = String(r.retried || 0);
     }, function (err) {
       message.textContent = name + ": " + action + " failed: " + (err.code ? err.code + ": " : "") + err.message;
       message.dataset.result = "error";

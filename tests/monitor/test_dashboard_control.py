@@ -6,7 +6,8 @@ Clicks, and checks each against the gateway's own answers: Promote on a
 delayed job (it is queued), Remove on it (404 after), Pause then Resume on
 the python row (/stats paused, the row marked), Clean failed (exactly the
 failed jobs go), Clean cancelled on java (its cancelled job goes, not its
-queued ones), Drain on java (its queued jobs go).
+queued ones), Drain on java (its queued jobs go), Retry failed on python
+(its 2 new failed jobs run again and complete).
 """
 import json
 import os
@@ -123,6 +124,32 @@ def test():
             check(page.eval("document.getElementById('queue-message').dataset.removed") == "2", "2 drained")
             check(all(job(jid) is None for jid in java), "the drained java jobs are gone")
             page.wait_for("document.getElementById('type-java-waiting').textContent === '0'", 10, "java: 0 waiting")
+
+            # 7. Retry failed on python: 2 new failed jobs run again
+            again = []
+            for i in range(2):
+                _, _, r = call("POST", "/invoke", {"botType": "python", "payload": {"n": i}, "attempts": 1})
+                j = w.recv_job(15)
+                check(j is not None and j["jobId"] == r["jobId"], "the fake worker gets the python job", j)
+                w.done(j["jobId"], ok=False)
+                wait_until(lambda: (job(r["jobId"]) or {}).get("state") == "failed", 15, "the job to fail")
+                again.append(r["jobId"])
+            page.eval("document.getElementById('queue-message').dataset.result = ''")
+            page.click("#type-python-retry-failed")
+            page.wait_for("document.getElementById('queue-message').dataset.result === 'ok'", 10,
+                          "retry failed to succeed")
+            check(page.eval("document.getElementById('queue-message').dataset.retried") == "2", "2 retried")
+            got = []
+            for _ in again:
+                j = w.recv_job(15)
+                check(j is not None and j["attempt"] == 1, "a retried job is dispatched from attempt 1", j)
+                got.append(j["jobId"])
+                w.done(j["jobId"], result={"again": True})
+            check(sorted(got) == sorted(again), "the retried jobs are the 2 failed ones", got, again)
+            for jid in again:
+                wait_until(lambda: (job(jid) or {}).get("state") == "completed", 15, "the retried job to complete")
+            check(page.eval("document.getElementById('type-webhook-retry-failed') === null"),
+                  "the webhook row has no Retry failed")
 
             errors = [e for e in browser.events if e.get("method") == "Runtime.exceptionThrown"]
             check(not errors, "no JavaScript exceptions", errors[:3])
