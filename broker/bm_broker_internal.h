@@ -173,6 +173,8 @@ struct _bm_broker_t {
     zhashx_t *batch_clients;    //  Clients that sent SUBMIT_MANY: their RESULTs
                                 //  of a loop turn, for RESULT_MANY (owned)
     int results_timer;          //  zloop timer sending them, or 0
+    int lookup_dispatch_timer;  //  zloop timer dispatching the slots that
+                                //  lookups Redis could not answer freed, or 0
     void *results_last;         //  The batch client last given a RESULT
     bm_notify_t *notify_last;   //  The client of the last SUBMIT with notify (held)
     int dispatch_held;          //  bm_dispatch_hold depth: dispatch waits

@@ -156,6 +156,30 @@ s_lookup_holder (bm_broker_t *self, const char *name, const char *id)
     return NULL;
 }
 
+//  The slots freed by lookups Redis could not answer: every worker is
+//  dispatched to on the next turn, out of the store's callback (the read
+//  may be failed as the store drops its connection or is destroyed).
+static int
+s_on_lookup_dispatch (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop, (void) timer_id;
+    bm_broker_t *self = (bm_broker_t *) arg;
+    self->lookup_dispatch_timer = 0;    //  One-shot: zloop ends it
+    bm_worker_entry_t *worker = (bm_worker_entry_t *) zhashx_first (self->workers);
+    for (; worker; worker = (bm_worker_entry_t *) zhashx_next (self->workers))
+        bm_dispatch_worker (self, worker);
+    return 0;
+}
+
+static void
+s_lookup_dispatch_soon (bm_broker_t *self)
+{
+    if (self->lookup_dispatch_timer > 0 || !self->loop || self->stopping)
+        return;
+    int timer = zloop_timer (self->loop, 0, 1, s_on_lookup_dispatch, self);
+    self->lookup_dispatch_timer = timer > 0 ? timer : 0;
+}
+
 //  A reported job looked up: the worker that holds the slot for it, by name
 //  (a connection that replaces it under that name takes the slot over).
 typedef struct {
@@ -190,10 +214,14 @@ s_on_lookup (bm_broker_t *self, const bm_job_t *job, bool answered, void *arg)
                      : job ? " (its record is not of a finished job)" : "");
             s_send_cancel (self, worker, id, "unknown");
         }
-        //  Not while the store is gone (its reads are told NULL as it is
-        //  destroyed): a dispatch then waits for the next turn.
+        //  Not from within the store when Redis could not answer (an
+        //  error reply, or the read failed as the connection was dropped
+        //  for silence, REDIS_TIMEOUT_MS, or the store destroyed): the
+        //  freed slot is dispatched to on the next turn.
         if (answered)
             bm_dispatch_worker (self, worker);
+        else
+            s_lookup_dispatch_soon (self);
     }
     free (lookup);
 }
