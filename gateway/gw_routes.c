@@ -156,13 +156,19 @@ gw_routes_accepted_value (const char *job_id, const char *status, const char *bo
 //  first, 202 with the accepted body and the job's state now ("state",
 //  absent when the broker could not be asked: the job was accepted all
 //  the same, so that is no error).  Both carry `ignored` and `warning` as
-//  the 202 does.
+//  the 202 does.  A job removed while it waits is 404 not_found saying so
+//  (gw_wait_status).
 static void
 s_invoke_wait (gw_request_t *r, int64_t wait_ms, const char *job_id, json_t *accepted,
                const char *extra, json_t *ignored, const char *warning)
 {
-    bool finished;
-    bm_msg_t *reply = gw_wait_status (r, job_id, false, bm_mono_ms () + wait_ms, false, &finished);
+    bool finished, removed;
+    bm_msg_t *reply = gw_wait_status (r, job_id, false, bm_mono_ms () + wait_ms, false, true,
+                                      &finished, &removed);
+    if (removed) {
+        json_decref (accepted);
+        return;
+    }
     const msgpack_object *job = reply && bm_msg_command (reply) == BM_REPLY
                               ? bm_obj_get (bm_msg_body (reply), "job") : NULL;
     char state [BM_MAX_STATE_LEN + 1];
@@ -346,8 +352,9 @@ gw_routes_job (gw_request_t *r, int command)
     }
     if (!gw_wait_enter (r))
         return;
-    bool finished;
-    bm_msg_t *reply = gw_wait_status (r, r->job_id, true, bm_mono_ms () + wait_ms, true, &finished);
+    bool finished, removed;
+    bm_msg_t *reply = gw_wait_status (r, r->job_id, true, bm_mono_ms () + wait_ms, true, false,
+                                      &finished, &removed);
     gw_wait_leave (r->server);
     gw_routes_answer (r, reply, BM_REPLY, 200, gw_routes_make_job, NULL, true);
 }

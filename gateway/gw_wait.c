@@ -100,18 +100,46 @@ s_pause (gw_server_t *server, int64_t until)
     pthread_mutex_unlock (&server->wait_lock);
 }
 
+//  Is this a REJECTED not_found?
+static bool
+s_not_found (bm_msg_t *reply)
+{
+    char code [32] = "";
+    return bm_msg_command (reply) == BM_REJECTED
+        && bm_obj_strcpy (bm_msg_body (reply), "code", code, sizeof code)
+        && streq (code, "not_found");
+}
+
 bm_msg_t *
 gw_wait_status (gw_request_t *r, const char *job_id, bool or_key, int64_t deadline,
-                bool answer, bool *finished)
+                bool answer, bool known, bool *finished, bool *removed)
 {
     gw_server_t *server = r->server;
     int64_t pause = GW_WAIT_POLL_FIRST_MS;
     char own_id [BM_MAX_ID_LEN + 1];
     *finished = false;
+    *removed = false;
     while (true) {
         bm_msg_t *reply = gw_request_status (r, job_id, or_key, answer);
+        //  A job that existed and is not found now was removed while this
+        //  request waited (DELETE /job/{id}, a drain of its queue): the
+        //  404 says so, rather than the "no job with this id" of an id
+        //  that never was one.
+        if (reply && known && s_not_found (reply)) {
+            bm_msg_destroy (&reply);
+            bm_info (job_id, "wait ended: the job was removed while a request waited for it");
+            char message [BM_MAX_ID_LEN + 160];
+            snprintf (message, sizeof message,
+                      "job %s was removed while this request waited for it "
+                      "(DELETE /job/{id}, or a drain of its queue)", job_id);
+            r->reason = "other";    //  Not a refusal: the job was taken, then removed
+            gw_request_error (r, 404, "not_found", message, NULL);
+            *removed = true;
+            return NULL;
+        }
         if (!reply || bm_msg_command (reply) != BM_REPLY)
             return reply;
+        known = true;
         //  Found (by id or by key): polled by its own id from now on
         if (or_key && bm_obj_strcpy (bm_obj_get (bm_msg_body (reply), "job"), "jobId",
                                      own_id, sizeof own_id))

@@ -36,9 +36,13 @@ void gw_wait_leave (gw_server_t *server);
 //  could not be asked (answered 503/504 when `answer`).  With or_key, an
 //  id the broker knows no job by is looked up as an idempotencyKey
 //  (gw_request_status), and the job found polled by its own id.
+//  A job known to exist (`known`: the caller submitted it), or found by
+//  an earlier poll, and then not found was removed while the request
+//  waited: answered 404 not_found saying so, NULL returned and *removed
+//  set.
 bm_msg_t *gw_wait_status (gw_request_t *r, const char *job_id, bool or_key, int64_t deadline,
-                          bool answer,
-                          bool *finished);
+                          bool answer, bool known,
+                          bool *finished, bool *removed);
 
 //  Has this job record's state ended (completed, failed, cancelled)?
 //  Its state into state[size] ("" when the record has none).
