@@ -3,6 +3,7 @@ once the job has finished (with its result), or with the record as it is
 when MS have passed; a bad wait, or any wait on POST /invoke/batch, is 400
 invalid_wait; past
 GATEWAY_MAX_WAITERS waiters, 503 too_many_waiters (and no job submitted);
+wait=0 is no wait (answered as without wait, never too_many_waiters);
 SIGTERM answers the waiters at once with their jobs' records.
 
 A real stack: redis, broker, gateway and one python worker (one slot)
@@ -109,6 +110,15 @@ def test():
         r = curl(u + "/job/%s" % running)
         h.check(r.status == 200 and r.json["state"] == "running",
                 "a request without wait is served meanwhile", r)
+        # wait=0 is no wait: answered as without wait, taking no waiter's
+        # place (both are taken now); /invoke's plain 202, no "state".
+        r = curl(u + "/job/%s?wait=0" % running)
+        h.check(r.status == 200 and r.json["state"] == "running",
+                "GET ?wait=0 with every waiter's place taken: the record at once", r)
+        r = post_json(u + "/invoke?wait=0", {"botType": "python", "payload": {"n": 0}})
+        h.check(r.status == 202 and r.json["status"] == "queued" and "state" not in r.json
+                and r.headers.get("location") == "/job/" + r.json["jobId"],
+                "POST /invoke?wait=0 with every waiter's place taken: the plain 202, no state", r)
 
         # The jobs finish: each waiter answers with the finished record
         # and its result, long before its 60 s.
