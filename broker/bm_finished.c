@@ -38,6 +38,15 @@
 //  Ids a sweep reads (and deletes) per query.
 #define BM_FINISHED_SWEEP_PAGE 1000
 
+//  A read-back's record reads that Redis answered with an error (BUSY,
+//  LOADING, NOPERM, ...) are sent again up to this many times, the first
+//  after BM_FINISHED_RESTORE_RETRY_MS, each next after twice the wait
+//  before (250 ms to 4 s: about 8 s in all).
+#define BM_FINISHED_RESTORE_TRIES 5
+#define BM_FINISHED_RESTORE_RETRY_MS 250
+
+typedef struct _s_restore_t s_restore_t;
+
 //  An id and finish time waiting for this turn's ZADD of its set.
 typedef struct {
     const bm_service_t *service;        //  The set's bot type (services live
@@ -57,7 +66,10 @@ struct _bm_finished_t {
     int restoring;              //  Read-backs under way (bm_finished_restore)
     zhashx_t *removed;          //  Ids whose records were deleted while one
                                 //  is: its reads may predate the deletion
+    s_restore_t *retrying;      //  Read-backs waiting to read again, by next
 };
+
+static void s_restore_free (s_restore_t *restore);
 
 static const char *s_state_names [BM_FINISHED_SETS] = { "completed", "failed", "cancelled" };
 
@@ -81,6 +93,9 @@ bm_finished_destroy (bm_finished_t **self_p)
         zhashx_destroy (&(*self_p)->dirty);
         zhashx_destroy (&(*self_p)->listed);
         zhashx_destroy (&(*self_p)->removed);
+        //  Their timers went with the loop
+        while ((*self_p)->retrying)
+            s_restore_free ((*self_p)->retrying);
         free (*self_p);
         *self_p = NULL;
     }
@@ -645,25 +660,46 @@ bm_finished_tick (bm_broker_t *self, int64_t now_mono)
 //  the delivery's write to its record: it is left to Redis.  So is a job
 //  whose record was deleted (REMOVE, clean, a count trim) after the
 //  read-back began: its read may have gone out ahead of the deletion
-//  (bm_finished_removed).
+//  (bm_finished_removed).  A read Redis answers with an error (BUSY,
+//  LOADING, NOPERM) says nothing of the record: it is sent again, up to
+//  BM_FINISHED_RESTORE_TRIES times, the read-back under way until then.
 
 typedef struct {
     char id [BM_ID_SLOT];
     int64_t finished_at;
 } s_found_t;
 
-typedef struct {
+struct _s_restore_t {
     bm_broker_t *broker;
     s_found_t *found;           //  Ids the sets gave, with their scores
     size_t count, alloc;
     int pending;                //  Queries out
     int64_t restored;
-} s_restore_t;
+    size_t *again;              //  Indexes in found whose read got an error
+    size_t again_count, again_alloc;
+    int tries;                  //  Rounds of reads sent again so far
+    char error [128];           //  The round's first error answer
+    s_restore_t *next;          //  In the sets' retrying list
+};
 
 typedef struct {
     s_restore_t *restore;
     size_t index;               //  In restore->found
 } s_restore_ref_t;
+
+static void
+s_restore_free (s_restore_t *restore)
+{
+    bm_finished_t *sets = restore->broker->finished_sets;
+    s_restore_t **p = sets ? &sets->retrying : NULL;
+    while (p && *p && *p != restore)
+        p = &(*p)->next;
+    if (p && *p)
+        *p = restore->next;
+    free (restore->found);
+    free (restore->again);
+    free (restore);
+}
 
 static void
 s_restore_end (s_restore_t *restore)
@@ -674,8 +710,61 @@ s_restore_end (s_restore_t *restore)
     if (restore->restored)
         bm_info (NULL, "%" PRId64 " finished jobs read back from redis for the job listings",
                  restore->restored);
-    free (restore->found);
-    free (restore);
+    if (restore->again_count)
+        bm_warn (NULL, "%zu finished jobs could not be read back from redis (%s): not in the "
+                 "job listings until the next recovery", restore->again_count, restore->error);
+    s_restore_free (restore);
+}
+
+static void s_restore_send (s_restore_t *restore, const size_t *indexes, size_t count);
+
+static int
+s_on_restore_again (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop, (void) timer_id;
+    s_restore_t *restore = (s_restore_t *) arg;
+    bm_broker_t *self = restore->broker;
+    bm_finished_t *sets = self->finished_sets;
+    s_restore_t **p = &sets->retrying;
+    while (*p != restore)
+        p = &(*p)->next;
+    *p = restore->next;
+    restore->next = NULL;
+    restore->tries++;
+    //  The reads of this round may fail again: they fill again anew
+    size_t *indexes = restore->again;
+    size_t count = restore->again_count;
+    restore->again = NULL;
+    restore->again_count = restore->again_alloc = 0;
+    if (self->serving && self->store)
+        s_restore_send (restore, indexes, count);
+    else
+        s_restore_end (restore);
+    free (indexes);
+    return 0;
+}
+
+//  Every read of a round answered: the ones Redis answered with an error
+//  are sent again later, while tries are left; else the read-back ends.
+static void
+s_restore_round_done (s_restore_t *restore)
+{
+    bm_broker_t *self = restore->broker;
+    bm_finished_t *sets = self->finished_sets;
+    if (!restore->again_count || restore->tries >= BM_FINISHED_RESTORE_TRIES
+    ||  !self->serving || !self->store || !sets || !self->loop) {
+        s_restore_end (restore);
+        return;
+    }
+    int wait = BM_FINISHED_RESTORE_RETRY_MS << restore->tries;
+    if (zloop_timer (self->loop, (size_t) wait, 1, s_on_restore_again, restore) == -1) {
+        s_restore_end (restore);
+        return;
+    }
+    bm_warn (NULL, "reading back finished jobs: redis answered %zu record reads with an error "
+             "(%s); read again in %d ms", restore->again_count, restore->error, wait);
+    restore->next = sets->retrying;
+    sets->retrying = restore;
 }
 
 //  True unless job's webhook is on its way and its delivery not (still)
@@ -697,9 +786,24 @@ s_on_restore_job (redisReply *reply, void *arg)
     s_restore_ref_t *ref = (s_restore_ref_t *) arg;
     s_restore_t *restore = ref->restore;
     bm_broker_t *self = restore->broker;
-    const char *id = restore->found [ref->index].id;
+    size_t index = ref->index;
+    const char *id = restore->found [index].id;
     free (ref);
     bm_finished_t *sets = self->finished_sets;
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        //  One WARN line a round says how many (a BUSY Redis fails them all)
+        bm_debug (id, "reading its record back from redis failed: %s", reply->str);
+        if (!restore->again_count)
+            snprintf (restore->error, sizeof restore->error, "%s", reply->str);
+        if (restore->again_count == restore->again_alloc) {
+            restore->again_alloc = restore->again_alloc ? 2 * restore->again_alloc : 16;
+            restore->again = bm_realloc_or_abort (restore->again,
+                                                  restore->again_alloc * sizeof (size_t),
+                                                  "the finished jobs to read back again");
+        }
+        restore->again [restore->again_count++] = index;
+    }
+    else
     if (reply && self->serving && !bm_jobtab_lookup (self->jobs, id)
     &&  !(sets && zhashx_lookup (sets->removed, id))) {
         bm_job_t *job = bm_jobstore_job_from_hash (self, id, reply, NULL);
@@ -712,7 +816,7 @@ s_on_restore_job (redisReply *reply, void *arg)
             bm_job_destroy (&job);
     }
     if (--restore->pending == 0)
-        s_restore_end (restore);
+        s_restore_round_done (restore);
 }
 
 static int
@@ -735,17 +839,30 @@ s_restore_read (s_restore_t *restore)
         s_restore_end (restore);
         return;
     }
+    size_t *indexes = bm_realloc_or_abort (NULL, count * sizeof (size_t),
+                                           "the finished jobs to read back");
+    for (size_t i = 0; i < count; i++)
+        indexes [i] = i;
+    s_restore_send (restore, indexes, count);
+    free (indexes);
+}
+
+//  A round of reads: the records of found [indexes [0..count)].
+static void
+s_restore_send (s_restore_t *restore, const size_t *indexes, size_t count)
+{
+    bm_broker_t *self = restore->broker;
     restore->pending = (int) count + 1;     //  Held until every query is out
     for (size_t i = 0; i < count; i++) {
         s_restore_ref_t *ref = (s_restore_ref_t *) zmalloc (sizeof (s_restore_ref_t));
         ref->restore = restore;
-        ref->index = i;
+        ref->index = indexes [i];
         bm_cmd_t cmd;
-        bm_cmd_start (self, &cmd, "HGETALL", "job:", restore->found [i].id);
+        bm_cmd_start (self, &cmd, "HGETALL", "job:", restore->found [indexes [i]].id);
         bm_jobstore_query (self, &cmd, s_on_restore_job, ref);
     }
     if (--restore->pending == 0)
-        s_restore_end (restore);
+        s_restore_round_done (restore);
 }
 
 //  One set's newest ids (ZREVRANGE ... WITHSCORES).
