@@ -799,34 +799,69 @@ def fork_loop(module):
             send({"exit": os.WEXITSTATUS(status)})
 
 
-def environ_saved():
-    """os.environ as it is now, for restore_environ: a copy of the
-    mapping of encoded names and values under it (one copy in C; dict(os.
-    environ) would decode every name and value, each job, through Python
-    code: most of what a pool job costs here beside main())."""
-    return os.environ._data.copy()
+ENV_ENCODING = sys.getfilesystemencoding()     # os.environ's, on POSIX
 
 
-def restore_environ(saved):
-    """os.environ back to `saved` (environ_saved), touching only what the
-    job changed (a clear and a rebuild would call putenv for every
-    variable)."""
+def job_environ(env):
+    """Put a job's variables (its frame's "env") in os.environ, as
+    os.environ.update(env) does; returns what restore_environ takes to
+    put os.environ back: a copy of the mapping of encoded names and
+    values under it, as it was (one copy in C: dict(os.environ) would
+    decode every name and value through Python code), and the encoded
+    names the job set.  Each variable gets what os.environ[name] = value
+    does (encode, putenv, store) without os.environ's layers of Python
+    calls per variable, which cost more than the rest of a pool job's
+    handling here together."""
     data = os.environ._data
+    saved = data.copy()
+    if type(env) is not dict:
+        os.environ.update(env or {})    # not a frame's object: as it is
+        return saved, ()
+    names = []
+    for name, value in env.items():
+        if type(name) is not str or type(value) is not str:
+            os.environ[name] = value    # os.environ's own TypeError
+            continue
+        key = name.encode(ENV_ENCODING, "surrogateescape")
+        value = value.encode(ENV_ENCODING, "surrogateescape")
+        os.putenv(key, value)           # its ValueError for a bad name
+        data[key] = value
+        names.append(key)
+    return saved, names
+
+
+def restore_environ(restore):
+    """os.environ back to what it was (restore: job_environ's), touching
+    only what changed (a clear and a rebuild would call putenv for every
+    variable): first the job's variables, then, if the job changed others
+    too, the rest."""
+    saved, names = restore
+    data = os.environ._data
+    for key in names:
+        value = saved.get(key)
+        if value is None:
+            if key in data:
+                os.unsetenv(key)
+                del data[key]
+        elif data.get(key) != value:
+            os.putenv(key, value)
+            data[key] = value
     if data == saved:
         return
     for key in data.keys() - saved.keys():
-        del os.environ[os.environ.decodekey(key)]
+        os.unsetenv(key)
+        del data[key]
     for key, value in saved.items() - data.items():
-        os.environ[os.environ.decodekey(key)] = os.environ.decodevalue(value)
+        os.putenv(key, value)
+        data[key] = value
 
 
 def pool_job(module, job):
-    saved = environ_saved()
-    os.environ.update(job.get("env") or {})
+    restore = job_environ(job.get("env"))
     try:
         code, output = run_main(module, job)
     finally:
-        restore_environ(saved)
+        restore_environ(restore)
     send(answer_frame(code, output, job.get("job")))
 
 
@@ -843,12 +878,11 @@ def warm_up(module):
         payload = {} if text == "1" else json.loads(text)
     except ValueError as exc:
         raise SystemExit("BOT_%s_FORK_WARMUP must be 0, 1 or a JSON payload: %s" % (kind, exc))
-    saved = environ_saved()
-    os.environ.update({"BOT_JOB_ID": "warmup", "BOT_ATTEMPT": "1"})
+    restore = job_environ({"BOT_JOB_ID": "warmup", "BOT_ATTEMPT": "1"})
     try:
         code, _ = run_main(module, {"payload": payload})
     finally:
-        restore_environ(saved)
+        restore_environ(restore)
     sys.stderr.write("forkserver: warm-up run of main() ended with status %d\n" % code)
 
 
