@@ -11,8 +11,8 @@
     comes.  The answer {retried, more} goes once Redis has every retried
     job's queued record, so a crash after it cannot undo them; more: the
     set listed more such ids than the limit (or a record could not be
-    read).  An id whose record is gone, or whose job is in another state
-    now, leaves the set: a client that asks again while more ends.
+    read).  An id without a record, or whose job is in another state now,
+    leaves the set: a client that asks again while more ends.
     Without Redis, the jobs in memory (the KEEP_FINISHED_JOBS newest).  */
 #include "bm_broker_internal.h"
 
@@ -152,9 +152,13 @@ s_on_record (redisReply *reply, void *arg)
     if (!bm_finished_deleted (self, read->id)) {       //  Else removed meanwhile
         job = bm_jobstore_job_from_hash (self, read->id, reply, NULL);
         if (job && bm_finished_expired (self, job, bm_now_ms ()))
-            bm_job_destroy (&job);
+            bm_job_destroy (&job);      //  Its retention ran out: the sweep's
+        else
+        if (!job && reply->elements == 0)
+            s_stale (bulk, read->id);   //  No record
+        else
         if (!job)
-            s_stale (bulk, read->id);
+            bm_warn (read->id, "retry: its record in redis cannot be read; left as it is");
         else
         if (!bm_job_terminal (job) || bm_job_is_delivery (job)) {
             bm_job_destroy (&job);      //  Being recovered: not finished

@@ -14,6 +14,7 @@ and completes a retried one.  KEEP_FINISHED_JOBS=2.
   before the cut, not the newer one; more false.
 - state cancelled: a cancelled job, only in Redis after a restart, runs
   again.
+- an id in the set without a record is not retried and leaves the set;
 - a bad state or limit is bad_request naming it; the webhook type is
   refused (bad_request); a type without failed jobs answers retried 0.
 """
@@ -119,6 +120,15 @@ def test():
         h.check(r["retried"] == 1 and r["more"] is False, "retry cancelled runs the cancelled job again",
                 r)
         run_again(c, w, [gone])
+
+        # An id in the failed set whose record is gone: not retried, out
+        # of the set (a client asking again while more ends).
+        ghost = "01a0000000aa-0000-00000009"
+        s.redis_cli("ZADD", "botmesh:{bm}:finished:failed:python", str(int(time.time() * 1000) - 1000), ghost)
+        r = retry(c, {"botType": "python"})
+        h.check(r["retried"] == 0 and r["more"] is False, "an id without a record is not retried", r)
+        h.check(s.redis_cli("ZSCORE", "botmesh:{bm}:finished:failed:python", ghost) == "",
+                "the id without a record left the failed set")
 
         # Refusals, each naming its field.
         for body, field in (({"state": "completed"}, "state"), ({"state": 7}, "state"),
