@@ -1220,10 +1220,28 @@ s_worker_progress (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t 
         s_not_owner (self, worker, BM_PROGRESS, progress.job_id);
         return;
     }
-    if (progress.has_progress) {
-        job->progress = progress.progress;
-        bm_jobstore_persist_state (self, job);
+    bool started = progress.started && job->state == JOB_RUNNING;
+    if ((progress.waiting || started) && job->deadline_index != SIZE_MAX)
+        //  It waits in its worker for a process (prefetched): no timeout
+        //  until it begins.
+        bm_heap_remove (self->deadlines, job->deadline_index);
+    if (started) {
+        //  It began on a process now: its timeout and startedAt count from
+        //  now.
+        job->deadline = bm_mono_ms () + job->timeout_ms;
+        bm_heap_push (self->deadlines, job);
+        job->started_at = bm_now_ms ();
+        bm_debug (job->id, "began on worker %s after waiting there: its timeout of %" PRId64
+                  " ms runs from now", worker->name, job->timeout_ms);
     }
+    else
+    if (progress.waiting)
+        bm_debug (job->id, "waits on worker %s for a process: no timeout until it begins",
+                  worker->name);
+    if (progress.has_progress)
+        job->progress = progress.progress;
+    if (progress.has_progress || started)
+        bm_jobstore_persist_state (self, job);
     if (bm_job_is_delivery (job) && progress.has_webhook)
         bm_delivery_update (self, job, &progress.webhook);
 }

@@ -368,12 +368,16 @@ typedef struct {
 int bm_codec_job_decode (const bm_msg_t *msg, bm_codec_job_t *self, bm_codec_error_t *error);
 void bm_codec_job_encode (const bm_codec_job_t *self, bm_packer_t *packer);
 
-//  PROGRESS {jobId, progress?, webhook?}.  A progress outside 0..100 is
-//  ignored (has_progress false).
+//  PROGRESS {jobId, progress?, waiting?, started?, webhook?}.  A progress
+//  outside 0..100 is ignored (has_progress false).  waiting: the job waits
+//  in its worker for a process (prefetched), its timeout not running;
+//  started: such a job began on a process just now.
 typedef struct {
     char job_id [BM_MAX_ID_LEN + 1];
     bool has_progress;
     int64_t progress;
+    bool waiting;
+    bool started;
     bool has_webhook;
     bm_codec_webhook_t webhook;
 } bm_codec_progress_t;

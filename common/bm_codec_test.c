@@ -379,6 +379,20 @@ test_worker_round_trips (void)
            && progress_back.has_progress && progress_back.progress == 50
            && !progress_back.has_webhook);
     bm_msg_destroy (&msg);
+    //  PROGRESS {jobId, waiting: true}, then {jobId, started: true}: a
+    //  prefetched job waits in its worker, then began.
+    bm_codec_progress_t waiting = { .job_id = "j-1", .waiting = true };
+    bm_codec_progress_encode (&waiting, &packer);
+    msg = s_packed_msg (BM_WORKER_HEADER, BM_PROGRESS, &packer);
+    CHECK (msg && bm_codec_progress_decode (msg, &progress_back, &error) == 0
+           && progress_back.waiting && !progress_back.started && !progress_back.has_progress);
+    bm_msg_destroy (&msg);
+    bm_codec_progress_t started = { .job_id = "j-1", .started = true };
+    bm_codec_progress_encode (&started, &packer);
+    msg = s_packed_msg (BM_WORKER_HEADER, BM_PROGRESS, &packer);
+    CHECK (msg && bm_codec_progress_decode (msg, &progress_back, &error) == 0
+           && progress_back.started && !progress_back.waiting && !progress_back.has_progress);
+    bm_msg_destroy (&msg);
 
     //  DONE ok: the result's bytes as the bot's worker sent them.
     const char result [] = "\x81\xa2" "ok" "\xc3";

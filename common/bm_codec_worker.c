@@ -117,16 +117,24 @@ bm_codec_progress_decode (const bm_msg_t *msg, bm_codec_progress_t *self,
     if (bm_field_id (body, "jobId", true, self->job_id, error))
         return -1;
     bm_field_progress (body, &self->has_progress, &self->progress);
+    if (bm_field_opt_bool (body, "waiting", &self->waiting, error)
+    ||  bm_field_opt_bool (body, "started", &self->started, error))
+        return -1;
     return bm_field_opt_webhook (body, &self->has_webhook, &self->webhook, error);
 }
 
 void
 bm_codec_progress_encode (const bm_codec_progress_t *self, bm_packer_t *packer)
 {
-    msgpack_pack_map (&packer->pk, 1 + self->has_progress + self->has_webhook);
+    msgpack_pack_map (&packer->pk, 1 + self->has_progress + self->waiting + self->started
+                                   + self->has_webhook);
     bm_pack_kv_str (&packer->pk, "jobId", self->job_id);
     if (self->has_progress)
         bm_field_pack_int (packer, "progress", self->progress);
+    if (self->waiting)
+        bm_pack_kv_bool (&packer->pk, "waiting", true);
+    if (self->started)
+        bm_pack_kv_bool (&packer->pk, "started", true);
     if (self->has_webhook) {
         bm_field_pack_key (packer, "webhook");
         bm_codec_webhook_encode (&self->webhook, packer);

@@ -234,15 +234,29 @@ s_hand_over (bm_packer_t *packer, msgpack_sbuffer *sbuf, const char *job_id)
         bm_error (job_id, "no memory to build a message for the broker");
 }
 
+static void
+s_progress (msgpack_sbuffer *sbuf, const char *job_id, const bm_codec_progress_t *body)
+{
+    bm_packer_t packer;
+    bm_packer_init (&packer);
+    bm_codec_progress_encode (body, &packer);
+    s_hand_over (&packer, sbuf, job_id);
+}
+
 void
 bm_job_report_progress (msgpack_sbuffer *sbuf, const char *job_id, int progress)
 {
     bm_codec_progress_t body = { .has_progress = true, .progress = progress };
     snprintf (body.job_id, sizeof body.job_id, "%s", job_id);
-    bm_packer_t packer;
-    bm_packer_init (&packer);
-    bm_codec_progress_encode (&body, &packer);
-    s_hand_over (&packer, sbuf, job_id);
+    s_progress (sbuf, job_id, &body);
+}
+
+void
+bm_job_report_waiting (msgpack_sbuffer *sbuf, const char *job_id, bool started)
+{
+    bm_codec_progress_t body = { .waiting = !started, .started = started };
+    snprintf (body.job_id, sizeof body.job_id, "%s", job_id);
+    s_progress (sbuf, job_id, &body);
 }
 
 void

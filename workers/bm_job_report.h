@@ -72,6 +72,11 @@ void bm_job_report_keep_end (char *text, size_t max);
 //  PROGRESS {jobId, progress}
 void bm_job_report_progress (msgpack_sbuffer *sbuf, const char *job_id, int progress);
 
+//  PROGRESS {jobId, waiting: true}: the job waits in the worker for a
+//  process (its timeout not running); with started, {jobId, started: true}:
+//  it began on one now.
+void bm_job_report_waiting (msgpack_sbuffer *sbuf, const char *job_id, bool started);
+
 //  DONE {jobId, ok, result | error {code, message, exitCode?, limit?},
 //        startedAt, finishedAt, attempt, progress?}, appended to packer.  ok when
 //  code is NULL; result_data is then a msgpack value (result_size bytes).

@@ -31,6 +31,7 @@ struct _bm_pool_t {
     char **envp;                //  Processes' environment (owned)
     bm_pool_done_fn *on_done;
     bm_pool_progress_fn *on_progress;
+    bm_pool_start_fn *on_start;         //  Or NULL
     void *arg;
     zlistx_t *procs;            //  proc_t, owned
     zlistx_t *waiting;          //  pjob_t waiting for a process, owned
@@ -776,6 +777,20 @@ s_dispatch (bm_pool_t *self)
         if (proc->state != PROC_IDLE || proc->fd_in < 0 || proc->reading)
             continue;
         pjob_t *job = (pjob_t *) zlistx_detach (self->waiting, NULL);
+        if (job->waited && self->on_start) {
+            size_t size = 0;
+            char *frame = self->on_start (job->owner, &size, self->arg);
+            char *line = frame ? (char *) realloc (frame, size + 1) : NULL;
+            if (line) {
+                line [size] = '\n';
+                free (job->frame);
+                job->frame = line;
+                job->size = size + 1;
+            }
+            else
+                free (frame);           //  No memory: the frame it came with
+        }
+        job->waited = false;
         proc->job = job;
         proc->state = PROC_BUSY;
         proc->stopping = false;
@@ -1255,6 +1270,23 @@ bm_pool_stop (bm_pool_t *self)
     self->stopping = true;
 }
 
+bool
+bm_pool_job_waits (bm_pool_t *self, void *owner)
+{
+    //  From the end: the job just submitted is the last.
+    for (pjob_t *job = (pjob_t *) zlistx_last (self->waiting); job;
+         job = (pjob_t *) zlistx_prev (self->waiting))
+        if (job->owner == owner)
+            return true;
+    return false;
+}
+
+void
+bm_pool_set_on_start (bm_pool_t *self, bm_pool_start_fn *on_start)
+{
+    self->on_start = on_start;
+}
+
 int
 bm_pool_submit (bm_pool_t *self, void *owner, const char *id, const char *frame, size_t size,
                 char *error, size_t error_size)
@@ -1280,6 +1312,8 @@ bm_pool_submit (bm_pool_t *self, void *owner, const char *id, const char *frame,
     job->size = size + 1;
     zlistx_add_end (self->waiting, job);
     s_dispatch (self);
+    //  Still waiting (the last in line): on_start when a process takes it.
+    job->waited = zlistx_last (self->waiting) == job;
     s_maintain (self, false);
     return 0;
 }

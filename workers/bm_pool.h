@@ -123,10 +123,19 @@ typedef void (bm_pool_done_fn) (void *job, const bm_pool_outcome_t *outcome, voi
 //  not valid came (BM_PROGRESS_BAD: see bm_pool_progress_bad).
 typedef void (bm_pool_progress_fn) (void *job, int progress, void *arg);
 
+//  A job that waited for a process (none was free at bm_pool_submit) is
+//  handed to one now, before its frame is written (once: not again if it
+//  is taken back to run on another process).  Returns a new frame for it
+//  (one line of JSON without the newline, malloc'd, *size its length; the
+//  pool owns it), or NULL to keep the frame it was submitted with.
+typedef char *(bm_pool_start_fn) (void *job, size_t *size, void *arg);
 //  A pool on this loop; envp is the processes' environment (copied).
 //  Starts min_procs processes.
 bm_pool_t *bm_pool_new (zloop_t *loop, const bm_pool_config_t *config, char *const envp [],
                         bm_pool_done_fn *on_done, bm_pool_progress_fn *on_progress, void *arg);
+//  Call on_start (arg: bm_pool_new's) for each job that waited, as it
+//  gets a process.
+void bm_pool_set_on_start (bm_pool_t *self, bm_pool_start_fn *on_start);
 //  Kill every process (SIGKILL to each group) and reap them; no callback.
 void bm_pool_destroy (bm_pool_t **self_p);
 
@@ -158,6 +167,8 @@ const char *bm_pool_init_limit (bm_pool_t *self);
 //  if the pool does not know the job.
 int bm_pool_signal (bm_pool_t *self, void *job, int signum);
 
+//  Whether the job waits for a process (submitted, not handed to one yet).
+bool bm_pool_job_waits (bm_pool_t *self, void *job);
 //  The pid of what runs the job (0 if it waits or is unknown).
 pid_t bm_pool_job_pid (bm_pool_t *self, void *job);
 

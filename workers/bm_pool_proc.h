@@ -35,6 +35,8 @@ typedef struct {
     size_t size;                //  Bytes in frame
     bool taken_back;            //  Taken back once from a process killed
                                 //  for a frame of another job
+    bool waited;                //  It was not handed to a process in
+                                //  bm_pool_submit (on_start when it is)
 } pjob_t;
 
 typedef struct _proc_t proc_t;

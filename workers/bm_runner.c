@@ -17,7 +17,8 @@ struct _bm_runner_t {
     const bool *stopped;                //  The worker stopped: end the loop
     bm_runner_end_fn *on_end;           //  A job ended
     bm_runner_progress_fn *on_progress; //  Send a job's progress
-    void *arg;                          //  For both
+    bm_runner_wait_fn *on_wait;         //  A job waits, or began after it
+    void *arg;                          //  For the three
     zhashx_t *timers;                   //  Timer id -> job_t (borrowed)
     uint64_t random;                    //  xorshift state for simulations
 };
@@ -38,7 +39,7 @@ s_int_compare (const void *a, const void *b)
 bm_runner_t *
 bm_runner_new (zloop_t *loop, const bm_worker_config_t *config, bm_job_env_t *env,
                const bool *stopped, bm_runner_end_fn *on_end,
-               bm_runner_progress_fn *on_progress, void *arg)
+               bm_runner_progress_fn *on_progress, bm_runner_wait_fn *on_wait, void *arg)
 {
     bm_runner_t *self = (bm_runner_t *) zmalloc (sizeof (bm_runner_t));
     self->loop = loop;
@@ -47,6 +48,7 @@ bm_runner_new (zloop_t *loop, const bm_worker_config_t *config, bm_job_env_t *en
     self->stopped = stopped;
     self->on_end = on_end;
     self->on_progress = on_progress;
+    self->on_wait = on_wait;
     self->arg = arg;
     self->timers = zhashx_new ();
     zhashx_set_key_hasher (self->timers, s_int_hash);
@@ -191,6 +193,11 @@ s_on_job_timer (zloop_t *loop, int timer_id, void *arg)
     if (kind == TIMER_SIMULATION)
         self->on_end (job, NULL, self->arg);
     else
+    if (kind == TIMER_WAIT) {
+        job->wait_told = true;
+        self->on_wait (job, false, bm_mono_ms () - job->started_mono, self->arg);
+    }
+    else
     if (kind == TIMER_DEADLINE) {
         bm_warn (job->id, "ran past its timeout of %lld ms: stopping it", (long long) job->limit_ms);
         bm_job_stop (job, STOP_TIMEOUT);
@@ -297,6 +304,32 @@ bm_runner_on_pool_progress (void *arg, int progress, void *runner)
 //  --------------------------------------------------------------------------
 //  Starting jobs
 
+//  A pooled job that waited for a process got one: it starts now.  Its
+//  frame is made anew, for BOT_DEADLINE.
+char *
+bm_runner_on_pool_start (void *arg, size_t *size, void *runner)
+{
+    job_t *job = (job_t *) arg;
+    bm_runner_t *self = (bm_runner_t *) runner;
+    int64_t mono = bm_mono_ms ();
+    int64_t waited_ms = mono - job->started_mono;
+    job->waiting = false;
+    job->started_at = bm_now_ms ();
+    job->started_mono = mono;
+    job->progress_sent_mono = mono;
+    job->deadline = job->started_at + job->limit_ms;
+    bm_job_set_timer (job, job->limit_ms, TIMER_DEADLINE);
+    if (job->wait_told)
+        self->on_wait (job, true, waited_ms, self->arg);
+    else
+        bm_debug (job->id, "began on a %s process after waiting %lld ms in this worker",
+                  job->type->name, (long long) waited_ms);
+    char *text = bm_job_env_frame (self->env, job->id, job->type, job->attempt, job->limit_ms,
+                                   job->deadline, self->config->name, job->payload);
+    *size = text ? strlen (text) : 0;
+    return text;
+}
+
 int
 bm_runner_submit (bm_runner_t *self, job_t *job, char *error, size_t error_size)
 {
@@ -308,6 +341,18 @@ bm_runner_submit (bm_runner_t *self, job_t *job, char *error, size_t error_size)
     }
     int rc = bm_pool_submit (job->pool, job, job->id, text, strlen (text), error, error_size);
     free (text);
+    if (rc == 0) {
+        job->waiting = bm_pool_job_waits (job->pool, job);
+        int64_t notice = job->limit_ms / 2 < BM_RUNNER_WAIT_NOTICE_MS ? job->limit_ms / 2
+                       : BM_RUNNER_WAIT_NOTICE_MS;
+        if (job->waiting && notice == 0) {
+            job->wait_told = true;
+            self->on_wait (job, false, 0, self->arg);
+        }
+        else
+            bm_job_set_timer (job, job->waiting ? notice : job->limit_ms,
+                              job->waiting ? TIMER_WAIT : TIMER_DEADLINE);
+    }
     return rc;
 }
 

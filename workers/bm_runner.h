@@ -35,7 +35,9 @@ typedef struct _bm_runner_t bm_runner_t;
 //  STOP_LOST: its pool process was killed from outside; the job goes back
 //  to the broker as a lost attempt (RELEASE with lost: true).
 typedef enum { STOP_NONE = 0, STOP_TIMEOUT, STOP_CANCEL, STOP_RELEASE, STOP_LOST } stop_t;
-typedef enum { TIMER_NONE = 0, TIMER_DEADLINE, TIMER_KILL, TIMER_SIMULATION } jtimer_t;
+//  TIMER_WAIT: a pooled job that waits for a process is to be announced to
+//  the broker (on_wait) if it still waits.
+typedef enum { TIMER_NONE = 0, TIMER_DEADLINE, TIMER_KILL, TIMER_SIMULATION, TIMER_WAIT } jtimer_t;
 
 //  One job we run: a record the worker reads and keeps its bookkeeping in
 //  (stop, cancel_code, progress_*, limit_hit); the runner drives
@@ -65,6 +67,9 @@ typedef struct {
     int progress_pending;               //  A newer value held back, or -1
     int progress_timer;                 //  Sends it when the gap is over, or 0
     const char *limit_hit;              //  The resource limit it hit, or NULL
+    bool waiting;                       //  Pooled, waiting in the worker for
+                                        //  a process: its timeout not running
+    bool wait_told;                     //  on_wait told the broker so
 } job_t;
 
 //  The job ended (outcome NULL: a simulation, or stopped before it ran).
@@ -72,11 +77,20 @@ typedef void (bm_runner_end_fn) (job_t *job, const bm_pool_outcome_t *outcome, v
 //  Send this progress value of the job now.
 typedef void (bm_runner_progress_fn) (job_t *job, int progress, void *arg);
 
+//  A pooled job waits in the worker for a process, waited_ms since its JOB
+//  came, long enough to tell the broker (BM_RUNNER_WAIT_NOTICE_MS, or half
+//  its timeout if shorter): started false.  Then, when it began on one
+//  (its timeout, BOT_DEADLINE and startedAt count from then): started
+//  true.  A job that began sooner is told neither: its wait is within the
+//  jitter of the broker's deadline tick.
+typedef void (bm_runner_wait_fn) (job_t *job, bool started, int64_t waited_ms, void *arg);
+#define BM_RUNNER_WAIT_NOTICE_MS    20
 //  A runner on the worker's loop.  config and env are borrowed for its
 //  life; timer handlers return -1 (end the loop) once *stopped is true.
 bm_runner_t *bm_runner_new (zloop_t *loop, const bm_worker_config_t *config, bm_job_env_t *env,
                             const bool *stopped, bm_runner_end_fn *on_end,
-                            bm_runner_progress_fn *on_progress, void *arg);
+                            bm_runner_progress_fn *on_progress, bm_runner_wait_fn *on_wait,
+                            void *arg);
 //  Call it after every job was destroyed.
 void bm_runner_destroy (bm_runner_t **self_p);
 
@@ -95,9 +109,12 @@ void bm_runner_simulate (bm_runner_t *self, job_t *job);
 int bm_runner_spawn (bm_runner_t *self, job_t *job, const char *input, size_t size);
 
 //  Give the job to its pool (job->pool, job->payload, job->deadline set):
-//  the job frame {job, env, payload} (docs/bots.md).  Returns 0; 1 with
-//  the init failure's message when the bot cannot load (bm_pool_submit);
-//  or -1 with a reason (if not 0, on_end is never called for it).
+//  the job frame {job, env, payload} (docs/bots.md), and its deadline
+//  timer, unless it waits for a process (job->waiting): then the timer,
+//  BOT_DEADLINE and the job's start are set when a process takes it
+//  (on_wait tells the broker of a long wait).  Returns 0; 1 with the init failure's message when the bot
+//  cannot load (bm_pool_submit); or -1 with a reason (if not 0, on_end is
+//  never called for it).
 int bm_runner_submit (bm_runner_t *self, job_t *job, char *error, size_t error_size);
 
 //  Arm the job's one timer (replacing any).
@@ -115,5 +132,6 @@ void bm_job_stop (job_t *job, stop_t reason);
 //  Pool callbacks (arg: the runner), for the pools the worker creates.
 void bm_runner_on_pool_done (void *job, const bm_pool_outcome_t *outcome, void *runner);
 void bm_runner_on_pool_progress (void *job, int progress, void *runner);
+char *bm_runner_on_pool_start (void *job, size_t *size, void *runner);
 
 #endif

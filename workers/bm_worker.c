@@ -233,6 +233,8 @@ s_report_bots (bm_worker_t *self, bool force)
         self->bots_sent = beat;
 }
 
+static void s_on_job_wait (job_t *job, bool started, int64_t waited_ms, void *arg);
+
 static void
 s_on_link_reconnected (void *arg)
 {
@@ -240,6 +242,13 @@ s_on_link_reconnected (void *arg)
     bm_done_replay_link_up (self->recent_done, bm_mono_ms ());
     bm_done_replay_send (self->recent_done, self->link);
     s_report_bots (self, true);
+    //  The broker behind the new connection takes the jobs we listed as
+    //  running, their timeouts from now: those still waiting for a process
+    //  are said again.
+    for (job_t *job = (job_t *) zhashx_first (self->jobs); job;
+         job = (job_t *) zhashx_next (self->jobs))
+        if (job->waiting && job->wait_told)
+            s_on_job_wait (job, false, bm_mono_ms () - job->started_mono, self);
 }
 
 //  --------------------------------------------------------------------------
@@ -450,8 +459,8 @@ s_on_job (bm_worker_t *self, const bm_codec_job_t *body)
             zhashx_delete (self->jobs, job_id);
             return;
         }
-        bm_job_set_timer (job, limit, TIMER_DEADLINE);
-        bm_debug (job->id, "queued for the %s pool, attempt=%lld timeout=%lld ms", type->name,
+        bm_debug (job->id, "%s the %s pool, attempt=%lld timeout=%lld ms",
+                  job->waiting ? "waits for a process of" : "given to", type->name,
                   (long long) attempt, (long long) limit);
         return;
     }
@@ -634,6 +643,18 @@ s_shutdown (bm_worker_t *self, int signum)
     for (int i = 0; i < BM_WORKER_MAX_TYPES; i++)
         if (self->pools [i])
             bm_pool_stop (self->pools [i]);     //  No more warm starts
+    //  Jobs waiting here for a process (prefetched) go back at once: the
+    //  grace period is for the jobs that run.
+    zlist_t *ids = zlist_new ();
+    zlist_autofree (ids);
+    job_t *job;
+    for (job = (job_t *) zhashx_first (self->jobs); job; job = (job_t *) zhashx_next (self->jobs))
+        if (job->waiting)
+            zlist_append (ids, job->id);
+    for (char *id = (char *) zlist_first (ids); id; id = (char *) zlist_next (ids))
+        if ((job = (job_t *) zhashx_lookup (self->jobs, id)))
+            bm_job_stop (job, STOP_RELEASE);
+    zlist_destroy (&ids);
     size_t running = zhashx_size (self->jobs);
     bm_info (NULL, "SIG%s: stopping; %zu job(s) running, grace period %lld ms",
              sigabbrev_np (signum), running, (long long) self->config->grace_ms);
@@ -677,6 +698,26 @@ s_on_job_progress (job_t *job, int progress, void *arg)
     s_send_progress ((bm_worker_t *) arg, job, progress);
 }
 
+//  A job waits here for a process (PROGRESS {waiting: true}: the broker
+//  stops its timeout), or began on one after such a wait (PROGRESS
+//  {started: true}: its timeout and startedAt count from now).
+static void
+s_on_job_wait (job_t *job, bool started, int64_t waited_ms, void *arg)
+{
+    bm_worker_t *self = (bm_worker_t *) arg;
+    msgpack_sbuffer sbuf;
+    bm_job_report_waiting (&sbuf, job->id, started);
+    s_send (self, BM_PROGRESS, &sbuf, job->id);
+    msgpack_sbuffer_destroy (&sbuf);
+    if (started)
+        bm_info (job->id, "began on a %s process after waiting %lld ms in this worker: its "
+                 "timeout of %lld ms runs from now", job->type->name, (long long) waited_ms,
+                 (long long) job->limit_ms);
+    else
+        bm_debug (job->id, "waits in this worker for a %s process (%lld ms so far): its timeout "
+                  "runs once one takes it", job->type->name, (long long) waited_ms);
+}
+
 //  --------------------------------------------------------------------------
 
 bm_worker_t *
@@ -718,7 +759,7 @@ bm_worker_new (const bm_worker_config_t *config)
                  "types' settings (%s)", bm_job_env_withheld (self->env), others);
     }
     self->runner = bm_runner_new (self->loop, config, self->env, &self->stopped, s_on_job_end,
-                                  s_on_job_progress, self);
+                                  s_on_job_progress, s_on_job_wait, self);
     //  Children of our bots that outlive them are reparented to us (not to
     //  init), so we reap them, and see them go.
     prctl (PR_SET_CHILD_SUBREAPER, 1);
@@ -775,6 +816,7 @@ s_start_pools (bm_worker_t *self)
             .limits = &type->limits };
         self->pools [i] = bm_pool_new (self->loop, &pool_config, envp, bm_runner_on_pool_done,
                                        bm_runner_on_pool_progress, self->runner);
+        bm_pool_set_on_start (self->pools [i], bm_runner_on_pool_start);
         if (self->metrics)
             bm_pool_export (self->pools [i], self->metrics);
         bm_bot_argv_free (&envp);

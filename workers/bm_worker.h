@@ -77,6 +77,8 @@ typedef struct {
     bm_worker_type_t types [BM_WORKER_MAX_TYPES];
     int type_count;
     int64_t concurrency;        //  Credit: jobs at once, all types together
+    int64_t prefetch;           //  WORKER_PREFETCH: jobs taken past what the
+                                //  warm processes run at once (in the credit)
     int64_t grace_ms;           //  Time running jobs get at shutdown
     int64_t heartbeat_ms;       //  HEARTBEAT_INTERVAL_MS
     int64_t liveness;           //  HEARTBEAT_LIVENESS

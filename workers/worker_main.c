@@ -58,6 +58,10 @@ static const bm_setting_t s_settings [] = {
              "credit: jobs run at once, all types together (--concurrency); 0: the sum of "
              "MAX_<TYPE>_BOTS of the types served (python 5, node 10, java 3, others MAX_BOTS_DEFAULT)"),
     BM_SETTING_MAX_BOTS_DEFAULT (s_settings_t, max_bots_default),
+    ROW_INT ("WORKER_PREFETCH", config.prefetch, 0, 0, 1000,
+             "when every type served runs warm (pool/fork): jobs taken past what the processes "
+             "run at once, waiting in the worker so a process that ends a job starts the next "
+             "at once; the credit grows by it (--prefetch; ignored with spawn types)"),
     ROW_STR ("BROKER_ENDPOINT", config.endpoint, "tcp://127.0.0.1:5555", 512,
              "broker endpoint (--endpoint); a '*' or 0.0.0.0 host means 127.0.0.1"),
     ROW_STR ("WORKER_NAME", config.name, NULL, 128, "worker name in logs and STATS (--name; empty: HOST-PID)"),
@@ -113,6 +117,11 @@ s_usage (FILE *out)
 "  -g, --grace-ms MS      at SIGTERM, how long running jobs may take to\n"
 "                         end before they are killed and handed back\n"
 "                         (WORKER_GRACE_MS, 0-3600000, default 10000)\n"
+"      --prefetch N       every type served warm (pool/fork): take N jobs\n"
+"                         past what the processes run at once; they wait\n"
+"                         in the worker, their timeout running from when a\n"
+"                         process takes them (WORKER_PREFETCH, 0-1000,\n"
+"                         default 0; ignored with spawn types)\n"
 "  -h, --help             this help\n"
 "      --print-env        the worker-wide variables with their defaults, as\n"
 "                         env.example lines\n"
@@ -137,7 +146,8 @@ s_usage (FILE *out)
 "  BOT_<TYPE>_MIN_PROCS   pool/fork: processes kept warm (default 1)\n"
 "  BOT_<TYPE>_MAX_PROCS   pool/fork: never more processes (default: the\n"
 "                         worker's concurrency); when every type served is\n"
-"                         pool/fork, the credit is at most their sum\n"
+"                         pool/fork, the credit is at most their sum (plus\n"
+"                         WORKER_PREFETCH)\n"
 "  BOT_<TYPE>_MAX_JOBS    pool/fork: recycle a process after this many jobs\n"
 "                         (default 1000)\n"
 "  BOT_<TYPE>_MAX_RSS_MB  pool/fork: recycle a process whose resident memory\n"
@@ -438,17 +448,25 @@ s_bot_mode (bm_worker_type_t *type, int64_t concurrency)
 
 //  The credit against what the bots can run at once.  A job the worker
 //  takes waits in it for a process while its type's BOT_<TYPE>_MAX_PROCS
-//  processes are busy: the broker counts it running, and its timeout runs
-//  (the broker's and the worker's, both from its dispatch).  When every
-//  type runs warm (pool or fork), the credit is at most their processes
-//  together, so that such jobs stay queued at the broker, free for other
-//  workers; with spawn types besides, the credit they share stays, and
-//  each warm type below it is named.  One WARN line either way.
+//  processes are busy: the broker counts it running (out of its queue,
+//  holding a permit of its type), its timeout not running until a process
+//  takes it.  When every type runs warm (pool or fork), the credit is what
+//  their processes run at once (at most their sum), so that such jobs stay
+//  queued at the broker, free for other workers, plus WORKER_PREFETCH:
+//  jobs taken to wait on purpose, so a process that ends a job gets the
+//  next at once.  With spawn types besides, the credit they share stays,
+//  each warm type below it is named, and WORKER_PREFETCH is ignored.  One
+//  WARN line for either, one INFO line for the prefetch.
 static void
 s_credit_fit (bm_worker_config_t *config, const char *source)
 {
-    if (config->mode != BM_WORKER_BOTS)
+    if (config->mode != BM_WORKER_BOTS) {
+        if (config->prefetch)
+            bm_warn (NULL, "configuration: WORKER_PREFETCH=%lld ignored: it is for bots run "
+                     "warm (pool/fork), not for --simulate or --noop", (long long) config->prefetch);
+        config->prefetch = 0;
         return;
+    }
     int64_t warm = 0;
     bool all_warm = true;
     for (int i = 0; i < config->type_count; i++)
@@ -479,19 +497,33 @@ s_credit_fit (bm_worker_config_t *config, const char *source)
     if (all_warm && warm < config->concurrency) {
         bm_warn (NULL, "configuration: credit %lld instead of %lld (%s): every type served runs "
                  "warm, at most %lld job(s) at once (%s); a job past them would wait in this "
-                 "worker for a process, its timeout running, so it stays queued at the broker",
-                 (long long) warm, (long long) config->concurrency, source, (long long) warm,
-                 named);
+                 "worker for a process, out of the broker's queue, so it stays queued at the "
+                 "broker", (long long) warm, (long long) config->concurrency, source,
+                 (long long) warm, named);
         config->concurrency = warm;
     }
     else
     if (!all_warm && *named)
         bm_warn (NULL, "configuration: the credit of %lld (%s), shared with spawn types, is "
                  "more than %s: a job of a warm type past its MAX_PROCS waits in this worker "
-                 "for a process, counted as running, its timeout running; raise %s to %lld, or "
-                 "serve the warm types from a worker of their own",
+                 "for a process, counted as running (its timeout runs once a process takes "
+                 "it); raise %s to %lld, or serve the warm types from a worker of their own",
                  (long long) config->concurrency, source, named, vars,
                  (long long) config->concurrency);
+    if (config->prefetch && !all_warm) {
+        bm_warn (NULL, "configuration: WORKER_PREFETCH=%lld ignored: this worker serves spawn "
+                 "types too, whose jobs start at once; serve the warm types from a worker of "
+                 "their own to prefetch for them", (long long) config->prefetch);
+        config->prefetch = 0;
+    }
+    else
+    if (config->prefetch) {
+        bm_info (NULL, "configuration: credit %lld: %lld job(s) the warm processes run at once, "
+                 "and WORKER_PREFETCH=%lld waiting in this worker for the next free process",
+                 (long long) (config->concurrency + config->prefetch),
+                 (long long) config->concurrency, (long long) config->prefetch);
+        config->concurrency += config->prefetch;
+    }
 }
 
 //  BOT_<TYPE>_PRELOAD and BOT_<TYPE>_FORK_WARMUP are forkserver.py's: on a
@@ -803,7 +835,7 @@ main (int argc, char *argv [])
     const char *types_arg [BM_WORKER_MAX_TYPES * 2];
     int types_args = 0;
     const char *concurrency_arg = NULL, *endpoint = NULL, *name = NULL, *grace_arg = NULL;
-    const char *mode_arg = NULL;
+    const char *mode_arg = NULL, *prefetch_arg = NULL;
 
     static struct option options [] = {
         { "type", required_argument, NULL, 't' },
@@ -813,6 +845,7 @@ main (int argc, char *argv [])
         { "simulate", no_argument, NULL, 'S' },
         { "noop", no_argument, NULL, 'N' },
         { "grace-ms", required_argument, NULL, 'g' },
+        { "prefetch", required_argument, NULL, 'P' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -827,6 +860,7 @@ main (int argc, char *argv [])
             case 'e': endpoint = optarg; break;
             case 'n': name = optarg; break;
             case 'g': grace_arg = optarg; break;
+            case 'P': prefetch_arg = optarg; break;
             case 'S': mode_arg = "simulate"; break;
             case 'N': mode_arg = "noop"; break;
             case 'h':
@@ -969,6 +1003,14 @@ main (int argc, char *argv [])
         if (bm_parse_int (grace_arg, 0, 3600000, &config.grace_ms)) {
             bm_error (NULL, "configuration: --grace-ms must be an integer from 0 to 3600000 (got '%s')",
                       grace_arg);
+            goto done;
+        }
+    }
+
+    if (prefetch_arg) {
+        if (bm_parse_int (prefetch_arg, 0, 1000, &config.prefetch)) {
+            bm_error (NULL, "configuration: --prefetch must be an integer from 0 to 1000 (got '%s')",
+                      prefetch_arg);
             goto done;
         }
     }

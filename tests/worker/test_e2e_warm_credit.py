@@ -11,7 +11,7 @@ completes: it stays queued at the broker until the process is free, its
 timeout counted from its dispatch.  The broker's STATS give the worker credit
 1.  A second worker serving a pool type with MAX_PROCS=1 and a spawn type
 under --concurrency 3 keeps credit 3 and names BOT_HALF_MAX_PROCS=1, saying
-that a job of it past that waits in the worker, its timeout running, and
+that a job of it past that waits in the worker, counted as running, and
 what to do: raise BOT_HALF_MAX_PROCS to 3, or a worker of its own.
 
 Before, the worker took all three jobs and held the third waiting for the
@@ -81,9 +81,9 @@ def main():
               and "credit of 3 (--concurrency)" in lines[0],
               "one WARN line names the warm type below the credit", lines, mixed.output()[-2000:])
         check("a job of a warm type past its MAX_PROCS waits in this worker for a process" in lines[0]
-              and "its timeout running" in lines[0],
-              "the WARN says a job past the warm type's processes waits in the worker, its "
-              "timeout running", lines[0])
+              and "counted as running" in lines[0],
+              "the WARN says a job past the warm type's processes waits in the worker, counted "
+              "as running", lines[0])
         check("raise BOT_HALF_MAX_PROCS to 3, or serve the warm types from a worker of their own"
               in lines[0], "the WARN says what to do: raise MAX_PROCS to the credit, or a worker "
               "of their own for the warm types", lines[0])

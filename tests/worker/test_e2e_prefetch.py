@@ -1,0 +1,183 @@
+"""WORKER_PREFETCH: a worker whose types all run warm takes that many jobs
+past what its processes run at once; they wait in the worker, and a
+process that ends a job starts the next at once.  One scenario a run:
+
+  timeout  one pool process, WORKER_PREFETCH=1: the broker gives the worker
+           credit 2; job A (1.5 s), then job B (timeoutMs 1000, no work).
+           B is dispatched to the worker while A runs (prefetched), and
+           completes: its timeout runs from when the process takes it, on
+           the worker and at the broker (PROGRESS {started: true}), and its
+           record's startedAt is not before A's finishedAt.
+  cancel   CANCEL of the waiting B while A runs: B ends cancelled, A
+           completes, and the pool process was not replaced (a later job
+           runs on A's pid).
+  sigterm  SIGTERM of the worker while B waits: B goes back to the broker
+           at once (queued while A still runs in the grace period), A
+           completes, and B runs once, on a second worker, without an
+           attempt counted for the release.
+  bad      WORKER_PREFETCH=abc, WORKER_PREFETCH=1001 and --prefetch -1: the
+           worker exits 2 and the message names the variable or the flag.
+
+A real broker (no Redis), real workers and a pool bot written by hand that
+sleeps the payload's "ms" and appends each job id it runs to a file.
+
+Before, the worker ignored WORKER_PREFETCH: its credit stayed 1, so B stayed
+queued at the broker while A ran (timeout, cancel, sigterm failed at "B is
+dispatched to the worker while A runs"), and a bad value was not refused
+(the worker started and ran: bad failed at "exits 2").
+"""
+import os
+import signal
+import subprocess
+import sys
+
+import harness
+from harness import CANCEL, check, log, wait_until
+import wlib
+
+SLEEPBOT = """import json, os, sys, time
+sys.stdout.write('{"ready": true}\\n')
+sys.stdout.flush()
+for line in sys.stdin:
+    frame = json.loads(line)
+    with open(sys.argv[1], "a") as ran:
+        ran.write(frame["job"] + "\\n")
+    time.sleep(frame["payload"].get("ms", 0) / 1000.0)
+    sys.stdout.write(json.dumps({"result": {"pid": os.getpid(),
+                                            "deadline": frame["env"]["BOT_DEADLINE"]},
+                                 "job": frame["job"]}) + "\\n")
+    sys.stdout.flush()
+"""
+
+
+def bot_env(tmp):
+    bot = os.path.join(tmp, "sleepbot.py")
+    with open(bot, "w") as f:
+        f.write(SLEEPBOT)
+    ran = os.path.join(tmp, "ran.txt")
+    return {"BOT_ONE_CMD": "%s %s %s" % (wlib.PY, bot, ran), "BOT_ONE_MODE": "pool",
+            "BOT_ONE_MIN_PROCS": "1", "BOT_ONE_MAX_PROCS": "1"}, ran
+
+
+def ran_ids(ran):
+    try:
+        with open(ran) as f:
+            return f.read().split()
+    except FileNotFoundError:
+        return []
+
+
+def start(s, tmp, name="worker-prefetch", *args):
+    env, ran = bot_env(tmp)
+    env["WORKER_PREFETCH"] = "1"
+    w = s.worker("--type", "one", "--concurrency", "1", "--name", name, *args, name=name, env=env)
+    s.wait_workers(1, "one")
+    wait_until(lambda: "one pool process pid=" in w.output() and " ready" in w.output(), 10,
+               "the pool process to be ready")
+    return w, ran
+
+
+def prefetched(c, ran, first):
+    """A (1.5 s) runs, then B waits in the worker: returns (A, B)."""
+    workers = [x for x in c.stats()["workers"] if "one" in x["types"]]
+    check(len(workers) == 1 and workers[0]["credit"] == 2,
+          "the broker gives the worker credit 2 (1 process + WORKER_PREFETCH=1)", workers)
+    a = c.submit("one", {"ms": 1500}, attempts=1, timeoutMs=10000)
+    wait_until(lambda: a in ran_ids(ran), 10, "A to run on the pool process")
+    b = c.submit("one", {"ms": 0}, attempts=1, timeoutMs=1000)
+    rec = wait_until(lambda: (lambda r: r if r["state"] == "running" else None)(c.status(b)),
+                     1.0, "B to be dispatched to the worker while A runs (prefetched)")
+    check(c.status(a)["state"] == "running", "A still runs when B is dispatched", c.status(a))
+    check(rec.get("worker") == first, "B is dispatched to the worker of A", rec)
+    return a, b
+
+
+def scenario_timeout(s, c, tmp):
+    w, ran = start(s, tmp)
+    a, b = prefetched(c, ran, "worker-prefetch")
+    rec_b = c.wait(b, timeout=15)
+    rec_a = c.wait(a, timeout=15)
+    check(rec_a["state"] == "completed", "A completes", rec_a)
+    check(rec_b["state"] == "completed",
+          "B completes: its 1000 ms timeout runs from when the process takes it, not from its "
+          "dispatch while A ran 1.5 s", rec_b, w.output()[-2000:])
+    check(rec_b["startedAt"] >= rec_a["finishedAt"],
+          "B's startedAt (%d) is not before A's finishedAt (%d)"
+          % (rec_b["startedAt"], rec_a["finishedAt"]), rec_a, rec_b)
+    check(int(rec_b["result"]["deadline"]) >= rec_a["finishedAt"] + 1000 - 50,
+          "B's BOT_DEADLINE counts from when it began (>= A's end + 1000 ms)", rec_b, rec_a)
+    check(ran_ids(ran) == [a, b], "the bot ran A then B, once each", ran_ids(ran))
+    check("began on a one process after waiting" in w.output(),
+          "the worker logs that B began after waiting", w.output()[-2000:])
+
+
+def scenario_cancel(s, c, tmp):
+    w, ran = start(s, tmp)
+    a, b = prefetched(c, ran, "worker-prefetch")
+    cmd, reply = c.request(CANCEL, {"jobId": b})
+    rec_b = c.wait(b, timeout=5)
+    check(rec_b["state"] == "cancelled", "the waiting B ends cancelled", rec_b)
+    check(c.status(a)["state"] == "running", "A still runs after B's cancel", c.status(a))
+    rec_a = c.wait(a, timeout=15)
+    check(rec_a["state"] == "completed", "A completes", rec_a)
+    later = c.submit("one", {"ms": 0}, attempts=1)
+    rec = c.wait(later, timeout=15)
+    check(rec["state"] == "completed" and rec["result"]["pid"] == rec_a["result"]["pid"],
+          "a later job runs on A's process: the cancel of the waiting B killed no process",
+          rec, rec_a)
+    check(b not in ran_ids(ran), "the bot never ran B", ran_ids(ran))
+
+
+def scenario_sigterm(s, c, tmp):
+    w, ran = start(s, tmp, "worker-prefetch", "--grace-ms", "20000")
+    a, b = prefetched(c, ran, "worker-prefetch")
+    w.signal(signal.SIGTERM)
+    rec = wait_until(lambda: (lambda r: r if r["state"] == "queued" else None)(c.status(b)),
+                     1.0, "B to go back to the broker's queue at SIGTERM")
+    check(c.status(a)["state"] == "running", "A still runs (grace period) when B is back", rec)
+    check("released back to the broker" in w.output(), "the worker logs B's release",
+          w.output()[-2000:])
+    rec_a = c.wait(a, timeout=15)
+    check(rec_a["state"] == "completed", "A completes within the grace period", rec_a)
+    wait_until(lambda: not w.alive(), 15, "the first worker to exit")
+    env, _ = bot_env(tmp)
+    s.worker("--type", "one", "--concurrency", "1", "--name", "worker-second", name="worker-second",
+             env=env)
+    rec_b = c.wait(b, timeout=15)
+    check(rec_b["state"] == "completed" and rec_b.get("worker") == "worker-second",
+          "B completes on the second worker", rec_b)
+    check(rec_b["attempts"] == 1, "the release counted no attempt", rec_b)
+    check(ran_ids(ran).count(b) == 1, "B ran once", ran_ids(ran))
+
+
+def scenario_bad(s, c, tmp):
+    worker = s.bin("botmesh-worker")
+    cases = [({"WORKER_PREFETCH": "abc"}, [], "WORKER_PREFETCH"),
+             ({"WORKER_PREFETCH": "1001"}, [], "WORKER_PREFETCH"),
+             ({}, ["--prefetch", "-1"], "--prefetch")]
+    for extra, args, named in cases:
+        env = dict(os.environ, BROKER_ENDPOINT=s.endpoint, BOT_ONE_CMD="/bin/true",
+                   BOT_ONE_MODE="pool", **extra)
+        try:
+            p = subprocess.run([worker, "--type", "one"] + args, env=env, capture_output=True,
+                               text=True, timeout=10)
+        except subprocess.TimeoutExpired:
+            check(False, "the worker with %r %r exits 2 (it ran on instead)" % (extra, args))
+        out = p.stdout + p.stderr
+        log("%r %r -> %d: %s" % (extra, args, p.returncode, out.strip()[-300:]))
+        check(p.returncode == 2, "the worker with %r %r exits 2" % (extra, args), p.returncode, out)
+        check(named in out, "its message names %s" % named, out)
+
+
+def main():
+    scenario = sys.argv[1]
+    tmp = harness.tempdir("prefetch-")
+    with harness.Stack("worker-e2e-prefetch-" + scenario) as s:
+        s.broker(redis=False)
+        c = s.client()
+        globals()["scenario_" + scenario](s, c, tmp)
+        c.close()
+
+
+if __name__ == "__main__":
+    harness.main(main)
