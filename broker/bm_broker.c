@@ -928,6 +928,7 @@ s_broker_destroy (bm_broker_t **self_p)
         free (self->dispatch_pending);
         free (self->live.add_ids);
         bm_jobstore_recovery_old_free (self);
+        bm_jobstore_recovery_again_free (self);
         free (self->live.waiters);
         free (self->live.rem_ids);
         while (self->body_pool_size > 0)

@@ -156,6 +156,12 @@ struct _bm_broker_t {
     bool recovered;             //  Queues rebuilt from Redis
     bool recovering;            //  Recovery reads in flight
     int recovery_pending;       //  HGETALLs not answered
+    char (*recovery_again) [BM_ID_SLOT];    //  Ids whose HGETALL Redis answered
+    size_t recovery_again_count;            //  with an error, read again later
+    size_t recovery_again_alloc;
+    int recovery_again_tries;   //  Rounds of them read again so far
+    int recovery_again_timer;   //  zloop timer of the next round, or 0
+    char recovery_again_error [128];        //  The first error of the round
     char **recovery_old;        //  Ids in the earlier layout's sorted set
     size_t recovery_old_count;  //  "live", kept until the unfinished set's arrive
     zlistx_t *held;             //  Ids of the jobs recovered as running that
@@ -337,6 +343,7 @@ void bm_jobstore_query (bm_broker_t *self, bm_cmd_t *cmd, bm_store_fn *fn, void 
 void bm_jobstore_on_live_added (redisReply *reply, void *arg);
 void bm_jobstore_live_flush (void *arg);
 void bm_jobstore_recovery_old_free (bm_broker_t *self);
+void bm_jobstore_recovery_again_free (bm_broker_t *self);
 void bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_store_fn *fn, void *arg);
 void bm_jobstore_persist_state (bm_broker_t *self, bm_job_t *job);
 //  The same, fn told once Redis has it (NULL: it did not take it; without

@@ -688,9 +688,107 @@ bm_jobstore_hold_free (bm_broker_t *self)
     zlistx_destroy (&self->held);
 }
 
+//  A recovered id whose record read Redis answers with an error (BUSY,
+//  LOADING, NOPERM, WRONGTYPE: it says nothing of the job) is read again,
+//  up to BM_RECOVERY_AGAIN_TRIES rounds, the first after
+//  BM_RECOVERY_AGAIN_MS and each next after twice the wait before (250 ms
+//  to 4 s: about 8 s in all); the recovery is under way until then.  An id
+//  refused every time is left in the unfinished set, logged at ERROR: the
+//  next recovery (a restart, a failover, Redis back) reads it again.
+#define BM_RECOVERY_AGAIN_TRIES 5
+#define BM_RECOVERY_AGAIN_MS 250
+
+static void s_recover_id (bm_broker_t *self, const char *id);
+
+static void
+s_again_clear (bm_broker_t *self)
+{
+    if (self->recovery_again_timer > 0 && self->loop)
+        zloop_timer_end (self->loop, self->recovery_again_timer);
+    self->recovery_again_timer = 0;
+    self->recovery_again_count = 0;
+    self->recovery_again_tries = 0;
+}
+
+void
+bm_jobstore_recovery_again_free (bm_broker_t *self)
+{
+    free (self->recovery_again);
+    self->recovery_again = NULL;
+    self->recovery_again_count = self->recovery_again_alloc = 0;
+}
+
+static void
+s_again_add (bm_broker_t *self, const char *id, const char *error)
+{
+    if (self->recovery_again_count == self->recovery_again_alloc) {
+        self->recovery_again_alloc = self->recovery_again_alloc ? 2 * self->recovery_again_alloc : 16;
+        self->recovery_again = bm_realloc_or_abort (self->recovery_again,
+                                                    self->recovery_again_alloc * BM_ID_SLOT,
+                                                    "the jobs to recover again");
+    }
+    if (!self->recovery_again_count)
+        snprintf (self->recovery_again_error, sizeof self->recovery_again_error, "%s", error);
+    bm_id_copy (self->recovery_again [self->recovery_again_count++], BM_ID_SLOT, id);
+}
+
+//  The next round: the records Redis refused are read again.
+static int
+s_on_recovery_again (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop, (void) timer_id;
+    bm_broker_t *self = (bm_broker_t *) arg;
+    self->recovery_again_timer = 0;
+    if (!self->recovering || !self->store || !bm_store_up (self->store)) {
+        //  Redis went away meanwhile: the recovery starts over when it is back
+        s_again_clear (self);
+        self->recovering = false;
+        return 0;
+    }
+    self->recovery_again_tries++;
+    char (*ids) [BM_ID_SLOT] = self->recovery_again;
+    size_t count = self->recovery_again_count;
+    self->recovery_again = NULL;
+    self->recovery_again_count = self->recovery_again_alloc = 0;
+    self->recovery_pending += (int) count;
+    for (size_t i = 0; i < count; i++)
+        s_recover_id (self, ids [i]);
+    free (ids);
+    return 0;
+}
+
+static void s_recovery_finish (bm_broker_t *self);
+
+//  Every read of the recovery answered: it ends, unless Redis refused
+//  some, which are read again while rounds are left.
+static void
+s_recovery_check (bm_broker_t *self)
+{
+    if (self->recovery_pending > 0 || !self->recovering || self->recovery_again_timer > 0)
+        return;
+    size_t count = self->recovery_again_count;
+    int wait = BM_RECOVERY_AGAIN_MS << self->recovery_again_tries;
+    if (count && self->recovery_again_tries < BM_RECOVERY_AGAIN_TRIES && self->loop) {
+        int timer = zloop_timer (self->loop, (size_t) wait, 1, s_on_recovery_again, self);
+        if (timer > 0) {
+            self->recovery_again_timer = timer;
+            bm_warn (NULL, "recovery: redis answered %zu job record reads with an error (%s); "
+                     "read again in %d ms", count, self->recovery_again_error, wait);
+            return;
+        }
+    }
+    for (size_t i = 0; i < count; i++)
+        bm_error (self->recovery_again [i], "not recovered: redis answered the read of its "
+                  "record with an error (%s) %d times; it stays in the unfinished set, and the "
+                  "next recovery (a restart, a failover, Redis back) reads it again",
+                  self->recovery_again_error, self->recovery_again_tries + 1);
+    s_recovery_finish (self);
+}
+
 static void
 s_recovery_finish (bm_broker_t *self)
 {
+    s_again_clear (self);
     self->recovering = false;
     self->recovered = true;
     bm_stats_ready_gauges (self);
@@ -732,8 +830,18 @@ s_on_recovered_job (redisReply *reply, void *arg)
     if (!reply) {
         free (ref);
         //  Redis went away mid-recovery: it starts over on reconnect.
-        if (self->recovery_pending == 0)
+        if (self->recovery_pending == 0) {
+            s_again_clear (self);
             self->recovering = false;
+        }
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        //  One WARN line a round says how many (a BUSY Redis refuses them all)
+        bm_debug (ref->id, "recovery: reading its record failed: %s", reply->str);
+        s_again_add (self, ref->id, reply->str);
+        free (ref);
+        s_recovery_check (self);
         return;
     }
     bool was_held = false;
@@ -791,8 +899,7 @@ s_on_recovered_job (redisReply *reply, void *arg)
             s_live_remove (self, job->id);
         bm_job_destroy (&job);
     }
-    if (self->recovery_pending == 0 && self->recovering)
-        s_recovery_finish (self);
+    s_recovery_check (self);
 }
 
 void
@@ -881,6 +988,7 @@ s_on_live_ids (redisReply *reply, void *arg)
     bm_broker_t *self = (bm_broker_t *) arg;
     if (!reply || reply->type != REDIS_REPLY_ARRAY) {
         bm_jobstore_recovery_old_free (self);
+        s_again_clear (self);
         self->recovering = false;
         return;
     }
@@ -927,6 +1035,7 @@ s_recover_jobs (bm_broker_t *self, bool read)
         //  Redis went away: the replies still due say so too; recovery
         //  starts over when it is back.
         bm_jobstore_recovery_old_free (self);
+        s_again_clear (self);
         self->recovering = false;
         return;
     }
@@ -942,6 +1051,7 @@ bm_jobstore_on_store_state (bool up, void *arg)
     bm_broker_t *self = (bm_broker_t *) arg;
     //  A standby recovers only once it leads (bm_broker_ha.c).
     if (up && !self->recovered && !self->recovering && bm_ha_may_recover (self)) {
+        s_again_clear (self);
         self->recovering = true;
         bm_cmd_t cmd;
         //  Paused types first: the replies come in order, so nothing is
