@@ -3,7 +3,7 @@ past what its processes run at once; they wait in the worker, and a
 process that ends a job starts the next at once.  One scenario a run:
 
   timeout  one pool process, WORKER_PREFETCH=1: the broker gives the worker
-           credit 2; job A (1.5 s), then job B (timeoutMs 1000, no work).
+           credit 2; job A (2.5 s), then job B (timeoutMs 1000, no work).
            B is dispatched to the worker while A runs (prefetched), and
            completes: its timeout runs from when the process takes it, on
            the worker and at the broker (PROGRESS {started: true}), and its
@@ -78,15 +78,15 @@ def start(s, tmp, name="worker-prefetch", *args):
 
 
 def prefetched(c, ran, first):
-    """A (1.5 s) runs, then B waits in the worker: returns (A, B)."""
+    """A (2.5 s) runs, then B waits in the worker: returns (A, B)."""
     workers = [x for x in c.stats()["workers"] if "one" in x["types"]]
     check(len(workers) == 1 and workers[0]["credit"] == 2,
           "the broker gives the worker credit 2 (1 process + WORKER_PREFETCH=1)", workers)
-    a = c.submit("one", {"ms": 1500}, attempts=1, timeoutMs=10000)
+    a = c.submit("one", {"ms": 2500}, attempts=1, timeoutMs=10000)
     wait_until(lambda: a in ran_ids(ran), 10, "A to run on the pool process")
     b = c.submit("one", {"ms": 0}, attempts=1, timeoutMs=1000)
     rec = wait_until(lambda: (lambda r: r if r["state"] == "running" else None)(c.status(b)),
-                     1.0, "B to be dispatched to the worker while A runs (prefetched)")
+                     2.0, "B to be dispatched to the worker while A runs (prefetched)")
     check(c.status(a)["state"] == "running", "A still runs when B is dispatched", c.status(a))
     check(rec.get("worker") == first, "B is dispatched to the worker of A", rec)
     return a, b
@@ -100,7 +100,7 @@ def scenario_timeout(s, c, tmp):
     check(rec_a["state"] == "completed", "A completes", rec_a)
     check(rec_b["state"] == "completed",
           "B completes: its 1000 ms timeout runs from when the process takes it, not from its "
-          "dispatch while A ran 1.5 s", rec_b, w.output()[-2000:])
+          "dispatch while A ran 2.5 s", rec_b, w.output()[-2000:])
     check(rec_b["startedAt"] >= rec_a["finishedAt"],
           "B's startedAt (%d) is not before A's finishedAt (%d)"
           % (rec_b["startedAt"], rec_a["finishedAt"]), rec_a, rec_b)
@@ -133,7 +133,7 @@ def scenario_sigterm(s, c, tmp):
     a, b = prefetched(c, ran, "worker-prefetch")
     w.signal(signal.SIGTERM)
     rec = wait_until(lambda: (lambda r: r if r["state"] == "queued" else None)(c.status(b)),
-                     1.0, "B to go back to the broker's queue at SIGTERM")
+                     2.0, "B to go back to the broker's queue at SIGTERM")
     check(c.status(a)["state"] == "running", "A still runs (grace period) when B is back", rec)
     check("released back to the broker" in w.output(), "the worker logs B's release",
           w.output()[-2000:])
