@@ -14,7 +14,11 @@ ended, and the CPU time of the broker and the worker with everything it ran
   spawn_python_nolimits    all of BOT_PYTHON_* limits 0: what the limits cost
   spawn_python_bwrap       BOT_PYTHON_SANDBOX=bwrap: what the sandbox costs
   pool_<bot>, fork_python  BOT_<TYPE>_MODE=pool / fork, when the worker has
-                           the modes (its --help names BOT_<TYPE>_MODE)
+                           the modes (its --help names BOT_<TYPE>_MODE); the
+                           pool cases with WORKER_PREFETCH=1 (credit 3: one
+                           job waits in the worker for the next free process,
+                           as Celery's prefork pool prefetches)
+  pool_python_noprefetch   pool python with WORKER_PREFETCH=0, the default
   fork_python_warmup       fork with BOT_PYTHON_FORK_WARMUP=1 (main() run
                            once in the fork server before the first fork)
   spawn_python_again       spawn python once more after the fork cases: the
@@ -385,9 +389,14 @@ def main():
               ("spawn_python_bwrap", "python", jobs, {"BOT_PYTHON_SANDBOX": "bwrap"}),
               ("spawn_node", "node", jobs, {}), ("spawn_java", "java", jobs // 2 or 1, {})]
     if has_modes:
-        cases += [("pool_python", "python", warm_jobs, {"BOT_PYTHON_MODE": "pool"}),
-                  ("pool_node", "node", warm_jobs, {"BOT_NODE_MODE": "pool"}),
-                  ("pool_java", "java", warm_jobs, {"BOT_JAVA_MODE": "pool"})]
+        # The pool cases prefetch one job (WORKER_PREFETCH=1: a process that
+        # ends a job finds the next one in the worker), as Celery's prefork
+        # pool prefetches; pool_python_noprefetch is the default, 0.
+        pf = {"WORKER_PREFETCH": "1"}
+        cases += [("pool_python", "python", warm_jobs, dict(pf, BOT_PYTHON_MODE="pool")),
+                  ("pool_python_noprefetch", "python", warm_jobs, {"BOT_PYTHON_MODE": "pool"}),
+                  ("pool_node", "node", warm_jobs, dict(pf, BOT_NODE_MODE="pool")),
+                  ("pool_java", "java", warm_jobs, dict(pf, BOT_JAVA_MODE="pool"))]
     peers = [("celery_python", run_celery, jobs * 4), ("bullmq_node", run_bullmq, jobs * 4)]
     if "--cases" in args:
         wanted = args[args.index("--cases") + 1].split(",")
@@ -436,7 +445,8 @@ def main():
     load_after = open("/proc/loadavg").read().split()[:3]
     lines = [BEGIN, "## Bots end to end (`./botmesh bench --only bots`)", "",
              "Run %s UTC, load before %s, after %s, %d jobs per spawn case (java half), %d per warm case, "
-             "concurrency 2 everywhere, one worker, broker without Redis; CPU per job = broker + worker "
+             "concurrency 2 everywhere (the pool cases prefetch one job, WORKER_PREFETCH=1, but "
+             "pool_python_noprefetch), one worker, broker without Redis; CPU per job = broker + worker "
              "+ every bot process (Celery: its worker, prefork children and Redis; BullMQ: not sampled)." % (
                  time.strftime("%Y-%m-%d %H:%M", time.gmtime(t_start)), " ".join(load_before),
                  " ".join(load_after), jobs, warm_jobs),
