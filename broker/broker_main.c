@@ -85,6 +85,7 @@ main (int argc, char *argv [])
     s_name_after_restart ();
     if (bm_log_init ("broker"))
         return BM_EXIT_CONFIG;
+    bm_main_hide_secrets ();
     bm_settings_warn_foreign ();
     bm_env_check_warn ("broker", environ);
     if (bm_settings_print_env_flag (argc, argv, bm_broker_settings))

@@ -5,8 +5,11 @@
 #include "bm_log.h"
 
 #include <czmq.h>
+#include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 void
 bm_main_block_signals (sigset_t *signals)
@@ -31,6 +34,16 @@ bm_main_listening (const char *kind, const char *host, int port)
     char text [300];
     bm_main_listening_text (text, sizeof text, kind, host, port);
     bm_log_always (BM_INFO, "%s", text);
+}
+
+int
+bm_main_hide_secrets (void)
+{
+    if (prctl (PR_SET_DUMPABLE, 0) == 0)
+        return 0;
+    bm_warn (NULL, "secrets: cannot make the process not dumpable (%s): other processes of its "
+             "user can read its environment in /proc/%d/environ", strerror (errno), (int) getpid ());
+    return -1;
 }
 
 //  --------------------------------------------------------------------------
@@ -62,6 +75,10 @@ bm_main_test (bool verbose)
     int sig = 0;
     CHECK (sigwait (&signals, &sig) == 0 && sig == SIGTERM);
     pthread_sigmask (SIG_UNBLOCK, &signals, NULL);
+
+    //  Not dumpable afterwards; dumpable again for the tests that follow.
+    CHECK (bm_main_hide_secrets () == 0 && prctl (PR_GET_DUMPABLE) == 0);
+    prctl (PR_SET_DUMPABLE, 1);
     if (verbose)
         printf ("OK\n");
 }

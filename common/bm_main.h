@@ -13,7 +13,9 @@
 
       KIND is http (the service's HTTP API), metrics (a /metrics server
       beside another protocol) or zmq (the broker's ROUTER); tests and
-      scripts start services at port 0 and read this line.  */
+      scripts start services at port 0 and read this line.
+    * Secrets: every service makes itself not dumpable at start
+      (bm_main_hide_secrets), as the worker does.  */
 #ifndef BM_MAIN_H
 #define BM_MAIN_H
 
@@ -40,6 +42,17 @@ void bm_main_listening (const char *kind, const char *host, int port);
 //  Format that line's message into buf (for the log, and for the test).
 //  Returns its length, as snprintf.
 int bm_main_listening_text (char *buf, size_t size, const char *kind, const char *host, int port);
+
+//  Keep the secrets of our environment and memory (API_KEYS, REDIS_URL's
+//  password, WEBHOOK_SECRET, CURVE keys) from the other processes of our
+//  uid: not dumpable, /proc/PID/environ, mem, maps and fd of this process
+//  belong to root, so that a process of our uid without CAP_SYS_PTRACE (a
+//  bot of a worker that runs as the same user) can neither read them nor
+//  ptrace us, and no core dump holds them.  Call it first in main ().
+//  The environment itself stays: settings are borrowed from it, and a
+//  broker that steps down runs itself again with it.  Returns 0, or -1
+//  after a WARN line.
+int bm_main_hide_secrets (void);
 
 //  Self test.
 void bm_main_test (bool verbose);

@@ -118,6 +118,7 @@ main (int argc, char *argv [])
     gw_arena_install ();
     if (bm_log_init ("gateway"))
         return BM_EXIT_CONFIG;
+    bm_main_hide_secrets ();
     bm_settings_warn_foreign ();
     bm_env_check_warn ("gateway", environ);
     if (bm_settings_print_env_flag (argc, argv, s_settings))

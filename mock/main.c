@@ -94,6 +94,7 @@ main (int argc, char *argv [])
     int rc = bm_http_args (argc, argv, "mock", s_usage, &port_flag);
     if (rc >= 0)
         return rc;
+    bm_main_hide_secrets ();
     s_settings_t settings;
     if (bm_settings_load (s_settings, &settings)
     ||  bm_http_port_flag (port_flag, &settings.port)

@@ -65,6 +65,7 @@ main (int argc, char *argv [])
     int rc = bm_http_args (argc, argv, "webhook", s_usage, &port_flag);
     if (rc >= 0)
         return rc;
+    bm_main_hide_secrets ();
     wh_config_t config;
     if (wh_config_load (&config) || bm_http_port_flag (port_flag, &config.port)
     ||  bm_http_listen_check ("WEBHOOK_LISTEN_ADDR", config.listen_addr)) {

@@ -2,7 +2,8 @@
 
 Each service unit: ExecStart runs a binary the build produces, reads its
 settings from an EnvironmentFile, restarts on failure, stops with SIGTERM
-within TimeoutStopSec, runs as a non-root user; botmesh.target pulls in
+within TimeoutStopSec, runs as a non-root user (the workers, whose bots run
+as their user, as another user than the other services); botmesh.target pulls in
 every unit.  A configuration error (exit status 2) is not restarted.
 The environment a unit gets when its EnvironmentFile is a copy of
 env.example (as README.md says to install it; systemd lets the file
@@ -89,6 +90,13 @@ def test():
               "(unit, file)" % u, changed)
     check({"botmesh-broker", "botmesh-worker", "botmesh-gateway", "botmesh-webhook", "botmesh-mock"} <= binaries,
           "every service has a unit", sorted(binaries))
+    # Bots not sandboxed run as the worker's user: not the user of a
+    # service that holds secrets (API_KEYS, WEBHOOK_SECRET, REDIS_URL).
+    users = {os.path.basename(p): parse(p)["Service"].get("User") for p in units}
+    worker_users = {users[n] for n in users if n.startswith("botmesh-worker")}
+    others = {users[n] for n in users if not n.startswith("botmesh-worker")}
+    check(not worker_users & others, "the workers (and so their bots) run as a user of their own",
+          users)
 
     target = parse(os.path.join(SYSTEMD, "botmesh.target"))
     wants = target["Unit"].get("Wants", "").split()
