@@ -114,6 +114,17 @@ main (int argc, char *argv [])
     if (bm_broker_config_load (&config) || bm_http_cors_from_env ()
     ||  bm_http_listen_check ("BROKER_METRICS_ADDR", config.metrics_addr))
         return BM_EXIT_CONFIG;
+    //  A list of brokers is what peers connect to; one environment file
+    //  for a host hands it to the broker too, which binds one endpoint.
+    if (strchr (config.endpoint, ',')) {
+        bm_error (NULL, "configuration: BROKER_ENDPOINT holds a list (%s): that is what "
+                  "clients, workers and gateways connect to; the broker binds one endpoint. "
+                  "Give the broker its own: --endpoint tcp://*:PORT, or BROKER_ENDPOINT=tcp://*:PORT "
+                  "(with BROKER_ADVERTISE_ENDPOINT=tcp://THIS-HOST:PORT under BROKER_HA=redis) "
+                  "in an environment file of the broker's only (deploy/systemd/README.md, "
+                  "\"Two brokers\")", config.endpoint);
+        return BM_EXIT_CONFIG;
+    }
     //  A database Redis does not have, a password it refuses: a bad value,
     //  found now rather than by a broker that is never ready.
     if (config.redis_url && bm_redis_setup_check (config.redis_url, config.redis_sentinels,

@@ -21,7 +21,9 @@ BAD = {
     "botmesh-broker": [("MAX_PYTHON_BOTS", "abc"), ("MAX_QUEUE_PYTHON", "-1"),
                        ("RETRY_PYTHON_ATTEMPTS", "abc"), ("CURVE_SERVER_CERT", "/nonexistent"),
                        ("BROKER_ENDPOINT", "abc"), ("BROKER_METRICS_ADDR", "abc"),
-                       ("MAX_QUEUE", "abc"), ("REDIS_URL", "http://x"), ("LOG_LEVEL", "chatty")],
+                       ("MAX_QUEUE", "abc"), ("REDIS_URL", "http://x"), ("LOG_LEVEL", "chatty"),
+                       # The peers' list of brokers, from an env file they share.
+                       ("BROKER_ENDPOINT", "tcp://127.0.0.1:1,tcp://127.0.0.1:2")],
     "botmesh-gateway": [("GATEWAY_THREADS", "abc"), ("API_KEYS", "a,,b"), ("GATEWAY_LISTEN", "abc"),
                         ("REDIS_URL", "http://x"), ("BROKER_ENDPOINT", "abc"), ("LOG_LEVEL", "chatty"),
                         ("RATE_LIMIT_BURST", "0.5")],
