@@ -377,12 +377,49 @@ s_suggest_first_word (bm_env_check_t *self, const char *program, const char *nam
     return *best ? strdup (best) : NULL;
 }
 
+//  A name of one word that is a name this program reads with its
+//  underscores left out (APIKEYS, REDISURL, LOGLEVEL), or a misspelling of
+//  that (APIKEY, BROKERENDPONT): the name, or NULL.  Names of one word are
+//  common (PATH, DEBUG, PORT, PYTHONPATH), so the edits allowed are as few
+//  as for a name of ours.
+static char *
+s_suggest_joined (bm_env_check_t *self, const char *program, const char *name)
+{
+    size_t len = strlen (name);
+    if (strchr (name, '_'))
+        return NULL;
+    const char *best = NULL;
+    size_t nearest = (size_t) -1;
+    for (size_t i = 0; i < self->count; i++) {
+        const s_entry_t *entry = &self->entries [i];
+        if (!strcmp (entry->name, name))
+            return NULL;                //  a name of ours itself
+        if (entry->pattern || !strchr (entry->name, '_') || !s_reads (entry, program))
+            continue;
+        char joined [S_NAME_MAX + 1];
+        size_t joined_len = 0;
+        for (const char *c = entry->name; *c && joined_len < S_NAME_MAX; c++)
+            if (*c != '_')
+                joined [joined_len++] = *c;
+        size_t d = s_distance (name, len, joined, joined_len);
+        if (d < nearest) {
+            nearest = d;
+            best = entry->name;
+        }
+    }
+    if (!best || nearest > S_MAX_EDITS || nearest * S_CHARS_PER_EDIT > len)
+        return NULL;
+    return strdup (best);
+}
+
 char *
 bm_env_check_suggest (bm_env_check_t *self, const char *program, const char *name)
 {
     size_t len = strlen (name);
     if (len > S_NAME_MAX)
         return NULL;
+    if (!strchr (name, '_'))
+        return s_suggest_joined (self, program, name);
     if (!s_looks_ours (self, name))
         return s_suggest_first_word (self, program, name);
     //  A name some program reads, or an instance of a pattern with a type
@@ -542,6 +579,13 @@ static const struct {
     { "worker",  "MAX_PYTHON3_BOTS", NULL },
     { "worker",  "BOT_NODE_V2_MODE", NULL },
     { "broker",  "MAX_PYTHONN_BOTS", "MAX_PYTHON_BOTS" },  //  a doubled letter is not
+    //  One word: a name of ours without its underscores, or near it.
+    { "gateway", "GATEWAYTHREADS",   "GATEWAY_THREADS" },
+    { "broker",  "LOGLEVEL",         "LOG_LEVEL" },
+    { "broker",  "BROKERENDPONT",    "BROKER_ENDPOINT" },
+    { "broker",  "GATEWAYTHREADS",   NULL },                //  another program's
+    { "broker",  "PATH",             NULL },
+    { "broker",  "DEBUG",            NULL },
 };
 
 //  Variables of other programs and of the system, as a shell or a
@@ -640,6 +684,9 @@ bm_env_check_test (bool verbose)
     BM_CHECK (bm_env_check_warn ("broker", env) == 0);
     char *typo [] = { "BROKER_ENDPIONT=tcp://127.0.0.1:5555", "PATH=/usr/bin", NULL };
     BM_CHECK (bm_env_check_warn ("broker", typo) == 1);
+    char *joined [] = { "APIKEYS=x", "APIKEY=x", "WEBHOOKSECRET=x", NULL };
+    BM_CHECK (bm_env_check_warn ("gateway", joined) == 2);          //  APIKEYS, APIKEY
+    BM_CHECK (bm_env_check_warn ("webhook", joined) == 3);
     char *first_word [] = { "BROKR_ENDPOINT=x", "REDSI_URL=x", "WEBHOK_MAX_RETRIES=1", NULL };
     BM_CHECK (bm_env_check_warn ("webhook", first_word) == 2);     //  BROKR_, WEBHOK_
     BM_CHECK (bm_env_check_warn ("broker", first_word) == 2);      //  BROKR_, REDSI_

@@ -13,6 +13,7 @@ webhook manager and the mock), with a misspelling for each service:
     BROKR_ENDPOINT      broker, worker, gateway, webhook (a misspelt first word): BROKER_ENDPOINT?
     REDSI_URL           broker, gateway: REDIS_URL?
     WEBHOK_MAX_RETRIES  webhook: WEBHOOK_MAX_RETRIES?
+    APIKEYS             gateway, webhook (a name of ours without its underscore): API_KEYS?
 
 and variables of other programs and of the system that no service may
 warn about (FOO_BAR, APP_KEYS, NODE_ENV, JAVA_HOME, MIN_PYTHON_BOTS...).
@@ -35,7 +36,7 @@ from harness import check, log, main
 TYPOS = {"BROKER_ENDPIONT": "tcp://127.0.0.1:1", "MAX_PYTON_BOTS": "3", "BOT_PYTHON_MODEE": "pool",
          "GATEWAY_THREDS": "8", "WEBHOOK_MAX_RETRIS": "2", "MOCK_WEBHOOK_PROT": "5000",
          "BROKR_ENDPOINT": "tcp://127.0.0.1:1", "REDSI_URL": "redis://127.0.0.1:1",
-         "WEBHOK_MAX_RETRIES": "2"}
+         "WEBHOK_MAX_RETRIES": "2", "APIKEYS": "k1"}
 BROKR = ("BROKR_ENDPOINT", "BROKER_ENDPOINT")
 EXPECTED = {
     "broker": {("BROKER_ENDPIONT", "BROKER_ENDPOINT"), ("MAX_PYTON_BOTS", "MAX_PYTHON_BOTS"), BROKR,
@@ -43,9 +44,9 @@ EXPECTED = {
     "worker": {("BROKER_ENDPIONT", "BROKER_ENDPOINT"), ("MAX_PYTON_BOTS", "MAX_PYTHON_BOTS"),
                ("BOT_PYTHON_MODEE", "BOT_PYTHON_MODE"), BROKR},
     "gateway": {("BROKER_ENDPIONT", "BROKER_ENDPOINT"), ("GATEWAY_THREDS", "GATEWAY_THREADS"), BROKR,
-                ("REDSI_URL", "REDIS_URL")},
+                ("REDSI_URL", "REDIS_URL"), ("APIKEYS", "API_KEYS")},
     "webhook": {("BROKER_ENDPIONT", "BROKER_ENDPOINT"), ("WEBHOOK_MAX_RETRIS", "WEBHOOK_MAX_RETRIES"), BROKR,
-                ("WEBHOK_MAX_RETRIES", "WEBHOOK_MAX_RETRIES")},
+                ("WEBHOK_MAX_RETRIES", "WEBHOOK_MAX_RETRIES"), ("APIKEYS", "API_KEYS")},
     "mock": {("MOCK_WEBHOOK_PROT", "MOCK_WEBHOOK_PORT")},
 }
 CLIENT_EXPECTED = {("BROKER_ENDPIONT", "BROKER_ENDPOINT"), BROKR}
