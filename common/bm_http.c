@@ -479,6 +479,27 @@ bm_http_listen_check (const char *var, const char *addr)
     return -1;
 }
 
+bool
+bm_http_listen_open (const char *addr)
+{
+    struct in_addr parsed;
+    if (!addr || !*addr || inet_pton (AF_INET, addr, &parsed) != 1)
+        return true;
+    return (ntohl (parsed.s_addr) >> 24) != 127;
+}
+
+bool
+bm_http_warn_open (const char *addr, int port, const char *keys, const char *listen_var,
+                   const char *exposed)
+{
+    if ((keys && *keys) || !bm_http_listen_open (addr))
+        return false;
+    bm_warn (NULL, "http %s:%d is open to the network without API_KEYS: anyone who reaches this "
+             "port can %s. Close it: set API_KEYS (README, Security), or %s=127.0.0.1 when only "
+             "this host calls it", addr && *addr ? addr : "0.0.0.0", port, exposed, listen_var);
+    return true;
+}
+
 void
 bm_http_start_failed (const char *error, const char *port_var)
 {

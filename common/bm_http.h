@@ -82,6 +82,17 @@ struct mg_context *bm_http_start (const char *listen_addr, int port, const char 
 //  else -1, having logged a configuration error naming var.
 int bm_http_listen_check (const char *var, const char *addr);
 
+//  True when such an addr is reachable from the network: every interface
+//  (NULL, "", 0.0.0.0) or any address outside 127.0.0.0/8.
+bool bm_http_listen_open (const char *addr);
+
+//  An HTTP API on addr:port that asks no API key (keys NULL or ""): one
+//  WARN when addr is open to the network, saying who reaches the port may
+//  do what `exposed` says, and how to close it (API_KEYS, or listen_var=
+//  127.0.0.1).  Returns whether it warned.
+bool bm_http_warn_open (const char *addr, int port, const char *keys, const char *listen_var,
+                        const char *exposed);
+
 //  Log why a server could not start (error from bm_http_start) as one
 //  ERROR line that names the variable setting its port (port_var, e.g.
 //  "API_GATEWAY_PORT"): "cannot listen on 0.0.0.0:3000 (Address already

@@ -220,6 +220,10 @@ main (int argc, char *argv [])
     gw_server_t *server = gw_server_new (&config, &bad_config);
     if (!server)
         return bad_config ? BM_EXIT_CONFIG : BM_EXIT_FAILED;
+    //  Before the listening line, which tests and scripts wait for.
+    bm_http_warn_open (config.listen_addr, gw_server_port (server), config.api_keys, "GATEWAY_LISTEN",
+                       "submit, read (payloads, results, webhook URLs), cancel, retry and delete "
+                       "any job, and pause, drain and clean queues");
     bm_main_listening ("http", config.listen_addr, gw_server_port (server));
     bm_info (NULL, "broker %s, %d threads, keys %s, rate limit %s", config.broker_endpoint,
              (int) config.threads, config.api_keys && *config.api_keys ? "on" : "off",

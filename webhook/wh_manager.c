@@ -563,6 +563,10 @@ wh_manager_run (const wh_config_t *config)
     zloop_poller (self->loop, &item, s_on_signal, self);
     zloop_timer (self->loop, (size_t) config->heartbeat_ms, 0, s_on_tick, self);
 
+    //  Before the listening line, which tests and scripts wait for.
+    bm_http_warn_open (config->listen_addr, wh_http_port (http), config->api_keys,
+                       "WEBHOOK_LISTEN_ADDR", "read the deliveries' stats and have any job's "
+                       "webhook sent again (POST /deliveries/{jobId}/retry)");
     bm_main_listening ("http", config->listen_addr, wh_http_port (http));
     bm_info (NULL, "%s: broker %s, credit %" PRId64 ", up to %" PRId64 " attempts "
              "(retry delay %" PRId64 " ms, cap %" PRId64 " ms, jitter %s), timeout %" PRId64 " ms, "
