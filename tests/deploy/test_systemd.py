@@ -7,7 +7,8 @@ as their user, as another user than the other services); botmesh.target pulls in
 every unit.  A configuration error (exit status 2) is not restarted.
 The environment a unit gets when its EnvironmentFile is a copy of
 env.example (as README.md says to install it; systemd lets the file
-override Environment=) keeps every value the unit sets itself: an empty
+override Environment=) keeps every value the unit sets itself (the webhook
+manager's WEBHOOK_NAME=webhook-%H; workers get --name %H-%i): an empty
 BOTMESH_ROOT= there sent the workers to the build tree's bots, which a host
 does not have.  With systemd-analyze installed, `systemd-analyze verify` checks
 copies whose ExecStart points into the build, and must print nothing.
@@ -88,6 +89,14 @@ def test():
         changed = {k: (v, got[k]) for k, v in own.items() if got[k] != v}
         check(not changed, "%s: env.example as its EnvironmentFile keeps the unit's Environment= "
               "(unit, file)" % u, changed)
+        # A name that stays across restarts, apart on each host (the default
+        # is HOST-PID): the worker's flag, the webhook manager's variable.
+        if b == "botmesh-worker":
+            name = exe[exe.index("--name") + 1] if "--name" in exe else ""
+            check("%H" in name and "%i" in name, "%s: each instance is named by host and type" % u, exe)
+        if b == "botmesh-webhook":
+            check("%H" in got.get("WEBHOOK_NAME", ""), "%s: WEBHOOK_NAME names the host" % u,
+                  got.get("WEBHOOK_NAME"))
     check({"botmesh-broker", "botmesh-worker", "botmesh-gateway", "botmesh-webhook", "botmesh-mock"} <= binaries,
           "every service has a unit", sorted(binaries))
     # Bots not sandboxed run as the worker's user: not the user of a
