@@ -1136,6 +1136,9 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
     }
     if (done.has_progress)
         job->progress = done.progress;
+    if (done.log_invalid)
+        bm_warn (job->id, "DONE from %s: its log %s: left out", worker->name, done.log_invalid);
+    bm_job_set_log (job, done.log.ptr, done.log.len);
     int64_t finished_at = s_run_finished_at (job, &done, earlier_run);
     if (done.ok) {
         if (done.result_too_deep) {

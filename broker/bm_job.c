@@ -5,6 +5,7 @@
     Jobs live in the broker's job table (id -> bm_job_t, owned); this file
     creates, packs (protocol.md section 3), ends and forgets them.  */
 #include "bm_broker_internal.h"
+#include "bm_utf8.h"
 
 const char *bm_job_state_names [JOB_STATES] = {
     "queued", "running", "delayed", "completed", "failed", "cancelled"
@@ -87,6 +88,7 @@ bm_job_destroy (bm_job_t **job_p)
         free (job->idem_key);
         free (job->error_code);
         free (job->error_message);
+        free (job->log);
         free (job->worker_name);
         free (job->last_worker);
         free (job->wh);
@@ -126,6 +128,23 @@ bm_job_set_result (bm_job_t *job, char *result, size_t size)
 }
 
 void
+bm_job_set_log (bm_job_t *job, const char *text, size_t len)
+{
+    free (job->log);
+    job->log = NULL;
+    if (len == 0)
+        return;
+    job->log = bm_utf8_sanitised (text, len, len);
+    if (!job->log) {
+        bm_error (job->id, "no memory to keep its log: left out");
+        return;
+    }
+    for (size_t i = 0; i < len; i++)          //  As long as text: one '?' a bad byte
+        if (job->log [i] == 0)
+            job->log [i] = '?';
+}
+
+void
 bm_job_reset_outcome (bm_job_t *job)
 {
     job->attempts = 0;
@@ -135,6 +154,7 @@ bm_job_reset_outcome (bm_job_t *job)
     job->exit_code = 0;
     bm_job_set_error (job, NULL, NULL);
     bm_job_set_result (job, NULL, 0);
+    bm_job_set_log (job, NULL, 0);
     job->counted = false;
     job->outcome_gen++;
     job->deliveries_before = job->deliveries;
@@ -167,7 +187,8 @@ bm_job_pack_record (msgpack_packer *pk, const bm_job_t *job, bool full)
                             //  maxAttempts timeoutMs createdAt
     bool payload = full;
     bool result = full && job->result;
-    count += payload + result;
+    bool log = full && job->log;
+    count += payload + result + log;
     count += job->webhook_url != NULL;
     count += job->started_at > 0;
     count += job->finished_at > 0;
@@ -204,6 +225,8 @@ bm_job_pack_record (msgpack_packer *pk, const bm_job_t *job, bool full)
         BM_PACK_KEY (pk, "result");
         msgpack_sbuffer_write (pk->data, job->result, job->result_size);
     }
+    if (log)
+        BM_PACK_KV_STR (pk, "log", job->log);
     if (job->webhook_url)
         BM_PACK_KV_STR (pk, "webhookUrl", job->webhook_url);
     if (job->started_at > 0)

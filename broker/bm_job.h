@@ -83,6 +83,8 @@ struct _bm_job_t {
                                 //  for its SUBMIT write to be confirmed
     char *error_code;           //  When failed or cancelled
     char *error_message;
+    char *log;                  //  What its run wrote on stderr, the tail
+                                //  its DONE brought (valid UTF-8), or NULL
     int64_t exit_code;          //  The bot's exit status, when its worker said
     bool has_exit_code;
     char *worker_name;          //  Who runs (or ran) the attempt; NULL
@@ -171,13 +173,16 @@ bool bm_job_is_delivery (const bm_job_t *self);
 void bm_job_set_error (bm_job_t *self, const char *code, const char *message);
 //  Its result: msgpack bytes the job takes over (NULL: none).
 void bm_job_set_result (bm_job_t *self, char *result, size_t size);
+//  Its log: len bytes of text (a copy, bytes that are not UTF-8 or NUL
+//  as '?'; len 0: none).
+void bm_job_set_log (bm_job_t *self, const char *text, size_t len);
 //  Forget the last run's outcome before the job runs again (RETRY):
-//  attempts, progress, times, error and result; the next outcome counts.
+//  attempts, progress, times, error, result and log; the next outcome counts.
 void bm_job_reset_outcome (bm_job_t *self);
 //  Back to waiting: progress, startedAt and worker go (the worker's name
 //  to last_worker).  True if anything changed.
 bool bm_job_clear_run (bm_job_t *self);
-//  Pack its record; full: with payload and result.
+//  Pack its record; full: with payload, result and log.
 void bm_job_pack_record (msgpack_packer *pk, const bm_job_t *self, bool full);
 //  Queue order (priority, then submission) and deadline order, with the
 //  index callbacks bm_heap keeps up to date.

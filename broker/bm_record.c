@@ -33,6 +33,7 @@
 #define X_HELD          "h"
 #define X_RUN_COUNTED   "lc"
 #define X_FAILED_DONE   "fd"
+#define X_LOG           "lg"
 
 static void
 s_pack_bin (msgpack_packer *pk, const char *key, const char *data, size_t size)
@@ -116,7 +117,8 @@ bm_record_has_run (const bm_job_t *job)
 {
     return job->attempts || job->progress || job->started_at || job->finished_at
         || job->worker_name || job->last_worker || job->result || job->error_code || job->deliveries
-        || job->run_at > 0 || job->attempt_errors_size || job->held || job->failed_done;
+        || job->run_at > 0 || job->attempt_errors_size || job->held || job->failed_done
+        || job->log;
 }
 
 //  last_worker's run was counted (its DONE came): that DONE, sent again,
@@ -138,7 +140,8 @@ bm_record_pack_run (msgpack_packer *pk, const bm_job_t *job)
                  + (error ? 2 + job->has_exit_code : 0) + (job->deliveries != 0)
                  + (job->deliveries_before != 0)
                  + (job->run_at > 0) + (job->attempt_errors_size > 0)
-                 + job->held + s_run_counted (job) + (job->failed_done != 0);
+                 + job->held + s_run_counted (job) + (job->failed_done != 0)
+                 + (job->log != NULL);
     msgpack_pack_map (pk, count);
     if (job->attempts)
         BM_PACK_KV_INT (pk, X_ATTEMPTS, job->attempts);
@@ -174,6 +177,8 @@ bm_record_pack_run (msgpack_packer *pk, const bm_job_t *job)
         BM_PACK_KV_INT (pk, X_RUN_COUNTED, 1);
     if (job->failed_done)
         BM_PACK_KV_INT (pk, X_FAILED_DONE, job->failed_done);
+    if (job->log)
+        BM_PACK_KV_STR (pk, X_LOG, job->log);
 }
 
 //  --- reading ------------------------------------------------------------
@@ -292,6 +297,7 @@ s_read_run_entry (bm_job_t *job, const msgpack_object *key, const msgpack_object
         return s_read_int (value, &job->deliveries_before) && job->deliveries_before >= 0;
     if (s_key_is (key, X_RUN_AT))       return s_read_int (value, &job->run_at);
     if (s_key_is (key, X_FAILED_DONE))  return s_read_int (value, &job->failed_done);
+    if (s_key_is (key, X_LOG))          return s_read_str (value, &job->log);
     if (s_key_is (key, X_ATTEMPT_ERRORS))
         return s_read_bin (value, &job->attempt_errors, &job->attempt_errors_size);
     return true;
@@ -517,10 +523,12 @@ bm_record_test (bool verbose)
     job->result_size = 5;
     job->deliveries = 3;
     job->deliveries_before = 2;
+    bm_job_set_log (job, "a\nb\0\xff", 5);       //  NUL and a stray byte: '?'
+    BM_CHECK (streq (job->log, "a\nb??"));
     BM_CHECK (bm_record_has_run (job));
     bm_packer_init (&x);
     bm_record_pack_run (&x.pk, job);
-    BM_CHECK (!bm_packer_failed (&x) && x.sbuf.size < 64);
+    BM_CHECK (!bm_packer_failed (&x) && x.sbuf.size < 72);
 
     //  Read back: every field, the id from the key.
     s_fake_hash_t hash;
@@ -544,6 +552,7 @@ bm_record_test (bool verbose)
     BM_CHECK (back->result_size == 5 && memcmp (back->result, job->result, 5) == 0);
     BM_CHECK (streq (back->webhook_url, job->webhook_url) && streq (back->worker_name, "w1"));
     BM_CHECK (back->last_worker && streq (back->last_worker, "w0"));
+    BM_CHECK (back->log && streq (back->log, "a\nb??"));
     BM_CHECK (back->attempts == 1 && back->progress == 100 && back->deliveries == 3
               && back->deliveries_before == 2
               && back->started_at == 1764360000100 && back->finished_at == 1764360000200);

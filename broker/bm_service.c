@@ -359,6 +359,7 @@ s_job_assign (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
     job->state = JOB_RUNNING;
     job->attempts++;
     job->has_exit_code = false;
+    bm_job_set_log (job, NULL, 0);          //  Each run starts without one
     job->worker = worker;
     bm_set_str (&job->worker_name, worker->name);
     job->started_at = bm_now_ms ();

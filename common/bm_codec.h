@@ -387,7 +387,7 @@ int bm_codec_progress_decode (const bm_msg_t *msg, bm_codec_progress_t *self,
 void bm_codec_progress_encode (const bm_codec_progress_t *self, bm_packer_t *packer);
 
 //  DONE {jobId, ok, result?, error?, startedAt?, finishedAt?, progress?,
-//        webhook?, attempt?}.
+//        webhook?, attempt?, log?}.
 //  ok: true and result, or ok: false and error.  Only jobId is required:
 //  a DONE ends its job, so optional fields that do not read (startedAt,
 //  finishedAt, webhook) are ignored, not a reason to refuse it.  A result
@@ -398,7 +398,10 @@ void bm_codec_progress_encode (const bm_codec_progress_t *self, bm_packer_t *pac
 //  error.message is cut at BM_MAX_ERROR_MESSAGE_LEN bytes on a UTF-8
 //  character boundary.  attempt: the JOB's attempt this DONE ends, so
 //  that the DONE of an earlier run (sent again after a reconnect) is told
-//  from the run now going; absent (0) from older workers.
+//  from the run now going; absent (0) from older workers.  log: the tail
+//  of what the bot wrote on stderr during the run, any outcome; its last
+//  BM_MAX_JOB_LOG_LEN bytes are kept (cut on a UTF-8 character boundary);
+//  one that is not a string is ignored, log_invalid saying so.
 typedef struct {
     char job_id [BM_MAX_ID_LEN + 1];
     bool ok;
@@ -412,6 +415,9 @@ typedef struct {
     bool has_webhook;
     bm_codec_webhook_t webhook;
     int64_t attempt;                    //  0: absent
+    bm_codec_str_t log;                 //  ptr NULL: absent (or ignored)
+    const char *log_invalid;            //  Why a log sent was ignored
+                                        //  (static text), or NULL
 } bm_codec_done_t;
 
 int bm_codec_done_decode (const bm_msg_t *msg, bm_codec_done_t *self, bm_codec_error_t *error);

@@ -439,6 +439,31 @@ test_worker_round_trips (void)
            && streq (done_back.error.code, "resource_limit") && done_back.error.limit [0] == 0);
     bm_msg_destroy (&msg);
 
+    //  DONE log: carried with any outcome; over BM_MAX_JOB_LOG_LEN its
+    //  last bytes, from a character boundary; not a string: ignored, said.
+    memset (&done, 0, sizeof done);
+    snprintf (done.job_id, sizeof done.job_id, "j-1");
+    done.ok = true;
+    done.log = (bm_codec_str_t) { "line 1\nline 2", 13 };
+    bm_codec_done_encode (&done, &packer);
+    msg = s_packed_msg (BM_WORKER_HEADER, BM_DONE, &packer);
+    CHECK (msg && bm_codec_done_decode (msg, &done_back, &error) == 0
+           && done_back.ok && s_str_is (done_back.log, "line 1\nline 2") && !done_back.log_invalid);
+    bm_msg_destroy (&msg);
+    static char big [BM_MAX_JOB_LOG_LEN + 8];
+    memset (big, 'x', sizeof big);
+    memcpy (big + 7, "\xc3\xa9", 2);      //  "é" across the cut: it starts after it
+    done.log = (bm_codec_str_t) { big, sizeof big };
+    bm_codec_done_encode (&done, &packer);
+    msg = s_packed_msg (BM_WORKER_HEADER, BM_DONE, &packer);
+    CHECK (msg && bm_codec_done_decode (msg, &done_back, &error) == 0
+           && done_back.log.len == BM_MAX_JOB_LOG_LEN - 1 && done_back.log.ptr [0] == 'x');
+    bm_msg_destroy (&msg);
+    msg = s_json_msg (BM_WORKER_HEADER, BM_DONE, "{\"jobId\":\"j-1\",\"ok\":true,\"log\":[1]}");
+    CHECK (msg && bm_codec_done_decode (msg, &done_back, &error) == 0 && done_back.ok
+           && !done_back.log.ptr && done_back.log_invalid);
+    bm_msg_destroy (&msg);
+
     bm_codec_job_notice_t notice = { .job_id = "j-1", .reason = { "timeout", 7 } };
     bm_codec_job_notice_encode (&notice, &packer);
     msg = s_packed_msg (BM_WORKER_HEADER, BM_WCANCEL, &packer);

@@ -2,6 +2,7 @@
     PROGRESS, DONE, CANCEL / RELEASE, DISCONNECT / HEARTBEAT.  See
     bm_codec.h and docs/protocol.md section 5.  */
 #include "bm_codec_field.h"
+#include "bm_utf8.h"
 
 #include <string.h>
 
@@ -169,6 +170,15 @@ bm_codec_done_decode (const bm_msg_t *msg, bm_codec_done_t *self, bm_codec_error
     bm_field_value (msg, "result", &self->result);
     self->result_too_deep = self->result.obj && bm_obj_depth (self->result.obj) > BM_MAX_NESTING;
     bm_field_job_error (self->ok ? NULL : bm_obj_get (body, "error"), &self->error, "the bot failed");
+    const msgpack_object *log = bm_obj_get (body, "log");
+    if (log && log->type == MSGPACK_OBJECT_STR) {
+        size_t start = bm_utf8_tail (log->via.str.ptr, log->via.str.size, BM_MAX_JOB_LOG_LEN);
+        self->log.ptr = log->via.str.ptr + start;
+        self->log.len = log->via.str.size - start;
+    }
+    else
+    if (log && log->type != MSGPACK_OBJECT_NIL)
+        self->log_invalid = "is not a string";
     return 0;
 }
 
@@ -178,7 +188,8 @@ bm_codec_done_encode (const bm_codec_done_t *self, bm_packer_t *packer)
     bool result = self->ok && (self->result.obj || self->result.data);
     msgpack_pack_map (&packer->pk, 3 + (self->started_at > 0) + (self->finished_at > 0)
                                    + self->has_progress + self->has_webhook
-                                   + (self->attempt > 0) - (self->ok && !result));
+                                   + (self->attempt > 0) + (self->log.len > 0)
+                                   - (self->ok && !result));
     bm_pack_kv_str (&packer->pk, "jobId", self->job_id);
     bm_pack_kv_bool (&packer->pk, "ok", self->ok);
     if (result)
@@ -200,6 +211,8 @@ bm_codec_done_encode (const bm_codec_done_t *self, bm_packer_t *packer)
     }
     if (self->attempt > 0)
         bm_field_pack_int (packer, "attempt", self->attempt);
+    if (self->log.len > 0)
+        bm_field_pack_strn (packer, "log", self->log.ptr, self->log.len);
 }
 
 //  --------------------------------------------------------------------------

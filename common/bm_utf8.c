@@ -64,6 +64,17 @@ bm_utf8_whole (const char *text, size_t len)
     return need > back + 1 ? len - 1 - back : len;
 }
 
+size_t
+bm_utf8_tail (const char *text, size_t len, size_t max)
+{
+    if (len <= max)
+        return 0;
+    size_t start = len - max;
+    while (start < len && ((unsigned char) text [start] & 0xc0) == 0x80)
+        start++;
+    return start;
+}
+
 char *
 bm_utf8_sanitised (const char *text, size_t len, size_t max)
 {

@@ -22,6 +22,10 @@ bool bm_utf8_valid (const char *text, size_t len);
 //  (what a cut at a byte count left), 0..3 bytes less.
 size_t bm_utf8_whole (const char *text, size_t len);
 
+//  Where the last max bytes of text [0..len) start, moved on past
+//  continuation bytes to a character boundary (0 when len <= max).
+size_t bm_utf8_tail (const char *text, size_t len, size_t max);
+
 //  A new NUL-terminated copy of text [0..len), each byte that starts no
 //  valid UTF-8 sequence replaced by '?', cut on a character boundary to at
 //  most max bytes.  Caller frees; NULL for no memory.

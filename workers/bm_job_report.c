@@ -1,6 +1,7 @@
 /*  bm_job_report.c - what the worker tells the broker about a job.  */
 #include "bm_job_report.h"
 #include "bm_codec.h"
+#include "bm_utf8.h"
 #include "bm_json.h"
 #include "bm_log.h"
 #include "bm_proto.h"
@@ -121,11 +122,7 @@ void
 bm_job_report_keep_end (char *text, size_t max)
 {
     size_t len = strlen (text);
-    if (len <= max)
-        return;
-    size_t start = len - max;
-    while (start < len && ((unsigned char) text [start] & 0xc0) == 0x80)
-        start++;
+    size_t start = bm_utf8_tail (text, len, max);
     memmove (text, text + start, len - start + 1);
 }
 
@@ -264,7 +261,7 @@ bm_job_report_done (bm_packer_t *packer, const char *job_id,
                     const char *result_data, size_t result_size,
                     const char *code, const char *message, int exit_code,
                     const char *limit, int64_t attempt, int64_t started_at,
-                    int64_t finished_at, int progress)
+                    int64_t finished_at, int progress, const char *log)
 {
     bm_codec_done_t body = { .ok = code == NULL, .started_at = started_at,
                              .finished_at = finished_at, .attempt = attempt,
@@ -281,6 +278,12 @@ bm_job_report_done (bm_packer_t *packer, const char *job_id,
         body.error.has_exit_code = exit_code >= 0;
         body.error.exit_code = exit_code;
         snprintf (body.error.limit, sizeof body.error.limit, "%s", limit ? limit : "");
+    }
+    if (log) {
+        size_t len = strlen (log);
+        size_t start = bm_utf8_tail (log, len, BM_MAX_JOB_LOG_LEN);
+        body.log.ptr = log + start;
+        body.log.len = len - start;
     }
     bm_codec_done_encode (&body, packer);
 }
@@ -506,7 +509,8 @@ bm_job_report_test (bool verbose)
     //  A DONE with an error carries exitCode and limit only when set.
     bm_packer_t packer;
     bm_packer_init (&packer);
-    bm_job_report_done (&packer, "j1", NULL, 0, "resource_limit", "m", -1, "memory", 1, 1, 2, 40);
+    bm_job_report_done (&packer, "j1", NULL, 0, "resource_limit", "m", -1, "memory", 1, 1, 2, 40,
+                        "a line\nthe last");
     assert (!bm_packer_failed (&packer));
     msgpack_sbuffer sbuf = packer.sbuf;
     msgpack_unpacked unpacked;
@@ -516,6 +520,10 @@ bm_job_report_test (bool verbose)
     assert (error && error->type == MSGPACK_OBJECT_MAP && error->via.map.size == 3);
     int64_t progress = -1;              //  The job's last progress, held back
     assert (bm_obj_int (&unpacked.data, "progress", &progress) && progress == 40);
+    const char *log_text = NULL;       //  Its stderr tail, any outcome
+    size_t log_len = 0;
+    assert (bm_obj_str (&unpacked.data, "log", &log_text, &log_len) && log_len == 15
+            && memcmp (log_text, "a line\nthe last", 15) == 0);
     uint32_t fields = unpacked.data.via.map.size;
     msgpack_unpacked_destroy (&unpacked);
 
@@ -539,7 +547,7 @@ bm_job_report_test (bool verbose)
     bm_job_report_noop (&result, "python", "j2", 3);
     bm_packer_reset (&packer);
     bm_job_report_done (&packer, "j2", result.sbuf.data, result.sbuf.size, NULL, NULL, -1, NULL,
-                        3, 10, 11, -1);
+                        3, 10, 11, -1, "");
     assert (!bm_packer_failed (&packer) && !bm_packer_failed (&result));
     msgpack_unpacked_init (&unpacked);
     assert (msgpack_unpack_next (&unpacked, packer.sbuf.data, packer.sbuf.size, NULL)
@@ -553,7 +561,8 @@ bm_job_report_test (bool verbose)
     assert (bm_obj_int (&unpacked.data, "attempt", &attempt) && attempt == 3);
     assert (bm_obj_bool (done_result, "noop", &noop) && noop);
     assert (bm_obj_int (done_result, "attempt", &attempt) && attempt == 3);
-    assert (!bm_obj_get (&unpacked.data, "error") && !bm_obj_get (&unpacked.data, "progress"));
+    assert (!bm_obj_get (&unpacked.data, "error") && !bm_obj_get (&unpacked.data, "progress")
+            && !bm_obj_get (&unpacked.data, "log"));        //  An empty log: none
     msgpack_unpacked_destroy (&unpacked);
     bm_packer_destroy (&result);
     bm_packer_destroy (&packer);

@@ -78,15 +78,16 @@ void bm_job_report_progress (msgpack_sbuffer *sbuf, const char *job_id, int prog
 void bm_job_report_waiting (msgpack_sbuffer *sbuf, const char *job_id, bool started);
 
 //  DONE {jobId, ok, result | error {code, message, exitCode?, limit?},
-//        startedAt, finishedAt, attempt, progress?}, appended to packer.  ok when
+//        startedAt, finishedAt, attempt, progress?, log?}, appended to packer.  ok when
 //  code is NULL; result_data is then a msgpack value (result_size bytes).
-//  exit_code < 0, limit NULL and progress < 0 are left out (progress: the
-//  job's last progress, when PROGRESS has not carried it yet).
+//  exit_code < 0, limit NULL, progress < 0 and log NULL or empty are left
+//  out (progress: the job's last progress, when PROGRESS has not carried
+//  it yet; log: the bot's stderr tail, its last BM_MAX_JOB_LOG_LEN bytes).
 void bm_job_report_done (bm_packer_t *packer, const char *job_id,
                          const char *result_data, size_t result_size,
                          const char *code, const char *message, int exit_code,
                          const char *limit, int64_t attempt, int64_t started_at,
-                         int64_t finished_at, int progress);
+                         int64_t finished_at, int progress, const char *log);
 
 //  A DONE kept (body, size bytes) packed again for another attempt of its
 //  job: the same fields, attempt replaced.  0, or -1 when body is not a

@@ -178,6 +178,7 @@ s_end_job (proc_t *proc, bm_pool_outcome_t *outcome, bool process_alive)
     char *tail = bm_capture_text (proc->err);
     if (!outcome->message)
         outcome->message = tail;
+    outcome->log = tail;
     outcome->output = proc->output ? proc->output : "";
     outcome->output_size = proc->output_size;
     outcome->overflowed = proc->overflowed;

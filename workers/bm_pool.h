@@ -108,6 +108,8 @@ typedef struct {
                                 //  packed as it is rather than parsed again
                                 //  from output; NULL otherwise
     const char *message;        //  Its stderr tail or error text (borrowed)
+    const char *log;            //  Its stderr tail (borrowed; the job's
+                                //  log), or NULL: the job never ran
     const struct rusage *usage; //  Killed by a signal: the CPU time the job
                                 //  used of its own (pool mode: its process,
                                 //  since the job began; fork mode: its

@@ -70,6 +70,8 @@ typedef struct {
     bool waiting;                       //  Pooled, waiting in the worker for
                                         //  a process: its timeout not running
     bool wait_told;                     //  on_wait told the broker so
+    const char *log;                    //  Its stderr tail as it ended, for
+                                        //  its DONE (borrowed), or NULL
 } job_t;
 
 //  The job ended (outcome NULL: a simulation, or stopped before it ran).

@@ -143,7 +143,7 @@ s_send_done (bm_worker_t *self, job_t *job, const char *result_data, size_t resu
     bm_packer_reset (done);
     bm_job_report_done (done, job->id, result_data, result_size, code, message, exit_code,
                         job->limit_hit, job->attempt, job->started_at, finished_at,
-                        job->progress_pending);
+                        job->progress_pending, job->type && job->type->keep_log ? job->log : NULL);
     job->progress_pending = -1;         //  Sent with it
     int64_t now_mono = bm_mono_ms ();
     if (bm_packer_failed (done))
@@ -259,6 +259,7 @@ static void
 s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome)
 {
     int64_t finished_at = bm_now_ms ();
+    job->log = outcome ? outcome->log : NULL;
     if (job->stop == STOP_RELEASE) {
         bm_worker_link_send_simple (self->link, BM_RELEASE, "jobId", job->id);
         bm_info (job->id, "released back to the broker (shutting down)");

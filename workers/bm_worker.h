@@ -59,6 +59,8 @@ typedef struct {
     char memory_var [BM_MAX_BOT_TYPE_LEN + 32]; //  BOT_<TYPE>_MEMORY_MB's name
     int64_t idle_ms;            //  BOT_<TYPE>_IDLE_MS
     int64_t ready_timeout_ms;   //  BOT_<TYPE>_READY_TIMEOUT_MS (0: none)
+    int64_t keep_log;           //  BOT_<TYPE>_KEEP_LOG: 1 (default) sends a
+                                //  job's stderr tail as its log, 0 not
     char ready_var [BM_MAX_BOT_TYPE_LEN + 32];  //  That variable's name
     bm_limits_t limits;         //  Resource limits of each run
     bool sandboxed;             //  argv runs the bot under bwrap: its

@@ -75,7 +75,7 @@ static const bm_setting_t s_settings [] = {
     ROW_INT ("BOT_OUTPUT_MAX_BYTES", config.output_max, 1048576, 1, 268435456,
              "cap on a bot's stdout; past it the bot is killed and the job fails with bad_output"),
     ROW_INT ("BOT_STDERR_TAIL_BYTES", config.stderr_tail, 4096, 64, 1048576,
-             "stderr bytes kept as the error message"),
+             "stderr bytes kept per job: a failed job's error message, every job's log"),
     BM_SETTING_MAX_PAYLOAD_BYTES (s_settings_t, config.max_payload),
     BM_SETTING_MAX_FRAME_BYTES (s_settings_t, config.max_frame),
     ROW_INT ("WORKER_METRICS_PORT", config.metrics_port, 0, -1, 65535,
@@ -159,6 +159,8 @@ s_usage (FILE *out)
 "                         ready line this long after its start is killed\n"
 "                         and counts as an init failure (default 30000;\n"
 "                         0: no deadline)\n"
+"  BOT_<TYPE>_KEEP_LOG    0: a job's stderr tail is not sent as its log\n"
+"                         (default 1; a failed job's message still is)\n"
 "  BOT_<TYPE>_PRELOAD     fork (python): modules the fork server imports\n"
 "                         once, comma-separated\n"
 "  BOT_<TYPE>_FORK_WARMUP fork (python): 1 or a JSON payload: the fork server\n"
@@ -420,6 +422,7 @@ s_bot_mode (bm_worker_type_t *type, int64_t concurrency)
         { "_MAX_RSS_MB", 1024, 0, 1 << 20, &type->max_rss_mb },
         { "_IDLE_MS", 60000, 0, 86400000, &type->idle_ms },
         { "_READY_TIMEOUT_MS", 30000, 0, 3600000, &type->ready_timeout_ms },
+        { "_KEEP_LOG", 1, 0, 1, &type->keep_log },
     };
     for (size_t i = 0; i < sizeof knobs / sizeof knobs [0]; i++) {
         s_env_name (var, sizeof var, "BOT_", type->name, knobs [i].suffix);
