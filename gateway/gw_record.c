@@ -65,6 +65,34 @@ gw_record_job (const msgpack_object *job)
 }
 
 json_t *
+gw_record_logs (const msgpack_object *job)
+{
+    if (!job || job->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    const char *id = "", *text = "";
+    size_t id_len = 0, len = 0;
+    bm_obj_str (job, "jobId", &id, &id_len);
+    bm_obj_str (job, "log", &text, &len);
+    json_t *lines = json_array ();
+    while (len > 0) {
+        const char *eol = (const char *) memchr (text, '\n', len);
+        size_t line = eol ? (size_t) (eol - text) : len;
+        //  The broker keeps logs as UTF-8: a line that is not is left out
+        //  rather than the answer lost.
+        json_t *item = json_stringn (text, line);
+        if (item)
+            json_array_append_new (lines, item);
+        text += eol ? line + 1 : line;
+        len -= eol ? line + 1 : line;
+    }
+    json_t *logs = json_object ();
+    json_object_set_new (logs, "jobId", json_stringn (id, id_len));
+    json_object_set_new (logs, "count", json_integer ((json_int_t) json_array_size (lines)));
+    json_object_set_new (logs, "logs", lines);
+    return logs;
+}
+
+json_t *
 gw_record_schedule (const msgpack_object *schedule)
 {
     if (!schedule || schedule->type != MSGPACK_OBJECT_MAP)
@@ -323,6 +351,21 @@ gw_record_test (bool verbose)
     CHECK (streq (json_string_value (json_object_get (failure, "at")), "2026-11-28T20:40:01.150Z"));
     CHECK (json_integer_value (json_object_get (failure, "attempt")) == 1);
     json_decref (record);
+    msgpack_unpacked_destroy (&job);
+    //  Its log line by line, the empty last line dropped; none: no lines.
+    job = s_pack_json ("{\"jobId\":\"j2\",\"log\":\"one\\n\\nthree\\n\"}");
+    json_t *logs = gw_record_logs (&job.data);
+    CHECK (logs && streq (json_string_value (json_object_get (logs, "jobId")), "j2")
+           && json_integer_value (json_object_get (logs, "count")) == 3
+           && streq (json_string_value (json_array_get (json_object_get (logs, "logs"), 1)), "")
+           && streq (json_string_value (json_array_get (json_object_get (logs, "logs"), 2)), "three"));
+    json_decref (logs);
+    msgpack_unpacked_destroy (&job);
+    job = s_pack_json ("{\"jobId\":\"j3\"}");
+    logs = gw_record_logs (&job.data);
+    CHECK (logs && json_integer_value (json_object_get (logs, "count")) == 0
+           && json_array_size (json_object_get (logs, "logs")) == 0);
+    json_decref (logs);
     msgpack_unpacked_destroy (&job);
     //  Each state by BullMQ's name; one it does not know, null.
     const char *states [][2] = {

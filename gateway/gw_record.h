@@ -18,6 +18,11 @@
 //  a map or nests too deeply.
 json_t *gw_record_job (const msgpack_object *job);
 
+//  A job record's log as BullMQ's getJobLogs answers: {"jobId", "logs":
+//  [its lines, split on \n, an empty last one dropped], "count"} (caller
+//  owns), or NULL if job is not a map.
+json_t *gw_record_logs (const msgpack_object *job);
+
 //  A schedule as JSON: its fields as the broker sent them, the *At times
 //  ISO 8601 strings; none of the job record's BullMQ names. NULL if it is
 //  not a map.

@@ -329,7 +329,17 @@ gw_routes_answer (gw_request_t *r, bm_msg_t *reply, int want, int status, gw_rou
 json_t *
 gw_routes_make_job (const msgpack_object *body)
 {
-    return gw_record_job (bm_obj_get (body, "job"));
+    json_t *record = gw_record_job (bm_obj_get (body, "job"));
+    //  A whole record (STATUS, CANCEL): its log, null when it has none.
+    if (record && !json_object_get (record, "log"))
+        json_object_set_new (record, "log", json_null ());
+    return record;
+}
+
+static json_t *
+s_make_logs (const msgpack_object *body)
+{
+    return gw_record_logs (bm_obj_get (body, "job"));
 }
 
 //  GET /job/{id}, POST /job/{id}/cancel: answer with the job record.
@@ -357,6 +367,14 @@ gw_routes_job (gw_request_t *r, int command)
                                       &finished, &removed);
     gw_wait_leave (r->server);
     gw_routes_answer (r, reply, BM_REPLY, 200, gw_routes_make_job, NULL, true);
+}
+
+void
+gw_routes_job_logs (gw_request_t *r)
+{
+    //  Found by its idempotencyKey too, as GET /job/{id}.
+    bm_msg_t *reply = gw_request_status (r, r->job_id, true, true);
+    gw_routes_answer (r, reply, BM_REPLY, 200, s_make_logs, NULL, true);
 }
 
 //  POST /job/{id}/retry and /redeliver: ACCEPTED -> 202.  A redelivery

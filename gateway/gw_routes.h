@@ -49,6 +49,9 @@ json_t *gw_routes_accepted_value (const char *job_id, const char *status, const 
 void gw_routes_invoke_batch (gw_request_t *r);
 //  GET /job/{id} (BM_STATUS), POST /job/{id}/cancel (BM_CANCEL): the job record.
 void gw_routes_job (gw_request_t *r, int command);
+//  GET /job/{id}/logs: the job's log line by line, as BullMQ's
+//  getJobLogs: {"jobId", "logs": [...], "count"}.
+void gw_routes_job_logs (gw_request_t *r);
 //  POST /job/{id}/retry (BM_RETRY) and /redeliver (BM_REDELIVER): 202.
 void gw_routes_job_action (gw_request_t *r, int command);
 //  POST /queues/{botType}/pause|resume|drain|clean (gw_control.c): QUEUE,

@@ -60,6 +60,7 @@ static const struct {
     [R_JOB_REDELIVER] = { "/job/{id}/redeliver",  "POST", true,  true  },
     [R_JOB_DELETE]    = { "/job/{id}",            "DELETE", true, true  },
     [R_JOB_PROMOTE]   = { "/job/{id}/promote",    "POST", true,  true  },
+    [R_JOB_LOGS]      = { "/job/{id}/logs",       "GET",  true,  true  },
     [R_QUEUE_PAUSE]   = { "/queues/{botType}/pause",  "POST", true, true },
     [R_QUEUE_RESUME]  = { "/queues/{botType}/resume", "POST", true, true },
     [R_QUEUE_DRAIN]   = { "/queues/{botType}/drain",  "POST", true, true },
@@ -233,6 +234,7 @@ s_route_job (gw_request_t *r, const char *raw)
     if (streq (action, "/retry"))       return R_JOB_RETRY;
     if (streq (action, "/redeliver"))   return R_JOB_REDELIVER;
     if (streq (action, "/promote"))     return R_JOB_PROMOTE;
+    if (streq (action, "/logs"))        return R_JOB_LOGS;
     return R_OTHER;
 }
 
@@ -466,6 +468,7 @@ s_handler (struct mg_connection *conn, void *cbdata)
             case R_JOB_REDELIVER:   gw_routes_job_action (r, BM_REDELIVER); break;
             case R_JOB_DELETE:      gw_routes_job_control (r, BM_REMOVE); break;
             case R_JOB_PROMOTE:     gw_routes_job_control (r, BM_PROMOTE); break;
+            case R_JOB_LOGS:        gw_routes_job_logs (r); break;
             case R_QUEUE_PAUSE:     gw_routes_queue (r, "pause"); break;
             case R_QUEUE_RESUME:    gw_routes_queue (r, "resume"); break;
             case R_QUEUE_DRAIN:     gw_routes_queue (r, "drain"); break;
