@@ -720,6 +720,17 @@ class Client {
     return this._job(C.STATUS, jobId, timeoutMs);
   }
 
+  /** The job's log as BullMQ's getJobLogs gives it: {jobId, logs: [lines],
+   *  count}, the tail of what its bot wrote on stderr during its last run
+   *  (the record's log, split on newlines, an empty last line dropped; no
+   *  lines when it has none). logs(jobId) or logs({ key }), as status(). */
+  async logs(jobId, timeoutMs) {
+    const job = await this.status(jobId, timeoutMs);
+    const lines = typeof job.log === 'string' ? job.log.split('\n') : [];
+    if (lines.length && lines[lines.length - 1] === '') lines.pop();
+    return { jobId: job.jobId, logs: lines, count: lines.length };
+  }
+
   /** Cancel; resolves the record (state 'cancelled'); rejects not_found / conflict. */
   cancel(jobId, timeoutMs) { return this._job(C.CANCEL, jobId, timeoutMs); }
 

@@ -676,6 +676,19 @@ class Client:
             return self._job_record(self._reply(STATUS, {"idempotencyKey": key}, timeout))
         return self._job_reply(STATUS, job_id, timeout)
 
+    def logs(self, job_id=None, timeout=None, *, key=None):
+        """The job's log as BullMQ's getJobLogs gives it: {"jobId", "logs":
+        [lines], "count"}, the tail of what its bot wrote on stderr during
+        its last run (the record's "log", split on newlines, an empty last
+        line dropped; no lines when it has none). By id or key=, as
+        status(). Raises Rejected('not_found')."""
+        job = self.status(job_id, timeout, key=key)
+        text = job.get("log")
+        lines = text.split("\n") if isinstance(text, str) else []
+        if lines and lines[-1] == "":
+            lines.pop()
+        return {"jobId": job.get("jobId"), "logs": lines, "count": len(lines)}
+
     def cancel(self, job_id, timeout=None):
         """Cancel a queued or running job; returns its record (state 'cancelled').
         Raises Rejected: not_found, or conflict if it had already ended."""
