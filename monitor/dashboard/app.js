@@ -680,6 +680,9 @@
     var hasResult = j.result !== undefined;
     $("detail-result-box").hidden = !hasResult;
     $("detail-result").textContent = hasResult ? json(j.result) : "";
+    var jobLog = typeof j.log === "string" ? j.log : "";
+    $("detail-log-box").hidden = !jobLog;
+    $("detail-log").textContent = jobLog;
     var err = j.error;
     $("detail-error-box").hidden = !err;
     $("detail-error-code").textContent = err ? (err.code || "") : "";
