@@ -2,6 +2,7 @@
     "Mock Webhook (Port 5000)"), scriptable to fail, hang or drop.  */
 #include "bm_main.h"
 #include "mk_server.h"
+#include "wh_signature.h"
 #include "bm_config.h"
 #include "bm_http.h"
 #include "bm_log.h"
@@ -115,6 +116,8 @@ main (int argc, char *argv [])
     config.tolerance_s = settings.tolerance_s;
     config.timeout_delay_ms = settings.timeout_delay_ms;
     config.secret = settings.secret ? settings.secret : settings.webhook_secret;
+    if (wh_signer_check (settings.secret ? "MOCK_WEBHOOK_SECRET" : "WEBHOOK_SECRET", config.secret))
+        return BM_EXIT_CONFIG;
 
     //  Block the signals before any thread starts, so that every civetweb
     //  thread inherits the mask and only sigwait below receives them.

@@ -1,5 +1,6 @@
 /*  wh_config.c - botmesh-webhook's configuration from the environment.  */
 #include "wh_config.h"
+#include "wh_signature.h"
 #include "bm_ssrf.h"
 #include "bm_auth.h"
 #include "bm_config.h"
@@ -150,6 +151,8 @@ wh_config_load (wh_config_t *c)
     }
     if (c->secret && !*c->secret)
         c->secret = NULL;
+    if (wh_signer_check ("WEBHOOK_SECRET", c->secret))
+        rc = -1;
     if (c->ca_file && !*c->ca_file)
         c->ca_file = NULL;
     if (c->ca_file && access (c->ca_file, R_OK)) {

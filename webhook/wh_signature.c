@@ -1,6 +1,7 @@
 /*  wh_signature.c - Standard Webhooks signatures (HMAC-SHA256).  */
 #include "wh_signature.h"
 #include "bm_selftest.h"
+#include "bm_log.h"
 
 #include <string.h>
 #include <stdlib.h>
@@ -90,6 +91,21 @@ wh_signer_new (const char *secret, char *error, size_t error_size)
         return NULL;
     }
     return self;
+}
+
+int
+wh_signer_check (const char *var, const char *secret)
+{
+    if (!secret || !*secret)
+        return 0;
+    char reason [160];
+    wh_signer_t *signer = wh_signer_new (secret, reason, sizeof reason);
+    if (!signer) {
+        bm_error (NULL, "configuration: %s: %s", var, reason);
+        return -1;
+    }
+    wh_signer_destroy (&signer);
+    return 0;
 }
 
 void

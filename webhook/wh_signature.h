@@ -29,6 +29,10 @@ typedef struct _wh_signer_t wh_signer_t;
 wh_signer_t *wh_signer_new (const char *secret, char *error, size_t error_size);
 void wh_signer_destroy (wh_signer_t **self_p);
 
+//  0 when secret (NULL or "": none) makes a signer, else -1 after logging a
+//  configuration error naming var (the service then exits 2).
+int wh_signer_check (const char *var, const char *secret);
+
 //  Sign one attempt: writes "v1,<base64>" into out (at least
 //  WH_SIGNATURE_SIZE bytes).  timestamp is the webhook-timestamp text.
 //  Returns 0, or -1 on an OpenSSL failure.

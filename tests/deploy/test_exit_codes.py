@@ -29,9 +29,11 @@ BAD = {
                         ("RATE_LIMIT_BURST", "0.5")],
     "botmesh-webhook": [("WEBHOOK_MAX_RETRIES", "abc"), ("WEBHOOK_JITTER", "abc"),
                         ("BROKER_ENDPOINT", "abc"), ("WEBHOOK_LISTEN_ADDR", "abc"),
-                        ("CORS_ORIGINS", "not an origin"), ("LOG_LEVEL", "chatty")],
+                        ("CORS_ORIGINS", "not an origin"), ("LOG_LEVEL", "chatty"),
+                        ("WEBHOOK_SECRET", "whsec_not base64!")],
     "botmesh-mock": [("MOCK_THREADS", "abc"), ("MOCK_LISTEN_ADDR", "abc"),
-                     ("MOCK_WEBHOOK_PORT", "70000"), ("LOG_LEVEL", "chatty")],
+                     ("MOCK_WEBHOOK_PORT", "70000"), ("LOG_LEVEL", "chatty"),
+                     ("MOCK_WEBHOOK_SECRET", "whsec_not base64!")],
     "botmesh-worker": [("WORKER_CONCURRENCY", "abc"), ("BOT_PYTHON_MODE", "abc"),
                        ("WORKER_METRICS_ADDR", "abc"), ("LOG_LEVEL", "chatty")],
 }
@@ -57,6 +59,12 @@ def test():
         h.check(rc == 2, "%s --bogus exits 2 (usage)" % binary, rc, err[-300:])
         rc, _ = run(binary, args=["--help"])
         h.check(rc == 0, "%s --help exits 0" % binary, rc)
+
+    # The mock checks the manager's secret when it has none of its own, and
+    # names the variable the secret came from.
+    rc, err = run("botmesh-mock", {"WEBHOOK_SECRET": "whsec_not base64!"})
+    h.check(rc == 2 and "configuration: WEBHOOK_SECRET:" in err,
+            "botmesh-mock with a bad WEBHOOK_SECRET exits 2 naming WEBHOOK_SECRET", rc, err[-300:])
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
