@@ -18,7 +18,7 @@ protocol):
 - BOT_<TYPE>_KEEP_LOG=0: no `log`, the failed job's message as before;
 - a worker whose DONE carries a `log` that is not a string (a fake worker
   on the same broker): the job still completes, without a log, and the
-  broker logs a WARN line naming it.
+  broker logs a WARN line naming it; a DONE_MANY item's log is its job's.
 
 Before, a worker sent no `log` and the broker kept none: every check of a
 `log` failed (the completed job's first: "spawn: the completed job's log
@@ -57,6 +57,9 @@ for line in sys.stdin:
         sys.stdout.write(json.dumps({"result": {"done": True}}) + "\n")
     sys.stdout.flush()
 """
+
+
+DONE_MANY = 0x0B
 
 
 def run(c, bot_type, payload):
@@ -143,6 +146,15 @@ def main():
               "the job still completes, without a log", rec)
         h.wait_until(lambda: "its log is not a string: left out" in broker.output(), 10,
                      "the broker's WARN line about the log")
+        # DONE_MANY: each item's log is its job's.
+        job_id = c.submit("fake", {"n": 2}, attempts=1)
+        job = fw.recv_job(10)
+        check(job and job["jobId"] == job_id, "the fake worker got the second job", job)
+        fw.send(DONE_MANY, {"jobs": [{"jobId": job_id, "ok": True, "result": 2,
+                                      "attempt": job["attempt"], "log": "from a batch"}]})
+        rec = c.wait(job_id)
+        check(rec["state"] == "completed" and rec.get("log") == "from a batch",
+              "a DONE_MANY item's log is its job's", rec)
         fw.close()
 
         log("=== after a broker restart: read back from Redis")
