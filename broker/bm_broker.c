@@ -868,6 +868,12 @@ s_ready (void *arg, void *answer_p)
         message = "this broker is reading its queues back from Redis";
     }
     else
+    if (!redis && bm_series_value (self->m_redis_refusing) > 0.5) {
+        code = "redis_refuses_writes";
+        message = "Redis refuses the broker's writes (OOM under maxmemory, MISCONF: the "
+                  "broker's log names the error); new jobs are refused until it takes them";
+    }
+    else
     if (!redis) {
         code = "redis_unavailable";
         message = "Redis is not writable, or the queues are not recovered yet";

@@ -196,8 +196,7 @@ s_on_item_durable (redisReply *reply, void *arg)
         s_slot_refuse (slot, "store_unavailable", "the job went away before it was durable");
     else
     if (bm_submit_confirmed (self, job, reply, &slot->position))
-        s_slot_refuse (slot, "store_unavailable",
-                       "the job store (Redis) is unavailable; retry later");
+        s_slot_refuse (slot, "store_unavailable", bm_stats_store_refusal (self));
     else
         slot->delayed = slot->position == 0;    //  A queued job has its place
     s_batch_release (&batch);

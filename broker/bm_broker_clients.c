@@ -313,8 +313,7 @@ s_on_submit_answer (redisReply *reply, void *arg)
         ;
     else
     if (bm_submit_confirmed (self, job, reply, &position))
-        s_pending_reject (pending, "store_unavailable",
-                          "the job store (Redis) is unavailable; retry later");
+        s_pending_reject (pending, "store_unavailable", bm_stats_store_refusal (self));
     else
         s_send_accepted (self, pending->identity, pending, NULL, pending->id, false, position,
                          job->state == JOB_DELAYED, NULL, -1);
@@ -1103,11 +1102,14 @@ s_client_simple (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
     bm_body_init (self, &reply);
     int req = bm_req_count (body);
     if (command == BM_STATS) {
-        msgpack_pack_map (&reply.pk, req + 7);
+        const char *refused = self->store ? bm_store_refusal (self->store) : NULL;
+        msgpack_pack_map (&reply.pk, req + 7 + (refused != NULL));
         bm_pack_req (&reply.pk, body);
         bm_stats_pack (self, &reply.pk);
         bm_ha_pack (self, &reply.pk);
         bm_pack_kv_bool (&reply.pk, "redis", bm_stats_redis_ok (self));
+        if (refused)
+            bm_pack_kv_str (&reply.pk, "redisError", refused);
         bm_pack_kv_bool (&reply.pk, "recovering", bm_stats_recovering (self));
         bm_pack_kv_int (&reply.pk, "uptimeMs", bm_mono_ms () - self->started_mono);
     }

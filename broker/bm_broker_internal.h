@@ -230,6 +230,8 @@ struct _bm_broker_t {
     bm_metric_t *mf_queue_limit;        //  queue_limit{queue_name}
     bm_metric_t *mf_rate_limited;       //  bot_rate_limited_total{bot_type}
     bm_series_t *m_workers, *m_redis_up, *m_recovering, *m_store_pending;
+    bm_series_t *m_redis_write_errors, *m_redis_refusing;
+    char store_refusal [256];           //  bm_stats_store_refusal's text
     atomic_bool redis_reached;          //  The store is connected (a standby's
                                         //  too): GET /ready reads it
     int64_t bot_workers;                //  broker_workers_connected

@@ -329,8 +329,7 @@ bm_job_delete (bm_broker_t *self, bm_job_t *job)
     //  Gone before it was confirmed: the SUBMITs waiting on it are refused
     //  as it is (they retry).
     if (job->idem_waiters)
-        bm_idem_wake (self, job, "store_unavailable",
-                      "the job store (Redis) is unavailable; retry later");
+        bm_idem_wake (self, job, "store_unavailable", bm_stats_store_refusal (self));
     //  Whatever the table holds under its id goes (and is freed)
     bm_job_t *held = (bm_job_t *) bm_jobtab_remove (self->jobs, job->id);
     bm_job_destroy (&held);

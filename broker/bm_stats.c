@@ -139,7 +139,16 @@ bm_stats_store_refusal (bm_broker_t *self)
 {
     if (self->store && !self->recovered && bm_store_writable (self->store))
         return BM_TEXT_RECOVERING;
-    return "the job store (Redis) is unavailable; retry later";
+    const char *refusal = self->store ? bm_store_refusal (self->store) : NULL;
+    if (!refusal)
+        return "the job store (Redis) is unavailable; retry later";
+    //  Redis's own words (its OOM error ends with a full stop).
+    int len = (int) strlen (refusal);
+    if (len && refusal [len - 1] == '.')
+        len--;
+    snprintf (self->store_refusal, sizeof self->store_refusal,
+              "Redis refused the write: %.*s; retry later", len, refusal);
+    return self->store_refusal;
 }
 
 void
@@ -147,6 +156,11 @@ bm_stats_ready_gauges (bm_broker_t *self)
 {
     bm_series_set (self->m_redis_up, bm_stats_redis_ok (self) ? 1 : 0);
     bm_series_set (self->m_recovering, bm_stats_recovering (self) ? 1 : 0);
+    if (self->store) {
+        bm_series_set (self->m_redis_refusing, bm_store_refusal (self->store) ? 1 : 0);
+        bm_series_add (self->m_redis_write_errors, (double) bm_store_write_errors (self->store)
+                                                   - bm_series_value (self->m_redis_write_errors));
+    }
     atomic_store (&self->redis_reached, self->store && bm_store_up (self->store));
 }
 
@@ -327,6 +341,14 @@ bm_stats_setup_metrics (bm_broker_t *self)
         NULL));
     self->m_store_pending = bm_metric_series (bm_metrics_gauge (m, "broker_store_pending",
         "Redis writes buffered or in flight", NULL));
+    self->m_redis_write_errors = bm_metric_series (bm_metrics_counter (m,
+        "broker_redis_write_errors_total",
+        "Writes Redis answered with an error (OOM under maxmemory, MISCONF, READONLY): "
+        "one per write refused; a fenced or Sentinel-mode group refused as a whole counts one",
+        NULL));
+    self->m_redis_refusing = bm_metric_series (bm_metrics_gauge (m, "broker_redis_writes_refused",
+        "1 while Redis refuses the broker's writes (new jobs are refused store_unavailable; "
+        "the writes are kept and sent again)", NULL));
     s_series_at_zero (self->mf_rejected, s_rejected_reasons);
     s_series_at_zero (self->mf_frames, s_frame_reasons);
     s_series_at_zero (self->mf_redispatched, s_requeue_reasons);

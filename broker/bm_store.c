@@ -81,6 +81,12 @@ struct _bm_store_t {
     uint64_t group_seq;         //  Numbers the groups' markers
     size_t eval_alloc;
     bool refusing;              //  The last group was refused: keep backing off
+    char refusal [160];         //  Redis's error for it while refusing, else ""
+    uint64_t write_errors;      //  Error replies to writes, ever
+    int64_t dropped_at;         //  When a write refused for good was last logged
+    uint64_t dropped_since;     //  Such writes not logged since
+    bool resend_rest;           //  A group was refused on this connection: the
+                                //  groups after it count as lost
     bool unconfirmed;           //  A group was refused or lost, or the connection
                                 //  went, and none confirmed since: not writable
     bm_store_group_t *flying;   //  Groups sent and not answered, oldest first
@@ -138,6 +144,7 @@ s_went_down (bm_store_t *self, const char *why)
 {
     bool was_up = self->connected;
     self->connected = false;
+    self->resend_rest = false;
     self->unconfirmed = true;
     self->ac = NULL;
     if (self->ping_timer != -1) {
@@ -158,7 +165,7 @@ s_went_down (bm_store_t *self, const char *why)
         s_group_keep (self, waiting);
         bm_store_group_destroy (&waiting);
     }
-    if (!self->outage_logged && !self->destroying) {
+    if (!self->outage_logged && !self->destroying && !self->refusing) {
         bm_error (NULL, "redis %s:%d unavailable (%s); reconnecting with backoff",
                   self->host, self->port, why);
         self->outage_logged = true;
@@ -182,8 +189,9 @@ s_ping_timer (zloop_t *loop, int timer_id, void *arg)
 }
 
 //  Redis answers PING with -LOADING while it reads its AOF after a
-//  restart, and refuses writes meanwhile; with replies off we would not
-//  see that.  So the store counts as connected only once PING says PONG.
+//  restart, and refuses writes meanwhile; a transaction's writes (fenced
+//  groups) go with replies off and would not show it.  So the store
+//  counts as connected only once PING says PONG.
 static void
 s_on_ping (redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -331,6 +339,12 @@ s_became_ready (bm_store_t *self)
         self->unconfirmed = false;
     if (!self->refusing)
         self->backoff_ms = 100;
+    //  While Redis refuses writes, each try to send them again reconnects:
+    //  the refusal's ERROR said it, its end says "takes writes again".
+    if (self->refusing)
+        bm_debug (NULL, "redis %s:%d connected; sending the refused writes again",
+                  self->host, self->port);
+    else
     if (self->outage_logged)
         bm_info (NULL, "redis %s:%d available again", self->host, self->port);
     else
@@ -385,8 +399,8 @@ s_watchdog (zloop_t *loop, int timer_id, void *arg)
     if (!ac->replies.head && (ac->c.flags & REDIS_CONNECTED))
         return 0;               //  Nothing owed
     //  Redis reading what we send counts as much as Redis answering: a
-    //  large group (the backlog of an outage, with replies off) takes long
-    //  to run and is answered once, at its end, but our socket drains
+    //  large group (the backlog of an outage; a fenced one is answered
+    //  once, at its end) takes long to run, but our socket drains
     //  while Redis reads it; what stays in the buffers after its last
     //  byte goes runs in well under a second.
     int64_t since = self->asked_at > self->io.last_io ? self->asked_at : self->io.last_io;
@@ -705,13 +719,21 @@ s_on_group_reply (redisAsyncContext *ac, void *r, void *privdata)
             self->fenced_fn (self->fenced_arg);
         return;
     }
+    //  A scripted group's one refusal counts once (a plain group's, per
+    //  write refused: s_on_write_reply).
+    if (error && !group->sent)
+        self->write_errors++;
     if (error && !self->destroying) {
         //  Not surely applied: keep the writes and start over on a fresh
-        //  connection (which waits until Redis is ready again).
+        //  connection (which waits until Redis is ready again).  Once per
+        //  episode: until a group is confirmed again.
         if (!self->refusing)
-            bm_warn (NULL, "redis refused a group of %zu writes (%s); reconnecting to resend "
-                     "with backoff", group->count, error);
+            bm_error (NULL, "redis %s:%d refused writes (%s): new jobs are refused "
+                      "store_unavailable, the %zu writes of the group are kept and sent again "
+                      "with backoff until Redis takes them", self->host, self->port, error,
+                      group->count);
         self->refusing = true;
+        snprintf (self->refusal, sizeof self->refusal, "%s", error);
         s_suspect (self);
         bm_store_group_t *waiting = self->waiting;
         self->waiting = self->lost;
@@ -719,20 +741,30 @@ s_on_group_reply (redisAsyncContext *ac, void *r, void *privdata)
         self->lost = self->waiting;
         self->waiting = waiting;
         bm_store_group_destroy (&group);
-        if (self->ac)
+        if (self->ac) {
+            //  The groups sent after this one still get their answers
+            //  before the connection closes; they are kept and sent again
+            //  after it whatever they say, so that no write of theirs
+            //  lands before this group's (their SUBMITs were told above).
+            self->resend_rest = true;
             redisAsyncDisconnect (self->ac);
+        }
         return;
     }
-    if (reply) {
+    if (reply && !self->resend_rest) {
         if (self->refusing)
             bm_info (NULL, "redis %s:%d takes writes again", self->host, self->port);
         self->refusing = false;
+        self->refusal [0] = 0;
         self->unconfirmed = false;
         //  One clock read for the group's confirmations (bm_clock_hold)
         bm_clock_hold ();
+        redisReply refused = { .type = REDIS_REPLY_ERROR, .str = group->refused,
+                               .len = strlen (group->refused) };
         for (size_t i = 0; i < group->count; i++)
             if (group->entries [i].fn)
-                group->entries [i].fn (reply, group->entries [i].arg);
+                group->entries [i].fn (group->entries [i].refused ? &refused : reply,
+                                       group->entries [i].arg);
         bm_clock_release ();
     }
     else
@@ -749,6 +781,91 @@ s_on_group_reply (redisAsyncContext *ac, void *r, void *privdata)
         self->waiting = waiting;
     }
     bm_store_group_destroy (&group);
+}
+
+//  An error that says Redis does not take writes for now (full, not
+//  persisting, not the master, busy): the write may land when sent again.
+static bool
+s_transient (const char *error)
+{
+    static const char *codes [] = { "OOM ", "MISCONF ", "READONLY ", "LOADING ", "MASTERDOWN ",
+                                    "NOREPLICAS ", "BUSY ", "TRYAGAIN ", NULL };
+    for (int i = 0; codes [i]; i++)
+        if (strncmp (error, codes [i], strlen (codes [i])) == 0)
+            return true;
+    return false;
+}
+
+//  A write's command and first argument (its key) for a log line, from
+//  its RESP bytes: "*<n>\r\n$<len>\r\n<command>\r\n$<len>\r\n<key>...".
+static void
+s_write_name (const char *resp, size_t size, char *out, size_t out_size)
+{
+    const char *at = resp, *end = resp + size;
+    size_t used = 0;
+    out [0] = 0;
+    at = memchr (at, '\n', (size_t) (end - at));
+    for (int arg = 0; at && arg < 2; arg++) {
+        at++;                                   //  At "$<len>"
+        if (at >= end || *at != '$')
+            return;
+        size_t len = strtoul (at + 1, NULL, 10);
+        at = memchr (at, '\n', (size_t) (end - at));
+        if (!at || (size_t) (end - at - 1) < len)
+            return;
+        int n = snprintf (out + used, out_size - used, "%s%.*s", arg ? " " : "",
+                          (int) (len < 120 ? len : 120), at + 1);
+        used += n > 0 && (size_t) n < out_size - used ? (size_t) n : 0;
+        at = memchr (at + 1 + len, '\n', (size_t) (end - at - 1 - len));
+    }
+}
+
+//  A plain group's writes go with replies on: each write's own answer.
+//  The group is settled at its last answer: confirmed when none was an
+//  error, refused (kept, sent again) when one was, lost when the
+//  connection went first.  An error counts once per write.
+static void
+s_on_write_reply (redisAsyncContext *ac, void *r, void *privdata)
+{
+    bm_store_group_t *group = (bm_store_group_t *) privdata;
+    redisReply *reply = (redisReply *) r;
+    if (!reply)
+        group->unanswered = true;
+    else
+    if (reply->type == REDIS_REPLY_ERROR) {
+        bm_store_t *self = group->store;
+        bm_store_entry_t *entry = &group->entries [group->answered];
+        self->write_errors++;
+        if (s_transient (reply->str)) {
+            if (!group->error [0])
+                snprintf (group->error, sizeof group->error, "%s", reply->str);
+        }
+        else {
+            //  Sent again it would be refused again (WRONGTYPE: a key of
+            //  the wrong type): this write alone failed; its callback gets
+            //  the error, it is not sent again.  Said at most once a minute.
+            entry->refused = true;
+            entry->retry = false;
+            if (!group->refused [0])
+                snprintf (group->refused, sizeof group->refused, "%s", reply->str);
+            int64_t now = zclock_mono ();
+            if (!self->dropped_at || now - self->dropped_at >= 60000) {
+                char name [256];
+                s_write_name (group->buf + entry->offset, entry->size, name, sizeof name);
+                bm_error (NULL, "redis %s:%d refused a write (%s): %s not applied, not sent again "
+                          "(%" PRIu64 " more such since the last line)", self->host, self->port,
+                          reply->str, name, self->dropped_since);
+                self->dropped_at = now;
+                self->dropped_since = 0;
+            }
+            else
+                self->dropped_since++;
+        }
+    }
+    if (++group->answered < group->sent)
+        return;
+    static redisReply ok = { .type = REDIS_REPLY_STATUS, .str = (char *) "OK", .len = 2 };
+    s_on_group_reply (ac, group->unanswered ? NULL : &ok, group);
 }
 
 void
@@ -894,17 +1011,37 @@ bm_store_flush (bm_store_t *self)
             s_send_scripted (self, group);
             continue;
         }
-        size_t send_size = bm_store_group_seal (group);
         //  Capped: one huge group (a flush after an outage) must not make
         //  every later group reserve as much.
-        self->last_group_size = send_size + 1 < 4 * 1024 * 1024 ? send_size + 1 : 4 * 1024 * 1024;
+        self->last_group_size = group->size + 1 < 4 * 1024 * 1024 ? group->size + 1 : 4 * 1024 * 1024;
         s_asking (self);
-        if (redisAsyncFormattedCommand (self->ac, s_on_group_reply, group, group->buf,
-                                        send_size) != REDIS_OK) {
+        //  Each write with its own answer (replies on): a write Redis
+        //  refuses (OOM under maxmemory, MISCONF, READONLY) is seen.
+        for (size_t w = 0; w < group->count; w++) {
+            const bm_store_entry_t *entry = &group->entries [w];
+            if (redisAsyncFormattedCommand (self->ac, s_on_write_reply, group,
+                                            group->buf + entry->offset, entry->size) != REDIS_OK)
+                break;          //  The connection is going away (so from the first)
+            group->sent++;
+        }
+        if (group->sent == 0) {
             //  The connection is going away: keep what must be kept.
             s_group_keep (self, group);
             bm_store_group_destroy (&group);
             continue;
+        }
+        if (group->sent < group->count) {
+            //  Never seen (hiredis refuses all or none): the rest is kept.
+            bm_store_group_t *rest = bm_store_group_new (self, 0);
+            for (size_t w = group->sent; w < group->count; w++) {
+                const bm_store_entry_t *entry = &group->entries [w];
+                bm_store_group_add (rest, group->buf + entry->offset, entry->size, entry->retry,
+                                    entry->fn, entry->arg);
+                rest->entries [rest->count - 1].kept = entry->kept;
+            }
+            group->count = group->sent;
+            s_group_keep (self, rest);
+            bm_store_group_destroy (&rest);
         }
         s_flying_add (self, group);
     }
@@ -1119,4 +1256,16 @@ size_t
 bm_store_in_flight (bm_store_t *self)
 {
     return self->in_flight;
+}
+
+const char *
+bm_store_refusal (bm_store_t *self)
+{
+    return self->refusing && self->refusal [0] ? self->refusal : NULL;
+}
+
+uint64_t
+bm_store_write_errors (bm_store_t *self)
+{
+    return self->write_errors;
 }

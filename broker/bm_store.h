@@ -5,10 +5,9 @@
     on the connection's fd).
 
     Writes are committed in groups, one group per loop turn: every write
-    issued until bm_store_flush goes out in one buffer, bracketed by CLIENT
-    REPLY OFF / CLIENT REPLY ON, so Redis answers the whole group once
-    ("OK" to the ON) and that single answer proves, since Redis runs one
-    connection's commands in order, that every write of the group ran.
+    issued until bm_store_flush goes out in one buffer, each write with
+    its own answer; the group counts as written (its callbacks get "OK")
+    once every answer came and none was an error.
     The broker calls bm_store_flush at the end of each of its handlers
     (bm_store_push at the end of a turn of its ROUTER, which also writes
     the group to the socket at once, and between the items of a large
@@ -41,9 +40,15 @@
     runs after the writes sent again.  A host name is resolved off the loop (bm_resolve_zloop.h), each try
     given up on after BM_RESOLVE_WAIT_MS: the loop never waits for DNS.  A connection whose AUTH or SELECT Redis refuses (a database
     it does not have) is never used: it counts as an outage, logged as an
-    ERROR naming the variable to fix (bm_redis_setup.h).  A write Redis refuses (an OOM error under maxmemory, say) is
-    not seen with replies off: run Redis with enough memory and no
-    eviction (docs/redis.md).  */
+    ERROR naming the variable to fix (bm_redis_setup.h).  A write Redis refuses (an OOM error under maxmemory,
+    MISCONF, READONLY) refuses its group: the store logs one ERROR for the
+    episode, keeps the group's writes and every later group's, and sends
+    them again, in order, on a new connection with backoff until a group
+    is confirmed; meanwhile it is not writable, and the SUBMITs of those
+    groups are told (their kept callbacks) as for a lost connection.  An
+    error that sending again cannot cure (WRONGTYPE) fails that write
+    alone: its callback gets the error reply, it is not sent again, and
+    the store logs it (at most once a minute).  */
 #ifndef BM_STORE_H
 #define BM_STORE_H
 
@@ -133,6 +138,14 @@ typedef void (bm_store_fenced_fn) (void *arg);
 void bm_store_set_fence (bm_store_t *self, const char *key, const char *epoch,
                          bm_store_fenced_fn *fn, void *arg);
 bool bm_store_fenced (bm_store_t *self);
+
+//  While Redis refuses the broker's writes (a group answered with an error,
+//  none confirmed since): Redis's error, such as "OOM command not allowed
+//  when used memory > 'maxmemory'."; else NULL.
+const char *bm_store_refusal (bm_store_t *self);
+//  Error replies to writes since the start: one per write refused (a
+//  fenced or Sentinel-mode group, refused as a whole, counts one).
+uint64_t bm_store_write_errors (bm_store_t *self);
 
 //  Writes waiting (buffered, grouped or in flight), for shutdown and
 //  metrics.

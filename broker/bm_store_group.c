@@ -73,7 +73,7 @@ bm_store_group_add (bm_store_group_t *group, const char *data, size_t size, bool
 {
     s_group_reserve (group, size);
     bm_store_entry_t *entry = s_group_entry (group);
-    *entry = (bm_store_entry_t) { group->size, size, retry, fn, arg, NULL };
+    *entry = (bm_store_entry_t) { group->size, size, retry, fn, arg, NULL, false };
     memcpy (group->buf + group->size, data, size);
     group->size += size;
 }
@@ -107,7 +107,7 @@ bm_store_group_add_argv (bm_store_group_t *group, bool retry, bm_store_fn *fn, v
         *out++ = '\r'; *out++ = '\n';
     }
     bm_store_entry_t *entry = s_group_entry (group);
-    *entry = (bm_store_entry_t) { group->size, (size_t) (out - start), retry, fn, arg, NULL };
+    *entry = (bm_store_entry_t) { group->size, (size_t) (out - start), retry, fn, arg, NULL, false };
     group->size += (size_t) (out - start);
 }
 
@@ -122,8 +122,9 @@ bm_store_group_fail (bm_store_group_t *group)
 
 //  The fencing script: runs the group only while the epoch counter holds
 //  our epoch.  ARGV[1] the epoch, then per write its argument count and
-//  its arguments.  Errors of single writes are ignored, as they are with
-//  replies off.
+//  its arguments.  A write refused for want of memory or of a writable
+//  master ends the script with its error; other errors of single writes
+//  are ignored.
 static const char s_fence_script [] =
     "if #KEYS == 1 then\n"
     "  local cur = redis.call('GET', KEYS[1])\n"
@@ -274,16 +275,9 @@ bm_store_group_verdict (const redisReply *mget, const char *epoch, const char *m
                   now->type == REDIS_REPLY_STRING ? now->str : "none");
         return 1;
     }
-    snprintf (why, why_size, "NOTAPPLIED the transaction did not run (the server refused a write)");
+    snprintf (why, why_size, "NOTAPPLIED the transaction did not run: Redis refused a write "
+              "in it (OOM under maxmemory, MISCONF, READONLY)");
     return -1;
-}
-
-size_t
-bm_store_group_seal (bm_store_group_t *self)
-{
-    s_group_reserve (self, sizeof s_reply_on);
-    memcpy (self->buf + self->size, s_reply_on, sizeof s_reply_on - 1);
-    return self->size + sizeof s_reply_on - 1;
 }
 
 //  --------------------------------------------------------------------------
@@ -318,11 +312,7 @@ bm_store_group_test (bool verbose)
     BM_CHECK (group->count == 2);
     BM_CHECK (group->entries [1].offset == group->entries [0].offset + strlen (resp));
 
-    //  Sealed: REPLY OFF, the writes, REPLY ON; size itself unchanged.
     size_t size = group->size;
-    size_t sent = bm_store_group_seal (group);
-    BM_CHECK (group->size == size && sent == size + strlen (s_reply_on));
-    BM_CHECK (memcmp (group->buf + size, s_reply_on, strlen (s_reply_on)) == 0);
 
     //  Fenced: one EVAL of 14 arguments (EVAL, script, 1, key, epoch, and
     //  per write its count then its 4 or 3 arguments); "*<k>" became "<k>".

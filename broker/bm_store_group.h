@@ -1,9 +1,10 @@
 /*  bm_store_group.h - a group of Redis writes, sent as one.
 
     The broker's store (bm_store) sends the writes of one loop turn as one
-    group: "CLIENT REPLY OFF", the writes as RESP arrays, then "CLIENT REPLY
-    ON", which alone is answered.  A group also knows each write's callback
-    and whether it is sent again after a disconnect.  With fencing (standby
+    group: the writes as RESP arrays, each answered, written to the socket
+    together; the group counts as written once every answer came and none
+    was an error.  A group also knows each write's callback and whether it
+    is sent again after a disconnect.  With fencing (standby
     brokers) or Sentinel, the same writes go as one EVAL of a script that
     runs them only while the epoch counter holds the leader's epoch.
 
@@ -28,6 +29,7 @@ typedef struct {
     bm_store_fn *fn;            //  Callback, may be NULL
     void *arg;
     bm_store_kept_fn *kept;     //  Told each time it is kept to send again, or NULL
+    bool refused;               //  Plain: Redis refused it for good (fn gets the error)
 } bm_store_entry_t;
 
 typedef struct _bm_store_group_t bm_store_group_t;
@@ -37,13 +39,17 @@ struct _bm_store_group_t {
     size_t size, alloc;
     bm_store_entry_t *entries;  //  The writes, in order
     size_t count, alloc_entries;
-    char error [160];           //  Sentinel mode: the EVAL's error, if any
+    char error [160];           //  Redis's first error refusing the group, if any
+    char refused [160];         //  Plain: the first error of a write refused for good
+    size_t sent, answered;      //  Plain: writes sent with replies on, answered
+    bool unanswered;            //  Plain: the connection went before an answer
     bool waited;                //  Sentinel mode: its last reply is WAIT's
     char marker [48];           //  Fenced: "<epoch>:<seq>", set iff it ran
     bm_store_group_t *prev, *next;  //  The store's list of groups in flight
 };
 
-//  A new group holding "CLIENT REPLY OFF".  size_hint: the bytes of the last
+//  A new group; its buffer starts with "CLIENT REPLY OFF", which the
+//  transaction form sends first (the writes start after it).  size_hint: the bytes of the last
 //  group sent (it reserves about as much; 0: a small buffer).
 bm_store_group_t *bm_store_group_new (bm_store_t *store, size_t size_hint);
 
@@ -59,10 +65,6 @@ void bm_store_group_add_argv (bm_store_group_t *self, bool retry, bm_store_fn *f
 
 //  Tell every write of the group that it failed (callbacks with NULL).
 void bm_store_group_fail (bm_store_group_t *self);
-
-//  Put "CLIENT REPLY ON" after the writes (not counted in size); returns the
-//  bytes to send from buf.
-size_t bm_store_group_seal (bm_store_group_t *self);
 
 //  The group as one EVAL of the fencing script, built in *buf (grown as
 //  needed, *alloc its size).  key: the epoch counter's key, or NULL for no
