@@ -252,6 +252,35 @@ s_recovered (bm_broker_t *self)
     return !self->store || self->recovered;
 }
 
+static bm_job_t *s_worker_job (bm_broker_t *self, bm_worker_entry_t *worker, const char *id);
+
+//  The worker's job waits there for a process (prefetched): no timeout
+//  until it begins (PROGRESS {started: true} arms it again).
+static void
+s_job_waits (bm_broker_t *self, bm_worker_entry_t *worker, bm_job_t *job)
+{
+    if (job->deadline_index != SIZE_MAX)
+        bm_heap_remove (self->deadlines, job->deadline_index);
+    bm_debug (job->id, "waits on worker %s for a process: no timeout until it begins",
+              worker->name);
+}
+
+//  worker->reported's value for a job whose worker said, before the
+//  recovery reached it, that it waits there for a process (PROGRESS
+//  {waiting: true} follows READY after a reconnect); else the worker.
+static char s_reported_waits;
+
+//  A job of READY's running that the recovery reached (or ended without):
+//  resolved, and once adopted, kept without a timeout if it waits.
+static void
+s_reported_claim (bm_broker_t *self, bm_worker_entry_t *worker, const char *id, bool waits)
+{
+    s_reported_resolve (self, worker, id);
+    bm_job_t *job = waits ? s_worker_job (self, worker, id) : NULL;
+    if (job)
+        s_job_waits (self, worker, job);
+}
+
 //  READY's running, on a worker's first READY: each job resolved now, or
 //  kept until recovery has brought it back (or ended without it).
 static void
@@ -284,8 +313,9 @@ bm_workers_claim_recovered (bm_broker_t *self, bm_job_t *job)
     bm_worker_entry_t *worker = (bm_worker_entry_t *) zhashx_first (self->workers);
     for (; worker; worker = (bm_worker_entry_t *) zhashx_next (self->workers))
         if (worker->reported && zhashx_lookup (worker->reported, job->id)) {
+            bool waits = zhashx_lookup (worker->reported, job->id) == &s_reported_waits;
             zhashx_delete (worker->reported, job->id);
-            s_reported_resolve (self, worker, job->id);
+            s_reported_claim (self, worker, job->id, waits);
             break;
         }
     s_early_done_take (self, job->id);
@@ -300,12 +330,15 @@ bm_workers_recovery_done (bm_broker_t *self)
         if (worker->reported)
             zlistx_add_end (all, worker);
     while ((worker = (bm_worker_entry_t *) zlistx_detach (all, NULL))) {
-        zlistx_t *ids = zhashx_keys (worker->reported);
-        zhashx_destroy (&worker->reported);
+        zhashx_t *reported = worker->reported;
+        worker->reported = NULL;
+        zlistx_t *ids = zhashx_keys (reported);
         for (const char *id = (const char *) zlistx_first (ids); id;
              id = (const char *) zlistx_next (ids))
-            s_reported_resolve (self, worker, id);
+            s_reported_claim (self, worker, id,
+                              zhashx_lookup (reported, id) == &s_reported_waits);
         zlistx_destroy (&ids);
+        zhashx_destroy (&reported);
     }
     zlistx_destroy (&all);
     //  The DONEs of jobs the recovery did not bring back: they had ended
@@ -1219,14 +1252,23 @@ s_worker_progress (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t 
         return;
     }
     bm_job_t *job = s_worker_job (self, worker, progress.job_id);
+    if (!job && (progress.waiting || progress.started) && worker->reported
+    &&  zhashx_lookup (worker->reported, progress.job_id)) {
+        //  Listed in its READY, not recovered yet: the wait (or its end)
+        //  is kept for the adoption, which would arm its timeout.
+        zhashx_update (worker->reported, progress.job_id,
+                       progress.waiting ? (void *) &s_reported_waits : (void *) worker);
+        bm_debug (progress.job_id, "%s on worker %s before the recovery reached it: "
+                  "taken when it is adopted", progress.waiting ? "waits for a process"
+                  : "began on a process", worker->name);
+        return;
+    }
     if (!job) {
         s_not_owner (self, worker, BM_PROGRESS, progress.job_id);
         return;
     }
     bool started = progress.started && job->state == JOB_RUNNING;
-    if ((progress.waiting || started) && job->deadline_index != SIZE_MAX)
-        //  It waits in its worker for a process (prefetched): no timeout
-        //  until it begins.
+    if (started && job->deadline_index != SIZE_MAX)
         bm_heap_remove (self->deadlines, job->deadline_index);
     if (started) {
         //  It began on a process now: its timeout and startedAt count from
@@ -1239,8 +1281,7 @@ s_worker_progress (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t 
     }
     else
     if (progress.waiting)
-        bm_debug (job->id, "waits on worker %s for a process: no timeout until it begins",
-                  worker->name);
+        s_job_waits (self, worker, job);
     if (progress.has_progress)
         job->progress = progress.progress;
     if (progress.has_progress || started)

@@ -15,6 +15,15 @@ process that ends a job starts the next at once.  One scenario a run:
            at once (queued while A still runs in the grace period), A
            completes, and B runs once, on a second worker, without an
            attempt counted for the release.
+  restart  the broker restarts while B waits, its recovery held back (Redis
+           refuses HGETALL) until the worker has connected again: the
+           worker's READY lists A and B and says again that B waits, before
+           the recovery brings them back.  Once it does, both are adopted,
+           and B, still waiting behind A, completes: the broker keeps its
+           word that B waits (no timeout until it begins).  Before, the
+           waiting was answered NACK not_owner and lost: the adoption armed
+           B's 1000 ms timeout and the broker failed B with timeout while A
+           still ran.
   bad      WORKER_PREFETCH=abc, WORKER_PREFETCH=1001 and --prefetch -1: the
            worker exits 2 and the message names the variable or the flag.
 
@@ -67,9 +76,10 @@ def ran_ids(ran):
         return []
 
 
-def start(s, tmp, name="worker-prefetch", *args):
+def start(s, tmp, name="worker-prefetch", *args, env_extra=None):
     env, ran = bot_env(tmp)
     env["WORKER_PREFETCH"] = "1"
+    env.update(env_extra or {})
     w = s.worker("--type", "one", "--concurrency", "1", "--name", name, *args, name=name, env=env)
     s.wait_workers(1, "one")
     wait_until(lambda: "one pool process pid=" in w.output() and " ready" in w.output(), 10,
@@ -77,12 +87,12 @@ def start(s, tmp, name="worker-prefetch", *args):
     return w, ran
 
 
-def prefetched(c, ran, first):
-    """A (2.5 s) runs, then B waits in the worker: returns (A, B)."""
+def prefetched(c, ran, first, a_ms=2500):
+    """A (2.5 s, or a_ms) runs, then B waits in the worker: returns (A, B)."""
     workers = [x for x in c.stats()["workers"] if "one" in x["types"]]
     check(len(workers) == 1 and workers[0]["credit"] == 2,
           "the broker gives the worker credit 2 (1 process + WORKER_PREFETCH=1)", workers)
-    a = c.submit("one", {"ms": 2500}, attempts=1, timeoutMs=10000)
+    a = c.submit("one", {"ms": a_ms}, attempts=1, timeoutMs=a_ms + 10000)
     wait_until(lambda: a in ran_ids(ran), 10, "A to run on the pool process")
     b = c.submit("one", {"ms": 0}, attempts=1, timeoutMs=1000)
     rec = wait_until(lambda: (lambda r: r if r["state"] == "running" else None)(c.status(b)),
@@ -150,6 +160,34 @@ def scenario_sigterm(s, c, tmp):
     check(ran_ids(ran).count(b) == 1, "B ran once", ran_ids(ran))
 
 
+def scenario_restart(s, c, tmp):
+    hb = {"HEARTBEAT_INTERVAL_MS": "250"}
+    w, ran = start(s, tmp, "worker-prefetch", env_extra=dict(hb, LOG_LEVEL="debug"))
+    a, b = prefetched(c, ran, "worker-prefetch", a_ms=10000)
+    wait_until(lambda: "waits in this worker for a one process" in w.output(), 2.0,
+               "the worker to say B waits")
+    [p for p in s.procs if p.name == "broker"][0].stop()
+    check(s.redis_cli("ACL", "SETUSER", "default", "-hgetall") == "OK"
+          and s.redis_cli("ACL", "LOG", "RESET") == "OK", "Redis refuses HGETALL (NOPERM)")
+    b2 = s.broker(name="broker2", env=hb)
+    wait_until(lambda: "runs 2 job(s) not recovered yet" in b2.output(), 5,
+               "the worker to list A and B running to the recovering broker")
+    check(s.redis_cli("ACL", "SETUSER", "default", "+hgetall") == "OK", "HGETALL allowed again")
+    c2 = s.client()
+    wait_until(lambda: c2.request(harness.PING)[1].get("recovering") is False, 10,
+               "the recovery to end")
+    wait_until(lambda: ("job=%s adopted" % b) in b2.output(), 5, "B to be adopted")
+    check(c2.status(a)["state"] == "running", "A still runs after the adoption", c2.status(a))
+    rec_b = c2.wait(b, timeout=20)
+    check(rec_b["state"] == "completed",
+          "B, adopted while it waited behind A, completes: its timeout runs from when the "
+          "process takes it", rec_b, b2.output()[-2000:])
+    rec_a = c2.wait(a, timeout=20)
+    check(rec_a["state"] == "completed", "A completes", rec_a)
+    check(ran_ids(ran) == [a, b], "the bot ran A then B, once each", ran_ids(ran))
+    c2.close()
+
+
 def scenario_bad(s, c, tmp):
     worker = s.bin("botmesh-worker")
     cases = [({"WORKER_PREFETCH": "abc"}, [], "WORKER_PREFETCH"),
@@ -173,7 +211,11 @@ def main():
     scenario = sys.argv[1]
     tmp = harness.tempdir("prefetch-")
     with harness.Stack("worker-e2e-prefetch-" + scenario) as s:
-        s.broker(redis=False)
+        if scenario == "restart":
+            s.redis()
+            s.broker(env={"HEARTBEAT_INTERVAL_MS": "250"})
+        else:
+            s.broker(redis=False)
         c = s.client()
         globals()["scenario_" + scenario](s, c, tmp)
         c.close()
