@@ -412,6 +412,41 @@ s_reject_send (bm_broker_t *self, zframe_t *identity, const msgpack_object *requ
     bm_body_free (&body);
 }
 
+//  A worker's DISCONNECT {reason: shutting_down}: this broker stops; a
+//  worker given several brokers moves to the next now, the jobs it runs
+//  stay running (the next leader adopts them from its READY `running`).
+static void
+s_tell_shutting_down (bm_broker_t *self, bm_worker_entry_t *worker, zframe_t *identity)
+{
+    bm_body_t body;
+    bm_body_init (self, &body);
+    msgpack_pack_map (&body.pk, 1);
+    bm_pack_kv_str (&body.pk, "reason", "shutting_down");
+    if (worker)
+        bm_broker_send_worker (self, worker, BM_DISCONNECT, &body);
+    else {
+        bm_worker_entry_t dummy = { .identity = identity, .name = "stopping" };
+        bm_broker_send_worker (self, &dummy, BM_DISCONNECT, &body);
+    }
+    bm_body_free (&body);
+}
+
+//  A leader that gave its lease up on SIGTERM, and still runs until Redis
+//  confirmed the release: it is not a standby (it would name itself, or
+//  the old lease, as the leader and send its peers back to it) but
+//  leaving.  A client's request is answered REJECTED shutting_down (not
+//  taken: a gateway sends it to the next leader), a worker's message
+//  DISCONNECT shutting_down.
+static void
+s_refuse_stopping (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
+{
+    if (bm_msg_peer (msg) == BM_PEER_WORKER)
+        s_tell_shutting_down (self, NULL, identity);
+    else
+        s_reject_send (self, identity, bm_msg_body (msg), "shutting_down",
+                       "the broker is shutting down");
+}
+
 void
 bm_broker_reject (bm_broker_t *self, zframe_t *identity, const msgpack_object *request,
                   const char *code, const char *message)
@@ -558,6 +593,9 @@ s_handle_frames (bm_broker_t *self, zmq_msg_t *frames, int count)
     //  The command being handled, for the log line of a refusal (-1 in
     //  the answers that come later, from Redis).
     self->command = bm_msg_command (self->msg);
+    if (!self->serving && self->stopping)
+        s_refuse_stopping (self, identity, self->msg);
+    else
     if (!self->serving)
         bm_ha_refuse (self, identity, self->msg);
     else
@@ -691,11 +729,31 @@ s_begin_shutdown (bm_broker_t *self)
     self->stopping = true;
     self->stop_deadline = bm_mono_ms () + self->config.shutdown_ms;
     size_t running = 0;
+    //  A leader of several brokers (BROKER_HA) tells its workers at once,
+    //  so that they register with the next leader as soon as it leads,
+    //  instead of after HEARTBEAT_LIVENESS silent intervals once this
+    //  process ended.  The jobs they run stay theirs: each attempt's
+    //  running state goes to Redis with the writes flushed now (not only
+    //  those older than BROKER_SAVE_RUNNING_MS), the next leader recovers
+    //  them as running, held for their worker, and adopts them from its
+    //  READY; nor does this broker count the workers dead meanwhile.
+    bool tell = self->lease && self->leading;
     bm_worker_entry_t *worker = (bm_worker_entry_t *) zhashx_first (self->workers);
     while (worker) {
         running += bm_joblist_size (&worker->jobs);
+        if (tell) {
+            for (bm_job_t *job = bm_joblist_first (&worker->jobs); job;
+                 job = bm_joblist_next (&worker->jobs, job))
+                if (!job->running_saved && job->state == JOB_RUNNING)
+                    bm_jobstore_persist_state (self, job);
+            worker->expiry = INT64_MAX;
+            s_tell_shutting_down (self, worker, NULL);
+        }
         worker = (bm_worker_entry_t *) zhashx_next (self->workers);
     }
+    if (tell && zhashx_size (self->workers))
+        bm_info (NULL, "shutting down: %zu workers told to move to the next leader",
+                 zhashx_size (self->workers));
     if (self->store)
         bm_info (NULL, "shutting down: %zu jobs running stay recorded in redis and resume "
                  "on restart; flushing %zu redis writes", running, bm_store_pending (self->store));

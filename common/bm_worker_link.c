@@ -472,6 +472,18 @@ bm_worker_link_dispatch (bm_worker_link_t *self)
                     s_reconnect (self, s_replaced (self, &disconnect));
                 break;
             }
+            if (disconnect.reason.ptr && disconnect.reason.len == 13
+            &&  memcmp (disconnect.reason.ptr, "shutting_down", 13) == 0) {
+                //  The leader stops (SIGTERM): on to the next broker now,
+                //  as from one that went silent (its standby, about to
+                //  lead, is asked every 100 ms); alone, after an interval.
+                int64_t delay = bm_endpoints_size (self->endpoints) > 1
+                              ? bm_endpoints_next (self->endpoints, true) : self->heartbeat_ms;
+                bm_info (NULL, "the broker at %s is shutting down: trying %s in %lld ms",
+                         self->endpoint, bm_endpoints_current (self->endpoints), (long long) delay);
+                s_reconnect (self, delay);
+                break;
+            }
             bm_info (NULL, "DISCONNECT from the broker%s%.*s: registering again",
                      disconnect.reason.ptr ? ": " : "",
                      disconnect.reason.ptr ? (int) disconnect.reason.len : 0,

@@ -90,6 +90,16 @@
       - the connection is lost (ECONNRESET for the calls sent, as above);
       - no handshake succeeds within GW_LINK_HANDSHAKE_MS (a broker that
         is not there at all).
+    A broker that answers REJECTED shutting_down (the leader got SIGTERM:
+    it flushes its writes, then gives its lease up to a standby) took
+    nothing: the link stops sending to it, waits for the answers of what it
+    sent there already (SUBMITs it took before answer once Redis has them),
+    and then moves on as from a broker that went silent (the standby about
+    to lead is asked every 100 ms, the leaving one not again).  The calls
+    it refused are sent again, like not_leader ones; during that handover
+    a call waits for the next leader up to its own timeout (not only the
+    connect timeout), so that a planned restart of the leader refuses
+    nothing.
   */
 #include "gw_link.h"
 
@@ -156,6 +166,10 @@ struct _gw_link_t {
     size_t gather_want;                 //  Gather until this many queue; link thread
     int64_t gather_until_us;            //  ...or until then (mono µs); link thread
 
+    bool leaving;                       //  The broker answered shutting_down:
+                                        //  nothing more is sent, the answers
+                                        //  of what was are awaited; link thread
+    int64_t leaving_since;              //  Then (mono ms); link thread
     bool handshake_said;                //  A failed CURVE handshake logged (once
                                         //  until one succeeds or the endpoint
                                         //  changes)
@@ -169,6 +183,10 @@ struct _gw_link_t {
     bool standbys_only;                 //  A broker answered not_leader, and
                                         //  none has answered as leader (nor
                                         //  dropped the connection) since
+    int64_t handover_until;             //  A broker answered shutting_down:
+                                        //  until a leader answers (at most
+                                        //  until then, mono ms), calls wait
+                                        //  for it up to their own timeout
     bool stopping;                      //  gw_link_destroy has begun
 };
 
@@ -203,9 +221,22 @@ s_not_leader (const bm_msg_t *reply, char *leader, size_t size)
     return true;
 }
 
-//  Leave the broker for the next one of the list (silent: it was lost, not
-//  a standby): disconnect now, connect after the backoff.  Calls sent to
-//  it fail: EAGAIN from a standby (sent again), ECONNRESET from a lost one.
+//  A REJECTED shutting_down: the broker (a leader given SIGTERM) took
+//  nothing, and a standby is about to lead.
+static bool
+s_shutting_down (const bm_msg_t *reply)
+{
+    bm_codec_rejected_t rejected;
+    bm_codec_error_t error;
+    return bm_msg_command (reply) == BM_REJECTED
+        && bm_codec_rejected_decode (reply, &rejected, &error) == 0
+        && streq (rejected.code, "shutting_down");
+}
+
+//  Leave the broker for the next one of the list (silent: it was lost, or
+//  is leaving, not a standby): disconnect now, connect after the backoff.
+//  Calls sent to it fail: EAGAIN from a standby (sent again), ECONNRESET
+//  from a lost one.
 static void
 s_switch (gw_link_t *self, bool silent, const char *leader)
 {
@@ -225,8 +256,43 @@ s_switch (gw_link_t *self, bool silent, const char *leader)
     pthread_mutex_unlock (&self->lock);
     s_fail_all (self, silent ? ECONNRESET : EAGAIN, false);
     bm_info (NULL, "broker %s %s: trying %s in %lld ms", self->endpoint,
-             silent ? "lost" : "is a standby", bm_endpoints_current (self->endpoints),
-             (long long) delay);
+             self->leaving ? "shut down" : silent ? "lost" : "is a standby",
+             bm_endpoints_current (self->endpoints), (long long) delay);
+    self->leaving = false;
+}
+
+//  The broker answered shutting_down (lists only): send it nothing more;
+//  once what was sent is answered (s_leave_tick), on to the next broker.
+static void
+s_leave (gw_link_t *self)
+{
+    if (self->leaving || self->switch_at)
+        return;
+    int64_t now = bm_mono_ms ();
+    int64_t longest = atomic_load (&self->max_timeout);
+    self->leaving = true;
+    self->leaving_since = now;
+    pthread_mutex_lock (&self->lock);
+    if (self->connected)
+        self->down_since = now;
+    self->connected = false;
+    self->handover_until = now + (longest > self->connect_timeout_ms ? longest
+                                                                     : self->connect_timeout_ms);
+    pthread_mutex_unlock (&self->lock);
+    bm_info (NULL, "broker %s is shutting down: requests wait for the next leader", self->endpoint);
+}
+
+//  Leaving: every call sent has its answer (or their time ran out): switch.
+static void
+s_leave_tick (gw_link_t *self)
+{
+    if (!self->leaving)
+        return;
+    pthread_mutex_lock (&self->lock);
+    size_t pending = gw_calls_pending (self->calls);
+    pthread_mutex_unlock (&self->lock);
+    if (pending == 0 || bm_mono_ms () - self->leaving_since > atomic_load (&self->max_timeout))
+        s_switch (self, true, NULL);
 }
 
 //  Lists: connect when the backoff is over; move on when a connection
@@ -264,13 +330,15 @@ s_switch_tick (gw_link_t *self)
 //  own answer, as if its SUBMIT had gone alone.  Returns false when req is
 //  no group's.  Does not take the reply.
 static bool
-s_group_answer (gw_link_t *self, const bm_msg_t *reply, int64_t req)
+s_group_answer (gw_link_t *self, const bm_msg_t *reply, int64_t req, bool *shutting)
 {
     bm_msg_t **answers;
     int64_t *reqs;
     size_t count;
     if (!gw_group_split (self->groups, req, reply, &answers, &reqs, &count))
         return false;
+    for (size_t i = 0; answers && i < count && !*shutting; i++)
+        *shutting = answers [i] && s_shutting_down (answers [i]);
     if (bm_msg_command (reply) == BM_REJECTED && self->grouping) {
         char code [32] = "";
         bm_obj_strcpy (bm_msg_body (reply), "code", code, sizeof code);
@@ -361,14 +429,17 @@ s_send_submits (gw_link_t *self, void *dealer, zmq_msg_t *bodies, const int64_t 
 }
 
 //  What the answers just read say of the brokers: one answered not_leader
-//  (a standby), or answers came and none was not_leader (a leader).
+//  (a standby), or answers came and none was not_leader (a leader; one
+//  that is not shutting down ends a handover).
 static void
-s_note_leader (gw_link_t *self, bool not_leader, bool answered)
+s_note_leader (gw_link_t *self, bool not_leader, bool answered, bool shutting)
 {
     if (!not_leader && !answered)
         return;
     pthread_mutex_lock (&self->lock);
     self->standbys_only = not_leader;
+    if (!not_leader && !shutting && !self->leaving)
+        self->handover_until = 0;
     pthread_mutex_unlock (&self->lock);
 }
 
@@ -382,10 +453,11 @@ s_receive (gw_link_t *self, void *dealer)
     int count = 0, read = 0;
     char leader [256] = "";
     bool not_leader = false;
+    bool shutting = false;
     while (read < GW_LINK_RECV_MAX
     &&     gw_wire_recv (dealer, &replies [count], &reqs [count])) {
         read++;
-        if (replies [count] && s_group_answer (self, replies [count], reqs [count])) {
+        if (replies [count] && s_group_answer (self, replies [count], reqs [count], &shutting)) {
             if (!not_leader && s_not_leader (replies [count], leader, sizeof leader))
                 not_leader = true;
             bm_msg_destroy (&replies [count]);
@@ -394,9 +466,12 @@ s_receive (gw_link_t *self, void *dealer)
         if (replies [count])
             count++;
     }
+    bool several = bm_endpoints_size (self->endpoints) > 1;
     if (count == 0) {
-        s_note_leader (self, not_leader, read > 0);
-        if (not_leader && bm_endpoints_size (self->endpoints) > 1)
+        s_note_leader (self, not_leader, read > 0, shutting);
+        if (shutting && several)
+            s_leave (self);
+        if (not_leader && several)
             s_switch (self, false, leader);
         return read;
     }
@@ -406,6 +481,8 @@ s_receive (gw_link_t *self, void *dealer)
     for (int i = 0; i < count; i++) {
         if (!not_leader && s_not_leader (replies [i], leader, sizeof leader))
             not_leader = true;
+        if (!shutting && several && s_shutting_down (replies [i]))
+            shutting = true;
         gw_call_t *call = gw_calls_take (self->calls, reqs [i]);
         if (call) {
             wake [woken++] = gw_call_finish (call, replies [i], 0);
@@ -413,12 +490,16 @@ s_receive (gw_link_t *self, void *dealer)
         }
     }
     pthread_mutex_unlock (&self->lock);
-    s_note_leader (self, not_leader, true);
+    s_note_leader (self, not_leader, true, shutting);
+    //  Before the callers wake: those refused shutting_down then wait for
+    //  the next leader.
+    if (shutting && several)
+        s_leave (self);
     for (int i = 0; i < woken; i++)
         gw_call_wake (wake [i]);
     for (int i = 0; i < count; i++)
         bm_msg_destroy (&replies [i]);      //  Late answers: caller gone
-    if (not_leader && bm_endpoints_size (self->endpoints) > 1)
+    if (not_leader && several)
         s_switch (self, false, leader);
     return read;
 }
@@ -479,7 +560,7 @@ s_monitor_event (gw_link_t *self, void *monitor, void *dealer)
         s_fail_all (self, ECONNRESET, false);
         if (was)
             bm_warn (NULL, "lost the connection to the broker at %s", self->endpoint);
-        if (was && bm_endpoints_size (self->endpoints) > 1)
+        if ((was || self->leaving) && bm_endpoints_size (self->endpoints) > 1)
             s_switch (self, true, NULL);
     }
 }
@@ -506,7 +587,7 @@ s_link_thread (void *arg)
             { NULL, self->wake_fd, ZMQ_POLLIN, 0 },
         };
         long timeout = !sleep ? 0 : lazy ? GW_LINK_LAZY_POLL_MS : GW_LINK_IDLE_POLL_MS;
-        if ((self->switch_at || self->connect_by) && timeout > GW_LINK_SWITCH_POLL_MS)
+        if ((self->switch_at || self->connect_by || self->leaving) && timeout > GW_LINK_SWITCH_POLL_MS)
             timeout = GW_LINK_SWITCH_POLL_MS;
         if (zmq_poll (items, 3, timeout) == -1 && errno != EINTR)
             break;                      //  Context terminated
@@ -520,8 +601,10 @@ s_link_thread (void *arg)
             s_monitor_event (self, monitor, dealer);
         if (items [0].revents & ZMQ_POLLIN)
             s_receive (self, dealer);
-        if (bm_endpoints_size (self->endpoints) > 1)
+        if (bm_endpoints_size (self->endpoints) > 1) {
+            s_leave_tick (self);
             s_switch_tick (self);
+        }
 
         //  Take what the handlers queued (only while connected: meanwhile
         //  calls wait in the queue for a connection, or give up).
@@ -704,7 +787,8 @@ gw_link_standbys_only (gw_link_t *self)
 }
 
 static bm_msg_t *s_request_once (gw_link_t *self, int64_t req, int command,
-                                 char *body, size_t size, int64_t timeout_ms, int64_t start);
+                                 char *body, size_t size, int64_t timeout_ms, int64_t start,
+                                 bool patient);
 
 bm_msg_t *
 gw_link_request (gw_link_t *self, int64_t req, int command,
@@ -712,8 +796,11 @@ gw_link_request (gw_link_t *self, int64_t req, int command,
 {
     //  Several brokers: a request a standby refused (not_leader, or EAGAIN
     //  for one sent to it) goes again, to the leader, within the same
-    //  connect timeout; so a copy of its body is kept.
+    //  connect timeout; so a copy of its body is kept.  One a leader that
+    //  shuts down refused (shutting_down: not taken) goes again too, to the
+    //  broker that leads next, within its own timeout (patient).
     int64_t start = bm_mono_ms ();
+    bool patient = false;
     bool several = bm_endpoints_size (self->endpoints) > 1;
     int64_t longest = atomic_load (&self->max_timeout);
     while (timeout_ms > longest
@@ -728,10 +815,16 @@ gw_link_request (gw_link_t *self, int64_t req, int command,
         }
         if (copy)
             memcpy (copy, body, size);
-        bm_msg_t *reply = s_request_once (self, req, command, body, size, timeout_ms, start);
+        bm_msg_t *reply = s_request_once (self, req, command, body, size, timeout_ms, start,
+                                          patient);
         char leader [8];
-        bool again = reply ? s_not_leader (reply, leader, sizeof leader) : errno == EAGAIN;
-        if (!again || !copy || bm_mono_ms () - start >= self->connect_timeout_ms) {
+        bool shutting = reply && copy && s_shutting_down (reply);
+        patient = patient || shutting;
+        bool again = reply ? shutting || s_not_leader (reply, leader, sizeof leader)
+                           : errno == EAGAIN;
+        int64_t limit = patient && timeout_ms > self->connect_timeout_ms ? timeout_ms
+                                                                         : self->connect_timeout_ms;
+        if (!again || !copy || bm_mono_ms () - start >= limit) {
             free (copy);
             if (!reply && errno == EAGAIN)
                 errno = ENOTCONN;
@@ -744,7 +837,7 @@ gw_link_request (gw_link_t *self, int64_t req, int command,
 
 static bm_msg_t *
 s_request_once (gw_link_t *self, int64_t req, int command,
-                char *body, size_t size, int64_t timeout_ms, int64_t start)
+                char *body, size_t size, int64_t timeout_ms, int64_t start, bool patient)
 {
     gw_call_t call;
     if (gw_call_init (&call, req, command, body, size)) {
@@ -753,8 +846,12 @@ s_request_once (gw_link_t *self, int64_t req, int command,
     }
     bool wake = false;
     pthread_mutex_lock (&self->lock);
+    //  During a handover (a broker answered shutting_down) a call waits for
+    //  the next leader up to its own timeout.
+    if (self->handover_until && bm_mono_ms () < self->handover_until)
+        patient = true;
     int refused = self->stopping ? ESHUTDOWN
-                : !self->connected && start - self->down_since >= self->connect_timeout_ms
+                : !self->connected && !patient && start - self->down_since >= self->connect_timeout_ms
                 ? ENOTCONN : 0;
     if (!refused) {
         gw_calls_enqueue (self->calls, &call);
@@ -778,7 +875,8 @@ s_request_once (gw_link_t *self, int64_t req, int command,
     }
     //  Not sent within the connect timeout: not connected (503).  Sent but
     //  not answered within timeout_ms of the send: too slow (504).
-    int64_t connect_deadline = start + self->connect_timeout_ms;
+    int64_t connect_deadline = start + (patient && timeout_ms > self->connect_timeout_ms
+                                        ? timeout_ms : self->connect_timeout_ms);
     int state = atomic_load_explicit (&call.state, memory_order_acquire);
     while (state != GW_CALL_DONE) {
         int64_t until = state == GW_CALL_QUEUED ? connect_deadline : call.sent_ms + timeout_ms;
