@@ -1243,6 +1243,15 @@ class Worker extends EventEmitter {
           this._connectIn(this._replacedWait(body.by), body.by);
           break;
         }
+        if (body.reason === 'shutting_down') {
+          // The leader stops (SIGTERM): on to the next broker now, as from one
+          // that went silent (its standby is about to lead); alone, after an
+          // interval.  Running jobs go in the READY.
+          this._log('info', `the broker at ${this._eps.current} is shutting down; moving on`);
+          if (this._eps.size > 1) this._switch(undefined, true);
+          else this._connectIn(this.heartbeatMs);
+          break;
+        }
         this._log('info', `broker sent DISCONNECT (${body.reason}), reconnecting`);
         this._connect();
         break;

@@ -1498,6 +1498,15 @@ class Worker:
                 else:
                     self._reconnect(poller, self._replaced_wait(body.get("by")), replaced_by=body.get("by"))
                 return
+            elif command == W_DISCONNECT and body.get("reason") == "shutting_down":
+                # The leader stops (SIGTERM): on to the next broker now, as
+                # from one that went silent (its standby is about to lead);
+                # alone, after an interval.  Running jobs go in the READY.
+                wait = self._eps.next(None, True) if len(self._eps) > 1 else self.heartbeat_ms / 1000.0
+                log.info("botmesh worker %s: the broker is shutting down; trying %s in %.1fs",
+                         self.name, self._eps.current, wait)
+                self._reconnect(poller, wait)
+                return
             elif command == W_DISCONNECT:
                 log.info("botmesh worker %s: broker sent DISCONNECT (%s), reconnecting",
                          self.name, body.get("reason"))

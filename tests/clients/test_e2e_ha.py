@@ -8,9 +8,12 @@ the Node client too.  The leader is killed with SIGKILL: both workers find
 the new leader by themselves, and jobs submitted through the list after
 the failover (the dead broker first) complete.  The workers hear the
 leader's connection close (a socket monitor) and move at once, not after
-their heartbeat window (10 s here).
+their heartbeat window (10 s here).  Then the old leader comes back as a
+standby and the leader gets SIGTERM: both workers are told DISCONNECT
+shutting_down and move to the next leader at once.
 """
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -87,6 +90,30 @@ def test():
             out = subprocess.run(["sh", os.path.join(HERE, "run_node.sh"), os.path.join(HERE, "e2e_node_ha.js"),
                                   dead_first], capture_output=True, text=True, timeout=60, env=s.env)
             h.check(out.returncode == 0, "the Node client with the list: dead broker first", out.stdout, out.stderr)
+        c.close()
+
+        # A planned restart: the old leader back as a standby, the leader
+        # given SIGTERM.  It tells its workers DISCONNECT shutting_down at
+        # once: each moves to the standby about to lead and registers there.
+        pair.start(first)
+        h.wait_until(lambda: (lambda x: x and x[1].get("leader"))(hatest.ping(pair.endpoint(first))),
+                     10, "the restarted broker to learn the leader")
+        pair.procs[second].signal(signal.SIGTERM)
+        termed = time.monotonic()
+        pair.wait_leader(timeout=10, other_than=second)
+        c = botmesh.Client(pair.endpoint(first), timeout=8)
+        h.wait_until(lambda: len(c.stats()["workers"]) == len(types), 30,
+                     "both workers to register with the next leader after the SIGTERM")
+        h.log("workers registered with the next leader %.2f s after the SIGTERM" % (time.monotonic() - termed))
+        h.check("the broker is shutting down" in pyworker.output(),
+                "the Python worker was told DISCONNECT shutting_down and moved on",
+                pyworker.output()[-2000:])
+        if "nodework" in types:
+            h.check("is shutting down; moving on" in nodeworker.output(),
+                    "the Node worker too", nodeworker.output()[-2000:])
+        for t in types:
+            rec = c.wait(c.submit(t, {"sleepMs": 5}), timeout=30)
+            h.check(rec["state"] == "completed", "a %s job after the SIGTERM completed" % t, rec)
         c.close()
 
 
