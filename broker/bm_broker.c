@@ -737,7 +737,7 @@ s_begin_shutdown (bm_broker_t *self)
     //  those older than BROKER_SAVE_RUNNING_MS), the next leader recovers
     //  them as running, held for their worker, and adopts them from its
     //  READY; nor does this broker count the workers dead meanwhile.
-    bool tell = self->lease && self->leading;
+    bool tell = self->lease && !self->solo && self->leading;
     bm_worker_entry_t *worker = (bm_worker_entry_t *) zhashx_first (self->workers);
     while (worker) {
         running += bm_joblist_size (&worker->jobs);
@@ -905,9 +905,20 @@ s_ready (void *arg, void *answer_p)
     json_t *answer = (json_t *) answer_p;
     bool leader = bm_series_value (self->m_leader) > 0.5;
     bool redis = !self->store || bm_series_value (self->m_redis_up) > 0.5;
+    bool recovering = bm_series_value (self->m_recovering) > 0.5;
     json_object_set_new (answer, "leader", json_boolean (leader));
-    json_object_set_new (answer, "redis", self->store ? json_boolean (redis) : json_null ());
+    json_object_set_new (answer, "redis", self->store ? json_boolean (redis && !recovering)
+                                                      : json_null ());
     const char *code = NULL, *message = NULL;
+    if (!leader && self->solo) {
+        //  Without BROKER_HA: another broker's lease is in Redis (one
+        //  that ended without releasing it, or that leads: then this
+        //  broker exits).  Part of its start, as the recovery that follows.
+        code = "recovering";
+        message = "another broker's lease is in Redis: this broker waits for it to run out "
+                  "before it reads its queues back (it exits if that broker renews it)";
+    }
+    else
     if (!leader && atomic_load (&self->redis_reached)) {
         code = "standby";
         message = "this broker is a standby: another broker holds the lease";
@@ -921,7 +932,7 @@ s_ready (void *arg, void *answer_p)
                   "broker holds it, or none can while Redis is unreachable";
     }
     else
-    if (!redis && bm_series_value (self->m_recovering) > 0.5) {
+    if (recovering) {
         code = "recovering";
         message = "this broker is reading its queues back from Redis";
     }

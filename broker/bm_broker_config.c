@@ -71,11 +71,14 @@ const bm_setting_t bm_broker_settings [] = {
              "an attempt's running state goes to Redis once it has run this long; shorter ones are "
              "saved only with their outcome (0 = at dispatch)"),
     BM_SETTING_STR ("BROKER_HA", bm_broker_config_t, ha, "off", 16,
-                    "off: this broker runs alone; redis: brokers on the same Redis elect a leader "
-                    "through a lease, the others stand by and answer not_leader"),
+                    "off: this broker runs alone (it takes the lease in Redis too, and exits, "
+                    "status 2, if another broker holds and renews it); redis: brokers on the same "
+                    "Redis elect a leader through a lease, the others stand by and answer "
+                    "not_leader"),
     ROW_INT ("BROKER_LEASE_MS", lease_ms, 2000, 200, 600000,
-             "BROKER_HA=redis: the leader's lease, renewed every quarter of it; a standby takes "
-             "over within about this long after the leader is gone"),
+             "the leader's lease, renewed every quarter of it; a standby takes over within about "
+             "this long after the leader is gone, a broker without BROKER_HA waits this long "
+             "for a lease a broker of another host left"),
     BM_SETTING_STR ("BROKER_ADVERTISE_ENDPOINT", bm_broker_config_t, advertise, NULL, 512,
                     "BROKER_HA=redis: the endpoint peers reach this broker at, named by standbys "
                     "in not_leader (default: BROKER_ENDPOINT with * as this host's name)"),

@@ -16,11 +16,26 @@
     message or timer), says so in its log, and starts over as a standby
     with nothing in memory: the process executes itself again (same pid,
     same arguments and environment), so no state of the old reign can leak
-    into the new one.  An in-process broker (the self-test) ends instead.  */
+    into the new one.  An in-process broker (the self-test) ends instead.
+
+    Without BROKER_HA (solo), a broker with Redis takes the same lease, so
+    that two brokers never lead on one Redis whatever their settings: an
+    HA broker finds it held and stands by; a solo broker that finds another
+    broker's lease waits for it to lapse (a broker that died without
+    releasing it: up to one lease) and only then recovers the queues; if
+    that broker renews it, it is alive and this one exits (status 2, a
+    configuration error) naming it.  A solo broker serves from its start as
+    before (SUBMIT is refused "recovering" until it holds the lease), does
+    not fence its writes, and rides out a Redis outage longer than its
+    lease (bm_lease_set_solo); it exits the same way if, after such an
+    outage, another broker holds the lease.  */
 #include "bm_broker_internal.h"
 #include "bm_lease.h"
+#include "bm_main.h"
 
+#include <signal.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -54,16 +69,98 @@ s_advertised (bm_broker_t *self, char *out, size_t size)
     zstr_free (&bound);
 }
 
+//  This process's kernel boot and pid namespace, "<boot id>.<pidns inode>":
+//  two processes that give the same one see each other's pids.  "" when
+//  unknown.
+static void
+s_pid_space (char *out, size_t size)
+{
+    out [0] = 0;
+    char boot [64] = "";
+    FILE *file = fopen ("/proc/sys/kernel/random/boot_id", "r");
+    if (file) {
+        if (!fgets (boot, sizeof boot, file))
+            boot [0] = 0;
+        fclose (file);
+    }
+    boot [strcspn (boot, " \n:")] = 0;
+    struct stat ns;
+    if (*boot && stat ("/proc/self/ns/pid", &ns) == 0)
+        snprintf (out, size, "%s.%lu", boot, (unsigned long) ns.st_ino);
+}
+
+//  A lease value "<epoch> <host>:<pid>:<instance>:<pid space> <endpoint>"
+//  whose owner is a process of our pid space that no longer exists (a
+//  broker killed, restarted here): nobody renews it.  Zombies, a pid taken
+//  again by another process, an owner of another host, container or older
+//  version: not known to be gone (its lease runs out by itself).
+static bool
+s_owner_gone (const char *value)
+{
+    char owner [300], space [128];
+    if (sscanf (value, "%*s %299s", owner) != 1)
+        return false;
+    char *pid_at = strchr (owner, ':');
+    char *instance = pid_at ? strchr (pid_at + 1, ':') : NULL;
+    char *theirs = instance ? strchr (instance + 1, ':') : NULL;
+    if (!theirs)
+        return false;
+    s_pid_space (space, sizeof space);
+    char *end;
+    long pid = strtol (pid_at + 1, &end, 10);
+    if (!*space || !streq (theirs + 1, space) || end != instance || pid <= 0)
+        return false;
+    return pid == (long) getpid () || (kill ((pid_t) pid, 0) == -1 && errno == ESRCH);
+}
+
 static void
 s_on_fenced (void *arg)
 {
     s_step_down ((bm_broker_t *) arg, "fenced: redis refused a write group of our epoch");
 }
 
+//  A solo broker found another broker leading on its Redis: it must not
+//  run beside it.  The process exits (status 2) without another write; an
+//  in-process broker (the self-test) ends.
+static void
+s_solo_refuse (bm_broker_t *self, const char *why)
+{
+    const char *leader = bm_lease_leader (self->lease);
+    self->serving = false;
+    self->leading = false;
+    self->stepped_down = true;
+    bm_series_set (self->m_leader, 0);
+    bm_error (NULL, "configuration: another broker leads on this Redis (%s, lease epoch %s) and %s; "
+              "this broker runs without BROKER_HA=redis, which needs a Redis (REDIS_URL, "
+              "REDIS_PREFIX %s) of its own: set BROKER_HA=redis on every broker that shares it, "
+              "or give this one its own; exiting",
+              *leader ? leader : "its endpoint unknown", *bm_lease_rival_epoch (self->lease)
+              ? bm_lease_rival_epoch (self->lease) : "?", why, self->config.redis_prefix);
+    if (self->config.restart_argv) {
+        fflush (stdout);
+        fflush (stderr);
+        _exit (BM_EXIT_CONFIG);
+    }
+    self->done = true;
+    zloop_timer (self->loop, 1, 1, bm_ha_end_loop, self);
+}
+
 static void
 s_on_lease (bool held, void *arg)
 {
     bm_broker_t *self = (bm_broker_t *) arg;
+    if (self->solo) {
+        if (!held) {
+            s_solo_refuse (self, "took the lease while this one could not renew it");
+            return;
+        }
+        self->leading = true;
+        bm_series_set (self->m_leader, 1);
+        bm_info (NULL, "lease epoch %" PRId64 " taken (BROKER_HA=off: no other broker may lead "
+                 "on this Redis); recovering the queues from redis", bm_lease_epoch (self->lease));
+        bm_jobstore_on_store_state (bm_store_up (self->store), self);
+        return;
+    }
     if (!held) {
         if (self->leading)
             s_step_down (self, "lost the lease");
@@ -82,6 +179,35 @@ s_on_lease (bool held, void *arg)
     bm_jobstore_on_store_state (bm_store_up (self->store), self);
 }
 
+//  Solo, not leading: Redis answered with another broker's lease.  One
+//  whose owner is gone (s_owner_gone) is taken over at once, each value
+//  judged once.
+static void
+s_on_rival (const char *value, void *arg)
+{
+    bm_broker_t *self = (bm_broker_t *) arg;
+    if (!self->solo || self->leading || self->stepped_down || streq (value, self->stale_seen)
+    ||  !s_owner_gone (value))
+        return;
+    snprintf (self->stale_seen, sizeof self->stale_seen, "%s", value);
+    bm_info (NULL, "redis holds the lease of a broker of this host that is gone (%s): taking "
+             "it over", value);
+    bm_lease_take_stale (self->lease, value);
+    bm_lease_ask_now (self->lease, bm_mono_ms ());
+}
+
+//  The store's state hook: a broker that does not lead yet asks for the
+//  lease as soon as Redis is up (a start: the recovery waits for it), then
+//  the job store's own hook.
+static void
+s_on_store_state (bool up, void *arg)
+{
+    bm_broker_t *self = (bm_broker_t *) arg;
+    if (up && !self->leading && !self->stepped_down && !self->released)
+        bm_lease_ask_now (self->lease, bm_mono_ms ());
+    bm_jobstore_on_store_state (up, self);
+}
+
 int
 bm_ha_setup (bm_broker_t *self)
 {
@@ -93,8 +219,11 @@ bm_ha_setup (bm_broker_t *self)
     if (!streq (self->config.ha, "redis")) {
         self->serving = true;
         bm_series_set (self->m_leader, 1);
-        return 0;
+        if (!self->store)
+            return 0;
+        self->solo = true;
     }
+    else
     if (!self->store) {
         bm_error (NULL, "configuration: BROKER_HA=redis needs Redis (REDIS_URL is none)");
         return -1;
@@ -104,7 +233,11 @@ bm_ha_setup (bm_broker_t *self)
     for (char *c = host; *c; c++)
         if (*c == ' ')
             *c = '-';
-    snprintf (owner, sizeof owner, "%s:%d:%s", host, (int) getpid (), self->instance);
+    //  host:pid:instance:pid space (s_owner_gone reads it)
+    char space [128];
+    s_pid_space (space, sizeof space);
+    snprintf (owner, sizeof owner, "%s:%d:%s:%s", host, (int) getpid (), self->instance,
+              *space ? space : "-");
     char endpoint [512];
     s_advertised (self, endpoint, sizeof endpoint);
     self->lease = bm_lease_new (self->store, self->config.redis_prefix, owner, endpoint,
@@ -115,8 +248,12 @@ bm_ha_setup (bm_broker_t *self)
     }
     bm_lease_set_change_fn (self->lease, s_on_lease, self);
     bm_lease_set_replicated (self->lease, self->config.redis_sentinels != NULL);
-    bm_info (NULL, "standby (BROKER_HA=redis, lease %" PRId64 " ms): waiting for the lease",
-             self->config.lease_ms);
+    bm_lease_set_solo (self->lease, self->solo);
+    bm_store_set_state_fn (self->store, s_on_store_state, self);
+    bm_lease_set_rival_fn (self->lease, s_on_rival, self);
+    if (!self->solo)
+        bm_info (NULL, "standby (BROKER_HA=redis, lease %" PRId64 " ms): waiting for the lease",
+                 self->config.lease_ms);
     return 0;
 }
 
@@ -144,13 +281,31 @@ bm_ha_tick (bm_broker_t *self, int64_t now)
     if (!self->lease)
         return;
     bm_lease_tick (self->lease, now);
+    if (self->solo && !self->leading && !self->stepped_down) {
+        const char *leader = bm_lease_leader (self->lease);
+        if (streq (bm_lease_rival_value (self->lease), self->stale_seen))
+            ;   //  Being taken over (s_on_rival)
+        else
+        if (bm_lease_rival_alive (self->lease))
+            s_solo_refuse (self, "renews its lease");
+        else
+        if (*leader && *bm_lease_rival_epoch (self->lease) && !self->rival_logged) {
+            //  Not ready meanwhile: /ready says another broker holds it.
+            self->rival_logged = true;
+            bm_series_set (self->m_leader, 0);
+            bm_warn (NULL, "redis holds the lease of another broker (%s, epoch %s): waiting up "
+                     "to %" PRId64 " ms for it to run out (a broker that ended without releasing "
+                     "it) before recovering the queues", leader, bm_lease_rival_epoch (self->lease),
+                     self->config.lease_ms + self->config.lease_ms / 10);
+        }
+    }
     bm_ha_check (self, now);
 }
 
 void
 bm_ha_check (bm_broker_t *self, int64_t now)
 {
-    if (self->lease && self->leading && !bm_lease_held (self->lease, now))
+    if (self->lease && !self->solo && self->leading && !bm_lease_held (self->lease, now))
         s_step_down (self, "the lease ran out before it was renewed");
 }
 
@@ -189,7 +344,7 @@ bm_ha_pack (bm_broker_t *self, msgpack_packer *pk)
     msgpack_pack_map (pk, 3);
     bm_pack_kv_str (pk, "endpoint", endpoint);
     bm_pack_kv_int (pk, "epoch", self->lease && self->leading ? bm_lease_epoch (self->lease) : 0);
-    bm_pack_kv_str (pk, "ha", self->lease ? "redis" : "off");
+    bm_pack_kv_str (pk, "ha", self->lease && !self->solo ? "redis" : "off");
 }
 
 //  A standby's answer: REJECTED {req, code: not_leader, message, leader}

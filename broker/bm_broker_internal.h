@@ -244,9 +244,12 @@ struct _bm_broker_t {
     bool verbose;               //  VERBOSE: debug lines for this actor
     bool bound;                 //  An endpoint is bound
     bool bind_failed;           //  The first BIND failed: no loop, no Redis
-    struct _bm_lease_t *lease;  //  BROKER_HA=redis: the leadership lease, or NULL
+    struct _bm_lease_t *lease;  //  The leadership lease (any broker with Redis), or NULL
+    bool solo;                  //  BROKER_HA off with Redis: leads alone, or exits
+    bool rival_logged;          //  Solo: another broker's lease was logged
+    char stale_seen [600];      //  Solo: the last lease value judged (gone or not)
     bool serving;               //  Handles messages (alone, or leading)
-    bool leading;               //  Holds the lease (HA)
+    bool leading;               //  Holds the lease
     bool stepped_down;          //  Lost its reign: serves no more
     bool released;              //  Gave the lease up (shutdown)
     bm_series_t *m_leader, *m_failovers;

@@ -8,16 +8,22 @@
 #include <inttypes.h>
 
 //  KEYS[1] lease, KEYS[2] epoch counter; ARGV owner, endpoint, lease ms,
-//  the epoch we hold ("0": none).  Returns {held (0/1), epoch, endpoint}.
+//  the epoch we hold ("0": none), a lease value known to be stale (its
+//  owner is gone: bm_lease_take_stale; "" none), deleted if still there.
+//  Returns {held (0/1), epoch, endpoint}, and another's lease value whole.
 static const char s_acquire_script [] =
     "local v = redis.call('GET', KEYS[1])\n"
+    "if v and ARGV[5] ~= '' and v == ARGV[5] then\n"
+    "  redis.call('DEL', KEYS[1])\n"
+    "  v = false\n"
+    "end\n"
     "if v then\n"
     "  local e, o, ep = string.match(v, '^(%d+) (%S+) (.*)$')\n"
     "  if o == ARGV[1] and e == ARGV[4] then\n"
     "    redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
     "    return {1, e, ep}\n"
     "  end\n"
-    "  return {0, e or '0', ep or ''}\n"
+    "  return {0, e or '0', ep or '', v}\n"
     "end\n"
     "local cur = redis.call('GET', KEYS[2]) or '0'\n"
     "local e = cur\n"
@@ -57,8 +63,16 @@ struct _bm_lease_t {
     bool in_flight;             //  A request is out
     int64_t sent_at;            //  Mono ms it was sent
     bool released;              //  bm_lease_release was called
+    bool solo;                  //  A reign a lapse does not end (bm_lease_set_solo)
+    int64_t rival_since;        //  Mono ms another's lease was first seen, 0: none
+    bool rival_alive;           //  Another's lease outlived one lease length
+    char rival_epoch [24];      //  Its epoch as last seen
+    char rival_value [600];     //  Its lease's value as last seen
+    char stale [600];           //  A value to delete with the next acquire
     bm_lease_change_fn *change_fn;
     void *change_arg;
+    bm_lease_rival_fn *rival_fn;
+    void *rival_arg;
 };
 
 static void
@@ -122,7 +136,7 @@ s_on_acquire (redisReply *reply, void *arg)
     if (!reply)
         return;                 //  Redis away: the next tick tries again
     char epoch [24], endpoint [256];
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || reply->elements > 4
     ||  reply->element [0]->type != REDIS_REPLY_INTEGER
     ||  !s_reply_str (reply->element [1], epoch, sizeof epoch)
     ||  !s_reply_str (reply->element [2], endpoint, sizeof endpoint)) {
@@ -133,6 +147,28 @@ s_on_acquire (redisReply *reply, void *arg)
     if (self->released)
         return;
     snprintf (self->leader, sizeof self->leader, "%s", endpoint);
+    if (reply->elements < 4 || !s_reply_str (reply->element [3], self->rival_value,
+                                             sizeof self->rival_value))
+        self->rival_value [0] = 0;
+    if (reply->element [0]->integer == 1)
+        self->rival_since = 0;
+    else
+    if (!self->held && *endpoint) {
+        //  Another broker's lease: seen in force longer than a lease (and
+        //  a tenth) after we first saw it, it was renewed: that broker is
+        //  alive.  Measured from the first answer's arrival to a later
+        //  request's sending, so Redis's clock saw at least as long.
+        int64_t now = bm_mono_ms ();
+        if (self->rival_since == 0 || !streq (self->rival_epoch, epoch))
+            self->rival_since = now;
+        else
+        if (self->sent_at > self->rival_since + self->lease_ms + self->lease_ms / 10)
+            self->rival_alive = true;
+        snprintf (self->rival_epoch, sizeof self->rival_epoch, "%s", epoch);
+        if (self->rival_fn && *self->rival_value)
+            self->rival_fn (self->rival_value, self->rival_arg);
+        return;
+    }
     if (reply->element [0]->integer == 1) {
         if (self->replicated) {
             //  Counted once a replica has it too: a Redis failover to
@@ -145,6 +181,16 @@ s_on_acquire (redisReply *reply, void *arg)
             return;
         }
         s_count (self, epoch);
+    }
+    else
+    if (self->held && self->solo && !*endpoint && strtoll (epoch, NULL, 10) < self->epoch) {
+        //  Nobody holds the lease and the counter is below our epoch:
+        //  Redis lost its data (restarted without it).  No other reign
+        //  began: take a new epoch (the next acquire increments).
+        bm_warn (NULL, "lease: redis has no epoch %" PRId64 " any more (its counter is at %s: "
+                 "its data was lost?): taking a new epoch", self->epoch, epoch);
+        snprintf (self->epoch_text, sizeof self->epoch_text, "0");
+        self->next_at = 0;
     }
     else
     if (self->held) {
@@ -168,13 +214,28 @@ s_send_acquire (bm_lease_t *self, int64_t now)
     char ms [24];
     snprintf (ms, sizeof ms, "%" PRId64, self->lease_ms);
     const char *argv [] = { "EVAL", s_acquire_script, "2", self->lease_key, self->epoch_key,
-                            self->owner, self->endpoint, ms, self->epoch_text };
-    size_t lens [9];
-    for (int i = 0; i < 9; i++)
+                            self->owner, self->endpoint, ms, self->epoch_text, self->stale };
+    size_t lens [10];
+    for (int i = 0; i < 10; i++)
         lens [i] = strlen (argv [i]);
     self->sent_at = now;
-    if (bm_store_query (self->store, s_on_acquire, self, 9, argv, lens) == 0)
+    if (bm_store_query (self->store, s_on_acquire, self, 10, argv, lens) == 0) {
         self->in_flight = true;
+        self->stale [0] = 0;
+    }
+}
+
+void
+bm_lease_take_stale (bm_lease_t *self, const char *value)
+{
+    snprintf (self->stale, sizeof self->stale, "%s", value);
+    self->next_at = 0;
+}
+
+const char *
+bm_lease_rival_value (bm_lease_t *self)
+{
+    return self->held ? "" : self->rival_value;
 }
 
 void
@@ -190,16 +251,45 @@ bm_lease_tick (bm_lease_t *self, int64_t now)
 {
     if (self->released)
         return;
-    if (self->held && now >= self->valid_until) {
+    //  A solo reign outlives a lapse: the next renewal takes the same
+    //  epoch again if no other broker took the lease meanwhile.
+    if (self->held && !self->solo && now >= self->valid_until) {
         bm_warn (NULL, "lease: epoch %" PRId64 " not renewed within %" PRId64 " ms: lost",
                  self->epoch, self->lease_ms);
         s_set_held (self, false);
     }
     if (self->in_flight || now < self->next_at)
         return;
-    //  A leader renews every quarter lease; a standby asks every eighth.
-    self->next_at = now + (self->held ? self->lease_ms / 4 : self->lease_ms / 8);
+    //  A leader renews every quarter lease; a standby asks every eighth;
+    //  a request that could not be sent (Redis away) goes at the next tick.
     s_send_acquire (self, now);
+    if (self->in_flight)
+        self->next_at = now + (self->held ? self->lease_ms / 4 : self->lease_ms / 8);
+}
+
+void
+bm_lease_ask_now (bm_lease_t *self, int64_t now)
+{
+    self->next_at = 0;
+    bm_lease_tick (self, now);
+}
+
+void
+bm_lease_set_solo (bm_lease_t *self, bool solo)
+{
+    self->solo = solo;
+}
+
+bool
+bm_lease_rival_alive (bm_lease_t *self)
+{
+    return !self->held && self->rival_alive;
+}
+
+const char *
+bm_lease_rival_epoch (bm_lease_t *self)
+{
+    return self->rival_since ? self->rival_epoch : "";
 }
 
 bool
@@ -273,6 +363,13 @@ bm_lease_set_change_fn (bm_lease_t *self, bm_lease_change_fn *fn, void *arg)
 {
     self->change_fn = fn;
     self->change_arg = arg;
+}
+
+void
+bm_lease_set_rival_fn (bm_lease_t *self, bm_lease_rival_fn *fn, void *arg)
+{
+    self->rival_fn = fn;
+    self->rival_arg = arg;
 }
 
 bm_lease_t *
@@ -681,6 +778,60 @@ bm_lease_test (bool verbose)
     s_test_run (&t, s_test_idle, lease_c, 1000);
     bm_store_destroy (&store_c);
     bm_lease_destroy (&lease_c);
+
+    //  Solo (a broker without BROKER_HA): a lapse on its clock does not
+    //  end its reign, and it takes its epoch again; a counter that Redis
+    //  lost gives it a new one; another broker that took the lease after
+    //  a lapse ends it; a solo broker that is not leading sees another's
+    //  renewed lease as alive, after a lease and a tenth.
+    bm_store_t *store_d = bm_store_new (t.loop, url, NULL, NULL, 1000);
+    bm_store_t *store_e = bm_store_new (t.loop, url, NULL, NULL, 1000);
+    bm_lease_t *solo = bm_lease_new (store_a, "t3:", "broker-solo", "tcp://s:5555", 400);
+    bm_lease_t *ha = bm_lease_new (store_d, "t3:", "broker-ha", "tcp://h:5555", 400);
+    bm_lease_t *late = bm_lease_new (store_e, "t3:", "broker-late", "tcp://l:5555", 400);
+    bm_lease_set_solo (solo, true);
+    bm_lease_set_solo (late, true);
+    t.changes = 0;
+    bm_lease_set_change_fn (solo, s_test_change, &t);
+    t.a = solo;
+    s_test_run (&t, s_test_held, solo, 2000);
+    BM_CHECK (bm_lease_held (solo, bm_mono_ms ()) && bm_lease_epoch (solo) == 1 && t.changes == 1);
+    t.a = NULL;
+    s_test_run (&t, s_test_never, NULL, 700);
+    t.a = solo;
+    s_test_run (&t, s_test_never, NULL, 300);
+    BM_CHECK (bm_lease_held (solo, bm_mono_ms ()) && bm_lease_epoch (solo) == 1 && t.changes == 1);
+    const char *lost [] = { "DEL", "t3:{bm}:epoch", "t3:{bm}:leader" };
+    s_test_command (&t, store_b, true, &w, 3, lost);
+    s_test_run (&t, s_test_never, NULL, 500);
+    BM_CHECK (bm_lease_held (solo, bm_mono_ms ()) && bm_lease_epoch (solo) == 1 && t.changes == 1);
+    const char *counter [] = { "GET", "t3:{bm}:epoch" };
+    s_test_command (&t, store_b, true, &w, 2, counter);
+    BM_CHECK (streq (w.text, "1"));
+    //  It lapses; an HA broker takes the lease; the solo one learns it.
+    t.a = NULL;
+    t.b = ha;
+    s_test_run (&t, s_test_held, ha, 2000);
+    BM_CHECK (bm_lease_held (ha, bm_mono_ms ()) && bm_lease_epoch (ha) == 2);
+    t.a = solo;
+    s_test_run (&t, s_test_never, NULL, 300);
+    BM_CHECK (t.changes == 2 && !bm_lease_held (solo, bm_mono_ms ()));
+    BM_CHECK (streq (bm_lease_leader (solo), "tcp://h:5555"));
+    //  A solo broker arriving now finds the HA broker alive, not at once.
+    t.a = late;
+    s_test_run (&t, s_test_never, NULL, 200);
+    BM_CHECK (!bm_lease_rival_alive (late) && streq (bm_lease_rival_epoch (late), "2"));
+    s_test_run (&t, s_test_never, NULL, 600);
+    BM_CHECK (bm_lease_rival_alive (late) && !bm_lease_held (late, bm_mono_ms ()));
+    t.a = t.b = NULL;
+    s_test_run (&t, s_test_idle, ha, 1000);
+    s_test_run (&t, s_test_idle, late, 1000);
+    s_test_run (&t, s_test_idle, solo, 1000);
+    bm_store_destroy (&store_d);
+    bm_store_destroy (&store_e);
+    bm_lease_destroy (&solo);
+    bm_lease_destroy (&ha);
+    bm_lease_destroy (&late);
 
     bm_store_destroy (&store_a);
     bm_store_destroy (&store_b);

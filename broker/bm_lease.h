@@ -45,9 +45,19 @@ void bm_lease_destroy (bm_lease_t **self_p);
 
 void bm_lease_set_change_fn (bm_lease_t *self, bm_lease_change_fn *fn, void *arg);
 
+//  Called, while not holding the lease, with another's lease value each
+//  time Redis answers with one (it may call bm_lease_take_stale and
+//  bm_lease_ask_now).
+typedef void (bm_lease_rival_fn) (const char *value, void *arg);
+void bm_lease_set_rival_fn (bm_lease_t *self, bm_lease_rival_fn *fn, void *arg);
+
 //  Send the acquire or renew that is due, and notice a lease that ran out
 //  on this process's clock.  now: monotonic ms.
 void bm_lease_tick (bm_lease_t *self, int64_t now);
+
+//  The same, asking Redis at once if no request is in flight (the store
+//  just connected: no need to wait for the next turn).
+void bm_lease_ask_now (bm_lease_t *self, int64_t now);
 
 //  True while this process leads (and its lease has not run out locally).
 bool bm_lease_held (bm_lease_t *self, int64_t now);
@@ -64,6 +74,34 @@ const char *bm_lease_epoch_key (bm_lease_t *self);
 //  Redis to that replica neither loses the epoch counter's increment (a
 //  second reign with the same epoch) nor the lease (a second leader).
 void bm_lease_set_replicated (bm_lease_t *self, bool replicated);
+
+//  A broker without BROKER_HA: it takes the lease so that no other broker
+//  leads beside it, but a lapse of its lease on its own clock (Redis away
+//  longer than a lease) does not end its reign: the next renewal takes the
+//  same epoch again if nobody took the lease meanwhile; if Redis lost the
+//  counter (below our epoch, no lease), a new epoch.  The reign ends
+//  (change_fn, held = false) only when a renewal finds the lease or the
+//  counter taken by another broker.
+void bm_lease_set_solo (bm_lease_t *self, bool solo);
+
+//  Not holding the lease: true once another broker's lease was seen in
+//  force for longer than one lease (and a tenth) since it was first seen,
+//  so that broker renews it: it is alive.  A lease left by a broker that
+//  died lapses sooner, and is then taken.  bm_lease_leader names the
+//  other broker, bm_lease_rival_epoch its epoch ("" when none was seen).
+bool bm_lease_rival_alive (bm_lease_t *self);
+const char *bm_lease_rival_epoch (bm_lease_t *self);
+
+//  Not holding the lease: another broker's lease value as last seen
+//  ("<epoch> <owner> <endpoint>"), "" when none.
+const char *bm_lease_rival_value (bm_lease_t *self);
+
+//  The owner of the lease value (as bm_lease_rival_value gave it) is known
+//  to be gone: the next acquire deletes the lease if it still holds
+//  exactly that value, and takes it (a new epoch), without waiting for its
+//  TTL.  Only for an owner that cannot be alive (bm_broker_ha.c: a process
+//  of this host and pid namespace that no longer exists).
+void bm_lease_take_stale (bm_lease_t *self, const char *value);
 
 //  Change the endpoint this process announces (once its port is bound).
 void bm_lease_set_endpoint (bm_lease_t *self, const char *endpoint);

@@ -154,7 +154,10 @@ bm_stats_store_refusal (bm_broker_t *self)
 void
 bm_stats_ready_gauges (bm_broker_t *self)
 {
-    bm_series_set (self->m_redis_up, bm_stats_redis_ok (self) ? 1 : 0);
+    //  Redis reachable and taking writes, recovered or not, leading or
+    //  not: a standby that reaches Redis can take over.  Ready to serve
+    //  is redis_up with broker_leader 1 and broker_recovering 0.
+    bm_series_set (self->m_redis_up, !self->store || bm_store_writable (self->store) ? 1 : 0);
     bm_series_set (self->m_recovering, bm_stats_recovering (self) ? 1 : 0);
     if (self->store) {
         bm_series_set (self->m_redis_refusing, bm_store_refusal (self->store) ? 1 : 0);
@@ -335,7 +338,8 @@ bm_stats_setup_metrics (bm_broker_t *self)
         "Job starts of the bot type its rate limit (RATE_<TYPE>) delayed: a job, a permit and "
         "a worker's credit were ready but the window was full", "bot_type");
     self->m_redis_up = bm_metric_series (bm_metrics_gauge (m, "redis_up",
-        "1 when the broker's job store (Redis) is connected and recovered", NULL));
+        "1 when the broker's job store (Redis) is connected and takes writes (a standby's "
+        "too: it could take over); serving also needs broker_recovering 0", NULL));
     self->m_recovering = bm_metric_series (bm_metrics_gauge (m, "broker_recovering",
         "1 while the broker reads its queues back from Redis (after a start or a failover)",
         NULL));

@@ -8,7 +8,8 @@ queued), the leader is killed with SIGKILL: the standby must lead within
 tries for it every 250 ms; the bound is a liveness check with room for a
 loaded machine, the failover time itself is bench/failover.py's), with all 200 jobs recovered from Redis; a
 worker then runs every one of them.  The killed broker, started again, is
-a standby naming the new leader; the lease epoch went up by one.
+a standby naming the new leader (its redis_up gauge 1: it reaches Redis);
+the lease epoch went up by one.
 
 Then Redis is killed: no broker can hold the lease.  Neither broker's
 /ready says another broker holds it (each says it cannot reach Redis),
@@ -119,6 +120,7 @@ def test():
                 and r["leader"] == pair.endpoint(second), "restarted broker is a standby", r)
         metrics = h.http("GET", "http://127.0.0.1:%d/metrics" % pair.procs[first].metrics_port)[2]
         h.check("broker_leader 0" in metrics, "broker_leader is 0 on the standby")
+        h.check("\nredis_up 1" in metrics, "redis_up is 1 on the standby: it reaches Redis")
         w.sock.close()
         c.close()
 

@@ -86,8 +86,8 @@ def test():
         w.close()
         broker = s.broker(env=ENV)
         c = s.client()
-        h.wait_until(lambda: "recovered" in broker.output(), 10, "the restarted broker to recover")
-        rec = c.status(jid)
+        rec = h.wait_until(lambda: (lambda r: r if r and r["state"] == "queued" else None)(
+            c.status(jid)), 10, "the restarted broker to recover the job, queued")
         check_cleared(rec, "queued", "STATUS after the restart: no progress, startedAt, worker")
         red = h.wait_until(lambda: (lambda r: r if r["state"] == "queued" else None)(
             h.job_record(s.redis_port, jid)), 10, "the queued state in Redis after the restart")
