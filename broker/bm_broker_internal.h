@@ -451,6 +451,8 @@ void bm_delivery_to_parent (bm_broker_t *self, const bm_job_t *delivery, const c
 char *bm_delivery_simple_state (bm_broker_t *self, bm_webhook_state_t state, int64_t attempts,
                                 const char *error, size_t *size);
 void bm_delivery_create (bm_broker_t *self, bm_job_t *parent);
+//  True when id names a webhook delivery job ("<jobId>.wh<N>").
+bool bm_delivery_id (const char *id);
 void bm_delivery_update (bm_broker_t *self, bm_job_t *delivery, const bm_codec_webhook_t *state);
 void bm_delivery_release (bm_broker_t *self, bm_job_t *parent);
 void bm_delivery_drop_withheld (bm_broker_t *self, bm_job_t *parent);

@@ -830,6 +830,13 @@ s_on_unheld_state (const char *state, int64_t priority, void *arg)
         bm_debug (unheld->id, "DONE from %s sent again for a job that has ended (%s)",
                   unheld->name, state);
     else
+    if (!state && bm_delivery_id (unheld->id))
+        //  A webhook manager sends its recent DONEs again after a
+        //  reconnect (to a new leader, a restarted broker); a delivery's
+        //  record is deleted when it ends, so none is what ended looks like.
+        bm_debug (unheld->id, "DONE from %s sent again for a webhook delivery that has ended "
+                  "(its record is deleted then): not taken", unheld->name);
+    else
     if (unheld->early)
         //  Expected after a start or a failover: workers send their DONEs
         //  again at once, the recovery reaches their jobs later.

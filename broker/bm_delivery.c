@@ -147,6 +147,12 @@ s_delivery_number (const char *id)
     return dot && strncmp (dot, ".wh", 3) == 0 ? strtoll (dot + 3, NULL, 10) : 0;
 }
 
+bool
+bm_delivery_id (const char *id)
+{
+    return s_delivery_number (id) > 0;
+}
+
 //  The webhook-id of parent's current outcome: the job id for its first
 //  outcome, else (after a RETRY) the id of the first delivery job made for
 //  that outcome, "<jobId>.whN".  Its redeliveries keep it; another outcome
