@@ -23,6 +23,14 @@ bm_workers_delete (bm_broker_t *self, bm_worker_entry_t *worker, const char *rea
         //  With CURVE, only the key that ran it may reclaim the lost run.
         if (worker->pubkey [0])
             bm_lost_keys_put (self->lost_keys, job->id, worker->pubkey);
+        if (job->waits) {
+            //  It waited there for a process and never began (its worker
+            //  says started before it writes the job to one): the
+            //  dispatch is not counted, as for a RELEASE.
+            job->attempts--;
+            bm_info (job->id, "waited on worker %s for a process and never began: its "
+                     "dispatch is not counted", worker->name);
+        }
         bm_job_requeue (self, job, "worker_lost", "the worker running the job was lost");
     }
     bm_stopping_t *stop;
@@ -261,6 +269,7 @@ s_job_waits (bm_broker_t *self, bm_worker_entry_t *worker, bm_job_t *job)
 {
     if (job->deadline_index != SIZE_MAX)
         bm_heap_remove (self->deadlines, job->deadline_index);
+    job->waits = true;
     bm_debug (job->id, "waits on worker %s for a process: no timeout until it begins",
               worker->name);
 }
@@ -1280,6 +1289,7 @@ s_worker_progress (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t 
     if (started) {
         //  It began on a process now: its timeout and startedAt count from
         //  now.
+        job->waits = false;
         job->deadline = bm_mono_ms () + job->timeout_ms;
         bm_heap_push (self->deadlines, job);
         job->started_at = bm_now_ms ();

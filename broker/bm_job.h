@@ -114,6 +114,9 @@ struct _bm_job_t {
                                 //  the run it waits for (0: none recorded)
     bool adopted;               //  This run was adopted (bm_job_adopt): it
                                 //  began before its broker knew it
+    bool waits;                 //  Running, its worker said it waits there
+                                //  for a process (PROGRESS waiting, no started
+                                //  since): its run has not begun
     int64_t run_at;             //  Epoch ms, while delayed: when it is due
     size_t due_index;           //  In broker->delayed
     int64_t run_attempts;       //  Runs allowed (SUBMIT attempts)

@@ -364,6 +364,7 @@ s_job_assign (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker)
     bm_set_str (&job->worker_name, worker->name);
     job->started_at = bm_now_ms ();
     job->adopted = false;
+    job->waits = false;
     job->deadline = bm_mono_ms () + job->timeout_ms;
     bm_heap_push (self->deadlines, job);
     bm_joblist_append (&worker->jobs, job);

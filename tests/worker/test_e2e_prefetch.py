@@ -24,6 +24,12 @@ process that ends a job starts the next at once.  One scenario a run:
            waiting was answered NACK not_owner and lost: the adoption armed
            B's 1000 ms timeout and the broker failed B with timeout while A
            still ran.
+  lost     the worker is killed (SIGKILL) while A runs and B waits: both
+           are queued again and complete on a second worker, A on its
+           second attempt (its run was lost), B on its first: the dispatch
+           on which it waited and never began is not counted (a job of
+           maxAttempts 1 is not failed worker_lost without ever running).
+           Before, B's attempts were 2.
   bad      WORKER_PREFETCH=abc, WORKER_PREFETCH=1001 and --prefetch -1: the
            worker exits 2 and the message names the variable or the flag.
 
@@ -191,6 +197,31 @@ def scenario_restart(s, c, tmp):
     c2.close()
 
 
+def scenario_lost(s, c, tmp):
+    hb = {"HEARTBEAT_INTERVAL_MS": "250", "LOG_LEVEL": "debug"}
+    w, ran = start(s, tmp, "worker-prefetch", env_extra=hb)
+    a, b = prefetched(c, ran, "worker-prefetch", a_ms=3000)
+    wait_until(lambda: "waits in this worker for a one process" in w.output(), 2.0,
+               "the worker to say B waits")
+    w.signal(signal.SIGKILL)
+    for job, what in ((a, "A"), (b, "B")):
+        wait_until(lambda: c.status(job)["state"] == "queued", 10,
+                   "%s to be queued again once the killed worker is declared lost" % what)
+    env, _ = bot_env(tmp)
+    s.worker("--type", "one", "--concurrency", "1", "--name", "worker-second", name="worker-second",
+             env=env)
+    rec_a = c.wait(a, timeout=20)
+    rec_b = c.wait(b, timeout=20)
+    check(rec_a["state"] == "completed" and rec_a["attempts"] == 2,
+          "A completes on its second dispatch: its run lost with the worker counted", rec_a)
+    check(rec_b["state"] == "completed" and rec_b.get("worker") == "worker-second",
+          "B completes on the second worker", rec_b)
+    check(rec_b["attempts"] == 1,
+          "B's dispatch to the killed worker, where it waited and never began, is not counted",
+          rec_b)
+    check(ran_ids(ran).count(b) == 1, "B ran once", ran_ids(ran))
+
+
 def scenario_bad(s, c, tmp):
     worker = s.bin("botmesh-worker")
     cases = [({"WORKER_PREFETCH": "abc"}, [], "WORKER_PREFETCH"),
@@ -217,6 +248,8 @@ def main():
         if scenario == "restart":
             s.redis()
             s.broker(env={"HEARTBEAT_INTERVAL_MS": "250"})
+        elif scenario == "lost":
+            s.broker(redis=False, env={"HEARTBEAT_INTERVAL_MS": "250"})
         else:
             s.broker(redis=False)
         c = s.client()
