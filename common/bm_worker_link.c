@@ -503,9 +503,12 @@ bm_worker_link_dispatch (bm_worker_link_t *self)
                 //  A standby: on to the leader it names, or the next one.
                 int64_t delay = bm_endpoints_next (self->endpoints, false);
                 const msgpack_object *leader = bm_obj_get (body, "leader");
-                if (leader && leader->type == MSGPACK_OBJECT_STR)
-                    bm_endpoints_prefer (self->endpoints, leader->via.str.ptr,
-                                         leader->via.str.size);
+                //  One naming the leader: on to it after the first
+                //  backoff, not the one grown while no broker led.
+                if (leader && leader->type == MSGPACK_OBJECT_STR
+                &&  bm_endpoints_prefer (self->endpoints, leader->via.str.ptr, leader->via.str.size)
+                &&  delay > BM_ENDPOINTS_BACKOFF_MS)
+                    delay = BM_ENDPOINTS_BACKOFF_MS;
                 bm_info (NULL, "%s is a standby: trying %s in %lld ms", self->endpoint,
                          bm_endpoints_current (self->endpoints), (long long) delay);
                 s_reconnect (self, delay);

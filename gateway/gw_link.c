@@ -244,8 +244,12 @@ s_switch (gw_link_t *self, bool silent, const char *leader)
         return;                         //  Already between two brokers
     zsock_disconnect (self->dealer, "%s", self->endpoint);
     int64_t delay = bm_endpoints_next (self->endpoints, silent);
-    if (leader && *leader)
-        bm_endpoints_prefer (self->endpoints, leader, strlen (leader));
+    //  A standby that names the leader (it read the lease): on to it after
+    //  the first backoff, not the one grown while no broker led (up to
+    //  2 s; and a link sent on to a standby first waited twice that).
+    if (leader && *leader && bm_endpoints_prefer (self->endpoints, leader, strlen (leader))
+    &&  delay > BM_ENDPOINTS_BACKOFF_MS)
+        delay = BM_ENDPOINTS_BACKOFF_MS;
     int64_t now = bm_mono_ms ();
     self->switch_at = now + (delay > 0 ? delay : 1);
     pthread_mutex_lock (&self->lock);
