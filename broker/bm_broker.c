@@ -689,11 +689,14 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
     }
     bm_jobstore_save_running (self, now);
     bm_jobstore_hold_tick (self, now);
-    //  Workers: expire the silent, heartbeat the rest.
+    //  Workers: expire the silent, heartbeat the rest.  A leader that
+    //  stops told its workers to move on (s_begin_shutdown): their silence
+    //  is no death, and their jobs stay running for the next leader.
+    bool moving = self->stopping && self->lease && !self->solo;
     bm_worker_entry_t *worker = (bm_worker_entry_t *) zhashx_first (self->workers);
     zlistx_t *dead = NULL;
     while (worker) {
-        if (worker->expiry <= now) {
+        if (worker->expiry <= now && !moving) {
             if (!dead)
                 dead = zlistx_new ();
             zlistx_add_end (dead, worker);
@@ -746,7 +749,6 @@ s_begin_shutdown (bm_broker_t *self)
                  job = bm_joblist_next (&worker->jobs, job))
                 if (!job->running_saved && job->state == JOB_RUNNING)
                     bm_jobstore_persist_state (self, job);
-            worker->expiry = INT64_MAX;
             s_tell_shutting_down (self, worker, NULL);
         }
         worker = (bm_worker_entry_t *) zhashx_next (self->workers);
