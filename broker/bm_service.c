@@ -697,7 +697,7 @@ bool
 bm_service_known (const bm_service_t *service)
 {
     return service->configured || service->served
-        || service->submitted > 0 || bm_heap_size (service->queue) > 0;
+        || service->submitted > 0 || bm_heap_size (service->queue) > 0 || service->held > 0;
 }
 
 bool

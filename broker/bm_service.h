@@ -104,7 +104,9 @@ int64_t bm_service_rate_room (bm_service_t *self, int64_t now);
 void bm_service_rate_started (bm_service_t *self, int64_t now);
 //  When (mono ms) the window has room again, while it is full.
 int64_t bm_service_rate_next (const bm_service_t *self);
-//  Configured, served by a worker since start, or ever submitted to.
+//  Configured, served by a worker since start, ever submitted to, or
+//  holding jobs (queued, or recovered as running and held for their
+//  worker: a new leader takes that type before the worker registers).
 bool bm_service_known (const bm_service_t *self);
 
 //  Self test.
