@@ -247,7 +247,10 @@ bm_ha_setup (bm_broker_t *self)
         return -1;
     }
     bm_lease_set_change_fn (self->lease, s_on_lease, self);
-    bm_lease_set_replicated (self->lease, self->config.redis_sentinels != NULL);
+    //  Without BROKER_HA the lease only keeps other brokers from leading
+    //  beside this one: it never waits for a replica (a Sentinel setup
+    //  whose replica is away would keep the broker from its queues).
+    bm_lease_set_replicated (self->lease, !self->solo && self->config.redis_sentinels != NULL);
     bm_lease_set_solo (self->lease, self->solo);
     bm_store_set_state_fn (self->store, s_on_store_state, self);
     bm_lease_set_rival_fn (self->lease, s_on_rival, self);
