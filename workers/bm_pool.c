@@ -170,6 +170,7 @@ static void
 s_end_job (proc_t *proc, bm_pool_outcome_t *outcome, bool process_alive)
 {
     bm_pool_t *self = proc->pool;
+    proc->frame_unread = false;         //  It answered: it read its job
     bm_pool_proc_drain (proc, false);
     //  A bad progress line read only now (the answer came first) is still
     //  this job's.
@@ -798,6 +799,11 @@ s_dispatch (bm_pool_t *self)
         self->stats.busy++;
         bm_progress_rearm (proc->progress);
         proc->warned_bad_progress = false;
+        //  What it wrote since its last answer and is in the pipe now is
+        //  nobody's (read into the last job's tail, which is dropped): not
+        //  the start of this job's log; nor is what it writes before it
+        //  reads this job's frame (frame_unread).
+        bm_pool_proc_drain_stderr (proc);
         bm_capture_t *err = bm_capture_new ((size_t) self->config.stderr_tail, true);
         if (err) {
             //  The stderr of this job only.
@@ -837,6 +843,7 @@ s_dispatch (bm_pool_t *self)
             job->frame = NULL;
         }
         bm_pool_proc_write (proc, copy, job->size);
+        proc->frame_unread = true;
     }
 }
 

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #define BM_POOL_READ_CHUNK      65536
@@ -266,8 +267,24 @@ bm_pool_proc_rss_mb (pid_t pid)
 //  --------------------------------------------------------------------------
 //  Reading
 
+//  Whether its job's frame is still (partly) unread in its stdin pipe,
+//  or not all written to it yet.  Once read, no more checks till the next.
+static bool
+s_frame_unread (proc_t *proc)
+{
+    int queued = 0;
+    if (proc->frame_unread
+    &&  !(proc->fd_in >= 0 && (proc->wbuf || (ioctl (proc->fd_in, FIONREAD, &queued) == 0
+                                              && queued > 0))))
+        proc->frame_unread = false;
+    return proc->frame_unread;
+}
+
 //  Read its stderr (into the job's tail) and its fd 3 (progress of the
-//  job, reported if `report`): at most `rounds` reads each.
+//  job, reported if `report`): at most `rounds` reads each.  What it wrote
+//  on stderr before it read its job's frame (after its last answer: it
+//  had not read the job yet, as the frame is still unread after the read)
+//  is between jobs, nobody's: dropped.
 static void
 s_read_stderr (proc_t *proc, int rounds)
 {
@@ -279,6 +296,7 @@ s_read_stderr (proc_t *proc, int rounds)
         if (n == 0)
             bm_pool_proc_close_fd (proc, &proc->fd_err);
         else
+        if (!s_frame_unread (proc))
             bm_capture_append (proc->err, buffer, n);
     }
 }

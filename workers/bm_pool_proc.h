@@ -82,6 +82,9 @@ struct _proc_t {
                                 //  (what follows an answer in the same
                                 //  read is still the answered job's)
     bm_capture_t *err;          //  Its stderr tail (since the job began)
+    bool frame_unread;          //  Its job's frame is not all read by it
+                                //  yet, as far as we know: what it writes
+                                //  on stderr meanwhile is between jobs
     bm_progress_t *progress;    //  Parser of its fd 3 lines
     pjob_t *job;                //  The job it runs, or NULL
     pid_t child;                //  Fork: the job's child, 0 if unknown yet

@@ -166,6 +166,12 @@ s_send_done (bm_worker_t *self, job_t *job, const char *result_data, size_t resu
         bm_info (job->id, "completed in %lld ms (attempt %lld)", (long long) took,
                  (long long) job->attempt);
     else
+    if (job->waiting)
+        //  No process took it: nothing ran or was stopped.
+        bm_info (job->id, "dropped before it started, after waiting %lld ms in this worker for "
+                 "a %s process (attempt %lld): %s: %.300s", (long long) took, job->type->name,
+                 (long long) job->attempt, code, message);
+    else
         bm_info (job->id, "failed in %lld ms (attempt %lld): %s: %.300s", (long long) took,
                  (long long) job->attempt, code, message);
 }
@@ -516,6 +522,10 @@ s_on_cancel (bm_worker_t *self, const bm_codec_job_notice_t *body)
     if (streq (reason, "duplicate") || streq (reason, "finished"))
         bm_warn (job_id, "CANCEL from the broker (%s): the broker had given the job to another "
                  "worker; stopping the bot, its result will not count", reason);
+    else
+    if (job->waiting)
+        bm_info (job_id, "CANCEL from the broker (%s): dropping the job, which waits in this "
+                 "worker for a %s process (no bot runs it yet)", reason, job->type->name);
     else
         bm_info (job_id, "CANCEL from the broker (%s): stopping the bot", reason);
     bm_job_stop (job, STOP_CANCEL);

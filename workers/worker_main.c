@@ -459,7 +459,8 @@ s_bot_mode (bm_worker_type_t *type, int64_t concurrency)
 //  jobs taken to wait on purpose, so a process that ends a job gets the
 //  next at once.  With spawn types besides, the credit they share stays,
 //  each warm type below it is named, and WORKER_PREFETCH is ignored.  One
-//  WARN line for either, one INFO line for the prefetch.
+//  WARN line for either, one INFO line for the prefetch (which then says
+//  the cap instead of the WARN: the prefetch is the jobs that wait).
 static void
 s_credit_fit (bm_worker_config_t *config, const char *source)
 {
@@ -497,6 +498,10 @@ s_credit_fit (bm_worker_config_t *config, const char *source)
             vars_used += n > 0 ? (size_t) n : 0;
         }
     }
+    int64_t asked = config->concurrency;
+    if (all_warm && warm < config->concurrency && config->prefetch)
+        config->concurrency = warm;     //  The INFO line below says the credit
+    else
     if (all_warm && warm < config->concurrency) {
         bm_warn (NULL, "configuration: credit %lld instead of %lld (%s): every type served runs "
                  "warm, at most %lld job(s) at once (%s); a job past them would wait in this "
@@ -521,10 +526,14 @@ s_credit_fit (bm_worker_config_t *config, const char *source)
     }
     else
     if (config->prefetch) {
-        bm_info (NULL, "configuration: credit %lld: %lld job(s) the warm processes run at once, "
-                 "and WORKER_PREFETCH=%lld waiting in this worker for the next free process",
-                 (long long) (config->concurrency + config->prefetch),
-                 (long long) config->concurrency, (long long) config->prefetch);
+        char capped [160] = "";
+        if (config->concurrency < asked)
+            snprintf (capped, sizeof capped, " (the credit of %lld (%s) capped to them)",
+                      (long long) asked, source);
+        bm_info (NULL, "configuration: credit %lld: %lld job(s) the warm processes run at "
+                 "once%s, and WORKER_PREFETCH=%lld waiting in this worker for the next free "
+                 "process", (long long) (config->concurrency + config->prefetch),
+                 (long long) config->concurrency, capped, (long long) config->prefetch);
         config->concurrency += config->prefetch;
     }
 }

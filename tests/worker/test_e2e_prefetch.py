@@ -30,6 +30,13 @@ process that ends a job starts the next at once.  One scenario a run:
            on which it waited and never began is not counted (a job of
            maxAttempts 1 is not failed worker_lost without ever running).
            Before, B's attempts were 2.
+  afterlog a pool bot that writes a line on stderr 20 ms after its answer
+           (then sleeps 50 ms before it reads on): A, then B prefetched
+           behind it, handed to the process at A's answer.  B's log is B's
+           own lines, not A's after-answer line.
+  credit   BOT_ONE_MAX_PROCS=1, WORKER_PREFETCH=2 and no --concurrency (10):
+           credit 3, one INFO line that says so and the cap of 10, no WARN
+           that a job past the process "stays queued at the broker".
   bad      WORKER_PREFETCH=abc, WORKER_PREFETCH=1001 and --prefetch -1: the
            worker exits 2 and the message names the variable or the flag.
 
@@ -39,7 +46,12 @@ sleeps the payload's "ms" and appends each job id it runs to a file.
 Before, the worker ignored WORKER_PREFETCH: its credit stayed 1, so B stayed
 queued at the broker while A ran (timeout, cancel, sigterm failed at "B is
 dispatched to the worker while A runs"), and a bad value was not refused
-(the worker started and ran: bad failed at "exits 2").
+(the worker started and ran: bad failed at "exits 2").  Before, B's log
+began with A's after-answer line (afterlog failed at "B's log is its own"),
+the worker with WORKER_PREFETCH=2 said both the WARN and credit 3 (credit
+failed at "no WARN"), and the cancel of the waiting B was logged as
+"stopping the bot" and "failed in N ms" (cancel failed at "the worker logs
+B dropped before it started").
 """
 import os
 import signal
@@ -65,10 +77,32 @@ for line in sys.stdin:
 """
 
 
-def bot_env(tmp):
+#  Its lines on stderr: "own <job>" before the answer, "after <job>" 20 ms
+#  after it (the worker has handed it the next job by then); it reads the
+#  next frame 50 ms later.
+AFTERBOT = """import json, sys, time
+sys.stdout.write('{"ready": true}\\n')
+sys.stdout.flush()
+for line in sys.stdin:
+    frame = json.loads(line)
+    with open(sys.argv[1], "a") as ran:
+        ran.write(frame["job"] + "\\n")
+    sys.stderr.write("own %s\\n" % frame["job"])
+    sys.stderr.flush()
+    time.sleep(frame["payload"].get("ms", 0) / 1000.0)
+    sys.stdout.write(json.dumps({"result": {}, "job": frame["job"]}) + "\\n")
+    sys.stdout.flush()
+    time.sleep(0.02)
+    sys.stderr.write("after %s\\n" % frame["job"])
+    sys.stderr.flush()
+    time.sleep(0.05)
+"""
+
+
+def bot_env(tmp, source=SLEEPBOT):
     bot = os.path.join(tmp, "sleepbot.py")
     with open(bot, "w") as f:
-        f.write(SLEEPBOT)
+        f.write(source)
     ran = os.path.join(tmp, "ran.txt")
     return {"BOT_ONE_CMD": "%s %s %s" % (wlib.PY, bot, ran), "BOT_ONE_MODE": "pool",
             "BOT_ONE_MIN_PROCS": "1", "BOT_ONE_MAX_PROCS": "1"}, ran
@@ -82,11 +116,12 @@ def ran_ids(ran):
         return []
 
 
-def start(s, tmp, name="worker-prefetch", *args, env_extra=None):
-    env, ran = bot_env(tmp)
+def start(s, tmp, name="worker-prefetch", *args, env_extra=None, source=SLEEPBOT,
+          concurrency=("--concurrency", "1")):
+    env, ran = bot_env(tmp, source)
     env["WORKER_PREFETCH"] = "1"
     env.update(env_extra or {})
-    w = s.worker("--type", "one", "--concurrency", "1", "--name", name, *args, name=name, env=env)
+    w = s.worker("--type", "one", *concurrency, "--name", name, *args, name=name, env=env)
     s.wait_workers(1, "one")
     wait_until(lambda: "one pool process pid=" in w.output() and " ready" in w.output(), 10,
                "the pool process to be ready")
@@ -145,6 +180,39 @@ def scenario_cancel(s, c, tmp):
           "a later job runs on A's process: the cancel of the waiting B killed no process",
           rec, rec_a)
     check(b not in ran_ids(ran), "the bot never ran B", ran_ids(ran))
+    lines = [l for l in w.output().splitlines() if "job=" + b in l]
+    check(any("dropped before it started" in l for l in lines)
+          and not any("stopping the bot" in l or "failed in" in l for l in lines),
+          "the worker logs B dropped before it started, not a bot stopped or failed", lines)
+
+
+def scenario_afterlog(s, c, tmp):
+    w, ran = start(s, tmp, source=AFTERBOT)
+    a, b = prefetched(c, ran, "worker-prefetch", a_ms=500)
+    rec_a = c.wait(a, timeout=15)
+    rec_b = c.wait(b, timeout=15)
+    check(rec_a["state"] == "completed" and rec_b["state"] == "completed", "A and B complete",
+          rec_a, rec_b)
+    #  A's after-answer line may be A's (read with its answer) or nobody's.
+    check((rec_b.get("log") or "").split("\n")[0] == "own " + b
+          and "after " + a not in rec_b.get("log"),
+          "B's log is its own, not A's after-answer line (%r)" % rec_b.get("log"), rec_b)
+    check((rec_a.get("log") or "").split("\n")[0] == "own " + a, "A's log begins with its line",
+          rec_a)
+
+
+def scenario_credit(s, c, tmp):
+    w, ran = start(s, tmp, env_extra={"WORKER_PREFETCH": "2"}, concurrency=())
+    workers = [x for x in c.stats()["workers"] if "one" in x["types"]]
+    check(len(workers) == 1 and workers[0]["credit"] == 3,
+          "the broker gives the worker credit 3 (1 process + WORKER_PREFETCH=2)", workers)
+    out = w.output()
+    warns = [l for l in out.splitlines() if " WARN " in l and "credit" in l]
+    check(not warns, "no WARN that a job past the process stays queued at the broker", warns)
+    infos = [l for l in out.splitlines() if " INFO " in l and "credit 3:" in l]
+    check(len(infos) == 1 and "credit of 10" in infos[0] and "WORKER_PREFETCH=2" in infos[0],
+          "one INFO line says credit 3, the cap of the credit of 10 and WORKER_PREFETCH=2", infos,
+          out[-2000:])
 
 
 def scenario_sigterm(s, c, tmp):
