@@ -10,7 +10,8 @@ env.example (as README.md says to install it; systemd lets the file
 override Environment=) keeps every value the unit sets itself (the webhook
 manager's WEBHOOK_NAME=webhook-%H; workers get --name %H-%i): an empty
 BOTMESH_ROOT= there sent the workers to the build tree's bots, which a host
-does not have.  With systemd-analyze installed, `systemd-analyze verify` checks
+does not have; nor does it set what the README says to set for one unit
+in a drop-in (WORKER_PREFETCH, WORKER_METRICS_PORT).  With systemd-analyze installed, `systemd-analyze verify` checks
 copies whose ExecStart points into the build, and must print nothing.
 """
 import glob
@@ -97,6 +98,17 @@ def test():
         if b == "botmesh-webhook":
             check("%H" in got.get("WEBHOOK_NAME", ""), "%s: WEBHOOK_NAME names the host" % u,
                   got.get("WEBHOOK_NAME"))
+    # What the README says to set for one unit in a drop-in (Environment=),
+    # env.example must not set: the env file would override it.
+    readme = open(os.path.join(SYSTEMD, "README.md")).read()
+    per_unit = set(re.findall(r"Environment=([A-Z][A-Z0-9_]*)=", readme))
+    example = env_file(os.path.join(d.ROOT, "env.example"))
+    check("WORKER_PREFETCH" in per_unit and "WORKER_METRICS_PORT" in per_unit,
+          "the README says how to set WORKER_PREFETCH and WORKER_METRICS_PORT for one unit",
+          per_unit)
+    check(not per_unit & set(example),
+          "env.example leaves commented out what the README sets for one unit in a drop-in",
+          sorted(per_unit & set(example)))
     check({"botmesh-broker", "botmesh-worker", "botmesh-gateway", "botmesh-webhook", "botmesh-mock"} <= binaries,
           "every service has a unit", sorted(binaries))
     # Bots not sandboxed run as the worker's user: not the user of a
