@@ -78,7 +78,8 @@ def warn_lines(w, *words):
 
 def queued(w, job):
     return [line for line in w.output().splitlines()
-            if "job=%s" % job in line and "queued for the frame pool" in line]
+            if "job=%s" % job in line
+            and ("given to the frame pool" in line or "waits for a process of the frame pool" in line)]
 
 
 def recycles(port, bot_type, reason):
