@@ -49,6 +49,35 @@ s_make_queue (const msgpack_object *body)
                       "removed", (json_int_t) removed);
 }
 
+//  A body field the route does not take is refused, 400 invalid_body naming
+//  it: a typo in a filter ("State", "olderThan") would otherwise widen what
+//  a clean removes or a retry runs again.  known: the fields taken, NULL
+//  ended.  Returns 0, or -1 after answering.
+static int
+s_refuse_unknown (gw_request_t *r, json_t *body, const char *const *known)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach (body, key, value) {
+        size_t i = 0;
+        while (known [i] && !streq (known [i], key))
+            i++;
+        if (known [i])
+            continue;
+        char taken [80] = "";
+        for (i = 0; known [i]; i++)
+            snprintf (taken + strlen (taken), sizeof taken - strlen (taken), "%s%s",
+                      i ? ", " : "", known [i]);
+        char message [200];
+        snprintf (message, sizeof message, "unknown field \"%.64s\": the body takes only %s",
+                  key, taken);
+        r->reason = "invalid_body";
+        gw_request_error (r, 400, "invalid_body", message, NULL);
+        return -1;
+    }
+    return 0;
+}
+
 //  The body of POST /queues/{botType}/clean: {"state", "olderThanMs"?}.
 //  Returns 0, or -1 after answering 400 naming the field.
 static int
@@ -59,6 +88,11 @@ s_read_clean (gw_request_t *r, bm_codec_queue_t *q)
                                            "\"olderThanMs\": N}");
     if (!body)
         return -1;
+    static const char *const known [] = { "state", "olderThanMs", NULL };
+    if (s_refuse_unknown (r, body, known)) {
+        json_decref (body);
+        return -1;
+    }
     const char *state = json_string_value (json_object_get (body, "state"));
     json_t *older = json_object_get (body, "olderThanMs");
     int rc = 0;
@@ -114,6 +148,11 @@ s_read_retry (gw_request_t *r, bm_codec_queue_t *q)
                                            "\"limit\": N}, each optional");
     if (!body)
         return -1;
+    static const char *const known [] = { "state", "olderThanMs", "limit", NULL };
+    if (s_refuse_unknown (r, body, known)) {
+        json_decref (body);
+        return -1;
+    }
     json_t *state = json_object_get (body, "state");
     json_t *older = json_object_get (body, "olderThanMs");
     json_t *limit = json_object_get (body, "limit");

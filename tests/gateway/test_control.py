@@ -91,9 +91,11 @@ def test():
             done.append(jid)
         for body, code in (("", "invalid_json"), ("[1]", "invalid_body"),
                            ({"state": "queued"}, "invalid_state"),
-                           ({"state": "failed", "olderThanMs": -1}, "invalid_older_than")):
+                           ({"state": "failed", "olderThanMs": -1}, "invalid_older_than"),
+                           ({"state": "failed", "olderThan": 0}, "invalid_body")):
             r = post_json(u + "/queues/python/clean", body)
             h.check(r.status == 400 and r.error_code() == code, "clean %r: 400 %s" % (body, code), r)
+        h.check('"olderThan"' in r.json["error"]["message"], "an unknown field is named", r)
         r = post_json(u + "/queues/python/clean", {"state": "failed", "olderThanMs": 0})
         h.check(r.status == 200 and r.json["removed"] == 2, "clean failed: the 2 failed jobs", r)
         h.check(curl(u + "/job/" + done[0]).status == 200, "the completed job stays")

@@ -5,8 +5,9 @@ fake worker fails each job's first run and completes the retried ones.
 - 3 python jobs fail; retry {"limit": 2}: 200 {"botType", "retried": 2,
   "more": true}, the 2 oldest run again and complete; a retry without a
   body takes the third (more false); then nothing is left (retried 0);
-- a wrong state, olderThanMs or limit is a 400 naming the field; the
-  webhook type is 400 invalid_bot_type.
+- a wrong state, olderThanMs or limit is a 400 naming the field, and so is
+  a field retry does not take (a typo, "State", would otherwise retry every
+  failed job): 400 invalid_body; the webhook type is 400 invalid_bot_type.
 """
 import os
 import sys
@@ -69,7 +70,10 @@ def test():
                                   ({"olderThanMs": "1"}, "invalid_older_than", "olderThanMs"),
                                   ({"limit": 0}, "invalid_limit", "limit"),
                                   ({"limit": 1001}, "invalid_limit", "limit"),
-                                  ({"limit": 2.5}, "invalid_limit", "limit")):
+                                  ({"limit": 2.5}, "invalid_limit", "limit"),
+                                  ({"foo": 1}, "invalid_body", '"foo"'),
+                                  ({"State": "cancelled"}, "invalid_body", '"State"'),
+                                  ({"olderThan": 3600000}, "invalid_body", '"olderThan"')):
             r = post_json(u + "/queues/python/retry", body)
             h.check(r.status == 400 and r.error_code() == code and field in r.json["error"]["message"],
                     "retry %r: 400 %s naming %s" % (body, code, field), r)
