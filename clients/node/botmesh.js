@@ -366,29 +366,38 @@ function show(v) {
   try { return JSON.stringify(v) ?? String(v); } catch (e) { return String(v); }
 }
 
+/** A TypeError (or Kind) for a wrong option or argument, with .code 'bad_request'. */
+function badOption(message, Kind = TypeError) {
+  const e = new Kind(message);
+  e.code = 'bad_request';
+  return e;
+}
+
 /**
  * opts as an object of known options (undefined/null: {}); else a TypeError
  * naming the call, the unknown option and, for a known mistake, its name here.
  * aliases: {wrong: right} beyond OPTION_ALIASES (e.g. timeout -> requestTimeoutMs).
+ * These TypeErrors carry .code 'bad_request', as the broker's refusal of the
+ * same mistake does (and as every rejection here carries a .code).
  */
 function checkOptions(where, opts, known, aliases = {}) {
   if (opts === undefined || opts === null) return {};
   if (typeof opts !== 'object' || Array.isArray(opts)) {
-    throw new TypeError(`${where}: options must be an object {${known.join(', ')}}, got ${show(opts)}`);
+    throw badOption(`${where}: options must be an object {${known.join(', ')}}, got ${show(opts)}`);
   }
   for (const k of Object.keys(opts)) {
     if (known.includes(k)) continue;
     const right = aliases[k] || OPTION_ALIASES[k];
     if (right && known.includes(right)) {
-      throw new TypeError(`${where}: unknown option '${k}': the name here is '${right}'`
+      throw badOption(`${where}: unknown option '${k}': the name here is '${right}'`
         + (right.endsWith('Ms') ? ' (milliseconds)' : ''));
     }
-    throw new TypeError(`${where}: unknown option '${k}' (known: ${known.join(', ')})`);
+    throw badOption(`${where}: unknown option '${k}' (known: ${known.join(', ')})`);
   }
   return opts;
 }
 
-/** A TypeError unless v (when given) is of the kind; kinds: ms, int, string, bool, object, number, backoff. */
+/** A TypeError (code bad_request) unless v (when given) is of the kind; kinds: ms, int, string, bool, object, number, backoff. */
 function checkType(where, name, v, kind) {
   if (v === undefined || v === null) return;
   const ok = {
@@ -403,7 +412,7 @@ function checkType(where, name, v, kind) {
   if (!ok) {
     const what = { ms: 'a number of milliseconds > 0', int: 'an integer', number: 'a number', string: 'a string',
       bool: 'a boolean', object: 'an object', backoff: 'an object or an integer (a fixed delay in ms)' }[kind];
-    throw new TypeError(`${where}: ${name} must be ${what}, got ${show(v)}`);
+    throw badOption(`${where}: ${name} must be ${what}, got ${show(v)}`);
   }
 }
 
@@ -418,7 +427,7 @@ const BACKOFF_MAX_MS = 86400000;
 function wireBackoff(backoff) {
   if (typeof backoff === 'number') {
     if (!(backoff >= 0 && backoff <= BACKOFF_MAX_MS)) {
-      throw new RangeError(`backoff as a number is a fixed delay: an integer from 0 to ${BACKOFF_MAX_MS} (ms), got ${backoff}`);
+      throw badOption(`backoff as a number is a fixed delay: an integer from 0 to ${BACKOFF_MAX_MS} (ms), got ${backoff}`, RangeError);
     }
     return { type: 'fixed', delayMs: backoff };
   }
@@ -670,7 +679,7 @@ class Client {
     }
     const bodies = jobs.map((job, i) => {
       if (!job || typeof job !== 'object' || job.botType === undefined) {
-        throw new TypeError(`jobs[${i}] must be an object with a botType`);
+        throw badOption(`jobs[${i}] must be an object with a botType`);
       }
       return this._keyed(Client._submitBody(job.botType, job.payload, job, `submitMany jobs[${i}]`, ['botType', 'payload']));
     });
@@ -714,7 +723,7 @@ class Client {
    *  Rejected('not_found'). */
   status(jobId, timeoutMs) {
     if (jobId && typeof jobId === 'object' && !(jobId instanceof String)) {
-      if (typeof jobId.key !== 'string') return Promise.reject(new TypeError('status({ key }): key must be a string'));
+      if (typeof jobId.key !== 'string') return Promise.reject(badOption('status({ key }): key must be a string'));
       return this._job(C.STATUS, null, timeoutMs, { idempotencyKey: jobId.key });
     }
     return this._job(C.STATUS, jobId, timeoutMs);
@@ -825,7 +834,7 @@ class Client {
         if (filter.timeoutMs === undefined) filter = { ...filter, timeoutMs: botType };
       }
       if (limit !== undefined || timeoutMs !== undefined) {
-        throw new TypeError('list: give list(state, botType, limit, timeoutMs) or '
+        throw badOption('list: give list(state, botType, limit, timeoutMs) or '
           + 'list({state, botType, webhook, limit, timeoutMs})');
       }
     } else {

@@ -349,6 +349,15 @@ def _env_int(name, default, lo, hi):
 _BACKOFF_MAX_MS = 86400000       # the longest backoff delay the broker takes (a day)
 
 
+def _bad_argument(message, kind=ValueError):
+    """A ValueError (or kind) for an argument refused before anything is sent,
+    with .code "bad_request" and .message, as the broker's refusal of it has."""
+    exc = kind(message)
+    exc.code = "bad_request"
+    exc.message = message
+    return exc
+
+
 def _wire_backoff(backoff):
     """The backoff as the broker reads it, as the HTTP API reads BullMQ's forms:
     a number N (a fixed delay) becomes {"type": "fixed", "delayMs": N},
@@ -359,11 +368,11 @@ def _wire_backoff(backoff):
         return None
     if isinstance(backoff, (int, float)) and not isinstance(backoff, bool):
         if not isinstance(backoff, int) or not 0 <= backoff <= _BACKOFF_MAX_MS:
-            raise ValueError("backoff as a number is a fixed delay: an integer from 0 to %d (ms), not %r"
+            raise _bad_argument("backoff as a number is a fixed delay: an integer from 0 to %d (ms), not %r"
                              % (_BACKOFF_MAX_MS, backoff))
         return {"type": "fixed", "delayMs": backoff}
     if not isinstance(backoff, dict):
-        raise ValueError("backoff must be a dict ({\"type\", \"delayMs\" or \"delay\", \"jitter\"}) "
+        raise _bad_argument("backoff must be a dict ({\"type\", \"delayMs\" or \"delay\", \"jitter\"}) "
                          "or an integer (a fixed delay in ms), not %r" % (backoff,))
     if "delay" not in backoff:
         return backoff
@@ -637,10 +646,10 @@ class Client:
         for i, job in enumerate(jobs):
             if isinstance(job, dict) and "botType" in job:
                 if "bot_type" in job:
-                    raise TypeError("jobs[%d] gives both bot_type and botType: give one" % i)
+                    raise _bad_argument("jobs[%d] gives both bot_type and botType: give one" % i, TypeError)
                 job = {("bot_type" if k == "botType" else k): v for k, v in job.items()}
             if not isinstance(job, dict) or "bot_type" not in job:
-                raise TypeError("jobs[%d] must be a dict with a bot_type (or botType)" % i)
+                raise _bad_argument("jobs[%d] must be a dict with a bot_type (or botType)" % i, TypeError)
             bodies.append(self._keyed(self._submit_body(**job)))
         chunks, chunk, size = [], [], 0
         for body in bodies:
@@ -671,7 +680,7 @@ class Client:
         idempotency_key (BullMQ's jobId) it was submitted with, while that
         job exists. Raises Rejected('not_found')."""
         if (job_id is None) == (key is None):
-            raise TypeError("status() takes a job_id or key=, not both nor neither")
+            raise _bad_argument("status() takes a job_id or key=, not both nor neither", TypeError)
         if key is not None:
             return self._job_record(self._reply(STATUS, {"idempotencyKey": key}, timeout))
         return self._job_reply(STATUS, job_id, timeout)

@@ -137,6 +137,16 @@ tests.clientEncodingAndErrors = async () => {
         `backoff: ${bad} is a RangeError naming backoff`, err && err.message);
     }
     check(fb.got(0x01).length === 4, 'nothing was sent for a bad backoff', fb.got(0x01).length);
+    // A mistake the client catches before sending rejects with .code bad_request, as the
+    // broker's refusal of it would (limit 0 goes to the broker: bad_request there).
+    for (const [what, call] of [
+      ['retryJobs limit 2.5', () => c.retryJobs('python', { limit: 2.5 })],
+      ['retryJobs unknown option', () => c.retryJobs('python', { State: 'cancelled' })],
+      ['submit backoff -3', () => c.submit('python', 1, { backoff: -3 })],
+      ['status({ key: 1 })', () => c.status({ key: 1 })]]) {
+      const err = await rejects(Promise.resolve().then(call));
+      check(err && err.code === 'bad_request', `${what} rejects with .code bad_request`, err && [err.code, err.message]);
+    }
     let e = await rejects(c.submit('nope', {}));
     check(e instanceof bm.Rejected && e instanceof bm.BotmeshError && e.code === 'unknown_bot_type' && e.message === 'no bot type nope',
       'REJECTED rejects with code and message', e.code, e.message);

@@ -73,6 +73,10 @@ def test_client_submit_encoding():
             for bad in (1.5, -3, 86400001, True, "1000", [1000]):
                 e = raises(lambda: c.submit("python", 1, backoff=bad), ValueError)
                 check("backoff" in str(e) and repr(bad) in str(e), "backoff=%r: ValueError naming it" % (bad,), e)
+                check(getattr(e, "code", None) == "bad_request" and e.message == str(e),
+                      "backoff=%r: its .code is bad_request, as the broker's refusal has" % (bad,), e)
+            e = raises(lambda: c.status(), TypeError)
+            check(getattr(e, "code", None) == "bad_request", "status() without an id: TypeError, .code bad_request", e)
             e = raises(lambda: c.submit_many([{"bot_type": "python", "backoff": -3}]), ValueError)
             check("0 to 86400000" in str(e), "submit_many checks each job's backoff the same way", e)
             check(len(fb.got(botmesh.SUBMIT)) == 4 and not fb.got(botmesh.SUBMIT_MANY),
