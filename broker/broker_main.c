@@ -9,6 +9,7 @@
 #include "bm_redis_setup.h"
 
 #include <czmq.h>
+#include <ctype.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -79,6 +80,43 @@ s_name_after_restart (void)
         prctl (PR_SET_NAME, "botmesh-broker", 0, 0, 0);
 }
 
+//  The first character of endpoint that a ZeroMQ endpoint to bind cannot
+//  hold, or NULL: a list's separator (',', ';', white space), a control
+//  character, and in a tcp:// one anything but an interface's or an
+//  address's (letters, digits, ".-_:*[]%").
+static const char *
+s_endpoint_bad_char (const char *endpoint)
+{
+    bool tcp = strncmp (endpoint, "tcp://", 6) == 0;
+    for (const char *c = tcp ? endpoint + 6 : endpoint; *c; c++) {
+        unsigned char ch = (unsigned char) *c;
+        if (ch == ',' || ch == ';' || isspace (ch) || iscntrl (ch)
+        ||  (tcp && !isalnum (ch) && !strchr (".-_:*[]%", ch)))
+            return c;
+    }
+    return NULL;
+}
+
+//  How a log line names a character: "a comma", "a space", "'x'", "byte 0x01".
+static void
+s_char_name (char c, char *buf, size_t size)
+{
+    unsigned char ch = (unsigned char) c;
+    if (c == ',')
+        snprintf (buf, size, "a comma");
+    else
+    if (c == ' ')
+        snprintf (buf, size, "a space");
+    else
+    if (c == '\t')
+        snprintf (buf, size, "a tab");
+    else
+    if (isgraph (ch))
+        snprintf (buf, size, "'%c'", c);
+    else
+        snprintf (buf, size, "byte 0x%02x", ch);
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -116,13 +154,30 @@ main (int argc, char *argv [])
         return BM_EXIT_CONFIG;
     //  A list of brokers is what peers connect to; one environment file
     //  for a host hands it to the broker too, which binds one endpoint.
-    if (strchr (config.endpoint, ',')) {
-        bm_error (NULL, "configuration: BROKER_ENDPOINT holds a list (%s): that is what "
-                  "clients, workers and gateways connect to; the broker binds one endpoint. "
-                  "Give the broker its own: --endpoint tcp://*:PORT, or BROKER_ENDPOINT=tcp://*:PORT "
-                  "(with BROKER_ADVERTISE_ENDPOINT=tcp://THIS-HOST:PORT under BROKER_HA=redis) "
-                  "in an environment file of the broker's only (deploy/systemd/README.md, "
-                  "\"Two brokers\")", config.endpoint);
+    //  Whatever separates the list (a comma, a space, a ';'), or any
+    //  other character a bound endpoint cannot hold: ZeroMQ's bind would
+    //  fail "No such device", exit 1, which systemd restarts for ever.
+    const char *bad = s_endpoint_bad_char (config.endpoint);
+    if (bad) {
+        char what [24];
+        s_char_name (*bad, what, sizeof what);
+        //  A list: a separator between two endpoints, not white space
+        //  around one (" tcp://*:5555" is a stray space, not a list).
+        bool list = (*bad == ',' || *bad == ';' || isspace ((unsigned char) *bad))
+                 && bad > config.endpoint && bad [strspn (bad, ",; \t\r\n\v\f")];
+        if (list)
+            bm_error (NULL, "configuration: BROKER_ENDPOINT holds a list (%s, %s at %d): that is "
+                      "what clients, workers and gateways connect to; the broker binds one "
+                      "endpoint. Give the broker its own: --endpoint tcp://*:PORT, or "
+                      "BROKER_ENDPOINT=tcp://*:PORT (with BROKER_ADVERTISE_ENDPOINT="
+                      "tcp://THIS-HOST:PORT under BROKER_HA=redis) in an environment file of "
+                      "the broker's only (deploy/systemd/README.md, \"Two brokers\")",
+                      config.endpoint, what, (int) (bad - config.endpoint) + 1);
+        else
+            bm_error (NULL, "configuration: BROKER_ENDPOINT '%s' holds %s (at %d), which an "
+                      "endpoint to bind cannot: tcp://INTERFACE:PORT (an address, a name, * "
+                      "or [IPv6]) or ipc://PATH", config.endpoint, what,
+                      (int) (bad - config.endpoint) + 1);
         return BM_EXIT_CONFIG;
     }
     //  A database Redis does not have, a password it refuses: a bad value,

@@ -23,7 +23,11 @@ BAD = {
                        ("BROKER_ENDPOINT", "abc"), ("BROKER_METRICS_ADDR", "abc"),
                        ("MAX_QUEUE", "abc"), ("REDIS_URL", "http://x"), ("LOG_LEVEL", "chatty"),
                        # The peers' list of brokers, from an env file they share.
-                       ("BROKER_ENDPOINT", "tcp://127.0.0.1:1,tcp://127.0.0.1:2")],
+                       ("BROKER_ENDPOINT", "tcp://127.0.0.1:1,tcp://127.0.0.1:2"),
+                       # The same list separated otherwise, and what no bound endpoint holds.
+                       ("BROKER_ENDPOINT", "tcp://127.0.0.1:1 tcp://127.0.0.1:2"),
+                       ("BROKER_ENDPOINT", "tcp://127.0.0.1:1;tcp://127.0.0.1:2"),
+                       ("BROKER_ENDPOINT", "tcp://127.0.0.1:1/x")],
     "botmesh-gateway": [("GATEWAY_THREADS", "abc"), ("API_KEYS", "a,,b"), ("GATEWAY_LISTEN", "abc"),
                         ("REDIS_URL", "http://x"), ("BROKER_ENDPOINT", "abc"), ("LOG_LEVEL", "chatty"),
                         ("RATE_LIMIT_BURST", "0.5")],
@@ -59,6 +63,12 @@ def test():
         h.check(rc == 2, "%s --bogus exits 2 (usage)" % binary, rc, err[-300:])
         rc, _ = run(binary, args=["--help"])
         h.check(rc == 0, "%s --help exits 0" % binary, rc)
+
+    # A list however separated is named as one, with the way to give the broker its own.
+    for sep in (" ", ";"):
+        rc, err = run("botmesh-broker", {"BROKER_ENDPOINT": "tcp://127.0.0.1:1%stcp://127.0.0.1:2" % sep})
+        h.check(rc == 2 and "holds a list" in err and "--endpoint" in err,
+                "the broker with a list separated by %r exits 2 saying it is a list" % sep, rc, err[-600:])
 
     # The mock checks the manager's secret when it has none of its own, and
     # names the variable the secret came from.
