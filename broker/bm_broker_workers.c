@@ -272,6 +272,11 @@ s_job_waits (bm_broker_t *self, bm_worker_entry_t *worker, bm_job_t *job)
     job->waits = true;
     bm_debug (job->id, "waits on worker %s for a process: no timeout until it begins",
               worker->name);
+    if (job->started_at) {
+        //  Not started: its record says so until PROGRESS {started: true}.
+        job->started_at = 0;
+        bm_jobstore_persist_state (self, job);
+    }
 }
 
 //  worker->reported's value for a job whose worker said, before the
@@ -793,8 +798,13 @@ s_run_finished_at (bm_job_t *job, const bm_codec_done_t *done, bool earlier_run)
 {
     if (done->started_at <= 0 || done->finished_at < done->started_at)
         return bm_now_ms ();
-    if (!earlier_run && !job->adopted && done->finished_at >= job->started_at)
-        return bm_now_ms ();            //  This dispatch's run
+    if (!earlier_run && !job->adopted && done->finished_at >= job->started_at) {
+        //  This dispatch's run; one that waited in its worker and began
+        //  (its PROGRESS {started: true} missed) starts at the worker's.
+        if (!job->started_at && !job->waits)
+            job->started_at = done->started_at;
+        return bm_now_ms ();
+    }
     job->started_at = done->started_at;
     return done->finished_at;
 }

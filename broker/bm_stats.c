@@ -70,6 +70,20 @@ s_pack_rate (bm_service_t *service, msgpack_packer *pk)
     bm_pack_kv_int (pk, "rateLimited", held_back);
 }
 
+//  The jobs of service that wait in their worker for a process (prefetched,
+//  counted in running).
+static int64_t
+s_prefetched (bm_broker_t *self, const bm_service_t *service)
+{
+    int64_t count = 0;
+    for (bm_worker_entry_t *worker = (bm_worker_entry_t *) zhashx_first (self->workers); worker;
+         worker = (bm_worker_entry_t *) zhashx_next (self->workers))
+        for (bm_job_t *job = bm_joblist_first (&worker->jobs); job;
+             job = bm_joblist_next (&worker->jobs, job))
+            count += job->waits && job->service == service;
+    return count;
+}
+
 void
 bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
 {
@@ -81,12 +95,13 @@ bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
         //  Webhook deliveries are no bot processes: their type has no mode
         //  nor warm processes.
         bool bots = !streq (service->name, BM_WEBHOOK_TYPE);
-        msgpack_pack_map (pk, bots? 21: 17);    //  17 here, 4 in s_pack_bots
+        msgpack_pack_map (pk, bots? 22: 18);    //  18 here, 4 in s_pack_bots
         bm_pack_kv_bool (pk, "paused", service->paused);
         bm_pack_kv_int (pk, "waiting", (int64_t) bm_heap_size (service->queue));
         bm_pack_kv_int (pk, "delayed", service->delayed);
         bm_pack_kv_int (pk, "retries", (int64_t) service->retries);
         bm_pack_kv_int (pk, "running", service->usage);
+        bm_pack_kv_int (pk, "prefetched", s_prefetched (self, service));
         bm_pack_kv_int (pk, "completed", (int64_t) service->completed);
         bm_pack_kv_int (pk, "failed", (int64_t) service->failed);
         bm_pack_kv_int (pk, "cancelled", (int64_t) service->cancelled);

@@ -37,6 +37,9 @@ process that ends a job starts the next at once.  One scenario a run:
   credit   BOT_ONE_MAX_PROCS=1, WORKER_PREFETCH=2 and no --concurrency (10):
            credit 3, one INFO line that says so and the cap of 10, no WARN
            that a job past the process "stays queued at the broker".
+  waiting  while B waits (announced to the broker): B's record has no
+           startedAt, and STATS count it prefetched (1) within running (2);
+           B cancelled while it waits ends without a startedAt.
   bad      WORKER_PREFETCH=abc, WORKER_PREFETCH=1001 and --prefetch -1: the
            worker exits 2 and the message names the variable or the flag.
 
@@ -51,7 +54,9 @@ began with A's after-answer line (afterlog failed at "B's log is its own"),
 the worker with WORKER_PREFETCH=2 said both the WARN and credit 3 (credit
 failed at "no WARN"), and the cancel of the waiting B was logged as
 "stopping the bot" and "failed in N ms" (cancel failed at "the worker logs
-B dropped before it started").
+B dropped before it started").  Before, a waiting B's record had the
+startedAt of its dispatch, kept when it was cancelled, and STATS had no
+prefetched (waiting failed at "no startedAt while it waits").
 """
 import os
 import signal
@@ -184,6 +189,28 @@ def scenario_cancel(s, c, tmp):
     check(any("dropped before it started" in l for l in lines)
           and not any("stopping the bot" in l or "failed in" in l for l in lines),
           "the worker logs B dropped before it started, not a bot stopped or failed", lines)
+
+
+def scenario_waiting(s, c, tmp):
+    w, ran = start(s, tmp, env_extra={"LOG_LEVEL": "debug"})
+    a, b = prefetched(c, ran, "worker-prefetch", a_ms=10000)
+    wait_until(lambda: "waits in this worker for a one process" in w.output(), 2.0,
+               "the worker to say B waits")
+    rec = wait_until(lambda: (lambda r: r if "startedAt" not in r else None)(c.status(b)), 2.0,
+                     "B's record to have no startedAt while it waits")
+    check(rec["state"] == "running", "B counts running while it waits", rec)
+    check("startedAt" in c.status(a), "A, which runs, has its startedAt", c.status(a))
+    one = c.stats()["types"]["one"]
+    check(one.get("prefetched") == 1 and one.get("running") == 2,
+          "STATS: prefetched 1 within running 2", one)
+    c.request(CANCEL, {"jobId": b})
+    rec_b = c.wait(b, timeout=5)
+    check(rec_b["state"] == "cancelled" and "startedAt" not in rec_b,
+          "B, cancelled while it waited, never started: no startedAt", rec_b)
+    one = wait_until(lambda: (lambda t: t if t.get("prefetched") == 0 else None)(
+        c.stats()["types"]["one"]), 2.0, "STATS prefetched 0 once B is cancelled")
+    c.request(CANCEL, {"jobId": a})
+    c.wait(a, timeout=15)
 
 
 def scenario_afterlog(s, c, tmp):
