@@ -176,7 +176,7 @@ s_on_acquire (redisReply *reply, void *arg)
             snprintf (self->pending_epoch, sizeof self->pending_epoch, "%s", epoch);
             const char *argv [] = { "WAIT", "1", self->wait_ms };
             size_t lens [] = { 4, 1, strlen (self->wait_ms) };
-            if (bm_store_query (self->store, s_on_wait, self, 3, argv, lens) == 0)
+            if (bm_store_query_ahead (self->store, s_on_wait, self, 3, argv, lens) == 0)
                 self->in_flight = true;
             return;
         }
@@ -219,7 +219,7 @@ s_send_acquire (bm_lease_t *self, int64_t now)
     for (int i = 0; i < 10; i++)
         lens [i] = strlen (argv [i]);
     self->sent_at = now;
-    if (bm_store_query (self->store, s_on_acquire, self, 10, argv, lens) == 0) {
+    if (bm_store_query_ahead (self->store, s_on_acquire, self, 10, argv, lens) == 0) {
         self->in_flight = true;
         self->stale [0] = 0;
     }

@@ -87,6 +87,9 @@ struct _bm_store_t {
     uint64_t dropped_since;     //  Such writes not logged since
     bool resend_rest;           //  A group was refused on this connection: the
                                 //  groups after it count as lost
+    bool refused_drop;          //  This connection is closed for a refused group
+    bool holding;               //  Refused writes wait for resend_timer
+    int resend_timer;           //  Their backoff, or -1
     bool unconfirmed;           //  A group was refused or lost, or the connection
                                 //  went, and none confirmed since: not writable
     bm_store_group_t *flying;   //  Groups sent and not answered, oldest first
@@ -172,7 +175,30 @@ s_went_down (bm_store_t *self, const char *why)
     }
     if (was_up && self->state_fn)
         self->state_fn (false, self->state_arg);
+    if (self->refused_drop && !self->destroying) {
+        //  Closed for a refused group: a new connection at once, which
+        //  holds the refused writes back for the backoff (s_became_ready);
+        //  meanwhile what does not wait for them (the lease) goes through.
+        self->refused_drop = false;
+        self->holding = true;
+        int backoff_ms = self->backoff_ms;
+        self->backoff_ms = 1;
+        s_schedule_reconnect (self);
+        self->backoff_ms = backoff_ms;
+        return;
+    }
     s_schedule_reconnect (self);
+}
+
+static int
+s_resend_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop; (void) timer_id;
+    bm_store_t *self = (bm_store_t *) arg;
+    self->resend_timer = -1;
+    self->holding = false;
+    bm_store_flush (self);
+    return 0;
 }
 
 static void s_ping (bm_store_t *self);
@@ -351,6 +377,10 @@ s_became_ready (bm_store_t *self)
         bm_info (NULL, "redis %s:%d connected", self->host, self->port);
     self->outage_logged = false;
     self->setup_logged = false;
+    if (self->holding && self->resend_timer == -1) {
+        self->resend_timer = zloop_timer (self->loop, self->backoff_ms, 1, s_resend_timer, self);
+        self->backoff_ms = self->backoff_ms * 2 > 1000 ? 1000 : self->backoff_ms * 2;
+    }
     if (self->state_fn)
         self->state_fn (true, self->state_arg);
     bm_store_flush (self);
@@ -747,6 +777,7 @@ s_on_group_reply (redisAsyncContext *ac, void *r, void *privdata)
             //  after it whatever they say, so that no write of theirs
             //  lands before this group's (their SUBMITs were told above).
             self->resend_rest = true;
+            self->refused_drop = true;
             redisAsyncDisconnect (self->ac);
         }
         return;
@@ -991,7 +1022,7 @@ bm_store_flush (bm_store_t *self)
         self->flush_fn (self->flush_arg);
         self->flushing = false;
     }
-    if (!self->connected || !self->ac)
+    if (!self->connected || !self->ac || self->holding)
         return;
     //  What waited for the connection goes first.
     bm_store_group_t *groups [2] = { self->waiting, self->open };
@@ -1121,11 +1152,11 @@ s_on_query_reply (redisAsyncContext *ac, void *r, void *privdata)
     free (query);
 }
 
-int
-bm_store_query (bm_store_t *self, bm_store_fn *fn, void *arg,
-                int argc, const char **argv, const size_t *argvlen)
+static int
+s_query (bm_store_t *self, bool ahead, bm_store_fn *fn, void *arg,
+         int argc, const char **argv, const size_t *argvlen)
 {
-    if (!self->connected || !self->ac)
+    if (!self->connected || !self->ac || (self->holding && !ahead))
         return -1;
     bm_store_flush (self);      //  A read sees the writes made before it
     bm_store_group_t scratch = { 0 };
@@ -1143,6 +1174,20 @@ bm_store_query (bm_store_t *self, bm_store_fn *fn, void *arg,
         return -1;
     }
     return 0;
+}
+
+int
+bm_store_query (bm_store_t *self, bm_store_fn *fn, void *arg,
+                int argc, const char **argv, const size_t *argvlen)
+{
+    return s_query (self, false, fn, arg, argc, argv, argvlen);
+}
+
+int
+bm_store_query_ahead (bm_store_t *self, bm_store_fn *fn, void *arg,
+                      int argc, const char **argv, const size_t *argvlen)
+{
+    return s_query (self, true, fn, arg, argc, argv, argvlen);
 }
 
 //  --------------------------------------------------------------------------
@@ -1171,6 +1216,7 @@ bm_store_new (zloop_t *loop, const char *url, const char *sentinels, const char 
     }
     self->backoff_ms = 100;
     self->reconnect_timer = -1;
+    self->resend_timer = -1;
     self->resolver = bm_resolve_zloop_new (loop, BM_RESOLVE_WAIT_MS, s_on_resolved, self);
     self->ping_timer = -1;
     self->watchdog_timer = -1;
@@ -1194,6 +1240,8 @@ bm_store_destroy (bm_store_t **self_p)
         bm_sentinel_lookup_destroy (&self->lookup);
         if (self->reconnect_timer != -1)
             zloop_timer_end (self->loop, self->reconnect_timer);
+        if (self->resend_timer != -1)
+            zloop_timer_end (self->loop, self->resend_timer);
         bm_resolve_zloop_destroy (&self->resolver);
         if (self->ping_timer != -1)
             zloop_timer_end (self->loop, self->ping_timer);

@@ -111,6 +111,13 @@ int bm_store_write_kept (bm_store_t *self, bm_store_fn *fn, bm_store_kept_fn *ke
 int bm_store_query (bm_store_t *self, bm_store_fn *fn, void *arg,
                     int argc, const char **argv, const size_t *argvlen);
 
+//  The same, but sent also while writes Redis refused wait for their
+//  backoff (bm_store_query fails then): for a command that reads or
+//  writes none of the groups' keys (the lease), so a full Redis does not
+//  keep it from Redis.
+int bm_store_query_ahead (bm_store_t *self, bm_store_fn *fn, void *arg,
+                          int argc, const char **argv, const size_t *argvlen);
+
 //  Send the open group, if any.  Calls the flush hook first.
 void bm_store_flush (bm_store_t *self);
 
