@@ -11,6 +11,10 @@
 //  the epoch we hold ("0": none), a lease value known to be stale (its
 //  owner is gone: bm_lease_take_stale; "" none), deleted if still there.
 //  Returns {held (0/1), epoch, endpoint}, and another's lease value whole.
+//  A lease that names us (the owner is unique to this process) is ours at
+//  whatever epoch it holds: an acquire that took it but whose answer was
+//  lost (the connection dropped) set it, and no reign began since, or its
+//  value would name another broker.
 static const char s_acquire_script [] =
     "local v = redis.call('GET', KEYS[1])\n"
     "if v and ARGV[5] ~= '' and v == ARGV[5] then\n"
@@ -19,7 +23,7 @@ static const char s_acquire_script [] =
     "end\n"
     "if v then\n"
     "  local e, o, ep = string.match(v, '^(%d+) (%S+) (.*)$')\n"
-    "  if o == ARGV[1] and e == ARGV[4] then\n"
+    "  if o == ARGV[1] then\n"
     "    redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
     "    return {1, e, ep}\n"
     "  end\n"
@@ -808,11 +812,20 @@ bm_lease_test (bool verbose)
     const char *counter [] = { "GET", "t3:{bm}:epoch" };
     s_test_command (&t, store_b, true, &w, 2, counter);
     BM_CHECK (streq (w.text, "1"));
+    //  Its own lease at another epoch (an acquire that took epoch 3 but
+    //  whose answer was lost): the lease is its own, held at that epoch;
+    //  it does not drop it as another broker's.
+    const char *own [] = { "SET", "t3:{bm}:leader", "3 broker-solo tcp://s:5555", "PX", "400" };
+    const char *own_counter [] = { "SET", "t3:{bm}:epoch", "3" };
+    s_test_command (&t, store_b, true, &w, 5, own);
+    s_test_command (&t, store_b, true, &w, 3, own_counter);
+    s_test_run (&t, s_test_never, NULL, 300);
+    BM_CHECK (bm_lease_held (solo, bm_mono_ms ()) && bm_lease_epoch (solo) == 3 && t.changes == 1);
     //  It lapses; an HA broker takes the lease; the solo one learns it.
     t.a = NULL;
     t.b = ha;
     s_test_run (&t, s_test_held, ha, 2000);
-    BM_CHECK (bm_lease_held (ha, bm_mono_ms ()) && bm_lease_epoch (ha) == 2);
+    BM_CHECK (bm_lease_held (ha, bm_mono_ms ()) && bm_lease_epoch (ha) == 4);
     t.a = solo;
     s_test_run (&t, s_test_never, NULL, 300);
     BM_CHECK (t.changes == 2 && !bm_lease_held (solo, bm_mono_ms ()));
@@ -820,7 +833,7 @@ bm_lease_test (bool verbose)
     //  A solo broker arriving now finds the HA broker alive, not at once.
     t.a = late;
     s_test_run (&t, s_test_never, NULL, 200);
-    BM_CHECK (!bm_lease_rival_alive (late) && streq (bm_lease_rival_epoch (late), "2"));
+    BM_CHECK (!bm_lease_rival_alive (late) && streq (bm_lease_rival_epoch (late), "4"));
     s_test_run (&t, s_test_never, NULL, 600);
     BM_CHECK (bm_lease_rival_alive (late) && !bm_lease_held (late, bm_mono_ms ()));
     t.a = t.b = NULL;
