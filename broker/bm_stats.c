@@ -71,13 +71,15 @@ s_pack_rate (bm_service_t *service, msgpack_packer *pk)
 }
 
 //  The jobs of service that wait in their worker for a process (prefetched,
-//  counted in running).
+//  counted in running): a walk over the jobs of the workers that serve it
+//  (a STATS over many types walks each running job once per type its worker
+//  serves, not once per type).
 static int64_t
-s_prefetched (bm_broker_t *self, const bm_service_t *service)
+s_prefetched (bm_service_t *service)
 {
     int64_t count = 0;
-    for (bm_worker_entry_t *worker = (bm_worker_entry_t *) zhashx_first (self->workers); worker;
-         worker = (bm_worker_entry_t *) zhashx_next (self->workers))
+    for (bm_worker_entry_t *worker = (bm_worker_entry_t *) zlistx_first (service->workers); worker;
+         worker = (bm_worker_entry_t *) zlistx_next (service->workers))
         for (bm_job_t *job = bm_joblist_first (&worker->jobs); job;
              job = bm_joblist_next (&worker->jobs, job))
             count += job->waits && job->service == service;
@@ -101,7 +103,7 @@ bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
         bm_pack_kv_int (pk, "delayed", service->delayed);
         bm_pack_kv_int (pk, "retries", (int64_t) service->retries);
         bm_pack_kv_int (pk, "running", service->usage);
-        bm_pack_kv_int (pk, "prefetched", s_prefetched (self, service));
+        bm_pack_kv_int (pk, "prefetched", s_prefetched (service));
         bm_pack_kv_int (pk, "completed", (int64_t) service->completed);
         bm_pack_kv_int (pk, "failed", (int64_t) service->failed);
         bm_pack_kv_int (pk, "cancelled", (int64_t) service->cancelled);
