@@ -274,8 +274,12 @@ s_job_waits (bm_broker_t *self, bm_worker_entry_t *worker, bm_job_t *job)
               worker->name);
     if (job->started_at) {
         //  Not started: its record says so until PROGRESS {started: true}.
+        //  Written only over a running record Redis already holds; else
+        //  the record still says queued, and the next write of the run
+        //  (its start, or BROKER_SAVE_RUNNING_MS) carries no startedAt.
         job->started_at = 0;
-        bm_jobstore_persist_state (self, job);
+        if (job->running_saved)
+            bm_jobstore_persist_state (self, job);
     }
 }
 
