@@ -171,6 +171,7 @@ s_end_job (proc_t *proc, bm_pool_outcome_t *outcome, bool process_alive)
 {
     bm_pool_t *self = proc->pool;
     proc->frame_unread = false;         //  It answered: it read its job
+    bm_capture_destroy (&proc->between);
     bm_pool_proc_drain (proc, false);
     //  A bad progress line read only now (the answer came first) is still
     //  this job's.
@@ -800,10 +801,10 @@ s_dispatch (bm_pool_t *self)
         bm_progress_rearm (proc->progress);
         proc->warned_bad_progress = false;
         //  What it wrote since its last answer and is in the pipe now is
-        //  nobody's (read into the last job's tail, which is dropped): not
-        //  the start of this job's log; nor is what it writes before it
-        //  reads this job's frame (frame_unread).
-        bm_pool_proc_drain_stderr (proc);
+        //  not the start of this job's log; nor is what it writes before
+        //  it reads this job's frame (frame_unread).  Both are kept aside:
+        //  if it dies before it reads the frame, they say why.
+        bm_pool_proc_drain_between (proc);
         bm_capture_t *err = bm_capture_new ((size_t) self->config.stderr_tail, true);
         if (err) {
             //  The stderr of this job only.
@@ -1067,6 +1068,7 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         proc->state = PROC_RETIRING;
     bm_pool_proc_read_stdout (proc);
     bm_pool_proc_drain (proc, true);
+    bm_pool_proc_take_between (proc);
     char how [96];
     if (WIFSIGNALED (status))
         snprintf (how, sizeof how, "killed by signal SIG%s", sigabbrev_np (WTERMSIG (status))

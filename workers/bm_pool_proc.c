@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #define BM_POOL_READ_CHUNK      65536
+#define BM_POOL_BETWEEN_TAIL    4096    //  Bytes kept of stderr between jobs
 #define BM_POOL_DRAIN_ROUNDS    64      //  Reads of a chunk to empty a pipe:
                                         //  4 MiB, more than a pipe holds
                                         //  (fs.pipe-max-size: 1 MiB)
@@ -61,6 +62,7 @@ bm_pool_proc_destroy (proc_t **proc_p)
         proc_t *proc = *proc_p;
         s_proc_close (proc);
         bm_capture_destroy (&proc->err);
+        bm_capture_destroy (&proc->between);
         bm_progress_destroy (&proc->progress);
         bm_limits_run_destroy (&proc->limits);
         bm_pool_pjob_destroy (&proc->job);
@@ -268,25 +270,40 @@ bm_pool_proc_rss_mb (pid_t pid)
 //  Reading
 
 //  Whether its job's frame is still (partly) unread in its stdin pipe,
-//  or not all written to it yet.  Once read, no more checks till the next.
+//  or not all written to it yet (or never will be: the write failed, its
+//  stdin is closed).  Once read, no more checks till the next, and what
+//  it wrote on stderr before is dropped.
 static bool
 s_frame_unread (proc_t *proc)
 {
     int queued = 0;
     if (proc->frame_unread
-    &&  !(proc->fd_in >= 0 && (proc->wbuf || (ioctl (proc->fd_in, FIONREAD, &queued) == 0
-                                              && queued > 0))))
+    &&  !(proc->fd_in < 0 || proc->wbuf
+          || (ioctl (proc->fd_in, FIONREAD, &queued) == 0 && queued > 0))) {
         proc->frame_unread = false;
+        bm_capture_destroy (&proc->between);
+    }
     return proc->frame_unread;
+}
+
+//  Keep bytes it wrote on stderr between jobs, aside.
+static void
+s_between_append (proc_t *proc, const char *data, size_t size)
+{
+    if (!proc->between)
+        proc->between = bm_capture_new (proc->between_max, true);
+    if (proc->between)
+        bm_capture_append (proc->between, data, size);
 }
 
 //  Read its stderr (into the job's tail) and its fd 3 (progress of the
 //  job, reported if `report`): at most `rounds` reads each.  What it wrote
 //  on stderr before it read its job's frame (after its last answer: it
 //  had not read the job yet, as the frame is still unread after the read)
-//  is between jobs, nobody's: dropped.
+//  is between jobs, not the job's log: kept aside (`between`), or all of
+//  it if `between`.
 static void
-s_read_stderr (proc_t *proc, int rounds)
+s_read_stderr (proc_t *proc, int rounds, bool between)
 {
     char buffer [BM_POOL_READ_CHUNK];
     for (; proc->fd_err >= 0 && rounds > 0; rounds--) {
@@ -296,7 +313,9 @@ s_read_stderr (proc_t *proc, int rounds)
         if (n == 0)
             bm_pool_proc_close_fd (proc, &proc->fd_err);
         else
-        if (!s_frame_unread (proc))
+        if (between || s_frame_unread (proc))
+            s_between_append (proc, buffer, (size_t) n);
+        else
             bm_capture_append (proc->err, buffer, n);
     }
 }
@@ -338,7 +357,27 @@ bm_pool_proc_drain (proc_t *proc, bool report)
 void
 bm_pool_proc_drain_stderr (proc_t *proc)
 {
-    s_read_stderr (proc, BM_POOL_DRAIN_ROUNDS);
+    s_read_stderr (proc, BM_POOL_DRAIN_ROUNDS, false);
+}
+
+void
+bm_pool_proc_drain_between (proc_t *proc)
+{
+    bm_capture_destroy (&proc->between);
+    s_read_stderr (proc, BM_POOL_DRAIN_ROUNDS, true);
+}
+
+void
+bm_pool_proc_take_between (proc_t *proc)
+{
+    if (proc->between && s_frame_unread (proc) && bm_capture_size (proc->between) > 0) {
+        //  Its job's stderr is empty: it wrote nothing after reading it.
+        bm_capture_destroy (&proc->err);
+        proc->err = proc->between;
+        proc->between = NULL;
+    }
+    else
+        bm_capture_destroy (&proc->between);
 }
 
 //  Keep the job's stdout text; past the cap it is worthless.
@@ -423,7 +462,7 @@ static int
 s_on_stderr (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 {
     (void) loop, (void) item;
-    s_read_stderr ((proc_t *) arg, 4);
+    s_read_stderr ((proc_t *) arg, 4, false);
     return 0;
 }
 
@@ -592,6 +631,8 @@ bm_pool_proc_new (struct _bm_pool_t *pool, zloop_t *loop, const bm_pool_config_t
     proc->fd_err = err [0];
     proc->fd_progress = prog [0];
     proc->err = bm_capture_new ((size_t) config->stderr_tail, true);
+    proc->between_max = config->stderr_tail < BM_POOL_BETWEEN_TAIL
+                      ? (size_t) config->stderr_tail : BM_POOL_BETWEEN_TAIL;
     proc->progress = bm_progress_new ();
     bm_bot_nonblocking (proc->fd_in);
     bm_bot_nonblocking (proc->fd_out);

@@ -85,6 +85,10 @@ struct _proc_t {
     bool frame_unread;          //  Its job's frame is not all read by it
                                 //  yet, as far as we know: what it writes
                                 //  on stderr meanwhile is between jobs
+    bm_capture_t *between;      //  The tail of that stderr (NULL if none):
+                                //  dropped once it reads the frame, its
+                                //  job's message if it dies before
+    size_t between_max;         //  Bytes of it kept
     bm_progress_t *progress;    //  Parser of its fd 3 lines
     pjob_t *job;                //  The job it runs, or NULL
     pid_t child;                //  Fork: the job's child, 0 if unknown yet
@@ -152,6 +156,15 @@ void bm_pool_proc_drain (proc_t *proc, bool report);
 //  returns once its bytes are in it), and it is its start-up output, not
 //  the stderr of the job it is about to get.
 void bm_pool_proc_drain_stderr (proc_t *proc);
+
+//  Before a job is handed to it: what its stderr pipe holds now, written
+//  since its last answer, is between jobs (kept aside, not the job's).
+void bm_pool_proc_drain_between (proc_t *proc);
+
+//  It died with a job: if it had not read the job's frame, what it wrote
+//  on stderr before (the error that killed it, likely) becomes the job's
+//  stderr; else that is dropped.
+void bm_pool_proc_take_between (proc_t *proc);
 
 //  Keep the job's stdout text; past the cap it is worthless.
 void bm_pool_proc_set_output (proc_t *proc, const char *text, size_t size);

@@ -34,6 +34,9 @@ process that ends a job starts the next at once.  One scenario a run:
            (then sleeps 50 ms before it reads on): A, then B prefetched
            behind it, handed to the process at A's answer.  B's log is B's
            own lines, not A's after-answer line.
+  diesafter a pool bot that answers A, then (20 ms later, before it reads
+           B's frame, already in its stdin) writes "boom: ..." on stderr
+           and exits 1: B fails, and its error message is that line.
   credit   BOT_ONE_MAX_PROCS=1, WORKER_PREFETCH=2 and no --concurrency (10):
            credit 3, one INFO line that says so and the cap of 10, no WARN
            that a job past the process "stays queued at the broker".
@@ -51,7 +54,9 @@ queued at the broker while A ran (timeout, cancel, sigterm failed at "B is
 dispatched to the worker while A runs"), and a bad value was not refused
 (the worker started and ran: bad failed at "exits 2").  Before, B's log
 began with A's after-answer line (afterlog failed at "B's log is its own"),
-the worker with WORKER_PREFETCH=2 said both the WARN and credit 3 (credit
+B's error of the bot that died before it read B's frame had no "boom"
+(diesafter failed at "B's error message is the bot's last words"); the
+worker with WORKER_PREFETCH=2 said both the WARN and credit 3 (credit
 failed at "no WARN"), and the cancel of the waiting B was logged as
 "stopping the bot" and "failed in N ms" (cancel failed at "the worker logs
 B dropped before it started").  Before, a waiting B's record had the
@@ -84,7 +89,8 @@ for line in sys.stdin:
 
 #  Its lines on stderr: "own <job>" before the answer, "after <job>" 20 ms
 #  after it (the worker has handed it the next job by then); it reads the
-#  next frame 50 ms later.
+#  next frame 50 ms later.  If the job's payload says "die", it writes
+#  "boom: ..." instead and exits 1, before it reads the next frame.
 AFTERBOT = """import json, sys, time
 sys.stdout.write('{"ready": true}\\n')
 sys.stdout.flush()
@@ -98,6 +104,10 @@ for line in sys.stdin:
     sys.stdout.write(json.dumps({"result": {}, "job": frame["job"]}) + "\\n")
     sys.stdout.flush()
     time.sleep(0.02)
+    if frame["payload"].get("die"):
+        sys.stderr.write("boom: cleanup after %s failed\\n" % frame["job"])
+        sys.stderr.flush()
+        sys.exit(1)
     sys.stderr.write("after %s\\n" % frame["job"])
     sys.stderr.flush()
     time.sleep(0.05)
@@ -133,12 +143,12 @@ def start(s, tmp, name="worker-prefetch", *args, env_extra=None, source=SLEEPBOT
     return w, ran
 
 
-def prefetched(c, ran, first, a_ms=2500):
+def prefetched(c, ran, first, a_ms=2500, a_payload=None):
     """A (2.5 s, or a_ms) runs, then B waits in the worker: returns (A, B)."""
     workers = [x for x in c.stats()["workers"] if "one" in x["types"]]
     check(len(workers) == 1 and workers[0]["credit"] == 2,
           "the broker gives the worker credit 2 (1 process + WORKER_PREFETCH=1)", workers)
-    a = c.submit("one", {"ms": a_ms}, attempts=1, timeoutMs=a_ms + 10000)
+    a = c.submit("one", dict(a_payload or {}, ms=a_ms), attempts=1, timeoutMs=a_ms + 10000)
     wait_until(lambda: a in ran_ids(ran), 10, "A to run on the pool process")
     b = c.submit("one", {"ms": 0}, attempts=1, timeoutMs=1000)
     rec = wait_until(lambda: (lambda r: r if r["state"] == "running" else None)(c.status(b)),
@@ -226,6 +236,24 @@ def scenario_afterlog(s, c, tmp):
           "B's log is its own, not A's after-answer line (%r)" % rec_b.get("log"), rec_b)
     check((rec_a.get("log") or "").split("\n")[0] == "own " + a, "A's log begins with its line",
           rec_a)
+
+
+def scenario_diesafter(s, c, tmp):
+    w, ran = start(s, tmp, source=AFTERBOT)
+    a, b = prefetched(c, ran, "worker-prefetch", a_ms=500, a_payload={"die": True})
+    rec_a = c.wait(a, timeout=15)
+    rec_b = c.wait(b, timeout=15)
+    check(rec_a["state"] == "completed", "A completes", rec_a)
+    check((rec_a.get("log") or "").split("\n")[0] == "own " + a, "A's log begins with its line",
+          rec_a)
+    check(b not in ran_ids(ran), "B never ran: the bot died before it read B's frame", ran_ids(ran))
+    check(rec_b["state"] == "failed", "B fails (attempts 1)", rec_b)
+    message = (rec_b.get("error") or {}).get("message") or ""
+    check("boom: cleanup after " + a + " failed" in message,
+          "B's error message is the bot's last words, which say why it died (%r)" % message, rec_b)
+    check("own " + a not in (rec_b.get("log") or ""), "B's log has none of A's lines", rec_b)
+    wait_until(lambda: "boom: cleanup after " + a in w.output(), 10,
+               "the worker's log line of B's failure to give the reason")
 
 
 def scenario_credit(s, c, tmp):
