@@ -831,7 +831,8 @@ static void
 s_restore_read (s_restore_t *restore)
 {
     bm_broker_t *self = restore->broker;
-    qsort (restore->found, restore->count, sizeof (s_found_t), s_newest_first);
+    if (restore->count > 1)             //  found is NULL when no set held an id
+        qsort (restore->found, restore->count, sizeof (s_found_t), s_newest_first);
     size_t count = restore->count;
     if ((int64_t) count > self->config.keep_finished)
         count = (size_t) self->config.keep_finished;
