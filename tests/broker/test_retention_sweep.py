@@ -66,15 +66,16 @@ def test():
         # Killed within the retention; the next broker sees no worker of
         # the type, only Redis names it.
         h.check(time.monotonic() - t_ok < TTL_S - 1, "killed before the retention ran out (slow machine)")
+        broker.kill()
+        h.log("broker killed with SIGKILL")
         # A set as a broker of an earlier version left it: a type that
-        # finished jobs only then, in no types set.
+        # finished jobs only then, in no types set.  Planted once the broker
+        # is gone: a live broker's sweep lists the sets it finds.
         old = "01a0000000aa-0000-00000001"
         s.redis_cli("HSET", key(old), "r", "an earlier version's record")
         s.redis_cli("ZADD", P + "finished:completed:retired", str(int(time.time() * 1000) - 3600000), old)
         h.check(s.redis_cli("SISMEMBER", P + "finished:types", "retired") == "0",
                 "an earlier version's set: its type is not listed")
-        broker.kill()
-        h.log("broker killed with SIGKILL")
         s.broker(env=env)
         h.wait_until(lambda: c.request(h.PING)[1]["redis"], 10, "the new broker connected to redis")
         h.check(s.redis_cli("EXISTS", key(ok)) == "1", "the record is still there within its retention")
