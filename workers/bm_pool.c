@@ -317,6 +317,28 @@ s_unknown_frame (proc_t *proc, json_t *frame)
     s_dispatch (self);
 }
 
+//  What a log line says of the last line a dead process wrote on stderr
+//  (text: its tail, as bm_capture_text gives it): "; its last stderr line:
+//  '...'" (its first 200 bytes), or "; nothing on its stderr".
+static void
+s_last_words (const char *text, char *words, size_t size)
+{
+    if (!text)
+        text = "";
+    const char *last = strrchr (text, '\n');
+    last = last ? last + 1 : text;
+    if (!*last) {
+        snprintf (words, size, "; nothing on its stderr");
+        return;
+    }
+    size_t length = strlen (last), shown = length > 200 ? 200 : length;
+    //  Cut at a character's start: the tail is valid UTF-8.
+    while (shown < length && shown > 0 && ((unsigned char) last [shown] & 0xc0) == 0x80)
+        shown--;
+    snprintf (words, size, "; its last stderr line: '%.*s%s'", (int) shown, last,
+              shown < length ? "..." : "");
+}
+
 //  The first bytes of a line, printable, for a message.
 static void
 s_excerpt (const char *line, size_t size, char *text, size_t text_size)
@@ -1163,18 +1185,22 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
                       "at end of file on stdin)", self->config.fork ? "fork server" : "pool process");
             outcome.bad_output = unanswered;
         }
+        char *tail = bm_capture_text (proc->err);
         if (proc->stopping)
             //  Stopped by the worker for its job (timeout, cancel,
             //  shutdown): the job's own log line says which.
             bm_info (NULL, "%s process pid=%d %s: stopped by the worker for its job",
                      self->config.type, (int) pid, how);
-        else
-            bm_warn (NULL, "%s process pid=%d %s while running a job", self->config.type, (int) pid, how);
+        else {
+            char words [256];
+            s_last_words (tail, words, sizeof words);
+            bm_warn (proc->job->id, "%s process pid=%d %s while running a job%s", self->config.type,
+                     (int) pid, how, words);
+        }
         //  bwrap passes on its bot's death by signal N as exit 128 + N.
         //  A process that died of its limit (out of files: exit 24 on
         //  EMFILE, a MemoryError) as its job's verdict reads it counts as
         //  recycled for the limit, as one that survived it and is retired.
-        char *tail = bm_capture_text (proc->err);
         outcome.message = tail;
         bool limit = outcome.signal == SIGXCPU || kill_limit
                   || (self->config.sandboxed && outcome.exit_code == 128 + SIGXCPU)
@@ -1193,7 +1219,13 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
     }
     else
     if (state != PROC_RETIRING) {
-        bm_warn (NULL, "%s process pid=%d %s while idle", self->config.type, (int) pid, how);
+        //  Its stderr since its last job began: that job's log, then what
+        //  it wrote while idle, which likely says why it died.
+        char *tail = bm_capture_text (proc->err);
+        char words [256];
+        s_last_words (tail, words, sizeof words);
+        free (tail);
+        bm_warn (NULL, "%s process pid=%d %s while idle%s", self->config.type, (int) pid, how, words);
         self->stats.recycled_died++;
     }
     bm_pool_proc_destroy (&proc);

@@ -1,0 +1,89 @@
+"""The worker's WARN line for a pool process that died by itself says why:
+how it ended (exit status or signal) and the last line it wrote on stderr.
+
+A real broker (no Redis), a real worker, and a pool bot written by hand
+that, when the payload asks, writes two lines on stderr and exits 3 while
+it runs the job ("die"), or answers and then, idle, writes a line and dies
+of SIGABRT ("idle").  The WARN line of each death names the exit and the
+last stderr line; a process that wrote nothing on stderr is said to have.
+
+Before, the line was "... exited with status 3 while running a job" alone
+(failed at "the WARN line of the death in a job gives its last stderr
+line").
+"""
+import os
+import re
+
+import harness
+from harness import check, wait_until
+import wlib
+
+DIER = """import json, os, signal, sys, threading, time
+sys.stdout.write('{"ready": true}\\n')
+sys.stdout.flush()
+for line in sys.stdin:
+    frame = json.loads(line)
+    how = frame["payload"].get("how")
+    if how == "die":
+        sys.stderr.write("loading the model\\nfatal: the disk is on fire\\n")
+        sys.stderr.flush()
+        os._exit(3)
+    if how == "quiet":
+        os._exit(4)
+    sys.stdout.write(json.dumps({"result": {"pid": os.getpid()}, "job": frame["job"]}) + "\\n")
+    sys.stdout.flush()
+    if how == "idle":
+        time.sleep(0.1)
+        sys.stderr.write("watchdog: lost the GPU\\n")
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGABRT)
+"""
+
+
+def main():
+    bots = harness.tempdir("warm-death-log-")
+    bot = os.path.join(bots, "dier.py")
+    with open(bot, "w") as f:
+        f.write(DIER)
+    with harness.Stack("worker-e2e-warm-death-log") as s:
+        s.broker(redis=False)
+        env = {"BOT_DIER_CMD": "%s %s" % (wlib.PY, bot), "BOT_DIER_MODE": "pool",
+               "BOT_DIER_MAX_PROCS": "1"}
+        w = s.worker("--type", "dier", "--concurrency", "1", env=env)
+        s.wait_workers(1)
+        c = s.client()
+
+        def warn(pattern, what):
+            regex = re.compile(pattern)
+            return wait_until(lambda: next((l for l in w.output().splitlines()
+                                            if " WARN " in l and regex.search(l)), None),
+                              10, what)
+
+        job_id = c.submit("dier", {"how": "die"}, attempts=1)
+        rec = c.wait(job_id, timeout=30)
+        check(rec["state"] == "failed", "the job whose process exited 3 fails", rec)
+        line = warn(r"dier process pid=\d+ exited with status 3 while running a job",
+                    "a WARN line for the process that exited 3 in a job")
+        check("its last stderr line: 'fatal: the disk is on fire'" in line,
+              "the WARN line of the death in a job gives its last stderr line", line)
+        check("job=%s " % job_id in line, "and names the job", line)
+
+        rec = wlib.run_job(c, "dier", {"how": "quiet"}, attempts=1)
+        check(rec["state"] == "failed", "the job whose process exited 4 fails", rec)
+        line = warn(r"dier process pid=\d+ exited with status 4 while running a job",
+                    "a WARN line for the process that exited 4 in a job")
+        check(line.endswith("; nothing on its stderr"),
+              "the WARN line of a death with nothing on stderr says so", line)
+
+        rec = wlib.run_job(c, "dier", {"how": "idle"}, attempts=1)
+        check(rec["state"] == "completed", "the job answered before the process died completes", rec)
+        line = warn(r"dier process pid=%d killed by signal SIGABRT while idle" % rec["result"]["pid"],
+                    "a WARN line for the process killed by SIGABRT while idle")
+        check("its last stderr line: 'watchdog: lost the GPU'" in line,
+              "the WARN line of the death while idle gives its last stderr line", line)
+        c.close()
+        check(w.alive(), "worker still running")
+
+
+if __name__ == "__main__":
+    harness.main(main)
