@@ -51,8 +51,9 @@ s_make_queue (const msgpack_object *body)
 
 //  A body field the route does not take is refused, 400 invalid_body naming
 //  it: a typo in a filter ("State", "olderThan") would otherwise widen what
-//  a clean removes or a retry runs again.  known: the fields taken, NULL
-//  ended.  Returns 0, or -1 after answering.
+//  a clean removes or a retry runs again, one in a schedule ("cronn",
+//  "webhookURL") make a schedule other than the one meant.  known: the
+//  fields taken, NULL ended.  Returns 0, or -1 after answering.
 static int
 s_refuse_unknown (gw_request_t *r, json_t *body, const char *const *known)
 {
@@ -64,11 +65,11 @@ s_refuse_unknown (gw_request_t *r, json_t *body, const char *const *known)
             i++;
         if (known [i])
             continue;
-        char taken [80] = "";
+        char taken [160] = "";
         for (i = 0; known [i]; i++)
             snprintf (taken + strlen (taken), sizeof taken - strlen (taken), "%s%s",
                       i ? ", " : "", known [i]);
-        char message [200];
+        char message [280];
         snprintf (message, sizeof message, "unknown field \"%.64s\": the body takes only %s",
                   key, taken);
         r->reason = "invalid_body";
@@ -286,7 +287,12 @@ gw_routes_schedules (gw_request_t *r)
         json_t *body = gw_request_read_object (r, "the body must be a JSON object {\"key\", "
                                                "\"botType\", \"payload\", \"cron\" or "
                                                "\"everyMs\", ...}");
-        if (!body) {
+        //  The broker reads these and ignores any other: refused here.
+        static const char *const known [] = { "key", "botType", "payload", "cron", "tz",
+                                              "everyMs", "limit", "startAt", "endAt",
+                                              "priority", "webhookUrl", NULL };
+        if (!body || s_refuse_unknown (r, body, known)) {
+            json_decref (body);
             bm_packer_destroy (&packer);
             return;
         }

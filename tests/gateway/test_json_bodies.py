@@ -69,14 +69,14 @@ def test():
                     "%s, an empty body: 400 invalid_json" % path, r)
 
         # 40 deep in a field that is not payload: named as that field.
-        r = post_json(u + "/schedules", SCHEDULE + ',"meta":' + "[" * 40 + "]" * 40 + "}")
+        r = post_json(u + "/schedules", SCHEDULE + ',"tz":' + "[" * 40 + "]" * 40 + "}")
         h.check(r.status == 400 and r.error_code() == "invalid_body"
-                and r.json["error"]["message"].startswith("meta nests deeper"),
+                and r.json["error"]["message"].startswith("tz nests deeper"),
                 "/schedules, a field 40 deep: 400 naming it, not payload", r)
 
         # The routes still take good bodies.
         r = post_json(u + "/schedules", {"key": "k1", "botType": "python", "everyMs": 60000,
-                                         "meta": {"a": [1]}})
+                                         "payload": {"a": [1]}})
         h.check(r.status == 200 and r.json["key"] == "k1", "/schedules, a good body: 200", r)
         r = curl("-X", "POST", u + "/queues/python/clean", "-H", "Content-Type:", "--data-binary",
                  '{"state":"failed","olderThanMs":0}')
