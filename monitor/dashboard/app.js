@@ -233,7 +233,7 @@
     var body = $("types-body");
     clear(body);
     var names = typeNames(stats);
-    var sums = { waiting: 0, delayed: 0, running: 0, limit: 0, waitingForPermit: 0, completed: 0, failed: 0, cancelled: 0, workers: 0, limitKills: 0,
+    var sums = { waiting: 0, delayed: 0, running: 0, prefetched: 0, limit: 0, waitingForPermit: 0, completed: 0, failed: 0, cancelled: 0, workers: 0, limitKills: 0,
                  warmProcesses: 0, recycles: 0, initFailures: 0 };
     names.forEach(function (name) {
       var t = stats.types[name] || {};
@@ -253,7 +253,8 @@
       el("td", { "class": "num", "data-field": "waiting" }, sums.waiting),
       el("td", { "class": "num", "data-field": "delayed" }, sums.delayed),
       el("td", null, el("div", { "class": "usage" }, el("span", { "class": "text" },
-        el("span", { "data-field": "running", id: "total-running" }, sums.running), " running"))),
+        el("span", { "data-field": "running", id: "total-running" }, sums.running), " running",
+        prefetchedNote(sums.prefetched, "total-prefetched")))),
       el("td", { "class": "num", "data-field": "waitingForPermit" }, sums.waitingForPermit),
       el("td", { "class": "num", "data-field": "completed" }, sums.completed),
       el("td", { "class": "num", "data-field": "failed" }, sums.failed),
@@ -341,7 +342,7 @@
          alert ? el("span", { "class": "state state-alert", id: id("alert"), title: alert.title }, alert.text) : null),
       el("td", { "class": "num", "data-field": "waiting", id: id("waiting") }, num(t.waiting)),
       el("td", { "class": "num", "data-field": "delayed", id: id("delayed") }, num(t.delayed)),
-      el("td", null, usageCell(num(t.running), num(t.limit), num(usage), name)),
+      el("td", null, usageCell(num(t.running), num(t.limit), num(usage), name, num(t.prefetched))),
       el("td", { "class": "num", "data-field": "waitingForPermit", id: id("waitingForPermit") }, num(t.waitingForPermit)),
       el("td", { "class": "num", "data-field": "completed", id: id("completed") }, num(t.completed)),
       el("td", { "class": "num", "data-field": "failed", id: id("failed") }, num(t.failed)),
@@ -476,8 +477,19 @@
     });
   }
 
-  //  "running / limit" with a bar showing semaphore permits in use.
-  function usageCell(running, limit, usage, name) {
+  //  " (N prefetched)" after a running count when N > 0: jobs of it that
+  //  wait in their worker for a bot process (WORKER_PREFETCH), counted in
+  //  running (STATS prefetched).
+  function prefetchedNote(prefetched, id) {
+    if (!(prefetched > 0)) return null;
+    return el("span", { "class": "prefetched", title: prefetched + " of the running jobs wait in their " +
+                        "worker for a bot process to take them (WORKER_PREFETCH): no bot runs them yet" },
+      " (", el("span", { "data-field": "prefetched", id: id }, prefetched), " prefetched)");
+  }
+
+  //  "running / limit" with a bar showing semaphore permits in use, and
+  //  the prefetched jobs among those running.
+  function usageCell(running, limit, usage, name, prefetched) {
     var pct = limit > 0 ? Math.min(100, Math.round(100 * usage / limit)) : 0;
     var fill = el("div", { "class": "fill" + (limit > 0 && usage >= limit ? " full" : ""), style: "width:" + pct + "%" });
     var prefix = "type-" + name + "-";
@@ -485,7 +497,8 @@
       el("div", { "class": "bar", "data-field": "usage", "data-value": usage }, fill),
       el("span", { "class": "text" },
         el("span", { "data-field": "running", id: prefix + "running" }, running), " / ",
-        el("span", { "data-field": "limit", id: prefix + "limit" }, limit)));
+        el("span", { "data-field": "limit", id: prefix + "limit" }, limit),
+        prefetchedNote(prefetched, prefix + "prefetched")));
   }
 
   function renderWorkers(workers) {
