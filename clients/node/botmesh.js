@@ -42,6 +42,7 @@ const C = {
   // time and control (protocol.md 4): a bot type's queue, one job, schedules
   QUEUE: 0x0b, REMOVE: 0x0c, PROMOTE: 0x0d, SCHEDULE: 0x0e,
 };
+const JOB_LOG_MAX_BYTES = 16384;        // the tail of a job's log sent with DONE (as the C worker's)
 const DONE_KEEP_MAX = 1000;             // recent DONEs a worker keeps for a reconnect (as the C worker)
 // Replaced (DISCONNECT replaced): another live process registered under this
 // worker's name.  Registering again at once, both would take the name from
@@ -968,10 +969,23 @@ class Client {
 
 function nowMs() { return Date.now(); }
 
+/** log (a Buffer, or null) with text appended as a line: its last JOB_LOG_MAX_BYTES, cut at a character's start. */
+function logAppend(log, text) {
+  let out = Buffer.from(`${text}\n`, 'utf8');
+  if (log) out = Buffer.concat([log, out]);
+  if (out.length > JOB_LOG_MAX_BYTES) {
+    let cut = out.length - JOB_LOG_MAX_BYTES;
+    while (cut < out.length && (out[cut] & 0xc0) === 0x80) cut += 1;
+    out = out.subarray(cut);
+  }
+  return out;
+}
+
 /**
  * A BMW01 worker: serves bot types with `async handler(payload, job) => result`.
  * job: {id, botType, payload, attempt, timeoutMs, deadline, signal (AbortSignal,
- * aborted on CANCEL), cancelReason, progress(n)}. Throw JobError(code, message)
+ * aborted on CANCEL), cancelReason, progress(n), log(text) (a line of the job's
+ * log, sent with DONE: BullMQ's job.log)}. Throw JobError(code, message)
  * to choose the error code; any other throw ends the job with 'bot_failed'.
  * Events: 'connect' (n), 'job' (job), 'done' (body), 'nack' (code, message).
  */
@@ -1363,6 +1377,16 @@ class Worker extends EventEmitter {
         if (this.jobs.get(id) !== job) return;
         this._queue(W.PROGRESS, { jobId: id, progress: Math.max(0, Math.min(100, Math.trunc(n))) });
       },
+      _log: null,
+      _logLines: 0,
+      // A line of the job's log (BullMQ's job.log): its last JOB_LOG_MAX_BYTES
+      // go with the run's DONE, whatever its outcome. Returns the lines logged.
+      log: (text) => {
+        if (typeof text !== 'string') throw new TypeError(`log takes a string, got ${show(text)}`);
+        job._log = logAppend(job._log, text);
+        job._logLines += 1;
+        return job._logLines;
+      },
     };
     this.jobs.set(id, job);
     this.emit('job', job);
@@ -1398,6 +1422,7 @@ class Worker extends EventEmitter {
     }
     if (error) { done.ok = false; done.error = error; } else { done.ok = true; done.result = result; }
     done.finishedAt = nowMs();
+    if (job._log && job._log.length) done.log = job._log.toString('utf8');
     if (this.jobs.get(job.id) === job) this.jobs.delete(job.id);
     else return;                                   // released at stop: the broker has it back
     done.attempt = job._doneAttempt;               // the broker's latest JOB for it

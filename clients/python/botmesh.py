@@ -105,6 +105,7 @@ BOT_TYPE_RE = re.compile(r"^[a-z0-9_-]{1,32}$")
 MAX_PAYLOAD_BYTES = 1 << 20          # protocol default of MAX_PAYLOAD_BYTES
 DEFAULT_HEARTBEAT_MS = 1000          # protocol default of HEARTBEAT_INTERVAL_MS
 DEFAULT_LIVENESS = 3                 # protocol default of HEARTBEAT_LIVENESS
+JOB_LOG_MAX_BYTES = 16384            # the tail of a job's log sent with DONE (as the C worker's)
 DONE_KEEP_MAX = 1000                 # recent DONEs a worker keeps for a reconnect (as the C worker)
 # Replaced (DISCONNECT replaced): another live process registered under this
 # worker's name.  Registering again at once, both would take the name from
@@ -911,11 +912,26 @@ class Job:
         self.cancelled = threading.Event()       # set when the broker sends CANCEL
         self.cancel_reason = None
         self.released = False                    # handed back to the broker (worker stopping)
+        self._log = bytearray()                  # the tail of its log (job.log), UTF-8
+        self._log_lock = threading.Lock()
 
     def progress(self, percent):
         """Report progress to the broker: a number 0..100 (outside: clamped).
         Anything else raises TypeError."""
         self._worker._emit(W_PROGRESS, {"jobId": self.id, "progress": _percent(percent)})
+
+    def log(self, text):
+        """Add a line to the job's log (BullMQ's job.log): sent with the run's
+        DONE, whatever its outcome, as the record's log (GET /job/{id}/logs,
+        logs()). The last JOB_LOG_MAX_BYTES are kept. Text that is not a
+        str raises TypeError."""
+        line = _log_line(text)
+        with self._log_lock:
+            _log_append(self._log, line)
+
+    def _log_text(self):
+        with self._log_lock:
+            return self._log.decode("utf-8", "replace") if self._log else None
 
     def is_cancelled(self):
         return self.cancelled.is_set()
@@ -928,6 +944,24 @@ class Job:
 
     def __repr__(self):
         return "<Job %s %s attempt %s>" % (self.id, self.bot_type, self.attempt)
+
+
+def _log_line(text):
+    """job.log()'s argument as the bytes of one line of the log."""
+    if not isinstance(text, str):
+        raise TypeError("log takes a str, not %r" % (type(text).__name__,))
+    return text.encode("utf-8", "replace") + b"\n"
+
+
+def _log_append(log, line):
+    """Append line to log (a bytearray), keeping its last JOB_LOG_MAX_BYTES,
+    cut at the start of a character."""
+    log += line
+    if len(log) > JOB_LOG_MAX_BYTES:
+        cut = len(log) - JOB_LOG_MAX_BYTES
+        while cut < len(log) and (log[cut] & 0xC0) == 0x80:
+            cut += 1
+        del log[:cut]
 
 
 def _percent(percent):
@@ -958,6 +992,9 @@ class _ProcessJob:
 
     def progress(self, percent):
         self._conn.send(("progress", _percent(percent)))
+
+    def log(self, text):
+        self._conn.send(("log", _log_line(text).decode("utf-8")))
 
     def is_cancelled(self):
         return self.cancelled.is_set()
@@ -1650,6 +1687,9 @@ class Worker:
                                       % proc.exitcode}
                     if message[0] == "progress":
                         job.progress(message[1])
+                    elif message[0] == "log":
+                        with job._log_lock:
+                            _log_append(job._log, message[1].encode("utf-8"))
                     elif message[0] == "ok":
                         return message[1], None
                     else:
@@ -1710,4 +1750,7 @@ class Worker:
             done["ok"] = False
             done["error"] = error
         done["finishedAt"] = now_ms()
+        text = job._log_text()
+        if text:
+            done["log"] = text
         self._emit(W_DONE, done)

@@ -6,7 +6,8 @@
     Each job: payload {sleepMs, fail, progress} -> result {worker, start, end
     (ms, wall clock), attempt, run, echo}.  The sleep ends early on a CANCEL
     (job.signal), and the handler then returns as usual; sleepFirstRun: true
-    sleeps only in the first run of the job here; run counts the runs of the
+    sleeps only in the first run of the job here; log: [lines] logs each line
+    (job.log), logMany: N logs N lines "line NNNN ééé...", before the rest; run counts the runs of the
     job in this worker (1, 2, ...).  SIGTERM: graceful stop.  */
 const path = require('path');
 const ROOT = process.env.BOTMESH_ROOT || path.resolve(__dirname, '..', '..');
@@ -32,6 +33,8 @@ const w = new Worker({
     const run = (runs.get(job.id) || 0) + 1;
     runs.set(job.id, run);
     console.log(`START ${job.id} attempt ${job.attempt} run ${run}`);
+    for (const line of p.log || []) job.log(line);
+    for (let i = 0; i < (p.logMany || 0); i += 1) job.log(`line ${String(i).padStart(4, '0')} ${'\u00e9'.repeat(20)}`);
     if (p.progress) job.progress(50);
     if (p.sleepMs && (run === 1 || !p.sleepFirstRun)) await sleep(p.sleepMs, job.signal);
     if (p.fail) throw new JobError('bot_failed', `asked to fail by ${args.name}`);

@@ -4,6 +4,8 @@
 
 Each job: payload {"sleepMs": N, "fail": bool, "progress": bool, "exit": text (sys.exit)} ->
 result {"worker", "start", "end" (ms, wall clock), "attempt", "run", "echo"}.
+"log": [lines] logs each line (job.log), "logMany": N logs N lines
+"line NNNN ééé...", before the rest.
 The sleep ends early on a CANCEL (job.cancelled), and the handler then
 returns as usual; "sleepFirstRun": true sleeps only in the first run of the
 job here; "failFirstRun": true fails only the first run of the job here;
@@ -12,7 +14,7 @@ SIGTERM: graceful stop (credit 0, finish, RELEASE, DISCONNECT).
 
 --isolation process: each job in its own process (handle_isolated):
 payload {"hang": true} sleeps forever, {"sleepMs": N} sleeps N ms (not told of a cancel), {"crash": N} exits with code N,
-{"progress": true} reports 50 %; result {"worker", "pid", "attempt", "cancelled"
+{"progress": true} reports 50 %, "log" and "logMany" as above (before a crash too); result {"worker", "pid", "attempt", "cancelled"
 (job.cancelled.is_set()), "echo"}.
 """
 import argparse
@@ -27,11 +29,20 @@ sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
 import botmesh  # noqa: E402
 
 
+def log_lines(payload, job):
+    """payload "log": lines to log, "logMany": how many numbered lines."""
+    for line in payload.get("log", []):
+        job.log(line)
+    for i in range(payload.get("logMany", 0)):
+        job.log("line %04d %s" % (i, "\u00e9" * 20))
+
+
 def handle_isolated(payload, job):
     """The handler of --isolation process (module level: the forkserver
     imports it by name)."""
     payload = payload if isinstance(payload, dict) else {"value": payload}
     print("START %s attempt %s pid %d" % (job.id, job.attempt, os.getpid()), flush=True)
+    log_lines(payload, job)
     if payload.get("progress"):
         job.progress(50)
     if payload.get("hang"):
@@ -62,6 +73,7 @@ def main():
         with runs_lock:
             run = runs[job.id] = runs.get(job.id, 0) + 1
         print("START %s attempt %s run %d" % (job.id, job.attempt, run), flush=True)
+        log_lines(payload, job)
         if payload.get("progress"):
             job.progress(50)
         if payload.get("sleepMs") and (run == 1 or not payload.get("sleepFirstRun")):

@@ -350,6 +350,48 @@ tests.workerJobs = async () => {
   }
 };
 
+// job.log(text): the lines go with DONE as its log, the tail of at most
+// 16,384 bytes cut at a character's start (as the C worker's), whatever the
+// outcome; none when nothing was logged; a log that is no string throws.
+tests.workerJobLog = async () => {
+  const fb = await workerBroker();
+  const w = new bm.Worker({
+    types: ['pywork'], credit: 1, endpoint: fb.endpoint, name: 'w-node-log', heartbeatMs: 100, liveness: 50,
+    handler: async (payload, job) => {
+      if (payload === 'bad') {
+        try { job.log(42); } catch (e) { return e instanceof TypeError ? 'refused' : 'other'; }
+        return 'taken';
+      }
+      for (let i = 0; i < (payload.many || 0); i++) job.log(`line ${String(i).padStart(4, '0')} ${'\u00e9'.repeat(20)}`);
+      for (const line of payload.lines || []) job.log(line);
+      if (payload.fail) throw new Error('failed after logging');
+      return 1;
+    },
+  }).start();
+  try {
+    const ready = await fb.waitFor((m) => m.cmd === 0x01, 3000, 'READY');
+    const run = async (id, payload) => {
+      await fb.send(ready.ident, 0x02, { jobId: id, botType: 'pywork', payload, attempt: 1 });
+      return (await fb.waitFor((m) => m.cmd === 0x04 && m.body.jobId === id, 3000, `DONE ${id}`)).body;
+    };
+    let d = await run('l1', { lines: ['one', 'two \u2713'] });
+    check(d.ok === true && d.log === 'one\ntwo \u2713\n', 'DONE log: the lines logged', d);
+    d = await run('l2', { lines: ['before the failure'], fail: true });
+    check(d.ok === false && d.log === 'before the failure\n', "a failed run's DONE has its log too", d);
+    d = await run('l3', {});
+    check(d.ok === true && !('log' in d), 'nothing logged: DONE without log', d);
+    d = await run('l4', { many: 1000 });
+    const size = Buffer.byteLength(d.log, 'utf8');
+    check(size >= 16384 - 4 && size <= 16384 && d.log.endsWith(`line 0999 ${'\u00e9'.repeat(20)}\n`) && !d.log.includes('\ufffd'),
+      'a long log: its tail, at most 16,384 bytes, cut at a character', size);
+    d = await run('l5', 'bad');
+    check(d.result === 'refused', 'job.log of a number throws TypeError', d);
+  } finally {
+    await w.stop({ graceMs: 0 });
+    fb.close();
+  }
+};
+
 tests.workerCreditCancelStop = async () => {
   const fb = await workerBroker();
   const sawCancel = [];

@@ -369,6 +369,53 @@ def test_worker_jobs():
         fb.close()
 
 
+def test_worker_job_log():
+    """job.log(text): the lines go with DONE as its log, the tail of at most
+    16,384 bytes cut at a character's start (as the C worker's), whatever
+    the outcome; none when nothing was logged; a log that is no str raises."""
+    def handler(payload, job):
+        if payload == "bad":
+            try:
+                job.log(b"bytes")
+            except TypeError:
+                return "refused"
+            return "taken"
+        for i in range(payload.get("many", 0)):
+            job.log("line %04d %s" % (i, "\u00e9" * 20))
+        for line in payload.get("lines", []):
+            job.log(line)
+        if payload.get("fail"):
+            raise RuntimeError("failed after logging")
+        return 1
+
+    fb = worker_fb()
+    w = botmesh.Worker(["pywork"], handler, credit=1, endpoint=fb.endpoint, name="w-log",
+                       heartbeat_ms=100, liveness=50).start()
+    try:
+        ident = fb.wait_for(lambda m: m.cmd == botmesh.W_READY, what="READY").ident
+
+        def run(jid, payload):
+            fb.send(ident, 0x02, {"jobId": jid, "botType": "pywork", "payload": payload, "attempt": 1})
+            return fb.wait_for(lambda m: m.cmd == botmesh.W_DONE and m.body.get("jobId") == jid,
+                               what="DONE " + jid).body
+
+        d = run("l1", {"lines": ["one", "two \u2713"]})
+        check(d["ok"] is True and d["log"] == "one\ntwo \u2713\n", "DONE log: the lines logged", d)
+        d = run("l2", {"lines": ["before the failure"], "fail": True})
+        check(d["ok"] is False and d["log"] == "before the failure\n", "a failed run's DONE has its log too", d)
+        d = run("l3", {})
+        check(d["ok"] is True and "log" not in d, "nothing logged: DONE without log", d)
+        d = run("l4", {"many": 1000})
+        size = len(d["log"].encode("utf-8"))
+        check(16384 - 4 <= size <= 16384 and d["log"].endswith("line 0999 " + "\u00e9" * 20 + "\n")
+              and "\ufffd" not in d["log"], "a long log: its tail, at most 16,384 bytes, cut at a character", size)
+        d = run("l5", "bad")
+        check(d["result"] == "refused", "job.log of bytes raises TypeError", d)
+    finally:
+        w.stop(timeout=5)
+        fb.close()
+
+
 def test_worker_credit_cancel_stop():
     import threading
     gate = threading.Event()
