@@ -229,6 +229,13 @@ s_route (bm_broker_t *self, zframe_t *identity, const char *header, int command,
     return 0;
 }
 
+int
+bm_broker_route_client (bm_broker_t *self, zframe_t *identity, int command, const char *body,
+                        size_t size)
+{
+    return s_route (self, identity, BM_CLIENT_HEADER, command, body, size);
+}
+
 void
 bm_broker_send_client (bm_broker_t *self, zframe_t *identity, int command, bm_body_t *body)
 {
@@ -658,6 +665,7 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
     bm_broker_t *self = (bm_broker_t *) arg;
     int64_t now = bm_mono_ms ();
     bm_ha_tick (self, now);
+    bm_events_tick (self, now);
     atomic_store (&self->redis_reached, self->store && bm_store_up (self->store));
     if (self->stopping) {
         bool flushed = !self->store || !bm_store_up (self->store)
@@ -791,6 +799,11 @@ s_broker_new (const bm_broker_config_t *config, bool *bad_config)
     bm_broker_t *self = (bm_broker_t *) zmalloc (sizeof (bm_broker_t));
     self->config = *config;
     bm_stats_setup_metrics (self);
+    self->events = bm_events_new (self, config->max_subscriptions);
+    if (!self->events) {
+        bm_error (NULL, "out of memory for the event subscriptions");
+        abort ();
+    }
     self->services = zhashx_new ();
     zhashx_set_destructor (self->services, s_free_service);
     self->workers = zhashx_new ();
@@ -996,6 +1009,7 @@ s_broker_destroy (bm_broker_t **self_p)
         bm_heap_destroy (&self->deadlines);
         bm_heap_destroy (&self->delayed);
         bm_heap_destroy (&self->schedule_heap);
+        bm_events_destroy (&self->events);
         zhashx_destroy (&self->schedules);
         bm_idem_destroy (&self->idem);
         bm_metrics_destroy (&self->metrics);

@@ -1204,6 +1204,10 @@ bm_clients_handle (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
         case BM_SCHEDULE:
             bm_schedule_command (self, identity, msg);
             break;
+        case BM_SUBSCRIBE:
+        case BM_UNSUBSCRIBE:
+            bm_events_command (self, identity, msg);
+            break;
         default:
             bm_series_inc (bm_metric_series (self->mf_frames, "bad_command"));
             bm_broker_reject (self, identity, body, "bad_command", "unknown client command");

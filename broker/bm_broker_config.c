@@ -37,6 +37,9 @@ const bm_setting_t bm_broker_settings [] = {
              "(RETRY_<TYPE>_BACKOFF_MS per type)"),
     ROW_INT ("MAX_SCHEDULES", max_schedules, 10000, 0, 1000000,
              "repeatable job schedules the broker keeps (SCHEDULE add beyond it: queue_full)"),
+    ROW_INT ("MAX_SUBSCRIPTIONS", max_subscriptions, 64, 0, 10000,
+             "live job event subscriptions (SUBSCRIBE) at once; one more is refused "
+             "too_many_subscriptions"),
     BM_SETTING_HEARTBEAT_INTERVAL_MS (bm_broker_config_t, heartbeat_ms),
     BM_SETTING_HEARTBEAT_LIVENESS (bm_broker_config_t, liveness),
     BM_SETTING_MAX_FRAME_BYTES (bm_broker_config_t, max_frame),

@@ -37,6 +37,7 @@
 #include <math.h>
 
 #include "bm_job.h"
+#include "bm_events.h"
 #include "bm_jobtab.h"
 #include "bm_service.h"
 #include "bm_worker_entry.h"
@@ -257,6 +258,8 @@ struct _bm_broker_t {
     int64_t refusal_window;     //  Mono ms the refusal log's second began
     int refusal_lines;          //  Refusal lines written in it
     uint64_t refusal_dropped;   //  And not written (over the limit)
+    struct _bm_events_t *events;    //  Live event subscriptions (bm_events.c)
+    int event_subs;             //  How many: 0 makes BM_JOB_EVENT one branch
 };
 
 //  Refusals logged a second at most (a flood must not fill the log): the
@@ -307,6 +310,10 @@ void bm_broker_packer_give (bm_broker_t *self, bm_packer_t *packer);
 int bm_req_count (const msgpack_object *request);
 void bm_pack_req (msgpack_packer *pk, const msgpack_object *request);
 void bm_broker_send_client (bm_broker_t *self, zframe_t *identity, int command, bm_body_t *body);
+//  The same for a body already packed, never blocking: 0, or -1 with errno
+//  EAGAIN (the client's queue is at BROKER_PEER_HWM) or EHOSTUNREACH (gone).
+int bm_broker_route_client (bm_broker_t *self, zframe_t *identity, int command, const char *body,
+                            size_t size);
 void bm_broker_reject (bm_broker_t *self, zframe_t *identity, const msgpack_object *request,
                        const char *code, const char *message);
 int bm_broker_send_worker (bm_broker_t *self, bm_worker_entry_t *worker, int command, bm_body_t *body);

@@ -1313,8 +1313,10 @@ s_worker_progress (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t 
     else
     if (progress.waiting)
         s_job_waits (self, worker, job);
-    if (progress.has_progress)
+    if (progress.has_progress) {
         job->progress = progress.progress;
+        BM_JOB_EVENT (self, job, BM_EV_PROGRESS, NULL, false);
+    }
     if (progress.has_progress || started)
         bm_jobstore_persist_state (self, job);
     if (bm_job_is_delivery (job) && progress.has_webhook)

@@ -79,6 +79,8 @@ s_remove_then (bm_broker_t *self, bm_job_t *job, const char *by, bm_store_fn *fn
     bm_log (by ? BM_INFO : BM_DEBUG, job->id, "removed (%s, %s): by %s", job->service->name,
             bm_job_state_names [job->state], by ? by : job->state == JOB_COMPLETED
             ? "retention (KEEP_COMPLETED_<TYPE>)" : "retention (KEEP_FAILED_<TYPE>)");
+    if (by)
+        BM_JOB_EVENT (self, job, BM_EV_REMOVED, NULL, false);
     bm_service_t *service = job->service;
     bm_job_delete (self, job);
     bm_series_set (service->m_queue, (double) bm_heap_size (service->queue));

@@ -105,6 +105,7 @@ bm_delayed_add (bm_broker_t *self, bm_job_t *job)
     job->service->delayed++;
     s_gauge (job->service);
     bm_delayed_arm (self);
+    BM_JOB_EVENT (self, job, BM_EV_DELAYED, NULL, false);
 }
 
 //  Take a job out of the heap, if it is in it.
@@ -206,6 +207,7 @@ bm_delayed_retry (bm_broker_t *self, bm_job_t *job, const char *code, const char
     bm_series_inc (job->service->m_retries);
     bm_info (job->id, "run %" PRId64 " of %" PRId64 " failed (%s): runs again in %" PRId64 " ms",
              job->failed_runs, job->run_attempts, code, wait);
+    BM_JOB_EVENT (self, job, BM_EV_FAILED, NULL, true);
     bm_delayed_add (self, job);
     bm_jobstore_persist_state (self, job);
     return true;

@@ -471,6 +471,8 @@ bm_job_finish_at (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
         bm_job_set_error (job, code, message);
     bm_log (state == JOB_COMPLETED ? BM_DEBUG : BM_INFO, job->id, "%s%s%s%s",
             bm_job_state_names [state], code ? " (" : "", code ? code : "", code ? ")" : "");
+    BM_JOB_EVENT (self, job, state == JOB_COMPLETED ? BM_EV_COMPLETED
+                       : state == JOB_CANCELLED ? BM_EV_CANCELLED : BM_EV_FAILED, NULL, false);
     if (!bm_job_is_delivery (job) && job->webhook_url)
         bm_delivery_create (self, job);     //  Writes the terminal record too
     else

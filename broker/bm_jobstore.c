@@ -669,6 +669,8 @@ bm_jobstore_hold_tick (bm_broker_t *self, int64_t now)
                  "dispatched again", job->last_worker ? job->last_worker : "its worker",
                  s_hold_ms (self));
         bm_service_queue_push (job->service, job);
+        BM_JOB_EVENT (self, job, BM_EV_STALLED, "not reported after the recovery", false);
+        BM_JOB_EVENT (self, job, BM_EV_WAITING, NULL, false);
         bm_jobstore_persist_state (self, job);     //  No longer held
         released++;
     }

@@ -421,6 +421,7 @@ s_job_sent (bm_broker_t *self, bm_job_t *job, bool sent)
         return;
     }
     s_job_run_taken (job);
+    BM_JOB_EVENT (self, job, BM_EV_ACTIVE, NULL, false);
     int64_t now = bm_mono_ms ();
     if (job->service->rate_max) {
         bm_service_rate_started (job->service, bm_mono_ms_unheld ());
@@ -632,13 +633,13 @@ bm_job_set_held (bm_job_t *job, bool held)
 void
 bm_job_enqueue (bm_broker_t *self, bm_job_t *job)
 {
-    (void) self;
     job->state = JOB_QUEUED;
     job->worker = NULL;
     bm_job_set_held (job, false);
     bm_job_clear_run (job);
     job->queued_mono = bm_mono_ms ();
     bm_service_queue_push (job->service, job);
+    BM_JOB_EVENT (self, job, BM_EV_WAITING, NULL, false);
 }
 
 //  Take a running job off its worker: slot, permit and deadline.
@@ -687,6 +688,8 @@ bm_job_requeue (bm_broker_t *self, bm_job_t *job, const char *reason, const char
         bm_info (job->id, "re-queued (released), not counted: %" PRId64 " attempt%s so far",
                  job->attempts, job->attempts == 1 ? "" : "s");
     bm_series_inc (bm_metric_series (self->mf_redispatched, reason));
+    if (job->lost)
+        BM_JOB_EVENT (self, job, BM_EV_STALLED, reason, false);
     bm_job_enqueue (self, job);
     bm_jobstore_persist_state (self, job);
 }

@@ -717,15 +717,16 @@ bm_command_name (bm_peer_t peer, int command)
 {
     static const char *client [] = { NULL, "SUBMIT", "STATUS", "CANCEL", "STATS",
                                      "RETRY", "REDELIVER", "LIST", "PING", "METRICS",
-                                     "SUBMIT_MANY", "QUEUE", "REMOVE", "PROMOTE", "SCHEDULE" };
+                                     "SUBMIT_MANY", "QUEUE", "REMOVE", "PROMOTE", "SCHEDULE",
+                                     "SUBSCRIBE", "UNSUBSCRIBE" };
     static const char *client_replies [] = { NULL, "ACCEPTED", "REJECTED", "REPLY", "RESULT",
-                                             "ACCEPTED_MANY", "RESULT_MANY" };
+                                             "ACCEPTED_MANY", "RESULT_MANY", "EVENT" };
     static const char *worker [] = { NULL, "READY", "JOB", "PROGRESS", "DONE", "HEARTBEAT",
                                      "DISCONNECT", "CANCEL", "RELEASE", "NACK", "JOB_MANY",
                                      "DONE_MANY" };
-    if (peer == BM_PEER_CLIENT && command >= 1 && command <= BM_SCHEDULE)
+    if (peer == BM_PEER_CLIENT && command >= 1 && command <= BM_UNSUBSCRIBE)
         return client [command];
-    if (peer == BM_PEER_CLIENT && command >= 0x81 && command <= BM_RESULT_MANY)
+    if (peer == BM_PEER_CLIENT && command >= 0x81 && command <= BM_EVENT)
         return client_replies [command - 0x80];
     if (peer == BM_PEER_WORKER && command >= 1 && command <= BM_DONE_MANY)
         return worker [command];

@@ -37,12 +37,15 @@
 #define BM_REMOVE           0x0C    //  delete a job that is not running
 #define BM_PROMOTE          0x0D    //  a delayed job: due now
 #define BM_SCHEDULE         0x0E    //  add, list, remove repeatable jobs
+#define BM_SUBSCRIBE        0x0F    //  live job events: subscribe or renew
+#define BM_UNSUBSCRIBE      0x10    //  live job events: end a subscription
 #define BM_ACCEPTED         0x81
 #define BM_REJECTED         0x82
 #define BM_REPLY            0x83
 #define BM_RESULT           0x84
 #define BM_ACCEPTED_MANY    0x85        //  each item the single body
 #define BM_RESULT_MANY      0x86
+#define BM_EVENT            0x87    //  one job event, to a subscriber
 
 //  Worker commands (BMW01)
 #define BM_READY            0x01
