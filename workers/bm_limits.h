@@ -148,7 +148,7 @@ int bm_limits_sweep (int64_t wait_ms);
 //  second later (SIGKILL for a bot that catches SIGXCPU).  Returns 0 or -1.
 //  used_ms (if not NULL) gets the CPU time of its own the process had used
 //  as the job began, as bm_limits_cpu_used_ms gives it (from the same read
-//  of its /proc entry), or -1 if that did not read.
+//  of its CPU clock), or -1 if that did not read.
 int bm_limits_cpu_job_start (pid_t pid, const bm_limits_t *limits, int64_t *used_ms);
 
 //  Whether bm_limits_cpu_job_start moves the hard limit too (the worker

@@ -842,7 +842,7 @@ s_dispatch (bm_pool_t *self)
         if (!self->config.fork && self->config.limits && self->config.limits->cpu_seconds) {
             //  Under bwrap the budget goes to the bot inside, not to bwrap.
             //  Unsandboxed, the target is the process itself: the CPU time
-            //  it used so far (one read of its /proc entry) is where the
+            //  it used so far (one read of its CPU clock) is where the
             //  job's own begins, for the verdict and the pool's check.
             pid_t target = bm_pool_proc_bot (proc, self->config.sandboxed);
             int64_t used_ms = -1;
