@@ -176,6 +176,35 @@ bm_bot_read_file (const char *path, char *text, size_t size)
     return (ssize_t) used;
 }
 
+ssize_t
+bm_bot_reread_file (int *fd, const char *path, char *text, size_t size)
+{
+    if (*fd < 0)
+        *fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0)
+        return -1;
+    size_t used = 0;
+    while (used + 1 < size) {
+        ssize_t n = pread (*fd, text + used, size - 1 - used, (off_t) used);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int saved = errno;
+            close (*fd);
+            *fd = -1;
+            errno = saved;
+            return -1;
+        }
+        used += (size_t) n;
+        //  A short read is the end: the kernel writes these files whole
+        //  (no second call to find the end).
+        if (n == 0 || used + 1 < size)
+            break;
+    }
+    text [used] = 0;
+    return (ssize_t) used;
+}
+
 int
 bm_bot_proc_stat (pid_t pid, char *text, size_t size)
 {

@@ -42,6 +42,14 @@ int bm_bot_nonblocking (int fd);
 //  if it cannot be opened or read.
 ssize_t bm_bot_read_file (const char *path, char *text, size_t size);
 
+//  The same, for a file read again and again (/proc/PID/statm, a cgroup's
+//  pids.events): *fd holds it open (close-on-exec) from the first read on
+//  (-1: not yet), and each read starts again at its offset 0, which makes
+//  the kernel write it anew.  An open and a close cost several times the
+//  read itself.  A short read is taken as the end.  A read that fails closes *fd (-1), and the next opens it
+//  again.  The caller closes *fd when done.
+ssize_t bm_bot_reread_file (int *fd, const char *path, char *text, size_t size);
+
 //  The fields of /proc/PID/stat after the command name ("S 1234 ...":
 //  state, ppid, ..., utime and stime 12th and 13th after the state) into
 //  text.  Returns 0, or -1 if the process is gone.

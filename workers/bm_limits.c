@@ -48,6 +48,8 @@ struct _bm_limits_run_t {
     int64_t oom_kills_before;   //  Its counters when its current job began
     int64_t ooms_before;        //  (pool mode: one cgroup, many jobs), or 0
     int64_t pids_refused_before;
+    int pids_events;            //  Its pids.events and memory.events, held
+    int memory_events;          //  open once read (read at every job), or -1
     bool cpu_killed;            //  The worker killed its process for the
     int64_t cpu_killed_ms;      //  CPU budget of its current job, after
                                 //  this much CPU time in the job
@@ -292,14 +294,16 @@ s_write_file (const char *dir, const char *name, const char *text)
     return n == (ssize_t) strlen (text) ? 0 : -1;
 }
 
-//  The value after `key` in a flat keyed file (pids.events, memory.events).
+//  The value after `key` in a flat keyed file (pids.events, memory.events)
+//  of the run's cgroup, which stays open in *fd from its first read on.
 static int64_t
-s_read_key (const char *dir, const char *name, const char *key)
+s_read_key (const bm_limits_run_t *run, const char *name, const char *key)
 {
     char path [PATH_MAX + 32];
-    snprintf (path, sizeof path, "%s/%s", dir, name);
+    snprintf (path, sizeof path, "%s/%s", run->cgroup, name);
+    int *fd = streq (name, "pids.events") ? (int *) &run->pids_events : (int *) &run->memory_events;
     char text [4096];
-    if (bm_bot_read_file (path, text, sizeof text) < 0)
+    if (bm_bot_reread_file (fd, path, text, sizeof text) < 0)
         return -1;
     char word [64];
     long long value;
@@ -325,6 +329,7 @@ bm_limits_run_new (const bm_limits_t *limits, const char *name)
         return NULL;
     self->limits = *limits;
     self->cgroup_procs = -1;
+    self->pids_events = self->memory_events = -1;
     s_probe ();
     s_may_raise_hard ();            //  Known before any child needs it
     s_sweep_once ();
@@ -476,6 +481,10 @@ bm_limits_run_destroy (bm_limits_run_t **self_p)
         bm_limits_run_t *self = *self_p;
         if (self->cgroup_procs >= 0)
             close (self->cgroup_procs);
+        if (self->pids_events >= 0)
+            close (self->pids_events);
+        if (self->memory_events >= 0)
+            close (self->memory_events);
         if (*self->cgroup && s_cgroup_remove (self->cgroup) && !s_pend (self->cgroup))
             bm_warn (NULL, "cannot remove the cgroup %s: %s", self->cgroup, strerror (errno));
         s_sweep_once ();
@@ -657,11 +666,11 @@ bm_limits_run_job_start (bm_limits_run_t *self)
     self->cpu_killed = false;
     if (!*self->cgroup)
         return;
-    int64_t refused = s_read_key (self->cgroup, "pids.events", "max");
+    int64_t refused = s_read_key (self, "pids.events", "max");
     self->pids_refused_before = refused > 0 ? refused : 0;
-    int64_t kills = self->cgroup_memory ? s_read_key (self->cgroup, "memory.events", "oom_kill") : 0;
+    int64_t kills = self->cgroup_memory ? s_read_key (self, "memory.events", "oom_kill") : 0;
     self->oom_kills_before = kills > 0 ? kills : 0;
-    int64_t ooms = self->cgroup_memory ? s_read_key (self->cgroup, "memory.events", "oom") : 0;
+    int64_t ooms = self->cgroup_memory ? s_read_key (self, "memory.events", "oom") : 0;
     self->ooms_before = ooms > 0 ? ooms : 0;
 }
 
@@ -802,8 +811,8 @@ s_verdict (const bm_limits_t *limits, const bm_limits_run_t *run, int status,
     //  fault: a lost attempt); oom counts the times the cgroup reached its
     //  own memory.max: both must have grown.
     bool oom_killed = run && *run->cgroup && run->cgroup_memory
-                   && s_read_key (run->cgroup, "memory.events", "oom_kill") > run->oom_kills_before
-                   && s_read_key (run->cgroup, "memory.events", "oom") > run->ooms_before;
+                   && s_read_key (run, "memory.events", "oom_kill") > run->oom_kills_before
+                   && s_read_key (run, "memory.events", "oom") > run->ooms_before;
     if (limits->cpu_seconds && !(signum == SIGKILL && oom_killed)
     &&  (signum == SIGXCPU || (signum == SIGKILL && cpu_ms >= BM_LIMITS_CPU_KILL_MS (limits)))) {
         s_describe_limit (limits, "cpu", what, sizeof what);
@@ -819,7 +828,7 @@ s_verdict (const bm_limits_t *limits, const bm_limits_run_t *run, int status,
         return "cpu";
     }
     if (run && *run->cgroup) {
-        int64_t refused = s_read_key (run->cgroup, "pids.events", "max") - run->pids_refused_before;
+        int64_t refused = s_read_key (run, "pids.events", "max") - run->pids_refused_before;
         if (refused > 0) {
             s_describe_limit (limits, "pids", what, sizeof what);
             snprintf (message, size, "resource limit hit: pids (%s): %lld fork/clone call(s) refused",
@@ -1104,6 +1113,7 @@ bm_limits_test (bool verbose)
     memset (&fake, 0, sizeof fake);
     fake.limits = limits;
     fake.cgroup_procs = -1;
+    fake.pids_events = fake.memory_events = -1;
     fake.cgroup_memory = true;
     snprintf (fake.cgroup, sizeof fake.cgroup, "%s", events);
     char events_path [PATH_MAX + 32];
@@ -1134,6 +1144,11 @@ bm_limits_test (bool verbose)
     fake.ooms_before = 0;
     usage.ru_utime.tv_sec = 0;
     assert (streq (bm_limits_run_verdict (&fake, SIGKILL, &usage, NULL, message, sizeof message), "memory"));
+    //  The events file stays open from its first read on: each read
+    //  starts again at its offset 0 (above, the file written anew).
+    assert (fake.memory_events >= 0);
+    close (fake.memory_events);
+    fake.memory_events = -1;
     unlink (events_path);
     rmdir (events);
     //  Killed by the worker for its job's CPU budget: cpu, even from

@@ -208,7 +208,7 @@ s_end_job (proc_t *proc, bm_pool_outcome_t *outcome, bool process_alive)
         else {
             //  The bot's own memory: under bwrap, the process inside.
             pid_t bot = self->config.max_rss_mb > 0 ? bm_pool_proc_bot (proc, self->config.sandboxed) : 0;
-            int64_t rss = bot > 0 ? bm_pool_proc_rss_mb (bot) : -1;
+            int64_t rss = bot > 0 ? bm_pool_proc_rss_mb (proc, bot) : -1;
             if (rss > self->config.max_rss_mb) {
                 bm_info (NULL, "%s process pid=%d uses %lld MiB, over %s=%lld",
                          self->config.type, (int) proc->pid, (long long) rss,

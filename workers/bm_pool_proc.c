@@ -53,6 +53,9 @@ s_proc_close (proc_t *proc)
     bm_pool_proc_close_fd (proc, &proc->fd_out);
     bm_pool_proc_close_fd (proc, &proc->fd_err);
     bm_pool_proc_close_fd (proc, &proc->fd_progress);
+    if (proc->statm >= 0)
+        close (proc->statm);
+    proc->statm = -1;
 }
 
 void
@@ -252,15 +255,19 @@ bm_pool_proc_child_named (proc_t *proc, pid_t named, bool sandboxed)
     return 0;
 }
 
-//  Resident set size of a process in MiB, -1 if unknown.
 int64_t
-bm_pool_proc_rss_mb (pid_t pid)
+bm_pool_proc_rss_mb (proc_t *proc, pid_t pid)
 {
+    if (proc->statm >= 0 && proc->statm_pid != pid) {
+        close (proc->statm);            //  Another bot process (bwrap's inside)
+        proc->statm = -1;
+    }
+    proc->statm_pid = pid;
     char path [64];
     snprintf (path, sizeof path, "/proc/%d/statm", (int) pid);
     char text [256];
     long long size = 0, resident = 0;
-    if (bm_bot_read_file (path, text, sizeof text) < 0
+    if (bm_bot_reread_file (&proc->statm, path, text, sizeof text) < 0
     ||  sscanf (text, "%lld %lld", &size, &resident) != 2)
         return -1;
     return resident * (sysconf (_SC_PAGESIZE) / 1024) / 1024;
@@ -630,6 +637,7 @@ bm_pool_proc_new (struct _bm_pool_t *pool, zloop_t *loop, const bm_pool_config_t
     proc->fd_out = out [0];
     proc->fd_err = err [0];
     proc->fd_progress = prog [0];
+    proc->statm = -1;
     proc->err = bm_capture_new ((size_t) config->stderr_tail, true);
     proc->between_max = config->stderr_tail < BM_POOL_BETWEEN_TAIL
                       ? (size_t) config->stderr_tail : BM_POOL_BETWEEN_TAIL;

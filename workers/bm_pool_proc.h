@@ -109,6 +109,9 @@ struct _proc_t {
     bm_limits_run_t *limits;    //  Its resource limits (its cgroup), or NULL
     pid_t inner;                //  Sandboxed: the bot's process inside
                                 //  bwrap, 0 until found
+    int statm;                  //  /proc/PID/statm of statm_pid (its bot),
+    pid_t statm_pid;            //  held open once read (after every job),
+                                //  or -1
     char **tmp_kept;            //  Sandboxed: the names in its /tmp before
                                 //  its first job, NULL until then
     int64_t cpu_before_ms;      //  Pool mode under a CPU limit: the CPU time
@@ -193,7 +196,8 @@ pid_t bm_pool_proc_bot (proc_t *proc, bool sandboxed);
 //  whose innermost pid (the last of NSpid in /proc/PID/status) is `named`.
 pid_t bm_pool_proc_child_named (proc_t *proc, pid_t named, bool sandboxed);
 
-//  Resident set size of a process in MiB, -1 if unknown.
-int64_t bm_pool_proc_rss_mb (pid_t pid);
+//  Resident set size of proc's bot process (pid: proc's own, or under
+//  bwrap the bot's inside) in MiB, -1 if unknown.
+int64_t bm_pool_proc_rss_mb (proc_t *proc, pid_t pid);
 
 #endif
