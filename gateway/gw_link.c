@@ -188,6 +188,9 @@ struct _gw_link_t {
                                         //  until then, mono ms), calls wait
                                         //  for it up to their own timeout
     bool stopping;                      //  gw_link_destroy has begun
+    atomic_int_least64_t connects;      //  Handshakes succeeded so far
+    gw_link_push_fn *push_fn;           //  EVENT pushes, or NULL
+    void *push_arg;
 };
 
 //  --------------------------------------------------------------------------
@@ -461,6 +464,12 @@ s_receive (gw_link_t *self, void *dealer)
     while (read < GW_LINK_RECV_MAX
     &&     gw_wire_recv (dealer, &replies [count], &reqs [count])) {
         read++;
+        if (replies [count] && reqs [count] == GW_WIRE_PUSH) {
+            if (self->push_fn)
+                self->push_fn (replies [count], self->push_arg);
+            bm_msg_destroy (&replies [count]);
+        }
+        else
         if (replies [count] && s_group_answer (self, replies [count], reqs [count], &shutting)) {
             if (!not_leader && s_not_leader (replies [count], leader, sizeof leader))
                 not_leader = true;
@@ -531,6 +540,7 @@ s_monitor_event (gw_link_t *self, void *monitor, void *dealer)
         pthread_mutex_lock (&self->lock);
         self->connected = true;
         pthread_mutex_unlock (&self->lock);
+        atomic_fetch_add (&self->connects, 1);
         self->connect_by = 0;
         self->handshake_said = false;
         bm_info (NULL, "connected to the broker at %s", self->endpoint);
@@ -764,6 +774,19 @@ gw_link_destroy (gw_link_t **self_p)
         free (self);
         *self_p = NULL;
     }
+}
+
+int64_t
+gw_link_connects (gw_link_t *self)
+{
+    return atomic_load (&self->connects);
+}
+
+void
+gw_link_set_push (gw_link_t *self, gw_link_push_fn *fn, void *arg)
+{
+    self->push_fn = fn;
+    self->push_arg = arg;
 }
 
 int64_t

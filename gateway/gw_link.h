@@ -57,6 +57,16 @@ bm_msg_t *gw_link_request (gw_link_t *self, int64_t req, int command,
 //  Is the broker connected right now (as the socket monitor last said)?
 bool gw_link_connected (gw_link_t *self);
 
+//  How many times the link has connected (a handshake succeeded) so far:
+//  a change says the broker, or the connection, is another one.
+int64_t gw_link_connects (gw_link_t *self);
+
+//  EVENT pushes (live job events, which the gateway subscribes to) go to
+//  fn, on the link thread: fn must not block, and does not take msg.
+//  Without one they are dropped.  Set before events can come.
+typedef void (gw_link_push_fn) (const bm_msg_t *msg, void *arg);
+void gw_link_set_push (gw_link_t *self, gw_link_push_fn *fn, void *arg);
+
 //  Did the last broker to answer answer not_leader (a standby), with no
 //  answer from a leader since?  Then "no broker leads", not "the broker is
 //  not reachable", is why requests fail.

@@ -71,5 +71,7 @@ void gw_routes_stats (gw_request_t *r);
 void gw_routes_admin (gw_request_t *r);
 //  GET /api/history?limit=: metric history from Redis.
 void gw_routes_history (gw_request_t *r);
+//  GET /events: live job events, Server-Sent Events (gw_routes_events.c)
+void gw_routes_events (gw_request_t *r);
 
 #endif

@@ -22,6 +22,7 @@
 #include "gw_request.h"
 #include "gw_routes.h"
 #include "gw_wait.h"
+#include "gw_events.h"
 
 #include "bm_assets.h"
 #include "bm_config.h"
@@ -74,6 +75,7 @@ static const struct {
     [R_ADMIN]         = { "/admin/queues",        "GET",  false, false },
     [R_HISTORY]       = { "/api/history",         "GET",  true,  true  },
     [R_INDEX]         = { "/",                    "GET",  false, false },
+    [R_EVENTS]        = { "/events",              "GET",  true,  true  },
     [R_OTHER]         = { "other",                NULL,   false, false },
 };
 
@@ -168,6 +170,8 @@ s_metrics_init (gw_server_t *self)
         NULL);
     bm_metric_t *waiting = bm_metrics_gauge (m, "gateway_waiters",
         "Requests waiting for a job to finish (?wait=MS), at most GATEWAY_MAX_WAITERS", NULL);
+    bm_metric_t *streams = bm_metrics_gauge (m, "gateway_event_streams",
+        "GET /events streams open, at most GATEWAY_MAX_EVENT_STREAMS", NULL);
     if (!self->m_requests || !self->m_duration || !self->m_rejected || !accepted
     ||  !duplicates || !broker_errors || !limited || !auth || !in_flight
     ||  !history || !threads || !waiting)
@@ -187,6 +191,7 @@ s_metrics_init (gw_server_t *self)
     self->history_errors = bm_metric_series (history);
     self->threads = bm_metric_series (threads);
     self->waiting = bm_metric_series (waiting);
+    self->event_streams = streams ? bm_metric_series (streams) : NULL;
     bm_series_set (self->threads, (double) self->config.threads);
     return 0;
 }
@@ -254,6 +259,7 @@ s_route (gw_request_t *r, const char *raw, const char *path)
     if (streq (path, "/stats"))         return R_STATS;
     if (streq (path, "/jobs"))          return R_JOBS;
     if (streq (path, "/api/history"))   return R_HISTORY;
+    if (streq (path, "/events"))        return R_EVENTS;
     if (streq (path, "/schedules"))
         return streq (r->ri->request_method, "POST") ? R_SCHEDULE_ADD : R_SCHEDULES;
     if (strncmp (path, "/schedules/", 11) == 0) {
@@ -482,6 +488,7 @@ s_handler (struct mg_connection *conn, void *cbdata)
             case R_ADMIN:           gw_routes_admin (r); break;
             case R_HISTORY:         gw_routes_history (r); break;
             case R_INDEX:           s_index (r); break;
+            case R_EVENTS:          gw_routes_events (r); break;
             default:                gw_request_error (r, 404, "not_found", "no such endpoint", NULL);
         }
     }
@@ -602,6 +609,15 @@ gw_server_new (const gw_config_t *config, bool *bad_config)
                       : config->threads >= 4 ? (int) (config->threads / 4) : 1;
     if (self->max_waiters >= config->threads)
         self->max_waiters = 0;          //  One thread: no waiting
+    //  Event streams hold their threads too, for as long as they are open.
+    if (config->max_event_streams >= config->threads) {
+        bm_error (NULL, "configuration: GATEWAY_MAX_EVENT_STREAMS (%" PRId64 ") must be below "
+                  "GATEWAY_THREADS (%" PRId64 "): each event stream holds a thread",
+                  config->max_event_streams, config->threads);
+        goto bad;
+    }
+    self->max_event_streams = config->max_event_streams > 0 ? (int) config->max_event_streams
+                            : (int) (config->threads / 8);
     if (bm_ssrf_list_check (config->webhook_allowed_hosts, error, sizeof error)) {
         bm_error (NULL, "configuration: WEBHOOK_ALLOWED_HOSTS: %s", error);
         goto bad;
@@ -685,6 +701,9 @@ gw_server_new (const gw_config_t *config, bool *bad_config)
     self->link = gw_link_new (config->broker_endpoint, config->connect_timeout_ms);
     if (!self->link)
         goto fail;
+    self->events = gw_events_new (self->link, self->max_event_streams);
+    if (!self->events)
+        goto fail;
     mg_set_request_handler (self->ctx, "/", s_handler, self);
     mg_set_auth_handler (self->ctx, "/", s_authorize, NULL);
     return self;
@@ -706,6 +725,8 @@ gw_server_drain (gw_server_t *self, int64_t timeout_ms)
 {
     atomic_store (&self->draining, true);
     gw_wait_wake_all (self);            //  Waiters answer now
+    if (self->events)
+        gw_events_wake_all (self->events);  //  Event streams end now
     int64_t deadline = bm_mono_ms () + timeout_ms;
     while (atomic_load (&self->active) > 0) {
         if (bm_mono_ms () >= deadline) {
@@ -730,6 +751,7 @@ gw_server_destroy (gw_server_t **self_p)
         if (self->ctx)
             bm_http_stop (self->ctx, self->config.listen_addr);    //  mg_stop, promptly
         gw_request_refused_flush (self);
+        gw_events_destroy (&self->events);
         gw_link_destroy (&self->link);
         gw_history_watch_destroy (&self->history_watch);
         bm_metrics_destroy (&self->metrics);

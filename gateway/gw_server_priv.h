@@ -42,7 +42,8 @@
 typedef enum {
     R_HEALTH, R_READY, R_METRICS, R_INVOKE, R_INVOKE_BATCH, R_JOB, R_JOB_CANCEL, R_JOB_RETRY,
     R_JOB_REDELIVER, R_JOB_DELETE, R_JOB_PROMOTE, R_JOB_LOGS, R_QUEUE_PAUSE, R_QUEUE_RESUME, R_QUEUE_DRAIN,
-    R_QUEUE_CLEAN, R_QUEUE_RETRY, R_SCHEDULE_ADD, R_SCHEDULES, R_SCHEDULE_DELETE, R_JOBS, R_STATS, R_ADMIN, R_HISTORY, R_INDEX, R_OTHER, R_COUNT
+    R_QUEUE_CLEAN, R_QUEUE_RETRY, R_SCHEDULE_ADD, R_SCHEDULES, R_SCHEDULE_DELETE, R_JOBS, R_STATS, R_ADMIN, R_HISTORY, R_INDEX,
+    R_EVENTS, R_OTHER, R_COUNT
 } gw_route_t;
 
 //  --------------------------------------------------------------------------
@@ -80,6 +81,7 @@ struct _gw_server_t {
     bm_series_t *history_errors;        //  gateway_history_errors_total
     bm_series_t *threads;               //  gateway_threads
     bm_series_t *waiting;               //  gateway_waiters
+    bm_series_t *event_streams;         //  gateway_event_streams
 
     //  Graceful stop: civetweb's mg_stop makes every later mg_write fail
     //  (its writes stop with its stop flag), so requests in flight are
@@ -94,6 +96,10 @@ struct _gw_server_t {
     int max_waiters;                    //  GATEWAY_MAX_WAITERS, resolved
     pthread_mutex_t wait_lock;
     pthread_cond_t wait_cond;           //  On CLOCK_MONOTONIC
+
+    //  GET /events streams (gw_events.h): at most max_event_streams.
+    struct _gw_events_t *events;
+    int max_event_streams;              //  GATEWAY_MAX_EVENT_STREAMS, resolved
 
     //  Refused requests' log lines: at most GW_REFUSED_LOG_PER_SEC a second;
     //  past that they are counted, and the count is logged in one line

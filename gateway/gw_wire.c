@@ -111,6 +111,11 @@ gw_wire_recv (void *dealer, bm_msg_t **reply, int64_t *req)
         zmq_msg_close (&frames [i]);
     bm_codec_request_t answer;
     bm_codec_error_t error;
+    if (msg && bm_msg_command (msg) == BM_EVENT) {
+        *reply = msg;
+        *req = GW_WIRE_PUSH;
+    }
+    else
     if (msg && bm_msg_command (msg) != BM_RESULT
     &&  bm_codec_request_decode (msg, &answer, &error) == 0 && answer.has_req) {
         *reply = msg;

@@ -37,7 +37,9 @@ int gw_wire_send (void *dealer, int command, zmq_msg_t *body);
 //  Read one message if there is one, without waiting.  Returns false when
 //  there was none.  Otherwise true, and *reply is an answer (caller
 //  destroys) with its "req" in *req, or NULL: broken (logged at debug), a
-//  RESULT push (the gateway never asks for them), or no "req".
+//  RESULT push (the gateway never asks for them), or no "req".  An EVENT
+//  push (live job events) comes as *reply with *req GW_WIRE_PUSH.
+#define GW_WIRE_PUSH INT64_MIN
 bool gw_wire_recv (void *dealer, bm_msg_t **reply, int64_t *req);
 
 //  Read one monitor event without waiting: its ZMQ_EVENT_* number, or 0.

@@ -1,0 +1,437 @@
+/*  gw_events.c - the gateway's live job events (gw_events.h).
+
+    Locking: one mutex guards the stream list, every stream's queue and
+    the subscription's id and seq.  The link thread (gw_link_push) formats
+    an EVENT outside it and only queues under it; each stream's HTTP thread
+    sleeps on its own condition variable; the hub's thread sleeps on the
+    hub's, woken when the first stream opens or the hub stops.  */
+#include "gw_events.h"
+
+#include "bm_config.h"
+#include "bm_json.h"
+#include "bm_log.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *s_names [] = {
+    "waiting", "active", "progress", "completed", "failed", "delayed", "removed", "stalled",
+    "cancelled", NULL
+};
+
+struct _gw_stream_t {
+    gw_events_filter_t filter;
+    char *items [GW_EVENTS_STREAM_QUEUE];
+    size_t head, count;
+    int64_t lost;                       //  Items its queue had no room for, not told yet
+    pthread_cond_t cond;
+    gw_stream_t *next;
+};
+
+struct _gw_events_t {
+    gw_link_t *link;
+    int max_streams;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;                //  The hub thread's
+    gw_stream_t *streams;
+    int count;
+    bool stopping;                      //  gw_events_destroy began
+    bool waking;                        //  gw_events_wake_all was called
+    char sub_id [64];                   //  The broker's subscription, "" when none
+    int64_t seq;                        //  Its last seq seen
+    pthread_t thread;
+    bool thread_started;
+};
+
+const char *
+gw_events_name (int index)
+{
+    return index >= 0 && index < (int) (sizeof s_names / sizeof s_names [0]) ? s_names [index] : NULL;
+}
+
+static void
+s_cond_init (pthread_cond_t *cond)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init (&attr);
+    pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+    pthread_cond_init (cond, &attr);
+    pthread_condattr_destroy (&attr);
+}
+
+static void
+s_cond_wait_ms (pthread_cond_t *cond, pthread_mutex_t *lock, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait (cond, lock, &ts);
+}
+
+//  Queue an item (taken) for one stream, under the lock.
+static void
+s_queue (gw_stream_t *stream, char *item)
+{
+    if (!item)
+        return;
+    if (stream->count == GW_EVENTS_STREAM_QUEUE) {
+        stream->lost++;
+        free (item);
+        return;
+    }
+    stream->items [(stream->head + stream->count++) % GW_EVENTS_STREAM_QUEUE] = item;
+    pthread_cond_signal (&stream->cond);
+}
+
+static char *
+s_notice (const char *event, const char *json)
+{
+    size_t size = strlen (event) + strlen (json) + 32;
+    char *item = (char *) malloc (size);
+    if (item)
+        snprintf (item, size, "event: %s\ndata: %s\n\n", event, json);
+    return item;
+}
+
+//  A `reset` or `gap` item to every stream, under the lock.
+static void
+s_broadcast (gw_events_t *self, const char *event, const char *json)
+{
+    for (gw_stream_t *s = self->streams; s; s = s->next)
+        s_queue (s, s_notice (event, json));
+}
+
+//  --------------------------------------------------------------------------
+//  From the broker (the link thread)
+
+static void
+s_str (const msgpack_object *body, const char *key, char *buf, size_t size)
+{
+    const msgpack_object *o = bm_obj_get (body, key);
+    buf [0] = 0;
+    if (o && o->type == MSGPACK_OBJECT_STR && o->via.str.size < size) {
+        memcpy (buf, o->via.str.ptr, o->via.str.size);
+        buf [o->via.str.size] = 0;
+    }
+}
+
+static bool
+s_matches (const gw_stream_t *s, int event, const char *bot_type, const char *job_id)
+{
+    return (!s->filter.events || (s->filter.events & (1u << event)))
+        && (!*s->filter.bot_type || streq (s->filter.bot_type, bot_type))
+        && (!*s->filter.job_id || streq (s->filter.job_id, job_id));
+}
+
+static void
+s_on_push (const bm_msg_t *msg, void *arg)
+{
+    gw_events_t *self = (gw_events_t *) arg;
+    const msgpack_object *body = bm_msg_body (msg);
+    char sub [64], name [16], bot_type [BM_MAX_BOT_TYPE_LEN + 1], job_id [BM_MAX_ID_LEN + 1];
+    s_str (body, "subscription", sub, sizeof sub);
+    s_str (body, "event", name, sizeof name);
+    s_str (body, "botType", bot_type, sizeof bot_type);
+    s_str (body, "jobId", job_id, sizeof job_id);
+    const msgpack_object *seq_obj = bm_obj_get (body, "seq");
+    int64_t seq = seq_obj && seq_obj->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+                ? (int64_t) seq_obj->via.u64 : 0;
+    int event = 0;
+    while (s_names [event] && !streq (s_names [event], name))
+        event++;
+    if (!s_names [event] || !*sub || seq <= 0)
+        return;                         //  An event this gateway does not know
+    json_t *value = bm_json_from_msgpack (body, 32);
+    if (!value)
+        return;
+    json_object_del (value, "subscription");
+    char *data = json_dumps (value, JSON_COMPACT);
+    json_decref (value);
+    if (!data)
+        return;
+    size_t size = strlen (data) + strlen (name) + 64;
+    char *text = (char *) malloc (size);
+    if (text)
+        snprintf (text, size, "event: %s\nid: %" PRId64 "\ndata: %s\n\n", name, seq, data);
+    free (data);
+    if (!text)
+        return;
+    pthread_mutex_lock (&self->lock);
+    if (streq (sub, self->sub_id)) {
+        if (seq > self->seq + 1) {
+            char json [96];
+            snprintf (json, sizeof json, "{\"missed\":%" PRId64 ",\"reason\":\"broker\"}",
+                      seq - self->seq - 1);
+            s_broadcast (self, "gap", json);
+        }
+        if (seq > self->seq)
+            self->seq = seq;
+        for (gw_stream_t *s = self->streams; s; s = s->next)
+            if (s_matches (s, event, bot_type, job_id))
+                s_queue (s, strdup (text));
+    }
+    pthread_mutex_unlock (&self->lock);
+    free (text);
+}
+
+//  --------------------------------------------------------------------------
+//  The subscription (the hub thread)
+
+//  SUBSCRIBE (renewing id when given) or UNSUBSCRIBE; the answer or NULL.
+static bm_msg_t *
+s_ask (gw_events_t *self, int command, const char *id)
+{
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    int64_t req = gw_link_next_req (self->link);
+    msgpack_pack_map (&pk, 1 + (*id != 0) + (command == BM_SUBSCRIBE));
+    bm_pack_kv_int (&pk, "req", req);
+    if (*id)
+        bm_pack_kv_str (&pk, "subscription", id);
+    if (command == BM_SUBSCRIBE)
+        bm_pack_kv_int (&pk, "ttlMs", GW_EVENTS_TTL_MS);
+    return gw_link_request (self->link, req, command, sbuf.data, sbuf.size, 5000);
+}
+
+static void *
+s_thread (void *arg)
+{
+    gw_events_t *self = (gw_events_t *) arg;
+    char id [64] = "";                  //  The subscription the thread holds
+    bool lost = false;                  //  One was lost: tell the streams
+    int64_t renew_at = 0, connects = 0;
+    pthread_mutex_lock (&self->lock);
+    while (!self->stopping) {
+        int64_t now = bm_mono_ms ();
+        if (self->count == 0 && *id) {
+            self->sub_id [0] = 0;
+            pthread_mutex_unlock (&self->lock);
+            bm_msg_t *reply = s_ask (self, BM_UNSUBSCRIBE, id);
+            bm_msg_destroy (&reply);
+            bm_debug (NULL, "event subscription %s ended: no stream left", id);
+            id [0] = 0;
+            lost = false;
+            pthread_mutex_lock (&self->lock);
+            continue;
+        }
+        if (self->count > 0 && *id && gw_link_connects (self->link) != connects) {
+            //  Another connection: the broker's subscription was the old one's.
+            bm_info (NULL, "event subscription %s lost with the broker connection", id);
+            id [0] = self->sub_id [0] = 0;
+            lost = true;
+        }
+        if (self->count > 0 && (!*id || now >= renew_at)) {
+            char asked [64];
+            snprintf (asked, sizeof asked, "%s", id);
+            int64_t before = gw_link_connects (self->link);
+            pthread_mutex_unlock (&self->lock);
+            bm_msg_t *reply = s_ask (self, BM_SUBSCRIBE, asked);
+            pthread_mutex_lock (&self->lock);
+            const msgpack_object *body = reply ? bm_msg_body (reply) : NULL;
+            char got [64] = "";
+            if (reply && bm_msg_command (reply) == BM_REPLY)
+                s_str (body, "subscription", got, sizeof got);
+            if (*got) {
+                const msgpack_object *seq = bm_obj_get (body, "seq");
+                if (!streq (got, id)) {
+                    self->seq = seq && seq->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+                              ? (int64_t) seq->via.u64 : 0;
+                    snprintf (self->sub_id, sizeof self->sub_id, "%s", got);
+                    bm_info (NULL, "event subscription %s made", got);
+                    if (lost)
+                        s_broadcast (self, "reset", "{\"reason\":\"the gateway subscribed to "
+                                     "the broker anew: events in between are lost\"}");
+                    lost = false;
+                }
+                snprintf (id, sizeof id, "%s", got);
+                connects = before;
+                renew_at = now + GW_EVENTS_TTL_MS / 3;
+                pthread_cond_broadcast (&self->cond);       //  Streams waiting for it
+            }
+            else {
+                char code [64] = "";
+                if (reply && bm_msg_command (reply) == BM_REJECTED)
+                    s_str (body, "code", code, sizeof code);
+                if (*id || !lost)
+                    bm_warn (NULL, "event subscription %s%s: %s", *id ? "renewal of " : "", id,
+                             *code ? code : "the broker did not answer");
+                if (*id)
+                    lost = true;
+                id [0] = self->sub_id [0] = 0;
+                renew_at = 0;
+                if (!streq (code, "not_found"))
+                    s_cond_wait_ms (&self->cond, &self->lock, 1000);
+            }
+            bm_msg_destroy (&reply);
+            continue;
+        }
+        s_cond_wait_ms (&self->cond, &self->lock, 250);
+    }
+    pthread_mutex_unlock (&self->lock);
+    if (*id) {
+        bm_msg_t *reply = s_ask (self, BM_UNSUBSCRIBE, id);
+        bm_msg_destroy (&reply);
+    }
+    return NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  The API
+
+gw_events_t *
+gw_events_new (gw_link_t *link, int max_streams)
+{
+    gw_events_t *self = (gw_events_t *) calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->link = link;
+    self->max_streams = max_streams;
+    pthread_mutex_init (&self->lock, NULL);
+    s_cond_init (&self->cond);
+    gw_link_set_push (link, s_on_push, self);
+    if (pthread_create (&self->thread, NULL, s_thread, self) != 0) {
+        gw_link_set_push (link, NULL, NULL);
+        pthread_mutex_destroy (&self->lock);
+        pthread_cond_destroy (&self->cond);
+        free (self);
+        return NULL;
+    }
+    self->thread_started = true;
+    return self;
+}
+
+void
+gw_events_destroy (gw_events_t **self_p)
+{
+    gw_events_t *self = *self_p;
+    if (!self)
+        return;
+    pthread_mutex_lock (&self->lock);
+    self->stopping = true;
+    pthread_cond_broadcast (&self->cond);
+    pthread_mutex_unlock (&self->lock);
+    if (self->thread_started)
+        pthread_join (self->thread, NULL);
+    gw_link_set_push (self->link, NULL, NULL);
+    pthread_mutex_destroy (&self->lock);
+    pthread_cond_destroy (&self->cond);
+    free (self);
+    *self_p = NULL;
+}
+
+gw_stream_t *
+gw_events_open (gw_events_t *self, const gw_events_filter_t *filter)
+{
+    gw_stream_t *stream = (gw_stream_t *) calloc (1, sizeof *stream);
+    if (!stream)
+        return NULL;
+    stream->filter = *filter;
+    s_cond_init (&stream->cond);
+    pthread_mutex_lock (&self->lock);
+    if (self->count >= self->max_streams) {
+        pthread_mutex_unlock (&self->lock);
+        pthread_cond_destroy (&stream->cond);
+        free (stream);
+        return NULL;
+    }
+    stream->next = self->streams;
+    self->streams = stream;
+    self->count++;
+    pthread_cond_broadcast (&self->cond);
+    pthread_mutex_unlock (&self->lock);
+    return stream;
+}
+
+bool
+gw_events_wait_ready (gw_events_t *self, gw_stream_t *stream, int64_t timeout_ms)
+{
+    (void) stream;
+    int64_t deadline = bm_mono_ms () + timeout_ms;
+    pthread_mutex_lock (&self->lock);
+    while (!self->sub_id [0] && !self->waking && bm_mono_ms () < deadline)
+        s_cond_wait_ms (&self->cond, &self->lock, deadline - bm_mono_ms ());
+    bool ready = self->sub_id [0] != 0 && !self->waking;
+    pthread_mutex_unlock (&self->lock);
+    return ready;
+}
+
+char *
+gw_events_next (gw_events_t *self, gw_stream_t *stream, int64_t timeout_ms)
+{
+    char *item = NULL;
+    pthread_mutex_lock (&self->lock);
+    if (!stream->count && !stream->lost && !self->waking)
+        s_cond_wait_ms (&stream->cond, &self->lock, timeout_ms);
+    if (stream->lost && stream->count < GW_EVENTS_STREAM_QUEUE) {
+        char json [96];
+        snprintf (json, sizeof json, "{\"missed\":%" PRId64 ",\"reason\":\"slow_reader\"}",
+                  stream->lost);
+        stream->lost = 0;
+        //  Told after what the queue holds, where the loss happened
+        s_queue (stream, s_notice ("gap", json));
+    }
+    if (stream->count && !self->waking) {
+        item = stream->items [stream->head];
+        stream->head = (stream->head + 1) % GW_EVENTS_STREAM_QUEUE;
+        stream->count--;
+    }
+    pthread_mutex_unlock (&self->lock);
+    return item;
+}
+
+void
+gw_events_close (gw_events_t *self, gw_stream_t **stream_p)
+{
+    gw_stream_t *stream = *stream_p;
+    if (!stream)
+        return;
+    pthread_mutex_lock (&self->lock);
+    for (gw_stream_t **p = &self->streams; *p; p = &(*p)->next)
+        if (*p == stream) {
+            *p = stream->next;
+            self->count--;
+            break;
+        }
+    pthread_cond_broadcast (&self->cond);
+    pthread_mutex_unlock (&self->lock);
+    while (stream->count) {
+        free (stream->items [stream->head]);
+        stream->head = (stream->head + 1) % GW_EVENTS_STREAM_QUEUE;
+        stream->count--;
+    }
+    pthread_cond_destroy (&stream->cond);
+    free (stream);
+    *stream_p = NULL;
+}
+
+void
+gw_events_wake_all (gw_events_t *self)
+{
+    pthread_mutex_lock (&self->lock);
+    self->waking = true;
+    for (gw_stream_t *s = self->streams; s; s = s->next)
+        pthread_cond_broadcast (&s->cond);
+    pthread_cond_broadcast (&self->cond);
+    pthread_mutex_unlock (&self->lock);
+}
+
+int
+gw_events_streams (gw_events_t *self)
+{
+    pthread_mutex_lock (&self->lock);
+    int count = self->count;
+    pthread_mutex_unlock (&self->lock);
+    return count;
+}

@@ -1,0 +1,124 @@
+/*  gw_routes_events.c - GET /events: live job events as Server-Sent Events
+    (gw_events.h is the hub; docs/protocol.md, SUBSCRIBE, the broker's side).
+
+    The request's thread holds the stream until the client goes, the
+    broker subscription cannot be made, or the gateway stops: each stream
+    holds a civetweb thread, hence GATEWAY_MAX_EVENT_STREAMS.  */
+#include "gw_request.h"
+#include "gw_routes.h"
+#include "gw_events.h"
+
+#include "bm_log.h"
+
+//  A comment line this often keeps proxies and clients from timing out.
+#define GW_EVENTS_KEEPALIVE_MS  15000
+//  How long a new stream waits for the broker subscription.
+#define GW_EVENTS_READY_MS      5000
+
+//  The filters of the query string; -1 once answered 400.
+static int
+s_filter (gw_request_t *r, gw_events_filter_t *filter)
+{
+    memset (filter, 0, sizeof *filter);
+    char events [256];
+    int has_type = gw_request_query (r, "botType", filter->bot_type, sizeof filter->bot_type,
+                                     "invalid_bot_type");
+    if (has_type == -2)
+        return -1;
+    if (has_type < 0 || (has_type > 0 && *filter->bot_type
+                         && !bm_valid_bot_type (filter->bot_type, strlen (filter->bot_type)))) {
+        gw_request_error (r, 400, "invalid_bot_type",
+                          "botType must be 1 to 32 characters from [a-z0-9_-]", NULL);
+        return -1;
+    }
+    int has_job = gw_request_query (r, "jobId", filter->job_id, sizeof filter->job_id,
+                                    "invalid_job_id");
+    if (has_job == -2)
+        return -1;
+    if (has_job < 0 || (has_job > 0 && *filter->job_id
+                        && !bm_valid_id (filter->job_id, strlen (filter->job_id)))) {
+        gw_request_error (r, 400, "invalid_job_id", "jobId must be 1 to 128 printable ASCII "
+                          "characters without spaces", NULL);
+        return -1;
+    }
+    int has_events = gw_request_query (r, "events", events, sizeof events, "invalid_events");
+    if (has_events == -2)
+        return -1;
+    if (has_events < 0) {
+        gw_request_error (r, 400, "invalid_events", "events is too long", NULL);
+        return -1;
+    }
+    //  A comma-separated list of names
+    char *save = NULL;
+    for (char *name = strtok_r (events, ",", &save); has_events > 0 && name;
+         name = strtok_r (NULL, ",", &save)) {
+        int i = 0;
+        while (gw_events_name (i) && !streq (gw_events_name (i), name))
+            i++;
+        if (!gw_events_name (i)) {
+            char message [256];
+            snprintf (message, sizeof message, "events: unknown event name '%.64s' (waiting, "
+                      "active, progress, completed, failed, delayed, removed, stalled, cancelled)",
+                      name);
+            gw_request_error (r, 400, "invalid_events", message, NULL);
+            return -1;
+        }
+        filter->events |= 1u << i;
+    }
+    return 0;
+}
+
+void
+gw_routes_events (gw_request_t *r)
+{
+    gw_server_t *server = r->server;
+    gw_events_filter_t filter;
+    if (s_filter (r, &filter))
+        return;
+    gw_stream_t *stream = gw_events_open (server->events, &filter);
+    if (!stream) {
+        char message [160];
+        snprintf (message, sizeof message, "%d event streams are open already "
+                  "(GATEWAY_MAX_EVENT_STREAMS); retry later", server->max_event_streams);
+        gw_request_error_retry (r, 503, "too_many_streams", message, 5);
+        return;
+    }
+    if (!gw_events_wait_ready (server->events, stream, GW_EVENTS_READY_MS)) {
+        gw_events_close (server->events, &stream);
+        if (atomic_load (&server->draining))
+            gw_request_error_retry (r, 503, "shutting_down", "the gateway is shutting down; retry "
+                                    "later", GW_RETRY_SHUTTING_DOWN);
+        else
+            gw_request_error_retry (r, 503, "broker_unavailable", "could not subscribe to the "
+                                    "broker's events; retry later", GW_RETRY_BROKER_DOWN);
+        return;
+    }
+    bm_series_inc (server->event_streams);
+    r->status = 200;
+    mg_disable_keep_alive (r->conn);
+    static const char head [] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                                "Cache-Control: no-cache\r\nConnection: close\r\n"
+                                "X-Accel-Buffering: no\r\n\r\n: subscribed\n\n";
+    bool open = mg_write (r->conn, head, sizeof head - 1) > 0;
+    int64_t written = bm_mono_ms ();
+    while (open && !atomic_load (&server->draining)) {
+        char *item = gw_events_next (server->events, stream, 1000);
+        if (item) {
+            open = mg_write (r->conn, item, strlen (item)) > 0;
+            free (item);
+            written = bm_mono_ms ();
+        }
+        else
+        if (bm_mono_ms () - written >= GW_EVENTS_KEEPALIVE_MS) {
+            open = mg_write (r->conn, ": keep-alive\n\n", 14) > 0;
+            written = bm_mono_ms ();
+        }
+    }
+    if (open) {
+        static const char end [] = "event: end\ndata: {\"reason\":\"the gateway is shutting "
+                                   "down\"}\n\n";
+        mg_write (r->conn, end, sizeof end - 1);
+    }
+    gw_events_close (server->events, &stream);
+    bm_series_dec (server->event_streams);
+}
