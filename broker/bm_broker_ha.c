@@ -297,9 +297,9 @@ bm_ha_tick (bm_broker_t *self, int64_t now)
             self->rival_logged = true;
             bm_series_set (self->m_leader, 0);
             bm_warn (NULL, "redis holds the lease of another broker (%s, epoch %s): waiting up "
-                     "to %" PRId64 " ms for it to run out (a broker that ended without releasing "
-                     "it) before recovering the queues", leader, bm_lease_rival_epoch (self->lease),
-                     self->config.lease_ms + self->config.lease_ms / 10);
+                     "to %" PRId64 " ms (its remaining time in redis) for it to run out (a broker "
+                     "that ended without releasing it) before recovering the queues", leader,
+                     bm_lease_rival_epoch (self->lease), bm_lease_rival_ttl (self->lease));
         }
     }
     bm_ha_check (self, now);

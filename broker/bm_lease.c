@@ -10,7 +10,8 @@
 //  KEYS[1] lease, KEYS[2] epoch counter; ARGV owner, endpoint, lease ms,
 //  the epoch we hold ("0": none), a lease value known to be stale (its
 //  owner is gone: bm_lease_take_stale; "" none), deleted if still there.
-//  Returns {held (0/1), epoch, endpoint}, and another's lease value whole.
+//  Returns {held (0/1), epoch, endpoint}, and another's lease value whole
+//  with its PTTL (its real remaining time, whatever lease its owner uses).
 //  A lease that names us (the owner is unique to this process) is ours at
 //  whatever epoch it holds: an acquire that took it but whose answer was
 //  lost (the connection dropped) set it, and no reign began since, or its
@@ -27,7 +28,7 @@ static const char s_acquire_script [] =
     "    redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
     "    return {1, e, ep}\n"
     "  end\n"
-    "  return {0, e or '0', ep or '', v}\n"
+    "  return {0, e or '0', ep or '', v, redis.call('PTTL', KEYS[1])}\n"
     "end\n"
     "local cur = redis.call('GET', KEYS[2]) or '0'\n"
     "local e = cur\n"
@@ -69,7 +70,9 @@ struct _bm_lease_t {
     bool released;              //  bm_lease_release was called
     bool solo;                  //  A reign a lapse does not end (bm_lease_set_solo)
     int64_t rival_since;        //  Mono ms another's lease was first seen, 0: none
-    bool rival_alive;           //  Another's lease outlived one lease length
+    int64_t rival_ends;         //  Mono ms its lease runs out at the latest (its PTTL)
+    int64_t rival_ttl;          //  Its PTTL as last seen, -1: none (never runs out)
+    bool rival_alive;           //  Another's lease was renewed since first seen
     char rival_epoch [24];      //  Its epoch as last seen
     char rival_value [600];     //  Its lease's value as last seen
     char stale [600];           //  A value to delete with the next acquire
@@ -132,6 +135,15 @@ s_on_wait (redisReply *reply, void *arg)
                  self->pending_epoch, self->wait_ms);
 }
 
+//  What the two clocks may disagree on since another's lease was first
+//  seen: 10 ms of rounding and 0.5 % of the time elapsed (a wall clock
+//  that NTP slews).
+static int64_t
+s_ttl_slack (bm_lease_t *self, int64_t now)
+{
+    return 10 + (now - self->rival_since) / 200;
+}
+
 static void
 s_on_acquire (redisReply *reply, void *arg)
 {
@@ -140,7 +152,7 @@ s_on_acquire (redisReply *reply, void *arg)
     if (!reply)
         return;                 //  Redis away: the next tick tries again
     char epoch [24], endpoint [256];
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || reply->elements > 4
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || reply->elements > 5
     ||  reply->element [0]->type != REDIS_REPLY_INTEGER
     ||  !s_reply_str (reply->element [1], epoch, sizeof epoch)
     ||  !s_reply_str (reply->element [2], endpoint, sizeof endpoint)) {
@@ -158,16 +170,30 @@ s_on_acquire (redisReply *reply, void *arg)
         self->rival_since = 0;
     else
     if (!self->held && *endpoint) {
-        //  Another broker's lease: seen in force longer than a lease (and
-        //  a tenth) after we first saw it, it was renewed: that broker is
-        //  alive.  Measured from the first answer's arrival to a later
-        //  request's sending, so Redis's clock saw at least as long.
+        //  Another broker's lease.  Its PTTL tells when it runs out at the
+        //  latest, on our clock: Redis counted it before its answer
+        //  arrived.  Seen later with a PTTL that reaches past that (Redis
+        //  counted it after our later request was sent), it was renewed:
+        //  its owner is alive, whatever lease length it uses.  A lease
+        //  without a TTL never runs out: waiting is of no use.  Both clocks
+        //  count whole ms, and Redis's is its wall clock: a slack covers
+        //  that (a renewed lease reaches further with each renewal).
         int64_t now = bm_mono_ms ();
-        if (self->rival_since == 0 || !streq (self->rival_epoch, epoch))
+        int64_t ttl = reply->elements > 4 && reply->element [4]->type == REDIS_REPLY_INTEGER
+                    ? reply->element [4]->integer : -1;
+        if (self->rival_since == 0 || !streq (self->rival_epoch, epoch)) {
             self->rival_since = now;
+            self->rival_ends = now + ttl;
+        }
         else
-        if (self->sent_at > self->rival_since + self->lease_ms + self->lease_ms / 10)
+        if (ttl >= 0 && self->sent_at + ttl > self->rival_ends + s_ttl_slack (self, now))
             self->rival_alive = true;
+        else
+        if (ttl >= 0 && now + ttl < self->rival_ends)
+            self->rival_ends = now + ttl;
+        if (ttl < 0)
+            self->rival_alive = true;
+        self->rival_ttl = ttl;
         snprintf (self->rival_epoch, sizeof self->rival_epoch, "%s", epoch);
         if (self->rival_fn && *self->rival_value)
             self->rival_fn (self->rival_value, self->rival_arg);
@@ -282,6 +308,12 @@ void
 bm_lease_set_solo (bm_lease_t *self, bool solo)
 {
     self->solo = solo;
+}
+
+int64_t
+bm_lease_rival_ttl (bm_lease_t *self)
+{
+    return self->rival_ttl;
 }
 
 bool
@@ -461,6 +493,12 @@ static bool
 s_test_held (void *arg)
 {
     return bm_lease_held ((bm_lease_t *) arg, bm_mono_ms ());
+}
+
+static bool
+s_test_rival_alive (void *arg)
+{
+    return bm_lease_rival_alive ((bm_lease_t *) arg);
 }
 
 static bool
@@ -830,13 +868,41 @@ bm_lease_test (bool verbose)
     s_test_run (&t, s_test_never, NULL, 300);
     BM_CHECK (t.changes == 2 && !bm_lease_held (solo, bm_mono_ms ()));
     BM_CHECK (streq (bm_lease_leader (solo), "tcp://h:5555"));
-    //  A solo broker arriving now finds the HA broker alive, not at once.
+    //  A solo broker arriving now finds the HA broker alive once it saw it
+    //  renew the lease (its PTTL reached past the first one's end).
     t.a = late;
-    s_test_run (&t, s_test_never, NULL, 200);
-    BM_CHECK (!bm_lease_rival_alive (late) && streq (bm_lease_rival_epoch (late), "4"));
-    s_test_run (&t, s_test_never, NULL, 600);
+    s_test_run (&t, s_test_rival_alive, late, 2000);
     BM_CHECK (bm_lease_rival_alive (late) && !bm_lease_held (late, bm_mono_ms ()));
+    BM_CHECK (streq (bm_lease_rival_epoch (late), "4"));
     t.a = t.b = NULL;
+    //  A lease nobody renews, longer than this broker's own (a dead broker
+    //  that used a longer BROKER_LEASE_MS): not alive, however long it is
+    //  seen (here over three of its own leases); it is taken once it ran
+    //  out in Redis.
+    bm_store_t *store_f = bm_store_new (t.loop, url, NULL, NULL, 1000);
+    bm_lease_t *fresh = bm_lease_new (store_f, "t4:", "broker-fresh", "tcp://f:5555", 400);
+    bm_lease_set_solo (fresh, true);
+    const char *dead [] = { "SET", "t4:{bm}:leader", "7 elsewhere:1:x:y tcp://d:5555", "PX", "1600" };
+    s_test_command (&t, store_b, true, &w, 5, dead);
+    t.a = fresh;
+    s_test_run (&t, s_test_never, NULL, 1300);
+    BM_CHECK (!bm_lease_rival_alive (fresh) && streq (bm_lease_rival_epoch (fresh), "7"));
+    BM_CHECK (bm_lease_rival_ttl (fresh) > 0 && bm_lease_rival_ttl (fresh) <= 400);
+    s_test_run (&t, s_test_held, fresh, 2000);
+    BM_CHECK (bm_lease_held (fresh, bm_mono_ms ()) && !bm_lease_rival_alive (fresh));
+    //  A lease without a TTL never runs out: alive at once.
+    const char *stuck [] = { "SET", "t5:{bm}:leader", "2 elsewhere:1:x:y tcp://d:5555" };
+    s_test_command (&t, store_b, true, &w, 3, stuck);
+    bm_lease_t *stuck_lease = bm_lease_new (store_e, "t5:", "broker-stuck", "tcp://g:5555", 400);
+    t.a = stuck_lease;
+    s_test_run (&t, s_test_rival_alive, stuck_lease, 1000);
+    BM_CHECK (bm_lease_rival_alive (stuck_lease) && bm_lease_rival_ttl (stuck_lease) == -1);
+    t.a = NULL;
+    s_test_run (&t, s_test_idle, fresh, 1000);
+    s_test_run (&t, s_test_idle, stuck_lease, 1000);
+    bm_store_destroy (&store_f);
+    bm_lease_destroy (&fresh);
+    bm_lease_destroy (&stuck_lease);
     s_test_run (&t, s_test_idle, ha, 1000);
     s_test_run (&t, s_test_idle, late, 1000);
     s_test_run (&t, s_test_idle, solo, 1000);

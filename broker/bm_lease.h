@@ -84,13 +84,16 @@ void bm_lease_set_replicated (bm_lease_t *self, bool replicated);
 //  counter taken by another broker.
 void bm_lease_set_solo (bm_lease_t *self, bool solo);
 
-//  Not holding the lease: true once another broker's lease was seen in
-//  force for longer than one lease (and a tenth) since it was first seen,
-//  so that broker renews it: it is alive.  A lease left by a broker that
-//  died lapses sooner, and is then taken.  bm_lease_leader names the
-//  other broker, bm_lease_rival_epoch its epoch ("" when none was seen).
+//  Not holding the lease: true once another broker's lease was seen
+//  renewed: its PTTL in Redis reached past the time it was to run out when
+//  first seen (whatever lease length its owner uses), or it has no TTL (it
+//  never runs out).  A lease left by a broker that died runs out instead,
+//  and is then taken.  bm_lease_leader names the other broker,
+//  bm_lease_rival_epoch its epoch ("" when none was seen),
+//  bm_lease_rival_ttl its PTTL as last seen (ms, -1: no TTL).
 bool bm_lease_rival_alive (bm_lease_t *self);
 const char *bm_lease_rival_epoch (bm_lease_t *self);
+int64_t bm_lease_rival_ttl (bm_lease_t *self);
 
 //  Not holding the lease: another broker's lease value as last seen
 //  ("<epoch> <owner> <endpoint>"), "" when none.
