@@ -5,6 +5,14 @@
     answering every message REJECTED / NACK not_leader (with the leader's
     endpoint when known), keeping no queue and writing nothing.
 
+    A lease whose owner is a process of this host and pid namespace that
+    no longer exists is taken over at once (nobody can renew it): by a
+    solo broker, and by a standby when the lease names the standby's own
+    endpoint (a broker restarted after kill -9 finds its predecessor's).
+    Any other lease runs out by itself; a standby that finds its own
+    endpoint in it does not name it as the leader (peers would come back
+    to it).
+
     Takeover: a standby that wins the lease fences its store with the new
     epoch (every write group of bm_store runs only while Redis's epoch
     counter holds it), then runs the restart recovery (bm_jobstore.c) and
@@ -179,15 +187,34 @@ s_on_lease (bool held, void *arg)
     bm_jobstore_on_store_state (bm_store_up (self->store), self);
 }
 
-//  Solo, not leading: Redis answered with another broker's lease.  One
-//  whose owner is gone (s_owner_gone) is taken over at once, each value
-//  judged once.
+//  True when the lease value names this broker's own endpoint: its
+//  predecessor's (an earlier process that served here).
+static bool
+s_names_us (bm_broker_t *self, const char *value)
+{
+    const char *space = strchr (value, ' ');
+    const char *endpoint = space ? strchr (space + 1, ' ') : NULL;
+    char own [512];
+    s_advertised (self, own, sizeof own);
+    return endpoint && streq (endpoint + 1, own);
+}
+
+//  Not leading: Redis answered with another broker's lease.  One whose
+//  owner is gone (s_owner_gone: a process of this host and pid namespace
+//  that no longer exists) is taken over at once, each value judged once:
+//  nobody can renew it, and the new epoch fences whatever its owner sent
+//  before it died.  A solo broker takes any such lease; a standby only
+//  its own predecessor's (the lease names its endpoint: a broker
+//  restarted after kill -9), which it would otherwise name as the leader
+//  until it ran out.  A standby's failover from another broker waits for
+//  the lease's TTL wherever the two run, so it takes as long on one host
+//  as across hosts.
 static void
 s_on_rival (const char *value, void *arg)
 {
     bm_broker_t *self = (bm_broker_t *) arg;
-    if (!self->solo || self->leading || self->stepped_down || streq (value, self->stale_seen)
-    ||  !s_owner_gone (value))
+    if (self->leading || self->stepped_down || self->released || streq (value, self->stale_seen)
+    ||  (!self->solo && !s_names_us (self, value)) || !s_owner_gone (value))
         return;
     snprintf (self->stale_seen, sizeof self->stale_seen, "%s", value);
     bm_info (NULL, "redis holds the lease of a broker of this host that is gone (%s): taking "
@@ -356,7 +383,19 @@ void
 bm_ha_refuse (bm_broker_t *self, zframe_t *identity, bm_msg_t *msg)
 {
     const char *leader = self->lease && !self->leading ? bm_lease_leader (self->lease) : "";
-    char message [600];
+    char message [600], own [512];
+    s_advertised (self, own, sizeof own);
+    if (*leader && streq (leader, own)) {
+        //  The lease names this broker's endpoint: an earlier process here
+        //  that ended without releasing it, of another pid namespace (a
+        //  container started again) or not known to be gone.  Naming it
+        //  would send peers back here: no leader is known.
+        snprintf (message, sizeof message, "this broker is a standby; the lease in Redis is "
+                  "that of an earlier broker at this endpoint, which ended without releasing "
+                  "it (%" PRId64 " ms left when last asked)", bm_lease_rival_ttl (self->lease));
+        leader = "";
+    }
+    else
     if (*leader)
         snprintf (message, sizeof message, "this broker is a standby; the leader is %s", leader);
     else

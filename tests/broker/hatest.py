@@ -7,6 +7,7 @@
 """
 import time
 import harness as h
+from fakeworker import FakeWorker
 
 HA_ENV = {"BROKER_HA": "redis", "BROKER_LEASE_MS": "2000",
           "HEARTBEAT_INTERVAL_MS": "200", "HEARTBEAT_LIVENESS": "5"}
@@ -69,3 +70,18 @@ class HaPair:
 
     def other(self, name):
         return "b" if name == "a" else "a"
+
+
+def run_jobs(endpoint, name, ids):
+    """A worker on endpoint runs the jobs; each must come exactly once."""
+    w = FakeWorker(endpoint, name, ["python"], 10)
+    seen = []
+    while len(seen) < len(ids):
+        job = w.recv_job(timeout=10)
+        h.check(job is not None, "a JOB for each of the %d jobs (%d so far)" % (len(ids), len(seen)))
+        seen.append(job["jobId"])
+        w.done(job["jobId"], {"ok": 1})
+    extra = w.recv_job(timeout=1)
+    h.check(extra is None, "no job dispatched twice", extra)
+    h.check(sorted(seen) == sorted(ids), "the worker ran exactly the queued jobs", seen)
+    w.sock.close()

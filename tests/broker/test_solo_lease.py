@@ -25,7 +25,6 @@ import re
 import time
 import harness as h
 import hatest
-from fakeworker import FakeWorker
 
 LEASE_MS = 2000
 SOLO_ENV = {"BROKER_LEASE_MS": str(LEASE_MS), "HEARTBEAT_INTERVAL_MS": "200",
@@ -47,21 +46,6 @@ def metric(p, name):
     text = h.http("GET", "http://127.0.0.1:%d/metrics" % p.metrics_port)[2]
     m = re.search(r"^%s (\S+)$" % name, text, re.M)
     return float(m.group(1)) if m else None
-
-
-def run_jobs(endpoint, name, ids):
-    """A worker on endpoint runs the jobs; each must come exactly once."""
-    w = FakeWorker(endpoint, name, ["python"], 10)
-    seen = []
-    while len(seen) < len(ids):
-        job = w.recv_job(timeout=10)
-        h.check(job is not None, "a JOB for each of the %d jobs (%d so far)" % (len(ids), len(seen)))
-        seen.append(job["jobId"])
-        w.done(job["jobId"], {"ok": 1})
-    extra = w.recv_job(timeout=1)
-    h.check(extra is None, "no job dispatched twice", extra)
-    h.check(sorted(seen) == sorted(ids), "the worker ran exactly the queued jobs", seen)
-    w.sock.close()
 
 
 def test():
@@ -87,7 +71,7 @@ def test():
         h.check("recovered" not in out and "leader now" not in out,
                 "it never led nor recovered jobs", out[-1500:])
         h.check(s.redis_cli("GET", "botmesh:{bm}:epoch") == "1", "no second reign: epoch 1")
-        run_jobs(ha.endpoint, "w-ha", first)
+        hatest.run_jobs(ha.endpoint, "w-ha", first)
 
         # 2. The solo broker leads; an HA broker stands by beside it.
         h.check(ha.stop() == 0, "the HA broker stops on SIGTERM (releasing its lease)")
@@ -126,7 +110,7 @@ def test():
         h.check("a broker of this host that is gone" in out and "waiting up to" not in out,
                 "it took the lease its killed predecessor (this host, pid gone) left at once",
                 out[-1500:])
-        run_jobs(solo.endpoint, "w-solo", second)
+        hatest.run_jobs(solo.endpoint, "w-solo", second)
 
         # 4. A lease left by a broker it cannot judge (another host): the
         #    solo broker waits for it to run out, then leads.
