@@ -925,6 +925,14 @@ s_ready (void *arg, void *answer_p)
     json_object_set_new (answer, "redis", self->store ? json_boolean (redis && !recovering)
                                                       : json_null ());
     const char *code = NULL, *message = NULL;
+    if (!leader && bm_series_value (self->m_redis_refusing) > 0.5) {
+        //  Only the lease's writes (a standby writes nothing else).
+        code = "redis_refuses_writes";
+        message = "Redis refuses writes (MISCONF: it cannot persist; the broker's log names the "
+                  "error): no broker can take or renew the lease, so none leads until Redis "
+                  "takes writes again";
+    }
+    else
     if (!leader && self->solo) {
         //  Without BROKER_HA: another broker's lease is in Redis (one
         //  that ended without releasing it, or that leads: then this

@@ -121,6 +121,20 @@ s_owner_gone (const char *value)
     return pid == (long) getpid () || (kill ((pid_t) pid, 0) == -1 && errno == ESRCH);
 }
 
+//  Step down for a lease that was not renewed, naming Redis's refusal of
+//  the renewal (MISCONF) when there was one.
+static void
+s_step_down_lapsed (bm_broker_t *self, const char *why)
+{
+    char text [400];
+    if (*bm_lease_refused (self->lease))
+        snprintf (text, sizeof text, "%s: redis refuses its renewal (%s)", why,
+                  bm_lease_refused (self->lease));
+    else
+        snprintf (text, sizeof text, "%s", why);
+    s_step_down (self, text);
+}
+
 static void
 s_on_fenced (void *arg)
 {
@@ -171,7 +185,7 @@ s_on_lease (bool held, void *arg)
     }
     if (!held) {
         if (self->leading)
-            s_step_down (self, "lost the lease");
+            s_step_down_lapsed (self, "lost the lease");
         return;
     }
     int64_t epoch = bm_lease_epoch (self->lease);
@@ -329,6 +343,10 @@ bm_ha_tick (bm_broker_t *self, int64_t now)
                      bm_lease_rival_epoch (self->lease), bm_lease_rival_ttl (self->lease));
         }
     }
+    //  A standby's gauges follow its lease too (MISCONF refusing it): the
+    //  broker's tick updates them only while it serves.
+    if (!self->serving && self->store)
+        bm_stats_ready_gauges (self);
     bm_ha_check (self, now);
 }
 
@@ -336,7 +354,7 @@ void
 bm_ha_check (bm_broker_t *self, int64_t now)
 {
     if (self->lease && !self->solo && self->leading && !bm_lease_held (self->lease, now))
-        s_step_down (self, "the lease ran out before it was renewed");
+        s_step_down_lapsed (self, "the lease ran out before it was renewed");
 }
 
 bool

@@ -76,6 +76,7 @@ struct _bm_lease_t {
     char rival_epoch [24];      //  Its epoch as last seen
     char rival_value [600];     //  Its lease's value as last seen
     char stale [600];           //  A value to delete with the next acquire
+    char refused [300];         //  Redis's error while it refuses the lease, "" none
     bm_lease_change_fn *change_fn;
     void *change_arg;
     bm_lease_rival_fn *rival_fn;
@@ -135,6 +136,31 @@ s_on_wait (redisReply *reply, void *arg)
                  self->pending_epoch, self->wait_ms);
 }
 
+//  Redis answered the acquire or renewal with an error: MISCONF (it cannot
+//  persist), READONLY (a replica), OOM... (the renewal writes nothing new,
+//  so maxmemory does not refuse it).  One ERROR per episode.
+static void
+s_on_refused (bm_lease_t *self, const char *error)
+{
+    if (*self->refused)
+        return;
+    //  Redis's first sentence names the error: enough for the log.
+    const char *stop = strstr (error, ". ");
+    int length = stop ? (int) (stop - error) : (int) strlen (error);
+    snprintf (self->refused, sizeof self->refused, "%.*s", length, error);
+    bm_error (NULL, "lease: redis refuses to %s the lease (%s): %s; %s",
+              self->held ? "renew" : "take", self->refused, self->solo && self->held
+              ? "this broker (BROKER_HA off) keeps its reign and takes its epoch again once "
+                "Redis takes writes"
+              : "while it refuses writes no broker can hold the lease (a leader steps down once "
+                "its lease runs out, a standby cannot take it) and none leads",
+              strncmp (error, "MISCONF", 7) == 0
+              ? "fix Redis's persistence: free the disk it saves to (redis-cli info persistence: "
+                "rdb_last_bgsave_status, the Redis log names the error), after which Redis takes "
+                "writes again at its next successful BGSAVE"
+              : "fix Redis (its log names the error)");
+}
+
 //  What the two clocks may disagree on since another's lease was first
 //  seen: 10 ms of rounding and 0.5 % of the time elapsed (a wall clock
 //  that NTP slews).
@@ -151,6 +177,10 @@ s_on_acquire (redisReply *reply, void *arg)
     self->in_flight = false;
     if (!reply)
         return;                 //  Redis away: the next tick tries again
+    if (reply->type == REDIS_REPLY_ERROR && !self->released) {
+        s_on_refused (self, reply->str);
+        return;
+    }
     char epoch [24], endpoint [256];
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || reply->elements > 5
     ||  reply->element [0]->type != REDIS_REPLY_INTEGER
@@ -162,6 +192,10 @@ s_on_acquire (redisReply *reply, void *arg)
     }
     if (self->released)
         return;
+    if (*self->refused) {
+        bm_info (NULL, "lease: redis takes the lease's writes again");
+        self->refused [0] = 0;
+    }
     snprintf (self->leader, sizeof self->leader, "%s", endpoint);
     if (reply->elements < 4 || !s_reply_str (reply->element [3], self->rival_value,
                                              sizeof self->rival_value))
@@ -314,6 +348,12 @@ int64_t
 bm_lease_rival_ttl (bm_lease_t *self)
 {
     return self->rival_ttl;
+}
+
+const char *
+bm_lease_refused (bm_lease_t *self)
+{
+    return self->refused;
 }
 
 bool

@@ -95,6 +95,10 @@ bool bm_lease_rival_alive (bm_lease_t *self);
 const char *bm_lease_rival_epoch (bm_lease_t *self);
 int64_t bm_lease_rival_ttl (bm_lease_t *self);
 
+//  Redis's error (its first sentence) while it refuses the acquire or
+//  renewal (MISCONF: it cannot persist, READONLY), "" otherwise.
+const char *bm_lease_refused (bm_lease_t *self);
+
 //  Not holding the lease: another broker's lease value as last seen
 //  ("<epoch> <owner> <endpoint>"), "" when none.
 const char *bm_lease_rival_value (bm_lease_t *self);

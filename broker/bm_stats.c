@@ -1,5 +1,6 @@
 /*  bm_stats.c - STATS, the metrics registry and the Redis snapshots.  */
 #include "bm_broker_internal.h"
+#include "bm_lease.h"
 
 //  The warm bots of a type over the workers that serve it, as their
 //  HEARTBEATs said: mode ("spawn" when none runs it warm, "mixed" when
@@ -174,10 +175,15 @@ bm_stats_ready_gauges (bm_broker_t *self)
     //  Redis reachable and taking writes, recovered or not, leading or
     //  not: a standby that reaches Redis can take over.  Ready to serve
     //  is redis_up with broker_leader 1 and broker_recovering 0.
-    bm_series_set (self->m_redis_up, !self->store || bm_store_writable (self->store) ? 1 : 0);
+    //  Redis refusing the lease (MISCONF) refuses writes too: the lease
+    //  is one, and nobody can take it meanwhile.
+    bool lease_refused = self->lease && *bm_lease_refused (self->lease);
+    bm_series_set (self->m_redis_up, (!self->store || bm_store_writable (self->store))
+                                     && !lease_refused ? 1 : 0);
     bm_series_set (self->m_recovering, bm_stats_recovering (self) ? 1 : 0);
     if (self->store) {
-        bm_series_set (self->m_redis_refusing, bm_store_refusal (self->store) ? 1 : 0);
+        bm_series_set (self->m_redis_refusing, bm_store_refusal (self->store) || lease_refused
+                                               ? 1 : 0);
         bm_series_add (self->m_redis_write_errors, (double) bm_store_write_errors (self->store)
                                                    - bm_series_value (self->m_redis_write_errors));
     }
@@ -369,7 +375,7 @@ bm_stats_setup_metrics (bm_broker_t *self)
         NULL));
     self->m_redis_refusing = bm_metric_series (bm_metrics_gauge (m, "broker_redis_writes_refused",
         "1 while Redis refuses the broker's writes (new jobs are refused store_unavailable; "
-        "the writes are kept and sent again)", NULL));
+        "the writes are kept and sent again), or its lease (MISCONF: no broker can lead)", NULL));
     s_series_at_zero (self->mf_rejected, s_rejected_reasons);
     s_series_at_zero (self->mf_frames, s_frame_reasons);
     s_series_at_zero (self->mf_redispatched, s_requeue_reasons);

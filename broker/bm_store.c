@@ -82,6 +82,7 @@ struct _bm_store_t {
     size_t eval_alloc;
     bool refusing;              //  The last group was refused: keep backing off
     char refusal [160];         //  Redis's error for it while refusing, else ""
+    char ping_refusal [160];    //  Redis's MISCONF to our PING (no writes), else ""
     uint64_t write_errors;      //  Error replies to writes, ever
     int64_t dropped_at;         //  When a write refused for good was last logged
     uint64_t dropped_since;     //  Such writes not logged since
@@ -227,6 +228,20 @@ s_on_ping (redisAsyncContext *ac, void *r, void *privdata)
     if (!reply || self->destroying || self->setup_refused)
         return;                 //  Connection gone, or going: the reconnect path runs
     if (reply->type == REDIS_REPLY_ERROR) {
+        //  MISCONF (it cannot persist) refuses PING as a write: Redis
+        //  refuses the broker's writes (bm_store_refusal) until it saves.
+        bool misconf = strncmp (reply->str, "MISCONF ", 8) == 0;
+        if (misconf) {
+            const char *stop = strstr (reply->str, ". ");
+            int length = stop ? (int) (stop - reply->str) : (int) strlen (reply->str);
+            snprintf (self->ping_refusal, sizeof self->ping_refusal, "%.*s", length, reply->str);
+        }
+        if (!self->loading_logged && misconf)
+            bm_error (NULL, "redis %s:%d refuses writes (%s); waiting: free the disk it saves "
+                      "to (redis-cli info persistence: rdb_last_bgsave_status, the Redis log names "
+                      "the error), after which Redis takes writes again at its next successful "
+                      "BGSAVE", self->host, self->port, self->ping_refusal);
+        else
         if (!self->loading_logged)
             bm_warn (NULL, "redis %s:%d is not ready (%s); waiting", self->host, self->port,
                      reply->str);
@@ -236,6 +251,9 @@ s_on_ping (redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
     self->loading_logged = false;
+    if (*self->ping_refusal)
+        bm_info (NULL, "redis %s:%d takes writes again", self->host, self->port);
+    self->ping_refusal [0] = 0;
     s_became_ready (self);
 }
 
@@ -1309,7 +1327,9 @@ bm_store_in_flight (bm_store_t *self)
 const char *
 bm_store_refusal (bm_store_t *self)
 {
-    return self->refusing && self->refusal [0] ? self->refusal : NULL;
+    if (self->refusing && self->refusal [0])
+        return self->refusal;
+    return self->ping_refusal [0] ? self->ping_refusal : NULL;
 }
 
 uint64_t

@@ -147,8 +147,9 @@ void bm_store_set_fence (bm_store_t *self, const char *key, const char *epoch,
 bool bm_store_fenced (bm_store_t *self);
 
 //  While Redis refuses the broker's writes (a group answered with an error,
-//  none confirmed since): Redis's error, such as "OOM command not allowed
-//  when used memory > 'maxmemory'."; else NULL.
+//  none confirmed since, or a PING answered MISCONF: it cannot persist):
+//  Redis's error, such as "OOM command not allowed when used memory >
+//  'maxmemory'."; else NULL.
 const char *bm_store_refusal (bm_store_t *self);
 //  Error replies to writes since the start: one per write refused (a
 //  fenced or Sentinel-mode group, refused as a whole, counts one).
