@@ -82,6 +82,8 @@ ACCEPTED, REJECTED, REPLY, RESULT = 0x81, 0x82, 0x83, 0x84
 SUBMIT_MANY, ACCEPTED_MANY, RESULT_MANY = 0x0A, 0x85, 0x86
 # time and control (section 4): a bot type's queue, one job, schedules
 QUEUE, REMOVE, PROMOTE, SCHEDULE = 0x0B, 0x0C, 0x0D, 0x0E
+# live job events (section 4, SUBSCRIBE): pushed EVENTs while subscribed
+SUBSCRIBE, UNSUBSCRIBE, EVENT = 0x0F, 0x10, 0x87
 MAX_BATCH = 1000                     # items of one batch message
 BATCH_BYTES = 1 << 20                # a batch message's jobs, encoded: at most this much
                                      # (half of MAX_FRAME_BYTES' default), one large job alone
@@ -433,6 +435,7 @@ class Client:
         self._results = collections.OrderedDict()   # jobId -> record, from RESULT pushes
         self._notified = set()                      # jobs submitted with notify on this socket
         self._max_results = 10000
+        self._events = collections.deque(maxlen=10000)   # EVENT pushes (events())
 
     # context manager / lifecycle
     def __enter__(self):
@@ -543,6 +546,9 @@ class Client:
                 for item in reply.get("jobs") or ():
                     if isinstance(item, dict):
                         self._stash(item)
+                continue
+            if cmd == EVENT:
+                self._events.append(reply)  # for events(), on its own client
                 continue
             rreq = reply.get("req")
             # A REJECTED without req answers a message the broker could not parse:
@@ -818,6 +824,70 @@ class Client:
     def metrics(self, timeout=None):
         """The broker's metrics in the Prometheus text format."""
         return self._reply(METRICS, None, timeout).get("text", "")
+
+    def events(self, bot_types=None, job_ids=None, events=None, ttl_ms=30000):
+        """Live job events (protocol.md, SUBSCRIBE): a generator of dicts,
+        BullMQ's QueueEvents.  Each is the broker's EVENT ({"event",
+        "jobId", "botType", "seq", "at", "attempt", ...}) or one of two
+        notices: {"event": "gap", "missed": N} (events were lost: the
+        broker's queue for this client was full) and {"event": "reset"}
+        (the subscription was lost, to a restart or a failover, and made
+        anew: events in between are lost).  Events are at most once, never
+        replayed: for guarantees wait() for the job, or use a webhook.
+
+        Runs on a socket of its own (this client's requests are not
+        disturbed), renews the subscription every third of ttl_ms and
+        subscribes again, on the next broker when there are several, when
+        a renewal fails.  Filters: lists of bot types, job ids, event names
+        (waiting, active, progress, completed, failed, delayed, removed,
+        stalled, cancelled).  Bad filters raise Rejected bad_request; close
+        the generator (or leave the for loop) to unsubscribe.
+        """
+        body = {"ttlMs": int(ttl_ms)}
+        for key, value in (("botTypes", bot_types), ("jobIds", job_ids), ("events", events)):
+            if value:
+                body[key] = list(value)
+        sub = Client(self.endpoint, self.timeout, self._ctx, self.curve)
+        sid, last, lost, renew_at = None, 0, False, 0.0
+        try:
+            while True:
+                if sid is None or time.monotonic() >= renew_at:
+                    try:
+                        reply = sub._reply(SUBSCRIBE, dict(body, subscription=sid) if sid else body)
+                    except Rejected as e:
+                        if e.code != "not_found":
+                            raise
+                        sid, lost = None, True          # lapsed, or another broker
+                        continue
+                    except BrokerTimeout:
+                        sid, lost = None, lost or sid is not None
+                        time.sleep(0.5)
+                        continue
+                    if reply.get("subscription") != sid:
+                        sid, last = reply.get("subscription"), reply.get("seq") or 0
+                        if lost:
+                            yield {"event": "reset"}
+                        lost = False
+                    renew_at = time.monotonic() + ttl_ms / 3000.0
+                while sub._events:
+                    ev = sub._events.popleft()
+                    seq = ev.get("seq")
+                    if ev.get("subscription") != sid or not isinstance(seq, int):
+                        continue                        # an earlier subscription's
+                    if seq > last + 1:
+                        yield {"event": "gap", "missed": seq - last - 1}
+                    last = max(last, seq)
+                    yield ev
+                got = sub._recv(max(0.0, min(1.0, renew_at - time.monotonic())))
+                if got is not None and got[0] == EVENT:
+                    sub._events.append(got[1])
+        finally:
+            if sid is not None:
+                try:
+                    sub._reply(UNSUBSCRIBE, {"subscription": sid}, timeout=1)
+                except BotmeshError:
+                    pass
+            sub.close()
 
     def wait(self, job_id, timeout=60.0, poll_interval=0.5):
         """Wait until the job ends; returns its record (completed, failed or cancelled).

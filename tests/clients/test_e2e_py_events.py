@@ -1,0 +1,104 @@
+"""The Python client's events(): live job events as a generator (protocol.md,
+SUBSCRIBE).  A real redis-server, broker and Python worker ('pywork').
+
+- events(bot_types=["pywork"]) yields a submitted job's waiting, active,
+  completed (with its result), in seq order;
+- events(job_ids=[J], events=["completed"]) yields J's completed only;
+- bad filters raise Rejected bad_request;
+- the broker restarts: the generator yields {"event": "reset"}, then the
+  events of the next job;
+- closing the generator unsubscribes (the broker's subscription gauge
+  goes back to 0).
+"""
+import threading
+import queue
+
+from e2elib import harness, botmesh, pyworker, wait_worker
+from harness import check, wait_until
+
+
+class Reader:
+    """A generator drained by a thread into a queue."""
+
+    def __init__(self, gen):
+        self.gen, self.items = gen, queue.Queue()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        try:
+            for ev in self.gen:
+                self.items.put(ev)
+        except Exception as e:          # noqa: BLE001 - handed to the test
+            self.items.put(e)
+
+    def until(self, pred, timeout=20):
+        got = []
+        while True:
+            try:
+                ev = self.items.get(timeout=timeout)
+            except queue.Empty:
+                raise harness.TestFailure("no event within %ss; got %r" % (timeout, got))
+            if isinstance(ev, Exception):
+                raise ev
+            got.append(ev)
+            if pred(ev):
+                return got
+
+
+def gauge(c):
+    for line in c.metrics().splitlines():
+        if line.startswith("broker_event_subscriptions "):
+            return float(line.split()[1])
+    return None
+
+
+def main():
+    with harness.Stack("clients-py-events") as s:
+        s.redis()
+        broker = s.broker()
+        pyworker(s, "py-ev", credit=2)
+        c = botmesh.Client(s.endpoint, timeout=5)
+        wait_worker(c, "py-ev")
+
+        try:
+            next(c.events(events=["nope"]))
+            raise harness.TestFailure("a bad event name was taken")
+        except botmesh.Rejected as e:
+            check(e.code == "bad_request" and "events" in e.message, "bad filter: Rejected bad_request", e)
+
+        typed = Reader(c.events(bot_types=["pywork"]))
+        wait_until(lambda: gauge(c) == 1, 10, "the subscription to exist")
+        job = c.submit("pywork", {"echo": 7})
+        got = typed.until(lambda ev: ev.get("jobId") == job and ev["event"] == "completed")
+        mine = [ev for ev in got if ev.get("jobId") == job]
+        check([ev["event"] for ev in mine] == ["waiting", "active", "completed"],
+              "waiting, active, completed", mine)
+        check([ev["seq"] for ev in mine] == sorted(ev["seq"] for ev in mine), "in seq order", mine)
+
+        second = c.submit("pywork", {"echo": 8}, delay_ms=60000)
+        one = c.events(job_ids=[second], events=["completed"])
+        other = botmesh.Client(s.endpoint, timeout=5)
+
+        def promote():
+            wait_until(lambda: gauge(other) == 2, 10, "the second subscription to exist")
+            other.promote(second)
+        threading.Thread(target=promote, daemon=True).start()
+        ev = next(one)
+        check((ev["jobId"], ev["event"]) == (second, "completed"),
+              "the narrow generator yields the job's completed only", ev)
+        one.close()
+        wait_until(lambda: gauge(c) == 1, 10, "closing the generator to unsubscribe")
+
+        broker.kill()
+        s.broker()
+        wait_worker(c, "py-ev", timeout=20)
+        got = typed.until(lambda ev: ev["event"] == "reset", timeout=30)
+        check(got[-1] == {"event": "reset"}, "after a broker restart: reset", got[-1])
+        third = c.submit("pywork", {"echo": 9})
+        got = typed.until(lambda ev: ev.get("jobId") == third and ev["event"] == "completed")
+        check([ev["event"] for ev in got if ev.get("jobId") == third] == ["waiting", "active", "completed"],
+              "events again after the restart", got)
+
+
+if __name__ == "__main__":
+    harness.main(main)
