@@ -557,13 +557,15 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
             if (first && !first->durable) {
                 //  Its write is in flight: its outcome answers this one too.
                 admit->wait = first;
-                admit->reused = first_fingerprint && first_fingerprint != fingerprint;
+                admit->reused = !bm_idem_same_job (first_fingerprint, fingerprint, bot_type,
+                                                   submit.payload.obj);
                 admit->has_priority = true;
                 admit->priority = first->priority;
                 snprintf (admit->id, sizeof admit->id, "%s", first_id);
                 return;
             }
-            bool reused = first_fingerprint && first_fingerprint != fingerprint;
+            bool reused = !bm_idem_same_job (first_fingerprint, fingerprint, bot_type,
+                                             submit.payload.obj);
             if (!first && self->store) {
                 //  Only Redis may hold it: the caller reads its record
                 //  (bm_submit_duplicate_check), then answers it, or refuses

@@ -1,5 +1,6 @@
 /*  bm_idem.c - the idempotency index: idempotencyKey -> first job id.  */
 #include "bm_idem.h"
+#include "bm_log.h"
 #include "bm_proto.h"
 #include "bm_selftest.h"
 
@@ -183,21 +184,215 @@ s_fnv1a (uint64_t hash, const void *data, size_t size)
     return hash;
 }
 
-uint64_t
-bm_idem_fingerprint (const char *bot_type, const msgpack_object *payload)
+//  A map with its pairs in canonical order: one pair's key as packed
+//  canonically, and where the pair is.
+typedef struct {
+    const char *key;            //  In the scratch buffer (set once it is done growing)
+    size_t offset, size;        //  Of the key's bytes in the scratch buffer
+    uint32_t index;             //  The pair's place as received (a tie keeps it)
+} s_pair_t;
+
+static int
+s_by_key (const void *a, const void *b)
+{
+    const s_pair_t *x = (const s_pair_t *) a, *y = (const s_pair_t *) b;
+    size_t common = x->size < y->size ? x->size : y->size;
+    int rc = common ? memcmp (x->key, y->key, common) : 0;
+    if (rc == 0)
+        rc = (x->size > y->size) - (x->size < y->size);
+    if (rc == 0)
+        rc = (x->index > y->index) - (x->index < y->index);
+    return rc;
+}
+
+//  Two string keys (their bytes, not encoded): by length, then by bytes.
+static int
+s_by_string (const void *a, const void *b)
+{
+    const s_pair_t *x = (const s_pair_t *) a, *y = (const s_pair_t *) b;
+    int rc = (x->size > y->size) - (x->size < y->size);
+    //  Byte by byte: keys are short, and most differ early
+    for (size_t i = 0; rc == 0 && i < x->size; i++)
+        rc = (int) (unsigned char) x->key [i] - (int) (unsigned char) y->key [i];
+    if (rc == 0)
+        rc = (x->index > y->index) - (x->index < y->index);
+    return rc;
+}
+
+static bool
+s_has_map (const msgpack_object *object)
+{
+    if (object->type == MSGPACK_OBJECT_MAP)
+        return true;
+    if (object->type == MSGPACK_OBJECT_ARRAY)
+        for (uint32_t i = 0; i < object->via.array.size; i++) {
+            const msgpack_object *item = &object->via.array.ptr [i];
+            if (item->type == MSGPACK_OBJECT_MAP
+            || (item->type == MSGPACK_OBJECT_ARRAY && s_has_map (item)))
+                return true;
+        }
+    return false;
+}
+
+//  A map's keys as packed, on the stack up to S_INLINE_KEYS bytes.
+#define S_INLINE_PAIRS  16
+#define S_INLINE_KEYS   512
+
+typedef struct {
+    char *data;                 //  inline_data, or on the heap once it outgrew it
+    size_t size, capacity;
+    char inline_data [S_INLINE_KEYS];
+} s_keys_t;
+
+static int
+s_keys_write (void *data, const char *buf, size_t len)
+{
+    s_keys_t *keys = (s_keys_t *) data;
+    if (keys->size + len > keys->capacity) {
+        size_t capacity = keys->capacity * 2 > keys->size + len ? keys->capacity * 2
+                                                                : keys->size + len;
+        char *grown = (char *) bm_realloc_or_abort (keys->data == keys->inline_data
+                                                    ? NULL : keys->data, capacity,
+                                                    "a payload's fingerprint");
+        if (keys->data == keys->inline_data)
+            memcpy (grown, keys->inline_data, keys->size);
+        keys->data = grown;
+        keys->capacity = capacity;
+    }
+    if (len)
+        memcpy (keys->data + keys->size, buf, len);
+    keys->size += len;
+    return 0;
+}
+
+//  object in msgpack's shortest encoding with every map's pairs sorted by
+//  their keys' canonical bytes (shorter first on a common prefix), at any
+//  depth, arrays' maps included: one value, one encoding, whatever order
+//  its map keys came in.  The recursion is bounded by the decoder's
+//  nesting limit (BM_MAX_NESTING, checked before any object is built).
+static void
+s_pack_canonical (msgpack_packer *pk, const msgpack_object *object)
+{
+    if (object->type == MSGPACK_OBJECT_ARRAY) {
+        msgpack_pack_array (pk, object->via.array.size);
+        for (uint32_t i = 0; i < object->via.array.size; i++)
+            s_pack_canonical (pk, &object->via.array.ptr [i]);
+        return;
+    }
+    if (object->type != MSGPACK_OBJECT_MAP) {
+        msgpack_pack_object (pk, *object);
+        return;
+    }
+    uint32_t size = object->via.map.size;
+    if (size < 2) {
+        msgpack_pack_map (pk, size);
+        if (size == 1) {
+            s_pack_canonical (pk, &object->via.map.ptr [0].key);
+            s_pack_canonical (pk, &object->via.map.ptr [0].val);
+        }
+        return;
+    }
+    //  String keys (the usual map: JSON's) sort by their bytes as they
+    //  are: a string's shortest header orders by its length, so encoded
+    //  they sort by length, then by bytes.  Other keys are packed
+    //  canonically, one after the other, and sorted by those bytes.  On
+    //  the stack for the usual map (no allocation), else on the heap.
+    bool strings = true;
+    for (uint32_t i = 0; i < size && strings; i++)
+        strings = object->via.map.ptr [i].key.type == MSGPACK_OBJECT_STR;
+    s_pair_t inline_pairs [S_INLINE_PAIRS];
+    s_pair_t *pairs = size <= S_INLINE_PAIRS ? inline_pairs
+                    : (s_pair_t *) bm_realloc_or_abort (NULL, size * sizeof (s_pair_t),
+                                                        "a payload's fingerprint");
+    s_keys_t keys;
+    keys.data = keys.inline_data;
+    keys.size = 0;
+    keys.capacity = sizeof keys.inline_data;
+    if (strings)
+        for (uint32_t i = 0; i < size; i++) {
+            const msgpack_object *key = &object->via.map.ptr [i].key;
+            pairs [i].key = key->via.str.ptr;
+            pairs [i].size = key->via.str.size;
+            pairs [i].index = i;
+        }
+    else {
+        msgpack_packer key_pk;
+        msgpack_packer_init (&key_pk, &keys, s_keys_write);
+        for (uint32_t i = 0; i < size; i++) {
+            pairs [i].offset = keys.size;
+            s_pack_canonical (&key_pk, &object->via.map.ptr [i].key);
+            pairs [i].size = keys.size - pairs [i].offset;
+            pairs [i].index = i;
+        }
+        for (uint32_t i = 0; i < size; i++)
+            pairs [i].key = keys.data + pairs [i].offset;
+    }
+    int (*compare) (const void *, const void *) = strings ? s_by_string : s_by_key;
+    if (size <= S_INLINE_PAIRS) {
+        //  Insertion sort: fewer calls than qsort for a few pairs, and
+        //  size - 1 comparisons for keys sorted already
+        for (uint32_t i = 1; i < size; i++) {
+            s_pair_t pair = pairs [i];
+            uint32_t j = i;
+            for (; j > 0 && compare (&pairs [j - 1], &pair) > 0; j--)
+                pairs [j] = pairs [j - 1];
+            pairs [j] = pair;
+        }
+    }
+    else
+        qsort (pairs, size, sizeof (s_pair_t), compare);
+    msgpack_pack_map (pk, size);
+    for (uint32_t i = 0; i < size; i++) {
+        if (strings)
+            msgpack_pack_str_with_body (pk, pairs [i].key, pairs [i].size);
+        else
+            pk->callback (pk->data, pairs [i].key, pairs [i].size);
+        s_pack_canonical (pk, &object->via.map.ptr [pairs [i].index].val);
+    }
+    if (pairs != inline_pairs)
+        free (pairs);
+    if (keys.data != keys.inline_data)
+        free (keys.data);
+}
+
+//  The fingerprint of payload, canonical or with its maps' keys in the
+//  order they came.
+static uint64_t
+s_fingerprint (const char *bot_type, const msgpack_object *payload, bool canonical)
 {
     uint64_t hash = s_fnv1a (14695981039346656037ULL, bot_type, strlen (bot_type) + 1);
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
     msgpack_packer pk;
     msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    if (payload)
-        msgpack_pack_object (&pk, *payload);
-    else
+    if (!payload)
         msgpack_pack_nil (&pk);
+    else
+    if (canonical && s_has_map (payload))
+        s_pack_canonical (&pk, payload);
+    else
+        msgpack_pack_object (&pk, *payload);      //  No map: canonical already
     hash = s_fnv1a (hash, sbuf.data, sbuf.size);
     msgpack_sbuffer_destroy (&sbuf);
     return hash ? hash : 1;
+}
+
+uint64_t
+bm_idem_fingerprint (const char *bot_type, const msgpack_object *payload)
+{
+    return s_fingerprint (bot_type, payload, true);
+}
+
+bool
+bm_idem_same_job (uint64_t first, uint64_t fingerprint, const char *bot_type,
+                  const msgpack_object *payload)
+{
+    if (first == 0 || first == fingerprint)
+        return true;
+    //  A key an earlier version stored: its maps' keys in the order they
+    //  came (the two differ only for a payload with a map of 2+ pairs)
+    return payload && s_has_map (payload)
+        && first == s_fingerprint (bot_type, payload, false);
 }
 
 uint64_t
@@ -306,6 +501,68 @@ bm_idem_test (bool verbose)
     BM_CHECK (bm_idem_fingerprint_bytes ("python", "\x06", 1) != python5);
     BM_CHECK (bm_idem_fingerprint_bytes ("python", "\xc1", 1) == 0);             //  never used
     BM_CHECK (bm_idem_fingerprint_bytes ("python", "", 0) == 0);
+
+    //  Map keys in any order, at any depth, inside arrays too: one value.
+    const char ba [] = "\x82\xa1" "b" "\x02\xa1" "a" "\x01";         //  {"b":2,"a":1}
+    const char ab [] = "\x82\xa1" "a" "\x01\xa1" "b" "\x02";         //  {"a":1,"b":2}
+    const char ab3 [] = "\x82\xa1" "a" "\x01\xa1" "b" "\x03";        //  {"a":1,"b":3}
+    uint64_t by_ab = bm_idem_fingerprint_bytes ("python", ab, 7);
+    BM_CHECK (by_ab && bm_idem_fingerprint_bytes ("python", ba, 7) == by_ab);
+    BM_CHECK (bm_idem_fingerprint_bytes ("python", ab3, 7) != by_ab);
+    //  [{"x":{"b":2,"a":1},"c":[{"b":2,"a":1}]}] and the same sorted
+    const char deep [] = "\x91\x82\xa1" "x" "\x82\xa1" "b" "\x02\xa1" "a" "\x01"
+                         "\xa1" "c" "\x91\x82\xa1" "b" "\x02\xa1" "a" "\x01";
+    const char deep_sorted [] = "\x91\x82\xa1" "c" "\x91\x82\xa1" "a" "\x01\xa1" "b" "\x02"
+                                "\xa1" "x" "\x82\xa1" "a" "\x01\xa1" "b" "\x02";
+    BM_CHECK (bm_idem_fingerprint_bytes ("python", deep, sizeof deep - 1)
+              == bm_idem_fingerprint_bytes ("python", deep_sorted, sizeof deep_sorted - 1));
+    //  Keys sorted by their bytes: "a" (a1 61) before "aa" (a2 61 61)
+    //  before 1 (01): {1:0,"aa":0,"a":0} is {"a":0,"aa":0,1:0}
+    const char mixed [] = "\x83\x01\x00\xa2" "aa" "\x00\xa1" "a" "\x00";
+    const char mixed_sorted [] = "\x83\x01\x00\xa1" "a" "\x00\xa2" "aa" "\x00";
+    BM_CHECK (bm_idem_fingerprint_bytes ("python", mixed, sizeof mixed - 1)
+              == bm_idem_fingerprint_bytes ("python", mixed_sorted, sizeof mixed_sorted - 1));
+    //  Past the stack's room: 40 pairs, keys of 40 bytes (binary, so
+    //  packed one by one) and of 40 characters, in two orders.
+    for (int binary = 0; binary < 2; binary++) {
+        uint64_t prints [2];
+        for (int reverse = 0; reverse < 2; reverse++) {
+            msgpack_sbuffer sbuf;
+            msgpack_sbuffer_init (&sbuf);
+            msgpack_packer pk;
+            msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+            msgpack_pack_map (&pk, 40);
+            for (int i = 0; i < 40; i++) {
+                char key [41];
+                snprintf (key, sizeof key, "%040d", reverse ? 39 - i : i);
+                if (binary)
+                    msgpack_pack_bin_with_body (&pk, key, 40);
+                else
+                    msgpack_pack_str_with_body (&pk, key, 40);
+                msgpack_pack_int (&pk, reverse ? 39 - i : i);
+            }
+            prints [reverse] = bm_idem_fingerprint_bytes ("python", sbuf.data, sbuf.size);
+            msgpack_sbuffer_destroy (&sbuf);
+        }
+        BM_CHECK (prints [0] && prints [0] == prints [1]);
+    }
+    //  A fingerprint an earlier version stored (keys as received) still
+    //  matches the same bytes sent again; a map-free payload's is the same.
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    size_t offset = 0;
+    BM_CHECK (msgpack_unpack_next (&unpacked, ba, 7, &offset) == MSGPACK_UNPACK_SUCCESS);
+    uint64_t old_ba = s_fingerprint ("python", &unpacked.data, false);
+    BM_CHECK (old_ba != by_ab);
+    BM_CHECK (bm_idem_same_job (old_ba, by_ab, "python", &unpacked.data));
+    BM_CHECK (bm_idem_same_job (by_ab, by_ab, "python", &unpacked.data));
+    BM_CHECK (bm_idem_same_job (0, by_ab, "python", &unpacked.data));
+    offset = 0;
+    BM_CHECK (msgpack_unpack_next (&unpacked, ab3, 7, &offset) == MSGPACK_UNPACK_SUCCESS);
+    BM_CHECK (!bm_idem_same_job (old_ba, bm_idem_fingerprint ("python", &unpacked.data),
+                                 "python", &unpacked.data));
+    BM_CHECK (s_fingerprint ("python", &small, false) == python5);
+    msgpack_unpacked_destroy (&unpacked);
 
     bm_idem_destroy (&idem);
     bm_idem_destroy (&idem);

@@ -46,10 +46,21 @@ void bm_idem_put_unsorted (bm_idem_t *self, const char *key, const char *job_id,
 void bm_idem_sort (bm_idem_t *self);
 
 //  What identifies a job's request: 64-bit FNV-1a of the bot type and the
-//  payload in msgpack's shortest encoding (payload NULL: nil), so that the
-//  same JSON sent again, or sent once singly and once in a batch, gives
-//  the same value however its bytes were encoded.  Never 0.
+//  payload in msgpack's shortest encoding with every map's pairs sorted by
+//  their keys' encoded bytes, at any depth (payload NULL: nil), so that the
+//  same value sent again, or sent once singly and once in a batch, gives
+//  the same value however its bytes were encoded and whatever order its
+//  map keys came in (pairs of one repeated key keep their order).  A
+//  payload without a map costs one pack as it is.  Never 0.
 uint64_t bm_idem_fingerprint (const char *bot_type, const msgpack_object *payload);
+
+//  Whether a SUBMIT of bot_type and payload, whose fingerprint is
+//  fingerprint, asks for the job a key was put with, of fingerprint first:
+//  equal, or first 0 (unknown), or first made by an earlier version (in
+//  Redis), which kept each map's keys in the order received; that one is
+//  worked out only when the two differ and payload has a map.
+bool bm_idem_same_job (uint64_t first, uint64_t fingerprint, const char *bot_type,
+                       const msgpack_object *payload);
 
 //  The message of idempotency_key_reused, given the first job's id.
 #define BM_IDEM_REUSED_FMT \

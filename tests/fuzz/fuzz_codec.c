@@ -41,9 +41,14 @@
       refusal, or the same items, each refused with the same message or
       encoding to the same bytes;
     - bm_msgpack_check_nesting accepts exactly the bodies that
-      bm_msgpack_check accepts and msgpack-c unpacks whole.  */
+      bm_msgpack_check accepts and msgpack-c unpacks whole;
+    - the idempotency fingerprint (bm_idem, the broker's) of the body is
+      never 0, the same from the object and from its bytes, and the same
+      with the body's pairs in reverse order (map keys compared by value,
+      whatever their order).  */
 #include "bm_codec.h"
 #include "bm_codec_batch.h"
+#include "bm_idem.h"
 #include "bm_json.h"
 #include "bm_proto.h"
 #include "fuzz_common.h"
@@ -470,6 +475,48 @@ s_check_batches (const bm_msg_t *msg, const void *body, size_t body_size)
     bm_msg_destroy (&again_item);
 }
 
+static int
+s_by_u64 (const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return (x > y) - (x < y);
+}
+
+//  The body's idempotency fingerprint: from the object or its bytes, and
+//  with its pairs reversed, the same.
+static void
+s_check_fingerprint (const msgpack_object *map, const uint8_t *body, size_t body_size)
+{
+    uint64_t fingerprint = bm_idem_fingerprint ("t", map);
+    FUZZ_CHECK (fingerprint != 0);
+    FUZZ_CHECK (bm_idem_fingerprint_bytes ("t", (const char *) body, body_size) == fingerprint);
+    uint32_t size = map->via.map.size;
+    if (size < 2)
+        return;
+    //  Pairs of one key (by value) keep the order they came in: such a
+    //  body reversed is another.
+    uint64_t *keys = (uint64_t *) malloc (size * sizeof *keys);
+    FUZZ_CHECK (keys != NULL);
+    for (uint32_t i = 0; i < size; i++)
+        keys [i] = bm_idem_fingerprint ("t", &map->via.map.ptr [i].key);
+    qsort (keys, size, sizeof *keys, s_by_u64);
+    bool repeated = false;
+    for (uint32_t i = 1; i < size && !repeated; i++)
+        repeated = keys [i] == keys [i - 1];
+    free (keys);
+    if (repeated)
+        return;
+    msgpack_object_kv *reversed = (msgpack_object_kv *) malloc (size * sizeof *reversed);
+    FUZZ_CHECK (reversed != NULL);
+    for (uint32_t i = 0; i < size; i++)
+        reversed [i] = map->via.map.ptr [size - 1 - i];
+    msgpack_object other = *map;
+    other.via.map.ptr = reversed;
+    FUZZ_CHECK (bm_idem_fingerprint ("t", &other) == fingerprint);
+    FUZZ_CHECK (bm_idem_same_job (fingerprint, bm_idem_fingerprint ("t", &other), "t", &other));
+    free (reversed);
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
@@ -534,6 +581,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     s_check_json_bridge (map);
     s_check_typed_bodies (msg);
     s_check_batches (msg, body, body_size);
+    s_check_fingerprint (map, body, body_size);
     bm_msg_destroy (&msg);
     FUZZ_CHECK (msg == NULL);
     return 0;
