@@ -542,6 +542,123 @@ s_recv_frames (void *router, zmq_msg_t *frames, int max)
     }
 }
 
+//  The name of the registered worker at identity, or NULL.
+static const char *
+s_worker_name (bm_broker_t *self, zframe_t *identity)
+{
+    char key [2 * 256 + 1];
+    bm_broker_peer_key (identity, key);
+    bm_worker_entry_t *entry = (bm_worker_entry_t *) zhashx_lookup (self->workers, key);
+    return entry ? entry->name : NULL;
+}
+
+//  A body over MAX_FRAME_BYTES is never decoded, but its small fields are
+//  read where they stand (bm_msgpack_peek steps over the big values): a
+//  client's req, so that its REJECTED names the request; a worker's jobId,
+//  so that its NACK names the job, and a DONE's attempt and run times, so
+//  that the job it ends fails bad_output at once (protocol.md sections 2,
+//  4, 5) rather than at its timeout.  A field over S_PEEK_VALUE_MAX bytes
+//  is not taken.
+#define S_PEEK_VALUE_MAX 256
+
+static const char *const s_peek_keys [] = { "req", "jobId", "attempt", "startedAt", "finishedAt" };
+#define S_PEEK_KEYS (sizeof s_peek_keys / sizeof s_peek_keys [0])
+
+//  The peeked fields of body (with the DONE's outcome when done_error is
+//  set) parsed into self->msg as a body of its own.  0, or -1 when nothing
+//  reads (self->msg then holds no body).
+static int
+s_peek_parse (bm_broker_t *self, const char *header, int command, const char *body,
+              size_t size, const char *done_error)
+{
+    const char *starts [S_PEEK_KEYS];
+    size_t lens [S_PEEK_KEYS];
+    bm_msgpack_peek (body, size, s_peek_keys, S_PEEK_KEYS, starts, lens);
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    size_t fields = 0;
+    for (size_t k = 0; k < S_PEEK_KEYS; k++)
+        if (lens [k] > S_PEEK_VALUE_MAX)
+            lens [k] = 0;
+        else
+        if (lens [k])
+            fields++;
+    msgpack_pack_map (&pk, fields + (done_error ? 2 : 0));
+    for (size_t k = 0; k < S_PEEK_KEYS; k++)
+        if (lens [k]) {
+            bm_pack_str (&pk, s_peek_keys [k]);
+            msgpack_sbuffer_write (&sbuf, starts [k], lens [k]);
+        }
+    if (done_error) {
+        bm_pack_kv_bool (&pk, "ok", false);
+        bm_pack_str (&pk, "error");
+        msgpack_pack_map (&pk, 2);
+        bm_pack_kv_str (&pk, "code", "bad_output");
+        bm_pack_kv_str (&pk, "message", done_error);
+    }
+    unsigned char byte = (unsigned char) command;
+    const char *code;
+    char reason [160];
+    int rc = bm_msg_parse (self->msg, header, BM_HEADER_LEN, &byte, 1, sbuf.data, sbuf.size,
+                           sbuf.size, &code, reason, sizeof reason);
+    msgpack_sbuffer_destroy (&sbuf);
+    return rc;
+}
+
+//  A message whose body is over MAX_FRAME_BYTES (its header and command
+//  are right): refused bad_frame naming the size and the limit, with its
+//  req or jobId.  A worker's DONE with a jobId goes on as a DONE that
+//  failed bad_output (returns 0: self->msg holds it); else returns -1.
+static int
+s_oversize (bm_broker_t *self, zframe_t *identity, const char *header, int command,
+            const char *body, size_t size)
+{
+    bool worker = memcmp (header, BM_WORKER_HEADER, BM_HEADER_LEN) == 0;
+    char reason [256];
+    int end = snprintf (reason, sizeof reason, "frame 2 is %zu bytes, larger than "
+                        "MAX_FRAME_BYTES (%" PRId64 ")", size, self->config.max_frame);
+    if (!worker && command == BM_SUBMIT_MANY)
+        snprintf (reason + end, sizeof reason - end,
+                  ": a SUBMIT_MANY must fit it as a whole; send its jobs in smaller batches");
+    char done_error [256];
+    snprintf (done_error, sizeof done_error, "the DONE was %zu bytes, larger than "
+              "MAX_FRAME_BYTES (%" PRId64 "): its result was not read", size,
+              self->config.max_frame);
+    bool done = worker && command == BM_DONE;
+    const char *job_id = NULL;
+    char job_id_buf [BM_MAX_ID_LEN + 1] = "";
+    if (s_peek_parse (self, header, command, body, size, done ? done_error : NULL) == 0
+    &&  worker && bm_obj_strcpy (bm_msg_body (self->msg), "jobId", job_id_buf, sizeof job_id_buf)
+    &&  bm_valid_id (job_id_buf, strlen (job_id_buf)))
+        job_id = job_id_buf;
+    bm_series_inc (bm_metric_series (self->mf_frames, "bad_frame"));
+    const char *name = worker ? s_worker_name (self, identity) : NULL;
+    bm_broker_log_refusal (self, identity, worker ? BM_PEER_WORKER : BM_PEER_CLIENT, name,
+                           command, job_id, "bad_frame", reason);
+    if (!worker) {
+        const msgpack_object *request = bm_msg_body (self->msg);
+        int64_t req;
+        //  Only a req as a request may carry it (section 3)
+        s_reject_send (self, identity,
+                       request && request->type == MSGPACK_OBJECT_MAP
+                       && bm_obj_int (request, "req", &req) ? request : NULL,
+                       "bad_frame", reason);
+        return -1;
+    }
+    bm_body_t nack;
+    bm_body_init (self, &nack);
+    msgpack_pack_map (&nack.pk, job_id ? 3 : 2);
+    bm_pack_kv_str (&nack.pk, "code", "bad_frame");
+    bm_pack_kv_str (&nack.pk, "message", reason);
+    if (job_id)
+        bm_pack_kv_str (&nack.pk, "jobId", job_id);
+    s_route (self, identity, BM_WORKER_HEADER, BM_NACK, nack.sbuf.data, nack.sbuf.size);
+    bm_body_free (&nack);
+    return done && job_id ? 0 : -1;
+}
+
 static void
 s_handle_frames (bm_broker_t *self, zmq_msg_t *frames, int count)
 {
@@ -562,6 +679,18 @@ s_handle_frames (bm_broker_t *self, zmq_msg_t *frames, int count)
         code = "bad_frame";
         snprintf (reason, sizeof reason, "a message must have exactly 3 frames");
     }
+    //  A body over the limit (its header and command read first)
+    if (rc && count == 4 && streq (code, "bad_frame")
+    &&  zmq_msg_size (&frames [3]) > (size_t) self->config.max_frame) {
+        if (bm_workers_parting (self, identity, zmq_msg_data (&frames [1]), zmq_msg_size (&frames [1]),
+                                zmq_msg_data (&frames [2]), zmq_msg_size (&frames [2])))
+            return;
+        if (s_oversize (self, identity, (const char *) zmq_msg_data (&frames [1]),
+                        *(const unsigned char *) zmq_msg_data (&frames [2]),
+                        (const char *) zmq_msg_data (&frames [3]), zmq_msg_size (&frames [3])))
+            return;
+        rc = 0;                 //  A DONE that failed bad_output, in self->msg
+    }
     if (rc) {
         //  A worker's DISCONNECT is acted on whatever its body.
         if (count == 4 && bm_workers_parting (self, identity,
@@ -573,13 +702,7 @@ s_handle_frames (bm_broker_t *self, zmq_msg_t *frames, int count)
         //  and any version is a worker's, which gets a NACK.
         bool worker = count > 1 && zmq_msg_size (&frames [1]) >= 3
                    && memcmp (zmq_msg_data (&frames [1]), "BMW", 3) == 0;
-        const char *name = NULL;
-        if (worker) {
-            char key [2 * 256 + 1];
-            bm_broker_peer_key (identity, key);
-            bm_worker_entry_t *entry = (bm_worker_entry_t *) zhashx_lookup (self->workers, key);
-            name = entry ? entry->name : NULL;
-        }
+        const char *name = worker ? s_worker_name (self, identity) : NULL;
         bm_broker_log_refusal (self, identity, worker ? BM_PEER_WORKER : BM_PEER_CLIENT, name,
                                -1, NULL, code, reason);
         if (worker)

@@ -182,14 +182,19 @@ bm_msgpack_check_nesting (const char *data, size_t size)
     }
 }
 
-bool
-bm_msg_raw_value (const bm_msg_t *self, const char *key, const char **start, size_t *len)
+//  The top-level map's entries of data, the value's bytes of each key
+//  asked for (the first entry with it): see bm_msgpack_peek.  whole: data
+//  passed bm_msgpack_check, so the last entry's value ends where data does
+//  (no walk over it).
+static size_t
+s_peek (const char *data, size_t size, bool whole, const char *const *keys, size_t count,
+        const char **starts, size_t *lens)
 {
-    //  The body passed bm_msgpack_check and is a map: walk its entries.
-    const unsigned char *p = (const unsigned char *) self->data;
-    size_t size = self->size;
-    if (self->body.type != MSGPACK_OBJECT_MAP || size == 0)
-        return false;
+    const unsigned char *p = (const unsigned char *) data;
+    for (size_t k = 0; k < count; k++)
+        lens [k] = 0;
+    if (size == 0)
+        return 0;
     size_t pos = 1;
     uint64_t entries;
     if (p [0] >= 0x80 && p [0] <= 0x8f)
@@ -205,9 +210,9 @@ bm_msg_raw_value (const bm_msg_t *self, const char *key, const char **start, siz
         pos = 5;
     }
     else
-        return false;
-    size_t key_len = strlen (key);
-    for (uint64_t i = 0; i < entries; i++) {
+        return 0;
+    size_t found = 0;
+    for (uint64_t i = 0; i < entries && found < count; i++) {
         //  A string key: fixstr, str8, str16 or str32.
         size_t key_start = pos, this_len = SIZE_MAX;
         unsigned char c = pos < size ? p [pos] : 0xc1;
@@ -222,24 +227,41 @@ bm_msg_raw_value (const bm_msg_t *self, const char *key, const char **start, siz
         else
         if (c == 0xdb && pos + 4 < size)
             this_len = (size_t) s_be (p + pos + 1, 4), key_start = pos + 5;
-        if (bm_msgpack_skip (self->data, size, &pos))
-            return false;
+        if (bm_msgpack_skip (data, size, &pos))
+            break;
         size_t value_start = pos;
-        //  The last entry's value ends where the body does (the body is
-        //  exactly one object): no walk over it
-        if (i + 1 == entries)
+        if (whole && i + 1 == entries)
             pos = size;
         else
-        if (bm_msgpack_skip (self->data, size, &pos))
-            return false;
-        if (this_len == key_len && key_start + key_len <= value_start
-        &&  memcmp (p + key_start, key, key_len) == 0) {
-            *start = self->data + value_start;
-            *len = pos - value_start;
-            return true;
-        }
+        if (bm_msgpack_skip (data, size, &pos))
+            break;
+        for (size_t k = 0; k < count; k++)
+            if (lens [k] == 0 && this_len == strlen (keys [k])
+            &&  key_start + this_len <= value_start
+            &&  memcmp (p + key_start, keys [k], this_len) == 0) {
+                starts [k] = data + value_start;
+                lens [k] = pos - value_start;
+                found++;
+                break;
+            }
     }
-    return false;
+    return found;
+}
+
+size_t
+bm_msgpack_peek (const char *data, size_t size, const char *const *keys, size_t count,
+                 const char **starts, size_t *lens)
+{
+    return s_peek (data, size, false, keys, count, starts, lens);
+}
+
+bool
+bm_msg_raw_value (const bm_msg_t *self, const char *key, const char **start, size_t *len)
+{
+    //  The body passed bm_msgpack_check and is a map: walk its entries.
+    if (self->body.type != MSGPACK_OBJECT_MAP)
+        return false;
+    return s_peek (self->data, self->size, true, &key, 1, start, len) == 1;
 }
 
 //  --------------------------------------------------------------------------

@@ -196,6 +196,16 @@ int bm_msgpack_check_nesting (const char *data, size_t size);
 //  it.  False when the key is absent.
 bool bm_msg_raw_value (const bm_msg_t *self, const char *key, const char **start, size_t *len);
 
+//  In a body that is not decoded (a frame over the size limit): for each of
+//  count keys of its top-level map, the encoded bytes of its value (the
+//  first entry with that string key) in starts/lens, lens 0 when absent.
+//  Every other value is stepped over, never decoded (bm_msgpack_skip: a
+//  string or binary of any size in one step, containers one step an item,
+//  never past size); the walk stops once every key is found, or at the
+//  first entry that is not well formed.  Returns how many keys were found.
+size_t bm_msgpack_peek (const char *data, size_t size, const char *const *keys, size_t count,
+                        const char **starts, size_t *lens);
+
 //  Body accessors.  They return NULL / false when the key is absent or of
 //  another type.  Strings are borrowed from the message (not terminated).
 const msgpack_object *bm_obj_get (const msgpack_object *map, const char *key);

@@ -42,6 +42,9 @@
       encoding to the same bytes;
     - bm_msgpack_check_nesting accepts exactly the bodies that
       bm_msgpack_check accepts and msgpack-c unpacks whole;
+    - bm_msgpack_peek (a body over the limit read without decoding) finds
+      in any body only well-formed values within it, and in a body that
+      parses the same bytes bm_msg_raw_value finds;
     - the idempotency fingerprint (bm_idem, the broker's) of the body is
       never 0, the same from the object and from its bytes, and the same
       with the body's pairs in reverse order (map keys compared by value,
@@ -128,7 +131,7 @@ s_check_accessors (const msgpack_object *map)
 //  that decodes to what bm_obj_get returns (the broker keeps payloads and
 //  results as such slices, without re-encoding them).
 static void
-s_check_raw_values (const bm_msg_t *msg)
+s_check_raw_values (const bm_msg_t *msg, const uint8_t *body, size_t body_size)
 {
     const msgpack_object *map = bm_msg_body (msg);
     for (uint32_t i = 0; i < map->via.map.size; i++) {
@@ -140,6 +143,12 @@ s_check_raw_values (const bm_msg_t *msg)
         size_t len;
         FUZZ_CHECK (bm_msg_raw_value (msg, name, &start, &len));
         FUZZ_CHECK (len > 0 && bm_msgpack_check (start, len) == 0);
+        //  Read without decoding (a body over the limit): the same bytes
+        const char *key = name, *peek_start = NULL;
+        size_t peek_len = 0;
+        FUZZ_CHECK (bm_msgpack_peek ((const char *) body, body_size, &key, 1,
+                                     &peek_start, &peek_len) == 1);
+        FUZZ_CHECK (peek_len == len && memcmp (peek_start, start, len) == 0);
         msgpack_unpacked slice;
         msgpack_unpacked_init (&slice);
         size_t offset = 0;
@@ -549,6 +558,22 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         }
         FUZZ_CHECK (bm_msgpack_check_nesting ((const char *) body, body_size) == unpacks);
     }
+    //  Any body read without decoding (as one over the limit is): what it
+    //  finds lies within the body and is one well-formed object.
+    {
+        static const char *const keys [] = { "req", "jobId", "attempt", "" };
+        const char *starts [4];
+        size_t lens [4], found = 0;
+        size_t count = bm_msgpack_peek ((const char *) body, body_size, keys, 4, starts, lens);
+        for (size_t k = 0; k < 4; k++)
+            if (lens [k]) {
+                found++;
+                FUZZ_CHECK (starts [k] >= (const char *) body
+                         && starts [k] + lens [k] <= (const char *) body + body_size);
+                FUZZ_CHECK (bm_msgpack_check (starts [k], lens [k]) == 0);
+            }
+        FUZZ_CHECK (found == count);
+    }
     //  Parsed whole and with shallow batches: the same outcome
     s_check_shallow (header, header_size, command, command_size, body, body_size);
 
@@ -577,7 +602,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     FUZZ_CHECK (bm_command_name (bm_msg_peer (msg), bm_msg_command (msg)) != NULL);
 
     s_check_accessors (map);
-    s_check_raw_values (msg);
+    s_check_raw_values (msg, body, body_size);
     s_check_json_bridge (map);
     s_check_typed_bodies (msg);
     s_check_batches (msg, body, body_size);
