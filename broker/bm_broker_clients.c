@@ -532,6 +532,16 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
         s_refuse (self, admit, "shutting_down", "the broker is shutting down");
         return;
     }
+    //  Until the queues are read back, the types known are not all known
+    //  yet either: any type waits for the recovery.
+    if (self->store && !self->recovered) {
+        s_refuse (self, admit, "store_unavailable", bm_stats_store_refusal (self));
+        return;
+    }
+    if (!bm_service_type_known (self, bot_type) && bm_types_waiting (self)) {
+        s_refuse (self, admit, "store_unavailable", BM_TEXT_TYPES_WAIT);
+        return;
+    }
     if (!bm_service_type_known (self, bot_type)) {
         char message [sizeof s_known_prefix + BM_KNOWN_TYPES_LEN];
         memcpy (message, s_known_prefix, sizeof s_known_prefix);

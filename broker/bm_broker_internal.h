@@ -169,6 +169,10 @@ struct _bm_broker_t {
                                 //  wait for their worker to report them
                                 //  (bm_jobstore_hold), or NULL
     int64_t held_until;         //  Mono ms: when they join their queues
+    int64_t types_wait_until;   //  Mono ms: till then a type nobody named
+                                //  yet is refused store_unavailable, not
+                                //  unknown_bot_type (the workers of the
+                                //  broker before this one register again)
                                 //  (0 until the recovery ends)
     zhashx_t *early_dones;      //  Job id -> a DONE that came before the
                                 //  recovery reached its job, kept until it
@@ -431,6 +435,9 @@ void bm_job_requeue (bm_broker_t *self, bm_job_t *job, const char *reason, const
 //  running job, for the attempt it runs (no new attempt, no JOB sent).
 void bm_job_adopt (bm_broker_t *self, bm_job_t *job, bm_worker_entry_t *worker);
 bool bm_service_type_known (bm_broker_t *self, const char *name);
+//  True for a while after a start or takeover (types_wait_until): a type
+//  not known yet is refused store_unavailable (BM_TEXT_TYPES_WAIT).
+bool bm_types_waiting (bm_broker_t *self);
 
 //  bm_broker_ha.c: leader and standby (BROKER_HA=redis)
 int bm_ha_setup (bm_broker_t *self);

@@ -5,6 +5,7 @@
     queues rebuilt from Redis when the store first connects.  bm_store.c
     does the I/O.  */
 #include "bm_broker_internal.h"
+#include "bm_lease.h"
 #include "bm_record.h"
 
 static void
@@ -805,6 +806,15 @@ s_recovery_finish (bm_broker_t *self)
              "%zu were running)", queued + held + bm_heap_size (self->delayed), queued,
              bm_heap_size (self->delayed), held);
     bm_workers_recovery_done (self);
+    //  Another broker led on this Redis before (epoch above 1): its
+    //  workers come back within the hold, and a type only they named is
+    //  not unknown meanwhile.
+    if (self->lease && bm_lease_epoch (self->lease) > 1) {
+        self->types_wait_until = bm_mono_ms () + s_hold_ms (self);
+        bm_info (NULL, "a bot type no worker registered yet is refused store_unavailable, not "
+                 "unknown_bot_type, for %" PRId64 " ms while the workers register again",
+                 s_hold_ms (self));
+    }
     if (self->held) {
         self->held_until = bm_mono_ms () + s_hold_ms (self);
         bm_info (NULL, "the jobs that were running and no worker reported yet wait up to "

@@ -388,15 +388,19 @@ bm_schedule_command (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
                               "MAX_SCHEDULES schedules exist already; remove one first");
             return;
         }
-        if (!bm_service_type_known (self, in.bot_type)) {
-            bm_body_free (&reply);
-            bm_broker_reject (self, identity, body, "unknown_bot_type", "botType is not a known bot type");
-            return;
-        }
         if (self->store && (!bm_store_up (self->store) || !self->recovered)) {
             bm_body_free (&reply);
             bm_broker_reject (self, identity, body, "store_unavailable",
                               bm_stats_store_refusal (self));
+            return;
+        }
+        if (!bm_service_type_known (self, in.bot_type)) {
+            bm_body_free (&reply);
+            if (bm_types_waiting (self))
+                bm_broker_reject (self, identity, body, "store_unavailable", BM_TEXT_TYPES_WAIT);
+            else
+                bm_broker_reject (self, identity, body, "unknown_bot_type",
+                                  "botType is not a known bot type");
             return;
         }
         char message [160];

@@ -710,6 +710,12 @@ bm_service_type_known (bm_broker_t *self, const char *name)
     return service && bm_service_known (service);
 }
 
+bool
+bm_types_waiting (bm_broker_t *self)
+{
+    return self->types_wait_until && bm_mono_ms () < self->types_wait_until;
+}
+
 //  --------------------------------------------------------------------------
 //  Self test
 

@@ -76,6 +76,10 @@
                               "that gave up is sent again by redelivering its job (REDELIVER, " \
                               "POST /job/{id}/redeliver), not by retry"
 #define BM_TEXT_RECOVERING  "the broker is reading its queues back from Redis; try again shortly"
+//  Why a bot type nobody named yet is refused store_unavailable for a
+//  while after a broker's start or takeover (docs/protocol.md, SUBMIT).
+#define BM_TEXT_TYPES_WAIT  "the broker started or took over moments ago and the workers are " \
+                            "registering with it again; botType is not known yet; try again shortly"
 
 //  The limits of docs/protocol.md, each named once.  Every component reads
 //  them from here; a range a variable accepts (JOB_TIMEOUT_MS...) is

@@ -514,14 +514,16 @@ gw_request_rejection (gw_request_t *r, const msgpack_object *body, gw_rejection_
         //  runAt of the wrong type.
         if (streq (code, "bad_request") && strncmp (out->message, "runAt ", 6) == 0)
             out->code = out->reason = "invalid_run_at";
-        //  Redis is fine, the broker reads its queues back (a start or a
-        //  failover): said as the broker says it, nothing else it says.
+        //  Redis is fine, the broker reads its queues back, or waits for
+        //  the workers to name their types again (a start or a failover):
+        //  said as the broker says it, nothing else it says.
         const char *said;
         size_t said_len;
-        if (streq (code, "store_unavailable") && bm_obj_str (body, "message", &said, &said_len)
-        &&  said_len == strlen (BM_TEXT_RECOVERING)
-        &&  memcmp (said, BM_TEXT_RECOVERING, said_len) == 0)
-            s_copy (out->message, sizeof out->message, BM_TEXT_RECOVERING);
+        static const char *passed [] = { BM_TEXT_RECOVERING, BM_TEXT_TYPES_WAIT };
+        for (size_t i = 0; i < sizeof passed / sizeof *passed; i++)
+            if (streq (code, "store_unavailable") && bm_obj_str (body, "message", &said, &said_len)
+            &&  said_len == strlen (passed [i]) && memcmp (said, passed [i], said_len) == 0)
+                s_copy (out->message, sizeof out->message, passed [i]);
     }
     else {
         //  bad_frame, bad_header...: our own request was wrong.  Log it,

@@ -20,6 +20,8 @@ BROKER_METRICS = ("# HELP queue_size Jobs waiting per bot type\n# TYPE queue_siz
                   'queue_size{queue_name="python"} 3\n')
 state = {"redis": True, "metrics": True, "standby": False}
 RECOVERING = "the broker is reading its queues back from Redis; try again shortly"
+TYPES_WAIT = ("the broker started or took over moments ago and the workers are registering "
+              "with it again; botType is not known yet; try again shortly")
 NO_LEADER = ("no broker leads: the brokers answer as standbys (none holds the lease, "
              "or they cannot reach Redis); retry later")
 
@@ -38,6 +40,7 @@ def handler(cmd, body):
                  "full": ("queue_full", "queue of full is full"),
                  "nostore": ("store_unavailable", "redis down at 10.0.0.7:6379"),
                  "recovering": ("store_unavailable", RECOVERING),
+                 "returning": ("store_unavailable", TYPES_WAIT),
                  "standby": ("not_leader", "this broker is a standby; no leader is known yet"),
                  "closing": ("shutting_down", "bye"),
                  "frame": ("bad_frame", "internal detail /src/x.c:12")}
@@ -138,6 +141,12 @@ def run(u, fake):
     check(r.status == 503 and r.error_code() == "store_unavailable"
           and r.json["error"]["message"] == RECOVERING and r.headers.get("retry-after") == "2",
           "store_unavailable while recovering -> 503 Retry-After 2, saying the broker recovers", r)
+    # A type not known yet while the workers register again (a start, a
+    # failover): 503, in the broker's words, not 400 invalid_bot_type.
+    r = post_json(u + "/invoke", {"botType": "returning", "payload": {}})
+    check(r.status == 503 and r.error_code() == "store_unavailable"
+          and r.json["error"]["message"] == TYPES_WAIT and r.headers.get("retry-after") == "2",
+          "store_unavailable while workers register again -> 503 Retry-After 2, in its words", r)
     # A standby answered (no broker leads): 503 broker_unavailable saying so,
     # not 502.
     r = post_json(u + "/invoke", {"botType": "standby", "payload": {}})
