@@ -97,11 +97,28 @@ s_pid_space (char *out, size_t size)
         snprintf (out, size, "%s.%lu", boot, (unsigned long) ns.st_ino);
 }
 
+//  A process that ended and its parent has not reaped yet (state Z in
+//  /proc/<pid>/stat, after the last ')' of its name).
+static bool
+s_zombie (long pid)
+{
+    char path [64], line [512];
+    snprintf (path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return false;
+    size_t size = fread (line, 1, sizeof line - 1, file);
+    fclose (file);
+    line [size] = 0;
+    char *name_end = strrchr (line, ')');
+    return name_end && name_end [1] == ' ' && name_end [2] == 'Z';
+}
+
 //  A lease value "<epoch> <host>:<pid>:<instance>:<pid space> <endpoint>"
-//  whose owner is a process of our pid space that no longer exists (a
-//  broker killed, restarted here): nobody renews it.  Zombies, a pid taken
-//  again by another process, an owner of another host, container or older
-//  version: not known to be gone (its lease runs out by itself).
+//  whose owner is a process of our pid space that no longer exists, or
+//  is a zombie (a broker killed, restarted here): nobody renews it.  A pid
+//  taken again by another process, an owner of another host, container or
+//  older version: not known to be gone (its lease runs out by itself).
 static bool
 s_owner_gone (const char *value)
 {
@@ -118,7 +135,8 @@ s_owner_gone (const char *value)
     long pid = strtol (pid_at + 1, &end, 10);
     if (!*space || !streq (theirs + 1, space) || end != instance || pid <= 0)
         return false;
-    return pid == (long) getpid () || (kill ((pid_t) pid, 0) == -1 && errno == ESRCH);
+    return pid == (long) getpid () || (kill ((pid_t) pid, 0) == -1 && errno == ESRCH)
+        || s_zombie (pid);
 }
 
 //  Step down for a lease that was not renewed, naming Redis's refusal of
