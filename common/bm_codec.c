@@ -143,6 +143,11 @@ bm_codec_job_ref_decode (const bm_msg_t *msg, bm_codec_job_ref_t *self, bm_codec
     if (bm_msg_command (msg) == BM_STATUS && !bm_field_opt (body, "jobId")
     &&  bm_field_opt (body, "idempotencyKey"))
         return bm_field_id (body, "idempotencyKey", true, self->idempotency_key, error);
+    //  A STATUS with neither: the refusal names both ways to name the job
+    if (bm_msg_command (msg) == BM_STATUS && !bm_field_opt (body, "jobId"))
+        return bm_field_fail (error, "jobId", "jobId or idempotencyKey is required: a jobId, "
+                              "or the idempotencyKey the job was submitted with, 1-%d "
+                              "printable characters without spaces", BM_MAX_ID_LEN);
     return bm_field_id (body, "jobId", true, self->job_id, error);
 }
 

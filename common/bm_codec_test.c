@@ -137,6 +137,21 @@ test_client_round_trips (void)
     CHECK (msg && bm_codec_job_ref_decode (msg, &ref_back, &error) != 0
            && strstr (error.message, "jobId"));
     bm_msg_destroy (&msg);
+    //  A STATUS naming neither: the refusal names both ways (a CANCEL's
+    //  only jobId)
+    msgpack_pack_map (&packer.pk, 1);
+    bm_field_pack_int (&packer, "req", 11);
+    msg = s_packed_msg (BM_CLIENT_HEADER, BM_STATUS, &packer);
+    CHECK (msg && bm_codec_job_ref_decode (msg, &ref_back, &error) != 0
+           && streq (error.code, "bad_request") && strstr (error.message, "jobId")
+           && strstr (error.message, "idempotencyKey"));
+    bm_msg_destroy (&msg);
+    msgpack_pack_map (&packer.pk, 1);
+    bm_field_pack_int (&packer, "req", 11);
+    msg = s_packed_msg (BM_CLIENT_HEADER, BM_CANCEL, &packer);
+    CHECK (msg && bm_codec_job_ref_decode (msg, &ref_back, &error) != 0
+           && strstr (error.message, "jobId") && !strstr (error.message, "idempotencyKey"));
+    bm_msg_destroy (&msg);
 
     bm_codec_request_t request = { .has_req = true, .req = -5 };
     bm_codec_request_encode (&request, &packer);
