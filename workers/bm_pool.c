@@ -75,6 +75,35 @@ s_find_proc_of (bm_pool_t *self, void *owner)
     return NULL;
 }
 
+//  How every line that logs a retirement says it, whatever its cause
+//  (text: ", retired (<reason>, N jobs run)"), and the count of it (the
+//  metric bot_recycles_total{reason}), once per process.
+static void
+s_count_retired (proc_t *proc, const char *reason, char *text, size_t size)
+{
+    bm_pool_stats_t *stats = &proc->pool->stats;
+    if (streq (reason, "max_jobs"))
+        stats->recycled_max_jobs++;
+    else
+    if (streq (reason, "max_rss"))
+        stats->recycled_max_rss++;
+    else
+    if (streq (reason, "idle"))
+        stats->recycled_idle++;
+    else
+    if (streq (reason, "limit"))
+        stats->recycled_limit++;
+    else
+    if (streq (reason, "output"))
+        stats->recycled_output++;
+    else
+    if (streq (reason, "died"))
+        stats->recycled_died++;
+    else
+        stats->recycled_killed++;
+    snprintf (text, size, ", retired (%s, %lld jobs run)", reason, (long long) proc->jobs_done);
+}
+
 //  Retire a process: no more jobs; EOF on its stdin and SIGTERM, SIGKILL
 //  after the kill grace (the tick).
 static void
@@ -88,25 +117,10 @@ s_retire (proc_t *proc, const char *reason)
     proc->retire_since = bm_mono_ms ();
     bm_pool_proc_close_fd (proc, &proc->fd_in);
     bm_pool_proc_kill (proc, SIGTERM);
-    if (streq (reason, "max_jobs"))
-        self->stats.recycled_max_jobs++;
-    else
-    if (streq (reason, "max_rss"))
-        self->stats.recycled_max_rss++;
-    else
-    if (streq (reason, "idle"))
-        self->stats.recycled_idle++;
-    else
-    if (streq (reason, "limit"))
-        self->stats.recycled_limit++;
-    else
-    if (streq (reason, "output"))
-        self->stats.recycled_output++;
-    else
-        self->stats.recycled_killed++;
-    bm_info (NULL, "%s %s process pid=%d retired (%s, %lld jobs run)", self->config.type,
-             self->config.fork ? "fork server" : "pool", (int) proc->pid, reason,
-             (long long) proc->jobs_done);
+    char retired [96];
+    s_count_retired (proc, reason, retired, sizeof retired);
+    bm_info (NULL, "%s %s process pid=%d%s", self->config.type,
+             self->config.fork ? "fork server" : "pool", (int) proc->pid, retired + 1);
 }
 
 //  --------------------------------------------------------------------------
@@ -251,14 +265,16 @@ s_usage_of_ms (int64_t ms, struct rusage *usage)
 static void
 s_kill_bad (proc_t *proc, const char *why)
 {
-    bm_warn (NULL, "%s process pid=%d: %s: killed", proc->pool->config.type, (int) proc->pid, why);
+    char retired [96] = "";
     bm_pool_proc_kill (proc, SIGKILL);
     if (proc->state != PROC_RETIRING) {
         proc->state = PROC_RETIRING;
         proc->retire_reason = "killed";
         proc->retire_since = bm_mono_ms ();
-        proc->pool->stats.recycled_killed++;
+        s_count_retired (proc, "killed", retired, sizeof retired);
     }
+    bm_warn (NULL, "%s process pid=%d: %s: killed%s", proc->pool->config.type, (int) proc->pid,
+             why, retired);
 }
 
 //  The process broke the framing of its stdout (a line past the cap, no
@@ -1186,17 +1202,6 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
             outcome.bad_output = unanswered;
         }
         char *tail = bm_capture_text (proc->err);
-        if (proc->stopping)
-            //  Stopped by the worker for its job (timeout, cancel,
-            //  shutdown): the job's own log line says which.
-            bm_info (NULL, "%s process pid=%d %s: stopped by the worker for its job",
-                     self->config.type, (int) pid, how);
-        else {
-            char words [256];
-            s_last_words (tail, words, sizeof words);
-            bm_warn (proc->job->id, "%s process pid=%d %s while running a job%s", self->config.type,
-                     (int) pid, how, words);
-        }
         //  bwrap passes on its bot's death by signal N as exit 128 + N.
         //  A process that died of its limit (out of files: exit 24 on
         //  EMFILE, a MemoryError) as its job's verdict reads it counts as
@@ -1205,14 +1210,21 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         bool limit = outcome.signal == SIGXCPU || kill_limit
                   || (self->config.sandboxed && outcome.exit_code == 128 + SIGXCPU)
                   || (!outcome.bad_output && s_limit_outcome (self, outcome.run, &outcome));
-        if (state != PROC_RETIRING && limit)
-            self->stats.recycled_limit++;
-        else
-        if (state != PROC_RETIRING && proc->stopping)
-            self->stats.recycled_killed++;
-        else
+        char retired [96] = "";         //  Unless retired already
         if (state != PROC_RETIRING)
-            self->stats.recycled_died++;
+            s_count_retired (proc, limit ? "limit" : proc->stopping ? "killed" : "died",
+                             retired, sizeof retired);
+        if (proc->stopping)
+            //  Stopped by the worker for its job (timeout, cancel,
+            //  shutdown): the job's own log line says which.
+            bm_info (NULL, "%s process pid=%d %s: stopped by the worker for its job%s",
+                     self->config.type, (int) pid, how, retired);
+        else {
+            char words [256];
+            s_last_words (tail, words, sizeof words);
+            bm_warn (proc->job->id, "%s process pid=%d %s while running a job%s%s",
+                     self->config.type, (int) pid, how, retired, words);
+        }
         proc->state = PROC_RETIRING;
         s_end_job (proc, &outcome, false);
         free (tail);
@@ -1222,11 +1234,12 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         //  Its stderr since its last job began: that job's log, then what
         //  it wrote while idle, which likely says why it died.
         char *tail = bm_capture_text (proc->err);
-        char words [256];
+        char words [256], retired [96];
         s_last_words (tail, words, sizeof words);
         free (tail);
-        bm_warn (NULL, "%s process pid=%d %s while idle%s", self->config.type, (int) pid, how, words);
-        self->stats.recycled_died++;
+        s_count_retired (proc, "died", retired, sizeof retired);
+        bm_warn (NULL, "%s process pid=%d %s while idle%s%s", self->config.type, (int) pid, how,
+                 retired, words);
     }
     bm_pool_proc_destroy (&proc);
     s_maintain (self, true);
