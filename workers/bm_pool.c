@@ -39,6 +39,11 @@ struct _bm_pool_t {
     int failures;               //  Init failures since the last ready
     int64_t next_start;         //  No start before (monotonic ms)
     char *init_error;           //  Last init failure's message
+    int64_t start_seq;          //  Starts tried so far (s_start calls)
+    int64_t fail_before;        //  A start tried in bm_pool_submit failed
+                                //  outright: the jobs queued before it
+                                //  (seq below this) fail at the tick; 0:
+                                //  none pending
     const char *init_limit;     //  The limit behind it ("memory"), or NULL
     bool stopping;              //  bm_pool_stop: no more warm starts
     bool cpu_watch;             //  Pool mode under a CPU limit whose hard
@@ -742,6 +747,7 @@ s_start (bm_pool_t *self)
 {
     char errstr [256] = "";
     bool launched;
+    self->start_seq++;
     proc_t *proc = bm_pool_proc_new (self, self->loop, &self->config, self->envp, s_on_frame,
                                      s_broke_framing, s_on_proc_read, s_on_proc_progress,
                                      &launched, errstr, sizeof errstr);
@@ -780,16 +786,26 @@ s_any_ready (bm_pool_t *self)
     return false;
 }
 
-//  Fail every waiting job: bot_init_failed, or resource_limit when the
-//  process ran out of memory under its limit while loading (init_limit).
-//  Only while no process is ready: one that is takes them in turn.
+//  A start failed (its process died or was killed before it was ready, or
+//  it could not be launched): fail the jobs that waited for it, those
+//  queued before start number `before` (all: INT64_MAX), with its error:
+//  bot_init_failed, or resource_limit when the process ran out of memory
+//  under its limit while loading (init_limit).  Only while no process is
+//  ready: one that is takes them in turn.  A job that comes while the
+//  next start is backed off waits for that start, never failed by an
+//  earlier one's error.
 static void
-s_fail_waiting (bm_pool_t *self)
+s_fail_waiting (bm_pool_t *self, int64_t before)
 {
-    if (s_any_ready (self))
-        return;
-    pjob_t *job;
-    while ((job = (pjob_t *) zlistx_detach (self->waiting, NULL))) {
+    while (!s_any_ready (self)) {
+        //  From the first each time: on_done may change the list.
+        pjob_t *job;
+        for (job = (pjob_t *) zlistx_first (self->waiting); job && job->seq >= before;
+             job = (pjob_t *) zlistx_next (self->waiting))
+            ;
+        if (!job)
+            break;
+        zlistx_detach_cur (self->waiting);
         bm_pool_outcome_t outcome = { .init_failed = true, .init_limit = self->init_limit,
                                       .exit_code = -1,
                                       .message = self->init_error ? self->init_error : "the bot failed to load",
@@ -936,7 +952,9 @@ s_maintain (bm_pool_t *self, bool may_fail)
             bm_error (NULL, "%s: cannot start a process: %s", self->config.type, self->init_error);
             self->next_start = now + s_backoff_ms (self->failures);
             if (may_fail)
-                s_fail_waiting (self);
+                s_fail_waiting (self, self->start_seq);
+            else
+                self->fail_before = self->start_seq;
             break;
         }
         alive++, starting++, serving++;
@@ -1041,11 +1059,14 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
     (void) loop, (void) timer_id;
     bm_pool_t *self = (bm_pool_t *) arg;
     s_check_cpu (self);
+    //  Jobs left waiting by a start that failed in bm_pool_submit.
+    if (self->fail_before) {
+        int64_t before = self->fail_before;
+        self->fail_before = 0;
+        s_fail_waiting (self, before);
+    }
     s_maintain (self, true);
     s_export (self);
-    //  Jobs left waiting by a start that failed in bm_pool_submit.
-    if (self->failures > 0)
-        s_fail_waiting (self);
     return 0;
 }
 
@@ -1165,9 +1186,10 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         self->next_start = bm_mono_ms () + backoff;
         bm_error (NULL, "%s process pid=%d failed at init (%s); next start in %lld ms",
                   self->config.type, (int) pid, how, (long long) backoff);
-        //  Nobody ready: the waiting jobs would wait for a bot that
-        //  cannot load.
-        s_fail_waiting (self);
+        //  Nobody ready: the jobs that waited for this start fail with
+        //  its error (those that come during the back-off wait for the
+        //  next start).
+        s_fail_waiting (self, INT64_MAX);
     }
     else
     if (proc->job) {
@@ -1313,12 +1335,6 @@ bm_pool_destroy (bm_pool_t **self_p)
     }
 }
 
-const char *
-bm_pool_init_limit (bm_pool_t *self)
-{
-    return self->failures > 0 ? self->init_limit : NULL;
-}
-
 void
 bm_pool_stop (bm_pool_t *self)
 {
@@ -1346,13 +1362,10 @@ int
 bm_pool_submit (bm_pool_t *self, void *owner, const char *id, const char *frame, size_t size,
                 char *error, size_t error_size)
 {
-    //  The bot failed at init and has not loaded since, and no process
-    //  is ready: fail at once rather than queue jobs for it (restarts go
-    //  on, backing off).
-    if (self->failures > 0 && !s_any_ready (self)) {
-        snprintf (error, error_size, "%s", self->init_error ? self->init_error : "the bot failed to load");
-        return 1;
-    }
+    //  After a failed start, while no process is ready, the job waits for
+    //  the next start (backed off: at most BM_POOL_BACKOFF_MAX_MS, then up
+    //  to the ready timeout) and fails only if that start fails: never on
+    //  the error of a start before it came.
     pjob_t *job = (pjob_t *) zmalloc (sizeof (pjob_t));
     job->owner = owner;
     job->id = strdup (id);
@@ -1365,6 +1378,7 @@ bm_pool_submit (bm_pool_t *self, void *owner, const char *id, const char *frame,
     memcpy (job->frame, frame, size);
     job->frame [size] = '\n';
     job->size = size + 1;
+    job->seq = self->start_seq;
     zlistx_add_end (self->waiting, job);
     s_dispatch (self);
     //  Still waiting (the last in line): on_start when a process takes it.
@@ -1597,7 +1611,8 @@ bm_pool_test (bool verbose)
     config.max_jobs = 2;
 
     //  A bot that fails while loading: the waiting job fails with
-    //  bot_init_failed, later submits fail at once, restarts back off.
+    //  bot_init_failed; a later job waits for the next start (backed
+    //  off) and fails with that start's failure; restarts back off.
     char *broken [] = { (char *) "/bin/sh", (char *) "-c", (char *) "echo 'no module x' >&2; exit 3", NULL };
     config.argv = broken;
     config.min_procs = 0;
@@ -1606,11 +1621,14 @@ bm_pool_test (bool verbose)
     assert (bm_pool_submit (test.pool, (void *) 1, "x", "{}", 2, error, sizeof error) == 0);
     s_test_run (loop, &test, 1);
     assert (test.init_failed [0]);
-    assert (bm_pool_submit (test.pool, (void *) 2, "y", "{}", 2, error, sizeof error) == 1);
-    assert (strstr (error, "no module x"));
-    assert (strstr (error, "failed while loading"));
+    assert (bm_pool_submit (test.pool, (void *) 2, "y", "{}", 2, error, sizeof error) == 0);
+    assert (bm_pool_job_waits (test.pool, (void *) 2));
     bm_pool_stats (test.pool, &stats);
-    assert (stats.init_failures == 1);
+    assert (stats.init_failures == 1);      //  Not failed by the first start
+    s_test_run (loop, &test, 2);
+    assert (test.init_failed [1]);
+    bm_pool_stats (test.pool, &stats);
+    assert (stats.init_failures == 2 && stats.started == 2);
     bm_pool_destroy (&test.pool);
 
     assert (s_backoff_ms (1) == 100 && s_backoff_ms (2) == 200 && s_backoff_ms (3) == 400);

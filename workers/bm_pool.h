@@ -148,20 +148,13 @@ void bm_pool_stop (bm_pool_t *self);
 
 //  Run a job: id is its id (copied), frame its job frame (one line of
 //  JSON, without the newline; copied).  It waits for a free process if
-//  none is.  Returns 0;
-//  1 with the init failure's message in error when the bot cannot load
-//  (the last start failed at init and no process is ready: bot_init_failed,
-//  or resource_limit per bm_pool_init_limit; restarts go on, backing off);
-//  -1 with a reason when the job cannot be queued (out of memory).  If this
-//  does not return 0, on_done is never called for it.
+//  none is; while none is ready after a failed start, for the next start
+//  (backed off), and on_done fails it with init_failed only if a start
+//  fails while it waits.  Returns 0, or -1 with a reason when the job
+//  cannot be queued (out of memory), and then on_done is never called
+//  for it.
 int bm_pool_submit (bm_pool_t *self, void *job, const char *id, const char *frame, size_t size,
                     char *error, size_t error_size);
-
-//  The limit that killed the last process at start, while restarts back
-//  off ("memory": it ran out of memory under BOT_<TYPE>_MEMORY_MB, as its
-//  stderr, its signal or its cgroup's oom_kill showed), or NULL (another
-//  init failure, or none).
-const char *bm_pool_init_limit (bm_pool_t *self);
 
 //  Send a signal to what runs the job: its child (fork), or its process
 //  group (pool; that process takes no more jobs).  Returns 0, or 1 if the

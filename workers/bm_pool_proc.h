@@ -37,6 +37,7 @@ typedef struct {
                                 //  for a frame of another job
     bool waited;                //  It was not handed to a process in
                                 //  bm_pool_submit (on_start when it is)
+    int64_t seq;                //  The pool's starts tried before it came
 } pjob_t;
 
 typedef struct _proc_t proc_t;

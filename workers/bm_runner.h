@@ -114,9 +114,9 @@ int bm_runner_spawn (bm_runner_t *self, job_t *job, const char *input, size_t si
 //  the job frame {job, env, payload} (docs/bots.md), and its deadline
 //  timer, unless it waits for a process (job->waiting): then the timer,
 //  BOT_DEADLINE and the job's start are set when a process takes it
-//  (on_wait tells the broker of a long wait).  Returns 0; 1 with the init failure's message when the bot
-//  cannot load (bm_pool_submit); or -1 with a reason (if not 0, on_end is
-//  never called for it).
+//  (on_wait tells the broker of a long wait), as a job that waits for the
+//  next start after a failed one does (bm_pool_submit).  Returns 0, or -1
+//  with a reason (then on_end is never called for it).
 int bm_runner_submit (bm_runner_t *self, job_t *job, char *error, size_t error_size);
 
 //  Arm the job's one timer (replacing any).

@@ -459,10 +459,7 @@ s_on_job (bm_worker_t *self, const bm_codec_job_t *body)
         zhashx_insert (self->jobs, job->id, job);
         int rc = bm_runner_submit (self->runner, job, error, sizeof error);
         if (rc) {
-            bool init = rc == 1;
-            const char *limit = init ? bm_pool_init_limit (job->pool) : NULL;
-            s_send_done_early (self, job_id, attempt, limit ? "resource_limit"
-                               : init ? "bot_init_failed" : "spawn_failed", limit, error);
+            s_send_done_early (self, job_id, attempt, "spawn_failed", NULL, error);
             zhashx_delete (self->jobs, job_id);
             return;
         }

@@ -21,7 +21,8 @@ that cannot load:
   handler (which would print "JavaScript heap out of memory") is in place.
 
 Each way: the job that waited for the process and one submitted while its
-restarts back off fail with resource_limit, not bot_init_failed, the
+restarts back off (it waits for the next start, which fails alike) fail
+with resource_limit, not bot_init_failed, the
 message naming the variable and its value and what showed it, and the
 broker counts them as memory limit kills
 (bot_limit_kills_total{bot_type,limit="memory"}); the worker counts an init failure
@@ -169,7 +170,7 @@ def out_of_memory_at_load(s, broker, w, bot_type, variable, value, shown_by):
     port = w.listening("metrics")
     c = s.client()
     for when in ("the job that waited for the process",
-                 "the next job (refused while restarts back off, or the next process fails alike)"):
+                 "the next job (it waits for the next start, which fails alike)"):
         rec = wlib.run_job(c, bot_type, {}, attempts=1, timeout=30)
         err = rec.get("error") or {}
         log("%s (%s): %r" % (bot_type, when, err))

@@ -11,8 +11,8 @@ per run (the argument):
   fails with bot_init_failed naming the load error;
 - timeout: a bot that never writes its ready line, READY_TIMEOUT_MS=1000:
   the job waiting for it fails with bot_init_failed, and so does the next
-  one, refused at once while restarts back off (not spawn_failed), both
-  naming the deadline and its variable;
+  one, which waits for the next start and fails with its error (not
+  spawn_failed), both naming the deadline and its variable;
 - launch: two ready processes, then the bot's program is gone, so a
   process that replaces one cannot even be executed.  One process crashes
   under its job while the other is busy; a third job, queued at the broker

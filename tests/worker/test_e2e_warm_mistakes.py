@@ -213,7 +213,7 @@ def main():
               "a bad BOT_<TYPE>_PRELOAD -> bot_init_failed naming the variable and the module", err)
 
         # 6. Out of memory while loading, under BOT_HUNGRY_MEMORY_MB.
-        for when in ("waiting for the process", "while restarts back off"):
+        for when in ("waiting for the process", "waiting for the next start"):
             rec = wlib.run_job(c, "hungry", {}, attempts=1, timeout=30)
             err = rec.get("error") or {}
             log("hungry (%s): %r" % (when, err))
