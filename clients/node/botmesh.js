@@ -41,6 +41,8 @@ const C = {
   SUBMIT_MANY: 0x0a, ACCEPTED_MANY: 0x85, RESULT_MANY: 0x86,
   // time and control (protocol.md 4): a bot type's queue, one job, schedules
   QUEUE: 0x0b, REMOVE: 0x0c, PROMOTE: 0x0d, SCHEDULE: 0x0e,
+  // live job events (protocol.md 4, SUBSCRIBE): pushed EVENTs while subscribed
+  SUBSCRIBE: 0x0f, UNSUBSCRIBE: 0x10, EVENT: 0x87,
 };
 const JOB_LOG_MAX_BYTES = 16384;        // the tail of a job's log sent with DONE (as the C worker's)
 const DONE_KEEP_MAX = 1000;             // recent DONEs a worker keeps for a reconnect (as the C worker)
@@ -502,6 +504,10 @@ class Client {
   }
 
   _dispatch(cmd, body) {
+    if (cmd === C.EVENT) {
+      if (this._onEvent) this._onEvent(body);        // events(), on its own client
+      return;
+    }
     if (cmd === C.RESULT_MANY) {
       for (const item of Array.isArray(body.jobs) ? body.jobs : []) {
         if (item && typeof item === 'object') this._dispatch(C.RESULT, item);
@@ -948,6 +954,85 @@ class Client {
       throw new JobFailed(err.code || rec.state, err.message || `job ${jobId} ${rec.state}`, rec);
     }
     return rec.result;
+  }
+
+  /**
+   * Live job events (protocol.md, SUBSCRIBE): an async iterator of objects,
+   * BullMQ's QueueEvents.  Each is the broker's EVENT ({event, jobId,
+   * botType, seq, at, attempt, ...}) or a notice: {event: 'gap', missed: N}
+   * (events were lost: this client's queue at the broker was full) or
+   * {event: 'reset'} (the subscription was lost to a restart or failover
+   * and made anew: events in between are lost).  At most once, never
+   * replayed: use wait() or a webhook for guarantees.  Runs on a socket of
+   * its own, renews every third of ttlMs; leave the loop (or call return())
+   * to unsubscribe.  opts: {botTypes, jobIds, events, ttlMs}.
+   */
+  async* events(opts = {}) {
+    opts = checkOptions('events', opts, ['botTypes', 'jobIds', 'events', 'ttlMs']);
+    checkType('events', 'ttlMs', opts.ttlMs, 'ms');
+    const ttlMs = opts.ttlMs || 30000;
+    const body = { ttlMs };
+    for (const key of ['botTypes', 'jobIds', 'events']) {
+      if (opts[key] && opts[key].length) body[key] = [...opts[key]];
+    }
+    const sub = new Client({ endpoint: this.endpoint, timeoutMs: this.timeoutMs, curve: this.curve });
+    const queue = [];
+    let wake = null;
+    sub._onEvent = (ev) => {
+      queue.push(ev);
+      if (queue.length > 10000) queue.shift();
+      if (wake) wake();
+    };
+    let sid = null;
+    let last = 0;
+    let lost = false;
+    let renewAt = 0;
+    try {
+      for (;;) {
+        if (sid === null || Date.now() >= renewAt) {
+          let reply;
+          try {
+            reply = await sub._reply(C.SUBSCRIBE, sid ? { ...body, subscription: sid } : body);
+          } catch (e) {
+            if (e instanceof Rejected && e.code === 'not_found') {      // lapsed, or another broker
+              sid = null;
+              lost = true;
+              continue;
+            }
+            if (!(e instanceof BrokerTimeout)) throw e;
+            lost = lost || sid !== null;
+            sid = null;
+            await new Promise((resolve) => { setTimeout(resolve, 500); });
+            continue;
+          }
+          if (reply.subscription !== sid) {
+            sid = reply.subscription;
+            last = Number(reply.seq || 0);
+            if (lost) yield { event: 'reset' };
+            lost = false;
+          }
+          renewAt = Date.now() + ttlMs / 3;
+        }
+        while (queue.length) {
+          const ev = queue.shift();
+          const seq = Number(ev.seq);
+          if (ev.subscription !== sid || !Number.isInteger(seq)) continue;  // an earlier subscription's
+          if (seq > last + 1) yield { event: 'gap', missed: seq - last - 1 };
+          last = Math.max(last, seq);
+          yield ev;
+        }
+        await new Promise((resolve) => {
+          const timer = setTimeout(resolve, Math.max(0, Math.min(1000, renewAt - Date.now())));
+          wake = () => { clearTimeout(timer); resolve(); };
+        });
+        wake = null;
+      }
+    } finally {
+      if (sid !== null) {
+        try { await sub._reply(C.UNSUBSCRIBE, { subscription: sid }, 1000); } catch (e) { /* gone */ }
+      }
+      sub.close();
+    }
   }
 
   close() {

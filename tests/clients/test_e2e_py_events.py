@@ -8,12 +8,17 @@ SUBSCRIBE).  A real redis-server, broker and Python worker ('pywork').
 - the broker restarts: the generator yields {"event": "reset"}, then the
   events of the next job;
 - closing the generator unsubscribes (the broker's subscription gauge
-  goes back to 0).
+  goes back to 0);
+- the Node client's events() (e2e_node_events.js): the same sequence, a
+  bad filter, return() unsubscribes (skipped when Node cannot run).
 """
 import threading
 import queue
 
-from e2elib import harness, botmesh, pyworker, wait_worker
+import os
+import subprocess
+
+from e2elib import harness, botmesh, pyworker, wait_worker, need_node, RUN_NODE, HERE
 from harness import check, wait_until
 
 
@@ -98,6 +103,13 @@ def main():
         got = typed.until(lambda ev: ev.get("jobId") == third and ev["event"] == "completed")
         check([ev["event"] for ev in got if ev.get("jobId") == third] == ["waiting", "active", "completed"],
               "events again after the restart", got)
+
+        need_node()
+        r = subprocess.run(["sh", RUN_NODE, os.path.join(HERE, "e2e_node_events.js"), s.endpoint],
+                           capture_output=True, text=True, timeout=150)
+        print(r.stdout, r.stderr, flush=True)
+        check(r.returncode == 0 and "NODE EVENTS PASS" in r.stdout, "the Node client's events() checks pass",
+              r.returncode)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,60 @@
+'use strict';
+/*  e2e_node_events.js ENDPOINT - the Node client's events() against a real
+    broker with a worker of 'pywork' (test_e2e_py_events.py): a job's
+    waiting, active, completed in seq order; a bad filter rejects
+    bad_request; return() unsubscribes.  Prints one line per check; exits 1
+    on the first failure.  */
+const path = require('path');
+const ROOT = process.env.BOTMESH_ROOT || path.resolve(__dirname, '..', '..');
+const bm = require(path.join(ROOT, 'clients', 'node', 'botmesh.js'));
+
+const [endpoint] = process.argv.slice(2);
+function check(cond, what, detail) {
+  if (!cond) { console.log(`FAILED: ${what} ${JSON.stringify(detail, (k, v) => (typeof v === 'bigint' ? String(v) : v))}`); process.exit(1); }
+  console.log(`ok: ${what}`);
+}
+
+async function gauge(c) {
+  const line = (await c.metrics()).split('\n').find((l) => l.startsWith('broker_event_subscriptions '));
+  return line ? Number(line.split(' ')[1]) : null;
+}
+
+async function until(fn, ms, what) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await fn()) return;
+    if (Date.now() > deadline) { console.log(`FAILED: timed out waiting for ${what}`); process.exit(1); }
+    await new Promise((r) => { setTimeout(r, 50); });
+  }
+}
+
+(async () => {
+  const c = new bm.Client({ endpoint, timeoutMs: 5000 });
+  let err = null;
+  try { await c.events({ events: ['nope'] }).next(); } catch (e) { err = e; }
+  check(err && err.code === 'bad_request' && /events/.test(err.message), 'a bad filter rejects bad_request', err && err.code);
+
+  const before = await gauge(c);
+  const it = c.events({ botTypes: ['pywork'] })[Symbol.asyncIterator]();
+  let next = it.next();
+  await until(async () => (await gauge(c)) === before + 1, 10000, 'the subscription');
+  const job = await c.submit('pywork', { echo: 'node' });
+  const mine = [];
+  const deadline = Date.now() + 20000;
+  for (;;) {
+    const { value } = await next;           // the first was asked for before the submit
+    if (value.jobId === job) mine.push(value);
+    if (value.jobId === job && value.event === 'completed') break;
+    check(Date.now() < deadline, 'events within 20 s', mine);
+    next = it.next();
+  }
+  check(JSON.stringify(mine.map((ev) => ev.event)) === JSON.stringify(['waiting', 'active', 'completed']),
+        'waiting, active, completed', mine.map((ev) => ev.event));
+  const seqs = mine.map((ev) => Number(ev.seq));
+  check(seqs.every((s, i) => i === 0 || s > seqs[i - 1]), 'in seq order', seqs);
+  await it.return();
+  await until(async () => (await gauge(c)) === before, 10000, 'return() to unsubscribe');
+  check(true, 'return() unsubscribes');
+  c.close();
+  console.log('NODE EVENTS PASS');
+})().catch((e) => { console.log(`FAILED: ${e.stack}`); process.exit(1); });
