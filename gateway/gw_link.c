@@ -189,8 +189,9 @@ struct _gw_link_t {
                                         //  for it up to their own timeout
     bool stopping;                      //  gw_link_destroy has begun
     atomic_int_least64_t connects;      //  Handshakes succeeded so far
-    gw_link_push_fn *push_fn;           //  EVENT pushes, or NULL
-    void *push_arg;
+    pthread_mutex_t push_lock;          //  Guards the two below: a push is
+    gw_link_push_fn *push_fn;           //  never handed to a receiver being
+    void *push_arg;                     //  unset.  EVENT pushes go to fn, or NULL
 };
 
 //  --------------------------------------------------------------------------
@@ -465,8 +466,10 @@ s_receive (gw_link_t *self, void *dealer)
     &&     gw_wire_recv (dealer, &replies [count], &reqs [count])) {
         read++;
         if (replies [count] && reqs [count] == GW_WIRE_PUSH) {
+            pthread_mutex_lock (&self->push_lock);
             if (self->push_fn)
                 self->push_fn (replies [count], self->push_arg);
+            pthread_mutex_unlock (&self->push_lock);
             bm_msg_destroy (&replies [count]);
         }
         else
@@ -705,6 +708,7 @@ gw_link_new (const char *endpoint, int64_t connect_timeout_ms)
 {
     gw_link_t *self = (gw_link_t *) zmalloc (sizeof (gw_link_t));
     pthread_mutex_init (&self->lock, NULL);
+    pthread_mutex_init (&self->push_lock, NULL);
     self->calls = gw_calls_new ();
     self->groups = gw_group_new ();
     self->grouping = true;
@@ -769,6 +773,7 @@ gw_link_destroy (gw_link_t **self_p)
         gw_calls_destroy (&self->calls);
         gw_group_destroy (&self->groups);
         pthread_mutex_destroy (&self->lock);
+        pthread_mutex_destroy (&self->push_lock);
         free (self->endpoint);
         bm_endpoints_destroy (&self->endpoints);
         free (self);
@@ -785,8 +790,10 @@ gw_link_connects (gw_link_t *self)
 void
 gw_link_set_push (gw_link_t *self, gw_link_push_fn *fn, void *arg)
 {
+    pthread_mutex_lock (&self->push_lock);
     self->push_fn = fn;
     self->push_arg = arg;
+    pthread_mutex_unlock (&self->push_lock);
 }
 
 int64_t

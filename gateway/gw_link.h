@@ -63,7 +63,8 @@ int64_t gw_link_connects (gw_link_t *self);
 
 //  EVENT pushes (live job events, which the gateway subscribes to) go to
 //  fn, on the link thread: fn must not block, and does not take msg.
-//  Without one they are dropped.  Set before events can come.
+//  Without one they are dropped.  Once this returns, the receiver set
+//  before gets no more pushes (it may be freed after setting NULL).
 typedef void (gw_link_push_fn) (const bm_msg_t *msg, void *arg);
 void gw_link_set_push (gw_link_t *self, gw_link_push_fn *fn, void *arg);
 
