@@ -70,7 +70,7 @@ static const bm_setting_t s_settings [] = {
              "HTTP thread; more get 503 too_many_waiters (0: GATEWAY_THREADS / 4)"),
     ROW_INT ("GATEWAY_MAX_EVENT_STREAMS", max_event_streams, 0, 0, 4095,
              "most GET /events streams open at once, each holding an HTTP thread while open; "
-             "more get 503 too_many_streams (0: GATEWAY_THREADS / 8)"),
+             "more get 503 too_many_streams (0: GATEWAY_THREADS / 8, at least 1)"),
     ROW_INT ("GATEWAY_SHUTDOWN_MS", shutdown_ms, 10000, 0, 3600000,
              "at SIGTERM, how long requests in flight may take to finish; new ones get 503 "
              "shutting_down meanwhile"),

@@ -10,8 +10,13 @@
 
 #include "bm_log.h"
 
-//  A comment line this often keeps proxies and clients from timing out.
-#define GW_EVENTS_KEEPALIVE_MS  15000
+//  A comment line each second without events: it keeps proxies and
+//  clients from timing out, and is how a client that left is noticed
+//  (civetweb tells nothing of a closed connection until a write to it
+//  fails, and the first write after the close still succeeds), its
+//  thread and its GATEWAY_MAX_EVENT_STREAMS slot given back within about
+//  two seconds rather than held while its filters match nothing.
+#define GW_EVENTS_KEEPALIVE_MS  1000
 //  How long a new stream waits for the broker subscription.
 #define GW_EVENTS_READY_MS      5000
 
@@ -102,7 +107,7 @@ gw_routes_events (gw_request_t *r)
     bool open = mg_write (r->conn, head, sizeof head - 1) > 0;
     int64_t written = bm_mono_ms ();
     while (open && !atomic_load (&server->draining)) {
-        char *item = gw_events_next (server->events, stream, 1000);
+        char *item = gw_events_next (server->events, stream, 500);
         if (item) {
             open = mg_write (r->conn, item, strlen (item)) > 0;
             free (item);

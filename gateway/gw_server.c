@@ -616,8 +616,10 @@ gw_server_new (const gw_config_t *config, bool *bad_config)
                   config->max_event_streams, config->threads);
         goto bad;
     }
+    //  An eighth of the threads, at least one while a thread is left over.
     self->max_event_streams = config->max_event_streams > 0 ? (int) config->max_event_streams
-                            : (int) (config->threads / 8);
+                            : config->threads >= 8 ? (int) (config->threads / 8)
+                            : config->threads >= 2 ? 1 : 0;
     if (bm_ssrf_list_check (config->webhook_allowed_hosts, error, sizeof error)) {
         bm_error (NULL, "configuration: WEBHOOK_ALLOWED_HOSTS: %s", error);
         goto bad;

@@ -42,7 +42,7 @@ typedef struct {
     int64_t redis_timeout_ms;       //  REDIS_TIMEOUT_MS
     int64_t shutdown_ms;            //  GATEWAY_SHUTDOWN_MS
     int64_t max_waiters;            //  GATEWAY_MAX_WAITERS (0: GATEWAY_THREADS / 4)
-    int64_t max_event_streams;      //  GATEWAY_MAX_EVENT_STREAMS (0: GATEWAY_THREADS / 8)
+    int64_t max_event_streams;      //  GATEWAY_MAX_EVENT_STREAMS (0: GATEWAY_THREADS / 8, at least 1)
     bool webhook_allow_private;     //  WEBHOOK_ALLOW_PRIVATE (the webhook manager's)
     const char *webhook_allowed_hosts;  //  WEBHOOK_ALLOWED_HOSTS (the webhook manager's)
 } gw_config_t;
