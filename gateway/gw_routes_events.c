@@ -80,6 +80,11 @@ gw_routes_events (gw_request_t *r)
     gw_events_filter_t filter;
     if (s_filter (r, &filter))
         return;
+    if (r->head) {
+        //  The head a GET would have, no stream (no thread held for it).
+        gw_request_send (r, 200, "text/event-stream", "Cache-Control: no-cache\r\n", NULL, 0);
+        return;
+    }
     gw_stream_t *stream = gw_events_open (server->events, &filter);
     if (!stream) {
         char message [160];
