@@ -103,9 +103,10 @@ def test():
         r = curl(g.url + "/events?botType=Bad!", *auth)
         check(r.status == 400 and r.error_code() == "invalid_bot_type", "a bad botType: 400", r)
 
-        r = curl("-I", g.url + "/events?botType=python", *auth)
-        check(r.status == 200 and r.headers.get("content-type") == "text/event-stream",
-              "HEAD: the head alone, no stream held", r)
+        for _ in range(2):      # as many as the cap: none may hold a place
+            r = curl("-I", g.url + "/events?botType=python", *auth)
+            check(r.status == 200 and r.headers.get("content-type") == "text/event-stream",
+                  "HEAD: the head alone, no stream held", r)
 
         typed = Stream(g.port, "?botType=python")
         check(typed.status == 200 and typed.headers.get("content-type") == "text/event-stream",
