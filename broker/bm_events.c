@@ -396,11 +396,13 @@ bm_events_command (bm_broker_t *broker, zframe_t *identity, const bm_msg_t *msg)
         bm_broker_reject (broker, identity, body, "bad_request", error.message);
         return;
     }
-    s_sub_t *sub = *id ? s_find (self, id, identity) : NULL;
-    if (*id && !sub) {
+    //  A subscription named, even "" (which no subscription is), must exist.
+    bool named = bm_field_opt (body, "subscription") != NULL;
+    s_sub_t *sub = named ? s_find (self, id, identity) : NULL;
+    if (named && !sub) {
         char message [160];
-        snprintf (message, sizeof message, "no live subscription %s of this client: subscribe "
-                  "anew (events since it ended are lost)", id);
+        snprintf (message, sizeof message, "no live subscription \"%s\" of this client: "
+                  "subscribe anew (events since it ended are lost)", id);
         bm_broker_reject (broker, identity, body, "not_found", message);
         return;
     }
