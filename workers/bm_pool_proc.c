@@ -12,6 +12,11 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+//  The reads of a process's pipes stop at a short read: a pipe's read takes
+//  all that is in it (up to the size asked for), so a short one emptied it,
+//  and another would only return EAGAIN (a system call per pipe in the gap
+//  between a process's answer and its next frame).  What comes later makes
+//  the pipe readable again: the loop polls it.
 #define BM_POOL_READ_CHUNK      65536
 #define BM_POOL_BETWEEN_TAIL    4096    //  Bytes kept of stderr between jobs
 #define BM_POOL_DRAIN_ROUNDS    64      //  Reads of a chunk to empty a pipe:
@@ -324,6 +329,8 @@ s_read_stderr (proc_t *proc, int rounds, bool between)
             s_between_append (proc, buffer, (size_t) n);
         else
             bm_capture_append (proc->err, buffer, n);
+        if (n < (ssize_t) sizeof buffer)
+            break;                      //  Emptied it (BM_POOL_READ_CHUNK)
     }
 }
 
@@ -347,6 +354,8 @@ s_read_progress (proc_t *proc, int rounds, bool report)
             proc->on_progress (proc, BM_PROGRESS_BAD);
         if (value >= 0 && report && proc->job)
             proc->on_progress (proc, value);
+        if (n < (ssize_t) sizeof buffer)
+            break;                      //  Emptied it (BM_POOL_READ_CHUNK)
     }
     return total;
 }
@@ -459,6 +468,8 @@ s_on_stdout (zloop_t *loop, zmq_pollitem_t *item, void *arg)
             proc->on_bad (proc, "a frame longer than the output cap");
             bm_pool_proc_close_fd (proc, &proc->fd_out);
         }
+        if (n < BM_POOL_READ_CHUNK)
+            break;                      //  Emptied it (BM_POOL_READ_CHUNK)
     }
     proc->reading = false;
     proc->on_read (proc);
