@@ -718,6 +718,9 @@ bm_limits_cpu_job_start (pid_t pid, const bm_limits_t *limits, int64_t *used_ms)
     else
     if (limit.rlim_cur > now.rlim_max)
         limit.rlim_cur = now.rlim_max;
+    //  Jobs of a few ms move it once a second of CPU time: most find it set.
+    if (limit.rlim_cur == now.rlim_cur && limit.rlim_max == now.rlim_max)
+        return 0;
     return s_prlimit_cpu (pid, limits, &limit, NULL);
 }
 
