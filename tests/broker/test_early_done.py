@@ -73,7 +73,7 @@ def test():
         broker.kill()
         redis.signal(signal.SIGSTOP)
         h.log("broker killed, redis-server stopped (SIGSTOP): the recovery waits")
-        broker = s.broker(env=ENV, name="broker-2")
+        broker = s.broker(env=ENV, name="broker-2", wait_recovered=False)   # Redis stopped
 
         w1a = FakeWorker(s.endpoint, "w1", ["python"], 3, ready=False)
         w1a.send(h.READY, {"name": "w1", "types": ["python"], "credit": 3, "running": []})

@@ -26,7 +26,7 @@ def restart_refused(s, b, name):
     b.stop()
     h.check(s.redis_cli("ACL", "SETUSER", "default", "-hgetall") == "OK"
             and s.redis_cli("ACL", "LOG", "RESET") == "OK", "Redis refuses HGETALL (NOPERM)")
-    b = s.broker(name=name)
+    b = s.broker(name=name, wait_recovered=False)      # its recovery cannot end yet
     h.wait_until(lambda: refused_reads(s) >= 1, 10, "Redis to refuse the recovery's read")
     return b, s.client()
 

@@ -114,7 +114,7 @@ def test():
         h.redis_pipeline(s.redis_port, [["HSET", "botmesh:{bm}:idem"] + fields[j:j + 2000]
                                         for j in range(0, len(fields), 2000)])
         broker.kill()
-        broker = s.broker(env=env)
+        broker = s.broker(env=env, wait_recovered=False)     # caught while it recovers
         c.close()
         c = s.client()
         w2b = FakeWorker(s.endpoint, "w2", ["python"], 1, ready=False, routing_id=b"w2-b")

@@ -665,12 +665,14 @@ class Stack:
                              capture_output=True, text=True, timeout=10)
         return out.stdout.strip()
 
-    def broker(self, *args, env=None, port=None, name="broker", redis=True):
+    def broker(self, *args, env=None, port=None, name="broker", redis=True, wait_recovered=True):
         """Start botmesh-broker on a free_port(), or on port, or, when this
         stack had a broker, on its port again (a restart); waits until it
-        answers PING.  Sets self.endpoint.  Not port 0: a port the kernel
-        gives is of its ephemeral range, which an outgoing connection may
-        take while the broker is down between a kill and its restart."""
+        serves (wait_ping: Redis taken and its queues read back), or with
+        wait_recovered=False only until it answers PING.  Sets
+        self.endpoint.  Not port 0: a port the kernel gives is of its
+        ephemeral range, which an outgoing connection may take while the
+        broker is down between a kill and its restart."""
         port = port or (int(self.endpoint.rsplit(":", 1)[1]) if self.endpoint else free_port())
         e = {"BROKER_ENDPOINT": "tcp://127.0.0.1:%d" % port, "BROKER_METRICS_PORT": "-1"}
         if not redis:
@@ -683,20 +685,40 @@ class Stack:
             self.endpoint = e["BROKER_ENDPOINT"]
         metrics = int(e["BROKER_METRICS_PORT"])
         p.metrics_port = p.listening("metrics") if metrics < 0 else metrics
-        self.wait_ping()
+        self.wait_ping(recovered=wait_recovered)
         return p
 
-    def wait_ping(self, timeout=15):
+    def wait_ping(self, timeout=15, recovered=True):
+        """Wait until the broker at self.endpoint answers PING and, with
+        recovered (the default), until that answer says it serves: `redis`
+        true and `recovering` false (absent: false), that is Redis takes its
+        writes and its queues are read back, so a SUBMIT is not refused
+        store_unavailable.  `recovering` false alone is not that: a broker
+        that has not reached Redis yet says so too.  recovered=False waits
+        for any answer: a broker whose Redis is down, stalled or refusing
+        writes, one that waits for another broker's lease, an HA standby."""
+        want = "PING answered with redis true, recovering false" if recovered else "an answer to PING"
+        last = ["no PING sent"]
+
         def ping():
             c = Client(self.endpoint)
             try:
                 c.req += 1
                 c.send(PING, {"req": c.req})
-                if c.sock.poll(300):
-                    return True
+                if not c.sock.poll(300):
+                    last[0] = "no answer within 0.3 s"
+                    return False
+                cmd, reply = c.recv(0.1)
+                last[0] = (cmd, reply)
+                return not recovered or (cmd == REPLY and reply.get("redis") is True
+                                         and not reply.get("recovering", False))
             finally:
                 c.close()
-        wait_until(ping, timeout, "broker to answer PING")
+        try:
+            wait_until(ping, timeout, want)
+        except TestFailure:
+            raise TestFailure("timed out after %ss waiting for the broker at %s: %s (last: %r)"
+                              % (timeout, self.endpoint, want, last[0]))
 
     def worker(self, *args, env=None, name=None):
         e = {"BROKER_ENDPOINT": self.endpoint}

@@ -301,7 +301,7 @@ def scenario_restart(s, c, tmp):
     [p for p in s.procs if p.name == "broker"][0].stop()
     check(s.redis_cli("ACL", "SETUSER", "default", "-hgetall") == "OK"
           and s.redis_cli("ACL", "LOG", "RESET") == "OK", "Redis refuses HGETALL (NOPERM)")
-    b2 = s.broker(name="broker2", env=hb)
+    b2 = s.broker(name="broker2", env=hb, wait_recovered=False)     # its recovery cannot end yet
     wait_until(lambda: "runs 2 job(s) not recovered yet" in b2.output(), 5,
                "the worker to list A and B running to the recovering broker")
     check(s.redis_cli("ACL", "SETUSER", "default", "+hgetall") == "OK", "HGETALL allowed again")
