@@ -8,6 +8,13 @@
       GET /job/{id}                  one job's whole record
     and posts POST /job/{id}/{retry,cancel,redeliver}.
 
+    It also subscribes to GET /events (Server-Sent Events, EventSource): each
+    job event refreshes the page, at most every EVENT_DEBOUNCE_MS; while the
+    stream is open the polls above run STREAM_POLL_FACTOR times slower, and
+    when it fails they run at their own pace again.  EventSource cannot send
+    a header, and the gateway takes the key only as a header: with an API key
+    the page polls (the #stream pill says so).  ?poll=MS sets the poll period.
+
     When the gateway answers 401, the page asks for an API key once and keeps
     it in localStorage ("botmesh.apiKey"); every request carries it as X-API-Key.
 
@@ -20,7 +27,12 @@
 (function () {
   "use strict";
 
-  var POLL_MS = 2000;             // stats, jobs and the open job
+  var POLL_MS = pollPeriod(2000); // stats, jobs and the open job (?poll=MS)
+  var STREAM_POLL_FACTOR = 5;     // polls this much slower while /events is open
+  var EVENT_DEBOUNCE_MS = 250;    // at most one refresh per this, however many events
+  var STREAM_RETRY_MS = 30000;    // a stream the gateway refused is tried again after this
+  var EVENT_NAMES = ["waiting", "active", "progress", "completed", "failed", "delayed",
+                     "removed", "stalled", "cancelled", "reset", "gap"];
   var HISTORY_MS = 5000;          // snapshots change every METRICS_SNAPSHOT_INTERVAL
   var HISTORY_LIMIT = 360;        // one hour at 10 s
   var WEBHOOK_ALERT_MS = 300000;  // failed webhook deliveries flagged for 5 min
@@ -40,16 +52,27 @@
     detail: null,           // its record
     authNeeded: false,      // a 401 stopped polling until a key is given
     timer: null,            // pending poll
+    stream: null,           // the EventSource on /events, while one is wanted
+    streamLive: false,      // it is open: polls run slower
+    streamRetry: null,      // pending new try after the gateway refused the stream
+    eventTimer: null,       // pending refresh asked by events
+    eventAt: 0,             // when events last refreshed the page (ms)
+    eventPending: false,    // events came during a refresh: refresh again after it
     busy: false,            // a refresh is running
     colors: {},             // bot type -> colour, stable while the page lives
     modes: {},              // bot type -> the mode /stats gave while workers served it
-    counts: { stats: 0, jobs: 0, detail: 0, schedules: 0 }
+    counts: { stats: 0, jobs: 0, detail: 0, schedules: 0, events: 0, polls: 0, eventRefreshes: 0 }
   };
 
   // ------------------------------------------------------------------
   // Small helpers
 
   function $(id) { return document.getElementById(id); }
+
+  function pollPeriod(dflt) {
+    var m = /[?&]poll=(\d+)(?:&|$)/.exec(window.location.search);
+    return m ? Math.max(500, Number(m[1])) : dflt;
+  }
 
   //  el("td", {class: "num", "data-field": "waiting"}, "12")
   function el(tag, attrs) {
@@ -219,6 +242,7 @@
     $("auth").hidden = true;
     state.authNeeded = false;
     state.historyAt = 0;
+    startStream();
     refresh();
   }
 
@@ -1028,13 +1052,104 @@
     }).then(function () {
       state.busy = false;
       schedule();
+      if (state.eventPending) { state.eventPending = false; eventRefresh(); }
     });
+  }
+
+  function poll() {
+    state.counts.polls++;
+    document.body.dataset.polls = state.counts.polls;
+    refresh();
   }
 
   function schedule() {
     clearTimeout(state.timer);
     if ($("live").checked && !state.authNeeded && !document.hidden)
-      state.timer = setTimeout(refresh, POLL_MS);
+      state.timer = setTimeout(poll, state.streamLive ? POLL_MS * STREAM_POLL_FACTOR : POLL_MS);
+  }
+
+  // ------------------------------------------------------------------
+  // Live events: GET /events
+
+  function streamPill(s, text, title) {
+    var pill = $("stream");
+    pill.dataset.state = s;
+    pill.textContent = text;
+    pill.title = title;
+  }
+
+  function stopStream() {
+    if (state.stream) state.stream.close();
+    state.stream = null;
+    clearTimeout(state.streamRetry);
+    state.streamRetry = null;
+    if (state.streamLive) { state.streamLive = false; schedule(); }
+  }
+
+  function startStream() {
+    stopStream();
+    if (!$("live").checked) {
+      streamPill("off", "paused", "live updates are off");
+      return;
+    }
+    if (typeof window.EventSource !== "function") {
+      streamPill("polling", "polling", "this browser has no EventSource: the page polls every " + POLL_MS / 1000 + " s");
+      return;
+    }
+    if (getKey() || memoryKey) {
+      streamPill("polling", "polling", "with an API key the page polls every " + POLL_MS / 1000 +
+                 " s: EventSource cannot send the X-API-Key header GET /events needs");
+      return;
+    }
+    streamPill("connecting", "connecting", "opening GET /events");
+    var es = new EventSource("/events");
+    state.stream = es;
+    es.addEventListener("open", function () {
+      if (state.stream !== es) return;
+      state.streamLive = true;
+      streamPill("live", "live", "job events arrive on GET /events; polls every " +
+                 POLL_MS * STREAM_POLL_FACTOR / 1000 + " s as a fallback");
+      schedule();
+      eventRefresh();       // what happened before the stream opened
+    });
+    EVENT_NAMES.forEach(function (name) {
+      es.addEventListener(name, function () {
+        if (state.stream !== es) return;
+        state.counts.events++;
+        document.body.dataset.events = state.counts.events;
+        eventRefresh();
+      });
+    });
+    es.addEventListener("end", function () { if (state.stream === es) streamFailed(es, "the gateway is stopping"); });
+    es.addEventListener("error", function () {
+      if (state.stream !== es) return;
+      if (es.readyState === EventSource.CLOSED) { streamFailed(es, "the gateway refused GET /events"); return; }
+      //  CONNECTING: the browser reconnects by itself; poll meanwhile
+      streamPill("connecting", "reconnecting", "GET /events dropped; the page polls every " + POLL_MS / 1000 +
+                 " s until it is back");
+      if (state.streamLive) { state.streamLive = false; schedule(); }
+    });
+  }
+
+  function streamFailed(es, why) {
+    es.close();
+    stopStream();
+    streamPill("polling", "polling", why + ": the page polls every " + POLL_MS / 1000 +
+               " s and tries the stream again in " + STREAM_RETRY_MS / 1000 + " s");
+    state.streamRetry = setTimeout(startStream, STREAM_RETRY_MS);
+  }
+
+  function eventRefresh() {
+    if (state.eventTimer || document.hidden) return;     // shown again: visibilitychange refreshes
+    var wait = Math.max(0, state.eventAt + EVENT_DEBOUNCE_MS - Date.now());
+    state.eventTimer = setTimeout(function () {
+      state.eventTimer = null;
+      if (state.busy) { state.eventPending = true; return; }
+      state.eventAt = Date.now();
+      state.counts.eventRefreshes++;
+      document.body.dataset.eventRefreshes = state.counts.eventRefreshes;
+      refresh();
+    }, wait);
   }
 
   // ------------------------------------------------------------------
@@ -1048,7 +1163,10 @@
       $("auth-message").textContent = getKey() ? "A key is set; save an empty one to forget it." : "";
       $("auth-key").focus();
     });
-    $("live").addEventListener("change", function () { if ($("live").checked) refresh(); else clearTimeout(state.timer); });
+    $("live").addEventListener("change", function () {
+      startStream();
+      if ($("live").checked) refresh(); else clearTimeout(state.timer);
+    });
     ["filter-state", "filter-type", "filter-limit"].forEach(function (id) {
       $(id).addEventListener("change", function () { refreshJobs().catch(showError); });
     });
@@ -1064,6 +1182,7 @@
     document.addEventListener("visibilitychange", function () { if (!document.hidden) refresh(); });
     renderCharts();
     fromHash();
+    startStream();
     refresh();
   }
 

@@ -1,0 +1,101 @@
+"""test_dashboard_events.py - the dashboard follows the gateway's GET /events
+stream: a job submitted shows up and changes state in the page at once,
+though the page polls only every 10 minutes (?poll=600000), in headless
+Chromium against a real stack (redis + broker + gateway without API keys, a
+fake worker that holds the job until the test lets it finish).
+
+The stream pill says "live"; the job's row appears (running, the fake worker
+took it) and turns completed when the worker sends DONE, with no poll in
+between (body data-polls stays unset) and events counted (data-events).
+With API keys on (EventSource cannot send the key) the pill says "polling"
+and polls bring the job.  Before, the page only polled every 2 s and had no
+stream: "the stream pill says live" failed (no #stream element, no GET
+/events).
+"""
+import harness
+from harness import check
+
+import cdp
+from test_dashboard import start_gateway
+from fakeworker import FakeWorker
+
+POLL_MS = 600000
+KEY = "events-key-5c1d"
+
+
+def row_state(job_id):
+    return ("(function(){var r = document.querySelector('#jobs-body tr[data-job-id=\"%s\"]');"
+            " return r ? r.dataset.state : null;})()" % job_id)
+
+
+def wait_page(page, w, expression, what):
+    """page.wait_for, the fake worker heartbeating meanwhile (it holds the job)."""
+    def seen():
+        w.heartbeat()
+        return page.eval(expression)
+    harness.wait_until(seen, 10, what, interval=0.05)
+
+
+def test():
+    with harness.Stack("dashboard-events") as s:
+        s.redis()
+        s.broker()
+        base = start_gateway(s)
+        w = FakeWorker(s.endpoint, "fw-events", ["python"], 2)
+        s.wait_workers(1, "python")
+
+        with cdp.Browser() as browser:
+            page = browser.new_page(1440, 1000)
+            page.goto(base + "/admin/queues?poll=%d" % POLL_MS)
+            page.wait_for("(document.getElementById('stream') || {dataset: {}}).dataset.state === 'live'", 10,
+                          "the stream pill says live (GET /events open)")
+            page.wait_for("Number(document.body.dataset.jobsUpdates || 0) >= 1", 10, "the first job list")
+            polls = page.eval("document.body.dataset.polls || '0'")
+
+            status, _, reply = harness.http("POST", base + "/invoke", {"botType": "python", "payload": {}})
+            check(status == 202, "invoke accepted", status, reply)
+            job_id = reply["jobId"]
+            job = w.recv_job(10)
+            check(job and job["jobId"] == job_id, "the fake worker got the job", job)
+            wait_page(page, w, row_state(job_id) + " === 'running'",
+                      "the job's row, running, before any poll (only the stream explains it)")
+
+            w.send(harness.DONE, {"jobId": job_id, "ok": True, "result": 1, "attempt": job["attempt"]})
+            wait_page(page, w, row_state(job_id) + " === 'completed'",
+                      "the job's row turns completed before any poll")
+            seen = page.eval("""({polls: document.body.dataset.polls || '0',
+                events: Number(document.body.dataset.events || 0),
+                refreshes: Number(document.body.dataset.eventRefreshes || 0),
+                pill: document.getElementById('stream').textContent})""")
+            harness.log("page", seen)
+            check(seen["polls"] == polls == "0", "no poll ran: the stream alone updated the page", seen)
+            check(seen["events"] >= 2 and seen["refreshes"] >= 2,
+                  "the job's events reached the page and refreshed it", seen)
+            check(seen["pill"] == "live", "the pill still says live", seen)
+
+        # With API keys on, the stream cannot carry the key (EventSource sends
+        # no header): the pill says "polling" and the page polls at its pace.
+        keyed = start_gateway(s, {"API_KEYS": KEY})
+        with cdp.Browser() as browser:
+            page = browser.new_page(1440, 1000)
+            page.goto(keyed + "/admin/queues?poll=500")
+            page.wait_for("!document.getElementById('auth').hidden", 10, "the API key form")
+            page.type_text("#auth-key", KEY)
+            page.click("#auth-save")
+            page.wait_for("document.getElementById('stream').dataset.state === 'polling'", 10,
+                          "the stream pill says polling (a key is set)")
+            title = page.eval("document.getElementById('stream').title")
+            check("API key" in title, "its tooltip says why: the API key", title)
+            status, _, reply = harness.http("POST", keyed + "/invoke", {"botType": "python", "payload": {}},
+                                            headers={"X-API-Key": KEY})
+            check(status == 202, "invoke accepted (key)", status, reply)
+            job = w.recv_job(10)
+            check(job and job["jobId"] == reply["jobId"], "the fake worker got the second job", job)
+            wait_page(page, w, row_state(reply["jobId"]) + " === 'running'", "the second job's row, by polling")
+            polls = int(page.eval("document.body.dataset.polls || '0'"))
+            check(polls >= 1, "the page polled", polls)
+        w.close()
+
+
+if __name__ == "__main__":
+    harness.main(test)
