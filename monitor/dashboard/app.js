@@ -1155,7 +1155,36 @@
   // ------------------------------------------------------------------
   // Wiring
 
+  //  A refresh re-renders the tables (each job event asks for one): when it
+  //  replaces the button or job row between a press and its release, the
+  //  browser sends no click to it (none, or one to the page root).  The
+  //  release then clicks what took the pressed element's place, under the
+  //  pointer (the same button id, the same job's row).
+  var CLICKABLE = "button[id], tr[data-job-id]";
+
+  function clickKey(node) {
+    var t = node && node.closest ? node.closest(CLICKABLE) : null;
+    return t ? (t.id ? "#" + t.id : "job:" + t.dataset.jobId) : "";
+  }
+
+  function keepClicksAcrossRenders() {
+    var pressed = null;
+    document.addEventListener("mousedown", function (ev) {
+      pressed = ev.button === 0 ? { node: ev.target, key: clickKey(ev.target) } : null;
+    }, true);
+    document.addEventListener("mouseup", function (ev) {
+      var p = pressed;
+      pressed = null;
+      if (!p || !p.key || p.node.isConnected || ev.button !== 0) return;
+      //  the release's own target may be stale (the page root): ask the layout
+      var under = document.elementFromPoint(ev.clientX, ev.clientY);
+      var t = under && under.closest ? under.closest(CLICKABLE) : null;
+      if (t && clickKey(t) === p.key && !t.disabled) t.click();
+    }, true);
+  }
+
   function init() {
+    keepClicksAcrossRenders();
     $("auth").addEventListener("submit", saveKey);
     $("auth-cancel").addEventListener("click", function () { $("auth").hidden = true; });
     $("key-button").addEventListener("click", function () {

@@ -8,7 +8,10 @@ The stream pill says "live"; the job's row appears (running, the fake worker
 took it) and turns completed when the worker sends DONE, with no poll in
 between (body data-polls stays unset) and events counted (data-events).
 With API keys on (EventSource cannot send the key) the pill says "polling"
-and polls bring the job.  Before, the page only polled every 2 s and had no
+and polls bring the job.  A click on a job's row whose press and release
+straddle a re-render of the list opens the job (before: the browser sent no
+click, the pressed row being gone; "the job's detail, opened by the click
+across the re-render" failed).  Before, the page only polled every 2 s and had no
 stream: "the stream pill says live" failed (no #stream element, no GET
 /events).
 """
@@ -72,6 +75,26 @@ def test():
             check(seen["events"] >= 2 and seen["refreshes"] >= 2,
                   "the job's events reached the page and refreshed it", seen)
             check(seen["pill"] == "live", "the pill still says live", seen)
+
+            # A refresh that re-renders the list between a press and its
+            # release (events ask for many) loses no click: the job's detail
+            # opens.  Before, the browser sent no click (the pressed row was gone).
+            box = page.eval("""(function(){
+                var row = document.querySelector('#jobs-body tr[data-job-id="%s"]');
+                row.scrollIntoView({block: 'center'});
+                var r = row.getBoundingClientRect();
+                return [r.left + r.width / 2, r.top + r.height / 2];})()""" % job_id)
+            for kind in ("mouseMoved", "mousePressed"):
+                page.call("Input.dispatchMouseEvent", {"type": kind, "x": box[0], "y": box[1],
+                                                       "button": "left", "clickCount": 1})
+            before = int(page.eval("document.body.dataset.jobsUpdates"))
+            page.eval("window.botmesh.refresh(), 0")
+            page.wait_for("Number(document.body.dataset.jobsUpdates) > %d" % before, 10,
+                          "the job list re-rendered while the button is down")
+            page.call("Input.dispatchMouseEvent", {"type": "mouseReleased", "x": box[0], "y": box[1],
+                                                   "button": "left", "clickCount": 1})
+            page.wait_for("document.body.dataset.detailJob === '%s'" % job_id, 10,
+                          "the job's detail, opened by the click across the re-render")
 
         # With API keys on, the stream cannot carry the key (EventSource sends
         # no header): the pill says "polling" and the page polls at its pace.
