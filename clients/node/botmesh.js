@@ -964,7 +964,8 @@ class Client {
    * {event: 'reset'} (the subscription was lost to a restart or failover
    * and made anew: events in between are lost).  At most once, never
    * replayed: use wait() or a webhook for guarantees.  Runs on a socket of
-   * its own, renews every third of ttlMs; leave the loop (or call return())
+   * its own, renews every third of ttlMs (on a monotonic clock, so a
+   * wall clock stepped back does not stop it); leave the loop (or call return())
    * to unsubscribe.  opts: {botTypes, jobIds, events, ttlMs}.
    */
   async* events(opts = {}) {
@@ -989,7 +990,7 @@ class Client {
     let renewAt = 0;
     try {
       for (;;) {
-        if (sid === null || Date.now() >= renewAt) {
+        if (sid === null || performance.now() >= renewAt) {
           let reply;
           try {
             reply = await sub._reply(C.SUBSCRIBE, sid ? { ...body, subscription: sid } : body);
@@ -1011,7 +1012,7 @@ class Client {
             if (lost) yield { event: 'reset' };
             lost = false;
           }
-          renewAt = Date.now() + ttlMs / 3;
+          renewAt = performance.now() + ttlMs / 3;
         }
         while (queue.length) {
           const ev = queue.shift();
@@ -1022,7 +1023,7 @@ class Client {
           yield ev;
         }
         await new Promise((resolve) => {
-          const timer = setTimeout(resolve, Math.max(0, Math.min(1000, renewAt - Date.now())));
+          const timer = setTimeout(resolve, Math.max(0, Math.min(1000, renewAt - performance.now())));
           wake = () => { clearTimeout(timer); resolve(); };
         });
         wake = null;

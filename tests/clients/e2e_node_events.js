@@ -2,7 +2,8 @@
 /*  e2e_node_events.js ENDPOINT - the Node client's events() against a real
     broker with a worker of 'pywork' (test_e2e_py_events.py): a job's
     waiting, active, completed in seq order; a bad filter rejects
-    bad_request; return() unsubscribes.  Prints one line per check; exits 1
+    bad_request; return() unsubscribes; a wall clock stepped back (Date.now
+    frozen) does not stop renewal.  Prints one line per check; exits 1
     on the first failure.  */
 const path = require('path');
 const ROOT = process.env.BOTMESH_ROOT || path.resolve(__dirname, '..', '..');
@@ -20,10 +21,10 @@ async function gauge(c) {
 }
 
 async function until(fn, ms, what) {
-  const deadline = Date.now() + ms;
+  const deadline = performance.now() + ms;
   for (;;) {
     if (await fn()) return;
-    if (Date.now() > deadline) { console.log(`FAILED: timed out waiting for ${what}`); process.exit(1); }
+    if (performance.now() > deadline) { console.log(`FAILED: timed out waiting for ${what}`); process.exit(1); }
     await new Promise((r) => { setTimeout(r, 50); });
   }
 }
@@ -55,6 +56,27 @@ async function until(fn, ms, what) {
   await it.return();
   await until(async () => (await gauge(c)) === before, 10000, 'return() to unsubscribe');
   check(true, 'return() unsubscribes');
+
+  //  Renewal runs on a monotonic clock: with the wall clock frozen (as if
+  //  stepped back) a subscription of ttlMs 1000 outlives three TTLs.
+  const wallNow = Date.now;
+  const frozen = Date.now();
+  Date.now = () => frozen;
+  const it2 = c.events({ botTypes: ['pywork'], ttlMs: 1000 })[Symbol.asyncIterator]();
+  const next2 = it2.next();
+  await until(async () => (await gauge(c)) === before + 1, 10000, 'the 1 s subscription');
+  const watchUntil = performance.now() + 3000;
+  while (performance.now() < watchUntil) {
+    const now = await gauge(c);
+    check(now === before + 1 || performance.now() >= watchUntil, 'the 1 s subscription lives on with the wall clock frozen', { now, before });
+    await new Promise((r) => { setTimeout(r, 100); });
+  }
+  const job2 = await c.submit('pywork', { echo: 'frozen' });
+  const got = await Promise.race([next2, new Promise((r) => { setTimeout(() => r(null), 10000); })]);
+  check(got && got.value && got.value.jobId === job2, 'an event after three TTLs with the wall clock frozen', got && got.value);
+  Date.now = wallNow;
+  await it2.return();
+  await until(async () => (await gauge(c)) === before, 10000, 'return() of the 1 s subscription');
   c.close();
   console.log('NODE EVENTS PASS');
 })().catch((e) => { console.log(`FAILED: ${e.stack}`); process.exit(1); });
