@@ -1,8 +1,9 @@
 /*  gw_events.c - the gateway's live job events (gw_events.h).
 
     Locking: one mutex guards the stream list, every stream's queue and
-    the subscription's id and seq.  The link thread (gw_link_push) formats
-    an EVENT outside it and only queues under it; each stream's HTTP thread
+    the subscription's id and seq.  The link thread (gw_link_push) checks
+    under it whether a stream wants an EVENT, formats it outside it (only
+    then: no JSON for an event no filter takes) and queues under it; each stream's HTTP thread
     sleeps on its own condition variable; the hub's thread sleeps on the
     hub's, woken when the first stream opens or the hub stops.  */
 #include "gw_events.h"
@@ -133,6 +134,26 @@ s_matches (const gw_stream_t *s, int event, const char *bot_type, const char *jo
         && (!*s->filter.job_id || streq (s->filter.job_id, job_id));
 }
 
+//  One event of the subscription, under the lock: a `gap` item first when
+//  the broker's seq skipped, then text (NULL when no stream wanted it) to
+//  each stream it matches.
+static void
+s_deliver (gw_events_t *self, int64_t seq, int event, const char *bot_type,
+           const char *job_id, const char *text)
+{
+    if (seq > self->seq + 1) {
+        char json [96];
+        snprintf (json, sizeof json, "{\"missed\":%" PRId64 ",\"reason\":\"broker\"}",
+                  seq - self->seq - 1);
+        s_broadcast (self, "gap", json);
+    }
+    if (seq > self->seq)
+        self->seq = seq;
+    for (gw_stream_t *s = self->streams; text && s; s = s->next)
+        if (s_matches (s, event, bot_type, job_id))
+            s_queue (s, strdup (text));
+}
+
 static void
 s_on_push (const bm_msg_t *msg, void *arg)
 {
@@ -151,35 +172,30 @@ s_on_push (const bm_msg_t *msg, void *arg)
         event++;
     if (!s_names [event] || !*sub || seq <= 0)
         return;                         //  An event this gateway does not know
-    json_t *value = bm_json_from_msgpack (body, 32);
-    if (!value)
-        return;
-    json_object_del (value, "subscription");
-    char *data = json_dumps (value, JSON_COMPACT);
-    json_decref (value);
-    if (!data)
-        return;
-    size_t size = strlen (data) + strlen (name) + 64;
-    char *text = (char *) malloc (size);
-    if (text)
-        snprintf (text, size, "event: %s\nid: %" PRId64 "\ndata: %s\n\n", name, seq, data);
-    free (data);
-    if (!text)
-        return;
+    //  Formatted only when a stream wants it.
     pthread_mutex_lock (&self->lock);
-    if (streq (sub, self->sub_id)) {
-        if (seq > self->seq + 1) {
-            char json [96];
-            snprintf (json, sizeof json, "{\"missed\":%" PRId64 ",\"reason\":\"broker\"}",
-                      seq - self->seq - 1);
-            s_broadcast (self, "gap", json);
-        }
-        if (seq > self->seq)
-            self->seq = seq;
-        for (gw_stream_t *s = self->streams; s; s = s->next)
-            if (s_matches (s, event, bot_type, job_id))
-                s_queue (s, strdup (text));
+    bool ours = streq (sub, self->sub_id);
+    bool wanted = false;
+    for (gw_stream_t *s = self->streams; ours && s && !wanted; s = s->next)
+        wanted = s_matches (s, event, bot_type, job_id);
+    pthread_mutex_unlock (&self->lock);
+    if (!ours)
+        return;
+    char *text = NULL;
+    json_t *value = wanted ? bm_json_from_msgpack (body, 32) : NULL;
+    if (value) {
+        json_object_del (value, "subscription");
+        char *data = json_dumps (value, JSON_COMPACT);
+        json_decref (value);
+        size_t size = data ? strlen (data) + strlen (name) + 64 : 0;
+        text = data ? (char *) malloc (size) : NULL;
+        if (text)
+            snprintf (text, size, "event: %s\nid: %" PRId64 "\ndata: %s\n\n", name, seq, data);
+        free (data);
     }
+    pthread_mutex_lock (&self->lock);
+    if (streq (sub, self->sub_id))
+        s_deliver (self, seq, event, bot_type, job_id, text);
     pthread_mutex_unlock (&self->lock);
     free (text);
 }
