@@ -34,6 +34,18 @@ struct _gw_stream_t {
     gw_stream_t *next;
 };
 
+//  Events that may be a new subscription's, pushed before the hub records
+//  its id (the broker sends them right after its answer): held, not lost.
+#define GW_EVENTS_PENDING 256
+typedef struct {
+    char sub [64];
+    char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
+    char job_id [BM_MAX_ID_LEN + 1];
+    int64_t seq;
+    int event;
+    char *text;                         //  NULL when no stream wanted it
+} gw_pending_t;
+
 struct _gw_events_t {
     gw_link_t *link;
     int max_streams;
@@ -44,6 +56,9 @@ struct _gw_events_t {
     bool stopping;                      //  gw_events_destroy began
     bool waking;                        //  gw_events_wake_all was called
     char sub_id [64];                   //  The broker's subscription, "" when none
+    bool subscribing;                   //  A new one asked for, its id not recorded yet
+    gw_pending_t pending [GW_EVENTS_PENDING];   //  Events pushed meanwhile
+    int pending_count;
     int64_t seq;                        //  Its last seq seen
     pthread_t thread;
     bool thread_started;
@@ -154,6 +169,15 @@ s_deliver (gw_events_t *self, int64_t seq, int event, const char *bot_type,
             s_queue (s, strdup (text));
 }
 
+//  The events held while a new subscription's id was not known yet.
+static void
+s_pending_clear (gw_events_t *self)
+{
+    for (int i = 0; i < self->pending_count; i++)
+        free (self->pending [i].text);
+    self->pending_count = 0;
+}
+
 static void
 s_on_push (const bm_msg_t *msg, void *arg)
 {
@@ -172,9 +196,10 @@ s_on_push (const bm_msg_t *msg, void *arg)
         event++;
     if (!s_names [event] || !*sub || seq <= 0)
         return;                         //  An event this gateway does not know
-    //  Formatted only when a stream wants it.
+    //  Ours, or maybe the new subscription's whose id the hub has not
+    //  recorded yet; formatted only when a stream wants it.
     pthread_mutex_lock (&self->lock);
-    bool ours = streq (sub, self->sub_id);
+    bool ours = streq (sub, self->sub_id) || self->subscribing;
     bool wanted = false;
     for (gw_stream_t *s = self->streams; ours && s && !wanted; s = s->next)
         wanted = s_matches (s, event, bot_type, job_id);
@@ -196,6 +221,18 @@ s_on_push (const bm_msg_t *msg, void *arg)
     pthread_mutex_lock (&self->lock);
     if (streq (sub, self->sub_id))
         s_deliver (self, seq, event, bot_type, job_id, text);
+    else
+    if (self->subscribing && self->pending_count < GW_EVENTS_PENDING) {
+        //  Delivered once the hub records the subscription (s_thread).
+        gw_pending_t *p = &self->pending [self->pending_count++];
+        snprintf (p->sub, sizeof p->sub, "%s", sub);
+        snprintf (p->bot_type, sizeof p->bot_type, "%s", bot_type);
+        snprintf (p->job_id, sizeof p->job_id, "%s", job_id);
+        p->seq = seq;
+        p->event = event;
+        p->text = text;
+        text = NULL;
+    }
     pthread_mutex_unlock (&self->lock);
     free (text);
 }
@@ -252,6 +289,10 @@ s_thread (void *arg)
             char asked [64];
             snprintf (asked, sizeof asked, "%s", id);
             int64_t before = gw_link_connects (self->link);
+            if (!*asked) {
+                self->subscribing = true;
+                s_pending_clear (self);
+            }
             pthread_mutex_unlock (&self->lock);
             bm_msg_t *reply = s_ask (self, BM_SUBSCRIBE, asked);
             pthread_mutex_lock (&self->lock);
@@ -270,6 +311,11 @@ s_thread (void *arg)
                         s_broadcast (self, "reset", "{\"reason\":\"the gateway subscribed to "
                                      "the broker anew: events in between are lost\"}");
                     lost = false;
+                    for (int i = 0; i < self->pending_count; i++) {
+                        gw_pending_t *p = &self->pending [i];
+                        if (streq (p->sub, got))
+                            s_deliver (self, p->seq, p->event, p->bot_type, p->job_id, p->text);
+                    }
                 }
                 snprintf (id, sizeof id, "%s", got);
                 connects = before;
@@ -290,6 +336,8 @@ s_thread (void *arg)
                 if (!streq (code, "not_found"))
                     s_cond_wait_ms (&self->cond, &self->lock, 1000);
             }
+            self->subscribing = false;
+            s_pending_clear (self);
             bm_msg_destroy (&reply);
             continue;
         }
@@ -341,6 +389,7 @@ gw_events_destroy (gw_events_t **self_p)
     if (self->thread_started)
         pthread_join (self->thread, NULL);
     gw_link_set_push (self->link, NULL, NULL);
+    s_pending_clear (self);
     pthread_mutex_destroy (&self->lock);
     pthread_cond_destroy (&self->cond);
     free (self);

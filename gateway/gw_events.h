@@ -6,7 +6,9 @@
     makes it, renews it (every third of its TTL) and makes it again when it
     is lost (the link connected again, to this broker or another after a
     failover; the broker answered not_found).  Each stream then gets a
-    `reset` item: events may have been lost meanwhile.  A gap in the
+    `reset` item: events may have been lost meanwhile.  Events the broker
+    sends right behind its answer, before the id is recorded, are held and
+    follow the `reset`.  A gap in the
     broker's seq (events the broker dropped for this gateway) gives each
     stream a `gap` item; so does a stream's own queue overflowing (its
     client reads too slowly).  Thread-safe.  */
@@ -54,5 +56,8 @@ void gw_events_close (gw_events_t *self, gw_stream_t **stream_p);
 void gw_events_wake_all (gw_events_t *self);
 //  Open streams now.
 int gw_events_streams (gw_events_t *self);
+
+//  Self test: a ROUTER in this process plays the broker.
+void gw_events_test (bool verbose);
 
 #endif

@@ -5,6 +5,7 @@
     With no --test, runs them all.  CTest runs one entry per class.  */
 #include "gw_arena.h"
 #include "gw_calls.h"
+#include "gw_events.h"
 #include "gw_group.h"
 #include "gw_history.h"
 #include "gw_invoke.h"
@@ -26,6 +27,7 @@ static const bm_selftest_t s_tests [] = {
     { "gw_group", gw_group_test },
     { "gw_wire", gw_wire_test },
     { "gw_link", gw_link_test },
+    { "gw_events", gw_events_test },
     { NULL, NULL }
 };
 
