@@ -423,8 +423,12 @@ bm_events_command (bm_broker_t *broker, zframe_t *identity, const bm_msg_t *msg)
                 sub = &self->subs [i];
         if (!sub) {
             free (parsed.jobs);
-            snprintf (message, sizeof message, "MAX_SUBSCRIPTIONS (%" PRId64 ") event "
-                      "subscriptions exist already", self->max);
+            if (self->max == 0)
+                snprintf (message, sizeof message, "event subscriptions are turned off on "
+                          "this broker (MAX_SUBSCRIPTIONS=0)");
+            else
+                snprintf (message, sizeof message, "MAX_SUBSCRIPTIONS (%" PRId64 ") event "
+                          "subscriptions exist already", self->max);
             bm_broker_reject (broker, identity, body, "too_many_subscriptions", message);
             return;
         }

@@ -60,6 +60,8 @@ struct _gw_events_t {
     gw_pending_t pending [GW_EVENTS_PENDING];   //  Events pushed meanwhile
     int pending_count;
     int64_t seq;                        //  Its last seq seen
+    char refused_code [64];             //  The broker's last refusal of a SUBSCRIBE,
+    char refused [256];                 //  "" since a stream opened or one was made
     pthread_t thread;
     bool thread_started;
 };
@@ -265,6 +267,7 @@ s_thread (void *arg)
     char id [64] = "";                  //  The subscription the thread holds
     bool lost = false;                  //  One was lost: tell the streams
     int64_t renew_at = 0, connects = 0;
+    char warned [300] = "";             //  The failure last logged
     pthread_mutex_lock (&self->lock);
     while (!self->stopping) {
         int64_t now = bm_mono_ms ();
@@ -318,17 +321,32 @@ s_thread (void *arg)
                     }
                 }
                 snprintf (id, sizeof id, "%s", got);
+                self->refused [0] = self->refused_code [0] = 0;
+                warned [0] = 0;
                 connects = before;
                 renew_at = now + GW_EVENTS_TTL_MS / 3;
                 pthread_cond_broadcast (&self->cond);       //  Streams waiting for it
             }
             else {
-                char code [64] = "";
-                if (reply && bm_msg_command (reply) == BM_REJECTED)
+                char code [64] = "", message [200] = "";
+                if (reply && bm_msg_command (reply) == BM_REJECTED) {
                     s_str (body, "code", code, sizeof code);
-                if (*id || !lost)
+                    s_str (body, "message", message, sizeof message);
+                }
+                if (*code && !streq (code, "not_found")) {
+                    //  Streams waiting for it answer with it (gw_events_refused)
+                    snprintf (self->refused_code, sizeof self->refused_code, "%s", code);
+                    snprintf (self->refused, sizeof self->refused, "%s", message);
+                    pthread_cond_broadcast (&self->cond);
+                }
+                char what [300];
+                snprintf (what, sizeof what, "%s%s%s", *code ? code : "the broker did not answer",
+                          *message ? ": " : "", message);
+                //  Once per cause, not once a second while streams wait
+                if ((*id || !lost) && !streq (what, warned))
                     bm_warn (NULL, "event subscription %s%s: %s", *id ? "renewal of " : "", id,
-                             *code ? code : "the broker did not answer");
+                             what);
+                snprintf (warned, sizeof warned, "%s", what);
                 if (*id)
                     lost = true;
                 id [0] = self->sub_id [0] = 0;
@@ -414,6 +432,7 @@ gw_events_open (gw_events_t *self, const gw_events_filter_t *filter)
     stream->next = self->streams;
     self->streams = stream;
     self->count++;
+    self->refused [0] = self->refused_code [0] = 0;     //  Asked again for this one
     pthread_cond_broadcast (&self->cond);
     pthread_mutex_unlock (&self->lock);
     return stream;
@@ -425,7 +444,8 @@ gw_events_wait_ready (gw_events_t *self, gw_stream_t *stream, int64_t timeout_ms
     (void) stream;
     int64_t deadline = bm_mono_ms () + timeout_ms;
     pthread_mutex_lock (&self->lock);
-    while (!self->sub_id [0] && !self->waking && bm_mono_ms () < deadline)
+    while (!self->sub_id [0] && !self->refused_code [0] && !self->waking
+    &&     bm_mono_ms () < deadline)
         s_cond_wait_ms (&self->cond, &self->lock, deadline - bm_mono_ms ());
     bool ready = self->sub_id [0] != 0 && !self->waking;
     pthread_mutex_unlock (&self->lock);
@@ -490,6 +510,18 @@ gw_events_wake_all (gw_events_t *self)
         pthread_cond_broadcast (&s->cond);
     pthread_cond_broadcast (&self->cond);
     pthread_mutex_unlock (&self->lock);
+}
+
+bool
+gw_events_refused (gw_events_t *self, char *code, size_t code_size, char *message,
+                   size_t message_size)
+{
+    pthread_mutex_lock (&self->lock);
+    bool refused = self->refused_code [0] != 0;
+    snprintf (code, code_size, "%s", self->refused_code);
+    snprintf (message, message_size, "%s", self->refused);
+    pthread_mutex_unlock (&self->lock);
+    return refused;
 }
 
 int

@@ -18,6 +18,7 @@
 #include "gw_link.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct _gw_events_t gw_events_t;
@@ -46,8 +47,13 @@ const char *gw_events_name (int index);
 
 //  Open a stream; NULL when max_streams are open already.
 gw_stream_t *gw_events_open (gw_events_t *self, const gw_events_filter_t *filter);
-//  Wait up to timeout_ms for the subscription to exist; false if it did not.
+//  Wait up to timeout_ms for the subscription to exist; false if it did not
+//  (or the broker refused it since the stream opened: gw_events_refused).
 bool gw_events_wait_ready (gw_events_t *self, gw_stream_t *stream, int64_t timeout_ms);
+//  True, with the broker's code and message, when it refused the last
+//  SUBSCRIBE since a stream opened (MAX_SUBSCRIPTIONS reached, or 0).
+bool gw_events_refused (gw_events_t *self, char *code, size_t code_size, char *message,
+                        size_t message_size);
 //  The next item for the stream's client, an SSE block (caller frees), or
 //  NULL after timeout_ms or once gw_events_wake_all was called.
 char *gw_events_next (gw_events_t *self, gw_stream_t *stream, int64_t timeout_ms);

@@ -95,9 +95,17 @@ gw_routes_events (gw_request_t *r)
     }
     if (!gw_events_wait_ready (server->events, stream, GW_EVENTS_READY_MS)) {
         gw_events_close (server->events, &stream);
+        char code [64], refusal [256];
         if (atomic_load (&server->draining))
             gw_request_error_retry (r, 503, "shutting_down", "the gateway is shutting down; retry "
                                     "later", GW_RETRY_SHUTTING_DOWN);
+        else
+        if (gw_events_refused (server->events, code, sizeof code, refusal, sizeof refusal)) {
+            char message [320];
+            snprintf (message, sizeof message, "the broker refused the gateway's event "
+                      "subscription: %s", *refusal ? refusal : code);
+            gw_request_error_retry (r, 503, code, message, GW_RETRY_BROKER_DOWN);
+        }
         else
             gw_request_error_retry (r, 503, "broker_unavailable", "could not subscribe to the "
                                     "broker's events; retry later", GW_RETRY_BROKER_DOWN);
