@@ -438,6 +438,9 @@ bool bm_service_type_known (bm_broker_t *self, const char *name);
 //  True for a while after a start or takeover (types_wait_until): a type
 //  not known yet is refused store_unavailable (BM_TEXT_TYPES_WAIT).
 bool bm_types_waiting (bm_broker_t *self);
+//  For a type not known: the store_unavailable message while the broker
+//  reads its queues back or bm_types_waiting, else NULL (unknown_bot_type).
+const char *bm_types_unknown_refusal (bm_broker_t *self);
 
 //  bm_broker_ha.c: leader and standby (BROKER_HA=redis)
 int bm_ha_setup (bm_broker_t *self);

@@ -358,7 +358,13 @@ bm_control_queue (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
         return;
     }
     if (!bm_service_type_known (self, q.bot_type)) {
-        bm_broker_reject (self, identity, body, "unknown_bot_type", "botType is not a known bot type");
+        //  As SUBMIT: not known *yet* right after a start or takeover
+        const char *wait = bm_types_unknown_refusal (self);
+        if (wait)
+            bm_broker_reject (self, identity, body, "store_unavailable", wait);
+        else
+            bm_broker_reject (self, identity, body, "unknown_bot_type",
+                              "botType is not a known bot type");
         return;
     }
     if (streq (q.bot_type, BM_WEBHOOK_TYPE) && !streq (q.action, "pause")

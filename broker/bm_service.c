@@ -716,6 +716,14 @@ bm_types_waiting (bm_broker_t *self)
     return self->types_wait_until && bm_mono_ms () < self->types_wait_until;
 }
 
+const char *
+bm_types_unknown_refusal (bm_broker_t *self)
+{
+    if (self->store && !self->recovered)
+        return bm_stats_store_refusal (self);
+    return bm_types_waiting (self) ? BM_TEXT_TYPES_WAIT : NULL;
+}
+
 //  --------------------------------------------------------------------------
 //  Self test
 
