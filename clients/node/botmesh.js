@@ -461,6 +461,12 @@ const SUBMIT_OPTIONS = {
  * A BMC01 client on one DEALER socket. Several requests may be in flight
  * at once (matched by req). timeoutMs bounds each request.
  */
+// answers to a SUBSCRIBE (or its renewal) that mean "subscribe again", not
+// "this subscription is wrong": events() yields a reset for them
+const EVENTS_LOST = ['not_found', 'shutting_down', 'not_leader', 'store_unavailable'];
+const EVENTS_BACKOFF_MS = 100;
+const EVENTS_BACKOFF_MAX_MS = 2000;
+
 class Client {
   constructor(opts = {}) {
     if (typeof opts === 'string') opts = { endpoint: opts };
@@ -965,7 +971,10 @@ class Client {
    * and made anew: events in between are lost).  At most once, never
    * replayed: use wait() or a webhook for guarantees.  Runs on a socket of
    * its own, renews every third of ttlMs (on a monotonic clock, so a
-   * wall clock stepped back does not stop it); leave the loop (or call return())
+   * wall clock stepped back does not stop it) and subscribes again (a
+   * reset) when a renewal fails: no answer, or not_found, shutting_down,
+   * not_leader, store_unavailable (the next broker when there are several,
+   * backing off 100 ms doubling to 2 s); leave the loop (or call return())
    * to unsubscribe.  opts: {botTypes, jobIds, events, ttlMs}.
    */
   async* events(opts = {}) {
@@ -988,6 +997,7 @@ class Client {
     let last = 0;
     let lost = false;
     let renewAt = 0;
+    let backoff = EVENTS_BACKOFF_MS;
     try {
       for (;;) {
         if (sid === null || performance.now() >= renewAt) {
@@ -995,17 +1005,20 @@ class Client {
           try {
             reply = await sub._reply(C.SUBSCRIBE, sid ? { ...body, subscription: sid } : body);
           } catch (e) {
-            if (e instanceof Rejected && e.code === 'not_found') {      // lapsed, or another broker
-              sid = null;
-              lost = true;
-              continue;
-            }
-            if (!(e instanceof BrokerTimeout)) throw e;
-            lost = lost || sid !== null;
+            const rejected = e instanceof Rejected && EVENTS_LOST.includes(e.code);
+            if (!rejected && !(e instanceof BrokerTimeout)) throw e;
+            lost = lost || sid !== null || e.code === 'not_found';
             sid = null;
-            await new Promise((resolve) => { setTimeout(resolve, 500); });
+            if (rejected && e.code === 'not_found') continue;         // lapsed, or another broker: at once
+            if (rejected) {               // a broker stopping, a standby, a store away: the next broker
+              sub._resetSocket();
+              sub._eps.next();
+            }
+            await new Promise((resolve) => { setTimeout(resolve, backoff); });
+            backoff = Math.min(backoff * 2, EVENTS_BACKOFF_MAX_MS);
             continue;
           }
+          backoff = EVENTS_BACKOFF_MS;
           if (reply.subscription !== sid) {
             sid = reply.subscription;
             last = Number(reply.seq || 0);

@@ -825,6 +825,11 @@ class Client:
         """The broker's metrics in the Prometheus text format."""
         return self._reply(METRICS, None, timeout).get("text", "")
 
+    # answers to a SUBSCRIBE (or its renewal) that mean "subscribe again",
+    # not "this subscription is wrong": events() yields a reset for them
+    _EVENTS_LOST = ("not_found", "shutting_down", "not_leader", "store_unavailable")
+    _EVENTS_BACKOFF, _EVENTS_BACKOFF_MAX = 0.1, 2.0
+
     def events(self, bot_types=None, job_ids=None, events=None, ttl_ms=30000):
         """Live job events (protocol.md, SUBSCRIBE): a generator of dicts,
         BullMQ's QueueEvents.  Each is the broker's EVENT ({"event",
@@ -838,7 +843,9 @@ class Client:
         Runs on a socket of its own (this client's requests are not
         disturbed), renews the subscription every third of ttl_ms and
         subscribes again, on the next broker when there are several, when
-        a renewal fails.  Filters: lists of bot types, job ids, event names
+        a renewal fails (no answer, or the broker answers not_found,
+        shutting_down, not_leader or store_unavailable; backing off 0.1 s
+        doubling to 2 s), yielding a reset then.  Filters: lists of bot types, job ids, event names
         (waiting, active, progress, completed, failed, delayed, removed,
         stalled, cancelled).  Bad filters raise Rejected bad_request; close
         the generator (or leave the for loop) to unsubscribe.
@@ -849,20 +856,30 @@ class Client:
                 body[key] = list(value)
         sub = Client(self.endpoint, self.timeout, self._ctx, self.curve)
         sid, last, lost, renew_at = None, 0, False, 0.0
+        backoff = self._EVENTS_BACKOFF
         try:
             while True:
                 if sid is None or time.monotonic() >= renew_at:
                     try:
                         reply = sub._reply(SUBSCRIBE, dict(body, subscription=sid) if sid else body)
                     except Rejected as e:
-                        if e.code != "not_found":
+                        if e.code not in self._EVENTS_LOST:
                             raise
-                        sid, lost = None, True          # lapsed, or another broker
+                        lost = lost or sid is not None or e.code == "not_found"
+                        sid = None
+                        if e.code != "not_found":       # (lapsed, or another broker: at once)
+                            # a broker stopping, a standby, a store away: the next broker, later
+                            sub._reset()
+                            sub._eps.next()
+                            time.sleep(backoff)
+                            backoff = min(backoff * 2, self._EVENTS_BACKOFF_MAX)
                         continue
                     except BrokerTimeout:
                         sid, lost = None, lost or sid is not None
-                        time.sleep(0.5)
+                        time.sleep(backoff)
+                        backoff = min(backoff * 2, self._EVENTS_BACKOFF_MAX)
                         continue
+                    backoff = self._EVENTS_BACKOFF
                     if reply.get("subscription") != sid:
                         sid, last = reply.get("subscription"), reply.get("seq") or 0
                         if lost:

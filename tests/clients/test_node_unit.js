@@ -709,6 +709,53 @@ tests.workerReadyRefused = async () => {
 };
 
 // A silent leader, then the standby about to lead: asked every 100 ms, as the C peers do.
+// A renewal answered shutting_down (the broker stopping), not_leader (a
+// standby), store_unavailable or not at all is a lost subscription: a reset
+// and a new one, never a rejection out of the loop.
+tests.clientEventsResubscribe = async () => {
+  const codes = ['shutting_down', 'not_leader', 'store_unavailable', null];
+  const subs = [];
+  const fb = await new FakeBroker((b, m) => {
+    const req = m.body.req;
+    if (m.cmd === 0x10) return [[0x83, { req }]];
+    if (m.cmd !== 0x0f) return [];
+    let sid = m.body.subscription;
+    if (sid === undefined) {
+      subs.push(`s${subs.length + 1}`);
+      sid = subs[subs.length - 1];
+      return [[0x83, { req, subscription: sid, seq: 0 }],
+        [0x87, { subscription: sid, seq: 1, event: 'waiting', jobId: `j-${sid}` }]];
+    }
+    const n = subs.indexOf(sid);
+    if (n >= codes.length) return [[0x83, { req, subscription: sid, seq: 1 }]];
+    if (codes[n] === null) return [];          // silence: a broker gone
+    return [[0x82, { req, code: codes[n], message: `lost: ${codes[n]}` }]];
+  }).bind();
+  const c = new bm.Client({ endpoint: fb.endpoint, timeoutMs: 1000 });
+  try {
+    const it = c.events({ ttlMs: 600 });       // renewals every 200 ms
+    const got = [];
+    while (got.length < 2 * codes.length + 1) {
+      let r;
+      try { r = await it.next(); } catch (e) { throw new Error(`FAILED: events() threw ${e} after ${JSON.stringify(got)}`); }
+      const ev = r.value;
+      got.push(ev.jobId ? `${ev.event} ${ev.jobId}` : ev.event);
+    }
+    const want = [];
+    for (let i = 1; i <= codes.length + 1; i++) {
+      if (i > 1) want.push('reset');
+      want.push(`waiting j-s${i}`);
+    }
+    check(JSON.stringify(got) === JSON.stringify(want), "each lost subscription: a reset, then the new one's events", got);
+    await it.return();
+    const un = fb.got(0x10).map((m) => m.body.subscription);
+    check(JSON.stringify(un) === JSON.stringify([`s${codes.length + 1}`]), 'return() unsubscribes the live one', un);
+  } finally {
+    c.close();
+    fb.close();
+  }
+};
+
 tests.endpointsFollowTheLeader = async () => {
   const eps = new bm.Endpoints('tcp://a:1,tcp://b:2');
   check(eps.current === 'tcp://a:1', 'the first endpoint first');

@@ -780,6 +780,63 @@ def test_node_missing_dependency_says_what_to_install():
           "requiring botmesh.js without its modules names what to install", p.stderr[-1000:])
 
 
+def lost_subscriptions_broker():
+    """A broker whose subscriptions are lost at their first renewal, each
+    with another answer: shutting_down (the broker stopping), not_leader (a
+    standby), store_unavailable, no answer at all; then a subscription that
+    lives.  Each new subscription is followed by an event of its own job."""
+    codes = ["shutting_down", "not_leader", "store_unavailable", None]
+    subs = []
+
+    def responder(b, m):
+        req = m.body.get("req")
+        if m.cmd == botmesh.UNSUBSCRIBE:
+            return [(0x83, {"req": req})]
+        if m.cmd != botmesh.SUBSCRIBE:
+            return []
+        sid = m.body.get("subscription")
+        if sid is None:
+            subs.append("s%d" % (len(subs) + 1))
+            sid = subs[-1]
+            return [(0x83, {"req": req, "subscription": sid, "seq": 0}),
+                    (botmesh.EVENT, {"subscription": sid, "seq": 1, "event": "waiting", "jobId": "j-" + sid})]
+        n = subs.index(sid)
+        if n >= len(codes):
+            return [(0x83, {"req": req, "subscription": sid, "seq": 1})]
+        if codes[n] is None:
+            return []                       # silence: a broker gone
+        return [(0x82, {"req": req, "code": codes[n], "message": "lost: " + codes[n]})]
+    return responder, len(codes)
+
+
+def test_client_events_resubscribe():
+    """A renewal answered shutting_down, not_leader, store_unavailable or
+    not at all is a lost subscription: a reset, a new one, never a raise."""
+    responder, lost = lost_subscriptions_broker()
+    fb = FakeBroker(responder)
+    try:
+        with botmesh.Client(fb.endpoint, timeout=1) as c:
+            gen = c.events(ttl_ms=600)          # renewals every 0.2 s
+            got = []
+            try:
+                while len(got) < 2 * lost + 1:
+                    got.append(next(gen))
+            except botmesh.BotmeshError as e:
+                raise harness.TestFailure("events() raised %r after %r" % (e, got))
+            want = []
+            for i in range(1, lost + 2):
+                want += [{"event": "reset"}] if i > 1 else []
+                want += [("waiting", "j-s%d" % i)]
+            got = [(e["event"], e["jobId"]) if "jobId" in e else e for e in got]
+            check(got == want, "each lost subscription: a reset, then the new one's events", got)
+            gen.close()
+            last = fb.got(botmesh.UNSUBSCRIBE)
+            check([m.body.get("subscription") for m in last] == ["s%d" % (lost + 1)],
+                  "closing the generator unsubscribes the live one", [m.body for m in last])
+    finally:
+        fb.close()
+
+
 def test_endpoints_follow_the_leader():
     """A silent leader, then the standby about to lead: asked every 100 ms, as the C peers do."""
     eps = botmesh.Endpoints("tcp://a:1,tcp://b:2")
