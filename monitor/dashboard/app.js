@@ -8,12 +8,13 @@
       GET /job/{id}                  one job's whole record
     and posts POST /job/{id}/{retry,cancel,redeliver}.
 
-    It also subscribes to GET /events (Server-Sent Events, EventSource): each
+    It also reads GET /events (Server-Sent Events, with fetch and a stream
+    reader, so that the API key goes as a header as on every request): each
     job event refreshes the page, at most every EVENT_DEBOUNCE_MS; while the
     stream is open the polls above run STREAM_POLL_FACTOR times slower, and
-    when it fails they run at their own pace again.  EventSource cannot send
-    a header, and the gateway takes the key only as a header: with an API key
-    the page polls (the #stream pill says so).  ?poll=MS sets the poll period.
+    when it fails they run at their own pace again (a dropped stream is opened
+    again after 1, 2, 4 ... 30 s).  The stream is closed while the page is
+    hidden or the live box unticked.  ?poll=MS sets the poll period.
 
     When the gateway answers 401, the page asks for an API key once and keeps
     it in localStorage ("botmesh.apiKey"); every request carries it as X-API-Key.
@@ -31,6 +32,7 @@
   var STREAM_POLL_FACTOR = 5;     // polls this much slower while /events is open
   var EVENT_DEBOUNCE_MS = 250;    // at most one refresh per this, however many events
   var STREAM_RETRY_MS = 30000;    // a stream the gateway refused is tried again after this
+  var STREAM_BACKOFF_MS = 1000;   // a dropped stream: first new try, doubled up to STREAM_RETRY_MS
   var EVENT_NAMES = ["waiting", "active", "progress", "completed", "failed", "delayed",
                      "removed", "stalled", "cancelled", "reset", "gap"];
   var HISTORY_MS = 5000;          // snapshots change every METRICS_SNAPSHOT_INTERVAL
@@ -52,9 +54,9 @@
     detail: null,           // its record
     authNeeded: false,      // a 401 stopped polling until a key is given
     timer: null,            // pending poll
-    stream: null,           // the EventSource on /events, while one is wanted
+    stream: null,           // the AbortController of the fetch on /events, while one is wanted
     streamLive: false,      // it is open: polls run slower
-    streamRetry: null,      // pending new try after the gateway refused the stream
+    streamRetry: null,      // pending new try after the stream dropped or was refused
     eventTimer: null,       // pending refresh asked by events
     eventAt: 0,             // when events last refreshed the page (ms)
     eventPending: false,    // events came during a refresh: refresh again after it
@@ -1079,60 +1081,115 @@
   }
 
   function stopStream() {
-    if (state.stream) state.stream.close();
+    if (state.stream) state.stream.abort();
     state.stream = null;
     clearTimeout(state.streamRetry);
     state.streamRetry = null;
     if (state.streamLive) { state.streamLive = false; schedule(); }
   }
 
+  //  GET /events read with fetch(), not EventSource: EventSource cannot send
+  //  the X-API-Key header, and the gateway takes the key only as a header (a
+  //  key in the query string would end in logs).  The body is read as it
+  //  comes and parsed as Server-Sent Events: "event:" and "data:" lines, a
+  //  blank line dispatches, comment lines (": keep-alive") are skipped.
   function startStream() {
     stopStream();
     if (!$("live").checked) {
       streamPill("off", "paused", "live updates are off");
       return;
     }
-    if (typeof window.EventSource !== "function") {
-      streamPill("polling", "polling", "this browser has no EventSource: the page polls every " + POLL_MS / 1000 + " s");
+    if (document.hidden) {
+      streamPill("off", "paused", "the page is hidden: no stream, no polls until it is shown");
       return;
     }
-    if (getKey() || memoryKey) {
-      streamPill("polling", "polling", "with an API key the page polls every " + POLL_MS / 1000 +
-                 " s: EventSource cannot send the X-API-Key header GET /events needs");
+    if (typeof window.AbortController !== "function" || typeof window.TextDecoder !== "function" ||
+        typeof window.ReadableStream !== "function") {
+      streamPill("polling", "polling", "this browser cannot read a stream with fetch: the page polls every " +
+                 POLL_MS / 1000 + " s");
       return;
     }
-    streamPill("connecting", "connecting", "opening GET /events");
-    var es = new EventSource("/events");
-    state.stream = es;
-    es.addEventListener("open", function () {
-      if (state.stream !== es) return;
+    openStream(STREAM_BACKOFF_MS);
+  }
+
+  function openStream(backoff) {
+    var ctl = new AbortController();
+    state.stream = ctl;
+    streamPill("connecting", state.streamRetry === null ? "connecting" : "reconnecting", "opening GET /events");
+    state.streamRetry = null;
+    var headers = { "Accept": "text/event-stream" };
+    var key = getKey() || memoryKey;
+    if (key) headers["X-API-Key"] = key;
+
+    function mine() { return state.stream === ctl; }
+
+    function dropped(why) {       // as EventSource: try again, after a growing pause
+      if (!mine()) return;
+      ctl.abort();
+      if (state.streamLive) { state.streamLive = false; schedule(); }
+      streamPill("connecting", "reconnecting", why + "; the page polls every " + POLL_MS / 1000 +
+                 " s and tries again in " + backoff / 1000 + " s");
+      state.streamRetry = setTimeout(function () {
+        if (mine()) openStream(Math.min(backoff * 2, STREAM_RETRY_MS));
+      }, backoff);
+    }
+
+    function dispatch(name) {
+      if (name === "end") { streamFailed("the gateway is stopping"); return; }
+      if (EVENT_NAMES.indexOf(name) < 0) return;
+      state.counts.events++;
+      document.body.dataset.events = state.counts.events;
+      eventRefresh();
+    }
+
+    fetch("/events", { headers: headers, cache: "no-store", signal: ctl.signal }).then(function (res) {
+      if (!mine()) { ctl.abort(); return; }
+      var type = res.headers.get("Content-Type") || "";
+      if (!res.ok || type.indexOf("text/event-stream") !== 0 || !res.body) {
+        ctl.abort();
+        streamFailed("the gateway refused GET /events (HTTP " + res.status +
+                     (res.status === 401 ? ", API key needed" : "") + ")");
+        return;
+      }
       state.streamLive = true;
+      backoff = STREAM_BACKOFF_MS;
       streamPill("live", "live", "job events arrive on GET /events; polls every " +
                  POLL_MS * STREAM_POLL_FACTOR / 1000 + " s as a fallback");
       schedule();
       eventRefresh();       // what happened before the stream opened
-    });
-    EVENT_NAMES.forEach(function (name) {
-      es.addEventListener(name, function () {
-        if (state.stream !== es) return;
-        state.counts.events++;
-        document.body.dataset.events = state.counts.events;
-        eventRefresh();
-      });
-    });
-    es.addEventListener("end", function () { if (state.stream === es) streamFailed(es, "the gateway is stopping"); });
-    es.addEventListener("error", function () {
-      if (state.stream !== es) return;
-      if (es.readyState === EventSource.CLOSED) { streamFailed(es, "the gateway refused GET /events"); return; }
-      //  CONNECTING: the browser reconnects by itself; poll meanwhile
-      streamPill("connecting", "reconnecting", "GET /events dropped; the page polls every " + POLL_MS / 1000 +
-                 " s until it is back");
-      if (state.streamLive) { state.streamLive = false; schedule(); }
+      var reader = res.body.getReader(), decoder = new TextDecoder(), buf = "", name = "", data = false;
+      function read() {
+        return reader.read().then(function (chunk) {
+          if (!mine()) return;
+          if (chunk.done) { dropped("GET /events ended"); return; }
+          buf += decoder.decode(chunk.value, { stream: true });
+          var lines = buf.split(/\r\n|\r|\n/);
+          buf = lines.pop();                      // an unfinished line waits for the rest
+          for (var i = 0; i < lines.length && mine(); i++) {
+            var line = lines[i];
+            if (line === "") {
+              if (data) dispatch(name || "message");
+              name = "";
+              data = false;
+              continue;
+            }
+            var colon = line.indexOf(":");
+            var field = colon < 0 ? line : line.slice(0, colon);
+            var value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+            if (field === "event") name = value;
+            else if (field === "data") data = true;   // the page refreshes; the JSON is not needed
+            //  "id:" (nothing is replayed), "retry:", comments: nothing to do
+          }
+          return read();
+        });
+      }
+      return read();
+    }).catch(function (e) {
+      if (mine()) dropped("GET /events dropped (" + (e && e.message || e) + ")");
     });
   }
 
-  function streamFailed(es, why) {
-    es.close();
+  function streamFailed(why) {
     stopStream();
     streamPill("polling", "polling", why + ": the page polls every " + POLL_MS / 1000 +
                " s and tries the stream again in " + STREAM_RETRY_MS / 1000 + " s");
@@ -1208,7 +1265,10 @@
     $("latency-quantile").addEventListener("change", renderCharts);
     window.addEventListener("hashchange", fromHash);
     window.addEventListener("resize", renderCharts);
-    document.addEventListener("visibilitychange", function () { if (!document.hidden) refresh(); });
+    document.addEventListener("visibilitychange", function () {
+      startStream();        // hidden: the stream is closed; shown: opened again
+      if (!document.hidden) refresh();
+    });
     renderCharts();
     fromHash();
     startStream();

@@ -1,14 +1,19 @@
 """test_dashboard_events.py - the dashboard follows the gateway's GET /events
 stream: a job submitted shows up and changes state in the page at once,
 though the page polls only every 10 minutes (?poll=600000), in headless
-Chromium against a real stack (redis + broker + gateway without API keys, a
-fake worker that holds the job until the test lets it finish).
+Chromium against a real stack (redis + broker + a gateway without API keys
+and one with, a fake worker that holds the job until the test lets it
+finish).
 
 The stream pill says "live"; the job's row appears (running, the fake worker
 took it) and turns completed when the worker sends DONE, with no poll in
 between (body data-polls stays unset) and events counted (data-events).
-With API keys on (EventSource cannot send the key) the pill says "polling"
-and polls bring the job.  A click on a job's row whose press and release
+With API keys on, the page sends the key as a header on GET /events too
+(read with fetch): the pill says "live" and the job shows up with no poll
+(before, EventSource could not send the key and the page only polled: "the
+stream pill says live with an API key" failed, the pill said "polling").
+Unticking "live" closes the stream (gateway_event_streams 0), ticking it
+opens one again.  A click on a job's row whose press and release
 straddle a re-render of the list opens the job (before: the browser sent no
 click, the pressed row being gone; "the job's detail, opened by the click
 across the re-render" failed).  Before, the page only polled every 2 s and had no
@@ -51,7 +56,7 @@ def test():
             page = browser.new_page(1440, 1000)
             page.goto(base + "/admin/queues?poll=%d" % POLL_MS)
             page.wait_for("(document.getElementById('stream') || {dataset: {}}).dataset.state === 'live'", 10,
-                          "the stream pill says live (GET /events open)")
+                      "the stream pill says live (GET /events open)")
             page.wait_for("Number(document.body.dataset.jobsUpdates || 0) >= 1", 10, "the first job list")
             polls = page.eval("document.body.dataset.polls || '0'")
 
@@ -90,33 +95,61 @@ def test():
             before = int(page.eval("document.body.dataset.jobsUpdates"))
             page.eval("window.botmesh.refresh(), 0")
             page.wait_for("Number(document.body.dataset.jobsUpdates) > %d" % before, 10,
-                          "the job list re-rendered while the button is down")
+                      "the job list re-rendered while the button is down")
             page.call("Input.dispatchMouseEvent", {"type": "mouseReleased", "x": box[0], "y": box[1],
                                                    "button": "left", "clickCount": 1})
             page.wait_for("document.body.dataset.detailJob === '%s'" % job_id, 10,
-                          "the job's detail, opened by the click across the re-render")
+                      "the job's detail, opened by the click across the re-render")
 
-        # With API keys on, the stream cannot carry the key (EventSource sends
-        # no header): the pill says "polling" and the page polls at its pace.
+        # With API keys on, the page reads the stream with fetch and sends
+        # the key as a header (as on its other requests): the pill says
+        # "live" and a job shows up at once, with no poll.  The gateway
+        # refuses GET /events without the key, so "live" means the key went.
         keyed = start_gateway(s, {"API_KEYS": KEY})
+        w.heartbeat()       # the fake worker stays alive across the waits below (wait_page beats too)
+        status, _, reply = harness.http("GET", keyed + "/events")
+        check(status == 401, "GET /events without the key is refused", status, reply)
         with cdp.Browser() as browser:
             page = browser.new_page(1440, 1000)
-            page.goto(keyed + "/admin/queues?poll=500")
-            page.wait_for("!document.getElementById('auth').hidden", 10, "the API key form")
+            w.heartbeat()
+            page.goto(keyed + "/admin/queues?poll=%d" % POLL_MS)
+            wait_page(page, w, "!document.getElementById('auth').hidden", "the API key form")
             page.type_text("#auth-key", KEY)
             page.click("#auth-save")
-            page.wait_for("document.getElementById('stream').dataset.state === 'polling'", 10,
-                          "the stream pill says polling (a key is set)")
-            title = page.eval("document.getElementById('stream').title")
-            check("API key" in title, "its tooltip says why: the API key", title)
+            wait_page(page, w, "document.getElementById('stream').dataset.state === 'live'",
+                      "the stream pill says live with an API key (GET /events open, key sent)")
+            wait_page(page, w, "Number(document.body.dataset.jobsUpdates || 0) >= 1", "the first job list (key)")
             status, _, reply = harness.http("POST", keyed + "/invoke", {"botType": "python", "payload": {}},
                                             headers={"X-API-Key": KEY})
             check(status == 202, "invoke accepted (key)", status, reply)
             job = w.recv_job(10)
             check(job and job["jobId"] == reply["jobId"], "the fake worker got the second job", job)
-            wait_page(page, w, row_state(reply["jobId"]) + " === 'running'", "the second job's row, by polling")
-            polls = int(page.eval("document.body.dataset.polls || '0'"))
-            check(polls >= 1, "the page polled", polls)
+            wait_page(page, w, row_state(reply["jobId"]) + " === 'running'",
+                      "the second job's row, running, before any poll (the keyed stream)")
+            seen = page.eval("""({polls: document.body.dataset.polls || '0',
+                events: Number(document.body.dataset.events || 0),
+                pill: document.getElementById('stream').textContent})""")
+            harness.log("keyed page", seen)
+            check(seen["polls"] == "0", "no poll ran: the keyed stream updated the page", seen)
+            check(seen["events"] >= 1 and seen["pill"] == "live", "events came on the keyed stream", seen)
+
+            # Unticking "live" aborts the fetch: the gateway sees its stream
+            # leave (gateway_event_streams back to 0); ticking it opens one again.
+            def streams():
+                _, _, text = harness.http("GET", keyed + "/metrics", headers={"X-API-Key": KEY})
+                for line in str(text).splitlines():
+                    if line.startswith("gateway_event_streams "):
+                        return float(line.split()[1])
+                raise harness.TestFailure("no gateway_event_streams in /metrics")
+            check(streams() == 1, "the keyed page holds one stream", streams())
+            page.click("#live")
+            wait_page(page, w, "document.getElementById('stream').dataset.state === 'off'",
+                      "the pill says paused (live unticked)")
+            harness.wait_until(lambda: w.heartbeat() or streams() == 0, 10, "the gateway's stream closed (live unticked)")
+            page.click("#live")
+            wait_page(page, w, "document.getElementById('stream').dataset.state === 'live'",
+                      "the pill says live again (live ticked)")
+            harness.wait_until(lambda: w.heartbeat() or streams() == 1, 10, "one stream again (live ticked)")
         w.close()
 
 
