@@ -338,26 +338,23 @@ s_unknown_frame (proc_t *proc, json_t *frame)
     s_dispatch (self);
 }
 
-//  What a log line says of the last line a dead process wrote on stderr
-//  (text: its tail, as bm_capture_text gives it): "; its last stderr line:
-//  '...'" (its first 200 bytes), or "; nothing on its stderr".
+//  What a log line says of what a dead process wrote on stderr (its
+//  capture since its last job began, or since it started): how many bytes,
+//  never the text, which may be secret (it is the job's error and log, or
+//  nobody's).  In a job: "; it wrote N bytes on stderr in the job (their
+//  tail is in the job's error)"; idle: "; it wrote N bytes on stderr since
+//  its last job began"; or "; nothing on its stderr ...".
 static void
-s_last_words (const char *text, char *words, size_t size)
+s_stderr_said (proc_t *proc, bool in_job, char *words, size_t size)
 {
-    if (!text)
-        text = "";
-    const char *last = strrchr (text, '\n');
-    last = last ? last + 1 : text;
-    if (!*last) {
-        snprintf (words, size, "; nothing on its stderr");
-        return;
-    }
-    size_t length = strlen (last), shown = length > 200 ? 200 : length;
-    //  Cut at a character's start: the tail is valid UTF-8.
-    while (shown < length && shown > 0 && ((unsigned char) last [shown] & 0xc0) == 0x80)
-        shown--;
-    snprintf (words, size, "; its last stderr line: '%.*s%s'", (int) shown, last,
-              shown < length ? "..." : "");
+    size_t total = proc->err ? bm_capture_total (proc->err) : 0;
+    const char *since = in_job ? "in the job"
+                      : proc->jobs_done ? "since its last job began" : "since it started";
+    if (total == 0)
+        snprintf (words, size, "; nothing on its stderr %s", since);
+    else
+        snprintf (words, size, "; it wrote %zu byte%s on stderr %s%s", total, total == 1 ? "" : "s",
+                  since, in_job ? " (their tail is in the job's error)" : "");
 }
 
 //  The first bytes of a line, printable, for a message.
@@ -1242,8 +1239,8 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
             bm_info (NULL, "%s process pid=%d %s: stopped by the worker for its job%s",
                      self->config.type, (int) pid, how, retired);
         else {
-            char words [256];
-            s_last_words (tail, words, sizeof words);
+            char words [160];
+            s_stderr_said (proc, true, words, sizeof words);
             bm_warn (proc->job->id, "%s process pid=%d %s while running a job%s%s",
                      self->config.type, (int) pid, how, retired, words);
         }
@@ -1254,11 +1251,9 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
     else
     if (state != PROC_RETIRING) {
         //  Its stderr since its last job began: that job's log, then what
-        //  it wrote while idle, which likely says why it died.
-        char *tail = bm_capture_text (proc->err);
-        char words [256], retired [96];
-        s_last_words (tail, words, sizeof words);
-        free (tail);
+        //  it wrote while idle, counted, never quoted.
+        char words [160], retired [96];
+        s_stderr_said (proc, false, words, sizeof words);
         s_count_retired (proc, "died", retired, sizeof retired);
         bm_warn (NULL, "%s process pid=%d %s while idle%s%s", self->config.type, (int) pid, how,
                  retired, words);

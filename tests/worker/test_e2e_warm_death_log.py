@@ -1,15 +1,18 @@
-"""The worker's WARN line for a pool process that died by itself says why:
-how it ended (exit status or signal) and the last line it wrote on stderr.
+"""The worker's WARN line for a pool process that died by itself says how
+it ended (exit status or signal) and how many bytes it wrote on stderr,
+never what: a bot's stderr may be secret and is never in the worker's own
+log (the job's error holds its tail).
 
 A real broker (no Redis), a real worker, and a pool bot written by hand
 that, when the payload asks, writes two lines on stderr and exits 3 while
 it runs the job ("die"), or answers and then, idle, writes a line and dies
 of SIGABRT ("idle").  The WARN line of each death names the exit and the
-last stderr line; a process that wrote nothing on stderr is said to have.
+byte count; a process that wrote nothing on stderr is said to have; no
+line of the worker's log holds what the bot wrote on stderr.
 
-Before, the line was "... exited with status 3 while running a job" alone
-(failed at "the WARN line of the death in a job gives its last stderr
-line").
+Before, the line quoted the bot's last stderr line ("; its last stderr
+line: 'fatal: the disk is on fire'"): it failed at "the WARN line of the
+death in a job counts its stderr bytes".
 """
 import os
 import re
@@ -64,23 +67,30 @@ def main():
         check(rec["state"] == "failed", "the job whose process exited 3 fails", rec)
         line = warn(r"dier process pid=\d+ exited with status 3 while running a job",
                     "a WARN line for the process that exited 3 in a job")
-        check("its last stderr line: 'fatal: the disk is on fire'" in line,
-              "the WARN line of the death in a job gives its last stderr line", line)
+        check(line.endswith("; it wrote 45 bytes on stderr in the job "
+                            "(their tail is in the job's error)"),
+              "the WARN line of the death in a job counts its stderr bytes", line)
         check("job=%s " % job_id in line, "and names the job", line)
+        check("the disk is on fire" in rec["error"]["message"],
+              "the job's error holds the stderr tail", rec["error"])
 
         rec = wlib.run_job(c, "dier", {"how": "quiet"}, attempts=1)
         check(rec["state"] == "failed", "the job whose process exited 4 fails", rec)
         line = warn(r"dier process pid=\d+ exited with status 4 while running a job",
                     "a WARN line for the process that exited 4 in a job")
-        check(line.endswith("; nothing on its stderr"),
+        check(line.endswith("; nothing on its stderr in the job"),
               "the WARN line of a death with nothing on stderr says so", line)
 
         rec = wlib.run_job(c, "dier", {"how": "idle"}, attempts=1)
         check(rec["state"] == "completed", "the job answered before the process died completes", rec)
         line = warn(r"dier process pid=%d killed by signal SIGABRT while idle" % rec["result"]["pid"],
                     "a WARN line for the process killed by SIGABRT while idle")
-        check("its last stderr line: 'watchdog: lost the GPU'" in line,
-              "the WARN line of the death while idle gives its last stderr line", line)
+        check(line.endswith("; it wrote 23 bytes on stderr since its last job began"),
+              "the WARN line of the death while idle counts its stderr bytes", line)
+        warns = [l for l in w.output().splitlines() if " WARN " in l]
+        for secret in ("loading the model", "the disk is on fire", "lost the GPU"):
+            check(not any(secret in l for l in warns), "no WARN line holds the bot's stderr "
+                  "(%r)" % secret, warns)
         c.close()
         check(w.alive(), "worker still running")
 
