@@ -134,6 +134,7 @@ bm_job_report_verdict (const bm_pool_outcome_t *outcome, bm_bot_t *bot,
 {
     memset (verdict, 0, sizeof *verdict);
     verdict->exit_code = -1;
+    verdict->own = SIZE_MAX;
     char message [512];
     char *tail = strdup (outcome->message ? outcome->message : "");
     //  A resource limit: the spawned run knows its rusage and cgroup;
@@ -162,6 +163,7 @@ bm_job_report_verdict (const bm_pool_outcome_t *outcome, bm_bot_t *bot,
         verdict->code = outcome->init_limit ? "resource_limit" : "bot_init_failed";
         verdict->limit = outcome->init_limit;
         verdict->message = strdup (tail);
+        verdict->own = 0;               //  Its init error, with its stderr
     }
     else
     if (limit) {
@@ -181,6 +183,8 @@ bm_job_report_verdict (const bm_pool_outcome_t *outcome, bm_bot_t *bot,
         verdict->message = zsys_sprintf ("the bot was killed by signal SIG%s (%d)%s%s",
                                          name ? name : "?", outcome->signal,
                                          *tail ? ": " : "", tail);
+        if (verdict->message && *tail)
+            verdict->own = strlen (verdict->message) - strlen (tail) - 2;
     }
     else
     if (outcome->exit_code != 0) {
@@ -189,6 +193,8 @@ bm_job_report_verdict (const bm_pool_outcome_t *outcome, bm_bot_t *bot,
             snprintf (message, sizeof message, "the bot exited with status %d", outcome->exit_code);
         verdict->code = "bot_failed";
         verdict->message = strdup (*tail ? tail : message);
+        if (*tail)
+            verdict->own = 0;
         verdict->exit_code = outcome->exit_code;
     }
     else

@@ -29,6 +29,9 @@
 typedef struct {
     const char *code;           //  Error code, NULL if the job completed
     char *message;              //  Error message (owned), NULL if completed
+    size_t own;                 //  Its first bytes that are the worker's
+                                //  words: the rest is the bot's stderr,
+                                //  never logged (SIZE_MAX: all of it)
     int exit_code;              //  error.exitCode, -1 for none
     const char *limit;          //  error.limit: the resource limit the bot
                                 //  hit (static text), or NULL

@@ -133,10 +133,13 @@ s_prune_done (bm_worker_t *self)
 }
 
 //  DONE (bm_job_report_done) for a job: result_data is a msgpack value
-//  (result_size bytes) when code is NULL.
+//  (result_size bytes) when code is NULL.  The first `own` bytes of
+//  message are the worker's words, the rest the bot's stderr, which may be
+//  secret: it goes in the DONE, never in the log line (SIZE_MAX: all own).
 static void
 s_send_done (bm_worker_t *self, job_t *job, const char *result_data, size_t result_size,
-             const char *code, const char *message, int exit_code, int64_t finished_at)
+             const char *code, const char *message, size_t own, int exit_code,
+             int64_t finished_at)
 {
     bool ok = code == NULL;
     bm_packer_t *done = &self->done;
@@ -159,6 +162,18 @@ s_send_done (bm_worker_t *self, job_t *job, const char *result_data, size_t resu
         bm_packer_destroy (done);
 
     int64_t took = now_mono - job->started_mono;
+    char said [400] = "";
+    if (!ok) {
+        if (!message)
+            message = "";
+        size_t size = strlen (message);
+        if (own >= size)
+            snprintf (said, sizeof said, "%.300s", message);
+        else
+            snprintf (said, sizeof said, "%.*s%s[%zu bytes of the bot's stderr, in the job's "
+                      "error]", (int) (own > 300 ? 300 : own), message, own ? ": " : "",
+                      size - own);
+    }
     if (ok && self->config->mode == BM_WORKER_NOOP)
         bm_debug (job->id, "completed (noop)");     //  Thousands a second
     else
@@ -169,11 +184,11 @@ s_send_done (bm_worker_t *self, job_t *job, const char *result_data, size_t resu
     if (job->waiting)
         //  No process took it: nothing ran or was stopped.
         bm_info (job->id, "dropped before it started, after waiting %lld ms in this worker for "
-                 "a %s process (attempt %lld): %s: %.300s", (long long) took, job->type->name,
-                 (long long) job->attempt, code, message);
+                 "a %s process (attempt %lld): %s: %s", (long long) took, job->type->name,
+                 (long long) job->attempt, code, said);
     else
-        bm_info (job->id, "failed in %lld ms (attempt %lld): %s: %.300s", (long long) took,
-                 (long long) job->attempt, code, message);
+        bm_info (job->id, "failed in %lld ms (attempt %lld): %s: %s", (long long) took,
+                 (long long) job->attempt, code, said);
 }
 
 //  A DONE for a job we never started (bad bot type, payload, spawn, a
@@ -189,7 +204,7 @@ s_send_done_early (bm_worker_t *self, const char *job_id, int64_t attempt,
     job.limit_hit = limit;
     job.started_at = bm_now_ms ();
     job.started_mono = bm_mono_ms ();
-    s_send_done (self, &job, NULL, 0, code, message, -1, job.started_at);
+    s_send_done (self, &job, NULL, 0, code, message, SIZE_MAX, -1, job.started_at);
 }
 
 //  --------------------------------------------------------------------------
@@ -279,25 +294,26 @@ s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome)
     if (job->stop == STOP_CANCEL) {
         char message [96];
         snprintf (message, sizeof message, "stopped by the broker (%s)", job->cancel_code);
-        s_send_done (self, job, NULL, 0, job->cancel_code, message, -1, finished_at);
+        s_send_done (self, job, NULL, 0, job->cancel_code, message, SIZE_MAX, -1, finished_at);
     }
     else
     if (job->stop == STOP_TIMEOUT) {
         char message [96];
         snprintf (message, sizeof message, "the job ran longer than its timeout of %lld ms",
                   (long long) job->limit_ms);
-        s_send_done (self, job, NULL, 0, "timeout", message, -1, finished_at);
+        s_send_done (self, job, NULL, 0, "timeout", message, SIZE_MAX, -1, finished_at);
     }
     else
     if (!outcome) {
         //  A simulation.
         if (job->sim_fails)
-            s_send_done (self, job, NULL, 0, "bot_failed", "simulated failure", 1, finished_at);
+            s_send_done (self, job, NULL, 0, "bot_failed", "simulated failure", SIZE_MAX, 1,
+                         finished_at);
         else {
             msgpack_sbuffer sbuf;
             bm_job_report_simulated (&sbuf, job->type->name, job->id, job->attempt,
                                      job->sim_duration);
-            s_send_done (self, job, sbuf.data, sbuf.size, NULL, NULL, -1, finished_at);
+            s_send_done (self, job, sbuf.data, sbuf.size, NULL, NULL, SIZE_MAX, -1, finished_at);
             msgpack_sbuffer_destroy (&sbuf);
         }
     }
@@ -316,7 +332,7 @@ s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome)
             job->limit_hit = verdict.limit;
         }
         s_send_done (self, job, verdict.result, verdict.result_size, verdict.code,
-                     verdict.message, verdict.exit_code, finished_at);
+                     verdict.message, verdict.own, verdict.exit_code, finished_at);
         bm_job_verdict_clear (&verdict);
     }
     zhashx_delete (self->jobs, job->id);        //  Destroys the job
@@ -417,7 +433,7 @@ s_on_job (bm_worker_t *self, const bm_codec_job_t *body)
         bm_packer_reset (&self->noop_result);
         bm_job_report_noop (&self->noop_result, type->name, job_id, attempt);
         s_send_done (self, &noop, self->noop_result.sbuf.data, self->noop_result.sbuf.size,
-                     NULL, NULL, -1, now);
+                     NULL, NULL, SIZE_MAX, -1, now);
         return;
     }
 

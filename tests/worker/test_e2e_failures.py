@@ -68,15 +68,22 @@ def main():
               and rec["error"]["message"] == err.strip(),
               "exit 1 -> bot_failed with its stderr as the message", rec.get("error"))
 
-        # A terminal escape on stderr (ANSI colour): shown as the four characters \x1b, in the
-        # error message as in the worker's log, never as the ESC byte (nor a space).
-        rec = c.wait(c.submit("tbot", {"exit": 1, "stderr": "\x1b[31mred alert\x1b[0m\n"}), timeout=20)
+        # A terminal escape on stderr (ANSI colour): shown as the four characters \x1b in the
+        # error message, never as the ESC byte (nor a space); the worker's log line of the
+        # job's end counts the bytes of the bot's stderr, never shows them.
+        jid = c.submit("tbot", {"exit": 1, "stderr": "\x1b[31mred alert\x1b[0m\n"})
+        rec = c.wait(jid, timeout=20)
         check(rec["error"]["code"] == "bot_failed"
               and rec["error"]["message"] == "\\x1b[31mred alert\\x1b[0m",
               "an ESC on stderr is \\x1b in the error message", rec.get("error"))
-        wait_until(lambda: "\\x1b[31mred alert" in w.output(), 5, "the worker to log that job's end")
-        check("\x1b" not in w.output() and " [31mred alert" not in w.output(),
-              "and \\x1b in the worker's log too (not the byte, not a space)", w.output()[-300:])
+        line = wait_until(lambda: next((l for l in w.output().splitlines()
+                                        if "job=%s failed in" % jid in l), None),
+                          5, "the worker to log that job's end")
+        check(line.endswith("bot_failed: [24 bytes of the bot's stderr, in the job's error]"),
+              "the worker's line counts the bytes of the message from the bot's stderr", line)
+        check("\x1b" not in w.output() and "red alert" not in w.output(),
+              "and never shows them in its log (a bot's stderr may be secret)",
+              w.output()[-300:])
 
         rec = c.wait(c.submit("tbot", {"exit": 3}), timeout=20)
         check(rec["error"]["code"] == "bot_failed" and "status 3" in rec["error"]["message"],

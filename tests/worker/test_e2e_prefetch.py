@@ -252,8 +252,11 @@ def scenario_diesafter(s, c, tmp):
     check("boom: cleanup after " + a + " failed" in message,
           "B's error message is the bot's last words, which say why it died (%r)" % message, rec_b)
     check("own " + a not in (rec_b.get("log") or ""), "B's log has none of A's lines", rec_b)
-    wait_until(lambda: "boom: cleanup after " + a in w.output(), 10,
-               "the worker's log line of B's failure to give the reason")
+    line = wait_until(lambda: next((l for l in w.output().splitlines()
+                                    if "job=%s failed in" % b in l), None), 10,
+                      "the worker's log line of B's failure")
+    check("bytes of the bot's stderr, in the job's error]" in line and "boom" not in w.output(),
+          "it counts the bot's last words, never shows them (a bot's stderr may be secret)", line)
 
 
 def scenario_credit(s, c, tmp):

@@ -1,7 +1,7 @@
 """The worker's WARN line for a pool process that died by itself says how
 it ended (exit status or signal) and how many bytes it wrote on stderr,
 never what: a bot's stderr may be secret and is never in the worker's own
-log (the job's error holds its tail).
+log (the job's error holds its tail), nor in the job's "failed" line.
 
 A real broker (no Redis), a real worker, and a pool bot written by hand
 that, when the payload asks, writes two lines on stderr and exits 3 while
@@ -87,10 +87,14 @@ def main():
                     "a WARN line for the process killed by SIGABRT while idle")
         check(line.endswith("; it wrote 23 bytes on stderr since its last job began"),
               "the WARN line of the death while idle counts its stderr bytes", line)
-        warns = [l for l in w.output().splitlines() if " WARN " in l]
+        failed = [l for l in w.output().splitlines() if "job=%s failed in" % job_id in l]
+        check(len(failed) == 1 and failed[0].endswith(
+                  "bot_failed: [44 bytes of the bot's stderr, in the job's error]"),
+              "the job's failed line counts the bytes of its message from the bot's stderr",
+              failed)
         for secret in ("loading the model", "the disk is on fire", "lost the GPU"):
-            check(not any(secret in l for l in warns), "no WARN line holds the bot's stderr "
-                  "(%r)" % secret, warns)
+            check(secret not in w.output(), "no line of the worker's log holds the bot's "
+                  "stderr (%r)" % secret, w.output()[-3000:])
         c.close()
         check(w.alive(), "worker still running")
 
