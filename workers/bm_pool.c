@@ -81,7 +81,8 @@ s_find_proc_of (bm_pool_t *self, void *owner)
 }
 
 //  How every line that logs a retirement says it, whatever its cause
-//  (text: ", retired (<reason>, N jobs run)"), and the count of it (the
+//  (text: ", retired (<reason>, N jobs run)", "1 job run"; N the jobs it
+//  finished: one it died in is not counted), and the count of it (the
 //  metric bot_recycles_total{reason}), once per process.
 static void
 s_count_retired (proc_t *proc, const char *reason, char *text, size_t size)
@@ -106,7 +107,8 @@ s_count_retired (proc_t *proc, const char *reason, char *text, size_t size)
         stats->recycled_died++;
     else
         stats->recycled_killed++;
-    snprintf (text, size, ", retired (%s, %lld jobs run)", reason, (long long) proc->jobs_done);
+    snprintf (text, size, ", retired (%s, %lld job%s run)", reason, (long long) proc->jobs_done,
+              proc->jobs_done == 1 ? "" : "s");
 }
 
 //  Retire a process: no more jobs; EOF on its stdin and SIGTERM, SIGKILL

@@ -1,5 +1,5 @@
 """Every retirement of a pool process is one log line that says
-"retired (<reason>, N jobs run)", the reason as the worker's
+"retired (<reason>, N jobs run)" ("1 job run"), the reason as the worker's
 bot_recycles_total{reason} counts it.  A real broker (no Redis), a real
 worker, and a working pool bot whose processes retire for every reason a
 test can cause: idle past BOT_<TYPE>_IDLE_MS, a job that exits 3 (died),
@@ -11,6 +11,8 @@ Before, only the retirements by max_jobs, max_rss, idle, limit and output
 (and a stop that the bot answered) logged "retired (...)": a death, a
 kill for a bad line or a process stopped for its job's timeout did not
 (failed at "a retired (died) line: a process that exited 3 in its job").
+A process retired after one job said "1 jobs run" (failed at "a retired
+(idle) line: ... 1 job run").
 """
 import os
 import re
@@ -64,7 +66,7 @@ def scenario_retire(s, bots):
 
     def retired(reason):
         return [line for line in w.output().splitlines()
-                if re.search(r"rt (pool )?process pid=\d+.* retired \(%s, \d+ jobs run\)" % reason, line)]
+                if re.search(r"rt (pool )?process pid=\d+.* retired \(%s, (1 job|\d+ jobs) run\)" % reason, line)]
 
     def expect(reason, what, *words):
         line = wait_until(lambda: next((l for l in retired(reason) if all(x in l for x in words)),
@@ -72,7 +74,7 @@ def scenario_retire(s, bots):
         log("%s: %s" % (what, line))
 
     check(wlib.run_job(c, "rt", {})["state"] == "completed", "a job completes")
-    expect("idle", "its process idle past BOT_RT_IDLE_MS")
+    expect("idle", "its process idle past BOT_RT_IDLE_MS, after its one job", "(idle, 1 job run)")
     rec = wlib.run_job(c, "rt", {"how": "die"}, attempts=1)
     check(rec["state"] == "failed", "the job whose process exited 3 fails", rec)
     expect("died", "a process that exited 3 in its job", "exited with status 3 while running a job",

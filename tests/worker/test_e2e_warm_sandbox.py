@@ -90,7 +90,7 @@ def main():
                    "the worker to log the process over BOT_BX_POOL_MAX_RSS_MB=60")
         line = next(l for l in w.output().splitlines() if "over BOT_BX_POOL_MAX_RSS_MB=60" in l)
         log("worker: " + line)
-        check("(max_rss, 1 jobs run)" in w.output(), "the process is retired as max_rss", w.output()[-1500:])
+        check("(max_rss, 1 job run)" in w.output(), "the process is retired as max_rss", w.output()[-1500:])
         rec = wlib.run_job(c, "bx-pool", {})
         check(rec["state"] == "completed" and rec["result"]["jobs"] == 1 and rec["result"]["heldMb"] == 0,
               "the next job runs in a fresh process (its first job, nothing held)", rec.get("result"))
