@@ -477,6 +477,7 @@ class Client {
     this.timeoutMs = opts.timeoutMs || 10000;
     this.curve = opts.curve;
     this._req = 0;
+    this._eventStops = new Set();       // of the live events() loops
     this._pending = new Map();          // req -> {resolve, reject, timer}
     this._results = new Map();          // jobId -> record (RESULT pushes)
     this._resultWaiters = new Map();    // jobId -> Set of fns
@@ -974,8 +975,8 @@ class Client {
    * wall clock stepped back does not stop it) and subscribes again (a
    * reset) when a renewal fails: no answer, or not_found, shutting_down,
    * not_leader, store_unavailable (the next broker when there are several,
-   * backing off 100 ms doubling to 2 s); leave the loop (or call return())
-   * to unsubscribe.  opts: {botTypes, jobIds, events, ttlMs}.
+   * backing off 100 ms doubling to 2 s); leave the loop (or call return(),
+   * or close() this client) to unsubscribe.  opts: {botTypes, jobIds, events, ttlMs}.
    */
   async* events(opts = {}) {
     opts = checkOptions('events', opts, ['botTypes', 'jobIds', 'events', 'ttlMs']);
@@ -998,13 +999,26 @@ class Client {
     let lost = false;
     let renewAt = 0;
     let backoff = EVENTS_BACKOFF_MS;
+    let stopped = false;
+    // close() of this client: unsubscribe now (it is answered even if the
+    // loop is never resumed), and end the loop where it stands
+    const stop = () => {
+      stopped = true;
+      const was = sid;
+      sid = null;
+      if (wake) wake();
+      if (was === null) sub.close();
+      else sub._reply(C.UNSUBSCRIBE, { subscription: was }, 1000).catch(() => {}).finally(() => sub.close());
+    };
+    this._eventStops.add(stop);
     try {
-      for (;;) {
+      while (!stopped) {
         if (sid === null || performance.now() >= renewAt) {
           let reply;
           try {
             reply = await sub._reply(C.SUBSCRIBE, sid ? { ...body, subscription: sid } : body);
           } catch (e) {
+            if (stopped) break;
             const rejected = e instanceof Rejected && EVENTS_LOST.includes(e.code);
             if (!rejected && !(e instanceof BrokerTimeout)) throw e;
             lost = lost || sid !== null || e.code === 'not_found';
@@ -1014,10 +1028,15 @@ class Client {
               sub._resetSocket();
               sub._eps.next();
             }
-            await new Promise((resolve) => { setTimeout(resolve, backoff); });
+            await new Promise((resolve) => {
+              const timer = setTimeout(resolve, backoff);
+              wake = () => { clearTimeout(timer); resolve(); };
+            });
+            wake = null;
             backoff = Math.min(backoff * 2, EVENTS_BACKOFF_MAX_MS);
             continue;
           }
+          if (stopped) break;
           backoff = EVENTS_BACKOFF_MS;
           if (reply.subscription !== sid) {
             sid = reply.subscription;
@@ -1042,15 +1061,20 @@ class Client {
         wake = null;
       }
     } finally {
-      if (sid !== null) {
-        try { await sub._reply(C.UNSUBSCRIBE, { subscription: sid }, 1000); } catch (e) { /* gone */ }
+      this._eventStops.delete(stop);
+      if (!stopped) {
+        if (sid !== null) {
+          try { await sub._reply(C.UNSUBSCRIBE, { subscription: sid }, 1000); } catch (e) { /* gone */ }
+        }
+        sub.close();
       }
-      sub.close();
     }
   }
 
   close() {
     this._closed = true;
+    for (const stop of this._eventStops) stop();      // events() loops: unsubscribe, end
+    this._eventStops.clear();
     for (const [, p] of this._pending) {
       clearTimeout(p.timer);
       p.reject(new BotmeshError('closed', 'the client was closed'));

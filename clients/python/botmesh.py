@@ -51,6 +51,7 @@ import socket as _socket
 import sys
 import threading
 import time
+import weakref
 
 try:
     import msgpack
@@ -426,6 +427,7 @@ class Client:
     def __init__(self, endpoint=None, timeout=10.0, context=None, curve=None, identity=None):
         self.endpoint = endpoint or default_endpoint(client=True)
         self._eps = Endpoints(self.endpoint)
+        self._event_gens = weakref.WeakKeyDictionary()     # events() generator -> its stop flag
         self.timeout = float(timeout)
         self.curve = curve
         self.identity = identity
@@ -446,6 +448,14 @@ class Client:
         return False
 
     def close(self):
+        """Close the socket (the next request opens a new one) and end this
+        client's events() generators, which unsubscribes them."""
+        for gen, stop in list(self._event_gens.items()):
+            stop.set()              # (one being iterated in another thread ends within 1 s)
+            try:
+                gen.close()
+            except ValueError:
+                pass                # that one: it is running right now
         if self._sock is not None:
             self._sock.close(0)
             self._sock = None
@@ -848,8 +858,15 @@ class Client:
         doubling to 2 s), yielding a reset then.  Filters: lists of bot types, job ids, event names
         (waiting, active, progress, completed, failed, delayed, removed,
         stalled, cancelled).  Bad filters raise Rejected bad_request; close
-        the generator (or leave the for loop) to unsubscribe.
+        the generator (or leave the for loop, or close this client) to
+        unsubscribe.
         """
+        stop = threading.Event()
+        gen = self._event_loop(bot_types, job_ids, events, ttl_ms, stop)
+        self._event_gens[gen] = stop
+        return gen
+
+    def _event_loop(self, bot_types, job_ids, events, ttl_ms, stop):
         body = {"ttlMs": int(ttl_ms)}
         for key, value in (("botTypes", bot_types), ("jobIds", job_ids), ("events", events)):
             if value:
@@ -858,7 +875,7 @@ class Client:
         sid, last, lost, renew_at = None, 0, False, 0.0
         backoff = self._EVENTS_BACKOFF
         try:
-            while True:
+            while not stop.is_set():
                 if sid is None or time.monotonic() >= renew_at:
                     try:
                         reply = sub._reply(SUBSCRIBE, dict(body, subscription=sid) if sid else body)

@@ -2,7 +2,8 @@
 /*  e2e_node_events.js ENDPOINT - the Node client's events() against a real
     broker with a worker of 'pywork' (test_e2e_py_events.py): a job's
     waiting, active, completed in seq order; a bad filter rejects
-    bad_request; return() unsubscribes; a wall clock stepped back (Date.now
+    bad_request; return() unsubscribes, and so does the client's close();
+    a wall clock stepped back (Date.now
     frozen) does not stop renewal.  Prints one line per check; exits 1
     on the first failure.  */
 const path = require('path');
@@ -77,6 +78,23 @@ async function until(fn, ms, what) {
   Date.now = wallNow;
   await it2.return();
   await until(async () => (await gauge(c)) === before, 10000, 'return() of the 1 s subscription');
+
+  //  close() of the client ends its events() loops and unsubscribes at
+  //  once (not at the TTL's end, 30 s): one waiting for an event, one whose
+  //  consumer never asks for the next.
+  const closing = new bm.Client({ endpoint, timeoutMs: 5000 });
+  const waiting = closing.events({ botTypes: ['pywork'] })[Symbol.asyncIterator]();
+  const pending = waiting.next();
+  const idle = closing.events({ botTypes: ['pywork'] })[Symbol.asyncIterator]();
+  const idleFirst = idle.next();
+  await until(async () => (await gauge(c)) === before + 2, 10000, 'the two subscriptions of the client to close');
+  await c.submit('pywork', { echo: 'closing' });
+  await Promise.all([pending, idleFirst]);       // both loops hold an event, suspended
+  closing.close();
+  await until(async () => (await gauge(c)) === before, 3000, "close() to unsubscribe the client's events() loops");
+  check(true, "close() unsubscribes the client's events() loops");
+  const end = await Promise.race([waiting.next(), new Promise((r) => { setTimeout(() => r(null), 3000); })]);
+  check(end && end.done === true, 'a loop of a closed client ends', end);
   c.close();
   console.log('NODE EVENTS PASS');
 })().catch((e) => { console.log(`FAILED: ${e.stack}`); process.exit(1); });

@@ -8,7 +8,7 @@ SUBSCRIBE).  A real redis-server, broker and Python worker ('pywork').
 - the broker restarts: the generator yields {"event": "reset"}, then the
   events of the next job;
 - closing the generator unsubscribes (the broker's subscription gauge
-  goes back to 0);
+  goes back to 0), and so does closing the client (its generators end);
 - the Node client's events() (e2e_node_events.js): the same sequence, a
   bad filter, return() unsubscribes (skipped when Node cannot run).
 """
@@ -93,6 +93,20 @@ def main():
               "the narrow generator yields the job's completed only", ev)
         one.close()
         wait_until(lambda: gauge(c) == 1, 10, "closing the generator to unsubscribe")
+
+        # closing the client ends its generators and unsubscribes them at
+        # once (not at the TTL's end, 30 s): one suspended at an event, one
+        # being iterated in a thread
+        closing = botmesh.Client(s.endpoint, timeout=5)
+        held = closing.events(bot_types=["pywork"])
+        threaded = Reader(closing.events(bot_types=["pywork"]))
+        threading.Thread(target=lambda: (wait_until(lambda: gauge(other) == 3, 10, "two more subscriptions"),
+                                         other.submit("pywork", {"echo": 10})), daemon=True).start()
+        check(next(held)["event"] == "waiting", "the held generator got an event")
+        threaded.until(lambda ev: ev["event"] == "waiting")
+        closing.close()
+        wait_until(lambda: gauge(c) == 1, 3, "closing the client to unsubscribe its generators")
+        check(list(held) == [], "a closed client's generator is done")
 
         broker.kill()
         s.broker()
