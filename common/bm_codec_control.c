@@ -115,6 +115,11 @@ bm_codec_schedule_decode (const bm_msg_t *msg, bm_codec_schedule_t *self, bm_cod
         return -1;
     if (!self->cron [0] == !has_every)
         return bm_field_fail (error, "cron", "give exactly one of cron (5 fields) and everyMs");
+    //  A zone the schedule would not use is refused as a bad one is: the
+    //  sender meant something by it.
+    if (has_every && self->tz [0])
+        return bm_field_fail (error, "tz", "tz: only a cron schedule takes a time zone; everyMs "
+                              "counts from startAt (or the creation time), in no zone: drop tz");
     if (self->cron [0]) {
         char message [160];
         bm_cron_t *cron = bm_cron_new (self->cron, self->tz, message, sizeof message);
@@ -328,6 +333,8 @@ bm_codec_control_test (bool verbose)
         { "{\"action\":\"add\",\"key\":\"k\",\"botType\":\"node\",\"cron\":\"* * * * *\","
           "\"tz\":\"Mars/Base\"}", "tz" },
         { "{\"action\":\"add\",\"key\":\"k\",\"botType\":\"node\",\"everyMs\":5}", "everyMs" },
+        { "{\"action\":\"add\",\"key\":\"k\",\"botType\":\"node\",\"everyMs\":500,"
+          "\"tz\":\"Europe/Berlin\"}", "tz" },
         { "{\"action\":\"add\",\"key\":\"k\",\"botType\":\"node\",\"everyMs\":500,\"limit\":-1}",
           "limit" },
         { "{\"action\":\"add\",\"key\":\"k\",\"botType\":\"node\",\"everyMs\":500,\"startAt\":9,"

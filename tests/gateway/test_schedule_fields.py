@@ -9,7 +9,10 @@ lists is one the gateway README's POST /schedules row names, and a body
 with each of them is taken.
 
 Before, failed at "a schedule with \"cronn\": 400 invalid_body naming it"
-(200, the schedule made).
+(200, the schedule made).  A "tz" with "everyMs" was taken and dropped, even
+a zone that does not exist, while with "cron" a bad zone is refused: now it
+is 400 bad_request naming tz (before, failed at "a schedule with everyMs and
+tz 'Mars/Olympus': 400 bad_request naming tz").
 """
 import os
 import re
@@ -55,6 +58,19 @@ def test():
         h.check(r.status == 200 and r.json["key"] == "all", "a schedule with every field: 200", r)
         r = post_json(u + "/schedules", {"key": "often", "botType": "python", "everyMs": 1000})
         h.check(r.status == 200 and r.json["key"] == "often", "a schedule with everyMs: 200", r)
+        h.check("payload" in r.json and r.json["payload"] is None,
+                "a schedule without payload: its runs' payload is null", r)
+
+        # A time zone with everyMs would be dropped, whether it is one or not: refused.
+        for zone in ("Mars/Olympus", "Europe/Berlin"):
+            r = post_json(u + "/schedules", {"key": "tz-every", "botType": "python", "payload": {},
+                                             "everyMs": 60000, "tz": zone})
+            h.check(r.status == 400 and r.error_code() == "bad_request"
+                    and r.json["error"]["message"].startswith("tz: only a cron schedule"),
+                    "a schedule with everyMs and tz %r: 400 bad_request naming tz" % zone, r)
+        r = curl(u + "/schedules")
+        h.check(r.status == 200 and "tz-every" not in [x["key"] for x in r.json["schedules"]],
+                "no schedule was made with everyMs and tz", r)
 
 
 if __name__ == "__main__":
