@@ -73,6 +73,26 @@ s_filter (gw_request_t *r, gw_events_filter_t *filter)
     return 0;
 }
 
+//  A jobId that is no job's id but the idempotencyKey (BullMQ's own jobId)
+//  some job was submitted with names that job, as GET /job/{id} finds it:
+//  looked up once, as the stream opens (events carry the job's id only),
+//  so a job submitted with that key later is not matched.  Unknown: kept,
+//  a job id yet to come.
+static void
+s_resolve_key (gw_request_t *r, gw_events_filter_t *filter)
+{
+    bm_msg_t *reply = gw_request_status (r, filter->job_id, true, false);
+    const msgpack_object *job = reply && bm_msg_command (reply) == BM_REPLY
+                              ? bm_obj_get (bm_msg_body (reply), "job") : NULL;
+    char id [BM_MAX_ID_LEN + 1];
+    if (job && bm_obj_strcpy (job, "jobId", id, sizeof id) && *id && !streq (id, filter->job_id)) {
+        bm_info (id, "event stream of jobId=%s: that job's idempotencyKey, its events",
+                 filter->job_id);
+        memcpy (filter->job_id, id, sizeof filter->job_id);
+    }
+    bm_msg_destroy (&reply);
+}
+
 void
 gw_routes_events (gw_request_t *r)
 {
@@ -85,6 +105,8 @@ gw_routes_events (gw_request_t *r)
         gw_request_send (r, 200, "text/event-stream", "Cache-Control: no-cache\r\n", NULL, 0);
         return;
     }
+    if (*filter.job_id)
+        s_resolve_key (r, &filter);
     gw_stream_t *stream = gw_events_open (server->events, &filter);
     if (!stream) {
         char message [160];

@@ -5,7 +5,8 @@
 - a stream of botType=python sees the events of a job submitted by POST
   /invoke in order: waiting, active, completed, each with `event:`, `id:`
   (growing) and `data:` JSON naming the job;
-- a stream of jobId=J sees only J's events (a delayed job, promoted);
+- a stream of jobId=K, K the idempotencyKey of job J, sees only J's
+  events (a delayed job, promoted);
 - GATEWAY_MAX_EVENT_STREAMS (2 here): a third stream is 503
   too_many_streams;
 - the broker restarts: the stream gets `reset`, then the events of the
@@ -122,11 +123,14 @@ def test():
         check(all(i[2]["event"] == i[0] and i[2]["botType"] == "python" for i in items),
               "data names the event and the bot type", items)
 
-        r = post_json(g.url + "/invoke", {"botType": "python", "payload": {"n": 2}, "delayMs": 600000},
-                      *auth)
+        # jobId=K where K is the idempotencyKey (BullMQ's own jobId) of a job:
+        # that job's events, as GET /job/K finds it
+        r = post_json(g.url + "/invoke", {"botType": "python", "payload": {"n": 2}, "delayMs": 600000,
+                                          "idempotencyKey": "own-id-2"}, *auth)
         delayed = r.json["jobId"]
-        one = Stream(g.port, "?jobId=" + delayed)
-        check(one.status == 200, "a stream of one job", one.status)
+        check(delayed != "own-id-2", "the job has an id of its own", r)
+        one = Stream(g.port, "?jobId=own-id-2")
+        check(one.status == 200, "a stream of one job, named by its idempotencyKey", one.status)
         r = post_json(g.url + "/invoke", {"botType": "python", "payload": {"n": 3}}, *auth)
         other = r.json["jobId"]
         typed.job_events(other, 3)          # the other job ran
