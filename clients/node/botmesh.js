@@ -1503,11 +1503,13 @@ class Worker extends EventEmitter {
       _log: null,
       _logLines: 0,
       // A line of the job's log (BullMQ's job.log): its last JOB_LOG_MAX_BYTES
-      // go with the run's DONE, whatever its outcome. Returns the lines logged.
+      // go with the run's DONE, whatever its outcome. Returns the number of
+      // lines logged so far (BullMQ's), as GET /job/{id}/logs counts them: a
+      // text with newlines is a line each.
       log: (text) => {
         if (typeof text !== 'string') throw new TypeError(`log takes a string, got ${show(text)}`);
         job._log = logAppend(job._log, text);
-        job._logLines += 1;
+        job._logLines += text.split('\n').length;
         return job._logLines;
       },
     };

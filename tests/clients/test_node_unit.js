@@ -352,7 +352,8 @@ tests.workerJobs = async () => {
 
 // job.log(text): the lines go with DONE as its log, the tail of at most
 // 16,384 bytes cut at a character's start (as the C worker's), whatever the
-// outcome; none when nothing was logged; a log that is no string throws.
+// outcome; none when nothing was logged; a log that is no string throws;
+// each returns the number of lines logged so far.
 tests.workerJobLog = async () => {
   const fb = await workerBroker();
   const w = new bm.Worker({
@@ -362,6 +363,7 @@ tests.workerJobLog = async () => {
         try { job.log(42); } catch (e) { return e instanceof TypeError ? 'refused' : 'other'; }
         return 'taken';
       }
+      if (payload.counts) return payload.counts.map((text) => job.log(text));
       for (let i = 0; i < (payload.many || 0); i++) job.log(`line ${String(i).padStart(4, '0')} ${'\u00e9'.repeat(20)}`);
       for (const line of payload.lines || []) job.log(line);
       if (payload.fail) throw new Error('failed after logging');
@@ -386,6 +388,12 @@ tests.workerJobLog = async () => {
       'a long log: its tail, at most 16,384 bytes, cut at a character', size);
     d = await run('l5', 'bad');
     check(d.result === 'refused', 'job.log of a number throws TypeError', d);
+    // What each log() returns: the lines logged so far, as GET /job/{id}/logs
+    // counts them (a text with a newline is two lines; before, it counted
+    // the calls: [1, 2, 3]).
+    d = await run('l6', { counts: ['n1', 'n2\nn3', ''] });
+    check(JSON.stringify(d.result) === JSON.stringify([1, 3, 4]) && d.log === 'n1\nn2\nn3\n\n',
+      'job.log returns the number of lines logged so far, not of calls', d);
   } finally {
     await w.stop({ graceMs: 0 });
     fb.close();
