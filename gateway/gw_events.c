@@ -212,7 +212,7 @@ s_on_push (const bm_msg_t *msg, void *arg)
     json_t *value = wanted ? bm_json_from_msgpack (body, 32) : NULL;
     if (value) {
         json_object_del (value, "subscription");
-        char *data = json_dumps (value, JSON_COMPACT);
+        char *data = bm_json_dumps (value, JSON_COMPACT);     //  digits as GET /job prints them
         json_decref (value);
         size_t size = data ? strlen (data) + strlen (name) + 64 : 0;
         text = data ? (char *) malloc (size) : NULL;
