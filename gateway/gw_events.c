@@ -343,9 +343,12 @@ s_thread (void *arg)
                 snprintf (what, sizeof what, "%s%s%s", *code ? code : "the broker did not answer",
                           *message ? ": " : "", message);
                 //  Once per cause, not once a second while streams wait
-                if ((*id || !lost) && !streq (what, warned))
-                    bm_warn (NULL, "event subscription %s%s: %s", *id ? "renewal of " : "", id,
-                             what);
+                if ((*id || !lost) && !streq (what, warned)) {
+                    if (*id)
+                        bm_warn (NULL, "event subscription renewal of %s: %s", id, what);
+                    else
+                        bm_warn (NULL, "event subscription not made: %s", what);
+                }
                 snprintf (warned, sizeof warned, "%s", what);
                 if (*id)
                     lost = true;

@@ -31,6 +31,8 @@ def test():
         warns = re.findall(r"^\S+ WARN .*event subscription.*$", g.output(), re.M)
         check(len(warns) == 1 and "MAX_SUBSCRIPTIONS=0" in warns[0],
               "the refusal is logged once, naming MAX_SUBSCRIPTIONS=0", warns)
+        check("event subscription not made: too_many_subscriptions" in warns[0],
+              "the line says the subscription was not made (no empty id in its place)", warns)
 
 
 if __name__ == "__main__":
