@@ -6,7 +6,8 @@ SUBSCRIBE).  A real redis-server, broker and Python worker ('pywork').
 - events(job_ids=[J], events=["completed"]) yields J's completed only;
 - bad filters raise Rejected bad_request;
 - the broker restarts: the generator yields {"event": "reset"}, then the
-  events of the next job;
+  events of the next job; so does one renewed every 1/3 s across three
+  graceful restarts (SIGTERM: renewals answered shutting_down);
 - closing the generator unsubscribes (the broker's subscription gauge
   goes back to 0), and so does closing the client (its generators end);
 - the Node client's events() (e2e_node_events.js): the same sequence, a
@@ -109,7 +110,7 @@ def main():
         check(list(held) == [], "a closed client's generator is done")
 
         broker.kill()
-        s.broker()
+        broker = s.broker()
         wait_worker(c, "py-ev", timeout=20)
         got = typed.until(lambda ev: ev["event"] == "reset", timeout=30)
         check(got[-1] == {"event": "reset"}, "after a broker restart: reset", got[-1])
@@ -117,6 +118,22 @@ def main():
         got = typed.until(lambda ev: ev.get("jobId") == third and ev["event"] == "completed")
         check([ev["event"] for ev in got if ev.get("jobId") == third] == ["waiting", "active", "completed"],
               "events again after the restart", got)
+
+        # Graceful restarts (SIGTERM: the broker answers shutting_down for a
+        # moment, then nothing) with renewals every 1/3 s, so that a renewal
+        # meets the stopping broker: each time a reset, then a new job's
+        # events, never an exception out of the generator
+        quick = Reader(c.events(bot_types=["pywork"], ttl_ms=1000))
+        wait_until(lambda: gauge(c) == 2, 10, "the quick subscription to exist")
+        for n in range(3):
+            broker.stop()
+            broker = s.broker()
+            wait_worker(c, "py-ev", timeout=20)
+            got = quick.until(lambda ev: ev["event"] == "reset", timeout=30)
+            job = c.submit("pywork", {"echo": 20 + n})
+            got = quick.until(lambda ev: ev.get("jobId") == job and ev["event"] == "completed")
+            check([ev["event"] for ev in got if ev.get("jobId") == job] == ["waiting", "active", "completed"],
+                  "graceful restart %d: reset, then the next job's events" % (n + 1), got)
 
         need_node()
         r = subprocess.run(["sh", RUN_NODE, os.path.join(HERE, "e2e_node_events.js"), s.endpoint],
