@@ -456,6 +456,9 @@ class Client:
                 gen.close()
             except ValueError:
                 pass                # that one: it is running right now
+        self._close_socket()
+
+    def _close_socket(self):
         if self._sock is not None:
             self._sock.close(0)
             self._sock = None
@@ -469,8 +472,11 @@ class Client:
         return self._sock
 
     def _reset(self):
-        """Drop the socket (and what it queued); the next request opens a new one."""
-        self.close()
+        """Drop the socket (and what it queued); the next request opens a new one.
+        Not close(): this client's events() generators live on (a request
+        that timed out or moved to another broker must not end them; they
+        see their subscription lost and subscribe again)."""
+        self._close_socket()
         self._notified.clear()
 
     # low level

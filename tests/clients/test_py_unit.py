@@ -837,6 +837,42 @@ def test_client_events_resubscribe():
         fb.close()
 
 
+def test_client_events_outlive_a_timeout():
+    """A request of the same client that times out (the broker answers the
+    subscription but not the STATUS) drops the client's socket, not its
+    events() generators: the loop goes on."""
+    seq = [0]
+
+    def responder(b, m):
+        req = m.body.get("req")
+        if m.cmd != botmesh.SUBSCRIBE:
+            return []                       # STATUS: never answered
+        seq[0] += 1
+        return [(0x83, {"req": req, "subscription": "s1", "seq": seq[0] - 1}),
+                (botmesh.EVENT, {"subscription": "s1", "seq": seq[0], "event": "waiting",
+                                 "jobId": "j%d" % seq[0]})]
+    fb = FakeBroker(responder)
+    try:
+        with botmesh.Client(fb.endpoint, timeout=1) as c:
+            gen = c.events(ttl_ms=600)
+            first = next(gen)
+            check(first.get("event") == "waiting", "the subscription's first event", first)
+            try:
+                c.status("j-none", timeout=0.3)
+                raise harness.TestFailure("a STATUS the broker never answers: BrokerTimeout")
+            except botmesh.BrokerTimeout:
+                pass
+            try:
+                after = next(gen)
+            except StopIteration:
+                raise harness.TestFailure("events() ended when another request of its client timed out")
+            check(isinstance(after, dict) and after.get("event") in ("waiting", "reset"),
+                  "events() goes on after the timeout", after)
+            gen.close()
+    finally:
+        fb.close()
+
+
 def test_endpoints_follow_the_leader():
     """A silent leader, then the standby about to lead: asked every 100 ms, as the C peers do."""
     eps = botmesh.Endpoints("tcp://a:1,tcp://b:2")
