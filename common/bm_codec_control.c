@@ -1,5 +1,6 @@
 /*  bm_codec_control.c - the bodies of the control commands (BMC01).  */
 #include "bm_codec_control.h"
+#include "bm_tz.h"
 #include "bm_codec_field.h"
 #include "bm_cron.h"
 #include "bm_json.h"
@@ -115,11 +116,19 @@ bm_codec_schedule_decode (const bm_msg_t *msg, bm_codec_schedule_t *self, bm_cod
         return -1;
     if (!self->cron [0] == !has_every)
         return bm_field_fail (error, "cron", "give exactly one of cron (5 fields) and everyMs");
-    //  A zone the schedule would not use is refused as a bad one is: the
-    //  sender meant something by it.
-    if (has_every && self->tz [0])
-        return bm_field_fail (error, "tz", "tz: only a cron schedule takes a time zone; everyMs "
-                              "counts from startAt (or the creation time), in no zone: drop tz");
+    //  everyMs counts from startAt (or the creation time), in no zone: a
+    //  zone given with it (as BullMQ's `every` takes and ignores one, and
+    //  as a caller that always sends "UTC" does) is unused and dropped, but
+    //  one that does not exist is refused as with cron: the sender meant
+    //  something by it.
+    if (has_every && self->tz [0]) {
+        char message [160];
+        bm_tz_t *tz = bm_tz_new (self->tz, message, sizeof message);
+        if (!tz)
+            return bm_field_fail (error, "tz", "tz: %s", message);
+        bm_tz_destroy (&tz);
+        self->tz [0] = 0;
+    }
     if (self->cron [0]) {
         char message [160];
         bm_cron_t *cron = bm_cron_new (self->cron, self->tz, message, sizeof message);
@@ -334,7 +343,7 @@ bm_codec_control_test (bool verbose)
           "\"tz\":\"Mars/Base\"}", "tz" },
         { "{\"action\":\"add\",\"key\":\"k\",\"botType\":\"node\",\"everyMs\":5}", "everyMs" },
         { "{\"action\":\"add\",\"key\":\"k\",\"botType\":\"node\",\"everyMs\":500,"
-          "\"tz\":\"Europe/Berlin\"}", "tz" },
+          "\"tz\":\"Mars/Olympus\"}", "tz" },
         { "{\"action\":\"add\",\"key\":\"k\",\"botType\":\"node\",\"everyMs\":500,\"limit\":-1}",
           "limit" },
         { "{\"action\":\"add\",\"key\":\"k\",\"botType\":\"node\",\"everyMs\":500,\"startAt\":9,"

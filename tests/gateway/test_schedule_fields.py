@@ -10,9 +10,10 @@ with each of them is taken.
 
 Before, failed at "a schedule with \"cronn\": 400 invalid_body naming it"
 (200, the schedule made).  A "tz" with "everyMs" was taken and dropped, even
-a zone that does not exist, while with "cron" a bad zone is refused: now it
-is 400 bad_request naming tz (before, failed at "a schedule with everyMs and
-tz 'Mars/Olympus': 400 bad_request naming tz").
+a zone that does not exist, while with "cron" a bad zone is refused: now a
+zone that does not exist is 400 bad_request naming tz, a real one is taken
+and dropped (everyMs counts in no zone) (before, failed at "a schedule with
+everyMs and tz 'Mars/Olympus': 400 bad_request naming tz").
 """
 import os
 import re
@@ -61,17 +62,23 @@ def test():
         h.check("payload" in r.json and r.json["payload"] is None,
                 "a schedule without payload: its runs' payload is null", r)
 
-        # A time zone with everyMs would be dropped, whether it is one or not: refused.
-        for zone in ("Mars/Olympus", "Europe/Berlin"):
-            r = post_json(u + "/schedules", {"key": "tz-every", "botType": "python", "payload": {},
-                                             "everyMs": 60000, "tz": zone})
-            h.check(r.status == 400 and r.error_code() == "bad_request"
-                    and r.json["error"]["message"].startswith("tz: only a cron schedule"),
-                    "a schedule with everyMs and tz %r: 400 bad_request naming tz" % zone, r)
+        # A time zone with everyMs is unused (everyMs counts in no zone): a
+        # zone that does not exist is refused as with cron; a real one (a
+        # caller that always sends "UTC", BullMQ's every with tz) is taken
+        # and dropped.
+        r = post_json(u + "/schedules", {"key": "tz-every", "botType": "python", "payload": {},
+                                         "everyMs": 60000, "tz": "Mars/Olympus"})
+        h.check(r.status == 400 and r.error_code() == "bad_request"
+                and r.json["error"]["message"].startswith("tz: "),
+                "a schedule with everyMs and tz 'Mars/Olympus': 400 bad_request naming tz", r)
         r = curl(u + "/schedules")
         h.check(r.status == 200 and "tz-every" not in [x["key"] for x in r.json["schedules"]],
-                "no schedule was made with everyMs and tz", r)
-
+                "no schedule was made with everyMs and a zone that does not exist", r)
+        for zone in ("UTC", "Europe/Berlin"):
+            r = post_json(u + "/schedules", {"key": "tz-every", "botType": "python", "payload": {},
+                                             "everyMs": 60000, "tz": zone})
+            h.check(r.status == 200 and r.json["key"] == "tz-every" and not r.json.get("tz"),
+                    "a schedule with everyMs and tz %r: 200, the zone dropped" % zone, r)
 
 if __name__ == "__main__":
     h.main(test)
