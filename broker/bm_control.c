@@ -367,6 +367,16 @@ bm_control_queue (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
                               "botType is not a known bot type");
         return;
     }
+    //  drain, clean and retry act on the type's jobs: while the broker
+    //  reads its queues back it holds only part of them (a drain would
+    //  remove those read so far and leave the rest to run), so they wait
+    //  for the recovery as SUBMIT does.  pause, resume and rate act on the
+    //  type alone.
+    if (self->store && !self->recovered
+    &&  (streq (q.action, "drain") || streq (q.action, "clean") || streq (q.action, "retry"))) {
+        bm_broker_reject (self, identity, body, "store_unavailable", bm_stats_store_refusal (self));
+        return;
+    }
     if (streq (q.bot_type, BM_WEBHOOK_TYPE) && !streq (q.action, "pause")
     &&  !streq (q.action, "resume")) {
         bm_broker_reject (self, identity, body, "bad_request", streq (q.action, "retry")
