@@ -10,10 +10,11 @@
 
     It also reads GET /events (Server-Sent Events, with fetch and a stream
     reader, so that the API key goes as a header as on every request): each
-    job event refreshes the page, at most every EVENT_DEBOUNCE_MS; while the
-    stream is open the polls above run STREAM_POLL_FACTOR times slower, and
-    when it fails they run at their own pace again (a dropped stream is opened
-    again after 1, 2, 4 ... 30 s).  The stream is closed while the page is
+    job event refreshes the page, at most every EVENT_DEBOUNCE_MS; the polls
+    above keep their pace meanwhile (what they show also changes without a
+    job event: a prefetched job starting in its worker, heartbeats, permits;
+    and the stream is at most once) (a dropped stream is opened again after
+    1, 2, 4 ... 30 s).  The stream is closed while the page is
     hidden or the live box unticked.  ?poll=MS sets the poll period.
 
     When the gateway answers 401, the page asks for an API key once and keeps
@@ -29,7 +30,6 @@
   "use strict";
 
   var POLL_MS = pollPeriod(2000); // stats, jobs and the open job (?poll=MS)
-  var STREAM_POLL_FACTOR = 5;     // polls this much slower while /events is open
   var EVENT_DEBOUNCE_MS = 250;    // at most one refresh per this, however many events
   var STREAM_RETRY_MS = 30000;    // a stream the gateway refused is tried again after this
   var STREAM_BACKOFF_MS = 1000;   // a dropped stream: first new try, doubled up to STREAM_RETRY_MS
@@ -55,7 +55,7 @@
     authNeeded: false,      // a 401 stopped polling until a key is given
     timer: null,            // pending poll
     stream: null,           // the AbortController of the fetch on /events, while one is wanted
-    streamLive: false,      // it is open: polls run slower
+    streamLive: false,      // it is open
     streamRetry: null,      // pending new try after the stream dropped or was refused
     eventTimer: null,       // pending refresh asked by events
     eventAt: 0,             // when events last refreshed the page (ms)
@@ -1067,7 +1067,7 @@
   function schedule() {
     clearTimeout(state.timer);
     if ($("live").checked && !state.authNeeded && !document.hidden)
-      state.timer = setTimeout(poll, state.streamLive ? POLL_MS * STREAM_POLL_FACTOR : POLL_MS);
+      state.timer = setTimeout(poll, POLL_MS);
   }
 
   // ------------------------------------------------------------------
@@ -1154,7 +1154,7 @@
       state.streamLive = true;
       backoff = STREAM_BACKOFF_MS;
       streamPill("live", "live", "job events arrive on GET /events; polls every " +
-                 POLL_MS * STREAM_POLL_FACTOR / 1000 + " s as a fallback");
+                 POLL_MS / 1000 + " s as well");
       schedule();
       eventRefresh();       // what happened before the stream opened
       var reader = res.body.getReader(), decoder = new TextDecoder(), buf = "", name = "", data = false;
