@@ -922,7 +922,7 @@ s_broker_new (const bm_broker_config_t *config, bool *bad_config)
     bm_broker_t *self = (bm_broker_t *) zmalloc (sizeof (bm_broker_t));
     self->config = *config;
     bm_stats_setup_metrics (self);
-    self->events = bm_events_new (self, config->max_subscriptions);
+    self->events = bm_events_new (self, config->max_subscriptions, config->event_history);
     if (!self->events) {
         bm_error (NULL, "out of memory for the event subscriptions");
         abort ();

@@ -33,6 +33,7 @@ typedef struct {
     int64_t retry_backoff_ms;       //  RETRY_BACKOFF_MS
     int64_t max_schedules;          //  MAX_SCHEDULES
     int64_t max_subscriptions;      //  MAX_SUBSCRIPTIONS
+    int64_t event_history;          //  BROKER_EVENT_HISTORY
     int64_t max_frame;              //  MAX_FRAME_BYTES
     int64_t max_payload;            //  MAX_PAYLOAD_BYTES
     int64_t completed_ttl_s;        //  COMPLETED_JOB_TTL

@@ -40,6 +40,9 @@ const bm_setting_t bm_broker_settings [] = {
     ROW_INT ("MAX_SUBSCRIPTIONS", max_subscriptions, 64, 0, 10000,
              "live job event subscriptions (SUBSCRIBE) at once; one more is refused "
              "too_many_subscriptions"),
+    ROW_INT ("BROKER_EVENT_HISTORY", event_history, 10000, 0, 1000000,
+             "recent job events kept (while subscriptions exist, and 60 s after the last "
+             "ended) for a SUBSCRIBE since= to replay; 0: none kept"),
     BM_SETTING_HEARTBEAT_INTERVAL_MS (bm_broker_config_t, heartbeat_ms),
     BM_SETTING_HEARTBEAT_LIVENESS (bm_broker_config_t, liveness),
     BM_SETTING_MAX_FRAME_BYTES (bm_broker_config_t, max_frame),

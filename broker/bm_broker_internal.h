@@ -263,7 +263,9 @@ struct _bm_broker_t {
     int refusal_lines;          //  Refusal lines written in it
     uint64_t refusal_dropped;   //  And not written (over the limit)
     struct _bm_events_t *events;    //  Live event subscriptions (bm_events.c)
-    int event_subs;             //  How many: 0 makes BM_JOB_EVENT one branch
+    int event_subs;             //  How many
+    bool events_on;             //  Subscriptions, or the history lingers after the
+                                //  last: false makes BM_JOB_EVENT one branch
 };
 
 //  Refusals logged a second at most (a flood must not fill the log): the

@@ -5,12 +5,18 @@
     table is small (64 by default) and an event that no subscription wants
     costs a bit test per slot.  An event's fields common to every
     subscriber are packed once; each subscriber's body is its own map
-    header, subscription id and seq, then those bytes.  */
+    header, subscription id and seq, then those bytes.
+
+    The history is a ring of those packed bytes (with the job's id and type
+    and the event, for the filters of a replay), by count and by bytes; it
+    covers the ids (base, last]: a since in that range is replayed from it,
+    any other is answered reset.  */
 #include "bm_broker_internal.h"
 #include "bm_codec_field.h"
 #include "bm_events.h"
 
 #define BM_EVENTS_ID_SLOT 40
+#define BM_EVENTS_EPOCH_SLOT 24
 
 static const char *s_names [BM_EV_COUNT] = {
     "waiting", "active", "progress", "completed", "failed", "delayed", "removed", "stalled",
@@ -32,29 +38,56 @@ typedef struct {
     int64_t expires;                        //  Mono ms
 } s_sub_t;
 
+//  One past event, kept for since: its packed fields (s_pack_tail), then
+//  its job's id and type, in one block.
+typedef struct {
+    uint64_t n;                             //  Its id's number
+    int event;
+    uint32_t keys;                          //  Fields in data
+    size_t size;                            //  Bytes of data
+    size_t block;                           //  Bytes of the whole allocation
+    const char *job_id, *bot_type;          //  In the block, after data
+    char data [];
+} s_past_t;
+
 struct _bm_events_t {
     s_sub_t *subs;
     int64_t max;
     uint64_t counter;
+    char epoch [BM_EVENTS_EPOCH_SLOT];      //  This broker run's part of an event id
+    uint64_t last;                          //  The last event id's number given
+    uint64_t base;                          //  The history holds the ids after it
+    s_past_t **ring;                        //  history slots, or NULL
+    int64_t history, head, count;
+    size_t bytes;                           //  Bytes of the events held
+    int64_t linger_until;                   //  Mono ms: then dropped, with no subscription
     msgpack_sbuffer tail;                   //  The fields every subscriber gets
     msgpack_sbuffer body;                   //  One subscriber's body
     bm_series_t *m_sent, *m_dropped, *m_subscriptions;
 };
 
 bm_events_t *
-bm_events_new (bm_broker_t *broker, int64_t max_subscriptions)
+bm_events_new (bm_broker_t *broker, int64_t max_subscriptions, int64_t history)
 {
     bm_events_t *self = (bm_events_t *) calloc (1, sizeof *self);
     if (!self)
         return NULL;
     self->max = max_subscriptions;
-    if (self->max > 0) {
+    self->history = max_subscriptions > 0 ? history : 0;
+    if (self->max > 0)
         self->subs = (s_sub_t *) calloc ((size_t) self->max, sizeof *self->subs);
-        if (!self->subs) {
-            free (self);
-            return NULL;
-        }
+    if (self->history > 0)
+        self->ring = (s_past_t **) calloc ((size_t) self->history, sizeof *self->ring);
+    if ((self->max > 0 && !self->subs) || (self->history > 0 && !self->ring)) {
+        free (self->subs);
+        free (self->ring);
+        free (self);
+        return NULL;
     }
+    //  Another run of this broker (or another broker) has another epoch:
+    //  its since is answered reset, never matched against these numbers.
+    snprintf (self->epoch, sizeof self->epoch, "%" PRIx64 "%04x", (uint64_t) bm_now_ms (),
+              (unsigned) (((unsigned) getpid () * 2654435761u) ^ (unsigned) bm_mono_ms ()) & 0xffff);
     msgpack_sbuffer_init (&self->tail);
     msgpack_sbuffer_init (&self->body);
     bm_metrics_t *m = broker->metrics;
@@ -76,6 +109,30 @@ s_sub_clear (s_sub_t *sub)
     memset (sub, 0, sizeof *sub);
 }
 
+//  The oldest event of the history forgotten.
+static void
+s_forget_oldest (bm_events_t *self)
+{
+    s_past_t *past = self->ring [self->head];
+    self->ring [self->head] = NULL;
+    self->base = past->n;
+    self->bytes -= past->block;
+    free (past);
+    self->head = (self->head + 1) % self->history;
+    self->count--;
+}
+
+//  The whole history forgotten; the next event skips an id, so that a
+//  since of the last one given is not taken for "nothing missed".
+static void
+s_history_clear (bm_events_t *self)
+{
+    while (self->count)
+        s_forget_oldest (self);
+    self->last++;
+    self->base = self->last;
+}
+
 void
 bm_events_destroy (bm_events_t **self_p)
 {
@@ -84,6 +141,9 @@ bm_events_destroy (bm_events_t **self_p)
         return;
     for (int64_t i = 0; i < self->max; i++)
         s_sub_clear (&self->subs [i]);
+    while (self->count)
+        s_forget_oldest (self);
+    free (self->ring);
     free (self->subs);
     msgpack_sbuffer_destroy (&self->tail);
     msgpack_sbuffer_destroy (&self->body);
@@ -99,37 +159,48 @@ s_drop (bm_broker_t *broker, s_sub_t *sub, const char *why)
     s_sub_clear (sub);
     broker->event_subs--;
     bm_series_set (broker->events->m_subscriptions, (double) broker->event_subs);
+    if (broker->event_subs == 0) {
+        //  The history stays a while for a subscriber coming back
+        broker->events_on = broker->events->history > 0;
+        broker->events->linger_until = bm_mono_ms () + BM_EVENTS_HISTORY_LINGER_MS;
+    }
 }
 
 void
 bm_events_tick (bm_broker_t *broker, int64_t now_mono)
 {
     bm_events_t *self = broker->events;
-    if (!broker->event_subs || !self)
+    if (!broker->events_on || !self)
         return;
-    for (int64_t i = 0; i < self->max; i++)
+    for (int64_t i = 0; i < self->max && broker->event_subs; i++)
         if (self->subs [i].used && self->subs [i].expires <= now_mono)
             s_drop (broker, &self->subs [i], "not renewed within its ttlMs");
+    if (!broker->event_subs && now_mono >= self->linger_until) {
+        bm_debug (NULL, "event history of %" PRId64 " events dropped: no subscription for %d ms",
+                  self->count, BM_EVENTS_HISTORY_LINGER_MS);
+        s_history_clear (self);
+        broker->events_on = false;
+    }
 }
 
 //  --------------------------------------------------------------------------
 //  Sending
 
 static bool
-s_matches (const s_sub_t *sub, const bm_job_t *job, bm_event_t event)
+s_matches (const s_sub_t *sub, const char *bot_type, const char *job_id, int event)
 {
     if (!(sub->events & (1u << event)))
         return false;
     if (sub->type_count) {
         int i = 0;
-        while (i < sub->type_count && !streq (sub->types [i], job->service->name))
+        while (i < sub->type_count && !streq (sub->types [i], bot_type))
             i++;
         if (i == sub->type_count)
             return false;
     }
     if (sub->job_count) {
         int i = 0;
-        while (i < sub->job_count && !streq (sub->jobs [i], job->id))
+        while (i < sub->job_count && !streq (sub->jobs [i], job_id))
             i++;
         if (i == sub->job_count)
             return false;
@@ -147,13 +218,14 @@ s_pack_text (msgpack_packer *pk, const char *key, const char *text)
 
 //  The fields of the event every subscriber gets; returns how many.
 static uint32_t
-s_pack_tail (msgpack_sbuffer *sbuf, const bm_job_t *job, bm_event_t event, const char *text,
-             bool will_retry)
+s_pack_tail (msgpack_sbuffer *sbuf, const char *id, const bm_job_t *job, bm_event_t event,
+             const char *text, bool will_retry)
 {
     msgpack_packer pk;
     msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
     sbuf->size = 0;
-    uint32_t keys = 5;
+    uint32_t keys = 6;
+    bm_pack_kv_str (&pk, "id", id);
     bm_pack_kv_str (&pk, "event", s_names [event]);
     bm_pack_kv_str (&pk, "jobId", job->id);
     bm_pack_kv_str (&pk, "botType", job->service->name);
@@ -214,6 +286,67 @@ s_pack_tail (msgpack_sbuffer *sbuf, const bm_job_t *job, bm_event_t event, const
     return keys;
 }
 
+//  The event packed in tail (keys fields) kept in the history as number n;
+//  the oldest forgotten as needed.  With no memory the history is
+//  forgotten: a since before this event is answered reset.
+static void
+s_record (bm_events_t *self, uint64_t n, const bm_job_t *job, bm_event_t event, uint32_t keys)
+{
+    size_t id_len = strlen (job->id) + 1, type_len = strlen (job->service->name) + 1;
+    size_t block = sizeof (s_past_t) + self->tail.size + id_len + type_len;
+    while (self->count
+       && (self->count == self->history || self->bytes + block > BM_EVENTS_HISTORY_BYTES))
+        s_forget_oldest (self);
+    s_past_t *past = (s_past_t *) malloc (block);
+    if (!past) {
+        while (self->count)
+            s_forget_oldest (self);
+        self->base = n;
+        return;
+    }
+    past->n = n;
+    past->event = event;
+    past->keys = keys;
+    past->size = self->tail.size;
+    past->block = block;
+    memcpy (past->data, self->tail.data, self->tail.size);
+    past->job_id = past->data + past->size;
+    memcpy ((char *) past->job_id, job->id, id_len);
+    past->bot_type = past->job_id + id_len;
+    memcpy ((char *) past->bot_type, job->service->name, type_len);
+    self->ring [(self->head + self->count++) % self->history] = past;
+    self->bytes += block;
+}
+
+//  An event (keys fields packed in tail, size bytes) sent to sub with its
+//  next seq.  -1 when its client is gone: the subscription is dropped.
+static int
+s_send (bm_broker_t *broker, s_sub_t *sub, uint32_t keys, const char *tail, size_t size)
+{
+    bm_events_t *self = broker->events;
+    sub->seq++;
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &self->body, msgpack_sbuffer_write);
+    self->body.size = 0;
+    msgpack_pack_map (&pk, keys + 2);
+    bm_pack_kv_str (&pk, "subscription", sub->id);
+    bm_pack_kv_int (&pk, "seq", sub->seq);
+    msgpack_sbuffer_write (&self->body, tail, size);
+    if (bm_broker_route_client (broker, sub->identity, BM_EVENT, self->body.data,
+                                self->body.size) == 0) {
+        bm_series_inc (self->m_sent);
+        return 0;
+    }
+    if (errno == EAGAIN) {
+        //  Never queued: the client sees the gap in seq.
+        sub->dropped++;
+        bm_series_inc (self->m_dropped);
+        return 0;
+    }
+    s_drop (broker, sub, "its client is gone");
+    return -1;
+}
+
 void
 bm_events_emit (bm_broker_t *broker, const bm_job_t *job, bm_event_t event, const char *text,
                 bool will_retry)
@@ -221,8 +354,17 @@ bm_events_emit (bm_broker_t *broker, const bm_job_t *job, bm_event_t event, cons
     bm_events_t *self = broker->events;
     if (!self || bm_job_is_delivery (job))
         return;
-    int64_t now = bm_mono_ms ();
+    uint64_t n = ++self->last;
     uint32_t tail_keys = 0;
+    char id [BM_EVENTS_ID_SLOT];
+    snprintf (id, sizeof id, "%s-%" PRIu64, self->epoch, n);
+    if (self->history) {
+        tail_keys = s_pack_tail (&self->tail, id, job, event, text, will_retry);
+        s_record (self, n, job, event, tail_keys);
+    }
+    else
+        self->base = n;
+    int64_t now = bm_mono_ms ();
     for (int64_t i = 0; i < self->max && broker->event_subs; i++) {
         s_sub_t *sub = &self->subs [i];
         if (!sub->used)
@@ -231,30 +373,11 @@ bm_events_emit (bm_broker_t *broker, const bm_job_t *job, bm_event_t event, cons
             s_drop (broker, sub, "not renewed within its ttlMs");
             continue;
         }
-        if (!s_matches (sub, job, event))
+        if (!s_matches (sub, job->service->name, job->id, event))
             continue;
         if (!tail_keys)
-            tail_keys = s_pack_tail (&self->tail, job, event, text, will_retry);
-        sub->seq++;
-        msgpack_packer pk;
-        msgpack_packer_init (&pk, &self->body, msgpack_sbuffer_write);
-        self->body.size = 0;
-        msgpack_pack_map (&pk, tail_keys + 2);
-        bm_pack_kv_str (&pk, "subscription", sub->id);
-        bm_pack_kv_int (&pk, "seq", sub->seq);
-        msgpack_sbuffer_write (&self->body, self->tail.data, self->tail.size);
-        if (bm_broker_route_client (broker, sub->identity, BM_EVENT, self->body.data,
-                                    self->body.size) == 0) {
-            bm_series_inc (self->m_sent);
-            continue;
-        }
-        if (errno == EAGAIN) {
-            //  Never queued: the client sees the gap in seq.
-            sub->dropped++;
-            bm_series_inc (self->m_dropped);
-        }
-        else
-            s_drop (broker, sub, "its client is gone");
+            tail_keys = s_pack_tail (&self->tail, id, job, event, text, will_retry);
+        s_send (broker, sub, tail_keys, self->tail.data, self->tail.size);
     }
 }
 
@@ -366,19 +489,98 @@ s_parse (const msgpack_object *body, s_sub_t *sub, char *message, size_t size)
     return 0;
 }
 
-static void
-s_reply (bm_broker_t *broker, zframe_t *identity, const msgpack_object *body, const s_sub_t *sub)
+//  What a SUBSCRIBE's since asks for.
+typedef struct {
+    bool given;
+    bool reset;                 //  Not in the history: nothing replayed
+    uint64_t after;             //  Else: replay the events after this number
+} s_since_t;
+
+//  The since of a SUBSCRIBE: absent, an id of this run in the history, or
+//  reset (older than the history, or of another run); -1 with message when
+//  it is not an event id, or a number not given yet.
+static int
+s_parse_since (bm_events_t *self, const msgpack_object *body, bool renewal, s_since_t *since,
+               char *message, size_t size)
 {
+    memset (since, 0, sizeof *since);
+    const msgpack_object *o = bm_field_opt (body, "since");
+    if (!o || o->type == MSGPACK_OBJECT_NIL)
+        return 0;
+    if (renewal) {
+        snprintf (message, size, "since is for a new subscription (without subscription), "
+                  "not a renewal");
+        return -1;
+    }
+    char text [BM_EVENTS_ID_SLOT] = "";
+    if (o->type == MSGPACK_OBJECT_STR && o->via.str.size < sizeof text)
+        memcpy (text, o->via.str.ptr, o->via.str.size);
+    char *dash = strrchr (text, '-');
+    size_t digits = dash ? strspn (dash + 1, "0123456789") : 0;
+    if (!dash || dash == text || digits == 0 || dash [1 + digits] || digits > 19
+    ||  strlen (text) != (o->type == MSGPACK_OBJECT_STR ? o->via.str.size : 0)) {
+        snprintf (message, size, "since must be an event id (\"<epoch>-<n>\", as an EVENT's id)");
+        return -1;
+    }
+    *dash = 0;
+    uint64_t n = strtoull (dash + 1, NULL, 10);
+    since->given = true;
+    if (!streq (text, self->epoch))
+        since->reset = true;            //  Another broker, or another run of this one
+    else
+    if (n > self->last) {
+        snprintf (message, size, "since %s-%" PRIu64 " is after the last event id of this broker "
+                  "(%s-%" PRIu64 ")", text, n, self->epoch, self->last);
+        return -1;
+    }
+    else
+    if (n < self->base)
+        since->reset = true;            //  Older than the history
+    else
+        since->after = n;
+    return 0;
+}
+
+static void
+s_reply (bm_broker_t *broker, zframe_t *identity, const msgpack_object *body, const s_sub_t *sub,
+         const s_since_t *since, int64_t replayed)
+{
+    bm_events_t *self = broker->events;
     bm_body_t reply;
     bm_body_init (broker, &reply);
-    msgpack_pack_map (&reply.pk, bm_req_count (body) + 4);
+    msgpack_pack_map (&reply.pk, bm_req_count (body) + 5 + (since && since->given ? 2 : 0));
     bm_pack_req (&reply.pk, body);
     bm_pack_kv_str (&reply.pk, "subscription", sub->id);
     bm_pack_kv_int (&reply.pk, "ttlMs", sub->ttl_ms);
     bm_pack_kv_int (&reply.pk, "seq", sub->seq);
     bm_pack_kv_int (&reply.pk, "dropped", sub->dropped);
+    char id [BM_EVENTS_ID_SLOT];
+    snprintf (id, sizeof id, "%s-%" PRIu64, self->epoch, self->last);
+    bm_pack_kv_str (&reply.pk, "eventId", id);
+    if (since && since->given) {
+        bm_pack_kv_bool (&reply.pk, "reset", since->reset);
+        bm_pack_kv_int (&reply.pk, "replayed", replayed);
+    }
     bm_broker_send_client (broker, identity, BM_REPLY, &reply);
     bm_body_free (&reply);
+}
+
+//  The events of the history after since that sub's filters match, sent
+//  to it (after its REPLY: it counts them first).
+static int64_t
+s_replay (bm_broker_t *broker, s_sub_t *sub, const s_since_t *since, bool send)
+{
+    bm_events_t *self = broker->events;
+    int64_t matched = 0;
+    for (int64_t i = 0; i < self->count && !since->reset; i++) {
+        const s_past_t *past = self->ring [(self->head + i) % self->history];
+        if (past->n <= since->after || !s_matches (sub, past->bot_type, past->job_id, past->event))
+            continue;
+        matched++;
+        if (send && s_send (broker, sub, past->keys, past->data, past->size))
+            break;                      //  Its client is gone: sub was dropped
+    }
+    return matched;
 }
 
 void
@@ -407,13 +609,16 @@ bm_events_command (bm_broker_t *broker, zframe_t *identity, const bm_msg_t *msg)
         return;
     }
     if (bm_msg_command (msg) == BM_UNSUBSCRIBE) {
-        s_reply (broker, identity, body, sub);
+        s_reply (broker, identity, body, sub, NULL, 0);
         s_drop (broker, sub, "UNSUBSCRIBE");
         return;
     }
     s_sub_t parsed = { 0 };
+    s_since_t since;
     char message [160];
-    if (s_parse (body, &parsed, message, sizeof message)) {
+    if (s_parse (body, &parsed, message, sizeof message)
+    ||  s_parse_since (self, body, named, &since, message, sizeof message)) {
+        free (parsed.jobs);
         bm_broker_reject (broker, identity, body, "bad_request", message);
         return;
     }
@@ -436,9 +641,12 @@ bm_events_command (bm_broker_t *broker, zframe_t *identity, const bm_msg_t *msg)
         sub->identity = zframe_dup (identity);
         snprintf (sub->id, sizeof sub->id, "sub-%s-%" PRIu64, broker->instance, ++self->counter);
         broker->event_subs++;
+        broker->events_on = true;
         bm_series_set (self->m_subscriptions, (double) broker->event_subs);
-        bm_info (NULL, "event subscription %s made (%d types, %d jobs, events 0x%x)", sub->id,
-                 parsed.type_count, parsed.job_count, parsed.events);
+        bm_info (NULL, "event subscription %s made (%d types, %d jobs, events 0x%x%s%s)", sub->id,
+                 parsed.type_count, parsed.job_count, parsed.events,
+                 since.given ? ", since: " : "",
+                 since.given ? (since.reset ? "not in the history, reset" : "replayed") : "");
     }
     //  A renewal takes the filters it carries, as a new subscription does.
     free (sub->jobs);
@@ -449,5 +657,8 @@ bm_events_command (bm_broker_t *broker, zframe_t *identity, const bm_msg_t *msg)
     sub->events = parsed.events;
     sub->ttl_ms = parsed.ttl_ms;
     sub->expires = bm_mono_ms () + sub->ttl_ms;
-    s_reply (broker, identity, body, sub);
+    int64_t replayed = since.given ? s_replay (broker, sub, &since, false) : 0;
+    s_reply (broker, identity, body, sub, &since, replayed);
+    if (replayed)
+        s_replay (broker, sub, &since, true);
 }

@@ -8,8 +8,14 @@
     matching a subscription's filters is sent to its client at once, never
     queued: a client whose queue is at BROKER_PEER_HWM loses the event
     (counted; its subscription's seq still moves, so the client sees the
-    gap), a client that is gone loses its subscription.  Events are live
-    only: at most once, never replayed.  */
+    gap), a client that is gone loses its subscription.
+
+    Each event has an id, "<incarnation>-<n>", n counting the events of this
+    broker run.  While a subscription exists, and for
+    BM_EVENTS_HISTORY_LINGER_MS after the last one ended, the broker keeps
+    the recent ones (BROKER_EVENT_HISTORY of them, at most
+    BM_EVENTS_HISTORY_BYTES): a SUBSCRIBE with since replays those after
+    it, or answers reset when it cannot.  */
 #ifndef BM_EVENTS_H
 #define BM_EVENTS_H
 
@@ -45,17 +51,24 @@ typedef enum {
 //  A completed event carries its result when the result's encoded size is
 //  at most this; resultSize always.
 #define BM_EVENTS_RESULT_MAX        4096
+//  The history (SUBSCRIBE since): its bytes at most, and how long it is
+//  kept after the last subscription ended (then dropped, and the next
+//  event skips an id: a since before it answers reset).
+#define BM_EVENTS_HISTORY_BYTES     (16 * 1024 * 1024)
+#define BM_EVENTS_HISTORY_LINGER_MS 60000
 //  A failed or cancelled event's message is cut to this many bytes.
 #define BM_EVENTS_MESSAGE_MAX       512
 
-//  The broker's subscription table, its metrics registered.
-bm_events_t *bm_events_new (bm_broker_t *broker, int64_t max_subscriptions);
+//  The broker's subscription table and history (history: events kept at
+//  most, 0 none), its metrics registered.
+bm_events_t *bm_events_new (bm_broker_t *broker, int64_t max_subscriptions, int64_t history);
 void bm_events_destroy (bm_events_t **self_p);
 
 //  SUBSCRIBE and UNSUBSCRIBE from a client (the message being handled).
 void bm_events_command (bm_broker_t *broker, zframe_t *identity, const bm_msg_t *msg);
 
-//  Drop the subscriptions whose TTL ran out (the broker's tick).
+//  Drop the subscriptions whose TTL ran out, and the history once it has
+//  outlived the last subscription (the broker's tick).
 void bm_events_tick (bm_broker_t *broker, int64_t now_mono);
 
 //  Send an event of job to the subscriptions it matches.  text: the
@@ -63,10 +76,11 @@ void bm_events_tick (bm_broker_t *broker, int64_t now_mono);
 void bm_events_emit (bm_broker_t *broker, const bm_job_t *job, bm_event_t event,
                      const char *text, bool will_retry);
 
-//  BM_JOB_EVENT, the hook: one branch while nobody subscribes.  Jobs that deliver
-//  webhooks have no events.
+//  BM_JOB_EVENT, the hook: one branch while nobody subscribes (nor did in
+//  the last BM_EVENTS_HISTORY_LINGER_MS).  Jobs that deliver webhooks have
+//  no events.
 #define BM_JOB_EVENT(broker, job, event, text, will_retry) \
-    do { if ((broker)->event_subs) bm_events_emit ((broker), (job), (event), (text), \
+    do { if ((broker)->events_on) bm_events_emit ((broker), (job), (event), (text), \
                                                    (will_retry)); } while (0)
 
 #endif
