@@ -844,6 +844,7 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
     }
     bm_broker_log_refusal_tick (self, now);
     bm_idem_store_tick (self, bm_now_ms ());
+    bm_types_store_tick (self, now);
     bm_job_expire (self, bm_now_ms ());
     bm_finished_tick (self, now);
     if (self->config.snapshot_interval_s > 0

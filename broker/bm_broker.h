@@ -39,6 +39,7 @@ typedef struct {
     int64_t completed_ttl_s;        //  COMPLETED_JOB_TTL
     int64_t failed_ttl_s;           //  FAILED_JOB_TTL
     int64_t idempotency_ttl_ms;     //  IDEMPOTENCY_TTL_MS
+    int64_t type_ttl_ms;            //  BROKER_TYPE_TTL_MS
     int64_t keep_finished;          //  KEEP_FINISHED_JOBS
     int64_t snapshot_interval_s;    //  METRICS_SNAPSHOT_INTERVAL
     int64_t snapshot_history;       //  METRICS_SNAPSHOT_HISTORY

@@ -53,6 +53,9 @@ const bm_setting_t bm_broker_settings [] = {
              "seconds a failed or cancelled job's record stays in Redis"),
     ROW_INT ("IDEMPOTENCY_TTL_MS", idempotency_ttl_ms, 86400000, 1, 2592000000LL,
              "window of an idempotencyKey, in ms"),
+    ROW_INT ("BROKER_TYPE_TTL_MS", type_ttl_ms, 604800000, 1000, 31536000000LL,
+             "a bot type a worker registered stays known (kept in Redis, read back at a restart "
+             "or takeover) until no worker has served it for this long, in ms"),
     ROW_INT ("KEEP_FINISHED_JOBS", keep_finished, 10000, 1, 10000000,
              "finished jobs kept in memory for LIST/STATUS (webhook deliveries apart)"),
     ROW_INT ("METRICS_SNAPSHOT_INTERVAL", snapshot_interval_s, 10, 0, 86400,

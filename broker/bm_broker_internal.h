@@ -174,6 +174,9 @@ struct _bm_broker_t {
                                 //  unknown_bot_type (the workers of the
                                 //  broker before this one register again)
                                 //  (0 until the recovery ends)
+    size_t types_recorded;      //  Fields of Redis's types record at the
+                                //  recovery's read (0: none, or unread)
+    int64_t types_check_at;     //  Mono ms: the next bm_types_store_tick pass
     zhashx_t *early_dones;      //  Job id -> a DONE that came before the
                                 //  recovery reached its job, kept until it
                                 //  does (bm_broker_workers.c), or NULL
@@ -392,6 +395,19 @@ bool bm_idem_store_parse (const redisReply *value, char *job_id, size_t size);
 //  read false when Redis went away meanwhile (the recovery starts over).
 typedef void (bm_idem_store_done_fn) (bm_broker_t *self, bool read);
 void bm_idem_store_recover (bm_broker_t *self, bm_idem_store_done_fn *done);
+//  bm_types_store.c: the bot types workers registered, in Redis
+//  ("{bm}:types", field = type, value = last-seen in epoch ms).  A type a
+//  worker registers is written when first seen and again once its
+//  last-seen is old (bm_types_store_seen); the leader's tick keeps the
+//  served types fresh and deletes those no worker served for
+//  BROKER_TYPE_TTL_MS; recovery reads them back (bm_types_store_recover,
+//  a query ahead of the idempotency keys') so that they are known at once.
+void bm_types_store_seen (bm_broker_t *self, bm_service_t *service);
+void bm_types_store_tick (bm_broker_t *self, int64_t now);
+void bm_types_store_recover (bm_broker_t *self);
+//  The recovery ended: the types of the workers registered meanwhile are
+//  written.
+void bm_types_store_recovered (bm_broker_t *self);
 void bm_jobstore_persist_webhook (bm_broker_t *self, const char *job_id, const char *wh, size_t wh_size,
                                   int64_t wh_at);
 bm_job_t *bm_jobstore_job_from_hash (bm_broker_t *self, const char *id, redisReply *reply,

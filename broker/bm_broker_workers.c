@@ -673,6 +673,7 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
         if (bm_worker_entry_add_service (worker, service)) {
             zlistx_add_end (service->workers, worker);
             service->served = true;
+            bm_types_store_seen (self, service);
         }
     }
     worker->expiry = bm_mono_ms () + self->config.heartbeat_ms * self->config.liveness;

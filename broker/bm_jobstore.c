@@ -806,10 +806,12 @@ s_recovery_finish (bm_broker_t *self)
              "%zu were running)", queued + held + bm_heap_size (self->delayed), queued,
              bm_heap_size (self->delayed), held);
     bm_workers_recovery_done (self);
-    //  Another broker led on this Redis before (epoch above 1): its
-    //  workers come back within the hold, and a type only they named is
-    //  not unknown meanwhile.
-    if (self->lease && bm_lease_epoch (self->lease) > 1) {
+    //  Another broker led on this Redis before (epoch above 1) and left no
+    //  record of its types (an older version): its workers come back
+    //  within the hold, and a type only they named is not unknown
+    //  meanwhile.  With the record, a type it lists is known already.
+    bm_types_store_recovered (self);
+    if (self->lease && bm_lease_epoch (self->lease) > 1 && self->types_recorded == 0) {
         self->types_wait_until = bm_mono_ms () + s_hold_ms (self);
         bm_info (NULL, "a bot type no worker registered yet is refused store_unavailable, not "
                  "unknown_bot_type, for %" PRId64 " ms while the workers register again",
@@ -1076,6 +1078,8 @@ bm_jobstore_on_store_state (bool up, void *arg)
         bm_cmd_arg_str (&cmd, "0");
         bm_cmd_arg_str (&cmd, "-1");
         bm_jobstore_query (self, &cmd, s_on_old_live_ids, self);
+        //  The bot types workers registered (bm_types_store.c).
+        bm_types_store_recover (self);
         //  The idempotency keys before the jobs (a recovered job's key is
         //  then known already), page by page; then the jobs.
         bm_idem_store_recover (self, s_recover_jobs);

@@ -695,11 +695,13 @@ bm_job_requeue (bm_broker_t *self, bm_job_t *job, const char *reason, const char
 }
 
 //  A type is known when it has a limit configured or a worker has served
-//  it since the broker started (protocol.md, SUBMIT).
+//  it since the broker started or, as Redis's types record says, within
+//  BROKER_TYPE_TTL_MS (protocol.md, SUBMIT).
 bool
 bm_service_known (const bm_service_t *service)
 {
     return service->configured || service->served
+        || (service->recorded_until && bm_now_ms () < service->recorded_until)
         || service->submitted > 0 || bm_heap_size (service->queue) > 0 || service->held > 0;
 }
 

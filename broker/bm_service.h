@@ -29,6 +29,10 @@ struct _bm_service_t {
     zlistx_t *workers;          //  Workers serving it (not owned)
     bool configured;            //  A limit was configured
     bool served;                //  A worker has registered for it since start
+    int64_t recorded_at;        //  Its last-seen in Redis's types record
+                                //  (epoch ms, as read back or last written;
+                                //  0: none), bm_types_store.c
+    int64_t recorded_until;     //  Epoch ms: known from that record till then
     bool paused;                //  Nothing dispatched (QUEUE pause)
     bool dispatch_pending;      //  bm_dispatch asked while dispatch was held
     int64_t confirming;         //  SUBMITs waiting for Redis (count in the bound)
@@ -104,7 +108,8 @@ int64_t bm_service_rate_room (bm_service_t *self, int64_t now);
 void bm_service_rate_started (bm_service_t *self, int64_t now);
 //  When (mono ms) the window has room again, while it is full.
 int64_t bm_service_rate_next (const bm_service_t *self);
-//  Configured, served by a worker since start, ever submitted to, or
+//  Configured, served by a worker since start, recorded in Redis as
+//  registered by a worker within BROKER_TYPE_TTL_MS, ever submitted to, or
 //  holding jobs (queued, or recovered as running and held for their
 //  worker: a new leader takes that type before the worker registers).
 bool bm_service_known (const bm_service_t *self);

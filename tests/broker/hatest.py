@@ -72,6 +72,16 @@ class HaPair:
         return "b" if name == "a" else "a"
 
 
+def register(endpoint, name, types):
+    """A worker (credit 0: it takes no job) registered at endpoint."""
+    w = FakeWorker(endpoint, name, types, 0)
+    c = h.Client(endpoint)
+    h.wait_until(lambda: any(x.get("name") == name for x in c.stats()["workers"]), 10,
+                 "worker %s to register" % name)
+    c.close()
+    return w
+
+
 def run_jobs(endpoint, name, ids):
     """A worker on endpoint runs the jobs; each must come exactly once."""
     w = FakeWorker(endpoint, name, ["python"], 10)

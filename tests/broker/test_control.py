@@ -6,7 +6,8 @@ only them; clean removes exactly the finished jobs of the state and age
 asked; REMOVE deletes a job that is not running (its Redis record too);
 PROMOTE makes a delayed job due now.  QUEUE of an unknown type is
 unknown_bot_type on the first broker of a fresh Redis, store_unavailable
-(not known yet) right after the restart.
+(not known yet) right after a restart that finds no record of the types
+in Redis (as after a broker of a version that kept none).
 """
 import time
 import harness as h
@@ -34,11 +35,13 @@ def test_pause(s, c, env):
     # The pause is in Redis: a broker killed and started again keeps it.
     w.close()
     [p for p in s.procs if p.name == "broker"][-1].kill()
+    h.check(s.redis_cli("DEL", "botmesh:{bm}:types") == "1", "the types record deleted")
     s.broker(env=env)
     c = s.client()
-    # Another broker led on this Redis: for 2 x HEARTBEAT_INTERVAL_MS x
-    # HEARTBEAT_LIVENESS (40 s here) a type no worker named yet may be one
-    # whose workers register again: QUEUE says retry, as SUBMIT does.
+    # Another broker led on this Redis and left no record of its types:
+    # for 2 x HEARTBEAT_INTERVAL_MS x HEARTBEAT_LIVENESS (40 s here) a type
+    # no worker named yet may be one whose workers register again: QUEUE
+    # says retry, as SUBMIT does.
     cmd, r = c.request(QUEUE, {"botType": "nosuchtype", "action": "pause"})
     h.check(cmd == h.REJECTED and r["code"] == "store_unavailable" and "not known yet" in r["message"],
             "QUEUE of a type not known yet right after the restart: store_unavailable", r)

@@ -9,9 +9,10 @@ The new leader recovers the job as running and holds it for its worker.
 
 What must hold: a SUBMIT of that type to the new leader is ACCEPTED (the
 type is known from the job it holds), not REJECTED unknown_bot_type; a
-type nobody ever used is refused store_unavailable (the workers of the
-old leader register again: tests/broker/test_types_after_start.py).  Then the worker registers, listing the
-job: it is adopted (attempts 1).
+type nobody ever used is refused unknown_bot_type at once (the old
+leader recorded its workers' types in Redis: the new one knows them all,
+tests/broker/test_types_recorded.py).  Then the worker registers, listing
+the job: it is adopted (attempts 1).
 """
 import harness as h
 import hatest
@@ -45,10 +46,10 @@ def test():
         h.check(cmd == h.ACCEPTED, "a SUBMIT of the held job's type is accepted by the new leader",
                 cmd, reply)
         cmd, reply = new.try_submit("nevertype", {"n": 3})
-        h.check(cmd == h.REJECTED and reply.get("code") == "store_unavailable"
-                and "registering with it again" in reply.get("message", ""),
-                "a type nobody used: store_unavailable while the workers register again "
-                "(unknown_bot_type after that window)", cmd, reply)
+        h.check(cmd == h.REJECTED and reply.get("code") == "unknown_bot_type"
+                and "heldtype" in reply.get("message", ""),
+                "a type nobody used: unknown_bot_type at once, the message listing the "
+                "recorded type", cmd, reply)
 
         w.close()
         w = FakeWorker(pair.endpoint(second), "held-w", ["heldtype"], 1, ready=False)

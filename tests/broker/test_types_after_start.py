@@ -1,5 +1,10 @@
 """Right after a start or a takeover, a valid bot type is never refused unknown_bot_type.
 
+Here Redis holds no record of the types ("botmesh:{bm}:types" deleted
+before each start and takeover: as after a broker of a version that kept
+none); with the record the types are known at once
+(tests/broker/test_types_recorded.py).
+
 Real redis-server, real brokers, fake workers (tests/lib/fakeworker.py).
 Types "fromjobs" and "fromworker" have no MAX_<TYPE>_BOTS: a broker knows
 them only from Redis-held jobs, or from a worker's READY.
@@ -24,7 +29,6 @@ them only from Redis-held jobs, or from a worker's READY.
 import time
 import harness as h
 import hatest
-from fakeworker import FakeWorker
 
 RECOVERING = "the broker is reading its queues back from Redis; try again shortly"
 TYPES_WAIT = ("the broker started or took over moments ago and the workers are registering "
@@ -38,16 +42,6 @@ ENV = {"BROKER_LEASE_MS": "2000", "HEARTBEAT_INTERVAL_MS": str(HB_MS),
 def start_solo(s, port):
     env = dict(ENV, BROKER_ENDPOINT="tcp://127.0.0.1:%d" % port, BROKER_METRICS_PORT="0")
     return s.spawn("solo", [s.bin("botmesh-broker")], env)
-
-
-def register(endpoint, name, types):
-    """A worker (credit 0: it takes no job) registered at endpoint."""
-    w = FakeWorker(endpoint, name, types, 0)
-    c = h.Client(endpoint)
-    h.wait_until(lambda: any(x.get("name") == name for x in c.stats()["workers"]), 10,
-                 "worker %s to register" % name)
-    c.close()
-    return w
 
 
 def submit_until(c, bot_type, want, what, timeout=15):
@@ -73,12 +67,13 @@ def test():
         solo = start_solo(s, port)
         endpoint = "tcp://127.0.0.1:%d" % port
         h.wait_until(lambda: hatest.leads(endpoint), 15, "the solo broker to lead")
-        w = register(endpoint, "w-both", ["fromjobs", "fromworker"])
+        w = hatest.register(endpoint, "w-both", ["fromjobs", "fromworker"])
         c = h.Client(endpoint)
         queued = [c.submit("fromjobs", {"i": i}) for i in range(2)]
         c.close()
         w.close()
         h.check(solo.stop() == 0, "the solo broker stops on SIGTERM")
+        h.check(s.redis_cli("DEL", "botmesh:{bm}:types") == "1", "the types record deleted")
         s.redis_cli("SET", "botmesh:{bm}:leader", "9 elsewhere:4242:abcd:x tcp://10.9.9.9:5555",
                     "PX", "2000")
         planted = time.monotonic()
@@ -100,7 +95,7 @@ def test():
         h.check(cmd == h.REJECTED and r.get("code") == "store_unavailable"
                 and r.get("message") == TYPES_WAIT,
                 "a type only a worker named: store_unavailable while workers register", cmd, r)
-        w = register(endpoint, "w-both", ["fromjobs", "fromworker"])
+        w = hatest.register(endpoint, "w-both", ["fromjobs", "fromworker"])
         cmd, r = c.try_submit("fromworker", {"n": 2})
         h.check(cmd == h.ACCEPTED, "ACCEPTED once its worker registered again", cmd, r)
         w.close()
@@ -119,8 +114,11 @@ def test():
         pair = hatest.HaPair(s, env=ENV)
         first = pair.wait_leader()
         second = pair.other(first)
-        w = register(pair.endpoint(first), "w-ha", ["hatype"])
+        w = hatest.register(pair.endpoint(first), "w-ha", ["hatype"])
+        h.wait_until(lambda: s.redis_cli("HEXISTS", "botmesh:{bm}:types", "hatype") == "1", 10,
+                     "the leader to record hatype (deleted below)")
         pair.procs[first].kill()
+        h.check(s.redis_cli("DEL", "botmesh:{bm}:types") == "1", "the types record deleted")
         w.close()
         pair.wait_leader(timeout=15, other_than=first)
         new = h.Client(pair.endpoint(second))
@@ -128,7 +126,7 @@ def test():
         h.check(cmd == h.REJECTED and r.get("code") == "store_unavailable"
                 and r.get("message") in (TYPES_WAIT, RECOVERING),
                 "the new leader: store_unavailable for the old leader's worker's type", cmd, r)
-        w = register(pair.endpoint(second), "w-ha", ["hatype"])
+        w = hatest.register(pair.endpoint(second), "w-ha", ["hatype"])
         cmd, r = new.try_submit("hatype", {"n": 2})
         h.check(cmd == h.ACCEPTED, "ACCEPTED once the worker registered with it", cmd, r)
         w.close()
