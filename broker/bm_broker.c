@@ -1132,6 +1132,8 @@ s_broker_destroy (bm_broker_t **self_p)
         if (self->jobs)
             bm_jobtab_purge (self->jobs, s_free_job);
         bm_jobtab_destroy (&self->jobs);
+        bm_deps_free_index (self);
+        zlistx_destroy (&self->deps_recovered);
         bm_jobstore_hold_free (self);
         bm_workers_early_free (self);
         bm_notify_unref (&self->notify_last);

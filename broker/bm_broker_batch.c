@@ -198,6 +198,9 @@ s_on_item_durable (redisReply *reply, void *arg)
     if (bm_submit_confirmed (self, job, reply, &slot->position))
         s_slot_refuse (slot, "store_unavailable", bm_stats_store_refusal (self));
     else
+    if (job->state == JOB_WAITING_CHILDREN)
+        slot->state = bm_job_state_names [job->state];
+    else
         slot->delayed = slot->position == 0;    //  A queued job has its place
     s_batch_release (&batch);
 }

@@ -140,6 +140,13 @@ bm_submit_confirmed (bm_broker_t *self, bm_job_t *job, redisReply *reply, int64_
     }
     job->durable = true;
     *position = 0;
+    if (job->state == JOB_WAITING_CHILDREN) {
+        BM_JOB_EVENT (self, job, BM_EV_WAITING_CHILDREN, NULL, false);
+        if (job->idem_waiters)
+            bm_idem_wake (self, job, NULL, NULL);
+        bm_deps_confirmed (self, job);
+        return 0;
+    }
     if ((job->state != JOB_QUEUED && job->state != JOB_DELAYED)
     ||  job->queue_index != SIZE_MAX || job->due_index != SIZE_MAX) {
         //  No job action is taken before this: a job that left its
@@ -316,7 +323,8 @@ s_on_submit_answer (redisReply *reply, void *arg)
         s_pending_reject (pending, "store_unavailable", bm_stats_store_refusal (self));
     else
         s_send_accepted (self, pending->identity, pending, NULL, pending->id, false, position,
-                         job->state == JOB_DELAYED, NULL, -1);
+                         job->state == JOB_DELAYED, job->deps && job->state == JOB_WAITING_CHILDREN
+                         ? bm_job_state_names [job->state] : NULL, -1);
 }
 
 //  The same for a pending answer that waited for Redis: it goes after.
@@ -622,6 +630,16 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
         s_refuse (self, admit, "payload_too_large", message);
         return;
     }
+    bm_deps_t *deps = NULL;
+    if (submit.depends_count) {
+        char message [256];
+        const char *code = bm_deps_admit (self, &submit, &deps, message, sizeof message);
+        if (code) {
+            free (packed);
+            s_refuse (self, admit, code, message);
+            return;
+        }
+    }
     bm_job_t *job = bm_job_new ();
     bm_job_make_id (self, job->id, sizeof job->id);
     job->service = service;
@@ -642,6 +660,8 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
                 : submit.has_delay_ms && submit.delay_ms > 0 ? now + submit.delay_ms : 0;
     if (job->run_at > now)
         job->state = JOB_DELAYED;
+    if (deps)
+        bm_deps_attach (self, job, deps);
     if (url)
         job->webhook_url = strndup (url, url_len);
     if (idem) {
@@ -936,7 +956,10 @@ bm_clients_retry (bm_broker_t *self, bm_job_t *job, bm_store_fn *fn, void *arg)
     free (job->attempt_errors);
     job->attempt_errors = NULL;
     job->attempt_errors_size = 0;
-    bm_job_enqueue (self, job);
+    if (job->deps)
+        bm_deps_retry (self, job);
+    else
+        bm_job_enqueue (self, job);
     self->retried++;
     bm_jobstore_persist_full (self, job, true, fn, arg);
 }

@@ -37,6 +37,7 @@
 #include <math.h>
 
 #include "bm_job.h"
+#include "bm_deps.h"
 #include "bm_events.h"
 #include "bm_jobtab.h"
 #include "bm_service.h"
@@ -265,6 +266,10 @@ struct _bm_broker_t {
     int64_t refusal_window;     //  Mono ms the refusal log's second began
     int refusal_lines;          //  Refusal lines written in it
     uint64_t refusal_dropped;   //  And not written (over the limit)
+    zhashx_t *dependents;       //  Dependency id -> the ids of the jobs waiting
+                                //  for it (bm_deps.c), or NULL
+    zlistx_t *deps_recovered;   //  Ids of the waiting jobs a recovery brought
+                                //  back, checked as it ends, or NULL
     struct _bm_events_t *events;    //  Live event subscriptions (bm_events.c)
     int event_subs;             //  How many
     bool events_on;             //  Subscriptions, or the history lingers after the
@@ -687,6 +692,36 @@ void bm_stats_setup_metrics (bm_broker_t *self);
 //  "memory", "cpu", "pids", "files", then NULL: the limits DONE error.limit names.
 extern const char *bm_stats_limit_names [];
 void bm_stats_worker_counted (bm_broker_t *self, const bm_worker_entry_t *worker, int delta);
+
+//  bm_deps.c: job dependencies (SUBMIT dependsOn; the class: bm_deps.h)
+//  A SUBMIT's dependsOn checked against the jobs the broker holds: NULL and
+//  *deps (its dependencies, each pending or done), or the refusal's code
+//  with message.
+const char *bm_deps_admit (bm_broker_t *self, const bm_codec_submit_t *submit, bm_deps_t **deps_p,
+                           char *message, size_t size);
+//  The new job takes deps: it waits (waiting-children) while any is pending.
+void bm_deps_attach (bm_broker_t *self, bm_job_t *job, bm_deps_t *deps);
+//  A waiting job's SUBMIT is durable: failed, released or left waiting.
+void bm_deps_confirmed (bm_broker_t *self, bm_job_t *job);
+//  A job ended (terminal) or went before it ended (deleted): the jobs
+//  waiting for it are told.  Callers test self->dependents first.
+void bm_deps_ended (bm_broker_t *self, bm_job_t *ended);
+void bm_deps_gone (bm_broker_t *self, const bm_job_t *gone);
+//  A waiting job leaves waiting-children (released, ended, deleted).
+void bm_deps_leave (bm_job_t *job);
+//  Recovery: a job recovered waiting; once the recovery ends its pending
+//  dependencies are checked again.
+void bm_deps_recovered_job (bm_broker_t *self, bm_job_t *job);
+void bm_deps_recovery_done (bm_broker_t *self);
+//  RETRY of a job with dependsOn: its dependencies not completed wait again.
+void bm_deps_retry (bm_broker_t *self, bm_job_t *job);
+void bm_deps_free_index (bm_broker_t *self);
+//  Its record's keys (dependsOn, pendingDependencies, ...): how many, and packed.
+int bm_deps_record_keys (const bm_job_t *job);
+void bm_deps_pack_record (msgpack_packer *pk, const bm_job_t *job);
+//  The bot's payload with dependencyResults: {payload, dependencies: {id: result}}.
+void bm_deps_pack_payload (msgpack_sbuffer *sbuf, msgpack_packer *pk, const bm_job_t *job);
+size_t bm_deps_results_size (const bm_deps_t *self);
 
 //  bm_broker_config.c: settings
 int bm_broker_config_load_types (bm_broker_t *self);

@@ -190,7 +190,8 @@ bm_delayed_pack_errors (msgpack_packer *pk, const bm_job_t *job)
 bool
 bm_delayed_retry (bm_broker_t *self, bm_job_t *job, const char *code, const char *message)
 {
-    if (bm_job_is_delivery (job))
+    //  A job failed by its dependencies never ran: no run to retry
+    if (bm_job_is_delivery (job) || job->state == JOB_WAITING_CHILDREN)
         return false;
     s_add_attempt_error (job, code ? code : "failed", message);
     job->failed_runs++;

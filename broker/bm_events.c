@@ -20,7 +20,7 @@
 
 static const char *s_names [BM_EV_COUNT] = {
     "waiting", "active", "progress", "completed", "failed", "delayed", "removed", "stalled",
-    "cancelled"
+    "cancelled", "waiting-children"
 };
 
 typedef struct {

@@ -37,6 +37,7 @@ typedef enum {
     BM_EV_REMOVED,              //  Deleted by REMOVE or QUEUE drain / clean
     BM_EV_STALLED,              //  Its worker was lost while it ran: queued again
     BM_EV_CANCELLED,
+    BM_EV_WAITING_CHILDREN,     //  Submitted with dependsOn: waits for them
     BM_EV_COUNT
 } bm_event_t;
 

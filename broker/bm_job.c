@@ -8,7 +8,7 @@
 #include "bm_utf8.h"
 
 const char *bm_job_state_names [JOB_STATES] = {
-    "queued", "running", "delayed", "completed", "failed", "cancelled"
+    "queued", "running", "delayed", "waiting-children", "completed", "failed", "cancelled"
 };
 
 bool
@@ -94,6 +94,7 @@ bm_job_destroy (bm_job_t **job_p)
         free (job->wh);
         free (job->parent);
         free (job->attempt_errors);
+        bm_deps_destroy (&job->deps);
         bm_notify_unref (&job->notify);
         free (job);
         *job_p = NULL;
@@ -198,6 +199,7 @@ bm_job_pack_record (msgpack_packer *pk, const bm_job_t *job, bool full)
     count += 2;             //  runAttempts backoff
     count += job->run_at > 0;
     count += job->failed_runs > 0;
+    count += bm_deps_record_keys (job);
     msgpack_pack_map (pk, count);
     BM_PACK_KV_STR (pk, "jobId", job->id);
     BM_PACK_KV_STR (pk, "botType", job->service->name);
@@ -217,6 +219,8 @@ bm_job_pack_record (msgpack_packer *pk, const bm_job_t *job, bool full)
         BM_PACK_KEY (pk, "attemptErrors");
         bm_delayed_pack_errors (pk, job);
     }
+    if (job->deps)
+        bm_deps_pack_record (pk, job);
     if (payload) {
         BM_PACK_KEY (pk, "payload");
         msgpack_sbuffer_write (pk->data, job->payload, job->payload_size);
@@ -311,6 +315,11 @@ bm_job_restore (bm_broker_t *self, bm_job_t *job)
 void
 bm_job_delete (bm_broker_t *self, bm_job_t *job)
 {
+    //  Gone before it ended: the jobs waiting for it fail (or go on)
+    if (self->dependents && !bm_job_terminal (job))
+        bm_deps_gone (self, job);
+    if (job->state == JOB_WAITING_CHILDREN)
+        bm_deps_leave (job);
     if (job->deliveries && !bm_job_is_delivery (job))
         bm_delivery_drop_withheld (self, job);
     bm_joblist_remove (&self->recent, job);
@@ -455,6 +464,8 @@ bm_job_finish_at (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
             bm_dispatch_worker (self, worker);
         return;
     }
+    if (job->state == JOB_WAITING_CHILDREN)
+        bm_deps_leave (job);
     job->run_at = 0;
     job->state = state;
     job->finished_at = finished_at;
@@ -490,6 +501,8 @@ bm_job_finish_at (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
         }
     }
     bm_job_keep_finished (self, job);
+    if (self->dependents)
+        bm_deps_ended (self, job);
     bm_dispatch (self, job->service);
     if (worker)
         bm_dispatch_worker (self, worker);

@@ -17,7 +17,8 @@
 
 //  Terminal states come last (bm_job_terminal).
 typedef enum {
-    JOB_QUEUED, JOB_RUNNING, JOB_DELAYED, JOB_COMPLETED, JOB_FAILED, JOB_CANCELLED,
+    JOB_QUEUED, JOB_RUNNING, JOB_DELAYED, JOB_WAITING_CHILDREN,
+    JOB_COMPLETED, JOB_FAILED, JOB_CANCELLED,
     JOB_STATES
 } bm_job_state_t;
 
@@ -158,6 +159,7 @@ struct _bm_job_t {
                                 //  its record too; 0: none, or one without
                                 //  times): the same DONE sent again is not
                                 //  a later run's
+    struct _bm_deps_t *deps;    //  Its dependsOn (bm_deps.h), or NULL
     bm_joblink_t links [BM_JOBLISTS];   //  Its places in the lists of jobs
 };
 

@@ -565,7 +565,7 @@ bm_jobstore_job_from_hash (bm_broker_t *self, const char *id, redisReply *reply,
         job->max_attempts = self->config.job_max_attempts;
     if (job->timeout_ms < 1)
         job->timeout_ms = self->config.job_timeout_ms;
-    if (job->state != JOB_DELAYED)
+    if (job->state != JOB_DELAYED && job->state != JOB_WAITING_CHILDREN)
         job->run_at = 0;        //  Left from a wait that ended
     job->service = bm_service_require (self, meta.type);
     if (!meta.has_run_attempts)
@@ -833,6 +833,7 @@ s_recovery_finish (bm_broker_t *self)
         bm_dispatch (self, service);
     zlistx_destroy (&all);
     bm_finished_restore (self);
+    bm_deps_recovery_done (self);
 }
 
 static void
@@ -875,6 +876,9 @@ s_on_recovered_job (redisReply *reply, void *arg)
                          bm_idem_fingerprint_bytes (job->service->name, job->payload,
                                                     job->payload_size),
                          job->created_at + self->config.idempotency_ttl_ms);
+        if (job->state == JOB_WAITING_CHILDREN)
+            bm_deps_recovered_job (self, job);
+        else
         if (job->state == JOB_DELAYED) {
             if (job->run_at <= 0)
                 job->run_at = bm_now_ms ();

@@ -34,6 +34,12 @@
 #define X_RUN_COUNTED   "lc"
 #define X_FAILED_DONE   "fd"
 #define X_LOG           "lg"
+#define R_DEPENDS       "dn"        //  dependsOn: [id, ...]
+#define R_DEP_IGNORE    "di"        //  onDependencyFailure ignore: 1
+#define R_DEP_RESULTS   "dw"        //  dependencyResults: 1
+#define X_DEP_PENDING   "dq"        //  Pending dependencies: [index, ...]
+#define X_DEP_FAILED    "df"        //  Failed (cancelled, removed) ones: [index, ...]
+#define X_DEP_RESULTS   "dr"        //  Results kept: {index: bin, ...}
 
 static void
 s_pack_bin (msgpack_packer *pk, const char *key, const char *data, size_t size)
@@ -87,7 +93,8 @@ bm_record_pack_submit (msgpack_packer *pk, const bm_job_t *job)
     bool custom_attempts, custom_backoff;
     s_custom_retry (job, &custom_attempts, &custom_backoff);
     size_t count = 6 + (job->priority != 0) + (job->webhook_url != NULL) + (job->idem_key != NULL)
-                 + (job->parent != NULL) + custom_attempts + custom_backoff;
+                 + (job->parent != NULL) + custom_attempts + custom_backoff
+                 + (job->deps ? 1 + job->deps->ignore_failure + job->deps->results : 0);
     msgpack_pack_map (pk, count);
     BM_PACK_KV_STR (pk, R_TYPE, job->service ? job->service->name : "");
     s_pack_bin (pk, R_PAYLOAD, job->payload, job->payload_size);
@@ -110,6 +117,49 @@ bm_record_pack_submit (msgpack_packer *pk, const bm_job_t *job)
         s_backoff_text (&job->backoff, text, sizeof text);
         BM_PACK_KV_STR (pk, R_BACKOFF, text);
     }
+    if (job->deps) {
+        BM_PACK_KEY (pk, R_DEPENDS);
+        msgpack_pack_array (pk, job->deps->count);
+        for (size_t i = 0; i < job->deps->count; i++)
+            bm_pack_str (pk, job->deps->items [i].id);
+        if (job->deps->ignore_failure)
+            BM_PACK_KV_INT (pk, R_DEP_IGNORE, 1);
+        if (job->deps->results)
+            BM_PACK_KV_INT (pk, R_DEP_RESULTS, 1);
+    }
+}
+
+//  The indices of the dependencies pending (failed), packed as an array.
+static void
+s_pack_dep_indices (msgpack_packer *pk, const bm_deps_t *deps, bool failed)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < deps->count; i++)
+        count += failed ? deps->items [i].failed : deps->items [i].pending;
+    msgpack_pack_array (pk, count);
+    for (size_t i = 0; i < deps->count; i++)
+        if (failed ? deps->items [i].failed : deps->items [i].pending)
+            msgpack_pack_uint64 (pk, i);
+}
+
+static void
+s_pack_deps_run (msgpack_packer *pk, const bm_deps_t *deps)
+{
+    BM_PACK_KEY (pk, X_DEP_PENDING);
+    s_pack_dep_indices (pk, deps, false);
+    BM_PACK_KEY (pk, X_DEP_FAILED);
+    s_pack_dep_indices (pk, deps, true);
+    size_t results = 0;
+    for (size_t i = 0; i < deps->count; i++)
+        results += deps->items [i].result != NULL;
+    BM_PACK_KEY (pk, X_DEP_RESULTS);
+    msgpack_pack_map (pk, results);
+    for (size_t i = 0; i < deps->count; i++)
+        if (deps->items [i].result) {
+            msgpack_pack_uint64 (pk, i);
+            msgpack_pack_bin (pk, deps->items [i].result_size);
+            msgpack_pack_bin_body (pk, deps->items [i].result, deps->items [i].result_size);
+        }
 }
 
 bool
@@ -118,7 +168,7 @@ bm_record_has_run (const bm_job_t *job)
     return job->attempts || job->progress || job->started_at || job->finished_at
         || job->worker_name || job->last_worker || job->result || job->error_code || job->deliveries
         || job->run_at > 0 || job->attempt_errors_size || job->held || job->failed_done
-        || job->log;
+        || job->log || job->deps;
 }
 
 //  last_worker's run was counted (its DONE came): that DONE, sent again,
@@ -141,7 +191,7 @@ bm_record_pack_run (msgpack_packer *pk, const bm_job_t *job)
                  + (job->deliveries_before != 0)
                  + (job->run_at > 0) + (job->attempt_errors_size > 0)
                  + job->held + s_run_counted (job) + (job->failed_done != 0)
-                 + (job->log != NULL);
+                 + (job->log != NULL) + (job->deps ? 3 : 0);
     msgpack_pack_map (pk, count);
     if (job->attempts)
         BM_PACK_KV_INT (pk, X_ATTEMPTS, job->attempts);
@@ -179,6 +229,8 @@ bm_record_pack_run (msgpack_packer *pk, const bm_job_t *job)
         BM_PACK_KV_INT (pk, X_FAILED_DONE, job->failed_done);
     if (job->log)
         BM_PACK_KV_STR (pk, X_LOG, job->log);
+    if (job->deps)
+        s_pack_deps_run (pk, job->deps);
 }
 
 //  --- reading ------------------------------------------------------------
@@ -231,6 +283,63 @@ s_read_int (const msgpack_object *value, int64_t *field)
     return true;
 }
 
+//  dependsOn's ids: the job's dependencies, none pending yet (the "x" map
+//  says which are).
+static bool
+s_read_depends (bm_job_t *job, const msgpack_object *value)
+{
+    if (value->type != MSGPACK_OBJECT_ARRAY || value->via.array.size < 1
+    ||  value->via.array.size > BM_MAX_DEPENDS)
+        return false;
+    bm_deps_t *deps = bm_deps_new (value->via.array.size);
+    bm_deps_destroy (&job->deps);
+    job->deps = deps;
+    for (size_t i = 0; i < deps->count; i++)
+        if (!s_read_str (&value->via.array.ptr [i], &deps->items [i].id))
+            return false;
+    return true;
+}
+
+//  Which dependencies are pending (failed): indices into dependsOn.
+static bool
+s_read_dep_indices (bm_job_t *job, const msgpack_object *value, bool failed)
+{
+    if (!job->deps || value->type != MSGPACK_OBJECT_ARRAY)
+        return false;
+    for (uint32_t i = 0; i < value->via.array.size; i++) {
+        int64_t index;
+        if (!s_read_int (&value->via.array.ptr [i], &index)
+        ||  index < 0 || (size_t) index >= job->deps->count)
+            return false;
+        bm_dep_t *dep = &job->deps->items [index];
+        if (failed)
+            dep->failed = true;
+        else
+        if (!dep->pending) {
+            dep->pending = true;
+            job->deps->pending++;
+        }
+    }
+    return true;
+}
+
+static bool
+s_read_dep_results (bm_job_t *job, const msgpack_object *value)
+{
+    if (!job->deps || value->type != MSGPACK_OBJECT_MAP)
+        return false;
+    for (uint32_t i = 0; i < value->via.map.size; i++) {
+        int64_t index;
+        if (!s_read_int (&value->via.map.ptr [i].key, &index)
+        ||  index < 0 || (size_t) index >= job->deps->count)
+            return false;
+        bm_dep_t *dep = &job->deps->items [index];
+        if (!s_read_bin (&value->via.map.ptr [i].val, &dep->result, &dep->result_size))
+            return false;
+    }
+    return true;
+}
+
 //  One entry of the "r" map; false if its value is damaged.  Unknown keys
 //  are skipped (a newer broker's additions).
 static bool
@@ -253,6 +362,13 @@ s_read_submit_entry (bm_job_t *job, const msgpack_object *key, const msgpack_obj
     if (s_key_is (key, R_WEBHOOK_URL))  return s_read_str (value, &job->webhook_url);
     if (s_key_is (key, R_IDEM_KEY))     return s_read_str (value, &job->idem_key);
     if (s_key_is (key, R_PARENT))       return s_read_str (value, &job->parent);
+    if (s_key_is (key, R_DEPENDS))      return s_read_depends (job, value);
+    if (s_key_is (key, R_DEP_IGNORE) || s_key_is (key, R_DEP_RESULTS)) {
+        int64_t flag = 0;
+        meta->dep_ignore |= s_key_is (key, R_DEP_IGNORE) && s_read_int (value, &flag) && flag;
+        meta->dep_results |= s_key_is (key, R_DEP_RESULTS) && s_read_int (value, &flag) && flag;
+        return true;
+    }
     if (s_key_is (key, R_RUN_ATTEMPTS)) {
         meta->has_run_attempts = true;
         return s_read_int (value, &job->run_attempts)
@@ -298,6 +414,9 @@ s_read_run_entry (bm_job_t *job, const msgpack_object *key, const msgpack_object
     if (s_key_is (key, X_RUN_AT))       return s_read_int (value, &job->run_at);
     if (s_key_is (key, X_FAILED_DONE))  return s_read_int (value, &job->failed_done);
     if (s_key_is (key, X_LOG))          return s_read_str (value, &job->log);
+    if (s_key_is (key, X_DEP_PENDING))  return s_read_dep_indices (job, value, false);
+    if (s_key_is (key, X_DEP_FAILED))   return s_read_dep_indices (job, value, true);
+    if (s_key_is (key, X_DEP_RESULTS))  return s_read_dep_results (job, value);
     if (s_key_is (key, X_ATTEMPT_ERRORS))
         return s_read_bin (value, &job->attempt_errors, &job->attempt_errors_size);
     return true;
@@ -408,7 +527,7 @@ bm_record_read (bm_job_t *job, const char *id, const redisReply *reply, bm_recor
         return -1;
     const redisReply *submit = NULL, *run = NULL, *webhook = NULL;
     int64_t wh_at = 0;
-    char state [16] = "";
+    char state [BM_MAX_STATE_LEN + 1] = "";
     for (size_t i = 0; i + 1 < reply->elements; i += 2) {
         const redisReply *f = reply->element [i], *v = reply->element [i + 1];
         if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
@@ -429,8 +548,13 @@ bm_record_read (bm_job_t *job, const char *id, const redisReply *reply, bm_recor
             s_read_flat_field (job, f->str, v, meta);
     }
     //  The newer fields last: they win over the earlier layout's.
-    if ((submit && !s_read_map (job, submit, true, meta))
-    ||  (run && !s_read_map (job, run, false, meta)))
+    if (submit && !s_read_map (job, submit, true, meta))
+        return -1;
+    if (job->deps) {
+        job->deps->ignore_failure = meta->dep_ignore;
+        job->deps->results = meta->dep_results;
+    }
+    if (run && !s_read_map (job, run, false, meta))
         return -1;
     if (webhook)
         s_read_webhook (job, webhook);

@@ -40,6 +40,7 @@ typedef struct {
                                             //  running by the broker before)
     bool run_counted;                       //  lastWorker's run was counted:
                                             //  its DONE is not the job's
+    bool dep_ignore, dep_results;           //  dependsOn's options
 } bm_record_meta_t;
 
 //  Pack the "r" map: bot type, order, limits, times, payload, webhook

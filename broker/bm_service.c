@@ -333,7 +333,10 @@ s_pack_job (bm_body_t *body, const bm_job_t *job)
     BM_PACK_KV_STR (&body->pk, "jobId", job->id);
     BM_PACK_KV_STR (&body->pk, "botType", job->service->name);
     BM_PACK_KEY (&body->pk, "payload");
-    msgpack_sbuffer_write (&body->sbuf, job->payload, job->payload_size);
+    if (job->deps && job->deps->results)
+        bm_deps_pack_payload (&body->sbuf, &body->pk, job);
+    else
+        msgpack_sbuffer_write (&body->sbuf, job->payload, job->payload_size);
     BM_PACK_KV_INT (&body->pk, "attempt", job->attempts);
     BM_PACK_KV_INT (&body->pk, "timeoutMs", job->timeout_ms);
     BM_PACK_KV_INT (&body->pk, "deadline", bm_now_ms () + job->timeout_ms);
@@ -488,7 +491,8 @@ s_job_start_many (bm_broker_t *self, bm_service_t *service, bm_worker_entry_t *w
     int64_t taken = 0;
     while (taken < count) {
         const bm_job_t *next = (const bm_job_t *) bm_heap_peek (service->queue);
-        size_t need = next->payload_size + next->wh_size + 512;
+        size_t need = next->payload_size + next->wh_size + 512
+                    + (next->deps && next->deps->results ? bm_deps_results_size (next->deps) : 0);
         if ((taken > 0 && size + need > room) || s_worker_stopping (worker, next))
             break;
         jobs [taken++] = bm_service_queue_pop (service);

@@ -40,6 +40,7 @@ struct _bm_service_t {
     int64_t retry_attempts;     //  RETRY_<TYPE>_ATTEMPTS: runs of a job
     int64_t retry_backoff_ms;   //  RETRY_<TYPE>_BACKOFF_MS: first wait
     int64_t delayed;            //  Its jobs in broker->delayed
+    int64_t waiting_children;   //  Its jobs in waiting-children (bm_deps.c)
     uint64_t retries;           //  Failed runs that were retried
     int64_t keep [2];           //  KEEP_COMPLETED_<TYPE>, KEEP_FAILED_<TYPE>:
                                 //  records kept, 0 = all (until their TTL)

@@ -98,10 +98,11 @@ bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
         //  Webhook deliveries are no bot processes: their type has no mode
         //  nor warm processes.
         bool bots = !streq (service->name, BM_WEBHOOK_TYPE);
-        msgpack_pack_map (pk, bots? 22: 18);    //  18 here, 4 in s_pack_bots
+        msgpack_pack_map (pk, bots? 23: 19);    //  19 here, 4 in s_pack_bots
         bm_pack_kv_bool (pk, "paused", service->paused);
         bm_pack_kv_int (pk, "waiting", (int64_t) bm_heap_size (service->queue));
         bm_pack_kv_int (pk, "delayed", service->delayed);
+        bm_pack_kv_int (pk, "waitingChildren", service->waiting_children);
         bm_pack_kv_int (pk, "retries", (int64_t) service->retries);
         bm_pack_kv_int (pk, "running", service->usage);
         bm_pack_kv_int (pk, "prefetched", s_prefetched (service));
@@ -227,6 +228,7 @@ bm_stats_snapshot (bm_broker_t *self)
         json_object_set_new (t, "waiting", json_integer ((json_int_t) bm_heap_size (service->queue)));
         json_object_set_new (t, "running", json_integer (service->usage));
         json_object_set_new (t, "delayed", json_integer (service->delayed));
+        json_object_set_new (t, "waitingChildren", json_integer (service->waiting_children));
         json_object_set_new (t, "paused", json_boolean (service->paused));
         json_object_set_new (t, "limit", json_integer (service->limit));
         json_object_set_new (t, "completed", json_integer ((json_int_t) service->completed));

@@ -55,6 +55,47 @@ s_submit_timing (const msgpack_object *body, bm_codec_submit_t *self, bm_codec_e
     return 0;
 }
 
+//  dependsOn, onDependencyFailure, dependencyResults: the ids' shape and
+//  that they are distinct; whether they name jobs is the broker's to say.
+static int
+s_submit_depends (const msgpack_object *body, bm_codec_submit_t *self, bm_codec_error_t *error)
+{
+    const msgpack_object *o = bm_field_opt (body, "dependsOn");
+    if (o && (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 1
+              || o->via.array.size > BM_MAX_DEPENDS))
+        return bm_field_fail (error, "dependsOn", "dependsOn must be an array of 1 to %d job ids",
+                              BM_MAX_DEPENDS);
+    for (uint32_t i = 0; o && i < o->via.array.size; i++) {
+        const msgpack_object *id = &o->via.array.ptr [i];
+        if (id->type != MSGPACK_OBJECT_STR || !bm_valid_id (id->via.str.ptr, id->via.str.size))
+            return bm_field_fail (error, "dependsOn", "dependsOn[%u] must be a job id: 1-%d "
+                                  "printable characters without spaces", i, BM_MAX_ID_LEN);
+        for (uint32_t j = 0; j < i; j++)
+            if (o->via.array.ptr [j].via.str.size == id->via.str.size
+            &&  memcmp (o->via.array.ptr [j].via.str.ptr, id->via.str.ptr, id->via.str.size) == 0)
+                return bm_field_fail (error, "dependsOn", "dependsOn[%u] repeats dependsOn[%u]: "
+                                      "each job id once", i, j);
+        self->depends_on [i].ptr = id->via.str.ptr;
+        self->depends_on [i].len = id->via.str.size;
+    }
+    self->depends_count = o ? o->via.array.size : 0;
+    const msgpack_object *f = bm_field_opt (body, "onDependencyFailure");
+    bool fail = f && f->type == MSGPACK_OBJECT_STR && f->via.str.size == 4
+             && memcmp (f->via.str.ptr, "fail", 4) == 0;
+    bool ignore = f && f->type == MSGPACK_OBJECT_STR && f->via.str.size == 6
+               && memcmp (f->via.str.ptr, "ignore", 6) == 0;
+    if (f && !fail && !ignore)
+        return bm_field_fail (error, "onDependencyFailure",
+                              "onDependencyFailure must be \"fail\" or \"ignore\"");
+    self->ignore_dependency_failure = ignore;
+    if (bm_field_opt_bool (body, "dependencyResults", &self->dependency_results, error))
+        return -1;
+    if ((f || self->dependency_results) && !self->depends_count)
+        return bm_field_fail (error, f ? "onDependencyFailure" : "dependencyResults",
+                              "%s needs dependsOn", f ? "onDependencyFailure" : "dependencyResults");
+    return 0;
+}
+
 int
 bm_codec_submit_decode (const bm_msg_t *msg, bm_codec_submit_t *self, bm_codec_error_t *error)
 {
@@ -89,7 +130,9 @@ bm_codec_submit_decode (const bm_msg_t *msg, bm_codec_submit_t *self, bm_codec_e
     bm_field_value (msg, "payload", &self->payload);
     if (self->payload.obj && bm_obj_depth (self->payload.obj) > BM_MAX_NESTING)
         return bm_field_fail (error, "payload", "payload nests deeper than %d levels", BM_MAX_NESTING);
-    return s_submit_timing (body, self, error);
+    if (s_submit_timing (body, self, error))
+        return -1;
+    return s_submit_depends (body, self, error);
 }
 
 void
@@ -99,7 +142,9 @@ bm_codec_submit_encode (const bm_codec_submit_t *self, bm_packer_t *packer)
                                    + self->has_priority + (self->idempotency_key [0] != 0)
                                    + self->has_timeout_ms + self->has_max_attempts
                                    + self->notify + self->has_attempts + self->has_backoff
-                                   + self->has_delay_ms + self->has_run_at);
+                                   + self->has_delay_ms + self->has_run_at
+                                   + (self->depends_count > 0)
+                                   + self->ignore_dependency_failure + self->dependency_results);
     if (self->has_req)
         bm_field_pack_int (packer, "req", self->req);
     bm_pack_kv_str (&packer->pk, "botType", self->bot_type);
@@ -127,6 +172,18 @@ bm_codec_submit_encode (const bm_codec_submit_t *self, bm_packer_t *packer)
         bm_field_pack_int (packer, "delayMs", self->delay_ms);
     if (self->has_run_at)
         bm_field_pack_int (packer, "runAt", self->run_at);
+    if (self->depends_count) {
+        bm_field_pack_key (packer, "dependsOn");
+        msgpack_pack_array (&packer->pk, self->depends_count);
+        for (size_t i = 0; i < self->depends_count; i++) {
+            msgpack_pack_str (&packer->pk, self->depends_on [i].len);
+            msgpack_pack_str_body (&packer->pk, self->depends_on [i].ptr, self->depends_on [i].len);
+        }
+    }
+    if (self->ignore_dependency_failure)
+        bm_pack_kv_str (&packer->pk, "onDependencyFailure", "ignore");
+    if (self->dependency_results)
+        bm_pack_kv_bool (&packer->pk, "dependencyResults", true);
 }
 
 //  --------------------------------------------------------------------------

@@ -72,7 +72,10 @@ typedef struct {
 
 //  SUBMIT {req, botType, payload, webhookUrl?, priority?, idempotencyKey?,
 //          timeoutMs?, maxAttempts?, notify?, attempts?, backoff?, delayMs?,
-//          runAt?}
+//          runAt?, dependsOn?, onDependencyFailure?, dependencyResults?}
+//  dependsOn: 1..BM_MAX_DEPENDS distinct job ids the job waits for;
+//  onDependencyFailure "fail" (default) or "ignore"; dependencyResults
+//  (only with dependsOn): the bot gets its dependencies' results.
 //  attempts counts runs (failed runs are retried), maxAttempts dispatches
 //  (lost workers); backoff is {type?, delayMs, jitter?}; delayMs and runAt
 //  (epoch ms on the broker's clock) exclude each other.
@@ -102,6 +105,10 @@ typedef struct {
     int64_t delay_ms;                   //  0..BM_MAX_DELAY_MS
     bool has_run_at;
     int64_t run_at;                     //  Epoch ms, >= 0
+    size_t depends_count;               //  dependsOn: 0 when absent
+    bm_codec_str_t depends_on [BM_MAX_DEPENDS];     //  Job ids, distinct
+    bool ignore_dependency_failure;     //  onDependencyFailure "ignore"
+    bool dependency_results;            //  dependencyResults
 } bm_codec_submit_t;
 
 int bm_codec_submit_decode (const bm_msg_t *msg, bm_codec_submit_t *self, bm_codec_error_t *error);

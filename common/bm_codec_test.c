@@ -583,6 +583,13 @@ test_rejections (void)
     } cases [] = {
         //  SUBMIT: every field, every limit (docs/protocol.md section 4).
         { BM_CODEC_SUBMIT, "{\"payload\":1}", "botType" },
+        { BM_CODEC_SUBMIT, "{\"botType\":\"x\",\"dependsOn\":[]}", "dependsOn" },
+        { BM_CODEC_SUBMIT, "{\"botType\":\"x\",\"dependsOn\":\"a\"}", "dependsOn" },
+        { BM_CODEC_SUBMIT, "{\"botType\":\"x\",\"dependsOn\":[\"a\",\"a\"]}", "dependsOn" },
+        { BM_CODEC_SUBMIT, "{\"botType\":\"x\",\"dependsOn\":[\"a\",\"b c\"]}", "dependsOn" },
+        { BM_CODEC_SUBMIT, "{\"botType\":\"x\",\"dependencyResults\":true}", "dependencyResults" },
+        { BM_CODEC_SUBMIT, "{\"botType\":\"x\",\"dependsOn\":[\"a\"],\"onDependencyFailure\":\"no\"}",
+          "onDependencyFailure" },
         { BM_CODEC_SUBMIT, "{\"botType\":7}", "botType" },
         { BM_CODEC_SUBMIT, "{\"botType\":\"Python\"}", "botType" },
         { BM_CODEC_SUBMIT, "{\"botType\":\"\"}", "botType" },
@@ -632,7 +639,7 @@ test_rejections (void)
         { BM_CODEC_REQUEST, "{\"req\":[1]}", "req" },
         //  LIST.
         { BM_CODEC_LIST, "{\"state\":7}", "state" },
-        { BM_CODEC_LIST, "{\"state\":\"a-state-name-too-long\"}", "state" },
+        { BM_CODEC_LIST, "{\"state\":\"a-state-name-much-too-long\"}", "state" },
         { BM_CODEC_LIST, "{\"botType\":\"Not A Type\"}", "botType" },
         { BM_CODEC_LIST, "{\"limit\":\"10\"}", "limit" },
         //  Replies.

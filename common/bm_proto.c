@@ -776,7 +776,7 @@ bm_list_state (const char *state)
 {
     static const char *states [][2] = {
         { "queued", "queued" }, { "running", "running" }, { "delayed", "delayed" },
-        { "completed", "completed" }, { "failed", "failed" }, { "cancelled", "cancelled" },
+        { "waiting-children", "waiting-children" }, { "completed", "completed" }, { "failed", "failed" }, { "cancelled", "cancelled" },
         { "waiting", "queued" }, { "wait", "queued" }, { "active", "running" } };
     for (size_t i = 0; state && i < sizeof states / sizeof states [0]; i++)
         if (streq (state, states [i][0]))

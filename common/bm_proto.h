@@ -107,7 +107,8 @@
 #define BM_MAX_ERROR_CODE_LEN   63          //  DONE error.code: longer reads as bot_failed
 #define BM_MAX_ERROR_MESSAGE_LEN 4095       //  DONE error.message: cut beyond
 #define BM_MAX_JOB_LOG_LEN      16384       //  DONE log: its last bytes kept
-#define BM_MAX_STATE_LEN        15          //  A job state name ("completed")
+#define BM_MAX_STATE_LEN        23          //  A job state name ("waiting-children")
+#define BM_MAX_DEPENDS          100         //  SUBMIT dependsOn: 1..100 job ids
 #define BM_MAX_LIMIT_NAME_LEN   15          //  DONE error.limit ("memory"); longer is dropped
 #define BM_MAX_REASON_LEN       255         //  CANCEL / DISCONNECT reason
 #define BM_MAX_DISCONNECT_BY_LEN 255        //  DISCONNECT by: longer is left out

@@ -22,7 +22,7 @@
 
 static const char *s_names [] = {
     "waiting", "active", "progress", "completed", "failed", "delayed", "removed", "stalled",
-    "cancelled", NULL
+    "cancelled", "waiting-children", NULL
 };
 
 struct _gw_stream_t {

@@ -1,0 +1,516 @@
+/*  bm_deps.c - job dependencies (SUBMIT dependsOn, docs/protocol.md
+    section 3, "Dependencies").
+
+    A job submitted with dependsOn whose dependencies have not all
+    completed waits in state waiting-children, in no queue.  The broker
+    keeps an index, dependency id -> the ids of the jobs waiting for it
+    (self->dependents), filled as such a job is admitted, recovered or
+    retried; a job that ends (bm_job_finish_at) or is deleted before it
+    ended (REMOVE, drain, a SUBMIT not confirmed) looks its id up there
+    once, so a job without dependents costs one hash lookup only while
+    some job waits at all.  Entries hold ids, not pointers: a waiting job
+    cancelled or removed meanwhile is skipped when its dependency ends.
+
+    Durable: dependsOn (and its options) are in the record's "r" map,
+    which dependencies are still pending and the results kept in its "x"
+    map (bm_record.c), rewritten as each dependency ends.  A recovery
+    (restart, takeover) checks each waiting job's pending dependencies
+    again: one that ended while no broker was there to see it (its DONE
+    taken at the recovery) is resolved then, one only Redis holds is read
+    back.  */
+#include "bm_broker_internal.h"
+#include "bm_deps.h"
+
+//  The ids of the jobs that wait for one dependency.
+typedef struct {
+    size_t count, alloc;
+    char (*ids) [BM_ID_SLOT];
+} s_ids_t;
+
+bm_deps_t *
+bm_deps_new (size_t count)
+{
+    bm_deps_t *self = (bm_deps_t *) bm_realloc_or_abort (NULL, sizeof (bm_deps_t)
+                                                         + count * sizeof (bm_dep_t), "dependencies");
+    memset (self, 0, sizeof (bm_deps_t) + count * sizeof (bm_dep_t));
+    self->count = count;
+    return self;
+}
+
+void
+bm_deps_destroy (bm_deps_t **self_p)
+{
+    bm_deps_t *self = *self_p;
+    if (!self)
+        return;
+    for (size_t i = 0; i < self->count; i++) {
+        free (self->items [i].id);
+        free (self->items [i].result);
+        free (self->items [i].code);
+    }
+    free (self);
+    *self_p = NULL;
+}
+
+bm_dep_t *
+bm_deps_find (bm_deps_t *self, const char *id, size_t len)
+{
+    for (size_t i = 0; i < self->count; i++)
+        if (strlen (self->items [i].id) == len && memcmp (self->items [i].id, id, len) == 0)
+            return &self->items [i];
+    return NULL;
+}
+
+//  The results the bot gets, packed: what they add to its JOB body.
+size_t
+bm_deps_results_size (const bm_deps_t *self)
+{
+    size_t size = 32;
+    for (size_t i = 0; i < self->count; i++)
+        size += strlen (self->items [i].id) + 8 + (self->items [i].result
+                                                   ? self->items [i].result_size : 1);
+    return size;
+}
+
+static void
+s_index_add (bm_broker_t *self, const char *dep_id, const char *job_id)
+{
+    if (!self->dependents)
+        self->dependents = zhashx_new ();
+    s_ids_t *ids = (s_ids_t *) zhashx_lookup (self->dependents, dep_id);
+    if (!ids) {
+        ids = (s_ids_t *) zmalloc (sizeof (s_ids_t));
+        zhashx_insert (self->dependents, dep_id, ids);
+    }
+    for (size_t i = 0; i < ids->count; i++)
+        if (streq (ids->ids [i], job_id))
+            return;
+    if (ids->count == ids->alloc) {
+        ids->alloc = ids->alloc ? ids->alloc * 2 : 4;
+        ids->ids = bm_realloc_or_abort (ids->ids, ids->alloc * sizeof *ids->ids, "dependents");
+    }
+    bm_id_copy (ids->ids [ids->count++], BM_ID_SLOT, job_id);
+}
+
+void
+bm_deps_free_index (bm_broker_t *self)
+{
+    if (!self->dependents)
+        return;
+    for (s_ids_t *ids = (s_ids_t *) zhashx_first (self->dependents); ids;
+         ids = (s_ids_t *) zhashx_next (self->dependents)) {
+        free (ids->ids);
+        free (ids);
+    }
+    zhashx_destroy (&self->dependents);
+}
+
+//  The job waits in waiting-children (counted by its type, STATS).
+static void
+s_enter (bm_broker_t *self, bm_job_t *job)
+{
+    (void) self;
+    job->state = JOB_WAITING_CHILDREN;
+    job->service->waiting_children++;
+}
+
+void
+bm_deps_leave (bm_job_t *job)
+{
+    job->service->waiting_children--;
+}
+
+const char *
+bm_deps_admit (bm_broker_t *self, const bm_codec_submit_t *submit, bm_deps_t **deps_p,
+               char *message, size_t size)
+{
+    *deps_p = NULL;
+    bm_deps_t *deps = bm_deps_new (submit->depends_count);
+    deps->ignore_failure = submit->ignore_dependency_failure;
+    deps->results = submit->dependency_results;
+    size_t results = 0;
+    for (size_t i = 0; i < deps->count; i++) {
+        bm_dep_t *dep = &deps->items [i];
+        dep->id = strndup (submit->depends_on [i].ptr, submit->depends_on [i].len);
+        bm_job_t *other = (bm_job_t *) bm_jobtab_lookup (self->jobs, dep->id);
+        if (!other || bm_job_is_delivery (other)) {
+            snprintf (message, size, "dependsOn[%zu] (%.64s%s) names no job the broker holds "
+                      "(an unfinished job, or one of the newest KEEP_FINISHED_JOBS finished)",
+                      i, dep->id, strlen (dep->id) > 64 ? "..." : "");
+            bm_deps_destroy (&deps);
+            return "bad_request";
+        }
+        if (other->state == JOB_COMPLETED) {
+            if (deps->results && other->result) {
+                dep->result = bm_memdup (other->result, other->result_size);
+                dep->result_size = other->result_size;
+                results += other->result_size;
+            }
+        }
+        else
+        if (bm_job_terminal (other) && !deps->ignore_failure) {
+            snprintf (message, size, "dependsOn[%zu] (%.64s) is %s (%s): the job could never run; "
+                      "RETRY it first, or give onDependencyFailure \"ignore\"", i, dep->id,
+                      bm_job_state_names [other->state],
+                      other->error_code ? other->error_code : "no error code");
+            bm_deps_destroy (&deps);
+            return "bad_request";
+        }
+        else
+        if (bm_job_terminal (other))
+            dep->failed = true;
+        else {
+            dep->pending = true;
+            deps->pending++;
+        }
+    }
+    if (deps->results && (int64_t) (results + submit->payload.size) > self->config.max_payload) {
+        snprintf (message, size, "the results of dependsOn's completed jobs and the payload are "
+                  "%zu bytes, more than MAX_PAYLOAD_BYTES (%" PRId64 ")",
+                  results + submit->payload.size, self->config.max_payload);
+        bm_deps_destroy (&deps);
+        return "payload_too_large";
+    }
+    *deps_p = deps;
+    return NULL;
+}
+
+void
+bm_deps_attach (bm_broker_t *self, bm_job_t *job, bm_deps_t *deps)
+{
+    job->deps = deps;
+    if (!deps->pending)
+        return;         //  Every dependency completed already: queued as any job
+    s_enter (self, job);
+    for (size_t i = 0; i < deps->count; i++)
+        if (deps->items [i].pending)
+            s_index_add (self, deps->items [i].id, job->id);
+}
+
+//  The dependency that fails the job (ended failed, cancelled or removed,
+//  not ignored), or NULL.
+static bm_dep_t *
+s_failed (bm_job_t *job)
+{
+    if (job->deps->ignore_failure)
+        return NULL;
+    for (size_t i = 0; i < job->deps->count; i++)
+        if (job->deps->items [i].failed)
+            return &job->deps->items [i];
+    return NULL;
+}
+
+static void
+s_fail (bm_broker_t *self, bm_job_t *job, bm_dep_t *dep)
+{
+    char message [256];
+    snprintf (message, sizeof message, "dependency %.128s %s", dep->id,
+              dep->code ? dep->code : "failed");
+    bm_job_finish (self, job, JOB_FAILED, "dependency_failed", message);
+}
+
+//  Every dependency is done: the job is queued by its priority, or
+//  delayed until its runAt (delayMs counts from the SUBMIT).
+static void
+s_release (bm_broker_t *self, bm_job_t *job)
+{
+    bm_deps_t *deps = job->deps;
+    if (deps->results) {
+        size_t room = self->config.max_frame > 8192 ? (size_t) self->config.max_frame - 8192 : 0;
+        if (job->payload_size + bm_deps_results_size (deps) > room) {
+            char message [200];
+            snprintf (message, sizeof message, "the dependencies' results and the payload are "
+                      "%zu bytes, more than a JOB frame holds (MAX_FRAME_BYTES %" PRId64 ")",
+                      job->payload_size + bm_deps_results_size (deps), self->config.max_frame);
+            bm_job_finish (self, job, JOB_FAILED, "dependency_results_too_large", message);
+            return;
+        }
+    }
+    bm_deps_leave (job);
+    bm_info (job->id, "its %zu dependencies are done: %s", deps->count,
+             job->run_at > bm_now_ms () ? "delayed until its runAt" : "queued");
+    if (job->run_at > bm_now_ms ())
+        bm_delayed_add (self, job);
+    else {
+        job->run_at = 0;
+        bm_job_enqueue (self, job);
+    }
+    bm_jobstore_persist_state (self, job);
+    bm_dispatch (self, job->service);
+}
+
+//  Once the job's SUBMIT (or RETRY) write is durable, or a dependency
+//  ends: fails it, releases it, or writes what changed.
+static void
+s_settle (bm_broker_t *self, bm_job_t *job, bool changed)
+{
+    bm_dep_t *failed = s_failed (job);
+    if (failed)
+        s_fail (self, job, failed);
+    else
+    if (!job->deps->pending)
+        s_release (self, job);
+    else
+    if (changed)
+        bm_jobstore_persist_state (self, job);
+}
+
+//  One dependency of a waiting job ended: completed (result, if any, the
+//  dependency's), or failed (code: its error code, "cancelled" or
+//  "removed").
+static void
+s_resolve (bm_broker_t *self, bm_job_t *job, const char *dep_id, bool completed,
+           const char *code, const char *result, size_t result_size)
+{
+    if (!job || !job->deps || job->state != JOB_WAITING_CHILDREN)
+        return;
+    bm_dep_t *dep = bm_deps_find (job->deps, dep_id, strlen (dep_id));
+    if (!dep || !dep->pending)
+        return;
+    dep->pending = false;
+    job->deps->pending--;
+    if (completed) {
+        if (job->deps->results && result) {
+            free (dep->result);
+            dep->result = bm_memdup (result, result_size);
+            dep->result_size = result_size;
+        }
+    }
+    else {
+        dep->failed = true;
+        char text [96];
+        snprintf (text, sizeof text, "%s%s", streq (code, "removed") || streq (code, "cancelled")
+                  ? "was " : "failed: ", code);
+        free (dep->code);
+        dep->code = strdup (text);
+        bm_info (job->id, "dependency %s %s%s", dep_id, text,
+                 job->deps->ignore_failure ? " (ignored: onDependencyFailure ignore)" : "");
+    }
+    if (job->durable)           //  Else its SUBMIT's confirmation settles it
+        s_settle (self, job, true);
+}
+
+//  How a job that ended other than completed ended, for its dependents.
+static const char *
+s_end_code (const bm_job_t *job)
+{
+    return job->state == JOB_CANCELLED ? "cancelled" : job->error_code ? job->error_code : "failed";
+}
+
+//  The jobs waiting for one that ended (or went) are told.
+static void
+s_tell (bm_broker_t *self, const char *id, bool completed, const char *code, const char *result,
+        size_t result_size)
+{
+    s_ids_t *ids = (s_ids_t *) zhashx_lookup (self->dependents, id);
+    if (!ids)
+        return;
+    zhashx_delete (self->dependents, id);
+    bm_dispatch_hold (self);
+    for (size_t i = 0; i < ids->count; i++)
+        s_resolve (self, (bm_job_t *) bm_jobtab_lookup (self->jobs, ids->ids [i]), id, completed,
+                   code, result, result_size);
+    bm_dispatch_release (self);
+    free (ids->ids);
+    free (ids);
+}
+
+void
+bm_deps_ended (bm_broker_t *self, bm_job_t *ended)
+{
+    s_tell (self, ended->id, ended->state == JOB_COMPLETED, s_end_code (ended), ended->result,
+            ended->result_size);
+}
+
+void
+bm_deps_gone (bm_broker_t *self, const bm_job_t *gone)
+{
+    s_tell (self, gone->id, false, "removed", NULL, 0);
+}
+
+void
+bm_deps_confirmed (bm_broker_t *self, bm_job_t *job)
+{
+    s_settle (self, job, false);
+}
+
+//  --- recovery and RETRY: the pending dependencies checked again ----------
+
+typedef struct {
+    char job [BM_ID_SLOT];      //  The waiting job
+    char dep [BM_ID_SLOT];      //  Its dependency read from Redis
+} s_check_t;
+
+static void
+s_on_checked (bm_broker_t *self, const bm_job_t *dep, bool answered, void *arg)
+{
+    s_check_t *check = (s_check_t *) arg;
+    bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, check->job);
+    if (!answered)
+        bm_warn (check->job, "dependency %s: the job store could not say how it ended; the job "
+                 "waits, and the next recovery reads it again", check->dep);
+    else
+    if (!dep)
+        s_resolve (self, job, check->dep, false, "removed", NULL, 0);
+    else
+    if (bm_job_terminal (dep))
+        s_resolve (self, job, check->dep, dep->state == JOB_COMPLETED, s_end_code (dep),
+                   dep->result, dep->result_size);
+    else
+        s_index_add (self, check->dep, check->job);
+    free (check);
+}
+
+//  One pending dependency of a durable waiting job: watched (it has not
+//  ended), resolved (it has), or read back from Redis (the broker does
+//  not hold it).  A failed one is watched when wait_failed (RETRY: the
+//  job waits for that one's own RETRY).
+static void
+s_check (bm_broker_t *self, bm_job_t *job, bm_dep_t *dep, bool wait_failed)
+{
+    bm_job_t *other = (bm_job_t *) bm_jobtab_lookup (self->jobs, dep->id);
+    if (other && (!bm_job_terminal (other) || (wait_failed && other->state != JOB_COMPLETED)))
+        s_index_add (self, dep->id, job->id);
+    else
+    if (other)
+        s_resolve (self, job, dep->id, other->state == JOB_COMPLETED, s_end_code (other),
+                   other->result, other->result_size);
+    else
+    if (!self->store)
+        s_resolve (self, job, dep->id, false, "removed", NULL, 0);
+    else {
+        s_check_t *check = (s_check_t *) zmalloc (sizeof (s_check_t));
+        bm_id_copy (check->job, sizeof check->job, job->id);
+        bm_id_copy (check->dep, sizeof check->dep, dep->id);
+        bm_job_read (self, dep->id, s_on_checked, check);
+    }
+}
+
+void
+bm_deps_recovered_job (bm_broker_t *self, bm_job_t *job)
+{
+    if (!job->deps) {
+        //  A record that says waiting-children without dependsOn: queued
+        bm_warn (job->id, "recovered as waiting-children without dependsOn: queued");
+        bm_job_enqueue (self, job);
+        bm_jobstore_persist_state (self, job);
+        return;
+    }
+    job->service->waiting_children++;
+    if (!self->deps_recovered)
+    {
+        self->deps_recovered = zlistx_new ();
+        zlistx_set_destructor (self->deps_recovered, (zlistx_destructor_fn *) zstr_free);
+    }
+    zlistx_add_end (self->deps_recovered, strdup (job->id));
+}
+
+void
+bm_deps_recovery_done (bm_broker_t *self)
+{
+    if (!self->deps_recovered)
+        return;
+    size_t count = zlistx_size (self->deps_recovered);
+    char *id;
+    bm_dispatch_hold (self);
+    while ((id = (char *) zlistx_detach (self->deps_recovered, NULL))) {
+        bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
+        free (id);
+        if (!job || job->state != JOB_WAITING_CHILDREN || !job->deps)
+            continue;
+        for (size_t i = 0; i < job->deps->count && job->state == JOB_WAITING_CHILDREN; i++)
+            if (job->deps->items [i].pending)
+                s_check (self, job, &job->deps->items [i], false);
+        if (job->state == JOB_WAITING_CHILDREN)
+            s_settle (self, job, false);
+    }
+    bm_dispatch_release (self);
+    zlistx_destroy (&self->deps_recovered);
+    bm_info (NULL, "recovered %zu jobs waiting for their dependencies", count);
+}
+
+void
+bm_deps_retry (bm_broker_t *self, bm_job_t *job)
+{
+    bm_deps_t *deps = job->deps;
+    deps->pending = 0;
+    for (size_t i = 0; i < deps->count; i++) {
+        bm_dep_t *dep = &deps->items [i];
+        bm_job_t *other = (bm_job_t *) bm_jobtab_lookup (self->jobs, dep->id);
+        bool done = other ? other->state == JOB_COMPLETED
+                          : !dep->failed && !dep->pending;      //  Completed before
+        dep->failed = false;
+        free (dep->code);
+        dep->code = NULL;
+        dep->pending = !done;
+        deps->pending += !done;
+        if (done && other && deps->results && other->result && !dep->result) {
+            dep->result = bm_memdup (other->result, other->result_size);
+            dep->result_size = other->result_size;
+        }
+    }
+    if (!deps->pending) {
+        bm_job_enqueue (self, job);
+        return;
+    }
+    s_enter (self, job);
+    BM_JOB_EVENT (self, job, BM_EV_WAITING_CHILDREN, NULL, false);
+    for (size_t i = 0; i < deps->count; i++)
+        if (deps->items [i].pending)
+            s_check (self, job, &deps->items [i], true);
+}
+
+//  --- what clients and bots see ---------------------------------------------
+
+int
+bm_deps_record_keys (const bm_job_t *job)
+{
+    return job->deps ? 3 + job->deps->ignore_failure + job->deps->results : 0;
+}
+
+void
+bm_deps_pack_record (msgpack_packer *pk, const bm_job_t *job)
+{
+    const bm_deps_t *deps = job->deps;
+    if (!deps)
+        return;
+    bm_pack_str (pk, "dependsOn");
+    msgpack_pack_array (pk, deps->count);
+    for (size_t i = 0; i < deps->count; i++)
+        bm_pack_str (pk, deps->items [i].id);
+    bm_pack_str (pk, "pendingDependencies");
+    msgpack_pack_array (pk, deps->pending);
+    for (size_t i = 0; i < deps->count; i++)
+        if (deps->items [i].pending)
+            bm_pack_str (pk, deps->items [i].id);
+    size_t failed = 0;
+    for (size_t i = 0; i < deps->count; i++)
+        failed += deps->items [i].failed;
+    bm_pack_str (pk, "failedDependencies");
+    msgpack_pack_array (pk, failed);
+    for (size_t i = 0; i < deps->count; i++)
+        if (deps->items [i].failed)
+            bm_pack_str (pk, deps->items [i].id);
+    if (deps->ignore_failure)
+        bm_pack_kv_str (pk, "onDependencyFailure", "ignore");
+    if (deps->results)
+        bm_pack_kv_bool (pk, "dependencyResults", true);
+}
+
+void
+bm_deps_pack_payload (msgpack_sbuffer *sbuf, msgpack_packer *pk, const bm_job_t *job)
+{
+    const bm_deps_t *deps = job->deps;
+    msgpack_pack_map (pk, 2);
+    bm_pack_str (pk, "payload");
+    msgpack_sbuffer_write (sbuf, job->payload, job->payload_size);
+    bm_pack_str (pk, "dependencies");
+    msgpack_pack_map (pk, deps->count);
+    for (size_t i = 0; i < deps->count; i++) {
+        bm_pack_str (pk, deps->items [i].id);
+        if (deps->items [i].result)
+            msgpack_sbuffer_write (sbuf, deps->items [i].result, deps->items [i].result_size);
+        else
+            msgpack_pack_nil (pk);
+    }
+}

@@ -1,0 +1,41 @@
+/*  bm_deps.h - a job's dependencies (SUBMIT dependsOn): the jobs it waits
+    for in state waiting-children, and what they ended with.
+
+    A job with dependsOn holds one bm_deps_t (job->deps; NULL for every
+    other job, so that they pay one branch).  Each dependency is pending
+    until it ends: completed (its result kept when the job asked for its
+    dependencies' results), or failed, cancelled or removed, which fails
+    the job with dependency_failed unless it asked to ignore that.  The
+    broker finds the jobs waiting for one that ends through an index by
+    dependency id (bm_deps.c), not by scanning.  */
+#ifndef BM_DEPS_H
+#define BM_DEPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct {
+    char *id;                   //  The dependency's job id
+    bool pending;               //  Not ended yet (as far as the job knows)
+    bool failed;                //  Ended failed, cancelled or removed
+    char *code;                 //  How ("failed: bot_failed", "was removed"),
+                                //  for the job's error message; or NULL
+    char *result;               //  msgpack bytes, when it completed and the
+    size_t result_size;         //  job asked for results; else NULL
+} bm_dep_t;
+
+typedef struct _bm_deps_t {
+    size_t count;               //  dependsOn's ids, in its order
+    size_t pending;             //  Of them not ended yet
+    bool ignore_failure;        //  onDependencyFailure "ignore"
+    bool results;               //  dependencyResults: the bot gets them
+    bm_dep_t items [];
+} bm_deps_t;
+
+//  count dependencies, none set.
+bm_deps_t *bm_deps_new (size_t count);
+void bm_deps_destroy (bm_deps_t **self_p);
+//  The item of id, or NULL.
+bm_dep_t *bm_deps_find (bm_deps_t *self, const char *id, size_t len);
+
+#endif
