@@ -24,7 +24,10 @@ them ("botmesh:{bm}:types", field = type, value = last-seen in epoch ms).
    others are deleted and unknown_bot_type; so is the expired one.
 4. A record Redis cannot read as a hash (WRONGTYPE) is logged, the broker
    serves (configured types ACCEPTED), and no crash.
-5. REDIS_URL=none: a worker registers, a SUBMIT of its type is ACCEPTED
+5. Redis away (killed) when a worker registers a type: the broker runs
+   on (SUBMIT store_unavailable, as for any type), and once Redis is back
+   the type's field lands (the write was kept and sent again).
+6. REDIS_URL=none: a worker registers, a SUBMIT of its type is ACCEPTED
    (unchanged).
 """
 import time
@@ -140,7 +143,24 @@ def test():
                 "the unreadable record is logged", b.output()[-2000:])
         h.check(b.alive() and b.stop() == 0, "the broker runs on and stops")
 
-        # 5. Without Redis, as before.
+        # 5. Redis away when a worker registers: the write is kept and lands.
+        s.redis_cli("DEL", TYPES)
+        b = s.broker(env=ENV)
+        c = s.client()
+        [p for p in s.procs if p.name == "redis"][-1].kill()
+        h.wait_until(lambda: not c.request(h.PING)[1]["redis"], 10, "the broker to see redis gone")
+        w = hatest.register(s.endpoint, "w-down", ["downtype"])
+        cmd, r = c.try_submit("downtype", {"n": 1})
+        h.check(cmd == h.REJECTED and r.get("code") == "store_unavailable",
+                "redis away: store_unavailable, as for any SUBMIT", cmd, r)
+        s.redis()
+        h.wait_until(lambda: c.request(h.PING)[1]["redis"], 15, "the broker to reconnect")
+        wait_recorded(s, "downtype")
+        w.close()
+        c.close()
+        h.check(b.alive() and b.stop() == 0, "the broker runs on and stops")
+
+        # 6. Without Redis, as before.
         s.broker(env=ENV, redis=False)
         w = hatest.register(s.endpoint, "w-none", ["nonetype"])
         c = s.client()
