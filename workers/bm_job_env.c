@@ -4,6 +4,7 @@
 #include "bm_bot.h"
 #include "bm_env_check.h"
 #include "bm_sandbox.h"
+#include "bm_utf8.h"
 
 #include <czmq.h>
 #include <ctype.h>
@@ -362,8 +363,92 @@ bm_job_env_pool (bm_job_env_t *self, const bm_worker_type_t *type, const char *w
     return envp;
 }
 
+//  The job frame's text, built as it goes (no JSON objects: a frame is
+//  made for every pooled job, and the objects and sprintf calls of the
+//  variables cost more than the rest of the frame).
+typedef struct {
+    char *data;
+    size_t size, cap;
+    bool failed;                //  No memory, or a string not UTF-8
+} s_text_t;
+
+static void
+s_put (s_text_t *text, const char *data, size_t size)
+{
+    if (text->failed)
+        return;
+    if (text->size + size + 1 > text->cap) {
+        size_t cap = text->cap ? text->cap : 512;
+        while (cap < text->size + size + 1)
+            cap *= 2;
+        char *grown = (char *) realloc (text->data, cap);
+        if (!grown) {
+            text->failed = true;
+            return;
+        }
+        text->data = grown;
+        text->cap = cap;
+    }
+    memcpy (text->data + text->size, data, size);
+    text->size += size;
+    text->data [text->size] = 0;
+}
+
+static void
+s_put_str (s_text_t *text, const char *data)
+{
+    s_put (text, data, strlen (data));
+}
+
+//  value as a JSON string, escaped as json_dumps escapes it (", \, and
+//  control characters; the rest as it is).  Text that is not UTF-8 fails
+//  the frame, as json_string refuses it.
+static void
+s_put_json_str (s_text_t *text, const char *value)
+{
+    size_t size = strlen (value);
+    if (!bm_utf8_valid (value, size)) {
+        text->failed = true;
+        return;
+    }
+    s_put (text, "\"", 1);
+    size_t plain = 0;
+    for (size_t i = 0; i < size; i++) {
+        unsigned char c = (unsigned char) value [i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        s_put (text, value + plain, i - plain);
+        char escape [8];
+        switch (c) {
+            case '"':  s_put (text, "\\\"", 2); break;
+            case '\\': s_put (text, "\\\\", 2); break;
+            case '\b': s_put (text, "\\b", 2); break;
+            case '\f': s_put (text, "\\f", 2); break;
+            case '\n': s_put (text, "\\n", 2); break;
+            case '\r': s_put (text, "\\r", 2); break;
+            case '\t': s_put (text, "\\t", 2); break;
+            default:
+                snprintf (escape, sizeof escape, "\\u%04X", c);
+                s_put (text, escape, 6);
+        }
+        plain = i + 1;
+    }
+    s_put (text, value + plain, size - plain);
+    s_put (text, "\"", 1);
+}
+
+//  ,"NAME":"VALUE" for a whole number.
+static void
+s_put_var_int (s_text_t *text, const char *name, int64_t value)
+{
+    char field [96];
+    int n = snprintf (field, sizeof field, ",\"%s\":\"%lld\"", name, (long long) value);
+    s_put (text, field, (size_t) n);
+}
+
 //  The job frame {job, env, payload}, env holding the job's own BOT_*
-//  variables (and, sandboxed, its TMPDIR and HOME).
+//  variables (and, sandboxed, its TMPDIR and HOME): the variables
+//  s_job_vars gives a spawned bot.
 char *
 bm_job_env_frame (bm_job_env_t *self, const char *job_id, const bm_worker_type_t *type,
                   int64_t attempt, int64_t limit_ms, int64_t deadline, const char *worker,
@@ -372,45 +457,59 @@ bm_job_env_frame (bm_job_env_t *self, const char *job_id, const bm_worker_type_t
     //  The job's own variables only (a sandboxed process's environment is
     //  cut down, but the job's are all in it).
     (void) self;
-    char *vars [BM_JOB_ENV_VARS];
-    s_job_vars (vars, job_id, type, attempt, limit_ms, deadline, worker);
-    json_t *env = json_object ();
-    for (int i = 0; i < BM_JOB_ENV_VARS; i++) {
-        char *eq = vars [i] ? strchr (vars [i], '=') : NULL;
-        if (eq) {
-            *eq = 0;
-            json_object_set_new (env, vars [i], json_string (eq + 1));
-        }
-        free (vars [i]);
-    }
+    char *payload_text = bm_json_dumps (payload, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!payload_text)
+        return NULL;
+    s_text_t text = { NULL, 0, 0, false };
+    s_put_str (&text, "{\"job\":");
+    s_put_json_str (&text, job_id);
+    s_put_str (&text, ",\"env\":{\"BOT_JOB_ID\":");
+    s_put_json_str (&text, job_id);
+    s_put_str (&text, ",\"BOT_TYPE\":");
+    s_put_json_str (&text, type->name);
+    s_put_var_int (&text, "BOT_ATTEMPT", attempt);
+    s_put_var_int (&text, "BOT_TIMEOUT_MS", limit_ms);
+    s_put_var_int (&text, "BOT_DEADLINE", deadline);
+    s_put_str (&text, ",\"BOT_PROGRESS_FD\":\"3\",\"BOT_WORKER\":");
+    s_put_json_str (&text, worker);
     //  Sandboxed, the job's own temporary directory in the process's /tmp
     //  (the pool makes it before the job and removes it after).
     if (type->sandboxed) {
         char tmp [96];
         bm_sandbox_job_tmp (job_id, tmp, sizeof tmp);
-        json_object_set_new (env, "TMPDIR", json_string (tmp));
-        json_object_set_new (env, "HOME", json_string (tmp));
+        s_put_str (&text, ",\"TMPDIR\":");
+        s_put_json_str (&text, tmp);
+        s_put_str (&text, ",\"HOME\":");
+        s_put_json_str (&text, tmp);
     }
-    json_t *frame = json_object ();
-    json_object_set_new (frame, "job", json_string (job_id));
-    json_object_set_new (frame, "env", env);
-    json_object_set (frame, "payload", (json_t *) payload);
+    s_put_str (&text, "},\"payload\":");
+    s_put_str (&text, payload_text);
+    free (payload_text);
     //  A fork server runs without the job's CPU, memory and file limits
     //  (its forks would add up, its own use is not the job's): each child
     //  sets them itself, right after it takes the job.
     if (type->bot_mode == BM_BOT_FORK) {
         const bm_limits_t *limits = &type->limits;
-        json_t *own = json_object ();
         const char *keys [] = { "memoryMb", "cpuSeconds", "maxPids", "maxFiles" };
         int64_t values [] = { limits->memory_mb, limits->cpu_seconds, limits->max_pids, limits->max_files };
+        s_put_str (&text, ",\"limits\":{");
+        bool first = true;
         for (int i = 0; i < 4; i++)
-            if (values [i] > 0)
-                json_object_set_new (own, keys [i], json_integer ((json_int_t) values [i]));
-        json_object_set_new (frame, "limits", own);
+            if (values [i] > 0) {
+                char field [64];
+                int n = snprintf (field, sizeof field, "%s\"%s\":%lld", first ? "" : ",", keys [i],
+                                  (long long) values [i]);
+                s_put (&text, field, (size_t) n);
+                first = false;
+            }
+        s_put_str (&text, "}");
     }
-    char *text = bm_json_dumps (frame, JSON_COMPACT | JSON_ENCODE_ANY);
-    json_decref (frame);
-    return text;
+    s_put_str (&text, "}");
+    if (text.failed) {
+        free (text.data);
+        return NULL;
+    }
+    return text.data;
 }
 
 #ifdef BM_SELFTEST
@@ -481,6 +580,38 @@ bm_job_env_test (bool verbose)
     type.sandboxed = false;
     json_decref (payload);
     free (frame);
+
+    //  The frame is written as text: its variables are the ones a spawned
+    //  bot gets, strings escaped (a quote, a backslash, control characters,
+    //  UTF-8 as it is), the payload's reals as bm_json_dumps writes them.
+    type.bot_mode = BM_BOT_POOL;
+    const char *odd = "q\"b\\n\nt\tc\x01\xc3\xa9/";
+    payload = json_pack ("{s:f,s:[i,s,n,b]}", "x", 0.1, "list", -3, odd, 0);
+    frame = bm_job_env_frame (env, odd, &type, 4, 700, 1234567890123LL, odd, payload);
+    parsed = json_loads (frame, 0, NULL);
+    assert (parsed && json_equal (json_object_get (parsed, "payload"), payload));
+    assert (streq (json_string_value (json_object_get (parsed, "job")), odd));
+    assert (!json_object_get (parsed, "limits"));
+    vars = json_object_get (parsed, "env");
+    envp = bm_job_env_bot (env, odd, &type, 4, 700, 1234567890123LL, odd);
+    size_t own = 0;
+    for (char **e = envp; *e; e++) {
+        char *eq = strchr (*e, '=');
+        *eq = 0;
+        json_t *value = json_object_get (vars, *e);
+        if (value) {
+            assert (streq (json_string_value (value), eq + 1));
+            own++;
+        }
+        *eq = '=';
+    }
+    assert (own == json_object_size (vars) && own == 7);
+    bm_bot_argv_free (&envp);
+    json_decref (parsed);
+    free (frame);
+    //  A string that is not UTF-8: no frame (json_string refuses it too).
+    assert (bm_job_env_frame (env, "j\xff", &type, 1, 500, 1000, "w1", payload) == NULL);
+    json_decref (payload);
 
     //  botmesh's secrets and BOT_ENV_DENY's names and prefixes are withheld.
     assert (bm_job_env_is_withheld ("REDIS_URL=redis://:pw@h", NULL));
