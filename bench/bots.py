@@ -15,9 +15,9 @@ ended, and the CPU time of the broker and the worker with everything it ran
   spawn_python_bwrap       BOT_PYTHON_SANDBOX=bwrap: what the sandbox costs
   pool_<bot>, fork_python  BOT_<TYPE>_MODE=pool / fork, when the worker has
                            the modes (its --help names BOT_<TYPE>_MODE); the
-                           pool cases with WORKER_PREFETCH=2 (credit 4: a job
-                           waits in the worker for each of the two processes,
-                           as Celery's prefork pool prefetches)
+                           pool cases with WORKER_PREFETCH=4 (credit 6: two
+                           jobs wait in the worker for each of the two
+                           processes, as Celery's prefork pool prefetches)
   pool_python_noprefetch   pool python with WORKER_PREFETCH=0, the default
   fork_python_warmup       fork with BOT_PYTHON_FORK_WARMUP=1 (main() run
                            once in the fork server before the first fork)
@@ -408,13 +408,13 @@ def main():
               ("spawn_python_bwrap", "python", jobs, {"BOT_PYTHON_SANDBOX": "bwrap"}),
               ("spawn_node", "node", jobs, {}), ("spawn_java", "java", jobs // 2 or 1, {})]
     if has_modes:
-        # The pool cases prefetch a job for each process (WORKER_PREFETCH=2:
+        # The pool cases prefetch two jobs for each process (WORKER_PREFETCH=4:
         # a process that ends a job finds the next one in the worker, even
-        # when the other one took the first a moment before and the
-        # broker's next JOB is still on its way), as Celery's prefork pool
-        # prefetches (4 per process here); pool_python_noprefetch is the
-        # default, 0.
-        pf = {"WORKER_PREFETCH": "2"}
+        # when the other one took one a moment before and the broker's next
+        # JOBs are still on their way, which on a loaded host takes longer
+        # than a job), as Celery's prefork pool prefetches (4 per process
+        # here); pool_python_noprefetch is the default, 0.
+        pf = {"WORKER_PREFETCH": "4"}
         cases += [("pool_python", "python", warm_jobs, dict(pf, BOT_PYTHON_MODE="pool")),
                   ("pool_python_noprefetch", "python", warm_jobs, {"BOT_PYTHON_MODE": "pool"}),
                   ("pool_node", "node", warm_jobs, dict(pf, BOT_NODE_MODE="pool")),
@@ -467,7 +467,7 @@ def main():
     load_after = open("/proc/loadavg").read().split()[:3]
     lines = [BEGIN, "## Bots end to end (`./botmesh bench --only bots`)", "",
              "Run %s UTC, load before %s, after %s, %d jobs per spawn case (java half), %d per warm case, "
-             "concurrency 2 everywhere (the pool cases prefetch two jobs, WORKER_PREFETCH=2, but "
+             "concurrency 2 everywhere (the pool cases prefetch four jobs, WORKER_PREFETCH=4, but "
              "pool_python_noprefetch), one worker, broker without Redis; the time from the submit to "
              "the last job's end (STATS polled every 20 ms, down to 1 ms near the end); CPU per job = "
              "broker + worker + every bot process (Celery: its worker, prefork children and Redis; "
