@@ -225,7 +225,8 @@ s_timing (const json_t *body, bm_codec_submit_t *submit, gw_invoke_error_t *erro
 
 static const char *s_known_keys [] = {
     "botType", "payload", "webhookUrl", "priority", "idempotencyKey", "jobId",
-    "timeoutMs", "maxAttempts", "attempts", "backoff", "delayMs", "delay", "runAt"
+    "timeoutMs", "maxAttempts", "attempts", "backoff", "delayMs", "delay", "runAt",
+    "dependsOn", "onDependencyFailure", "dependencyResults"
 };
 
 json_t *
@@ -332,6 +333,53 @@ s_payload_depth (const json_t *payload, gw_invoke_error_t *error)
     if (s_containers (payload, GW_INVOKE_MAX_DEPTH) > GW_INVOKE_MAX_DEPTH)
         return s_fail (error, 400, "invalid_payload",
                        "payload nests deeper than %d levels", GW_INVOKE_MAX_DEPTH);
+    return 0;
+}
+
+//  dependsOn (1..BM_MAX_DEPENDS distinct job ids), onDependencyFailure
+//  ("fail" | "ignore") and dependencyResults, into submit (the ids
+//  borrowed from body).  Whether the ids name jobs is the broker's to say.
+static int
+s_depends (const json_t *body, bm_codec_submit_t *submit, gw_invoke_error_t *error)
+{
+    const json_t *deps = json_object_get (body, "dependsOn");
+    if (deps && !json_is_null (deps)) {
+        if (!json_is_array (deps) || json_array_size (deps) < 1
+        ||  json_array_size (deps) > BM_MAX_DEPENDS)
+            return s_fail (error, 400, "invalid_dependencies",
+                           "dependsOn must be an array of 1 to %d job ids", BM_MAX_DEPENDS);
+        for (size_t i = 0; i < json_array_size (deps); i++) {
+            const json_t *id = json_array_get (deps, i);
+            if (!json_is_string (id)
+            ||  !bm_valid_id (json_string_value (id), json_string_length (id)))
+                return s_fail (error, 400, "invalid_dependencies",
+                               "dependsOn[%zu] must be a job id: 1 to %d printable ASCII "
+                               "characters without spaces", i, BM_MAX_ID_LEN);
+            for (size_t j = 0; j < i; j++)
+                if (json_equal ((json_t *) id, json_array_get (deps, j)))
+                    return s_fail (error, 400, "invalid_dependencies",
+                                   "dependsOn[%zu] repeats dependsOn[%zu]: each job id once", i, j);
+            submit->depends_on [i] = (bm_codec_str_t) { json_string_value (id),
+                                                        json_string_length (id) };
+        }
+        submit->depends_count = json_array_size (deps);
+    }
+    const json_t *on_failure = json_object_get (body, "onDependencyFailure");
+    if (on_failure && !json_is_null (on_failure)) {
+        const char *text = json_is_string (on_failure) ? json_string_value (on_failure) : "";
+        if (!streq (text, "fail") && !streq (text, "ignore"))
+            return s_fail (error, 400, "invalid_dependencies",
+                           "onDependencyFailure must be \"fail\" or \"ignore\"");
+        submit->ignore_dependency_failure = streq (text, "ignore");
+    }
+    const json_t *results = json_object_get (body, "dependencyResults");
+    if (results && !json_is_null (results) && !json_is_boolean (results))
+        return s_fail (error, 400, "invalid_dependencies", "dependencyResults must be a boolean");
+    submit->dependency_results = json_is_true (results);
+    if (!submit->depends_count
+    &&  ((on_failure && !json_is_null (on_failure)) || submit->dependency_results))
+        return s_fail (error, 400, "invalid_dependencies", "%s needs dependsOn",
+                       submit->dependency_results ? "dependencyResults" : "onDependencyFailure");
     return 0;
 }
 
@@ -449,7 +497,7 @@ gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req,
     }
 
     bm_codec_submit_t submit = { .has_req = has_req, .req = req };
-    if (s_numbers (body, &submit, error))
+    if (s_numbers (body, &submit, error) || s_depends (body, &submit, error))
         return -1;
 
     //  The payload first, on its own: its encoded size is the limit, and
@@ -476,7 +524,8 @@ gw_invoke_translate_value (const json_t *body, bool has_req, int64_t req,
     }
     //  SUBMIT body (protocol.md section 4):
     //  {req, botType, payload, priority, webhookUrl?, idempotencyKey?,
-    //   timeoutMs?, maxAttempts?, attempts?, backoff?, delayMs?, runAt?}
+    //   timeoutMs?, maxAttempts?, attempts?, backoff?, delayMs?, runAt?,
+    //   dependsOn?, onDependencyFailure?, dependencyResults?}
     submit.payload = (bm_codec_value_t) { NULL, payload_buf->sbuf.data, payload_buf->sbuf.size };
     submit.webhook_url = (bm_codec_str_t) { has_url > 0 ? url : NULL, has_url > 0 ? url_len : 0 };
     submit.has_priority = true;

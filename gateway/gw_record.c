@@ -19,6 +19,7 @@ s_bullmq_state (const char *state)
 {
     static const char *names [][2] = {
         { "queued", "waiting" }, { "running", "active" }, { "delayed", "delayed" },
+        { "waiting-children", "waiting-children" },
         { "completed", "completed" }, { "failed", "failed" }, { "cancelled", "failed" }
     };
     for (size_t i = 0; state && i < sizeof names / sizeof names [0]; i++)
@@ -370,7 +371,8 @@ gw_record_test (bool verbose)
     //  Each state by BullMQ's name; one it does not know, null.
     const char *states [][2] = {
         { "queued", "waiting" }, { "running", "active" }, { "delayed", "delayed" },
-        { "failed", "failed" }, { "cancelled", "failed" }, { "paused", NULL }
+        { "failed", "failed" }, { "cancelled", "failed" }, { "paused", NULL },
+        { "waiting-children", "waiting-children" }
     };
     for (size_t i = 0; i < sizeof states / sizeof states [0]; i++) {
         char text [80];

@@ -396,7 +396,7 @@ gw_routes_jobs (gw_request_t *r)
 {
     //  The state, or BullMQ's name of it, as /stats reports them (waiting,
     //  active) and as BullMQ's getJobs takes them (wait).
-    char state [16], bot_type [BM_MAX_BOT_TYPE_LEN + 1], limit_text [16];
+    char state [BM_MAX_STATE_LEN + 1], bot_type [BM_MAX_BOT_TYPE_LEN + 1], limit_text [16];
     int has_state = gw_request_query (r, "state", state, sizeof state, "invalid_state");
     if (has_state == -2)
         return;

@@ -63,7 +63,8 @@ s_filter (gw_request_t *r, gw_events_filter_t *filter)
         if (!gw_events_name (i)) {
             char message [256];
             snprintf (message, sizeof message, "events: unknown event name '%.64s' (waiting, "
-                      "active, progress, completed, failed, delayed, removed, stalled, cancelled)",
+                      "active, progress, completed, failed, delayed, removed, stalled, cancelled, "
+                      "waiting-children)",
                       name);
             gw_request_error (r, 400, "invalid_events", message, NULL);
             return -1;

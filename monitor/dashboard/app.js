@@ -739,7 +739,8 @@
 
     var terminal = j.state === "completed" || j.state === "failed" || j.state === "cancelled";
     $("action-retry").disabled = !(j.state === "failed" || j.state === "cancelled");
-    $("action-cancel").disabled = !(j.state === "queued" || j.state === "running" || j.state === "delayed");
+    $("action-cancel").disabled = !(j.state === "queued" || j.state === "running" || j.state === "delayed"
+                                    || j.state === "waiting-children");
     $("action-redeliver").disabled = !(terminal && (j.webhook || j.webhookUrl));
     $("action-promote").disabled = j.state !== "delayed";
     $("action-remove").disabled = !j.state || j.state === "running";
