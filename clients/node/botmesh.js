@@ -63,10 +63,11 @@ const W = {
 };
 const TERMINAL_STATES = new Set(['completed', 'failed', 'cancelled']);
 // The states list() filters on, and BullMQ's names of them (as GET /jobs reads them).
-const JOB_STATES = new Set(['queued', 'running', 'delayed', 'completed', 'failed', 'cancelled']);
+const JOB_STATES = new Set(['queued', 'running', 'delayed', 'waiting-children', 'completed', 'failed',
+  'cancelled']);
 const STATE_ALIASES = { waiting: 'queued', wait: 'queued', active: 'running' };
 const INVALID_STATE_MESSAGE = 'state must be one of: queued (or waiting, wait), running (or active), delayed, '
-  + 'completed, failed, cancelled';
+  + 'waiting-children, completed, failed, cancelled';
 // The states of a job's webhook list() filters on (as GET /jobs?webhook= reads them).
 const WEBHOOK_STATES = new Set(['pending', 'retrying', 'delivered', 'failed']);
 const INVALID_WEBHOOK_MESSAGE = 'webhook must be one of: pending, retrying, delivered, failed';
@@ -360,6 +361,8 @@ const OPTION_ALIASES = {
   delay: 'delayMs', jobId: 'idempotencyKey', timeout: 'timeoutMs', countdown: 'delayMs', eta: 'runAt',
   webhook_url: 'webhookUrl', idempotency_key: 'idempotencyKey', timeout_ms: 'timeoutMs',
   max_attempts: 'maxAttempts', delay_ms: 'delayMs', run_at: 'runAt', bot_type: 'botType',
+  depends_on: 'dependsOn', on_dependency_failure: 'onDependencyFailure',
+  dependency_results: 'dependencyResults',
   heartbeat_ms: 'heartbeatMs', stop_grace: 'stopGraceMs', max_result_bytes: 'maxResultBytes',
   older_than_ms: 'olderThanMs', poll_interval: 'pollMs',
 };
@@ -411,10 +414,12 @@ function checkType(where, name, v, kind) {
     bool: () => typeof v === 'boolean',
     object: () => typeof v === 'object' && !Array.isArray(v),
     backoff: () => (typeof v === 'number' && Number.isInteger(v)) || (typeof v === 'object' && !Array.isArray(v)),
+    ids: () => Array.isArray(v) && v.every((id) => typeof id === 'string'),
   }[kind]();
   if (!ok) {
     const what = { ms: 'a number of milliseconds > 0', int: 'an integer', number: 'a number', string: 'a string',
-      bool: 'a boolean', object: 'an object', backoff: 'an object or an integer (a fixed delay in ms)' }[kind];
+      bool: 'a boolean', object: 'an object', backoff: 'an object or an integer (a fixed delay in ms)',
+      ids: 'an array of job ids (strings)' }[kind];
     throw badOption(`${where}: ${name} must be ${what}, got ${show(v)}`);
   }
 }
@@ -453,6 +458,7 @@ function listState(state) {
 const SUBMIT_OPTIONS = {
   webhookUrl: 'string', priority: 'int', idempotencyKey: 'string', timeoutMs: 'int', maxAttempts: 'int',
   notify: 'bool', attempts: 'int', backoff: 'backoff', delayMs: 'int', runAt: 'int', requestTimeoutMs: 'ms',
+  dependsOn: 'ids', onDependencyFailure: 'string', dependencyResults: 'bool',
 };
 
 // --- client -------------------------------------------------------------------
@@ -634,7 +640,10 @@ class Client {
    * SUBMIT; resolves the job id (reply.duplicate via submitFull).
    * opts: webhookUrl, priority, idempotencyKey, timeoutMs (job's), maxAttempts, notify, requestTimeoutMs,
    * attempts (runs allowed when the bot fails), backoff ({type: 'exponential'|'fixed', delayMs, jitter}),
-   * delayMs or runAt (ms since the epoch, the broker's clock): delayed until then
+   * delayMs or runAt (ms since the epoch, the broker's clock): delayed until then;
+   * dependsOn (job ids): waits (waiting-children) until they all completed, with
+   * onDependencyFailure ('fail' | 'ignore') and dependencyResults (the bot's payload becomes
+   * {payload, dependencies: {jobId: result}}) (docs/protocol.md section 3, Dependencies)
    */
   async submit(botType, payload = null, opts = {}) {
     return (await this.submitFull(botType, payload, opts)).jobId;
@@ -647,11 +656,12 @@ class Client {
     for (const [k, kind] of Object.entries(SUBMIT_OPTIONS)) checkType(where, k, opts[k], kind);
     const body = { botType, payload: payload === undefined ? null : payload };
     for (const k of ['webhookUrl', 'priority', 'idempotencyKey', 'timeoutMs', 'maxAttempts',
-                     'attempts', 'backoff', 'delayMs', 'runAt']) {
+                     'attempts', 'backoff', 'delayMs', 'runAt', 'dependsOn', 'onDependencyFailure']) {
       if (opts[k] !== undefined && opts[k] !== null) body[k] = opts[k];
     }
     if (body.backoff !== undefined) body.backoff = wireBackoff(body.backoff);
     if (opts.notify) body.notify = true;
+    if (opts.dependencyResults) body.dependencyResults = true;
     return body;
   }
 
@@ -659,10 +669,12 @@ class Client {
     if (typeof reply.jobId !== 'string') throw new ProtocolError('protocol_error', 'ACCEPTED without a jobId', reply);
     // the broker does not push RESULT for a duplicate: wait() polls for those
     if (notify && !reply.duplicate) this._notified.add(reply.jobId);
-    return { jobId: reply.jobId, duplicate: !!reply.duplicate, delayed: !!reply.delayed };
+    return { jobId: reply.jobId, duplicate: !!reply.duplicate, delayed: !!reply.delayed,
+             waitingChildren: reply.state === 'waiting-children' };
   }
 
-  /** SUBMIT; resolves {jobId, duplicate, delayed} (delayed: waits for its delayMs/runAt). */
+  /** SUBMIT; resolves {jobId, duplicate, delayed, waitingChildren} (delayed: waits for its
+   *  delayMs/runAt; waitingChildren: for its dependsOn). */
   async submitFull(botType, payload = null, opts = {}) {
     const body = this._keyed(Client._submitBody(botType, payload, opts, 'submit'));
     opts = opts || {};

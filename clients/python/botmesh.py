@@ -95,10 +95,10 @@ W_READY, W_JOB, W_PROGRESS, W_DONE, W_HEARTBEAT, W_DISCONNECT, W_CANCEL, W_RELEA
 
 TERMINAL_STATES = frozenset(("completed", "failed", "cancelled"))
 # The states list() filters on, and BullMQ's names of them (as GET /jobs reads them).
-JOB_STATES = ("queued", "running", "delayed", "completed", "failed", "cancelled")
+JOB_STATES = ("queued", "running", "delayed", "waiting-children", "completed", "failed", "cancelled")
 STATE_ALIASES = {"waiting": "queued", "wait": "queued", "active": "running"}
 INVALID_STATE_MESSAGE = ("state must be one of: queued (or waiting, wait), running (or active), delayed, "
-                         "completed, failed, cancelled")
+                         "waiting-children, completed, failed, cancelled")
 # The states of a job's webhook list() filters on (as GET /jobs?webhook= reads them).
 WEBHOOK_STATES = ("pending", "retrying", "delivered", "failed")
 INVALID_WEBHOOK_MESSAGE = "webhook must be one of: pending, retrying, delivered, failed"
@@ -411,9 +411,11 @@ def _list_state(state):
 
 class JobId(str):
     """A job id as returned by submit(); .duplicate and .delayed are the broker's flags
-    (.delayed: the job waits for its delay_ms / run_at)."""
+    (.delayed: the job waits for its delay_ms / run_at; .waiting_children: for the jobs
+    of its depends_on)."""
     duplicate = False
     delayed = False
+    waiting_children = False
 
 
 class Client:
@@ -593,8 +595,17 @@ class Client:
     @staticmethod
     def _submit_body(bot_type, payload=None, *, webhook_url=None, priority=None, idempotency_key=None,
                      timeout_ms=None, max_attempts=None, notify=False, attempts=None, backoff=None,
-                     delay_ms=None, run_at=None):
+                     delay_ms=None, run_at=None, depends_on=None, on_dependency_failure=None,
+                     dependency_results=False):
         body = {"botType": bot_type, "payload": payload}
+        if depends_on is not None:
+            if isinstance(depends_on, str) or not all(isinstance(i, str) for i in depends_on):
+                raise _bad_argument("depends_on must be a list of job ids (str)", TypeError)
+            body["dependsOn"] = list(depends_on)
+        if on_dependency_failure is not None:
+            body["onDependencyFailure"] = on_dependency_failure
+        if dependency_results:
+            body["dependencyResults"] = True
         if webhook_url is not None:
             body["webhookUrl"] = webhook_url
         if priority is not None:
@@ -621,6 +632,7 @@ class Client:
         jid = JobId(job_id)
         jid.duplicate = bool(reply.get("duplicate", False))
         jid.delayed = bool(reply.get("delayed", False))
+        jid.waiting_children = reply.get("state") == "waiting-children"
         if notify and not jid.duplicate:
             # (the broker does not push RESULT for a duplicate: wait() polls for those)
             self._notified.add(job_id)
@@ -628,17 +640,24 @@ class Client:
 
     def submit(self, bot_type, payload=None, *, webhook_url=None, priority=None, idempotency_key=None,
                timeout_ms=None, max_attempts=None, notify=False, timeout=None, attempts=None,
-               backoff=None, delay_ms=None, run_at=None):
+               backoff=None, delay_ms=None, run_at=None, depends_on=None, on_dependency_failure=None,
+               dependency_results=False):
         """SUBMIT a job; returns its id (a str with .duplicate). Raises Rejected.
 
         attempts: runs allowed when the bot fails; backoff: {"type":
         "exponential"|"fixed", "delayMs": N, "jitter": bool or 0..1}; delay_ms or
         run_at (ms since the epoch, the broker's clock): the job is delayed
-        until then."""
+        until then.  depends_on: job ids; the job waits (waiting-children)
+        until they all completed; on_dependency_failure "fail" (default) or
+        "ignore"; dependency_results: its bot's payload becomes {"payload":
+        payload, "dependencies": {job_id: result}} (docs/protocol.md section 3,
+        Dependencies)."""
         body = self._submit_body(bot_type, payload, webhook_url=webhook_url, priority=priority,
                                  idempotency_key=idempotency_key, timeout_ms=timeout_ms,
                                  max_attempts=max_attempts, notify=notify, attempts=attempts,
-                                 backoff=backoff, delay_ms=delay_ms, run_at=run_at)
+                                 backoff=backoff, delay_ms=delay_ms, run_at=run_at,
+                                 depends_on=depends_on, on_dependency_failure=on_dependency_failure,
+                                 dependency_results=dependency_results)
         return self._accepted(self._reply(SUBMIT, self._keyed(body), timeout, expect=ACCEPTED), notify)
 
     def _keyed(self, body):
@@ -654,7 +673,8 @@ class Client:
 
         jobs: dicts with submit()'s keywords (bot_type or botType, payload, webhook_url,
         priority, idempotency_key, timeout_ms, max_attempts, notify, attempts,
-        backoff, delay_ms, run_at).  A
+        backoff, delay_ms, run_at, depends_on, on_dependency_failure,
+        dependency_results).  A
         message holds at most MAX_BATCH jobs and BATCH_BYTES of them.
         Returns one outcome per job, in order: its JobId (with .duplicate)
         when accepted, or a Rejected (not raised) naming why not.  A fault
