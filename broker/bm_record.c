@@ -752,6 +752,55 @@ bm_record_test (bool verbose)
 
     bm_packer_destroy (&r);
     bm_packer_destroy (&x);
+
+    //  dependsOn: its ids and options in "r", which are pending or failed
+    //  and the results kept in "x", read back as they were.
+    bm_job_t *waiting = bm_job_new ();
+    snprintf (waiting->id, sizeof waiting->id, "j-2");
+    waiting->service = service;
+    waiting->state = JOB_WAITING_CHILDREN;
+    waiting->run_attempts = 3;
+    waiting->backoff = (bm_backoff_t) { BM_BACKOFF_EXPONENTIAL, 2000, 0 };
+    waiting->payload = bm_memdup ("\x01", 1);
+    waiting->payload_size = 1;
+    waiting->deps = bm_deps_new (3);
+    const char *ids [] = { "dep-a", "dep-b", "dep-c" };
+    for (int i = 0; i < 3; i++)
+        waiting->deps->items [i].id = strdup (ids [i]);
+    waiting->deps->items [0].result = bm_memdup ("\x81\xa2ok\xc3", 5);
+    waiting->deps->items [0].result_size = 5;
+    waiting->deps->items [1].pending = true;
+    waiting->deps->pending = 1;
+    waiting->deps->items [2].failed = true;
+    waiting->deps->ignore_failure = true;
+    waiting->deps->results = true;
+    BM_CHECK (bm_record_has_run (waiting));
+    bm_packer_init (&r);
+    bm_packer_init (&x);
+    bm_record_pack_submit (&r.pk, waiting);
+    bm_record_pack_run (&x.pk, waiting);
+    s_fake_init (&hash);
+    s_fake_add (&hash, "state", 5);
+    s_fake_add (&hash, "waiting-children", 16);
+    s_fake_add (&hash, "r", 1);
+    s_fake_add (&hash, r.sbuf.data, r.sbuf.size);
+    s_fake_add (&hash, "x", 1);
+    s_fake_add (&hash, x.sbuf.data, x.sbuf.size);
+    back = bm_job_new ();
+    BM_CHECK (bm_record_read (back, "j-2", &hash.reply, &meta) == 0);
+    BM_CHECK (back->state == JOB_WAITING_CHILDREN && back->deps && back->deps->count == 3);
+    BM_CHECK (back->deps->ignore_failure && back->deps->results && back->deps->pending == 1);
+    for (int i = 0; i < 3; i++)
+        BM_CHECK (streq (back->deps->items [i].id, ids [i]));
+    BM_CHECK (!back->deps->items [0].pending && back->deps->items [0].result_size == 5
+              && memcmp (back->deps->items [0].result, "\x81\xa2ok\xc3", 5) == 0);
+    BM_CHECK (back->deps->items [1].pending && !back->deps->items [1].result);
+    BM_CHECK (back->deps->items [2].failed && !back->deps->items [2].pending);
+    bm_job_destroy (&back);
+    bm_job_destroy (&waiting);
+    bm_packer_destroy (&r);
+    bm_packer_destroy (&x);
+
     bm_job_destroy (&job);
     bm_service_destroy (&service);
     printf ("OK\n");
