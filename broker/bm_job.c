@@ -316,7 +316,7 @@ void
 bm_job_delete (bm_broker_t *self, bm_job_t *job)
 {
     //  Gone before it ended: the jobs waiting for it fail (or go on)
-    if (self->dependents && !bm_job_terminal (job))
+    if (self->dependents && zhashx_size (self->dependents) && !bm_job_terminal (job))
         bm_deps_gone (self, job);
     if (job->state == JOB_WAITING_CHILDREN)
         bm_deps_leave (job);
@@ -501,7 +501,7 @@ bm_job_finish_at (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
         }
     }
     bm_job_keep_finished (self, job);
-    if (self->dependents)
+    if (self->dependents && zhashx_size (self->dependents))
         bm_deps_ended (self, job);
     bm_dispatch (self, job->service);
     if (worker)
