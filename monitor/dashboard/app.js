@@ -259,7 +259,7 @@
     var body = $("types-body");
     clear(body);
     var names = typeNames(stats);
-    var sums = { waiting: 0, delayed: 0, running: 0, prefetched: 0, limit: 0, waitingForPermit: 0, completed: 0, failed: 0, cancelled: 0, workers: 0, limitKills: 0,
+    var sums = { waiting: 0, delayed: 0, waitingChildren: 0, running: 0, prefetched: 0, limit: 0, waitingForPermit: 0, completed: 0, failed: 0, cancelled: 0, workers: 0, limitKills: 0,
                  warmProcesses: 0, recycles: 0, initFailures: 0 };
     names.forEach(function (name) {
       var t = stats.types[name] || {};
@@ -276,7 +276,8 @@
     clear(foot);
     var totalRow = el("tr", { "data-type": "*" },
       el("td", { title: "all bot types; webhook deliveries are not counted here" }, "all"),
-      el("td", { "class": "num", "data-field": "waiting" }, sums.waiting),
+      el("td", { "class": "num", "data-field": "waiting" }, sums.waiting,
+         childrenNote(sums.waitingChildren, "total-waitingChildren")),
       el("td", { "class": "num", "data-field": "delayed" }, sums.delayed),
       el("td", null, el("div", { "class": "usage" }, el("span", { "class": "text" },
         el("span", { "data-field": "running", id: "total-running" }, sums.running), " running",
@@ -366,7 +367,8 @@
          el("span", { "class": "swatch", style: "background:" + colorOf(name) }), name,
          t.paused ? el("span", { "class": "state state-paused", id: id("paused") }, "paused") : null,
          alert ? el("span", { "class": "state state-alert", id: id("alert"), title: alert.title }, alert.text) : null),
-      el("td", { "class": "num", "data-field": "waiting", id: id("waiting") }, num(t.waiting)),
+      el("td", { "class": "num" }, el("span", { "data-field": "waiting", id: id("waiting") }, num(t.waiting)),
+         childrenNote(num(t.waitingChildren), id("waitingChildren"))),
       el("td", { "class": "num", "data-field": "delayed", id: id("delayed") }, num(t.delayed)),
       el("td", null, usageCell(num(t.running), num(t.limit), num(usage), name, num(t.prefetched))),
       el("td", { "class": "num", "data-field": "waitingForPermit", id: id("waitingForPermit") }, num(t.waitingForPermit)),
@@ -506,6 +508,15 @@
   //  " (N prefetched)" after a running count when N > 0: jobs of it that
   //  wait in their worker for a bot process (WORKER_PREFETCH), counted in
   //  running (STATS prefetched).
+  //  The jobs waiting for their dependencies (waiting-children), beside
+  //  the queued ones: nothing when there are none.
+  function childrenNote(children, id) {
+    if (!(children > 0)) return null;
+    return el("span", { "class": "prefetched", title: children + " jobs wait for the jobs of their " +
+                        "dependsOn to complete (waiting-children): not queued yet" },
+      " (+", el("span", { "data-field": "waitingChildren", id: id }, children), " children)");
+  }
+
   function prefetchedNote(prefetched, id) {
     if (!(prefetched > 0)) return null;
     return el("span", { "class": "prefetched", title: prefetched + " of the running jobs wait in their " +
