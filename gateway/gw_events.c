@@ -5,7 +5,13 @@
     under it whether a stream wants an EVENT, formats it outside it (only
     then: no JSON for an event no filter takes) and queues under it; each stream's HTTP thread
     sleeps on its own condition variable; the hub's thread sleeps on the
-    hub's, woken when the first stream opens or the hub stops.  */
+    hub's, woken when the first stream opens or the hub stops.
+
+    The history: the last GW_EVENTS_HISTORY events of the subscription, as
+    sent (their SSE blocks), without a hole: a gap clears it, and so does a
+    new subscription that could not start where the last one ended.  A
+    stream opened with a Last-Event-ID gets those after it from here; a new
+    subscription asks the broker for the events since the last one here.  */
 #include "gw_events.h"
 
 #include "bm_config.h"
@@ -27,6 +33,8 @@ static const char *s_names [] = {
 
 struct _gw_stream_t {
     gw_events_filter_t filter;
+    bool resumed;                       //  Opened with a Last-Event-ID: told when the
+                                        //  subscription made next lost events
     char *items [GW_EVENTS_STREAM_QUEUE];
     size_t head, count;
     int64_t lost;                       //  Items its queue had no room for, not told yet
@@ -36,15 +44,26 @@ struct _gw_stream_t {
 
 //  Events that may be a new subscription's, pushed before the hub records
 //  its id (the broker sends them right after its answer): held, not lost.
-#define GW_EVENTS_PENDING 256
+#define GW_EVENTS_PENDING 1024
+#define GW_EVENTS_ID_SLOT 48
 typedef struct {
     char sub [64];
+    char id [GW_EVENTS_ID_SLOT];        //  The broker's event id
     char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
     char job_id [BM_MAX_ID_LEN + 1];
     int64_t seq;
     int event;
-    char *text;                         //  NULL when no stream wanted it
+    char *text;
 } gw_pending_t;
+
+//  An event of the history.
+typedef struct {
+    char id [GW_EVENTS_ID_SLOT];
+    int event;
+    char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
+    char job_id [BM_MAX_ID_LEN + 1];
+    char *text;
+} gw_past_t;
 
 struct _gw_events_t {
     gw_link_t *link;
@@ -57,9 +76,13 @@ struct _gw_events_t {
     bool waking;                        //  gw_events_wake_all was called
     char sub_id [64];                   //  The broker's subscription, "" when none
     bool subscribing;                   //  A new one asked for, its id not recorded yet
-    gw_pending_t pending [GW_EVENTS_PENDING];   //  Events pushed meanwhile
+    gw_pending_t *pending;              //  GW_EVENTS_PENDING events pushed meanwhile
     int pending_count;
     int64_t seq;                        //  Its last seq seen
+    gw_past_t *history;                 //  GW_EVENTS_HISTORY slots
+    int history_head, history_count;
+    char last_id [GW_EVENTS_ID_SLOT];   //  The newest event of the history (or the since
+                                        //  a stream brought, the history empty), "" none
     char refused_code [64];             //  The broker's last refusal of a SUBSCRIBE,
     char refused [256];                 //  "" since a stream opened or one was made
     pthread_t thread;
@@ -129,6 +152,44 @@ s_broadcast (gw_events_t *self, const char *event, const char *json)
         s_queue (s, s_notice (event, json));
 }
 
+//  The history forgotten (under the lock): its events no longer follow on
+//  from what a Last-Event-ID names.
+static void
+s_history_clear (gw_events_t *self)
+{
+    while (self->history_count) {
+        free (self->history [self->history_head].text);
+        self->history [self->history_head].text = NULL;
+        self->history_head = (self->history_head + 1) % GW_EVENTS_HISTORY;
+        self->history_count--;
+    }
+    self->last_id [0] = 0;
+}
+
+static void
+s_history_add (gw_events_t *self, const char *id, int event, const char *bot_type,
+               const char *job_id, const char *text)
+{
+    char *copy = strdup (text);
+    if (!copy) {
+        s_history_clear (self);
+        return;
+    }
+    if (self->history_count == GW_EVENTS_HISTORY) {
+        free (self->history [self->history_head].text);
+        self->history_head = (self->history_head + 1) % GW_EVENTS_HISTORY;
+        self->history_count--;
+    }
+    gw_past_t *past = &self->history [(self->history_head + self->history_count++)
+                                      % GW_EVENTS_HISTORY];
+    snprintf (past->id, sizeof past->id, "%s", id);
+    past->event = event;
+    snprintf (past->bot_type, sizeof past->bot_type, "%s", bot_type);
+    snprintf (past->job_id, sizeof past->job_id, "%s", job_id);
+    past->text = copy;
+    snprintf (self->last_id, sizeof self->last_id, "%s", id);
+}
+
 //  --------------------------------------------------------------------------
 //  From the broker (the link thread)
 
@@ -153,9 +214,9 @@ s_matches (const gw_stream_t *s, int event, const char *bot_type, const char *jo
 
 //  One event of the subscription, under the lock: a `gap` item first when
 //  the broker's seq skipped, then text (NULL when no stream wanted it) to
-//  each stream it matches.
+//  each stream it matches; kept in the history when it has an id.
 static void
-s_deliver (gw_events_t *self, int64_t seq, int event, const char *bot_type,
+s_deliver (gw_events_t *self, int64_t seq, int event, const char *id, const char *bot_type,
            const char *job_id, const char *text)
 {
     if (seq > self->seq + 1) {
@@ -163,7 +224,10 @@ s_deliver (gw_events_t *self, int64_t seq, int event, const char *bot_type,
         snprintf (json, sizeof json, "{\"missed\":%" PRId64 ",\"reason\":\"broker\"}",
                   seq - self->seq - 1);
         s_broadcast (self, "gap", json);
+        s_history_clear (self);         //  A hole: no resuming across it
     }
+    if (text && *id)
+        s_history_add (self, id, event, bot_type, job_id, text);
     if (seq > self->seq)
         self->seq = seq;
     for (gw_stream_t *s = self->streams; text && s; s = s->next)
@@ -186,7 +250,9 @@ s_on_push (const bm_msg_t *msg, void *arg)
     gw_events_t *self = (gw_events_t *) arg;
     const msgpack_object *body = bm_msg_body (msg);
     char sub [64], name [16], bot_type [BM_MAX_BOT_TYPE_LEN + 1], job_id [BM_MAX_ID_LEN + 1];
+    char id [GW_EVENTS_ID_SLOT];
     s_str (body, "subscription", sub, sizeof sub);
+    s_str (body, "id", id, sizeof id);
     s_str (body, "event", name, sizeof name);
     s_str (body, "botType", bot_type, sizeof bot_type);
     s_str (body, "jobId", job_id, sizeof job_id);
@@ -199,10 +265,11 @@ s_on_push (const bm_msg_t *msg, void *arg)
     if (!s_names [event] || !*sub || seq <= 0)
         return;                         //  An event this gateway does not know
     //  Ours, or maybe the new subscription's whose id the hub has not
-    //  recorded yet; formatted only when a stream wants it.
+    //  recorded yet; formatted only when a stream wants it, or for the
+    //  history when it has an id.
     pthread_mutex_lock (&self->lock);
     bool ours = streq (sub, self->sub_id) || self->subscribing;
-    bool wanted = false;
+    bool wanted = *id != 0;
     for (gw_stream_t *s = self->streams; ours && s && !wanted; s = s->next)
         wanted = s_matches (s, event, bot_type, job_id);
     pthread_mutex_unlock (&self->lock);
@@ -216,18 +283,22 @@ s_on_push (const bm_msg_t *msg, void *arg)
         json_decref (value);
         size_t size = data ? strlen (data) + strlen (name) + 64 : 0;
         text = data ? (char *) malloc (size) : NULL;
+        if (text && *id)
+            snprintf (text, size, "event: %s\nid: %s\ndata: %s\n\n", name, id, data);
+        else
         if (text)
             snprintf (text, size, "event: %s\nid: %" PRId64 "\ndata: %s\n\n", name, seq, data);
         free (data);
     }
     pthread_mutex_lock (&self->lock);
     if (streq (sub, self->sub_id))
-        s_deliver (self, seq, event, bot_type, job_id, text);
+        s_deliver (self, seq, event, id, bot_type, job_id, text);
     else
     if (self->subscribing && self->pending_count < GW_EVENTS_PENDING) {
         //  Delivered once the hub records the subscription (s_thread).
         gw_pending_t *p = &self->pending [self->pending_count++];
         snprintf (p->sub, sizeof p->sub, "%s", sub);
+        snprintf (p->id, sizeof p->id, "%s", id);
         snprintf (p->bot_type, sizeof p->bot_type, "%s", bot_type);
         snprintf (p->job_id, sizeof p->job_id, "%s", job_id);
         p->seq = seq;
@@ -242,19 +313,40 @@ s_on_push (const bm_msg_t *msg, void *arg)
 //  --------------------------------------------------------------------------
 //  The subscription (the hub thread)
 
-//  SUBSCRIBE (renewing id when given) or UNSUBSCRIBE; the answer or NULL.
+//  The `reset` item's data when the broker refuses a new subscription
+//  after one was lost.
+static void
+s_json_refusal (char *json, size_t size, const char *code, const char *message)
+{
+    char reason [400];
+    snprintf (reason, sizeof reason, "the broker refused the gateway's new event subscription "
+              "(%s%s%s): events are lost until it takes one; the gateway asks each second",
+              code, *message ? ": " : "", message);
+    json_t *value = json_pack ("{s:s, s:s}", "reason", reason, "code", code);
+    char *text = value ? json_dumps (value, JSON_COMPACT) : NULL;
+    snprintf (json, size, "%s", text ? text : "{\"reason\":\"the broker refused the gateway's "
+              "new event subscription\"}");
+    free (text);
+    json_decref (value);
+}
+
+//  SUBSCRIBE (renewing id when given, else since the event id since when
+//  not "") or UNSUBSCRIBE; the answer or NULL.
 static bm_msg_t *
-s_ask (gw_events_t *self, int command, const char *id)
+s_ask (gw_events_t *self, int command, const char *id, const char *since)
 {
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
     msgpack_packer pk;
     msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
     int64_t req = gw_link_next_req (self->link);
-    msgpack_pack_map (&pk, 1 + (*id != 0) + (command == BM_SUBSCRIBE));
+    bool with_since = command == BM_SUBSCRIBE && !*id && *since;
+    msgpack_pack_map (&pk, 1 + (*id != 0) + (command == BM_SUBSCRIBE) + with_since);
     bm_pack_kv_int (&pk, "req", req);
     if (*id)
         bm_pack_kv_str (&pk, "subscription", id);
+    if (with_since)
+        bm_pack_kv_str (&pk, "since", since);
     if (command == BM_SUBSCRIBE)
         bm_pack_kv_int (&pk, "ttlMs", GW_EVENTS_TTL_MS);
     return gw_link_request (self->link, req, command, sbuf.data, sbuf.size, 5000);
@@ -274,7 +366,7 @@ s_thread (void *arg)
         if (self->count == 0 && *id) {
             self->sub_id [0] = 0;
             pthread_mutex_unlock (&self->lock);
-            bm_msg_t *reply = s_ask (self, BM_UNSUBSCRIBE, id);
+            bm_msg_t *reply = s_ask (self, BM_UNSUBSCRIBE, id, "");
             bm_msg_destroy (&reply);
             bm_debug (NULL, "event subscription %s ended: no stream left", id);
             id [0] = 0;
@@ -289,15 +381,16 @@ s_thread (void *arg)
             lost = true;
         }
         if (self->count > 0 && (!*id || now >= renew_at)) {
-            char asked [64];
+            char asked [64], since [GW_EVENTS_ID_SLOT];
             snprintf (asked, sizeof asked, "%s", id);
+            snprintf (since, sizeof since, "%s", self->last_id);
             int64_t before = gw_link_connects (self->link);
             if (!*asked) {
                 self->subscribing = true;
                 s_pending_clear (self);
             }
             pthread_mutex_unlock (&self->lock);
-            bm_msg_t *reply = s_ask (self, BM_SUBSCRIBE, asked);
+            bm_msg_t *reply = s_ask (self, BM_SUBSCRIBE, asked, since);
             pthread_mutex_lock (&self->lock);
             const msgpack_object *body = reply ? bm_msg_body (reply) : NULL;
             char got [64] = "";
@@ -309,15 +402,31 @@ s_thread (void *arg)
                     self->seq = seq && seq->type == MSGPACK_OBJECT_POSITIVE_INTEGER
                               ? (int64_t) seq->via.u64 : 0;
                     snprintf (self->sub_id, sizeof self->sub_id, "%s", got);
-                    bm_info (NULL, "event subscription %s made", got);
-                    if (lost)
-                        s_broadcast (self, "reset", "{\"reason\":\"the gateway subscribed to "
-                                     "the broker anew: events in between are lost\"}");
+                    //  Since the last event seen, when the broker still had it
+                    const msgpack_object *reset = bm_obj_get (body, "reset");
+                    bool resumed = *since && streq (since, self->last_id)
+                                && reset && reset->type == MSGPACK_OBJECT_BOOLEAN
+                                && !reset->via.boolean;
+                    bm_info (NULL, "event subscription %s made%s%s%s", got,
+                             *since ? " since " : "", since,
+                             *since ? (resumed ? ": replayed" : ": not in the broker's "
+                                       "history, events in between lost") : "");
+                    if (!resumed) {
+                        s_history_clear (self);
+                        for (gw_stream_t *s = self->streams; s; s = s->next)
+                            if (lost || s->resumed)
+                                s_queue (s, s_notice ("reset", "{\"reason\":\"the gateway "
+                                         "subscribed to the broker anew: events in between "
+                                         "are lost\"}"));
+                    }
+                    for (gw_stream_t *s = self->streams; s; s = s->next)
+                        s->resumed = false;
                     lost = false;
                     for (int i = 0; i < self->pending_count; i++) {
                         gw_pending_t *p = &self->pending [i];
                         if (streq (p->sub, got))
-                            s_deliver (self, p->seq, p->event, p->bot_type, p->job_id, p->text);
+                            s_deliver (self, p->seq, p->event, p->id, p->bot_type, p->job_id,
+                                       p->text);
                     }
                 }
                 snprintf (id, sizeof id, "%s", got);
@@ -343,11 +452,21 @@ s_thread (void *arg)
                 snprintf (what, sizeof what, "%s%s%s", *code ? code : "the broker did not answer",
                           *message ? ": " : "", message);
                 //  Once per cause, not once a second while streams wait
-                if ((*id || !lost) && !streq (what, warned)) {
+                if (!streq (what, warned)) {
                     if (*id)
                         bm_warn (NULL, "event subscription renewal of %s: %s", id, what);
                     else
-                        bm_warn (NULL, "event subscription not made: %s", what);
+                    if (!lost || (*code && !streq (code, "not_found")))
+                        bm_warn (NULL, "event subscription not made%s: %s",
+                                 lost ? " again after a loss" : "", what);
+                }
+                if (lost && !*id && *code && !streq (code, "not_found")
+                &&  !streq (what, warned)) {
+                    //  The open streams hear of it (once per cause) while
+                    //  the gateway keeps asking, each second
+                    char json [600];
+                    s_json_refusal (json, sizeof json, code, message);
+                    s_broadcast (self, "reset", json);
                 }
                 snprintf (warned, sizeof warned, "%s", what);
                 if (*id)
@@ -366,7 +485,7 @@ s_thread (void *arg)
     }
     pthread_mutex_unlock (&self->lock);
     if (*id) {
-        bm_msg_t *reply = s_ask (self, BM_UNSUBSCRIBE, id);
+        bm_msg_t *reply = s_ask (self, BM_UNSUBSCRIBE, id, "");
         bm_msg_destroy (&reply);
     }
     return NULL;
@@ -383,6 +502,14 @@ gw_events_new (gw_link_t *link, int max_streams)
         return NULL;
     self->link = link;
     self->max_streams = max_streams;
+    self->pending = (gw_pending_t *) calloc (GW_EVENTS_PENDING, sizeof *self->pending);
+    self->history = (gw_past_t *) calloc (GW_EVENTS_HISTORY, sizeof *self->history);
+    if (!self->pending || !self->history) {
+        free (self->pending);
+        free (self->history);
+        free (self);
+        return NULL;
+    }
     pthread_mutex_init (&self->lock, NULL);
     s_cond_init (&self->cond);
     gw_link_set_push (link, s_on_push, self);
@@ -390,6 +517,8 @@ gw_events_new (gw_link_t *link, int max_streams)
         gw_link_set_push (link, NULL, NULL);
         pthread_mutex_destroy (&self->lock);
         pthread_cond_destroy (&self->cond);
+        free (self->pending);
+        free (self->history);
         free (self);
         return NULL;
     }
@@ -411,14 +540,46 @@ gw_events_destroy (gw_events_t **self_p)
         pthread_join (self->thread, NULL);
     gw_link_set_push (self->link, NULL, NULL);
     s_pending_clear (self);
+    s_history_clear (self);
+    free (self->pending);
+    free (self->history);
     pthread_mutex_destroy (&self->lock);
     pthread_cond_destroy (&self->cond);
     free (self);
     *self_p = NULL;
 }
 
+//  A stream opened with last_id (under the lock): the events of the
+//  history after it, or a `reset` when the history does not reach back to
+//  it.  With no history and no subscription, last_id is what the next
+//  subscription asks the broker for.
+static void
+s_resume (gw_events_t *self, gw_stream_t *stream, const char *last_id)
+{
+    stream->resumed = true;
+    if (!self->history_count && !*self->last_id && !*self->sub_id && self->count == 1) {
+        snprintf (self->last_id, sizeof self->last_id, "%s", last_id);
+        return;
+    }
+    int i = self->history_count - 1;
+    while (i >= 0 && !streq (self->history [(self->history_head + i) % GW_EVENTS_HISTORY].id,
+                             last_id))
+        i--;
+    if (i < 0 && !streq (last_id, self->last_id)) {
+        stream->resumed = false;
+        s_queue (stream, s_notice ("reset", "{\"reason\":\"Last-Event-ID is not in the gateway's "
+                                   "history of events: events since it are lost\"}"));
+        return;
+    }
+    for (i = i < 0 ? self->history_count : i + 1; i < self->history_count; i++) {
+        const gw_past_t *past = &self->history [(self->history_head + i) % GW_EVENTS_HISTORY];
+        if (s_matches (stream, past->event, past->bot_type, past->job_id))
+            s_queue (stream, strdup (past->text));
+    }
+}
+
 gw_stream_t *
-gw_events_open (gw_events_t *self, const gw_events_filter_t *filter)
+gw_events_open (gw_events_t *self, const gw_events_filter_t *filter, const char *last_id)
 {
     gw_stream_t *stream = (gw_stream_t *) calloc (1, sizeof *stream);
     if (!stream)
@@ -435,6 +596,8 @@ gw_events_open (gw_events_t *self, const gw_events_filter_t *filter)
     stream->next = self->streams;
     self->streams = stream;
     self->count++;
+    if (last_id && *last_id)
+        s_resume (self, stream, last_id);
     self->refused [0] = self->refused_code [0] = 0;     //  Asked again for this one
     pthread_cond_broadcast (&self->cond);
     pthread_mutex_unlock (&self->lock);

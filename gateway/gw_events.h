@@ -8,7 +8,15 @@
     failover; the broker answered not_found).  Each stream then gets a
     `reset` item: events may have been lost meanwhile.  Events the broker
     sends right behind its answer, before the id is recorded, are held and
-    follow the `reset`.  A gap in the
+    follow the `reset`.
+
+    Each event's SSE id is the broker's event id.  The hub keeps the last
+    GW_EVENTS_HISTORY events, in the broker's order without a hole: a
+    stream opened with a Last-Event-ID gets those after it first (or a
+    `reset` when it is not among them); a new subscription (after a loss,
+    or once a stream opens again) asks the broker for the events since the
+    last one kept (SUBSCRIBE since), and only when the broker no longer has
+    them do the streams get `reset`.  A gap in the
     broker's seq (events the broker dropped for this gateway) gives each
     stream a `gap` item; so does a stream's own queue overflowing (its
     client reads too slowly).  Thread-safe.  */
@@ -27,6 +35,9 @@ typedef struct _gw_stream_t gw_stream_t;
 //  Items a stream holds for its client before it loses the oldest
 //  coming ones (counted: a `gap` item says how many).
 #define GW_EVENTS_STREAM_QUEUE  1024
+//  Events the hub keeps for a Last-Event-ID (each an SSE block: up to
+//  about 6 KB for a completed event with its result, 6 MB in all).
+#define GW_EVENTS_HISTORY       1024
 //  The subscription's TTL at the broker; renewed every third of it.
 #define GW_EVENTS_TTL_MS        30000
 
@@ -45,8 +56,10 @@ typedef struct {
 //  The event names (BullMQ's, and cancelled), index = bit; NULL past the last.
 const char *gw_events_name (int index);
 
-//  Open a stream; NULL when max_streams are open already.
-gw_stream_t *gw_events_open (gw_events_t *self, const gw_events_filter_t *filter);
+//  Open a stream; NULL when max_streams are open already.  last_id: the
+//  SSE id of the last event its client got (Last-Event-ID), or NULL.
+gw_stream_t *gw_events_open (gw_events_t *self, const gw_events_filter_t *filter,
+                             const char *last_id);
 //  Wait up to timeout_ms for the subscription to exist; false if it did not
 //  (or the broker refused it since the stream opened: gw_events_refused).
 bool gw_events_wait_ready (gw_events_t *self, gw_stream_t *stream, int64_t timeout_ms);

@@ -146,7 +146,7 @@ gw_events_test (bool verbose)
     //  has recorded the subscription's id, reach the stream, in order, and
     //  no `gap` says they were missed.
     gw_events_filter_t all = { "", "", 0 };
-    gw_stream_t *stream = gw_events_open (hub, &all);
+    gw_stream_t *stream = gw_events_open (hub, &all, NULL);
     CHECK (stream);
     CHECK (gw_events_wait_ready (hub, stream, S_PATIENCE_MS));
     for (int seq = 1; seq <= S_BURST; seq++) {

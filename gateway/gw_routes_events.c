@@ -74,6 +74,47 @@ s_filter (gw_request_t *r, gw_events_filter_t *filter)
     return 0;
 }
 
+//  The id of the last event the client got: the Last-Event-ID header (an
+//  EventSource sends it when it reconnects), else the lastEventId query
+//  (for fetch()); "" none.  -1 once answered 400.
+static int
+s_last_id (gw_request_t *r, char *last_id, size_t size)
+{
+    const char *header = mg_get_header (r->conn, "Last-Event-ID");
+    int has = 0;
+    if (header) {
+        has = strlen (header) < size ? 1 : -1;
+        if (has > 0)
+            snprintf (last_id, size, "%s", header);
+    }
+    else {
+        has = gw_request_query (r, "lastEventId", last_id, size, "invalid_last_event_id");
+        if (has == -2)
+            return -1;
+    }
+    if (has <= 0)
+        last_id [0] = 0;
+    bool valid = has >= 0;
+    for (const char *c = last_id; valid && *c; c++)
+        valid = *c > ' ' && *c < 127;
+    if (!valid) {
+        gw_request_error (r, 400, "invalid_last_event_id", "Last-Event-ID (or lastEventId) must "
+                          "be an event id as the stream's id: lines give it (at most 47 printable "
+                          "characters)", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+s_too_many (gw_request_t *r)
+{
+    char message [160];
+    snprintf (message, sizeof message, "%d event streams are open already "
+              "(GATEWAY_MAX_EVENT_STREAMS); retry later", r->server->max_event_streams);
+    gw_request_error_retry (r, 503, "too_many_streams", message, 5);
+}
+
 //  A jobId that is no job's id but the idempotencyKey (BullMQ's own jobId)
 //  some job was submitted with names that job, as GET /job/{id} finds it:
 //  looked up once, as the stream opens (events carry the job's id only),
@@ -99,21 +140,24 @@ gw_routes_events (gw_request_t *r)
 {
     gw_server_t *server = r->server;
     gw_events_filter_t filter;
-    if (s_filter (r, &filter))
+    char last_id [48];
+    if (s_filter (r, &filter) || s_last_id (r, last_id, sizeof last_id))
         return;
     if (r->head) {
         //  The head a GET would have, no stream (no thread held for it).
         gw_request_send (r, 200, "text/event-stream", "Cache-Control: no-cache\r\n", NULL, 0);
         return;
     }
+    //  The cap before the key's lookup: a full gateway asks the broker nothing
+    if (gw_events_streams (server->events) >= server->max_event_streams) {
+        s_too_many (r);
+        return;
+    }
     if (*filter.job_id)
         s_resolve_key (r, &filter);
-    gw_stream_t *stream = gw_events_open (server->events, &filter);
+    gw_stream_t *stream = gw_events_open (server->events, &filter, last_id);
     if (!stream) {
-        char message [160];
-        snprintf (message, sizeof message, "%d event streams are open already "
-                  "(GATEWAY_MAX_EVENT_STREAMS); retry later", server->max_event_streams);
-        gw_request_error_retry (r, 503, "too_many_streams", message, 5);
+        s_too_many (r);
         return;
     }
     if (!gw_events_wait_ready (server->events, stream, GW_EVENTS_READY_MS)) {
