@@ -977,22 +977,53 @@ class Client {
 
   /**
    * Live job events (protocol.md, SUBSCRIBE): an async iterator of objects,
-   * BullMQ's QueueEvents.  Each is the broker's EVENT ({event, jobId,
+   * BullMQ's QueueEvents.  Each is the broker's EVENT ({event, id, jobId,
    * botType, seq, at, attempt, ...}) or a notice: {event: 'gap', missed: N}
    * (events were lost: this client's queue at the broker was full) or
-   * {event: 'reset'} (the subscription was lost to a restart or failover
-   * and made anew: events in between are lost).  At most once, never
-   * replayed: use wait() or a webhook for guarantees.  Runs on a socket of
-   * its own, renews every third of ttlMs (on a monotonic clock, so a
-   * wall clock stepped back does not stop it) and subscribes again (a
-   * reset) when a renewal fails: no answer, or not_found, shutting_down,
-   * not_leader, store_unavailable (the next broker when there are several,
-   * backing off 100 ms doubling to 2 s); leave the loop (or call return(),
-   * or close() this client) to unsubscribe.  opts: {botTypes, jobIds, events, ttlMs}.
+   * {event: 'reset'} (events in between are lost: the subscription was
+   * lost and the broker no longer had them, to a restart or failover, or
+   * since is older than its history).  Whenever it subscribes again it
+   * asks for the events since the last one yielded, which the broker
+   * replays while it still has them (no reset then).  opts.since: an event
+   * id (an event's id, or a former iterator's lastEventId kept across a
+   * restart of this process): the events after it come first.  The
+   * iterator's lastEventId is the id of the last event yielded (before the
+   * first: the broker's last when it subscribed, or since).  Use wait() or
+   * a webhook for guarantees.  Runs on a socket of its own, renews every
+   * third of ttlMs (on a monotonic clock, so a wall clock stepped back
+   * does not stop it) and subscribes again when a renewal fails: no
+   * answer, or not_found, shutting_down, not_leader, store_unavailable
+   * (the next broker when there are several, backing off 100 ms doubling
+   * to 2 s); leave the loop (for await's break calls return()), call
+   * return() (at once, even while a next() waits for an event), or close()
+   * this client to unsubscribe.  opts: {botTypes, jobIds, events, ttlMs, since}.
    */
-  async* events(opts = {}) {
-    opts = checkOptions('events', opts, ['botTypes', 'jobIds', 'events', 'ttlMs']);
+  events(opts = {}) {
+    const state = { lastEventId: null, stop: null };
+    const gen = this._eventLoop(opts, state);
+    return {
+      next: (value) => gen.next(value),
+      // A loop waiting for an event ends now, not at its next event; done
+      // once the broker has the UNSUBSCRIBE (or 1 s)
+      return: async (value) => {
+        const unsubscribed = state.stop ? state.stop() : null;
+        const done = await gen.return(value);
+        if (unsubscribed) await unsubscribed;
+        return done;
+      },
+      throw: (err) => gen.throw(err),
+      get lastEventId() { return state.lastEventId; },
+      [Symbol.asyncIterator]() { return this; },
+    };
+  }
+
+  async* _eventLoop(opts, state) {
+    opts = checkOptions('events', opts, ['botTypes', 'jobIds', 'events', 'ttlMs', 'since']);
     checkType('events', 'ttlMs', opts.ttlMs, 'ms');
+    if (opts.since !== undefined && opts.since !== null && typeof opts.since !== 'string') {
+      throw badOption(`events: since must be an event id (a string), got ${show(opts.since)}`);
+    }
+    state.lastEventId = opts.since || null;
     const ttlMs = opts.ttlMs || 30000;
     const body = { ttlMs };
     for (const key of ['botTypes', 'jobIds', 'events']) {
@@ -1012,23 +1043,29 @@ class Client {
     let renewAt = 0;
     let backoff = EVENTS_BACKOFF_MS;
     let stopped = false;
-    // close() of this client: unsubscribe now (it is answered even if the
+    // close() of this client or return(): unsubscribe now (it is answered even if the
     // loop is never resumed), and end the loop where it stands
     const stop = () => {
       stopped = true;
       const was = sid;
       sid = null;
       if (wake) wake();
-      if (was === null) sub.close();
-      else sub._reply(C.UNSUBSCRIBE, { subscription: was }, 1000).catch(() => {}).finally(() => sub.close());
+      if (was === null) {
+        sub.close();
+        return Promise.resolve();
+      }
+      return sub._reply(C.UNSUBSCRIBE, { subscription: was }, 1000).catch(() => {}).finally(() => sub.close());
     };
     this._eventStops.add(stop);
+    state.stop = stop;
     try {
       while (!stopped) {
         if (sid === null || performance.now() >= renewAt) {
           let reply;
+          const since = sid === null ? state.lastEventId : null;
           try {
-            reply = await sub._reply(C.SUBSCRIBE, sid ? { ...body, subscription: sid } : body);
+            reply = await sub._reply(C.SUBSCRIBE, sid ? { ...body, subscription: sid }
+              : since ? { ...body, since } : body);
           } catch (e) {
             if (stopped) break;
             const rejected = e instanceof Rejected && EVENTS_LOST.includes(e.code);
@@ -1053,6 +1090,9 @@ class Client {
           if (reply.subscription !== sid) {
             sid = reply.subscription;
             last = Number(reply.seq || 0);
+            // replayed after since, or reset: since is not in the broker's history
+            if (since) lost = reply.reset !== false;
+            if (!since || lost) state.lastEventId = reply.eventId || state.lastEventId;
             if (lost) yield { event: 'reset' };
             lost = false;
           }
@@ -1064,6 +1104,7 @@ class Client {
           if (ev.subscription !== sid || !Number.isInteger(seq)) continue;  // an earlier subscription's
           if (seq > last + 1) yield { event: 'gap', missed: seq - last - 1 };
           last = Math.max(last, seq);
+          if (ev.id) state.lastEventId = ev.id;
           yield ev;
         }
         await new Promise((resolve) => {
@@ -1074,6 +1115,7 @@ class Client {
       }
     } finally {
       this._eventStops.delete(stop);
+      state.stop = null;
       if (!stopped) {
         if (sid !== null) {
           try { await sub._reply(C.UNSUBSCRIBE, { subscription: sid }, 1000); } catch (e) { /* gone */ }

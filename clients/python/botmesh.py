@@ -418,6 +418,30 @@ class JobId(str):
     waiting_children = False
 
 
+class EventStream:
+    """What Client.events() returns: an iterator of event dicts (close() it
+    to unsubscribe), with last_id, the id of the last event yielded (or,
+    before the first, of the last event the broker had when it subscribed,
+    or the since it was given): keep it to resume with events(since=...)
+    after a restart of this process."""
+
+    def __init__(self, gen, state):
+        self._gen, self._state = gen, state
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._gen)
+
+    def close(self):
+        self._gen.close()
+
+    @property
+    def last_id(self):
+        return self._state["last_id"]
+
+
 class Client:
     """A BMC01 client on one DEALER socket. Not thread-safe: one per thread.
 
@@ -866,33 +890,40 @@ class Client:
     _EVENTS_LOST = ("not_found", "shutting_down", "not_leader", "store_unavailable")
     _EVENTS_BACKOFF, _EVENTS_BACKOFF_MAX = 0.1, 2.0
 
-    def events(self, bot_types=None, job_ids=None, events=None, ttl_ms=30000):
-        """Live job events (protocol.md, SUBSCRIBE): a generator of dicts,
-        BullMQ's QueueEvents.  Each is the broker's EVENT ({"event",
-        "jobId", "botType", "seq", "at", "attempt", ...}) or one of two
-        notices: {"event": "gap", "missed": N} (events were lost: the
-        broker's queue for this client was full) and {"event": "reset"}
-        (the subscription was lost, to a restart or a failover, and made
-        anew: events in between are lost).  Events are at most once, never
-        replayed: for guarantees wait() for the job, or use a webhook.
+    def events(self, bot_types=None, job_ids=None, events=None, ttl_ms=30000, since=None):
+        """Live job events (protocol.md, SUBSCRIBE): an EventStream, an
+        iterator of dicts, BullMQ's QueueEvents.  Each is the broker's EVENT
+        ({"event", "id", "jobId", "botType", "seq", "at", "attempt", ...})
+        or one of two notices: {"event": "gap", "missed": N} (events were
+        lost: the broker's queue for this client was full) and {"event":
+        "reset"} (events in between are lost: the subscription was lost and
+        the broker no longer had them, to a restart or a failover, or
+        since is older than its history).  Whenever it subscribes again it
+        asks for the events since the last one yielded, which the broker
+        replays while it still has them (protocol.md, SUBSCRIBE since):
+        no reset then.  since: an event id (an event's "id", or a former
+        EventStream's last_id, kept across a restart of this process): the
+        events after it come first.  For guarantees wait() for the job, or
+        use a webhook.
 
         Runs on a socket of its own (this client's requests are not
         disturbed), renews the subscription every third of ttl_ms and
         subscribes again, on the next broker when there are several, when
         a renewal fails (no answer, or the broker answers not_found,
         shutting_down, not_leader or store_unavailable; backing off 0.1 s
-        doubling to 2 s), yielding a reset then.  Filters: lists of bot types, job ids, event names
+        doubling to 2 s).  Filters: lists of bot types, job ids, event names
         (waiting, active, progress, completed, failed, delayed, removed,
-        stalled, cancelled).  Bad filters raise Rejected bad_request; close
-        the generator (or leave the for loop, or close this client) to
-        unsubscribe.
+        stalled, cancelled).  Bad filters (or a since that is no event id)
+        raise Rejected bad_request; close the stream (or leave the for
+        loop, or close this client) to unsubscribe.
         """
         stop = threading.Event()
-        gen = self._event_loop(bot_types, job_ids, events, ttl_ms, stop)
+        state = {"last_id": since}
+        gen = self._event_loop(bot_types, job_ids, events, ttl_ms, stop, state)
         self._event_gens[gen] = stop
-        return gen
+        return EventStream(gen, state)
 
-    def _event_loop(self, bot_types, job_ids, events, ttl_ms, stop):
+    def _event_loop(self, bot_types, job_ids, events, ttl_ms, stop, state):
         body = {"ttlMs": int(ttl_ms)}
         for key, value in (("botTypes", bot_types), ("jobIds", job_ids), ("events", events)):
             if value:
@@ -903,8 +934,10 @@ class Client:
         try:
             while not stop.is_set():
                 if sid is None or time.monotonic() >= renew_at:
+                    since = state["last_id"] if sid is None else None
                     try:
-                        reply = sub._reply(SUBSCRIBE, dict(body, subscription=sid) if sid else body)
+                        reply = sub._reply(SUBSCRIBE, dict(body, subscription=sid) if sid else
+                                           dict(body, since=since) if since else body)
                     except Rejected as e:
                         if e.code not in self._EVENTS_LOST:
                             raise
@@ -925,6 +958,10 @@ class Client:
                     backoff = self._EVENTS_BACKOFF
                     if reply.get("subscription") != sid:
                         sid, last = reply.get("subscription"), reply.get("seq") or 0
+                        if since:       # replayed after since, or reset: not in the history
+                            lost = reply.get("reset", True)
+                        if not since or lost:
+                            state["last_id"] = reply.get("eventId") or state["last_id"]
                         if lost:
                             yield {"event": "reset"}
                         lost = False
@@ -937,6 +974,7 @@ class Client:
                     if seq > last + 1:
                         yield {"event": "gap", "missed": seq - last - 1}
                     last = max(last, seq)
+                    state["last_id"] = ev.get("id") or state["last_id"]
                     yield ev
                 got = sub._recv(max(0.0, min(1.0, renew_at - time.monotonic())))
                 if got is not None and got[0] == EVENT:

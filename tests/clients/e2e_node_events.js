@@ -4,7 +4,10 @@
     waiting, active, completed in seq order; a bad filter rejects
     bad_request; return() unsubscribes, and so does the client's close();
     a wall clock stepped back (Date.now
-    frozen) does not stop renewal.  Prints one line per check; exits 1
+    frozen) does not stop renewal; lastEventId is the last event's id and
+    events({since}) yields the job that ran after it first; return() of an
+    iterator whose next() waits for an event that does not come ends it at
+    once; for await's break unsubscribes.  Prints one line per check; exits 1
     on the first failure.  */
 const path = require('path');
 const ROOT = process.env.BOTMESH_ROOT || path.resolve(__dirname, '..', '..');
@@ -27,6 +30,21 @@ async function until(fn, ms, what) {
     if (await fn()) return;
     if (performance.now() > deadline) { console.log(`FAILED: timed out waiting for ${what}`); process.exit(1); }
     await new Promise((r) => { setTimeout(r, 50); });
+  }
+}
+
+function within(promise, ms) {
+  return Promise.race([promise, new Promise((r) => { setTimeout(() => r('timed out'), ms); })]);
+}
+
+//  The items of it up to job's completed.
+async function toCompleted(it, job) {
+  const got = [];
+  for (;;) {
+    const { value } = await within(it.next(), 20000).then((r) => (r === 'timed out' ? { value: null } : r));
+    check(value, `an event of ${job} within 20 s`, got);
+    got.push(value);
+    if (value.jobId === job && value.event === 'completed') return got;
   }
 }
 
@@ -95,6 +113,48 @@ async function until(fn, ms, what) {
   check(true, "close() unsubscribes the client's events() loops");
   const end = await Promise.race([waiting.next(), new Promise((r) => { setTimeout(() => r(null), 3000); })]);
   check(end && end.done === true, 'a loop of a closed client ends', end);
+  //  Resuming: lastEventId, events({since}); return() while a next() waits
+  //  for an event; for await's break.
+  const rit = c.events({ botTypes: ['pywork'] });
+  const firstItem = rit.next();
+  await until(async () => (await gauge(c)) === before + 1, 10000, 'the subscription');
+  const a = await c.submit('pywork', { echo: 'a' });
+  const ofA = [(await firstItem).value, ...(await toCompleted(rit, a))].filter((ev) => ev.jobId === a);
+  check(rit.lastEventId === ofA[ofA.length - 1].id, 'lastEventId is the last event\'s id', [rit.lastEventId, ofA]);
+  const saved = rit.lastEventId;
+  await rit.return();
+  await until(async () => (await gauge(c)) === before, 10000, 'return() to unsubscribe');
+
+  const b = await c.submit('pywork', { echo: 'b' });
+  await c.wait(b, { timeoutMs: 20000 });
+  const resumed = c.events({ botTypes: ['pywork'], since: saved });
+  const items = await toCompleted(resumed, b);
+  check(JSON.stringify(items.map((ev) => [ev.jobId, ev.event]))
+        === JSON.stringify([[b, 'waiting'], [b, 'active'], [b, 'completed']]),
+        'events({since}): the job that ran after it, first, no reset', items);
+  await resumed.return();
+
+  // An iterator waiting in next() for events that do not come: return() ends it now.
+  const idleIt = c.events({ botTypes: ['nobody'] });
+  const idleNext = idleIt.next();
+  await until(async () => (await gauge(c)) === before + 1, 10000, 'the idle subscription');
+  const ended = await within(idleIt.return(), 3000);
+  check(ended !== 'timed out' && ended.done === true, 'return() while next() waits ends it within 3 s', ended);
+  const idleDone = await within(idleNext, 3000);
+  check(idleDone !== 'timed out' && idleDone.done === true, 'the waiting next() is done too', idleDone);
+  await until(async () => (await gauge(c)) === before, 3000, 'the idle subscription to end');
+
+  const looping = (async () => {
+    for await (const ev of c.events({ botTypes: ['pywork'] })) {
+      if (ev.event) break;
+    }
+  })();
+  await until(async () => (await gauge(c)) === before + 1, 10000, 'the for-await subscription');
+  await c.submit('pywork', { echo: 'loop' });
+  check(await within(looping, 20000) !== 'timed out', 'the for await loop breaks at an event');
+  await until(async () => (await gauge(c)) === before, 10000, 'break to unsubscribe');
+  check(true, 'for await\'s break unsubscribes');
+
   c.close();
   console.log('NODE EVENTS PASS');
 })().catch((e) => { console.log(`FAILED: ${e.stack}`); process.exit(1); });

@@ -11,7 +11,9 @@ SUBSCRIBE).  A real redis-server, broker and Python worker ('pywork').
 - closing the generator unsubscribes (the broker's subscription gauge
   goes back to 0), and so does closing the client (its generators end);
 - the Node client's events() (e2e_node_events.js): the same sequence, a
-  bad filter, return() unsubscribes (skipped when Node cannot run).
+  bad filter, return() unsubscribes, even while a next() waits for an
+  event; lastEventId and events({since}) resume (skipped when Node cannot
+  run).
 """
 import threading
 import queue
