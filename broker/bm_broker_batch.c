@@ -208,12 +208,51 @@ s_on_item_durable (redisReply *reply, void *arg)
 //  One item admitted as a SUBMIT would be: refused (false), a duplicate,
 //  or a new job whose write is issued.  The batch waits for what it waits
 //  for (a write, a wait, a record read).
+//  An item whose dependsOn names jobs only Redis may hold, while they are
+//  read: admitted again once they are.
+typedef struct {
+    bm_batch_slot_t *slot;
+    bm_msg_t *item;             //  A copy
+} s_item_deps_t;
+
+static void
+s_on_item_deps (bm_broker_t *self, bool ok, void *arg)
+{
+    s_item_deps_t *wait = (s_item_deps_t *) arg;
+    bm_batch_slot_t *slot = wait->slot;
+    bm_batch_t *batch = slot->batch;
+    if (ok)
+        s_item_admit (self, slot, wait->item);
+    else {
+        self->rejected++;
+        bm_series_inc (bm_metric_series (self->mf_rejected, "store_unavailable"));
+        s_slot_refuse (slot, "store_unavailable", "the job store (Redis) could not say whether "
+                       "the jobs of dependsOn exist; retry later");
+    }
+    bm_msg_destroy (&wait->item);
+    free (wait);
+    s_batch_release (&batch);
+}
+
 static bool
 s_item_admit (bm_broker_t *self, bm_batch_slot_t *slot, const bm_msg_t *item)
 {
     bm_batch_t *batch = slot->batch;
     bm_admit_t admit;
     bm_submit_admit (self, batch->identity, item, &admit);
+    if (admit.code == BM_DEPS_READ) {
+        s_item_deps_t *wait = (s_item_deps_t *) zmalloc (sizeof (s_item_deps_t));
+        wait->slot = slot;
+        wait->item = bm_msg_copy (item);
+        if (!wait->item) {
+            free (wait);
+            s_slot_refuse (slot, "store_unavailable", "the broker is out of memory; retry later");
+            return false;
+        }
+        batch->unconfirmed++;
+        bm_deps_lookup (self, bm_msg_body (item), s_on_item_deps, wait);
+        return true;
+    }
     if (admit.code) {
         s_slot_refuse (slot, admit.code, admit.message);
         return false;

@@ -634,6 +634,11 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
     if (submit.depends_count) {
         char message [256];
         const char *code = bm_deps_admit (self, &submit, &deps, message, sizeof message);
+        if (code == BM_DEPS_READ) {
+            free (packed);
+            admit->code = code;         //  Not a refusal: the caller reads them
+            return;
+        }
         if (code) {
             free (packed);
             s_refuse (self, admit, code, message);
@@ -730,12 +735,51 @@ s_on_duplicate_checked (bm_broker_t *self, const char *state, int64_t priority, 
     free (recheck);
 }
 
+//  A SUBMIT whose dependsOn names jobs only Redis may hold, while they are
+//  read: admitted again once they are.
+typedef struct {
+    zframe_t *identity;
+    bm_msg_t *msg;              //  A copy
+} s_deps_wait_t;
+
+static void
+s_on_deps_looked (bm_broker_t *self, bool ok, void *arg)
+{
+    s_deps_wait_t *wait = (s_deps_wait_t *) arg;
+    if (self && ok)
+        s_client_submit (self, wait->identity, wait->msg);
+    else
+    if (self) {
+        self->rejected++;
+        bm_series_inc (bm_metric_series (self->mf_rejected, "store_unavailable"));
+        bm_broker_reject (self, wait->identity, bm_msg_body (wait->msg), "store_unavailable",
+                          "the job store (Redis) could not say whether the jobs of dependsOn exist; "
+                          "retry later");
+    }
+    zframe_destroy (&wait->identity);
+    bm_msg_destroy (&wait->msg);
+    free (wait);
+}
+
 static void
 s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
 {
     const msgpack_object *body = bm_msg_body (msg);
     bm_admit_t admit;
     bm_submit_admit (self, identity, msg, &admit);
+    if (admit.code == BM_DEPS_READ) {
+        s_deps_wait_t *wait = (s_deps_wait_t *) zmalloc (sizeof (s_deps_wait_t));
+        wait->msg = bm_msg_copy (msg);
+        if (!wait->msg) {
+            free (wait);
+            bm_broker_reject (self, identity, body, "store_unavailable",
+                              "the broker is out of memory; retry later");
+            return;
+        }
+        wait->identity = zframe_dup (identity);
+        bm_deps_lookup (self, body, s_on_deps_looked, wait);
+    }
+    else
     if (admit.code)
         bm_broker_reject (self, identity, body, admit.code, admit.message);
     else

@@ -268,6 +268,8 @@ struct _bm_broker_t {
     uint64_t refusal_dropped;   //  And not written (over the limit)
     zhashx_t *dependents;       //  Dependency id -> the ids of the jobs waiting
                                 //  for it (bm_deps.c), or NULL
+    zhashx_t *deps_known;       //  While a SUBMIT is admitted again: the jobs of
+                                //  its dependsOn read from Redis (bm_deps_lookup)
     zlistx_t *deps_recovered;   //  Ids of the waiting jobs a recovery brought
                                 //  back, checked as it ends, or NULL
     struct _bm_events_t *events;    //  Live event subscriptions (bm_events.c)
@@ -699,6 +701,16 @@ void bm_stats_worker_counted (bm_broker_t *self, const bm_worker_entry_t *worker
 //  with message.
 const char *bm_deps_admit (bm_broker_t *self, const bm_codec_submit_t *submit, bm_deps_t **deps_p,
                            char *message, size_t size);
+//  That code (never sent): an id names no job the broker holds, and Redis
+//  may hold it.  The caller reads those ids with bm_deps_lookup, whose done
+//  admits the SUBMIT again with what was read (self->deps_known): ok false
+//  when Redis could not say (refused store_unavailable).  done with self
+//  NULL: the broker is gone, free arg only.
+extern const char bm_deps_read [];
+#define BM_DEPS_READ bm_deps_read
+typedef void (bm_deps_looked_fn) (bm_broker_t *self, bool ok, void *arg);
+void bm_deps_lookup (bm_broker_t *self, const msgpack_object *body, bm_deps_looked_fn *done,
+                     void *arg);
 //  The new job takes deps: it waits (waiting-children) while any is pending.
 void bm_deps_attach (bm_broker_t *self, bm_job_t *job, bm_deps_t *deps);
 //  A waiting job's SUBMIT is durable: failed, released or left waiting.

@@ -21,6 +21,8 @@
 #include "bm_broker_internal.h"
 #include "bm_deps.h"
 
+const char bm_deps_read [] = "dependencies_unread";
+
 //  The ids of the jobs that wait for one dependency.
 typedef struct {
     size_t count, alloc;
@@ -133,10 +135,18 @@ bm_deps_admit (bm_broker_t *self, const bm_codec_submit_t *submit, bm_deps_t **d
         bm_dep_t *dep = &deps->items [i];
         dep->id = strndup (submit->depends_on [i].ptr, submit->depends_on [i].len);
         bm_job_t *other = (bm_job_t *) bm_jobtab_lookup (self->jobs, dep->id);
+        if (!other && self->deps_known)
+            other = (bm_job_t *) zhashx_lookup (self->deps_known, dep->id);
+        else
+        if (!other && self->store) {
+            //  Only Redis may hold it: the caller reads the ids the
+            //  broker does not hold (bm_deps_lookup), then admits again.
+            bm_deps_destroy (&deps);
+            return BM_DEPS_READ;
+        }
         if (!other || bm_job_is_delivery (other)) {
-            snprintf (message, size, "dependsOn[%zu] (%.64s%s) names no job the broker holds "
-                      "(an unfinished job, or one of the newest KEEP_FINISHED_JOBS finished)",
-                      i, dep->id, strlen (dep->id) > 64 ? "..." : "");
+            snprintf (message, size, "dependsOn[%zu] (%.64s%s) names no job", i, dep->id,
+                      strlen (dep->id) > 64 ? "..." : "");
             bm_deps_destroy (&deps);
             return "bad_request";
         }
@@ -332,6 +342,95 @@ void
 bm_deps_confirmed (bm_broker_t *self, bm_job_t *job)
 {
     s_settle (self, job, false);
+}
+
+//  --- dependencies only Redis holds, read before the admission -----------
+
+//  The reads of one SUBMIT (or SUBMIT_MANY item): the jobs found, by id.
+typedef struct {
+    bm_broker_t *broker;
+    zhashx_t *known;            //  Id -> bm_job_t read (owned)
+    size_t waiting;             //  Reads not answered yet
+    bool unanswered;            //  Redis could not say for one
+    bm_deps_looked_fn *done;
+    void *arg;
+} s_lookup_t;
+
+typedef struct {
+    s_lookup_t *lookup;
+    char id [BM_ID_SLOT];
+} s_lookup_read_t;
+
+static void
+s_known_free (void **item)
+{
+    bm_job_destroy ((bm_job_t **) item);
+}
+
+static void
+s_on_looked (bm_broker_t *self, const bm_job_t *job, bool answered, void *arg)
+{
+    s_lookup_read_t *read = (s_lookup_read_t *) arg;
+    s_lookup_t *lookup = read->lookup;
+    if (!answered)
+        lookup->unanswered = true;
+    else
+    if (job && !bm_job_is_delivery (job) && !zhashx_lookup (lookup->known, read->id)) {
+        //  A copy of what admission reads: state, error code, result
+        bm_job_t *copy = bm_job_new ();
+        bm_id_copy (copy->id, sizeof copy->id, job->id);
+        copy->state = job->state;
+        copy->service = job->service;
+        bm_set_str (&copy->error_code, job->error_code);
+        if (job->result) {
+            copy->result = bm_memdup (job->result, job->result_size);
+            copy->result_size = job->result_size;
+        }
+        zhashx_insert (lookup->known, read->id, copy);
+    }
+    free (read);
+    if (--lookup->waiting)
+        return;
+    if (self && !lookup->unanswered) {
+        //  Admitted again with what was read (the admission is synchronous)
+        self->deps_known = lookup->known;
+        lookup->done (self, true, lookup->arg);
+        self->deps_known = NULL;
+    }
+    else
+        lookup->done (self, false, lookup->arg);
+    zhashx_destroy (&lookup->known);
+    free (lookup);
+}
+
+void
+bm_deps_lookup (bm_broker_t *self, const msgpack_object *body, bm_deps_looked_fn *done, void *arg)
+{
+    s_lookup_t *lookup = (s_lookup_t *) zmalloc (sizeof (s_lookup_t));
+    lookup->broker = self;
+    lookup->known = zhashx_new ();
+    zhashx_set_destructor (lookup->known, s_known_free);
+    lookup->done = done;
+    lookup->arg = arg;
+    lookup->waiting = 1;        //  Held while the reads are issued
+    const msgpack_object *deps = bm_obj_get (body, "dependsOn");
+    for (uint32_t i = 0; deps && deps->type == MSGPACK_OBJECT_ARRAY && i < deps->via.array.size; i++) {
+        const msgpack_object *id = &deps->via.array.ptr [i];
+        if (id->type != MSGPACK_OBJECT_STR || id->via.str.size >= BM_ID_SLOT)
+            continue;
+        s_lookup_read_t *read = (s_lookup_read_t *) zmalloc (sizeof (s_lookup_read_t));
+        read->lookup = lookup;
+        memcpy (read->id, id->via.str.ptr, id->via.str.size);
+        if (bm_jobtab_lookup (self->jobs, read->id)) {
+            free (read);
+            continue;
+        }
+        lookup->waiting++;
+        bm_job_read (self, read->id, s_on_looked, read);
+    }
+    s_lookup_read_t *last = (s_lookup_read_t *) zmalloc (sizeof (s_lookup_read_t));
+    last->lookup = lookup;
+    s_on_looked (self, NULL, true, last);
 }
 
 //  --- recovery and RETRY: the pending dependencies checked again ----------

@@ -10,7 +10,10 @@ failover, and a dependency that ends while no broker runs is seen.
    taken from the kept DONE), D once E ran.
 2. Two brokers, BROKER_HA=redis: F waits for a slow G; the leader is
    killed; the new leader holds F waiting and releases it when G ends.
-3. REDIS_URL=none: the same flow in memory.
+3. KEEP_FINISHED_JOBS=1: a dependency only Redis holds is read at SUBMIT
+   (completed: its result reaches the bot; failed: refused, or done with
+   onDependencyFailure ignore; none: refused), in a SUBMIT_MANY item too.
+4. REDIS_URL=none: the same flow in memory.
 """
 import os
 import time
@@ -90,6 +93,40 @@ def failover():
                 "F completed with G's result after the failover", rec)
 
 
+def evicted():
+    with h.Stack("deps-evicted") as s:
+        s.redis()
+        s.broker(env={"KEEP_FINISHED_JOBS": "1", "RETRY_ATTEMPTS": "1"})
+        s.worker("--type", "dep", "--concurrency", "2", "--name", "w1", env=dict(HB, BOT_DEP_CMD=BOT))
+        s.wait_workers(1)
+        c = s.client()
+        a = c.submit("dep", {"n": "a"})
+        ra = c.wait(a)
+        f = c.submit("dep", {"fail": True})
+        c.wait(f)
+        last = c.submit("dep", {"n": "last"})
+        c.wait(last)
+        h.check(a not in c.listed() and f not in c.listed(),
+                "A and F are only in Redis (KEEP_FINISHED_JOBS=1)", c.listed())
+        d = c.submit("dep", {"n": "d"}, dependsOn=[a, last], dependencyResults=True)
+        rec = c.wait(d)
+        h.check(rec["state"] == "completed" and rec["result"]["got"]["dependencies"][a] == ra["result"],
+                "D, depending on A read from Redis, got A's result", rec)
+        cmd, r = c.try_submit("dep", 1, dependsOn=[last, f])
+        h.check(cmd == h.REJECTED and r["code"] == "bad_request" and "dependsOn[1]" in r["message"]
+                and "failed" in r["message"], "a failed job only Redis holds is refused", cmd, r)
+        cmd, r = c.try_submit("dep", 1, dependsOn=[a, "no-such-job"])
+        h.check(cmd == h.REJECTED and r["code"] == "bad_request" and "dependsOn[1]" in r["message"],
+                "an id Redis does not hold either is refused", cmd, r)
+        cmd, r = c.request(0x0A, {"jobs": [{"botType": "dep", "payload": 1, "dependsOn": [a]},
+                                            {"botType": "dep", "payload": 2, "dependsOn": ["nope-1"]}]})
+        h.check(cmd == 0x85 and r["jobs"][0].get("jobId") and r["jobs"][1].get("code") == "bad_request",
+                "SUBMIT_MANY: an item on A (read from Redis) accepted, one on no job refused", cmd, r)
+        h.check(c.wait(r["jobs"][0]["jobId"])["state"] == "completed", "the batch item ran")
+        ok = c.submit("dep", {"n": "e"}, dependsOn=[f], onDependencyFailure="ignore")
+        h.check(c.wait(ok)["state"] == "completed", "ignore: a failed job only Redis holds is done")
+
+
 def memory():
     with h.Stack("deps-memory") as s:
         s.broker(redis=False)
@@ -105,6 +142,7 @@ def memory():
 def test():
     restart()
     failover()
+    evicted()
     memory()
 
 
