@@ -472,6 +472,10 @@ const SUBMIT_OPTIONS = {
 const EVENTS_LOST = ['not_found', 'shutting_down', 'not_leader', 'store_unavailable'];
 const EVENTS_BACKOFF_MS = 100;
 const EVENTS_BACKOFF_MAX_MS = 2000;
+// An events() iterator the caller dropped without return() (a next() left
+// waiting, say): its loop ends and unsubscribes once the iterator is
+// garbage collected, rather than renewing until close().
+const EVENTS_DROPPED = new FinalizationRegistry((state) => { if (state.stop) state.stop(); });
 
 class Client {
   constructor(opts = {}) {
@@ -1001,7 +1005,7 @@ class Client {
   events(opts = {}) {
     const state = { lastEventId: null, stop: null };
     const gen = this._eventLoop(opts, state);
-    return {
+    const it = {
       next: (value) => gen.next(value),
       // A loop waiting for an event ends now, not at its next event; done
       // once the broker has the UNSUBSCRIBE (or 1 s)
@@ -1015,6 +1019,8 @@ class Client {
       get lastEventId() { return state.lastEventId; },
       [Symbol.asyncIterator]() { return this; },
     };
+    EVENTS_DROPPED.register(it, state);
+    return it;
   }
 
   async* _eventLoop(opts, state) {

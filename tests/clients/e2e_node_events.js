@@ -7,9 +7,12 @@
     frozen) does not stop renewal; lastEventId is the last event's id and
     events({since}) yields the job that ran after it first; return() of an
     iterator whose next() waits for an event that does not come ends it at
-    once; for await's break unsubscribes.  Prints one line per check; exits 1
+    once; for await's break unsubscribes; an iterator dropped while its
+    next() waits unsubscribes once garbage collected.  Prints one line per check; exits 1
     on the first failure.  */
 const path = require('path');
+const v8 = require('v8');
+const vm = require('vm');
 const ROOT = process.env.BOTMESH_ROOT || path.resolve(__dirname, '..', '..');
 const bm = require(path.join(ROOT, 'clients', 'node', 'botmesh.js'));
 
@@ -155,6 +158,14 @@ async function toCompleted(it, job) {
   await until(async () => (await gauge(c)) === before, 10000, 'break to unsubscribe');
   check(true, 'for await\'s break unsubscribes');
 
+  //  An iterator dropped while its next() waits: released once collected.
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc');
+  (() => { c.events({ botTypes: ['nobody'] }).next(); })();
+  await until(async () => (await gauge(c)) === before + 1, 10000, 'the dropped iterator\'s subscription');
+  await until(async () => { gc(); return (await gauge(c)) === before; }, 10000,
+              'a dropped iterator to unsubscribe once garbage collected');
+  check(true, 'a dropped iterator unsubscribes once garbage collected');
   c.close();
   console.log('NODE EVENTS PASS');
 })().catch((e) => { console.log(`FAILED: ${e.stack}`); process.exit(1); });
