@@ -9,7 +9,8 @@ lastEventId query gets the events after it first.
   reset: the gateway subscribed again since its last event and the broker
   replayed them;
 - while the gateway is subscribed, ?lastEventId= gets the events after it
-  from the gateway's own history;
+  from the gateway's own history; a second gateway, which has none, gets
+  them from the broker's;
 - a Last-Event-ID the gateway does not know: a `reset` item first;
 - GATEWAY_MAX_EVENT_STREAMS (2) reached: a stream of jobId=<an
   idempotencyKey> is 503 too_many_streams without the key's lookup (no
@@ -109,6 +110,18 @@ def test():
               and number(items[0][1]) == number(since) + 1,
               "lastEventId: the events after it, from the gateway's history", items)
         again.sock.close()
+
+        # Another gateway (a restart, or the next one behind a balancer): no
+        # history of its own, it asks the broker since that id.
+        g2 = gateway(s, env={"API_KEYS": KEY}, name="gateway-2")
+        r = curl("-N", "-H", "Last-Event-ID: " + since, g2.url + "/events?botType=python", *AUTH,
+                 timeout=3)
+        got = sse(r.body)
+        check([e for e, _, _ in got] == ["waiting", "active", "completed"]
+              and all(j3 in d for _, _, d in got),
+              "another gateway: the events after Last-Event-ID, from the broker's history", got)
+        g2.stop()
+
         harness.wait_until(lambda: streams(g) == 1, 15, "the closed stream's slot to be free")
         r = curl("-N", "-H", "Last-Event-ID: zz-1", g.url + "/events", *AUTH, timeout=2)
         got = sse(r.body)
