@@ -300,7 +300,7 @@ bool bm_valid_url (const char *str, size_t len);
 //  anything else, which is refused with BM_LIST_STATE_ERROR.
 const char *bm_list_state (const char *state);
 #define BM_LIST_STATE_ERROR "state must be one of: queued (or waiting, wait), running (or active), " \
-                            "delayed, completed, failed, cancelled"
+                            "delayed, waiting-children, completed, failed, cancelled"
 //  The states of a job's webhook (its record's webhook.state), in the
 //  order of bm_webhook_state_names; a job list filters on them (LIST
 //  webhook, GET /jobs?webhook=).

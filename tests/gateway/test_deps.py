@@ -45,6 +45,9 @@ def test():
         r = curl(u + "/jobs?state=waiting-children")
         h.check(r.status == 200 and c in [j["jobId"] for j in r.json["jobs"]],
                 "GET /jobs?state=waiting-children lists C", r)
+        r = curl(u + "/jobs?state=bogus")
+        h.check(r.status == 400 and "waiting-children" in r.json["error"]["message"],
+                "a wrong state's 400 names waiting-children among the states", r)
 
         def ended():
             r = curl(u + "/job/" + c, show=False)
