@@ -84,9 +84,9 @@ s_index_add (bm_broker_t *self, const char *dep_id, const char *job_id)
         ids = (s_ids_t *) zmalloc (sizeof (s_ids_t));
         zhashx_insert (self->dependents, dep_id, ids);
     }
-    for (size_t i = 0; i < ids->count; i++)
-        if (streq (ids->ids [i], job_id))
-            return;
+    //  No search for the id already there (quadratic with many dependents):
+    //  a job listed twice (recovered, retried) is told once, as the second
+    //  word finds its dependency no longer pending.
     if (ids->count == ids->alloc) {
         ids->alloc = ids->alloc ? ids->alloc * 2 : 4;
         ids->ids = bm_realloc_or_abort (ids->ids, ids->alloc * sizeof *ids->ids, "dependents");
