@@ -272,6 +272,8 @@ struct _bm_broker_t {
                                 //  its dependsOn read from Redis (bm_deps_lookup)
     zlistx_t *deps_recovered;   //  Ids of the waiting jobs a recovery brought
                                 //  back, checked as it ends, or NULL
+    zlistx_t *deps_ends;        //  While dependents are told: the jobs that ended
+                                //  meanwhile, told after (bm_deps.c), else NULL
     struct _bm_events_t *events;    //  Live event subscriptions (bm_events.c)
     int event_subs;             //  How many
     bool events_on;             //  Subscriptions, or the history lingers after the

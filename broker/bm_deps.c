@@ -325,17 +325,68 @@ s_tell (bm_broker_t *self, const char *id, bool completed, const char *code, con
     free (ids);
 }
 
+//  A job that ended while its dependency's dependents were told (failed by
+//  it): told after, in turn, not from within (a chain of waiting jobs
+//  would nest one call per job, deep enough to overflow the stack).  Its
+//  outcome is copied: the job may be forgotten (KEEP_FINISHED_JOBS) before
+//  its turn.
+typedef struct {
+    char id [BM_ID_SLOT];
+    bool completed;
+    char *code, *result;
+    size_t result_size;
+} s_end_t;
+
+static void
+s_end_destroy (s_end_t **end_p)
+{
+    if (*end_p) {
+        free ((*end_p)->code);
+        free ((*end_p)->result);
+        free (*end_p);
+        *end_p = NULL;
+    }
+}
+
+static void
+s_tell_all (bm_broker_t *self, const char *id, bool completed, const char *code,
+            const char *result, size_t result_size)
+{
+    if (self->deps_ends) {
+        s_end_t *end = (s_end_t *) zmalloc (sizeof (s_end_t));
+        bm_id_copy (end->id, sizeof end->id, id);
+        end->completed = completed;
+        end->code = code ? strdup (code) : NULL;
+        if (result) {
+            end->result = bm_memdup (result, result_size);
+            end->result_size = result_size;
+        }
+        zlistx_add_end (self->deps_ends, end);
+        return;
+    }
+    self->deps_ends = zlistx_new ();
+    zlistx_set_destructor (self->deps_ends, (zlistx_destructor_fn *) s_end_destroy);
+    s_tell (self, id, completed, code, result, result_size);
+    s_end_t *end;
+    while ((end = (s_end_t *) zlistx_detach (self->deps_ends, NULL))) {
+        if (self->dependents)
+            s_tell (self, end->id, end->completed, end->code, end->result, end->result_size);
+        s_end_destroy (&end);
+    }
+    zlistx_destroy (&self->deps_ends);
+}
+
 void
 bm_deps_ended (bm_broker_t *self, bm_job_t *ended)
 {
-    s_tell (self, ended->id, ended->state == JOB_COMPLETED, s_end_code (ended), ended->result,
-            ended->result_size);
+    s_tell_all (self, ended->id, ended->state == JOB_COMPLETED, s_end_code (ended), ended->result,
+                ended->result_size);
 }
 
 void
 bm_deps_gone (bm_broker_t *self, const bm_job_t *gone)
 {
-    s_tell (self, gone->id, false, "removed", NULL, 0);
+    s_tell_all (self, gone->id, false, "removed", NULL, 0);
 }
 
 void

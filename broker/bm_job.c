@@ -500,9 +500,11 @@ bm_job_finish_at (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
             free (wh);
         }
     }
-    bm_job_keep_finished (self, job);
+    //  Its dependents told before it joins the finished jobs: the ones
+    //  they fail end after it and would push it out (KEEP_FINISHED_JOBS).
     if (self->dependents && zhashx_size (self->dependents))
         bm_deps_ended (self, job);
+    bm_job_keep_finished (self, job);
     bm_dispatch (self, job->service);
     if (worker)
         bm_dispatch_worker (self, worker);
