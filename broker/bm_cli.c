@@ -29,6 +29,7 @@ s_usage (FILE *out)
 "Commands:\n"
 "  submit TYPE [PAYLOAD_JSON] [--priority N] [--webhook URL] [--key IDEMPOTENCY_KEY]\n"
 "         [--job-timeout-ms N] [--attempts N] [--delay-ms N] [--max-attempts N] [--wait]\n"
+"         [--depends-on JOB_ID]... [--dependency-results] [--ignore-dependency-failure]\n"
 "                       submit a job; prints {\"jobId\":...}; with --wait, waits\n"
 "                       for the job to end and prints its record; PAYLOAD_JSON\n"
 "                       - reads the payload from stdin, @FILE from FILE (a\n"
@@ -37,7 +38,12 @@ s_usage (FILE *out)
 "                       default RETRY_ATTEMPTS); --delay-ms: run no sooner than\n"
 "                       this many ms from now (0 to a year; the job is delayed);\n"
 "                       --max-attempts: dispatches lost to crashed workers\n"
-"                       allowed (1-100; default JOB_MAX_ATTEMPTS)\n"
+"                       allowed (1-100; default JOB_MAX_ATTEMPTS);\n"
+"                       --depends-on (1-100 times): run once these jobs completed\n"
+"                       (waiting-children until then); --dependency-results: the\n"
+"                       bot gets {payload, dependencies: {id: result}};\n"
+"                       --ignore-dependency-failure: a dependency that fails\n"
+"                       counts as done (docs/protocol.md section 3, Dependencies)\n"
 "  status JOB_ID        the job's record\n"
 "  wait JOB_ID          wait until the job ends; prints its record\n"
 "  cancel JOB_ID        cancel a queued or running job\n"
@@ -355,6 +361,9 @@ main (int argc, char *argv [])
     const char *webhook = NULL, *key = NULL, *state = NULL, *type = NULL, *webhook_state = NULL;
     const char *positional [3] = { NULL, NULL, NULL };
     int npos = 0;
+    const char *depends [BM_MAX_DEPENDS];
+    size_t depends_count = 0;
+    bool dependency_results = false, ignore_dependency_failure = false;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv [i];
         const char *next = i + 1 < argc ? argv [i + 1] : NULL;
@@ -388,6 +397,18 @@ main (int argc, char *argv [])
                 return 2;
             }
             webhook_state = next; i++; continue; }
+        if (streq (arg, "--depends-on")) {
+            if (!next || !bm_valid_id (next, strlen (next)) || depends_count == BM_MAX_DEPENDS) {
+                fprintf (stderr, "botmesh-client: --depends-on needs a job id (1-128 printable "
+                         "characters without spaces), at most %d times\n", BM_MAX_DEPENDS);
+                return 2;
+            }
+            depends [depends_count++] = next;
+            i++;
+            continue;
+        }
+        if (streq (arg, "--dependency-results")) { dependency_results = true; continue; }
+        if (streq (arg, "--ignore-dependency-failure")) { ignore_dependency_failure = true; continue; }
         if (streq (arg, "--wait")) { wait = true; continue; }
         if (streq (arg, "--force")) { force = true; continue; }
         if (arg [0] == '-' && arg [1] == '-') {
@@ -481,7 +502,11 @@ main (int argc, char *argv [])
             .has_max_attempts = attempts > 0, .max_attempts = attempts,
             .has_attempts = run_attempts > 0, .attempts = run_attempts,
             .has_delay_ms = delay_ms >= 0, .delay_ms = delay_ms,
-            .notify = wait };
+            .notify = wait, .depends_count = depends_count,
+            .dependency_results = dependency_results,
+            .ignore_dependency_failure = ignore_dependency_failure };
+        for (size_t d = 0; d < depends_count; d++)
+            submit.depends_on [d] = (bm_codec_str_t) { depends [d], strlen (depends [d]) };
         snprintf (submit.bot_type, sizeof submit.bot_type, "%s", positional [1]);
         snprintf (submit.idempotency_key, sizeof submit.idempotency_key, "%s", key ? key : "");
         bm_packer_t packer;

@@ -4,13 +4,14 @@ with what it was given.  Python: submit(depends_on=..., dependency_results=
 True) marks the id waiting_children, the third job completes with both
 results, submit_many takes depends_on, a bad depends_on is a TypeError
 before anything is sent, an unknown id is Rejected bad_request naming
-dependsOn[0], list(state="waiting-children") is accepted.  Node: the same
-through e2e_node_deps.js.
+dependsOn[0], list(state="waiting-children") is accepted.  botmesh-client
+submit --depends-on (twice) --dependency-results --wait prints the completed
+record with both results.  Node: the same through e2e_node_deps.js.
 """
 import os
 import subprocess
 
-from e2elib import harness, botmesh, need_node, RUN_NODE, HERE, ROOT
+from e2elib import harness, botmesh, cli, cli_run, need_node, RUN_NODE, HERE, ROOT
 from harness import check
 
 BOT = "/usr/bin/python3 " + os.path.join(ROOT, "tests", "broker", "depbot.py")
@@ -50,6 +51,14 @@ def main():
         except botmesh.Rejected as e:
             check(e.code == "bad_request" and "dependsOn[0]" in e.message,
                   "an unknown id: Rejected bad_request naming dependsOn[0]", e.message)
+        # botmesh-client: --depends-on (twice) and --dependency-results, --wait
+        out = cli(s, "submit", "dep", '{"n": "cli"}', "--depends-on", a, "--depends-on", b,
+                  "--dependency-results", "--wait")
+        check(out["state"] == "completed" and out["result"]["got"]["dependencies"]
+              == {a: ra["result"], b: rb["result"]}, "botmesh-client submit --depends-on", out)
+        bad = cli_run(s, "submit", "dep", "1", "--depends-on", "has space")
+        check(bad.returncode == 2 and "--depends-on" in bad.stderr, "a bad --depends-on is a usage error",
+              bad.returncode, bad.stderr)
         c.close()
 
         r = subprocess.run(["sh", RUN_NODE, os.path.join(HERE, "e2e_node_deps.js"), s.endpoint],
