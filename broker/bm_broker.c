@@ -846,6 +846,7 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
     bm_idem_store_tick (self, bm_now_ms ());
     bm_types_store_tick (self, now);
     bm_job_expire (self, bm_now_ms ());
+    bm_deps_tick (self);
     bm_finished_tick (self, now);
     if (self->config.snapshot_interval_s > 0
     &&  now - self->last_snapshot >= self->config.snapshot_interval_s * 1000) {
@@ -1134,6 +1135,7 @@ s_broker_destroy (bm_broker_t **self_p)
         bm_jobtab_destroy (&self->jobs);
         bm_deps_free_index (self);
         zlistx_destroy (&self->deps_recovered);
+        zlistx_destroy (&self->deps_forgotten);
         bm_jobstore_hold_free (self);
         bm_workers_early_free (self);
         bm_notify_unref (&self->notify_last);

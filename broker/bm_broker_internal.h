@@ -274,6 +274,8 @@ struct _bm_broker_t {
                                 //  back, checked as it ends, or NULL
     zlistx_t *deps_ends;        //  While dependents are told: the jobs that ended
                                 //  meanwhile, told after (bm_deps.c), else NULL
+    zlistx_t *deps_forgotten;   //  Ended jobs forgotten that jobs waited on for
+                                //  their RETRY: told at the next tick, or NULL
     struct _bm_events_t *events;    //  Live event subscriptions (bm_events.c)
     int event_subs;             //  How many
     bool events_on;             //  Subscriptions, or the history lingers after the
@@ -721,6 +723,12 @@ void bm_deps_confirmed (bm_broker_t *self, bm_job_t *job);
 //  waiting for it are told.  Callers test self->dependents first.
 void bm_deps_ended (bm_broker_t *self, bm_job_t *ended);
 void bm_deps_gone (bm_broker_t *self, const bm_job_t *gone);
+//  An ended job is forgotten (evicted, expired, removed): the jobs waiting
+//  for its RETRY (bm_deps_retry) are told how it ended at the next tick
+//  (bm_deps_tick), not from within the deletion (its caller may be walking
+//  the finished list their ends join).
+void bm_deps_forgotten (bm_broker_t *self, const bm_job_t *job);
+void bm_deps_tick (bm_broker_t *self);
 //  A waiting job leaves waiting-children (released, ended, deleted).
 void bm_deps_leave (bm_job_t *job);
 //  Recovery: a job recovered waiting; once the recovery ends its pending

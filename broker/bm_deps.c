@@ -390,6 +390,40 @@ bm_deps_gone (bm_broker_t *self, const bm_job_t *gone)
 }
 
 void
+bm_deps_forgotten (bm_broker_t *self, const bm_job_t *job)
+{
+    if (!zhashx_lookup (self->dependents, job->id))
+        return;
+    if (!self->deps_forgotten) {
+        self->deps_forgotten = zlistx_new ();
+        zlistx_set_destructor (self->deps_forgotten, (zlistx_destructor_fn *) s_end_destroy);
+    }
+    s_end_t *end = (s_end_t *) zmalloc (sizeof (s_end_t));
+    bm_id_copy (end->id, sizeof end->id, job->id);
+    end->completed = job->state == JOB_COMPLETED;
+    end->code = strdup (s_end_code (job));
+    zlistx_add_end (self->deps_forgotten, end);
+}
+
+void
+bm_deps_tick (bm_broker_t *self)
+{
+    if (!self->deps_forgotten)
+        return;
+    zlistx_t *forgotten = self->deps_forgotten;
+    self->deps_forgotten = NULL;
+    s_end_t *end;
+    while ((end = (s_end_t *) zlistx_detach (forgotten, NULL))) {
+        //  Unless it is back meanwhile (a RETRY read it from Redis)
+        bm_job_t *back = (bm_job_t *) bm_jobtab_lookup (self->jobs, end->id);
+        if (self->dependents && !(back && !bm_job_terminal (back)))
+            s_tell_all (self, end->id, end->completed, end->code, NULL, 0);
+        s_end_destroy (&end);
+    }
+    zlistx_destroy (&forgotten);
+}
+
+void
 bm_deps_confirmed (bm_broker_t *self, bm_job_t *job)
 {
     s_settle (self, job, false);

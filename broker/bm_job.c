@@ -333,6 +333,9 @@ bm_job_delete (bm_broker_t *self, bm_job_t *job)
     bm_job_set_held (job, false);
     if (job->deadline_index != SIZE_MAX)
         bm_heap_remove (self->deadlines, job->deadline_index);
+    //  Ended, and jobs wait for its RETRY: they will not see it now
+    if (self->dependents && zhashx_size (self->dependents) && bm_job_terminal (job))
+        bm_deps_forgotten (self, job);
     if (job->idem_key)
         bm_idem_forget (self->idem, job->idem_key, job->id, bm_now_ms ());
     //  Gone before it was confirmed: the SUBMITs waiting on it are refused
