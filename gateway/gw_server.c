@@ -96,7 +96,7 @@ static const char *s_reasons [] = {
     "invalid_json", "invalid_body", "missing_field", "invalid_bot_type", "invalid_payload",
     "invalid_webhook_url", "invalid_priority", "invalid_idempotency_key", "invalid_timeout",
     "invalid_max_attempts", "invalid_attempts", "invalid_backoff", "invalid_delay",
-    "invalid_run_at", "payload_too_large", "body_too_large", "too_many_jobs",
+    "invalid_run_at", "invalid_dependencies", "payload_too_large", "body_too_large", "too_many_jobs",
     "unsupported_media_type", "unauthorized", "rate_limited", "bad_request", "queue_full",
     "store_unavailable", "shutting_down", "broker_timeout", "broker_unavailable",
     "broker_connection_lost", "broker_error", "request_timeout", "idempotency_key_reused",

@@ -34,7 +34,7 @@
 //  The status codes we answer with (gw_server.c's s_codes) and the reasons
 //  an /invoke is refused (its s_reasons): sizes of the per-series caches.
 #define GW_NCODES               17
-#define GW_NREASONS             34
+#define GW_NREASONS             35
 
 //  --------------------------------------------------------------------------
 //  Routes
