@@ -6,6 +6,7 @@
     the graceful shutdown.  */
 #include "bm_broker_internal.h"
 #include "bm_endpoints.h"
+#include "bm_lease.h"
 #include "bm_main.h"
 
 //  A lost run's key dropped from the bounded lost_keys: that run is then
@@ -781,6 +782,31 @@ s_on_store_flush (void *arg)
     bm_finished_flush ((bm_broker_t *) arg);
 }
 
+//  The last word of a stopping broker on its writes: a WARN only for what
+//  may be lost (writes Redis did not confirm by BROKER_SHUTDOWN_MS, a lease
+//  release it did not confirm), naming what it means for the jobs.
+static void
+s_shutdown_report (bm_broker_t *self, bool flushed)
+{
+    size_t pending = self->store ? bm_store_pending (self->store) : 0;
+    if (!flushed || (self->store && !bm_store_up (self->store) && pending))
+        bm_warn (NULL, "shutdown: %zu redis writes not confirmed %s: the state changes of the "
+                 "last moments (jobs queued, started or ended) may be missing from redis; "
+                 "the next broker recovers those jobs from what redis holds: a worker sends "
+                 "its recent DONEs again, a job whose end is lost runs again",
+                 pending, !bm_store_up (self->store) ? "(redis is not connected)"
+                 : "within BROKER_SHUTDOWN_MS");
+    else
+    if (self->released && self->lease && bm_lease_busy (self->lease))
+        bm_warn (NULL, "shutdown: redis did not confirm the lease's release within "
+                 "BROKER_SHUTDOWN_MS: every write was confirmed (nothing is lost), but a "
+                 "standby leads only once the lease runs out (BROKER_LEASE_MS)");
+    if (self->released && bm_store_closed_refused (self->store))
+        bm_info (NULL, "shutdown: %zu redis writes after the lease's release not made "
+                 "(retries or delays that fell due, reads answered): the next leader "
+                 "recovers those jobs as redis holds them", bm_store_closed_refused (self->store));
+}
+
 static int
 s_tick (zloop_t *loop, int timer_id, void *arg)
 {
@@ -795,10 +821,10 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
                     || (bm_store_pending (self->store) == 0 && self->live.adds == 0
                         && self->live.rems == 0);
         //  A leader then gives its lease up: a standby takes over at once.
-        if ((flushed && bm_ha_release (self)) || now >= self->stop_deadline) {
-            if (!flushed)
-                bm_warn (NULL, "shutdown: %zu redis writes not confirmed in time",
-                         bm_store_pending (self->store));
+        //  From the release on it writes nothing (bm_ha_release), so it
+        //  ends as soon as Redis confirmed the release.
+        if (((flushed || self->released) && bm_ha_release (self)) || now >= self->stop_deadline) {
+            s_shutdown_report (self, flushed);
             self->done = true;
             return -1;      //  Ends zloop_start
         }

@@ -880,6 +880,10 @@ s_on_load (redisReply *reply, void *arg)
     if (!reply)
         s_pending_reject (pending, "store_unavailable",
                           "the job store (Redis) is unavailable; retry later");
+    else
+    if (self->stopping && !self->serving)
+        //  Its lease given up meanwhile: the next leader acts on it
+        s_pending_reject (pending, "shutting_down", "the broker is shutting down");
     else {
         bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, pending->id);
         if (job)        //  Arrived meanwhile (e.g. recovery)

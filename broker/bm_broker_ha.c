@@ -394,6 +394,10 @@ bm_ha_release (bm_broker_t *self)
         self->serving = false;
         bm_series_set (self->m_leader, 0);
         bm_lease_release (self->lease);
+        //  Everything it wrote is confirmed (s_tick waits for that): what
+        //  it would write from now on (a retry's backoff ending, a read's
+        //  answer acted on) could never be, and is the next leader's to do.
+        bm_store_close_writes (self->store);
     }
     return !bm_lease_busy (self->lease);
 }
@@ -463,9 +467,11 @@ s_step_down (bm_broker_t *self, const char *why)
     self->serving = false;
     self->leading = false;
     bm_series_set (self->m_leader, 0);
-    bm_error (NULL, "stepping down: %s; this broker serves no more and writes nothing",
-              why);
-    if (self->config.restart_argv) {
+    bm_error (NULL, "stepping down: %s; this broker serves no more and writes nothing%s",
+              why, self->stopping ? "; it was stopping (SIGTERM): exiting" : "");
+    //  A broker told to stop ends, as it was told, not as a standby that
+    //  would hold its ports under a supervisor starting its successor.
+    if (self->config.restart_argv && !self->stopping) {
         bm_warn (NULL, "restarting as a standby (exec %s)", self->config.restart_argv [0]);
         fflush (stdout);
         fflush (stderr);
@@ -477,7 +483,7 @@ s_step_down (bm_broker_t *self, const char *why)
                   strerror (errno));
         _exit (3);
     }
-    //  In-process: the actor ends without flushing anything.
+    //  In-process, or stopping: the actor ends without flushing anything.
     self->done = true;
     zloop_timer (self->loop, 1, 1, bm_ha_end_loop, self);
 }

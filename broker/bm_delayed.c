@@ -44,6 +44,8 @@ s_on_due (zloop_t *loop, int timer_id, void *arg)
     (void) timer_id;
     bm_broker_t *self = (bm_broker_t *) arg;
     self->due_timer = -1;
+    if (!self->serving)
+        return 0;       //  Left leading (a shutdown's release): the next leader's
     int64_t now = bm_now_ms ();
     bm_job_t *job;
     while ((job = (bm_job_t *) bm_heap_peek (self->delayed)) && job->run_at <= now)

@@ -60,6 +60,8 @@ struct _bm_store_t {
     char *fence_key;            //  Fencing: the epoch counter's key, or NULL
     char *fence_epoch;          //  The epoch every group requires
     bool fenced;                //  A group found another epoch: no more writes
+    bool closed;                //  bm_store_close_writes: no more writes
+    size_t closed_refused;      //  Writes refused since
     bm_store_fenced_fn *fenced_fn;
     void *fenced_arg;
     char *sentinels;            //  REDIS_SENTINELS, or NULL
@@ -993,6 +995,18 @@ bm_store_fenced (bm_store_t *self)
     return self->fenced;
 }
 
+void
+bm_store_close_writes (bm_store_t *self)
+{
+    self->closed = true;
+}
+
+size_t
+bm_store_closed_refused (bm_store_t *self)
+{
+    return self->closed_refused;
+}
+
 //  A group in one of its scripted forms.  Fenced: the writes as a
 //  transaction that runs only while the epoch holds, then MGET [marker,
 //  epoch] says whether it ran.  Sentinel alone: one EVAL of the group.
@@ -1138,6 +1152,10 @@ bm_store_write (bm_store_t *self, bool retry, bm_store_fn *fn, void *arg,
 {
     if (self->destroying || self->fenced)
         return -1;
+    if (self->closed) {
+        self->closed_refused++;
+        return -1;
+    }
     if (self->connected) {
         if (!self->open)
             self->open = bm_store_group_new (self, self->last_group_size);

@@ -146,6 +146,15 @@ void bm_store_set_fence (bm_store_t *self, const char *key, const char *epoch,
                          bm_store_fenced_fn *fn, void *arg);
 bool bm_store_fenced (bm_store_t *self);
 
+//  The owner gave its lease up (a leader leaving on SIGTERM): from now on
+//  every write is refused (-1) and counted, as after a fence; what was
+//  written before still goes and is answered, and reads still go.  No
+//  write made after the lease left could be confirmed: the next leader's
+//  fence refuses it, or it would land beside that leader's own.
+void bm_store_close_writes (bm_store_t *self);
+//  Writes refused since bm_store_close_writes.
+size_t bm_store_closed_refused (bm_store_t *self);
+
 //  While Redis refuses the broker's writes (a group answered with an error,
 //  none confirmed since, or a PING answered MISCONF: it cannot persist):
 //  Redis's error, such as "OOM command not allowed when used memory >
