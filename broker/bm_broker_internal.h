@@ -723,8 +723,9 @@ void bm_deps_confirmed (bm_broker_t *self, bm_job_t *job);
 //  waiting for it are told.  Callers test self->dependents first.
 void bm_deps_ended (bm_broker_t *self, bm_job_t *ended);
 void bm_deps_gone (bm_broker_t *self, const bm_job_t *gone);
-//  An ended job is forgotten (evicted, expired, removed): the jobs waiting
-//  for its RETRY (bm_deps_retry) are told how it ended at the next tick
+//  An ended job is gone (removed, expired; without Redis, also evicted
+//  from KEEP_FINISHED_JOBS): the jobs waiting for its RETRY
+//  (bm_deps_retry) are told how it ended at the next tick
 //  (bm_deps_tick), not from within the deletion (its caller may be walking
 //  the finished list their ends join).
 void bm_deps_forgotten (bm_broker_t *self, const bm_job_t *job);

@@ -311,9 +311,10 @@ bm_job_restore (bm_broker_t *self, bm_job_t *job)
     }
 }
 
-//  Forget a job (frees it).
-void
-bm_job_delete (bm_broker_t *self, bm_job_t *job)
+//  Forget a job (frees it); gone: its record too (or there is no Redis),
+//  else it stays in Redis (a finished job past KEEP_FINISHED_JOBS).
+static void
+s_delete (bm_broker_t *self, bm_job_t *job, bool gone)
 {
     //  Gone before it ended: the jobs waiting for it fail (or go on)
     if (self->dependents && zhashx_size (self->dependents) && !bm_job_terminal (job))
@@ -333,8 +334,9 @@ bm_job_delete (bm_broker_t *self, bm_job_t *job)
     bm_job_set_held (job, false);
     if (job->deadline_index != SIZE_MAX)
         bm_heap_remove (self->deadlines, job->deadline_index);
-    //  Ended, and jobs wait for its RETRY: they will not see it now
-    if (self->dependents && zhashx_size (self->dependents) && bm_job_terminal (job))
+    //  Ended and gone, and jobs wait for its RETRY: it cannot come now (one
+    //  only Redis holds can still be retried: they wait on)
+    if (gone && self->dependents && zhashx_size (self->dependents) && bm_job_terminal (job))
         bm_deps_forgotten (self, job);
     if (job->idem_key)
         bm_idem_forget (self->idem, job->idem_key, job->id, bm_now_ms ());
@@ -345,6 +347,12 @@ bm_job_delete (bm_broker_t *self, bm_job_t *job)
     //  Whatever the table holds under its id goes (and is freed)
     bm_job_t *held = (bm_job_t *) bm_jobtab_remove (self->jobs, job->id);
     bm_job_destroy (&held);
+}
+
+void
+bm_job_delete (bm_broker_t *self, bm_job_t *job)
+{
+    s_delete (self, job, true);
 }
 
 void
@@ -389,7 +397,7 @@ s_evict (bm_broker_t *self, bm_joblist_t *list, int64_t bound)
         //  (until the next job ends, or bm_job_expire).
         if (oldest->confirming)
             break;
-        bm_job_delete (self, oldest);
+        s_delete (self, oldest, !self->store);
     }
 }
 
