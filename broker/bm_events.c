@@ -453,8 +453,11 @@ s_parse (const msgpack_object *body, s_sub_t *sub, char *message, size_t size)
            && !(strlen (s_names [e]) == s->size && memcmp (s_names [e], s->ptr, s->size) == 0))
             e++;
         if (e == BM_EV_COUNT) {
-            snprintf (message, size, "events [%u] is not an event name (waiting, active, progress, "
-                      "completed, failed, delayed, removed, stalled, cancelled)", i);
+            int n = snprintf (message, size, "events [%u] is not an event name (", i);
+            for (int k = 0; k < BM_EV_COUNT && n > 0 && (size_t) n < size; k++)
+                n += snprintf (message + n, size - (size_t) n, "%s%s", k ? ", " : "", s_names [k]);
+            if (n > 0 && (size_t) n < size)
+                snprintf (message + n, size - (size_t) n, ")");
             return -1;
         }
         mask |= 1u << e;

@@ -913,7 +913,7 @@ class Client:
         shutting_down, not_leader or store_unavailable; backing off 0.1 s
         doubling to 2 s).  Filters: lists of bot types, job ids, event names
         (waiting, active, progress, completed, failed, delayed, removed,
-        stalled, cancelled).  Bad filters (or a since that is no event id)
+        stalled, cancelled, waiting-children).  Bad filters (or a since that is no event id)
         raise Rejected bad_request; close the stream (or leave the for
         loop, or close this client) to unsubscribe.
         """

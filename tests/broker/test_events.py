@@ -147,6 +147,9 @@ def test():
             cmd, r = narrow.c.request(SUBSCRIBE, cmd_body)
             h.check(cmd == h.REJECTED and r["code"] == "bad_request" and field in r["message"],
                     "a bad %s is refused naming it" % field, r)
+            if field == "events":
+                h.check("waiting-children)" in r["message"],
+                        "the refusal lists every event name, waiting-children too", r)
         c.request(0x0D, {"jobId": f})       # PROMOTE: f runs too
         for _ in range(2):
             job = w.recv_job(5)
