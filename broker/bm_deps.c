@@ -135,8 +135,18 @@ bm_deps_admit (bm_broker_t *self, const bm_codec_submit_t *submit, bm_deps_t **d
         bm_dep_t *dep = &deps->items [i];
         dep->id = strndup (submit->depends_on [i].ptr, submit->depends_on [i].len);
         bm_job_t *other = (bm_job_t *) bm_jobtab_lookup (self->jobs, dep->id);
-        if (!other && self->deps_known)
+        if (!other && self->deps_known) {
             other = (bm_job_t *) zhashx_lookup (self->deps_known, dep->id);
+            if (other && !other->service)
+                other = NULL;           //  Read: Redis has no such job
+            else
+            if (!other && self->store) {
+                //  Held when the others were read, pushed out of memory
+                //  since (KEEP_FINISHED_JOBS): read in turn
+                bm_deps_destroy (&deps);
+                return BM_DEPS_READ;
+            }
+        }
         else
         if (!other && self->store) {
             //  Only Redis may hold it: the caller reads the ids the
@@ -459,6 +469,12 @@ s_on_looked (bm_broker_t *self, const bm_job_t *job, bool answered, void *arg)
     s_lookup_t *lookup = read->lookup;
     if (!answered)
         lookup->unanswered = true;
+    else
+    if (read->id [0] && !zhashx_lookup (lookup->known, read->id)
+    &&  (!job || bm_job_is_delivery (job)))
+        //  Read, and no job of dependsOn: a mark without a type says so
+        //  (one not in known at all was held then, and is read again)
+        zhashx_insert (lookup->known, read->id, bm_job_new ());
     else
     if (job && !bm_job_is_delivery (job) && !zhashx_lookup (lookup->known, read->id)) {
         //  A copy of what admission reads: state, error code, result
