@@ -58,6 +58,9 @@ struct _bm_worker_link_t {
     int timer;                          //  zloop mode: tick timer id
     bm_msg_t *msg;                      //  Parsed into again and again
     bool batch;                         //  READY says batch: true
+    bool dones_kept;                    //  config.dones_kept
+    int64_t kept_dones;                 //  DONEs with no socket since the
+                                        //  last one opened (dones_kept)
     bm_msg_t *item;                     //  A JOB_MANY's item, parsed into again and again
     bool collecting;                    //  In a JOB_MANY: DONEs wait in done_items
     bool holding;                       //  Between hold and flush: likewise
@@ -191,6 +194,11 @@ s_open (bm_worker_link_t *self)
     }
     self->last_recv = bm_mono_ms ();
     s_send_ready (self, true);
+    if (self->kept_dones) {
+        bm_info (NULL, "%" PRId64 " DONE%s kept while no broker was connected: sent again to %s "
+                 "after READY", self->kept_dones, self->kept_dones == 1 ? "" : "s", self->endpoint);
+        self->kept_dones = 0;
+    }
     return 0;
 }
 
@@ -672,6 +680,7 @@ bm_worker_link_new (const bm_worker_link_config_t *config, zloop_t *loop,
     self->hwm = config->hwm > 0 ? config->hwm : BM_LINK_HWM;
     self->msg = bm_msg_new ();
     self->batch = config->batch;
+    self->dones_kept = config->dones_kept;
     self->item = bm_msg_new ();
     bm_packer_init (&self->done_items);
     bm_packer_init (&self->packer);
@@ -810,6 +819,16 @@ static int
 s_send_raw (bm_worker_link_t *self, int command, const char *body, size_t size,
             const char *job_id)
 {
+    if (!self->dealer && !self->retired && self->dones_kept
+    &&  (command == BM_DONE || command == BM_DONE_MANY)) {
+        //  Between two sockets (the broker went, or is shutting down):
+        //  the owner sends it again after READY on the next one.
+        bm_log (self->kept_dones++ ? BM_DEBUG : BM_INFO, job_id,
+                "no broker connection now: the %s is kept and sent again after READY to the "
+                "next broker (any more until then are counted, said when it is sent)",
+                bm_command_name (BM_PEER_WORKER, command));
+        return -1;
+    }
     if (!self->dealer
     ||  bm_msg_send (self->dealer, NULL, BM_WORKER_HEADER, command, body, size)) {
         //  A broker away makes every HEARTBEAT fail: one warning for the

@@ -86,6 +86,11 @@ typedef struct {
                                 //  (0: 10000)
     bool batch;                 //  READY says batch: true; the broker may
                                 //  send JOB_MANY (protocol.md 5a)
+    bool dones_kept;            //  The owner keeps its DONEs and sends them
+                                //  again after READY on the next socket
+                                //  (bm_done_replay): a DONE with no socket
+                                //  to go to is kept, not lost, and logged
+                                //  so, at INFO once per outage
     const bm_curve_peer_t *curve;   //  CURVE settings (copied), for a
                                 //  process that cleared them from its
                                 //  environment; NULL: the environment's,

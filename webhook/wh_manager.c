@@ -551,7 +551,9 @@ wh_manager_run (const wh_config_t *config)
         .hwm = 200000,
         //  JOB_MANY in, DONE_MANY out: the outcomes one pass over libcurl's
         //  finished transfers reports go together.
-        .batch = true };
+        .batch = true,
+        //  Its reports are replayed after each new READY (s_on_link_reconnected)
+        .dones_kept = true };
     bm_worker_link_handlers_t handlers = {
         .job_decoded = s_on_job, .cancel_decoded = s_on_cancel, .lost = s_on_link_lost,
         .reconnected = s_on_link_reconnected, .running = s_on_link_running };

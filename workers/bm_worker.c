@@ -896,7 +896,9 @@ bm_worker_run (bm_worker_t *self)
         .max_frame = config->max_frame, .limit_socket = true, .hwm = BM_SNDHWM,
         //  JOB_MANY in, DONE_MANY out: the DONEs of one turn of the loop
         //  (a reaper pass, a JOB_MANY answered at once) go together.
-        .batch = true, .curve = &config->curve };
+        .batch = true, .curve = &config->curve,
+        //  Our DONEs are replayed after each new READY (s_on_link_reconnected)
+        .dones_kept = true };
     bm_worker_link_handlers_t handlers = {
         .job_decoded = s_on_link_job, .cancel_decoded = s_on_link_cancel, .lost = s_on_link_lost, .reconnected = s_on_link_reconnected,
         .running = s_on_link_running };

@@ -95,3 +95,22 @@ def run_jobs(endpoint, name, ids):
     h.check(extra is None, "no job dispatched twice", extra)
     h.check(sorted(seen) == sorted(ids), "the worker ran exactly the queued jobs", seen)
     w.sock.close()
+
+
+def submit_queue(c, bot_type, count):
+    """count jobs of bot_type submitted through the client c, pipelined
+    (the answers read after all are sent); their ids, in order."""
+    reqs = [c.send_request(h.SUBMIT, {"botType": bot_type, "payload": {"i": i}})
+            for i in range(count)]
+    ids = []
+    while len(ids) < len(reqs):
+        cmd, reply = c.recv(10)
+        h.check(cmd == h.ACCEPTED, "each queued job accepted", reply)
+        ids.append(reply["jobId"])
+    return ids
+
+
+def all_completed(redis_port, ids):
+    """True when every job of ids is completed in the Redis on redis_port."""
+    states = h.redis_pipeline(redis_port, [["HGET", "botmesh:{bm}:job:" + j, "state"] for j in ids])
+    return all(st == b"completed" for st in states)

@@ -59,13 +59,7 @@ def test():
                    for n in range(2)]
         c = h.Client(pair.endpoint(leader))
         h.wait_until(lambda: len(c.stats()["workers"]) >= 2, 15, "both workers registered")
-        reqs = [c.send_request(h.SUBMIT, {"botType": "sim", "payload": {"i": i}})
-                for i in range(JOBS)]
-        ids = []
-        while len(ids) < len(reqs):
-            cmd, reply = c.recv(10)
-            h.check(cmd == h.ACCEPTED, "each queued job accepted", reply)
-            ids.append(reply["jobId"])
+        ids = hatest.submit_queue(c, "sim", JOBS)
         c.close()
 
         for cycle in range(CYCLES):
@@ -99,11 +93,8 @@ def test():
             pair.start(leader)                  # back, as a standby
             leader = new
 
-        def all_completed():
-            states = h.redis_pipeline(s.redis_port, [["HGET", "botmesh:{bm}:job:" + j, "state"]
-                                                     for j in ids])
-            return all(st == b"completed" for st in states)
-        h.wait_until(all_completed, 60, "every job completed in Redis", interval=0.2)
+        h.wait_until(lambda: hatest.all_completed(s.redis_port, ids), 60,
+                     "every job completed in Redis", interval=0.2)
         twice = [j for j in ids if int(h.job_record(s.redis_port, j)["attempts"]) != 1]
         h.check(not twice, "every job completed at its first attempt", twice[:5])
         logs = "".join(w.output() for w in workers)
