@@ -268,6 +268,8 @@ struct _bm_broker_t {
     uint64_t refusal_dropped;   //  And not written (over the limit)
     zhashx_t *dependents;       //  Dependency id -> the ids of the jobs waiting
                                 //  for it (bm_deps.c), or NULL
+    int64_t dependent_entries;  //  Ids in it (broker_dependency_watches)
+    bm_series_t *m_dependent_entries;
     zhashx_t *deps_known;       //  While a SUBMIT is admitted again: the jobs of
                                 //  its dependsOn read from Redis (bm_deps_lookup)
     zlistx_t *deps_recovered;   //  Ids of the waiting jobs a recovery brought
@@ -731,7 +733,7 @@ void bm_deps_gone (bm_broker_t *self, const bm_job_t *gone);
 void bm_deps_forgotten (bm_broker_t *self, const bm_job_t *job);
 void bm_deps_tick (bm_broker_t *self);
 //  A waiting job leaves waiting-children (released, ended, deleted).
-void bm_deps_leave (bm_job_t *job);
+void bm_deps_leave (bm_broker_t *self, bm_job_t *job);
 //  Recovery: a job recovered waiting; once the recovery ends its pending
 //  dependencies are checked again.
 void bm_deps_recovered_job (bm_broker_t *self, bm_job_t *job);

@@ -26,8 +26,18 @@ const char bm_deps_read [] = "dependencies_unread";
 //  The ids of the jobs that wait for one dependency.
 typedef struct {
     size_t count, alloc;
+    size_t stale;               //  Jobs that left the wait since the last sweep
     char (*ids) [BM_ID_SLOT];
 } s_ids_t;
+
+//  The index holds delta more ids.
+static void
+s_entries (bm_broker_t *self, int64_t delta)
+{
+    self->dependent_entries += delta;
+    if (self->m_dependent_entries)
+        bm_series_set (self->m_dependent_entries, (double) self->dependent_entries);
+}
 
 bm_deps_t *
 bm_deps_new (size_t count)
@@ -92,6 +102,7 @@ s_index_add (bm_broker_t *self, const char *dep_id, const char *job_id)
         ids->ids = bm_realloc_or_abort (ids->ids, ids->alloc * sizeof *ids->ids, "dependents");
     }
     bm_id_copy (ids->ids [ids->count++], BM_ID_SLOT, job_id);
+    s_entries (self, 1);
 }
 
 void
@@ -105,6 +116,7 @@ bm_deps_free_index (bm_broker_t *self)
         free (ids);
     }
     zhashx_destroy (&self->dependents);
+    s_entries (self, -self->dependent_entries);
 }
 
 //  The job waits in waiting-children (counted by its type, STATS).
@@ -116,10 +128,49 @@ s_enter (bm_broker_t *self, bm_job_t *job)
     job->service->waiting_children++;
 }
 
+//  The ids of the jobs that still wait for dep_id kept (leaving, about to
+//  leave, goes); none left: the dependency's entry goes.
+static void
+s_sweep (bm_broker_t *self, const char *dep_id, s_ids_t *ids, const bm_job_t *leaving)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < ids->count; i++) {
+        const bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, ids->ids [i]);
+        const bm_dep_t *dep = job && job != leaving && job->deps
+                           && job->state == JOB_WAITING_CHILDREN
+                            ? bm_deps_find (job->deps, dep_id, strlen (dep_id)) : NULL;
+        if (dep && dep->pending) {
+            if (kept != i)
+                memcpy (ids->ids [kept], ids->ids [i], BM_ID_SLOT);
+            kept++;
+        }
+    }
+    s_entries (self, (int64_t) kept - (int64_t) ids->count);
+    ids->count = kept;
+    ids->stale = 0;
+    if (!kept) {
+        zhashx_delete (self->dependents, dep_id);
+        free (ids->ids);
+        free (ids);
+    }
+}
+
 void
-bm_deps_leave (bm_job_t *job)
+bm_deps_leave (bm_broker_t *self, bm_job_t *job)
 {
     job->service->waiting_children--;
+    //  Its ids in the lists of the dependencies it still waited for are
+    //  stale: a list is swept once they are half of it (cancelled or
+    //  failed dependents of a dependency that does not end leave no
+    //  memory behind them).
+    for (size_t i = 0; self->dependents && job->deps && i < job->deps->count; i++) {
+        if (!job->deps->items [i].pending)
+            continue;
+        const char *dep_id = job->deps->items [i].id;
+        s_ids_t *ids = (s_ids_t *) zhashx_lookup (self->dependents, dep_id);
+        if (ids && ++ids->stale * 2 > ids->count)
+            s_sweep (self, dep_id, ids, job);
+    }
 }
 
 const char *
@@ -246,7 +297,7 @@ s_release (bm_broker_t *self, bm_job_t *job)
             return;
         }
     }
-    bm_deps_leave (job);
+    bm_deps_leave (self, job);
     bm_info (job->id, "its %zu dependencies are done: %s", deps->count,
              job->run_at > bm_now_ms () ? "delayed until its runAt" : "queued");
     if (job->run_at > bm_now_ms ())
@@ -326,6 +377,7 @@ s_tell (bm_broker_t *self, const char *id, bool completed, const char *code, con
     if (!ids)
         return;
     zhashx_delete (self->dependents, id);
+    s_entries (self, -(int64_t) ids->count);
     bm_dispatch_hold (self);
     for (size_t i = 0; i < ids->count; i++)
         s_resolve (self, (bm_job_t *) bm_jobtab_lookup (self->jobs, ids->ids [i]), id, completed,
@@ -557,6 +609,7 @@ s_on_checked (bm_broker_t *self, const bm_job_t *dep, bool answered, void *arg)
         s_resolve (self, job, check->dep, dep->state == JOB_COMPLETED, s_end_code (dep),
                    dep->result, dep->result_size);
     else
+    if (job && job->state == JOB_WAITING_CHILDREN)
         s_index_add (self, check->dep, check->job);
     free (check);
 }

@@ -320,7 +320,7 @@ s_delete (bm_broker_t *self, bm_job_t *job, bool gone)
     if (self->dependents && zhashx_size (self->dependents) && !bm_job_terminal (job))
         bm_deps_gone (self, job);
     if (job->state == JOB_WAITING_CHILDREN)
-        bm_deps_leave (job);
+        bm_deps_leave (self, job);
     if (job->deliveries && !bm_job_is_delivery (job))
         bm_delivery_drop_withheld (self, job);
     bm_joblist_remove (&self->recent, job);
@@ -476,7 +476,7 @@ bm_job_finish_at (bm_broker_t *self, bm_job_t *job, bm_job_state_t state,
         return;
     }
     if (job->state == JOB_WAITING_CHILDREN)
-        bm_deps_leave (job);
+        bm_deps_leave (self, job);
     job->run_at = 0;
     job->state = state;
     job->finished_at = finished_at;

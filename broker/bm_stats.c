@@ -329,6 +329,10 @@ bm_stats_setup_metrics (bm_broker_t *self)
     self->mf_limit_kills = bm_metrics_counter (m, "bot_limit_kills_total",
         "Bot runs that hit a resource limit of their type (memory, cpu, pids, files)",
         "bot_type,limit");
+    self->m_dependent_entries = bm_metric_series (bm_metrics_gauge (m,
+        "broker_dependency_watches", "Entries of the dependents index: a job waiting "
+        "(waiting-children) for a dependency that has not ended, or one that left the wait "
+        "and is not swept yet (at most as many again)", NULL));
     self->mf_submitted = bm_metrics_counter (m, "broker_jobs_submitted_total",
         "Jobs accepted for submission", "bot_type");
     self->mf_rejected = bm_metrics_counter (m, "broker_jobs_rejected_total",
