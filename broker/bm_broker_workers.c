@@ -753,7 +753,7 @@ s_count_limit_kill (bm_broker_t *self, bm_service_t *service, const char *limit)
 //  that DONE sent again is not the job's (attempt: the DONE's, 0 if none).
 static bm_job_t *
 s_worker_reclaim (bm_broker_t *self, bm_worker_entry_t *worker, const char *id,
-                  int64_t attempt)
+                  int64_t attempt, bool ok)
 {
     bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
     if (job && !s_key_ran_lost_run (self, worker, job))
@@ -764,6 +764,22 @@ s_worker_reclaim (bm_broker_t *self, bm_worker_entry_t *worker, const char *id,
         bm_lost_keys_delete (self->lost_keys, id);
         bm_info (job->id, "DONE from %s, which ran attempt %" PRId64 " before it was lost: taken",
                  worker->name, job->attempts);
+        return job;
+    }
+    //  Queued with no run in its record: a leader that had lost Redis
+    //  dispatched it, and its worker completed it, before the dispatch
+    //  could be written; the recovery found it queued.  A completed DONE
+    //  for attempt 1 is that run, as READY running would have adopted it:
+    //  taken, not run again.  Not a failed one (the next attempt decides
+    //  then), nor one for a job RETRY reset in this process (outcome_gen),
+    //  nor with CURVE (no key is known to have run it: s_key_ran_lost_run).
+    if (job && job->state == JOB_QUEUED && job->durable && !job->lost && !job->held
+    &&  job->attempts == 0 && job->failed_runs == 0 && job->outcome_gen == 0
+    &&  !job->last_worker && ok && attempt == 1) {
+        job->attempts = 1;
+        bm_set_str (&job->last_worker, worker->name);
+        bm_info (job->id, "DONE from %s, which completed attempt 1 before its dispatch reached "
+                 "redis: taken", worker->name);
         return job;
     }
     return NULL;
@@ -1129,7 +1145,7 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
     //  the job runs again elsewhere (a timed-out run's DONE, late).
     bool told_to_stop = !job && bm_worker_entry_stopping_holds (worker, done.job_id);
     if (!job && !told_to_stop)
-        job = s_worker_reclaim (self, worker, done.job_id, done.attempt);
+        job = s_worker_reclaim (self, worker, done.job_id, done.attempt, done.ok);
     int64_t print = s_failed_done_print (worker, &done);
     if (job && print && print == job->failed_done) {
         //  The failed DONE of a run already counted, sent again after a
