@@ -414,6 +414,10 @@ static void
 s_tell_all (bm_broker_t *self, const char *id, bool completed, const char *code,
             const char *result, size_t result_size)
 {
+    //  No job waits for it: one lookup (nothing adds to the index while
+    //  dependents are told, so one not there now is not there later)
+    if (!zhashx_lookup (self->dependents, id))
+        return;
     if (self->deps_ends) {
         s_end_t *end = (s_end_t *) zmalloc (sizeof (s_end_t));
         bm_id_copy (end->id, sizeof end->id, id);
