@@ -932,6 +932,7 @@ typedef struct {
     zframe_t *identity;                 //  Its routing identity
     char name [BM_MAX_ID_LEN + 1];      //  Its worker's name
     char pubkey [41];                   //  Its CURVE key, "" without CURVE
+    int64_t attempt;                    //  The attempt it names, 0: none
     msgpack_sbuffer body;               //  The DONE's body, msgpack
 } s_early_done_t;
 
@@ -980,15 +981,23 @@ s_early_done_pop (bm_broker_t *self, const char *id)
 //  caller answers NACK not_owner), 0 if it is not early.
 static int
 s_early_done_keep (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg,
-                   const char *id)
+                   const char *id, int64_t attempt)
 {
     if (s_recovered (self) || bm_jobtab_lookup (self->jobs, id))
         return 0;
     s_early_done_t *old = self->early_dones
                         ? (s_early_done_t *) zhashx_lookup (self->early_dones, id) : NULL;
-    if (old && !streq (old->name, worker->name)) {
-        bm_warn (id, "DONE from %s before the recovery reached the job, which keeps the DONE "
-                 "%s sent already: not kept (NACK not_owner)", worker->name, old->name);
+    bool later = old && attempt > 0 && attempt > old->attempt;
+    if (old && !streq (old->name, worker->name) && !later) {
+        //  Two runs of one job (a retry, a lost run), each worker sending
+        //  its DONE again after the failover: the later run's decides, and
+        //  an earlier one's is expected.  The same attempt from two workers
+        //  (or one naming none) is not.
+        bool earlier = attempt > 0 && old->attempt > attempt;
+        bm_log (earlier ? BM_DEBUG : BM_WARN, id, "DONE from %s%s before the recovery reached "
+                "the job, which keeps the DONE %s sent already%s: not kept (NACK not_owner)",
+                worker->name, earlier ? " for an earlier attempt" : "", old->name,
+                earlier ? " for a later one" : "");
         return -1;
     }
     s_early_done_t *kept = (s_early_done_t *) bm_calloc_or_abort (sizeof (s_early_done_t),
@@ -1007,6 +1016,7 @@ s_early_done_keep (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t 
         s_early_done_free (&kept);
         return -1;
     }
+    kept->attempt = attempt;
     kept->key = strdup (worker->key);
     kept->identity = zframe_dup (worker->identity);
     snprintf (kept->name, sizeof kept->name, "%s", worker->name);
@@ -1018,6 +1028,16 @@ s_early_done_keep (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t 
     }
     if (!self->early_dones)
         self->early_dones = zhashx_new ();
+    if (old && !streq (old->name, worker->name)) {
+        //  An earlier attempt's, from another worker: this one decides.
+        bm_debug (id, "DONE from %s for attempt %" PRId64 " before the recovery reached the job "
+                  "replaces the one %s sent for attempt %" PRId64 " (NACK not_owner to %s)",
+                  worker->name, attempt, old->name, old->attempt, old->name);
+        bm_worker_entry_t *sender = s_early_done_sender (self, old);
+        if (sender)
+            bm_broker_send_worker_simple (self, sender->identity, BM_NACK, "not_owner",
+                                          "this worker does not hold that job");
+    }
     if (old) {
         //  Sent again (a reconnect): the newer connection's is kept.
         self->early_done_bytes -= old->body.size;
@@ -1201,7 +1221,7 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
         if (s_worker_release_stopping (self, worker, done.job_id))
             bm_debug (done.job_id, "DONE from %s for a job it was told to stop", worker->name);
         else
-        if ((early = s_early_done_keep (self, worker, msg, done.job_id)) > 0)
+        if ((early = s_early_done_keep (self, worker, msg, done.job_id, done.attempt)) > 0)
             return;                     //  Answered when the recovery reaches it
         else
         if (early == 0)
