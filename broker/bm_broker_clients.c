@@ -906,11 +906,13 @@ s_on_load (redisReply *reply, void *arg)
             else
             if (!bm_job_terminal (job)) {
                 //  Only terminal jobs live in Redis alone; anything else is
-                //  being recovered: answer what Redis says.
+                //  being recovered: answer what Redis says.  An action waits
+                //  for the recovery, refused as a SUBMIT is meanwhile (a
+                //  client retries store_unavailable; a conflict is final).
                 if (load->command == BM_STATUS)
                     s_reply_record (self, pending->identity, pending, NULL, job);
                 else
-                    s_pending_reject (pending, "conflict", "the job is being recovered; retry");
+                    s_pending_reject (pending, "store_unavailable", BM_TEXT_RECOVERING);
                 bm_job_destroy (&job);
             }
             else
