@@ -249,28 +249,43 @@ s_on_push (const bm_msg_t *msg, void *arg)
 {
     gw_events_t *self = (gw_events_t *) arg;
     const msgpack_object *body = bm_msg_body (msg);
-    char sub [64], name [16], bot_type [BM_MAX_BOT_TYPE_LEN + 1], job_id [BM_MAX_ID_LEN + 1];
+    char sub [64], bot_type [BM_MAX_BOT_TYPE_LEN + 1], job_id [BM_MAX_ID_LEN + 1];
     char id [GW_EVENTS_ID_SLOT];
     s_str (body, "subscription", sub, sizeof sub);
     s_str (body, "id", id, sizeof id);
-    s_str (body, "event", name, sizeof name);
     s_str (body, "botType", bot_type, sizeof bot_type);
     s_str (body, "jobId", job_id, sizeof job_id);
     const msgpack_object *seq_obj = bm_obj_get (body, "seq");
     int64_t seq = seq_obj && seq_obj->type == MSGPACK_OBJECT_POSITIVE_INTEGER
                 ? (int64_t) seq_obj->via.u64 : 0;
+    if (!*sub || seq <= 0)
+        return;
+    //  The name compared where it lies, whatever its length: an event this
+    //  gateway does not know (a newer broker's) is skipped, its seq still
+    //  counted, so the next one is no gap.
+    const msgpack_object *name_obj = bm_obj_get (body, "event");
     int event = 0;
-    while (s_names [event] && !streq (s_names [event], name))
+    while (s_names [event]
+    &&    !(name_obj && name_obj->type == MSGPACK_OBJECT_STR
+            && strlen (s_names [event]) == name_obj->via.str.size
+            && memcmp (s_names [event], name_obj->via.str.ptr, name_obj->via.str.size) == 0))
         event++;
-    if (!s_names [event] || !*sub || seq <= 0)
-        return;                         //  An event this gateway does not know
+    bool known = s_names [event] != NULL;
+    const char *name = known ? s_names [event] : "";
+    if (!known) {
+        int size = name_obj && name_obj->type == MSGPACK_OBJECT_STR
+                 ? (int) (name_obj->via.str.size > 64 ? 64 : name_obj->via.str.size) : 0;
+        bm_warn (*job_id ? job_id : NULL, "event '%.*s' (seq %" PRId64 ") of subscription %s "
+                 "skipped: an event name this gateway does not know", size,
+                 size ? name_obj->via.str.ptr : "", seq, sub);
+    }
     //  Ours, or maybe the new subscription's whose id the hub has not
     //  recorded yet; formatted only when a stream wants it, or for the
     //  history when it has an id.
     pthread_mutex_lock (&self->lock);
     bool ours = streq (sub, self->sub_id) || self->subscribing;
-    bool wanted = *id != 0;
-    for (gw_stream_t *s = self->streams; ours && s && !wanted; s = s->next)
+    bool wanted = known && *id != 0;
+    for (gw_stream_t *s = self->streams; known && ours && s && !wanted; s = s->next)
         wanted = s_matches (s, event, bot_type, job_id);
     pthread_mutex_unlock (&self->lock);
     if (!ours)
