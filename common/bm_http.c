@@ -750,13 +750,16 @@ bm_http_head (struct mg_connection *conn, int status, const char *content_type,
 {
     char cors [BM_HTTP_ORIGIN_MAX_LEN + 64];
     const char *cors_lines = s_cors_lines (mg_get_header (conn, "Origin"), cors, sizeof cors);
+    char length [48] = "";
+    if (body_len != BM_HTTP_NO_LENGTH)
+        snprintf (length, sizeof length, "Content-Length: %zu\r\n", body_len);
     int len = snprintf (buf, size,
                         "HTTP/1.1 %d %s\r\n"
                         "Content-Type: %s\r\n"
-                        "Content-Length: %zu\r\n"
+                        "%s"
                         S_SECURITY_HEADERS
                         "%s%s%s%s%s\r\n",
-                        status, bm_http_reason (status), content_type, body_len, cors_lines,
+                        status, bm_http_reason (status), content_type, length, cors_lines,
                         connection ? "Connection: " : "", connection ? connection : "",
                         connection ? "\r\n" : "", extra ? extra : "");
     if (len < 0 || (size_t) len >= size)

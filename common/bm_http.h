@@ -140,10 +140,12 @@ int bm_http_port_flag (const char *port_flag, int64_t *port);
 //  Writing responses
 
 //  Format the status line and headers (through the blank line) into buf:
-//  Content-Type, Content-Length, Cache-Control, the security and CORS
-//  headers, "Connection: <connection>" unless connection is NULL, then
+//  Content-Type, Content-Length (none when body_len is BM_HTTP_NO_LENGTH: a
+//  stream the connection's close ends), Cache-Control, the security and
+//  CORS headers, "Connection: <connection>" unless connection is NULL, then
 //  extra (whole header lines, "Retry-After: 2\r\n", or NULL).  Returns the
 //  length, or -1 if buf is too small.
+#define BM_HTTP_NO_LENGTH SIZE_MAX
 int bm_http_head (struct mg_connection *conn, int status, const char *content_type,
                   size_t body_len, const char *connection, const char *extra,
                   char *buf, size_t size);

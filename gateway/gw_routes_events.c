@@ -7,6 +7,7 @@
 #include "gw_request.h"
 #include "gw_routes.h"
 #include "gw_events.h"
+#include "bm_http.h"
 
 #include "bm_log.h"
 
@@ -145,7 +146,7 @@ gw_routes_events (gw_request_t *r)
         return;
     if (r->head) {
         //  The head a GET would have, no stream (no thread held for it).
-        gw_request_send (r, 200, "text/event-stream", "Cache-Control: no-cache\r\n", NULL, 0);
+        gw_request_send (r, 200, "text/event-stream", "X-Accel-Buffering: no\r\n", NULL, 0);
         return;
     }
     //  The cap before the key's lookup: a full gateway asks the broker nothing
@@ -181,10 +182,12 @@ gw_routes_events (gw_request_t *r)
     bm_series_inc (server->event_streams);
     r->status = 200;
     mg_disable_keep_alive (r->conn);
-    static const char head [] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                                "Cache-Control: no-cache\r\nConnection: close\r\n"
-                                "X-Accel-Buffering: no\r\n\r\n: subscribed\n\n";
-    bool open = mg_write (r->conn, head, sizeof head - 1) > 0;
+    //  The headers (CORS, security) every answer carries, no Content-Length
+    char head [BM_HTTP_HEAD_MAX + 64];
+    int len = bm_http_head (r->conn, 200, "text/event-stream", BM_HTTP_NO_LENGTH, "close",
+                            "X-Accel-Buffering: no\r\n", head, sizeof head);
+    bool open = len > 0 && mg_write (r->conn, head, (size_t) len) > 0
+             && mg_write (r->conn, ": subscribed\n\n", 14) > 0;
     int64_t written = bm_mono_ms ();
     while (open && !atomic_load (&server->draining)) {
         char *item = gw_events_next (server->events, stream, 500);
