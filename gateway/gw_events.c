@@ -35,6 +35,9 @@ struct _gw_stream_t {
     gw_events_filter_t filter;
     bool resumed;                       //  Opened with a Last-Event-ID: told when the
                                         //  subscription made next lost events
+    int64_t skip_replay_of;             //  Opened without one: the subscription (by
+                                        //  number, subs_made) whose replay it skips,
+                                        //  events from before it opened; 0 none
     char *items [GW_EVENTS_STREAM_QUEUE];
     size_t head, count;
     int64_t lost;                       //  Items its queue had no room for, not told yet
@@ -79,6 +82,9 @@ struct _gw_events_t {
     gw_pending_t *pending;              //  GW_EVENTS_PENDING events pushed meanwhile
     int pending_count;
     int64_t seq;                        //  Its last seq seen
+    int64_t subs_made;                  //  Subscriptions made so far (numbers them)
+    int64_t replayed;                   //  The current one's seq 1..replayed: the
+                                        //  broker's replay of events since last_id
     gw_past_t *history;                 //  GW_EVENTS_HISTORY slots
     int history_head, history_count;
     char last_id [GW_EVENTS_ID_SLOT];   //  The newest event of the history (or the since
@@ -230,8 +236,10 @@ s_deliver (gw_events_t *self, int64_t seq, int event, const char *id, const char
         s_history_add (self, id, event, bot_type, job_id, text);
     if (seq > self->seq)
         self->seq = seq;
+    bool replay = seq <= self->replayed;
     for (gw_stream_t *s = self->streams; text && s; s = s->next)
-        if (s_matches (s, event, bot_type, job_id))
+        if (s_matches (s, event, bot_type, job_id)
+        &&  !(replay && s->skip_replay_of == self->subs_made))
             s_queue (s, strdup (text));
 }
 
@@ -389,7 +397,11 @@ s_thread (void *arg)
             pthread_mutex_lock (&self->lock);
             continue;
         }
-        if (self->count > 0 && *id && gw_link_connects (self->link) != connects) {
+        int64_t now_connects = gw_link_connects (self->link);
+        if (connects == 0 && now_connects == 1)
+            connects = 1;               //  The first handshake, told after the answer
+                                        //  that came over it: the same connection
+        if (self->count > 0 && *id && now_connects != connects) {
             //  Another connection: the broker's subscription was the old one's.
             bm_info (NULL, "event subscription %s lost with the broker connection", id);
             id [0] = self->sub_id [0] = 0;
@@ -416,6 +428,11 @@ s_thread (void *arg)
                 if (!streq (got, id)) {
                     self->seq = seq && seq->type == MSGPACK_OBJECT_POSITIVE_INTEGER
                               ? (int64_t) seq->via.u64 : 0;
+                    const msgpack_object *replayed = bm_obj_get (body, "replayed");
+                    self->replayed = replayed
+                                  && replayed->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+                                   ? (int64_t) replayed->via.u64 : 0;
+                    self->subs_made++;
                     snprintf (self->sub_id, sizeof self->sub_id, "%s", got);
                     //  Since the last event seen, when the broker still had it
                     const msgpack_object *reset = bm_obj_get (body, "reset");
@@ -429,7 +446,8 @@ s_thread (void *arg)
                     if (!resumed) {
                         s_history_clear (self);
                         for (gw_stream_t *s = self->streams; s; s = s->next)
-                            if (lost || s->resumed)
+                            if ((lost && s->skip_replay_of != self->subs_made)
+                            ||  s->resumed)
                                 s_queue (s, s_notice ("reset", "{\"reason\":\"the gateway "
                                          "subscribed to the broker anew: events in between "
                                          "are lost\"}"));
@@ -613,6 +631,11 @@ gw_events_open (gw_events_t *self, const gw_events_filter_t *filter, const char 
     self->count++;
     if (last_id && *last_id)
         s_resume (self, stream, last_id);
+    else
+        //  New events only: not the replay of the subscription made for it
+        //  (the events since the last one the hub saw), nor the rest of the
+        //  current one's
+        stream->skip_replay_of = self->subs_made + !*self->sub_id;
     self->refused [0] = self->refused_code [0] = 0;     //  Asked again for this one
     pthread_cond_broadcast (&self->cond);
     pthread_mutex_unlock (&self->lock);

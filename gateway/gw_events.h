@@ -13,7 +13,8 @@
     Each event's SSE id is the broker's event id.  The hub keeps the last
     GW_EVENTS_HISTORY events, in the broker's order without a hole: a
     stream opened with a Last-Event-ID gets those after it first (or a
-    `reset` when it is not among them); a new subscription (after a loss,
+    `reset` when it is not among them), a stream opened without one gets
+    only the events after it opened; a new subscription (after a loss,
     or once a stream opens again) asks the broker for the events since the
     last one kept (SUBSCRIBE since), and only when the broker no longer has
     them do the streams get `reset`.  A gap in the
