@@ -1270,7 +1270,11 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
         char message [BM_MAX_ERROR_MESSAGE_LEN + 1];
         s_error_message (&done.error, message, sizeof message);
         job->failed_done = print;
-        bm_job_finish_at (self, job, JOB_FAILED, done.error.code, message, finished_at);
+        //  A worker ends a run cancelled only when a broker told it to: a
+        //  cancel this broker does not know of (made by a leader that lost
+        //  Redis before it was written) ends the job cancelled all the same.
+        bm_job_finish_at (self, job, streq (done.error.code, "cancelled") ? JOB_CANCELLED
+                          : JOB_FAILED, done.error.code, message, finished_at);
     }
 }
 
