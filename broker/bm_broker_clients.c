@@ -954,8 +954,8 @@ s_on_load (redisReply *reply, void *arg)
 }
 
 //  A RETRY's queued record is in Redis: ACCEPTED, with the job's queue
-//  position now (0 once dispatched); REJECTED store_unavailable if the
-//  write failed.
+//  position now (0 once dispatched) or its state when it is not queued
+//  (waiting-children); REJECTED store_unavailable if the write failed.
 static void
 s_on_retry_durable (redisReply *reply, void *arg)
 {
@@ -969,8 +969,12 @@ s_on_retry_durable (redisReply *reply, void *arg)
         bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, pending->id);
         int64_t position = job && job->state == JOB_QUEUED && !job->held
                          ? bm_service_queue_position (job->service, job) : 0;
+        //  A job that went back to waiting for its dependencies (or that
+        //  one of them failed again at once) says so: it is not queued.
+        const char *state = job && job->state != JOB_QUEUED && job->state != JOB_RUNNING
+                          ? bm_job_state_names [job->state] : NULL;
         s_send_accepted (self, pending->identity, pending, NULL, pending->id, false, position,
-                         false, NULL, -1);
+                         false, state, -1);
     }
     s_pending_destroy (&pending);
 }

@@ -384,10 +384,18 @@ void
 gw_routes_job_action (gw_request_t *r, int command)
 {
     bm_msg_t *reply = gw_request_broker_simple (r, command, r->job_id, true);
-    json_t *value = command == BM_RETRY
-        ? json_pack ("{s:s,s:s}", "jobId", r->job_id, "status", "queued")
-        : json_pack ("{s:s,s:s,s:s}", "jobId", r->job_id, "webhook", "pending",
-                     "status", "redelivery queued");
+    json_t *value = NULL;
+    if (command == BM_RETRY) {
+        //  A job with dependsOn may wait for them again: the broker's
+        //  ACCEPTED then names its state.
+        char state [BM_MAX_STATE_LEN + 1] = "";
+        if (reply && bm_msg_command (reply) == BM_ACCEPTED)
+            bm_obj_strcpy (bm_msg_body (reply), "state", state, sizeof state);
+        value = json_pack ("{s:s,s:s}", "jobId", r->job_id, "status", *state ? state : "queued");
+    }
+    else
+        value = json_pack ("{s:s,s:s,s:s}", "jobId", r->job_id, "webhook", "pending",
+                           "status", "redelivery queued");
     gw_routes_answer (r, reply, BM_ACCEPTED, 202, NULL, value, true);
 }
 
