@@ -226,7 +226,8 @@ s_timing (const json_t *body, bm_codec_submit_t *submit, gw_invoke_error_t *erro
 static const char *s_known_keys [] = {
     "botType", "payload", "webhookUrl", "priority", "idempotencyKey", "jobId",
     "timeoutMs", "maxAttempts", "attempts", "backoff", "delayMs", "delay", "runAt",
-    "dependsOn", "onDependencyFailure", "dependencyResults"
+    "dependsOn", "onDependencyFailure", "dependencyResults", "ignoreDependencyOnFailure",
+    "failParentOnFailure"
 };
 
 json_t *
@@ -364,22 +365,44 @@ s_depends (const json_t *body, bm_codec_submit_t *submit, gw_invoke_error_t *err
         }
         submit->depends_count = json_array_size (deps);
     }
+    //  onDependencyFailure, or BullMQ's names for its values:
+    //  ignoreDependencyOnFailure true is "ignore", failParentOnFailure true
+    //  "fail" (false: nothing asked).  Two that disagree are refused.
+    const char *chosen = NULL, *chosen_by = NULL;
     const json_t *on_failure = json_object_get (body, "onDependencyFailure");
     if (on_failure && !json_is_null (on_failure)) {
-        const char *text = json_is_string (on_failure) ? json_string_value (on_failure) : "";
-        if (!streq (text, "fail") && !streq (text, "ignore"))
+        chosen = json_is_string (on_failure) ? json_string_value (on_failure) : "";
+        if (!streq (chosen, "fail") && !streq (chosen, "ignore"))
             return s_fail (error, 400, "invalid_dependencies",
                            "onDependencyFailure must be \"fail\" or \"ignore\"");
-        submit->ignore_dependency_failure = streq (text, "ignore");
+        chosen_by = "onDependencyFailure";
     }
+    static const char *aliases [][2] = {
+        { "ignoreDependencyOnFailure", "ignore" }, { "failParentOnFailure", "fail" }
+    };
+    for (size_t i = 0; i < sizeof aliases / sizeof aliases [0]; i++) {
+        const json_t *flag = json_object_get (body, aliases [i][0]);
+        if (flag && !json_is_null (flag) && !json_is_boolean (flag))
+            return s_fail (error, 400, "invalid_dependencies",
+                           "%s must be a boolean (true is onDependencyFailure \"%s\")",
+                           aliases [i][0], aliases [i][1]);
+        if (!json_is_true (flag))
+            continue;
+        if (chosen && !streq (chosen, aliases [i][1]))
+            return s_fail (error, 400, "invalid_dependencies",
+                           "%s true is onDependencyFailure \"%s\": it contradicts %s",
+                           aliases [i][0], aliases [i][1], chosen_by);
+        chosen = aliases [i][1];
+        chosen_by = aliases [i][0];
+    }
+    submit->ignore_dependency_failure = chosen && streq (chosen, "ignore");
     const json_t *results = json_object_get (body, "dependencyResults");
     if (results && !json_is_null (results) && !json_is_boolean (results))
         return s_fail (error, 400, "invalid_dependencies", "dependencyResults must be a boolean");
     submit->dependency_results = json_is_true (results);
-    if (!submit->depends_count
-    &&  ((on_failure && !json_is_null (on_failure)) || submit->dependency_results))
+    if (!submit->depends_count && (chosen_by || submit->dependency_results))
         return s_fail (error, 400, "invalid_dependencies", "%s needs dependsOn",
-                       submit->dependency_results ? "dependencyResults" : "onDependencyFailure");
+                       submit->dependency_results ? "dependencyResults" : chosen_by);
     return 0;
 }
 

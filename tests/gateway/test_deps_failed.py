@@ -1,13 +1,17 @@
 """Jobs whose dependency failed, over HTTP: POST /job/{id}/retry of a job
 with dependsOn answers the state the job is in (waiting-children while a
-dependency has not completed).
+dependency has not completed), and BullMQ's names of onDependencyFailure.
 
 A real stack: redis, broker, gateway and a worker whose bot ("dep",
 tests/broker/depbot.py) fails until a flag file exists.  A (attempts 1)
 fails, so C (dependsOn [A]) fails dependency_failed.  RETRY of C: 202 with
 status waiting-children, and GET /job/C says so.  The flag made, RETRY of
 A completes it (status queued: it has no dependencies) and releases C,
-which completes.
+which completes.  BullMQ's flow options: ignoreDependencyOnFailure true
+lets D depend on the failed A and complete (failedDependencies [A]);
+failParentOnFailure true is "fail" (depending on A refused); two that
+disagree, or one that is not a boolean, or one without dependsOn: 400
+invalid_dependencies naming them.
 """
 import os
 
@@ -40,6 +44,32 @@ def test():
         rec = h.wait_until(ended(c), 30, "C to fail with A")
         h.check(rec["state"] == "failed" and rec["error"]["code"] == "dependency_failed",
                 "C failed dependency_failed", rec)
+
+        # BullMQ's names: ignoreDependencyOnFailure true is "ignore" (D may
+        # depend on the failed A and runs), failParentOnFailure true "fail".
+        r = post_json(u + "/invoke", {"botType": "dep", "payload": {"n": "d"}, "dependsOn": [a],
+                                      "ignoreDependencyOnFailure": True})
+        h.check(r.status == 202 and "ignored" not in r.json,
+                "ignoreDependencyOnFailure true: D accepted, the option read", r)
+        rec = h.wait_until(ended(r.json["jobId"]), 30, "D to end")
+        h.check(rec["state"] == "completed" and rec["failedDependencies"] == [a],
+                "D completed, A counted as done failed", rec)
+        r = post_json(u + "/invoke", {"botType": "dep", "payload": 1, "dependsOn": [a],
+                                      "failParentOnFailure": True})
+        h.check(r.status == 400 and "dependsOn[0]" in r.json["error"]["message"],
+                "failParentOnFailure true: the failed A refused as without ignore", r)
+        for body, names in (({"failParentOnFailure": True, "onDependencyFailure": "ignore"},
+                             ("failParentOnFailure", "onDependencyFailure")),
+                            ({"ignoreDependencyOnFailure": True, "failParentOnFailure": True},
+                             ("failParentOnFailure", "ignoreDependencyOnFailure")),
+                            ({"ignoreDependencyOnFailure": 1}, ("ignoreDependencyOnFailure",))):
+            r = post_json(u + "/invoke", dict(body, botType="dep", payload=1, dependsOn=[a]))
+            h.check(r.status == 400 and r.json["error"]["code"] == "invalid_dependencies"
+                    and all(n in r.json["error"]["message"] for n in names),
+                    "%r: 400 naming %s" % (body, names), r)
+        r = post_json(u + "/invoke", {"botType": "dep", "payload": 1, "ignoreDependencyOnFailure": True})
+        h.check(r.status == 400 and "dependsOn" in r.json["error"]["message"],
+                "ignoreDependencyOnFailure without dependsOn: 400", r)
 
         r = post_json(u + "/job/%s/retry" % c, {})
         h.check(r.status == 202 and r.json["status"] == "waiting-children",
