@@ -366,6 +366,11 @@ const OPTION_ALIASES = {
   heartbeat_ms: 'heartbeatMs', stop_grace: 'stopGraceMs', max_result_bytes: 'maxResultBytes',
   older_than_ms: 'olderThanMs', poll_interval: 'pollMs',
 };
+// BullMQ's flow options, each one value of ours.
+const VALUE_ALIASES = {
+  failParentOnFailure: "onDependencyFailure: 'fail'",
+  ignoreDependencyOnFailure: "onDependencyFailure: 'ignore'",
+};
 
 function show(v) {
   if (typeof v === 'bigint') return `${v}n`;
@@ -393,6 +398,9 @@ function checkOptions(where, opts, known, aliases = {}) {
   }
   for (const k of Object.keys(opts)) {
     if (known.includes(k)) continue;
+    if (VALUE_ALIASES[k] && known.includes('onDependencyFailure')) {
+      throw badOption(`${where}: unknown option '${k}': the option here is ${VALUE_ALIASES[k]}`);
+    }
     const right = aliases[k] || OPTION_ALIASES[k];
     if (right && known.includes(right)) {
       throw badOption(`${where}: unknown option '${k}': the name here is '${right}'`

@@ -2,7 +2,8 @@
 /*  e2e_node_deps.js ENDPOINT - the Node client's dependsOn against a real
     broker and Redis whose worker runs depbot.py for type 'dep' (its result
     is what it was given): two jobs, then a third with their results;
-    the Python name depends_on is a TypeError naming dependsOn; a bad dependsOn is a TypeError before
+    the Python name depends_on is a TypeError naming dependsOn, BullMQ's ignoreDependencyOnFailure and
+    failParentOnFailure TypeErrors naming the onDependencyFailure value; a bad dependsOn is a TypeError before
     anything is sent, an unknown id the broker's bad_request naming
     dependsOn[0].  Prints one line per check; exits 1 on the first failure.  */
 const path = require('path');
@@ -34,6 +35,11 @@ async function rejection(p) { try { await p; } catch (e) { return e; } return nu
   const e0 = await rejection(c.submit('dep', 1, { depends_on: [a] }));
   check(e0 instanceof TypeError && /dependsOn/.test(e0.message), 'depends_on: a TypeError naming dependsOn',
         String(e0));
+  for (const [bull, ours] of [['ignoreDependencyOnFailure', "onDependencyFailure: 'ignore'"],
+                              ['failParentOnFailure', "onDependencyFailure: 'fail'"]]) {
+    const e = await rejection(c.submit('dep', 1, { dependsOn: [a], [bull]: true }));
+    check(e instanceof TypeError && e.message.includes(ours), `${bull}: a TypeError naming ${ours}`, String(e));
+  }
   const e1 = await rejection(c.submit('dep', 1, { dependsOn: a }));
   check(e1 instanceof TypeError && /dependsOn/.test(e1.message), 'dependsOn not an array: TypeError', String(e1));
   const e2 = await rejection(c.submit('dep', 1, { dependsOn: ['no-such-job'] }));
