@@ -628,6 +628,9 @@ class Client:
             body["dependsOn"] = list(depends_on)
         if on_dependency_failure is not None:
             body["onDependencyFailure"] = on_dependency_failure
+        if not isinstance(dependency_results, bool):
+            raise _bad_argument("dependency_results must be True or False, got %r" % (dependency_results,),
+                                TypeError)
         if dependency_results:
             body["dependencyResults"] = True
         if webhook_url is not None:

@@ -2,8 +2,8 @@
 botmesh-worker whose bot (type "dep", tests/broker/depbot.py) answers
 with what it was given.  Python: submit(depends_on=..., dependency_results=
 True) marks the id waiting_children, the third job completes with both
-results, submit_many takes depends_on, a bad depends_on is a TypeError
-before anything is sent, an unknown id is Rejected bad_request naming
+results, submit_many takes depends_on, a bad depends_on or a
+dependency_results that is not a bool is a TypeError before anything is sent, an unknown id is Rejected bad_request naming
 dependsOn[0], list(state="waiting-children") is accepted.  botmesh-client
 submit --depends-on (twice) --dependency-results --wait prints the completed
 record with both results.  Node: the same through e2e_node_deps.js.
@@ -45,6 +45,12 @@ def main():
             check(False, "a str depends_on raises")
         except TypeError as e:
             check("depends_on" in str(e), "a str depends_on is a TypeError", e)
+        for bad in (1, "yes", None):
+            try:
+                c.submit("dep", 1, depends_on=[a], dependency_results=bad)
+                check(False, "dependency_results=%r raises" % (bad,))
+            except TypeError as e:
+                check("dependency_results" in str(e), "dependency_results=%r is a TypeError" % (bad,), e)
         try:
             c.submit("dep", 1, depends_on=["no-such-job"])
             check(False, "an unknown id raises")
