@@ -514,7 +514,7 @@
     if (!(children > 0)) return null;
     return el("span", { "class": "prefetched", title: children + " jobs wait for the jobs of their " +
                         "dependsOn to complete (waiting-children): not queued yet" },
-      " (+", el("span", { "data-field": "waitingChildren", id: id }, children), " children)");
+      " (+", el("span", { "data-field": "waitingChildren", id: id }, children), " waiting on dependencies)");
   }
 
   function prefetchedNote(prefetched, id) {

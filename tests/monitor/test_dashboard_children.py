@@ -4,7 +4,7 @@ waiting for their dependencies (STATS waitingChildren, dependsOn).
 A real stack (redis + broker + gateway), no worker for "python": job A is
 queued, then two jobs depend on it (POST /invoke dependsOn).  /stats says
 python waitingChildren 2; the page in headless Chromium shows "(+2
-children)" beside the python row's waiting count and in the totals; its
+waiting on dependencies)" beside the python row's waiting count and in the totals; its
 state filter offers waiting-children.  A is cancelled: both fail
 (dependency_failed) and the notes go.
 
@@ -46,6 +46,9 @@ def test():
                           "the python row's children cell")
             shown = page.eval("document.getElementById('type-python-waitingChildren').textContent")
             check(shown == "2", "the python row shows 2 waiting for their dependencies", shown)
+            note = page.eval("document.getElementById('type-python-waitingChildren').parentNode.textContent")
+            check(note == " (+2 waiting on dependencies)",
+                  "the note says the jobs wait on their dependencies", note)
             total = page.eval("document.getElementById('total-waitingChildren').textContent")
             check(total == "2", "the totals row shows 2", total)
             offered = page.eval("Array.prototype.map.call(document.querySelectorAll("
