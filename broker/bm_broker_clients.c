@@ -746,6 +746,11 @@ static void
 s_on_deps_looked (bm_broker_t *self, bool ok, void *arg)
 {
     s_deps_wait_t *wait = (s_deps_wait_t *) arg;
+    //  Answered outside the message's handling: its refusal is logged
+    //  naming its command (SUBMIT), as one answered at once is.
+    int command = self ? self->command : -1;
+    if (self)
+        self->command = bm_msg_command (wait->msg);
     if (self && ok)
         s_client_submit (self, wait->identity, wait->msg);
     else
@@ -756,6 +761,8 @@ s_on_deps_looked (bm_broker_t *self, bool ok, void *arg)
                           "the job store (Redis) could not say whether the jobs of dependsOn exist; "
                           "retry later");
     }
+    if (self)
+        self->command = command;
     zframe_destroy (&wait->identity);
     bm_msg_destroy (&wait->msg);
     free (wait);

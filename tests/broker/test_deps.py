@@ -10,12 +10,14 @@ mode, depbot.py) answers with what it was given:
 2. A dependency that fails (no runs left) fails C with dependency_failed
    naming it; with onDependencyFailure ignore, C runs with nil for it.
 3. dependsOn of an unknown id, a repeated id, a non-string, 101 ids: each
-   bad_request naming dependsOn[i].
+   bad_request naming dependsOn[i], each logged as a refused SUBMIT (also
+   the unknown id, answered after a read from Redis).
 4. CANCEL of a waiting job; REMOVE of a dependency fails its dependent.
 5. RETRY of a failed dependent waits again for the dependency's RETRY.
 6. 1000 jobs depending on one job are all released when it completes.
 """
 import os
+import re
 import harness as h
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -26,7 +28,7 @@ SUBSCRIBE, EVENT = 0x0F, 0x87
 def test():
     with h.Stack("deps") as s:
         s.redis()
-        s.broker(env={"RETRY_ATTEMPTS": "1"})
+        broker = s.broker(env={"RETRY_ATTEMPTS": "1"})
         s.worker("--type", "dep", "--concurrency", "4", "--name", "w1",
                  env={"BOT_DEP_CMD": "/usr/bin/python3 " + os.path.join(HERE, "depbot.py")})
         s.worker("--noop", "--type", "bulk", "--concurrency", "200", "--name", "w2")
@@ -96,6 +98,14 @@ def test():
             cmd, r = c.try_submit("dep", 1, dependsOn=deps)
             h.check(cmd == h.REJECTED and r["code"] == "bad_request" and want in r["message"],
                     "dependsOn %r refused naming %s" % (deps[:3], want), cmd, r)
+        # An id the broker does not hold is looked for in Redis first; its
+        # refusal is logged as one answered at once: naming SUBMIT.
+        for line in (r"rejected SUBMIT from a client \(routing id [0-9A-F]+\): bad_request "
+                     r"\(dependsOn\[1\] \(no-such-job\) names no job\)",
+                     r"rejected SUBMIT from a client \(routing id [0-9A-F]+\): bad_request "
+                     r"\(dependsOn\[2\] repeats dependsOn\[0\]"):
+            h.wait_until(lambda line=line: re.search(r"WARN +broker +" + line, broker.output()), 5,
+                         "the log line: %s" % line)
         cmd, r = c.try_submit("dep", 1, onDependencyFailure="ignore")
         h.check(cmd == h.REJECTED and r["code"] == "bad_request", "options need dependsOn", r)
         cmd, r = c.try_submit("dep", 1, dependsOn=[a], onDependencyFailure="maybe")
