@@ -198,8 +198,8 @@ s_on_item_durable (redisReply *reply, void *arg)
     if (bm_submit_confirmed (self, job, reply, &slot->position))
         s_slot_refuse (slot, "store_unavailable", bm_stats_store_refusal (self));
     else
-    if (job->state == JOB_WAITING_CHILDREN)
-        slot->state = bm_job_state_names [job->state];
+    if (job->state == JOB_WAITING_CHILDREN || (job->deps && bm_job_terminal (job)))
+        slot->state = bm_job_state_names [job->state];     //  Failed: a dependency had
     else
         slot->delayed = slot->position == 0;    //  A queued job has its place
     s_batch_release (&batch);

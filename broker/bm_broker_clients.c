@@ -323,7 +323,8 @@ s_on_submit_answer (redisReply *reply, void *arg)
         s_pending_reject (pending, "store_unavailable", bm_stats_store_refusal (self));
     else
         s_send_accepted (self, pending->identity, pending, NULL, pending->id, false, position,
-                         job->state == JOB_DELAYED, job->deps && job->state == JOB_WAITING_CHILDREN
+                         job->state == JOB_DELAYED,
+                         job->deps && (job->state == JOB_WAITING_CHILDREN || bm_job_terminal (job))
                          ? bm_job_state_names [job->state] : NULL, -1);
 }
 

@@ -173,6 +173,21 @@ bm_deps_leave (bm_broker_t *self, bm_job_t *job)
     }
 }
 
+static const char *s_end_code (const bm_job_t *job);
+static bm_dep_t *s_failed (bm_job_t *job);
+
+//  How a dependency that did not complete ended, as its dependent's error
+//  message goes on ("dependency <id> failed: bot_failed", "... was
+//  cancelled"): "failed: <code>" or "was cancelled" / "was removed".
+static char *
+s_failed_text (const char *code)
+{
+    char text [96];
+    snprintf (text, sizeof text, "%s%s", streq (code, "removed") || streq (code, "cancelled")
+              ? "was " : "failed: ", code);
+    return strdup (text);
+}
+
 const char *
 bm_deps_admit (bm_broker_t *self, const bm_codec_submit_t *submit, bm_deps_t **deps_p,
                char *message, size_t size)
@@ -219,17 +234,13 @@ bm_deps_admit (bm_broker_t *self, const bm_codec_submit_t *submit, bm_deps_t **d
             }
         }
         else
-        if (bm_job_terminal (other) && !deps->ignore_failure) {
-            snprintf (message, size, "dependsOn[%zu] (%.64s) is %s (%s): the job could never run; "
-                      "RETRY it first, or give onDependencyFailure \"ignore\"", i, dep->id,
-                      bm_job_state_names [other->state],
-                      other->error_code ? other->error_code : "no error code");
-            bm_deps_destroy (&deps);
-            return "bad_request";
-        }
-        else
-        if (bm_job_terminal (other))
+        if (bm_job_terminal (other)) {
+            //  Failed or cancelled already: as if it ended now (the job,
+            //  once durable, fails dependency_failed unless ignored), so
+            //  a client meets one outcome whatever the timing.
             dep->failed = true;
+            dep->code = s_failed_text (s_end_code (other));
+        }
         else {
             dep->pending = true;
             deps->pending++;
@@ -250,8 +261,10 @@ void
 bm_deps_attach (bm_broker_t *self, bm_job_t *job, bm_deps_t *deps)
 {
     job->deps = deps;
-    if (!deps->pending)
+    if (!deps->pending && !s_failed (job))
         return;         //  Every dependency completed already: queued as any job
+    //  Waits, also when a dependency failed already: its SUBMIT's
+    //  confirmation fails it (bm_deps_confirmed).
     s_enter (self, job);
     for (size_t i = 0; i < deps->count; i++)
         if (deps->items [i].pending)
@@ -349,12 +362,9 @@ s_resolve (bm_broker_t *self, bm_job_t *job, const char *dep_id, bool completed,
     }
     else {
         dep->failed = true;
-        char text [96];
-        snprintf (text, sizeof text, "%s%s", streq (code, "removed") || streq (code, "cancelled")
-                  ? "was " : "failed: ", code);
         free (dep->code);
-        dep->code = strdup (text);
-        bm_info (job->id, "dependency %s %s%s", dep_id, text,
+        dep->code = s_failed_text (code);
+        bm_info (job->id, "dependency %s %s%s", dep_id, dep->code,
                  job->deps->ignore_failure ? " (ignored: onDependencyFailure ignore)" : "");
     }
     if (job->durable)           //  Else its SUBMIT's confirmation settles it

@@ -8,7 +8,8 @@ mode, depbot.py) answers with what it was given:
    pendingDependencies, LIST state=waiting-children, STATS waitingChildren 1), then completes once
    both did, its bot given {payload, dependencies: {A: .., B: ..}}.
 2. A dependency that fails (no runs left) fails C with dependency_failed
-   naming it; with onDependencyFailure ignore, C runs with nil for it.
+   naming it; with onDependencyFailure ignore, C runs with nil for it; a
+   SUBMIT depending on it after it failed is accepted and fails the same.
 3. dependsOn of an unknown id, a repeated id, a non-string, 101 ids: each
    bad_request naming dependsOn[i], each logged as a refused SUBMIT (also
    the unknown id, answered after a read from Redis).
@@ -87,9 +88,16 @@ def test():
                 and rec["result"]["got"]["dependencies"] == {f: None, a: ra["result"]},
                 "C2 (ignore) runs with nil for the failed dependency", rec)
         h.check(rec["failedDependencies"] == [f], "C2's record names its failed dependency", rec)
+        # A dependency failed before the SUBMIT: accepted, failed at once
+        # as if it failed after.
         cmd, r = c.try_submit("dep", 1, dependsOn=[f])
-        h.check(cmd == h.REJECTED and r["code"] == "bad_request" and "dependsOn[0]" in r["message"],
-                "depending on a failed job is refused, naming dependsOn[0]", cmd, r)
+        h.check(cmd == h.ACCEPTED and r.get("state") == "failed",
+                "depending on a failed job: ACCEPTED, state failed", cmd, r)
+        rec = c.status(r["jobId"])
+        h.check(rec["state"] == "failed" and rec["error"]["code"] == "dependency_failed"
+                and rec["error"]["message"] == "dependency %s failed: bot_failed" % f
+                and rec.get("attempts") == 0,
+                "it failed dependency_failed naming F and its code, never ran", rec)
 
         # 3. refusals
         for deps, want in (([a, "no-such-job"], "dependsOn[1]"), ([a, b, a], "dependsOn[2]"),

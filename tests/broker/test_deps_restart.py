@@ -11,7 +11,7 @@ failover, and a dependency that ends while no broker runs is seen.
 2. Two brokers, BROKER_HA=redis: F waits for a slow G; the leader is
    killed; the new leader holds F waiting and releases it when G ends.
 3. KEEP_FINISHED_JOBS=1: a dependency only Redis holds is read at SUBMIT
-   (completed: its result reaches the bot; failed: refused, or done with
+   (completed: its result reaches the bot; failed: the job fails dependency_failed, or is done with
    onDependencyFailure ignore; none: refused), in a SUBMIT_MANY item too.
 4. REDIS_URL=none: the same flow in memory.
 """
@@ -113,8 +113,11 @@ def evicted():
         h.check(rec["state"] == "completed" and rec["result"]["got"]["dependencies"][a] == ra["result"],
                 "D, depending on A read from Redis, got A's result", rec)
         cmd, r = c.try_submit("dep", 1, dependsOn=[last, f])
-        h.check(cmd == h.REJECTED and r["code"] == "bad_request" and "dependsOn[1]" in r["message"]
-                and "failed" in r["message"], "a failed job only Redis holds is refused", cmd, r)
+        h.check(cmd == h.ACCEPTED and r.get("state") == "failed",
+                "depending on a failed job only Redis holds: accepted, failed", cmd, r)
+        rec = c.status(r["jobId"])
+        h.check(rec["error"]["code"] == "dependency_failed" and f in rec["error"]["message"],
+                "it failed dependency_failed naming F", rec)
         cmd, r = c.try_submit("dep", 1, dependsOn=[a, "no-such-job"])
         h.check(cmd == h.REJECTED and r["code"] == "bad_request" and "dependsOn[1]" in r["message"],
                 "an id Redis does not hold either is refused", cmd, r)

@@ -9,7 +9,8 @@ status waiting-children, and GET /job/C says so.  The flag made, RETRY of
 A completes it (status queued: it has no dependencies) and releases C,
 which completes.  BullMQ's flow options: ignoreDependencyOnFailure true
 lets D depend on the failed A and complete (failedDependencies [A]);
-failParentOnFailure true is "fail" (depending on A refused); two that
+failParentOnFailure true is "fail" (a job depending on the failed A, in
+a batch too, is accepted as failed dependency_failed); two that
 disagree, or one that is not a boolean, or one without dependsOn: 400
 invalid_dependencies naming them.
 """
@@ -56,8 +57,17 @@ def test():
                 "D completed, A counted as done failed", rec)
         r = post_json(u + "/invoke", {"botType": "dep", "payload": 1, "dependsOn": [a],
                                       "failParentOnFailure": True})
-        h.check(r.status == 400 and "dependsOn[0]" in r.json["error"]["message"],
-                "failParentOnFailure true: the failed A refused as without ignore", r)
+        h.check(r.status == 202 and r.json["status"] == "failed" and "ignored" not in r.json,
+                "failParentOnFailure true: failed at once on the failed A, as without ignore", r)
+        # A dependency failed before the SUBMIT fails the job as one failing
+        # after: accepted, failed dependency_failed; in a batch too.
+        r = post_json(u + "/invoke/batch", [{"botType": "dep", "payload": 2, "dependsOn": [a]}])
+        h.check(r.status == 207 and r.json["jobs"][0].get("status") == "failed",
+                "a batch item depending on the failed A: status failed", r)
+        rec = curl(u + "/job/" + r.json["jobs"][0]["jobId"]).json
+        h.check(rec["state"] == "failed" and rec["error"]["code"] == "dependency_failed"
+                and rec["error"]["message"] == "dependency %s failed: bot_failed" % a,
+                "its record: dependency_failed naming A", rec)
         for body, names in (({"failParentOnFailure": True, "onDependencyFailure": "ignore"},
                              ("failParentOnFailure", "onDependencyFailure")),
                             ({"ignoreDependencyOnFailure": True, "failParentOnFailure": True},
