@@ -1,7 +1,8 @@
 /*  bm_done_replay.h - recent DONEs, kept to send again after a reconnect.
 
     DONEs sent just before the broker went away may be lost; the worker
-    keeps a copy of each (at most `max`, oldest dropped first) and, once a
+    keeps a copy of each (at most `max` of at most `max_bytes` of bodies,
+    oldest dropped first; the ring grows as needed) and, once a
     new connection said READY, sends those still young enough again.  A
     DONE ages only while a connection is up, from its run's end or from
     the last READY, whichever is later: a broker that is away for long,
@@ -23,8 +24,14 @@
 
 typedef struct _bm_done_replay_t bm_done_replay_t;
 
-//  Keep at most max DONEs.  The link starts up, at time 0.
-bm_done_replay_t *bm_done_replay_new (size_t max);
+//  What a worker keeps: its DONEs of the last 12 s (4 heartbeats of 1 s,
+//  3 times) up to ~8,000 jobs/s, bounded in memory.
+#define BM_DONE_REPLAY_MAX      100000
+#define BM_DONE_REPLAY_BYTES    (64u << 20)
+
+//  Keep at most max DONEs, of at most max_bytes of bodies.  The link
+//  starts up, at time 0.
+bm_done_replay_t *bm_done_replay_new (size_t max, size_t max_bytes);
 void bm_done_replay_destroy (bm_done_replay_t **self_p);
 
 //  Keep a copy of a DONE body (msgpack, size bytes) of job_id, sent at
@@ -64,6 +71,10 @@ void bm_done_replay_send (bm_done_replay_t *self, bm_worker_link_t *link);
 
 //  How many DONEs are kept to send again.
 size_t bm_done_replay_size (bm_done_replay_t *self);
+
+//  How many DONEs were dropped (the bounds, or their age) before a live
+//  broker got them: each a job that may run again, each logged.
+size_t bm_done_replay_lost (bm_done_replay_t *self);
 
 //  Self-test.
 void bm_done_replay_test (bool verbose);

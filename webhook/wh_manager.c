@@ -519,7 +519,7 @@ wh_manager_run (const wh_config_t *config)
     self->signal_fd = signalfd (-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
     self->loop = zloop_new ();
     self->metrics = bm_metrics_new ();
-    self->recent_done = bm_done_replay_new (WH_DONE_REPLAY_MAX);
+    self->recent_done = bm_done_replay_new (WH_DONE_REPLAY_MAX, BM_DONE_REPLAY_BYTES);
     if (self->signal_fd < 0 || !self->loop || !self->metrics) {
         bm_error (NULL, "cannot start: out of resources");
         goto done;

@@ -20,7 +20,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define BM_DONE_REPLAY_MAX      1000    //  Recent DONEs kept for a reconnect
 #define BM_SETTLE_MS            200     //  After READY credit 0, wait this
                                         //  long for JOBs already in flight
 #define BM_SNDHWM               10000   //  Messages queued while the broker
@@ -763,7 +762,7 @@ bm_worker_new (const bm_worker_config_t *config)
     self->loop = zloop_new ();
     self->jobs = zhashx_new ();
     zhashx_set_destructor (self->jobs, s_job_free_fn);
-    self->recent_done = bm_done_replay_new (BM_DONE_REPLAY_MAX);
+    self->recent_done = bm_done_replay_new (BM_DONE_REPLAY_MAX, BM_DONE_REPLAY_BYTES);
     bm_done_replay_link_up (self->recent_done, bm_mono_ms ());
     bm_packer_init (&self->done);
     bm_packer_init (&self->noop_result);
