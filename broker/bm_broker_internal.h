@@ -741,9 +741,10 @@ void bm_deps_recovery_done (bm_broker_t *self);
 //  RETRY of a job with dependsOn: its dependencies not completed wait again.
 void bm_deps_retry (bm_broker_t *self, bm_job_t *job);
 void bm_deps_free_index (bm_broker_t *self);
-//  Its record's keys (dependsOn, pendingDependencies, ...): how many, and packed.
-int bm_deps_record_keys (const bm_job_t *job);
-void bm_deps_pack_record (msgpack_packer *pk, const bm_job_t *job);
+//  Its record's keys (dependsOn, pendingDependencies, ...): how many, and
+//  packed; full (STATUS, not LIST): with the results kept (dependencyValues).
+int bm_deps_record_keys (const bm_job_t *job, bool full);
+void bm_deps_pack_record (msgpack_packer *pk, const bm_job_t *job, bool full);
 //  The bot's payload with dependencyResults: {payload, dependencies: {id: result}}.
 void bm_deps_pack_payload (msgpack_sbuffer *sbuf, msgpack_packer *pk, const bm_job_t *job);
 size_t bm_deps_results_size (const bm_deps_t *self);

@@ -729,14 +729,36 @@ bm_deps_retry (bm_broker_t *self, bm_job_t *job)
 
 //  --- what clients and bots see ---------------------------------------------
 
-int
-bm_deps_record_keys (const bm_job_t *job)
+//  The results a record shows (dependencyValues), at most these bytes in
+//  all: BullMQ's getChildrenValues from outside the bot, kept well within a
+//  frame that carries the job's payload and result too.
+#define BM_DEPS_VALUES_MAX  65536
+
+//  How many of the kept results the record shows: the completed
+//  dependencies' with a result, in dependsOn's order, while they fit.
+static size_t
+s_values_shown (const bm_deps_t *deps)
 {
-    return job->deps ? 3 + job->deps->ignore_failure + job->deps->results : 0;
+    size_t shown = 0, bytes = 0;
+    for (size_t i = 0; i < deps->count; i++)
+        if (deps->items [i].result) {
+            bytes += deps->items [i].result_size;
+            if (bytes > BM_DEPS_VALUES_MAX)
+                break;
+            shown++;
+        }
+    return shown;
+}
+
+int
+bm_deps_record_keys (const bm_job_t *job, bool full)
+{
+    return job->deps ? 3 + job->deps->ignore_failure + job->deps->results
+                         + (full && job->deps->results) : 0;
 }
 
 void
-bm_deps_pack_record (msgpack_packer *pk, const bm_job_t *job)
+bm_deps_pack_record (msgpack_packer *pk, const bm_job_t *job, bool full)
 {
     const bm_deps_t *deps = job->deps;
     if (!deps)
@@ -762,6 +784,18 @@ bm_deps_pack_record (msgpack_packer *pk, const bm_job_t *job)
         bm_pack_kv_str (pk, "onDependencyFailure", "ignore");
     if (deps->results)
         bm_pack_kv_bool (pk, "dependencyResults", true);
+    if (full && deps->results) {
+        size_t shown = s_values_shown (deps);
+        bm_pack_str (pk, "dependencyValues");
+        msgpack_pack_map (pk, shown);
+        for (size_t i = 0; i < deps->count && shown; i++)
+            if (deps->items [i].result) {
+                bm_pack_str (pk, deps->items [i].id);
+                msgpack_sbuffer_write ((msgpack_sbuffer *) pk->data, deps->items [i].result,
+                                       deps->items [i].result_size);
+                shown--;
+            }
+    }
 }
 
 void

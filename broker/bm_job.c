@@ -199,7 +199,7 @@ bm_job_pack_record (msgpack_packer *pk, const bm_job_t *job, bool full)
     count += 2;             //  runAttempts backoff
     count += job->run_at > 0;
     count += job->failed_runs > 0;
-    count += bm_deps_record_keys (job);
+    count += bm_deps_record_keys (job, full);
     msgpack_pack_map (pk, count);
     BM_PACK_KV_STR (pk, "jobId", job->id);
     BM_PACK_KV_STR (pk, "botType", job->service->name);
@@ -220,7 +220,7 @@ bm_job_pack_record (msgpack_packer *pk, const bm_job_t *job, bool full)
         bm_delayed_pack_errors (pk, job);
     }
     if (job->deps)
-        bm_deps_pack_record (pk, job);
+        bm_deps_pack_record (pk, job, full);
     if (payload) {
         BM_PACK_KEY (pk, "payload");
         msgpack_sbuffer_write (pk->data, job->payload, job->payload_size);

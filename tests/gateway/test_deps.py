@@ -6,7 +6,8 @@ tests/broker/depbot.py) answers with what it was given.  A and B are
 invoked, then C with dependsOn [A, B] and dependencyResults: 202 status
 waiting-children; GET /job/C shows state and bullmqState
 waiting-children, dependsOn and pendingDependencies; GET /jobs
-?state=waiting-children lists it; C completes with both results.  Bad
+?state=waiting-children lists it; C completes with both results, which GET /job/C
+shows as dependencyValues (GET /jobs does not).  Bad
 dependsOn (not an array, a number among the ids, a repeat, an id of no
 job), and the options without dependsOn: 400 naming the field and index.
 The same through POST /invoke/batch.
@@ -57,6 +58,11 @@ def test():
         h.check(rec["state"] == "completed" and rec["result"]["got"] == {
             "payload": {"n": "c"}, "dependencies": {a: ra["result"], b: rb["result"]}},
             "C's bot got its payload and both results", rec)
+        h.check(rec.get("dependencyValues") == {a: ra["result"], b: rb["result"]},
+                "GET /job/C shows the results it kept (dependencyValues)", rec)
+        r = curl(u + "/jobs?state=completed")
+        h.check(all("dependencyValues" not in j for j in r.json["jobs"]),
+                "GET /jobs leaves dependencyValues out", r)
 
         for body, field in (({"dependsOn": a}, "dependsOn"), ({"dependsOn": [a, 5]}, "dependsOn[1]"),
                             ({"dependsOn": [a, a]}, "dependsOn[1]"),
