@@ -778,7 +778,12 @@ class Client {
     return { jobId: job.jobId, logs: lines, count: lines.length };
   }
 
-  /** Cancel; resolves the record (state 'cancelled'); rejects not_found / conflict. */
+  /**
+   * Cancel; resolves the record (state 'cancelled'); rejects not_found, conflict
+   * (it had already ended) or store_unavailable (the broker is reading it back
+   * from Redis after a start or a failover, or cannot reach Redis): not final,
+   * cancel again shortly.
+   */
   cancel(jobId, timeoutMs) { return this._job(C.CANCEL, jobId, timeoutMs); }
 
   /** Queue a failed or cancelled job again; resolves its id. */

@@ -770,7 +770,10 @@ class Client:
 
     def cancel(self, job_id, timeout=None):
         """Cancel a queued or running job; returns its record (state 'cancelled').
-        Raises Rejected: not_found, or conflict if it had already ended."""
+        Raises Rejected: not_found, conflict if it had already ended, or
+        store_unavailable (the broker is reading it back from Redis after a
+        start or a failover, or cannot reach Redis): not final, cancel again
+        shortly."""
         return self._job_reply(CANCEL, job_id, timeout)
 
     def _job_reply(self, command, job_id, timeout):
