@@ -30,7 +30,7 @@ typedef struct {
                                 //  job's), -1 when not known
     size_t first;               //  1 + the slot of an earlier item of this batch
                                 //  with the same idempotencyKey; 0: none
-    uint64_t fingerprint;       //  Its bot type and payload, when it has a key
+    uint64_t fingerprint;       //  Its bot type, payload, dependsOn, when it has a key
 } bm_batch_slot_t;
 
 struct _bm_batch_t {
@@ -347,8 +347,7 @@ bm_clients_submit_many (bm_broker_t *self, zframe_t *identity, const bm_msg_t *m
             char bot_type [BM_MAX_ID_LEN + 1] = "";
             if (type && type->type == MSGPACK_OBJECT_STR && type->via.str.size < sizeof bot_type)
                 memcpy (bot_type, type->via.str.ptr, type->via.str.size);
-            slot->fingerprint = bm_idem_fingerprint (bot_type,
-                                                     bm_obj_get (bm_msg_body (item), "payload"));
+            slot->fingerprint = bm_idem_fingerprint_submit (bot_type, bm_msg_body (item));
         }
         if (first && !batch->slots [first - 1].code
         &&  batch->slots [first - 1].fingerprint != slot->fingerprint) {

@@ -559,10 +559,10 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
         return;
     }
     //  Idempotency: the first job with this key, while the key lives, if
-    //  this SUBMIT asks for the same job (bot type and payload).
+    //  this SUBMIT asks for the same job (bot type, payload, dependsOn).
     uint64_t fingerprint = 0;
     if (idem) {
-        fingerprint = bm_idem_fingerprint (bot_type, submit.payload.obj);
+        fingerprint = bm_idem_fingerprint_submit (bot_type, bm_msg_body (msg));
         uint64_t first_fingerprint = 0;
         const char *first_id = bm_idem_lookup (self->idem, idem, bm_now_ms (), &first_fingerprint);
         if (first_id && !self->store && !bm_jobtab_lookup (self->jobs, first_id)) {

@@ -383,6 +383,30 @@ bm_idem_fingerprint (const char *bot_type, const msgpack_object *payload)
     return s_fingerprint (bot_type, payload, true);
 }
 
+uint64_t
+bm_idem_fingerprint_submit (const char *bot_type, const msgpack_object *body)
+{
+    uint64_t hash = s_fingerprint (bot_type, bm_obj_get (body, "payload"), true);
+    const msgpack_object *deps = bm_obj_get (body, "dependsOn");
+    if (!deps || deps->type != MSGPACK_OBJECT_ARRAY || deps->via.array.size == 0)
+        return hash;
+    for (uint32_t i = 0; i < deps->via.array.size; i++) {
+        const msgpack_object *id = &deps->via.array.ptr [i];
+        if (id->type == MSGPACK_OBJECT_STR)
+            hash = s_fnv1a (hash, id->via.str.ptr, id->via.str.size);
+        hash = s_fnv1a (hash, "", 1);                  //  Ends each id
+    }
+    const char *on_failure = "";
+    size_t on_failure_len = 0;
+    bm_obj_str (body, "onDependencyFailure", &on_failure, &on_failure_len);
+    bool ignore = on_failure_len == 6 && memcmp (on_failure, "ignore", 6) == 0;
+    bool results = false;
+    bm_obj_bool (body, "dependencyResults", &results);
+    char options [2] = { ignore ? 'i' : 'f', results ? 'r' : '-' };
+    hash = s_fnv1a (hash, options, sizeof options);
+    return hash ? hash : 1;
+}
+
 bool
 bm_idem_same_job (uint64_t first, uint64_t fingerprint, const char *bot_type,
                   const msgpack_object *payload)

@@ -53,6 +53,11 @@ void bm_idem_sort (bm_idem_t *self);
 //  map keys came in (pairs of one repeated key keep their order).  A
 //  payload without a map costs one pack as it is.  Never 0.
 uint64_t bm_idem_fingerprint (const char *bot_type, const msgpack_object *payload);
+//  A SUBMIT's (or SUBMIT_MANY item's) fingerprint: bot type and payload as
+//  above, and with dependsOn, its ids in order and onDependencyFailure and
+//  dependencyResults too (a job without dependsOn: the same as above, so
+//  keys stored before match as they did).
+uint64_t bm_idem_fingerprint_submit (const char *bot_type, const msgpack_object *body);
 
 //  Whether a SUBMIT of bot_type and payload, whose fingerprint is
 //  fingerprint, asks for the job a key was put with, of fingerprint first:

@@ -16,6 +16,8 @@ mode, depbot.py) answers with what it was given:
 4. CANCEL of a waiting job; REMOVE of a dependency fails its dependent.
 5. RETRY of a failed dependent waits again for the dependency's RETRY.
 6. 1000 jobs depending on one job are all released when it completes.
+An idempotencyKey resubmitted with the same dependsOn is a duplicate; with
+other ids, other options or none: idempotency_key_reused.
 """
 import os
 import re
@@ -71,6 +73,20 @@ def test():
         rec = c.wait(d)
         h.check(rec["state"] == "completed" and rec["result"]["got"] == {"n": "d"},
                 "a dependent without dependencyResults gets its payload unchanged", rec)
+
+        # An idempotencyKey names one job: its dependsOn and options count
+        cmd, r = c.try_submit("dep", {"n": "k"}, dependsOn=[a], idempotencyKey="deps-key")
+        h.check(cmd == h.ACCEPTED and not r["duplicate"], "K with dependsOn [A]", cmd, r)
+        k = r["jobId"]
+        cmd, r = c.try_submit("dep", {"n": "k"}, dependsOn=[a], idempotencyKey="deps-key")
+        h.check(cmd == h.ACCEPTED and r["duplicate"] and r["jobId"] == k,
+                "K again, the same dependsOn: a duplicate", cmd, r)
+        for other in ({"dependsOn": [a, b]}, {"dependsOn": [b]},
+                      {"dependsOn": [a], "onDependencyFailure": "ignore"},
+                      {"dependsOn": [a], "dependencyResults": True}, {}):
+            cmd, r = c.try_submit("dep", {"n": "k"}, idempotencyKey="deps-key", **other)
+            h.check(cmd == h.REJECTED and r["code"] == "idempotency_key_reused",
+                    "K with %r: idempotency_key_reused" % (other,), cmd, r)
 
         # 2. failure, and ignore
         f = c.submit("dep", {"fail": True, "sleepMs": 300})
