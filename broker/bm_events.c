@@ -10,7 +10,8 @@
     The history is a ring of those packed bytes (with the job's id and type
     and the event, for the filters of a replay), by count and by bytes; it
     covers the ids (base, last]: a since in that range is replayed from it,
-    any other is answered reset.  */
+    any other is answered reset and the whole history replayed (its client
+    has seen none of it).  */
 #include "bm_broker_internal.h"
 #include "bm_codec_field.h"
 #include "bm_events.h"
@@ -98,6 +99,11 @@ bm_events_new (bm_broker_t *broker, int64_t max_subscriptions, int64_t history)
         "subscription's seq shows the gap", NULL));
     self->m_subscriptions = bm_metric_series (bm_metrics_gauge (m, "broker_event_subscriptions",
         "Live event subscriptions (at most MAX_SUBSCRIPTIONS)", NULL));
+    //  As after the last subscription ended: the subscribers of the run
+    //  before this one come back (at their next renewal) to what happened
+    //  meanwhile
+    broker->events_on = self->history > 0;
+    self->linger_until = bm_mono_ms () + BM_EVENTS_HISTORY_LINGER_MS;
     return self;
 }
 
@@ -495,8 +501,8 @@ s_parse (const msgpack_object *body, s_sub_t *sub, char *message, size_t size)
 //  What a SUBSCRIBE's since asks for.
 typedef struct {
     bool given;
-    bool reset;                 //  Not in the history: nothing replayed
-    uint64_t after;             //  Else: replay the events after this number
+    bool reset;                 //  Not in the history: all of it replayed
+    uint64_t after;             //  Replay the events after this number (0: all)
 } s_since_t;
 
 //  The since of a SUBSCRIBE: absent, an id of this run in the history, or
@@ -575,7 +581,7 @@ s_replay (bm_broker_t *broker, s_sub_t *sub, const s_since_t *since, bool send)
 {
     bm_events_t *self = broker->events;
     int64_t matched = 0;
-    for (int64_t i = 0; i < self->count && !since->reset; i++) {
+    for (int64_t i = 0; i < self->count; i++) {
         const s_past_t *past = self->ring [(self->head + i) % self->history];
         if (past->n <= since->after || !s_matches (sub, past->bot_type, past->job_id, past->event))
             continue;
@@ -649,7 +655,8 @@ bm_events_command (bm_broker_t *broker, zframe_t *identity, const bm_msg_t *msg)
         bm_info (NULL, "event subscription %s made (%d types, %d jobs, events 0x%x%s%s)", sub->id,
                  parsed.type_count, parsed.job_count, parsed.events,
                  since.given ? ", since: " : "",
-                 since.given ? (since.reset ? "not in the history, reset" : "replayed") : "");
+                 since.given ? (since.reset ? "not in the history, reset, all of it replayed"
+                                            : "replayed") : "");
     }
     //  A renewal takes the filters it carries, as a new subscription does.
     free (sub->jobs);

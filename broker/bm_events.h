@@ -12,10 +12,11 @@
 
     Each event has an id, "<incarnation>-<n>", n counting the events of this
     broker run.  While a subscription exists, and for
-    BM_EVENTS_HISTORY_LINGER_MS after the last one ended, the broker keeps
-    the recent ones (BROKER_EVENT_HISTORY of them, at most
-    BM_EVENTS_HISTORY_BYTES): a SUBSCRIBE with since replays those after
-    it, or answers reset when it cannot.  */
+    BM_EVENTS_HISTORY_LINGER_MS after the last one ended or the broker
+    started, the broker keeps the recent ones (BROKER_EVENT_HISTORY of
+    them, at most BM_EVENTS_HISTORY_BYTES): a SUBSCRIBE with since replays
+    those after it, or answers reset and replays them all when since is
+    not in the history (older, or of another run).  */
 #ifndef BM_EVENTS_H
 #define BM_EVENTS_H
 

@@ -999,7 +999,8 @@ class Client {
    * (events were lost: this client's queue at the broker was full) or
    * {event: 'reset'} (events in between are lost: the subscription was
    * lost and the broker no longer had them, to a restart or failover, or
-   * since is older than its history).  Whenever it subscribes again it
+   * since is older than its history; the events the broker holds follow
+   * it).  Whenever it subscribes again it
    * asks for the events since the last one yielded, which the broker
    * replays while it still has them (no reset then).  opts.since: an event
    * id (an event's id, or a former iterator's lastEventId kept across a
@@ -1111,7 +1112,8 @@ class Client {
             last = Number(reply.seq || 0);
             // replayed after since, or reset: since is not in the broker's history
             if (since) lost = reply.reset !== false;
-            if (!since || lost) state.lastEventId = reply.eventId || state.lastEventId;
+            // (after a reset the broker's whole history follows: the ids come with it)
+            if (!since || (lost && !reply.replayed)) state.lastEventId = reply.eventId || state.lastEventId;
             if (lost) yield { event: 'reset' };
             lost = false;
           }

@@ -425,8 +425,8 @@ class EventStream:
     or the since it was given): keep it to resume with events(since=...)
     after a restart of this process."""
 
-    def __init__(self, gen, state):
-        self._gen, self._state = gen, state
+    def __init__(self, gen, state, stop):
+        self._gen, self._state, self._stop = gen, state, stop
 
     def __iter__(self):
         return self
@@ -435,7 +435,13 @@ class EventStream:
         return next(self._gen)
 
     def close(self):
-        self._gen.close()
+        """Unsubscribe.  From another thread than the one iterating: that
+        loop ends (unsubscribing) within 1 s."""
+        self._stop.set()
+        try:
+            self._gen.close()
+        except ValueError:
+            pass                    # running in another thread: the stop flag ends it
 
     @property
     def last_id(self):
@@ -904,7 +910,8 @@ class Client:
         lost: the broker's queue for this client was full) and {"event":
         "reset"} (events in between are lost: the subscription was lost and
         the broker no longer had them, to a restart or a failover, or
-        since is older than its history).  Whenever it subscribes again it
+        since is older than its history; the events the broker holds
+        follow it).  Whenever it subscribes again it
         asks for the events since the last one yielded, which the broker
         replays while it still has them (protocol.md, SUBSCRIBE since):
         no reset then.  since: an event id (an event's "id", or a former
@@ -927,7 +934,7 @@ class Client:
         state = {"last_id": since}
         gen = self._event_loop(bot_types, job_ids, events, ttl_ms, stop, state)
         self._event_gens[gen] = stop
-        return EventStream(gen, state)
+        return EventStream(gen, state, stop)
 
     def _event_loop(self, bot_types, job_ids, events, ttl_ms, stop, state):
         body = {"ttlMs": int(ttl_ms)}
@@ -966,7 +973,8 @@ class Client:
                         sid, last = reply.get("subscription"), reply.get("seq") or 0
                         if since:       # replayed after since, or reset: not in the history
                             lost = reply.get("reset", True)
-                        if not since or lost:
+                        # (after a reset the broker's whole history follows: the ids come with it)
+                        if not since or (lost and not reply.get("replayed")):
                             state["last_id"] = reply.get("eventId") or state["last_id"]
                         if lost:
                             yield {"event": "reset"}

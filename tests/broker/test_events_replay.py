@@ -7,11 +7,13 @@ it that its filters match (from the broker's history), then live ones.
   contiguous, then the live ones; REPLY reset false, replayed 3;
 - the replay honours the filters (jobIds: one job's events only);
 - a since older than the history (BROKER_EVENT_HISTORY=4 here): reset
-  true, nothing replayed, live events still come;
+  true and the whole history replayed (the 4 events held, seq 1-4), then
+  the live events;
 - a since that is not an event id, one after the last id given, a since
   on a renewal: bad_request naming since;
 - after a restart of the broker (SIGTERM, the same port) a since of the
-  old run is answered reset.
+  old run is answered reset, and what the new run's history holds
+  follows (its ids of the new epoch).
 
 Real redis and broker; no worker: each SUBMIT makes one `waiting` event.
 """
@@ -70,8 +72,11 @@ def test():
         old = Subscriber(s)
         r = old.subscribe(since=seen["id"])
         old.pump(0.3)
-        h.check(r["reset"] is True and r["replayed"] == 0 and old.events == [],
-                "a since older than the history: reset, nothing replayed", (r, old.events))
+        h.check(r["reset"] is True and r["replayed"] == 4
+                and [e["seq"] for e in old.events] == [1, 2, 3, 4]
+                and [number(e["id"])[1] for e in old.events] == [n + 3, n + 4, n + 5, n + 6],
+                "a since older than the history: reset, the 4 events held replayed",
+                (r, old.events))
         g = c.submit("python", {"n": 8})
         old.wait_for(g, ["waiting"])
 
@@ -92,8 +97,12 @@ def test():
         s.broker(env={"BROKER_EVENT_HISTORY": "4"})
         again = Subscriber(s)
         r = again.subscribe(since=last)
-        h.check(r["reset"] is True and r["replayed"] == 0 and number(r["eventId"])[0] != epoch,
-                "after a restart an old run's since is reset (another epoch)", r)
+        again.pump(0.3)
+        h.check(r["reset"] is True and number(r["eventId"])[0] != epoch
+                and len(again.events) == r["replayed"]
+                and all(number(e["id"])[0] != epoch for e in again.events),
+                "after a restart an old run's since is reset (another epoch), the new run's "
+                "history replayed", (r, again.events))
 
 
 if __name__ == "__main__":
