@@ -18,6 +18,7 @@
 #include "bm_json.h"
 #include "bm_log.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -475,6 +476,18 @@ s_thread (void *arg)
                     s_str (body, "code", code, sizeof code);
                     s_str (body, "message", message, sizeof message);
                 }
+                if (!*asked && *since && streq (code, "bad_request")) {
+                    //  The broker refused the `since` this gateway took from
+                    //  a client: ask again without it, and tell the streams
+                    //  that what came before is lost.
+                    bm_warn (NULL, "event subscription: the broker refused since=%s (%s); "
+                             "subscribing without it", since, message);
+                    self->last_id [0] = 0;
+                    s_broadcast (self, "reset", "{\"reason\":\"the broker does not know that "
+                                 "Last-Event-ID: events since it are lost\"}");
+                    self->subscribing = false;
+                    continue;
+                }
                 if (*code && !streq (code, "not_found")) {
                     //  Streams waiting for it answer with it (gw_events_refused)
                     snprintf (self->refused_code, sizeof self->refused_code, "%s", code);
@@ -586,11 +599,35 @@ gw_events_destroy (gw_events_t **self_p)
 //  history after it, or a `reset` when the history does not reach back to
 //  it.  With no history and no subscription, last_id is what the next
 //  subscription asks the broker for.
+//  True if id has the shape of the broker's event ids, "<hex epoch>-<n>"
+//  (docs/protocol.md): only such an id may go to the broker as `since`.
+//  Anything else (a numeric id an older gateway gave, a typo) would be
+//  refused there, and with it every subscription that carried it.
+static bool
+s_broker_id_shape (const char *id)
+{
+    const char *dash = strchr (id, '-');
+    size_t length = strlen (id);
+    if (!dash || dash == id || length >= GW_EVENTS_ID_SLOT || length > 39)
+        return false;
+    for (const char *c = id; c < dash; c++)
+        if (!isxdigit ((unsigned char) *c))
+            return false;
+    size_t digits = strlen (dash + 1);
+    if (digits < 1 || digits > 19)
+        return false;
+    for (const char *c = dash + 1; *c; c++)
+        if (!isdigit ((unsigned char) *c))
+            return false;
+    return true;
+}
+
 static void
 s_resume (gw_events_t *self, gw_stream_t *stream, const char *last_id)
 {
     stream->resumed = true;
-    if (!self->history_count && !*self->last_id && !*self->sub_id && self->count == 1) {
+    if (!self->history_count && !*self->last_id && !*self->sub_id && self->count == 1
+    &&  s_broker_id_shape (last_id)) {
         snprintf (self->last_id, sizeof self->last_id, "%s", last_id);
         return;
     }
