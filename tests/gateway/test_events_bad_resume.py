@@ -19,9 +19,10 @@ from test_events_resume import subscriptions
 
 
 def live(stream, job, what):
-    """The stream's next item past any reset is job's waiting; its id."""
+    """The stream's next item of job, past any reset and any event of an
+    earlier job still running, is job's waiting; its id."""
     item = stream.next(10)
-    while item[0] == "reset":
+    while item[0] == "reset" or (item[2] and item[2].get("jobId") != job):
         item = stream.next(10)
     check(item[0] == "waiting" and item[2] and item[2].get("jobId") == job,
           "%s gets the next job's events live" % what, item)
