@@ -486,6 +486,8 @@ s_thread (void *arg)
                     s_broadcast (self, "reset", "{\"reason\":\"the broker does not know that "
                                  "Last-Event-ID: events since it are lost\"}");
                     self->subscribing = false;
+                    s_pending_clear (self);
+                    bm_msg_destroy (&reply);
                     continue;
                 }
                 if (*code && !streq (code, "not_found")) {
