@@ -58,7 +58,8 @@ typedef struct {
     int64_t started_mono;               //  Monotonic clock (ms)
     stop_t stop;                        //  Why we are stopping it, if we are
     bool term_sent;                     //  SIGTERM sent to its bot already
-    char cancel_code [32];              //  Error code of a CANCEL ("cancelled")
+    char cancel_code [32];              //  DONE error code of a CANCEL
+    char cancel_reason [32];            //  That CANCEL's reason
     int timer_id;                       //  Its one pending timer, or 0
     jtimer_t timer_kind;                //  What that timer is for
     int progress_sent;                  //  Last progress sent (0 at first:

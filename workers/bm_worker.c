@@ -292,7 +292,7 @@ s_job_finish (bm_worker_t *self, job_t *job, const bm_pool_outcome_t *outcome)
     else
     if (job->stop == STOP_CANCEL) {
         char message [96];
-        snprintf (message, sizeof message, "stopped by the broker (%s)", job->cancel_code);
+        snprintf (message, sizeof message, "stopped by the broker (%s)", job->cancel_reason);
         s_send_done (self, job, NULL, 0, job->cancel_code, message, SIZE_MAX, -1, finished_at);
     }
     else
@@ -529,8 +529,15 @@ s_on_cancel (bm_worker_t *self, const bm_codec_job_notice_t *body)
         bm_debug (job_id, "CANCEL for a job we do not run: ignored");
         return;
     }
+    //  The DONE says why the run stopped: "cancelled" only for a CANCEL
+    //  "cancelled" (the broker ends a job cancelled on it), "timeout" for a
+    //  timeout; any other reason (the broker had given the job to another
+    //  worker, or did not know it) is no one's cancel: "stopped", a failed
+    //  run, should a broker take it.
     snprintf (job->cancel_code, sizeof job->cancel_code, "%s",
-              streq (reason, "timeout") ? "timeout" : "cancelled");
+              streq (reason, "timeout") ? "timeout"
+              : streq (reason, "cancelled") ? "cancelled" : "stopped");
+    snprintf (job->cancel_reason, sizeof job->cancel_reason, "%s", reason);
     if (streq (reason, "duplicate") || streq (reason, "finished"))
         bm_warn (job_id, "CANCEL from the broker (%s): the broker had given the job to another "
                  "worker; stopping the bot, its result will not count", reason);
