@@ -45,7 +45,12 @@ const C = {
   SUBSCRIBE: 0x0f, UNSUBSCRIBE: 0x10, EVENT: 0x87,
 };
 const JOB_LOG_MAX_BYTES = 16384;        // the tail of a job's log sent with DONE (as the C worker's)
-const DONE_KEEP_MAX = 1000;             // recent DONEs a worker keeps for a reconnect (as the C worker)
+// Recent DONEs a worker keeps for a reconnect, as the C worker: at most
+// DONE_KEEP_MAX of at most DONE_KEEP_BYTES of bodies (msgpack), the oldest
+// dropped first: the DONEs of its last 12 s (heartbeat 1 s x liveness 3,
+// 4 times) up to ~8,000 jobs/s.
+const DONE_KEEP_MAX = 100000;
+const DONE_KEEP_BYTES = 64 * 1024 * 1024;
 // Replaced (DISCONNECT replaced): another live process registered under this
 // worker's name.  Registering again at once, both would take the name from
 // each other in a loop; the wait doubles from 1 s to 30 s while it goes on
@@ -1234,7 +1239,8 @@ class Worker extends EventEmitter {
     this.jobsAnsweredAgain = 0;         // JOBs answered with a kept DONE (handler not run)
     // Recent DONEs, to send again after READY on a new socket (the broker may
     // have missed them: it restarted, or the old socket closed with them
-    // queued): {at (when sent), body}, oldest first, at most DONE_KEEP_MAX.
+    // queued): {at (when sent), body, size}, oldest first, at most
+    // DONE_KEEP_MAX of at most DONE_KEEP_BYTES (the bodies' msgpack).
     // One ages only while a broker connection is up, from when it was sent or
     // the last READY on a new socket, whichever is later, and goes after 4 x
     // heartbeat x liveness of that: a broker away for long still gets the
@@ -1248,6 +1254,8 @@ class Worker extends EventEmitter {
     this._upSince = performance.now();  // the last READY on a new socket
     this._heard = -Infinity;            // when the broker last sent anything
     this._keepMax = DONE_KEEP_MAX;
+    this._keepBytes = DONE_KEEP_BYTES;
+    this._keptBytes = 0;                // the msgpack bytes of the bodies kept
     this._outbox = [];
     this._sock = null;
     this._flushing = false;
@@ -1506,7 +1514,10 @@ class Worker extends EventEmitter {
       // it, so it is neither sent again nor answers a later JOB.
       this._keptCompleted.delete(body.jobId);
       const i = this._kept.indexOf(kept, this._keptHead);
-      if (i >= 0) this._kept.splice(i, 1);
+      if (i >= 0) {
+        this._kept.splice(i, 1);
+        this._keptBytes -= kept.size;
+      }
       this._log('warning', `job ${body.jobId}: result discarded: CANCEL from the broker (${reason}) `
         + 'for the run we completed');
     }
@@ -1634,8 +1645,19 @@ class Worker extends EventEmitter {
   }
 
   _keepDone(body, now) {
-    const entry = { at: now, body };
+    let size;
+    try {
+      size = pack(body).length;
+    } catch (e) {
+      return;                           // not kept: a replay is best effort
+    }
+    if (size > this._keepBytes) return;
+    while (this._kept.length > this._keptHead && this._keptBytes + size > this._keepBytes) {
+      this._dropKept(`more than ${this._keepBytes} bytes kept`);
+    }
+    const entry = { at: now, body, size };
     this._kept.push(entry);
+    this._keptBytes += size;
     if (body.ok === true) this._keptCompleted.set(body.jobId, entry);
     while (this._kept.length - this._keptHead > this._keepMax) this._dropKept(`more than ${this._keepMax} kept`);
     this._pruneKept(now);
@@ -1650,6 +1672,7 @@ class Worker extends EventEmitter {
   _dropKept(why) {
     const entry = this._kept[this._keptHead];
     this._kept[this._keptHead++] = undefined;
+    this._keptBytes -= entry.size;
     if (this._keptCompleted.get(entry.body.jobId) === entry) this._keptCompleted.delete(entry.body.jobId);
     if (!(this._linkUp && this._heard > this._lastSent(entry))) {
       this._log('warning', `job ${entry.body.jobId}: its DONE is dropped (${why}) before a broker confirmed it: `
@@ -1751,10 +1774,15 @@ class Worker extends EventEmitter {
 /**
  * The DONE error of a run the broker stopped with CANCEL (timeout, cancelled,
  * duplicate, ...): what the handler returned does not count, and the job's
- * next dispatch runs the handler again.
+ * next dispatch runs the handler again. The code is 'cancelled' only for a
+ * CANCEL 'cancelled' (a broker ends the job cancelled on it), 'timeout' for a
+ * timeout, and 'stopped' for any other reason (the broker had given the job to
+ * another worker, or did not know it): no one cancelled the job, so a broker
+ * that takes this DONE counts a failed run.
  */
 function stoppedError(reason) {
-  return { code: reason === 'timeout' ? 'timeout' : 'cancelled', message: `stopped by the broker (${reason})` };
+  const code = reason === 'timeout' || reason === 'cancelled' ? reason : 'stopped';
+  return { code, message: `stopped by the broker (${reason})` };
 }
 
 function stderrLog(level, message) {

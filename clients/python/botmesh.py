@@ -109,7 +109,12 @@ MAX_PAYLOAD_BYTES = 1 << 20          # protocol default of MAX_PAYLOAD_BYTES
 DEFAULT_HEARTBEAT_MS = 1000          # protocol default of HEARTBEAT_INTERVAL_MS
 DEFAULT_LIVENESS = 3                 # protocol default of HEARTBEAT_LIVENESS
 JOB_LOG_MAX_BYTES = 16384            # the tail of a job's log sent with DONE (as the C worker's)
-DONE_KEEP_MAX = 1000                 # recent DONEs a worker keeps for a reconnect (as the C worker)
+# Recent DONEs a worker keeps for a reconnect, as the C worker: at most
+# DONE_KEEP_MAX of at most DONE_KEEP_BYTES of bodies (msgpack), the oldest
+# dropped first: the DONEs of its last 12 s (heartbeat 1 s x liveness 3,
+# 4 times) up to ~8,000 jobs/s.
+DONE_KEEP_MAX = 100000
+DONE_KEEP_BYTES = 64 << 20
 # Replaced (DISCONNECT replaced): another live process registered under this
 # worker's name.  Registering again at once, both would take the name from
 # each other in a loop; the wait doubles from 1 s to 30 s while it goes on
@@ -390,10 +395,15 @@ def _wire_backoff(backoff):
 def _stopped_error(reason):
     """The DONE error of a run the broker stopped with CANCEL (timeout,
     cancelled, duplicate, ...): what the handler returned does not count,
-    and the job's next dispatch runs the handler again."""
+    and the job's next dispatch runs the handler again. The code is
+    "cancelled" only for a CANCEL "cancelled" (a broker ends the job
+    cancelled on it), "timeout" for a timeout, and "stopped" for any other
+    reason (the broker had given the job to another worker, or did not know
+    it): no one cancelled the job, so a broker that takes this DONE counts a
+    failed run."""
     reason = reason or "cancelled"
-    return {"code": "timeout" if reason == "timeout" else "cancelled",
-            "message": "stopped by the broker (%s)" % reason}
+    code = reason if reason in ("timeout", "cancelled") else "stopped"
+    return {"code": code, "message": "stopped by the broker (%s)" % reason}
 
 
 def _list_state(state):
@@ -1303,8 +1313,9 @@ class Worker:
         self._answered = False                # the broker answered on the current socket
         # Recent DONEs, to send again after READY on a new socket (the broker
         # may have missed them: it restarted, or the old socket closed with
-        # them queued): [monotonic time sent, body], oldest first, at most
-        # DONE_KEEP_MAX. One ages only while a broker connection is up, from
+        # them queued): [monotonic time sent, body, its size], oldest first,
+        # at most DONE_KEEP_MAX of at most DONE_KEEP_BYTES. One ages only
+        # while a broker connection is up, from
         # when it was sent or the last READY on a new socket, whichever is
         # later, and goes after 4 x heartbeat x liveness of that (twice a
         # broker's hold of a lost worker's jobs, so that the JOB it sends
@@ -1315,6 +1326,7 @@ class Worker:
         # handler again.
         self._kept = collections.deque()
         self._kept_completed = {}             # jobId -> its completed entry in _kept
+        self._kept_bytes = 0                  # the msgpack bytes of the bodies in _kept
         self._link_up = True                  # a socket to a broker is open (not between two)
         self._replaced_count = 0              # replaced in a row (DISCONNECT replaced)
         self._replaced_at = 0.0               # monotonic time of the last
@@ -1453,7 +1465,7 @@ class Worker:
         # Then the recent DONEs the broker may have missed, oldest first (one
         # it already has is answered NACK not_owner), and what still waits.
         waiting = {id(body) for command, body in pending if command == W_DONE}
-        again = [(W_DONE, body) for _, body in self._kept if id(body) not in waiting]
+        again = [(W_DONE, entry[1]) for entry in self._kept if id(entry[1]) not in waiting]
         self._outbox.extend(again)
         self.dones_sent_again += len(again)
         self._outbox.extend(pending)
@@ -1467,8 +1479,17 @@ class Worker:
                      self._eps.current)
 
     def _keep_done(self, body, now):
-        entry = [now, body]
+        try:
+            size = len(_pack(body))
+        except BotmeshError:
+            size = None
+        if size is None or size > DONE_KEEP_BYTES:
+            return                            # not kept: a replay is best effort
+        while self._kept and self._kept_bytes + size > DONE_KEEP_BYTES:
+            self._drop_kept("more than %d bytes kept" % DONE_KEEP_BYTES)
+        entry = [now, body, size]
         self._kept.append(entry)
+        self._kept_bytes += size
         if body.get("ok") is True:
             self._kept_completed[body["jobId"]] = entry
         while len(self._kept) > DONE_KEEP_MAX:
@@ -1484,6 +1505,7 @@ class Worker:
         """Forget the oldest kept DONE; a WARN names its job when no live
         broker got it (the broker said nothing on its socket since)."""
         entry = self._kept.popleft()
+        self._kept_bytes -= entry[2]
         job_id = entry[1].get("jobId")
         if self._kept_completed.get(job_id) is entry:
             del self._kept_completed[job_id]
@@ -1829,6 +1851,7 @@ class Worker:
             # Our DONE left before the CANCEL crossed it: the broker did not
             # take it, so it is neither sent again nor answers a later JOB.
             self._kept.remove(kept)
+            self._kept_bytes -= kept[2]
             log.warning("botmesh worker %s: job %s: result discarded: CANCEL from the broker (%s) for the "
                         "run we completed", self.name, job_id, reason)
 

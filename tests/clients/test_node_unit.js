@@ -565,6 +565,82 @@ tests.workerCancelAfterDone = async () => {
   }
 };
 
+tests.workerCancelReasons = async () => {
+  // A run stopped by CANCEL ends with DONE code 'cancelled' only for a CANCEL
+  // 'cancelled', 'timeout' for 'timeout', 'stopped' for any other reason (no
+  // one cancelled the job: a broker that takes the DONE counts a failed run).
+  const fb = await workerBroker();
+  const w = new bm.Worker({
+    types: 'pywork', credit: 1, endpoint: fb.endpoint, heartbeatMs: 100,
+    handler: async (payload, job) => {
+      await new Promise((r) => job.signal.addEventListener('abort', r));
+      return { returned: 'anyway' };
+    },
+  }).start();
+  try {
+    const ident = (await fb.waitFor((m) => m.cmd === 0x01, 3000, 'READY')).ident;
+    for (const [reason, code] of [['cancelled', 'cancelled'], ['timeout', 'timeout'], ['unknown', 'stopped'],
+      ['finished', 'stopped'], ['duplicate', 'stopped'], ['not_owner', 'stopped']]) {
+      const id = `r-${reason}`;
+      await fb.send(ident, 0x02, { jobId: id, botType: 'pywork', payload: {}, attempt: 1, timeoutMs: 10000 });
+      await waitUntil(() => w.running === 1, 3000, `${id} to start`);
+      await fb.send(ident, 0x07, { jobId: id, reason });
+      const d = await fb.waitFor((m) => m.cmd === 0x04 && m.body.jobId === id, 3000, `DONE ${id}`);
+      check(d.body.ok === false && d.body.result === undefined && d.body.error.code === code
+        && d.body.error.message === `stopped by the broker (${reason})`, `CANCEL ${reason} -> DONE code ${code}`, d.body);
+      await waitUntil(() => w.running === 0, 3000, `${id} to end`);
+    }
+  } finally {
+    await w.stop({ graceMs: 0 });
+    fb.close();
+  }
+};
+
+tests.workerKeepsDonesBounds = async () => {
+  // The kept DONEs are bounded as botmesh-worker's: by count (so the 1,200
+  // DONEs of a burst are all sent again after a reconnect) and by bytes (the
+  // bodies' msgpack, the oldest dropped first).
+  const reconnect = async (fb) => {
+    const seen = fb.got(0x01).map((m) => m.ident.toString('hex'));
+    await fb.send(fb.got(0x01).slice(-1)[0].ident, 0x06, { reason: 'unknown worker' });
+    return fb.waitFor((m) => m.cmd === 0x01 && !seen.includes(m.ident.toString('hex')), 5000, 'READY on a new socket');
+  };
+  const fb = await workerBroker();
+  // liveness 100: a window of 40 s, so that only the bounds drop DONEs here
+  const w = new bm.Worker({
+    types: ['pywork'], credit: 100, endpoint: fb.endpoint, heartbeatMs: 100, liveness: 100,
+    handler: async (payload) => ({ pad: 'x'.repeat(payload.pad || 0) }),
+  }).start();
+  try {
+    const ready = await fb.waitFor((m) => m.cmd === 0x01, 3000, 'READY');
+    const n = 1200;
+    for (let i = 0; i < n; i += 100) {
+      for (let j = i; j < i + 100; j++) {
+        await fb.send(ready.ident, 0x02, { jobId: `b${j}`, botType: 'pywork', payload: {}, attempt: 1, timeoutMs: 10000 });
+      }
+      await fb.waitFor((m) => m.cmd === 0x04 && m.body.jobId === `b${i + 99}`, 10000, `DONE b${i + 99}`);
+    }
+    const again = await reconnect(fb);
+    const on = (ident) => fb.got(0x04).filter((m) => m.ident.equals(ident)).map((m) => m.body.jobId);
+    await waitUntil(() => on(again.ident).length >= n, 10000, `the ${n} DONEs sent again`);
+    const sent = new Set(on(again.ident));
+    check(sent.size === n && [...Array(n).keys()].every((j) => sent.has(`b${j}`)),
+      `all ${n} DONEs of the burst are sent again`, sent.size);
+    // The bytes bound: room for about three DONEs of ~1,000 bytes.
+    w._keepBytes = 3500;
+    for (const id of ['p1', 'p2', 'p3', 'p4']) {
+      await fb.send(again.ident, 0x02, { jobId: id, botType: 'pywork', payload: { pad: 1000 }, attempt: 1, timeoutMs: 10000 });
+      await fb.waitFor((m) => m.cmd === 0x04 && m.body.jobId === id, 3000, `DONE ${id}`);
+    }
+    const third = await reconnect(fb);
+    await fb.waitFor((m) => m.cmd === 0x04 && m.ident.equals(third.ident) && m.body.jobId === 'p4', 5000, 'p4 sent again');
+    check(on(third.ident).join() === 'p2,p3,p4', 'past the bytes bound the oldest DONEs are dropped', on(third.ident));
+  } finally {
+    await w.stop({ graceMs: 0 });
+    fb.close();
+  }
+};
+
 tests.workerKeepsDones = async () => {
   const runs = {};
   let open;
@@ -589,7 +665,8 @@ tests.workerKeepsDones = async () => {
   let fb = await workerBroker();
   // liveness 50: a window of 10 s, so that only the cap drops DONEs here
   let w = new bm.Worker({ types: ['pywork'], credit: 2, endpoint: fb.endpoint, heartbeatMs: 100, liveness: 50, handler });
-  check(w._keepMax === 1000, 'at most 1,000 DONEs kept', w._keepMax);
+  check(w._keepMax === 100000 && w._keepBytes === 64 * 1024 * 1024,
+    'at most 100,000 DONEs of at most 64 MiB kept, as botmesh-worker', w._keepMax, w._keepBytes);
   w._keepMax = 3;
   w.start();
   try {

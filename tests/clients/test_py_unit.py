@@ -712,6 +712,90 @@ def test_worker_keeps_dones():
         fb.close()
 
 
+def test_worker_cancel_reasons():
+    """A run stopped by CANCEL ends with DONE code "cancelled" only for a
+    CANCEL "cancelled", "timeout" for "timeout", "stopped" for any other
+    reason (no one cancelled the job: a broker that takes the DONE counts a
+    failed run, not a cancel)."""
+    def handler(payload, job):
+        job.cancelled.wait(10)
+        return {"returned": "anyway"}
+
+    fb = worker_fb()
+    w = botmesh.Worker("pywork", handler, credit=1, endpoint=fb.endpoint, heartbeat_ms=100).start()
+    try:
+        ident = fb.wait_for(lambda m: m.cmd == botmesh.W_READY, what="READY").ident
+        for reason, code in (("cancelled", "cancelled"), ("timeout", "timeout"), ("unknown", "stopped"),
+                             ("finished", "stopped"), ("duplicate", "stopped"), ("not_owner", "stopped")):
+            jid = "r-" + reason
+            fb.send(ident, 0x02, {"jobId": jid, "botType": "pywork", "payload": {}, "attempt": 1,
+                                  "timeoutMs": 10000})
+            wait_until(lambda: w.running == 1, 3, "%s to start" % jid)
+            fb.send(ident, 0x07, {"jobId": jid, "reason": reason})
+            d = fb.wait_for(lambda m: m.cmd == botmesh.W_DONE and m.body["jobId"] == jid, what="DONE " + jid)
+            check(d.body["ok"] is False and "result" not in d.body
+                  and d.body["error"] == {"code": code, "message": "stopped by the broker (%s)" % reason},
+                  "CANCEL %s -> DONE code %s" % (reason, code), d.body)
+            wait_until(lambda: w.running == 0, 3, "%s to end" % jid)
+    finally:
+        w.stop(timeout=5)
+        fb.close()
+
+
+def test_worker_keeps_dones_bounds():
+    """The kept DONEs are bounded as botmesh-worker's: by count (100,000, so
+    the 1,200 DONEs of a burst are all sent again after a reconnect) and by
+    bytes (DONE_KEEP_BYTES of msgpack bodies, the oldest dropped first)."""
+    def handler(payload, job):
+        return {"pad": "x" * payload.get("pad", 0)}
+
+    def reconnect(fb):
+        seen = {m.ident for m in fb.got(botmesh.W_READY)}
+        fb.send(w_last_ident(fb), W, 0x06, {"reason": "unknown worker"})
+        return fb.wait_for(lambda m: m.cmd == botmesh.W_READY and m.ident not in seen, timeout=5,
+                           what="READY on a new socket")
+
+    check(botmesh.DONE_KEEP_MAX == 100000 and botmesh.DONE_KEEP_BYTES == 64 << 20,
+          "kept DONEs: at most 100,000 of at most 64 MiB, as botmesh-worker",
+          botmesh.DONE_KEEP_MAX, getattr(botmesh, "DONE_KEEP_BYTES", None))
+    fb = worker_fb()
+    # liveness 100: a window of 40 s, so that only the bounds drop DONEs here
+    w = botmesh.Worker("pywork", handler, credit=100, endpoint=fb.endpoint, heartbeat_ms=100,
+                       liveness=100).start()
+    keep_bytes = getattr(botmesh, "DONE_KEEP_BYTES", 0)
+    try:
+        ready = fb.wait_for(lambda m: m.cmd == botmesh.W_READY, what="READY")
+        n = 1200
+        for i in range(0, n, 100):
+            for j in range(i, i + 100):
+                fb.send(ready.ident, 0x02, {"jobId": "b%d" % j, "botType": "pywork", "payload": {},
+                                            "attempt": 1, "timeoutMs": 10000})
+            fb.wait_for(lambda m: m.cmd == botmesh.W_DONE and m.body["jobId"] == "b%d" % (i + 99),
+                        timeout=10, what="DONE b%d" % (i + 99))
+        wait_until(lambda: len(fb.got(botmesh.W_DONE)) >= n, 10, "%d DONEs" % n)
+        again = reconnect(fb)
+        wait_until(lambda: len([m for m in fb.got(botmesh.W_DONE) if m.ident == again.ident]) >= n, 10,
+                   "the %d DONEs sent again" % n)
+        sent = {m.body["jobId"] for m in fb.got(botmesh.W_DONE) if m.ident == again.ident}
+        check(sent == {"b%d" % j for j in range(n)}, "all %d DONEs of the burst are sent again" % n, len(sent))
+
+        # The bytes bound: room for about three DONEs of ~1,000 bytes.
+        botmesh.DONE_KEEP_BYTES = 3500
+        for jid in ("p1", "p2", "p3", "p4"):
+            fb.send(again.ident, 0x02, {"jobId": jid, "botType": "pywork", "payload": {"pad": 1000},
+                                        "attempt": 1, "timeoutMs": 10000})
+            fb.wait_for(lambda m: m.cmd == botmesh.W_DONE and m.body["jobId"] == jid, what="DONE " + jid)
+        third = reconnect(fb)
+        fb.wait_for(lambda m: m.cmd == botmesh.W_DONE and m.ident == third.ident and m.body["jobId"] == "p4",
+                    what="p4 sent again")
+        sent = [m.body["jobId"] for m in fb.got(botmesh.W_DONE) if m.ident == third.ident]
+        check(sent == ["p2", "p3", "p4"], "past DONE_KEEP_BYTES the oldest DONEs are dropped", sent)
+    finally:
+        botmesh.DONE_KEEP_BYTES = keep_bytes
+        w.stop(timeout=5)
+        fb.close()
+
+
 def test_worker_bad_config():
     e = raises(lambda: botmesh.Worker(["Bad Type"], lambda p, j: None), ValueError)
     check("Bad Type" in str(e), "a bad bot type is refused before connecting", str(e))
