@@ -826,7 +826,10 @@ def job_environ(env):
     names the job set.  Each variable gets what os.environ[name] = value
     does (encode, putenv, store) without os.environ's layers of Python
     calls per variable, which cost more than the rest of a pool job's
-    handling here together."""
+    handling here together.  A variable that already has the job's value
+    (BOT_TYPE, BOT_WORKER, BOT_PROGRESS_FD: the worker puts them in the
+    process's environment too) is left alone: no putenv now, nothing to
+    restore after."""
     data = os.environ._data
     saved = data.copy()
     if type(env) is not dict:
@@ -839,6 +842,8 @@ def job_environ(env):
             continue
         key = name.encode(ENV_ENCODING, "surrogateescape")
         value = value.encode(ENV_ENCODING, "surrogateescape")
+        if data.get(key) == value:
+            continue                    # a name os.environ holds: a valid one
         os.putenv(key, value)           # its ValueError for a bad name
         data[key] = value
         names.append(key)
