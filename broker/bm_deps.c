@@ -352,6 +352,7 @@ s_resolve (bm_broker_t *self, bm_job_t *job, const char *dep_id, bool completed,
     if (!dep || !dep->pending)
         return;
     dep->pending = false;
+    dep->wait_retry = false;
     job->deps->pending--;
     if (completed) {
         if (job->deps->results && result) {
@@ -605,25 +606,39 @@ bm_deps_lookup (bm_broker_t *self, const msgpack_object *body, bm_deps_looked_fn
 typedef struct {
     char job [BM_ID_SLOT];      //  The waiting job
     char dep [BM_ID_SLOT];      //  Its dependency read from Redis
+    bool wait_failed;           //  A failed one is waited for (its RETRY)
 } s_check_t;
+
+static void s_check (bm_broker_t *self, bm_job_t *job, bm_dep_t *dep, bool wait_failed);
 
 static void
 s_on_checked (bm_broker_t *self, const bm_job_t *dep, bool answered, void *arg)
 {
     s_check_t *check = (s_check_t *) arg;
     bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, check->job);
+    bm_job_t *now = (bm_job_t *) bm_jobtab_lookup (self->jobs, check->dep);
     if (!answered)
         bm_warn (check->job, "dependency %s: the job store could not say how it ended; the job "
                  "waits, and the next recovery reads it again", check->dep);
     else
+    if (!job || !job->deps || job->state != JOB_WAITING_CHILDREN)
+        ;                       //  Left the wait meanwhile
+    else
+    if (now) {
+        //  Back in memory meanwhile (a RETRY read it): newer than the read
+        bm_dep_t *item = bm_deps_find (job->deps, check->dep, strlen (check->dep));
+        if (item && item->pending)
+            s_check (self, job, item, check->wait_failed);
+    }
+    else
     if (!dep)
         s_resolve (self, job, check->dep, false, "removed", NULL, 0);
     else
-    if (bm_job_terminal (dep))
+    if (bm_job_terminal (dep) && (dep->state == JOB_COMPLETED || !check->wait_failed))
         s_resolve (self, job, check->dep, dep->state == JOB_COMPLETED, s_end_code (dep),
                    dep->result, dep->result_size);
     else
-    if (job && job->state == JOB_WAITING_CHILDREN)
+        //  Runs, or failed and waited for: its end (a RETRY's) tells the job
         s_index_add (self, check->dep, check->job);
     free (check);
 }
@@ -649,6 +664,7 @@ s_check (bm_broker_t *self, bm_job_t *job, bm_dep_t *dep, bool wait_failed)
         s_check_t *check = (s_check_t *) zmalloc (sizeof (s_check_t));
         bm_id_copy (check->job, sizeof check->job, job->id);
         bm_id_copy (check->dep, sizeof check->dep, dep->id);
+        check->wait_failed = wait_failed;
         bm_job_read (self, dep->id, s_on_checked, check);
     }
 }
@@ -687,7 +703,7 @@ bm_deps_recovery_done (bm_broker_t *self)
             continue;
         for (size_t i = 0; i < job->deps->count && job->state == JOB_WAITING_CHILDREN; i++)
             if (job->deps->items [i].pending)
-                s_check (self, job, &job->deps->items [i], false);
+                s_check (self, job, &job->deps->items [i], job->deps->items [i].wait_retry);
         if (job->state == JOB_WAITING_CHILDREN)
             s_settle (self, job, false);
     }
@@ -706,6 +722,10 @@ bm_deps_retry (bm_broker_t *self, bm_job_t *job)
         bm_job_t *other = (bm_job_t *) bm_jobtab_lookup (self->jobs, dep->id);
         bool done = other ? other->state == JOB_COMPLETED
                           : !dep->failed && !dep->pending;      //  Completed before
+        //  Ended, not completed (a job not held ended: only finished jobs
+        //  leave memory): waited for until its own RETRY, also by a
+        //  recovery, where one that ended unseen fails the job
+        dep->wait_retry = !done && (!other || bm_job_terminal (other));
         dep->failed = false;
         free (dep->code);
         dep->code = NULL;
@@ -722,9 +742,9 @@ bm_deps_retry (bm_broker_t *self, bm_job_t *job)
     }
     s_enter (self, job);
     BM_JOB_EVENT (self, job, BM_EV_WAITING_CHILDREN, NULL, false);
-    for (size_t i = 0; i < deps->count; i++)
+    for (size_t i = 0; i < deps->count && job->state == JOB_WAITING_CHILDREN; i++)
         if (deps->items [i].pending)
-            s_check (self, job, &deps->items [i], true);
+            s_check (self, job, &deps->items [i], deps->items [i].wait_retry);
 }
 
 //  --- what clients and bots see ---------------------------------------------

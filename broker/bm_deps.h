@@ -18,6 +18,8 @@ typedef struct {
     char *id;                   //  The dependency's job id
     bool pending;               //  Not ended yet (as far as the job knows)
     bool failed;                //  Ended failed, cancelled or removed
+    bool wait_retry;            //  Pending for the dependency's own RETRY:
+                                //  it had failed when the job was retried
     char *code;                 //  How ("failed: bot_failed", "was removed"),
                                 //  for the job's error message; or NULL
     char *result;               //  msgpack bytes, when it completed and the

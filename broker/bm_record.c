@@ -39,6 +39,8 @@
 #define R_DEP_RESULTS   "dw"        //  dependencyResults: 1
 #define X_DEP_PENDING   "dq"        //  Pending dependencies: [index, ...]
 #define X_DEP_FAILED    "df"        //  Failed (cancelled, removed) ones: [index, ...]
+#define X_DEP_RETRY     "dv"        //  Pending ones waited for until their own
+                                    //  RETRY (failed when the job was retried)
 #define X_DEP_RESULTS   "dr"        //  Results kept: {index: bin, ...}
 
 static void
@@ -129,26 +131,50 @@ bm_record_pack_submit (msgpack_packer *pk, const bm_job_t *job)
     }
 }
 
-//  The indices of the dependencies pending (failed), packed as an array.
+//  Which dependencies a list of indices names.
+typedef enum { S_DEP_PENDING, S_DEP_FAILED, S_DEP_RETRY } s_dep_list_t;
+
+static bool
+s_dep_in (const bm_dep_t *dep, s_dep_list_t list)
+{
+    return list == S_DEP_PENDING ? dep->pending
+         : list == S_DEP_FAILED ? dep->failed : dep->pending && dep->wait_retry;
+}
+
+//  The indices of the dependencies in list, packed as an array.
 static void
-s_pack_dep_indices (msgpack_packer *pk, const bm_deps_t *deps, bool failed)
+s_pack_dep_indices (msgpack_packer *pk, const bm_deps_t *deps, s_dep_list_t list)
 {
     size_t count = 0;
     for (size_t i = 0; i < deps->count; i++)
-        count += failed ? deps->items [i].failed : deps->items [i].pending;
+        count += s_dep_in (&deps->items [i], list);
     msgpack_pack_array (pk, count);
     for (size_t i = 0; i < deps->count; i++)
-        if (failed ? deps->items [i].failed : deps->items [i].pending)
+        if (s_dep_in (&deps->items [i], list))
             msgpack_pack_uint64 (pk, i);
+}
+
+//  Whether the record says which dependencies wait for their RETRY.
+static bool
+s_deps_wait_retry (const bm_deps_t *deps)
+{
+    for (size_t i = 0; i < deps->count; i++)
+        if (s_dep_in (&deps->items [i], S_DEP_RETRY))
+            return true;
+    return false;
 }
 
 static void
 s_pack_deps_run (msgpack_packer *pk, const bm_deps_t *deps)
 {
     BM_PACK_KEY (pk, X_DEP_PENDING);
-    s_pack_dep_indices (pk, deps, false);
+    s_pack_dep_indices (pk, deps, S_DEP_PENDING);
     BM_PACK_KEY (pk, X_DEP_FAILED);
-    s_pack_dep_indices (pk, deps, true);
+    s_pack_dep_indices (pk, deps, S_DEP_FAILED);
+    if (s_deps_wait_retry (deps)) {
+        BM_PACK_KEY (pk, X_DEP_RETRY);
+        s_pack_dep_indices (pk, deps, S_DEP_RETRY);
+    }
     size_t results = 0;
     for (size_t i = 0; i < deps->count; i++)
         results += deps->items [i].result != NULL;
@@ -191,7 +217,7 @@ bm_record_pack_run (msgpack_packer *pk, const bm_job_t *job)
                  + (job->deliveries_before != 0)
                  + (job->run_at > 0) + (job->attempt_errors_size > 0)
                  + job->held + s_run_counted (job) + (job->failed_done != 0)
-                 + (job->log != NULL) + (job->deps ? 3 : 0);
+                 + (job->log != NULL) + (job->deps ? 3 + s_deps_wait_retry (job->deps) : 0);
     msgpack_pack_map (pk, count);
     if (job->attempts)
         BM_PACK_KV_INT (pk, X_ATTEMPTS, job->attempts);
@@ -300,9 +326,9 @@ s_read_depends (bm_job_t *job, const msgpack_object *value)
     return true;
 }
 
-//  Which dependencies are pending (failed): indices into dependsOn.
+//  Which dependencies are in list: indices into dependsOn.
 static bool
-s_read_dep_indices (bm_job_t *job, const msgpack_object *value, bool failed)
+s_read_dep_indices (bm_job_t *job, const msgpack_object *value, s_dep_list_t list)
 {
     if (!job->deps || value->type != MSGPACK_OBJECT_ARRAY)
         return false;
@@ -312,8 +338,11 @@ s_read_dep_indices (bm_job_t *job, const msgpack_object *value, bool failed)
         ||  index < 0 || (size_t) index >= job->deps->count)
             return false;
         bm_dep_t *dep = &job->deps->items [index];
-        if (failed)
+        if (list == S_DEP_FAILED)
             dep->failed = true;
+        else
+        if (list == S_DEP_RETRY)
+            dep->wait_retry = true;
         else
         if (!dep->pending) {
             dep->pending = true;
@@ -414,8 +443,9 @@ s_read_run_entry (bm_job_t *job, const msgpack_object *key, const msgpack_object
     if (s_key_is (key, X_RUN_AT))       return s_read_int (value, &job->run_at);
     if (s_key_is (key, X_FAILED_DONE))  return s_read_int (value, &job->failed_done);
     if (s_key_is (key, X_LOG))          return s_read_str (value, &job->log);
-    if (s_key_is (key, X_DEP_PENDING))  return s_read_dep_indices (job, value, false);
-    if (s_key_is (key, X_DEP_FAILED))   return s_read_dep_indices (job, value, true);
+    if (s_key_is (key, X_DEP_PENDING))  return s_read_dep_indices (job, value, S_DEP_PENDING);
+    if (s_key_is (key, X_DEP_FAILED))   return s_read_dep_indices (job, value, S_DEP_FAILED);
+    if (s_key_is (key, X_DEP_RETRY))    return s_read_dep_indices (job, value, S_DEP_RETRY);
     if (s_key_is (key, X_DEP_RESULTS))  return s_read_dep_results (job, value);
     if (s_key_is (key, X_ATTEMPT_ERRORS))
         return s_read_bin (value, &job->attempt_errors, &job->attempt_errors_size);
@@ -770,6 +800,7 @@ bm_record_test (bool verbose)
     waiting->deps->items [0].result = bm_memdup ("\x81\xa2ok\xc3", 5);
     waiting->deps->items [0].result_size = 5;
     waiting->deps->items [1].pending = true;
+    waiting->deps->items [1].wait_retry = true;
     waiting->deps->pending = 1;
     waiting->deps->items [2].failed = true;
     waiting->deps->ignore_failure = true;
@@ -794,7 +825,8 @@ bm_record_test (bool verbose)
         BM_CHECK (streq (back->deps->items [i].id, ids [i]));
     BM_CHECK (!back->deps->items [0].pending && back->deps->items [0].result_size == 5
               && memcmp (back->deps->items [0].result, "\x81\xa2ok\xc3", 5) == 0);
-    BM_CHECK (back->deps->items [1].pending && !back->deps->items [1].result);
+    BM_CHECK (back->deps->items [1].pending && back->deps->items [1].wait_retry
+              && !back->deps->items [1].result && !back->deps->items [0].wait_retry);
     BM_CHECK (back->deps->items [2].failed && !back->deps->items [2].pending);
     bm_job_destroy (&back);
     bm_job_destroy (&waiting);
