@@ -96,7 +96,8 @@ s_index_add (bm_broker_t *self, const char *dep_id, const char *job_id)
     }
     //  No search for the id already there (quadratic with many dependents):
     //  a job listed twice (recovered, retried) is told once, as the second
-    //  word finds its dependency no longer pending.
+    //  word finds its dependency no longer pending, and its copies go at
+    //  the list's next sweep (its earlier leave counted one stale).
     if (ids->count == ids->alloc) {
         ids->alloc = ids->alloc ? ids->alloc * 2 : 4;
         ids->ids = bm_realloc_or_abort (ids->ids, ids->alloc * sizeof *ids->ids, "dependents");
@@ -128,23 +129,26 @@ s_enter (bm_broker_t *self, bm_job_t *job)
     job->service->waiting_children++;
 }
 
-//  The ids of the jobs that still wait for dep_id kept (leaving, about to
-//  leave, goes); none left: the dependency's entry goes.
+//  The ids of the jobs that still wait for dep_id kept, each once (leaving,
+//  about to leave, goes; a job cancelled and retried was listed again);
+//  none left: the dependency's entry goes.
 static void
 s_sweep (bm_broker_t *self, const char *dep_id, s_ids_t *ids, const bm_job_t *leaving)
 {
     size_t kept = 0;
+    zhashx_t *seen = zhashx_new ();
     for (size_t i = 0; i < ids->count; i++) {
         const bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, ids->ids [i]);
         const bm_dep_t *dep = job && job != leaving && job->deps
                            && job->state == JOB_WAITING_CHILDREN
                             ? bm_deps_find (job->deps, dep_id, strlen (dep_id)) : NULL;
-        if (dep && dep->pending) {
+        if (dep && dep->pending && zhashx_insert (seen, ids->ids [i], (void *) job) == 0) {
             if (kept != i)
                 memcpy (ids->ids [kept], ids->ids [i], BM_ID_SLOT);
             kept++;
         }
     }
+    zhashx_destroy (&seen);
     s_entries (self, (int64_t) kept - (int64_t) ids->count);
     ids->count = kept;
     ids->stale = 0;
