@@ -142,9 +142,15 @@ bm_submit_confirmed (bm_broker_t *self, bm_job_t *job, redisReply *reply, int64_
     *position = 0;
     if (job->state == JOB_WAITING_CHILDREN) {
         BM_JOB_EVENT (self, job, BM_EV_WAITING_CHILDREN, NULL, false);
-        if (job->idem_waiters)
-            bm_idem_wake (self, job, NULL, NULL);
+        //  Settled first (failed at once by a dependency failed already,
+        //  or released), so that same-key SUBMITs learn the state it has;
+        //  one the settling pushed out of memory woke them as it went.
+        char id [BM_ID_SLOT];
+        bm_id_copy (id, sizeof id, job->id);
         bm_deps_confirmed (self, job);
+        job = (bm_job_t *) bm_jobtab_lookup (self->jobs, id);
+        if (job && job->idem_waiters)
+            bm_idem_wake (self, job, NULL, NULL);
         return 0;
     }
     if ((job->state != JOB_QUEUED && job->state != JOB_DELAYED)
