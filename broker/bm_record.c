@@ -369,6 +369,24 @@ s_read_dep_results (bm_job_t *job, const msgpack_object *value)
     return true;
 }
 
+//  The kept results are spliced as they are into STATUS and JOB frames:
+//  one that is not exactly one msgpack object (a damaged record) is
+//  dropped, as if its dependency had returned none.
+static void
+s_check_dep_results (bm_job_t *job)
+{
+    for (size_t i = 0; i < job->deps->count; i++) {
+        bm_dep_t *dep = &job->deps->items [i];
+        if (dep->result && bm_msgpack_check_nesting (dep->result, dep->result_size)) {
+            bm_warn (job->id, "the record's kept result of dependency %s is damaged (%zu bytes, "
+                     "not one msgpack object): read as none", dep->id, dep->result_size);
+            free (dep->result);
+            dep->result = NULL;
+            dep->result_size = 0;
+        }
+    }
+}
+
 //  One entry of the "r" map; false if its value is damaged.  Unknown keys
 //  are skipped (a newer broker's additions).
 static bool
@@ -591,6 +609,8 @@ bm_record_read (bm_job_t *job, const char *id, const redisReply *reply, bm_recor
     job->wh_at = job->wh_state >= 0 ? wh_at : 0;       //  Not the time of the read
     if (!job->id [0] && id && strlen (id) < sizeof job->id)
         snprintf (job->id, sizeof job->id, "%s", id);
+    if (job->deps)
+        s_check_dep_results (job);
     int state_index = -1;
     for (int i = 0; i < JOB_STATES; i++)
         if (streq (state, bm_job_state_names [i]))
