@@ -766,6 +766,19 @@ s_worker_reclaim (bm_broker_t *self, bm_worker_entry_t *worker, const char *id,
                  worker->name, job->attempts);
         return job;
     }
+    //  The completed DONE of an earlier run, the later one lost (a
+    //  failover, a restart: the recovery found it running, or it was kept
+    //  while the recovery had not reached the job): its result is the
+    //  job's, as it is while the job runs again (s_done_of_earlier_run).
+    if (job && job->state == JOB_QUEUED && job->durable && job->lost && ok
+    &&  attempt > 0 && attempt < job->attempts) {
+        bm_lost_keys_delete (self->lost_keys, id);
+        bm_info (job->id, "DONE from %s for attempt %" PRId64 ", which completed, while attempt %"
+                 PRId64 " was lost (%s): taken", worker->name, attempt, job->attempts,
+                 job->last_worker ? job->last_worker : "its worker");
+        bm_set_str (&job->last_worker, worker->name);
+        return job;
+    }
     //  Queued with no run in its record: a leader that had lost Redis
     //  dispatched it, and its worker completed it, before the dispatch
     //  could be written; the recovery found it queued.  A completed DONE
@@ -933,6 +946,7 @@ typedef struct {
     char name [BM_MAX_ID_LEN + 1];      //  Its worker's name
     char pubkey [41];                   //  Its CURVE key, "" without CURVE
     int64_t attempt;                    //  The attempt it names, 0: none
+    bool ok;                            //  Its run completed
     msgpack_sbuffer body;               //  The DONE's body, msgpack
 } s_early_done_t;
 
@@ -981,23 +995,31 @@ s_early_done_pop (bm_broker_t *self, const char *id)
 //  caller answers NACK not_owner), 0 if it is not early.
 static int
 s_early_done_keep (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg,
-                   const char *id, int64_t attempt)
+                   const char *id, int64_t attempt, bool ok)
 {
     if (s_recovered (self) || bm_jobtab_lookup (self->jobs, id))
         return 0;
     s_early_done_t *old = self->early_dones
                         ? (s_early_done_t *) zhashx_lookup (self->early_dones, id) : NULL;
+    //  Two runs of one job (a retry, a lost run), each worker sending its
+    //  DONE again after the failover: as while the job runs again (an
+    //  earlier run's completed DONE is taken, a failed one is not), a
+    //  completed DONE beats a failed one; then the later run's decides, and
+    //  an earlier one's is expected.  The same attempt from two workers (or
+    //  one naming none) is not.  The same worker's sent again (a
+    //  reconnect) replaces its own, unless it would put a failed run's
+    //  over a completed one's.
     bool later = old && attempt > 0 && attempt > old->attempt;
-    if (old && !streq (old->name, worker->name) && !later) {
-        //  Two runs of one job (a retry, a lost run), each worker sending
-        //  its DONE again after the failover: the later run's decides, and
-        //  an earlier one's is expected.  The same attempt from two workers
-        //  (or one naming none) is not.
+    bool beats = old && (old->ok != ok ? ok : streq (old->name, worker->name) || later);
+    if (old && !beats) {
         bool earlier = attempt > 0 && old->attempt > attempt;
-        bm_log (earlier ? BM_DEBUG : BM_WARN, id, "DONE from %s%s before the recovery reached "
-                "the job, which keeps the DONE %s sent already%s: not kept (NACK not_owner)",
-                worker->name, earlier ? " for an earlier attempt" : "", old->name,
-                earlier ? " for a later one" : "");
+        bool failed = old->ok && !ok;
+        bm_log (earlier || failed ? BM_DEBUG : BM_WARN, id, "DONE from %s%s before the "
+                "recovery reached the job, which keeps the %sDONE %s sent already%s: not kept "
+                "(NACK not_owner)", worker->name,
+                failed ? " of a failed run" : earlier ? " for an earlier attempt" : "",
+                failed ? "completed " : "", old->name,
+                !failed && earlier ? " for a later one" : "");
         return -1;
     }
     s_early_done_t *kept = (s_early_done_t *) bm_calloc_or_abort (sizeof (s_early_done_t),
@@ -1017,6 +1039,7 @@ s_early_done_keep (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t 
         return -1;
     }
     kept->attempt = attempt;
+    kept->ok = ok;
     kept->key = strdup (worker->key);
     kept->identity = zframe_dup (worker->identity);
     snprintf (kept->name, sizeof kept->name, "%s", worker->name);
@@ -1029,10 +1052,12 @@ s_early_done_keep (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t 
     if (!self->early_dones)
         self->early_dones = zhashx_new ();
     if (old && !streq (old->name, worker->name)) {
-        //  An earlier attempt's, from another worker: this one decides.
-        bm_debug (id, "DONE from %s for attempt %" PRId64 " before the recovery reached the job "
-                  "replaces the one %s sent for attempt %" PRId64 " (NACK not_owner to %s)",
-                  worker->name, attempt, old->name, old->attempt, old->name);
+        //  An earlier attempt's (or a failed run's), from another worker:
+        //  this one decides.
+        bm_debug (id, "DONE from %s for attempt %" PRId64 "%s before the recovery reached the "
+                  "job replaces the one %s sent for attempt %" PRId64 "%s (NACK not_owner to %s)",
+                  worker->name, attempt, ok ? ", completed," : "", old->name, old->attempt,
+                  old->ok ? "" : ", failed", old->name);
         bm_worker_entry_t *sender = s_early_done_sender (self, old);
         if (sender)
             bm_broker_send_worker_simple (self, sender->identity, BM_NACK, "not_owner",
@@ -1221,7 +1246,8 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
         if (s_worker_release_stopping (self, worker, done.job_id))
             bm_debug (done.job_id, "DONE from %s for a job it was told to stop", worker->name);
         else
-        if ((early = s_early_done_keep (self, worker, msg, done.job_id, done.attempt)) > 0)
+        if ((early = s_early_done_keep (self, worker, msg, done.job_id, done.attempt,
+                                             done.ok)) > 0)
             return;                     //  Answered when the recovery reaches it
         else
         if (early == 0)

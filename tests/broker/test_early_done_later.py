@@ -34,28 +34,53 @@ def back(endpoint, name):
     return w
 
 
+def two_runs_then_restart(s, **submit):
+    """j runs on w1 (attempt 1), w1 goes silent and is declared lost, j
+    runs on w2 (attempt 2, in Redis); then the broker is killed,
+    redis-server stopped (SIGSTOP) and a new broker started on the same
+    port: its recovery waits.  Returns (redis, the new broker, j)."""
+    redis = s.redis()
+    broker = s.broker(env=ENV)
+    c = s.client()
+    w1 = FakeWorker(s.endpoint, "w1", ["python"], 1)
+    s.wait_workers(1, "python")
+    j = c.submit("python", {"n": 1}, maxAttempts=3, **submit)
+    h.check(w1.recv_job()["attempt"] == 1, "w1 runs j, attempt 1")
+    w1.close()                              # silent from now on: lost
+    w2 = FakeWorker(s.endpoint, "w2", ["python"], 1)
+    job = w2.recv_job(timeout=15)
+    h.check(job and job["jobId"] == j and job["attempt"] == 2,
+            "w1 declared lost, w2 runs j, attempt 2", job)
+    h.wait_until(lambda: (lambda r: r and r["state"] == "running" and int(r["attempts"]) == 2)(
+        h.job_record(s.redis_port, j)), 5, "Redis to record attempt 2 running")
+    c.close()
+    w2.close()
+    broker.kill()
+    redis.signal(signal.SIGSTOP)
+    h.log("broker killed, redis-server stopped (SIGSTOP): the recovery waits")
+    return redis, s.broker(env=ENV, name="broker-2", wait_recovered=False), j
+
+
+def wait_end(c, j, workers):
+    """Wait for j to end (or wait out a backoff, delayed); returns its
+    record and the JOBs the workers got meanwhile, (name, jobId, attempt)."""
+    jobs = []
+
+    def ended():
+        for w in workers:
+            msg = w.recv(timeout=0.02)
+            while msg:
+                if msg[0] == h.JOB:
+                    jobs.append((w.name, msg[1]["jobId"], msg[1]["attempt"]))
+                msg = w.recv(timeout=0.01)
+        rec = c.status(j)
+        return rec if rec["state"] in h.TERMINAL or rec["state"] == "delayed" else None
+    return h.wait_until(ended, 15, "j to end"), jobs
+
+
 def test():
     with h.Stack("early-done-later") as s:
-        redis = s.redis()
-        broker = s.broker(env=ENV)
-        c = s.client()
-        w1 = FakeWorker(s.endpoint, "w1", ["python"], 1)
-        s.wait_workers(1, "python")
-        j = c.submit("python", {"n": 1}, maxAttempts=3)
-        h.check(w1.recv_job()["attempt"] == 1, "w1 runs j, attempt 1")
-        w1.close()                              # silent from now on: lost
-        w2 = FakeWorker(s.endpoint, "w2", ["python"], 1)
-        job = w2.recv_job(timeout=15)
-        h.check(job and job["jobId"] == j and job["attempt"] == 2,
-                "w1 declared lost, w2 runs j, attempt 2", job)
-        h.wait_until(lambda: (lambda r: r and r["state"] == "running" and int(r["attempts"]) == 2)(
-            h.job_record(s.redis_port, j)), 5, "Redis to record attempt 2 running")
-        c.close()
-        w2.close()
-        broker.kill()
-        redis.signal(signal.SIGSTOP)
-        h.log("broker killed, redis-server stopped (SIGSTOP): the recovery waits")
-        broker = s.broker(env=ENV, name="broker-2", wait_recovered=False)
+        redis, broker, j = two_runs_then_restart(s)
 
         w1a = back(s.endpoint, "w1")
         w1a.send(h.DONE, {"jobId": j, "ok": True, "attempt": 1, "result": {"attempt": 1}})
@@ -72,18 +97,7 @@ def test():
         h.log("redis-server continued (SIGCONT)")
 
         c = s.client()
-        jobs = []
-
-        def ended():
-            for w in (w1a, w2a):
-                msg = w.recv(timeout=0.02)
-                while msg:
-                    if msg[0] == h.JOB:
-                        jobs.append((w.name, msg[1]["jobId"], msg[1]["attempt"]))
-                    msg = w.recv(timeout=0.01)
-            rec = c.status(j)
-            return rec if rec["state"] in h.TERMINAL else None
-        rec = h.wait_until(ended, 15, "j to end")
+        rec, jobs = wait_end(c, j, (w1a, w2a))
         h.check(rec["state"] == "completed" and rec["attempts"] == 2
                 and rec["result"] == {"attempt": 2},
                 "j completed with attempt 2's DONE, attempts 2", rec)
