@@ -786,6 +786,10 @@ s_worker_reclaim (bm_broker_t *self, bm_worker_entry_t *worker, const char *id,
     //  taken, not run again.  Not a failed one (the next attempt decides
     //  then), nor one for a job RETRY reset in this process (outcome_gen),
     //  nor with CURVE (no key is known to have run it: s_key_ran_lost_run).
+    //  The record does not tell which run of attempt 1 the DONE ends:
+    //  without CURVE a stale one (from before a cancel and a RETRY made
+    //  by an earlier leader) or a made-up one is taken too; protocol.md
+    //  says so.
     if (job && job->state == JOB_QUEUED && job->durable && !job->lost && !job->held
     &&  job->attempts == 0 && job->failed_runs == 0 && job->outcome_gen == 0
     &&  !job->last_worker && ok && attempt == 1) {
