@@ -39,6 +39,40 @@ s_entries (bm_broker_t *self, int64_t delta)
         bm_series_set (self->m_dependent_entries, (double) self->dependent_entries);
 }
 
+typedef struct {
+    size_t holders;
+    char data [];
+} s_result_t;
+
+char *
+bm_deps_result_new (const char *data, size_t size)
+{
+    s_result_t *result = (s_result_t *) bm_realloc_or_abort (NULL, sizeof (s_result_t) + size,
+                                                             "dependency result");
+    result->holders = 1;
+    memcpy (result->data, data, size);
+    return result->data;
+}
+
+char *
+bm_deps_result_ref (char *result)
+{
+    if (result)
+        ((s_result_t *) (result - offsetof (s_result_t, data)))->holders++;
+    return result;
+}
+
+void
+bm_deps_result_free (char **result_p)
+{
+    if (*result_p) {
+        s_result_t *result = (s_result_t *) (*result_p - offsetof (s_result_t, data));
+        if (--result->holders == 0)
+            free (result);
+        *result_p = NULL;
+    }
+}
+
 bm_deps_t *
 bm_deps_new (size_t count)
 {
@@ -57,7 +91,7 @@ bm_deps_destroy (bm_deps_t **self_p)
         return;
     for (size_t i = 0; i < self->count; i++) {
         free (self->items [i].id);
-        free (self->items [i].result);
+        bm_deps_result_free (&self->items [i].result);
         free (self->items [i].code);
     }
     free (self);
@@ -232,7 +266,7 @@ bm_deps_admit (bm_broker_t *self, const bm_codec_submit_t *submit, bm_deps_t **d
         }
         if (other->state == JOB_COMPLETED) {
             if (deps->results && other->result) {
-                dep->result = bm_memdup (other->result, other->result_size);
+                dep->result = bm_deps_result_new (other->result, other->result_size);
                 dep->result_size = other->result_size;
                 results += other->result_size;
             }
@@ -303,17 +337,6 @@ static void
 s_release (bm_broker_t *self, bm_job_t *job)
 {
     bm_deps_t *deps = job->deps;
-    if (deps->results) {
-        size_t room = self->config.max_frame > 8192 ? (size_t) self->config.max_frame - 8192 : 0;
-        if (job->payload_size + bm_deps_results_size (deps) > room) {
-            char message [200];
-            snprintf (message, sizeof message, "the dependencies' results and the payload are "
-                      "%zu bytes, more than a JOB frame holds (MAX_FRAME_BYTES %" PRId64 ")",
-                      job->payload_size + bm_deps_results_size (deps), self->config.max_frame);
-            bm_job_finish (self, job, JOB_FAILED, "dependency_results_too_large", message);
-            return;
-        }
-    }
     bm_deps_leave (self, job);
     bm_info (job->id, "its %zu dependencies are done: %s", deps->count,
              job->run_at > bm_now_ms () ? "delayed until its runAt" : "queued");
@@ -329,12 +352,34 @@ s_release (bm_broker_t *self, bm_job_t *job)
 
 //  Once the job's SUBMIT (or RETRY) write is durable, or a dependency
 //  ends: fails it, releases it, or writes what changed.
+//  The results kept and the payload no longer fit in the JOB frame the bot
+//  would get: the job fails now, not once its last dependency ends.
+static bool
+s_too_large (bm_broker_t *self, bm_job_t *job)
+{
+    if (!job->deps->results)
+        return false;
+    size_t room = self->config.max_frame > 8192 ? (size_t) self->config.max_frame - 8192 : 0;
+    size_t size = job->payload_size + bm_deps_results_size (job->deps);
+    if (size <= room)
+        return false;
+    char message [240];
+    snprintf (message, sizeof message, "the dependencies' results%s and the payload are %zu "
+              "bytes, more than a JOB frame holds (MAX_FRAME_BYTES %" PRId64 ")",
+              job->deps->pending ? " kept so far" : "", size, self->config.max_frame);
+    bm_job_finish (self, job, JOB_FAILED, "dependency_results_too_large", message);
+    return true;
+}
+
 static void
 s_settle (bm_broker_t *self, bm_job_t *job, bool changed)
 {
     bm_dep_t *failed = s_failed (job);
     if (failed)
         s_fail (self, job, failed);
+    else
+    if (s_too_large (self, job))
+        ;
     else
     if (!job->deps->pending)
         s_release (self, job);
@@ -346,9 +391,11 @@ s_settle (bm_broker_t *self, bm_job_t *job, bool changed)
 //  One dependency of a waiting job ended: completed (result, if any, the
 //  dependency's), or failed (code: its error code, "cancelled" or
 //  "removed").
+//  *shared_p: the one copy of result the jobs told of this end hold
+//  (made by the first that keeps it; the caller frees its own hold).
 static void
 s_resolve (bm_broker_t *self, bm_job_t *job, const char *dep_id, bool completed,
-           const char *code, const char *result, size_t result_size)
+           const char *code, const char *result, size_t result_size, char **shared_p)
 {
     if (!job || !job->deps || job->state != JOB_WAITING_CHILDREN)
         return;
@@ -360,8 +407,10 @@ s_resolve (bm_broker_t *self, bm_job_t *job, const char *dep_id, bool completed,
     job->deps->pending--;
     if (completed) {
         if (job->deps->results && result) {
-            free (dep->result);
-            dep->result = bm_memdup (result, result_size);
+            if (!*shared_p)
+                *shared_p = bm_deps_result_new (result, result_size);
+            bm_deps_result_free (&dep->result);
+            dep->result = bm_deps_result_ref (*shared_p);
             dep->result_size = result_size;
         }
     }
@@ -394,9 +443,11 @@ s_tell (bm_broker_t *self, const char *id, bool completed, const char *code, con
     zhashx_delete (self->dependents, id);
     s_entries (self, -(int64_t) ids->count);
     bm_dispatch_hold (self);
+    char *shared = NULL;        //  One copy of the result for all of them
     for (size_t i = 0; i < ids->count; i++)
         s_resolve (self, (bm_job_t *) bm_jobtab_lookup (self->jobs, ids->ids [i]), id, completed,
-                   code, result, result_size);
+                   code, result, result_size, &shared);
+    bm_deps_result_free (&shared);
     bm_dispatch_release (self);
     free (ids->ids);
     free (ids);
@@ -613,6 +664,16 @@ typedef struct {
     bool wait_failed;           //  A failed one is waited for (its RETRY)
 } s_check_t;
 
+//  One job told of one dependency's end.
+static void
+s_resolve_one (bm_broker_t *self, bm_job_t *job, const char *dep_id, bool completed,
+               const char *code, const char *result, size_t result_size)
+{
+    char *shared = NULL;
+    s_resolve (self, job, dep_id, completed, code, result, result_size, &shared);
+    bm_deps_result_free (&shared);
+}
+
 static void s_check (bm_broker_t *self, bm_job_t *job, bm_dep_t *dep, bool wait_failed);
 
 static void
@@ -636,11 +697,11 @@ s_on_checked (bm_broker_t *self, const bm_job_t *dep, bool answered, void *arg)
     }
     else
     if (!dep)
-        s_resolve (self, job, check->dep, false, "removed", NULL, 0);
+        s_resolve_one (self, job, check->dep, false, "removed", NULL, 0);
     else
     if (bm_job_terminal (dep) && (dep->state == JOB_COMPLETED || !check->wait_failed))
-        s_resolve (self, job, check->dep, dep->state == JOB_COMPLETED, s_end_code (dep),
-                   dep->result, dep->result_size);
+        s_resolve_one (self, job, check->dep, dep->state == JOB_COMPLETED, s_end_code (dep),
+                       dep->result, dep->result_size);
     else
         //  Runs, or failed and waited for: its end (a RETRY's) tells the job
         s_index_add (self, check->dep, check->job);
@@ -659,11 +720,11 @@ s_check (bm_broker_t *self, bm_job_t *job, bm_dep_t *dep, bool wait_failed)
         s_index_add (self, dep->id, job->id);
     else
     if (other)
-        s_resolve (self, job, dep->id, other->state == JOB_COMPLETED, s_end_code (other),
-                   other->result, other->result_size);
+        s_resolve_one (self, job, dep->id, other->state == JOB_COMPLETED, s_end_code (other),
+                       other->result, other->result_size);
     else
     if (!self->store)
-        s_resolve (self, job, dep->id, false, "removed", NULL, 0);
+        s_resolve_one (self, job, dep->id, false, "removed", NULL, 0);
     else {
         s_check_t *check = (s_check_t *) zmalloc (sizeof (s_check_t));
         bm_id_copy (check->job, sizeof check->job, job->id);
@@ -736,7 +797,7 @@ bm_deps_retry (bm_broker_t *self, bm_job_t *job)
         dep->pending = !done;
         deps->pending += !done;
         if (done && other && deps->results && other->result && !dep->result) {
-            dep->result = bm_memdup (other->result, other->result_size);
+            dep->result = bm_deps_result_new (other->result, other->result_size);
             dep->result_size = other->result_size;
         }
     }

@@ -23,7 +23,8 @@ typedef struct {
     char *code;                 //  How ("failed: bot_failed", "was removed"),
                                 //  for the job's error message; or NULL
     char *result;               //  msgpack bytes, when it completed and the
-    size_t result_size;         //  job asked for results; else NULL
+    size_t result_size;         //  job asked for results; else NULL (a
+                                //  bm_deps_result, shared)
 } bm_dep_t;
 
 typedef struct _bm_deps_t {
@@ -33,6 +34,15 @@ typedef struct _bm_deps_t {
     bool results;               //  dependencyResults: the bot gets them
     bm_dep_t items [];
 } bm_deps_t;
+
+//  A kept result: one copy of a dependency's result, shared by the jobs
+//  that were waiting for it when it ended, however many (counted holders).
+//  A copy of size bytes of data, one holder.
+char *bm_deps_result_new (const char *data, size_t size);
+//  One more holder of result (made by bm_deps_result_new); returns it.
+char *bm_deps_result_ref (char *result);
+//  One holder less (the last frees it); *result_p NULL.
+void bm_deps_result_free (char **result_p);
 
 //  count dependencies, none set.
 bm_deps_t *bm_deps_new (size_t count);

@@ -363,8 +363,12 @@ s_read_dep_results (bm_job_t *job, const msgpack_object *value)
         ||  index < 0 || (size_t) index >= job->deps->count)
             return false;
         bm_dep_t *dep = &job->deps->items [index];
-        if (!s_read_bin (&value->via.map.ptr [i].val, &dep->result, &dep->result_size))
+        const msgpack_object *bin = &value->via.map.ptr [i].val;
+        if (bin->type != MSGPACK_OBJECT_BIN)
             return false;
+        bm_deps_result_free (&dep->result);
+        dep->result = bm_deps_result_new (bin->via.bin.ptr, bin->via.bin.size);
+        dep->result_size = bin->via.bin.size;
     }
     return true;
 }
@@ -380,8 +384,7 @@ s_check_dep_results (bm_job_t *job)
         if (dep->result && bm_msgpack_check_nesting (dep->result, dep->result_size)) {
             bm_warn (job->id, "the record's kept result of dependency %s is damaged (%zu bytes, "
                      "not one msgpack object): read as none", dep->id, dep->result_size);
-            free (dep->result);
-            dep->result = NULL;
+            bm_deps_result_free (&dep->result);
             dep->result_size = 0;
         }
     }
@@ -817,7 +820,7 @@ bm_record_test (bool verbose)
     const char *ids [] = { "dep-a", "dep-b", "dep-c" };
     for (int i = 0; i < 3; i++)
         waiting->deps->items [i].id = strdup (ids [i]);
-    waiting->deps->items [0].result = bm_memdup ("\x81\xa2ok\xc3", 5);
+    waiting->deps->items [0].result = bm_deps_result_new ("\x81\xa2ok\xc3", 5);
     waiting->deps->items [0].result_size = 5;
     waiting->deps->items [1].pending = true;
     waiting->deps->items [1].wait_retry = true;
