@@ -46,9 +46,20 @@ struct _gw_stream_t {
     gw_stream_t *next;
 };
 
-//  Events that may be a new subscription's, pushed before the hub records
-//  its id (the broker sends them right after its answer): held, not lost.
+//  Events that may be a new subscription's, pushed before the hub has
+//  delivered the broker's replay (the broker sends it right after its
+//  answer): held, not lost.  The hold grows from GW_EVENTS_PENDING up to
+//  GW_EVENTS_PENDING_MAX events, BROKER_EVENT_HISTORY's upper bound, so a
+//  replay of all the broker keeps fits; past it the events are the
+//  gateway's own loss (a `gap` with reason "gateway").
 #define GW_EVENTS_PENDING 1024
+#define GW_EVENTS_PENDING_MAX 1000000
+//  How long, in all, the hub waits for streams to take items of a replay
+//  before it queues the rest regardless (a stream then too full is a slow
+//  reader).
+#define GW_EVENTS_REPLAY_WAIT_MS 5000
+//  Unknown event names warned of once each; the rest logged at DEBUG.
+#define GW_EVENTS_UNKNOWN_NAMES 16
 #define GW_EVENTS_ID_SLOT 48
 typedef struct {
     char sub [64];
@@ -79,9 +90,14 @@ struct _gw_events_t {
     bool stopping;                      //  gw_events_destroy began
     bool waking;                        //  gw_events_wake_all was called
     char sub_id [64];                   //  The broker's subscription, "" when none
-    bool subscribing;                   //  A new one asked for, its id not recorded yet
-    gw_pending_t *pending;              //  GW_EVENTS_PENDING events pushed meanwhile
-    int pending_count;
+    bool subscribing;                   //  A new one asked for, its replay not
+                                        //  delivered yet: pushes go to pending
+    gw_pending_t *pending;              //  The events pushed meanwhile
+    int pending_count, pending_size;
+    bool own_loss;                      //  Pending had no room: the next gap is the
+                                        //  gateway's, not the broker's
+    char unknown [GW_EVENTS_UNKNOWN_NAMES][65];     //  Event names warned of
+    int unknown_count;
     int64_t seq;                        //  Its last seq seen
     int64_t subs_made;                  //  Subscriptions made so far (numbers them)
     int64_t replayed;                   //  The current one's seq 1..replayed: the
@@ -228,8 +244,9 @@ s_deliver (gw_events_t *self, int64_t seq, int event, const char *id, const char
 {
     if (seq > self->seq + 1) {
         char json [96];
-        snprintf (json, sizeof json, "{\"missed\":%" PRId64 ",\"reason\":\"broker\"}",
-                  seq - self->seq - 1);
+        snprintf (json, sizeof json, "{\"missed\":%" PRId64 ",\"reason\":\"%s\"}",
+                  seq - self->seq - 1, self->own_loss ? "gateway" : "broker");
+        self->own_loss = false;
         s_broadcast (self, "gap", json);
         s_history_clear (self);         //  A hole: no resuming across it
     }
@@ -251,6 +268,51 @@ s_pending_clear (gw_events_t *self)
     for (int i = 0; i < self->pending_count; i++)
         free (self->pending [i].text);
     self->pending_count = 0;
+}
+
+//  Room for one more pending event (under the lock), the hold grown when
+//  full; false past GW_EVENTS_PENDING_MAX or out of memory.
+static bool
+s_pending_room (gw_events_t *self)
+{
+    if (self->pending_count < self->pending_size)
+        return true;
+    if (self->pending_size >= GW_EVENTS_PENDING_MAX)
+        return false;
+    int size = self->pending_size * 2;
+    if (size > GW_EVENTS_PENDING_MAX)
+        size = GW_EVENTS_PENDING_MAX;
+    gw_pending_t *grown = (gw_pending_t *) realloc (self->pending, size * sizeof *grown);
+    if (!grown)
+        return false;
+    self->pending = grown;
+    self->pending_size = size;
+    return true;
+}
+
+//  True once per event name this gateway does not know (under the lock):
+//  a newer broker's event kind is warned of once, not at job rate.
+static bool
+s_unknown_first (gw_events_t *self, const char *name, int size)
+{
+    for (int i = 0; i < self->unknown_count; i++)
+        if ((int) strlen (self->unknown [i]) == size && memcmp (self->unknown [i], name, size) == 0)
+            return false;
+    if (self->unknown_count == GW_EVENTS_UNKNOWN_NAMES)
+        return false;
+    snprintf (self->unknown [self->unknown_count++], sizeof self->unknown [0], "%.*s", size, name);
+    return true;
+}
+
+//  True when a stream that takes the held event p has a full queue (under
+//  the lock): a replay waits for it to read.
+static bool
+s_stream_full (gw_events_t *self, const gw_pending_t *p)
+{
+    for (gw_stream_t *s = self->streams; s; s = s->next)
+        if (s->count == GW_EVENTS_STREAM_QUEUE && s_matches (s, p->event, p->bot_type, p->job_id))
+            return true;
+    return false;
 }
 
 static void
@@ -284,9 +346,18 @@ s_on_push (const bm_msg_t *msg, void *arg)
     if (!known) {
         int size = name_obj && name_obj->type == MSGPACK_OBJECT_STR
                  ? (int) (name_obj->via.str.size > 64 ? 64 : name_obj->via.str.size) : 0;
-        bm_warn (*job_id ? job_id : NULL, "event '%.*s' (seq %" PRId64 ") of subscription %s "
-                 "skipped: an event name this gateway does not know", size,
-                 size ? name_obj->via.str.ptr : "", seq, sub);
+        const char *unknown = size ? name_obj->via.str.ptr : "";
+        pthread_mutex_lock (&self->lock);
+        bool first = s_unknown_first (self, unknown, size);
+        pthread_mutex_unlock (&self->lock);
+        if (first)
+            bm_warn (*job_id ? job_id : NULL, "event '%.*s' (seq %" PRId64 ") of subscription %s "
+                     "skipped: an event name this gateway does not know (told once; the "
+                     "next ones at DEBUG)", size, unknown, seq, sub);
+        else
+            bm_debug (*job_id ? job_id : NULL, "event '%.*s' (seq %" PRId64 ") of subscription "
+                      "%s skipped: an event name this gateway does not know", size, unknown,
+                      seq, sub);
     }
     //  Ours, or maybe the new subscription's whose id the hub has not
     //  recorded yet; formatted only when a stream wants it, or for the
@@ -315,11 +386,19 @@ s_on_push (const bm_msg_t *msg, void *arg)
         free (data);
     }
     pthread_mutex_lock (&self->lock);
-    if (streq (sub, self->sub_id))
+    if (streq (sub, self->sub_id) && !self->subscribing)
         s_deliver (self, seq, event, id, bot_type, job_id, text);
     else
-    if (self->subscribing && self->pending_count < GW_EVENTS_PENDING) {
-        //  Delivered once the hub records the subscription (s_thread).
+    if (self->subscribing && !s_pending_room (self)) {
+        if (!self->own_loss)
+            bm_warn (*job_id ? job_id : NULL, "event seq %" PRId64 " of subscription %s lost: "
+                     "%d events held already while the subscription is made", seq, sub,
+                     self->pending_count);
+        self->own_loss = true;
+    }
+    else
+    if (self->subscribing) {
+        //  Delivered in order once the hub records the subscription (s_thread).
         gw_pending_t *p = &self->pending [self->pending_count++];
         snprintf (p->sub, sizeof p->sub, "%s", sub);
         snprintf (p->id, sizeof p->id, "%s", id);
@@ -415,6 +494,7 @@ s_thread (void *arg)
             int64_t before = gw_link_connects (self->link);
             if (!*asked) {
                 self->subscribing = true;
+                self->own_loss = false;
                 s_pending_clear (self);
             }
             pthread_mutex_unlock (&self->lock);
@@ -456,11 +536,23 @@ s_thread (void *arg)
                     for (gw_stream_t *s = self->streams; s; s = s->next)
                         s->resumed = false;
                     lost = false;
-                    for (int i = 0; i < self->pending_count; i++) {
-                        gw_pending_t *p = &self->pending [i];
+                    //  The events held, the broker's replay first, in order; pushes
+                    //  meanwhile are held behind them.  A stream whose queue is
+                    //  full is waited for (GW_EVENTS_REPLAY_WAIT_MS in all), so a
+                    //  replay longer than its queue reaches a client that reads.
+                    int64_t wait_until = bm_mono_ms () + GW_EVENTS_REPLAY_WAIT_MS;
+                    for (int i = 0; i < self->pending_count && !self->stopping; ) {
+                        if (self->pending [i].text && s_stream_full (self, &self->pending [i])
+                        &&  bm_mono_ms () < wait_until) {
+                            s_cond_wait_ms (&self->cond, &self->lock, 100);
+                            continue;
+                        }
+                        gw_pending_t *p = &self->pending [i++];
                         if (streq (p->sub, got))
                             s_deliver (self, p->seq, p->event, p->id, p->bot_type, p->job_id,
                                        p->text);
+                        free (p->text);
+                        p->text = NULL;
                     }
                 }
                 snprintf (id, sizeof id, "%s", got);
@@ -551,6 +643,7 @@ gw_events_new (gw_link_t *link, int max_streams)
     self->link = link;
     self->max_streams = max_streams;
     self->pending = (gw_pending_t *) calloc (GW_EVENTS_PENDING, sizeof *self->pending);
+    self->pending_size = GW_EVENTS_PENDING;
     self->history = (gw_past_t *) calloc (GW_EVENTS_HISTORY, sizeof *self->history);
     if (!self->pending || !self->history) {
         free (self->pending);
@@ -713,7 +806,8 @@ gw_events_next (gw_events_t *self, gw_stream_t *stream, int64_t timeout_ms)
     if (stream->count && !self->waking) {
         item = stream->items [stream->head];
         stream->head = (stream->head + 1) % GW_EVENTS_STREAM_QUEUE;
-        stream->count--;
+        if (stream->count-- == GW_EVENTS_STREAM_QUEUE && self->subscribing)
+            pthread_cond_broadcast (&self->cond);       //  A replay waiting for room
     }
     pthread_mutex_unlock (&self->lock);
     return item;

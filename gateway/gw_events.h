@@ -7,8 +7,10 @@
     is lost (the link connected again, to this broker or another after a
     failover; the broker answered not_found).  Each stream then gets a
     `reset` item: events may have been lost meanwhile.  Events the broker
-    sends right behind its answer, before the id is recorded, are held and
-    follow the `reset`.
+    sends right behind its answer (its replay, up to its whole history)
+    are held until the hub has recorded the id and delivered them, after
+    the `reset`, waiting for a stream's client to read when its queue is
+    full.
 
     Each event's SSE id is the broker's event id.  The hub keeps the last
     GW_EVENTS_HISTORY events, in the broker's order without a hole: a
@@ -18,9 +20,10 @@
     or once a stream opens again) asks the broker for the events since the
     last one kept (SUBSCRIBE since), and only when the broker no longer has
     them do the streams get `reset`.  A gap in the
-    broker's seq (events the broker dropped for this gateway) gives each
-    stream a `gap` item; so does a stream's own queue overflowing (its
-    client reads too slowly).  Thread-safe.  */
+    broker's seq (events the broker dropped for this gateway, or the
+    gateway's hold of a replay overran) gives each stream a `gap` item;
+    so does a stream's own queue overflowing (its client reads too
+    slowly).  Thread-safe.  */
 #ifndef GW_EVENTS_H
 #define GW_EVENTS_H
 
