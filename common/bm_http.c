@@ -9,6 +9,7 @@
 #include "bm_log.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -513,7 +514,40 @@ bm_http_start_failed (const char *error, const char *port_var)
 typedef struct {
     struct sockaddr_in addr;
     atomic_bool done;
+    int idle_port;                      //  Shut the connections accepted on it; 0 none
 } s_waker_t;
+
+//  The connections accepted on port (local port port, a peer: not the
+//  listening socket) get their reading side shut: a civetweb thread waiting
+//  for a keep-alive connection's next request reads its end at once, where
+//  it would see mg_stop's flag only after its poll quantum (up to 2 s).
+//  Answers are still written.
+static void
+s_shut_accepted (int port)
+{
+    DIR *dir = opendir ("/proc/self/fd");
+    if (!dir)
+        return;
+    struct dirent *entry;
+    while ((entry = readdir (dir)) != NULL) {
+        char *end;
+        long fd = strtol (entry->d_name, &end, 10);
+        if (*end || end == entry->d_name || fd <= 2 || fd == dirfd (dir))
+            continue;
+        struct sockaddr_storage local, peer;
+        socklen_t size = sizeof local;
+        if (getsockname ((int) fd, (struct sockaddr *) &local, &size) != 0)
+            continue;                   //  Not a socket
+        int local_port = local.ss_family == AF_INET
+                       ? ntohs (((struct sockaddr_in *) &local)->sin_port)
+                       : local.ss_family == AF_INET6
+                       ? ntohs (((struct sockaddr_in6 *) &local)->sin6_port) : -1;
+        size = sizeof peer;
+        if (local_port == port && getpeername ((int) fd, (struct sockaddr *) &peer, &size) == 0)
+            shutdown ((int) fd, SHUT_RD);
+    }
+    closedir (dir);
+}
 
 static void *
 s_waker_run (void *arg)
@@ -526,14 +560,16 @@ s_waker_run (void *arg)
             connect (fd, (struct sockaddr *) &waker->addr, sizeof waker->addr);
             close (fd);
         }
+        if (waker->idle_port)
+            s_shut_accepted (waker->idle_port);
         struct timespec pause = { 0, 10 * 1000 * 1000 };
         nanosleep (&pause, NULL);
     }
     return NULL;
 }
 
-void
-bm_http_stop (struct mg_context *ctx, const char *listen_addr)
+static void
+s_stop (struct mg_context *ctx, const char *listen_addr, bool drained)
 {
     if (!ctx)
         return;
@@ -541,6 +577,8 @@ bm_http_stop (struct mg_context *ctx, const char *listen_addr)
     atomic_init (&waker.done, false);
     struct mg_server_port ports [4];
     bool dial = mg_get_server_ports (ctx, 4, ports) >= 1 && ports [0].port > 0;
+    if (dial && drained)
+        waker.idle_port = ports [0].port;
     if (dial) {
         waker.addr.sin_port = htons ((uint16_t) ports [0].port);
         const char *host = listen_addr && *listen_addr && strcmp (listen_addr, "0.0.0.0") != 0
@@ -554,6 +592,18 @@ bm_http_stop (struct mg_context *ctx, const char *listen_addr)
         atomic_store (&waker.done, true);
         pthread_join (thread, NULL);
     }
+}
+
+void
+bm_http_stop (struct mg_context *ctx, const char *listen_addr)
+{
+    s_stop (ctx, listen_addr, false);
+}
+
+void
+bm_http_stop_drained (struct mg_context *ctx, const char *listen_addr)
+{
+    s_stop (ctx, listen_addr, true);
 }
 
 int

@@ -106,6 +106,12 @@ void bm_http_start_failed (const char *error, const char *port_var);
 //  connection ends that poll at once.  listen_addr is the address given to
 //  bm_http_start (NULL, "" or 0.0.0.0: 127.0.0.1 is dialled).
 void bm_http_stop (struct mg_context *ctx, const char *listen_addr);
+//  The same for a server with no request in flight any more (drained):
+//  the connections it accepted also get their reading side shut meanwhile,
+//  so a thread waiting for a keep-alive connection's next request ends at
+//  once rather than after its poll quantum (up to 2 s); what is being
+//  written still goes out.
+void bm_http_stop_drained (struct mg_context *ctx, const char *listen_addr);
 
 //  civetweb's begin_request callback: refuses a request with ambiguous
 //  framing (bm_http_framing_error) with 400 and returns 400; answers an

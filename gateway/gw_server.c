@@ -750,8 +750,10 @@ gw_server_destroy (gw_server_t **self_p)
         //  joins the threads (exit_thread frees their Redis readers).  Call
         //  gw_server_drain first: once mg_stop runs, answers can no longer
         //  be written.  The link goes after the threads that use it.
+        //  Idle keep-alive connections end at once too (bm_http_stop_drained):
+        //  nothing is in flight after gw_server_drain, or it gave up waiting.
         if (self->ctx)
-            bm_http_stop (self->ctx, self->config.listen_addr);    //  mg_stop, promptly
+            bm_http_stop_drained (self->ctx, self->config.listen_addr);
         gw_request_refused_flush (self);
         gw_events_destroy (&self->events);
         gw_link_destroy (&self->link);

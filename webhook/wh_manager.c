@@ -16,6 +16,10 @@
 #include <unistd.h>
 
 #define WH_DONE_REPLAY_MAX  10000   //  Recent DONEs kept for a reconnect
+#define WH_SETTLE_MS        200     //  After READY credit 0 at SIGTERM, this long
+                                    //  (or a heartbeat interval if shorter) for
+                                    //  JOBs the broker sent before it read it,
+                                    //  as botmesh-worker waits
 
 typedef struct {
     const wh_config_t *config;  //  Borrowed
@@ -164,7 +168,10 @@ s_finish (s_manager_t *self)
 {
     if (self->finishing || self->settle_timer != -1)
         return;
-    int64_t settle = self->drain_started + self->config->heartbeat_ms - bm_mono_ms ();
+    int64_t settle = self->drain_started
+                   + (self->config->heartbeat_ms < WH_SETTLE_MS ? self->config->heartbeat_ms
+                                                                : WH_SETTLE_MS)
+                   - bm_mono_ms ();
     if (settle > 0) {
         self->settle_timer = zloop_timer (self->loop, (size_t) settle, 1, s_settled, self);
         return;

@@ -1,6 +1,7 @@
 """SIGTERM: the gateway stops taking new work (503 shutting_down, while
 /health stays 200), lets requests in flight finish (here one the broker
-answers only after 1.5 s), closes its port and exits 0."""
+answers only after 1.5 s), closes its port and exits 0; an idle gateway
+with a client's keep-alive connection open exits within 1.5 s."""
 import socket
 import threading
 import time
@@ -55,6 +56,21 @@ def main():
             except OSError:
                 refused = True
             check(refused, "no longer accepting connections")
+
+            # Idle: a client holds a keep-alive connection, its request just
+            # answered (civetweb's thread polls it for the next one, 2 s at a
+            # time).  SIGTERM ends it at once: the gateway exits promptly.
+            g = gateway(s, endpoint=fake.endpoint, name="gateway-idle")
+            held = socket.create_connection(("127.0.0.1", g.port), timeout=5)
+            held.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            check(held.recv(4096).startswith(b"HTTP/1.1 200"), "the keep-alive request answered")
+            t0 = time.monotonic()
+            g.signal(15)
+            rc = g.p.wait(10)
+            took = time.monotonic() - t0
+            check(rc == 0 and took < 1.5, "an idle gateway with a keep-alive client exits 0 "
+                  "within 1.5 s of SIGTERM (took %.2f s)" % took, rc)
+            held.close()
     finally:
         fake.close()
 
