@@ -33,6 +33,8 @@ struct _bm_service_t {
                                 //  (epoch ms, as read back or last written;
                                 //  0: none), bm_types_store.c
     int64_t recorded_until;     //  Epoch ms: known from that record till then
+    int64_t served_at;          //  Epoch ms a worker was last seen serving it
+                                //  (this broker's, to the second; 0: none)
     bool paused;                //  Nothing dispatched (QUEUE pause)
     bool dispatch_pending;      //  bm_dispatch asked while dispatch was held
     int64_t confirming;         //  SUBMITs waiting for Redis (count in the bound)

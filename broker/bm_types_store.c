@@ -8,8 +8,11 @@
     and Redis has no last-seen for it yet, or one older than a quarter of
     BROKER_TYPE_TTL_MS (at most an hour): never per job, at most once an
     interval per type.  Its tick does the same for the types its workers
-    still serve, and deletes the field of a type no worker served for
-    BROKER_TYPE_TTL_MS.  Recovery reads the hash (one HGETALL, before the
+    still serve (noting, to the second, when one last did) and, once the
+    last worker of a type has gone, writes that moment once: the record
+    then ends BROKER_TYPE_TTL_MS after the last worker left, not up to a
+    refresh interval earlier.  The tick deletes the field of a type no
+    worker served for BROKER_TYPE_TTL_MS.  Recovery reads the hash (one HGETALL, before the
     idempotency keys and the jobs): a recorded type is known at once, an
     expired or malformed field is deleted.  A standby never writes: writes
     wait for the recovery, which runs only on the leader.  */
@@ -43,24 +46,31 @@ s_record (bm_broker_t *self, bm_service_t *service, int64_t seen)
     service->recorded_until = seen + self->config.type_ttl_ms;
 }
 
+static void
+s_write (bm_broker_t *self, bm_service_t *service, int64_t seen)
+{
+    s_record (self, service, seen);
+    bm_cmd_t cmd;
+    bm_cmd_start (self, &cmd, "HSET", "types", NULL);
+    bm_cmd_arg_str (&cmd, service->name);
+    bm_cmd_arg_int (&cmd, seen);
+    bm_jobstore_issue (self, &cmd, true, NULL, NULL);
+}
+
 void
 bm_types_store_seen (bm_broker_t *self, bm_service_t *service)
 {
+    int64_t now = bm_now_ms ();
+    service->served_at = now;
     if (!s_recordable (self, service))
         return;
-    int64_t now = bm_now_ms ();
     if (service->recorded_at && now - service->recorded_at < s_refresh_ms (self))
         return;
     if (!service->recorded_at)
         bm_info (NULL, "bot type %s recorded in redis: known after a restart or takeover "
                  "until no worker served it for %" PRId64 " ms", service->name,
                  self->config.type_ttl_ms);
-    s_record (self, service, now);
-    bm_cmd_t cmd;
-    bm_cmd_start (self, &cmd, "HSET", "types", NULL);
-    bm_cmd_arg_str (&cmd, service->name);
-    bm_cmd_arg_int (&cmd, now);
-    bm_jobstore_issue (self, &cmd, true, NULL, NULL);
+    s_write (self, service, now);
 }
 
 void
@@ -74,6 +84,11 @@ bm_types_store_tick (bm_broker_t *self, int64_t now)
          service = (bm_service_t *) zhashx_next (self->services)) {
         if (zlistx_size (service->workers) > 0)
             bm_types_store_seen (self, service);
+        else
+        if (service->recorded_at && service->served_at > service->recorded_at
+        &&  s_recordable (self, service))
+            //  Its last worker has gone: the record counts from then
+            s_write (self, service, service->served_at);
         else
         if (service->recorded_at && wall >= service->recorded_until) {
             bm_info (NULL, "bot type %s: no worker served it for %" PRId64 " ms; deleted from "
