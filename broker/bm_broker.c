@@ -912,6 +912,10 @@ s_begin_shutdown (bm_broker_t *self)
         }
         worker = (bm_worker_entry_t *) zhashx_next (self->workers);
     }
+    //  The counts up to now, for the next leader (or this broker's next
+    //  start) to continue from: a stop loses none of them.
+    if (!self->lease || self->leading)
+        bm_stats_snapshot (self);
     if (tell && zhashx_size (self->workers))
         bm_info (NULL, "shutting down: %zu workers told to move to the next leader",
                  zhashx_size (self->workers));

@@ -223,6 +223,16 @@ struct _bm_broker_t {
     bool done;                  //  Shutdown complete
     uint64_t submitted, completed, failed, cancelled, rejected, retried;
     uint64_t wh_delivered, wh_failed, snap_wh_delivered, snap_wh_failed;
+    //  The totals earlier leaders counted, as the last metric snapshot in
+    //  Redis said when this broker recovered: STATS and the snapshots
+    //  give them plus this process's own counts (bm_stats_continue).
+    struct {
+        uint64_t submitted, completed, failed, cancelled, rejected, retried;
+        uint64_t wh_delivered, wh_failed;
+    } earlier;
+    bool totals_asked;          //  bm_stats_continue asked Redis (once)
+    bool totals_known;          //  ...and had its answer: snapshots may
+                                //  be written
     int64_t last_snapshot;      //  Mono ms
     int64_t snap_written;       //  Mono ms of the last snapshot written (0: none yet)
     bm_metrics_t *metrics;      //  Registry
@@ -696,6 +706,9 @@ const char *bm_stats_store_refusal (bm_broker_t *self);
 //  on an HTTP thread): at each tick and as soon as the state changes.
 void bm_stats_ready_gauges (bm_broker_t *self);
 void bm_stats_snapshot (bm_broker_t *self);
+//  At the first recovery: read the last metric snapshot back so that the
+//  totals (STATS, the snapshots) continue from those of earlier leaders.
+void bm_stats_continue (bm_broker_t *self);
 void bm_stats_setup_metrics (bm_broker_t *self);
 //  "memory", "cpu", "pids", "files", then NULL: the limits DONE error.limit names.
 extern const char *bm_stats_limit_names [];

@@ -1071,6 +1071,8 @@ bm_jobstore_on_store_state (bool up, void *arg)
     if (up && !self->recovered && !self->recovering && bm_ha_may_recover (self)) {
         s_again_clear (self);
         self->recovering = true;
+        //  The totals go on from the last snapshot (the first recovery).
+        bm_stats_continue (self);
         bm_cmd_t cmd;
         //  Paused types first: the replies come in order, so nothing is
         //  dispatched for a paused type when the queues are rebuilt.

@@ -39,6 +39,10 @@ struct _bm_service_t {
     bool dispatch_pending;      //  bm_dispatch asked while dispatch was held
     int64_t confirming;         //  SUBMITs waiting for Redis (count in the bound)
     uint64_t completed, failed, cancelled, submitted;
+    //  Those earlier leaders counted (bm_stats_continue): STATS and the
+    //  snapshots add them; submitted alone (this process's) makes a type
+    //  known.
+    uint64_t earlier_completed, earlier_failed, earlier_cancelled, earlier_submitted;
     int64_t retry_attempts;     //  RETRY_<TYPE>_ATTEMPTS: runs of a job
     int64_t retry_backoff_ms;   //  RETRY_<TYPE>_BACKOFF_MS: first wait
     int64_t delayed;            //  Its jobs in broker->delayed

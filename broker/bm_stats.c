@@ -106,15 +106,15 @@ bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
         bm_pack_kv_int (pk, "retries", (int64_t) service->retries);
         bm_pack_kv_int (pk, "running", service->usage);
         bm_pack_kv_int (pk, "prefetched", s_prefetched (service));
-        bm_pack_kv_int (pk, "completed", (int64_t) service->completed);
-        bm_pack_kv_int (pk, "failed", (int64_t) service->failed);
-        bm_pack_kv_int (pk, "cancelled", (int64_t) service->cancelled);
+        bm_pack_kv_int (pk, "completed", (int64_t) (service->earlier_completed + service->completed));
+        bm_pack_kv_int (pk, "failed", (int64_t) (service->earlier_failed + service->failed));
+        bm_pack_kv_int (pk, "cancelled", (int64_t) (service->earlier_cancelled + service->cancelled));
         bm_pack_kv_int (pk, "limit", service->limit);
         bm_pack_kv_int (pk, "usage", service->usage);
         bm_pack_kv_int (pk, "waitingForPermit", bm_service_waiting_for_permit (service));
         bm_pack_kv_int (pk, "held", service->held);
         bm_pack_kv_int (pk, "workers", (int64_t) zlistx_size (service->workers));
-        bm_pack_kv_int (pk, "submitted", (int64_t) service->submitted);
+        bm_pack_kv_int (pk, "submitted", (int64_t) (service->earlier_submitted + service->submitted));
         bm_pack_kv_int (pk, "limitKills", (int64_t) service->limit_kills);
         s_pack_rate (service, pk);
         if (bots)
@@ -139,12 +139,12 @@ bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
     }
     bm_pack_str (pk, "totals");
     msgpack_pack_map (pk, 6);
-    bm_pack_kv_int (pk, "submitted", (int64_t) self->submitted);
-    bm_pack_kv_int (pk, "completed", (int64_t) self->completed);
-    bm_pack_kv_int (pk, "failed", (int64_t) self->failed);
-    bm_pack_kv_int (pk, "cancelled", (int64_t) self->cancelled);
-    bm_pack_kv_int (pk, "rejected", (int64_t) self->rejected);
-    bm_pack_kv_int (pk, "retried", (int64_t) self->retried);
+    bm_pack_kv_int (pk, "submitted", (int64_t) (self->earlier.submitted + self->submitted));
+    bm_pack_kv_int (pk, "completed", (int64_t) (self->earlier.completed + self->completed));
+    bm_pack_kv_int (pk, "failed", (int64_t) (self->earlier.failed + self->failed));
+    bm_pack_kv_int (pk, "cancelled", (int64_t) (self->earlier.cancelled + self->cancelled));
+    bm_pack_kv_int (pk, "rejected", (int64_t) (self->earlier.rejected + self->rejected));
+    bm_pack_kv_int (pk, "retried", (int64_t) (self->earlier.retried + self->retried));
 }
 
 bool
@@ -205,11 +205,20 @@ s_cmp_double (const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static void
+s_put_count (json_t *object, const char *name, uint64_t count)
+{
+    json_object_set_new (object, name, json_integer ((json_int_t) count));
+}
+
 //  Write the key series to Redis (bounded history) for the dashboard.
 void
 bm_stats_snapshot (bm_broker_t *self)
 {
-    if (!self->store || !bm_store_up (self->store))
+    //  Not before the totals of earlier leaders are known: a snapshot of
+    //  this process's counts alone would be the one the next leader
+    //  continues from.
+    if (!self->store || !bm_store_up (self->store) || !self->recovered || !self->totals_known)
         return;
     //  Rates over the time since the last snapshot written: after one or
     //  more skipped (Redis away), the jobs that ended meanwhile are spread
@@ -231,8 +240,10 @@ bm_stats_snapshot (bm_broker_t *self)
         json_object_set_new (t, "waitingChildren", json_integer (service->waiting_children));
         json_object_set_new (t, "paused", json_boolean (service->paused));
         json_object_set_new (t, "limit", json_integer (service->limit));
-        json_object_set_new (t, "completed", json_integer ((json_int_t) service->completed));
-        json_object_set_new (t, "failed", json_integer ((json_int_t) service->failed));
+        s_put_count (t, "submitted", service->earlier_submitted + service->submitted);
+        s_put_count (t, "completed", service->earlier_completed + service->completed);
+        s_put_count (t, "failed", service->earlier_failed + service->failed);
+        s_put_count (t, "cancelled", service->earlier_cancelled + service->cancelled);
         json_object_set_new (t, "throughput",
                              json_real ((service->completed - service->snap_completed) / interval));
         service->snap_completed = service->completed;
@@ -255,9 +266,17 @@ bm_stats_snapshot (bm_broker_t *self)
     }
     json_object_set_new (snap, "types", types);
     json_t *wh = json_object ();
-    json_object_set_new (wh, "delivered", json_integer ((json_int_t) self->wh_delivered));
-    json_object_set_new (wh, "failed", json_integer ((json_int_t) self->wh_failed));
+    s_put_count (wh, "delivered", self->earlier.wh_delivered + self->wh_delivered);
+    s_put_count (wh, "failed", self->earlier.wh_failed + self->wh_failed);
     json_object_set_new (snap, "webhook", wh);
+    json_t *totals = json_object ();
+    s_put_count (totals, "submitted", self->earlier.submitted + self->submitted);
+    s_put_count (totals, "completed", self->earlier.completed + self->completed);
+    s_put_count (totals, "failed", self->earlier.failed + self->failed);
+    s_put_count (totals, "cancelled", self->earlier.cancelled + self->cancelled);
+    s_put_count (totals, "rejected", self->earlier.rejected + self->rejected);
+    s_put_count (totals, "retried", self->earlier.retried + self->retried);
+    json_object_set_new (snap, "totals", totals);
     char *text = json_dumps (snap, JSON_COMPACT);
     json_decref (snap);
     bm_cmd_t cmd;
@@ -269,6 +288,84 @@ bm_stats_snapshot (bm_broker_t *self)
     bm_cmd_arg_int (&cmd, self->config.snapshot_history - 1);
     bm_jobstore_issue (self, &cmd, false, NULL, NULL);
     free (text);
+}
+
+//  A count of a snapshot's object: 0 when missing or not a count.
+static uint64_t
+s_count (json_t *object, const char *name)
+{
+    json_t *value = json_object_get (object, name);
+    return json_is_integer (value) && json_integer_value (value) > 0
+         ? (uint64_t) json_integer_value (value) : 0;
+}
+
+//  LINDEX snapshots 0: the last snapshot an earlier leader (or this
+//  broker before its restart) wrote, whose counts this one continues.
+static void
+s_on_last_snapshot (redisReply *reply, void *arg)
+{
+    bm_broker_t *self = (bm_broker_t *) arg;
+    self->totals_known = true;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        bm_warn (NULL, "the last metric snapshot could not be read (%s): the totals of STATS "
+                 "start from 0", reply ? reply->str : "no answer from redis");
+        return;
+    }
+    if (reply->type != REDIS_REPLY_STRING) {
+        bm_info (NULL, "no metric snapshot in redis: the totals of STATS start from 0");
+        return;
+    }
+    json_error_t error;
+    json_t *snap = json_loadb (reply->str, reply->len, 0, &error);
+    if (!json_is_object (snap)) {
+        bm_warn (NULL, "the last metric snapshot in redis is not a JSON object (%s): the "
+                 "totals of STATS start from 0", snap ? "another value" : error.text);
+        json_decref (snap);
+        return;
+    }
+    json_t *totals = json_object_get (snap, "totals");
+    self->earlier.submitted = s_count (totals, "submitted");
+    self->earlier.completed = s_count (totals, "completed");
+    self->earlier.failed = s_count (totals, "failed");
+    self->earlier.cancelled = s_count (totals, "cancelled");
+    self->earlier.rejected = s_count (totals, "rejected");
+    self->earlier.retried = s_count (totals, "retried");
+    json_t *wh = json_object_get (snap, "webhook");
+    self->earlier.wh_delivered = s_count (wh, "delivered");
+    self->earlier.wh_failed = s_count (wh, "failed");
+    const char *name;
+    json_t *counts;
+    size_t types = 0;
+    json_object_foreach (json_object_get (snap, "types"), name, counts) {
+        if (!bm_valid_bot_type (name, strlen (name)) && !streq (name, BM_WEBHOOK_TYPE))
+            continue;
+        bm_service_t *service = bm_service_require (self, name);
+        service->earlier_submitted = s_count (counts, "submitted");
+        service->earlier_completed = s_count (counts, "completed");
+        service->earlier_failed = s_count (counts, "failed");
+        service->earlier_cancelled = s_count (counts, "cancelled");
+        types++;
+    }
+    json_t *at = json_object_get (snap, "t");
+    bm_info (NULL, "totals continue from the last metric snapshot (written %" PRId64 " ms "
+             "ago, %zu bot types): %" PRIu64 " submitted, %" PRIu64 " completed, %" PRIu64
+             " failed, %" PRIu64 " cancelled", json_is_integer (at)
+             ? bm_now_ms () - (int64_t) json_integer_value (at) : (int64_t) -1, types,
+             self->earlier.submitted, self->earlier.completed, self->earlier.failed,
+             self->earlier.cancelled);
+    json_decref (snap);
+}
+
+void
+bm_stats_continue (bm_broker_t *self)
+{
+    if (self->totals_asked)
+        return;
+    self->totals_asked = true;
+    bm_cmd_t cmd;
+    bm_cmd_start (self, &cmd, "LINDEX", "snapshots", NULL);
+    bm_cmd_arg_int (&cmd, 0);
+    bm_jobstore_query (self, &cmd, s_on_last_snapshot, self);
 }
 
 //  The label values of the broker's labelled counters that are a closed

@@ -298,24 +298,24 @@
       el("td", { "class": "num", "data-field": "initFailures" }, sums.initFailures),
       el("td", null));
     foot.appendChild(totalRow);
-    //  The broker's totals count what happened in this broker process:
-    //  jobs read back from Redis at its start were not submitted to it,
-    //  yet count as completed here when they end.  Each label says what
-    //  it counts.
+    //  The broker's totals go on across restarts and failovers: each
+    //  leader continues those of the last metric snapshot in Redis (a
+    //  leader killed loses what it counted since its last snapshot).  Each
+    //  label says what it counts.
     var totals = stats.totals || {};
     var line = el("td", { colspan: "15", "class": "muted", id: "totals-line" });
-    var since = "since this broker started";
+    var since = "totals across restarts and failovers";
     if (typeof stats.uptimeMs === "number")
-      since += " (up " + fmtDuration(stats.uptimeMs) + ")";
+      since += " (this broker up " + fmtDuration(stats.uptimeMs) + ")";
     line.appendChild(el("span", { id: "totals-since" }, since + ":  "));
     var retries = 0;
     names.forEach(function (name) { if (name !== "webhook") retries += num((stats.types[name] || {}).retries); });
     var shown = [
-      ["submitted", "submitted", totals.submitted, "jobs clients submitted to this broker process; jobs it read back from Redis when it started are not counted"],
-      ["completed", "completed", totals.completed, "jobs that completed in this broker process, those read back from Redis at its start included"],
-      ["failed", "failed", totals.failed, "jobs that failed in this broker process (after their retries)"],
-      ["cancelled", "cancelled", totals.cancelled, "jobs cancelled in this broker process"],
-      ["rejected", "rejected", totals.rejected, "submissions this broker process refused (queue_full, store_unavailable, ...)"],
+      ["submitted", "submitted", totals.submitted, "jobs clients submitted, each counted once, by whichever broker led"],
+      ["completed", "completed", totals.completed, "jobs that completed"],
+      ["failed", "failed", totals.failed, "jobs that failed (after their retries)"],
+      ["cancelled", "cancelled", totals.cancelled, "jobs cancelled"],
+      ["rejected", "rejected", totals.rejected, "submissions refused (queue_full, store_unavailable, ...)"],
       ["retried", "retried by request", totals.retried, "failed or cancelled jobs put back in their queue by request: RETRY (POST /job/{id}/retry, the Retry button) or QUEUE retry (POST /queues/{type}/retry, Retry failed), one each"],
       ["retries", "retried automatically", retries, "failed runs sent back to wait their backoff (attempts left): bot_retries_total on /metrics"]];
     shown.forEach(function (item, i) {
@@ -942,8 +942,9 @@
       queue.push({ name: t + " running", color: colorOf(t), dash: true, points: perType(history, t, "running") });
     });
     drawChart($("chart-queue"), queue, "legend-queue", range);
-    //  The broker writes webhook outcomes as running totals since it
-    //  started: chart the increase per snapshot (a drop means a restart).
+    //  The broker writes webhook outcomes as running totals (continued
+    //  across restarts and failovers): chart the increase per snapshot (a
+    //  drop means the totals were lost: no snapshot to continue from).
     var hook = function (key) {
       var previous = null;
       return history.map(function (snap) {

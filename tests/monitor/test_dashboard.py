@@ -232,11 +232,11 @@ def test():
             wait_until(lambda: get("/job/" + failing)["state"] == "failed" and get("/job/" + failing).get("attempts") == 1
                        and get("/stats")["types"]["python"]["failed"] == 2, 20, "the retried job to fail again")
             page.wait_for("Number(document.getElementById('total-retried').textContent) === 1", 10, "page: retried 1")
-            # The footer says what its totals count: this broker process's,
-            # a RETRY request apart from the automatic retries.
+            # The footer says what its totals count: those of every broker
+            # that led, a RETRY request apart from the automatic retries.
             footer = page.eval("document.getElementById('totals-line').textContent")
             log("footer:", footer)
-            check(footer.startswith("since this broker started (up ") and "retried by request 1" in footer
+            check(footer.startswith("totals across restarts and failovers (this broker up ") and "retried by request 1" in footer
                   and "retried automatically" in footer, "the footer's labels say what they count", footer)
             stats = get("/stats")
             auto = sum(t.get("retries", 0) for name, t in stats["types"].items() if name != "webhook")
