@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,9 @@
 #include <civetweb.h>
 
 #define MK_JOB_ID_MAX   256     //  Longer jobIds are not indexed
+
+#define MK_DRAIN_MS 5000            //  At stop, the longest wait for requests
+                                    //  in their handler
 
 struct _mk_server_t {
     struct mg_context *ctx;     //  civetweb server
@@ -27,6 +31,7 @@ struct _mk_server_t {
     pthread_mutex_t lock;       //  Guards everything below
     pthread_cond_t wake;        //  Signalled on stop, to cut delays short
     bool stopping;              //  Set by destroy
+    atomic_int active;          //  Requests in their handler (not under lock)
     mk_store_t *store;          //  Deliveries and counters
     mk_mode_t mode;             //  Current failure mode
     uint64_t rng;               //  xorshift64 state for failRate/dropRate
@@ -401,10 +406,23 @@ s_collect (bm_metrics_t *metrics, void *arg)
     bm_series_set (self->records, (double) records);
 }
 
+static int s_handle_request (struct mg_connection *conn, mk_server_t *self);
+
+//  Every request, counted while in its handler: destroy waits for those
+//  before it stops civetweb.
 static int
 s_handle (struct mg_connection *conn, void *cbdata)
 {
     mk_server_t *self = (mk_server_t *) cbdata;
+    atomic_fetch_add (&self->active, 1);
+    int rc = s_handle_request (conn, self);
+    atomic_fetch_sub (&self->active, 1);
+    return rc;
+}
+
+static int
+s_handle_request (struct mg_connection *conn, mk_server_t *self)
+{
     const struct mg_request_info *info = mg_get_request_info (conn);
     const char *method = info->request_method;
     const char *path = info->local_uri? info->local_uri: "/";
@@ -542,6 +560,17 @@ mk_server_destroy (mk_server_t **self_p)
         self->stopping = true;
         pthread_cond_broadcast (&self->wake);
         pthread_mutex_unlock (&self->lock);
+        //  Requests in their handler finish (a delayed or hanging answer is
+        //  cut short by the wake above); then civetweb stops, idle
+        //  keep-alive connections at once (bm_http_stop_drained).
+        int64_t until = bm_mono_ms () + MK_DRAIN_MS;
+        while (atomic_load (&self->active) > 0 && bm_mono_ms () < until) {
+            struct timespec pause = { 0, 5 * 1000 * 1000 };
+            nanosleep (&pause, NULL);
+        }
+        if (self->ctx && atomic_load (&self->active) == 0)
+            bm_http_stop_drained (self->ctx, self->config.listen_addr);
+        else
         if (self->ctx)
             bm_http_stop (self->ctx, self->config.listen_addr);
         mk_store_destroy (&self->store);

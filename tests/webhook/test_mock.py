@@ -139,6 +139,21 @@ def main():
         took_ms = (stamps["stopped"] - stamps["SIGTERM received"]).total_seconds() * 1000
         check(took_ms < 1000, "the mock stopped %.0f ms after SIGTERM (under 1 s)" % took_ms, out[-1000:])
 
+        # A client's keep-alive connection open, its request just answered
+        # (as the webhook manager's curl keeps them): civetweb's thread polls
+        # it for the next request 2 s at a time; SIGTERM ends it at once.
+        held_mock = whlib.mock(s, name="mock-keepalive", env={"MOCK_KEEPALIVE_MS": "5000"})
+        conn = hc.HTTPConnection("127.0.0.1", held_mock.port, timeout=5)
+        conn.request("GET", "/health")
+        check(conn.getresponse().read() is not None, "a keep-alive request answered")
+        t0 = time.monotonic()
+        held_mock.signal(signal.SIGTERM)
+        rc = held_mock.p.wait(timeout=30)
+        took = time.monotonic() - t0
+        check(rc == 0 and took < 1.5, "with a keep-alive client, the mock exits 0 within 1.5 s of "
+              "SIGTERM (took %.2f s)" % took, rc)
+        conn.close()
+
         # Bad configuration stops each binary at start, naming the variable.
         for binary, var, value in (("botmesh-mock", "MOCK_FAIL_RATE", "2"),
                                    ("botmesh-mock", "MOCK_WEBHOOK_PORT", "http"),
