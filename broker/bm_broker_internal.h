@@ -288,6 +288,9 @@ struct _bm_broker_t {
                                 //  meanwhile, told after (bm_deps.c), else NULL
     zlistx_t *deps_forgotten;   //  Ended jobs forgotten that jobs waited on for
                                 //  their RETRY: told at the next tick, or NULL
+    zhashx_t *deps_admitted;    //  Completed dependency id -> the copy of its
+                                //  result the jobs admitted with it share
+                                //  (bm_deps.c), or NULL
     struct _bm_events_t *events;    //  Live event subscriptions (bm_events.c)
     int event_subs;             //  How many
     bool events_on;             //  Subscriptions, or the history lingers after the

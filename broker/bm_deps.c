@@ -41,8 +41,15 @@ s_entries (bm_broker_t *self, int64_t delta)
 
 typedef struct {
     size_t holders;
+    size_t size;
     char data [];
 } s_result_t;
+
+static s_result_t *
+s_result_of (char *result)
+{
+    return (s_result_t *) (result - offsetof (s_result_t, data));
+}
 
 char *
 bm_deps_result_new (const char *data, size_t size)
@@ -50,6 +57,7 @@ bm_deps_result_new (const char *data, size_t size)
     s_result_t *result = (s_result_t *) bm_realloc_or_abort (NULL, sizeof (s_result_t) + size,
                                                              "dependency result");
     result->holders = 1;
+    result->size = size;
     memcpy (result->data, data, size);
     return result->data;
 }
@@ -58,7 +66,7 @@ char *
 bm_deps_result_ref (char *result)
 {
     if (result)
-        ((s_result_t *) (result - offsetof (s_result_t, data)))->holders++;
+        s_result_of (result)->holders++;
     return result;
 }
 
@@ -66,7 +74,7 @@ void
 bm_deps_result_free (char **result_p)
 {
     if (*result_p) {
-        s_result_t *result = (s_result_t *) (*result_p - offsetof (s_result_t, data));
+        s_result_t *result = s_result_of (*result_p);
         if (--result->holders == 0)
             free (result);
         *result_p = NULL;
@@ -140,9 +148,12 @@ s_index_add (bm_broker_t *self, const char *dep_id, const char *job_id)
     s_entries (self, 1);
 }
 
+static void s_admitted_sweep (bm_broker_t *self, bool all);
+
 void
 bm_deps_free_index (bm_broker_t *self)
 {
+    s_admitted_sweep (self, true);
     if (!self->dependents)
         return;
     for (s_ids_t *ids = (s_ids_t *) zhashx_first (self->dependents); ids;
@@ -226,6 +237,49 @@ s_failed_text (const char *code)
     return strdup (text);
 }
 
+//  The result of other, completed, for a job admitted with it: one copy
+//  for all the jobs admitted with it while any holds it (SUBMITs of many
+//  dependents of one completed job), checked the same bytes (a RETRY may
+//  have ended it again since).
+static char *
+s_admitted_result (bm_broker_t *self, const bm_job_t *other)
+{
+    if (!self->deps_admitted)
+        self->deps_admitted = zhashx_new ();
+    char *kept = (char *) zhashx_lookup (self->deps_admitted, other->id);
+    if (kept && s_result_of (kept)->size == other->result_size
+    &&  memcmp (kept, other->result, other->result_size) == 0)
+        return bm_deps_result_ref (kept);
+    if (kept) {
+        zhashx_delete (self->deps_admitted, other->id);
+        bm_deps_result_free (&kept);
+    }
+    kept = bm_deps_result_new (other->result, other->result_size);
+    zhashx_insert (self->deps_admitted, other->id, kept);
+    return bm_deps_result_ref (kept);
+}
+
+//  The copies no admitted job holds any more go.
+static void
+s_admitted_sweep (bm_broker_t *self, bool all)
+{
+    if (!self->deps_admitted)
+        return;
+    zlistx_t *gone = zlistx_new ();
+    for (char *kept = (char *) zhashx_first (self->deps_admitted); kept;
+         kept = (char *) zhashx_next (self->deps_admitted))
+        if (all || s_result_of (kept)->holders == 1)
+            zlistx_add_end (gone, (void *) zhashx_cursor (self->deps_admitted));
+    for (const char *id = (const char *) zlistx_first (gone); id; id = (const char *) zlistx_next (gone)) {
+        char *kept = (char *) zhashx_lookup (self->deps_admitted, id);
+        zhashx_delete (self->deps_admitted, id);
+        bm_deps_result_free (&kept);
+    }
+    zlistx_destroy (&gone);
+    if (zhashx_size (self->deps_admitted) == 0)
+        zhashx_destroy (&self->deps_admitted);
+}
+
 const char *
 bm_deps_admit (bm_broker_t *self, const bm_codec_submit_t *submit, bm_deps_t **deps_p,
                char *message, size_t size)
@@ -266,7 +320,7 @@ bm_deps_admit (bm_broker_t *self, const bm_codec_submit_t *submit, bm_deps_t **d
         }
         if (other->state == JOB_COMPLETED) {
             if (deps->results && other->result) {
-                dep->result = bm_deps_result_new (other->result, other->result_size);
+                dep->result = s_admitted_result (self, other);
                 dep->result_size = other->result_size;
                 results += other->result_size;
             }
@@ -540,6 +594,7 @@ bm_deps_forgotten (bm_broker_t *self, const bm_job_t *job)
 void
 bm_deps_tick (bm_broker_t *self)
 {
+    s_admitted_sweep (self, false);
     if (!self->deps_forgotten)
         return;
     zlistx_t *forgotten = self->deps_forgotten;

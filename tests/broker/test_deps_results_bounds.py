@@ -8,8 +8,9 @@ results pass the JOB frame fails then, not when its last dependency ends.
    completed (each of the 1000 now waits for Y only) the broker's RSS
    must have grown by less than half of 1000 copies (125 MiB; with the
    one copy, under 1 MiB here, 64 MiB with ASan's quarantine; before:
-   each kept its own copy of X's result, 250 MiB more). CANCEL of Y
-   fails the 1000.
+   each kept its own copy of X's result, 250 MiB more). 1000 more jobs
+   submitted so, now that X has completed, must grow it no more (before:
+   each admission copied X's result, 250 MiB). CANCEL of Y fails them.
 2. A real redis-server, broker (MAX_FRAME_BYTES 65536, so a JOB frame
    holds 57,344 bytes of payload and results) and the same worker: W
    waits for [A1, A2, B] with dependencyResults, A1 and A2 returning
@@ -34,6 +35,24 @@ def rss_kib(proc):
     raise h.TestFailure("no VmRSS for pid %d" % proc.pid)
 
 
+def submit_dependents(c, x, y):
+    """DEPENDENTS jobs waiting for [x, y] with dependencyResults; the last's id."""
+    items = [{"botType": "dep", "payload": i, "dependsOn": [x, y], "dependencyResults": True}
+             for i in range(DEPENDENTS)]
+    cmd, reply = c.request(SUBMIT_MANY, {"jobs": items}, timeout=30)
+    h.check(cmd == ACCEPTED_MANY and all(j.get("state") == "waiting-children"
+                                          for j in reply["jobs"]),
+            "%d dependents waiting" % DEPENDENTS, cmd, str(reply)[:300])
+    return reply["jobs"][-1]["jobId"]
+
+
+def check_grown(before, broker, what):
+    grown = rss_kib(broker) - before
+    h.log("broker RSS %d KiB before, grown by %d KiB %s" % (before, grown, what))
+    h.check(grown < DEPENDENTS * 256 // 2, "the broker's RSS grew by less than half of "
+            "what %d copies of X's 256 KiB result take, %s" % (DEPENDENTS, what), grown)
+
+
 def shared():
     with h.Stack("deps-results-shared") as s:
         broker = s.broker(redis=False)
@@ -42,13 +61,7 @@ def shared():
         c = s.client()
         x = c.submit("dep", {"pad": "x" * 262144, "sleepMs": 5000})
         y = c.submit("dep", {"n": "y"}, delayMs=3600_000)
-        items = [{"botType": "dep", "payload": i, "dependsOn": [x, y], "dependencyResults": True}
-                 for i in range(DEPENDENTS)]
-        cmd, reply = c.request(SUBMIT_MANY, {"jobs": items}, timeout=30)
-        h.check(cmd == ACCEPTED_MANY and all(j.get("state") == "waiting-children"
-                                              for j in reply["jobs"]),
-                "%d dependents waiting" % DEPENDENTS, cmd, str(reply)[:300])
-        last = reply["jobs"][-1]["jobId"]
+        last = submit_dependents(c, x, y)
         h.check(c.status(x)["state"] == "running", "X still runs once they are all submitted",
                 c.status(x))
         before = rss_kib(broker)
@@ -56,10 +69,12 @@ def shared():
         h.check(rec["state"] == "completed", "X completed", rec.get("error"))
         h.wait_until(lambda: c.status(last)["pendingDependencies"] == [y], 10,
                      "the last dependent to keep X's result and wait for Y only")
-        grown = rss_kib(broker) - before
-        h.log("broker RSS %d KiB before X completed, grown by %d KiB after" % (before, grown))
-        h.check(grown < DEPENDENTS * 256 // 2, "the broker's RSS grew by less than half of "
-                "what %d copies of X's 256 KiB result take" % DEPENDENTS, grown)
+        check_grown(before, broker, "once X completed")
+        # as many again, admitted once X has completed
+        before = rss_kib(broker)
+        last = submit_dependents(c, x, y)
+        h.check(c.status(last)["pendingDependencies"] == [y], "the last waits for Y only")
+        check_grown(before, broker, "by as many admitted after X completed")
         cmd, r = c.request(h.CANCEL, {"jobId": y})
         h.check(cmd == h.REPLY, "Y cancelled", cmd, r)
         h.wait_until(lambda: c.stats()["types"]["dep"]["waitingChildren"] == 0, 10,
