@@ -458,6 +458,7 @@ s_resolve (bm_broker_t *self, bm_job_t *job, const char *dep_id, bool completed,
         return;
     dep->pending = false;
     dep->wait_retry = false;
+    dep->failed_at = 0;
     job->deps->pending--;
     if (completed) {
         if (job->deps->results && result) {
@@ -716,8 +717,9 @@ bm_deps_lookup (bm_broker_t *self, const msgpack_object *body, bm_deps_looked_fn
 typedef struct {
     char job [BM_ID_SLOT];      //  The waiting job
     char dep [BM_ID_SLOT];      //  Its dependency read from Redis
-    bool wait_failed;           //  A failed one is waited for (its RETRY)
 } s_check_t;
+
+static void s_check (bm_broker_t *self, bm_job_t *job, bm_dep_t *dep);
 
 //  One job told of one dependency's end.
 static void
@@ -729,32 +731,46 @@ s_resolve_one (bm_broker_t *self, bm_job_t *job, const char *dep_id, bool comple
     bm_deps_result_free (&shared);
 }
 
-static void s_check (bm_broker_t *self, bm_job_t *job, bm_dep_t *dep, bool wait_failed);
+//  Whether dep, which other (ended, not completed) is, is still waited
+//  for: the job waits for its RETRY, and it has not ended again since
+//  (a RETRY's run that failed while no broker saw it fails the job).  The
+//  first end seen since the job's RETRY is the one waited past.
+static bool
+s_waits_retry (bm_broker_t *self, bm_job_t *job, bm_dep_t *dep, const bm_job_t *other)
+{
+    if (!dep->wait_retry)
+        return false;
+    if (!dep->failed_at && other->finished_at > 0) {
+        dep->failed_at = other->finished_at;
+        if (job->durable)
+            bm_jobstore_persist_state (self, job);
+    }
+    return !dep->failed_at || dep->failed_at == other->finished_at;
+}
 
 static void
 s_on_checked (bm_broker_t *self, const bm_job_t *dep, bool answered, void *arg)
 {
     s_check_t *check = (s_check_t *) arg;
     bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, check->job);
-    bm_job_t *now = (bm_job_t *) bm_jobtab_lookup (self->jobs, check->dep);
+    bm_dep_t *item = job && job->deps && job->state == JOB_WAITING_CHILDREN
+                   ? bm_deps_find (job->deps, check->dep, strlen (check->dep)) : NULL;
     if (!answered)
         bm_warn (check->job, "dependency %s: the job store could not say how it ended; the job "
                  "waits, and the next recovery reads it again", check->dep);
     else
-    if (!job || !job->deps || job->state != JOB_WAITING_CHILDREN)
+    if (!item || !item->pending)
         ;                       //  Left the wait meanwhile
     else
-    if (now) {
+    if (bm_jobtab_lookup (self->jobs, check->dep))
         //  Back in memory meanwhile (a RETRY read it): newer than the read
-        bm_dep_t *item = bm_deps_find (job->deps, check->dep, strlen (check->dep));
-        if (item && item->pending)
-            s_check (self, job, item, check->wait_failed);
-    }
+        s_check (self, job, item);
     else
     if (!dep)
         s_resolve_one (self, job, check->dep, false, "removed", NULL, 0);
     else
-    if (bm_job_terminal (dep) && (dep->state == JOB_COMPLETED || !check->wait_failed))
+    if (bm_job_terminal (dep)
+    &&  (dep->state == JOB_COMPLETED || !s_waits_retry (self, job, item, dep)))
         s_resolve_one (self, job, check->dep, dep->state == JOB_COMPLETED, s_end_code (dep),
                        dep->result, dep->result_size);
     else
@@ -765,13 +781,14 @@ s_on_checked (bm_broker_t *self, const bm_job_t *dep, bool answered, void *arg)
 
 //  One pending dependency of a durable waiting job: watched (it has not
 //  ended), resolved (it has), or read back from Redis (the broker does
-//  not hold it).  A failed one is watched when wait_failed (RETRY: the
-//  job waits for that one's own RETRY).
+//  not hold it).  A failed one is watched when the job waits for its
+//  RETRY (s_waits_retry).
 static void
-s_check (bm_broker_t *self, bm_job_t *job, bm_dep_t *dep, bool wait_failed)
+s_check (bm_broker_t *self, bm_job_t *job, bm_dep_t *dep)
 {
     bm_job_t *other = (bm_job_t *) bm_jobtab_lookup (self->jobs, dep->id);
-    if (other && (!bm_job_terminal (other) || (wait_failed && other->state != JOB_COMPLETED)))
+    if (other && (!bm_job_terminal (other)
+              || (other->state != JOB_COMPLETED && s_waits_retry (self, job, dep, other))))
         s_index_add (self, dep->id, job->id);
     else
     if (other)
@@ -784,7 +801,6 @@ s_check (bm_broker_t *self, bm_job_t *job, bm_dep_t *dep, bool wait_failed)
         s_check_t *check = (s_check_t *) zmalloc (sizeof (s_check_t));
         bm_id_copy (check->job, sizeof check->job, job->id);
         bm_id_copy (check->dep, sizeof check->dep, dep->id);
-        check->wait_failed = wait_failed;
         bm_job_read (self, dep->id, s_on_checked, check);
     }
 }
@@ -823,7 +839,7 @@ bm_deps_recovery_done (bm_broker_t *self)
             continue;
         for (size_t i = 0; i < job->deps->count && job->state == JOB_WAITING_CHILDREN; i++)
             if (job->deps->items [i].pending)
-                s_check (self, job, &job->deps->items [i], job->deps->items [i].wait_retry);
+                s_check (self, job, &job->deps->items [i]);
         if (job->state == JOB_WAITING_CHILDREN)
             s_settle (self, job, false);
     }
@@ -846,6 +862,7 @@ bm_deps_retry (bm_broker_t *self, bm_job_t *job)
         //  leave memory): waited for until its own RETRY, also by a
         //  recovery, where one that ended unseen fails the job
         dep->wait_retry = !done && (!other || bm_job_terminal (other));
+        dep->failed_at = dep->wait_retry && other ? other->finished_at : 0;
         dep->failed = false;
         free (dep->code);
         dep->code = NULL;
@@ -864,7 +881,7 @@ bm_deps_retry (bm_broker_t *self, bm_job_t *job)
     BM_JOB_EVENT (self, job, BM_EV_WAITING_CHILDREN, NULL, false);
     for (size_t i = 0; i < deps->count && job->state == JOB_WAITING_CHILDREN; i++)
         if (deps->items [i].pending)
-            s_check (self, job, &deps->items [i], deps->items [i].wait_retry);
+            s_check (self, job, &deps->items [i]);
 }
 
 //  --- what clients and bots see ---------------------------------------------

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
     char *id;                   //  The dependency's job id
@@ -20,6 +21,9 @@ typedef struct {
     bool failed;                //  Ended failed, cancelled or removed
     bool wait_retry;            //  Pending for the dependency's own RETRY:
                                 //  it had failed when the job was retried
+    int64_t failed_at;          //  With wait_retry: when it had ended (its
+                                //  finishedAt; 0 not known yet): ended
+                                //  otherwise, it ended again (a RETRY's run)
     char *code;                 //  How ("failed: bot_failed", "was removed"),
                                 //  for the job's error message; or NULL
     char *result;               //  msgpack bytes, when it completed and the

@@ -41,6 +41,7 @@
 #define X_DEP_FAILED    "df"        //  Failed (cancelled, removed) ones: [index, ...]
 #define X_DEP_RETRY     "dv"        //  Pending ones waited for until their own
                                     //  RETRY (failed when the job was retried)
+#define X_DEP_FAILED_AT "dt"        //  Of those, when they had ended: {index: ms}
 #define X_DEP_RESULTS   "dr"        //  Results kept: {index: bin, ...}
 
 static void
@@ -174,6 +175,16 @@ s_pack_deps_run (msgpack_packer *pk, const bm_deps_t *deps)
     if (s_deps_wait_retry (deps)) {
         BM_PACK_KEY (pk, X_DEP_RETRY);
         s_pack_dep_indices (pk, deps, S_DEP_RETRY);
+        size_t known = 0;
+        for (size_t i = 0; i < deps->count; i++)
+            known += s_dep_in (&deps->items [i], S_DEP_RETRY) && deps->items [i].failed_at > 0;
+        BM_PACK_KEY (pk, X_DEP_FAILED_AT);
+        msgpack_pack_map (pk, known);
+        for (size_t i = 0; i < deps->count; i++)
+            if (s_dep_in (&deps->items [i], S_DEP_RETRY) && deps->items [i].failed_at > 0) {
+                msgpack_pack_uint64 (pk, i);
+                msgpack_pack_int64 (pk, deps->items [i].failed_at);
+            }
     }
     size_t results = 0;
     for (size_t i = 0; i < deps->count; i++)
@@ -217,7 +228,7 @@ bm_record_pack_run (msgpack_packer *pk, const bm_job_t *job)
                  + (job->deliveries_before != 0)
                  + (job->run_at > 0) + (job->attempt_errors_size > 0)
                  + job->held + s_run_counted (job) + (job->failed_done != 0)
-                 + (job->log != NULL) + (job->deps ? 3 + s_deps_wait_retry (job->deps) : 0);
+                 + (job->log != NULL) + (job->deps ? 3 + 2 * s_deps_wait_retry (job->deps) : 0);
     msgpack_pack_map (pk, count);
     if (job->attempts)
         BM_PACK_KV_INT (pk, X_ATTEMPTS, job->attempts);
@@ -352,6 +363,23 @@ s_read_dep_indices (bm_job_t *job, const msgpack_object *value, s_dep_list_t lis
     return true;
 }
 
+//  When the dependencies waited for until their RETRY had ended.
+static bool
+s_read_dep_failed_at (bm_job_t *job, const msgpack_object *value)
+{
+    if (!job->deps || value->type != MSGPACK_OBJECT_MAP)
+        return false;
+    for (uint32_t i = 0; i < value->via.map.size; i++) {
+        int64_t index, at;
+        if (!s_read_int (&value->via.map.ptr [i].key, &index)
+        ||  index < 0 || (size_t) index >= job->deps->count
+        ||  !s_read_int (&value->via.map.ptr [i].val, &at) || at < 0)
+            return false;
+        job->deps->items [index].failed_at = at;
+    }
+    return true;
+}
+
 static bool
 s_read_dep_results (bm_job_t *job, const msgpack_object *value)
 {
@@ -467,6 +495,7 @@ s_read_run_entry (bm_job_t *job, const msgpack_object *key, const msgpack_object
     if (s_key_is (key, X_DEP_PENDING))  return s_read_dep_indices (job, value, S_DEP_PENDING);
     if (s_key_is (key, X_DEP_FAILED))   return s_read_dep_indices (job, value, S_DEP_FAILED);
     if (s_key_is (key, X_DEP_RETRY))    return s_read_dep_indices (job, value, S_DEP_RETRY);
+    if (s_key_is (key, X_DEP_FAILED_AT)) return s_read_dep_failed_at (job, value);
     if (s_key_is (key, X_DEP_RESULTS))  return s_read_dep_results (job, value);
     if (s_key_is (key, X_ATTEMPT_ERRORS))
         return s_read_bin (value, &job->attempt_errors, &job->attempt_errors_size);
@@ -824,6 +853,7 @@ bm_record_test (bool verbose)
     waiting->deps->items [0].result_size = 5;
     waiting->deps->items [1].pending = true;
     waiting->deps->items [1].wait_retry = true;
+    waiting->deps->items [1].failed_at = 1700000000123;
     waiting->deps->pending = 1;
     waiting->deps->items [2].failed = true;
     waiting->deps->ignore_failure = true;
@@ -849,6 +879,7 @@ bm_record_test (bool verbose)
     BM_CHECK (!back->deps->items [0].pending && back->deps->items [0].result_size == 5
               && memcmp (back->deps->items [0].result, "\x81\xa2ok\xc3", 5) == 0);
     BM_CHECK (back->deps->items [1].pending && back->deps->items [1].wait_retry
+              && back->deps->items [1].failed_at == 1700000000123
               && !back->deps->items [1].result && !back->deps->items [0].wait_retry);
     BM_CHECK (back->deps->items [2].failed && !back->deps->items [2].pending);
     bm_job_destroy (&back);
