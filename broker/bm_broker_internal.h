@@ -709,6 +709,9 @@ const char *bm_stats_store_refusal (bm_broker_t *self);
 //  on an HTTP thread): at each tick and as soon as the state changes.
 void bm_stats_ready_gauges (bm_broker_t *self);
 void bm_stats_snapshot (bm_broker_t *self);
+//  Give the memory freed by a recovery's reads back to the system (glibc
+//  keeps it otherwise), logging the resident size after what (a log line).
+void bm_stats_trim (const char *after);
 //  At the first recovery: read the last metric snapshot back so that the
 //  totals (STATS, the snapshots) continue from those of earlier leaders.
 void bm_stats_continue (bm_broker_t *self);

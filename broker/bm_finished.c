@@ -714,6 +714,7 @@ s_restore_end (s_restore_t *restore)
         bm_warn (NULL, "%zu finished jobs could not be read back from redis (%s): not in the "
                  "job listings until the next recovery", restore->again_count, restore->error);
     s_restore_free (restore);
+    bm_stats_trim ("reading back the finished jobs");
 }
 
 static void s_restore_send (s_restore_t *restore, const size_t *indexes, size_t count);

@@ -834,6 +834,7 @@ s_recovery_finish (bm_broker_t *self)
     zlistx_destroy (&all);
     bm_finished_restore (self);
     bm_deps_recovery_done (self);
+    bm_stats_trim ("the recovery");
 }
 
 static void
