@@ -914,7 +914,7 @@ s_begin_shutdown (bm_broker_t *self)
     }
     //  The counts up to now, for the next leader (or this broker's next
     //  start) to continue from: a stop loses none of them.
-    if (!self->lease || self->leading)
+    if ((!self->lease || self->leading) && self->config.snapshot_interval_s > 0)
         bm_stats_snapshot (self);
     if (tell && zhashx_size (self->workers))
         bm_info (NULL, "shutting down: %zu workers told to move to the next leader",

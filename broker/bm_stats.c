@@ -398,6 +398,12 @@ bm_stats_continue (bm_broker_t *self)
     if (self->totals_asked)
         return;
     self->totals_asked = true;
+    //  Snapshots off: no snapshot to continue from (an old one would be
+    //  stale), the counts are this process's.
+    if (self->config.snapshot_interval_s <= 0) {
+        self->totals_known = true;
+        return;
+    }
     bm_cmd_t cmd;
     bm_cmd_start (self, &cmd, "LINDEX", "snapshots", NULL);
     bm_cmd_arg_int (&cmd, 0);
