@@ -7,10 +7,12 @@
 #include <czmq.h>
 #include <string.h>
 
+//  One a live key: sized to its job id (a 26-character id takes 48 bytes
+//  of the heap, not 160 as a slot for the longest id would).
 typedef struct {
-    char job_id [BM_MAX_ID_LEN + 1];    //  The first job with the key
     uint64_t fingerprint;               //  Its bot type and payload (0: unknown)
     int64_t expires;                    //  Epoch ms
+    char job_id [];                     //  The first job with the key
 } s_entry_t;
 
 //  A key's place in the expiry order.
@@ -78,8 +80,9 @@ static s_order_t *
 s_put (bm_idem_t *self, const char *key, const char *job_id, uint64_t fingerprint,
        int64_t expires)
 {
-    s_entry_t *entry = (s_entry_t *) zmalloc (sizeof (s_entry_t));
-    snprintf (entry->job_id, sizeof entry->job_id, "%s", job_id);
+    size_t id_len = strnlen (job_id, BM_MAX_ID_LEN);
+    s_entry_t *entry = (s_entry_t *) zmalloc (sizeof (s_entry_t) + id_len + 1);
+    memcpy (entry->job_id, job_id, id_len);
     entry->fingerprint = fingerprint;
     entry->expires = expires;
     zhashx_update (self->entries, key, entry);
