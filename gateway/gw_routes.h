@@ -47,6 +47,10 @@ json_t *gw_routes_accepted_value (const char *job_id, const char *status, const 
 //  POST /invoke/batch (gw_routes_batch.c): an array of /invoke bodies,
 //  SUBMIT_MANY, 207 with each item's outcome.
 void gw_routes_invoke_batch (gw_request_t *r);
+
+//  POST /flows (gw_routes_flows.c): a tree of /invoke bodies ("children"),
+//  each node depending on its children; 202 with the tree's job ids.
+void gw_routes_flows (gw_request_t *r);
 //  GET /job/{id} (BM_STATUS), POST /job/{id}/cancel (BM_CANCEL): the job record.
 void gw_routes_job (gw_request_t *r, int command);
 //  GET /job/{id}/logs: the job's log line by line, as BullMQ's

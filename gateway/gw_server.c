@@ -55,6 +55,7 @@ static const struct {
     [R_METRICS]       = { "/metrics",             "GET",  false, false },
     [R_INVOKE]        = { "/invoke",              "POST", true,  true  },
     [R_INVOKE_BATCH]  = { "/invoke/batch",        "POST", true,  true  },
+    [R_FLOWS]         = { "/flows",               "POST", true,  true  },
     [R_JOB]           = { "/job/{id}",            "GET",  true,  true  },
     [R_JOB_CANCEL]    = { "/job/{id}/cancel",     "POST", true,  true  },
     [R_JOB_RETRY]     = { "/job/{id}/retry",      "POST", true,  true  },
@@ -84,7 +85,7 @@ static const int s_codes [] = { 200, 202, 207, 400, 401, 403, 404, 405, 408, 409
                                 500, 502, 503, 504 };
 _Static_assert (sizeof s_codes / sizeof s_codes [0] == GW_NCODES, "GW_NCODES");
 
-//  Reasons a job is refused on POST /invoke or /invoke/batch (a request,
+//  Reasons a job is refused on POST /invoke, /invoke/batch or /flows (a request,
 //  or a batch's item): gateway_invoke_rejected_total{reason}.  A fixed
 //  list, so that label values never come from the peer: the error codes
 //  those routes answer with (gw_invoke.c, gw_invoke_batch.c, the body
@@ -100,7 +101,7 @@ static const char *s_reasons [] = {
     "unsupported_media_type", "unauthorized", "rate_limited", "bad_request", "queue_full",
     "store_unavailable", "shutting_down", "broker_timeout", "broker_unavailable",
     "broker_connection_lost", "broker_error", "request_timeout", "idempotency_key_reused",
-    "out_of_memory", "invalid_wait", "too_many_waiters", "other"
+    "out_of_memory", "invalid_wait", "too_many_waiters", "invalid_flow", "other"
 };
 _Static_assert (sizeof s_reasons / sizeof s_reasons [0] == GW_NREASONS, "GW_NREASONS");
 
@@ -253,6 +254,7 @@ s_route (gw_request_t *r, const char *raw, const char *path)
     if (streq (path, "/invoke"))        return R_INVOKE;
     if (streq (path, "/"))              return R_INDEX;
     if (streq (path, "/invoke/batch"))  return R_INVOKE_BATCH;
+    if (streq (path, "/flows"))         return R_FLOWS;
     if (streq (path, "/health"))        return R_HEALTH;
     if (streq (path, "/ready"))         return R_READY;
     if (streq (path, "/metrics"))       return R_METRICS;
@@ -468,6 +470,7 @@ s_handler (struct mg_connection *conn, void *cbdata)
             case R_METRICS:         gw_routes_metrics (r); break;
             case R_INVOKE:          gw_routes_invoke (r); break;
             case R_INVOKE_BATCH:    gw_routes_invoke_batch (r); break;
+            case R_FLOWS:           gw_routes_flows (r); break;
             case R_JOB:             gw_routes_job (r, BM_STATUS); break;
             case R_JOB_CANCEL:      gw_routes_job (r, BM_CANCEL); break;
             case R_JOB_RETRY:       gw_routes_job_action (r, BM_RETRY); break;
@@ -495,7 +498,8 @@ s_handler (struct mg_connection *conn, void *cbdata)
     if (!r->status)             //  A handler forgot to answer: our bug
         gw_request_error (r, 500, "internal", "internal error", NULL);
 
-    if ((r->route == R_INVOKE || r->route == R_INVOKE_BATCH) && r->status >= 400)
+    if ((r->route == R_INVOKE || r->route == R_INVOKE_BATCH || r->route == R_FLOWS)
+    &&  r->status >= 400)
         gw_server_count_rejected (server, r->reason ? r->reason : "other");
     struct timespec t1;
     clock_gettime (CLOCK_MONOTONIC, &t1);

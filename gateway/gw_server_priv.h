@@ -34,13 +34,13 @@
 //  The status codes we answer with (gw_server.c's s_codes) and the reasons
 //  an /invoke is refused (its s_reasons): sizes of the per-series caches.
 #define GW_NCODES               17
-#define GW_NREASONS             35
+#define GW_NREASONS             36
 
 //  --------------------------------------------------------------------------
 //  Routes
 
 typedef enum {
-    R_HEALTH, R_READY, R_METRICS, R_INVOKE, R_INVOKE_BATCH, R_JOB, R_JOB_CANCEL, R_JOB_RETRY,
+    R_HEALTH, R_READY, R_METRICS, R_INVOKE, R_INVOKE_BATCH, R_FLOWS, R_JOB, R_JOB_CANCEL, R_JOB_RETRY,
     R_JOB_REDELIVER, R_JOB_DELETE, R_JOB_PROMOTE, R_JOB_LOGS, R_QUEUE_PAUSE, R_QUEUE_RESUME, R_QUEUE_DRAIN,
     R_QUEUE_CLEAN, R_QUEUE_RETRY, R_SCHEDULE_ADD, R_SCHEDULES, R_SCHEDULE_DELETE, R_JOBS, R_STATS, R_ADMIN, R_HISTORY, R_INDEX,
     R_EVENTS, R_OTHER, R_COUNT
