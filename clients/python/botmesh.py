@@ -64,7 +64,8 @@ except ImportError as _exc:     # say what to install, for this interpreter
 
 __all__ = [
     "Client", "Worker", "Job", "JobError",
-    "BotmeshError", "Rejected", "BrokerTimeout", "WaitTimeout", "JobFailed", "ProtocolError",
+    "BotmeshError", "Rejected", "FlowRejected", "BrokerTimeout", "WaitTimeout", "JobFailed",
+    "ProtocolError",
     "TERMINAL_STATES", "default_endpoint",
 ]
 __version__ = "0.1.0"
@@ -87,6 +88,7 @@ QUEUE, REMOVE, PROMOTE, SCHEDULE = 0x0B, 0x0C, 0x0D, 0x0E
 SUBSCRIBE, UNSUBSCRIBE, EVENT = 0x0F, 0x10, 0x87
 MAX_BATCH = 1000                     # items of one batch message
 BATCH_BYTES = 1 << 20                # a batch message's jobs, encoded: at most this much
+FLOW_MAX_DEPTH = 32                  # levels of a flow() tree, as the gateway's POST /flows
                                      # (half of MAX_FRAME_BYTES' default), one large job alone
 
 # worker commands (BMW01)
@@ -161,6 +163,16 @@ class JobFailed(BotmeshError):
     def __init__(self, code, message, job=None):
         super().__init__(code, message)
         self.job = job
+
+
+class FlowRejected(Rejected):
+    """flow(): a node was refused after others were created: .flow_key
+    names the flow to submit again, .created maps the created nodes' paths
+    ("" the top node, "1.0" its second child's first child) to job ids."""
+    def __init__(self, code, message, flow_key, created):
+        super().__init__(code, message)
+        self.flow_key = flow_key
+        self.created = created
 
 
 class ProtocolError(BotmeshError):
@@ -760,6 +772,89 @@ class Client:
                 else:
                     raise ProtocolError("protocol_error", "an ACCEPTED_MANY item is not a map", reply)
         return out
+
+    def flow(self, tree, timeout=None):
+        """A tree of jobs, as BullMQ's FlowProducer.add and the gateway's
+        POST /flows: a node is a submit_many() job dict plus "children": [node,
+        ...]; a node runs after all its children completed (its depends_on
+        is its own, then its children's ids; dependency_results defaults to
+        True for a node with children).  At most MAX_BATCH nodes and
+        FLOW_MAX_DEPTH levels, checked before anything is sent; then the jobs
+        go by height, leaves first, one submit_many a level.
+
+        Idempotent: the top node's idempotency_key names the flow (made up,
+        "flow-<20 hex>", when it has none); a node without a key of its own
+        gets "<flow key>/<path>" ("k/1.0": the second child's first child).
+        Returns {"jobId", "flowKey", "children": [{"jobId", "children"?}, ...]}
+        (the JobIds, with .duplicate).  A node refused raises FlowRejected
+        (a Rejected) naming it, with .flow_key and .created ({path: job id}):
+        submit the same tree with that key on its top node to complete it."""
+        nodes = []
+
+        def own_key(job):
+            return job.get("idempotency_key")
+
+        def walk(node, path, depth):
+            where = "children[" + "].children[".join(map(str, path)) + "]" if path else "the top node"
+            if depth > FLOW_MAX_DEPTH:
+                raise _bad_argument("%s: the tree is deeper than %d levels" % (where, FLOW_MAX_DEPTH))
+            if len(nodes) == MAX_BATCH:
+                raise _bad_argument("the flow holds more than %d jobs (MAX_BATCH)" % MAX_BATCH)
+            if not isinstance(node, dict):
+                raise _bad_argument("%s must be a dict (a submit_many job)" % where, TypeError)
+            children = node.get("children") or []
+            if not isinstance(children, list):
+                raise _bad_argument("%s: children must be a list of nodes" % where, TypeError)
+            entry = {"job": {k: v for k, v in node.items() if k != "children"}, "path": path,
+                     "where": where, "kids": [], "height": 0, "id": None}
+            nodes.append(entry)
+            for i, child in enumerate(children):
+                kid = walk(child, path + [i], depth + 1)
+                entry["kids"].append(kid)
+                entry["height"] = max(entry["height"], kid["height"] + 1)
+            return entry
+
+        top = walk(tree, [], 1)
+        flow_key = own_key(top["job"]) or "flow-" + os.urandom(10).hex()
+        for entry in nodes:
+            job = entry["job"]
+            if own_key(job) is None:
+                key = flow_key if entry is top else flow_key + "/" + ".".join(map(str, entry["path"]))
+                if len(key) > 128:
+                    raise _bad_argument("%s: its derived idempotency key %r is longer than 128 characters"
+                                        % (entry["where"], key))
+                job["idempotency_key"] = key
+            if entry["kids"]:
+                job.setdefault("dependency_results", True)
+        for height in range(top["height"] + 1):
+            level = [e for e in nodes if e["height"] == height]
+            jobs = []
+            for entry in level:
+                job = dict(entry["job"])
+                depends = list(job.pop("depends_on", None) or []) + [k["id"] for k in entry["kids"]]
+                if depends:
+                    job["depends_on"] = depends
+                jobs.append(job)
+            refused = None
+            for entry, outcome in zip(level, self.submit_many(jobs, timeout)):
+                if isinstance(outcome, Rejected):
+                    refused = refused or (entry, outcome)
+                else:
+                    entry["id"] = outcome
+            if refused:
+                entry, outcome = refused
+                created = {".".join(map(str, e["path"])): e["id"] for e in nodes if e["id"]}
+                raise FlowRejected(outcome.code, "%s: %s; %d of the flow's %d jobs were created: submit "
+                                   "the same tree with idempotency_key %r on its top node to complete it"
+                                   % (entry["where"], outcome.message, len(created), len(nodes), flow_key),
+                                   flow_key, created)
+
+        def answer(entry):
+            out = {"jobId": entry["id"]}
+            if entry["kids"]:
+                out["children"] = [answer(k) for k in entry["kids"]]
+            return out
+        return dict(answer(top), flowKey=flow_key)
 
     def status(self, job_id=None, timeout=None, *, key=None):
         """The job's record (a dict): by its id, or with key= by the

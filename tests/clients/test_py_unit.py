@@ -88,6 +88,64 @@ def test_client_submit_encoding():
         fb.close()
 
 
+def test_client_flow():
+    """flow(): leaves first, one SUBMIT_MANY a level, parents naming their
+    children's ids, keys derived from the flow key; a refused node raises
+    FlowRejected with the flow key and the jobs made."""
+    made = {}
+
+    def responder(b, m):
+        if m.cmd == botmesh.SUBMIT_MANY:
+            out = []
+            for job in m.body["jobs"]:
+                if job["payload"] == "refuse":
+                    out.append({"code": "bad_request", "message": "no"})
+                else:
+                    key = job["idempotencyKey"]
+                    duplicate = key in made
+                    out.append({"jobId": made.setdefault(key, "j%d" % len(made)),
+                                "duplicate": duplicate})
+            return [(botmesh.ACCEPTED_MANY, {"req": m.body["req"], "jobs": out})]
+    fb = FakeBroker(responder)
+    try:
+        with botmesh.Client(fb.endpoint, timeout=3) as c:
+            tree = {"botType": "dep", "payload": "top", "depends_on": ["x"], "children": [
+                {"bot_type": "dep", "payload": "a", "children": [{"bot_type": "dep", "payload": "a0"}]},
+                {"bot_type": "dep", "payload": "b", "idempotency_key": "own"}]}
+            out = c.flow(tree)
+            sent = [[j for j in m.body["jobs"]] for m in fb.got(botmesh.SUBMIT_MANY)]
+            check([[j["payload"] for j in level] for level in sent] == [["a0", "b"], ["a"], ["top"]],
+                  "one SUBMIT_MANY a level, leaves first", sent)
+            key = out["flowKey"]
+            check(key.startswith("flow-") and sent[2][0]["idempotencyKey"] == key
+                  and sent[1][0]["idempotencyKey"] == key + "/0"
+                  and sent[0][0]["idempotencyKey"] == key + "/0.0"
+                  and sent[0][1]["idempotencyKey"] == "own",
+                  "keys: the flow's, <flowKey>/<path>, a node's own", sent)
+            a0, b, a = made[key + "/0.0"], made["own"], made[key + "/0"]
+            check(sent[1][0]["dependsOn"] == [a0] and sent[2][0]["dependsOn"] == ["x", a, b]
+                  and sent[2][0]["dependencyResults"] is True and "dependsOn" not in sent[0][0],
+                  "a parent depends on its own ids then its children's, reading their results", sent)
+            check(out["jobId"] == made[key] and out["children"][0]["children"][0]["jobId"] == a0
+                  and "children" not in out["children"][1],
+                  "the answer mirrors the tree", out)
+            e = raises(lambda: c.flow({"bot_type": "dep", "payload": 1, "children": [
+                {"bot_type": "dep", "payload": 2}, {"bot_type": "dep", "payload": 3, "children": [
+                    {"bot_type": "dep", "payload": "refuse"}]}]}), botmesh.FlowRejected)
+            check(e.code == "bad_request" and "children[1].children[0]" in e.message
+                  and e.flow_key in e.message and e.created == {"0": made[e.flow_key + "/0"]},
+                  "a refused node: FlowRejected naming it, the flow key and the job made", e)
+            n = len(fb.got(botmesh.SUBMIT_MANY))
+            deep = {"bot_type": "dep", "payload": 0}
+            for _ in range(botmesh.FLOW_MAX_DEPTH):
+                deep = {"bot_type": "dep", "payload": 0, "children": [deep]}
+            e = raises(lambda: c.flow(deep), ValueError)
+            check("deeper than 32" in str(e) and len(fb.got(botmesh.SUBMIT_MANY)) == n,
+                  "a tree too deep: ValueError, nothing sent", e)
+    finally:
+        fb.close()
+
+
 def test_client_rejected_and_replies():
     def responder(b, m):
         req = m.body.get("req")
