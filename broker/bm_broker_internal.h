@@ -182,6 +182,8 @@ struct _bm_broker_t {
                                 //  recovery reached its job, kept until it
                                 //  does (bm_broker_workers.c), or NULL
     size_t early_done_bytes;    //  Their bodies' bytes
+    size_t early_dones_kept;    //  DONEs kept so during this recovery
+                                //  (logged once at the first, summed at its end)
     zhashx_t *services;         //  name -> bm_service_t (owned)
     zhashx_t *workers;          //  key -> bm_worker_entry_t (owned)
     bm_jobtab_t *jobs;          //  id -> bm_job_t (owned)

@@ -362,11 +362,17 @@ bm_workers_recovery_done (bm_broker_t *self)
     //  The DONEs of jobs the recovery did not bring back: they had ended
     //  (a delivered webhook's record is deleted), or Redis never had them.
     zlistx_t *ids = self->early_dones ? zhashx_keys (self->early_dones) : NULL;
+    size_t unrecovered = ids ? zlistx_size (ids) : 0;
     for (const char *id = ids ? (const char *) zlistx_first (ids) : NULL; id;
          id = (const char *) zlistx_next (ids))
         s_early_done_unrecovered (self, id);
     zlistx_destroy (&ids);
     zhashx_destroy (&self->early_dones);
+    if (self->early_dones_kept)
+        bm_info (NULL, "recovery: %zu DONE(s) came before it reached their jobs and were kept "
+                 "(a DONE sent again counts again); %zu were of jobs it did not bring back",
+                 self->early_dones_kept, unrecovered);
+    self->early_dones_kept = 0;
 }
 
 //  A CURVE key as the logs show it: its first 8 characters.
@@ -1074,8 +1080,16 @@ s_early_done_keep (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t 
     }
     zhashx_update (self->early_dones, id, kept);
     self->early_done_bytes += kept->body.size;
-    bm_info (id, "DONE from %s before the recovery reached the job: kept until the recovery "
-             "reaches it (%zu kept)", worker->name, zhashx_size (self->early_dones));
+    //  A takeover brings each worker's recent DONEs again (thousands at
+    //  a job rate of hundreds a second): one line for the first, one
+    //  for the sum when the recovery ends, each one at debug level.
+    if (self->early_dones_kept++ == 0)
+        bm_info (id, "DONE from %s before the recovery reached the job: kept until the recovery "
+                 "reaches it (so are the next ones, logged at debug level; the recovery's end "
+                 "says how many)", worker->name);
+    else
+        bm_debug (id, "DONE from %s before the recovery reached the job: kept until the "
+                  "recovery reaches it (%zu kept)", worker->name, zhashx_size (self->early_dones));
     return 1;
 }
 
