@@ -61,6 +61,7 @@ const REPLACED_MAX_MS = 30000;
 const REPLACED_QUIET_MS = 90000;
 const MAX_BATCH = 1000;                 // items of one batch message
 const BATCH_BYTES = 1 << 20;            // a batch message's jobs, encoded: at most this much
+const FLOW_MAX_DEPTH = 32;              // levels of a flow() tree, as the gateway's POST /flows
                                         // (half of MAX_FRAME_BYTES' default), one large job alone
 const W = {
   READY: 0x01, JOB: 0x02, PROGRESS: 0x03, DONE: 0x04, HEARTBEAT: 0x05, DISCONNECT: 0x06,
@@ -92,6 +93,12 @@ class BotmeshError extends Error {
   }
 }
 class Rejected extends BotmeshError {}
+/** flow(): a node was refused after others were created: flowKey names the
+ *  flow to submit again, created maps the created nodes' paths ('' the top
+ *  node, '1.0' its second child's first child) to job ids. */
+class FlowRejected extends Rejected {
+  constructor(code, message, flowKey, created) { super(code, message); this.flowKey = flowKey; this.created = created; }
+}
 class BrokerTimeout extends BotmeshError {}
 class ProtocolError extends BotmeshError {}
 class WaitTimeout extends BotmeshError {
@@ -753,6 +760,79 @@ class Client {
       });
     }
     return out;
+  }
+
+  /** A tree of jobs, as BullMQ's FlowProducer.add and the gateway's POST
+   *  /flows: a node is a submitMany job plus children: [node, ...]; a node
+   *  runs after all its children completed (its dependsOn: its own, then its
+   *  children's ids; dependencyResults true unless given, for a node with
+   *  children). At most MAX_BATCH nodes and FLOW_MAX_DEPTH levels, checked
+   *  before anything is sent; the jobs go by height, leaves first, one
+   *  submitMany a level. The top node's idempotencyKey names the flow (else
+   *  a random flow-<20 hex>); a node without its own key gets
+   *  <flowKey>/<path> (k/1.0: the second child's first child). Resolves
+   *  {jobId, flowKey, children: [{jobId, children?}, ...]}; a node refused
+   *  rejects FlowRejected (a Rejected naming it) with flowKey and created
+   *  ({path: jobId}): submit the same tree with that key to complete it. */
+  async flow(tree, opts = {}) {
+    const nodes = [];
+    const walk = (node, path, depth) => {
+      const where = path.length ? path.map((i) => `children[${i}]`).join('.') : 'the top node';
+      if (depth > FLOW_MAX_DEPTH) throw badOption(`${where}: the tree is deeper than ${FLOW_MAX_DEPTH} levels`, RangeError);
+      if (nodes.length === MAX_BATCH) throw badOption(`the flow holds more than ${MAX_BATCH} jobs (MAX_BATCH)`, RangeError);
+      if (!node || typeof node !== 'object' || Array.isArray(node)) throw badOption(`${where} must be an object (a submitMany job)`);
+      const children = node.children === undefined || node.children === null ? [] : node.children;
+      if (!Array.isArray(children)) throw badOption(`${where}: children must be an array of nodes`);
+      const job = Object.assign({}, node);
+      delete job.children;
+      const entry = { job, path, where, kids: [], height: 0, id: null };
+      nodes.push(entry);
+      children.forEach((child, i) => {
+        const kid = walk(child, path.concat([i]), depth + 1);
+        entry.kids.push(kid);
+        entry.height = Math.max(entry.height, kid.height + 1);
+      });
+      return entry;
+    };
+    const top = walk(tree, [], 1);
+    const flowKey = typeof top.job.idempotencyKey === 'string' ? top.job.idempotencyKey
+      : `flow-${crypto.randomBytes(10).toString('hex')}`;
+    for (const entry of nodes) {
+      if (entry.job.idempotencyKey === undefined || entry.job.idempotencyKey === null) {
+        const key = entry === top ? flowKey : `${flowKey}/${entry.path.join('.')}`;
+        if (key.length > 128) throw badOption(`${entry.where}: its derived idempotency key ${key} is longer than 128 characters`, RangeError);
+        entry.job.idempotencyKey = key;
+      }
+      if (entry.kids.length && entry.job.dependencyResults === undefined) entry.job.dependencyResults = true;
+      // each job as submitMany will send it: a bad one is refused now, before any job of the flow is made
+      if (typeof entry.job.botType !== 'string') throw badOption(`${entry.where} must have a botType (a string)`);
+      Client._submitBody(entry.job.botType, entry.job.payload, entry.job, `flow ${entry.where}`, ['botType', 'payload']);
+    }
+    for (let height = 0; height <= top.height; height++) {
+      const level = nodes.filter((e) => e.height === height);
+      const jobs = level.map((e) => {
+        const job = Object.assign({}, e.job);
+        const dependsOn = (Array.isArray(job.dependsOn) ? job.dependsOn : []).concat(e.kids.map((k) => k.id));
+        if (dependsOn.length) job.dependsOn = dependsOn;
+        return job;
+      });
+      const outcomes = await this.submitMany(jobs, opts);
+      let refused = null;
+      outcomes.forEach((o, i) => {
+        if (o instanceof Rejected) refused = refused || [level[i], o];
+        else level[i].id = o.jobId;
+      });
+      if (refused) {
+        const [entry, o] = refused;
+        const created = {};
+        for (const e of nodes) if (e.id) created[e.path.join('.')] = e.id;
+        throw new FlowRejected(o.code, `${entry.where}: ${o.message}; ${Object.keys(created).length} of the flow's `
+          + `${nodes.length} jobs were created: submit the same tree with idempotencyKey ${flowKey} on its top node `
+          + 'to complete it', flowKey, created);
+      }
+    }
+    const answer = (e) => (e.kids.length ? { jobId: e.id, children: e.kids.map(answer) } : { jobId: e.id });
+    return Object.assign(answer(top), { flowKey });
   }
 
   async _job(command, jobId, timeoutMs, body) {
@@ -1801,7 +1881,7 @@ function envInt(name, dflt, lo, hi) {
 
 module.exports = {
   Client, Worker, JobError,
-  BotmeshError, Rejected, BrokerTimeout, WaitTimeout, JobFailed, ProtocolError,
-  TERMINAL_STATES, CLIENT_COMMANDS: C, WORKER_COMMANDS: W, defaultEndpoint, Endpoints,
+  BotmeshError, Rejected, FlowRejected, BrokerTimeout, WaitTimeout, JobFailed, ProtocolError,
+  TERMINAL_STATES, FLOW_MAX_DEPTH, CLIENT_COMMANDS: C, WORKER_COMMANDS: W, defaultEndpoint, Endpoints,
   _codec: { pack, unpackMap, toWire, fromWire, decode, jobIdOf },
 };

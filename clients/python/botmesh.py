@@ -826,6 +826,15 @@ class Client:
                 job["idempotency_key"] = key
             if entry["kids"]:
                 job.setdefault("dependency_results", True)
+            # each job as submit_many will send it: a bad one is refused now,
+            # before any job of the flow is made
+            named = {("bot_type" if k == "botType" else k): v for k, v in job.items()}
+            if "bot_type" not in named:
+                raise _bad_argument("%s must have a bot_type (or botType)" % entry["where"], TypeError)
+            try:
+                self._submit_body(**named)
+            except TypeError as exc:
+                raise _bad_argument("%s: %s" % (entry["where"], exc), TypeError) from exc
         for height in range(top["height"] + 1):
             level = [e for e in nodes if e["height"] == height]
             jobs = []

@@ -841,6 +841,61 @@ tests.clientEventsResubscribe = async () => {
   }
 };
 
+// flow(): leaves first, one SUBMIT_MANY a level, parents naming their children's
+// ids, keys derived from the flow key; a refused node rejects FlowRejected with
+// the flow key and the jobs made; a tree too deep is refused before anything is sent.
+tests.clientFlow = async () => {
+  const made = {};
+  const fb = await new FakeBroker((b, m) => {
+    if (m.cmd !== 0x0A) return [];
+    const jobs = m.body.jobs.map((job) => {
+      if (job.payload === 'refuse') return { code: 'bad_request', message: 'no' };
+      const duplicate = made[job.idempotencyKey] !== undefined;
+      if (!duplicate) made[job.idempotencyKey] = `j${Object.keys(made).length}`;
+      return { jobId: made[job.idempotencyKey], duplicate };
+    });
+    return [[0x85, { req: m.body.req, jobs }]];
+  }).bind();
+  const c = new bm.Client({ endpoint: fb.endpoint, timeoutMs: 3000 });
+  try {
+    const out = await c.flow({ botType: 'dep', payload: 'top', dependsOn: ['x'], children: [
+      { botType: 'dep', payload: 'a', children: [{ botType: 'dep', payload: 'a0' }] },
+      { botType: 'dep', payload: 'b', idempotencyKey: 'own' }] });
+    const sent = fb.got(0x0A).map((m) => m.body.jobs);
+    check(JSON.stringify(sent.map((level) => level.map((j) => j.payload))) === '[["a0","b"],["a"],["top"]]',
+      'one SUBMIT_MANY a level, leaves first', sent);
+    const key = out.flowKey;
+    check(key.startsWith('flow-') && sent[2][0].idempotencyKey === key && sent[1][0].idempotencyKey === `${key}/0`
+      && sent[0][0].idempotencyKey === `${key}/0.0` && sent[0][1].idempotencyKey === 'own',
+      'keys: the flow\'s, <flowKey>/<path>, a node\'s own', sent);
+    const [a0, b, a] = [made[`${key}/0.0`], made.own, made[`${key}/0`]];
+    check(JSON.stringify(sent[1][0].dependsOn) === JSON.stringify([a0])
+      && JSON.stringify(sent[2][0].dependsOn) === JSON.stringify(['x', a, b])
+      && sent[2][0].dependencyResults === true && sent[0][0].dependsOn === undefined,
+      'a parent depends on its own ids then its children\'s, reading their results', sent);
+    check(out.jobId === made[key] && out.children[0].children[0].jobId === a0 && out.children[1].children === undefined,
+      'the answer mirrors the tree', out);
+    const e = await rejects(c.flow({ botType: 'dep', payload: 1, children: [{ botType: 'dep', payload: 2 },
+      { botType: 'dep', payload: 3, children: [{ botType: 'dep', payload: 'refuse' }] }] }));
+    check(e instanceof bm.FlowRejected && e instanceof bm.Rejected && e.code === 'bad_request'
+      && e.message.includes('children[1].children[0]') && e.message.includes(e.flowKey)
+      && JSON.stringify(e.created) === JSON.stringify({ 0: made[`${e.flowKey}/0`] }),
+      'a refused node: FlowRejected naming it, the flow key and the job made', e);
+    const n = fb.got(0x0A).length;
+    let deep = { botType: 'dep', payload: 0 };
+    for (let i = 0; i < bm.FLOW_MAX_DEPTH; i++) deep = { botType: 'dep', payload: 0, children: [deep] };
+    const d = await rejects(c.flow(deep));
+    check(d instanceof RangeError && d.message.includes('deeper than 32') && fb.got(0x0A).length === n,
+      'a tree too deep: RangeError, nothing sent', d);
+    const t = await rejects(c.flow({ botType: 'dep', payload: 1, children: [{ botType: 'dep', payload: 2 }, { payload: 3 }] }));
+    check(t instanceof TypeError && t.message.includes('children[1]') && fb.got(0x0A).length === n,
+      'a node without a botType: TypeError naming it, nothing sent', t);
+  } finally {
+    c.close();
+    fb.close();
+  }
+};
+
 tests.endpointsFollowTheLeader = async () => {
   const eps = new bm.Endpoints('tcp://a:1,tcp://b:2');
   check(eps.current === 'tcp://a:1', 'the first endpoint first');

@@ -142,6 +142,10 @@ def test_client_flow():
             e = raises(lambda: c.flow(deep), ValueError)
             check("deeper than 32" in str(e) and len(fb.got(botmesh.SUBMIT_MANY)) == n,
                   "a tree too deep: ValueError, nothing sent", e)
+            e = raises(lambda: c.flow({"bot_type": "dep", "payload": 1, "children": [
+                {"bot_type": "dep", "payload": 2}, {"payload": 3}]}), TypeError)
+            check("children[1]" in str(e) and len(fb.got(botmesh.SUBMIT_MANY)) == n,
+                  "a node without a bot_type: TypeError naming it, nothing sent", e)
     finally:
         fb.close()
 
