@@ -698,6 +698,9 @@ void bm_batch_send_results (bm_broker_t *self);
 
 //  bm_stats.c: STATS, metrics, snapshots
 void bm_stats_pack (bm_broker_t *self, msgpack_packer *pk);
+//  A worker leaves service: keep the recycles and init failures its last
+//  HEARTBEAT gave for the type, which STATS goes on counting.
+void bm_stats_worker_gone (bm_service_t *service, bm_worker_entry_t *worker);
 //  "rate": {max, periodMs}, or nil when the type has no rate limit.
 void bm_stats_pack_rate (const bm_service_t *service, msgpack_packer *pk);
 bool bm_stats_redis_ok (bm_broker_t *self);

@@ -17,6 +17,7 @@ bm_workers_delete (bm_broker_t *self, bm_worker_entry_t *worker, const char *rea
         void *handle = zlistx_find (service->workers, worker);
         if (handle)
             zlistx_delete (service->workers, handle);
+        bm_stats_worker_gone (service, worker);
     }
     bm_job_t *job;
     while ((job = bm_joblist_first (&worker->jobs))) {

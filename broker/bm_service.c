@@ -32,6 +32,7 @@ bm_service_destroy (bm_service_t **self_p)
         bm_heap_destroy (&service->queue);
         bm_rank_destroy (&service->rank);
         zlistx_destroy (&service->workers);
+        zhashx_destroy (&service->bots_gone);
         zlistx_destroy (&service->kept [0]);
         zlistx_destroy (&service->kept [1]);
         free (service->rate_starts);

@@ -54,6 +54,9 @@ struct _bm_service_t {
                                 //  first (owned strings), when keep is set
     uint64_t limit_kills;       //  Runs that hit a resource limit (DONE
                                 //  error.limit)
+    zhashx_t *bots_gone;        //  Warm-bot totals of workers that left, by
+                                //  worker name (bm_stats_worker_gone), or NULL
+    int64_t gone_recycles, gone_init_failures;  //  Folded from bots_gone
     double durations [BM_DURATION_SAMPLES];    //  Run times since the last snapshot
     size_t duration_count;
     uint64_t snap_completed;    //  completed at the last snapshot

@@ -6,15 +6,74 @@
 #include <malloc.h>
 #endif
 
+#define BM_BOTS_GONE_MAX    64      //  Workers kept by name per type
+
+//  The totals of a worker that left, as its last HEARTBEAT said.
+typedef struct {
+    int64_t pid;                //  Its process (0: its READY gave none)
+    int64_t recycles, init_failures;
+} s_gone_t;
+
+static void
+s_gone_destroy (void **item_p)
+{
+    free (*item_p);
+    *item_p = NULL;
+}
+
+void
+bm_stats_worker_gone (bm_service_t *service, bm_worker_entry_t *worker)
+{
+    s_gone_t gone = { .pid = worker->pid };
+    bool reported = false;
+    for (int i = 0; worker->bots && i < worker->bots->count; i++)
+        if (streq (worker->bots->bots [i].type, service->name)) {
+            gone.recycles += worker->bots->bots [i].recycles;
+            gone.init_failures += worker->bots->bots [i].init_failures;
+            reported = true;
+        }
+    if (!reported)
+        return;
+    if (!service->bots_gone) {
+        service->bots_gone = zhashx_new ();
+        zhashx_set_destructor (service->bots_gone, s_gone_destroy);
+    }
+    //  Kept by name: a worker of that name back with the same process
+    //  reports them again itself, and leaves with them again (they
+    //  replace these).  An earlier process of that name, or a worker over
+    //  the bound, is folded into the type's sums for good.
+    const char *key = worker->name;
+    s_gone_t *earlier = (s_gone_t *) zhashx_lookup (service->bots_gone, key);
+    if (!earlier && zhashx_size (service->bots_gone) >= BM_BOTS_GONE_MAX) {
+        earlier = (s_gone_t *) zhashx_first (service->bots_gone);
+        key = (const char *) zhashx_cursor (service->bots_gone);
+    }
+    if (earlier && (earlier->pid != gone.pid || key != worker->name)) {
+        service->gone_recycles += earlier->recycles;
+        service->gone_init_failures += earlier->init_failures;
+    }
+    if (earlier) {
+        char *doomed = strdup (key);    //  The hash's own copy goes with it
+        assert (doomed);
+        zhashx_delete (service->bots_gone, doomed);
+        free (doomed);
+    }
+    s_gone_t *kept = (s_gone_t *) bm_calloc_or_abort (sizeof *kept, "a gone worker's bot totals");
+    *kept = gone;
+    zhashx_insert (service->bots_gone, worker->name, kept);
+}
+
 //  The warm bots of a type over the workers that serve it, as their
 //  HEARTBEATs said: mode ("spawn" when none runs it warm, "mixed" when
-//  they differ), warm processes, recycles and init failures (sums over the
-//  workers connected now).
+//  they differ; nil when no worker serves it), warm processes (of the
+//  workers connected now), recycles and init failures (theirs, and the
+//  last totals of the workers that left).
 static void
 s_pack_bots (bm_service_t *service, msgpack_packer *pk)
 {
     const char *mode = NULL;
-    int64_t processes = 0, recycles = 0, init_failures = 0;
+    int64_t processes = 0;
+    int64_t recycles = service->gone_recycles, init_failures = service->gone_init_failures;
     bm_worker_entry_t *worker = (bm_worker_entry_t *) zlistx_first (service->workers);
     while (worker) {
         for (int i = 0; worker->bots && i < worker->bots->count; i++) {
@@ -28,7 +87,26 @@ s_pack_bots (bm_service_t *service, msgpack_packer *pk)
         }
         worker = (bm_worker_entry_t *) zlistx_next (service->workers);
     }
-    bm_pack_kv_str (pk, "mode", mode ? mode : "spawn");
+    //  A worker that left and is back with the same process reports its
+    //  totals itself.
+    for (s_gone_t *gone = service->bots_gone ? (s_gone_t *) zhashx_first (service->bots_gone) : NULL;
+         gone; gone = (s_gone_t *) zhashx_next (service->bots_gone)) {
+        const char *name = (const char *) zhashx_cursor (service->bots_gone);
+        bool back = false;
+        for (worker = (bm_worker_entry_t *) zlistx_first (service->workers); worker && !back;
+             worker = (bm_worker_entry_t *) zlistx_next (service->workers))
+            back = streq (worker->name, name) && worker->pid == gone->pid;
+        if (!back) {
+            recycles += gone->recycles;
+            init_failures += gone->init_failures;
+        }
+    }
+    if (mode || zlistx_size (service->workers) > 0)
+        bm_pack_kv_str (pk, "mode", mode ? mode : "spawn");
+    else {
+        bm_pack_str (pk, "mode");
+        msgpack_pack_nil (pk);
+    }
     bm_pack_kv_int (pk, "warmProcesses", processes);
     bm_pack_kv_int (pk, "recycles", recycles);
     bm_pack_kv_int (pk, "initFailures", init_failures);

@@ -404,10 +404,9 @@
       el("td", { "class": "num", "data-field": "initFailures", id: id("initFailures") }, num(t.initFailures))];
   }
 
-  //  The mode cell.  /stats says "spawn" for a type no worker runs warm,
-  //  which is also what it says when no worker serves it: with none, the
-  //  mode last seen while workers served it (this page's memory), or
-  //  "no workers".
+  //  The mode cell.  /stats says "spawn" for a type its workers do not run
+  //  warm, and null when no worker serves it: then the mode last seen while
+  //  workers served it (this page's memory), or "no workers".
   function modeCell(name, t, id) {
     var mode = t.mode || "spawn";
     if (num(t.workers) > 0) {

@@ -9,7 +9,7 @@ them all); redelivers a webhook;
 shows per type the mode, warm processes, recycles and init failures that a
 real worker running a type in pool mode reports in its HEARTBEAT, and once
 that worker stopped the mode it last saw ("pool (no workers)"; "no workers"
-for a type never served, before: "spawn", as /stats says for either);
+for a type never served, before: /stats says null for either);
 draws charts from the snapshots.  Keeps a screenshot in
 $BOTMESH_ARTIFACTS/dashboard.png.
 """
@@ -146,7 +146,7 @@ def test():
                 stats = get("/stats")
                 shown = page_type_numbers(page)
                 # The webhook row: deliveries are no bot processes, no mode nor warm cells
-                # (a type no worker serves: "no workers", /stats says spawn)
+                # (a type no worker serves: "no workers", /stats says null)
                 want = {t: dict({f: v.get(f, 0) for f in FIELDS},
                                 mode=v.get("mode", "spawn") if v.get("workers") else "no workers")
                         if t != "webhook" else {f: v.get(f, 0) for f in FIELDS if f not in WARM}
@@ -164,10 +164,10 @@ def test():
                   "warm bots per type: mode pool, 2 warm processes, no recycles or init failures", shown["warm"])
             check(shown["python"]["mode"] == "spawn" and shown["python"]["warmProcesses"] == 0,
                   "a type nobody runs warm: mode spawn, no warm processes", shown["python"])
-            check(shown["java"]["mode"] == "no workers" and get("/stats")["types"]["java"]["mode"] == "spawn",
-                  "a type no worker serves: 'no workers', not the spawn /stats says", shown["java"])
+            check(shown["java"]["mode"] == "no workers" and get("/stats")["types"]["java"]["mode"] is None,
+                  "a type no worker serves: 'no workers' (/stats: mode null)", shown["java"])
             # The warm type's worker leaves: the page shows the mode it last
-            # saw, not the spawn /stats now says for a type with no workers.
+            # saw (/stats now says null: no worker runs it).
             warm.stop()
             wait_until(lambda: get("/stats")["types"]["warm"]["workers"] == 0, 20,
                        "/stats: no worker serves the warm type after its worker stopped")
