@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 
 //  --------------------------------------------------------------------------
 //  A bot's outcome
@@ -187,6 +188,19 @@ bm_job_report_verdict (const bm_pool_outcome_t *outcome, bm_bot_t *bot,
             verdict->own = strlen (verdict->message) - strlen (tail) - 2;
     }
     else
+    if (bm_job_report_bwrap_signal (outcome->exit_code, outcome->sandboxed)) {
+        //  Most likely killed by that signal inside the sandbox: say so,
+        //  with the status as it came (the bot may have exited so itself).
+        bm_job_report_keep_end (tail, BM_MESSAGE_MAX - 128);
+        char how [128];
+        bm_job_report_how (W_EXITCODE (outcome->exit_code, 0), true, how, sizeof how);
+        verdict->code = "bot_failed";
+        verdict->message = zsys_sprintf ("the bot %s%s%s", how, *tail ? ": " : "", tail);
+        if (verdict->message && *tail)
+            verdict->own = strlen (verdict->message) - strlen (tail) - 2;
+        verdict->exit_code = outcome->exit_code;
+    }
+    else
     if (outcome->exit_code != 0) {
         bm_job_report_keep_end (tail, BM_MESSAGE_MAX);
         if (!*tail)
@@ -207,6 +221,31 @@ bm_job_report_verdict (const bm_pool_outcome_t *outcome, bm_bot_t *bot,
         verdict->message = strdup (message);
     }
     free (tail);
+}
+
+int
+bm_job_report_bwrap_signal (int exit_code, bool sandboxed)
+{
+    if (!sandboxed || exit_code <= 128 || exit_code >= 128 + NSIG)
+        return 0;
+    return sigabbrev_np (exit_code - 128) ? exit_code - 128 : 0;
+}
+
+void
+bm_job_report_how (int status, bool sandboxed, char *how, size_t how_size)
+{
+    if (WIFSIGNALED (status)) {
+        const char *name = sigabbrev_np (WTERMSIG (status));
+        snprintf (how, how_size, "killed by signal SIG%s", name ? name : "?");
+        return;
+    }
+    int code = WEXITSTATUS (status);
+    int signum = bm_job_report_bwrap_signal (code, sandboxed);
+    if (signum)
+        snprintf (how, how_size, "exited with status %d (128+%d: killed by SIG%s inside the sandbox)",
+                  code, signum, sigabbrev_np (signum));
+    else
+        snprintf (how, how_size, "exited with status %d", code);
 }
 
 void
@@ -475,6 +514,29 @@ bm_job_report_test (bool verbose)
     assert (streq (verdict.code, "bot_failed") && verdict.exit_code == -1);
     assert (streq (verdict.message, "the bot was killed by signal SIGSEGV (11): oops"));
     bm_job_verdict_clear (&verdict);
+
+    //  Under bwrap, exit 139 is its bot's death by SIGSEGV: said so, the
+    //  status kept; the worker's words are its own, the stderr the bot's.
+    bm_pool_outcome_t boxed = { .exit_code = 139, .sandboxed = true, .message = "oops", .output = "" };
+    bm_job_report_verdict (&boxed, NULL, &limits, 1024, 1024, &verdict);
+    assert (streq (verdict.code, "bot_failed") && verdict.exit_code == 139);
+    assert (streq (verdict.message, "the bot exited with status 139 "
+                                    "(128+11: killed by SIGSEGV inside the sandbox): oops"));
+    assert (verdict.own == strlen (verdict.message) - strlen ("oops") - 2);
+    bm_job_verdict_clear (&verdict);
+    //  Unsandboxed, or past 128 + the last signal: an exit status.
+    boxed.sandboxed = false;
+    bm_job_report_verdict (&boxed, NULL, &limits, 1024, 1024, &verdict);
+    assert (streq (verdict.message, "oops") && verdict.exit_code == 139);
+    bm_job_verdict_clear (&verdict);
+    assert (!bm_job_report_bwrap_signal (128, true) && !bm_job_report_bwrap_signal (255, true));
+    char how [128];
+    bm_job_report_how (W_EXITCODE (134, 0), true, how, sizeof how);
+    assert (streq (how, "exited with status 134 (128+6: killed by SIGABRT inside the sandbox)"));
+    bm_job_report_how (W_EXITCODE (134, 0), false, how, sizeof how);
+    assert (streq (how, "exited with status 134"));
+    bm_job_report_how (SIGSEGV, false, how, sizeof how);
+    assert (streq (how, "killed by signal SIGSEGV"));
 
     //  Too much stdout wins over everything else.
     bm_pool_outcome_t big = { .overflowed = true, .exit_code = -1, .signal = 9, .output = "" };

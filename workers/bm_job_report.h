@@ -48,6 +48,17 @@ void bm_job_report_verdict (const bm_pool_outcome_t *outcome, bm_bot_t *bot,
                             bm_job_verdict_t *verdict);
 void bm_job_verdict_clear (bm_job_verdict_t *verdict);
 
+//  How a bot's process ended, from its wait status, as words after "the
+//  bot": "killed by signal SIGSEGV", "exited with status 3".  sandboxed: it
+//  ran under bwrap, which passes on its child's death by signal N as exit
+//  128 + N: "exited with status 139 (128+11: killed by SIGSEGV inside the
+//  sandbox)".
+void bm_job_report_how (int status, bool sandboxed, char *how, size_t how_size);
+//  The signal N of a sandboxed bot's exit status 128 + N (bwrap's word for
+//  its child's death by signal N), or 0: no such status, or not sandboxed
+//  (a bot's own exit 139 is an exit 139).
+int bm_job_report_bwrap_signal (int exit_code, bool sandboxed);
+
 //  Parse a bot's stdout as JSON and pack it (the whole text, else its last
 //  non-empty line).  Returns 0 with *data/*data_size (caller frees), or -1
 //  with a message.

@@ -6,6 +6,7 @@
 #include "bm_progress.h"
 #include "bm_config.h"
 #include "bm_json.h"
+#include "bm_job_report.h"
 #include "bm_log.h"
 #include "bm_sandbox.h"
 
@@ -1127,12 +1128,8 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
     bm_pool_proc_read_stdout (proc);
     bm_pool_proc_drain (proc, true);
     bm_pool_proc_take_between (proc);
-    char how [96];
-    if (WIFSIGNALED (status))
-        snprintf (how, sizeof how, "killed by signal SIG%s", sigabbrev_np (WTERMSIG (status))
-                  ? sigabbrev_np (WTERMSIG (status)) : "?");
-    else
-        snprintf (how, sizeof how, "exited with status %d", WEXITSTATUS (status));
+    char how [128];
+    bm_job_report_how (status, self->config.sandboxed, how, sizeof how);
     if (proc->state == PROC_STARTING) {
         char *tail = bm_capture_text (proc->err);
         self->stats.init_failures++;
@@ -1192,7 +1189,7 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
     }
     else
     if (proc->job) {
-        bm_pool_outcome_t outcome = { .exit_code = -1 };
+        bm_pool_outcome_t outcome = { .exit_code = -1, .sandboxed = self->config.sandboxed };
         char unanswered [256];
         struct rusage job_usage;
         const char *kill_limit = NULL;

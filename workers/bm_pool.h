@@ -101,6 +101,8 @@ typedef struct {
                                 //  this message (borrowed), or NULL
     int exit_code;              //  Exit status (0 ok), -1 if killed
     int signal;                 //  Killed by this signal, 0 if not
+    bool sandboxed;             //  It ran under bwrap, which passes on its
+                                //  bot's death by signal N as exit 128 + N
     const char *output;         //  Its stdout (borrowed), for a result
     size_t output_size;
     const json_t *result;       //  Its answer was {"result": VALUE}: VALUE

@@ -42,6 +42,14 @@ def bwrap_works():
     return "" if out.returncode == 0 else "bwrap exits %d: %s" % (out.returncode, out.stderr.strip())
 
 
+def require_bwrap():
+    """Skip the test (exit) where bubblewrap cannot run."""
+    why = bwrap_works()
+    if why:
+        print("SKIP: bubblewrap cannot run on this machine: %s" % why)
+        sys.exit(harness.SKIP)
+
+
 def wait_started(c, job_id, what):
     wait_until(lambda: (c.status(job_id) or {}).get("progress", 0) >= 10, 20, what)
 
@@ -60,10 +68,7 @@ def next_job_at_once(c, when):
 def sandboxed_warmbot():
     """Skip the test (exit) where bubblewrap cannot run; else copies of
     forkserver.py and warmbot.py a sandboxed bot may read: (server, bot)."""
-    why = bwrap_works()
-    if why:
-        print("SKIP: bubblewrap cannot run on this machine: %s" % why)
-        sys.exit(harness.SKIP)
+    require_bwrap()
     return (wlib.readable_by_all(os.path.join(harness.ROOT, "workers", "bots", "python", "forkserver.py")),
             wlib.readable_by_all(os.path.join(wlib.HERE, "bots", "warmbot.py")))
 
