@@ -1098,6 +1098,25 @@ s_kill_verdict (bm_pool_t *self, proc_t *proc, int status, const struct rusage *
     return limit && (streq (limit, "cpu") || streq (limit, "memory")) ? limit : NULL;
 }
 
+//  A process dead at start by SIGSEGV, SIGABRT or SIGKILL (under bwrap:
+//  exit 128 + one of them) while its address space is limited: that limit
+//  may be what killed it (a JVM reserves its heap and more at start, and
+//  crashes when it cannot), as a hint naming the variable; else "".
+static void
+s_memory_hint (bm_pool_t *self, int status, char *hint, size_t hint_size)
+{
+    *hint = 0;
+    int signum = WIFSIGNALED (status) ? WTERMSIG (status)
+               : bm_job_report_bwrap_signal (WEXITSTATUS (status), self->config.sandboxed);
+    if (!self->config.limits || self->config.limits->memory_mb <= 0
+    ||  (signum != SIGSEGV && signum != SIGABRT && signum != SIGKILL))
+        return;
+    snprintf (hint, hint_size, "; %s=%lld may be too low for it to start (a JVM, for one, "
+              "reserves address space at start): raise it",
+              self->config.memory_var ? self->config.memory_var : "BOT_<TYPE>_MEMORY_MB",
+              (long long) self->config.limits->memory_mb);
+}
+
 bool
 bm_pool_reap (bm_pool_t *self, pid_t pid)
 {
@@ -1138,7 +1157,7 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         //  Out of memory at start under its memory limit (V8's "Fatal
         //  process OOM", MemoryError, OutOfMemoryError, its cgroup's
         //  oom_kill): a resource limit, not a bot that cannot load.
-        char seen [256];
+        char seen [256], hint [192] = "";
         self->init_limit = NULL;
         if (proc->limits && !proc->ready_expired && !proc->not_fork) {
             const char *limit = bm_limits_run_verdict (proc->limits, status, NULL, tail, seen,
@@ -1146,6 +1165,8 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
             if (limit && streq (limit, "memory"))
                 self->init_limit = "memory";
         }
+        if (!self->init_limit && !proc->not_fork && !proc->ready_expired)
+            s_memory_hint (self, status, hint, sizeof hint);
         if (self->init_limit)
             self->init_error = zsys_sprintf ("the %s bot ran out of memory while loading (%s), "
                                              "under its %s=%lld: raise it; %s%s%s", self->config.type,
@@ -1173,15 +1194,15 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
                                              (long long) self->config.ready_timeout_ms,
                                              *tail ? "; its stderr: " : "", tail);
         else
-            self->init_error = *tail ? zsys_sprintf ("the %s bot failed while loading (%s): %s",
-                                                     self->config.type, how, tail)
-                                     : zsys_sprintf ("the %s bot failed while loading (%s)",
-                                                     self->config.type, how);
+            self->init_error = *tail ? zsys_sprintf ("the %s bot failed while loading (%s)%s: %s",
+                                                     self->config.type, how, hint, tail)
+                                     : zsys_sprintf ("the %s bot failed while loading (%s)%s",
+                                                     self->config.type, how, hint);
         free (tail);
         int64_t backoff = s_backoff_ms (self->failures);
         self->next_start = bm_mono_ms () + backoff;
-        bm_error (NULL, "%s process pid=%d failed at init (%s); next start in %lld ms",
-                  self->config.type, (int) pid, how, (long long) backoff);
+        bm_error (NULL, "%s process pid=%d failed at init (%s)%s; next start in %lld ms",
+                  self->config.type, (int) pid, how, hint, (long long) backoff);
         //  Nobody ready: the jobs that waited for this start fail with
         //  its error (those that come during the back-off wait for the
         //  next start).
