@@ -199,7 +199,11 @@ s_body (s_flow_t *flow, size_t i, bool stand_ins)
         json_decref (copy);
         return NULL;
     }
-    if (!json_object_get (copy, "idempotencyKey") && !json_object_get (copy, "jobId"))
+    //  No key of its own (null is none, as /invoke reads it): the derived
+    //  one.  A key of the wrong type is left for the translation to refuse.
+    json_t *key = json_object_get (copy, "idempotencyKey");
+    json_t *job_id = json_object_get (copy, "jobId");
+    if ((!key || json_is_null (key)) && (!job_id || json_is_null (job_id)))
         json_object_set_new (copy, "idempotencyKey", json_string (self->key));
     if (self->count > 0) {
         json_t *deps = json_object_get (copy, "dependsOn");

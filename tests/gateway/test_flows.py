@@ -12,7 +12,8 @@ tests/broker/depbot.py) answers with what it was given.
   tree of job ids and a made-up flowKey; every child finished before its
   parent started, and each parent's bot got its children's results
   (dependencyResults on by default).  The same body with
-  idempotencyKey = flowKey: the same job ids, as duplicates.
+  idempotencyKey = flowKey: the same job ids, as duplicates (a node's
+  "idempotencyKey": null too: it gets the derived key).
 - A child that fails fails its parent dependency_failed.
 - A parent refused by the broker (a dependsOn of no job) after its
   children were made: the error with flowKey and the jobs created; the
@@ -80,7 +81,7 @@ def test():
         h.check(r.status == 200 and r.json["jobs"] == [], "no job was made by a refused flow", r)
 
         # A 3-level tree.
-        tree = node("r", node("a", node("a0", sleepMs=300), node("a1")),
+        tree = node("r", node("a", node("a0", sleepMs=300), node("a1", idempotencyKey=None)),
                     {"queueName": "dep", "data": {"n": "b"}, "name": "bee"})
         r = post_json(u + "/flows", tree)
         h.check(r.status == 202 and r.json["flowKey"].startswith("flow-")
