@@ -51,6 +51,7 @@ typedef struct {
     char bot_type [BM_MAX_BOT_TYPE_LEN + 1];
     int64_t priority;
     json_t *answer;                     //  Its 202 value, once accepted
+    json_t *warning;                    //  /invoke's warning for it, or NULL
 } s_node_t;
 
 typedef struct {
@@ -245,6 +246,8 @@ s_translate (s_flow_t *flow, size_t i, bool stand_ins, const gw_invoke_limits_t 
     json_decref (body);
     if (rc)
         return s_fail (flow, self->path, error.status, error.code, "%s", error.message);
+    if (error.warning [0] && !self->warning)
+        self->warning = json_string (error.warning);
     return 0;
 }
 
@@ -312,6 +315,10 @@ s_item (gw_request_t *r, s_flow_t *flow, size_t i, bm_msg_t *item, json_t *ignor
     self->answer = gw_routes_accepted_value (outcome.ok.job_id, status, self->bot_type, priority,
                                              outcome.ok.has_position, outcome.ok.position,
                                              outcome.ok.duplicate);
+    if (self->answer && self->warning) {
+        json_object_set (self->answer, "warning", self->warning);
+        bm_warn (self->job_id, "accepted with a warning: %s", json_string_value (self->warning));
+    }
     if (self->answer && ignored)
         json_object_set (self->answer, "ignored", ignored);
     bm_debug (self->job_id, "flow %s: node %s accepted%s", flow->flow_key,
@@ -542,6 +549,7 @@ gw_routes_flows (gw_request_t *r)
     }
     for (size_t i = 0; i < flow.count; i++) {
         json_decref (flow.node [i].answer);
+        json_decref (flow.node [i].warning);
         json_decref (ignored [i]);
     }
     free (ignored);

@@ -9,7 +9,8 @@ tests/broker/depbot.py) answers with what it was given.
   BullMQ's data and payload differing (400), 1001 nodes (413
   too_many_jobs, as /invoke/batch beyond MAX_BATCH).
 - A 3-level tree, BullMQ's queueName/data read for one node: 202 with the
-  tree of job ids and a made-up flowKey; every child finished before its
+  tree of job ids and a made-up flowKey, a node's webhookUrl on loopback
+  given /invoke's warning; every child finished before its
   parent started, and each parent's bot got its children's results
   (dependencyResults on by default).  The same body with
   idempotencyKey = flowKey: the same job ids, as duplicates (a node's
@@ -46,7 +47,8 @@ def test():
         s.broker()
         s.worker("--type", "dep", "--concurrency", "3", env={"BOT_DEP_CMD": BOT})
         s.wait_workers(1, "dep")
-        u = gateway(s).url
+        # The webhook manager's default: private targets refused (warned of).
+        u = gateway(s, env={"WEBHOOK_ALLOW_PRIVATE": "0"}).url
 
         def ended(job):
             def check():
@@ -81,14 +83,16 @@ def test():
         h.check(r.status == 200 and r.json["jobs"] == [], "no job was made by a refused flow", r)
 
         # A 3-level tree.
-        tree = node("r", node("a", node("a0", sleepMs=300), node("a1", idempotencyKey=None)),
+        tree = node("r", node("a", node("a0", sleepMs=300), node("a1", idempotencyKey=None, webhookUrl="http://127.0.0.1:9/hook")),
                     {"queueName": "dep", "data": {"n": "b"}, "name": "bee"})
         r = post_json(u + "/flows", tree)
         h.check(r.status == 202 and r.json["flowKey"].startswith("flow-")
                 and len(r.json["children"]) == 2 and len(r.json["children"][0]["children"]) == 2
                 and "children" not in r.json["children"][1]
                 and r.json["children"][1].get("ignored") == ["name"]
-                and r.json["status"] == "waiting-children",
+                and r.json["status"] == "waiting-children"
+                and "loopback" in r.json["children"][0]["children"][1].get("warning", "")
+                and "warning" not in r.json,
                 "202 with the tree of jobs, the top waiting for its children", r)
         answer = r.json
         records = {}
