@@ -178,11 +178,16 @@ bm_job_report_verdict (const bm_pool_outcome_t *outcome, bm_bot_t *bot,
     }
     else
     if (outcome->signal) {
-        bm_job_report_keep_end (tail, BM_MESSAGE_MAX - 64);
+        bm_job_report_keep_end (tail, BM_MESSAGE_MAX - 320);
         const char *name = sigabbrev_np (outcome->signal);
+        //  A spawned bot that wrote nothing may have died at start.
+        char hint [224] = "";
+        if (outcome->memory_var && !outcome->output_size)
+            bm_job_report_memory_hint (outcome->signal, limits, outcome->memory_var, true,
+                                       hint, sizeof hint);
         verdict->code = "bot_failed";
-        verdict->message = zsys_sprintf ("the bot was killed by signal SIG%s (%d)%s%s",
-                                         name ? name : "?", outcome->signal,
+        verdict->message = zsys_sprintf ("the bot was killed by signal SIG%s (%d)%s%s%s",
+                                         name ? name : "?", outcome->signal, hint,
                                          *tail ? ": " : "", tail);
         if (verdict->message && *tail)
             verdict->own = strlen (verdict->message) - strlen (tail) - 2;
@@ -191,11 +196,14 @@ bm_job_report_verdict (const bm_pool_outcome_t *outcome, bm_bot_t *bot,
     if (bm_job_report_bwrap_signal (outcome->exit_code, outcome->sandboxed)) {
         //  Most likely killed by that signal inside the sandbox: say so,
         //  with the status as it came (the bot may have exited so itself).
-        bm_job_report_keep_end (tail, BM_MESSAGE_MAX - 128);
-        char how [128];
+        bm_job_report_keep_end (tail, BM_MESSAGE_MAX - 384);
+        char how [128], hint [224] = "";
         bm_job_report_how (W_EXITCODE (outcome->exit_code, 0), true, how, sizeof how);
+        if (outcome->memory_var && !outcome->output_size)
+            bm_job_report_memory_hint (outcome->exit_code - 128, limits, outcome->memory_var, true,
+                                       hint, sizeof hint);
         verdict->code = "bot_failed";
-        verdict->message = zsys_sprintf ("the bot %s%s%s", how, *tail ? ": " : "", tail);
+        verdict->message = zsys_sprintf ("the bot %s%s%s%s", how, hint, *tail ? ": " : "", tail);
         if (verdict->message && *tail)
             verdict->own = strlen (verdict->message) - strlen (tail) - 2;
         verdict->exit_code = outcome->exit_code;
@@ -229,6 +237,18 @@ bm_job_report_bwrap_signal (int exit_code, bool sandboxed)
     if (!sandboxed || exit_code <= 128 || exit_code >= 128 + NSIG)
         return 0;
     return sigabbrev_np (exit_code - 128) ? exit_code - 128 : 0;
+}
+
+void
+bm_job_report_memory_hint (int signum, const bm_limits_t *limits, const char *memory_var,
+                           bool maybe, char *hint, size_t hint_size)
+{
+    *hint = 0;
+    if (!limits || limits->memory_mb <= 0 || (signum != SIGSEGV && signum != SIGABRT && signum != SIGKILL))
+        return;
+    snprintf (hint, hint_size, "; %s%s=%lld may be too low for it to start (a JVM, for one, "
+              "reserves address space at start): raise it", maybe ? "if it died at start, " : "",
+              memory_var ? memory_var : "BOT_<TYPE>_MEMORY_MB", (long long) limits->memory_mb);
 }
 
 void
@@ -513,6 +533,25 @@ bm_job_report_test (bool verbose)
     bm_job_report_verdict (&killed, NULL, &limits, 1024, 1024, &verdict);
     assert (streq (verdict.code, "bot_failed") && verdict.exit_code == -1);
     assert (streq (verdict.message, "the bot was killed by signal SIGSEGV (11): oops"));
+    bm_job_verdict_clear (&verdict);
+    //  A spawned bot that wrote nothing, under an address-space limit: a
+    //  hint at the limit; with output, none.
+    killed.memory_var = "BOT_JAVA_MEMORY_MB";
+    bm_job_report_verdict (&killed, NULL, &limits, 1024, 1024, &verdict);
+    assert (!strstr (verdict.message, "too low"));          //  No limit: no hint
+    bm_job_verdict_clear (&verdict);
+    bm_limits_t capped = limits;
+    capped.memory_mb = 200;
+    bm_job_report_verdict (&killed, NULL, &capped, 1024, 1024, &verdict);
+    assert (strstr (verdict.message, "the bot was killed by signal SIGSEGV (11); if it died at start, "
+                                     "BOT_JAVA_MEMORY_MB=200") == verdict.message);
+    assert (strstr (verdict.message, "may be too low for it to start"));
+    assert (verdict.own == strlen (verdict.message) - strlen ("oops") - 2);
+    bm_job_verdict_clear (&verdict);
+    killed.output = "{";
+    killed.output_size = 1;
+    bm_job_report_verdict (&killed, NULL, &capped, 1024, 1024, &verdict);
+    assert (!strstr (verdict.message, "too low"));
     bm_job_verdict_clear (&verdict);
 
     //  Under bwrap, exit 139 is its bot's death by SIGSEGV: said so, the

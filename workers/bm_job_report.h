@@ -58,6 +58,14 @@ void bm_job_report_how (int status, bool sandboxed, char *how, size_t how_size);
 //  its child's death by signal N), or 0: no such status, or not sandboxed
 //  (a bot's own exit 139 is an exit 139).
 int bm_job_report_bwrap_signal (int exit_code, bool sandboxed);
+//  A bot dead by SIGSEGV, SIGABRT or SIGKILL while limits caps its address
+//  space: that limit may be what killed it at start (a JVM reserves its
+//  heap and more at once, and crashes when it cannot), as a hint naming
+//  memory_var ("; BOT_JAVA_MEMORY_MB=200 may be too low for it to start
+//  (...): raise it"; maybe: it may have died later, "if it died at start,
+//  ..."); else "".
+void bm_job_report_memory_hint (int signum, const bm_limits_t *limits, const char *memory_var,
+                                bool maybe, char *hint, size_t hint_size);
 
 //  Parse a bot's stdout as JSON and pack it (the whole text, else its last
 //  non-empty line).  Returns 0 with *data/*data_size (caller frees), or -1

@@ -1099,22 +1099,15 @@ s_kill_verdict (bm_pool_t *self, proc_t *proc, int status, const struct rusage *
 }
 
 //  A process dead at start by SIGSEGV, SIGABRT or SIGKILL (under bwrap:
-//  exit 128 + one of them) while its address space is limited: that limit
-//  may be what killed it (a JVM reserves its heap and more at start, and
-//  crashes when it cannot), as a hint naming the variable; else "".
+//  exit 128 + one of them) while its address space is limited: the hint
+//  that the limit may be what killed it, else "".
 static void
 s_memory_hint (bm_pool_t *self, int status, char *hint, size_t hint_size)
 {
-    *hint = 0;
     int signum = WIFSIGNALED (status) ? WTERMSIG (status)
                : bm_job_report_bwrap_signal (WEXITSTATUS (status), self->config.sandboxed);
-    if (!self->config.limits || self->config.limits->memory_mb <= 0
-    ||  (signum != SIGSEGV && signum != SIGABRT && signum != SIGKILL))
-        return;
-    snprintf (hint, hint_size, "; %s=%lld may be too low for it to start (a JVM, for one, "
-              "reserves address space at start): raise it",
-              self->config.memory_var ? self->config.memory_var : "BOT_<TYPE>_MEMORY_MB",
-              (long long) self->config.limits->memory_mb);
+    bm_job_report_memory_hint (signum, self->config.limits, self->config.memory_var, false,
+                               hint, hint_size);
 }
 
 bool
@@ -1157,7 +1150,7 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         //  Out of memory at start under its memory limit (V8's "Fatal
         //  process OOM", MemoryError, OutOfMemoryError, its cgroup's
         //  oom_kill): a resource limit, not a bot that cannot load.
-        char seen [256], hint [192] = "";
+        char seen [256], hint [256] = "";
         self->init_limit = NULL;
         if (proc->limits && !proc->ready_expired && !proc->not_fork) {
             const char *limit = bm_limits_run_verdict (proc->limits, status, NULL, tail, seen,

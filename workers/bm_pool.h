@@ -103,6 +103,8 @@ typedef struct {
     int signal;                 //  Killed by this signal, 0 if not
     bool sandboxed;             //  It ran under bwrap, which passes on its
                                 //  bot's death by signal N as exit 128 + N
+    const char *memory_var;     //  A spawned bot's BOT_<TYPE>_MEMORY_MB, for
+                                //  a crash's hint (borrowed), or NULL
     const char *output;         //  Its stdout (borrowed), for a result
     size_t output_size;
     const json_t *result;       //  Its answer was {"result": VALUE}: VALUE

@@ -225,7 +225,8 @@ s_on_bot_exit (bm_bot_t *bot, void *arg)
         .overflowed = bm_bot_overflowed (bot),
         .exit_code = WIFEXITED (status) ? WEXITSTATUS (status) : -1,
         .signal = WIFSIGNALED (status) ? WTERMSIG (status) : 0,
-        .sandboxed = job->type->sandboxed, .message = tail, .log = tail };
+        .sandboxed = job->type->sandboxed, .memory_var = job->type->memory_var,
+        .message = tail, .log = tail };
     outcome.output = bm_bot_stdout (bot, &outcome.output_size);
     //  A pooled bot run in spawn mode: its ready frame is no result.
     char pooled [256];

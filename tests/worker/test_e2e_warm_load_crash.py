@@ -10,7 +10,11 @@ its ready frame), in pool mode:
   failed while loading (killed by signal SIGSEGV); BOT_LOWMEM_MEMORY_MB=200
   may be too low for it to start (...)", with the bot's stderr.  Before:
   "(killed by signal SIGSEGV): crashbot: crashing at load", no hint;
-- BOT_NOMEM_MEMORY_MB=0 (no limit): no such hint.
+- BOT_NOMEM_MEMORY_MB=0 (no limit): no such hint;
+- a spawned bot killed by SIGSEGV before it wrote anything, under
+  BOT_LOWSPAWN_MEMORY_MB=200: bot_failed "the bot was killed by signal
+  SIGSEGV (11); if it died at start, BOT_LOWSPAWN_MEMORY_MB=200 may be too
+  low for it to start (...)".  Before: no hint.
 """
 import harness
 import wlib
@@ -36,8 +40,10 @@ def main():
         env = {"BOT_LOWMEM_CMD": bot, "BOT_LOWMEM_MODE": "pool", "BOT_LOWMEM_MAX_PROCS": "1",
                "BOT_LOWMEM_MEMORY_MB": "200",
                "BOT_NOMEM_CMD": bot, "BOT_NOMEM_MODE": "pool", "BOT_NOMEM_MAX_PROCS": "1",
-               "BOT_NOMEM_MEMORY_MB": "0"}
-        w = s.worker("--type", "lowmem,nomem", "--concurrency", "2", env=env)
+               "BOT_NOMEM_MEMORY_MB": "0",
+               "BOT_LOWSPAWN_CMD": "%s %s" % (wlib.PY, os.path.join(wlib.HERE, "bots", "crashbot.py")),
+               "BOT_LOWSPAWN_MODE": "spawn", "BOT_LOWSPAWN_MEMORY_MB": "200"}
+        w = s.worker("--type", "lowmem,nomem,lowspawn", "--concurrency", "2", env=env)
         s.wait_workers(1)
         c = s.client()
 
@@ -50,6 +56,14 @@ def main():
         message = init_error(c, "nomem")
         check("may be too low" not in message and "killed by signal SIGSEGV" in message,
               "no memory limit: no hint", message)
+
+        rec = wlib.run_job(c, "lowspawn", {"crash": True}, attempts=1)
+        log("lowspawn: %s %s" % (rec["state"], rec.get("error")))
+        check(rec["state"] == "failed" and rec["error"]["code"] == "bot_failed"
+              and rec["error"]["message"].startswith(
+                  "the bot was killed by signal SIGSEGV (11); if it died at start, "
+                  "BOT_LOWSPAWN_MEMORY_MB=200 may be too low for it to start"),
+              "a spawned bot's SIGSEGV before any output names the limit, as a maybe", rec.get("error"))
         c.close()
 
 
