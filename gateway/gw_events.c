@@ -305,12 +305,16 @@ s_unknown_first (gw_events_t *self, const char *name, int size)
 }
 
 //  True when a stream that takes the held event p has a full queue (under
-//  the lock): a replay waits for it to read.
+//  the lock): a replay waits for it.  A stream opened without a
+//  Last-Event-ID for this subscription skips its replay: not waited for.
 static bool
 s_stream_full (gw_events_t *self, const gw_pending_t *p)
 {
+    bool replay = p->seq <= self->replayed;
     for (gw_stream_t *s = self->streams; s; s = s->next)
-        if (s->count == GW_EVENTS_STREAM_QUEUE && s_matches (s, p->event, p->bot_type, p->job_id))
+        if (s->count == GW_EVENTS_STREAM_QUEUE
+        &&  !(replay && s->skip_replay_of == self->subs_made)
+        &&  s_matches (s, p->event, p->bot_type, p->job_id))
             return true;
     return false;
 }
@@ -515,6 +519,9 @@ s_thread (void *arg)
                                    ? (int64_t) replayed->via.u64 : 0;
                     self->subs_made++;
                     snprintf (self->sub_id, sizeof self->sub_id, "%s", got);
+                    //  Streams waiting for it start reading now, before the
+                    //  replay below, which may wait for them to take it
+                    pthread_cond_broadcast (&self->cond);
                     //  Since the last event seen, when the broker still had it
                     const msgpack_object *reset = bm_obj_get (body, "reset");
                     bool resumed = *since && streq (since, self->last_id)
@@ -542,7 +549,8 @@ s_thread (void *arg)
                     //  replay longer than its queue reaches a client that reads.
                     int64_t wait_until = bm_mono_ms () + GW_EVENTS_REPLAY_WAIT_MS;
                     for (int i = 0; i < self->pending_count && !self->stopping; ) {
-                        if (self->pending [i].text && s_stream_full (self, &self->pending [i])
+                        if (self->pending [i].text && streq (self->pending [i].sub, got)
+                        &&  s_stream_full (self, &self->pending [i])
                         &&  bm_mono_ms () < wait_until) {
                             s_cond_wait_ms (&self->cond, &self->lock, 100);
                             continue;

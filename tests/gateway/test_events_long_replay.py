@@ -4,7 +4,8 @@ id is answered with up to BROKER_EVENT_HISTORY (10000 by default) events
 replayed right behind the answer; those the link reads before the hub has
 recorded the subscription are held, all of them, not the first 1024, and
 a stream whose queue (1024) the replay overruns is waited for while its
-client reads.
+client reads, the stream's head (HTTP 200) coming at once, not after the
+replay (the stream and the replay waited for each other, 5 s).
 
 A fake broker (the race made certain: the whole replay arrives before the
 answer) answers SUBSCRIBE since=1-5 with REPLAY events (seq 1..REPLAY,
@@ -17,6 +18,7 @@ does not know follow: one WARN line for them, not three.
 Real gateway and sockets; the broker is tests/lib/fakebroker.py.
 """
 import threading
+import time
 
 import fakebroker
 import harness
@@ -62,12 +64,21 @@ def main():
             return [(REPLY, {"req": req, "redis": "ok", "uptimeMs": 1000})]
         return []
 
-    fake = fakebroker.FakeBroker(respond)
+    # No send limit: the fake's default (1000 messages) would drop part of
+    # the burst whenever the gateway reads it more slowly than it is sent
+    fake = fakebroker.FakeBroker(respond, sndhwm=0)
     try:
         with harness.Stack("gw-events-long-replay") as s:
             g = gateway(s, endpoint=fake.endpoint, env={"API_KEYS": KEY})
+            opened = time.monotonic()
             stream = Stream(g.port, "?lastEventId=1-5")
+            took = time.monotonic() - opened
             check(stream.status == 200, "the stream: 200", stream.headers)
+            # The stream starts reading once the subscription is made, not
+            # after the replay that waits for it to read (5 s, each waiting
+            # for the other)
+            check(took < 2, "the stream's head within 2 s, not after the replay's "
+                  "5 s wait (%.2f s)" % took)
             harness.wait_until(ready.is_set, 10, "the gateway's SUBSCRIBE")
             check(subscribes[0].get("since") == "1-5", "SUBSCRIBE since the Last-Event-ID",
                   subscribes)

@@ -64,7 +64,8 @@ class FakeBrokerTimeout(AssertionError):
 
 
 class FakeBroker:
-    def __init__(self, responder=None, ctx=None, curve_secret=None, endpoint=None, heartbeat_ms=0):
+    def __init__(self, responder=None, ctx=None, curve_secret=None, endpoint=None, heartbeat_ms=0,
+                 sndhwm=None):
         self.ctx = ctx or zmq.Context.instance()
         self.responder = responder
         self.messages = []                  # every Msg, oldest first
@@ -74,6 +75,8 @@ class FakeBroker:
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        if sndhwm is not None:              # past it (1000 by default) sends are dropped; 0: none
+            self.router.setsockopt(zmq.SNDHWM, sndhwm)
         if curve_secret:                    # a CURVE server, as the broker with a server key
             self.router.curve_server = True
             self.router.curve_secretkey = curve_secret
