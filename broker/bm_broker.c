@@ -820,6 +820,19 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
         bool flushed = !self->store || !bm_store_up (self->store)
                     || (bm_store_pending (self->store) == 0 && self->live.adds == 0
                         && self->live.rems == 0);
+        //  Once the writes are flushed, the counts up to now (with the jobs
+        //  that ended while they flushed) for the next leader, or this
+        //  broker's next start, to continue from: a stop loses none of
+        //  them.  Flushed in turn before the lease is released.
+        if (flushed && !self->stop_snapshot && !self->released) {
+            self->stop_snapshot = true;
+            if ((!self->lease || self->leading) && self->config.snapshot_interval_s > 0
+            &&  self->store && bm_store_up (self->store)) {
+                bm_stats_snapshot (self);
+                bm_store_flush (self->store);
+                flushed = bm_store_pending (self->store) == 0;
+            }
+        }
         //  A leader then gives its lease up: a standby takes over at once.
         //  From the release on it writes nothing (bm_ha_release), so it
         //  ends as soon as Redis confirmed the release.
@@ -912,10 +925,6 @@ s_begin_shutdown (bm_broker_t *self)
         }
         worker = (bm_worker_entry_t *) zhashx_next (self->workers);
     }
-    //  The counts up to now, for the next leader (or this broker's next
-    //  start) to continue from: a stop loses none of them.
-    if ((!self->lease || self->leading) && self->config.snapshot_interval_s > 0)
-        bm_stats_snapshot (self);
     if (tell && zhashx_size (self->workers))
         bm_info (NULL, "shutting down: %zu workers told to move to the next leader",
                  zhashx_size (self->workers));
@@ -1172,6 +1181,7 @@ s_broker_destroy (bm_broker_t **self_p)
         zhashx_destroy (&self->batch_clients);
         self->results_last = NULL;
         zhashx_destroy (&self->services);
+        zhashx_destroy (&self->earlier_types);
         bm_heap_destroy (&self->deadlines);
         bm_heap_destroy (&self->delayed);
         bm_heap_destroy (&self->schedule_heap);

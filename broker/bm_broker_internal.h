@@ -232,9 +232,14 @@ struct _bm_broker_t {
         uint64_t submitted, completed, failed, cancelled, rejected, retried;
         uint64_t wh_delivered, wh_failed;
     } earlier;
-    bool totals_asked;          //  bm_stats_continue asked Redis (once)
+    bool totals_asked;          //  bm_stats_continue asked Redis (again
+                                //  after no answer)
     bool totals_known;          //  ...and had its answer: snapshots may
                                 //  be written
+    bool stop_snapshot;         //  The stop's snapshot was taken (flushed)
+    zhashx_t *earlier_types;    //  Type name -> uint64_t [4] (submitted,
+                                //  completed, failed, cancelled) of the
+                                //  last snapshot, until the recovery ends
     int64_t last_snapshot;      //  Mono ms
     int64_t snap_written;       //  Mono ms of the last snapshot written (0: none yet)
     bm_metrics_t *metrics;      //  Registry
@@ -717,9 +722,13 @@ void bm_stats_snapshot (bm_broker_t *self);
 //  Give the memory freed by a recovery's reads back to the system (glibc
 //  keeps it otherwise), logging the resident size after what (a log line).
 void bm_stats_trim (const char *after);
-//  At the first recovery: read the last metric snapshot back so that the
-//  totals (STATS, the snapshots) continue from those of earlier leaders.
+//  At a recovery, until Redis answered: read the last metric snapshot back
+//  so that the totals (STATS, the snapshots) continue from those of
+//  earlier leaders.
 void bm_stats_continue (bm_broker_t *self);
+//  At the end of a recovery: the types known then take their counts of
+//  the last snapshot; those of the others are forgotten.
+void bm_stats_earlier_types (bm_broker_t *self);
 void bm_stats_setup_metrics (bm_broker_t *self);
 //  "memory", "cpu", "pids", "files", then NULL: the limits DONE error.limit names.
 extern const char *bm_stats_limit_names [];

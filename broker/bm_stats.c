@@ -220,7 +220,10 @@ bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
         worker = (bm_worker_entry_t *) zhashx_next (self->workers);
     }
     bm_pack_str (pk, "totals");
-    msgpack_pack_map (pk, 6);
+    msgpack_pack_map (pk, 7);
+    //  False until the last snapshot of earlier leaders was read: the
+    //  counts are then only this process's.
+    bm_pack_kv_bool (pk, "known", self->totals_known);
     bm_pack_kv_int (pk, "submitted", (int64_t) (self->earlier.submitted + self->submitted));
     bm_pack_kv_int (pk, "completed", (int64_t) (self->earlier.completed + self->completed));
     bm_pack_kv_int (pk, "failed", (int64_t) (self->earlier.failed + self->failed));
@@ -395,10 +398,12 @@ bm_stats_trim (const char *after)
     //  what stays (the index, the jobs): glibc keeps those pages resident
     //  until told, tens of MB after a large recovery.
     int64_t before = s_rss_kb ();
+    int64_t started = bm_mono_ms ();
     malloc_trim (0);
+    int64_t took = bm_mono_ms () - started;
     int64_t now = s_rss_kb ();
-    bm_info (NULL, "memory: %.1f MB resident after %s (%.1f MB of its reads given back)",
-             (double) now / 1024, after, (double) (before - now) / 1024);
+    bm_info (NULL, "memory: %.1f MB resident after %s (%.1f MB of its reads given back "
+             "in %" PRId64 " ms)", (double) now / 1024, after, (double) (before - now) / 1024, took);
 #else
     (void) after;
 #endif
@@ -419,10 +424,20 @@ static void
 s_on_last_snapshot (redisReply *reply, void *arg)
 {
     bm_broker_t *self = (bm_broker_t *) arg;
+    if (!reply) {
+        //  Redis went away before answering: the recovery starts over
+        //  once it is back and asks again; until then no snapshot is
+        //  written (it would be this process's counts alone) and STATS
+        //  says the totals are not known.
+        self->totals_asked = false;
+        bm_warn (NULL, "the last metric snapshot could not be read (no answer from redis): "
+                 "asked again when redis is back");
+        return;
+    }
     self->totals_known = true;
-    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+    if (reply->type == REDIS_REPLY_ERROR) {
         bm_warn (NULL, "the last metric snapshot could not be read (%s): the totals of STATS "
-                 "start from 0", reply ? reply->str : "no answer from redis");
+                 "start from 0", reply->str);
         return;
     }
     if (reply->type != REDIS_REPLY_STRING) {
@@ -447,17 +462,26 @@ s_on_last_snapshot (redisReply *reply, void *arg)
     json_t *wh = json_object_get (snap, "webhook");
     self->earlier.wh_delivered = s_count (wh, "delivered");
     self->earlier.wh_failed = s_count (wh, "failed");
+    //  The per-type counts wait for the end of the recovery
+    //  (bm_stats_earlier_types): only the types still known then go on.
     const char *name;
     json_t *counts;
     size_t types = 0;
+    if (!self->earlier_types) {
+        self->earlier_types = zhashx_new ();
+        zhashx_set_destructor (self->earlier_types, (zhashx_destructor_fn *) zstr_free);
+    }
+    zhashx_purge (self->earlier_types);
     json_object_foreach (json_object_get (snap, "types"), name, counts) {
         if (!bm_valid_bot_type (name, strlen (name)) && !streq (name, BM_WEBHOOK_TYPE))
             continue;
-        bm_service_t *service = bm_service_require (self, name);
-        service->earlier_submitted = s_count (counts, "submitted");
-        service->earlier_completed = s_count (counts, "completed");
-        service->earlier_failed = s_count (counts, "failed");
-        service->earlier_cancelled = s_count (counts, "cancelled");
+        uint64_t *earlier = (uint64_t *) bm_calloc_or_abort (4 * sizeof *earlier,
+                                                             "a type's earlier counts");
+        earlier [0] = s_count (counts, "submitted");
+        earlier [1] = s_count (counts, "completed");
+        earlier [2] = s_count (counts, "failed");
+        earlier [3] = s_count (counts, "cancelled");
+        zhashx_update (self->earlier_types, name, earlier);
         types++;
     }
     json_t *at = json_object_get (snap, "t");
@@ -468,6 +492,33 @@ s_on_last_snapshot (redisReply *reply, void *arg)
              self->earlier.submitted, self->earlier.completed, self->earlier.failed,
              self->earlier.cancelled);
     json_decref (snap);
+}
+
+void
+bm_stats_earlier_types (bm_broker_t *self)
+{
+    if (!self->earlier_types)
+        return;
+    size_t forgotten = 0;
+    uint64_t *earlier = (uint64_t *) zhashx_first (self->earlier_types);
+    while (earlier) {
+        const char *name = (const char *) zhashx_cursor (self->earlier_types);
+        bm_service_t *service = (bm_service_t *) zhashx_lookup (self->services, name);
+        if (service) {
+            service->earlier_submitted = earlier [0];
+            service->earlier_completed = earlier [1];
+            service->earlier_failed = earlier [2];
+            service->earlier_cancelled = earlier [3];
+        }
+        else
+            forgotten++;
+        earlier = (uint64_t *) zhashx_next (self->earlier_types);
+    }
+    if (forgotten)
+        bm_info (NULL, "%zu bot types of the last metric snapshot are no longer known (no "
+                 "worker served them for BROKER_TYPE_TTL_MS, no job or config names them): "
+                 "their counts are not carried on", forgotten);
+    zhashx_destroy (&self->earlier_types);
 }
 
 void

@@ -108,6 +108,9 @@ bm_types_store_recovered (bm_broker_t *self)
 {
     self->types_check_at = 0;
     bm_types_store_tick (self, bm_mono_ms ());
+    //  The types now known (the record's, the jobs', the config's) go on
+    //  with the counts of the last snapshot; the others are forgotten.
+    bm_stats_earlier_types (self);
 }
 
 //  A field's last-seen, or 0 when it does not read; one ahead of this

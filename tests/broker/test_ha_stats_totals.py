@@ -30,7 +30,10 @@ def last_snapshot(s):
 
 
 def counts(c):
-    st = c.stats()
+    # Once the leader read the last snapshot (totals.known): before, its
+    # totals are only its own counts.
+    st = h.wait_until(lambda: (lambda x: x if x["totals"].get("known") else None)(c.stats()),
+                      15, "the leader's STATS totals to be known (the last snapshot read)")
     t, py = st["totals"], st["types"].get("python", {})
     return {"submitted": t["submitted"], "completed": t["completed"], "failed": t["failed"],
             "rejected": t["rejected"], "python.submitted": py.get("submitted", 0),
@@ -83,9 +86,11 @@ def test():
                                        and x["failed"] == 4 and x["rejected"] >= 3 else None)(
             counts(c)), 10, "the first leader to count 12 jobs, 8 completed, 4 failed, 3 rejected")
         h.log("first leader %s: %s" % (first, before))
+        total = {k: before[k] for k in ("submitted", "completed", "failed", "rejected")}
         h.wait_until(lambda: (lambda x: x and x["types"].get("python", {}).get("completed") == 8
-                              and x["types"]["python"].get("failed") == 4)(last_snapshot(s)), 15,
-                     "a snapshot in Redis with the first leader's counts")
+                              and x["types"]["python"].get("failed") == 4
+                              and {k: x["totals"].get(k) for k in total} == total)(
+            last_snapshot(s)), 15, "a snapshot in Redis with the first leader's counts %s" % total)
         c.close()
 
         second, c = failover(pair, first, signal.SIGKILL)
