@@ -307,7 +307,13 @@
     var since = "totals across restarts and failovers";
     if (typeof stats.uptimeMs === "number")
       since += " (this broker up " + fmtDuration(stats.uptimeMs) + ")";
-    line.appendChild(el("span", { id: "totals-since" }, since + ":  "));
+    //  Until the broker has read the last snapshot (Redis slow or away at
+    //  its start), its totals are only its own: say so rather than show a
+    //  drop.
+    if (totals.known === false)
+      since += ", earlier totals not read yet (Redis): this broker's own counts only";
+    line.appendChild(el("span", { id: "totals-since", "data-known": totals.known === false ? "false" : "true" },
+                        since + ":  "));
     var retries = 0;
     names.forEach(function (name) { if (name !== "webhook") retries += num((stats.types[name] || {}).retries); });
     var shown = [
