@@ -42,6 +42,7 @@ struct _gw_stream_t {
     char *items [GW_EVENTS_STREAM_QUEUE];
     size_t head, count;
     int64_t lost;                       //  Items its queue had no room for, not told yet
+    int64_t took_at;                    //  When it last took an item (bm_mono_ms), 0 never
     pthread_cond_t cond;
     gw_stream_t *next;
 };
@@ -58,6 +59,10 @@ struct _gw_stream_t {
 //  before it queues the rest regardless (a stream then too full is a slow
 //  reader).
 #define GW_EVENTS_REPLAY_WAIT_MS 5000
+//  A stream whose queue is full and that took nothing for this long (since
+//  the replay began, at the latest) is not waited for: it is a slow reader,
+//  and the other streams' events go on.
+#define GW_EVENTS_REPLAY_STALL_MS 1000
 //  Unknown event names warned of once each; the rest logged at DEBUG.
 #define GW_EVENTS_UNKNOWN_NAMES 16
 #define GW_EVENTS_ID_SLOT 48
@@ -304,15 +309,20 @@ s_unknown_first (gw_events_t *self, const char *name, int size)
     return true;
 }
 
-//  True when a stream that takes the held event p has a full queue (under
-//  the lock): a replay waits for it.  A stream opened without a
-//  Last-Event-ID for this subscription skips its replay: not waited for.
+//  True when a stream that takes the held event p has a full queue and
+//  still reads (under the lock): a replay that began at `began` waits for
+//  it.  Not waited for: a stream that skips this subscription's replay
+//  (opened without a Last-Event-ID for it), one that lost items already,
+//  or one that took none for GW_EVENTS_REPLAY_STALL_MS: a slow reader's
+//  overflow is its own `gap slow_reader`, not every stream's wait.
 static bool
-s_stream_full (gw_events_t *self, const gw_pending_t *p)
+s_stream_full (gw_events_t *self, const gw_pending_t *p, int64_t began)
 {
     bool replay = p->seq <= self->replayed;
+    int64_t now = bm_mono_ms ();
     for (gw_stream_t *s = self->streams; s; s = s->next)
-        if (s->count == GW_EVENTS_STREAM_QUEUE
+        if (s->count == GW_EVENTS_STREAM_QUEUE && !s->lost
+        &&  now - (s->took_at > began ? s->took_at : began) < GW_EVENTS_REPLAY_STALL_MS
         &&  !(replay && s->skip_replay_of == self->subs_made)
         &&  s_matches (s, p->event, p->bot_type, p->job_id))
             return true;
@@ -545,12 +555,14 @@ s_thread (void *arg)
                     lost = false;
                     //  The events held, the broker's replay first, in order; pushes
                     //  meanwhile are held behind them.  A stream whose queue is
-                    //  full is waited for (GW_EVENTS_REPLAY_WAIT_MS in all), so a
-                    //  replay longer than its queue reaches a client that reads.
-                    int64_t wait_until = bm_mono_ms () + GW_EVENTS_REPLAY_WAIT_MS;
+                    //  full while its client reads is waited for
+                    //  (GW_EVENTS_REPLAY_WAIT_MS in all), so a replay longer than
+                    //  its queue reaches a client that reads.
+                    int64_t began = bm_mono_ms ();
+                    int64_t wait_until = began + GW_EVENTS_REPLAY_WAIT_MS;
                     for (int i = 0; i < self->pending_count && !self->stopping; ) {
                         if (self->pending [i].text && streq (self->pending [i].sub, got)
-                        &&  s_stream_full (self, &self->pending [i])
+                        &&  s_stream_full (self, &self->pending [i], began)
                         &&  bm_mono_ms () < wait_until) {
                             s_cond_wait_ms (&self->cond, &self->lock, 100);
                             continue;
@@ -814,6 +826,7 @@ gw_events_next (gw_events_t *self, gw_stream_t *stream, int64_t timeout_ms)
     if (stream->count && !self->waking) {
         item = stream->items [stream->head];
         stream->head = (stream->head + 1) % GW_EVENTS_STREAM_QUEUE;
+        stream->took_at = bm_mono_ms ();
         if (stream->count-- == GW_EVENTS_STREAM_QUEUE && self->subscribing)
             pthread_cond_broadcast (&self->cond);       //  A replay waiting for room
     }
