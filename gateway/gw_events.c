@@ -266,13 +266,22 @@ s_deliver (gw_events_t *self, int64_t seq, int event, const char *id, const char
             s_queue (s, strdup (text));
 }
 
-//  The events held while a new subscription's id was not known yet.
+//  The events held while a new subscription's id was not known yet; a
+//  hold a long replay grew goes back to its first size.
 static void
 s_pending_clear (gw_events_t *self)
 {
     for (int i = 0; i < self->pending_count; i++)
         free (self->pending [i].text);
     self->pending_count = 0;
+    if (self->pending_size > GW_EVENTS_PENDING) {
+        gw_pending_t *small = (gw_pending_t *) realloc (self->pending,
+                                                        GW_EVENTS_PENDING * sizeof *small);
+        if (small) {
+            self->pending = small;
+            self->pending_size = GW_EVENTS_PENDING;
+        }
+    }
 }
 
 //  Room for one more pending event (under the lock), the hold grown when
