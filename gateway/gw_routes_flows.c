@@ -121,6 +121,13 @@ s_collect (s_flow_t *flow, json_t *node, size_t parent, int depth, const char *p
         return s_fail (flow, path, 400, "invalid_dependencies",
                        "%zu children and %zu dependsOn: a job waits for at most %d jobs",
                        count, own, BM_MAX_DEPENDS);
+    //  Every node but the top one is some node's child: more children
+    //  than nodes left means more nodes than a flow may hold (their slots
+    //  in flow->kids, MAX_BATCH of them, are taken before they are walked).
+    if (flow->nkids + count > flow->max - 1)
+        return s_fail (flow, path, 413, "too_many_jobs",
+                       "the flow holds more than %zu jobs; at most %zu go in one request "
+                       "(MAX_BATCH)", flow->max, flow->max);
     size_t index = flow->count++;
     s_node_t *self = &flow->node [index];
     self->node = node;
@@ -467,6 +474,42 @@ s_tree (s_flow_t *flow, size_t i)
 
 //  Read and check the tree into flow.  0, or -1 with flow->error.
 static int
+s_by_key (const void *a, const void *b)
+{
+    const s_node_t *x = *(const s_node_t *const *) a;
+    const s_node_t *y = *(const s_node_t *const *) b;
+    int rc = strcmp (x->key, y->key);
+    return rc ? rc : (x < y ? -1 : x > y);      //  Same key: in tree order
+}
+
+//  Two nodes with one idempotency key (a node's own equal to another's,
+//  to the flow's or to a derived one) would be one job to the broker: a
+//  parent answered with its child's id, or a parent waiting twice for one
+//  id, refused half-way, for ever.  0, or -1 with flow->error.
+static int
+s_keys_distinct (s_flow_t *flow)
+{
+    const s_node_t **order = (const s_node_t **) malloc (flow->count * sizeof (s_node_t *));
+    if (!order)
+        return s_fail (flow, "", 503, "out_of_memory", "no memory to check the flow's keys");
+    for (size_t i = 0; i < flow->count; i++)
+        order [i] = &flow->node [i];
+    qsort (order, flow->count, sizeof (s_node_t *), s_by_key);
+    int rc = 0;
+    for (size_t i = 1; i < flow->count && rc == 0; i++) {
+        const s_node_t *first = order [i - 1], *second = order [i];
+        if (streq (first->key, second->key))
+            rc = s_fail (flow, second->path, 400, "invalid_idempotency_key",
+                         "its idempotency key \"%s\" is also the key of %s: each job of a "
+                         "flow needs its own (a node's own key must differ from the flow's, "
+                         "from the other nodes' and from the derived \"<flowKey>/<path>\" ones)",
+                         second->key, *first->path ? first->path : "the top node");
+    }
+    free (order);
+    return rc;
+}
+
+static int
 s_check (s_flow_t *flow, json_t *root, const gw_invoke_limits_t *limits, json_t **ignored)
 {
     if (!json_is_object (root))
@@ -484,6 +527,8 @@ s_check (s_flow_t *flow, json_t *root, const gw_invoke_limits_t *limits, json_t 
             n += snprintf (flow->flow_key + n, sizeof flow->flow_key - (size_t) n, "%02x", bytes [i]);
     }
     if (s_collect (flow, root, SIZE_MAX, 1, "", ""))
+        return -1;
+    if (s_keys_distinct (flow))
         return -1;
     //  Every node as it would be sent, with stand-ins for the ids.
     bm_packer_t packer, scratch;

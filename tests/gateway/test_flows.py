@@ -7,7 +7,9 @@ tests/broker/depbot.py) answers with what it was given.
   empty): a bad node deep down (400 naming children[1].children[0] and
   botType), children not an array and a tree 33 deep (400 invalid_flow),
   BullMQ's data and payload differing (400), 1001 nodes (413
-  too_many_jobs, as /invoke/batch beyond MAX_BATCH).
+  too_many_jobs, as /invoke/batch beyond MAX_BATCH), 31 levels of 100
+  children walked down the first (413, and the gateway lives on), two
+  nodes with one idempotency key (400 invalid_idempotency_key).
 - A 3-level tree, BullMQ's queueName/data read for one node: 202 with the
   tree of job ids and a made-up flowKey, a node's webhookUrl on loopback
   given /invoke's warning; every child finished before its
@@ -79,6 +81,31 @@ def test():
         r = post_json(u + "/flows", big, show=False)
         h.check(r.status == 413 and r.json["error"]["code"] == "too_many_jobs",
                 "1001 nodes: 413 too_many_jobs", r)
+        # Few nodes walked, many children named: each level's first child
+        # is walked before its 99 siblings (zeros, refused when reached).
+        # The gateway once wrote their slots past its MAX_BATCH-long table
+        # before counting them (a heap overflow: it died of SIGSEGV).
+        comb = node("leaf")
+        for i in range(30):
+            comb = node(i, comb, *([0] * 99))
+        r = post_json(u + "/flows", comb, show=False)
+        h.check(r.status == 413 and r.json["error"]["code"] == "too_many_jobs",
+                "31 levels of 100 children each, walked down the first: 413 too_many_jobs", r)
+        r = curl(u + "/health")
+        h.check(r.status == 200, "the gateway still answers after it", r)
+        # One idempotency key for two nodes would be one job to the broker:
+        # refused before anything is made, naming the later node.
+        r = post_json(u + "/flows", node("r", node("a", idempotencyKey="k/1"), node("b"),
+                                         idempotencyKey="k"))
+        h.check(r.status == 400 and r.json["error"]["code"] == "invalid_idempotency_key"
+                and r.json["error"]["message"].startswith("children[1]: ")
+                and '"k/1"' in r.json["error"]["message"],
+                "a node's own key equal to another's derived key: 400 naming children[1]", r)
+        r = post_json(u + "/flows", node("r", node("a", idempotencyKey="same"),
+                                         node("b", idempotencyKey="same")))
+        h.check(r.status == 400 and r.json["error"]["code"] == "invalid_idempotency_key"
+                and "children[0]" in r.json["error"]["message"],
+                "two siblings with one key: 400 naming the other", r)
         r = curl(u + "/jobs")
         h.check(r.status == 200 and r.json["jobs"] == [], "no job was made by a refused flow", r)
 
