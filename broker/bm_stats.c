@@ -222,8 +222,9 @@ bm_stats_pack (bm_broker_t *self, msgpack_packer *pk)
     bm_pack_str (pk, "totals");
     msgpack_pack_map (pk, 7);
     //  False until the last snapshot of earlier leaders was read: the
-    //  counts are then only this process's.
-    bm_pack_kv_bool (pk, "known", self->totals_known);
+    //  counts are then only this process's.  A broker without Redis has
+    //  no earlier counts to read: its own are the totals.
+    bm_pack_kv_bool (pk, "known", self->totals_known || !self->store);
     bm_pack_kv_int (pk, "submitted", (int64_t) (self->earlier.submitted + self->submitted));
     bm_pack_kv_int (pk, "completed", (int64_t) (self->earlier.completed + self->completed));
     bm_pack_kv_int (pk, "failed", (int64_t) (self->earlier.failed + self->failed));
