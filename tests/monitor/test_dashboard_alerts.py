@@ -93,6 +93,10 @@ def test():
             wait_until(lambda: stats_type("node").get("waiting") == 2, 10, "2 node jobs queued")
             page.wait_for("(document.querySelector('#types-body tr[data-type=\"node\"]') || {dataset: {}})"
                           ".dataset.alert === 'no-workers'", 15, "the node row flagged no-workers")
+            # The row is flagged from the first waiting job on: the page's
+            # poll may have seen one of the two; its next one sees both.
+            page.wait_for("((document.getElementById('type-node-alert') || {}).title || '')"
+                          ".indexOf('2 queued') >= 0", 15, "the badge's title to count both node jobs")
             rows = page.eval(ROW_STATE)
             node = rows["node"]
             check(node["badge"] == "no workers" and "alerting" in node["cls"], "node row reads 'no workers'", node)
