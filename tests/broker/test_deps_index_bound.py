@@ -18,11 +18,7 @@ ROUNDS, BATCH = 5, 1000
 
 def watches(c):
     """broker_dependency_watches from METRICS, or None when absent."""
-    cmd, r = c.request(h.METRICS)
-    for line in r["text"].splitlines():
-        if line.startswith("broker_dependency_watches "):
-            return float(line.split()[1])
-    return None
+    return h.broker_gauge(c, "broker_dependency_watches")
 
 
 def test():

@@ -15,11 +15,7 @@ import harness as h
 
 def watches(c):
     """broker_dependency_watches from METRICS, or None when absent."""
-    cmd, r = c.request(h.METRICS)
-    for line in r["text"].splitlines():
-        if line.startswith("broker_dependency_watches "):
-            return float(line.split()[1])
-    return None
+    return h.broker_gauge(c, "broker_dependency_watches")
 
 
 def test():

@@ -203,6 +203,16 @@ def wait_until(fn, timeout, what, interval=0.02):
     raise TestFailure("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
 
 
+def broker_gauge(client, name):
+    """A label-less series of the broker's METRICS answer (the wire
+    command), as a float, or None when absent."""
+    _, r = client.request(METRICS)
+    for line in r["text"].splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
 def executions(metrics_port, bot_type, status):
     """The broker's bot_executions_total{bot_type,status} on its /metrics
     (0 before the series exists)."""
