@@ -71,6 +71,24 @@ def stdev(values):
     return math.sqrt(math.fsum([(x - mean) * (x - mean) for x in values]) / (len(values) - 1))
 
 
+def gaussian_values(rng, mu, sigma, count):
+    """count values of rng.gauss(mu, sigma), each rounded to 4 decimals:
+    the very numbers count calls of Random.gauss give (its algorithm,
+    Box-Muller with the pair's second value kept for the next call), drawn
+    a pair at a time here because a call of Random.gauss costs more in
+    interpreter overhead than its arithmetic (0.58 -> 0.43 ms for 1000)."""
+    uniform = rng.random
+    values = []
+    append = values.append
+    for _ in range((count + 1) // 2):
+        x2pi = uniform() * math.tau
+        g2rad = math.sqrt(-2.0 * math.log(1.0 - uniform()))
+        append(round(mu + math.cos(x2pi) * g2rad * sigma, 4))
+        append(round(mu + math.sin(x2pi) * g2rad * sigma, 4))
+    del values[count:]
+    return values
+
+
 def fail(message, code=1):
     sys.stderr.write(str(message).rstrip("\n") + "\n")
     sys.stderr.flush()
@@ -128,7 +146,7 @@ def main():
     rng = random.Random(seed)
     base = rng.uniform(10, 1000)
     spread = rng.uniform(1, base / 4)
-    values = [round(rng.gauss(base, spread), 4) for _ in range(size)]
+    values = gaussian_values(rng, base, spread, size)
     progress.report(70)
 
     stats = {
