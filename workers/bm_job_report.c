@@ -244,11 +244,24 @@ bm_job_report_memory_hint (int signum, const bm_limits_t *limits, const char *me
                            bool maybe, char *hint, size_t hint_size)
 {
     *hint = 0;
-    if (!limits || limits->memory_mb <= 0 || (signum != SIGSEGV && signum != SIGABRT && signum != SIGKILL))
+    if (limits && limits->memory_mb > 0)
+        bm_job_report_memory_hint_under (signum, limits, bm_limits_memory_method (limits),
+                                         memory_var, maybe, hint, hint_size);
+}
+
+void
+bm_job_report_memory_hint_under (int signum, const bm_limits_t *limits, const char *method,
+                                 const char *memory_var, bool maybe, char *hint, size_t hint_size)
+{
+    *hint = 0;
+    if (!limits || limits->memory_mb <= 0 || !method || !streq (method, "RLIMIT_AS")
+    ||  (signum != SIGSEGV && signum != SIGABRT && signum != SIGKILL))
         return;
-    snprintf (hint, hint_size, "; %s%s=%lld may be too low for it to start (a JVM, for one, "
-              "reserves address space at start): raise it", maybe ? "if it died at start, " : "",
-              memory_var ? memory_var : "BOT_<TYPE>_MEMORY_MB", (long long) limits->memory_mb);
+    snprintf (hint, hint_size, "; %s%s%s=%lld may be too low for it to start (a JVM, for one, "
+              "reserves address space at start): %s", maybe ? "if it died at start, " : "",
+              limits->memory_default ? "the default " : "",
+              memory_var ? memory_var : "BOT_<TYPE>_MEMORY_MB", (long long) limits->memory_mb,
+              limits->memory_default ? "set it higher" : "raise it");
 }
 
 void
@@ -548,11 +561,52 @@ bm_job_report_test (bool verbose)
     assert (strstr (verdict.message, "may be too low for it to start"));
     assert (verdict.own == strlen (verdict.message) - strlen ("oops") - 2);
     bm_job_verdict_clear (&verdict);
+    //  BOT_JAVA_MEMORY_MB unset: the default named as the default.
+    bm_limits_t fallback = limits;
+    fallback.memory_mb = BM_LIMITS_MEMORY_MB;
+    fallback.memory_default = true;
+    bm_job_report_verdict (&killed, NULL, &fallback, 1024, 1024, &verdict);
+    assert (strstr (verdict.message, "the bot was killed by signal SIGSEGV (11); if it died at start, "
+                                     "the default BOT_JAVA_MEMORY_MB=4096 may be too low for it to "
+                                     "start (a JVM, for one, reserves address space at start): set "
+                                     "it higher: oops") == verdict.message);
+    bm_job_verdict_clear (&verdict);
     killed.output = "{";
     killed.output_size = 1;
     bm_job_report_verdict (&killed, NULL, &capped, 1024, 1024, &verdict);
     assert (!strstr (verdict.message, "too low"));
     bm_job_verdict_clear (&verdict);
+
+    //  The hint itself (a warm process dead at load: no "if"), by what holds
+    //  the bot to its memory limit.  An address-space limit (no pids limit
+    //  here, so no cgroup: RLIMIT_AS): SIGSEGV, SIGABRT, SIGKILL get it.
+    char hint [256];
+    const int crashes [] = { SIGSEGV, SIGABRT, SIGKILL };
+    for (size_t i = 0; i < sizeof crashes / sizeof crashes [0]; i++) {
+        bm_job_report_memory_hint (crashes [i], &capped, "BOT_JAVA_MEMORY_MB", false, hint, sizeof hint);
+        assert (streq (hint, "; BOT_JAVA_MEMORY_MB=200 may be too low for it to start (a JVM, for "
+                             "one, reserves address space at start): raise it"));
+    }
+    bm_job_report_memory_hint_under (SIGSEGV, &fallback, "RLIMIT_AS", "BOT_JAVA_MEMORY_MB", false,
+                                     hint, sizeof hint);
+    assert (strstr (hint, "; the default BOT_JAVA_MEMORY_MB=4096 may be too low") == hint);
+    bm_job_report_memory_hint (SIGTERM, &capped, "BOT_JAVA_MEMORY_MB", false, hint, sizeof hint);
+    assert (streq (hint, ""));              //  Not a crash
+    bm_job_report_memory_hint (SIGSEGV, &limits, "BOT_JAVA_MEMORY_MB", false, hint, sizeof hint);
+    assert (streq (hint, ""));              //  No memory limit
+    //  Under a cgroup v2 memory.max the address space is not capped, and
+    //  the cgroup's OOM kill is judged the memory limit before any hint:
+    //  no hint, for a crash or for a SIGKILL it did not count.
+    for (size_t i = 0; i < sizeof crashes / sizeof crashes [0]; i++) {
+        strcpy (hint, "unset");
+        bm_job_report_memory_hint_under (crashes [i], &capped, "cgroup v2 memory.max",
+                                         "BOT_JAVA_MEMORY_MB", true, hint, sizeof hint);
+        assert (streq (hint, ""));
+        strcpy (hint, "unset");
+        bm_job_report_memory_hint_under (crashes [i], &fallback, "cgroup v2 memory.max",
+                                         "BOT_JAVA_MEMORY_MB", false, hint, sizeof hint);
+        assert (streq (hint, ""));
+    }
 
     //  Under bwrap, exit 139 is its bot's death by SIGSEGV: said so, the
     //  status kept; the worker's words are its own, the stderr the bot's.

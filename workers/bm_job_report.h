@@ -63,9 +63,22 @@ int bm_job_report_bwrap_signal (int exit_code, bool sandboxed);
 //  heap and more at once, and crashes when it cannot), as a hint naming
 //  memory_var ("; BOT_JAVA_MEMORY_MB=200 may be too low for it to start
 //  (...): raise it"; maybe: it may have died later, "if it died at start,
-//  ..."); else "".
+//  ..."; memory_var unset, limits->memory_default: "; the default
+//  BOT_JAVA_MEMORY_MB=4096 may be too low for it to start (...): set it
+//  higher"); else "".  What holds the bot to its memory limit is what
+//  bm_limits_memory_method says for limits (found once per worker).
 void bm_job_report_memory_hint (int signum, const bm_limits_t *limits, const char *memory_var,
                                 bool maybe, char *hint, size_t hint_size);
+//  The same, with what holds the bot to its memory limit given (method, as
+//  bm_limits_memory_method names it).  Only "RLIMIT_AS" gets the hint: under
+//  a cgroup v2 memory.max nothing caps the bot's address space, and the
+//  cgroup's answer to a bot over its limit, an OOM kill (SIGKILL), is
+//  counted in its memory.events and judged the memory limit
+//  (resource_limit) before a hint is sought: a crash or a SIGKILL the
+//  cgroup did not count there is not the limit's doing.
+void bm_job_report_memory_hint_under (int signum, const bm_limits_t *limits, const char *method,
+                                      const char *memory_var, bool maybe, char *hint,
+                                      size_t hint_size);
 
 //  Parse a bot's stdout as JSON and pack it (the whole text, else its last
 //  non-empty line).  Returns 0 with *data/*data_size (caller frees), or -1

@@ -73,6 +73,7 @@ void
 bm_limits_default (bm_limits_t *self)
 {
     self->memory_mb = BM_LIMITS_MEMORY_MB;
+    self->memory_default = true;
     self->cpu_seconds = BM_LIMITS_CPU_SECONDS;
     self->max_pids = BM_LIMITS_MAX_PIDS;
     self->max_files = BM_LIMITS_MAX_FILES;
@@ -80,7 +81,8 @@ bm_limits_default (bm_limits_t *self)
     self->gid = -1;
 }
 
-//  One variable: an integer in [min, max], or 0 for none.
+//  One variable: an integer in [min, max], or 0 for none.  Returns 1 (set),
+//  0 (unset or empty: *value stays) or -1 (with the problem in error).
 static int
 s_env_limit (const char *type, const char *suffix, int64_t min, int64_t max, int64_t *value,
              char *error, size_t error_size)
@@ -99,7 +101,7 @@ s_env_limit (const char *type, const char *suffix, int64_t min, int64_t max, int
         return -1;
     }
     *value = parsed;
-    return 0;
+    return 1;
 }
 
 int
@@ -108,11 +110,13 @@ bm_limits_from_env (bm_limits_t *self, const char *type, char *error, size_t err
     bm_limits_default (self);
     //  Lower bounds: a bot needs some room to start at all (and fds 0-3
     //  plus what the runtime opens); upper bounds keep the arithmetic safe.
-    if (s_env_limit (type, "MEMORY_MB", 16, 1 << 24, &self->memory_mb, error, error_size)
-    ||  s_env_limit (type, "CPU_SECONDS", 1, 86400 * 7, &self->cpu_seconds, error, error_size)
-    ||  s_env_limit (type, "MAX_PIDS", 1, 1 << 22, &self->max_pids, error, error_size)
-    ||  s_env_limit (type, "MAX_FILES", 16, 1 << 20, &self->max_files, error, error_size))
+    int memory = s_env_limit (type, "MEMORY_MB", 16, 1 << 24, &self->memory_mb, error, error_size);
+    if (memory < 0
+    ||  s_env_limit (type, "CPU_SECONDS", 1, 86400 * 7, &self->cpu_seconds, error, error_size) < 0
+    ||  s_env_limit (type, "MAX_PIDS", 1, 1 << 22, &self->max_pids, error, error_size) < 0
+    ||  s_env_limit (type, "MAX_FILES", 16, 1 << 20, &self->max_files, error, error_size) < 0)
         return -1;
+    self->memory_default = memory == 0;
     return 0;
 }
 
@@ -1030,10 +1034,14 @@ bm_limits_test (bool verbose)
     assert (bm_limits_from_env (&limits, "my-bot", error, sizeof error) == 0);
     assert (limits.memory_mb == BM_LIMITS_MEMORY_MB && limits.cpu_seconds == BM_LIMITS_CPU_SECONDS
             && limits.max_pids == BM_LIMITS_MAX_PIDS && limits.max_files == BM_LIMITS_MAX_FILES);
+    assert (limits.memory_default);         //  Unset: the default, said so
+    setenv ("BOT_MY_BOT_MEMORY_MB", "4096", 1);
+    assert (bm_limits_from_env (&limits, "my-bot", error, sizeof error) == 0);
+    assert (limits.memory_mb == BM_LIMITS_MEMORY_MB && !limits.memory_default);
     setenv ("BOT_MY_BOT_MEMORY_MB", "512", 1);
     setenv ("BOT_MY_BOT_CPU_SECONDS", "0", 1);
     assert (bm_limits_from_env (&limits, "my-bot", error, sizeof error) == 0);
-    assert (limits.memory_mb == 512 && limits.cpu_seconds == 0);
+    assert (limits.memory_mb == 512 && limits.cpu_seconds == 0 && !limits.memory_default);
     setenv ("BOT_MY_BOT_MAX_FILES", "3", 1);
     assert (bm_limits_from_env (&limits, "my-bot", error, sizeof error) == -1);
     assert (strstr (error, "BOT_MY_BOT_MAX_FILES") && strstr (error, "from 16"));

@@ -76,6 +76,9 @@
 
 typedef struct {
     int64_t memory_mb;          //  Address space (MiB), 0: none
+    bool memory_default;        //  memory_mb is BM_LIMITS_MEMORY_MB because
+                                //  BOT_<TYPE>_MEMORY_MB is not set (for
+                                //  messages: "the default ...")
     int64_t cpu_seconds;        //  CPU time (s), 0: none
     int64_t max_pids;           //  Processes + threads, 0: none
     int64_t max_files;          //  Open file descriptors, 0: none

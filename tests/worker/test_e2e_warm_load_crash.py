@@ -11,6 +11,10 @@ its ready frame), in pool mode:
   may be too low for it to start (...)", with the bot's stderr.  Before:
   "(killed by signal SIGSEGV): crashbot: crashing at load", no hint;
 - BOT_NOMEM_MEMORY_MB=0 (no limit): no such hint;
+- BOT_DEFMEM_MEMORY_MB unset: the default 4096 applies, and the hint says
+  so, "the default BOT_DEFMEM_MEMORY_MB=4096 may be too low for it to start
+  (...): set it higher".  Before: "BOT_DEFMEM_MEMORY_MB=4096 may be too
+  low ...: raise it", as if it had been set;
 - a spawned bot killed by SIGSEGV before it wrote anything, under
   BOT_LOWSPAWN_MEMORY_MB=200: bot_failed "the bot was killed by signal
   SIGSEGV (11); if it died at start, BOT_LOWSPAWN_MEMORY_MB=200 may be too
@@ -41,9 +45,10 @@ def main():
                "BOT_LOWMEM_MEMORY_MB": "200",
                "BOT_NOMEM_CMD": bot, "BOT_NOMEM_MODE": "pool", "BOT_NOMEM_MAX_PROCS": "1",
                "BOT_NOMEM_MEMORY_MB": "0",
+               "BOT_DEFMEM_CMD": bot, "BOT_DEFMEM_MODE": "pool", "BOT_DEFMEM_MAX_PROCS": "1",
                "BOT_LOWSPAWN_CMD": "%s %s" % (wlib.PY, os.path.join(wlib.HERE, "bots", "crashbot.py")),
                "BOT_LOWSPAWN_MODE": "spawn", "BOT_LOWSPAWN_MEMORY_MB": "200"}
-        w = s.worker("--type", "lowmem,nomem,lowspawn", "--concurrency", "2", env=env)
+        w = s.worker("--type", "lowmem,nomem,defmem,lowspawn", "--concurrency", "2", env=env)
         s.wait_workers(1)
         c = s.client()
 
@@ -56,6 +61,12 @@ def main():
         message = init_error(c, "nomem")
         check("may be too low" not in message and "killed by signal SIGSEGV" in message,
               "no memory limit: no hint", message)
+
+        message = init_error(c, "defmem")
+        check(message.startswith("the defmem bot failed while loading (killed by signal SIGSEGV); "
+                                 "the default BOT_DEFMEM_MEMORY_MB=4096 may be too low for it to "
+                                 "start") and "set it higher" in message,
+              "with the variable unset, the hint names its default as the default", message)
 
         rec = wlib.run_job(c, "lowspawn", {"crash": True}, attempts=1)
         log("lowspawn: %s %s" % (rec["state"], rec.get("error")))
