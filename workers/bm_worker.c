@@ -854,9 +854,16 @@ s_start_pools (bm_worker_t *self)
         if (type->max_rss_mb > 0)
             snprintf (past_rss, sizeof past_rss, " or past %s=%lld", type->rss_var,
                       (long long) type->max_rss_mb);
-        bm_info (NULL, "%s bots in %s mode: %lld-%lld processes, recycled after %lld jobs%s",
+        //  READY_TIMEOUT_MS=0 is no deadline: said at start, as a start
+        //  that hangs then holds the jobs that wait for it.
+        char no_deadline [BM_MAX_BOT_TYPE_LEN + 192] = "";
+        if (type->ready_timeout_ms == 0)
+            snprintf (no_deadline, sizeof no_deadline, "; no ready deadline (%s=0): a process "
+                      "that never writes its ready line is not killed, and the jobs waiting "
+                      "for it wait on", type->ready_var);
+        bm_info (NULL, "%s bots in %s mode: %lld-%lld processes, recycled after %lld jobs%s%s",
                  type->name, fork ? "fork" : "pool", (long long) type->min_procs,
-                 (long long) type->max_procs, (long long) type->max_jobs, past_rss);
+                 (long long) type->max_procs, (long long) type->max_jobs, past_rss, no_deadline);
     }
 }
 

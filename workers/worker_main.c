@@ -449,6 +449,21 @@ s_bot_mode (bm_worker_type_t *type, int64_t concurrency)
     return 0;
 }
 
+//  The names of the types served in spawn mode (spawn) or warm (pool or
+//  fork), comma-separated as --type takes them ("" for none).
+static void
+s_type_list (const bm_worker_config_t *config, bool spawn, char *list, size_t size)
+{
+    size_t used = 0;
+    *list = 0;
+    for (int i = 0; i < config->type_count && used < size; i++)
+        if ((config->types [i].bot_mode == BM_BOT_SPAWN) == spawn) {
+            int n = snprintf (list + used, size - used, "%s%s", used ? "," : "",
+                              config->types [i].name);
+            used += n > 0 ? (size_t) n : 0;
+        }
+}
+
 //  The credit against what the bots can run at once.  A job the worker
 //  takes waits in it for a process while its type's BOT_<TYPE>_MAX_PROCS
 //  processes are busy: the broker counts it running (out of its queue,
@@ -460,7 +475,9 @@ s_bot_mode (bm_worker_type_t *type, int64_t concurrency)
 //  next at once.  With spawn types besides, the credit they share stays,
 //  each warm type below it is named, and WORKER_PREFETCH is ignored.  One
 //  WARN line for either, one INFO line for the prefetch (which then says
-//  the cap instead of the WARN: the prefetch is the jobs that wait).
+//  the cap instead of the WARN: the prefetch is the jobs that wait).  A
+//  prefetch ignored is a WARN of its own, naming the spawn and the warm
+//  types and the two workers (--type) that would prefetch for the warm ones.
 static void
 s_credit_fit (bm_worker_config_t *config, const char *source)
 {
@@ -519,9 +536,22 @@ s_credit_fit (bm_worker_config_t *config, const char *source)
                  (long long) config->concurrency, source, named, vars,
                  (long long) config->concurrency);
     if (config->prefetch && !all_warm) {
-        bm_warn (NULL, "configuration: WORKER_PREFETCH=%lld ignored: this worker serves spawn "
-                 "types too, whose jobs start at once; serve the warm types from a worker of "
-                 "their own to prefetch for them", (long long) config->prefetch);
+        char spawned [BM_WORKER_MAX_TYPES * (BM_MAX_BOT_TYPE_LEN + 1) + 1];
+        char warmed [sizeof spawned];
+        s_type_list (config, true, spawned, sizeof spawned);
+        s_type_list (config, false, warmed, sizeof warmed);
+        if (*warmed)
+            bm_warn (NULL, "configuration: WORKER_PREFETCH=%lld ignored: this worker serves spawn "
+                     "types (%s) besides warm ones (%s), and only a worker whose types all run "
+                     "warm (pool/fork) prefetches; to prefetch for the warm ones, run a worker "
+                     "with --type %s and WORKER_PREFETCH=%lld, and another with --type %s",
+                     (long long) config->prefetch, spawned, warmed, warmed,
+                     (long long) config->prefetch, spawned);
+        else
+            bm_warn (NULL, "configuration: WORKER_PREFETCH=%lld ignored: every type this worker "
+                     "serves (%s) runs in spawn mode, where a job starts at once; prefetch is "
+                     "for types run warm (BOT_<TYPE>_MODE=pool or fork)",
+                     (long long) config->prefetch, spawned);
         config->prefetch = 0;
     }
     else

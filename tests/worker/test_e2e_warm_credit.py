@@ -12,13 +12,23 @@ timeout counted from its dispatch.  The broker's STATS give the worker credit
 1.  A second worker serving a pool type with MAX_PROCS=1 and a spawn type
 under --concurrency 3 keeps credit 3 and names BOT_HALF_MAX_PROCS=1, saying
 that a job of it past that waits in the worker, counted as running, and
-what to do: raise BOT_HALF_MAX_PROCS to 3, or a worker of its own.
+what to do: raise BOT_HALF_MAX_PROCS to 3, or a worker of its own.  It
+also has WORKER_PREFETCH=2, which it ignores: one WARN line names the spawn
+type and the warm one and says what to run instead (a worker with --type
+half and WORKER_PREFETCH=2, another with --type spawned); and
+BOT_HALF_READY_TIMEOUT_MS=0: its start line for half says "no ready
+deadline" (the first worker's, with the default, does not).  A third worker
+whose only type runs in spawn mode, with WORKER_PREFETCH=1, says in its WARN
+that every type it serves runs in spawn mode.
 
 Before, the worker took all three jobs and held the third waiting for the
 process while its timeout ran: it failed with timeout without ever running
 (the worker announced credit 3, no WARN).  And the mixed worker's WARN
 said its jobs "may wait", advising "a credit no larger", not raising
-MAX_PROCS.
+MAX_PROCS.  Before, the WARN for the ignored prefetch named no type ("this
+worker serves spawn types too ... serve the warm types from a worker of
+their own"), the same for a worker with no warm type at all, and the start
+line of a type with no ready deadline did not say so.
 """
 import os
 
@@ -71,6 +81,7 @@ def main():
 
         mixed = s.worker("--type", "half,spawned", "--concurrency", "3", name="worker-mixed",
                          env={"BOT_HALF_CMD": cmd, "BOT_HALF_MODE": "pool", "BOT_HALF_MAX_PROCS": "1",
+                              "BOT_HALF_READY_TIMEOUT_MS": "0", "WORKER_PREFETCH": "2",
                               "BOT_SPAWNED_CMD": "/bin/true"})
         s.wait_workers(1, "half")
         workers = [x for x in c.stats()["workers"] if "half" in x["types"]]
@@ -87,8 +98,32 @@ def main():
         check("raise BOT_HALF_MAX_PROCS to 3, or serve the warm types from a worker of their own"
               in lines[0], "the WARN says what to do: raise MAX_PROCS to the credit, or a worker "
               "of their own for the warm types", lines[0])
+
+        lines = [l for l in mixed.output().splitlines() if " WARN " in l and "WORKER_PREFETCH" in l]
+        check(len(lines) == 1 and "WORKER_PREFETCH=2 ignored" in lines[0],
+              "one WARN line says WORKER_PREFETCH=2 is ignored", lines, mixed.output()[-2000:])
+        check("spawn types (spawned) besides warm ones (half)" in lines[0],
+              "the WARN names the spawn type and the warm one", lines[0])
+        check("run a worker with --type half and WORKER_PREFETCH=2, and another with --type spawned"
+              in lines[0], "the WARN says what to run to prefetch for the warm type", lines[0])
+        lines = [l for l in mixed.output().splitlines() if "half bots in pool mode" in l]
+        check(len(lines) == 1 and " INFO " in lines[0]
+              and "no ready deadline (BOT_HALF_READY_TIMEOUT_MS=0)" in lines[0],
+              "the start line of half says it has no ready deadline", lines, mixed.output()[-2000:])
+        lines = [l for l in w.output().splitlines() if "one bots in pool mode" in l]
+        check(len(lines) == 1 and "ready deadline" not in lines[0],
+              "with the default READY_TIMEOUT_MS the start line says nothing of it", lines)
+
+        spawn_only = s.worker("--type", "spawnonly", "--concurrency", "1", name="worker-spawn",
+                              env={"BOT_SPAWNONLY_CMD": "/bin/true", "WORKER_PREFETCH": "1"})
+        s.wait_workers(1, "spawnonly")
+        lines = [l for l in spawn_only.output().splitlines() if " WARN " in l and "WORKER_PREFETCH" in l]
+        check(len(lines) == 1 and "WORKER_PREFETCH=1 ignored: every type this worker serves "
+              "(spawnonly) runs in spawn mode" in lines[0],
+              "a worker with no warm type says its types all run in spawn mode", lines,
+              spawn_only.output()[-2000:])
         c.close()
-        check(w.alive() and mixed.alive(), "workers still running")
+        check(w.alive() and mixed.alive() and spawn_only.alive(), "workers still running")
 
 
 if __name__ == "__main__":
