@@ -17,8 +17,9 @@
     else "<flowKey>/<path>" (path: the child indexes from the top, "1.0");
     the top node's key is the flow key, made up (a random "flow-..." id)
     when the top node has none, and answered as "flowKey".  A request that
-    failed half-way is completed by sending the same body with that key:
-    the broker answers the jobs already made as duplicates.  */
+    failed half-way is completed by sending the same body with that key
+    (the broker answers the jobs already made as duplicates); when a node
+    was refused for what it says, only once that node is corrected.  */
 #include "gw_routes.h"
 
 #include "bm_codec_batch.h"
@@ -272,18 +273,28 @@ s_created (s_flow_t *flow)
 }
 
 //  Answer a failure after the tree was checked: the error /invoke would
-//  give, with the flow key and the jobs made, to retry with.
+//  give, with the flow key and the jobs made, to go on with.  A refusal a
+//  later request may not meet (429, 5xx: the broker away, busy or full)
+//  is completed by the same body again; any other (a node refused for what
+//  it says) would be refused the same way, so the words say to correct it.
 //  path: the node refused ("" for the top), or NULL: no one node.
 static void
 s_answer_failed (gw_request_t *r, s_flow_t *flow, int status, const char *code,
                  const char *path, const char *message)
 {
     json_t *created = s_created (flow);
-    char text [GW_FLOW_PATH_MAX + 640];
-    snprintf (text, sizeof text, "%s%s%s; %zu of the flow's %zu jobs were created: send the "
-              "same body with idempotencyKey \"%s\" on its top node to complete the flow",
+    bool retryable = status == 429 || status >= 500;
+    char text [GW_FLOW_PATH_MAX + 800];
+    snprintf (text, sizeof text, "%s%s%s; %zu of the flow's %zu jobs were created%s\"%s\"%s",
               path ? (*path ? path : "(top)") : "", path ? ": " : "", message,
-              json_array_size (created), flow->count, flow->flow_key);
+              json_array_size (created), flow->count,
+              retryable ? ": send the same body with idempotencyKey "
+                        : "; the same body again would be refused the same way: correct the "
+                          "refused node (the created jobs' nodes must stay as they are) and send "
+                          "the body with idempotencyKey ",
+              flow->flow_key,
+              retryable ? " on its top node to complete the flow"
+                        : " on its top node to make the rest of the flow");
     r->reason = code;
     json_t *value = json_pack ("{s:{s:s,s:s},s:s,s:o}", "error", "code", code, "message", text,
                                "flowKey", flow->flow_key, "created", created);

@@ -19,8 +19,13 @@ tests/broker/depbot.py) answers with what it was given.
   "idempotencyKey": null too: it gets the derived key).
 - A child that fails fails its parent dependency_failed.
 - A parent refused by the broker (a dependsOn of no job) after its
-  children were made: the error with flowKey and the jobs created; the
-  fixed body sent with that key completes the flow on the same children.
+  children were made: the error with flowKey and the jobs created, saying
+  the same body would be refused again (correct the node); the fixed body
+  sent with that key completes the flow on the same children.
+- A parent refused queue_full (python's queue holds 2, MAX_QUEUE_PYTHON,
+  and no worker serves it yet) after its 2 children were queued: 503
+  whose message says the same body completes the flow, and it does once
+  a worker took the children.
 """
 import os
 
@@ -46,7 +51,7 @@ def ids(tree):
 def test():
     with h.Stack("gw-flows") as s:
         s.redis()
-        s.broker()
+        s.broker(env={"MAX_QUEUE_PYTHON": "2"})
         s.worker("--type", "dep", "--concurrency", "3", env={"BOT_DEP_CMD": BOT})
         s.wait_workers(1, "dep")
         # The webhook manager's default: private targets refused (warned of).
@@ -164,8 +169,12 @@ def test():
         h.check(r.status == 400 and r.json["flowKey"].startswith("flow-")
                 and len(r.json["created"]) == 2
                 and {c["node"] for c in r.json["created"]} == {"children[0]", "children[1]"}
-                and r.json["flowKey"] in r.json["error"]["message"],
-                "the parent refused by the broker: the flow key and the 2 jobs made", r)
+                and r.json["flowKey"] in r.json["error"]["message"]
+                and "the same body again would be refused the same way: correct the refused node"
+                in r.json["error"]["message"]
+                and "to complete the flow" not in r.json["error"]["message"],
+                "the parent refused by the broker: the flow key and the 2 jobs made, no completion "
+                "promised by the same body", r)
         made = {c["node"]: c["jobId"] for c in r.json["created"]}
         fixed = node("p", node("c0"), node("c1"), idempotencyKey=r.json["flowKey"])
         r = post_json(u + "/flows", fixed)
@@ -177,6 +186,26 @@ def test():
         rec = h.wait_until(ended(r.json["jobId"]), 30, "the resumed flow to end")
         h.check(rec["state"] == "completed" and rec["dependsOn"] == list(made.values()),
                 "the resumed flow's parent completed after the children made first", rec)
+
+        # Refused half-way for a reason that passes: the same body completes it.
+        full = {"botType": "python", "payload": {"n": "p"}, "children": [
+            {"botType": "python", "payload": {"n": "c0"}}, {"botType": "python", "payload": {"n": "c1"}}]}
+        r = post_json(u + "/flows", full)
+        h.check(r.status == 503 and r.json["error"]["code"] == "queue_full"
+                and len(r.json["created"]) == 2
+                and r.json["error"]["message"].endswith(
+                    'send the same body with idempotencyKey "%s" on its top node to complete the flow'
+                    % r.json["flowKey"]),
+                "the parent refused queue_full: 503 saying the same body completes the flow", r)
+        made = [c["jobId"] for c in r.json["created"]]
+        s.worker("--type", "python", env={"BOT_PYTHON_CMD": BOT})
+        for job in made:
+            h.wait_until(ended(job), 30, "child %s to end" % job)
+        r = post_json(u + "/flows", dict(full, idempotencyKey=r.json["flowKey"]))
+        h.check(r.status == 202 and [c["jobId"] for c in r.json["children"]] == made,
+                "the same body with the flow key: accepted on the same children", r)
+        rec = h.wait_until(ended(r.json["jobId"]), 30, "the completed flow to end")
+        h.check(rec["state"] == "completed", "the completed flow's parent completed", rec)
 
 
 if __name__ == "__main__":
