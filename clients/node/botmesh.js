@@ -61,8 +61,15 @@ const REPLACED_MAX_MS = 30000;
 const REPLACED_QUIET_MS = 90000;
 const MAX_BATCH = 1000;                 // items of one batch message
 const BATCH_BYTES = 1 << 20;            // a batch message's jobs, encoded: at most this much
-const FLOW_MAX_DEPTH = 32;              // levels of a flow() tree, as the gateway's POST /flows
                                         // (half of MAX_FRAME_BYTES' default), one large job alone
+const FLOW_MAX_DEPTH = 32;              // levels of a flow() tree, as the gateway's POST /flows
+const MAX_DEPENDS = 100;                // job ids one job may wait for (dependsOn)
+const ID_RE = /^[\x21-\x7e]{1,128}$/;     // a job id or idempotency key: printable ASCII, no spaces
+// Refusals a later call may not meet (the broker away, busy or full): the
+// same call again can complete what they stopped.  Any other refusal (a bad
+// job, a key naming another job) meets the same call again.
+const RETRYABLE_CODES = new Set(['queue_full', 'store_unavailable', 'shutting_down', 'not_leader',
+  'broker_timeout', 'broker_unavailable', 'protocol_error']);
 const W = {
   READY: 0x01, JOB: 0x02, PROGRESS: 0x03, DONE: 0x04, HEARTBEAT: 0x05, DISCONNECT: 0x06,
   CANCEL: 0x07, RELEASE: 0x08, NACK: 0x09,
@@ -93,11 +100,17 @@ class BotmeshError extends Error {
   }
 }
 class Rejected extends BotmeshError {}
-/** flow(): a node was refused after others were created: flowKey names the
- *  flow to submit again, created maps the created nodes' paths ('' the top
- *  node, '1.0' its second child's first child) to job ids. */
+/** flow(): the broker refused a node: flowKey names the flow to submit
+ *  again, created maps the created nodes' paths ('' the top node, '1.0' its
+ *  second child's first child) to job ids, retryable says whether the same
+ *  call again can complete it (else the refused node needs correcting first). */
 class FlowRejected extends Rejected {
-  constructor(code, message, flowKey, created) { super(code, message); this.flowKey = flowKey; this.created = created; }
+  constructor(code, message, flowKey, created) {
+    super(code, message);
+    this.flowKey = flowKey;
+    this.created = created;
+    this.retryable = RETRYABLE_CODES.has(code);
+  }
 }
 class BrokerTimeout extends BotmeshError {}
 class ProtocolError extends BotmeshError {}
@@ -394,6 +407,113 @@ function badOption(message, Kind = TypeError) {
   const e = new Kind(message);
   e.code = 'bad_request';
   return e;
+}
+
+/** A flow() tree refused before anything is sent, with the code and words of
+ *  the gateway's POST /flows, the message starting with the node's path
+ *  ('children[1].children[0]: ...', none for the top node). */
+function flowRefusal(path, code, message, Kind = RangeError) {
+  const e = badOption(path ? `${path}: ${message}` : message, Kind);
+  e.code = code;
+  return e;
+}
+
+/** Read and check a flow() tree as POST /flows does, the whole of it before
+ *  any job is made. Returns {nodes, flowKey}: the nodes depth first, the top
+ *  one first, each {job (its submitMany job, its idempotencyKey set), path
+ *  (child indexes), where, kids, height (0: a leaf), id (null)}. Throws a
+ *  RangeError or TypeError with .code: invalid_flow (children not an array,
+ *  deeper than FLOW_MAX_DEPTH), too_many_jobs (more than MAX_BATCH nodes),
+ *  invalid_dependencies (children and dependsOn past MAX_DEPENDS),
+ *  invalid_idempotency_key (a bad key, two nodes with one key), or
+ *  bad_request (a node's options, as submit checks them). */
+function flowNodes(tree) {
+  const tooMany = `the flow holds more than ${MAX_BATCH} jobs; at most ${MAX_BATCH} go in one request (MAX_BATCH)`;
+  const nodes = [];
+  let slots = 0;                // children seen so far: every node but the top is one
+  const walk = (node, path, depth) => {
+    const where = path.map((i) => `children[${i}]`).join('.');
+    if (depth > FLOW_MAX_DEPTH) throw flowRefusal(where, 'invalid_flow', `the tree is deeper than ${FLOW_MAX_DEPTH} levels`);
+    if (nodes.length === MAX_BATCH) throw flowRefusal('', 'too_many_jobs', tooMany);
+    if (!node || typeof node !== 'object' || Array.isArray(node)) {
+      throw flowRefusal(where, 'invalid_body', 'a node must be an object (a submitMany job with children)', TypeError);
+    }
+    const children = node.children === undefined || node.children === null ? [] : node.children;
+    if (!Array.isArray(children)) {
+      throw flowRefusal(where, 'invalid_flow', 'children must be an array of nodes (submitMany jobs)', TypeError);
+    }
+    const own = Array.isArray(node.dependsOn) ? node.dependsOn.length : 0;
+    if (children.length + own > MAX_DEPENDS) {
+      throw flowRefusal(where, 'invalid_dependencies',
+        `${children.length} children and ${own} dependsOn: a job waits for at most ${MAX_DEPENDS} jobs`);
+    }
+    // counted before they are walked: a tree too large is refused at once
+    if (slots + children.length > MAX_BATCH - 1) throw flowRefusal(where, 'too_many_jobs', tooMany);
+    slots += children.length;
+    const job = Object.assign({}, node);
+    delete job.children;
+    const entry = { job, path, where: where || 'the top node', kids: [], height: 0, id: null };
+    nodes.push(entry);
+    children.forEach((child, i) => {
+      const kid = walk(child, path.concat([i]), depth + 1);
+      entry.kids.push(kid);
+      entry.height = Math.max(entry.height, kid.height + 1);
+    });
+    return entry;
+  };
+  const top = walk(tree, [], 1);
+  const given = top.job.idempotencyKey;
+  const flowKey = given === undefined || given === null ? `flow-${crypto.randomBytes(10).toString('hex')}` : given;
+  const keys = nodes.map((entry) => {
+    const path = entry.path.join('.');
+    const at = path ? entry.where : '';
+    let key = entry.job.idempotencyKey;
+    if (key === undefined || key === null) {
+      key = entry === top ? flowKey : `${flowKey}/${path}`;
+      if (key.length > 128) {
+        throw flowRefusal(at, 'invalid_idempotency_key', `the job's derived idempotency key (flow key "/" its path `
+          + `${path}) is longer than 128 characters: give the flow a shorter idempotencyKey, or the node its own`);
+      }
+      entry.job.idempotencyKey = key;
+    }
+    if (typeof key !== 'string' || !ID_RE.test(key)) {
+      throw flowRefusal(at, 'invalid_idempotency_key',
+        'idempotencyKey must be 1 to 128 printable ASCII characters without spaces',
+        typeof key === 'string' ? RangeError : TypeError);
+    }
+    return key;
+  });
+  // Two nodes with one key would be one job to the broker: a parent answered
+  // with its child's id, or waiting twice for one id, refused half-way for
+  // ever. The first pair in key order is named (as the gateway does).
+  const order = nodes.map((e, i) => i).sort((a, b) => (keys[a] < keys[b] ? -1 : keys[a] > keys[b] ? 1 : a - b));
+  for (let k = 1; k < order.length; k++) {
+    const [first, second] = [order[k - 1], order[k]];
+    if (keys[first] === keys[second]) {
+      throw flowRefusal(nodes[second].where, 'invalid_idempotency_key', `its idempotency key "${keys[second]}" is `
+        + `also the key of ${nodes[first].where}: each job of a flow needs its own (a node's own key must differ `
+        + 'from the flow\'s, from the other nodes\' and from the derived "<flowKey>/<path>" ones)');
+    }
+  }
+  for (const entry of nodes) {
+    if (entry.kids.length && entry.job.dependencyResults === undefined) entry.job.dependencyResults = true;
+    // each job as submitMany will send it: a bad one is refused now
+    if (typeof entry.job.botType !== 'string') throw badOption(`${entry.where} must have a botType (a string)`);
+    Client._submitBody(entry.job.botType, entry.job.payload, entry.job, `flow ${entry.where}`, ['botType', 'payload']);
+  }
+  return { nodes, flowKey };
+}
+
+/** The words of a flow() refused after it was checked: what stopped it,
+ *  what was made, and how to go on, by the refusal's kind. */
+function flowHalfway(message, code, flowKey, created, count) {
+  const made = `${message}; ${Object.keys(created).length} of the flow's ${count} jobs were created`;
+  if (RETRYABLE_CODES.has(code)) {
+    return `${made}: submit the same tree with idempotencyKey ${flowKey} on its top node to complete it`;
+  }
+  return `${made}; the same tree again would be refused the same way: correct the refused node (the created `
+    + `jobs' nodes must stay as they are) and submit the tree with idempotencyKey ${flowKey} on its top node `
+    + 'to make the rest of the flow';
 }
 
 /**
@@ -766,49 +886,30 @@ class Client {
    *  /flows: a node is a submitMany job plus children: [node, ...]; a node
    *  runs after all its children completed (its dependsOn: its own, then its
    *  children's ids; dependencyResults true unless given, for a node with
-   *  children). At most MAX_BATCH nodes and FLOW_MAX_DEPTH levels, checked
-   *  before anything is sent; the jobs go by height, leaves first, one
-   *  submitMany a level. The top node's idempotencyKey names the flow (else
-   *  a random flow-<20 hex>); a node without its own key gets
-   *  <flowKey>/<path> (k/1.0: the second child's first child). Resolves
-   *  {jobId, flowKey, children: [{jobId, children?}, ...]}; a node refused
-   *  rejects FlowRejected (a Rejected naming it) with flowKey and created
-   *  ({path: jobId}): submit the same tree with that key to complete it. */
+   *  children). The whole tree is checked first, with POST /flows' limits and
+   *  codes: at most MAX_BATCH nodes, FLOW_MAX_DEPTH levels, 100 children and
+   *  dependsOn a node, one idempotencyKey a node; a bad tree rejects a
+   *  RangeError or TypeError (.code as the gateway's: invalid_flow,
+   *  too_many_jobs, invalid_dependencies, invalid_idempotency_key,
+   *  bad_request) naming the node, and nothing is sent. Then the jobs go by
+   *  height, leaves first, each height in submitMany messages (1,000 jobs and
+   *  1 MiB a message). The top node's idempotencyKey names the flow (else a
+   *  random flow-<20 hex>); a node without its own key gets <flowKey>/<path>
+   *  (k/1.0: the second child's first child). Resolves {jobId, flowKey,
+   *  children: [{jobId, children?}, ...]}. A node refused rejects
+   *  FlowRejected (a Rejected naming it); any other error of a submitMany
+   *  (BrokerTimeout, a Rejected of the whole message) rejects as it is.
+   *  Either carries flowKey, created ({path: jobId}) and retryable: submit the
+   *  same tree with that key on its top node to complete the flow on the jobs
+   *  made (when not retryable, after correcting the refused node). */
   async flow(tree, opts = {}) {
-    const nodes = [];
-    const walk = (node, path, depth) => {
-      const where = path.length ? path.map((i) => `children[${i}]`).join('.') : 'the top node';
-      if (depth > FLOW_MAX_DEPTH) throw badOption(`${where}: the tree is deeper than ${FLOW_MAX_DEPTH} levels`, RangeError);
-      if (nodes.length === MAX_BATCH) throw badOption(`the flow holds more than ${MAX_BATCH} jobs (MAX_BATCH)`, RangeError);
-      if (!node || typeof node !== 'object' || Array.isArray(node)) throw badOption(`${where} must be an object (a submitMany job)`);
-      const children = node.children === undefined || node.children === null ? [] : node.children;
-      if (!Array.isArray(children)) throw badOption(`${where}: children must be an array of nodes`);
-      const job = Object.assign({}, node);
-      delete job.children;
-      const entry = { job, path, where, kids: [], height: 0, id: null };
-      nodes.push(entry);
-      children.forEach((child, i) => {
-        const kid = walk(child, path.concat([i]), depth + 1);
-        entry.kids.push(kid);
-        entry.height = Math.max(entry.height, kid.height + 1);
-      });
-      return entry;
+    const { nodes, flowKey } = flowNodes(tree);
+    const created = () => {
+      const out = {};
+      for (const e of nodes) if (e.id) out[e.path.join('.')] = e.id;
+      return out;
     };
-    const top = walk(tree, [], 1);
-    const flowKey = typeof top.job.idempotencyKey === 'string' ? top.job.idempotencyKey
-      : `flow-${crypto.randomBytes(10).toString('hex')}`;
-    for (const entry of nodes) {
-      if (entry.job.idempotencyKey === undefined || entry.job.idempotencyKey === null) {
-        const key = entry === top ? flowKey : `${flowKey}/${entry.path.join('.')}`;
-        if (key.length > 128) throw badOption(`${entry.where}: its derived idempotency key ${key} is longer than 128 characters`, RangeError);
-        entry.job.idempotencyKey = key;
-      }
-      if (entry.kids.length && entry.job.dependencyResults === undefined) entry.job.dependencyResults = true;
-      // each job as submitMany will send it: a bad one is refused now, before any job of the flow is made
-      if (typeof entry.job.botType !== 'string') throw badOption(`${entry.where} must have a botType (a string)`);
-      Client._submitBody(entry.job.botType, entry.job.payload, entry.job, `flow ${entry.where}`, ['botType', 'payload']);
-    }
-    for (let height = 0; height <= top.height; height++) {
+    for (let height = 0; height <= nodes[0].height; height++) {
       const level = nodes.filter((e) => e.height === height);
       const jobs = level.map((e) => {
         const job = Object.assign({}, e.job);
@@ -816,7 +917,17 @@ class Client {
         if (dependsOn.length) job.dependsOn = dependsOn;
         return job;
       });
-      const outcomes = await this.submitMany(jobs, opts);
+      let outcomes;
+      try {
+        outcomes = await this.submitMany(jobs, opts);
+      } catch (e) {
+        if (!(e instanceof BotmeshError)) throw e;
+        // The jobs made so far stay: the error says how to go on on them.
+        const made = created();
+        e.message = flowHalfway(e.message, e.code, flowKey, made, nodes.length);
+        Object.assign(e, { flowKey, created: made, retryable: RETRYABLE_CODES.has(e.code) });
+        throw e;
+      }
       let refused = null;
       outcomes.forEach((o, i) => {
         if (o instanceof Rejected) refused = refused || [level[i], o];
@@ -824,15 +935,13 @@ class Client {
       });
       if (refused) {
         const [entry, o] = refused;
-        const created = {};
-        for (const e of nodes) if (e.id) created[e.path.join('.')] = e.id;
-        throw new FlowRejected(o.code, `${entry.where}: ${o.message}; ${Object.keys(created).length} of the flow's `
-          + `${nodes.length} jobs were created: submit the same tree with idempotencyKey ${flowKey} on its top node `
-          + 'to complete it', flowKey, created);
+        const made = created();
+        throw new FlowRejected(o.code, flowHalfway(`${entry.where}: ${o.message}`, o.code, flowKey, made, nodes.length),
+          flowKey, made);
       }
     }
     const answer = (e) => (e.kids.length ? { jobId: e.id, children: e.kids.map(answer) } : { jobId: e.id });
-    return Object.assign(answer(top), { flowKey });
+    return Object.assign(answer(nodes[0]), { flowKey });
   }
 
   async _job(command, jobId, timeoutMs, body) {
@@ -1882,6 +1991,6 @@ function envInt(name, dflt, lo, hi) {
 module.exports = {
   Client, Worker, JobError,
   BotmeshError, Rejected, FlowRejected, BrokerTimeout, WaitTimeout, JobFailed, ProtocolError,
-  TERMINAL_STATES, FLOW_MAX_DEPTH, CLIENT_COMMANDS: C, WORKER_COMMANDS: W, defaultEndpoint, Endpoints,
+  TERMINAL_STATES, FLOW_MAX_DEPTH, MAX_DEPENDS, CLIENT_COMMANDS: C, WORKER_COMMANDS: W, defaultEndpoint, Endpoints,
   _codec: { pack, unpackMap, toWire, fromWire, decode, jobIdOf },
 };

@@ -88,8 +88,15 @@ QUEUE, REMOVE, PROMOTE, SCHEDULE = 0x0B, 0x0C, 0x0D, 0x0E
 SUBSCRIBE, UNSUBSCRIBE, EVENT = 0x0F, 0x10, 0x87
 MAX_BATCH = 1000                     # items of one batch message
 BATCH_BYTES = 1 << 20                # a batch message's jobs, encoded: at most this much
-FLOW_MAX_DEPTH = 32                  # levels of a flow() tree, as the gateway's POST /flows
                                      # (half of MAX_FRAME_BYTES' default), one large job alone
+FLOW_MAX_DEPTH = 32                  # levels of a flow() tree, as the gateway's POST /flows
+MAX_DEPENDS = 100                    # job ids one job may wait for (depends_on)
+ID_RE = re.compile(r"[\x21-\x7e]{1,128}")      # a job id or idempotency key: printable ASCII, no spaces
+# Refusals a later call may not meet (the broker away, busy or full): the
+# same call again can complete what they stopped.  Any other refusal
+# (a bad job, a key naming another job) meets the same call again.
+RETRYABLE_CODES = frozenset(("queue_full", "store_unavailable", "shutting_down", "not_leader",
+                             "broker_timeout", "broker_unavailable", "protocol_error"))
 
 # worker commands (BMW01)
 W_READY, W_JOB, W_PROGRESS, W_DONE, W_HEARTBEAT, W_DISCONNECT, W_CANCEL, W_RELEASE, W_NACK = \
@@ -166,13 +173,16 @@ class JobFailed(BotmeshError):
 
 
 class FlowRejected(Rejected):
-    """flow(): a node was refused after others were created: .flow_key
-    names the flow to submit again, .created maps the created nodes' paths
-    ("" the top node, "1.0" its second child's first child) to job ids."""
+    """flow(): the broker refused a node: .flow_key names the flow to
+    submit again, .created maps the created nodes' paths ("" the top node,
+    "1.0" its second child's first child) to job ids, .retryable says
+    whether the same call again can complete it (else the refused node
+    needs correcting first)."""
     def __init__(self, code, message, flow_key, created):
         super().__init__(code, message)
         self.flow_key = flow_key
         self.created = created
+        self.retryable = code in RETRYABLE_CODES
 
 
 class ProtocolError(BotmeshError):
@@ -377,6 +387,124 @@ def _bad_argument(message, kind=ValueError):
     exc.code = "bad_request"
     exc.message = message
     return exc
+
+
+def _flow_refusal(path, code, message, kind=ValueError):
+    """A flow() tree refused before anything is sent, with the code and
+    words of the gateway's POST /flows, the message starting with the
+    node's path ("children[1].children[0]: ...", none for the top node)."""
+    exc = _bad_argument("%s: %s" % (path, message) if path else message, kind)
+    exc.code = code
+    return exc
+
+
+def _flow_nodes(tree):
+    """Read and check a flow() tree as POST /flows does, the whole of it
+    before any job is made.  Returns (nodes, flow_key): the nodes depth
+    first, the top one first, each a dict {"job" (its submit_many job, its
+    idempotency_key set), "path" (child indexes), "where", "kids",
+    "height" (0: a leaf), "id" (None)}.  Raises ValueError or TypeError
+    with .code: invalid_flow (children not a list, deeper than
+    FLOW_MAX_DEPTH), too_many_jobs (more than MAX_BATCH nodes),
+    invalid_dependencies (children and depends_on past MAX_DEPENDS),
+    invalid_idempotency_key (a bad key, two nodes with one key), or
+    bad_request (a node's options, as submit() checks them)."""
+    too_many = ("the flow holds more than %d jobs; at most %d go in one request (MAX_BATCH)"
+                % (MAX_BATCH, MAX_BATCH))
+    nodes = []
+    slots = [0]                 # children seen so far: every node but the top is one
+
+    def walk(node, path, depth):
+        where = ".".join("children[%d]" % i for i in path)
+        if depth > FLOW_MAX_DEPTH:
+            raise _flow_refusal(where, "invalid_flow", "the tree is deeper than %d levels" % FLOW_MAX_DEPTH)
+        if len(nodes) == MAX_BATCH:
+            raise _flow_refusal("", "too_many_jobs", too_many)
+        if not isinstance(node, dict):
+            raise _flow_refusal(where, "invalid_body", "a node must be a dict (a submit_many job with "
+                                "\"children\")", TypeError)
+        children = node.get("children")
+        children = [] if children is None else children
+        if not isinstance(children, list):
+            raise _flow_refusal(where, "invalid_flow", "children must be a list of nodes (submit_many jobs)",
+                                TypeError)
+        own = node.get("depends_on")
+        own = len(own) if isinstance(own, (list, tuple)) else 0
+        if len(children) + own > MAX_DEPENDS:
+            raise _flow_refusal(where, "invalid_dependencies", "%d children and %d depends_on: a job waits "
+                                "for at most %d jobs" % (len(children), own, MAX_DEPENDS))
+        # counted before they are walked: a tree too large is refused at once
+        if slots[0] + len(children) > MAX_BATCH - 1:
+            raise _flow_refusal(where, "too_many_jobs", too_many)
+        slots[0] += len(children)
+        entry = {"job": {k: v for k, v in node.items() if k != "children"}, "path": path,
+                 "where": where or "the top node", "kids": [], "height": 0, "id": None}
+        nodes.append(entry)
+        for i, child in enumerate(children):
+            kid = walk(child, path + [i], depth + 1)
+            entry["kids"].append(kid)
+            entry["height"] = max(entry["height"], kid["height"] + 1)
+        return entry
+
+    top = walk(tree, [], 1)
+    flow_key = top["job"].get("idempotency_key")
+    if flow_key is None:
+        flow_key = "flow-" + os.urandom(10).hex()
+    keys = []
+    for entry in nodes:
+        job = entry["job"]
+        key = job.get("idempotency_key")
+        path = ".".join(map(str, entry["path"]))
+        if key is None:
+            key = flow_key if entry is top else flow_key + "/" + path
+            if len(key) > 128:
+                raise _flow_refusal(entry["where"] if path else "", "invalid_idempotency_key",
+                                    "the job's derived idempotency key (flow key \"/\" its path %s) is longer "
+                                    "than 128 characters: give the flow a shorter idempotency_key, or the node "
+                                    "its own" % path)
+            job["idempotency_key"] = key
+        if not isinstance(key, str) or not ID_RE.fullmatch(key):
+            raise _flow_refusal(entry["where"] if path else "", "invalid_idempotency_key",
+                                "idempotency_key must be 1 to 128 printable ASCII characters without spaces",
+                                TypeError if not isinstance(key, str) else ValueError)
+        keys.append(key)
+    # Two nodes with one key would be one job to the broker: a parent
+    # answered with its child's id, or waiting twice for one id, refused
+    # half-way for ever.  The first pair in key order is named (as the
+    # gateway does).
+    order = sorted(range(len(nodes)), key=lambda i: (keys[i], i))
+    for first, second in zip(order, order[1:]):
+        if keys[first] == keys[second]:
+            raise _flow_refusal(nodes[second]["where"], "invalid_idempotency_key",
+                                "its idempotency key \"%s\" is also the key of %s: each job of a flow needs "
+                                "its own (a node's own key must differ from the flow's, from the other nodes' "
+                                "and from the derived \"<flowKey>/<path>\" ones)"
+                                % (keys[second], nodes[first]["where"]))
+    for entry in nodes:
+        job = entry["job"]
+        if entry["kids"]:
+            job.setdefault("dependency_results", True)
+        # each job as submit_many will send it: a bad one is refused now
+        named = {("bot_type" if k == "botType" else k): v for k, v in job.items()}
+        if "bot_type" not in named:
+            raise _bad_argument("%s must have a bot_type (or botType)" % entry["where"], TypeError)
+        try:
+            Client._submit_body(**named)
+        except TypeError as exc:
+            raise _bad_argument("%s: %s" % (entry["where"], exc), TypeError) from exc
+    return nodes, flow_key
+
+
+def _flow_halfway(message, code, flow_key, created, count):
+    """The words of a flow() refused after it was checked: what stopped
+    it, what was made, and how to go on, by the refusal's kind."""
+    if code in RETRYABLE_CODES:
+        return ("%s; %d of the flow's %d jobs were created: submit the same tree with idempotency_key %r "
+                "on its top node to complete it" % (message, len(created), count, flow_key))
+    return ("%s; %d of the flow's %d jobs were created; the same tree again would be refused the same "
+            "way: correct the refused node (the created jobs' nodes must stay as they are) and submit "
+            "the tree with idempotency_key %r on its top node to make the rest of the flow"
+            % (message, len(created), count, flow_key))
 
 
 def _wire_backoff(backoff):
@@ -778,64 +906,31 @@ class Client:
         POST /flows: a node is a submit_many() job dict plus "children": [node,
         ...]; a node runs after all its children completed (its depends_on
         is its own, then its children's ids; dependency_results defaults to
-        True for a node with children).  At most MAX_BATCH nodes and
-        FLOW_MAX_DEPTH levels, checked before anything is sent; then the jobs
-        go by height, leaves first, one submit_many a level.
+        True for a node with children).  The whole tree is checked first, with
+        POST /flows' limits and codes: at most MAX_BATCH nodes, FLOW_MAX_DEPTH
+        levels, MAX_DEPENDS children and depends_on a node, one idempotency key
+        a node; a bad tree raises ValueError or TypeError (.code as the
+        gateway's: invalid_flow, too_many_jobs, invalid_dependencies,
+        invalid_idempotency_key, bad_request) naming the node, and nothing is
+        sent.  Then the jobs go by height, leaves first, each height in
+        submit_many messages (MAX_BATCH jobs and BATCH_BYTES a message).
 
         Idempotent: the top node's idempotency_key names the flow (made up,
         "flow-<20 hex>", when it has none); a node without a key of its own
         gets "<flow key>/<path>" ("k/1.0": the second child's first child).
         Returns {"jobId", "flowKey", "children": [{"jobId", "children"?}, ...]}
         (the JobIds, with .duplicate).  A node refused raises FlowRejected
-        (a Rejected) naming it, with .flow_key and .created ({path: job id}):
-        submit the same tree with that key on its top node to complete it."""
-        nodes = []
+        (a Rejected) naming it; any other error of a submit_many
+        (BrokerTimeout, a Rejected of the whole message) is raised as it is.
+        Either carries .flow_key, .created ({path: job id}) and .retryable:
+        submit the same tree with that key on its top node to complete the
+        flow on the jobs made (when not retryable, after correcting the
+        refused node)."""
+        nodes, flow_key = _flow_nodes(tree)
 
-        def own_key(job):
-            return job.get("idempotency_key")
-
-        def walk(node, path, depth):
-            where = "children[" + "].children[".join(map(str, path)) + "]" if path else "the top node"
-            if depth > FLOW_MAX_DEPTH:
-                raise _bad_argument("%s: the tree is deeper than %d levels" % (where, FLOW_MAX_DEPTH))
-            if len(nodes) == MAX_BATCH:
-                raise _bad_argument("the flow holds more than %d jobs (MAX_BATCH)" % MAX_BATCH)
-            if not isinstance(node, dict):
-                raise _bad_argument("%s must be a dict (a submit_many job)" % where, TypeError)
-            children = node.get("children") or []
-            if not isinstance(children, list):
-                raise _bad_argument("%s: children must be a list of nodes" % where, TypeError)
-            entry = {"job": {k: v for k, v in node.items() if k != "children"}, "path": path,
-                     "where": where, "kids": [], "height": 0, "id": None}
-            nodes.append(entry)
-            for i, child in enumerate(children):
-                kid = walk(child, path + [i], depth + 1)
-                entry["kids"].append(kid)
-                entry["height"] = max(entry["height"], kid["height"] + 1)
-            return entry
-
-        top = walk(tree, [], 1)
-        flow_key = own_key(top["job"]) or "flow-" + os.urandom(10).hex()
-        for entry in nodes:
-            job = entry["job"]
-            if own_key(job) is None:
-                key = flow_key if entry is top else flow_key + "/" + ".".join(map(str, entry["path"]))
-                if len(key) > 128:
-                    raise _bad_argument("%s: its derived idempotency key %r is longer than 128 characters"
-                                        % (entry["where"], key))
-                job["idempotency_key"] = key
-            if entry["kids"]:
-                job.setdefault("dependency_results", True)
-            # each job as submit_many will send it: a bad one is refused now,
-            # before any job of the flow is made
-            named = {("bot_type" if k == "botType" else k): v for k, v in job.items()}
-            if "bot_type" not in named:
-                raise _bad_argument("%s must have a bot_type (or botType)" % entry["where"], TypeError)
-            try:
-                self._submit_body(**named)
-            except TypeError as exc:
-                raise _bad_argument("%s: %s" % (entry["where"], exc), TypeError) from exc
-        for height in range(top["height"] + 1):
+        def created():
+            return {".".join(map(str, e["path"])): e["id"] for e in nodes if e["id"]}
+        for height in range(nodes[0]["height"] + 1):
             level = [e for e in nodes if e["height"] == height]
             jobs = []
             for entry in level:
@@ -844,26 +939,35 @@ class Client:
                 if depends:
                     job["depends_on"] = depends
                 jobs.append(job)
+            try:
+                outcomes = self.submit_many(jobs, timeout)
+            except BotmeshError as exc:
+                # The jobs made so far stay: the error says how to go on on them.
+                made = created()
+                exc.message = _flow_halfway(exc.message, exc.code, flow_key, made, len(nodes))
+                exc.args = (exc.code, exc.message)
+                exc.flow_key, exc.created = flow_key, made
+                exc.retryable = exc.code in RETRYABLE_CODES
+                raise
             refused = None
-            for entry, outcome in zip(level, self.submit_many(jobs, timeout)):
+            for entry, outcome in zip(level, outcomes):
                 if isinstance(outcome, Rejected):
                     refused = refused or (entry, outcome)
                 else:
                     entry["id"] = outcome
             if refused:
                 entry, outcome = refused
-                created = {".".join(map(str, e["path"])): e["id"] for e in nodes if e["id"]}
-                raise FlowRejected(outcome.code, "%s: %s; %d of the flow's %d jobs were created: submit "
-                                   "the same tree with idempotency_key %r on its top node to complete it"
-                                   % (entry["where"], outcome.message, len(created), len(nodes), flow_key),
-                                   flow_key, created)
+                made = created()
+                raise FlowRejected(outcome.code, _flow_halfway("%s: %s" % (entry["where"], outcome.message),
+                                                               outcome.code, flow_key, made, len(nodes)),
+                                   flow_key, made)
 
         def answer(entry):
             out = {"jobId": entry["id"]}
             if entry["kids"]:
                 out["children"] = [answer(k) for k in entry["kids"]]
             return out
-        return dict(answer(top), flowKey=flow_key)
+        return dict(answer(nodes[0]), flowKey=flow_key)
 
     def status(self, job_id=None, timeout=None, *, key=None):
         """The job's record (a dict): by its id, or with key= by the

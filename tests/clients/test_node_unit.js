@@ -841,20 +841,26 @@ tests.clientEventsResubscribe = async () => {
   }
 };
 
-// flow(): leaves first, one SUBMIT_MANY a level, parents naming their children's
+// A fake broker's ACCEPTED_MANY items for flow(): one job per idempotencyKey
+// (made maps each key to its job id), or the refusal refusals gives for the
+// job's payload.
+function flowOutcomes(made, jobs, refusals = {}) {
+  return jobs.map((job) => {
+    if (refusals[job.payload]) return refusals[job.payload];
+    const duplicate = made[job.idempotencyKey] !== undefined;
+    if (!duplicate) made[job.idempotencyKey] = `j${Object.keys(made).length}`;
+    return { jobId: made[job.idempotencyKey], duplicate };
+  });
+}
+
+// flow(): leaves first, each height in SUBMIT_MANY messages, parents naming their children's
 // ids, keys derived from the flow key; a refused node rejects FlowRejected with
 // the flow key and the jobs made; a tree too deep is refused before anything is sent.
 tests.clientFlow = async () => {
   const made = {};
   const fb = await new FakeBroker((b, m) => {
     if (m.cmd !== 0x0A) return [];
-    const jobs = m.body.jobs.map((job) => {
-      if (job.payload === 'refuse') return { code: 'bad_request', message: 'no' };
-      const duplicate = made[job.idempotencyKey] !== undefined;
-      if (!duplicate) made[job.idempotencyKey] = `j${Object.keys(made).length}`;
-      return { jobId: made[job.idempotencyKey], duplicate };
-    });
-    return [[0x85, { req: m.body.req, jobs }]];
+    return [[0x85, { req: m.body.req, jobs: flowOutcomes(made, m.body.jobs, { refuse: { code: 'bad_request', message: 'no' } }) }]];
   }).bind();
   const c = new bm.Client({ endpoint: fb.endpoint, timeoutMs: 3000 });
   try {
@@ -863,7 +869,7 @@ tests.clientFlow = async () => {
       { botType: 'dep', payload: 'b', idempotencyKey: 'own' }] });
     const sent = fb.got(0x0A).map((m) => m.body.jobs);
     check(JSON.stringify(sent.map((level) => level.map((j) => j.payload))) === '[["a0","b"],["a"],["top"]]',
-      'one SUBMIT_MANY a level, leaves first', sent);
+      'one SUBMIT_MANY a height here, leaves first', sent);
     const key = out.flowKey;
     check(key.startsWith('flow-') && sent[2][0].idempotencyKey === key && sent[1][0].idempotencyKey === `${key}/0`
       && sent[0][0].idempotencyKey === `${key}/0.0` && sent[0][1].idempotencyKey === 'own',
@@ -881,15 +887,116 @@ tests.clientFlow = async () => {
       && e.message.includes('children[1].children[0]') && e.message.includes(e.flowKey)
       && JSON.stringify(e.created) === JSON.stringify({ 0: made[`${e.flowKey}/0`] }),
       'a refused node: FlowRejected naming it, the flow key and the job made', e);
+    check(e.retryable === false && e.message.includes('correct the refused node') && !e.message.includes('to complete it'),
+      'a refusal for what the node says: not promised to pass on a retry', e.message);
     const n = fb.got(0x0A).length;
     let deep = { botType: 'dep', payload: 0 };
     for (let i = 0; i < bm.FLOW_MAX_DEPTH; i++) deep = { botType: 'dep', payload: 0, children: [deep] };
     const d = await rejects(c.flow(deep));
-    check(d instanceof RangeError && d.message.includes('deeper than 32') && fb.got(0x0A).length === n,
-      'a tree too deep: RangeError, nothing sent', d);
+    check(d instanceof RangeError && d.message.includes('deeper than 32') && d.code === 'invalid_flow'
+      && fb.got(0x0A).length === n, 'a tree too deep: RangeError invalid_flow, nothing sent', d);
     const t = await rejects(c.flow({ botType: 'dep', payload: 1, children: [{ botType: 'dep', payload: 2 }, { payload: 3 }] }));
     check(t instanceof TypeError && t.message.includes('children[1]') && fb.got(0x0A).length === n,
       'a node without a botType: TypeError naming it, nothing sent', t);
+  } finally {
+    c.close();
+    fb.close();
+  }
+};
+
+// flow() checks the whole tree with POST /flows' limits, codes and words
+// before it sends anything: children and dependsOn past 100 at any node, more
+// than MAX_BATCH nodes (counted before they are walked), two nodes with one
+// key, a bad key. Each would otherwise be refused only at its parent's height,
+// after the leaves were made.
+tests.clientFlowChecks = async () => {
+  const fb = await new FakeBroker((b, m) => (m.cmd === 0x0A
+    ? [[0x85, { req: m.body.req, jobs: m.body.jobs.map((j) => ({ jobId: `j-${j.idempotencyKey}` })) }]] : [])).bind();
+  const c = new bm.Client({ endpoint: fb.endpoint, timeoutMs: 3000 });
+  const leaf = (n, more = {}) => Object.assign({ botType: 'dep', payload: n }, more);
+  const range = (k, f) => Array.from({ length: k }, (_, i) => f(i));
+  try {
+    let comb = leaf('leaf');
+    for (let i = 0; i < 30; i++) comb = leaf(i, { children: [comb].concat(range(99, () => leaf(0))) });
+    const cases = [
+      ['101 children at children[0]', leaf(0, { children: [leaf(1, { children: range(101, leaf) })] }),
+        'invalid_dependencies', 'children[0]: 101 children and 0 dependsOn: a job waits for at most 100 jobs'],
+      ['99 children and 2 dependsOn at the top', leaf(0, { dependsOn: ['a', 'b'], children: range(99, leaf) }),
+        'invalid_dependencies', '99 children and 2 dependsOn: a job waits for at most 100 jobs'],
+      ['1001 nodes', leaf(0, { children: range(10, (i) => leaf(i, { children: range(99, leaf) })) }),
+        'too_many_jobs', 'the flow holds more than 1000 jobs; at most 1000 go in one request (MAX_BATCH)'],
+      ['31 levels of 100 children walked down the first', comb, 'too_many_jobs', 'more than 1000 jobs'],
+      ['a node\'s own key equal to another\'s derived one',
+        leaf(0, { idempotencyKey: 'k', children: [leaf(1, { idempotencyKey: 'k/1' }), leaf(2)] }),
+        'invalid_idempotency_key', 'children[1]: its idempotency key "k/1" is also the key of children[0]'],
+      ['two siblings with one key',
+        leaf(0, { children: [leaf(1, { idempotencyKey: 'same' }), leaf(2, { idempotencyKey: 'same' })] }),
+        'invalid_idempotency_key', 'children[1]: its idempotency key "same" is also the key of children[0]: each job of a flow needs its own'],
+      ['a child\'s key equal to the flow\'s',
+        leaf(0, { idempotencyKey: 'f', children: [leaf(1, { children: [leaf(2, { idempotencyKey: 'f' })] })] }),
+        'invalid_idempotency_key', 'children[0].children[0]: its idempotency key "f" is also the key of the top node'],
+      ['a key with a space in the middle',
+        leaf(0, { children: [leaf(1, { children: [leaf(2)], idempotencyKey: 'a b' })] }),
+        'invalid_idempotency_key', 'children[0]: idempotencyKey must be 1 to 128 printable ASCII'],
+    ];
+    for (const [what, tree, code, words] of cases) {
+      const e = await rejects(c.flow(tree));
+      check(e instanceof RangeError && e.code === code && e.message.includes(words) && fb.got(0x0A).length === 0,
+        `${what}: RangeError ${code}, nothing sent`, e.message, e.code);
+    }
+    const t = await rejects(c.flow(leaf(0, { children: [leaf(1, { children: [7] })] })));
+    check(t instanceof TypeError && t.code === 'invalid_body' && t.message.startsWith('children[0].children[0]: ')
+      && fb.got(0x0A).length === 0, 'a node that is no object: TypeError invalid_body', t.message);
+    const out = await c.flow(leaf(0, { dependsOn: ['a'], children: range(99, leaf) }));
+    check(out.children.length === 99 && fb.got(0x0A).length === 2, '99 children and 1 dependsOn: 100, sent', out);
+  } finally {
+    c.close();
+    fb.close();
+  }
+};
+
+// An error of a later height's submitMany (no answer in time, the whole
+// message refused) carries the flow key, the jobs made and whether the same
+// call can complete it; the same call with that key resumes on the same jobs.
+// A node refused for a reason that passes (queue_full) promises completion.
+tests.clientFlowHalfway = async () => {
+  const made = {};
+  const silent = { top: 1 };            // answers left to withhold, by payload
+  const fb = await new FakeBroker((b, m) => {
+    if (m.cmd !== 0x0A) return [];
+    const payloads = m.body.jobs.map((j) => j.payload);
+    for (const p of payloads) {
+      if (silent[p]) { silent[p] -= 1; return []; }
+    }
+    if (payloads.includes('unstored')) {
+      return [[0x82, { req: m.body.req, code: 'store_unavailable', message: 'job storage is unavailable; retry later' }]];
+    }
+    const full = { code: 'queue_full', message: 'the queue of this bot type is full; retry later' };
+    return [[0x85, { req: m.body.req, jobs: flowOutcomes(made, m.body.jobs, { full }) }]];
+  }).bind();
+  const c = new bm.Client({ endpoint: fb.endpoint, timeoutMs: 3000 });
+  try {
+    const tree = { botType: 'dep', payload: 'top', children: [{ botType: 'dep', payload: 'a' }, { botType: 'dep', payload: 'b' }] };
+    const e = await rejects(c.flow(tree, { requestTimeoutMs: 500 }));
+    const key = e.flowKey;
+    check(e instanceof bm.BrokerTimeout && typeof key === 'string' && key.startsWith('flow-')
+      && JSON.stringify(e.created) === JSON.stringify({ 0: made[`${key}/0`], 1: made[`${key}/1`] })
+      && e.retryable === true && e.message.includes(key)
+      && e.message.includes('2 of the flow\'s 3 jobs were created') && e.message.includes('to complete it'),
+      'no answer for the top\'s height: BrokerTimeout with the flow key and the 2 jobs made', e.message, e.created);
+    const n = Object.keys(made).length;
+    const out = await c.flow(Object.assign({}, tree, { idempotencyKey: key }));
+    check(out.flowKey === key && JSON.stringify(out.children.map((k) => k.jobId)) === JSON.stringify([e.created[0], e.created[1]])
+      && Object.keys(made).length === n + 1,
+      'the same call with that key: the same children, and the top made', out);
+    const w = await rejects(c.flow({ botType: 'dep', payload: 'p', children: [{ botType: 'dep', payload: 'unstored' }] }));
+    check(w instanceof bm.Rejected && w.code === 'store_unavailable' && JSON.stringify(w.created) === '{}'
+      && w.retryable === true && w.message.includes(w.flowKey) && w.message.includes('to complete it'),
+      'a submitMany refused whole: Rejected with the flow key, retryable', w.message);
+    const f = await rejects(c.flow({ botType: 'dep', payload: 'full', children: [{ botType: 'dep', payload: 'c' }] }));
+    check(f instanceof bm.FlowRejected && f.code === 'queue_full' && f.retryable === true
+      && f.message.includes('the top node: ') && f.message.includes('to complete it') && Object.keys(f.created).length === 1,
+      'the top refused queue_full: FlowRejected, retryable, the same call completes it', f.message);
   } finally {
     c.close();
     fb.close();

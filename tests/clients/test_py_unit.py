@@ -88,23 +88,31 @@ def test_client_submit_encoding():
         fb.close()
 
 
+def flow_outcomes(made, jobs, refusals=None):
+    """A fake broker's ACCEPTED_MANY items for flow(): one job per
+    idempotencyKey (made maps each key to its job id), or the refusal
+    refusals gives for the job's payload."""
+    out = []
+    for job in jobs:
+        refusal = (refusals or {}).get(job["payload"]) if isinstance(job["payload"], str) else None
+        if refusal:
+            out.append(refusal)
+            continue
+        key = job["idempotencyKey"]
+        duplicate = key in made
+        out.append({"jobId": made.setdefault(key, "j%d" % len(made)), "duplicate": duplicate})
+    return out
+
+
 def test_client_flow():
-    """flow(): leaves first, one SUBMIT_MANY a level, parents naming their
+    """flow(): leaves first, each height in SUBMIT_MANY messages, parents naming their
     children's ids, keys derived from the flow key; a refused node raises
     FlowRejected with the flow key and the jobs made."""
     made = {}
 
     def responder(b, m):
         if m.cmd == botmesh.SUBMIT_MANY:
-            out = []
-            for job in m.body["jobs"]:
-                if job["payload"] == "refuse":
-                    out.append({"code": "bad_request", "message": "no"})
-                else:
-                    key = job["idempotencyKey"]
-                    duplicate = key in made
-                    out.append({"jobId": made.setdefault(key, "j%d" % len(made)),
-                                "duplicate": duplicate})
+            out = flow_outcomes(made, m.body["jobs"], {"refuse": {"code": "bad_request", "message": "no"}})
             return [(botmesh.ACCEPTED_MANY, {"req": m.body["req"], "jobs": out})]
     fb = FakeBroker(responder)
     try:
@@ -115,7 +123,7 @@ def test_client_flow():
             out = c.flow(tree)
             sent = [[j for j in m.body["jobs"]] for m in fb.got(botmesh.SUBMIT_MANY)]
             check([[j["payload"] for j in level] for level in sent] == [["a0", "b"], ["a"], ["top"]],
-                  "one SUBMIT_MANY a level, leaves first", sent)
+                  "one SUBMIT_MANY a height here, leaves first", sent)
             key = out["flowKey"]
             check(key.startswith("flow-") and sent[2][0]["idempotencyKey"] == key
                   and sent[1][0]["idempotencyKey"] == key + "/0"
@@ -135,17 +143,138 @@ def test_client_flow():
             check(e.code == "bad_request" and "children[1].children[0]" in e.message
                   and e.flow_key in e.message and e.created == {"0": made[e.flow_key + "/0"]},
                   "a refused node: FlowRejected naming it, the flow key and the job made", e)
+            check(e.retryable is False and "correct the refused node" in e.message
+                  and "to complete it" not in e.message,
+                  "a refusal for what the node says: not promised to pass on a retry", e.message)
             n = len(fb.got(botmesh.SUBMIT_MANY))
             deep = {"bot_type": "dep", "payload": 0}
             for _ in range(botmesh.FLOW_MAX_DEPTH):
                 deep = {"bot_type": "dep", "payload": 0, "children": [deep]}
             e = raises(lambda: c.flow(deep), ValueError)
-            check("deeper than 32" in str(e) and len(fb.got(botmesh.SUBMIT_MANY)) == n,
-                  "a tree too deep: ValueError, nothing sent", e)
+            check("deeper than 32" in str(e) and e.code == "invalid_flow"
+                  and len(fb.got(botmesh.SUBMIT_MANY)) == n,
+                  "a tree too deep: ValueError invalid_flow, nothing sent", e)
             e = raises(lambda: c.flow({"bot_type": "dep", "payload": 1, "children": [
                 {"bot_type": "dep", "payload": 2}, {"payload": 3}]}), TypeError)
             check("children[1]" in str(e) and len(fb.got(botmesh.SUBMIT_MANY)) == n,
                   "a node without a bot_type: TypeError naming it, nothing sent", e)
+    finally:
+        fb.close()
+
+
+def test_client_flow_checks():
+    """flow() checks the whole tree with POST /flows' limits, codes and
+    words before it sends anything: children and depends_on past 100 at
+    any node, more than MAX_BATCH nodes (counted before they are walked),
+    two nodes with one key, a bad key.  Each would otherwise be refused
+    only at its parent's height, after the leaves were made."""
+    fb = FakeBroker(lambda b, m: [(botmesh.ACCEPTED_MANY, {"req": m.body["req"], "jobs": [
+        {"jobId": "j-" + j["idempotencyKey"]} for j in m.body["jobs"]]})])
+
+    def leaf(n, **more):
+        return dict({"bot_type": "dep", "payload": n}, **more)
+    try:
+        with botmesh.Client(fb.endpoint, timeout=3) as c:
+            cases = [
+                ("101 children at children[0]",
+                 leaf(0, children=[leaf(1, children=[leaf(i) for i in range(101)])]),
+                 "invalid_dependencies", "children[0]: 101 children and 0 depends_on: a job waits for at most "
+                 "100 jobs"),
+                ("99 children and 2 depends_on at the top",
+                 leaf(0, depends_on=["a", "b"], children=[leaf(i) for i in range(99)]),
+                 "invalid_dependencies", "99 children and 2 depends_on: a job waits for at most 100 jobs"),
+                ("1001 nodes", leaf(0, children=[leaf(i, children=[leaf(j) for j in range(99)])
+                                                 for i in range(10)]),
+                 "too_many_jobs", "the flow holds more than 1000 jobs; at most 1000 go in one request (MAX_BATCH)"),
+                ("31 levels of 100 children walked down the first",
+                 None, "too_many_jobs", "more than 1000 jobs"),
+                ("a node's own key equal to another's derived one",
+                 leaf(0, idempotency_key="k", children=[leaf(1, idempotency_key="k/1"), leaf(2)]),
+                 "invalid_idempotency_key", 'children[1]: its idempotency key "k/1" is also the key of children[0]'),
+                ("two siblings with one key",
+                 leaf(0, children=[leaf(1, idempotency_key="same"), leaf(2, idempotency_key="same")]),
+                 "invalid_idempotency_key", 'children[1]: its idempotency key "same" is also the key of '
+                 "children[0]: each job of a flow needs its own"),
+                ("a child's key equal to the flow's",
+                 leaf(0, idempotency_key="f", children=[leaf(1, children=[leaf(2, idempotency_key="f")])]),
+                 "invalid_idempotency_key", "children[0].children[0]: its idempotency key \"f\" is also the key "
+                 "of the top node"),
+                ("a key with a space in the middle",
+                 leaf(0, children=[leaf(1, children=[leaf(2)], idempotency_key="a b")]),
+                 "invalid_idempotency_key", "children[0]: idempotency_key must be 1 to 128 printable ASCII"),
+                ("a key ending in a newline", leaf(0, idempotency_key="k\n", children=[leaf(1)]),
+                 "invalid_idempotency_key", "idempotency_key must be 1 to 128 printable ASCII"),
+            ]
+            comb = leaf("leaf")
+            for i in range(30):
+                comb = leaf(i, children=[comb] + [leaf(0)] * 99)
+            for what, tree, code, words in cases:
+                e = raises(lambda: c.flow(tree if tree is not None else comb), ValueError)
+                check(e.code == code and words in str(e) and not fb.got(botmesh.SUBMIT_MANY),
+                      "%s: ValueError %s, nothing sent" % (what, code), e, getattr(e, "code", None))
+            e = raises(lambda: c.flow(leaf(0, children=[leaf(1, children=[7])])), TypeError)
+            check(e.code == "invalid_body" and str(e).startswith("children[0].children[0]: ")
+                  and not fb.got(botmesh.SUBMIT_MANY), "a node that is no dict: TypeError invalid_body", e)
+            out = c.flow(leaf(0, depends_on=["a"], children=[leaf(i) for i in range(99)]))
+            check(len(out["children"]) == 99 and len(fb.got(botmesh.SUBMIT_MANY)) == 2,
+                  "99 children and 1 depends_on: 100, sent", out)
+    finally:
+        fb.close()
+
+
+def test_client_flow_halfway():
+    """An error of a later height's submit_many (no answer in time, the
+    whole message refused) carries the flow key, the jobs made and whether
+    the same call can complete it; the same call with that key resumes on
+    the same jobs.  A node refused for a reason that passes (queue_full)
+    promises completion; one refused for what it says does not."""
+    made = {}
+    silent = {"top": 1}          # answers left to withhold, by payload
+
+    def responder(b, m):
+        if m.cmd != botmesh.SUBMIT_MANY:
+            return None
+        payloads = [j["payload"] for j in m.body["jobs"]]
+        for p in payloads:
+            if silent.get(p):
+                silent[p] -= 1
+                return None
+        if "unstored" in payloads:
+            return [(botmesh.REJECTED, {"req": m.body["req"], "code": "store_unavailable",
+                                         "message": "job storage is unavailable; retry later"})]
+        out = flow_outcomes(made, m.body["jobs"], {"full": {
+            "code": "queue_full", "message": "the queue of this bot type is full; retry later"}})
+        return [(botmesh.ACCEPTED_MANY, {"req": m.body["req"], "jobs": out})]
+    fb = FakeBroker(responder)
+    try:
+        with botmesh.Client(fb.endpoint, timeout=3) as c:
+            tree = {"bot_type": "dep", "payload": "top", "children": [
+                {"bot_type": "dep", "payload": "a"}, {"bot_type": "dep", "payload": "b"}]}
+            e = raises(lambda: c.flow(tree, timeout=0.5), botmesh.BrokerTimeout)
+            key = getattr(e, "flow_key", None)
+            check(key is not None and key.startswith("flow-")
+                  and e.created == {"0": made[key + "/0"], "1": made[key + "/1"]}
+                  and e.retryable is True and key in e.message and key in str(e)
+                  and "2 of the flow's 3 jobs were created" in e.message and "to complete it" in e.message,
+                  "no answer for the top's height: BrokerTimeout with the flow key and the 2 jobs made", e,
+                  getattr(e, "created", None))
+            n = len(made)
+            out = c.flow(dict(tree, idempotency_key=key))
+            check(out["flowKey"] == key and [k["jobId"] for k in out["children"]] == [e.created["0"], e.created["1"]]
+                  and all(k["jobId"].duplicate for k in out["children"]) and len(made) == n + 1,
+                  "the same call with that key: the same children, duplicates, and the top made", out)
+            # The whole message refused, at the first height: nothing made, the key to go on with.
+            e = raises(lambda: c.flow({"bot_type": "dep", "payload": "p", "children": [
+                {"bot_type": "dep", "payload": "unstored"}]}), botmesh.Rejected)
+            check(e.code == "store_unavailable" and e.created == {} and e.retryable is True
+                  and e.flow_key in e.message and "to complete it" in e.message,
+                  "a SUBMIT_MANY refused whole: Rejected with the flow key, retryable", e)
+            # A node refused for a reason that passes: completion promised.
+            e = raises(lambda: c.flow({"bot_type": "dep", "payload": "full", "children": [
+                {"bot_type": "dep", "payload": "c"}]}), botmesh.FlowRejected)
+            check(e.code == "queue_full" and e.retryable is True and "the top node: " in e.message
+                  and "to complete it" in e.message and len(e.created) == 1,
+                  "the top refused queue_full: FlowRejected, retryable, the same call completes it", e)
     finally:
         fb.close()
 
