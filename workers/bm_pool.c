@@ -1100,10 +1100,17 @@ s_kill_verdict (bm_pool_t *self, proc_t *proc, int status, const struct rusage *
 
 //  A process dead at start by SIGSEGV, SIGABRT or SIGKILL (under bwrap:
 //  exit 128 + one of them) while its address space is limited: the hint
-//  that the limit may be what killed it, else "".
+//  that the limit may be what killed it, else "".  A fork server runs with
+//  no memory limit of its own (each child sets its job's), so its death is
+//  never the limit's doing.
 static void
 s_memory_hint (bm_pool_t *self, int status, char *hint, size_t hint_size)
 {
+    if (self->config.fork) {
+        if (hint_size)
+            *hint = 0;
+        return;
+    }
     int signum = WIFSIGNALED (status) ? WTERMSIG (status)
                : bm_job_report_bwrap_signal (WEXITSTATUS (status), self->config.sandboxed);
     bm_job_report_memory_hint (signum, self->config.limits, self->config.memory_var, false,

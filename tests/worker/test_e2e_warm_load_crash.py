@@ -15,6 +15,9 @@ its ready frame), in pool mode:
   so, "the default BOT_DEFMEM_MEMORY_MB=4096 may be too low for it to start
   (...): set it higher".  Before: "BOT_DEFMEM_MEMORY_MB=4096 may be too
   low ...: raise it", as if it had been set;
+- a fork server dying at load under BOT_LOWFORK_MEMORY_MB=200: no hint (a
+  fork server has no memory limit of its own, its children do).  Before:
+  the hint, naming a limit that did not apply to it;
 - a spawned bot killed by SIGSEGV before it wrote anything, under
   BOT_LOWSPAWN_MEMORY_MB=200: bot_failed "the bot was killed by signal
   SIGSEGV (11); if it died at start, BOT_LOWSPAWN_MEMORY_MB=200 may be too
@@ -46,9 +49,10 @@ def main():
                "BOT_NOMEM_CMD": bot, "BOT_NOMEM_MODE": "pool", "BOT_NOMEM_MAX_PROCS": "1",
                "BOT_NOMEM_MEMORY_MB": "0",
                "BOT_DEFMEM_CMD": bot, "BOT_DEFMEM_MODE": "pool", "BOT_DEFMEM_MAX_PROCS": "1",
+               "BOT_LOWFORK_CMD": bot, "BOT_LOWFORK_MODE": "fork", "BOT_LOWFORK_MEMORY_MB": "200",
                "BOT_LOWSPAWN_CMD": "%s %s" % (wlib.PY, os.path.join(wlib.HERE, "bots", "crashbot.py")),
                "BOT_LOWSPAWN_MODE": "spawn", "BOT_LOWSPAWN_MEMORY_MB": "200"}
-        w = s.worker("--type", "lowmem,nomem,defmem,lowspawn", "--concurrency", "2", env=env)
+        w = s.worker("--type", "lowmem,nomem,defmem,lowfork,lowspawn", "--concurrency", "2", env=env)
         s.wait_workers(1)
         c = s.client()
 
@@ -67,6 +71,10 @@ def main():
                                  "the default BOT_DEFMEM_MEMORY_MB=4096 may be too low for it to "
                                  "start") and "set it higher" in message,
               "with the variable unset, the hint names its default as the default", message)
+
+        message = init_error(c, "lowfork")
+        check("may be too low" not in message and "killed by signal SIGSEGV" in message,
+              "a fork server, which runs without the memory limit: no hint", message)
 
         rec = wlib.run_job(c, "lowspawn", {"crash": True}, attempts=1)
         log("lowspawn: %s %s" % (rec["state"], rec.get("error")))
