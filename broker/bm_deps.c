@@ -12,8 +12,9 @@
     cancelled or removed meanwhile is skipped when its dependency ends.
 
     Durable: dependsOn (and its options) are in the record's "r" map,
-    which dependencies are still pending and the results kept in its "x"
-    map (bm_record.c), rewritten as each dependency ends.  A recovery
+    which dependencies are still pending in its "x" map (bm_record.c),
+    rewritten as each dependency ends, and each result kept in a field of
+    its own, written once (bm_jobstore.c).  A recovery
     (restart, takeover) checks each waiting job's pending dependencies
     again: one that ended while no broker was there to see it (its DONE
     taken at the recovery) is resolved then, one only Redis holds is read
@@ -467,6 +468,7 @@ s_resolve (bm_broker_t *self, bm_job_t *job, const char *dep_id, bool completed,
             bm_deps_result_free (&dep->result);
             dep->result = bm_deps_result_ref (*shared_p);
             dep->result_size = result_size;
+            dep->result_saved = false;
         }
     }
     else {
@@ -871,6 +873,7 @@ bm_deps_retry (bm_broker_t *self, bm_job_t *job)
         if (done && other && deps->results && other->result && !dep->result) {
             dep->result = bm_deps_result_new (other->result, other->result_size);
             dep->result_size = other->result_size;
+            dep->result_saved = false;
         }
     }
     if (!deps->pending) {

@@ -29,6 +29,8 @@ typedef struct {
     char *result;               //  msgpack bytes, when it completed and the
     size_t result_size;         //  job asked for results; else NULL (a
                                 //  bm_deps_result, shared)
+    bool result_saved;          //  result is in the job's Redis record, in
+                                //  its own field (issued or read back)
 } bm_dep_t;
 
 typedef struct _bm_deps_t {

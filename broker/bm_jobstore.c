@@ -239,6 +239,50 @@ s_arg_map (bm_cmd_t *cmd, const char *field, bm_body_t *body)
     s_arg (cmd, body->sbuf.data, body->sbuf.size);
 }
 
+//  One kept result as a field of cmd: its name in the argument's scratch.
+static void
+s_arg_dep_result (bm_cmd_t *cmd, bm_dep_t *dep, size_t index)
+{
+    if (cmd->argc + 2 > BM_CMD_MAX_ARGS)
+        return;
+    char *name = cmd->scratch [cmd->argc];
+    s_arg (cmd, name, bm_record_dep_result_field (name, sizeof cmd->scratch [0], index));
+    s_arg (cmd, dep->result, dep->result_size);
+    dep->result_saved = true;
+}
+
+//  The dependencies' results the job keeps that its record does not have
+//  yet, each as a field of its own (BM_RECORD_DEP_RESULT): a dependency's
+//  end writes its one result, not every result kept so far again.  As
+//  many as cmd (an HSET of the job's record) has room for go in it, the
+//  rest in HSETs of their own issued now, ahead of it in the same group.
+//  Each is marked saved: a write once issued is always sent again.
+static void
+s_arg_dep_results (bm_broker_t *self, bm_cmd_t *cmd, bm_job_t *job)
+{
+    bm_deps_t *deps = job->deps;
+    if (!deps)
+        return;
+    size_t unsaved = 0;
+    for (size_t i = 0; i < deps->count; i++)
+        unsaved += deps->items [i].result && !deps->items [i].result_saved;
+    size_t room = (size_t) (BM_CMD_MAX_ARGS - cmd->argc) / 2;
+    size_t i = 0;
+    while (unsaved > room) {
+        bm_cmd_t extra;
+        bm_cmd_start (self, &extra, "HSET", "job:", job->id);
+        for (; i < deps->count && unsaved > room && extra.argc + 2 <= BM_CMD_MAX_ARGS; i++)
+            if (deps->items [i].result && !deps->items [i].result_saved) {
+                s_arg_dep_result (&extra, &deps->items [i], i);
+                unsaved--;
+            }
+        bm_jobstore_issue (self, &extra, true, NULL, NULL);
+    }
+    for (; i < deps->count; i++)
+        if (deps->items [i].result && !deps->items [i].result_saved)
+            s_arg_dep_result (cmd, &deps->items [i], i);
+}
+
 //  HSET the whole record: state, what it was submitted with, and what its
 //  runs did when they did anything (a job queued again by RETRY or
 //  recovery).  retry false means "fail fast" (a SUBMIT answers
@@ -282,6 +326,7 @@ bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_store
             bm_cmd_arg_int (hset, job->wh_at);
         }
     }
+    s_arg_dep_results (self, hset, job);
     bm_jobstore_issue (self, hset, true, NULL, NULL);
     bm_body_free (&submit);
     if (has_run)
@@ -292,7 +337,8 @@ bm_jobstore_persist_full (bm_broker_t *self, bm_job_t *job, bool retry, bm_store
 }
 
 //  HSET the state and the run map (rewritten whole: the job in memory
-//  knows all of it); the webhook state too when with_webhook.
+//  knows all of it), with the dependency results kept since the last
+//  write; the webhook state too when with_webhook.
 static void
 s_persist_run (bm_broker_t *self, bm_job_t *job, bool with_webhook, bm_store_fn *fn, void *arg)
 {
@@ -311,6 +357,7 @@ s_persist_run (bm_broker_t *self, bm_job_t *job, bool with_webhook, bm_store_fn 
             bm_cmd_arg_int (&cmd, job->wh_at);
         }
     }
+    s_arg_dep_results (self, &cmd, job);
     bm_jobstore_issue (self, &cmd, true, fn, arg);
     bm_body_free (&run);
 }

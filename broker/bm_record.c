@@ -42,7 +42,8 @@
 #define X_DEP_RETRY     "dv"        //  Pending ones waited for until their own
                                     //  RETRY (failed when the job was retried)
 #define X_DEP_FAILED_AT "dt"        //  Of those, when they had ended: {index: ms}
-#define X_DEP_RESULTS   "dr"        //  Results kept: {index: bin, ...}
+#define X_DEP_RESULTS   "dr"        //  Results kept, as earlier brokers wrote
+                                    //  them: {index: bin, ...}; read only
 
 static void
 s_pack_bin (msgpack_packer *pk, const char *key, const char *data, size_t size)
@@ -186,17 +187,13 @@ s_pack_deps_run (msgpack_packer *pk, const bm_deps_t *deps)
                 msgpack_pack_int64 (pk, deps->items [i].failed_at);
             }
     }
-    size_t results = 0;
-    for (size_t i = 0; i < deps->count; i++)
-        results += deps->items [i].result != NULL;
-    BM_PACK_KEY (pk, X_DEP_RESULTS);
-    msgpack_pack_map (pk, results);
-    for (size_t i = 0; i < deps->count; i++)
-        if (deps->items [i].result) {
-            msgpack_pack_uint64 (pk, i);
-            msgpack_pack_bin (pk, deps->items [i].result_size);
-            msgpack_pack_bin_body (pk, deps->items [i].result, deps->items [i].result_size);
-        }
+}
+
+size_t
+bm_record_dep_result_field (char *buf, size_t size, size_t index)
+{
+    int n = snprintf (buf, size, BM_RECORD_DEP_RESULT "%zu", index);
+    return n > 0 && (size_t) n < size ? (size_t) n : 0;
 }
 
 bool
@@ -228,7 +225,7 @@ bm_record_pack_run (msgpack_packer *pk, const bm_job_t *job)
                  + (job->deliveries_before != 0)
                  + (job->run_at > 0) + (job->attempt_errors_size > 0)
                  + job->held + s_run_counted (job) + (job->failed_done != 0)
-                 + (job->log != NULL) + (job->deps ? 3 + 2 * s_deps_wait_retry (job->deps) : 0);
+                 + (job->log != NULL) + (job->deps ? 2 + 2 * s_deps_wait_retry (job->deps) : 0);
     msgpack_pack_map (pk, count);
     if (job->attempts)
         BM_PACK_KV_INT (pk, X_ATTEMPTS, job->attempts);
@@ -397,18 +394,52 @@ s_read_dep_results (bm_job_t *job, const msgpack_object *value)
         bm_deps_result_free (&dep->result);
         dep->result = bm_deps_result_new (bin->via.bin.ptr, bin->via.bin.size);
         dep->result_size = bin->via.bin.size;
+        dep->result_saved = false;      //  Its field is still to be written
     }
     return true;
+}
+
+//  The kept results' own fields ("dr:<index>", the result's msgpack bytes),
+//  over what an "x" map's "dr" held.  A field that names no dependency of
+//  the job (not an index of dependsOn, in its decimal form) is skipped.
+static void
+s_read_dep_result_fields (bm_job_t *job, const redisReply *reply)
+{
+    size_t prefix = strlen (BM_RECORD_DEP_RESULT);
+    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+        const redisReply *f = reply->element [i], *v = reply->element [i + 1];
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING
+        ||  f->len <= prefix || memcmp (f->str, BM_RECORD_DEP_RESULT, prefix) != 0)
+            continue;
+        int64_t index;
+        char name [32];
+        if (bm_parse_int (f->str + prefix, 0, (int64_t) job->deps->count - 1, &index) != 0
+        ||  bm_record_dep_result_field (name, sizeof name, (size_t) index) != f->len
+        ||  memcmp (name, f->str, f->len) != 0)
+            continue;
+        bm_dep_t *dep = &job->deps->items [index];
+        bm_deps_result_free (&dep->result);
+        dep->result = bm_deps_result_new (v->str, v->len);
+        dep->result_size = v->len;
+        dep->result_saved = true;
+    }
 }
 
 //  The kept results are spliced as they are into STATUS and JOB frames:
 //  one that is not exactly one msgpack object (a damaged record) is
 //  dropped, as if its dependency had returned none.
+//  A result of a dependency the record does not say completed (its field
+//  written, the "x" that says so not: a crash between two HSETs of one
+//  group) is dropped too: the dependency's end is seen again.
 static void
 s_check_dep_results (bm_job_t *job)
 {
     for (size_t i = 0; i < job->deps->count; i++) {
         bm_dep_t *dep = &job->deps->items [i];
+        if (dep->result && (dep->pending || dep->failed)) {
+            bm_deps_result_free (&dep->result);
+            dep->result_size = 0;
+        }
         if (dep->result && bm_msgpack_check_nesting (dep->result, dep->result_size)) {
             bm_warn (job->id, "the record's kept result of dependency %s is damaged (%zu bytes, "
                      "not one msgpack object): read as none", dep->id, dep->result_size);
@@ -636,6 +667,8 @@ bm_record_read (bm_job_t *job, const char *id, const redisReply *reply, bm_recor
     }
     if (run && !s_read_map (job, run, false, meta))
         return -1;
+    if (job->deps)
+        s_read_dep_result_fields (job, reply);
     if (webhook)
         s_read_webhook (job, webhook);
     job->wh_at = job->wh_state >= 0 ? wh_at : 0;       //  Not the time of the read
@@ -870,6 +903,24 @@ bm_record_test (bool verbose)
     s_fake_add (&hash, r.sbuf.data, r.sbuf.size);
     s_fake_add (&hash, "x", 1);
     s_fake_add (&hash, x.sbuf.data, x.sbuf.size);
+    //  The results are not in "x": each has a field of its own.
+    BM_CHECK (!memmem (x.sbuf.data, x.sbuf.size, "\xa2" "dr", 3));
+    back = bm_job_new ();
+    BM_CHECK (bm_record_read (back, "j-2", &hash.reply, &meta) == 0);
+    BM_CHECK (back->deps && !back->deps->items [0].result);
+    bm_job_destroy (&back);
+    char field [24];
+    BM_CHECK (bm_record_dep_result_field (field, sizeof field, 0) == 4 && streq (field, "dr:0"));
+    s_fake_add (&hash, field, 4);
+    s_fake_add (&hash, "\x81\xa2ok\xc3", 5);
+    //  A field of a pending dependency (a crash between two HSETs), of no
+    //  index of dependsOn, or not in decimal form: not read.
+    s_fake_add (&hash, "dr:1", 4);
+    s_fake_add (&hash, "\xc3", 1);
+    s_fake_add (&hash, "dr:3", 4);
+    s_fake_add (&hash, "\xc3", 1);
+    s_fake_add (&hash, "dr:02", 5);
+    s_fake_add (&hash, "\xc3", 1);
     back = bm_job_new ();
     BM_CHECK (bm_record_read (back, "j-2", &hash.reply, &meta) == 0);
     BM_CHECK (back->state == JOB_WAITING_CHILDREN && back->deps && back->deps->count == 3);
@@ -877,11 +928,35 @@ bm_record_test (bool verbose)
     for (int i = 0; i < 3; i++)
         BM_CHECK (streq (back->deps->items [i].id, ids [i]));
     BM_CHECK (!back->deps->items [0].pending && back->deps->items [0].result_size == 5
-              && memcmp (back->deps->items [0].result, "\x81\xa2ok\xc3", 5) == 0);
+              && memcmp (back->deps->items [0].result, "\x81\xa2ok\xc3", 5) == 0
+              && back->deps->items [0].result_saved);
+    BM_CHECK (!back->deps->items [2].result);
     BM_CHECK (back->deps->items [1].pending && back->deps->items [1].wait_retry
               && back->deps->items [1].failed_at == 1700000000123
               && !back->deps->items [1].result && !back->deps->items [0].wait_retry);
     BM_CHECK (back->deps->items [2].failed && !back->deps->items [2].pending);
+    bm_job_destroy (&back);
+    //  An earlier broker's record: the results in "x" (key "dr"), read
+    //  and marked unsaved (the next write gives them their fields).
+    bm_packer_reset (&x);
+    msgpack_pack_map (&x.pk, 3);
+    BM_PACK_KEY (&x.pk, X_DEP_PENDING);
+    msgpack_pack_array (&x.pk, 1);
+    msgpack_pack_uint64 (&x.pk, 1);
+    BM_PACK_KEY (&x.pk, X_DEP_FAILED);
+    msgpack_pack_array (&x.pk, 0);
+    BM_PACK_KEY (&x.pk, X_DEP_RESULTS);
+    msgpack_pack_map (&x.pk, 1);
+    msgpack_pack_uint64 (&x.pk, 0);
+    msgpack_pack_bin (&x.pk, 5);
+    msgpack_pack_bin_body (&x.pk, "\x81\xa2ok\xc3", 5);
+    hash.reply.elements = 6;
+    hash.cells [5].str = x.sbuf.data, hash.cells [5].len = x.sbuf.size;
+    back = bm_job_new ();
+    BM_CHECK (bm_record_read (back, "j-2", &hash.reply, &meta) == 0);
+    BM_CHECK (back->deps->items [0].result_size == 5 && !back->deps->items [0].result_saved
+              && memcmp (back->deps->items [0].result, "\x81\xa2ok\xc3", 5) == 0);
+    BM_CHECK (back->deps->items [1].pending && !back->deps->items [1].result);
     bm_job_destroy (&back);
     bm_job_destroy (&waiting);
     bm_packer_destroy (&r);
