@@ -15,8 +15,16 @@ the earlier layout (the results in the "x" map, key "dr") still recovers.
    fields hold them.  The broker is killed (SIGKILL) and started again:
    F is recovered waiting for the other 50, which are promoted, and the
    bytes stay under 2.5 x those 50 results again (before: ~77 x).  The bot
-   gets all 100 results, each whole.
-2. The earlier layout: A completes; C waits for [A, B] (B delayed) with
+   gets all 100 results, each whole.  G, submitted on the 100 completed
+   dependencies, has its 100 results written with its SUBMIT (more than
+   one command holds: HSETs of their own ahead of the record's) and its
+   bot gets them all.
+2. Failover (two brokers, BROKER_HA=redis, so each write group runs as
+   one fenced script): F waits for [P, Q, R] with dependencyResults, R
+   delayed; P and Q complete under the first leader, which is killed; the
+   new leader holds F with both results (read from their fields),
+   R is promoted, F's bot gets all three.
+3. The earlier layout: A completes; C waits for [A, B] (B delayed) with
    dependencyResults.  The broker stops; C's record is rewritten as an
    earlier broker wrote it (A's result in "x" under "dr", no `dr:0`
    field).  A broker started on it recovers C with A's result; B is
@@ -25,6 +33,7 @@ the earlier layout (the results in the "x" map, key "dr") still recovers.
 """
 import os
 import harness as h
+import hatest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BOT = "/usr/bin/python3 " + os.path.join(HERE, "fanbot.py")
@@ -34,7 +43,8 @@ DEPS = 100                      # dependsOn's largest size
 PAD = 65536
 FRAME = str(32 * 1024 * 1024)
 WENV = {"BOT_FAN_CMD": BOT, "MAX_FRAME_BYTES": FRAME, "HEARTBEAT_INTERVAL_MS": "200"}
-BENV = {"MAX_FRAME_BYTES": FRAME, "HEARTBEAT_INTERVAL_MS": "200", "HEARTBEAT_LIVENESS": "5"}
+BENV = {"MAX_FRAME_BYTES": FRAME, "MAX_PAYLOAD_BYTES": FRAME, "HEARTBEAT_INTERVAL_MS": "200",
+        "HEARTBEAT_LIVENESS": "5"}
 # One result's msgpack bytes, as the broker keeps it: {"i": i, "pad": PAD x "x"}
 RESULT = len(h.pack({"i": 99, "pad": "x" * PAD}))
 
@@ -135,6 +145,45 @@ def fan_in():
                 {k: v for k, v in got.items() if v != [ids.index(k), PAD]})
         h.check(len(result_fields(raw_hash(s, f))) == DEPS, "F's record holds the %d results" % DEPS)
 
+        g = c.submit("fan", {"n": "g"}, dependsOn=ids, dependencyResults=True)
+        kept = result_fields(raw_hash(s, g))
+        h.check(len(kept) == DEPS and all(len(v) == RESULT for v in kept.values()),
+                "G's SUBMIT wrote its %d results" % DEPS, len(kept))
+        rec = c.wait(g, timeout=60)
+        h.check(rec["state"] == "completed" and rec["result"]["deps"] == got,
+                "G's bot got the %d results it was admitted with" % DEPS, rec.get("error"))
+
+
+def failover():
+    with h.Stack("deps-results-ha") as s:
+        s.redis()
+        pair = hatest.HaPair(s, env=BENV)
+        first = pair.wait_leader()
+        second = pair.other(first)
+        s.spawn("worker", [s.bin("botmesh-worker"), "--type", "fan", "--name", "w1"],
+                dict(WENV, BROKER_ENDPOINT=pair.endpoints()))
+        c = h.Client(pair.endpoint(first))
+        h.wait_until(lambda: len(c.stats()["workers"]) == 1, 15, "the worker to register")
+        deps = [c.submit("fan", {"i": i, "padBytes": 1000 * (i + 1)}, delayMs=HOUR_MS) for i in range(3)]
+        f = c.submit("fan", {"n": "f"}, dependsOn=deps, dependencyResults=True)
+        promote(c, deps[:2])
+        h.wait_until(lambda: pending_in_redis(s, f) == 1, 15, "F's record to say R alone is pending")
+        h.check(sorted(result_fields(raw_hash(s, f))) == [b"dr:0", b"dr:1"],
+                "F's record holds P's and Q's results in their fields")
+        c.close()
+        pair.procs[first].kill()
+        pair.wait_leader(timeout=10, other_than=first)
+        c = h.Client(pair.endpoint(second))
+        rec = h.wait_until(lambda: (lambda r: r if r and r.get("pendingDependencies") else None)(
+            c.status(f)), 10, "the new leader to answer STATUS of F")
+        h.check(rec["pendingDependencies"] == [deps[2]], "the new leader holds F waiting for R", rec)
+        promote(c, deps[2:])
+        rec = c.wait(f, timeout=30)
+        h.check(rec["state"] == "completed"
+                and rec["result"]["deps"] == {jid: [i, 1000 * (i + 1)] for i, jid in enumerate(deps)},
+                "F's bot got the three results across the failover", rec)
+        h.check(len(result_fields(raw_hash(s, f))) == 3, "F's record holds the three results")
+
 
 def earlier_layout():
     with h.Stack("deps-results-layout") as s:
@@ -180,6 +229,7 @@ def earlier_layout():
 
 def test():
     fan_in()
+    failover()
     earlier_layout()
 
 
