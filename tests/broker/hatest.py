@@ -71,6 +71,30 @@ class HaPair:
     def other(self, name):
         return "b" if name == "a" else "a"
 
+    def worker(self, bot_type, env, name="w1"):
+        """A botmesh-worker of bot_type given both brokers' endpoints (env:
+        its own variables); returns the leader's name and a Client to it
+        once the worker registered there."""
+        leader = self.wait_leader()
+        self.s.spawn("worker", [self.s.bin("botmesh-worker"), "--type", bot_type, "--name", name],
+                     dict(env, BROKER_ENDPOINT=self.endpoints()))
+        c = h.Client(self.endpoint(leader))
+        h.wait_until(lambda: len(c.stats()["workers"]) == 1, 15, "the worker to register")
+        return leader, c
+
+    def fail_over(self, leader):
+        """Kill leader (SIGKILL); a Client to the other broker once it leads."""
+        self.procs[leader].kill()
+        self.wait_leader(timeout=10, other_than=leader)
+        return h.Client(self.endpoint(self.other(leader)))
+
+
+def wait_status(c, job_id, field, what, timeout=10):
+    """STATUS of job_id once its answer has field (a new leader knows the
+    job only once its recovery read it)."""
+    return h.wait_until(lambda: (lambda r: r if r and r.get(field) else None)(c.status(job_id)),
+                        timeout, what)
+
 
 def register(endpoint, name, types):
     """A worker (credit 0: it takes no job) registered at endpoint."""

@@ -70,21 +70,13 @@ def failover():
     with h.Stack("deps-ha") as s:
         s.redis()
         pair = hatest.HaPair(s, env=HB)
-        first = pair.wait_leader()
-        second = pair.other(first)
-        s.spawn("worker", [s.bin("botmesh-worker"), "--type", "dep", "--name", "w1"],
-                dict(HB, BROKER_ENDPOINT=pair.endpoints(), BOT_DEP_CMD=BOT))
-        c = h.Client(pair.endpoint(first))
-        h.wait_until(lambda: len(c.stats()["workers"]) == 1, 15, "the worker to register")
+        first, c = pair.worker("dep", dict(HB, BOT_DEP_CMD=BOT))
         g = c.submit("dep", {"n": "g", "sleepMs": 2500})
         f = c.submit("dep", {"n": "f"}, dependsOn=[g], dependencyResults=True)
         h.check(c.status(f)["state"] == "waiting-children", "F waits", c.status(f))
         c.close()
-        pair.procs[first].kill()
-        pair.wait_leader(timeout=10, other_than=first)
-        c = h.Client(pair.endpoint(second))
-        rec = h.wait_until(lambda: (lambda r: r if r and r.get("pendingDependencies") else None)(
-            c.status(f)), 10, "the new leader to answer STATUS of F")
+        c = pair.fail_over(first)
+        rec = hatest.wait_status(c, f, "pendingDependencies", "the new leader to answer STATUS of F")
         h.check(rec["state"] == "waiting-children" and rec["pendingDependencies"] == [g],
                 "the new leader holds F waiting for G", rec)
         rec = c.wait(f, timeout=30)

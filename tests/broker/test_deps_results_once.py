@@ -158,12 +158,7 @@ def failover():
     with h.Stack("deps-results-ha") as s:
         s.redis()
         pair = hatest.HaPair(s, env=BENV)
-        first = pair.wait_leader()
-        second = pair.other(first)
-        s.spawn("worker", [s.bin("botmesh-worker"), "--type", "fan", "--name", "w1"],
-                dict(WENV, BROKER_ENDPOINT=pair.endpoints()))
-        c = h.Client(pair.endpoint(first))
-        h.wait_until(lambda: len(c.stats()["workers"]) == 1, 15, "the worker to register")
+        first, c = pair.worker("fan", WENV)
         deps = [c.submit("fan", {"i": i, "padBytes": 1000 * (i + 1)}, delayMs=HOUR_MS) for i in range(3)]
         f = c.submit("fan", {"n": "f"}, dependsOn=deps, dependencyResults=True)
         promote(c, deps[:2])
@@ -171,11 +166,8 @@ def failover():
         h.check(sorted(result_fields(raw_hash(s, f))) == [b"dr:0", b"dr:1"],
                 "F's record holds P's and Q's results in their fields")
         c.close()
-        pair.procs[first].kill()
-        pair.wait_leader(timeout=10, other_than=first)
-        c = h.Client(pair.endpoint(second))
-        rec = h.wait_until(lambda: (lambda r: r if r and r.get("pendingDependencies") else None)(
-            c.status(f)), 10, "the new leader to answer STATUS of F")
+        c = pair.fail_over(first)
+        rec = hatest.wait_status(c, f, "pendingDependencies", "the new leader to answer STATUS of F")
         h.check(rec["pendingDependencies"] == [deps[2]], "the new leader holds F waiting for R", rec)
         promote(c, deps[2:])
         rec = c.wait(f, timeout=30)
