@@ -510,20 +510,33 @@ bm_http_start_failed (const char *error, const char *port_var)
         bm_error (NULL, "cannot start the HTTP server: %s", error);
 }
 
+//  Most listening ports of one server whose connections bm_http_stop
+//  shuts (civetweb takes a list; botmesh's servers use one each).
+#define BM_HTTP_MAX_PORTS       16
+
 //  The helper of bm_http_stop: connects to the server until told to end.
 typedef struct {
     struct sockaddr_in addr;
     atomic_bool done;
-    int idle_port;                      //  Shut the connections accepted on it; 0 none
+    int idle_ports [BM_HTTP_MAX_PORTS];     //  Shut the connections accepted on these
+    int idle_count;                         //  How many; 0 none
 } s_waker_t;
 
-//  The connections accepted on port (local port port, a peer: not the
-//  listening socket) get their reading side shut: a civetweb thread waiting
-//  for a keep-alive connection's next request reads its end at once, where
-//  it would see mg_stop's flag only after its poll quantum (up to 2 s).
-//  Answers are still written.
+//  A socket address's port, or -1 when it is no IPv4 or IPv6 address.
+static int
+s_port_of (const struct sockaddr_storage *addr)
+{
+    return addr->ss_family == AF_INET ? ntohs (((const struct sockaddr_in *) addr)->sin_port)
+         : addr->ss_family == AF_INET6 ? ntohs (((const struct sockaddr_in6 *) addr)->sin6_port)
+         : -1;
+}
+
+//  Calls fn (fd, local, peer, arg) for each connected socket of this
+//  process (one with a peer: no listening socket), until fn returns true.
+typedef bool (s_socket_fn) (int fd, const struct sockaddr_storage *local,
+                            const struct sockaddr_storage *peer, void *arg);
 static void
-s_shut_accepted (int port)
+s_each_connected (s_socket_fn *fn, void *arg)
 {
     DIR *dir = opendir ("/proc/self/fd");
     if (!dir)
@@ -538,15 +551,76 @@ s_shut_accepted (int port)
         socklen_t size = sizeof local;
         if (getsockname ((int) fd, (struct sockaddr *) &local, &size) != 0)
             continue;                   //  Not a socket
-        int local_port = local.ss_family == AF_INET
-                       ? ntohs (((struct sockaddr_in *) &local)->sin_port)
-                       : local.ss_family == AF_INET6
-                       ? ntohs (((struct sockaddr_in6 *) &local)->sin6_port) : -1;
         size = sizeof peer;
-        if (local_port == port && getpeername ((int) fd, (struct sockaddr *) &peer, &size) == 0)
-            shutdown ((int) fd, SHUT_RD);
+        if (getpeername ((int) fd, (struct sockaddr *) &peer, &size) == 0
+        &&  fn ((int) fd, &local, &peer, arg))
+            break;
     }
     closedir (dir);
+}
+
+//  s_shut_accepted's test: a connection accepted on one of the waker's
+//  ports gets its reading side shut.
+static bool
+s_shut_if_accepted (int fd, const struct sockaddr_storage *local,
+                    const struct sockaddr_storage *peer, void *arg)
+{
+    (void) peer;
+    const s_waker_t *waker = (const s_waker_t *) arg;
+    int port = s_port_of (local);
+    for (int i = 0; i < waker->idle_count; i++)
+        if (port == waker->idle_ports [i]) {
+            shutdown (fd, SHUT_RD);
+            break;
+        }
+    return false;
+}
+
+//  The connections accepted on the waker's ports (of every listening
+//  port, a peer: not a listening socket) get their reading side shut: a
+//  civetweb thread waiting for a keep-alive connection's next request
+//  reads its end at once, where it would see mg_stop's flag only after its
+//  poll quantum (up to 2 s).  Answers are still written.
+static void
+s_shut_accepted (const s_waker_t *waker)
+{
+    s_each_connected (s_shut_if_accepted, (void *) waker);
+}
+
+//  What bm_http_conn_socket looks for, and what it found.
+typedef struct {
+    int server_port, remote_port;
+    const char *remote_addr;
+    int fd;
+} s_conn_match_t;
+
+static bool
+s_conn_matches (int fd, const struct sockaddr_storage *local,
+                const struct sockaddr_storage *peer, void *arg)
+{
+    s_conn_match_t *match = (s_conn_match_t *) arg;
+    if (s_port_of (local) != match->server_port || s_port_of (peer) != match->remote_port)
+        return false;
+    char addr [INET6_ADDRSTRLEN] = "";
+    const void *raw = peer->ss_family == AF_INET
+                    ? (const void *) &((const struct sockaddr_in *) peer)->sin_addr
+                    : (const void *) &((const struct sockaddr_in6 *) peer)->sin6_addr;
+    if (!inet_ntop (peer->ss_family, raw, addr, sizeof addr) || strcmp (addr, match->remote_addr))
+        return false;
+    match->fd = fd;
+    return true;
+}
+
+int
+bm_http_conn_socket (const struct mg_connection *conn)
+{
+    const struct mg_request_info *ri = conn ? mg_get_request_info (conn) : NULL;
+    if (!ri || ri->is_ssl)
+        return -1;
+    s_conn_match_t match = { .server_port = ri->server_port, .remote_port = ri->remote_port,
+                             .remote_addr = ri->remote_addr, .fd = -1 };
+    s_each_connected (s_conn_matches, &match);
+    return match.fd;
 }
 
 static void *
@@ -560,8 +634,8 @@ s_waker_run (void *arg)
             connect (fd, (struct sockaddr *) &waker->addr, sizeof waker->addr);
             close (fd);
         }
-        if (waker->idle_port)
-            s_shut_accepted (waker->idle_port);
+        if (waker->idle_count)
+            s_shut_accepted (waker);
         struct timespec pause = { 0, 10 * 1000 * 1000 };
         nanosleep (&pause, NULL);
     }
@@ -575,10 +649,13 @@ s_stop (struct mg_context *ctx, const char *listen_addr, bool drained)
         return;
     s_waker_t waker = { .addr = { .sin_family = AF_INET } };
     atomic_init (&waker.done, false);
-    struct mg_server_port ports [4];
-    bool dial = mg_get_server_ports (ctx, 4, ports) >= 1 && ports [0].port > 0;
-    if (dial && drained)
-        waker.idle_port = ports [0].port;
+    struct mg_server_port ports [BM_HTTP_MAX_PORTS];
+    int count = mg_get_server_ports (ctx, BM_HTTP_MAX_PORTS, ports);
+    bool dial = count >= 1 && ports [0].port > 0;
+    //  Every listening port's connections, not only the one dialled
+    for (int i = 0; drained && i < count; i++)
+        if (ports [i].port > 0)
+            waker.idle_ports [waker.idle_count++] = ports [i].port;
     if (dial) {
         waker.addr.sin_port = htons ((uint16_t) ports [0].port);
         const char *host = listen_addr && *listen_addr && strcmp (listen_addr, "0.0.0.0") != 0

@@ -107,11 +107,18 @@ void bm_http_start_failed (const char *error, const char *port_var);
 //  bm_http_start (NULL, "" or 0.0.0.0: 127.0.0.1 is dialled).
 void bm_http_stop (struct mg_context *ctx, const char *listen_addr);
 //  The same for a server with no request in flight any more (drained):
-//  the connections it accepted also get their reading side shut meanwhile,
+//  the connections it accepted (on every port it listens on) also get
+//  their reading side shut meanwhile,
 //  so a thread waiting for a keep-alive connection's next request ends at
 //  once rather than after its poll quantum (up to 2 s); what is being
 //  written still goes out.
 void bm_http_stop_drained (struct mg_context *ctx, const char *listen_addr);
+
+//  The socket of a connection being served (plain HTTP), found among this
+//  process's sockets by its ports and its peer's address, or -1.  civetweb
+//  closes it once the request's handler returns: use it only from that
+//  handler, or while the handler is known to be running.
+int bm_http_conn_socket (const struct mg_connection *conn);
 
 //  civetweb's begin_request callback: refuses a request with ambiguous
 //  framing (bm_http_framing_error) with 400 and returns 400; answers an
