@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 static const char *s_names [] = {
@@ -43,6 +44,7 @@ struct _gw_stream_t {
     size_t head, count;
     int64_t lost;                       //  Items its queue had no room for, not told yet
     int64_t took_at;                    //  When it last took an item (bm_mono_ms), 0 never
+    int socket;                         //  Its client's connection (borrowed), -1 unknown
     pthread_cond_t cond;
     gw_stream_t *next;
 };
@@ -779,6 +781,7 @@ gw_events_open (gw_events_t *self, const gw_events_filter_t *filter, const char 
     if (!stream)
         return NULL;
     stream->filter = *filter;
+    stream->socket = -1;
     s_cond_init (&stream->cond);
     pthread_mutex_lock (&self->lock);
     if (self->count >= self->max_streams) {
@@ -877,6 +880,31 @@ gw_events_wake_all (gw_events_t *self)
         pthread_cond_broadcast (&s->cond);
     pthread_cond_broadcast (&self->cond);
     pthread_mutex_unlock (&self->lock);
+}
+
+void
+gw_events_set_socket (gw_events_t *self, gw_stream_t *stream, int socket)
+{
+    pthread_mutex_lock (&self->lock);
+    stream->socket = socket;
+    pthread_mutex_unlock (&self->lock);
+}
+
+int
+gw_events_cut_all (gw_events_t *self)
+{
+    //  Under the lock: a stream in the list has not been closed, so its
+    //  handler has not returned and civetweb has not closed its socket.
+    int cut = 0;
+    pthread_mutex_lock (&self->lock);
+    for (gw_stream_t *s = self->streams; s; s = s->next)
+        if (s->socket >= 0) {
+            shutdown (s->socket, SHUT_RDWR);
+            s->socket = -1;
+            cut++;
+        }
+    pthread_mutex_unlock (&self->lock);
+    return cut;
 }
 
 bool

@@ -77,6 +77,15 @@ char *gw_events_next (gw_events_t *self, gw_stream_t *stream, int64_t timeout_ms
 void gw_events_close (gw_events_t *self, gw_stream_t **stream_p);
 //  Wake every stream's waiter (the gateway is stopping).
 void gw_events_wake_all (gw_events_t *self);
+//  The socket of the stream's client connection (borrowed: it stays its
+//  HTTP server's), for gw_events_cut_all; -1 (the default) none.
+void gw_events_set_socket (gw_events_t *self, gw_stream_t *stream, int socket);
+//  Shut both directions of every open stream's socket: its write fails at
+//  once, rather than blocking until the HTTP server's write timeout for a
+//  client that stopped reading.  For the gateway's stop, after
+//  gw_events_wake_all gave the streams a chance to end by themselves.
+//  Returns how many it shut.
+int gw_events_cut_all (gw_events_t *self);
 //  Open streams now.
 int gw_events_streams (gw_events_t *self);
 

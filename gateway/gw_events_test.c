@@ -13,6 +13,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define CHECK(cond) BM_CHECK (cond)
 
@@ -164,7 +166,29 @@ gw_events_test (bool verbose)
         CHECK (seq < S_BURST || strstr (item, "\"median\":749.39825}"));
         free (item);
     }
+    //  At stop, an open stream's socket is shut both ways (its writer's
+    //  blocked write fails, its client reads the end); a closed stream's
+    //  socket is not touched.
+    int pair [2];
+    CHECK (socketpair (AF_UNIX, SOCK_STREAM, 0, pair) == 0);
+    gw_events_set_socket (hub, stream, pair [0]);
+    CHECK (gw_events_cut_all (hub) == 1);
+    char byte;
+    CHECK (read (pair [1], &byte, 1) == 0);
+    CHECK (send (pair [0], "x", 1, MSG_NOSIGNAL) == -1);
+    CHECK (gw_events_cut_all (hub) == 0);       //  Once
     gw_events_close (hub, &stream);
+    close (pair [0]);
+    close (pair [1]);
+    gw_stream_t *other = gw_events_open (hub, &all, NULL);
+    CHECK (other);
+    CHECK (socketpair (AF_UNIX, SOCK_STREAM, 0, pair) == 0);
+    gw_events_set_socket (hub, other, pair [0]);
+    gw_events_close (hub, &other);
+    CHECK (gw_events_cut_all (hub) == 0);
+    CHECK (send (pair [0], "x", 1, MSG_NOSIGNAL) == 1);
+    close (pair [0]);
+    close (pair [1]);
     gw_events_destroy (&hub);
     CHECK (hub == NULL);
     gw_link_destroy (&link);

@@ -179,6 +179,9 @@ gw_routes_events (gw_request_t *r)
                                     "broker's events; retry later", GW_RETRY_BROKER_DOWN);
         return;
     }
+    //  Its socket, which the gateway's stop shuts if the stream is stuck
+    //  writing to a client that stopped reading (gw_server_drain).
+    gw_events_set_socket (server->events, stream, bm_http_conn_socket (r->conn));
     bm_series_inc (server->event_streams);
     r->status = 200;
     mg_disable_keep_alive (r->conn);

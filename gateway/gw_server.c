@@ -726,6 +726,12 @@ gw_server_port (gw_server_t *self)
     return self->port;
 }
 
+//  How long the event streams have, once woken at stop, to write their
+//  `end` item and return: one whose client reads does within milliseconds.
+//  One still open after it is stuck in a write to a client that stopped
+//  reading (until GATEWAY_REQUEST_TIMEOUT_MS), and its socket is shut.
+#define GW_STREAM_END_MS        200
+
 int
 gw_server_drain (gw_server_t *self, int64_t timeout_ms)
 {
@@ -733,15 +739,29 @@ gw_server_drain (gw_server_t *self, int64_t timeout_ms)
     gw_wait_wake_all (self);            //  Waiters answer now
     if (self->events)
         gw_events_wake_all (self->events);  //  Event streams end now
-    int64_t deadline = bm_mono_ms () + timeout_ms;
+    int64_t now = bm_mono_ms ();
+    int64_t deadline = now + timeout_ms;
+    int64_t cut_at = now + GW_STREAM_END_MS;
+    bool cut = false;
     while (atomic_load (&self->active) > 0) {
-        if (bm_mono_ms () >= deadline) {
-            bm_warn (NULL, "%d requests still in flight after %" PRId64 " ms; stopping anyway",
-                     atomic_load (&self->active), timeout_ms);
+        now = bm_mono_ms ();
+        if (!cut && self->events && now >= cut_at) {
+            //  Only the streams: the other requests (an /invoke the broker
+            //  is accepting) are waited for, up to the deadline.
+            cut = true;
+            int stuck = gw_events_cut_all (self->events);
+            if (stuck)
+                bm_warn (NULL, "%d event streams still writing %d ms after the stop began (their "
+                         "clients stopped reading): connections shut", stuck, GW_STREAM_END_MS);
+        }
+        if (now >= deadline) {
+            bm_warn (NULL, "%d requests still in flight after %" PRId64 " ms; stopping anyway "
+                     "(their answers are lost)", atomic_load (&self->active), timeout_ms);
             return -1;
         }
         zclock_sleep (10);
     }
+    self->drained = true;
     return 0;
 }
 
@@ -754,10 +774,18 @@ gw_server_destroy (gw_server_t **self_p)
         //  joins the threads (exit_thread frees their Redis readers).  Call
         //  gw_server_drain first: once mg_stop runs, answers can no longer
         //  be written.  The link goes after the threads that use it.
-        //  Idle keep-alive connections end at once too (bm_http_stop_drained):
-        //  nothing is in flight after gw_server_drain, or it gave up waiting.
-        if (self->ctx)
+        //  Once drained, idle keep-alive connections end at once too
+        //  (bm_http_stop_drained shuts their reading side on every port):
+        //  nothing is in flight.  When gw_server_drain gave up waiting (or
+        //  was not called), requests are still in flight: their connections
+        //  are not cut, and mg_stop waits for their handlers to return (an
+        //  /invoke being accepted by the broker is accepted, though its
+        //  answer can no longer be written).
+        if (self->ctx && self->drained)
             bm_http_stop_drained (self->ctx, self->config.listen_addr);
+        else
+        if (self->ctx)
+            bm_http_stop (self->ctx, self->config.listen_addr);
         gw_request_refused_flush (self);
         gw_events_destroy (&self->events);
         gw_link_destroy (&self->link);

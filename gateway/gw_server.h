@@ -60,7 +60,9 @@ int gw_server_port (gw_server_t *self);
 //  Begin a graceful stop: from now on every request but GET /health is
 //  answered 503 shutting_down (Retry-After, Connection: close), and this
 //  waits until the requests already being served have been answered, at
-//  most timeout_ms.  Returns 0, or -1 if some were still in flight.
+//  most timeout_ms.  GET /events streams are told to end at once; those
+//  still writing 200 ms later (their clients stopped reading) get their
+//  connections shut.  Returns 0, or -1 if some were still in flight.
 int gw_server_drain (gw_server_t *self, int64_t timeout_ms);
 
 //  Stop the server (closing its socket and connections) and free

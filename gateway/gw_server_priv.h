@@ -88,6 +88,7 @@ struct _gw_server_t {
     //  waited for before it is called.
     atomic_bool draining;               //  SIGTERM seen: refuse new work
     atomic_int active;                  //  Requests inside s_handler now
+    bool drained;                       //  gw_server_drain saw none left in flight
 
     //  Requests waiting for a job to finish (gw_wait.c): at most
     //  max_waiters at once; each sleeps on wait_cond between its polls,

@@ -73,11 +73,11 @@ def responder(sub, first, replay, answered, subscribes):
     return respond
 
 
-def stuck_stream(port):
-    """GET /events from a socket with a small receive buffer, its head read;
-    returns (socket, the bytes read past the head)."""
+def stuck_stream(port, rcvbuf=4096):
+    """GET /events from a socket with a small receive buffer (rcvbuf bytes),
+    its head read; returns (socket, the bytes read past the head)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.settimeout(10)
     sock.connect(("127.0.0.1", port))
     sock.sendall(("GET /events HTTP/1.1\r\nHost: x\r\nX-API-Key: %s\r\n"
