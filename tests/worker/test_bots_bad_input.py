@@ -8,7 +8,11 @@ Runs the real bot programs over their real protocols, without a worker:
 spawn mode (payload on stdin, exit status), pool mode (python under
 forkserver.py --pool, node and java with --pool) and python's fork mode
 (forkserver.py).  A payload asking to fail (`fail`) still exits 1: that
-failure is retried.
+failure is retried.  The {"payload", "dependencies"} wrapper a job
+submitted with "dependencyResults": true gets is bad input to node and java
+(they do not read dependency results: never a silent default run); python
+reads it, and its compare fails 78 without dependency results or with one
+that is not a data_analysis result.
 """
 import json
 import os
@@ -37,20 +41,31 @@ def spawn_cmd(kind):
             "java": java_cmd()}[kind]
 
 
+# What a job submitted with "dependencyResults": true reads.
+WRAPPED = b'{"payload": {}, "dependencies": {"a1": {"rows": 3}, "b2": {"rows": 4}}}'
+
 # Per bot: payloads that are bad input, and what the message must name.
 BAD = {
     "python": [(b"not json {", "payload is not JSON"),
                (b'{"task": "resize"}', 'unknown task "resize"'),
                (b'{"size": 0}', "size must be an integer"),
-               (b'{"sleepMs": "soon"}', "sleepMs must be a number")],
+               (b'{"sleepMs": "soon"}', "sleepMs must be a number"),
+               (b'{"task": "compare"}', "compare needs the results of its dependencies"),
+               (b'{"payload": {"task": "compare"}, "dependencies": {"a1": {"task": "data_analysis",'
+                b' "stats": {"mean": 1, "median": 1, "stdev": 0, "count": 1}}, "b2": null}}',
+                "dependency b2 is null"),
+               (b'{"payload": {"task": "compare"}, "dependencies": {"a1": {"rows": 3}, "b2": {}}}',
+                "dependency a1 is not a data_analysis result")],
     "node": [(b"not json {", "payload is not JSON"),
              (b'{"action": "resize"}', 'unknown action "resize"'),
              (b'{"count": -1}', "count must be an integer"),
-             (b'{"records": 5}', "records must be a list")],
+             (b'{"records": 5}', "records must be a list"),
+             (WRAPPED, "does not read dependency results")],
     "java": [(b"not json {", "payload is not JSON"),
              (b'{"operation": "resize"}', 'unknown operation "resize"'),
              (b'{"records": "many"}', "records must be a list or an integer"),
-             (b'{"sleepMs": -5}', "sleepMs must be a number")],
+             (b'{"sleepMs": -5}', "sleepMs must be a number"),
+             (WRAPPED, "does not read dependency results")],
 }
 GOOD = {"python": {"size": 3}, "node": {"count": 2}, "java": {"records": 3}}
 

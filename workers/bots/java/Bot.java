@@ -17,7 +17,8 @@
 //              result names it (tempFile) and the job's home (homeDir)
 //
 // Bad input (a payload that is not JSON, an unknown operation, a field out
-// of range) exits 78, the "permanent failure, do not retry" status, with a
+// of range, the {"payload", "dependencies"} wrapper a job submitted with
+// "dependencyResults": true gets, which this bot does not read) exits 78, the "permanent failure, do not retry" status, with a
 // line on stderr that names the problem; in pool mode the answer is
 // {"exit": 78, "error": ...} and the process carries on with the next job.
 //
@@ -183,6 +184,11 @@ public class Bot {
             @SuppressWarnings("unchecked")
             Map<String, Object> map = (Map<String, Object>) parsed;
             payload = map;
+            if (map.size() == 2 && map.containsKey("payload") && map.get("dependencies") instanceof Map) {
+                throw badInput("the payload is the {\"payload\", \"dependencies\"} wrapper of a job submitted with "
+                    + "\"dependencyResults\": true, and this bot (batch_process) does not read dependency results: "
+                    + "submit it with \"dependencyResults\": false");
+            }
         } else {
             payload = new LinkedHashMap<>();
             payload.put("value", parsed);

@@ -18,7 +18,8 @@
 //             result names it (tempFile) and the job's home (homeDir)
 //
 // Bad input (a payload that is not JSON, an unknown action, a field out of
-// range) exits 78, the "permanent failure, do not retry" status, with a line
+// range, the {"payload", "dependencies"} wrapper a job submitted with
+// "dependencyResults": true gets, which this bot does not read) exits 78, the "permanent failure, do not retry" status, with a line
 // on stderr that names the problem; in pool mode the answer is
 // {"exit": 78, "error": ...} and the process carries on with the next job.
 //
@@ -142,10 +143,24 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+// The payload a job submitted with dependencyResults gets: exactly
+// {"payload": <what was submitted>, "dependencies": {<jobId>: <result>}}.
+function isDependencyWrapper(payload) {
+  const keys = Object.keys(payload);
+  return keys.length === 2 && 'payload' in payload && payload.dependencies !== null
+    && typeof payload.dependencies === 'object' && !Array.isArray(payload.dependencies);
+}
+
 // One job: its result, or a BotFailure.  The job's variables are in
 // process.env while it runs (in pool mode: jobEnv).
 async function run(payload) {
   const startedAt = Date.now();
+  if (isDependencyWrapper(payload)) {
+    badInput('the payload is the {"payload", "dependencies"} wrapper of a job submitted with '
+      + '"dependencyResults": true, and this bot (process_api) does not read dependency results: '
+      + 'submit it with "dependencyResults": false');
+    return;
+  }
   progress(0);
   if (payload.fail) {
     fail(typeof payload.fail === 'string' ? payload.fail : 'failing as asked (payload.fail)');

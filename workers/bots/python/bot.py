@@ -1,18 +1,38 @@
 #!/usr/bin/python3
-"""bot.py - the example Python bot: data_analysis.
+"""bot.py - the example Python bot: data_analysis and compare.
 
 Reads the job's payload (JSON) on stdin, computes statistics over a dataset
 generated deterministically from payload["dataset"], and writes the result
 (JSON) on stdout.  Standard library only.
 
 Payload (all optional):
-    task      "data_analysis" (the only task; anything else fails)
+    task      "data_analysis" (the default) or "compare"; anything else fails
     dataset   name of the dataset (default "default"); the same name always
               gives the same numbers
     size      number of values, 1..1000000 (default 1000)
     sleepMs   sleep that long first (for tests), at most 3600000
     fail      true or a message: exit 1 with the message on stderr (a
               failure that is retried)
+
+A job submitted with dependsOn and dependencyResults gets the wrapper
+{"payload": <what was submitted>, "dependencies": {<jobId>: <result>}}: an
+object with exactly those two keys, "dependencies" an object, is read as
+that wrapper (the task comes from the inner payload).  "compare" needs it:
+it compares the data_analysis results of the dependencies, in dependsOn's
+order, e.g. for sales_2024 and sales_2023 (README's flow examples):
+    {"bot": "python", "task": "compare", "count": 2,
+     "datasets": [{"jobId": "<A>", "dataset": "sales_2024", "mean": 229.85146,
+                   "median": 228.6889, "stdev": 44.672753, "count": 1000,
+                   "meanMinusHighest": -732.432244},
+                  {"jobId": "<B>", "dataset": "sales_2023", "mean": 962.283704,
+                   "median": 960.79285, "stdev": 143.865869, "count": 1000,
+                   "meanMinusHighest": 0.0}],
+     "highestMean": {"jobId": "<B>", "dataset": "sales_2023", "mean": 962.283704},
+     "lowestMean": {"jobId": "<A>", "dataset": "sales_2024", "mean": 229.85146},
+     "meanSpread": 732.432244, "jobId": ..., ...}
+compare without dependency results, with fewer than two, or with one that
+is not a data_analysis result (null: a dependency failed and was ignored)
+exits 78 naming it.  Any other task ignores the dependencies.
 
 Bad input (a payload that is not JSON, an unknown task, a field out of
 range) exits 78, the "permanent failure, do not retry" status, with a line
@@ -100,6 +120,52 @@ def bad_input(message):
     fail("bad input: %s" % message, EX_CONFIG)
 
 
+def dependency_wrapper(payload):
+    """The results of the job's dependencies if payload is the wrapper a job
+    submitted with dependencyResults gets, {"payload", "dependencies"} and
+    nothing else, else None.  Two dict lookups for a plain payload."""
+    if len(payload) == 2 and "dependencies" in payload and "payload" in payload:
+        dependencies = payload["dependencies"]
+        if isinstance(dependencies, dict):
+            return dependencies
+    return None
+
+
+def analysed(job_id, result):
+    """A dependency's data_analysis result as compare reads it."""
+    stats = result.get("stats") if isinstance(result, dict) else None
+    if (not isinstance(stats, dict) or result.get("task") != "data_analysis"
+            or not all(isinstance(stats.get(k), (int, float)) and not isinstance(stats.get(k), bool)
+                       for k in ("mean", "median", "stdev", "count"))):
+        what = "null (it failed and was ignored)" if result is None else "not a data_analysis result"
+        bad_input("compare: the result of dependency %s is %s" % (job_id, what))
+    return {"jobId": job_id, "dataset": result.get("dataset"), "mean": stats["mean"],
+            "median": stats["median"], "stdev": stats["stdev"], "count": stats["count"]}
+
+
+def compare(dependencies):
+    """Compares the data_analysis results of the dependencies, in their
+    order: each one's figures and its mean's distance below the highest."""
+    if dependencies is None:
+        bad_input("compare needs the results of its dependencies: submit it with dependsOn "
+                  "naming data_analysis jobs and \"dependencyResults\": true")
+    if len(dependencies) < 2:
+        bad_input("compare needs at least 2 dependency results, got %d" % len(dependencies))
+    datasets = [analysed(job_id, result) for job_id, result in dependencies.items()]
+    highest = max(datasets, key=lambda d: d["mean"])     # the first of equals
+    lowest = min(datasets, key=lambda d: d["mean"])
+    for entry in datasets:
+        entry["meanMinusHighest"] = round(entry["mean"] - highest["mean"], 6)
+    pick = ("jobId", "dataset", "mean")
+    return {
+        "count": len(datasets),
+        "datasets": datasets,
+        "highestMean": {k: highest[k] for k in pick},
+        "lowestMean": {k: lowest[k] for k in pick},
+        "meanSpread": round(highest["mean"] - lowest["mean"], 6),
+    }
+
+
 def main():
     started = now_ms()
     progress = Progress()
@@ -113,6 +179,11 @@ def main():
         bad_input("payload is not JSON: %s" % exc)
     if not isinstance(payload, dict):
         payload = {"value": payload}
+    dependencies = dependency_wrapper(payload)
+    if dependencies is not None:
+        payload = payload["payload"]
+        if not isinstance(payload, dict):
+            payload = {"value": payload}
     progress.report(0)
 
     if payload.get("fail"):
@@ -120,8 +191,14 @@ def main():
         fail(reason if isinstance(reason, str) else "failing as asked (payload.fail)")
 
     task = payload.get("task", "data_analysis")
+    if task == "compare":
+        result = {"bot": "python", "task": "compare"}
+        result.update(compare(dependencies))
+        progress.report(100)
+        write_result(result, started)
+        return
     if task != "data_analysis":
-        bad_input("unknown task %s (this bot does data_analysis)" % json.dumps(task))
+        bad_input("unknown task %s (this bot does data_analysis and compare)" % json.dumps(task))
 
     sleep_ms = payload.get("sleepMs", 0)
     if (not isinstance(sleep_ms, (int, float)) or isinstance(sleep_ms, bool)
@@ -159,17 +236,19 @@ def main():
         "sum": round(sum(values), 4),
     }
     progress.report(100)
-    result = {
-        "bot": "python",
-        "task": "data_analysis",
-        "dataset": dataset,
-        "stats": stats,
+    write_result({"bot": "python", "task": "data_analysis", "dataset": dataset, "stats": stats},
+                 started)
+
+
+def write_result(result, started):
+    """Writes result, with the job's id, attempt, pid and times, on stdout."""
+    result.update({
         "jobId": os.environ.get("BOT_JOB_ID"),
         "attempt": int(os.environ.get("BOT_ATTEMPT") or 1),
         "pid": os.getpid(),
         "startedAt": started,
         "finishedAt": now_ms(),
-    }
+    })
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
 
