@@ -1193,6 +1193,38 @@ s_failed_done_print (const bm_worker_entry_t *worker, const bm_codec_done_t *don
     return hash ? (int64_t) hash : 1;
 }
 
+//  The DONE of a run that a cancel stopped carries what the bot wrote on
+//  stderr until then: the cancelled job's log.  The job ended when the
+//  cancel came, so this updates a finished record, in memory and in
+//  Redis (the state is the same; the run map gains the log).  Taken only
+//  while the job is still that run's: cancelled, same attempt, no log yet,
+//  in memory and within its retention (a job removed, cleaned, evicted or
+//  retried since is left alone, and no record is written again).
+static void
+s_cancelled_run_log (bm_broker_t *self, bm_worker_entry_t *worker, const bm_codec_done_t *done)
+{
+    const char *reason = bm_worker_entry_stopping_reason (worker, done->job_id);
+    if (!reason || !streq (reason, "cancelled"))
+        return;
+    if (done->log_invalid)
+        bm_warn (done->job_id, "DONE from %s for its cancelled run: its log %s: left out",
+                 worker->name, done->log_invalid);
+    if (!done->log.ptr || done->log.len == 0)
+        return;
+    bm_job_t *job = (bm_job_t *) bm_jobtab_lookup (self->jobs, done->job_id);
+    if (!job || job->state != JOB_CANCELLED || job->log
+    ||  (done->attempt > 0 && done->attempt != job->attempts)
+    ||  bm_finished_expired (self, job, bm_now_ms ())) {
+        bm_debug (done->job_id, "DONE from %s for a run it was told to stop: the job is no "
+                  "longer that cancelled run's, its log is not kept", worker->name);
+        return;
+    }
+    bm_job_set_log (job, done->log.ptr, done->log.len);
+    bm_jobstore_persist_state (self, job);
+    bm_info (job->id, "DONE from %s for the cancelled run: its log (%zu bytes) kept in the "
+             "record", worker->name, done->log.len);
+}
+
 static void
 s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg)
 {
@@ -1262,6 +1294,7 @@ s_worker_done (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t *msg
         //  refused, logged and counted.  One that came before the recovery
         //  reached its job is kept until it does.
         int early = 0;
+        s_cancelled_run_log (self, worker, &done);
         if (s_worker_release_stopping (self, worker, done.job_id))
             bm_debug (done.job_id, "DONE from %s for a job it was told to stop", worker->name);
         else

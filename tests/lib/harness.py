@@ -371,7 +371,7 @@ RECORD_SUBMIT_KEYS = {"t": "botType", "p": "payload", "y": "priority", "q": "seq
                       "a": "parent", "n": "runAttempts", "b": "backoff"}
 RECORD_RUN_KEYS = {"a": "attempts", "g": "progress", "s": "startedAt", "f": "finishedAt", "w": "worker",
                    "lw": "lastWorker", "r": "result", "ec": "errorCode", "em": "errorMessage", "ex": "errorExitCode",
-                   "d": "deliveries", "t": "runAt", "e": "attemptErrors"}
+                   "d": "deliveries", "t": "runAt", "e": "attemptErrors", "lg": "log"}
 
 
 def record_from_hash(pairs):

@@ -12,6 +12,9 @@ protocol):
 - a job that fails (exit 3): error.message is the stderr tail as before,
   and `log` holds the same lines;
 - a bot that wrote nothing on stderr: no `log`;
+- a job cancelled while its bot runs: `log` holds what the bot wrote
+  before (the DONE of the stopped run brings it), in memory, in Redis and
+  after a restart;
 - more than the cap: a spawned bot with BOT_STDERR_TAIL_BYTES=65536 that
   writes 40,000 bytes of numbered lines: the log is its last 16,384 bytes
   (BM_MAX_JOB_LOG_LEN), ending with its last line;
@@ -31,19 +34,22 @@ import harness as h
 import wlib
 from harness import check, log
 
-SPAWN_BOT = r"""import json, sys
+SPAWN_BOT = r"""import json, sys, time
 payload = json.load(sys.stdin)
 for line in payload.get("err", []):
     sys.stderr.write(line + "\n")
 if payload.get("bulk"):
     sys.stderr.write("".join("line %05d\n" % i for i in range(payload["bulk"])))
 sys.stderr.flush()
+if payload.get("mark"):
+    open(payload["mark"], "w").close()
+    time.sleep(60)
 if payload.get("exit"):
     sys.exit(payload["exit"])
 print(json.dumps({"done": True}))
 """
 
-POOL_BOT = r"""import json, sys
+POOL_BOT = r"""import json, sys, time
 sys.stdout.write('{"ready": true}\n')
 sys.stdout.flush()
 for line in sys.stdin:
@@ -51,6 +57,9 @@ for line in sys.stdin:
     for out in payload.get("err", []):
         sys.stderr.write(out + "\n")
     sys.stderr.flush()
+    if payload.get("mark"):
+        open(payload["mark"], "w").close()
+        time.sleep(60)
     if payload.get("exit"):
         sys.stdout.write(json.dumps({"exit": payload["exit"]}) + "\n")
     else:
@@ -86,6 +95,7 @@ def main():
         c = s.client()
         lines = ["first line", "second line: \u00e9t\u00e9"]
         kept = {}
+        cancelled = {}
         for bot_type, mode in (("sp", "spawn"), ("pl", "pool")):
             log("=== %s mode" % mode)
             rec = run(c, bot_type, {"err": lines})
@@ -94,7 +104,7 @@ def main():
             check(rec.get("log") == "\n".join(lines),
                   "%s: the completed job's log holds its stderr lines" % mode, rec.get("log"))
             stored = h.job_record(s.redis_port, rec["jobId"])
-            check(stored.get("lg") == "\n".join(lines),
+            check(stored.get("log") == "\n".join(lines),
                   "%s: its Redis record holds the log" % mode, stored)
             kept[mode] = rec["jobId"]
 
@@ -108,6 +118,23 @@ def main():
             rec = run(c, bot_type, {})
             check(rec["state"] == "completed" and "log" not in rec,
                   "%s: a bot that wrote nothing on stderr: no log" % mode, rec)
+
+            # Cancelled while its bot sleeps: the log its stopped run's DONE
+            # brings, once the worker has stopped the bot.
+            mark = os.path.join(s.dir, "cancel-mark-" + mode)
+            job_id = c.submit(bot_type, {"err": ["before the cancel"], "mark": mark}, attempts=1)
+            h.wait_until(lambda: os.path.exists(mark), 15, "%s: the bot to write on stderr" % mode)
+            cmd, reply = c.request(h.CANCEL, {"jobId": job_id})
+            check(cmd == h.REPLY and reply["job"]["state"] == "cancelled",
+                  "%s: the running job is cancelled" % mode, cmd, reply)
+            rec = h.wait_until(lambda: (lambda r: r if r.get("log") else None)(c.status(job_id)),
+                               15, "%s: the cancelled job's log" % mode)
+            check(rec["state"] == "cancelled" and rec["log"] == "before the cancel",
+                  "%s: a cancelled job's log holds what its bot wrote before the cancel" % mode,
+                  rec)
+            h.wait_until(lambda: (h.job_record(s.redis_port, job_id) or {}).get("log")
+                         == "before the cancel", 10, "%s: the cancelled job's log in Redis" % mode)
+            cancelled[mode] = job_id
 
         log("=== LIST leaves the log out")
         cmd, reply = c.request(h.LIST, {"limit": 500})
@@ -166,6 +193,10 @@ def main():
             rec = c.status(job_id)
             check(rec and rec.get("log") == "\n".join(lines),
                   "%s: the log, read back from Redis after a restart" % mode, rec)
+        for mode, job_id in cancelled.items():
+            rec = c.status(job_id)
+            check(rec and rec["state"] == "cancelled" and rec.get("log") == "before the cancel",
+                  "%s: the cancelled job's log, read back from Redis after a restart" % mode, rec)
         c.close()
 
 
