@@ -175,20 +175,25 @@ s_type_var (const char *name, size_t name_len, const char **type, size_t *type_l
 //  ERROR line naming the variable it misspells (the broker starts: a typo
 //  in a restart's settings must not take the whole stack down).  Which
 //  types are misspelt is bm_env_check's rule, the one every program warns
-//  by (python3, java-11, node_v2 are types of their own).  1: such a
-//  variable, 0: not.
+//  by (python3, java-11, node_v2 are types of their own).  The line
+//  spells the declaration: BROKER_NEW_TYPES as declared lists it, the type
+//  added.  1: such a variable, 0: not.
 static int
-s_misspelt_type (bm_env_check_t *names, const char *name, int var, const char *type)
+s_misspelt_type (bm_env_check_t *names, const char *declared, const char *name, int var,
+                 const char *type)
 {
     char *instead = bm_env_check_suggest (names, "broker", name);
     const char *other_type;
     size_t other_len;
     bool same_kind = instead
                   && s_type_var (instead, strlen (instead), &other_type, &other_len) == var;
+    //  How to declare it: the list as it is, the type added.
+    bool others = declared && declared [strspn (declared, ", \t")];
     if (same_kind)
         bm_error (NULL, "configuration: %s ignored: it would make a new bot type '%s', one edit "
-                  "from a built-in one: did you mean %s? (if '%s' is a type of its own, list it "
-                  "in BROKER_NEW_TYPES)", name, type, instead, type);
+                  "from a built-in one: did you mean %s? (if '%s' is a type of its own, declare "
+                  "it in the environment every service reads, e.g. .env: BROKER_NEW_TYPES=%s%s%s)",
+                  name, type, instead, type, others ? declared : "", others ? "," : "", type);
     free (instead);
     return same_kind ? 1 : 0;
 }
@@ -247,7 +252,7 @@ bm_broker_config_load_types (bm_broker_t *self)
             rc = -1;
             continue;
         }
-        if (names && s_misspelt_type (names, name, var, type))
+        if (names && s_misspelt_type (names, self->config.new_types, name, var, type))
             continue;                   //  Ignored, loudly
         if (var == S_RATE) {
             int64_t max, period_ms;

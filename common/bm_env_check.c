@@ -505,12 +505,28 @@ bm_env_check_type_of (bm_env_check_t *self, const char *program, const char *nam
 int
 bm_env_check_warn (const char *program, char **env)
 {
+    return bm_env_check_warn_serving (program, env, NULL);
+}
+
+int
+bm_env_check_warn_serving (const char *program, char **env, const char *served)
+{
     bm_env_check_t *self = bm_env_check_new (NULL);
     //  The types the broker is told are meant are no misspelling for any
-    //  program (one environment feeds them all).
+    //  program (one environment feeds them all), nor are the types this
+    //  program serves.
+    const char *new_types = "";
     for (char **var = env; var && *var; var++)
         if (!strncmp (*var, "BROKER_NEW_TYPES=", 17))
-            bm_env_check_declare (self, *var + 17);
+            new_types = *var + 17;
+    char *declared = NULL;
+    if (asprintf (&declared, "%s,%s", new_types, served ? served : "") < 0)
+        declared = NULL;
+    for (char *c = declared; c && *c; c++)
+        if (*c == '-')                  //  my-bot's settings are BOT_MY_BOT_*
+            *c = '_';
+    bm_env_check_declare (self, declared ? declared : new_types);
+    free (declared);
     int found = 0;
     for (char **var = env; var && *var; var++) {
         const char *equals = strchr (*var, '=');
@@ -694,6 +710,14 @@ bm_env_check_test (bool verbose)
     char *new_types [] = { "MAX_PYTON_BOTS=2", "MAX_PYTHON3_BOTS=2", "MAX_NOD_BOTS=1",
                            "BROKER_NEW_TYPES=pyton", NULL };
     BM_CHECK (bm_env_check_warn ("worker", new_types) == 1);        //  NOD only
+    //  A type the program serves is its own: a worker serving nodeb reads
+    //  BOT_NODEB_CMD; a program that does not serve it still warns.
+    char *served [] = { "BOT_NODEB_CMD=x", "MAX_NODEB_BOTS=2", "BOT_PYTON_CMD=x", NULL };
+    BM_CHECK (bm_env_check_warn ("worker", served) == 3);
+    BM_CHECK (bm_env_check_warn_serving ("worker", served, "python,nodeb") == 1);
+    BM_CHECK (bm_env_check_warn_serving ("worker", served, "nodeb,pyton") == 0);
+    char *dashed [] = { "BOT_NOD_E_CMD=x", NULL };
+    BM_CHECK (bm_env_check_warn_serving ("worker", dashed, "nod-e") == 0);
     const char *programs [] = { "broker", "worker", "gateway", "webhook", "mock", "client", NULL };
     for (int i = 0; programs [i]; i++) {
         int found = bm_env_check_warn (programs [i], s_foreign);

@@ -73,6 +73,12 @@ const char *bm_env_check_misspelt_type (const char *type, size_t type_len, const
 //  log one WARN line per doubtful variable and return how many there were.
 int bm_env_check_warn (const char *program, char **env);
 
+//  The same for a program that serves bot types: served (comma-separated,
+//  as --type takes them; NULL: none) are types of its own too, so the
+//  settings of a type it serves (BOT_NODEB_CMD of a worker serving nodeb)
+//  raise no doubt.
+int bm_env_check_warn_serving (const char *program, char **env, const char *served);
+
 //  Self test.
 void bm_env_check_test (bool verbose);
 

@@ -226,6 +226,25 @@ s_env_name (char *buffer, size_t size, const char *prefix, const char *type, con
         *p = *p == '-' ? '_' : (char) toupper ((unsigned char) *p);
 }
 
+//  Misspelt settings, named at start.  The settings of a type this worker
+//  serves (its --type arguments, else WORKER_TYPES) are its own, even one
+//  a letter from a built-in type's: nodeb's BOT_NODEB_CMD is no
+//  BOT_NODE_CMD misspelt.
+static void
+s_env_warn (const char **types_arg, int types_args, const char *types_setting)
+{
+    size_t size = 1;
+    for (int i = 0; i < types_args; i++)
+        size += strlen (types_arg [i]) + 1;
+    char *served = types_args ? (char *) calloc (1, size) : NULL;
+    for (int i = 0; served && i < types_args; i++) {
+        strcat (served, types_arg [i]);
+        strcat (served, ",");
+    }
+    bm_env_check_warn_serving ("worker", environ, types_args ? served : types_setting);
+    free (served);
+}
+
 static int
 s_add_types (bm_worker_config_t *config, const char *list, const char *source)
 {
@@ -865,19 +884,21 @@ main (int argc, char *argv [])
     if (bm_log_init ("worker"))
         return 2;
     bm_settings_warn_foreign ();
-    bm_env_check_warn ("worker", environ);
 
     if (bm_settings_print_env_flag (argc, argv, s_settings))
         return 0;
     s_settings_t settings;
     memset (&settings, 0, sizeof settings);
-    if (bm_settings_load (s_settings, &settings))
+    if (bm_settings_load (s_settings, &settings)) {
+        bm_env_check_warn ("worker", environ);      //  A misspelling may be why
         return 2;
+    }
     bm_worker_config_t config = settings.config;
     const char *types_arg [BM_WORKER_MAX_TYPES * 2];
     int types_args = 0;
     const char *concurrency_arg = NULL, *endpoint = NULL, *name = NULL, *grace_arg = NULL;
     const char *mode_arg = NULL, *prefetch_arg = NULL;
+    bool help = false;
 
     static struct option options [] = {
         { "type", required_argument, NULL, 't' },
@@ -905,13 +926,16 @@ main (int argc, char *argv [])
             case 'P': prefetch_arg = optarg; break;
             case 'S': mode_arg = "simulate"; break;
             case 'N': mode_arg = "noop"; break;
-            case 'h':
-                s_usage (stdout);
-                return 0;
+            case 'h': help = true; break;
             default:
                 s_usage (stderr);
                 return 2;
         }
+    }
+    s_env_warn (types_arg, types_args, settings.types);
+    if (help) {
+        s_usage (stdout);
+        return 0;
     }
     if (optind < argc) {
         fprintf (stderr, "botmesh-worker: unexpected argument '%s'\n", argv [optind]);

@@ -10,6 +10,11 @@ BROKER_NEW_TYPES says the type is meant.
    (RETRY_NODE_ATTEMPTS).
 2. The same with BROKER_NEW_TYPES=pyton: STATS lists the type pyton with
    limit 4.
+   A custom type one letter from a built-in one, nodeb (MAX_NODEB_BOTS=2):
+   the ERROR line spells the declaration, BROKER_NEW_TYPES=nodeb (with the
+   types BROKER_NEW_TYPES lists already, BROKER_NEW_TYPES=report,nodeb);
+   declared, nodeb has limit 2 and a worker offering 5 slots runs 2 of its
+   jobs at once, the third queued.
 3. A type of its own (MAX_REPORT_BOTS=2) needs no declaration, nor does
    a built-in name with a digit, '-' or '_' after it (MAX_PYTHON3_BOTS=3,
    MAX_NODE_V2_BOTS=5: a name made longer on purpose, not misspelt); a
@@ -19,6 +24,7 @@ Before, the broker made the type pyton with limit 4 (a SUBMIT of botType
 pyton was accepted and waited for ever); then for a while it refused to
 start, which took a whole stack down on `./botmesh restart`."""
 import harness as h
+from fakeworker import FakeWorker
 
 
 def types(s, env, name):
@@ -34,9 +40,12 @@ def stop(broker):
     h.check(broker.stop() == 0, "the broker stops cleanly", broker.output()[-1500:])
 
 
-def ignored(s, env, misspelt, meant, tname):
-    broker, c, got = types(s, env, "broker-" + tname)
+def ignored(s, env, misspelt, meant, tname, declare=None):
+    broker, c, got = types(s, env, "broker-" + tname + ("-declared-other" if declare else ""))
     errors = [l for l in broker.output().splitlines() if " ERROR " in l]
+    declare = declare or "BROKER_NEW_TYPES=" + tname
+    h.check(len(errors) == 1 and declare + ")" in errors[0],
+            "the ERROR line says how to declare %s: %s" % (tname, declare), errors)
     h.check(len(errors) == 1 and misspelt in errors[0] and "ignored" in errors[0]
             and "did you mean %s?" % meant in errors[0]
             and "'%s'" % tname in errors[0] and "BROKER_NEW_TYPES" in errors[0],
@@ -60,6 +69,30 @@ def test():
         ignored(s, {"RETRY_NOD_ATTEMPTS": "2"}, "RETRY_NOD_ATTEMPTS", "RETRY_NODE_ATTEMPTS", "nod")
         s.endpoint = None
         ignored(s, {"MAX_PYTHONN_BOTS": "2"}, "MAX_PYTHONN_BOTS", "MAX_PYTHON_BOTS", "pythonn")
+
+        s.endpoint = None
+        ignored(s, {"MAX_NODEB_BOTS": "2"}, "MAX_NODEB_BOTS", "MAX_NODE_BOTS", "nodeb")
+        s.endpoint = None
+        ignored(s, {"MAX_NODEB_BOTS": "2", "BROKER_NEW_TYPES": "report"}, "MAX_NODEB_BOTS",
+                "MAX_NODE_BOTS", "nodeb", declare="BROKER_NEW_TYPES=report,nodeb")
+
+        s.endpoint = None
+        broker, c, got = types(s, {"MAX_NODEB_BOTS": "2", "BROKER_NEW_TYPES": "nodeb"}, "broker-nodeb")
+        h.check(got.get("nodeb", {}).get("limit") == 2,
+                "BROKER_NEW_TYPES=nodeb: MAX_NODEB_BOTS=2 is taken, limit 2", sorted(got))
+        w = FakeWorker(s.endpoint, "w-nodeb", ["nodeb"], 5)
+        s.wait_workers(1, "nodeb")
+        c = s.client()
+        jobs = [c.submit("nodeb", {"n": i}) for i in range(3)]
+        ran = [w.recv_job()["jobId"] for _ in range(2)]
+        h.check(sorted(ran) == sorted(jobs[:2]), "the first 2 nodeb jobs run", ran, jobs)
+        h.check(c.status(jobs[2])["state"] == "queued" and w.recv(timeout=0.5) is None,
+                "the third waits queued: at most 2 nodeb bots at once (the worker has 5 slots)")
+        w.done(ran[0], {"ok": 1})
+        h.check(w.recv_job()["jobId"] == jobs[2], "the third runs once one of the 2 ended")
+        c.close()
+        w.close()
+        stop(broker)
 
         s.endpoint = None
         broker, c, got = types(s, {"MAX_PYTON_BOTS": "4", "BROKER_NEW_TYPES": "report, pyton"},

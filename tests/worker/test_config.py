@@ -6,6 +6,7 @@ import subprocess
 import time
 
 import harness
+import wlib
 from harness import check, log
 
 
@@ -61,6 +62,31 @@ def main():
 
     with harness.Stack("worker-config") as s:
         s.broker(redis=False)
+
+        # A custom type one letter from a built-in one (nodeb, node): the
+        # worker serving it reads BOT_NODEB_CMD, its own setting, and does
+        # not take it for BOT_NODE_CMD misspelt; a worker that does not
+        # serve nodeb still names it.
+        near = {"BOT_NODEB_CMD": wlib.testbot_cmd()}
+        serving = s.worker("--type", "nodeb", "--concurrency", "1", "--name", "w-nodeb", env=near)
+        s.wait_workers(1, "nodeb")
+        c = s.client()
+        rec = c.wait(c.submit("nodeb", {"stderr": "ran"}, attempts=1), timeout=20)
+        check(rec["state"] == "completed" and rec["result"]["botType"] == "nodeb",
+              "the nodeb worker runs BOT_NODEB_CMD", rec)
+        c.close()
+        check("unknown setting" not in serving.output(),
+              "the worker serving nodeb does not warn about BOT_NODEB_CMD",
+              [l for l in serving.output().splitlines() if "unknown setting" in l])
+        rc, text = run(["--type", "python", "--help"], near)
+        check(rc == 0 and "unknown setting BOT_NODEB_CMD (did you mean BOT_NODE_CMD?)" in text,
+              "a worker that does not serve nodeb names BOT_NODEB_CMD", text[-500:])
+        rc, text = run(["--type", "python,nodeb", "--help"], near)
+        check(rc == 0 and "unknown setting" not in text,
+              "nor does one of several types, nodeb among them", text[-500:])
+        rc, text = run(["--help"], dict(near, WORKER_TYPES="nodeb"))
+        check(rc == 0 and "unknown setting" not in text,
+              "nor a worker serving nodeb by WORKER_TYPES", text[-500:])
         s.worker("--noop", "--type", "python,custom", "--concurrency", "50", "--name", "w-noop")
         s.wait_workers(1, "custom")
         c = s.client()
