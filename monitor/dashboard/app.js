@@ -228,10 +228,20 @@
   // ------------------------------------------------------------------
   // API key
 
+  //  The header has one status, the stream pill (#stream: live, polling,
+  //  paused...).  #conn shows only what is wrong with the page's requests
+  //  (an API key needed, an error, the gateway unreachable) and hides once
+  //  they work again: a second "live" badge beside the stream's said nothing.
+  function connPill(s, text) {
+    var pill = $("conn");
+    pill.dataset.state = s;
+    pill.textContent = text;
+    pill.hidden = s === "ok";
+  }
+
   function askKey(message) {
     state.authNeeded = true;
-    $("conn").textContent = "API key needed";
-    $("conn").dataset.state = "auth";
+    connPill("auth", "API key needed");
     $("auth").hidden = false;
     $("auth-message").textContent = message || "";
     $("auth-key").focus();
@@ -1061,14 +1071,12 @@
     if (state.selected) work.push(loadDetail());
     return Promise.all(work).then(function () {
       showError(null);
-      $("conn").textContent = "live";
-      $("conn").dataset.state = "ok";
+      connPill("ok", "");
       $("updated").textContent = "updated " + fmtTime(Date.now());
     }, function (err) {
       if (err.status === 401) return;
       showError(err);
-      $("conn").textContent = err.status === 0 ? "unreachable" : "error";
-      $("conn").dataset.state = "error";
+      connPill("error", err.status === 0 ? "unreachable" : "error");
     }).then(function () {
       state.busy = false;
       schedule();

@@ -5,7 +5,9 @@ Chromium against a real stack (redis + broker + a gateway without API keys
 and one with, a fake worker that holds the job until the test lets it
 finish).
 
-The stream pill says "live"; the job's row appears (running, the fake worker
+The stream pill says "live", and it is the header's only "live" badge
+(before, the polls' own pill said "live" beside it: "a single live badge in
+the header, the stream's" failed with ['conn:live', 'stream:live']); the job's row appears (running, the fake worker
 took it) and turns completed when the worker sends DONE, with no poll in
 between (body data-polls stays unset) and events counted (data-events).
 With API keys on, the page sends the key as a header on GET /events too
@@ -58,6 +60,14 @@ def test():
             page.wait_for("(document.getElementById('stream') || {dataset: {}}).dataset.state === 'live'", 10,
                       "the stream pill says live (GET /events open)")
             page.wait_for("Number(document.body.dataset.jobsUpdates || 0) >= 1", 10, "the first job list")
+            # One status in the header: the refresh that just worked (it
+            # wrote "updated ...") shows no second "live" beside the stream's.
+            page.wait_for("document.getElementById('updated').textContent !== ''", 10, "the first refresh done")
+            badges = page.eval("""Array.prototype.filter.call(document.querySelectorAll('#status .pill'),
+                function (p) { return !p.hidden && p.getClientRects().length > 0; })
+                .map(function (p) { return p.id + ':' + p.textContent.trim(); })""")
+            live = [b for b in badges if b.endswith(":live")]
+            check(live == ["stream:live"], "a single live badge in the header, the stream's", badges)
             polls = page.eval("document.body.dataset.polls || '0'")
 
             status, _, reply = harness.http("POST", base + "/invoke", {"botType": "python", "payload": {}})
