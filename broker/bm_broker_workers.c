@@ -620,7 +620,19 @@ s_same_types (bm_worker_entry_t *worker, const bm_codec_ready_t *ready)
     return true;
 }
 
-//  READY {name, types, credit, pid?, batch?, running?}
+//  The worker's warm bots per type (a READY's or HEARTBEAT's bots), kept
+//  for STATS; none said (count 0) keeps what it said before.
+static void
+s_worker_keep_bots (bm_worker_entry_t *worker, const bm_codec_heartbeat_t *bots)
+{
+    if (bots->count == 0)
+        return;
+    if (!worker->bots)
+        worker->bots = (bm_codec_heartbeat_t *) bm_calloc_or_abort (sizeof *bots, "a worker's warm bots");
+    *worker->bots = *bots;
+}
+
+//  READY {name, types, credit, pid?, batch?, running?, bots?}
 static void
 s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
                 bm_worker_entry_t *worker, const bm_msg_t *msg)
@@ -655,6 +667,7 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
         //  A second READY changes the credit only.
         worker->credit = credit;
         bm_info (NULL, "worker %s credit now %" PRId64, worker->name, credit);
+        s_worker_keep_bots (worker, &ready.bots);
         s_worker_reported (self, worker, &ready);
         bm_dispatch_worker (self, worker);
         return;
@@ -672,6 +685,7 @@ s_worker_ready (bm_broker_t *self, zframe_t *identity, const char *key,
     if (address)
         snprintf (worker->peer, sizeof worker->peer, "%s", address);
     worker->batch = ready.batch;
+    s_worker_keep_bots (worker, &ready.bots);
     for (int i = 0; i < ready.type_count; i++) {
         char type [BM_MAX_BOT_TYPE_LEN + 1];
         memcpy (type, ready.types [i], ready.type_lens [i]);
@@ -1502,11 +1516,7 @@ s_worker_heartbeat (bm_broker_t *self, bm_worker_entry_t *worker, const bm_msg_t
         s_worker_refuse (self, worker->identity, worker->name, BM_HEARTBEAT, &error);
         return;
     }
-    if (beat.count == 0)
-        return;
-    if (!worker->bots)
-        worker->bots = (bm_codec_heartbeat_t *) bm_calloc_or_abort (sizeof beat, "a worker's warm bots");
-    *worker->bots = beat;
+    s_worker_keep_bots (worker, &beat);
 }
 
 //  DISCONNECT {reason?}: the worker leaves whatever the body says; the

@@ -335,10 +335,28 @@ int bm_codec_stats_reply_worker (const bm_codec_stats_reply_t *self, size_t inde
 //  --------------------------------------------------------------------------
 //  Worker side (BMW01)
 
-//  READY {name, types, credit, pid?, batch?, running?}.  A name that is
+//  HEARTBEAT from a worker {bots?}: its warm bots per type, a compatible
+//  extension (protocol.md section 5): {TYPE: {mode, processes, recycles,
+//  initFailures}} for the types it runs in pool or fork mode.
+typedef struct {
+    char type [BM_MAX_BOT_TYPE_LEN + 1];
+    char mode [8];                      //  "pool" or "fork"
+    int64_t processes;                  //  Warm processes alive now
+    int64_t recycles;                   //  Processes retired so far
+    int64_t init_failures;              //  Processes that died loading
+} bm_codec_bot_pool_t;
+
+typedef struct {
+    int count;                          //  0: a plain HEARTBEAT {}
+    bm_codec_bot_pool_t bots [BM_MAX_WORKER_TYPES];
+} bm_codec_heartbeat_t;
+
+//  READY {name, types, credit, pid?, batch?, running?, bots?}.  A name that is
 //  absent (or nil) leaves name "" (the broker names the worker itself);
 //  one that is not a valid id is refused.  running: the ids of the jobs the worker runs (sent on a new
-//  connection), 0..BM_MAX_READY_RUNNING valid ids.
+//  connection), 0..BM_MAX_READY_RUNNING valid ids.  bots: the worker's warm
+//  bots as a HEARTBEAT's (count 0: not sent), so that STATS shows each
+//  type's mode from the READY on.
 typedef struct {
     char name [BM_MAX_ID_LEN + 1];
     const char *types [BM_MAX_WORKER_TYPES];    //  Encode: C strings
@@ -352,6 +370,7 @@ typedef struct {
                                         //  borrowed), or NULL when absent
     const char *const *running_ids;     //  Encode: C strings
     int running_count;                  //  Both: how many (0: not sent)
+    bm_codec_heartbeat_t bots;          //  Warm bots per type (count 0: none)
 } bm_codec_ready_t;
 
 int bm_codec_ready_decode (const bm_msg_t *msg, bm_codec_ready_t *self, bm_codec_error_t *error);
@@ -462,22 +481,7 @@ int bm_codec_disconnect_decode (const bm_msg_t *msg, bm_codec_disconnect_t *self
                                 bm_codec_error_t *error);
 void bm_codec_disconnect_encode (const bm_codec_disconnect_t *self, bm_packer_t *packer);
 
-//  HEARTBEAT from a worker {bots?}: its warm bots per type, a compatible
-//  extension (protocol.md section 5): {TYPE: {mode, processes, recycles,
-//  initFailures}} for the types it runs in pool or fork mode.
-typedef struct {
-    char type [BM_MAX_BOT_TYPE_LEN + 1];
-    char mode [8];                      //  "pool" or "fork"
-    int64_t processes;                  //  Warm processes alive now
-    int64_t recycles;                   //  Processes retired so far
-    int64_t init_failures;              //  Processes that died loading
-} bm_codec_bot_pool_t;
-
-typedef struct {
-    int count;                          //  0: a plain HEARTBEAT {}
-    bm_codec_bot_pool_t bots [BM_MAX_WORKER_TYPES];
-} bm_codec_heartbeat_t;
-
+//  HEARTBEAT {bots?}: bm_codec_heartbeat_t above.
 int bm_codec_heartbeat_decode (const bm_msg_t *msg, bm_codec_heartbeat_t *self,
                                bm_codec_error_t *error);
 void bm_codec_heartbeat_encode (const bm_codec_heartbeat_t *self, bm_packer_t *packer);

@@ -342,7 +342,22 @@ test_worker_round_trips (void)
     CHECK (msg && bm_codec_ready_decode (msg, &ready_back, &error) == 0
            && ready_back.running_count == 2 && ready_back.running
            && ready_back.running->via.array.ptr [1].via.str.size == 5
-           && memcmp (ready_back.running->via.array.ptr [1].via.str.ptr, "job-2", 5) == 0);
+           && memcmp (ready_back.running->via.array.ptr [1].via.str.ptr, "job-2", 5) == 0
+           && ready_back.bots.count == 0);
+    bm_msg_destroy (&msg);
+    //  bots: the worker's warm bots, as a HEARTBEAT's.
+    ready.bots.count = 1;
+    ready.bots.bots [0] = (bm_codec_bot_pool_t) { "python", "pool", 2, 0, 0 };
+    bm_codec_ready_encode (&ready, &packer);
+    msg = s_packed_msg (BM_WORKER_HEADER, BM_READY, &packer);
+    CHECK (msg && bm_codec_ready_decode (msg, &ready_back, &error) == 0
+           && ready_back.running_count == 2 && ready_back.bots.count == 1
+           && streq (ready_back.bots.bots [0].type, "python") && streq (ready_back.bots.bots [0].mode, "pool")
+           && ready_back.bots.bots [0].processes == 2);
+    bm_msg_destroy (&msg);
+    msg = s_json_msg (BM_WORKER_HEADER, BM_READY, "{\"types\":[\"python\"],\"credit\":1,"
+                      "\"bots\":{\"python\":{\"mode\":\"spawn\"}}}");
+    CHECK (msg && bm_codec_ready_decode (msg, &ready_back, &error) == -1 && streq (error.field, "bots"));
     bm_msg_destroy (&msg);
     //  A bad running is refused, naming the field.
     const char *bad_running [] = {

@@ -6,6 +6,10 @@
 
 #include <string.h>
 
+static int s_bots_decode (const msgpack_object *body, bm_codec_heartbeat_t *self,
+                          bm_codec_error_t *error);
+static void s_bots_encode (const bm_codec_heartbeat_t *self, bm_packer_t *packer);
+
 //  --------------------------------------------------------------------------
 //  READY
 
@@ -44,6 +48,8 @@ bm_codec_ready_decode (const bm_msg_t *msg, bm_codec_ready_t *self, bm_codec_err
         self->running = running;
         self->running_count = (int) running->via.array.size;
     }
+    if (s_bots_decode (body, &self->bots, error))
+        return -1;
     //  No name (absent or nil): the broker names the worker itself.  A
     //  name that does not read is refused, like any field.
     return bm_field_id (body, "name", false, self->name, error);
@@ -52,7 +58,8 @@ bm_codec_ready_decode (const bm_msg_t *msg, bm_codec_ready_t *self, bm_codec_err
 void
 bm_codec_ready_encode (const bm_codec_ready_t *self, bm_packer_t *packer)
 {
-    msgpack_pack_map (&packer->pk, 3 + self->has_pid + self->batch + (self->running_count > 0));
+    msgpack_pack_map (&packer->pk, 3 + self->has_pid + self->batch + (self->running_count > 0)
+                                   + (self->bots.count > 0));
     bm_pack_kv_str (&packer->pk, "name", self->name);
     bm_field_pack_key (packer, "types");
     msgpack_pack_array (&packer->pk, (size_t) self->type_count);
@@ -69,6 +76,8 @@ bm_codec_ready_encode (const bm_codec_ready_t *self, bm_packer_t *packer)
         for (int i = 0; i < self->running_count; i++)
             bm_pack_str (&packer->pk, self->running_ids [i]);
     }
+    if (self->bots.count > 0)
+        s_bots_encode (&self->bots, packer);
 }
 
 //  --------------------------------------------------------------------------
@@ -282,13 +291,14 @@ bm_codec_disconnect_encode (const bm_codec_disconnect_t *self, bm_packer_t *pack
 //  --------------------------------------------------------------------------
 //  HEARTBEAT {bots?}
 
-int
-bm_codec_heartbeat_decode (const bm_msg_t *msg, bm_codec_heartbeat_t *self,
-                           bm_codec_error_t *error)
+//  bots {TYPE: {mode, processes, recycles, initFailures}} of body, when
+//  present, into self (count 0 when absent).  0, or -1 and error.
+static int
+s_bots_decode (const msgpack_object *body, bm_codec_heartbeat_t *self, bm_codec_error_t *error)
 {
     memset (self, 0, sizeof *self);
     const msgpack_object *bots;
-    if (bm_field_opt_map (bm_field_body (msg), "bots", &bots, error))
+    if (bm_field_opt_map (body, "bots", &bots, error))
         return -1;
     if (!bots)
         return 0;
@@ -321,12 +331,10 @@ bm_codec_heartbeat_decode (const bm_msg_t *msg, bm_codec_heartbeat_t *self,
     return 0;
 }
 
-void
-bm_codec_heartbeat_encode (const bm_codec_heartbeat_t *self, bm_packer_t *packer)
+//  The key and map of bots (self->count > 0).
+static void
+s_bots_encode (const bm_codec_heartbeat_t *self, bm_packer_t *packer)
 {
-    msgpack_pack_map (&packer->pk, self->count > 0);
-    if (self->count == 0)
-        return;
     bm_field_pack_key (packer, "bots");
     msgpack_pack_map (&packer->pk, (uint32_t) self->count);
     for (int i = 0; i < self->count; i++) {
@@ -338,4 +346,19 @@ bm_codec_heartbeat_encode (const bm_codec_heartbeat_t *self, bm_packer_t *packer
         bm_field_pack_int (packer, "recycles", bot->recycles);
         bm_field_pack_int (packer, "initFailures", bot->init_failures);
     }
+}
+
+int
+bm_codec_heartbeat_decode (const bm_msg_t *msg, bm_codec_heartbeat_t *self,
+                           bm_codec_error_t *error)
+{
+    return s_bots_decode (bm_field_body (msg), self, error);
+}
+
+void
+bm_codec_heartbeat_encode (const bm_codec_heartbeat_t *self, bm_packer_t *packer)
+{
+    msgpack_pack_map (&packer->pk, self->count > 0);
+    if (self->count > 0)
+        s_bots_encode (self, packer);
 }

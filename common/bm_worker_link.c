@@ -118,8 +118,8 @@ s_send_packed (bm_worker_link_t *self, int command, const char *job_id)
     return rc;
 }
 
-//  READY {name, types, credit, pid, batch?, running?}; running (the jobs
-//  the owner runs) on a new socket only.
+//  READY {name, types, credit, pid, batch?, running?, bots?}; running (the
+//  jobs the owner runs) on a new socket only; bots (its warm bots) always.
 static void
 s_send_ready (bm_worker_link_t *self, bool running)
 {
@@ -130,6 +130,8 @@ s_send_ready (bm_worker_link_t *self, bool running)
     snprintf (ready.name, sizeof ready.name, "%s", self->name);
     for (int i = 0; i < self->type_count; i++)
         ready.types [i] = self->types [i];
+    if (self->handlers.bots)
+        self->handlers.bots (self->arg, &ready.bots);
     const char **ids = NULL;
     if (running && self->handlers.running) {
         ids = (const char **) malloc (BM_MAX_READY_RUNNING * sizeof *ids);

@@ -123,6 +123,10 @@ typedef void (bm_worker_link_reconnected_fn) (void *arg);
 //  with at most max job ids, returns how many.
 typedef int (bm_worker_link_running_fn) (void *arg, const char **ids, int max);
 
+//  The owner's warm bots per type, for every READY (READY bots, protocol.md
+//  section 5): fills bots (count 0: none).
+typedef void (bm_worker_link_bots_fn) (void *arg, bm_codec_heartbeat_t *bots);
+
 //  The handlers of what the broker sends.  job_decoded is required; the
 //  others may be NULL.
 typedef struct {
@@ -131,6 +135,7 @@ typedef struct {
     bm_worker_link_job_fn *job_decoded;             //  JOB (and each of a JOB_MANY)
     bm_worker_link_cancel_fn *cancel_decoded;       //  CANCEL; may be NULL
     bm_worker_link_running_fn *running;             //  READY running; may be NULL
+    bm_worker_link_bots_fn *bots;                   //  READY bots; may be NULL
 } bm_worker_link_handlers_t;
 
 typedef struct _bm_worker_link_t bm_worker_link_t;

@@ -233,20 +233,34 @@ s_on_link_running (void *arg, const char **ids, int max)
     return count;
 }
 
-//  The new connection said READY.  DONEs sent just before the broker went
-//  away may be lost: send them again.  One the broker already has is
-//  answered NACK not_owner.
-//  Our warm bots per type (mode, processes, recycles, init failures) in a
-//  HEARTBEAT, when they changed since we last said (always, with force):
-//  the broker shows them per type in STATS.
+//  Our warm bots per type (mode, processes, recycles, init failures).
+static void
+s_collect_bots (bm_worker_t *self, bm_codec_heartbeat_t *beat)
+{
+    memset (beat, 0, sizeof *beat);
+    for (int i = 0; i < self->config->type_count; i++)
+        if (self->pools [i])
+            bm_pool_report (self->pools [i], &beat->bots [beat->count++]);
+}
+
+//  READY bots: the broker's STATS shows each type's mode from our READY
+//  on, not from the first HEARTBEAT an interval later (until then it said
+//  spawn for a type we run warm).
+static void
+s_on_link_bots (void *arg, bm_codec_heartbeat_t *bots)
+{
+    bm_worker_t *self = (bm_worker_t *) arg;
+    s_collect_bots (self, bots);
+    self->bots_sent = *bots;
+}
+
+//  Our warm bots in a HEARTBEAT, when they changed since we last said
+//  (always, with force): the broker shows them per type in STATS.
 static void
 s_report_bots (bm_worker_t *self, bool force)
 {
     bm_codec_heartbeat_t beat;
-    memset (&beat, 0, sizeof beat);
-    for (int i = 0; i < self->config->type_count; i++)
-        if (self->pools [i])
-            bm_pool_report (self->pools [i], &beat.bots [beat.count++]);
+    s_collect_bots (self, &beat);
     if (beat.count == 0 || (!force && memcmp (&beat, &self->bots_sent, sizeof beat) == 0))
         return;
     if (bm_worker_link_send_heartbeat (self->link, &beat) == 0)
@@ -255,6 +269,9 @@ s_report_bots (bm_worker_t *self, bool force)
 
 static void s_on_job_wait (job_t *job, bool started, int64_t waited_ms, void *arg);
 
+//  The new connection said READY.  DONEs sent just before the broker went
+//  away may be lost: send them again.  One the broker already has is
+//  answered NACK not_owner.
 static void
 s_on_link_reconnected (void *arg)
 {
@@ -914,7 +931,7 @@ bm_worker_run (bm_worker_t *self)
         .dones_kept = true };
     bm_worker_link_handlers_t handlers = {
         .job_decoded = s_on_link_job, .cancel_decoded = s_on_link_cancel, .lost = s_on_link_lost, .reconnected = s_on_link_reconnected,
-        .running = s_on_link_running };
+        .running = s_on_link_running, .bots = s_on_link_bots };
     self->link = bm_worker_link_new (&link_config, self->loop, &handlers, self);
     if (!self->link)
         return -1;
