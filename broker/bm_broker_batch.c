@@ -25,6 +25,7 @@ typedef struct {
     bool duplicate;
     int64_t position;           //  0: none given
     bool delayed;               //  Waits for its due time
+    bool unserved;              //  A new job no connected worker serves
     const char *state;          //  A duplicate's state now (a static name), or NULL
     int64_t priority;           //  Its job's priority (a duplicate's: the first
                                 //  job's), -1 when not known
@@ -88,6 +89,7 @@ s_batch_answer (bm_batch_t *batch)
                                            : slot->priority;
             outcome.ok.has_priority = slot->duplicate && priority >= 0;
             outcome.ok.priority = priority;
+            outcome.ok.unserved = !slot->duplicate && slot->unserved;
         }
         else {
             snprintf (outcome.rejected.code, sizeof outcome.rejected.code, "%s", slot->code);
@@ -197,11 +199,13 @@ s_on_item_durable (redisReply *reply, void *arg)
     else
     if (bm_submit_confirmed (self, job, reply, &slot->position))
         s_slot_refuse (slot, "store_unavailable", bm_stats_store_refusal (self));
-    else
-    if (job->state == JOB_WAITING_CHILDREN || (job->deps && bm_job_terminal (job)))
-        slot->state = bm_job_state_names [job->state];     //  Failed: a dependency had
-    else
-        slot->delayed = slot->position == 0;    //  A queued job has its place
+    else {
+        if (job->state == JOB_WAITING_CHILDREN || (job->deps && bm_job_terminal (job)))
+            slot->state = bm_job_state_names [job->state];     //  Failed: a dependency had
+        else
+            slot->delayed = slot->position == 0;    //  A queued job has its place
+        slot->unserved = !bm_job_terminal (job) && bm_service_unserved (job->service);
+    }
     s_batch_release (&batch);
 }
 

@@ -85,17 +85,20 @@ s_pending_reject (bm_pending_t *pending, const char *code, const char *message)
 }
 
 //  Frame 2: {req?, jobId, duplicate, position?, delayed?, state?,
-//  priority?}; position is left out when 0 (duplicates, REDELIVER, delayed
-//  jobs), delayed unless true, state and priority unless given (a
-//  duplicate's state now, and its job's priority: priority < 0, none).
+//  priority?, unserved?}; position is left out when 0 (duplicates,
+//  REDELIVER, delayed jobs), delayed unless true, state and priority unless
+//  given (a duplicate's state now, and its job's priority: priority < 0,
+//  none), unserved unless true (a new job whose type no connected worker
+//  serves: it waits until one connects).
 static void
 s_send_accepted (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
                  const msgpack_object *request, const char *id, bool duplicate,
-                 int64_t position, bool delayed, const char *state, int64_t priority)
+                 int64_t position, bool delayed, const char *state, int64_t priority,
+                 bool unserved)
 {
     bm_body_t body;
     bm_body_init (self, &body);
-    int keys = 2 + (position > 0) + delayed + (state != NULL) + (priority >= 0);
+    int keys = 2 + (position > 0) + delayed + (state != NULL) + (priority >= 0) + unserved;
     if (pending) {
         msgpack_pack_map (&body.pk, keys + pending->has_req);
         s_pack_pending_req (&body.pk, pending);
@@ -114,6 +117,8 @@ s_send_accepted (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
         bm_pack_kv_str (&body.pk, "state", state);
     if (priority >= 0)
         bm_pack_kv_int (&body.pk, "priority", priority);
+    if (unserved)
+        bm_pack_kv_bool (&body.pk, "unserved", true);
     bm_broker_send_client (self, identity, BM_ACCEPTED, &body);
     bm_body_free (&body);
 }
@@ -309,7 +314,7 @@ s_on_idem_woken (bm_broker_t *self, const char *code, const char *message, const
         s_pending_reject (pending, code, message);
     else
         s_send_accepted (self, pending->identity, pending, NULL, pending->id, true, 0, false,
-                         state, pending->has_priority ? pending->priority : -1);
+                         state, pending->has_priority ? pending->priority : -1, false);
     s_pending_destroy (&pending);
 }
 
@@ -331,7 +336,8 @@ s_on_submit_answer (redisReply *reply, void *arg)
         s_send_accepted (self, pending->identity, pending, NULL, pending->id, false, position,
                          job->state == JOB_DELAYED,
                          job->deps && (job->state == JOB_WAITING_CHILDREN || bm_job_terminal (job))
-                         ? bm_job_state_names [job->state] : NULL, -1);
+                         ? bm_job_state_names [job->state] : NULL, -1,
+                         !bm_job_terminal (job) && bm_service_unserved (job->service));
 }
 
 //  The same for a pending answer that waited for Redis: it goes after.
@@ -727,7 +733,7 @@ s_on_duplicate_checked (bm_broker_t *self, const char *state, int64_t priority, 
     else
     if (state)
         s_send_accepted (self, recheck->identity, NULL, body, recheck->id, true, 0, false,
-                         state, priority);
+                         state, priority, false);
     else
     if (gone)
         s_client_submit (self, recheck->identity, recheck->msg);
@@ -823,7 +829,7 @@ s_client_submit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg)
     else
     if (admit.duplicate)
         s_send_accepted (self, identity, NULL, body, admit.id, true, 0, false, admit.state,
-                         admit.has_priority ? admit.priority : -1);
+                         admit.has_priority ? admit.priority : -1, false);
     else
     if (!self->store) {
         //  No Redis: bm_jobstore_persist_full answers before it returns,
@@ -988,7 +994,7 @@ s_on_retry_durable (redisReply *reply, void *arg)
         const char *state = job && job->state != JOB_QUEUED && job->state != JOB_RUNNING
                           ? bm_job_state_names [job->state] : NULL;
         s_send_accepted (self, pending->identity, pending, NULL, pending->id, false, position,
-                         false, state, -1);
+                         false, state, -1, false);
     }
     s_pending_destroy (&pending);
 }
@@ -1086,7 +1092,7 @@ s_client_act (bm_broker_t *self, zframe_t *identity, bm_pending_t *pending,
         else {
             bm_delivery_create (self, job);       //  Writes its record again, with the count
             s_send_accepted (self, identity, pending, request, job->id, false, 0, false, NULL,
-                             -1);
+                             -1, false);
         }
     }
     #undef REJECT

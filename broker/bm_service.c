@@ -711,6 +711,12 @@ bm_service_known (const bm_service_t *service)
 }
 
 bool
+bm_service_unserved (const bm_service_t *self)
+{
+    return zlistx_size (self->workers) == 0;
+}
+
+bool
 bm_service_type_known (bm_broker_t *self, const char *name)
 {
     bm_service_t *service = (bm_service_t *) zhashx_lookup (self->services, name);

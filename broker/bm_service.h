@@ -123,6 +123,9 @@ int64_t bm_service_rate_next (const bm_service_t *self);
 //  holding jobs (queued, or recovered as running and held for their
 //  worker: a new leader takes that type before the worker registers).
 bool bm_service_known (const bm_service_t *self);
+//  No connected worker serves the type now: its jobs wait until one
+//  connects (ACCEPTED unserved).
+bool bm_service_unserved (const bm_service_t *self);
 
 //  Self test.
 void bm_service_test (bool verbose);

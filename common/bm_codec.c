@@ -302,7 +302,8 @@ bm_codec_accepted_decode (const bm_msg_t *msg, bm_codec_accepted_t *self, bm_cod
     ||  bm_field_opt_bool (body, "delayed", &self->delayed, error)
     ||  bm_field_name (body, "state", false, BM_MAX_STATE_LEN, self->state, error)
     ||  bm_field_opt_int (body, "priority", 0, BM_MAX_PRIORITY, &self->has_priority,
-                          &self->priority, error))
+                          &self->priority, error)
+    ||  bm_field_opt_bool (body, "unserved", &self->unserved, error))
         return -1;
     return 0;
 }
@@ -311,7 +312,7 @@ void
 bm_codec_accepted_encode (const bm_codec_accepted_t *self, bm_packer_t *packer)
 {
     msgpack_pack_map (&packer->pk, 2 + self->has_req + self->has_position + self->delayed
-                                   + (self->state [0] != 0) + self->has_priority);
+                                   + (self->state [0] != 0) + self->has_priority + self->unserved);
     if (self->has_req)
         bm_field_pack_int (packer, "req", self->req);
     bm_pack_kv_str (&packer->pk, "jobId", self->job_id);
@@ -324,6 +325,8 @@ bm_codec_accepted_encode (const bm_codec_accepted_t *self, bm_packer_t *packer)
         bm_pack_kv_str (&packer->pk, "state", self->state);
     if (self->has_priority)
         bm_field_pack_int (packer, "priority", self->priority);
+    if (self->unserved)
+        bm_pack_kv_bool (&packer->pk, "unserved", true);
 }
 
 int

@@ -155,11 +155,13 @@ void bm_codec_list_encode (const bm_codec_list_t *self, bm_packer_t *packer);
 //  --------------------------------------------------------------------------
 //  Client side (BMC01), replies
 
-//  ACCEPTED {req, jobId, duplicate, position?, delayed?, state?, priority?}:
-//  position is the job's estimated place in its bot type's queue (1: next),
-//  when the broker gives it; state and priority are the job's, on a
-//  duplicate (the job may have run since; the request that matched it may
-//  have asked for another priority), when the broker knows them.
+//  ACCEPTED {req, jobId, duplicate, position?, delayed?, state?, priority?,
+//  unserved?}: position is the job's estimated place in its bot type's
+//  queue (1: next), when the broker gives it; state and priority are the
+//  job's, on a duplicate (the job may have run since; the request that
+//  matched it may have asked for another priority), when the broker knows
+//  them; unserved (sent when true): no connected worker serves the job's
+//  bot type, so the job waits until one connects.
 typedef struct {
     bool has_req;
     int64_t req;
@@ -171,6 +173,7 @@ typedef struct {
     char state [BM_MAX_STATE_LEN + 1];  //  A duplicate's state now; "" when not given
     bool has_priority;
     int64_t priority;                   //  A duplicate's job's priority
+    bool unserved;                      //  No worker serves its type now (sent when true)
 } bm_codec_accepted_t;
 
 int bm_codec_accepted_decode (const bm_msg_t *msg, bm_codec_accepted_t *self, bm_codec_error_t *error);

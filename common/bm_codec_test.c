@@ -181,16 +181,16 @@ test_client_round_trips (void)
            && accepted_back.has_position && accepted_back.position == 4);
     bm_msg_destroy (&msg);
     //  delayed is sent only when true, with no position.
-    bm_codec_accepted_t later = { .job_id = "j-2", .delayed = true };
+    bm_codec_accepted_t later = { .job_id = "j-2", .delayed = true, .unserved = true };
     bm_codec_accepted_encode (&later, &packer);
     msg = s_packed_msg (BM_CLIENT_HEADER, BM_ACCEPTED, &packer);
     CHECK (msg && bm_codec_accepted_decode (msg, &accepted_back, &error) == 0
-           && accepted_back.delayed && !accepted_back.has_position);
+           && accepted_back.delayed && !accepted_back.has_position && accepted_back.unserved);
     bm_msg_destroy (&msg);
     //  position is optional: an ACCEPTED from an older broker has none.
     msg = s_json_msg (BM_CLIENT_HEADER, BM_ACCEPTED, "{\"req\":2,\"jobId\":\"j-1\",\"duplicate\":false}");
     CHECK (msg && bm_codec_accepted_decode (msg, &accepted_back, &error) == 0
-           && !accepted_back.has_position && !accepted_back.duplicate);
+           && !accepted_back.has_position && !accepted_back.duplicate && !accepted_back.unserved);
     bm_msg_destroy (&msg);
 
     bm_codec_rejected_t rejected = { .has_req = true, .req = 3, .code = "queue_full",

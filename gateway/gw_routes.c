@@ -138,6 +138,18 @@ gw_routes_accepted_text (char *buf, size_t size, const char *job_id, const char 
     return n + more;
 }
 
+const char *
+gw_routes_accepted_warning (char *buf, size_t size, const char *warning, bool unserved,
+                            const char *bot_type)
+{
+    const char *said = warning && *warning ? warning : NULL;
+    if (!unserved)
+        return said;
+    snprintf (buf, size, "%s%sno worker serves bot type %s now: the job waits until one connects",
+              said ? said : "", said ? "; " : "", bot_type);
+    return buf;
+}
+
 json_t *
 gw_routes_accepted_value (const char *job_id, const char *status, const char *bot_type,
                           int64_t priority, bool has_position, int64_t position, bool duplicate)
@@ -258,6 +270,13 @@ s_invoke (gw_request_t *r, int64_t wait_ms)
         //  request may have asked for another).
         if (duplicate)
             bm_obj_int (bm_msg_body (reply), "priority", &priority);
+        //  No worker serves the type now (the broker says so on a new
+        //  job): the 202 says the job waits, with any warning of the request.
+        bool unserved = false;
+        bm_obj_bool (bm_msg_body (reply), "unserved", &unserved);
+        char warned [GW_ROUTES_WARNING_MAX];
+        const char *warning = gw_routes_accepted_warning (warned, sizeof warned, error.warning,
+                                                          unserved, bot_type);
         char extra [200];
         snprintf (extra, sizeof extra, "Location: /job/%s\r\n", job_id);
         //  Keys the gateway does not read (BullMQ's removeOnComplete, ...)
@@ -266,10 +285,14 @@ s_invoke (gw_request_t *r, int64_t wait_ms)
         bm_debug (job_id, "accepted%s%s%s", duplicate ? " (duplicate)" : "",
                   names ? "; unknown fields ignored: " : "", names ? names : "");
         free (names);
+        //  A warning of the request is an operator's to see; a type with no
+        //  worker now is the client's (one WARN a job would flood the log).
         if (error.warning [0])
             bm_warn (job_id, "accepted with a warning: %s", error.warning);
+        if (unserved)
+            bm_debug (job_id, "accepted: no worker serves %s now", bot_type);
         char text [512];
-        int n = ignored || error.warning [0] || wait_ms > 0 ? -1
+        int n = ignored || warning || wait_ms > 0 ? -1
               : gw_routes_accepted_text (text, sizeof text, job_id, status,
                                                         bot_type, priority, has_position,
                                                         position, duplicate);
@@ -280,14 +303,14 @@ s_invoke (gw_request_t *r, int64_t wait_ms)
             s_invoke_wait (r, wait_ms, job_id,
                            gw_routes_accepted_value (job_id, status, bot_type, priority,
                                                      has_position, position, duplicate),
-                           extra, ignored, error.warning);
+                           extra, ignored, warning ? warning : "");
         else {
             json_t *value = gw_routes_accepted_value (job_id, status, bot_type, priority,
                                                       has_position, position, duplicate);
             if (value && ignored)
                 json_object_set (value, "ignored", ignored);
-            if (value && error.warning [0])
-                json_object_set_new (value, "warning", json_string (error.warning));
+            if (value && warning)
+                json_object_set_new (value, "warning", json_string (warning));
             gw_request_send_json (r, 202, value, extra);
         }
     }

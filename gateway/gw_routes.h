@@ -40,6 +40,13 @@ const char *gw_routes_accepted_status (const char *state, bool delayed, bool dup
 int gw_routes_accepted_text (char *buf, size_t size, const char *job_id, const char *status,
                              const char *bot_type, int64_t priority, bool has_position,
                              int64_t position, bool duplicate);
+//  The "warning" of an accepted job's answer: the request's own warning
+//  (NULL or "": none) and, when the broker said unserved, that no worker
+//  serves bot_type now, written into buf (GW_ROUTES_WARNING_MAX bytes hold
+//  both).  Returns the text (warning or buf), or NULL when there is none.
+#define GW_ROUTES_WARNING_MAX 640
+const char *gw_routes_accepted_warning (char *buf, size_t size, const char *warning, bool unserved,
+                                        const char *bot_type);
 //  The same as a JSON value (caller decrefs), for answers that carry more.
 json_t *gw_routes_accepted_value (const char *job_id, const char *status, const char *bot_type,
                                   int64_t priority, bool has_position, int64_t position,

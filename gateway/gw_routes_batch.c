@@ -114,9 +114,13 @@ s_item_outcome (gw_request_t *r, gw_invoke_batch_t *batch, size_t index, bm_msg_
     const char *status = gw_routes_accepted_status (outcome.ok.state, outcome.ok.delayed,
                                                     outcome.ok.duplicate);
     json_t *ignored = gw_invoke_batch_ignored (batch, index);
-    const char *warning = gw_invoke_batch_warning (batch, index);
-    if (warning)
-        bm_warn (outcome.ok.job_id, "accepted with a warning: %s", warning);
+    const char *said = gw_invoke_batch_warning (batch, index);
+    if (said)
+        bm_warn (outcome.ok.job_id, "accepted with a warning: %s", said);
+    //  No worker serves its type now: the client's to know (gw_routes_invoke)
+    char warned [GW_ROUTES_WARNING_MAX];
+    const char *warning = gw_routes_accepted_warning (warned, sizeof warned, said, outcome.ok.unserved,
+                                                      gw_invoke_batch_bot_type (batch, index));
     //  A duplicate's priority is its job's, when the broker says.
     int64_t priority = outcome.ok.duplicate && outcome.ok.has_priority
                      ? outcome.ok.priority : gw_invoke_batch_priority (batch, index);

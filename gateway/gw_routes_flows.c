@@ -333,10 +333,14 @@ s_item (gw_request_t *r, s_flow_t *flow, size_t i, bm_msg_t *item, json_t *ignor
     self->answer = gw_routes_accepted_value (outcome.ok.job_id, status, self->bot_type, priority,
                                              outcome.ok.has_position, outcome.ok.position,
                                              outcome.ok.duplicate);
-    if (self->answer && self->warning) {
-        json_object_set (self->answer, "warning", self->warning);
+    char warned [GW_ROUTES_WARNING_MAX];
+    const char *warning = gw_routes_accepted_warning (warned, sizeof warned,
+                                                      self->warning ? json_string_value (self->warning) : NULL,
+                                                      outcome.ok.unserved, self->bot_type);
+    if (self->answer && warning)
+        json_object_set_new (self->answer, "warning", json_string (warning));
+    if (self->answer && self->warning)
         bm_warn (self->job_id, "accepted with a warning: %s", json_string_value (self->warning));
-    }
     if (self->answer && ignored)
         json_object_set (self->answer, "ignored", ignored);
     bm_debug (self->job_id, "flow %s: node %s accepted%s", flow->flow_key,

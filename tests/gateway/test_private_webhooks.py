@@ -15,7 +15,7 @@ mock's port on localhost and 127.0.0.1) the mock's URL has none and another
 loopback port has one; with WEBHOOK_ALLOW_PRIVATE=1 no target has one.
 """
 import harness as h
-from gwtest import curl, gateway, post_json
+from gwtest import curl, gateway, post_json, start_workers
 
 WARNED = [("http://127.0.0.1:5000/hook", "127.0.0.1 is loopback"),
           ("http://localhost:5000/hook", "localhost is loopback"),
@@ -37,6 +37,8 @@ def test():
     with h.Stack("gw-private-webhooks") as s:
         s.redis()
         s.broker()
+        # A worker serves python: no 202 here warns that none does.
+        start_workers(s, ["python"])
         gw = gateway(s, env={"WEBHOOK_ALLOW_PRIVATE": "0"})
         u = gw.url
 
