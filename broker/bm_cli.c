@@ -335,6 +335,22 @@ s_keygen (const char *dir, const char *name, bool force)
     return bm_curve_keygen (dir, name) ? 1 : 0;
 }
 
+//  The words a command takes, itself included: an extra word is a usage
+//  error rather than silently ignored.
+static int
+s_max_positional (const char *command)
+{
+    if (streq (command, "submit") || streq (command, "keygen"))
+        return 3;
+    if (streq (command, "stats") || streq (command, "ping") || streq (command, "list")
+    ||  streq (command, "metrics"))
+        return 1;
+    if (streq (command, "status") || streq (command, "wait") || streq (command, "cancel")
+    ||  streq (command, "retry") || streq (command, "redeliver"))
+        return 2;
+    return 3;           //  an unknown command: named as such below
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -452,6 +468,12 @@ main (int argc, char *argv [])
         bad = "JOB_ID must be 1-128 printable characters without spaces";
     if (bad) {
         fprintf (stderr, "botmesh-client: %s\n", bad);
+        return 2;
+    }
+    int max_words = s_max_positional (command);
+    if (npos > max_words && max_words < 3) {
+        fprintf (stderr, "botmesh-client: %s takes %d argument%s, not '%s' too (see --help)\n",
+                 command, max_words - 1, max_words == 2 ? "" : "s", positional [max_words]);
         return 2;
     }
     zsys_handler_set (NULL);

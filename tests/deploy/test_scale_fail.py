@@ -91,8 +91,11 @@ def run(e):
           and "No worker serves python" in try_it,
           "up's example is of a type a worker serves (node), saying no worker serves python", show(p))
     run_try_it(p.stdout)
-    invoke = [l for l in try_it.splitlines() if l.strip().startswith("./botmesh invoke ")]
-    p = e.run(*shlex.split(invoke[0])[1:]) if invoke else None
+    # Printed with the variables that name this stack (BOTMESH_VAR_DIR...),
+    # which e.run sets too.
+    invoke = [l for l in try_it.splitlines() if "./botmesh invoke " in l]
+    words = shlex.split(invoke[0]) if invoke else []
+    p = e.run(*words[words.index("./botmesh") + 1:]) if invoke else None
     check(p and p.returncode == 0 and '"completed"' in p.stdout,
           "the printed ./botmesh invoke node ... --wait completes", invoke, p and show(p))
     check(e.run("scale", "python=1").returncode == 0, "scale python=1")

@@ -123,7 +123,7 @@ def check_wait_status(e, gw):
     cancelled while the command waits)."""
     p = e.run("invoke", "python", '{"task":"data_analysis"}', "--delay-ms", "60000",
               "--wait", "--timeout", "1")
-    check(p.returncode == 3 and "not finished after 1s (state: delayed)" in p.stderr,
+    check(p.returncode == 3 and "not finished after 1s (last known state: delayed)" in p.stderr,
           "invoke --wait --timeout 1 on a job delayed 60 s exits 3 (a timeout, not a failed job)", show(p))
     late = json.loads(p.stderr.strip().splitlines()[0]).get("jobId")
     st, _, body = http("POST", "%s/job/%s/cancel" % (gw, late))

@@ -10,7 +10,8 @@ with SIGSTOP shows STOPPED (exit 1), and its type's row says the broker
 lists fewer workers than run; `scale python=2` is kept across `down` and
 `up` (var/scale), and `scale python=1` sets it back; a worker of a type
 whose bot processes fail at every start shows "running, BOTS FAIL AT
-INIT" with the last failure; a worker of a long type name
+INIT" with the last failure (status exits 1, and the scale that started
+it exits 1 naming it); a worker of a long type name
 (image_resize_large) widens the table's first column, every row's columns
 under the header's (before, its rows pushed the PID, PORT and HEALTH
 columns right past the header's).
@@ -148,9 +149,11 @@ def run(e):
     # exits at once): running, but status says its bots fail at init.
     broken = {"BOTMESH_WORKER_ARGS": "", "BOT_BROKEN_CMD": "/bin/false", "BOT_BROKEN_MODE": "pool"}
     p = e.run("scale", "broken=1", env=broken)
-    check(p.returncode == 0, "scale broken=1 (a type of our own, its bot fails at init)", show(p))
+    check(p.returncode == 1 and "worker-broken-1: its bots fail at init" in p.stderr,
+          "scale broken=1 (a type of our own, its bot fails at init) names the worker, exit 1", show(p))
     q = wait_until(lambda: (lambda q: "BOTS FAIL AT INIT" in row(q, "worker-broken-1") and q)(e.run("status")),
                    30, "status to say worker-broken-1's bots fail at init", interval=0.5)
+    check(q.returncode == 1, "status exits 1 while a worker's bots fail at init", show(q))
     check("failed at init" in row(q, "worker-broken-1") and "./botmesh logs worker-broken-1" in row(q, "worker-broken-1"),
           "... quoting the last init failure and where to read more", show(q))
     check("FAIL AT INIT" not in row(q, "worker-python-1"), "a worker whose bots load says running", show(q))
