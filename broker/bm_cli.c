@@ -472,8 +472,8 @@ main (int argc, char *argv [])
     }
     int max_words = s_max_positional (command);
     if (npos > max_words && max_words < 3) {
-        fprintf (stderr, "botmesh-client: %s takes %d argument%s, not '%s' too (see --help)\n",
-                 command, max_words - 1, max_words == 2 ? "" : "s", positional [max_words]);
+        fprintf (stderr, "botmesh-client: %s takes %s, not '%s' too (see --help)\n",
+                 command, max_words == 1 ? "no argument" : "one argument", positional [max_words]);
         return 2;
     }
     zsys_handler_set (NULL);
