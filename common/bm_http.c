@@ -591,7 +591,8 @@ s_shut_accepted (const s_waker_t *waker)
 typedef struct {
     int server_port, remote_port;
     const char *remote_addr;
-    int fd;
+    int fd;                             //  The last socket that matched
+    int matches;                        //  How many did
 } s_conn_match_t;
 
 static bool
@@ -607,8 +608,13 @@ s_conn_matches (int fd, const struct sockaddr_storage *local,
                     : (const void *) &((const struct sockaddr_in6 *) peer)->sin6_addr;
     if (!inet_ntop (peer->ss_family, raw, addr, sizeof addr) || strcmp (addr, match->remote_addr))
         return false;
+    int type = 0;
+    socklen_t size = sizeof type;
+    if (getsockopt (fd, SOL_SOCKET, SO_TYPE, &type, &size) != 0 || type != SOCK_STREAM)
+        return false;
     match->fd = fd;
-    return true;
+    match->matches++;
+    return false;                       //  Look on: a second match makes it ambiguous
 }
 
 int
@@ -620,7 +626,11 @@ bm_http_conn_socket (const struct mg_connection *conn)
     s_conn_match_t match = { .server_port = ri->server_port, .remote_port = ri->remote_port,
                              .remote_addr = ri->remote_addr, .fd = -1 };
     s_each_connected (s_conn_matches, &match);
-    return match.fd;
+    //  The connection's own socket always matches; another one can too
+    //  (the same peer address and port reaching us on two of our
+    //  addresses, which the request does not tell apart): then none, as
+    //  taking the wrong one would shut another connection's socket.
+    return match.matches == 1 ? match.fd : -1;
 }
 
 static void *

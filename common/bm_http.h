@@ -115,7 +115,8 @@ void bm_http_stop (struct mg_context *ctx, const char *listen_addr);
 void bm_http_stop_drained (struct mg_context *ctx, const char *listen_addr);
 
 //  The socket of a connection being served (plain HTTP), found among this
-//  process's sockets by its ports and its peer's address, or -1.  civetweb
+//  process's TCP sockets by its ports and its peer's address, or -1 when
+//  none or more than one matches (it cannot be told apart).  civetweb
 //  closes it once the request's handler returns: use it only from that
 //  handler, or while the handler is known to be running.
 int bm_http_conn_socket (const struct mg_connection *conn);

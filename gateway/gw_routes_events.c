@@ -181,7 +181,11 @@ gw_routes_events (gw_request_t *r)
     }
     //  Its socket, which the gateway's stop shuts if the stream is stuck
     //  writing to a client that stopped reading (gw_server_drain).
-    gw_events_set_socket (server->events, stream, bm_http_conn_socket (r->conn));
+    int socket = bm_http_conn_socket (r->conn);
+    if (socket < 0)
+        bm_debug (NULL, "GET /events: this stream's socket was not found (TLS, no /proc, or "
+                  "two sockets match its addresses): a stop waits for its write to end");
+    gw_events_set_socket (server->events, stream, socket);
     bm_series_inc (server->event_streams);
     r->status = 200;
     mg_disable_keep_alive (r->conn);
