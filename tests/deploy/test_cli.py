@@ -11,7 +11,8 @@ that the gateway stopped answering (its address, curl's error), waits on,
 and says when it answers again; its timeout names the last known state.
 A restart or scale whose workers' bots cannot load (a preload module that
 is not there) exits 1 naming the worker, and status then exits 1.  The
-down command as printed stops this stack.
+down command as printed stops this stack, saying that a job running past
+the workers' grace is handed back and runs again.
 """
 import json
 import os
@@ -22,7 +23,7 @@ import time
 import urllib.request
 
 import deploylib as d
-from harness import check, log, main
+from harness import check, log, main, wait_until
 from test_script import API_KEY, SCRIPT, Env, show
 
 JOBS = {"orchestrator", "api-gateway", "workers", "webhook-manager", "mock-webhook"}
@@ -166,6 +167,22 @@ def test():
         check(p.returncode == 0 and "FAIL AT INIT" not in p.stdout, "status exits 0 once every bot loads",
               show(p))
 
+        # A job that outlasts the workers' grace: down says it is handed
+        # back and runs again (not that workers finish their jobs).
+        slow = {"SIM_DURATION_MS": "30000", "WORKER_GRACE_MS": "5000"}
+        p = e.run("scale", "slow=1", env=slow)
+        check(p.returncode == 0, "scale slow=1 (30 s simulated jobs, a 5 s grace)", show(p))
+        p = e.run("invoke", "slow")
+        check(p.returncode == 0, "invoke slow", show(p))
+        slow_id = json.loads(p.stdout)["jobId"]
+
+        def running():
+            req = urllib.request.Request("http://127.0.0.1:%d/job/%s" % (e.ports["gw"], slow_id),
+                                         headers={"Authorization": "Bearer " + API_KEY})
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return json.load(r).get("state") == "running"
+        wait_until(running, 30, "the slow job to run", interval=0.2)
+
         # The down command as printed stops this stack (not the default
         # one), run without the variables in the environment; an invoke
         # --wait meanwhile times out naming the last known state.
@@ -180,6 +197,9 @@ def test():
         p = subprocess.run([SCRIPT, "down"], env=dict(bare, **assigns), capture_output=True, text=True,
                            timeout=120)
         check(p.returncode == 0 and not e.pids(), "the printed down command stops this stack", show(p), e.pids())
+        check("hand back those still running, which run again" in p.stdout
+              and "finish their running jobs" not in p.stdout,
+              "down says a job past the grace is handed back and runs again", show(p))
         check(targets_file(e) == [], "down empties the targets file", targets_file(e))
         proc.wait(timeout=30)
         check(proc.returncode == 3 and "stopped answering" in lines.text()
