@@ -363,7 +363,7 @@ bm_stats_snapshot (bm_broker_t *self)
     s_put_count (totals, "rejected", self->earlier.rejected + self->rejected);
     s_put_count (totals, "retried", self->earlier.retried + self->retried);
     json_object_set_new (snap, "totals", totals);
-    char *text = json_dumps (snap, JSON_COMPACT);
+    char *text = bm_json_dumps (snap, JSON_COMPACT);
     json_decref (snap);
     bm_cmd_t cmd;
     bm_cmd_start (self, &cmd, "LPUSH", "snapshots", NULL);

@@ -9,6 +9,7 @@
 #include "bm_codec_batch.h"
 #include "bm_endpoints.h"
 #include "bm_env_check.h"
+#include "bm_json_text.h"
 #include "bm_sock_watch.h"
 #include "bm_main.h"
 #include "bm_sentinel.h"
@@ -27,6 +28,7 @@
 #include "bm_worker_link.h"
 
 static const bm_selftest_t s_tests [] = {
+    { "json_text", bm_json_text_test },
     { "url",       bm_url_test },
     { "auth",      bm_auth_test },
     { "settings",  bm_settings_test },

@@ -131,8 +131,8 @@ test_json (void)
     free (data);
     CHECK (bm_json_text_to_msgpack ("{", 1, &data, &size, error, sizeof error) == -1);
 
-    //  Reals written back read as the same doubles, in the fewest of 16
-    //  or 17 digits: 0.1 stays "0.1"; 0.1 + 0.2 keeps its last digit.
+    //  Reals written back read as the same doubles, each in the fewest
+    //  digits: 0.1 stays "0.1"; 0.1 + 0.2 keeps its last digit.
     json_t *reals = json_pack ("{s:f,s:[f,f]}", "a", 0.1, "b", 2.5, 1.0 / 3.0);
     char *dumped = bm_json_dumps (reals, JSON_COMPACT);
     CHECK (dumped && streq (dumped, "{\"a\":0.1,\"b\":[2.5,0.3333333333333333]}"));

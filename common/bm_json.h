@@ -11,6 +11,7 @@
 #ifndef BM_JSON_H
 #define BM_JSON_H
 
+#include "bm_json_text.h"      //  bm_json_dumps, which writes the text
 #include "bm_proto.h"
 
 #include <jansson.h>
@@ -45,12 +46,6 @@ size_t bm_json_lost_text (unsigned lost, char *buf, size_t size);
 //  *data / *size (caller frees *data), or -1 with a message in error.
 int bm_json_text_to_msgpack (const char *text, size_t len, char **data, size_t *size,
                              char *error, size_t error_size);
-
-//  json_dumps with flags, its reals written so that they read back as the
-//  same doubles: 16 significant digits ("0.1", not "0.10000000000000001")
-//  when that holds for every real in value, else 17 (0.1 + 0.2 as
-//  "0.30000000000000004").  Caller frees; NULL for NULL or no memory.
-char *bm_json_dumps (const json_t *value, size_t flags);
 
 //  Containers a payload or result may nest (what a REPLY can still carry).
 #define BM_JSON_MAX_DEPTH BM_MAX_NESTING

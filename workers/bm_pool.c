@@ -501,7 +501,7 @@ s_json_kind (const json_t *value)
 static void
 s_value_excerpt (const json_t *value, char *text, size_t text_size)
 {
-    char *json = json_dumps (value, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *json = bm_json_dumps (value, JSON_COMPACT | JSON_ENCODE_ANY);
     s_excerpt (json ? json : "?", json ? strlen (json) : 1, text, text_size);
     free (json);
 }
@@ -661,7 +661,7 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
     else
     if ((value = json_object_get (frame, "result"))) {
         //  Its text: the cap on a job's output applies to it.
-        char *text = json_dumps (value, JSON_COMPACT | JSON_ENCODE_ANY);
+        char *text = bm_json_dumps (value, JSON_COMPACT | JSON_ENCODE_ANY);
         bm_pool_outcome_t outcome = { .exit_code = 0, .result = text ? value : NULL };
         if (text) {
             bm_pool_proc_set_output (proc, text, strlen (text));
