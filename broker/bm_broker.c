@@ -1209,16 +1209,26 @@ s_broker_destroy (bm_broker_t **self_p)
 //  --------------------------------------------------------------------------
 //  The actor: commands on its pipe
 
-//  BIND endpoint: "0", or "-1" (logged).
+//  BIND endpoint: "0", "-1" (logged): it cannot be bound now (an address
+//  in use or not this host's), or "-2" (logged): it can never be (a
+//  malformed endpoint, a host name that is neither an address nor an
+//  interface: zmq binds no DNS name).
 static void
 s_bind (bm_broker_t *self, const char *endpoint)
 {
     if (!endpoint || zsock_bind (self->router, "%s", endpoint) == -1) {
-        bm_error (NULL, "cannot bind %s: %s", endpoint ? endpoint : "(no endpoint)",
-                  zmq_strerror (zmq_errno ()));
-        if (!self->bound)
+        int error = endpoint ? zmq_errno () : EINVAL;
+        bool bad_value = error == EINVAL || error == ENODEV || error == EPROTONOSUPPORT
+                      || error == ENOCOMPATPROTO;
+        bm_error (NULL, "%sBROKER_ENDPOINT: cannot bind %s: %s%s", bad_value ? "configuration: " : "",
+                  endpoint ? endpoint : "(no endpoint)", zmq_strerror (error),
+                  error == ENODEV ? " (a bound host must be an IP address, * or an interface "
+                                    "name of this host)" : "");
+        if (!self->bound) {
             self->bind_failed = true;
-        zstr_send (self->pipe, "-1");
+            self->bind_bad_value = bad_value;
+        }
+        zstr_send (self->pipe, bad_value ? "-2" : "-1");
         return;
     }
     self->bound = true;
@@ -1331,7 +1341,7 @@ bm_broker_actor (zsock_t *pipe, void *args)
     //  the queues another broker serves, no lease), it only waits for $TERM.
     s_pipe_handler (self->loop, pipe, self);
     if (self->bind_failed) {
-        s_failed (pipe, "-1");
+        s_failed (pipe, self->bind_bad_value ? "-2" : "-1");
         s_broker_destroy (&self);
         return;
     }
@@ -1427,6 +1437,11 @@ bm_broker_test (bool verbose)
     snprintf (endpoint, sizeof endpoint, ">tcp://127.0.0.1:%s", reply);
     zstr_free (&reply);
     zstr_sendx (broker, "BIND", "not-an-endpoint", NULL);
+    reply = zstr_recv (broker);
+    BM_CHECK (reply && streq (reply, "-2"));
+    zstr_free (&reply);
+    //  The port bound already: in use, not a bad value.
+    zstr_sendx (broker, "BIND", endpoint + 1, NULL);
     reply = zstr_recv (broker);
     BM_CHECK (reply && streq (reply, "-1"));
     zstr_free (&reply);

@@ -112,8 +112,13 @@ bm_broker_config_load (bm_broker_config_t *c)
     if (c->redis_sentinels && !*c->redis_sentinels)
         c->redis_sentinels = NULL;
     if (!bm_endpoints_valid (c->endpoint)) {
-        bm_error (NULL, "configuration: BROKER_ENDPOINT must be tcp://host:port or ipc://path "
-                  "(got '%s')", c->endpoint ? c->endpoint : "");
+        bm_error (NULL, "configuration: BROKER_ENDPOINT must be tcp://host:port (port a number "
+                  "from 0 to 65535, or *) or ipc://path (got '%s')", c->endpoint ? c->endpoint : "");
+        rc = -1;
+    }
+    if (c->advertise && *c->advertise && !bm_endpoints_valid (c->advertise)) {
+        bm_error (NULL, "configuration: BROKER_ADVERTISE_ENDPOINT must be tcp://host:port (port a "
+                  "number from 1 to 65535) or ipc://path (got '%s')", c->advertise);
         rc = -1;
     }
     if (rc == 0 && !streq (c->ha, "off") && !streq (c->ha, "redis")) {

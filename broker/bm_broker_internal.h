@@ -270,6 +270,7 @@ struct _bm_broker_t {
     bool verbose;               //  VERBOSE: debug lines for this actor
     bool bound;                 //  An endpoint is bound
     bool bind_failed;           //  The first BIND failed: no loop, no Redis
+    bool bind_bad_value;        //  ... as its endpoint is malformed
     struct _bm_lease_t *lease;  //  The leadership lease (any broker with Redis), or NULL
     bool solo;                  //  BROKER_HA off with Redis: leads alone, or exits
     bool rival_logged;          //  Solo: another broker's lease was logged

@@ -120,12 +120,36 @@ bm_endpoints_served (bm_endpoints_t *self)
     self->silent = -1;
 }
 
+//  tcp://[SOURCE;]HOST:PORT with a host and a port from 0 to 65535, * or
+//  ! (an ephemeral port, bound), or ipc://PATH: what zmq can bind or
+//  connect.  Whether HOST resolves or is this host's is not known here.
+static bool
+s_endpoint_valid (const char *endpoint)
+{
+    if (strncmp (endpoint, "ipc://", 6) == 0)
+        return endpoint [6] != 0;
+    if (strncmp (endpoint, "tcp://", 6) != 0)
+        return false;
+    const char *host = endpoint + 6;
+    const char *semicolon = strchr (host, ';');
+    if (semicolon)
+        host = semicolon + 1;
+    const char *colon = strrchr (host, ':');
+    if (!colon || colon == host)
+        return false;
+    const char *port = colon + 1;
+    if (streq (port, "*") || streq (port, "!"))
+        return true;
+    size_t digits = strspn (port, "0123456789");
+    return digits > 0 && digits <= 5 && port [digits] == 0 && atoi (port) <= 65535;
+}
+
 bool
 bm_endpoints_valid (const char *list)
 {
     bm_endpoints_t *self = bm_endpoints_new (list);
     for (size_t i = 0; self && i < self->count; i++)
-        if (strncmp (self->items [i], "tcp://", 6) != 0 && strncmp (self->items [i], "ipc://", 6) != 0)
+        if (!s_endpoint_valid (self->items [i]))
             bm_endpoints_destroy (&self);
     bool valid = self != NULL;
     bm_endpoints_destroy (&self);
@@ -156,6 +180,14 @@ bm_endpoints_test (bool verbose)
     BM_CHECK (!bm_endpoints_valid ("abc") && !bm_endpoints_valid ("tcp://a:1,localhost:5555")
               && !bm_endpoints_valid (NULL));
     BM_CHECK (bm_endpoints_new ("tcp://a:1,,tcp://b:2") == NULL);
+    //  A port zmq reads: a number up to 65535, or * / ! (bound only).
+    BM_CHECK (bm_endpoints_valid ("tcp://127.0.0.1:*") && bm_endpoints_valid ("tcp://[::1]:65535")
+              && bm_endpoints_valid ("tcp://10.0.0.1;b:5555") && bm_endpoints_valid ("tcp://eth0:0"));
+    BM_CHECK (!bm_endpoints_valid ("tcp://127.0.0.1:notaport") && !bm_endpoints_valid ("tcp://a:65536")
+              && !bm_endpoints_valid ("tcp://a:5555/x") && !bm_endpoints_valid ("tcp://:5555")
+              && !bm_endpoints_valid ("tcp://a") && !bm_endpoints_valid ("tcp://a:")
+              && !bm_endpoints_valid ("tcp://a:-1") && !bm_endpoints_valid ("ipc://")
+              && !bm_endpoints_valid ("tcp://a:1,tcp://b:x"));
     //  Open to the network: every interface or an outside address.
     BM_CHECK (bm_endpoint_network_open ("tcp://*:5555")
               && bm_endpoint_network_open ("tcp://0.0.0.0:5555")

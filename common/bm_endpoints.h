@@ -33,10 +33,12 @@ typedef struct _bm_endpoints_t bm_endpoints_t;
 bm_endpoints_t *bm_endpoints_new (const char *list);
 void bm_endpoints_destroy (bm_endpoints_t **self_p);
 
-//  True when list is such a list and each endpoint is tcp://... or
-//  ipc://... (what BROKER_ENDPOINT may hold, as BM_ENDPOINTS_RULE says).
+//  True when list is such a list and each endpoint is tcp://HOST:PORT
+//  (PORT a number up to 65535, or * to bind any) or ipc://PATH (what
+//  BROKER_ENDPOINT may hold, as BM_ENDPOINTS_RULE says).
 bool bm_endpoints_valid (const char *list);
-#define BM_ENDPOINTS_RULE "tcp://host:port or ipc://path, or a comma-separated list of them"
+#define BM_ENDPOINTS_RULE "tcp://host:port (port a number from 0 to 65535, or * to bind any) " \
+                          "or ipc://path, or a comma-separated list of them"
 
 //  True when a bound endpoint is reachable from the network: tcp:// on
 //  any address but loopback (127.x.x.x, localhost, ::1, the lo

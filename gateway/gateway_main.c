@@ -186,7 +186,8 @@ main (int argc, char *argv [])
     bad |= bm_http_listen_check ("GATEWAY_LISTEN", config.listen_addr);
     //  One endpoint, or a comma-separated list of brokers (one leading).
     if (!bm_endpoints_valid (config.broker_endpoint)) {
-        bm_error (NULL, "configuration: BROKER_ENDPOINT must be " BM_ENDPOINTS_RULE);
+        bm_error (NULL, "configuration: BROKER_ENDPOINT must be " BM_ENDPOINTS_RULE " (got '%s')",
+                  config.broker_endpoint ? config.broker_endpoint : "");
         bad = -1;
     }
     if (config.redis_sentinels && !*config.redis_sentinels)

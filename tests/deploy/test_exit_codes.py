@@ -4,7 +4,8 @@ port in use), 2 usage or configuration (an unknown flag, a bad value).
 
 For each service, a table of bad values, each of a kind that stopped a
 service with 1 before (a bot type's limit the broker checks late, a bad
-listen address, a webhook manager's BROKER_ENDPOINT, ...): each exits 2
+listen address, a webhook manager's BROKER_ENDPOINT, a broker's endpoint
+with a port that is not a number, ...): each exits 2
 and names its variable; an unknown flag exits 2; a port in use exits 1.
 """
 import os
@@ -27,19 +28,27 @@ BAD = {
                        # The same list separated otherwise, and what no bound endpoint holds.
                        ("BROKER_ENDPOINT", "tcp://127.0.0.1:1 tcp://127.0.0.1:2"),
                        ("BROKER_ENDPOINT", "tcp://127.0.0.1:1;tcp://127.0.0.1:2"),
-                       ("BROKER_ENDPOINT", "tcp://127.0.0.1:1/x")],
+                       ("BROKER_ENDPOINT", "tcp://127.0.0.1:1/x"),
+                       # A port or host zmq cannot bind: a typo, not a passing state.
+                       ("BROKER_ENDPOINT", "tcp://127.0.0.1:notaport"),
+                       ("BROKER_ENDPOINT", "tcp://127.0.0.1:70000"),
+                       ("BROKER_ENDPOINT", "tcp://nosuchhost.invalid:5555"),
+                       ("BROKER_ADVERTISE_ENDPOINT", "tcp://127.0.0.1:notaport")],
     "botmesh-gateway": [("GATEWAY_THREADS", "abc"), ("API_KEYS", "a,,b"), ("GATEWAY_LISTEN", "abc"),
                         ("REDIS_URL", "http://x"), ("BROKER_ENDPOINT", "abc"), ("LOG_LEVEL", "chatty"),
+                        ("BROKER_ENDPOINT", "tcp://127.0.0.1:notaport"),
                         ("RATE_LIMIT_BURST", "0.5")],
     "botmesh-webhook": [("WEBHOOK_MAX_RETRIES", "abc"), ("WEBHOOK_JITTER", "abc"),
                         ("BROKER_ENDPOINT", "abc"), ("WEBHOOK_LISTEN_ADDR", "abc"),
+                        ("BROKER_ENDPOINT", "tcp://127.0.0.1:1,tcp://127.0.0.1:notaport"),
                         ("CORS_ORIGINS", "not an origin"), ("LOG_LEVEL", "chatty"),
                         ("WEBHOOK_SECRET", "whsec_not base64!")],
     "botmesh-mock": [("MOCK_THREADS", "abc"), ("MOCK_LISTEN_ADDR", "abc"),
                      ("MOCK_WEBHOOK_PORT", "70000"), ("LOG_LEVEL", "chatty"),
                      ("MOCK_WEBHOOK_SECRET", "whsec_not base64!")],
     "botmesh-worker": [("WORKER_CONCURRENCY", "abc"), ("BOT_PYTHON_MODE", "abc"),
-                       ("WORKER_METRICS_ADDR", "abc"), ("LOG_LEVEL", "chatty")],
+                       ("WORKER_METRICS_ADDR", "abc"), ("LOG_LEVEL", "chatty"),
+                       ("BROKER_ENDPOINT", "tcp://127.0.0.1:notaport")],
 }
 ARGS = {"botmesh-worker": ["--type", "python"]}
 PORT_VAR = {"botmesh-gateway": "API_GATEWAY_PORT", "botmesh-webhook": "WEBHOOK_MANAGER_PORT",
@@ -88,6 +97,10 @@ def test():
         rc, err = run("botmesh-broker", {"BROKER_METRICS_PORT": port, "BROKER_METRICS_ADDR": "127.0.0.1"})
         h.check(rc == 1 and "BROKER_METRICS_PORT" in err, "the broker with its metrics port in use exits 1",
                 rc, err[-300:])
+        # Its ROUTER's port in use: the environment, not the value.
+        rc, err = run("botmesh-broker", {"BROKER_ENDPOINT": "tcp://127.0.0.1:" + port})
+        h.check(rc == 1 and "BROKER_ENDPOINT" in err and "in use" in err,
+                "the broker with BROKER_ENDPOINT's port in use exits 1 naming it", rc, err[-300:])
 
 
 if __name__ == "__main__":
