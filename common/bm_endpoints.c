@@ -12,6 +12,9 @@ struct _bm_endpoints_t {
     int silent;                         //  Index of the one that went silent
                                         //  last, -1: none since served
     int quick;                          //  Quick asks of the standby left
+    int moves;                          //  Moves since a leader served
+    bool named;                         //  A standby's named leader was
+                                        //  tried quickly since then
 };
 
 bm_endpoints_t *
@@ -76,9 +79,11 @@ bm_endpoints_current (bm_endpoints_t *self)
 int64_t
 bm_endpoints_next (bm_endpoints_t *self, bool silent)
 {
+    self->moves++;
     if (silent) {
         self->silent = (int) self->current;
         self->quick = BM_ENDPOINTS_QUICK_TRIES;
+        self->named = false;
     }
     self->current = (self->current + 1) % self->count;
     if (!silent && self->silent == (int) self->current && self->count > 1) {
@@ -113,11 +118,37 @@ bm_endpoints_prefer (bm_endpoints_t *self, const char *endpoint, size_t len)
     return false;
 }
 
+int64_t
+bm_endpoints_not_leader (bm_endpoints_t *self, const char *leader, size_t len)
+{
+    size_t from = self->current;
+    int64_t delay = bm_endpoints_next (self, false);
+    //  A standby naming itself (it lost Redis and reads no lease) names
+    //  no leader.
+    if (!leader || len == 0
+    ||  (strlen (self->items [from]) == len && memcmp (self->items [from], leader, len) == 0))
+        return delay;
+    if (bm_endpoints_prefer (self, leader, len) && self->current != from) {
+        if (!self->named && delay > BM_ENDPOINTS_BACKOFF_MS)
+            delay = BM_ENDPOINTS_BACKOFF_MS;
+        self->named = true;
+    }
+    return delay;
+}
+
+int
+bm_endpoints_moves (bm_endpoints_t *self)
+{
+    return self->moves;
+}
+
 void
 bm_endpoints_served (bm_endpoints_t *self)
 {
     self->backoff_ms = BM_ENDPOINTS_BACKOFF_MS;
     self->silent = -1;
+    self->moves = 0;
+    self->named = false;
 }
 
 //  tcp://[SOURCE;]HOST:PORT with a host and a port from 0 to 65535, * or
@@ -249,6 +280,36 @@ bm_endpoints_test (bool verbose)
     bm_endpoints_served (two);
     BM_CHECK (bm_endpoints_prefer (two, "tcp://b2:5555", 13));
     bm_endpoints_destroy (&two);
+
+    //  Redis away, no broker leads: standbys that name themselves, or
+    //  each other, are asked with the backoff that grows to its cap; only
+    //  the first leader named since a leader served is tried at once.
+    bm_endpoints_t *ha = bm_endpoints_new ("tcp://b1:5555,tcp://b2:5555");
+    BM_CHECK (bm_endpoints_moves (ha) == 0);
+    int64_t waits [12];
+    for (int i = 0; i < 12; i++)
+        waits [i] = bm_endpoints_not_leader (ha, bm_endpoints_current (ha), 13);
+    BM_CHECK (waits [0] == 100 && waits [1] == 200 && waits [4] == 1600 && waits [11] == 2000);
+    BM_CHECK (bm_endpoints_moves (ha) == 12);
+    bm_endpoints_served (ha);
+    BM_CHECK (bm_endpoints_moves (ha) == 0);
+    //  b1 names b2, b2 names b1, ...: one quick hop, then the backoff.
+    for (int i = 0; i < 12; i++) {
+        const char *other = streq (bm_endpoints_current (ha), "tcp://b1:5555")
+                          ? "tcp://b2:5555" : "tcp://b1:5555";
+        waits [i] = bm_endpoints_not_leader (ha, other, 13);
+        BM_CHECK (streq (bm_endpoints_current (ha), other));
+    }
+    BM_CHECK (waits [0] == 100 && waits [1] == 200 && waits [2] == 400 && waits [11] == 2000);
+    //  A leader served: the first named one is quick again, even after a
+    //  grown backoff.
+    bm_endpoints_served (ha);
+    for (int i = 0; i < 5; i++)
+        bm_endpoints_not_leader (ha, NULL, 0);
+    BM_CHECK (bm_endpoints_not_leader (ha, "tcp://b1:5555", 13) == 100);
+    BM_CHECK (streq (bm_endpoints_current (ha), "tcp://b1:5555"));
+    BM_CHECK (bm_endpoints_not_leader (ha, "tcp://b2:5555", 13) == 2000);
+    bm_endpoints_destroy (&ha);
     if (verbose)
         printf ("OK\n");
 }

@@ -66,6 +66,19 @@ int64_t bm_endpoints_next (bm_endpoints_t *self, bool silent);
 //  backoff is not reset.
 bool bm_endpoints_prefer (bm_endpoints_t *self, const char *endpoint, size_t len);
 
+//  The current endpoint answered not_leader naming leader (NULL or len 0:
+//  none): on to the leader named, else to the next endpoint.  Returns the
+//  wait in ms: the backoff, except for the first leader named since a
+//  leader served (or since a silence), tried after the first backoff.  A
+//  standby naming itself names none.  So standbys that name themselves
+//  or each other while no broker leads (Redis away) are asked ever more
+//  slowly, up to BM_ENDPOINTS_BACKOFF_MAX_MS, not every 100 ms.
+int64_t bm_endpoints_not_leader (bm_endpoints_t *self, const char *leader, size_t len);
+
+//  Moves since a leader last served (0: the current one serves): a caller
+//  logs the first move of a search and keeps the others for debug.
+int bm_endpoints_moves (bm_endpoints_t *self);
+
 //  A leader answered: the backoff starts over.
 void bm_endpoints_served (bm_endpoints_t *self);
 

@@ -52,6 +52,8 @@ struct _bm_worker_link_t {
                                         //  (acted on with several endpoints)
                                         //  and a failed CURVE handshake, or NULL
     bool handshake_said;                //  This socket's handshake failure logged
+    bool standby_said;                  //  "is a standby" logged since a
+                                        //  leader last answered
     bool send_warned;                   //  A send failed since the broker last
                                         //  spoke: the next ones at debug level
     bm_sock_watch_t *old_watch;         //  Stopped, kept as old_dealer is
@@ -465,8 +467,11 @@ bm_worker_link_dispatch (bm_worker_link_t *self)
             continue;
         int command = bm_msg_command (self->msg);
         const msgpack_object *body = bm_msg_body (self->msg);
-        if (command != BM_NACK)
+        if (command != BM_NACK && bm_endpoints_moves (self->endpoints) > 0) {
             bm_endpoints_served (self->endpoints);
+            self->standby_said = false;
+            bm_info (NULL, "the broker at %s leads: registered with it", self->endpoint);
+        }
         if (command == BM_HEARTBEAT)
             continue;
         if (command == BM_DISCONNECT) {
@@ -511,16 +516,21 @@ bm_worker_link_dispatch (bm_worker_link_t *self)
             }
             if (streq (nack.code, "not_leader")) {
                 //  A standby: on to the leader it names, or the next one.
-                int64_t delay = bm_endpoints_next (self->endpoints, false);
-                const msgpack_object *leader = bm_obj_get (body, "leader");
                 //  One naming the leader: on to it after the first
-                //  backoff, not the one grown while no broker led.
-                if (leader && leader->type == MSGPACK_OBJECT_STR
-                &&  bm_endpoints_prefer (self->endpoints, leader->via.str.ptr, leader->via.str.size)
-                &&  delay > BM_ENDPOINTS_BACKOFF_MS)
-                    delay = BM_ENDPOINTS_BACKOFF_MS;
-                bm_info (NULL, "%s is a standby: trying %s in %lld ms", self->endpoint,
-                         bm_endpoints_current (self->endpoints), (long long) delay);
+                //  backoff, not the one grown while no broker led; ones
+                //  naming themselves or each other: the backoff, growing.
+                const msgpack_object *leader = bm_obj_get (body, "leader");
+                bool named = leader && leader->type == MSGPACK_OBJECT_STR;
+                int64_t delay = bm_endpoints_not_leader (self->endpoints,
+                                                         named ? leader->via.str.ptr : NULL,
+                                                         named ? leader->via.str.size : 0);
+                //  The first move of a search is logged, the next ones
+                //  (until a leader answers) are for debug.
+                bool first = bm_endpoints_moves (self->endpoints) <= 1 || !self->standby_said;
+                self->standby_said = true;
+                bm_log (first ? BM_INFO : BM_DEBUG, NULL,
+                        "%s is a standby: trying %s in %lld ms", self->endpoint,
+                        bm_endpoints_current (self->endpoints), (long long) delay);
                 s_reconnect (self, delay);
                 break;                          //  sock is not ours anymore
             }
@@ -585,8 +595,10 @@ bm_worker_link_tick (bm_worker_link_t *self)
             return;
         if (s_open (self) == 0) {
             //  Back after being replaced again: the streak's ERROR said it.
-            bool streak = self->replaced_count > 1
-                       && now - self->replaced_at <= BM_LINK_REPLACED_QUIET_MS;
+            //  Searching for the leader: the first move said it.
+            bool streak = (self->replaced_count > 1
+                           && now - self->replaced_at <= BM_LINK_REPLACED_QUIET_MS)
+                       || bm_endpoints_moves (self->endpoints) > 1;
             bm_log (streak ? BM_DEBUG : BM_INFO, NULL, "connected to %s", self->endpoint);
             if (self->handlers.reconnected)
                 self->handlers.reconnected (self->arg);

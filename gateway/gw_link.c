@@ -187,6 +187,8 @@ struct _gw_link_t {
                                         //  until a leader answers (at most
                                         //  until then, mono ms), calls wait
                                         //  for it up to their own timeout
+    bool standby_said;                  //  "is a standby" logged since a
+                                        //  leader last answered; link thread
     bool stopping;                      //  gw_link_destroy has begun
     atomic_int_least64_t connects;      //  Handshakes succeeded so far
     pthread_mutex_t push_lock;          //  Guards the two below: a push is
@@ -247,13 +249,13 @@ s_switch (gw_link_t *self, bool silent, const char *leader)
     if (self->switch_at)
         return;                         //  Already between two brokers
     zsock_disconnect (self->dealer, "%s", self->endpoint);
-    int64_t delay = bm_endpoints_next (self->endpoints, silent);
     //  A standby that names the leader (it read the lease): on to it after
     //  the first backoff, not the one grown while no broker led (up to
     //  2 s; and a link sent on to a standby first waited twice that).
-    if (leader && *leader && bm_endpoints_prefer (self->endpoints, leader, strlen (leader))
-    &&  delay > BM_ENDPOINTS_BACKOFF_MS)
-        delay = BM_ENDPOINTS_BACKOFF_MS;
+    //  Standbys naming themselves or each other (no broker leads): the
+    //  backoff, growing.
+    int64_t delay = silent ? bm_endpoints_next (self->endpoints, true)
+                  : bm_endpoints_not_leader (self->endpoints, leader, leader ? strlen (leader) : 0);
     int64_t now = bm_mono_ms ();
     self->switch_at = now + (delay > 0 ? delay : 1);
     pthread_mutex_lock (&self->lock);
@@ -263,9 +265,15 @@ s_switch (gw_link_t *self, bool silent, const char *leader)
         self->down_since = now;
     pthread_mutex_unlock (&self->lock);
     s_fail_all (self, silent ? ECONNRESET : EAGAIN, false);
-    bm_info (NULL, "broker %s %s: trying %s in %lld ms", self->endpoint,
-             self->leaving ? "shut down" : silent ? "lost" : "is a standby",
-             bm_endpoints_current (self->endpoints), (long long) delay);
+    //  The first move of a search is logged; the next ones, until a
+    //  leader answers, are for debug (one line per state change).
+    bool first = bm_endpoints_moves (self->endpoints) <= 1 || (!silent && !self->standby_said);
+    if (!silent)
+        self->standby_said = true;
+    bm_log (first ? BM_INFO : BM_DEBUG, NULL,
+            "broker %s %s: trying %s in %lld ms", self->endpoint,
+            self->leaving ? "shut down" : silent ? "lost" : "is a standby",
+            bm_endpoints_current (self->endpoints), (long long) delay);
     self->leaving = false;
 }
 
@@ -449,6 +457,11 @@ s_note_leader (gw_link_t *self, bool not_leader, bool answered, bool shutting)
     if (!not_leader && !shutting && !self->leaving)
         self->handover_until = 0;
     pthread_mutex_unlock (&self->lock);
+    if (!not_leader && !shutting && bm_endpoints_moves (self->endpoints) > 0) {
+        bm_endpoints_served (self->endpoints);  //  The backoff starts over
+        self->standby_said = false;
+        bm_info (NULL, "the broker at %s leads: serving through it", self->endpoint);
+    }
 }
 
 //  Read up to GW_LINK_RECV_MAX messages and hand each reply to its caller.
@@ -546,7 +559,8 @@ s_monitor_event (gw_link_t *self, void *monitor, void *dealer)
         atomic_fetch_add (&self->connects, 1);
         self->connect_by = 0;
         self->handshake_said = false;
-        bm_info (NULL, "connected to the broker at %s", self->endpoint);
+        bm_log (bm_endpoints_moves (self->endpoints) > 1 ? BM_DEBUG : BM_INFO, NULL,
+                "connected to the broker at %s", self->endpoint);
     }
     else
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH || event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -860,6 +874,12 @@ gw_link_request (gw_link_t *self, int64_t req, int command,
                                                                          : self->connect_timeout_ms;
         if (!again || !copy || bm_mono_ms () - start >= limit) {
             free (copy);
+            //  Standbys only until the end (no broker leads, Redis away):
+            //  no broker to answer, as when none is connected.
+            if (reply && again && !shutting) {
+                bm_msg_destroy (&reply);
+                errno = EAGAIN;
+            }
             if (!reply && errno == EAGAIN)
                 errno = ENOTCONN;
             return reply;

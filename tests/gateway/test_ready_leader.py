@@ -54,7 +54,9 @@ def test():
         fake = FakeBroker(standby)
         try:
             gw = gwtest.gateway(s, endpoint=fake.endpoint + "," + real,
-                                env={"BROKER_CONNECT_TIMEOUT_MS": "1000", "BROKER_TIMEOUT_MS": "10000"})
+                                # The moves after a search's first are logged at debug.
+                                env={"BROKER_CONNECT_TIMEOUT_MS": "1000", "BROKER_TIMEOUT_MS": "10000",
+                                     "LOG_LEVEL": "debug"})
             ready = lambda: h.http("GET", gw.url + "/ready", timeout=15)[0]
             # No broker leads: the link's backoff grows to its longest.
             h.wait_until(lambda: ready() == 200 or "in 2000 ms" in gw.output(), 30,
