@@ -119,6 +119,13 @@ def test():
         sc = spec["template"]["spec"].get("securityContext", {})
         check(sc.get("runAsNonRoot") is True, "%s runs as non-root" % name, sc)
 
+    # Gateway pods stay in the Service while the brokers or Redis are away
+    # (they answer 503 + Retry-After): readiness is /health, not /ready.
+    gw = deps["api-gateway"]["spec"]["template"]["spec"]["containers"][0]
+    check(gw.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/health",
+          "the gateway's readiness probe is /health (a Redis blip keeps its pods serving 503s)",
+          gw.get("readinessProbe"))
+
     # Two brokers with BROKER_HA=redis; peers know both.
     broker = sts["broker"]["spec"]
     check(broker.get("replicas") == 2, "the broker StatefulSet runs two replicas", broker.get("replicas"))
