@@ -622,7 +622,11 @@ bm_submit_admit (bm_broker_t *self, zframe_t *identity, const bm_msg_t *msg, bm_
     }
     bm_service_t *service = bm_service_require (self, bot_type);
     if ((int64_t) bm_heap_size (service->queue) + service->confirming >= service->max_queue) {
-        s_refuse (self, admit, "queue_full", "the queue of this bot type is full; retry later");
+        //  Named with its bound (MAX_QUEUE_<TYPE>, else MAX_QUEUE).
+        char message [256];
+        snprintf (message, sizeof message, "the queue of bot type '%.64s' is full (%" PRId64
+                  " jobs, its limit); retry later", bot_type, service->max_queue);
+        s_refuse (self, admit, "queue_full", message);
         return;
     }
     //  Not writable: Redis is away, or a group was refused or lost (a

@@ -435,7 +435,8 @@ static const s_rejection_t s_rejections [] = {
     { "idempotency_key_reused", 422, "idempotency_key_reused", NULL,
       "idempotencyKey was used for another job", 0 },
     //  503, not 429: the system is full, not this client too fast.
-    { "queue_full", 503, "queue_full", "the queue for this bot type is full; retry later", NULL,
+    //  The broker's words name the type and its bound.
+    { "queue_full", 503, "queue_full", NULL, "the queue for this bot type is full; retry later",
       GW_RETRY_QUEUE_FULL },
     //  But for the broker's words while it recovers (gw_request_rejection).
     { "store_unavailable", 503, "store_unavailable", "job storage is unavailable; retry later",

@@ -38,6 +38,8 @@ def test():
         ids = [c.submit("python", {"n": i}) for i in range(3)]
         cmd, r = c.try_submit("python", {"n": 4})
         h.check(cmd == h.REJECTED and r["code"] == "queue_full", "4th job past MAX_QUEUE_PYTHON=3 is queue_full", r)
+        h.check("'python'" in r.get("message", "") and "(3 jobs" in r.get("message", ""),
+                "queue_full names the bot type and its bound", r)
 
         # Idempotency: same key, same job.
         a = c.submit("custom", {"x": 1, "y": [1.5, "z"]}, idempotencyKey="order-42")

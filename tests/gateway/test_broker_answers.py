@@ -134,6 +134,9 @@ def run(u, fake):
         r = post_json(u + "/invoke", {"botType": bt, "payload": {}})
         check(r.status == 503 and r.error_code() == code and r.headers.get("retry-after") == retry,
               "%s -> 503 Retry-After %s" % (code, retry), r)
+        if code == "queue_full":
+            check(r.json["error"]["message"] == "queue of full is full",
+                  "queue_full in the broker's words (they name the type and its bound)", r)
     check("10.0.0.7" not in r.body, "no internal detail leaks", r)
     # The broker reads its queues back from Redis (a start, a failover):
     # still store_unavailable, in words that say so.
