@@ -6,7 +6,9 @@
     to the current endpoint; when it gets not_leader or loses the broker it
     moves to the next one, round robin, waiting a backoff that starts at
     100 ms and doubles up to 2 s while no endpoint serves it; any answer
-    from a leader resets the backoff.  A standby that answers not_leader
+    from a leader resets the backoff.  The first leader a standby names
+    since then is tried after 100 ms; further ones (standbys naming
+    themselves or each other while none leads) wait the backoff.  A standby that answers not_leader
     right after the leader went silent is about to take over: it is asked
     again every 100 ms, 40 times (4 s, more than the default 2 s lease);
     if it still names the silent one then, that one kept its lease (the
