@@ -9,6 +9,7 @@
 #include "bm_job_report.h"
 #include "bm_log.h"
 #include "bm_sandbox.h"
+#include "bm_utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -194,9 +195,11 @@ s_end_job (proc_t *proc, bm_pool_outcome_t *outcome, bool process_alive)
     bm_pool_t *self = proc->pool;
     proc->frame_unread = false;         //  It answered: it read its job
     bm_capture_destroy (&proc->between);
-    bm_pool_proc_drain (proc, false);
-    //  A bad progress line read only now (the answer came first) is still
-    //  this job's.
+    //  Progress written on fd 3 before the answer (a fork server's child
+    //  writes it, then exits, then the server answers) is in the pipe
+    //  now, maybe unread yet: it is this job's, read before the job ends
+    //  (the last value travels in the DONE), a bad line's WARN as well.
+    bm_pool_proc_drain (proc, true);
     if (bm_progress_news (proc->progress) && self->on_progress)
         self->on_progress (proc->job->owner, BM_PROGRESS_BAD, self->arg);
     char *tail = bm_capture_text (proc->err);
@@ -310,6 +313,36 @@ s_broke_framing (proc_t *proc, const char *why)
     s_dispatch (self);
 }
 
+//  End of file on a process's stdout.  One that exits (or died) is left
+//  to its reap, which says how it ended.  One alive that closed its stdout
+//  can never answer again: its job, if it runs one, fails now with
+//  bad_output (rather than wait for the process's exit or the job's
+//  timeout), and it is killed and replaced.  One still starting is left
+//  to its ready deadline.
+static void
+s_closed_stdout (proc_t *proc)
+{
+    bm_pool_t *self = proc->pool;
+    if (proc->state == PROC_RETIRING || proc->state == PROC_STARTING)
+        return;
+    pid_t bot = bm_pool_proc_bot (proc, self->config.sandboxed);
+    if (bm_pool_proc_exiting (proc->pid) || (bot > 0 && bm_pool_proc_exiting (bot)))
+        return;
+    const char *process = self->config.fork ? "fork server" : "pool process";
+    if (!proc->job) {
+        s_kill_bad (proc, "it closed its stdout while idle: it can never answer a job");
+        return;
+    }
+    s_kill_bad (proc, "it closed its stdout while it runs a job: it can never answer");
+    char message [256];
+    snprintf (message, sizeof message, "the bot's %s closed its stdout while it ran the job, "
+              "without answering it, and was killed (a pooled bot keeps its stdout open and "
+              "writes one answer frame per job)", process);
+    bm_pool_outcome_t outcome = { .exit_code = -1, .bad_output = message };
+    s_end_job (proc, &outcome, true);
+    s_dispatch (self);
+}
+
 //  A frame (a JSON object) with none of the keys of the protocol while a
 //  job runs, e.g. {"results": ...}: its job fails with bad_output naming
 //  them, rather than wait for its timeout.
@@ -344,20 +377,21 @@ s_unknown_frame (proc_t *proc, json_t *frame)
 //  What a log line says of what a dead process wrote on stderr (its
 //  capture since its last job began, or since it started): how many bytes,
 //  never the text, which may be secret (it is the job's error and log, or
-//  nobody's).  In a job: "; it wrote N bytes on stderr in the job (their
-//  tail is in the job's error)"; idle: "; it wrote N bytes on stderr since
-//  its last job began"; or "; nothing on its stderr ...".
+//  nobody's).  In a job: "; it wrote N bytes on stderr in the job" and
+//  kept, where the job keeps their tail (" (their tail is in the job's
+//  error)"); idle: "; it wrote N bytes on stderr since its last job
+//  began"; or "; nothing on its stderr ...".
 static void
-s_stderr_said (proc_t *proc, bool in_job, char *words, size_t size)
+s_stderr_said (proc_t *proc, const char *kept, char *words, size_t size)
 {
     size_t total = proc->err ? bm_capture_total (proc->err) : 0;
-    const char *since = in_job ? "in the job"
+    const char *since = kept ? "in the job"
                       : proc->jobs_done ? "since its last job began" : "since it started";
     if (total == 0)
         snprintf (words, size, "; nothing on its stderr %s", since);
     else
         snprintf (words, size, "; it wrote %zu byte%s on stderr %s%s", total, total == 1 ? "" : "s",
-                  since, in_job ? " (their tail is in the job's error)" : "");
+                  since, kept ? kept : "");
 }
 
 //  The first bytes of a line, printable, for a message.
@@ -374,25 +408,73 @@ s_excerpt (const char *line, size_t size, char *text, size_t text_size)
         strcat (text, "...");
 }
 
-//  A stdout line that is not a JSON object.  In pool mode, while the
-//  process runs a job, it is that job's answer gone wrong (a missing
-//  brace, pretty-printed JSON over several lines, a print() on stdout):
-//  the job fails at once with bad_output, and the process, whose framing
-//  can no longer be trusted, is killed and replaced.  Otherwise (while it
-//  loads, or a fork server's line: its children may share its stdout) the
-//  line is ignored, with one WARN per process.
+//  A JSON value's kind, for messages ("got a string").
+static const char *
+s_json_kind (const json_t *value)
+{
+    switch (json_typeof (value)) {
+        case JSON_OBJECT:   return "an object";
+        case JSON_ARRAY:    return "an array";
+        case JSON_STRING:   return "a string";
+        case JSON_INTEGER:  return "an integer";
+        case JSON_REAL:     return "a number with a fraction or an exponent";
+        case JSON_TRUE:
+        case JSON_FALSE:    return "a boolean";
+        default:            return "null";
+    }
+}
+
+//  What is wrong with a stdout line that is no frame, for messages: "not
+//  valid UTF-8 (byte 39 is 0xE9, ...)", or "not a JSON object (jansson's
+//  error, at byte N)", or "not a JSON object (an array)" (parsed: the
+//  value of the line, else NULL).
 static void
-s_bad_line (proc_t *proc, const char *line, size_t size)
+s_line_fault (const char *line, size_t size, const json_t *parsed, const json_error_t *jerr,
+              char *text, size_t text_size)
+{
+    size_t at = 0;
+    while (at < size) {
+        size_t seq = bm_utf8_seq ((const unsigned char *) line + at, size - at);
+        if (seq == 0)
+            break;
+        at += seq;
+    }
+    if (at < size)
+        snprintf (text, text_size, "not valid UTF-8 (byte %zu of the line, counted from 0, is "
+                  "0x%02X; a frame is UTF-8 text: encode it as UTF-8, e.g. Perl's encode_json or "
+                  "JSON::PP->new->utf8)", at, (unsigned) (unsigned char) line [at]);
+    else
+    if (parsed)
+        snprintf (text, text_size, "not a JSON object (it is %s)", s_json_kind (parsed));
+    else
+        snprintf (text, text_size, "not a JSON object (%s, at byte %d)", jerr->text,
+                  jerr->position);
+}
+
+//  A stdout line that is not a JSON object (parsed: its value, if it is
+//  JSON; jerr: the parse error otherwise).  While the process runs a job,
+//  it is that job's answer gone wrong (a missing brace, pretty-printed
+//  JSON over several lines, a print() on stdout, Latin-1 text): the job
+//  fails at once with bad_output naming what is wrong, and the process,
+//  whose framing can no longer be trusted, is killed and replaced; a fork
+//  server too (it would never answer the job otherwise).  Otherwise (while
+//  it loads, or between jobs) the line is ignored, with one WARN per
+//  process.
+static void
+s_bad_line (proc_t *proc, const char *line, size_t size, const json_t *parsed,
+            const json_error_t *jerr)
 {
     bm_pool_t *self = proc->pool;
-    char excerpt [80];
+    char excerpt [80], fault [256];
     s_excerpt (line, size, excerpt, sizeof excerpt);
-    if (!self->config.fork && proc->job && proc->state == PROC_BUSY) {
-        char message [256];
-        snprintf (message, sizeof message, "the bot wrote a line that is not a JSON object on its "
-                  "stdout while it ran the job: '%s' (a pooled bot answers with one compact JSON "
-                  "object per line; log on stderr)", excerpt);
-        s_kill_bad (proc, "a line that is not a JSON object while it runs a job");
+    s_line_fault (line, size, parsed, jerr, fault, sizeof fault);
+    if (proc->job && proc->state == PROC_BUSY) {
+        char message [512], why [320];
+        snprintf (message, sizeof message, "the bot wrote a line that is %s on its stdout while it "
+                  "ran the job: '%s' (a %s answers with one compact JSON object per line; log on "
+                  "stderr)", fault, excerpt, self->config.fork ? "fork server" : "pooled bot");
+        snprintf (why, sizeof why, "a line that is %s while it runs a job", fault);
+        s_kill_bad (proc, why);
         bm_pool_outcome_t outcome = { .exit_code = -1, .bad_output = message };
         s_end_job (proc, &outcome, true);
         s_dispatch (self);
@@ -400,9 +482,9 @@ s_bad_line (proc_t *proc, const char *line, size_t size)
     }
     if (!proc->warned_bad_line) {
         proc->warned_bad_line = true;
-        bm_warn (NULL, "%s process pid=%d wrote a line that is not a JSON object on its stdout"
-                 "%s: '%s' (ignored; further ones are logged at debug level)", self->config.type,
-                 (int) proc->pid, proc->state == PROC_STARTING ? " before it was ready" : "", excerpt);
+        bm_warn (NULL, "%s process pid=%d wrote a line that is %s on its stdout%s: '%s' (ignored; "
+                 "further ones are logged at debug level)", self->config.type, (int) proc->pid,
+                 fault, proc->state == PROC_STARTING ? " before it was ready" : "", excerpt);
     }
     else
         bm_debug (NULL, "%s process pid=%d wrote a line that is not a frame: '%s'",
@@ -479,22 +561,6 @@ s_another_job (proc_t *proc, json_t *frame)
              "replaces it", self->config.type, (int) proc->pid, why);
     s_maintain (self, false);
     s_dispatch (self);
-}
-
-//  A JSON value's kind, for messages ("got a string").
-static const char *
-s_json_kind (const json_t *value)
-{
-    switch (json_typeof (value)) {
-        case JSON_OBJECT:   return "an object";
-        case JSON_ARRAY:    return "an array";
-        case JSON_STRING:   return "a string";
-        case JSON_INTEGER:  return "an integer";
-        case JSON_REAL:     return "a number with a fraction or an exponent";
-        case JSON_TRUE:
-        case JSON_FALSE:    return "a boolean";
-        default:            return "null";
-    }
 }
 
 //  A value as JSON text, printable and cut short, for messages.
@@ -598,8 +664,8 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
     json_error_t jerr;
     json_t *frame = json_loadb (line, size, 0, &jerr);
     if (!frame || !json_is_object (frame)) {
+        s_bad_line (proc, line, size, frame, &jerr);
         json_decref (frame);
-        s_bad_line (proc, line, size);
         return;
     }
     json_t *value;
@@ -750,6 +816,7 @@ s_start (bm_pool_t *self)
     self->start_seq++;
     proc_t *proc = bm_pool_proc_new (self, self->loop, &self->config, self->envp, s_on_frame,
                                      s_broke_framing, s_on_proc_read, s_on_proc_progress,
+                                     s_closed_stdout,
                                      &launched, errstr, sizeof errstr);
     if (!launched) {
         //  Not the bot's doing (no pipes: the worker is out of fds).
@@ -1260,7 +1327,11 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
                      self->config.type, (int) pid, how, retired);
         else {
             char words [160];
-            s_stderr_said (proc, true, words, sizeof words);
+            //  A lost attempt is handed back without an error or a log; a
+            //  limit's or bad output's error is the worker's own text.
+            s_stderr_said (proc, outcome.lost ? " (a lost attempt: no error or log keeps them)"
+                                 : limit || outcome.bad_output ? " (their tail is the job's log)"
+                                 : " (their tail is in the job's error)", words, sizeof words);
             bm_warn (proc->job->id, "%s process pid=%d %s while running a job%s%s",
                      self->config.type, (int) pid, how, retired, words);
         }
@@ -1273,7 +1344,7 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         //  Its stderr since its last job began: that job's log, then what
         //  it wrote while idle, counted, never quoted.
         char words [160], retired [96];
-        s_stderr_said (proc, false, words, sizeof words);
+        s_stderr_said (proc, NULL, words, sizeof words);
         s_count_retired (proc, "died", retired, sizeof retired);
         bm_warn (NULL, "%s process pid=%d %s while idle%s%s", self->config.type, (int) pid, how,
                  retired, words);

@@ -260,6 +260,17 @@ bm_pool_proc_child_named (proc_t *proc, pid_t named, bool sandboxed)
     return 0;
 }
 
+bool
+bm_pool_proc_exiting (pid_t pid)
+{
+    char text [1024], state = 0;
+    unsigned int flags = 0;
+    if (bm_bot_proc_stat (pid, text, sizeof text)
+    ||  sscanf (text, "%c %*d %*d %*d %*d %*d %u", &state, &flags) != 2)
+        return true;
+    return state == 'Z' || state == 'X' || (flags & 0x4) != 0;    //  PF_EXITING
+}
+
 int64_t
 bm_pool_proc_rss_mb (proc_t *proc, pid_t pid)
 {
@@ -445,6 +456,7 @@ s_on_stdout (zloop_t *loop, zmq_pollitem_t *item, void *arg)
             break;
         if (n == 0) {
             bm_pool_proc_close_fd (proc, &proc->fd_out);
+            proc->on_closed (proc);
             break;
         }
         size_t scanned = proc->line_size;
@@ -590,6 +602,7 @@ bm_pool_proc_new (struct _bm_pool_t *pool, zloop_t *loop, const bm_pool_config_t
                   char *const envp [], bm_pool_proc_frame_fn *on_frame,
                   bm_pool_proc_bad_fn *on_bad, bm_pool_proc_read_fn *on_read,
                   bm_pool_proc_progress_fn *on_progress,
+                  bm_pool_proc_closed_fn *on_closed,
                   bool *launched, char *errstr, size_t errstr_size)
 {
     *launched = false;
@@ -641,6 +654,7 @@ bm_pool_proc_new (struct _bm_pool_t *pool, zloop_t *loop, const bm_pool_config_t
     proc->on_bad = on_bad;
     proc->on_read = on_read;
     proc->on_progress = on_progress;
+    proc->on_closed = on_closed;
     proc->pid = pid;
     proc->state = PROC_STARTING;
     proc->started_at = bm_mono_ms ();

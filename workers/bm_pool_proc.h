@@ -54,6 +54,9 @@ typedef void (bm_pool_proc_bad_fn) (proc_t *proc, const char *why);
 typedef void (bm_pool_proc_read_fn) (proc_t *proc);
 //  Its job reported progress on fd 3.
 typedef void (bm_pool_proc_progress_fn) (proc_t *proc, int progress);
+//  End of file on its stdout (its fd_out is closed by then): it exits, or
+//  it closed its stdout and can never answer again.
+typedef void (bm_pool_proc_closed_fn) (proc_t *proc);
 
 //  One bot process.
 struct _proc_t {
@@ -64,6 +67,7 @@ struct _proc_t {
     bm_pool_proc_bad_fn *on_bad;
     bm_pool_proc_read_fn *on_read;
     bm_pool_proc_progress_fn *on_progress;
+    bm_pool_proc_closed_fn *on_closed;
     pid_t pid;                  //  Its pid = its process group
     bool reaped;                //  Its pid is gone: never signal it
     proc_state_t state;
@@ -133,6 +137,7 @@ proc_t *bm_pool_proc_new (struct _bm_pool_t *pool, zloop_t *loop, const bm_pool_
                           char *const envp [], bm_pool_proc_frame_fn *on_frame,
                           bm_pool_proc_bad_fn *on_bad, bm_pool_proc_read_fn *on_read,
                           bm_pool_proc_progress_fn *on_progress,
+                          bm_pool_proc_closed_fn *on_closed,
                           bool *launched, char *errstr, size_t errstr_size);
 //  Close its pipes and free it (the process itself is the caller's).
 void bm_pool_proc_destroy (proc_t **proc_p);
@@ -196,6 +201,11 @@ pid_t bm_pool_proc_bot (proc_t *proc, bool sandboxed);
 //  names the child by its pid in there: the child is the server's child
 //  whose innermost pid (the last of NSpid in /proc/PID/status) is `named`.
 pid_t bm_pool_proc_child_named (proc_t *proc, pid_t named, bool sandboxed);
+
+//  Whether a process is gone or on its way out: reaped, a zombie, or
+//  exiting (PF_EXITING in /proc/PID/stat's flags, set as it begins to
+//  exit, before it closes its files).
+bool bm_pool_proc_exiting (pid_t pid);
 
 //  Resident set size of proc's bot process (pid: proc's own, or under
 //  bwrap the bot's inside) in MiB, -1 if unknown.
