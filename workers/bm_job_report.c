@@ -142,7 +142,7 @@ bm_job_report_verdict (const bm_pool_outcome_t *outcome, bm_bot_t *bot,
     //  for a pooled one, what its exit, stderr, CPU time and its process's
     //  cgroup (since the job began) show.
     int status = outcome->signal ? outcome->signal : (outcome->exit_code & 0xff) << 8;
-    const char *limit = outcome->init_failed ? NULL
+    const char *limit = outcome->init_failed || outcome->not_limit ? NULL
                       : bot ? bm_bot_limit_verdict (bot, message, sizeof message)
                       : bm_limits_pool_verdict (limits, outcome->run, status, outcome->usage, tail,
                                                 message, sizeof message);

@@ -143,7 +143,7 @@ s_retire (proc_t *proc, const char *reason)
 static bool
 s_limit_outcome (bm_pool_t *self, const bm_limits_run_t *run, const bm_pool_outcome_t *outcome)
 {
-    if (!self->config.limits || (!outcome->signal && outcome->exit_code == 0))
+    if (!self->config.limits || outcome->not_limit || (!outcome->signal && outcome->exit_code == 0))
         return false;
     char message [256];
     int status = outcome->signal ? outcome->signal : (outcome->exit_code & 0xff) << 8;
@@ -639,6 +639,32 @@ s_progress_frame (proc_t *proc, json_t *value)
              "from 0 to 100: %s (ignored, as are this job's further bad progress frames)", got);
 }
 
+//  Whether a {"signal": 24} answer (SIGXCPU, as the bot or its fork
+//  server reports it) came well before the job's CPU budget: the job's
+//  CPU time, its "cpuMs" (a fork server's child) or what its pool process
+//  used since the job began, is known and under 90 % of
+//  BOT_<TYPE>_CPU_SECONDS.  The kernel sends SIGXCPU at the budget, so
+//  that signal is no limit's (the bot raised it, or relays another's).
+static bool
+s_xcpu_short (proc_t *proc, const json_t *cpu_ms)
+{
+    bm_pool_t *self = proc->pool;
+    const bm_limits_t *limits = self->config.limits;
+    if (!limits || limits->cpu_seconds <= 0)
+        return false;
+    int64_t used = -1;
+    if (json_is_integer (cpu_ms) && json_integer_value (cpu_ms) >= 0)
+        used = (int64_t) json_integer_value (cpu_ms);
+    else
+    if (!self->config.fork && proc->cpu_before_ms >= 0) {
+        pid_t bot = bm_pool_proc_bot (proc, self->config.sandboxed);
+        int64_t now = bot > 0 ? bm_limits_cpu_used_ms (bot) : -1;
+        if (now >= 0)
+            used = now - proc->cpu_before_ms;
+    }
+    return used >= 0 && used * 10 < (int64_t) limits->cpu_seconds * 1000 * 9;
+}
+
 //  Whether a ready frame is a fork server's: {"ready": true, "mode": "fork"}.
 static bool
 s_says_fork (json_t *frame)
@@ -770,6 +796,7 @@ s_on_frame (proc_t *proc, const char *line, size_t size)
             json_t *cpu_ms = json_object_get (frame, "cpuMs");
             if (json_is_integer (cpu_ms) && json_integer_value (cpu_ms) >= 0)
                 outcome.usage = s_usage_of_ms (json_integer_value (cpu_ms), &child_usage);
+            outcome.not_limit = outcome.signal == SIGXCPU && s_xcpu_short (proc, cpu_ms);
         }
         else {
             json_int_t code = json_integer_value (json_object_get (frame, "exit"));

@@ -96,6 +96,9 @@ typedef struct {
     bool lost;                  //  Its pool process died under it by a
                                 //  SIGKILL or SIGTERM nobody in the worker
                                 //  sent (a crash signal is no loss)
+    bool not_limit;             //  Its signal is no limit's: the bot reported
+                                //  SIGXCPU itself ({"signal": 24}) with the
+                                //  job's CPU time well under its budget
     bool overflowed;            //  It wrote more than output_max on stdout
     const char *bad_output;     //  Its answer was unusable: bad_output with
                                 //  this message (borrowed), or NULL

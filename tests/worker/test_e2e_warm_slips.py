@@ -6,6 +6,9 @@ worker; each job has a 60 s timeout, which none may wait for.
   without ->utf8 writes "e acute" as the Latin-1 byte 0xE9): bad_output
   naming invalid UTF-8, the byte and its offset (before: "not a JSON
   object");
+- a pool bot that answers {"signal": 24} itself, with no CPU time used:
+  bot_failed, not resource_limit (before: "the kernel sent SIGXCPU at the
+  limit", counted in bot_limit_kills_total);
 - a garbage line on stdout while a job runs: bad_output with jansson's
   error text;
 - a custom fork server that answers a job with a line that is not a JSON
@@ -39,6 +42,8 @@ for line in sys.stdin:
     out = sys.stdout.buffer
     if how == "latin1":
         out.write(b'{"job": "' + frame["job"].encode() + b'", "result": {"name": "caf\xe9"}}\n')
+    elif how == "xcpu":
+        out.write(json.dumps({"job": frame["job"], "signal": 24}).encode() + b"\n")
     elif how == "garbage":
         out.write(b'{"job": 1, oops}\n')
     elif how == "close":
@@ -115,6 +120,12 @@ def main():
         check("not valid UTF-8" in message and "0xE9" in message and re.search(r"byte \d+ of the line", message),
               "its message names invalid UTF-8, the byte and where it is", message)
         check("not a JSON object" not in message, "and does not call it 'not a JSON object'", message)
+
+        rec = run("slip", {"how": "xcpu"}, 10)
+        check(rec["state"] == "failed" and rec["error"]["code"] == "bot_failed"
+              and not rec["error"].get("limit"),
+              "a bot that reports SIGXCPU itself, its CPU time far under the 3600 s budget, fails "
+              "with bot_failed, not resource_limit (no limit was hit)", rec)
 
         rec = run("slip", {"how": "garbage"}, 10)
         message = (rec.get("error") or {}).get("message", "")
