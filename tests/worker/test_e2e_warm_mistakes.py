@@ -181,7 +181,7 @@ def main():
             check(after["state"] == "completed" and after["result"]["pid"] != first["result"]["pid"],
                   "%s: the process was replaced; the next job completes on a new one" % how, after)
             first = after
-        check(warn_lines(w, "badline", "not a JSON object while it runs a job: killed"),
+        check(warn_lines(w, "badline", "a line that is not a JSON object (", "while it runs a job: killed"),
               "a WARN line for the killed process")
 
         # 8. A second answer frame for one job.
