@@ -11,6 +11,8 @@ worker; each job has a 60 s timeout, which none may wait for.
   limit", counted in bot_limit_kills_total);
 - a garbage line on stdout while a job runs: bad_output with jansson's
   error text;
+- a pool process killed with -9 in a job (a lost attempt): its WARN line
+  no longer says the stderr tail "is in the job's error" (none has it);
 - a custom fork server that answers a job with a line that is not a JSON
   object: its job fails at once with bad_output (before: the line was
   ignored and the job waited for its timeout);
@@ -24,6 +26,7 @@ worker; each job has a 60 s timeout, which none may wait for.
 """
 import os
 import re
+import signal
 import time
 
 import harness
@@ -42,6 +45,12 @@ for line in sys.stdin:
     out = sys.stdout.buffer
     if how == "latin1":
         out.write(b'{"job": "' + frame["job"].encode() + b'", "result": {"name": "caf\xe9"}}\n')
+    elif how == "hang":
+        sys.stderr.write("hanging\n")
+        sys.stderr.flush()
+        with open(frame["payload"]["pidfile"], "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(30)
     elif how == "xcpu":
         out.write(json.dumps({"job": frame["job"], "signal": 24}).encode() + b"\n")
     elif how == "garbage":
@@ -144,6 +153,22 @@ def main():
         rec = run("slip", {"how": "answer"}, 15)
         check(rec["state"] == "completed", "the next job completes on the process that replaced it",
               rec)
+
+        pidfile = os.path.join(tmp, "hang.pid")
+        job = c.submit("slip", {"how": "hang", "pidfile": pidfile}, attempts=1, maxAttempts=1,
+                       timeoutMs=60000)
+        pid = int(wait_until(lambda: os.path.exists(pidfile) and open(pidfile).read(), 10,
+                             "the hanging bot to write its pid"))
+        os.kill(pid, signal.SIGKILL)
+        rec = c.wait(job, timeout=15)
+        check(rec["state"] == "failed" and rec["error"]["code"] == "worker_lost",
+              "a pool process killed with -9 from outside: a lost attempt (worker_lost, maxAttempts 1)", rec)
+        line = wait_until(lambda: next((l for l in w.output().splitlines()
+                                        if "pid=%d killed by signal SIGKILL" % pid in l), None),
+                          10, "the WARN line of the process killed with -9")
+        check(line.endswith("; it wrote 8 bytes on stderr in the job (a lost attempt: no error or "
+                            "log keeps them)"),
+              "it does not claim the stderr tail is in the job's error", line)
 
         rec = run("badfork", {}, 10)
         message = (rec.get("error") or {}).get("message", "")
