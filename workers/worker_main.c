@@ -539,11 +539,16 @@ s_credit_fit (bm_worker_config_t *config, const char *source)
         config->concurrency = warm;     //  The INFO line below says the credit
     else
     if (all_warm && warm < config->concurrency) {
-        bm_warn (NULL, "configuration: credit %lld instead of %lld (%s): every type served runs "
-                 "warm, at most %lld job(s) at once (%s); a job past them would wait in this "
-                 "worker for a process, out of the broker's queue, so it stays queued at the "
-                 "broker", (long long) warm, (long long) config->concurrency, source,
-                 (long long) warm, named);
+        //  A WARN only when the credit was asked for (--concurrency,
+        //  WORKER_CONCURRENCY); from the default (the MAX_<TYPE>_BOTS of
+        //  the types) the cap is what MAX_PROCS says: an INFO.
+        bool asked_for = !strstr (source, "MAX_<TYPE>_BOTS");
+        bm_log (asked_for ? BM_WARN : BM_INFO, NULL,
+                "configuration: credit %lld instead of %lld (%s): every type served runs "
+                "warm, at most %lld job(s) at once (%s); a job past them would wait in this "
+                "worker for a process, out of the broker's queue, so it stays queued at the "
+                "broker", (long long) warm, (long long) config->concurrency, source,
+                (long long) warm, named);
         config->concurrency = warm;
     }
     else

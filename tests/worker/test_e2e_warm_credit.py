@@ -19,7 +19,10 @@ half and WORKER_PREFETCH=2, another with --type spawned); and
 BOT_HALF_READY_TIMEOUT_MS=0: its start line for half says "no ready
 deadline" (the first worker's, with the default, does not).  A third worker
 whose only type runs in spawn mode, with WORKER_PREFETCH=1, says in its WARN
-that every type it serves runs in spawn mode.
+that every type it serves runs in spawn mode.  A fourth, a pool type with
+MAX_PROCS=1 and no --concurrency (the default credit, the type's
+MAX_<TYPE>_BOTS), logs the clamp as an INFO line: nothing was asked that
+it did not do.
 
 Before, the worker took all three jobs and held the third waiting for the
 process while its timeout ran: it failed with timeout without ever running
@@ -122,8 +125,18 @@ def main():
               "(spawnonly) runs in spawn mode" in lines[0],
               "a worker with no warm type says its types all run in spawn mode", lines,
               spawn_only.output()[-2000:])
+
+        dflt = s.worker("--type", "dflt", name="worker-dflt",
+                        env={"BOT_DFLT_CMD": cmd, "BOT_DFLT_MODE": "pool", "BOT_DFLT_MAX_PROCS": "1"})
+        s.wait_workers(1, "dflt")
+        out = dflt.output()
+        lines = [l for l in out.splitlines() if "credit 1 instead of" in l]
+        check(len(lines) == 1 and " INFO " in lines[0] and "the sum of MAX_<TYPE>_BOTS" in lines[0],
+              "with the default credit, the clamp to MAX_PROCS is an INFO line, not a WARN",
+              lines, out[-2000:])
         c.close()
-        check(w.alive() and mixed.alive() and spawn_only.alive(), "workers still running")
+        check(w.alive() and mixed.alive() and spawn_only.alive() and dflt.alive(),
+              "workers still running")
 
 
 if __name__ == "__main__":
