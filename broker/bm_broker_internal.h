@@ -310,7 +310,11 @@ struct _bm_broker_t {
 #define BM_REFUSAL_LOG_PER_S 20
 
 
-#define BM_CMD_MAX_ARGS 64
+//  Room for a job record's whole HSET: its own fields (BM_RECORD_FIELDS_MAX
+//  arguments with the command and key) and every dependency's result, so
+//  that a record is always written by one command, all or nothing.
+#define BM_RECORD_FIELDS_MAX 12
+#define BM_CMD_MAX_ARGS (BM_RECORD_FIELDS_MAX + 2 * BM_MAX_DEPENDS)
 
 typedef struct {
     int argc;

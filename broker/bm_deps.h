@@ -30,7 +30,10 @@ typedef struct {
     size_t result_size;         //  job asked for results; else NULL (a
                                 //  bm_deps_result, shared)
     bool result_saved;          //  result is in the job's Redis record, in
-                                //  its own field (issued or read back)
+                                //  its own field (issued or read back)...
+    uint64_t saved_drops;       //  ...as of this count of the store's dropped
+                                //  writes (bm_store_drops): once it grew, the
+                                //  write may have been one, and is made again
 } bm_dep_t;
 
 typedef struct _bm_deps_t {

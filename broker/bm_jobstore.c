@@ -239,48 +239,42 @@ s_arg_map (bm_cmd_t *cmd, const char *field, bm_body_t *body)
     s_arg (cmd, body->sbuf.data, body->sbuf.size);
 }
 
-//  One kept result as a field of cmd: its name in the argument's scratch.
-static void
-s_arg_dep_result (bm_cmd_t *cmd, bm_dep_t *dep, size_t index)
+//  Whether a kept result is still to be written to the job's record: never
+//  written, or written before a write the store dropped (which may have
+//  been it; a later HSET of the record would then say its dependency
+//  completed without it).
+static bool
+s_dep_result_unsaved (const bm_dep_t *dep, uint64_t drops)
 {
-    if (cmd->argc + 2 > BM_CMD_MAX_ARGS)
-        return;
-    char *name = cmd->scratch [cmd->argc];
-    s_arg (cmd, name, bm_record_dep_result_field (name, sizeof cmd->scratch [0], index));
-    s_arg (cmd, dep->result, dep->result_size);
-    dep->result_saved = true;
+    return dep->result && (!dep->result_saved || dep->saved_drops != drops);
 }
 
 //  The dependencies' results the job keeps that its record does not have
-//  yet, each as a field of its own (BM_RECORD_DEP_RESULT): a dependency's
-//  end writes its one result, not every result kept so far again.  As
-//  many as cmd (an HSET of the job's record) has room for go in it, the
-//  rest in HSETs of their own issued now, ahead of it in the same group.
-//  Each is marked saved: a write once issued is always sent again.
+//  yet, each as a field of its own (BM_RECORD_DEP_RESULT) of cmd, an HSET
+//  of the job's record with at most BM_RECORD_FIELDS_MAX arguments so far:
+//  a dependency's end writes its one result, not every result kept so far
+//  again.  All fit, so the record and its results land together or not at
+//  all.  Each is marked saved as of the store's drops now: a write once
+//  issued is sent again until it lands, unless it is dropped (counted).
 static void
 s_arg_dep_results (bm_broker_t *self, bm_cmd_t *cmd, bm_job_t *job)
 {
+    _Static_assert (BM_CMD_MAX_ARGS >= BM_RECORD_FIELDS_MAX + 2 * BM_MAX_DEPENDS,
+                    "a record's HSET holds every dependency's result");
     bm_deps_t *deps = job->deps;
     if (!deps)
         return;
-    size_t unsaved = 0;
-    for (size_t i = 0; i < deps->count; i++)
-        unsaved += deps->items [i].result && !deps->items [i].result_saved;
-    size_t room = (size_t) (BM_CMD_MAX_ARGS - cmd->argc) / 2;
-    size_t i = 0;
-    while (unsaved > room) {
-        bm_cmd_t extra;
-        bm_cmd_start (self, &extra, "HSET", "job:", job->id);
-        for (; i < deps->count && unsaved > room && extra.argc + 2 <= BM_CMD_MAX_ARGS; i++)
-            if (deps->items [i].result && !deps->items [i].result_saved) {
-                s_arg_dep_result (&extra, &deps->items [i], i);
-                unsaved--;
-            }
-        bm_jobstore_issue (self, &extra, true, NULL, NULL);
+    uint64_t drops = self->store ? bm_store_drops (self->store) : 0;
+    for (size_t i = 0; i < deps->count && cmd->argc + 2 <= BM_CMD_MAX_ARGS; i++) {
+        bm_dep_t *dep = &deps->items [i];
+        if (!s_dep_result_unsaved (dep, drops))
+            continue;
+        char *name = cmd->scratch [cmd->argc];
+        s_arg (cmd, name, bm_record_dep_result_field (name, sizeof cmd->scratch [0], i));
+        s_arg (cmd, dep->result, dep->result_size);
+        dep->result_saved = true;
+        dep->saved_drops = drops;
     }
-    for (; i < deps->count; i++)
-        if (deps->items [i].result && !deps->items [i].result_saved)
-            s_arg_dep_result (cmd, &deps->items [i], i);
 }
 
 //  HSET the whole record: state, what it was submitted with, and what its

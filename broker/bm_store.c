@@ -86,6 +86,8 @@ struct _bm_store_t {
     char refusal [160];         //  Redis's error for it while refusing, else ""
     char ping_refusal [160];    //  Redis's MISCONF to our PING (no writes), else ""
     uint64_t write_errors;      //  Error replies to writes, ever
+    uint64_t drops;             //  Durable writes dropped (buffer full) or
+                                //  refused for good, ever (bm_store_drops)
     int64_t dropped_at;         //  When a write refused for good was last logged
     uint64_t dropped_since;     //  Such writes not logged since
     bool resend_rest;           //  A group was refused on this connection: the
@@ -684,9 +686,11 @@ s_group_keep (bm_store_t *self, bm_store_group_t *group)
                 entry->kept (entry->arg);
         }
         else {
-            if (entry->retry && !self->destroying)
+            if (entry->retry && !self->destroying) {
+                self->drops++;
                 bm_error (NULL, "redis buffer full (%zu writes): a state change is dropped",
                           self->buffer_max);
+            }
             if (entry->fn)
                 entry->fn (NULL, entry->arg);
         }
@@ -897,6 +901,7 @@ s_on_write_reply (redisAsyncContext *ac, void *r, void *privdata)
             //  the error, it is not sent again.  Said at most once a minute.
             entry->refused = true;
             entry->retry = false;
+            self->drops++;
             if (!group->refused [0])
                 snprintf (group->refused, sizeof group->refused, "%s", reply->str);
             int64_t now = zclock_mono ();
@@ -1165,6 +1170,7 @@ bm_store_write (bm_store_t *self, bool retry, bm_store_fn *fn, void *arg,
     if (!retry)
         return -1;
     if (s_kept (self) >= self->buffer_max) {
+        self->drops++;
         bm_error (NULL, "redis buffer full (%zu writes): a state change is dropped",
                   self->buffer_max);
         return -1;
@@ -1354,4 +1360,10 @@ uint64_t
 bm_store_write_errors (bm_store_t *self)
 {
     return self->write_errors;
+}
+
+uint64_t
+bm_store_drops (bm_store_t *self)
+{
+    return self->drops;
 }

@@ -163,6 +163,11 @@ const char *bm_store_refusal (bm_store_t *self);
 //  Error replies to writes since the start: one per write refused (a
 //  fenced or Sentinel-mode group, refused as a whole, counts one).
 uint64_t bm_store_write_errors (bm_store_t *self);
+//  Durable writes that will never land, since the start: dropped because
+//  the buffer was full, or refused by Redis for good.  A caller that wrote
+//  something only once (not with every later write of its key) writes it
+//  again when this count has grown since.
+uint64_t bm_store_drops (bm_store_t *self);
 
 //  Writes waiting (buffered, grouped or in flight), for shutdown and
 //  metrics.
