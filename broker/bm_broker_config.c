@@ -94,6 +94,44 @@ const bm_setting_t bm_broker_settings [] = {
     BM_SETTINGS_END
 };
 
+
+//  True when the endpoints of list (comma-separated) can be connected to:
+//  a tcp:// one names its port, 1 to 65535 (not 0, * or a range: those
+//  only bind).
+static bool
+s_connectable (const char *list)
+{
+    const char *item = list;
+    while (item && *item) {
+        const char *end = strchr (item, ',');
+        size_t len = end ? (size_t) (end - item) : strlen (item);
+        while (len && (*item == ' ' || *item == '\t')) {
+            item++;
+            len--;
+        }
+        if (len > 6 && strncmp (item, "tcp://", 6) == 0) {
+            const char *colon = NULL;
+            for (const char *p = item; p < item + len; p++)
+                if (*p == ':')
+                    colon = p;
+            long port = 0;
+            for (const char *p = colon ? colon + 1 : item + len; p < item + len; p++) {
+                if (*p == ' ' || *p == '\t')
+                    continue;
+                if (*p < '0' || *p > '9')
+                    return false;
+                port = port * 10 + (*p - '0');
+                if (port > 65535)
+                    return false;
+            }
+            if (port < 1)
+                return false;
+        }
+        item = end ? end + 1 : NULL;
+    }
+    return true;
+}
+
 int
 bm_broker_config_load (bm_broker_config_t *c)
 {
@@ -116,7 +154,8 @@ bm_broker_config_load (bm_broker_config_t *c)
                   "from 0 to 65535, or *) or ipc://path (got '%s')", c->endpoint ? c->endpoint : "");
         rc = -1;
     }
-    if (c->advertise && *c->advertise && !bm_endpoints_valid (c->advertise)) {
+    if (c->advertise && *c->advertise
+    &&  (!bm_endpoints_valid (c->advertise) || !s_connectable (c->advertise))) {
         bm_error (NULL, "configuration: BROKER_ADVERTISE_ENDPOINT must be tcp://host:port (port a "
                   "number from 1 to 65535) or ipc://path (got '%s')", c->advertise);
         rc = -1;

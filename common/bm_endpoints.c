@@ -152,13 +152,15 @@ bm_endpoints_served (bm_endpoints_t *self)
 }
 
 //  tcp://[SOURCE;]HOST:PORT with a host and a port from 0 to 65535, * or
-//  ! (an ephemeral port, bound), or ipc://PATH: what zmq can bind or
-//  connect.  Whether HOST resolves or is this host's is not known here.
+//  ! (an ephemeral port, bound; czmq's *[FROM-TO] and ![FROM-TO] ranges
+//  too), ipc://PATH or inproc://NAME: what zmq can bind or connect.  Whether HOST resolves or is this host's is not known here.
 static bool
 s_endpoint_valid (const char *endpoint)
 {
     if (strncmp (endpoint, "ipc://", 6) == 0)
         return endpoint [6] != 0;
+    if (strncmp (endpoint, "inproc://", 9) == 0)
+        return endpoint [9] != 0;
     if (strncmp (endpoint, "tcp://", 6) != 0)
         return false;
     const char *host = endpoint + 6;
@@ -171,6 +173,11 @@ s_endpoint_valid (const char *endpoint)
     const char *port = colon + 1;
     if (streq (port, "*") || streq (port, "!"))
         return true;
+    //  czmq's ephemeral port ranges: *[60000-], ![-60000], *[55000-55999]
+    if ((port [0] == '*' || port [0] == '!') && port [1] == '[') {
+        size_t span = strspn (port + 2, "0123456789-");
+        return span > 0 && port [2 + span] == ']' && port [3 + span] == 0;
+    }
     size_t digits = strspn (port, "0123456789");
     return digits > 0 && digits <= 5 && port [digits] == 0 && atoi (port) <= 65535;
 }
@@ -214,6 +221,11 @@ bm_endpoints_test (bool verbose)
     //  A port zmq reads: a number up to 65535, or * / ! (bound only).
     BM_CHECK (bm_endpoints_valid ("tcp://127.0.0.1:*") && bm_endpoints_valid ("tcp://[::1]:65535")
               && bm_endpoints_valid ("tcp://10.0.0.1;b:5555") && bm_endpoints_valid ("tcp://eth0:0"));
+    //  czmq's ephemeral ranges and zmq's inproc bind too
+    BM_CHECK (bm_endpoints_valid ("tcp://127.0.0.1:*[60000-]") && bm_endpoints_valid ("tcp://*:![-55999]")
+              && bm_endpoints_valid ("tcp://*:*[55000-55999]") && bm_endpoints_valid ("inproc://x"));
+    BM_CHECK (!bm_endpoints_valid ("tcp://a:*[60000-") && !bm_endpoints_valid ("tcp://a:*[]")
+              && !bm_endpoints_valid ("tcp://a:*[x]") && !bm_endpoints_valid ("inproc://"));
     BM_CHECK (!bm_endpoints_valid ("tcp://127.0.0.1:notaport") && !bm_endpoints_valid ("tcp://a:65536")
               && !bm_endpoints_valid ("tcp://a:5555/x") && !bm_endpoints_valid ("tcp://:5555")
               && !bm_endpoints_valid ("tcp://a") && !bm_endpoints_valid ("tcp://a:")

@@ -33,7 +33,10 @@ BAD = {
                        ("BROKER_ENDPOINT", "tcp://127.0.0.1:notaport"),
                        ("BROKER_ENDPOINT", "tcp://127.0.0.1:70000"),
                        ("BROKER_ENDPOINT", "tcp://nosuchhost.invalid:5555"),
-                       ("BROKER_ADVERTISE_ENDPOINT", "tcp://127.0.0.1:notaport")],
+                       ("BROKER_ADVERTISE_ENDPOINT", "tcp://127.0.0.1:notaport"),
+                       # What only binds is no address to connect to.
+                       ("BROKER_ADVERTISE_ENDPOINT", "tcp://127.0.0.1:*"),
+                       ("BROKER_ADVERTISE_ENDPOINT", "tcp://127.0.0.1:0")],
     "botmesh-gateway": [("GATEWAY_THREADS", "abc"), ("API_KEYS", "a,,b"), ("GATEWAY_LISTEN", "abc"),
                         ("REDIS_URL", "http://x"), ("BROKER_ENDPOINT", "abc"), ("LOG_LEVEL", "chatty"),
                         ("BROKER_ENDPOINT", "tcp://127.0.0.1:notaport"),
@@ -101,6 +104,12 @@ def test():
         rc, err = run("botmesh-broker", {"BROKER_ENDPOINT": "tcp://127.0.0.1:" + port})
         h.check(rc == 1 and "BROKER_ENDPOINT" in err and "in use" in err,
                 "the broker with BROKER_ENDPOINT's port in use exits 1 naming it", rc, err[-300:])
+    # An interface's name that is not up (yet): the environment, not the
+    # value (wg0 before its tunnel, eth0 before DHCP): exit 1, so that a
+    # service manager starts it again, with the hint.
+    rc, err = run("botmesh-broker", {"BROKER_ENDPOINT": "tcp://bmnoif7:5555"})
+    h.check(rc == 1 and "BROKER_ENDPOINT" in err and "not up" in err,
+            "the broker bound to an interface name that is not up exits 1, saying so", rc, err[-300:])
 
 
 if __name__ == "__main__":
