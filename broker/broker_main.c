@@ -32,6 +32,8 @@ s_usage (void)
 "  --help                this text\n"
 "  --print-env           the broker-wide variables with their defaults, as\n"
 "                        env.example lines\n"
+"  --check-config        check the broker-wide variables and exit: 0 all\n"
+"                        valid, 2 (each bad one named)\n"
 "\n"
 "Environment (defaults in brackets):\n");
     bm_settings_help (bm_broker_settings, stdout);
@@ -126,8 +128,9 @@ main (int argc, char *argv [])
     bm_main_hide_secrets ();
     bm_settings_warn_foreign ();
     bm_env_check_warn ("broker", environ);
-    if (bm_settings_print_env_flag (argc, argv, bm_broker_settings))
-        return 0;
+    int info_rc = bm_settings_info_flag (argc, argv, bm_broker_settings);
+    if (info_rc >= 0)
+        return info_rc;
     for (int i = 1; i < argc; i++) {
         if (streq (argv [i], "--help") || streq (argv [i], "-h")) {
             s_usage ();

@@ -184,15 +184,39 @@ bm_settings_print_env (const bm_setting_t *table, FILE *out)
     }
 }
 
-bool
-bm_settings_print_env_flag (int argc, char *argv [], const bm_setting_t *table)
+//  --check-config: the values go to a scratch configuration as large as
+//  the table's last field (every field is at most 8 bytes: int64_t,
+//  double, bool or a pointer), dropped after.
+static int
+s_check_config (const bm_setting_t *table)
 {
-    for (int i = 1; i < argc; i++)
+    size_t size = 0;
+    for (const bm_setting_t *row = table; row->name; row++)
+        if (row->offset + sizeof (int64_t) > size)
+            size = row->offset + sizeof (int64_t);
+    void *scratch = calloc (1, size ? size : 1);
+    if (!scratch)
+        return 2;
+    int rc = bm_settings_load (table, scratch);
+    free (scratch);
+    if (rc)
+        return 2;
+    printf ("configuration: every variable is valid\n");
+    return 0;
+}
+
+int
+bm_settings_info_flag (int argc, char *argv [], const bm_setting_t *table)
+{
+    for (int i = 1; i < argc; i++) {
         if (!strcmp (argv [i], "--print-env")) {
             bm_settings_print_env (table, stdout);
-            return true;
+            return 0;
         }
-    return false;
+        if (!strcmp (argv [i], "--check-config"))
+            return s_check_config (table);
+    }
+    return -1;
 }
 
 //  --------------------------------------------------------------------------
@@ -294,6 +318,16 @@ bm_settings_test (bool verbose)
     BM_CHECK (strstr (error, "at most 64 bytes"));
     setenv ("BMT_PORT", "-1", 1);
     BM_CHECK (bm_settings_load (table, &c) == -1);
+
+    //  --check-config: 2 on the bad value, 0 once it is good; other
+    //  arguments: not a flag of the table's (-1).
+    char prog [] = "prog", check_flag [] = "--check-config", port_flag [] = "--port", one [] = "1";
+    char *check [] = { prog, check_flag, NULL };
+    char *other [] = { prog, port_flag, one, NULL };
+    BM_CHECK (bm_settings_info_flag (2, check, table) == 2);
+    setenv ("BMT_PORT", "80", 1);
+    BM_CHECK (bm_settings_info_flag (2, check, table) == 0);
+    BM_CHECK (bm_settings_info_flag (3, other, table) == -1);
 
     //  Help and env.example text come from the same rows.
     char *text = NULL;

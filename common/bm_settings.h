@@ -132,9 +132,13 @@ void bm_settings_help (const bm_setting_t *table, FILE *out);
 //  Write the table as env.example lines: "# help (range)" then "NAME=default".
 void bm_settings_print_env (const bm_setting_t *table, FILE *out);
 
-//  When argv holds --print-env: write the table as env.example lines to
-//  stdout and return true (the caller exits 0).  Otherwise false.
-bool bm_settings_print_env_flag (int argc, char *argv [], const bm_setting_t *table);
+//  The flags every service answers from its table alone, without starting:
+//  --print-env writes the table as env.example lines to stdout (0);
+//  --check-config reads every variable of the table as the service would
+//  and returns 0 when all are good, else 2 (BM_EXIT_CONFIG) after an error
+//  line naming each bad one.  Returns -1 when argv holds neither flag (the
+//  caller goes on), else the status the caller exits with.
+int bm_settings_info_flag (int argc, char *argv [], const bm_setting_t *table);
 
 //  The row of a variable, or NULL.
 const bm_setting_t *bm_settings_find (const bm_setting_t *table, const char *name);

@@ -100,6 +100,8 @@ s_usage (FILE *out)
 "  --threads N         GATEWAY_THREADS        HTTP worker threads (default 128)\n"
 "  -h, --help          this text\n"
 "  --print-env         the variables with their defaults, as env.example lines\n"
+"  --check-config      check the variables and exit: 0 all valid, 2 (each bad\n"
+"                      one named)\n"
 "\n"
 "Environment (defaults in brackets):\n");
     bm_settings_help (s_settings, out);
@@ -124,8 +126,9 @@ main (int argc, char *argv [])
     bm_main_hide_secrets ();
     bm_settings_warn_foreign ();
     bm_env_check_warn ("gateway", environ);
-    if (bm_settings_print_env_flag (argc, argv, s_settings))
-        return 0;
+    int info_rc = bm_settings_info_flag (argc, argv, s_settings);
+    if (info_rc >= 0)
+        return info_rc;
     gw_config_t config = { 0 };
     int bad = bm_settings_load (s_settings, &config);
     const char *port_flag = NULL;

@@ -69,6 +69,8 @@ s_usage (FILE *out)
 "                           \"listening http=ADDR:PORT\" on stderr says which)\n"
 "  --help                   this text\n"
 "  --print-env              the variables with their defaults, as env.example lines\n"
+"  --check-config           check the variables and exit: 0 all valid, 2 (each\n"
+"                           bad one named)\n"
 "\n"
 "Environment (defaults in brackets):\n");
     bm_settings_help (s_settings, out);
@@ -89,8 +91,9 @@ s_usage (FILE *out)
 int
 main (int argc, char *argv [])
 {
-    if (bm_settings_print_env_flag (argc, argv, s_settings))
-        return 0;
+    int info_rc = bm_settings_info_flag (argc, argv, s_settings);
+    if (info_rc >= 0)
+        return info_rc;
     const char *port_flag;
     int rc = bm_http_args (argc, argv, "mock", s_usage, &port_flag);
     if (rc >= 0)

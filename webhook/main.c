@@ -51,6 +51,8 @@ s_usage (FILE *out)
 "  --port N        overrides WEBHOOK_MANAGER_PORT (0: any free port; the line\n"
 "                  \"listening http=ADDR:PORT\" on stderr says which)\n"
 "  --print-env     the variables with their defaults, as env.example lines\n"
+"  --check-config  check the variables and exit: 0 all valid, 2 (each bad one\n"
+"                  named)\n"
 "  --help          this text\n"
 "\n");
     wh_config_help (out);
@@ -59,8 +61,9 @@ s_usage (FILE *out)
 int
 main (int argc, char *argv [])
 {
-    if (bm_settings_print_env_flag (argc, argv, wh_settings))
-        return 0;
+    int info_rc = bm_settings_info_flag (argc, argv, wh_settings);
+    if (info_rc >= 0)
+        return info_rc;
     const char *port_flag;
     int rc = bm_http_args (argc, argv, "webhook", s_usage, &port_flag);
     if (rc >= 0)

@@ -125,6 +125,8 @@ s_usage (FILE *out)
 "  -h, --help             this help\n"
 "      --print-env        the worker-wide variables with their defaults, as\n"
 "                         env.example lines\n"
+"      --check-config     check the worker-wide variables and exit: 0 all\n"
+"                         valid, 2 (each bad one named)\n"
 "\n"
 "Environment (defaults in brackets):\n");
     bm_settings_help (s_settings, out);
@@ -890,8 +892,9 @@ main (int argc, char *argv [])
         return 2;
     bm_settings_warn_foreign ();
 
-    if (bm_settings_print_env_flag (argc, argv, s_settings))
-        return 0;
+    int info_rc = bm_settings_info_flag (argc, argv, s_settings);
+    if (info_rc >= 0)
+        return info_rc;
     s_settings_t settings;
     memset (&settings, 0, sizeof settings);
     if (bm_settings_load (s_settings, &settings)) {
