@@ -23,6 +23,8 @@
                                         //  restarts after a back-off
 #define BM_POOL_BACKOFF_MIN_MS  100     //  First restart after an init failure
 #define BM_POOL_BACKOFF_MAX_MS  30000   //  Longest wait between restarts
+#define BM_POOL_INIT_ERROR_LOGGED 700   //  Bytes of an init failure's error
+                                        //  its log line holds (the end)
 #define BM_POOL_CPU_CHECK_MS    200     //  The CPU time of busy processes,
                                         //  where the pool enforces the CPU
                                         //  budget itself (at the tick)
@@ -1295,8 +1297,20 @@ bm_pool_reap (bm_pool_t *self, pid_t pid)
         free (tail);
         int64_t backoff = s_backoff_ms (self->failures);
         self->next_start = bm_mono_ms () + backoff;
-        bm_error (NULL, "%s process pid=%d failed at init (%s)%s; next start in %lld ms",
-                  self->config.type, (int) pid, how, hint, (long long) backoff);
+        //  The error the jobs get, on the same line: its end (the bot's
+        //  last stderr lines: the missing module, the bad setting) is
+        //  what says why, and what a line cut at the log's limit would lose.
+        const char *why = self->init_error ? self->init_error : "";
+        size_t why_len = strlen (why), from = 0;
+        if (why_len > BM_POOL_INIT_ERROR_LOGGED) {
+            from = why_len - BM_POOL_INIT_ERROR_LOGGED;
+            while (why [from] && ((unsigned char) why [from] & 0xC0) == 0x80)
+                from++;             //  Not in the middle of a UTF-8 sequence
+        }
+        bm_error (NULL, "%s process pid=%d failed at init (%s)%s; next start in %lld ms; "
+                  "jobs fail with: %s%s",
+                  self->config.type, (int) pid, how, hint, (long long) backoff,
+                  from ? "..." : "", why + from);
         //  Nobody ready: the jobs that waited for this start fail with
         //  its error (those that come during the back-off wait for the
         //  next start).
