@@ -10,7 +10,10 @@ its job label (each answers there).  invoke --wait says within seconds
 that the gateway stopped answering (its address, curl's error), waits on,
 and says when it answers again; its timeout names the last known state.
 A restart or scale whose workers' bots cannot load (a preload module that
-is not there) exits 1 naming the worker, and status then exits 1.  The
+is not there) exits 1 naming the worker and the bot's own error (the
+missing module), and status then exits 1.  With the default
+WORKER_METRICS_PORT=-1, a worker restarted keeps the metrics port it had,
+where the targets file lists it.  The
 down command as printed stops this stack, saying that a job running past
 the workers' grace is handed back and runs again.
 """
@@ -117,6 +120,7 @@ def test():
         for t in targets:
             check(metrics_ok(t["targets"][0]), "%s (%s) answers /metrics at %s"
                   % (t["labels"]["service"], t["labels"]["job"], t["targets"][0]))
+        py_port = [t["targets"][0] for t in targets if t["labels"]["service"] == "worker-python-1"]
         p = e.run("scale", "python=2")
         check(p.returncode == 0, "scale python=2", show(p))
         check("worker-python-2" in {t["labels"]["service"] for t in targets_file(e)},
@@ -149,6 +153,9 @@ def test():
         p = e.run("restart", "worker-python-1", env=broken)
         check(p.returncode == 1 and "worker-python-1: its bots fail at init" in p.stderr,
               "restart with bots that cannot load exits 1 naming the worker", show(p))
+        fail_line = [l for l in p.stderr.splitlines() if "worker-python-1: its bots fail at init" in l]
+        check(fail_line and "pandass" in fail_line[0],
+              "... with the bot's own error, which names the missing module", show(p))
         log("restart with a failing preload took %.1f s" % (time.monotonic() - t0))
         p = e.run("status")
         check(p.returncode == 1 and "BOTS FAIL AT INIT" in p.stdout, "status exits 1 on BOTS FAIL AT INIT", show(p))
@@ -160,6 +167,11 @@ def test():
         took = time.monotonic() - t0
         check(p.returncode == 0 and "fail at init" not in p.stderr,
               "restart python with loadable bots exits 0", show(p))
+        # Restarted twice: worker-python-1 serves its metrics where it did,
+        # and the targets file says so.
+        now = [t["targets"][0] for t in targets_file(e) if t["labels"]["service"] == "worker-python-1"]
+        check(py_port and now == py_port and metrics_ok(now[0]),
+              "worker-python-1 keeps its metrics port (WORKER_METRICS_PORT=-1) across restarts", py_port, now)
         log("restart of 3 real python workers took %.1f s" % took)
         p = e.run("scale", "python=1")
         check(p.returncode == 0, "scale python=1", show(p))

@@ -6,7 +6,9 @@ workers' metrics pinned (WORKER_METRICS_PORT a base: one port each, from it
 up) and every metrics port kept local (BROKER_METRICS_ADDR and
 WORKER_METRICS_ADDR 127.0.0.1).  Then the env file is edited and:
 `restart gateway` makes the gateway take the new API_KEYS and leaves the
-rest running, and names a misspelt setting of the env file as up does; `restart mock` moves the mock to its new port;
+rest running, and names a misspelt setting of the env file as up does;
+with MAX_BODY_BYTES=abc it is refused (exit 2, naming it) and the gateway
+runs on; `restart mock` moves the mock to its new port;
 `restart python` restarts that worker alone, on the metrics port it had;
 `restart orchestrator` restarts the broker alone and returns once the
 workers are back in its list, each under its name HOST-worker-TYPE-1 (the
@@ -162,6 +164,19 @@ def run(e, base):
     st, _, body = http("GET", gw + "/stats", NEW_KEY)
     check(st == 200, "the gateway takes the new key from the env file", st, body)
     e.env["BOTMESH_API_KEY"] = NEW_KEY
+
+    # A bad value in the env file: the gateway's own check refuses it
+    # before anything stops (exit 2, naming the variable).
+    set_env(e, "MAX_BODY_BYTES", "abc")
+    before = e.pids()
+    p = e.run("restart", "gateway")
+    check(p.returncode == 2 and "MAX_BODY_BYTES" in p.stderr and "nothing was stopped" in p.stderr
+          and "gateway: stopped" not in p.stdout,
+          "restart gateway with MAX_BODY_BYTES=abc is refused, naming it, before stopping", show(p))
+    check(e.pids() == before and alive(before["gateway"]), "... and the gateway runs on", before, e.pids())
+    st, _, _ = http("GET", gw + "/stats", NEW_KEY)
+    check(st == 200, "... and answers", st)
+    set_env(e, "MAX_BODY_BYTES", "1048576")
 
     # A new port for the mock (by its Compose name).
     old_mock, new_mock = e.ports["mock"], free_port()

@@ -7,7 +7,8 @@ simulated bots).  `scale ruby=1` with real bots and no BOT_RUBY_CMD: its
 worker exits at start, scale exits 1 saying it was not applied, var/scale
 has no ruby line and no ruby worker is left (status is clean).  `scale
 python=0` is remembered: after down, up says it starts no python worker
-and names var/scale and `./botmesh scale python=N`, and its "Try it"
+and names var/scale and `./botmesh scale python=N` (as this stack's other
+commands, with BOTMESH_ENV_FILE and BOTMESH_VAR_DIR), and its "Try it"
 example is of node, which a worker serves (the printed curl answers a
 jobId, the printed invoke --wait completes), saying that no worker serves
 python (before, it printed a python example, whose job waited for ever).  Then a count of a type
@@ -81,9 +82,11 @@ def run(e):
     check(e.run("down", timeout=120).returncode == 0, "down")
     p = e.run("up")
     scale_path = os.path.join(e.var, "scale")
-    check(p.returncode == 0 and "worker-python: no worker, as ./botmesh scale python=0 set (%s" % scale_path
-          in p.stdout and "./botmesh scale python=N" in p.stdout,
-          "up says it starts no python worker, naming var/scale and ./botmesh scale", show(p))
+    # The scale commands it prints name this stack, as its other commands.
+    bm = "BOTMESH_ENV_FILE=%s BOTMESH_VAR_DIR=%s ./botmesh" % (shlex.quote(e.envfile), shlex.quote(e.var))
+    check(p.returncode == 0 and "worker-python: no worker, as %s scale python=0 set (%s" % (bm, scale_path)
+          in p.stdout and "%s scale python=N" % bm in p.stdout,
+          "up says it starts no python worker, naming var/scale and this stack's ./botmesh scale", show(p))
     check(not any(k.startswith("worker-python-") for k in e.pids()), "... and starts none", e.pids())
     try_it = p.stdout.split("Try it:\n", 1)[-1]
     check("Try it:\n" in p.stdout and '"botType": "node"' in try_it and "./botmesh invoke node " in try_it
@@ -107,7 +110,7 @@ def run(e):
     p = e.run("up", env={"SIM_RUBY_DURATION_MS": "bogus"})
     check(p.returncode == 1 and "FAILED: worker-ruby-1 did not come up" in p.stderr,
           "up with a ruby worker that fails at start reports it and exits 1", show(p))
-    check("./botmesh scale ruby=1 set in %s" % scale_path in p.stderr and "./botmesh scale ruby=N" in p.stderr,
+    check("as %s scale ruby=1 set in %s" % (bm, scale_path) in p.stderr and "%s scale ruby=N" % bm in p.stderr,
           "... naming var/scale and ./botmesh scale as where its count comes from", show(p))
     check("FAILED: up: worker-ruby did not come up" in p.stderr, "... and, at the end, what failed", show(p))
     pids = e.pids()

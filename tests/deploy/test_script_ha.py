@@ -4,7 +4,12 @@ The local stack as deploy.script starts it (private var directory, ports of
 its own, simulated bots), with --ha: `up` starts broker and broker-2 (the
 next port) with BROKER_HA=redis and gives every peer both endpoints;
 `status` shows exactly one broker as LEADER, the other as standby, and a
-leader line; a job runs end to end.  The leader is killed with SIGKILL:
+leader line; a job runs end to end.  `restart broker broker-2` restarts
+them one at a time, the standby first, then the leader once the standby
+waits for the lease: the gateway's /ready answers 200 throughout but for
+the hand-over (well under a second, where both at once left no broker
+for seconds), a job submitted during the restart completes, and the
+other broker leads after.  The leader is killed with SIGKILL:
 `status` names the other broker as leader within a few seconds, with the
 next epoch, and a job submitted then runs end to end too (gateway and
 workers followed), and `logs broker` shows both brokers' logs.  `down` leaves
@@ -13,7 +18,10 @@ no process behind.
 import os
 import re
 import signal
+import subprocess
+import threading
 import time
+import urllib.request
 
 import deploylib as d
 from harness import check, free_port, log, main, wait_until
@@ -50,6 +58,57 @@ def invoke_ok(e, what):
     check(p.returncode == 0 and '"completed"' in p.stdout, "invoke --wait completes %s" % what, ts.show(p))
 
 
+def ready(e):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/ready" % e.ports["gw"], timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def rolling_restart(e, first, second):
+    """restart broker broker-2 while the gateway runs: the standby (second)
+    first, then the leader (first); /ready polled all along.  Returns the
+    new (leader, standby)."""
+    stop, down, longest = threading.Event(), [None], [0.0]
+
+    def poll():
+        while not stop.is_set():
+            now = time.monotonic()
+            if ready(e):
+                down[0] = None
+            else:
+                down[0] = down[0] or now
+                longest[0] = max(longest[0], now - down[0])
+            time.sleep(0.02)
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    job = subprocess.Popen([ts.SCRIPT, "invoke", "python", '{"task":"ha"}', "--delay-ms", "1500", "--wait",
+                            "--timeout", "90"], env=e.env, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    try:
+        p = e.run("restart", "broker", "broker-2", timeout=240)
+    finally:
+        stop.set()
+        t.join(5)
+    out = p.stdout
+    check(p.returncode == 0 and "botmesh: restarted" in out, "restart broker broker-2", ts.show(p))
+    log("gateway /ready did not answer 200 for at most %.2f s during the restart" % longest[0])
+    check(longest[0] < 1.5, "a broker leads throughout the restart (/ready down for %.2f s at most)"
+          % longest[0])
+    at = [out.find(m) for m in ("%s: stopped" % second, "%s: started" % second, "%s: up, standby" % second,
+                                "%s: stopped" % first, "%s: started" % first)]
+    check(-1 < at[0] < at[1] < at[2] < at[3] < at[4],
+          "the standby %s restarts first and waits for the lease, then the leader %s" % (second, first), out)
+    job_out, job_err = job.communicate(timeout=120)
+    check(job.returncode == 0 and '"completed"' in job_out, "a job submitted during the restart completes",
+          job.returncode, job_out, job_err)
+    rc, rows, leader, text = status_rows(e)
+    check(rc == 0 and leader_of(rows) == second and rows[first] == "up, standby",
+          "after it %s leads and %s stands by" % (second, first), text)
+    return second, first
+
+
 def test():
     if not d.binary("botmesh-broker") or not d.binary("botmesh-gateway") or not d.binary("botmesh-worker"):
         d.skip("broker, gateway or worker not built yet")
@@ -79,6 +138,9 @@ def test():
         port = broker if first == "broker" else broker + 1
         check(leader == "%s (tcp://127.0.0.1:%d, epoch 1)" % (first, port), "status's leader line", leader, text)
         invoke_ok(e, "with two brokers")
+        first, second = rolling_restart(e, first, second)
+        pids = e.pids()
+        epoch = int(re.search(r"epoch (\d+)\)$", status_rows(e)[2]).group(1))
 
         os.kill(pids[first], signal.SIGKILL)
         killed = time.monotonic()
@@ -90,8 +152,8 @@ def test():
         rows, leader = wait_until(took_over, 30, "status to name %s as leader" % second, interval=0.5)
         log("status names the new leader after %.1f s" % (time.monotonic() - killed))
         check(rows[first].startswith("DOWN"), "status shows the killed broker down", rows)
-        check(leader.startswith("%s (" % second) and leader.endswith("epoch 2)"),
-              "the leader line names %s at epoch 2" % second, leader)
+        check(leader.startswith("%s (" % second) and leader.endswith("epoch %d)" % (epoch + 1)),
+              "the leader line names %s at the next epoch, %d" % (second, epoch + 1), leader)
         invoke_ok(e, "after the failover")
         # logs broker follows both brokers, whichever leads; each block of
         # lines under the name of its log.
