@@ -275,10 +275,22 @@ s_usage_of_ms (int64_t ms, struct rusage *usage)
     return usage;
 }
 
+//  A fork server's job runs in a child of its own process group, which a
+//  kill of the server's group does not reach: the child of the job it
+//  runs, if any, is killed with it, else the failed job would run on.
+static void
+s_kill_child (proc_t *proc)
+{
+    if (proc->pool->config.fork && proc->child > 0)
+        if (killpg (proc->child, SIGKILL) != 0)
+            kill (proc->child, SIGKILL);
+}
+
 static void
 s_kill_bad (proc_t *proc, const char *why)
 {
     char retired [96] = "";
+    s_kill_child (proc);
     bm_pool_proc_kill (proc, SIGKILL);
     if (proc->state != PROC_RETIRING) {
         proc->state = PROC_RETIRING;
@@ -307,6 +319,7 @@ s_broke_framing (proc_t *proc, const char *why)
     bm_warn (NULL, "%s process pid=%d: %s while it ran a job: killed", self->config.type,
              (int) proc->pid, why);
     s_retire (proc, "output");
+    s_kill_child (proc);
     bm_pool_proc_kill (proc, SIGKILL);
     char message [160];
     snprintf (message, sizeof message, "the worker could not read the bot's stdout: %s", why);
@@ -316,7 +329,8 @@ s_broke_framing (proc_t *proc, const char *why)
 }
 
 //  End of file on a process's stdout.  One that exits (or died) is left
-//  to its reap, which says how it ended.  One alive that closed its stdout
+//  to its reap, which says how it ended, as is one being stopped (its
+//  job's timeout or cancel says how that ended).  One alive that closed its stdout
 //  can never answer again: its job, if it runs one, fails now with
 //  bad_output (rather than wait for the process's exit or the job's
 //  timeout), and it is killed and replaced.  One still starting is left
@@ -325,7 +339,9 @@ static void
 s_closed_stdout (proc_t *proc)
 {
     bm_pool_t *self = proc->pool;
-    if (proc->state == PROC_RETIRING || proc->state == PROC_STARTING)
+    //  Retiring, starting, or being stopped (a timeout, a cancel): the
+    //  reap or the stop says how its job ended, not its closed stdout.
+    if (proc->state == PROC_RETIRING || proc->state == PROC_STARTING || proc->stopping)
         return;
     pid_t bot = bm_pool_proc_bot (proc, self->config.sandboxed);
     if (bm_pool_proc_exiting (proc->pid) || (bot > 0 && bm_pool_proc_exiting (bot)))

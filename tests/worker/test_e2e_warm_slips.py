@@ -30,7 +30,7 @@ import signal
 import time
 
 import harness
-from harness import check, wait_until
+from harness import check, log, wait_until
 import wlib
 
 PY = "/usr/bin/python3"
@@ -69,11 +69,29 @@ for line in sys.stdin:
 
 # A fork server of its own, as a bot author may write one: it answers every
 # job with a line that is not a JSON object.
-BADFORK = r'''import json, os, sys
+# With a payload naming a pidfile, it first forks the job's child in a
+# process group of its own (which writes its pid there and sleeps) and says
+# it started.
+BADFORK = r'''import json, os, sys, time
 sys.stdout.write(json.dumps({"ready": True, "mode": "fork"}) + "\n")
 sys.stdout.flush()
 for line in sys.stdin:
     frame = json.loads(line)
+    pidfile = (frame.get("payload") or {}).get("pidfile")
+    if pidfile:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.setpgid(0, 0)
+            with open(pidfile + ".tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.rename(pidfile + ".tmp", pidfile)
+            os.write(w, b"x")
+            time.sleep(60)
+            os._exit(0)
+        os.read(r, 1)
+        sys.stdout.write(json.dumps({"started": pid}) + "\n")
+        sys.stdout.flush()
     sys.stdout.write("answer: done\n")
     sys.stdout.flush()
 '''
@@ -176,6 +194,21 @@ def main():
               and "fork server" in message and "'answer: done'" in message,
               "a fork server's answer that is not a JSON object fails its job at once, quoting it",
               rec)
+        pidfile = os.path.join(tmp, "child.pid")
+        rec = run("badfork", {"pidfile": pidfile}, 10)
+        check(rec["state"] == "failed" and rec["error"]["code"] == "bad_output",
+              "the same with the job's child started in a process group of its own", rec)
+        child = int(open(pidfile).read())
+
+        def gone():
+            try:
+                with open("/proc/%d/stat" % child) as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+            except OSError:
+                return True
+        wait_until(gone, 10, "the failed job's child (pid %d, its own process group) killed with "
+                   "the fork server" % child)
+        log("the job's child pid=%d is gone" % child)
 
         jobs = [c.submit("prog", {}, attempts=1, timeoutMs=60000) for _ in range(50)]
         lost = []
