@@ -4,9 +4,10 @@
     jansson writes every real of a document with one precision
     (JSON_REAL_PRECISION): 17 digits turn 0.1 into 0.10000000000000001, 16
     turn 858.2457 into 858.2457000000001, and no single precision suits
-    both.  This writer chooses per value, as Python's repr and JavaScript's
-    Number#toString do: the shortest of %.15g, %.16g, %.17g that strtod
-    reads back exactly (fewer digits still for subnormals, 5e-324), ".0"
+    both.  This writer chooses per value, much as Python's repr and
+    JavaScript's Number#toString do: the shortest of %.15g, %.16g, %.17g
+    that strtod reads back exactly (near a power of two, 17 digits where
+    a 16-digit text that is not the nearest would also read back) (fewer digits still for subnormals, 5e-324), ".0"
     appended to integral reals so they stay reals (1.0), the exponent
     without "+" or leading zeros (1e300).  Everything else is written as
     json_dumps writes it: integers stay integers, strings are escaped the
