@@ -278,12 +278,13 @@ s_usage_of_ms (int64_t ms, struct rusage *usage)
 //  A fork server's job runs in a child of its own process group, which a
 //  kill of the server's group does not reach: the child of the job it
 //  runs, if any, is killed with it, else the failed job would run on.
+//  Its group only: a group's id is not reused while the group lives,
+//  where the child's pid may already be another process's.
 static void
 s_kill_child (proc_t *proc)
 {
     if (proc->pool->config.fork && proc->child > 0)
-        if (killpg (proc->child, SIGKILL) != 0)
-            kill (proc->child, SIGKILL);
+        killpg (proc->child, SIGKILL);
 }
 
 static void
@@ -339,9 +340,12 @@ static void
 s_closed_stdout (proc_t *proc)
 {
     bm_pool_t *self = proc->pool;
-    //  Retiring, starting, or being stopped (a timeout, a cancel): the
-    //  reap or the stop says how its job ended, not its closed stdout.
-    if (proc->state == PROC_RETIRING || proc->state == PROC_STARTING || proc->stopping)
+    //  Retiring, starting, or a pool process being stopped (a timeout, a
+    //  cancel): the reap or the stop says how its job ended, not its
+    //  closed stdout.  A fork server's stop reaches only its job's child:
+    //  one that closed its stdout would never answer that job.
+    if (proc->state == PROC_RETIRING || proc->state == PROC_STARTING
+    ||  (proc->stopping && !self->config.fork))
         return;
     pid_t bot = bm_pool_proc_bot (proc, self->config.sandboxed);
     if (bm_pool_proc_exiting (proc->pid) || (bot > 0 && bm_pool_proc_exiting (bot)))

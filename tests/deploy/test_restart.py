@@ -177,6 +177,14 @@ def run(e, base):
     st, _, _ = http("GET", gw + "/stats", NEW_KEY)
     check(st == 200, "... and answers", st)
     set_env(e, "MAX_BODY_BYTES", "1048576")
+    # LOG_LEVEL, which each program reads before its flags: refused too.
+    set_env(e, "LOG_LEVEL", "chatty")
+    p = e.run("restart", "gateway")
+    check(p.returncode == 2 and "LOG_LEVEL" in p.stderr and "nothing was stopped" in p.stderr
+          and "gateway: stopped" not in p.stdout,
+          "restart gateway with LOG_LEVEL=chatty is refused, naming it, before stopping", show(p))
+    check(e.pids() == before and alive(before["gateway"]), "... and the gateway runs on", before, e.pids())
+    set_env(e, "LOG_LEVEL", "info")
 
     # A new port for the mock (by its Compose name).
     old_mock, new_mock = e.ports["mock"], free_port()
