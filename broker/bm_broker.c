@@ -1210,7 +1210,8 @@ s_broker_destroy (bm_broker_t **self_p)
 //  The actor: commands on its pipe
 
 //  True when endpoint's host (tcp://[SOURCE;]HOST:PORT) can be a network
-//  interface's name: at most 15 characters, none of them . : [ ].
+//  interface's name: at most 15 characters, none of them : [ ] (a VLAN's
+//  has a dot: eth0.100).
 static bool
 s_interface_name (const char *endpoint)
 {
@@ -1225,7 +1226,7 @@ s_interface_name (const char *endpoint)
     if (len == 0 || len > 15)
         return false;
     for (size_t i = 0; i < len; i++)
-        if (strchr (".:[]", host [i]))
+        if (strchr (":[]", host [i]))
             return false;
     return true;
 }
