@@ -1209,28 +1209,6 @@ s_broker_destroy (bm_broker_t **self_p)
 //  --------------------------------------------------------------------------
 //  The actor: commands on its pipe
 
-//  True when endpoint's host (tcp://[SOURCE;]HOST:PORT) can be a network
-//  interface's name: at most 15 characters, none of them : [ ] (a VLAN's
-//  has a dot: eth0.100).
-static bool
-s_interface_name (const char *endpoint)
-{
-    if (!endpoint || strncmp (endpoint, "tcp://", 6) != 0)
-        return false;
-    const char *host = endpoint + 6;
-    const char *semicolon = strchr (host, ';');
-    if (semicolon)
-        host = semicolon + 1;
-    const char *colon = strrchr (host, ':');
-    size_t len = colon ? (size_t) (colon - host) : strlen (host);
-    if (len == 0 || len > 15)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (strchr (":[]", host [i]))
-            return false;
-    return true;
-}
-
 //  BIND endpoint: "0", "-1" (logged): it cannot be bound now (an address
 //  in use or not this host's), or "-2" (logged): it can never be (a
 //  malformed endpoint, a host name that is neither an address nor an
@@ -1244,7 +1222,7 @@ s_bind (bm_broker_t *self, const char *endpoint)
         //  be one not up yet, or without its address yet: not a bad value
         //  (exit 1: a service manager starts it again), unlike a name
         //  that cannot be an interface's (a DNS name, an IPv6 address).
-        bool not_up = error == ENODEV && s_interface_name (endpoint);
+        bool not_up = error == ENODEV && bm_endpoint_interface_name (endpoint);
         bool bad_value = error == EINVAL || (error == ENODEV && !not_up)
                       || error == EPROTONOSUPPORT || error == ENOCOMPATPROTO;
         bm_error (NULL, "%sBROKER_ENDPOINT: cannot bind %s: %s%s", bad_value ? "configuration: " : "",

@@ -151,6 +151,18 @@ bm_endpoints_served (bm_endpoints_t *self)
     self->named = false;
 }
 
+//  The HOST:PORT of tcp://[SOURCE;]HOST:PORT, or NULL for another
+//  transport.
+static const char *
+s_tcp_host (const char *endpoint)
+{
+    if (!endpoint || strncmp (endpoint, "tcp://", 6) != 0)
+        return NULL;
+    const char *host = endpoint + 6;
+    const char *semicolon = strchr (host, ';');
+    return semicolon ? semicolon + 1 : host;
+}
+
 //  tcp://[SOURCE;]HOST:PORT with a host and a port from 0 to 65535, * or
 //  ! (an ephemeral port, bound; czmq's *[FROM-TO] and ![FROM-TO] ranges
 //  too), ipc://PATH or inproc://NAME: what zmq can bind or connect.  Whether HOST resolves or is this host's is not known here.
@@ -161,12 +173,9 @@ s_endpoint_valid (const char *endpoint)
         return endpoint [6] != 0;
     if (strncmp (endpoint, "inproc://", 9) == 0)
         return endpoint [9] != 0;
-    if (strncmp (endpoint, "tcp://", 6) != 0)
+    const char *host = s_tcp_host (endpoint);
+    if (!host)
         return false;
-    const char *host = endpoint + 6;
-    const char *semicolon = strchr (host, ';');
-    if (semicolon)
-        host = semicolon + 1;
     const char *colon = strrchr (host, ':');
     if (!colon || colon == host)
         return false;
@@ -197,14 +206,27 @@ bm_endpoints_valid (const char *list)
 bool
 bm_endpoint_network_open (const char *endpoint)
 {
-    if (!endpoint || strncmp (endpoint, "tcp://", 6) != 0)
+    const char *host = s_tcp_host (endpoint);
+    if (!host)
         return false;
-    const char *host = endpoint + 6;
-    const char *semicolon = strchr (host, ';');         //  tcp://SOURCE;HOST:PORT
-    if (semicolon)
-        host = semicolon + 1;
     return strncmp (host, "127.", 4) != 0 && strncmp (host, "localhost:", 10) != 0
         && strncmp (host, "[::1]:", 6) != 0 && strncmp (host, "lo:", 3) != 0;
+}
+
+bool
+bm_endpoint_interface_name (const char *endpoint)
+{
+    const char *host = s_tcp_host (endpoint);
+    if (!host)
+        return false;
+    const char *colon = strrchr (host, ':');
+    size_t len = colon ? (size_t) (colon - host) : strlen (host);
+    if (len == 0 || len > 15)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (strchr (":[]", host [i]))
+            return false;
+    return true;
 }
 
 void
@@ -231,6 +253,14 @@ bm_endpoints_test (bool verbose)
               && !bm_endpoints_valid ("tcp://a") && !bm_endpoints_valid ("tcp://a:")
               && !bm_endpoints_valid ("tcp://a:-1") && !bm_endpoints_valid ("ipc://")
               && !bm_endpoints_valid ("tcp://a:1,tcp://b:x"));
+    //  A host that can be an interface's name, not up yet: not a bad value
+    BM_CHECK (bm_endpoint_interface_name ("tcp://wg0:5555")
+              && bm_endpoint_interface_name ("tcp://eth0.100:5555")
+              && bm_endpoint_interface_name ("tcp://10.0.0.1;wg0:5555"));
+    BM_CHECK (!bm_endpoint_interface_name ("tcp://nosuchhost.invalid:5555")
+              && !bm_endpoint_interface_name ("tcp://[::1]:5555")
+              && !bm_endpoint_interface_name ("tcp://:5555")
+              && !bm_endpoint_interface_name ("ipc:///tmp/x") && !bm_endpoint_interface_name (NULL));
     //  Open to the network: every interface or an outside address.
     BM_CHECK (bm_endpoint_network_open ("tcp://*:5555")
               && bm_endpoint_network_open ("tcp://0.0.0.0:5555")

@@ -48,6 +48,12 @@ bool bm_endpoints_valid (const char *list);
 //  inproc:// are not.
 bool bm_endpoint_network_open (const char *endpoint);
 
+//  True when a tcp:// endpoint's host can be a network interface's name
+//  (wg0, eth0.100): at most 15 characters, none of them : [ ].  zmq
+//  fails such a bind with ENODEV while the interface is not up or has no
+//  address yet, which is no bad value.
+bool bm_endpoint_interface_name (const char *endpoint);
+
 size_t bm_endpoints_size (bm_endpoints_t *self);
 
 //  The endpoint to connect to now (borrowed, valid until destroy).
