@@ -2,6 +2,7 @@
     fewest digits that read back as the same double.  */
 #include "bm_json_text.h"
 #include "bm_selftest.h"
+#include "bm_text.h"
 
 #include <float.h>
 #include <inttypes.h>
@@ -13,41 +14,6 @@
 
 //  Containers nested deeper than jansson's parser accepts are refused.
 #define S_MAX_DEPTH 2048
-
-//  The text being written: grows as needed; failed set for good on no memory.
-typedef struct {
-    char *data;                 //  The text so far (owned), not NUL-ended
-    size_t size;                //  Bytes in data
-    size_t room;                //  Bytes allocated
-    bool failed;                //  An allocation failed: the text is lost
-} s_text_t;
-
-static void
-s_put (s_text_t *self, const char *bytes, size_t len)
-{
-    if (self->failed)
-        return;
-    if (self->size + len + 1 > self->room) {
-        size_t room = self->room ? self->room : 256;
-        while (room < self->size + len + 1)
-            room *= 2;
-        char *data = realloc (self->data, room);
-        if (!data) {
-            self->failed = true;
-            return;
-        }
-        self->data = data;
-        self->room = room;
-    }
-    memcpy (self->data + self->size, bytes, len);
-    self->size += len;
-}
-
-static void
-s_puts (s_text_t *self, const char *text)
-{
-    s_put (self, text, strlen (text));
-}
 
 //  %.*g of value, reshaped as JSON: a "." or exponent always there, the
 //  exponent without "+" and leading zeros.  Returns the length.
@@ -117,12 +83,12 @@ s_utf8_next (const unsigned char *text, size_t len, uint32_t *code)
 //  beyond ASCII with JSON_ENSURE_ASCII (as UTF-16 surrogate pairs past
 //  U+FFFF).
 static void
-s_put_string (s_text_t *self, const char *str, size_t len, size_t flags)
+s_put_string (bm_text_t *self, const char *str, size_t len, size_t flags)
 {
     const unsigned char *at = (const unsigned char *) str;
     const unsigned char *end = at + len;
     const unsigned char *plain = at;
-    s_put (self, "\"", 1);
+    bm_text_put (self, "\"", 1);
     while (at < end) {
         uint32_t code;
         size_t step = s_utf8_next (at, (size_t) (end - at), &code);
@@ -133,17 +99,17 @@ s_put_string (s_text_t *self, const char *str, size_t len, size_t flags)
             at += step;
             continue;
         }
-        s_put (self, (const char *) plain, (size_t) (at - plain));
+        bm_text_put (self, (const char *) plain, (size_t) (at - plain));
         char seq [16];
         switch (code) {
-            case '"':  s_puts (self, "\\\""); break;
-            case '\\': s_puts (self, "\\\\"); break;
-            case '/':  s_puts (self, "\\/"); break;
-            case '\b': s_puts (self, "\\b"); break;
-            case '\f': s_puts (self, "\\f"); break;
-            case '\n': s_puts (self, "\\n"); break;
-            case '\r': s_puts (self, "\\r"); break;
-            case '\t': s_puts (self, "\\t"); break;
+            case '"':  bm_text_puts (self, "\\\""); break;
+            case '\\': bm_text_puts (self, "\\\\"); break;
+            case '/':  bm_text_puts (self, "\\/"); break;
+            case '\b': bm_text_puts (self, "\\b"); break;
+            case '\f': bm_text_puts (self, "\\f"); break;
+            case '\n': bm_text_puts (self, "\\n"); break;
+            case '\r': bm_text_puts (self, "\\r"); break;
+            case '\t': bm_text_puts (self, "\\t"); break;
             default:
                 if (code < 0x10000)
                     snprintf (seq, sizeof seq, "\\u%04X", (unsigned) code);
@@ -152,29 +118,29 @@ s_put_string (s_text_t *self, const char *str, size_t len, size_t flags)
                     snprintf (seq, sizeof seq, "\\u%04X\\u%04X",
                               (unsigned) (0xD800 | (rest >> 10)), (unsigned) (0xDC00 | (rest & 0x3FF)));
                 }
-                s_puts (self, seq);
+                bm_text_puts (self, seq);
         }
         at += step;
         plain = at;
     }
-    s_put (self, (const char *) plain, (size_t) (at - plain));
-    s_put (self, "\"", 1);
+    bm_text_put (self, (const char *) plain, (size_t) (at - plain));
+    bm_text_put (self, "\"", 1);
 }
 
 //  A new line and depth levels of indent with JSON_INDENT; else a space
 //  when space is asked and the output is not JSON_COMPACT.
 static void
-s_put_indent (s_text_t *self, size_t flags, int depth, bool space)
+s_put_indent (bm_text_t *self, size_t flags, int depth, bool space)
 {
     size_t indent = flags & JSON_MAX_INDENT;
     if (indent) {
-        s_put (self, "\n", 1);
+        bm_text_put (self, "\n", 1);
         for (size_t i = 0; i < indent * (size_t) depth; i++)
-            s_put (self, " ", 1);
+            bm_text_put (self, " ", 1);
     }
     else
     if (space && !(flags & JSON_COMPACT))
-        s_put (self, " ", 1);
+        bm_text_put (self, " ", 1);
 }
 
 typedef struct {
@@ -192,14 +158,14 @@ s_member_cmp (const void *a, const void *b)
     return cmp ? cmp : (ma->len > mb->len) - (ma->len < mb->len);
 }
 
-static int s_put_value (s_text_t *self, const json_t *value, size_t flags, int depth);
+static int s_put_value (bm_text_t *self, const json_t *value, size_t flags, int depth);
 
 static int
-s_put_object (s_text_t *self, const json_t *object, size_t flags, int depth)
+s_put_object (bm_text_t *self, const json_t *object, size_t flags, int depth)
 {
     size_t count = json_object_size (object);
     if (count == 0) {
-        s_puts (self, "{}");
+        bm_text_puts (self, "{}");
         return 0;
     }
     s_member_t *members = malloc (count * sizeof *members);
@@ -215,27 +181,27 @@ s_put_object (s_text_t *self, const json_t *object, size_t flags, int depth)
     if (flags & JSON_SORT_KEYS)
         qsort (members, n, sizeof *members, s_member_cmp);
     int rc = 0;
-    s_put (self, "{", 1);
+    bm_text_put (self, "{", 1);
     s_put_indent (self, flags, depth + 1, false);
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (i) {
-            s_put (self, ",", 1);
+            bm_text_put (self, ",", 1);
             s_put_indent (self, flags, depth + 1, true);
         }
         s_put_string (self, members [i].key, members [i].len, flags);
-        s_put (self, ":", 1);
+        bm_text_put (self, ":", 1);
         if (!(flags & JSON_COMPACT))
-            s_put (self, " ", 1);
+            bm_text_put (self, " ", 1);
         rc = s_put_value (self, members [i].value, flags, depth + 1);
     }
     s_put_indent (self, flags, depth, false);
-    s_put (self, "}", 1);
+    bm_text_put (self, "}", 1);
     free (members);
     return rc;
 }
 
 static int
-s_put_value (s_text_t *self, const json_t *value, size_t flags, int depth)
+s_put_value (bm_text_t *self, const json_t *value, size_t flags, int depth)
 {
     if (depth > S_MAX_DEPTH)
         return -1;
@@ -246,21 +212,21 @@ s_put_value (s_text_t *self, const json_t *value, size_t flags, int depth)
         case JSON_ARRAY: {
             size_t count = json_array_size (value);
             if (count == 0) {
-                s_puts (self, "[]");
+                bm_text_puts (self, "[]");
                 return 0;
             }
-            s_put (self, "[", 1);
+            bm_text_put (self, "[", 1);
             s_put_indent (self, flags, depth + 1, false);
             for (size_t i = 0; i < count; i++) {
                 if (i) {
-                    s_put (self, ",", 1);
+                    bm_text_put (self, ",", 1);
                     s_put_indent (self, flags, depth + 1, true);
                 }
                 if (s_put_value (self, json_array_get (value, i), flags, depth + 1))
                     return -1;
             }
             s_put_indent (self, flags, depth, false);
-            s_put (self, "]", 1);
+            bm_text_put (self, "]", 1);
             return 0;
         }
         case JSON_STRING:
@@ -268,23 +234,23 @@ s_put_value (s_text_t *self, const json_t *value, size_t flags, int depth)
             return 0;
         case JSON_INTEGER:
             snprintf (text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value (value));
-            s_puts (self, text);
+            bm_text_puts (self, text);
             return 0;
         case JSON_REAL: {
             int len = bm_json_real_text (json_real_value (value), text);
             if (len < 0)
                 return -1;      //  jansson holds no NaN or infinity
-            s_put (self, text, (size_t) len);
+            bm_text_put (self, text, (size_t) len);
             return 0;
         }
         case JSON_TRUE:
-            s_puts (self, "true");
+            bm_text_puts (self, "true");
             return 0;
         case JSON_FALSE:
-            s_puts (self, "false");
+            bm_text_puts (self, "false");
             return 0;
         default:
-            s_puts (self, "null");
+            bm_text_puts (self, "null");
             return 0;
     }
 }
@@ -296,9 +262,9 @@ bm_json_dumps (const json_t *value, size_t flags)
         return NULL;
     if (!(flags & JSON_ENCODE_ANY) && !json_is_object (value) && !json_is_array (value))
         return NULL;
-    s_text_t text = { NULL, 0, 0, false };
+    bm_text_t text = BM_TEXT_INIT;
     int rc = s_put_value (&text, value, flags, 0);
-    s_put (&text, "", 1);       //  The NUL
+    bm_text_put (&text, "", 1);       //  The NUL
     if (rc || text.failed) {
         free (text.data);
         return NULL;

@@ -1,5 +1,6 @@
 /*  bm_job_env.c - the environment a bot gets, and a pooled job's frame.  */
 #include "bm_job_env.h"
+#include "bm_text.h"
 #include "bm_json.h"
 #include "bm_bot.h"
 #include "bm_env_check.h"
@@ -363,87 +364,54 @@ bm_job_env_pool (bm_job_env_t *self, const bm_worker_type_t *type, const char *w
     return envp;
 }
 
-//  The job frame's text, built as it goes (no JSON objects: a frame is
-//  made for every pooled job, and the objects and sprintf calls of the
-//  variables cost more than the rest of the frame).
-typedef struct {
-    char *data;
-    size_t size, cap;
-    bool failed;                //  No memory, or a string not UTF-8
-} s_text_t;
-
-static void
-s_put (s_text_t *text, const char *data, size_t size)
-{
-    if (text->failed)
-        return;
-    if (text->size + size + 1 > text->cap) {
-        size_t cap = text->cap ? text->cap : 512;
-        while (cap < text->size + size + 1)
-            cap *= 2;
-        char *grown = (char *) realloc (text->data, cap);
-        if (!grown) {
-            text->failed = true;
-            return;
-        }
-        text->data = grown;
-        text->cap = cap;
-    }
-    memcpy (text->data + text->size, data, size);
-    text->size += size;
-    text->data [text->size] = 0;
-}
-
-static void
-s_put_str (s_text_t *text, const char *data)
-{
-    s_put (text, data, strlen (data));
-}
+//  The job frame's text is built as it goes (bm_text: no JSON objects, a
+//  frame is made for every pooled job, and the objects and sprintf calls
+//  of the variables cost more than the rest of the frame).
 
 //  value as a JSON string, escaped as json_dumps escapes it (", \, and
 //  control characters; the rest as it is).  Text that is not UTF-8 fails
 //  the frame, as json_string refuses it.
 static void
-s_put_json_str (s_text_t *text, const char *value)
+s_put_json_str (bm_text_t *text, const char *value)
 {
     size_t size = strlen (value);
     if (!bm_utf8_valid (value, size)) {
         text->failed = true;
         return;
     }
-    s_put (text, "\"", 1);
+    bm_text_put (text, "\"", 1);
     size_t plain = 0;
     for (size_t i = 0; i < size; i++) {
         unsigned char c = (unsigned char) value [i];
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
-        s_put (text, value + plain, i - plain);
+        bm_text_put (text, value + plain, i - plain);
         char escape [8];
         switch (c) {
-            case '"':  s_put (text, "\\\"", 2); break;
-            case '\\': s_put (text, "\\\\", 2); break;
-            case '\b': s_put (text, "\\b", 2); break;
-            case '\f': s_put (text, "\\f", 2); break;
-            case '\n': s_put (text, "\\n", 2); break;
-            case '\r': s_put (text, "\\r", 2); break;
-            case '\t': s_put (text, "\\t", 2); break;
+            case '"':  bm_text_put (text, "\\\"", 2); break;
+            case '\\': bm_text_put (text, "\\\\", 2); break;
+            case '\b': bm_text_put (text, "\\b", 2); break;
+            case '\f': bm_text_put (text, "\\f", 2); break;
+            case '\n': bm_text_put (text, "\\n", 2); break;
+            case '\r': bm_text_put (text, "\\r", 2); break;
+            case '\t': bm_text_put (text, "\\t", 2); break;
             default:
                 snprintf (escape, sizeof escape, "\\u%04X", c);
-                s_put (text, escape, 6);
+                bm_text_put (text, escape, 6);
         }
         plain = i + 1;
     }
-    s_put (text, value + plain, size - plain);
-    s_put (text, "\"", 1);
+    bm_text_put (text, value + plain, size - plain);
+    bm_text_put (text, "\"", 1);
 }
 
 //  ,"NAME":"VALUE" for a whole number.
 static void
-s_put_var_int (s_text_t *text, const char *name, int64_t value)
+s_put_var_int (bm_text_t *text, const char *name, int64_t value)
 {
     char field [96];
     int n = snprintf (field, sizeof field, ",\"%s\":\"%lld\"", name, (long long) value);
-    s_put (text, field, (size_t) n);
+    bm_text_put (text, field, (size_t) n);
 }
 
 //  The job frame {job, env, payload}, env holding the job's own BOT_*
@@ -460,30 +428,30 @@ bm_job_env_frame (bm_job_env_t *self, const char *job_id, const bm_worker_type_t
     char *payload_text = bm_json_dumps (payload, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!payload_text)
         return NULL;
-    s_text_t text = { NULL, 0, 0, false };
-    s_put_str (&text, "{\"job\":");
+    bm_text_t text = BM_TEXT_INIT;
+    bm_text_puts (&text, "{\"job\":");
     s_put_json_str (&text, job_id);
-    s_put_str (&text, ",\"env\":{\"BOT_JOB_ID\":");
+    bm_text_puts (&text, ",\"env\":{\"BOT_JOB_ID\":");
     s_put_json_str (&text, job_id);
-    s_put_str (&text, ",\"BOT_TYPE\":");
+    bm_text_puts (&text, ",\"BOT_TYPE\":");
     s_put_json_str (&text, type->name);
     s_put_var_int (&text, "BOT_ATTEMPT", attempt);
     s_put_var_int (&text, "BOT_TIMEOUT_MS", limit_ms);
     s_put_var_int (&text, "BOT_DEADLINE", deadline);
-    s_put_str (&text, ",\"BOT_PROGRESS_FD\":\"3\",\"BOT_WORKER\":");
+    bm_text_puts (&text, ",\"BOT_PROGRESS_FD\":\"3\",\"BOT_WORKER\":");
     s_put_json_str (&text, worker);
     //  Sandboxed, the job's own temporary directory in the process's /tmp
     //  (the pool makes it before the job and removes it after).
     if (type->sandboxed) {
         char tmp [96];
         bm_sandbox_job_tmp (job_id, tmp, sizeof tmp);
-        s_put_str (&text, ",\"TMPDIR\":");
+        bm_text_puts (&text, ",\"TMPDIR\":");
         s_put_json_str (&text, tmp);
-        s_put_str (&text, ",\"HOME\":");
+        bm_text_puts (&text, ",\"HOME\":");
         s_put_json_str (&text, tmp);
     }
-    s_put_str (&text, "},\"payload\":");
-    s_put_str (&text, payload_text);
+    bm_text_puts (&text, "},\"payload\":");
+    bm_text_puts (&text, payload_text);
     free (payload_text);
     //  A fork server runs without the job's CPU, memory and file limits
     //  (its forks would add up, its own use is not the job's): each child
@@ -492,19 +460,19 @@ bm_job_env_frame (bm_job_env_t *self, const char *job_id, const bm_worker_type_t
         const bm_limits_t *limits = &type->limits;
         const char *keys [] = { "memoryMb", "cpuSeconds", "maxPids", "maxFiles" };
         int64_t values [] = { limits->memory_mb, limits->cpu_seconds, limits->max_pids, limits->max_files };
-        s_put_str (&text, ",\"limits\":{");
+        bm_text_puts (&text, ",\"limits\":{");
         bool first = true;
         for (int i = 0; i < 4; i++)
             if (values [i] > 0) {
                 char field [64];
                 int n = snprintf (field, sizeof field, "%s\"%s\":%lld", first ? "" : ",", keys [i],
                                   (long long) values [i]);
-                s_put (&text, field, (size_t) n);
+                bm_text_put (&text, field, (size_t) n);
                 first = false;
             }
-        s_put_str (&text, "}");
+        bm_text_puts (&text, "}");
     }
-    s_put_str (&text, "}");
+    bm_text_puts (&text, "}");
     if (text.failed) {
         free (text.data);
         return NULL;
