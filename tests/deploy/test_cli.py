@@ -133,13 +133,20 @@ def test():
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         lines = Lines(proc)
         check(lines.first('"jobId"', 20)[0], "invoke printed its job id", lines.text())
+        # The gateway stays down until invoke has said so (a restart alone
+        # can fall between two of its polls), then restart starts it.
         pid = e.pids()["gateway"]
+        os.kill(pid, 15)
+        wait_until(lambda: not os.path.exists("/proc/%d" % pid) or e.pids().get("gateway") != pid, 15,
+                   "the gateway to exit on SIGTERM")
+        at, line = lines.first("stopped answering", 10)
+        # The state it last read: delayed, or none yet if the gateway went
+        # before invoke's first poll (the timeout below checks the wording).
+        check(line and "127.0.0.1:%d" % e.ports["gw"] in line and "curl: " in line
+              and ("last known state: delayed" in line or "last known state: unknown" in line),
+              "invoke --wait says the gateway stopped answering, with its address and the error", lines.text())
         r = e.run("restart", "gateway")
         check(r.returncode == 0, "restart gateway", show(r))
-        at, line = lines.first("stopped answering", 10)
-        check(line and "127.0.0.1:%d" % e.ports["gw"] in line and "curl: " in line
-              and "last known state: delayed" in line,
-              "invoke --wait says the gateway stopped answering, with its address and the error", lines.text())
         at2, again = lines.first("answers again", 20)
         check(again, "... and says when it answers again", lines.text())
         out, _ = proc.communicate(timeout=60)
